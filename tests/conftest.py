@@ -1,0 +1,1 @@
+"""Shared fixtures. Real-data helpers live in tests/realdata.py."""
