@@ -64,10 +64,17 @@ daily_job = define_asset_job(
     description="Every per-day layer for one day: raw → aggregation → quality → curation.",
 )
 
+compute_usage_job = define_asset_job(
+    "compute_usage_job",
+    selection=AssetSelection.assets("compute_usage"),
+    partitions_def=daily_partitions,
+    description="Load one day of accelerator telemetry (used to backfill forecast history).",
+)
+
 
 def build_definitions(profile: str | None = None) -> Definitions:
     profile = profile or os.environ.get("ANNOTATION_PIPELINES_PROFILE", "local")
-    return Definitions(assets=all_assets, jobs=[daily_job], resources=resources_for(profile))
+    return Definitions(assets=all_assets, jobs=[daily_job, compute_usage_job], resources=resources_for(profile))
 
 
 defs = build_definitions()

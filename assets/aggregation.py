@@ -1,6 +1,5 @@
 """Aggregated labels: one label per task from its judgments, by the method set per project."""
 
-from __future__ import annotations
 
 import polars as pl
 from annotation_pipelines.aggregation import fit

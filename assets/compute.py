@@ -1,6 +1,5 @@
 """Accelerator telemetry: per-day usage in canonical form."""
 
-from __future__ import annotations
 
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset

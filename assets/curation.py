@@ -1,6 +1,5 @@
 """Curated dataset: confident, deduplicated, split, versioned rows an ML engineer trains on."""
 
-from __future__ import annotations
 
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset

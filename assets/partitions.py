@@ -1,6 +1,5 @@
 """Partitions shared by every per-day layer."""
 
-from __future__ import annotations
 
 import os
 
