@@ -19,7 +19,6 @@ import assets.aggregation
 import assets.compute
 import assets.curation
 import assets.ingest
-from assets.partitions import daily_partitions
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LandingZone
 
@@ -60,21 +59,21 @@ daily_assets = AssetSelection.all() - AssetSelection.groups("forecasting")
 daily_job = define_asset_job(
     "daily_annotation_job",
     selection=daily_assets,
-    partitions_def=daily_partitions,
     description="Every per-day layer for one day: raw → aggregation → quality → curation.",
 )
 
 compute_usage_job = define_asset_job(
     "compute_usage_job",
     selection=AssetSelection.assets("compute_usage"),
-    partitions_def=daily_partitions,
     description="Load one day of accelerator telemetry (used to backfill forecast history).",
 )
 
 
 def build_definitions(profile: str | None = None) -> Definitions:
     profile = profile or os.environ.get("ANNOTATION_PIPELINES_PROFILE", "local")
-    return Definitions(assets=all_assets, jobs=[daily_job, compute_usage_job], resources=resources_for(profile))
+    return Definitions(
+        assets=all_assets, jobs=[daily_job, compute_usage_job], resources=resources_for(profile)
+    )
 
 
 defs = build_definitions()

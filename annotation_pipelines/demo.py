@@ -18,6 +18,8 @@ from annotation_pipelines.storage import atomic_write_parquet
 from annotation_pipelines.synthetic import generate_compute_usage, generate_workload
 
 COMPUTE_HISTORY_DAYS = 28
+# The demo prints one progress line per step; Dagster's per-event console log stays in the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def last_days(count: int, *, today: date | None = None) -> list[date]:
@@ -52,20 +54,26 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
     echo(f"  {summary.judgments:,} judgments, {summary.tasks:,} tasks, {rows:,} telemetry rows")
 
     instance = DagsterInstance.get()
-    daily = defs.get_job_def("daily_annotation_job")
+    daily = defs.resolve_job_def("daily_annotation_job")
     for day in day_list:
-        result = daily.execute_in_process(partition_key=day.isoformat(), instance=instance)
+        result = daily.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, run_config=QUIET
+        )
         if not result.success:
             raise click.ClickException(f"daily run for {day} failed; see the Dagster UI")
         echo(f"  materialized every daily layer for {day}")
-    history_job = defs.get_job_def("compute_usage_job")
+    history_job = defs.resolve_job_def("compute_usage_job")
     for day in compute_days:
         if day in day_list:
             continue
-        history_job.execute_in_process(partition_key=day.isoformat(), instance=instance)
+        history_job.execute_in_process(
+            partition_key=day.isoformat(), instance=instance, run_config=QUIET
+        )
     echo(f"  loaded {len(compute_days)} days of accelerator telemetry")
     if "forecast_job" in {job.name for job in defs.resolve_all_job_defs()}:
-        result = defs.get_job_def("forecast_job").execute_in_process(instance=instance)
+        result = defs.resolve_job_def("forecast_job").execute_in_process(
+            instance=instance, run_config=QUIET
+        )
         if not result.success:
             raise click.ClickException("forecast run failed; see the Dagster UI")
         echo("  materialized the capacity forecasts")

@@ -1,19 +1,18 @@
 """Aggregated labels: one label per task from its judgments, by the method set per project."""
 
-
 import polars as pl
-from annotation_pipelines.aggregation import fit
 from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Output, multi_asset
 from pydantic import Field
 
 from annotation_pipelines import schema
+from annotation_pipelines.aggregation import fit
 from assets.partitions import daily_partitions
 
 
 class AggregationConfig(Config):
     """Which truth-inference method each project uses (launchpad-editable)."""
 
-    method: str = Field(default="auto", description="Default method for every project.")
+    method: str = Field(default="dawid_skene", description="Default method for every project.")
     methods_per_project: dict[str, str] = Field(
         default_factory=dict, description="Per-project override, e.g. {'toxicity': 'glad'}."
     )

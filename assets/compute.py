@@ -1,6 +1,5 @@
 """Accelerator telemetry: per-day usage in canonical form."""
 
-
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 

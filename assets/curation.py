@@ -1,6 +1,5 @@
 """Curated dataset: confident, deduplicated, split, versioned rows an ML engineer trains on."""
 
-
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
 from pydantic import Field

@@ -1,6 +1,5 @@
 """Raw layer: the day's tasks, judgments and gold labels in the canonical schema."""
 
-
 from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, multi_asset
 
 from annotation_pipelines import schema

@@ -1,6 +1,5 @@
 """Partitions shared by every per-day layer."""
 
-
 import os
 
 from dagster import DailyPartitionsDefinition

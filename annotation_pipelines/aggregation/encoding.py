@@ -62,7 +62,7 @@ class Encoded:
         """Codes of `values`; -1 for a task that has no judgment."""
         values = values.cast(self.task_values.dtype)
         codes = _codes(values, self.task_values)
-        found = self.task_values.gather(np.minimum(codes, self.n_tasks - 1)).to_numpy() == values
+        found = (self.task_values.gather(np.minimum(codes, self.n_tasks - 1)) == values).to_numpy()
         return np.where(found.astype(bool), codes, -1)
 
 
