@@ -18,6 +18,7 @@ from dagster_aws.s3 import S3Resource
 import assets.aggregation
 import assets.compute
 import assets.curation
+import assets.forecasting
 import assets.ingest
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LandingZone
@@ -51,7 +52,13 @@ def resources_for(profile: str) -> dict[str, object]:
 
 
 all_assets = load_assets_from_modules(
-    [assets.ingest, assets.aggregation, assets.curation, assets.compute]
+    [
+        assets.ingest,
+        assets.aggregation,
+        assets.curation,
+        assets.compute,
+        assets.forecasting,
+    ]
 )
 
 daily_assets = AssetSelection.all() - AssetSelection.groups("forecasting")
@@ -68,11 +75,19 @@ compute_usage_job = define_asset_job(
     description="Load one day of accelerator telemetry (used to backfill forecast history).",
 )
 
+forecast_job = define_asset_job(
+    "forecast_job",
+    selection=AssetSelection.groups("forecasting"),
+    description="Capacity forecasts over the lake's history (one run, many days in one pass).",
+)
+
 
 def build_definitions(profile: str | None = None) -> Definitions:
     profile = profile or os.environ.get("ANNOTATION_PIPELINES_PROFILE", "local")
     return Definitions(
-        assets=all_assets, jobs=[daily_job, compute_usage_job], resources=resources_for(profile)
+        assets=all_assets,
+        jobs=[daily_job, compute_usage_job, forecast_job],
+        resources=resources_for(profile),
     )
 
 

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
+from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
 
 
@@ -82,18 +83,11 @@ def aggregated_labels(  # noqa: ANN201
     label_frame = _stack(labels, schema.AGGREGATED_LABELS, "aggregated_labels")
     skill_frame = _stack(skills, schema.ANNOTATOR_PARAMETERS, "annotator_skill")
     summary_frame = pl.DataFrame(summary) if summary else pl.DataFrame({"project": []})
-    with pl.Config(
-        tbl_formatting="MARKDOWN",
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        fmt_str_lengths=120,
-    ):
-        summary_md = str(summary_frame)
     yield Output(
         label_frame,
         output_name="aggregated_labels",
         metadata={
-            "methods": MetadataValue.md(summary_md),
+            "methods": markdown_table(summary_frame),
             "tie_share": MetadataValue.float(
                 float(label_frame["is_tie"].mean()) if label_frame.height else 0.0
             ),

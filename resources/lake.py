@@ -184,8 +184,10 @@ def table_metadata(frame: pl.DataFrame, *, preview_rows: int = 10) -> dict[str, 
         tbl_hide_dataframe_shape=True,
         tbl_hide_column_data_types=True,
         tbl_rows=preview_rows,
+        tbl_cols=16,
         fmt_str_lengths=40,
-        tbl_cols=12,
+        tbl_width_chars=100_000,
+        float_precision=4,
     ):
         preview = str(frame.head(preview_rows))
     return {
