@@ -145,7 +145,7 @@ def test_jsonl_malformed_wrong_type_and_truncated_lines():
 
 
 def test_jsonl_with_nothing_readable_raises():
-    with pytest.raises(UnreadableFileError, match="export.jsonl"):
+    with pytest.raises(UnreadableFileError, match=r"export\.jsonl"):
         ingest(b"not json\nstill not\n", "jsonl")
 
 

@@ -64,7 +64,10 @@ CREATE INDEX IF NOT EXISTS gold_labels_updated_at ON gold_labels (updated_at);
 
 CREATE OR REPLACE FUNCTION touch_updated_at() RETURNS trigger AS $$
 BEGIN
-    NEW.updated_at := now();
+    -- An update that sets updated_at itself (a backfill, a replayed change) keeps its value.
+    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+        NEW.updated_at := now();
+    END IF;
     RETURN NEW;
 END;
 $$ LANGUAGE plpgsql;
