@@ -97,12 +97,16 @@ def seed_database(
     label_sets: dict[str, Sequence[str]] | None = None,
     schema: str = "public",
     updated_at: datetime | None = None,
+    assignments: bool = True,
 ) -> dict[str, int]:
     """Load a workload (canonical judgments, optional tasks and gold) into the tool's tables.
 
     Projects, annotators, tasks (when not given) and assignments are derived from the
     judgments. `updated_at` (default: now) is stamped on every row, which is what a test of
-    the watermark needs. Bulk insert through ADBC (binary COPY). Returns rows per table.
+    the watermark needs. Bulk insert through ADBC (binary COPY); tables that already hold rows
+    get only the new ones (`ON CONFLICT DO NOTHING`), so a workload can be seeded in batches.
+    `assignments=False` skips the one table the ingest never reads (faster 10M-row seeds).
+    Returns rows inserted per table.
     """
     import adbc_driver_postgresql.dbapi as adbc
 
@@ -136,7 +140,8 @@ def seed_database(
         "tasks": tasks.select("task_id", "project", "payload", "created_at").with_columns(
             updated_at=stamp
         ),
-        "assignments": judgments.drop_nulls("annotator_id")
+        "assignments": judgments.head(0 if not assignments else judgments.height)
+        .drop_nulls("annotator_id")
         .group_by("task_id", "annotator_id")
         .agg(assigned_at=pl.col("submitted_at").min())
         .with_columns(updated_at=stamp),
@@ -157,10 +162,24 @@ def seed_database(
     counts: dict[str, int] = {}
     with adbc.connect(dsn) as connection, connection.cursor() as cursor:
         for table, frame in frames.items():
-            cursor.adbc_ingest(
-                table, _arrow_for_postgres(frame), mode="append", db_schema_name=schema
+            arrow = _arrow_for_postgres(frame)
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_quoted(schema)}.{_quoted(table)})")
+            populated = bool(cursor.fetchone()[0])  # type: ignore[index]
+            if table == "judgments" or not populated:
+                # New submissions, or a first seed: straight binary COPY, no staging.
+                cursor.adbc_ingest(table, arrow, mode="append", db_schema_name=schema)
+                counts[table] = frame.height
+                continue
+            # Dimensions may already hold rows from an earlier seed: stage, then insert the
+            # new ones only, so seeding in several batches (or twice) works.
+            staging = f"seed_{table}"
+            cursor.adbc_ingest(staging, arrow, mode="replace", temporary=True)
+            columns = ", ".join(_quoted(c) for c in frame.columns)
+            cursor.execute(
+                f"INSERT INTO {_quoted(schema)}.{_quoted(table)} ({columns}) "
+                f"SELECT {columns} FROM {_quoted(staging)} ON CONFLICT DO NOTHING"
             )
-            counts[table] = frame.height
+            counts[table] = cursor.rowcount if cursor.rowcount >= 0 else frame.height
         connection.commit()
     return counts
 
