@@ -20,8 +20,9 @@ import assets.compute
 import assets.curation
 import assets.forecasting
 import assets.ingest
+from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
-from resources.landing import LandingZone
+from resources.landing import LocalLandingZone, S3LandingZone
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def resources_for(profile: str) -> dict[str, object]:
     """The resources of one deployment profile."""
     if profile == "local":
         lake = LocalLake(base_path=str(data_dir() / "lake"))
-        landing = LandingZone(path=str(data_dir() / "landing"))
+        landing = LocalLandingZone(path=str(data_dir() / "landing"))
     elif profile == "production":
         s3 = S3Resource(
             region_name=EnvVar("AWS_REGION"),
@@ -45,10 +46,21 @@ def resources_for(profile: str) -> dict[str, object]:
             bucket=EnvVar("ANNOTATION_PIPELINES_BUCKET"),
             prefix=os.environ.get("ANNOTATION_PIPELINES_LAKE_PREFIX", "lake"),
         )
-        landing = LandingZone(path=os.environ.get("ANNOTATION_PIPELINES_LANDING", "/landing"))
+        landing = S3LandingZone(
+            s3=s3,
+            bucket=EnvVar("ANNOTATION_PIPELINES_BUCKET"),
+            prefix=os.environ.get("ANNOTATION_PIPELINES_LANDING_PREFIX", "landing"),
+        )
     else:
         raise ValueError(f"ANNOTATION_PIPELINES_PROFILE={profile!r}: use 'local' or 'production'")
-    return {"io_manager": LakeIOManager(lake=lake), "lake": lake, "landing": landing}
+    # The DSN is read when a run first uses the database, so a profile without one still loads.
+    annotation_db = AnnotationDatabase(dsn=EnvVar("ANNOTATION_DB_DSN"))
+    return {
+        "io_manager": LakeIOManager(lake=lake),
+        "lake": lake,
+        "landing": landing,
+        "annotation_db": annotation_db,
+    }
 
 
 all_assets = load_assets_from_modules(
@@ -61,7 +73,7 @@ all_assets = load_assets_from_modules(
     ]
 )
 
-daily_assets = AssetSelection.all() - AssetSelection.groups("forecasting")
+daily_assets = AssetSelection.all() - AssetSelection.groups("forecasting", "sources")
 
 daily_job = define_asset_job(
     "daily_annotation_job",

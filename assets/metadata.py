@@ -15,7 +15,7 @@ def markdown_table(frame: pl.DataFrame, *, rows: int = 20) -> MetadataValue:
         tbl_rows=rows,
         tbl_cols=20,
         fmt_str_lengths=120,
-        tbl_width_chars=100_000,
+        tbl_width_chars=60_000,
         float_precision=4,
     ):
         return MetadataValue.md(str(frame.head(rows)))

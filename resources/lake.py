@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from dagster import (
@@ -66,6 +67,9 @@ class Lake(ConfigurableResource):
     def uri(self, key: str) -> str:
         raise NotImplementedError
 
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
     def local_path(self, key: str) -> Path | None:
         """A path a reader can open directly, when the lake is on this machine."""
         return None
@@ -76,6 +80,15 @@ class Lake(ConfigurableResource):
         key = partition_key(table, day)
         self.put(key, _to_bytes(frame))
         return key
+
+    def put_frame(self, key: str, frame: pl.DataFrame) -> None:
+        self.put(key, _to_bytes(frame))
+
+    def get_frame(self, key: str) -> pl.DataFrame:
+        path = self.local_path(key)
+        if path is not None:
+            return pl.read_parquet(path)
+        return pl.read_parquet(io.BytesIO(self.get(key)))
 
     def read_table(self, table: str, *, day: str | None = None) -> pl.DataFrame:
         key = partition_key(table, day)
@@ -135,6 +148,9 @@ class LocalLake(Lake):
     def uri(self, key: str) -> str:
         return str(self._path(key).resolve())
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
@@ -147,7 +163,7 @@ class S3Lake(Lake):
     prefix: str = "lake"
     _client: object = PrivateAttr(default=None)
 
-    def _s3(self):  # noqa: ANN202 - boto3 clients are untyped
+    def _s3(self) -> Any:  # boto3 clients are untyped
         if self._client is None:
             self._client = self.s3.get_client()
         return self._client
@@ -176,6 +192,9 @@ class S3Lake(Lake):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
 
+    def delete(self, key: str) -> None:
+        self._s3().delete_object(Bucket=self.bucket, Key=self._key(key))
+
 
 def table_metadata(frame: pl.DataFrame, *, preview_rows: int = 10) -> dict[str, object]:
     """Row count, column schema and a markdown preview: the metadata every table gets."""
@@ -186,7 +205,7 @@ def table_metadata(frame: pl.DataFrame, *, preview_rows: int = 10) -> dict[str, 
         tbl_rows=preview_rows,
         tbl_cols=16,
         fmt_str_lengths=40,
-        tbl_width_chars=100_000,
+        tbl_width_chars=60_000,
         float_precision=4,
     ):
         preview = str(frame.head(preview_rows))
