@@ -82,22 +82,41 @@ def validate(judgments: pl.DataFrame) -> None:
 def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) -> Encoded:
     """Codes for `judgments`; `extra_labels` (gold answers) join the label vocabulary."""
     validate(judgments)
-    task_values = judgments.get_column("task_id").unique().sort()
-    annotator_values = judgments.get_column("annotator_id").unique().sort()
-    labels = judgments.get_column("label")
+    frame = judgments.select(COLUMNS)
     if extra_labels is not None and extra_labels.len():
-        labels = pl.concat([labels, extra_labels.cast(labels.dtype)])
-    label_values = labels.unique().sort()
+        vocabulary_source = pl.concat(
+            [frame.get_column("label"), extra_labels.cast(frame.schema["label"])]
+        )
+    else:
+        vocabulary_source = frame.get_column("label")
+    label_values = vocabulary_source.unique().sort()
     if label_values.len() > np.iinfo(np.int16).max:
         raise ValueError(f"judgments: {label_values.len()} distinct labels; at most 32767")
+    # One parallel pass: dense ranks are codes in sorted order, and the sorted distinct values
+    # are the vocabularies; Polars runs the column expressions on all cores.
+    lazy = frame.lazy()
+    codes, task_values, annotator_values = pl.collect_all(
+        [
+            lazy.select(
+                pl.col("task_id").rank("dense"),
+                pl.col("annotator_id").rank("dense"),
+            ),
+            lazy.select(pl.col("task_id").unique().sort()),
+            lazy.select(pl.col("annotator_id").unique().sort()),
+        ]
+    )
     return Encoded(
-        tasks=_codes(judgments.get_column("task_id"), task_values),
-        annotators=_codes(judgments.get_column("annotator_id"), annotator_values),
-        labels=_codes(judgments.get_column("label"), label_values),
-        task_values=task_values,
-        annotator_values=annotator_values,
+        tasks=_offset(codes.get_column("task_id")),
+        annotators=_offset(codes.get_column("annotator_id")),
+        labels=_codes(frame.get_column("label"), label_values),
+        task_values=task_values.get_column("task_id"),
+        annotator_values=annotator_values.get_column("annotator_id"),
         label_values=label_values,
     )
+
+
+def _offset(ranks: pl.Series) -> np.ndarray:
+    return ranks.to_numpy().astype(np.int64) - 1
 
 
 def _codes(values: pl.Series, vocabulary: pl.Series) -> np.ndarray:
