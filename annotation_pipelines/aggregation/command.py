@@ -30,7 +30,9 @@ from annotation_pipelines.tabular import InputError, read_table, write_table
     help="Aggregation method.",
 )
 @click.option("--task-col", default="task_id", show_default=True, help="Task column in INPUT.")
-@click.option("--annotator-col", default="annotator_id", show_default=True, help="Annotator column.")
+@click.option(
+    "--annotator-col", default="annotator_id", show_default=True, help="Annotator column."
+)
 @click.option("--label-col", default="label", show_default=True, help="Label column in INPUT.")
 @click.option(
     "--gold",
