@@ -60,10 +60,7 @@ class Encoded:
 
     def task_codes(self, values: pl.Series) -> np.ndarray:
         """Codes of `values`; -1 for a task that has no judgment."""
-        values = values.cast(self.task_values.dtype)
-        codes = _codes(values, self.task_values)
-        found = (self.task_values.gather(np.minimum(codes, self.n_tasks - 1)) == values).to_numpy()
-        return np.where(found.astype(bool), codes, -1)
+        return _codes(values.cast(self.task_values.dtype), self.task_values)
 
 
 def validate(judgments: pl.DataFrame) -> None:
@@ -82,18 +79,22 @@ def validate(judgments: pl.DataFrame) -> None:
 def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) -> Encoded:
     """Codes for `judgments`; `extra_labels` (gold answers) join the label vocabulary."""
     validate(judgments)
-    task_values = judgments.get_column("task_id").unique().sort()
-    annotator_values = judgments.get_column("annotator_id").unique().sort()
-    labels = judgments.get_column("label")
+    frame = judgments.select(COLUMNS)
     if extra_labels is not None and extra_labels.len():
-        labels = pl.concat([labels, extra_labels.cast(labels.dtype)])
-    label_values = labels.unique().sort()
+        vocabulary_source = pl.concat(
+            [frame.get_column("label"), extra_labels.cast(frame.schema["label"])]
+        )
+    else:
+        vocabulary_source = frame.get_column("label")
+    label_values = vocabulary_source.unique().sort()
     if label_values.len() > np.iinfo(np.int16).max:
         raise ValueError(f"judgments: {label_values.len()} distinct labels; at most 32767")
+    task_values = frame.get_column("task_id").unique().sort()
+    annotator_values = frame.get_column("annotator_id").unique().sort()
     return Encoded(
-        tasks=_codes(judgments.get_column("task_id"), task_values),
-        annotators=_codes(judgments.get_column("annotator_id"), annotator_values),
-        labels=_codes(judgments.get_column("label"), label_values),
+        tasks=_codes(frame.get_column("task_id"), task_values),
+        annotators=_codes(frame.get_column("annotator_id"), annotator_values),
+        labels=_codes(frame.get_column("label"), label_values),
         task_values=task_values,
         annotator_values=annotator_values,
         label_values=label_values,
@@ -101,6 +102,18 @@ def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) ->
 
 
 def _codes(values: pl.Series, vocabulary: pl.Series) -> np.ndarray:
-    # search_sorted on the sorted vocabulary is one vectorised binary search; int64 keeps
-    # `task * n_classes + label` style flat indices free of overflow at 100M judgments.
-    return vocabulary.search_sorted(values).to_numpy().astype(np.int64, copy=False)
+    """Position of each value in the sorted `vocabulary` (which must contain it).
+
+    A hash join against the numbered vocabulary: measured faster than a binary search or a
+    dense rank (which is pathological on low-cardinality text columns in Polars 2.1). int64
+    keeps `task * n_classes + label` style flat indices free of overflow at 100M judgments.
+    """
+    numbered = vocabulary.to_frame("value").with_row_index("code")
+    codes = (
+        values.to_frame("value")
+        .join(numbered, on="value", how="left", maintain_order="left")
+        .get_column("code")
+        .cast(pl.Int64)
+        .fill_null(-1)
+    )
+    return codes.to_numpy().astype(np.int64, copy=False)

@@ -29,7 +29,7 @@ EPSILON = 1e-5
 
 def fit_zero_based_skill(encoded: Encoded, *, max_iter: int = 100) -> Fitted:
     preference = class_preference(encoded)
-    n_observed_classes = np.unique(encoded.labels).shape[0]
+    n_observed_classes = int(np.count_nonzero(np.bincount(encoded.labels)))
     skills = np.full(encoded.n_annotators, 1.0 / n_observed_classes + EPSILON)
     learning_rate = LEARNING_RATE
     distinct = distinct_answers(encoded)
