@@ -61,7 +61,9 @@ def synthetic_day(
             "submitted_at": pl.Series(seconds * 1_000_000).cast(pl.Duration("us")),
             "duration_s": generator.gamma(2.0, 10.0, tasks * votes),
         }
-    ).with_columns(pl.lit(day).cast(pl.Datetime("us", "UTC")) + pl.col("submitted_at"))
+    ).with_columns(
+        (pl.lit(day).cast(pl.Datetime("us", "UTC")) + pl.col("submitted_at")).alias("submitted_at")
+    )
     judgments = judgments.sample(fraction=1.0, shuffle=True, seed=seed)
     aggregated = (
         judgments.group_by("task_id", "project", "label")
