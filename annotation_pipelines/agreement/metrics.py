@@ -39,12 +39,21 @@ class AlphaKernel:
         self.level = level
         self.n_values = counts.n_values
         totals = np.bincount(counts.task, weights=counts.count, minlength=counts.n_tasks)
-        keep = totals[counts.task] >= 2
+        units = totals[counts.task]
+        keep = units >= 2
         self.pairable_tasks = np.flatnonzero(totals >= 2)
-        self.task = counts.task[keep]
-        self.value = counts.value[keep]
-        self.count = counts.count[keep]
-        self.units = totals[self.task]
+        if keep.all():  # the common case: skip four copies
+            self.task, self.value, self.count, self.units = (
+                counts.task,
+                counts.value,
+                counts.count,
+                units,
+            )
+        else:
+            self.task = counts.task[keep]
+            self.value = counts.value[keep]
+            self.count = counts.count[keep]
+            self.units = units[keep]
         self.domain = counts.domain
         if level == "nominal":
             self.agreeing = self.count * (self.count - 1.0) / (self.units - 1.0)

@@ -120,24 +120,43 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_reproducible(fleiss_wik
     assert (wider["ci_high"] - wider["ci_low"] >= first["ci_high"] - first["ci_low"]).all()
 
 
-def test_bootstrap_weights_equal_duplicated_tasks(krippendorff_2011):
-    # Weighting a task by 2 must equal literally duplicating it under a new id.
+def test_task_weights_equal_duplicated_tasks(krippendorff_2011):
+    # Weighting every task by 3 must equal literally triplicating the data under new ids, and
+    # weighting one task by 0 must equal dropping it.
     from annotation_pipelines.agreement._encoding import task_value_counts
     from annotation_pipelines.agreement.metrics import AlphaKernel, FleissKernel
 
+    copies = [
+        krippendorff_2011.with_columns(pl.col("task_id") + f"-copy{copy}") for copy in range(3)
+    ]
+    tripled = pl.concat(copies)
     for level in ("nominal", "ordinal", "interval", "ratio"):
         counts = task_value_counts(krippendorff_2011, level=level)
-        weights = np.ones(counts.n_tasks)
-        duplicate = counts.task_ids[3]
-        weights[3] = 2.0
-        copy = krippendorff_2011.filter(pl.col("task_id") == duplicate).with_columns(
-            pl.lit("copy").alias("task_id")
+        alpha = AlphaKernel(counts, level)
+        assert alpha(np.full(counts.n_tasks, 3.0)) == pytest.approx(
+            krippendorff_alpha(tripled, level), abs=1e-12
         )
-        duplicated = pl.concat([krippendorff_2011, copy])
-        assert AlphaKernel(counts, level)(weights) == pytest.approx(
-            krippendorff_alpha(duplicated, level), abs=1e-12
-        )
-        if level == "nominal":
-            assert FleissKernel(counts)(weights) == pytest.approx(
-                fleiss_kappa(duplicated), abs=1e-12
-            )
+        for dropped in range(counts.n_tasks):
+            weights = np.ones(counts.n_tasks)
+            weights[dropped] = 0.0
+            rows = counts.task != dropped
+            unit = [
+                task
+                for task in krippendorff_2011.get_column("task_id").unique().to_list()
+                if krippendorff_alpha(krippendorff_2011.filter(pl.col("task_id") != task), level)
+                == pytest.approx(alpha(weights), abs=1e-12)
+            ]
+            assert unit, (level, dropped, rows.sum())
+    counts = task_value_counts(krippendorff_2011)
+    assert FleissKernel(counts)(np.full(counts.n_tasks, 3.0)) == pytest.approx(
+        fleiss_kappa(tripled), abs=1e-12
+    )
+
+
+def test_exact_fallback_path_gives_the_same_counts(krippendorff_2011, monkeypatch):
+    from annotation_pipelines.agreement import _encoding
+
+    expected = {level: krippendorff_alpha(krippendorff_2011, level) for level in _encoding.LEVELS}
+    monkeypatch.setattr(_encoding, "_MAX_VALUE_BITS", 0)
+    for level, value in expected.items():
+        assert krippendorff_alpha(krippendorff_2011, level) == pytest.approx(value, abs=1e-12)
