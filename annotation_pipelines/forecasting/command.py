@@ -83,7 +83,7 @@ def forecast_command(
     supply_col: str | None,
     output: Path | None,
 ) -> None:
-    """Forecast INPUT's series with 80/95% intervals, the model chosen by a rolling-origin backtest."""
+    """Forecast INPUT's series with 80/95% intervals; model chosen by rolling-origin backtest."""
     from annotation_pipelines.forecasting.models import forecast, pooled_coverage, relative_mase
     from annotation_pipelines.forecasting.supply import supply_crossing
     from annotation_pipelines.forecasting.telemetry import regularize

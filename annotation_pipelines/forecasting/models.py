@@ -99,7 +99,7 @@ def mase(
     models: Sequence[str],
     seasonality: int,
 ) -> pl.DataFrame:
-    """MASE per (id, cutoff, model): forecast MAE over the in-sample seasonal-naive MAE up to the cutoff.
+    """MASE per (id, cutoff, model): forecast MAE / in-sample seasonal-naive MAE to the cutoff.
 
     `cross_validation` has [id, time, cutoff, value, <model>...]; `history` has [id, time, value].
     Matches `utilsforecast.losses.mase` evaluated one cutoff at a time.
@@ -127,7 +127,7 @@ def mase(
 
 
 def coverage(frame: pl.DataFrame, *, model: str, level: int) -> pl.Expr:
-    """Expression: share of rows whose value lies in the model's `level`% interval (bounds inclusive)."""
+    """Expression: share of rows whose value is in the model's `level`% interval (inclusive)."""
     del frame
     return (
         (pl.col("value") >= pl.col(f"{model}-lo-{level}"))
@@ -185,7 +185,7 @@ def _finite(value: float | None) -> float | None:
 
 
 def _naive_utc(series: pl.DataFrame) -> pl.DataFrame:
-    """[id, time, value] with time as naive UTC: statsforecast drops time zones, so compare like with like."""
+    """[id, time, value] with naive-UTC time (statsforecast drops time zones)."""
     dtype = series.schema["time"]
     time = pl.col("time")
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
@@ -232,7 +232,8 @@ def _check_series(series: pl.DataFrame, *, minimum: int) -> None:
         worst = short.sort("len").row(0)
         raise ValueError(
             f"series {worst[0]!r} has {worst[1]} points; the backtest needs at least {minimum} "
-            "(windows x horizon + one season to fit on). Use fewer --backtest-windows or a shorter --horizon."
+            "(windows x horizon + one season to fit on). "
+            "Use fewer --backtest-windows or a shorter --horizon."
         )
 
 
@@ -411,7 +412,7 @@ def forecast(
     nonnegative: bool = True,
     n_jobs: int = 1,
 ) -> ForecastResult:
-    """Backtest, then refit each series' chosen model on its whole history and forecast `horizon` steps.
+    """Backtest, refit each series' chosen model on its whole history, forecast `horizon` steps.
 
     Returns the `capacity_forecast` table (id, time, forecast, lo_80, hi_80, lo_95, hi_95, model)
     and the per-series held-out scores. The model used is the one whose held-out scores are

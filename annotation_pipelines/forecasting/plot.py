@@ -16,7 +16,7 @@ def plot_forecast(
     last: int | None = 24 * 14,
     title: str = "",
 ) -> bytes:
-    """One panel per series: the last `last` points of history, the forecast, both intervals, supply.
+    """One panel per series: the last `last` points of history, forecast, intervals, supply.
 
     history: [id, time, value]; forecast: `capacity_forecast`. Returns PNG bytes (Agg backend,
     no display needed).

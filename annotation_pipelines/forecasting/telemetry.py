@@ -96,7 +96,7 @@ def normalize_usage(
 def load_helios(
     path: str | Path, *, cluster: str | None = None, series_id: str | None = None
 ) -> pl.DataFrame:
-    """Read one Helios per-virtual-cluster trace (`helios_<cluster>_<vc>.csv`) as `compute_usage`."""
+    """Read one Helios virtual-cluster trace (`helios_<cluster>_<vc>.csv`) as `compute_usage`."""
     path = Path(path)
     match = _HELIOS_NAME.match(path.stem)
     cluster = cluster or (match["cluster"] if match else "default")
@@ -106,7 +106,7 @@ def load_helios(
 
 
 def load_helios_supply(path: str | Path, *, cluster: str = "earth") -> pl.DataFrame:
-    """The Helios daily GPU count per virtual cluster (`gpu_number`) as [time, cluster, series_id, total].
+    """Helios daily GPUs per virtual cluster (`gpu_number`) as [time, cluster, series_id, total].
 
     The wide file (one column per virtual cluster plus `total`) becomes long, so it joins with
     forecasts on `series_id`; the cluster-wide `total` column becomes series `total`.
