@@ -20,6 +20,7 @@ import assets.compute
 import assets.curation
 import assets.forecasting
 import assets.ingest
+import assets.quality
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LocalLandingZone, S3LandingZone
@@ -67,6 +68,7 @@ all_assets = load_assets_from_modules(
     [
         assets.ingest,
         assets.aggregation,
+        assets.quality,
         assets.curation,
         assets.compute,
         assets.forecasting,

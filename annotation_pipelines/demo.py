@@ -55,13 +55,23 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
 
     instance = DagsterInstance.get()
     daily = defs.resolve_job_def("daily_annotation_job")
+    held_back = []
     for day in day_list:
         result = daily.execute_in_process(
-            partition_key=day.isoformat(), instance=instance, run_config=QUIET
+            partition_key=day.isoformat(), instance=instance, run_config=QUIET, raise_on_error=False
         )
-        if not result.success:
+        failed_gates = [
+            f"{check.check_name} ({', '.join(check.metadata['failing'].value)})"
+            for check in result.get_asset_check_evaluations()
+            if not check.passed and check.severity.value == "ERROR"
+        ]
+        if failed_gates:
+            held_back.append(day)
+            echo(f"  {day}: quality gate failed: {'; '.join(failed_gates)}; curation held back")
+        elif not result.success:
             raise click.ClickException(f"daily run for {day} failed; see the Dagster UI")
-        echo(f"  materialized every daily layer for {day}")
+        else:
+            echo(f"  materialized every daily layer for {day}")
     history_job = defs.resolve_job_def("compute_usage_job")
     for day in compute_days:
         if day in day_list:
@@ -78,7 +88,7 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
             raise click.ClickException("forecast run failed; see the Dagster UI")
         echo("  materialized the capacity forecasts")
     elapsed = time.perf_counter() - started
-    return {"days": day_list, "root": root, "elapsed_s": elapsed}
+    return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
 
 
 def summarize(root: Path, days: list[date]) -> str:
@@ -112,9 +122,9 @@ def summarize(root: Path, days: list[date]) -> str:
         f"Lake (Parquet, one folder per table, day=YYYY-MM-DD): {lake}",
         f"Curated dataset: {lake / 'curated_dataset'}",
     ]
-    reports = root / "reports"
+    reports = lake / "reports" / "quality"
     if reports.exists():
-        lines.append(f"Quality reports (HTML): {reports}")
+        lines.append(f"Quality reports (HTML, one per project and day): {reports}")
     lines.append("Open the Dagster UI on the same instance: make dev  (http://127.0.0.1:3000)")
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ from assets.partitions import daily_partitions
 class AggregationConfig(Config):
     """Which truth-inference method each project uses (launchpad-editable)."""
 
-    method: str = Field(default="dawid_skene", description="Default method for every project.")
+    method: str = Field(default="auto", description="Default method for every project.")
     methods_per_project: dict[str, str] = Field(
         default_factory=dict, description="Per-project override, e.g. {'toxicity': 'glad'}."
     )

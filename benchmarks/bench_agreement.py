@@ -137,7 +137,12 @@ def run_side(arguments) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
-            {"seconds": seconds, "value": float(value), "rss_baseline_kib": baseline, "rss_peak_kib": peak}
+            {
+                "seconds": seconds,
+                "value": float(value),
+                "rss_baseline_kib": baseline,
+                "rss_peak_kib": peak,
+            }
         )
     )
 
@@ -174,8 +179,12 @@ def main() -> None:
         f"(generated in {time.perf_counter() - start:.1f} s)"
     )
     for level in arguments.levels:
-        ours_seconds, ours = timed(lambda level=level: krippendorff_alpha(judgments, level), arguments.repeat)
-        build_seconds, matrix = timed(lambda level=level: dense_reliability_matrix(judgments, level), 1)
+        ours_seconds, ours = timed(
+            lambda level=level: krippendorff_alpha(judgments, level), arguments.repeat
+        )
+        build_seconds, matrix = timed(
+            lambda level=level: dense_reliability_matrix(judgments, level), 1
+        )
         theirs_seconds, theirs = timed(
             lambda level=level, matrix=matrix: krippendorff.alpha(
                 reliability_data=matrix, level_of_measurement=level
@@ -197,8 +206,13 @@ def main() -> None:
     if not arguments.no_memory:
         for side in ("ours", "theirs"):
             command = [sys.executable, __file__, "--side", side, "--levels", arguments.levels[0]]
-            command += [f"--{flag}={getattr(arguments, flag)}" for flag in ("tasks", "annotators", "votes", "labels", "seed")]
-            result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            command += [
+                f"--{flag}={getattr(arguments, flag)}"
+                for flag in ("tasks", "annotators", "votes", "labels", "seed")
+            ]
+            result = json.loads(
+                subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            )
             print(
                 f"peak RSS {side:6s} ({arguments.levels[0]}, fresh process, incl. data): "
                 f"{result['rss_peak_kib'] / 1024:7.0f} MiB; above the data: "
@@ -215,7 +229,9 @@ def report_benchmark(judgments: pl.DataFrame, aggregated: pl.DataFrame, gold: pl
     scorecards = quality.annotator_scorecards(judgments, aggregated, gold)
     after_scorecards = time.perf_counter()
     items = quality.item_disagreement(judgments)
-    queue = quality.reannotation_queue(items, aggregated, gold, scorecards=scorecards, judgments=judgments)
+    queue = quality.reannotation_queue(
+        items, aggregated, gold, scorecards=scorecards, judgments=judgments
+    )
     after_items = time.perf_counter()
     report = quality.quality_report(judgments, aggregated, gold, scorecards=scorecards)
     after_report = time.perf_counter()

@@ -4,7 +4,8 @@ The model, per project: tasks arrive each day with a weekly rhythm (weekends are
 daytime curve; each task has a true label drawn from the project's imbalanced class priors and
 is judged by `overlap` distinct annotators drawn with a skewed (Zipf-like) activity. Annotators
 follow a one-coin model with confusion towards the neighbouring class: reliable annotators have
-accuracy drawn from Beta(8, 2) clipped to [0.55, 0.99]; a share of spammers answer uniformly at
+accuracy drawn from the project's Beta (8, 2 by default) clipped to [0.55, 0.995]; a share of
+spammers answer uniformly at
 random or always the same label, fast; one adversarial annotator per project answers wrongly on
 purpose. A share of tasks are gold (honeypot) tasks whose truth is published as gold labels.
 Durations are log-normal around each annotator's own pace.
@@ -53,6 +54,8 @@ class ProjectSpec:
     spammer_share: float = 0.08
     sla_days: int = 2
     median_seconds: float = 30.0
+    # Beta(a, b) of reliable annotators' accuracy: easy binary screening tasks get experts.
+    skill: tuple[float, float] = (8.0, 2.0)
 
 
 DEFAULT_PROJECTS: tuple[ProjectSpec, ...] = (
@@ -74,6 +77,8 @@ DEFAULT_PROJECTS: tuple[ProjectSpec, ...] = (
         annotators=40,
         median_seconds=8.0,
         sla_days=1,
+        skill=(30.0, 1.5),
+        spammer_share=0.05,
     ),
     ProjectSpec(
         name="intent",
@@ -197,7 +202,7 @@ def _make_pool(spec: ProjectSpec, *, seed: int, scale: float) -> _Pool:
     spam = rng.choice(np.arange(1, size), size=n_spam, replace=False)
     kind[spam] = rng.integers(1, 3, size=n_spam)
     kind[0] = 3  # exactly one adversarial annotator per project
-    accuracy = np.clip(rng.beta(8, 2, size=size), 0.55, 0.99)
+    accuracy = np.clip(rng.beta(*spec.skill, size=size), 0.55, 0.995)
     accuracy[kind == 3] = 0.0
     accuracy[(kind == 1) | (kind == 2)] = np.nan
     pace = spec.median_seconds * rng.lognormal(0.0, 0.35, size=size)
