@@ -19,7 +19,7 @@ from annotation_pipelines.synthetic import generate_compute_usage, generate_work
 
 COMPUTE_HISTORY_DAYS = 28
 # The demo prints one progress line per step; Dagster's per-event console log stays in the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 def last_days(count: int, *, today: date | None = None) -> list[date]:
