@@ -6,6 +6,10 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# Annotator ids in exports are pseudonymized with a keyed hash. Locally the key is a random one
+# made once under DAGSTER_HOME (never in the repository); production sets its own secret.
+KEY_FILE := $(DAGSTER_HOME)/pseudonym.key
+export ANNOTATION_PIPELINES_PSEUDONYM_KEY ?= $(shell cat $(KEY_FILE) 2>/dev/null)
 
 .PHONY: help setup setup-runtime demo dev test test-scale test-all lint format bench clean
 
@@ -30,12 +34,13 @@ setup: $(UV) $(DAGSTER_HOME)/dagster.yaml
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	test -s $(KEY_FILE) || $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $(KEY_FILE)
 
 demo: setup-runtime
-	$(VENV)/bin/annotation-pipelines demo
+	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines demo
 
 dev: setup-runtime
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: setup
 	$(VENV)/bin/ruff check .

@@ -12,7 +12,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import AssetSelection, Definitions, EnvVar, define_asset_job, load_assets_from_modules
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    EnvVar,
+    load_assets_from_modules,
+)
 from dagster_aws.s3 import S3Resource
 
 import assets.aggregation
@@ -21,6 +28,7 @@ import assets.curation
 import assets.forecasting
 import assets.ingest
 import assets.quality
+from assets import schedules, sensors
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LocalLandingZone, S3LandingZone
@@ -75,32 +83,43 @@ all_assets = load_assets_from_modules(
     ]
 )
 
-daily_assets = AssetSelection.all() - AssetSelection.groups("forecasting", "sources")
-
-daily_job = define_asset_job(
-    "daily_annotation_job",
-    selection=daily_assets,
-    description="Every per-day layer for one day: raw → aggregation → quality → curation.",
-)
-
-compute_usage_job = define_asset_job(
-    "compute_usage_job",
-    selection=AssetSelection.assets("compute_usage"),
-    description="Load one day of accelerator telemetry (used to backfill forecast history).",
-)
-
-forecast_job = define_asset_job(
-    "forecast_job",
-    selection=AssetSelection.groups("forecasting"),
-    description="Capacity forecasts over the lake's history (one run, many days in one pass).",
-)
+jobs = [
+    schedules.daily_job,
+    schedules.compute_usage_job,
+    schedules.forecast_job,
+    sensors.ingest_export_job,
+    sensors.raw_job,
+    sensors.curation_job,
+    sensors.gold_sets_job,
+]
+all_schedules = [
+    schedules.daily_schedule,
+    schedules.daily_compute_schedule,
+    schedules.weekly_forecast_schedule,
+]
+all_sensors = [
+    sensors.landing_zone_sensor,
+    sensors.staged_days_sensor,
+    sensors.project_sensor,
+    sensors.gold_set_sensor,
+    sensors.quality_alert_sensor,
+    sensors.run_failure_alert_sensor,
+    AutomationConditionSensorDefinition(
+        "automation_sensor",
+        target=AssetSelection.all(),
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Rebuilds downstream layers when upstream partitions change.",
+    ),
+]
 
 
 def build_definitions(profile: str | None = None) -> Definitions:
     profile = profile or os.environ.get("ANNOTATION_PIPELINES_PROFILE", "local")
     return Definitions(
         assets=all_assets,
-        jobs=[daily_job, compute_usage_job, forecast_job],
+        jobs=jobs,
+        schedules=all_schedules,
+        sensors=all_sensors,
         resources=resources_for(profile),
     )
 

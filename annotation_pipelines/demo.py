@@ -37,9 +37,10 @@ def write_compute_landing(landing: Path, *, end: date, days: int, seed: int) -> 
 
 
 def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[str, object]:  # noqa: ANN001
-    from dagster import DagsterInstance
+    from dagster import AssetKey, DagsterInstance
 
     from annotation_pipelines.definitions import data_dir, defs
+    from assets.partitions import project_partitions
 
     started = time.perf_counter()
     day_list = last_days(days)
@@ -80,13 +81,30 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
             partition_key=day.isoformat(), instance=instance, run_config=QUIET
         )
     echo(f"  loaded {len(compute_days)} days of accelerator telemetry")
-    if "forecast_job" in {job.name for job in defs.resolve_all_job_defs()}:
-        result = defs.resolve_job_def("forecast_job").execute_in_process(
-            instance=instance, run_config=QUIET
+    projects = sorted(summary.per_project)
+    instance.add_dynamic_partitions(project_partitions.name, projects)
+    curation = defs.resolve_job_def("curation_job")
+    for project in projects:
+        result = curation.execute_in_process(
+            partition_key=project, instance=instance, run_config=QUIET
         )
         if not result.success:
-            raise click.ClickException("forecast run failed; see the Dagster UI")
-        echo("  materialized the capacity forecasts")
+            raise click.ClickException(f"curated dataset for {project} failed; see the Dagster UI")
+        version = next(
+            event.materialization.metadata["version_id"].value
+            for event in result.get_asset_materialization_events()
+        )
+        echo(f"  curated dataset for {project}: version {version}")
+    versions = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={AssetKey("dataset_versions")}
+    )
+    versions.execute_in_process(instance=instance, run_config=QUIET)
+    result = defs.resolve_job_def("forecast_job").execute_in_process(
+        instance=instance, run_config=QUIET
+    )
+    if not result.success:
+        raise click.ClickException("forecast run failed; see the Dagster UI")
+    echo("  materialized the capacity forecasts")
     elapsed = time.perf_counter() - started
     return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
 
@@ -120,7 +138,7 @@ def summarize(root: Path, days: list[date]) -> str:
     lines += [
         "",
         f"Lake (Parquet, one folder per table, day=YYYY-MM-DD): {lake}",
-        f"Curated dataset: {lake / 'curated_dataset'}",
+        f"Curated datasets (Parquet + JSON Lines per split, card.md): {lake / 'datasets'}",
     ]
     reports = lake / "reports" / "quality"
     if reports.exists():

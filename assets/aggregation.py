@@ -6,6 +6,7 @@ from pydantic import Field
 
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
+from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
 
@@ -26,15 +27,20 @@ class AggregationConfig(Config):
         "aggregated_labels": AssetOut(
             description="One label per task with its posterior confidence, votes and tie flag.",
             group_name="aggregation",
+            owners=["team:annotation-quality"],
             kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
         "annotator_skill": AssetOut(
             description="Per-annotator parameters estimated by the aggregation model.",
             group_name="aggregation",
+            owners=["team:annotation-quality"],
             kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
     },
     partitions_def=daily_partitions,
+    pool="daily_layers",
 )
 def aggregated_labels(  # noqa: ANN201
     context: AssetExecutionContext,

@@ -263,3 +263,67 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
         },
     )
     yield Output(gold.sort("task_id"), output_name="gold_labels")
+
+
+@asset(
+    group_name=SOURCES_GROUP,
+    owners=["team:annotation-quality"],
+    kinds={"polars", "parquet"},
+    description=(
+        "Gold sets maintained by the quality team (landing zone gold/<project>/*.csv or "
+        ".parquet with task_id, label), staged so every day that judged those tasks rebuilds."
+    ),
+)
+def gold_sets(
+    context: AssetExecutionContext, landing: LandingZone, lake: Lake
+) -> MaterializeResult:
+    now = datetime.now(UTC)
+    frames = []
+    for path, _ in landing.list_files("gold/"):
+        parts = path.split("/")
+        if len(parts) != 3 or not path.endswith((".csv", ".parquet")):
+            continue
+        data = landing.read_bytes(path)
+        frame = (
+            pl.read_parquet(data)
+            if path.endswith(".parquet")
+            else pl.read_csv(data, infer_schema=False)
+        )
+        missing = {"task_id", "label"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        frames.append(
+            frame.select(
+                pl.col("task_id").cast(pl.String),
+                pl.lit(parts[1]).alias("project"),
+                pl.col("label").cast(pl.String),
+                pl.lit(now).alias("updated_at"),
+                pl.lit("gold_set").alias("source"),
+                pl.lit(path).alias("source_file"),
+                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_line"),
+            )
+        )
+    gold = pl.concat(frames) if frames else schema.empty(schema.GOLD_LABELS)
+    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique("task_id", keep="last")
+    for key in lake.list_keys("staging/gold_labels/"):
+        if key.endswith("/gold_sets.parquet"):
+            lake.delete(key)
+    lake.put_frame(f"staging/gold_labels/day={now.date()}/gold_sets.parquet", gold)
+    # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.
+    judged = (
+        lake.scan_all("judgments")
+        .filter(pl.col("task_id").is_in(gold["task_id"].implode()))
+        .select(pl.col("submitted_at").dt.date().cast(pl.String).unique())
+        .collect()
+        if lake.days("judgments") and gold.height
+        else pl.DataFrame({"submitted_at": []})
+    )
+    days = sorted(judged.to_series().to_list())
+    context.log.info(f"{gold.height} gold labels staged; {len(days)} day(s) to rebuild")
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": MetadataValue.int(gold.height),
+            "days": MetadataValue.json(days),
+            "projects": MetadataValue.json(sorted(gold["project"].unique().to_list())),
+        }
+    )

@@ -32,6 +32,7 @@ from annotation_pipelines.quality import (
     reannotation_queue,
     render_html_report,
 )
+from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.partitions import daily_partitions
 from resources.lake import Lake
 
@@ -100,6 +101,7 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
             group_name=GROUP,
             owners=OWNERS,
             kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
         "annotator_scorecards": AssetOut(
             description="Per annotator and day: gold accuracy (Wilson interval), consensus "
@@ -107,18 +109,21 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
             group_name=GROUP,
             owners=OWNERS,
             kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
         "reannotation_queue": AssetOut(
             description="Tasks to send back for more judgments, with the reason and a priority.",
             group_name=GROUP,
             owners=OWNERS,
             kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
         "label_drift": AssetOut(
             description="Label distribution and agreement against the trailing weeks.",
             group_name=GROUP,
             owners=OWNERS,
             kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
     },
     check_specs=list(GATES),
@@ -194,6 +199,8 @@ def quality(  # noqa: ANN201
         key = f"reports/quality/day={day}/{project}.html"
         lake.put(key, html.encode("utf-8"))
         report_paths[project] = lake.uri(key)
+    checks = _gates(report, aggregated_labels, judgments, config)
+    report = _with_gate_verdicts(report, checks)
     summary = markdown_summary(report, scorecards=cards, queue=queue, drift=drift_frame)
     yield Output(
         report,
@@ -220,7 +227,29 @@ def quality(  # noqa: ANN201
         output_name="label_drift",
         metadata={"flagged": MetadataValue.json(_drift_flags(drift_frame))},
     )
-    yield from _gates(report, aggregated_labels, judgments, config)
+    yield from checks
+
+
+def _with_gate_verdicts(report: pl.DataFrame, checks: list[AssetCheckResult]) -> pl.DataFrame:
+    """Add `gates_passed` and `failed_gates` per project: curation holds back failed days.
+
+    A day-wide ERROR gate (row counts) fails every project; per-project gates fail only the
+    projects they list. WARN gates are reported but do not hold data back.
+    """
+    failed: dict[str, list[str]] = {project: [] for project in report["project"].to_list()}
+    for check in checks:
+        if check.passed or check.severity != AssetCheckSeverity.ERROR:
+            continue
+        failing = check.metadata.get("failing")
+        projects = getattr(failing, "value", failing) if failing is not None else list(failed)
+        for project in projects:
+            failed.setdefault(project, []).append(check.check_name or "")
+    return report.with_columns(
+        gates_passed=pl.col("project").map_elements(lambda p: not failed.get(p), pl.Boolean),
+        failed_gates=pl.col("project").map_elements(
+            lambda p: ",".join(failed.get(p, [])), pl.String
+        ),
+    )
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float:

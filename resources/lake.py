@@ -109,6 +109,19 @@ class Lake(ConfigurableResource):
                 found.add(part[4:])
         return sorted(found)
 
+    def scan_all(self, table: str) -> pl.LazyFrame:
+        """Every day of `table` as one lazy frame (filters push down into the Parquet scan).
+
+        A local lake is scanned in place; an object-store lake is fetched day by day.
+        """
+        days = self.days(table)
+        if not days:
+            return pl.LazyFrame()
+        paths = [self.local_path(partition_key(table, day)) for day in days]
+        if all(path is not None for path in paths):
+            return pl.scan_parquet(paths, missing_columns="insert", extra_columns="ignore")
+        return self.read_days(table, days).lazy()
+
     def read_days(self, table: str, days: Iterable[str]) -> pl.DataFrame:
         """Concatenate the given days of `table` (days with no partition are skipped)."""
         frames = [self.read_table(table, day=day) for day in days if self.has_table(table, day=day)]

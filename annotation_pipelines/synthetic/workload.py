@@ -289,7 +289,7 @@ def _draw_chunk(
     # ~1% of payloads repeat an earlier item exactly: real exports contain re-uploaded items.
     item = np.where(rng.random(count) < 0.01, rng.integers(0, max(1, first + count), count), index)
     payload = pl.Series("payload", item).cast(pl.String)
-    payload = f"{spec.name} item " + payload
+    payload = f"{spec.name} item {day:%Y%m%d}-" + payload
     day_ts = pl.lit(day_start).dt.cast_time_unit("us")
     tasks = pl.DataFrame(
         {
