@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 
 import polars as pl
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     AssetSelection,
-    DagsterEventType,
     DagsterRunStatus,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
@@ -27,9 +26,11 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from assets.ingest import export_files
 from assets.partitions import project_partitions
+from assets.quality import GATES
 from resources.lake import Lake
 from resources.landing import LandingZone
 
@@ -203,41 +204,57 @@ def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: object) ->
             log.error(f"alert webhook {url} failed: {error}")  # type: ignore[attr-defined]
 
 
+# The checks whose failures are alerts: the quality gates and the ingest reconciliations.
+ALERTING_CHECKS = (
+    *(AssetCheckKey(AssetKey("quality_report"), spec.name) for spec in GATES),
+    AssetCheckKey(AssetKey("landing_exports"), "rows_reconcile"),
+    AssetCheckKey(AssetKey("annotation_db_changes"), "rows_reconcile"),
+)
+
+
 @sensor(
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="A failed asset check (a quality gate) → an alert record, a log line, a webhook.",
 )
 def quality_alert_sensor(context: SensorEvaluationContext, lake: Lake) -> SkipReason:
-    after = int(context.cursor) if context.cursor else None
-    records = context.instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=500,
-        ascending=True,
-    )
+    # Per-check execution history is indexed in every storage (SQLite's run-sharded event log
+    # cannot answer a global event query with a cursor), so the cursor keeps one id per check.
+    state = _load(context.cursor)
     alerts = []
-    for record in records:
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation.passed:
-            continue
-        failing = evaluation.metadata.get("failing")
-        alerts.append(
-            {
-                "kind": "quality_gate",
-                "asset": evaluation.asset_key.to_user_string(),
-                "check": evaluation.check_name,
-                "partition": evaluation.partition or "",
-                "severity": evaluation.severity.value,
-                "run_id": record.run_id,
-                "message": f"{evaluation.check_name} failed for "
-                f"{evaluation.asset_key.to_user_string()} {evaluation.partition or ''}: "
-                f"{getattr(failing, 'value', '') or ''}",
-            }
+    for check_key in ALERTING_CHECKS:
+        name = check_key.to_user_string()
+        seen = state.get(name, 0)
+        history = context.instance.event_log_storage.get_asset_check_execution_history(
+            check_key, limit=500, status={AssetCheckExecutionRecordStatus.FAILED}
         )
+        for record in sorted(history, key=lambda r: r.id):
+            if record.id <= seen or record.event is None:
+                continue
+            evaluation = record.event.dagster_event.event_specific_data
+            failing = evaluation.metadata.get("failing")
+            partition = record.partition or _run_partition(context, record.run_id)
+            alerts.append(
+                {
+                    "kind": "quality_gate",
+                    "asset": check_key.asset_key.to_user_string(),
+                    "check": check_key.name,
+                    "partition": partition,
+                    "severity": evaluation.severity.value,
+                    "run_id": record.run_id,
+                    "message": f"{name} failed for {partition}: "
+                    f"{getattr(failing, 'value', '') or ''}",
+                }
+            )
+            state[name] = max(state.get(name, 0), record.id)
     record_alert(lake, alerts, log=context.log)
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
+    context.update_cursor(json.dumps(state, sort_keys=True))
     return SkipReason(f"{len(alerts)} alert(s) recorded" if alerts else "no failed checks")
+
+
+def _run_partition(context: SensorEvaluationContext, run_id: str) -> str:
+    run = context.instance.get_run_by_id(run_id)
+    return run.tags.get("dagster/partition", "") if run else ""
 
 
 @run_failure_sensor(

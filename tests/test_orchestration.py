@@ -1,0 +1,199 @@
+"""Schedules and sensors through Dagster's test APIs, on a real temporary instance.
+
+Each sensor is ticked several times with its cursor carried over, and the runs it asks for are
+executed in between, the way the daemon would.
+"""
+
+import json
+import os
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
+    build_run_status_sensor_context,
+    build_schedule_context,
+    build_sensor_context,
+)
+
+from annotation_pipelines.definitions import build_definitions
+from annotation_pipelines.synthetic import generate_workload
+from assets import schedules, sensors
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    landing = tmp_path / "data" / "landing"
+    project = landing / "exports" / "reviews"
+    (project / "csv").mkdir(parents=True)
+    (project / "project.json").write_text(json.dumps({"label_set": ["pos", "neg"]}))
+    defs = build_definitions("local")
+    (tmp_path / "home").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "home"))
+    yield defs, instance, landing
+    instance.dispose()
+
+
+def _tick(sensor, defs, instance, cursor=None):
+    # Only the resources sensors use: the annotation DB's DSN is unset in these tests.
+    resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")}
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    return sensor(context), context
+
+
+def _run(defs, instance, job, partition):
+    return defs.resolve_job_def(job).execute_in_process(
+        partition_key=partition, instance=instance, run_config=QUIET, raise_on_error=False
+    )
+
+
+def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its_days(env):
+    defs, instance, landing = env
+    export = landing / "exports" / "reviews" / "csv" / "batch-1.csv"
+    export.write_text(
+        HEADER
+        + "t1,a1,pos,2026-11-02T10:00:00Z,3\n"
+        + "t1,a2,pos,2026-11-02T11:00:00Z,4\n"
+        + "t2,a1,neg,2026-11-03T09:00:00Z,5\n"
+        + "t2,a2,maybe,2026-11-03T09:30:00Z,5\n"  # unknown label: quarantined
+    )
+    result, _ = _tick(sensors.landing_zone_sensor, defs, instance)
+    assert [r.partition_key for r in result.run_requests] == ["exports/reviews/csv/batch-1.csv"]
+    assert result.dynamic_partitions_requests[0].partition_keys == [
+        "exports/reviews/csv/batch-1.csv"
+    ]
+    instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/batch-1.csv"])
+    run = _run(defs, instance, "ingest_export_job", "exports/reviews/csv/batch-1.csv")
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rows_read"].value == 4
+    assert metadata["rows_loaded"].value + metadata["rows_quarantined"].value == 4
+    assert metadata["days"].value == ["2026-11-02", "2026-11-03"]
+    [check] = run.get_asset_check_evaluations()
+    assert check.passed
+
+    # Next ticks: the file is done, nothing is requested again.
+    cursor = result.cursor
+    for _ in range(2):
+        again, _ = _tick(sensors.landing_zone_sensor, defs, instance, cursor)
+        assert again.run_requests == []
+        cursor = again.cursor
+
+    # The staged-days sensor asks for exactly the two days, once.
+    staged, _ = _tick(sensors.staged_days_sensor, defs, instance)
+    assert sorted(r.partition_key for r in staged.run_requests) == ["2026-11-02", "2026-11-03"]
+    nothing, _ = _tick(sensors.staged_days_sensor, defs, instance, staged.cursor)
+    assert not getattr(nothing, "run_requests", None)
+
+    # The raw layer for a requested day now holds the staged rows.
+    assert _run(defs, instance, "raw_job", "2026-11-02").success
+    judgments = pl.read_parquet(
+        landing.parent / "lake" / "judgments" / "day=2026-11-02" / "data.parquet"
+    )
+    assert judgments.height == 2 and set(judgments["source_file"]) == {
+        "exports/reviews/csv/batch-1.csv"
+    }
+
+    # An unreadable file: its run fails naming it, and the next tick retries it.
+    broken = landing / "exports" / "reviews" / "csv" / "broken.csv"
+    broken.write_bytes(b"\x00\x01not,a\xff\xfecsv")
+    first, _ = _tick(sensors.landing_zone_sensor, defs, instance, cursor)
+    assert [r.partition_key for r in first.run_requests] == ["exports/reviews/csv/broken.csv"]
+    instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/broken.csv"])
+    failed = _run(defs, instance, "ingest_export_job", "exports/reviews/csv/broken.csv")
+    assert not failed.success
+    retry, _ = _tick(sensors.landing_zone_sensor, defs, instance, first.cursor)
+    assert [r.partition_key for r in retry.run_requests] == ["exports/reviews/csv/broken.csv"]
+    assert retry.run_requests[0].run_key != first.run_requests[0].run_key
+
+    # A changed file (new fingerprint) is ingested again.
+    os.utime(export, (1, 1))
+    changed, _ = _tick(sensors.landing_zone_sensor, defs, instance, retry.cursor)
+    assert "exports/reviews/csv/batch-1.csv" in [r.partition_key for r in changed.run_requests]
+
+
+def test_project_sensor_adds_new_projects_once(env, tmp_path):
+    defs, instance, landing = env
+    generate_workload(
+        landing / "synthetic", judgments=3_000, start=date(2026, 11, 2), days=1, seed=1
+    )
+    assert _run(defs, instance, "raw_job", "2026-11-02").success
+    result, _ = _tick(sensors.project_sensor, defs, instance)
+    added = result.dynamic_partitions_requests[0].partition_keys
+    assert sorted(added) == ["intent", "sentiment", "toxicity"]
+    assert sorted(r.partition_key for r in result.run_requests) == sorted(added)
+    instance.add_dynamic_partitions("projects", added)
+    again, _ = _tick(sensors.project_sensor, defs, instance)
+    assert not getattr(again, "run_requests", None)
+
+
+def test_gold_set_sensor_fires_on_change_only(env):
+    defs, instance, landing = env
+    gold = landing / "gold" / "reviews"
+    gold.mkdir(parents=True)
+    (gold / "gold.csv").write_text("task_id,label\nt1,pos\n")
+    first, _ = _tick(sensors.gold_set_sensor, defs, instance)
+    assert len(first.run_requests) == 1
+    same, _ = _tick(sensors.gold_set_sensor, defs, instance, first.cursor)
+    assert not getattr(same, "run_requests", None)
+    (gold / "gold.csv").write_text("task_id,label\nt1,neg\n")
+    os.utime(gold / "gold.csv", (10, 10))
+    changed, _ = _tick(sensors.gold_set_sensor, defs, instance, first.cursor)
+    assert len(changed.run_requests) == 1
+
+
+def test_quality_alert_sensor_records_failed_gates(env):
+    defs, instance, landing = env
+    generate_workload(
+        landing / "synthetic", judgments=4_000, start=date(2026, 11, 2), days=1, seed=2
+    )
+    strict = {
+        **QUIET,
+        "ops": {"quality": {"config": {"min_alpha": 0.99, "bootstrap_resamples": 0}}},
+    }
+    result = defs.resolve_job_def("daily_annotation_job").execute_in_process(
+        partition_key="2026-11-02", instance=instance, run_config=strict, raise_on_error=False
+    )
+    assert any(not c.passed for c in result.get_asset_check_evaluations())
+    _, context = _tick(sensors.quality_alert_sensor, defs, instance)
+    alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
+    assert "agreement_floor" in alerts["check"].to_list()
+    assert (alerts["partition"] == "2026-11-02").all()
+    # A second tick from the advanced cursor records nothing new.
+    _tick(sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height
+
+
+def test_run_failure_sensor_writes_an_alert(env):
+    defs, instance, landing = env
+    instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/absent.csv"])
+    failed = _run(defs, instance, "ingest_export_job", "exports/reviews/csv/absent.csv")
+    assert not failed.success
+    run = instance.get_run_by_id(failed.run_id)
+    assert run.status == DagsterRunStatus.FAILURE
+    failure_event = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    context = build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure_event,
+    ).for_run_failure()
+    sensors.run_failure_alert_sensor(context)
+    alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
+    assert alerts["kind"].to_list() == ["run_failure"]
+
+
+def test_daily_schedule_targets_yesterday_and_weekly_forecast_is_monday():
+    tick = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
+    context = build_schedule_context(scheduled_execution_time=tick)
+    daily = build_definitions("local").resolve_schedule_def("daily_annotation_schedule")
+    [request] = daily.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-20"
+    assert schedules.weekly_forecast_schedule.cron_schedule == "0 6 * * 1"
