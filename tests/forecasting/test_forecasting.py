@@ -252,7 +252,17 @@ def test_cli_without_id_or_supply_and_bad_input(tmp_path):
     _synthetic(ids=("a",), hours=24 * 6).drop("id").write_csv(source)
     run = CliRunner().invoke(
         forecast_command,
-        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "24"],
+        [
+            str(source),
+            "--time-col",
+            "time",
+            "--value-col",
+            "value",
+            "--horizon",
+            "24",
+            "--backtest-windows",
+            "2",
+        ],  # fmt: skip,
     )
     assert run.exit_code == 0, run.output
     report = json.loads(run.stdout)
