@@ -189,7 +189,9 @@ def conform(frame: pl.DataFrame, table: dict[str, pl.DataType], *, name: str) ->
     """
     missing = [column for column in table if column not in frame.columns]
     if missing:
-        raise ValueError(f"{name}: missing column(s) {', '.join(missing)}; have {', '.join(frame.columns)}")
+        raise ValueError(
+            f"{name}: missing column(s) {', '.join(missing)}; have {', '.join(frame.columns)}"
+        )
     extra = [column for column in frame.columns if column not in table]
     return frame.select(
         [pl.col(column).cast(dtype, strict=True) for column, dtype in table.items()] + extra

@@ -1,0 +1,25 @@
+"""Label aggregation (truth inference): from many judgments per task to one label per task.
+
+`aggregate(judgments, method)` is the stable entry point (task_id, label, confidence);
+`fit(...)` returns an `AggregationResult` with posteriors, annotator parameters and how the
+fit went. Numeric ratings, multi-label tasks and pairwise preferences have their own
+functions. The engine never imports dagster.
+"""
+
+from annotation_pipelines.aggregation.api import (
+    CATEGORICAL_METHODS,
+    GOLD_AWARE,
+    METHODS,
+    aggregate,
+    fit,
+)
+from annotation_pipelines.aggregation.result import AggregationResult
+
+__all__ = [
+    "CATEGORICAL_METHODS",
+    "GOLD_AWARE",
+    "METHODS",
+    "AggregationResult",
+    "aggregate",
+    "fit",
+]

@@ -1,0 +1,155 @@
+"""`aggregate` (the fixed contract) and `fit` (the full result), one module per method."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines.aggregation.encoding import Encoded, encode
+from annotation_pipelines.aggregation.result import AggregationResult, Fitted, build_result
+
+CATEGORICAL_METHODS = (
+    "majority_vote",
+    "wawa",
+    "zero_based_skill",
+    "dawid_skene",
+    "one_coin_dawid_skene",
+    "glad",
+    "mace",
+)
+METHODS = (*CATEGORICAL_METHODS, "auto")
+# Methods whose EM can be anchored by gold (initialisation and clamping of gold tasks).
+GOLD_AWARE = ("dawid_skene", "one_coin_dawid_skene", "glad", "mace")
+
+
+def aggregate(
+    judgments: pl.DataFrame,
+    method: str = "dawid_skene",
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    gold: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One row per task: `task_id`, `label` (both as in the input) and `confidence`.
+
+    `judgments` has `task_id`, `annotator_id`, `label`; `gold` (optional) has `task_id`,
+    `label`. `method` is one of `METHODS`. See `fit` for the full result.
+    """
+    result = fit(judgments, method, max_iter=max_iter, tol=tol, gold=gold)
+    return result.labels.select("task_id", "label", "confidence")
+
+
+def fit(
+    judgments: pl.DataFrame,
+    method: str = "dawid_skene",
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    gold: pl.DataFrame | None = None,
+) -> AggregationResult:
+    """Aggregate with `method` and return labels, posteriors, annotator parameters and fit facts.
+
+    `max_iter` and `tol` apply to the iterative methods (for `mace`, `max_iter` caps its
+    fixed 50 variational iterations; `zero_based_skill` runs a fixed `max_iter` schedule).
+    With `gold`, gold-aware methods clamp gold tasks to their known label and the annotator
+    table gains `gold_skill` (accuracy on gold) beside the unsupervised `skill`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
+    gold = _check_gold(gold, judgments)
+    encoded = encode(judgments, extra_labels=None if gold is None else gold.get_column("label"))
+    gold_codes = gold_task_codes(encoded, gold)
+    if method == "auto":
+        from annotation_pipelines.aggregation.auto import choose_method
+
+        method, explanation = choose_method(
+            encoded, gold_codes=gold_codes, max_iter=max_iter, tol=tol
+        )
+    else:
+        explanation = ""
+    fitted = run_kernel(encoded, method, max_iter=max_iter, tol=tol, gold_codes=gold_codes)
+    return build_result(
+        encoded, fitted, method=method, gold_codes=gold_codes, explanation=explanation
+    )
+
+
+def run_kernel(
+    encoded: Encoded,
+    method: str,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    gold_codes: np.ndarray | None = None,
+) -> Fitted:
+    """The method's kernel on encoded judgments (gold is used only by gold-aware methods)."""
+    if encoded.n_classes == 1:
+        # One class: nothing to infer, and the K-1 in several models' likelihoods is zero.
+        return Fitted(
+            posteriors=np.ones((encoded.n_tasks, 1)),
+            skills=np.ones(encoded.n_annotators),
+        )
+    kernels: dict[str, Callable[[], Fitted]] = {
+        "majority_vote": lambda: _module("majority_vote").fit_majority_vote(encoded),
+        "wawa": lambda: _module("wawa").fit_wawa(encoded),
+        "zero_based_skill": lambda: _module("zero_based_skill").fit_zero_based_skill(
+            encoded, max_iter=max_iter
+        ),
+        "dawid_skene": lambda: _module("dawid_skene").fit_dawid_skene(
+            encoded, max_iter=max_iter, tol=tol, gold_codes=gold_codes
+        ),
+        "one_coin_dawid_skene": lambda: _module("one_coin_dawid_skene").fit_one_coin_dawid_skene(
+            encoded, max_iter=max_iter, tol=tol, gold_codes=gold_codes
+        ),
+        "glad": lambda: _module("glad").fit_glad(
+            encoded, max_iter=max_iter, tol=tol, gold_codes=gold_codes
+        ),
+        "mace": lambda: _module("mace").fit_mace(
+            encoded, max_iter=min(max_iter, 50), gold_codes=gold_codes
+        ),
+    }
+    return kernels[method]()
+
+
+def _module(name: str):
+    import importlib
+
+    return importlib.import_module(f"annotation_pipelines.aggregation.{name}")
+
+
+def _check_gold(gold: pl.DataFrame | None, judgments: pl.DataFrame) -> pl.DataFrame | None:
+    if gold is None:
+        return None
+    missing = [column for column in ("task_id", "label") if column not in gold.columns]
+    if missing:
+        raise ValueError(
+            f"gold: missing column(s) {', '.join(missing)}; have {', '.join(gold.columns)}"
+        )
+    gold = gold.select("task_id", "label").drop_nulls()
+    if "task_id" in judgments.columns:
+        gold = gold.with_columns(pl.col("task_id").cast(judgments.schema["task_id"]))
+    if "label" in judgments.columns:
+        gold = gold.with_columns(pl.col("label").cast(judgments.schema["label"]))
+    conflicting = (
+        gold.group_by("task_id").agg(pl.col("label").n_unique()).filter(pl.col("label") > 1)
+    )
+    if conflicting.height:
+        first = conflicting.get_column("task_id")[0]
+        raise ValueError(f"gold: task {first!r} has more than one gold label")
+    return gold.unique("task_id")
+
+
+def gold_task_codes(encoded: Encoded, gold: pl.DataFrame | None) -> np.ndarray | None:
+    """Per task code, the gold class code or -1; None when there is no usable gold."""
+    if gold is None or gold.height == 0:
+        return None
+    tasks = encoded.task_codes(gold.get_column("task_id"))
+    known = tasks >= 0
+    if not known.any():
+        return None
+    codes = np.full(encoded.n_tasks, -1, dtype=np.int64)
+    codes[tasks[known]] = encoded.label_codes(gold.get_column("label"))[known]
+    return codes

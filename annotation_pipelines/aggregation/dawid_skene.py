@@ -1,0 +1,165 @@
+"""Dawid–Skene: EM over a full confusion matrix per annotator.
+
+A. P. Dawid and A. M. Skene, "Maximum Likelihood Estimation of Observer Error-Rates Using the
+EM Algorithm", Journal of the Royal Statistical Society C 28(1), 1979, 20–28.
+
+Model: each task has a hidden true class z drawn from a prior p; annotator w answers class k
+with probability e_w[k, z] (a column-stochastic K×K confusion matrix). EM alternates the
+E-step, the posterior of z for every task given all its answers (computed in log space), and
+the M-step, confusion matrices and prior re-estimated from the expected counts. Initialisation,
+the 1e-10 floor on probabilities, the evidence lower bound used as the stopping criterion
+(change per judgment below `tol`) and `max_iter` follow crowd-kit 1.4.2 so that results
+and iteration counts match it. With gold labels, gold tasks' posteriors are clamped to their
+known class at initialisation and after every E-step, which anchors the confusion matrices.
+
+The kernel never builds a tasks × annotators matrix: every sum over judgments is one
+`np.bincount` per class over flat code arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.result import Fitted
+
+EPSILON = 1e-10
+
+
+def clamp_gold(posteriors: np.ndarray, gold_codes: np.ndarray | None) -> np.ndarray:
+    """Set gold tasks' posteriors to their known class (in place)."""
+    if gold_codes is not None:
+        gold_tasks = np.flatnonzero(gold_codes >= 0)
+        posteriors[gold_tasks] = 0.0
+        posteriors[gold_tasks, gold_codes[gold_tasks]] = 1.0
+    return posteriors
+
+
+def vote_shares(encoded: Encoded) -> np.ndarray:
+    votes = encoded.votes()
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+def expected_counts(
+    encoded: Encoded, posteriors: np.ndarray, answer_index: np.ndarray
+) -> np.ndarray:
+    """counts[w * K + answer, truth] = Σ over w's answers of P(task's truth = truth)."""
+    k = encoded.n_classes
+    size = encoded.n_annotators * k
+    counts = np.empty((size, k))
+    for truth in range(k):
+        counts[:, truth] = np.bincount(
+            answer_index, weights=posteriors[encoded.tasks, truth], minlength=size
+        )
+    return counts
+
+
+def task_log_likelihoods(
+    encoded: Encoded, log_errors: np.ndarray, answer_index: np.ndarray, log_prior: np.ndarray
+) -> np.ndarray:
+    """log p(z = c) + Σ log e_w[answer, c] per task, shape (n_tasks, K)."""
+    k = encoded.n_classes
+    scores = np.empty((encoded.n_tasks, k))
+    for truth in range(k):
+        scores[:, truth] = np.bincount(
+            encoded.tasks, weights=log_errors[answer_index, truth], minlength=encoded.n_tasks
+        )
+    return scores + log_prior[None, :]
+
+
+def normalise_log(scores: np.ndarray) -> np.ndarray:
+    scores = scores - scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+def evidence_lower_bound(
+    encoded: Encoded,
+    posteriors: np.ndarray,
+    counts: np.ndarray,
+    log_errors: np.ndarray,
+    log_prior: np.ndarray,
+    votes_per_task: np.ndarray,
+) -> float:
+    """E_q[log p(answers, z)] + H(q), as crowd-kit computes it (prior counted per judgment).
+
+    `counts` are the M-step's expected counts, so the answer term needs no pass over the
+    judgments: Σ_j Σ_c q_jc log e[w_j, y_j, c] = Σ_{w,y,c} counts · log e.
+    """
+    observed = counts.sum(axis=1) > 0
+    joint = float(np.sum(counts[observed] * log_errors[observed]))
+    joint += float(np.sum(votes_per_task[:, None] * posteriors * log_prior[None, :]))
+    clipped = np.maximum(posteriors, EPSILON)
+    entropy = -float(np.sum(clipped * np.log(clipped)))
+    return joint + entropy
+
+
+def _confusion_from_counts(encoded: Encoded, counts: np.ndarray) -> np.ndarray:
+    k = encoded.n_classes
+    # Only (annotator, answer) pairs that occur get the floor, as in crowd-kit, where the
+    # error table has rows only for answers an annotator gave.
+    observed = counts.sum(axis=1) > 0
+    errors = np.where(observed[:, None], np.maximum(counts, EPSILON), 0.0)
+    errors = errors.reshape(encoded.n_annotators, k, k)
+    errors /= errors.sum(axis=1, keepdims=True)
+    return errors
+
+
+def fit_dawid_skene(
+    encoded: Encoded,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    gold_codes: np.ndarray | None = None,
+    initial_posteriors: np.ndarray | None = None,
+) -> Fitted:
+    k = encoded.n_classes
+    answer_index = encoded.annotators * k + encoded.labels
+    votes_per_task = encoded.votes_per_task().astype(np.float64)
+    posteriors = vote_shares(encoded) if initial_posteriors is None else initial_posteriors.copy()
+    clamp_gold(posteriors, gold_codes)
+    prior = posteriors.mean(axis=0)
+    counts = expected_counts(encoded, posteriors, answer_index)
+    errors = _confusion_from_counts(encoded, counts)
+    with np.errstate(divide="ignore"):
+        log_errors = np.log(errors.reshape(-1, k))
+    loss = -np.inf
+    iterations = 0
+    converged = False
+    for _ in range(max_iter):
+        iterations += 1
+        log_prior = np.log(np.maximum(prior, EPSILON))
+        posteriors = normalise_log(
+            task_log_likelihoods(encoded, log_errors, answer_index, log_prior)
+        )
+        clamp_gold(posteriors, gold_codes)
+        prior = posteriors.mean(axis=0)
+        counts = expected_counts(encoded, posteriors, answer_index)
+        errors = _confusion_from_counts(encoded, counts)
+        with np.errstate(divide="ignore"):
+            log_errors = np.log(errors.reshape(-1, k))
+        new_loss = (
+            evidence_lower_bound(
+                encoded,
+                posteriors,
+                counts,
+                log_errors,
+                np.log(np.maximum(prior, EPSILON)),
+                votes_per_task,
+            )
+            / encoded.n_judgments
+        )
+        if new_loss - loss < tol:
+            converged = True
+            break
+        loss = new_loss
+    skills = np.einsum("wcc,c->w", errors, prior)
+    return Fitted(
+        posteriors=posteriors,
+        skills=skills,
+        iterations=iterations,
+        converged=converged,
+        log_likelihood=float(new_loss * encoded.n_judgments) if iterations else None,
+        confusion=errors,
+    )

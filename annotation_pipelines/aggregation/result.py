@@ -1,0 +1,168 @@
+"""What every aggregation method returns, and how a kernel's arrays become that result.
+
+Kernels (one module per method) return a `Fitted`: the posterior over classes per task and
+per-annotator parameters, all as NumPy arrays indexed by code. `build_result` turns it into
+Polars tables carrying the caller's original task, annotator and label values and dtypes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines.aggregation.encoding import Encoded
+
+# Posteriors closer than this are a tie: EM posteriors are floats, so exact equality would
+# miss ties that differ only by summation order.
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A kernel's output, indexed by codes."""
+
+    posteriors: np.ndarray  # (n_tasks, n_classes), rows sum to 1
+    skills: np.ndarray  # (n_annotators,), the method's one-number annotator quality
+    iterations: int = 0
+    converged: bool = True
+    log_likelihood: float | None = None
+    # (n_annotators, n_classes observed, n_classes true): P(annotator says row | truth is column)
+    confusion: np.ndarray | None = None
+    # extra per-annotator columns (name -> array of n_annotators), e.g. MACE's spamming share
+    annotator_columns: dict[str, np.ndarray] = field(default_factory=dict)
+    # the decided class per task when it is not the posterior's argmax (tie rules)
+    decided: np.ndarray | None = None
+    ties: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """The labels, the annotator parameters, and how the fit went.
+
+    `labels`: one row per task with `task_id`, `label`, `confidence` (posterior of the chosen
+    label), `n_votes`, `is_tie` and `posterior` (a struct with one probability field per class,
+    named by the class's text). `annotators`: one row per annotator with `annotator_id`,
+    `skill`, `n_judgments`, method-specific columns, and for Dawid–Skene-style models
+    `confusion` (a list of {observed, truth, probability}). With gold, `gold_skill` and
+    `n_gold_judgments` sit beside the unsupervised `skill`.
+    """
+
+    labels: pl.DataFrame
+    annotators: pl.DataFrame
+    method: str
+    iterations: int
+    converged: bool
+    log_likelihood: float | None
+    tie_share: float
+    explanation: str = ""
+
+
+def build_result(
+    encoded: Encoded,
+    fitted: Fitted,
+    *,
+    method: str,
+    gold_codes: np.ndarray | None = None,
+    explanation: str = "",
+) -> AggregationResult:
+    posteriors = fitted.posteriors
+    decided = fitted.decided if fitted.decided is not None else np.argmax(posteriors, axis=1)
+    confidence = posteriors[np.arange(posteriors.shape[0]), decided]
+    ties = fitted.ties if fitted.ties is not None else tied_with_best(posteriors)
+    label_text = [str(value) for value in encoded.label_values.to_list()]
+    posterior = pl.struct(
+        [
+            pl.Series(name, posteriors[:, index], dtype=pl.Float64)
+            for index, name in enumerate(_unique_names(label_text))
+        ],
+        eager=True,
+    ).alias("posterior")
+    labels = pl.DataFrame(
+        {
+            "task_id": encoded.task_values,
+            "label": encoded.label_values.gather(decided),
+            "confidence": pl.Series(confidence, dtype=pl.Float64),
+            "n_votes": pl.Series(encoded.votes_per_task(), dtype=pl.UInt32),
+            "is_tie": pl.Series(ties, dtype=pl.Boolean),
+        }
+    ).with_columns(posterior)
+    annotators = pl.DataFrame(
+        {
+            "annotator_id": encoded.annotator_values,
+            "skill": pl.Series(fitted.skills, dtype=pl.Float64),
+            "n_judgments": pl.Series(encoded.judgments_per_annotator(), dtype=pl.UInt32),
+            **{name: pl.Series(values) for name, values in fitted.annotator_columns.items()},
+        }
+    )
+    if fitted.confusion is not None:
+        annotators = annotators.with_columns(_confusion_column(encoded, fitted.confusion))
+    if gold_codes is not None:
+        annotators = annotators.with_columns(_gold_skill(encoded, gold_codes))
+    n_tasks = max(encoded.n_tasks, 1)
+    return AggregationResult(
+        labels=labels,
+        annotators=annotators,
+        method=method,
+        iterations=fitted.iterations,
+        converged=fitted.converged,
+        log_likelihood=fitted.log_likelihood,
+        tie_share=float(np.count_nonzero(ties)) / n_tasks,
+        explanation=explanation,
+    )
+
+
+def tied_with_best(posteriors: np.ndarray) -> np.ndarray:
+    if posteriors.shape[1] < 2:
+        return np.zeros(posteriors.shape[0], dtype=bool)
+    top_two = -np.partition(-posteriors, 1, axis=1)[:, :2]
+    return (top_two[:, 0] - top_two[:, 1]) <= TIE_TOLERANCE
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    # Two labels can share a text form (1 and "1" cannot, but 1.0 and 1 can after casting);
+    # struct fields must be unique.
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name}#{count}")
+    return unique
+
+
+def _confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
+    n_annotators, k, _ = confusion.shape
+    observed = np.tile(np.repeat(np.arange(k), k), n_annotators)
+    truth = np.tile(np.arange(k), n_annotators * k)
+    flat = pl.DataFrame(
+        {
+            "annotator": np.repeat(np.arange(n_annotators), k * k),
+            "observed": encoded.label_values.gather(observed),
+            "truth": encoded.label_values.gather(truth),
+            "probability": confusion.reshape(-1),
+        }
+    )
+    nested = flat.group_by("annotator", maintain_order=True).agg(
+        pl.struct("observed", "truth", "probability").alias("confusion")
+    )
+    return nested.get_column("confusion")
+
+
+def _gold_skill(encoded: Encoded, gold_codes: np.ndarray) -> list[pl.Series]:
+    """Each annotator's accuracy on gold tasks: the supervised skill beside the unsupervised."""
+    truth = gold_codes[encoded.tasks]
+    on_gold = truth >= 0
+    n_gold = np.bincount(encoded.annotators[on_gold], minlength=encoded.n_annotators)
+    correct = np.bincount(
+        encoded.annotators[on_gold],
+        weights=(encoded.labels[on_gold] == truth[on_gold]).astype(np.float64),
+        minlength=encoded.n_annotators,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        skill = np.where(n_gold > 0, correct / np.maximum(n_gold, 1), np.nan)
+    return [
+        pl.Series("gold_skill", skill, dtype=pl.Float64).fill_nan(None),
+        pl.Series("n_gold_judgments", n_gold, dtype=pl.UInt32),
+    ]

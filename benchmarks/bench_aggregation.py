@@ -1,0 +1,257 @@
+"""Label aggregation: our engine against crowd-kit 1.4.2, side by side, one run.
+
+    .venv/bin/python benchmarks/bench_aggregation.py                 # 1M judgments
+    .venv/bin/python benchmarks/bench_aggregation.py --tasks 20000   # smaller
+    .venv/bin/python benchmarks/bench_aggregation.py --scale         # 100M judgments, ours only
+
+The data are seeded synthetic judgments: every task gets `--votes` distinct annotators; each
+annotator has a confusion matrix with an accuracy drawn from [0.45, 0.95] and a random bias
+over wrong classes. Each side runs in its own subprocess so its peak RSS (ru_maxrss) is
+honest; both read the same Parquet file and time only the aggregation call, after the data
+are in memory in the side's native frame (Polars for ours, pandas for crowd-kit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate(
+    path: Path,
+    *,
+    tasks: int,
+    votes: int,
+    annotators: int,
+    classes: int,
+    seed: int,
+    chunk: int = 1_000_000,
+    integer_ids: bool = False,
+) -> None:
+    """Write seeded judgments to `path` in chunks of `chunk` tasks (bounded memory)."""
+    rng = np.random.default_rng(seed)
+    accuracy = rng.uniform(0.45, 0.95, annotators)
+    bias = rng.dirichlet(np.ones(classes), size=annotators)
+    prior = rng.dirichlet(np.full(classes, 5.0))
+    writer = None
+    for start in range(0, tasks, chunk):
+        n = min(chunk, tasks - start)
+        task = np.repeat(np.arange(start, start + n, dtype=np.int64), votes)
+        first = rng.integers(0, annotators, n)
+        step = rng.integers(1, max(2, annotators // votes), n)
+        annotator = (first[:, None] + np.arange(votes)[None, :] * step[:, None]) % annotators
+        annotator = annotator.reshape(-1)
+        truth = np.repeat(rng.choice(classes, size=n, p=prior), votes)
+        correct = rng.random(n * votes) < accuracy[annotator]
+        # Wrong answers follow the annotator's bias, re-drawn away from the truth.
+        cumulative = np.cumsum(bias[annotator], axis=1)
+        wrong = (rng.random(n * votes)[:, None] > cumulative).sum(axis=1).clip(0, classes - 1)
+        wrong = np.where(
+            wrong == truth, (wrong + 1 + rng.integers(0, classes - 1, n * votes)) % classes, wrong
+        )
+        label = np.where(correct, truth, wrong)
+        if integer_ids:
+            table = pa.table(
+                {
+                    "task_id": task,
+                    "annotator_id": annotator.astype(np.int32),
+                    "label": label.astype(np.int8),
+                }
+            )
+        else:
+            frame = pl.DataFrame({"task": task, "annotator": annotator, "label": label})
+            table = frame.select(
+                pl.format("t{}", pl.col("task")).alias("task_id"),
+                pl.format("w{}", pl.col("annotator")).alias("annotator_id"),
+                pl.format("class_{}", pl.col("label")).alias("label"),
+            ).to_arrow()
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_side(side: str, method: str, data: Path, out: Path, max_iter: int, tol: float) -> dict:
+    """Runs in a subprocess: aggregate with one library, save labels, report time and memory."""
+    sys.path.insert(0, str(ROOT))
+    read_start = time.perf_counter()
+    frame = pl.read_parquet(data)
+    read_seconds = time.perf_counter() - read_start
+    iterations = None
+    if side == "ours":
+        from annotation_pipelines.aggregation import fit
+
+        start = time.perf_counter()
+        result = fit(frame, method, max_iter=max_iter, tol=tol)
+        seconds = time.perf_counter() - start
+        labels = result.labels.select("task_id", "label")
+        iterations = result.iterations
+    else:
+        from crowdkit.aggregation import DawidSkene, MajorityVote
+
+        pandas_frame = frame.rename({"task_id": "task", "annotator_id": "worker"}).to_pandas()
+        del frame
+        model = DawidSkene(n_iter=max_iter, tol=tol) if method == "dawid_skene" else MajorityVote()
+        start = time.perf_counter()
+        predicted = model.fit_predict(pandas_frame)
+        seconds = time.perf_counter() - start
+        labels = pl.DataFrame(
+            {"task_id": predicted.index.to_numpy(), "label": predicted.to_numpy()}
+        )
+        if method == "dawid_skene":
+            iterations = len(model.loss_history_)
+    labels.write_parquet(out)
+    return {
+        "side": side,
+        "method": method,
+        "seconds": seconds,
+        "read_seconds": read_seconds,
+        "peak_rss_mib": peak_rss_mib(),
+        "iterations": iterations,
+    }
+
+
+def spawn(side: str, method: str, data: Path, out: Path, max_iter: int, tol: float) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--side",
+        side,
+        "--method",
+        method,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-iter",
+        str(max_iter),
+        "--tol",
+        str(tol),
+    ]
+    completed = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def same_label_share(ours: Path, theirs: Path) -> float:
+    a = pl.read_parquet(ours)
+    b = pl.read_parquet(theirs).with_columns(
+        pl.col("task_id").cast(a.schema["task_id"]), pl.col("label").cast(a.schema["label"])
+    )
+    joined = a.join(b, on="task_id", how="full", suffix="_reference")
+    return float((joined["label"] == joined["label_reference"]).fill_null(False).mean())
+
+
+def compare(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "judgments.parquet"
+        start = time.perf_counter()
+        generate(
+            data,
+            tasks=args.tasks,
+            votes=args.votes,
+            annotators=args.annotators,
+            classes=args.classes,
+            seed=args.seed,
+        )
+        n = args.tasks * args.votes
+        print(
+            f"data: {args.tasks:,} tasks × {args.votes} votes = {n:,} judgments, "
+            f"{args.annotators} annotators, {args.classes} classes, seed {args.seed} "
+            f"(generated in {time.perf_counter() - start:.1f} s)"
+        )
+        for method in args.methods:
+            ours_out, theirs_out = Path(folder) / "ours.parquet", Path(folder) / "theirs.parquet"
+            ours = spawn("ours", method, data, ours_out, args.max_iter, args.tol)
+            theirs = spawn("crowdkit", method, data, theirs_out, args.max_iter, args.tol)
+            share = same_label_share(ours_out, theirs_out)
+            print(
+                f"{method:14s} ours {ours['seconds']:8.2f} s (iter {ours['iterations']}, "
+                f"peak RSS {ours['peak_rss_mib']:,.0f} MiB) | crowd-kit {theirs['seconds']:8.2f} s "
+                f"(iter {theirs['iterations']}, peak RSS {theirs['peak_rss_mib']:,.0f} MiB) | "
+                f"speed-up {theirs['seconds'] / ours['seconds']:6.1f}× | same label {share:.4%}",
+                flush=True,
+            )
+
+
+def scale(args: argparse.Namespace) -> None:
+    folder = Path(args.scale_dir or tempfile.mkdtemp())
+    folder.mkdir(parents=True, exist_ok=True)
+    data = folder / "judgments_scale.parquet"
+    tasks, votes, annotators = args.scale_tasks, args.votes, args.scale_annotators
+    if not data.exists():
+        start = time.perf_counter()
+        generate(
+            data,
+            tasks=tasks,
+            votes=votes,
+            annotators=annotators,
+            classes=args.classes,
+            seed=args.seed,
+            integer_ids=True,
+        )
+        print(
+            f"generated {tasks * votes:,} judgments in {time.perf_counter() - start:.0f} s -> {data}"
+        )
+    out = folder / "labels_scale.parquet"
+    report = spawn("ours", "dawid_skene", data, out, args.max_iter, args.tol)
+    print(
+        f"dawid_skene on {tasks * votes:,} judgments ({tasks:,} tasks, {annotators:,} annotators): "
+        f"read {report['read_seconds']:.1f} s, aggregate {report['seconds']:.1f} s "
+        f"({report['iterations']} iterations), peak RSS {report['peak_rss_mib']:,.0f} MiB",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=200_000)
+    parser.add_argument("--votes", type=int, default=5)
+    parser.add_argument("--annotators", type=int, default=500)
+    parser.add_argument("--classes", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--max-iter", type=int, default=100)
+    parser.add_argument("--tol", type=float, default=1e-5)
+    parser.add_argument("--methods", nargs="+", default=["dawid_skene", "majority_vote"])
+    parser.add_argument("--scale", action="store_true", help="100M judgments, ours only")
+    parser.add_argument("--scale-tasks", type=int, default=20_000_000)
+    parser.add_argument("--scale-annotators", type=int, default=10_000)
+    parser.add_argument("--scale-dir", help="keep the generated scale data here")
+    # internal: one side in a subprocess
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        report = run_side(
+            args.side, args.method, Path(args.data), Path(args.out), args.max_iter, args.tol
+        )
+        print(json.dumps(report))
+    elif args.scale:
+        scale(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
