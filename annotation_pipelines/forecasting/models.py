@@ -23,11 +23,15 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from annotation_pipelines import schema
+
+if TYPE_CHECKING:
+    from statsforecast import StatsForecast
 
 BASELINE = "SeasonalNaive"
 LEVELS = (80, 95)
@@ -211,7 +215,7 @@ def _from_statsforecast(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _statsforecast(models: list[object], *, freq: str, n_jobs: int):
+def _statsforecast(models: list[object], *, freq: str, n_jobs: int) -> StatsForecast:
     from statsforecast import StatsForecast
     from statsforecast.models import SeasonalNaive
 
