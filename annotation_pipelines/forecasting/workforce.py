@@ -33,6 +33,7 @@ from annotation_pipelines.forecasting.models import (
 )
 
 SEASON_LENGTH = 7
+_NEVER_DAYS = 3650
 
 THROUGHPUT_COLUMNS: dict[str, pl.DataType] = {
     **schema.WORKFORCE_THROUGHPUT,
@@ -420,9 +421,11 @@ def _clear_date(
         if remaining <= 1e-9:
             return as_of + dt.timedelta(days=day), False
     drain = capacity_per_day - (sum(arrivals) / len(arrivals) if arrivals else 0.0)
-    if drain <= 0:
+    extra = remaining / drain if drain > 0 else math.inf
+    if extra > _NEVER_DAYS:
+        # A drain of a hair above zero is "never" for planning (and overflows a date).
         return None, False
-    return as_of + dt.timedelta(days=len(arrivals) + math.ceil(remaining / drain - 1e-9)), True
+    return as_of + dt.timedelta(days=len(arrivals) + math.ceil(extra - 1e-9)), True
 
 
 def workforce_forecast(
