@@ -509,7 +509,7 @@ def forecast(
     combine: int = 3,
     n_jobs: int = 1,
 ) -> ForecastResult:
-    """Backtest, refit each series' chosen model on its whole history, forecast `horizon` steps.
+    """Backtest, refit each series' chosen model (or combination's members) on its whole history.
 
     Returns the `capacity_forecast` table (id, time, forecast, lo_80, hi_80, lo_95, hi_95, model)
     and the per-series held-out scores. The model used is the one whose held-out scores are
