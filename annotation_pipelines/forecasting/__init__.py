@@ -22,10 +22,21 @@ from annotation_pipelines.forecasting.telemetry import (
     summarize_usage,
     to_series,
 )
+from annotation_pipelines.forecasting.workforce import (
+    PLAN_COLUMNS,
+    THROUGHPUT_COLUMNS,
+    WorkforceForecast,
+    project_settings,
+    workforce_forecast,
+    workforce_throughput,
+)
 
 __all__ = [
+    "PLAN_COLUMNS",
+    "THROUGHPUT_COLUMNS",
     "BacktestResult",
     "ForecastResult",
+    "WorkforceForecast",
     "backtest",
     "forecast",
     "hour_of_day_profile",
@@ -33,8 +44,11 @@ __all__ = [
     "load_helios_supply",
     "normalize_usage",
     "pooled_coverage",
+    "project_settings",
     "regularize",
     "relative_mase",
     "summarize_usage",
     "to_series",
+    "workforce_forecast",
+    "workforce_throughput",
 ]

@@ -4,17 +4,22 @@ Candidates (statsforecast; Garza et al., "StatsForecast: lightning fast forecast
 statistical and econometric models", 2022): the seasonal naive (the baseline: tomorrow's hour
 repeats today's), a weekly seasonal naive, AutoETS (Hyndman et al., 2002, exponential
 smoothing state space, model picked by AICc), AutoTheta (Assimakopoulos & Nikolopoulos,
-2000), MSTL (Bandara et al., 2021: loess decomposition with several seasonalities, ETS on the
-trend) and a window average (the mean of the last few days; a level-shift series is often best
-forecast by its recent level). AutoARIMA is available on request; it is ~50x slower.
+2000) and MSTL (Bandara et al., 2021: loess decomposition with several seasonalities, ETS on
+the trend). AutoARIMA is available on request; it is ~50x slower.
 
 Model choice (Tashman, 2000, "Out-of-sample tests of forecasting accuracy"): the history is cut
 at `windows` origins `horizon` steps apart; every candidate forecasts the `horizon` steps after
-each origin. The model with the lowest mean MASE (Hyndman & Koehler, 2006: MAE over the
-in-sample MAE of the seasonal naive at the same origin) over the first `windows -
-evaluation_windows` windows is chosen; its MASE and interval coverage are then reported on the
-last `evaluation_windows` windows, which played no part in the choice. Those held-out figures
-are what a user can expect; a score on the windows used to choose would flatter the winner.
+each origin. Candidates are ranked by mean MASE (Hyndman & Koehler, 2006: MAE over the in-sample
+MAE of the seasonal naive at the same origin) over the first `windows - evaluation_windows`
+windows, ties to the simpler model; the forecast is the equal-weight mean of the `combine` best
+(default 3; `combine=1` picks the single best), its interval bounds the mean of theirs (forecast
+pooling: Kourentzes, Barrow & Petropoulos, 2019, "Another look at forecast selection and
+combination: evidence from forecast pooling"; quantile averaging: Lichtendahl, Grushka-Cockayne
+& Winkler, 2013). Combining a few top candidates hedges the noise of a choice made on two or
+three windows, which is large for level-shifting utilisation series. The chosen forecast's MASE
+and interval coverage are then reported on the last `evaluation_windows` windows, which played
+no part in the choice. Those held-out figures are what a user can expect; a score on the
+windows used to choose would flatter the winner.
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from annotation_pipelines import schema
+
+if TYPE_CHECKING:
+    from statsforecast import StatsForecast
 
 BASELINE = "SeasonalNaive"
 LEVELS = (80, 95)
@@ -151,6 +160,7 @@ class BacktestResult:
     horizon: int
     season_length: int
     models: tuple[str, ...] = field(default_factory=tuple)
+    members: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def chosen(self) -> dict[str, str]:
         return dict(self.scores.select("id", "model").iter_rows())
@@ -211,7 +221,7 @@ def _from_statsforecast(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _statsforecast(models: list[object], *, freq: str, n_jobs: int):
+def _statsforecast(models: list[object], *, freq: str, n_jobs: int) -> StatsForecast:
     from statsforecast import StatsForecast
     from statsforecast.models import SeasonalNaive
 
@@ -247,6 +257,7 @@ def backtest(
     evaluation_windows: int = 1,
     models: Sequence[str] | None = None,
     extra_seasonalities: Sequence[int] | None = None,
+    combine: int = 3,
     n_jobs: int = 1,
 ) -> BacktestResult:
     """Rolling-origin backtest of every candidate over `windows` origins `horizon` steps apart.
@@ -256,8 +267,8 @@ def backtest(
     rest. With `windows == 1` there is nothing to hold out: the model is chosen and scored on
     the same window and `held_out` is False in the scores.
     """
-    if windows < 1 or horizon < 1 or season_length < 1:
-        raise ValueError("windows, horizon and season_length must be positive")
+    if windows < 1 or horizon < 1 or season_length < 1 or combine < 1:
+        raise ValueError("windows, horizon, season_length and combine must be positive")
     evaluation_windows = min(evaluation_windows, windows - 1) if windows > 1 else 0
     extra = (
         default_extra_seasonalities(season_length)
@@ -295,11 +306,78 @@ def backtest(
     )
     cutoffs = cross_validation.get_column("cutoff").unique().sort()
     evaluation_cutoffs = cutoffs.tail(evaluation_windows) if evaluation_windows else cutoffs.head(0)
-    per_window = mase(cross_validation, history, models=names, seasonality=season_length)
+    role = (
+        pl.when(pl.col("cutoff").is_in(evaluation_cutoffs.implode()))
+        .then(pl.lit("evaluation"))
+        .otherwise(pl.lit("selection"))
+        .alias("role")
+    )
+    window_scores = _window_scores(
+        cross_validation, history, models=names, season_length=season_length
+    ).with_columns(role)
+    chosen, members = _members(window_scores, names=names, combine=combine)
+    for name, ids in chosen.group_by("model").agg(pl.col("id")).iter_rows():
+        parts = members[name]
+        if len(parts) == 1:
+            continue
+        # Quantile averaging (Lichtendahl, Grushka-Cockayne & Winkler, 2013): the combination's
+        # bounds are the mean of its members' bounds at each level.
+        combined = cross_validation.filter(pl.col("id").is_in(ids)).select(
+            "id",
+            "time",
+            "cutoff",
+            pl.mean_horizontal(parts).alias(name),
+            *[
+                pl.mean_horizontal([f"{m}-{side}-{level}" for m in parts]).alias(
+                    f"{name}-{side}-{level}"
+                )
+                for level in LEVELS
+                for side in ("lo", "hi")
+            ],
+        )
+        cross_validation = cross_validation.join(combined, on=["id", "time", "cutoff"], how="left")
+        window_scores = pl.concat(
+            [
+                window_scores,
+                _window_scores(
+                    cross_validation.filter(pl.col("id").is_in(ids)),
+                    history,
+                    models=[name],
+                    season_length=season_length,
+                ).with_columns(role),
+            ]
+        )
+    window_scores = window_scores.sort("id", "cutoff", "model")
+    scores = _choose(
+        window_scores,
+        cross_validation,
+        chosen=chosen,
+        held_out=evaluation_windows > 0,
+    )
+    return BacktestResult(
+        cross_validation=cross_validation,
+        window_scores=window_scores,
+        scores=scores,
+        horizon=horizon,
+        season_length=season_length,
+        models=tuple(names),
+        members=members,
+    )
+
+
+def _window_scores(
+    cross_validation: pl.DataFrame,
+    history: pl.DataFrame,
+    *,
+    models: list[str],
+    season_length: int,
+) -> pl.DataFrame:
+    """[id, cutoff, model, mae, mase, coverage_80, coverage_95] for each model column."""
+    per_window = mase(cross_validation, history, models=models, seasonality=season_length)
     coverages = cross_validation.group_by("id", "cutoff").agg(
         [
             coverage(cross_validation, model=m, level=level).alias(f"{m}|{level}")
-            for m in names
+            for m in models
             for level in LEVELS
         ]
     )
@@ -312,45 +390,63 @@ def backtest(
         .pivot("level", index=["id", "cutoff", "model"], values="share")
         .rename({str(level): f"coverage_{level}" for level in LEVELS})
     )
-    window_scores = (
-        per_window.join(coverage_long, on=["id", "cutoff", "model"])
+    return per_window.join(coverage_long, on=["id", "cutoff", "model"])
+
+
+def _members(
+    window_scores: pl.DataFrame, *, names: list[str], combine: int
+) -> tuple[pl.DataFrame, dict[str, tuple[str, ...]]]:
+    """Per series: the chosen model name and its members, from the selection windows only.
+
+    The `combine` candidates with the lowest mean selection MASE, ties to the candidate listed
+    first (the baseline, then the simpler models). Candidates whose MASE is undefined (a series
+    constant before the origin has no seasonal-naive error to scale by) are never ranked; when
+    none is defined the baseline is chosen alone: there is no evidence for anything else.
+    """
+    order = {name: rank for rank, name in enumerate(names)}
+    ranked = (
+        window_scores.filter(pl.col("role") == "selection")
+        .group_by("id", "model")
+        .agg(pl.col("mase").mean().alias("score"))
         .with_columns(
-            pl.when(pl.col("cutoff").is_in(evaluation_cutoffs.implode()))
-            .then(pl.lit("evaluation"))
-            .otherwise(pl.lit("selection"))
-            .alias("role")
+            pl.col("model").replace_strict(order, return_dtype=pl.Int64).alias("rank"),
+            pl.col("score").fill_nan(None),
         )
-        .sort("id", "cutoff", "model")
+        .filter(pl.col("score").is_finite())
+        .sort("id", "score", "rank")
+        .group_by("id", maintain_order=True)
+        .agg(pl.col("model").head(combine).alias("members"))
     )
-    scores = _choose(window_scores, cross_validation, names=names, held_out=evaluation_windows > 0)
-    return BacktestResult(
-        cross_validation=cross_validation,
-        window_scores=window_scores,
-        scores=scores,
-        horizon=horizon,
-        season_length=season_length,
-        models=tuple(names),
-    )
+    ids = window_scores.select("id").unique()
+    rows, combinations = [], {}
+    for series_id, members in ids.join(ranked, on="id", how="left").iter_rows():
+        members = sorted(members or [BASELINE], key=order.__getitem__)
+        name = members[0] if len(members) == 1 else f"Combination({'+'.join(members)})"
+        rows.append((series_id, name))
+        combinations[name] = tuple(members)
+    chosen = pl.DataFrame(rows, schema={"id": pl.String, "model": pl.String}, orient="row")
+    return chosen.sort("id"), combinations
 
 
 def _choose(
-    window_scores: pl.DataFrame, cross_validation: pl.DataFrame, *, names: list[str], held_out: bool
+    window_scores: pl.DataFrame,
+    cross_validation: pl.DataFrame,
+    *,
+    chosen: pl.DataFrame,
+    held_out: bool,
 ) -> pl.DataFrame:
-    order = {name: rank for rank, name in enumerate(names)}
     selection = window_scores.filter(pl.col("role") == "selection")
     evaluation = window_scores.filter(pl.col("role") == "evaluation") if held_out else selection
-    # Ties (a constant series) go to the baseline: it is listed first and the sort is stable.
-    chosen = (
-        selection.group_by("id", "model")
-        .agg(pl.col("mase").mean().alias("selection_mase"), pl.len().alias("selection_windows"))
-        .with_columns(
-            pl.col("model").replace_strict(order, return_dtype=pl.Int64).alias("rank"),
-            pl.col("selection_mase").fill_nan(None),
-        )
-        .sort("id", pl.col("selection_mase").fill_null(float("inf")), "rank")
-        .group_by("id", maintain_order=True)
-        .first()
-        .drop("rank")
+    names = chosen.get_column("model").unique().to_list()
+    # For a combination this is its score on the windows its members were picked on: optimistic,
+    # which is why the reported figures are the held-out ones.
+    chosen = chosen.join(
+        selection.group_by("id", "model").agg(
+            pl.col("mase").mean().fill_nan(None).alias("selection_mase"),
+            pl.len().alias("selection_windows"),
+        ),
+        on=["id", "model"],
+        how="left",
     )
     evaluated = evaluation.group_by("id", "model").agg(
         pl.col("mase").mean(), pl.col("mae").mean(), pl.len().alias("evaluation_windows")
@@ -410,9 +506,10 @@ def forecast(
     models: Sequence[str] | None = None,
     extra_seasonalities: Sequence[int] | None = None,
     nonnegative: bool = True,
+    combine: int = 3,
     n_jobs: int = 1,
 ) -> ForecastResult:
-    """Backtest, refit each series' chosen model on its whole history, forecast `horizon` steps.
+    """Backtest, refit each series' chosen model (or combination's members) on its whole history.
 
     Returns the `capacity_forecast` table (id, time, forecast, lo_80, hi_80, lo_95, hi_95, model)
     and the per-series held-out scores. The model used is the one whose held-out scores are
@@ -427,6 +524,7 @@ def forecast(
         evaluation_windows=evaluation_windows,
         models=models,
         extra_seasonalities=extra_seasonalities,
+        combine=combine,
         n_jobs=n_jobs,
     )
     extra = (
@@ -443,7 +541,8 @@ def forecast(
     history = _naive_utc(series)
     tables = []
     for model, ids in result.scores.group_by("model").agg(pl.col("id")).iter_rows():
-        engine = _statsforecast([factories[model]()], freq=freq, n_jobs=n_jobs)
+        members = result.members[model]
+        engine = _statsforecast([factories[m]() for m in members], freq=freq, n_jobs=n_jobs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             raw = engine.forecast(
@@ -456,9 +555,11 @@ def forecast(
             frame.select(
                 pl.col("id").cast(pl.String),
                 "time",
-                pl.col(model).alias("forecast"),
+                pl.mean_horizontal(members).alias("forecast"),
                 *[
-                    pl.col(f"{model}-{side}-{level}").alias(f"{side}_{level}")
+                    pl.mean_horizontal([f"{m}-{side}-{level}" for m in members]).alias(
+                        f"{side}_{level}"
+                    )
                     for level in LEVELS
                     for side in ("lo", "hi")
                 ],

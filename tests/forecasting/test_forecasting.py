@@ -112,7 +112,7 @@ def test_coverage_matches_utilsforecast():
 def test_choice_is_made_on_selection_windows_and_scored_on_held_out():
     series = _synthetic()
     result = backtest(
-        series, horizon=24, season_length=24, freq="1h", windows=3, evaluation_windows=1
+        series, horizon=24, season_length=24, freq="1h", windows=3, evaluation_windows=1, combine=1
     )
     scores = result.scores
     assert scores.get_column("held_out").all()
@@ -130,6 +130,38 @@ def test_choice_is_made_on_selection_windows_and_scored_on_held_out():
             & (pl.col("model") == model)
         )["mase"].item()
         assert scores.filter(pl.col("id") == series_id)["mase"].item() == pytest.approx(held_out)
+
+
+def test_combination_is_the_mean_of_the_best_on_selection_windows():
+    series = _synthetic()
+    result = backtest(series, horizon=24, season_length=24, freq="1h", windows=3, combine=2)
+    selection = result.window_scores.filter(pl.col("role") == "selection")
+    cv = result.cross_validation
+    for series_id, model in result.chosen().items():
+        members = result.members[model]
+        ranked = (
+            selection.filter(pl.col("id") == series_id, pl.col("model").is_in(result.models))
+            .group_by("model")
+            .agg(pl.col("mase").mean())
+            .sort("mase")["model"]
+            .head(2)
+            .to_list()
+        )
+        assert sorted(members) == sorted(ranked)
+        assert model == f"Combination({'+'.join(members)})"
+        rows = cv.filter(pl.col("id") == series_id)
+        for column in ("", "-lo-80", "-hi-95"):
+            expected = (rows[f"{members[0]}{column}"] + rows[f"{members[1]}{column}"]) / 2
+            assert np.allclose(rows[f"{model}{column}"].to_numpy(), expected.to_numpy())
+        # The held-out score is the combination's own on the evaluation window.
+        held_out = result.window_scores.filter(
+            (pl.col("role") == "evaluation")
+            & (pl.col("id") == series_id)
+            & (pl.col("model") == model)
+        )["mase"].item()
+        assert result.scores.filter(pl.col("id") == series_id)["mase"].item() == pytest.approx(
+            held_out
+        )
 
 
 def test_forecast_table_is_canonical_and_intervals_nest():
@@ -252,7 +284,17 @@ def test_cli_without_id_or_supply_and_bad_input(tmp_path):
     _synthetic(ids=("a",), hours=24 * 6).drop("id").write_csv(source)
     run = CliRunner().invoke(
         forecast_command,
-        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "24"],
+        [
+            str(source),
+            "--time-col",
+            "time",
+            "--value-col",
+            "value",
+            "--horizon",
+            "24",
+            "--backtest-windows",
+            "2",
+        ],  # fmt: skip,
     )
     assert run.exit_code == 0, run.output
     report = json.loads(run.stdout)
