@@ -28,6 +28,7 @@ import assets.curation
 import assets.forecasting
 import assets.ingest
 import assets.quality
+import assets.workforce
 from assets import schedules, sensors
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
@@ -80,6 +81,7 @@ all_assets = load_assets_from_modules(
         assets.curation,
         assets.compute,
         assets.forecasting,
+        assets.workforce,
     ]
 )
 

@@ -199,6 +199,11 @@ def quality(  # noqa: ANN201
         key = f"reports/quality/day={day}/{project}.html"
         lake.put(key, html.encode("utf-8"))
         report_paths[project] = lake.uri(key)
+    # Stable row order, so re-materializing a day rewrites the same bytes.
+    cards = cards.sort("project", "annotator_id")
+    report = report.sort("project")
+    queue = queue.sort(["project", "priority", "task_id"], descending=[False, True, False])
+    drift_frame = drift_frame.sort("project")
     checks = _gates(report, aggregated_labels, judgments, config)
     report = _with_gate_verdicts(report, checks)
     summary = markdown_summary(report, scorecards=cards, queue=queue, drift=drift_frame)

@@ -71,6 +71,27 @@ class LandingZone(ConfigurableResource):
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error})") from error
 
+    def project_plans(
+        self, *, default_overlap: int = 3, default_sla_days: float = 2.0
+    ) -> pl.DataFrame:
+        """[project, overlap, sla_days] for every known project: the generator's catalogue and
+        each export project's project.json ("overlap", "sla_days"), with defaults."""
+        rows: dict[str, dict[str, object]] = {}
+        if any(p == "synthetic/projects.parquet" for p, _ in self.list_files("synthetic/")):
+            catalogue = pl.read_parquet(io.BytesIO(self.read_bytes("synthetic/projects.parquet")))
+            for row in catalogue.iter_rows(named=True):
+                rows[row["project"]] = {"overlap": row["overlap"], "sla_days": row["sla_days"]}
+        for project in sorted({export.project for export in self.exports()}):
+            settings = self.project_settings(project)
+            rows[project] = {
+                "overlap": settings.get("overlap", default_overlap),
+                "sla_days": settings.get("sla_days", default_sla_days),
+            }
+        return pl.DataFrame(
+            [{"project": name, **values} for name, values in sorted(rows.items())],
+            schema={"project": pl.String, "overlap": pl.Int64, "sla_days": pl.Float64},
+        )
+
     def read_synthetic(self, table: str, day: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         """Canonical Parquet parts the generator wrote for `table` on `day` (empty if none)."""
         paths = [p for p, _ in self.list_files(f"synthetic/{table}/day={day}/")]

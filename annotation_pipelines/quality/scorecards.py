@@ -32,16 +32,18 @@ def spammer_scores(judgments: pl.DataFrame, aggregated: pl.DataFrame) -> pl.Data
     confusion = (
         paired.group_by([*KEYS, "consensus", "label"])
         .agg(pl.len().alias("n"))
+        # Sorted so the float sums below add in one order: a re-run gives identical bits.
+        .sort([*KEYS, "consensus", "label"])
         .with_columns((pl.col("n") / pl.col("n").sum().over([*KEYS, "consensus"])).alias("share"))
     )
-    squares = confusion.group_by(KEYS).agg(
+    squares = confusion.group_by(KEYS, maintain_order=True).agg(
         (pl.col("share") ** 2).sum().alias("squares"),
         pl.col("consensus").n_unique().alias("classes"),
     )
     columns = (
-        confusion.group_by([*KEYS, "label"])
+        confusion.group_by([*KEYS, "label"], maintain_order=True)
         .agg(pl.col("share").sum().alias("column"))
-        .group_by(KEYS)
+        .group_by(KEYS, maintain_order=True)
         .agg((pl.col("column") ** 2).sum().alias("column_squares"))
     )
     k = pl.col("classes").cast(pl.Float64)

@@ -1,0 +1,128 @@
+"""Annotation workforce: daily throughput and backlog, and the hours each project needs."""
+
+import datetime as dt
+
+import polars as pl
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    Config,
+    MetadataValue,
+    Output,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from pydantic import Field
+
+from annotation_pipelines.forecasting import workforce_forecast, workforce_throughput
+from annotation_pipelines.forecasting.plot import plot_forecast
+from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.metadata import markdown_table, png_markdown
+from assets.partitions import daily_partitions
+from resources.lake import Lake
+from resources.landing import LandingZone
+
+OWNERS = ["team:annotation-operations"]
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name="workforce",
+    owners=OWNERS,
+    kinds={"polars", "parquet"},
+    pool="daily_layers",
+    # The backlog carried into a day depends on every day before it.
+    deps=[
+        AssetDep(name, partition_mapping=TimeWindowPartitionMapping(start_offset=-28))
+        for name in ("judgments", "raw_tasks")
+    ],
+    automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+    description="Per project and day: tasks in, judgments, tasks completed at the required "
+    "overlap, annotators, annotator-hours from durations, judgments per hour, backlog.",
+)
+def workforce_throughput_daily(
+    context: AssetExecutionContext, lake: Lake, landing: LandingZone
+) -> Output[pl.DataFrame]:
+    day = dt.date.fromisoformat(context.partition_key)
+    end = pl.lit(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)) + pl.duration(days=1)
+    judgments = lake.scan_all("judgments").filter(pl.col("submitted_at") < end).collect()
+    tasks = lake.scan_all("raw_tasks").filter(pl.col("created_at") < end).collect()
+    plans = landing.project_plans()
+    known = plans.join(judgments.select("project").unique(), on="project", how="semi")
+    throughput = workforce_throughput(judgments, tasks, known, through=day)
+    today = throughput.filter(pl.col("day") == day)
+    return Output(
+        today,
+        metadata={
+            "annotator_hours": MetadataValue.float(float(today["annotator_hours"].sum())),
+            "backlog": MetadataValue.int(int(today["backlog"].sum())),
+            "per_project": markdown_table(today),
+        },
+    )
+
+
+class WorkforceForecastConfig(Config):
+    horizon_days: int = Field(default=28, ge=7)
+    backtest_windows: int = 3
+    recent_days: int = Field(default=14, description="Days over which throughput is measured.")
+    staffing_hours_per_week: dict[str, float] = Field(
+        default_factory=dict, description="Planned hours per project; default: recent hours."
+    )
+
+
+@asset(
+    group_name="forecasting",
+    owners=OWNERS,
+    kinds={"statsforecast", "polars"},
+    deps=["workforce_throughput_daily"],
+    description="Per project: task volume forecast with 80/95% intervals, annotator-hours per "
+    "week the SLA needs, the date the backlog clears at current staffing, and risk.",
+)
+def workforce_capacity_forecast(
+    context: AssetExecutionContext,
+    config: WorkforceForecastConfig,
+    lake: Lake,
+    landing: LandingZone,
+) -> Output[pl.DataFrame]:
+    history = lake.read_days("workforce_throughput_daily", lake.days("workforce_throughput_daily"))
+    if history.height == 0:
+        raise FileNotFoundError(
+            "workforce_throughput_daily has no partitions; materialize it first"
+        )
+    plans = landing.project_plans().join(
+        history.select("project").unique(), on="project", how="semi"
+    )
+    result = workforce_forecast(
+        history,
+        plans,
+        horizon_days=config.horizon_days,
+        backtest_windows=config.backtest_windows,
+        staffing_hours_per_week=config.staffing_hours_per_week or None,
+        recent_days=config.recent_days,
+    )
+    at_risk = result.plan.filter(pl.col("at_risk"))["project"].to_list()
+    context.log.info(f"projects at risk: {at_risk or 'none'}")
+    lake.write_table("workforce_plan", result.plan)
+    return Output(
+        result.forecast,
+        metadata={
+            "plan": markdown_table(
+                result.plan.select(
+                    "project",
+                    "backlog",
+                    "judgments_per_annotator_hour",
+                    "current_hours_per_week",
+                    "hours_needed_per_week",
+                    "hours_gap_per_week",
+                    "backlog_clear_date",
+                    "at_risk",
+                    "risk_reason",
+                )
+            ),
+            "projects_at_risk": MetadataValue.json(at_risk),
+            "scores": markdown_table(result.scores),
+            "plot": png_markdown(
+                plot_forecast(result.history, result.forecast, last=60), alt="task volume"
+            ),
+        },
+    )
