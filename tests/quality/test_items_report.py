@@ -198,3 +198,27 @@ def test_html_report_is_self_contained_and_escaped(toy_day, toy_gold):
     summary = markdown_summary(report, scorecards=cards, queue=queue)
     assert "| toy | 2026-11-20 | 5 | 24 | 5 | 0.142 |" in summary
     assert "### Re-annotation queue (3 tasks)" in summary
+
+
+def test_quality_gates_severity_and_outcomes(toy_day, toy_gold):
+    from annotation_pipelines.quality import quality_gates
+
+    aggregated = majority(toy_day)
+    cards = annotator_scorecards(toy_day, aggregated, toy_gold, min_judgments=1)
+    report = quality_report(toy_day, aggregated, toy_gold, scorecards=cards)
+    gates = {row["gate"]: row for row in quality_gates(report).iter_rows(named=True)}
+    assert not gates["agreement_floor"]["passed"]  # alpha 0.142 < 0.4
+    assert gates["agreement_floor"]["severity"] == "ERROR"
+    assert not gates["gold_accuracy_floor"]["passed"]  # 5/9 < 0.7
+    assert not gates["flagged_share_ceiling"]["passed"]  # 2 of 5 flagged
+    assert gates["flagged_share_ceiling"]["severity"] == "WARN"
+    assert gates["row_count"]["passed"] and gates["row_count"]["value"] == 24
+    lenient = quality_gates(
+        report, min_krippendorff_alpha=0.1, min_gold_accuracy=0.5, max_share_flagged_annotators=0.5
+    )
+    assert lenient["passed"].all()
+    no_gold = quality_gates(
+        report.with_columns(pl.lit(None, dtype=pl.Float64).alias("gold_accuracy"))
+    )
+    row = no_gold.filter(pl.col("gate") == "gold_accuracy_floor").row(0, named=True)
+    assert row["passed"] and row["description"] == "no gold judgments this day"
