@@ -51,16 +51,22 @@ def factorize(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         pl.col("value").hash(seed=_SEED_CHECK).alias("check"),
     )
     codes, _ = pd.factorize(hashes.get_column("primary").to_numpy())
-    check, _ = pd.factorize(hashes.get_column("check").to_numpy())
-    # Both code arrays are in order of first appearance, so they are equal unless one of
-    # the hashes merged two distinct values.
-    if not np.array_equal(codes, check):
-        codes, _ = pd.factorize(series.to_numpy())
     codes = codes.astype(np.int64, copy=False)
+    first = _first_rows(codes)
+    # Equal secondary hashes on every row of a code ⇔ the primary hash merged nothing.
+    check = hashes.get_column("check").to_numpy()
+    if not np.array_equal(check[first][codes], check):
+        codes, _ = pd.factorize(series.to_numpy())
+        codes = codes.astype(np.int64, copy=False)
+        first = _first_rows(codes)
+    return codes, first
+
+
+def _first_rows(codes: np.ndarray) -> np.ndarray:
     first = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
     # Reversed scatter: the last write wins, so each code keeps its first occurrence.
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1, dtype=np.int64)
-    return codes, first
+    return first
 
 
 def numeric_labels(labels: pl.Series, level: str) -> pl.Series:

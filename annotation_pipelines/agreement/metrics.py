@@ -42,6 +42,15 @@ class AlphaKernel:
     def __init__(self, counts: TaskValueCounts, level: str) -> None:
         self.level = level
         self.n_values = counts.n_values
+        self.domain = counts.domain
+        self.dense = (
+            level != "nominal"
+            and counts.n_values <= _DENSE_MAX_VALUES
+            and counts.n_tasks * counts.n_values <= max(4 * len(counts.task), 1 << 20)
+        )
+        if self.dense:
+            self._dense_table(counts)
+            return
         totals = np.bincount(counts.task, weights=counts.count, minlength=counts.n_tasks)
         units = totals[counts.task]
         keep = units >= 2
@@ -58,28 +67,22 @@ class AlphaKernel:
             self.value = counts.value[keep]
             self.count = counts.count[keep]
             self.units = units[keep]
-        self.domain = counts.domain
-        self.dense = False
         if level == "nominal":
             self.agreeing = self.count * (self.count - 1.0) / (self.units - 1.0)
-        elif self._dense_fits(len(self.pairable_tasks)):
-            self._dense_table()
         else:
             self._pairs()
 
-    def _dense_fits(self, n_units: int) -> bool:
-        return self.n_values <= _DENSE_MAX_VALUES and n_units * self.n_values <= max(
-            4 * len(self.task), 1 << 20
-        )
-
-    def _dense_table(self) -> None:
-        self.dense = True
-        position = np.full(int(self.pairable_tasks[-1]) + 1 if len(self.pairable_tasks) else 0, -1)
-        position[self.pairable_tasks] = np.arange(len(self.pairable_tasks))
-        table = np.zeros((len(self.pairable_tasks), self.n_values))
-        table[position[self.task], self.value] = self.count
+    def _dense_table(self, counts: TaskValueCounts) -> None:
+        # values × units, so the coincidence product runs over contiguous rows.
+        table = np.zeros((self.n_values, counts.n_tasks))
+        table[counts.value, counts.task] = counts.count
+        units = table.sum(axis=0)
+        pairable = units >= 2
+        self.pairable_tasks = np.flatnonzero(pairable)
+        if not pairable.all():
+            table, units = table[:, pairable], units[pairable]
         self.table = table
-        self.inverse_pairs = 1.0 / (table.sum(axis=1) - 1.0)
+        self.inverse_pairs = 1.0 / (units - 1.0)
 
     def _pairs(self) -> None:
         # Rows are sorted by task: enumerate, per task, the pairs (c < k) of distinct values.
@@ -151,17 +154,18 @@ class AlphaKernel:
         return _one_minus_ratio(observed, expected_sum / (n - 1.0))
 
     def _dense_alpha(self, task_weights: np.ndarray | None) -> float:
-        unit_weights = (
-            np.ones(len(self.pairable_tasks))
-            if task_weights is None
-            else task_weights[self.pairable_tasks]
-        )
-        totals = unit_weights @ self.table
+        if task_weights is None:
+            totals = self.table.sum(axis=1)
+            scale = self.inverse_pairs
+        else:
+            unit_weights = task_weights[self.pairable_tasks]
+            totals = self.table @ unit_weights
+            scale = self.inverse_pairs * unit_weights
         n = totals.sum()
         if n <= 1:
             return math.nan
-        # The diagonal of the coincidences needs its −n_uc/(m_u − 1) term, but δ_cc = 0.
-        coincidences = self.table.T @ (self.table * (unit_weights * self.inverse_pairs)[:, None])
+        # The diagonal of the coincidences lacks its −n_uc/(m_u − 1) term, but δ_cc = 0.
+        coincidences = (self.table * scale) @ self.table.T
         values = np.arange(self.n_values)
         distance = self._distance(values[:, None], values[None, :], totals)
         observed = float(np.sum(coincidences * distance))

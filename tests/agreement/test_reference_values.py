@@ -163,3 +163,20 @@ def test_exact_fallback_path_gives_the_same_counts(krippendorff_2011, monkeypatc
     monkeypatch.setattr(_encoding, "_MAX_VALUE_BITS", 0)
     for level, value in expected.items():
         assert krippendorff_alpha(krippendorff_2011, level) == pytest.approx(value, abs=1e-12)
+
+
+def test_hash_collisions_are_detected_and_resolved_exactly(toy_crowd, monkeypatch):
+    # Simulate the worst collision: the primary hash sends every id to the same value.
+    from annotation_pipelines.agreement import _encoding
+
+    expected = krippendorff_alpha(toy_crowd)
+    original = pl.Expr.hash
+
+    def colliding(self, seed=0, *args, **kwargs):
+        hashed = original(self, seed, *args, **kwargs)
+        return hashed * 0 if seed == _encoding._SEED_PRIMARY else hashed
+
+    monkeypatch.setattr(pl.Expr, "hash", colliding)
+    assert krippendorff_alpha(toy_crowd) == pytest.approx(expected, abs=1e-12)
+    codes, first = _encoding.factorize(toy_crowd.get_column("annotator_id"))
+    assert len(first) == 5 and len(set(codes.tolist())) == 5
