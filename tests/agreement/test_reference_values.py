@@ -124,8 +124,8 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_reproducible(fleiss_wik
 def test_task_weights_equal_duplicated_tasks(krippendorff_2011, monkeypatch, dense_max_values):
     # Weighting every task by 3 must equal literally triplicating the data under new ids, and
     # weighting one task by 0 must equal dropping it.
-    from annotation_pipelines.agreement._encoding import task_value_counts
     from annotation_pipelines.agreement import metrics
+    from annotation_pipelines.agreement._encoding import task_value_counts
     from annotation_pipelines.agreement.metrics import AlphaKernel, FleissKernel
 
     monkeypatch.setattr(metrics, "_DENSE_MAX_VALUES", dense_max_values)
