@@ -150,30 +150,39 @@ def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> Tas
             pl.col("task_id").hash(seed=_SEED_CHECK).alias("check"),
         )
         shift = np.uint64(bits)
-        primary = hashes.get_column("primary").to_numpy()
-        counts = _sorted_counts(
-            (primary >> shift << shift) | values.astype(np.uint64), bits, domain
-        )
-        check = np.sort(hashes.get_column("check").to_numpy())
+        keys = hashes.get_column("primary").to_numpy() >> shift
+        keys <<= shift
+        keys |= values.view(np.uint64)
+        counts = _sorted_counts(keys, bits, domain)
+        check = hashes.get_column("check").to_numpy().copy()
+        check.sort()
         if counts.n_tasks == 1 + int(np.count_nonzero(check[1:] != check[:-1])):
             return counts
     task_codes, _ = pd.factorize(frame.get_column("task_id").to_numpy())
-    return _sorted_counts(
-        (task_codes.astype(np.uint64) << np.uint64(bits)) | values.astype(np.uint64), bits, domain
-    )
+    keys = task_codes.astype(np.uint64) << np.uint64(bits)
+    keys |= values.view(np.uint64)
+    return _sorted_counts(keys, bits, domain)
 
 
 def _sorted_counts(keys: np.ndarray, bits: int, domain: np.ndarray) -> TaskValueCounts:
     if len(keys) == 0:
         empty = np.empty(0, dtype=np.int64)
         return TaskValueCounts(empty, empty, np.empty(0), 0, domain)
-    ordered = np.sort(keys)
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    counts = np.diff(np.r_[starts, len(ordered)]).astype(np.float64)
-    group_keys = ordered[starts]
+    keys.sort()  # in place: callers pass a fresh array
+    changes = np.empty(len(keys), dtype=bool)
+    changes[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=changes[1:])
+    starts = np.flatnonzero(changes)
+    counts = np.empty(len(starts), dtype=np.float64)
+    counts[:-1] = np.diff(starts)
+    counts[-1] = len(keys) - starts[-1]
+    group_keys = keys[starts]
     tasks = group_keys >> np.uint64(bits)
-    task = np.cumsum(np.r_[True, tasks[1:] != tasks[:-1]]) - 1
-    value = (group_keys & np.uint64((1 << bits) - 1)).astype(np.int64)
+    new_task = np.empty(len(tasks), dtype=np.int64)
+    new_task[0] = 0
+    np.not_equal(tasks[1:], tasks[:-1], out=new_task[1:], casting="unsafe")
+    task = np.cumsum(new_task, out=new_task)
+    value = (group_keys & np.uint64((1 << bits) - 1)).view(np.int64)
     return TaskValueCounts(task, value, counts, int(task[-1]) + 1, domain)
 
 
