@@ -43,24 +43,25 @@ def item_disagreement(judgments: pl.DataFrame, *, contested_margin: float = 0.2)
     """
     judged = with_day(judgments).filter(pl.col("label").is_not_null())
     label_count = judged.group_by("project").agg(pl.col("label").n_unique().alias("project_labels"))
-    counts = (
-        judged.group_by("project", "task_id", "label")
-        .agg(pl.len().alias("votes"), pl.col("day").max())
-        .sort(["project", "task_id", "votes", "label"], descending=[False, False, True, False])
+    counts = judged.group_by("project", "task_id", "label").agg(
+        pl.len().alias("votes"), pl.col("day").max()
     )
-    items = counts.group_by(["project", "task_id"], maintain_order=True).agg(
+    votes = pl.col("votes")
+    top = votes.max()
+    shares = votes / votes.sum()
+    # No per-task sort: the top label is the smallest label among those with the most votes,
+    # and the runner-up count is the top count again when the top is shared.
+    items = counts.group_by(["project", "task_id"]).agg(
         pl.col("day").max(),
-        pl.col("votes").sum().alias("n_votes"),
+        votes.sum().alias("n_votes"),
         pl.len().alias("n_labels"),
-        pl.col("label").first().alias("top_label"),
-        pl.col("votes").first().alias("top_votes"),
-        pl.col("votes").get(1, null_on_oob=True).fill_null(0).alias("second_votes"),
-        (
-            -(pl.col("votes") / pl.col("votes").sum())
-            * (pl.col("votes") / pl.col("votes").sum()).log(2)
-        )
-        .sum()
-        .alias("entropy"),
+        pl.col("label").filter(votes == top).min().alias("top_label"),
+        top.alias("top_votes"),
+        pl.when((votes == top).sum() > 1)
+        .then(top)
+        .otherwise(votes.filter(votes < top).max().fill_null(0))
+        .alias("second_votes"),
+        (-shares * shares.log(2)).sum().alias("entropy"),
     )
     items = items.join(label_count, on="project").with_columns(
         (pl.col("top_votes") / pl.col("n_votes")).alias("top_share"),
