@@ -165,7 +165,10 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=5, help="judgments per task")
     parser.add_argument("--labels", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=3, help="best of N for our side")
+    parser.add_argument("--repeat", type=int, default=5, help="best of N for our side")
+    parser.add_argument(
+        "--repeat-reference", type=int, default=2, help="best of N for krippendorff.alpha"
+    )
     parser.add_argument("--levels", type=lambda text: text.split(","), default=list(LEVELS))
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess RSS runs")
     parser.add_argument("--no-report", action="store_true", help="skip the quality report")
@@ -200,7 +203,7 @@ def main() -> None:
             lambda level=level, matrix=matrix: krippendorff.alpha(
                 reliability_data=matrix, level_of_measurement=level
             ),
-            1,
+            arguments.repeat_reference,
         )
         del matrix
         difference = abs(value - float(reference))
