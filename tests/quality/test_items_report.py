@@ -222,3 +222,24 @@ def test_quality_gates_severity_and_outcomes(toy_day, toy_gold):
     )
     row = no_gold.filter(pl.col("gate") == "gold_accuracy_floor").row(0, named=True)
     assert row["passed"] and row["description"] == "no gold judgments this day"
+
+
+def test_an_empty_day_yields_empty_tables_not_errors():
+    from annotation_pipelines.quality import quality_gates
+
+    judgments = schema.empty(schema.JUDGMENTS)
+    aggregated = schema.empty(schema.AGGREGATED_LABELS)
+    gold = schema.empty(schema.GOLD_LABELS)
+    cards = annotator_scorecards(judgments, aggregated, gold)
+    items = item_disagreement(judgments)
+    queue = reannotation_queue(items, aggregated, gold, scorecards=cards, judgments=judgments)
+    report = quality_report(judgments, aggregated, gold, scorecards=cards)
+    for frame, table in (
+        (cards, schema.ANNOTATOR_SCORECARDS),
+        (queue, schema.REANNOTATION_QUEUE),
+        (report, schema.QUALITY_REPORT),
+    ):
+        assert frame.height == 0
+        schema.conform(frame, table, name="empty")
+    assert quality_gates(report).height == 0
+    assert is_self_contained(render_html_report(report, scorecards=cards, queue=queue))
