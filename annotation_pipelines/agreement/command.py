@@ -35,9 +35,13 @@ from annotation_pipelines.agreement._encoding import LEVELS
     help="Bootstrap resamples over tasks for confidence intervals (0: none).",
 )
 @click.option(
-    "--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95
+    "--confidence",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.95,
+    show_default=True,
+    help="Coverage of the bootstrap intervals.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 def agreement_command(
     input_path: str,
     task_col: str,

@@ -21,6 +21,8 @@ from annotation_pipelines.agreement._encoding import (
 
 # Bound on the elements of one block of the values × values distance matrix.
 _BLOCK_ELEMENTS = 1 << 22
+# Up to this many distinct values, coincidences come from a dense units × values table.
+_DENSE_MAX_VALUES = 64
 
 
 class AlphaKernel:
@@ -30,14 +32,25 @@ class AlphaKernel:
     m_u ≥ 2 values contributes n_uc·(n_uk − [c = k])/(m_u − 1) to the coincidence o_ck;
     n_c = Σ_k o_ck; alpha = 1 − (n − 1)·Σ_ck o_ck δ²_ck / Σ_ck n_c n_k δ²_ck. Nominal
     uses the closed form Σ_{c≠k} o_ck = n − Σ_c o_cc, interval the closed form of
-    Σ n_c n_k (c − k)², and ordinal/ratio sum over the pairs of distinct values that
-    co-occur in a unit (observed) and over the value domain (expected): cost O(judgments +
-    Σ_u distinct_u² + values²), never O(coders × units).
+    Σ n_c n_k (c − k)². Ordinal, interval and ratio need the coincidences of distinct
+    values: with few values they come from one product Nᵀ·diag(1/(m_u − 1))·N of the
+    units × values count table N; with many values, from the pairs of distinct values that
+    co-occur in a unit. Cost O(judgments + min(units·values², Σ_u distinct_u²) + values²),
+    never O(coders × units).
     """
 
     def __init__(self, counts: TaskValueCounts, level: str) -> None:
         self.level = level
         self.n_values = counts.n_values
+        self.domain = counts.domain
+        self.dense = (
+            level != "nominal"
+            and counts.n_values <= _DENSE_MAX_VALUES
+            and counts.n_tasks * counts.n_values <= max(4 * len(counts.task), 1 << 20)
+        )
+        if self.dense:
+            self._dense_table(counts)
+            return
         totals = np.bincount(counts.task, weights=counts.count, minlength=counts.n_tasks)
         units = totals[counts.task]
         keep = units >= 2
@@ -54,11 +67,22 @@ class AlphaKernel:
             self.value = counts.value[keep]
             self.count = counts.count[keep]
             self.units = units[keep]
-        self.domain = counts.domain
         if level == "nominal":
             self.agreeing = self.count * (self.count - 1.0) / (self.units - 1.0)
         else:
             self._pairs()
+
+    def _dense_table(self, counts: TaskValueCounts) -> None:
+        # values × units, so the coincidence product runs over contiguous rows.
+        table = np.zeros((self.n_values, counts.n_tasks))
+        table[counts.value, counts.task] = counts.count
+        units = table.sum(axis=0)
+        pairable = units >= 2
+        self.pairable_tasks = np.flatnonzero(pairable)
+        if not pairable.all():
+            table, units = table[:, pairable], units[pairable]
+        self.table = table
+        self.inverse_pairs = 1.0 / (units - 1.0)
 
     def _pairs(self) -> None:
         # Rows are sorted by task: enumerate, per task, the pairs (c < k) of distinct values.
@@ -100,6 +124,8 @@ class AlphaKernel:
         return (between - (totals[low] + totals[high]) / 2.0) ** 2
 
     def __call__(self, task_weights: np.ndarray | None = None) -> float:
+        if self.dense:
+            return self._dense_alpha(task_weights)
         weights = 1.0 if task_weights is None else task_weights[self.task]
         totals = np.bincount(self.value, weights=weights * self.count, minlength=self.n_values)
         n = totals.sum()
@@ -126,6 +152,25 @@ class AlphaKernel:
         else:
             expected_sum = self._expected_sum(totals)
         return _one_minus_ratio(observed, expected_sum / (n - 1.0))
+
+    def _dense_alpha(self, task_weights: np.ndarray | None) -> float:
+        if task_weights is None:
+            totals = self.table.sum(axis=1)
+            scale = self.inverse_pairs
+        else:
+            unit_weights = task_weights[self.pairable_tasks]
+            totals = self.table @ unit_weights
+            scale = self.inverse_pairs * unit_weights
+        n = totals.sum()
+        if n <= 1:
+            return math.nan
+        # The diagonal of the coincidences lacks its −n_uc/(m_u − 1) term, but δ_cc = 0.
+        coincidences = (self.table * scale) @ self.table.T
+        values = np.arange(self.n_values)
+        distance = self._distance(values[:, None], values[None, :], totals)
+        observed = float(np.sum(coincidences * distance))
+        expected = float(totals @ distance @ totals)
+        return _one_minus_ratio(observed, expected / (n - 1.0))
 
     def _expected_sum(self, totals: np.ndarray) -> float:
         # Σ_{c,k} n_c n_k δ²_ck over the values that occur, in blocks to bound memory.

@@ -10,7 +10,7 @@ replicates.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -23,15 +23,16 @@ METRICS = ("krippendorff_alpha", "fleiss_kappa", "percent_agreement")
 
 def resample_weights(
     pairable_tasks: np.ndarray, n_tasks: int, *, n_resamples: int, seed: int
-) -> list[np.ndarray]:
-    """Per-task multiplicities for `n_resamples` bootstrap resamples of the pairable tasks."""
+) -> Iterator[np.ndarray]:
+    """Per-task multiplicities for `n_resamples` bootstrap resamples of the pairable tasks.
+
+    A generator: one weight vector lives at a time, however many resamples are drawn.
+    """
     generator = np.random.default_rng(seed)
     size = len(pairable_tasks)
-    resamples = []
     for _ in range(n_resamples):
         drawn = pairable_tasks[generator.integers(0, size, size=size)] if size else pairable_tasks
-        resamples.append(np.bincount(drawn, minlength=n_tasks).astype(np.float64))
-    return resamples
+        yield np.bincount(drawn, minlength=n_tasks).astype(np.float64)
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -90,9 +91,11 @@ def agreement_summary(
         resamples = resample_weights(
             fleiss.pairable_tasks, nominal.n_tasks, n_resamples=n_resamples, seed=seed
         )
-        for name, statistic in statistics.items():
-            replicates = np.array([statistic(weights) for weights in resamples])
-            low, high = percentile_interval(replicates, confidence)
+        replicates = np.array(
+            [[statistic(weights) for statistic in statistics.values()] for weights in resamples]
+        )
+        for column, name in enumerate(statistics):
+            low, high = percentile_interval(replicates[:, column], confidence)
             summary[f"{name}_low"], summary[f"{name}_high"] = _finite(low), _finite(high)
         summary["n_resamples"] = n_resamples
         summary["confidence"] = confidence

@@ -6,6 +6,7 @@ of `render_html_report` as metadata / a written file.
 """
 
 from annotation_pipelines.quality.drift import DRIFT, LABEL_DISTRIBUTION, drift, label_distribution
+from annotation_pipelines.quality.gates import GATES, quality_gates
 from annotation_pipelines.quality.items import (
     ITEM_DISAGREEMENT,
     REASONS,
@@ -18,6 +19,7 @@ from annotation_pipelines.quality.scorecards import annotator_scorecards, spamme
 
 __all__ = [
     "DRIFT",
+    "GATES",
     "ITEM_DISAGREEMENT",
     "LABEL_DISTRIBUTION",
     "REASONS",
@@ -26,6 +28,7 @@ __all__ = [
     "item_disagreement",
     "label_distribution",
     "markdown_summary",
+    "quality_gates",
     "quality_report",
     "reannotation_queue",
     "render_html_report",

@@ -43,24 +43,45 @@ def item_disagreement(judgments: pl.DataFrame, *, contested_margin: float = 0.2)
     """
     judged = with_day(judgments).filter(pl.col("label").is_not_null())
     label_count = judged.group_by("project").agg(pl.col("label").n_unique().alias("project_labels"))
+    keys = ["project", "task_id"]
     counts = (
         judged.group_by("project", "task_id", "label")
         .agg(pl.len().alias("votes"), pl.col("day").max())
-        .sort(["project", "task_id", "votes", "label"], descending=[False, False, True, False])
+        .with_columns((pl.col("votes") * pl.col("votes").log(2)).alias("votes_log"))
     )
-    items = counts.group_by(["project", "task_id"], maintain_order=True).agg(
+    # Only plain aggregations (sum, max, min, len): they take Polars' fast group-by paths,
+    # where filters inside an aggregation would be evaluated group by group.
+    per_task = counts.group_by(keys).agg(
         pl.col("day").max(),
         pl.col("votes").sum().alias("n_votes"),
         pl.len().alias("n_labels"),
-        pl.col("label").first().alias("top_label"),
-        pl.col("votes").first().alias("top_votes"),
-        pl.col("votes").get(1, null_on_oob=True).fill_null(0).alias("second_votes"),
-        (
-            -(pl.col("votes") / pl.col("votes").sum())
-            * (pl.col("votes") / pl.col("votes").sum()).log(2)
+        pl.col("votes").max().alias("top_votes"),
+        pl.col("votes_log").sum(),
+    )
+    ranked = counts.join(per_task.select(*keys, "top_votes"), on=keys)
+    top = (
+        ranked.filter(pl.col("votes") == pl.col("top_votes"))
+        .group_by(keys)
+        .agg(pl.col("label").min().alias("top_label"), pl.len().alias("n_top"))
+    )
+    runner_up = (
+        ranked.filter(pl.col("votes") < pl.col("top_votes"))
+        .group_by(keys)
+        .agg(pl.col("votes").max().alias("runner_up"))
+    )
+    total = pl.col("n_votes").cast(pl.Float64)
+    items = (
+        per_task.join(top, on=keys)
+        .join(runner_up, on=keys, how="left")
+        .with_columns(
+            # The runner-up count is the top count again when the top is shared.
+            pl.when(pl.col("n_top") > 1)
+            .then(pl.col("top_votes"))
+            .otherwise(pl.col("runner_up").fill_null(0))
+            .alias("second_votes"),
+            # H = log2 N − Σ v log2 v / N for vote counts v summing to N.
+            (total.log(2) - pl.col("votes_log") / total).alias("entropy"),
         )
-        .sum()
-        .alias("entropy"),
     )
     items = items.join(label_count, on="project").with_columns(
         (pl.col("top_votes") / pl.col("n_votes")).alias("top_share"),
@@ -72,9 +93,9 @@ def item_disagreement(judgments: pl.DataFrame, *, contested_margin: float = 0.2)
     )
     items = items.with_columns(
         ((pl.col("n_votes") >= 2) & (pl.col("margin") <= contested_margin)).alias("contested"),
-        # −0.0 for unanimous tasks reads oddly in a report.
-        pl.col("entropy").abs(),
-        pl.col("normalized_entropy").abs(),
+        # Rounding can leave −1e−16 for unanimous tasks; entropy is never negative.
+        pl.col("entropy").clip(lower_bound=0.0),
+        pl.col("normalized_entropy").clip(lower_bound=0.0),
     )
     return items.select(
         [pl.col(name).cast(dtype) for name, dtype in ITEM_DISAGREEMENT.items()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from unittest.mock import patch
 
 import krippendorff
 import numpy as np
@@ -13,7 +14,12 @@ from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
 
-from annotation_pipelines.agreement import cohen_kappa_matrix, fleiss_kappa, krippendorff_alpha
+from annotation_pipelines.agreement import (
+    cohen_kappa_matrix,
+    fleiss_kappa,
+    krippendorff_alpha,
+    metrics,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -55,12 +61,18 @@ def reference_alpha(matrix: np.ndarray, level: str) -> float:
 @SETTINGS
 @given(reliability_data(), st.sampled_from(["nominal", "ordinal", "interval", "ratio"]))
 def test_alpha_equals_krippendorff_package(matrix, level):
-    ours = krippendorff_alpha(to_judgments(matrix), level=level)
+    judgments = to_judgments(matrix)
     theirs = reference_alpha(matrix, level)
-    if math.isnan(theirs):
-        assert math.isnan(ours)
-    else:
-        assert ours == pytest.approx(theirs, abs=1e-9, rel=1e-9)
+    # Both ways of getting the coincidences: the dense units × values product and the
+    # pairs of distinct values within units (used when there are many values).
+    dense = krippendorff_alpha(judgments, level=level)
+    with patch.object(metrics, "_DENSE_MAX_VALUES", 0):
+        pairs = krippendorff_alpha(judgments, level=level)
+    for ours in (dense, pairs):
+        if math.isnan(theirs):
+            assert math.isnan(ours)
+        else:
+            assert ours == pytest.approx(theirs, abs=1e-9, rel=1e-9)
 
 
 @SETTINGS

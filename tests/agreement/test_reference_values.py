@@ -120,12 +120,15 @@ def test_bootstrap_interval_brackets_the_estimate_and_is_reproducible(fleiss_wik
     assert (wider["ci_high"] - wider["ci_low"] >= first["ci_high"] - first["ci_low"]).all()
 
 
-def test_task_weights_equal_duplicated_tasks(krippendorff_2011):
+@pytest.mark.parametrize("dense_max_values", [0, 64])
+def test_task_weights_equal_duplicated_tasks(krippendorff_2011, monkeypatch, dense_max_values):
     # Weighting every task by 3 must equal literally triplicating the data under new ids, and
     # weighting one task by 0 must equal dropping it.
+    from annotation_pipelines.agreement import metrics
     from annotation_pipelines.agreement._encoding import task_value_counts
     from annotation_pipelines.agreement.metrics import AlphaKernel, FleissKernel
 
+    monkeypatch.setattr(metrics, "_DENSE_MAX_VALUES", dense_max_values)
     copies = [
         krippendorff_2011.with_columns(pl.col("task_id") + f"-copy{copy}") for copy in range(3)
     ]
@@ -160,3 +163,20 @@ def test_exact_fallback_path_gives_the_same_counts(krippendorff_2011, monkeypatc
     monkeypatch.setattr(_encoding, "_MAX_VALUE_BITS", 0)
     for level, value in expected.items():
         assert krippendorff_alpha(krippendorff_2011, level) == pytest.approx(value, abs=1e-12)
+
+
+def test_hash_collisions_are_detected_and_resolved_exactly(toy_crowd, monkeypatch):
+    # Simulate the worst collision: the primary hash sends every id to the same value.
+    from annotation_pipelines.agreement import _encoding
+
+    expected = krippendorff_alpha(toy_crowd)
+    original = pl.Expr.hash
+
+    def colliding(self, seed=0, *args, **kwargs):
+        hashed = original(self, seed, *args, **kwargs)
+        return hashed * 0 if seed == _encoding._SEED_PRIMARY else hashed
+
+    monkeypatch.setattr(pl.Expr, "hash", colliding)
+    assert krippendorff_alpha(toy_crowd) == pytest.approx(expected, abs=1e-12)
+    codes, first = _encoding.factorize(toy_crowd.get_column("annotator_id"))
+    assert len(first) == 5 and len(set(codes.tolist())) == 5

@@ -1,0 +1,245 @@
+"""Item disagreement, the re-annotation queue, drift, the daily report and its rendering."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.spatial.distance import jensenshannon
+
+from annotation_pipelines import schema
+from annotation_pipelines.quality import (
+    annotator_scorecards,
+    drift,
+    item_disagreement,
+    label_distribution,
+    markdown_summary,
+    quality_report,
+    reannotation_queue,
+    render_html_report,
+)
+from annotation_pipelines.quality.render import is_self_contained
+from tests.agreement.conftest import TOY_TRUTH
+from tests.quality.conftest import DAY, majority
+
+
+@pytest.fixture
+def toy_gold() -> pl.DataFrame:
+    return pl.DataFrame({"task_id": ["t1", "t3"], "project": "toy", "label": ["yes", "no"]})
+
+
+def test_item_disagreement_exact_values(toy_day):
+    items = {row["task_id"]: row for row in item_disagreement(toy_day).iter_rows(named=True)}
+    assert items["t1"]["entropy"] == pytest.approx(1.0)
+    assert items["t1"]["margin"] == 0.0 and items["t1"]["contested"]
+    assert items["t2"]["entropy"] == pytest.approx(-(0.6 * math.log2(0.6) + 0.4 * math.log2(0.4)))
+    assert items["t2"]["margin"] == pytest.approx(0.2) and items["t2"]["contested"]
+    assert items["t4"]["entropy"] == 0.0 and items["t4"]["margin"] == 1.0
+    assert not items["t4"]["contested"] and items["t4"]["top_label"] == "yes"
+    assert items["t5"]["margin"] == pytest.approx(0.6) and not items["t5"]["contested"]
+    assert items["t5"]["top_share"] == pytest.approx(0.8) and items["t5"]["n_votes"] == 5
+    strict = item_disagreement(toy_day, contested_margin=0.1)
+    assert strict.filter(pl.col("contested"))["task_id"].to_list() == ["t1"]
+
+
+def test_reannotation_queue_reasons_and_priority(toy_day, toy_gold):
+    aggregated = majority(toy_day)
+    items = item_disagreement(toy_day)
+    cards = annotator_scorecards(toy_day, aggregated, toy_gold, min_judgments=1)
+    queue = reannotation_queue(items, aggregated, toy_gold, scorecards=cards, judgments=toy_day)
+    schema.conform(queue, schema.REANNOTATION_QUEUE, name="reannotation_queue")
+    rows = {row["task_id"]: row for row in queue.iter_rows(named=True)}
+    assert queue["task_id"][0] == "t1"  # the tie outranks everything
+    assert rows["t1"]["priority"] == 1.0
+    for reason in ("tie", "gold_disagreement", "contested", "low_confidence"):
+        assert reason in rows["t1"]["reason"].split(",")
+    assert rows["t2"]["reason"].startswith("contested")
+    assert rows["t2"]["priority"] == pytest.approx(max(0.5 + 0.5 * rows["t2"]["entropy"], 0.4))
+    assert "t4" not in rows and "t5" not in rows
+    assert queue["priority"].is_sorted(descending=True)
+    assert reannotation_queue(items, aggregated, toy_gold, limit=1).height == 1
+
+
+def test_flagged_annotator_share_sends_tasks_back(toy_day):
+    aggregated = majority(toy_day)
+    items = item_disagreement(toy_day)
+    cards = annotator_scorecards(
+        toy_day, aggregated, toy_day.head(0).select("task_id", "project", "label"), min_judgments=1
+    )
+    cards = cards.with_columns(pl.col("annotator_id").is_in(["w1", "w4", "w5"]).alias("flagged"))
+    queue = reannotation_queue(
+        items, aggregated, None, scorecards=cards, judgments=toy_day, max_flagged_share=0.6
+    )
+    reasons = dict(queue.select("task_id", "reason").rows())
+    assert "flagged_annotators" in reasons["t1"]  # w1, w4, w5 cast 3 of t1's 4 votes
+    assert "t4" in reasons and reasons["t4"] == "flagged_annotators"
+
+
+def test_quality_report_toy_values(toy_day, toy_gold):
+    aggregated = majority(toy_day)
+    cards = annotator_scorecards(toy_day, aggregated, toy_gold, min_judgments=1)
+    report = quality_report(toy_day, aggregated, toy_gold, scorecards=cards, n_resamples=200)
+    schema.conform(report, schema.QUALITY_REPORT, name="quality_report")
+    row = report.row(0, named=True)
+    assert row["krippendorff_alpha"] == pytest.approx(0.14219114219114215, abs=1e-12)
+    assert (row["n_tasks"], row["n_judgments"], row["n_annotators"]) == (5, 24, 5)
+    on_gold = toy_day.filter(pl.col("task_id").is_in(["t1", "t3"]))
+    expected = sum(
+        TOY_TRUTH[task] == label for task, label in on_gold.select("task_id", "label").rows()
+    )
+    assert row["gold_accuracy"] == pytest.approx(expected / on_gold.height)
+    assert row["n_gold_judgments"] == on_gold.height == 9
+    assert row["consensus_accuracy_on_gold"] == pytest.approx(0.5)  # t1 tie → "no", t3 right
+    assert row["share_flagged_annotators"] == pytest.approx(cards["flagged"].mean())
+    assert (
+        row["krippendorff_alpha_low"] < row["krippendorff_alpha"] < row["krippendorff_alpha_high"]
+    )
+    without = quality_report(toy_day, aggregated, toy_gold)
+    assert without["share_flagged_annotators"][0] is None
+
+
+def test_quality_report_splits_projects_and_days(toy_day, toy_gold):
+    other = toy_day.with_columns(pl.lit(DAY + dt.timedelta(days=1)).alias("day"))
+    second = toy_day.with_columns(pl.lit("other").alias("project"))
+    judgments = pl.concat([toy_day, other, second])
+    report = quality_report(judgments, majority(judgments), toy_gold)
+    assert report.select("project", "day").rows() == [
+        ("other", DAY),
+        ("toy", DAY),
+        ("toy", DAY + dt.timedelta(days=1)),
+    ]
+    assert report["krippendorff_alpha"].to_list() == pytest.approx([0.142191] * 3, abs=1e-6)
+    assert report["gold_accuracy"][0] is None  # gold belongs to project "toy"
+
+
+def daily_judgments(shares_by_day: dict[dt.date, list[float]], n: int = 2000) -> pl.DataFrame:
+    generator = np.random.default_rng(0)
+    frames = []
+    for day, shares in shares_by_day.items():
+        labels = generator.choice(["a", "b", "c"], size=n, p=shares)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "task_id": [f"{day}-{i // 2}" for i in range(n)],
+                    "project": "p",
+                    "annotator_id": [f"w{i % 7}" for i in range(n)],
+                    "label": labels,
+                    "day": day,
+                }
+            )
+        )
+    return pl.concat(frames)
+
+
+def test_drift_flags_a_moved_label_distribution_and_falling_agreement():
+    start = dt.date(2026, 10, 1)
+    shares = {start + dt.timedelta(days=d): [0.5, 0.3, 0.2] for d in range(14)}
+    shifted_day = start + dt.timedelta(days=14)
+    shares[shifted_day] = [0.2, 0.3, 0.5]
+    counts = label_distribution(daily_judgments(shares))
+    quality = pl.DataFrame(
+        {
+            "project": "p",
+            "day": list(shares),
+            "krippendorff_alpha": [0.8] * 14 + [0.5],
+        }
+    )
+    result = drift(counts, quality=quality, trailing_days=28, min_baseline_days=7)
+    assert result.height == 15
+    early = result.filter(pl.col("day") < start + dt.timedelta(days=7))
+    assert early["js_distance"].null_count() == early.height and not early["flagged"].any()
+    stable = result.filter(
+        (pl.col("day") >= start + dt.timedelta(days=7)) & (pl.col("day") < shifted_day)
+    )
+    assert stable["js_distance"].max() < 0.1 and not stable["flagged"].any()
+    last = result.filter(pl.col("day") == shifted_day).row(0, named=True)
+    assert last["label_drift"] and last["agreement_drift"] and last["flagged"]
+    assert last["alpha_change"] == pytest.approx(-0.3)
+    assert "JS distance" in last["reason"] and "agreement fell" in last["reason"]
+    today = counts.filter(pl.col("day") == shifted_day).sort("label")["n_judgments"].to_numpy()
+    baseline = (
+        counts.filter(pl.col("day") < shifted_day)
+        .group_by("label")
+        .agg(pl.col("n_judgments").sum())
+        .sort("label")["n_judgments"]
+        .to_numpy()
+    )
+    expected = jensenshannon(today / today.sum(), baseline / baseline.sum(), base=2)
+    assert last["js_distance"] == pytest.approx(expected, abs=1e-12)
+    assert last["chi_square_p_value"] < 1e-6
+    only = drift(counts, day=shifted_day, max_js_distance=0.9, max_alpha_drop=0.5)
+    assert only.height == 1 and not only["flagged"][0]
+
+
+def test_html_report_is_self_contained_and_escaped(toy_day, toy_gold):
+    hostile = toy_day.with_columns(
+        pl.when(pl.col("annotator_id") == "w4")
+        .then(pl.lit("<script>alert(1)</script>"))
+        .otherwise(pl.col("annotator_id"))
+        .alias("annotator_id")
+    )
+    aggregated = majority(hostile)
+    cards = annotator_scorecards(hostile, aggregated, toy_gold, min_judgments=1)
+    items = item_disagreement(hostile)
+    queue = reannotation_queue(items, aggregated, toy_gold)
+    report = quality_report(hostile, aggregated, toy_gold, scorecards=cards)
+    document = render_html_report(
+        report, scorecards=cards, items=items, queue=queue, judgments=hostile
+    )
+    assert document.startswith("<!DOCTYPE html>")
+    assert is_self_contained(document)
+    assert "<script>" not in document and "&lt;script&gt;" in document
+    assert len(re.findall(r"<svg\b", document)) == 3
+    assert queue.height == 3 and "Re-annotation queue (3 tasks)" in document
+    summary = markdown_summary(report, scorecards=cards, queue=queue)
+    assert "| toy | 2026-11-20 | 5 | 24 | 5 | 0.142 |" in summary
+    assert "### Re-annotation queue (3 tasks)" in summary
+
+
+def test_quality_gates_severity_and_outcomes(toy_day, toy_gold):
+    from annotation_pipelines.quality import quality_gates
+
+    aggregated = majority(toy_day)
+    cards = annotator_scorecards(toy_day, aggregated, toy_gold, min_judgments=1)
+    report = quality_report(toy_day, aggregated, toy_gold, scorecards=cards)
+    gates = {row["gate"]: row for row in quality_gates(report).iter_rows(named=True)}
+    assert not gates["agreement_floor"]["passed"]  # alpha 0.142 < 0.4
+    assert gates["agreement_floor"]["severity"] == "ERROR"
+    assert not gates["gold_accuracy_floor"]["passed"]  # 5/9 < 0.7
+    assert not gates["flagged_share_ceiling"]["passed"]  # 2 of 5 flagged
+    assert gates["flagged_share_ceiling"]["severity"] == "WARN"
+    assert gates["row_count"]["passed"] and gates["row_count"]["value"] == 24
+    lenient = quality_gates(
+        report, min_krippendorff_alpha=0.1, min_gold_accuracy=0.5, max_share_flagged_annotators=0.5
+    )
+    assert lenient["passed"].all()
+    no_gold = quality_gates(
+        report.with_columns(pl.lit(None, dtype=pl.Float64).alias("gold_accuracy"))
+    )
+    row = no_gold.filter(pl.col("gate") == "gold_accuracy_floor").row(0, named=True)
+    assert row["passed"] and row["description"] == "no gold judgments this day"
+
+
+def test_an_empty_day_yields_empty_tables_not_errors():
+    from annotation_pipelines.quality import quality_gates
+
+    judgments = schema.empty(schema.JUDGMENTS)
+    aggregated = schema.empty(schema.AGGREGATED_LABELS)
+    gold = schema.empty(schema.GOLD_LABELS)
+    cards = annotator_scorecards(judgments, aggregated, gold)
+    items = item_disagreement(judgments)
+    queue = reannotation_queue(items, aggregated, gold, scorecards=cards, judgments=judgments)
+    report = quality_report(judgments, aggregated, gold, scorecards=cards)
+    for frame, table in (
+        (cards, schema.ANNOTATOR_SCORECARDS),
+        (queue, schema.REANNOTATION_QUEUE),
+        (report, schema.QUALITY_REPORT),
+    ):
+        assert frame.height == 0
+        schema.conform(frame, table, name="empty")
+    assert quality_gates(report).height == 0
+    assert is_self_contained(render_html_report(report, scorecards=cards, queue=queue))
