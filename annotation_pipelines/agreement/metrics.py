@@ -102,7 +102,9 @@ class AlphaKernel:
                 self.pair_left, self.pair_right, None
             )
 
-    def _distance(self, left: np.ndarray, right: np.ndarray, totals: np.ndarray | None):
+    def _distance(
+        self, left: np.ndarray, right: np.ndarray, totals: np.ndarray | None
+    ) -> np.ndarray:
         first, second = self.domain[left], self.domain[right]
         if self.level == "interval":
             return (first - second) ** 2
@@ -210,7 +212,7 @@ class FleissKernel:
         self.units = units
         self.agreement = (squares[self.pairable_tasks] - units) / (units * (units - 1.0))
 
-    def _weights(self, task_weights: np.ndarray | None):
+    def _weights(self, task_weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | float]:
         if task_weights is None:
             return np.ones(len(self.pairable_tasks)), 1.0
         return task_weights[self.pairable_tasks], task_weights[self.row_task]

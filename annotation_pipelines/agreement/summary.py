@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -44,7 +45,7 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[floa
     return float(low), float(high)
 
 
-def _kernels(judgments: pl.DataFrame, level: str):
+def _kernels(judgments: pl.DataFrame, level: str) -> tuple[Any, Any, dict[str, Any]]:
     nominal = task_value_counts(judgments, level="nominal")
     leveled = nominal if level == "nominal" else task_value_counts(judgments, level=level)
     fleiss = FleissKernel(nominal)

@@ -13,6 +13,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 
@@ -82,7 +83,7 @@ def _markdown_table(frame: pl.DataFrame, *, max_rows: int) -> str:
     return "\n".join(lines)
 
 
-def _svg(figure) -> str:
+def _svg(figure: Any) -> str:  # a matplotlib Figure, imported lazily
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
