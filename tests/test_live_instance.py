@@ -1,0 +1,227 @@
+"""The real thing: `dagster-webserver` and `dagster-daemon` on a PostgreSQL-backed instance.
+
+A file dropped in the landing zone is seen by the sensor, which launches the ingest run, which
+succeeds; a three-day backfill submitted through the webserver's GraphQL API is run by the
+daemon; and headless Chromium loads the asset graph and launches a materialization from the UI.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from annotation_pipelines.synthetic import generate_workload
+from tests.services import free_port, fresh_database
+
+pytestmark = pytest.mark.services
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+BIN = Path(sys.executable).parent
+BACKFILL_DAYS = ["2026-11-10", "2026-11-11", "2026-11-12"]
+
+
+def _wait(predicate, *, timeout: float, what: str, interval: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _graphql(url: str, query: str, variables: dict) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    home, data = root / "home", root / "data"
+    home.mkdir()
+    generate_workload(
+        data / "landing" / "synthetic", judgments=3_000, start=date(2026, 11, 10), days=3, seed=9
+    )
+    (data / "landing" / "exports" / "reviews" / "csv").mkdir(parents=True)
+    (data / "landing" / "exports" / "reviews" / "project.json").write_text(
+        json.dumps({"label_set": ["pos", "neg"]})
+    )
+    with fresh_database("dagster_live") as database:
+        config = yaml.safe_load((ROOT / "dagster.production.yaml").read_text())
+        config["run_launcher"] = {"module": "dagster.core.launcher", "class": "DefaultRunLauncher"}
+        config.pop("compute_logs")
+        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": "5432",
+            "DAGSTER_PG_USERNAME": "postgres",
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_DB": database,
+            "ANNOTATION_PIPELINES_DATA_DIR": str(data),
+            "ANNOTATION_PIPELINES_PSEUDONYM_KEY": "live-test-key",
+        }
+        port = free_port()
+        logs = root / "logs"
+        logs.mkdir()
+        processes = [
+            subprocess.Popen(
+                [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+                 "-p", str(port)],
+                cwd=ROOT, env=env, stdout=(logs / "webserver.log").open("wb"),
+                stderr=subprocess.STDOUT, start_new_session=True,
+            ),
+            subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                cwd=ROOT, env=env, stdout=(logs / "daemon.log").open("wb"),
+                stderr=subprocess.STDOUT, start_new_session=True,
+            ),
+        ]  # fmt: skip
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        instance = DagsterInstance.get()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait(lambda: _server_info(url), timeout=240, what="the webserver to load the code")
+            yield url, instance, data, logs
+        finally:
+            for process in processes:
+                os.killpg(process.pid, signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+            instance.dispose()
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            ARTIFACTS.mkdir(exist_ok=True)
+            for log in logs.iterdir():
+                shutil.copy(log, ARTIFACTS / f"live-{log.name}")
+
+
+def _server_info(url: str) -> bool:
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+    try:
+        reply = _graphql(url, query, {})
+    except OSError:
+        return False
+    entries = reply.get("data", {}).get("workspaceOrError", {}).get("locationEntries", [])
+    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
+
+
+def _runs(instance, **filters):
+    return instance.get_runs(RunsFilter(**filters))
+
+
+def test_sensor_sees_a_dropped_file_and_its_run_succeeds(live):
+    _, instance, data, logs = live
+    (data / "landing" / "exports" / "reviews" / "csv" / "drop.csv").write_text(
+        "task_id,annotator_id,label,submitted_at,duration_s\n"
+        "r1,a1,pos,2026-11-11T10:00:00Z,3\nr1,a2,neg,2026-11-11T10:05:00Z,4\n"
+    )
+    run = _wait(
+        lambda: next(
+            (
+                r
+                for r in _runs(instance, job_name="ingest_export_job")
+                if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+            ),
+            None,
+        ),
+        timeout=300,
+        what="the landing-zone sensor's ingest run to finish",
+    )
+    assert run.status == DagsterRunStatus.SUCCESS, (logs / "daemon.log").read_text()[-3000:]
+    assert run.tags["dagster/partition"] == "exports/reviews/csv/drop.csv"
+    assert (data / "lake" / "staging" / "judgments" / "day=2026-11-11").exists()
+
+
+def test_three_day_backfill_through_the_daemon(live):
+    url, instance, _, _ = live
+    mutation = """
+    mutation($params: LaunchBackfillParams!) {
+      launchPartitionBackfill(backfillParams: $params) {
+        __typename
+        ... on LaunchBackfillSuccess { backfillId }
+        ... on PythonError { message }
+      }
+    }"""
+    params = {
+        "assetSelection": [{"path": [name]} for name in ("raw_tasks", "judgments", "gold_labels")],
+        "partitionNames": BACKFILL_DAYS,
+    }
+    reply = _graphql(url, mutation, {"params": params})["data"]["launchPartitionBackfill"]
+    assert reply["__typename"] == "LaunchBackfillSuccess", reply
+    backfill_id = reply["backfillId"]
+
+    def finished():
+        runs = _runs(instance, tags={"dagster/backfill": backfill_id})
+        done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)]
+        return runs if len(done) == len(BACKFILL_DAYS) else None
+
+    runs = _wait(finished, timeout=420, what="the backfill's three runs")
+    assert sorted(r.tags["dagster/partition"] for r in runs) == BACKFILL_DAYS
+    assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+
+
+@pytest.mark.browser
+def test_ui_shows_every_layer_and_launches_a_materialization(live):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("no system Chromium (Debian package `chromium`); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    url, instance, _, _ = live
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{url}/asset-groups", wait_until="networkidle", timeout=120_000)
+        for group in ("raw", "aggregation", "quality", "curation", "forecasting", "workforce"):
+            page.get_by_text(group, exact=True).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"), full_page=True)
+
+        page.goto(f"{url}/assets/dataset_versions", wait_until="networkidle", timeout=120_000)
+        page.get_by_role("button", name="Materialize", exact=True).first.click()
+        run = _wait(
+            lambda: next(
+                (
+                    r
+                    for r in _runs(instance)
+                    if "dataset_versions" in str(r.asset_selection)
+                    and r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
+                ),
+                None,
+            ),
+            timeout=300,
+            what="the materialization launched from the UI",
+        )
+        page.goto(f"{url}/runs/{run.run_id}", wait_until="networkidle", timeout=120_000)
+        page.screenshot(path=str(ARTIFACTS / "ui-materialization-run.png"), full_page=True)
+        browser.close()
+    assert run.status == DagsterRunStatus.SUCCESS
