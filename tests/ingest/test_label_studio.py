@@ -175,3 +175,11 @@ def test_folder_ingest_combines_files(tmp_path):
         "a.json",
         "b.json",
     }
+
+
+def test_payload_keeps_keys_that_first_appear_late():
+    tasks = [{"id": i, "data": {"text": f"t{i}"}, "annotations": []} for i in range(1500)]
+    tasks[-1]["data"]["image"] = "s3://bucket/late.png"
+    result = ingest(json.dumps(tasks).encode())
+    payload = result.tasks.filter(pl.col("task_id") == "1499").get_column("payload").item()
+    assert json.loads(payload) == {"text": "t1499", "image": "s3://bucket/late.png"}
