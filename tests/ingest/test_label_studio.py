@@ -183,3 +183,21 @@ def test_payload_keeps_keys_that_first_appear_late():
     result = ingest(json.dumps(tasks).encode())
     payload = result.tasks.filter(pl.col("task_id") == "1499").get_column("payload").item()
     assert json.loads(payload) == {"text": "t1499", "image": "s3://bucket/late.png"}
+
+
+def test_chunked_parse_matches_single_chunk_and_isolates_bad_tasks(monkeypatch):
+    from annotation_pipelines.ingest import label_studio
+
+    tasks = [
+        {"id": i, "data": {"text": f"t{i}"}, "annotations": [annotation(i, 10 + i % 7, "pos")]}
+        for i in range(60)
+    ]
+    text = json.dumps(tasks, indent=1)
+    broken = text.replace('"lead_time": 3.5', '"lead_time": 3.5,,', 1)
+    whole = ingest(broken.encode())
+    monkeypatch.setattr(label_studio, "CHUNK_BYTES", 2_000)
+    chunked = ingest(broken.encode())
+    assert chunked.reasons == whole.reasons == {"malformed_json": 1}
+    assert chunked.judgments.equals(whole.judgments)
+    assert chunked.tasks.equals(whole.tasks)
+    assert chunked.judgments.height == 59
