@@ -432,9 +432,10 @@ def _stage_tolerant(
             {
                 "task_id": task_id,
                 "project": task_project,
+                # Compact separators: the same text (and hash) as the native path's encoder.
                 "payload": None
                 if task.get("data") is None
-                else json.dumps(task["data"], ensure_ascii=False),
+                else json.dumps(task["data"], ensure_ascii=False, separators=(",", ":")),
                 "created_at": _text(task.get("created_at")),
                 "source_line": line,
             }
