@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -172,24 +174,32 @@ def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataF
         except Exception:
             pass
     scan = scan_json_array(data)
-    parts: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = []
+    chunks: list[ArrayScan] = []
     count = scan.starts.size
     first = 0
-    while first < count or (first == 0 and count == 0):
+    while True:
         last = first
-        budget = int(scan.starts[first]) + CHUNK_BYTES if count else 0
+        budget = int(scan.starts[first]) + CHUNK_BYTES if first < count else 0
         while last < count and (last == first or int(scan.starts[last]) < budget):
             last += 1
-        chunk = ArrayScan(
-            starts=scan.starts[first:last],
-            ends=scan.ends[first:last],
-            lines=scan.lines[first:last],
-            closed=scan.closed or last < count,
+        chunks.append(
+            ArrayScan(
+                starts=scan.starts[first:last],
+                ends=scan.ends[first:last],
+                lines=scan.lines[first:last],
+                closed=scan.closed or last < count,
+            )
         )
-        parts.append(_stage_chunk(data, chunk, source_file))
         first = last
-        if count == 0:
+        if first >= count:
             break
+    # Polars parses with the GIL released: chunks on separate threads use every core.
+    workers = max(1, min(len(chunks), os.cpu_count() or 1, 4))
+    if workers == 1:
+        parts = [_stage_chunk(data, chunk, source_file) for chunk in chunks]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(lambda chunk: _stage_chunk(data, chunk, source_file), chunks))
     return (
         pl.concat([p[0] for p in parts]),
         pl.concat([p[1] for p in parts]),
