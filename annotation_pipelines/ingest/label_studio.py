@@ -67,7 +67,10 @@ def scan_json_array(data: bytes) -> ArrayScan:
             if (position - 1 - back) % 2 == 1:
                 escaped.append(position)
         quotes = np.setdiff1d(quotes, np.asarray(escaped, dtype=quotes.dtype), assume_unique=True)
-    brackets = np.flatnonzero((raw == 123) | (raw == 125) | (raw == 91) | (raw == 93))
+    # `[`/`{` and `]`/`}` differ only in bit 0x20: two comparisons find all four.
+    folded = raw | 0x20
+    brackets = np.flatnonzero((folded == 123) | (folded == 125))
+    del folded
     outside = np.searchsorted(quotes, brackets, side="right") % 2 == 0
     brackets = brackets[outside]
     kinds = raw[brackets]

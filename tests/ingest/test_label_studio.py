@@ -7,6 +7,8 @@ from datetime import datetime
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotation_pipelines.ingest import UnreadableFileError, ingest_bytes, ingest_path
 from annotation_pipelines.ingest.label_studio import scan_json_array
@@ -201,3 +203,30 @@ def test_chunked_parse_matches_single_chunk_and_isolates_bad_tasks(monkeypatch):
     assert chunked.judgments.equals(whole.judgments)
     assert chunked.tasks.equals(whole.tasks)
     assert chunked.judgments.height == 59
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["id", "data", "x"]),
+            st.recursive(
+                st.text(alphabet='ab{}[]"\\\n,: é', max_size=8) | st.integers(),
+                lambda inner: (
+                    st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(alphabet='k{["\\', max_size=3), inner, max_size=3)
+                ),
+                max_leaves=6,
+            ),
+            max_size=3,
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([None, 1]),
+)
+def test_structural_scan_finds_every_top_level_object(tasks, indent):
+    data = json.dumps(tasks, indent=indent, ensure_ascii=False).encode()
+    scan = scan_json_array(data)
+    assert scan.closed
+    found = [json.loads(data[s:e]) for s, e in zip(scan.starts, scan.ends, strict=True)]
+    assert found == tasks
