@@ -40,6 +40,14 @@ T_REST = datetime(2026, 3, 2, tzinfo=UTC)
 
 
 def peak_rss_mb() -> float:
+    # VmHWM belongs to this process image; ru_maxrss survives exec on Linux and would report
+    # the parent's peak for every side.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -260,7 +268,8 @@ def print_report(pg: dict | None, ls: dict | None) -> None:
             f"seeded in {pg['seed_s']:.1f} s"
         )
         print(
-            f"{'side':<16}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'MB/s (table)':>14}{'peak RSS MB':>13}"
+            f"{'side':<16}{'rows':>12}{'seconds':>10}{'rows/s':>14}"
+            f"{'MB/s (table)':>14}{'peak RSS MB':>13}"
         )
         for key in ("adbc_full", "copy_full", "adbc_subset", "copy_subset", "fetch_subset"):
             side = pg[key]
@@ -275,7 +284,8 @@ def print_report(pg: dict | None, ls: dict | None) -> None:
         for method in ("adbc", "copy"):
             ratio = pg["fetch_subset"]["total_s"] / pg[f"{method}_subset"]["total_s"]
             print(
-                f"{method} vs fetch loop on the same {pg['fetch_subset']['rows']:,} rows: {ratio:.1f}x faster"
+                f"{method} vs fetch loop on the same {pg['fetch_subset']['rows']:,} rows: "
+                f"{ratio:.1f}x faster"
             )
     if ls:
         print(
@@ -286,11 +296,13 @@ def print_report(pg: dict | None, ls: dict | None) -> None:
             side = ls[key]
             print(
                 f"{key:<10}{side['rows']:>12,} rows{side['total_s']:>9.2f} s"
-                f"{side['rows'] / side['total_s']:>12,.0f} rows/s{ls['file_mb'] / side['total_s']:>8.1f} MB/s"
+                f"{side['rows'] / side['total_s']:>12,.0f} rows/s"
+                f"{ls['file_mb'] / side['total_s']:>8.1f} MB/s"
                 f"{side['peak_rss_mb']:>8.0f} MB peak RSS"
             )
         print(
-            f"ours vs json.load + pandas: {ls['baseline']['total_s'] / ls['ours']['total_s']:.2f}x faster"
+            "ours vs json.load + pandas: "
+            f"{ls['baseline']['total_s'] / ls['ours']['total_s']:.2f}x faster"
         )
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,7 +67,10 @@ def scan_json_array(data: bytes) -> ArrayScan:
             if (position - 1 - back) % 2 == 1:
                 escaped.append(position)
         quotes = np.setdiff1d(quotes, np.asarray(escaped, dtype=quotes.dtype), assume_unique=True)
-    brackets = np.flatnonzero((raw == 123) | (raw == 125) | (raw == 91) | (raw == 93))
+    # `[`/`{` and `]`/`}` differ only in bit 0x20: two comparisons find all four.
+    folded = raw | 0x20
+    brackets = np.flatnonzero((folded == 123) | (folded == 125))
+    del folded
     outside = np.searchsorted(quotes, brackets, side="right") % 2 == 0
     brackets = brackets[outside]
     kinds = raw[brackets]
@@ -100,22 +105,7 @@ def parse_label_studio(
         what = "empty file" if not head else f"expected a JSON array of tasks, found {head!r}"
         raise UnreadableFileError(f"{source_file}: not a Label Studio export: {what}")
     default_project = project
-    # A minified export is one line: every task is on line 1 and the structural scan (a
-    # quarter of the parse time) is only needed if the fast path fails.
-    one_line = data.count(b"\n", 0, len(data) - 1) == 0
-    scan = None if one_line else scan_json_array(data)
-    try:
-        # Schema from the first 1000 tasks: inferring over all of them parses the file twice.
-        # A later task that does not fit fails the fast path, and the tolerant path reads it.
-        tasks = pl.read_json(io.BytesIO(data), infer_schema_length=1000)
-        lines = np.ones(tasks.height, dtype=np.int64) if scan is None else scan.lines
-        if tasks.height != lines.size:
-            raise ValueError("task count differs from the structural scan")
-        annotations, staged_tasks = _stage_native(tasks, lines)
-        failures = _empty_failures()
-    except Exception:
-        scan = scan or scan_json_array(data)
-        annotations, staged_tasks, failures = _stage_tolerant(data, scan, source_file)
+    annotations, staged_tasks, failures = _stage_chunks(data, source_file)
     if annotations.height == 0 and failures.height and staged_tasks.height == 0:
         reasons = ", ".join(sorted(set(failures.get_column("reason").to_list())))
         raise UnreadableFileError(f"{source_file}: no task could be read ({reasons})")
@@ -169,6 +159,81 @@ def parse_label_studio(
     )
 
 
+# Tasks are parsed in chunks of about this many bytes: Polars builds a document tape for what it
+# parses, so one call on a 1 GB export would hold several GB at once; a bad task also only
+# sends its own chunk down the tolerant path.
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Stage every task: native per chunk, tolerant for a chunk the native reader refuses."""
+    one_line = data.count(b"\n", 0, max(len(data) - 1, 0)) == 0
+    if one_line and len(data) <= CHUNK_BYTES:
+        # A small minified export: every task is on line 1, no structural scan needed.
+        try:
+            tasks = pl.read_json(io.BytesIO(data), infer_schema_length=None)
+            annotations, staged_tasks = _stage_native(tasks, np.ones(tasks.height, np.int64))
+            return annotations, staged_tasks, _empty_failures()
+        except Exception:
+            pass
+    scan = scan_json_array(data)
+    chunks: list[ArrayScan] = []
+    count = scan.starts.size
+    first = 0
+    while True:
+        last = first
+        budget = int(scan.starts[first]) + CHUNK_BYTES if first < count else 0
+        while last < count and (last == first or int(scan.starts[last]) < budget):
+            last += 1
+        chunks.append(
+            ArrayScan(
+                starts=scan.starts[first:last],
+                ends=scan.ends[first:last],
+                lines=scan.lines[first:last],
+                closed=scan.closed or last < count,
+            )
+        )
+        first = last
+        if first >= count:
+            break
+    # Polars parses with the GIL released: chunks on separate threads use every core.
+    workers = max(1, min(len(chunks), os.cpu_count() or 1, 4))
+    if workers == 1:
+        parts = [_stage_chunk(data, chunk, source_file) for chunk in chunks]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            parts = list(pool.map(lambda chunk: _stage_chunk(data, chunk, source_file), chunks))
+    return (
+        pl.concat([p[0] for p in parts]),
+        pl.concat([p[1] for p in parts]),
+        pl.concat([p[2] for p in parts]),
+    )
+
+
+def _stage_chunk(
+    data: bytes, chunk: ArrayScan, source_file: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    try:
+        if not chunk.closed or (chunk.ends < 0).any():
+            raise ValueError("truncated")
+        body = (
+            b"["
+            + b",".join(
+                data[start:end]
+                for start, end in zip(chunk.starts.tolist(), chunk.ends.tolist(), strict=True)
+            )
+            + b"]"
+        )
+        tasks = pl.read_json(io.BytesIO(body), infer_schema_length=None)
+        del body
+        if tasks.height != chunk.starts.size:
+            raise ValueError("task count differs from the structural scan")
+        annotations, staged_tasks = _stage_native(tasks, chunk.lines)
+        return annotations, staged_tasks, _empty_failures()
+    except Exception:
+        return _stage_tolerant(data, chunk, source_file)
+
+
 def _stem(source_file: str) -> str:
     name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
     return name.split(".", 1)[0] or "default"
@@ -218,7 +283,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         source_line=pl.col("_line"),
     )
     if "annotations" not in schema or not isinstance(schema["annotations"], pl.List):
-        return _empty_annotations(), staged_tasks
+        return _empty_annotations(), staged_tasks.cast(_TASK_SCHEMA)  # type: ignore[arg-type]
     flat = (
         tasks.select("task_id", "project", "_line", "annotations")
         .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
@@ -260,15 +325,16 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             annotator_id=annotator,
             choices=choices,
             submitted_at=_field(fs, "a", "created_at", pl.String).cast(pl.String),
-            duration_s=lead_time,
+            duration_s=lead_time.cast(pl.String),
             was_cancelled=_field(fs, "a", "was_cancelled", pl.Boolean).cast(
                 pl.Boolean, strict=False
             ),
             ground_truth=_field(fs, "a", "ground_truth", pl.Boolean).cast(pl.Boolean, strict=False),
             source_line=pl.col("_line"),
-            record=pl.col("a"),
-        ),
-        staged_tasks,
+            # Encoded now, per chunk, so chunks with different inferred shapes stack.
+            record=pl.col("a").struct.json_encode(),
+        ).cast(_ANNOTATION_SCHEMA),  # type: ignore[arg-type]
+        staged_tasks.cast(_TASK_SCHEMA),  # type: ignore[arg-type]
     )
 
 
@@ -379,9 +445,10 @@ def _stage_tolerant(
             {
                 "task_id": task_id,
                 "project": task_project,
+                # Compact separators: the same text (and hash) as the native path's encoder.
                 "payload": None
                 if task.get("data") is None
-                else json.dumps(task["data"], ensure_ascii=False),
+                else json.dumps(task["data"], ensure_ascii=False, separators=(",", ":")),
                 "created_at": _text(task.get("created_at")),
                 "source_line": line,
             }

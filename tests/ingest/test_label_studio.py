@@ -7,6 +7,8 @@ from datetime import datetime
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotation_pipelines.ingest import UnreadableFileError, ingest_bytes, ingest_path
 from annotation_pipelines.ingest.label_studio import scan_json_array
@@ -175,3 +177,56 @@ def test_folder_ingest_combines_files(tmp_path):
         "a.json",
         "b.json",
     }
+
+
+def test_payload_keeps_keys_that_first_appear_late():
+    tasks = [{"id": i, "data": {"text": f"t{i}"}, "annotations": []} for i in range(1500)]
+    tasks[-1]["data"]["image"] = "s3://bucket/late.png"
+    result = ingest(json.dumps(tasks).encode())
+    payload = result.tasks.filter(pl.col("task_id") == "1499").get_column("payload").item()
+    assert json.loads(payload) == {"text": "t1499", "image": "s3://bucket/late.png"}
+
+
+def test_chunked_parse_matches_single_chunk_and_isolates_bad_tasks(monkeypatch):
+    from annotation_pipelines.ingest import label_studio
+
+    tasks = [
+        {"id": i, "data": {"text": f"t{i}"}, "annotations": [annotation(i, 10 + i % 7, "pos")]}
+        for i in range(60)
+    ]
+    text = json.dumps(tasks, indent=1)
+    broken = text.replace('"lead_time": 3.5', '"lead_time": 3.5,,', 1)
+    whole = ingest(broken.encode())
+    monkeypatch.setattr(label_studio, "CHUNK_BYTES", 2_000)
+    chunked = ingest(broken.encode())
+    assert chunked.reasons == whole.reasons == {"malformed_json": 1}
+    assert chunked.judgments.equals(whole.judgments)
+    assert chunked.tasks.equals(whole.tasks)
+    assert chunked.judgments.height == 59
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["id", "data", "x"]),
+            st.recursive(
+                st.text(alphabet='ab{}[]"\\\n,: é', max_size=8) | st.integers(),
+                lambda inner: (
+                    st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(alphabet='k{["\\', max_size=3), inner, max_size=3)
+                ),
+                max_leaves=6,
+            ),
+            max_size=3,
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([None, 1]),
+)
+def test_structural_scan_finds_every_top_level_object(tasks, indent):
+    data = json.dumps(tasks, indent=indent, ensure_ascii=False).encode()
+    scan = scan_json_array(data)
+    assert scan.closed
+    found = [json.loads(data[s:e]) for s, e in zip(scan.starts, scan.ends, strict=True)]
+    assert found == tasks
