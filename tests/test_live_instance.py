@@ -5,6 +5,7 @@ succeeds; a three-day backfill submitted through the webserver's GraphQL API is 
 daemon; and headless Chromium loads the asset graph and launches a materialization from the UI.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -130,6 +131,14 @@ def _server_info(url: str) -> bool:
     return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
 
 
+def _dismiss_welcome(page) -> None:
+    """A fresh instance greets its first visitor with a newsletter dialog; skip it as a user would."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):
+        page.get_by_role("button", name="Skip", exact=True).click(timeout=5_000)
+
+
 def _runs(instance, **filters):
     return instance.get_runs(RunsFilter(**filters))
 
@@ -202,11 +211,13 @@ def test_ui_shows_every_layer_and_launches_a_materialization(live):
         )  # fmt: skip
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{url}/asset-groups", wait_until="networkidle", timeout=120_000)
+        _dismiss_welcome(page)
         for group in ("raw", "aggregation", "quality", "curation", "forecasting", "workforce"):
             page.get_by_text(group, exact=True).first.wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "asset-graph.png"), full_page=True)
 
         page.goto(f"{url}/assets/dataset_versions", wait_until="networkidle", timeout=120_000)
+        _dismiss_welcome(page)
         page.get_by_role("button", name="Materialize", exact=True).first.click()
         run = _wait(
             lambda: next(
