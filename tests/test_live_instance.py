@@ -132,7 +132,7 @@ def _server_info(url: str) -> bool:
 
 
 def _dismiss_welcome(page) -> None:
-    """A fresh instance greets its first visitor with a newsletter dialog; skip it as a user would."""
+    """A fresh instance greets its first visitor with a dialog; skip it like a user."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     with contextlib.suppress(PlaywrightTimeout):
