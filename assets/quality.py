@@ -22,6 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.quality import (
     annotator_scorecards,
     drift,
@@ -33,6 +34,7 @@ from annotation_pipelines.quality import (
     render_html_report,
 )
 from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
 from resources.lake import Lake
 
@@ -58,6 +60,7 @@ class QualityConfig(Config):
     trailing_days: int = 28
     bootstrap_resamples: int = Field(default=200, description="Bootstrap replicates for CIs.")
     queue_min_confidence: float = 0.6
+    kappa_min_overlap: int = Field(default=10, description="Shared tasks for a kappa pair.")
 
 
 GATES = (
@@ -113,6 +116,14 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
         ),
         "reannotation_queue": AssetOut(
             description="Tasks to send back for more judgments, with the reason and a priority.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "annotator_pair_agreement": AssetOut(
+            description="Cohen's kappa (plain and quadratic-weighted) for every annotator pair "
+            "of a project with enough shared tasks: the agreement matrix in long form.",
             group_name=GROUP,
             owners=OWNERS,
             kinds={"polars", "parquet"},
@@ -227,6 +238,15 @@ def quality(  # noqa: ANN201
         output_name="reannotation_queue",
         metadata={"tasks_to_reannotate": MetadataValue.int(queue.height)},
     )
+    pairs = _pair_agreement(judgments, min_overlap=config.kappa_min_overlap)
+    yield Output(
+        pairs,
+        output_name="annotator_pair_agreement",
+        metadata={
+            "pairs": MetadataValue.int(pairs.height),
+            "lowest_kappa": markdown_table(pairs.sort("kappa").head(10)),
+        },
+    )
     yield Output(
         drift_frame,
         output_name="label_drift",
@@ -255,6 +275,30 @@ def _with_gate_verdicts(report: pl.DataFrame, checks: list[AssetCheckResult]) ->
             lambda p: ",".join(failed.get(p, [])), pl.String
         ),
     )
+
+
+def _pair_agreement(judgments: pl.DataFrame, *, min_overlap: int) -> pl.DataFrame:
+    frames = []
+    for (project,), rows in judgments.group_by("project", maintain_order=True):
+        plain = cohen_kappa_matrix(rows, min_overlap=min_overlap)
+        weighted = cohen_kappa_matrix(rows, weights="quadratic", min_overlap=min_overlap)
+        frames.append(
+            plain.select("annotator_a", "annotator_b", "n_shared", "kappa")
+            .join(
+                weighted.select(
+                    "annotator_a", "annotator_b", pl.col("kappa").alias("kappa_quadratic")
+                ),
+                on=["annotator_a", "annotator_b"],
+                how="left",
+            )
+            .with_columns(project=pl.lit(project))
+        )
+    if not frames:
+        return pl.DataFrame(
+            schema={"annotator_a": pl.String, "annotator_b": pl.String, "n_shared": pl.UInt32,
+                    "kappa": pl.Float64, "kappa_quadratic": pl.Float64, "project": pl.String}
+        )  # fmt: skip
+    return pl.concat(frames).sort("project", "annotator_a", "annotator_b")
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float:

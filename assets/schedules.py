@@ -31,6 +31,25 @@ forecast_job = define_asset_job(
     description="Capacity forecasts over the lake's history (one run, many days in one pass).",
 )
 
+# One job per layer, so an operator can launch one layer from the launchpad with its typed
+# config, e.g. re-aggregate a day with another method:
+#   ops: {aggregated_labels: {config: {methods_per_project: {toxicity: glad}}}}
+aggregation_job = define_asset_job(
+    "aggregation_job",
+    selection=AssetSelection.groups("aggregation"),
+    description="Re-aggregate one day (config: method, methods_per_project, max_iter, tol).",
+)
+quality_job = define_asset_job(
+    "quality_job",
+    selection=AssetSelection.groups("quality"),
+    description="Re-score one day's quality (config: gate floors, flag thresholds, drift bounds).",
+)
+workforce_job = define_asset_job(
+    "workforce_job",
+    selection=AssetSelection.groups("workforce"),
+    description="Recompute one day's throughput and backlog.",
+)
+
 daily_schedule = build_schedule_from_partitioned_job(
     daily_job,
     hour_of_day=1,
