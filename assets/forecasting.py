@@ -5,8 +5,8 @@ import datetime as dt
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AutomationCondition,
     Config,
+    FreshnessPolicy,
     MetadataValue,
     Output,
     asset,
@@ -35,7 +35,7 @@ class ComputeForecastConfig(Config):
     group_name="forecasting",
     kinds={"statsforecast", "polars"},
     deps=["compute_usage"],
-    automation_condition=AutomationCondition.on_cron("0 6 * * 1"),
+    freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(days=8)),
     description=(
         "Hourly accelerator demand (running + pending) forecast one week ahead per series, "
         "with 80/95% intervals; model per series chosen by rolling-origin backtest."

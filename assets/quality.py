@@ -16,6 +16,7 @@ from dagster import (
     AssetKey,
     AssetOut,
     Config,
+    FreshnessPolicy,
     MetadataValue,
     Output,
     multi_asset,
@@ -99,6 +100,7 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
 @multi_asset(
     outs={
         "quality_report": AssetOut(
+            freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=30)),
             description="Per project and day: agreement (alpha, Fleiss, percent) with bootstrap "
             "intervals, gold accuracy, consensus accuracy on gold, flagged annotator share.",
             group_name=GROUP,

@@ -7,6 +7,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     Config,
+    FreshnessPolicy,
     MetadataValue,
     Output,
     TimeWindowPartitionMapping,
@@ -75,6 +76,7 @@ class WorkforceForecastConfig(Config):
     owners=OWNERS,
     kinds={"statsforecast", "polars"},
     deps=["workforce_throughput_daily"],
+    freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(days=8)),
     description="Per project: task volume forecast with 80/95% intervals, annotator-hours per "
     "week the SLA needs, the date the backlog clears at current staffing, and risk.",
 )
