@@ -115,3 +115,29 @@ def test_compute_usage_has_queueing_and_canonical_schema():
     assert (usage["running"] <= usage["total"]).all()
     assert usage["pending"].sum() > 0
     assert usage["series_id"].n_unique() == 4
+
+
+def test_generate_command_writes_the_workload(tmp_path):
+    from click.testing import CliRunner
+
+    from annotation_pipelines.cli import main
+
+    result = CliRunner().invoke(
+        main, ["generate", str(tmp_path / "out"), "--judgments", "2000", "--start", "2026-11-02",
+               "--days", "2", "--seed", "3"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "judgments" in result.output
+    assert len(list((tmp_path / "out" / "judgments").rglob("*.parquet"))) == 6
+
+
+@pytest.mark.scale
+def test_hundred_million_judgments_stream_in_bounded_memory(tmp_path):
+    import resource
+
+    summary = generate_workload(
+        tmp_path, judgments=100_000_000, start=START, days=7, seed=1, annotators_scale=80
+    )
+    assert summary.judgments > 95_000_000
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    assert peak_gib < 8, peak_gib
