@@ -33,6 +33,7 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from annotation_pipelines.markdown import frame_to_markdown
 from annotation_pipelines.storage import atomic_write_bytes
 
 DATA_FILE = "data.parquet"
@@ -211,17 +212,7 @@ class S3Lake(Lake):
 
 def table_metadata(frame: pl.DataFrame, *, preview_rows: int = 10) -> dict[str, object]:
     """Row count, column schema and a markdown preview: the metadata every table gets."""
-    with pl.Config(
-        tbl_formatting="MARKDOWN",
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        tbl_rows=preview_rows,
-        tbl_cols=16,
-        fmt_str_lengths=40,
-        tbl_width_chars=60_000,
-        float_precision=4,
-    ):
-        preview = str(frame.head(preview_rows))
+    preview = frame_to_markdown(frame, rows=preview_rows, text_width=40)
     return {
         "dagster/row_count": MetadataValue.int(frame.height),
         "dagster/column_schema": TableSchema(
