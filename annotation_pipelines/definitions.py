@@ -111,6 +111,7 @@ all_sensors = [
     sensors.gold_set_sensor,
     sensors.quality_alert_sensor,
     sensors.run_failure_alert_sensor,
+    sensors.run_summary_sensor,
     AutomationConditionSensorDefinition(
         "automation_sensor",
         target=AssetSelection.all(),

@@ -1,36 +1,73 @@
-"""Accelerator telemetry: per-day usage in canonical form."""
+"""Accelerator telemetry: per-day usage in canonical form, from every telemetry drop.
+
+Sources in the landing zone: the generator's canonical parts (`synthetic/compute_usage/`) and
+telemetry drops `telemetry/<cluster>/<series>.{csv,parquet}` in the canonical form
+(time, cluster, series_id, running, pending, total) or with Helios' column names
+(`running_gpu_num`, `pending_gpu_num`, `total_gpu_num`), one series per file when the file
+names none.
+"""
+
+import datetime as dt
+import io
 
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from annotation_pipelines import schema
+from annotation_pipelines.forecasting import hour_of_day_profile, normalize_usage, summarize_usage
+from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
 from resources.landing import LandingZone
+
+
+def _telemetry_drops(landing: LandingZone, day: dt.date) -> list[pl.DataFrame]:
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    frames = []
+    for path, _ in landing.list_files("telemetry/"):
+        parts = path.split("/")
+        if len(parts) != 3 or not path.endswith((".csv", ".parquet")):
+            continue
+        data = io.BytesIO(landing.read_bytes(path))
+        raw = pl.read_parquet(data) if path.endswith(".parquet") else pl.read_csv(data)
+        usage = normalize_usage(raw, cluster=parts[1], series_id=parts[2].rsplit(".", 1)[0])
+        frames.append(
+            usage.filter(
+                (pl.col("time") >= start) & (pl.col("time") < start + dt.timedelta(days=1))
+            )
+        )
+    return frames
 
 
 @asset(
     partitions_def=daily_partitions,
     group_name="compute",
+    owners=["team:compute-capacity"],
     kinds={"polars", "parquet"},
     description="Accelerator telemetry for the day: running, pending and total GPUs per series.",
 )
 def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Output[pl.DataFrame]:
     day = context.partition_key
+    parts = [landing.read_synthetic("compute_usage", day, schema.COMPUTE_USAGE)]
+    parts += _telemetry_drops(landing, dt.date.fromisoformat(day))
     frame = schema.conform(
-        landing.read_synthetic("compute_usage", day, schema.COMPUTE_USAGE),
+        pl.concat(
+            [schema.conform(p, schema.COMPUTE_USAGE, name="compute_usage") for p in parts],
+            how="vertical_relaxed",
+        ),
         schema.COMPUTE_USAGE,
         name=f"compute_usage {day}",
-    )
-    demand = frame["running"] + frame["pending"]
-    utilization = float(frame["running"].sum() / frame["total"].sum()) if frame.height else 0.0
+    ).sort("cluster", "series_id", "time")
+    if frame.height == 0:
+        return Output(frame, metadata={"series": MetadataValue.int(0)})
+    daily = summarize_usage(frame, every="1d")
     return Output(
         frame,
         metadata={
-            "series": MetadataValue.int(frame["series_id"].n_unique() if frame.height else 0),
-            "utilization": MetadataValue.float(round(utilization, 4)),
-            "peak_demand_gpus": MetadataValue.float(float(demand.max()) if frame.height else 0.0),
-            "queued_share": MetadataValue.float(
-                round(float((frame["pending"] > 0).mean()), 4) if frame.height else 0.0
+            "series": MetadataValue.int(frame["series_id"].n_unique()),
+            "utilization_and_queueing": markdown_table(daily),
+            "by_hour_of_day": markdown_table(hour_of_day_profile(frame), rows=24 * 8),
+            "peak_demand_gpus": MetadataValue.float(
+                float((frame["running"] + frame["pending"]).max())
             ),
         },
     )

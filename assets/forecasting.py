@@ -33,6 +33,7 @@ class ComputeForecastConfig(Config):
 
 @asset(
     group_name="forecasting",
+    owners=["team:compute-capacity"],
     kinds={"statsforecast", "polars"},
     deps=["compute_usage"],
     freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(days=8)),

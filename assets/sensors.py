@@ -14,20 +14,27 @@ from dagster import (
     AssetCheckKey,
     AssetKey,
     AssetSelection,
+    DagsterEventType,
+    DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    MetadataValue,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     define_asset_job,
     run_failure_sensor,
+    run_status_sensor,
     sensor,
 )
+from dagster._core.events import EngineEventData
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
+from annotation_pipelines.markdown import frame_to_markdown
 from assets.ingest import export_files
 from assets.partitions import project_partitions
 from assets.quality import GATES
@@ -287,3 +294,52 @@ def _lake_from_env() -> Lake:
     from annotation_pipelines.definitions import resources_for
 
     return resources_for(os.environ.get("ANNOTATION_PIPELINES_PROFILE", "local"))["lake"]
+
+
+def run_summary(instance: DagsterInstance, run_id: str) -> pl.DataFrame:
+    """One row per asset materialized by the run: partition, rows, headline check results."""
+    entries = instance.all_logs(
+        run_id,
+        of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION},
+    )
+    rows, checks = [], {}
+    for entry in entries:
+        event = entry.dagster_event
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.event_specific_data
+            key = data.asset_key.to_user_string()
+            verdict = "passed" if data.passed else f"FAILED ({data.severity.value})"
+            checks.setdefault(key, []).append(f"{data.check_name}: {verdict}")
+            continue
+        materialization = event.event_specific_data.materialization
+        count = materialization.metadata.get("dagster/row_count")
+        rows.append(
+            {
+                "asset": materialization.asset_key.to_user_string(),
+                "partition": materialization.partition or "",
+                "rows": int(count.value) if count is not None else None,
+            }
+        )
+    frame = pl.DataFrame(
+        rows, schema={"asset": pl.String, "partition": pl.String, "rows": pl.Int64}
+    )
+    return frame.with_columns(
+        checks=pl.col("asset").map_elements(lambda a: "; ".join(checks.get(a, [])), pl.String)
+    )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Adds a summary (rows per asset, check results) to every successful run's log.",
+)
+def run_summary_sensor(context: RunStatusSensorContext) -> None:
+    summary = run_summary(context.instance, context.dagster_run.run_id)
+    if summary.height == 0:
+        return
+    context.instance.report_engine_event(
+        f"Run summary: {summary.height} materialization(s), "
+        f"{int(summary['rows'].fill_null(0).sum()):,} rows",
+        context.dagster_run,
+        EngineEventData(metadata={"summary": MetadataValue.md(frame_to_markdown(summary))}),
+    )

@@ -197,3 +197,27 @@ def test_daily_schedule_targets_yesterday_and_weekly_forecast_is_monday():
     [request] = daily.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-20"
     assert schedules.weekly_forecast_schedule.cron_schedule == "0 6 * * 1"
+
+
+def test_run_summary_sensor_adds_a_summary_to_the_run_log(env):
+    defs, instance, landing = env
+    generate_workload(
+        landing / "synthetic", judgments=2_000, start=date(2026, 11, 2), days=1, seed=5
+    )
+    result = _run(defs, instance, "raw_job", "2026-11-02")
+    assert result.success
+    summary = sensors.run_summary(instance, result.run_id)
+    assert set(summary["asset"]) == {"raw_tasks", "judgments", "gold_labels"}
+    assert (summary["rows"] > 0).all()
+    run = instance.get_run_by_id(result.run_id)
+    context = build_run_status_sensor_context(
+        sensor_name="run_summary_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=next(
+            e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS"
+        ),
+    )
+    sensors.run_summary_sensor(context)
+    messages = [entry.message for entry in instance.all_logs(result.run_id)]
+    assert any(m.startswith("Run summary: 3 materialization(s)") for m in messages)
