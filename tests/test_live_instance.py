@@ -218,7 +218,9 @@ def test_ui_shows_every_layer_and_launches_a_materialization(live):
 
         page.goto(f"{url}/assets/dataset_versions", wait_until="networkidle", timeout=120_000)
         _dismiss_welcome(page)
-        page.get_by_role("button", name="Materialize", exact=True).first.click()
+        # The button's accessible name carries its icon's too, so match by contained text.
+        page.get_by_role("button", name="Materialize").first.click(timeout=60_000)
+        page.get_by_text("Launched run").first.wait_for(timeout=60_000)
         run = _wait(
             lambda: next(
                 (
