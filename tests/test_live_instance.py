@@ -216,17 +216,19 @@ def test_ui_shows_every_layer_and_launches_a_materialization(live):
             page.get_by_text(group, exact=True).first.wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "asset-graph.png"), full_page=True)
 
-        page.goto(f"{url}/assets/dataset_versions", wait_until="networkidle", timeout=120_000)
+        # gold_sets has no upstream, so the UI launches it without an "are you sure" prompt.
+        page.goto(f"{url}/assets/gold_sets", wait_until="networkidle", timeout=120_000)
         _dismiss_welcome(page)
         # The button's accessible name carries its icon's too, so match by contained text.
         page.get_by_role("button", name="Materialize").first.click(timeout=60_000)
         page.get_by_text("Launched run").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "ui-after-materialize.png"), full_page=True)
         run = _wait(
             lambda: next(
                 (
                     r
                     for r in _runs(instance)
-                    if "dataset_versions" in str(r.asset_selection)
+                    if "gold_sets" in str(r.asset_selection)
                     and r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)
                 ),
                 None,
