@@ -208,7 +208,8 @@ def scale(args: argparse.Namespace) -> None:
             integer_ids=True,
         )
         print(
-            f"generated {tasks * votes:,} judgments in {time.perf_counter() - start:.0f} s -> {data}"
+            f"generated {tasks * votes:,} judgments in "
+            f"{time.perf_counter() - start:.0f} s -> {data}"
         )
     out = folder / "labels_scale.parquet"
     report = spawn("ours", "dawid_skene", data, out, args.max_iter, args.tol)

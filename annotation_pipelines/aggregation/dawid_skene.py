@@ -96,12 +96,12 @@ def evidence_lower_bound(
 
 
 def _confusion_from_counts(encoded: Encoded, counts: np.ndarray) -> np.ndarray:
-    k = encoded.n_classes
-    # Only (annotator, answer) pairs that occur get the floor, as in crowd-kit, where the
-    # error table has rows only for answers an annotator gave.
-    observed = counts.sum(axis=1) > 0
-    errors = np.where(observed[:, None], np.maximum(counts, EPSILON), 0.0)
-    errors = errors.reshape(encoded.n_annotators, k, k)
+    # Every (answer, truth) cell gets the 1e-10 floor, including answers an annotator never
+    # gave. crowd-kit floors only the answers given; the two agree to ~1e-10 wherever a truth
+    # column has mass, but where it has none (an annotator never saw that class) crowd-kit
+    # makes the annotator say their one answer with probability 1 under every truth, which
+    # lets the prior outvote a unanimous task. Flooring all cells gives that column 1/K.
+    errors = np.maximum(counts, EPSILON).reshape(encoded.n_annotators, encoded.n_classes, -1)
     errors /= errors.sum(axis=1, keepdims=True)
     return errors
 
