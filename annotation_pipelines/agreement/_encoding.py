@@ -1,0 +1,187 @@
+"""Turn a judgments frame into integer codes and per-(task, value) counts.
+
+Everything downstream (alpha, kappa, percent agreement, their bootstraps) works on the sparse
+table of how many judgments each task received for each value — never on the dense
+coders × units matrix, whose size is annotators × tasks whatever the data's sparsity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+REQUIRED_COLUMNS = ("task_id", "annotator_id", "label")
+
+# Hash seeds for the two independent 64-bit hashes used to factorize identifiers quickly.
+_SEED_PRIMARY = 0
+_SEED_CHECK = 0x5EED
+# Value codes live in the low bits of a 64-bit sort key; beyond this many distinct values the
+# task hash keeps too few bits to be trusted and the exact path is taken directly.
+_MAX_VALUE_BITS = 20
+
+
+def check_columns(judgments: pl.DataFrame, columns: tuple[str, ...] = REQUIRED_COLUMNS) -> None:
+    missing = [column for column in columns if column not in judgments.columns]
+    if missing:
+        raise ValueError(
+            f"judgments: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"have {', '.join(repr(c) for c in judgments.columns) or 'no columns'}"
+        )
+
+
+def check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
+
+
+def factorize(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes int64 0..k-1 in order of first appearance, index of each code's first row).
+
+    Factorizing 64-bit hashes is several times faster than factorizing strings. A second,
+    independently seeded hash proves there was no collision; if there was one (odds about
+    k²/2⁶⁵), fall back to exact factorization of the values themselves. Missing values get
+    code -1 only on the exact path, so callers drop them first.
+    """
+    hashes = series.to_frame("value").select(
+        pl.col("value").hash(seed=_SEED_PRIMARY).alias("primary"),
+        pl.col("value").hash(seed=_SEED_CHECK).alias("check"),
+    )
+    codes, _ = pd.factorize(hashes.get_column("primary").to_numpy())
+    check, _ = pd.factorize(hashes.get_column("check").to_numpy())
+    # Both code arrays are in order of first appearance, so they are equal unless one of
+    # the hashes merged two distinct values.
+    if not np.array_equal(codes, check):
+        codes, _ = pd.factorize(series.to_numpy())
+    codes = codes.astype(np.int64, copy=False)
+    first = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
+    # Reversed scatter: the last write wins, so each code keeps its first occurrence.
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1, dtype=np.int64)
+    return codes, first
+
+
+def numeric_labels(labels: pl.Series, level: str) -> pl.Series:
+    """Labels as Float64; a clear error naming the first label that is not a number."""
+    if labels.dtype.is_numeric():
+        return labels.cast(pl.Float64)
+    values = labels.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    bad = values.is_null() & labels.is_not_null()
+    if bad.any():
+        offending = labels.filter(bad)
+        examples = ", ".join(repr(v) for v in offending.unique(maintain_order=True).head(3))
+        raise ValueError(
+            f"level {level!r} treats labels as numbers, but label {offending[0]!r} is not a "
+            f"number ({int(bad.sum())} such distinct label(s), e.g. {examples}); "
+            f"use level='nominal' for categorical labels"
+        )
+    return values
+
+
+@dataclass(frozen=True)
+class TaskValueCounts:
+    """How many judgments each task received for each value, sorted by task code.
+
+    `domain[value]` is the value itself: sorted numbers for ordinal/interval/ratio, labels in
+    order of appearance for nominal. Task codes are dense (0..n_tasks-1) but their order is
+    arbitrary: every statistic here is invariant to the order of tasks.
+    """
+
+    task: np.ndarray  # int64, task code per row, non-decreasing
+    value: np.ndarray  # int64, value code per row
+    count: np.ndarray  # float64, number of judgments
+    n_tasks: int
+    domain: np.ndarray
+
+    @property
+    def n_values(self) -> int:
+        return len(self.domain)
+
+
+def label_codes(labels: pl.Series, level: str) -> tuple[np.ndarray, np.ndarray]:
+    """(code per judgment, domain); numeric levels sort the domain by value.
+
+    Text labels are factorized first and only the distinct ones parsed as numbers: parsing
+    a million strings costs more than the whole statistic. Texts that parse to the same
+    number ("1", "1.0") become one value.
+    """
+    if level != "nominal" and labels.dtype.is_numeric():
+        codes, uniques = pd.factorize(labels.cast(pl.Float64).to_numpy())
+        numbers = np.asarray(uniques, dtype=np.float64)
+    else:
+        codes, first = factorize(labels)
+        uniques = labels.gather(first)
+        if level == "nominal":
+            return codes, uniques.to_numpy()
+        numbers = numeric_labels(uniques, level).to_numpy()
+    domain, inverse = np.unique(numbers, return_inverse=True)
+    return inverse.astype(np.int64)[codes], domain
+
+
+def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> TaskValueCounts:
+    """Group judgments by (task, value); rows with a missing label are dropped (unit missing).
+
+    One sort of 64-bit keys (task hash with its low bits replaced by the value code) does
+    the group-by: on a million judgments that is several times faster than a hash-table
+    group-by. A collision of two tasks' truncated hashes would merge them, so the number of
+    distinct tasks is checked against an independently seeded full 64-bit hash; on a
+    mismatch (odds about tasks²/2⁵⁷) the exact, slower factorization of the ids is used.
+    """
+    check_columns(judgments, ("task_id", "label"))
+    check_level(level)
+    frame = judgments.select("task_id", "label")
+    if frame.get_column("label").null_count():
+        frame = frame.filter(pl.col("label").is_not_null())
+    if frame.get_column("task_id").null_count():
+        raise ValueError("judgments: task_id has missing values")
+    values, domain = label_codes(frame.get_column("label"), level)
+    bits = max(1, int(max(len(domain) - 1, 1)).bit_length())
+    if frame.height and bits <= _MAX_VALUE_BITS:
+        hashes = frame.select(
+            pl.col("task_id").hash(seed=_SEED_PRIMARY).alias("primary"),
+            pl.col("task_id").hash(seed=_SEED_CHECK).alias("check"),
+        )
+        shift = np.uint64(bits)
+        primary = hashes.get_column("primary").to_numpy()
+        counts = _sorted_counts(
+            (primary >> shift << shift) | values.astype(np.uint64), bits, domain
+        )
+        check = np.sort(hashes.get_column("check").to_numpy())
+        if counts.n_tasks == 1 + int(np.count_nonzero(check[1:] != check[:-1])):
+            return counts
+    task_codes, _ = pd.factorize(frame.get_column("task_id").to_numpy())
+    return _sorted_counts(
+        (task_codes.astype(np.uint64) << np.uint64(bits)) | values.astype(np.uint64), bits, domain
+    )
+
+
+def _sorted_counts(keys: np.ndarray, bits: int, domain: np.ndarray) -> TaskValueCounts:
+    if len(keys) == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return TaskValueCounts(empty, empty, np.empty(0), 0, domain)
+    ordered = np.sort(keys)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, len(ordered)]).astype(np.float64)
+    group_keys = ordered[starts]
+    tasks = group_keys >> np.uint64(bits)
+    task = np.cumsum(np.r_[True, tasks[1:] != tasks[:-1]]) - 1
+    value = (group_keys & np.uint64((1 << bits) - 1)).astype(np.int64)
+    return TaskValueCounts(task, value, counts, int(task[-1]) + 1, domain)
+
+
+def pairs_within_groups(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of rows sharing a group value; `group` must be sorted."""
+    n_rows = len(group)
+    if n_rows == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[starts, n_rows])
+    row_start = np.repeat(starts, sizes)
+    row_size = np.repeat(sizes, sizes)
+    partners = row_size - (np.arange(n_rows) - row_start) - 1
+    left = np.repeat(np.arange(n_rows), partners)
+    right = left + 1 + (np.arange(len(left)) - np.repeat(np.cumsum(partners) - partners, partners))
+    return left, right

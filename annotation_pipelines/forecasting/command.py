@@ -1,0 +1,211 @@
+"""`annotation-pipelines forecast`: backtest, choose a model per series, forecast with intervals.
+
+Prints one JSON object:
+
+    {"freq": "1h", "horizon": 168, "season_length": 24, "backtest_windows": 3,
+     "relative_mase": 0.93, "coverage_80": 0.9, "coverage_95": 0.97,
+     "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
+                         "relative_mase": 0.89, "coverage_80": 0.83, "coverage_95": 0.95,
+                         "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}}}
+
+`first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
+bound is above the supply column's last value for that series. MASE and coverage are on the
+held-out backtest windows (see `models.backtest`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import polars as pl
+
+from annotation_pipelines.tabular import InputError, read_table, write_table
+
+_SEASON_BY_UNIT = {"h": 24, "d": 7, "w": 52, "m": 60}
+_HORIZON_BY_UNIT = {"h": 168, "d": 28, "w": 13, "m": 60}
+
+
+def _infer_freq(times: pl.Series) -> str:
+    seconds = times.sort().unique().diff().dt.total_seconds().drop_nulls()
+    step = int(seconds.median()) if seconds.len() else 86_400
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if step >= size and step % size == 0:
+            return f"{step // size}{unit}"
+    return f"{max(step, 1)}s"
+
+
+def _unit(freq: str) -> str:
+    return freq.lstrip("0123456789")[:1] or "d"
+
+
+@click.command("forecast")
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--time-col", required=True, help="Timestamp column.")
+@click.option(
+    "--value-col", required=True, help="Value to forecast (e.g. demand = running + pending)."
+)
+@click.option("--id-col", default=None, help="Series identifier column (one series when absent).")
+@click.option(
+    "--freq", default=None, help="Resample to this frequency, e.g. 1h, 1d (default: the data's)."
+)
+@click.option(
+    "--horizon", type=click.IntRange(min=1), default=None, help="Steps ahead (default: a week)."
+)
+@click.option(
+    "--season-length",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps per season (24 hourly, 7 daily).",
+)
+@click.option("--backtest-windows", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--supply-col",
+    default=None,
+    help="Supply column: report when the upper 95% bound first exceeds it.",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the forecast table (.csv or .parquet).",
+)
+def forecast_command(
+    input_path: Path,
+    time_col: str,
+    value_col: str,
+    id_col: str | None,
+    freq: str | None,
+    horizon: int | None,
+    season_length: int | None,
+    backtest_windows: int,
+    supply_col: str | None,
+    output: Path | None,
+) -> None:
+    """Forecast INPUT's series with 80/95% intervals; model chosen by rolling-origin backtest."""
+    from annotation_pipelines.forecasting.models import forecast, pooled_coverage, relative_mase
+    from annotation_pipelines.forecasting.supply import supply_crossing
+    from annotation_pipelines.forecasting.telemetry import regularize
+
+    required = [
+        time_col,
+        value_col,
+        *([id_col] if id_col else []),
+        *([supply_col] if supply_col else []),
+    ]
+    try:
+        table = read_table(
+            input_path, required_columns=required, string_columns=[id_col] if id_col else []
+        )
+        frame = _prepare(
+            table,
+            path=input_path,
+            time_col=time_col,
+            value_col=value_col,
+            id_col=id_col,
+            supply_col=supply_col,
+        )
+    except InputError as error:
+        raise click.ClickException(str(error)) from error
+    freq = freq or _infer_freq(frame.get_column("time"))
+    unit = _unit(freq)
+    season_length = season_length or _SEASON_BY_UNIT.get(unit, 1)
+    horizon = horizon or _HORIZON_BY_UNIT.get(unit, 2 * season_length)
+    try:
+        series = regularize(
+            frame.sort("id", "time")
+            .group_by_dynamic("time", every=freq, group_by="id")
+            .agg(pl.col("value").mean()),
+            freq=freq,
+        )
+        result = forecast(
+            series,
+            horizon=horizon,
+            season_length=season_length,
+            freq=freq,
+            backtest_windows=backtest_windows,
+        )
+    except (ValueError, pl.exceptions.PolarsError) as error:
+        raise click.ClickException(f"{input_path}: {error}") from error
+    summary = result.summary()
+    if supply_col:
+        supply = (
+            frame.drop_nulls("supply")
+            .sort("id", "time")
+            .group_by("id")
+            .agg(pl.col("time").last(), pl.col("supply").last())
+        )
+        crossing = supply_crossing(result.forecast, supply, supply_column="supply")
+        for series_id, first in crossing.select("id", "first_exceeds_hi_95").iter_rows():
+            summary[series_id]["first_exceeds_supply"] = (
+                first.isoformat() if first is not None else None
+            )
+    if output:
+        try:
+            write_table(result.forecast.drop("model"), output)
+        except InputError as error:
+            raise click.ClickException(str(error)) from error
+    coverage_80 = pooled_coverage(result.backtest, level=80)
+    coverage_95 = pooled_coverage(result.backtest, level=95)
+    report = {
+        "freq": freq,
+        "horizon": horizon,
+        "season_length": season_length,
+        "backtest_windows": backtest_windows,
+        "relative_mase": _json_float(relative_mase(result.scores)),
+        "coverage_80": _json_float(coverage_80),
+        "coverage_95": _json_float(coverage_95),
+        "series": summary,
+    }
+    click.echo(json.dumps(report, indent=2))
+
+
+def _json_float(value: float) -> float | None:
+    return None if value != value else round(value, 6)
+
+
+def _prepare(
+    table: pl.DataFrame,
+    *,
+    path: Path,
+    time_col: str,
+    value_col: str,
+    id_col: str | None,
+    supply_col: str | None,
+) -> pl.DataFrame:
+    time = table.get_column(time_col)
+    if time.dtype == pl.String:
+        parsed = time.str.to_datetime(time_unit="us", strict=False)
+        bad = parsed.is_null() & time.is_not_null()
+        if bad.any():
+            row = int(bad.arg_max()) + 1
+            raise InputError(
+                f"{path}: row {row}, column {time_col!r}: not a timestamp: {time[row - 1]!r}"
+            )
+        time = parsed
+    elif time.dtype == pl.Date:
+        time = time.cast(pl.Datetime("us"))
+    elif not isinstance(time.dtype, pl.Datetime):
+        raise InputError(f"{path}: column {time_col!r}: expected timestamps, found {time.dtype}")
+    if isinstance(time.dtype, pl.Datetime) and time.dtype.time_zone is not None:
+        time = time.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    columns = {"time": time.cast(pl.Datetime("us"))}
+    for name, source in (("value", value_col), ("supply", supply_col)):
+        if source is None:
+            continue
+        values = table.get_column(source)
+        cast = values.cast(pl.Float64, strict=False)
+        bad = cast.is_null() & values.is_not_null()
+        if bad.any():
+            row = int(bad.arg_max()) + 1
+            raise InputError(
+                f"{path}: row {row}, column {source!r}: not a number: {values[row - 1]!r}"
+            )
+        columns[name] = cast
+    columns["id"] = (
+        table.get_column(id_col).cast(pl.String)
+        if id_col
+        else pl.Series([value_col] * table.height)
+    )
+    return pl.DataFrame(columns).select("id", "time", "value", *(["supply"] if supply_col else []))

@@ -1,0 +1,195 @@
+"""Accelerator telemetry: load, normalise to the canonical `compute_usage` form, summarise.
+
+Canonical form (`schema.COMPUTE_USAGE`), one row per sample:
+
+    time       UTC timestamp of the sample
+    cluster    physical cluster (Helios: the cluster in the file name, e.g. "earth")
+    series_id  what is forecast: a virtual cluster, team or cluster ("vc6YE")
+    running    accelerators allocated to running jobs
+    pending    accelerators requested by queued jobs (queueing demand)
+    total      accelerators the series may use (its supply)
+
+Demand is `running + pending`: what the series would use if nothing queued. Helios traces
+(Hu et al., "Characterization and Prediction of Deep Learning Workloads in Large-Scale GPU
+Datacenters", SC'21) ship per-minute `running_gpu_num`, `pending_gpu_num`, `total_gpu_num`
+per virtual cluster, plus a daily GPU count per virtual cluster (`gpu_number`); both are read
+into the canonical form here so the rest of the engine never sees a trace's own header.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from annotation_pipelines import schema
+
+HELIOS_COLUMNS = {
+    "time": "time",
+    "running_gpu_num": "running",
+    "pending_gpu_num": "pending",
+    "total_gpu_num": "total",
+}
+
+_HELIOS_NAME = re.compile(r"^helios_(?P<cluster>[^_]+)_(?P<series>.+)$")
+
+
+def _to_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return column.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return column.dt.convert_time_zone("UTC").cast(schema.UTC_TIMESTAMP)
+    if isinstance(dtype, pl.Date):
+        return column.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return column.cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
+
+
+def normalize_usage(
+    frame: pl.DataFrame,
+    *,
+    time_column: str = "time",
+    running_column: str = "running",
+    pending_column: str = "pending",
+    total_column: str = "total",
+    cluster: str | None = None,
+    series_id: str | None = None,
+) -> pl.DataFrame:
+    """Canonical `compute_usage` from any frame; Helios column names are recognised.
+
+    `cluster` / `series_id` fill those columns when the frame has none (a Helios file holds one
+    virtual cluster and names it only in its file name). A missing `pending` column is zero
+    (telemetry without a queue), a missing `total` is null (supply unknown).
+    """
+    renames = {
+        k: v for k, v in HELIOS_COLUMNS.items() if k in frame.columns and v not in frame.columns
+    }
+    frame = frame.rename(renames)
+    names = {
+        time_column: "time",
+        running_column: "running",
+        pending_column: "pending",
+        total_column: "total",
+    }
+    frame = frame.rename({k: v for k, v in names.items() if k in frame.columns and k != v})
+    for required in ("time", "running"):
+        if required not in frame.columns:
+            raise ValueError(
+                f"telemetry: missing column {required!r}; have {', '.join(frame.columns)}"
+            )
+    fill = []
+    if "pending" not in frame.columns:
+        fill.append(pl.lit(0.0).alias("pending"))
+    if "total" not in frame.columns:
+        fill.append(pl.lit(None, dtype=pl.Float64).alias("total"))
+    if "cluster" not in frame.columns:
+        fill.append(pl.lit(cluster or "default", dtype=pl.String).alias("cluster"))
+    if "series_id" not in frame.columns:
+        fill.append(pl.lit(series_id or cluster or "default", dtype=pl.String).alias("series_id"))
+    frame = frame.with_columns(fill) if fill else frame
+    frame = frame.with_columns(_to_utc(pl.col("time"), frame.schema["time"]).alias("time"))
+    return schema.conform(
+        frame.select(list(schema.COMPUTE_USAGE)), schema.COMPUTE_USAGE, name="compute_usage"
+    ).sort("series_id", "time")
+
+
+def load_helios(
+    path: str | Path, *, cluster: str | None = None, series_id: str | None = None
+) -> pl.DataFrame:
+    """Read one Helios virtual-cluster trace (`helios_<cluster>_<vc>.csv`) as `compute_usage`."""
+    path = Path(path)
+    match = _HELIOS_NAME.match(path.stem)
+    cluster = cluster or (match["cluster"] if match else "default")
+    series_id = series_id or (match["series"] if match else path.stem)
+    frame = pl.read_csv(path, columns=list(HELIOS_COLUMNS), try_parse_dates=False)
+    return normalize_usage(frame, cluster=cluster, series_id=series_id)
+
+
+def load_helios_supply(path: str | Path, *, cluster: str = "earth") -> pl.DataFrame:
+    """Helios daily GPUs per virtual cluster (`gpu_number`) as [time, cluster, series_id, total].
+
+    The wide file (one column per virtual cluster plus `total`) becomes long, so it joins with
+    forecasts on `series_id`; the cluster-wide `total` column becomes series `total`.
+    """
+    wide = pl.read_csv(path, try_parse_dates=False)
+    long = wide.unpivot(index="date", variable_name="series_id", value_name="total")
+    return long.select(
+        pl.col("date").str.to_datetime("%Y-%m-%d", time_unit="us", time_zone="UTC").alias("time"),
+        pl.lit(cluster).alias("cluster"),
+        pl.col("series_id"),
+        pl.col("total").cast(pl.Float64),
+    ).sort("series_id", "time")
+
+
+def to_series(usage: pl.DataFrame, *, freq: str, value: str = "demand") -> pl.DataFrame:
+    """Resample canonical usage to `freq` as [id, time, value]: the mean over each bucket.
+
+    `value` is "demand" (running + pending), "running", "pending" or "total". The mean (not the
+    sum) keeps the unit "accelerators", so hourly and per-minute telemetry are comparable.
+    Buckets with no sample are filled by carrying the last value forward: statsforecast needs a
+    regular grid, and a telemetry gap means "no change reported", not zero use.
+    """
+    expressions = {
+        "demand": pl.col("running") + pl.col("pending"),
+        "running": pl.col("running"),
+        "pending": pl.col("pending"),
+        "total": pl.col("total"),
+    }
+    if value not in expressions:
+        raise ValueError(f"value must be one of {', '.join(expressions)}; got {value!r}")
+    resampled = (
+        usage.sort("series_id", "time")
+        .group_by_dynamic("time", every=freq, group_by="series_id")
+        .agg(expressions[value].mean().alias("value"))
+        .rename({"series_id": "id"})
+    )
+    return regularize(resampled, freq=freq)
+
+
+def regularize(series: pl.DataFrame, *, freq: str) -> pl.DataFrame:
+    """[id, time, value] on a complete grid of `freq` per id, gaps filled forward."""
+    series = series.sort("id", "time")
+    return (
+        series.upsample("time", every=freq, group_by="id")
+        .with_columns(pl.col("id").fill_null(strategy="forward"))
+        .with_columns(pl.col("value").fill_null(strategy="forward").over("id"))
+        .select("id", "time", pl.col("value").cast(pl.Float64))
+    )
+
+
+def summarize_usage(usage: pl.DataFrame, *, every: str = "1d") -> pl.DataFrame:
+    """Utilization and queueing per series per period (`every`: "1d" by day, "1h" by hour).
+
+    utilization = mean running / mean total; queued_share = share of samples with anything
+    pending; pending_mean / pending_peak describe how deep the queue got.
+    """
+    return (
+        usage.sort("series_id", "time")
+        .group_by_dynamic("time", every=every, group_by=["cluster", "series_id"])
+        .agg(
+            pl.len().alias("samples"),
+            pl.col("running").mean().alias("running_mean"),
+            pl.col("pending").mean().alias("pending_mean"),
+            pl.col("pending").max().alias("pending_peak"),
+            pl.col("total").mean().alias("total_mean"),
+            (pl.col("pending") > 0).mean().alias("queued_share"),
+            (pl.col("running") + pl.col("pending")).max().alias("demand_peak"),
+        )
+        .with_columns((pl.col("running_mean") / pl.col("total_mean")).alias("utilization"))
+        .rename({"time": "period"})
+        .sort("cluster", "series_id", "period")
+    )
+
+
+def hour_of_day_profile(usage: pl.DataFrame) -> pl.DataFrame:
+    """Mean utilization and queueing per series by hour of day (0–23, UTC)."""
+    return (
+        usage.with_columns(pl.col("time").dt.hour().alias("hour"))
+        .group_by("cluster", "series_id", "hour")
+        .agg(
+            (pl.col("running").mean() / pl.col("total").mean()).alias("utilization"),
+            pl.col("pending").mean().alias("pending_mean"),
+            (pl.col("pending") > 0).mean().alias("queued_share"),
+        )
+        .sort("cluster", "series_id", "hour")
+    )

@@ -1,0 +1,98 @@
+"""Ingest one export file, raw bytes (an S3 object) or every file of a folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from annotation_pipelines.ingest.label_studio import parse_label_studio
+from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, combine
+from annotation_pipelines.ingest.tables import ColumnMapping, parse_sagemaker, parse_table
+from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
+
+FORMATS = ("label-studio", "sagemaker-gt", "csv", "tsv", "parquet", "jsonl")
+# Which files of a folder belong to a format; anything else in the folder is ignored.
+SUFFIXES: dict[str, tuple[str, ...]] = {
+    "label-studio": (".json",),
+    "sagemaker-gt": (".manifest", ".jsonl", ".json"),
+    "csv": (".csv",),
+    "tsv": (".tsv", ".tab"),
+    "parquet": (".parquet",),
+    "jsonl": (".jsonl", ".ndjson"),
+}
+
+
+def ingest_bytes(
+    data: bytes,
+    *,
+    format: str,
+    source_file: str,
+    project: str | None = None,
+    label_set: Sequence[str] | None = None,
+    mapping: ColumnMapping | None = None,
+    now: datetime | None = None,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+) -> IngestResult:
+    """Validate and normalize one export held in memory; `source_file` names it in provenance.
+
+    Raises `UnreadableFileError` (an `InputError`) naming `source_file` when nothing in it can
+    be read; otherwise bad rows are in `result.quarantine` and good rows still load.
+    """
+    labels = list(label_set) if label_set is not None else None
+    options = {
+        "project": project,
+        "label_set": labels,
+        "now": now,
+        "max_field_bytes": max_field_bytes,
+    }
+    if format == "label-studio":
+        return parse_label_studio(data, source_file=source_file, **options)  # type: ignore[arg-type]
+    if format == "sagemaker-gt":
+        return parse_sagemaker(data, source_file=source_file, **options)  # type: ignore[arg-type]
+    if format in ("csv", "tsv", "parquet", "jsonl"):
+        return parse_table(data, format=format, source_file=source_file, mapping=mapping, **options)  # type: ignore[arg-type]
+    raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+
+
+def ingest_path(
+    path: str | Path,
+    *,
+    format: str,
+    project: str | None = None,
+    label_set: Sequence[str] | None = None,
+    mapping: ColumnMapping | None = None,
+    now: datetime | None = None,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+) -> IngestResult:
+    """Ingest a file, or every file of `format` in a folder (sorted by name, not recursive)."""
+    path = Path(path)
+    if not path.exists():
+        raise UnreadableFileError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES[format]
+        )
+        if not files:
+            raise UnreadableFileError(f"{path}: no {format} files ({', '.join(SUFFIXES[format])})")
+    else:
+        files = [path]
+    results = []
+    for file in files:
+        try:
+            data = file.read_bytes()
+        except OSError as error:
+            raise UnreadableFileError(f"{file}: cannot read: {error}") from error
+        results.append(
+            ingest_bytes(
+                data,
+                format=format,
+                source_file=str(file),
+                project=project,
+                label_set=label_set,
+                mapping=mapping,
+                now=now,
+                max_field_bytes=max_field_bytes,
+            )
+        )
+    return combine(results)

@@ -1,0 +1,447 @@
+"""Label Studio JSON exports: a JSON array of tasks, each with several annotations.
+
+Model: each task carries `data` (the payload) and `annotations`; an annotation is one
+annotator's submission with `completed_by` (user id, or `{id, email}` in older exports),
+`lead_time` (seconds), `was_cancelled`, `ground_truth`, `created_at` and a `result` list whose
+`choices` entry holds the label. One annotation is one row: a ground-truth annotation becomes
+the task's gold label, a cancelled one is quarantined with reason ``cancelled``, the others
+are judgments with `submitted_at` = the annotation's `created_at`.
+
+Speed: the export is parsed by Polars' native JSON reader in one call; a structural scan in
+NumPy finds where each task starts (its line number for provenance). Only when that fails
+(malformed or truncated JSON, non-UTF-8 bytes, inconsistent types) is the file re-read task by
+task with the standard library, so the bad tasks are quarantined and the good ones still load.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
+from annotation_pipelines.ingest.validation import (
+    CANCELLED,
+    MALFORMED_JSON,
+    NON_UTF8,
+    TRUNCATED_FILE,
+    quarantine_rows,
+)
+
+SOURCE = "label-studio"
+
+
+@dataclass(frozen=True)
+class ArrayScan:
+    """Byte offsets of the top-level objects of a JSON array and the line each starts on."""
+
+    starts: np.ndarray
+    ends: np.ndarray  # exclusive end offset; -1 for an object cut off by a truncated file
+    lines: np.ndarray
+    closed: bool
+
+
+def scan_json_array(data: bytes) -> ArrayScan:
+    """Find the top-level objects of a JSON array without parsing it.
+
+    A byte is inside a string when an odd number of unescaped quotes precede it; brackets
+    outside strings give the nesting depth; an object opening at depth 1 is a task. Raw
+    newlines never occur inside JSON strings, so counting them gives exact line numbers.
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    quotes = np.flatnonzero(raw == 34)
+    escaped_candidates = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
+    if escaped_candidates.size:
+        escaped = []
+        for position in escaped_candidates.tolist():
+            back = position - 1
+            while back >= 0 and data[back] == 92:
+                back -= 1
+            if (position - 1 - back) % 2 == 1:
+                escaped.append(position)
+        quotes = np.setdiff1d(quotes, np.asarray(escaped, dtype=quotes.dtype), assume_unique=True)
+    brackets = np.flatnonzero((raw == 123) | (raw == 125) | (raw == 91) | (raw == 93))
+    outside = np.searchsorted(quotes, brackets, side="right") % 2 == 0
+    brackets = brackets[outside]
+    kinds = raw[brackets]
+    opening = (kinds == 123) | (kinds == 91)
+    delta = np.where(opening, 1, -1)
+    depth_after = np.cumsum(delta)
+    depth_before = depth_after - delta
+    starts = brackets[(kinds == 123) & (depth_before == 1)]
+    end_positions = brackets[(kinds == 125) & (depth_after == 1)] + 1
+    ends = np.full(starts.shape, -1, dtype=np.int64)
+    ends[: end_positions.size] = end_positions[: starts.size]
+    newlines = np.flatnonzero(raw == 10)
+    lines = np.searchsorted(newlines, starts, side="left") + 1
+    closed = bool(brackets.size) and int(depth_after[-1]) == 0 and bool(raw[brackets[0]] == 91)
+    return ArrayScan(starts=starts, ends=ends, lines=lines.astype(np.int64), closed=closed)
+
+
+def parse_label_studio(
+    data: bytes,
+    *,
+    source_file: str,
+    project: str | None = None,
+    label_set: list[str] | None = None,
+    now: datetime | None = None,
+    max_field_bytes: int = 4096,
+) -> IngestResult:
+    """Parse one Label Studio JSON export into canonical tables (see the module docstring)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    head = data.lstrip()[:1]
+    if head != b"[":
+        what = "empty file" if not head else f"expected a JSON array of tasks, found {head!r}"
+        raise UnreadableFileError(f"{source_file}: not a Label Studio export: {what}")
+    default_project = project
+    # A minified export is one line: every task is on line 1 and the structural scan (a
+    # quarter of the parse time) is only needed if the fast path fails.
+    one_line = data.count(b"\n", 0, len(data) - 1) == 0
+    scan = None if one_line else scan_json_array(data)
+    try:
+        # Schema from the first 1000 tasks: inferring over all of them parses the file twice.
+        # A later task that does not fit fails the fast path, and the tolerant path reads it.
+        tasks = pl.read_json(io.BytesIO(data), infer_schema_length=1000)
+        lines = np.ones(tasks.height, dtype=np.int64) if scan is None else scan.lines
+        if tasks.height != lines.size:
+            raise ValueError("task count differs from the structural scan")
+        annotations, staged_tasks = _stage_native(tasks, lines)
+        failures = _empty_failures()
+    except Exception:
+        scan = scan or scan_json_array(data)
+        annotations, staged_tasks, failures = _stage_tolerant(data, scan, source_file)
+    if annotations.height == 0 and failures.height and staged_tasks.height == 0:
+        reasons = ", ".join(sorted(set(failures.get_column("reason").to_list())))
+        raise UnreadableFileError(f"{source_file}: no task could be read ({reasons})")
+    project_expr = (
+        pl.lit(default_project, pl.String)
+        if default_project
+        else pl.coalesce(pl.col("project").cast(pl.String), pl.lit(_stem(source_file)))
+    )
+    staged_tasks = staged_tasks.with_columns(project=project_expr)
+    annotations = annotations.with_columns(project=project_expr)
+    choices = pl.col("choices")
+    annotations = annotations.with_columns(
+        label=pl.when(choices.list.len() == 1).then(choices.list.first()),
+        label_error=pl.when(choices.list.len() > 1).then(pl.lit("several choices")),
+        judgment_id=pl.lit("label-studio:")
+        + pl.coalesce(
+            pl.col("annotation_id"),
+            pl.col("task_id") + pl.lit("/") + pl.col("position").cast(pl.String),
+        ),
+        reason=pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit(CANCELLED)),
+        field=pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit("was_cancelled")),
+    )
+    gold_mask = pl.col("ground_truth").fill_null(False) & pl.col("reason").is_null()
+    columns = [
+        "judgment_id",
+        "task_id",
+        "project",
+        "annotator_id",
+        "label",
+        "label_error",
+        "submitted_at",
+        "duration_s",
+        "source_line",
+        "reason",
+        "field",
+        "record",
+    ]
+    staged_gold = annotations.filter(gold_mask).select(columns)
+    staged_judgments = annotations.filter(~gold_mask).select(columns)
+    preset = quarantine_rows(failures, table="judgments", source=SOURCE, source_file=source_file)
+    return assemble(
+        staged_judgments=staged_judgments,
+        staged_gold=staged_gold,
+        staged_tasks=staged_tasks,
+        preset_quarantine=preset,
+        label_set=label_set,
+        now=now,
+        max_field_bytes=max_field_bytes,
+        source=SOURCE,
+        source_file=source_file,
+    )
+
+
+def _stem(source_file: str) -> str:
+    name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.split(".", 1)[0] or "default"
+
+
+def _empty_failures() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "source_line": pl.Int64,
+            "field": pl.String,
+            "reason": pl.String,
+            "record": pl.String,
+        }
+    )
+
+
+def _field(frame_schema: pl.Schema, column: str, name: str, dtype: pl.DataType) -> pl.Expr:
+    struct = frame_schema[column]
+    if isinstance(struct, pl.Struct) and name in {f.name for f in struct.fields}:
+        return pl.col(column).struct.field(name)
+    return pl.lit(None, dtype)
+
+
+def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stage tasks and annotations from the frame Polars' JSON reader produced."""
+    schema = tasks.schema
+    tasks = tasks.with_columns(
+        _line=pl.Series(lines, dtype=pl.Int64),
+        task_id=pl.col("id").cast(pl.String) if "id" in schema else pl.lit(None, pl.String),
+        project=pl.col("project").cast(pl.String)
+        if "project" in schema
+        else pl.lit(None, pl.String),
+    )
+    data = schema.get("data")
+    payload = (
+        pl.col("data").struct.json_encode()
+        if isinstance(data, pl.Struct)
+        else (pl.col("data").cast(pl.String) if data is not None else pl.lit(None, pl.String))
+    )
+    staged_tasks = tasks.select(
+        "task_id",
+        "project",
+        payload=payload,
+        created_at=pl.col("created_at").cast(pl.String)
+        if "created_at" in schema
+        else pl.lit(None, pl.String),
+        source_line=pl.col("_line"),
+    )
+    if "annotations" not in schema or not isinstance(schema["annotations"], pl.List):
+        return _empty_annotations(), staged_tasks
+    flat = (
+        tasks.select("task_id", "project", "_line", "annotations")
+        .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
+        .explode("annotations", "position")
+        .filter(pl.col("annotations").is_not_null())
+        .rename({"annotations": "a"})
+    )
+    fs = flat.schema
+    completed_by_type = fs["a"].fields  # type: ignore[union-attr]
+    completed = next((f.dtype for f in completed_by_type if f.name == "completed_by"), None)
+    if isinstance(completed, pl.Struct):
+        annotator = pl.col("a").struct.field("completed_by").struct.field("id").cast(pl.String)
+    elif completed is None:
+        annotator = pl.lit(None, pl.String)
+    else:
+        annotator = pl.col("a").struct.field("completed_by").cast(pl.String)
+    result_type = next((f.dtype for f in completed_by_type if f.name == "result"), None)
+    choices = pl.lit(None, pl.List(pl.String))
+    if _has_choices(result_type):
+        choices = (
+            pl.col("a")
+            .struct.field("result")
+            .list.eval(
+                pl.element()
+                .filter(pl.element().struct.field("type") == "choices")
+                .struct.field("value")
+                .struct.field("choices")
+            )
+            .list.first()
+            .cast(pl.List(pl.String))
+        )
+    lead_time = _field(fs, "a", "lead_time", pl.Float64)
+    return (
+        flat.select(
+            "task_id",
+            "project",
+            "position",
+            annotation_id=_field(fs, "a", "id", pl.String).cast(pl.String),
+            annotator_id=annotator,
+            choices=choices,
+            submitted_at=_field(fs, "a", "created_at", pl.String).cast(pl.String),
+            duration_s=lead_time,
+            was_cancelled=_field(fs, "a", "was_cancelled", pl.Boolean).cast(
+                pl.Boolean, strict=False
+            ),
+            ground_truth=_field(fs, "a", "ground_truth", pl.Boolean).cast(pl.Boolean, strict=False),
+            source_line=pl.col("_line"),
+            record=pl.col("a"),
+        ),
+        staged_tasks,
+    )
+
+
+def _has_choices(result_type: pl.DataType | None) -> bool:
+    if not isinstance(result_type, pl.List) or not isinstance(result_type.inner, pl.Struct):
+        return False
+    fields = {f.name: f.dtype for f in result_type.inner.fields}
+    value = fields.get("value")
+    if "type" not in fields or not isinstance(value, pl.Struct):
+        return False
+    return any(f.name == "choices" and isinstance(f.dtype, pl.List) for f in value.fields)
+
+
+_ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "project": pl.String(),
+    "position": pl.Int64(),
+    "annotation_id": pl.String(),
+    "annotator_id": pl.String(),
+    "choices": pl.List(pl.String()),
+    "submitted_at": pl.String(),
+    "duration_s": pl.String(),
+    "was_cancelled": pl.Boolean(),
+    "ground_truth": pl.Boolean(),
+    "source_line": pl.Int64(),
+    "record": pl.String(),
+}
+_TASK_SCHEMA: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "project": pl.String(),
+    "payload": pl.String(),
+    "created_at": pl.String(),
+    "source_line": pl.Int64(),
+}
+
+
+def _empty_annotations() -> pl.DataFrame:
+    return pl.DataFrame(schema=_ANNOTATION_SCHEMA)
+
+
+def _text(value: Any) -> str | None:
+    """Scalars as text; containers as JSON so a wrong type is visible, not silently coerced."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _stage_tolerant(
+    data: bytes, scan: ArrayScan, source_file: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Task-by-task parse that quarantines each unreadable task and keeps the rest."""
+    annotation_rows: list[dict[str, Any]] = []
+    task_rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for start, end, line in zip(
+        scan.starts.tolist(), scan.ends.tolist(), scan.lines.tolist(), strict=True
+    ):
+        if end < 0:
+            snippet = data[start : start + 2000].decode("utf-8", "replace")
+            failures.append(
+                {"source_line": line, "field": None, "reason": TRUNCATED_FILE, "record": snippet}
+            )
+            continue
+        chunk = data[start:end]
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as error:
+            failures.append(
+                {
+                    "source_line": line + chunk[: error.start].count(b"\n"),
+                    "field": None,
+                    "reason": NON_UTF8,
+                    "record": chunk.decode("utf-8", "replace")[:2000],
+                }
+            )
+            continue
+        try:
+            task = json.loads(text)
+        except json.JSONDecodeError as error:
+            failures.append(
+                {
+                    "source_line": line + error.lineno - 1,
+                    "field": None,
+                    "reason": MALFORMED_JSON,
+                    "record": text[:2000],
+                }
+            )
+            continue
+        if not isinstance(task, dict):
+            failures.append(
+                {
+                    "source_line": line,
+                    "field": None,
+                    "reason": MALFORMED_JSON,
+                    "record": text[:2000],
+                }
+            )
+            continue
+        task_id = _text(task.get("id"))
+        task_project = _text(task.get("project"))
+        task_rows.append(
+            {
+                "task_id": task_id,
+                "project": task_project,
+                "payload": None
+                if task.get("data") is None
+                else json.dumps(task["data"], ensure_ascii=False),
+                "created_at": _text(task.get("created_at")),
+                "source_line": line,
+            }
+        )
+        annotations = task.get("annotations") or []
+        if not isinstance(annotations, list):
+            annotations = [annotations]
+        for position, annotation in enumerate(annotations):
+            if not isinstance(annotation, dict):
+                failures.append(
+                    {
+                        "source_line": line,
+                        "field": "annotations",
+                        "reason": MALFORMED_JSON,
+                        "record": _text(annotation),
+                    }
+                )
+                continue
+            completed_by = annotation.get("completed_by")
+            if isinstance(completed_by, dict):
+                completed_by = completed_by.get("id")
+            choices = None
+            for result in annotation.get("result") or []:
+                if isinstance(result, dict) and result.get("type") == "choices":
+                    value = result.get("value") or {}
+                    raw_choices = value.get("choices") if isinstance(value, dict) else None
+                    if isinstance(raw_choices, list):
+                        choices = [_text(choice) for choice in raw_choices]
+                    break
+            cancelled = annotation.get("was_cancelled")
+            gold = annotation.get("ground_truth")
+            annotation_rows.append(
+                {
+                    "task_id": task_id,
+                    "project": task_project,
+                    "position": position,
+                    "annotation_id": _text(annotation.get("id")),
+                    "annotator_id": _text(completed_by),
+                    "choices": choices,
+                    "submitted_at": _text(annotation.get("created_at")),
+                    "duration_s": _text(annotation.get("lead_time")),
+                    "was_cancelled": cancelled if isinstance(cancelled, bool) else None,
+                    "ground_truth": gold if isinstance(gold, bool) else None,
+                    "source_line": line,
+                    "record": json.dumps(annotation, ensure_ascii=False),
+                }
+            )
+    if not scan.closed and (not failures or failures[-1]["reason"] != TRUNCATED_FILE):
+        # The array never closed after its last complete task: record the cut so it is seen.
+        tail_line = int(data.count(b"\n")) + 1
+        failures.append(
+            {
+                "source_line": tail_line,
+                "field": None,
+                "reason": TRUNCATED_FILE,
+                "record": data[-200:].decode("utf-8", "replace"),
+            }
+        )
+    return (
+        pl.DataFrame(annotation_rows, schema=_ANNOTATION_SCHEMA),
+        pl.DataFrame(task_rows, schema=_TASK_SCHEMA),
+        pl.DataFrame(failures, schema=_empty_failures().schema),
+    )

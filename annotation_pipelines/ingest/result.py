@@ -1,0 +1,244 @@
+"""What one ingest returns, and how staged rows become the canonical tables."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import polars as pl
+
+from annotation_pipelines.ingest.validation import parse_utc, validate
+from annotation_pipelines.schema import (
+    GOLD_LABELS,
+    JUDGMENTS,
+    QUARANTINE,
+    RAW_TASKS,
+    UTC_TIMESTAMP,
+    conform,
+    empty,
+)
+from annotation_pipelines.tabular import InputError
+
+
+class UnreadableFileError(InputError):
+    """The whole file could not be read; the message names it. Retry it on the next run."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The canonical tables read from one or more files, and their reconciliation.
+
+    A *row* is one submission: a Label Studio annotation (ground-truth annotations become
+    gold labels, cancelled ones are quarantined with reason ``cancelled`` so nothing read
+    vanishes), a SageMaker worker response or consolidated label, a line of a table, a row of
+    the annotation database. A line that cannot be parsed at all counts as one row.
+    `rows_read == rows_loaded + rows_quarantined` always holds: `rows_loaded` counts judgments
+    and gold labels, duplicates are quarantined copies and are also counted in `duplicates`.
+    Tasks are the context of the rows and are not counted.
+    """
+
+    judgments: pl.DataFrame
+    tasks: pl.DataFrame
+    gold: pl.DataFrame
+    quarantine: pl.DataFrame
+    rows_read: int
+    files: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Counted by the parser before validation: a row validation dropped would show here.
+        if self.rows_read != self.rows_loaded + self.rows_quarantined:
+            raise ValueError(
+                f"reconciliation failed for {', '.join(self.files) or 'ingest'}: read "
+                f"{self.rows_read} != loaded {self.rows_loaded} + quarantined "
+                f"{self.rows_quarantined}"
+            )
+
+    @property
+    def rows_loaded(self) -> int:
+        return self.judgments.height + self.gold.height
+
+    @property
+    def rows_quarantined(self) -> int:
+        return self.quarantine.height
+
+    @property
+    def duplicates(self) -> int:
+        return int((self.quarantine.get_column("reason") == "duplicate").sum())
+
+    @property
+    def reasons(self) -> dict[str, int]:
+        counts = Counter(self.quarantine.get_column("reason").to_list())
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> dict[str, object]:
+        """The reconciliation as a JSON-ready dict (the CLI output and asset metadata)."""
+        return {
+            "rows_read": self.rows_read,
+            "rows_loaded": self.rows_loaded,
+            "rows_quarantined": self.rows_quarantined,
+            "duplicates": self.duplicates,
+            "reasons": self.reasons,
+            "judgments": self.judgments.height,
+            "gold_labels": self.gold.height,
+            "tasks": self.tasks.height,
+            "files": len(self.files),
+        }
+
+
+def combine(results: Iterable[IngestResult]) -> IngestResult:
+    """One result for many files (a folder, a sensor tick)."""
+    results = list(results)
+    if not results:
+        return IngestResult(
+            empty(JUDGMENTS), empty(RAW_TASKS), empty(GOLD_LABELS), empty(QUARANTINE), 0
+        )
+
+    def stack(frames: list[pl.DataFrame], table: dict[str, pl.DataType]) -> pl.DataFrame:
+        frames = [frame.select(list(table)) for frame in frames if frame.height]
+        return pl.concat(frames) if frames else empty(table)
+
+    return IngestResult(
+        judgments=stack([r.judgments for r in results], JUDGMENTS),
+        tasks=stack([r.tasks for r in results], RAW_TASKS),
+        gold=stack([r.gold for r in results], GOLD_LABELS),
+        quarantine=stack([r.quarantine for r in results], QUARANTINE),
+        rows_read=sum(r.rows_read for r in results),
+        files=tuple(f for r in results for f in r.files),
+    )
+
+
+def sha256_text(column: pl.Expr) -> pl.Expr:
+    """Content hash of the task payload (stable across runs and library versions)."""
+    return column.map_batches(
+        lambda series: pl.Series(
+            [None if v is None else hashlib.sha256(v.encode()).hexdigest() for v in series],
+            dtype=pl.String,
+        ),
+        return_dtype=pl.String,
+    )
+
+
+def assemble(
+    *,
+    staged_judgments: pl.DataFrame,
+    staged_gold: pl.DataFrame | None = None,
+    staged_tasks: pl.DataFrame | None = None,
+    preset_quarantine: pl.DataFrame | None = None,
+    label_set: list[str] | None,
+    now: datetime | None,
+    max_field_bytes: int,
+    source: str,
+    source_file: str,
+) -> IngestResult:
+    """Validate staged rows and build the canonical tables with provenance."""
+    provenance = {
+        "source": pl.lit(source, pl.String),
+        "source_file": pl.lit(source_file, pl.String),
+    }
+    good, quarantined = validate(
+        staged_judgments,
+        label_set=label_set,
+        now=now,
+        max_field_bytes=max_field_bytes,
+        source=source,
+        source_file=source_file,
+    )
+    judgments = conform(
+        good.select(
+            judgment_id=pl.col("judgment_id").cast(pl.String),
+            task_id=pl.col("task_id").cast(pl.String),
+            project=pl.col("project").cast(pl.String),
+            annotator_id=pl.col("annotator_id").cast(pl.String),
+            label=pl.col("label").cast(pl.String),
+            submitted_at=pl.col("_submitted"),
+            duration_s=pl.col("_duration"),
+            **provenance,
+            source_line=pl.col("source_line").cast(pl.Int64),
+        ),
+        JUDGMENTS,
+        name="judgments",
+    )
+    quarantines = [quarantined]
+    gold = empty(GOLD_LABELS)
+    if staged_gold is not None and staged_gold.height:
+        good_gold, bad_gold = validate(
+            staged_gold,
+            label_set=label_set,
+            now=now,
+            max_field_bytes=max_field_bytes,
+            duplicate_key=("task_id",),
+            required=("task_id", "label", "submitted_at"),
+            table="gold_labels",
+            source=source,
+            source_file=source_file,
+        )
+        gold = conform(
+            good_gold.select(
+                task_id=pl.col("task_id").cast(pl.String),
+                project=pl.col("project").cast(pl.String),
+                label=pl.col("label").cast(pl.String),
+                updated_at=pl.col("_submitted"),
+                **provenance,
+                source_line=pl.col("source_line").cast(pl.Int64),
+            ),
+            GOLD_LABELS,
+            name="gold_labels",
+        )
+        quarantines.append(bad_gold)
+    if preset_quarantine is not None and preset_quarantine.height:
+        quarantines.append(preset_quarantine.select(list(QUARANTINE)))
+    quarantine = pl.concat([q.cast(QUARANTINE) for q in quarantines])  # type: ignore[arg-type]
+    tasks = build_tasks(staged_tasks, judgments, gold, source=source, source_file=source_file)
+    rows_read = staged_judgments.height
+    rows_read += 0 if staged_gold is None else staged_gold.height
+    rows_read += 0 if preset_quarantine is None else preset_quarantine.height
+    return IngestResult(judgments, tasks, gold, quarantine, rows_read, files=(source_file,))
+
+
+def build_tasks(
+    staged_tasks: pl.DataFrame | None,
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame,
+    *,
+    source: str,
+    source_file: str,
+) -> pl.DataFrame:
+    """Tasks as exported, or derived from the judgments when the source has no task list.
+
+    A task's `created_at` falls back to its first judgment when the export does not say.
+    """
+    first_seen = judgments.group_by("task_id").agg(
+        _first=pl.col("submitted_at").min(), _line=pl.col("source_line").min()
+    )
+    if staged_tasks is None:
+        staged_tasks = judgments.group_by("task_id", maintain_order=True).agg(
+            project=pl.col("project").first(),
+            payload=pl.lit(None, pl.String),
+            created_at=pl.lit(None, pl.String),
+            source_line=pl.col("source_line").min(),
+        )
+    staged_tasks = staged_tasks.filter(pl.col("task_id").is_not_null()).unique(
+        "task_id", keep="first", maintain_order=True
+    )
+    parsed, _, _ = parse_utc(pl.col("created_at"))
+    tasks = (
+        staged_tasks.with_columns(
+            task_id=pl.col("task_id").cast(pl.String), _created=parsed.cast(UTC_TIMESTAMP)
+        )
+        .join(first_seen, on="task_id", how="left")
+        .select(
+            task_id=pl.col("task_id"),
+            project=pl.col("project").cast(pl.String),
+            payload=pl.col("payload").cast(pl.String),
+            payload_hash=sha256_text(pl.col("payload").cast(pl.String)),
+            created_at=pl.coalesce("_created", "_first"),
+            is_gold=pl.col("task_id").is_in(gold.get_column("task_id").implode()),
+            source=pl.lit(source, pl.String),
+            source_file=pl.lit(source_file, pl.String),
+            source_line=pl.col("source_line").cast(pl.Int64),
+        )
+    )
+    return conform(tasks, RAW_TASKS, name="raw_tasks")

@@ -1,0 +1,90 @@
+-- The annotation tool's database, as the ingest extracts from it.
+-- Applied inside the schema chosen by `apply_schema` (search_path), so names are unqualified.
+-- Every table has updated_at, maintained by a trigger, and an index on it: incremental
+-- extraction reads `updated_at > watermark` and must not scan the table.
+
+CREATE TABLE IF NOT EXISTS projects (
+    project     text PRIMARY KEY,
+    label_set   text[] NOT NULL DEFAULT '{}',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS annotators (
+    annotator_id text PRIMARY KEY,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id     text PRIMARY KEY,
+    project     text NOT NULL REFERENCES projects (project),
+    payload     text,
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS assignments (
+    assignment_id bigserial PRIMARY KEY,
+    task_id       text NOT NULL REFERENCES tasks (task_id),
+    annotator_id  text NOT NULL REFERENCES annotators (annotator_id),
+    assigned_at   timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (task_id, annotator_id)
+);
+
+-- No unique (task_id, annotator_id) here on purpose: the tool lets an annotator resubmit, and
+-- the ingest resolves duplicates by its documented rule (latest submission wins, rest counted).
+CREATE TABLE IF NOT EXISTS judgments (
+    judgment_id   text PRIMARY KEY,
+    task_id       text NOT NULL,
+    project       text NOT NULL,
+    annotator_id  text,
+    label         text,
+    submitted_at  timestamptz NOT NULL,
+    duration_s    double precision,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS gold_labels (
+    task_id     text PRIMARY KEY,
+    project     text NOT NULL,
+    label       text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX IF NOT EXISTS projects_updated_at ON projects (updated_at);
+CREATE INDEX IF NOT EXISTS annotators_updated_at ON annotators (updated_at);
+CREATE INDEX IF NOT EXISTS tasks_updated_at ON tasks (updated_at);
+CREATE INDEX IF NOT EXISTS tasks_project ON tasks (project);
+CREATE INDEX IF NOT EXISTS assignments_updated_at ON assignments (updated_at);
+CREATE INDEX IF NOT EXISTS judgments_updated_at ON judgments (updated_at);
+CREATE INDEX IF NOT EXISTS judgments_task ON judgments (task_id);
+CREATE INDEX IF NOT EXISTS gold_labels_updated_at ON gold_labels (updated_at);
+
+CREATE OR REPLACE FUNCTION touch_updated_at() RETURNS trigger AS $$
+BEGIN
+    -- An update that sets updated_at itself (a backfill, a replayed change) keeps its value.
+    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+DO $$
+DECLARE name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['projects', 'annotators', 'tasks', 'assignments', 'judgments', 'gold_labels'] LOOP
+        IF NOT EXISTS (
+            SELECT 1 FROM pg_trigger
+            WHERE tgname = name || '_touch' AND tgrelid = to_regclass(name)
+        ) THEN
+            EXECUTE format(
+                'CREATE TRIGGER %I BEFORE UPDATE ON %I FOR EACH ROW EXECUTE FUNCTION touch_updated_at()',
+                name || '_touch', name
+            );
+        END IF;
+    END LOOP;
+END;
+$$;

@@ -1,0 +1,215 @@
+"""Row validation shared by every source: one vectorized pass sorts rows into good or quarantined.
+
+Every parser (Label Studio, SageMaker Ground Truth, plain tables, the annotation database)
+first *stages* what it read: one row per submission with the raw text of each field, the line
+it came from and, where the parser already knows the row is bad (malformed JSON, non-UTF-8
+bytes, a truncated tail), a preset reason. `validate` then applies the same checks in the
+same order to every source, so a row is judged identically whether it arrived as a Label
+Studio export or as a CSV:
+
+1. preset parser reason; 2. missing required field (a missing annotator has its own reason);
+3. oversized field; 4. wrong type; 5. timestamp without a timezone; 6. timestamp in the
+future; 7. label outside the project's label set; 8. duplicate submission.
+
+Duplicate rule: among rows that passed 1-7, rows sharing the duplicate key (task and annotator
+for judgments, task for gold) are one submission made more than once; the latest
+`submitted_at` wins (ties: the later line in the file), every other copy is quarantined with
+reason ``duplicate``. So the reconciliation `rows_read == rows_loaded + rows_quarantined`
+holds exactly, and `duplicates` is the number of quarantined copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from annotation_pipelines.schema import QUARANTINE, UTC_TIMESTAMP
+
+MALFORMED_JSON = "malformed_json"
+TRUNCATED_FILE = "truncated_file"
+NON_UTF8 = "non_utf8"
+MISSING_FIELD = "missing_field"
+MISSING_ANNOTATOR = "missing_annotator"
+OVERSIZED_FIELD = "oversized_field"
+WRONG_TYPE = "wrong_type"
+TIMESTAMP_WITHOUT_TIMEZONE = "timestamp_without_timezone"
+TIMESTAMP_IN_FUTURE = "timestamp_in_future"
+UNKNOWN_LABEL = "unknown_label"
+DUPLICATE = "duplicate"
+CANCELLED = "cancelled"
+
+REASONS = (
+    MALFORMED_JSON,
+    TRUNCATED_FILE,
+    NON_UTF8,
+    MISSING_FIELD,
+    MISSING_ANNOTATOR,
+    OVERSIZED_FIELD,
+    WRONG_TYPE,
+    TIMESTAMP_WITHOUT_TIMEZONE,
+    TIMESTAMP_IN_FUTURE,
+    UNKNOWN_LABEL,
+    DUPLICATE,
+    CANCELLED,
+)
+
+DEFAULT_MAX_FIELD_BYTES = 4096
+# Clocks of annotators' browsers and of the tool's servers drift; a submission a few minutes
+# "in the future" is skew, not bad data.
+DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
+
+_TIMEZONE_SUFFIX = r"(?i)(z|[+-]\d{2}(:?\d{2})?)$"
+_ISO_WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%z"
+_ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
+
+
+def parse_utc(column: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(parsed UTC timestamp, has timezone, parses as naive) for ISO-8601 text.
+
+    `Z`, `+hh`, `+hhmm` and `+hh:mm` offsets are accepted; a space may replace the `T`.
+    """
+    text = column.cast(pl.String).str.strip_chars()
+    normalized = (
+        text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+        .str.replace(r"(?i)z$", "+00:00")
+        .str.replace(r"([+-]\d{2})$", "${1}:00")
+    )
+    has_timezone = text.str.contains(_TIMEZONE_SUFFIX)
+    parsed = normalized.str.to_datetime(_ISO_WITH_OFFSET, strict=False, time_zone="UTC")
+    naive = normalized.str.to_datetime(_ISO_NAIVE, strict=False).is_not_null()
+    return parsed.cast(UTC_TIMESTAMP), has_timezone, naive
+
+
+def validate(
+    staged: pl.DataFrame,
+    *,
+    label_set: Sequence[str] | None,
+    now: datetime | None = None,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+    duplicate_key: Sequence[str] = ("task_id", "annotator_id"),
+    required: Sequence[str] = ("task_id", "annotator_id", "label", "submitted_at"),
+    table: str = "judgments",
+    source: str,
+    source_file: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split `staged` into (good rows with typed columns, quarantine rows).
+
+    `staged` has `source_line`, `reason`, `field` (preset by the parser, null when unknown),
+    `record` (the row as written: a String or a Struct, encoded only for quarantined rows),
+    and the raw text of `task_id`, `label`, `submitted_at` and optionally `annotator_id`,
+    `duration_s`. `submitted_at` may already be a Datetime (Parquet, Postgres): a naive one is
+    then a timestamp without a timezone.
+    """
+    now = now or datetime.now(UTC)
+    horizon = now + DEFAULT_FUTURE_TOLERANCE
+    frame = staged.with_row_index("_order")
+    checks: list[tuple[pl.Expr, str, str]] = []
+    for name in required:
+        reason = MISSING_ANNOTATOR if name == "annotator_id" else MISSING_FIELD
+        value = pl.col(name)
+        empty = value.is_null()
+        if frame.schema[name] == pl.String:
+            empty = empty | (value.str.strip_chars() == "")
+        checks.append((empty, name, reason))
+    for name in ("task_id", "annotator_id", "label", "payload"):
+        if name in frame.columns and frame.schema[name] == pl.String:
+            checks.append((pl.col(name).str.len_bytes() > max_field_bytes, name, OVERSIZED_FIELD))
+    if "label_error" in frame.columns:
+        checks.append((pl.col("label_error").is_not_null(), "label", WRONG_TYPE))
+    if "duration_s" in frame.columns:
+        duration = pl.col("duration_s").cast(pl.Float64, strict=False)
+        if frame.schema["duration_s"] == pl.String:
+            duration = pl.col("duration_s").str.strip_chars().cast(pl.Float64, strict=False)
+        frame = frame.with_columns(_duration=duration)
+        checks.append(
+            (
+                pl.col("duration_s").is_not_null()
+                & (pl.col("_duration").is_null() | (pl.col("_duration") < 0)),
+                "duration_s",
+                WRONG_TYPE,
+            )
+        )
+    else:
+        frame = frame.with_columns(_duration=pl.lit(None, pl.Float64))
+    submitted_dtype = frame.schema["submitted_at"]
+    if isinstance(submitted_dtype, pl.Datetime):
+        if submitted_dtype.time_zone is None:
+            frame = frame.with_columns(
+                _submitted=pl.lit(None, UTC_TIMESTAMP), _tz=pl.lit(False), _naive=pl.lit(True)
+            )
+        else:
+            frame = frame.with_columns(
+                _submitted=pl.col("submitted_at").dt.convert_time_zone("UTC").cast(UTC_TIMESTAMP),
+                _tz=pl.lit(True),
+                _naive=pl.lit(False),
+            )
+    else:
+        parsed, has_timezone, naive = parse_utc(pl.col("submitted_at"))
+        frame = frame.with_columns(_submitted=parsed, _tz=has_timezone, _naive=naive)
+    present = pl.col("submitted_at").is_not_null()
+    checks.append(
+        (present & ~pl.col("_tz") & pl.col("_naive"), "submitted_at", TIMESTAMP_WITHOUT_TIMEZONE)
+    )
+    checks.append((present & pl.col("_submitted").is_null(), "submitted_at", WRONG_TYPE))
+    checks.append(
+        (
+            pl.col("_submitted") > pl.lit(horizon).cast(UTC_TIMESTAMP),
+            "submitted_at",
+            TIMESTAMP_IN_FUTURE,
+        )
+    )
+    if label_set is not None:
+        allowed = pl.Series(list(label_set), dtype=pl.String)
+        checks.append(
+            (~pl.col("label").cast(pl.String).is_in(allowed.implode()), "label", UNKNOWN_LABEL)
+        )
+
+    reason = pl.col("reason")
+    field = pl.col("field")
+    # Later checks are wrapped first so that the earliest failing check in the list wins.
+    for condition, name, why in reversed(checks):
+        hit = condition.fill_null(False)
+        reason = pl.when(pl.col("reason").is_null() & hit).then(pl.lit(why)).otherwise(reason)
+        field = pl.when(pl.col("reason").is_null() & hit).then(pl.lit(name)).otherwise(field)
+    frame = frame.with_columns(reason=reason, field=field)
+
+    key = list(duplicate_key)
+    ok = pl.col("reason").is_null()
+    # Latest submission wins; among equal timestamps the later line of the file.
+    winner = pl.col("_order").sort_by(["_submitted", "_order"]).last().over(ok, *key)
+    loser = ok & (pl.col("_order") != winner)
+    frame = frame.with_columns(
+        reason=pl.when(loser).then(pl.lit(DUPLICATE)).otherwise(pl.col("reason")),
+        field=pl.when(loser).then(pl.lit(",".join(key))).otherwise(pl.col("field")),
+    )
+    good = frame.filter(pl.col("reason").is_null())
+    bad = frame.filter(pl.col("reason").is_not_null())
+    quarantine = quarantine_rows(bad, table=table, source=source, source_file=source_file)
+    return good, quarantine
+
+
+def encode_record(frame: pl.DataFrame) -> pl.Expr:
+    """The quarantined row as written, as text (structs are re-encoded as JSON)."""
+    if "record" not in frame.columns:
+        return pl.lit(None, pl.String)
+    dtype = frame.schema["record"]
+    if isinstance(dtype, pl.Struct):
+        return pl.col("record").struct.json_encode()
+    return pl.col("record").cast(pl.String)
+
+
+def quarantine_rows(
+    bad: pl.DataFrame, *, table: str, source: str, source_file: str
+) -> pl.DataFrame:
+    """Quarantine rows in the canonical QUARANTINE layout."""
+    return bad.select(
+        table=pl.lit(table, pl.String),
+        source=pl.lit(source, pl.String),
+        source_file=pl.lit(source_file, pl.String),
+        source_line=pl.col("source_line").cast(pl.Int64),
+        field=pl.col("field").cast(pl.String),
+        reason=pl.col("reason").cast(pl.String),
+        raw=encode_record(bad),
+    ).cast(QUARANTINE)  # type: ignore[arg-type]

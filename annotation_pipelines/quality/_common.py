@@ -1,0 +1,63 @@
+"""Helpers shared by the quality engine: the day of a judgment, Wilson intervals, input checks."""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import polars as pl
+
+
+def require(frame: pl.DataFrame, name: str, columns: tuple[str, ...]) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{name}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"have {', '.join(repr(c) for c in frame.columns) or 'no columns'}"
+        )
+
+
+def with_day(judgments: pl.DataFrame) -> pl.DataFrame:
+    """Judgments with a `day` (pl.Date): kept if present, else the UTC date of submitted_at."""
+    require(judgments, "judgments", ("task_id", "project", "annotator_id", "label"))
+    if "day" in judgments.columns:
+        return judgments.with_columns(pl.col("day").cast(pl.Date))
+    if "submitted_at" not in judgments.columns:
+        raise ValueError("judgments: need a 'day' or a 'submitted_at' column to assign days")
+    submitted = pl.col("submitted_at")
+    dtype = judgments.schema["submitted_at"]
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC"):
+        submitted = submitted.dt.convert_time_zone("UTC")
+    return judgments.with_columns(submitted.dt.date().alias("day"))
+
+
+def z_value(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def wilson_bounds(
+    successes: pl.Expr, trials: pl.Expr, *, confidence: float
+) -> tuple[pl.Expr, pl.Expr]:
+    """Wilson (1927) score interval for a binomial proportion; null when there are no trials.
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible for the handful of
+    gold questions one annotator answers in a day.
+    """
+    z = z_value(confidence)
+    n = trials.cast(pl.Float64)
+    p = successes.cast(pl.Float64) / n
+    denominator = 1.0 + z * z / n
+    center = (p + z * z / (2.0 * n)) / denominator
+    half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denominator
+    valid = trials > 0
+    return (
+        pl.when(valid).then((center - half).clip(0.0, 1.0)),
+        pl.when(valid).then((center + half).clip(0.0, 1.0)),
+    )
+
+
+def join_reasons(*reasons: pl.Expr) -> pl.Expr:
+    """'; '-joined non-null reasons, or null when there are none."""
+    joined = pl.concat_list(*reasons).list.drop_nulls().list.join("; ")
+    return pl.when(joined.str.len_chars() > 0).then(joined)

@@ -1,0 +1,246 @@
+"""Annotator scorecards: gold accuracy, agreement with the consensus, speed, spamming, trend."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from annotation_pipelines.quality._common import join_reasons, require, wilson_bounds, with_day
+from annotation_pipelines.schema import ANNOTATOR_SCORECARDS
+
+KEYS = ["project", "day", "annotator_id"]
+
+
+def spammer_scores(judgments: pl.DataFrame, aggregated: pl.DataFrame) -> pl.DataFrame:
+    """Per (project, day, annotator): 1 − Raykar–Yu score against the consensus labels.
+
+    Raykar & Yu (2012), "Eliminating spammers and ranking annotators for crowdsourced
+    labeling tasks" (JMLR 13). With α_ck the share of tasks whose consensus is c that the
+    annotator labelled k, a spammer answers independently of the item, so the rows α_c· are
+    identical; S = Σ_{c<c'} ‖α_c − α_c'‖² / (K(K − 1)) over the K consensus classes the
+    annotator saw is 0 for such a spammer (random or always-the-same label) and 1 for a
+    perfect annotator. We report 1 − S, so higher means more spam-like; null when the
+    annotator saw fewer than two consensus classes. Uses Σ_{c<c'} ‖α_c − α_c'‖² =
+    K Σ_c ‖α_c‖² − ‖Σ_c α_c‖², so the cost is one pass over the confusion counts.
+    """
+    paired = judgments.join(
+        aggregated.select("task_id", "project", pl.col("label").alias("consensus")),
+        on=["task_id", "project"],
+        how="inner",
+    )
+    confusion = (
+        paired.group_by([*KEYS, "consensus", "label"])
+        .agg(pl.len().alias("n"))
+        .with_columns((pl.col("n") / pl.col("n").sum().over([*KEYS, "consensus"])).alias("share"))
+    )
+    squares = confusion.group_by(KEYS).agg(
+        (pl.col("share") ** 2).sum().alias("squares"),
+        pl.col("consensus").n_unique().alias("classes"),
+    )
+    columns = (
+        confusion.group_by([*KEYS, "label"])
+        .agg(pl.col("share").sum().alias("column"))
+        .group_by(KEYS)
+        .agg((pl.col("column") ** 2).sum().alias("column_squares"))
+    )
+    k = pl.col("classes").cast(pl.Float64)
+    return squares.join(columns, on=KEYS).select(
+        *KEYS,
+        pl.when(pl.col("classes") >= 2)
+        .then(1.0 - (k * pl.col("squares") - pl.col("column_squares")) / (k * (k - 1.0)))
+        .clip(0.0, 1.0)
+        .alias("spammer_score"),
+    )
+
+
+def annotator_scorecards(
+    judgments: pl.DataFrame,
+    aggregated: pl.DataFrame,
+    gold: pl.DataFrame,
+    *,
+    skill: pl.DataFrame | None = None,
+    history: pl.DataFrame | None = None,
+    min_gold_accuracy: float = 0.7,
+    min_consensus_agreement: float = 0.5,
+    max_spammer_score: float = 0.8,
+    max_agreement_drop: float = 0.15,
+    min_judgments: int = 10,
+    min_gold: int = 3,
+    min_median_duration_s: float | None = None,
+    history_days: int = 28,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """One scorecard per (project, day, annotator); columns of schema.ANNOTATOR_SCORECARDS + extras.
+
+    - gold accuracy on gold tasks with its Wilson (1927) interval at `confidence`;
+    - consensus agreement: share of the annotator's judgments equal to the aggregated label
+      (their own vote included, as a majority or Dawid–Skene consensus does);
+    - skill: from `skill` (annotator_id[, project], skill), e.g. the aggregation model's
+      annotator parameters; null without it;
+    - median seconds per judgment (`duration_s`, if present);
+    - spammer score: see `spammer_scores`;
+    - trend: `history` holds earlier scorecards (same columns); the extras
+      history_consensus_agreement / consensus_agreement_change and history_gold_accuracy /
+      gold_accuracy_change compare the day against the judgment-weighted mean of the
+      `history_days` before it.
+
+    Flagged, with every reason in flag_reason: gold accuracy whose upper Wilson bound is
+    below `min_gold_accuracy` (at least `min_gold` gold answers); consensus agreement below
+    `min_consensus_agreement` or spammer score above `max_spammer_score` (at least
+    `min_judgments` judgments); consensus agreement down by more than `max_agreement_drop`
+    against the annotator's own history; median seconds below `min_median_duration_s`.
+    """
+    judged = with_day(judgments)
+    require(aggregated, "aggregated", ("task_id", "project", "label"))
+    require(gold, "gold", ("task_id", "project", "label"))
+    consensus = aggregated.select("task_id", "project", pl.col("label").alias("consensus"))
+    gold_labels = gold.unique(["task_id", "project"], keep="last").select(
+        "task_id", "project", pl.col("label").alias("gold_label")
+    )
+    scored = judged.join(consensus, on=["task_id", "project"], how="left").join(
+        gold_labels, on=["task_id", "project"], how="left"
+    )
+    duration = (
+        pl.col("duration_s").cast(pl.Float64).median()
+        if "duration_s" in judged.columns
+        else pl.lit(None, dtype=pl.Float64)
+    )
+    cards = scored.group_by(KEYS).agg(
+        pl.len().cast(pl.UInt32).alias("n_judgments"),
+        pl.col("gold_label").is_not_null().sum().cast(pl.UInt32).alias("n_gold"),
+        (pl.col("label") == pl.col("gold_label")).sum().alias("n_gold_correct"),
+        (pl.col("label") == pl.col("consensus")).mean().alias("consensus_agreement"),
+        duration.alias("median_duration_s"),
+    )
+    low, high = wilson_bounds(pl.col("n_gold_correct"), pl.col("n_gold"), confidence=confidence)
+    cards = cards.with_columns(
+        pl.when(pl.col("n_gold") > 0)
+        .then(pl.col("n_gold_correct") / pl.col("n_gold"))
+        .alias("gold_accuracy"),
+        low.alias("gold_accuracy_low"),
+        high.alias("gold_accuracy_high"),
+    ).join(spammer_scores(judged, aggregated), on=KEYS, how="left")
+    cards = _attach_skill(cards, skill)
+    cards = _attach_history(cards, history, history_days=history_days)
+
+    enough = pl.col("n_judgments") >= min_judgments
+    reasons = [
+        pl.when(
+            (pl.col("n_gold") >= min_gold) & (pl.col("gold_accuracy_high") < min_gold_accuracy)
+        ).then(
+            pl.format(
+                "gold accuracy {} (upper bound {}) below {}",
+                pl.col("gold_accuracy").round(3),
+                pl.col("gold_accuracy_high").round(3),
+                pl.lit(min_gold_accuracy),
+            )
+        ),
+        pl.when(enough & (pl.col("consensus_agreement") < min_consensus_agreement)).then(
+            pl.format(
+                "consensus agreement {} below {}",
+                pl.col("consensus_agreement").round(3),
+                pl.lit(min_consensus_agreement),
+            )
+        ),
+        pl.when(enough & (pl.col("spammer_score") > max_spammer_score)).then(
+            pl.format(
+                "spammer score {} above {}",
+                pl.col("spammer_score").round(3),
+                pl.lit(max_spammer_score),
+            )
+        ),
+        pl.when(pl.col("consensus_agreement_change") < -max_agreement_drop).then(
+            pl.format(
+                "consensus agreement fell {} against own trailing {} days ({})",
+                (-pl.col("consensus_agreement_change")).round(3),
+                pl.lit(history_days),
+                pl.col("history_consensus_agreement").round(3),
+            )
+        ),
+    ]
+    if min_median_duration_s is not None:
+        reasons.append(
+            pl.when(enough & (pl.col("median_duration_s") < min_median_duration_s)).then(
+                pl.format(
+                    "median {} s per judgment below {} s",
+                    pl.col("median_duration_s").round(1),
+                    pl.lit(min_median_duration_s),
+                )
+            )
+        )
+    cards = cards.with_columns(join_reasons(*reasons).alias("flag_reason")).with_columns(
+        pl.col("flag_reason").is_not_null().alias("flagged")
+    )
+    extras = [
+        "history_consensus_agreement",
+        "consensus_agreement_change",
+        "history_gold_accuracy",
+        "gold_accuracy_change",
+        "history_days",
+    ]
+    return cards.select(
+        [pl.col(name).cast(dtype) for name, dtype in ANNOTATOR_SCORECARDS.items()] + extras
+    ).sort(KEYS)
+
+
+def _attach_skill(cards: pl.DataFrame, skill: pl.DataFrame | None) -> pl.DataFrame:
+    if skill is None:
+        return cards.with_columns(pl.lit(None, dtype=pl.Float64).alias("skill"))
+    require(skill, "skill", ("annotator_id", "skill"))
+    keys = ["annotator_id", "project"] if "project" in skill.columns else ["annotator_id"]
+    table = skill.group_by(keys).agg(pl.col("skill").cast(pl.Float64).mean())
+    return cards.join(table, on=keys, how="left")
+
+
+def _attach_history(
+    cards: pl.DataFrame, history: pl.DataFrame | None, *, history_days: int
+) -> pl.DataFrame:
+    empty = [
+        pl.lit(None, dtype=pl.Float64).alias("history_consensus_agreement"),
+        pl.lit(None, dtype=pl.Float64).alias("history_gold_accuracy"),
+        pl.lit(0, dtype=pl.UInt32).alias("history_days"),
+    ]
+    if history is None or history.height == 0:
+        cards = cards.with_columns(empty)
+    else:
+        require(history, "history", ("project", "day", "annotator_id", "n_judgments"))
+        past = history.select(
+            pl.col("project"),
+            pl.col("day").cast(pl.Date).alias("history_day"),
+            pl.col("annotator_id"),
+            pl.col("n_judgments").cast(pl.Float64),
+            pl.col("consensus_agreement").cast(pl.Float64),
+            pl.col("n_gold").cast(pl.Float64),
+            pl.col("gold_accuracy").cast(pl.Float64),
+        )
+        window = (
+            cards.select(KEYS)
+            .join(past, on=["project", "annotator_id"], how="inner")
+            .filter(
+                (pl.col("history_day") < pl.col("day"))
+                & (pl.col("history_day") >= pl.col("day") - dt.timedelta(days=history_days))
+            )
+        )
+        summary = window.group_by(KEYS).agg(
+            (
+                (pl.col("consensus_agreement") * pl.col("n_judgments")).sum()
+                / pl.col("n_judgments").filter(pl.col("consensus_agreement").is_not_null()).sum()
+            ).alias("history_consensus_agreement"),
+            (
+                (pl.col("gold_accuracy") * pl.col("n_gold")).sum()
+                / pl.col("n_gold").filter(pl.col("gold_accuracy").is_not_null()).sum()
+            ).alias("history_gold_accuracy"),
+            pl.col("history_day").n_unique().cast(pl.UInt32).alias("history_days"),
+        )
+        cards = cards.join(summary, on=KEYS, how="left").with_columns(
+            pl.col("history_days").fill_null(0),
+            pl.col("history_consensus_agreement").fill_nan(None),
+            pl.col("history_gold_accuracy").fill_nan(None),
+        )
+    return cards.with_columns(
+        (pl.col("consensus_agreement") - pl.col("history_consensus_agreement")).alias(
+            "consensus_agreement_change"
+        ),
+        (pl.col("gold_accuracy") - pl.col("history_gold_accuracy")).alias("gold_accuracy_change"),
+    )

@@ -1,0 +1,112 @@
+"""Aggregated labels: one label per task from its judgments, by the method set per project."""
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Output, multi_asset
+from pydantic import Field
+
+from annotation_pipelines import schema
+from annotation_pipelines.aggregation import fit
+from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.metadata import markdown_table
+from assets.partitions import daily_partitions
+
+
+class AggregationConfig(Config):
+    """Which truth-inference method each project uses (launchpad-editable)."""
+
+    method: str = Field(default="auto", description="Default method for every project.")
+    methods_per_project: dict[str, str] = Field(
+        default_factory=dict, description="Per-project override, e.g. {'toxicity': 'glad'}."
+    )
+    max_iter: int = 100
+    tol: float = 1e-5
+
+
+@multi_asset(
+    outs={
+        "aggregated_labels": AssetOut(
+            description="One label per task with its posterior confidence, votes and tie flag.",
+            group_name="aggregation",
+            owners=["team:annotation-quality"],
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "annotator_skill": AssetOut(
+            description="Per-annotator parameters estimated by the aggregation model.",
+            group_name="aggregation",
+            owners=["team:annotation-quality"],
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+    },
+    partitions_def=daily_partitions,
+    pool="daily_layers",
+)
+def aggregated_labels(  # noqa: ANN201
+    context: AssetExecutionContext,
+    config: AggregationConfig,
+    judgments: pl.DataFrame,
+    gold_labels: pl.DataFrame,
+):
+    """Run the configured truth-inference method per project on the day's judgments."""
+    labels, skills, summary = [], [], []
+    for project in sorted(judgments["project"].unique().to_list()) if judgments.height else []:
+        method = config.methods_per_project.get(project, config.method)
+        rows = judgments.filter(pl.col("project") == project)
+        gold = gold_labels.filter(pl.col("project") == project).select("task_id", "label")
+        result = fit(
+            rows.select("task_id", "annotator_id", "label"),
+            method=method,
+            gold=gold if gold.height else None,
+            max_iter=config.max_iter,
+            tol=config.tol,
+        )
+        context.log.info(
+            f"{project}: {result.method} on {rows.height:,} judgments, "
+            f"{result.iterations} iterations, converged={result.converged}. {result.explanation}"
+        )
+        labels.append(
+            result.labels.select(
+                "task_id", "label", "confidence", "n_votes", "is_tie"
+            ).with_columns(project=pl.lit(project), method=pl.lit(result.method))
+        )
+        skills.append(
+            result.annotators.select("annotator_id", "skill", "n_judgments").with_columns(
+                project=pl.lit(project), method=pl.lit(result.method)
+            )
+        )
+        summary.append(
+            {
+                "project": project,
+                "method": result.method,
+                "iterations": result.iterations,
+                "converged": result.converged,
+                "tie_share": round(result.tie_share, 4),
+                "mean_confidence": round(float(result.labels["confidence"].mean()), 4),
+                "why": result.explanation,
+            }
+        )
+    label_frame = _stack(labels, schema.AGGREGATED_LABELS, "aggregated_labels")
+    skill_frame = _stack(skills, schema.ANNOTATOR_PARAMETERS, "annotator_skill")
+    summary_frame = pl.DataFrame(summary) if summary else pl.DataFrame({"project": []})
+    yield Output(
+        label_frame,
+        output_name="aggregated_labels",
+        metadata={
+            "methods": markdown_table(summary_frame),
+            "tie_share": MetadataValue.float(
+                float(label_frame["is_tie"].mean()) if label_frame.height else 0.0
+            ),
+            "mean_confidence": MetadataValue.float(
+                float(label_frame["confidence"].mean()) if label_frame.height else 0.0
+            ),
+        },
+    )
+    yield Output(skill_frame, output_name="annotator_skill")
+
+
+def _stack(frames: list[pl.DataFrame], table: dict[str, pl.DataType], name: str) -> pl.DataFrame:
+    if not frames:
+        return schema.empty(table)
+    stacked = pl.concat(frames, how="diagonal_relaxed")
+    return schema.conform(stacked, table, name=name).select(list(table))

@@ -1,0 +1,216 @@
+"""Curated datasets: one versioned, immutable, exported snapshot per project.
+
+`curated_dataset` (partitioned by project) reads every judged day of the project from the lake
+in one pass, so it rebuilds whole when any day changes; `dataset_versions` lists every snapshot
+ever written with its lineage.
+"""
+
+import json
+import os
+from datetime import timedelta
+
+import polars as pl
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    Config,
+    FreshnessPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
+from annotation_pipelines.curation.snapshot import DEFAULT_MASK_PATTERNS, dataset_card
+from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.metadata import markdown_table
+from assets.partitions import project_partitions
+from resources.lake import Lake, table_metadata
+
+GROUP = "curation"
+OWNERS = ["team:ml-data"]
+PSEUDONYM_KEY_ENV = "ANNOTATION_PIPELINES_PSEUDONYM_KEY"
+
+
+class CurationConfig(Config):
+    """What enters a snapshot (launchpad-editable)."""
+
+    min_confidence: float = Field(default=0.7, ge=0.0, le=1.0)
+    min_votes: int = Field(default=2, ge=1)
+    include_gold: bool = Field(default=False, description="Keep gold tasks in the splits.")
+    method: str = Field(default="auto", description="Re-aggregation method.")
+    split_ratios: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATIOS))
+    drop_fields: list[str] = Field(default_factory=list, description="Columns never exported.")
+    mask_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MASK_PATTERNS),
+        description="Regular expressions masked in payload text (e-mail, phone by default).",
+    )
+
+
+def _pseudonym_key() -> bytes:
+    key = os.environ.get(PSEUDONYM_KEY_ENV, "")
+    if not key:
+        raise RuntimeError(
+            f"set {PSEUDONYM_KEY_ENV}: annotator ids in exports are pseudonymized with it "
+            "(make demo sets a throwaway local one)"
+        )
+    return key.encode()
+
+
+@asset(
+    partitions_def=project_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "parquet"},
+    deps=[
+        AssetDep(name, partition_mapping=AllPartitionMapping())
+        for name in (
+            "judgments",
+            "raw_tasks",
+            "gold_labels",
+            "quality_report",
+            "annotator_scorecards",
+        )
+    ],
+    automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+    freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=36)),
+    description=(
+        "A project's curated dataset: confident labels re-aggregated without flagged annotators, "
+        "failed days held back, deduplicated, split train/validation/test by task hash, "
+        "versioned by content and exported as Parquet and JSON Lines with a dataset card."
+    ),
+)
+def curated_dataset(
+    context: AssetExecutionContext, config: CurationConfig, lake: Lake
+) -> MaterializeResult:
+    project = context.partition_key
+
+    def of_project(table: str) -> pl.DataFrame:
+        return lake.scan_all(table).filter(pl.col("project") == project).collect()
+
+    judgments = of_project("judgments")
+    if judgments.height == 0:
+        raise ValueError(f"project {project!r} has no judgments in the lake")
+    report = of_project("quality_report")
+    cards = of_project("annotator_scorecards")
+    held_back = (
+        report.filter(~pl.col("gates_passed"))["day"].cast(pl.String).to_list()
+        if "gates_passed" in report.columns
+        else []
+    )
+    flagged = cards.filter(pl.col("flagged"))["annotator_id"].unique().to_list()
+    snapshot = build_snapshot(
+        judgments,
+        of_project("raw_tasks"),
+        gold=of_project("gold_labels"),
+        flagged_annotators=flagged,
+        held_back_days=held_back,
+        method=config.method,
+        min_confidence=config.min_confidence,
+        min_votes=config.min_votes,
+        include_gold=config.include_gold,
+        ratios=config.split_ratios,
+        pseudonym_key=_pseudonym_key(),
+        mask_patterns=config.mask_patterns,
+        drop_fields=config.drop_fields,
+    )
+    folder = f"datasets/{project}/{snapshot.version_id}"
+    location = lake.uri(folder)
+    filters = {
+        "min_confidence": config.min_confidence,
+        "min_votes": config.min_votes,
+        "include_gold": config.include_gold,
+        "split_ratios": config.split_ratios,
+        "excluded_flagged_annotators": len(flagged),
+    }
+    card = dataset_card(
+        snapshot, project=project, quality=report, location=location, filters=filters
+    )
+    # Snapshots are immutable: the same content has the same id, so an existing one is kept.
+    manifest_key = f"{folder}/manifest.json"
+    if not lake.exists(manifest_key):
+        for (split,), part in snapshot.rows.group_by("split", maintain_order=True):
+            lake.put_frame(f"{folder}/{split}.parquet", part)
+            lake.put(f"{folder}/{split}.jsonl", part.write_ndjson().encode("utf-8"))
+        lake.put(f"{folder}/card.md", card.encode("utf-8"))
+        lineage = {
+            day: content_version(part.drop("day"))
+            for (day,), part in judgments.with_columns(
+                day=pl.col("submitted_at").dt.date().cast(pl.String)
+            ).group_by("day")
+        }
+        manifest = {
+            "project": project,
+            "version_id": snapshot.version_id,
+            "method": snapshot.method,
+            "rows": snapshot.rows.height,
+            "splits": dict(snapshot.rows.group_by("split").len().sort("split").iter_rows()),
+            "filters": filters,
+            "held_back_days": snapshot.held_back_days,
+            "input_judgment_versions": dict(sorted(lineage.items())),
+            "stats": snapshot.stats,
+            "created_by_run": context.run.run_id,
+        }
+        lake.put(manifest_key, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
+        context.log.info(f"{project}: wrote snapshot {snapshot.version_id} to {location}")
+    else:
+        context.log.info(f"{project}: snapshot {snapshot.version_id} already exists; unchanged")
+    preview = snapshot.rows.drop("annotators", "duplicate_task_ids")
+    return MaterializeResult(
+        metadata={
+            **table_metadata(preview),
+            "dagster/row_count": MetadataValue.int(snapshot.rows.height),
+            "version_id": MetadataValue.text(snapshot.version_id),
+            "location": MetadataValue.path(location),
+            "card": MetadataValue.md(card),
+            "rows_per_split": MetadataValue.json(
+                dict(snapshot.rows.group_by("split").len().sort("split").iter_rows())
+            ),
+            "method": MetadataValue.text(snapshot.method),
+            "held_back_days": MetadataValue.json(snapshot.held_back_days),
+        }
+    )
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "parquet"},
+    deps=[AssetDep("curated_dataset", partition_mapping=AllPartitionMapping())],
+    automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+    description="Every dataset snapshot ever written, with its inputs' versions and method.",
+)
+def dataset_versions(lake: Lake) -> MaterializeResult:
+    manifests = [
+        json.loads(lake.get(key))
+        for key in lake.list_keys("datasets/")
+        if key.endswith("/manifest.json")
+    ]
+    frame = pl.DataFrame(
+        [
+            {
+                "project": m["project"],
+                "version_id": m["version_id"],
+                "method": m["method"],
+                "rows": m["rows"],
+                "splits": json.dumps(m["splits"]),
+                "held_back_days": ",".join(m["held_back_days"]),
+                "input_days": len(m["input_judgment_versions"]),
+                "input_judgment_versions": json.dumps(m["input_judgment_versions"]),
+                "created_by_run": m["created_by_run"],
+            }
+            for m in manifests
+        ],
+        schema_overrides={"rows": pl.Int64},
+    )
+    if frame.height:
+        frame = frame.sort("project", "version_id")
+    lake.write_table("dataset_versions", frame)
+    return MaterializeResult(
+        metadata={
+            **table_metadata(frame),
+            "versions": markdown_table(frame.drop("input_judgment_versions", strict=False)),
+        }
+    )

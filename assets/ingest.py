@@ -1,0 +1,329 @@
+"""Raw layer: every source lands in the day's canonical tasks, judgments and gold labels.
+
+Three sources, one path:
+- export drops in the landing zone: each file is a dynamic partition of `landing_exports`,
+  parsed by the ingest engine and staged per day in the lake (`staging/<table>/day=D/<file>`);
+- the annotation tool's database: `annotation_db_changes` extracts rows changed since a
+  watermark and upserts them into the staged day of each row (late rows land in their own day);
+- the synthetic generator (the embedded default), read straight from the landing zone.
+The daily `raw_annotations` then unions the day's staged rows and synthetic parts.
+
+Duplicate rule across sources: one judgment per (task_id, annotator_id); the latest
+`submitted_at` wins (ties: the later source in path order), and the rest are counted.
+"""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetOut,
+    DynamicPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+    multi_asset,
+)
+
+from annotation_pipelines import schema
+from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
+from annotation_pipelines.ingest.postgres import merge_partition, partition_by_day
+from assets.metadata import markdown_table
+from assets.partitions import daily_partitions
+from resources.annotation_db import AnnotationDatabase
+from resources.lake import Lake
+from resources.landing import LandingZone, parse_export_path
+
+RAW_GROUP = "raw"
+SOURCES_GROUP = "sources"
+OWNERS = ["team:annotation-platform"]
+
+export_files = DynamicPartitionsDefinition(name="export_files")
+
+# (staged table, canonical schema, the timestamp whose UTC day is the row's partition)
+STAGED_TABLES: tuple[tuple[str, dict[str, pl.DataType], str], ...] = (
+    ("judgments", schema.JUDGMENTS, "submitted_at"),
+    ("raw_tasks", schema.RAW_TASKS, "created_at"),
+    ("gold_labels", schema.GOLD_LABELS, "updated_at"),
+)
+
+
+def source_id(path: str) -> str:
+    """A short stable id for a source file, used as its staged file name."""
+    return hashlib.sha1(path.encode()).hexdigest()[:16]
+
+
+def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
+    """Replace `source`'s staged rows with `result`'s, split by day; return the days touched."""
+    days: set[str] = set()
+    for table, _, column in STAGED_TABLES:
+        for key in lake.list_keys(f"staging/{table}/"):
+            if key.endswith(f"/{source}.parquet"):
+                days.add(key.split("/")[2].removeprefix("day="))
+                lake.delete(key)
+        frame = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(table, result.gold)
+        for day, part in partition_by_day(frame, column=column).items():
+            lake.put_frame(f"staging/{table}/day={day}/{source}.parquet", part)
+            days.add(day.isoformat())
+    lake.put_frame(f"quarantine/source={source}/data.parquet", result.quarantine)
+    return sorted(days)
+
+
+def reconciliation(result: IngestResult) -> dict[str, object]:
+    return {
+        "rows_read": MetadataValue.int(result.rows_read),
+        "rows_loaded": MetadataValue.int(result.rows_loaded),
+        "rows_quarantined": MetadataValue.int(result.rows_quarantined),
+        "duplicates": MetadataValue.int(result.duplicates),
+        "quarantine_reasons": MetadataValue.json(result.reasons),
+    }
+
+
+def reconciliation_check(result: IngestResult, *, name: str) -> AssetCheckResult:
+    balanced = result.rows_read == result.rows_loaded + result.rows_quarantined
+    return AssetCheckResult(
+        check_name=name,
+        passed=balanced,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_read": result.rows_read,
+            "rows_loaded_plus_quarantined": result.rows_loaded + result.rows_quarantined,
+        },
+        description="rows read = rows loaded + rows quarantined",
+    )
+
+
+@asset(
+    partitions_def=export_files,
+    group_name=SOURCES_GROUP,
+    owners=OWNERS,
+    kinds={"polars", "parquet"},
+    check_specs=[AssetCheckSpec("rows_reconcile", asset="landing_exports", blocking=True)],
+    description=(
+        "One export file from the landing zone (Label Studio JSON, SageMaker Ground Truth "
+        "manifest, CSV/TSV/Parquet/JSONL), validated and staged per day; bad rows quarantined."
+    ),
+)
+def landing_exports(
+    context: AssetExecutionContext, landing: LandingZone, lake: Lake
+) -> MaterializeResult:
+    path = context.partition_key
+    parsed = parse_export_path(path)
+    if parsed is None:
+        raise ValueError(f"{path}: not an export path (exports/<project>/<format>/<file>)")
+    project, format_name = parsed
+    settings = landing.project_settings(project)
+    mapping = settings.get("mapping")
+    context.log.info(f"ingesting {path} as {format_name} for project {project}")
+    # An unreadable file raises here and fails the run with a message naming it; the sensor
+    # retries it on a later tick rather than skipping it.
+    result = ingest_bytes(
+        landing.read_bytes(path),
+        format=format_name,
+        source_file=path,
+        project=project,
+        label_set=settings.get("label_set"),
+        mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+    )
+    days = stage(lake, result, source=source_id(path))
+    fingerprint = dict(landing.list_files(path)).get(path, "")
+    return MaterializeResult(
+        metadata={
+            **reconciliation(result),
+            "days": MetadataValue.json(days),
+            "fingerprint": MetadataValue.text(fingerprint),
+            "quarantine_preview": markdown_table(result.quarantine.drop("raw", strict=False)),
+        },
+        check_results=[reconciliation_check(result, name="rows_reconcile")],
+    )
+
+
+WATERMARK_KEY = "state/annotation_db_watermark.json"
+
+
+@asset(
+    group_name=SOURCES_GROUP,
+    owners=OWNERS,
+    kinds={"postgres", "polars"},
+    check_specs=[AssetCheckSpec("rows_reconcile", asset="annotation_db_changes", blocking=True)],
+    description=(
+        "Rows of the annotation tool's database changed since the last watermark (updated_at), "
+        "read in bulk as Arrow and upserted into the staged day of each row."
+    ),
+)
+def annotation_db_changes(
+    context: AssetExecutionContext, annotation_db: AnnotationDatabase, lake: Lake
+) -> MaterializeResult:
+    since = datetime(1970, 1, 1, tzinfo=UTC)
+    if lake.exists(WATERMARK_KEY):
+        since = datetime.fromisoformat(json.loads(lake.get(WATERMARK_KEY))["watermark"])
+    extract = annotation_db.extract(since=since)
+    result = extract.result
+    days: set[str] = set()
+    for table, _, column in STAGED_TABLES:
+        incoming = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(
+            table, result.gold
+        )
+        key_columns = {"judgments": ("judgment_id",), "raw_tasks": ("task_id",)}.get(
+            table, ("task_id",)
+        )
+        for day, part in partition_by_day(incoming, column=column).items():
+            key = f"staging/{table}/day={day}/annotation_db.parquet"
+            existing = lake.get_frame(key) if lake.exists(key) else None
+            version = "updated_at" if "updated_at" in part.columns else column
+            lake.put_frame(key, merge_partition(existing, part, key=key_columns, version=version))
+            days.add(day.isoformat())
+    lake.put_frame(
+        f"quarantine/source=annotation_db/{extract.until:%Y%m%dT%H%M%S}.parquet", result.quarantine
+    )
+    # The watermark moves only after every staged write succeeded, so a crash re-reads.
+    lake.put(WATERMARK_KEY, json.dumps({"watermark": extract.until.isoformat()}).encode())
+    context.log.info(f"extracted ({since}, {extract.until}]: {result.rows_read:,} rows")
+    return MaterializeResult(
+        metadata={
+            **reconciliation(result),
+            "days": MetadataValue.json(sorted(days)),
+            "watermark": MetadataValue.text(extract.until.isoformat()),
+        },
+        check_results=[reconciliation_check(result, name="rows_reconcile")],
+    )
+
+
+@multi_asset(
+    outs={
+        "raw_tasks": AssetOut(
+            description="Tasks created on the day, one row per task, with provenance.",
+            group_name=RAW_GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+        ),
+        "judgments": AssetOut(
+            description="Judgments submitted on the day: who labelled what, when, how long.",
+            group_name=RAW_GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+        ),
+        "gold_labels": AssetOut(
+            description="Known-correct labels for the honeypot tasks judged on the day.",
+            group_name=RAW_GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+        ),
+    },
+    partitions_def=daily_partitions,
+    pool="daily_layers",
+)
+def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: Lake):  # noqa: ANN201
+    """Union the day's staged rows from every source with the synthetic parts."""
+    day = context.partition_key
+    frames: dict[str, pl.DataFrame] = {}
+    for table, table_schema, _ in STAGED_TABLES:
+        folder = {"raw_tasks": "tasks"}.get(table, table)
+        parts = [landing.read_synthetic(folder, day, table_schema)]
+        keys = [k for k in lake.list_keys(f"staging/{table}/day={day}/") if k.endswith(".parquet")]
+        parts += [lake.get_frame(key) for key in keys]
+        stacked = pl.concat(
+            [schema.conform(p, table_schema, name=table).select(list(table_schema)) for p in parts]
+        )
+        frames[table] = stacked
+    judgments = frames["judgments"].sort(["submitted_at", "source_file"])
+    deduplicated = judgments.unique(["task_id", "annotator_id"], keep="last", maintain_order=True)
+    duplicates = judgments.height - deduplicated.height
+    tasks = (
+        frames["raw_tasks"].sort("created_at").unique("task_id", keep="last", maintain_order=True)
+    )
+    # Gold labels are keyed to the day's judged tasks, whatever day the gold itself was set.
+    gold_all = frames["gold_labels"]
+    for key in lake.list_keys("staging/gold_labels/"):
+        if f"day={day}/" not in key and key.endswith(".parquet"):
+            gold_all = pl.concat([gold_all, lake.get_frame(key).select(list(schema.GOLD_LABELS))])
+    gold = (
+        gold_all.join(deduplicated.select("task_id").unique(), on="task_id", how="semi")
+        .sort("updated_at")
+        .unique("task_id", keep="last", maintain_order=True)
+    )
+    yield Output(
+        tasks,
+        output_name="raw_tasks",
+        metadata={"sources": MetadataValue.json(sorted(tasks["source"].unique().to_list()))},
+    )
+    yield Output(
+        deduplicated.sort("judgment_id"),
+        output_name="judgments",
+        metadata={
+            "duplicates_resolved": MetadataValue.int(duplicates),
+            "annotators": MetadataValue.int(deduplicated["annotator_id"].n_unique()),
+            "projects": MetadataValue.json(sorted(deduplicated["project"].unique().to_list())),
+        },
+    )
+    yield Output(gold.sort("task_id"), output_name="gold_labels")
+
+
+@asset(
+    group_name=SOURCES_GROUP,
+    owners=["team:annotation-quality"],
+    kinds={"polars", "parquet"},
+    description=(
+        "Gold sets maintained by the quality team (landing zone gold/<project>/*.csv or "
+        ".parquet with task_id, label), staged so every day that judged those tasks rebuilds."
+    ),
+)
+def gold_sets(
+    context: AssetExecutionContext, landing: LandingZone, lake: Lake
+) -> MaterializeResult:
+    now = datetime.now(UTC)
+    frames = []
+    for path, _ in landing.list_files("gold/"):
+        parts = path.split("/")
+        if len(parts) != 3 or not path.endswith((".csv", ".parquet")):
+            continue
+        data = landing.read_bytes(path)
+        frame = (
+            pl.read_parquet(data)
+            if path.endswith(".parquet")
+            else pl.read_csv(data, infer_schema=False)
+        )
+        missing = {"task_id", "label"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+        frames.append(
+            frame.select(
+                pl.col("task_id").cast(pl.String),
+                pl.lit(parts[1]).alias("project"),
+                pl.col("label").cast(pl.String),
+                pl.lit(now).alias("updated_at"),
+                pl.lit("gold_set").alias("source"),
+                pl.lit(path).alias("source_file"),
+                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_line"),
+            )
+        )
+    gold = pl.concat(frames) if frames else schema.empty(schema.GOLD_LABELS)
+    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique("task_id", keep="last")
+    for key in lake.list_keys("staging/gold_labels/"):
+        if key.endswith("/gold_sets.parquet"):
+            lake.delete(key)
+    lake.put_frame(f"staging/gold_labels/day={now.date()}/gold_sets.parquet", gold)
+    # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.
+    judged = (
+        lake.scan_all("judgments")
+        .filter(pl.col("task_id").is_in(gold["task_id"].implode()))
+        .select(pl.col("submitted_at").dt.date().cast(pl.String).unique())
+        .collect()
+        if lake.days("judgments") and gold.height
+        else pl.DataFrame({"submitted_at": []})
+    )
+    days = sorted(judged.to_series().to_list())
+    context.log.info(f"{gold.height} gold labels staged; {len(days)} day(s) to rebuild")
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": MetadataValue.int(gold.height),
+            "days": MetadataValue.json(days),
+            "projects": MetadataValue.json(sorted(gold["project"].unique().to_list())),
+        }
+    )

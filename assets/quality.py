@@ -1,0 +1,329 @@
+"""Quality layer: agreement, annotator scorecards, gold accuracy, drift, re-annotation queue, gates.
+
+The gates are blocking asset checks on `quality_report`: a day that fails one with ERROR
+severity does not feed the curated dataset in the same run, and the quality-alert sensor
+records it.
+"""
+
+import datetime as dt
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    Config,
+    MetadataValue,
+    Output,
+    multi_asset,
+)
+from pydantic import Field
+
+from annotation_pipelines.quality import (
+    annotator_scorecards,
+    drift,
+    item_disagreement,
+    label_distribution,
+    markdown_summary,
+    quality_report,
+    reannotation_queue,
+    render_html_report,
+)
+from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.partitions import daily_partitions
+from resources.lake import Lake
+
+GROUP = "quality"
+OWNERS = ["team:annotation-quality"]
+
+
+class QualityConfig(Config):
+    """Thresholds for flags and gates (launchpad-editable)."""
+
+    # Defaults sit below what a healthy crowd day of the synthetic workload shows (alpha
+    # 0.31-0.44, gold accuracy 0.72-0.88 per project) and well above a spammer-flooded day's.
+    min_alpha: float = Field(default=0.25, description="Gate: Krippendorff's alpha floor.")
+    min_gold_accuracy: float = Field(default=0.65, description="Gate: gold accuracy floor.")
+    min_alpha_per_project: dict[str, float] = Field(default_factory=dict)
+    min_gold_accuracy_per_project: dict[str, float] = Field(default_factory=dict)
+    max_flagged_share: float = Field(default=0.25, description="Gate: flagged annotators cap.")
+    annotator_min_gold_accuracy: float = 0.7
+    annotator_min_consensus_agreement: float = 0.5
+    annotator_max_spammer_score: float = 0.8
+    max_js_distance: float = Field(default=0.1, description="Label-drift bound (JS distance).")
+    max_alpha_drop: float = Field(default=0.1, description="Agreement-drift bound.")
+    trailing_days: int = 28
+    bootstrap_resamples: int = Field(default=200, description="Bootstrap replicates for CIs.")
+    queue_min_confidence: float = 0.6
+
+
+GATES = (
+    AssetCheckSpec(
+        "agreement_floor",
+        asset="quality_report",
+        blocking=True,
+        description="Krippendorff's alpha of every project at or above the floor.",
+    ),
+    AssetCheckSpec(
+        "gold_accuracy_floor",
+        asset="quality_report",
+        blocking=True,
+        description="Accuracy of the day's judgments on gold tasks at or above the floor.",
+    ),
+    AssetCheckSpec(
+        "flagged_annotator_share",
+        asset="quality_report",
+        description="Share of annotators flagged by their scorecard at or below the cap.",
+    ),
+    AssetCheckSpec(
+        "row_counts_sane",
+        asset="quality_report",
+        blocking=True,
+        description="Every judged task has exactly one aggregated label; the day is not empty.",
+    ),
+)
+
+
+def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
+    end = dt.date.fromisoformat(day)
+    wanted = [(end - dt.timedelta(days=offset)).isoformat() for offset in range(days, 0, -1)]
+    return lake.read_days(table, wanted)
+
+
+@multi_asset(
+    outs={
+        "quality_report": AssetOut(
+            description="Per project and day: agreement (alpha, Fleiss, percent) with bootstrap "
+            "intervals, gold accuracy, consensus accuracy on gold, flagged annotator share.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "annotator_scorecards": AssetOut(
+            description="Per annotator and day: gold accuracy (Wilson interval), consensus "
+            "agreement, model skill, median seconds, spammer score, trend; flags with reasons.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "reannotation_queue": AssetOut(
+            description="Tasks to send back for more judgments, with the reason and a priority.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "label_drift": AssetOut(
+            description="Label distribution and agreement against the trailing weeks.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+    },
+    check_specs=list(GATES),
+    partitions_def=daily_partitions,
+    pool="daily_layers",
+)
+def quality(  # noqa: ANN201
+    context: AssetExecutionContext,
+    config: QualityConfig,
+    lake: Lake,
+    judgments: pl.DataFrame,
+    aggregated_labels: pl.DataFrame,
+    gold_labels: pl.DataFrame,
+    annotator_skill: pl.DataFrame,
+):
+    """Score the day: who is reliable, how much annotators agree, what goes back."""
+    day = context.partition_key
+    gold = gold_labels.select("task_id", "project", "label")
+    history = _history(lake, "annotator_scorecards", day, config.trailing_days)
+    cards = annotator_scorecards(
+        judgments,
+        aggregated_labels,
+        gold,
+        skill=annotator_skill.select("annotator_id", "project", "skill"),
+        history=history if history.height else None,
+        min_gold_accuracy=config.annotator_min_gold_accuracy,
+        min_consensus_agreement=config.annotator_min_consensus_agreement,
+        max_spammer_score=config.annotator_max_spammer_score,
+        history_days=config.trailing_days,
+    )
+    report = quality_report(
+        judgments,
+        aggregated_labels,
+        gold,
+        scorecards=cards,
+        n_resamples=config.bootstrap_resamples,
+    )
+    items = item_disagreement(judgments)
+    queue = reannotation_queue(
+        items,
+        aggregated_labels,
+        gold,
+        scorecards=cards,
+        judgments=judgments,
+        min_confidence=config.queue_min_confidence,
+    )
+    past_judgments_counts = _past_label_counts(lake, day, config.trailing_days)
+    counts = pl.concat(
+        [past_judgments_counts, label_distribution(judgments)], how="diagonal_relaxed"
+    )
+    past_reports = _history(lake, "quality_report", day, config.trailing_days)
+    drift_frame = drift(
+        counts,
+        quality=pl.concat([past_reports, report], how="diagonal_relaxed").select(
+            "project", "day", "krippendorff_alpha"
+        ),
+        day=dt.date.fromisoformat(day),
+        trailing_days=config.trailing_days,
+        max_js_distance=config.max_js_distance,
+        max_alpha_drop=config.max_alpha_drop,
+    )
+    report_paths = {}
+    for (project,), project_report in report.group_by("project", maintain_order=True):
+        html = render_html_report(
+            project_report,
+            scorecards=cards.filter(pl.col("project") == project),
+            items=items.filter(pl.col("project") == project),
+            queue=queue.filter(pl.col("project") == project),
+            drift=drift_frame.filter(pl.col("project") == project),
+            judgments=judgments.filter(pl.col("project") == project),
+            title=f"Annotation quality — {project} — {day}",
+        )
+        key = f"reports/quality/day={day}/{project}.html"
+        lake.put(key, html.encode("utf-8"))
+        report_paths[project] = lake.uri(key)
+    checks = _gates(report, aggregated_labels, judgments, config)
+    report = _with_gate_verdicts(report, checks)
+    summary = markdown_summary(report, scorecards=cards, queue=queue, drift=drift_frame)
+    yield Output(
+        report,
+        output_name="quality_report",
+        metadata={
+            "summary": MetadataValue.md(summary),
+            "html_reports": MetadataValue.json(report_paths),
+            "mean_alpha": MetadataValue.float(_mean(report, "krippendorff_alpha")),
+            "mean_gold_accuracy": MetadataValue.float(_mean(report, "gold_accuracy")),
+        },
+    )
+    yield Output(
+        cards,
+        output_name="annotator_scorecards",
+        metadata={"flagged": MetadataValue.int(int(cards["flagged"].sum()))},
+    )
+    yield Output(
+        queue,
+        output_name="reannotation_queue",
+        metadata={"tasks_to_reannotate": MetadataValue.int(queue.height)},
+    )
+    yield Output(
+        drift_frame,
+        output_name="label_drift",
+        metadata={"flagged": MetadataValue.json(_drift_flags(drift_frame))},
+    )
+    yield from checks
+
+
+def _with_gate_verdicts(report: pl.DataFrame, checks: list[AssetCheckResult]) -> pl.DataFrame:
+    """Add `gates_passed` and `failed_gates` per project: curation holds back failed days.
+
+    A day-wide ERROR gate (row counts) fails every project; per-project gates fail only the
+    projects they list. WARN gates are reported but do not hold data back.
+    """
+    failed: dict[str, list[str]] = {project: [] for project in report["project"].to_list()}
+    for check in checks:
+        if check.passed or check.severity != AssetCheckSeverity.ERROR:
+            continue
+        failing = check.metadata.get("failing")
+        projects = getattr(failing, "value", failing) if failing is not None else list(failed)
+        for project in projects:
+            failed.setdefault(project, []).append(check.check_name or "")
+    return report.with_columns(
+        gates_passed=pl.col("project").map_elements(lambda p: not failed.get(p), pl.Boolean),
+        failed_gates=pl.col("project").map_elements(
+            lambda p: ",".join(failed.get(p, [])), pl.String
+        ),
+    )
+
+
+def _mean(frame: pl.DataFrame, column: str) -> float:
+    value = frame[column].mean() if frame.height else None
+    return float(value) if value is not None else float("nan")
+
+
+def _past_label_counts(lake: Lake, day: str, days: int) -> pl.DataFrame:
+    past = _history(lake, "judgments", day, days)
+    if past.height == 0:
+        return pl.DataFrame()
+    return label_distribution(past)
+
+
+def _drift_flags(frame: pl.DataFrame) -> list[str]:
+    flag_columns = [c for c in frame.columns if c.endswith("_flagged") or c == "flagged"]
+    if not flag_columns or frame.height == 0:
+        return []
+    flagged = frame.filter(pl.any_horizontal([pl.col(c).fill_null(False) for c in flag_columns]))
+    return sorted(flagged["project"].unique().to_list())
+
+
+def _gates(
+    report: pl.DataFrame,
+    aggregated: pl.DataFrame,
+    judgments: pl.DataFrame,
+    config: QualityConfig,
+) -> list[AssetCheckResult]:
+    def per_project(column: str) -> dict[str, float | None]:
+        return {row["project"]: row[column] for row in report.iter_rows(named=True)}
+
+    alpha = per_project("krippendorff_alpha")
+    gold = per_project("gold_accuracy")
+    flagged = per_project("share_flagged_annotators")
+    alpha_floor = {p: config.min_alpha_per_project.get(p, config.min_alpha) for p in alpha}
+    gold_floor = {
+        p: config.min_gold_accuracy_per_project.get(p, config.min_gold_accuracy) for p in gold
+    }
+    low_alpha = [p for p, v in alpha.items() if v is not None and v < alpha_floor[p]]
+    low_gold = [p for p, v in gold.items() if v is not None and v < gold_floor[p]]
+    many_flagged = [p for p, v in flagged.items() if v is not None and v > config.max_flagged_share]
+    tasks = judgments["task_id"].n_unique() if judgments.height else 0
+    sane = judgments.height > 0 and aggregated.height == tasks
+    return [
+        AssetCheckResult(
+            check_name="agreement_floor",
+            asset_key=AssetKey("quality_report"),
+            passed=not low_alpha,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"alpha": alpha, "floor": alpha_floor, "failing": low_alpha},
+        ),
+        AssetCheckResult(
+            check_name="gold_accuracy_floor",
+            asset_key=AssetKey("quality_report"),
+            passed=not low_gold,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "gold_accuracy": gold,
+                "floor": config.min_gold_accuracy,
+                "failing": low_gold,
+            },
+        ),
+        AssetCheckResult(
+            check_name="flagged_annotator_share",
+            asset_key=AssetKey("quality_report"),
+            passed=not many_flagged,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"share": flagged, "cap": config.max_flagged_share, "failing": many_flagged},
+        ),
+        AssetCheckResult(
+            check_name="row_counts_sane",
+            asset_key=AssetKey("quality_report"),
+            passed=sane,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"judgments": judgments.height, "tasks": tasks, "labels": aggregated.height},
+        ),
+    ]

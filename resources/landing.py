@@ -1,0 +1,132 @@
+"""The landing zone: where exports and the synthetic generator drop files for ingest.
+
+Layout (the same on a local folder and under an S3 prefix):
+
+    synthetic/<table>/day=YYYY-MM-DD/part-NNNNN.parquet   canonical parts from the generator
+    exports/<project>/<format>/<file>                      drops from the annotation tools
+    exports/<project>/project.json                         optional: {"label_set": [...],
+                                                           "mapping": {canonical: column}}
+
+`<format>` is one of label-studio, sagemaker-gt, csv, tsv, parquet, jsonl: the folder a file is
+dropped in says how to read it, so nobody has to configure a file before dropping it.
+"""
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from pydantic import PrivateAttr
+
+from annotation_pipelines.ingest import FORMATS
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One dropped export: its path in the zone and a fingerprint that changes with content."""
+
+    path: str
+    fingerprint: str
+    project: str
+    format: str
+
+
+def parse_export_path(path: str) -> tuple[str, str] | None:
+    """(project, format) for `exports/<project>/<format>/<file>`, else None."""
+    parts = path.split("/")
+    if len(parts) < 4 or parts[0] != "exports" or parts[2] not in FORMATS:
+        return None
+    if parts[-1].startswith("."):
+        return None
+    return parts[1], parts[2]
+
+
+class LandingZone(ConfigurableResource):
+    """Bytes in, listing out; subclasses say where."""
+
+    def list_files(self, prefix: str) -> list[tuple[str, str]]:
+        """(path, fingerprint) of every file under `prefix`, sorted by path."""
+        raise NotImplementedError
+
+    def read_bytes(self, path: str) -> bytes:
+        raise NotImplementedError
+
+    def exports(self) -> list[ExportFile]:
+        found = []
+        for path, fingerprint in self.list_files("exports/"):
+            parsed = parse_export_path(path)
+            if parsed:
+                found.append(ExportFile(path, fingerprint, *parsed))
+        return found
+
+    def project_settings(self, project: str) -> dict[str, object]:
+        path = f"exports/{project}/project.json"
+        if not any(p == path for p, _ in self.list_files(f"exports/{project}/")):
+            return {}
+        try:
+            return json.loads(self.read_bytes(path))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+    def read_synthetic(self, table: str, day: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        """Canonical Parquet parts the generator wrote for `table` on `day` (empty if none)."""
+        paths = [p for p, _ in self.list_files(f"synthetic/{table}/day={day}/")]
+        paths = [p for p in paths if p.endswith(".parquet")]
+        if not paths:
+            return pl.DataFrame(schema=schema)
+        return pl.concat([pl.read_parquet(io.BytesIO(self.read_bytes(p))) for p in paths])
+
+
+class LocalLandingZone(LandingZone):
+    """A local folder (the embedded default)."""
+
+    path: str
+
+    def list_files(self, prefix: str) -> list[tuple[str, str]]:
+        root = Path(self.path)
+        base = root / prefix
+        if not base.exists():
+            return []
+        out = []
+        for file in base.rglob("*"):
+            if file.is_file() and not file.name.startswith("."):
+                stat = file.stat()
+                out.append(
+                    (file.relative_to(root).as_posix(), f"{stat.st_size}-{stat.st_mtime_ns}")
+                )
+        return sorted(out)
+
+    def read_bytes(self, path: str) -> bytes:
+        return (Path(self.path) / path).read_bytes()
+
+
+class S3LandingZone(LandingZone):
+    """An S3 prefix, through dagster-aws's S3 resource; the fingerprint is the object's ETag."""
+
+    s3: S3Resource
+    bucket: str
+    prefix: str = "landing"
+    _client: object = PrivateAttr(default=None)
+
+    def _s3(self) -> object:
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
+
+    def _key(self, path: str) -> str:
+        return f"{self.prefix.strip('/')}/{path}" if self.prefix else path
+
+    def list_files(self, prefix: str) -> list[tuple[str, str]]:
+        root = self._key("")
+        out = []
+        paginator = self._s3().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                out.append((item["Key"][len(root) :], item["ETag"].strip('"')))
+        return sorted(out)
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._s3().get_object(Bucket=self.bucket, Key=self._key(path))["Body"].read()

@@ -1,0 +1,105 @@
+"""The `agreement` command: one JSON object, every input format, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from annotation_pipelines.agreement.command import agreement_command
+from annotation_pipelines.cli import main
+
+
+def write(frame: pl.DataFrame, path) -> None:
+    suffix = path.suffix
+    if suffix == ".csv":
+        frame.write_csv(path)
+    elif suffix == ".tsv":
+        frame.write_csv(path, separator="\t")
+    elif suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_ndjson(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl"])
+def test_every_format_prints_the_same_json(tmp_path, krippendorff_2011, suffix):
+    path = tmp_path / f"judgments{suffix}"
+    write(krippendorff_2011, path)
+    result = CliRunner().invoke(main, ["agreement", str(path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["krippendorff_alpha"] == pytest.approx(0.743421, abs=1e-6)
+    assert payload["n_tasks"] == 12
+    assert payload["n_annotators"] == 4
+    assert payload["n_judgments"] == krippendorff_2011.height
+    assert {"fleiss_kappa", "percent_agreement"} <= set(payload)
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"), [("ordinal", 0.815388), ("interval", 0.849107), ("ratio", 0.797403)]
+)
+def test_levels_and_custom_columns(tmp_path, krippendorff_2011, level, expected):
+    path = tmp_path / "coded.csv"
+    write(
+        krippendorff_2011.rename({"task_id": "unit", "annotator_id": "coder", "label": "v"}), path
+    )
+    result = CliRunner().invoke(
+        agreement_command,
+        [
+            str(path),
+            "--task-col",
+            "unit",
+            "--annotator-col",
+            "coder",
+            "--label-col",
+            "v",
+            "--level",
+            level,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["krippendorff_alpha"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_bootstrap_adds_intervals(tmp_path, fleiss_wikipedia):
+    path = tmp_path / "fleiss.parquet"
+    write(fleiss_wikipedia, path)
+    result = CliRunner().invoke(agreement_command, [str(path), "--bootstrap", "200", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["fleiss_kappa"] == pytest.approx(0.209931, abs=1e-6)
+    assert payload["fleiss_kappa_low"] < payload["fleiss_kappa"] < payload["fleiss_kappa_high"]
+
+
+def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
+    path = tmp_path / "toy.csv"
+    write(toy_crowd, path)
+    result = CliRunner().invoke(agreement_command, [str(path), "--level", "ordinal"])
+    assert result.exit_code == 1
+    assert "treats labels as numbers" in result.output
+    assert "'no'" in result.output or "'yes'" in result.output
+    assert str(path) in result.output and "'label'" in result.output
+    nominal = CliRunner().invoke(agreement_command, [str(path)])
+    assert json.loads(nominal.output)["krippendorff_alpha"] == pytest.approx(0.142191, abs=1e-6)
+
+
+def test_missing_column_names_file_and_column(tmp_path, toy_crowd):
+    path = tmp_path / "toy.csv"
+    write(toy_crowd.drop("annotator_id"), path)
+    result = CliRunner().invoke(agreement_command, [str(path)])
+    assert result.exit_code != 0
+    assert str(path) in result.output and "'annotator_id'" in result.output
+
+
+def test_missing_file_and_undefined_statistics(tmp_path):
+    result = CliRunner().invoke(agreement_command, [str(tmp_path / "absent.csv")])
+    assert result.exit_code == 1 and "no such file" in result.output
+    path = tmp_path / "same.csv"
+    path.write_text("task_id,annotator_id,label\nt1,a,x\nt1,b,x\n")
+    result = CliRunner().invoke(agreement_command, [str(path)])
+    assert result.exit_code == 0
+    payload = json.loads(result.output)
+    assert payload["krippendorff_alpha"] is None and payload["percent_agreement"] == 1.0

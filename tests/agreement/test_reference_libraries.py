@@ -1,0 +1,157 @@
+"""Equality with krippendorff, statsmodels and scikit-learn on random data (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+
+import krippendorff
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import cohen_kappa_score
+from statsmodels.stats.inter_rater import fleiss_kappa as statsmodels_fleiss_kappa
+
+from annotation_pipelines.agreement import cohen_kappa_matrix, fleiss_kappa, krippendorff_alpha
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def reliability_data(draw):
+    """A coders × units matrix with NaN for missing, and its values drawn from a small domain."""
+    n_coders = draw(st.integers(2, 6))
+    n_units = draw(st.integers(2, 25))
+    domain = draw(st.lists(st.integers(-3, 40), min_size=2, max_size=7, unique=True).map(sorted))
+    seed = draw(st.integers(0, 2**32 - 1))
+    missing = draw(st.floats(0.0, 0.6))
+    generator = np.random.default_rng(seed)
+    matrix = generator.choice(np.array(domain, dtype=float), size=(n_coders, n_units))
+    matrix[generator.random(matrix.shape) < missing] = np.nan
+    return matrix
+
+
+def to_judgments(matrix: np.ndarray) -> pl.DataFrame:
+    coders, units = np.nonzero(~np.isnan(matrix))
+    return pl.DataFrame(
+        {
+            "task_id": [f"u{unit}" for unit in units],
+            "annotator_id": [f"c{coder}" for coder in coders],
+            "label": [repr(float(value)) for value in matrix[coders, units]],
+        }
+    )
+
+
+def reference_alpha(matrix: np.ndarray, level: str) -> float:
+    observed = matrix[~np.isnan(matrix)]
+    pairable = (np.sum(~np.isnan(matrix), axis=0) >= 2).any()
+    if len(np.unique(observed)) < 2 or not pairable:
+        return math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=level))
+
+
+@SETTINGS
+@given(reliability_data(), st.sampled_from(["nominal", "ordinal", "interval", "ratio"]))
+def test_alpha_equals_krippendorff_package(matrix, level):
+    ours = krippendorff_alpha(to_judgments(matrix), level=level)
+    theirs = reference_alpha(matrix, level)
+    if math.isnan(theirs):
+        assert math.isnan(ours)
+    else:
+        assert ours == pytest.approx(theirs, abs=1e-9, rel=1e-9)
+
+
+@SETTINGS
+@given(
+    st.integers(2, 30),
+    st.integers(2, 8),
+    st.integers(2, 6),
+    st.integers(0, 2**32 - 1),
+)
+def test_fleiss_equals_statsmodels_with_equal_raters(n_subjects, n_raters, n_categories, seed):
+    generator = np.random.default_rng(seed)
+    labels = generator.integers(0, n_categories, size=(n_subjects, n_raters))
+    table = np.stack([np.bincount(row, minlength=n_categories) for row in labels])
+    judgments = pl.DataFrame(
+        {
+            "task_id": [f"s{s}" for s in range(n_subjects) for _ in range(n_raters)],
+            "annotator_id": [f"r{r}" for _ in range(n_subjects) for r in range(n_raters)],
+            "label": [f"c{label}" for label in labels.ravel()],
+        }
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theirs = float(statsmodels_fleiss_kappa(table))
+    ours = fleiss_kappa(judgments)
+    if not math.isfinite(theirs):
+        assert math.isnan(ours)
+    else:
+        assert ours == pytest.approx(theirs, abs=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+@SETTINGS
+@given(
+    st.integers(3, 40),
+    st.integers(2, 6),
+    st.sampled_from([None, "linear", "quadratic"]),
+    st.integers(0, 2**32 - 1),
+)
+def test_cohen_matrix_equals_sklearn(n_tasks, n_labels, weights, seed):
+    generator = np.random.default_rng(seed)
+    n_annotators = 4
+    labels = generator.integers(1, n_labels + 1, size=(n_annotators, n_tasks))
+    present = generator.random((n_annotators, n_tasks)) < 0.8
+    annotators, tasks = np.nonzero(present)
+    judgments = pl.DataFrame(
+        {
+            "task_id": [f"t{t}" for t in tasks],
+            "annotator_id": [f"a{a}" for a in annotators],
+            "label": [str(labels[a, t]) for a, t in zip(annotators, tasks, strict=True)],
+        }
+    )
+    domain = sorted(judgments.get_column("label").unique().to_list(), key=int)
+    pairs = cohen_kappa_matrix(judgments, weights=weights, min_overlap=2)
+    expected = 0
+    for a in range(n_annotators):
+        for b in range(a + 1, n_annotators):
+            shared = present[a] & present[b]
+            if shared.sum() < 2:
+                continue
+            expected += 1
+            with np.errstate(divide="ignore", invalid="ignore"):
+                theirs = cohen_kappa_score(
+                    labels[a, shared].astype(str),
+                    labels[b, shared].astype(str),
+                    weights=weights,
+                    labels=domain,
+                )
+            row = pairs.filter(
+                (pl.col("annotator_a") == f"a{a}") & (pl.col("annotator_b") == f"a{b}")
+            )
+            assert row.height == 1
+            assert row["n_shared"][0] == shared.sum()
+            ours = row["kappa"][0]
+            if math.isfinite(theirs):
+                assert ours == pytest.approx(theirs, abs=1e-9)
+            else:
+                assert ours is None
+    assert pairs.height == expected
+
+
+def test_cohen_min_overlap_and_duplicates():
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2", "t2", "t3", "t3", "t1"],
+            "annotator_id": ["a", "b", "a", "b", "a", "c", "a"],
+            "label": ["x", "x", "y", "y", "x", "y", "y"],
+        }
+    )
+    pairs = cohen_kappa_matrix(judgments, min_overlap=2)
+    # a's second judgment of t1 ("y") is ignored; a–c share one task only.
+    assert pairs.select("annotator_a", "annotator_b", "n_shared", "kappa").rows() == [
+        ("a", "b", 2, 1.0)
+    ]
+    with pytest.raises(ValueError, match="weights must be"):
+        cohen_kappa_matrix(judgments, weights="cubic")

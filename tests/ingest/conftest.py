@@ -1,0 +1,117 @@
+"""Fixtures: export files built in tmp_path, and a throwaway Postgres database per session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+NOW = "2026-06-01T00:00:00+00:00"
+LABELS = ["pos", "neg", "neutral"]
+
+
+def annotation(
+    annotation_id: int,
+    annotator: object,
+    label: object,
+    created_at: str = "2026-05-01T10:00:00.000000Z",
+    **extra: object,
+) -> dict:
+    record = {
+        "id": annotation_id,
+        "completed_by": annotator,
+        "lead_time": 3.5,
+        "was_cancelled": False,
+        "ground_truth": False,
+        "created_at": created_at,
+        "updated_at": created_at,
+        "result": [
+            {
+                "from_name": "sentiment",
+                "to_name": "text",
+                "type": "choices",
+                "value": {"choices": [label]},
+            }
+        ],
+    }
+    record.update(extra)
+    return record
+
+
+def label_studio_tasks() -> list[dict]:
+    """Two tasks, eight annotations: 4 judgments + 1 gold load, 3 are quarantined."""
+    return [
+        {
+            "id": 101,
+            "data": {"text": "great product"},
+            "created_at": "2026-05-01T09:00:00Z",
+            "project": 7,
+            "annotations": [
+                annotation(1, 11, "pos"),
+                annotation(2, 12, "pos"),
+                annotation(3, 13, "neg", ground_truth=True),
+                annotation(4, 14, "pos", was_cancelled=True),
+            ],
+        },
+        {
+            "id": 102,
+            "data": {"text": "meh"},
+            "project": 7,
+            "annotations": [
+                annotation(5, 11, "neutral"),
+                annotation(6, 12, "neg", created_at="2026-05-02T10:00:00Z"),
+                # annotator 12 again on the same task, earlier: the duplicate that loses
+                annotation(7, 12, "pos", created_at="2026-05-01T10:00:00Z"),
+                annotation(8, {"id": 15, "email": "x@example.com"}, "neutral"),
+            ],
+        },
+    ]
+
+
+def write_label_studio(path: Path, tasks: list[dict] | None = None) -> Path:
+    path.write_text(json.dumps(tasks if tasks is not None else label_studio_tasks(), indent=2))
+    return path
+
+
+# ---------------------------------------------------------------- Postgres
+
+
+def _server_up() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """A uniquely named database on the local server, dropped after the session."""
+    if not _server_up():
+        versions = (
+            sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").exists() else []
+        )
+        if versions and shutil.which("pg_ctlcluster"):
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", "start"],
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
+        if not _server_up():
+            pytest.skip("PostgreSQL at 127.0.0.1:5432 is down and could not be started")
+    import psycopg
+
+    name = f"ingest_test_{uuid.uuid4().hex[:12]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

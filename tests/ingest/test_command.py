@@ -1,0 +1,119 @@
+"""The `ingest` command's fixed contract, driven through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from annotation_pipelines.cli import main
+from annotation_pipelines.schema import JUDGMENTS, QUARANTINE
+from tests.ingest.conftest import label_studio_tasks, write_label_studio
+
+HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
+ROWS = "t1,a1,pos,2026-05-01T10:00:00Z,1\nt1,a2,sarcastic,2026-05-01T10:00:00Z,1\n"
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, ["ingest", *args], catch_exceptions=False)
+
+
+def summary(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
+def test_each_table_format_writes_judgments_and_quarantine(tmp_path, fmt):
+    frame = pl.read_csv((HEADER + ROWS).encode())
+    path = tmp_path / f"export.{fmt}"
+    if fmt == "csv":
+        frame.write_csv(path)
+    elif fmt == "tsv":
+        frame.write_csv(path, separator="\t")
+    elif fmt == "parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_ndjson(path)
+    out = tmp_path / "out"
+    result = run(
+        str(path), "--format", fmt, "--label-set", "pos,neg", "--project", "p", "--output", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert summary(result.output) | {} == {
+        "rows_read": 2,
+        "rows_loaded": 1,
+        "rows_quarantined": 1,
+        "duplicates": 0,
+        "reasons": {"unknown_label": 1},
+        "judgments": 1,
+        "gold_labels": 0,
+        "tasks": 1,
+        "files": 1,
+    }
+    judgments = pl.read_parquet(out / "judgments.parquet")
+    quarantine = pl.read_parquet(out / "quarantine.parquet")
+    assert dict(judgments.schema) == JUDGMENTS
+    assert dict(quarantine.schema) == QUARANTINE
+    assert quarantine.get_column("source_line").item() == (3 if fmt in ("csv", "tsv") else 2)
+
+
+def test_label_studio_folder_with_bad_files_exits_zero_and_counts(tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    write_label_studio(folder / "good.json")
+    text = json.dumps(label_studio_tasks(), indent=2)
+    (folder / "truncated.json").write_text(text[: text.index('"id": 102')])
+    (folder / "latin1.json").write_bytes(text.replace("meh", "m\u00e9h").encode("latin-1"))
+    result = run(str(folder), "--format", "label-studio", "--label-set", "pos,neg,neutral")
+    assert result.exit_code == 0, result.output
+    counts = summary(result.output)
+    assert counts["files"] == 3
+    assert counts["reasons"] == {"cancelled": 3, "duplicate": 1, "non_utf8": 1, "truncated_file": 1}
+    assert counts["rows_read"] == counts["rows_loaded"] + counts["rows_quarantined"]
+
+
+def test_sagemaker_manifest(tmp_path):
+    line = {
+        "source-ref": "s3://b/a.jpg",
+        "animal": 0,
+        "animal-metadata": {
+            "class-name": "cat",
+            "job-name": "labeling-job/animals",
+            "creation-date": "2026-05-01T22:18:13.527256",
+        },
+    }
+    path = tmp_path / "output.manifest"
+    path.write_text(json.dumps(line) + "\n")
+    result = run(str(path), "--format", "sagemaker-gt")
+    assert result.exit_code == 0
+    assert summary(result.output)["rows_loaded"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.json", b"", "empty file"),
+        ("object.json", b'{"not": "an array"}', "expected a JSON array"),
+        ("cut.json", b'[{"id": 1, "annotations": [{"id": 2', "no task could be read"),
+    ],
+)
+def test_unreadable_file_fails_with_its_name(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "label-studio"])
+    assert result.exit_code == 1
+    assert name in result.output and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_path_and_bad_csv_fail_cleanly(tmp_path):
+    result = CliRunner().invoke(main, ["ingest", str(tmp_path / "nope.csv"), "--format", "csv"])
+    assert result.exit_code == 1 and "nope.csv" in result.output
+    path = tmp_path / "wrong.csv"
+    path.write_text("a,b\n1,2\n")
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
+    assert (
+        result.exit_code == 1 and "missing column" in result.output and "wrong.csv" in result.output
+    )

@@ -1,0 +1,248 @@
+"""CSV / TSV / Parquet / JSON Lines with a column mapping, and SageMaker GT manifests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from annotation_pipelines.ingest import (
+    ColumnMapping,
+    UnreadableFileError,
+    ingest_bytes,
+    ingest_path,
+)
+from annotation_pipelines.schema import JUDGMENTS
+from tests.ingest.conftest import LABELS, NOW
+from tests.realdata import load_crowd
+
+NOW_DT = datetime.fromisoformat(NOW)
+HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
+GOOD = [
+    "t1,a1,pos,2026-05-01T10:00:00Z,1.5",
+    "t1,a2,neg,2026-05-01T11:00:00+02:00,2",
+    "t2,a1,neutral,2026-05-01 12:00:00.25+0000,",
+]
+BAD = {
+    "unknown_label": "t3,a1,sarcastic,2026-05-01T10:00:00Z,1",
+    "missing_annotator": "t3,,pos,2026-05-01T10:00:00Z,1",
+    "timestamp_without_timezone": "t3,a3,pos,2026-05-01T10:00:00,1",
+    "timestamp_in_future": "t3,a4,pos,2030-05-01T10:00:00Z,1",
+    "wrong_type": "t3,a5,pos,2026-05-01T10:00:00Z,fast",
+    "oversized_field": "t3," + "a" * 5000 + ",pos,2026-05-01T10:00:00Z,1",
+    "duplicate": "t1,a1,neg,2026-04-30T10:00:00Z,1",  # earlier than line 2: it loses
+}
+
+
+def ingest(data: bytes, fmt: str, name: str = "export", **options):
+    return ingest_bytes(
+        data, format=fmt, source_file=f"{name}.{fmt}", label_set=LABELS, now=NOW_DT, **options
+    )
+
+
+def test_csv_good_rows_load_and_every_bad_row_is_quarantined_on_its_line():
+    lines = GOOD + list(BAD.values())
+    result = ingest((HEADER + "\n".join(lines) + "\n").encode(), "csv")
+    assert result.judgments.height == 3
+    assert result.reasons == dict.fromkeys(sorted(BAD), 1)
+    assert result.duplicates == 1
+    for reason, line in BAD.items():
+        row = result.quarantine.filter(pl.col("reason") == reason)
+        assert row.get_column("source_line").item() == 2 + lines.index(line), reason
+    assert result.judgments.get_column("submitted_at").dt.hour().to_list() == [10, 9, 12]
+    assert result.judgments.get_column("duration_s").to_list() == [1.5, 2.0, None]
+    assert result.judgments.get_column("project").unique().to_list() == ["export"]
+    assert dict(result.judgments.schema) == JUDGMENTS
+
+
+def test_csv_latin1_row_is_quarantined_as_non_utf8():
+    data = (HEADER + GOOD[0] + "\n" + "t9,ren\u00e9,pos,2026-05-01T10:00:00Z,1\n").encode("latin-1")
+    result = ingest(data, "csv")
+    assert result.reasons == {"non_utf8": 1}
+    assert result.judgments.height == 1
+
+
+def test_tsv_and_declared_column_mapping():
+    data = "question\tworker\tanswer\twhen\n" + "q1\tw1\tpos\t2026-05-01T10:00:00Z\n"
+    mapping = ColumnMapping(
+        task_id="question", annotator_id="worker", label="answer", submitted_at="when"
+    )
+    result = ingest(data.encode(), "tsv", mapping=mapping, project="p")
+    assert result.judgments.select("task_id", "annotator_id", "label", "project").row(0) == (
+        "q1",
+        "w1",
+        "pos",
+        "p",
+    )
+
+
+def test_csv_missing_mapped_column_is_unreadable():
+    with pytest.raises(UnreadableFileError, match="missing column"):
+        ingest(b"task_id,label\nt1,pos\n", "csv")
+
+
+def test_parquet_typed_timestamps_naive_are_quarantined(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "task_id": ["t1", "t2"],
+            "annotator_id": ["a", "b"],
+            "label": ["pos", "neg"],
+            "submitted_at": [datetime(2026, 5, 1), datetime(2026, 5, 2)],
+            "duration_s": [1.0, 2.0],
+        }
+    )
+    aware = frame.with_columns(pl.col("submitted_at").dt.replace_time_zone("Europe/Paris"))
+    aware.write_parquet(tmp_path / "aware.parquet")
+    frame.write_parquet(tmp_path / "naive.parquet")
+    result = ingest_path(tmp_path, format="parquet", label_set=LABELS, now=NOW_DT)
+    assert result.rows_read == 4
+    assert result.reasons == {"timestamp_without_timezone": 2}
+    assert result.judgments.get_column("submitted_at").dt.hour().to_list() == [22, 22]
+
+
+def test_jsonl_malformed_wrong_type_and_truncated_lines():
+    lines = [
+        json.dumps(
+            {
+                "task_id": "t1",
+                "annotator_id": "a",
+                "label": "pos",
+                "submitted_at": "2026-05-01T10:00:00Z",
+            }
+        ),
+        '{"task_id": "t2", "annotator_id": ',
+        json.dumps(
+            {
+                "task_id": "t3",
+                "annotator_id": "a",
+                "label": ["pos"],
+                "submitted_at": "2026-05-01T10:00:00Z",
+            }
+        ),
+        "",
+        json.dumps(
+            {
+                "task_id": 4,
+                "annotator_id": 9,
+                "label": "neg",
+                "submitted_at": "2026-05-01T10:00:00Z",
+            }
+        ),
+        '{"task_id": "t5", "annotator_id": "a", "lab',
+    ]
+    result = ingest("\n".join(lines).encode(), "jsonl")
+    assert result.reasons == {"malformed_json": 1, "truncated_file": 1, "wrong_type": 1}
+    assert dict(result.quarantine.select("reason", "source_line").iter_rows()) == {
+        "malformed_json": 2,
+        "wrong_type": 3,
+        "truncated_file": 6,
+    }
+    assert result.judgments.get_column("task_id").to_list() == ["t1", "4"]
+
+
+def test_jsonl_with_nothing_readable_raises():
+    with pytest.raises(UnreadableFileError, match=r"export\.jsonl"):
+        ingest(b"not json\nstill not\n", "jsonl")
+
+
+def manifest_line(source: str, class_name: str, **metadata) -> str:
+    return json.dumps(
+        {
+            "source-ref": source,
+            "sentiment": LABELS.index(class_name) if class_name in LABELS else 9,
+            "sentiment-metadata": {
+                "class-name": class_name,
+                "confidence": 0.9,
+                "type": "groundtruth/text-classification",
+                "job-name": "labeling-job/sentiment",
+                "human-annotated": "yes",
+                "creation-date": "2026-05-01T22:18:13.527256",
+                **metadata,
+            },
+        }
+    )
+
+
+def test_sagemaker_manifest_consolidated_and_worker_responses():
+    answers = [
+        {
+            "workerId": "private.us-east-1.w1",
+            "answerContent": {"crowd-classifier": {"label": "pos"}},
+            "submissionTime": "2026-05-01T22:10:00.000Z",
+            "timeSpentInSeconds": 12.5,
+        },
+        {
+            "workerId": "private.us-east-1.w2",
+            "answerContent": {"crowd-classifier": {"label": "neg"}},
+            "submissionTime": "2026-05-01T22:11:00.000Z",
+            "timeSpentInSeconds": 8,
+        },
+        {
+            "answerContent": {"crowd-classifier": {"label": "neg"}},
+            "submissionTime": "2026-05-01T22:11:00Z",
+        },
+    ]
+    lines = [
+        manifest_line("s3://bucket/a.txt", "pos"),
+        manifest_line("s3://bucket/b.txt", "angry"),
+        manifest_line("s3://bucket/c.txt", "neg", **{"worker-responses": answers}),
+        '{"source-ref": "s3://bucket/d.txt", "sentiment": 0}',
+    ]
+    result = ingest("\n".join(lines).encode() + b"\n", "sagemaker-gt", name="output")
+    assert result.rows_read == 6
+    assert result.reasons == {"malformed_json": 1, "missing_annotator": 1, "unknown_label": 1}
+    judged = result.judgments.sort("judgment_id")
+    assert judged.select("task_id", "annotator_id", "label").rows() == [
+        ("s3://bucket/a.txt", "sagemaker:labeling-job/sentiment", "pos"),
+        ("s3://bucket/c.txt", "private.us-east-1.w1", "pos"),
+        ("s3://bucket/c.txt", "private.us-east-1.w2", "neg"),
+    ]
+    # Ground Truth's creation-date is UTC without an offset
+    assert judged.get_column("submitted_at").dt.hour().to_list() == [22, 22, 22]
+    assert judged.get_column("duration_s").to_list()[1:] == [12.5, 8.0]
+    assert result.tasks.height == 3
+
+
+def test_real_crowd_data_round_trips_through_csv(tmp_path):
+    judgments, _ = load_crowd("d_sentiment")
+    frame = judgments.with_columns(submitted_at=pl.lit("2026-05-01T00:00:00Z"))
+    frame.write_csv(tmp_path / "sentiment.csv")
+    result = ingest_path(tmp_path / "sentiment.csv", format="csv", now=NOW_DT)
+    expected_duplicates = frame.height - frame.unique(["task_id", "annotator_id"]).height
+    assert result.rows_read == frame.height
+    assert result.duplicates == expected_duplicates
+    assert result.judgments.height == frame.unique(["task_id", "annotator_id"]).height
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["t1", "t2", "", "t3"]),
+            st.sampled_from(["a1", "a2", ""]),
+            st.sampled_from([*LABELS, "other"]),
+            st.sampled_from(
+                [
+                    "2026-05-01T10:00:00Z",
+                    "2026-05-02T10:00:00Z",
+                    "2026-05-01T10:00:00",
+                    "bad",
+                    "2099-01-01T00:00:00Z",
+                ]
+            ),
+        ),
+        max_size=30,
+    )
+)
+def test_reconciliation_holds_and_no_key_survives_twice(rows):
+    data = HEADER + "".join(f"{t},{a},{lab},{ts},1\n" for t, a, lab, ts in rows)
+    if not rows:
+        return
+    result = ingest(data.encode(), "csv")
+    assert result.rows_read == len(rows) == result.rows_loaded + result.rows_quarantined
+    assert result.judgments.select("task_id", "annotator_id").is_duplicated().sum() == 0
+    assert set(result.judgments.get_column("label")) <= set(LABELS)

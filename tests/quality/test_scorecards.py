@@ -1,0 +1,146 @@
+"""Annotator scorecards: exact toy figures, Wilson intervals, spammer score, flags and trend."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from statsmodels.stats.proportion import proportion_confint
+
+from annotation_pipelines import schema
+from annotation_pipelines.quality import annotator_scorecards, spammer_scores
+from tests.agreement.conftest import TOY_TRUTH
+from tests.quality.conftest import DAY, majority
+
+NO_GOLD = pl.DataFrame(schema={"task_id": pl.String, "project": pl.String, "label": pl.String})
+
+
+def test_toy_consensus_agreement_matches_reference(toy_day):
+    cards = annotator_scorecards(toy_day, majority(toy_day), NO_GOLD)
+    shares = dict(cards.select("annotator_id", "consensus_agreement").rows())
+    assert shares == pytest.approx({"w1": 0.6, "w2": 0.8, "w3": 1.0, "w4": 0.4, "w5": 0.8})
+    overall = (cards["consensus_agreement"] * cards["n_judgments"]).sum() / cards[
+        "n_judgments"
+    ].sum()
+    assert overall == pytest.approx(17 / 24)
+    schema.conform(cards, schema.ANNOTATOR_SCORECARDS, name="annotator_scorecards")
+    assert cards["gold_accuracy"].null_count() == cards.height
+    assert (cards["n_gold"] == 0).all()
+
+
+def test_gold_accuracy_and_wilson_interval_match_statsmodels(toy_day):
+    gold = pl.DataFrame(
+        {"task_id": list(TOY_TRUTH), "project": "toy", "label": list(TOY_TRUTH.values())}
+    )
+    cards = annotator_scorecards(toy_day, majority(toy_day), gold, confidence=0.9)
+    for row in cards.iter_rows(named=True):
+        answers = toy_day.filter(pl.col("annotator_id") == row["annotator_id"])
+        correct = sum(
+            TOY_TRUTH[t] == label for t, label in answers.select("task_id", "label").rows()
+        )
+        assert row["n_gold"] == answers.height
+        assert row["gold_accuracy"] == pytest.approx(correct / answers.height)
+        low, high = proportion_confint(correct, answers.height, alpha=0.1, method="wilson")
+        assert row["gold_accuracy_low"] == pytest.approx(low, abs=1e-12)
+        assert row["gold_accuracy_high"] == pytest.approx(high, abs=1e-12)
+
+
+def _answers(annotator: str, pairs: list[tuple[str, str]]) -> list[tuple]:
+    return [(f"t{i}", "p", annotator, label, DAY) for i, (_, label) in enumerate(pairs)]
+
+
+def crowd_with_profiles(n_tasks: int = 60, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    generator = np.random.default_rng(seed)
+    truth = generator.choice(["a", "b", "c"], n_tasks)
+    rows = []
+    for i, label in enumerate(truth):
+        for annotator in ("good1", "good2", "good3"):
+            rows.append((f"t{i}", "p", annotator, str(label), DAY, 20.0))
+        rows.append((f"t{i}", "p", "constant", "a", DAY, 1.0))
+        rows.append((f"t{i}", "p", "random", str(generator.choice(["a", "b", "c"])), DAY, 15.0))
+    judgments = pl.DataFrame(
+        rows,
+        schema=["task_id", "project", "annotator_id", "label", "day", "duration_s"],
+        orient="row",
+    )
+    gold = pl.DataFrame(
+        {"task_id": [f"t{i}" for i in range(0, n_tasks, 3)], "project": "p", "label": truth[::3]}
+    )
+    return judgments, gold
+
+
+def test_spammer_score_separates_profiles():
+    judgments, _ = crowd_with_profiles()
+    scores = dict(
+        spammer_scores(judgments, majority(judgments))
+        .select("annotator_id", "spammer_score")
+        .rows()
+    )
+    assert scores["good1"] == pytest.approx(0.0, abs=1e-12)
+    assert scores["constant"] == pytest.approx(1.0, abs=1e-12)
+    assert scores["random"] > 0.8
+
+
+def test_flags_name_every_reason_and_respect_thresholds():
+    judgments, gold = crowd_with_profiles()
+    skill = pl.DataFrame({"annotator_id": ["good1", "random"], "skill": [0.9, 0.3]})
+    cards = annotator_scorecards(
+        judgments, majority(judgments), gold, skill=skill, min_median_duration_s=5.0
+    )
+    by_annotator = {row["annotator_id"]: row for row in cards.iter_rows(named=True)}
+    assert not by_annotator["good1"]["flagged"] and by_annotator["good1"]["flag_reason"] is None
+    assert by_annotator["good1"]["skill"] == 0.9 and by_annotator["good2"]["skill"] is None
+    assert by_annotator["good1"]["median_duration_s"] == 20.0
+    constant = by_annotator["constant"]
+    assert constant["flagged"]
+    for fragment in ("gold accuracy", "spammer score", "consensus agreement", "median 1.0 s"):
+        assert fragment in constant["flag_reason"], constant["flag_reason"]
+    assert by_annotator["random"]["flagged"]
+    lenient = annotator_scorecards(
+        judgments,
+        majority(judgments),
+        gold,
+        min_gold_accuracy=0.0,
+        min_consensus_agreement=0.0,
+        max_spammer_score=1.0,
+    )
+    assert not lenient["flagged"].any()
+
+
+def test_trend_against_own_history():
+    judgments, gold = crowd_with_profiles()
+    aggregated = majority(judgments)
+    today = annotator_scorecards(judgments, aggregated, gold)
+    history = pl.concat(
+        [
+            today.with_columns(
+                pl.lit(DAY - dt.timedelta(days=offset)).alias("day"),
+                pl.lit(1.0).alias("consensus_agreement"),
+            )
+            for offset in (1, 2, 40)  # day 40 is outside the 28-day window
+        ]
+    )
+    cards = annotator_scorecards(judgments, aggregated, gold, history=history)
+    row = cards.filter(pl.col("annotator_id") == "random").row(0, named=True)
+    assert row["history_days"] == 2
+    assert row["history_consensus_agreement"] == pytest.approx(1.0)
+    assert row["consensus_agreement_change"] == pytest.approx(row["consensus_agreement"] - 1.0)
+    assert "fell" in row["flag_reason"]
+    good = cards.filter(pl.col("annotator_id") == "good1").row(0, named=True)
+    assert good["consensus_agreement_change"] == pytest.approx(0.0) and not good["flagged"]
+
+
+def test_days_come_from_submitted_at_in_utc():
+    judgments, gold = crowd_with_profiles(n_tasks=6)
+    stamped = judgments.drop("day").with_columns(
+        pl.lit(dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC))
+        .cast(pl.Datetime("us", "UTC"))
+        .dt.convert_time_zone("Asia/Tokyo")
+        .alias("submitted_at")
+    )
+    cards = annotator_scorecards(stamped, majority(judgments), gold)
+    assert cards["day"].unique().to_list() == [DAY]
+    with pytest.raises(ValueError, match="'day' or a 'submitted_at'"):
+        annotator_scorecards(judgments.drop("day"), majority(judgments), gold)

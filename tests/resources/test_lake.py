@@ -1,0 +1,33 @@
+import os
+
+import polars as pl
+import pytest
+
+from annotation_pipelines.storage import atomic_write_bytes
+from resources.lake import LocalLake, partition_key
+
+
+def test_write_read_days(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path))
+    for day in ("2026-11-01", "2026-11-02"):
+        lake.write_table("judgments", pl.DataFrame({"day": [day]}), day=day)
+    lake.write_table("forecast", pl.DataFrame({"x": [1]}))
+    assert lake.days("judgments") == ["2026-11-01", "2026-11-02"]
+    both = lake.read_days("judgments", ["2026-11-01", "2026-11-02", "2026-11-03"])
+    assert both["day"].to_list() == ["2026-11-01", "2026-11-02"]
+    assert lake.read_table("forecast")["x"].to_list() == [1]
+    assert (tmp_path / partition_key("judgments", "2026-11-01")).is_file()
+
+
+def test_a_crashed_write_leaves_the_previous_version(tmp_path, monkeypatch):
+    target = tmp_path / "table" / "data.parquet"
+    atomic_write_bytes(b"old", target)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(b"new", target)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["data.parquet"]

@@ -1,0 +1,117 @@
+from datetime import date
+
+import polars as pl
+import pytest
+
+from annotation_pipelines import schema
+from annotation_pipelines.synthetic import (
+    DEFAULT_PROJECTS,
+    generate_compute_usage,
+    generate_workload,
+)
+
+START = date(2026, 11, 9)  # a Monday
+
+
+def _read(root, table):
+    return pl.read_parquet(root / table / "**" / "*.parquet")
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workload")
+    summary = generate_workload(root, judgments=60_000, start=START, days=7, seed=3)
+    return root, summary
+
+
+def test_tables_have_canonical_schema(workload):
+    root, summary = workload
+    assert dict(_read(root, "judgments").schema) == schema.JUDGMENTS
+    assert dict(_read(root, "tasks").schema) == schema.RAW_TASKS
+    assert dict(_read(root, "gold_labels").schema) == schema.GOLD_LABELS
+    assert summary.judgments == _read(root, "judgments").height
+    assert 55_000 < summary.judgments < 65_000
+
+
+def test_same_seed_same_bytes(tmp_path):
+    first = generate_workload(tmp_path / "a", judgments=5_000, start=START, days=2, seed=11)
+    second = generate_workload(tmp_path / "b", judgments=5_000, start=START, days=2, seed=11)
+    other = generate_workload(tmp_path / "c", judgments=5_000, start=START, days=2, seed=12)
+    a, b, c = (_read(s.out_dir, "judgments") for s in (first, second, other))
+    assert a.equals(b)
+    assert not a.equals(c)
+
+
+def test_chunking_does_not_change_the_number_of_rows_or_truth_mix(tmp_path):
+    big = generate_workload(tmp_path / "a", judgments=20_000, start=START, days=1, seed=5)
+    small = generate_workload(
+        tmp_path / "b", judgments=20_000, start=START, days=1, seed=5, chunk_judgments=1_000
+    )
+    assert big.tasks == small.tasks
+    files = list((small.out_dir / "judgments").rglob("*.parquet"))
+    assert len(files) > 10
+
+
+def test_majority_vote_recovers_the_expected_accuracy_band(workload):
+    root, _ = workload
+    judgments = _read(root, "judgments")
+    truth = _read(root, "truth")
+    votes = judgments.group_by("task_id", "label").len()
+    majority = votes.sort(["task_id", "len", "label"], descending=[False, True, False]).unique(
+        "task_id", keep="first"
+    )
+    joined = truth.join(majority, on="task_id", suffix="_vote")
+    per_project = joined.group_by("project").agg((pl.col("label") == pl.col("label_vote")).mean())
+    accuracy = dict(per_project.iter_rows())
+    # Annotators are 55-99% accurate with 8% spammers and one adversary: majority vote should be
+    # clearly better than a single annotator and clearly short of perfect.
+    for project, value in accuracy.items():
+        assert 0.78 < value < 0.97, (project, value)
+
+
+def test_population_matches_the_design(workload):
+    root, _ = workload
+    annotators = pl.read_parquet(root / "annotators.parquet")
+    kinds = annotators.group_by("project", "kind").len()
+    for spec in DEFAULT_PROJECTS:
+        mine = dict(kinds.filter(pl.col("project") == spec.name).select("kind", "len").iter_rows())
+        assert mine["adversarial"] == 1
+        assert mine.get("uniform_spammer", 0) + mine.get("constant_spammer", 0) >= 1
+    tasks = _read(root, "tasks")
+    gold_share = tasks["is_gold"].mean()
+    assert 0.03 < gold_share < 0.07
+    # Imbalance: toxicity's rare class stays rare.
+    truth = _read(root, "truth").filter(pl.col("project") == "toxicity")
+    assert truth["label"].value_counts().filter(pl.col("label") == "toxic")["count"][0] < 0.2 * (
+        truth.height
+    )
+
+
+def test_weekly_rhythm_weekends_are_quieter(workload):
+    root, _ = workload
+    judgments = _read(root, "judgments")
+    per_day = judgments.group_by(pl.col("submitted_at").dt.weekday().alias("weekday")).len()
+    counts = dict(per_day.iter_rows())
+    assert counts[6] < 0.6 * counts[2] and counts[7] < 0.6 * counts[2]
+
+
+def test_durations_positive_and_spammers_fast(workload):
+    root, _ = workload
+    judgments = _read(root, "judgments")
+    annotators = pl.read_parquet(root / "annotators.parquet")
+    assert judgments["duration_s"].min() > 0
+    pace = (
+        judgments.join(annotators, on=["annotator_id", "project"])
+        .group_by("kind")
+        .agg(pl.col("duration_s").median())
+    )
+    medians = dict(pace.iter_rows())
+    assert medians["uniform_spammer"] < medians["reliable"] / 3
+
+
+def test_compute_usage_has_queueing_and_canonical_schema():
+    usage = generate_compute_usage(end=date(2026, 11, 20), days=14, seed=1)
+    assert dict(usage.schema) == schema.COMPUTE_USAGE
+    assert (usage["running"] <= usage["total"]).all()
+    assert usage["pending"].sum() > 0
+    assert usage["series_id"].n_unique() == 4
