@@ -42,9 +42,16 @@ def weighted_vote(
     """(posteriors, decided, ties) of a vote where judgment i counts `weights[i]`."""
     k = encoded.n_classes
     scores = np.bincount(
-        encoded.tasks * k + encoded.labels, weights=weights, minlength=encoded.n_tasks * k
+        encoded.answer_cells(), weights=weights, minlength=encoded.n_tasks * k
     ).reshape(encoded.n_tasks, k)
-    decided, ties = decide(scores, preference)
+    if weights is None:
+        # Integer counts: argmax already returns the first (lowest-code, i.e. first-sorting)
+        # class among the tied ones, which is the tie rule; no tolerance is needed.
+        decided = np.argmax(scores, axis=1)
+        best = np.take_along_axis(scores, decided[:, None], axis=1)
+        ties = np.count_nonzero(scores == best, axis=1) > 1
+    else:
+        decided, ties = decide(scores, preference)
     totals = scores.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         posteriors = np.where(totals > 0, scores / np.where(totals > 0, totals, 1.0), 1.0 / k)
@@ -64,7 +71,11 @@ def distinct_answers(encoded: Encoded) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """(annotators, tasks, labels) with repeated identical answers to one task kept once."""
     k = encoded.n_classes
     key = (encoded.annotators * encoded.n_tasks + encoded.tasks) * k + encoded.labels
-    unique = sorted_unique(key)
+    ordered = np.sort(key)
+    if not np.any(ordered[1:] == ordered[:-1]):
+        # The usual case: no repeated answer, so the judgments themselves are distinct.
+        return encoded.annotators, encoded.tasks, encoded.labels
+    unique = sorted_unique(ordered)
     return unique // (k * encoded.n_tasks), (unique // k) % encoded.n_tasks, unique % k
 
 
@@ -79,11 +90,7 @@ def agreement_with(
     a double submission does not inflate a skill.
     """
     annotators, tasks, labels = distinct if distinct is not None else distinct_answers(encoded)
-    correct = np.bincount(
-        annotators,
-        weights=(labels == decided[tasks]).astype(np.float64),
-        minlength=encoded.n_annotators,
-    )
+    correct = np.bincount(annotators[labels == decided[tasks]], minlength=encoded.n_annotators)
     total = np.bincount(annotators, minlength=encoded.n_annotators)
     return correct / np.maximum(total, 1)
 
