@@ -157,9 +157,7 @@ def fit_dawid_skene(
     for _ in range(max_iter):
         iterations += 1
         log_prior = np.log(np.maximum(prior, EPSILON))
-        posteriors = normalise_log(
-            task_log_likelihoods(matrix, log_errors, log_prior)
-        )
+        posteriors = normalise_log(task_log_likelihoods(matrix, log_errors, log_prior))
         clamp_gold(posteriors, gold_codes)
         prior = column_mean(posteriors)
         counts = expected_counts(matrix, posteriors)
