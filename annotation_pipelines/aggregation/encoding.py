@@ -8,6 +8,7 @@ not depend on row order except that text task ids are numbered by first appearan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -55,6 +56,11 @@ class Encoded:
         return flat.reshape(self.n_tasks, k).astype(np.float64)
 
     def votes_per_task(self) -> np.ndarray:
+        """Judgments per task (computed once; callers must not modify it)."""
+        return self._votes_per_task
+
+    @cached_property
+    def _votes_per_task(self) -> np.ndarray:
         return np.bincount(self.tasks, minlength=self.n_tasks)
 
     def judgments_per_annotator(self) -> np.ndarray:
@@ -138,6 +144,7 @@ def encode_column(values: pl.Series, *, sort: bool) -> tuple[np.ndarray, pl.Seri
         dense = _integer_codes(values)
         if dense is not None:
             return dense
+        sort = True  # integers sort cheaply, and ascending ids are the documented order
     hashes = values.hash(seed=0).to_numpy()
     codes, first_rows = _hash_groups(values, hashes)
     check = values.hash(seed=0x5EED).to_numpy()
@@ -172,13 +179,15 @@ def _hash_groups(values: pl.Series, hashes: np.ndarray) -> tuple[np.ndarray, np.
     """(code per row, first row of each code), codes in order of first appearance."""
     n = hashes.shape[0]
     starts = np.empty(n, dtype=bool)
-    starts[0] = True
-    np.not_equal(hashes[1:], hashes[:-1], out=starts[1:])
-    run_heads = np.flatnonzero(starts)
-    if run_heads.shape[0] <= _RUN_SHARE * n:
-        head_hashes = np.sort(hashes[run_heads])
-        if not np.any(head_hashes[1:] == head_hashes[:-1]):
-            return np.cumsum(starts, dtype=np.int64) - 1, run_heads
+    sample = hashes[: min(n, 4096)]
+    if np.count_nonzero(sample[1:] != sample[:-1]) < _RUN_SHARE * sample.shape[0]:
+        starts[0] = True
+        np.not_equal(hashes[1:], hashes[:-1], out=starts[1:])
+        run_heads = np.flatnonzero(starts)
+        if run_heads.shape[0] <= _RUN_SHARE * n:
+            head_hashes = np.sort(hashes[run_heads])
+            if not np.any(head_hashes[1:] == head_hashes[:-1]):
+                return np.cumsum(starts, dtype=np.int64) - 1, run_heads
     first_rows = pl.Series(hashes).arg_unique().to_numpy().astype(np.int64)
     distinct = hashes[first_rows]
     if distinct.shape[0] <= _SMALL_VOCABULARY:
