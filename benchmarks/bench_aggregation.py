@@ -91,6 +91,14 @@ def generate(
 
 
 def peak_rss_mib() -> float:
+    """This process's peak RSS. Linux keeps ru_maxrss across execve, so a child spawned by a
+    parent holding the data would report the parent's peak; VmHWM belongs to the new image."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -38,7 +38,10 @@ def clamp_gold(posteriors: np.ndarray, gold_codes: np.ndarray | None) -> np.ndar
 
 def vote_shares(encoded: Encoded) -> np.ndarray:
     votes = encoded.votes()
-    return votes / votes.sum(axis=1, keepdims=True)
+    totals = row_sum(votes)
+    # A task without votes (possible in a subset fitted by `auto`) starts uniform.
+    votes[totals == 0] = 1.0
+    return votes / np.where(totals == 0, votes.shape[1], totals)[:, None]
 
 
 def answer_matrix(encoded: Encoded) -> sparse.csr_array:
