@@ -126,6 +126,7 @@ _RUN_SHARE = 0.5
 # Up to this many distinct values, codes come from a perfect hash of the distinct hashes (a
 # table that fits in cache); above it, from one sort of the hashes.
 _SMALL_VOCABULARY = 2048
+_PREFIX = 4096
 _INTEGER_DTYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
 
 
@@ -146,7 +147,7 @@ def encode_column(values: pl.Series, *, sort: bool) -> tuple[np.ndarray, pl.Seri
             return dense
         sort = True  # integers sort cheaply, and ascending ids are the documented order
     hashes = values.hash(seed=0).to_numpy()
-    codes, first_rows = _hash_groups(values, hashes)
+    codes, first_rows = _hash_groups(values, hashes, by_appearance=not sort)
     check = values.hash(seed=0x5EED).to_numpy()
     if not np.array_equal(check, check[first_rows][codes]):
         vocabulary = values.unique().sort()
@@ -175,8 +176,11 @@ def _integer_codes(values: pl.Series) -> tuple[np.ndarray, pl.Series] | None:
     return rank[offsets], vocabulary
 
 
-def _hash_groups(values: pl.Series, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(code per row, first row of each code), codes in order of first appearance."""
+def _hash_groups(
+    values: pl.Series, hashes: np.ndarray, *, by_appearance: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, first row of each code); codes in order of first appearance when
+    `by_appearance` (otherwise in an arbitrary order the caller will replace)."""
     n = hashes.shape[0]
     starts = np.empty(n, dtype=bool)
     sample = hashes[: min(n, 4096)]
@@ -188,14 +192,9 @@ def _hash_groups(values: pl.Series, hashes: np.ndarray) -> tuple[np.ndarray, np.
             head_hashes = np.sort(hashes[run_heads])
             if not np.any(head_hashes[1:] == head_hashes[:-1]):
                 return np.cumsum(starts, dtype=np.int64) - 1, run_heads
-    first_rows = pl.Series(hashes).arg_unique().to_numpy().astype(np.int64)
-    distinct = hashes[first_rows]
-    if distinct.shape[0] <= _SMALL_VOCABULARY:
-        table, shift, mask = _perfect_hash(distinct)
-        if table is not None:
-            codes = table[((hashes >> shift) & mask).astype(np.intp)]
-            if np.array_equal(distinct[codes], hashes):
-                return codes.astype(np.int64), first_rows
+    small = _small_vocabulary_groups(hashes, by_appearance=by_appearance)
+    if small is not None:
+        return small
     order = np.argsort(hashes)
     ordered = hashes[order]
     starts[0] = True
@@ -211,7 +210,48 @@ def _hash_groups(values: pl.Series, hashes: np.ndarray) -> tuple[np.ndarray, np.
     return codes, group_first[by_appearance]
 
 
-def _perfect_hash(distinct: np.ndarray) -> tuple[np.ndarray | None, np.uint64, np.uint64]:
+def _small_vocabulary_groups(
+    hashes: np.ndarray, *, by_appearance: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes through a perfect hash table of the distinct hashes, or None for a large vocabulary.
+
+    The distinct hashes are gathered from a prefix of the rows and completed from the rows the
+    table does not recognise, so no pass over all rows is spent on finding them; `first` holds
+    each distinct hash's first row (a value unseen in the prefix is first seen at its first
+    unrecognised row).
+    """
+    distinct, first = np.unique(hashes[:_PREFIX], return_index=True)
+    for _ in range(3):
+        if distinct.shape[0] > _SMALL_VOCABULARY:
+            return None
+        found = _perfect_hash(distinct)
+        if found is None:
+            return None
+        table, shift, mask = found
+        codes = table[_slots(hashes, shift, mask)]
+        unrecognised = np.flatnonzero(distinct[codes] != hashes)
+        if unrecognised.shape[0] == 0:
+            codes = codes.astype(np.int64)
+            if not by_appearance:
+                return codes, first
+            appearance = np.argsort(first)
+            rank = np.empty(appearance.shape[0], dtype=np.int64)
+            rank[appearance] = np.arange(appearance.shape[0])
+            return rank[codes], first[appearance]
+        new, index = np.unique(hashes[unrecognised], return_index=True)
+        distinct = np.concatenate([distinct, new])
+        first = np.concatenate([first, unrecognised[index]])
+        order = np.argsort(distinct)
+        distinct, first = distinct[order], first[order]
+    return None
+
+
+def _slots(hashes: np.ndarray, shift: int, mask: int) -> np.ndarray:
+    window = hashes if shift == 0 else hashes >> np.uint64(shift)
+    return window.view(np.int64) & mask
+
+
+def _perfect_hash(distinct: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     """A slot table indexed by some bits of the hash in which no two distinct hashes meet.
 
     With n keys in n² slots a random bit window is collision-free with probability ~0.6, so
@@ -219,14 +259,14 @@ def _perfect_hash(distinct: np.ndarray) -> tuple[np.ndarray | None, np.uint64, n
     """
     n = distinct.shape[0]
     size = 1 << max(4, int(n * n).bit_length())
-    mask = np.uint64(size - 1)
+    mask = size - 1
     for shift in range(0, 64 - size.bit_length() + 1, 3):
-        slots = ((distinct >> np.uint64(shift)) & mask).astype(np.intp)
-        table = np.zeros(size, dtype=np.int32)
-        table[slots] = np.arange(n, dtype=np.int32)
+        slots = _slots(distinct, shift, mask)
         if np.unique(slots).shape[0] == n:
-            return table, np.uint64(shift), mask
-    return None, np.uint64(0), mask
+            table = np.zeros(size, dtype=np.int32)
+            table[slots] = np.arange(n, dtype=np.int32)
+            return table, shift, mask
+    return None
 
 
 def _codes(values: pl.Series, vocabulary: pl.Series) -> np.ndarray:
