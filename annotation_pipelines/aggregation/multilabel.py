@@ -83,6 +83,19 @@ def aggregate_multilabel(
         fitted = run_kernel(encoded, chosen, max_iter=max_iter, tol=tol)
         probabilities[:, code] = fitted.posteriors[:, 1]
     names = [str(value) for value in classes.to_list()]
+    n_votes = pl.Series(np.bincount(tasks, minlength=task_values.len()), dtype=pl.UInt32)
+    if not names:
+        # Nobody chose any class: every task's set is empty and there is nothing to score.
+        return pl.DataFrame(
+            {
+                "task_id": task_values,
+                "labels": pl.Series(
+                    [[] for _ in range(task_values.len())], dtype=pl.List(pl.String)
+                ),
+                "n_votes": n_votes,
+                "probability": pl.Series([None] * task_values.len(), dtype=pl.Struct([])),
+            }
+        )
     chosen_mask = probabilities >= threshold
     label_sets = pl.Series(
         "labels",
@@ -100,7 +113,7 @@ def aggregate_multilabel(
         {
             "task_id": task_values,
             "labels": label_sets,
-            "n_votes": pl.Series(np.bincount(tasks, minlength=task_values.len()), dtype=pl.UInt32),
+            "n_votes": n_votes,
         }
     ).with_columns(probability)
 

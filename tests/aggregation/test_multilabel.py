@@ -61,3 +61,10 @@ def test_each_class_equals_the_binary_fit(method: str) -> None:
 def test_unknown_method() -> None:
     with pytest.raises(ValueError, match="unknown method"):
         aggregate_multilabel(_frame(), "nope")
+
+
+def test_no_class_chosen_anywhere() -> None:
+    frame = pl.DataFrame({"task_id": ["a", "a"], "annotator_id": ["x", "y"], "label": ["", " "]})
+    result = aggregate_multilabel(frame, "dawid_skene")
+    assert result["labels"].to_list() == [[]]
+    assert result["n_votes"].to_list() == [2]
