@@ -13,6 +13,9 @@ from annotation_pipelines.aggregation.api import (
     aggregate,
     fit,
 )
+from annotation_pipelines.aggregation.multilabel import aggregate_multilabel
+from annotation_pipelines.aggregation.numeric import aggregate_numeric
+from annotation_pipelines.aggregation.pairwise import bradley_terry
 from annotation_pipelines.aggregation.result import AggregationResult
 
 __all__ = [
@@ -21,5 +24,8 @@ __all__ = [
     "METHODS",
     "AggregationResult",
     "aggregate",
+    "aggregate_multilabel",
+    "aggregate_numeric",
+    "bradley_terry",
     "fit",
 ]

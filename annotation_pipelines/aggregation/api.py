@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 import polars as pl
@@ -114,7 +115,7 @@ def run_kernel(
     return kernels[method]()
 
 
-def _module(name: str):
+def _module(name: str) -> ModuleType:
     import importlib
 
     return importlib.import_module(f"annotation_pipelines.aggregation.{name}")

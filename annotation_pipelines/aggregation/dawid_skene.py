@@ -12,13 +12,14 @@ the 1e-10 floor on probabilities, the evidence lower bound used as the stopping 
 and iteration counts match it. With gold labels, gold tasks' posteriors are clamped to their
 known class at initialisation and after every E-step, which anchors the confusion matrices.
 
-The kernel never builds a tasks × annotators matrix: every sum over judgments is one
-`np.bincount` per class over flat code arrays.
+The kernel never builds a dense tasks × annotators matrix: every sum over judgments is a
+product with one sparse tasks × (annotator, answer) count matrix built once per fit.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 
 from annotation_pipelines.aggregation.encoding import Encoded
 from annotation_pipelines.aggregation.result import Fitted
@@ -37,40 +38,69 @@ def clamp_gold(posteriors: np.ndarray, gold_codes: np.ndarray | None) -> np.ndar
 
 def vote_shares(encoded: Encoded) -> np.ndarray:
     votes = encoded.votes()
-    return votes / votes.sum(axis=1, keepdims=True)
+    totals = row_sum(votes)
+    # A task without votes (possible in a subset fitted by `auto`) starts uniform.
+    votes[totals == 0] = 1.0
+    return votes / np.where(totals == 0, votes.shape[1], totals)[:, None]
 
 
-def expected_counts(
-    encoded: Encoded, posteriors: np.ndarray, answer_index: np.ndarray
-) -> np.ndarray:
-    """counts[w * K + answer, truth] = Σ over w's answers of P(task's truth = truth)."""
+def answer_matrix(encoded: Encoded) -> sparse.csr_array:
+    """Sparse (n_tasks × n_annotators·K) count of judgments per task and (annotator, answer).
+
+    Both EM steps are products with this matrix and a K-column dense one, which SciPy runs
+    as one pass over the judgments (instead of K `bincount` passes with K gathered weights):
+    E-step `M @ log_errors` sums each task's log-likelihoods; M-step `Mᵀ @ posteriors` sums
+    the posteriors of the tasks each (annotator, answer) was given to. `Mᵀ` is a CSC view,
+    whose product walks tasks in order, reading the large posterior array sequentially and
+    scattering into the small count table, which stays in cache.
+    """
     k = encoded.n_classes
-    size = encoded.n_annotators * k
-    counts = np.empty((size, k))
-    for truth in range(k):
-        counts[:, truth] = np.bincount(
-            answer_index, weights=posteriors[encoded.tasks, truth], minlength=size
-        )
-    return counts
+    index_type = np.int32 if max(encoded.n_judgments, encoded.n_tasks) < 2**31 - 1 else np.int64
+    rows = encoded.tasks.astype(index_type)
+    columns = (encoded.annotators * k + encoded.labels).astype(index_type)
+    return sparse.csr_array(
+        (np.ones(encoded.n_judgments), (rows, columns)),
+        shape=(encoded.n_tasks, encoded.n_annotators * k),
+    )
+
+
+def expected_counts(matrix: sparse.csr_array, posteriors: np.ndarray) -> np.ndarray:
+    """counts[w * K + answer, truth] = Σ over w's answers of P(task's truth = truth)."""
+    return np.asarray(matrix.T @ posteriors)
 
 
 def task_log_likelihoods(
-    encoded: Encoded, log_errors: np.ndarray, answer_index: np.ndarray, log_prior: np.ndarray
+    matrix: sparse.csr_array, log_errors: np.ndarray, log_prior: np.ndarray
 ) -> np.ndarray:
     """log p(z = c) + Σ log e_w[answer, c] per task, shape (n_tasks, K)."""
-    k = encoded.n_classes
-    scores = np.empty((encoded.n_tasks, k))
-    for truth in range(k):
-        scores[:, truth] = np.bincount(
-            encoded.tasks, weights=log_errors[answer_index, truth], minlength=encoded.n_tasks
-        )
-    return scores + log_prior[None, :]
+    scores = np.asarray(matrix @ log_errors)
+    scores += log_prior[None, :]
+    return scores
+
+
+def row_max(values: np.ndarray) -> np.ndarray:
+    """`values.max(axis=1)`; column by column, which is several times faster for narrow rows."""
+    if values.shape[1] > 16:
+        return values.max(axis=1)
+    result = values[:, 0].copy()
+    for column in range(1, values.shape[1]):
+        np.maximum(result, values[:, column], out=result)
+    return result
+
+
+def row_sum(values: np.ndarray) -> np.ndarray:
+    """`values.sum(axis=1)` as a matrix–vector product (NumPy's narrow-row reduce is slow)."""
+    return values @ np.ones(values.shape[1], dtype=values.dtype)
+
+
+def column_mean(values: np.ndarray) -> np.ndarray:
+    return np.ones(values.shape[0], dtype=values.dtype) @ values / max(values.shape[0], 1)
 
 
 def normalise_log(scores: np.ndarray) -> np.ndarray:
-    scores = scores - scores.max(axis=1, keepdims=True)
+    scores = scores - row_max(scores)[:, None]
     np.exp(scores, out=scores)
-    scores /= scores.sum(axis=1, keepdims=True)
+    scores /= row_sum(scores)[:, None]
     return scores
 
 
@@ -87,21 +117,21 @@ def evidence_lower_bound(
     `counts` are the M-step's expected counts, so the answer term needs no pass over the
     judgments: Σ_j Σ_c q_jc log e[w_j, y_j, c] = Σ_{w,y,c} counts · log e.
     """
-    observed = counts.sum(axis=1) > 0
+    observed = row_sum(counts) > 0
     joint = float(np.sum(counts[observed] * log_errors[observed]))
-    joint += float(np.sum(votes_per_task[:, None] * posteriors * log_prior[None, :]))
-    clipped = np.maximum(posteriors, EPSILON)
-    entropy = -float(np.sum(clipped * np.log(clipped)))
+    joint += float((votes_per_task @ posteriors) @ log_prior)
+    clipped = np.maximum(posteriors, EPSILON).reshape(-1)
+    entropy = -float(clipped @ np.log(clipped))
     return joint + entropy
 
 
 def _confusion_from_counts(encoded: Encoded, counts: np.ndarray) -> np.ndarray:
-    k = encoded.n_classes
-    # Only (annotator, answer) pairs that occur get the floor, as in crowd-kit, where the
-    # error table has rows only for answers an annotator gave.
-    observed = counts.sum(axis=1) > 0
-    errors = np.where(observed[:, None], np.maximum(counts, EPSILON), 0.0)
-    errors = errors.reshape(encoded.n_annotators, k, k)
+    # Every (answer, truth) cell gets the 1e-10 floor, including answers an annotator never
+    # gave. crowd-kit floors only the answers given; the two agree to ~1e-10 wherever a truth
+    # column has mass, but where it has none (an annotator never saw that class) crowd-kit
+    # makes the annotator say their one answer with probability 1 under every truth, which
+    # lets the prior outvote a unanimous task. Flooring all cells gives that column 1/K.
+    errors = np.maximum(counts, EPSILON).reshape(encoded.n_annotators, encoded.n_classes, -1)
     errors /= errors.sum(axis=1, keepdims=True)
     return errors
 
@@ -115,12 +145,12 @@ def fit_dawid_skene(
     initial_posteriors: np.ndarray | None = None,
 ) -> Fitted:
     k = encoded.n_classes
-    answer_index = encoded.annotators * k + encoded.labels
+    matrix = answer_matrix(encoded)
     votes_per_task = encoded.votes_per_task().astype(np.float64)
     posteriors = vote_shares(encoded) if initial_posteriors is None else initial_posteriors.copy()
     clamp_gold(posteriors, gold_codes)
-    prior = posteriors.mean(axis=0)
-    counts = expected_counts(encoded, posteriors, answer_index)
+    prior = column_mean(posteriors)
+    counts = expected_counts(matrix, posteriors)
     errors = _confusion_from_counts(encoded, counts)
     with np.errstate(divide="ignore"):
         log_errors = np.log(errors.reshape(-1, k))
@@ -130,12 +160,10 @@ def fit_dawid_skene(
     for _ in range(max_iter):
         iterations += 1
         log_prior = np.log(np.maximum(prior, EPSILON))
-        posteriors = normalise_log(
-            task_log_likelihoods(encoded, log_errors, answer_index, log_prior)
-        )
+        posteriors = normalise_log(task_log_likelihoods(matrix, log_errors, log_prior))
         clamp_gold(posteriors, gold_codes)
-        prior = posteriors.mean(axis=0)
-        counts = expected_counts(encoded, posteriors, answer_index)
+        prior = column_mean(posteriors)
+        counts = expected_counts(matrix, posteriors)
         errors = _confusion_from_counts(encoded, counts)
         with np.errstate(divide="ignore"):
             log_errors = np.log(errors.reshape(-1, k))

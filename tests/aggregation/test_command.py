@@ -1,0 +1,119 @@
+"""The `aggregate` command: formats in and out, and errors that name file, row and column."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from annotation_pipelines.aggregation.command import aggregate_command
+
+JUDGMENTS = pl.DataFrame(
+    {
+        "task_id": ["007", "007", "007", "008", "008", "009"],
+        "annotator_id": ["w1", "w2", "w3", "w1", "w2", "w3"],
+        "label": ["cat", "cat", "dog", "dog", "dog", "cat"],
+    }
+)
+
+
+def _write(frame: pl.DataFrame, path: Path) -> Path:
+    suffix = path.suffix
+    if suffix == ".csv":
+        frame.write_csv(path)
+    elif suffix == ".tsv":
+        frame.write_csv(path, separator="\t")
+    elif suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        frame.write_ndjson(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl"])
+def test_formats_to_stdout(tmp_path: Path, suffix: str) -> None:
+    path = _write(JUDGMENTS, tmp_path / f"judgments{suffix}")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    out = pl.read_csv(io.StringIO(result.stdout), schema_overrides={"task_id": pl.String})
+    assert out.columns == ["task_id", "label", "confidence"]
+    assert dict(out.select("task_id", "label").iter_rows()) == {
+        "007": "cat",
+        "008": "dog",
+        "009": "cat",
+    }
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_output_file_and_custom_columns(tmp_path: Path, suffix: str) -> None:
+    renamed = JUDGMENTS.rename({"task_id": "item", "annotator_id": "rater", "label": "answer"})
+    path = _write(renamed, tmp_path / "in.csv")
+    output = tmp_path / f"out{suffix}"
+    result = CliRunner().invoke(
+        aggregate_command,
+        [
+            str(path),
+            "--task-col",
+            "item",
+            "--annotator-col",
+            "rater",
+            "--label-col",
+            "answer",
+            "--output",
+            str(output),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = (
+        pl.read_parquet(output) if suffix == ".parquet" else pl.read_csv(output, infer_schema=False)
+    )
+    assert out.columns == ["task_id", "label", "confidence"]
+    assert "007" in out["task_id"].to_list()
+
+
+def test_gold_option(tmp_path: Path) -> None:
+    path = _write(JUDGMENTS, tmp_path / "in.csv")
+    gold = _write(pl.DataFrame({"task_id": ["009"], "label": ["dog"]}), tmp_path / "gold.csv")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--gold", str(gold)])
+    assert result.exit_code == 0, result.output
+    assert "009,dog,1.0" in result.stdout
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    path = _write(JUDGMENTS.drop("label"), tmp_path / "in.csv")
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code != 0
+    assert str(path) in result.output and "'label'" in result.output
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code != 0 and "empty file" in result.output and str(path) in result.output
+
+
+def test_unreadable_row(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"task_id": "1", "annotator_id": "w", "label": "a"}\n{not json\n')
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code != 0 and "row 2" in result.output and str(path) in result.output
+
+
+def test_empty_value_names_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("task_id,annotator_id,label\n1,w1,a\n2,,b\n")
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code != 0
+    assert "row 2" in result.output and "'annotator_id'" in result.output
+
+
+def test_bad_output_suffix(tmp_path: Path) -> None:
+    path = _write(JUDGMENTS, tmp_path / "in.csv")
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--output", str(tmp_path / "o.xlsx")]
+    )
+    assert result.exit_code != 0 and ".parquet or .csv" in result.output
