@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_aggregation.py                 # 1M judgments
     .venv/bin/python benchmarks/bench_aggregation.py --tasks 20000   # smaller
     .venv/bin/python benchmarks/bench_aggregation.py --scale         # 100M judgments, ours only
+    .venv/bin/python benchmarks/bench_aggregation.py --extras        # numeric, multi-label, BT
 
 The data are seeded synthetic judgments: every task gets `--votes` distinct annotators; each
 annotator has a confusion matrix with an accuracy drawn from [0.45, 0.95] and a random bias
@@ -281,6 +282,70 @@ def scale(args: argparse.Namespace) -> None:
     )
 
 
+def extras(args: argparse.Namespace) -> None:
+    """Our numeric, multi-label and pairwise functions on seeded data (no reference library
+    does these vectorised; their tests check them against SciPy instead)."""
+    sys.path.insert(0, str(ROOT))
+    from annotation_pipelines.aggregation import (
+        aggregate_multilabel,
+        aggregate_numeric,
+        bradley_terry,
+    )
+
+    rng = np.random.default_rng(args.seed)
+    n = args.tasks
+    ratings = pl.DataFrame(
+        {
+            "task_id": np.repeat(np.arange(n), args.votes),
+            "annotator_id": rng.integers(0, args.annotators, n * args.votes),
+            "label": rng.integers(1, 6, n * args.votes),
+        }
+    )
+    for statistic in ("mean", "median", "trimmed_mean"):
+        start = time.perf_counter()
+        aggregate_numeric(ratings, statistic=statistic)  # type: ignore[arg-type]
+        print(
+            f"aggregate_numeric {statistic}: {time.perf_counter() - start:.2f} s "
+            f"({ratings.height:,} ratings, {n:,} tasks, 1000 resamples)"
+        )
+    classes = np.array(["cat", "dog", "bird", "car", "tree"])
+    tasks = n // 5
+    chosen = rng.random((tasks * args.votes, classes.shape[0])) < 0.3
+    multi = pl.DataFrame(
+        {
+            "task_id": np.repeat(np.arange(tasks), args.votes),
+            "annotator_id": rng.integers(0, args.annotators, tasks * args.votes),
+            "label": [",".join(classes[row]) for row in chosen],
+        }
+    )
+    start = time.perf_counter()
+    aggregate_multilabel(multi, "dawid_skene")
+    print(
+        f"aggregate_multilabel dawid_skene: {time.perf_counter() - start:.2f} s "
+        f"({multi.height:,} judgments, {tasks:,} tasks, {classes.shape[0]} classes)"
+    )
+    items, comparisons = 50, 100_000
+    left = rng.integers(0, items, comparisons)
+    right = (left + rng.integers(1, items, comparisons)) % items
+    strength = rng.normal(0, 1, items)
+    left_wins = rng.random(comparisons) < 1 / (1 + np.exp(strength[right] - strength[left]))
+    winner = np.where(rng.random(comparisons) < 0.05, "tie", np.where(left_wins, "left", "right"))
+    pairs = pl.DataFrame(
+        {
+            "left_id": [f"model_{i}" for i in left],
+            "right_id": [f"model_{i}" for i in right],
+            "winner": winner,
+        }
+    )
+    for algorithm in ("newton", "mm"):
+        start = time.perf_counter()
+        bradley_terry(pairs, algorithm=algorithm)  # type: ignore[arg-type]
+        print(
+            f"bradley_terry {algorithm}: {time.perf_counter() - start:.2f} s "
+            f"({comparisons:,} comparisons, {items} items)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -297,6 +362,9 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also peak RSS per subprocess")
     parser.add_argument("--shuffle", action="store_true", help="permute the rows first")
     parser.add_argument("--scale", action="store_true", help="100M judgments, ours only")
+    parser.add_argument(
+        "--extras", action="store_true", help="numeric, multi-label and pairwise, ours only"
+    )
     parser.add_argument("--scale-tasks", type=int, default=20_000_000)
     parser.add_argument("--scale-annotators", type=int, default=10_000)
     parser.add_argument("--scale-dir", help="keep the generated scale data here")
@@ -313,6 +381,8 @@ def main() -> None:
         print(json.dumps(report))
     elif args.scale:
         scale(args)
+    elif args.extras:
+        extras(args)
     else:
         compare(args)
 

@@ -97,3 +97,29 @@ def test_interval_brackets_estimate_within_range(values: list[int], statistic: s
     row = result.row(0, named=True)
     assert min(values) <= row["low"] <= row["high"] <= max(values)
     assert min(values) <= row["value"] <= max(values)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "median", "trimmed_mean"])
+@pytest.mark.parametrize("values", [[1.0, 2.0, 2.0, 7.0], [5.0, 1.0, 4.0, 4.0, 2.0]])
+def test_exact_bootstrap_equals_brute_force_enumeration(statistic: str, values: list) -> None:
+    # Few ratings: the distinct resamples are enumerated exactly. Check against all n^n
+    # equally likely index tuples, the bootstrap distribution by definition.
+    n = len(values)
+    tuples = np.array(np.meshgrid(*[np.arange(n)] * n, indexing="ij")).reshape(n, -1).T
+    resamples = np.asarray(values)[tuples]
+    replicates = {
+        "mean": resamples.mean(axis=1),
+        "median": np.median(resamples, axis=1),
+        "trimmed_mean": stats.trim_mean(resamples, 0.25, axis=1),
+    }[statistic]
+    ordered = np.sort(replicates)
+    cumulative = np.arange(1, ordered.shape[0] + 1) / ordered.shape[0]
+
+    def inverse(q: float) -> float:
+        return float(ordered[np.argmax(cumulative >= q - 1e-12)])
+
+    result = aggregate_numeric(
+        _frame({"t": values}), statistic=statistic, trim=0.25, confidence=0.9, seed=123
+    ).row(0, named=True)
+    assert result["low"] == pytest.approx(inverse(0.05), abs=1e-12)
+    assert result["high"] == pytest.approx(inverse(0.95), abs=1e-12)
