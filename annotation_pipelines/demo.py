@@ -75,8 +75,6 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
             echo(f"  materialized every daily layer for {day}")
     history_job = defs.resolve_job_def("compute_usage_job")
     for day in compute_days:
-        if day in day_list:
-            continue
         history_job.execute_in_process(
             partition_key=day.isoformat(), instance=instance, run_config=QUIET
         )
