@@ -24,6 +24,7 @@ from dagster import (
 from pydantic import Field
 
 from annotation_pipelines.agreement import cohen_kappa_matrix
+from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.quality import (
     annotator_scorecards,
     drift,
@@ -198,15 +199,22 @@ def quality(  # noqa: ANN201
         max_js_distance=config.max_js_distance,
         max_alpha_drop=config.max_alpha_drop,
     )
+    # Reports are mailed and metadata is widely visible: both carry pseudonyms, and the
+    # scorecards table maps each pseudonym back to the annotator for those with lake access.
+    cards = cards.with_columns(
+        annotator_pseudonym=safe_for_display(cards.select("annotator_id"))["annotator_id"]
+    )
+    shown_cards = safe_for_display(cards)
+    shown_judgments = safe_for_display(judgments)
     report_paths = {}
     for (project,), project_report in report.group_by("project", maintain_order=True):
         html = render_html_report(
             project_report,
-            scorecards=cards.filter(pl.col("project") == project),
+            scorecards=shown_cards.filter(pl.col("project") == project),
             items=items.filter(pl.col("project") == project),
             queue=queue.filter(pl.col("project") == project),
             drift=drift_frame.filter(pl.col("project") == project),
-            judgments=judgments.filter(pl.col("project") == project),
+            judgments=shown_judgments.filter(pl.col("project") == project),
             title=f"Annotation quality — {project} — {day}",
         )
         key = f"reports/quality/day={day}/{project}.html"
@@ -219,7 +227,7 @@ def quality(  # noqa: ANN201
     drift_frame = drift_frame.sort("project")
     checks = _gates(report, aggregated_labels, judgments, config)
     report = _with_gate_verdicts(report, checks)
-    summary = markdown_summary(report, scorecards=cards, queue=queue, drift=drift_frame)
+    summary = markdown_summary(report, scorecards=shown_cards, queue=queue, drift=drift_frame)
     yield Output(
         report,
         output_name="quality_report",
@@ -246,7 +254,7 @@ def quality(  # noqa: ANN201
         output_name="annotator_pair_agreement",
         metadata={
             "pairs": MetadataValue.int(pairs.height),
-            "lowest_kappa": markdown_table(pairs.sort("kappa").head(10)),
+            "lowest_kappa": markdown_table(safe_for_display(pairs.sort("kappa").head(10))),
         },
     )
     yield Output(

@@ -33,6 +33,7 @@ from dagster import (
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
+from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.markdown import frame_to_markdown
 from annotation_pipelines.storage import atomic_write_bytes
 
@@ -212,7 +213,10 @@ class S3Lake(Lake):
 
 def table_metadata(frame: pl.DataFrame, *, preview_rows: int = 10) -> dict[str, object]:
     """Row count, column schema and a markdown preview: the metadata every table gets."""
-    preview = frame_to_markdown(frame, rows=preview_rows, text_width=40)
+    # Previews never show raw annotator ids (they are personal data); the lake table does.
+    preview = frame_to_markdown(
+        safe_for_display(frame.head(preview_rows)), rows=preview_rows, text_width=40
+    )
     return {
         "dagster/row_count": MetadataValue.int(frame.height),
         "dagster/column_schema": TableSchema(

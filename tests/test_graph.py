@@ -113,8 +113,8 @@ def test_whole_graph_then_identical_rematerialization(graph):
     )
 
 
-def test_every_materialization_has_table_metadata(graph):
-    defs, instance, _ = graph
+def test_every_materialization_has_table_metadata_and_no_raw_annotator_id(graph):
+    defs, instance, data = graph
     job = defs.resolve_job_def("daily_annotation_job")
     result = job.execute_in_process(partition_key=DAYS[1], instance=instance, run_config=RUN_CONFIG)
     seen = 0
@@ -125,3 +125,17 @@ def test_every_materialization_has_table_metadata(graph):
         assert "preview" in metadata, event.asset_key
         seen += 1
     assert seen >= 9
+    # Annotator ids are personal data: metadata and the mailed HTML reports show pseudonyms.
+    raw_ids = set(
+        pl.read_parquet(data / "landing" / "synthetic" / "annotators.parquet")["annotator_id"]
+    )
+    shown = " ".join(
+        str(event.materialization.metadata) for event in result.get_asset_materialization_events()
+    )
+    shown += " ".join(str(c.metadata) for c in result.get_asset_check_evaluations())
+    shown += " ".join(p.read_text() for p in (data / "lake" / "reports").rglob("*.html"))
+    assert not [i for i in raw_ids if i in shown]
+    cards = pl.read_parquet(
+        data / "lake" / "annotator_scorecards" / f"day={DAYS[1]}" / "data.parquet"
+    )
+    assert cards["annotator_pseudonym"].str.starts_with("anon-").all()

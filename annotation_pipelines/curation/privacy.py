@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 
 import polars as pl
+
+KEY_ENV = "ANNOTATION_PIPELINES_PSEUDONYM_KEY"
+# Columns that hold an annotator's identity anywhere in the platform's tables.
+IDENTITY_COLUMNS: tuple[str, ...] = ("annotator_id", "annotator_a", "annotator_b")
+# Without a configured key, previews use one random key per process: pseudonyms stay
+# consistent within a run's metadata and can never be reversed or joined across runs.
+_FALLBACK_KEY = os.urandom(32)
+
+
+def pseudonym_key() -> bytes:
+    """The configured pseudonymization key, or this process's random one."""
+    configured = os.environ.get(KEY_ENV, "")
+    return configured.encode() if configured else _FALLBACK_KEY
+
+
+def safe_for_display(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with every identity column pseudonymized: for metadata previews and reports."""
+    return pseudonymize(frame, key=pseudonym_key(), columns=IDENTITY_COLUMNS)
 
 
 def pseudonymize(
