@@ -26,7 +26,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
 
 setup-runtime: $(UV) $(DAGSTER_HOME)/dagster.yaml
-	$(UV) sync --frozen --no-dev --quiet
+	$(UV) sync --frozen --no-dev --inexact --quiet
 
 setup: $(UV) $(DAGSTER_HOME)/dagster.yaml
 	$(UV) sync --frozen --quiet
