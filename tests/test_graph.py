@@ -5,42 +5,22 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey
 
 from annotation_pipelines.curation import content_version
-from annotation_pipelines.definitions import build_definitions
 from annotation_pipelines.demo import write_compute_landing
-from annotation_pipelines.synthetic import generate_workload
+from tests.support import LENIENT_GATES, QUIET, local_graph
 
 DAYS = ["2026-11-16", "2026-11-17"]
-# Small test days are noisy; the gates are tested on their own in test_orchestration.py.
-RUN_CONFIG = {
-    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-    "ops": {
-        "quality": {
-            "config": {"min_alpha": 0.0, "min_gold_accuracy": 0.0, "bootstrap_resamples": 20}
-        }
-    },
-}
-QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+RUN_CONFIG = LENIENT_GATES
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    home = tmp_path_factory.mktemp("dagster_home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
-    mp.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "graph-test-key")
-    generate_workload(
-        data / "landing" / "synthetic", judgments=12_000, start=date(2026, 11, 16), days=2, seed=4
-    )
-    write_compute_landing(data / "landing", end=date(2026, 11, 17), days=21, seed=4)
-    defs = build_definitions("local")
-    instance = DagsterInstance.local_temp(str(home))
-    yield defs, instance, data
-    instance.dispose()
-    mp.undo()
+    root = tmp_path_factory.mktemp("graph")
+    with local_graph(root, judgments=12_000, start=date(2026, 11, 16), days=2, seed=4) as env:
+        write_compute_landing(env[2] / "landing", end=date(2026, 11, 17), days=21, seed=4)
+        yield env
 
 
 def _lake_hashes(lake: Path, day: str) -> dict[str, str]:

@@ -5,11 +5,9 @@ from datetime import date
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance
 
 from annotation_pipelines.curation import build_snapshot
-from annotation_pipelines.definitions import build_definitions
-from annotation_pipelines.synthetic import generate_workload
+from tests.support import LENIENT_GATES, QUIET, local_graph
 
 KEY = b"snapshot-test-key"
 
@@ -81,30 +79,18 @@ def test_held_back_days_and_privacy():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data")
-    home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
-    mp.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "export-test-key")
-    generate_workload(
-        data / "landing" / "synthetic", judgments=6_000, start=date(2026, 11, 2), days=1, seed=8
-    )
-    defs = build_definitions("local")
-    instance = DagsterInstance.local_temp(str(home))
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    config = {**quiet, "ops": {"quality": {"config": {"min_alpha": 0.0, "min_gold_accuracy": 0.0}}}}
-    assert (
-        defs.resolve_job_def("daily_annotation_job")
-        .execute_in_process(partition_key="2026-11-02", instance=instance, run_config=config)
-        .success
-    )
-    instance.add_dynamic_partitions("projects", ["sentiment"])
-    result = defs.resolve_job_def("curation_job").execute_in_process(
-        partition_key="sentiment", instance=instance, run_config=quiet
-    )
-    yield data, result
-    instance.dispose()
-    mp.undo()
+    root = tmp_path_factory.mktemp("export")
+    with local_graph(root, judgments=6_000, start=date(2026, 11, 2), days=1, seed=8) as env:
+        defs, instance, data = env
+        daily = defs.resolve_job_def("daily_annotation_job")
+        assert daily.execute_in_process(
+            partition_key="2026-11-02", instance=instance, run_config=LENIENT_GATES
+        ).success
+        instance.add_dynamic_partitions("projects", ["sentiment"])
+        result = defs.resolve_job_def("curation_job").execute_in_process(
+            partition_key="sentiment", instance=instance, run_config=QUIET
+        )
+        yield data, result
 
 
 def test_exported_files_load_back_to_the_same_rows(exported):

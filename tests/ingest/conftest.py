@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.services import fresh_database
 
 NOW = "2026-06-01T00:00:00+00:00"
 LABELS = ["pos", "neg", "neutral"]
@@ -80,38 +79,8 @@ def write_label_studio(path: Path, tasks: list[dict] | None = None) -> Path:
 # ---------------------------------------------------------------- Postgres
 
 
-def _server_up() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="session")
 def postgres_dsn():
     """A uniquely named database on the local server, dropped after the session."""
-    if not _server_up():
-        versions = (
-            sorted(Path("/etc/postgresql").glob("*")) if Path("/etc/postgresql").exists() else []
-        )
-        if versions and shutil.which("pg_ctlcluster"):
-            subprocess.run(
-                ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1].name, "main", "start"],
-                check=False,
-                capture_output=True,
-                timeout=60,
-            )
-        if not _server_up():
-            pytest.skip("PostgreSQL at 127.0.0.1:5432 is down and could not be started")
-    import psycopg
-
-    name = f"ingest_test_{uuid.uuid4().hex[:12]}"
-    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("ingest_test") as name:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"

@@ -1,0 +1,46 @@
+"""A local code location on a temporary instance and data folder, shared by graph-level tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, Definitions
+
+from annotation_pipelines.definitions import build_definitions
+from annotation_pipelines.synthetic import generate_workload
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# Small test days are noisy; the gates themselves are tested in test_orchestration.py.
+LENIENT_GATES = {
+    **QUIET,
+    "ops": {
+        "quality": {
+            "config": {"min_alpha": 0.0, "min_gold_accuracy": 0.0, "bootstrap_resamples": 20}
+        }
+    },
+}
+
+
+@contextmanager
+def local_graph(
+    root: Path, *, judgments: int, start: date, days: int, seed: int
+) -> Iterator[tuple[Definitions, DagsterInstance, Path]]:
+    """(definitions, instance, data folder) with a synthetic workload in the landing zone."""
+    data, home = root / "data", root / "home"
+    home.mkdir(parents=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
+    patch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", f"test-key-{seed}")
+    generate_workload(
+        data / "landing" / "synthetic", judgments=judgments, start=start, days=days, seed=seed
+    )
+    instance = DagsterInstance.local_temp(str(home))
+    try:
+        yield build_definitions("local"), instance, data
+    finally:
+        instance.dispose()
+        patch.undo()
