@@ -152,10 +152,11 @@ def staged_days_sensor(context: SensorEvaluationContext) -> SensorResult | SkipR
     description="A project seen in the judgments for the first time becomes a partition.",
 )
 def project_sensor(context: SensorEvaluationContext, lake: Lake) -> SensorResult | SkipReason:
-    days = lake.days("judgments")[-7:]
-    seen: set[str] = set()
-    for day in days:
-        seen.update(lake.read_table("judgments", day=day)["project"].unique().to_list())
+    recent = lake.scan_days("judgments", lake.days("judgments")[-7:])
+    projects = (
+        recent.select(pl.col("project").unique()).collect() if recent.collect_schema() else None
+    )
+    seen = set(projects["project"].to_list()) if projects is not None else set()
     known = set(context.instance.get_dynamic_partitions(project_partitions.name))
     new = sorted(seen - known)
     if not new:

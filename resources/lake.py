@@ -112,11 +112,13 @@ class Lake(ConfigurableResource):
         return sorted(found)
 
     def scan_all(self, table: str) -> pl.LazyFrame:
-        """Every day of `table` as one lazy frame (filters push down into the Parquet scan).
+        """Every day of `table` as one lazy frame (filters push down into the Parquet scan)."""
+        return self.scan_days(table, self.days(table))
 
-        A local lake is scanned in place; an object-store lake is fetched day by day.
-        """
-        days = self.days(table)
+    def scan_days(self, table: str, days: list[str]) -> pl.LazyFrame:
+        """The given days of `table`, lazily: a local lake is scanned in place (projections and
+        filters reach the Parquet reader); an object-store lake is fetched day by day."""
+        days = [day for day in days if self.has_table(table, day=day)]
         if not days:
             return pl.LazyFrame()
         paths = [self.local_path(partition_key(table, day)) for day in days]
