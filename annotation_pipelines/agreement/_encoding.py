@@ -22,6 +22,8 @@ _SEED_CHECK = 0x5EED
 # Value codes live in the low bits of a 64-bit sort key; beyond this many distinct values the
 # task hash keeps too few bits to be trusted and the exact path is taken directly.
 _MAX_VALUE_BITS = 20
+# Rows read to guess the few distinct one-character labels before checking every row.
+_PREFIX_ROWS = 4096
 
 
 def check_columns(judgments: pl.DataFrame, columns: tuple[str, ...] = REQUIRED_COLUMNS) -> None:
@@ -117,13 +119,69 @@ def label_codes(labels: pl.Series, level: str) -> tuple[np.ndarray, np.ndarray]:
         codes, uniques = pd.factorize(labels.cast(pl.Float64).to_numpy())
         numbers = np.asarray(uniques, dtype=np.float64)
     else:
-        codes, first = factorize(labels)
-        uniques = labels.gather(first)
+        short = _short_text_codes(labels)
+        if short is not None:
+            codes, texts = short
+            uniques = pl.Series(texts, dtype=pl.String)
+        else:
+            codes, first = factorize(labels)
+            uniques = labels.gather(first)
         if level == "nominal":
             return codes, uniques.to_numpy()
         numbers = numeric_labels(uniques, level).to_numpy()
     domain, inverse = np.unique(numbers, return_inverse=True)
     return inverse.astype(np.int64)[codes], domain
+
+
+def _short_text_codes(labels: pl.Series) -> tuple[np.ndarray, list[str]] | None:
+    """(codes, text of each code) when every label is at most 4 bytes long, else None.
+
+    Polars stores strings as Arrow string views: 16 bytes per row whose first 8 hold the
+    length and, up to 4 bytes, the whole zero-padded string. So the first 8 bytes of the
+    view identify a short label exactly, with no hashing and no collision to check, and one
+    byte identifies a one-character label ("0"–"9", "a", "y"/"n"): a lookup by that byte is
+    a few passes over a million small integers. Should the padding ever hold anything but
+    zeros, two codes would decode to the same text, which is checked (then None).
+    """
+    if labels.dtype != pl.String or labels.null_count() or len(labels) == 0:
+        return None
+    try:
+        array = labels.to_arrow(compat_level=pl.CompatLevel.newest())
+        if str(array.type) != "string_view":
+            return None
+        buffer = array.buffers()[1]
+    except (AttributeError, TypeError, ValueError, IndexError):  # older Arrow: general path
+        return None
+    rows = slice(array.offset, array.offset + len(array))
+    words = np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2)[rows]
+    # Contiguous copies first: the strided views make every later pass several times slower.
+    lengths = np.ascontiguousarray(np.frombuffer(buffer, dtype=np.uint32).reshape(-1, 4)[rows, 0])
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    if longest > 4:
+        return None
+    if shortest == longest == 1:
+        characters = np.ascontiguousarray(
+            np.frombuffer(buffer, dtype=np.uint8).reshape(-1, 16)[rows, 4]
+        )
+        # The characters of a prefix usually are all of them; a code of -1 says otherwise.
+        present = np.unique(characters[:_PREFIX_ROWS])
+        table = np.full(256, -1, dtype=np.int64)
+        table[present] = np.arange(len(present))
+        codes = np.take(table, characters)
+        if int(codes.min()) < 0:
+            present = np.flatnonzero(np.bincount(characters, minlength=256))
+            table[present] = np.arange(len(present))
+            codes = np.take(table, characters)
+        heads = (present.astype(np.uint64) << np.uint64(32)) | np.uint64(1)
+    else:
+        words = np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2)[rows, 0]
+        codes, heads = pd.factorize(np.ascontiguousarray(words))
+        codes = codes.astype(np.int64, copy=False)
+    texts = [
+        int(head >> 32).to_bytes(4, "little")[: int(head) & 0xFFFFFFFF].decode("utf-8")
+        for head in heads.tolist()
+    ]
+    return (codes, texts) if len(set(texts)) == len(texts) else None
 
 
 def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> TaskValueCounts:
