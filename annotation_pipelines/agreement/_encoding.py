@@ -205,6 +205,10 @@ def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> Tas
     values, domain = label_codes(frame.get_column("label"), level)
     bits = max(1, int(max(len(domain) - 1, 1)).bit_length())
     if frame.height and bits <= _MAX_VALUE_BITS:
+        keys = _exact_task_keys(frame.get_column("task_id"), bits)
+        if keys is not None:
+            keys |= values.view(np.uint64)
+            return _sorted_counts(keys, bits, domain)
         hashes = frame.select(
             pl.col("task_id").hash(seed=_SEED_PRIMARY).alias("primary"),
             pl.col("task_id").hash(seed=_SEED_CHECK).alias("check"),
@@ -222,6 +226,84 @@ def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> Tas
     keys = task_codes.astype(np.uint64) << np.uint64(bits)
     keys |= values.view(np.uint64)
     return _sorted_counts(keys, bits, domain)
+
+
+def _string_views(column: pl.Series) -> tuple[np.ndarray, slice] | None:
+    """(the 16-byte string views of `column` as uint64 pairs, its rows) or None.
+
+    Polars stores strings as Arrow string views; a string of at most 12 bytes lives whole,
+    zero-padded, in its view after its 4-byte length, so its view identifies it exactly.
+    """
+    if column.dtype != pl.String or column.null_count() or len(column) == 0:
+        return None
+    try:
+        array = column.to_arrow(compat_level=pl.CompatLevel.newest())
+        if str(array.type) != "string_view":
+            return None
+        buffer = array.buffers()[1]
+    except (AttributeError, TypeError, ValueError, IndexError):  # older Arrow: general path
+        return None
+    rows = slice(array.offset, array.offset + len(array))
+    return np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2), rows
+
+
+def _exact_task_keys(tasks: pl.Series, bits: int) -> np.ndarray | None:
+    """Sort keys holding each task id exactly, with the low `bits` bits free; else None.
+
+    When every id fits in its string view (at most 12 bytes), the bits that differ between
+    ids usually number far fewer than 64 ("task-000001" … "task-199999" differ in the length
+    and six digits). Keeping only those bits of the two view words, shifted so they do not
+    overlap, is injective on the ids: the key is the id itself, so the sort needs neither a
+    hash nor a collision check.
+    """
+    views = _string_views(tasks)
+    if views is None:
+        return None
+    words, rows = views
+    # XOR with the first id zeroes the bits every id shares and keeps the rest as they are
+    # (a bijection), so each id is then just its varying bits. One column at a time: NumPy
+    # is several times slower on the (rows, 2) array than on two contiguous columns.
+    first = words[rows.start]
+    head = words[rows, 0] ^ first[0]
+    tail = words[rows, 1] ^ first[1]
+    head_mask = int(np.bitwise_or.reduce(head))
+    tail_mask = int(np.bitwise_or.reduce(tail))
+    length_bound = (int(first[0]) | head_mask) & 0xFFFFFFFF
+    if length_bound > 12:
+        lengths = words.view(np.uint32).reshape(-1, 4)[rows, 0]
+        if int(lengths.max()) > 12:
+            return None  # a longer id's view points into a data buffer: not its identity
+    full = (1 << 64) - 1
+    # Where tail's varying bits go: shifted left (+) or right (−), clear of head's.
+    for tail_shift in sorted(range(-63, 64), key=abs):
+        if tail_shift >= 0:
+            moved = tail_mask << tail_shift
+            lost = moved > full
+        else:
+            moved = tail_mask >> -tail_shift
+            lost = moved << -tail_shift != tail_mask
+        if not lost and not moved & head_mask:
+            break
+    else:
+        return None
+    combined = head_mask | moved
+    lowest = (combined & -combined).bit_length() - 1 if combined else 0
+    shift = bits - lowest  # make the low `bits` bits free for the value code
+    if (combined << shift if shift >= 0 else combined >> -shift) > full:
+        return None
+    keys = _shifted(head, shift)
+    if tail_mask:
+        keys |= _shifted(tail, tail_shift + shift)
+    return keys
+
+
+def _shifted(array: np.ndarray, shift: int) -> np.ndarray:
+    """`array` shifted left (+) or right (−) in place."""
+    if shift > 0:
+        array <<= np.uint64(shift)
+    elif shift < 0:
+        array >>= np.uint64(-shift)
+    return array
 
 
 def _sorted_counts(keys: np.ndarray, bits: int, domain: np.ndarray) -> TaskValueCounts:
