@@ -7,6 +7,7 @@ coders × units matrix, whose size is annotators × tasks whatever the data's sp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,21 +120,32 @@ def label_codes(labels: pl.Series, level: str) -> tuple[np.ndarray, np.ndarray]:
         codes, uniques = pd.factorize(labels.cast(pl.Float64).to_numpy())
         numbers = np.asarray(uniques, dtype=np.float64)
     else:
-        short = _short_text_codes(labels)
-        if short is not None:
-            codes, texts = short
-            uniques = pl.Series(texts, dtype=pl.String)
-        else:
-            codes, first = factorize(labels)
-            uniques = labels.gather(first)
         if level == "nominal":
-            return codes, uniques.to_numpy()
-        numbers = numeric_labels(uniques, level).to_numpy()
+            short = _short_text_codes(labels)
+            if short is not None:
+                return short[0], np.asarray(short[1], dtype=object)
+            codes, first = factorize(labels)
+            return codes, labels.gather(first).to_numpy()
+        domains: list[np.ndarray] = []
+
+        def by_number(texts: list[str]) -> np.ndarray:
+            numbers = numeric_labels(pl.Series(texts, dtype=pl.String), level).to_numpy()
+            domain, inverse = np.unique(numbers, return_inverse=True)
+            domains.append(domain)
+            return inverse.astype(np.int64)
+
+        short = _short_text_codes(labels, by_number)
+        if short is not None:
+            return short[0], domains[-1]
+        codes, first = factorize(labels)
+        numbers = numeric_labels(labels.gather(first), level).to_numpy()
     domain, inverse = np.unique(numbers, return_inverse=True)
     return inverse.astype(np.int64)[codes], domain
 
 
-def _short_text_codes(labels: pl.Series) -> tuple[np.ndarray, list[str]] | None:
+def _short_text_codes(
+    labels: pl.Series, relabel: Callable[[list[str]], np.ndarray] | None = None
+) -> tuple[np.ndarray, list[str]] | None:
     """(codes, text of each code) when every label is at most 4 bytes long, else None.
 
     Polars stores strings as Arrow string views: 16 bytes per row whose first 8 hold the
@@ -142,46 +154,45 @@ def _short_text_codes(labels: pl.Series) -> tuple[np.ndarray, list[str]] | None:
     byte identifies a one-character label ("0"–"9", "a", "y"/"n"): a lookup by that byte is
     a few passes over a million small integers. Should the padding ever hold anything but
     zeros, two codes would decode to the same text, which is checked (then None).
+    `relabel(texts)`, if given, maps the codes to new ones (folded into the lookup table).
     """
-    if labels.dtype != pl.String or labels.null_count() or len(labels) == 0:
+    views = _string_views(labels)
+    if views is None:
         return None
-    try:
-        array = labels.to_arrow(compat_level=pl.CompatLevel.newest())
-        if str(array.type) != "string_view":
-            return None
-        buffer = array.buffers()[1]
-    except (AttributeError, TypeError, ValueError, IndexError):  # older Arrow: general path
-        return None
-    rows = slice(array.offset, array.offset + len(array))
-    words = np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2)[rows]
+    words, rows = views
     # Contiguous copies first: the strided views make every later pass several times slower.
-    lengths = np.ascontiguousarray(np.frombuffer(buffer, dtype=np.uint32).reshape(-1, 4)[rows, 0])
+    lengths = np.ascontiguousarray(words.view(np.uint32).reshape(-1, 4)[rows, 0])
     shortest, longest = int(lengths.min()), int(lengths.max())
     if longest > 4:
         return None
     if shortest == longest == 1:
-        characters = np.ascontiguousarray(
-            np.frombuffer(buffer, dtype=np.uint8).reshape(-1, 16)[rows, 4]
-        )
+        characters = np.ascontiguousarray(words.view(np.uint8).reshape(-1, 16)[rows, 4])
         # The characters of a prefix usually are all of them; a code of -1 says otherwise.
-        present = np.unique(characters[:_PREFIX_ROWS])
-        table = np.full(256, -1, dtype=np.int64)
-        table[present] = np.arange(len(present))
-        codes = np.take(table, characters)
-        if int(codes.min()) < 0:
-            present = np.flatnonzero(np.bincount(characters, minlength=256))
-            table[present] = np.arange(len(present))
+        for present in (
+            np.unique(characters[:_PREFIX_ROWS]),
+            np.flatnonzero(np.bincount(characters, minlength=256)),
+        ):
+            texts = _decode_heads((present.astype(np.uint64) << np.uint64(32)) | np.uint64(1))
+            table = np.full(256, -1, dtype=np.int64)
+            table[present] = np.arange(len(present)) if relabel is None else relabel(texts)
             codes = np.take(table, characters)
-        heads = (present.astype(np.uint64) << np.uint64(32)) | np.uint64(1)
-    else:
-        words = np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2)[rows, 0]
-        codes, heads = pd.factorize(np.ascontiguousarray(words))
-        codes = codes.astype(np.int64, copy=False)
-    texts = [
+            if int(codes.min()) >= 0:
+                return codes, texts
+        raise AssertionError("every character present is in the table")  # pragma: no cover
+    codes, heads = pd.factorize(np.ascontiguousarray(words[rows, 0]))
+    codes = codes.astype(np.int64, copy=False)
+    texts = _decode_heads(heads)
+    if len(set(texts)) != len(texts):
+        return None
+    return (codes if relabel is None else relabel(texts)[codes]), texts
+
+
+def _decode_heads(heads: np.ndarray) -> list[str]:
+    """The texts of short string views from their first 8 bytes (length, then the bytes)."""
+    return [
         int(head >> 32).to_bytes(4, "little")[: int(head) & 0xFFFFFFFF].decode("utf-8")
         for head in heads.tolist()
     ]
-    return (codes, texts) if len(set(texts)) == len(texts) else None
 
 
 def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> TaskValueCounts:
