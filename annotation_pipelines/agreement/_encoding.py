@@ -168,10 +168,12 @@ def _short_text_codes(
     if shortest == longest == 1:
         characters = np.ascontiguousarray(words.view(np.uint8).reshape(-1, 16)[rows, 4])
         # The characters of a prefix usually are all of them; a code of -1 says otherwise.
-        for present in (
-            np.unique(characters[:_PREFIX_ROWS]),
-            np.flatnonzero(np.bincount(characters, minlength=256)),
-        ):
+        for every_row in (False, True):
+            present = (
+                np.flatnonzero(np.bincount(characters, minlength=256))
+                if every_row
+                else np.unique(characters[:_PREFIX_ROWS])
+            )
             texts = _decode_heads((present.astype(np.uint64) << np.uint64(32)) | np.uint64(1))
             table = np.full(256, -1, dtype=np.int64)
             table[present] = np.arange(len(present)) if relabel is None else relabel(texts)
