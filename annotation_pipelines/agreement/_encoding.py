@@ -7,6 +7,7 @@ coders × units matrix, whose size is annotators × tasks whatever the data's sp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,8 @@ _SEED_CHECK = 0x5EED
 # Value codes live in the low bits of a 64-bit sort key; beyond this many distinct values the
 # task hash keeps too few bits to be trusted and the exact path is taken directly.
 _MAX_VALUE_BITS = 20
+# Rows read to guess the few distinct one-character labels before checking every row.
+_PREFIX_ROWS = 4096
 
 
 def check_columns(judgments: pl.DataFrame, columns: tuple[str, ...] = REQUIRED_COLUMNS) -> None:
@@ -117,13 +120,81 @@ def label_codes(labels: pl.Series, level: str) -> tuple[np.ndarray, np.ndarray]:
         codes, uniques = pd.factorize(labels.cast(pl.Float64).to_numpy())
         numbers = np.asarray(uniques, dtype=np.float64)
     else:
-        codes, first = factorize(labels)
-        uniques = labels.gather(first)
         if level == "nominal":
-            return codes, uniques.to_numpy()
-        numbers = numeric_labels(uniques, level).to_numpy()
+            short = _short_text_codes(labels)
+            if short is not None:
+                return short[0], np.asarray(short[1], dtype=object)
+            codes, first = factorize(labels)
+            return codes, labels.gather(first).to_numpy()
+        domains: list[np.ndarray] = []
+
+        def by_number(texts: list[str]) -> np.ndarray:
+            numbers = numeric_labels(pl.Series(texts, dtype=pl.String), level).to_numpy()
+            domain, inverse = np.unique(numbers, return_inverse=True)
+            domains.append(domain)
+            return inverse.astype(np.int64)
+
+        short = _short_text_codes(labels, by_number)
+        if short is not None:
+            return short[0], domains[-1]
+        codes, first = factorize(labels)
+        numbers = numeric_labels(labels.gather(first), level).to_numpy()
     domain, inverse = np.unique(numbers, return_inverse=True)
     return inverse.astype(np.int64)[codes], domain
+
+
+def _short_text_codes(
+    labels: pl.Series, relabel: Callable[[list[str]], np.ndarray] | None = None
+) -> tuple[np.ndarray, list[str]] | None:
+    """(codes, text of each code) when every label is at most 4 bytes long, else None.
+
+    Polars stores strings as Arrow string views: 16 bytes per row whose first 8 hold the
+    length and, up to 4 bytes, the whole zero-padded string. So the first 8 bytes of the
+    view identify a short label exactly, with no hashing and no collision to check, and one
+    byte identifies a one-character label ("0"–"9", "a", "y"/"n"): a lookup by that byte is
+    a few passes over a million small integers. Should the padding ever hold anything but
+    zeros, two codes would decode to the same text, which is checked (then None).
+    `relabel(texts)`, if given, maps the codes to new ones (folded into the lookup table).
+    """
+    views = _string_views(labels)
+    if views is None:
+        return None
+    words, rows = views
+    # Contiguous copies first: the strided views make every later pass several times slower.
+    lengths = np.ascontiguousarray(words.view(np.uint32).reshape(-1, 4)[rows, 0])
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    if longest > 4:
+        return None
+    if shortest == longest == 1:
+        characters = np.ascontiguousarray(words.view(np.uint8).reshape(-1, 16)[rows, 4])
+        # The characters of a prefix usually are all of them; a code of -1 says otherwise.
+        for every_row in (False, True):
+            present = (
+                np.flatnonzero(np.bincount(characters, minlength=256))
+                if every_row
+                else np.unique(characters[:_PREFIX_ROWS])
+            )
+            texts = _decode_heads((present.astype(np.uint64) << np.uint64(32)) | np.uint64(1))
+            table = np.full(256, -1, dtype=np.int64)
+            table[present] = np.arange(len(present)) if relabel is None else relabel(texts)
+            codes = np.take(table, characters)
+            if int(codes.min()) >= 0:
+                return codes, texts
+        raise AssertionError("every character present is in the table")  # pragma: no cover
+    codes, heads = pd.factorize(np.ascontiguousarray(words[rows, 0]))
+    codes = codes.astype(np.int64, copy=False)
+    texts = _decode_heads(heads)
+    if len(set(texts)) != len(texts):
+        return None
+    return (codes if relabel is None else relabel(texts)[codes]), texts
+
+
+def _decode_heads(heads: np.ndarray) -> list[str]:
+    """The texts of short string views from their first 8 bytes (length, then the bytes)."""
+    return [
+        int(head >> 32).to_bytes(4, "little")[: int(head) & 0xFFFFFFFF].decode("utf-8")
+        for head in heads.tolist()
+    ]
 
 
 def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> TaskValueCounts:
@@ -147,6 +218,10 @@ def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> Tas
     values, domain = label_codes(frame.get_column("label"), level)
     bits = max(1, int(max(len(domain) - 1, 1)).bit_length())
     if frame.height and bits <= _MAX_VALUE_BITS:
+        keys = _exact_task_keys(frame.get_column("task_id"), bits)
+        if keys is not None:
+            keys |= values.view(np.uint64)
+            return _sorted_counts(keys, bits, domain)
         hashes = frame.select(
             pl.col("task_id").hash(seed=_SEED_PRIMARY).alias("primary"),
             pl.col("task_id").hash(seed=_SEED_CHECK).alias("check"),
@@ -164,6 +239,84 @@ def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> Tas
     keys = task_codes.astype(np.uint64) << np.uint64(bits)
     keys |= values.view(np.uint64)
     return _sorted_counts(keys, bits, domain)
+
+
+def _string_views(column: pl.Series) -> tuple[np.ndarray, slice] | None:
+    """(the 16-byte string views of `column` as uint64 pairs, its rows) or None.
+
+    Polars stores strings as Arrow string views; a string of at most 12 bytes lives whole,
+    zero-padded, in its view after its 4-byte length, so its view identifies it exactly.
+    """
+    if column.dtype != pl.String or column.null_count() or len(column) == 0:
+        return None
+    try:
+        array = column.to_arrow(compat_level=pl.CompatLevel.newest())
+        if str(array.type) != "string_view":
+            return None
+        buffer = array.buffers()[1]
+    except (AttributeError, TypeError, ValueError, IndexError):  # older Arrow: general path
+        return None
+    rows = slice(array.offset, array.offset + len(array))
+    return np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2), rows
+
+
+def _exact_task_keys(tasks: pl.Series, bits: int) -> np.ndarray | None:
+    """Sort keys holding each task id exactly, with the low `bits` bits free; else None.
+
+    When every id fits in its string view (at most 12 bytes), the bits that differ between
+    ids usually number far fewer than 64 ("task-000001" … "task-199999" differ in the length
+    and six digits). Keeping only those bits of the two view words, shifted so they do not
+    overlap, is injective on the ids: the key is the id itself, so the sort needs neither a
+    hash nor a collision check.
+    """
+    views = _string_views(tasks)
+    if views is None:
+        return None
+    words, rows = views
+    # XOR with the first id zeroes the bits every id shares and keeps the rest as they are
+    # (a bijection), so each id is then just its varying bits. One column at a time: NumPy
+    # is several times slower on the (rows, 2) array than on two contiguous columns.
+    first = words[rows.start]
+    head = words[rows, 0] ^ first[0]
+    tail = words[rows, 1] ^ first[1]
+    head_mask = int(np.bitwise_or.reduce(head))
+    tail_mask = int(np.bitwise_or.reduce(tail))
+    length_bound = (int(first[0]) | head_mask) & 0xFFFFFFFF
+    if length_bound > 12:
+        lengths = words.view(np.uint32).reshape(-1, 4)[rows, 0]
+        if int(lengths.max()) > 12:
+            return None  # a longer id's view points into a data buffer: not its identity
+    full = (1 << 64) - 1
+    # Where tail's varying bits go: shifted left (+) or right (−), clear of head's.
+    for tail_shift in sorted(range(-63, 64), key=abs):
+        if tail_shift >= 0:
+            moved = tail_mask << tail_shift
+            lost = moved > full
+        else:
+            moved = tail_mask >> -tail_shift
+            lost = moved << -tail_shift != tail_mask
+        if not lost and not moved & head_mask:
+            break
+    else:
+        return None
+    combined = head_mask | moved
+    lowest = (combined & -combined).bit_length() - 1 if combined else 0
+    shift = bits - lowest  # make the low `bits` bits free for the value code
+    if (combined << shift if shift >= 0 else combined >> -shift) > full:
+        return None
+    keys = _shifted(head, shift)
+    if tail_mask:
+        keys |= _shifted(tail, tail_shift + shift)
+    return keys
+
+
+def _shifted(array: np.ndarray, shift: int) -> np.ndarray:
+    """`array` shifted left (+) or right (−) in place."""
+    if shift > 0:
+        array <<= np.uint64(shift)
+    elif shift < 0:
+        array >>= np.uint64(-shift)
+    return array
 
 
 def _sorted_counts(keys: np.ndarray, bits: int, domain: np.ndarray) -> TaskValueCounts:
