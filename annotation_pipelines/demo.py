@@ -39,10 +39,12 @@ def write_compute_landing(landing: Path, *, end: date, days: int, seed: int) -> 
 def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[str, object]:  # noqa: ANN001
     from dagster import AssetKey, DagsterInstance
 
-    from annotation_pipelines.definitions import data_dir, defs
+    from annotation_pipelines.definitions import build_definitions, data_dir
     from assets.partitions import project_partitions
 
     started = time.perf_counter()
+    # Built now, not at import: the data folder is read from the environment at this moment.
+    defs = build_definitions()
     day_list = last_days(days)
     root = data_dir()
     landing = root / "landing"
@@ -62,7 +64,7 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
             partition_key=day.isoformat(), instance=instance, run_config=QUIET, raise_on_error=False
         )
         failed_gates = [
-            f"{check.check_name} ({', '.join(check.metadata['failing'].value)})"
+            _describe(check)
             for check in result.get_asset_check_evaluations()
             if not check.passed and check.severity.value == "ERROR"
         ]
@@ -105,6 +107,14 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
     echo("  materialized the capacity forecasts")
     elapsed = time.perf_counter() - started
     return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
+
+
+def _describe(check: object) -> str:
+    """A failed gate in one phrase: its name and, when it names them, the failing projects."""
+    failing = check.metadata.get("failing")  # type: ignore[attr-defined]
+    projects = ", ".join(getattr(failing, "value", None) or [])
+    name = check.check_name  # type: ignore[attr-defined]
+    return f"{name} ({projects})" if projects else name
 
 
 def summarize(root: Path, days: list[date]) -> str:
