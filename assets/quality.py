@@ -317,10 +317,15 @@ def _mean(frame: pl.DataFrame, column: str) -> float:
 
 
 def _past_label_counts(lake: Lake, day: str, days: int) -> pl.DataFrame:
-    past = _history(lake, "judgments", day, days)
-    if past.height == 0:
+    # Drift needs five columns of the trailing weeks, not whole judgment tables: project the
+    # scan so the Parquet reader skips everything else.
+    end = dt.date.fromisoformat(day)
+    wanted = [(end - dt.timedelta(days=offset)).isoformat() for offset in range(days, 0, -1)]
+    past = lake.scan_days("judgments", wanted)
+    if not past.collect_schema():
         return pl.DataFrame()
-    return label_distribution(past)
+    columns = ("task_id", "annotator_id", "project", "label", "submitted_at")
+    return label_distribution(past.select(columns).collect())
 
 
 def _drift_flags(frame: pl.DataFrame) -> list[str]:

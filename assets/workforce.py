@@ -46,8 +46,19 @@ def workforce_throughput_daily(
 ) -> Output[pl.DataFrame]:
     day = dt.date.fromisoformat(context.partition_key)
     end = pl.lit(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)) + pl.duration(days=1)
-    judgments = lake.scan_all("judgments").filter(pl.col("submitted_at") < end).collect()
-    tasks = lake.scan_all("raw_tasks").filter(pl.col("created_at") < end).collect()
+    # Only the columns throughput uses, so the scan of every earlier day stays narrow.
+    judgments = (
+        lake.scan_all("judgments")
+        .filter(pl.col("submitted_at") < end)
+        .select("task_id", "project", "annotator_id", "submitted_at", "duration_s")
+        .collect()
+    )
+    tasks = (
+        lake.scan_all("raw_tasks")
+        .filter(pl.col("created_at") < end)
+        .select("task_id", "project", "created_at")
+        .collect()
+    )
     plans = landing.project_plans()
     known = plans.join(judgments.select("project").unique(), on="project", how="semi")
     throughput = workforce_throughput(judgments, tasks, known, through=day)
