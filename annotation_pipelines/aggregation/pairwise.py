@@ -30,8 +30,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 from scipy.sparse import csgraph
-from scipy.special import expit
-from scipy.stats import norm
+from scipy.special import expit, ndtri
 
 from annotation_pipelines.aggregation.encoding import encode_column
 
@@ -80,7 +79,8 @@ def bradley_terry(
         scores = _minorize_maximize(wins, regularization, max_iter=max_iter, tol=tol)
     covariance = _covariance(wins, scores, regularization)
     standard_error = np.sqrt(np.maximum(np.diag(covariance), 0.0))
-    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    # ndtri is the standard normal quantile (norm.ppf) without importing scipy.stats (~1.4 s).
+    z = float(ndtri(1 - (1 - confidence) / 2))
     decisive = np.bincount(left, weights=outcome == 0, minlength=n) + np.bincount(
         right, weights=outcome == 1, minlength=n
     )
