@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.encoding import Encoded, compiled_kernels
 from annotation_pipelines.aggregation.result import Fitted
 
 _RELATIVE_TIE = 1e-12
@@ -116,6 +116,17 @@ def agreement_with(
     Repeated identical answers by one annotator to one task count once, as in crowd-kit, so
     a double submission does not inflate a skill.
     """
+    kernels = compiled_kernels(encoded.n_judgments) if distinct is None else None
+    if kernels is not None:
+        correct, total = kernels.agreement_counts(
+            encoded.tasks,
+            encoded.annotators,
+            encoded.labels,
+            decided,
+            encoded.n_tasks,
+            encoded.n_annotators,
+        )
+        return correct / np.maximum(total, 1)
     annotators, tasks, labels = distinct if distinct is not None else distinct_answers(encoded)
     correct = np.bincount(annotators[labels == decided[tasks]], minlength=encoded.n_annotators)
     total = np.bincount(annotators, minlength=encoded.n_annotators)
@@ -123,6 +134,18 @@ def agreement_with(
 
 
 def fit_majority_vote(encoded: Encoded) -> Fitted:
+    kernels = compiled_kernels(encoded.n_judgments)
+    if kernels is not None:
+        votes, totals, decided, ties = kernels.count_votes(
+            encoded.tasks, encoded.labels, encoded.n_tasks, encoded.n_classes
+        )
+        posteriors = np.divide(votes, np.maximum(totals, 1)[:, None], dtype=np.float64)
+        return Fitted(
+            posteriors=posteriors,
+            skills=agreement_with(encoded, decided),
+            decided=decided,
+            ties=ties,
+        )
     preference = class_preference(encoded)
     posteriors, decided, ties = weighted_vote(encoded, None, preference)
     return Fitted(

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from annotation_pipelines.string_views import string_views
+
 LEVELS = ("nominal", "ordinal", "interval", "ratio")
 REQUIRED_COLUMNS = ("task_id", "annotator_id", "label")
 
@@ -156,7 +158,7 @@ def _short_text_codes(
     zeros, two codes would decode to the same text, which is checked (then None).
     `relabel(texts)`, if given, maps the codes to new ones (folded into the lookup table).
     """
-    views = _string_views(labels)
+    views = string_views(labels)
     if views is None:
         return None
     words, rows = views
@@ -241,25 +243,6 @@ def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> Tas
     return _sorted_counts(keys, bits, domain)
 
 
-def _string_views(column: pl.Series) -> tuple[np.ndarray, slice] | None:
-    """(the 16-byte string views of `column` as uint64 pairs, its rows) or None.
-
-    Polars stores strings as Arrow string views; a string of at most 12 bytes lives whole,
-    zero-padded, in its view after its 4-byte length, so its view identifies it exactly.
-    """
-    if column.dtype != pl.String or column.null_count() or len(column) == 0:
-        return None
-    try:
-        array = column.to_arrow(compat_level=pl.CompatLevel.newest())
-        if str(array.type) != "string_view":
-            return None
-        buffer = array.buffers()[1]
-    except (AttributeError, TypeError, ValueError, IndexError):  # older Arrow: general path
-        return None
-    rows = slice(array.offset, array.offset + len(array))
-    return np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2), rows
-
-
 def _exact_task_keys(tasks: pl.Series, bits: int) -> np.ndarray | None:
     """Sort keys holding each task id exactly, with the low `bits` bits free; else None.
 
@@ -269,7 +252,7 @@ def _exact_task_keys(tasks: pl.Series, bits: int) -> np.ndarray | None:
     overlap, is injective on the ids: the key is the id itself, so the sort needs neither a
     hash nor a collision check.
     """
-    views = _string_views(tasks)
+    views = string_views(tasks)
     if views is None:
         return None
     words, rows = views
