@@ -185,6 +185,9 @@ def _factorize_partitioned(
     part_high: np.ndarray,
     part_low: np.ndarray,
     part_code: np.ndarray,
+    distinct_high: np.ndarray,
+    distinct_low: np.ndarray,
+    first: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, bool]:  # pragma: no cover - compiled
     """`_factorize_pairs` for many distinct values in no useful order (shuffled task ids).
 
@@ -193,7 +196,8 @@ def _factorize_partitioned(
     copies each row's key beside its row number; scattered writes do not stall), and each
     partition — about 2,000 rows — is factorized with its own small table. Values are then
     numbered by first appearance through a bitmap of first rows (rank = ones before it).
-    The `part_*` arrays are row-sized scratch space allocated by the caller.
+    The `part_*`, `distinct_*` and `first` arrays are row-sized scratch space allocated by
+    the caller (the distinct ones are touched only as far as there are distinct values).
     """
     n = high.shape[0]
     bits = 1
@@ -202,15 +206,19 @@ def _factorize_partitioned(
     parts = 1 << bits
     shift = np.uint64(64 - bits)
     starts = np.zeros(parts + 1, dtype=np.int64)
+    # Each row's partition, kept (2 bytes a row) so the scatter below need not hash again.
+    row_part = np.empty(n, dtype=np.uint16)
     for row in range(n):
-        starts[np.int64(_mix(high[row], low[row]) >> shift) + 1] += 1
+        part = np.int64(_mix(high[row], low[row]) >> shift)
+        row_part[row] = part
+        starts[part + 1] += 1
     largest = 0
     for part in range(parts):
         largest = max(largest, starts[part + 1])
         starts[part + 1] += starts[part]
     fill = starts[:-1].copy()
     for row in range(n):
-        part = np.int64(_mix(high[row], low[row]) >> shift)
+        part = row_part[row]
         position = fill[part]
         fill[part] = position + 1
         part_row[position] = row
@@ -221,10 +229,7 @@ def _factorize_partitioned(
         capacity *= 2
     table = np.empty(capacity, dtype=np.int64)
     # Distinct values in order of discovery (partition by partition); `first` is each one's
-    # first row. Sized for the worst case, touched only as far as used.
-    distinct_high = np.empty(n, dtype=np.uint64)
-    distinct_low = np.empty(n, dtype=np.uint64)
-    first = np.empty(n, dtype=np.int64)
+    # first row.
     count = 0
     for part in range(parts):
         begin, end = starts[part], starts[part + 1]
@@ -333,16 +338,19 @@ def _factorize(
     if not runs and n > 4 * _PREFIX_ROWS:
         prefix = np.unique(high[:_PREFIX_ROWS] ^ (low[:_PREFIX_ROWS] << np.uint64(1)))
         if prefix.shape[0] > _MANY_DISTINCT * _PREFIX_ROWS:
-            scratch = np.empty((4, n), dtype=np.int64)
+            rows = np.int32 if n < np.iinfo(np.int32).max else np.int64
             return _factorize_partitioned(
                 high,
                 low,
                 views,
                 codes,
-                scratch[0],
-                scratch[1].view(np.uint64),
-                scratch[2].view(np.uint64),
-                scratch[3],
+                np.empty(n, dtype=rows),
+                np.empty(n, dtype=np.uint64),
+                np.empty(n, dtype=np.uint64),
+                np.empty(n, dtype=rows),
+                np.empty(n, dtype=np.uint64),
+                np.empty(n, dtype=np.uint64),
+                np.empty(n, dtype=np.int64),
             )
     heads = _output(n) if runs else codes[:0]
     return _factorize_pairs(high, low, runs, views, codes, heads)
@@ -468,6 +476,39 @@ def _agreement_in_task_order(
     return correct, total
 
 
+def task_order(
+    tasks: np.ndarray, annotators: np.ndarray, labels: np.ndarray, n_tasks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start of each task's rows, annotators, labels), the rows in task order.
+
+    Input already grouped by task is returned as it is. Otherwise a counting sort copies each
+    row's annotator and label into task order (scattered writes, which the CPU does not wait
+    for; reading the rows through a permutation instead waits on a cache miss per row and
+    was 3× slower), into narrow arrays allocated by NumPy (see `_output`).
+    """
+    starts = _task_starts(tasks, n_tasks)
+    if _grouped(tasks):
+        return starts, annotators, labels
+    by_annotator = np.empty(tasks.shape[0], dtype=np.int32)
+    by_label = np.empty(tasks.shape[0], dtype=np.int16)
+    _into_task_order(tasks, annotators, labels, starts, by_annotator, by_label)
+    return starts, by_annotator, by_label
+
+
+def agreement_in_task_order(
+    ordered: tuple[np.ndarray, np.ndarray, np.ndarray], decided: np.ndarray, n_annotators: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(answers matching `decided`, answers) per annotator from `task_order`'s rows, a
+    repeated identical answer by one annotator to one task counted once.
+
+    Each annotator remembers the last task they were seen on, so a second answer to the same
+    task is noticed without looking at the other rows; only then are the task's earlier rows
+    searched for the same label.
+    """
+    starts, by_annotator, by_label = ordered
+    return _agreement_in_task_order(starts, by_annotator, by_label, decided, n_annotators)
+
+
 def agreement_counts(
     tasks: np.ndarray,
     annotators: np.ndarray,
@@ -476,21 +517,6 @@ def agreement_counts(
     n_tasks: int,
     n_annotators: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(answers matching `decided`, answers) per annotator, a repeated identical answer by
-    one annotator to one task counted once.
-
-    Rows are visited task by task. When the input is not grouped by task, a counting sort
-    first copies each row's annotator and label into task order (scattered writes, which the
-    CPU does not wait for; reading the rows through a permutation instead waits on a cache
-    miss per row and was 3× slower). Each annotator remembers the last task they were seen
-    on, so a second answer to the same task is noticed without looking at the other rows;
-    only then are the task's earlier rows searched for the same label.
-    """
-    starts = _task_starts(tasks, n_tasks)
-    if _grouped(tasks):
-        return _agreement_in_task_order(starts, annotators, labels, decided, n_annotators)
-    # Narrow copies (allocated by NumPy, see `_output`): fewer pages to fault in.
-    by_annotator = np.empty(tasks.shape[0], dtype=np.int32)
-    by_label = np.empty(tasks.shape[0], dtype=np.int16)
-    _into_task_order(tasks, annotators, labels, starts, by_annotator, by_label)
-    return _agreement_in_task_order(starts, by_annotator, by_label, decided, n_annotators)
+    """`agreement_in_task_order` straight from rows in any order."""
+    ordered = task_order(tasks, annotators, labels, n_tasks)
+    return agreement_in_task_order(ordered, decided, n_annotators)

@@ -8,6 +8,7 @@ not depend on row order except that text task ids are numbered by first appearan
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from types import ModuleType
@@ -107,9 +108,25 @@ def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) ->
     text = any(frame.schema[name] not in _INTEGER_DTYPES for name in COLUMNS)
     compiled = text and compiled_kernels(frame.height) is not None
     hashes = {} if compiled else _frame_hashes(frame)
-    labels, label_values = encode_column(
-        frame.get_column("label"), sort=True, hashes=hashes.get("label")
-    )
+    sorts = {"task_id": False, "annotator_id": True, "label": True}
+    if compiled:
+        # The compiled kernels release the GIL: the task column (the biggest vocabulary) is
+        # coded on a second core while this one codes the annotators and labels.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(encode_column, frame.get_column("task_id"), sort=False)
+            coded = {
+                name: encode_column(frame.get_column(name), sort=sorts[name])
+                for name in ("annotator_id", "label")
+            }
+            coded["task_id"] = pending.result()
+    else:
+        coded = {
+            name: encode_column(frame.get_column(name), sort=sort, hashes=hashes.get(name))
+            for name, sort in sorts.items()
+        }
+    tasks, task_values = coded["task_id"]
+    annotators, annotator_values = coded["annotator_id"]
+    labels, label_values = coded["label"]
     if extra_labels is not None and extra_labels.len():
         vocabulary = (
             pl.concat([label_values, extra_labels.cast(label_values.dtype)]).unique().sort()
@@ -119,12 +136,6 @@ def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) ->
             label_values = vocabulary
     if label_values.len() > np.iinfo(np.int16).max:
         raise ValueError(f"judgments: {label_values.len()} distinct labels; at most 32767")
-    tasks, task_values = encode_column(
-        frame.get_column("task_id"), sort=False, hashes=hashes.get("task_id")
-    )
-    annotators, annotator_values = encode_column(
-        frame.get_column("annotator_id"), sort=True, hashes=hashes.get("annotator_id")
-    )
     return Encoded(
         tasks=tasks,
         annotators=annotators,

@@ -142,16 +142,18 @@ def test_partitioned_kernel_matches_single_table() -> None:
     single = kernels._factorize_pairs(
         high, low, False, True, np.empty(n, dtype=np.int64), np.empty(0, dtype=np.int64)
     )
-    scratch = np.empty((4, n), dtype=np.int64)
     partitioned = kernels._factorize_partitioned(
         high,
         low,
         True,
         np.empty(n, dtype=np.int64),
-        scratch[0],
-        scratch[1].view(np.uint64),
-        scratch[2].view(np.uint64),
-        scratch[3],
+        np.empty(n, dtype=np.int32),
+        np.empty(n, dtype=np.uint64),
+        np.empty(n, dtype=np.uint64),
+        np.empty(n, dtype=np.int32),
+        np.empty(n, dtype=np.uint64),
+        np.empty(n, dtype=np.uint64),
+        np.empty(n, dtype=np.int64),
     )
     assert single[2] and partitioned[2]
     np.testing.assert_array_equal(partitioned[0], single[0])
