@@ -27,8 +27,7 @@ def string_views(column: pl.Series) -> tuple[np.ndarray, slice] | None:
         array = column.to_arrow(compat_level=pl.CompatLevel.newest())
         if str(array.type) != "string_view":
             return None
-        buffer = array.buffers()[1]
+        words = np.frombuffer(array.buffers()[1], dtype=np.uint64).reshape(-1, 2)
     except (AttributeError, TypeError, ValueError, IndexError):  # older Arrow: general path
         return None
-    rows = slice(array.offset, array.offset + len(array))
-    return np.frombuffer(buffer, dtype=np.uint64).reshape(-1, 2), rows
+    return words, slice(array.offset, array.offset + len(array))

@@ -21,6 +21,8 @@ import numpy as np
 _EMPTY = -1
 # Hash tables of at least this many slots grow by 2× (kept half full), smaller ones by 4×.
 _LARGE_TABLE = 1 << 16
+# Tasks with more rows than this find repeated answers by sorting, not by searching back.
+_PAIRWISE_LIMIT = 32
 # Words per hash-table slot: the key pair, code + 1, padding to 32 bytes (a slot never
 # straddles two cache lines).
 _SLOT_WORDS = 4
@@ -456,13 +458,28 @@ def _agreement_in_task_order(
     by_label: np.ndarray,
     decided: np.ndarray,
     n_annotators: int,
+    n_classes: int,
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     last_task = np.full(n_annotators, -1, dtype=np.int64)
     correct = np.zeros(n_annotators, dtype=np.int64)
     total = np.zeros(n_annotators, dtype=np.int64)
     for task in range(starts.shape[0] - 1):
-        begin, target = starts[task], decided[task]
-        for position in range(begin, starts[task + 1]):
+        begin, end, target = starts[task], starts[task + 1], decided[task]
+        if end - begin > _PAIRWISE_LIMIT:
+            # A big task (a gold item everyone labels): its distinct answers by sorting, so
+            # many repeats cannot make the search for earlier answers quadratic.
+            answers = np.empty(end - begin, dtype=np.int64)
+            for position in range(begin, end):
+                answers[position - begin] = by_annotator[position] * n_classes + by_label[position]
+            answers.sort()
+            for index in range(answers.shape[0]):
+                if index > 0 and answers[index] == answers[index - 1]:
+                    continue
+                annotator = answers[index] // n_classes
+                total[annotator] += 1
+                correct[annotator] += answers[index] % n_classes == target
+            continue
+        for position in range(begin, end):
             annotator, label = by_annotator[position], by_label[position]
             if last_task[annotator] == task:
                 repeat = False
@@ -498,17 +515,23 @@ def task_order(
 
 
 def agreement_in_task_order(
-    ordered: tuple[np.ndarray, np.ndarray, np.ndarray], decided: np.ndarray, n_annotators: int
+    ordered: tuple[np.ndarray, np.ndarray, np.ndarray],
+    decided: np.ndarray,
+    n_annotators: int,
+    n_classes: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(answers matching `decided`, answers) per annotator from `task_order`'s rows, a
     repeated identical answer by one annotator to one task counted once.
 
     Each annotator remembers the last task they were seen on, so a second answer to the same
     task is noticed without looking at the other rows; only then are the task's earlier rows
-    searched for the same label.
+    (at most `_PAIRWISE_LIMIT`) searched for the same label. A bigger task is de-duplicated
+    by sorting its answers.
     """
     starts, by_annotator, by_label = ordered
-    return _agreement_in_task_order(starts, by_annotator, by_label, decided, n_annotators)
+    return _agreement_in_task_order(
+        starts, by_annotator, by_label, decided, n_annotators, n_classes
+    )
 
 
 def agreement_counts(
@@ -518,7 +541,8 @@ def agreement_counts(
     decided: np.ndarray,
     n_tasks: int,
     n_annotators: int,
+    n_classes: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`agreement_in_task_order` straight from rows in any order."""
     ordered = task_order(tasks, annotators, labels, n_tasks)
-    return agreement_in_task_order(ordered, decided, n_annotators)
+    return agreement_in_task_order(ordered, decided, n_annotators, n_classes)

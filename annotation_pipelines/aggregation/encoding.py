@@ -103,8 +103,8 @@ def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) ->
     """
     validate(judgments)
     frame = judgments.select(COLUMNS)
-    # The compiled path keys short strings by their views and hashes only what is left
-    # (integer columns never need it, so an all-integer frame does not import Numba).
+    # The compiled path keys short strings by their views and hashes only what is left; a
+    # frame of dense integer ids is coded by offset and never reaches it (nor Numba).
     text = any(frame.schema[name] not in _INTEGER_DTYPES for name in COLUMNS)
     compiled = text and compiled_kernels(frame.height) is not None
     hashes = {} if compiled else _frame_hashes(frame)
@@ -179,7 +179,16 @@ _PREFIX = 4096
 COMPILED_MIN_ROWS = 200_000
 _SEED_PRIMARY = 0
 _SEED_CHECK = 0x5EED
-_INTEGER_DTYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+_INTEGER_DTYPES = (
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+)
 
 
 def encode_column(
@@ -210,7 +219,8 @@ def encode_column(
     # Each group's check hash must be every member's: otherwise two values shared a hash.
     expected = np.take(np.take(check, first_rows), codes)
     if not np.array_equal(expected, check):
-        vocabulary = values.unique().sort()
+        # A 64-bit collision (odds ≈ n²/2⁶⁵): the exact, slower join, in the same order.
+        vocabulary = values.unique().sort() if sort else values.unique(maintain_order=True)
         return _codes(values, vocabulary), vocabulary
     return codes, values.gather(first_rows)
 
@@ -268,7 +278,7 @@ def _integer_codes(values: pl.Series) -> tuple[np.ndarray, pl.Series] | None:
     """Ascending codes by offset into the value range, when the range is not much wider."""
     low, high = values.min(), values.max()
     span = int(high) - int(low) + 1
-    if span > 4 * values.len() + 1024:
+    if span > 4 * values.len() + 1024 or int(high) > np.iinfo(np.int64).max:
         return None
     offsets = values.to_numpy().astype(np.int64, copy=False) - int(low)
     present = np.zeros(span, dtype=bool)
@@ -417,7 +427,7 @@ def _perfect_hash(distinct: np.ndarray) -> tuple[np.ndarray, int, int] | None:
     a few windows are tried; the table (int32, at most 4M slots) stays cache-friendly.
     """
     n = distinct.shape[0]
-    size = 1 << max(4, int(n * n).bit_length())
+    size = 1 << max(4, int(n * n - 1).bit_length())
     mask = size - 1
     for shift in range(0, 64 - size.bit_length() + 1, 3):
         slots = _slots(distinct, shift, mask)

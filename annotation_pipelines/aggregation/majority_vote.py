@@ -127,6 +127,7 @@ def agreement_with(
             decided,
             encoded.n_tasks,
             encoded.n_annotators,
+            encoded.n_classes,
         )
         return correct / np.maximum(total, 1)
     annotators, tasks, labels = distinct if distinct is not None else distinct_answers(encoded)
@@ -153,7 +154,7 @@ def fit_majority_vote(encoded: Encoded) -> Fitted:
             )
             posteriors = np.divide(votes, np.maximum(totals, 1)[:, None], dtype=np.float64)
             correct, total = kernels.agreement_in_task_order(
-                ordered.result(), decided, encoded.n_annotators
+                ordered.result(), decided, encoded.n_annotators, encoded.n_classes
             )
         return Fitted(
             posteriors=posteriors,

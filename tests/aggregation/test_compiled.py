@@ -175,3 +175,26 @@ def test_views_that_do_not_hold_their_string_are_refused(runs: bool) -> None:
     words[7, 0] = np.uint64(13)  # longer than 12 bytes: lives in a data buffer
     _, _, exact = kernels.factorize_views(words, slice(0, 20_000), runs=runs)
     assert not exact
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_big_task_with_repeated_answers_matches_numpy(grouped: bool) -> None:
+    # One task answered many times by each annotator (a gold item): the kernel de-duplicates
+    # it by sorting, not by searching back row by row (which was quadratic).
+    generator = np.random.default_rng(5)
+    rows = 4000
+    frame = pl.DataFrame(
+        {
+            "task_id": ["gold"] * rows + [f"t{i // 3}" for i in range(600)],
+            "annotator_id": [f"w{a}" for a in generator.integers(0, 50, rows + 600)],
+            "label": [f"c{c}" for c in generator.integers(0, 3, rows + 600)],
+        }
+    )
+    if not grouped:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=2)
+    with compiled(False):
+        expected = fit(frame, "majority_vote")
+    with compiled(True):
+        result = fit(frame, "majority_vote")
+    assert result.labels.equals(expected.labels)
+    assert result.annotators.equals(expected.annotators)

@@ -54,6 +54,19 @@ def test_collision_falls_back_to_the_exact_join(monkeypatch: pytest.MonkeyPatch)
     codes, vocabulary = encode_column(values, sort=True)
     assert vocabulary.to_list() == ["a", "b", "c"]
     assert codes.tolist() == [1, 0, 2, 0]
+    # Unsorted, the exact path keeps the documented order of first appearance.
+    codes, vocabulary = encode_column(values, sort=False)
+    assert vocabulary.to_list() == ["b", "a", "c"]
+    assert codes.tolist() == [0, 1, 2, 1]
+
+
+def test_unsigned_64_bit_ids_are_integers() -> None:
+    # UInt64 ids are coded ascending like the other integer types, also above 2**63.
+    for values in ([30, 10, 20, 10], [2**64 - 1, 5, 2**63, 5]):
+        series = pl.Series(values, dtype=pl.UInt64)
+        codes, vocabulary = encode_column(series, sort=False)
+        assert vocabulary.to_list() == sorted(set(values))
+        assert vocabulary.gather(codes).to_list() == values
 
 
 @pytest.mark.parametrize("grouped", [True, False])
