@@ -72,6 +72,16 @@ def test_non_text_columns_match(values: list[object]) -> None:
     both_paths(pl.Series(values * 100), sort=True)
 
 
+def assert_fits_match(frame: pl.DataFrame, method: str) -> None:
+    with compiled(False):
+        expected = fit(frame, method)
+    with compiled(True):
+        result = fit(frame, method)
+    assert result.labels.equals(expected.labels)
+    assert result.annotators.equals(expected.annotators)
+    assert result.tie_share == expected.tie_share
+
+
 def _judgments(seed: int, *, n_tasks: int, grouped: bool, duplicates: bool) -> pl.DataFrame:
     generator = np.random.default_rng(seed)
     votes = generator.integers(1, 7, n_tasks)
@@ -99,13 +109,7 @@ def _judgments(seed: int, *, n_tasks: int, grouped: bool, duplicates: bool) -> p
 @pytest.mark.parametrize("duplicates", [False, True])
 def test_vote_methods_match_numpy(method: str, grouped: bool, duplicates: bool) -> None:
     frame = _judgments(11, n_tasks=3000, grouped=grouped, duplicates=duplicates)
-    with compiled(False):
-        expected = fit(frame, method)
-    with compiled(True):
-        result = fit(frame, method)
-    assert result.labels.equals(expected.labels)
-    assert result.annotators.equals(expected.annotators)
-    assert result.tie_share == expected.tie_share
+    assert_fits_match(frame, method)
 
 
 @settings(max_examples=40, deadline=None)
@@ -122,12 +126,7 @@ def test_vote_methods_match_numpy(method: str, grouped: bool, duplicates: bool) 
 )
 def test_majority_vote_matches_numpy_on_any_input(rows: list[tuple[str, str, str]]) -> None:
     frame = pl.DataFrame(rows, schema=["task_id", "annotator_id", "label"], orient="row")
-    with compiled(False):
-        expected = fit(frame, "majority_vote")
-    with compiled(True):
-        result = fit(frame, "majority_vote")
-    assert result.labels.equals(expected.labels)
-    assert result.annotators.equals(expected.annotators)
+    assert_fits_match(frame, "majority_vote")
 
 
 def test_partitioned_kernel_matches_single_table() -> None:
@@ -192,9 +191,4 @@ def test_big_task_with_repeated_answers_matches_numpy(grouped: bool) -> None:
     )
     if not grouped:
         frame = frame.sample(fraction=1.0, shuffle=True, seed=2)
-    with compiled(False):
-        expected = fit(frame, "majority_vote")
-    with compiled(True):
-        result = fit(frame, "majority_vote")
-    assert result.labels.equals(expected.labels)
-    assert result.annotators.equals(expected.annotators)
+    assert_fits_match(frame, "majority_vote")
