@@ -210,12 +210,13 @@ def encode_column(
         if dense is not None:
             return dense
         sort = True  # integers sort cheaply, and ascending ids are the documented order
+    # Given each group's first row, the permutation that sorts the groups by value.
+    order = (lambda rows: values.gather(rows).arg_sort().to_numpy()) if sort else None
     kernels = compiled_kernels(values.len())
     if kernels is not None:
-        return _compiled_codes(kernels, values, sort=sort, hashes=hashes)
+        return _compiled_codes(kernels, values, order=order, hashes=hashes)
     primary, check = hashes if hashes is not None else column_hashes(values)
-    order_key = (lambda rows: values.gather(rows).arg_sort().to_numpy()) if sort else None
-    codes, first_rows = _hash_groups(primary, order=order_key)
+    codes, first_rows = _hash_groups(primary, order=order)
     # Each group's check hash must be every member's: otherwise two values shared a hash.
     expected = np.take(np.take(check, first_rows), codes)
     if not np.array_equal(expected, check):
@@ -229,30 +230,24 @@ def _compiled_codes(
     kernels: ModuleType,
     values: pl.Series,
     *,
-    sort: bool,
+    order: Callable[[np.ndarray], np.ndarray] | None,
     hashes: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[np.ndarray, pl.Series]:
     """`encode_column` through the compiled kernels: short strings by their Arrow views
     (exact, no hashing), anything else by its pair of hashes."""
-    sample = values.head(_PREFIX)
-    runs = sample.len() > 1 and (sample.head(-1) == sample.tail(-1)).mean() >= 1 - _RUN_SHARE
-    found = None
+    runs = _mostly_runs(values.head(_PREFIX).hash(seed=_SEED_PRIMARY).to_numpy())
+    exact = False
     views = string_views(values)
     if views is not None:
         words, rows = views
         codes, first_rows, exact = kernels.factorize_views(words, rows, runs=runs)
-        if exact:
-            found = codes, first_rows
-    if found is None:
+    if not exact:
         primary, check = hashes if hashes is not None else column_hashes(values)
         codes, first_rows, _ = kernels.factorize_hashes(primary, check, runs=runs)
-        found = codes, first_rows
-    codes, first_rows = found
-    if sort:
-        permutation = values.gather(first_rows).arg_sort().to_numpy()
-        rank = np.empty(permutation.shape[0], dtype=np.int64)
-        rank[permutation] = np.arange(permutation.shape[0])
-        codes = kernels.renumber(codes, rank)
+    if order is not None:
+        permutation = order(first_rows)
+        # In place: no second million-row array to fault in.
+        codes = kernels.renumber(codes, _inverse(permutation))
         first_rows = first_rows[permutation]
     return codes, values.gather(first_rows)
 
@@ -297,8 +292,7 @@ def _hash_groups(
     first row) when given, and order of first appearance otherwise.
     """
     n = hashes.shape[0]
-    sample = hashes[: min(n, 4096)]
-    if np.count_nonzero(sample[1:] != sample[:-1]) < _RUN_SHARE * sample.shape[0]:
+    if _mostly_runs(hashes[:_PREFIX]):
         runs = _run_groups(hashes)
         if runs is not None:
             codes, run_heads = runs
@@ -322,13 +316,23 @@ def _hash_groups(
     return _renumber(codes, group_first, permutation)
 
 
+def _mostly_runs(sample: np.ndarray) -> bool:
+    """Whether equal neighbours dominate a prefix of hashes: input grouped by this column."""
+    return np.count_nonzero(sample[1:] != sample[:-1]) < _RUN_SHARE * sample.shape[0]
+
+
 def _renumber(
     codes: np.ndarray, first_rows: np.ndarray, permutation: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Codes and first rows with group `permutation[i]` becoming group i."""
+    return np.take(_inverse(permutation), codes), first_rows[permutation]
+
+
+def _inverse(permutation: np.ndarray) -> np.ndarray:
+    """`rank` with `rank[permutation[i]] == i`: the new code of each old one."""
     rank = np.empty(permutation.shape[0], dtype=np.int64)
     rank[permutation] = np.arange(permutation.shape[0])
-    return np.take(rank, codes), first_rows[permutation]
+    return rank
 
 
 def _run_groups(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -392,8 +396,7 @@ def _small_vocabulary_groups(
             return None
         table, shift, mask = found
         permutation = np.argsort(first) if order is None else order(first)
-        rank = np.empty(permutation.shape[0], dtype=np.int64)
-        rank[permutation] = np.arange(permutation.shape[0])
+        rank = _inverse(permutation)
         # Slot → final code and slot → the hash it holds. An unoccupied slot points at
         # distinct[0], so a row landing there matches only if it is that very hash.
         code_of_slot = np.take(rank, table)
