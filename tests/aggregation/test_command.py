@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.aggregation.command import aggregate_command
+from tests.inputs import write_input
 
 JUDGMENTS = pl.DataFrame(
     {
@@ -20,22 +21,9 @@ JUDGMENTS = pl.DataFrame(
 )
 
 
-def _write(frame: pl.DataFrame, path: Path) -> Path:
-    suffix = path.suffix
-    if suffix == ".csv":
-        frame.write_csv(path)
-    elif suffix == ".tsv":
-        frame.write_csv(path, separator="\t")
-    elif suffix == ".parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_ndjson(path)
-    return path
-
-
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl"])
 def test_formats_to_stdout(tmp_path: Path, suffix: str) -> None:
-    path = _write(JUDGMENTS, tmp_path / f"judgments{suffix}")
+    path = write_input(JUDGMENTS, tmp_path / f"judgments{suffix}")
     result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
     assert result.exit_code == 0, result.output
     out = pl.read_csv(io.StringIO(result.stdout), schema_overrides={"task_id": pl.String})
@@ -50,7 +38,7 @@ def test_formats_to_stdout(tmp_path: Path, suffix: str) -> None:
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_output_file_and_custom_columns(tmp_path: Path, suffix: str) -> None:
     renamed = JUDGMENTS.rename({"task_id": "item", "annotator_id": "rater", "label": "answer"})
-    path = _write(renamed, tmp_path / "in.csv")
+    path = write_input(renamed, tmp_path / "in.csv")
     output = tmp_path / f"out{suffix}"
     result = CliRunner().invoke(
         aggregate_command,
@@ -75,15 +63,15 @@ def test_output_file_and_custom_columns(tmp_path: Path, suffix: str) -> None:
 
 
 def test_gold_option(tmp_path: Path) -> None:
-    path = _write(JUDGMENTS, tmp_path / "in.csv")
-    gold = _write(pl.DataFrame({"task_id": ["009"], "label": ["dog"]}), tmp_path / "gold.csv")
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
+    gold = write_input(pl.DataFrame({"task_id": ["009"], "label": ["dog"]}), tmp_path / "gold.csv")
     result = CliRunner().invoke(aggregate_command, [str(path), "--gold", str(gold)])
     assert result.exit_code == 0, result.output
     assert "009,dog,1.0" in result.stdout
 
 
 def test_missing_column(tmp_path: Path) -> None:
-    path = _write(JUDGMENTS.drop("label"), tmp_path / "in.csv")
+    path = write_input(JUDGMENTS.drop("label"), tmp_path / "in.csv")
     result = CliRunner().invoke(aggregate_command, [str(path)])
     assert result.exit_code != 0
     assert str(path) in result.output and "'label'" in result.output
@@ -112,7 +100,7 @@ def test_empty_value_names_row_and_column(tmp_path: Path) -> None:
 
 
 def test_bad_output_suffix(tmp_path: Path) -> None:
-    path = _write(JUDGMENTS, tmp_path / "in.csv")
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
     result = CliRunner().invoke(
         aggregate_command, [str(path), "--output", str(tmp_path / "o.xlsx")]
     )

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import json
 
-import polars as pl
 import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.agreement.command import agreement_command
 from annotation_pipelines.cli import main
-
-
-def write(frame: pl.DataFrame, path) -> None:
-    suffix = path.suffix
-    if suffix == ".csv":
-        frame.write_csv(path)
-    elif suffix == ".tsv":
-        frame.write_csv(path, separator="\t")
-    elif suffix == ".parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_ndjson(path)
+from tests.inputs import write_input
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl"])
 def test_every_format_prints_the_same_json(tmp_path, krippendorff_2011, suffix):
     path = tmp_path / f"judgments{suffix}"
-    write(krippendorff_2011, path)
+    write_input(krippendorff_2011, path)
     result = CliRunner().invoke(main, ["agreement", str(path)])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
@@ -43,7 +31,7 @@ def test_every_format_prints_the_same_json(tmp_path, krippendorff_2011, suffix):
 )
 def test_levels_and_custom_columns(tmp_path, krippendorff_2011, level, expected):
     path = tmp_path / "coded.csv"
-    write(
+    write_input(
         krippendorff_2011.rename({"task_id": "unit", "annotator_id": "coder", "label": "v"}), path
     )
     result = CliRunner().invoke(
@@ -66,7 +54,7 @@ def test_levels_and_custom_columns(tmp_path, krippendorff_2011, level, expected)
 
 def test_bootstrap_adds_intervals(tmp_path, fleiss_wikipedia):
     path = tmp_path / "fleiss.parquet"
-    write(fleiss_wikipedia, path)
+    write_input(fleiss_wikipedia, path)
     result = CliRunner().invoke(agreement_command, [str(path), "--bootstrap", "200", "--seed", "3"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
@@ -76,7 +64,7 @@ def test_bootstrap_adds_intervals(tmp_path, fleiss_wikipedia):
 
 def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
     path = tmp_path / "toy.csv"
-    write(toy_crowd, path)
+    write_input(toy_crowd, path)
     result = CliRunner().invoke(agreement_command, [str(path), "--level", "ordinal"])
     assert result.exit_code == 1
     assert "treats labels as numbers" in result.output
@@ -88,7 +76,7 @@ def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
 
 def test_missing_column_names_file_and_column(tmp_path, toy_crowd):
     path = tmp_path / "toy.csv"
-    write(toy_crowd.drop("annotator_id"), path)
+    write_input(toy_crowd.drop("annotator_id"), path)
     result = CliRunner().invoke(agreement_command, [str(path)])
     assert result.exit_code != 0
     assert str(path) in result.output and "'annotator_id'" in result.output

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from annotation_pipelines.cli import main
 from annotation_pipelines.schema import JUDGMENTS, QUARANTINE
 from tests.ingest.conftest import label_studio_tasks, write_label_studio
+from tests.inputs import write_input
 
 HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
 ROWS = "t1,a1,pos,2026-05-01T10:00:00Z,1\nt1,a2,sarcastic,2026-05-01T10:00:00Z,1\n"
@@ -27,15 +28,7 @@ def summary(output: str) -> dict:
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl"])
 def test_each_table_format_writes_judgments_and_quarantine(tmp_path, fmt):
     frame = pl.read_csv((HEADER + ROWS).encode())
-    path = tmp_path / f"export.{fmt}"
-    if fmt == "csv":
-        frame.write_csv(path)
-    elif fmt == "tsv":
-        frame.write_csv(path, separator="\t")
-    elif fmt == "parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_ndjson(path)
+    path = write_input(frame, tmp_path / f"export.{fmt}")
     out = tmp_path / "out"
     result = run(
         str(path), "--format", fmt, "--label-set", "pos,neg", "--project", "p", "--output", str(out)
