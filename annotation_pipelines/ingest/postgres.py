@@ -137,26 +137,17 @@ def seed_database(
         .drop_nulls()
         .unique()
         .with_columns(created_at=stamp, updated_at=stamp),
-        "tasks": tasks.select("task_id", "project", "payload", "created_at").with_columns(
-            updated_at=stamp
-        ),
+        # The seeded tables carry exactly the columns the extract reads back.
+        "tasks": tasks.select(EXTRACT_COLUMNS["tasks"]).with_columns(updated_at=stamp),
         "assignments": judgments.head(0 if not assignments else judgments.height)
         .drop_nulls("annotator_id")
         .group_by("task_id", "annotator_id")
         .agg(assigned_at=pl.col("submitted_at").min())
         .with_columns(updated_at=stamp),
-        "judgments": judgments.select(
-            "judgment_id",
-            "task_id",
-            "project",
-            "annotator_id",
-            "label",
-            "submitted_at",
-            "duration_s",
-        ).with_columns(updated_at=stamp),
+        "judgments": judgments.select(EXTRACT_COLUMNS["judgments"]).with_columns(updated_at=stamp),
     }
     if gold is not None:
-        frames["gold_labels"] = gold.select("task_id", "project", "label").with_columns(
+        frames["gold_labels"] = gold.select(EXTRACT_COLUMNS["gold_labels"]).with_columns(
             updated_at=stamp
         )
     counts: dict[str, int] = {}
