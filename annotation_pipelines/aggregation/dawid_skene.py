@@ -149,33 +149,29 @@ def fit_dawid_skene(
     votes_per_task = encoded.votes_per_task().astype(np.float64)
     posteriors = vote_shares(encoded) if initial_posteriors is None else initial_posteriors.copy()
     clamp_gold(posteriors, gold_codes)
-    prior = column_mean(posteriors)
-    counts = expected_counts(matrix, posteriors)
-    errors = _confusion_from_counts(encoded, counts)
-    with np.errstate(divide="ignore"):
-        log_errors = np.log(errors.reshape(-1, k))
-    loss = -np.inf
-    iterations = 0
-    converged = False
-    for _ in range(max_iter):
-        iterations += 1
-        log_prior = np.log(np.maximum(prior, EPSILON))
-        posteriors = normalise_log(task_log_likelihoods(matrix, log_errors, log_prior))
-        clamp_gold(posteriors, gold_codes)
+
+    def m_step(
+        posteriors: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(prior, its log, expected counts, confusion matrices, their log)."""
         prior = column_mean(posteriors)
         counts = expected_counts(matrix, posteriors)
         errors = _confusion_from_counts(encoded, counts)
         with np.errstate(divide="ignore"):
             log_errors = np.log(errors.reshape(-1, k))
+        return prior, np.log(np.maximum(prior, EPSILON)), counts, errors, log_errors
+
+    prior, log_prior, counts, errors, log_errors = m_step(posteriors)
+    loss = -np.inf
+    iterations = 0
+    converged = False
+    for _ in range(max_iter):
+        iterations += 1
+        posteriors = normalise_log(task_log_likelihoods(matrix, log_errors, log_prior))
+        clamp_gold(posteriors, gold_codes)
+        prior, log_prior, counts, errors, log_errors = m_step(posteriors)
         new_loss = (
-            evidence_lower_bound(
-                encoded,
-                posteriors,
-                counts,
-                log_errors,
-                np.log(np.maximum(prior, EPSILON)),
-                votes_per_task,
-            )
+            evidence_lower_bound(encoded, posteriors, counts, log_errors, log_prior, votes_per_task)
             / encoded.n_judgments
         )
         if new_loss - loss < tol:
