@@ -176,6 +176,18 @@ TABLES: dict[str, dict[str, pl.DataType]] = {
 }
 
 
+def to_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """`column` (of `dtype`) as UTC_TIMESTAMP: naive datetimes and dates are taken as UTC,
+    zoned ones converted, text parsed."""
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return column.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return column.dt.convert_time_zone("UTC").cast(UTC_TIMESTAMP)
+    if isinstance(dtype, pl.Date):
+        return column.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return column.cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
+
+
 def empty(table: dict[str, pl.DataType]) -> pl.DataFrame:
     """An empty frame with exactly the table's columns and types."""
     return pl.DataFrame(schema=table)

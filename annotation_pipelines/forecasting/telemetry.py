@@ -35,16 +35,6 @@ HELIOS_COLUMNS = {
 _HELIOS_NAME = re.compile(r"^helios_(?P<cluster>[^_]+)_(?P<series>.+)$")
 
 
-def _to_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            return column.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        return column.dt.convert_time_zone("UTC").cast(schema.UTC_TIMESTAMP)
-    if isinstance(dtype, pl.Date):
-        return column.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return column.cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
-
-
 def normalize_usage(
     frame: pl.DataFrame,
     *,
@@ -87,7 +77,7 @@ def normalize_usage(
     if "series_id" not in frame.columns:
         fill.append(pl.lit(series_id or cluster or "default", dtype=pl.String).alias("series_id"))
     frame = frame.with_columns(fill) if fill else frame
-    frame = frame.with_columns(_to_utc(pl.col("time"), frame.schema["time"]).alias("time"))
+    frame = frame.with_columns(schema.to_utc(pl.col("time"), frame.schema["time"]).alias("time"))
     return schema.conform(
         frame.select(list(schema.COMPUTE_USAGE)), schema.COMPUTE_USAGE, name="compute_usage"
     ).sort("series_id", "time")

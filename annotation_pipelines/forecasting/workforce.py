@@ -80,18 +80,6 @@ def _require(frame: pl.DataFrame, columns: tuple[str, ...], *, name: str) -> Non
         )
 
 
-def _utc(frame: pl.DataFrame, column: str) -> pl.Expr:
-    dtype = frame.schema[column]
-    expression = pl.col(column)
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            return expression.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-        return expression.dt.convert_time_zone("UTC").cast(schema.UTC_TIMESTAMP)
-    if isinstance(dtype, pl.Date):
-        return expression.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return expression.cast(pl.String).str.to_datetime(time_unit="us", time_zone="UTC")
-
-
 def project_settings(projects: pl.DataFrame) -> pl.DataFrame:
     """Validate per-project settings: [project, overlap (>= 1 judgments per task), sla_days > 0]."""
     _require(projects, ("project", "overlap", "sla_days"), name="projects")
@@ -155,7 +143,9 @@ def workforce_throughput(
         pl.col("project").cast(pl.String),
         pl.col("task_id").cast(pl.String),
         pl.col("annotator_id").cast(pl.String),
-        _utc(judgments, "submitted_at").alias("submitted_at"),
+        schema.to_utc(pl.col("submitted_at"), judgments.schema["submitted_at"]).alias(
+            "submitted_at"
+        ),
         pl.col("duration_s").cast(pl.Float64).fill_null(0.0),
     ).drop_nulls(["project", "task_id", "submitted_at"])
     negative = judged.filter(pl.col("duration_s") < 0)
@@ -169,7 +159,7 @@ def workforce_throughput(
         tasks.select(
             pl.col("project").cast(pl.String),
             pl.col("task_id").cast(pl.String),
-            _utc(tasks, "created_at").alias("created_at"),
+            schema.to_utc(pl.col("created_at"), tasks.schema["created_at"]).alias("created_at"),
         )
         .drop_nulls(["project", "task_id"])
         .group_by("project", "task_id")
