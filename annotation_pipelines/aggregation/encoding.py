@@ -103,13 +103,10 @@ def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) ->
     """
     validate(judgments)
     frame = judgments.select(COLUMNS)
-    # The compiled path keys short strings by their views and hashes only what is left; a
-    # frame of dense integer ids is coded by offset and never reaches it (nor Numba).
-    text = any(frame.schema[name] not in _INTEGER_DTYPES for name in COLUMNS)
-    compiled = text and compiled_kernels(frame.height) is not None
-    hashes = {} if compiled else _frame_hashes(frame)
     sorts = {"task_id": False, "annotator_id": True, "label": True}
-    if compiled:
+    # A frame of dense integer ids is coded by offset and never needs the kernels (nor Numba).
+    text = any(frame.schema[name] not in _INTEGER_DTYPES for name in COLUMNS)
+    if text and compiled_kernels(frame.height) is not None:
         # The compiled kernels release the GIL: the task column (the biggest vocabulary) is
         # coded on a second core while this one codes the annotators and labels.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -121,8 +118,7 @@ def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) ->
             coded["task_id"] = pending.result()
     else:
         coded = {
-            name: encode_column(frame.get_column(name), sort=sort, hashes=hashes.get(name))
-            for name, sort in sorts.items()
+            name: encode_column(frame.get_column(name), sort=sort) for name, sort in sorts.items()
         }
     tasks, task_values = coded["task_id"]
     annotators, annotator_values = coded["annotator_id"]
@@ -144,28 +140,6 @@ def encode(judgments: pl.DataFrame, *, extra_labels: pl.Series | None = None) ->
         annotator_values=annotator_values,
         label_values=label_values,
     )
-
-
-def _frame_hashes(frame: pl.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Both hashes of every non-integer column, computed in one Polars pass (all cores)."""
-    columns = [name for name in COLUMNS if frame.schema[name] not in _INTEGER_DTYPES]
-    if not columns or frame.height == 0:
-        return {}
-    hashed = frame.select(
-        expression
-        for name in columns
-        for expression in (
-            pl.col(name).hash(seed=_SEED_PRIMARY).alias(f"{name}:primary"),
-            pl.col(name).hash(seed=_SEED_CHECK).alias(f"{name}:check"),
-        )
-    )
-    return {
-        name: (
-            hashed.get_column(f"{name}:primary").to_numpy(),
-            hashed.get_column(f"{name}:check").to_numpy(),
-        )
-        for name in columns
-    }
 
 
 # A column whose values each form one contiguous run (an export ordered by task) is coded by
@@ -191,17 +165,14 @@ _INTEGER_DTYPES = (
 )
 
 
-def encode_column(
-    values: pl.Series, *, sort: bool, hashes: tuple[np.ndarray, np.ndarray] | None = None
-) -> tuple[np.ndarray, pl.Series]:
+def encode_column(values: pl.Series, *, sort: bool) -> tuple[np.ndarray, pl.Series]:
     """(int64 code per row, vocabulary) with `vocabulary[code] == value`.
 
     With `sort`, the vocabulary is sorted; otherwise it is ascending for integers and in order
     of first appearance for everything else. Text is grouped by its 64-bit hash (no string
     comparison in the hot path) and the grouping is verified with a second, independently
     seeded hash: a row whose second hash differs from its group's would reveal a collision,
-    and then the exact (slower) join is used instead. `hashes` (primary, check) may be passed
-    in when the caller computed them already (`encode` hashes all columns in one pass).
+    and then the exact (slower) join is used instead.
     """
     if values.len() == 0:
         return np.empty(0, dtype=np.int64), values.unique()
@@ -214,8 +185,8 @@ def encode_column(
     order = (lambda rows: values.gather(rows).arg_sort().to_numpy()) if sort else None
     kernels = compiled_kernels(values.len())
     if kernels is not None:
-        return _compiled_codes(kernels, values, order=order, hashes=hashes)
-    primary, check = hashes if hashes is not None else column_hashes(values)
+        return _compiled_codes(kernels, values, order=order)
+    primary, check = column_hashes(values)
     codes, first_rows = _hash_groups(primary, order=order)
     # Each group's check hash must be every member's: otherwise two values shared a hash.
     expected = np.take(np.take(check, first_rows), codes)
@@ -231,7 +202,6 @@ def _compiled_codes(
     values: pl.Series,
     *,
     order: Callable[[np.ndarray], np.ndarray] | None,
-    hashes: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[np.ndarray, pl.Series]:
     """`encode_column` through the compiled kernels: short strings by their Arrow views
     (exact, no hashing), anything else by its pair of hashes."""
@@ -242,7 +212,7 @@ def _compiled_codes(
         words, rows = views
         codes, first_rows, exact = kernels.factorize_views(words, rows, runs=runs)
     if not exact:
-        primary, check = hashes if hashes is not None else column_hashes(values)
+        primary, check = column_hashes(values)
         codes, first_rows, _ = kernels.factorize_hashes(primary, check, runs=runs)
     if order is not None:
         permutation = order(first_rows)
