@@ -1,15 +1,14 @@
 """The one Definitions of the code location: assets, checks, jobs, schedules, sensors, resources.
 
-The environment is chosen here and only here (`ANNOTATION_PIPELINES_PROFILE`):
-- `local` (default): lake and landing zone under `ANNOTATION_PIPELINES_DATA_DIR` (default
-  `./data`), SQLite instance storage under DAGSTER_HOME. No server, no cloud account.
+The resources are chosen here from the profile in `annotation_pipelines.settings`:
+- `local` (default): lake and landing zone under the data folder (default `./data`), SQLite
+  instance storage under DAGSTER_HOME. No server, no cloud account.
 - `production`: the lake under an S3 prefix through dagster-aws's S3 resource; instance storage
   on PostgreSQL (see dagster.production.yaml). Asset code is identical in both.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dagster import (
@@ -31,42 +30,36 @@ import assets.forecasting
 import assets.ingest
 import assets.quality
 import assets.workforce
+from annotation_pipelines import settings as settings_module
+from annotation_pipelines.settings import Profile, Settings, load_settings
 from assets import schedules, sensors
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LocalLandingZone, S3LandingZone
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
 
 def data_dir() -> Path:
-    return Path(os.environ.get("ANNOTATION_PIPELINES_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+    return load_settings().data_dir
 
 
-def resources_for(profile: str) -> dict[str, object]:
+def resources_for(settings: Settings) -> dict[str, object]:
     """The resources of one deployment profile."""
-    if profile == "local":
-        lake = LocalLake(base_path=str(data_dir() / "lake"))
-        landing = LocalLandingZone(path=str(data_dir() / "landing"))
-    elif profile == "production":
-        s3 = S3Resource(
-            region_name=EnvVar("AWS_REGION"),
-            endpoint_url=os.environ.get("ANNOTATION_PIPELINES_S3_ENDPOINT") or None,
-        )
-        lake = S3Lake(
-            s3=s3,
-            bucket=EnvVar("ANNOTATION_PIPELINES_BUCKET"),
-            prefix=os.environ.get("ANNOTATION_PIPELINES_LAKE_PREFIX", "lake"),
-        )
-        landing = S3LandingZone(
-            s3=s3,
-            bucket=EnvVar("ANNOTATION_PIPELINES_BUCKET"),
-            prefix=os.environ.get("ANNOTATION_PIPELINES_LANDING_PREFIX", "landing"),
-        )
+    lake: LocalLake | S3Lake
+    landing: LocalLandingZone | S3LandingZone
+    if settings.profile == "local":
+        lake = LocalLake(base_path=str(settings.lake_dir))
+        landing = LocalLandingZone(path=str(settings.landing_dir))
     else:
-        raise ValueError(f"ANNOTATION_PIPELINES_PROFILE={profile!r}: use 'local' or 'production'")
+        s3 = S3Resource(
+            region_name=EnvVar(settings_module.AWS_REGION),
+            endpoint_url=settings.s3_endpoint,
+        )
+        lake = S3Lake(s3=s3, bucket=EnvVar(settings_module.BUCKET), prefix=settings.lake_prefix)
+        landing = S3LandingZone(
+            s3=s3, bucket=EnvVar(settings_module.BUCKET), prefix=settings.landing_prefix
+        )
     # The DSN is read when a run first uses the database, so a profile without one still loads.
-    annotation_db = AnnotationDatabase(dsn=EnvVar("ANNOTATION_DB_DSN"))
+    annotation_db = AnnotationDatabase(dsn=EnvVar(settings_module.ANNOTATION_DB_DSN))
     return {
         "io_manager": LakeIOManager(lake=lake),
         "lake": lake,
@@ -121,17 +114,18 @@ all_sensors = [
 ]
 
 
-def build_definitions(profile: str | None = None) -> Definitions:
-    profile = profile or os.environ.get("ANNOTATION_PIPELINES_PROFILE", "local")
+def build_definitions(*, profile: Profile | None = None) -> Definitions:
+    """The code location's Definitions for the profile in the environment (or `profile`)."""
+    settings = load_settings(profile=profile)
     return Definitions(
         # Locally each step in a subprocess would re-import the code location (~15 s on this
         # 2-core box) for steps that take seconds; production runs steps in parallel.
-        executor=in_process_executor if profile == "local" else multiprocess_executor,
+        executor=in_process_executor if settings.profile == "local" else multiprocess_executor,
         assets=all_assets,
         jobs=jobs,
         schedules=all_schedules,
         sensors=all_sensors,
-        resources=resources_for(profile),
+        resources=resources_for(settings),
     )
 
 

@@ -6,7 +6,6 @@ Dagster UI (`make dev`) afterwards.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import click
 import polars as pl
 
+from annotation_pipelines.settings import load_settings, write_start_date
 from annotation_pipelines.storage import atomic_write_parquet
 from annotation_pipelines.synthetic import generate_compute_usage, generate_workload
 
@@ -37,22 +37,26 @@ def write_compute_landing(landing: Path, *, end: date, days: int, seed: int) -> 
 
 
 def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[str, object]:  # noqa: ANN001
+    started = time.perf_counter()
+    day_list = last_days(days)
+    compute_days = [day_list[-1] - timedelta(days=i) for i in range(COMPUTE_HISTORY_DAYS)][::-1]
+    root = load_settings().data_dir
+    # Daily partitions start where this data starts; recorded before the definitions (and
+    # their partitions) are imported, and read again by `make dev` from the same folder.
+    write_start_date(root, min(day_list[0], compute_days[0]))
+
     from dagster import AssetKey, DagsterInstance
 
-    from annotation_pipelines.definitions import build_definitions, data_dir
+    from annotation_pipelines.definitions import build_definitions
     from assets.partitions import project_partitions
 
-    started = time.perf_counter()
     # Built now, not at import: the data folder is read from the environment at this moment.
     defs = build_definitions()
-    day_list = last_days(days)
-    root = data_dir()
     landing = root / "landing"
     echo(f"Generating {judgments:,} synthetic judgments for {day_list[0]} … {day_list[-1]}")
     summary = generate_workload(
         landing / "synthetic", judgments=judgments, start=day_list[0], days=days, seed=seed
     )
-    compute_days = [day_list[-1] - timedelta(days=i) for i in range(COMPUTE_HISTORY_DAYS)][::-1]
     rows = write_compute_landing(landing, end=day_list[-1], days=COMPUTE_HISTORY_DAYS, seed=seed)
     echo(f"  {summary.judgments:,} judgments, {summary.tasks:,} tasks, {rows:,} telemetry rows")
 
@@ -161,7 +165,7 @@ def summarize(root: Path, days: list[date]) -> str:
 @click.option("--seed", default=7, show_default=True)
 def demo_command(judgments: int, days: int, seed: int) -> None:
     """Generate a synthetic workload and materialize the whole asset graph on it."""
-    if not os.environ.get("DAGSTER_HOME"):
+    if load_settings().dagster_home is None:
         raise click.ClickException("set DAGSTER_HOME (make demo does) so runs show in the UI")
     outcome = run_demo(judgments=judgments, days=days, seed=seed)
     click.echo(summarize(outcome["root"], outcome["days"]))

@@ -6,7 +6,6 @@ ever written with its lineage.
 """
 
 import json
-import os
 from datetime import timedelta
 
 import polars as pl
@@ -24,6 +23,7 @@ from pydantic import Field
 
 from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
 from annotation_pipelines.curation.snapshot import DEFAULT_MASK_PATTERNS, dataset_card
+from annotation_pipelines.settings import load_settings
 from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.metadata import markdown_table
 from assets.partitions import project_partitions
@@ -31,7 +31,6 @@ from resources.lake import Lake, table_metadata
 
 GROUP = "curation"
 OWNERS = ["team:ml-data"]
-PSEUDONYM_KEY_ENV = "ANNOTATION_PIPELINES_PSEUDONYM_KEY"
 
 
 class CurationConfig(Config):
@@ -47,16 +46,6 @@ class CurationConfig(Config):
         default_factory=lambda: list(DEFAULT_MASK_PATTERNS),
         description="Regular expressions masked in payload text (e-mail, phone by default).",
     )
-
-
-def _pseudonym_key() -> bytes:
-    key = os.environ.get(PSEUDONYM_KEY_ENV, "")
-    if not key:
-        raise RuntimeError(
-            f"set {PSEUDONYM_KEY_ENV}: annotator ids in exports are pseudonymized with it "
-            "(make demo sets a throwaway local one)"
-        )
-    return key.encode()
 
 
 @asset(
@@ -112,7 +101,7 @@ def curated_dataset(
         min_votes=config.min_votes,
         include_gold=config.include_gold,
         ratios=config.split_ratios,
-        pseudonym_key=_pseudonym_key(),
+        pseudonym_key=load_settings().pseudonym_key,
         mask_patterns=config.mask_patterns,
         drop_fields=config.drop_fields,
     )

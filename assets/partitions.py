@@ -1,12 +1,12 @@
 """Partitions shared by every per-day layer."""
 
-import os
-
 from dagster import DailyPartitionsDefinition, DynamicPartitionsDefinition
 
-# The first day the platform holds data for; overridable so a deployment with older history
-# (or a test) can move it without a code change.
-START_DATE = os.environ.get("ANNOTATION_PIPELINES_START_DATE", "2026-09-01")
+from annotation_pipelines.settings import load_settings
+
+# The first day the platform holds data for (see settings: where the data starts), so an
+# empty history does not show as months of missing partitions.
+START_DATE = load_settings().start_date
 
 daily_partitions = DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
 

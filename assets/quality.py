@@ -35,6 +35,7 @@ from annotation_pipelines.quality import (
     reannotation_queue,
     render_html_report,
 )
+from annotation_pipelines.settings import load_settings
 from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
@@ -201,11 +202,14 @@ def quality(  # noqa: ANN201
     )
     # Reports are mailed and metadata is widely visible: both carry pseudonyms, and the
     # scorecards table maps each pseudonym back to the annotator for those with lake access.
+    display_key = load_settings().pseudonym_key
     cards = cards.with_columns(
-        annotator_pseudonym=safe_for_display(cards.select("annotator_id"))["annotator_id"]
+        annotator_pseudonym=safe_for_display(cards.select("annotator_id"), key=display_key)[
+            "annotator_id"
+        ]
     )
-    shown_cards = safe_for_display(cards)
-    shown_judgments = safe_for_display(judgments)
+    shown_cards = safe_for_display(cards, key=display_key)
+    shown_judgments = safe_for_display(judgments, key=display_key)
     report_paths = {}
     for (project,), project_report in report.group_by("project", maintain_order=True):
         html = render_html_report(
@@ -254,7 +258,9 @@ def quality(  # noqa: ANN201
         output_name="annotator_pair_agreement",
         metadata={
             "pairs": MetadataValue.int(pairs.height),
-            "lowest_kappa": markdown_table(safe_for_display(pairs.sort("kappa").head(10))),
+            "lowest_kappa": markdown_table(
+                safe_for_display(pairs.sort("kappa").head(10), key=display_key)
+            ),
         },
     )
     yield Output(

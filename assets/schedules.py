@@ -1,7 +1,5 @@
 """Schedules: yesterday's partitions once the day closes; the forecasts weekly."""
 
-import os
-
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -10,8 +8,10 @@ from dagster import (
     define_asset_job,
 )
 
+from annotation_pipelines.settings import load_settings
+
 # The day closes at midnight in this zone; runs start an hour later so late uploads are in.
-SCHEDULE_TIMEZONE = os.environ.get("ANNOTATION_PIPELINES_TIMEZONE", "UTC")
+SCHEDULE_TIMEZONE = load_settings().timezone
 
 daily_job = define_asset_job(
     "daily_annotation_job",

@@ -5,7 +5,6 @@ every run request carries a run key, so a tick evaluated twice launches nothing 
 """
 
 import json
-import os
 import urllib.request
 from datetime import UTC, datetime
 
@@ -35,6 +34,7 @@ from dagster._core.events import EngineEventData
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from annotation_pipelines.markdown import frame_to_markdown
+from annotation_pipelines.settings import load_settings
 from assets.ingest import export_files
 from assets.partitions import project_partitions
 from assets.quality import GATES
@@ -44,7 +44,6 @@ from resources.landing import LandingZone
 # A file whose ingest failed is retried on later ticks, at most this many times; after that
 # the sensor logs an error on every tick until the file is fixed (a new fingerprint resets it).
 MAX_ATTEMPTS = 5
-WEBHOOK_ENV = "ANNOTATION_PIPELINES_ALERT_WEBHOOK"
 
 ingest_export_job = define_asset_job(
     "ingest_export_job",
@@ -200,7 +199,7 @@ def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: object) ->
     lake.put_frame(f"alerts/{stamp:%Y%m%dT%H%M%S%f}.parquet", frame)
     for alert in alerts:
         log.warning(f"ALERT {alert['kind']}: {alert['message']}")  # type: ignore[attr-defined]
-    url = os.environ.get(WEBHOOK_ENV)
+    url = load_settings().alert_webhook
     if url:
         body = json.dumps({"alerts": alerts}, default=str).encode()
         request = urllib.request.Request(
@@ -294,7 +293,7 @@ def _lake_from_env() -> Lake:
     # code location uses from the same profile helper.
     from annotation_pipelines.definitions import resources_for
 
-    return resources_for(os.environ.get("ANNOTATION_PIPELINES_PROFILE", "local"))["lake"]
+    return resources_for(load_settings())["lake"]
 
 
 def run_summary(instance: DagsterInstance, run_id: str) -> pl.DataFrame:

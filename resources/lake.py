@@ -35,6 +35,7 @@ from pydantic import PrivateAttr
 
 from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.markdown import frame_to_markdown
+from annotation_pipelines.settings import load_settings
 from annotation_pipelines.storage import atomic_write_bytes
 
 DATA_FILE = "data.parquet"
@@ -217,7 +218,9 @@ def table_metadata(frame: pl.DataFrame, *, preview_rows: int = 10) -> dict[str, 
     """Row count, column schema and a markdown preview: the metadata every table gets."""
     # Previews never show raw annotator ids (they are personal data); the lake table does.
     preview = frame_to_markdown(
-        safe_for_display(frame.head(preview_rows)), rows=preview_rows, text_width=40
+        safe_for_display(frame.head(preview_rows), key=load_settings().pseudonym_key),
+        rows=preview_rows,
+        text_width=40,
     )
     return {
         "dagster/row_count": MetadataValue.int(frame.height),

@@ -40,7 +40,7 @@ def local_graph(
     )
     instance = DagsterInstance.local_temp(str(home))
     try:
-        yield build_definitions("local"), instance, data
+        yield build_definitions(profile="local"), instance, data
     finally:
         instance.dispose()
         patch.undo()

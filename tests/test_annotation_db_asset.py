@@ -25,7 +25,7 @@ def test_db_changes_land_in_their_days_and_reruns_change_nothing(tmp_path, monke
         seed_database(dsn, judgments=judgments)
         monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
         monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-        defs = build_definitions("local")
+        defs = build_definitions(profile="local")
         job = defs.resolve_implicit_global_asset_job_def().get_subset(
             asset_selection={AssetKey("annotation_db_changes")}
         )

@@ -26,7 +26,7 @@ def test_helios_named_telemetry_becomes_canonical_usage(tmp_path, monkeypatch):
         }
     ).write_csv(folder / "vc6YE.csv")
     result = (
-        build_definitions("local")
+        build_definitions(profile="local")
         .resolve_job_def("compute_usage_job")
         .execute_in_process(
             partition_key="2026-11-02", instance=DagsterInstance.ephemeral(), run_config=QUIET

@@ -34,7 +34,7 @@ def env(tmp_path, monkeypatch):
     project = landing / "exports" / "reviews"
     (project / "csv").mkdir(parents=True)
     (project / "project.json").write_text(json.dumps({"label_set": ["pos", "neg"]}))
-    defs = build_definitions("local")
+    defs = build_definitions(profile="local")
     (tmp_path / "home").mkdir()
     instance = DagsterInstance.local_temp(str(tmp_path / "home"))
     yield defs, instance, landing
@@ -193,7 +193,7 @@ def test_run_failure_sensor_writes_an_alert(env):
 def test_daily_schedule_targets_yesterday_and_weekly_forecast_is_monday():
     tick = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
     context = build_schedule_context(scheduled_execution_time=tick)
-    daily = build_definitions("local").resolve_schedule_def("daily_annotation_schedule")
+    daily = build_definitions(profile="local").resolve_schedule_def("daily_annotation_schedule")
     [request] = daily.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-20"
     assert schedules.weekly_forecast_schedule.cron_schedule == "0 6 * * 1"

@@ -55,10 +55,12 @@ def test_postgres_instance_and_s3_lake_run_the_same_graph(tmp_path, monkeypatch)
             s3.upload_file(str(path), "annotations", f"landing/{path.relative_to(landing)}")
         monkeypatch.setenv("ANNOTATION_PIPELINES_BUCKET", "annotations")
         monkeypatch.setenv("ANNOTATION_PIPELINES_S3_ENDPOINT", endpoint)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_PROFILE", "production")
+        monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "production-test-key")
         instance = production_instance(tmp_path / "home", monkeypatch, database)
         try:
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-            defs = build_definitions("production")
+            defs = build_definitions(profile="production")
             job = defs.resolve_job_def("daily_annotation_job")
             result = job.execute_in_process(
                 partition_key=DAY, instance=instance, run_config=RUN_CONFIG
@@ -83,7 +85,7 @@ def test_postgres_instance_and_s3_lake_run_the_same_graph(tmp_path, monkeypatch)
     monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
     local = DagsterInstance.ephemeral()
     assert (
-        build_definitions("local")
+        build_definitions(profile="local")
         .resolve_job_def("daily_annotation_job")
         .execute_in_process(partition_key=DAY, instance=local, run_config=RUN_CONFIG)
         .success

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 
 import polars as pl
 
-KEY_ENV = "ANNOTATION_PIPELINES_PSEUDONYM_KEY"
 # Columns that hold an annotator's identity anywhere in the platform's tables.
 IDENTITY_COLUMNS: tuple[str, ...] = ("annotator_id", "annotator_a", "annotator_b")
-# Without a configured key, previews use one random key per process: pseudonyms stay
-# consistent within a run's metadata and can never be reversed or joined across runs.
-_FALLBACK_KEY = os.urandom(32)
 
 
-def pseudonym_key() -> bytes:
-    """The configured pseudonymization key, or this process's random one."""
-    configured = os.environ.get(KEY_ENV, "")
-    return configured.encode() if configured else _FALLBACK_KEY
+def safe_for_display(frame: pl.DataFrame, *, key: bytes) -> pl.DataFrame:
+    """`frame` with every identity column pseudonymized: for metadata previews and reports.
 
-
-def safe_for_display(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with every identity column pseudonymized: for metadata previews and reports."""
-    return pseudonymize(frame, key=pseudonym_key(), columns=IDENTITY_COLUMNS)
+    Uses the same key as the exports, so a pseudonym in a report is the one in the lake's
+    scorecards and in every snapshot.
+    """
+    return pseudonymize(frame, key=key, columns=IDENTITY_COLUMNS)
 
 
 def pseudonymize(

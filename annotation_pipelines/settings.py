@@ -1,0 +1,194 @@
+"""Every environment variable the project reads, read here and nowhere else, into typed settings.
+
+A deployment is a profile: `local` (the embedded default: a data folder, SQLite instance
+storage) or `production` (S3, PostgreSQL instance storage). Everything else has a default that
+suits the profile, so a laptop needs no variable at all and production fails at start-up,
+naming the variable, when a secret is missing rather than running with a made-up one.
+
+| variable | meaning | default |
+|---|---|---|
+| ANNOTATION_PIPELINES_PROFILE | `local` or `production` | local |
+| ANNOTATION_PIPELINES_DATA_DIR | the local lake and landing zone (local profile) | ./data |
+| ANNOTATION_PIPELINES_START_DATE | the first daily partition (YYYY-MM-DD) | see below |
+| ANNOTATION_PIPELINES_TIMEZONE | the zone the day closes in for schedules | UTC |
+| ANNOTATION_PIPELINES_PSEUDONYM_KEY | HMAC key for annotator pseudonyms | local: a key file |
+| ANNOTATION_PIPELINES_ALERT_WEBHOOK | URL that receives alerts as JSON | none |
+| ANNOTATION_PIPELINES_PHONE_REGION | region for phone numbers without a country code | US |
+| ANNOTATION_PIPELINES_MAX_MASKED_SHARE | a snapshot fails above this masked share | 0.2 |
+| ANNOTATION_PIPELINES_BUCKET | the S3 bucket (production) | required |
+| ANNOTATION_PIPELINES_LAKE_PREFIX, …_LANDING_PREFIX | prefixes in the bucket | lake, landing |
+| ANNOTATION_PIPELINES_S3_ENDPOINT | an S3-compatible endpoint (MinIO, moto) | AWS |
+| AWS_REGION | the bucket's region | required with S3 |
+| ANNOTATION_DB_DSN | the annotation tool's PostgreSQL | none (asset fails if used) |
+| DAGSTER_HOME | where the local pseudonym key file lives | ./.dagster_home |
+
+Daily partitions start where the data starts: at ANNOTATION_PIPELINES_START_DATE when set, else
+at the day written in `<data dir>/start_date` by whatever first filled the data folder (the demo
+writes it), else at DEFAULT_START_DATE; so a fresh history does not show as months of missing
+partitions.
+
+Secrets that Dagster resources take (the bucket, the DSN, the region) are passed as the names
+in `SECRET_VARIABLES`, so the UI shows a variable's name and never its value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+Profile = Literal["local", "production"]
+PROFILES: tuple[Profile, ...] = ("local", "production")
+
+PROFILE = "ANNOTATION_PIPELINES_PROFILE"
+DATA_DIR = "ANNOTATION_PIPELINES_DATA_DIR"
+START_DATE = "ANNOTATION_PIPELINES_START_DATE"
+TIMEZONE = "ANNOTATION_PIPELINES_TIMEZONE"
+PSEUDONYM_KEY = "ANNOTATION_PIPELINES_PSEUDONYM_KEY"
+ALERT_WEBHOOK = "ANNOTATION_PIPELINES_ALERT_WEBHOOK"
+PHONE_REGION = "ANNOTATION_PIPELINES_PHONE_REGION"
+MAX_MASKED_SHARE = "ANNOTATION_PIPELINES_MAX_MASKED_SHARE"
+BUCKET = "ANNOTATION_PIPELINES_BUCKET"
+LAKE_PREFIX = "ANNOTATION_PIPELINES_LAKE_PREFIX"
+LANDING_PREFIX = "ANNOTATION_PIPELINES_LANDING_PREFIX"
+S3_ENDPOINT = "ANNOTATION_PIPELINES_S3_ENDPOINT"
+AWS_REGION = "AWS_REGION"
+ANNOTATION_DB_DSN = "ANNOTATION_DB_DSN"
+DAGSTER_HOME = "DAGSTER_HOME"
+
+# Passed to Dagster resources by name (dagster.EnvVar) so their values never reach the UI.
+SECRET_VARIABLES = (BUCKET, AWS_REGION, ANNOTATION_DB_DSN)
+
+DEFAULT_START_DATE = "2026-11-01"
+START_DATE_FILE = "start_date"
+KEY_FILE_NAME = "pseudonym.key"
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The deployment's settings, typed. Build with `load_settings()`."""
+
+    profile: Profile
+    data_dir: Path
+    start_date: str
+    timezone: str
+    pseudonym_key: bytes
+    alert_webhook: str | None
+    phone_region: str
+    max_masked_share: float
+    bucket: str | None
+    lake_prefix: str
+    landing_prefix: str
+    s3_endpoint: str | None
+    annotation_db_dsn: str | None
+    dagster_home: Path | None
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, profile: Profile | None = None
+) -> Settings:
+    """Read every variable once from `environ` (default: the process environment); `profile`
+    overrides ANNOTATION_PIPELINES_PROFILE."""
+    env = os.environ if environ is None else environ
+
+    def text(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    profile = profile or text(PROFILE) or "local"
+    if profile not in PROFILES:
+        raise SettingsError(f"{PROFILE}={profile!r}: use one of {', '.join(PROFILES)}")
+    data_dir = Path(text(DATA_DIR) or PROJECT_ROOT / "data").resolve()
+    start_date = text(START_DATE) or _start_date_marker(data_dir) or DEFAULT_START_DATE
+    try:
+        dt.date.fromisoformat(start_date)
+    except ValueError as error:
+        raise SettingsError(f"{START_DATE}={start_date!r}: expected YYYY-MM-DD") from error
+    share = text(MAX_MASKED_SHARE) or "0.2"
+    try:
+        max_masked_share = float(share)
+    except ValueError as error:
+        raise SettingsError(f"{MAX_MASKED_SHARE}={share!r}: expected a number") from error
+    if not 0.0 <= max_masked_share <= 1.0:
+        raise SettingsError(f"{MAX_MASKED_SHARE}={share!r}: expected a share in [0, 1]")
+    bucket = text(BUCKET)
+    if profile == "production" and bucket is None:
+        raise SettingsError(f"{BUCKET} is required in the production profile")
+    return Settings(
+        profile=profile,  # type: ignore[arg-type]  # checked against PROFILES above
+        data_dir=data_dir,
+        start_date=start_date,
+        timezone=text(TIMEZONE) or "UTC",
+        pseudonym_key=_pseudonym_key(text(PSEUDONYM_KEY), profile=profile, env=env),
+        alert_webhook=text(ALERT_WEBHOOK),
+        phone_region=(text(PHONE_REGION) or "US").upper(),
+        max_masked_share=max_masked_share,
+        bucket=bucket,
+        lake_prefix=text(LAKE_PREFIX) or "lake",
+        landing_prefix=text(LANDING_PREFIX) or "landing",
+        s3_endpoint=text(S3_ENDPOINT),
+        annotation_db_dsn=text(ANNOTATION_DB_DSN),
+        dagster_home=Path(home) if (home := text(DAGSTER_HOME)) else None,
+    )
+
+
+def _start_date_marker(data_dir: Path) -> str | None:
+    marker = data_dir / START_DATE_FILE
+    if not marker.is_file():
+        return None
+    return marker.read_text().strip() or None
+
+
+def write_start_date(data_dir: Path, day: dt.date) -> None:
+    """Record where a data folder's history starts (see the module docstring); an earlier day
+    already recorded stays, so adding data never hides older partitions."""
+    recorded = _start_date_marker(data_dir)
+    if recorded is not None and dt.date.fromisoformat(recorded) <= day:
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / START_DATE_FILE).write_text(day.isoformat() + "\n")
+
+
+def _pseudonym_key(configured: str | None, *, profile: str, env: Mapping[str, str]) -> bytes:
+    """The configured key; locally, a random key made once in a file under DAGSTER_HOME.
+
+    Pseudonyms are joined across runs and processes (reports, scorecards, exports), so the key
+    must be the same in every process: never a per-process random one. Production has no
+    fallback: a missing key is an error at start-up.
+    """
+    if configured:
+        return configured.encode()
+    if profile != "local":
+        raise SettingsError(
+            f"{PSEUDONYM_KEY} is required in the {profile} profile: annotator ids are "
+            "pseudonymized with it, and pseudonyms must stay the same across runs"
+        )
+    home = Path(env.get(DAGSTER_HOME) or PROJECT_ROOT / ".dagster_home")
+    key_file = home / KEY_FILE_NAME
+    if not key_file.is_file() or not key_file.read_text().strip():
+        home.mkdir(parents=True, exist_ok=True)
+        # Exclusive create: two processes starting at once agree on the first key written.
+        try:
+            with key_file.open("x") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+        except FileExistsError:
+            pass
+    return key_file.read_text().strip().encode()
