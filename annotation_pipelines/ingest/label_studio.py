@@ -30,8 +30,12 @@ from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError
 from annotation_pipelines.ingest.validation import (
     CANCELLED,
     MALFORMED_JSON,
+    MAX_RECORD_BYTES,
+    NESTING_TOO_DEEP,
     NON_UTF8,
+    OVERSIZED_RECORD,
     TRUNCATED_FILE,
+    cap_raw_bytes,
     quarantine_rows,
 )
 
@@ -109,6 +113,18 @@ def parse_label_studio(
     if annotations.height == 0 and failures.height and staged_tasks.height == 0:
         reasons = ", ".join(sorted(set(failures.get_column("reason").to_list())))
         raise UnreadableFileError(f"{source_file}: no task could be read ({reasons})")
+    if (
+        annotations.height == 0
+        and failures.height == 0
+        and staged_tasks.filter(pl.col("task_id").is_not_null()).height == 0
+        and data.strip() != b"[]"
+        and data.strip()[1:-1].strip()
+    ):
+        # An array of arrays or scalars is not an export with no tasks: it is not an export.
+        raise UnreadableFileError(
+            f"{source_file}: not a Label Studio export: the array holds no task objects "
+            '(expected [{"id": ..., "annotations": [...]}, ...])'
+        )
     project_expr = (
         pl.lit(default_project, pl.String)
         if default_project
@@ -405,6 +421,16 @@ def _stage_tolerant(
             )
             continue
         chunk = data[start:end]
+        if len(chunk) > MAX_RECORD_BYTES:
+            failures.append(
+                {
+                    "source_line": line,
+                    "field": None,
+                    "reason": OVERSIZED_RECORD,
+                    "record": cap_raw_bytes(chunk),
+                }
+            )
+            continue
         try:
             text = chunk.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -419,6 +445,16 @@ def _stage_tolerant(
             continue
         try:
             task = json.loads(text)
+        except RecursionError:
+            failures.append(
+                {
+                    "source_line": line,
+                    "field": None,
+                    "reason": NESTING_TOO_DEEP,
+                    "record": cap_raw_bytes(chunk[:2000]),
+                }
+            )
+            continue
         except json.JSONDecodeError as error:
             failures.append(
                 {
