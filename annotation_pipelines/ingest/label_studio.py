@@ -8,9 +8,10 @@ the task's gold label, a cancelled one is quarantined with reason ``cancelled``,
 are judgments with `submitted_at` = the annotation's `created_at`.
 
 Speed: the export is parsed by Polars' native JSON reader in one call; a structural scan in
-NumPy finds where each task starts (its line number for provenance). Only when that fails
-(malformed or truncated JSON, non-UTF-8 bytes, inconsistent types) is the file re-read task by
-task with the standard library, so the bad tasks are quarantined and the good ones still load.
+NumPy (`json_scan`) finds where each task starts (its line number for provenance). Only when
+that fails (malformed or truncated JSON, non-UTF-8 bytes, inconsistent types) is the file
+re-read task by task with the standard library, so the bad tasks are quarantined and the good
+ones still load.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import io
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.ingest.json_scan import ArrayScan, scan_json_array
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
     CANCELLED,
@@ -41,55 +42,7 @@ from annotation_pipelines.ingest.validation import (
 
 SOURCE = "label-studio"
 
-
-@dataclass(frozen=True)
-class ArrayScan:
-    """Byte offsets of the top-level objects of a JSON array and the line each starts on."""
-
-    starts: np.ndarray
-    ends: np.ndarray  # exclusive end offset; -1 for an object cut off by a truncated file
-    lines: np.ndarray
-    closed: bool
-
-
-def scan_json_array(data: bytes) -> ArrayScan:
-    """Find the top-level objects of a JSON array without parsing it.
-
-    A byte is inside a string when an odd number of unescaped quotes precede it; brackets
-    outside strings give the nesting depth; an object opening at depth 1 is a task. Raw
-    newlines never occur inside JSON strings, so counting them gives exact line numbers.
-    """
-    raw = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.flatnonzero(raw == 34)
-    escaped_candidates = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
-    if escaped_candidates.size:
-        escaped = []
-        for position in escaped_candidates.tolist():
-            back = position - 1
-            while back >= 0 and data[back] == 92:
-                back -= 1
-            if (position - 1 - back) % 2 == 1:
-                escaped.append(position)
-        quotes = np.setdiff1d(quotes, np.asarray(escaped, dtype=quotes.dtype), assume_unique=True)
-    # `[`/`{` and `]`/`}` differ only in bit 0x20: two comparisons find all four.
-    folded = raw | 0x20
-    brackets = np.flatnonzero((folded == 123) | (folded == 125))
-    del folded
-    outside = np.searchsorted(quotes, brackets, side="right") % 2 == 0
-    brackets = brackets[outside]
-    kinds = raw[brackets]
-    opening = (kinds == 123) | (kinds == 91)
-    delta = np.where(opening, 1, -1)
-    depth_after = np.cumsum(delta)
-    depth_before = depth_after - delta
-    starts = brackets[(kinds == 123) & (depth_before == 1)]
-    end_positions = brackets[(kinds == 125) & (depth_after == 1)] + 1
-    ends = np.full(starts.shape, -1, dtype=np.int64)
-    ends[: end_positions.size] = end_positions[: starts.size]
-    newlines = np.flatnonzero(raw == 10)
-    lines = np.searchsorted(newlines, starts, side="left") + 1
-    closed = bool(brackets.size) and int(depth_after[-1]) == 0 and bool(raw[brackets[0]] == 91)
-    return ArrayScan(starts=starts, ends=ends, lines=lines.astype(np.int64), closed=closed)
+__all__ = ["ArrayScan", "parse_label_studio", "scan_json_array"]
 
 
 def parse_label_studio(
