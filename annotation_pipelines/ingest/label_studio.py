@@ -17,26 +17,24 @@ ones still load.
 from __future__ import annotations
 
 import io
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from annotation_pipelines.ingest.json_scan import ArrayScan, scan_json_array
+from annotation_pipelines.ingest.label_studio_tolerant import (
+    ANNOTATION_SCHEMA,
+    TASK_SCHEMA,
+    empty_annotations,
+    empty_failures,
+    stage_tolerant,
+)
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
     CANCELLED,
-    MALFORMED_JSON,
-    MAX_RECORD_BYTES,
-    NESTING_TOO_DEEP,
-    NON_UTF8,
-    OVERSIZED_RECORD,
-    TRUNCATED_FILE,
-    cap_raw_bytes,
     quarantine_rows,
 )
 
@@ -142,7 +140,7 @@ def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataF
         try:
             tasks = pl.read_json(io.BytesIO(data), infer_schema_length=None)
             annotations, staged_tasks = _stage_native(tasks, np.ones(tasks.height, np.int64))
-            return annotations, staged_tasks, _empty_failures()
+            return annotations, staged_tasks, empty_failures()
         except Exception:
             pass
     scan = scan_json_array(data)
@@ -198,25 +196,14 @@ def _stage_chunk(
         if tasks.height != chunk.starts.size:
             raise ValueError("task count differs from the structural scan")
         annotations, staged_tasks = _stage_native(tasks, chunk.lines)
-        return annotations, staged_tasks, _empty_failures()
+        return annotations, staged_tasks, empty_failures()
     except Exception:
-        return _stage_tolerant(data, chunk, source_file)
+        return stage_tolerant(data, chunk, source_file)
 
 
 def _stem(source_file: str) -> str:
     name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
     return name.split(".", 1)[0] or "default"
-
-
-def _empty_failures() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "source_line": pl.Int64,
-            "field": pl.String,
-            "reason": pl.String,
-            "record": pl.String,
-        }
-    )
 
 
 def _field(frame_schema: pl.Schema, column: str, name: str, dtype: pl.DataType) -> pl.Expr:
@@ -252,7 +239,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         source_line=pl.col("_line"),
     )
     if "annotations" not in schema or not isinstance(schema["annotations"], pl.List):
-        return _empty_annotations(), staged_tasks.cast(_TASK_SCHEMA)  # type: ignore[arg-type]
+        return empty_annotations(), staged_tasks.cast(TASK_SCHEMA)  # type: ignore[arg-type]
     flat = (
         tasks.select("task_id", "project", "_line", "annotations")
         .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
@@ -302,8 +289,8 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             source_line=pl.col("_line"),
             # Encoded now, per chunk, so chunks with different inferred shapes stack.
             record=pl.col("a").struct.json_encode(),
-        ).cast(_ANNOTATION_SCHEMA),  # type: ignore[arg-type]
-        staged_tasks.cast(_TASK_SCHEMA),  # type: ignore[arg-type]
+        ).cast(ANNOTATION_SCHEMA),  # type: ignore[arg-type]
+        staged_tasks.cast(TASK_SCHEMA),  # type: ignore[arg-type]
     )
 
 
@@ -315,189 +302,3 @@ def _has_choices(result_type: pl.DataType | None) -> bool:
     if "type" not in fields or not isinstance(value, pl.Struct):
         return False
     return any(f.name == "choices" and isinstance(f.dtype, pl.List) for f in value.fields)
-
-
-_ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
-    "task_id": pl.String(),
-    "project": pl.String(),
-    "position": pl.Int64(),
-    "annotation_id": pl.String(),
-    "annotator_id": pl.String(),
-    "choices": pl.List(pl.String()),
-    "submitted_at": pl.String(),
-    "duration_s": pl.String(),
-    "was_cancelled": pl.Boolean(),
-    "ground_truth": pl.Boolean(),
-    "source_line": pl.Int64(),
-    "record": pl.String(),
-}
-_TASK_SCHEMA: dict[str, pl.DataType] = {
-    "task_id": pl.String(),
-    "project": pl.String(),
-    "payload": pl.String(),
-    "created_at": pl.String(),
-    "source_line": pl.Int64(),
-}
-
-
-def _empty_annotations() -> pl.DataFrame:
-    return pl.DataFrame(schema=_ANNOTATION_SCHEMA)
-
-
-def _text(value: Any) -> str | None:
-    """Scalars as text; containers as JSON so a wrong type is visible, not silently coerced."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _stage_tolerant(
-    data: bytes, scan: ArrayScan, source_file: str
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Task-by-task parse that quarantines each unreadable task and keeps the rest."""
-    annotation_rows: list[dict[str, Any]] = []
-    task_rows: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    for start, end, line in zip(
-        scan.starts.tolist(), scan.ends.tolist(), scan.lines.tolist(), strict=True
-    ):
-        if end < 0:
-            snippet = data[start : start + 2000].decode("utf-8", "replace")
-            failures.append(
-                {"source_line": line, "field": None, "reason": TRUNCATED_FILE, "record": snippet}
-            )
-            continue
-        chunk = data[start:end]
-        if len(chunk) > MAX_RECORD_BYTES:
-            failures.append(
-                {
-                    "source_line": line,
-                    "field": None,
-                    "reason": OVERSIZED_RECORD,
-                    "record": cap_raw_bytes(chunk),
-                }
-            )
-            continue
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError as error:
-            failures.append(
-                {
-                    "source_line": line + chunk[: error.start].count(b"\n"),
-                    "field": None,
-                    "reason": NON_UTF8,
-                    "record": chunk.decode("utf-8", "replace")[:2000],
-                }
-            )
-            continue
-        try:
-            task = json.loads(text)
-        except RecursionError:
-            failures.append(
-                {
-                    "source_line": line,
-                    "field": None,
-                    "reason": NESTING_TOO_DEEP,
-                    "record": cap_raw_bytes(chunk[:2000]),
-                }
-            )
-            continue
-        except json.JSONDecodeError as error:
-            failures.append(
-                {
-                    "source_line": line + error.lineno - 1,
-                    "field": None,
-                    "reason": MALFORMED_JSON,
-                    "record": text[:2000],
-                }
-            )
-            continue
-        if not isinstance(task, dict):
-            failures.append(
-                {
-                    "source_line": line,
-                    "field": None,
-                    "reason": MALFORMED_JSON,
-                    "record": text[:2000],
-                }
-            )
-            continue
-        task_id = _text(task.get("id"))
-        task_project = _text(task.get("project"))
-        task_rows.append(
-            {
-                "task_id": task_id,
-                "project": task_project,
-                # Compact separators: the same text (and hash) as the native path's encoder.
-                "payload": None
-                if task.get("data") is None
-                else json.dumps(task["data"], ensure_ascii=False, separators=(",", ":")),
-                "created_at": _text(task.get("created_at")),
-                "source_line": line,
-            }
-        )
-        annotations = task.get("annotations") or []
-        if not isinstance(annotations, list):
-            annotations = [annotations]
-        for position, annotation in enumerate(annotations):
-            if not isinstance(annotation, dict):
-                failures.append(
-                    {
-                        "source_line": line,
-                        "field": "annotations",
-                        "reason": MALFORMED_JSON,
-                        "record": _text(annotation),
-                    }
-                )
-                continue
-            completed_by = annotation.get("completed_by")
-            if isinstance(completed_by, dict):
-                completed_by = completed_by.get("id")
-            choices = None
-            for result in annotation.get("result") or []:
-                if isinstance(result, dict) and result.get("type") == "choices":
-                    value = result.get("value") or {}
-                    raw_choices = value.get("choices") if isinstance(value, dict) else None
-                    if isinstance(raw_choices, list):
-                        choices = [_text(choice) for choice in raw_choices]
-                    break
-            cancelled = annotation.get("was_cancelled")
-            gold = annotation.get("ground_truth")
-            annotation_rows.append(
-                {
-                    "task_id": task_id,
-                    "project": task_project,
-                    "position": position,
-                    "annotation_id": _text(annotation.get("id")),
-                    "annotator_id": _text(completed_by),
-                    "choices": choices,
-                    "submitted_at": _text(annotation.get("created_at")),
-                    "duration_s": _text(annotation.get("lead_time")),
-                    "was_cancelled": cancelled if isinstance(cancelled, bool) else None,
-                    "ground_truth": gold if isinstance(gold, bool) else None,
-                    "source_line": line,
-                    "record": json.dumps(annotation, ensure_ascii=False),
-                }
-            )
-    if not scan.closed and (not failures or failures[-1]["reason"] != TRUNCATED_FILE):
-        # The array never closed after its last complete task: record the cut so it is seen.
-        tail_line = int(data.count(b"\n")) + 1
-        failures.append(
-            {
-                "source_line": tail_line,
-                "field": None,
-                "reason": TRUNCATED_FILE,
-                "record": data[-200:].decode("utf-8", "replace"),
-            }
-        )
-    return (
-        pl.DataFrame(annotation_rows, schema=_ANNOTATION_SCHEMA),
-        pl.DataFrame(task_rows, schema=_TASK_SCHEMA),
-        pl.DataFrame(failures, schema=_empty_failures().schema),
-    )
