@@ -25,6 +25,33 @@ class InputError(ValueError):
     """Bad user input; the message names the file and, where known, the row and column."""
 
 
+# A header wider than this is refused before parsing: a million-column CSV would take minutes
+# and gigabytes to read only to be useless; no annotation table is anywhere near this wide.
+MAX_COLUMNS = 10_000
+# The header is looked for within this many bytes (10,000 columns of long names fit).
+_HEADER_BYTES = 4 * 1024 * 1024
+
+
+def check_column_count(
+    data: bytes,
+    *,
+    separator: bytes,
+    source: object,
+    error: type[InputError] = InputError,
+) -> None:
+    """Raise `error` naming `source` when the header of delimited `data` is too wide."""
+    head = data[:_HEADER_BYTES]
+    end = head.find(b"\n")
+    header = head if end < 0 else head[:end]
+    # Separators inside quotes are counted too: an over-estimate only for absurd headers.
+    columns = header.count(separator) + 1
+    if columns > MAX_COLUMNS or (end < 0 and len(data) > _HEADER_BYTES):
+        shown = f"{columns:,}" if end >= 0 else f"more than {columns:,}"
+        raise error(
+            f"{source}: row 1 (header): {shown} columns; at most {MAX_COLUMNS:,} are accepted"
+        )
+
+
 def format_of(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -49,6 +76,10 @@ def read_table(
     kind = format_of(path)
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    if kind in ("csv", "tsv"):
+        with path.open("rb") as handle:
+            head = handle.read(_HEADER_BYTES + 1)
+        check_column_count(head, separator=b"\t" if kind == "tsv" else b",", source=path)
     try:
         if kind in ("csv", "tsv"):
             frame = pl.read_csv(
@@ -79,7 +110,14 @@ def read_table(
             row = int(nulls.arg_max()) + 1
             raise InputError(f"{path}: row {row}, column {column!r}: empty value")
     cast = [pl.col(c).cast(pl.String) for c in string_columns if c in frame.columns]
-    return frame.with_columns(cast) if cast else frame
+    frame = frame.with_columns(cast) if cast else frame
+    for column in string_columns:
+        if column in frame.columns and frame.schema[column] == pl.String:
+            nul = frame.get_column(column).str.contains("\x00", literal=True).fill_null(False)
+            if nul.any():
+                row = int(nul.arg_max()) + 1
+                raise InputError(f"{path}: row {row}, column {column!r}: contains a NUL byte")
+    return frame
 
 
 def _read_jsonl(path: Path) -> pl.DataFrame:
@@ -94,6 +132,8 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise InputError(f"{path}: row {number}: not valid JSON ({error})") from error
+            except RecursionError as error:
+                raise InputError(f"{path}: row {number}: JSON nested too deeply to read") from error
             if not isinstance(record, dict):
                 raise InputError(f"{path}: row {number}: expected a JSON object")
             records.append(record)

@@ -145,6 +145,7 @@ def landing_exports(
 
 
 WATERMARK_KEY = "state/annotation_db_watermark.json"
+SEEN_KEY = "state/annotation_db_seen.parquet"
 
 
 @asset(
@@ -163,7 +164,8 @@ def annotation_db_changes(
     since = datetime(1970, 1, 1, tzinfo=UTC)
     if lake.exists(WATERMARK_KEY):
         since = datetime.fromisoformat(json.loads(lake.get(WATERMARK_KEY))["watermark"])
-    extract = annotation_db.extract(since=since)
+    seen = lake.get_frame(SEEN_KEY) if lake.exists(SEEN_KEY) else None
+    extract = annotation_db.extract(since=since, seen=seen)
     result = extract.result
     days: set[str] = set()
     for table, _, column in STAGED_TABLES:
@@ -183,6 +185,7 @@ def annotation_db_changes(
         f"quarantine/source=annotation_db/{extract.until:%Y%m%dT%H%M%S}.parquet", result.quarantine
     )
     # The watermark moves only after every staged write succeeded, so a crash re-reads.
+    lake.put_frame(SEEN_KEY, extract.seen)
     lake.put(WATERMARK_KEY, json.dumps({"watermark": extract.until.isoformat()}).encode())
     context.log.info(f"extracted ({since}, {extract.until}]: {result.rows_read:,} rows")
     return MaterializeResult(

@@ -8,84 +8,39 @@ the task's gold label, a cancelled one is quarantined with reason ``cancelled``,
 are judgments with `submitted_at` = the annotation's `created_at`.
 
 Speed: the export is parsed by Polars' native JSON reader in one call; a structural scan in
-NumPy finds where each task starts (its line number for provenance). Only when that fails
-(malformed or truncated JSON, non-UTF-8 bytes, inconsistent types) is the file re-read task by
-task with the standard library, so the bad tasks are quarantined and the good ones still load.
+NumPy (`json_scan`) finds where each task starts (its line number for provenance). Only when
+that fails (malformed or truncated JSON, non-UTF-8 bytes, inconsistent types) is the file
+re-read task by task with the standard library, so the bad tasks are quarantined and the good
+ones still load.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.ingest.json_scan import ArrayScan, scan_json_array
+from annotation_pipelines.ingest.label_studio_tolerant import (
+    ANNOTATION_SCHEMA,
+    TASK_SCHEMA,
+    empty_annotations,
+    empty_failures,
+    stage_tolerant,
+)
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
     CANCELLED,
-    MALFORMED_JSON,
-    NON_UTF8,
-    TRUNCATED_FILE,
     quarantine_rows,
 )
 
 SOURCE = "label-studio"
 
-
-@dataclass(frozen=True)
-class ArrayScan:
-    """Byte offsets of the top-level objects of a JSON array and the line each starts on."""
-
-    starts: np.ndarray
-    ends: np.ndarray  # exclusive end offset; -1 for an object cut off by a truncated file
-    lines: np.ndarray
-    closed: bool
-
-
-def scan_json_array(data: bytes) -> ArrayScan:
-    """Find the top-level objects of a JSON array without parsing it.
-
-    A byte is inside a string when an odd number of unescaped quotes precede it; brackets
-    outside strings give the nesting depth; an object opening at depth 1 is a task. Raw
-    newlines never occur inside JSON strings, so counting them gives exact line numbers.
-    """
-    raw = np.frombuffer(data, dtype=np.uint8)
-    quotes = np.flatnonzero(raw == 34)
-    escaped_candidates = quotes[(quotes > 0) & (raw[np.maximum(quotes - 1, 0)] == 92)]
-    if escaped_candidates.size:
-        escaped = []
-        for position in escaped_candidates.tolist():
-            back = position - 1
-            while back >= 0 and data[back] == 92:
-                back -= 1
-            if (position - 1 - back) % 2 == 1:
-                escaped.append(position)
-        quotes = np.setdiff1d(quotes, np.asarray(escaped, dtype=quotes.dtype), assume_unique=True)
-    # `[`/`{` and `]`/`}` differ only in bit 0x20: two comparisons find all four.
-    folded = raw | 0x20
-    brackets = np.flatnonzero((folded == 123) | (folded == 125))
-    del folded
-    outside = np.searchsorted(quotes, brackets, side="right") % 2 == 0
-    brackets = brackets[outside]
-    kinds = raw[brackets]
-    opening = (kinds == 123) | (kinds == 91)
-    delta = np.where(opening, 1, -1)
-    depth_after = np.cumsum(delta)
-    depth_before = depth_after - delta
-    starts = brackets[(kinds == 123) & (depth_before == 1)]
-    end_positions = brackets[(kinds == 125) & (depth_after == 1)] + 1
-    ends = np.full(starts.shape, -1, dtype=np.int64)
-    ends[: end_positions.size] = end_positions[: starts.size]
-    newlines = np.flatnonzero(raw == 10)
-    lines = np.searchsorted(newlines, starts, side="left") + 1
-    closed = bool(brackets.size) and int(depth_after[-1]) == 0 and bool(raw[brackets[0]] == 91)
-    return ArrayScan(starts=starts, ends=ends, lines=lines.astype(np.int64), closed=closed)
+__all__ = ["ArrayScan", "parse_label_studio", "scan_json_array"]
 
 
 def parse_label_studio(
@@ -109,6 +64,18 @@ def parse_label_studio(
     if annotations.height == 0 and failures.height and staged_tasks.height == 0:
         reasons = ", ".join(sorted(set(failures.get_column("reason").to_list())))
         raise UnreadableFileError(f"{source_file}: no task could be read ({reasons})")
+    if (
+        annotations.height == 0
+        and failures.height == 0
+        and staged_tasks.filter(pl.col("task_id").is_not_null()).height == 0
+        and data.strip() != b"[]"
+        and data.strip()[1:-1].strip()
+    ):
+        # An array of arrays or scalars is not an export with no tasks: it is not an export.
+        raise UnreadableFileError(
+            f"{source_file}: not a Label Studio export: the array holds no task objects "
+            '(expected [{"id": ..., "annotations": [...]}, ...])'
+        )
     project_expr = (
         pl.lit(default_project, pl.String)
         if default_project
@@ -173,7 +140,7 @@ def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataF
         try:
             tasks = pl.read_json(io.BytesIO(data), infer_schema_length=None)
             annotations, staged_tasks = _stage_native(tasks, np.ones(tasks.height, np.int64))
-            return annotations, staged_tasks, _empty_failures()
+            return annotations, staged_tasks, empty_failures()
         except Exception:
             pass
     scan = scan_json_array(data)
@@ -229,25 +196,14 @@ def _stage_chunk(
         if tasks.height != chunk.starts.size:
             raise ValueError("task count differs from the structural scan")
         annotations, staged_tasks = _stage_native(tasks, chunk.lines)
-        return annotations, staged_tasks, _empty_failures()
+        return annotations, staged_tasks, empty_failures()
     except Exception:
-        return _stage_tolerant(data, chunk, source_file)
+        return stage_tolerant(data, chunk, source_file)
 
 
 def _stem(source_file: str) -> str:
     name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
     return name.split(".", 1)[0] or "default"
-
-
-def _empty_failures() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "source_line": pl.Int64,
-            "field": pl.String,
-            "reason": pl.String,
-            "record": pl.String,
-        }
-    )
 
 
 def _field(frame_schema: pl.Schema, column: str, name: str, dtype: pl.DataType) -> pl.Expr:
@@ -283,7 +239,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         source_line=pl.col("_line"),
     )
     if "annotations" not in schema or not isinstance(schema["annotations"], pl.List):
-        return _empty_annotations(), staged_tasks.cast(_TASK_SCHEMA)  # type: ignore[arg-type]
+        return empty_annotations(), staged_tasks.cast(TASK_SCHEMA)  # type: ignore[arg-type]
     flat = (
         tasks.select("task_id", "project", "_line", "annotations")
         .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
@@ -333,8 +289,8 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             source_line=pl.col("_line"),
             # Encoded now, per chunk, so chunks with different inferred shapes stack.
             record=pl.col("a").struct.json_encode(),
-        ).cast(_ANNOTATION_SCHEMA),  # type: ignore[arg-type]
-        staged_tasks.cast(_TASK_SCHEMA),  # type: ignore[arg-type]
+        ).cast(ANNOTATION_SCHEMA),  # type: ignore[arg-type]
+        staged_tasks.cast(TASK_SCHEMA),  # type: ignore[arg-type]
     )
 
 
@@ -346,169 +302,3 @@ def _has_choices(result_type: pl.DataType | None) -> bool:
     if "type" not in fields or not isinstance(value, pl.Struct):
         return False
     return any(f.name == "choices" and isinstance(f.dtype, pl.List) for f in value.fields)
-
-
-_ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
-    "task_id": pl.String(),
-    "project": pl.String(),
-    "position": pl.Int64(),
-    "annotation_id": pl.String(),
-    "annotator_id": pl.String(),
-    "choices": pl.List(pl.String()),
-    "submitted_at": pl.String(),
-    "duration_s": pl.String(),
-    "was_cancelled": pl.Boolean(),
-    "ground_truth": pl.Boolean(),
-    "source_line": pl.Int64(),
-    "record": pl.String(),
-}
-_TASK_SCHEMA: dict[str, pl.DataType] = {
-    "task_id": pl.String(),
-    "project": pl.String(),
-    "payload": pl.String(),
-    "created_at": pl.String(),
-    "source_line": pl.Int64(),
-}
-
-
-def _empty_annotations() -> pl.DataFrame:
-    return pl.DataFrame(schema=_ANNOTATION_SCHEMA)
-
-
-def _text(value: Any) -> str | None:
-    """Scalars as text; containers as JSON so a wrong type is visible, not silently coerced."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _stage_tolerant(
-    data: bytes, scan: ArrayScan, source_file: str
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Task-by-task parse that quarantines each unreadable task and keeps the rest."""
-    annotation_rows: list[dict[str, Any]] = []
-    task_rows: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    for start, end, line in zip(
-        scan.starts.tolist(), scan.ends.tolist(), scan.lines.tolist(), strict=True
-    ):
-        if end < 0:
-            snippet = data[start : start + 2000].decode("utf-8", "replace")
-            failures.append(
-                {"source_line": line, "field": None, "reason": TRUNCATED_FILE, "record": snippet}
-            )
-            continue
-        chunk = data[start:end]
-        try:
-            text = chunk.decode("utf-8")
-        except UnicodeDecodeError as error:
-            failures.append(
-                {
-                    "source_line": line + chunk[: error.start].count(b"\n"),
-                    "field": None,
-                    "reason": NON_UTF8,
-                    "record": chunk.decode("utf-8", "replace")[:2000],
-                }
-            )
-            continue
-        try:
-            task = json.loads(text)
-        except json.JSONDecodeError as error:
-            failures.append(
-                {
-                    "source_line": line + error.lineno - 1,
-                    "field": None,
-                    "reason": MALFORMED_JSON,
-                    "record": text[:2000],
-                }
-            )
-            continue
-        if not isinstance(task, dict):
-            failures.append(
-                {
-                    "source_line": line,
-                    "field": None,
-                    "reason": MALFORMED_JSON,
-                    "record": text[:2000],
-                }
-            )
-            continue
-        task_id = _text(task.get("id"))
-        task_project = _text(task.get("project"))
-        task_rows.append(
-            {
-                "task_id": task_id,
-                "project": task_project,
-                # Compact separators: the same text (and hash) as the native path's encoder.
-                "payload": None
-                if task.get("data") is None
-                else json.dumps(task["data"], ensure_ascii=False, separators=(",", ":")),
-                "created_at": _text(task.get("created_at")),
-                "source_line": line,
-            }
-        )
-        annotations = task.get("annotations") or []
-        if not isinstance(annotations, list):
-            annotations = [annotations]
-        for position, annotation in enumerate(annotations):
-            if not isinstance(annotation, dict):
-                failures.append(
-                    {
-                        "source_line": line,
-                        "field": "annotations",
-                        "reason": MALFORMED_JSON,
-                        "record": _text(annotation),
-                    }
-                )
-                continue
-            completed_by = annotation.get("completed_by")
-            if isinstance(completed_by, dict):
-                completed_by = completed_by.get("id")
-            choices = None
-            for result in annotation.get("result") or []:
-                if isinstance(result, dict) and result.get("type") == "choices":
-                    value = result.get("value") or {}
-                    raw_choices = value.get("choices") if isinstance(value, dict) else None
-                    if isinstance(raw_choices, list):
-                        choices = [_text(choice) for choice in raw_choices]
-                    break
-            cancelled = annotation.get("was_cancelled")
-            gold = annotation.get("ground_truth")
-            annotation_rows.append(
-                {
-                    "task_id": task_id,
-                    "project": task_project,
-                    "position": position,
-                    "annotation_id": _text(annotation.get("id")),
-                    "annotator_id": _text(completed_by),
-                    "choices": choices,
-                    "submitted_at": _text(annotation.get("created_at")),
-                    "duration_s": _text(annotation.get("lead_time")),
-                    "was_cancelled": cancelled if isinstance(cancelled, bool) else None,
-                    "ground_truth": gold if isinstance(gold, bool) else None,
-                    "source_line": line,
-                    "record": json.dumps(annotation, ensure_ascii=False),
-                }
-            )
-    if not scan.closed and (not failures or failures[-1]["reason"] != TRUNCATED_FILE):
-        # The array never closed after its last complete task: record the cut so it is seen.
-        tail_line = int(data.count(b"\n")) + 1
-        failures.append(
-            {
-                "source_line": tail_line,
-                "field": None,
-                "reason": TRUNCATED_FILE,
-                "record": data[-200:].decode("utf-8", "replace"),
-            }
-        )
-    return (
-        pl.DataFrame(annotation_rows, schema=_ANNOTATION_SCHEMA),
-        pl.DataFrame(task_rows, schema=_TASK_SCHEMA),
-        pl.DataFrame(failures, schema=_empty_failures().schema),
-    )

@@ -1,12 +1,21 @@
 """The annotation tool's Postgres database: DDL, seeding, incremental extraction as Arrow.
 
-Extraction model: every table has an `updated_at` maintained by a trigger. An extract reads
-the half-open window `since < updated_at <= until` (parameterized SQL; identifiers are
-validated and quoted), so consecutive windows never overlap and never leave a gap, and the
-next watermark is `until`. Rows are grouped by the day of their own `submitted_at`, not the
-day they were extracted, so a late-arriving judgment lands in the partition it belongs to;
-`merge_partition` upserts by `judgment_id` keeping the newest `updated_at`, so re-running a
-window (or a day) changes nothing.
+Extraction model: every table has an `updated_at` maintained by a trigger. `updated_at` is
+`now()`, the *start* of the writing transaction, so a row can become visible long after the
+moment it is stamped with. An extract therefore never reads up to the wall clock: its upper
+bound `until` is just before the start of the oldest transaction still open in the database
+(`pg_stat_activity`; when this role cannot see other sessions, the server clock minus
+`lag`), so no row stamped at or below `until` can still appear. The window read is
+`since - overlap < updated_at <= until` (parameterized SQL; identifiers are validated and
+quoted): the overlap re-reads the end of the previous window as a second line of defence,
+and rows already read there at the same `updated_at` (`DatabaseExtract.seen`, handed back by
+the caller) are dropped, so a quiet database reads nothing twice. Judgments submitted after
+`since` are re-read whatever their `updated_at`: an earlier extract may have quarantined them
+as "in the future" (clock skew) and must get another chance once the clock catches up.
+The next watermark is `until`. Rows are grouped by the day of their own `submitted_at`, not
+the day they were extracted, so a late-arriving judgment lands in the partition it belongs
+to; `merge_partition` upserts by key keeping the newest `updated_at`, so re-reading a row
+(or re-running a window or a day) changes nothing.
 
 Reads are bulk and columnar: ADBC (`adbc-driver-postgresql`, binary COPY under the hood,
 straight into Arrow) by default, or psycopg `COPY ... TO STDOUT` parsed by Polars; the
@@ -18,15 +27,15 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
 from annotation_pipelines.ingest.result import IngestResult, assemble
-from annotation_pipelines.schema import JUDGMENTS, UTC_TIMESTAMP
+from annotation_pipelines.schema import UTC_TIMESTAMP
 
 SQL_DIR = Path(__file__).with_name("sql")
 SOURCE = "postgres"
@@ -46,6 +55,22 @@ EXTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
     "tasks": ("task_id", "project", "payload", "created_at"),
     "gold_labels": ("task_id", "project", "label"),
     "projects": ("project", "label_set"),
+}
+# The key each extracted table is upserted by.
+EXTRACT_KEYS: dict[str, str] = {
+    "judgments": "judgment_id",
+    "tasks": "task_id",
+    "gold_labels": "task_id",
+}
+DEFAULT_OVERLAP = timedelta(minutes=5)
+# Used only when this role cannot see other sessions' transactions (pg_stat_activity hides
+# them without superuser or pg_read_all_stats): no transaction is assumed to stay open longer.
+DEFAULT_LAG = timedelta(minutes=5)
+_TICK = timedelta(microseconds=1)
+SEEN: dict[str, pl.DataType] = {
+    "table": pl.String(),
+    "key": pl.String(),
+    "updated_at": UTC_TIMESTAMP,
 }
 
 
@@ -177,23 +202,61 @@ def seed_database(
 
 @dataclass(frozen=True)
 class DatabaseExtract:
-    """One extraction window: validated canonical tables, and the next watermark."""
+    """One extraction window: validated canonical tables, and the next watermark.
+
+    `seen` holds (table, key, updated_at) of the rows read near the end of the window; pass
+    it to the next extract so its overlap does not read them again.
+    """
 
     result: IngestResult
     since: datetime
     until: datetime
+    seen: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SEEN))
 
     @property
     def watermark(self) -> datetime:
         return self.until
 
 
-def _select(table: str, schema: str, *, placeholder: str) -> str:
+def safe_upper_bound(dsn: str, *, lag: timedelta = DEFAULT_LAG) -> datetime:
+    """The latest `updated_at` no open transaction can still commit a row at or below.
+
+    A row's `updated_at` is its transaction's start, so every row not yet visible carries a
+    stamp at or after the start of the oldest open transaction; the bound is just before it.
+    """
+    import psycopg
+
+    query = """
+        SELECT clock_timestamp(),
+               (SELECT min(xact_start) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND backend_type = 'client backend' AND xact_start IS NOT NULL),
+               (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                 OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')
+    """
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute(query).fetchone()
+    assert row is not None
+    clock, oldest, sees_all = row
+    bound = clock if sees_all else clock - lag
+    if oldest is not None:
+        bound = min(bound, oldest - _TICK)
+    return bound.astimezone(UTC)
+
+
+def _window(*, placeholder: str, resubmitted: bool) -> str:
+    """The window's condition; parameters in order: since, until[, submitted_after, until]."""
+    first, second, third, fourth = (placeholder.format(n) for n in range(1, 5))
+    condition = f"(updated_at > {first} AND updated_at <= {second})"
+    if resubmitted:
+        condition += f" OR (submitted_at > {third} AND updated_at <= {fourth})"
+    return condition
+
+
+def _select(table: str, schema: str, *, placeholder: str, resubmitted: bool = False) -> str:
     columns = ", ".join(_quoted(c) for c in (*EXTRACT_COLUMNS[table], "updated_at"))
-    return (
-        f"SELECT {columns} FROM {_quoted(schema)}.{_quoted(table)} "
-        f"WHERE updated_at > {placeholder.format(1)} AND updated_at <= {placeholder.format(2)}"
-    )
+    condition = _window(placeholder=placeholder, resubmitted=resubmitted)
+    return f"SELECT {columns} FROM {_quoted(schema)}.{_quoted(table)} WHERE {condition}"
 
 
 def read_table_since(
@@ -204,26 +267,36 @@ def read_table_since(
     until: datetime,
     schema: str = "public",
     method: str = "adbc",
+    submitted_after: datetime | None = None,
 ) -> pl.DataFrame:
-    """Rows of `table` with `since < updated_at <= until`, as a Polars frame, read in bulk."""
+    """Rows of `table` with `since < updated_at <= until`, as a Polars frame, read in bulk.
+
+    `submitted_after` (judgments only) also reads rows submitted after it with
+    `updated_at <= until`, whatever their `updated_at`.
+    """
     if table not in EXTRACT_COLUMNS:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(EXTRACT_COLUMNS)}")
+    if submitted_after is not None and "submitted_at" not in EXTRACT_COLUMNS[table]:
+        raise ValueError(f"{table} has no submitted_at")
     validate_identifier(schema)
-    for moment in (since, until):
-        if moment.tzinfo is None:
+    for moment in (since, until, submitted_after):
+        if moment is not None and moment.tzinfo is None:
             raise ValueError("watermarks must be timezone-aware (UTC)")
+    resubmitted = submitted_after is not None
+    parameters = (since, until, submitted_after, until) if resubmitted else (since, until)
     if method == "adbc":
         import adbc_driver_postgresql.dbapi as adbc
 
+        select = _select(table, schema, placeholder="${}", resubmitted=resubmitted)
         with adbc.connect(dsn) as connection, connection.cursor() as cursor:
-            cursor.execute(_select(table, schema, placeholder="${}"), parameters=(since, until))
+            cursor.execute(select, parameters=parameters)
             arrow = cursor.fetch_arrow_table()
         frame = pl.from_arrow(arrow)
         assert isinstance(frame, pl.DataFrame)
     elif method == "copy":
-        frame = _read_copy(dsn, table, schema=schema, since=since, until=until)
+        frame = _read_copy(dsn, table, schema=schema, parameters=parameters)
     elif method == "fetch":
-        frame = _read_fetch(dsn, table, schema=schema, since=since, until=until)
+        frame = _read_fetch(dsn, table, schema=schema, parameters=parameters)
     else:
         raise ValueError(f"unknown method {method!r}; expected adbc, copy or fetch")
     return _normalize(frame)
@@ -246,7 +319,7 @@ def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read_copy(
-    dsn: str, table: str, *, schema: str, since: datetime, until: datetime
+    dsn: str, table: str, *, schema: str, parameters: tuple[datetime | None, ...]
 ) -> pl.DataFrame:
     import psycopg
     from psycopg import sql
@@ -255,7 +328,8 @@ def _read_copy(
     timestamps = {"submitted_at", "created_at", "updated_at"}
     # COPY cannot take bind parameters; the window is passed as psycopg-quoted literals
     # (sql.Literal, escaped by the driver), never by string formatting of user text.
-    select = sql.SQL("SELECT {} FROM {}.{} WHERE updated_at > {} AND updated_at <= {}").format(
+    window = _window(placeholder="{{}}", resubmitted=len(parameters) > 2)
+    select = sql.SQL("SELECT {} FROM {}.{} WHERE " + window).format(
         sql.SQL(", ").join(
             sql.SQL("(extract(epoch FROM {}) * 1000000)::bigint AS {}").format(
                 sql.Identifier(c), sql.Identifier(c)
@@ -272,8 +346,7 @@ def _read_copy(
         ),
         sql.Identifier(schema),
         sql.Identifier(table),
-        sql.Literal(since),
-        sql.Literal(until),
+        *(sql.Literal(value) for value in parameters),
     )
     buffer = io.BytesIO()
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(select)
@@ -306,14 +379,15 @@ def _read_copy(
 
 
 def _read_fetch(
-    dsn: str, table: str, *, schema: str, since: datetime, until: datetime
+    dsn: str, table: str, *, schema: str, parameters: tuple[datetime | None, ...]
 ) -> pl.DataFrame:
     """The baseline a user would otherwise write: fetch rows, build columns in Python."""
     import psycopg
 
     columns = (*EXTRACT_COLUMNS[table], "updated_at")
+    select = _select(table, schema, placeholder="%s", resubmitted=len(parameters) > 2)
     with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.execute(_select(table, schema, placeholder="%s").replace("{}", "%s"), (since, until))
+        cursor.execute(select, parameters)
         rows = cursor.fetchall()
     return pl.DataFrame(rows, schema=list(columns), orient="row", infer_schema_length=None)
 
@@ -326,19 +400,44 @@ def extract_since(
     schema: str = "public",
     method: str = "adbc",
     now: datetime | None = None,
+    overlap: timedelta = DEFAULT_OVERLAP,
+    lag: timedelta = DEFAULT_LAG,
+    seen: pl.DataFrame | None = None,
 ) -> DatabaseExtract:
     """Judgments, tasks and gold labels changed in `(since, until]`, validated like a file.
 
+    `until` defaults to `safe_upper_bound` (see the module docstring); the read starts
+    `overlap` before `since`, less the rows in `seen` (the previous extract's `seen`).
     The project's label set comes from `projects.label_set` (empty: any label). Rows keep an
     extra `updated_at` column for `merge_partition`.
     """
-    until = until or datetime.now(UTC)
-    judgments = read_table_since(
-        dsn, "judgments", since=since, until=until, schema=schema, method=method
-    )
-    tasks = read_table_since(dsn, "tasks", since=since, until=until, schema=schema, method=method)
-    gold = read_table_since(
-        dsn, "gold_labels", since=since, until=until, schema=schema, method=method
+    until = max(until or safe_upper_bound(dsn, lag=lag), since)
+    start = since - overlap
+    prior = pl.DataFrame(schema=SEEN) if seen is None else seen.cast(SEEN)  # type: ignore[arg-type]
+    window = {"since": start, "until": until, "schema": schema, "method": method}
+    judgments = read_table_since(dsn, "judgments", submitted_after=since, **window)  # type: ignore[arg-type]
+    tasks = read_table_since(dsn, "tasks", **window)  # type: ignore[arg-type]
+    gold = read_table_since(dsn, "gold_labels", **window)  # type: ignore[arg-type]
+    read = {"judgments": judgments, "tasks": tasks, "gold_labels": gold}
+    recent = [prior]
+    for table, frame in read.items():
+        read[table] = _unseen(frame, table=table, seen=prior)
+        # A judgment submitted after `until` may be quarantined as "in the future": it is not
+        # recorded, so the overlap reads it again once the clock has caught up.
+        kept = frame if table != "judgments" else frame.filter(pl.col("submitted_at") <= until)
+        recent.append(
+            kept.select(
+                table=pl.lit(table, pl.String),
+                key=pl.col(EXTRACT_KEYS[table]).cast(pl.String),
+                updated_at="updated_at",
+            ).cast(SEEN)  # type: ignore[arg-type]
+        )
+    judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
+    next_seen = (
+        pl.concat(recent)
+        .filter(pl.col("updated_at") > until - overlap)
+        .unique(["table", "key", "updated_at"])
+        .sort("table", "key", "updated_at")
     )
     projects = read_table_since(
         dsn,
@@ -388,7 +487,17 @@ def extract_since(
     result = IngestResult(
         judged, result.tasks, golden, result.quarantine, result.rows_read, result.files
     )
-    return DatabaseExtract(result=result, since=since, until=until)
+    return DatabaseExtract(result=result, since=since, until=until, seen=next_seen)
+
+
+def _unseen(frame: pl.DataFrame, *, table: str, seen: pl.DataFrame) -> pl.DataFrame:
+    """`frame` without the rows `seen` already holds at the same `updated_at`."""
+    prior = seen.filter(pl.col("table") == table)
+    if prior.height == 0 or frame.height == 0:
+        return frame
+    key = EXTRACT_KEYS[table]
+    prior = prior.select(pl.col("key").alias(key), "updated_at")
+    return frame.join(prior, on=[key, "updated_at"], how="anti", maintain_order="left")
 
 
 def _label_union(projects: pl.DataFrame, judgments: pl.DataFrame) -> list[str] | None:
@@ -466,11 +575,6 @@ def merge_partition(
     )
 
 
-def judgments_schema_with_version() -> dict[str, pl.DataType]:
-    """JUDGMENTS plus the `updated_at` version column the database extract carries."""
-    return {**JUDGMENTS, "updated_at": UTC_TIMESTAMP}
-
-
 __all__ = [
     "DatabaseExtract",
     "apply_schema",
@@ -478,6 +582,7 @@ __all__ = [
     "merge_partition",
     "partition_by_day",
     "read_table_since",
+    "safe_upper_bound",
     "seed_database",
     "validate_identifier",
 ]

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import polars as pl
 
-from annotation_pipelines.ingest.validation import parse_utc, validate
+from annotation_pipelines.ingest.validation import PROJECT_NAME, parse_utc, validate
 from annotation_pipelines.schema import (
     GOLD_LABELS,
     JUDGMENTS,
@@ -220,9 +220,14 @@ def build_tasks(
             created_at=pl.lit(None, pl.String),
             source_line=pl.col("source_line").min(),
         )
-    staged_tasks = staged_tasks.filter(pl.col("task_id").is_not_null()).unique(
-        "task_id", keep="first", maintain_order=True
-    )
+    # A task whose project is not a safe name never becomes a path; its judgments are
+    # quarantined with reason invalid_project by validation.
+    project = pl.col("project").cast(pl.String)
+    staged_tasks = staged_tasks.filter(
+        pl.col("task_id").is_not_null()
+        & project.str.contains(PROJECT_NAME).fill_null(False)
+        & ~project.str.contains("..", literal=True).fill_null(False)
+    ).unique("task_id", keep="first", maintain_order=True)
     parsed, _, _ = parse_utc(pl.col("created_at"))
     tasks = (
         staged_tasks.with_columns(

@@ -27,7 +27,16 @@ from typing import Any
 import polars as pl
 
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
-from annotation_pipelines.ingest.validation import MALFORMED_JSON, NON_UTF8, TRUNCATED_FILE
+from annotation_pipelines.ingest.validation import (
+    MALFORMED_JSON,
+    MAX_RECORD_BYTES,
+    NESTING_TOO_DEEP,
+    NON_UTF8,
+    OVERSIZED_RECORD,
+    TRUNCATED_FILE,
+    cap_raw_bytes,
+)
+from annotation_pipelines.tabular import check_column_count
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,12 @@ def parse_table(
 
 
 def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
+    check_column_count(
+        data,
+        separator=b"\t" if format == "tsv" else b",",
+        source=source_file,
+        error=UnreadableFileError,
+    )
     try:
         return pl.read_csv(
             data,
@@ -224,6 +239,11 @@ def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], 
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
+        if len(raw) > MAX_RECORD_BYTES:
+            failures.append(
+                {"source_line": number, "reason": OVERSIZED_RECORD, "record": cap_raw_bytes(raw)}
+            )
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -237,6 +257,11 @@ def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], 
             continue
         try:
             record = json.loads(text)
+        except RecursionError:
+            failures.append(
+                {"source_line": number, "reason": NESTING_TOO_DEEP, "record": text[:2000]}
+            )
+            continue
         except json.JSONDecodeError:
             # The last line cut mid-object is a truncated file, not a malformed line.
             last = number == len(lines) or (number == len(lines) - 1 and not lines[-1].strip())

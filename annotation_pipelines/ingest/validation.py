@@ -8,8 +8,13 @@ same order to every source, so a row is judged identically whether it arrived as
 Studio export or as a CSV:
 
 1. preset parser reason; 2. missing required field (a missing annotator has its own reason);
-3. oversized field; 4. wrong type; 5. timestamp without a timezone; 6. timestamp in the
-future; 7. label outside the project's label set; 8. duplicate submission.
+3. oversized field; 4. NUL byte in an id, label or project; 5. project name that is not a safe
+identifier (it becomes a path segment in the lake); 6. wrong type; 7. timestamp without a
+timezone; 8. timestamp in the future; 9. label outside the project's label set; 10. duplicate
+submission.
+
+What a quarantine row keeps of the record is capped (`MAX_RAW_CHARS`): a longer record keeps
+its head plus its size in bytes and SHA-256, enough to find it again without storing it twice.
 
 Duplicate rule: among rows that passed 1-7, rows sharing the duplicate key (task and annotator
 for judgments, task for gold) are one submission made more than once; the latest
@@ -20,6 +25,7 @@ holds exactly, and `duplicates` is the number of quarantined copies.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +45,10 @@ TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 UNKNOWN_LABEL = "unknown_label"
 DUPLICATE = "duplicate"
 CANCELLED = "cancelled"
+NUL_BYTE = "nul_byte"
+INVALID_PROJECT = "invalid_project"
+NESTING_TOO_DEEP = "nesting_too_deep"
+OVERSIZED_RECORD = "oversized_record"
 
 REASONS = (
     MALFORMED_JSON,
@@ -53,7 +63,19 @@ REASONS = (
     UNKNOWN_LABEL,
     DUPLICATE,
     CANCELLED,
+    NUL_BYTE,
+    INVALID_PROJECT,
+    NESTING_TOO_DEEP,
+    OVERSIZED_RECORD,
 )
+
+# A project name becomes a path segment (lake keys, exports): no separators, no `..`.
+PROJECT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# A record (a line, a task) larger than this is quarantined unparsed: parsing it would cost
+# many times its size in memory, and no real submission is anywhere near it.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+# How much of a quarantined record is kept as text; longer ones keep a head, size and hash.
+MAX_RAW_CHARS = 64 * 1024
 
 DEFAULT_MAX_FIELD_BYTES = 4096
 # Clocks of annotators' browsers and of the tool's servers drift; a submission a few minutes
@@ -126,6 +148,17 @@ def validate(
     for name in ("task_id", "annotator_id", "label", "payload"):
         if name in frame.columns and frame.schema[name] == pl.String:
             checks.append((pl.col(name).str.len_bytes() > max_field_bytes, name, OVERSIZED_FIELD))
+    for name in ("judgment_id", "task_id", "annotator_id", "label", "project"):
+        if name in frame.columns and frame.schema[name] == pl.String:
+            checks.append((pl.col(name).str.contains("\x00", literal=True), name, NUL_BYTE))
+    if "project" in frame.columns:
+        project = pl.col("project").cast(pl.String)
+        unsafe = (
+            project.is_null()
+            | ~project.str.contains(PROJECT_NAME)
+            | project.str.contains("..", literal=True)
+        )
+        checks.append((unsafe, "project", INVALID_PROJECT))
     if "label_error" in frame.columns:
         checks.append((pl.col("label_error").is_not_null(), "label", WRONG_TYPE))
     if "duration_s" in frame.columns:
@@ -203,14 +236,44 @@ def validate(
     return good, quarantine
 
 
+def cap_raw(text: str, *, size: int | None = None, digest: str | None = None) -> str:
+    """`text` if short, else its head plus the full record's size in bytes and SHA-256.
+
+    `size`/`digest` describe the original bytes when `text` is already a decoded excerpt.
+    """
+    if len(text) <= MAX_RAW_CHARS and size is None:
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    size = len(data) if size is None else size
+    digest = digest or hashlib.sha256(data).hexdigest()
+    return f"{text[:MAX_RAW_CHARS]}…[truncated: {size} bytes, sha256={digest}]"
+
+
+def cap_raw_bytes(data: bytes) -> str:
+    """A capped text excerpt of raw bytes (not necessarily UTF-8), with their size and hash."""
+    if len(data) <= MAX_RAW_CHARS:
+        return data.decode("utf-8", "replace")
+    head = data[:MAX_RAW_CHARS].decode("utf-8", "replace")
+    return cap_raw(head, size=len(data), digest=hashlib.sha256(data).hexdigest())
+
+
+def _cap_series(series: pl.Series) -> pl.Series:
+    return pl.Series([None if v is None else cap_raw(v) for v in series.to_list()], dtype=pl.String)
+
+
 def encode_record(frame: pl.DataFrame) -> pl.Expr:
-    """The quarantined row as written, as text (structs are re-encoded as JSON)."""
+    """The quarantined row as written, as text (structs are re-encoded as JSON), capped."""
     if "record" not in frame.columns:
         return pl.lit(None, pl.String)
     dtype = frame.schema["record"]
     if isinstance(dtype, pl.Struct):
-        return pl.col("record").struct.json_encode()
-    return pl.col("record").cast(pl.String)
+        text = pl.col("record").struct.json_encode()
+    else:
+        text = pl.col("record").cast(pl.String)
+    # Only the rare long records go through Python; the rest stay vectorized. The margin
+    # leaves an excerpt a parser already capped (head + size + hash) as it is.
+    long = text.str.len_chars() > MAX_RAW_CHARS + 256
+    return pl.when(long).then(text.map_batches(_cap_series, return_dtype=pl.String)).otherwise(text)
 
 
 def quarantine_rows(

@@ -128,7 +128,9 @@ def test_watermark_windows_late_rows_partitions_and_idempotent_reruns(postgres_d
             (T0 + timedelta(days=30), "0000000000"),
         )
     until = T0 + timedelta(days=31)
-    second = extract_since(postgres_dsn, since=first.watermark, until=until, schema=schema)
+    second = extract_since(
+        postgres_dsn, since=first.watermark, until=until, schema=schema, seen=first.seen
+    )
     assert second.result.rows_read == 3
     assert second.result.reasons == {"unknown_label": 1}
     incoming = partition_by_day(second.result.judgments)
@@ -140,7 +142,9 @@ def test_watermark_windows_late_rows_partitions_and_idempotent_reruns(postgres_d
     assert merged.filter(pl.col("judgment_id") == "0000000000").get_column("label").item() == "bird"
 
     # re-running the same window changes nothing
-    again = extract_since(postgres_dsn, since=first.watermark, until=until, schema=schema)
+    again = extract_since(
+        postgres_dsn, since=first.watermark, until=until, schema=schema, seen=first.seen
+    )
     before = {day: frame.clone() for day, frame in lake.items()}
     for day, rows in partition_by_day(again.result.judgments).items():
         lake[day] = merge_partition(lake.get(day), rows)

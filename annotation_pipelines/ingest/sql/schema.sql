@@ -60,6 +60,8 @@ CREATE INDEX IF NOT EXISTS tasks_project ON tasks (project);
 CREATE INDEX IF NOT EXISTS assignments_updated_at ON assignments (updated_at);
 CREATE INDEX IF NOT EXISTS judgments_updated_at ON judgments (updated_at);
 CREATE INDEX IF NOT EXISTS judgments_task ON judgments (task_id);
+-- The extract re-reads judgments submitted after the watermark (possible clock skew).
+CREATE INDEX IF NOT EXISTS judgments_submitted_at ON judgments (submitted_at);
 CREATE INDEX IF NOT EXISTS gold_labels_updated_at ON gold_labels (updated_at);
 
 CREATE OR REPLACE FUNCTION touch_updated_at() RETURNS trigger AS $$

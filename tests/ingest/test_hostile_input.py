@@ -1,0 +1,220 @@
+"""Hostile input: each bad record is quarantined (or the file refused) with a clear message,
+the rest of the file still loads, and rows read = rows loaded + rows quarantined."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from annotation_pipelines.cli import main
+from annotation_pipelines.ingest import UnreadableFileError, ingest_bytes, ingest_path
+from annotation_pipelines.ingest.validation import MAX_RAW_CHARS
+from tests.ingest.conftest import NOW, annotation, label_studio_tasks
+
+DEPTH = 100_000
+LINE = {"task_id": "t1", "annotator_id": "a1", "label": "pos", "submitted_at": NOW}
+
+
+def deep_json(depth: int = DEPTH) -> str:
+    return "[" * depth + "]" * depth
+
+
+def balanced(result) -> bool:
+    return result.rows_read == result.rows_loaded + result.rows_quarantined
+
+
+def jsonl(*lines: str) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_deeply_nested_jsonl_line_is_quarantined_and_the_rest_load():
+    data = jsonl(
+        json.dumps(LINE),
+        '{"task_id": "t2", "annotator_id": "a1", "label": ' + deep_json() + "}",
+        json.dumps({**LINE, "task_id": "t3"}),
+    )
+    result = ingest_bytes(data, format="jsonl", source_file="deep.jsonl", now=None)
+    assert sorted(result.judgments["task_id"].to_list()) == ["t1", "t3"]
+    [row] = result.quarantine.to_dicts()
+    assert (row["reason"], row["source_line"]) == ("nesting_too_deep", 2)
+    assert balanced(result)
+
+
+def test_deeply_nested_label_studio_task_is_quarantined_and_the_rest_load(tmp_path):
+    tasks = label_studio_tasks()
+    body = json.dumps(tasks)
+    deep_task = '{"id": 103, "data": {"text": ' + deep_json() + '}, "annotations": []}'
+    path = tmp_path / "deep.json"
+    path.write_text(body[:-1] + ", " + deep_task + "]")
+    result = ingest_path(path, format="label-studio")
+    plain = ingest_bytes(body.encode(), format="label-studio", source_file=str(path))
+    assert result.judgments.height == plain.judgments.height > 0
+    assert result.reasons == {**plain.reasons, "nesting_too_deep": 1}
+    assert balanced(result)
+
+
+def test_huge_line_is_quarantined_with_a_capped_raw_record_its_size_and_hash():
+    big = json.dumps({**LINE, "task_id": "t2", "label": "x" * (20 * 1024 * 1024)})
+    data = jsonl(json.dumps(LINE), big)
+    result = ingest_bytes(data, format="jsonl", source_file="big.jsonl")
+    assert result.judgments["task_id"].to_list() == ["t1"]
+    [row] = result.quarantine.to_dicts()
+    assert row["reason"] == "oversized_record"
+    assert row["source_line"] == 2
+    assert len(row["raw"]) < MAX_RAW_CHARS + 200
+    raw = big.encode()
+    assert f"{len(raw)} bytes" in row["raw"]
+    assert hashlib.sha256(raw).hexdigest() in row["raw"]
+    assert balanced(result)
+
+
+def test_large_field_quarantine_raw_is_capped_too():
+    # 1 MB label: under the record limit, over the field limit: the raw record is capped.
+    big = json.dumps({**LINE, "task_id": "t2", "label": "y" * (1024 * 1024)})
+    result = ingest_bytes(jsonl(json.dumps(LINE), big), format="jsonl", source_file="f.jsonl")
+    [row] = result.quarantine.to_dicts()
+    assert row["reason"] == "oversized_field"
+    assert len(row["raw"]) < MAX_RAW_CHARS + 200
+    assert "sha256=" in row["raw"]
+    assert balanced(result)
+
+
+def test_csv_with_too_many_columns_is_refused_early(tmp_path):
+    header = ",".join(
+        ["task_id", "annotator_id", "label", "submitted_at"] + [f"c{i}" for i in range(20_000)]
+    )
+    path = tmp_path / "wide.csv"
+    path.write_text(header + "\n" + "t1,a1,pos," + NOW + "," * 20_000 + "\n")
+    with pytest.raises(UnreadableFileError, match=r"wide\.csv: row 1 \(header\): 20,004 columns"):
+        ingest_path(path, format="csv")
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
+    assert result.exit_code != 0
+    assert "20,004 columns" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_nul_bytes_in_ids_and_labels_are_quarantined():
+    data = (
+        "task_id,annotator_id,label,submitted_at\n"
+        f"t1,a1,pos,{NOW}\n"
+        f"t\x002,a1,pos,{NOW}\n"
+        f"t3,a\x001,pos,{NOW}\n"
+        f"t4,a1,po\x00s,{NOW}\n"
+    ).encode()
+    result = ingest_bytes(data, format="csv", source_file="nul.csv")
+    assert result.judgments["task_id"].to_list() == ["t1"]
+    assert dict(zip(result.quarantine["source_line"], result.quarantine["field"], strict=True)) == {
+        3: "task_id",
+        4: "annotator_id",
+        5: "label",
+    }
+    assert set(result.quarantine["reason"]) == {"nul_byte"}
+    assert balanced(result)
+
+
+def test_label_studio_file_of_bare_nested_arrays_is_refused(tmp_path):
+    path = tmp_path / "arrays.json"
+    path.write_text("[[[1, 2]], [3], [[[]]]]")
+    with pytest.raises(UnreadableFileError, match="no task objects"):
+        ingest_path(path, format="label-studio")
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "label-studio"])
+    assert result.exit_code != 0
+    assert "arrays.json" in result.output and "no task objects" in result.output
+    # An empty export is still an export with nothing in it.
+    empty = tmp_path / "empty.json"
+    empty.write_text("[ ]")
+    assert ingest_path(empty, format="label-studio").rows_read == 0
+
+
+@pytest.mark.parametrize(
+    "name", ["../../etc", "a/b", "..", "x\x00y", ".hidden", "a..b", "with space", "p" * 129]
+)
+def test_unsafe_project_names_are_quarantined_from_tables(name):
+    frame = pl.DataFrame(
+        {
+            "task_id": ["t1", "t2"],
+            "annotator_id": ["a1", "a1"],
+            "label": ["pos", "pos"],
+            "submitted_at": [NOW, NOW],
+            "project": ["good-project_1.v2", name],
+        }
+    )
+    result = ingest_bytes(_parquet(frame), format="parquet", source_file="p.parquet")
+    assert result.judgments["project"].to_list() == ["good-project_1.v2"]
+    assert result.tasks["project"].to_list() == ["good-project_1.v2"]
+    [row] = result.quarantine.to_dicts()
+    assert row["field"] == "project"
+    assert row["reason"] in ("invalid_project", "nul_byte")
+    assert balanced(result)
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def test_unsafe_project_name_from_label_studio_is_quarantined(tmp_path):
+    tasks = label_studio_tasks()
+    tasks.append({"id": 103, "project": "../../../tmp", "annotations": [annotation(9, 11, "pos")]})
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks))
+    result = ingest_path(path, format="label-studio")
+    bad = result.quarantine.filter(pl.col("reason") == "invalid_project")
+    assert bad["field"].to_list() == ["project"]
+    assert "../../../tmp" not in result.judgments["project"].to_list()
+    assert "../../../tmp" not in result.tasks["project"].to_list()
+    assert balanced(result)
+
+
+# ------------------------------------------------ aggregate / agreement read through tabular
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+HOSTILE = {
+    "deep.jsonl": (
+        jsonl(
+            json.dumps({"task_id": "t1", "annotator_id": "a1", "label": "x"}),
+            '{"task_id": "t2", "annotator_id": "a1", "label": ' + deep_json() + "}",
+        ),
+        "row 2",
+    ),
+    "wide.csv": (
+        (
+            ",".join(["task_id", "annotator_id", "label"] + [f"c{i}" for i in range(20_000)]) + "\n"
+        ).encode(),
+        "20,003 columns",
+    ),
+    "nul.csv": (
+        b"task_id,annotator_id,label\nt1,a1,x\nt2,a\x001,y\n",
+        "row 2, column 'annotator_id'",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["aggregate", "agreement"])
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_cli_commands_give_one_line_errors_on_hostile_input(tmp_path, command, name):
+    data, expected = HOSTILE[name]
+    path = _write(tmp_path / name, data)
+    result = CliRunner().invoke(main, [command, str(path)])
+    assert result.exit_code != 0
+    assert not isinstance(result.exception, RecursionError), result.exception
+    assert "Traceback" not in result.output
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1, result.output
+    assert name in error_lines[0] and expected in error_lines[0], result.output
