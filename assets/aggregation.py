@@ -9,6 +9,10 @@ from annotation_pipelines.aggregation import fit
 from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
+from resources.lake import Lake
+
+# How many earlier days `auto` looks back for the method a project was last aggregated with.
+INCUMBENT_LOOKBACK_DAYS = 31
 
 
 class AggregationConfig(Config):
@@ -47,10 +51,18 @@ def aggregated_labels(  # noqa: ANN201
     config: AggregationConfig,
     judgments: pl.DataFrame,
     gold_labels: pl.DataFrame,
+    lake: Lake,
 ):
-    """Run the configured truth-inference method per project on the day's judgments."""
+    """Run the configured truth-inference method per project on the day's judgments.
+
+    With `auto`, the method the project was last aggregated with (an earlier day's
+    `aggregated_labels`) is the incumbent: it is kept unless another method is better beyond
+    the selection noise, so a day's noise does not flip the project's method.
+    """
     labels, skills, summary = [], [], []
-    for project in sorted(judgments["project"].unique().to_list()) if judgments.height else []:
+    projects = sorted(judgments["project"].unique().to_list()) if judgments.height else []
+    incumbents = previous_methods(lake, before=context.partition_key, projects=projects)
+    for project in projects:
         method = config.methods_per_project.get(project, config.method)
         rows = judgments.filter(pl.col("project") == project)
         gold = gold_labels.filter(pl.col("project") == project).select("task_id", "label")
@@ -60,6 +72,7 @@ def aggregated_labels(  # noqa: ANN201
             gold=gold if gold.height else None,
             max_iter=config.max_iter,
             tol=config.tol,
+            incumbent=incumbents.get(project),
         )
         context.log.info(
             f"{project}: {result.method} on {rows.height:,} judgments, "
@@ -79,6 +92,7 @@ def aggregated_labels(  # noqa: ANN201
             {
                 "project": project,
                 "method": result.method,
+                "incumbent": incumbents.get(project),
                 "iterations": result.iterations,
                 "converged": result.converged,
                 "tie_share": round(result.tie_share, 4),
@@ -103,6 +117,21 @@ def aggregated_labels(  # noqa: ANN201
         },
     )
     yield Output(skill_frame, output_name="annotator_skill")
+
+
+def previous_methods(lake: Lake, *, before: str, projects: list[str]) -> dict[str, str]:
+    """Per project, the method of its latest `aggregated_labels` day before `before`."""
+    earlier = [day for day in lake.days("aggregated_labels") if day < before]
+    found: dict[str, str] = {}
+    for day in reversed(earlier[-INCUMBENT_LOOKBACK_DAYS:]):
+        if all(project in found for project in projects):
+            break
+        frame = lake.read_table("aggregated_labels", day=day)
+        if not {"project", "method"} <= set(frame.columns):
+            continue
+        for project, method in frame.select("project", "method").unique("project").iter_rows():
+            found.setdefault(project, method)
+    return {project: found[project] for project in projects if project in found}
 
 
 def _stack(frames: list[pl.DataFrame], table: dict[str, pl.DataType], name: str) -> pl.DataFrame:

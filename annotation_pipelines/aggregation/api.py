@@ -1,28 +1,14 @@
-"""`aggregate` (the fixed contract) and `fit` (the full result), one module per method."""
+"""`aggregate` (the fixed contract) and `fit` (the full result); the methods are in `registry`."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from types import ModuleType
 
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.aggregation.auto import choose_method
 from annotation_pipelines.aggregation.encoding import Encoded, encode
-from annotation_pipelines.aggregation.result import AggregationResult, Fitted, build_result
-
-CATEGORICAL_METHODS = (
-    "majority_vote",
-    "wawa",
-    "zero_based_skill",
-    "dawid_skene",
-    "one_coin_dawid_skene",
-    "glad",
-    "mace",
-)
-METHODS = (*CATEGORICAL_METHODS, "auto")
-# Methods whose EM can be anchored by gold (initialisation and clamping of gold tasks).
-GOLD_AWARE = ("dawid_skene", "one_coin_dawid_skene", "glad", "mace")
+from annotation_pipelines.aggregation.registry import AUTO, METHODS, run_kernel
+from annotation_pipelines.aggregation.result import AggregationResult, build_result
 
 
 def aggregate(
@@ -49,6 +35,7 @@ def fit(
     max_iter: int = 100,
     tol: float = 1e-5,
     gold: pl.DataFrame | None = None,
+    incumbent: str | None = None,
 ) -> AggregationResult:
     """Aggregate with `method` and return labels, posteriors, annotator parameters and fit facts.
 
@@ -56,6 +43,8 @@ def fit(
     fixed 50 variational iterations; `zero_based_skill` runs a fixed `max_iter` schedule).
     With `gold`, gold-aware methods clamp gold tasks to their known label and the annotator
     table gains `gold_skill` (accuracy on gold) beside the unsupervised `skill`.
+    With `auto`, `incumbent` (e.g. the method chosen for the same project before) is kept
+    unless another method is better beyond the selection noise; other methods ignore it.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
@@ -64,11 +53,9 @@ def fit(
     gold = _check_gold(gold, judgments)
     encoded = encode(judgments, extra_labels=None if gold is None else gold.get_column("label"))
     gold_codes = gold_task_codes(encoded, gold)
-    if method == "auto":
-        from annotation_pipelines.aggregation.auto import choose_method
-
+    if method == AUTO:
         method, explanation = choose_method(
-            encoded, gold_codes=gold_codes, max_iter=max_iter, tol=tol
+            encoded, gold_codes=gold_codes, max_iter=max_iter, tol=tol, incumbent=incumbent
         )
     else:
         explanation = ""
@@ -76,49 +63,6 @@ def fit(
     return build_result(
         encoded, fitted, method=method, gold_codes=gold_codes, explanation=explanation
     )
-
-
-def run_kernel(
-    encoded: Encoded,
-    method: str,
-    *,
-    max_iter: int = 100,
-    tol: float = 1e-5,
-    gold_codes: np.ndarray | None = None,
-) -> Fitted:
-    """The method's kernel on encoded judgments (gold is used only by gold-aware methods)."""
-    if encoded.n_classes == 1:
-        # One class: nothing to infer, and the K-1 in several models' likelihoods is zero.
-        return Fitted(
-            posteriors=np.ones((encoded.n_tasks, 1)),
-            skills=np.ones(encoded.n_annotators),
-        )
-    kernels: dict[str, Callable[[], Fitted]] = {
-        "majority_vote": lambda: _module("majority_vote").fit_majority_vote(encoded),
-        "wawa": lambda: _module("wawa").fit_wawa(encoded),
-        "zero_based_skill": lambda: _module("zero_based_skill").fit_zero_based_skill(
-            encoded, max_iter=max_iter
-        ),
-        "dawid_skene": lambda: _module("dawid_skene").fit_dawid_skene(
-            encoded, max_iter=max_iter, tol=tol, gold_codes=gold_codes
-        ),
-        "one_coin_dawid_skene": lambda: _module("one_coin_dawid_skene").fit_one_coin_dawid_skene(
-            encoded, max_iter=max_iter, tol=tol, gold_codes=gold_codes
-        ),
-        "glad": lambda: _module("glad").fit_glad(
-            encoded, max_iter=max_iter, tol=tol, gold_codes=gold_codes
-        ),
-        "mace": lambda: _module("mace").fit_mace(
-            encoded, max_iter=min(max_iter, 50), gold_codes=gold_codes
-        ),
-    }
-    return kernels[method]()
-
-
-def _module(name: str) -> ModuleType:
-    import importlib
-
-    return importlib.import_module(f"annotation_pipelines.aggregation.{name}")
 
 
 def _check_gold(gold: pl.DataFrame | None, judgments: pl.DataFrame) -> pl.DataFrame | None:

@@ -20,6 +20,12 @@ maximum chose MACE on Duck (by 0.0008 nats, t = 0.2) and GLAD on RTE (t = 4), av
 evidence is noise. These are the only four data sets it was checked on, so the threshold is
 a judgement, not a fitted optimum. Splits are drawn from hashes of the task and annotator
 values, so the choice does not depend on row order.
+
+The same rule guards the choice with gold (a 0/1 correctness per gold task instead of a
+log-likelihood per judgment) and the choice over time: given the `incumbent` (the method
+chosen for the project before), the incumbent takes the default's place, so a project keeps
+its method until a challenger beats it beyond the selection noise. A method that flips on a
+0.0017 margin changes every label the two methods disagree on, for no measurable gain.
 """
 
 from __future__ import annotations
@@ -29,16 +35,9 @@ from dataclasses import replace
 import numpy as np
 
 from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.registry import AUTO_CANDIDATES, run_kernel
 
-CANDIDATES = (
-    "majority_vote",
-    "wawa",
-    "zero_based_skill",
-    "one_coin_dawid_skene",
-    "dawid_skene",
-    "glad",
-    "mace",
-)
+CANDIDATES = AUTO_CANDIDATES
 HOLD_OUT_ONE_IN = 10
 N_SPLITS = 5
 DEFAULT = "dawid_skene"
@@ -55,25 +54,33 @@ def choose_method(
     tol: float = 1e-5,
     candidates: tuple[str, ...] = CANDIDATES,
     n_splits: int = N_SPLITS,
+    incumbent: str | None = None,
 ) -> tuple[str, str]:
-    """(method, explanation)."""
-    from annotation_pipelines.aggregation.api import run_kernel
+    """(method, explanation).
 
+    `incumbent`, when it is one of `candidates`, is kept unless another candidate beats it by
+    more than `REQUIRED_STANDARD_ERRORS` paired standard errors; otherwise Dawid–Skene plays
+    that role.
+    """
+    if incumbent is not None and incumbent in candidates:
+        baseline, role = incumbent, "incumbent"
+    else:
+        baseline, role = (DEFAULT if DEFAULT in candidates else candidates[0]), "default"
     if gold_codes is not None:
         gold_tasks = np.flatnonzero(gold_codes >= 0)
-        scores = {}
+        correct = {}
         for method in candidates:
             posteriors = run_kernel(encoded, method, max_iter=max_iter, tol=tol).posteriors
-            scores[method] = float(
-                np.mean(np.argmax(posteriors[gold_tasks], axis=1) == gold_codes[gold_tasks])
-            )
-        best = max(candidates, key=lambda method: scores[method])
+            correct[method] = (
+                np.argmax(posteriors[gold_tasks], axis=1) == gold_codes[gold_tasks]
+            ).astype(np.float64)
+        scores = {method: float(np.mean(values)) for method, values in correct.items()}
         listing = ", ".join(f"{method} {scores[method]:.4f}" for method in candidates)
-        return best, (
-            f"chose {best}: highest accuracy on {gold_tasks.shape[0]} gold task(s) when fitted "
-            f"without gold ({listing}); the final fit clamps the gold tasks"
+        evidence = (
+            f"accuracy on {gold_tasks.shape[0]} gold task(s) when fitted without gold "
+            f"({listing}); the final fit clamps the gold tasks"
         )
-    default = DEFAULT if DEFAULT in candidates else candidates[0]
+        return _keep_unless_clearly_beaten(correct, scores, baseline, role, evidence)
     totals = {method: np.zeros(encoded.n_judgments) for method in candidates}
     times_hidden = np.zeros(encoded.n_judgments)
     for split in range(n_splits):
@@ -89,35 +96,63 @@ def choose_method(
             )
     scored = times_hidden > 0
     if not scored.any():
-        return default, (
-            f"chose {default}: no task has three or more votes, so nothing can be held out; "
-            "Dawid–Skene is the best default on the published benchmarks"
+        reason = (
+            "the incumbent is kept"
+            if role == "incumbent"
+            else "Dawid–Skene is the best default on the published benchmarks"
+        )
+        return baseline, (
+            f"chose {baseline}: no task has three or more votes, so nothing can be held out; "
+            f"{reason}"
         )
     per_judgment = {method: totals[method][scored] / times_hidden[scored] for method in totals}
     scores = {method: float(values.mean()) for method, values in per_judgment.items()}
-    best = max(candidates, key=lambda method: scores[method])
     listing = ", ".join(f"{method} {scores[method]:.4f}" for method in candidates)
     evidence = (
         f"mean held-out log-likelihood of {int(scored.sum())} judgments over {n_splits} "
         f"random splits, no gold available: {listing}"
     )
-    if best == default:
-        return default, f"chose {default}: best {evidence}"
-    difference = per_judgment[best] - per_judgment[default]
-    if difference.shape[0] < 2:
-        ratio = 0.0  # one held-out judgment is no evidence against the default
-    else:
-        standard_error = float(difference.std(ddof=1) / np.sqrt(difference.shape[0]))
-        ratio = float(difference.mean()) / standard_error if standard_error > 0 else np.inf
+    return _keep_unless_clearly_beaten(per_judgment, scores, baseline, role, evidence)
+
+
+def _keep_unless_clearly_beaten(
+    per_item: dict[str, np.ndarray],
+    scores: dict[str, float],
+    baseline: str,
+    role: str,
+    evidence: str,
+) -> tuple[str, str]:
+    """The best-scoring method if it beats `baseline` by more than the required paired
+    standard errors over the items (held-out judgments or gold tasks), else `baseline`."""
+    best = max(scores, key=lambda method: scores[method])
+    if scores[best] <= scores[baseline]:
+        return baseline, f"chose {baseline}: best {evidence}"
+    ratio = paired_standard_errors(per_item[best], per_item[baseline])
     if ratio > REQUIRED_STANDARD_ERRORS:
         return best, (
-            f"chose {best}: it beats the default {default} by {ratio:.1f} paired standard "
+            f"chose {best}: it beats the {role} {baseline} by {ratio:.1f} paired standard "
             f"errors in {evidence}"
         )
-    return default, (
-        f"chose {default}: {best} scores higher by only {ratio:.1f} paired standard errors "
-        f"(needs {REQUIRED_STANDARD_ERRORS:g}) in {evidence}"
+    return baseline, (
+        f"chose {baseline} (the {role}): {best} scores higher by only {ratio:.1f} paired "
+        f"standard errors (needs {REQUIRED_STANDARD_ERRORS:g}) in {evidence}"
     )
+
+
+def paired_standard_errors(challenger: np.ndarray, incumbent: np.ndarray) -> float:
+    """Mean of the per-item differences over its standard error (0 with fewer than 2 items).
+
+    A difference with no spread (every item favours the challenger equally) is infinitely
+    many standard errors; one with no mean is zero.
+    """
+    difference = challenger - incumbent
+    if difference.shape[0] < 2:
+        return 0.0  # one item is no evidence against the incumbent
+    mean = float(difference.mean())
+    standard_error = float(difference.std(ddof=1) / np.sqrt(difference.shape[0]))
+    if standard_error > 0:
+        return mean / standard_error
+    return np.inf if mean > 0 else 0.0
 
 
 def hold_out_mask(encoded: Encoded, split: int = 0) -> np.ndarray:

@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 import polars as pl
 
-from annotation_pipelines.aggregation.api import METHODS, aggregate
+from annotation_pipelines.aggregation.api import aggregate
+from annotation_pipelines.aggregation.registry import METHODS
 from annotation_pipelines.tabular import InputError, read_table, write_table
 
 

@@ -18,30 +18,23 @@ product with one sparse tasks × (annotator, answer) count matrix built once per
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import sparse
 
+from annotation_pipelines.aggregation.em import (
+    EPSILON,
+    clamp_gold,
+    column_mean,
+    iterate,
+    normalise_log,
+    row_sum,
+    vote_shares,
+)
 from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.kernel import DEFAULT_OPTIONS, FitOptions
 from annotation_pipelines.aggregation.result import Fitted
-
-EPSILON = 1e-10
-
-
-def clamp_gold(posteriors: np.ndarray, gold_codes: np.ndarray | None) -> np.ndarray:
-    """Set gold tasks' posteriors to their known class (in place)."""
-    if gold_codes is not None:
-        gold_tasks = np.flatnonzero(gold_codes >= 0)
-        posteriors[gold_tasks] = 0.0
-        posteriors[gold_tasks, gold_codes[gold_tasks]] = 1.0
-    return posteriors
-
-
-def vote_shares(encoded: Encoded) -> np.ndarray:
-    votes = encoded.votes()
-    totals = row_sum(votes)
-    # A task without votes (possible in a subset fitted by `auto`) starts uniform.
-    votes[totals == 0] = 1.0
-    return votes / np.where(totals == 0, votes.shape[1], totals)[:, None]
 
 
 def answer_matrix(encoded: Encoded) -> sparse.csr_array:
@@ -78,32 +71,6 @@ def task_log_likelihoods(
     return scores
 
 
-def row_max(values: np.ndarray) -> np.ndarray:
-    """`values.max(axis=1)`; column by column, which is several times faster for narrow rows."""
-    if values.shape[1] > 16:
-        return values.max(axis=1)
-    result = values[:, 0].copy()
-    for column in range(1, values.shape[1]):
-        np.maximum(result, values[:, column], out=result)
-    return result
-
-
-def row_sum(values: np.ndarray) -> np.ndarray:
-    """`values.sum(axis=1)` as a matrix–vector product (NumPy's narrow-row reduce is slow)."""
-    return values @ np.ones(values.shape[1], dtype=values.dtype)
-
-
-def column_mean(values: np.ndarray) -> np.ndarray:
-    return np.ones(values.shape[0], dtype=values.dtype) @ values / max(values.shape[0], 1)
-
-
-def normalise_log(scores: np.ndarray) -> np.ndarray:
-    scores = scores - row_max(scores)[:, None]
-    np.exp(scores, out=scores)
-    scores /= row_sum(scores)[:, None]
-    return scores
-
-
 def evidence_lower_bound(
     encoded: Encoded,
     posteriors: np.ndarray,
@@ -136,54 +103,55 @@ def _confusion_from_counts(encoded: Encoded, counts: np.ndarray) -> np.ndarray:
     return errors
 
 
-def fit_dawid_skene(
-    encoded: Encoded,
-    *,
-    max_iter: int = 100,
-    tol: float = 1e-5,
-    gold_codes: np.ndarray | None = None,
-    initial_posteriors: np.ndarray | None = None,
-) -> Fitted:
+def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> Fitted:
     k = encoded.n_classes
+    gold_codes = options.gold_codes
     matrix = answer_matrix(encoded)
     votes_per_task = encoded.votes_per_task().astype(np.float64)
-    posteriors = vote_shares(encoded) if initial_posteriors is None else initial_posteriors.copy()
-    clamp_gold(posteriors, gold_codes)
 
-    def m_step(
-        posteriors: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(prior, its log, expected counts, confusion matrices, their log)."""
+    def m_step(posteriors: np.ndarray) -> _Parameters:
         prior = column_mean(posteriors)
         counts = expected_counts(matrix, posteriors)
         errors = _confusion_from_counts(encoded, counts)
         with np.errstate(divide="ignore"):
             log_errors = np.log(errors.reshape(-1, k))
-        return prior, np.log(np.maximum(prior, EPSILON)), counts, errors, log_errors
+        return _Parameters(prior, np.log(np.maximum(prior, EPSILON)), counts, errors, log_errors)
 
-    prior, log_prior, counts, errors, log_errors = m_step(posteriors)
-    loss = -np.inf
-    iterations = 0
-    converged = False
-    for _ in range(max_iter):
-        iterations += 1
-        posteriors = normalise_log(task_log_likelihoods(matrix, log_errors, log_prior))
-        clamp_gold(posteriors, gold_codes)
-        prior, log_prior, counts, errors, log_errors = m_step(posteriors)
-        new_loss = (
-            evidence_lower_bound(encoded, posteriors, counts, log_errors, log_prior, votes_per_task)
-            / encoded.n_judgments
+    def step(state: tuple[np.ndarray, _Parameters]) -> tuple[tuple[np.ndarray, _Parameters], float]:
+        _, parameters = state
+        scores = task_log_likelihoods(matrix, parameters.log_errors, parameters.log_prior)
+        posteriors = clamp_gold(normalise_log(scores), gold_codes)
+        parameters = m_step(posteriors)
+        bound = evidence_lower_bound(
+            encoded,
+            posteriors,
+            parameters.counts,
+            parameters.log_errors,
+            parameters.log_prior,
+            votes_per_task,
         )
-        if new_loss - loss < tol:
-            converged = True
-            break
-        loss = new_loss
-    skills = np.einsum("wcc,c->w", errors, prior)
+        return (posteriors, parameters), bound / encoded.n_judgments
+
+    posteriors = clamp_gold(vote_shares(encoded), gold_codes)
+    (posteriors, parameters), convergence = iterate(
+        step, (posteriors, m_step(posteriors)), max_iter=options.max_iter, tol=options.tol
+    )
+    skills = np.einsum("wcc,c->w", parameters.errors, parameters.prior)
     return Fitted(
         posteriors=posteriors,
         skills=skills,
-        iterations=iterations,
-        converged=converged,
-        log_likelihood=float(new_loss * encoded.n_judgments) if iterations else None,
-        confusion=errors,
+        iterations=convergence.iterations,
+        converged=convergence.converged,
+        log_likelihood=float(convergence.objective * encoded.n_judgments),
+        confusion=parameters.errors,
     )
+
+
+class _Parameters(NamedTuple):
+    """The M-step's output: prior, its log, expected counts, confusion matrices, their log."""
+
+    prior: np.ndarray
+    log_prior: np.ndarray
+    counts: np.ndarray
+    errors: np.ndarray
+    log_errors: np.ndarray

@@ -18,8 +18,9 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
-from annotation_pipelines.aggregation.dawid_skene import clamp_gold, normalise_log
+from annotation_pipelines.aggregation.em import clamp_gold, iterate, normalise_log
 from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.kernel import DEFAULT_OPTIONS, FitOptions
 from annotation_pipelines.aggregation.result import Fitted
 
 M_STEP_MAX_ITER = 25
@@ -28,14 +29,9 @@ PRIOR_MEAN = 1.0
 _HALF_LOG_TWO_PI = 0.5 * np.log(2 * np.pi)
 
 
-def fit_glad(
-    encoded: Encoded,
-    *,
-    max_iter: int = 100,
-    tol: float = 1e-5,
-    gold_codes: np.ndarray | None = None,
-) -> Fitted:
+def fit_glad(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> Fitted:
     k = encoded.n_classes
+    gold_codes = options.gold_codes
     n_tasks, n_annotators = encoded.n_tasks, encoded.n_annotators
     tasks, annotators = encoded.tasks, encoded.annotators
     answer_cell = tasks * k + encoded.labels
@@ -75,16 +71,11 @@ def fit_glad(
         ) - (betas - PRIOR_MEAN)
         return -q, -gradient
 
-    x = np.ones(n_annotators + n_tasks)
-    posteriors = e_step(x[:n_annotators], x[n_annotators:])
     # crowd-kit normalises the objective by the rows of its judgment × class table.
     scale = encoded.n_judgments * k
-    last = -np.inf
-    iterations = 0
-    converged = False
-    value = np.nan
-    for _ in range(max_iter):
-        iterations += 1
+
+    def step(state: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+        x, _ = state
         posteriors = e_step(x[:n_annotators], x[n_annotators:])
         answered = posteriors.reshape(-1)[answer_cell]
         solution = minimize(
@@ -96,18 +87,18 @@ def fit_glad(
             tol=M_STEP_TOL,
             options={"maxiter": M_STEP_MAX_ITER},
         )
-        x = solution.x
-        value = -float(solution.fun) / scale
-        if value - last < tol:
-            converged = True
-            break
-        last = value
+        return (solution.x, posteriors), -float(solution.fun) / scale
+
+    start = np.ones(n_annotators + n_tasks)
+    (x, posteriors), convergence = iterate(
+        step, (start, np.empty((n_tasks, k))), max_iter=options.max_iter, tol=options.tol
+    )
     alphas = x[:n_annotators]
     return Fitted(
         posteriors=posteriors,
         skills=alphas,
-        iterations=iterations,
-        converged=converged,
-        log_likelihood=value * scale,
+        iterations=convergence.iterations,
+        converged=convergence.converged,
+        log_likelihood=convergence.objective * scale,
         annotator_columns={"alpha": alphas.copy()},
     )

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from annotation_pipelines.aggregation.encoding import Encoded, compiled_kernels
+from annotation_pipelines.aggregation.kernel import DEFAULT_OPTIONS, FitOptions
 from annotation_pipelines.aggregation.result import Fitted
 
 _RELATIVE_TIE = 1e-12
@@ -136,7 +137,8 @@ def agreement_with(
     return correct / np.maximum(total, 1)
 
 
-def fit_majority_vote(encoded: Encoded) -> Fitted:
+def fit_majority_vote(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> Fitted:
+    """One pass, no options apply."""
     kernels = compiled_kernels(encoded.n_judgments)
     if kernels is not None:
         # Putting the rows in task order (for the skills) does not need the votes: it runs on

@@ -22,8 +22,9 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
-from annotation_pipelines.aggregation.api import CATEGORICAL_METHODS, run_kernel
+from annotation_pipelines.aggregation.auto import choose_method
 from annotation_pipelines.aggregation.encoding import Encoded, encode_column, validate
+from annotation_pipelines.aggregation.registry import AUTO, CATEGORICAL_METHODS, run_kernel
 
 
 def aggregate_multilabel(
@@ -44,9 +45,9 @@ def aggregate_multilabel(
     `auto` (chosen per class). Tasks appear in order of first appearance (ascending for
     integer ids).
     """
-    if method not in (*CATEGORICAL_METHODS, "auto"):
+    if method not in (*CATEGORICAL_METHODS, AUTO):
         raise ValueError(
-            f"unknown method {method!r}; expected one of {', '.join(CATEGORICAL_METHODS)}, auto"
+            f"unknown method {method!r}; expected one of {', '.join(CATEGORICAL_METHODS)}, {AUTO}"
         )
     if not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -76,9 +77,7 @@ def aggregate_multilabel(
         labels[positive_rows[class_codes == code]] = 1
         encoded = replace(base, labels=labels)
         chosen = method
-        if method == "auto":
-            from annotation_pipelines.aggregation.auto import choose_method
-
+        if method == AUTO:
             chosen, _ = choose_method(encoded, max_iter=max_iter, tol=tol)
         fitted = run_kernel(encoded, chosen, max_iter=max_iter, tol=tol)
         probabilities[:, code] = fitted.posteriors[:, 1]

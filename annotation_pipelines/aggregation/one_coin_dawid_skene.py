@@ -12,27 +12,26 @@ Gold tasks, when given, are clamped to their known class.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from annotation_pipelines.aggregation.dawid_skene import (
+from annotation_pipelines.aggregation.em import (
     EPSILON,
     clamp_gold,
+    iterate,
     normalise_log,
     vote_shares,
 )
 from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.kernel import DEFAULT_OPTIONS, FitOptions
 from annotation_pipelines.aggregation.result import Fitted
 
 
-def fit_one_coin_dawid_skene(
-    encoded: Encoded,
-    *,
-    max_iter: int = 100,
-    tol: float = 1e-5,
-    gold_codes: np.ndarray | None = None,
-) -> Fitted:
+def fit_one_coin_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> Fitted:
     k = encoded.n_classes
     n_tasks = encoded.n_tasks
+    gold_codes = options.gold_codes
     answer_cell = encoded.tasks * k + encoded.labels
     judgments_per_annotator = np.maximum(encoded.judgments_per_annotator(), 1)
     votes_per_task = encoded.votes_per_task().astype(np.float64)
@@ -47,16 +46,8 @@ def fit_one_coin_dawid_skene(
         wrong = np.clip((1 - skills) / (k - 1), EPSILON, 1 - EPSILON)
         return np.log(right), np.log(wrong)
 
-    posteriors = clamp_gold(vote_shares(encoded), gold_codes)
-    prior = posteriors.mean(axis=0)
-    skills = skills_of(posteriors)
-    log_right, log_wrong = log_rates(skills)
-    loss = -np.inf
-    iterations = 0
-    converged = False
-    new_loss = np.nan
-    for _ in range(max_iter):
-        iterations += 1
+    def step(state: _State) -> tuple[_State, float]:
+        log_right, log_wrong = log_rates(state.skills)
         wrong_per_judgment = log_wrong[encoded.annotators]
         scores = np.repeat(
             np.bincount(encoded.tasks, weights=wrong_per_judgment, minlength=n_tasks)[:, None],
@@ -68,7 +59,7 @@ def fit_one_coin_dawid_skene(
             weights=log_right[encoded.annotators] - wrong_per_judgment,
             minlength=n_tasks * k,
         ).reshape(n_tasks, k)
-        scores += np.log(np.maximum(prior, EPSILON))[None, :]
+        scores += np.log(np.maximum(state.prior, EPSILON))[None, :]
         posteriors = clamp_gold(normalise_log(scores), gold_codes)
         prior = posteriors.mean(axis=0)
         skills = skills_of(posteriors)
@@ -83,15 +74,22 @@ def fit_one_coin_dawid_skene(
         )
         joint += float(np.sum(votes_per_task[:, None] * posteriors * log_prior[None, :]))
         clipped = np.maximum(posteriors, EPSILON)
-        new_loss = (joint - float(np.sum(clipped * np.log(clipped)))) / encoded.n_judgments
-        if new_loss - loss < tol:
-            converged = True
-            break
-        loss = new_loss
+        bound = joint - float(np.sum(clipped * np.log(clipped)))
+        return _State(posteriors, prior, skills), bound / encoded.n_judgments
+
+    posteriors = clamp_gold(vote_shares(encoded), gold_codes)
+    start = _State(posteriors, posteriors.mean(axis=0), skills_of(posteriors))
+    state, convergence = iterate(step, start, max_iter=options.max_iter, tol=options.tol)
     return Fitted(
-        posteriors=posteriors,
-        skills=skills,
-        iterations=iterations,
-        converged=converged,
-        log_likelihood=float(new_loss * encoded.n_judgments),
+        posteriors=state.posteriors,
+        skills=state.skills,
+        iterations=convergence.iterations,
+        converged=convergence.converged,
+        log_likelihood=float(convergence.objective * encoded.n_judgments),
     )
+
+
+class _State(NamedTuple):
+    posteriors: np.ndarray
+    prior: np.ndarray
+    skills: np.ndarray

@@ -11,6 +11,7 @@ vote tie rule (the label that sorts first).
 from __future__ import annotations
 
 from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.kernel import DEFAULT_OPTIONS, FitOptions
 from annotation_pipelines.aggregation.majority_vote import (
     agreement_with,
     class_preference,
@@ -19,7 +20,8 @@ from annotation_pipelines.aggregation.majority_vote import (
 from annotation_pipelines.aggregation.result import Fitted
 
 
-def fit_wawa(encoded: Encoded) -> Fitted:
+def fit_wawa(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> Fitted:
+    """Two passes, no options apply."""
     preference = class_preference(encoded)
     _, decided, _ = weighted_vote(encoded, None, preference)
     skills = agreement_with(encoded, decided)

@@ -1,4 +1,4 @@
-"""Bradley–Terry: hand-computed cases and a direct scipy.optimize maximum-likelihood fit."""
+"""Bradley–Terry: hand-computed cases, a direct scipy.optimize fit and a statsmodels GLM."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+import statsmodels.api as sm
 from scipy import optimize
 
 from annotation_pipelines.aggregation.pairwise import bradley_terry
@@ -80,36 +81,34 @@ def test_matches_direct_scipy_maximum_likelihood(algorithm: str) -> None:
     assert [scores[name] for name in names] == pytest.approx(list(reference), abs=1e-5)
 
 
-def test_interval_covers_and_matches_numeric_hessian() -> None:
+def test_interval_covers_and_matches_statsmodels_fisher_information() -> None:
+    # The reference is an independent fit of the same model: a binomial GLM with logit link
+    # on the difference design (+1 for the left item, −1 for the right; a tie is a response of
+    # one half), with the first item's score fixed at 0 to identify it. Its covariance is the
+    # inverse Fisher information, which is exact and well conditioned, unlike a pseudo-inverse
+    # of a finite-difference Hessian whose null eigenvalue comes out as noise of either sign.
+    # Centring is linear (θ − mean θ), so the covariance of the centred scores is
+    # C L Σ Lᵀ Cᵀ, with L putting the fixed 0 back and C = I − 11ᵀ/n.
     frame, truth, names = _random_comparisons(5)
     result = bradley_terry(frame)
-    # The observed information against a finite-difference Hessian of the log-likelihood.
     index = {name: k for k, name in enumerate(names)}
     left = np.array([index[v] for v in frame["left_id"]])
     right = np.array([index[v] for v in frame["right_id"]])
     share = np.array([{"left": 1.0, "right": 0.0, "tie": 0.5}[w] for w in frame["winner"]])
-    theta = np.array(
-        [dict(zip(result["item_id"], result["score"], strict=True))[name] for name in names]
-    )
-
-    def negative(t: np.ndarray) -> float:
-        d = t[left] - t[right]
-        return float(np.sum(share * np.logaddexp(0, -d) + (1 - share) * np.logaddexp(0, d)))
-
-    h, n = 1e-4, len(names)
-    hessian = np.zeros((n, n))
-    for i in range(n):
-        for j in range(n):
-            e_i, e_j = np.eye(n)[i] * h, np.eye(n)[j] * h
-            hessian[i, j] = (
-                negative(theta + e_i + e_j)
-                - negative(theta + e_i - e_j)
-                - negative(theta - e_i + e_j)
-                + negative(theta - e_i - e_j)
-            ) / (4 * h * h)
-    expected = np.sqrt(np.diag(np.linalg.pinv(hessian, hermitian=True, rcond=1e-8)))
+    n = len(names)
+    design = np.zeros((left.shape[0], n))
+    design[np.arange(left.shape[0]), left] += 1.0
+    design[np.arange(left.shape[0]), right] -= 1.0
+    reference = sm.GLM(share, design[:, 1:], family=sm.families.Binomial()).fit(tol=1e-12)
+    lift = np.vstack([np.zeros((1, n - 1)), np.eye(n - 1)])
+    centre = np.eye(n) - 1.0 / n
+    covariance = centre @ lift @ reference.cov_params() @ lift.T @ centre.T
+    theta = np.concatenate(([0.0], reference.params))
+    scores = dict(zip(result["item_id"], result["score"], strict=True))
+    assert [scores[name] for name in names] == pytest.approx(list(theta - theta.mean()), abs=1e-6)
+    expected = np.sqrt(np.diag(covariance))
     errors = dict(zip(result["item_id"], result["standard_error"], strict=True))
-    assert [errors[name] for name in names] == pytest.approx(list(expected), rel=1e-3)
+    assert [errors[name] for name in names] == pytest.approx(list(expected), rel=1e-6)
     centred = truth - truth.mean()
     covered = [
         row["low"] <= centred[index[row["item_id"]]] <= row["high"]

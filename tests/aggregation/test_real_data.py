@@ -76,11 +76,24 @@ def test_at_least_crowdkit_live(method: str, dataset: str) -> None:
         assert ours == pytest.approx(PUBLISHED[method, dataset], abs=PUBLISHED_TOLERANCE)
 
 
+# GLAD's M-step is 25 steps of SciPy's conjugate gradients, stopped before convergence (as in
+# crowd-kit). Its line search reads dot products computed by OpenBLAS, whose kernel (and so
+# summation order) depends on the CPU and on OPENBLAS_CORETYPE; the truncated path amplifies
+# that last-bit difference to a different fit. Measured on D_Product here: crowd-kit 1.4.2
+# gets 7,719 of 8,315 tasks right with the detected kernel and 7,720 with
+# OPENBLAS_CORETYPE=Haswell; ours 7,719 and 7,718. So for GLAD, and only GLAD, the floor is
+# the measured figure less one task: a difference of one task is how far crowd-kit itself
+# moves between machines, not a loss of accuracy.
+MACHINE_DEPENDENT_TASKS = {"glad": 1}
+
+
 @pytest.mark.parametrize(("method", "dataset"), sorted(CROWDKIT_MEASURED))
 def test_at_least_crowdkit_measured(method: str, dataset: str) -> None:
     judgments, truth = load_crowd(dataset)
     ours = accuracy(fit(judgments, method).labels, truth)
-    assert ours >= CROWDKIT_MEASURED[method, dataset] - 5e-5, ours
+    one_task = 1.0 / truth.height
+    floor = CROWDKIT_MEASURED[method, dataset] - MACHINE_DEPENDENT_TASKS.get(method, 0) * one_task
+    assert ours >= floor - 5e-5, ours
     if (method, dataset) in PUBLISHED:
         assert ours == pytest.approx(PUBLISHED[method, dataset], abs=PUBLISHED_TOLERANCE)
 

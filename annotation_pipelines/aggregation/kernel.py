@@ -1,0 +1,39 @@
+"""The typed interface every aggregation kernel implements.
+
+A kernel takes encoded judgments and `FitOptions` and returns a `Fitted` (posteriors and
+annotator parameters indexed by code). Options a method does not support are ignored by it;
+the registry says which it supports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.result import Fitted
+
+
+@dataclass(frozen=True, eq=False)
+class FitOptions:
+    """How far an iterative kernel runs, and the gold classes a gold-aware one anchors on.
+
+    `max_iter` caps the iterations, `tol` is the smallest change of the method's objective per
+    iteration that still counts as progress; `gold_codes` holds, per task code, the gold class
+    code or -1 (None when there is no gold).
+    """
+
+    max_iter: int = 100
+    tol: float = 1e-5
+    gold_codes: np.ndarray | None = None
+
+
+class Kernel(Protocol):
+    """A method's fit on encoded judgments."""
+
+    def __call__(self, encoded: Encoded, options: FitOptions, /) -> Fitted: ...
+
+
+DEFAULT_OPTIONS = FitOptions()

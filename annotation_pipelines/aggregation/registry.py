@@ -1,0 +1,94 @@
+"""Every aggregation method, declared once with what it supports.
+
+The method lists, the `auto` candidates and the CLI choices all derive from `REGISTRY`; adding
+a method means adding its kernel module and one `Method` line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from annotation_pipelines.aggregation.dawid_skene import fit_dawid_skene
+from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.glad import fit_glad
+from annotation_pipelines.aggregation.kernel import FitOptions, Kernel
+from annotation_pipelines.aggregation.mace import fit_mace
+from annotation_pipelines.aggregation.majority_vote import fit_majority_vote
+from annotation_pipelines.aggregation.one_coin_dawid_skene import fit_one_coin_dawid_skene
+from annotation_pipelines.aggregation.result import Fitted
+from annotation_pipelines.aggregation.wawa import fit_wawa
+from annotation_pipelines.aggregation.zero_based_skill import fit_zero_based_skill
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One aggregation method.
+
+    `iterative`: it runs until `max_iter`/`tol` say stop and reports convergence.
+    `gold_aware`: gold tasks anchor its fit (clamped to their known class).
+    `kinds`: the judgment kinds it aggregates. `auto_candidate`: `auto` may choose it.
+    """
+
+    name: str
+    fit: Kernel
+    iterative: bool
+    gold_aware: bool
+    kinds: tuple[str, ...] = ("categorical",)
+    auto_candidate: bool = True
+
+
+REGISTRY: tuple[Method, ...] = (
+    Method("majority_vote", fit_majority_vote, iterative=False, gold_aware=False),
+    Method("wawa", fit_wawa, iterative=False, gold_aware=False),
+    Method("zero_based_skill", fit_zero_based_skill, iterative=True, gold_aware=False),
+    Method("dawid_skene", fit_dawid_skene, iterative=True, gold_aware=True),
+    Method("one_coin_dawid_skene", fit_one_coin_dawid_skene, iterative=True, gold_aware=True),
+    Method("glad", fit_glad, iterative=True, gold_aware=True),
+    Method("mace", fit_mace, iterative=True, gold_aware=True),
+)
+_BY_NAME = {method.name: method for method in REGISTRY}
+
+CATEGORICAL_METHODS: tuple[str, ...] = tuple(
+    method.name for method in REGISTRY if "categorical" in method.kinds
+)
+AUTO_CANDIDATES: tuple[str, ...] = tuple(
+    method.name for method in REGISTRY if method.auto_candidate
+)
+# What `aggregate`, `fit` and the CLI accept.
+METHODS: tuple[str, ...] = (*CATEGORICAL_METHODS, AUTO)
+
+
+def method(name: str) -> Method:
+    """The declaration of `name`; a ValueError listing the known ones otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown method {name!r}; expected one of {', '.join(_BY_NAME)}"
+        ) from None
+
+
+def run_kernel(
+    encoded: Encoded,
+    name: str,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    gold_codes: np.ndarray | None = None,
+) -> Fitted:
+    """The method's kernel on encoded judgments (gold reaches only gold-aware methods)."""
+    declared = method(name)
+    if encoded.n_classes == 1:
+        # One class: nothing to infer, and the K-1 in several models' likelihoods is zero.
+        return Fitted(
+            posteriors=np.ones((encoded.n_tasks, 1)),
+            skills=np.ones(encoded.n_annotators),
+        )
+    options = FitOptions(max_iter=max_iter, tol=tol, gold_codes=gold_codes)
+    if not declared.gold_aware:
+        options = replace(options, gold_codes=None)
+    return declared.fit(encoded, options)
