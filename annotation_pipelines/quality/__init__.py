@@ -6,10 +6,20 @@ of `render_html_report` as metadata / a written file.
 """
 
 from annotation_pipelines.quality.drift import DRIFT, LABEL_DISTRIBUTION, drift, label_distribution
-from annotation_pipelines.quality.gates import GATES, quality_gates
+from annotation_pipelines.quality.gates import (
+    GATE_SPECS,
+    GATES,
+    GateCheck,
+    gate_checks,
+    gate_verdicts,
+    quality_gates,
+)
+from annotation_pipelines.quality.held_out import held_out_gold_consensus
 from annotation_pipelines.quality.items import (
     ITEM_DISAGREEMENT,
+    QUEUE_ORDER,
     REASONS,
+    in_queue_order,
     item_disagreement,
     reannotation_queue,
 )
@@ -20,11 +30,18 @@ from annotation_pipelines.quality.scorecards import annotator_scorecards, spamme
 __all__ = [
     "DRIFT",
     "GATES",
+    "GATE_SPECS",
     "ITEM_DISAGREEMENT",
     "LABEL_DISTRIBUTION",
+    "QUEUE_ORDER",
     "REASONS",
+    "GateCheck",
     "annotator_scorecards",
     "drift",
+    "gate_checks",
+    "gate_verdicts",
+    "held_out_gold_consensus",
+    "in_queue_order",
     "item_disagreement",
     "label_distribution",
     "markdown_summary",

@@ -1,12 +1,24 @@
-"""Quality gates as data: the asset layer turns each row into a Dagster asset check result.
+"""Quality gates: the one implementation; the asset checks on `quality_report` adapt it.
 
 Kept here, Dagster-free, so the thresholds and their meaning are tested without an
 orchestrator and the same gates can run from the command line or a notebook.
+
+Every gate is evaluated per (project, day) and yields one row (columns GATES). A metric that
+cannot be computed fails its gate with a description starting "undefined", because nothing
+was shown to meet the floor:
+- agreement_floor: no task has two judgments, or every pairable judgment has the same label.
+  Always ERROR: the day is held back from curation.
+- gold_accuracy_floor: no gold task was judged on the day. ERROR (held back) when the project
+  requires gold, i.e. it has a gold set (`gold_projects`); a project without any gold set gets
+  a WARN failure instead, so it is told every day that nothing checks its labels against gold
+  but is not held back for ever for a gold set it never had.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -20,91 +32,277 @@ GATES: dict[str, pl.DataType] = {
     "severity": pl.String(),
     "value": pl.Float64(),
     "threshold": pl.Float64(),
+    "per_project_threshold": pl.Boolean(),
     "description": pl.String(),
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateSpec:
+    """What a gate checks; `holds_back` gates fail with ERROR and keep the day out of curation."""
+
+    name: str
+    description: str
+    holds_back: bool
+
+
+GATE_SPECS: tuple[GateSpec, ...] = (
+    GateSpec(
+        name="agreement_floor",
+        description="Krippendorff's alpha of every project at or above its floor; an undefined "
+        "alpha (no task with two judgments, or a single label) fails. Holds the day back.",
+        holds_back=True,
+    ),
+    GateSpec(
+        name="gold_accuracy_floor",
+        description="Accuracy of the day's judgments on gold tasks at or above the project's "
+        "floor. No gold judged fails: with ERROR (held back) for a project that has a gold "
+        "set, with WARN for a project that has none.",
+        holds_back=True,
+    ),
+    GateSpec(
+        name="flagged_annotator_share",
+        description="Share of annotators flagged by their scorecard at or below the cap (WARN).",
+        holds_back=False,
+    ),
+    GateSpec(
+        name="row_counts_sane",
+        description="Every judged task has exactly one aggregated label; the day is not empty. "
+        "Holds the day back.",
+        holds_back=True,
+    ),
+)
+GATE_NAMES = tuple(spec.name for spec in GATE_SPECS)
+
+# Defaults sit below what a healthy crowd day of the synthetic workload shows (alpha
+# 0.31-0.44, gold accuracy 0.72-0.88 per project) and well above a spammer-flooded day's.
+DEFAULT_MIN_ALPHA = 0.25
+DEFAULT_MIN_GOLD_ACCURACY = 0.65
+DEFAULT_MAX_FLAGGED_SHARE = 0.25
 
 
 def quality_gates(
     report: pl.DataFrame,
     *,
-    min_krippendorff_alpha: float = 0.4,
-    min_gold_accuracy: float = 0.7,
-    max_share_flagged_annotators: float = 0.2,
-    min_judgments: int = 1,
-    blocking: tuple[str, ...] = ("agreement_floor", "gold_accuracy_floor", "row_count"),
+    min_alpha: float = DEFAULT_MIN_ALPHA,
+    min_gold_accuracy: float = DEFAULT_MIN_GOLD_ACCURACY,
+    max_flagged_share: float = DEFAULT_MAX_FLAGGED_SHARE,
+    min_alpha_per_project: Mapping[str, float] | None = None,
+    min_gold_accuracy_per_project: Mapping[str, float] | None = None,
+    gold_projects: Collection[str] = (),
+    aggregated: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per (project, day, gate) of a quality report; columns GATES.
 
-    Gates: agreement_floor (Krippendorff's alpha ≥ `min_krippendorff_alpha`),
-    gold_accuracy_floor (gold accuracy ≥ `min_gold_accuracy`; passes when the day had no
-    gold judgments, with that said in the description), flagged_share_ceiling (share of
-    flagged annotators ≤ `max_share_flagged_annotators`), row_count (≥ `min_judgments`
-    judgments). Gates in `blocking` have severity "ERROR" (a failure should stop the
-    curated dataset from being rebuilt on the day), the others "WARN". An undefined alpha
-    (no pairable task, a single label) fails the agreement floor: nothing was shown to
-    agree.
+    `min_*_per_project` override the floors for the projects they name (the row says
+    `per_project_threshold`). `gold_projects` are the projects that have a gold set: for them
+    a day without gold judgments fails with ERROR. With `aggregated` (one label per task), the
+    row-count gate also checks that each project has as many labels as judged tasks.
     """
-    require(
-        report,
-        "report",
-        ("project", "day", "n_judgments", "krippendorff_alpha", "gold_accuracy"),
-    )
-    rows = []
+    require(report, "report", ("project", "day", "n_tasks", "n_judgments", "krippendorff_alpha"))
+    require(report, "report", ("gold_accuracy",))
+    alpha_floors = dict(min_alpha_per_project or {})
+    gold_floors = dict(min_gold_accuracy_per_project or {})
+    labels = _labels_per_project(aggregated)
+    rows: list[tuple[object, ...]] = []
     for row in report.iter_rows(named=True):
-        alpha, gold = row["krippendorff_alpha"], row["gold_accuracy"]
-        flagged = row.get("share_flagged_annotators")
-        checks = [
-            (
-                "agreement_floor",
-                alpha is not None and not math.isnan(alpha) and alpha >= min_krippendorff_alpha,
-                alpha,
-                min_krippendorff_alpha,
-                f"Krippendorff's alpha {_show(alpha)} (floor {min_krippendorff_alpha})",
+        project = row["project"]
+        alpha_floor = alpha_floors.get(project, min_alpha)
+        gold_floor = gold_floors.get(project, min_gold_accuracy)
+        for gate in (
+            _agreement(row, floor=alpha_floor, per_project=project in alpha_floors),
+            _gold(
+                row,
+                floor=gold_floor,
+                per_project=project in gold_floors,
+                requires_gold=project in gold_projects,
             ),
-            (
-                "gold_accuracy_floor",
-                gold is None or gold >= min_gold_accuracy,
-                gold,
-                min_gold_accuracy,
-                "no gold judgments this day"
-                if gold is None
-                else f"gold accuracy {gold:.3f} (floor {min_gold_accuracy})",
-            ),
-            (
-                "flagged_share_ceiling",
-                flagged is None or flagged <= max_share_flagged_annotators,
-                flagged,
-                max_share_flagged_annotators,
-                "no scorecards"
-                if flagged is None
-                else f"{flagged:.1%} of annotators flagged (ceiling "
-                f"{max_share_flagged_annotators:.0%})",
-            ),
-            (
-                "row_count",
-                (row["n_judgments"] or 0) >= min_judgments,
-                float(row["n_judgments"] or 0),
-                float(min_judgments),
-                f"{row['n_judgments'] or 0:,} judgments (minimum {min_judgments:,})",
-            ),
-        ]
-        for gate, passed, value, threshold, description in checks:
-            rows.append(
-                (
-                    row["project"],
-                    row["day"],
-                    gate,
-                    bool(passed),
-                    "ERROR" if gate in blocking else "WARN",
-                    None
-                    if value is None or (isinstance(value, float) and math.isnan(value))
-                    else float(value),
-                    float(threshold),
-                    description,
-                )
-            )
+            _flagged(row, ceiling=max_flagged_share),
+            _row_counts(row, labels=None if labels is None else labels.get(project, 0)),
+        ):
+            rows.append((project, row["day"], *gate))
     return pl.DataFrame(rows, schema=GATES, orient="row")
 
 
-def _show(value: float | None) -> str:
-    return "undefined" if value is None or math.isnan(value) else f"{value:.3f}"
+@dataclass(frozen=True, kw_only=True)
+class GateCheck:
+    """One gate over a whole day: what an asset check result shows."""
+
+    name: str
+    passed: bool
+    severity: str  # "ERROR" when a failing project is held back, else "WARN"
+    description: str
+    failing: list[str]  # projects held back by this gate
+    warned: list[str]  # projects that failed it with WARN only
+    values: dict[str, float | None] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+def gate_checks(gates: pl.DataFrame) -> list[GateCheck]:
+    """One GateCheck per gate in GATE_SPECS from the rows of `quality_gates` for one day.
+
+    The description is the reason in words, one clause per project that failed (all projects
+    when none did), e.g. "sentiment: alpha 0.210 < floor 0.300 (per-project)". A day without
+    a single project (no judgments) fails the row-count gate.
+    """
+    require(gates, "gates", tuple(GATES))
+    checks = []
+    for spec in GATE_SPECS:
+        rows = gates.filter(pl.col("gate") == spec.name).sort("project")
+        if rows.height == 0:
+            empty_fails = spec.name == "row_counts_sane"
+            checks.append(
+                GateCheck(
+                    name=spec.name,
+                    passed=not empty_fails,
+                    severity="ERROR" if spec.holds_back else "WARN",
+                    description="the day has no judgments"
+                    if empty_fails
+                    else "no project judged this day",
+                    failing=[],
+                    warned=[],
+                )
+            )
+            continue
+        failed = rows.filter(~pl.col("passed"))
+        failing = failed.filter(pl.col("severity") == "ERROR")["project"].to_list()
+        warned = failed.filter(pl.col("severity") == "WARN")["project"].to_list()
+        shown = failed if failed.height else rows
+        checks.append(
+            GateCheck(
+                name=spec.name,
+                passed=failed.height == 0,
+                severity="ERROR" if failing or (spec.holds_back and not warned) else "WARN",
+                description="; ".join(
+                    f"{project}: {text}"
+                    for project, text in shown.select("project", "description").rows()
+                ),
+                failing=failing,
+                warned=warned,
+                values=dict(rows.select("project", "value").rows()),
+                thresholds=dict(rows.select("project", "threshold").rows()),
+            )
+        )
+    return checks
+
+
+def gate_verdicts(report: pl.DataFrame, gates: pl.DataFrame) -> pl.DataFrame:
+    """`report` with `gates_passed`, `failed_gates` (names) and `gate_reasons` per project-day.
+
+    Only ERROR failures hold a day back (gates_passed false); WARN failures are listed in
+    `gate_reasons` too, so the report says why a gate is yellow.
+    """
+    require(gates, "gates", tuple(GATES))
+    failed = gates.filter(~pl.col("passed"))
+    per_day = failed.group_by("project", "day").agg(
+        pl.col("gate")
+        .filter(pl.col("severity") == "ERROR")
+        .sort()
+        .str.join(",")
+        .alias("failed_gates"),
+        pl.format("{} ({}): {}", "gate", pl.col("severity"), "description")
+        .sort()
+        .str.join("; ")
+        .alias("gate_reasons"),
+    )
+    joined = report.join(per_day, on=["project", "day"], how="left", maintain_order="left")
+    return joined.with_columns(
+        pl.col("failed_gates").fill_null(""),
+        pl.col("gate_reasons").fill_null(""),
+    ).with_columns(gates_passed=pl.col("failed_gates") == "")
+
+
+def _agreement(row: dict[str, object], *, floor: float, per_project: bool) -> tuple[object, ...]:
+    alpha = _number(row["krippendorff_alpha"])
+    suffix = " (per-project)" if per_project else ""
+    if alpha is None:
+        pairable = row.get("n_pairable_tasks")
+        single = pairable == 0 or (pairable is None and row["n_judgments"] == row["n_tasks"])
+        reason = (
+            "no task has two judgments"
+            if single
+            else "every pairable judgment has the same label (no variation to measure)"
+        )
+        return ("agreement_floor", False, "ERROR", None, floor, per_project, f"undefined: {reason}")
+    passed = alpha >= floor
+    relation = ">=" if passed else "<"
+    return (
+        "agreement_floor",
+        passed,
+        "ERROR",
+        alpha,
+        floor,
+        per_project,
+        f"alpha {alpha:.3f} {relation} floor {floor:.2f}{suffix}",
+    )
+
+
+def _gold(
+    row: dict[str, object], *, floor: float, per_project: bool, requires_gold: bool
+) -> tuple[object, ...]:
+    accuracy = _number(row["gold_accuracy"])
+    suffix = " (per-project)" if per_project else ""
+    if accuracy is None:
+        if requires_gold:
+            reason = "undefined: no gold task judged this day (the project has a gold set)"
+            return ("gold_accuracy_floor", False, "ERROR", None, floor, per_project, reason)
+        reason = "undefined: the project has no gold set, so no judgment is checked against gold"
+        return ("gold_accuracy_floor", False, "WARN", None, floor, per_project, reason)
+    passed = accuracy >= floor
+    relation = ">=" if passed else "<"
+    judged = row.get("n_gold_judgments")
+    over = f" over {judged:,} gold judgments" if isinstance(judged, int) else ""
+    return (
+        "gold_accuracy_floor",
+        passed,
+        "ERROR",
+        accuracy,
+        floor,
+        per_project,
+        f"gold accuracy {accuracy:.3f} {relation} floor {floor:.2f}{suffix}{over}",
+    )
+
+
+def _flagged(row: dict[str, object], *, ceiling: float) -> tuple[object, ...]:
+    share = _number(row.get("share_flagged_annotators"))
+    if share is None:
+        return ("flagged_annotator_share", True, "WARN", None, ceiling, False, "no scorecards")
+    passed = share <= ceiling
+    relation = "<=" if passed else ">"
+    return (
+        "flagged_annotator_share",
+        passed,
+        "WARN",
+        share,
+        ceiling,
+        False,
+        f"{share:.1%} of annotators flagged {relation} cap {ceiling:.0%}",
+    )
+
+
+def _row_counts(row: dict[str, object], *, labels: int | None) -> tuple[object, ...]:
+    judgments = int(row["n_judgments"] or 0)  # type: ignore[call-overload]
+    tasks = int(row["n_tasks"] or 0)  # type: ignore[call-overload]
+    if judgments == 0:
+        passed, text = False, "no judgments"
+    elif labels is not None and labels != tasks:
+        passed, text = False, f"{labels:,} aggregated labels for {tasks:,} judged tasks"
+    else:
+        shown = "" if labels is None else f", {labels:,} aggregated labels"
+        passed, text = True, f"{judgments:,} judgments on {tasks:,} tasks{shown}"
+    return ("row_counts_sane", passed, "ERROR", float(judgments), 1.0, False, text)
+
+
+def _labels_per_project(aggregated: pl.DataFrame | None) -> dict[str, int] | None:
+    if aggregated is None:
+        return None
+    require(aggregated, "aggregated", ("task_id", "project"))
+    counts = aggregated.group_by("project").agg(pl.len().alias("labels"))
+    return dict(counts.rows())
+
+
+def _number(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(number) else number

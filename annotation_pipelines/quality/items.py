@@ -31,6 +31,26 @@ REASONS = {
     "too_few_votes": "fewer votes than required",
 }
 
+# The order the queue is served in (column, descending): the most urgent reason first, then
+# the least certain label by the model, then the label with the least reliable backing, the
+# most split votes, the fewest votes; equal evidence goes first in, first out (the task whose
+# first judgment is oldest), and the task id makes the order total.
+QUEUE_ORDER: tuple[tuple[str, bool], ...] = (
+    ("priority", True),
+    ("uncertainty", True),
+    ("weighted_support", False),
+    ("entropy", True),
+    ("n_votes", False),
+    ("waiting_since", False),
+    ("task_id", False),
+)
+
+
+def in_queue_order(queue: pl.DataFrame, *, per_project: bool = False) -> pl.DataFrame:
+    """`queue` sorted in QUEUE_ORDER (grouped by project first with `per_project`)."""
+    order = ((("project", False),) if per_project else ()) + QUEUE_ORDER
+    return queue.sort([c for c, _ in order], descending=[d for _, d in order])
+
 
 def item_disagreement(judgments: pl.DataFrame, *, contested_margin: float = 0.2) -> pl.DataFrame:
     """Per task: vote distribution entropy, margin between the two top labels, contested flag.
@@ -121,8 +141,22 @@ def reannotation_queue(
     `min_confidence`) 1 − confidence; flagged_annotators (share of the task's votes from
     annotators flagged in `scorecards` ≥ `max_flagged_share`; needs `judgments`) that share;
     too_few_votes (< `min_votes`) 0.5. A task's priority is the largest of its reasons',
-    so the most urgent reason decides; ties go to the higher entropy. `limit` keeps the top
-    rows. Extras: label, confidence, n_votes.
+    so the most urgent reason decides. Whole classes of tasks share a priority (every tie is
+    1.0), so the queue is served in QUEUE_ORDER: within a priority, the task whose label the
+    aggregation model is least sure of comes first (`uncertainty` = 1 − the posterior
+    confidence of its label, 1 without a label); then, since a vote-counting model gives every
+    3–2 split the same confidence, the label with the weakest reliable backing
+    (`weighted_support`, see below); then the higher vote entropy, then the fewer votes;
+    tasks with equal evidence (the same annotators voting the same way) go oldest first
+    (`waiting_since`, the task's first judgment; needs `judgments` with `submitted_at`).
+    `limit` keeps the top rows. Extras: label, confidence, n_votes, uncertainty,
+    weighted_support, waiting_since.
+
+    weighted_support = (R_label + 1) / (R_all + L): R sums the reliability of the annotators
+    who voted for the task's label (R_label) or at all (R_all), L is the number of labels seen
+    in the project (Laplace smoothing, so a lone vote is not full support). An annotator's
+    reliability is their `consensus_agreement` on the day's scorecard (0.5 when unknown);
+    without `scorecards` and `judgments` every annotator counts 1.
     """
     require(items, "items", ("project", "day", "task_id", "n_votes", "entropy", "margin"))
     require(aggregated, "aggregated", ("task_id", "project", "label", "confidence", "is_tie"))
@@ -144,7 +178,11 @@ def reannotation_queue(
         )
     else:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("gold_label"))
-    frame = frame.with_columns(_flagged_share(scorecards, judgments, frame).alias("flagged_share"))
+    frame = frame.with_columns(
+        _flagged_share(scorecards, judgments, frame).alias("flagged_share"),
+        _weighted_support(scorecards, judgments, frame).alias("weighted_support"),
+        _waiting_since(judgments, frame).alias("waiting_since"),
+    )
     scores = {
         "tie": pl.when(pl.col("is_tie").fill_null(False)).then(1.0),
         "gold_disagreement": pl.when(
@@ -173,7 +211,13 @@ def reannotation_queue(
     queue = frame.select(
         [pl.col(name).cast(dtype) for name, dtype in REANNOTATION_QUEUE.items()]
         + ["label", "confidence", pl.col("n_votes").cast(pl.UInt32)]
-    ).sort(["priority", "entropy", "task_id"], descending=[True, True, False])
+        + [
+            (1.0 - pl.col("confidence").fill_null(0.0)).alias("uncertainty"),
+            "weighted_support",
+            "waiting_since",
+        ]
+    )
+    queue = in_queue_order(queue)
     return queue if limit is None else queue.head(limit)
 
 
@@ -199,4 +243,63 @@ def _flagged_share(
         frame.select("project", "task_id")
         .join(shares, on=["project", "task_id"], how="left", maintain_order="left")
         .get_column("flagged_share")
+    )
+
+
+def _weighted_support(
+    scorecards: pl.DataFrame | None, judgments: pl.DataFrame | None, frame: pl.DataFrame
+) -> pl.Series:
+    if judgments is None or judgments.height == 0:
+        return pl.Series("weighted_support", [None] * frame.height, dtype=pl.Float64)
+    judged = with_day(judgments).filter(pl.col("label").is_not_null())
+    if scorecards is not None and scorecards.height and "consensus_agreement" in scorecards.columns:
+        reliability = scorecards.select(
+            "project",
+            pl.col("day").cast(pl.Date),
+            "annotator_id",
+            pl.col("consensus_agreement").clip(0.0, 1.0).alias("reliability"),
+        )
+        judged = judged.join(
+            reliability, on=["project", "day", "annotator_id"], how="left"
+        ).with_columns(pl.col("reliability").fill_null(0.5))
+    else:
+        judged = judged.with_columns(reliability=pl.lit(1.0))
+    labels = judged.group_by("project").agg(pl.col("label").n_unique().alias("n_project_labels"))
+    per_task = (
+        judged.join(
+            frame.select("project", "task_id", pl.col("label").alias("task_label")),
+            on=["project", "task_id"],
+        )
+        .group_by("project", "task_id")
+        .agg(
+            pl.col("reliability")
+            .filter(pl.col("label") == pl.col("task_label"))
+            .sum()
+            .alias("r_label"),
+            pl.col("reliability").sum().alias("r_all"),
+        )
+        .join(labels, on="project")
+        .with_columns(
+            ((pl.col("r_label") + 1.0) / (pl.col("r_all") + pl.col("n_project_labels"))).alias(
+                "weighted_support"
+            )
+        )
+    )
+    return (
+        frame.select("project", "task_id")
+        .join(per_task, on=["project", "task_id"], how="left", maintain_order="left")
+        .get_column("weighted_support")
+    )
+
+
+def _waiting_since(judgments: pl.DataFrame | None, frame: pl.DataFrame) -> pl.Series:
+    if judgments is None or "submitted_at" not in judgments.columns:
+        return pl.Series("waiting_since", [None] * frame.height, dtype=pl.Datetime("us", "UTC"))
+    first = judgments.group_by("project", "task_id").agg(
+        pl.col("submitted_at").min().alias("waiting_since")
+    )
+    return (
+        frame.select("project", "task_id")
+        .join(first, on=["project", "task_id"], how="left", maintain_order="left")
+        .get_column("waiting_since")
     )

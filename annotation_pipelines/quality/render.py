@@ -260,6 +260,8 @@ def markdown_summary(
                         "gold_accuracy",
                         "consensus_accuracy_on_gold",
                         "share_flagged_annotators",
+                        "gates_passed",
+                        "gate_reasons",
                     ),
                 )
             ),

@@ -21,6 +21,7 @@ def quality_report(
     gold: pl.DataFrame,
     *,
     scorecards: pl.DataFrame | None = None,
+    held_out_consensus: pl.DataFrame | None = None,
     level: str = "nominal",
     n_resamples: int = 0,
     confidence: float = 0.95,
@@ -32,9 +33,13 @@ def quality_report(
     the day's judgments (see annotation_pipelines.agreement); with `n_resamples` > 0 the
     extras `<metric>_low/_high` hold a bootstrap interval over tasks. gold_accuracy is the
     share of judgments on gold tasks that match the gold label (n_gold_judgments of them);
-    consensus_accuracy_on_gold the share of the day's gold tasks whose aggregated label
-    matches; share_flagged_annotators comes from `scorecards` (null without them). Extras:
-    n_gold_tasks, n_flagged_annotators, and the interval columns.
+    consensus_accuracy_on_gold the share of the day's gold tasks whose consensus label
+    matches: taken from `held_out_consensus` (task_id, project, label; see
+    `held_out_gold_consensus`) when given, else from `aggregated` — which is only honest when
+    the aggregation did not use the gold (a gold-aware fit clamps gold tasks to their label
+    and scores 1.0 by construction). share_flagged_annotators comes from `scorecards` (null
+    without them). Extras: n_gold_tasks, n_pairable_tasks (tasks with two or more judgments;
+    0 means alpha is undefined), n_flagged_annotators, and the interval columns.
     """
     judged = with_day(judgments)
     require(aggregated, "aggregated", ("task_id", "project", "label"))
@@ -42,7 +47,9 @@ def quality_report(
     gold_labels = gold.unique(["task_id", "project"], keep="last").select(
         "task_id", "project", pl.col("label").alias("gold_label")
     )
-    consensus = aggregated.select("task_id", "project", pl.col("label").alias("consensus"))
+    scored = aggregated if held_out_consensus is None else held_out_consensus
+    require(scored, "held_out_consensus", ("task_id", "project", "label"))
+    consensus = scored.select("task_id", "project", pl.col("label").alias("consensus"))
     rows = []
     for (project, day), partition in judged.group_by(["project", "day"], maintain_order=True):
         summary = agreement_summary(
@@ -77,12 +84,14 @@ def quality_report(
             if gold_tasks.height
             else None,
             "n_gold_tasks": gold_tasks.height,
+            "n_pairable_tasks": summary["n_pairable_tasks"],
         }
         row.update({column: summary.get(column) for column in INTERVAL_COLUMNS})
         rows.append(row)
     schema = {
         **QUALITY_REPORT,
         "n_gold_tasks": pl.UInt32(),
+        "n_pairable_tasks": pl.UInt32(),
         **dict.fromkeys(INTERVAL_COLUMNS, pl.Float64()),
     }
     report = pl.DataFrame(
@@ -103,5 +112,5 @@ def quality_report(
         )
     return report.select(
         [pl.col(name).cast(dtype) for name, dtype in QUALITY_REPORT.items()]
-        + ["n_gold_tasks", "n_flagged_annotators", *INTERVAL_COLUMNS]
+        + ["n_gold_tasks", "n_pairable_tasks", "n_flagged_annotators", *INTERVAL_COLUMNS]
     ).sort("project", "day")

@@ -207,21 +207,23 @@ def test_quality_gates_severity_and_outcomes(toy_day, toy_gold):
     cards = annotator_scorecards(toy_day, aggregated, toy_gold, min_judgments=1)
     report = quality_report(toy_day, aggregated, toy_gold, scorecards=cards)
     gates = {row["gate"]: row for row in quality_gates(report).iter_rows(named=True)}
-    assert not gates["agreement_floor"]["passed"]  # alpha 0.142 < 0.4
+    assert not gates["agreement_floor"]["passed"]  # alpha 0.142 < 0.25
     assert gates["agreement_floor"]["severity"] == "ERROR"
-    assert not gates["gold_accuracy_floor"]["passed"]  # 5/9 < 0.7
-    assert not gates["flagged_share_ceiling"]["passed"]  # 2 of 5 flagged
-    assert gates["flagged_share_ceiling"]["severity"] == "WARN"
-    assert gates["row_count"]["passed"] and gates["row_count"]["value"] == 24
-    lenient = quality_gates(
-        report, min_krippendorff_alpha=0.1, min_gold_accuracy=0.5, max_share_flagged_annotators=0.5
-    )
+    assert not gates["gold_accuracy_floor"]["passed"]  # 5/9 < 0.65
+    assert not gates["flagged_annotator_share"]["passed"]  # 2 of 5 flagged
+    assert gates["flagged_annotator_share"]["severity"] == "WARN"
+    assert gates["row_counts_sane"]["passed"] and gates["row_counts_sane"]["value"] == 24
+    lenient = quality_gates(report, min_alpha=0.1, min_gold_accuracy=0.5, max_flagged_share=0.5)
     assert lenient["passed"].all()
-    no_gold = quality_gates(
-        report.with_columns(pl.lit(None, dtype=pl.Float64).alias("gold_accuracy"))
-    )
-    row = no_gold.filter(pl.col("gate") == "gold_accuracy_floor").row(0, named=True)
-    assert row["passed"] and row["description"] == "no gold judgments this day"
+    # No gold judged: undefined, so failed; held back (ERROR) only if the project has gold.
+    no_gold = report.with_columns(pl.lit(None, dtype=pl.Float64).alias("gold_accuracy"))
+    row = quality_gates(no_gold).filter(pl.col("gate") == "gold_accuracy_floor").row(0, named=True)
+    assert not row["passed"] and row["severity"] == "WARN"
+    assert row["description"].startswith("undefined: the project has no gold set")
+    required = quality_gates(no_gold, gold_projects={"toy"})
+    row = required.filter(pl.col("gate") == "gold_accuracy_floor").row(0, named=True)
+    assert not row["passed"] and row["severity"] == "ERROR"
+    assert row["description"].startswith("undefined: no gold task judged")
 
 
 def test_an_empty_day_yields_empty_tables_not_errors():

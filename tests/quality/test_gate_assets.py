@@ -1,0 +1,104 @@
+"""The gates through the assets, on a real temporary instance: a day whose agreement is
+undefined fails its gate per partition, with the reason, and stays out of the curated dataset."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import polars as pl
+import pytest
+
+from tests.support import LENIENT_GATES, QUIET, local_graph
+
+GOOD, SOLO = "2026-11-16", "2026-11-17"
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gates")
+    with local_graph(root, judgments=4_000, start=date(2026, 11, 16), days=2, seed=11) as env:
+        # The second day: every task keeps one judgment, so no task can be compared.
+        parts = (env[2] / "landing" / "synthetic" / "judgments" / f"day={SOLO}").glob("*.parquet")
+        for part in parts:
+            frame = pl.read_parquet(part)
+            frame.sort("annotator_id").unique("task_id", keep="first").write_parquet(part)
+        yield env
+
+
+def test_undefined_alpha_fails_its_gate_per_day_and_is_held_back_from_curation(graph):
+    defs, instance, data = graph
+    daily = defs.resolve_job_def("daily_annotation_job")
+    # Floors at zero: only an undefined metric can fail.
+    runs = {
+        day: daily.execute_in_process(
+            partition_key=day, instance=instance, run_config=LENIENT_GATES, raise_on_error=False
+        )
+        for day in (GOOD, SOLO)
+    }
+    # A failed gate is a verdict on the data, not a crash: the run succeeds, no step fails.
+    assert all(run.success for run in runs.values())
+    good = {c.check_name: c for c in runs[GOOD].get_asset_check_evaluations()}
+    assert good["agreement_floor"].passed and good["agreement_floor"].partition == GOOD
+    solo = {c.check_name: c for c in runs[SOLO].get_asset_check_evaluations()}
+    check = solo["agreement_floor"]
+    assert not check.passed and check.severity.value == "ERROR"
+    assert check.partition == SOLO  # the UI shows the day, not "Partition —"
+    for project in ("intent", "sentiment", "toxicity"):
+        assert f"{project}: undefined: no task has two judgments" in check.description
+    assert sorted(check.metadata["failing"].value) == ["intent", "sentiment", "toxicity"]
+
+    lake = data / "lake"
+    report = pl.read_parquet(lake / "quality_report" / f"day={SOLO}" / "data.parquet")
+    assert not report["gates_passed"].any()
+    assert (report["failed_gates"] == "agreement_floor").all()
+    html = (lake / "reports" / "quality" / f"day={SOLO}" / "sentiment.html").read_text()
+    assert "undefined: no task has two judgments" in html
+
+    instance.add_dynamic_partitions("projects", ["sentiment"])
+    curation = defs.resolve_job_def("curation_job")
+    result = curation.execute_in_process(
+        partition_key="sentiment", instance=instance, run_config=QUIET
+    )
+    version = result.get_asset_materialization_events()[0].materialization.metadata["version_id"]
+    manifest = json.loads(
+        (lake / "datasets" / "sentiment" / version.value / "manifest.json").read_text()
+    )
+    assert manifest["held_back_days"] == [SOLO]
+    rows = pl.concat(
+        [
+            pl.read_parquet(p)
+            for p in (lake / "datasets" / "sentiment" / version.value).glob("*.parquet")
+        ]
+    )
+    solo_tasks = pl.read_parquet(lake / "judgments" / f"day={SOLO}" / "data.parquet")["task_id"]
+    assert rows.height > 0
+    assert not rows["task_id"].is_in(solo_tasks.implode()).any()
+
+
+def test_the_failed_check_shows_the_per_project_floor_that_failed_it(graph):
+    defs, instance, _ = graph
+    config = {
+        **QUIET,
+        "ops": {
+            "quality": {
+                "config": {
+                    "min_alpha": 0.0,
+                    "min_gold_accuracy": 0.0,
+                    "min_alpha_per_project": {"sentiment": 0.99},
+                    "bootstrap_resamples": 0,
+                }
+            }
+        },
+    }
+    run = defs.resolve_job_def("daily_annotation_job").execute_in_process(
+        partition_key=GOOD, instance=instance, run_config=config, raise_on_error=False
+    )
+    assert run.success
+    check = {c.check_name: c for c in run.get_asset_check_evaluations()}["agreement_floor"]
+    assert not check.passed and check.metadata["failing"].value == ["sentiment"]
+    assert check.description.startswith("sentiment: alpha 0.")
+    assert check.description.endswith("< floor 0.99 (per-project)")
+    assert check.metadata["floor"].value["sentiment"] == 0.99
+    gold = {c.check_name: c for c in run.get_asset_check_evaluations()}["gold_accuracy_floor"]
+    assert gold.passed and "gold accuracy" in gold.description
