@@ -89,6 +89,21 @@ def test_engine_subcommand_help_does_not_import_dagster(name: str) -> None:
     assert "dagster" not in modules
 
 
+# What a subcommand's --help must not import: stacks its package's other modules need for the
+# work itself (the method fits, the forecasting models), not for declaring the options.
+NOT_FOR_HELP = {
+    "aggregate": ("scipy",),
+    "forecast": ("numpy", "statsforecast"),
+    "ingest": ("numpy",),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_FOR_HELP))
+def test_subcommand_help_imports_only_its_own_module(name: str) -> None:
+    modules, _ = _imports(name, "--help")
+    assert not modules & set(NOT_FOR_HELP[name]), sorted(modules & set(NOT_FOR_HELP[name]))
+
+
 def test_unknown_subcommand_is_a_usage_error() -> None:
     code, modules, output = _run("no-such-command")
     assert code == 2

@@ -6,26 +6,17 @@ fit went. Numeric ratings, multi-label tasks and pairwise preferences have their
 functions. The engine never imports dagster.
 """
 
-from annotation_pipelines.aggregation.api import (
-    CATEGORICAL_METHODS,
-    GOLD_AWARE,
-    METHODS,
-    aggregate,
-    fit,
-)
-from annotation_pipelines.aggregation.multilabel import aggregate_multilabel
-from annotation_pipelines.aggregation.numeric import aggregate_numeric
-from annotation_pipelines.aggregation.pairwise import bradley_terry
-from annotation_pipelines.aggregation.result import AggregationResult
+from annotation_pipelines.lazy_exports import lazy_exports
 
-__all__ = [
-    "CATEGORICAL_METHODS",
-    "GOLD_AWARE",
-    "METHODS",
-    "AggregationResult",
-    "aggregate",
-    "aggregate_multilabel",
-    "aggregate_numeric",
-    "bradley_terry",
-    "fit",
-]
+# Each name is imported from its module on first use, so importing one submodule (the CLI's
+# `command`) does not import its siblings.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "api": ("CATEGORICAL_METHODS", "GOLD_AWARE", "METHODS", "aggregate", "fit"),
+        "multilabel": ("aggregate_multilabel",),
+        "numeric": ("aggregate_numeric",),
+        "pairwise": ("bradley_terry",),
+        "result": ("AggregationResult",),
+    },
+)
