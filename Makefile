@@ -6,6 +6,8 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# dg runs the project's code in .venv and warns unless that is the active environment.
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 # Annotator ids in exports are pseudonymized with a keyed hash. Locally the key is a random one
 # made once under DAGSTER_HOME (never in the repository); production sets its own secret.
 KEY_FILE := $(DAGSTER_HOME)/pseudonym.key
@@ -39,13 +41,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: setup-runtime
 	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines demo
 
-dev: setup-runtime
-	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+# dg ships in the dev group (it is a developer tool), so `make dev` syncs that group too.
+dev: setup
+	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(DG) dev -h 127.0.0.1 -p 3000
 
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/dagster definitions validate -w workspace.yaml
+	$(DG) check defs
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 test-scale: setup

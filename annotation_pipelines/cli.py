@@ -1,36 +1,84 @@
 """The `annotation-pipelines` command.
 
 Each subcommand lives beside its engine (`aggregation/command.py`, ...) and is imported only when
-invoked, so `annotation-pipelines --help` stays fast and one broken optional stack cannot break
-the others.
+invoked, so `annotation-pipelines --help` imports no data stack (Polars, NumPy, Dagster) and one
+broken optional stack cannot break the others.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 import click
 
-# name -> (module, attribute); the modules define plain click commands.
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "aggregate": ("annotation_pipelines.aggregation.command", "aggregate_command"),
-    "agreement": ("annotation_pipelines.agreement.command", "agreement_command"),
-    "ingest": ("annotation_pipelines.ingest.command", "ingest_command"),
-    "forecast": ("annotation_pipelines.forecasting.command", "forecast_command"),
-    "generate": ("annotation_pipelines.synthetic.command", "generate_command"),
-    "demo": ("annotation_pipelines.demo", "demo_command"),
+
+@dataclass(frozen=True)
+class _Subcommand:
+    module: str
+    attribute: str
+    # The first paragraph of the command's docstring, for the group's listing without an import
+    # (tests/test_cli_startup.py checks that the two agree).
+    summary: str
+
+
+_SUBCOMMANDS: dict[str, _Subcommand] = {
+    "aggregate": _Subcommand(
+        "annotation_pipelines.aggregation.command",
+        "aggregate_command",
+        "Aggregate the judgments in INPUT into one label per task, with its confidence.",
+    ),
+    "agreement": _Subcommand(
+        "annotation_pipelines.agreement.command",
+        "agreement_command",
+        "Agreement of the judgments in INPUT (CSV, TSV, Parquet or JSON Lines).",
+    ),
+    "demo": _Subcommand(
+        "annotation_pipelines.demo",
+        "demo_command",
+        "Generate a synthetic workload and materialize the whole asset graph on it.",
+    ),
+    "forecast": _Subcommand(
+        "annotation_pipelines.forecasting.command",
+        "forecast_command",
+        "Forecast INPUT's series with 80/95% intervals; model chosen by rolling-origin backtest.",
+    ),
+    "generate": _Subcommand(
+        "annotation_pipelines.synthetic.command",
+        "generate_command",
+        "Write tasks, judgments, gold labels and ground truth as day-partitioned Parquet.",
+    ),
+    "ingest": _Subcommand(
+        "annotation_pipelines.ingest.command",
+        "ingest_command",
+        "Validate and normalize PATH; print the reconciliation as one JSON object.",
+    ),
 }
 
 
 class _LazyGroup(click.Group):
+    """A group whose subcommands are imported when one is invoked, never to list them."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(_COMMANDS)
+        return sorted(_SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in _COMMANDS:
+        subcommand = _SUBCOMMANDS.get(cmd_name)
+        if subcommand is None:
             return None
-        module_name, attribute = _COMMANDS[cmd_name]
-        return getattr(importlib.import_module(module_name), attribute)
+        return getattr(importlib.import_module(subcommand.module), subcommand.attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's own listing loads every command for its short help; the summaries are here,
+        # shortened by click's rule through a stand-in command that only carries the summary.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [
+            (name, click.Command(name, help=_SUBCOMMANDS[name].summary).get_short_help_str(limit))
+            for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=_LazyGroup)

@@ -7,29 +7,18 @@ functions. Every categorical method is declared once in `registry`. The engine n
 imports dagster.
 """
 
-from annotation_pipelines.aggregation.api import aggregate, fit
-from annotation_pipelines.aggregation.multilabel import aggregate_multilabel
-from annotation_pipelines.aggregation.numeric import aggregate_numeric
-from annotation_pipelines.aggregation.pairwise import bradley_terry
-from annotation_pipelines.aggregation.registry import (
-    AUTO_CANDIDATES,
-    CATEGORICAL_METHODS,
-    METHODS,
-    REGISTRY,
-    Method,
-)
-from annotation_pipelines.aggregation.result import AggregationResult
+from annotation_pipelines.lazy_exports import lazy_exports
 
-__all__ = [
-    "AUTO_CANDIDATES",
-    "CATEGORICAL_METHODS",
-    "METHODS",
-    "REGISTRY",
-    "AggregationResult",
-    "Method",
-    "aggregate",
-    "aggregate_multilabel",
-    "aggregate_numeric",
-    "bradley_terry",
-    "fit",
-]
+# Each name is imported from its module on first use, so importing one submodule (the CLI's
+# `command`) does not import its siblings.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "api": ("aggregate", "fit"),
+        "multilabel": ("aggregate_multilabel",),
+        "numeric": ("aggregate_numeric",),
+        "pairwise": ("bradley_terry",),
+        "registry": ("AUTO_CANDIDATES", "CATEGORICAL_METHODS", "METHODS", "REGISTRY", "Method"),
+        "result": ("AggregationResult",),
+    },
+)

@@ -4,25 +4,15 @@ All statistics take a Polars frame with `task_id`, `annotator_id`, `label` and w
 per-(task, value) counts, never from a dense annotators × tasks matrix.
 """
 
-from annotation_pipelines.agreement.cohen import (
-    COHEN_KAPPA_MATRIX,
-    cohen_kappa_matrix,
-    kappa_square,
-)
-from annotation_pipelines.agreement.metrics import (
-    fleiss_kappa,
-    krippendorff_alpha,
-    percent_agreement,
-)
-from annotation_pipelines.agreement.summary import agreement_intervals, agreement_summary
+from annotation_pipelines.lazy_exports import lazy_exports
 
-__all__ = [
-    "COHEN_KAPPA_MATRIX",
-    "agreement_intervals",
-    "agreement_summary",
-    "cohen_kappa_matrix",
-    "fleiss_kappa",
-    "kappa_square",
-    "krippendorff_alpha",
-    "percent_agreement",
-]
+# Each name is imported from its module on first use, so importing one submodule (the CLI's
+# `command`) does not import its siblings.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "cohen": ("COHEN_KAPPA_MATRIX", "cohen_kappa_matrix", "kappa_square"),
+        "metrics": ("fleiss_kappa", "krippendorff_alpha", "percent_agreement"),
+        "summary": ("agreement_intervals", "agreement_summary"),
+    },
+)

@@ -5,50 +5,37 @@ summarise accelerator telemetry), `models` (backtested forecasts with intervals)
 (crossing dates and procurement) and `workforce` (throughput, backlog, hours needed, risk).
 """
 
-from annotation_pipelines.forecasting.models import (
-    BacktestResult,
-    ForecastResult,
-    backtest,
-    forecast,
-    pooled_coverage,
-    relative_mase,
-)
-from annotation_pipelines.forecasting.telemetry import (
-    hour_of_day_profile,
-    load_helios,
-    load_helios_supply,
-    normalize_usage,
-    regularize,
-    summarize_usage,
-    to_series,
-)
-from annotation_pipelines.forecasting.workforce import (
-    PLAN_COLUMNS,
-    THROUGHPUT_COLUMNS,
-    WorkforceForecast,
-    project_settings,
-    workforce_forecast,
-    workforce_throughput,
-)
+from annotation_pipelines.lazy_exports import lazy_exports
 
-__all__ = [
-    "PLAN_COLUMNS",
-    "THROUGHPUT_COLUMNS",
-    "BacktestResult",
-    "ForecastResult",
-    "WorkforceForecast",
-    "backtest",
-    "forecast",
-    "hour_of_day_profile",
-    "load_helios",
-    "load_helios_supply",
-    "normalize_usage",
-    "pooled_coverage",
-    "project_settings",
-    "regularize",
-    "relative_mase",
-    "summarize_usage",
-    "to_series",
-    "workforce_forecast",
-    "workforce_throughput",
-]
+# Each name is imported from its module on first use, so importing one submodule (the CLI's
+# `command`) does not import its siblings.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "models": (
+            "BacktestResult",
+            "ForecastResult",
+            "backtest",
+            "forecast",
+            "pooled_coverage",
+            "relative_mase",
+        ),
+        "telemetry": (
+            "hour_of_day_profile",
+            "load_helios",
+            "load_helios_supply",
+            "normalize_usage",
+            "regularize",
+            "summarize_usage",
+            "to_series",
+        ),
+        "workforce": (
+            "PLAN_COLUMNS",
+            "THROUGHPUT_COLUMNS",
+            "WorkforceForecast",
+            "project_settings",
+            "workforce_forecast",
+            "workforce_throughput",
+        ),
+    },
+)

@@ -5,18 +5,16 @@ Public entry points (the asset/sensor layer and the CLI call these):
 database), `seed_database` and `apply_schema` (DDL + synthetic workload into Postgres).
 """
 
-from annotation_pipelines.ingest.files import FORMATS, ingest_bytes, ingest_path
-from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, combine
-from annotation_pipelines.ingest.tables import ColumnMapping
-from annotation_pipelines.ingest.validation import REASONS
+from annotation_pipelines.lazy_exports import lazy_exports
 
-__all__ = [
-    "FORMATS",
-    "REASONS",
-    "ColumnMapping",
-    "IngestResult",
-    "UnreadableFileError",
-    "combine",
-    "ingest_bytes",
-    "ingest_path",
-]
+# Each name is imported from its module on first use, so importing one submodule (the CLI's
+# `command`) does not import its siblings.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "files": ("FORMATS", "ingest_bytes", "ingest_path"),
+        "result": ("IngestResult", "UnreadableFileError", "combine"),
+        "tables": ("ColumnMapping",),
+        "validation": ("REASONS",),
+    },
+)

@@ -1,17 +1,13 @@
 """Seeded synthetic annotation workload that knows its own ground truth."""
 
-from annotation_pipelines.synthetic.compute import generate_compute_usage
-from annotation_pipelines.synthetic.workload import (
-    DEFAULT_PROJECTS,
-    ProjectSpec,
-    WorkloadSummary,
-    generate_workload,
-)
+from annotation_pipelines.lazy_exports import lazy_exports
 
-__all__ = [
-    "DEFAULT_PROJECTS",
-    "ProjectSpec",
-    "WorkloadSummary",
-    "generate_compute_usage",
-    "generate_workload",
-]
+# Each name is imported from its module on first use, so importing one submodule (the CLI's
+# `command`) does not import its siblings.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "compute": ("generate_compute_usage",),
+        "workload": ("DEFAULT_PROJECTS", "ProjectSpec", "WorkloadSummary", "generate_workload"),
+    },
+)
