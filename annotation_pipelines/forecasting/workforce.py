@@ -34,6 +34,9 @@ from annotation_pipelines.forecasting.models import (
 
 SEASON_LENGTH = 7
 _NEVER_DAYS = 3650
+# A fallback model's interval is its in-sample residuals' spread; with none it is zero-width
+# and with one it is a single difference, so below two there is no interval to report.
+MIN_RESIDUALS = 2
 
 THROUGHPUT_COLUMNS: dict[str, pl.DataType] = {
     **schema.WORKFORCE_THROUGHPUT,
@@ -49,6 +52,7 @@ PLAN_COLUMNS: dict[str, pl.DataType] = {
     # the volume forecast used
     "model": pl.String(),
     "model_reason": pl.String(),  # null when the backtest ran as asked
+    "interval_reason": pl.String(),  # null when the forecast has 80/95% bounds, else why not
     # where the project stands
     "backlog": pl.UInt32(),  # open tasks at the end of as_of
     "judgments_per_annotator_hour": pl.Float64(),  # over the last `recent_days`
@@ -282,6 +286,30 @@ def _minimum_history(*, windows: int, horizon: int) -> int:
     return windows * horizon + max(2 * SEASON_LENGTH, horizon + 3 * SEASON_LENGTH)
 
 
+def _fallback_model(length: int) -> str:
+    return "SeasonalNaive" if length >= SEASON_LENGTH else "Naive"
+
+
+def _interval_reason(*, length: int, windows: int, horizon: int) -> str | None:
+    """Why a history of `length` days gets no 80/95% interval (None: it gets one).
+
+    A backtested forecast always has one. A fallback has one when its model leaves at least
+    `MIN_RESIDUALS` in-sample residuals: one per day after the first (naive) or the first week
+    (seasonal naive).
+    """
+    model = _fallback_model(length)
+    residuals = max(0, length - (SEASON_LENGTH if model == "SeasonalNaive" else 1))
+    if residuals >= MIN_RESIDUALS:
+        return None
+    history = "1 day of history leaves" if length == 1 else f"{length} days of history leave"
+    plural = "" if residuals == 1 else "s"
+    return (
+        f"no interval: {history} {residuals} {model} residual{plural} to measure spread on, "
+        f"fewer than {MIN_RESIDUALS}; a backtested interval needs "
+        f"{_minimum_history(windows=windows, horizon=horizon)} days"
+    )
+
+
 def _fallback_forecast(history: pl.DataFrame, *, model: str, horizon: int) -> pl.DataFrame:
     from statsforecast.models import Naive, SeasonalNaive
 
@@ -332,7 +360,7 @@ def _volume_forecasts(
                 break
         else:
             needed = _minimum_history(windows=min(backtest_windows, 2), horizon=horizon)
-            fallback = "SeasonalNaive" if length >= SEASON_LENGTH else "Naive"
+            fallback = _fallback_model(length)
             plan[project] = (
                 0,
                 f"{length} days of history, fewer than the {needed} a backtest of "
@@ -360,10 +388,17 @@ def _volume_forecasts(
             scores.append(result.scores.join(reasons, on="id", how="left"))
             continue
         for project in ids:
-            model = "SeasonalNaive" if lengths[project] >= SEASON_LENGTH else "Naive"
+            model = _fallback_model(lengths[project])
             table = _fallback_forecast(
                 subset.filter(pl.col("id") == project), model=model, horizon=horizon
             ).with_columns(pl.col("forecast", "lo_80", "hi_80", "lo_95", "hi_95").clip(0.0))
+            minimum_windows = min(backtest_windows, 2)
+            if _interval_reason(length=lengths[project], windows=minimum_windows, horizon=horizon):
+                # statsforecast reports zero width here; null says there is no interval.
+                table = table.with_columns(
+                    pl.lit(None, dtype=pl.Float64).alias(bound)
+                    for bound in ("lo_80", "hi_80", "lo_95", "hi_95")
+                )
             tables.append(schema.conform(table, schema.CAPACITY_FORECAST, name="capacity_forecast"))
             scores.append(
                 pl.DataFrame(
@@ -520,6 +555,13 @@ def workforce_forecast(
         upper = predicted.get_column("hi_80")
         weekly_hi_80 = None if upper.null_count() else float(upper.sum()) * 7.0 / horizon_days
         score = scores.filter(pl.col("id") == project).row(0, named=True)
+        interval_reason = (
+            None
+            if score["selection_windows"]
+            else _interval_reason(
+                length=days.height, windows=min(backtest_windows, 2), horizon=horizon_days
+            )
+        )
         deadline = as_of + dt.timedelta(days=math.floor(sla_days))
         reasons = []
         if rate is None:
@@ -562,6 +604,7 @@ def workforce_forecast(
                 "sla_days": sla_days,
                 "model": score["model"],
                 "model_reason": score["reason"],
+                "interval_reason": interval_reason,
                 "backlog": int(backlog),
                 "judgments_per_annotator_hour": rate,
                 "current_hours_per_week": current,
