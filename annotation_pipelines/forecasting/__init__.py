@@ -1,18 +1,16 @@
 """Capacity forecasting: accelerator demand against supply, and annotator hours against SLAs.
 
 Pure engine (no dagster): Polars frames in, Polars frames out. See `telemetry` (load and
-summarise accelerator telemetry), `models` (backtested forecasts with intervals), `supply`
-(crossing dates and procurement) and `workforce` (throughput, backlog, hours needed, risk).
+summarise accelerator telemetry); `candidates` (the statsforecast models), `metrics` (MASE and
+coverage), `backtest` and `selection` (the rolling-origin choice of a model per series) and
+`forecaster` (backtested forecasts with intervals), over `statsforecast_adapter`; `supply`
+(crossing dates and procurement); `plot`; and `workforce` (throughput, backlog, hours needed,
+risk).
 """
 
-from annotation_pipelines.forecasting.models import (
-    BacktestResult,
-    ForecastResult,
-    backtest,
-    forecast,
-    pooled_coverage,
-    relative_mase,
-)
+from annotation_pipelines.forecasting.backtest import BacktestResult, backtest
+from annotation_pipelines.forecasting.forecaster import ForecastResult, forecast
+from annotation_pipelines.forecasting.metrics import pooled_coverage, relative_mase
 from annotation_pipelines.forecasting.telemetry import (
     hour_of_day_profile,
     load_helios,

@@ -17,7 +17,7 @@ from annotation_pipelines.forecasting import (
     workforce_throughput,
 )
 from annotation_pipelines.forecasting.plot import forecast_figure
-from annotation_pipelines.forecasting.workforce import _clear_date
+from annotation_pipelines.forecasting.workforce.plan import _clear_date
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
