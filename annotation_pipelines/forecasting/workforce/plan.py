@@ -91,6 +91,99 @@ def _clear_date(
     return as_of + dt.timedelta(days=len(arrivals) + math.ceil(extra - 1e-9)), True
 
 
+def _plan_row(
+    project: str,
+    days: pl.DataFrame,
+    *,
+    overlap: int,
+    sla_days: float,
+    staffed: float | None,
+    predicted: pl.DataFrame,
+    score: dict[str, object],
+    horizon_days: int,
+    recent_days: int,
+    backtest_windows: int,
+) -> dict[str, object]:
+    """One project's `PLAN_COLUMNS` row from its history, settings and volume forecast."""
+    as_of = days.get_column("day").max()
+    recent = days.tail(recent_days)
+    hours = recent.get_column("annotator_hours").sum()
+    rate = recent.get_column("judgments").sum() / hours if hours > 0 else None
+    if rate is None and days.get_column("annotator_hours").sum() > 0:
+        rate = days.get_column("judgments").sum() / days.get_column("annotator_hours").sum()
+    current = hours * 7.0 / recent.height if staffed is None else float(staffed)
+    backlog = float(days.get_column("backlog").tail(1).item())
+    arrivals = predicted.get_column("forecast").to_list()
+    weekly = sum(arrivals) * 7.0 / horizon_days
+    upper = predicted.get_column("hi_80")
+    weekly_hi_80 = None if upper.null_count() else float(upper.sum()) * 7.0 / horizon_days
+    interval_reason = (
+        None
+        if score["selection_windows"]
+        else no_interval_reason(
+            length=days.height, windows=min(backtest_windows, 2), horizon=horizon_days
+        )
+    )
+    deadline = as_of + dt.timedelta(days=math.floor(sla_days))
+    reasons = []
+    if rate is None:
+        steady = backlog_hours = needed = needed_hi_80 = gap = None
+        clear, extrapolated = (as_of, False) if backlog <= 0 else (None, False)
+        reasons.append("no annotator-hours recorded: judgments per hour unknown")
+    else:
+        steady = weekly * overlap / rate
+        backlog_hours = backlog * overlap / rate
+        needed = steady + backlog_hours * 7.0 / sla_days
+        needed_hi_80 = (
+            None
+            if weekly_hi_80 is None
+            else weekly_hi_80 * overlap / rate + backlog_hours * 7.0 / sla_days
+        )
+        gap = needed - current
+        clear, extrapolated = _clear_date(
+            as_of=as_of,
+            backlog=backlog,
+            arrivals=arrivals,
+            capacity_per_day=current / 7.0 * rate / overlap,
+        )
+        if needed > current + 1e-9:
+            reasons.append(
+                f"needs {needed:.1f} annotator-hours/week to meet the {sla_days:g}-day SLA, "
+                f"staffed {current:.1f}"
+            )
+    if backlog > 0 and clear is None and rate is not None:
+        reasons.append(f"backlog of {backlog:.0f} tasks does not clear at current staffing")
+    elif clear is not None and clear > deadline:
+        reasons.append(
+            f"backlog of {backlog:.0f} tasks clears {clear.isoformat()}, "
+            f"after the SLA deadline {deadline.isoformat()}"
+        )
+    return {
+        "project": project,
+        "as_of": as_of,
+        "overlap": overlap,
+        "sla_days": sla_days,
+        "model": score["model"],
+        "model_reason": score["reason"],
+        "interval_reason": interval_reason,
+        "backlog": int(backlog),
+        "judgments_per_annotator_hour": rate,
+        "current_hours_per_week": current,
+        "forecast_tasks_per_week": weekly,
+        "forecast_tasks_per_week_hi_80": weekly_hi_80,
+        "steady_hours_per_week": steady,
+        "backlog_hours": backlog_hours,
+        "hours_needed_per_week": needed,
+        "hours_needed_per_week_hi_80": needed_hi_80,
+        "hours_gap_per_week": gap,
+        "sla_deadline": deadline,
+        "backlog_clear_date": clear,
+        "clear_date_extrapolated": extrapolated,
+        "at_risk": bool(reasons),
+        "risk_reason": "; ".join(reasons) or None,
+    }
+
+
 def workforce_forecast(
     throughput: pl.DataFrame,
     projects: pl.DataFrame,
@@ -111,6 +204,8 @@ def workforce_forecast(
       of `horizon_days`); a history too short for that uses fewer windows (at least 2), then the
       seasonal naive (>= 7 days) or the naive forecast without a backtest, and says why in
       `model_reason` / `scores.reason`;
+    - a fallback that leaves its model fewer than two residuals has no interval: null bounds
+      in the forecast and the `hi_80` plan columns, and `interval_reason` says why;
     - rate = sum(judgments) / sum(annotator_hours) over the last `recent_days` days (the whole
       history when those have no hours); current staffing = `staffing_hours_per_week[project]`
       or the annotator-hours of the last `recent_days` days scaled to a week;
@@ -175,90 +270,21 @@ def workforce_forecast(
     )
     staffing = dict(staffing_hours_per_week or {})
     rows = []
-    for project, days in history_table.group_by("project", maintain_order=True):
-        project = project[0]
+    for (project,), days in history_table.group_by("project", maintain_order=True):
         settings_row = settings.filter(pl.col("project") == project).row(0, named=True)
-        overlap, sla_days = settings_row["overlap"], settings_row["sla_days"]
-        as_of = days.get_column("day").max()
-        recent = days.tail(recent_days)
-        hours = recent.get_column("annotator_hours").sum()
-        rate = recent.get_column("judgments").sum() / hours if hours > 0 else None
-        if rate is None and days.get_column("annotator_hours").sum() > 0:
-            rate = days.get_column("judgments").sum() / days.get_column("annotator_hours").sum()
-        current = float(staffing[project]) if project in staffing else hours * 7.0 / recent.height
-        backlog = float(days.get_column("backlog").tail(1).item())
-        predicted = table.filter(pl.col("id") == project).sort("time")
-        arrivals = predicted.get_column("forecast").to_list()
-        weekly = sum(arrivals) * 7.0 / horizon_days
-        upper = predicted.get_column("hi_80")
-        weekly_hi_80 = None if upper.null_count() else float(upper.sum()) * 7.0 / horizon_days
-        score = scores.filter(pl.col("id") == project).row(0, named=True)
-        interval_reason = (
-            None
-            if score["selection_windows"]
-            else no_interval_reason(
-                length=days.height, windows=min(backtest_windows, 2), horizon=horizon_days
-            )
-        )
-        deadline = as_of + dt.timedelta(days=math.floor(sla_days))
-        reasons = []
-        if rate is None:
-            steady = backlog_hours = needed = needed_hi_80 = gap = None
-            clear, extrapolated = (as_of, False) if backlog <= 0 else (None, False)
-            reasons.append("no annotator-hours recorded: judgments per hour unknown")
-        else:
-            steady = weekly * overlap / rate
-            backlog_hours = backlog * overlap / rate
-            needed = steady + backlog_hours * 7.0 / sla_days
-            needed_hi_80 = (
-                None
-                if weekly_hi_80 is None
-                else weekly_hi_80 * overlap / rate + backlog_hours * 7.0 / sla_days
-            )
-            gap = needed - current
-            clear, extrapolated = _clear_date(
-                as_of=as_of,
-                backlog=backlog,
-                arrivals=arrivals,
-                capacity_per_day=current / 7.0 * rate / overlap,
-            )
-            if needed > current + 1e-9:
-                reasons.append(
-                    f"needs {needed:.1f} annotator-hours/week to meet the {sla_days:g}-day SLA, "
-                    f"staffed {current:.1f}"
-                )
-        if backlog > 0 and clear is None and rate is not None:
-            reasons.append(f"backlog of {backlog:.0f} tasks does not clear at current staffing")
-        elif clear is not None and clear > deadline:
-            reasons.append(
-                f"backlog of {backlog:.0f} tasks clears {clear.isoformat()}, "
-                f"after the SLA deadline {deadline.isoformat()}"
-            )
         rows.append(
-            {
-                "project": project,
-                "as_of": as_of,
-                "overlap": overlap,
-                "sla_days": sla_days,
-                "model": score["model"],
-                "model_reason": score["reason"],
-                "interval_reason": interval_reason,
-                "backlog": int(backlog),
-                "judgments_per_annotator_hour": rate,
-                "current_hours_per_week": current,
-                "forecast_tasks_per_week": weekly,
-                "forecast_tasks_per_week_hi_80": weekly_hi_80,
-                "steady_hours_per_week": steady,
-                "backlog_hours": backlog_hours,
-                "hours_needed_per_week": needed,
-                "hours_needed_per_week_hi_80": needed_hi_80,
-                "hours_gap_per_week": gap,
-                "sla_deadline": deadline,
-                "backlog_clear_date": clear,
-                "clear_date_extrapolated": extrapolated,
-                "at_risk": bool(reasons),
-                "risk_reason": "; ".join(reasons) or None,
-            }
+            _plan_row(
+                project,
+                days,
+                overlap=settings_row["overlap"],
+                sla_days=settings_row["sla_days"],
+                staffed=staffing.get(project),
+                predicted=table.filter(pl.col("id") == project).sort("time"),
+                score=scores.filter(pl.col("id") == project).row(0, named=True),
+                horizon_days=horizon_days,
+                recent_days=recent_days,
+                backtest_windows=backtest_windows,
+            )
         )
     plan = pl.DataFrame(rows, schema=PLAN_COLUMNS).sort("project")
     return WorkforceForecast(forecast=table, plan=plan, scores=scores, history=history)

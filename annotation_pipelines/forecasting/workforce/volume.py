@@ -19,8 +19,6 @@ from annotation_pipelines.forecasting.statsforecast_adapter import (
 )
 
 SEASON_LENGTH = 7
-
-
 # A fallback model's interval is its in-sample residuals' spread; with none it is zero-width
 # and with one it is a single difference, so below two there is no interval to report.
 MIN_RESIDUALS = 2
