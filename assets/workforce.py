@@ -130,12 +130,21 @@ def workforce_capacity_forecast(
                     "backlog_clear_date",
                     "at_risk",
                     "risk_reason",
+                    "interval_reason",
                 )
             ),
             "projects_at_risk": MetadataValue.json(at_risk),
             "scores": markdown_table(result.scores),
             "plot": png_markdown(
-                plot_forecast(result.history, result.forecast, last=60), alt="task volume"
+                plot_forecast(
+                    result.history,
+                    result.forecast,
+                    last=60,
+                    notes=dict(
+                        result.plan.select("project", "interval_reason").drop_nulls().rows()
+                    ),
+                ),
+                alt="task volume",
             ),
         },
     )

@@ -36,7 +36,10 @@ from annotation_pipelines.forecasting import (
     relative_mase,
     to_series,
 )
-from annotation_pipelines.forecasting.models import candidate_models, default_extra_seasonalities
+from annotation_pipelines.forecasting.candidates import (
+    candidate_models,
+    default_extra_seasonalities,
+)
 from tests.realdata import CAPACITY_DIR
 
 SPLIT_STEP = 24

@@ -1,8 +1,11 @@
 """Capacity forecasting: accelerator demand against supply, and annotator hours against SLAs.
 
 Pure engine (no dagster): Polars frames in, Polars frames out. See `telemetry` (load and
-summarise accelerator telemetry), `models` (backtested forecasts with intervals), `supply`
-(crossing dates and procurement) and `workforce` (throughput, backlog, hours needed, risk).
+summarise accelerator telemetry); `candidates` (the statsforecast models), `metrics` (MASE and
+coverage), `backtest` and `selection` (the rolling-origin choice of a model per series) and
+`forecaster` (backtested forecasts with intervals), over `statsforecast_adapter`; `supply`
+(crossing dates and procurement); `plot`; and `workforce` (throughput, backlog, hours needed,
+risk).
 """
 
 from annotation_pipelines.lazy_exports import lazy_exports
@@ -12,14 +15,9 @@ from annotation_pipelines.lazy_exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "models": (
-            "BacktestResult",
-            "ForecastResult",
-            "backtest",
-            "forecast",
-            "pooled_coverage",
-            "relative_mase",
-        ),
+        "backtest": ("BacktestResult", "backtest"),
+        "forecaster": ("ForecastResult", "forecast"),
+        "metrics": ("pooled_coverage", "relative_mase"),
         "telemetry": (
             "hour_of_day_profile",
             "load_helios",

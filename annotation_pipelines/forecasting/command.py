@@ -10,7 +10,7 @@ Prints one JSON object:
 
 `first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
 bound is above the supply column's last value for that series. MASE and coverage are on the
-held-out backtest windows (see `models.backtest`).
+held-out backtest windows (see `backtest.backtest`).
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def forecast_command(
     output: Path | None,
 ) -> None:
     """Forecast INPUT's series with 80/95% intervals; model chosen by rolling-origin backtest."""
-    from annotation_pipelines.forecasting.models import forecast, pooled_coverage, relative_mase
+    from annotation_pipelines.forecasting.forecaster import forecast
+    from annotation_pipelines.forecasting.metrics import pooled_coverage, relative_mase
     from annotation_pipelines.forecasting.supply import supply_crossing
     from annotation_pipelines.forecasting.telemetry import regularize
 

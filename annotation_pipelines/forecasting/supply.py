@@ -138,17 +138,3 @@ def procurement(
         "to_procure",
         "covered",
     ).sort("id")
-
-
-def queueing_from_forecast(
-    forecast: pl.DataFrame, supply: pl.DataFrame, *, supply_column: str = "supply"
-) -> pl.DataFrame:
-    """Expected queue per forecast time: max(0, bound - supply) for the point forecast and hi_95."""
-    joined = _supply_at(forecast, supply, supply_column=supply_column)
-    return joined.select(
-        "id",
-        "time",
-        "supply",
-        (pl.col("forecast") - pl.col("supply")).clip(lower_bound=0).alias("queue_forecast"),
-        (pl.col("hi_95") - pl.col("supply")).clip(lower_bound=0).alias("queue_hi_95"),
-    )

@@ -83,12 +83,26 @@ def _markdown_table(frame: pl.DataFrame, *, max_rows: int) -> str:
     return "\n".join(lines)
 
 
-def _svg(figure: Any) -> str:  # a matplotlib Figure, imported lazily
+def _svg(figure: Any, *, name: str) -> str:  # a matplotlib Figure, imported lazily
+    """The figure as inline SVG, the same bytes on every run for the same data.
+
+    Matplotlib stamps the render date into the SVG metadata (dropped here) and salts its
+    clip-path and marker ids with a random UUID unless `svg.hashsalt` is set. The salt is the
+    chart's name, so the ids repeat run after run but differ between the charts that share the
+    page's one id namespace.
+    """
+    import matplotlib
+
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    with matplotlib.rc_context({"svg.hashsalt": f"annotation-pipelines {name}"}):
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     # Drop the XML prolog and DOCTYPE: inline SVG inside HTML must start at <svg>.
     return text[text.index("<svg") :]
+
+
+def _chart(name: str, figure: Any) -> tuple[str, str]:
+    return name, _svg(figure, name=name)
 
 
 def _charts(
@@ -112,7 +126,7 @@ def _charts(
         axes.set_ylabel("judgments")
         axes.set_title("Label distribution")
         axes.tick_params(axis="x", rotation=45)
-        charts.append(("Label distribution", _svg(figure)))
+        charts.append(_chart("Label distribution", figure))
     if scorecards is not None and scorecards.height:
         figure = Figure(figsize=(5, 3))
         axes = figure.subplots()
@@ -136,7 +150,7 @@ def _charts(
         axes.set_ylabel("consensus agreement")
         axes.set_title("Annotators")
         axes.legend(loc="lower right", fontsize=8)
-        charts.append(("Annotators", _svg(figure)))
+        charts.append(_chart("Annotators", figure))
     if items is not None and items.height:
         figure = Figure(figsize=(5, 3))
         axes = figure.subplots()
@@ -144,7 +158,7 @@ def _charts(
         axes.set_xlabel("normalized vote entropy per task")
         axes.set_ylabel("tasks")
         axes.set_title(f"Item disagreement ({int(items['contested'].sum()):,} contested)")
-        charts.append(("Item disagreement", _svg(figure)))
+        charts.append(_chart("Item disagreement", figure))
     if drift is not None and drift.height and drift["js_distance"].drop_nulls().len():
         figure = Figure(figsize=(5, 3))
         axes = figure.subplots()
@@ -157,7 +171,7 @@ def _charts(
         axes.set_title("Label drift")
         axes.legend(fontsize=8)
         figure.autofmt_xdate()
-        charts.append(("Label drift", _svg(figure)))
+        charts.append(_chart("Label drift", figure))
     return charts
 
 

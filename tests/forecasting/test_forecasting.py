@@ -22,7 +22,7 @@ from annotation_pipelines.forecasting import (
     to_series,
 )
 from annotation_pipelines.forecasting.command import forecast_command
-from annotation_pipelines.forecasting.models import mase
+from annotation_pipelines.forecasting.metrics import mase
 from annotation_pipelines.forecasting.plot import plot_forecast
 from annotation_pipelines.forecasting.supply import procurement, supply_crossing
 from tests.realdata import CAPACITY_DIR, require_shared

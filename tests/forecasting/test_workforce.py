@@ -16,7 +16,8 @@ from annotation_pipelines.forecasting import (
     workforce_forecast,
     workforce_throughput,
 )
-from annotation_pipelines.forecasting.workforce import _clear_date
+from annotation_pipelines.forecasting.plot import forecast_figure
+from annotation_pipelines.forecasting.workforce.plan import _clear_date
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
@@ -288,3 +289,53 @@ def test_clear_date_properties(backlog, arrivals, capacity, more):
         if days:
             before = backlog + sum(arrivals[: days - 1]) - capacity * (days - 1)
             assert before > 0
+
+
+def test_short_histories_say_no_interval_instead_of_a_zero_width_one():
+    # One day leaves the naive forecast no residual, seven days leave the seasonal naive none,
+    # eight leave it one: statsforecast drew zero-width (or one-difference) bands for them.
+    volumes = [23, 17, 21, 26, 18, 20, 25, 19, 22, 16]
+    throughput = pl.concat(
+        [
+            _constant_throughput(project, days=days, hours=4.0, backlog=0).with_columns(
+                pl.Series("tasks_created", volumes[:days])
+            )
+            for project, days in (("day", 1), ("week", 7), ("eight", 8), ("ten", 10))
+        ]
+    )
+    projects = pl.DataFrame(
+        {"project": ["day", "week", "eight", "ten"], "overlap": [2] * 4, "sla_days": [5] * 4}
+    )
+    result = workforce_forecast(throughput, projects, horizon_days=14, backtest_windows=2)
+    bounds = ["lo_80", "hi_80", "lo_95", "hi_95"]
+    without = result.forecast.filter(pl.col("id").is_in(["day", "week", "eight"]))
+    assert without.height == 42 and without.select(bounds).null_count().row(0) == (42,) * 4
+    assert without["forecast"].null_count() == 0
+    ten = result.forecast.filter(pl.col("id") == "ten")
+    assert ten.select(bounds).null_count().row(0) == (0,) * 4
+    assert (ten["hi_80"] > ten["lo_80"]).all() and (ten["hi_95"] > ten["hi_80"]).all()
+
+    plan = {row["project"]: row for row in result.plan.iter_rows(named=True)}
+    assert plan["day"]["interval_reason"].startswith("no interval: 1 day of history leaves 0 Naive")
+    assert "7 days of history leave 0 SeasonalNaive" in plan["week"]["interval_reason"]
+    assert "8 days of history leave 1 SeasonalNaive residual to" in plan["eight"]["interval_reason"]
+    assert "a backtested interval needs 63 days" in plan["week"]["interval_reason"]
+    for project in ("day", "week", "eight"):
+        assert plan[project]["forecast_tasks_per_week_hi_80"] is None
+        assert plan[project]["hours_needed_per_week_hi_80"] is None
+        assert plan[project]["hours_needed_per_week"] is not None
+    assert plan["ten"]["interval_reason"] is None
+    assert plan["ten"]["hours_needed_per_week_hi_80"] > plan["ten"]["hours_needed_per_week"]
+
+    reasons = dict(result.plan.select("project", "interval_reason").iter_rows())
+    figure = forecast_figure(result.history, result.forecast, last=60, notes=reasons)
+    panels = {axis.get_title(): axis for axis in figure.axes}
+    for project in ("day", "week", "eight"):
+        legend = [text.get_text() for text in panels[project].get_legend().get_texts()]
+        assert legend[0] == reasons[project] and "80%" not in legend and "95%" not in legend
+        assert not panels[project].collections  # no band drawn
+    legend = [text.get_text() for text in panels["ten"].get_legend().get_texts()]
+    assert {"80%", "95%"} <= set(legend) and not any("no interval" in t for t in legend)
+    assert len(panels["ten"].collections) == 2
+    bare = forecast_figure(result.history, result.forecast.filter(pl.col("id") == "day"))
+    assert bare.axes[0].get_legend().get_texts()[0].get_text() == "no interval"
