@@ -22,7 +22,7 @@ from dagster import (
 from pydantic import Field
 
 from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
-from annotation_pipelines.curation.snapshot import DEFAULT_MASK_PATTERNS, dataset_card
+from annotation_pipelines.curation.snapshot import dataset_card
 from annotation_pipelines.settings import load_settings
 from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.metadata import markdown_table
@@ -43,8 +43,11 @@ class CurationConfig(Config):
     split_ratios: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATIOS))
     drop_fields: list[str] = Field(default_factory=list, description="Columns never exported.")
     mask_patterns: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_MASK_PATTERNS),
-        description="Regular expressions masked in payload text (e-mail, phone by default).",
+        default_factory=list,
+        description=(
+            "Extra regular expressions masked in payload text; e-mail addresses and phone "
+            "numbers are always masked."
+        ),
     )
 
 
@@ -90,6 +93,7 @@ def curated_dataset(
         else []
     )
     flagged = cards.filter(pl.col("flagged"))["annotator_id"].unique().to_list()
+    settings = load_settings()
     snapshot = build_snapshot(
         judgments,
         of_project("raw_tasks"),
@@ -101,7 +105,9 @@ def curated_dataset(
         min_votes=config.min_votes,
         include_gold=config.include_gold,
         ratios=config.split_ratios,
-        pseudonym_key=load_settings().pseudonym_key,
+        pseudonym_key=settings.pseudonym_key,
+        phone_region=settings.phone_region,
+        max_masked_share=settings.max_masked_share,
         mask_patterns=config.mask_patterns,
         drop_fields=config.drop_fields,
     )
@@ -119,8 +125,13 @@ def curated_dataset(
     )
     # Snapshots are immutable: the same content has the same id, so an existing one is kept.
     manifest_key = f"{folder}/manifest.json"
+    # Every configured split gets its files, empty or not, so loaders never miss a file.
+    rows_per_split = {
+        name: snapshot.rows.filter(pl.col("split") == name).height for name in config.split_ratios
+    }
     if not lake.exists(manifest_key):
-        for (split,), part in snapshot.rows.group_by("split", maintain_order=True):
+        for split in config.split_ratios:
+            part = snapshot.rows.filter(pl.col("split") == split)
             lake.put_frame(f"{folder}/{split}.parquet", part)
             lake.put(f"{folder}/{split}.jsonl", part.write_ndjson().encode("utf-8"))
         lake.put(f"{folder}/card.md", card.encode("utf-8"))
@@ -135,7 +146,7 @@ def curated_dataset(
             "version_id": snapshot.version_id,
             "method": snapshot.method,
             "rows": snapshot.rows.height,
-            "splits": dict(snapshot.rows.group_by("split").len().sort("split").iter_rows()),
+            "splits": rows_per_split,
             "filters": filters,
             "held_back_days": snapshot.held_back_days,
             "input_judgment_versions": dict(sorted(lineage.items())),
@@ -154,11 +165,16 @@ def curated_dataset(
             "version_id": MetadataValue.text(snapshot.version_id),
             "location": MetadataValue.path(location),
             "card": MetadataValue.md(card),
-            "rows_per_split": MetadataValue.json(
-                dict(snapshot.rows.group_by("split").len().sort("split").iter_rows())
-            ),
+            "rows_per_split": MetadataValue.json(rows_per_split),
             "method": MetadataValue.text(snapshot.method),
             "held_back_days": MetadataValue.json(snapshot.held_back_days),
+            "masked_share": MetadataValue.float(float(snapshot.stats["masked_share"])),
+            "masked": MetadataValue.json(snapshot.stats["masked"]),
+            **(
+                {"empty_reason": MetadataValue.text(str(snapshot.stats["empty_reason"]))}
+                if "empty_reason" in snapshot.stats
+                else {}
+            ),
         }
     )
 

@@ -32,11 +32,18 @@ def deduplicate(frame: pl.DataFrame, *, key: str = "payload_hash") -> pl.DataFra
 
     The survivor is the most confident row (ties: smallest task id, so the result is
     deterministic); `duplicate_task_ids` lists all task ids that carried the same content.
+    Rows without a content hash (tasks without a payload) are not duplicates of each other:
+    each stays, with itself as its only provenance.
     """
-    ordered = frame.sort([key, "confidence", "task_id"], descending=[False, True, False])
+    hashed = frame.filter(pl.col(key).is_not_null())
+    ordered = hashed.sort([key, "confidence", "task_id"], descending=[False, True, False])
     provenance = ordered.group_by(key, maintain_order=True).agg(
         pl.col("task_id").sort().alias("duplicate_task_ids")
     )
-    return ordered.unique(key, keep="first", maintain_order=True).join(
+    survivors = ordered.unique(key, keep="first", maintain_order=True).join(
         provenance, on=key, how="left"
     )
+    unhashed = frame.filter(pl.col(key).is_null()).with_columns(
+        duplicate_task_ids=pl.concat_list(pl.col("task_id"))
+    )
+    return pl.concat([survivors, unhashed.select(survivors.columns)])

@@ -12,29 +12,35 @@ The recipe, in order:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from annotation_pipelines.aggregation import fit
+from annotation_pipelines.curation.masking import MaskCounts, mask_personal_data
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.curation.selection import deduplicate, select_tasks
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
+from annotation_pipelines.settings import MAX_MASKED_SHARE
 
-# Personal data that turns up in free text: e-mail addresses and phone numbers.
-DEFAULT_MASK_PATTERNS: tuple[str, ...] = (
-    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
-    r"\+?\d[\d\s().-]{7,}\d",
+# The aggregated labels when no judgment is left to aggregate.
+_NO_LABELS = pl.Schema(
+    {"task_id": pl.String, "label": pl.String, "confidence": pl.Float64, "n_votes": pl.UInt32}
 )
-MASK = "[redacted]"
+
+
+class MaskedShareError(ValueError):
+    """More of a snapshot's payloads had personal data masked than the configured ceiling."""
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The rows of one snapshot, its version id, and what went into it."""
+    """The rows of one snapshot, its version id, and what went into it.
+
+    An empty snapshot (nothing selected) says why in `stats["empty_reason"]`.
+    """
 
     rows: pl.DataFrame
     version_id: str
@@ -58,10 +64,19 @@ def build_snapshot(
     ratios: dict[str, float] | None = None,
     salt: str = "",
     pseudonym_key: bytes,
-    mask_patterns: Sequence[str] = DEFAULT_MASK_PATTERNS,
+    phone_region: str,
+    max_masked_share: float,
+    mask_patterns: Sequence[str] = (),
     drop_fields: Sequence[str] = (),
 ) -> Snapshot:
-    """Build a snapshot from a project's judgments (schema.JUDGMENTS) and tasks (RAW_TASKS)."""
+    """Build a snapshot from a project's judgments (schema.JUDGMENTS) and tasks (RAW_TASKS).
+
+    Payloads are masked for e-mail addresses, phone numbers (`phone_region` reads numbers
+    without a country code) and the extra regex `mask_patterns`; more than `max_masked_share`
+    of rows masked raises MaskedShareError, since a dataset that is mostly "[redacted]" is
+    either a masking fault or data that should not be exported as text.
+    """
+    project = judgments["project"][0] if judgments.height else ""
     days = judgments.with_columns(day=pl.col("submitted_at").dt.date().cast(pl.String))
     held = days.filter(pl.col("day").is_in(list(held_back_days))).select("task_id").unique()
     kept = days.join(held, on="task_id", how="anti")
@@ -69,11 +84,17 @@ def build_snapshot(
         {"annotator_id": list(flagged_annotators)}, schema={"annotator_id": pl.String}
     )
     trusted = kept.join(flagged, on="annotator_id", how="anti")
+    excluded_annotators = kept.join(flagged, on="annotator_id", how="semi")["annotator_id"]
     gold_pairs = gold.select("task_id", "label") if gold is not None and gold.height else None
-    if trusted.height == 0:
-        raise ValueError("no judgments left after holding back failed days and flagged annotators")
-    result = fit(trusted.select("task_id", "annotator_id", "label"), method=method, gold=gold_pairs)
-    labels = result.labels.select("task_id", "label", "confidence", "n_votes")
+    if trusted.height:
+        result = fit(
+            trusted.select("task_id", "annotator_id", "label"), method=method, gold=gold_pairs
+        )
+        labels = result.labels.select("task_id", "label", "confidence", "n_votes")
+        chosen, explanation, tie_share = result.method, result.explanation, result.tie_share
+    else:
+        labels = pl.DataFrame(schema=_NO_LABELS)
+        chosen, explanation, tie_share = method, "no judgments to aggregate", 0.0
     selected = select_tasks(
         labels,
         min_confidence=min_confidence,
@@ -92,7 +113,7 @@ def build_snapshot(
     )
     rows = (
         split.join(voters, on="task_id", how="left")
-        .with_columns(project=pl.lit(judgments["project"][0] if judgments.height else ""))
+        .with_columns(project=pl.lit(project, pl.String))
         .select(
             "task_id",
             "project",
@@ -108,9 +129,12 @@ def build_snapshot(
         )
         .sort("task_id")
     )
-    rows = mask_text(rows, columns=("payload",), patterns=mask_patterns)
+    rows, masked = mask_personal_data(
+        rows, columns=("payload",), phone_region=phone_region, patterns=mask_patterns
+    )
+    check_masked_share(masked, project=project, ceiling=max_masked_share)
     rows = rows.drop([c for c in drop_fields if c in rows.columns])
-    stats = {
+    stats: dict[str, object] = {
         "judgments_in": judgments.height,
         "judgments_used": trusted.height,
         "tasks_aggregated": labels.height,
@@ -118,32 +142,77 @@ def build_snapshot(
         "duplicates_collapsed": joined.height - deduplicated.height,
         "tasks_held_back": held.height,
         "rows": rows.height,
-        "tie_share": round(result.tie_share, 4),
-        "method_explanation": result.explanation,
+        "tie_share": round(tie_share, 4),
+        "method_explanation": explanation,
+        "masked_share": round(masked.share, 6),
+        "masked_rows": masked.rows_masked,
+        "masked": masked.by_kind(),
+        "phone_region": phone_region,
+        "max_masked_share": max_masked_share,
     }
+    if rows.height == 0:
+        stats["empty_reason"] = _empty_reason(
+            judgments=judgments.height,
+            trusted=trusted.height,
+            held_back_tasks=held.height,
+            flagged=excluded_annotators.n_unique(),
+            aggregated=labels.height,
+            selected=selected.height,
+            min_confidence=min_confidence,
+            min_votes=min_votes,
+            include_gold=include_gold,
+        )
     return Snapshot(
         rows=rows,
         version_id=content_version(rows),
-        method=result.method,
+        method=chosen,
         stats=stats,
         held_back_days=sorted(held_back_days),
-        excluded_annotators=kept.join(flagged, on="annotator_id", how="semi")[
-            "annotator_id"
-        ].n_unique(),
+        excluded_annotators=excluded_annotators.n_unique(),
     )
 
 
-def mask_text(
-    frame: pl.DataFrame, *, columns: Sequence[str], patterns: Sequence[str]
-) -> pl.DataFrame:
-    """Replace every match of `patterns` in the text `columns` with "[redacted]"."""
-    if not patterns:
-        return frame
-    combined = "|".join(f"(?:{pattern})" for pattern in patterns)
-    re.compile(combined)  # fail early, naming the bad pattern set, not deep inside Polars
-    return frame.with_columns(
-        [pl.col(c).str.replace_all(combined, MASK) for c in columns if c in frame.columns]
+def check_masked_share(masked: MaskCounts, *, project: str, ceiling: float) -> None:
+    """Raise MaskedShareError when more than `ceiling` of the rows had something masked."""
+    if masked.share <= ceiling:
+        return
+    kinds = ", ".join(f"{kind}: {n:,}" for kind, n in masked.by_kind().items())
+    raise MaskedShareError(
+        f"project {project!r}: {masked.share:.1%} of payloads ({masked.rows_masked:,} of "
+        f"{masked.rows:,}; {kinds}) had personal data masked, above the ceiling of "
+        f"{ceiling:.1%}; no snapshot was written. Look at what was masked (a configured "
+        f"mask pattern may be too broad); if this project's items really carry that much "
+        f"personal data, raise the ceiling with {MAX_MASKED_SHARE} (a share in [0, 1])."
     )
+
+
+def _empty_reason(
+    *,
+    judgments: int,
+    trusted: int,
+    held_back_tasks: int,
+    flagged: int,
+    aggregated: int,
+    selected: int,
+    min_confidence: float,
+    min_votes: int,
+    include_gold: bool,
+) -> str:
+    """Why a snapshot has no rows, in the terms of the filters that emptied it."""
+    if judgments == 0:
+        return "the project has no judgments"
+    if trusted == 0:
+        return (
+            f"no judgments left to aggregate: {held_back_tasks:,} task(s) held back (judged on "
+            f"days that failed quality gates) and {flagged:,} flagged annotator(s) removed"
+        )
+    if selected == 0:
+        gold = "" if include_gold else " (gold tasks excluded)"
+        return (
+            f"none of the {aggregated:,} aggregated tasks met min_confidence >= "
+            f"{min_confidence} and min_votes >= {min_votes}{gold}"
+        )
+    return f"none of the {selected:,} selected tasks has a row in raw_tasks"
 
 
 def dataset_card(
@@ -156,21 +225,40 @@ def dataset_card(
 ) -> str:
     """A markdown card: counts per split and label, agreement, gold accuracy, method, caveats."""
     rows = snapshot.rows
-    counts = rows.group_by("split", "label").len().sort("split", "label")
-    table = counts.pivot(on="split", index="label", values="len").fill_null(0)
-    header = "| label | " + " | ".join(table.columns[1:]) + " |"
+    stats = snapshot.stats
     lines = [
         f"# Dataset card — {project} — version `{snapshot.version_id}`",
         "",
         f"{rows.height:,} items labelled by `{snapshot.method}` aggregation "
-        f"({snapshot.stats['method_explanation'] or 'configured'}).",
-        "",
-        "## Counts per split and label",
-        "",
-        header,
-        "|" + "---|" * len(table.columns),
+        f"({stats['method_explanation'] or 'configured'}).",
     ]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.iter_rows()]
+    table = None
+    if rows.height:
+        counts = rows.group_by("split", "label").len().sort("split", "label")
+        table = counts.pivot(on="split", index="label", values="len").fill_null(0)
+        lines += [
+            "",
+            "## Counts per split and label",
+            "",
+            "| label | " + " | ".join(table.columns[1:]) + " |",
+            "|" + "---|" * len(table.columns),
+        ]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.iter_rows()]
+    else:
+        lines += ["", f"**Empty snapshot**: {stats.get('empty_reason', 'nothing selected')}."]
+    masked = stats.get("masked", {})
+    if isinstance(masked, dict) and "masked_share" in stats:
+        lines += [
+            "",
+            "## Personal data",
+            "",
+            f"{float(stats['masked_share']):.1%} of payloads ({stats['masked_rows']:,} of "
+            f"{rows.height:,}) had personal data replaced by `[redacted]`: e-mail addresses in "
+            f"{masked.get('email', 0):,}, phone numbers in {masked.get('phone', 0):,} (numbers "
+            f"without a country code read as {stats['phone_region']}), configured patterns in "
+            f"{masked.get('custom', 0):,}. A snapshot fails above "
+            f"{float(stats['max_masked_share']):.1%}.",
+        ]
     if quality is not None and quality.height:
         alpha = quality["krippendorff_alpha"].mean()
         gold = quality["gold_accuracy"].mean()
@@ -196,12 +284,16 @@ def dataset_card(
             f"{snapshot.excluded_annotators} flagged annotator(s)' votes removed "
             "before re-aggregation"
         )
-    if snapshot.stats["duplicates_collapsed"]:
-        caveats.append(f"{snapshot.stats['duplicates_collapsed']} duplicate item(s) collapsed")
-    rare = table.filter(pl.sum_horizontal(pl.exclude("label")) < 50)["label"].to_list()
-    if rare:
-        caveats.append(f"fewer than 50 items for label(s): {', '.join(map(str, rare))}")
-    caveats.append("annotator ids are keyed pseudonyms; personal data patterns in payloads masked")
+    if stats["duplicates_collapsed"]:
+        caveats.append(f"{stats['duplicates_collapsed']} duplicate item(s) collapsed")
+    if table is not None:
+        rare = table.filter(pl.sum_horizontal(pl.exclude("label")) < 50)["label"].to_list()
+        if rare:
+            caveats.append(f"fewer than 50 items for label(s): {', '.join(map(str, rare))}")
+    caveats.append(
+        "annotator ids are keyed pseudonyms; e-mail addresses and phone numbers in payloads "
+        "are masked"
+    )
     lines += ["", "## Known caveats", ""] + [f"- {c}" for c in caveats]
     lines += [
         "",

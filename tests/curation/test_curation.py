@@ -87,3 +87,17 @@ def test_pseudonymize_is_keyed_and_stable():
     assert pseudonymize(frame, key=b"k2")["annotator_id"][0] != one["annotator_id"][0]
     with pytest.raises(ValueError):
         pseudonymize(frame, key=b"")
+
+
+def test_deduplicate_keeps_each_task_without_a_payload_hash():
+    frame = pl.DataFrame(
+        {
+            "task_id": [f"t{i}" for i in range(5)],
+            "payload_hash": [None, None, "h", "h", None],
+            "confidence": [0.8, 0.9, 0.7, 0.6, 0.5],
+        },
+        schema_overrides={"payload_hash": pl.String},
+    )
+    result = deduplicate(frame).sort("task_id")
+    assert result["task_id"].to_list() == ["t0", "t1", "t2", "t4"]
+    assert result["duplicate_task_ids"].to_list() == [["t0"], ["t1"], ["t2", "t3"], ["t4"]]

@@ -1,0 +1,190 @@
+"""Personal-data masking: real e-mail addresses and phone numbers go, ids, dates, prices and
+versions stay; the masked share is counted per kind and capped."""
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from annotation_pipelines.curation import MASK, MaskedShareError, build_snapshot, mask_personal_data
+from annotation_pipelines.synthetic import generate_workload
+
+# (text, default region): phone numbers as people write them, national and international.
+PHONE_NUMBERS = [
+    ("call +1 415 555 0100 now", "US"),
+    ("call (415) 555-0132 today", "US"),
+    ("reach me on 415-555-0199", "US"),
+    ("tel 650.253.0000", "US"),
+    ("tel:+14155550100", "DE"),
+    ("+1-202-555-0173 is the hotline", "FR"),
+    ("ring 020 7946 0958 after six", "GB"),
+    ("mobile 07911 123456", "GB"),
+    ("+44 20 7946 0958", "US"),
+    ("Tel. 089 1234567", "DE"),
+    ("Büro 030 901820", "DE"),
+    ("+49 (0)30 12345678", "US"),
+    ("0049 30 901820", "GB"),
+    ("appelez le 01 23 45 67 89", "FR"),
+    ("portable 06 12 34 56 78", "FR"),
+    ("+33 1 23 45 67 89", "IN"),
+    ("+91 98765 43210", "US"),
+    ("call 098765 43210", "IN"),
+    ("+61 2 9374 4000", "US"),
+    ("+81 3-1234-5678", "GB"),
+]
+
+# Digits that are not phone numbers: the greedy pattern masked all of these.
+NOT_PHONE_NUMBERS = [
+    "sentiment item 20261122-123",
+    "sentiment item 20261122-10",
+    "sentiment item 20261122-1234567",
+    "sentiment-20261122-00012345",
+    "shipped 2026-11-22",
+    "at 2026-11-22 10:00:00",
+    "order 123456789",
+    "order #123456789",
+    "item 12345678",
+    "task-00012345",
+    "version 1.2.3.4",
+    "upgrade to v10.20.30",
+    "price $1,234.56",
+    "total 1234567.89 EUR",
+    "ISBN 978-3-16-148410-0",
+    "host 192.168.100.200",
+    "from 1999-2026",
+    "open 12:30-14:45",
+    "uuid 550e8400-e29b-41d4-a716-446655440000",
+]
+
+EMAILS = [
+    "mail me at jane.doe@example.com",
+    "J.Doe+tag@mail.co.uk wrote",
+    "<x_y@sub-domain.example.org>",
+    "contact: first.last@xn--bcher-kva.de.",
+]
+
+NOT_EMAILS = [
+    "follow @handle",
+    "a@b.c",
+    "user@localhost",
+    "5@10.00 each",
+    "email: jane.doe at example dot com",
+    "@@@.com",
+]
+
+
+def _mask(texts, *, region="US", patterns=()):
+    frame = pl.DataFrame({"payload": texts}, schema={"payload": pl.String})
+    return mask_personal_data(frame, columns=("payload",), phone_region=region, patterns=patterns)
+
+
+@pytest.mark.parametrize(("text", "region"), PHONE_NUMBERS)
+def test_phone_numbers_are_masked(text, region):
+    masked, counts = _mask([text], region=region)
+    assert MASK in masked["payload"][0]
+    assert not any(ch.isdigit() for ch in masked["payload"][0].replace(MASK, "")), masked
+    assert counts.phone == 1 and counts.rows_masked == 1
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "DE", "FR", "IN"])
+@pytest.mark.parametrize("text", NOT_PHONE_NUMBERS)
+def test_ids_dates_prices_and_versions_are_kept(text, region):
+    masked, counts = _mask([text], region=region)
+    assert masked["payload"][0] == text
+    assert counts.rows_masked == 0
+
+
+@pytest.mark.parametrize("text", EMAILS)
+def test_email_addresses_are_masked(text):
+    masked, counts = _mask([text])
+    assert "@" not in masked["payload"][0] and MASK in masked["payload"][0]
+    assert counts.email == 1
+
+
+@pytest.mark.parametrize("text", NOT_EMAILS)
+def test_things_that_are_not_email_addresses_are_kept(text):
+    masked, counts = _mask([text])
+    assert masked["payload"][0] == text and counts.email == 0
+
+
+def test_counts_per_kind_and_configured_patterns():
+    texts = [
+        "jane@example.com or +1 415 555 0100",
+        "ticket SECRET-42 for bob@example.org",
+        "plain text",
+        None,
+        "item 20261122-5",
+    ]
+    masked, counts = _mask(texts, patterns=[r"SECRET-\d+"])
+    assert masked["payload"].to_list() == [
+        f"{MASK} or {MASK}",
+        f"ticket {MASK} for {MASK}",
+        "plain text",
+        None,
+        "item 20261122-5",
+    ]
+    assert (counts.rows, counts.rows_masked, counts.email, counts.phone, counts.custom) == (
+        5,
+        2,
+        2,
+        1,
+        1,
+    )
+    assert counts.share == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="mask pattern"):
+        _mask(texts, patterns=["(unclosed"])
+
+
+def _judgments(rows):
+    return pl.DataFrame(
+        rows, schema=["task_id", "annotator_id", "label", "submitted_at"], orient="row"
+    ).with_columns(
+        pl.col("submitted_at").str.to_datetime(time_zone="UTC"),
+        project=pl.lit("p"),
+    )
+
+
+def test_snapshot_above_the_masked_share_ceiling_fails_clearly():
+    tasks = pl.DataFrame(
+        {
+            "task_id": ["t1", "t2", "t3", "t4"],
+            "payload": ["write jane@example.com", "call +44 20 7946 0958", "plain", "plain too"],
+            "payload_hash": ["h1", "h2", "h3", "h4"],
+            "created_at": [None] * 4,
+        },
+        schema_overrides={"created_at": pl.Datetime("us", "UTC")},
+    )
+    rows = [
+        (t, f"a{i}", "x", "2026-11-02T10:00:00") for t in ("t1", "t2", "t3", "t4") for i in (1, 2)
+    ]
+    options = dict(method="majority_vote", pseudonym_key=b"k", phone_region="US")
+    snapshot = build_snapshot(_judgments(rows), tasks, max_masked_share=0.5, **options)
+    assert snapshot.stats["masked_share"] == 0.5
+    assert snapshot.stats["masked"] == {"email": 1, "phone": 1, "custom": 0}
+    with pytest.raises(MaskedShareError) as raised:
+        build_snapshot(_judgments(rows), tasks, max_masked_share=0.25, **options)
+    message = str(raised.value)
+    for part in ("'p'", "50.0%", "25.0%", "ANNOTATION_PIPELINES_MAX_MASKED_SHARE"):
+        assert part in message
+
+
+def test_demo_sized_snapshot_keeps_the_items_own_text(tmp_path):
+    """Synthetic payloads carry no e-mail or phone number, so nothing may be masked."""
+    generate_workload(tmp_path, judgments=20_000, start=date(2026, 11, 20), days=3, seed=5)
+    judgments = pl.read_parquet(tmp_path / "judgments" / "**" / "*.parquet")
+    tasks = pl.read_parquet(tmp_path / "tasks" / "**" / "*.parquet")
+    project = "sentiment"
+    snapshot = build_snapshot(
+        judgments.filter(pl.col("project") == project),
+        tasks.filter(pl.col("project") == project),
+        min_confidence=0.0,
+        pseudonym_key=b"demo",
+        phone_region="US",
+        max_masked_share=0.0,
+    )
+    assert snapshot.rows.height > 1_000
+    assert snapshot.stats["masked_share"] == 0.0
+    originals = tasks.select("task_id", pl.col("payload").alias("original"))
+    compared = snapshot.rows.join(originals, on="task_id")
+    assert compared.height == snapshot.rows.height
+    assert (compared["payload"] == compared["original"]).all()
