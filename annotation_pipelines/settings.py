@@ -15,6 +15,8 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_PIPELINES_ALERT_WEBHOOK | URL that receives alerts as JSON | none |
 | ANNOTATION_PIPELINES_PHONE_REGION | region for phone numbers without a country code | US |
 | ANNOTATION_PIPELINES_MAX_MASKED_SHARE | a snapshot fails above this masked share | 0.2 |
+| ANNOTATION_PIPELINES_DEFAULT_OVERLAP | judgments per task, for projects with no plan | 3 |
+| ANNOTATION_PIPELINES_DEFAULT_SLA_DAYS | days a task may wait, for projects with no plan | 2 |
 | ANNOTATION_PIPELINES_BUCKET | the S3 bucket (production) | required |
 | ANNOTATION_PIPELINES_LAKE_PREFIX, …_LANDING_PREFIX | prefixes in the bucket | lake, landing |
 | ANNOTATION_PIPELINES_S3_ENDPOINT | an S3-compatible endpoint (MinIO, moto) | AWS |
@@ -54,6 +56,8 @@ PSEUDONYM_KEY = "ANNOTATION_PIPELINES_PSEUDONYM_KEY"
 ALERT_WEBHOOK = "ANNOTATION_PIPELINES_ALERT_WEBHOOK"
 PHONE_REGION = "ANNOTATION_PIPELINES_PHONE_REGION"
 MAX_MASKED_SHARE = "ANNOTATION_PIPELINES_MAX_MASKED_SHARE"
+DEFAULT_OVERLAP = "ANNOTATION_PIPELINES_DEFAULT_OVERLAP"
+DEFAULT_SLA_DAYS = "ANNOTATION_PIPELINES_DEFAULT_SLA_DAYS"
 BUCKET = "ANNOTATION_PIPELINES_BUCKET"
 LAKE_PREFIX = "ANNOTATION_PIPELINES_LAKE_PREFIX"
 LANDING_PREFIX = "ANNOTATION_PIPELINES_LANDING_PREFIX"
@@ -86,6 +90,8 @@ class Settings:
     alert_webhook: str | None
     phone_region: str
     max_masked_share: float
+    default_overlap: int
+    default_sla_days: float
     bucket: str | None
     lake_prefix: str
     landing_prefix: str
@@ -129,6 +135,10 @@ def load_settings(
         raise SettingsError(f"{MAX_MASKED_SHARE}={share!r}: expected a number") from error
     if not 0.0 <= max_masked_share <= 1.0:
         raise SettingsError(f"{MAX_MASKED_SHARE}={share!r}: expected a share in [0, 1]")
+    default_overlap = _number(text(DEFAULT_OVERLAP) or "3", name=DEFAULT_OVERLAP, kind=int)
+    default_sla_days = _number(text(DEFAULT_SLA_DAYS) or "2", name=DEFAULT_SLA_DAYS, kind=float)
+    if default_overlap < 1 or default_sla_days <= 0:
+        raise SettingsError(f"{DEFAULT_OVERLAP} must be >= 1 and {DEFAULT_SLA_DAYS} > 0")
     bucket = text(BUCKET)
     if profile == "production" and bucket is None:
         raise SettingsError(f"{BUCKET} is required in the production profile")
@@ -141,6 +151,8 @@ def load_settings(
         alert_webhook=text(ALERT_WEBHOOK),
         phone_region=(text(PHONE_REGION) or "US").upper(),
         max_masked_share=max_masked_share,
+        default_overlap=int(default_overlap),
+        default_sla_days=float(default_sla_days),
         bucket=bucket,
         lake_prefix=text(LAKE_PREFIX) or "lake",
         landing_prefix=text(LANDING_PREFIX) or "landing",
@@ -148,6 +160,13 @@ def load_settings(
         annotation_db_dsn=text(ANNOTATION_DB_DSN),
         dagster_home=Path(home) if (home := text(DAGSTER_HOME)) else None,
     )
+
+
+def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(value)
+    except ValueError as error:
+        raise SettingsError(f"{name}={value!r}: expected {kind.__name__}") from error
 
 
 def _start_date_marker(data_dir: Path) -> str | None:

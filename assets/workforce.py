@@ -17,6 +17,7 @@ from pydantic import Field
 
 from annotation_pipelines.forecasting import workforce_forecast, workforce_throughput
 from annotation_pipelines.forecasting.plot import plot_forecast
+from annotation_pipelines.settings import load_settings
 from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.metadata import markdown_table, png_markdown
 from assets.partitions import daily_partitions
@@ -59,9 +60,8 @@ def workforce_throughput_daily(
         .select("task_id", "project", "created_at")
         .collect()
     )
-    plans = landing.project_plans()
-    known = plans.join(judgments.select("project").unique(), on="project", how="semi")
-    throughput = workforce_throughput(judgments, tasks, known, through=day)
+    plans = _plans_for(landing, judgments["project"])
+    throughput = workforce_throughput(judgments, tasks, plans, through=day)
     today = throughput.filter(pl.col("day") == day)
     return Output(
         today,
@@ -70,6 +70,23 @@ def workforce_throughput_daily(
             "backlog": MetadataValue.int(int(today["backlog"].sum())),
             "per_project": markdown_table(today),
         },
+    )
+
+
+def _plans_for(landing: LandingZone, projects: pl.Series) -> pl.DataFrame:
+    """[project, overlap, sla_days] for every project in `projects`.
+
+    Projects that arrive only through the annotation DB have no plan in the landing zone; they
+    get the deployment's defaults rather than failing the day.
+    """
+    settings = load_settings()
+    configured = landing.project_plans(
+        default_overlap=settings.default_overlap, default_sla_days=settings.default_sla_days
+    )
+    wanted = pl.DataFrame({"project": projects.unique().sort()})
+    return wanted.join(configured, on="project", how="left").with_columns(
+        pl.col("overlap").fill_null(settings.default_overlap),
+        pl.col("sla_days").fill_null(settings.default_sla_days),
     )
 
 
@@ -102,9 +119,7 @@ def workforce_capacity_forecast(
         raise FileNotFoundError(
             "workforce_throughput_daily has no partitions; materialize it first"
         )
-    plans = landing.project_plans().join(
-        history.select("project").unique(), on="project", how="semi"
-    )
+    plans = _plans_for(landing, history["project"])
     result = workforce_forecast(
         history,
         plans,
