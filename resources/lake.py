@@ -100,7 +100,7 @@ def partition_key(table: str, day: str | None) -> str:
     return f"{table}/day={day}/{DATA_FILE}" if day else f"{table}/{DATA_FILE}"
 
 
-def _to_bytes(frame: pl.DataFrame) -> bytes:
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd", statistics=True)
     return buffer.getvalue()
@@ -213,11 +213,11 @@ class Lake(ConfigurableResource):
 
     def write_table(self, table: str, frame: pl.DataFrame, *, day: str | None = None) -> str:
         key = partition_key(table, day)
-        self.put(key, _to_bytes(frame))
+        self.put(key, parquet_bytes(frame))
         return key
 
     def put_frame(self, key: str, frame: pl.DataFrame) -> None:
-        self.put(key, _to_bytes(frame))
+        self.put(key, parquet_bytes(frame))
 
     def get_frame(self, key: str) -> pl.DataFrame:
         path = self.local_path(key)

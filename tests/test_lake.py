@@ -136,10 +136,10 @@ def test_the_io_manager_finishes_a_killed_commit_before_its_first_load(tmp_path)
     lake = LocalLake(base_path=str(tmp_path))
     lake.write_table("scorecards", pl.DataFrame({"v": [1]}))
     script = (
-        "import io, polars as pl; from resources.lake import LocalLake, _to_bytes\n"
+        "import io, polars as pl; from resources.lake import LocalLake, parquet_bytes\n"
         f"lake = LocalLake(base_path={str(tmp_path)!r})\n"
         "lake.commit({'reports/a.html': b'new', 'scorecards/data.parquet':"
-        " _to_bytes(pl.DataFrame({'v': [2]}))})\n"
+        " parquet_bytes(pl.DataFrame({'v': [2]}))})\n"
     )
     env = {**os.environ, CRASH_POINT_ENV: "moved:1"}
     assert subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env).returncode == -9
