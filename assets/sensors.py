@@ -45,10 +45,15 @@ from resources.landing import LandingZone
 MAX_ATTEMPTS = 5
 WEBHOOK_ENV = "ANNOTATION_PIPELINES_ALERT_WEBHOOK"
 
+# An ingest takes seconds to minutes: run monitoring fails one still running after 30 minutes
+# (its worker died, on a launcher that cannot tell), and the landing sensor then retries it.
+INGEST_MAX_RUNTIME_SECONDS = 1800
+
 ingest_export_job = define_asset_job(
     "ingest_export_job",
     selection=AssetSelection.assets("landing_exports"),
     description="Validate and stage one export file from the landing zone.",
+    tags={"dagster/max_runtime": str(INGEST_MAX_RUNTIME_SECONDS)},
 )
 raw_job = define_asset_job(
     "raw_job",
