@@ -65,6 +65,9 @@ S3_ENDPOINT = "ANNOTATION_PIPELINES_S3_ENDPOINT"
 AWS_REGION = "AWS_REGION"
 ANNOTATION_DB_DSN = "ANNOTATION_DB_DSN"
 DAGSTER_HOME = "DAGSTER_HOME"
+# Test hook only: `staged` or `moved:N` makes a lake commit SIGKILL its own process there, the
+# way a killed run worker dies, so the recovery of a half-done commit is tested for real.
+CRASH_IN_COMMIT = "ANNOTATION_PIPELINES_TEST_CRASH_IN_COMMIT"
 
 # Passed to Dagster resources by name (dagster.EnvVar) so their values never reach the UI.
 SECRET_VARIABLES = (BUCKET, AWS_REGION, ANNOTATION_DB_DSN)
@@ -160,6 +163,11 @@ def load_settings(
         annotation_db_dsn=text(ANNOTATION_DB_DSN),
         dagster_home=Path(home) if (home := text(DAGSTER_HOME)) else None,
     )
+
+
+def crash_point() -> str | None:
+    """Where a test asked a lake commit to kill its process (see CRASH_IN_COMMIT), if anywhere."""
+    return os.environ.get(CRASH_IN_COMMIT) or None
 
 
 def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:

@@ -37,7 +37,7 @@ from annotation_pipelines.ingest.postgres import merge_partition, partition_by_d
 from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
 from resources.annotation_db import AnnotationDatabase
-from resources.lake import Lake
+from resources.lake import Lake, parquet_bytes
 from resources.landing import LandingZone, parse_export_path
 
 RAW_GROUP = "raw"
@@ -60,18 +60,26 @@ def source_id(path: str) -> str:
 
 
 def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
-    """Replace `source`'s staged rows with `result`'s, split by day; return the days touched."""
+    """Replace `source`'s staged rows with `result`'s, split by day; return the days touched.
+
+    One lake commit writes the new parts, the quarantine and drops the days the file no longer
+    has: a run killed part-way leaves either the previous staging or the new one, never a file
+    with no staged rows (which no later run would notice).
+    """
     days: set[str] = set()
+    writes: dict[str, bytes] = {}
+    previous: list[str] = []
     for table, _, column in STAGED_TABLES:
         for key in lake.list_keys(f"staging/{table}/"):
             if key.endswith(f"/{source}.parquet"):
                 days.add(key.split("/")[2].removeprefix("day="))
-                lake.delete(key)
+                previous.append(key)
         frame = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(table, result.gold)
         for day, part in partition_by_day(frame, column=column).items():
-            lake.put_frame(f"staging/{table}/day={day}/{source}.parquet", part)
+            writes[f"staging/{table}/day={day}/{source}.parquet"] = parquet_bytes(part)
             days.add(day.isoformat())
-    lake.put_frame(f"quarantine/source={source}/data.parquet", result.quarantine)
+    writes[f"quarantine/source={source}/data.parquet"] = parquet_bytes(result.quarantine)
+    lake.commit(writes, deletes=[key for key in previous if key not in writes])
     return sorted(days)
 
 
@@ -308,10 +316,14 @@ def gold_sets(
         )
     gold = pl.concat(frames) if frames else schema.empty(schema.GOLD_LABELS)
     gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique("task_id", keep="last")
-    for key in lake.list_keys("staging/gold_labels/"):
-        if key.endswith("/gold_sets.parquet"):
-            lake.delete(key)
-    lake.put_frame(f"staging/gold_labels/day={now.date()}/gold_sets.parquet", gold)
+    # The new gold set replaces the old in one commit: a killed run keeps the previous one.
+    target = f"staging/gold_labels/day={now.date()}/gold_sets.parquet"
+    previous = [
+        key
+        for key in lake.list_keys("staging/gold_labels/")
+        if key.endswith("/gold_sets.parquet") and key != target
+    ]
+    lake.commit({target: parquet_bytes(gold)}, deletes=previous)
     # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.
     judged = (
         lake.scan_all("judgments")

@@ -57,7 +57,7 @@ from annotation_pipelines.settings import load_settings
 from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
-from resources.lake import Lake
+from resources.lake import Lake, parquet_bytes, partition_key, table_metadata
 
 GROUP = "quality"
 OWNERS = ["team:annotation-quality"]
@@ -238,7 +238,7 @@ def quality(  # noqa: ANN201
     )
     shown_cards = safe_for_display(cards, key=display_key)
     shown_judgments = safe_for_display(judgments, key=display_key)
-    report_paths = {}
+    report_paths, pages = {}, {}
     for (project,), project_report in report.group_by("project", maintain_order=True):
         html = render_html_report(
             project_report,
@@ -250,7 +250,7 @@ def quality(  # noqa: ANN201
             title=f"Annotation quality — {project} — {day}",
         )
         key = f"reports/quality/day={day}/{project}.html"
-        lake.put(key, html.encode("utf-8"))
+        pages[key] = html.encode("utf-8")
         report_paths[project] = lake.uri(key)
     # Stable row order, so re-materializing a day rewrites the same bytes.
     cards = cards.sort("project", "annotator_id")
@@ -259,42 +259,40 @@ def quality(  # noqa: ANN201
     drift_frame = drift_frame.sort("project")
     checks = [_check_result(check) for check in gate_checks(gates)]
     summary = markdown_summary(report, scorecards=shown_cards, queue=queue, drift=drift_frame)
-    yield Output(
-        report,
-        output_name="quality_report",
-        metadata={
+    pairs = _pair_agreement(judgments, min_overlap=config.kappa_min_overlap)
+    tables = {
+        "quality_report": report,
+        "annotator_scorecards": cards,
+        "reannotation_queue": queue,
+        "annotator_pair_agreement": pairs,
+        "label_drift": drift_frame,
+    }
+    # The HTML pages carry pseudonyms that only this run's scorecards resolve, so the pages and
+    # the five tables land in one lake commit (all or nothing, even if the run is killed); the
+    # outputs then carry metadata only, and downstream assets load the same keys as before.
+    pages.update({partition_key(name, day): parquet_bytes(frame) for name, frame in tables.items()})
+    lake.commit(pages)
+    extra = {
+        "quality_report": {
             "summary": MetadataValue.md(summary),
             "html_reports": MetadataValue.json(report_paths),
             "mean_alpha": MetadataValue.float(_mean(report, "krippendorff_alpha")),
             "mean_gold_accuracy": MetadataValue.float(_mean(report, "gold_accuracy")),
         },
-    )
-    yield Output(
-        cards,
-        output_name="annotator_scorecards",
-        metadata={"flagged": MetadataValue.int(int(cards["flagged"].sum()))},
-    )
-    yield Output(
-        queue,
-        output_name="reannotation_queue",
-        metadata={"tasks_to_reannotate": MetadataValue.int(queue.height)},
-    )
-    pairs = _pair_agreement(judgments, min_overlap=config.kappa_min_overlap)
-    yield Output(
-        pairs,
-        output_name="annotator_pair_agreement",
-        metadata={
+        "annotator_scorecards": {"flagged": MetadataValue.int(int(cards["flagged"].sum()))},
+        "reannotation_queue": {"tasks_to_reannotate": MetadataValue.int(queue.height)},
+        "annotator_pair_agreement": {
             "pairs": MetadataValue.int(pairs.height),
             "lowest_kappa": markdown_table(
                 safe_for_display(pairs.sort("kappa").head(10), key=display_key)
             ),
         },
-    )
-    yield Output(
-        drift_frame,
-        output_name="label_drift",
-        metadata={"flagged": MetadataValue.json(_drift_flags(drift_frame))},
-    )
+        "label_drift": {"flagged": MetadataValue.json(_drift_flags(drift_frame))},
+    }
+    for name, frame in tables.items():
+        uri = MetadataValue.path(lake.uri(partition_key(name, day)))
+        metadata = {**table_metadata(frame), "dagster/uri": uri, **extra[name]}
+        yield Output(None, output_name=name, metadata=metadata)
     yield from checks
 
 

@@ -4,6 +4,7 @@ Every sensor keeps a JSON cursor, so a restart neither reprocesses nor misses an
 every run request carries a run key, so a tick evaluated twice launches nothing twice.
 """
 
+import hashlib
 import json
 import urllib.request
 from datetime import UTC, datetime
@@ -17,10 +18,10 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
-    MetadataValue,
     RunFailureSensorContext,
     RunRequest,
     RunsFilter,
+    RunStatusChangeRecordsFilter,
     RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
@@ -30,8 +31,6 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
-from dagster._core.events import EngineEventData
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from annotation_pipelines.markdown import frame_to_markdown
 from annotation_pipelines.settings import load_settings
@@ -45,10 +44,15 @@ from resources.landing import LandingZone
 # the sensor logs an error on every tick until the file is fixed (a new fingerprint resets it).
 MAX_ATTEMPTS = 5
 
+# An ingest takes seconds to minutes: run monitoring fails one still running after 30 minutes
+# (its worker died, on a launcher that cannot tell), and the landing sensor then retries it.
+INGEST_MAX_RUNTIME_SECONDS = 1800
+
 ingest_export_job = define_asset_job(
     "ingest_export_job",
     selection=AssetSelection.assets("landing_exports"),
     description="Validate and stage one export file from the landing zone.",
+    tags={"dagster/max_runtime": str(INGEST_MAX_RUNTIME_SECONDS)},
 )
 raw_job = define_asset_job(
     "raw_job",
@@ -186,7 +190,9 @@ def gold_set_sensor(
     fingerprint = json.dumps(files, sort_keys=True)
     if not files or fingerprint == context.cursor:
         return SkipReason("gold sets unchanged")
-    digest = str(abs(hash(fingerprint)))
+    # A content hash: the built-in hash() of a str differs per process, so two daemons (or one
+    # after a restart) would launch the same change twice under different run keys.
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
     return SensorResult(run_requests=[RunRequest(run_key=f"gold:{digest}")], cursor=fingerprint)
 
 
@@ -225,38 +231,50 @@ ALERTING_CHECKS = (
     description="A failed asset check (a quality gate) → an alert record, a log line, a webhook.",
 )
 def quality_alert_sensor(context: SensorEvaluationContext, lake: Lake) -> SkipReason:
-    # Per-check execution history is indexed in every storage (SQLite's run-sharded event log
-    # cannot answer a global event query with a cursor), so the cursor keeps one id per check.
+    # Checks run inside runs, so every finished run is read once, in order, through the public
+    # run-status index (indexed in every storage, SQLite's run-sharded one too); the cursor keeps
+    # one position per terminal status.
     state = _load(context.cursor)
     alerts = []
-    for check_key in ALERTING_CHECKS:
-        name = check_key.to_user_string()
-        seen = state.get(name, 0)
-        history = context.instance.event_log_storage.get_asset_check_execution_history(
-            check_key, limit=500, status={AssetCheckExecutionRecordStatus.FAILED}
+    for status in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
+        result = context.instance.fetch_run_status_changes(
+            RunStatusChangeRecordsFilter(event_type=status),
+            limit=200,
+            cursor=state.get(status.value),
+            ascending=True,
         )
-        for record in sorted(history, key=lambda r: r.id):
-            if record.id <= seen or record.event is None:
-                continue
-            evaluation = record.event.dagster_event.event_specific_data
-            failing = evaluation.metadata.get("failing")
-            partition = record.partition or _run_partition(context, record.run_id)
-            alerts.append(
-                {
-                    "kind": "quality_gate",
-                    "asset": check_key.asset_key.to_user_string(),
-                    "check": check_key.name,
-                    "partition": partition,
-                    "severity": evaluation.severity.value,
-                    "run_id": record.run_id,
-                    "message": f"{name} failed for {partition}: "
-                    f"{getattr(failing, 'value', '') or ''}",
-                }
-            )
-            state[name] = max(state.get(name, 0), record.id)
+        for record in result.records:
+            alerts.extend(_failed_check_alerts(context, record.run_id))
+        if result.records:
+            state[status.value] = result.cursor
     record_alert(lake, alerts, log=context.log)
     context.update_cursor(json.dumps(state, sort_keys=True))
     return SkipReason(f"{len(alerts)} alert(s) recorded" if alerts else "no failed checks")
+
+
+def _failed_check_alerts(context: SensorEvaluationContext, run_id: str) -> list[dict[str, object]]:
+    entries = context.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    alerts = []
+    for entry in entries:
+        evaluation = entry.dagster_event.event_specific_data
+        check_key = AssetCheckKey(evaluation.asset_key, evaluation.check_name)
+        if evaluation.passed or check_key not in ALERTING_CHECKS:
+            continue
+        name = check_key.to_user_string()
+        failing = evaluation.metadata.get("failing")
+        partition = evaluation.partition or _run_partition(context, run_id)
+        alerts.append(
+            {
+                "kind": "quality_gate",
+                "asset": check_key.asset_key.to_user_string(),
+                "check": check_key.name,
+                "partition": partition,
+                "severity": evaluation.severity.value,
+                "run_id": run_id,
+                "message": f"{name} failed for {partition}: {getattr(failing, 'value', '') or ''}",
+            }
+        )
+    return alerts
 
 
 def _run_partition(context: SensorEvaluationContext, run_id: str) -> str:
@@ -268,8 +286,7 @@ def _run_partition(context: SensorEvaluationContext, run_id: str) -> str:
     default_status=DefaultSensorStatus.RUNNING,
     description="Any failed run → an alert record, a log line, a webhook.",
 )
-def run_failure_alert_sensor(context: RunFailureSensorContext) -> None:
-    lake = _lake_from_env()
+def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> None:
     message = context.failure_event.message or "run failed"
     record_alert(
         lake,
@@ -286,14 +303,6 @@ def run_failure_alert_sensor(context: RunFailureSensorContext) -> None:
         ],
         log=context.log,
     )
-
-
-def _lake_from_env() -> Lake:
-    # Run-status sensors take no resources in every Dagster version; build the same lake the
-    # code location uses from the same profile helper.
-    from annotation_pipelines.definitions import resources_for
-
-    return resources_for(load_settings())["lake"]
 
 
 def run_summary(instance: DagsterInstance, run_id: str) -> pl.DataFrame:
@@ -333,13 +342,16 @@ def run_summary(instance: DagsterInstance, run_id: str) -> pl.DataFrame:
     default_status=DefaultSensorStatus.RUNNING,
     description="Adds a summary (rows per asset, check results) to every successful run's log.",
 )
-def run_summary_sensor(context: RunStatusSensorContext) -> None:
+def run_summary_sensor(context: RunStatusSensorContext, lake: Lake) -> None:
     summary = run_summary(context.instance, context.dagster_run.run_id)
     if summary.height == 0:
         return
+    # The run's log gets the headline; the full table goes to the lake, next to the alerts.
+    key = f"run_summaries/{context.dagster_run.run_id}.parquet"
+    lake.put_frame(key, summary)
     context.instance.report_engine_event(
         f"Run summary: {summary.height} materialization(s), "
-        f"{int(summary['rows'].fill_null(0).sum()):,} rows",
+        f"{int(summary['rows'].fill_null(0).sum()):,} rows; details: {lake.uri(key)}\n"
+        + frame_to_markdown(summary),
         context.dagster_run,
-        EngineEventData(metadata={"summary": MetadataValue.md(frame_to_markdown(summary))}),
     )

@@ -11,12 +11,32 @@ client as dagster-aws's `S3Resource` instead, and the IO manager is ~100 lines o
 
 Layout: `<table>/day=YYYY-MM-DD/data.parquet` for daily partitions, `<table>/data.parquet`
 otherwise, so DuckDB, Polars, Spark or Athena read the lake with hive partitioning as it is.
+
+Keys come from project names and file paths that users choose, so every key is checked before
+it touches storage: a key that is absolute, has a `..` segment, a backslash or a NUL, or (on
+disk) resolves outside the root through a symlink is refused with `UnsafeKeyError`.
+
+Steps that write several objects which only make sense together (a quality report, its HTML and
+the scorecards that resolve its pseudonyms; a file's staged rows across days) go through
+`Lake.commit`, a roll-forward commit: every object is first written under `_commits/<id>/`,
+then one marker `_commits/<id>.json` is written atomically, then the objects are moved into
+place and the marker removed. A step killed before the marker leaves the previous versions
+untouched (its staged objects are swept later as orphans); a step killed after it is finished by
+the next `recover()` (run by the next commit, the IO manager's first load and `maintain()`).
+Rolling forward was chosen over readers picking "the newest complete set" because every reader
+(Dagster inputs, DuckDB, the API, analysts' notebooks) keeps reading plain keys unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Iterable
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +55,43 @@ from pydantic import PrivateAttr
 
 from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.markdown import frame_to_markdown
-from annotation_pipelines.settings import load_settings
-from annotation_pipelines.storage import atomic_write_bytes
+from annotation_pipelines.settings import CRASH_IN_COMMIT, crash_point, load_settings
+from annotation_pipelines.storage import (
+    STALE_TEMPORARY_SECONDS,
+    atomic_write_bytes,
+    remove_stale_temporaries,
+)
 
 DATA_FILE = "data.parquet"
+COMMITS = "_commits"
+CRASH_POINT_ENV = CRASH_IN_COMMIT
+
+
+class UnsafeKeyError(ValueError):
+    """A lake key that could reach outside the lake's root."""
+
+
+def check_key(key: str, *, allow_empty: bool = False) -> str:
+    """`key` if it is a relative, forward-slash path with no `..` segment; else raise."""
+    problem = None
+    if not key and not allow_empty:
+        problem = "it is empty"
+    elif "\x00" in key:
+        problem = "it contains a NUL byte"
+    elif "\\" in key:
+        problem = "it contains a backslash"
+    elif key.startswith("/") or (len(key) > 1 and key[1] == ":"):
+        problem = "it is absolute"
+    elif ".." in key.split("/"):
+        problem = "it has a '..' segment"
+    if problem:
+        raise UnsafeKeyError(f"lake key {key!r} refused: {problem}")
+    return key
+
+
+def _crash_if_asked(point: str) -> None:
+    if crash_point() == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def partition_key(table: str, day: str | None) -> str:
@@ -46,7 +99,7 @@ def partition_key(table: str, day: str | None) -> str:
     return f"{table}/day={day}/{DATA_FILE}" if day else f"{table}/{DATA_FILE}"
 
 
-def _to_bytes(frame: pl.DataFrame) -> bytes:
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd", statistics=True)
     return buffer.getvalue()
@@ -77,15 +130,93 @@ class Lake(ConfigurableResource):
         """A path a reader can open directly, when the lake is on this machine."""
         return None
 
+    def move(self, source: str, target: str) -> bool:
+        """Move `source` over `target`; False if `source` is gone (someone moved it already)."""
+        raise NotImplementedError
+
+    def age_seconds(self, key: str) -> float:
+        """Seconds since `key` was last written."""
+        raise NotImplementedError
+
+    # Commits --------------------------------------------------------------------------------
+
+    def commit(self, writes: Mapping[str, bytes], *, deletes: Sequence[str] = ()) -> None:
+        """Write every object in `writes` and remove every key in `deletes`, all or nothing.
+
+        See the module docstring: staged objects, one atomic marker, then moves. A reader may
+        see some objects new and some old only while a live commit is moving (milliseconds).
+        """
+        for key in [*writes, *deletes]:
+            check_key(key)
+        self.recover()
+        commit_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        moves = []
+        for number, (key, data) in enumerate(writes.items()):
+            staged = f"{COMMITS}/{commit_id}/{number:05d}"
+            self.put(staged, data)
+            moves.append([staged, key])
+        _crash_if_asked("staged")
+        marker = f"{COMMITS}/{commit_id}.json"
+        self.put(marker, json.dumps({"moves": moves, "deletes": list(deletes)}).encode())
+        self._apply(marker)
+
+    def _apply(self, marker: str) -> None:
+        plan = json.loads(self.get(marker))
+        for done, (staged, target) in enumerate(plan["moves"], start=1):
+            self.move(staged, target)
+            _crash_if_asked(f"moved:{done}")
+        written = {target for _, target in plan["moves"]}
+        for key in plan["deletes"]:
+            if key not in written:
+                self.delete(key)
+        self.delete(marker)
+        self._forget_commit(marker.removesuffix(".json"))
+
+    def _forget_commit(self, folder: str) -> None:
+        """Drop what is left of a finished commit's staging folder (object stores have none)."""
+
+    def pending_commits(self) -> list[str]:
+        """Markers of commits whose moves have not all happened (their writer died)."""
+        return [
+            key
+            for key in self.list_keys(f"{COMMITS}/")
+            if key.endswith(".json") and key.count("/") == 1
+        ]
+
+    def recover(self) -> int:
+        """Finish every commit whose writer died after its marker; return how many."""
+        markers = self.pending_commits()
+        for marker in markers:
+            try:
+                self._apply(marker)
+            except FileNotFoundError:  # another process finished it meanwhile
+                continue
+        return len(markers)
+
+    def maintain(self, *, older_than_seconds: float = STALE_TEMPORARY_SECONDS) -> list[str]:
+        """Finish interrupted commits, then remove staged objects of commits that never got a
+        marker and are older than the age (younger ones may be a live writer's); return them."""
+        self.recover()
+        markers = {key.removesuffix(".json") for key in self.pending_commits()}
+        removed = []
+        for key in self.list_keys(f"{COMMITS}/"):
+            commit = key.rsplit("/", 1)[0]
+            if key.count("/") < 2 or commit in markers:
+                continue
+            if self.age_seconds(key) > older_than_seconds:
+                self.delete(key)
+                removed.append(key)
+        return removed
+
     # Tables ---------------------------------------------------------------------------------
 
     def write_table(self, table: str, frame: pl.DataFrame, *, day: str | None = None) -> str:
         key = partition_key(table, day)
-        self.put(key, _to_bytes(frame))
+        self.put(key, parquet_bytes(frame))
         return key
 
     def put_frame(self, key: str, frame: pl.DataFrame) -> None:
-        self.put(key, _to_bytes(frame))
+        self.put(key, parquet_bytes(frame))
 
     def get_frame(self, key: str) -> pl.DataFrame:
         path = self.local_path(key)
@@ -140,11 +271,44 @@ class LocalLake(Lake):
 
     base_path: str
 
-    def _path(self, key: str) -> Path:
-        return Path(self.base_path) / key
+    def _path(self, key: str, *, allow_empty: bool = False) -> Path:
+        root = Path(self.base_path).resolve()
+        path = root / check_key(key, allow_empty=allow_empty)
+        # Symlinks inside the lake could still lead out of it: check where the path really is.
+        if not path.resolve().is_relative_to(root):
+            raise UnsafeKeyError(f"lake key {key!r} refused: it resolves outside {root}")
+        return path
 
     def put(self, key: str, data: bytes) -> None:
         atomic_write_bytes(data, self._path(key))
+
+    def move(self, source: str, target: str) -> bool:
+        destination = self._path(target)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self._path(source), destination)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def age_seconds(self, key: str) -> float:
+        return time.time() - self._path(key).stat().st_mtime
+
+    def _forget_commit(self, folder: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self._path(folder).rmdir()
+
+    def maintain(self, *, older_than_seconds: float = STALE_TEMPORARY_SECONDS) -> list[str]:
+        removed = super().maintain(older_than_seconds=older_than_seconds)
+        root = Path(self.base_path).resolve()
+        for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            for path in remove_stale_temporaries(folder, older_than_seconds=older_than_seconds):
+                removed.append(path.relative_to(root).as_posix())
+        cutoff = time.time() - older_than_seconds
+        for folder in root.joinpath(COMMITS).glob("*"):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff and not any(folder.iterdir()):
+                folder.rmdir()
+        return removed
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -153,12 +317,12 @@ class LocalLake(Lake):
         return self._path(key).is_file()
 
     def list_keys(self, prefix: str) -> list[str]:
-        root = Path(self.base_path)
-        base = root / prefix
+        root = Path(self.base_path).resolve()
+        base = self._path(prefix, allow_empty=True)
         if not base.exists():
             return []
         return sorted(
-            str(path.relative_to(root))
+            path.relative_to(root).as_posix()
             for path in base.rglob("*")
             if path.is_file() and not path.name.startswith(".")
         )
@@ -186,14 +350,40 @@ class S3Lake(Lake):
             self._client = self.s3.get_client()
         return self._client
 
-    def _key(self, key: str) -> str:
+    def _key(self, key: str, *, allow_empty: bool = False) -> str:
+        check_key(key, allow_empty=allow_empty)
         return f"{self.prefix.strip('/')}/{key}" if self.prefix else key
 
     def put(self, key: str, data: bytes) -> None:
         self._s3().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    def move(self, source: str, target: str) -> bool:
+        # S3 has no rename: a server-side copy (atomic for the target) then a delete.
+        client = self._s3()
+        try:
+            client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(target),
+                CopySource={"Bucket": self.bucket, "Key": self._key(source)},
+            )
+        except client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return False
+            raise
+        client.delete_object(Bucket=self.bucket, Key=self._key(source))
+        return True
+
+    def age_seconds(self, key: str) -> float:
+        head = self._s3().head_object(Bucket=self.bucket, Key=self._key(key))
+        return time.time() - head["LastModified"].timestamp()
+
     def get(self, key: str) -> bytes:
-        return self._s3().get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        client = self._s3()
+        try:
+            response = client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except client.exceptions.NoSuchKey as error:
+            raise FileNotFoundError(f"{self.uri(key)}: no such object") from error
+        return response["Body"].read()
 
     def exists(self, key: str) -> bool:
         response = self._s3().list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
@@ -202,8 +392,10 @@ class S3Lake(Lake):
     def list_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
         paginator = self._s3().get_paginator("list_objects_v2")
-        root = self._key("")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+        root = self._key("", allow_empty=True)
+        for page in paginator.paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix, allow_empty=True)
+        ):
             keys.extend(item["Key"][len(root) :] for item in page.get("Contents", []))
         return sorted(keys)
 
@@ -235,6 +427,7 @@ class LakeIOManager(ConfigurableIOManager):
     """Stores Polars frames in the lake; an input spanning several days is concatenated."""
 
     lake: Lake
+    _recovered: bool = PrivateAttr(default=False)
 
     def _table(self, context: OutputContext | InputContext) -> str:
         return "/".join(context.asset_key.path)
@@ -251,6 +444,10 @@ class LakeIOManager(ConfigurableIOManager):
         )
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
+        if not self._recovered:
+            # A step killed mid-commit must not leave its downstream reading half of its outputs.
+            self.lake.recover()
+            self._recovered = True
         table = self._table(context)
         if not context.has_asset_partitions:
             return self.lake.read_table(table)

@@ -184,6 +184,7 @@ def test_run_failure_sensor_writes_an_alert(env):
         dagster_instance=instance,
         dagster_run=run,
         dagster_event=failure_event,
+        resources={"lake": defs.resources["lake"]},
     ).for_run_failure()
     sensors.run_failure_alert_sensor(context)
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
@@ -217,7 +218,67 @@ def test_run_summary_sensor_adds_a_summary_to_the_run_log(env):
         dagster_event=next(
             e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS"
         ),
+        resources={"lake": defs.resources["lake"]},
     )
     sensors.run_summary_sensor(context)
     messages = [entry.message for entry in instance.all_logs(result.run_id)]
     assert any(m.startswith("Run summary: 3 materialization(s)") for m in messages)
+
+
+def test_run_status_sensors_take_the_lake_resource_not_the_definitions_module():
+    # Importing the definitions from a sensor made an import cycle; the lake comes as a resource.
+    import inspect
+
+    source = inspect.getsource(sensors)
+    assert "annotation_pipelines.definitions" not in source and "dagster._" not in source
+    for sensor in (sensors.run_failure_alert_sensor, sensors.run_summary_sensor):
+        assert "lake" in sensor.required_resource_keys
+
+
+SENSOR_TWICE = """
+import json, sys
+from dagster import DagsterInstance, build_sensor_context
+from annotation_pipelines.definitions import build_definitions
+from assets import sensors
+defs = build_definitions("local")
+resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")}
+out = {}
+with DagsterInstance.from_ref(DagsterInstance.local_temp(sys.argv[1]).get_ref()) as instance:
+    for name in ("landing_zone_sensor", "gold_set_sensor", "staged_days_sensor",
+                 "project_sensor", "quality_alert_sensor"):
+        context = build_sensor_context(instance=instance, cursor=None, resources=resources)
+        result = getattr(sensors, name)(context)
+        requests = getattr(result, "run_requests", None) or []
+        out[name] = {
+            "run_keys": [r.run_key for r in requests],
+            "cursor": getattr(result, "cursor", None) or context.cursor,
+        }
+print("RESULT " + json.dumps(out, sort_keys=True))
+"""
+
+
+def test_every_sensor_gives_the_same_run_keys_and_cursors_in_two_processes(env, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, _, landing = env
+    (landing / "exports" / "reviews" / "csv" / "a.csv").write_text(HEADER + "t1,a1,pos,x,1\n")
+    (landing / "gold" / "reviews").mkdir(parents=True)
+    (landing / "gold" / "reviews" / "gold.csv").write_text("task_id,label\nt1,pos\n")
+    root = Path(__file__).resolve().parents[1]
+    outputs = []
+    for seed in ("1", "2"):  # different hash seeds: what a daemon restart gives
+        child = subprocess.run(
+            [sys.executable, "-c", SENSOR_TWICE, str(tmp_path / "home")],
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = next(x for x in child.stdout.splitlines() if x.startswith("RESULT "))
+        outputs.append(json.loads(line.removeprefix("RESULT ")))
+    assert outputs[0] == outputs[1]
+    assert outputs[0]["gold_set_sensor"]["run_keys"]
+    assert outputs[0]["landing_zone_sensor"]["run_keys"]

@@ -1,0 +1,196 @@
+"""The lake refuses keys that leave its root, commits multi-object writes all or nothing (even
+when the writer is SIGKILLed mid-commit), and sweeps what killed writers leave behind."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import polars as pl
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from annotation_pipelines.storage import atomic_write_bytes
+from resources.lake import CRASH_POINT_ENV, LocalLake, S3Lake, UnsafeKeyError
+from tests.services import moto_s3
+
+ROOT = Path(__file__).resolve().parents[1]
+UNSAFE_KEYS = [
+    "../../../../tmp/x/data.parquet",
+    "reports/quality/day=2026-11-02/../../../../escape.html",
+    "/etc/passwd",
+    "tables\\..\\escape",
+    "table/\x00/data.parquet",
+    "",
+]
+
+
+@pytest.fixture()
+def s3_lake(monkeypatch):
+    with moto_s3(monkeypatch) as endpoint:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake-test")
+        yield S3Lake(s3=S3Resource(endpoint_url=endpoint), bucket="lake-test", prefix="lake")
+
+
+@pytest.mark.parametrize("key", UNSAFE_KEYS)
+def test_local_lake_refuses_keys_outside_its_root(tmp_path, key):
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    with pytest.raises(UnsafeKeyError, match="refused"):
+        lake.put(key, b"x")
+    with pytest.raises(UnsafeKeyError):
+        lake.commit({key: b"x"})
+    assert not (tmp_path / "x").exists() and not (tmp_path / "escape.html").exists()
+
+
+def test_local_lake_refuses_a_symlink_that_leads_out(tmp_path):
+    (tmp_path / "lake").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "lake" / "reports").symlink_to(tmp_path / "outside")
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    with pytest.raises(UnsafeKeyError, match="resolves outside"):
+        lake.put("reports/x.html", b"x")
+    assert list((tmp_path / "outside").iterdir()) == []
+
+
+def test_a_project_named_like_a_path_cannot_write_outside_the_lake(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path / "data" / "lake"))
+    project = "../../../../tmp/x"
+    with pytest.raises(UnsafeKeyError):
+        lake.put(f"reports/quality/day=2026-11-02/{project}.html", b"<html>")
+    with pytest.raises(UnsafeKeyError):
+        lake.write_table(f"curated/{project}", pl.DataFrame({"a": [1]}))
+
+
+@pytest.mark.services
+def test_s3_lake_refuses_the_same_keys(s3_lake):
+    for key in UNSAFE_KEYS:
+        with pytest.raises(UnsafeKeyError, match="refused"):
+            s3_lake.put(key, b"x")
+        with pytest.raises(UnsafeKeyError):
+            s3_lake.get(key)
+        with pytest.raises(UnsafeKeyError):
+            s3_lake.commit({key: b"x"})
+    assert s3_lake.list_keys("") == []
+
+
+# Commits --------------------------------------------------------------------------------------
+
+OUTPUTS = ("quality_report/day=D/data.parquet", "reports/quality/day=D/p.html", "scorecards/x")
+
+
+def _kill_mid_commit(lake_spec: str, point: str, version: str) -> int:
+    """Run a commit of OUTPUTS in a child process that SIGKILLs itself at `point`."""
+    script = (
+        "import sys; from resources.lake import LocalLake\n"
+        f"lake = LocalLake(base_path={lake_spec!r})\n"
+        f"lake.commit({{key: {version!r}.encode() for key in {list(OUTPUTS)!r}}},"
+        " deletes=['old/gone'])\n"
+    )
+    env = {**os.environ, CRASH_POINT_ENV: point}
+    child = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=False)
+    return child.returncode
+
+
+def _contents(lake):
+    return {key: lake.get(key).decode() for key in OUTPUTS}
+
+
+def test_a_step_killed_after_some_moves_is_rolled_forward(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path))
+    lake.commit({key: b"v1" for key in OUTPUTS})
+    lake.put("old/gone", b"stale")
+    assert _kill_mid_commit(str(tmp_path), "moved:1", "v2") == -9
+    # The kill left a mixed state on disk: the first output new, the others old.
+    assert [lake.get(key) for key in OUTPUTS] == [b"v2", b"v1", b"v1"]
+    assert lake.pending_commits()
+    # The next lake user finishes the commit before reading.
+    assert lake.recover() == 1
+    assert _contents(lake) == dict.fromkeys(OUTPUTS, "v2")
+    assert not lake.exists("old/gone")
+    assert lake.list_keys("_commits/") == []
+
+
+def test_a_step_killed_before_its_marker_leaves_the_old_outputs(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path))
+    lake.commit({key: b"v1" for key in OUTPUTS})
+    assert _kill_mid_commit(str(tmp_path), "staged", "v2") == -9
+    assert lake.recover() == 0
+    assert _contents(lake) == dict.fromkeys(OUTPUTS, "v1")
+    # Its staged objects are orphans: young ones are kept (a live writer may own them) ...
+    assert len(lake.list_keys("_commits/")) == len(OUTPUTS)
+    assert lake.maintain() == []
+    # ... old ones are removed.
+    removed = lake.maintain(older_than_seconds=0)
+    assert len(removed) == len(OUTPUTS)
+    assert lake.list_keys("_commits/") == []
+    assert not (tmp_path / "_commits").exists() or not any((tmp_path / "_commits").iterdir())
+
+
+def test_the_io_manager_finishes_a_killed_commit_before_its_first_load(tmp_path):
+    from dagster import AssetKey, build_input_context
+
+    from resources.lake import LakeIOManager
+
+    lake = LocalLake(base_path=str(tmp_path))
+    lake.write_table("scorecards", pl.DataFrame({"v": [1]}))
+    script = (
+        "import io, polars as pl; from resources.lake import LocalLake, parquet_bytes\n"
+        f"lake = LocalLake(base_path={str(tmp_path)!r})\n"
+        "lake.commit({'reports/a.html': b'new', 'scorecards/data.parquet':"
+        " parquet_bytes(pl.DataFrame({'v': [2]}))})\n"
+    )
+    env = {**os.environ, CRASH_POINT_ENV: "moved:1"}
+    assert subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env).returncode == -9
+    assert lake.read_table("scorecards")["v"].to_list() == [1]
+    manager = LakeIOManager(lake=lake)
+    loaded = manager.load_input(build_input_context(asset_key=AssetKey("scorecards")))
+    assert loaded["v"].to_list() == [2]
+
+
+@pytest.mark.services
+def test_s3_commit_rolls_forward_and_sweeps_orphans(s3_lake):
+    s3_lake.commit({"a": b"1", "b": b"1"})
+    assert s3_lake.get("a") == b"1" and s3_lake.list_keys("_commits/") == []
+    # What a writer killed after its marker leaves: a marker and its staged objects.
+    s3_lake.put("_commits/1-x/00000", b"2")
+    s3_lake.put("_commits/1-x.json", b'{"moves": [["_commits/1-x/00000", "a"]], "deletes": ["b"]}')
+    # What a writer killed before its marker leaves: staged objects only.
+    s3_lake.put("_commits/2-y/00000", b"orphan")
+    s3_lake.commit({"c": b"1"})  # the next commit finishes the interrupted one first
+    assert s3_lake.get("a") == b"2" and not s3_lake.exists("b")
+    assert s3_lake.maintain(older_than_seconds=0) == ["_commits/2-y/00000"]
+    assert s3_lake.list_keys("_commits/") == []
+
+
+# Orphan temporaries -----------------------------------------------------------------------------
+
+
+def test_temporaries_of_killed_writes_are_swept_by_the_next_write(tmp_path):
+    folder = tmp_path / "table"
+    folder.mkdir()
+    stale = folder / ".data.parquet.abc123"
+    fresh = folder / ".data.parquet.def456"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"in progress")
+    hour_ago = time.time() - 2 * 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    (folder / ".keep").write_bytes(b"")
+    atomic_write_bytes(b"new", folder / "data.parquet")
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".data.parquet.def456",
+        ".keep",
+        "data.parquet",
+    ]
+
+
+def test_lake_maintenance_sweeps_temporaries_in_every_folder(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path))
+    lake.put("t/day=2026-11-01/data.parquet", b"x")
+    orphan = tmp_path / "t" / "day=2026-11-01" / ".data.parquet.zz"
+    orphan.write_bytes(b"half")
+    long_ago = time.time() - 10 * 3600
+    os.utime(orphan, (long_ago, long_ago))
+    assert lake.maintain() == ["t/day=2026-11-01/.data.parquet.zz"]
+    assert not orphan.exists() and lake.get("t/day=2026-11-01/data.parquet") == b"x"
