@@ -240,7 +240,7 @@ import json, sys
 from dagster import DagsterInstance, build_sensor_context
 from annotation_pipelines.definitions import build_definitions
 from assets import sensors
-defs = build_definitions("local")
+defs = build_definitions(profile="local")
 resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")}
 out = {}
 with DagsterInstance.from_ref(DagsterInstance.local_temp(sys.argv[1]).get_ref()) as instance:
