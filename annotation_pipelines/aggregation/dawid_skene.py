@@ -132,7 +132,8 @@ def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> 
         )
         return (posteriors, parameters), bound / encoded.n_judgments
 
-    posteriors = clamp_gold(vote_shares(encoded), gold_codes)
+    start = options.initial_posteriors
+    posteriors = clamp_gold(vote_shares(encoded) if start is None else start.copy(), gold_codes)
     (posteriors, parameters), convergence = iterate(
         step, (posteriors, m_step(posteriors)), max_iter=options.max_iter, tol=options.tol
     )

@@ -22,12 +22,15 @@ class FitOptions:
 
     `max_iter` caps the iterations, `tol` is the smallest change of the method's objective per
     iteration that still counts as progress; `gold_codes` holds, per task code, the gold class
-    code or -1 (None when there is no gold).
+    code or -1 (None when there is no gold). `initial_posteriors` (n_tasks × K), when given,
+    replaces the vote shares as the starting point of a method that supports a warm start
+    (Dawid–Skene), so a fit on a little more data than last time needs only a few iterations.
     """
 
     max_iter: int = 100
     tol: float = 1e-5
     gold_codes: np.ndarray | None = None
+    initial_posteriors: np.ndarray | None = None
 
 
 class Kernel(Protocol):
