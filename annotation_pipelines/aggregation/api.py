@@ -39,6 +39,7 @@ def fit(
     gold: pl.DataFrame | None = None,
     incumbent: str | None = None,
     warm_start: WarmStart | None = None,
+    diagonal_pseudo_count: float = 0.0,
 ) -> AggregationResult:
     """Aggregate with `method` and return labels, posteriors, annotator parameters and fit facts.
 
@@ -51,7 +52,8 @@ def fit(
     Every method's `confidence` is calibrated (`calibration`); its own posterior stays in
     `posterior` and `raw_confidence`.
     `warm_start` (a previous result's `warm_start`) starts Dawid–Skene's EM from that fit's
-    annotator model instead of vote shares, for refits on a little more data.
+    annotator model instead of vote shares, for refits on a little more data;
+    `diagonal_pseudo_count` makes Dawid–Skene a MAP fit (see `FitOptions`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
@@ -74,6 +76,7 @@ def fit(
         tol=tol,
         gold_codes=gold_codes,
         initial_posteriors=initial,
+        diagonal_pseudo_count=diagonal_pseudo_count,
     )
     calibrated = calibrate(encoded, fitted.posteriors, gold_codes=gold_codes)
     return build_result(

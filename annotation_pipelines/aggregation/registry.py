@@ -80,6 +80,7 @@ def run_kernel(
     tol: float = 1e-5,
     gold_codes: np.ndarray | None = None,
     initial_posteriors: np.ndarray | None = None,
+    diagonal_pseudo_count: float = 0.0,
 ) -> Fitted:
     """The method's kernel on encoded judgments (gold reaches only gold-aware methods;
     `initial_posteriors` only the methods that start from them, see `FitOptions`)."""
@@ -91,7 +92,11 @@ def run_kernel(
             skills=np.ones(encoded.n_annotators),
         )
     options = FitOptions(
-        max_iter=max_iter, tol=tol, gold_codes=gold_codes, initial_posteriors=initial_posteriors
+        max_iter=max_iter,
+        tol=tol,
+        gold_codes=gold_codes,
+        initial_posteriors=initial_posteriors,
+        diagonal_pseudo_count=diagonal_pseudo_count,
     )
     if not declared.gold_aware:
         options = replace(options, gold_codes=None)
