@@ -94,8 +94,11 @@ def run_kernel(
     max_iter: int = 100,
     tol: float = 1e-5,
     gold_codes: np.ndarray | None = None,
+    initial_posteriors: np.ndarray | None = None,
+    diagonal_pseudo_count: float = 0.0,
 ) -> Fitted:
-    """The method's kernel on encoded judgments (gold reaches only gold-aware methods)."""
+    """The method's kernel on encoded judgments (gold reaches only gold-aware methods;
+    `initial_posteriors` only the methods that start from them, see `FitOptions`)."""
     declared = method(name)
     if encoded.n_classes == 1:
         # One class: nothing to infer, and the K-1 in several models' likelihoods is zero.
@@ -103,7 +106,13 @@ def run_kernel(
             posteriors=np.ones((encoded.n_tasks, 1)),
             skills=np.ones(encoded.n_annotators),
         )
-    options = FitOptions(max_iter=max_iter, tol=tol, gold_codes=gold_codes)
+    options = FitOptions(
+        max_iter=max_iter,
+        tol=tol,
+        gold_codes=gold_codes,
+        initial_posteriors=initial_posteriors,
+        diagonal_pseudo_count=diagonal_pseudo_count,
+    )
     if not declared.gold_aware:
         options = replace(options, gold_codes=None)
     return declared.fit(encoded, options)
