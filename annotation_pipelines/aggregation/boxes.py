@@ -278,7 +278,7 @@ def _ordered(coordinates: np.ndarray) -> np.ndarray:
 
 def _check_unique(judgments: pl.DataFrame) -> None:
     duplicated = judgments.select(
-        pl.struct("task_id", "annotator_id").is_duplicated().arg_true().first()
+        (~pl.struct("task_id", "annotator_id").is_first_distinct()).arg_true().first()
     ).item()
     if duplicated is not None:
         row = judgments.row(duplicated, named=True)

@@ -103,7 +103,7 @@ def flatten_spans(values: pl.Series) -> tuple[np.ndarray, pl.DataFrame]:
 
 def _check(judgments: pl.DataFrame) -> None:
     duplicated = judgments.select(
-        pl.struct("task_id", "annotator_id").is_duplicated().arg_true().first()
+        (~pl.struct("task_id", "annotator_id").is_first_distinct()).arg_true().first()
     ).item()
     if duplicated is not None:
         row = judgments.row(duplicated, named=True)
