@@ -313,17 +313,16 @@ def aggregate_boxes(
             "task_id", pl.lit(_GOLD_ANNOTATOR).alias("annotator_id"), "boxes"
         ).join(frame.select("task_id").unique(), on="task_id", how="semi")
         frame = pl.concat([frame, gold_rows.cast(frame.schema)])
-    tasks = frame["task_id"].unique().sort()
-    annotators = frame["annotator_id"].unique().sort()
-    task_code = _codes(frame["task_id"], tasks)
-    annotator_code = _codes(frame["annotator_id"], annotators)
+    tasks, task_code = dense_codes(frame["task_id"])
+    annotators, annotator_code = dense_codes(frame["annotator_id"])
     offsets, labels, coordinates = flatten_boxes(frame["boxes"])
     lengths = np.diff(offsets)
     box_task = np.repeat(task_code, lengths)
     box_annotator = np.repeat(annotator_code, lengths)
     (box_label,) = label_codes(labels)
-    gold_code = int(np.searchsorted(annotators.to_numpy(), _GOLD_ANNOTATOR))
-    has_gold = gold_code < annotators.len() and annotators[gold_code] == _GOLD_ANNOTATOR
+    # The gold annotator's name sorts first ("\x00…") whenever it is present.
+    has_gold = annotators.len() > 0 and annotators[0] == _GOLD_ANNOTATOR
+    gold_code = 0
 
     n_annotators = annotators.len()
     weights = np.ones(n_annotators)
@@ -381,9 +380,10 @@ def aggregate_boxes(
     )
 
 
-def _codes(values: pl.Series, categories: pl.Series) -> np.ndarray:
-    """Index of each value in the sorted unique `categories`."""
-    return np.searchsorted(categories.to_numpy(), values.to_numpy()).astype(np.int64)
+def dense_codes(values: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """(sorted unique values, each value's index in them); Polars' multi-threaded rank."""
+    codes = values.rank("dense").cast(pl.Int64).to_numpy() - 1
+    return values.unique().sort(), codes
 
 
 def _fuse(

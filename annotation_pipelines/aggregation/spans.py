@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
+from annotation_pipelines.aggregation.boxes import dense_codes
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 
 SPAN = pl.Struct({"start": pl.Int64, "end": pl.Int64, "label": pl.String})
@@ -116,12 +117,8 @@ def _check(judgments: pl.DataFrame) -> None:
 def segment(judgments: pl.DataFrame, gold: pl.DataFrame | None = None) -> Segmented:
     """Cut every task's spans (and gold spans) into elementary intervals; see `Segmented`."""
     _check(judgments)
-    tasks = judgments["task_id"].unique().sort()
-    annotators = judgments["annotator_id"].unique().sort()
-    task_code = np.searchsorted(tasks.to_numpy(), judgments["task_id"].to_numpy()).astype(np.int64)
-    annotator_code = np.searchsorted(
-        annotators.to_numpy(), judgments["annotator_id"].to_numpy()
-    ).astype(np.int64)
+    tasks, task_code = dense_codes(judgments["task_id"])
+    annotators, annotator_code = dense_codes(judgments["annotator_id"])
     offsets, flat = flatten_spans(judgments["spans"])
     span_task = np.repeat(task_code, np.diff(offsets))
     span_annotator = np.repeat(annotator_code, np.diff(offsets))
