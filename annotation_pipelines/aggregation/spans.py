@@ -21,7 +21,9 @@ length in the M-step and the likelihood. Only the stretch between a task's first
 boundary is modelled (the text length is not known here); characters outside it are O by
 unanimity. The E-step is one sparse product: the sum of the annotators' log e[O, ·] over the
 task, corrected by +log e[k, ·] − log e[O, ·] for each (interval, annotator) tagged k. Where one
-annotator's spans overlap, the interval keeps the smallest label code.
+annotator's spans overlap, the interval keeps the smallest label code. Given the task texts
+(`texts=`), spans snap outward to whitespace tokens and intervals weigh their token count, so
+the same model runs over tokens instead of characters.
 
 Decoding: the MAP class per interval; consecutive intervals with the same label merge into one
 span, except at a boundary where more annotators start a span than continue one across it
@@ -39,6 +41,7 @@ Method `majority` is the baseline: per character, the class most of the task's a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,9 +82,13 @@ class Segmented:
     tasks: pl.Series
     annotators: pl.Series
     classes: list[str | None]
+    tokens: np.ndarray | None = None
 
     @property
     def length(self) -> np.ndarray:
+        """Each interval's weight: its characters, or its tokens in token mode."""
+        if self.tokens is not None:
+            return self.tokens
         return (self.end - self.start).astype(np.float64)
 
     @property
@@ -114,8 +121,15 @@ def _check(judgments: pl.DataFrame) -> None:
         )
 
 
-def segment(judgments: pl.DataFrame, gold: pl.DataFrame | None = None) -> Segmented:
-    """Cut every task's spans (and gold spans) into elementary intervals; see `Segmented`."""
+def segment(
+    judgments: pl.DataFrame, gold: pl.DataFrame | None = None, *, texts: pl.DataFrame | None = None
+) -> Segmented:
+    """Cut every task's spans (and gold spans) into elementary intervals; see `Segmented`.
+
+    With `texts` (`task_id`, `text`), spans snap outward to whitespace tokens (a boundary inside
+    a token moves to that token's edge; one in whitespace moves to the nearest token inside the
+    span) and intervals weigh their number of tokens: the model becomes token-level.
+    """
     _check(judgments)
     tasks, task_code = dense_codes(judgments["task_id"])
     annotators, annotator_code = dense_codes(judgments["annotator_id"])
@@ -139,6 +153,10 @@ def segment(judgments: pl.DataFrame, gold: pl.DataFrame | None = None) -> Segmen
     all_task = np.concatenate([span_task, gold_task])
     all_start = all_flat["start"].to_numpy()
     all_end = all_flat["end"].to_numpy()
+    token_index = None
+    if texts is not None:
+        token_index = _tokens(tasks, texts)
+        all_start, all_end = _snap(token_index, all_task, all_start, all_end)
     valid = all_end > all_start
     is_gold = np.zeros(all_task.shape[0], dtype=bool)
     is_gold[span_task.shape[0] :] = True
@@ -180,7 +198,15 @@ def segment(judgments: pl.DataFrame, gold: pl.DataFrame | None = None) -> Segmen
     order = np.lexsort((tag_class[~tag_gold], tag_annotator_all, tag_interval[~tag_gold]))
     pair_key = (tag_interval[~tag_gold] * n_annotators + tag_annotator_all)[order]
     keep = order[np.r_[True, pair_key[1:] != pair_key[:-1]]] if order.size else order
+    tokens = None
+    if token_index is not None:
+        keys_start, token_stride = token_index[0], token_index[3]
+        tokens = (
+            np.searchsorted(keys_start, interval_task * token_stride + interval_end)
+            - np.searchsorted(keys_start, interval_task * token_stride + interval_start)
+        ).astype(np.float64)
     return Segmented(
+        tokens=tokens,
         task=interval_task,
         start=interval_start,
         end=interval_end,
@@ -195,6 +221,62 @@ def segment(judgments: pl.DataFrame, gold: pl.DataFrame | None = None) -> Segmen
         annotators=annotators,
         classes=[None if name == _NULL_LABEL else name for name in class_names.to_list()],
     )
+
+
+_TOKEN = re.compile(r"\S+")
+
+
+def _tokens(
+    tasks: pl.Series, texts: pl.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Whitespace tokens of every task: (task·stride + start keys, task codes, ends, stride)."""
+    joined = (
+        pl.DataFrame({"task_id": tasks})
+        .with_row_index("task")
+        .join(texts.select("task_id", "text"), on="task_id", how="left", maintain_order="left")
+    )
+    missing = joined.filter(pl.col("text").is_null())
+    if missing.height:
+        raise ValueError(f"texts: no text for task_id {missing['task_id'][0]!r}")
+    task_codes: list[int] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for task, text in joined.select("task", "text").iter_rows():
+        for match in _TOKEN.finditer(text):
+            task_codes.append(task)
+            starts.append(match.start())
+            ends.append(match.end())
+    stride = int(joined["text"].str.len_chars().max() or 0) + 1
+    task_array = np.asarray(task_codes, dtype=np.int64)
+    keys = task_array * stride + np.asarray(starts, dtype=np.int64)
+    return keys, task_array, np.asarray(ends, dtype=np.int64), stride
+
+
+def _snap(
+    token_index: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+    task: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spans widened to whole tokens; a span over whitespace only gets end ≤ start (dropped)."""
+    keys, token_task, token_end, stride = token_index
+    if keys.size == 0:
+        return start, start
+    token_start = keys - token_task * stride
+    last = keys.size - 1
+    # Token at or before the start: inside it → its start; else the next token of the task.
+    i = np.searchsorted(keys, task * stride + start, side="right") - 1
+    inside = (
+        (i >= 0)
+        & (token_task[np.clip(i, 0, last)] == task)
+        & (token_end[np.clip(i, 0, last)] > start)
+    )
+    following = np.clip(np.where(inside, i, i + 1), 0, last)
+    new_start = np.where(token_task[following] == task, token_start[following], end)
+    # Token at or before the last character: its end (whitespace → the previous token's end).
+    j = np.clip(np.searchsorted(keys, task * stride + end - 1, side="right") - 1, 0, last)
+    new_end = np.where(token_task[j] == task, token_end[j], start)
+    return new_start, np.where(new_end > new_start, new_end, new_start)
 
 
 def _check_offsets(judgments: pl.DataFrame, offsets: np.ndarray, flat: pl.DataFrame) -> None:
@@ -307,17 +389,19 @@ def aggregate_spans(
     *,
     method: str = "dawid_skene",
     gold: pl.DataFrame | None = None,
+    texts: pl.DataFrame | None = None,
     max_iter: int = 100,
     tol: float = 1e-6,
 ) -> KindAggregation:
     """Consensus spans per task with confidences, and annotator character-level reliability.
 
     `judgments` has `task_id`, `annotator_id`, `spans` (List(SPAN)); an empty list means the
-    annotator found nothing. `gold` (`task_id`, `spans`) clamps its tasks.
+    annotator found nothing. `gold` (`task_id`, `spans`) clamps its tasks. With `texts`
+    (`task_id`, `text`) the model is token-level (see `segment`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown spans method {method!r}; expected one of {METHODS}")
-    seg = segment(judgments.select("task_id", "annotator_id", "spans"), gold)
+    seg = segment(judgments.select("task_id", "annotator_id", "spans"), gold, texts=texts)
     matrices = _matrices(seg)
     if method == "majority":
         votes = _votes(seg, matrices[1])

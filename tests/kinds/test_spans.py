@@ -136,3 +136,29 @@ def test_bad_offsets_are_named():
     judgments = frame([("t", "a", [span(0, 5), {"start": None, "end": 3, "label": "PER"}])])
     with pytest.raises(ValueError, match=r"row 0 \(task_id 't'\), field spans: span 1"):
         aggregate_spans(judgments)
+
+
+def test_token_mode_snaps_to_whitespace_tokens_and_weighs_tokens():
+    text = "Ada Lovelace met Bob  in Paris"
+    judgments = frame(
+        [
+            ("t", "a", [span(1, 6)]),  # inside "Ada" … inside "Lovelace" → 0–12
+            ("t", "b", [span(0, 12), span(20, 22, "LOC")]),  # 20–22 is whitespace: dropped
+            ("t", "c", [span(17, 19)]),  # part of "Bob" → 17–20
+        ]
+    )
+    texts = pl.DataFrame({"task_id": ["t"], "text": [text]})
+    seg = segment(judgments, texts=texts)
+    assert list(zip(seg.start, seg.end, seg.tokens, strict=True)) == [
+        (0, 12, 2),
+        (12, 17, 1),
+        (17, 20, 1),
+    ]
+    result = aggregate_spans(judgments, method="majority", texts=texts)
+    assert result.labels["spans"][0].to_list() == [
+        {"start": 0, "end": 12, "label": "PER", "confidence": pytest.approx(2 / 3)}
+    ]
+    # Tokens: "Ada Lovelace" (2 at 2/3), "met" (1 at 1), "Bob" (1 at 2/3 for O).
+    assert result.labels["confidence"][0] == pytest.approx((2 * 2 / 3 + 1 + 2 / 3) / 4)
+    with pytest.raises(ValueError, match="no text for task_id 't'"):
+        aggregate_spans(judgments, texts=texts.clear())
