@@ -271,9 +271,13 @@ def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str
     checks: list[tuple[pl.Expr, str | pl.Expr, str]] = [
         (~pl.col("kind").is_in(list(KINDS)), "kind", WRONG_TYPE)
     ]
+    # A value the parser refused is null but not missing: its wrong type is reported instead.
+    refused = (
+        pl.col("label_error").is_not_null() if "label_error" in frame.columns else pl.lit(False)
+    )
     for kind, columns in VALUE_COLUMNS.items():
         for column in columns:
-            is_kind = pl.col("kind") == kind
+            is_kind = (pl.col("kind") == kind) & ~refused
             if column not in frame.columns:
                 checks.append((is_kind, column, MISSING_FIELD))
                 continue

@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from annotation_pipelines.ingest import ingest_bytes
+from annotation_pipelines.ingest import UnreadableFileError, ingest_bytes
 from annotation_pipelines.schema import GOLD_LABELS, JUDGMENTS
 
 NOW = datetime.fromisoformat("2026-06-01T00:00:00+00:00")
@@ -321,3 +321,239 @@ def test_categorical_exports_load_as_before_with_kind_categorical():
         "pos",
         "sentiment",
     )
+
+
+# ---------------------------------------------------------------- CSV / Parquet / JSON Lines
+
+
+def ingest_table(data: bytes, format: str, **options: Any):
+    return ingest_bytes(data, format=format, source_file=f"judgments.{format}", now=NOW, **options)
+
+
+def test_jsonl_spans_boxes_and_numeric_with_the_kind_column_per_row():
+    rows = [
+        {
+            "task_id": "t1",
+            "annotator_id": "a",
+            "kind": "spans",
+            "submitted_at": CREATED,
+            "spans": [{"start": 0, "end": 3, "label": "PER"}, {"start": 5, "end": 9}],
+        },
+        {
+            "task_id": "t2",
+            "annotator_id": "a",
+            "kind": "boxes",
+            "submitted_at": CREATED,
+            "boxes": [{"x_min": 1, "y_min": 2, "x_max": 3, "y_max": 4, "label": "car"}],
+        },
+        {
+            "task_id": "t3",
+            "annotator_id": "a",
+            "kind": "numeric",
+            "submitted_at": CREATED,
+            "value": 4,
+        },
+        {
+            "task_id": "t4",
+            "annotator_id": "a",
+            "kind": "pairwise",
+            "submitted_at": CREATED,
+            "left": "m1",
+            "right": "m2",
+            "winner": "m2",
+        },
+        {
+            "task_id": "t5",
+            "annotator_id": "a",
+            "kind": "spans",
+            "submitted_at": CREATED,
+            "spans": [{"start": 4, "end": 1}],
+        },
+        {"task_id": "t6", "annotator_id": "a", "kind": "ranking", "submitted_at": CREATED},
+        {"task_id": "t7", "annotator_id": "a", "kind": "shapes", "submitted_at": CREATED},
+    ]
+    data = "\n".join(json.dumps(row) for row in rows).encode()
+    result = ingest_table(data, "jsonl")
+    by_task = {row["task_id"]: row for row in result.judgments.iter_rows(named=True)}
+    assert by_task["t1"]["spans"] == [
+        {"start": 0, "end": 3, "label": "PER"},
+        {"start": 5, "end": 9, "label": None},
+    ]
+    assert by_task["t2"]["boxes"][0]["x_max"] == 3.0
+    assert by_task["t3"]["value"] == 4.0 and by_task["t3"]["label"] is None
+    assert by_task["t4"]["winner"] == "right"
+    quarantined = dict(
+        result.quarantine.select(
+            "source_line", pl.col("reason") + ":" + pl.col("field")
+        ).iter_rows()
+    )
+    assert quarantined == {5: "wrong_type:spans", 6: "missing_field:ranking", 7: "wrong_type:kind"}
+
+
+def test_csv_list_kinds_are_json_cells_and_the_kind_is_inferred_from_the_columns():
+    text = (
+        "task_id,annotator_id,submitted_at,labels\n"
+        f't1,a,{CREATED},"[""cat"", ""dog""]"\n'
+        f"t1,b,{CREATED},[]\n"
+        f"t2,a,{CREATED},cat\n"
+    )
+    result = ingest_table(text.encode(), "csv", label_set=["cat", "dog"])
+    assert result.judgments.get_column("kind").unique().to_list() == ["multilabel"]
+    assert result.judgments.sort("annotator_id").get_column("labels").to_list() == [
+        ["cat", "dog"],
+        [],
+    ]
+    assert result.quarantine.select("source_line", "reason", "field").rows() == [
+        (4, "wrong_type", "labels")
+    ]
+    unknown = ingest_table(text.replace("dog", "emu").encode(), "csv", label_set=["cat", "dog"])
+    assert ("unknown_label", "labels") in unknown.quarantine.select("reason", "field").rows()
+
+
+def test_parquet_typed_lists_and_structs_with_the_kind_option(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1"],
+            "annotator_id": ["a", "b"],
+            "submitted_at": [datetime.fromisoformat("2026-05-01T10:00:00+00:00")] * 2,
+            "ranking": [["x", "y", "z"], ["y", "x", "y"]],
+        }
+    )
+    path = tmp_path / "ranks.parquet"
+    frame.write_parquet(path)
+    result = ingest_table(path.read_bytes(), "parquet", kind="ranking")
+    assert result.judgments.get_column("ranking").to_list() == [["x", "y", "z"]]
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "ranking")]
+    spans = pl.DataFrame(
+        {
+            "task_id": ["t1"],
+            "annotator_id": ["a"],
+            "submitted_at": ["2026-05-01T10:00:00Z"],
+            "spans": [[{"start": 0, "end": 2, "label": "X"}]],
+        }
+    )
+    spans.write_parquet(path)
+    loaded = ingest_table(path.read_bytes(), "parquet")
+    assert loaded.judgments.row(0, named=True)["spans"] == [{"start": 0, "end": 2, "label": "X"}]
+    assert loaded.judgments.row(0, named=True)["kind"] == "spans"
+
+
+def test_table_of_a_kind_without_its_value_column_names_the_column():
+    text = f"task_id,annotator_id,submitted_at,label\nt1,a,{CREATED},x\n"
+    with pytest.raises(UnreadableFileError, match=r"missing column.*'value'"):
+        ingest_table(text.encode(), "csv", kind="numeric")
+
+
+# ---------------------------------------------------------------- SageMaker Ground Truth
+
+
+def sagemaker(records: list[dict]):
+    data = "\n".join(json.dumps(record) for record in records).encode()
+    return ingest_bytes(data, format="sagemaker-gt", source_file="output.manifest", now=NOW)
+
+
+def test_sagemaker_bounding_box_manifest_in_pixels_with_the_class_map():
+    record = {
+        "source-ref": "s3://bucket/images/dog.jpg",
+        "dogs": {
+            "image_size": [{"width": 500, "height": 400, "depth": 3}],
+            "annotations": [
+                {"class_id": 0, "left": 111, "top": 134, "width": 61, "height": 128},
+                {"class_id": 1, "left": 161, "top": 250, "width": 30, "height": 30},
+            ],
+        },
+        "dogs-metadata": {
+            "objects": [{"confidence": 0.8}, {"confidence": 0.9}],
+            "class-map": {"0": "dog", "1": "toy"},
+            "type": "groundtruth/object-detection",
+            "human-annotated": "yes",
+            "creation-date": "2026-05-01T22:18:13.527256",
+            "job-name": "identify-dogs",
+        },
+    }
+    result = sagemaker([record])
+    row = result.judgments.row(0, named=True)
+    assert row["kind"] == "boxes" and row["coordinates"] == "pixel"
+    assert (row["image_width"], row["image_height"]) == (500.0, 400.0)
+    assert row["boxes"] == [
+        {"label": "dog", "x_min": 111.0, "y_min": 134.0, "x_max": 172.0, "y_max": 262.0},
+        {"label": "toy", "x_min": 161.0, "y_min": 250.0, "x_max": 191.0, "y_max": 280.0},
+    ]
+    assert row["annotator_id"] == "sagemaker:identify-dogs"
+
+
+def test_sagemaker_named_entity_and_multilabel_manifests():
+    entities = {
+        "source": "Amazon SageMaker is a cloud machine-learning platform.",
+        "ner": {
+            "annotations": {
+                "labels": [{"label": "Product"}],
+                "entities": [{"label": "Product", "startOffset": 0, "endOffset": 16}],
+            }
+        },
+        "ner-metadata": {
+            "entities": [{"confidence": 0.9}],
+            "job-name": "ner-job",
+            "type": "groundtruth/text-span",
+            "creation-date": "2026-05-01T22:18:13.527256",
+            "human-annotated": "yes",
+        },
+    }
+    multi = {
+        "source-ref": "s3://bucket/images/pets.jpg",
+        "pets": [1, 0],
+        "pets-metadata": {
+            "job-name": "pets-job",
+            "class-map": {"0": "cat", "1": "dog"},
+            "confidence-map": {"0": 0.9, "1": 0.8},
+            "type": "groundtruth/image-classification-multilabel",
+            "creation-date": "2026-05-01T22:18:13.527256",
+            "human-annotated": "yes",
+        },
+    }
+    bad = {**entities, "ner": {"annotations": {"entities": [{"startOffset": 9, "endOffset": 2}]}}}
+    result = sagemaker([entities, multi, bad])
+    rows = {r["kind"]: r for r in result.judgments.iter_rows(named=True)}
+    assert rows["spans"]["spans"] == [{"start": 0, "end": 16, "label": "Product"}]
+    assert rows["multilabel"]["labels"] == ["dog", "cat"]
+    assert result.quarantine.select("source_line", "reason", "field").rows() == [
+        (3, "wrong_type", "spans")
+    ]
+
+
+def test_sagemaker_worker_responses_of_boxes_are_one_judgment_per_worker():
+    record = {
+        "source-ref": "s3://bucket/images/dog.jpg",
+        "dogs": {"image_size": [{"width": 500, "height": 400, "depth": 3}], "annotations": []},
+        "dogs-metadata": {
+            "class-map": {"0": "dog"},
+            "type": "groundtruth/object-detection",
+            "creation-date": "2026-05-01T22:18:13.527256",
+            "job-name": "identify-dogs",
+            "worker-responses": [
+                {
+                    "workerId": f"private.us-east-1.{worker}",
+                    "submissionTime": "2026-05-01T22:10:00.000Z",
+                    "answerContent": {
+                        "annotatedResult": {
+                            "boundingBoxes": [
+                                {
+                                    "label": "dog",
+                                    "left": 10 + worker,
+                                    "top": 20,
+                                    "width": 30,
+                                    "height": 40,
+                                }
+                            ],
+                            "inputImageProperties": {"height": 400, "width": 500},
+                        }
+                    },
+                }
+                for worker in (1, 2)
+            ],
+        },
+    }
+    result = sagemaker([record])
+    assert result.judgments.height == 2
+    assert result.judgments.get_column("kind").to_list() == ["boxes", "boxes"]
+    assert [b[0]["x_min"] for b in result.judgments.get_column("boxes").to_list()] == [11.0, 12.0]
