@@ -241,18 +241,21 @@ def _expand_controls(annotations: pl.DataFrame) -> pl.DataFrame:
     )
     general = annotations.filter(expand).with_columns(judgment_id=base_id)
     rows: list[dict] = []
-    keep = [c for c in general.columns if c not in ("record", "choices", "control")]
+    keep = [c for c in general.columns if c not in ("choices", "control")]
     for annotation in general.iter_rows(named=True):
         parsed = json.loads(annotation["record"])
         controls = expand_results(parsed.get("result"), annotation_id=parsed.get("id"))
         for position, control in enumerate(controls):
             row = {name: annotation[name] for name in keep}
-            row.update({key: control[key] for key in ROW_KEYS})
+            row.update({key: control[key] for key in ROW_KEYS if key != "record"})
+            if control["record"] is not None:
+                row["record"] = control["record"]
             if len(controls) > 1:
                 suffix = control["control"] if control["control"] is not None else f"#{position}"
                 row["judgment_id"] = f"{annotation['judgment_id']}/{suffix}"
             rows.append(row)
     schema = {**{name: general.schema[name] for name in keep}, **_CONTROL_SCHEMA}
+    schema["record"] = pl.String()
     expanded = pl.DataFrame(rows, schema=schema)
     staged = pl.concat([simple.select(list(schema)), expanded], how="vertical_relaxed")
     choices = pl.col("choices")

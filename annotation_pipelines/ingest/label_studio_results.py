@@ -96,23 +96,22 @@ def expand_results(results: Any, *, annotation_id: Any = None) -> list[dict[str,
 def _control_row(control: str, results: list[Any], annotation_id: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
     row["control"] = None if control.startswith("\x00") else control
-    row["record"] = json.dumps(
-        {"annotation": annotation_id, "result": results}, ensure_ascii=False, default=str
-    )
     types = {r.get("type") if isinstance(r, dict) else None for r in results}
     if control.startswith("\x00relation"):
-        return _refuse(row, UNSUPPORTED_KIND, "result.type=relation")
+        return _refuse(row, UNSUPPORTED_KIND, "result.type=relation", annotation_id, results)
     if control.startswith("\x00malformed") or len(types) != 1 or None in types:
-        return _refuse(row, WRONG_TYPE, "result.type")
+        return _refuse(row, WRONG_TYPE, "result.type", annotation_id, results)
     kind_type = str(next(iter(types)))
     if kind_type not in SUPPORTED_TYPES:
-        return _refuse(row, UNSUPPORTED_KIND, f"result.type={kind_type}")
+        return _refuse(row, UNSUPPORTED_KIND, f"result.type={kind_type}", annotation_id, results)
     if kind_type in SINGLE_TYPES and len(results) > 1:
         # Per-region answers (one per region of another control) are not one value.
-        return _refuse(row, UNSUPPORTED_KIND, f"result.type={kind_type} per region")
+        return _refuse(
+            row, UNSUPPORTED_KIND, f"result.type={kind_type} per region", annotation_id, results
+        )
     values = [r.get("value") for r in results]
     if not all(isinstance(v, dict) for v in values):
-        return _refuse(row, WRONG_TYPE, "result.value")
+        return _refuse(row, WRONG_TYPE, "result.value", annotation_id, results)
     try:
         if kind_type in SPAN_TYPES:
             row.update(kind="spans", spans=[s for v in values for s in _spans(v, kind_type)])
@@ -121,12 +120,22 @@ def _control_row(control: str, results: list[Any], annotation_id: Any) -> dict[s
         else:
             row.update(_single(results[0], values[0], kind_type))
     except ValueShapeError as error:
-        return _refuse(row, WRONG_TYPE, error.field)
+        return _refuse(row, WRONG_TYPE, error.field, annotation_id, results)
     return row
 
 
-def _refuse(row: dict[str, Any], reason: str, field: str) -> dict[str, Any]:
-    row.update(reason=reason, field=field, kind=None)
+def _refuse(
+    row: dict[str, Any], reason: str, field: str, annotation_id: Any, results: list[Any]
+) -> dict[str, Any]:
+    # The refused control's own results are what the quarantine keeps (a loaded row keeps
+    # its whole annotation as the record, should validation refuse it later).
+    record = {"annotation": annotation_id, "result": results}
+    row.update(
+        reason=reason,
+        field=field,
+        kind=None,
+        record=json.dumps(record, ensure_ascii=False, default=str),
+    )
     return row
 
 

@@ -80,6 +80,8 @@ def _number(field: str, raw: Any) -> float | None:
 
 
 def _offset(raw: Any) -> int | None:
+    if type(raw) is int:  # the common case, checked first: this runs once per span end
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None
     if isinstance(raw, float) and not (math.isfinite(raw) and raw.is_integer()):
