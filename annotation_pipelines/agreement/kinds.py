@@ -157,6 +157,7 @@ def agreement(
     check_kind(kind)
     name, function = resolve_distance(distance or DEFAULT_DISTANCE[kind])
     values = _values(judgments, kind)
+    n_annotators = values.get_column("annotator_id").n_unique()
     per_task = values.group_by("task_id").agg(m=pl.len())
     pairable = per_task.filter(pl.col("m") >= 2)
     values = values.join(pairable, on="task_id", how="semi").with_columns(
@@ -170,7 +171,7 @@ def agreement(
         if name == "interval"
         else "1 - mean_pairwise_distance",
         "n_tasks": per_task.height,
-        "n_annotators": 0,
+        "n_annotators": n_annotators,
         "n_judgments": int(per_task.get_column("m").sum()) if per_task.height else 0,
         "n_pairs": 0,
         "ci_low": None,
@@ -178,11 +179,6 @@ def agreement(
         "confidence": confidence,
         "expected_distance_exact": None,
     }
-    result["n_annotators"] = (
-        judgments.filter(pl.col("task_id").is_in(per_task.get_column("task_id").implode()))
-        .get_column("annotator_id")
-        .n_unique()
-    )
     if values.height == 0:
         return result
 
