@@ -225,8 +225,8 @@ def agreement(
 
 def _alpha(observed: float, expected: float) -> float | None:
     if expected <= 0:
-        # Every pairable value is the same: there is no variation to agree about.
-        return 1.0 if observed <= 0 else None
+        # Every pairable value is the same: alpha is undefined (as in `krippendorff_alpha`).
+        return None
     return 1.0 - observed / expected
 
 

@@ -158,3 +158,16 @@ def test_a_million_judgments_recover_the_generating_reliability() -> None:
     assert result["krippendorff_alpha"] == pytest.approx(0.8, abs=0.005)
     assert result["ci_low"] < result["krippendorff_alpha"] < result["ci_high"]
     assert result["ci_high"] - result["ci_low"] < 0.005
+
+
+def test_undefined_alpha_is_none_not_a_number() -> None:
+    single = pl.DataFrame(
+        {"task_id": ["t1", "t2"], "annotator_id": ["a", "b"], "label": ["x", "y"]}
+    )
+    result = agreement(single, kind="categorical")
+    assert result["krippendorff_alpha"] is None and result["n_pairs"] == 0
+    assert result["n_tasks"] == 2 and result["n_judgments"] == 2
+    same = pl.DataFrame({"task_id": ["t1", "t1"], "annotator_id": ["a", "b"], "value": [2.0, 2.0]})
+    constant = agreement(same, kind="numeric")
+    assert constant["krippendorff_alpha"] is None and constant["ci_low"] is None
+    assert constant["mean_pairwise_agreement"] == 0.0  # mean absolute difference

@@ -557,3 +557,30 @@ def test_sagemaker_worker_responses_of_boxes_are_one_judgment_per_worker():
     assert result.judgments.height == 2
     assert result.judgments.get_column("kind").to_list() == ["boxes", "boxes"]
     assert [b[0]["x_min"] for b in result.judgments.get_column("boxes").to_list()] == [11.0, 12.0]
+
+
+def test_label_studio_hypertext_spans_use_global_offsets():
+    region = control(
+        "ner",
+        "hypertextlabels",
+        {
+            "start": "/p[1]/text()[1]",
+            "end": "/p[1]/text()[1]",
+            "startOffset": 0,
+            "endOffset": 3,
+            "globalOffsets": {"start": 10, "end": 13},
+            "text": "Ada",
+            "hypertextlabels": ["PER"],
+        },
+        to_name="html",
+    )
+    without = json.loads(json.dumps(region))
+    del without["value"]["globalOffsets"]
+    tasks = [
+        task(4, {"html": "<p>Ada</p>"}, [annotation(41, 1, [region]), annotation(42, 2, [without])])
+    ]
+    result = ingest_label_studio(tasks)
+    assert result.judgments.get_column("spans").to_list() == [
+        [{"start": 10, "end": 13, "label": "PER"}]
+    ]
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "spans")]
