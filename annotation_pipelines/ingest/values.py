@@ -20,7 +20,7 @@ import json
 import math
 from typing import Any
 
-from annotation_pipelines.kinds import VALUE_COLUMNS, WINNERS, check_kind
+from annotation_pipelines.kinds import WINNERS, check_kind
 
 
 class ValueShapeError(ValueError):
@@ -188,7 +188,3 @@ def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> di
     if kind == "spans":
         return {"spans": _objects("spans", raw.get("spans"), span, text_cells=text_cells)}
     return {"boxes": _objects("boxes", raw.get("boxes"), box, text_cells=text_cells)}
-
-
-def value_columns(kind: str) -> tuple[str, ...]:
-    return VALUE_COLUMNS[check_kind(kind)]
