@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from annotation_pipelines.kinds import DEFAULT_KIND, KIND_COLUMNS
+
 UTC_TIMESTAMP = pl.Datetime("us", "UTC")
 
 PROVENANCE: dict[str, pl.DataType] = {
@@ -36,6 +38,9 @@ JUDGMENTS: dict[str, pl.DataType] = {
     "submitted_at": UTC_TIMESTAMP,
     "duration_s": pl.Float64(),
     **PROVENANCE,
+    # The kind of the judgment and its typed value (see `annotation_pipelines.kinds`); a
+    # categorical judgment keeps its value in `label` and leaves these null.
+    **KIND_COLUMNS,
 }
 
 GOLD_LABELS: dict[str, pl.DataType] = {
@@ -44,6 +49,7 @@ GOLD_LABELS: dict[str, pl.DataType] = {
     "label": pl.String(),
     "updated_at": UTC_TIMESTAMP,
     **PROVENANCE,
+    **KIND_COLUMNS,
 }
 
 QUARANTINE: dict[str, pl.DataType] = {
@@ -196,9 +202,20 @@ def empty(table: dict[str, pl.DataType]) -> pl.DataFrame:
 def conform(frame: pl.DataFrame, table: dict[str, pl.DataType], *, name: str) -> pl.DataFrame:
     """Select the table's columns in order, cast to their types; raise naming missing columns.
 
-    Extra columns are kept after the canonical ones: engines may add method-specific columns
-    (per-class posteriors, for example) without a schema change.
+    The kind columns are optional: a frame without them (every categorical source, every
+    table written before kinds existed) gets nulls, and a missing or null `kind` is
+    "categorical". Extra columns are kept after the canonical ones: engines may add
+    method-specific columns (per-class posteriors, for example) without a schema change.
     """
+    fill = {
+        column: pl.lit(None, dtype)
+        for column, dtype in table.items()
+        if column in KIND_COLUMNS and column not in frame.columns
+    }
+    if fill:
+        frame = frame.with_columns(**fill)
+    if "kind" in table:
+        frame = frame.with_columns(pl.col("kind").cast(pl.String).fill_null(DEFAULT_KIND))
     missing = [column for column in table if column not in frame.columns]
     if missing:
         raise ValueError(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from annotation_pipelines.kinds import KINDS
 from annotation_pipelines.tabular import InputError
 
 
@@ -28,13 +29,25 @@ from annotation_pipelines.tabular import InputError
     help="Comma-separated labels the project allows; other labels are quarantined.",
 )
 @click.option(
+    "--kind",
+    type=click.Choice(list(KINDS)),
+    default=None,
+    help="Tables only: every row's kind (default: each row's `kind` column, else inferred "
+    "from the value columns present).",
+)
+@click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     help="Folder for judgments, quarantine, raw_tasks and gold_labels as Parquet.",
 )
 def ingest_command(
-    path: Path, format_: str, project: str | None, label_set: str | None, output: Path | None
+    path: Path,
+    format_: str,
+    project: str | None,
+    label_set: str | None,
+    kind: str | None,
+    output: Path | None,
 ) -> None:
     """Validate and normalize PATH; print the reconciliation as one JSON object.
 
@@ -47,7 +60,7 @@ def ingest_command(
         [label.strip() for label in label_set.split(",") if label.strip()] if label_set else None
     )
     try:
-        result = ingest_path(path, format=format_, project=project, label_set=labels)
+        result = ingest_path(path, format=format_, project=project, label_set=labels, kind=kind)
     except InputError as error:
         raise click.ClickException(str(error)) from error
     if output is not None:

@@ -33,8 +33,12 @@ def ingest_bytes(
     mapping: ColumnMapping | None = None,
     now: datetime | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+    kind: str | None = None,
 ) -> IngestResult:
     """Validate and normalize one export held in memory; `source_file` names it in provenance.
+
+    `kind` (tables only): every row's kind; None reads a `kind` column or infers it from the
+    value columns present. Label Studio and SageMaker exports say their kinds themselves.
 
     Raises `UnreadableFileError` (an `InputError`) naming `source_file` when nothing in it can
     be read; otherwise bad rows are in `result.quarantine` and good rows still load.
@@ -51,7 +55,14 @@ def ingest_bytes(
     if format == "sagemaker-gt":
         return parse_sagemaker(data, source_file=source_file, **options)  # type: ignore[arg-type]
     if format in ("csv", "tsv", "parquet", "jsonl"):
-        return parse_table(data, format=format, source_file=source_file, mapping=mapping, **options)  # type: ignore[arg-type]
+        return parse_table(
+            data,
+            format=format,
+            source_file=source_file,
+            mapping=mapping,
+            kind=kind,
+            **options,  # type: ignore[arg-type]
+        )
     raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -64,6 +75,7 @@ def ingest_path(
     mapping: ColumnMapping | None = None,
     now: datetime | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+    kind: str | None = None,
 ) -> IngestResult:
     """Ingest a file, or every file of `format` in a folder (sorted by name, not recursive)."""
     path = Path(path)
@@ -93,6 +105,7 @@ def ingest_path(
                 mapping=mapping,
                 now=now,
                 max_field_bytes=max_field_bytes,
+                kind=kind,
             )
         )
     return combine(results)

@@ -17,6 +17,7 @@ ones still load.
 from __future__ import annotations
 
 import io
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -25,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from annotation_pipelines.ingest.json_scan import ArrayScan, scan_json_array
+from annotation_pipelines.ingest.label_studio_results import ROW_KEYS, expand_results
 from annotation_pipelines.ingest.label_studio_tolerant import (
     ANNOTATION_SCHEMA,
     TASK_SCHEMA,
@@ -37,6 +39,7 @@ from annotation_pipelines.ingest.validation import (
     CANCELLED,
     quarantine_rows,
 )
+from annotation_pipelines.kinds import KIND_COLUMNS, VALUE_DTYPES
 
 SOURCE = "label-studio"
 
@@ -83,17 +86,16 @@ def parse_label_studio(
     )
     staged_tasks = staged_tasks.with_columns(project=project_expr)
     annotations = annotations.with_columns(project=project_expr)
-    choices = pl.col("choices")
+    annotations = _expand_controls(annotations)
     annotations = annotations.with_columns(
-        label=pl.when(choices.list.len() == 1).then(choices.list.first()),
-        label_error=pl.when(choices.list.len() > 1).then(pl.lit("several choices")),
-        judgment_id=pl.lit("label-studio:")
-        + pl.coalesce(
-            pl.col("annotation_id"),
-            pl.col("task_id") + pl.lit("/") + pl.col("position").cast(pl.String),
+        reason=pl.coalesce(
+            pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit(CANCELLED)),
+            pl.col("reason"),
         ),
-        reason=pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit(CANCELLED)),
-        field=pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit("was_cancelled")),
+        field=pl.coalesce(
+            pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit("was_cancelled")),
+            pl.col("field"),
+        ),
     )
     gold_mask = pl.col("ground_truth").fill_null(False) & pl.col("reason").is_null()
     columns = [
@@ -109,6 +111,7 @@ def parse_label_studio(
         "reason",
         "field",
         "record",
+        *KIND_COLUMNS,
     ]
     staged_gold = annotations.filter(gold_mask).select(columns)
     staged_judgments = annotations.filter(~gold_mask).select(columns)
@@ -201,6 +204,73 @@ def _stage_chunk(
         return stage_tolerant(data, chunk, source_file)
 
 
+# The staged columns one control's value adds to an annotation row.
+_CONTROL_SCHEMA: dict[str, pl.DataType] = {
+    **{name: dtype for name, dtype in KIND_COLUMNS.items()},
+    "label": VALUE_DTYPES["label"],
+    "choices": pl.List(pl.String()),
+    "reason": pl.String(),
+    "field": pl.String(),
+    "record": pl.String(),
+}
+
+
+def _expand_controls(annotations: pl.DataFrame) -> pl.DataFrame:
+    """One row per annotation and control, with the control's kind and typed value.
+
+    Annotations holding one `choices` result keep their row (the common, fast case); the
+    others are expanded from their JSON by `expand_results`. A choices control is
+    multilabel when any of its annotations in the file picked several choices. An
+    annotation that yields several controls gets judgment ids `<annotation>/<control>`.
+    """
+    base_id = pl.lit("label-studio:") + pl.coalesce(
+        pl.col("annotation_id"),
+        pl.col("task_id") + pl.lit("/") + pl.col("position").cast(pl.String),
+    )
+    expand = pl.col("general").fill_null(False) & ~pl.col("was_cancelled").fill_null(False)
+    simple = annotations.filter(~expand).with_columns(
+        judgment_id=base_id,
+        kind=pl.lit("categorical"),
+        reason=pl.lit(None, pl.String),
+        field=pl.lit(None, pl.String),
+        **{
+            name: pl.lit(None, dtype)
+            for name, dtype in _CONTROL_SCHEMA.items()
+            if name not in ("kind", "control", "choices", "reason", "field", "record")
+        },
+    )
+    general = annotations.filter(expand).with_columns(judgment_id=base_id)
+    rows: list[dict] = []
+    keep = [c for c in general.columns if c not in ("choices", "control")]
+    for annotation in general.iter_rows(named=True):
+        parsed = json.loads(annotation["record"])
+        controls = expand_results(parsed.get("result"), annotation_id=parsed.get("id"))
+        for position, control in enumerate(controls):
+            row = {name: annotation[name] for name in keep}
+            row.update({key: control[key] for key in ROW_KEYS if key != "record"})
+            if control["record"] is not None:
+                row["record"] = control["record"]
+            if len(controls) > 1:
+                suffix = control["control"] if control["control"] is not None else f"#{position}"
+                row["judgment_id"] = f"{annotation['judgment_id']}/{suffix}"
+            rows.append(row)
+    schema = {**{name: general.schema[name] for name in keep}, **_CONTROL_SCHEMA}
+    schema["record"] = pl.String()
+    expanded = pl.DataFrame(rows, schema=schema)
+    staged = pl.concat([simple.select(list(schema)), expanded], how="vertical_relaxed")
+    choices = pl.col("choices")
+    multiple = (choices.list.len().max().over("project", "control") > 1).fill_null(False)
+    is_choice = choices.is_not_null() & pl.col("reason").is_null()
+    return staged.with_columns(
+        kind=pl.when(is_choice & multiple).then(pl.lit("multilabel")).otherwise(pl.col("kind")),
+        labels=pl.when(is_choice & multiple).then(choices).otherwise(pl.col("labels")),
+        label=pl.when(is_choice & ~multiple & (choices.list.len() == 1))
+        .then(choices.list.first())
+        .otherwise(pl.col("label")),
+        label_error=pl.lit(None, pl.String),
+    )
+
+
 def _stem(source_file: str) -> str:
     name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
     return name.split(".", 1)[0] or "default"
@@ -271,6 +341,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             .list.first()
             .cast(pl.List(pl.String))
         )
+    control, general = _result_shape(result_type)
     lead_time = _field(fs, "a", "lead_time", pl.Float64)
     return (
         flat.select(
@@ -280,6 +351,8 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             annotation_id=_field(fs, "a", "id", pl.String).cast(pl.String),
             annotator_id=annotator,
             choices=choices,
+            control=control,
+            general=general,
             submitted_at=_field(fs, "a", "created_at", pl.String).cast(pl.String),
             duration_s=lead_time.cast(pl.String),
             was_cancelled=_field(fs, "a", "was_cancelled", pl.Boolean).cast(
@@ -302,3 +375,29 @@ def _has_choices(result_type: pl.DataType | None) -> bool:
     if "type" not in fields or not isinstance(value, pl.Struct):
         return False
     return any(f.name == "choices" and isinstance(f.dtype, pl.List) for f in value.fields)
+
+
+def _result_shape(result_type: pl.DataType | None) -> tuple[pl.Expr, pl.Expr]:
+    """(the first result's control, whether the annotation needs the per-control expansion).
+
+    Only an annotation whose result is one `choices` entry (or nothing) stays on the native
+    path; anything else is expanded control by control from its JSON.
+    """
+    if not isinstance(result_type, pl.List):
+        return pl.lit(None, pl.String), pl.lit(False)
+    results = pl.col("a").struct.field("result")
+    count = results.list.len().fill_null(0)
+    if not isinstance(result_type.inner, pl.Struct):
+        return pl.lit(None, pl.String), count > 0
+    names = {f.name for f in result_type.inner.fields}
+    first = results.list.first()
+    control = (
+        first.struct.field("from_name").cast(pl.String)
+        if "from_name" in names
+        else pl.lit(None, pl.String)
+    )
+    first_type = (
+        first.struct.field("type").cast(pl.String) if "type" in names else pl.lit(None, pl.String)
+    )
+    general = (count > 1) | ((count == 1) & (first_type != "choices").fill_null(True))
+    return control, general

@@ -43,6 +43,10 @@ ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
     "annotation_id": pl.String(),
     "annotator_id": pl.String(),
     "choices": pl.List(pl.String()),
+    # The control (`from_name`) of the first result, and whether the annotation needs the
+    # per-control expansion (several results, or a result that is not a choice).
+    "control": pl.String(),
+    "general": pl.Boolean(),
     "submitted_at": pl.String(),
     "duration_s": pl.String(),
     "was_cancelled": pl.Boolean(),
@@ -179,6 +183,16 @@ def stage_tolerant(
             if isinstance(completed_by, dict):
                 completed_by = completed_by.get("id")
             choices = None
+            results = annotation.get("result")
+            first = results[0] if isinstance(results, list) and results else None
+            control = _text(first.get("from_name")) if isinstance(first, dict) else None
+            general = isinstance(results, list) and (
+                len(results) > 1
+                or (
+                    len(results) == 1
+                    and (not isinstance(first, dict) or first.get("type") != "choices")
+                )
+            )
             for result in annotation.get("result") or []:
                 if isinstance(result, dict) and result.get("type") == "choices":
                     value = result.get("value") or {}
@@ -196,6 +210,8 @@ def stage_tolerant(
                     "annotation_id": _text(annotation.get("id")),
                     "annotator_id": _text(completed_by),
                     "choices": choices,
+                    "control": control,
+                    "general": general,
                     "submitted_at": _text(annotation.get("created_at")),
                     "duration_s": _text(annotation.get("lead_time")),
                     "was_cancelled": cancelled if isinstance(cancelled, bool) else None,

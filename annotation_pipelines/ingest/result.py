@@ -11,6 +11,7 @@ from datetime import datetime
 import polars as pl
 
 from annotation_pipelines.ingest.validation import PROJECT_NAME, parse_utc, validate
+from annotation_pipelines.kinds import KIND_COLUMNS
 from annotation_pipelines.schema import (
     GOLD_LABELS,
     JUDGMENTS,
@@ -157,6 +158,7 @@ def assemble(
             duration_s=pl.col("_duration"),
             **provenance,
             source_line=pl.col("source_line").cast(pl.Int64),
+            **_kind_columns(good),
         ),
         JUDGMENTS,
         name="judgments",
@@ -183,6 +185,7 @@ def assemble(
                 updated_at=pl.col("_submitted"),
                 **provenance,
                 source_line=pl.col("source_line").cast(pl.Int64),
+                **_kind_columns(good_gold),
             ),
             GOLD_LABELS,
             name="gold_labels",
@@ -196,6 +199,16 @@ def assemble(
     rows_read += 0 if staged_gold is None else staged_gold.height
     rows_read += 0 if preset_quarantine is None else preset_quarantine.height
     return IngestResult(judgments, tasks, gold, quarantine, rows_read, files=(source_file,))
+
+
+def _kind_columns(frame: pl.DataFrame) -> dict[str, pl.Expr]:
+    """The kind columns the staged rows carry, cast to their canonical types (the rest are
+    filled by `conform`)."""
+    return {
+        name: pl.col(name).cast(dtype)
+        for name, dtype in KIND_COLUMNS.items()
+        if name in frame.columns
+    }
 
 
 def build_tasks(

@@ -14,6 +14,12 @@ label attribute (`<attr>`: the class index) and `<attr>-metadata` (`class-name`,
 `workerId`, `answerContent`, `submissionTime`, `timeSpentInSeconds`), each answer is one
 judgment; otherwise the consolidated label is one judgment by annotator
 `sagemaker:<job-name>`, so it is never mistaken for an individual's vote.
+
+Kinds: the bounding-box, named-entity and multi-label task types (recognised by the metadata
+`type`, else by the label's shape; see `_sagemaker_kind`) become `boxes` (pixel coordinates,
+with the image size), `spans` and `multilabel` judgments. Plain tables carry a kind's value in
+its canonical column (`labels`, `value`, `ranking`, `left`/`right`/`winner`, `spans`,
+`boxes`, `text`), typed in Parquet and JSON Lines and JSON text in CSV cells.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ from annotation_pipelines.ingest.validation import (
     TRUNCATED_FILE,
     cap_raw_bytes,
 )
+from annotation_pipelines.ingest.values import ValueShapeError, normalize
+from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.tabular import check_column_count
 
 
@@ -51,6 +59,18 @@ class ColumnMapping:
     judgment_id: str | None = "judgment_id"
     project: str | None = "project"
     payload: str | None = "payload"
+    # Each row's kind (absent: the `kind` option of the ingest, else inferred from the
+    # value columns present) and the value columns of the other kinds.
+    kind: str | None = "kind"
+    labels: str | None = "labels"
+    value: str | None = "value"
+    ranking: str | None = "ranking"
+    left: str | None = "left"
+    right: str | None = "right"
+    winner: str | None = "winner"
+    spans: str | None = "spans"
+    boxes: str | None = "boxes"
+    text: str | None = "text"
 
     @classmethod
     def from_dict(cls, mapping: dict[str, str | None]) -> ColumnMapping:
@@ -74,6 +94,12 @@ _STAGED: dict[str, pl.DataType] = {
     "field": pl.String(),
     "record": pl.String(),
     "payload": pl.String(),
+    "error_field": pl.String(),
+    "kind": pl.String(),
+    **{name: VALUE_DTYPES[name] for name in VALUE_DTYPES if name != "label"},
+    "coordinates": pl.String(),
+    "image_width": pl.Float64(),
+    "image_height": pl.Float64(),
 }
 
 
@@ -105,8 +131,16 @@ def parse_table(
     label_set: list[str] | None = None,
     now: datetime | None = None,
     max_field_bytes: int = 4096,
+    kind: str | None = None,
 ) -> IngestResult:
-    """Parse a CSV, TSV, Parquet or JSON Lines table of judgments."""
+    """Parse a CSV, TSV, Parquet or JSON Lines table of judgments.
+
+    `kind`: every row's kind; None reads each row's `kind` column, or, without one, infers
+    the kind from the value columns present (`label` → categorical). Values of list and
+    struct kinds are typed in Parquet and JSON Lines and JSON text in CSV/TSV cells.
+    """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     mapping = mapping or ColumnMapping()
     if not data.strip():
         raise UnreadableFileError(f"{source_file}: empty file")
@@ -120,7 +154,7 @@ def parse_table(
             if frame.width
             else pl.lit(False),
         )
-        staged = _stage_frame(frame, mapping, source_file, typed=False)
+        staged = _stage_frame(frame, mapping, source_file, typed=False, kind=kind)
     elif format == "parquet":
         try:
             frame = pl.read_parquet(data)
@@ -129,10 +163,10 @@ def parse_table(
         frame = frame.with_columns(
             _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _bad_bytes=pl.lit(False)
         )
-        staged = _stage_frame(frame, mapping, source_file, typed=True)
+        staged = _stage_frame(frame, mapping, source_file, typed=True, kind=kind)
     elif format == "jsonl":
         records, failures = _read_lines(data, source_file)
-        staged = _stage_records(records, failures, mapping)
+        staged = _stage_records(records, failures, mapping, kind=kind, source_file=source_file)
     else:  # pragma: no cover - guarded by the dispatcher
         raise ValueError(format)
     staged = staged.with_columns(
@@ -188,10 +222,59 @@ def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFra
         raise UnreadableFileError(f"{source_file}: unreadable {format}: {first}") from error
 
 
-def _stage_frame(
-    frame: pl.DataFrame, mapping: ColumnMapping, source_file: str, *, typed: bool
+def _table_kind(columns: list[str], mapping: ColumnMapping, kind: str | None) -> str | None:
+    """The kind of every row, or None when each row's `kind` column says."""
+    if kind is not None:
+        return kind
+    if mapping.kind and mapping.kind in columns:
+        return None
+    if mapping.label in columns:
+        return DEFAULT_KIND
+    present = [
+        name
+        for name, value_columns in VALUE_COLUMNS.items()
+        if name != DEFAULT_KIND
+        and all(getattr(mapping, c) and getattr(mapping, c) in columns for c in value_columns)
+    ]
+    return present[0] if len(present) == 1 else DEFAULT_KIND
+
+
+def _value_rows(
+    cells: list[dict[str, Any]], kinds: list[str | None], *, text_cells: bool
 ) -> pl.DataFrame:
-    required = [mapping.task_id, mapping.annotator_id, mapping.label, mapping.submitted_at]
+    """The kind columns of each row (canonical names), and the error of a wrong shape."""
+    rows: list[dict[str, Any]] = []
+    for raw, kind in zip(cells, kinds, strict=True):
+        row: dict[str, Any] = {"kind": kind}
+        if kind in KINDS and kind != DEFAULT_KIND:
+            try:
+                row.update(normalize(kind, raw, text_cells=text_cells))
+            except ValueShapeError as error:
+                row.update(label_error=str(error), error_field=error.field)
+        rows.append(row)
+    schema = {
+        "kind": pl.String(),
+        "label_error": pl.String(),
+        "error_field": pl.String(),
+        **{name: dtype for name, dtype in VALUE_DTYPES.items() if name != "label"},
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _stage_frame(
+    frame: pl.DataFrame,
+    mapping: ColumnMapping,
+    source_file: str,
+    *,
+    typed: bool,
+    kind: str | None = None,
+) -> pl.DataFrame:
+    table_kind = _table_kind(frame.columns, mapping, kind)
+    required = [mapping.task_id, mapping.annotator_id, mapping.submitted_at]
+    if table_kind == DEFAULT_KIND:
+        required.insert(2, mapping.label)
+    elif table_kind is not None:
+        required.extend(getattr(mapping, c) for c in VALUE_COLUMNS[table_kind])
     missing = [name for name in required if name not in frame.columns]
     if missing:
         raise UnreadableFileError(
@@ -209,8 +292,27 @@ def _stage_frame(
             return pl.col(name).cast(pl.String, strict=False)
         return pl.col(name).cast(pl.String)
 
-    label_dtype = frame.schema[mapping.label]
+    label_dtype = frame.schema.get(mapping.label, pl.String())
     original = [c for c in frame.columns if not c.startswith("_")]
+    kinds = (
+        [table_kind] * frame.height
+        if table_kind is not None
+        else frame.get_column(mapping.kind).cast(pl.String, strict=False).to_list()  # type: ignore[arg-type]
+    )
+    value_sources = {
+        canonical: getattr(mapping, canonical)
+        for canonical in VALUE_DTYPES
+        if canonical != "label"
+        and getattr(mapping, canonical)
+        and getattr(mapping, canonical) in frame.columns
+    }
+    if table_kind == DEFAULT_KIND or not value_sources:
+        values = _value_rows([{}] * frame.height, kinds, text_cells=not typed)
+    else:
+        cells = frame.select(
+            [pl.col(source).alias(canonical) for canonical, source in value_sources.items()]
+        ).to_dicts()
+        values = _value_rows(cells, kinds, text_cells=not typed)
     staged = frame.select(
         judgment_id=column(mapping.judgment_id),
         task_id=column(mapping.task_id),
@@ -226,7 +328,13 @@ def _stage_frame(
         record=pl.struct(original),
         payload=column(mapping.payload),
     )
-    return staged
+    label_error = staged.get_column("label_error")
+    values = values.with_columns(
+        label_error=pl.when(pl.col("kind") == DEFAULT_KIND)
+        .then(label_error)
+        .otherwise(pl.col("label_error"))
+    )
+    return pl.concat([staged.drop("label_error"), values], how="horizontal")
 
 
 def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], list[dict]]:
@@ -285,9 +393,27 @@ def _failure_rows(failures: list[dict]) -> list[dict]:
 
 
 def _stage_records(
-    records: list[tuple[int, dict]], failures: list[dict], mapping: ColumnMapping
+    records: list[tuple[int, dict]],
+    failures: list[dict],
+    mapping: ColumnMapping,
+    *,
+    kind: str | None = None,
+    source_file: str = "",
 ) -> pl.DataFrame:
     rows = _failure_rows(failures)
+    columns = sorted({key for _, record in records for key in record})
+    table_kind = _table_kind(columns, mapping, kind)
+    if table_kind is not None and table_kind != DEFAULT_KIND:
+        missing = [
+            getattr(mapping, c) or c
+            for c in VALUE_COLUMNS[table_kind]
+            if not getattr(mapping, c) or getattr(mapping, c) not in columns
+        ]
+        if missing:
+            raise UnreadableFileError(
+                f"{source_file}: missing column(s) {', '.join(map(repr, missing))} for kind "
+                f"{table_kind!r}; the file has {', '.join(map(repr, columns)) or 'no columns'}"
+            )
     for number, record in records:
         row: dict[str, Any] = {
             "source_line": number,
@@ -305,9 +431,25 @@ def _stage_records(
             name = getattr(mapping, canonical)
             value, _ = _text(record.get(name)) if name else (None, True)
             row[canonical] = value
-        label, scalar = _text(record.get(mapping.label))
-        row["label"] = label
-        row["label_error"] = None if scalar else "not a scalar"
+        row_kind = table_kind
+        if row_kind is None:
+            row_kind = _text(record.get(mapping.kind))[0] if mapping.kind else None
+        row["kind"] = row_kind
+        if row_kind == DEFAULT_KIND or row_kind is None:
+            label, scalar = _text(record.get(mapping.label))
+            row["label"] = label
+            row["label_error"] = None if scalar else "not a scalar"
+        elif row_kind in KINDS:
+            raw = {
+                canonical: record.get(getattr(mapping, canonical))
+                for canonical in VALUE_COLUMNS[row_kind]
+                if getattr(mapping, canonical)
+            }
+            try:
+                row.update(normalize(row_kind, raw))
+            except ValueShapeError as error:
+                row["label_error"] = str(error)
+                row["error_field"] = error.field
         rows.append(row)
     return pl.DataFrame(rows, schema=_STAGED)
 
@@ -329,6 +471,155 @@ def _answer_label(content: Any) -> tuple[str | None, bool]:
             if label is not None:
                 return label, scalar
     return None, True
+
+
+def _sagemaker_kind(metadata: dict, value: Any) -> str:
+    """The kind of a Ground Truth label attribute, from the metadata `type` or the shape.
+
+    Bounding box (`groundtruth/object-detection`): `{"annotations": [{"class_id", "left",
+    "top", "width", "height"}], "image_size": [{"width", "height", "depth"}]}` with the
+    class names in the metadata `class-map`. Named entities (`groundtruth/text-span`):
+    `{"annotations": {"entities": [{"startOffset", "endOffset", "label"}], "labels": [...]}}`.
+    Multi-label classification (`...-classification-multilabel`): a list of class ids with
+    `class-map`. Anything else is single-label classification, as before.
+    """
+    task_type = str(metadata.get("type") or "")
+    annotations = value.get("annotations") if isinstance(value, dict) else None
+    if task_type.endswith("object-detection") or isinstance(annotations, list):
+        return "boxes"
+    if task_type.endswith("text-span") or isinstance(annotations, dict):
+        return "spans"
+    if task_type.endswith("multilabel") or isinstance(value, list):
+        return "multilabel"
+    return DEFAULT_KIND
+
+
+def _class_name(class_map: Any, class_id: Any) -> str | None:
+    if isinstance(class_map, dict) and str(class_id) in class_map:
+        return _text(class_map[str(class_id)])[0]
+    return _text(class_id)[0]
+
+
+def _shape_error(kind: str, error: ValueShapeError | None = None) -> dict[str, Any]:
+    field = error.field if error else VALUE_COLUMNS[kind][0]
+    message = str(error) if error else f"{field}: not a {kind} value"
+    return {"kind": kind, "label_error": message, "error_field": field}
+
+
+def _boxes_from(items: Any, class_map: Any, *, label_key: str) -> list[dict[str, Any]]:
+    if not isinstance(items, list):
+        raise ValueShapeError("boxes", "boxes: expected a list of boxes")
+    boxes = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueShapeError("boxes", f"boxes: expected an object, got {item!r:.80}")
+        try:
+            left, top = float(item["left"]), float(item["top"])
+            width, height = float(item["width"]), float(item["height"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueShapeError(
+                "boxes", f"boxes: need left, top, width, height: {item!r:.120}"
+            ) from None
+        label = (
+            _class_name(class_map, item.get("class_id"))
+            if label_key == "class_id"
+            else _text(item.get("label"))[0]
+        )
+        boxes.append(
+            {
+                "label": label,
+                "x_min": left,
+                "y_min": top,
+                "x_max": left + width,
+                "y_max": top + height,
+            }
+        )
+    return boxes
+
+
+def _spans_from(entities: Any) -> list[dict[str, Any]]:
+    if not isinstance(entities, list):
+        raise ValueShapeError("spans", "spans: expected a list of entities")
+    return [
+        {
+            "start": e.get("startOffset"),
+            "end": e.get("endOffset"),
+            "label": e.get("label"),
+        }
+        if isinstance(e, dict)
+        else e
+        for e in entities
+    ]
+
+
+def _consolidated_value(kind: str, value: Any, metadata: dict) -> dict[str, Any]:
+    """The kind columns of Ground Truth's consolidated label (boxes in pixels)."""
+    class_map = metadata.get("class-map")
+    try:
+        if kind == "boxes":
+            if not isinstance(value, dict):
+                return _shape_error(kind)
+            boxes = _boxes_from(value.get("annotations"), class_map, label_key="class_id")
+            size = value.get("image_size")
+            size = size[0] if isinstance(size, list) and size else size
+            size = size if isinstance(size, dict) else {}
+            width, height = _text(size.get("width"))[0], _text(size.get("height"))[0]
+            return {
+                "kind": kind,
+                **normalize(kind, {"boxes": boxes}),
+                "coordinates": "pixel",
+                "image_width": float(width) if width else None,
+                "image_height": float(height) if height else None,
+            }
+        if kind == "spans":
+            annotations = value.get("annotations") if isinstance(value, dict) else None
+            entities = annotations.get("entities") if isinstance(annotations, dict) else None
+            return {"kind": kind, **normalize(kind, {"spans": _spans_from(entities)})}
+        if not isinstance(value, list):
+            return _shape_error(kind)
+        labels = [_class_name(class_map, class_id) for class_id in value]
+        return {"kind": kind, **normalize(kind, {"labels": labels})}
+    except ValueShapeError as error:
+        return _shape_error(kind, error)
+
+
+def _find(content: Any, key: str) -> Any:
+    """The first value under `key` anywhere in a worker's answer content."""
+    if isinstance(content, dict):
+        if key in content:
+            return content[key]
+        for value in content.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _answer_value(kind: str, content: Any) -> dict[str, Any]:
+    """The kind columns of one worker's answer (`answerContent` of the worker responses):
+    `boundingBoxes` [{label, left, top, width, height}] with `inputImageProperties`,
+    `entities` [{startOffset, endOffset, label}], or `labels` [names]."""
+    try:
+        if kind == "boxes":
+            boxes = _boxes_from(_find(content, "boundingBoxes"), None, label_key="label")
+            size = _find(content, "inputImageProperties") or {}
+            width = size.get("width") if isinstance(size, dict) else None
+            height = size.get("height") if isinstance(size, dict) else None
+            return {
+                "kind": kind,
+                **normalize(kind, {"boxes": boxes}),
+                "coordinates": "pixel",
+                "image_width": float(width) if isinstance(width, int | float) else None,
+                "image_height": float(height) if isinstance(height, int | float) else None,
+            }
+        if kind == "spans":
+            return {
+                "kind": kind,
+                **normalize(kind, {"spans": _spans_from(_find(content, "entities"))}),
+            }
+        return {"kind": kind, **normalize(kind, {"labels": _find(content, "labels")})}
+    except ValueShapeError as error:
+        return _shape_error(kind, error)
 
 
 def parse_sagemaker(
@@ -381,27 +672,34 @@ def parse_sagemaker(
                 "source_line": number,
             }
         )
+        kind = _sagemaker_kind(metadata, record.get(attribute))
         responses = metadata.get("worker-responses")
         if isinstance(responses, list) and responses:
             for position, answer in enumerate(responses):
                 answer = answer if isinstance(answer, dict) else {}
-                label, scalar = _answer_label(answer.get("answerContent", answer))
-                rows.append(
-                    {
-                        **base,
-                        "judgment_id": f"sagemaker:{metadata.get('job-name')}:{task_id}:{position}",
-                        "annotator_id": _text(answer.get("workerId"))[0],
-                        "label": label,
-                        "label_error": None if scalar else "not a scalar",
-                        "submitted_at": _text(answer.get("submissionTime"))[0],
-                        "duration_s": _text(answer.get("timeSpentInSeconds"))[0],
-                        "record": json.dumps(answer, ensure_ascii=False),
-                    }
-                )
+                row = {
+                    **base,
+                    "judgment_id": f"sagemaker:{metadata.get('job-name')}:{task_id}:{position}",
+                    "annotator_id": _text(answer.get("workerId"))[0],
+                    "submitted_at": _text(answer.get("submissionTime"))[0],
+                    "duration_s": _text(answer.get("timeSpentInSeconds"))[0],
+                    "record": json.dumps(answer, ensure_ascii=False),
+                }
+                if kind == DEFAULT_KIND:
+                    label, scalar = _answer_label(answer.get("answerContent", answer))
+                    row.update(label=label, label_error=None if scalar else "not a scalar")
+                else:
+                    row.update(_answer_value(kind, answer.get("answerContent", answer)))
+                rows.append(row)
             continue
-        label, scalar = _text(metadata.get("class-name"))
-        if label is None and isinstance(metadata.get("class-map"), dict):
-            label, scalar = _text(metadata["class-map"].get(str(record.get(attribute))))
+        value_columns: dict[str, Any] = {}
+        label, scalar = None, True
+        if kind == DEFAULT_KIND:
+            label, scalar = _text(metadata.get("class-name"))
+            if label is None and isinstance(metadata.get("class-map"), dict):
+                label, scalar = _text(metadata["class-map"].get(str(record.get(attribute))))
+        else:
+            value_columns = _consolidated_value(kind, record.get(attribute), metadata)
         created, _ = _text(metadata.get("creation-date"))
         if (
             created is not None
@@ -419,6 +717,7 @@ def parse_sagemaker(
                 "label": label,
                 "label_error": None if scalar else "not a scalar",
                 "submitted_at": created,
+                **value_columns,
             }
         )
     staged = pl.DataFrame(rows, schema=_STAGED).with_columns(

@@ -13,6 +13,13 @@ identifier (it becomes a path segment in the lake); 6. wrong type; 7. timestamp 
 timezone; 8. timestamp in the future; 9. label outside the project's label set; 10. duplicate
 submission.
 
+Kinds: when the staged rows carry a `kind` column, a required `label` means "the kind's
+value": each row must have its own kind's value column(s) (`labels`, `value`, `spans`, ...),
+and a label set applies to categorical labels and to each of a multilabel row's labels. A
+parser that found a value of the wrong shape sets `label_error` and, for a column other than
+`label`, `error_field`. Rows of one annotation tool control (`control`) are distinct
+submissions: the duplicate key includes it when present.
+
 What a quarantine row keeps of the record is capped (`MAX_RAW_CHARS`): a longer record keeps
 its head plus its size in bytes and SHA-256, enough to find it again without storing it twice.
 
@@ -31,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
+from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
 from annotation_pipelines.schema import QUARANTINE, UTC_TIMESTAMP
 
 MALFORMED_JSON = "malformed_json"
@@ -49,6 +57,7 @@ NUL_BYTE = "nul_byte"
 INVALID_PROJECT = "invalid_project"
 NESTING_TOO_DEEP = "nesting_too_deep"
 OVERSIZED_RECORD = "oversized_record"
+UNSUPPORTED_KIND = "unsupported_kind"
 
 REASONS = (
     MALFORMED_JSON,
@@ -67,6 +76,7 @@ REASONS = (
     INVALID_PROJECT,
     NESTING_TOO_DEEP,
     OVERSIZED_RECORD,
+    UNSUPPORTED_KIND,
 )
 
 # A project name becomes a path segment (lake keys, exports): no separators, no `..`.
@@ -137,9 +147,15 @@ def validate(
     now = now or datetime.now(UTC)
     horizon = now + DEFAULT_FUTURE_TOLERANCE
     frame = staged.with_row_index("_order")
-    checks: list[tuple[pl.Expr, str, str]] = []
+    checks: list[tuple[pl.Expr, str | pl.Expr, str]] = []
+    has_kind = "kind" in frame.columns
+    if has_kind:
+        frame = frame.with_columns(pl.col("kind").fill_null(DEFAULT_KIND))
     for name in required:
         reason = MISSING_ANNOTATOR if name == "annotator_id" else MISSING_FIELD
+        if name == "label" and has_kind:
+            checks.extend(_value_checks(frame))
+            continue
         value = pl.col(name)
         empty = value.is_null()
         if frame.schema[name] == pl.String:
@@ -160,7 +176,10 @@ def validate(
         )
         checks.append((unsafe, "project", INVALID_PROJECT))
     if "label_error" in frame.columns:
-        checks.append((pl.col("label_error").is_not_null(), "label", WRONG_TYPE))
+        error_field: str | pl.Expr = "label"
+        if "error_field" in frame.columns:
+            error_field = pl.coalesce(pl.col("error_field"), pl.lit("label"))
+        checks.append((pl.col("label_error").is_not_null(), error_field, WRONG_TYPE))
     if "duration_s" in frame.columns:
         duration = pl.col("duration_s").cast(pl.Float64, strict=False)
         if frame.schema["duration_s"] == pl.String:
@@ -205,20 +224,31 @@ def validate(
     )
     if label_set is not None:
         allowed = pl.Series(list(label_set), dtype=pl.String)
+        categorical = pl.col("kind") == DEFAULT_KIND if has_kind else pl.lit(True)
         checks.append(
-            (~pl.col("label").cast(pl.String).is_in(allowed.implode()), "label", UNKNOWN_LABEL)
+            (
+                categorical & ~pl.col("label").cast(pl.String).is_in(allowed.implode()),
+                "label",
+                UNKNOWN_LABEL,
+            )
         )
+        if has_kind and "labels" in frame.columns:
+            outside = pl.col("labels").list.eval(~pl.element().is_in(allowed.implode())).list.any()
+            checks.append(((pl.col("kind") == "multilabel") & outside, "labels", UNKNOWN_LABEL))
 
     reason = pl.col("reason")
     field = pl.col("field")
     # Later checks are wrapped first so that the earliest failing check in the list wins.
     for condition, name, why in reversed(checks):
         hit = condition.fill_null(False)
+        named = pl.lit(name) if isinstance(name, str) else name
         reason = pl.when(pl.col("reason").is_null() & hit).then(pl.lit(why)).otherwise(reason)
-        field = pl.when(pl.col("reason").is_null() & hit).then(pl.lit(name)).otherwise(field)
+        field = pl.when(pl.col("reason").is_null() & hit).then(named).otherwise(field)
     frame = frame.with_columns(reason=reason, field=field)
 
     key = list(duplicate_key)
+    if "control" in frame.columns and "control" not in key:
+        key.append("control")
     ok = pl.col("reason").is_null()
     # Latest submission wins; among equal timestamps the later line of the file.
     # One sort and a hash pass, not a window per key: with one key per row (the usual case)
@@ -234,6 +264,28 @@ def validate(
     bad = frame.filter(pl.col("reason").is_not_null())
     quarantine = quarantine_rows(bad, table=table, source=source, source_file=source_file)
     return good, quarantine
+
+
+def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str]]:
+    """Each row has its own kind's value; an unknown kind is a wrong type of `kind`."""
+    checks: list[tuple[pl.Expr, str | pl.Expr, str]] = [
+        (~pl.col("kind").is_in(list(KINDS)), "kind", WRONG_TYPE)
+    ]
+    # A value the parser refused is null but not missing: its wrong type is reported instead.
+    refused = (
+        pl.col("label_error").is_not_null() if "label_error" in frame.columns else pl.lit(False)
+    )
+    for kind, columns in VALUE_COLUMNS.items():
+        for column in columns:
+            is_kind = (pl.col("kind") == kind) & ~refused
+            if column not in frame.columns:
+                checks.append((is_kind, column, MISSING_FIELD))
+                continue
+            empty = pl.col(column).is_null()
+            if frame.schema[column] == pl.String and kind != "text":
+                empty = empty | (pl.col(column).str.strip_chars() == "")
+            checks.append((is_kind & empty, column, MISSING_FIELD))
+    return checks
 
 
 def cap_raw(text: str, *, size: int | None = None, digest: str | None = None) -> str:

@@ -110,3 +110,31 @@ def test_missing_path_and_bad_csv_fail_cleanly(tmp_path):
     assert (
         result.exit_code == 1 and "missing column" in result.output and "wrong.csv" in result.output
     )
+
+
+def test_kind_option_reads_a_table_of_spans(tmp_path):
+    rows = [
+        {
+            "task_id": "t1",
+            "annotator_id": "a",
+            "submitted_at": "2026-05-01T10:00:00Z",
+            "spans": [{"start": 0, "end": 3, "label": "PER"}],
+        },
+        {
+            "task_id": "t1",
+            "annotator_id": "b",
+            "submitted_at": "2026-05-01T10:00:00Z",
+            "spans": [{"start": 3, "end": 0}],
+        },
+    ]
+    path = tmp_path / "spans.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    out = tmp_path / "out"
+    result = run(str(path), "--format", "jsonl", "--kind", "spans", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert summary(result.output)["reasons"] == {"wrong_type": 1}
+    judgments = pl.read_parquet(out / "judgments.parquet")
+    assert dict(judgments.schema) == JUDGMENTS
+    assert judgments.select("kind", "spans").rows() == [
+        ("spans", [{"start": 0, "end": 3, "label": "PER"}])
+    ]

@@ -1,0 +1,300 @@
+"""Label Studio `result` entries of one annotation → one canonical value per control.
+
+An annotation's `result` list holds one entry per region or answer; entries sharing a
+`from_name` (the control tag of the labeling config) form one judgment. Result types:
+
+Result type → kind, value:
+
+- choices → categorical, or multilabel: `value.choices`. The export does not carry the
+  labeling config, so a control is multilabel when any annotation of the file picks several
+  of its choices, else categorical.
+- labels → spans: `value.start`/`end` character offsets (end exclusive), one span per label
+  in `value.labels`.
+- hypertextlabels → spans: `value.globalOffsets.start`/`end` (character offsets in the
+  document's text); a region without them is refused as `wrong_type`.
+- rectanglelabels → boxes: `x`, `y`, `width`, `height` in percent of the image, rotated by
+  `rotation` degrees about (x, y); the box is the rotated rectangle's axis-aligned extent.
+- polygonlabels → boxes + polygons: the polygon's bounding box in `boxes`, its outline in
+  `polygons`.
+- keypointlabels → boxes: a square centred on the point whose side is the keypoint's drawn
+  `width` (0 when not given), so IoU matching pairs nearby points.
+- rating → numeric (`value.rating`); number → numeric (`value.number`).
+- textarea → text: the lines of `value.text` joined by a newline.
+- taxonomy → multilabel: each selected path joined by "/" (["Animal", "Cat"] → "Animal/Cat").
+- pairwise → pairwise: `left`/`right` are the two compared objects named in `to_name`
+  ("text1,text2"); `winner` is `value.selected`.
+- ranker → ranking: `value.ranker` holding one list of item ids, best first (buckets are a
+  grouping, not a ranking, and are refused as `wrong_type`).
+
+Coordinates stay in percent of the image, as Label Studio stores them (`coordinates` =
+"percent"), with the image's `original_width`/`original_height` in `image_width`/
+`image_height` where the export gives them; multiply by size/100 for pixels. Rotation needs
+the aspect ratio: without the image size it is applied in percent units (exact only for a
+square image).
+
+A type not in the table (brushes, video, time series, relations, ...) or a per-region
+answer (several results of a single-value control) is quarantined with reason
+``unsupported_kind`` and field `result.type=<type>`; a region of the wrong shape with reason
+``wrong_type`` naming the canonical field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from annotation_pipelines.ingest.validation import UNSUPPORTED_KIND, WRONG_TYPE
+from annotation_pipelines.ingest.values import ValueShapeError, box, normalize, span
+
+SPAN_TYPES = ("labels", "hypertextlabels")
+BOX_TYPES = ("rectanglelabels", "polygonlabels", "keypointlabels")
+SINGLE_TYPES = ("choices", "rating", "number", "textarea", "taxonomy", "pairwise", "ranker")
+SUPPORTED_TYPES = SPAN_TYPES + BOX_TYPES + SINGLE_TYPES
+
+# Every column a control's row may set; absent ones are null.
+ROW_KEYS = (
+    "control",
+    "kind",
+    "choices",
+    "label",
+    "labels",
+    "value",
+    "ranking",
+    "left",
+    "right",
+    "winner",
+    "spans",
+    "boxes",
+    "text",
+    "polygons",
+    "coordinates",
+    "image_width",
+    "image_height",
+    "reason",
+    "field",
+    "record",
+)
+
+
+def expand_results(results: Any, *, annotation_id: Any = None) -> list[dict[str, Any]]:
+    """One row per control of an annotation's `result` list (see the module docstring)."""
+    if not isinstance(results, list) or not results:
+        return [{**dict.fromkeys(ROW_KEYS), "kind": "categorical"}]
+    groups: dict[str, list[Any]] = {}
+    for position, result in enumerate(results):
+        if isinstance(result, dict) and result.get("type") == "relation":
+            key = f"\x00relation:{position}"
+        elif isinstance(result, dict) and isinstance(result.get("from_name"), str):
+            key = result["from_name"]
+        else:
+            key = f"\x00malformed:{position}"
+        groups.setdefault(key, []).append(result)
+    return [_control_row(control, members, annotation_id) for control, members in groups.items()]
+
+
+def _control_row(control: str, results: list[Any], annotation_id: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    row["control"] = None if control.startswith("\x00") else control
+    types = {r.get("type") if isinstance(r, dict) else None for r in results}
+    if control.startswith("\x00relation"):
+        return _refuse(row, UNSUPPORTED_KIND, "result.type=relation", annotation_id, results)
+    if control.startswith("\x00malformed") or len(types) != 1 or None in types:
+        return _refuse(row, WRONG_TYPE, "result.type", annotation_id, results)
+    kind_type = str(next(iter(types)))
+    if kind_type not in SUPPORTED_TYPES:
+        return _refuse(row, UNSUPPORTED_KIND, f"result.type={kind_type}", annotation_id, results)
+    if kind_type in SINGLE_TYPES and len(results) > 1:
+        # Per-region answers (one per region of another control) are not one value.
+        return _refuse(
+            row, UNSUPPORTED_KIND, f"result.type={kind_type} per region", annotation_id, results
+        )
+    values = [r.get("value") for r in results]
+    if not all(isinstance(v, dict) for v in values):
+        return _refuse(row, WRONG_TYPE, "result.value", annotation_id, results)
+    try:
+        if kind_type in SPAN_TYPES:
+            row.update(kind="spans", spans=[s for v in values for s in _spans(v, kind_type)])
+        elif kind_type in BOX_TYPES:
+            row.update(_boxes(results, kind_type))
+        else:
+            row.update(_single(results[0], values[0], kind_type))
+    except ValueShapeError as error:
+        return _refuse(row, WRONG_TYPE, error.field, annotation_id, results)
+    return row
+
+
+def _refuse(
+    row: dict[str, Any], reason: str, field: str, annotation_id: Any, results: list[Any]
+) -> dict[str, Any]:
+    # The refused control's own results are what the quarantine keeps (a loaded row keeps
+    # its whole annotation as the record, should validation refuse it later).
+    record = {"annotation": annotation_id, "result": results}
+    row.update(
+        reason=reason,
+        field=field,
+        kind=None,
+        record=json.dumps(record, ensure_ascii=False, default=str),
+    )
+    return row
+
+
+def _region_labels(value: dict, kind_type: str, field: str) -> list[str | None]:
+    labels = value.get(kind_type)
+    if labels is None:
+        return [None]
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueShapeError(field, f"{field}: region labels must be a list of strings")
+    return list(labels) or [None]
+
+
+def _spans(value: dict, kind_type: str) -> list[dict[str, Any]]:
+    if kind_type == "hypertextlabels":
+        offsets = value.get("globalOffsets")
+        if not isinstance(offsets, dict):
+            raise ValueShapeError("spans", "spans: hypertext region without globalOffsets")
+        start, end = offsets.get("start"), offsets.get("end")
+    else:
+        start, end = value.get("start"), value.get("end")
+    return [
+        span({"start": start, "end": end, "label": label})
+        for label in _region_labels(value, kind_type, "spans")
+    ]
+
+
+def _size(results: list[dict]) -> tuple[float | None, float | None]:
+    for result in results:
+        width, height = result.get("original_width"), result.get("original_height")
+        if (
+            isinstance(width, int | float)
+            and isinstance(height, int | float)
+            and not isinstance(width, bool)
+            and not isinstance(height, bool)
+            and width > 0
+            and height > 0
+        ):
+            return float(width), float(height)
+    return None, None
+
+
+def _number(value: dict, name: str) -> float:
+    number = value.get(name)
+    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        raise ValueShapeError("boxes", f"boxes: {name} must be a finite number, got {number!r:.40}")
+    return float(number)
+
+
+def _rectangle(value: dict, width: float | None, height: float | None) -> tuple[float, ...]:
+    x, y = _number(value, "x"), _number(value, "y")
+    w, h = _number(value, "width"), _number(value, "height")
+    rotation = value.get("rotation") or 0.0
+    if isinstance(rotation, bool) or not isinstance(rotation, int | float):
+        raise ValueShapeError("boxes", "boxes: rotation must be a number")
+    if rotation % 360 == 0:
+        return x, y, x + w, y + h
+    # Rotate the corners about (x, y) in pixel units (percent when the size is unknown).
+    sx, sy = (width / 100.0, height / 100.0) if width and height else (1.0, 1.0)
+    theta = math.radians(rotation)
+    cos, sin = math.cos(theta), math.sin(theta)
+    xs, ys = [], []
+    for dx, dy in ((0.0, 0.0), (w * sx, 0.0), (w * sx, h * sy), (0.0, h * sy)):
+        xs.append(x + (dx * cos - dy * sin) / sx)
+        ys.append(y + (dx * sin + dy * cos) / sy)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _boxes(results: list[dict], kind_type: str) -> dict[str, Any]:
+    width, height = _size(results)
+    boxes: list[dict[str, Any]] = []
+    polygons: list[dict[str, Any]] = []
+    for result in results:
+        value = result["value"]
+        labels = _region_labels(value, kind_type, "boxes")
+        if kind_type == "polygonlabels":
+            points = value.get("points")
+            if (
+                not isinstance(points, list)
+                or len(points) < 3
+                or not all(isinstance(p, list | tuple) and len(p) == 2 for p in points)
+            ):
+                raise ValueShapeError("boxes", "boxes: a polygon needs at least 3 [x, y] points")
+            outline = [
+                {"x": _number({"x": p[0]}, "x"), "y": _number({"y": p[1]}, "y")} for p in points
+            ]
+            xs = [p["x"] for p in outline]
+            ys = [p["y"] for p in outline]
+            extent = (min(xs), min(ys), max(xs), max(ys))
+            polygons.extend({"label": label, "points": outline} for label in labels)
+        elif kind_type == "keypointlabels":
+            x, y = _number(value, "x"), _number(value, "y")
+            half = value.get("width") or 0.0
+            half = _number({"width": half}, "width") / 2.0
+            extent = (x - half, y - half, x + half, y + half)
+        else:
+            extent = _rectangle(value, width, height)
+        for label in labels:
+            boxes.append(
+                box(
+                    {
+                        "label": label,
+                        "x_min": extent[0],
+                        "y_min": extent[1],
+                        "x_max": extent[2],
+                        "y_max": extent[3],
+                    }
+                )
+            )
+    return {
+        "kind": "boxes",
+        "boxes": boxes,
+        "polygons": polygons or None,
+        "coordinates": "percent",
+        "image_width": width,
+        "image_height": height,
+    }
+
+
+def _single(result: dict, value: dict, kind_type: str) -> dict[str, Any]:
+    if kind_type == "choices":
+        choices = value.get("choices")
+        if choices is None:
+            return {"choices": None, "kind": "categorical"}
+        if not isinstance(choices, list) or not all(
+            isinstance(c, str | int | float) and not isinstance(c, bool) for c in choices
+        ):
+            raise ValueShapeError("label", "label: choices must be a list of strings")
+        return {"choices": [str(c) for c in choices], "kind": "categorical"}
+    if kind_type in ("rating", "number"):
+        return {"kind": "numeric", **normalize("numeric", {"value": value.get(kind_type)})}
+    if kind_type == "textarea":
+        text = value.get("text")
+        if isinstance(text, list) and all(isinstance(line, str) for line in text):
+            text = "\n".join(text)
+        return {"kind": "text", **normalize("text", {"text": text})}
+    if kind_type == "taxonomy":
+        paths = value.get("taxonomy")
+        if paths is not None and (
+            not isinstance(paths, list)
+            or not all(isinstance(p, list) and all(isinstance(x, str) for x in p) for p in paths)
+        ):
+            raise ValueShapeError("labels", "labels: taxonomy must be a list of label paths")
+        joined = None if paths is None else ["/".join(path) for path in paths]
+        return {"kind": "multilabel", **normalize("multilabel", {"labels": joined})}
+    if kind_type == "pairwise":
+        names = str(result.get("to_name") or "").split(",")
+        if len(names) != 2:
+            raise ValueShapeError("left", "left: pairwise to_name must name two objects")
+        left, right = names
+        winner = value.get("selected")
+        return {
+            "kind": "pairwise",
+            **normalize(
+                "pairwise", {"left": left.strip(), "right": right.strip(), "winner": winner}
+            ),
+        }
+    ranker = value.get("ranker")
+    if isinstance(ranker, dict) and len(ranker) == 1:
+        ranker = next(iter(ranker.values()))
+    elif isinstance(ranker, dict):
+        raise ValueShapeError("ranking", "ranking: buckets are a grouping, not a ranking")
+    return {"kind": "ranking", **normalize("ranking", {"ranking": ranker})}

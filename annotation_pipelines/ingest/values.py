@@ -1,0 +1,190 @@
+"""One judgment's value of a kind, checked and brought to the canonical Python shape.
+
+Every source that carries non-categorical values (Label Studio results, SageMaker Ground Truth
+manifests, CSV/Parquet/JSON Lines value columns) goes through `normalize`, so a value is
+accepted or refused the same way wherever it came from. A value of the wrong shape is
+reported with the canonical field it belongs to (validation then quarantines the row with
+reason ``wrong_type`` and that field); a missing value stays None (``missing_field``).
+
+Shapes (see `annotation_pipelines.kinds`): multilabel and ranking are lists of strings (a
+ranking may not repeat an item); numeric is a finite float; pairwise is `left`, `right` and a
+`winner` in {left, right, tie} (a winner naming the left or right item is accepted and
+mapped); spans are `{start, end, label}` with integer offsets 0 ≤ start < end; boxes are
+`{label, x_min, y_min, x_max, y_max}` with finite coordinates, x_min ≤ x_max, y_min ≤ y_max;
+text is a string. In CSV cells, list and struct values are JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from annotation_pipelines.kinds import WINNERS, check_kind
+
+
+class ValueShapeError(ValueError):
+    """A value of the wrong shape; `field` is the canonical column it belongs to."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _decoded(raw: Any, *, text_cells: bool) -> Any:
+    if text_cells and isinstance(raw, str):
+        stripped = raw.strip()
+        if not stripped:
+            return None
+        try:
+            return json.loads(stripped)
+        except (json.JSONDecodeError, RecursionError):
+            return raw
+    return raw
+
+
+def _string(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return str(int(value)) if float(value).is_integer() else repr(value)
+    return None
+
+
+def _strings(field: str, raw: Any, *, text_cells: bool) -> list[str] | None:
+    value = _decoded(raw, text_cells=text_cells)
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise ValueShapeError(field, f"{field}: expected a list of strings, got {value!r:.80}")
+    out = [_string(item) for item in value]
+    if any(item is None for item in out):
+        raise ValueShapeError(field, f"{field}: every element must be a string or number")
+    return out  # type: ignore[return-value]
+
+
+def _number(field: str, raw: Any) -> float | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, bool):
+        raise ValueShapeError(field, f"{field}: expected a number, got a boolean")
+    try:
+        number = float(raw.strip() if isinstance(raw, str) else raw)
+    except (TypeError, ValueError):
+        raise ValueShapeError(field, f"{field}: expected a number, got {raw!r:.80}") from None
+    if not math.isfinite(number):
+        raise ValueShapeError(field, f"{field}: expected a finite number, got {raw!r:.80}")
+    return number
+
+
+def _offset(raw: Any) -> int | None:
+    if type(raw) is int:  # the common case, checked first: this runs once per span end
+        return raw
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    if isinstance(raw, float) and not (math.isfinite(raw) and raw.is_integer()):
+        return None
+    return int(raw)
+
+
+def span(raw: Any) -> dict[str, Any]:
+    """One span as {start, end, label}; ValueShapeError on anything else."""
+    if not isinstance(raw, dict):
+        raise ValueShapeError("spans", f"spans: expected an object, got {raw!r:.80}")
+    start, end = _offset(raw.get("start")), _offset(raw.get("end"))
+    if start is None or end is None or start < 0 or end <= start:
+        raise ValueShapeError(
+            "spans", f"spans: need integer offsets 0 <= start < end, got {raw!r:.120}"
+        )
+    label = raw.get("label")
+    if label is not None and _string(label) is None:
+        raise ValueShapeError("spans", f"spans: label must be a string, got {label!r:.80}")
+    return {"start": start, "end": end, "label": _string(label)}
+
+
+def box(raw: Any) -> dict[str, Any]:
+    """One box as {label, x_min, y_min, x_max, y_max}; ValueShapeError on anything else."""
+    if not isinstance(raw, dict):
+        raise ValueShapeError("boxes", f"boxes: expected an object, got {raw!r:.80}")
+    coordinates = {}
+    for name in ("x_min", "y_min", "x_max", "y_max"):
+        value = raw.get(name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueShapeError("boxes", f"boxes: {name} must be a finite number in {raw!r:.120}")
+        coordinates[name] = float(value)
+    if coordinates["x_max"] < coordinates["x_min"] or coordinates["y_max"] < coordinates["y_min"]:
+        raise ValueShapeError(
+            "boxes", f"boxes: need x_min <= x_max and y_min <= y_max: {raw!r:.120}"
+        )
+    label = raw.get("label")
+    if label is not None and _string(label) is None:
+        raise ValueShapeError("boxes", f"boxes: label must be a string, got {label!r:.80}")
+    return {"label": _string(label), **coordinates}
+
+
+def _objects(field: str, raw: Any, one: Any, *, text_cells: bool) -> list[dict] | None:
+    value = _decoded(raw, text_cells=text_cells)
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple):
+        raise ValueShapeError(field, f"{field}: expected a list of objects, got {value!r:.80}")
+    return [one(item) for item in value]
+
+
+def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> dict[str, Any]:
+    """The canonical value columns of `kind` from `raw` (column → cell as read).
+
+    `text_cells`: cells are text as in CSV, so list and object values are JSON text.
+    Raises ValueShapeError naming the column of a value of the wrong shape.
+    """
+    check_kind(kind)
+    if kind == "categorical":
+        label = raw.get("label")
+        if label is not None and _string(label) is None:
+            raise ValueShapeError("label", f"label: expected a scalar, got {label!r:.80}")
+        return {"label": _string(label)}
+    if kind == "multilabel":
+        return {"labels": _strings("labels", raw.get("labels"), text_cells=text_cells)}
+    if kind == "ranking":
+        ranking = _strings("ranking", raw.get("ranking"), text_cells=text_cells)
+        if ranking is not None and len(set(ranking)) != len(ranking):
+            raise ValueShapeError("ranking", f"ranking: an item is ranked twice: {ranking!r:.120}")
+        return {"ranking": ranking}
+    if kind == "numeric":
+        return {"value": _number("value", raw.get("value"))}
+    if kind == "text":
+        text = raw.get("text")
+        if text is not None and not isinstance(text, str):
+            if _string(text) is None:
+                raise ValueShapeError("text", f"text: expected a string, got {text!r:.80}")
+            text = _string(text)
+        return {"text": text}
+    if kind == "pairwise":
+        values = {}
+        for name in ("left", "right", "winner"):
+            value = raw.get(name)
+            if value is not None and _string(value) is None:
+                raise ValueShapeError(name, f"{name}: expected a string, got {value!r:.80}")
+            values[name] = _string(value)
+        winner = values["winner"]
+        if winner is not None and winner not in WINNERS:
+            if winner == values["left"]:
+                values["winner"] = "left"
+            elif winner == values["right"]:
+                values["winner"] = "right"
+            else:
+                raise ValueShapeError(
+                    "winner",
+                    f"winner: expected one of {', '.join(WINNERS)} or the left/right item, "
+                    f"got {winner!r:.80}",
+                )
+        return values
+    if kind == "spans":
+        return {"spans": _objects("spans", raw.get("spans"), span, text_cells=text_cells)}
+    return {"boxes": _objects("boxes", raw.get("boxes"), box, text_cells=text_cells)}

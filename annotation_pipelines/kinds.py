@@ -1,0 +1,104 @@
+"""Annotation kinds and their canonical value columns (the shared contract of every kind).
+
+A judgment (and a gold label) has one `kind`; its value lives in that kind's column(s), the
+other kinds' columns are null. Values are typed Arrow lists and structs, never JSON text, so
+Polars and DuckDB read them directly:
+
+| kind        | column(s)                 | dtype                                             |
+|-------------|---------------------------|---------------------------------------------------|
+| categorical | label                     | String                                            |
+| multilabel  | labels                    | List(String)                                      |
+| numeric     | value                     | Float64 (Likert and ordinal as numeric codes)     |
+| ranking     | ranking                   | List(String), item ids best first                 |
+| pairwise    | left, right, winner       | String, String, String in {left, right, tie}      |
+| spans       | spans                     | List(SPAN): character offsets, end exclusive      |
+| boxes       | boxes                     | List(BOX)                                         |
+| text        | text                      | String                                            |
+
+Boxes carry two companions: `coordinates` ("pixel" or "percent" of the image size, one value
+per judgment) with `image_width`/`image_height` (pixels, where the source gives them), and
+`polygons` (the exact outline of a polygon region, whose bounding box is also in `boxes`).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+KINDS: tuple[str, ...] = (
+    "categorical",
+    "multilabel",
+    "numeric",
+    "ranking",
+    "pairwise",
+    "spans",
+    "boxes",
+    "text",
+)
+DEFAULT_KIND = "categorical"
+WINNERS: tuple[str, ...] = ("left", "right", "tie")
+COORDINATE_UNITS: tuple[str, ...] = ("pixel", "percent")
+
+SPAN = pl.Struct({"start": pl.Int64, "end": pl.Int64, "label": pl.String})
+BOX = pl.Struct(
+    {
+        "label": pl.String,
+        "x_min": pl.Float64,
+        "y_min": pl.Float64,
+        "x_max": pl.Float64,
+        "y_max": pl.Float64,
+    }
+)
+POINT = pl.Struct({"x": pl.Float64, "y": pl.Float64})
+POLYGON = pl.Struct({"label": pl.String, "points": pl.List(POINT)})
+
+VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "categorical": ("label",),
+    "multilabel": ("labels",),
+    "numeric": ("value",),
+    "ranking": ("ranking",),
+    "pairwise": ("left", "right", "winner"),
+    "spans": ("spans",),
+    "boxes": ("boxes",),
+    "text": ("text",),
+}
+VALUE_DTYPES: dict[str, pl.DataType] = {
+    "label": pl.String(),
+    "labels": pl.List(pl.String()),
+    "value": pl.Float64(),
+    "ranking": pl.List(pl.String()),
+    "left": pl.String(),
+    "right": pl.String(),
+    "winner": pl.String(),
+    "spans": pl.List(SPAN),
+    "boxes": pl.List(BOX),
+    "text": pl.String(),
+}
+# Context of a value that is not itself the value: where boxes are measured, the polygon
+# outlines behind polygon boxes, and which control of the annotation tool produced it.
+CONTEXT_DTYPES: dict[str, pl.DataType] = {
+    "polygons": pl.List(POLYGON),
+    "coordinates": pl.String(),
+    "image_width": pl.Float64(),
+    "image_height": pl.Float64(),
+    "control": pl.String(),
+}
+# Every column a kind adds to the judgments and gold tables, in table order.
+KIND_COLUMNS: dict[str, pl.DataType] = {
+    "kind": pl.String(),
+    **{name: dtype for name, dtype in VALUE_DTYPES.items() if name != "label"},
+    **CONTEXT_DTYPES,
+}
+
+
+def check_kind(kind: str) -> str:
+    """`kind` if it is one of KINDS, else a ValueError listing them."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return kind
+
+
+def value_missing(kind: str) -> pl.Expr:
+    """True where a row of `kind` has no value (any of its columns null)."""
+    return pl.any_horizontal(
+        [pl.col(column).is_null() for column in VALUE_COLUMNS[check_kind(kind)]]
+    )
