@@ -217,7 +217,8 @@ def _make_pool(spec: ProjectSpec, *, seed: int, scale: float) -> _Pool:
         {
             "annotator_id": ids.tolist(),
             "project": [spec.name] * size,
-            "kind": kinds[kind].tolist(),
+            # Not `kind`: that names a judgment's annotation kind everywhere else.
+            "behaviour": kinds[kind].tolist(),
             "true_accuracy": accuracy,
             "median_seconds": pace,
         }

@@ -72,9 +72,9 @@ def test_majority_vote_recovers_the_expected_accuracy_band(workload):
 def test_population_matches_the_design(workload):
     root, _ = workload
     annotators = pl.read_parquet(root / "annotators.parquet")
-    kinds = annotators.group_by("project", "kind").len()
+    kinds = annotators.group_by("project", "behaviour").len()
     for spec in DEFAULT_PROJECTS:
-        mine = dict(kinds.filter(pl.col("project") == spec.name).select("kind", "len").iter_rows())
+        mine = dict(kinds.filter(pl.col("project") == spec.name).select("behaviour", "len").iter_rows())
         assert mine["adversarial"] == 1
         assert mine.get("uniform_spammer", 0) + mine.get("constant_spammer", 0) >= 1
     tasks = _read(root, "tasks")
@@ -102,7 +102,7 @@ def test_durations_positive_and_spammers_fast(workload):
     assert judgments["duration_s"].min() > 0
     pace = (
         judgments.join(annotators, on=["annotator_id", "project"])
-        .group_by("kind")
+        .group_by("behaviour")
         .agg(pl.col("duration_s").median())
     )
     medians = dict(pace.iter_rows())
