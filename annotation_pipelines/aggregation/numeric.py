@@ -61,6 +61,7 @@ import polars as pl
 from scipy.special import ndtri
 
 from annotation_pipelines.aggregation.encoding import encode_column
+from annotation_pipelines.aggregation.kinds_codes import encode_values
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 
 STATISTICS = ("mean", "median", "trimmed_mean")
@@ -268,8 +269,8 @@ def aggregate_numeric_kind(
             f"have {', '.join(judgments.columns)}"
         )
     ratings = _ratings(judgments.select(pl.col("value").alias("label")))
-    tasks, task_values = encode_column(judgments.get_column("task_id"), sort=False)
-    annotators, annotator_values = encode_column(judgments.get_column("annotator_id"), sort=True)
+    tasks, task_values = encode_values(judgments.get_column("task_id"), sort=False)
+    annotators, annotator_values = encode_values(judgments.get_column("annotator_id"), sort=True)
     n_tasks, n_annotators = task_values.len(), annotator_values.len()
     counts = np.bincount(tasks, minlength=n_tasks).astype(np.float64)
     spread = float(ratings.max() - ratings.min()) if ratings.size else 0.0
@@ -297,6 +298,9 @@ def aggregate_numeric_kind(
             n_resamples=n_resamples,
             confidence=confidence,
             seed=seed,
+        )
+        table = task_values.to_frame("task_id").join(
+            table, on="task_id", how="left", maintain_order="left"
         )
         truth = table.get_column("value").to_numpy()
         low = table.get_column("low").to_numpy()

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from annotation_pipelines.aggregation.encoding import encode_column
+from annotation_pipelines.aggregation.kinds_codes import encode_values
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.agreement.distances import kendall_pair_distances
 
@@ -71,8 +71,8 @@ def aggregate_ranking(
             f"have {', '.join(judgments.columns)}"
         )
     rankings = judgments.get_column("ranking").cast(pl.List(pl.String)).fill_null([])
-    tasks, task_values = encode_column(judgments.get_column("task_id"), sort=False)
-    annotators, annotator_values = encode_column(judgments.get_column("annotator_id"), sort=True)
+    tasks, task_values = encode_values(judgments.get_column("task_id"), sort=False)
+    annotators, annotator_values = encode_values(judgments.get_column("annotator_id"), sort=True)
     n_tasks, n_annotators = task_values.len(), annotator_values.len()
     stages = _stages(tasks, rankings)
     gold_rankings = _gold_rankings(judgments, gold)

@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 from rapidfuzz.distance import Levenshtein
 
-from annotation_pipelines.aggregation.encoding import encode_column
+from annotation_pipelines.aggregation.kinds_codes import encode_values
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.agreement.distances import edit_pair_distances
 
@@ -70,8 +70,8 @@ def aggregate_text(
             f"have {', '.join(judgments.columns)}"
         )
     texts = judgments.get_column("text").cast(pl.String).fill_null("")
-    tasks, task_values = encode_column(judgments.get_column("task_id"), sort=False)
-    annotators, annotator_values = encode_column(judgments.get_column("annotator_id"), sort=True)
+    tasks, task_values = encode_values(judgments.get_column("task_id"), sort=False)
+    annotators, annotator_values = encode_values(judgments.get_column("annotator_id"), sort=True)
     n_tasks, n_annotators = task_values.len(), annotator_values.len()
     first, second, distance = _within_task_pairs(tasks, texts)
     gold_error = _gold_errors(judgments, texts, gold)
