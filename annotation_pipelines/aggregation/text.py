@@ -7,11 +7,14 @@ Levenshtein distance (edits / length of the longer string; rapidfuzz). Their "sm
 average distance" (SAD) model picks, per task, the answer closest on average to the others;
 their "best available user" (BAU) model weighs annotators by how close they are to the others
 across all tasks. `method="consensus"` combines both: the chosen answer minimises the
-reliability-weighted mean distance to the other answers of the task,
+reliability-weighted sum of distances to the other answers of the task,
 
-    choice_i = argmin_a Σ_{b ≠ a} w_{ann(b)} d(a, b) / Σ_{b ≠ a} w_{ann(b)},
+    choice_i = argmin_a Σ_{b ≠ a} w_{ann(b)} d(a, b)
 
-and the reliabilities are re-estimated from the choices until they stop changing: annotator
+(the answer's own annotator's weight is the one the sum leaves out, so a reliable author
+counts in its favour), and the reliabilities are re-estimated until they stop changing (no
+annotator's error moves by more than `tol`; the choices are discrete and can flip back and
+forth on a near-tie while the reliabilities stay put): annotator
 j's error e_j is the mean, over their answers, of the weighted mean distance of that answer to
 the other answers of its task (leave-self-out, so an annotator is never rewarded for agreeing
 with a choice they made), shrunk toward the crowd's mean error with `prior_strength`
@@ -52,7 +55,8 @@ def aggregate_text(
     method: str = "consensus",
     gold: pl.DataFrame | None = None,
     prior_strength: float = 2.0,
-    max_iter: int = 50,
+    max_iter: int = 100,
+    tol: float = 1e-4,
 ) -> KindAggregation:
     """Free text (`task_id`, `annotator_id`, `text`) to one answer per task.
 
@@ -85,8 +89,8 @@ def aggregate_text(
         converged = False
         for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is reported
             weights = 1.0 / (error + _EPSILON)
-            updated, score = _choose(tasks, annotators, first, second, distance, weights, n_tasks)
-            error = _annotator_error(
+            choice, score = _choose(tasks, annotators, first, second, distance, weights, n_tasks)
+            updated = _annotator_error(
                 annotators,
                 first,
                 second,
@@ -96,11 +100,11 @@ def aggregate_text(
                 n_annotators,
                 prior_strength,
             )
-            if np.array_equal(updated, choice):
-                choice = updated
+            change = float(np.max(np.abs(updated - error))) if n_annotators else 0.0
+            error = updated
+            if change < tol:
                 converged = True
                 break
-            choice = updated
     chosen = texts.gather(choice)
     if method == "rover":
         chosen = pl.Series(_rover(texts, tasks, annotators, choice, weights), dtype=pl.String)
@@ -188,8 +192,9 @@ def _choose(
     """(chosen row per task, its weighted mean distance to the others)."""
     cost, weight = _weighted_costs(annotators, first, second, distance, weights, tasks.shape[0])
     mean = np.where(weight > 0, cost / np.maximum(weight, 1e-300), 0.0)
-    # Lowest weighted mean distance first; ties go to the answer given first.
-    order = np.lexsort((np.arange(tasks.shape[0]), mean, tasks))
+    # Lowest weighted sum of distances first (the answer's own annotator weighs in its favour:
+    # their weight is the one missing from the sum); ties go to the answer given first.
+    order = np.lexsort((np.arange(tasks.shape[0]), cost, tasks))
     sorted_tasks = tasks[order]
     head = np.ones(order.shape[0], dtype=bool)
     head[1:] = sorted_tasks[1:] != sorted_tasks[:-1]
