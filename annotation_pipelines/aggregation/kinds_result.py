@@ -1,7 +1,5 @@
 """Result of aggregating one kind of annotation."""
 
-# ruff: noqa: E501
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,8 +9,18 @@ import polars as pl
 
 @dataclass(frozen=True)
 class KindAggregation:
-    labels: pl.DataFrame  # one row per task: task_id, <value column(s)> holding the aggregate, confidence (Float64 in [0,1]); numeric adds lo, hi; spans/boxes: each struct gains `confidence`
-    annotators: pl.DataFrame  # one row per annotator: annotator_id, reliability (Float64; the model's skill/weight), n_judgments, plus kind-specific columns (e.g. box looseness, bias, noise)
+    """What every kind's aggregation returns.
+
+    `labels`: one row per task — `task_id`, the kind's value column(s) holding the aggregate,
+    and `confidence` in [0, 1]; numeric adds `lo` and `hi`; each span and box struct gains its
+    own `confidence`. For pairwise, one row per item: `item`, `score`, `lo`, `hi`.
+    `annotators`: one row per annotator — `annotator_id`, `reliability` (the model's weight or
+    skill), `n_judgments`, plus the kind's own columns (a box drawer's looseness, a rater's
+    bias and noise).
+    """
+
+    labels: pl.DataFrame
+    annotators: pl.DataFrame
     method: str
     converged: bool
     iterations: int

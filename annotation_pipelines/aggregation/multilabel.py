@@ -13,6 +13,12 @@ between classes are not modelled — the price of being able to use every single
 
 Labels arrive as lists (a Polars List column) or as text joined by `delimiter`; an empty list
 or empty text means "none of the classes" and still counts as a judgment.
+
+`aggregate_multilabel_kind` is the same model behind the `KindAggregation` surface: a task's
+confidence is the model's probability that its whole set is right, Π_c max(p_c, 1 − p_c)
+(classes independent, as the model assumes); an annotator's reliability is their mean Jaccard
+similarity to the aggregated sets. Distances for agreement are MASI and Jaccard
+(`agreement.distances`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import polars as pl
 
 from annotation_pipelines.aggregation.auto import choose_method
 from annotation_pipelines.aggregation.encoding import Encoded, encode_column, validate
+from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.registry import AUTO, CATEGORICAL_METHODS, run_kernel
+from annotation_pipelines.agreement.distances import jaccard_pair_distances, masi_pair_distances
 
 
 def aggregate_multilabel(
@@ -45,6 +53,22 @@ def aggregate_multilabel(
     `auto` (chosen per class). Tasks appear in order of first appearance (ascending for
     integer ids).
     """
+    table, _, _ = _fit(
+        judgments, method, delimiter=delimiter, threshold=threshold, max_iter=max_iter, tol=tol
+    )
+    return table
+
+
+def _fit(
+    judgments: pl.DataFrame,
+    method: str,
+    *,
+    delimiter: str,
+    threshold: float,
+    max_iter: int,
+    tol: float,
+) -> tuple[pl.DataFrame, int, bool]:
+    """(the table `aggregate_multilabel` returns, most iterations of any class, all converged)."""
     if method not in (*CATEGORICAL_METHODS, AUTO):
         raise ValueError(
             f"unknown method {method!r}; expected one of {', '.join(CATEGORICAL_METHODS)}, {AUTO}"
@@ -72,6 +96,7 @@ def aggregate_multilabel(
         label_values=pl.Series("label", [False, True]),
     )
     probabilities = np.zeros((task_values.len(), classes.len()))
+    iterations, converged = 0, True
     for code in range(classes.len()):
         labels = np.zeros(judgments.height, dtype=np.int64)
         labels[positive_rows[class_codes == code]] = 1
@@ -81,11 +106,13 @@ def aggregate_multilabel(
             chosen, _ = choose_method(encoded, max_iter=max_iter, tol=tol)
         fitted = run_kernel(encoded, chosen, max_iter=max_iter, tol=tol)
         probabilities[:, code] = fitted.posteriors[:, 1]
+        iterations = max(iterations, fitted.iterations)
+        converged = converged and fitted.converged
     names = [str(value) for value in classes.to_list()]
     n_votes = pl.Series(np.bincount(tasks, minlength=task_values.len()), dtype=pl.UInt32)
     if not names:
         # Nobody chose any class: every task's set is empty and there is nothing to score.
-        return pl.DataFrame(
+        empty = pl.DataFrame(
             {
                 "task_id": task_values,
                 "labels": pl.Series(
@@ -95,6 +122,7 @@ def aggregate_multilabel(
                 "probability": pl.Series([None] * task_values.len(), dtype=pl.Struct([])),
             }
         )
+        return empty, iterations, converged
     chosen_mask = probabilities >= threshold
     label_sets = pl.Series(
         "labels",
@@ -108,13 +136,123 @@ def aggregate_multilabel(
         ],
         eager=True,
     ).alias("probability")
-    return pl.DataFrame(
+    table = pl.DataFrame(
         {
             "task_id": task_values,
             "labels": label_sets,
             "n_votes": n_votes,
         }
     ).with_columns(probability)
+    return table, iterations, converged
+
+
+def aggregate_multilabel_kind(
+    judgments: pl.DataFrame,
+    *,
+    method: str = "dawid_skene",
+    gold: pl.DataFrame | None = None,
+    threshold: float = 0.5,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+) -> KindAggregation:
+    """Label sets (`task_id`, `annotator_id`, `labels`: list of classes) to one set per task.
+
+    `labels`: `task_id`, `labels`, `confidence`, `n_votes`, `probability` (P(class applies)
+    per class). `annotators`: `annotator_id`, `reliability` (mean Jaccard similarity to the
+    aggregate), `n_judgments`, `mean_masi_distance`. `gold` (`task_id`, `labels`) replaces
+    the aggregate on gold tasks before annotators are scored (the per-class fits do not take
+    gold). `method` is any categorical method or `auto`.
+    """
+    missing = [c for c in ("task_id", "annotator_id", "labels") if c not in judgments.columns]
+    if missing:
+        raise ValueError(
+            f"judgments: missing column(s) {', '.join(missing)}; "
+            f"have {', '.join(judgments.columns)}"
+        )
+    table, iterations, converged = _fit(
+        judgments.select("task_id", "annotator_id", pl.col("labels").alias("label")),
+        method,
+        delimiter=",",
+        threshold=threshold,
+        max_iter=max_iter,
+        tol=tol,
+    )
+    fields = table["probability"].struct.fields
+    if not fields:
+        confidence = pl.lit(1.0)
+    else:
+        confidence = pl.reduce(
+            lambda left, right: left * right,
+            [
+                pl.max_horizontal(
+                    pl.col("probability").struct.field(name),
+                    1 - pl.col("probability").struct.field(name),
+                )
+                for name in fields
+            ],
+        )
+    labels = table.select(
+        "task_id",
+        "labels",
+        confidence.cast(pl.Float64).alias("confidence"),
+        "n_votes",
+        "probability",
+    )
+    reference = labels.select("task_id", pl.col("labels").alias("reference"))
+    if gold is not None and gold.height:
+        reference = reference.join(
+            gold.select("task_id", pl.col("labels").cast(pl.List(pl.String)).alias("gold")),
+            on="task_id",
+            how="left",
+        ).select("task_id", pl.coalesce("gold", "reference").alias("reference"))
+    scored = judgments.select("task_id", "annotator_id", "labels").join(
+        reference, on="task_id", how="left", maintain_order="left"
+    )
+    annotators = (
+        scored.with_columns(
+            pl.Series(
+                "jaccard",
+                jaccard_pair_distances(scored.get_column("labels"), scored.get_column("reference")),
+            ),
+            pl.Series(
+                "masi",
+                masi_pair_distances(scored.get_column("labels"), scored.get_column("reference")),
+            ),
+        )
+        .group_by("annotator_id")
+        .agg(
+            (1 - pl.col("jaccard").mean()).alias("reliability"),
+            pl.len().cast(pl.UInt32).alias("n_judgments"),
+            pl.col("masi").mean().alias("mean_masi_distance"),
+        )
+        .sort("annotator_id")
+    )
+    return KindAggregation(
+        labels=labels,
+        annotators=annotators,
+        method=method,
+        converged=converged,
+        iterations=iterations,
+    )
+
+
+def gold_score(judgments: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
+    """Per annotator on gold tasks: `annotator_id`, `n_gold`, `mean_jaccard` (similarity to
+    the gold set), `exact_match` (share of sets equal to gold)."""
+    joined = judgments.select("task_id", "annotator_id", "labels").join(
+        gold.select("task_id", pl.col("labels").alias("gold")), on="task_id"
+    )
+    distance = jaccard_pair_distances(joined.get_column("labels"), joined.get_column("gold"))
+    return (
+        joined.with_columns(pl.Series("distance", distance))
+        .group_by("annotator_id")
+        .agg(
+            pl.len().cast(pl.UInt32).alias("n_gold"),
+            (1 - pl.col("distance").mean()).alias("mean_jaccard"),
+            (pl.col("distance") == 0).mean().alias("exact_match"),
+        )
+        .sort("annotator_id")
+    )
 
 
 def _class_lists(column: pl.Series, delimiter: str) -> pl.Series:

@@ -1,0 +1,112 @@
+"""The numeric kind: the bias-and-noise model against the per-task mean on known truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from annotation_pipelines.aggregation.numeric import (
+    aggregate_numeric,
+    aggregate_numeric_kind,
+    gold_score,
+)
+
+
+def _biased(seed: int = 0, n_tasks: int = 400) -> tuple[pl.DataFrame, np.ndarray, dict]:
+    """Six raters: two harsh, one lenient, one very noisy; each task rated by four."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(3.0, 1.0, n_tasks)
+    bias = {"a": -1.0, "b": -0.5, "c": 0.0, "d": 0.0, "e": 1.5, "f": 0.0}
+    noise = {"a": 0.2, "b": 0.2, "c": 0.2, "d": 0.2, "e": 0.2, "f": 2.0}
+    names = list(bias)
+    rows = []
+    for task in range(n_tasks):
+        for name in rng.choice(names, size=4, replace=False):
+            value = truth[task] + bias[name] + rng.normal(0, noise[name])
+            rows.append((f"t{task}", name, value))
+    frame = pl.DataFrame(rows, schema=["task_id", "annotator_id", "value"], orient="row")
+    return frame, truth, bias
+
+
+def test_bias_noise_beats_the_mean_and_recovers_annotators() -> None:
+    judgments, truth, bias = _biased()
+    ours = aggregate_numeric_kind(judgments)
+    mean = aggregate_numeric_kind(judgments, method="mean")
+    assert ours.converged and ours.iterations > 1
+    assert ours.labels.columns == ["task_id", "value", "lo", "hi", "confidence", "n_votes"]
+    order = np.array([int(t[1:]) for t in ours.labels["task_id"]])
+    # The truth scale is the average rater's: compare after removing the common offset.
+    offset = np.mean([bias[name] for name in judgments["annotator_id"]])
+    error_ours = np.abs(ours.labels["value"].to_numpy() - offset - truth[order]).mean()
+    error_mean = np.abs(mean.labels["value"].to_numpy() - offset - truth[order]).mean()
+    assert error_ours < 0.6 * error_mean
+    annotators = {row["annotator_id"]: row for row in ours.annotators.iter_rows(named=True)}
+    for name, value in bias.items():
+        assert annotators[name]["bias"] - (value - offset) == pytest.approx(0.0, abs=0.15), name
+    assert annotators["f"]["noise_sd"] > 1.5
+    assert annotators["f"]["reliability"] < annotators["a"]["reliability"] / 20
+    # Intervals cover the truth about as often as they should.
+    lo = ours.labels["lo"].to_numpy() - offset
+    hi = ours.labels["hi"].to_numpy() - offset
+    coverage = np.mean((lo <= truth[order]) & (truth[order] <= hi))
+    assert 0.85 < coverage <= 1.0
+    assert ((ours.labels["confidence"] >= 0) & (ours.labels["confidence"] <= 1)).all()
+
+
+def test_gold_anchors_the_scale() -> None:
+    judgments, truth, _ = _biased(seed=1)
+    gold = pl.DataFrame({"task_id": [f"t{i}" for i in range(50)], "value": truth[:50]})
+    fitted = aggregate_numeric_kind(judgments, gold=gold)
+    annotators = {row["annotator_id"]: row for row in fitted.annotators.iter_rows(named=True)}
+    assert annotators["a"]["bias"] == pytest.approx(-1.0, abs=0.15)
+    assert annotators["e"]["bias"] == pytest.approx(1.5, abs=0.15)
+    values = dict(zip(fitted.labels["task_id"], fitted.labels["value"], strict=True))
+    assert values["t0"] == pytest.approx(truth[0])
+    free = np.array([values[f"t{i}"] for i in range(50, 400)])
+    assert np.abs(free - truth[50:]).mean() < 0.25
+
+
+def test_few_ratings_are_shrunk_toward_the_crowd() -> None:
+    judgments, _, _ = _biased(seed=2)
+    extra = pl.DataFrame({"task_id": ["t0"], "annotator_id": ["newcomer"], "value": [100.0]})
+    fitted = aggregate_numeric_kind(pl.concat([judgments, extra]), prior_strength=5.0)
+    newcomer = fitted.annotators.filter(pl.col("annotator_id") == "newcomer").row(0, named=True)
+    assert newcomer["n_judgments"] == 1
+    # With one rating the bias is pulled to a sixth of the raw residual (k = 5 pseudo-ratings).
+    assert newcomer["bias"] < 100.0 / 5
+
+
+def test_plain_statistics_keep_the_old_intervals() -> None:
+    judgments, _, _ = _biased(seed=3, n_tasks=30)
+    kind = aggregate_numeric_kind(judgments, method="median")
+    old = aggregate_numeric(
+        judgments.select("task_id", pl.col("value").alias("label")), statistic="median"
+    )
+    assert kind.labels["value"].to_list() == old["value"].to_list()
+    assert kind.labels["lo"].to_list() == old["low"].to_list()
+    assert kind.labels["hi"].to_list() == old["high"].to_list()
+
+
+def test_gold_score_is_absolute_error() -> None:
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["1", "1", "2", "2"],
+            "annotator_id": ["a", "b", "a", "b"],
+            "value": [1.0, 4.0, 2.0, 2.0],
+        }
+    )
+    gold = pl.DataFrame({"task_id": ["1", "2"], "value": [2.0, 2.0]})
+    scores = gold_score(judgments, gold)
+    assert scores.to_dicts() == [
+        {"annotator_id": "a", "n_gold": 2, "mean_absolute_error": 0.5, "bias": -0.5},
+        {"annotator_id": "b", "n_gold": 2, "mean_absolute_error": 1.0, "bias": 1.0},
+    ]
+
+
+def test_unknown_method_and_missing_column_are_named() -> None:
+    judgments, _, _ = _biased(n_tasks=5)
+    with pytest.raises(ValueError, match="unknown method 'mode'"):
+        aggregate_numeric_kind(judgments, method="mode")
+    with pytest.raises(ValueError, match="missing column"):
+        aggregate_numeric_kind(judgments.drop("value"))

@@ -1,0 +1,135 @@
+"""The text kind: distance-based consensus with reliabilities, the medoid, and ROVER."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+
+from annotation_pipelines.aggregation.text import aggregate_text, gold_score
+
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "ran",
+    "on",
+    "under",
+    "mat",
+    "rug",
+    "house",
+    "tree",
+    "quickly",
+    "slowly",
+    "red",
+    "blue",
+]
+
+
+def _crowd(seed: int = 0, n_tasks: int = 40) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Three careful annotators (rare one-letter typos) and three who type random words."""
+    rng = random.Random(seed)
+    rows, truth = [], {}
+    for task in range(n_tasks):
+        sentence = " ".join(rng.choice(WORDS) for _ in range(6))
+        truth[f"t{task}"] = sentence
+        for name in ("r1", "r2", "r3"):
+            answer = sentence
+            if rng.random() < 0.3:
+                position = rng.randrange(len(answer))
+                answer = answer[:position] + "x" + answer[position + 1 :]
+            rows.append((f"t{task}", name, answer))
+        for name in ("s1", "s2", "s3"):
+            rows.append((f"t{task}", name, " ".join(rng.choice(WORDS) for _ in range(6))))
+    return pl.DataFrame(rows, schema=["task_id", "annotator_id", "text"], orient="row"), truth
+
+
+def test_reliable_annotators_outvote_an_agreeing_clique() -> None:
+    judgments, _ = _crowd()
+    # One more task: two careful annotators agree; three unreliable ones agree on a wrong answer.
+    trap = pl.DataFrame(
+        {
+            "task_id": ["trap"] * 5,
+            "annotator_id": ["r1", "r2", "s1", "s2", "s3"],
+            "text": ["the cat sat on the mat"] * 2 + ["a dog ran under a tree"] * 3,
+        }
+    )
+    judgments = pl.concat([judgments, trap])
+    medoid = aggregate_text(judgments, method="medoid")
+    ours = aggregate_text(judgments)
+    pick = lambda result: result.labels.filter(pl.col("task_id") == "trap")["text"][0]  # noqa: E731
+    assert pick(medoid) == "a dog ran under a tree"
+    assert pick(ours) == "the cat sat on the mat"
+    assert ours.converged
+    reliability = dict(
+        zip(ours.annotators["annotator_id"], ours.annotators["reliability"], strict=True)
+    )
+    assert min(reliability["r1"], reliability["r2"], reliability["r3"]) > 1.7 * max(
+        reliability["s1"], reliability["s2"], reliability["s3"]
+    )
+
+
+def test_consensus_close_to_truth_and_confidence_in_range() -> None:
+    judgments, truth = _crowd(seed=1)
+    ours = aggregate_text(judgments)
+    labels = ours.labels
+    assert labels.columns == ["task_id", "text", "confidence", "n_votes"]
+    exact = np.mean(
+        [text == truth[task] for task, text in zip(labels["task_id"], labels["text"], strict=True)]
+    )
+    assert exact > 0.6
+    assert ((labels["confidence"] >= 0) & (labels["confidence"] <= 1)).all()
+
+
+def test_rover_fixes_words_no_single_answer_has_right() -> None:
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["1"] * 3,
+            "annotator_id": ["a", "b", "c"],
+            "text": ["the cat sat on mat", "a cat sat on the mat", "the cat sit on the mat"],
+        }
+    )
+    fused = aggregate_text(judgments, method="rover").labels["text"][0]
+    assert fused == "the cat sat on the mat"
+    chosen = aggregate_text(judgments, method="consensus").labels["text"][0]
+    assert chosen in judgments["text"].to_list()
+
+
+def test_single_answer_task_and_gold() -> None:
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["1", "2", "2"],
+            "annotator_id": ["a", "a", "b"],
+            "text": ["hello", "abc", "abd"],
+        }
+    )
+    result = aggregate_text(judgments)
+    assert result.labels.filter(pl.col("task_id") == "1")["confidence"][0] == 0.5
+    gold = pl.DataFrame({"task_id": ["2"], "text": ["abc"]})
+    scores = gold_score(judgments, gold)
+    assert scores.to_dicts() == [
+        {"annotator_id": "a", "n_gold": 1, "mean_edit_distance": 0.0, "exact_match": 1.0},
+        {
+            "annotator_id": "b",
+            "n_gold": 1,
+            "mean_edit_distance": pytest.approx(1 / 3),
+            "exact_match": 0.0,
+        },
+    ]
+    with_gold = aggregate_text(judgments, gold=gold)
+    error = dict(
+        zip(
+            with_gold.annotators["annotator_id"], with_gold.annotators["mean_distance"], strict=True
+        )
+    )
+    assert error["a"] < error["b"]
+
+
+def test_unknown_method_is_named() -> None:
+    judgments, _ = _crowd(n_tasks=2)
+    with pytest.raises(ValueError, match="unknown method 'vote'"):
+        aggregate_text(judgments, method="vote")
