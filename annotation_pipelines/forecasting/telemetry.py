@@ -195,6 +195,15 @@ def hour_of_day_profile(usage: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def with_detail_columns(usage: pl.DataFrame) -> pl.DataFrame:
+    """`usage` with the class / type / utilization columns, null where absent (partitions
+    written before telemetry carried them)."""
+    missing = [c for c in DETAIL_COLUMNS if c not in usage.columns]
+    return usage.with_columns(
+        [pl.lit(None, dtype=schema.COMPUTE_USAGE[c]).alias(c) for c in missing]
+    )
+
+
 def allocation_vs_utilization(usage: pl.DataFrame, *, every: str = "1d") -> pl.DataFrame:
     """Per cluster, workload class and accelerator type per period: what allocation shows and
     what the accelerators actually did.
@@ -205,7 +214,8 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str = "1d") -> pl.D
     reports its total). busy and idle_allocated are null where SM activity is not reported.
     """
     return (
-        usage.with_columns(
+        with_detail_columns(usage)
+        .with_columns(
             pl.col("workload_class").fill_null("unknown"),
             pl.col("accelerator_type").fill_null("unknown"),
         )
