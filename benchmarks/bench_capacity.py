@@ -1,6 +1,12 @@
 """Held-out capacity forecasts: leave-one-cluster-out on the shared Helios virtual clusters.
 
     .venv/bin/python benchmarks/bench_capacity.py [--test-origins 4] [--calibration-windows 4]
+    .venv/bin/python benchmarks/bench_capacity.py --scale 500   # months ahead, 500 series
+
+`--scale N` times the months-ahead path instead: N synthetic series of two years of daily
+demand, a 26-week forecast with its backtest-calibrated P50/P90 bands (the model refit at
+weekly origins inside each history) plus a two-window 26-week rolling-origin backtest, and
+prints the wall time, the load average and the backtest's calibration figures.
 
 Data: Helios traces (Hu et al., "Characterization and Prediction of Deep Learning Workloads in
 Large-Scale GPU Datacenters", SC'21), `shared/data/capacity/helios_earth_{vc3sl,vc6YE,vcMod}.csv`;
@@ -41,7 +47,11 @@ def main() -> None:
     parser.add_argument("--series", default="vc3sl,vc6YE,vcMod")
     parser.add_argument("--test-origins", type=int, default=4)
     parser.add_argument("--calibration-windows", type=int, default=4)
+    parser.add_argument("--scale", type=int, default=0)
     args = parser.parse_args()
+    if args.scale:
+        scale(args.scale)
+        return
     usage = pl.concat(
         [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in args.series.split(",")]
     )
@@ -81,6 +91,43 @@ def main() -> None:
         f"choice, calibration and scoring {evaluation_seconds:.1f} s; "
         f"load average after: {os.getloadavg()}"
     )
+
+
+def scale(count: int) -> None:
+    import datetime as dt
+
+    from annotation_pipelines.forecasting.scenarios import scenario_backtest, scenario_forecast
+    from annotation_pipelines.synthetic import generate_compute_usage
+
+    rng = np.random.default_rng(0)
+    series = tuple(
+        (f"cluster{k % 10}", f"team{k:03d}", int(rng.choice([64, 128, 256])),
+         float(rng.uniform(0.4, 0.8)), float(rng.uniform(-0.002, 0.03)))
+        for k in range(count)
+    )  # fmt: skip
+    usage = generate_compute_usage(
+        end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=0, series=series
+    )
+    daily = to_series(usage, freq="1d")
+    print(f"{count} series x {daily.height // count} days; load average {os.getloadavg()}")
+    start = time.perf_counter()
+    bands, weekly = scenario_forecast(daily, horizon_days=182)
+    forecast_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    backtest = scenario_backtest(daily, horizon_days=182, windows=2)
+    backtest_seconds = time.perf_counter() - start
+    ratios = backtest["relative_mae"].to_numpy()
+    print(
+        f"26-week forecast with calibrated bands: {forecast_seconds:.1f} s; "
+        f"2-window 26-week backtest: {backtest_seconds:.1f} s; total "
+        f"{forecast_seconds + backtest_seconds:.1f} s; load average after {os.getloadavg()}"
+    )
+    print(
+        f"backtest: P50 MAE / weekly-naive MAE (geometric mean) "
+        f"{np.exp(np.mean(np.log(ratios[ratios > 0]))):.3f}; share of days <= P90 "
+        f"{backtest['share_below_p90'].mean():.3f}; <= P50 {backtest['share_below_p50'].mean():.3f}"
+    )
+    del bands, weekly
 
 
 if __name__ == "__main__":
