@@ -141,6 +141,13 @@ COMPUTE_USAGE: dict[str, pl.DataType] = {
     "running": pl.Float64(),
     "pending": pl.Float64(),
     "total": pl.Float64(),
+    # training / inference / other; null when the telemetry does not say.
+    "workload_class": pl.String(),
+    "accelerator_type": pl.String(),
+    # Share of the allocated accelerators' SM time busy, and of their memory in use (0-1);
+    # null when only allocation is reported (Helios).
+    "sm_busy": pl.Float64(),
+    "memory_used": pl.Float64(),
 }
 
 WORKFORCE_THROUGHPUT: dict[str, pl.DataType] = {

@@ -23,6 +23,7 @@ naming the variable, when a secret is missing rather than running with a made-up
 | AWS_REGION | the bucket's region | required with S3 |
 | ANNOTATION_DB_DSN | the annotation tool's PostgreSQL | none (asset fails if used) |
 | DAGSTER_HOME | where the local pseudonym key file lives | ./.dagster_home |
+| ANNOTATION_PIPELINES_CAPACITY_CONFIG | capacity-planning TOML (prices, launches) | an example |
 
 Daily partitions start where the data starts: at ANNOTATION_PIPELINES_START_DATE when set, else
 at the day written in `<data dir>/start_date` by whatever first filled the data folder (the demo
@@ -68,6 +69,10 @@ DAGSTER_HOME = "DAGSTER_HOME"
 # Test hook only: `staged` or `moved:N` makes a lake commit SIGKILL its own process there, the
 # way a killed run worker dies, so the recovery of a half-done commit is tested for real.
 CRASH_IN_COMMIT = "ANNOTATION_PIPELINES_TEST_CRASH_IN_COMMIT"
+CAPACITY_CONFIG = "ANNOTATION_PIPELINES_CAPACITY_CONFIG"
+DEFAULT_CAPACITY_CONFIG = (
+    Path(__file__).resolve().parent / "forecasting" / "examples" / "capacity.toml"
+)
 
 # Passed to Dagster resources by name (dagster.EnvVar) so their values never reach the UI.
 SECRET_VARIABLES = (BUCKET, AWS_REGION, ANNOTATION_DB_DSN)
@@ -101,6 +106,7 @@ class Settings:
     s3_endpoint: str | None
     annotation_db_dsn: str | None
     dagster_home: Path | None
+    capacity_config: Path = DEFAULT_CAPACITY_CONFIG
 
     @property
     def lake_dir(self) -> Path:
@@ -162,6 +168,7 @@ def load_settings(
         s3_endpoint=text(S3_ENDPOINT),
         annotation_db_dsn=text(ANNOTATION_DB_DSN),
         dagster_home=Path(home) if (home := text(DAGSTER_HOME)) else None,
+        capacity_config=Path(text(CAPACITY_CONFIG) or DEFAULT_CAPACITY_CONFIG),
     )
 
 

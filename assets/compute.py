@@ -15,6 +15,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import hour_of_day_profile, normalize_usage, summarize_usage
+from annotation_pipelines.forecasting.telemetry import allocation_vs_utilization
 from assets.metadata import markdown_table
 from assets.partitions import daily_partitions
 from resources.landing import LandingZone
@@ -66,6 +67,8 @@ def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Outpu
             "series": MetadataValue.int(frame["series_id"].n_unique()),
             "utilization_and_queueing": markdown_table(daily),
             "by_hour_of_day": markdown_table(hour_of_day_profile(frame), rows=24 * 8),
+            # Allocation vs what the SMs did, per class: idle_allocated is what allocation hides.
+            "allocation_vs_utilization": markdown_table(allocation_vs_utilization(frame)),
             "peak_demand_gpus": MetadataValue.float(
                 float((frame["running"] + frame["pending"]).max())
             ),

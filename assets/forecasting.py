@@ -1,10 +1,11 @@
-"""Capacity forecasts: accelerator demand against supply (and, with the workforce layer, hours)."""
+"""Capacity: the weekly accelerator demand forecast and the monthly procurement plan."""
 
 import datetime as dt
 
 import polars as pl
 from dagster import (
     AssetExecutionContext,
+    AutomationCondition,
     Config,
     FreshnessPolicy,
     MetadataValue,
@@ -14,9 +15,20 @@ from dagster import (
 from pydantic import Field
 
 from annotation_pipelines import schema
-from annotation_pipelines.forecasting import forecast, relative_mase, to_series
+from annotation_pipelines.forecasting import relative_mase, to_series
+from annotation_pipelines.forecasting.capacity_config import load_capacity_config
+from annotation_pipelines.forecasting.costs import annotation_costs
+from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
+from annotation_pipelines.forecasting.planning import capacity_plan
 from annotation_pipelines.forecasting.plot import plot_forecast
+from annotation_pipelines.forecasting.report import (
+    cluster_figure,
+    png,
+    render_capacity_report,
+    utilization_figure,
+)
 from annotation_pipelines.forecasting.supply import procurement, supply_crossing
+from annotation_pipelines.settings import load_settings
 from assets.metadata import markdown_table, png_markdown
 from resources.lake import Lake
 
@@ -26,7 +38,11 @@ class ComputeForecastConfig(Config):
     freq: str = "1h"
     horizon: int = Field(default=168, description="Steps ahead (168 hours = one week).")
     season_length: int = 24
-    backtest_windows: int = Field(default=2, description="Windows to choose the model on.")
+    backtest_windows: int | None = Field(
+        default=None, description="Backtest origins a season apart (default: as many as fit)."
+    )
+    rule: str = Field(default=DEFAULT_RULE, description="mean, median, top3 or one model.")
+    calibrate: bool = Field(default=True, description="Conformal bands from backtest residuals.")
     lead_time_days: int = Field(default=2, description="Days from order to usable accelerators.")
     queueing_target: float = Field(default=0.0, description="Accelerators allowed to queue.")
 
@@ -34,12 +50,13 @@ class ComputeForecastConfig(Config):
 @asset(
     group_name="forecasting",
     owners=["team:compute-capacity"],
-    kinds={"statsforecast", "polars"},
+    kinds={"statsforecast", "lightgbm", "polars"},
     deps=["compute_usage"],
     freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(days=8)),
     description=(
         "Hourly accelerator demand (running + pending) forecast one week ahead per series, "
-        "with 80/95% intervals; model per series chosen by rolling-origin backtest."
+        "with conformal 80/95% intervals; statsforecast + LightGBM combined by the rule "
+        "validated leave-one-cluster-out."
     ),
 )
 def compute_capacity_forecast(
@@ -51,12 +68,14 @@ def compute_capacity_forecast(
     usage = lake.read_days("compute_usage", days)
     context.log.info(f"forecasting from {usage.height:,} telemetry rows over {len(days)} days")
     history = to_series(usage, freq=config.freq)
-    result = forecast(
+    result = forecast_calibrated(
         history,
         horizon=config.horizon,
         season_length=config.season_length,
         freq=config.freq,
+        rule=config.rule,
         backtest_windows=config.backtest_windows,
+        calibrate=config.calibrate,
     )
     supply = to_series(usage, freq=config.freq, value="total").rename({"value": "supply"})
     # Supply is flat over the horizon unless procurement changes it: carry the last value.
@@ -75,7 +94,8 @@ def compute_capacity_forecast(
         frame.select(list(schema.CAPACITY_FORECAST)),
         metadata={
             "relative_mase": MetadataValue.float(round(relative_mase(result.scores), 4)),
-            "models": markdown_table(result.scores),
+            "rule": MetadataValue.text(result.rule),
+            "held_out_scores": markdown_table(result.scores),
             "supply_crossing": markdown_table(crossing),
             "procurement": markdown_table(plan),
             "plot": png_markdown(
@@ -85,3 +105,101 @@ def compute_capacity_forecast(
             "history_days": MetadataValue.int(len(days)),
         },
     )
+
+
+class ProcurementConfig(Config):
+    history_days: int = Field(default=365, ge=14, description="Days of telemetry to learn from.")
+    cost_days: int = Field(default=30, ge=1, description="Days of annotation spend to price.")
+
+
+def _recent(lake: Lake, table: str, *, days: int) -> pl.DataFrame | None:
+    found = lake.days(table)[-days:]
+    return lake.read_days(table, found) if found else None
+
+
+@asset(
+    group_name="procurement",
+    owners=["team:compute-capacity"],
+    kinds={"polars", "html"},
+    deps=["compute_usage"],
+    # Monthly: on the 1st (the automation sensor evaluates it); the weekly forecast job is
+    # the "forecasting" group only.
+    automation_condition=AutomationCondition.cron_tick_passed("0 7 1 * *")
+    & ~AutomationCondition.in_progress(),
+    description=(
+        "Months ahead: daily/weekly demand 26 weeks ahead with P50/P90 bands and planned "
+        "launches, accelerators to order by cluster, type and date (lead time, target "
+        "utilization per class, current fleet), the cost of each scenario and annotation cost "
+        "per curated label; with a self-contained HTML capacity report."
+    ),
+)
+def procurement_plan(
+    context: AssetExecutionContext, config: ProcurementConfig, lake: Lake
+) -> Output[pl.DataFrame]:
+    days = lake.days("compute_usage")[-config.history_days :]
+    if not days:
+        raise FileNotFoundError("compute_usage has no partitions in the lake; materialize it first")
+    settings = load_settings()
+    planning = load_capacity_config(settings.capacity_config)
+    usage = lake.read_days("compute_usage", days)
+    as_of = dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)
+    plan = capacity_plan(usage, config=planning, as_of=as_of)
+    judgments = _recent(lake, "judgments", days=config.cost_days)
+    aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
+    quality = _recent(lake, "quality_report", days=config.cost_days)
+    costs = (
+        annotation_costs(judgments, aggregated, quality, config=planning)
+        if judgments is not None and aggregated is not None and judgments.height
+        else None
+    )
+    clusters = plan.cluster_weekly.get_column("cluster").unique().sort().to_list()
+    figures = [
+        (
+            cluster,
+            cluster_figure(
+                plan.history_weekly.filter(pl.col("cluster") == cluster),
+                plan.cluster_weekly.filter(pl.col("cluster") == cluster),
+                plan.supply.filter(pl.col("cluster") == cluster),
+                cluster=cluster,
+            ),
+        )
+        for cluster in clusters
+    ]
+    figures.append(("allocation vs utilization", utilization_figure(plan.utilization)))
+    sections = [
+        ("Procurement plan", plan.plan),
+        ("Date each cluster runs short", plan.runs_short),
+        ("Allocation vs utilization (idle capacity allocation hides)", plan.utilization),
+        ("Weekly demand bands per cluster", plan.cluster_weekly),
+    ]
+    if costs is not None:
+        sections.append(("Annotation cost", costs))
+    document = render_capacity_report(
+        title="Accelerator capacity plan",
+        as_of=as_of.isoformat(),
+        charts=figures,
+        sections=sections,
+        notes=[
+            f"Lead time {planning.lead_time_weeks} weeks; horizon {planning.horizon_weeks} "
+            f"weeks; target utilization {planning.target_utilization}; "
+            f"{len(planning.launches)} planned launch(es) from {settings.capacity_config.name}.",
+            "P90 of a cluster is the sum of its series' P90s (conservative).",
+        ],
+    )
+    key = f"reports/capacity/as_of={as_of.isoformat()}/capacity.html"
+    lake.put(key, document.encode("utf-8"))
+    metadata = {
+        "as_of": MetadataValue.text(as_of.isoformat()),
+        "plan": markdown_table(plan.plan, rows=60),
+        "runs_short": markdown_table(plan.runs_short),
+        "allocation_vs_utilization": markdown_table(plan.utilization),
+        "html_report": MetadataValue.path(lake.uri(key)),
+        **{
+            f"plot_{name.replace(' ', '_')}": png_markdown(png(figure), alt=name)
+            for name, figure in figures
+        },
+    }
+    if costs is not None:
+        metadata["annotation_cost"] = markdown_table(costs)
+    context.log.info(f"capacity report at {lake.uri(key)}")
+    return Output(plan.plan, metadata=metadata)

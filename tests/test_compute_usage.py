@@ -1,6 +1,7 @@
 """Telemetry drops with Helios column names land in the canonical compute_usage table."""
 
 import polars as pl
+import pytest
 from dagster import DagsterInstance
 
 from annotation_pipelines import schema
@@ -40,3 +41,58 @@ def test_helios_named_telemetry_becomes_canonical_usage(tmp_path, monkeypatch):
     assert usage["pending"].sum() == 3 * 3 * 60
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert "by_hour_of_day" in metadata
+
+
+def test_allocation_vs_utilization_by_hand():
+    import datetime as dt
+
+    from annotation_pipelines.forecasting.telemetry import (
+        allocation_vs_utilization,
+        class_shares,
+        normalize_usage,
+    )
+
+    t0 = dt.datetime(2026, 11, 2)
+    frame = normalize_usage(
+        pl.DataFrame(
+            {
+                "time": [t0, t0, t0 + dt.timedelta(hours=1), t0 + dt.timedelta(hours=1)],
+                "series_id": ["a", "b", "a", "b"],
+                "running": [8.0, 4.0, 16.0, 4.0],
+                "pending": [0.0, 0.0, 8.0, 0.0],
+                "total": [16.0, 8.0, 16.0, 8.0],
+                "workload_class": ["training", "inference"] * 2,
+                "accelerator_type": ["H100", "L4"] * 2,
+                "sm_busy": [0.9, 0.25, 0.8, 0.5],
+                "memory_used": [0.5, 0.5, 0.7, 0.3],
+            }
+        ),
+        cluster="earth",
+    )
+    report = {row["workload_class"]: row for row in allocation_vs_utilization(frame).to_dicts()}
+    training = report["training"]
+    # allocated (8 + 16) / 2 = 12; busy (8*0.9 + 16*0.8) / 2 = 10; idle 2; unallocated 16 - 12.
+    assert training["allocated"] == 12.0 and training["busy"] == pytest.approx(10.0)
+    assert training["idle_allocated"] == pytest.approx(2.0) and training["unallocated"] == 4.0
+    inference = report["inference"]
+    assert inference["busy"] == pytest.approx((4 * 0.25 + 4 * 0.5) / 2)
+    shares = dict(class_shares(frame).select("workload_class", "share").iter_rows())
+    assert shares["training"] == pytest.approx(32 / 40) and shares["inference"] == pytest.approx(
+        8 / 40
+    )
+    # Allocation-only telemetry (Helios) reports no SM activity: busy is unknown, not zero.
+    helios = normalize_usage(frame.drop("sm_busy", "memory_used"), cluster="earth")
+    assert allocation_vs_utilization(helios).get_column("busy").is_null().all()
+
+
+def test_synthetic_classes_behave_like_their_workloads():
+    from datetime import date
+
+    from annotation_pipelines.synthetic import generate_compute_usage
+
+    usage = generate_compute_usage(end=date(2026, 11, 20), days=14, seed=1)
+    training = usage.filter(pl.col("workload_class") == "training")
+    inference = usage.filter(pl.col("workload_class") == "inference")
+    assert ((training["running"] + training["pending"]) % 8 == 0).all()  # whole-node gangs
+    assert training["sm_busy"].mean() > 0.75 > 0.5 > inference["sm_busy"].mean()
+    assert set(usage["accelerator_type"]) == {"H100", "L4", "A100"}

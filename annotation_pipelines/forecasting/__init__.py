@@ -5,7 +5,10 @@ summarise accelerator telemetry); `candidates` (the statsforecast models), `metr
 coverage), `backtesting` and `selection` (the rolling-origin choice of a model per series) and
 `forecaster` (backtested forecasts with intervals), over `statsforecast_adapter`; `supply`
 (crossing dates and procurement); `plot`; and `workforce` (throughput, backlog, hours needed,
-risk).
+risk). Calibrated forecasts: `learned` (LightGBM via mlforecast), `ensemble` (combination rules,
+conformal bands from `conformal`) and `evaluation` (leave-one-cluster-out). Months ahead:
+`scenarios` (P50/P90 bands, planned launches), `procurement`, `costs`, `planning` and `report`
+(the HTML capacity report), configured by `capacity_config`.
 """
 
 from annotation_pipelines.lazy_exports import lazy_exports
@@ -16,6 +19,9 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "backtesting": ("BacktestResult", "backtest"),
+        "ensemble": ("CalibratedForecast", "forecast_calibrated"),
+        "evaluation": ("leave_one_cluster_out",),
+        "planning": ("CapacityPlan", "capacity_plan"),
         "forecaster": ("ForecastResult", "forecast"),
         "metrics": ("pooled_coverage", "relative_mase"),
         "telemetry": (

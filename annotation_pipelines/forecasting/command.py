@@ -16,6 +16,7 @@ held-out backtest windows (see `backtest.backtest`).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -59,7 +60,24 @@ def _unit(freq: str) -> str:
     default=None,
     help="Steps per season (24 hourly, 7 daily).",
 )
-@click.option("--backtest-windows", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option(
+    "--backtest-windows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Backtest origins, one season apart (default: as many as the history allows, up to 15).",
+)
+@click.option(
+    "--models",
+    default=None,
+    help="Comma-separated candidates or a rule (mean, median, top3); default: the rule "
+    "validated leave-one-cluster-out (the mean of every candidate, LightGBM included).",
+)
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=True,
+    show_default=True,
+    help="Conformal 80/95% bands from backtest residuals (off: the models' own intervals).",
+)
 @click.option(
     "--supply-col",
     default=None,
@@ -79,13 +97,18 @@ def forecast_command(
     freq: str | None,
     horizon: int | None,
     season_length: int | None,
-    backtest_windows: int,
+    backtest_windows: int | None,
+    models: str | None,
+    calibrate: bool,
     supply_col: str | None,
     output: Path | None,
 ) -> None:
     """Forecast INPUT's series with 80/95% intervals; model chosen by rolling-origin backtest."""
-    from annotation_pipelines.forecasting.forecaster import forecast
-    from annotation_pipelines.forecasting.metrics import pooled_coverage, relative_mase
+    from annotation_pipelines.forecasting.ensemble import (
+        COMBINATIONS,
+        DEFAULT_RULE,
+        forecast_calibrated,
+    )
     from annotation_pipelines.forecasting.supply import supply_crossing
     from annotation_pipelines.forecasting.telemetry import regularize
 
@@ -120,16 +143,26 @@ def forecast_command(
             .agg(pl.col("value").mean()),
             freq=freq,
         )
-        result = forecast(
+        names = [name.strip() for name in (models or "").split(",") if name.strip()]
+        if len(names) == 1 and names[0] in COMBINATIONS:
+            rule, candidates = names[0], None
+        elif len(names) == 1:
+            rule, candidates = names[0], names
+        else:
+            rule, candidates = DEFAULT_RULE, names or None
+        result = forecast_calibrated(
             series,
             horizon=horizon,
             season_length=season_length,
             freq=freq,
+            rule=rule,
+            models=candidates,
             backtest_windows=backtest_windows,
+            calibrate=calibrate,
         )
     except (ValueError, pl.exceptions.PolarsError) as error:
         raise click.ClickException(f"{input_path}: {error}") from error
-    summary = result.summary()
+    summary = _summary(result.scores, result.forecast)
     if supply_col:
         supply = (
             frame.drop_nulls("supply")
@@ -147,23 +180,57 @@ def forecast_command(
             write_table(result.forecast.drop("model"), output)
         except InputError as error:
             raise click.ClickException(str(error)) from error
-    coverage_80 = pooled_coverage(result.backtest, level=80)
-    coverage_95 = pooled_coverage(result.backtest, level=95)
+    scores = result.scores
+    ratios = scores.get_column("relative_mase").drop_nulls()
+    ratios = ratios.filter(ratios.is_finite() & (ratios > 0))
     report = {
         "freq": freq,
         "horizon": horizon,
         "season_length": season_length,
         "backtest_windows": backtest_windows,
-        "relative_mase": _json_float(relative_mase(result.scores)),
-        "coverage_80": _json_float(coverage_80),
-        "coverage_95": _json_float(coverage_95),
+        "rule": result.rule,
+        "models": list(result.models),
+        "calibrated": calibrate,
+        # Geometric mean over series of the MASE ratio to the seasonal naive.
+        "relative_mase": _json_float(math.exp(ratios.log().mean()) if ratios.len() else None),
+        # Every series has the same number of held-out points: the mean of shares is pooled.
+        "coverage_80": _json_float(_mean(scores, "coverage_80")),
+        "coverage_95": _json_float(_mean(scores, "coverage_95")),
+        "winkler_80": _json_float(_mean(scores, "winkler_80")),
+        "winkler_95": _json_float(_mean(scores, "winkler_95")),
         "series": summary,
     }
     click.echo(json.dumps(report, indent=2))
 
 
-def _json_float(value: float) -> float | None:
-    return None if value != value else round(value, 6)
+def _json_float(value: float | None) -> float | None:
+    return None if value is None or value != value else round(value, 6)
+
+
+def _mean(scores: pl.DataFrame, column: str) -> float | None:
+    values = scores.get_column(column).drop_nulls()
+    return float(values.mean()) if values.len() else None
+
+
+def _summary(scores: pl.DataFrame, forecast: pl.DataFrame) -> dict[str, dict[str, object]]:
+    """Per series: the model shipped and its held-out MASE, the seasonal naive's, coverage."""
+    models = dict(forecast.group_by("id").agg(pl.col("model").first()).iter_rows())
+    out: dict[str, dict[str, object]] = {}
+    for row in scores.iter_rows(named=True):
+        out[row["id"]] = {
+            "model": models.get(row["id"]),
+            **{
+                key: _json_float(row.get(key))
+                for key in (
+                    "mase",
+                    "seasonal_naive_mase",
+                    "relative_mase",
+                    "coverage_80",
+                    "coverage_95",
+                )
+            },
+        }
+    return out
 
 
 def _prepare(

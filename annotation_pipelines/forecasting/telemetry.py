@@ -8,6 +8,10 @@ Canonical form (`schema.COMPUTE_USAGE`), one row per sample:
     running    accelerators allocated to running jobs
     pending    accelerators requested by queued jobs (queueing demand)
     total      accelerators the series may use (its supply)
+    workload_class    training / inference / other (null: not reported)
+    accelerator_type  e.g. H100, L4 (null: not reported)
+    sm_busy, memory_used  share of the allocated accelerators' SM time busy and memory in use
+                      (null where only allocation is reported, as in Helios)
 
 Demand is `running + pending`: what the series would use if nothing queued. Helios traces
 (Hu et al., "Characterization and Prediction of Deep Learning Workloads in Large-Scale GPU
@@ -31,6 +35,9 @@ HELIOS_COLUMNS = {
     "pending_gpu_num": "pending",
     "total_gpu_num": "total",
 }
+
+DETAIL_COLUMNS = ("workload_class", "accelerator_type", "sm_busy", "memory_used")
+WORKLOAD_CLASSES = ("training", "inference", "other")
 
 _HELIOS_NAME = re.compile(r"^helios_(?P<cluster>[^_]+)_(?P<series>.+)$")
 
@@ -76,6 +83,9 @@ def normalize_usage(
         fill.append(pl.lit(cluster or "default", dtype=pl.String).alias("cluster"))
     if "series_id" not in frame.columns:
         fill.append(pl.lit(series_id or cluster or "default", dtype=pl.String).alias("series_id"))
+    for column in DETAIL_COLUMNS:
+        if column not in frame.columns:
+            fill.append(pl.lit(None, dtype=schema.COMPUTE_USAGE[column]).alias(column))
     frame = frame.with_columns(fill) if fill else frame
     frame = frame.with_columns(schema.to_utc(pl.col("time"), frame.schema["time"]).alias("time"))
     return schema.conform(
@@ -182,4 +192,82 @@ def hour_of_day_profile(usage: pl.DataFrame) -> pl.DataFrame:
             (pl.col("pending") > 0).mean().alias("queued_share"),
         )
         .sort("cluster", "series_id", "hour")
+    )
+
+
+def with_detail_columns(usage: pl.DataFrame) -> pl.DataFrame:
+    """`usage` with the class / type / utilization columns, null where absent (partitions
+    written before telemetry carried them)."""
+    missing = [c for c in DETAIL_COLUMNS if c not in usage.columns]
+    return usage.with_columns(
+        [pl.lit(None, dtype=schema.COMPUTE_USAGE[c]).alias(c) for c in missing]
+    )
+
+
+def allocation_vs_utilization(usage: pl.DataFrame, *, every: str = "1d") -> pl.DataFrame:
+    """Per cluster, workload class and accelerator type per period: what allocation shows and
+    what the accelerators actually did.
+
+    allocated = mean running accelerators; busy = mean running x SM-busy share (accelerators'
+    worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
+    hides: reserved, not computing); unallocated = mean total - allocated (free, if the series
+    reports its total). busy and idle_allocated are null where SM activity is not reported.
+    """
+    return (
+        with_detail_columns(usage)
+        .with_columns(
+            pl.col("workload_class").fill_null("unknown"),
+            pl.col("accelerator_type").fill_null("unknown"),
+        )
+        .sort("time")
+        .group_by_dynamic(
+            "time", every=every, group_by=["cluster", "workload_class", "accelerator_type"]
+        )
+        .agg(
+            # Sum over the group's series at each sample, then the mean over samples.
+            pl.col("running").sum().alias("_running"),
+            pl.col("total").sum().alias("_total"),
+            (pl.col("running") * pl.col("sm_busy")).sum().alias("_busy"),
+            pl.col("sm_busy").is_not_null().any().alias("_reported"),
+            (pl.col("memory_used") * pl.col("running")).sum().alias("_memory"),
+            pl.col("time").n_unique().alias("_samples"),
+        )
+        .select(
+            pl.col("time").alias("period"),
+            "cluster",
+            "workload_class",
+            "accelerator_type",
+            (pl.col("_running") / pl.col("_samples")).alias("allocated"),
+            pl.when(pl.col("_reported")).then(pl.col("_busy") / pl.col("_samples")).alias("busy"),
+            (pl.col("_total") / pl.col("_samples")).alias("total"),
+            pl.when(pl.col("_reported") & (pl.col("_running") > 0))
+            .then(pl.col("_memory") / pl.col("_running"))
+            .alias("memory_used"),
+        )
+        .with_columns(
+            (pl.col("allocated") - pl.col("busy")).alias("idle_allocated"),
+            (pl.col("total") - pl.col("allocated")).alias("unallocated"),
+            (pl.col("busy") / pl.col("allocated")).alias("sm_busy"),
+        )
+        .sort("cluster", "workload_class", "accelerator_type", "period")
+    )
+
+
+def class_shares(usage: pl.DataFrame) -> pl.DataFrame:
+    """[cluster, workload_class, accelerator_type, share]: each class's share of the cluster's
+    demand (running + pending) over the whole frame; unreported classes are "unknown"."""
+    demand = usage.with_columns(
+        pl.col("workload_class").fill_null("unknown"),
+        pl.col("accelerator_type").fill_null("unknown"),
+        (pl.col("running") + pl.col("pending")).alias("demand"),
+    )
+    per_class = demand.group_by("cluster", "workload_class", "accelerator_type").agg(
+        pl.col("demand").sum()
+    )
+    return (
+        per_class.with_columns(
+            (pl.col("demand") / pl.col("demand").sum().over("cluster")).fill_nan(0.0).alias("share")
+        )
+        .drop("demand")
+        .sort("cluster", "workload_class", "accelerator_type")
     )

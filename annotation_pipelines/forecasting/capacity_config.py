@@ -1,0 +1,106 @@
+"""The capacity-planning config file: lead time, target utilization, prices, planned launches.
+
+A TOML file (`examples/capacity.toml` documents every field); its path comes from settings
+(ANNOTATION_PIPELINES_CAPACITY_CONFIG), the example being the default. Errors name the file
+and the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annotation_pipelines.forecasting.scenarios import Launch
+
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "capacity.toml"
+
+
+class CapacityConfigError(ValueError):
+    """The config file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapacityConfig:
+    lead_time_weeks: int = 16
+    horizon_weeks: int = 26
+    target_utilization: dict[str, float] = field(default_factory=lambda: {"unknown": 0.8})
+    accelerator_hour_price: dict[str, float] = field(default_factory=dict)
+    annotator_hour_price: dict[str, float] = field(default_factory=dict)
+    project_tier: dict[str, str] = field(default_factory=dict)
+    launches: tuple[Launch, ...] = ()
+
+    def utilization(self, workload_class: str | None) -> float:
+        table = self.target_utilization
+        return table.get(workload_class or "unknown", table.get("unknown", 0.8))
+
+    def accelerator_price(self, accelerator_type: str | None) -> float | None:
+        table = self.accelerator_hour_price
+        return table.get(accelerator_type or "unknown", table.get("unknown"))
+
+    def annotator_price(self, project: str) -> float | None:
+        tier = self.project_tier.get(project, "standard")
+        return self.annotator_hour_price.get(tier)
+
+
+def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise CapacityConfigError(f"{path}: capacity config not found") from error
+    except tomllib.TOMLDecodeError as error:
+        raise CapacityConfigError(f"{path}: not valid TOML: {error}") from error
+
+    def number(value: object, where: str, *, low: float = 0.0, high: float | None = None) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise CapacityConfigError(f"{path}: {where}: expected a number, found {value!r}")
+        if value < low or (high is not None and value > high):
+            bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+            raise CapacityConfigError(f"{path}: {where}: {value} is outside {bound}")
+        return float(value)
+
+    def table(name: str, *, low: float = 0.0, high: float | None = None) -> dict[str, float]:
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise CapacityConfigError(f"{path}: [{name}]: expected a table")
+        return {k: number(v, f"{name}.{k}", low=low, high=high) for k, v in values.items()}
+
+    launches = []
+    for index, entry in enumerate(raw.get("launches", []), start=1):
+        where = f"launches[{index}]"
+        for required in ("name", "series_id", "start", "accelerators"):
+            if required not in entry:
+                raise CapacityConfigError(f"{path}: {where}: missing field {required!r}")
+        start = entry["start"]
+        if isinstance(start, str):
+            try:
+                start = dt.date.fromisoformat(start)
+            except ValueError as error:
+                raise CapacityConfigError(
+                    f"{path}: {where}.start: {start!r} is not a YYYY-MM-DD date"
+                ) from error
+        if not isinstance(start, dt.date):
+            raise CapacityConfigError(f"{path}: {where}.start: expected a date")
+        launches.append(
+            Launch(
+                name=str(entry["name"]),
+                series_id=str(entry["series_id"]),
+                start=start,
+                accelerators=number(entry["accelerators"], f"{where}.accelerators"),
+                ramp_days=int(number(entry.get("ramp_days", 14), f"{where}.ramp_days")),
+                workload_class=entry.get("workload_class"),
+                accelerator_type=entry.get("accelerator_type"),
+            )
+        )
+    tiers = raw.get("project_tier", {})
+    return CapacityConfig(
+        lead_time_weeks=int(number(raw.get("lead_time_weeks", 16), "lead_time_weeks")),
+        horizon_weeks=int(number(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)),
+        target_utilization=table("target_utilization", low=0.01, high=1.0) or {"unknown": 0.8},
+        accelerator_hour_price=table("accelerator_hour_price"),
+        annotator_hour_price=table("annotator_hour_price"),
+        project_tier={str(k): str(v) for k, v in tiers.items()},
+        launches=tuple(launches),
+    )

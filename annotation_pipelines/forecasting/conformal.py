@@ -1,0 +1,79 @@
+"""Conformal 80/95% intervals from backtest residuals, and the interval (Winkler) score.
+
+Split conformal prediction (Vovk, Gammerman & Shafer, 2005; for forecasts: Stankeviciute,
+Alaa & van der Schaar, NeurIPS 2021): the absolute errors of a forecast rule on past backtest
+windows whose whole horizon is observed are the calibration set; the interval at level L is the
+point forecast plus or minus their ceil((n + 1) L) / n empirical quantile. The set is one
+series' own errors, pooled over the steps of the horizon, from its `windows` most recent
+calibration origins: recent windows track the series' current volatility (a cluster that has
+just woken up is not calibrated by its idle weeks), pooling over steps gives enough points for
+a 95% quantile (4 daily origins x 168 hourly steps).
+
+The Winkler (1972) interval score of a (1 - alpha) interval [lo, hi] at an observation y is
+(hi - lo) + (2 / alpha) (lo - y) when y < lo, + (2 / alpha) (y - hi) when y > hi: width, plus
+a penalty for every miss (Gneiting & Raftery, 2007). Lower is better; it rewards narrow
+intervals only as long as they still cover.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines.forecasting.metrics import LEVELS
+
+
+def conformal_quantile(errors: np.ndarray, *, level: int) -> float:
+    """The split-conformal quantile of absolute `errors` for a `level`% interval (NaN if empty)."""
+    errors = np.sort(np.abs(errors[np.isfinite(errors)]))
+    n = errors.size
+    if n == 0:
+        return float("nan")
+    rank = min(n, math.ceil((n + 1) * level / 100))
+    return float(errors[rank - 1])
+
+
+def calibration_quantiles(residuals: pl.DataFrame, *, windows: int) -> pl.DataFrame:
+    """[id, q_80, q_95] from [id, cutoff, residual] using each series' `windows` latest cutoffs."""
+    latest = (
+        residuals.select("id", "cutoff")
+        .unique()
+        .sort("id", "cutoff")
+        .group_by("id", maintain_order=True)
+        .tail(windows)
+    )
+    used = residuals.join(latest, on=["id", "cutoff"])
+    rows = []
+    for (series_id,), frame in used.group_by("id", maintain_order=True):
+        errors = frame.get_column("residual").to_numpy()
+        rows.append((series_id, *[conformal_quantile(errors, level=level) for level in LEVELS]))
+    return pl.DataFrame(
+        rows,
+        schema={"id": pl.String, **{f"q_{level}": pl.Float64 for level in LEVELS}},
+        orient="row",
+    )
+
+
+def apply_quantiles(
+    forecast: pl.DataFrame, quantiles: pl.DataFrame, *, nonnegative: bool = True
+) -> pl.DataFrame:
+    """lo_L / hi_L = forecast -/+ q_L per series (clipped at zero for counts)."""
+    joined = forecast.join(quantiles, on="id", how="left")
+    bounds = []
+    for level in LEVELS:
+        lo = pl.col("forecast") - pl.col(f"q_{level}")
+        bounds += [
+            (lo.clip(lower_bound=0.0) if nonnegative else lo).alias(f"lo_{level}"),
+            (pl.col("forecast") + pl.col(f"q_{level}")).alias(f"hi_{level}"),
+        ]
+    return joined.with_columns(bounds).drop([f"q_{level}" for level in LEVELS])
+
+
+def winkler(*, value: pl.Expr, lo: pl.Expr, hi: pl.Expr, level: int) -> pl.Expr:
+    """Winkler interval score per row of a `level`% interval."""
+    alpha = 1 - level / 100
+    below = (lo - value).clip(lower_bound=0.0)
+    above = (value - hi).clip(lower_bound=0.0)
+    return (hi - lo) + (2 / alpha) * below + (2 / alpha) * above

@@ -1,0 +1,72 @@
+"""Annotation spend in money: cost per curated label and per point of agreement, by project.
+
+Annotator hours are the judgments' own durations (`duration_s`), priced at the configured
+hourly rate of the project's tier (`capacity_config`). A curated label is an aggregated label
+that is not a tie. A point of agreement is one percentage point of the project's mean percent
+agreement over the period, so cost_per_agreement_point = cost / (100 x percent_agreement): what
+one point of consensus costs at today's spend (a comparison across projects, not a marginal
+price).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from annotation_pipelines.forecasting.capacity_config import CapacityConfig
+
+COST_COLUMNS = (
+    "project",
+    "tier",
+    "annotator_hours",
+    "cost_usd",
+    "curated_labels",
+    "cost_per_curated_label",
+    "percent_agreement",
+    "cost_per_agreement_point",
+)
+
+
+def annotation_costs(
+    judgments: pl.DataFrame,
+    aggregated: pl.DataFrame,
+    quality: pl.DataFrame | None,
+    *,
+    config: CapacityConfig,
+) -> pl.DataFrame:
+    """One row per project; columns COST_COLUMNS (null where a price or count is missing)."""
+    hours = judgments.group_by("project").agg(
+        (pl.col("duration_s").fill_null(0.0).sum() / 3600).alias("annotator_hours")
+    )
+    labels = (
+        aggregated.filter(~pl.col("is_tie").fill_null(False))
+        .group_by("project")
+        .agg(pl.len().cast(pl.Int64).alias("curated_labels"))
+    )
+    agreement = (
+        quality.group_by("project").agg(pl.col("percent_agreement").mean())
+        if quality is not None and quality.height
+        else pl.DataFrame(schema={"project": pl.String, "percent_agreement": pl.Float64})
+    )
+    projects = hours.get_column("project").to_list()
+    prices = pl.DataFrame(
+        {
+            "project": projects,
+            "tier": [config.project_tier.get(p, "standard") for p in projects],
+            "price": [config.annotator_price(p) for p in projects],
+        },
+        schema={"project": pl.String, "tier": pl.String, "price": pl.Float64},
+    )
+    return (
+        hours.join(prices, on="project", how="left")
+        .join(labels, on="project", how="left")
+        .join(agreement, on="project", how="left")
+        .with_columns((pl.col("annotator_hours") * pl.col("price")).alias("cost_usd"))
+        .with_columns(
+            (pl.col("cost_usd") / pl.col("curated_labels")).alias("cost_per_curated_label"),
+            (pl.col("cost_usd") / (100 * pl.col("percent_agreement"))).alias(
+                "cost_per_agreement_point"
+            ),
+        )
+        .select(COST_COLUMNS)
+        .sort("project")
+    )

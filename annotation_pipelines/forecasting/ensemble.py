@@ -1,0 +1,544 @@
+"""Calibrated forecasts: statsforecast candidates + LightGBM, a combination rule, conformal bands.
+
+The candidates are the statsforecast models of `candidates` and the learned model of `learned`.
+Every candidate is backtested at origins `step` apart (daily for hourly data), each origin fit
+only on what precedes it. A *rule* turns the candidates into one forecast:
+
+    mean      equal-weight mean of every candidate (forecast pooling)
+    median    their median
+    top3      per series, the mean of the 3 candidates with the lowest MASE on backtest windows
+              whose horizon ended before the origin (today's per-series rule)
+    <model>   one candidate alone (SeasonalNaive is the baseline)
+
+`DEFAULT_RULE` is the rule that wins when chosen leave-one-cluster-out on the shared Helios
+virtual clusters (see `evaluation.leave_one_cluster_out` and benchmarks/RESULTS_capacity.md):
+it was never chosen on the cluster it is scored on. Intervals are split-conformal on the
+rule's own residuals at earlier origins (`conformal`); the held-out score of a forecast uses
+only origins whose horizon ended before it, exactly as the shipped forecast does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines import schema
+from annotation_pipelines.forecasting.candidates import (
+    BASELINE,
+    candidate_models,
+    default_extra_seasonalities,
+)
+from annotation_pipelines.forecasting.conformal import (
+    apply_quantiles,
+    calibration_quantiles,
+    winkler,
+)
+from annotation_pipelines.forecasting.learned import (
+    LEARNED,
+    learned_cross_validation,
+    learned_forecast,
+)
+from annotation_pipelines.forecasting.metrics import LEVELS
+from annotation_pipelines.forecasting.statsforecast_adapter import (
+    from_statsforecast,
+    naive_utc,
+    statsforecast_engine,
+    to_statsforecast,
+)
+
+COMBINATIONS = ("mean", "median", "top3")
+DEFAULT_RULE = "mean"
+CALIBRATION_WINDOWS = 4
+MAX_WINDOWS = 15
+
+
+def candidate_names(*, season_length: int, learned: bool = True) -> list[str]:
+    """Every candidate, the baseline first: what `--models` accepts besides the combinations."""
+    names = list(
+        candidate_models(
+            season_length=season_length,
+            horizon=1,
+            extra_seasonalities=default_extra_seasonalities(season_length),
+        )
+    )
+    return [*names, LEARNED] if learned else names
+
+
+def rule_names(*, season_length: int) -> list[str]:
+    return [*COMBINATIONS, *candidate_names(season_length=season_length)]
+
+
+def fit_length(*, horizon: int, season_length: int) -> int:
+    """Points a series needs before its first backtest origin."""
+    return max(2 * season_length, horizon + 3 * season_length)
+
+
+def default_step(*, horizon: int, season_length: int) -> int:
+    return max(1, min(horizon, season_length))
+
+
+def auto_windows(series: pl.DataFrame, *, horizon: int, season_length: int, step: int) -> int:
+    """As many origins `step` apart as the shortest series allows, at most MAX_WINDOWS."""
+    shortest = int(series.group_by("id").len().get_column("len").min())
+    room = shortest - horizon - fit_length(horizon=horizon, season_length=season_length)
+    return max(1, min(MAX_WINDOWS, room // step + 1))
+
+
+def _statsforecast_names(models: Sequence[str]) -> list[str]:
+    return [m for m in models if m != LEARNED]
+
+
+def candidate_cross_validation(
+    history: pl.DataFrame,
+    *,
+    horizon: int,
+    season_length: int,
+    freq: str,
+    windows: int,
+    step: int,
+    models: Sequence[str],
+    n_jobs: int = 1,
+) -> pl.DataFrame:
+    """[id, time, cutoff, value, <model>...] at `windows` origins `step` apart (naive UTC)."""
+    factories = candidate_models(
+        season_length=season_length,
+        horizon=horizon,
+        extra_seasonalities=default_extra_seasonalities(season_length),
+        arima="AutoARIMA" in models,
+    )
+    engine = statsforecast_engine(
+        [factories[m]() for m in _statsforecast_names(models)], freq=freq, n_jobs=n_jobs
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = engine.cross_validation(
+            df=to_statsforecast(history), h=horizon, n_windows=windows, step_size=step
+        )
+    frame = from_statsforecast(pl.DataFrame(raw)).with_columns(
+        pl.col("id").cast(pl.String), pl.col("time", "cutoff").cast(pl.Datetime("us"))
+    )
+    if LEARNED in models:
+        cutoffs = frame.get_column("cutoff").unique().sort().to_list()
+        learned = learned_cross_validation(
+            history, horizon=horizon, freq=freq, season_length=season_length, cutoffs=cutoffs
+        )
+        frame = frame.join(learned, on=["id", "time", "cutoff"], how="left")
+    return frame.select("id", "time", "cutoff", "value", *models).sort("id", "cutoff", "time")
+
+
+def candidate_forecasts(
+    history: pl.DataFrame,
+    *,
+    horizon: int,
+    season_length: int,
+    freq: str,
+    models: Sequence[str],
+    n_jobs: int = 1,
+) -> pl.DataFrame:
+    """[id, time, <model>...] for the `horizon` steps after each series' last point."""
+    factories = candidate_models(
+        season_length=season_length,
+        horizon=horizon,
+        extra_seasonalities=default_extra_seasonalities(season_length),
+        arima="AutoARIMA" in models,
+    )
+    engine = statsforecast_engine(
+        [factories[m]() for m in _statsforecast_names(models)], freq=freq, n_jobs=n_jobs
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = engine.forecast(df=to_statsforecast(history), h=horizon)
+    frame = from_statsforecast(pl.DataFrame(raw)).with_columns(
+        pl.col("id").cast(pl.String), pl.col("time").cast(pl.Datetime("us"))
+    )
+    if LEARNED in models:
+        learned = learned_forecast(history, horizon=horizon, freq=freq, season_length=season_length)
+        frame = frame.join(learned, on=["id", "time"], how="left")
+    return frame.select("id", "time", *models).sort("id", "time")
+
+
+def window_mase(cross_validation: pl.DataFrame, history: pl.DataFrame, *, models: Sequence[str],
+                season_length: int) -> pl.DataFrame:  # fmt: skip
+    """[id, cutoff, <model>...]: each candidate's MASE per backtest window."""
+    scales = []
+    for cutoff in cross_validation.get_column("cutoff").unique().sort():
+        scales.append(
+            history.filter(pl.col("time") <= cutoff)
+            .sort("id", "time")
+            .group_by("id")
+            .agg(
+                (pl.col("value") - pl.col("value").shift(season_length)).abs().mean().alias("scale")
+            )
+            .with_columns(pl.lit(cutoff).cast(pl.Datetime("us")).alias("cutoff"))
+        )
+    errors = cross_validation.group_by("id", "cutoff").agg(
+        [(pl.col("value") - pl.col(m)).abs().mean().alias(m) for m in models]
+    )
+    return (
+        errors.join(pl.concat(scales), on=["id", "cutoff"])
+        .with_columns([(pl.col(m) / pl.col("scale")).alias(m) for m in models])
+        .drop("scale")
+        .sort("id", "cutoff")
+    )
+
+
+def apply_rule(
+    cross_validation: pl.DataFrame,
+    *,
+    rule: str,
+    models: Sequence[str],
+    window_scores: pl.DataFrame | None = None,
+    horizon_span: object | None = None,
+    top: int = 3,
+) -> pl.DataFrame:
+    """[id, time, cutoff, value, forecast, members]: the rule's forecast at every origin.
+
+    For `top3`, an origin's members are ranked on windows whose horizon ended at or before it
+    (cutoff + `horizon_span` <= origin); with none yet, the baseline alone.
+    """
+    models = list(models)
+    base = cross_validation.select("id", "time", "cutoff", "value")
+    if rule == "mean":
+        return base.with_columns(
+            cross_validation.select(pl.mean_horizontal(models).alias("forecast")).to_series(),
+            pl.lit("+".join(models)).alias("members"),
+        )
+    if rule == "median":
+        values = cross_validation.select(models).to_numpy()
+        return base.with_columns(
+            pl.Series("forecast", np.median(values, axis=1)),
+            pl.lit("+".join(models)).alias("members"),
+        )
+    if rule in models:
+        return base.with_columns(
+            cross_validation.get_column(rule).alias("forecast"), pl.lit(rule).alias("members")
+        )
+    if rule != "top3":
+        raise ValueError(
+            f"unknown rule {rule!r}; choose from {', '.join([*COMBINATIONS, *models])}"
+        )
+    if window_scores is None or horizon_span is None:
+        raise ValueError("top3 needs the window scores and the horizon span")
+    chosen = _top_members(window_scores, models=models, horizon_span=horizon_span, top=top)
+    joined = cross_validation.join(chosen, on=["id", "cutoff"], how="left")
+    forecast = np.array(
+        [
+            np.mean([row[m] for m in members.split("+")])
+            for row, members in zip(
+                joined.select(models).iter_rows(named=True),
+                joined.get_column("members").fill_null(BASELINE),
+                strict=True,
+            )
+        ]
+    )
+    return joined.select(
+        "id", "time", "cutoff", "value", pl.Series("forecast", forecast),
+        pl.col("members").fill_null(BASELINE),
+    )  # fmt: skip
+
+
+def _top_members(
+    window_scores: pl.DataFrame, *, models: list[str], horizon_span: object, top: int
+) -> pl.DataFrame:
+    rows = []
+    for (series_id,), frame in window_scores.group_by("id", maintain_order=True):
+        frame = frame.sort("cutoff")
+        cutoffs = frame.get_column("cutoff").to_list()
+        for origin in cutoffs:
+            past = frame.filter(pl.col("cutoff") + horizon_span <= origin)
+            if past.height == 0:
+                rows.append((series_id, origin, BASELINE))
+                continue
+            means = {m: past.get_column(m).fill_nan(None).mean() for m in models}
+            ranked = sorted(
+                (m for m in models if means[m] is not None and np.isfinite(means[m])),
+                key=lambda m: (means[m], models.index(m)),
+            )[:top] or [BASELINE]
+            rows.append((series_id, origin, "+".join(sorted(ranked, key=models.index))))
+    return pl.DataFrame(
+        rows,
+        schema={"id": pl.String, "cutoff": pl.Datetime("us"), "members": pl.String},
+        orient="row",
+    )
+
+
+def calibrated_backtest(
+    rule_frame: pl.DataFrame, *, horizon_span: object, calibration_windows: int
+) -> pl.DataFrame:
+    """Per origin, the rule's forecast with conformal bands from origins whose horizon ended
+    at or before it: [id, time, cutoff, value, forecast, lo_80, hi_80, lo_95, hi_95]. Origins
+    with no such earlier origin get null bounds."""
+    residuals = rule_frame.select(
+        "id", "cutoff", (pl.col("value") - pl.col("forecast")).alias("residual")
+    )
+    frames = []
+    for origin in rule_frame.get_column("cutoff").unique().sort():
+        window = rule_frame.filter(pl.col("cutoff") == origin)
+        past = residuals.filter(pl.col("cutoff") + horizon_span <= origin)
+        quantiles = calibration_quantiles(past, windows=calibration_windows)
+        frames.append(apply_quantiles(window, quantiles))
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def score_points(points: pl.DataFrame) -> pl.Expr:
+    """Aggregations over scored points: coverage and mean Winkler score at each level."""
+    del points
+    return [
+        expression
+        for level in LEVELS
+        for expression in (
+            pl.col("value")
+            .is_between(pl.col(f"lo_{level}"), pl.col(f"hi_{level}"))
+            .mean()
+            .alias(f"coverage_{level}"),
+            winkler(
+                value=pl.col("value"),
+                lo=pl.col(f"lo_{level}"),
+                hi=pl.col(f"hi_{level}"),
+                level=level,
+            )
+            .mean()
+            .alias(f"winkler_{level}"),
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class CalibratedForecast:
+    """The forecast table, the held-out scores per series, and the backtest behind them."""
+
+    forecast: pl.DataFrame
+    scores: pl.DataFrame
+    cross_validation: pl.DataFrame
+    history: pl.DataFrame
+    rule: str
+    models: tuple[str, ...]
+
+
+def forecast_calibrated(
+    series: pl.DataFrame,
+    *,
+    horizon: int,
+    season_length: int,
+    freq: str,
+    rule: str = DEFAULT_RULE,
+    models: Sequence[str] | None = None,
+    backtest_windows: int | None = None,
+    calibration_windows: int = CALIBRATION_WINDOWS,
+    calibrate: bool = True,
+    nonnegative: bool = True,
+    n_jobs: int = 1,
+) -> CalibratedForecast:
+    """Backtest every candidate, score the rule on the last origin, forecast with bands.
+
+    Held-out scores (per series: MASE ratio to the seasonal naive, coverage and Winkler score
+    at 80/95%) are on the last backtest origin, calibrated only on origins whose horizon ended
+    before it. The shipped forecast is calibrated on the `calibration_windows` latest origins.
+    With `calibrate=False` the bounds come from the statsforecast members' own intervals (mean
+    of theirs); the learned model has none, so it is then left out.
+    """
+    history = naive_utc(series)
+    names = candidate_names(season_length=season_length)
+    chosen_models = list(models) if models else list(names)
+    if BASELINE not in chosen_models:
+        chosen_models.insert(0, BASELINE)
+    if not calibrate:
+        chosen_models = [m for m in chosen_models if m != LEARNED]
+    unknown = [m for m in chosen_models if m not in names and m != "AutoARIMA"]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    if rule not in (*COMBINATIONS, *chosen_models):
+        raise ValueError(
+            f"unknown rule {rule!r}; choose from {', '.join([*COMBINATIONS, *chosen_models])}"
+        )
+    step = default_step(horizon=horizon, season_length=season_length)
+    windows = backtest_windows or auto_windows(
+        history, horizon=horizon, season_length=season_length, step=step
+    )
+    minimum = (
+        (windows - 1) * step + horizon + fit_length(horizon=horizon, season_length=season_length)
+    )
+    lengths = history.group_by("id").len().sort("len")
+    if lengths.height and lengths.item(0, "len") < minimum:
+        series_id, length = lengths.row(0)
+        raise ValueError(
+            f"series {series_id!r} has {length} points; the backtest needs at least {minimum} "
+            "(windows x step + horizon + room to fit). "
+            "Use fewer --backtest-windows or a shorter --horizon."
+        )
+    span = _span(freq, steps=horizon)
+    if not calibrate:
+        return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
+                             rule=rule, models=chosen_models, windows=windows,
+                             nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip
+    cross_validation = candidate_cross_validation(
+        history, horizon=horizon, season_length=season_length, freq=freq, windows=windows,
+        step=step, models=chosen_models, n_jobs=n_jobs,
+    )  # fmt: skip
+    scores_by_window = window_mase(
+        cross_validation, history, models=chosen_models, season_length=season_length
+    )
+    ruled = apply_rule(
+        cross_validation, rule=rule, models=chosen_models, window_scores=scores_by_window,
+        horizon_span=span,
+    )  # fmt: skip
+    backtested = calibrated_backtest(
+        ruled, horizon_span=span, calibration_windows=calibration_windows
+    ).join(cross_validation.select("id", "time", "cutoff", BASELINE), on=["id", "time", "cutoff"])
+    scores = _held_out_scores(backtested, history, rule=rule, season_length=season_length)
+    future = candidate_forecasts(
+        history, horizon=horizon, season_length=season_length, freq=freq, models=chosen_models,
+        n_jobs=n_jobs,
+    )  # fmt: skip
+    last_members = (
+        ruled.sort("cutoff").group_by("id").agg(pl.col("members").last())
+        if rule == "top3"
+        else None
+    )
+    point = _final_point(future, rule=rule, models=chosen_models, members=last_members)
+    residuals = ruled.select(
+        "id", "cutoff", (pl.col("value") - pl.col("forecast")).alias("residual")
+    )
+    quantiles = calibration_quantiles(residuals, windows=calibration_windows)
+    table = apply_quantiles(point, quantiles, nonnegative=nonnegative)
+    return _finish(table, scores=scores, cross_validation=backtested, history=history,
+                   rule=rule, models=chosen_models, nonnegative=nonnegative)  # fmt: skip
+
+
+def _final_point(
+    future: pl.DataFrame, *, rule: str, models: list[str], members: pl.DataFrame | None
+) -> pl.DataFrame:
+    if rule == "mean":
+        point = pl.mean_horizontal(models)
+    elif rule == "median":
+        return future.select(
+            "id", "time",
+            pl.Series("forecast", np.median(future.select(models).to_numpy(), axis=1)),
+            pl.lit(f"median({'+'.join(models)})").alias("model"),
+        )  # fmt: skip
+    elif rule == "top3":
+        assert members is not None
+        joined = future.join(members, on="id", how="left")
+        values = [
+            float(np.mean([row[m] for m in chosen.split("+")]))
+            for row, chosen in zip(
+                joined.select(models).iter_rows(named=True),
+                joined.get_column("members").fill_null(BASELINE),
+                strict=True,
+            )
+        ]
+        return joined.select(
+            "id", "time", pl.Series("forecast", values),
+            pl.format("mean({})", pl.col("members").fill_null(BASELINE)).alias("model"),
+        )  # fmt: skip
+    else:
+        return future.select(
+            "id", "time", pl.col(rule).alias("forecast"), pl.lit(rule).alias("model")
+        )
+    return future.select(
+        "id", "time", point.alias("forecast"), pl.lit(f"mean({'+'.join(models)})").alias("model")
+    )
+
+
+def _held_out_scores(
+    backtested: pl.DataFrame, history: pl.DataFrame, *, rule: str, season_length: int
+) -> pl.DataFrame:
+    """Per series on the last origin: MASE (Hyndman & Koehler, 2006) of the rule and of the
+    seasonal naive, their ratio, and coverage / Winkler score at 80 and 95%."""
+    last = backtested.get_column("cutoff").max()
+    points = backtested.filter(pl.col("cutoff") == last)
+    scale = (
+        history.filter(pl.col("time") <= last)
+        .sort("id", "time")
+        .group_by("id")
+        .agg((pl.col("value") - pl.col("value").shift(season_length)).abs().mean().alias("scale"))
+    )
+    return (
+        points.group_by("id")
+        .agg(
+            (pl.col("value") - pl.col("forecast")).abs().mean().alias("mae"),
+            (pl.col("value") - pl.col(BASELINE)).abs().mean().alias("baseline_mae"),
+            *score_points(points),
+        )
+        .with_columns(
+            (pl.col("mae") / pl.col("baseline_mae")).alias("relative_mase"),
+            pl.lit(rule).alias("rule"),
+        )
+        .join(scale, on="id", how="left")
+        .with_columns(
+            (pl.col("mae") / pl.col("scale")).alias("mase"),
+            (pl.col("baseline_mae") / pl.col("scale")).alias("seasonal_naive_mase"),
+        )
+        .sort("id")
+    )
+
+
+def _span(freq: str, *, steps: int) -> dt.timedelta:
+    count = int(freq.rstrip("abcdefghijklmnopqrstuvwxyz") or 1)
+    unit = freq[len(str(count)) :] if freq[0].isdigit() else freq
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}.get(unit)
+    if seconds is None:
+        raise ValueError(f"freq {freq!r}: use s, m, h, d or w units")
+    return dt.timedelta(seconds=seconds * count * steps)
+
+
+def _uncalibrated(
+    history: pl.DataFrame,
+    *,
+    horizon: int,
+    season_length: int,
+    freq: str,
+    rule: str,
+    models: list[str],
+    windows: int,
+    nonnegative: bool,
+    n_jobs: int,
+) -> CalibratedForecast:
+    """The rule with the statsforecast members' own interval bounds averaged (no conformal)."""
+    from annotation_pipelines.forecasting.forecaster import forecast
+
+    members = models if rule in COMBINATIONS else [rule]
+    combine = len(members) if rule in ("mean", "median") else 3 if rule == "top3" else 1
+    result = forecast(
+        history, horizon=horizon, season_length=season_length, freq=freq,
+        backtest_windows=max(2, min(windows, 3)), models=members, combine=combine,
+        nonnegative=nonnegative, n_jobs=n_jobs,
+    )  # fmt: skip
+    scores = result.scores.select(
+        "id", "relative_mase", "coverage_80", "coverage_95",
+        pl.lit(None, dtype=pl.Float64).alias("winkler_80"),
+        pl.lit(None, dtype=pl.Float64).alias("winkler_95"),
+        pl.lit(rule).alias("rule"),
+    )  # fmt: skip
+    return CalibratedForecast(
+        forecast=result.forecast, scores=scores, cross_validation=result.backtest.cross_validation,
+        history=result.history, rule=rule, models=tuple(members),
+    )  # fmt: skip
+
+
+def _finish(
+    table: pl.DataFrame,
+    *,
+    scores: pl.DataFrame,
+    cross_validation: pl.DataFrame,
+    history: pl.DataFrame,
+    rule: str,
+    models: list[str],
+    nonnegative: bool,
+) -> CalibratedForecast:
+    table = table.with_columns(pl.col("time").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    if nonnegative:
+        table = table.with_columns(pl.col("forecast").clip(lower_bound=0.0))
+    table = schema.conform(
+        table.select(list(schema.CAPACITY_FORECAST)), schema.CAPACITY_FORECAST,
+        name="capacity_forecast",
+    ).sort("id", "time")  # fmt: skip
+    return CalibratedForecast(
+        forecast=table, scores=scores, cross_validation=cross_validation, history=history,
+        rule=rule, models=tuple(models),
+    )  # fmt: skip

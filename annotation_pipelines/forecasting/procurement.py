@@ -1,0 +1,175 @@
+"""The procurement plan: accelerators to order, by cluster, type and date, per demand scenario.
+
+From the months-ahead demand bands (`scenarios`), each series' workload class and accelerator
+type (from telemetry), the current fleet and the planning config (`capacity_config`):
+
+    required_t = demand_t / target_utilization(class)      accelerators to own on day t
+    runs_short_on = first day required_t > fleet            (per cluster x type x scenario)
+    to_order = ceil(max_t required_t - fleet)               over the planning horizon
+    order_by = runs_short_on - lead time                    late when before today: then the
+                                                            hardware arrives today + lead time
+
+Series of one cluster and type add up; for P90 the sum of the series' P90s is used, which is
+conservative (the series do not all peak together). The cost of a scenario is what owning the
+required accelerators costs over the horizon at the configured price per accelerator-hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import polars as pl
+
+from annotation_pipelines.forecasting.capacity_config import CapacityConfig
+from annotation_pipelines.forecasting.scenarios import SCENARIOS
+
+HOURS_PER_MONTH = 730.0
+
+PLAN_COLUMNS = (
+    "cluster",
+    "accelerator_type",
+    "scenario",
+    "fleet",
+    "peak_required",
+    "runs_short_on",
+    "to_order",
+    "order_by",
+    "arrives",
+    "status",
+    "scenario_cost_usd",
+    "order_cost_per_month_usd",
+)
+
+
+def series_profiles(usage: pl.DataFrame) -> pl.DataFrame:
+    """[id, cluster, workload_class, accelerator_type]: each series' latest reported profile."""
+    return (
+        usage.sort("time")
+        .group_by("series_id")
+        .agg(
+            pl.col("cluster").last(),
+            pl.col("workload_class").drop_nulls().last().fill_null("unknown"),
+            pl.col("accelerator_type").drop_nulls().last().fill_null("unknown"),
+        )
+        .with_columns(
+            pl.col("workload_class").fill_null("unknown"),
+            pl.col("accelerator_type").fill_null("unknown"),
+        )
+        .rename({"series_id": "id"})
+        .sort("id")
+    )
+
+
+def current_fleet(usage: pl.DataFrame) -> pl.DataFrame:
+    """[cluster, accelerator_type, fleet]: the accelerators each series may use at its latest
+    sample, summed by cluster and type."""
+    latest = (
+        usage.sort("time")
+        .group_by("series_id")
+        .agg(
+            pl.col("cluster").last(),
+            pl.col("accelerator_type").drop_nulls().last(),
+            pl.col("total").drop_nulls().last(),
+        )
+    )
+    return (
+        latest.with_columns(pl.col("accelerator_type").fill_null("unknown"))
+        .group_by("cluster", "accelerator_type")
+        .agg(pl.col("total").sum().alias("fleet"))
+        .sort("cluster", "accelerator_type")
+    )
+
+
+def required_accelerators(
+    bands: pl.DataFrame, profiles: pl.DataFrame, *, config: CapacityConfig
+) -> pl.DataFrame:
+    """[cluster, accelerator_type, time, p50, p90]: accelerators to own per day so each class
+    stays at its target utilization."""
+    joined = bands.join(profiles, on="id", how="left").with_columns(
+        pl.col("cluster").fill_null(pl.col("id")),
+        pl.col("workload_class").fill_null("unknown"),
+        pl.col("accelerator_type").fill_null("unknown"),
+    )
+    joined = joined.with_columns(
+        pl.col("workload_class")
+        .replace_strict(
+            {c: config.utilization(c) for c in joined.get_column("workload_class").unique()},
+            return_dtype=pl.Float64,
+        )
+        .alias("target")
+    )
+    return (
+        joined.group_by("cluster", "accelerator_type", "time")
+        .agg([(pl.col(s) / pl.col("target")).sum().alias(s) for s in SCENARIOS])
+        .sort("cluster", "accelerator_type", "time")
+    )
+
+
+def procurement_plan(
+    required: pl.DataFrame, fleet: pl.DataFrame, *, config: CapacityConfig, as_of: dt.date
+) -> pl.DataFrame:
+    """One row per (cluster, accelerator type, scenario); columns PLAN_COLUMNS."""
+    lead = dt.timedelta(weeks=config.lead_time_weeks)
+    rows = []
+    joined = required.join(fleet, on=["cluster", "accelerator_type"], how="left").with_columns(
+        pl.col("fleet").fill_null(0.0)
+    )
+    for (cluster, accelerator_type), frame in joined.group_by(
+        "cluster", "accelerator_type", maintain_order=True
+    ):
+        frame = frame.sort("time")
+        fleet_size = float(frame.get_column("fleet").first())
+        price = config.accelerator_price(accelerator_type)
+        for scenario in SCENARIOS:
+            need = frame.get_column(scenario)
+            short = frame.filter(pl.col(scenario) > pl.col("fleet"))
+            runs_short_on = short.get_column("time").min() if short.height else None
+            peak = float(need.max())
+            to_order = max(0, math.ceil(peak - fleet_size - 1e-9))
+            if runs_short_on is None:
+                order_by, arrives, status = None, None, "enough"
+            else:
+                order_by = runs_short_on - lead
+                late = order_by < as_of
+                arrives = (as_of + lead) if late else runs_short_on
+                status = (
+                    f"late: order now, arrives {arrives.isoformat()}"
+                    if late
+                    else f"order by {order_by.isoformat()}"
+                )
+            rows.append(
+                {
+                    "cluster": cluster,
+                    "accelerator_type": accelerator_type,
+                    "scenario": scenario,
+                    "fleet": fleet_size,
+                    "peak_required": peak,
+                    "runs_short_on": runs_short_on,
+                    "to_order": to_order,
+                    "order_by": order_by,
+                    "arrives": arrives,
+                    "status": status,
+                    "scenario_cost_usd": None if price is None else float(need.sum()) * 24 * price,
+                    "order_cost_per_month_usd": None
+                    if price is None
+                    else to_order * price * HOURS_PER_MONTH,
+                }
+            )
+    schema = {
+        "cluster": pl.String, "accelerator_type": pl.String, "scenario": pl.String,
+        "fleet": pl.Float64, "peak_required": pl.Float64, "runs_short_on": pl.Date,
+        "to_order": pl.Int64, "order_by": pl.Date, "arrives": pl.Date, "status": pl.String,
+        "scenario_cost_usd": pl.Float64, "order_cost_per_month_usd": pl.Float64,
+    }  # fmt: skip
+    return pl.DataFrame(rows, schema=schema).sort("cluster", "accelerator_type", "scenario")
+
+
+def runs_short(plan: pl.DataFrame) -> pl.DataFrame:
+    """[cluster, scenario, runs_short_on]: the first day any accelerator type of the cluster
+    runs short under each scenario (null: not within the horizon)."""
+    return (
+        plan.group_by("cluster", "scenario")
+        .agg(pl.col("runs_short_on").min())
+        .sort("cluster", "scenario")
+    )

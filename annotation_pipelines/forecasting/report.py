@@ -1,0 +1,154 @@
+"""The capacity report: one self-contained HTML page a planner can take to a procurement meeting.
+
+Per cluster: weekly demand history, the P50 line and P50-P90 band months ahead, and the supply
+line (what the current fleet carries at the target utilization); then the procurement plan,
+the date each cluster runs short per scenario, allocation vs utilization per workload class
+(the idle capacity allocation hides) and the money (the cost of each scenario, annotation cost
+per curated label and per point of agreement). Charts are inline SVG without a render date and
+with a per-chart `svg.hashsalt`, so the same inputs give the same bytes; nothing is referenced
+outside the page.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
+th,td{border:1px solid #d0d7de;padding:.25rem .5rem;text-align:right}
+th{background:#f6f8fa}td.text,th.text{text-align:left}.charts figure{margin:0}
+.muted{color:#656d76;font-size:.85rem}
+"""
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def html_table(frame: pl.DataFrame, *, max_rows: int = 60) -> str:
+    if frame.height == 0:
+        return '<p class="muted">none</p>'
+    numeric = {n for n, d in frame.schema.items() if d.is_numeric()}
+    head = "".join(
+        f'<th class="{"" if n in numeric else "text"}">{html.escape(n)}</th>' for n in frame.columns
+    )
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{"" if n in numeric else "text"}">{html.escape(_format(v))}</td>'
+            for n, v in row.items()
+        )
+        + "</tr>"
+        for row in frame.head(max_rows).iter_rows(named=True)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def svg(figure: Figure, *, name: str) -> str:
+    """Inline SVG, the same bytes for the same data (no date; ids salted with the name)."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": f"annotation-pipelines capacity {name}"}):
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def png(figure: Figure) -> bytes:
+    """The same figure as PNG for the Dagster UI (no date in the metadata)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def cluster_figure(
+    history: pl.DataFrame, weekly: pl.DataFrame, supply: pl.DataFrame, *, cluster: str
+) -> Figure:
+    """One cluster: weekly demand history, P50 and the P50-P90 band, the supply line.
+
+    history: [time, value] weekly demand; weekly: [time, p50, p90]; supply: [time, supply]
+    (the demand the fleet carries at target utilization; a step where ordered hardware lands).
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3))
+    axis = figure.subplots()
+    axis.plot(history["time"].to_list(), history["value"].to_list(), color="black", lw=1,
+              label="demand (weekly mean)")  # fmt: skip
+    times = weekly["time"].to_list()
+    axis.fill_between(times, weekly["p50"].to_list(), weekly["p90"].to_list(), color="#f28e2b",
+                      alpha=0.3, label="P50–P90")  # fmt: skip
+    axis.plot(times, weekly["p50"].to_list(), color="#f28e2b", lw=1.5, label="P50")
+    if supply.height:
+        axis.step(supply["time"].to_list(), supply["supply"].to_list(), where="post",
+                  color="#4e79a7", lw=1.5, label="supply at target utilization")  # fmt: skip
+    axis.set_title(f"{cluster}: accelerators (demand = running + pending)")
+    axis.legend(loc="upper left", fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    return figure
+
+
+def utilization_figure(classes: pl.DataFrame) -> Figure:
+    """Allocated vs busy accelerators per cluster and class (the idle part is what allocation
+    hides). classes: [cluster, workload_class, allocated, busy]."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3))
+    axis = figure.subplots()
+    labels = [f"{c}\n{w}" for c, w in classes.select("cluster", "workload_class").iter_rows()]
+    positions = list(range(len(labels)))
+    allocated = classes["allocated"].fill_null(0.0).to_list()
+    busy = classes["busy"].fill_null(float("nan")).to_list()
+    axis.bar(positions, allocated, color="#bab0ac", label="allocated")
+    axis.bar(positions, busy, color="#59a14f", label="busy (SM time)")
+    axis.set_xticks(positions, labels, fontsize=7)
+    axis.set_ylabel("accelerators (mean)")
+    axis.legend(fontsize=7)
+    axis.set_title("Allocation vs utilization by workload class")
+    return figure
+
+
+def render_capacity_report(
+    *,
+    title: str,
+    as_of: str,
+    charts: list[tuple[str, Figure]],
+    sections: list[tuple[str, pl.DataFrame]],
+    notes: list[str] = (),  # type: ignore[assignment]
+) -> str:
+    """The page: title, notes, charts (inline SVG) and tables, in the order given."""
+    parts = [f"<h1>{html.escape(title)}</h1>", f'<p class="muted">as of {html.escape(as_of)}</p>']
+    parts += [f"<p>{html.escape(note)}</p>" for note in notes]
+    for name, figure in charts:
+        parts.append(
+            f'<figure aria-label="{html.escape(name)}" class="charts">{svg(figure, name=name)}'
+            "</figure>"
+        )
+    for heading, frame in sections:
+        parts += [f"<h2>{html.escape(heading)}</h2>", html_table(frame)]
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )

@@ -1,0 +1,286 @@
+"""Months ahead: daily and weekly demand with P50/P90 scenario bands, planned launches included.
+
+Hardware is ordered months before it is needed, so the question is not next week's hour but
+the level and the growth in half a year. Per series, a Prophet-style trend (Taylor & Letham,
+"Forecasting at scale", 2018) is fit by ridge least squares on daily demand:
+
+    demand_t = level + slope * t + sum_k delta_k * max(0, t - c_k) + weekday effect + noise
+
+with candidate changepoints c_k every `changepoint_every` days over the first 80% of the history
+(the slope may bend; the ridge penalty keeps the bends small unless the data insist), optionally
+damped. The bands are empirical: the same model is refit at origins a week apart inside the
+history, and its errors at each step ahead give the P50 / P90 offsets (backtest-calibrated, so
+a series whose level wanders gets wide bands). Steps further ahead than the history can check
+grow the last checked offset with the square root of the horizon. Planned launches (a config
+file; known future events) add their accelerators on their start day, ramped linearly over
+`ramp_days`. Weekly bands come from the errors of weekly means.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+SCENARIOS = ("p50", "p90")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Launch:
+    """A planned launch: `accelerators` more on `series_id` from `start`, over `ramp_days`."""
+
+    name: str
+    series_id: str
+    start: dt.date
+    accelerators: float
+    ramp_days: int = 14
+    workload_class: str | None = None
+    accelerator_type: str | None = None
+
+
+def _design(t: np.ndarray, weekday: np.ndarray, changepoints: np.ndarray) -> np.ndarray:
+    hinge = np.maximum(0.0, t[:, None] - changepoints[None, :])
+    dummies = (weekday[:, None] == np.arange(1, 7)[None, :]).astype(float)
+    return np.column_stack([np.ones_like(t), t, hinge, dummies])
+
+
+def _fit_one(
+    values: np.ndarray, weekday: np.ndarray, *, changepoint_every: int, ridge: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coefficients, changepoints, residuals) for one series; t in days from its start."""
+    n = values.size
+    t = np.arange(n, dtype=float)
+    changepoints = np.arange(changepoint_every, int(0.8 * n), changepoint_every, dtype=float)
+    design = _design(t, weekday, changepoints)
+    # Ridge on the slope changes only (columns 2 .. 2 + k): bends must be earned.
+    penalty = np.zeros(design.shape[1])
+    penalty[2 : 2 + changepoints.size] = ridge * n
+    gram = design.T @ design + np.diag(penalty)
+    coefficients = np.linalg.solve(gram + 1e-9 * np.eye(gram.shape[0]), design.T @ values)
+    residuals = values - design @ coefficients
+    return coefficients, changepoints, residuals
+
+
+def _point(values: np.ndarray, weekday: np.ndarray, *, horizon: int, first_weekday: int,
+           changepoint_every: int, ridge: float, damping: float) -> np.ndarray:  # fmt: skip
+    """The fitted trend and weekday effect carried `horizon` days past the history."""
+    coefficients, changepoints, _ = _fit_one(
+        values, weekday, changepoint_every=changepoint_every, ridge=ridge
+    )
+    n, k = values.size, changepoints.size
+    deltas = coefficients[2 : 2 + k]
+    slope_now = coefficients[1] + deltas.sum()
+    level_now = (
+        coefficients[0]
+        + coefficients[1] * (n - 1)
+        + np.sum(deltas * np.maximum(0.0, (n - 1) - changepoints))
+    )
+    days = np.arange(1, horizon + 1, dtype=float)
+    # Damped trend (Gardner & McKenzie, 1985): the slope's effect fades by `damping` per day, so a
+    # recent bend is not extrapolated at full strength for half a year.
+    damped = days if damping >= 1 else damping * (1 - damping**days) / (1 - damping)
+    future_weekday = (first_weekday + np.arange(horizon)) % 7
+    seasonal = np.concatenate([[0.0], coefficients[2 + k : 2 + k + 6]])[future_weekday]
+    return level_now + slope_now * damped + seasonal
+
+
+def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
+                      changepoint_every: int, ridge: float, damping: float,
+                      origin_step: int) -> np.ndarray:  # fmt: skip
+    """[origins, horizon] errors (actual - point) of the same model refit at earlier origins
+    `origin_step` days apart inside the history; NaN where the horizon runs past the data."""
+    n = values.size
+    # Origins from a month in (or half the history, for short ones): enough to fit a trend.
+    first = max(28, min(2 * changepoint_every, n // 2))
+    origins = np.arange(first, n - 1, origin_step)
+    errors = np.full((origins.size, horizon), np.nan)
+    for row, origin in enumerate(origins):
+        point = _point(values[:origin], weekday[:origin], horizon=horizon,
+                       first_weekday=int(weekday[origin]), changepoint_every=changepoint_every,
+                       ridge=ridge, damping=damping)  # fmt: skip
+        seen = min(horizon, n - origin)
+        errors[row, :seen] = values[origin : origin + seen] - point[:seen]
+    return errors
+
+
+def _quantile_by_step(errors: np.ndarray, *, q: float, minimum: int = 5) -> np.ndarray:
+    """Per step ahead, the q-quantile of the errors; steps with fewer than `minimum` errors (or
+    as many as there are origins, for a short history, but at least 2) take the last
+    well-estimated step's quantile grown with the square root of the horizon."""
+    horizon = errors.shape[1]
+    minimum = max(2, min(minimum, errors.shape[0]))
+    counts = np.sum(np.isfinite(errors), axis=0)
+    out = np.full(horizon, np.nan)
+    for step in range(horizon):
+        # A week around the step: more errors, smoother quantiles.
+        window = errors[:, max(0, step - 3) : step + 4]
+        finite = window[np.isfinite(window)]
+        if counts[step] >= minimum and finite.size:
+            out[step] = np.quantile(finite, q)
+    known = np.flatnonzero(np.isfinite(out))
+    if known.size == 0:
+        return np.zeros(horizon)
+    last = known[-1]
+    for step in range(last + 1, horizon):
+        out[step] = out[last] * np.sqrt((step + 1) / (last + 1))
+    return out
+
+
+def _launch_profile(launch: Launch, *, first_day: dt.date, horizon: int) -> np.ndarray:
+    offset = (launch.start - first_day).days
+    days = np.arange(horizon) - offset
+    ramp = max(1, launch.ramp_days)
+    return launch.accelerators * np.clip((days + 1) / ramp, 0.0, 1.0) * (days >= 0)
+
+
+def scenario_paths(
+    daily: pl.DataFrame,
+    *,
+    horizon_days: int = 182,
+    launches: Sequence[Launch] = (),
+    changepoint_every: int = 28,
+    ridge: float = 50.0,
+    damping: float = 0.99,
+    origin_step: int = 7,
+) -> dict[str, tuple[list[dt.date], dict[str, np.ndarray]]]:
+    """Per series: (future days, {"p50", "p90", "weekly_p50", "weekly_p90"...}) with launches.
+
+    P50 / P90 are the point forecast plus the 0.5 / 0.9 quantile of the model's own errors at
+    the same step ahead, refit at origins `origin_step` days apart inside the history (an
+    empirical, backtest-calibrated band: Williams & Goodman, 1971; conformal in spirit).
+    Weekly bands use the errors of weekly means, so a P90 week is a P90 week.
+    """
+    _check_daily(daily)
+    out = {}
+    for (series_id,), frame in daily.sort("id", "time").group_by("id", maintain_order=True):
+        days = frame.get_column("time").cast(pl.Date).to_list()
+        values = frame.get_column("value").cast(pl.Float64).to_numpy()
+        weekday = np.array([d.weekday() for d in days])
+        first = days[-1] + dt.timedelta(days=1)
+        options = {"changepoint_every": changepoint_every, "ridge": ridge, "damping": damping}
+        point = _point(values, weekday, horizon=horizon_days, first_weekday=first.weekday(),
+                       **options)  # fmt: skip
+        errors = _empirical_errors(values, weekday, horizon=horizon_days,
+                                   origin_step=origin_step, **options)  # fmt: skip
+        extra = np.zeros(horizon_days)
+        for launch in launches:
+            if launch.series_id == series_id:
+                extra += _launch_profile(launch, first_day=first, horizon=horizon_days)
+        future = [first + dt.timedelta(days=d) for d in range(horizon_days)]
+        week_of = np.array([(d - dt.timedelta(days=d.weekday())).toordinal() for d in future])
+        weeks = np.unique(week_of)
+        weekly_errors = (
+            np.column_stack([errors[:, week_of == w].mean(axis=1) for w in weeks])
+            if errors.size
+            else np.zeros((0, weeks.size))
+        )
+        weekly_point = np.array([(point + extra)[week_of == w].mean() for w in weeks])
+        bands = {"mean": point + extra}
+        for name, q in (("p50", 0.5), ("p90", 0.9)):
+            bands[name] = np.maximum(0.0, point + extra + _quantile_by_step(errors, q=q))
+            bands[f"weekly_{name}"] = np.maximum(
+                0.0, weekly_point + _quantile_by_step(weekly_errors, q=q)
+            )
+        bands["weekly_mean"] = weekly_point
+        bands["weeks"] = [dt.date.fromordinal(int(w)) for w in weeks]
+        out[str(series_id)] = (future, bands)
+    return out
+
+
+def scenario_forecast(
+    daily: pl.DataFrame,
+    *,
+    horizon_days: int = 182,
+    launches: Sequence[Launch] = (),
+    changepoint_every: int = 28,
+    ridge: float = 50.0,
+    damping: float = 0.99,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(daily, weekly) bands: [id, time, mean, p50, p90] per day and per week (its Monday)."""
+    bands = scenario_paths(
+        daily, horizon_days=horizon_days, launches=launches, changepoint_every=changepoint_every,
+        ridge=ridge, damping=damping,
+    )  # fmt: skip
+    daily_rows, weekly_rows = [], []
+    for series_id, (days, band) in bands.items():
+        daily_rows.append(
+            pl.DataFrame({"id": series_id, "time": days, "mean": band["mean"],
+                          "p50": band["p50"], "p90": band["p90"]})
+        )  # fmt: skip
+        weekly_rows.append(
+            pl.DataFrame({"id": series_id, "time": band["weeks"], "mean": band["weekly_mean"],
+                          "p50": band["weekly_p50"], "p90": band["weekly_p90"]})
+        )  # fmt: skip
+    daily_table = pl.concat(daily_rows).with_columns(pl.col("time").cast(pl.Date))
+    weekly_table = pl.concat(weekly_rows).with_columns(pl.col("time").cast(pl.Date))
+    return daily_table.sort("id", "time"), weekly_table.sort("id", "time")
+
+
+def scenario_backtest(
+    daily: pl.DataFrame,
+    *,
+    horizon_days: int,
+    windows: int = 2,
+    changepoint_every: int = 28,
+    ridge: float = 50.0,
+    damping: float = 0.99,
+) -> pl.DataFrame:
+    """Rolling origin, `windows` origins `horizon_days` apart: per series and window, the MAE of
+    P50 over that of the weekly seasonal naive (the last week repeated), and the shares of days
+    at or below P90 (calibrated: ~0.9) and at or below P50 (~0.5)."""
+    _check_daily(daily)
+    rows = []
+    lengths = daily.group_by("id").len()
+    shortest = int(lengths.get_column("len").min())
+    if shortest < horizon_days * windows + 4 * changepoint_every:
+        raise ValueError(
+            f"scenario backtest: the shortest series has {shortest} days; {windows} windows of "
+            f"{horizon_days} days need at least {horizon_days * windows + 4 * changepoint_every}"
+        )
+    for window in range(windows, 0, -1):
+        train = (
+            daily.sort("id", "time")
+            .group_by("id", maintain_order=True)
+            .map_groups(lambda g, w=window: g.head(g.height - w * horizon_days))
+        )
+        test = (
+            daily.sort("id", "time")
+            .group_by("id", maintain_order=True)
+            .map_groups(lambda g, w=window: g.slice(g.height - w * horizon_days, horizon_days))
+        )
+        bands = scenario_paths(
+            train, horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
+            damping=damping,
+        )  # fmt: skip
+        for series_id, (_, band) in bands.items():
+            actual = test.filter(pl.col("id") == series_id).get_column("value").to_numpy()
+            past = train.filter(pl.col("id") == series_id).get_column("value").to_numpy()
+            naive = np.resize(past[-7:], horizon_days)
+            p50, p90 = band["p50"], band["p90"]
+            rows.append(
+                (series_id, window, float(np.mean(np.abs(actual - p50)) /
+                 max(np.mean(np.abs(actual - naive)), 1e-9)),
+                 float(np.mean(actual <= p90)), float(np.mean(actual <= p50)))
+            )  # fmt: skip
+    return pl.DataFrame(
+        rows,
+        schema={"id": pl.String, "window": pl.Int64, "relative_mae": pl.Float64,
+                "share_below_p90": pl.Float64, "share_below_p50": pl.Float64},
+        orient="row",
+    )  # fmt: skip
+
+
+def _check_daily(daily: pl.DataFrame) -> None:
+    missing = [c for c in ("id", "time", "value") if c not in daily.columns]
+    if missing:
+        raise ValueError(f"daily demand: missing column(s) {', '.join(missing)}")
+    short = daily.group_by("id").len().filter(pl.col("len") < 14)
+    if short.height:
+        series_id, length = short.row(0)
+        raise ValueError(
+            f"daily demand: series {series_id!r} has {length} days; a months-ahead forecast "
+            "needs at least 14"
+        )

@@ -1,0 +1,170 @@
+"""Conformal bands, the Winkler score, the calibrated forecast and the leave-one-cluster-out
+evaluation (the held-out figures on the shared Helios virtual clusters are pinned here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from annotation_pipelines.forecasting import load_helios, to_series
+from annotation_pipelines.forecasting.command import forecast_command
+from annotation_pipelines.forecasting.conformal import (
+    calibration_quantiles,
+    conformal_quantile,
+    winkler,
+)
+from annotation_pipelines.forecasting.ensemble import calibrated_backtest, forecast_calibrated
+from annotation_pipelines.forecasting.evaluation import (
+    HELIOS,
+    NAIVE,
+    OURS,
+    STATISTICAL,
+    leave_one_cluster_out,
+)
+from tests.realdata import CAPACITY_DIR, require_shared
+
+START = dt.datetime(2024, 1, 1)
+
+
+def _synthetic(ids=("a", "b"), hours=24 * 14, seed=0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = np.arange(hours)
+    return pl.concat(
+        pl.DataFrame(
+            {
+                "id": [series_id] * hours,
+                "time": [START + dt.timedelta(hours=int(h)) for h in t],
+                "value": 50 + 10 * k + 8 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 1.5, hours),
+            }
+        )
+        for k, series_id in enumerate(ids)
+    )
+
+
+def test_conformal_quantile_is_the_finite_sample_rank():
+    errors = np.arange(1.0, 20.0)  # 19 errors: 95% -> rank ceil(20 * 0.95) = 19, the largest
+    assert conformal_quantile(-errors, level=95) == 19.0
+    assert conformal_quantile(errors, level=80) == 16.0  # ceil(20 * 0.8) = 16
+    assert np.isnan(conformal_quantile(np.array([]), level=80))
+
+
+def test_calibration_uses_each_series_latest_windows_only():
+    residuals = pl.DataFrame(
+        {
+            "id": ["a"] * 6,
+            "cutoff": [START, START, START + dt.timedelta(days=1)] * 2,
+            "residual": [100.0, -100.0, 1.0, -2.0, 3.0, -4.0],
+        }
+    ).with_columns(pl.col("cutoff").cast(pl.Datetime("us")))
+    # The latest cutoff alone: |1|, |-4| -> rank min(2, ceil(3 * 0.8)) = 2: 4; the +-100 of
+    # the older window play no part.
+    assert calibration_quantiles(residuals, windows=1).row(0) == ("a", 4.0, 4.0)
+    assert calibration_quantiles(residuals, windows=2).row(0) == ("a", 100.0, 100.0)
+
+
+def test_winkler_score_by_hand():
+    frame = pl.DataFrame({"y": [5.0, 0.0, 12.0], "lo": [4.0, 2.0, 4.0], "hi": [6.0, 6.0, 10.0]})
+    scores = frame.select(winkler(value=pl.col("y"), lo=pl.col("lo"), hi=pl.col("hi"), level=80))
+    # Width 2; width 4 + (2 / 0.2) * 2 below; width 6 + 10 * 2 above.
+    assert scores.to_series().to_list() == pytest.approx([2.0, 24.0, 26.0])
+
+
+def test_backtest_bands_use_only_origins_whose_horizon_ended():
+    times = [START + dt.timedelta(hours=h) for h in range(4)]
+    cutoffs = [START - dt.timedelta(hours=1) + dt.timedelta(hours=2 * k) for k in range(2)]
+    frame = pl.DataFrame(
+        {
+            "id": ["a"] * 4,
+            "time": times,
+            "cutoff": [cutoffs[0]] * 2 + [cutoffs[1]] * 2,
+            "value": [10.0, 10.0, 10.0, 10.0],
+            "forecast": [9.0, 12.0, 10.0, 10.0],
+        }
+    )
+    out = calibrated_backtest(frame, horizon_span=dt.timedelta(hours=2), calibration_windows=4)
+    first = out.filter(pl.col("cutoff") == cutoffs[0])
+    assert first.get_column("lo_95").is_null().all()  # nothing had ended before it
+    second = out.filter(pl.col("cutoff") == cutoffs[1])
+    assert second.get_column("hi_95").to_list() == [12.0, 12.0]  # |10-9|, |10-12| -> 2
+    assert second.get_column("lo_95").to_list() == [8.0, 8.0]
+
+
+def test_calibrated_forecast_is_canonical_and_intervals_nest():
+    result = forecast_calibrated(
+        _synthetic(), horizon=24, season_length=24, freq="1h", backtest_windows=4
+    )
+    table = result.forecast
+    assert table.height == 48 and table.get_column("model").str.starts_with("mean(").all()
+    assert "LightGBM" in result.models
+    assert (table["lo_95"] <= table["lo_80"]).all() and (table["hi_80"] <= table["hi_95"]).all()
+    assert (table["lo_80"] <= table["forecast"]).all()
+    assert result.scores.get_column("coverage_95").min() >= 0.7
+    assert result.scores.get_column("relative_mase").max() < 1.0
+
+
+def test_cli_models_and_no_calibrate(tmp_path):
+    source = tmp_path / "usage.csv"
+    _synthetic().write_csv(source)
+    common = [str(source), "--time-col", "time", "--value-col", "value", "--id-col", "id",
+              "--horizon", "24", "--backtest-windows", "3"]  # fmt: skip
+    run = CliRunner().invoke(forecast_command, [*common, "--models", "AutoETS,MSTL"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["models"] == ["SeasonalNaive", "AutoETS", "MSTL"] and report["calibrated"]
+    assert report["winkler_95"] > 0
+    run = CliRunner().invoke(forecast_command, [*common, "--no-calibrate", "--models", "top3"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["calibrated"] is False and "LightGBM" not in report["models"]
+    run = CliRunner().invoke(forecast_command, [*common, "--models", "Prophet"])
+    assert run.exit_code == 1 and "unknown" in run.output
+
+
+def test_leave_one_cluster_out_never_chooses_on_the_held_out_series():
+    # Series "c" is pure noise around a level: on it the seasonal naive is a poor rule; on "a"
+    # and "b" (strong daily cycle) it is decent. The rule used for "c" must be the one chosen
+    # on a and b, whatever would be best on c itself.
+    series = _synthetic(ids=("a", "b", "c"), hours=24 * 16)
+    evaluation = leave_one_cluster_out(
+        series, horizon=24, season_length=24, freq="1h", windows=6, step=24
+    )
+    ours = evaluation.filter(pl.col("method") == OURS)
+    assert ours.height == 3 and set(evaluation.get_column("method")) == {
+        OURS, NAIVE, STATISTICAL, HELIOS,
+    }  # fmt: skip
+    naive = evaluation.filter(pl.col("method") == NAIVE)
+    assert naive.get_column("relative_mase").to_list() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.realdata
+@pytest.mark.scale
+def test_helios_leave_one_cluster_out_figures():
+    # The held-out bar on the shared Helios virtual clusters (Hu et al., SC'21): hourly demand =
+    # running + pending GPUs, 168 h ahead from 2020-05-24 23:00 (the month's last week), the
+    # rule chosen on the other two clusters only. Measured: 0.882 vs 0.958 (statsforecast best
+    # single), 1.039 (LightGBM alone); pooled 95% coverage 0.891 (see RESULTS_capacity.md).
+    require_shared("capacity", "helios_earth_vc6YE.csv")
+    usage = pl.concat(
+        [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in ("vc3sl", "vc6YE", "vcMod")]
+    )
+    evaluation = leave_one_cluster_out(
+        to_series(usage, freq="1h"), horizon=168, season_length=24, freq="1h", windows=15, step=24
+    )
+    by_method = {method: frame for (method,), frame in evaluation.group_by("method")}
+
+    def relative(method: str) -> float:
+        return float(np.exp(np.log(by_method[method].get_column("relative_mase")).mean()))
+
+    assert relative(OURS) < 0.9
+    assert relative(OURS) < relative(STATISTICAL) and relative(OURS) < relative(HELIOS)
+    coverage = by_method[OURS].get_column("coverage_95")
+    assert 0.85 <= coverage.mean() < 1.0  # pooled; narrower than the old 100 %
+    assert (
+        by_method[OURS].get_column("winkler_95").mean()
+        < by_method[NAIVE].get_column("winkler_95").mean()
+    )

@@ -1,0 +1,175 @@
+"""Months-ahead bands, the procurement plan, annotation costs, the capacity report and the
+monthly `procurement_plan` asset."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import DagsterInstance, materialize
+
+from annotation_pipelines.forecasting.capacity_config import (
+    EXAMPLE,
+    CapacityConfig,
+    CapacityConfigError,
+    load_capacity_config,
+)
+from annotation_pipelines.forecasting.costs import annotation_costs
+from annotation_pipelines.forecasting.planning import capacity_plan
+from annotation_pipelines.forecasting.procurement import procurement_plan, runs_short
+from annotation_pipelines.forecasting.report import cluster_figure, render_capacity_report
+from annotation_pipelines.forecasting.scenarios import Launch, scenario_forecast
+from annotation_pipelines.quality.render import is_self_contained
+from annotation_pipelines.synthetic import generate_compute_usage
+
+START = dt.date(2026, 1, 5)  # a Monday
+
+
+def _daily(days: int = 140, *, slope: float = 0.5, noise: float = 2.0) -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    t = np.arange(days)
+    return pl.DataFrame(
+        {
+            "id": "a",
+            "time": [START + dt.timedelta(days=int(d)) for d in t],
+            "value": 100 + slope * t + rng.normal(0, noise, days),
+        }
+    )
+
+
+def test_bands_follow_the_trend_and_add_planned_launches():
+    daily = _daily()
+    launch = Launch(name="x", series_id="a", start=START + dt.timedelta(days=150), accelerators=40,
+                    ramp_days=10)  # fmt: skip
+    plain, _ = scenario_forecast(daily, horizon_days=56)
+    with_launch, weekly = scenario_forecast(daily, horizon_days=56, launches=[launch])
+    # The trend goes on (~ +0.5 a day, damped a little): four weeks out is above today.
+    assert plain["p50"][27] > 100 + 0.5 * 140
+    assert (plain["p90"] >= plain["p50"]).all()
+    difference = (with_launch["p50"] - plain["p50"]).to_numpy()
+    # History ends on day 139; the launch starts on day 150 = forecast step 10, full by step 19.
+    assert np.allclose(difference[:10], 0) and difference[10] == pytest.approx(4.0)
+    assert np.allclose(difference[19:], 40.0)
+    assert weekly.height == 8 and (weekly["p90"] >= weekly["p50"]).all()
+
+
+def test_procurement_plan_by_hand():
+    config = CapacityConfig(lead_time_weeks=2, target_utilization={"unknown": 0.5},
+                            accelerator_hour_price={"H100": 2.0})  # fmt: skip
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(30)]
+    required = pl.DataFrame(
+        {
+            "cluster": "earth",
+            "accelerator_type": "H100",
+            "time": days,
+            "p50": [10.0] * 30,
+            "p90": [10.0] * 20 + [25.5] * 10,
+        }
+    )
+    fleet = pl.DataFrame({"cluster": ["earth"], "accelerator_type": ["H100"], "fleet": [20.0]})
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    p50, p90 = plan.sort("scenario").iter_rows(named=True)
+    assert p50["status"] == "enough" and p50["to_order"] == 0
+    assert p50["scenario_cost_usd"] == pytest.approx(10 * 30 * 24 * 2.0)
+    assert p90["runs_short_on"] == dt.date(2027, 1, 21) and p90["to_order"] == 6
+    assert p90["order_by"] == dt.date(2027, 1, 7) and p90["status"] == "order by 2027-01-07"
+    late = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 10))
+    assert late.filter(pl.col("scenario") == "p90")["status"].item() == (
+        "late: order now, arrives 2027-01-24"
+    )
+    assert runs_short(plan).filter(pl.col("scenario") == "p90")["runs_short_on"].item() == (
+        dt.date(2027, 1, 21)
+    )
+
+
+def test_config_example_loads_and_errors_name_file_and_field(tmp_path):
+    config = load_capacity_config(EXAMPLE)
+    assert config.lead_time_weeks == 16 and config.utilization("inference") == 0.6
+    assert config.launches[0].start == dt.date(2027, 2, 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[target_utilization]\ntraining = 1.5\n")
+    with pytest.raises(CapacityConfigError, match=r"bad.toml: target_utilization.training"):
+        load_capacity_config(bad)
+    bad.write_text('[[launches]]\nname = "x"\nseries_id = "a"\nstart = "soon"\naccelerators = 1\n')
+    with pytest.raises(CapacityConfigError, match=r"launches\[1\].start"):
+        load_capacity_config(bad)
+
+
+def test_annotation_costs_per_curated_label_and_agreement_point():
+    config = CapacityConfig(annotator_hour_price={"standard": 20.0, "expert": 50.0},
+                            project_tier={"med": "expert"})  # fmt: skip
+    judgments = pl.DataFrame({"project": ["tox", "tox", "med"],
+                              "duration_s": [1800.0, 1800.0, 3600.0]})  # fmt: skip
+    aggregated = pl.DataFrame({"project": ["tox", "tox", "med", "med"],
+                               "is_tie": [False, True, False, False]})  # fmt: skip
+    quality = pl.DataFrame({"project": ["tox", "med"], "percent_agreement": [0.8, 0.5]})
+    costs = {r["project"]: r for r in annotation_costs(judgments, aggregated, quality,
+                                                       config=config).to_dicts()}  # fmt: skip
+    assert costs["tox"]["cost_usd"] == 20.0 and costs["tox"]["cost_per_curated_label"] == 20.0
+    assert costs["tox"]["cost_per_agreement_point"] == pytest.approx(20.0 / 80)
+    assert costs["med"]["cost_usd"] == 50.0 and costs["med"]["cost_per_curated_label"] == 25.0
+
+
+def test_capacity_report_is_self_contained_and_reproducible():
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=2)
+    plan = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+
+    def render() -> str:
+        figure = cluster_figure(plan.history_weekly.filter(pl.col("cluster") == "earth"),
+                                plan.cluster_weekly.filter(pl.col("cluster") == "earth"),
+                                plan.supply.filter(pl.col("cluster") == "earth"),
+                                cluster="earth")  # fmt: skip
+        return render_capacity_report(title="t", as_of="2026-11-29", charts=[("earth", figure)],
+                                      sections=[("Plan", plan.plan)])  # fmt: skip
+
+    first, second = render(), render()
+    assert first == second and "<svg" in first and "Date" not in first.split("<svg", 1)[1][:500]
+    assert is_self_contained(first)
+    assert set(plan.plan["scenario"]) == {"p50", "p90"}
+    assert set(plan.plan["accelerator_type"]) == {"H100", "L4", "A100"}
+
+
+def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
+    from assets.forecasting import procurement_plan as asset
+    from resources.lake import LakeIOManager, LocalLake
+
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=35, step_minutes=30, seed=3)
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    result = materialize(
+        [asset], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert {"plan", "runs_short", "allocation_vs_utilization", "html_report"} <= set(metadata)
+    assert any(key.startswith("plot_") for key in metadata)
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert report.is_file() and "Procurement plan" in report.read_text()
+    written = lake.read_table("procurement_plan")
+    assert written.height == 6  # 3 cluster x type pairs x 2 scenarios
+
+
+def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
+    from assets.forecasting import compute_capacity_forecast
+    from resources.lake import LakeIOManager, LocalLake
+
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=21, step_minutes=30, seed=5)
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    result = materialize(
+        [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+        run_config={"ops": {"compute_capacity_forecast": {"config": {"horizon": 24,
+                                                                     "history_days": 21}}}},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rule"].value == "mean" and "held_out_scores" in metadata
+    forecast = lake.read_table("compute_capacity_forecast")
+    assert forecast.height == 4 * 24 and forecast["model"].str.contains("LightGBM").all()
