@@ -10,7 +10,7 @@ Prints one JSON object:
 
 `first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
 bound is above the supply column's last value for that series. MASE and coverage are on the
-held-out backtest windows (see `backtest.backtest`).
+held-out backtest windows (see `backtesting.backtest`).
 """
 
 from __future__ import annotations

@@ -74,7 +74,9 @@ def test_population_matches_the_design(workload):
     annotators = pl.read_parquet(root / "annotators.parquet")
     kinds = annotators.group_by("project", "behaviour").len()
     for spec in DEFAULT_PROJECTS:
-        mine = dict(kinds.filter(pl.col("project") == spec.name).select("behaviour", "len").iter_rows())
+        mine = dict(
+            kinds.filter(pl.col("project") == spec.name).select("behaviour", "len").iter_rows()
+        )
         assert mine["adversarial"] == 1
         assert mine.get("uniform_spammer", 0) + mine.get("constant_spammer", 0) >= 1
     tasks = _read(root, "tasks")
