@@ -13,11 +13,12 @@ DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 KEY_FILE := $(DAGSTER_HOME)/pseudonym.key
 export ANNOTATION_PIPELINES_PSEUDONYM_KEY ?= $(shell cat $(KEY_FILE) 2>/dev/null)
 
-.PHONY: help setup setup-runtime demo dev test test-scale test-all lint format bench clean
+.PHONY: help setup setup-runtime demo dev serve test test-scale test-all lint format bench clean
 
 help:
 	@echo "make demo   - install, generate a synthetic workload, materialize the whole graph"
 	@echo "make dev    - open the Dagster UI on the same local instance"
+	@echo "make serve  - the REST API on the demo's lake (http://127.0.0.1:8000/docs)"
 	@echo "make test   - run the test suite (what CI runs)"
 	@echo "make test-scale - heavy scale tests (millions of rows)"
 	@echo "make lint   - ruff check + format check"
@@ -44,6 +45,11 @@ demo: setup-runtime
 # dg ships in the dev group (it is a developer tool), so `make dev` syncs that group too.
 dev: setup
 	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(DG) dev -h 127.0.0.1 -p 3000
+
+# The read-only REST API over the demo's lake; make a token first:
+#   .venv/bin/annotation-pipelines token --scopes labels:read,quality:read
+serve: setup-runtime
+	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines serve --host 127.0.0.1 --port 8000
 
 test: setup
 	$(VENV)/bin/ruff check .

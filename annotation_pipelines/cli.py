@@ -58,6 +58,16 @@ _SUBCOMMANDS: dict[str, _Subcommand] = {
         "replay_command",
         "Replay INPUT's judgments through the adaptive-redundancy policy; print the cost as JSON.",
     ),
+    "serve": _Subcommand(
+        "annotation_pipelines.api.command",
+        "serve_command",
+        "Serve the lake read-only over HTTP: the REST API under /v1, docs at /docs.",
+    ),
+    "token": _Subcommand(
+        "annotation_pipelines.api.command",
+        "token_command",
+        "Make a bearer token with SCOPES for the API; prints it once, stores only its hash.",
+    ),
 }
 
 

@@ -24,11 +24,20 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_DB_DSN | the annotation tool's PostgreSQL | none (asset fails if used) |
 | DAGSTER_HOME | where the local pseudonym key file lives | ./.dagster_home |
 | ANNOTATION_PIPELINES_CAPACITY_CONFIG | capacity-planning TOML (prices, launches) | an example |
+| ANNOTATION_PIPELINES_API_TOKEN_STORE | API token store (hashes, scopes) | see below |
+| ANNOTATION_PIPELINES_API_CORS_ORIGINS | comma-separated origins allowed by CORS | none (off) |
+| ANNOTATION_PIPELINES_API_MAX_PAGE_SIZE | the largest page a list endpoint returns | 5000 |
+| ANNOTATION_PIPELINES_API_MAX_DAYS | the longest day range one request may ask for | 92 |
+| ANNOTATION_PIPELINES_API_CACHE_ENTRIES | parsed lake files the API keeps in memory | 256 |
 
 Daily partitions start where the data starts: at ANNOTATION_PIPELINES_START_DATE when set, else
 at the day written in `<data dir>/start_date` by whatever first filled the data folder (the demo
 writes it), else at DEFAULT_START_DATE; so a fresh history does not show as months of missing
 partitions.
+
+The API's token store holds only salted hashes of the tokens and their scopes; by default it is
+`api_tokens.json` under DAGSTER_HOME (locally ./.dagster_home), beside the pseudonym key, never
+in the lake that the tokens protect.
 
 Secrets that Dagster resources take (the bucket, the DSN, the region) are passed as the names
 in `SECRET_VARIABLES`, so the UI shows a variable's name and never its value.
@@ -73,6 +82,11 @@ CAPACITY_CONFIG = "ANNOTATION_PIPELINES_CAPACITY_CONFIG"
 DEFAULT_CAPACITY_CONFIG = (
     Path(__file__).resolve().parent / "forecasting" / "examples" / "capacity.toml"
 )
+API_TOKEN_STORE = "ANNOTATION_PIPELINES_API_TOKEN_STORE"
+API_CORS_ORIGINS = "ANNOTATION_PIPELINES_API_CORS_ORIGINS"
+API_MAX_PAGE_SIZE = "ANNOTATION_PIPELINES_API_MAX_PAGE_SIZE"
+API_MAX_DAYS = "ANNOTATION_PIPELINES_API_MAX_DAYS"
+API_CACHE_ENTRIES = "ANNOTATION_PIPELINES_API_CACHE_ENTRIES"
 
 # Passed to Dagster resources by name (dagster.EnvVar) so their values never reach the UI.
 SECRET_VARIABLES = (BUCKET, AWS_REGION, ANNOTATION_DB_DSN)
@@ -80,6 +94,7 @@ SECRET_VARIABLES = (BUCKET, AWS_REGION, ANNOTATION_DB_DSN)
 DEFAULT_START_DATE = "2026-11-01"
 START_DATE_FILE = "start_date"
 KEY_FILE_NAME = "pseudonym.key"
+TOKEN_STORE_FILE_NAME = "api_tokens.json"
 
 
 class SettingsError(ValueError):
@@ -107,6 +122,12 @@ class Settings:
     annotation_db_dsn: str | None
     dagster_home: Path | None
     capacity_config: Path = DEFAULT_CAPACITY_CONFIG
+    aws_region: str | None = None
+    api_token_store: Path = PROJECT_ROOT / ".dagster_home" / TOKEN_STORE_FILE_NAME
+    api_cors_origins: tuple[str, ...] = ()
+    api_max_page_size: int = 5000
+    api_max_days: int = 92
+    api_cache_entries: int = 256
 
     @property
     def lake_dir(self) -> Path:
@@ -182,6 +203,34 @@ def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
         return kind(value)
     except ValueError as error:
         raise SettingsError(f"{name}={value!r}: expected {kind.__name__}") from error
+        aws_region=text(AWS_REGION),
+        api_token_store=Path(
+            text(API_TOKEN_STORE)
+            or Path(text(DAGSTER_HOME) or PROJECT_ROOT / ".dagster_home") / TOKEN_STORE_FILE_NAME
+        ).resolve(),
+        api_cors_origins=tuple(
+            origin.strip() for origin in (text(API_CORS_ORIGINS) or "").split(",") if origin.strip()
+        ),
+        api_max_page_size=_positive_int(
+            text(API_MAX_PAGE_SIZE), name=API_MAX_PAGE_SIZE, default=5000
+        ),
+        api_max_days=_positive_int(text(API_MAX_DAYS), name=API_MAX_DAYS, default=92),
+        api_cache_entries=_positive_int(
+            text(API_CACHE_ENTRIES), name=API_CACHE_ENTRIES, default=256
+        ),
+    )
+
+
+def _positive_int(value: str | None, *, name: str, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError as error:
+        raise SettingsError(f"{name}={value!r}: expected a whole number") from error
+    if number < 1:
+        raise SettingsError(f"{name}={value!r}: expected a number of at least 1")
+    return number
 
 
 def _start_date_marker(data_dir: Path) -> str | None:

@@ -1,0 +1,717 @@
+"""The read-only REST API over the lake, versioned under /v1.
+
+Every answer that reads the lake carries an ETag made from the versions (size and modification
+time) of the files it read, computed before reading them: a matching If-None-Match is answered
+304 without touching the data, and a new materialization changes the tag on the next request.
+Parsed files are cached under their version (see `annotation_pipelines.lake.LakeReader`), so
+there is no stale cache to expire.
+"""
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from typing import Annotated
+
+import duckdb
+import polars as pl
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import StreamingResponse
+
+from annotation_pipelines import lake as layout
+from annotation_pipelines.api import problems
+from annotation_pipelines.api.problems import Problem
+from annotation_pipelines.api.tokens import TokenStore
+from annotation_pipelines.curation.privacy import pseudonymize
+from annotation_pipelines.lake import FileVersion, LakeReader, content_tag
+from annotation_pipelines.settings import Settings, load_settings
+
+API_VERSION = "v1"
+DESCRIPTION = """Labels, quality, datasets and capacity from the annotation-pipelines lake.
+
+Authenticate with `Authorization: Bearer <token>` (make one with
+`annotation-pipelines token --scopes quality:read,...`). Errors are RFC 9457 problem details.
+Responses carry an ETag; send it back in If-None-Match to get 304 when nothing changed.
+"""
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,127}$"
+
+
+class Context:
+    """What every request shares: settings, the lake reader, the token store, one DuckDB."""
+
+    def __init__(self, settings: Settings, reader: LakeReader | None = None) -> None:
+        self.settings = settings
+        self.reader = reader or LakeReader.from_settings(
+            settings, cache_entries=settings.api_cache_entries
+        )
+        self.tokens = TokenStore(settings.api_token_store)
+        self.duckdb = duckdb.connect(":memory:")
+
+
+# Responses -----------------------------------------------------------------------------------
+
+
+def _json_bytes(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def _frame_json(frame: pl.DataFrame) -> bytes:
+    # Polars writes rows straight to JSON (dates as ISO text, NaN as null), much faster than
+    # building Python dicts for a page of a thousand rows.
+    return frame.write_json().encode() if frame.height else b"[]"
+
+
+def _items_body(frame: pl.DataFrame, **extra: object) -> bytes:
+    parts = [b'{"items":', _frame_json(frame)]
+    for name, value in extra.items():
+        parts += [b",", _json_bytes(name), b":", _json_bytes(value)]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def _conditional(
+    request: Request, versions: Iterable[FileVersion | str], *, variant: str = ""
+) -> tuple[str, Response | None]:
+    """The ETag of this request's answer, and a 304 when the client already has it."""
+    query = "&".join(sorted(f"{k}={v}" for k, v in request.query_params.multi_items()))
+    tokens = [request.url.path, query, variant]
+    tokens += [v.token if isinstance(v, FileVersion) else v for v in versions]
+    tag = f'"{content_tag(tokens)}"'
+    matches = request.headers.get("if-none-match", "")
+    if tag in [candidate.strip().removeprefix("W/") for candidate in matches.split(",")]:
+        return tag, Response(status_code=304, headers=_cache_headers(tag))
+    return tag, None
+
+
+def _cache_headers(tag: str) -> dict[str, str]:
+    # Clients may keep a copy but must revalidate each time: a new materialization shows at once.
+    return {"ETag": tag, "Cache-Control": "private, no-cache"}
+
+
+def _answer(body: bytes, tag: str, *, media_type: str = "application/json") -> Response:
+    return Response(content=body, media_type=media_type, headers=_cache_headers(tag))
+
+
+# Parameters ----------------------------------------------------------------------------------
+
+
+def _parse_day(value: str, *, parameter: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise Problem(
+            422,
+            f"{parameter}={value!r} is not a date (YYYY-MM-DD)",
+            errors=[{"parameter": parameter, "message": "expected YYYY-MM-DD"}],
+        ) from None
+
+
+def _range(
+    start: str | None, end: str | None, *, available: list[str], max_days: int
+) -> tuple[str, str]:
+    """[start, end] as ISO days: defaults to the week ending at the freshest partition."""
+    last = _parse_day(end, parameter="end") if end else None
+    first = _parse_day(start, parameter="start") if start else None
+    if last is None:
+        last = dt.date.fromisoformat(available[-1]) if available else dt.date.today()
+        if first is not None and first > last:
+            last = first
+    if first is None:
+        first = last - dt.timedelta(days=min(max_days, 7) - 1)
+    if first > last:
+        raise Problem(422, f"start={first} is after end={last}")
+    if (last - first).days + 1 > max_days:
+        raise Problem(
+            422,
+            f"the range {first}..{last} spans {(last - first).days + 1} days; "
+            f"at most {max_days} per request",
+        )
+    return first.isoformat(), last.isoformat()
+
+
+def _encode_cursor(*, start: str, end: str, day: str, task_id: str) -> str:
+    raw = _json_bytes([start, end, day, task_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str, str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        start, end, day, task_id = json.loads(raw)
+        for value in (start, end, day):
+            dt.date.fromisoformat(value)
+        if not isinstance(task_id, str):
+            raise TypeError
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise Problem(
+            422,
+            "cursor is not one this API issued; start again without it",
+            errors=[{"parameter": "cursor", "message": "malformed cursor"}],
+        ) from None
+    return start, end, day, task_id
+
+
+# The application -----------------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None, *, reader: LakeReader | None = None) -> FastAPI:
+    """The API on `settings`' lake (default: the process's settings)."""
+    context = Context(settings or load_settings(), reader)
+    app = FastAPI(
+        title="annotation-pipelines API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.context = context
+    problems.install(app)
+    if context.settings.api_cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(context.settings.api_cors_origins),
+            allow_methods=["GET"],
+            allow_headers=["Authorization", "If-None-Match"],
+            expose_headers=["ETag"],
+        )
+    _routes(app, context)
+    return app
+
+
+def _routes(app: FastAPI, context: Context) -> None:
+    reader = context.reader
+    settings = context.settings
+
+    def caller(request: Request) -> frozenset[str]:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        challenge = {"WWW-Authenticate": 'Bearer realm="annotation-pipelines"'}
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Problem(401, "a bearer token is required", headers=challenge)
+        scopes = context.tokens.scopes(token.strip())
+        if scopes is None:
+            raise Problem(401, "the bearer token is not valid", headers=challenge)
+        return scopes
+
+    def scope(name: str) -> Callable[[frozenset[str]], frozenset[str]]:
+        def check(scopes: Annotated[frozenset[str], Depends(caller)]) -> frozenset[str]:
+            if name not in scopes:
+                raise Problem(403, f"the token lacks the scope {name!r}")
+            return scopes
+
+        return check
+
+    def projects_index() -> tuple[list[FileVersion], dict[str, dict[str, object]]]:
+        """Every project with its first and last reported day, from the quality reports."""
+        parts = reader.partitions("quality_report")
+        versions = list(parts.values())
+
+        def build() -> dict[str, dict[str, object]]:
+            frame = reader.frames(versions)
+            if frame.height == 0:
+                return {}
+            summary = (
+                frame.group_by("project")
+                .agg(
+                    first_day=pl.col("day").min().cast(pl.String),
+                    last_day=pl.col("day").max().cast(pl.String),
+                    days=pl.col("day").n_unique(),
+                )
+                .sort("project")
+            )
+            return {row["project"]: row for row in summary.iter_rows(named=True)}
+
+        return versions, reader.cached(("projects", *[v.token for v in versions]), build)
+
+    def known_project(project: str) -> list[FileVersion]:
+        versions, index = projects_index()
+        if project not in index:
+            raise Problem(404, f"no project {project!r} in the lake")
+        return versions
+
+    ProjectPath = Annotated[str, Path(pattern=PROJECT_PATTERN, description="The project name.")]
+    Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
+    Limit = Annotated[int, Query(ge=1, le=settings.api_max_page_size, description="Rows per page.")]
+
+    # Health -------------------------------------------------------------------------------
+
+    @app.get(f"/{API_VERSION}/health", tags=["health"])
+    def health() -> dict[str, object]:
+        """Liveness and the freshest partition per table; no token needed."""
+        reachable = reader.reachable()
+        return {
+            "status": "ok" if reachable else "degraded",
+            "lake_reachable": reachable,
+            "tables": reader.freshest() if reachable else {},
+        }
+
+    @app.get(f"/{API_VERSION}/ready", tags=["health"])
+    def ready() -> Response:
+        """Ready to serve: the lake is reachable and the token store is readable."""
+        checks = {"lake": reader.reachable(), "tokens": context.tokens.readable()}
+        status = 200 if all(checks.values()) else 503
+        body = {"status": "ready" if status == 200 else "unavailable", "checks": checks}
+        return Response(_json_bytes(body), status_code=status, media_type="application/json")
+
+    # Projects -----------------------------------------------------------------------------
+
+    @app.get(f"/{API_VERSION}/projects", tags=["projects"])
+    def projects(request: Request, _: Annotated[frozenset[str], Depends(caller)]) -> Response:
+        """Every project in the lake, with the days it has reports for."""
+        versions, index = projects_index()
+        tag, cached = _conditional(request, versions)
+        return cached or _answer(_json_bytes({"items": list(index.values())}), tag)
+
+    # Labels -------------------------------------------------------------------------------
+
+    def labels_by_project(version: FileVersion) -> dict[str, pl.DataFrame]:
+        def build() -> dict[str, pl.DataFrame]:
+            frame = reader.frame(version)
+            return {
+                key[0]: part.sort("task_id")
+                for key, part in frame.partition_by("project", as_dict=True).items()
+            }
+
+        return reader.cached(("labels", version.token), build)
+
+    @app.get(f"/{API_VERSION}/projects/{{project}}/labels", tags=["labels"])
+    def labels(
+        request: Request,
+        project: ProjectPath,
+        _: Annotated[frozenset[str], Depends(scope("labels:read"))],
+        day: Day = None,
+        start: Day = None,
+        end: Day = None,
+        min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        limit: Limit = 1000,
+        cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    ) -> Response:
+        """Aggregated labels of a project, by day (or a day range), ordered by (day, task_id).
+
+        Pages follow `next_cursor`, a keyset position: a partition landing while a client
+        pages never shifts or repeats rows of the pages already read.
+        """
+        known_project(project)
+        parts = reader.partitions("aggregated_labels")
+        if day is not None and (start or end):
+            raise Problem(422, "give either day or start/end, not both")
+        if cursor is not None:
+            first, last, after_day, after_task = _decode_cursor(cursor)
+            asked = (day, day) if day else (start, end)
+            if any(
+                value is not None and value != bound
+                for value, bound in zip(asked, (first, last), strict=True)
+            ):
+                raise Problem(422, "the cursor belongs to another day range; drop it or the range")
+        else:
+            if day is not None:
+                _parse_day(day, parameter="day")
+                first = last = day
+            else:
+                first, last = _range(
+                    start, end, available=list(parts), max_days=settings.api_max_days
+                )
+                if start is None and end is None:
+                    first = last  # no range asked: the freshest day
+            after_day, after_task = first, None
+        days = [d for d in parts if first <= d <= last and d >= after_day]
+        tag, cached = _conditional(request, [parts[d] for d in days])
+        if cached:
+            return cached
+        pages: list[pl.DataFrame] = []
+        taken = 0
+        for current in days:
+            frame = labels_by_project(parts[current]).get(project)
+            if frame is None:
+                continue
+            if current == after_day and after_task is not None:
+                frame = frame.slice(frame["task_id"].search_sorted(after_task, side="right"))
+            if min_confidence > 0:
+                frame = frame.filter(pl.col("confidence") >= min_confidence)
+            frame = frame.head(limit + 1 - taken)
+            if frame.height:
+                pages.append(frame.drop("project").with_columns(day=pl.lit(current)))
+                taken += frame.height
+            if taken > limit:
+                break
+        page = pl.concat(pages) if pages else pl.DataFrame()
+        next_cursor = None
+        if page.height > limit:
+            page = page.head(limit)
+            last_row = page.row(-1, named=True)
+            next_cursor = _encode_cursor(
+                start=first, end=last, day=last_row["day"], task_id=last_row["task_id"]
+            )
+        body = _items_body(page, project=project, start=first, end=last, next_cursor=next_cursor)
+        return _answer(body, tag)
+
+    # Quality ------------------------------------------------------------------------------
+
+    def day_partitions(table: str, first: str, last: str) -> dict[str, FileVersion]:
+        return {d: v for d, v in reader.partitions(table).items() if first <= d <= last}
+
+    @app.get(f"/{API_VERSION}/projects/{{project}}/quality", tags=["quality"])
+    def quality(
+        request: Request,
+        project: ProjectPath,
+        _: Annotated[frozenset[str], Depends(scope("quality:read"))],
+        start: Day = None,
+        end: Day = None,
+    ) -> Response:
+        """Quality summaries of a project over a day range, each day with its gate results."""
+        known_project(project)
+        available = list(reader.partitions("quality_report"))
+        first, last = _range(start, end, available=available, max_days=settings.api_max_days)
+        parts = day_partitions("quality_report", first, last)
+        tag, cached = _conditional(request, parts.values())
+        if cached:
+            return cached
+        report = reader.frames(parts.values())
+        rows: pl.DataFrame = pl.DataFrame()
+        if report.height:
+            # Parameterized SQL over the day range, in process; nothing from the request is
+            # ever spliced into the query text.
+            cursor = context.duckdb.cursor()
+            try:
+                cursor.register("quality_report", report.to_arrow())
+                table = cursor.execute(
+                    "SELECT * FROM quality_report WHERE project = ? "
+                    "AND day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) ORDER BY day",
+                    [project, first, last],
+                ).to_arrow_table()
+                rows = pl.DataFrame(pl.from_arrow(table))
+            finally:
+                cursor.close()
+        if rows.height:
+            rows = rows.with_columns(
+                failed_gates=pl.col("failed_gates")
+                .fill_null("")
+                .str.split(",")
+                .list.eval(pl.element().filter(pl.element() != ""))
+            )
+        passed = int(rows["gates_passed"].sum()) if rows.height else 0
+        summary = {"days": rows.height, "days_passed": passed, "days_failed": rows.height - passed}
+        body = _items_body(rows, project=project, start=first, end=last, summary=summary)
+        return _answer(body, tag)
+
+    def one_day(table: str, day: str | None) -> tuple[str, FileVersion]:
+        parts = reader.partitions(table)
+        if day is None:
+            if not parts:
+                raise Problem(404, f"{table} has no partition in the lake yet")
+            day = next(reversed(parts))
+        _parse_day(day, parameter="day")
+        if day not in parts:
+            raise Problem(404, f"{table} has no partition for {day}")
+        return day, parts[day]
+
+    @app.get(f"/{API_VERSION}/projects/{{project}}/scorecards", tags=["quality"])
+    def scorecards(
+        request: Request,
+        project: ProjectPath,
+        scopes: Annotated[frozenset[str], Depends(scope("quality:read"))],
+        day: Day = None,
+    ) -> Response:
+        """Annotator scorecards of a project for a day (default: the freshest). Annotator ids
+        are pseudonyms, the same as in the reports, unless the token has `annotators:raw`."""
+        known_project(project)
+        day, version = one_day("annotator_scorecards", day)
+        raw = "annotators:raw" in scopes
+        tag, cached = _conditional(request, [version], variant=f"raw={raw}")
+        if cached:
+            return cached
+
+        def build() -> bytes:
+            frame = reader.frame(version).filter(pl.col("project") == project).drop("project")
+            if not raw:
+                frame = pseudonymize(frame, key=settings.pseudonym_key).drop(
+                    "annotator_pseudonym", strict=False
+                )
+            return _items_body(frame, project=project, day=day, raw_annotator_ids=raw)
+
+        return _answer(reader.cached(("scorecards", version.token, project, raw), build), tag)
+
+    @app.get(f"/{API_VERSION}/projects/{{project}}/queue", tags=["quality"])
+    def queue(
+        request: Request,
+        project: ProjectPath,
+        _: Annotated[frozenset[str], Depends(scope("quality:read"))],
+        day: Day = None,
+        limit: Limit = 1000,
+    ) -> Response:
+        """The re-annotation queue of a project for a day (default: the freshest), in the
+        order tasks should go back, highest priority first."""
+        known_project(project)
+        day, version = one_day("reannotation_queue", day)
+        tag, cached = _conditional(request, [version])
+        if cached:
+            return cached
+        frame = reader.frame(version).filter(pl.col("project") == project).drop("project")
+        body = _items_body(
+            frame.head(limit),
+            project=project,
+            day=day,
+            total=frame.height,
+            truncated=frame.height > limit,
+        )
+        return _answer(body, tag)
+
+    # Datasets -----------------------------------------------------------------------------
+
+    def snapshots(project: str | None = None) -> tuple[list[FileVersion], list[dict[str, object]]]:
+        """Every snapshot (of one project), oldest first, from the manifests."""
+        prefix = layout.dataset_prefix(project) if project else f"{layout.DATASETS}/"
+        files = reader.files(prefix)
+        manifests = [v for k, v in files.items() if k.endswith(f"/{layout.MANIFEST_FILE}")]
+
+        def build() -> list[dict[str, object]]:
+            found = []
+            for version in manifests:
+                manifest = json.loads(reader.read_bytes(version.key))
+                folder = version.key.rsplit("/", 1)[0] + "/"
+                found.append(
+                    {
+                        "project": manifest["project"],
+                        "version_id": manifest["version_id"],
+                        "created_at": version.modified.isoformat(),
+                        "approved": approved(manifest),
+                        "method": manifest.get("method"),
+                        "rows": manifest.get("rows"),
+                        "splits": manifest.get("splits", {}),
+                        "held_back_days": manifest.get("held_back_days", []),
+                        "files": sorted(
+                            key[len(folder) :] for key in files if key.startswith(folder)
+                        ),
+                        "_created": version.mtime_ns,
+                    }
+                )
+            found.sort(key=lambda item: (item["_created"], item["version_id"]))
+            return found
+
+        key = ("snapshots", prefix, *sorted(v.token for v in files.values()))
+        return list(files.values()), reader.cached(key, build)
+
+    def public(snapshot: dict[str, object]) -> dict[str, object]:
+        return {k: v for k, v in snapshot.items() if not k.startswith("_")}
+
+    def with_links(request: Request, snapshot: dict[str, object]) -> dict[str, object]:
+        base = f"/{API_VERSION}/datasets/{snapshot['project']}/{snapshot['version_id']}"
+        files = [
+            {
+                "name": name,
+                "url": str(
+                    request.url_for(
+                        "dataset_file",
+                        project=snapshot["project"],
+                        version=snapshot["version_id"],
+                        name=name,
+                    )
+                ),
+            }
+            for name in snapshot["files"]  # type: ignore[union-attr]
+        ]
+        return {**public(snapshot), "files": files, "card_url": f"{base}/card"}
+
+    @app.get(f"/{API_VERSION}/datasets", tags=["datasets"])
+    def datasets(
+        request: Request, _: Annotated[frozenset[str], Depends(scope("datasets:read"))]
+    ) -> Response:
+        """Every dataset snapshot of every project, oldest first."""
+        versions, found = snapshots()
+        tag, cached = _conditional(request, versions)
+        return cached or _answer(_json_bytes({"items": [public(s) for s in found]}), tag)
+
+    def project_snapshots(project: str) -> tuple[list[FileVersion], list[dict[str, object]]]:
+        versions, found = snapshots(project)
+        if not found:
+            known_project(project)
+            raise Problem(404, f"project {project!r} has no dataset snapshot yet")
+        return versions, found
+
+    @app.get(f"/{API_VERSION}/datasets/{{project}}", tags=["datasets"])
+    def dataset_versions(
+        request: Request,
+        project: ProjectPath,
+        _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
+    ) -> Response:
+        """A project's snapshots, oldest first."""
+        versions, found = project_snapshots(project)
+        tag, cached = _conditional(request, versions)
+        return cached or _answer(_json_bytes({"items": [public(s) for s in found]}), tag)
+
+    def snapshot_answer(
+        request: Request, versions: list[FileVersion], snapshot: dict[str, object]
+    ) -> Response:
+        card_key = layout.dataset_card_key(str(snapshot["project"]), str(snapshot["version_id"]))
+        tag, cached = _conditional(request, versions)
+        if cached:
+            return cached
+        card = (
+            reader.read_bytes(card_key).decode() if layout.CARD_FILE in snapshot["files"] else None
+        )  # type: ignore[operator]
+        return _answer(_json_bytes({**with_links(request, snapshot), "card": card}), tag)
+
+    @app.get(f"/{API_VERSION}/datasets/{{project}}/latest", tags=["datasets"])
+    def latest_dataset(
+        request: Request,
+        project: ProjectPath,
+        _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
+        approved_only: Annotated[
+            bool, Query(alias="approved", description="Only snapshots whose gates all passed.")
+        ] = False,
+    ) -> Response:
+        """The newest snapshot of a project (with `approved=true`: the newest approved one):
+        its version id, card and file links."""
+        versions, found = project_snapshots(project)
+        candidates = [s for s in found if s["approved"]] if approved_only else found
+        if not candidates:
+            raise Problem(404, f"project {project!r} has no approved snapshot")
+        return snapshot_answer(request, versions, candidates[-1])
+
+    def find_snapshot(project: str, version: str) -> tuple[list[FileVersion], dict[str, object]]:
+        versions, found = project_snapshots(project)
+        for snapshot in found:
+            if snapshot["version_id"] == version:
+                return versions, snapshot
+        raise Problem(404, f"project {project!r} has no snapshot {version!r}")
+
+    VersionPath = Annotated[str, Path(pattern=PROJECT_PATTERN)]
+
+    @app.get(f"/{API_VERSION}/datasets/{{project}}/{{version}}", tags=["datasets"])
+    def dataset_version(
+        request: Request,
+        project: ProjectPath,
+        version: VersionPath,
+        _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
+    ) -> Response:
+        """One snapshot: its manifest fields, card and file links."""
+        versions, snapshot = find_snapshot(project, version)
+        return snapshot_answer(request, versions, snapshot)
+
+    @app.get(f"/{API_VERSION}/datasets/{{project}}/{{version}}/card", tags=["datasets"])
+    def dataset_card(
+        request: Request,
+        project: ProjectPath,
+        version: VersionPath,
+        _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
+    ) -> Response:
+        """The snapshot's dataset card (Markdown)."""
+        versions, _snapshot = find_snapshot(project, version)
+        tag, cached = _conditional(request, versions)
+        if cached:
+            return cached
+        body = reader.read_bytes(layout.dataset_card_key(project, version))
+        return _answer(body, tag, media_type="text/markdown; charset=utf-8")
+
+    @app.get(
+        f"/{API_VERSION}/datasets/{{project}}/{{version}}/files/{{name}}",
+        tags=["datasets"],
+        name="dataset_file",
+    )
+    def dataset_file(
+        request: Request,
+        project: ProjectPath,
+        version: VersionPath,
+        name: VersionPath,
+        _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
+    ) -> Response:
+        """One file of a snapshot (a split as Parquet or JSON Lines, the card, the manifest)."""
+        versions, snapshot = find_snapshot(project, version)
+        if name not in snapshot["files"]:  # type: ignore[operator]
+            raise Problem(404, f"snapshot {version!r} has no file {name!r}")
+        key = layout.dataset_prefix(project, version) + name
+        file_version = next(v for v in versions if v.key == key)
+        tag, cached = _conditional(request, [file_version])
+        if cached:
+            return cached
+        media = {
+            "parquet": "application/vnd.apache.parquet",
+            "jsonl": "application/x-ndjson",
+            "json": "application/json",
+            "md": "text/markdown; charset=utf-8",
+        }.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+        def chunks() -> Iterable[bytes]:
+            with reader.open(key) as stream:
+                while chunk := stream.read(1 << 20):
+                    yield chunk
+
+        headers = {**_cache_headers(tag), "Content-Length": str(file_version.size)}
+        headers["Content-Disposition"] = f'attachment; filename="{project}-{version}-{name}"'
+        return StreamingResponse(chunks(), media_type=media, headers=headers)
+
+    # Capacity -----------------------------------------------------------------------------
+
+    def whole_table(
+        request: Request, table: str, *, filters: dict[str, str | None], limit: int
+    ) -> Response:
+        version = reader.stat(layout.partition_key(table))
+        if version is None:
+            raise Problem(404, f"{table} is not in the lake yet; materialize it first")
+        tag, cached = _conditional(request, [version])
+        if cached:
+            return cached
+        frame = reader.frame(version)
+        for column, value in filters.items():
+            if value is not None:
+                frame = frame.filter(pl.col(column) == value)
+        body = _items_body(
+            frame.head(limit),
+            updated_at=version.modified.isoformat(),
+            total=frame.height,
+            truncated=frame.height > limit,
+        )
+        return _answer(body, tag)
+
+    Capacity = Annotated[frozenset[str], Depends(scope("capacity:read"))]
+
+    @app.get(f"/{API_VERSION}/capacity/forecast", tags=["capacity"])
+    def compute_forecast(
+        request: Request,
+        _: Capacity,
+        series: Annotated[str | None, Query(alias="id", max_length=256)] = None,
+        limit: Limit = settings.api_max_page_size,
+    ) -> Response:
+        """The latest accelerator demand forecast, per series and hour, with 80/95% intervals."""
+        return whole_table(
+            request, "compute_capacity_forecast", filters={"id": series}, limit=limit
+        )
+
+    @app.get(f"/{API_VERSION}/capacity/procurement", tags=["capacity"])
+    def procurement_plan(
+        request: Request, _: Capacity, limit: Limit = settings.api_max_page_size
+    ) -> Response:
+        """The procurement plan: accelerators to order, per series."""
+        return whole_table(request, "procurement_plan", filters={}, limit=limit)
+
+    @app.get(f"/{API_VERSION}/workforce/forecast", tags=["capacity"])
+    def workforce_forecast(
+        request: Request,
+        _: Capacity,
+        project: Annotated[str | None, Query(pattern=PROJECT_PATTERN)] = None,
+        limit: Limit = settings.api_max_page_size,
+    ) -> Response:
+        """The latest task volume forecast per project, with intervals."""
+        return whole_table(
+            request, "workforce_capacity_forecast", filters={"id": project}, limit=limit
+        )
+
+    @app.get(f"/{API_VERSION}/workforce/plan", tags=["capacity"])
+    def workforce_plan(
+        request: Request,
+        _: Capacity,
+        project: Annotated[str | None, Query(pattern=PROJECT_PATTERN)] = None,
+        limit: Limit = settings.api_max_page_size,
+    ) -> Response:
+        """Per project: annotator-hours needed per week, the gap, the backlog clear date, risk."""
+        return whole_table(request, "workforce_plan", filters={"project": project}, limit=limit)
+
+
+def approved(manifest: dict[str, object]) -> bool:
+    """A snapshot is approved when the quality gates passed on every day it covers: the
+    curated dataset holds back a day whose gates failed and records it in `held_back_days`, so
+    a snapshot with no day held back is one whose gates all passed."""
+    return not manifest.get("held_back_days")

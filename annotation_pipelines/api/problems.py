@@ -1,0 +1,91 @@
+"""Errors as RFC 9457 problem details: one JSON shape, no stack trace, no path."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+MEDIA_TYPE = "application/problem+json"
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Invalid parameter",
+    500: "Internal error",
+    503: "Unavailable",
+}
+
+
+class Problem(Exception):
+    """Raise to answer with a problem-details body."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, object]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        self.errors = errors
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, object]] | None = None,
+) -> JSONResponse:
+    body: dict[str, object] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+    }
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Route every error, ours, FastAPI's and unexpected ones, to a problem-details body."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, error: Problem) -> JSONResponse:
+        return problem_response(
+            request, error.status, error.detail, headers=error.headers, errors=error.errors
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # The location and message of each error; never the input echoed back.
+        errors = [
+            {"parameter": ".".join(str(part) for part in item["loc"][1:]), "message": item["msg"]}
+            for item in error.errors()
+        ]
+        names = ", ".join(str(item["parameter"]) for item in errors)
+        return problem_response(request, 422, f"invalid parameter(s): {names}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail if isinstance(error.detail, str) else TITLES.get(error.status_code)
+        return problem_response(
+            request, error.status_code, str(detail), headers=dict(error.headers or {})
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # The trace goes to the server's log (Starlette re-raises to uvicorn), never the body.
+        return problem_response(request, 500, "the server could not answer this request")

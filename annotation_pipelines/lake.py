@@ -1,0 +1,389 @@
+"""The lake's layout, named once, and a read-only reader for it (no Dagster).
+
+Every table is Parquet: `<table>/day=YYYY-MM-DD/data.parquet` when partitioned by day,
+`<table>/data.parquet` otherwise, so DuckDB, Polars, Spark or Athena read it with hive
+partitioning as it is. Next to the tables live the HTML quality reports, the versioned dataset
+snapshots, and the ingest's staging, quarantine, alerts and state objects; their keys are built
+here and nowhere else, so the writers (the Dagster resources and assets) and the readers (the
+API, analysts) cannot drift apart.
+
+`LakeReader` reads a local folder or an S3 prefix through one pyarrow file system, lists
+partitions with their size and modification time (the content version an ETag is made from),
+and keeps parsed partitions in a small cache keyed by that version, so a file rewritten by a new
+materialization is read again on the next request and an unchanged one is not.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+if TYPE_CHECKING:  # the layout names import nothing heavy; the reader imports pyarrow/polars
+    import polars as pl
+    from pyarrow import fs as pafs
+
+    from annotation_pipelines.settings import Settings
+
+DATA_FILE = "data.parquet"
+Partitioning = Literal["day"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table:
+    """One lake table: its name (the asset's name) and how it is partitioned."""
+
+    name: str
+    partitioned_by: Partitioning | None
+    description: str
+
+
+def _tables(*tables: Table) -> dict[str, Table]:
+    return {table.name: table for table in tables}
+
+
+TABLES: dict[str, Table] = _tables(
+    Table(name="raw_tasks", partitioned_by="day", description="Tasks as the source gave them."),
+    Table(name="judgments", partitioned_by="day", description="One row per submitted judgment."),
+    Table(name="gold_labels", partitioned_by="day", description="Known answers for gold tasks."),
+    Table(
+        name="aggregated_labels",
+        partitioned_by="day",
+        description="One label per task, with its confidence and the method.",
+    ),
+    Table(name="annotator_skill", partitioned_by="day", description="Skill per annotator."),
+    Table(
+        name="quality_report",
+        partitioned_by="day",
+        description="Agreement, gold accuracy and gate verdicts per project and day.",
+    ),
+    Table(
+        name="annotator_scorecards",
+        partitioned_by="day",
+        description="Per annotator and day: accuracy, agreement, flags.",
+    ),
+    Table(
+        name="reannotation_queue",
+        partitioned_by="day",
+        description="Tasks to send back for more judgments.",
+    ),
+    Table(
+        name="annotator_pair_agreement",
+        partitioned_by="day",
+        description="Cohen's kappa per annotator pair.",
+    ),
+    Table(name="label_drift", partitioned_by="day", description="Drift against trailing weeks."),
+    Table(name="compute_usage", partitioned_by="day", description="Accelerator telemetry."),
+    Table(
+        name="workforce_throughput_daily",
+        partitioned_by="day",
+        description="Per project and day: throughput, hours and backlog.",
+    ),
+    Table(
+        name="compute_capacity_forecast",
+        partitioned_by=None,
+        description="Accelerator demand forecast with 80/95% intervals.",
+    ),
+    Table(
+        name="workforce_capacity_forecast",
+        partitioned_by=None,
+        description="Task volume forecast per project with intervals.",
+    ),
+    Table(
+        name="workforce_plan",
+        partitioned_by=None,
+        description="Per project: hours needed, the gap, the backlog clear date, risk.",
+    ),
+    Table(
+        name="procurement_plan",
+        partitioned_by=None,
+        description="Accelerators to order, per series (written by the procurement asset).",
+    ),
+    Table(
+        name="dataset_versions",
+        partitioned_by=None,
+        description="Every dataset snapshot ever written, with its lineage.",
+    ),
+)
+
+QUALITY_REPORTS = "reports/quality"
+DATASETS = "datasets"
+STAGING = "staging"
+QUARANTINE = "quarantine"
+ALERTS = "alerts"
+STATE = "state"
+ANNOTATION_DB_WATERMARK_KEY = f"{STATE}/annotation_db_watermark.json"
+ANNOTATION_DB_SEEN_KEY = f"{STATE}/annotation_db_seen.parquet"
+DATASET_SPLIT_FORMATS = ("parquet", "jsonl")
+MANIFEST_FILE = "manifest.json"
+CARD_FILE = "card.md"
+
+# One path segment: what a project, version, source or table name may be inside a key, so a
+# value taken from a request can never climb out of its folder.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def segment(value: str, *, field: str) -> str:
+    """`value` when it is one safe key segment; else ValueError naming `field`."""
+    if not _SEGMENT.match(value) or ".." in value:
+        raise ValueError(f"{field}={value!r}: not a valid name (letters, digits, _ . = + -)")
+    return value
+
+
+def _day(day: str | dt.date) -> str:
+    text = day.isoformat() if isinstance(day, dt.date) else day
+    if not _DAY.match(text):
+        raise ValueError(f"day={text!r}: expected YYYY-MM-DD")
+    return text
+
+
+def table(name: str) -> Table:
+    """The table named `name`; KeyError names the known tables."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown lake table {name!r}; known: {', '.join(sorted(TABLES))}") from None
+
+
+def table_prefix(name: str) -> str:
+    return f"{segment(name, field='table')}/"
+
+
+def partition_key(name: str, day: str | dt.date | None = None) -> str:
+    """The key (relative to the lake root) of one table partition, or of an unpartitioned table."""
+    if day is None:
+        return f"{segment(name, field='table')}/{DATA_FILE}"
+    return f"{segment(name, field='table')}/day={_day(day)}/{DATA_FILE}"
+
+
+def day_of(name: str, key: str) -> str | None:
+    """The day of a partition key of table `name` (None: not one of its partitions)."""
+    prefix = f"{name}/day="
+    if not key.startswith(prefix) or not key.endswith(f"/{DATA_FILE}"):
+        return None
+    day = key[len(prefix) : -len(DATA_FILE) - 1]
+    return day if _DAY.match(day) else None
+
+
+def quality_report_html_key(day: str | dt.date, project: str) -> str:
+    return f"{QUALITY_REPORTS}/day={_day(day)}/{segment(project, field='project')}.html"
+
+
+def dataset_prefix(project: str, version: str | None = None) -> str:
+    base = f"{DATASETS}/{segment(project, field='project')}/"
+    return base if version is None else f"{base}{segment(version, field='version')}/"
+
+
+def dataset_manifest_key(project: str, version: str) -> str:
+    return dataset_prefix(project, version) + MANIFEST_FILE
+
+
+def dataset_card_key(project: str, version: str) -> str:
+    return dataset_prefix(project, version) + CARD_FILE
+
+
+def dataset_split_key(project: str, version: str, split: str, *, file_format: str) -> str:
+    if file_format not in DATASET_SPLIT_FORMATS:
+        raise ValueError(f"format={file_format!r}: use one of {', '.join(DATASET_SPLIT_FORMATS)}")
+    return dataset_prefix(project, version) + f"{segment(split, field='split')}.{file_format}"
+
+
+def staging_key(name: str, day: str | dt.date, source: str) -> str:
+    source = segment(source, field="source")
+    return f"{staging_prefix(name)}day={_day(day)}/{source}.parquet"
+
+
+def staging_prefix(name: str) -> str:
+    return f"{STAGING}/{segment(name, field='table')}/"
+
+
+def quarantine_key(source: str) -> str:
+    return f"{QUARANTINE}/source={segment(source, field='source')}/{DATA_FILE}"
+
+
+def alert_key(stamp: dt.datetime) -> str:
+    return f"{ALERTS}/{stamp:%Y%m%dT%H%M%S%f}.parquet"
+
+
+# The reader -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One object in the lake and the version of its content (size and modification time)."""
+
+    key: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def token(self) -> str:
+        return f"{self.key}:{self.size}:{self.mtime_ns}"
+
+    @property
+    def modified(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.mtime_ns / 1e9, tz=dt.UTC)
+
+
+def content_tag(parts: Iterable[str]) -> str:
+    """A short, stable digest of the given version tokens (for ETags)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+T = TypeVar("T")
+
+
+class _VersionedCache:
+    """A bounded LRU of values derived from lake files, keyed by the files' versions."""
+
+    def __init__(self, *, entries: int) -> None:
+        self._entries = entries
+        self._values: OrderedDict[tuple[object, ...], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], build: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]  # type: ignore[return-value]
+        value = build()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self._entries:
+                self._values.popitem(last=False)
+        return value
+
+
+class LakeReader:
+    """Read-only access to the lake on a pyarrow file system (local folder or S3 prefix)."""
+
+    def __init__(self, filesystem: pafs.FileSystem, root: str, *, cache_entries: int = 256) -> None:
+        self._fs = filesystem
+        self._root = root.rstrip("/")
+        self._cache = _VersionedCache(entries=cache_entries)
+        self._local = type(filesystem).__name__ == "LocalFileSystem"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, cache_entries: int = 256) -> LakeReader:
+        """The lake of the settings' profile: `<data dir>/lake`, or the bucket's lake prefix."""
+        from pyarrow import fs as pafs
+
+        if settings.bucket is None:
+            return cls(pafs.LocalFileSystem(), str(settings.lake_dir), cache_entries=cache_entries)
+        options: dict[str, object] = {}
+        if settings.s3_endpoint:
+            scheme, _, host = settings.s3_endpoint.partition("://")
+            options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
+        if settings.aws_region:
+            options["region"] = settings.aws_region
+        root = f"{settings.bucket}/{settings.lake_prefix.strip('/')}".rstrip("/")
+        return cls(pafs.S3FileSystem(**options), root, cache_entries=cache_entries)
+
+    def _path(self, key: str) -> str:
+        return f"{self._root}/{key}" if key else self._root
+
+    def local_path(self, key: str) -> Path | None:
+        """A path a reader can open directly, when the lake is on this machine."""
+        return Path(self._path(key)) if self._local else None
+
+    def reachable(self) -> bool:
+        from pyarrow import fs as pafs
+
+        try:
+            info = self._fs.get_file_info(self._root)
+        except OSError:
+            return False
+        return info.type == pafs.FileType.Directory or not self._local
+
+    def files(self, prefix: str) -> dict[str, FileVersion]:
+        """Every object under `prefix` (recursive) with its version, by key; hidden files and
+        in-progress writes (dot-files) are left out."""
+        from pyarrow import fs as pafs
+
+        selector = pafs.FileSelector(self._path(prefix.rstrip("/")), recursive=True)
+        selector.allow_not_found = True
+        found: dict[str, FileVersion] = {}
+        for info in self._fs.get_file_info(selector):
+            if info.type != pafs.FileType.File or info.base_name.startswith("."):
+                continue
+            key = info.path[len(self._root) + 1 :]
+            found[key] = FileVersion(key, int(info.size or 0), int(info.mtime_ns or 0))
+        return found
+
+    def stat(self, key: str) -> FileVersion | None:
+        from pyarrow import fs as pafs
+
+        info = self._fs.get_file_info(self._path(key))
+        if info.type != pafs.FileType.File:
+            return None
+        return FileVersion(key, int(info.size or 0), int(info.mtime_ns or 0))
+
+    def partitions(self, name: str) -> dict[str, FileVersion]:
+        """The day partitions of table `name`, by day, sorted by day."""
+        found = {
+            day: version
+            for key, version in self.files(table_prefix(name)).items()
+            if (day := day_of(name, key)) is not None
+        }
+        return dict(sorted(found.items()))
+
+    def freshest(self) -> dict[str, dict[str, object]]:
+        """Per table present in the lake: its newest day (partitioned) and last write time."""
+        freshest: dict[str, dict[str, object]] = {}
+        for name, spec in TABLES.items():
+            if spec.partitioned_by == "day":
+                parts = self.partitions(name)
+                if parts:
+                    newest = max(parts.values(), key=lambda version: version.mtime_ns)
+                    freshest[name] = {
+                        "freshest_partition": next(reversed(parts)),
+                        "partitions": len(parts),
+                        "updated_at": newest.modified.isoformat(),
+                    }
+            elif (version := self.stat(partition_key(name))) is not None:
+                freshest[name] = {"updated_at": version.modified.isoformat()}
+        return freshest
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._fs.open_input_file(self._path(key)) as handle:
+            return handle.read()
+
+    def open(self, key: str):  # noqa: ANN201 - a pyarrow NativeFile, read in chunks
+        return self._fs.open_input_stream(self._path(key))
+
+    def frame(self, version: FileVersion) -> pl.DataFrame:
+        """The Parquet file at `version`, parsed once per version."""
+        return self.cached(("frame", version.token), lambda: self._read_parquet(version.key))
+
+    def frames(self, versions: Iterable[FileVersion]) -> pl.DataFrame:
+        """Several Parquet files as one frame (columns missing in some are null there)."""
+        import polars as pl
+
+        parts = [self.frame(version) for version in versions]
+        if not parts:
+            return pl.DataFrame()
+        return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+
+    def cached(self, key: tuple[object, ...], build: Callable[[], T]) -> T:
+        """`build()`, memoized under `key`; include the versions it reads in `key`."""
+        return self._cache.get(key, build)
+
+    def _read_parquet(self, key: str) -> pl.DataFrame:
+        import polars as pl
+
+        path = self.local_path(key)
+        if path is not None:
+            return pl.read_parquet(path)
+        return pl.read_parquet(io.BytesIO(self.read_bytes(key)))

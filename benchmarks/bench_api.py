@@ -1,0 +1,155 @@
+"""Load test of the API on loopback: a fixed request rate for a fixed time, then it stops.
+
+Starts `annotation-pipelines serve` on 127.0.0.1 against the lake in ANNOTATION_PIPELINES_DATA_DIR
+(the demo's by default), makes a token for the run in a temporary store, and sends requests at a
+constant rate (open loop: a slow answer does not slow the sender, so queueing shows in the
+latencies) to the labels endpoint (pages of 1,000) and the scorecards endpoint, half each. Prints
+throughput, p50/p95/p99 per endpoint, errors, and the load average.
+
+    .venv/bin/python benchmarks/bench_api.py --rate 200 --duration 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).parent / "annotation-pipelines"
+MAX_REQUESTS = 100_000  # a hard bound whatever the flags say
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+async def _run(url: str, token: str, *, rate: float, duration: float, paths: list[str]) -> dict:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: dict[str, list[float]] = {path: [] for path in paths}
+    errors: dict[str, int] = {path: 0 for path in paths}
+    total = min(int(rate * duration), MAX_REQUESTS)
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=10
+    ) as client:
+
+        async def one(path: str) -> None:
+            started = time.perf_counter()
+            try:
+                response = await client.get(path)
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies[path].append(time.perf_counter() - started)
+            else:
+                errors[path] += 1
+
+        tasks = []
+        begin = time.perf_counter()
+        for index in range(total):
+            delay = begin + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(paths[index % len(paths)])))
+        # Bounded: whatever is still unanswered 15 s after the last send counts as an error.
+        _, pending = await asyncio.wait(tasks, timeout=15 + begin + duration - time.perf_counter())
+        for task in pending:
+            task.cancel()
+            errors[paths[tasks.index(task) % len(paths)]] += 1
+        elapsed = time.perf_counter() - begin
+    return {"latencies": latencies, "errors": errors, "elapsed": elapsed, "total": total}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="requests per second, total")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (at most 600)")
+    parser.add_argument("--project", default="sentiment")
+    parser.add_argument("--limit", type=int, default=1000, help="labels per page")
+    parser.add_argument("--day", default=None, help="the labels' day (default: the freshest)")
+    options = parser.parse_args()
+    duration = min(options.duration, 600.0)
+    port = _free_port()
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        open(f"{tempfile.gettempdir()}/bench_api_server.log", "w") as log,
+    ):
+        env = {**os.environ, "ANNOTATION_PIPELINES_API_TOKEN_STORE": f"{scratch}/tokens.json"}
+        token = subprocess.run(
+            [str(CLI), "token", "--scopes", "labels:read,quality:read"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        server = subprocess.Popen(
+            [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/v1/ready", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the API did not start")
+                time.sleep(0.2)
+            paths = [
+                f"/v1/projects/{options.project}/labels?limit={options.limit}"
+                + (f"&day={options.day}" if options.day else ""),
+                f"/v1/projects/{options.project}/scorecards",
+            ]
+            for path in paths:  # warm the cache, check the answer
+                response = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"})
+                response.raise_for_status()
+                print(
+                    f"{path}: {len(response.json()['items'])} items, "
+                    f"{len(response.content):,} bytes"
+                )
+            result = asyncio.run(
+                _run(url, token, rate=options.rate, duration=duration, paths=paths)
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    done = sum(len(v) for v in result["latencies"].values())
+    print(
+        f"\n{result['total']:,} requests at {options.rate:g}/s target over {duration:g} s: "
+        f"{done / result['elapsed']:.1f} ok/s, errors {sum(result['errors'].values())}"
+    )
+    print(f"{'endpoint':<48} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for path, values in result["latencies"].items():
+        print(
+            f"{path:<48} {len(values):>6} {1e3 * _percentile(values, 0.5):>8.1f} "
+            f"{1e3 * _percentile(values, 0.95):>8.1f} {1e3 * _percentile(values, 0.99):>8.1f} "
+            f"{result['errors'][path]:>7}"
+        )
+    print(f"load average (1, 5, 15 min) after the run: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""A small lake made by the demo graph, served by uvicorn on 127.0.0.1 for the API tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+import uvicorn
+from dagster import AssetKey
+
+from annotation_pipelines.api import create_app
+from annotation_pipelines.api.tokens import issue_token
+from annotation_pipelines.demo import write_compute_landing
+from annotation_pipelines.settings import Settings, load_settings
+from tests.support import LENIENT_GATES, QUIET, local_graph
+
+DAYS = ["2026-11-16", "2026-11-17"]
+# Generated but not materialized at first: the day that "lands" while a client pages.
+LATE_DAY = "2026-11-18"
+PROJECT = "sentiment"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+    data: Path
+    defs: object
+    instance: object
+    tokens: dict[str, str]
+
+    def materialize_day(self, day: str) -> None:
+        job = self.defs.resolve_job_def("daily_annotation_job")  # type: ignore[attr-defined]
+        result = job.execute_in_process(
+            partition_key=day, instance=self.instance, run_config=LENIENT_GATES
+        )
+        assert result.success
+
+
+@dataclass
+class Server:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(settings: Settings) -> Server:
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="critical", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    return Server(f"http://127.0.0.1:{port}", server, thread)
+
+
+@contextmanager
+def make_lake(root: Path) -> Iterator[tuple[object, object, Path]]:
+    with local_graph(root, judgments=6_000, start=date(2026, 11, 16), days=3, seed=17) as env:
+        defs, instance, data = env
+        daily = defs.resolve_job_def("daily_annotation_job")
+        for day in DAYS:
+            assert daily.execute_in_process(
+                partition_key=day, instance=instance, run_config=LENIENT_GATES
+            ).success
+        instance.add_dynamic_partitions("projects", [PROJECT])
+        assert (
+            defs.resolve_job_def("curation_job")
+            .execute_in_process(partition_key=PROJECT, instance=instance, run_config=QUIET)
+            .success
+        )
+        assert (
+            defs.resolve_implicit_global_asset_job_def()
+            .get_subset(asset_selection={AssetKey("dataset_versions")})
+            .execute_in_process(instance=instance, run_config=QUIET)
+            .success
+        )
+        write_compute_landing(data / "landing", end=date(2026, 11, 17), days=14, seed=17)
+        history = defs.resolve_job_def("compute_usage_job")
+        for offset in range(14):
+            day = date.fromordinal(date(2026, 11, 17).toordinal() - offset).isoformat()
+            history.execute_in_process(partition_key=day, instance=instance, run_config=QUIET)
+        forecasts = defs.resolve_job_def("forecast_job").execute_in_process(
+            instance=instance,
+            run_config={
+                **QUIET,
+                "ops": {
+                    "compute_capacity_forecast": {
+                        "config": {"horizon": 24, "history_days": 14, "backtest_windows": 1}
+                    },
+                    "workforce_capacity_forecast": {"config": {"horizon_days": 7}},
+                },
+            },
+        )
+        assert forecasts.success
+        yield env
+
+
+@pytest.fixture(scope="package")
+def served(tmp_path_factory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("api")
+    with make_lake(root) as (defs, instance, data):
+        settings = dataclasses.replace(
+            load_settings(), api_token_store=root / "tokens.json", api_max_days=31
+        )
+        tokens = {
+            "all": issue_token(
+                settings.api_token_store,
+                scopes=["labels:read", "quality:read", "datasets:read", "capacity:read"],
+            ),
+            "raw": issue_token(settings.api_token_store, scopes=["quality:read", "annotators:raw"]),
+            "quality": issue_token(settings.api_token_store, scopes=["quality:read"]),
+        }
+        server = start_server(settings)
+        try:
+            yield Served(server.url, settings, data, defs, instance, tokens)
+        finally:
+            server.stop()

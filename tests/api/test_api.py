@@ -1,0 +1,321 @@
+"""The API over real HTTP: uvicorn on 127.0.0.1 serving a lake the demo graph produced."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from annotation_pipelines import lake as layout
+from annotation_pipelines.curation.privacy import pseudonymize
+from annotation_pipelines.storage import atomic_write_parquet
+from tests.api.conftest import DAYS, LATE_DAY, PROJECT, Served, start_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def get(
+    served: Served, path: str, *, token: str | None = "all", **kwargs: object
+) -> httpx.Response:
+    headers = dict(kwargs.pop("headers", {}))  # type: ignore[arg-type]
+    if token is not None:
+        headers["Authorization"] = f"Bearer {served.tokens.get(token, token)}"
+    return httpx.get(f"{served.url}/v1{path}", headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    # Never a stack trace or a file system path.
+    assert "Traceback" not in response.text and "/tmp" not in response.text
+    assert str(ROOT) not in response.text
+    return body
+
+
+def test_health_needs_no_token_and_names_the_freshest_partition_per_table(served):
+    response = get(served, "/health", token=None)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["lake_reachable"] is True
+    assert body["tables"]["aggregated_labels"]["freshest_partition"] >= DAYS[-1]
+    assert "updated_at" in body["tables"]["compute_capacity_forecast"]
+    assert str(served.data) not in response.text
+    assert get(served, "/ready", token=None).json()["status"] == "ready"
+    assert httpx.get(f"{served.url}/docs").status_code == 200
+    paths = httpx.get(f"{served.url}/openapi.json").json()["paths"]
+    assert "/v1/projects/{project}/labels" in paths and "/v1/capacity/forecast" in paths
+
+
+def test_projects_lists_every_project_with_its_days(served):
+    response = get(served, "/projects")
+    assert response.status_code == 200
+    items = {item["project"]: item for item in response.json()["items"]}
+    lake_projects = pl.read_parquet(
+        served.data / "lake" / layout.partition_key("quality_report", DAYS[0])
+    )["project"]
+    assert set(lake_projects) <= set(items)
+    assert items[PROJECT]["first_day"] == DAYS[0]
+
+
+def test_labels_page_has_the_documented_fields_and_honors_the_confidence_filter(served):
+    response = get(served, f"/projects/{PROJECT}/labels", params={"day": DAYS[0], "limit": 50})
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["items"]) == 50 and body["next_cursor"]
+    assert {"task_id", "label", "confidence", "day"} <= set(body["items"][0])
+    lake = pl.read_parquet(
+        served.data / "lake" / layout.partition_key("aggregated_labels", DAYS[0])
+    )
+    expected = lake.filter(pl.col("project") == PROJECT).sort("task_id").head(50)
+    assert [item["task_id"] for item in body["items"]] == expected["task_id"].to_list()
+    confident = get(
+        served,
+        f"/projects/{PROJECT}/labels",
+        params={"day": DAYS[0], "limit": 5000, "min_confidence": 0.9},
+    ).json()["items"]
+    assert confident and all(item["confidence"] >= 0.9 for item in confident)
+    wanted = lake.filter((pl.col("project") == PROJECT) & (pl.col("confidence") >= 0.9))
+    assert len(confident) == wanted.height
+
+
+def test_quality_has_gate_results_per_day_in_the_range(served):
+    body = get(
+        served, f"/projects/{PROJECT}/quality", params={"start": DAYS[0], "end": DAYS[1]}
+    ).json()
+    assert [item["day"] for item in body["items"]] == DAYS
+    for item in body["items"]:
+        assert isinstance(item["gates_passed"], bool) and isinstance(item["failed_gates"], list)
+        assert "krippendorff_alpha" in item
+    assert body["summary"]["days"] == 2
+
+
+def test_scorecards_are_pseudonymous_unless_the_token_allows_raw_ids(served):
+    lake = pl.read_parquet(
+        served.data / "lake" / layout.partition_key("annotator_scorecards", DAYS[0])
+    ).filter(pl.col("project") == PROJECT)
+    raw_ids = set(lake["annotator_id"])
+    shown = get(served, f"/projects/{PROJECT}/scorecards", token="quality", params={"day": DAYS[0]})
+    assert shown.status_code == 200
+    ids = {item["annotator_id"] for item in shown.json()["items"]}
+    expected = pseudonymize(lake.select("annotator_id"), key=served.settings.pseudonym_key)
+    assert ids == set(expected["annotator_id"]) and not ids & raw_ids
+    assert not any(raw in shown.text for raw in raw_ids)
+    raw = get(served, f"/projects/{PROJECT}/scorecards", token="raw", params={"day": DAYS[0]})
+    assert {item["annotator_id"] for item in raw.json()["items"]} == raw_ids
+    assert raw.headers["etag"] != shown.headers["etag"]
+
+
+def test_queue_and_capacity_endpoints(served):
+    queue = get(served, f"/projects/{PROJECT}/queue", params={"day": DAYS[0], "limit": 3}).json()
+    assert len(queue["items"]) <= 3 and queue["total"] >= len(queue["items"])
+    forecast = get(served, "/capacity/forecast", params={"limit": 10}).json()
+    assert len(forecast["items"]) == 10
+    assert {"id", "time", "forecast", "lo_80", "hi_95"} <= set(forecast["items"][0])
+    series = forecast["items"][0]["id"]
+    one = get(served, "/capacity/forecast", params={"id": series}).json()["items"]
+    assert one and {item["id"] for item in one} == {series}
+    workforce = get(served, "/workforce/forecast", params={"project": PROJECT}).json()
+    assert {item["id"] for item in workforce["items"]} == {PROJECT}
+    plan = get(served, "/workforce/plan").json()["items"]
+    assert PROJECT in {item["project"] for item in plan}
+    assert_problem(get(served, "/capacity/procurement"), 404)
+
+
+def test_procurement_plan_is_served_once_it_is_in_the_lake(served):
+    key = served.data / "lake" / layout.partition_key("procurement_plan")
+    atomic_write_parquet(pl.DataFrame({"id": ["a"], "to_procure": [3]}), key)
+    try:
+        assert get(served, "/capacity/procurement").json()["items"] == [
+            {"id": "a", "to_procure": 3}
+        ]
+    finally:
+        key.unlink()
+
+
+def test_datasets_latest_version_card_and_files(served):
+    versions = pl.read_parquet(served.data / "lake" / layout.partition_key("dataset_versions"))
+    [version] = versions.filter(pl.col("project") == PROJECT)["version_id"].to_list()
+    listed = get(served, "/datasets").json()["items"]
+    assert [item["version_id"] for item in listed if item["project"] == PROJECT] == [version]
+    latest = get(served, f"/datasets/{PROJECT}/latest")
+    assert latest.status_code == 200
+    body = latest.json()
+    assert body["version_id"] == version and body["approved"] is True
+    assert body["card"].startswith("#") or len(body["card"]) > 20
+    assert (
+        get(served, f"/datasets/{PROJECT}/latest", params={"approved": "true"}).json()["version_id"]
+        == version
+    )
+    names = {item["name"]: item["url"] for item in body["files"]}
+    assert {"manifest.json", "card.md", "train.parquet", "train.jsonl"} <= set(names)
+    download = httpx.get(
+        names["train.parquet"], headers={"Authorization": f"Bearer {served.tokens['all']}"}
+    )
+    assert download.status_code == 200
+    folder = served.data / "lake" / layout.dataset_prefix(PROJECT, version)
+    assert pl.read_parquet(io.BytesIO(download.content)).equals(
+        pl.read_parquet(folder / "train.parquet")
+    )
+    card = get(served, f"/datasets/{PROJECT}/{version}/card")
+    assert card.text == (folder / "card.md").read_text()
+    assert get(served, f"/datasets/{PROJECT}/{version}").json()["version_id"] == version
+    assert_problem(get(served, f"/datasets/{PROJECT}/{version}/files/nothing.parquet"), 404)
+    assert_problem(get(served, f"/datasets/{PROJECT}/0000/card"), 404)
+
+
+def test_authentication_and_scopes(served):
+    path = f"/projects/{PROJECT}/labels"
+    missing = get(served, path, token=None)
+    assert_problem(missing, 401)
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert_problem(get(served, path, token="ap_0000_not-a-token"), 401)
+    assert_problem(get(served, path, token=served.tokens["all"][:-2] + "xx"), 401)
+    assert_problem(get(served, path, headers={"Authorization": "Basic abc"}, token=None), 401)
+    assert_problem(get(served, path, token="quality"), 403)
+    assert_problem(get(served, "/datasets", token="quality"), 403)
+    assert_problem(get(served, "/capacity/forecast", token="raw"), 403)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status"),
+    [
+        ("/projects/unknown/labels", {}, 404),
+        ("/projects/unknown/scorecards", {}, 404),
+        ("/projects/..%2F..%2Fetc/labels", {}, 404),
+        (f"/projects/{PROJECT}/labels", {"day": "2026-13-01"}, 422),
+        (f"/projects/{PROJECT}/labels", {"day": "yesterday"}, 422),
+        (f"/projects/{PROJECT}/labels", {"limit": 0}, 422),
+        (f"/projects/{PROJECT}/labels", {"limit": 10**6}, 422),
+        (f"/projects/{PROJECT}/labels", {"min_confidence": 2}, 422),
+        (f"/projects/{PROJECT}/labels", {"cursor": "not-a-cursor"}, 422),
+        (f"/projects/{PROJECT}/labels", {"day": DAYS[0], "start": DAYS[0]}, 422),
+        (f"/projects/{PROJECT}/labels", {"start": "2026-01-01", "end": "2026-12-31"}, 422),
+        (f"/projects/{PROJECT}/quality", {"start": "2026-11-17", "end": "2026-11-16"}, 422),
+        (f"/projects/{PROJECT}/scorecards", {"day": "2020-01-01"}, 404),
+        ("/projects/x' OR '1'='1/labels", {}, 422),
+        ("/no/such/route", {}, 404),
+    ],
+)
+def test_errors_are_problem_details(served, path, params, status):
+    body = assert_problem(get(served, path, params=params), status)
+    if status == 422:
+        assert body["detail"]
+
+
+def test_etag_gives_304_and_a_new_materialization_is_visible_at_once(served):
+    path = f"/projects/{PROJECT}/labels"
+    params = {"day": DAYS[1], "limit": 5}
+    first = get(served, path, params=params)
+    tag = first.headers["etag"]
+    again = get(served, path, params=params, headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["etag"] == tag
+    partition = served.data / "lake" / layout.partition_key("aggregated_labels", DAYS[1])
+    original = pl.read_parquet(partition)
+    task = first.json()["items"][0]["task_id"]
+    try:
+        changed = original.with_columns(
+            label=pl.when(pl.col("task_id") == task)
+            .then(pl.lit("relabelled"))
+            .otherwise(pl.col("label"))
+        )
+        atomic_write_parquet(changed, partition)
+        fresh = get(served, path, params=params, headers={"If-None-Match": tag})
+        assert fresh.status_code == 200 and fresh.headers["etag"] != tag
+        assert fresh.json()["items"][0]["label"] == "relabelled"
+    finally:
+        atomic_write_parquet(original, partition)
+
+
+def test_pagination_is_consistent_while_a_new_partition_lands(served):
+    path = f"/projects/{PROJECT}/labels"
+    params = {"start": DAYS[0], "end": LATE_DAY, "limit": 100}
+    pages = [get(served, path, params=params).json()]
+    landed = False
+    while pages[-1]["next_cursor"]:
+        if len(pages) == 2 and not landed:
+            served.materialize_day(LATE_DAY)  # lands while the client is on page 2
+            landed = True
+        pages.append(
+            get(served, path, params={**params, "cursor": pages[-1]["next_cursor"]}).json()
+        )
+    assert landed
+    rows = [(item["day"], item["task_id"]) for page in pages for item in page["items"]]
+    assert rows == sorted(rows) and len(rows) == len(set(rows))
+    # Reading the whole range again afterwards gives exactly the rows the pages gave.
+    lake = served.data / "lake"
+    expected = sorted(
+        (day, task)
+        for day in [*DAYS, LATE_DAY]
+        for task in pl.read_parquet(lake / layout.partition_key("aggregated_labels", day))
+        .filter(pl.col("project") == PROJECT)["task_id"]
+        .to_list()
+    )
+    assert rows == expected
+    # A cursor only continues the range it was issued for.
+    other = {"start": DAYS[1], "end": LATE_DAY, "cursor": pages[0]["next_cursor"]}
+    assert_problem(get(served, path, params=other), 422)
+
+
+def test_token_command_prints_a_token_once_and_stores_only_its_hash(served, tmp_path):
+    store = tmp_path / "tokens.json"
+    env = {**os.environ, "ANNOTATION_PIPELINES_API_TOKEN_STORE": str(store)}
+    command = [str(Path(sys.executable).parent / "annotation-pipelines"), "token"]
+    done = subprocess.run(
+        [*command, "--scopes", "quality:read,datasets:read"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    token = done.stdout.strip()
+    assert token.startswith("ap_") and len(token) > 40
+    stored = store.read_text()
+    assert token not in stored and token.split("_", 2)[2] not in stored
+    assert json.loads(stored)[0]["scopes"] == ["datasets:read", "quality:read"]
+    assert oct(store.stat().st_mode)[-3:] == "600"
+    bad = subprocess.run(
+        [*command, "--scopes", "everything:write"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "everything:write" in bad.stderr
+    # The running API reads the store it was configured with; a token added there works at once.
+    served_store = served.settings.api_token_store
+    env["ANNOTATION_PIPELINES_API_TOKEN_STORE"] = str(served_store)
+    fresh = subprocess.run(
+        [*command, "--scopes", "datasets:read"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout.strip()
+    assert get(served, "/datasets", token=fresh).status_code == 200
+
+
+def test_cors_is_off_by_default_and_on_for_configured_origins(served):
+    origin = {"Origin": "https://dashboard.example"}
+    plain = get(served, "/health", token=None, headers=origin)
+    assert "access-control-allow-origin" not in plain.headers
+    import dataclasses
+
+    allowed = start_server(
+        dataclasses.replace(served.settings, api_cors_origins=("https://dashboard.example",))
+    )
+    try:
+        response = httpx.get(f"{allowed.url}/v1/health", headers=origin)
+        assert response.headers["access-control-allow-origin"] == "https://dashboard.example"
+    finally:
+        allowed.stop()
