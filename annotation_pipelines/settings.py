@@ -190,19 +190,6 @@ def load_settings(
         annotation_db_dsn=text(ANNOTATION_DB_DSN),
         dagster_home=Path(home) if (home := text(DAGSTER_HOME)) else None,
         capacity_config=Path(text(CAPACITY_CONFIG) or DEFAULT_CAPACITY_CONFIG),
-    )
-
-
-def crash_point() -> str | None:
-    """Where a test asked a lake commit to kill its process (see CRASH_IN_COMMIT), if anywhere."""
-    return os.environ.get(CRASH_IN_COMMIT) or None
-
-
-def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
-    try:
-        return kind(value)
-    except ValueError as error:
-        raise SettingsError(f"{name}={value!r}: expected {kind.__name__}") from error
         aws_region=text(AWS_REGION),
         api_token_store=Path(
             text(API_TOKEN_STORE)
@@ -219,6 +206,18 @@ def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
             text(API_CACHE_ENTRIES), name=API_CACHE_ENTRIES, default=256
         ),
     )
+
+
+def crash_point() -> str | None:
+    """Where a test asked a lake commit to kill its process (see CRASH_IN_COMMIT), if anywhere."""
+    return os.environ.get(CRASH_IN_COMMIT) or None
+
+
+def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
+    try:
+        return kind(value)
+    except ValueError as error:
+        raise SettingsError(f"{name}={value!r}: expected {kind.__name__}") from error
 
 
 def _positive_int(value: str | None, *, name: str, default: int) -> int:
