@@ -4,7 +4,7 @@ import polars as pl
 from dagster import DagsterInstance
 
 from annotation_pipelines import schema
-from annotation_pipelines.definitions import build_definitions
+from assets.definitions import build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 

@@ -17,7 +17,7 @@ from annotation_pipelines import schema
 from annotation_pipelines.forecasting import forecast, relative_mase, to_series
 from annotation_pipelines.forecasting.plot import plot_forecast
 from annotation_pipelines.forecasting.supply import procurement, supply_crossing
-from assets.metadata import markdown_table, png_markdown
+from assets.common.metadata import markdown_table, png_markdown
 from resources.lake import Lake
 
 
