@@ -53,6 +53,11 @@ _SUBCOMMANDS: dict[str, _Subcommand] = {
         "ingest_command",
         "Validate and normalize PATH; print the reconciliation as one JSON object.",
     ),
+    "replay": _Subcommand(
+        "annotation_pipelines.loop.command",
+        "replay_command",
+        "Replay INPUT's judgments through the adaptive-redundancy policy; print the cost as JSON.",
+    ),
 }
 
 

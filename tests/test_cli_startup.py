@@ -19,7 +19,7 @@ from annotation_pipelines.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("polars", "numpy", "pandas", "pyarrow", "scipy", "numba", "duckdb", "dagster")
-SUBCOMMANDS = ("aggregate", "agreement", "demo", "forecast", "generate", "ingest")
+SUBCOMMANDS = ("aggregate", "agreement", "demo", "forecast", "generate", "ingest", "replay")
 
 # Runs `annotation-pipelines ARGS` as the console script does, then prints the top-level
 # packages imported by then (stdout of the command itself goes to stderr).

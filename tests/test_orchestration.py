@@ -248,7 +248,7 @@ from assets.definitions import build_definitions
 from assets.quality.sensors import quality_alert_sensor
 from assets.raw.sensors import staged_days_sensor
 from assets.sources.sensors import gold_set_sensor, landing_zone_sensor
-defs = build_definitions("local")
+defs = build_definitions(profile="local")
 resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")}
 out = {}
 with DagsterInstance.from_ref(DagsterInstance.local_temp(sys.argv[1]).get_ref()) as instance:

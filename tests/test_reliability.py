@@ -117,7 +117,7 @@ from assets.definitions import build_definitions
 quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
          "ops": {"quality": {"config": {"bootstrap_resamples": 0}}}}
 with DagsterInstance.ephemeral() as instance:
-    build_definitions("local").resolve_job_def("daily_annotation_job").execute_in_process(
+    build_definitions(profile="local").resolve_job_def("daily_annotation_job").execute_in_process(
         partition_key="2026-11-02", instance=instance, run_config=quiet, raise_on_error=False)
 """
 

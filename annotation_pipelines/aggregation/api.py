@@ -6,9 +6,11 @@ import numpy as np
 import polars as pl
 
 from annotation_pipelines.aggregation.auto import choose_method
+from annotation_pipelines.aggregation.calibration import calibrate
 from annotation_pipelines.aggregation.encoding import Encoded, encode
 from annotation_pipelines.aggregation.registry import AUTO, METHODS, run_kernel
 from annotation_pipelines.aggregation.result import AggregationResult, build_result
+from annotation_pipelines.aggregation.warm_start import WarmStart, warm_start_from
 
 
 def aggregate(
@@ -36,6 +38,8 @@ def fit(
     tol: float = 1e-5,
     gold: pl.DataFrame | None = None,
     incumbent: str | None = None,
+    warm_start: WarmStart | None = None,
+    diagonal_pseudo_count: float = 0.0,
 ) -> AggregationResult:
     """Aggregate with `method` and return labels, posteriors, annotator parameters and fit facts.
 
@@ -45,6 +49,11 @@ def fit(
     table gains `gold_skill` (accuracy on gold) beside the unsupervised `skill`.
     With `auto`, `incumbent` (e.g. the method chosen for the same project before) is kept
     unless another method is better beyond the selection noise; other methods ignore it.
+    Every method's `confidence` is calibrated (`calibration`); its own posterior stays in
+    `posterior` and `raw_confidence`.
+    `warm_start` (a previous result's `warm_start`) starts Dawid–Skene's EM from that fit's
+    annotator model instead of vote shares, for refits on a little more data;
+    `diagonal_pseudo_count` makes Dawid–Skene a MAP fit (see `FitOptions`).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
@@ -59,9 +68,26 @@ def fit(
         )
     else:
         explanation = ""
-    fitted = run_kernel(encoded, method, max_iter=max_iter, tol=tol, gold_codes=gold_codes)
+    initial = None if warm_start is None else warm_start.initial_posteriors(encoded)
+    fitted = run_kernel(
+        encoded,
+        method,
+        max_iter=max_iter,
+        tol=tol,
+        gold_codes=gold_codes,
+        initial_posteriors=initial,
+        diagonal_pseudo_count=diagonal_pseudo_count,
+    )
+    calibrated = calibrate(encoded, fitted.posteriors, gold_codes=gold_codes)
     return build_result(
-        encoded, fitted, method=method, gold_codes=gold_codes, explanation=explanation
+        encoded,
+        fitted,
+        method=method,
+        gold_codes=gold_codes,
+        explanation=explanation,
+        calibrated=calibrated.posteriors,
+        temperature=calibrated.temperature,
+        warm_start=warm_start_from(encoded, fitted.posteriors, fitted.confusion),
     )
 
 

@@ -109,10 +109,22 @@ def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> 
     matrix = answer_matrix(encoded)
     votes_per_task = encoded.votes_per_task().astype(np.float64)
 
+    diagonal = options.diagonal_pseudo_count
+    # Rows `w * K + c`, column `c`: annotator w answering the true class c.
+    diagonal_cells = (
+        np.arange(encoded.n_annotators)[:, None] * k + np.arange(k)[None, :],
+        np.arange(k)[None, :],
+    )
+
     def m_step(posteriors: np.ndarray) -> _Parameters:
         prior = column_mean(posteriors)
         counts = expected_counts(matrix, posteriors)
-        errors = _confusion_from_counts(encoded, counts)
+        if diagonal:
+            smoothed = counts.copy()
+            smoothed[diagonal_cells] += diagonal
+            errors = _confusion_from_counts(encoded, smoothed)
+        else:
+            errors = _confusion_from_counts(encoded, counts)
         with np.errstate(divide="ignore"):
             log_errors = np.log(errors.reshape(-1, k))
         return _Parameters(prior, np.log(np.maximum(prior, EPSILON)), counts, errors, log_errors)
@@ -130,9 +142,13 @@ def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> 
             parameters.log_prior,
             votes_per_task,
         )
+        if diagonal:
+            # The Dirichlet prior's log density (up to a constant): the MAP objective.
+            bound += diagonal * float(parameters.log_errors[diagonal_cells].sum())
         return (posteriors, parameters), bound / encoded.n_judgments
 
-    posteriors = clamp_gold(vote_shares(encoded), gold_codes)
+    start = options.initial_posteriors
+    posteriors = clamp_gold(vote_shares(encoded) if start is None else start.copy(), gold_codes)
     (posteriors, parameters), convergence = iterate(
         step, (posteriors, m_step(posteriors)), max_iter=options.max_iter, tol=options.tol
     )

@@ -6,20 +6,17 @@ a method means adding its kernel module and one `Method` line here.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from annotation_pipelines.aggregation.dawid_skene import fit_dawid_skene
-from annotation_pipelines.aggregation.encoding import Encoded
-from annotation_pipelines.aggregation.glad import fit_glad
 from annotation_pipelines.aggregation.kernel import FitOptions, Kernel
-from annotation_pipelines.aggregation.mace import fit_mace
-from annotation_pipelines.aggregation.majority_vote import fit_majority_vote
-from annotation_pipelines.aggregation.one_coin_dawid_skene import fit_one_coin_dawid_skene
 from annotation_pipelines.aggregation.result import Fitted
-from annotation_pipelines.aggregation.wawa import fit_wawa
-from annotation_pipelines.aggregation.zero_based_skill import fit_zero_based_skill
+
+if TYPE_CHECKING:
+    from annotation_pipelines.aggregation.encoding import Encoded
 
 AUTO = "auto"
 
@@ -34,21 +31,39 @@ class Method:
     """
 
     name: str
-    fit: Kernel
+    # "module:function" in this package, imported on first fit: listing methods (the CLI's
+    # choices, `--help`) then costs no SciPy or Numba import.
+    kernel: str
     iterative: bool
     gold_aware: bool
     kinds: tuple[str, ...] = ("categorical",)
     auto_candidate: bool = True
 
+    @property
+    def fit(self) -> Kernel:
+        """The method's kernel (its module imported now: SciPy and Numba load only when used)."""
+        module, function = self.kernel.split(":")
+        return cast(Kernel, getattr(importlib.import_module(f"{__package__}.{module}"), function))
+
 
 REGISTRY: tuple[Method, ...] = (
-    Method("majority_vote", fit_majority_vote, iterative=False, gold_aware=False),
-    Method("wawa", fit_wawa, iterative=False, gold_aware=False),
-    Method("zero_based_skill", fit_zero_based_skill, iterative=True, gold_aware=False),
-    Method("dawid_skene", fit_dawid_skene, iterative=True, gold_aware=True),
-    Method("one_coin_dawid_skene", fit_one_coin_dawid_skene, iterative=True, gold_aware=True),
-    Method("glad", fit_glad, iterative=True, gold_aware=True),
-    Method("mace", fit_mace, iterative=True, gold_aware=True),
+    Method("majority_vote", "majority_vote:fit_majority_vote", iterative=False, gold_aware=False),
+    Method("wawa", "wawa:fit_wawa", iterative=False, gold_aware=False),
+    Method(
+        "zero_based_skill",
+        "zero_based_skill:fit_zero_based_skill",
+        iterative=True,
+        gold_aware=False,
+    ),
+    Method("dawid_skene", "dawid_skene:fit_dawid_skene", iterative=True, gold_aware=True),
+    Method(
+        "one_coin_dawid_skene",
+        "one_coin_dawid_skene:fit_one_coin_dawid_skene",
+        iterative=True,
+        gold_aware=True,
+    ),
+    Method("glad", "glad:fit_glad", iterative=True, gold_aware=True),
+    Method("mace", "mace:fit_mace", iterative=True, gold_aware=True),
 )
 _BY_NAME = {method.name: method for method in REGISTRY}
 
@@ -79,8 +94,11 @@ def run_kernel(
     max_iter: int = 100,
     tol: float = 1e-5,
     gold_codes: np.ndarray | None = None,
+    initial_posteriors: np.ndarray | None = None,
+    diagonal_pseudo_count: float = 0.0,
 ) -> Fitted:
-    """The method's kernel on encoded judgments (gold reaches only gold-aware methods)."""
+    """The method's kernel on encoded judgments (gold reaches only gold-aware methods;
+    `initial_posteriors` only the methods that start from them, see `FitOptions`)."""
     declared = method(name)
     if encoded.n_classes == 1:
         # One class: nothing to infer, and the K-1 in several models' likelihoods is zero.
@@ -88,7 +106,13 @@ def run_kernel(
             posteriors=np.ones((encoded.n_tasks, 1)),
             skills=np.ones(encoded.n_annotators),
         )
-    options = FitOptions(max_iter=max_iter, tol=tol, gold_codes=gold_codes)
+    options = FitOptions(
+        max_iter=max_iter,
+        tol=tol,
+        gold_codes=gold_codes,
+        initial_posteriors=initial_posteriors,
+        diagonal_pseudo_count=diagonal_pseudo_count,
+    )
     if not declared.gold_aware:
         options = replace(options, gold_codes=None)
     return declared.fit(encoded, options)

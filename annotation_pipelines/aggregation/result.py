@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from annotation_pipelines.aggregation.encoding import Encoded
+from annotation_pipelines.aggregation.warm_start import WarmStart
 
 # Posteriors closer than this are a tie: EM posteriors are floats, so exact equality would
 # miss ties that differ only by summation order.
@@ -41,10 +42,12 @@ class Fitted:
 class AggregationResult:
     """The labels, the annotator parameters, and how the fit went.
 
-    `labels`: one row per task with `task_id`, `label`, `confidence` (posterior of the chosen
-    label), `n_votes`, `is_tie` and `posterior` (a struct with one probability field per class,
-    named by the class's text). `annotators`: one row per annotator with `annotator_id`,
-    `skill`, `n_judgments`, method-specific columns, and for Dawid–Skene-style models
+    `labels`: one row per task with `task_id`, `label`, `confidence` (the calibrated
+    probability that the chosen label is right, see `calibration`), `n_votes`, `is_tie`,
+    `posterior` (the method's own posterior: a struct with one probability field per class,
+    named by the class's text) and `raw_confidence` (that posterior's value for the chosen
+    label). `annotators`: one row per annotator with `annotator_id`, `skill`, `n_judgments`,
+    method-specific columns, and for Dawid–Skene-style models
     `confusion` (a list of {observed, truth, probability}). With gold, `gold_skill` and
     `n_gold_judgments` sit beside the unsupervised `skill`.
     """
@@ -57,6 +60,10 @@ class AggregationResult:
     log_likelihood: float | None
     tie_share: float
     explanation: str = ""
+    # The temperature that tempered the evidence in the calibrated confidence (1: none).
+    temperature: float = 1.0
+    # The annotator model to start the next fit from (confusion-matrix methods only).
+    warm_start: WarmStart | None = None
 
 
 def build_result(
@@ -66,10 +73,16 @@ def build_result(
     method: str,
     gold_codes: np.ndarray | None = None,
     explanation: str = "",
+    calibrated: np.ndarray | None = None,
+    temperature: float = 1.0,
+    warm_start: WarmStart | None = None,
 ) -> AggregationResult:
+    """The result tables; `confidence` reads `calibrated` (n_tasks × K) when given."""
     posteriors = fitted.posteriors
     decided = fitted.decided if fitted.decided is not None else np.argmax(posteriors, axis=1)
-    confidence = posteriors[np.arange(posteriors.shape[0]), decided]
+    rows = np.arange(posteriors.shape[0])
+    raw_confidence = posteriors[rows, decided]
+    confidence = raw_confidence if calibrated is None else calibrated[rows, decided]
     ties = fitted.ties if fitted.ties is not None else tied_with_best(posteriors)
     label_text = [str(value) for value in encoded.label_values.to_list()]
     posterior = pl.struct(
@@ -87,7 +100,7 @@ def build_result(
             "n_votes": pl.Series(encoded.votes_per_task(), dtype=pl.UInt32),
             "is_tie": pl.Series(ties, dtype=pl.Boolean),
         }
-    ).with_columns(posterior)
+    ).with_columns(posterior, pl.Series("raw_confidence", raw_confidence, dtype=pl.Float64))
     annotators = pl.DataFrame(
         {
             "annotator_id": encoded.annotator_values,
@@ -110,6 +123,8 @@ def build_result(
         log_likelihood=fitted.log_likelihood,
         tie_share=float(np.count_nonzero(ties)) / n_tasks,
         explanation=explanation,
+        temperature=temperature,
+        warm_start=warm_start,
     )
 
 

@@ -2,7 +2,7 @@
 
 Pure engine (no dagster): Polars frames in, Polars frames out. See `telemetry` (load and
 summarise accelerator telemetry); `candidates` (the statsforecast models), `metrics` (MASE and
-coverage), `backtest` and `selection` (the rolling-origin choice of a model per series) and
+coverage), `backtesting` and `selection` (the rolling-origin choice of a model per series) and
 `forecaster` (backtested forecasts with intervals), over `statsforecast_adapter`; `supply`
 (crossing dates and procurement); `plot`; and `workforce` (throughput, backlog, hours needed,
 risk).
@@ -15,7 +15,7 @@ from annotation_pipelines.lazy_exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "backtest": ("BacktestResult", "backtest"),
+        "backtesting": ("BacktestResult", "backtest"),
         "forecaster": ("ForecastResult", "forecast"),
         "metrics": ("pooled_coverage", "relative_mase"),
         "telemetry": (

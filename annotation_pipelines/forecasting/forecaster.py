@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from annotation_pipelines import schema
-from annotation_pipelines.forecasting.backtest import BacktestResult, backtest
+from annotation_pipelines.forecasting.backtesting import BacktestResult, backtest
 from annotation_pipelines.forecasting.candidates import (
     candidate_models,
     default_extra_seasonalities,

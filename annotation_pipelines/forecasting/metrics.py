@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 if TYPE_CHECKING:
-    from annotation_pipelines.forecasting.backtest import BacktestResult
+    from annotation_pipelines.forecasting.backtesting import BacktestResult
 
 LEVELS = (80, 95)
 

@@ -8,7 +8,7 @@ import warnings
 import polars as pl
 
 from annotation_pipelines import schema
-from annotation_pipelines.forecasting.backtest import minimum_history
+from annotation_pipelines.forecasting.backtesting import minimum_history
 from annotation_pipelines.forecasting.forecaster import forecast
 from annotation_pipelines.forecasting.metrics import LEVELS
 from annotation_pipelines.forecasting.selection import SCORE_COLUMNS

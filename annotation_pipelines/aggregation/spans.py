@@ -1,0 +1,616 @@
+"""Text spans: character-level Dawid–Skene over elementary intervals, merged back into spans.
+
+A. P. Dawid and A. M. Skene, "Maximum Likelihood Estimation of Observer Error-Rates Using the
+EM Algorithm", Journal of the Royal Statistical Society C 28(1), 1979, 20–28; applied to
+sequence labels as in the character/token-level baselines of A. T. Nguyen, B. C. Wallace,
+J. J. Li, A. Nenkova and M. Lease, "Aggregating and Predicting Sequence Labels from Crowd
+Annotations", ACL 2017, and E. Simpson and I. Gurevych, "A Bayesian Approach for Sequence
+Tagging with Crowds", EMNLP 2019 (who show per-token Dawid–Skene to be a strong, simple
+baseline; the sequential HMM-Crowd and BSC models are not implemented here).
+
+Model: every character of a task's text has a hidden class z ∈ {O, label_1, …, label_L} drawn
+from a prior p; annotator w tags it class k with probability e_w[k, z] (one confusion matrix per
+annotator, shared across tasks). An annotator who judged a task and drew no span over a
+character says O there. EM alternates the posterior of every character's class and the
+re-estimation of the confusion matrices and prior from length-weighted expected counts.
+
+Characters are not materialised: each task's text is cut into elementary intervals at the union
+of all span boundaries (judgments' and gold's), so every character of an interval sees the same
+answers and shares one posterior. Work scales with spans, not characters: an interval weighs its
+length in the M-step and the likelihood. Only the stretch between a task's first and last
+boundary is modelled (the text length is not known here); characters outside it are O by
+unanimity. The E-step is one sparse product: the sum of the annotators' log e[O, ·] over the
+task, corrected by +log e[k, ·] − log e[O, ·] for each (interval, annotator) tagged k. Where one
+annotator's spans overlap, the interval keeps the smallest label code. Given the task texts
+(`texts=`), spans snap outward to whitespace tokens and intervals weigh their token count, so
+the same model runs over tokens instead of characters.
+
+Decoding: the MAP class per interval; consecutive intervals with the same label merge into one
+span, except at a boundary where more annotators start a span than continue one across it
+(so two adjacent entities of one label stay two). A span's confidence is its label's posterior
+averaged over its characters; a task's confidence is the MAP posterior averaged over its
+modelled characters (1 when nobody drew a span).
+
+Annotators: `reliability` is the character-level F1 of the annotator against the fitted
+consensus (expected counts, O excluded), with its `precision` and `recall`. Gold spans clamp the
+posterior of their tasks' intervals, anchoring the confusion matrices.
+
+Method `majority` is the baseline: per character, the class most of the task's annotators gave
+(O included, ties to O).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import sparse
+
+from annotation_pipelines.aggregation.boxes import dense_codes
+from annotation_pipelines.aggregation.kinds_result import KindAggregation
+
+SPAN = pl.Struct({"start": pl.Int64, "end": pl.Int64, "label": pl.String})
+SCORED_SPAN = pl.Struct({**dict(SPAN), "confidence": pl.Float64})
+METHODS = ("dawid_skene", "majority")
+_EPSILON = 1e-10
+_NULL_LABEL = "\x00null"
+
+
+@dataclass(frozen=True)
+class Segmented:
+    """Spans cut into elementary intervals.
+
+    Intervals (index i): `task`, `start`, `end` (sorted by task, then start). Tags (one per
+    interval × annotator who covered it with a span): `tag_interval`, `tag_annotator`,
+    `tag_class` (1-based label code), `tag_first` (the interval is the first of that span).
+    `pairs_task`/`pairs_annotator`: every (task, annotator) judgment. `classes`: the label per
+    class code (code 0 is O, not listed).
+    """
+
+    task: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    tag_interval: np.ndarray
+    tag_annotator: np.ndarray
+    tag_class: np.ndarray
+    tag_first: np.ndarray
+    pairs_task: np.ndarray
+    pairs_annotator: np.ndarray
+    gold_class: np.ndarray | None
+    tasks: pl.Series
+    annotators: pl.Series
+    classes: list[str | None]
+    tokens: np.ndarray | None = None
+
+    @property
+    def length(self) -> np.ndarray:
+        """Each interval's weight: its characters, or its tokens in token mode."""
+        if self.tokens is not None:
+            return self.tokens
+        return (self.end - self.start).astype(np.float64)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) + 1
+
+
+def flatten_spans(values: pl.Series) -> tuple[np.ndarray, pl.DataFrame]:
+    """A Series of span lists → (offsets per row, flat frame of start, end, label)."""
+    lengths = values.list.len().fill_null(0).cast(pl.Int64).to_numpy()
+    offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = values.explode(empty_as_null=False, keep_nulls=False).struct.unnest()
+    return offsets, flat.select(
+        pl.col("start").cast(pl.Int64),
+        pl.col("end").cast(pl.Int64),
+        pl.col("label").cast(pl.String),
+    )
+
+
+def _check(judgments: pl.DataFrame) -> None:
+    duplicated = judgments.select(
+        (~pl.struct("task_id", "annotator_id").is_first_distinct()).arg_true().first()
+    ).item()
+    if duplicated is not None:
+        row = judgments.row(duplicated, named=True)
+        raise ValueError(
+            f"judgments row {duplicated}: task_id {row['task_id']!r} has more than one judgment "
+            f"from annotator_id {row['annotator_id']!r}; one judgment per task and annotator"
+        )
+
+
+def segment(
+    judgments: pl.DataFrame, gold: pl.DataFrame | None = None, *, texts: pl.DataFrame | None = None
+) -> Segmented:
+    """Cut every task's spans (and gold spans) into elementary intervals; see `Segmented`.
+
+    With `texts` (`task_id`, `text`), spans snap outward to whitespace tokens (a boundary inside
+    a token moves to that token's edge; one in whitespace moves to the nearest token inside the
+    span) and intervals weigh their number of tokens: the model becomes token-level.
+    """
+    _check(judgments)
+    tasks, task_code = dense_codes(judgments["task_id"])
+    annotators, annotator_code = dense_codes(judgments["annotator_id"])
+    offsets, flat = flatten_spans(judgments["spans"])
+    span_task = np.repeat(task_code, np.diff(offsets))
+    span_annotator = np.repeat(annotator_code, np.diff(offsets))
+    if gold is not None and gold.height:
+        gold = gold.join(judgments.select("task_id").unique(), on="task_id", how="semi")
+        gold_offsets, gold_flat = flatten_spans(gold["spans"])
+        gold_task = np.repeat(
+            np.searchsorted(tasks.to_numpy(), gold["task_id"].to_numpy()), np.diff(gold_offsets)
+        ).astype(np.int64)
+    else:
+        gold_flat = flat.clear()
+        gold_task = np.zeros(0, dtype=np.int64)
+    _check_offsets(judgments, offsets, flat)
+    all_flat = pl.concat([flat, gold_flat])
+    label_key = all_flat["label"].fill_null(_NULL_LABEL)
+    class_names = label_key.unique().sort()
+    all_class = np.searchsorted(class_names.to_numpy(), label_key.to_numpy()).astype(np.int64) + 1
+    all_task = np.concatenate([span_task, gold_task])
+    all_start = all_flat["start"].to_numpy()
+    all_end = all_flat["end"].to_numpy()
+    token_index = None
+    if texts is not None:
+        token_index = _tokens(tasks, texts)
+        all_start, all_end = _snap(token_index, all_task, all_start, all_end)
+    valid = all_end > all_start
+    is_gold = np.zeros(all_task.shape[0], dtype=bool)
+    is_gold[span_task.shape[0] :] = True
+    all_task, all_start, all_end, all_class, is_gold = (
+        array[valid] for array in (all_task, all_start, all_end, all_class, is_gold)
+    )
+    span_annotator = span_annotator[valid[: span_annotator.shape[0]]]
+
+    stride = int(all_end.max()) + 1 if all_end.size else 1
+    keys = np.unique(np.concatenate([all_task * stride + all_start, all_task * stride + all_end]))
+    boundary_task = keys // stride
+    opens = boundary_task[:-1] == boundary_task[1:]  # boundary k opens interval k → k+1
+    interval_of_boundary = np.cumsum(opens) - opens  # valid only where opens
+    first_boundary = np.searchsorted(keys, all_task * stride + all_start)
+    last_boundary = np.searchsorted(keys, all_task * stride + all_end)
+    covered = last_boundary - first_boundary
+    first_interval = interval_of_boundary[first_boundary]
+    owner = np.repeat(np.arange(all_task.shape[0]), covered)
+    step = np.arange(owner.shape[0]) - np.repeat(np.cumsum(covered) - covered, covered)
+    tag_interval = first_interval[owner] + step
+    tag_first = step == 0
+    tag_class = all_class[owner]
+    tag_gold = is_gold[owner]
+
+    interval_task = boundary_task[:-1][opens]
+    interval_start = (keys[:-1] % stride)[opens]
+    interval_end = (keys[1:] % stride)[opens]
+    gold_class = None
+    if tag_gold.any():
+        gold_class = np.full(interval_task.shape[0], -1, dtype=np.int64)
+        gold_tasks = np.zeros(tasks.len(), dtype=bool)
+        gold_tasks[gold_task] = True
+        gold_class[gold_tasks[interval_task]] = 0
+        gold_class[tag_interval[tag_gold]] = tag_class[tag_gold]
+    # One tag per (interval, annotator): the smallest label code where an annotator overlaps.
+    judged_owner = owner[~tag_gold]
+    tag_annotator_all = span_annotator[judged_owner]
+    n_annotators = max(annotators.len(), 1)
+    order = np.lexsort((tag_class[~tag_gold], tag_annotator_all, tag_interval[~tag_gold]))
+    pair_key = (tag_interval[~tag_gold] * n_annotators + tag_annotator_all)[order]
+    keep = order[np.r_[True, pair_key[1:] != pair_key[:-1]]] if order.size else order
+    tokens = None
+    if token_index is not None:
+        keys_start, token_stride = token_index[0], token_index[3]
+        tokens = (
+            np.searchsorted(keys_start, interval_task * token_stride + interval_end)
+            - np.searchsorted(keys_start, interval_task * token_stride + interval_start)
+        ).astype(np.float64)
+    return Segmented(
+        tokens=tokens,
+        task=interval_task,
+        start=interval_start,
+        end=interval_end,
+        tag_interval=tag_interval[~tag_gold][keep],
+        tag_annotator=tag_annotator_all[keep],
+        tag_class=tag_class[~tag_gold][keep],
+        tag_first=tag_first[~tag_gold][keep],
+        pairs_task=task_code,
+        pairs_annotator=annotator_code,
+        gold_class=gold_class,
+        tasks=tasks,
+        annotators=annotators,
+        classes=[None if name == _NULL_LABEL else name for name in class_names.to_list()],
+    )
+
+
+_TOKEN = re.compile(r"\S+")
+
+
+def _tokens(
+    tasks: pl.Series, texts: pl.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Whitespace tokens of every task: (task·stride + start keys, task codes, ends, stride)."""
+    joined = (
+        pl.DataFrame({"task_id": tasks})
+        .with_row_index("task")
+        .join(texts.select("task_id", "text"), on="task_id", how="left", maintain_order="left")
+    )
+    missing = joined.filter(pl.col("text").is_null())
+    if missing.height:
+        raise ValueError(f"texts: no text for task_id {missing['task_id'][0]!r}")
+    task_codes: list[int] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for task, text in joined.select("task", "text").iter_rows():
+        for match in _TOKEN.finditer(text):
+            task_codes.append(task)
+            starts.append(match.start())
+            ends.append(match.end())
+    stride = int(joined["text"].str.len_chars().max() or 0) + 1
+    task_array = np.asarray(task_codes, dtype=np.int64)
+    keys = task_array * stride + np.asarray(starts, dtype=np.int64)
+    return keys, task_array, np.asarray(ends, dtype=np.int64), stride
+
+
+def _snap(
+    token_index: tuple[np.ndarray, np.ndarray, np.ndarray, int],
+    task: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spans widened to whole tokens; a span over whitespace only gets end ≤ start (dropped)."""
+    keys, token_task, token_end, stride = token_index
+    if keys.size == 0:
+        return start, start
+    token_start = keys - token_task * stride
+    last = keys.size - 1
+    # Token at or before the start: inside it → its start; else the next token of the task.
+    i = np.searchsorted(keys, task * stride + start, side="right") - 1
+    inside = (
+        (i >= 0)
+        & (token_task[np.clip(i, 0, last)] == task)
+        & (token_end[np.clip(i, 0, last)] > start)
+    )
+    following = np.clip(np.where(inside, i, i + 1), 0, last)
+    new_start = np.where(token_task[following] == task, token_start[following], end)
+    # Token at or before the last character: its end (whitespace → the previous token's end).
+    j = np.clip(np.searchsorted(keys, task * stride + end - 1, side="right") - 1, 0, last)
+    new_end = np.where(token_task[j] == task, token_end[j], start)
+    return new_start, np.where(new_end > new_start, new_end, new_start)
+
+
+def _check_offsets(judgments: pl.DataFrame, offsets: np.ndarray, flat: pl.DataFrame) -> None:
+    bad = flat.select(
+        (pl.col("start").is_null() | pl.col("end").is_null() | (pl.col("start") < 0)).arg_true()
+    )
+    if bad.height:
+        span = int(bad.item(0, 0))
+        row = int(np.searchsorted(offsets, span, side="right") - 1)
+        raise ValueError(
+            f"judgments row {row} (task_id {judgments['task_id'][row]!r}), field spans: span "
+            f"{span - offsets[row]} has a missing or negative start/end"
+        )
+
+
+def _matrices(seg: Segmented) -> tuple[sparse.csr_array, sparse.csr_array, sparse.csr_array]:
+    """(D: intervals × annotator·K, +1 at the tag, −1 at O; TA: tasks × annotators; IT)."""
+    k = seg.n_classes
+    n_intervals = seg.task.shape[0]
+    n_annotators = seg.annotators.len()
+    tags = seg.tag_interval.shape[0]
+    rows = np.concatenate([seg.tag_interval, seg.tag_interval])
+    columns = np.concatenate([seg.tag_annotator * k + seg.tag_class, seg.tag_annotator * k])
+    data = np.concatenate([np.ones(tags), -np.ones(tags)])
+    d = sparse.csr_array((data, (rows, columns)), shape=(n_intervals, n_annotators * k))
+    ta = sparse.csr_array(
+        (np.ones(seg.pairs_task.shape[0]), (seg.pairs_task, seg.pairs_annotator)),
+        shape=(seg.tasks.len(), n_annotators),
+    )
+    it = sparse.csr_array(
+        (np.ones(n_intervals), (seg.task, np.arange(n_intervals))),
+        shape=(seg.tasks.len(), n_intervals),
+    )
+    return d, ta, it
+
+
+def _votes(seg: Segmented, ta: sparse.csr_array) -> np.ndarray:
+    """Votes per interval and class; O gets the task's annotators who did not tag it."""
+    k = seg.n_classes
+    votes = np.zeros((seg.task.shape[0], k))
+    np.add.at(votes, (seg.tag_interval, seg.tag_class), 1.0)
+    per_task = np.asarray(ta.sum(axis=1)).ravel()
+    votes[:, 0] = per_task[seg.task] - votes[:, 1:].sum(axis=1)
+    return votes
+
+
+def _clamp(posteriors: np.ndarray, gold_class: np.ndarray | None) -> np.ndarray:
+    if gold_class is not None:
+        rows = np.flatnonzero(gold_class >= 0)
+        posteriors[rows] = 0.0
+        posteriors[rows, gold_class[rows]] = 1.0
+    return posteriors
+
+
+def _expected_counts(
+    seg: Segmented,
+    matrices: tuple[sparse.csr_array, sparse.csr_array, sparse.csr_array],
+    posteriors: np.ndarray,
+) -> np.ndarray:
+    """counts[w, answer, truth]: characters w tagged `answer` weighted by P(truth)."""
+    d, ta, it = matrices
+    k = seg.n_classes
+    weighted = posteriors * seg.length[:, None]
+    counts = np.asarray(d.T @ weighted)
+    per_task = np.asarray(it @ weighted)
+    counts[0::k] += np.asarray(ta.T @ per_task)
+    return counts.reshape(seg.annotators.len(), k, k)
+
+
+def _fit(
+    seg: Segmented,
+    matrices: tuple[sparse.csr_array, sparse.csr_array, sparse.csr_array],
+    *,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    d, ta, _ = matrices
+    k = seg.n_classes
+    length = seg.length
+    characters = max(float(length.sum()), 1.0)
+    votes = _votes(seg, ta)
+    posteriors = _clamp(votes / np.maximum(votes.sum(axis=1, keepdims=True), 1.0), seg.gold_class)
+    previous = -np.inf
+    iterations = 0
+    converged = False
+    for _ in range(max_iter):
+        iterations += 1
+        counts = _expected_counts(seg, matrices, posteriors)
+        errors = np.maximum(counts, _EPSILON)
+        errors /= errors.sum(axis=1, keepdims=True)
+        log_errors = np.log(errors)
+        prior = np.maximum(length @ posteriors / characters, _EPSILON)
+        base = np.asarray(ta @ log_errors[:, 0, :])
+        scores = np.asarray(d @ log_errors.reshape(-1, k)) + base[seg.task] + np.log(prior)
+        top = scores.max(axis=1, keepdims=True)
+        np.exp(scores - top, out=scores)
+        total = scores.sum(axis=1, keepdims=True)
+        objective = float(length @ (np.log(total[:, 0]) + top[:, 0])) / characters
+        posteriors = _clamp(scores / total, seg.gold_class)
+        change = objective - previous
+        converged = bool(abs(change) < tol)
+        if change < tol:
+            break
+        previous = objective
+    return posteriors, _expected_counts(seg, matrices, posteriors), iterations, converged
+
+
+def aggregate_spans(
+    judgments: pl.DataFrame,
+    *,
+    method: str = "dawid_skene",
+    gold: pl.DataFrame | None = None,
+    texts: pl.DataFrame | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+) -> KindAggregation:
+    """Consensus spans per task with confidences, and annotator character-level reliability.
+
+    `judgments` has `task_id`, `annotator_id`, `spans` (List(SPAN)); an empty list means the
+    annotator found nothing. `gold` (`task_id`, `spans`) clamps its tasks. With `texts`
+    (`task_id`, `text`) the model is token-level (see `segment`).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown spans method {method!r}; expected one of {METHODS}")
+    seg = segment(judgments.select("task_id", "annotator_id", "spans"), gold, texts=texts)
+    matrices = _matrices(seg)
+    if method == "majority":
+        votes = _votes(seg, matrices[1])
+        best = _argmax_o_first(votes)
+        posteriors = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1.0)
+        posteriors = _clamp(posteriors, seg.gold_class)
+        one_hot = np.zeros_like(posteriors)
+        one_hot[np.arange(best.shape[0]), _argmax_o_first(posteriors)] = 1.0
+        counts = _expected_counts(seg, matrices, one_hot)
+        iterations, converged = 1, True
+    else:
+        posteriors, counts, iterations, converged = _fit(seg, matrices, max_iter=max_iter, tol=tol)
+    return KindAggregation(
+        labels=_decode(seg, posteriors),
+        annotators=_annotator_frame(seg, counts),
+        method=method,
+        converged=converged,
+        iterations=iterations,
+    )
+
+
+def _argmax_o_first(values: np.ndarray) -> np.ndarray:
+    """Row argmax; ties go to the lowest class (O first)."""
+    return np.argmax(values >= values.max(axis=1, keepdims=True) - 1e-12, axis=1)
+
+
+def _decode(seg: Segmented, posteriors: np.ndarray) -> pl.DataFrame:
+    n_tasks = seg.tasks.len()
+    n_intervals = seg.task.shape[0]
+    best = _argmax_o_first(posteriors) if n_intervals else np.zeros(0, dtype=np.int64)
+    best_probability = posteriors[np.arange(n_intervals), best] if n_intervals else np.zeros(0)
+    length = seg.length
+    starts = np.bincount(seg.tag_interval, weights=seg.tag_first, minlength=n_intervals)
+    continues = np.bincount(seg.tag_interval, weights=~seg.tag_first, minlength=n_intervals)
+    same_as_previous = np.zeros(n_intervals, dtype=bool)
+    same_as_previous[1:] = (
+        (seg.task[1:] == seg.task[:-1])
+        & (best[1:] == best[:-1])
+        & (seg.start[1:] == seg.end[:-1])
+        & (starts[1:] <= continues[1:])
+    )
+    run = np.cumsum(~same_as_previous) - 1
+    labelled = best > 0
+    n_runs = int(run[-1]) + 1 if n_intervals else 0
+    run_length = np.bincount(run, weights=length, minlength=n_runs)
+    run_mass = np.bincount(run, weights=length * best_probability, minlength=n_runs)
+    heads = np.flatnonzero(~same_as_previous)
+    tails = np.r_[heads[1:] - 1, n_intervals - 1] if n_intervals else heads
+    keep_runs = labelled[heads]
+    class_names = pl.Series([None, *seg.classes], dtype=pl.String)
+    spans = pl.DataFrame(
+        {
+            "task": seg.task[heads][keep_runs],
+            "start": seg.start[heads][keep_runs],
+            "end": seg.end[tails][keep_runs],
+            "label": class_names.gather(best[heads][keep_runs]),
+            "confidence": (run_mass / np.maximum(run_length, 1.0))[keep_runs],
+        },
+        schema={
+            "task": pl.Int64,
+            "start": pl.Int64,
+            "end": pl.Int64,
+            "label": pl.String,
+            "confidence": pl.Float64,
+        },
+    )
+    grouped = spans.group_by("task").agg(
+        pl.struct("start", "end", "label", "confidence").alias("spans")
+    )
+    task_length = np.bincount(seg.task, weights=length, minlength=n_tasks)
+    task_mass = np.bincount(seg.task, weights=length * best_probability, minlength=n_tasks)
+    confidence = np.divide(task_mass, task_length, out=np.ones(n_tasks), where=task_length > 0)
+    return (
+        pl.DataFrame({"task": np.arange(n_tasks), "task_id": seg.tasks})
+        .join(grouped, on="task", how="left")
+        .sort("task")
+        .select(
+            "task_id",
+            pl.col("spans")
+            .fill_null(pl.lit([], dtype=pl.List(SCORED_SPAN)))
+            .cast(pl.List(SCORED_SPAN))
+            .list.sort(),
+            pl.Series("confidence", confidence),
+        )
+    )
+
+
+def _annotator_frame(seg: Segmented, counts: np.ndarray) -> pl.DataFrame:
+    diagonal = np.einsum("wcc->wc", counts)[:, 1:].sum(axis=1)
+    tagged = counts[:, 1:, :].sum(axis=(1, 2))
+    truth = counts[:, :, 1:].sum(axis=(1, 2))
+    precision = np.divide(diagonal, tagged, out=np.full(diagonal.shape, np.nan), where=tagged > 0)
+    recall = np.divide(diagonal, truth, out=np.full(diagonal.shape, np.nan), where=truth > 0)
+    both = np.nan_to_num(precision) + np.nan_to_num(recall)
+    f1 = np.divide(
+        2 * np.nan_to_num(precision) * np.nan_to_num(recall),
+        both,
+        out=np.zeros(diagonal.shape),
+        where=both > 0,
+    )
+    # An annotator who tagged nothing where the consensus found nothing agrees fully.
+    f1 = np.where((tagged <= _EPSILON) & (truth <= _EPSILON), 1.0, f1)
+    n_annotators = seg.annotators.len()
+    return pl.DataFrame(
+        {
+            "annotator_id": seg.annotators,
+            "reliability": f1,
+            "n_judgments": np.bincount(seg.pairs_annotator, minlength=n_annotators).astype(
+                np.int64
+            ),
+            "n_tagged_chars": tagged,
+            "precision": precision,
+            "recall": recall,
+        }
+    )
+
+
+def _exploded(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    return (
+        frame.explode(column, keep_nulls=False)
+        .unnest(column)
+        .filter(pl.col("end") > pl.col("start"))
+        .with_row_index("span")
+    )
+
+
+def gold_score(judgments: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
+    """Per annotator on gold tasks: span precision, recall and F1, exact and overlap.
+
+    Exact: same start, end and label. Overlap: a span counts as correct when it overlaps a gold
+    span of the same label; a gold span counts as found when a same-label span overlaps it.
+    """
+    gold = gold.select("task_id", "spans")
+    judged = judgments.select("task_id", "annotator_id", "spans").join(
+        gold.select("task_id"), on="task_id", how="semi"
+    )
+    predicted = _exploded(judged, "spans")
+    truth = _exploded(gold, "spans").rename({"span": "gold_span"})
+    truth_per_task = truth.group_by("task_id").len("n_gold_task")
+    n_gold = (
+        judged.select("task_id", "annotator_id")
+        .join(truth_per_task, on="task_id", how="left")
+        .group_by("annotator_id")
+        .agg(
+            pl.len().alias("n_gold_tasks"), pl.col("n_gold_task").fill_null(0).sum().alias("n_gold")
+        )
+    )
+    n_predicted = predicted.group_by("annotator_id").len("n_spans")
+    exact = (
+        predicted.join(truth, on=["task_id", "start", "end", "label"], nulls_equal=True)
+        .group_by("annotator_id")
+        .agg(pl.col("span").n_unique().alias("exact_tp"))
+    )
+    overlapping = predicted.join(
+        truth.rename({"start": "gold_start", "end": "gold_end"}),
+        on=["task_id", "label"],
+        nulls_equal=True,
+    ).filter((pl.col("start") < pl.col("gold_end")) & (pl.col("gold_start") < pl.col("end")))
+    overlap = overlapping.group_by("annotator_id").agg(
+        pl.col("span").n_unique().alias("overlap_tp_predicted"),
+        pl.col("gold_span").n_unique().alias("overlap_tp_gold"),
+    )
+    frame = (
+        n_gold.join(n_predicted, on="annotator_id", how="left")
+        .join(exact, on="annotator_id", how="left")
+        .join(overlap, on="annotator_id", how="left")
+        .with_columns(
+            pl.col("n_spans", "exact_tp", "overlap_tp_predicted", "overlap_tp_gold")
+            .fill_null(0)
+            .cast(pl.Int64)
+        )
+    )
+    return (
+        frame.with_columns(
+            exact_precision=_ratio("exact_tp", "n_spans"),
+            exact_recall=_ratio("exact_tp", "n_gold"),
+            overlap_precision=_ratio("overlap_tp_predicted", "n_spans"),
+            overlap_recall=_ratio("overlap_tp_gold", "n_gold"),
+        )
+        .with_columns(
+            exact_f1=_f1("exact_precision", "exact_recall"),
+            overlap_f1=_f1("overlap_precision", "overlap_recall"),
+        )
+        .select(
+            "annotator_id",
+            "n_gold_tasks",
+            "n_spans",
+            "n_gold",
+            "exact_precision",
+            "exact_recall",
+            "exact_f1",
+            "overlap_precision",
+            "overlap_recall",
+            "overlap_f1",
+        )
+        .sort("annotator_id")
+    )
+
+
+def _ratio(numerator: str, denominator: str) -> pl.Expr:
+    return (
+        pl.when(pl.col(denominator) > 0)
+        .then(pl.col(numerator) / pl.col(denominator))
+        .otherwise(pl.lit(None, dtype=pl.Float64))
+    )
+
+
+def _f1(precision: str, recall: str) -> pl.Expr:
+    p = pl.col(precision).fill_null(0.0)
+    r = pl.col(recall).fill_null(0.0)
+    both_empty = pl.col(precision).is_null() & pl.col(recall).is_null()
+    return pl.when(both_empty).then(1.0).when((p + r) > 0).then(2 * p * r / (p + r)).otherwise(0.0)

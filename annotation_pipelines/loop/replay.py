@@ -1,0 +1,129 @@
+"""Replay recorded judgments as if they were arriving, through the policy the pipeline runs.
+
+Rows are the judgments annotators would give, in arrival order. Every task starts with its
+first `min_votes` rows; after each round the policy (`policy.decide`) reads the confidence
+function's per-task confidence, and each request reveals that task's next unseen row. A task
+with no rows left is done. The replay ends when the policy asks for nothing or the budget (a
+share of the rows) is spent. When even the first `min_votes` rows of every task exceed the
+budget, they are revealed vote by vote (every task's first row, then every task's second, in
+file order) until it is spent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines.loop.policy import (
+    NEEDS_ANOTHER_JUDGMENT,
+    ConfidenceFunction,
+    PolicyOptions,
+    budget_judgments,
+    decide,
+)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Final labels (`task_id`, `label`, `confidence`), what was spent, and how it went."""
+
+    labels: pl.DataFrame
+    judgments_used: int
+    judgments_available: int
+    tasks: int
+    rounds: int
+    options: PolicyOptions
+    decisions: dict[str, int] = field(default_factory=dict)
+    # The revealed judgments, in file order: what a live project would have paid for.
+    revealed: pl.DataFrame | None = None
+
+    def summary(self) -> dict[str, object]:
+        """The standard-output JSON of `annotation-pipelines replay`."""
+        return {
+            "judgments_used": self.judgments_used,
+            "judgments_available": self.judgments_available,
+            "share_used": self.judgments_used / max(self.judgments_available, 1),
+            "tasks": self.tasks,
+            "rounds": self.rounds,
+            **self.options.as_dict(),
+            "decisions": self.decisions,
+        }
+
+
+def replay(
+    judgments: pl.DataFrame,
+    *,
+    confidence: ConfidenceFunction,
+    options: PolicyOptions | None = None,
+) -> ReplayResult:
+    """Replay `judgments` (`task_id` plus the kind's columns, in arrival order)."""
+    options = options or PolicyOptions()
+    if "task_id" not in judgments.columns:
+        raise ValueError(f"judgments: missing column task_id; have {', '.join(judgments.columns)}")
+    if judgments.height == 0:
+        raise ValueError("judgments: no rows to replay")
+    ordered = judgments.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).over("task_id").alias("_rank"),
+        pl.col("task_id").rank("dense").cast(pl.Int64).sub(1).alias("_task"),
+    )
+    rank = ordered.get_column("_rank").to_numpy()
+    task = ordered.get_column("_task").to_numpy()
+    n_tasks = int(task.max()) + 1
+    available = np.bincount(task, minlength=n_tasks)
+    budget = budget_judgments(judgments.height, options)
+    revealed = _initial_reveal(rank, task, n_tasks, options.min_votes, budget)
+    rounds = 0
+    content = judgments.columns
+    while True:
+        visible_mask = rank < revealed[task]
+        visible = ordered.filter(pl.Series(visible_mask))
+        used = int(visible_mask.sum())
+        per_task = confidence(visible.select(content))
+        rounds += 1
+        codes = (
+            per_task.select("task_id")
+            .join(
+                visible.select("task_id", "_task").unique("task_id"),
+                on="task_id",
+                how="left",
+                maintain_order="left",
+            )
+            .get_column("_task")
+            .to_numpy()
+        )
+        decided = decide(
+            per_task.with_columns(exhausted=pl.Series(revealed[codes] >= available[codes])),
+            options,
+            budget_left=budget - used,
+        )
+        wanted = decided.get_column("decision").to_numpy() == NEEDS_ANOTHER_JUDGMENT
+        if not wanted.any():
+            break
+        revealed[codes[wanted]] += 1
+    return ReplayResult(
+        labels=per_task.select("task_id", "label", "confidence"),
+        judgments_used=used,
+        judgments_available=judgments.height,
+        tasks=n_tasks,
+        rounds=rounds,
+        options=options,
+        decisions=dict(sorted(Counter(decided.get_column("decision").to_list()).items())),
+        revealed=visible.select(content),
+    )
+
+
+def _initial_reveal(
+    rank: np.ndarray, task: np.ndarray, n_tasks: int, min_votes: int, budget: int
+) -> np.ndarray:
+    """Rows revealed per task before the first round: `min_votes` each, within the budget."""
+    first = rank < min_votes
+    if int(first.sum()) > budget:
+        # Vote by vote: every task's first row, then every task's second, in file order.
+        rows = np.flatnonzero(first)
+        order = rows[np.lexsort((rows, rank[rows]))][:budget]
+        first = np.zeros_like(first)
+        first[order] = True
+    return np.bincount(task[first], minlength=n_tasks)

@@ -1,0 +1,107 @@
+"""The default method's confidence is a calibrated probability; the method's own stays reachable."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from annotation_pipelines.aggregation import aggregate, fit
+from annotation_pipelines.aggregation.calibration import expected_calibration_error
+from tests.aggregation.test_properties import TOY
+from tests.realdata import ALL_CROWD, accuracy, load_crowd
+
+# Dawid–Skene's accuracy before calibration existed (README's table): labels must not move.
+ACCURACY_BEFORE = {"d_product": 0.9397, "d_sentiment": 0.9600, "duck": 0.8889, "rte": 0.9275}
+TARGET_MEAN_ECE = 0.05
+
+
+def _calibration_on(dataset: str, method: str) -> tuple[float, float, float]:
+    """(accuracy, ECE of `confidence`, ECE of `raw_confidence`) against the truth file."""
+    judgments, truth = load_crowd(dataset)
+    result = fit(judgments, method)
+    joined = truth.join(result.labels, on="task_id", how="left", suffix="_predicted")
+    correct = (joined["label"] == joined["label_predicted"]).fill_null(False).to_numpy()
+    return (
+        accuracy(result.labels, truth),
+        expected_calibration_error(joined["confidence"].fill_null(0).to_numpy(), correct),
+        expected_calibration_error(joined["raw_confidence"].fill_null(0).to_numpy(), correct),
+    )
+
+
+@pytest.mark.realdata
+def test_default_method_is_calibrated_on_every_shared_set() -> None:
+    # Measured (ECE calibrated / raw): D_Product .0252/.0300, D_PosSent .0179/.0380,
+    # Duck .0697/.0972, RTE .0466/.0683; mean .0398 against .0584 raw.
+    figures = {dataset: _calibration_on(dataset, "dawid_skene") for dataset in ALL_CROWD}
+    for dataset, (accuracy_now, calibrated, raw) in figures.items():
+        assert accuracy_now >= ACCURACY_BEFORE[dataset] - 5e-5, (dataset, accuracy_now)
+        assert calibrated < raw, (dataset, calibrated, raw)
+    mean = float(np.mean([calibrated for _, calibrated, _ in figures.values()]))
+    assert mean <= TARGET_MEAN_ECE, figures
+
+
+@pytest.mark.realdata
+def test_auto_is_calibrated_too() -> None:
+    judgments, truth = load_crowd("duck")
+    result = fit(judgments, "auto")
+    joined = truth.join(result.labels, on="task_id", suffix="_predicted")
+    correct = (joined["label"] == joined["label_predicted"]).to_numpy()
+    assert expected_calibration_error(joined["confidence"].to_numpy(), correct) < 0.08
+    assert accuracy(result.labels, truth) >= ACCURACY_BEFORE["duck"] - 5e-5
+
+
+def test_two_against_one_in_a_five_task_file_is_not_certain() -> None:
+    tasks = [f"t{index}" for index in range(1, 6)]
+    answers = ["yyn", "yyy", "nny", "nnn", "yyn"]
+    frame = pl.DataFrame(
+        [
+            (task, annotator, label)
+            for task, votes in zip(tasks, answers, strict=True)
+            for annotator, label in zip("abc", votes, strict=True)
+        ],
+        schema=["task_id", "annotator_id", "label"],
+        orient="row",
+        schema_overrides={"label": pl.String},
+    )
+    result = fit(frame, "dawid_skene")
+    split = result.labels.filter(pl.col("task_id").is_in(["t1", "t3", "t5"]))
+    # The maximum-likelihood fit states certainty; three tasks cannot support it.
+    assert split["raw_confidence"].min() > 0.999
+    assert split["confidence"].max() < 0.95
+    assert split["confidence"].min() > 0.5
+    unanimous = result.labels.filter(pl.col("task_id").is_in(["t2", "t4"]))
+    assert (unanimous["confidence"] < 0.999).all()
+
+
+def test_toy_labels_unchanged_and_raw_posterior_reachable() -> None:
+    result = fit(TOY, "dawid_skene")
+    posterior = result.labels.unnest("posterior")
+    chosen = np.where(posterior["label"] == "yes", posterior["yes"], posterior["no"])
+    assert result.labels["raw_confidence"].to_numpy() == pytest.approx(chosen)
+    assert (result.labels["confidence"] < result.labels["raw_confidence"] + 1e-12).all()
+    assert 0.05 <= result.temperature <= 1.0
+
+
+def test_gold_tasks_keep_confidence_one() -> None:
+    gold = pl.DataFrame({"task_id": ["t1", "t3"], "label": ["yes", "no"]})
+    labels = fit(TOY, "dawid_skene", gold=gold).labels.filter(pl.col("task_id").is_in(["t1", "t3"]))
+    assert labels["confidence"].to_list() == [1.0, 1.0]
+
+
+def test_aggregate_contract_carries_the_calibrated_confidence() -> None:
+    out = aggregate(TOY, "dawid_skene")
+    full = fit(TOY, "dawid_skene").labels
+    assert out.columns == ["task_id", "label", "confidence"]
+    assert out["confidence"].to_list() == full["confidence"].to_list()
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    # Bin [0.9, 1.0]: confidences .95 .95, one right → |.95 − .5| · 2/4; bin [0.6, 0.7): .65 .65,
+    # both right → |.65 − 1| · 2/4. Total .225 + .175 = .4.
+    confidence = np.array([0.95, 0.95, 0.65, 0.65])
+    correct = np.array([True, False, True, True])
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.4)
+    assert expected_calibration_error(np.array([1.0]), np.array([True])) == 0.0
+    with pytest.raises(ValueError, match="differ"):
+        expected_calibration_error(np.array([0.5]), np.array([True, False]))

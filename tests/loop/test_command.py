@@ -1,0 +1,86 @@
+"""The `replay` command's fixed contract: output columns, JSON keys, budget, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+from click.testing import CliRunner
+
+from annotation_pipelines.cli import main
+from tests.inputs import write_input
+from tests.loop.synthetic import crowd
+
+JSON_KEYS = {
+    "judgments_used",
+    "judgments_available",
+    "tasks",
+    "rounds",
+    "min_votes",
+    "max_votes",
+    "target_confidence",
+    "budget",
+}
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["replay", *args])
+    return result.exit_code, result.output
+
+
+def test_contract_output_json_and_budget(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=80, votes=6)
+    renamed = judgments.rename({"task_id": "item", "annotator_id": "rater", "label": "answer"})
+    path = write_input(renamed, tmp_path / "in.csv")
+    output = tmp_path / "labels.csv"
+    code, printed = _invoke(
+        str(path),
+        "--task-col", "item", "--annotator-col", "rater", "--label-col", "answer",
+        "--min-votes", "2", "--max-votes", "6", "--target-confidence", "0.99",
+        "--budget", "0.5", "--output", str(output),
+    )  # fmt: skip
+    assert code == 0, printed
+    summary = json.loads(printed)
+    assert set(summary) >= JSON_KEYS
+    assert summary["judgments_available"] == 480 and summary["tasks"] == 80
+    assert summary["judgments_used"] <= 240
+    assert (summary["min_votes"], summary["max_votes"], summary["budget"]) == (2, 6, 0.5)
+    labels = pl.read_csv(output, infer_schema=False)
+    assert labels.columns == ["task_id", "label", "confidence"]
+    assert set(labels["task_id"]) == set(judgments["task_id"])
+
+
+def test_defaults_are_the_policy_defaults(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=20, votes=4)
+    code, printed = _invoke(str(write_input(judgments, tmp_path / "in.parquet")))
+    assert code == 0, printed
+    summary = json.loads(printed)
+    assert (summary["min_votes"], summary["max_votes"], summary["target_confidence"]) == (
+        3,
+        15,
+        0.98,
+    )
+    assert summary["budget"] == 1.0 and summary["kind"] == "categorical"
+
+
+def test_empty_label_names_file_row_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("task_id,annotator_id,label\nt1,w1,a\nt1,w2,\n")
+    code, printed = _invoke(str(path))
+    assert code != 0
+    assert str(path) in printed and "row 2" in printed and "'label'" in printed
+
+
+def test_missing_column_and_bad_options(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=5, votes=3)
+    path = write_input(judgments.drop("annotator_id"), tmp_path / "in.csv")
+    code, printed = _invoke(str(path))
+    assert code != 0 and str(path) in printed and "'annotator_id'" in printed
+    good = write_input(judgments, tmp_path / "good.csv")
+    code, printed = _invoke(str(good), "--min-votes", "4", "--max-votes", "3")
+    assert code != 0 and "max_votes" in printed
+    code, printed = _invoke(str(good), "--budget", "1.5")
+    assert code != 0 and "--budget" in printed
+    code, printed = _invoke(str(good), "--output", str(tmp_path / "out.txt"))
+    assert code != 0 and "out.txt" in printed
