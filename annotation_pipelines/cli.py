@@ -34,7 +34,7 @@ _SUBCOMMANDS: dict[str, _Subcommand] = {
         "Agreement of the judgments in INPUT (CSV, TSV, Parquet or JSON Lines).",
     ),
     "demo": _Subcommand(
-        "annotation_pipelines.demo",
+        "assets.demo",
         "demo_command",
         "Generate a synthetic workload and materialize the whole asset graph on it.",
     ),

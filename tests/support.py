@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, Definitions
 
-from annotation_pipelines.definitions import build_definitions
 from annotation_pipelines.synthetic import generate_workload
+from assets.definitions import build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Small test days are noisy; the gates themselves are tested in test_orchestration.py.

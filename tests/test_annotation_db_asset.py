@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from annotation_pipelines.definitions import build_definitions
 from annotation_pipelines.ingest.postgres import seed_database
 from annotation_pipelines.synthetic import generate_workload
+from assets.definitions import build_definitions
 from tests.services import fresh_database
 
 pytestmark = pytest.mark.services

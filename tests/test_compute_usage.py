@@ -5,7 +5,7 @@ import pytest
 from dagster import DagsterInstance
 
 from annotation_pipelines import schema
-from annotation_pipelines.definitions import build_definitions
+from assets.definitions import build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 

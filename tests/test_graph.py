@@ -8,7 +8,7 @@ import pytest
 from dagster import AssetKey
 
 from annotation_pipelines.curation import content_version
-from annotation_pipelines.demo import write_compute_landing
+from assets.demo import write_compute_landing
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
 DAYS = ["2026-11-16", "2026-11-17"]

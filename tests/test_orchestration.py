@@ -18,9 +18,14 @@ from dagster import (
     build_sensor_context,
 )
 
-from annotation_pipelines.definitions import build_definitions
 from annotation_pipelines.synthetic import generate_workload
-from assets import schedules, sensors
+from assets.curation import sensors as curation_sensors
+from assets.definitions import build_definitions
+from assets.forecasting import jobs as schedules
+from assets.operations import sensors
+from assets.quality import sensors as quality_sensors
+from assets.raw import sensors as raw_sensors
+from assets.sources import sensors as source_sensors
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
@@ -64,7 +69,7 @@ def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its
         + "t2,a1,neg,2026-11-03T09:00:00Z,5\n"
         + "t2,a2,maybe,2026-11-03T09:30:00Z,5\n"  # unknown label: quarantined
     )
-    result, _ = _tick(sensors.landing_zone_sensor, defs, instance)
+    result, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
     assert [r.partition_key for r in result.run_requests] == ["exports/reviews/csv/batch-1.csv"]
     assert result.dynamic_partitions_requests[0].partition_keys == [
         "exports/reviews/csv/batch-1.csv"
@@ -82,14 +87,14 @@ def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its
     # Next ticks: the file is done, nothing is requested again.
     cursor = result.cursor
     for _ in range(2):
-        again, _ = _tick(sensors.landing_zone_sensor, defs, instance, cursor)
+        again, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
         assert again.run_requests == []
         cursor = again.cursor
 
     # The staged-days sensor asks for exactly the two days, once.
-    staged, _ = _tick(sensors.staged_days_sensor, defs, instance)
+    staged, _ = _tick(raw_sensors.staged_days_sensor, defs, instance)
     assert sorted(r.partition_key for r in staged.run_requests) == ["2026-11-02", "2026-11-03"]
-    nothing, _ = _tick(sensors.staged_days_sensor, defs, instance, staged.cursor)
+    nothing, _ = _tick(raw_sensors.staged_days_sensor, defs, instance, staged.cursor)
     assert not getattr(nothing, "run_requests", None)
 
     # The raw layer for a requested day now holds the staged rows.
@@ -104,18 +109,18 @@ def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its
     # An unreadable file: its run fails naming it, and the next tick retries it.
     broken = landing / "exports" / "reviews" / "csv" / "broken.csv"
     broken.write_bytes(b"\x00\x01not,a\xff\xfecsv")
-    first, _ = _tick(sensors.landing_zone_sensor, defs, instance, cursor)
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
     assert [r.partition_key for r in first.run_requests] == ["exports/reviews/csv/broken.csv"]
     instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/broken.csv"])
     failed = _run(defs, instance, "ingest_export_job", "exports/reviews/csv/broken.csv")
     assert not failed.success
-    retry, _ = _tick(sensors.landing_zone_sensor, defs, instance, first.cursor)
+    retry, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
     assert [r.partition_key for r in retry.run_requests] == ["exports/reviews/csv/broken.csv"]
     assert retry.run_requests[0].run_key != first.run_requests[0].run_key
 
     # A changed file (new fingerprint) is ingested again.
     os.utime(export, (1, 1))
-    changed, _ = _tick(sensors.landing_zone_sensor, defs, instance, retry.cursor)
+    changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, retry.cursor)
     assert "exports/reviews/csv/batch-1.csv" in [r.partition_key for r in changed.run_requests]
 
 
@@ -125,12 +130,12 @@ def test_project_sensor_adds_new_projects_once(env, tmp_path):
         landing / "synthetic", judgments=3_000, start=date(2026, 11, 2), days=1, seed=1
     )
     assert _run(defs, instance, "raw_job", "2026-11-02").success
-    result, _ = _tick(sensors.project_sensor, defs, instance)
+    result, _ = _tick(curation_sensors.project_sensor, defs, instance)
     added = result.dynamic_partitions_requests[0].partition_keys
     assert sorted(added) == ["intent", "sentiment", "toxicity"]
     assert sorted(r.partition_key for r in result.run_requests) == sorted(added)
     instance.add_dynamic_partitions("projects", added)
-    again, _ = _tick(sensors.project_sensor, defs, instance)
+    again, _ = _tick(curation_sensors.project_sensor, defs, instance)
     assert not getattr(again, "run_requests", None)
 
 
@@ -139,13 +144,13 @@ def test_gold_set_sensor_fires_on_change_only(env):
     gold = landing / "gold" / "reviews"
     gold.mkdir(parents=True)
     (gold / "gold.csv").write_text("task_id,label\nt1,pos\n")
-    first, _ = _tick(sensors.gold_set_sensor, defs, instance)
+    first, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
     assert len(first.run_requests) == 1
-    same, _ = _tick(sensors.gold_set_sensor, defs, instance, first.cursor)
+    same, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
     assert not getattr(same, "run_requests", None)
     (gold / "gold.csv").write_text("task_id,label\nt1,neg\n")
     os.utime(gold / "gold.csv", (10, 10))
-    changed, _ = _tick(sensors.gold_set_sensor, defs, instance, first.cursor)
+    changed, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
     assert len(changed.run_requests) == 1
 
 
@@ -162,12 +167,12 @@ def test_quality_alert_sensor_records_failed_gates(env):
         partition_key="2026-11-02", instance=instance, run_config=strict, raise_on_error=False
     )
     assert any(not c.passed for c in result.get_asset_check_evaluations())
-    _, context = _tick(sensors.quality_alert_sensor, defs, instance)
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance)
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
     assert "agreement_floor" in alerts["check"].to_list()
     assert (alerts["partition"] == "2026-11-02").all()
     # A second tick from the advanced cursor records nothing new.
-    _tick(sensors.quality_alert_sensor, defs, instance, context.cursor)
+    _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
     assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height
 
 
@@ -238,8 +243,11 @@ def test_run_status_sensors_take_the_lake_resource_not_the_definitions_module():
 SENSOR_TWICE = """
 import json, sys
 from dagster import DagsterInstance, build_sensor_context
-from annotation_pipelines.definitions import build_definitions
-from assets import sensors
+from assets.curation.sensors import project_sensor
+from assets.definitions import build_definitions
+from assets.quality.sensors import quality_alert_sensor
+from assets.raw.sensors import staged_days_sensor
+from assets.sources.sensors import gold_set_sensor, landing_zone_sensor
 defs = build_definitions(profile="local")
 resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")}
 out = {}
@@ -247,7 +255,7 @@ with DagsterInstance.from_ref(DagsterInstance.local_temp(sys.argv[1]).get_ref())
     for name in ("landing_zone_sensor", "gold_set_sensor", "staged_days_sensor",
                  "project_sensor", "quality_alert_sensor"):
         context = build_sensor_context(instance=instance, cursor=None, resources=resources)
-        result = getattr(sensors, name)(context)
+        result = globals()[name](context)
         requests = getattr(result, "run_requests", None) or []
         out[name] = {
             "run_keys": [r.run_key for r in requests],

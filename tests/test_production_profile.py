@@ -11,8 +11,8 @@ import pytest
 import yaml
 from dagster import DagsterInstance
 
-from annotation_pipelines.definitions import build_definitions
 from annotation_pipelines.synthetic import generate_workload
+from assets.definitions import build_definitions
 from tests.services import fresh_database, moto_s3
 
 pytestmark = pytest.mark.services

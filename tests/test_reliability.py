@@ -18,7 +18,7 @@ V2 = HEADER + "t1,a1,neg,2026-11-02T10:00:00Z,3\nt3,a2,pos,2026-11-02T12:00:00Z,
 STAGE = """
 import sys
 from annotation_pipelines.ingest import ingest_bytes
-from assets.ingest import stage
+from assets.sources.assets import stage
 from resources.lake import LocalLake
 result = ingest_bytes(sys.stdin.buffer.read(), format="csv", source_file="exports/p/csv/f.csv",
                       project="p", label_set=["pos", "neg"])
@@ -70,7 +70,7 @@ def test_ingest_killed_while_replacing_is_finished_by_the_next_lake_user(tmp_pat
 GOLD = """
 import sys
 from dagster import materialize
-from assets.ingest import gold_sets
+from assets.sources.assets import gold_sets
 from resources.lake import LocalLake
 from resources.landing import LocalLandingZone
 lake = LocalLake(base_path=sys.argv[1] + "/lake")
@@ -113,7 +113,7 @@ def test_gold_sets_killed_mid_run_keep_the_previous_gold_set(tmp_path):
 DAILY = """
 import sys
 from dagster import DagsterInstance
-from annotation_pipelines.definitions import build_definitions
+from assets.definitions import build_definitions
 quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
          "ops": {"quality": {"config": {"bootstrap_resamples": 0}}}}
 with DagsterInstance.ephemeral() as instance:

@@ -9,8 +9,8 @@ import pytest
 from dagster import DagsterInstance, SourceAsset, materialize
 
 from annotation_pipelines import schema
-from assets.aggregation import aggregated_labels
-from assets.partitions import daily_partitions
+from assets.aggregation.assets import aggregated_labels
+from assets.common.partitions import daily_partitions
 from resources.lake import LakeIOManager, LocalLake
 from tests.realdata import load_crowd
 

@@ -132,7 +132,7 @@ def test_capacity_report_is_self_contained_and_reproducible():
 
 
 def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
-    from assets.forecasting import procurement_plan as asset
+    from assets.forecasting.assets import procurement_plan as asset
     from resources.lake import LakeIOManager, LocalLake
 
     monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
@@ -155,7 +155,7 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
 
 
 def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
-    from assets.forecasting import compute_capacity_forecast
+    from assets.forecasting.assets import compute_capacity_forecast
     from resources.lake import LakeIOManager, LocalLake
 
     lake = LocalLake(base_path=str(tmp_path / "lake"))

@@ -47,8 +47,8 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
 
     from dagster import AssetKey, DagsterInstance
 
-    from annotation_pipelines.definitions import build_definitions
-    from assets.partitions import project_partitions
+    from assets.common.partitions import project_partitions
+    from assets.definitions import build_definitions
 
     # Built now, not at import: the data folder is read from the environment at this moment.
     defs = build_definitions()

@@ -16,8 +16,8 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import hour_of_day_profile, normalize_usage, summarize_usage
 from annotation_pipelines.forecasting.telemetry import allocation_vs_utilization
-from assets.metadata import markdown_table
-from assets.partitions import daily_partitions
+from assets.common.metadata import markdown_table
+from assets.common.partitions import daily_partitions
 from resources.landing import LandingZone
 
 

@@ -1,5 +1,9 @@
 """The one Definitions of the code location: assets, checks, jobs, schedules, sensors, resources.
 
+Everything but the resources is collected from the layer packages next to this module
+(`assets/<layer>/`): adding an asset, check, job, schedule or sensor means defining it at module
+level in its layer's folder; nothing here lists it.
+
 The resources are chosen here from the profile in `annotation_pipelines.settings`:
 - `local` (default): lake and landing zone under the data folder (default `./data`), SQLite
   instance storage under DAGSTER_HOME. No server, no cloud account.
@@ -9,33 +13,76 @@ The resources are chosen here from the profile in `annotation_pipelines.settings
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 from dagster import (
-    AssetSelection,
-    AutomationConditionSensorDefinition,
-    DefaultSensorStatus,
+    AssetChecksDefinition,
+    AssetsDefinition,
     Definitions,
     EnvVar,
+    JobDefinition,
+    ScheduleDefinition,
+    SensorDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
     in_process_executor,
-    load_assets_from_modules,
     multiprocess_executor,
 )
 from dagster_aws.s3 import S3Resource
 
-import assets.aggregation
-import assets.compute
-import assets.curation
-import assets.forecasting
-import assets.ingest
-import assets.quality
-import assets.workforce
+import assets
 from annotation_pipelines import settings as settings_module
 from annotation_pipelines.settings import Profile, Settings, load_settings
-from assets import schedules, sensors
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LocalLandingZone, S3LandingZone
+
+# Modules under `assets` that are not a layer: this one, the CLI's demo, and shared helpers.
+NOT_LAYERS = frozenset({"definitions", "demo", "common"})
+
+# `define_asset_job` and `build_schedule_from_partitioned_job` return classes Dagster does not
+# export (they resolve against the asset graph later); their types are taken from the public
+# factories rather than imported from `dagster._core`.
+_ASSET_JOB = type(define_asset_job("_type_probe"))
+_PARTITIONED_SCHEDULE = type(build_schedule_from_partitioned_job(define_asset_job("_type_probe")))
+
+# What a layer module may define at module level, each kind in its own Definitions argument.
+# AssetChecksDefinition is a subclass of AssetsDefinition, so it is tested first.
+KINDS: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("asset_checks", (AssetChecksDefinition,)),
+    ("assets", (AssetsDefinition,)),
+    ("jobs", (JobDefinition, _ASSET_JOB)),
+    ("schedules", (ScheduleDefinition, _PARTITIONED_SCHEDULE)),
+    ("sensors", (SensorDefinition,)),
+)
+
+
+def layer_modules() -> Iterator[ModuleType]:
+    """Every module of every layer package under `assets`, imported."""
+    for info in pkgutil.walk_packages(assets.__path__, prefix="assets."):
+        if info.name.split(".")[1] not in NOT_LAYERS:
+            yield importlib.import_module(info.name)
+
+
+def collect_layers() -> dict[str, list[object]]:
+    """The module-level Dagster objects of every layer, by kind, each object once.
+
+    A job imported by its sensor's module is found twice: identity, not name, deduplicates, so
+    two different objects under one name still reach Definitions and fail there loudly.
+    """
+    found: dict[str, list[object]] = {kind: [] for kind, _ in KINDS}
+    seen: set[int] = set()
+    for module in layer_modules():
+        for value in vars(module).values():
+            kind = next((k for k, types in KINDS if isinstance(value, types)), None)
+            if kind is not None and id(value) not in seen:
+                seen.add(id(value))
+                found[kind].append(value)
+    return found
 
 
 def data_dir() -> Path:
@@ -68,52 +115,6 @@ def resources_for(settings: Settings) -> dict[str, object]:
     }
 
 
-all_assets = load_assets_from_modules(
-    [
-        assets.ingest,
-        assets.aggregation,
-        assets.quality,
-        assets.curation,
-        assets.compute,
-        assets.forecasting,
-        assets.workforce,
-    ]
-)
-
-jobs = [
-    schedules.daily_job,
-    schedules.compute_usage_job,
-    schedules.forecast_job,
-    schedules.aggregation_job,
-    schedules.quality_job,
-    schedules.workforce_job,
-    sensors.ingest_export_job,
-    sensors.raw_job,
-    sensors.curation_job,
-    sensors.gold_sets_job,
-]
-all_schedules = [
-    schedules.daily_schedule,
-    schedules.daily_compute_schedule,
-    schedules.weekly_forecast_schedule,
-]
-all_sensors = [
-    sensors.landing_zone_sensor,
-    sensors.staged_days_sensor,
-    sensors.project_sensor,
-    sensors.gold_set_sensor,
-    sensors.quality_alert_sensor,
-    sensors.run_failure_alert_sensor,
-    sensors.run_summary_sensor,
-    AutomationConditionSensorDefinition(
-        "automation_sensor",
-        target=AssetSelection.all(),
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Rebuilds downstream layers when upstream partitions change.",
-    ),
-]
-
-
 def build_definitions(*, profile: Profile | None = None) -> Definitions:
     """The code location's Definitions for the profile in the environment (or `profile`)."""
     settings = load_settings(profile=profile)
@@ -121,10 +122,7 @@ def build_definitions(*, profile: Profile | None = None) -> Definitions:
         # Locally each step in a subprocess would re-import the code location (~15 s on this
         # 2-core box) for steps that take seconds; production runs steps in parallel.
         executor=in_process_executor if settings.profile == "local" else multiprocess_executor,
-        assets=all_assets,
-        jobs=jobs,
-        schedules=all_schedules,
-        sensors=all_sensors,
+        **collect_layers(),
         resources=resources_for(settings),
     )
 

@@ -6,9 +6,9 @@ from pydantic import Field
 
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
-from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.metadata import markdown_table
-from assets.partitions import daily_partitions
+from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.metadata import markdown_table
+from assets.common.partitions import daily_partitions
 from resources.lake import Lake
 
 # How many earlier days `auto` looks back for the method a project was last aggregated with.

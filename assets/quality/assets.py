@@ -54,10 +54,10 @@ from annotation_pipelines.quality.gates import (
     DEFAULT_MIN_GOLD_ACCURACY,
 )
 from annotation_pipelines.settings import load_settings
-from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.metadata import markdown_table
-from assets.partitions import daily_partitions
-from resources.lake import Lake, parquet_bytes, partition_key, table_metadata
+from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.metadata import markdown_table
+from assets.common.partitions import daily_partitions
+from resources.lake import Lake, parquet_bytes, partition_key, report_key, table_metadata
 
 GROUP = "quality"
 OWNERS = ["team:annotation-quality"]
@@ -249,7 +249,7 @@ def quality(  # noqa: ANN201
             judgments=shown_judgments.filter(pl.col("project") == project),
             title=f"Annotation quality — {project} — {day}",
         )
-        key = f"reports/quality/day={day}/{project}.html"
+        key = report_key(day, project)
         pages[key] = html.encode("utf-8")
         report_paths[project] = lake.uri(key)
     # Stable row order, so re-materializing a day rewrites the same bytes.

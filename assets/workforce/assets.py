@@ -18,9 +18,9 @@ from pydantic import Field
 from annotation_pipelines.forecasting import workforce_forecast, workforce_throughput
 from annotation_pipelines.forecasting.plot import plot_forecast
 from annotation_pipelines.settings import load_settings
-from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.metadata import markdown_table, png_markdown
-from assets.partitions import daily_partitions
+from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.metadata import markdown_table, png_markdown
+from assets.common.partitions import daily_partitions
 from resources.lake import Lake
 from resources.landing import LandingZone
 

@@ -29,8 +29,8 @@ from annotation_pipelines.forecasting.report import (
 )
 from annotation_pipelines.forecasting.supply import procurement, supply_crossing
 from annotation_pipelines.settings import load_settings
-from assets.metadata import markdown_table, png_markdown
-from resources.lake import Lake
+from assets.common.metadata import markdown_table, png_markdown
+from resources.lake import Lake, capacity_report_key
 
 
 class ComputeForecastConfig(Config):
@@ -186,7 +186,7 @@ def procurement_plan(
             "P90 of a cluster is the sum of its series' P90s (conservative).",
         ],
     )
-    key = f"reports/capacity/as_of={as_of.isoformat()}/capacity.html"
+    key = capacity_report_key(as_of.isoformat())
     lake.put(key, document.encode("utf-8"))
     metadata = {
         "as_of": MetadataValue.text(as_of.isoformat()),

@@ -1,4 +1,4 @@
-"""Raw layer: every source lands in the day's canonical tasks, judgments and gold labels.
+"""Sources: every source is staged per day in the lake; the raw layer unions the stages.
 
 Three sources, one path:
 - export drops in the landing zone: each file is a dynamic partition of `landing_exports`,
@@ -6,10 +6,7 @@ Three sources, one path:
 - the annotation tool's database: `annotation_db_changes` extracts rows changed since a
   watermark and upserts them into the staged day of each row (late rows land in their own day);
 - the synthetic generator (the embedded default), read straight from the landing zone.
-The daily `raw_annotations` then unions the day's staged rows and synthetic parts.
-
-Duplicate rule across sources: one judgment per (task_id, annotator_id); the latest
-`submitted_at` wins (ties: the later source in path order), and the rest are counted.
+The daily `raw_annotations` (assets/raw) then unions the day's staged rows and synthetic parts.
 """
 
 import hashlib
@@ -22,25 +19,30 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetOut,
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
-    Output,
     asset,
-    multi_asset,
 )
 
 from annotation_pipelines import schema
 from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
 from annotation_pipelines.ingest.postgres import merge_partition, partition_by_day
-from assets.metadata import markdown_table
-from assets.partitions import daily_partitions
+from assets.common.metadata import markdown_table
 from resources.annotation_db import AnnotationDatabase
-from resources.lake import Lake, parquet_bytes
+from resources.lake import (
+    SEEN_KEY,
+    WATERMARK_KEY,
+    Lake,
+    parquet_bytes,
+    quarantine_key,
+    staging_day,
+    staging_key,
+    staging_prefix,
+    staging_source,
+)
 from resources.landing import LandingZone, parse_export_path
 
-RAW_GROUP = "raw"
 SOURCES_GROUP = "sources"
 OWNERS = ["team:annotation-platform"]
 
@@ -70,15 +72,15 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     writes: dict[str, bytes] = {}
     previous: list[str] = []
     for table, _, column in STAGED_TABLES:
-        for key in lake.list_keys(f"staging/{table}/"):
-            if key.endswith(f"/{source}.parquet"):
-                days.add(key.split("/")[2].removeprefix("day="))
+        for key in lake.list_keys(staging_prefix(table)):
+            if staging_source(key) == source:
+                days.add(staging_day(key))
                 previous.append(key)
         frame = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(table, result.gold)
         for day, part in partition_by_day(frame, column=column).items():
-            writes[f"staging/{table}/day={day}/{source}.parquet"] = parquet_bytes(part)
+            writes[staging_key(table, day.isoformat(), source)] = parquet_bytes(part)
             days.add(day.isoformat())
-    writes[f"quarantine/source={source}/data.parquet"] = parquet_bytes(result.quarantine)
+    writes[quarantine_key(source)] = parquet_bytes(result.quarantine)
     lake.commit(writes, deletes=[key for key in previous if key not in writes])
     return sorted(days)
 
@@ -152,10 +154,6 @@ def landing_exports(
     )
 
 
-WATERMARK_KEY = "state/annotation_db_watermark.json"
-SEEN_KEY = "state/annotation_db_seen.parquet"
-
-
 @asset(
     group_name=SOURCES_GROUP,
     owners=OWNERS,
@@ -184,13 +182,13 @@ def annotation_db_changes(
             table, ("task_id",)
         )
         for day, part in partition_by_day(incoming, column=column).items():
-            key = f"staging/{table}/day={day}/annotation_db.parquet"
+            key = staging_key(table, day.isoformat(), "annotation_db")
             existing = lake.get_frame(key) if lake.exists(key) else None
             version = "updated_at" if "updated_at" in part.columns else column
             lake.put_frame(key, merge_partition(existing, part, key=key_columns, version=version))
             days.add(day.isoformat())
     lake.put_frame(
-        f"quarantine/source=annotation_db/{extract.until:%Y%m%dT%H%M%S}.parquet", result.quarantine
+        quarantine_key("annotation_db", f"{extract.until:%Y%m%dT%H%M%S}"), result.quarantine
     )
     # The watermark moves only after every staged write succeeded, so a crash re-reads.
     lake.put_frame(SEEN_KEY, extract.seen)
@@ -204,76 +202,6 @@ def annotation_db_changes(
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],
     )
-
-
-@multi_asset(
-    outs={
-        "raw_tasks": AssetOut(
-            description="Tasks created on the day, one row per task, with provenance.",
-            group_name=RAW_GROUP,
-            owners=OWNERS,
-            kinds={"polars", "parquet"},
-        ),
-        "judgments": AssetOut(
-            description="Judgments submitted on the day: who labelled what, when, how long.",
-            group_name=RAW_GROUP,
-            owners=OWNERS,
-            kinds={"polars", "parquet"},
-        ),
-        "gold_labels": AssetOut(
-            description="Known-correct labels for the honeypot tasks judged on the day.",
-            group_name=RAW_GROUP,
-            owners=OWNERS,
-            kinds={"polars", "parquet"},
-        ),
-    },
-    partitions_def=daily_partitions,
-    pool="daily_layers",
-)
-def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: Lake):  # noqa: ANN201
-    """Union the day's staged rows from every source with the synthetic parts."""
-    day = context.partition_key
-    frames: dict[str, pl.DataFrame] = {}
-    for table, table_schema, _ in STAGED_TABLES:
-        folder = {"raw_tasks": "tasks"}.get(table, table)
-        parts = [landing.read_synthetic(folder, day, table_schema)]
-        keys = [k for k in lake.list_keys(f"staging/{table}/day={day}/") if k.endswith(".parquet")]
-        parts += [lake.get_frame(key) for key in keys]
-        stacked = pl.concat(
-            [schema.conform(p, table_schema, name=table).select(list(table_schema)) for p in parts]
-        )
-        frames[table] = stacked
-    judgments = frames["judgments"].sort(["submitted_at", "source_file"])
-    deduplicated = judgments.unique(["task_id", "annotator_id"], keep="last", maintain_order=True)
-    duplicates = judgments.height - deduplicated.height
-    tasks = (
-        frames["raw_tasks"].sort("created_at").unique("task_id", keep="last", maintain_order=True)
-    )
-    # Gold labels are keyed to the day's judged tasks, whatever day the gold itself was set.
-    gold_all = frames["gold_labels"]
-    for key in lake.list_keys("staging/gold_labels/"):
-        if f"day={day}/" not in key and key.endswith(".parquet"):
-            gold_all = pl.concat([gold_all, lake.get_frame(key).select(list(schema.GOLD_LABELS))])
-    gold = (
-        gold_all.join(deduplicated.select("task_id").unique(), on="task_id", how="semi")
-        .sort("updated_at")
-        .unique("task_id", keep="last", maintain_order=True)
-    )
-    yield Output(
-        tasks,
-        output_name="raw_tasks",
-        metadata={"sources": MetadataValue.json(sorted(tasks["source"].unique().to_list()))},
-    )
-    yield Output(
-        deduplicated.sort("judgment_id"),
-        output_name="judgments",
-        metadata={
-            "duplicates_resolved": MetadataValue.int(duplicates),
-            "annotators": MetadataValue.int(deduplicated["annotator_id"].n_unique()),
-            "projects": MetadataValue.json(sorted(deduplicated["project"].unique().to_list())),
-        },
-    )
-    yield Output(gold.sort("task_id"), output_name="gold_labels")
 
 
 @asset(
@@ -317,11 +245,11 @@ def gold_sets(
     gold = pl.concat(frames) if frames else schema.empty(schema.GOLD_LABELS)
     gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique("task_id", keep="last")
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
-    target = f"staging/gold_labels/day={now.date()}/gold_sets.parquet"
+    target = staging_key("gold_labels", now.date().isoformat(), "gold_sets")
     previous = [
         key
-        for key in lake.list_keys("staging/gold_labels/")
-        if key.endswith("/gold_sets.parquet") and key != target
+        for key in lake.list_keys(staging_prefix("gold_labels"))
+        if staging_source(key) == "gold_sets" and key != target
     ]
     lake.commit({target: parquet_bytes(gold)}, deletes=previous)
     # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.

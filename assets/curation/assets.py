@@ -24,10 +24,17 @@ from pydantic import Field
 from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
 from annotation_pipelines.curation.snapshot import dataset_card
 from annotation_pipelines.settings import load_settings
-from assets.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.metadata import markdown_table
-from assets.partitions import project_partitions
-from resources.lake import Lake, table_metadata
+from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.metadata import markdown_table
+from assets.common.partitions import project_partitions
+from resources.lake import (
+    DATASETS,
+    MANIFEST_FILE,
+    Lake,
+    dataset_folder,
+    dataset_manifest_keys,
+    table_metadata,
+)
 
 GROUP = "curation"
 OWNERS = ["team:ml-data"]
@@ -111,7 +118,7 @@ def curated_dataset(
         mask_patterns=config.mask_patterns,
         drop_fields=config.drop_fields,
     )
-    folder = f"datasets/{project}/{snapshot.version_id}"
+    folder = dataset_folder(project, snapshot.version_id)
     location = lake.uri(folder)
     filters = {
         "min_confidence": config.min_confidence,
@@ -124,7 +131,7 @@ def curated_dataset(
         snapshot, project=project, quality=report, location=location, filters=filters
     )
     # Snapshots are immutable: the same content has the same id, so an existing one is kept.
-    manifest_key = f"{folder}/manifest.json"
+    manifest_key = f"{folder}/{MANIFEST_FILE}"
     # Every configured split gets its files, empty or not, so loaders never miss a file.
     rows_per_split = {
         name: snapshot.rows.filter(pl.col("split") == name).height for name in config.split_ratios
@@ -189,9 +196,7 @@ def curated_dataset(
 )
 def dataset_versions(lake: Lake) -> MaterializeResult:
     manifests = [
-        json.loads(lake.get(key))
-        for key in lake.list_keys("datasets/")
-        if key.endswith("/manifest.json")
+        json.loads(lake.get(key)) for key in dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))
     ]
     frame = pl.DataFrame(
         [

@@ -1,0 +1,102 @@
+"""Sensors over every layer: failed runs alert, successful runs get a summary, and declarative
+automation rebuilds downstream layers when upstream partitions change."""
+
+import polars as pl
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunStatusSensorContext,
+    run_failure_sensor,
+    run_status_sensor,
+)
+
+from annotation_pipelines.markdown import frame_to_markdown
+from assets.common.alerts import record_alert
+from resources.lake import Lake, run_summary_key
+
+automation_sensor = AutomationConditionSensorDefinition(
+    "automation_sensor",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Rebuilds downstream layers when upstream partitions change.",
+)
+
+
+@run_failure_sensor(
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Any failed run → an alert record, a log line, a webhook.",
+)
+def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> None:
+    message = context.failure_event.message or "run failed"
+    record_alert(
+        lake,
+        [
+            {
+                "kind": "run_failure",
+                "asset": "",
+                "check": "",
+                "partition": context.dagster_run.tags.get("dagster/partition", ""),
+                "severity": "ERROR",
+                "run_id": context.dagster_run.run_id,
+                "message": f"{context.dagster_run.job_name}: {message}",
+            }
+        ],
+        log=context.log,
+    )
+
+
+def run_summary(instance: DagsterInstance, run_id: str) -> pl.DataFrame:
+    """One row per asset materialized by the run: partition, rows, headline check results."""
+    entries = instance.all_logs(
+        run_id,
+        of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION},
+    )
+    rows, checks = [], {}
+    for entry in entries:
+        event = entry.dagster_event
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            data = event.event_specific_data
+            key = data.asset_key.to_user_string()
+            verdict = "passed" if data.passed else f"FAILED ({data.severity.value})"
+            checks.setdefault(key, []).append(f"{data.check_name}: {verdict}")
+            continue
+        materialization = event.event_specific_data.materialization
+        count = materialization.metadata.get("dagster/row_count")
+        rows.append(
+            {
+                "asset": materialization.asset_key.to_user_string(),
+                "partition": materialization.partition or "",
+                "rows": int(count.value) if count is not None else None,
+            }
+        )
+    frame = pl.DataFrame(
+        rows, schema={"asset": pl.String, "partition": pl.String, "rows": pl.Int64}
+    )
+    return frame.with_columns(
+        checks=pl.col("asset").map_elements(lambda a: "; ".join(checks.get(a, [])), pl.String)
+    )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Adds a summary (rows per asset, check results) to every successful run's log.",
+)
+def run_summary_sensor(context: RunStatusSensorContext, lake: Lake) -> None:
+    summary = run_summary(context.instance, context.dagster_run.run_id)
+    if summary.height == 0:
+        return
+    # The run's log gets the headline; the full table goes to the lake, next to the alerts.
+    key = run_summary_key(context.dagster_run.run_id)
+    lake.put_frame(key, summary)
+    context.instance.report_engine_event(
+        f"Run summary: {summary.height} materialization(s), "
+        f"{int(summary['rows'].fill_null(0).sum()):,} rows; details: {lake.uri(key)}\n"
+        + frame_to_markdown(summary),
+        context.dagster_run,
+    )
