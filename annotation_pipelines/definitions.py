@@ -28,11 +28,14 @@ import assets.compute
 import assets.curation
 import assets.forecasting
 import assets.ingest
+import assets.live.assets
 import assets.quality
 import assets.workforce
 from annotation_pipelines import settings as settings_module
 from annotation_pipelines.settings import Profile, Settings, load_settings
 from assets import schedules, sensors
+from assets.live import jobs as live_jobs
+from assets.live import sensors as live_sensors
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LocalLandingZone, S3LandingZone
@@ -77,6 +80,7 @@ all_assets = load_assets_from_modules(
         assets.compute,
         assets.forecasting,
         assets.workforce,
+        assets.live.assets,
     ]
 )
 
@@ -91,6 +95,7 @@ jobs = [
     sensors.raw_job,
     sensors.curation_job,
     sensors.gold_sets_job,
+    live_jobs.live_quality_job,
 ]
 all_schedules = [
     schedules.daily_schedule,
@@ -105,6 +110,7 @@ all_sensors = [
     sensors.quality_alert_sensor,
     sensors.run_failure_alert_sensor,
     sensors.run_summary_sensor,
+    live_sensors.live_quality_sensor,
     AutomationConditionSensorDefinition(
         "automation_sensor",
         target=AssetSelection.all(),
