@@ -224,7 +224,9 @@ def update(
     affected = pl.concat([incoming.get_column("task_id"), gold_rows.get_column("task_id")]).unique()
     fitted = _refit(state, old_ledger, ledger, tasks, affected, options, version)
     touched = incoming.get_column("annotator_id").unique()
-    gold_annotators = ledger.filter(pl.col("task_id").is_in(gold_rows.get_column("task_id")))
+    gold_annotators = ledger.filter(
+        pl.col("task_id").is_in(gold_rows.get_column("task_id").implode())
+    )
     touched = pl.concat([touched, gold_annotators.get_column("annotator_id")]).unique()
     fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
     fitted, actions, alerts = _block(fitted, touched, options, version, now)

@@ -17,6 +17,8 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from annotation_pipelines.loop.live import (
+    ANNOTATOR_ACTIONS,
+    TASK_REQUESTS,
     LiveOptions,
     label_studio_requests,
     load_state,
@@ -95,8 +97,15 @@ def live_quality_state(
         states, events = update_projects(
             states, judgments, gold, options, watermark=extract.until, now=now
         )
-        requests = pl.concat([e.task_requests for e in events.values()], how="vertical")
-        actions = pl.concat([e.annotator_actions for e in events.values()], how="vertical")
+        requests = pl.concat(
+            [pl.DataFrame(schema=TASK_REQUESTS), *(e.task_requests for e in events.values())]
+        )
+        actions = pl.concat(
+            [
+                pl.DataFrame(schema=ANNOTATOR_ACTIONS),
+                *(e.annotator_actions for e in events.values()),
+            ]
+        )
         # The DB first: a crash after it re-runs this version, whose decisions the DB already
         # holds (same decision_id); a crash before the lake commit loses nothing.
         written = annotation_db.write_requests(task_requests=requests, annotator_actions=actions)
