@@ -86,11 +86,13 @@ def _quoted(name: str) -> str:
 
 
 def apply_schema(dsn: str, *, schema: str = "public") -> None:
-    """Create the annotation tool's tables (idempotent) in `schema`."""
+    """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`."""
     import psycopg
     from psycopg import sql
 
-    ddl = (SQL_DIR / "schema.sql").read_text()
+    # schema.sql first, then the numbered migrations in order; each is idempotent.
+    files = [SQL_DIR / "schema.sql", *sorted(SQL_DIR.glob("[0-9]*.sql"))]
+    ddl = "\n".join(path.read_text() for path in files)
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(

@@ -1,0 +1,930 @@
+"""Near-real-time quality: running scorecards and per-task posteriors, updated incrementally.
+
+`update(state, new_judgments, gold, options)` folds a batch of newly arrived judgments into a
+project's `LiveState` and returns the new state and what it caused (task requests, block
+actions, alerts). Nothing is recomputed from the whole history:
+
+- **Sufficient statistics carried forward.** Per annotator, the soft confusion counts
+  `counts[answer, truth]` (Σ over their judgments of the task's posterior); per project, the
+  class counts (Σ of task posteriors); per task, its posterior and active vote count.
+- **Incremental, warm-started EM** (Neal & Hinton's incremental EM). Only the tasks touched by
+  the batch (new votes, new gold, or a newly blocked annotator's votes) are refitted: their
+  old contributions are subtracted from the counts, a few EM sweeps run over their votes only,
+  starting from their previous posteriors, and their new contributions are added back. Each
+  task's posterior reads confusion matrices with that task's own contribution left out (the
+  cross-fitting of `aggregation.calibration`, exact and free here) under a Dirichlet prior
+  (one pseudo-count per cell plus one on the diagonal: annotators better than chance), so a
+  task never vouches for itself and two votes do not make a certainty.
+- **Exactly once.** Every judgment is kept in a ledger keyed by `judgment_id` with the
+  `updated_at` it was read at; a re-read of the same version is dropped, a newer version
+  (a resubmission) replaces the old one and its task is refitted.
+
+Running scorecards per annotator: gold accuracy with a Wilson bound, soft agreement with the
+current consensus (Σ posterior of their answer / judgments) with a Wilson bound, the
+Raykar–Yu spammer score on the soft confusion counts (as in `quality.scorecards`), mean seconds
+per judgment. An annotator whose gold accuracy is confidently below `min_gold_accuracy`, or who
+looks like a spammer (score above `max_spammer_score` and agreement confidently below
+`min_agreement`), after at least `min_judgments`, is blocked at once: a block action, an
+alert, and their judgments flagged and taken out of every posterior in the same update.
+
+Task requests come from the adaptive policy (`loop.policy.decide`) on the tasks the update
+touched, so a task is asked about once per change of its evidence, not once per tick. Every
+decision carries `decision_id` = sha256(kind, project, task or annotator, state version): a
+retried update of the same version yields the same ids, and the annotation DB's unique
+constraint keeps one row per decision.
+
+The engine never imports dagster; `state_files` / `load_state` turn a state into the lake's
+`live/<project>/...` objects and back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines.loop.policy import ESCALATE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
+from annotation_pipelines.quality._common import wilson_bounds
+from annotation_pipelines.schema import UTC_TIMESTAMP
+
+LIVE_PREFIX = "live"
+ANOTHER_JUDGMENT = "another_judgment"
+EXPERT_REVIEW = "expert_review"
+BLOCK = "block"
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_FLOOR = 1e-300
+
+LEDGER: dict[str, pl.DataType] = {
+    "judgment_id": pl.String(),
+    "task_id": pl.String(),
+    "annotator_id": pl.String(),
+    "label": pl.String(),
+    "submitted_at": UTC_TIMESTAMP,
+    "duration_s": pl.Float64(),
+    "updated_at": UTC_TIMESTAMP,
+    "flagged": pl.Boolean(),
+    "version": pl.Int64(),
+}
+TASKS: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "label": pl.String(),
+    "confidence": pl.Float64(),
+    "n_votes": pl.Int64(),
+    "posterior": pl.List(pl.Float64()),
+    "gold": pl.String(),
+    "version": pl.Int64(),
+}
+SCORECARD: dict[str, pl.DataType] = {
+    "n_judgments": pl.Int64(),
+    "n_flagged": pl.Int64(),
+    "n_gold": pl.Int64(),
+    "n_gold_correct": pl.Int64(),
+    "gold_accuracy": pl.Float64(),
+    "gold_accuracy_upper": pl.Float64(),
+    "agreement": pl.Float64(),
+    "agreement_upper": pl.Float64(),
+    "spammer_score": pl.Float64(),
+    "mean_duration_s": pl.Float64(),
+}
+ANNOTATORS: dict[str, pl.DataType] = {
+    "annotator_id": pl.String(),
+    "confusion": pl.List(pl.Float64()),  # K×K soft counts, row-major [answer, truth]
+    **SCORECARD,
+    "blocked": pl.Boolean(),
+    "blocked_reason": pl.String(),
+    "version": pl.Int64(),
+}
+VERSIONS: dict[str, pl.DataType] = {
+    "version": pl.Int64(),
+    "watermark": UTC_TIMESTAMP,
+    "applied_at": UTC_TIMESTAMP,
+    "judgments": pl.Int64(),
+}
+TASK_REQUESTS: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "project": pl.String(),
+    "request": pl.String(),
+    "reason": pl.String(),
+    "confidence": pl.Float64(),
+    "posterior": pl.String(),  # JSON {label: probability}
+    "decision_id": pl.String(),
+    "created_at": UTC_TIMESTAMP,
+}
+ANNOTATOR_ACTIONS: dict[str, pl.DataType] = {
+    "annotator_id": pl.String(),
+    "project": pl.String(),
+    "action": pl.String(),
+    "reason": pl.String(),
+    "evidence": pl.String(),  # JSON of the scorecard that caused it
+    "decision_id": pl.String(),
+    "created_at": UTC_TIMESTAMP,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveOptions:
+    """Thresholds of the running quality checks and the EM settings.
+
+    An annotator is blocked only with `min_judgments` judgments (and `min_gold` gold answers for
+    the gold rule) and when the `confidence` Wilson bound, not the point estimate, is past the
+    threshold, so one bad answer blocks no one.
+    """
+
+    min_judgments: int = 30
+    min_gold: int = 10
+    min_gold_accuracy: float = 0.6
+    max_spammer_score: float = 0.8
+    min_agreement: float = 0.6
+    confidence: float = 0.95
+    iterations: int = 3
+    pseudo_count: float = 1.0
+    diagonal_pseudo_count: float = 1.0
+    policy: PolicyOptions = field(default_factory=PolicyOptions)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveState:
+    """One project's running state. `counts` / `prior_counts` are the carried statistics."""
+
+    project: str
+    labels: tuple[str, ...] = ()
+    version: int = 0
+    watermark: datetime | None = None
+    prior_counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ledger: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=LEDGER))
+    tasks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TASKS))
+    annotators: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ANNOTATORS))
+    versions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VERSIONS))
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(annotators, K answer, K truth) soft confusion counts, in `annotators` order."""
+        k = len(self.labels)
+        if self.annotators.height == 0:
+            return np.zeros((0, k, k))
+        flat = self.annotators.get_column("confusion").list.to_array(k * k).to_numpy()
+        return np.asarray(flat, dtype=np.float64).reshape(-1, k, k)
+
+
+@dataclass(frozen=True)
+class LiveEvents:
+    """What one update caused: requests for the tool, block actions, alert rows."""
+
+    task_requests: pl.DataFrame
+    annotator_actions: pl.DataFrame
+    alerts: list[dict[str, object]]
+    new_judgments: int = 0
+    refitted_tasks: int = 0
+
+
+def decision_id(kind: str, project: str, subject: str, version: int) -> str:
+    """Stable id of one decision: the same (kind, subject, state version) → the same id."""
+    return hashlib.sha256(f"{kind}\x1f{project}\x1f{subject}\x1f{version}".encode()).hexdigest()
+
+
+def update(
+    state: LiveState,
+    new_judgments: pl.DataFrame,
+    gold: pl.DataFrame | None = None,
+    options: LiveOptions | None = None,
+    *,
+    watermark: datetime | None = None,
+    now: datetime | None = None,
+) -> tuple[LiveState, LiveEvents]:
+    """Fold `new_judgments` (and new `gold` labels) of `state.project` into the state.
+
+    `new_judgments` has `judgment_id`, `task_id`, `annotator_id`, `label`, `submitted_at`,
+    `duration_s`, `updated_at` (rows of other projects, if a `project` column is present, are
+    an error). Returns the next state (version + 1 when anything changed) and its events.
+    """
+    options = options or LiveOptions()
+    now = now or datetime.now(UTC)
+    _check_project(state.project)
+    incoming = _incoming(state, new_judgments)
+    gold_rows = _new_gold(state, gold)
+    if incoming.height == 0 and gold_rows.height == 0:
+        empty = _no_events()
+        return replace(state, watermark=watermark or state.watermark), empty
+    version = state.version + 1
+    state = _with_labels(state, incoming, gold_rows)
+    old_ledger = state.ledger
+    ledger = (
+        pl.concat([old_ledger, _ledger_rows(state, incoming, version)], how="vertical")
+        .unique("judgment_id", keep="last", maintain_order=True)
+        .sort("judgment_id")
+    )
+    tasks = _with_gold(state.tasks, gold_rows, version)
+    affected = pl.concat([incoming.get_column("task_id"), gold_rows.get_column("task_id")]).unique()
+    fitted = _refit(state, old_ledger, ledger, tasks, affected, options, version)
+    touched = incoming.get_column("annotator_id").unique()
+    gold_annotators = ledger.filter(
+        pl.col("task_id").is_in(gold_rows.get_column("task_id").implode())
+    )
+    touched = pl.concat([touched, gold_annotators.get_column("annotator_id")]).unique()
+    fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
+    fitted, actions, alerts = _block(fitted, touched, options, version, now)
+    if actions.height:
+        blocked = actions.get_column("annotator_id")
+        before = fitted.ledger
+        flagged = before.with_columns(
+            flagged=pl.col("flagged") | pl.col("annotator_id").is_in(blocked.implode())
+        )
+        their_tasks = before.filter(pl.col("annotator_id").is_in(blocked.implode())).get_column(
+            "task_id"
+        )
+        affected = pl.concat([affected, their_tasks]).unique()
+        fitted = _refit(
+            fitted, before, flagged, fitted.tasks, their_tasks.unique(), options, version
+        )
+        fitted = replace(fitted, annotators=_scorecards(fitted, blocked, options))
+    requests = open_requests(fitted, options, now=now, tasks=affected)
+    versions = pl.concat(
+        [
+            fitted.versions,
+            pl.DataFrame(
+                {
+                    "version": [version],
+                    "watermark": [watermark],
+                    "applied_at": [now],
+                    "judgments": [incoming.height],
+                },
+                schema=VERSIONS,
+            ),
+        ]
+    )
+    final = replace(
+        fitted, version=version, watermark=watermark or state.watermark, versions=versions
+    )
+    events = LiveEvents(
+        task_requests=requests,
+        annotator_actions=actions,
+        alerts=alerts,
+        new_judgments=incoming.height,
+        refitted_tasks=affected.len(),
+    )
+    return final, events
+
+
+def update_projects(
+    states: Mapping[str, LiveState],
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame | None = None,
+    options: LiveOptions | None = None,
+    *,
+    watermark: datetime | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, LiveState], dict[str, LiveEvents]]:
+    """`update` per project present in `judgments` / `gold` (a `project` column each)."""
+    projects = (
+        set(judgments.get_column("project").unique().to_list()) if judgments.height else set()
+    )
+    if gold is not None and gold.height:
+        projects |= set(gold.get_column("project").unique().to_list())
+    next_states = dict(states)
+    events: dict[str, LiveEvents] = {}
+    for project in sorted(projects):
+        state = next_states.get(project) or LiveState(project=project)
+        mine = judgments.filter(pl.col("project") == project) if judgments.height else judgments
+        their_gold = None if gold is None else gold.filter(pl.col("project") == project)
+        next_states[project], events[project] = update(
+            state, mine, their_gold, options, watermark=watermark, now=now
+        )
+    return next_states, events
+
+
+# Incoming rows ------------------------------------------------------------------------------
+
+
+def _check_project(project: str) -> None:
+    if not _PROJECT.match(project):
+        raise ValueError(
+            f"project {project!r}: use letters, digits, '.', '_' or '-' (it names lake keys)"
+        )
+
+
+def _incoming(state: LiveState, new: pl.DataFrame) -> pl.DataFrame:
+    """New rows not yet in the ledger at the same `updated_at` (one row per judgment)."""
+    if new.height == 0:
+        return pl.DataFrame(
+            schema={k: v for k, v in LEDGER.items() if k not in ("flagged", "version")}
+        )
+    if "project" in new.columns:
+        other = new.filter(pl.col("project") != state.project)
+        if other.height:
+            raise ValueError(
+                f"judgment {other.item(0, 'judgment_id')}: field project is "
+                f"{other.item(0, 'project')!r}, expected {state.project!r}"
+            )
+    missing = [c for c in LEDGER if c not in ("flagged", "version") and c not in new.columns]
+    if missing:
+        raise ValueError(f"new judgments: missing column(s) {', '.join(missing)}")
+    nulls = new.filter(pl.col("annotator_id").is_null() | pl.col("label").is_null())
+    if nulls.height:
+        field_name = "annotator_id" if nulls.item(0, "annotator_id") is None else "label"
+        raise ValueError(f"judgment {nulls.item(0, 'judgment_id')}: field {field_name} is null")
+    rows = (
+        new.select(
+            [pl.col(c).cast(t) for c, t in LEDGER.items() if c not in ("flagged", "version")]
+        )
+        .sort("updated_at")
+        .unique("judgment_id", keep="last", maintain_order=True)
+    )
+    known = state.ledger.select("judgment_id", "updated_at")
+    return rows.join(known, on=["judgment_id", "updated_at"], how="anti", maintain_order="left")
+
+
+def _new_gold(state: LiveState, gold: pl.DataFrame | None) -> pl.DataFrame:
+    schema = {"task_id": pl.String(), "label": pl.String()}
+    if gold is None or gold.height == 0:
+        return pl.DataFrame(schema=schema)
+    rows = gold.select(pl.col("task_id").cast(pl.String), pl.col("label").cast(pl.String))
+    rows = rows.unique("task_id", keep="last", maintain_order=True)
+    known = state.tasks.select("task_id", pl.col("gold").alias("label")).drop_nulls("label")
+    return rows.join(known, on=["task_id", "label"], how="anti", maintain_order="left")
+
+
+def _with_labels(state: LiveState, incoming: pl.DataFrame, gold: pl.DataFrame) -> LiveState:
+    """Append labels never seen before (existing codes stay), padding every K-shaped array."""
+    seen = pl.concat([incoming.get_column("label"), gold.get_column("label")]).unique().sort()
+    new = [label for label in seen.to_list() if label not in state.labels]
+    if not new:
+        return state
+    k, grown = len(state.labels), len(state.labels) + len(new)
+    counts = np.zeros((state.annotators.height, grown, grown))
+    counts[:, :k, :k] = state.counts
+    prior = np.zeros(grown)
+    prior[:k] = state.prior_counts[:k] if state.prior_counts.size else 0.0
+    pad = [0.0] * len(new)
+    tasks = state.tasks.with_columns(
+        posterior=pl.col("posterior").list.concat(pl.lit(pad, pl.List(pl.Float64)))
+    )
+    return replace(
+        state,
+        labels=(*state.labels, *new),
+        prior_counts=prior,
+        tasks=tasks,
+        annotators=_set_counts(state.annotators, counts),
+    )
+
+
+def _ledger_rows(state: LiveState, incoming: pl.DataFrame, version: int) -> pl.DataFrame:
+    blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
+    return incoming.with_columns(
+        flagged=pl.col("annotator_id").is_in(blocked.implode()),
+        version=pl.lit(version, pl.Int64),
+    ).select(list(LEDGER))
+
+
+def _with_gold(tasks: pl.DataFrame, gold: pl.DataFrame, version: int) -> pl.DataFrame:
+    if gold.height == 0:
+        return tasks
+    known = tasks.join(gold.rename({"label": "_gold"}), on="task_id", how="left")
+    known = known.with_columns(gold=pl.coalesce("_gold", "gold")).drop("_gold")
+    fresh = gold.join(tasks.select("task_id"), on="task_id", how="anti").select(
+        "task_id",
+        label=pl.lit(None, pl.String),
+        confidence=pl.lit(None, pl.Float64),
+        n_votes=pl.lit(0, pl.Int64),
+        posterior=pl.lit(None, pl.List(pl.Float64)),
+        gold=pl.col("label"),
+        version=pl.lit(version, pl.Int64),
+    )
+    return pl.concat([known, fresh.cast(TASKS)], how="vertical")  # type: ignore[arg-type]
+
+
+# Incremental EM -----------------------------------------------------------------------------
+
+
+def _refit(
+    state: LiveState,
+    old_ledger: pl.DataFrame,
+    ledger: pl.DataFrame,
+    tasks: pl.DataFrame,
+    affected: pl.Series,
+    options: LiveOptions,
+    version: int,
+) -> LiveState:
+    """Refit the `affected` tasks: subtract their old contributions, run EM on them, add back."""
+    k = len(state.labels)
+    label_codes = {label: code for code, label in enumerate(state.labels)}
+    annotators = _with_annotators(state.annotators, ledger, affected, k)
+    codes = annotators.select("annotator_id").with_row_index("annotator_code")
+    counts = np.zeros((annotators.height, k, k))
+    counts[: state.annotators.height] = state.counts
+    prior = state.prior_counts.copy() if state.prior_counts.size == k else np.zeros(k)
+    frame = pl.DataFrame({"task_id": affected.unique().sort()}).with_row_index("task_code")
+    n = frame.height
+    previous = frame.join(tasks, on="task_id", how="left", maintain_order="left")
+
+    def votes(rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        active = rows.filter(~pl.col("flagged")).join(frame, on="task_id", how="inner")
+        active = active.join(codes, on="annotator_id", how="inner")
+        answer = active.get_column("label").replace_strict(label_codes, return_dtype=pl.Int64)
+        return (
+            active.get_column("task_code").to_numpy().astype(np.int64),
+            active.get_column("annotator_code").to_numpy().astype(np.int64),
+            answer.to_numpy().astype(np.int64),
+        )
+
+    old_posterior = _posterior_matrix(previous, k)
+    old_votes = previous.get_column("n_votes").fill_null(0).to_numpy()
+    old_gold = previous.get_column("gold").to_numpy()
+    contributed = (old_votes > 0) | np.array([g is not None for g in old_gold], dtype=bool)
+    task_o, annotator_o, answer_o = votes(
+        old_ledger.filter(pl.col("task_id").is_in(affected.implode()))
+    )
+    _scatter(counts, annotator_o, answer_o, old_posterior[task_o], sign=-1.0)
+    prior -= old_posterior[contributed].sum(axis=0)
+    np.maximum(counts, 0.0, out=counts)
+    np.maximum(prior, 0.0, out=prior)
+    others = counts.copy()
+    other_prior = prior.copy()
+
+    task_n, annotator_n, answer_n = votes(
+        ledger.filter(pl.col("task_id").is_in(affected.implode()))
+    )
+    n_votes = np.bincount(task_n, minlength=n)
+    gold_codes = np.array(
+        [
+            -1 if g is None else label_codes.get(g, -1)
+            for g in previous.get_column("gold").to_list()
+        ],
+        dtype=np.int64,
+    )
+    posterior = _initial(old_posterior, old_votes, task_n, answer_n, n, k)
+    is_gold = gold_codes >= 0
+    posterior[is_gold] = np.eye(k)[gold_codes[is_gold]]
+    has_votes = n_votes > 0
+    if k >= 2:
+        for _ in range(max(options.iterations, 1)):
+            counts = others.copy()
+            _scatter(counts, annotator_n, answer_n, posterior[task_n], sign=1.0)
+            prior = other_prior + posterior[has_votes | is_gold].sum(axis=0)
+            posterior = _e_step(counts, prior, posterior, task_n, annotator_n, answer_n, n, options)
+            posterior[is_gold] = np.eye(k)[gold_codes[is_gold]]
+            no_votes = ~has_votes & ~is_gold
+            posterior[no_votes] = (other_prior + options.pseudo_count) / (
+                other_prior.sum() + k * options.pseudo_count
+            )
+    counts = others.copy()
+    _scatter(counts, annotator_n, answer_n, posterior[task_n], sign=1.0)
+    prior = other_prior + posterior[has_votes | is_gold].sum(axis=0)
+    best = posterior.argmax(axis=1) if k else np.zeros(n, dtype=np.int64)
+    refitted = frame.select(
+        "task_id",
+        label=pl.Series([state.labels[b] for b in best] if k else [None] * n, dtype=pl.String),
+        confidence=pl.Series(posterior.max(axis=1) if k else np.zeros(n), dtype=pl.Float64),
+        n_votes=pl.Series(n_votes, dtype=pl.Int64),
+        posterior=pl.Series(posterior.tolist(), dtype=pl.List(pl.Float64)),
+        gold=previous.get_column("gold"),
+        version=pl.lit(version, pl.Int64),
+    ).with_columns(
+        label=pl.when(pl.col("n_votes") > 0).then("label").otherwise(pl.col("gold")),
+    )
+    tasks = pl.concat(
+        [tasks.join(frame.select("task_id"), on="task_id", how="anti"), refitted], how="vertical"
+    )
+    return replace(
+        state,
+        ledger=ledger,
+        tasks=tasks,
+        prior_counts=prior,
+        annotators=_set_counts(annotators, counts),
+    )
+
+
+def _with_annotators(
+    annotators: pl.DataFrame, ledger: pl.DataFrame, affected: pl.Series, k: int
+) -> pl.DataFrame:
+    """`annotators` plus a zero row for each annotator of the affected tasks not yet in it."""
+    present = ledger.filter(pl.col("task_id").is_in(affected.implode())).select("annotator_id")
+    new = present.unique().join(annotators.select("annotator_id"), on="annotator_id", how="anti")
+    if new.height == 0:
+        return annotators
+    fresh = new.sort("annotator_id").with_columns(
+        confusion=pl.lit([0.0] * (k * k), pl.List(pl.Float64)),
+        blocked=pl.lit(False),
+    )
+    return (
+        pl.concat([annotators, fresh], how="diagonal_relaxed")
+        .select(list(ANNOTATORS))
+        .cast(
+            ANNOTATORS  # type: ignore[arg-type]
+        )
+    )
+
+
+def _set_counts(annotators: pl.DataFrame, counts: np.ndarray) -> pl.DataFrame:
+    if annotators.height == 0:
+        return annotators
+    flat = counts.reshape(counts.shape[0], -1)
+    return annotators.with_columns(confusion=pl.Series(flat.tolist(), dtype=pl.List(pl.Float64)))
+
+
+def _posterior_matrix(previous: pl.DataFrame, k: int) -> np.ndarray:
+    rows = previous.get_column("posterior").to_list()
+    return np.array(
+        [row if row is not None else [0.0] * k for row in rows], dtype=np.float64
+    ).reshape(len(rows), k)
+
+
+def _initial(
+    old: np.ndarray,
+    old_votes: np.ndarray,
+    task: np.ndarray,
+    answer: np.ndarray,
+    n: int,
+    k: int,
+) -> np.ndarray:
+    """Warm start: the previous posterior where there was one, the vote shares otherwise."""
+    shares = np.zeros((n, k))
+    np.add.at(shares, (task, answer), 1.0)
+    totals = shares.sum(axis=1, keepdims=True)
+    shares = np.where(totals > 0, shares / np.maximum(totals, 1.0), 1.0 / max(k, 1))
+    return np.where((old_votes > 0)[:, None] & (old.sum(axis=1) > 0)[:, None], old, shares)
+
+
+def _scatter(
+    counts: np.ndarray,
+    annotator: np.ndarray,
+    answer: np.ndarray,
+    weights: np.ndarray,
+    *,
+    sign: float,
+) -> None:
+    """counts[annotator, answer, :] += sign · weights, row by row (repeated cells add up)."""
+    if annotator.size == 0:
+        return
+    a, k, _ = counts.shape
+    cell = annotator * k + answer
+    flat = counts.reshape(a * k, k)
+    for truth in range(k):
+        flat[:, truth] += sign * np.bincount(cell, weights=weights[:, truth], minlength=a * k)
+
+
+def _e_step(
+    counts: np.ndarray,
+    prior: np.ndarray,
+    posterior: np.ndarray,
+    task: np.ndarray,
+    annotator: np.ndarray,
+    answer: np.ndarray,
+    n: int,
+    options: LiveOptions,
+) -> np.ndarray:
+    """Task posteriors from confusion matrices and class prior with the task's own part left out."""
+    k = prior.shape[0]
+    own = posterior[task]  # (rows, K): what this judgment's task put into its annotator's counts
+    alpha, beta = options.pseudo_count, options.diagonal_pseudo_count
+    diagonal = (np.arange(k)[None, :] == answer[:, None]).astype(np.float64)
+    numerator = counts[annotator, answer, :] - own + alpha + beta * diagonal
+    column = counts.sum(axis=1)[annotator] - own + k * alpha + beta
+    log_errors = np.log(np.maximum(numerator, _FLOOR)) - np.log(np.maximum(column, _FLOOR))
+    scores = np.zeros((n, k))
+    for truth in range(k):
+        scores[:, truth] = np.bincount(task, weights=log_errors[:, truth], minlength=n)
+    own_prior = np.where((posterior.sum(axis=1) > 0)[:, None], posterior, 0.0)
+    scores += np.log(np.maximum(prior[None, :] - own_prior + alpha, _FLOOR))
+    scores -= scores.max(axis=1, keepdims=True)
+    probabilities = np.exp(scores)
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+# Scorecards, blocks, requests ---------------------------------------------------------------
+
+
+def _scorecards(state: LiveState, touched: pl.Series, options: LiveOptions) -> pl.DataFrame:
+    """Refresh the running scorecard columns of the `touched` annotators."""
+    k = len(state.labels)
+    annotators = state.annotators
+    if touched.len() == 0 or annotators.height == 0:
+        return annotators
+    mine = state.ledger.filter(pl.col("annotator_id").is_in(touched.implode()))
+    golds = state.tasks.select("task_id", "gold").drop_nulls("gold")
+    stats = (
+        mine.join(golds, on="task_id", how="left")
+        .group_by("annotator_id")
+        .agg(
+            n_judgments=pl.len().cast(pl.Int64),
+            n_flagged=pl.col("flagged").sum().cast(pl.Int64),
+            n_gold=pl.col("gold").is_not_null().sum().cast(pl.Int64),
+            n_gold_correct=(pl.col("gold") == pl.col("label"))
+            .fill_null(False)
+            .sum()
+            .cast(pl.Int64),
+            mean_duration_s=pl.col("duration_s").mean(),
+        )
+    )
+    counts = state.counts
+    totals = counts.sum(axis=(1, 2))
+    agreement = np.trace(counts, axis1=1, axis2=2) / np.maximum(totals, _FLOOR)
+    soft = pl.DataFrame(
+        {
+            "annotator_id": annotators.get_column("annotator_id"),
+            "agreement": np.where(totals > 0, agreement, np.nan),
+            "_agreeing": np.trace(counts, axis1=1, axis2=2),
+            "_total": totals,
+            "spammer_score": _spammer_scores(counts) if k >= 2 else np.full(totals.shape, np.nan),
+        }
+    ).with_columns(pl.col("agreement", "spammer_score").fill_nan(None))
+    _, agreement_upper = wilson_bounds(
+        pl.col("_agreeing"), pl.col("_total"), confidence=options.confidence
+    )
+    soft = soft.with_columns(agreement_upper=agreement_upper).drop("_agreeing", "_total")
+    stats = stats.join(soft, on="annotator_id", how="left")
+    _, gold_upper = wilson_bounds(
+        pl.col("n_gold_correct"), pl.col("n_gold"), confidence=options.confidence
+    )
+    stats = stats.with_columns(
+        gold_accuracy=pl.when(pl.col("n_gold") > 0).then(
+            pl.col("n_gold_correct") / pl.col("n_gold")
+        ),
+        gold_accuracy_upper=gold_upper,
+    )
+    columns = list(SCORECARD)
+    refreshed = annotators.join(
+        stats.select("annotator_id", *columns), on="annotator_id", how="left", suffix="_new"
+    ).with_columns(
+        [
+            pl.when(pl.col("annotator_id").is_in(touched.implode()))
+            .then(pl.col(f"{c}_new"))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c in columns
+        ]
+    )
+    return refreshed.select(list(ANNOTATORS)).cast(ANNOTATORS)  # type: ignore[arg-type]
+
+
+def _spammer_scores(counts: np.ndarray) -> np.ndarray:
+    """1 − Raykar–Yu S per annotator on soft counts (columns: consensus class; see scorecards)."""
+    columns = counts.sum(axis=1)  # (A, K truth)
+    alpha = counts / np.maximum(columns[:, None, :], _FLOOR)  # α[a, answer, truth]
+    present = columns >= 1.0
+    classes = present.sum(axis=1).astype(np.float64)
+    alpha = np.where(present[:, None, :], alpha, 0.0)
+    squares = (alpha**2).sum(axis=(1, 2))
+    summed = (alpha.sum(axis=2) ** 2).sum(axis=1)
+    score = 1.0 - (classes * squares - summed) / np.maximum(classes * (classes - 1.0), _FLOOR)
+    return np.where(classes >= 2, np.clip(score, 0.0, 1.0), np.nan)
+
+
+def _block(
+    state: LiveState, touched: pl.Series, options: LiveOptions, version: int, now: datetime
+) -> tuple[LiveState, pl.DataFrame, list[dict[str, object]]]:
+    cards = state.annotators.filter(
+        pl.col("annotator_id").is_in(touched.implode()) & ~pl.col("blocked")
+    )
+    active = pl.col("n_judgments") - pl.col("n_flagged")
+    bad_gold = (pl.col("n_gold") >= options.min_gold) & (
+        pl.col("gold_accuracy_upper") < options.min_gold_accuracy
+    )
+    spam = (pl.col("spammer_score") > options.max_spammer_score) & (
+        pl.col("agreement_upper") < options.min_agreement
+    )
+    hits = cards.filter((active >= options.min_judgments) & (bad_gold | spam).fill_null(False))
+    if hits.height == 0:
+        return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
+    rows, alerts = [], []
+    for card in hits.sort("annotator_id").iter_rows(named=True):
+        reasons = []
+        if card["n_gold"] >= options.min_gold and (card["gold_accuracy_upper"] or 1.0) < (
+            options.min_gold_accuracy
+        ):
+            reasons.append(
+                f"gold accuracy {card['gold_accuracy']:.3f} on {card['n_gold']} gold "
+                f"(upper {options.confidence:g} bound {card['gold_accuracy_upper']:.3f}) "
+                f"< {options.min_gold_accuracy:g}"
+            )
+        if (card["spammer_score"] or 0.0) > options.max_spammer_score and (
+            card["agreement_upper"] or 1.0
+        ) < options.min_agreement:
+            reasons.append(
+                f"spammer score {card['spammer_score']:.3f} > {options.max_spammer_score:g} and "
+                f"agreement {card['agreement']:.3f} (upper bound {card['agreement_upper']:.3f}) "
+                f"< {options.min_agreement:g} over {card['n_judgments']} judgments"
+            )
+        reason = "; ".join(reasons)
+        evidence = {c: card[c] for c in SCORECARD}
+        rows.append(
+            {
+                "annotator_id": card["annotator_id"],
+                "project": state.project,
+                "action": BLOCK,
+                "reason": reason,
+                "evidence": json.dumps(evidence, sort_keys=True),
+                "decision_id": decision_id(BLOCK, state.project, card["annotator_id"], version),
+                "created_at": now,
+            }
+        )
+        alerts.append(
+            {
+                "kind": "annotator_blocked",
+                "asset": "live_quality_state",
+                "check": "running_scorecard",
+                "partition": state.project,
+                "severity": "WARN",
+                "run_id": "",
+                "message": f"{state.project}: annotator {card['annotator_id']} blocked: {reason}",
+            }
+        )
+    actions = pl.DataFrame(rows, schema=ANNOTATOR_ACTIONS)
+    reason_by = dict(zip(actions["annotator_id"], actions["reason"], strict=True))
+    annotators = state.annotators.with_columns(
+        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(actions["annotator_id"].implode()),
+        blocked_reason=pl.coalesce(
+            pl.col("annotator_id").replace_strict(reason_by, default=None, return_dtype=pl.String),
+            pl.col("blocked_reason"),
+        ),
+        version=pl.when(pl.col("annotator_id").is_in(actions["annotator_id"].implode()))
+        .then(pl.lit(version, pl.Int64))
+        .otherwise(pl.col("version")),
+    )
+    return replace(state, annotators=annotators), actions, alerts
+
+
+def open_requests(
+    state: LiveState,
+    options: LiveOptions,
+    *,
+    now: datetime,
+    tasks: pl.Series | None = None,
+) -> pl.DataFrame:
+    """The policy's request for every task (or every task in `tasks`) that still wants one.
+
+    Only tasks with their first `min_votes` votes and no gold are decided. A request's
+    `decision_id` uses the version at which the task last changed, so the same open request
+    has the same id in every update and in `requests.json`.
+    """
+    chosen = pl.col("gold").is_null() & (pl.col("n_votes") >= options.policy.min_votes)
+    if tasks is not None:
+        chosen = chosen & pl.col("task_id").is_in(tasks.implode())
+    candidates = state.tasks.filter(chosen).sort("task_id")
+    if candidates.height == 0:
+        return pl.DataFrame(schema=TASK_REQUESTS)
+    decided = decide(candidates.select("task_id", "confidence", "n_votes"), options.policy)
+    wanted = decided.filter(pl.col("decision").is_in([NEEDS_ANOTHER_JUDGMENT, ESCALATE]))
+    if wanted.height == 0:
+        return pl.DataFrame(schema=TASK_REQUESTS)
+    labels = list(state.labels)
+    joined = wanted.join(
+        candidates.select("task_id", "posterior", "version"), on="task_id", how="left"
+    )
+    request = (
+        pl.when(pl.col("decision") == ESCALATE)
+        .then(pl.lit(EXPERT_REVIEW))
+        .otherwise(pl.lit(ANOTHER_JUDGMENT))
+    )
+    rows = joined.select(
+        "task_id",
+        "version",
+        project=pl.lit(state.project),
+        request=request,
+        reason="reason",
+        confidence="confidence",
+        posterior=pl.col("posterior").map_elements(
+            lambda p: json.dumps(dict(zip(labels, (round(x, 6) for x in p), strict=True))),
+            return_dtype=pl.String,
+        ),
+    )
+    ids = [
+        decision_id(kind, state.project, task, version)
+        for kind, task, version in zip(
+            rows["request"], rows["task_id"], rows["version"], strict=True
+        )
+    ]
+    return rows.with_columns(
+        decision_id=pl.Series(ids, dtype=pl.String), created_at=pl.lit(now).cast(UTC_TIMESTAMP)
+    ).select(list(TASK_REQUESTS))
+
+
+def _no_events() -> LiveEvents:
+    return LiveEvents(
+        task_requests=pl.DataFrame(schema=TASK_REQUESTS),
+        annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
+        alerts=[],
+    )
+
+
+# Persistence --------------------------------------------------------------------------------
+
+_FRAMES = ("ledger", "tasks", "annotators", "versions")
+
+
+def state_prefix(project: str) -> str:
+    _check_project(project)
+    return f"{LIVE_PREFIX}/{project}"
+
+
+def state_files(state: LiveState) -> dict[str, bytes]:
+    """The lake objects of `state`, keyed by lake key (commit them together)."""
+    prefix = state_prefix(state.project)
+    files = {}
+    for name in _FRAMES:
+        buffer = io.BytesIO()
+        getattr(state, name).write_parquet(buffer, compression="zstd")
+        files[f"{prefix}/{name}.parquet"] = buffer.getvalue()
+    meta = {
+        "project": state.project,
+        "labels": list(state.labels),
+        "version": state.version,
+        "watermark": state.watermark.isoformat() if state.watermark else None,
+        "prior_counts": state.prior_counts.tolist(),
+    }
+    files[f"{prefix}/state.json"] = json.dumps(meta, sort_keys=True).encode()
+    return files
+
+
+def load_state(project: str, read: Callable[[str], bytes | None]) -> LiveState:
+    """The state stored under `live/<project>/` (`read(key)` returns None when absent)."""
+    prefix = state_prefix(project)
+    raw = read(f"{prefix}/state.json")
+    if raw is None:
+        return LiveState(project=project)
+    meta = json.loads(raw)
+    frames = {}
+    schemas = {"ledger": LEDGER, "tasks": TASKS, "annotators": ANNOTATORS, "versions": VERSIONS}
+    for name in _FRAMES:
+        data = read(f"{prefix}/{name}.parquet")
+        if data is None:
+            raise FileNotFoundError(f"{prefix}/{name}.parquet missing next to {prefix}/state.json")
+        frames[name] = pl.read_parquet(io.BytesIO(data)).cast(schemas[name])  # type: ignore[arg-type]
+    return LiveState(
+        project=project,
+        labels=tuple(meta["labels"]),
+        version=int(meta["version"]),
+        watermark=datetime.fromisoformat(meta["watermark"]) if meta["watermark"] else None,
+        prior_counts=np.asarray(meta["prior_counts"], dtype=np.float64),
+        **frames,
+    )
+
+
+STREAM_PREFIX = f"{LIVE_PREFIX}/_stream"
+
+
+def stream_files(watermark: datetime, seen: pl.DataFrame) -> dict[str, bytes]:
+    """The change stream's position (DB watermark and the rows read at its end), as objects
+    committed with the states they produced, so state and position never disagree."""
+    buffer = io.BytesIO()
+    seen.write_parquet(buffer)
+    return {
+        f"{STREAM_PREFIX}/watermark.json": json.dumps(
+            {"watermark": watermark.isoformat()}
+        ).encode(),
+        f"{STREAM_PREFIX}/seen.parquet": buffer.getvalue(),
+    }
+
+
+def load_stream(read: Callable[[str], bytes | None]) -> tuple[datetime, pl.DataFrame | None]:
+    """(watermark, seen) of the change stream; the epoch and None before the first update."""
+    raw = read(f"{STREAM_PREFIX}/watermark.json")
+    if raw is None:
+        return datetime(1970, 1, 1, tzinfo=UTC), None
+    seen = read(f"{STREAM_PREFIX}/seen.parquet")
+    frame = None if seen is None else pl.read_parquet(io.BytesIO(seen))
+    return datetime.fromisoformat(json.loads(raw)["watermark"]), frame
+
+
+def label_studio_requests(requests: pl.DataFrame) -> bytes:
+    """Open requests as a Label Studio–importable JSON list (`id` + `data` per task)."""
+    items = [
+        {
+            "id": row["task_id"],
+            "data": {
+                "task_id": row["task_id"],
+                "project": row["project"],
+                "request": row["request"],
+                "reason": row["reason"],
+                "confidence": row["confidence"],
+                "decision_id": row["decision_id"],
+            },
+        }
+        for row in requests.sort("task_id").iter_rows(named=True)
+    ]
+    return json.dumps(items, indent=1).encode()
+
+
+__all__ = [
+    "ANNOTATOR_ACTIONS",
+    "TASK_REQUESTS",
+    "LiveEvents",
+    "LiveOptions",
+    "LiveState",
+    "decision_id",
+    "label_studio_requests",
+    "load_state",
+    "load_stream",
+    "open_requests",
+    "state_files",
+    "state_prefix",
+    "stream_files",
+    "update",
+    "update_projects",
+]

@@ -1,0 +1,98 @@
+"""The live engine step at a sustained arrival rate: per-tick time and the lag it adds.
+
+    .venv/bin/python benchmarks/bench_live.py [--rate 200] [--seconds 60] [--tick 15]
+                                               [--history 0]
+
+Synthetic arrivals (3 classes, 60 annotators of mixed skill, 5 votes per task, a spammer from
+the middle) at `--rate` judgments/s, folded into one project's `LiveState` every `--tick`
+seconds of simulated time; `--history` judgments are folded in first (a state already holding
+part of a day). For each tick: the wall time of `update`, and the lag a judgment sees from the
+engine alone (tick wait + update time). Compared side by side with what the incremental step
+replaces: a cold Dawid–Skene fit (`aggregation.fit`) of the whole history each tick.
+Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from annotation_pipelines.aggregation import fit
+from annotation_pipelines.loop.live import LiveState, update
+
+START = datetime(2026, 11, 10, 9, tzinfo=UTC)
+
+
+def arrivals(n: int, *, seed: int = 3, annotators: int = 60) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    index = np.arange(n)
+    task = index // 5
+    truth = (task * 7919) % 3
+    who = rng.integers(0, annotators, n)
+    skill = rng.uniform(0.7, 0.95, annotators)
+    right = rng.random(n) < skill[who]
+    label = np.where(right, truth, rng.integers(0, 3, n))
+    spam = (index > n // 2) & (index % 25 == 0)
+    label = np.where(spam, rng.integers(0, 3, n), label)
+    frame = pl.DataFrame(
+        {
+            "judgment_id": [f"j{i:08d}" for i in index],
+            "task_id": [f"t{t:07d}" for t in task],
+            "annotator_id": np.where(spam, "s00", np.char.add("w", who.astype(str))),
+            "label": np.char.add("c", label.astype(str)),
+            "duration_s": rng.uniform(1, 10, n),
+        }
+    )
+    return frame.with_columns(
+        submitted_at=pl.lit(START) + pl.duration(microseconds=pl.int_range(n) * 5000),
+    ).with_columns(updated_at=pl.col("submitted_at"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--tick", type=int, default=15)
+    parser.add_argument("--history", type=int, default=0)
+    arguments = parser.parse_args()
+    per_tick = arguments.rate * arguments.tick
+    total = arguments.history + arguments.rate * arguments.seconds
+    frame = arrivals(total)
+    state = LiveState(project="bench")
+    if arguments.history:
+        state, _ = update(state, frame.head(arguments.history))
+    print(f"rate {arguments.rate}/s, tick {arguments.tick} s, history {arguments.history:,}\n")
+    print("| tick | judgments | state size | update s | cold full fit s | lag p100 s |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    seconds = []
+    for number, start in enumerate(range(arguments.history, total, per_tick), start=1):
+        batch = frame.slice(start, per_tick)
+        began = time.perf_counter()
+        state, _ = update(state, batch)
+        elapsed = time.perf_counter() - began
+        seconds.append(elapsed)
+        history = frame.head(start + batch.height).select("task_id", "annotator_id", "label")
+        began = time.perf_counter()
+        fit(history, "dawid_skene")
+        cold = time.perf_counter() - began
+        print(
+            f"| {number} | {batch.height:,} | {state.ledger.height:,} | {elapsed:.3f} | "
+            f"{cold:.3f} | {arguments.tick + elapsed:.1f} |"
+        )
+    print(
+        f"\nmean update {np.mean(seconds):.3f} s per {per_tick:,}-judgment tick "
+        f"({per_tick / np.mean(seconds):,.0f} judgments/s of engine throughput); "
+        f"blocked: {state.annotators.filter(pl.col('blocked'))['annotator_id'].to_list()}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The live engine: incremental state equals its sufficient statistics, exactly once, blocks,
+requests with stable decision ids, agreement with a full Dawid–Skene fit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from annotation_pipelines.aggregation.api import fit
+from annotation_pipelines.loop.live import (
+    LiveOptions,
+    LiveState,
+    load_state,
+    open_requests,
+    state_files,
+    update,
+)
+
+START = datetime(2026, 11, 10, 9, tzinfo=UTC)
+NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
+
+
+def stream(
+    *, n_tasks: int = 600, votes: int = 5, n_annotators: int = 30, spammer_from: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(judgments in arrival order with ids and stamps, truth); 3 classes; annotator `s00` is
+    a spammer answering uniformly at random from task `spammer_from` on."""
+    rng = np.random.default_rng(11)
+    truth = rng.integers(0, 3, n_tasks)
+    skill = rng.uniform(0.7, 0.95, n_annotators)
+    rows = []
+    for task in range(n_tasks):
+        for annotator in rng.choice(n_annotators, size=votes, replace=False):
+            label = truth[task] if rng.random() < skill[annotator] else rng.integers(0, 3)
+            rows.append((f"t{task:04d}", f"w{annotator:02d}", f"c{label}"))
+        if spammer_from is not None and task >= spammer_from:
+            rows.append((f"t{task:04d}", "s00", f"c{rng.integers(0, 3)}"))
+    frame = pl.DataFrame(rows, schema=["task_id", "annotator_id", "label"], orient="row")
+    frame = frame.with_row_index("n").with_columns(
+        judgment_id=pl.format("j{}", pl.col("n")),
+        submitted_at=pl.lit(START) + pl.duration(milliseconds=pl.col("n") * 10),
+        duration_s=pl.lit(4.0),
+    )
+    frame = frame.with_columns(updated_at=pl.col("submitted_at")).drop("n")
+    truth_frame = pl.DataFrame(
+        {"task_id": [f"t{t:04d}" for t in range(n_tasks)], "truth": [f"c{v}" for v in truth]}
+    )
+    return frame, truth_frame
+
+
+def run(judgments: pl.DataFrame, *, batch: int = 500, options: LiveOptions | None = None):
+    state, events = LiveState(project="p"), []
+    for start in range(0, judgments.height, batch):
+        state, event = update(state, judgments.slice(start, batch), options=options, now=NOW)
+        events.append(event)
+    return state, events
+
+
+def recomputed_counts(state: LiveState) -> np.ndarray:
+    """The confusion counts from scratch: Σ over active judgments of their task's posterior."""
+    k = len(state.labels)
+    codes = {label: i for i, label in enumerate(state.labels)}
+    order = {a: i for i, a in enumerate(state.annotators["annotator_id"])}
+    counts = np.zeros((len(order), k, k))
+    joined = state.ledger.filter(~pl.col("flagged")).join(
+        state.tasks.select("task_id", "posterior"), on="task_id"
+    )
+    for row in joined.iter_rows(named=True):
+        counts[order[row["annotator_id"]], codes[row["label"]]] += np.array(row["posterior"])
+    return counts
+
+
+def test_carried_counts_equal_the_counts_recomputed_from_the_ledger():
+    judgments, _ = stream(n_tasks=200)
+    state, _ = run(judgments, batch=137)
+    np.testing.assert_allclose(state.counts, recomputed_counts(state), atol=1e-6)
+    posteriors = np.array(state.tasks["posterior"].to_list())
+    np.testing.assert_allclose(state.prior_counts, posteriors.sum(axis=0), atol=1e-6)
+
+
+def test_incremental_labels_agree_with_a_full_dawid_skene_fit():
+    judgments, truth = stream()
+    state, _ = run(judgments, batch=300)
+    full = fit(judgments.select("task_id", "annotator_id", "label"), "dawid_skene").labels
+    both = state.tasks.join(
+        full.select("task_id", pl.col("label").alias("full")), on="task_id"
+    ).join(truth, on="task_id")
+    assert both.height == 600
+    agreement = (both["label"] == both["full"]).mean()
+    live_accuracy = (both["label"] == both["truth"]).mean()
+    full_accuracy = (both["full"] == both["truth"]).mean()
+    assert agreement >= 0.98, agreement
+    assert live_accuracy >= full_accuracy - 0.01, (live_accuracy, full_accuracy)
+
+
+def test_every_judgment_is_counted_once_whatever_the_re_reads():
+    judgments, _ = stream(n_tasks=100)
+    state = LiveState(project="p")
+    # Overlapping windows, as the extract's overlap re-reads the end of the previous one.
+    for start in range(0, judgments.height, 100):
+        state, _ = update(state, judgments.slice(max(start - 40, 0), 140), now=NOW)
+    once, _ = run(judgments, batch=100)
+    assert state.ledger.height == judgments.height
+    assert state.tasks["n_votes"].sum() == judgments.height
+    np.testing.assert_allclose(state.counts, recomputed_counts(state), atol=1e-6)
+    again, events = update(state, judgments.slice(0, 300), now=NOW)
+    assert again.version == state.version and events.new_judgments == 0
+    assert once.ledger.height == state.ledger.height
+
+
+def test_a_resubmission_replaces_the_earlier_answer():
+    judgments, _ = stream(n_tasks=50)
+    state, _ = run(judgments)
+    first = judgments.row(0, named=True)
+    changed = "c0" if first["label"] != "c0" else "c1"
+    resubmitted = pl.DataFrame([{**first, "label": changed}]).with_columns(
+        updated_at=pl.lit(START + timedelta(hours=1))
+    )
+    state, events = update(state, resubmitted.cast(judgments.schema), now=NOW)
+    assert events.new_judgments == 1
+    assert state.ledger.height == judgments.height
+    assert state.ledger.filter(pl.col("judgment_id") == first["judgment_id"])["label"].item() == (
+        changed
+    )
+    np.testing.assert_allclose(state.counts, recomputed_counts(state), atol=1e-6)
+
+
+def test_a_spammer_is_blocked_once_and_their_judgments_are_flagged():
+    judgments, _ = stream(n_tasks=600, spammer_from=300)
+    state, events = run(judgments, batch=200)
+    actions = pl.concat([e.annotator_actions for e in events])
+    assert actions["annotator_id"].to_list() == ["s00"]
+    assert "spammer score" in actions["reason"].item()
+    assert state.annotators.filter(pl.col("annotator_id") == "s00")["blocked"].item()
+    spam = state.ledger.filter(pl.col("annotator_id") == "s00")
+    assert spam.height == 300 and spam["flagged"].all()
+    # Every spam judgment stops counting: no task's vote count includes them.
+    assert state.tasks["n_votes"].sum() == judgments.height - 300
+    np.testing.assert_allclose(state.counts, recomputed_counts(state), atol=1e-6)
+    # Blocked within a batch or two of reaching min_judgments (30 of their judgments).
+    order = judgments.with_row_index("n").filter(pl.col("annotator_id") == "s00")
+    thirtieth = order["n"][29]
+    blocking = next(i for i, e in enumerate(events) if e.annotator_actions.height)
+    assert blocking * 200 <= thirtieth + 2 * 200, (blocking, thirtieth)
+    others = state.annotators.filter(pl.col("annotator_id") != "s00")
+    assert not others["blocked"].any()
+
+
+def test_too_few_judgments_block_no_one():
+    judgments, _ = stream(n_tasks=100)
+    wrong = judgments.head(10).with_columns(
+        judgment_id=pl.format("x{}", pl.col("judgment_id")), annotator_id=pl.lit("newcomer")
+    )
+    state, events = run(pl.concat([judgments, wrong]))
+    assert not any(e.annotator_actions.height for e in events)
+    card = state.annotators.filter(pl.col("annotator_id") == "newcomer")
+    assert card["n_judgments"].item() == 10 and not card["blocked"].item()
+
+
+def test_a_bad_gold_record_blocks_through_the_gold_rule():
+    judgments, truth = stream(n_tasks=300)
+    gold = truth.head(60).rename({"truth": "label"})
+    wrong = (
+        gold.join(judgments.select("task_id").unique(), on="task_id")
+        .with_row_index("n")
+        .select(
+            "task_id",
+            judgment_id=pl.format("g{}", pl.col("n")),
+            annotator_id=pl.lit("careless"),
+            label=pl.when(pl.col("label") == "c0").then(pl.lit("c1")).otherwise(pl.lit("c0")),
+            submitted_at=pl.lit(START),
+            duration_s=pl.lit(1.0),
+            updated_at=pl.lit(START),
+        )
+    )
+    state, gold_event = update(LiveState(project="p"), judgments, gold, now=NOW)
+    assert not gold_event.annotator_actions.height
+    state, event = update(state, wrong.select(judgments.columns), now=NOW)
+    assert event.annotator_actions["annotator_id"].to_list() == ["careless"]
+    assert "gold accuracy 0.000" in event.annotator_actions["reason"].item()
+    card = state.annotators.filter(pl.col("annotator_id") == "careless")
+    assert card["n_gold"].item() == 60 and card["gold_accuracy_upper"].item() < 0.1
+
+
+def test_requests_have_stable_decision_ids_and_follow_the_policy():
+    judgments, _ = stream(n_tasks=200, votes=3)
+    state, _ = run(judgments.head(300))
+    retried_a, events_a = update(state, judgments.slice(300), now=NOW)
+    _, events_b = update(state, judgments.slice(300), now=NOW)
+    assert events_a.task_requests.height > 0
+    assert events_a.task_requests.equals(events_b.task_requests)
+    requests = events_a.task_requests
+    assert set(requests["request"]) <= {"another_judgment", "expert_review"}
+    decided = requests.join(retried_a.tasks, on="task_id")
+    assert (decided["confidence"] < 0.98).all() and (decided["n_votes"] >= 3).all()
+    # The open list reports the same decisions under the same ids.
+    pending = open_requests(retried_a, LiveOptions(), now=NOW)
+    assert set(requests["decision_id"]) <= set(pending["decision_id"])
+
+
+def test_the_state_round_trips_through_its_lake_objects():
+    judgments, _ = stream(n_tasks=80, spammer_from=0)
+    state, _ = run(judgments, batch=120)
+    files = state_files(state)
+    loaded = load_state("p", files.get)
+    assert loaded.version == state.version and loaded.labels == state.labels
+    for name in ("ledger", "tasks", "annotators", "versions"):
+        assert getattr(loaded, name).equals(getattr(state, name)), name
+    np.testing.assert_allclose(loaded.counts, state.counts)
+    more, _ = stream(n_tasks=90)
+    after_a, _ = update(loaded, more.slice(400), now=NOW)
+    after_b, _ = update(state, more.slice(400), now=NOW)
+    assert after_a.tasks.sort("task_id").equals(after_b.tasks.sort("task_id"))
+
+
+def test_rows_of_another_project_are_refused_with_the_judgment_named():
+    judgments, _ = stream(n_tasks=5)
+    with pytest.raises(ValueError, match="judgment j0: field project"):
+        update(LiveState(project="p"), judgments.with_columns(project=pl.lit("q")), now=NOW)
