@@ -7,6 +7,7 @@ a method means adding its kernel module and one `Method` line here.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
@@ -17,6 +18,7 @@ from annotation_pipelines.aggregation.result import Fitted
 
 if TYPE_CHECKING:
     from annotation_pipelines.aggregation.encoding import Encoded
+    from annotation_pipelines.aggregation.kinds_result import KindAggregation
 
 AUTO = "auto"
 
@@ -116,3 +118,67 @@ def run_kernel(
     if not declared.gold_aware:
         options = replace(options, gold_codes=None)
     return declared.fit(encoded, options)
+
+
+@dataclass(frozen=True)
+class KindMethod:
+    """One aggregation method of a non-categorical kind.
+
+    `aggregator` is "module:function" in this package; the function takes
+    `(judgments, *, method, gold, **options)` and returns a `KindAggregation`. The first method
+    declared for a kind is its default.
+    """
+
+    kind: str
+    name: str
+    aggregator: str
+    iterative: bool
+    gold_aware: bool = True
+
+    @property
+    def aggregate(self) -> Callable[..., KindAggregation]:
+        module, function = self.aggregator.split(":")
+        found = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        return cast("Callable[..., KindAggregation]", found)
+
+
+KIND_REGISTRY: tuple[KindMethod, ...] = (
+    KindMethod("multilabel", "dawid_skene", "multilabel:aggregate_multilabel_kind", True),
+    KindMethod("multilabel", "majority_vote", "multilabel:aggregate_multilabel_kind", False),
+    KindMethod("numeric", "bias_noise", "numeric:aggregate_numeric_kind", True),
+    KindMethod("numeric", "mean", "numeric:aggregate_numeric_kind", False, gold_aware=False),
+    KindMethod("numeric", "median", "numeric:aggregate_numeric_kind", False, gold_aware=False),
+    KindMethod("numeric", "trimmed_mean", "numeric:aggregate_numeric_kind", False, False),
+    KindMethod("ranking", "plackett_luce", "ranking:aggregate_ranking", True),
+    KindMethod("ranking", "borda", "ranking:aggregate_ranking", False),
+    KindMethod("pairwise", "crowd_bt", "pairwise:aggregate_pairwise", True),
+    KindMethod("pairwise", "bradley_terry", "pairwise:aggregate_pairwise", True),
+    KindMethod("spans", "dawid_skene", "spans:aggregate_spans", True),
+    KindMethod("spans", "majority", "spans:aggregate_spans", False),
+    KindMethod("boxes", "weighted_fusion", "boxes:aggregate_boxes", True),
+    KindMethod("boxes", "majority", "boxes:aggregate_boxes", False),
+    KindMethod("text", "consensus", "text:aggregate_text", True),
+    KindMethod("text", "medoid", "text:aggregate_text", False),
+    KindMethod("text", "rover", "text:aggregate_text", False),
+)
+
+
+def methods_for(kind: str) -> tuple[str, ...]:
+    """The methods that aggregate `kind`, its default first (categorical: `METHODS`)."""
+    if kind == "categorical":
+        return (AUTO, *CATEGORICAL_METHODS)
+    return tuple(declared.name for declared in KIND_REGISTRY if declared.kind == kind)
+
+
+def kind_method(kind: str, name: str | None = None) -> KindMethod:
+    """The declaration of `name` (default: the kind's default) for a non-categorical kind."""
+    candidates = [declared for declared in KIND_REGISTRY if declared.kind == kind]
+    if not candidates:
+        raise ValueError(f"no aggregation methods for kind {kind!r}")
+    if name is None:
+        return candidates[0]
+    for declared in candidates:
+        if declared.name == name:
+            return declared
+    known = ", ".join(declared.name for declared in candidates)
+    raise ValueError(f"unknown method {name!r} for kind {kind!r}; expected one of {known}")
