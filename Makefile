@@ -13,13 +13,14 @@ DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 KEY_FILE := $(DAGSTER_HOME)/pseudonym.key
 export ANNOTATION_PIPELINES_PSEUDONYM_KEY ?= $(shell cat $(KEY_FILE) 2>/dev/null)
 
-.PHONY: help setup setup-runtime demo dev serve test test-scale test-all lint format bench clean
+.PHONY: help setup setup-runtime demo dev serve test typecheck test-scale test-all lint format bench clean
 
 help:
 	@echo "make demo   - install, generate a synthetic workload, materialize the whole graph"
 	@echo "make dev    - open the Dagster UI on the same local instance"
 	@echo "make serve  - the REST API on the demo's lake (http://127.0.0.1:8000/docs)"
 	@echo "make test   - run the test suite (what CI runs)"
+	@echo "make typecheck - mypy over the engine, the code location and the resources"
 	@echo "make test-scale - heavy scale tests (millions of rows)"
 	@echo "make lint   - ruff check + format check"
 
@@ -54,11 +55,15 @@ serve: setup-runtime
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(DG) check defs
 	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 test-scale: setup
 	$(VENV)/bin/pytest -m scale
+
+typecheck: setup
+	$(VENV)/bin/mypy
 
 lint: setup
 	$(VENV)/bin/ruff check .
