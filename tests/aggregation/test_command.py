@@ -114,8 +114,11 @@ def test_value_col_and_json_lines_output_for_categorical(tmp_path: Path) -> None
     output = tmp_path / "out.jsonl"
     result = CliRunner().invoke(
         aggregate_command,
-        [str(path), "--kind", "categorical", "--method", "majority_vote"]
-        + ["--value-col", "answer", "--output", str(output)],
+        [
+            str(path),
+            *("--kind", "categorical", "--method", "majority_vote"),
+            *("--value-col", "answer", "--output", str(output)),
+        ],
     )
     assert result.exit_code == 0, result.output
     out = pl.read_ndjson(output)

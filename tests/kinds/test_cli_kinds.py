@@ -558,4 +558,5 @@ def test_parquet_with_integer_coordinates_and_text_numbers(tmp_path: Path) -> No
     result = _invoke(aggregate_command, [str(path), "--kind", "numeric"])
     assert result.exit_code == 0, result.output
     assert "row 3, field 'value'" in result.stderr
-    assert pl.read_csv(io.StringIO(result.stdout)).get_column("value").to_list() == [pytest.approx(1.5)]
+    values = pl.read_csv(io.StringIO(result.stdout)).get_column("value").to_list()
+    assert values == [pytest.approx(1.5)]
