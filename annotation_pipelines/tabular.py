@@ -2,15 +2,37 @@
 
 Shared by every command-line entry point so `aggregate`, `agreement`, `forecast` and `ingest`
 accept the same formats and fail the same way.
+
+`read_kind_table` reads judgments (or gold) of any annotation kind: each row's value is checked
+and brought to the kind's canonical dtype by the same function ingest uses
+(`ingest.values.normalize`), and a row of the wrong shape is quarantined with its row number,
+field and reason instead of failing the whole file or vanishing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
+from polars.datatypes import DataTypeClass
+
+from annotation_pipelines.ingest.validation import (
+    MALFORMED_JSON,
+    MISSING_ANNOTATOR,
+    MISSING_FIELD,
+    NESTING_TOO_DEEP,
+    NUL_BYTE,
+    OVERSIZED_RECORD,
+    WRONG_TYPE,
+    cap_raw,
+)
+from annotation_pipelines.ingest.values import ValueShapeError, normalize
+from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES, WINNERS, check_kind
 
 FORMATS = {
     ".csv": "csv",
@@ -107,7 +129,7 @@ def read_table(
     for column in required_columns:
         nulls = frame.get_column(column).is_null()
         if nulls.any():
-            row = int(nulls.arg_max()) + 1
+            row = _first_true(nulls)
             raise InputError(f"{path}: row {row}, column {column!r}: empty value")
     cast = [pl.col(c).cast(pl.String) for c in string_columns if c in frame.columns]
     frame = frame.with_columns(cast) if cast else frame
@@ -115,9 +137,14 @@ def read_table(
         if column in frame.columns and frame.schema[column] == pl.String:
             nul = frame.get_column(column).str.contains("\x00", literal=True).fill_null(False)
             if nul.any():
-                row = int(nul.arg_max()) + 1
+                row = _first_true(nul)
                 raise InputError(f"{path}: row {row}, column {column!r}: contains a NUL byte")
     return frame
+
+
+def _first_true(mask: pl.Series) -> int:
+    """1-based row of the first true value of a boolean mask that has one."""
+    return int(mask.arg_true()[0]) + 1
 
 
 def _read_jsonl(path: Path) -> pl.DataFrame:
@@ -157,3 +184,440 @@ def write_table(frame: pl.DataFrame, path: str | Path) -> None:
         frame.write_csv(path)
     else:
         raise InputError(f"{path}: output must end in .parquet or .csv")
+
+
+OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".csv")
+
+
+def check_output_path(path: str | Path) -> Path:
+    """`path` if `write_rows` can write it (by extension), else InputError naming it."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
+    return path
+
+
+def write_rows(frame: pl.DataFrame, path: str | Path) -> None:
+    """Write by extension: `.parquet`, `.jsonl`/`.ndjson`, or `.csv` (scalar columns only)."""
+    path = check_output_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+        if nested:
+            raise InputError(
+                f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, nested))}; "
+                "write .jsonl or .parquet"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".jsonl", ".ndjson"):
+        frame.write_ndjson(path)
+    else:
+        write_table(frame, path)
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """One input row set aside: `row` is 1-based as a person counts (data rows of a CSV, lines
+    of a JSON Lines file, rows of a Parquet file); `field` is None when the whole row is bad."""
+
+    row: int
+    field: str | None
+    reason: str
+    message: str
+    record: str
+
+    def describe(self) -> str:
+        where = f"row {self.row}" if self.field is None else f"row {self.row}, field {self.field!r}"
+        return f"{where}: {self.reason}: {self.message}"
+
+
+@dataclass(frozen=True)
+class KindTable:
+    """What `read_kind_table` read: `rows` is in canonical columns and dtypes, `quarantined`
+    holds every row set aside, so `rows_read == rows.height + len(quarantined)`."""
+
+    path: Path
+    rows: pl.DataFrame
+    quarantined: tuple[QuarantinedRow, ...]
+    rows_read: int
+
+
+class _Refused(Exception):
+    def __init__(self, field: str | None, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+        self.message = message
+
+
+# A JSON line longer than this is set aside unparsed (the ingest limit): parsing it would cost
+# many times its size in memory and no real judgment is anywhere near it.
+_MAX_LINE_BYTES = 16 * 1024 * 1024
+# Rows converted per step when a Parquet file is read row by row.
+_BATCH_ROWS = 65_536
+
+
+def read_kind_table(
+    path: str | Path,
+    *,
+    kind: str,
+    task_column: str = "task_id",
+    annotator_column: str | None = "annotator_id",
+    value_column: str | None = None,
+) -> KindTable:
+    """Judgments (or, with `annotator_column=None`, gold) of `kind` from `path`.
+
+    The result has `task_id`, `annotator_id` (unless None) and the kind's value columns
+    (`kinds.VALUE_COLUMNS`) in their canonical dtypes. `value_column` renames the value column
+    of a single-column kind. A missing column, an unreadable file or an empty one raises
+    InputError naming the file; a row whose task or annotator is missing, or whose value is
+    missing or of the wrong shape for `kind`, is quarantined with its row and field. In CSV and
+    TSV, list and object values are JSON text in the cell.
+    """
+    path = Path(path)
+    check_kind(kind)
+    canonical = VALUE_COLUMNS[kind]
+    if value_column is not None and len(canonical) > 1:
+        raise InputError(
+            f"a value column name applies to one-column kinds; {kind} reads {', '.join(canonical)}"
+        )
+    sources: dict[str, str] = {
+        name: value_column if value_column is not None else name for name in canonical
+    }
+    ids: dict[str, str] = {"task_id": task_column}
+    if annotator_column is not None:
+        ids["annotator_id"] = annotator_column
+    needed = [*ids.values(), *sources.values()]
+    if len(set(needed)) < len(needed):
+        raise InputError(f"{path}: the task, annotator and value columns must be different")
+    fmt = _checked_format(path)
+    schema: dict[str, pl.DataType] = {name: pl.String() for name in ids}
+    schema.update({name: VALUE_DTYPES[name] for name in canonical})
+    plain = pl.DataFrame(schema={**schema, _ROW: pl.Int64()})
+    if fmt in ("csv", "tsv"):
+        records = _delimited_records(path, fmt=fmt, columns=needed)
+    elif fmt == "parquet":
+        frame = _read_parquet(path, columns=needed).with_row_index(_ROW, offset=1)
+        split = _plain_rows(frame, kind=kind, ids=ids, sources=sources)
+        if split is not None:
+            plain, frame = split
+        records = _frame_records(frame)
+    else:
+        records = _jsonl_records(path, columns=needed)
+    rows: list[dict[str, Any]] = []
+    quarantined: list[QuarantinedRow] = []
+    text_cells = fmt in ("csv", "tsv")
+    rows_read = plain.height
+    for number, record in records:
+        rows_read += 1
+        try:
+            if isinstance(record, _Refused):
+                raise record
+            row: dict[str, Any] = {
+                name: _identifier(record, source) for name, source in ids.items()
+            }
+            row.update(_value(record, kind=kind, sources=sources, text_cells=text_cells))
+        except _Refused as refused:
+            if refused.reason == MISSING_FIELD and refused.field == annotator_column:
+                refused.reason = MISSING_ANNOTATOR
+            quarantined.append(
+                QuarantinedRow(
+                    row=number,
+                    field=refused.field,
+                    reason=refused.reason,
+                    message=refused.message,
+                    record=_record_text(record),
+                )
+            )
+            continue
+        row[_ROW] = number
+        rows.append(row)
+    if rows_read == 0:
+        raise InputError(f"{path}: no data rows")
+    checked = pl.DataFrame(rows, schema=plain.schema)
+    result = pl.concat([plain, checked]) if plain.height else checked
+    return KindTable(
+        path=path,
+        rows=result.sort(_ROW).drop(_ROW),
+        quarantined=tuple(sorted(quarantined, key=lambda entry: entry.row)),
+        rows_read=rows_read,
+    )
+
+
+# The row number a row was read at, carried while rows are checked in two ways.
+_ROW = "__row"
+
+
+def _read_parquet(path: Path, *, columns: Sequence[str]) -> pl.DataFrame:
+    try:
+        _missing_columns(path, list(pl.read_parquet_schema(path)), columns)
+        return pl.read_parquet(path, columns=list(columns))
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise InputError(f"{path}: unreadable parquet: {_first_line(error)}") from error
+
+
+def _frame_records(frame: pl.DataFrame) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
+    for offset in range(0, frame.height, _BATCH_ROWS):
+        for record in frame.slice(offset, _BATCH_ROWS).iter_rows(named=True):
+            yield int(record.pop(_ROW)), record
+
+
+def _plain_rows(
+    frame: pl.DataFrame, *, kind: str, ids: Mapping[str, str], sources: Mapping[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """(rows that are plainly valid, in canonical columns; the other rows as read), or None
+    when the file's dtypes are not the kind's.
+
+    A typed Parquet file is checked in a few vectorised expressions, so a million spans load in
+    a fraction of a second; only the rows these expressions doubt go through the per-row check,
+    which names the reason. The expressions accept a subset of what the per-row check accepts,
+    so both ways load the same rows.
+    """
+    identifiers = (pl.String(), pl.Int64(), pl.Int32(), pl.UInt32(), pl.UInt64())
+    if any(frame.schema[source] not in identifiers for source in ids.values()):
+        return None
+    if not all(
+        _compatible(frame.schema[source], VALUE_DTYPES[name]) for name, source in sources.items()
+    ):
+        return None
+    columns = [pl.col(source).cast(pl.String).alias(name) for name, source in ids.items()]
+    columns += [
+        pl.col(source).cast(VALUE_DTYPES[name]).alias(name) for name, source in sources.items()
+    ]
+    try:
+        typed = frame.select(*columns, _ROW)
+    except pl.exceptions.PolarsError:
+        return None
+    plain = pl.all_horizontal(
+        *(pl.col(name).is_not_null() for name in [*ids, *sources]),
+        *(
+            (pl.col(name).str.strip_chars() != "")
+            & ~pl.col(name).str.contains("\x00", literal=True)
+            for name in ids
+        ),
+        *_plain_value(kind),
+    ).fill_null(False)
+    good = typed.filter(plain)
+    doubtful = frame.join(good.select(_ROW), on=_ROW, how="anti", maintain_order="left")
+    return good, doubtful
+
+
+# A dtype as Polars hands it out: an instance, or a class for the parameterless ones.
+_Dtype = pl.DataType | DataTypeClass
+
+
+def _compatible(source: _Dtype, target: _Dtype) -> bool:
+    """Whether values of dtype `source` cast to `target` exactly as the per-row check reads
+    them (integers to floats, narrower integers to Int64; never booleans or text to numbers)."""
+    if source == target:
+        return True
+    if isinstance(target, pl.List):
+        return isinstance(source, pl.List) and _compatible(source.inner, target.inner)
+    if isinstance(target, pl.Struct):
+        if not isinstance(source, pl.Struct):
+            return False
+        have = {field.name: field.dtype for field in source.fields}
+        want = {field.name: field.dtype for field in target.fields}
+        return set(have) == set(want) and all(_compatible(have[n], want[n]) for n in want)
+    if target == pl.Int64():
+        return source.is_integer()
+    if target == pl.Float64():
+        return source.is_numeric()
+    return False
+
+
+def _plain_value(kind: str) -> list[pl.Expr]:
+    """Conditions under which a value of `kind` (already cast, not null) is certainly valid."""
+    if kind in ("multilabel", "ranking"):
+        column = pl.col("labels" if kind == "multilabel" else "ranking")
+        conditions = [column.list.eval(pl.element().is_null().any()).list.first().not_()]
+        if kind == "ranking":
+            conditions.append(column.list.n_unique() == column.list.len())
+        return conditions
+    if kind == "numeric":
+        return [pl.col("value").is_finite()]
+    if kind == "pairwise":
+        return [pl.col("winner").is_in(list(WINNERS))]
+    if kind == "spans":
+        element = pl.element().struct
+        bad = (
+            element.field("start").is_null()
+            | element.field("end").is_null()
+            | (element.field("start") < 0)
+            | (element.field("end") <= element.field("start"))
+        )
+        return [pl.col("spans").list.eval(bad.fill_null(True).any()).list.first().not_()]
+    if kind == "boxes":
+        element = pl.element().struct
+        coordinates = [element.field(name) for name in ("x_min", "y_min", "x_max", "y_max")]
+        bad = pl.any_horizontal(*(c.is_null() | ~c.is_finite() for c in coordinates)) | (
+            (element.field("x_max") < element.field("x_min"))
+            | (element.field("y_max") < element.field("y_min"))
+        )
+        return [pl.col("boxes").list.eval(bad.fill_null(True).any()).list.first().not_()]
+    return []
+
+
+def _checked_format(path: Path) -> str:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    fmt = format_of(path)
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    return fmt
+
+
+def _missing_columns(path: Path, have: Sequence[str], columns: Sequence[str]) -> None:
+    missing = [column for column in columns if column not in have]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"the file has {', '.join(repr(c) for c in have) or 'no columns'}"
+        )
+
+
+def _delimited_records(
+    path: Path, *, fmt: str, columns: Sequence[str]
+) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
+    separator = "\t" if fmt == "tsv" else ","
+    with path.open("rb") as handle:
+        head = handle.read(_HEADER_BYTES + 1)
+    check_column_count(head, separator=separator.encode(), source=path)
+    try:
+        frame = pl.read_csv(path, separator=separator, infer_schema=False)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: unreadable {fmt}: {_first_line(error)}") from error
+    _missing_columns(path, frame.columns, columns)
+    yield from enumerate(frame.select(columns).iter_rows(named=True), start=1)
+
+
+def _jsonl_records(
+    path: Path, *, columns: Sequence[str]
+) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
+    # Parsed line by line so a bad line is quarantined by its line number and the others load;
+    # the whole file is read first so a column no line has is an error, not N quarantined rows.
+    records: list[tuple[int, dict[str, Any] | _Refused]] = []
+    seen: set[str] = set()
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            records.append((number, _json_record(raw)))
+            last = records[-1][1]
+            if isinstance(last, dict):
+                seen.update(last)
+    if records and seen:
+        _missing_columns(path, sorted(seen), columns)
+    yield from records
+
+
+def _json_record(raw: bytes) -> dict[str, Any] | _Refused:
+    if len(raw) > _MAX_LINE_BYTES:
+        return _Refused(None, OVERSIZED_RECORD, f"line of {len(raw):,} bytes")
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return _Refused(None, MALFORMED_JSON, f"not valid JSON ({error})")
+    except RecursionError:
+        return _Refused(None, NESTING_TOO_DEEP, "JSON nested too deeply to read")
+    if not isinstance(record, dict):
+        return _Refused(None, WRONG_TYPE, f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _identifier(record: Mapping[str, Any], column: str) -> str:
+    value = record.get(column)
+    if isinstance(value, str):
+        if not value.strip():
+            raise _Refused(column, MISSING_FIELD, "empty value")
+        if "\x00" in value:
+            raise _Refused(column, NUL_BYTE, "contains a NUL byte")
+        return value
+    if value is None:
+        raise _Refused(column, MISSING_FIELD, "empty value")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise _Refused(column, WRONG_TYPE, f"expected a string or a number, got {value!r:.80}")
+
+
+def _value(
+    record: Mapping[str, Any], *, kind: str, sources: Mapping[str, str], text_cells: bool
+) -> dict[str, Any]:
+    raw = {name: record.get(source) for name, source in sources.items()}
+    try:
+        value = normalize(kind, raw, text_cells=text_cells)
+    except ValueShapeError as error:
+        raise _Refused(sources.get(error.field, error.field), WRONG_TYPE, str(error)) from None
+    for name, source in sources.items():
+        if value.get(name) is None:
+            raise _Refused(source, MISSING_FIELD, "empty value")
+    return value
+
+
+def _record_text(record: Mapping[str, Any] | _Refused) -> str:
+    if isinstance(record, _Refused):
+        return ""
+    return cap_raw(json.dumps(record, default=str, ensure_ascii=False))
+
+
+def quarantine_path(output: str | Path) -> Path:
+    """Where the quarantined rows of a run writing `output` go: `<output>.quarantine.jsonl`."""
+    output = Path(output)
+    return output.with_name(f"{output.name}.quarantine.jsonl")
+
+
+def write_quarantine(table: KindTable, path: str | Path) -> None:
+    """The quarantined rows of `table` as JSON Lines: file, row, field, reason, message, record."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for entry in table.quarantined:
+            line = {
+                "file": str(table.path),
+                "row": entry.row,
+                "field": entry.field,
+                "reason": entry.reason,
+                "message": entry.message,
+                "record": entry.record,
+            }
+            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def quarantine_summary(
+    table: KindTable, *, written_to: Path | None = None, shown: int = 5
+) -> str | None:
+    """A few lines for stderr: how many rows were set aside and the first reasons; None when
+    no row was."""
+    if not table.quarantined:
+        return None
+    count = len(table.quarantined)
+    where = f" (all in {written_to})" if written_to is not None else ""
+    lines = [f"{table.path}: {count} of {table.rows_read} rows quarantined{where}:"]
+    lines.extend(f"  {entry.describe()}" for entry in table.quarantined[:shown])
+    if count > shown:
+        lines.append(f"  ... and {count - shown} more")
+    return "\n".join(lines)
+
+
+def no_valid_rows(table: KindTable) -> InputError:
+    """The error when every row of `table` was quarantined: the first reasons, row by row."""
+    first = "; ".join(entry.describe() for entry in table.quarantined[:3])
+    return InputError(
+        f"{table.path}: no valid rows: all {table.rows_read} were quarantined (first: {first})"
+    )
+
+
+def report_quarantine(table: KindTable, *, output_path: str | Path | None) -> str | None:
+    """Write `table`'s quarantined rows beside `output_path` (if any) and return the summary
+    for stderr (None when no row was quarantined)."""
+    written_to = None
+    if output_path is not None:
+        written_to = quarantine_path(output_path)
+        if table.quarantined:
+            write_quarantine(table, written_to)
+        else:
+            # A quarantine file beside the output always describes the run that wrote it.
+            written_to.unlink(missing_ok=True)
+    return quarantine_summary(table, written_to=written_to)

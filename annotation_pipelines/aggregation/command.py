@@ -1,11 +1,30 @@
 """`annotation-pipelines aggregate`: a fixed contract that other tools call.
 
-    annotation-pipelines aggregate INPUT [--method NAME] [--task-col C] [--annotator-col C]
-        [--label-col C] [--gold PATH] [--output PATH]
+    annotation-pipelines aggregate INPUT --kind KIND [--method NAME] [--task-col C]
+        [--annotator-col C] [--value-col C] [--gold PATH] [--output PATH]
 
-INPUT is CSV, TSV, Parquet or JSON Lines (by extension). Output columns are `task_id`, `label`,
-`confidence`, with task and label written exactly as they appear in the input (read as text
-from CSV/TSV so "007" stays "007"). Without `--output`, CSV goes to stdout.
+KIND is one of `annotation_pipelines.kinds.KINDS`; `categorical` is the default and behaves as
+before (`--label-col` still names its value column).
+
+INPUT is JSON Lines or Parquet (CSV and TSV too; there list and object values are JSON text in
+the cell), by extension, one judgment per row: `task_id`, `annotator_id` and the kind's value
+column (`label`, `labels`, `value`, `ranking`, `left`/`right`/`winner`, `spans`, `boxes`,
+`text`). `--value-col` renames the value column of every kind but pairwise, whose three columns
+keep their names.
+
+Output, one row per task: `task_id`, the kind's value column holding the aggregate (each span
+and box gains its own `confidence`) and the task's `confidence`; numeric adds `lo` and `hi`.
+Pairwise: one row per item, `item`, `score`, `lo`, `hi`, `confidence`. `--output` ends in
+`.parquet`, `.jsonl` (or `.ndjson`) or `.csv` (kinds without list columns only). Without it the
+rows go to stdout: CSV when every column is a scalar (categorical, numeric, pairwise, text),
+JSON Lines otherwise (multilabel, ranking, spans, boxes). Categorical tasks and labels are
+written exactly as they appear in the input (read as text from CSV/TSV so "007" stays "007").
+
+Rows of a non-categorical kind that are missing an id or a value, or whose value has the wrong
+shape (a span ending before it starts, a box with x_max < x_min, a ranking naming an item twice,
+a winner other than left/right/tie, a value that is not a number), are quarantined: counted on
+stderr with the first reasons by row and field, and with `--output` written in full to
+`<output>.quarantine.jsonl`. The command succeeds when at least one row is valid.
 """
 
 from __future__ import annotations
@@ -17,73 +36,213 @@ import click
 import polars as pl
 
 from annotation_pipelines.aggregation.api import aggregate
-from annotation_pipelines.aggregation.registry import METHODS
-from annotation_pipelines.tabular import InputError, read_table, write_table
+from annotation_pipelines.aggregation.registry import KIND_REGISTRY, METHODS, methods_for
+from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.tabular import (
+    InputError,
+    check_output_path,
+    no_valid_rows,
+    read_kind_table,
+    read_table,
+    report_quarantine,
+    write_rows,
+)
+
+# Every method of every kind, each name once; `--method` is checked against its kind's own.
+ALL_METHODS: tuple[str, ...] = tuple(
+    dict.fromkeys([*METHODS, *(declared.name for declared in KIND_REGISTRY)])
+)
+CATEGORICAL_DEFAULT_METHOD = "dawid_skene"
+
+
+def output_columns(kind: str) -> tuple[str, ...]:
+    """The columns `aggregate` writes for `kind`, in order."""
+    if kind == "pairwise":
+        return ("item", "score", "lo", "hi", "confidence")
+    bounds = ("lo", "hi") if kind == "numeric" else ()
+    return ("task_id", *VALUE_COLUMNS[kind], "confidence", *bounds)
 
 
 @click.command("aggregate")
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--method",
-    type=click.Choice(METHODS),
-    default="dawid_skene",
+    "--kind",
+    type=click.Choice(KINDS),
+    default=DEFAULT_KIND,
     show_default=True,
-    help="Aggregation method.",
+    help="Kind of annotation in INPUT.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(ALL_METHODS),
+    default=None,
+    help=f"Aggregation method; it must be one of the kind's (default: {CATEGORICAL_DEFAULT_METHOD} "
+    "for categorical, else the kind's first method).",
 )
 @click.option("--task-col", default="task_id", show_default=True, help="Task column in INPUT.")
 @click.option(
     "--annotator-col", default="annotator_id", show_default=True, help="Annotator column."
 )
-@click.option("--label-col", default="label", show_default=True, help="Label column in INPUT.")
+@click.option(
+    "--value-col",
+    "--label-col",
+    "value_col",
+    default=None,
+    help="Value column in INPUT (default: the kind's, e.g. label, spans; not for pairwise).",
+)
 @click.option(
     "--gold",
     "gold_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Known labels (task and label columns, same names as INPUT) to anchor the fit.",
+    help="Known answers (task and value columns, same names as INPUT) to anchor the fit.",
 )
 @click.option(
     "--output",
     "output_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here (.parquet or .csv) instead of CSV on stdout.",
+    help="Write here (.parquet, .jsonl or .csv) instead of stdout; quarantined rows go to "
+    "<output>.quarantine.jsonl.",
 )
 def aggregate_command(
     input_path: Path,
-    method: str,
+    kind: str,
+    method: str | None,
     task_col: str,
     annotator_col: str,
-    label_col: str,
+    value_col: str | None,
     gold_path: Path | None,
     output_path: Path | None,
 ) -> None:
-    """Aggregate the judgments in INPUT into one label per task, with its confidence."""
-    columns = (task_col, annotator_col, label_col)
-    try:
-        if output_path is not None and output_path.suffix.lower() not in (".parquet", ".csv"):
-            raise InputError(f"{output_path}: output must end in .parquet or .csv")
-        raw = read_table(input_path, required_columns=columns, string_columns=columns)
-        judgments = raw.select(
-            pl.col(task_col).alias("task_id"),
-            pl.col(annotator_col).alias("annotator_id"),
-            pl.col(label_col).alias("label"),
+    """Aggregate the judgments in INPUT into one label per task, with its confidence.
+
+    Every kind of annotation (--kind): one aggregate per task (pairwise: one score per item)
+    with its confidence; rows of the wrong shape for the kind are quarantined and reported.
+    """
+    method = _checked_method(kind, method)
+    if kind == "pairwise" and value_col is not None:
+        raise click.BadParameter(
+            f"does not apply to pairwise, whose columns are {', '.join(VALUE_COLUMNS[kind])}",
+            param_hint="--value-col",
         )
-        gold = None
-        if gold_path is not None:
-            gold_raw = read_table(
-                gold_path,
-                required_columns=(task_col, label_col),
-                string_columns=(task_col, label_col),
+    try:
+        if output_path is not None:
+            check_output_path(output_path)
+            nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]
+            if nested and output_path.suffix.lower() == ".csv":
+                # Refused before the fit, which can take a minute on a large file.
+                raise InputError(
+                    f"{output_path}: CSV cannot hold the list column {nested[0]!r}; "
+                    "write .jsonl or .parquet"
+                )
+        if kind == DEFAULT_KIND:
+            result = _aggregate_categorical(
+                input_path,
+                method=method,
+                columns=(task_col, annotator_col, value_col or "label"),
+                gold_path=gold_path,
             )
-            gold = gold_raw.select(
-                pl.col(task_col).alias("task_id"), pl.col(label_col).alias("label")
-            )
-        try:
-            result = aggregate(judgments, method, gold=gold)
-        except ValueError as error:
-            raise InputError(f"{input_path}: {error}") from error
-        if output_path is None:
-            sys.stdout.write(result.write_csv())
         else:
-            write_table(result, output_path)
+            result = _aggregate_kind(
+                input_path,
+                kind=kind,
+                method=method,
+                task_col=task_col,
+                annotator_col=annotator_col,
+                value_col=value_col,
+                gold_path=gold_path,
+                output_path=output_path,
+            )
+        if output_path is not None:
+            write_rows(result, output_path)
+        elif any(dtype.is_nested() for dtype in result.schema.values()):
+            sys.stdout.write(result.write_ndjson())
+        else:
+            sys.stdout.write(result.write_csv())
     except InputError as error:
         raise click.ClickException(str(error)) from error
+
+
+def _checked_method(kind: str, method: str | None) -> str:
+    if method is None:
+        return CATEGORICAL_DEFAULT_METHOD if kind == DEFAULT_KIND else methods_for(kind)[0]
+    known = methods_for(kind)
+    if method not in known:
+        raise click.BadParameter(
+            f"{method!r} does not aggregate kind {kind!r}; its methods are {', '.join(known)}",
+            param_hint="--method",
+        )
+    return method
+
+
+def _aggregate_categorical(
+    input_path: Path,
+    *,
+    method: str,
+    columns: tuple[str, str, str],
+    gold_path: Path | None,
+) -> pl.DataFrame:
+    task_col, annotator_col, label_col = columns
+    raw = read_table(input_path, required_columns=columns, string_columns=columns)
+    judgments = raw.select(
+        pl.col(task_col).alias("task_id"),
+        pl.col(annotator_col).alias("annotator_id"),
+        pl.col(label_col).alias("label"),
+    )
+    gold = None
+    if gold_path is not None:
+        gold_raw = read_table(
+            gold_path,
+            required_columns=(task_col, label_col),
+            string_columns=(task_col, label_col),
+        )
+        gold = gold_raw.select(pl.col(task_col).alias("task_id"), pl.col(label_col).alias("label"))
+    try:
+        return aggregate(judgments, method, gold=gold)
+    except ValueError as error:
+        raise InputError(f"{input_path}: {error}") from error
+
+
+def _aggregate_kind(
+    input_path: Path,
+    *,
+    kind: str,
+    method: str,
+    task_col: str,
+    annotator_col: str,
+    value_col: str | None,
+    gold_path: Path | None,
+    output_path: Path | None,
+) -> pl.DataFrame:
+    table = read_kind_table(
+        input_path,
+        kind=kind,
+        task_column=task_col,
+        annotator_column=annotator_col,
+        value_column=value_col,
+    )
+    summary = report_quarantine(table, output_path=output_path)
+    if summary is not None:
+        click.echo(summary, err=True)
+    if table.rows.height == 0:
+        raise no_valid_rows(table)
+    gold = None
+    if gold_path is not None:
+        gold_table = read_kind_table(
+            gold_path,
+            kind=kind,
+            task_column=task_col,
+            annotator_column=None,
+            value_column=value_col,
+        )
+        if gold_table.quarantined:
+            # Gold is the yardstick: a bad gold row is an error to fix, not a row to skip.
+            raise InputError(f"{gold_path}: {gold_table.quarantined[0].describe()}")
+        gold = gold_table.rows
+    # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
+    from annotation_pipelines.aggregation.by_kind import aggregate_kind
+
+    try:
+        result = aggregate_kind(table.rows, kind=kind, method=method, gold=gold)
+    except ValueError as error:
+        raise InputError(f"{input_path}: {error}") from error
+    return result.labels.select(output_columns(kind))

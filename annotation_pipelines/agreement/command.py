@@ -1,16 +1,46 @@
-"""`annotation-pipelines agreement`: agreement statistics of a judgments table as JSON."""
+"""`annotation-pipelines agreement`: agreement statistics of a judgments table as JSON.
+
+    annotation-pipelines agreement INPUT --kind KIND [--task-col C] [--annotator-col C]
+        [--value-col C]
+
+Every kind prints `krippendorff_alpha` over the kind's distance (named in `distance`), the raw
+`mean_pairwise_agreement`, `n_tasks`, `n_annotators`, `n_judgments` and the bootstrap interval
+`ci_low`/`ci_high` (1000 resamples over tasks unless `--bootstrap` says otherwise). For numeric
+the distance is interval and the raw figure is the mean absolute difference (`raw_measure`).
+
+`categorical` (the default) keeps its statistics (`fleiss_kappa`, `percent_agreement`, `--level`,
+no bootstrap unless asked) and adds `distance` (the level) and `mean_pairwise_agreement` (the
+share of agreeing pairs of labels within tasks).
+
+Rows of a non-categorical kind with a missing id or value, or a value of the wrong shape, are
+left out and reported on stderr by row and field (see `aggregate`); the command fails only when
+no row is valid.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
 from annotation_pipelines.agreement._encoding import LEVELS
+from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
+
+# Resamples of the bootstrap when --bootstrap is not given: categorical keeps its historical
+# "none"; every other kind reports an interval, as its contract says.
+KIND_RESAMPLES = 1000
 
 
 @click.command("agreement")
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default=DEFAULT_KIND,
+    show_default=True,
+    help="Kind of annotation in INPUT; it chooses the distance.",
+)
 @click.option("--task-col", default="task_id", show_default=True, help="Column naming the task.")
 @click.option(
     "--annotator-col",
@@ -18,21 +48,27 @@ from annotation_pipelines.agreement._encoding import LEVELS
     show_default=True,
     help="Column naming the annotator.",
 )
-@click.option("--label-col", default="label", show_default=True, help="Column holding the label.")
+@click.option(
+    "--value-col",
+    "--label-col",
+    "value_col",
+    default=None,
+    help="Column holding the value (default: the kind's, e.g. label, spans; not for pairwise).",
+)
 @click.option(
     "--level",
     type=click.Choice(LEVELS),
-    default="nominal",
-    show_default=True,
-    help="Level of measurement for Krippendorff's alpha; all but nominal read labels as numbers.",
+    default=None,
+    help="Categorical only: level of measurement for Krippendorff's alpha (default nominal); "
+    "all but nominal read labels as numbers.",
 )
 @click.option(
     "--bootstrap",
     "n_resamples",
     type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Bootstrap resamples over tasks for confidence intervals (0: none).",
+    default=None,
+    help=f"Bootstrap resamples over tasks for confidence intervals (0: none; default "
+    f"{KIND_RESAMPLES}, categorical 0).",
 )
 @click.option(
     "--confidence",
@@ -44,36 +80,127 @@ from annotation_pipelines.agreement._encoding import LEVELS
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 def agreement_command(
     input_path: str,
+    kind: str,
     task_col: str,
     annotator_col: str,
-    label_col: str,
-    level: str,
-    n_resamples: int,
+    value_col: str | None,
+    level: str | None,
+    n_resamples: int | None,
     confidence: float,
     seed: int,
 ) -> None:
     """Agreement of the judgments in INPUT (CSV, TSV, Parquet or JSON Lines).
 
-    Prints one JSON object with krippendorff_alpha, fleiss_kappa, percent_agreement,
-    n_tasks, n_annotators and n_judgments (null when a statistic is undefined).
+    Prints one JSON object with krippendorff_alpha over the kind's distance (named in
+    distance), mean_pairwise_agreement, n_tasks, n_annotators, n_judgments and the bootstrap
+    interval ci_low, ci_high (null when a statistic is undefined).
     """
+    if kind == DEFAULT_KIND:
+        summary = _categorical(
+            input_path,
+            columns=(task_col, annotator_col, value_col or "label"),
+            level=level or "nominal",
+            n_resamples=n_resamples or 0,
+            confidence=confidence,
+            seed=seed,
+        )
+    else:
+        if level is not None:
+            raise click.BadParameter(
+                f"applies to categorical labels only; kind {kind!r} has its own distance",
+                param_hint="--level",
+            )
+        if kind == "pairwise" and value_col is not None:
+            raise click.BadParameter(
+                f"does not apply to pairwise, whose columns are {', '.join(VALUE_COLUMNS[kind])}",
+                param_hint="--value-col",
+            )
+        summary = _kind(
+            input_path,
+            kind=kind,
+            task_col=task_col,
+            annotator_col=annotator_col,
+            value_col=value_col,
+            n_resamples=KIND_RESAMPLES if n_resamples is None else n_resamples,
+            confidence=confidence,
+            seed=seed,
+        )
+    click.echo(json.dumps(summary))
+
+
+def _categorical(
+    input_path: str,
+    *,
+    columns: tuple[str, str, str],
+    level: str,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
     import polars as pl
 
+    from annotation_pipelines.agreement.kinds import agreement
     from annotation_pipelines.agreement.summary import agreement_summary
     from annotation_pipelines.tabular import InputError, read_table
 
-    columns = {task_col: "task_id", annotator_col: "annotator_id", label_col: "label"}
-    if len(columns) < 3:
+    task_col, annotator_col, label_col = columns
+    renames = {task_col: "task_id", annotator_col: "annotator_id", label_col: "label"}
+    if len(renames) < 3:
         raise click.UsageError("--task-col, --annotator-col and --label-col must be different")
     try:
-        table = read_table(input_path, required_columns=list(columns), string_columns=list(columns))
+        table = read_table(input_path, required_columns=list(renames), string_columns=list(renames))
     except InputError as error:
         raise click.ClickException(str(error)) from error
-    judgments = table.select(pl.col(source).alias(target) for source, target in columns.items())
+    judgments = table.select(pl.col(source).alias(target) for source, target in renames.items())
     try:
         summary = agreement_summary(
             judgments, level=level, n_resamples=n_resamples, confidence=confidence, seed=seed
         )
     except ValueError as error:
         raise click.ClickException(f"{input_path}: column {label_col!r}: {error}") from error
-    click.echo(json.dumps(summary))
+    raw = agreement(judgments, kind=DEFAULT_KIND, n_resamples=0)
+    return {
+        **summary,
+        "distance": level,
+        "mean_pairwise_agreement": raw["mean_pairwise_agreement"],
+    }
+
+
+def _kind(
+    input_path: str,
+    *,
+    kind: str,
+    task_col: str,
+    annotator_col: str,
+    value_col: str | None,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
+    from annotation_pipelines.agreement.kinds import agreement
+    from annotation_pipelines.tabular import (
+        InputError,
+        no_valid_rows,
+        read_kind_table,
+        report_quarantine,
+    )
+
+    try:
+        table = read_kind_table(
+            input_path,
+            kind=kind,
+            task_column=task_col,
+            annotator_column=annotator_col,
+            value_column=value_col,
+        )
+        summary = report_quarantine(table, output_path=None)
+        if summary is not None:
+            click.echo(summary, err=True)
+        if table.rows.height == 0:
+            raise no_valid_rows(table)
+        return agreement(
+            table.rows, kind=kind, n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
+    except (InputError, ValueError) as error:
+        message = str(error) if isinstance(error, InputError) else f"{input_path}: {error}"
+        raise click.ClickException(message) from error

@@ -105,3 +105,34 @@ def test_bad_output_suffix(tmp_path: Path) -> None:
         aggregate_command, [str(path), "--output", str(tmp_path / "o.xlsx")]
     )
     assert result.exit_code != 0 and ".parquet or .csv" in result.output
+
+
+def test_value_col_and_json_lines_output_for_categorical(tmp_path: Path) -> None:
+    """`--value-col` is the kind-neutral name of `--label-col`; `.jsonl` output works too."""
+    renamed = JUDGMENTS.rename({"label": "answer"})
+    path = write_input(renamed, tmp_path / "in.parquet")
+    output = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(
+        aggregate_command,
+        [
+            str(path),
+            *("--kind", "categorical", "--method", "majority_vote"),
+            *("--value-col", "answer", "--output", str(output)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = pl.read_ndjson(output)
+    assert out.columns == ["task_id", "label", "confidence"]
+    assert dict(out.select("task_id", "label").iter_rows()) == {
+        "007": "cat",
+        "008": "dog",
+        "009": "cat",
+    }
+
+
+def test_method_of_another_kind_is_refused_for_categorical(tmp_path: Path) -> None:
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "borda"])
+    assert result.exit_code == 2
+    assert "'borda' does not aggregate kind 'categorical'" in result.output
+    assert "dawid_skene" in result.output

@@ -91,3 +91,15 @@ def test_missing_file_and_undefined_statistics(tmp_path):
     assert result.exit_code == 0
     payload = json.loads(result.output)
     assert payload["krippendorff_alpha"] is None and payload["percent_agreement"] == 1.0
+
+
+def test_categorical_names_its_distance_and_raw_agreement(tmp_path, toy_crowd):
+    """Every kind prints `distance` and `mean_pairwise_agreement`; categorical too."""
+    path = tmp_path / "judgments.jsonl"
+    write_input(toy_crowd, path)
+    result = CliRunner().invoke(agreement_command, [str(path), "--kind", "categorical"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["distance"] == "nominal"
+    assert 0.0 <= payload["mean_pairwise_agreement"] <= 1.0
+    assert payload.get("ci_low") is None  # categorical keeps no bootstrap by default

@@ -1,0 +1,562 @@
+"""The command-line contract for every annotation kind: `aggregate` and `agreement`.
+
+    annotation-pipelines aggregate INPUT --kind KIND [--method NAME] [--task-col C]
+        [--annotator-col C] [--value-col C] [--gold PATH] [--output PATH]
+    annotation-pipelines agreement INPUT --kind KIND [--task-col C] [--annotator-col C]
+        [--value-col C]
+
+Each kind runs from a real JSON Lines and a real Parquet file through the real commands; rows
+of the wrong shape for their kind are quarantined with their row and field, never dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import krippendorff
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+
+from annotation_pipelines.aggregation.command import aggregate_command
+from annotation_pipelines.aggregation.registry import methods_for
+from annotation_pipelines.agreement.command import agreement_command
+from annotation_pipelines.kinds import BOX, KINDS, SPAN, VALUE_COLUMNS, VALUE_DTYPES
+from tests.inputs import write_input
+
+ROOT = Path(__file__).resolve().parents[2]
+ANNOTATORS = ("a1", "a2", "a3")
+
+
+def _span(start: int, end: int, label: str | None = "PER") -> dict[str, Any]:
+    return {"start": start, "end": end, "label": label}
+
+
+def _box(x_min: float, y_min: float, x_max: float, y_max: float) -> dict[str, Any]:
+    return {"label": "car", "x_min": x_min, "y_min": y_min, "x_max": x_max, "y_max": y_max}
+
+
+# Per kind, per task, one value per annotator (a1, a2, a3): enough disagreement that every
+# statistic is defined.
+VALUES: dict[str, dict[str, list[dict[str, Any]]]] = {
+    "categorical": {
+        "t1": [{"label": "cat"}, {"label": "cat"}, {"label": "dog"}],
+        "t2": [{"label": "dog"}, {"label": "dog"}, {"label": "dog"}],
+        "t3": [{"label": "cat"}, {"label": "bird"}, {"label": "cat"}],
+    },
+    "multilabel": {
+        "t1": [{"labels": ["x", "y"]}, {"labels": ["x"]}, {"labels": ["x", "y"]}],
+        "t2": [{"labels": ["z"]}, {"labels": ["z"]}, {"labels": ["y"]}],
+        "t3": [{"labels": []}, {"labels": ["x"]}, {"labels": []}],
+    },
+    "numeric": {
+        "t1": [{"value": 1.0}, {"value": 2.0}, {"value": 1.5}],
+        "t2": [{"value": 4.0}, {"value": 5.0}, {"value": 4.5}],
+        "t3": [{"value": 3.0}, {"value": 2.0}, {"value": 3.5}],
+    },
+    "ranking": {
+        "t1": [
+            {"ranking": ["a", "b", "c"]},
+            {"ranking": ["a", "c", "b"]},
+            {"ranking": ["b", "a", "c"]},
+        ],
+        "t2": [{"ranking": ["c", "b"]}, {"ranking": ["c", "b"]}, {"ranking": ["b", "c"]}],
+        "t3": [
+            {"ranking": ["d", "e", "f"]},
+            {"ranking": ["d", "e", "f"]},
+            {"ranking": ["e", "d", "f"]},
+        ],
+    },
+    "pairwise": {
+        "t1": [{"left": "a", "right": "b", "winner": "left"}] * 3,
+        "t2": [
+            {"left": "b", "right": "c", "winner": "left"},
+            {"left": "b", "right": "c", "winner": "right"},
+            {"left": "b", "right": "c", "winner": "tie"},
+        ],
+        "t3": [{"left": "a", "right": "c", "winner": "left"}] * 2
+        + [{"left": "a", "right": "c", "winner": "right"}],
+    },
+    "spans": {
+        "t1": [{"spans": [_span(0, 4)]}, {"spans": [_span(0, 4)]}, {"spans": [_span(0, 3)]}],
+        "t2": [{"spans": [_span(2, 5, None)]}, {"spans": []}, {"spans": [_span(2, 5, None)]}],
+        "t3": [
+            {"spans": [_span(1, 9, "ORG"), _span(12, 15)]},
+            {"spans": [_span(1, 9, "ORG")]},
+            {"spans": [_span(1, 9, "ORG"), _span(12, 15)]},
+        ],
+    },
+    "boxes": {
+        "t1": [{"boxes": [_box(0, 0, 10, 10)]}] * 2 + [{"boxes": [_box(1, 0, 10, 11)]}],
+        "t2": [{"boxes": []}, {"boxes": [_box(5, 5, 8, 9)]}, {"boxes": [_box(5, 5, 8, 9)]}],
+        "t3": [
+            {"boxes": [_box(0, 0, 4, 4), _box(20, 20, 30, 30)]},
+            {"boxes": [_box(0, 0, 4, 5), _box(20, 21, 30, 30)]},
+            {"boxes": [_box(20, 20, 31, 30)]},
+        ],
+    },
+    "text": {
+        "t1": [{"text": "hello world"}, {"text": "hello word"}, {"text": "hello world"}],
+        "t2": [{"text": "abc"}, {"text": "abd"}, {"text": "abc"}],
+        "t3": [{"text": "the cat sat"}, {"text": "the cat sat"}, {"text": "a cat sat"}],
+    },
+}
+
+# Output columns per kind, in order, with their Parquet dtypes.
+SPAN_OUT = pl.Struct({**SPAN.to_schema(), "confidence": pl.Float64})
+BOX_OUT = pl.Struct({**BOX.to_schema(), "confidence": pl.Float64})
+OUTPUT_SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "categorical": {"task_id": pl.String(), "label": pl.String(), "confidence": pl.Float64()},
+    "multilabel": {
+        "task_id": pl.String(),
+        "labels": pl.List(pl.String()),
+        "confidence": pl.Float64(),
+    },
+    "numeric": {
+        "task_id": pl.String(),
+        "value": pl.Float64(),
+        "confidence": pl.Float64(),
+        "lo": pl.Float64(),
+        "hi": pl.Float64(),
+    },
+    "ranking": {
+        "task_id": pl.String(),
+        "ranking": pl.List(pl.String()),
+        "confidence": pl.Float64(),
+    },
+    "pairwise": {
+        "item": pl.String(),
+        "score": pl.Float64(),
+        "lo": pl.Float64(),
+        "hi": pl.Float64(),
+        "confidence": pl.Float64(),
+    },
+    "spans": {"task_id": pl.String(), "spans": pl.List(SPAN_OUT), "confidence": pl.Float64()},
+    "boxes": {"task_id": pl.String(), "boxes": pl.List(BOX_OUT), "confidence": pl.Float64()},
+    "text": {"task_id": pl.String(), "text": pl.String(), "confidence": pl.Float64()},
+}
+LIST_KINDS = ("multilabel", "ranking", "spans", "boxes")
+DISTANCES = {
+    "categorical": "nominal",
+    "multilabel": "masi",
+    "numeric": "interval",
+    "ranking": "kendall",
+    "pairwise": "pairwise",
+    "spans": "span",
+    "boxes": "box",
+    "text": "edit",
+}
+
+
+def judgments(kind: str) -> pl.DataFrame:
+    rows = [
+        {"task_id": task, "annotator_id": annotator, **value}
+        for task, values in VALUES[kind].items()
+        for annotator, value in zip(ANNOTATORS, values, strict=True)
+    ]
+    schema = {
+        "task_id": pl.String(),
+        "annotator_id": pl.String(),
+        **{column: VALUE_DTYPES[column] for column in VALUE_COLUMNS[kind]},
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _invoke(command: Any, args: list[str]) -> Result:
+    return CliRunner().invoke(command, args, catch_exceptions=False)
+
+
+def _write_lines(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_every_kind_is_covered() -> None:
+    assert set(VALUES) == set(KINDS) == set(OUTPUT_SCHEMAS)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_aggregate_writes_the_contract_columns(tmp_path: Path, kind: str, suffix: str) -> None:
+    path = write_input(judgments(kind), tmp_path / f"judgments{suffix}")
+    output = tmp_path / "aggregate.parquet"
+    result = _invoke(aggregate_command, [str(path), "--kind", kind, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    out = pl.read_parquet(output)
+    assert dict(out.schema) == OUTPUT_SCHEMAS[kind]
+    key = "item" if kind == "pairwise" else "task_id"
+    expected_keys = {"a", "b", "c"} if kind == "pairwise" else set(VALUES[kind])
+    assert set(out.get_column(key)) == expected_keys
+    assert out.get_column("confidence").is_between(0, 1).all()
+    assert not (tmp_path / "aggregate.parquet.quarantine.jsonl").exists()
+    if kind in ("spans", "boxes"):
+        inner = out.get_column(kind).explode().struct.field("confidence").drop_nulls()
+        assert inner.len() > 0 and inner.is_between(0, 1).all()
+    if kind in ("numeric", "pairwise"):
+        estimate = out.get_column("value" if kind == "numeric" else "score")
+        assert (out.get_column("lo") <= estimate).all() and (estimate <= out.get_column("hi")).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_aggregate_to_stdout_and_to_json_lines(tmp_path: Path, kind: str) -> None:
+    """stdout: JSON Lines when a column is a list (multilabel, ranking, spans, boxes), else
+    CSV; `--output x.jsonl` writes JSON Lines for every kind."""
+    path = write_input(judgments(kind), tmp_path / "judgments.jsonl")
+    result = _invoke(aggregate_command, [str(path), "--kind", kind])
+    assert result.exit_code == 0, result.output
+    columns = list(OUTPUT_SCHEMAS[kind])
+    if kind in LIST_KINDS:
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [list(record) for record in records] == [columns] * len(VALUES[kind])
+        (column,) = VALUE_COLUMNS[kind]
+        assert all(isinstance(record[column], list) for record in records)
+    else:
+        out = pl.read_csv(io.StringIO(result.stdout), infer_schema=False)
+        assert out.columns == columns
+    output = tmp_path / "aggregate.jsonl"
+    result = _invoke(aggregate_command, [str(path), "--kind", kind, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert records and all(list(record) == columns for record in records)
+    assert all(isinstance(record["confidence"], float) for record in records)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_agreement_prints_the_contract_json(tmp_path: Path, kind: str, suffix: str) -> None:
+    frame = judgments(kind)
+    path = write_input(frame, tmp_path / f"judgments{suffix}")
+    result = _invoke(agreement_command, [str(path), "--kind", kind])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["distance"] == DISTANCES[kind]
+    assert isinstance(payload["krippendorff_alpha"], float)
+    assert isinstance(payload["mean_pairwise_agreement"], float)
+    assert payload["n_tasks"] == len(VALUES[kind])
+    assert payload["n_annotators"] == len(ANNOTATORS)
+    assert payload["n_judgments"] == frame.height
+    if kind != "categorical":
+        # Every kind but categorical (whose default stays "no bootstrap") prints the interval.
+        assert payload["ci_low"] <= payload["krippendorff_alpha"] <= payload["ci_high"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_numeric_alpha_equals_the_krippendorff_package(tmp_path: Path, suffix: str) -> None:
+    generator = np.random.default_rng(7)
+    n_tasks, n_raters = 40, 5
+    truth = generator.normal(3.0, 1.0, n_tasks)
+    matrix = truth[None, :] + generator.normal(0.0, 0.6, (n_raters, n_tasks))
+    matrix[generator.random((n_raters, n_tasks)) < 0.25] = np.nan  # not every rater rates all
+    rows = [
+        {"task": f"q{task}", "rater": f"r{rater}", "score": float(matrix[rater, task])}
+        for rater in range(n_raters)
+        for task in range(n_tasks)
+        if not np.isnan(matrix[rater, task])
+    ]
+    path = write_input(pl.DataFrame(rows), tmp_path / f"ratings{suffix}")
+    args = ["--task-col", "task", "--annotator-col", "rater", "--value-col", "score"]
+    result = _invoke(agreement_command, [str(path), "--kind", "numeric", *args])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    expected = krippendorff.alpha(reliability_data=matrix, level_of_measurement="interval")
+    assert payload["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
+    assert payload["distance"] == "interval"
+    assert payload["n_judgments"] == len(rows)
+
+
+# One bad row per case: (kind, the bad row's values, the field that is named).
+BAD_ROWS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "span_end_before_start": ("spans", {"spans": [_span(5, 2)]}, "spans"),
+    "box_x_max_below_x_min": ("boxes", {"boxes": [_box(10, 0, 2, 5)]}, "boxes"),
+    "ranking_repeats_an_item": ("ranking", {"ranking": ["a", "b", "a"]}, "ranking"),
+    "winner_not_left_right_tie": (
+        "pairwise",
+        {"left": "a", "right": "b", "winner": "neither"},
+        "winner",
+    ),
+    "non_numeric_value": ("numeric", {"value": "very good"}, "value"),
+    "labels_not_a_list": ("multilabel", {"labels": {"x": 1}}, "labels"),
+    "text_not_a_string": ("text", {"text": ["a", "b"]}, "text"),
+}
+
+
+def _with_bad_row(kind: str, bad: dict[str, Any]) -> list[dict[str, Any]]:
+    """The kind's good rows as JSON records with the bad one as data row 4."""
+    records = judgments(kind).to_dicts()
+    return [*records[:3], {"task_id": "t9", "annotator_id": "a1", **bad}, *records[3:]]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROWS))
+def test_wrong_shape_rows_are_quarantined(tmp_path: Path, case: str) -> None:
+    kind, bad, field = BAD_ROWS[case]
+    records = _with_bad_row(kind, bad)
+    path = _write_lines(tmp_path / "judgments.jsonl", records)
+    output = tmp_path / "out.parquet"
+    result = _invoke(aggregate_command, [str(path), "--kind", kind, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert f"1 of {len(records)} rows quarantined" in result.stderr
+    assert f"row 4, field {field!r}" in result.stderr and str(path) in result.stderr
+    quarantine = tmp_path / "out.parquet.quarantine.jsonl"
+    assert str(quarantine) in result.stderr
+    (entry,) = [json.loads(line) for line in quarantine.read_text().splitlines()]
+    assert (entry["row"], entry["field"], entry["reason"]) == (4, field, "wrong_type")
+    assert entry["file"] == str(path) and entry["message"]
+    assert json.loads(entry["record"])["task_id"] == "t9"
+    out = pl.read_parquet(output)
+    key = "item" if kind == "pairwise" else "task_id"
+    assert "t9" not in out.get_column(key).to_list()
+
+    result = _invoke(agreement_command, [str(path), "--kind", kind])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_judgments"] == len(records) - 1
+    assert f"row 4, field {field!r}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "bad", "field"),
+    [
+        ("spans", {"spans": [_span(5, 2)]}, "spans"),
+        ("boxes", {"boxes": [_box(0, 10, 5, 2)]}, "boxes"),
+        ("ranking", {"ranking": ["a", "a"]}, "ranking"),
+    ],
+)
+def test_wrong_shape_rows_in_parquet_are_quarantined(
+    tmp_path: Path, kind: str, bad: dict[str, Any], field: str
+) -> None:
+    frame = pl.DataFrame(_with_bad_row(kind, bad), schema=judgments(kind).schema)
+    path = write_input(frame, tmp_path / "judgments.parquet")
+    result = _invoke(aggregate_command, [str(path), "--kind", kind])
+    assert result.exit_code == 0, result.output
+    assert f"row 4, field {field!r}" in result.stderr
+    assert len(result.stdout.splitlines()) == len(VALUES[kind])
+
+
+def test_csv_reads_scalars_and_json_encoded_lists(tmp_path: Path) -> None:
+    path = tmp_path / "judgments.csv"
+    path.write_text("task_id,annotator_id,value\nt1,a1,1\nt1,a2,2\nt1,a3,abc\nt2,a1,4\nt2,a2,5.5\n")
+    result = _invoke(aggregate_command, [str(path), "--kind", "numeric"])
+    assert result.exit_code == 0, result.output
+    assert "row 3, field 'value'" in result.stderr
+    assert pl.read_csv(io.StringIO(result.stdout)).height == 2
+
+    spans = tmp_path / "spans.csv"
+    spans.write_text(
+        "task_id,annotator_id,spans\n"
+        't1,a1,"[{""start"": 0, ""end"": 4, ""label"": ""P""}]"\n'
+        't1,a2,"[{""start"": 0, ""end"": 4, ""label"": ""P""}]"\n'
+        't1,a3,"[{""start"": 4, ""end"": 0}]"\n'
+    )
+    result = _invoke(aggregate_command, [str(spans), "--kind", "spans"])
+    assert result.exit_code == 0, result.output
+    assert "row 3, field 'spans'" in result.stderr
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(s["start"], s["end"], s["label"]) for s in record["spans"]] == [(0, 4, "P")]
+
+
+def test_malformed_lines_and_missing_ids_are_quarantined(tmp_path: Path) -> None:
+    records = [json.dumps(r) for r in judgments("text").to_dicts()]
+    records[1] = '{"task_id": "t1", "annotator_id": '
+    records[4] = json.dumps({"task_id": "t2", "text": "abc"})
+    path = tmp_path / "judgments.jsonl"
+    path.write_text("\n".join(records) + "\n")
+    result = _invoke(aggregate_command, [str(path), "--kind", "text"])
+    assert result.exit_code == 0, result.output
+    assert "2 of 9 rows quarantined" in result.stderr
+    assert "row 2: malformed_json" in result.stderr
+    assert "row 5, field 'annotator_id': missing_annotator" in result.stderr
+
+
+def test_no_valid_row_is_an_error(tmp_path: Path) -> None:
+    path = _write_lines(
+        tmp_path / "judgments.jsonl",
+        [{"task_id": "t1", "annotator_id": "a1", "spans": [_span(3, 1)]}],
+    )
+    output = tmp_path / "out.jsonl"
+    result = _invoke(aggregate_command, [str(path), "--kind", "spans", "--output", str(output)])
+    assert result.exit_code != 0
+    assert f"{path}: no valid rows" in result.output and "row 1, field 'spans'" in result.output
+    assert not output.exists()
+    assert (tmp_path / "out.jsonl.quarantine.jsonl").exists()
+    result = _invoke(agreement_command, [str(path), "--kind", "spans"])
+    assert result.exit_code != 0 and "no valid rows" in result.output
+
+
+def test_missing_value_column_names_file_and_column(tmp_path: Path) -> None:
+    path = write_input(judgments("spans"), tmp_path / "judgments.parquet")
+    result = _invoke(aggregate_command, [str(path), "--kind", "boxes"])
+    assert result.exit_code != 0
+    assert str(path) in result.output and "'boxes'" in result.output
+    result = _invoke(agreement_command, [str(path), "--kind", "boxes"])
+    assert result.exit_code != 0 and "'boxes'" in result.output
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "categorical"])
+def test_unknown_method_for_the_kind_lists_its_methods(tmp_path: Path, kind: str) -> None:
+    path = write_input(judgments(kind), tmp_path / "judgments.jsonl")
+    wrong = "majority_vote" if kind not in ("multilabel",) else "borda"
+    assert wrong not in methods_for(kind)
+    result = CliRunner().invoke(aggregate_command, [str(path), "--kind", kind, "--method", wrong])
+    assert result.exit_code == 2
+    assert f"{wrong!r}" in result.output and kind in result.output
+    assert ", ".join(methods_for(kind)) in result.output
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "categorical"])
+def test_every_method_of_the_kind_runs(tmp_path: Path, kind: str) -> None:
+    path = write_input(judgments(kind), tmp_path / "judgments.parquet")
+    for method in methods_for(kind):
+        output = tmp_path / f"{method}.parquet"
+        args = [str(path), "--kind", kind, "--method", method, "--output", str(output)]
+        result = _invoke(aggregate_command, args)
+        assert result.exit_code == 0, (method, result.output)
+        assert dict(pl.read_parquet(output).schema) == OUTPUT_SCHEMAS[kind], method
+
+
+def test_value_col_renames_the_value_column(tmp_path: Path) -> None:
+    frame = judgments("boxes").rename(
+        {"task_id": "image", "annotator_id": "worker", "boxes": "objects"}
+    )
+    path = write_input(frame, tmp_path / "judgments.jsonl")
+    args = ["--task-col", "image", "--annotator-col", "worker", "--value-col", "objects"]
+    result = _invoke(aggregate_command, [str(path), "--kind", "boxes", *args])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [list(r) for r in records] == [["task_id", "boxes", "confidence"]] * 3
+    result = _invoke(agreement_command, [str(path), "--kind", "boxes", *args])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_judgments"] == frame.height
+
+
+def test_value_col_is_not_applicable_to_pairwise(tmp_path: Path) -> None:
+    path = write_input(judgments("pairwise"), tmp_path / "judgments.jsonl")
+    for command in (aggregate_command, agreement_command):
+        result = CliRunner().invoke(
+            command, [str(path), "--kind", "pairwise", "--value-col", "winner"]
+        )
+        assert result.exit_code == 2
+        assert "--value-col" in result.output and "left, right, winner" in result.output
+
+
+def test_level_is_only_for_categorical(tmp_path: Path) -> None:
+    path = write_input(judgments("numeric"), tmp_path / "judgments.jsonl")
+    result = CliRunner().invoke(
+        agreement_command, [str(path), "--kind", "numeric", "--level", "ordinal"]
+    )
+    assert result.exit_code == 2 and "--level" in result.output
+
+
+def test_numeric_gold_anchors_the_fit(tmp_path: Path) -> None:
+    path = write_input(judgments("numeric"), tmp_path / "judgments.jsonl")
+    gold = write_input(pl.DataFrame({"task_id": ["t1"], "value": [1.25]}), tmp_path / "gold.jsonl")
+    output = tmp_path / "out.parquet"
+    args = [str(path), "--kind", "numeric", "--gold", str(gold), "--output", str(output)]
+    result = _invoke(aggregate_command, args)
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(output).height == 3
+
+    bad_gold = _write_lines(tmp_path / "bad_gold.jsonl", [{"task_id": "t1", "value": "x"}])
+    args = [str(path), "--kind", "numeric", "--gold", str(bad_gold)]
+    result = CliRunner().invoke(aggregate_command, args)
+    assert result.exit_code != 0
+    assert f"{bad_gold}: row 1, field 'value'" in result.output
+
+
+def test_the_installed_command_holds_the_contract(tmp_path: Path) -> None:
+    """Once through the console script itself, as a user's shell runs it."""
+    path = write_input(judgments("spans"), tmp_path / "spans.parquet")
+    script = Path(sys.executable).parent / "annotation-pipelines"
+    output = tmp_path / "spans.jsonl"
+    completed = subprocess.run(
+        [str(script), "aggregate", str(path), "--kind", "spans", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert len(output.read_text().splitlines()) == 3
+    completed = subprocess.run(
+        [str(script), "agreement", str(path), "--kind", "spans"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["distance"] == "span"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_typed_parquet_and_json_lines_load_the_same_rows(tmp_path: Path, kind: str) -> None:
+    """A typed Parquet file is checked by vectorised expressions, other files row by row: the
+    two ways keep the same rows and quarantine the same rows for the same reasons."""
+    from annotation_pipelines.tabular import read_kind_table
+
+    records = judgments(kind).to_dicts()
+    bad = [value for case_kind, value, _ in BAD_ROWS.values() if case_kind == kind]
+    records += [{"task_id": "t9", "annotator_id": f"b{i}", **value} for i, value in enumerate(bad)]
+    records.append({**records[0], "annotator_id": None})
+    records.append({**records[1], "task_id": " "})
+    records.append({**records[2], **dict.fromkeys(VALUE_COLUMNS[kind])})
+    schema = judgments(kind).schema
+    # A typed file cannot hold a word where a number goes; those rows are tested elsewhere.
+    records = [record for record in records if _fits(record, schema)]
+    from_lines = read_kind_table(_write_lines(tmp_path / "j.jsonl", records), kind=kind)
+    parquet = write_input(pl.DataFrame(records, schema=schema), tmp_path / "j.parquet")
+    from_parquet = read_kind_table(parquet, kind=kind)
+    assert from_parquet.rows.equals(from_lines.rows)
+    assert from_parquet.rows.schema == from_lines.rows.schema
+    reasons = [(q.row, q.field, q.reason) for q in from_parquet.quarantined]
+    assert reasons == [(q.row, q.field, q.reason) for q in from_lines.quarantined]
+    assert from_parquet.rows_read == from_lines.rows_read == len(records)
+    assert len(reasons) >= 3 and from_parquet.rows.height == len(records) - len(reasons)
+
+
+def _fits(record: dict[str, Any], schema: pl.Schema) -> bool:
+    """Whether `record` can be held by a Parquet file of `schema` (a typed file cannot hold a
+    word where a number goes)."""
+    try:
+        held = pl.DataFrame([record], schema=schema, strict=True).to_dicts()[0]
+    except (TypeError, ValueError, pl.exceptions.PolarsError):
+        return False
+    return held == record
+
+
+def test_parquet_with_integer_coordinates_and_text_numbers(tmp_path: Path) -> None:
+    """Parquet whose dtypes are not the kind's own still loads: integer box corners are read as
+    floats, numbers stored as text are read (or refused) one by one."""
+    boxes = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2"],
+            "annotator_id": ["a1", "a2", "a1"],
+            "boxes": [
+                [{"label": "car", "x_min": 0, "y_min": 0, "x_max": 10, "y_max": 10}],
+                [{"label": "car", "x_min": 1, "y_min": 0, "x_max": 10, "y_max": 9}],
+                [{"label": "car", "x_min": 8, "y_min": 0, "x_max": 2, "y_max": 9}],
+            ],
+        }
+    )
+    path = write_input(boxes, tmp_path / "boxes.parquet")
+    result = _invoke(agreement_command, [str(path), "--kind", "boxes"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_judgments"] == 2
+    assert "row 3, field 'boxes'" in result.stderr
+    ratings = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2"],
+            "annotator_id": ["a1", "a2", "a1"],
+            "value": ["1", "2", "x"],
+        }
+    )
+    path = write_input(ratings, tmp_path / "ratings.parquet")
+    result = _invoke(aggregate_command, [str(path), "--kind", "numeric"])
+    assert result.exit_code == 0, result.output
+    assert "row 3, field 'value'" in result.stderr
+    values = pl.read_csv(io.StringIO(result.stdout)).get_column("value").to_list()
+    assert values == [pytest.approx(1.5)]
