@@ -106,17 +106,17 @@ def read_table(
         raise InputError(f"{path}: no data rows")
     for column in required_columns:
         nulls = frame.get_column(column).is_null()
-        if nulls.any():
-            row = int(nulls.arg_max()) + 1
-            raise InputError(f"{path}: row {row}, column {column!r}: empty value")
+        first = nulls.arg_max() if nulls.any() else None
+        if first is not None:
+            raise InputError(f"{path}: row {first + 1}, column {column!r}: empty value")
     cast = [pl.col(c).cast(pl.String) for c in string_columns if c in frame.columns]
     frame = frame.with_columns(cast) if cast else frame
     for column in string_columns:
         if column in frame.columns and frame.schema[column] == pl.String:
             nul = frame.get_column(column).str.contains("\x00", literal=True).fill_null(False)
-            if nul.any():
-                row = int(nul.arg_max()) + 1
-                raise InputError(f"{path}: row {row}, column {column!r}: contains a NUL byte")
+            first = nul.arg_max() if nul.any() else None
+            if first is not None:
+                raise InputError(f"{path}: row {first + 1}, column {column!r}: contains a NUL byte")
     return frame
 
 

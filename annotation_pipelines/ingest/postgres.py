@@ -182,7 +182,7 @@ def seed_database(
         for table, frame in frames.items():
             arrow = _arrow_for_postgres(frame)
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_quoted(schema)}.{_quoted(table)})")
-            populated = bool(cursor.fetchone()[0])  # type: ignore[index]
+            populated = bool(cursor.fetchone()[0])
             if table == "judgments" or not populated:
                 # New submissions, or a first seed: straight binary COPY, no staging.
                 cursor.adbc_ingest(table, arrow, mode="append", db_schema_name=schema)
@@ -359,9 +359,11 @@ def _read_copy(
     ):
         for block in copy:
             buffer.write(block)
-    overrides = {c: pl.Int64 if c in timestamps else pl.String for c in columns}
+    overrides: dict[str, pl.DataType] = {
+        c: pl.Int64() if c in timestamps else pl.String() for c in columns
+    }
     if "duration_s" in columns:
-        overrides["duration_s"] = pl.Float64
+        overrides["duration_s"] = pl.Float64()
     if buffer.tell() == 0:
         frame = pl.DataFrame(schema=overrides)
     else:

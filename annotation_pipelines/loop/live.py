@@ -692,7 +692,8 @@ def _block(
     hits = cards.filter((active >= options.min_judgments) & (bad_gold | spam).fill_null(False))
     if hits.height == 0:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    rows, alerts = [], []
+    rows: list[dict[str, object]] = []
+    alerts: list[dict[str, object]] = []
     for card in hits.sort("annotator_id").iter_rows(named=True):
         reasons = []
         if card["n_gold"] >= options.min_gold and (card["gold_accuracy_upper"] or 1.0) < (

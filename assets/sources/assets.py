@@ -87,7 +87,7 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     return sorted(days)
 
 
-def reconciliation(result: IngestResult) -> dict[str, object]:
+def reconciliation(result: IngestResult) -> dict[str, MetadataValue]:
     return {
         "rows_read": MetadataValue.int(result.rows_read),
         "rows_loaded": MetadataValue.int(result.rows_loaded),

@@ -18,8 +18,8 @@ from dagster import AssetKey
 
 from annotation_pipelines.api import create_app
 from annotation_pipelines.api.tokens import issue_token
-from annotation_pipelines.demo import write_compute_landing
 from annotation_pipelines.settings import Settings, load_settings
+from assets.demo import write_compute_landing
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
 DAYS = ["2026-11-16", "2026-11-17"]

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from annotation_pipelines.definitions import build_definitions
 from annotation_pipelines.ingest.postgres import apply_schema, seed_database
 from annotation_pipelines.loop.live import load_state
 from annotation_pipelines.loop.writeback import write_requests
+from assets.definitions import build_definitions
 from tests.loop.test_live import stream
 from tests.services import fresh_database
 
