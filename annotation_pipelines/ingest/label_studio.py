@@ -309,7 +309,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         source_line=pl.col("_line"),
     )
     if "annotations" not in schema or not isinstance(schema["annotations"], pl.List):
-        return empty_annotations(), staged_tasks.cast(TASK_SCHEMA)  # type: ignore[arg-type]
+        return empty_annotations(), staged_tasks.cast(pl.Schema(TASK_SCHEMA))
     flat = (
         tasks.select("task_id", "project", "_line", "annotations")
         .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
@@ -322,7 +322,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
     if not isinstance(annotation_type, pl.Struct):
         # Every task of the chunk has an empty annotation list (Polars reads it as a list of
         # nulls): there is nothing to stage, which is no reason to leave the native path.
-        return empty_annotations(), staged_tasks.cast(TASK_SCHEMA)  # type: ignore[arg-type]
+        return empty_annotations(), staged_tasks.cast(pl.Schema(TASK_SCHEMA))
     completed = _field_type(annotation_type, "completed_by")
     if isinstance(completed, pl.Struct):
         annotator = pl.col("a").struct.field("completed_by").struct.field("id").cast(pl.String)
@@ -368,8 +368,8 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             source_line=pl.col("_line"),
             # Encoded now, per chunk, so chunks with different inferred shapes stack.
             record=pl.col("a").struct.json_encode(),
-        ).cast(ANNOTATION_SCHEMA),  # type: ignore[arg-type]
-        staged_tasks.cast(TASK_SCHEMA),  # type: ignore[arg-type]
+        ).cast(pl.Schema(ANNOTATION_SCHEMA)),
+        staged_tasks.cast(pl.Schema(TASK_SCHEMA)),
     )
 
 

@@ -24,6 +24,7 @@ benchmark compares both with a plain psycopg fetch loop.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Sequence
@@ -417,11 +418,13 @@ def extract_since(
     """
     until = max(until or safe_upper_bound(dsn, lag=lag), since)
     start = since - overlap
-    prior = pl.DataFrame(schema=SEEN) if seen is None else seen.cast(SEEN)  # type: ignore[arg-type]
-    window = {"since": start, "until": until, "schema": schema, "method": method}
-    judgments = read_table_since(dsn, "judgments", submitted_after=since, **window)  # type: ignore[arg-type]
-    tasks = read_table_since(dsn, "tasks", **window)  # type: ignore[arg-type]
-    gold = read_table_since(dsn, "gold_labels", **window)  # type: ignore[arg-type]
+    prior = pl.DataFrame(schema=SEEN) if seen is None else seen.cast(pl.Schema(SEEN))
+    read_window = functools.partial(
+        read_table_since, dsn, since=start, until=until, schema=schema, method=method
+    )
+    judgments = read_window("judgments", submitted_after=since)
+    tasks = read_window("tasks")
+    gold = read_window("gold_labels")
     read = {"judgments": judgments, "tasks": tasks, "gold_labels": gold}
     recent = [prior]
     for table, frame in read.items():
@@ -434,7 +437,7 @@ def extract_since(
                 table=pl.lit(table, pl.String),
                 key=pl.col(EXTRACT_KEYS[table]).cast(pl.String),
                 updated_at="updated_at",
-            ).cast(SEEN)  # type: ignore[arg-type]
+            ).cast(pl.Schema(SEEN))
         )
     judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
     next_seen = (

@@ -341,4 +341,4 @@ def quarantine_rows(
         field=pl.col("field").cast(pl.String),
         reason=pl.col("reason").cast(pl.String),
         raw=encode_record(bad),
-    ).cast(QUARANTINE)  # type: ignore[arg-type]
+    ).cast(pl.Schema(QUARANTINE))
