@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 if TYPE_CHECKING:  # the layout names import nothing heavy; the reader imports pyarrow/polars
     import polars as pl
@@ -257,7 +257,9 @@ class _VersionedCache:
         with self._lock:
             if key in self._values:
                 self._values.move_to_end(key)
-                return self._values[key]  # type: ignore[return-value]
+                # Values are stored untyped; a key is only ever built by one `build`, so its
+                # value has that build's type.
+                return cast(T, self._values[key])
         value = build()
         with self._lock:
             self._values[key] = value

@@ -230,5 +230,5 @@ def conform(frame: pl.DataFrame, table: dict[str, pl.DataType], *, name: str) ->
         )
     extra = [column for column in frame.columns if column not in table]
     return frame.select(
-        [pl.col(column).cast(dtype, strict=True) for column, dtype in table.items()] + extra
+        *(pl.col(column).cast(dtype, strict=True) for column, dtype in table.items()), *extra
     )

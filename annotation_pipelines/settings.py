@@ -51,12 +51,17 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeGuard
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 Profile = Literal["local", "production"]
 PROFILES: tuple[Profile, ...] = ("local", "production")
+
+
+def _is_profile(name: str) -> TypeGuard[Profile]:
+    return name in PROFILES
+
 
 PROFILE = "ANNOTATION_PIPELINES_PROFILE"
 DATA_DIR = "ANNOTATION_PIPELINES_DATA_DIR"
@@ -149,9 +154,10 @@ def load_settings(
         value = env.get(name, "").strip()
         return value or None
 
-    profile = profile or text(PROFILE) or "local"
-    if profile not in PROFILES:
-        raise SettingsError(f"{PROFILE}={profile!r}: use one of {', '.join(PROFILES)}")
+    chosen = profile or text(PROFILE) or "local"
+    if not _is_profile(chosen):
+        raise SettingsError(f"{PROFILE}={chosen!r}: use one of {', '.join(PROFILES)}")
+    profile = chosen
     data_dir = Path(text(DATA_DIR) or PROJECT_ROOT / "data").resolve()
     start_date = text(START_DATE) or _start_date_marker(data_dir) or DEFAULT_START_DATE
     try:
@@ -173,7 +179,7 @@ def load_settings(
     if profile == "production" and bucket is None:
         raise SettingsError(f"{BUCKET} is required in the production profile")
     return Settings(
-        profile=profile,  # type: ignore[arg-type]  # checked against PROFILES above
+        profile=profile,
         data_dir=data_dir,
         start_date=start_date,
         timezone=text(TIMEZONE) or "UTC",

@@ -18,6 +18,7 @@ import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
 
 from dagster import (
     AssetChecksDefinition,
@@ -41,6 +42,8 @@ from resources.annotation_db import AnnotationDatabase
 from resources.lake import LakeIOManager, LocalLake, S3Lake
 from resources.landing import LocalLandingZone, S3LandingZone
 
+T = TypeVar("T")
+
 # Modules under `assets` that are not a layer: this one, the CLI's demo, and shared helpers.
 NOT_LAYERS = frozenset({"definitions", "demo", "common"})
 
@@ -50,7 +53,8 @@ NOT_LAYERS = frozenset({"definitions", "demo", "common"})
 _ASSET_JOB = type(define_asset_job("_type_probe"))
 _PARTITIONED_SCHEDULE = type(build_schedule_from_partitioned_job(define_asset_job("_type_probe")))
 
-# What a layer module may define at module level, each kind in its own Definitions argument.
+# What a layer module may define at module level, each kind in its own Definitions argument
+# (passed one by one in `build_definitions`).
 # AssetChecksDefinition is a subclass of AssetsDefinition, so it is tested first.
 KINDS: tuple[tuple[str, tuple[type, ...]], ...] = (
     ("asset_checks", (AssetChecksDefinition,)),
@@ -83,6 +87,15 @@ def collect_layers() -> dict[str, list[object]]:
                 seen.add(id(value))
                 found[kind].append(value)
     return found
+
+
+def _sorted_as(objects: list[object], *kinds: type[T]) -> list[T]:
+    """`objects`, which `collect_layers` sorted under one kind, typed as that kind.
+
+    The unresolved job and schedule classes are not exported by Dagster, so the lists cannot be
+    annotated with them; the same `isinstance` test that sorted them narrows them here.
+    """
+    return [value for value in objects if isinstance(value, kinds)]
 
 
 def data_dir() -> Path:
@@ -118,11 +131,16 @@ def resources_for(settings: Settings) -> dict[str, object]:
 def build_definitions(*, profile: Profile | None = None) -> Definitions:
     """The code location's Definitions for the profile in the environment (or `profile`)."""
     settings = load_settings(profile=profile)
+    layers = collect_layers()
     return Definitions(
         # Locally each step in a subprocess would re-import the code location (~15 s on this
         # 2-core box) for steps that take seconds; production runs steps in parallel.
         executor=in_process_executor if settings.profile == "local" else multiprocess_executor,
-        **collect_layers(),
+        asset_checks=_sorted_as(layers["asset_checks"], AssetChecksDefinition),
+        assets=_sorted_as(layers["assets"], AssetsDefinition),
+        jobs=_sorted_as(layers["jobs"], JobDefinition, _ASSET_JOB),
+        schedules=_sorted_as(layers["schedules"], ScheduleDefinition, _PARTITIONED_SCHEDULE),
+        sensors=_sorted_as(layers["sensors"], SensorDefinition),
         resources=resources_for(settings),
     )
 

@@ -7,8 +7,10 @@ Dagster UI (`make dev`) afterwards.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import click
 import polars as pl
@@ -16,6 +18,10 @@ import polars as pl
 from annotation_pipelines.settings import load_settings, write_start_date
 from annotation_pipelines.storage import atomic_write_parquet
 from annotation_pipelines.synthetic import generate_compute_usage, generate_workload
+
+if TYPE_CHECKING:
+    # Only for annotations: dagster is imported inside `run_demo`, after the start date is set.
+    from dagster import AssetCheckEvaluation
 
 COMPUTE_HISTORY_DAYS = 28
 # The demo prints one progress line per step; Dagster's per-event console log stays in the UI.
@@ -36,7 +42,16 @@ def write_compute_landing(landing: Path, *, end: date, days: int, seed: int) -> 
     return usage.height
 
 
-def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[str, object]:  # noqa: ANN001
+class DemoOutcome(TypedDict):
+    days: list[date]
+    root: Path
+    elapsed_s: float
+    held_back: list[date]
+
+
+def run_demo(
+    *, judgments: int, days: int, seed: int, echo: Callable[[str], object] = click.echo
+) -> DemoOutcome:
     started = time.perf_counter()
     day_list = last_days(days)
     compute_days = [day_list[-1] - timedelta(days=i) for i in range(COMPUTE_HISTORY_DAYS)][::-1]
@@ -47,7 +62,7 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
 
     from dagster import AssetKey, DagsterInstance
 
-    from assets.common.partitions import project_partitions
+    from assets.common.partitions import PROJECT_PARTITIONS
     from assets.definitions import build_definitions
 
     # Built now, not at import: the data folder is read from the environment at this moment.
@@ -62,7 +77,7 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
 
     instance = DagsterInstance.get()
     daily = defs.resolve_job_def("daily_annotation_job")
-    held_back = []
+    held_back: list[date] = []
     for day in day_list:
         result = daily.execute_in_process(
             partition_key=day.isoformat(), instance=instance, run_config=QUIET, raise_on_error=False
@@ -86,7 +101,7 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
         )
     echo(f"  loaded {len(compute_days)} days of accelerator telemetry")
     projects = sorted(summary.per_project)
-    instance.add_dynamic_partitions(project_partitions.name, projects)
+    instance.add_dynamic_partitions(PROJECT_PARTITIONS, projects)
     curation = defs.resolve_job_def("curation_job")
     for project in projects:
         result = curation.execute_in_process(
@@ -113,12 +128,15 @@ def run_demo(*, judgments: int, days: int, seed: int, echo=click.echo) -> dict[s
     return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
 
 
-def _describe(check: object) -> str:
+def _describe(check: AssetCheckEvaluation) -> str:
     """A failed gate in one phrase: its name and, when it names them, the failing projects."""
-    failing = check.metadata.get("failing")  # type: ignore[attr-defined]
-    projects = ", ".join(getattr(failing, "value", None) or [])
-    name = check.check_name  # type: ignore[attr-defined]
-    return f"{name} ({projects})" if projects else name
+    from dagster import JsonMetadataValue
+
+    failing = check.metadata.get("failing")
+    # The gates record the failing projects as a JSON list.
+    named = failing.value if isinstance(failing, JsonMetadataValue) else None
+    projects = ", ".join(str(project) for project in named or [])
+    return f"{check.check_name} ({projects})" if projects else check.check_name
 
 
 def summarize(root: Path, days: list[date]) -> str:

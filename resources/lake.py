@@ -319,8 +319,9 @@ class Lake(ConfigurableResource):
         if not days:
             return pl.LazyFrame()
         paths = [self.local_path(partition_key(table, day)) for day in days]
-        if all(path is not None for path in paths):
-            return pl.scan_parquet(paths, missing_columns="insert", extra_columns="ignore")
+        local = [path for path in paths if path is not None]
+        if len(local) == len(paths):
+            return pl.scan_parquet(local, missing_columns="insert", extra_columns="ignore")
         return self.read_days(table, days).lazy()
 
     def read_days(self, table: str, days: Iterable[str]) -> pl.DataFrame:
@@ -471,7 +472,9 @@ class S3Lake(Lake):
         self._s3().delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
-def table_metadata(frame: pl.DataFrame, *, preview_rows: int = 10) -> dict[str, object]:
+def table_metadata(
+    frame: pl.DataFrame, *, preview_rows: int = 10
+) -> dict[str, MetadataValue | TableSchema]:
     """Row count, column schema and a markdown preview: the metadata every table gets."""
     # Previews never show raw annotator ids (they are personal data); the lake table does.
     preview = frame_to_markdown(

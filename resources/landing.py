@@ -15,6 +15,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -132,7 +133,7 @@ class S3LandingZone(LandingZone):
     prefix: str = "landing"
     _client: object = PrivateAttr(default=None)
 
-    def _s3(self) -> object:
+    def _s3(self) -> Any:  # boto3 clients are untyped
         if self._client is None:
             self._client = self.s3.get_client()
         return self._client

@@ -494,6 +494,11 @@ def _routes(app: FastAPI, context: Context) -> None:
         key = ("snapshots", prefix, *sorted(v.token for v in files.values()))
         return list(files.values()), reader.cached(key, build)
 
+    def snapshot_files(snapshot: dict[str, object]) -> list[str]:
+        # `snapshots` above always stores the file names as a sorted list.
+        files = snapshot["files"]
+        return [str(name) for name in files] if isinstance(files, list) else []
+
     def public(snapshot: dict[str, object]) -> dict[str, object]:
         return {k: v for k, v in snapshot.items() if not k.startswith("_")}
 
@@ -511,7 +516,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                     )
                 ),
             }
-            for name in snapshot["files"]  # type: ignore[union-attr]
+            for name in snapshot_files(snapshot)
         ]
         return {**public(snapshot), "files": files, "card_url": f"{base}/card"}
 
@@ -549,9 +554,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         tag, cached = _conditional(request, versions)
         if cached:
             return cached
-        card = (
-            reader.read_bytes(card_key).decode() if layout.CARD_FILE in snapshot["files"] else None
-        )  # type: ignore[operator]
+        has_card = layout.CARD_FILE in snapshot_files(snapshot)
+        card = reader.read_bytes(card_key).decode() if has_card else None
         return _answer(_json_bytes({**with_links(request, snapshot), "card": card}), tag)
 
     @app.get(f"/{API_VERSION}/datasets/{{project}}/latest", tags=["datasets"])
@@ -620,7 +624,7 @@ def _routes(app: FastAPI, context: Context) -> None:
     ) -> Response:
         """One file of a snapshot (a split as Parquet or JSON Lines, the card, the manifest)."""
         versions, snapshot = find_snapshot(project, version)
-        if name not in snapshot["files"]:  # type: ignore[operator]
+        if name not in snapshot_files(snapshot):
             raise Problem(404, f"snapshot {version!r} has no file {name!r}")
         key = layout.dataset_prefix(project, version) + name
         file_version = next(v for v in versions if v.key == key)

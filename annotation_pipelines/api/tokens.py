@@ -70,6 +70,16 @@ def _read_entries(path: Path) -> list[dict[str, object]]:
     return data
 
 
+def _entry_scopes(entry: dict[str, object], *, path: Path) -> frozenset[str]:
+    """The entry's scopes; a store edited by hand must still hold a list of scope names."""
+    scopes = entry.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+        raise TokenError(
+            f"{path}: token {entry.get('id')!r}: field 'scopes' must be a list of scope names"
+        )
+    return frozenset(str(scope) for scope in scopes)
+
+
 def issue_token(store: Path, *, scopes: list[str], note: str = "") -> str:
     """Make a token with `scopes`, append its hash to `store` and return the token (once)."""
     scopes = parse_scopes(",".join(scopes))
@@ -132,7 +142,7 @@ class TokenStore:
                         token_id=str(entry["id"]),
                         salt=str(entry["salt"]),
                         digest=str(entry["sha256"]),
-                        scopes=frozenset(entry.get("scopes", [])),  # type: ignore[arg-type]
+                        scopes=_entry_scopes(entry, path=self._path),
                     )
                     for entry in _read_entries(self._path)
                 }

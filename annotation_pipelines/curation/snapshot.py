@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
 
 import polars as pl
 
@@ -35,6 +36,26 @@ class MaskedShareError(ValueError):
     """More of a snapshot's payloads had personal data masked than the configured ceiling."""
 
 
+class SnapshotStats(TypedDict):
+    """What went into a snapshot: counts, the method's reasoning, the personal-data masking."""
+
+    judgments_in: int
+    judgments_used: int
+    tasks_aggregated: int
+    tasks_selected: int
+    duplicates_collapsed: int
+    tasks_held_back: int
+    rows: int
+    tie_share: float
+    method_explanation: str
+    masked_share: float
+    masked_rows: int
+    masked: dict[str, int]
+    phone_region: str
+    max_masked_share: float
+    empty_reason: NotRequired[str]  # only when nothing was selected
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The rows of one snapshot, its version id, and what went into it.
@@ -45,7 +66,7 @@ class Snapshot:
     rows: pl.DataFrame
     version_id: str
     method: str
-    stats: dict[str, object]
+    stats: SnapshotStats
     held_back_days: list[str] = field(default_factory=list)
     excluded_annotators: int = 0
 
@@ -134,7 +155,7 @@ def build_snapshot(
     )
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     rows = rows.drop([c for c in drop_fields if c in rows.columns])
-    stats: dict[str, object] = {
+    stats: SnapshotStats = {
         "judgments_in": judgments.height,
         "judgments_used": trusted.height,
         "tasks_aggregated": labels.height,
@@ -260,8 +281,9 @@ def dataset_card(
             f"{float(stats['max_masked_share']):.1%}.",
         ]
     if quality is not None and quality.height:
-        alpha = quality["krippendorff_alpha"].mean()
-        gold = quality["gold_accuracy"].mean()
+        # Float columns: their means are floats, or None when every value is null.
+        alpha = _float_or_none(quality["krippendorff_alpha"].mean())
+        gold = _float_or_none(quality["gold_accuracy"].mean())
         lines += [
             "",
             "## Quality of the source judgments",
@@ -307,3 +329,7 @@ def dataset_card(
         "```",
     ]
     return "\n".join(line for line in lines if line is not None)
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 from annotation_pipelines.ingest.label_studio import parse_label_studio
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, combine
@@ -21,6 +22,15 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
     "parquet": (".parquet",),
     "jsonl": (".jsonl", ".ndjson"),
 }
+
+
+class _ParseOptions(TypedDict):
+    """The options every parser takes, passed through by `ingest_bytes`."""
+
+    project: str | None
+    label_set: list[str] | None
+    now: datetime | None
+    max_field_bytes: int
 
 
 def ingest_bytes(
@@ -44,16 +54,16 @@ def ingest_bytes(
     be read; otherwise bad rows are in `result.quarantine` and good rows still load.
     """
     labels = list(label_set) if label_set is not None else None
-    options = {
+    options: _ParseOptions = {
         "project": project,
         "label_set": labels,
         "now": now,
         "max_field_bytes": max_field_bytes,
     }
     if format == "label-studio":
-        return parse_label_studio(data, source_file=source_file, **options)  # type: ignore[arg-type]
+        return parse_label_studio(data, source_file=source_file, **options)
     if format == "sagemaker-gt":
-        return parse_sagemaker(data, source_file=source_file, **options)  # type: ignore[arg-type]
+        return parse_sagemaker(data, source_file=source_file, **options)
     if format in ("csv", "tsv", "parquet", "jsonl"):
         return parse_table(
             data,
@@ -61,7 +71,7 @@ def ingest_bytes(
             source_file=source_file,
             mapping=mapping,
             kind=kind,
-            **options,  # type: ignore[arg-type]
+            **options,
         )
     raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
 

@@ -309,7 +309,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         source_line=pl.col("_line"),
     )
     if "annotations" not in schema or not isinstance(schema["annotations"], pl.List):
-        return empty_annotations(), staged_tasks.cast(TASK_SCHEMA)  # type: ignore[arg-type]
+        return empty_annotations(), staged_tasks.cast(pl.Schema(TASK_SCHEMA))
     flat = (
         tasks.select("task_id", "project", "_line", "annotations")
         .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
@@ -318,15 +318,19 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         .rename({"annotations": "a"})
     )
     fs = flat.schema
-    completed_by_type = fs["a"].fields  # type: ignore[union-attr]
-    completed = next((f.dtype for f in completed_by_type if f.name == "completed_by"), None)
+    annotation_type = fs["a"]
+    if not isinstance(annotation_type, pl.Struct):
+        # Every task of the chunk has an empty annotation list (Polars reads it as a list of
+        # nulls): there is nothing to stage, which is no reason to leave the native path.
+        return empty_annotations(), staged_tasks.cast(pl.Schema(TASK_SCHEMA))
+    completed = _field_type(annotation_type, "completed_by")
     if isinstance(completed, pl.Struct):
         annotator = pl.col("a").struct.field("completed_by").struct.field("id").cast(pl.String)
     elif completed is None:
         annotator = pl.lit(None, pl.String)
     else:
         annotator = pl.col("a").struct.field("completed_by").cast(pl.String)
-    result_type = next((f.dtype for f in completed_by_type if f.name == "result"), None)
+    result_type = _field_type(annotation_type, "result")
     choices = pl.lit(None, pl.List(pl.String))
     if _has_choices(result_type):
         choices = (
@@ -342,29 +346,37 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             .cast(pl.List(pl.String))
         )
     control, general = _result_shape(result_type)
-    lead_time = _field(fs, "a", "lead_time", pl.Float64)
+    lead_time = _field(fs, "a", "lead_time", pl.Float64())
     return (
         flat.select(
             "task_id",
             "project",
             "position",
-            annotation_id=_field(fs, "a", "id", pl.String).cast(pl.String),
+            annotation_id=_field(fs, "a", "id", pl.String()).cast(pl.String),
             annotator_id=annotator,
             choices=choices,
             control=control,
             general=general,
-            submitted_at=_field(fs, "a", "created_at", pl.String).cast(pl.String),
+            submitted_at=_field(fs, "a", "created_at", pl.String()).cast(pl.String),
             duration_s=lead_time.cast(pl.String),
-            was_cancelled=_field(fs, "a", "was_cancelled", pl.Boolean).cast(
+            was_cancelled=_field(fs, "a", "was_cancelled", pl.Boolean()).cast(
                 pl.Boolean, strict=False
             ),
-            ground_truth=_field(fs, "a", "ground_truth", pl.Boolean).cast(pl.Boolean, strict=False),
+            ground_truth=_field(fs, "a", "ground_truth", pl.Boolean()).cast(
+                pl.Boolean, strict=False
+            ),
             source_line=pl.col("_line"),
             # Encoded now, per chunk, so chunks with different inferred shapes stack.
             record=pl.col("a").struct.json_encode(),
-        ).cast(ANNOTATION_SCHEMA),  # type: ignore[arg-type]
-        staged_tasks.cast(TASK_SCHEMA),  # type: ignore[arg-type]
+        ).cast(pl.Schema(ANNOTATION_SCHEMA)),
+        staged_tasks.cast(pl.Schema(TASK_SCHEMA)),
     )
+
+
+def _field_type(struct: pl.Struct, name: str) -> pl.DataType | None:
+    """The dtype of the field `name`, if `struct` has one (inferred schemas hold instances)."""
+    dtype = next((f.dtype for f in struct.fields if f.name == name), None)
+    return dtype if isinstance(dtype, pl.DataType) else None
 
 
 def _has_choices(result_type: pl.DataType | None) -> bool:

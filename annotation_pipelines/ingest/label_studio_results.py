@@ -184,7 +184,9 @@ def _number(value: dict, name: str) -> float:
     return float(number)
 
 
-def _rectangle(value: dict, width: float | None, height: float | None) -> tuple[float, ...]:
+def _rectangle(
+    value: dict, width: float | None, height: float | None
+) -> tuple[float, float, float, float]:
     x, y = _number(value, "x"), _number(value, "y")
     w, h = _number(value, "width"), _number(value, "height")
     rotation = value.get("rotation") or 0.0

@@ -24,6 +24,7 @@ benchmark compares both with a plain psycopg fetch loop.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Sequence
@@ -182,7 +183,7 @@ def seed_database(
         for table, frame in frames.items():
             arrow = _arrow_for_postgres(frame)
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_quoted(schema)}.{_quoted(table)})")
-            populated = bool(cursor.fetchone()[0])  # type: ignore[index]
+            populated = bool(cursor.fetchone()[0])
             if table == "judgments" or not populated:
                 # New submissions, or a first seed: straight binary COPY, no staging.
                 cursor.adbc_ingest(table, arrow, mode="append", db_schema_name=schema)
@@ -359,9 +360,11 @@ def _read_copy(
     ):
         for block in copy:
             buffer.write(block)
-    overrides = {c: pl.Int64 if c in timestamps else pl.String for c in columns}
+    overrides: dict[str, pl.DataType] = {
+        c: pl.Int64() if c in timestamps else pl.String() for c in columns
+    }
     if "duration_s" in columns:
-        overrides["duration_s"] = pl.Float64
+        overrides["duration_s"] = pl.Float64()
     if buffer.tell() == 0:
         frame = pl.DataFrame(schema=overrides)
     else:
@@ -415,11 +418,13 @@ def extract_since(
     """
     until = max(until or safe_upper_bound(dsn, lag=lag), since)
     start = since - overlap
-    prior = pl.DataFrame(schema=SEEN) if seen is None else seen.cast(SEEN)  # type: ignore[arg-type]
-    window = {"since": start, "until": until, "schema": schema, "method": method}
-    judgments = read_table_since(dsn, "judgments", submitted_after=since, **window)  # type: ignore[arg-type]
-    tasks = read_table_since(dsn, "tasks", **window)  # type: ignore[arg-type]
-    gold = read_table_since(dsn, "gold_labels", **window)  # type: ignore[arg-type]
+    prior = pl.DataFrame(schema=SEEN) if seen is None else seen.cast(pl.Schema(SEEN))
+    read_window = functools.partial(
+        read_table_since, dsn, since=start, until=until, schema=schema, method=method
+    )
+    judgments = read_window("judgments", submitted_after=since)
+    tasks = read_window("tasks")
+    gold = read_window("gold_labels")
     read = {"judgments": judgments, "tasks": tasks, "gold_labels": gold}
     recent = [prior]
     for table, frame in read.items():
@@ -432,7 +437,7 @@ def extract_since(
                 table=pl.lit(table, pl.String),
                 key=pl.col(EXTRACT_KEYS[table]).cast(pl.String),
                 updated_at="updated_at",
-            ).cast(SEEN)  # type: ignore[arg-type]
+            ).cast(pl.Schema(SEEN))
         )
     judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
     next_seen = (

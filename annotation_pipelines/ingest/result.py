@@ -193,7 +193,7 @@ def assemble(
         quarantines.append(bad_gold)
     if preset_quarantine is not None and preset_quarantine.height:
         quarantines.append(preset_quarantine.select(list(QUARANTINE)))
-    quarantine = pl.concat([q.cast(QUARANTINE) for q in quarantines])  # type: ignore[arg-type]
+    quarantine = pl.concat([q.cast(pl.Schema(QUARANTINE)) for q in quarantines])
     tasks = build_tasks(staged_tasks, judgments, gold, source=source, source_file=source_file)
     rows_read = staged_judgments.height
     rows_read += 0 if staged_gold is None else staged_gold.height

@@ -46,6 +46,8 @@ from annotation_pipelines.ingest.values import ValueShapeError, normalize
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.tabular import check_column_count
 
+_REQUIRED_FIELDS = frozenset({"task_id", "annotator_id", "label", "submitted_at"})
+
 
 @dataclass(frozen=True)
 class ColumnMapping:
@@ -77,7 +79,13 @@ class ColumnMapping:
         unknown = set(mapping) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown canonical field(s) in column mapping: {sorted(unknown)}")
-        return cls(**mapping)  # type: ignore[arg-type]
+        # Every field is a column name; the four every table needs cannot be absent (None).
+        checked: dict[str, Any] = {}
+        for name, column in mapping.items():
+            if not isinstance(column, str) and (column is not None or name in _REQUIRED_FIELDS):
+                raise ValueError(f"column mapping: {name!r} must name a column, got {column!r}")
+            checked[name] = column
+        return cls(**checked)
 
 
 _STAGED: dict[str, pl.DataType] = {
@@ -294,11 +302,12 @@ def _stage_frame(
 
     label_dtype = frame.schema.get(mapping.label, pl.String())
     original = [c for c in frame.columns if not c.startswith("_")]
-    kinds = (
-        [table_kind] * frame.height
-        if table_kind is not None
-        else frame.get_column(mapping.kind).cast(pl.String, strict=False).to_list()  # type: ignore[arg-type]
-    )
+    kinds: list[str | None]
+    if table_kind is not None or mapping.kind is None:
+        kinds = [table_kind] * frame.height
+    else:
+        # `_table_kind` says None only when the mapped kind column is present.
+        kinds = frame.get_column(mapping.kind).cast(pl.String, strict=False).to_list()
     value_sources = {
         canonical: getattr(mapping, canonical)
         for canonical in VALUE_DTYPES

@@ -236,15 +236,16 @@ def validate(
             outside = pl.col("labels").list.eval(~pl.element().is_in(allowed.implode())).list.any()
             checks.append(((pl.col("kind") == "multilabel") & outside, "labels", UNKNOWN_LABEL))
 
-    reason = pl.col("reason")
-    field = pl.col("field")
+    reason_expr = pl.col("reason")
+    field_expr = pl.col("field")
     # Later checks are wrapped first so that the earliest failing check in the list wins.
-    for condition, name, why in reversed(checks):
+    for condition, checked, why in reversed(checks):
         hit = condition.fill_null(False)
-        named = pl.lit(name) if isinstance(name, str) else name
-        reason = pl.when(pl.col("reason").is_null() & hit).then(pl.lit(why)).otherwise(reason)
-        field = pl.when(pl.col("reason").is_null() & hit).then(named).otherwise(field)
-    frame = frame.with_columns(reason=reason, field=field)
+        named = pl.lit(checked) if isinstance(checked, str) else checked
+        failed = pl.col("reason").is_null() & hit
+        reason_expr = pl.when(failed).then(pl.lit(why)).otherwise(reason_expr)
+        field_expr = pl.when(failed).then(named).otherwise(field_expr)
+    frame = frame.with_columns(reason=reason_expr, field=field_expr)
 
     key = list(duplicate_key)
     if "control" in frame.columns and "control" not in key:
@@ -340,4 +341,4 @@ def quarantine_rows(
         field=pl.col("field").cast(pl.String),
         reason=pl.col("reason").cast(pl.String),
         raw=encode_record(bad),
-    ).cast(QUARANTINE)  # type: ignore[arg-type]
+    ).cast(pl.Schema(QUARANTINE))

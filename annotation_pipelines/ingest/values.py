@@ -60,9 +60,10 @@ def _strings(field: str, raw: Any, *, text_cells: bool) -> list[str] | None:
     if not isinstance(value, list | tuple):
         raise ValueShapeError(field, f"{field}: expected a list of strings, got {value!r:.80}")
     out = [_string(item) for item in value]
-    if any(item is None for item in out):
+    strings = [item for item in out if item is not None]
+    if len(strings) != len(out):
         raise ValueShapeError(field, f"{field}: every element must be a string or number")
-    return out  # type: ignore[return-value]
+    return strings
 
 
 def _number(field: str, raw: Any) -> float | None:

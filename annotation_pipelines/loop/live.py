@@ -396,7 +396,7 @@ def _with_gold(tasks: pl.DataFrame, gold: pl.DataFrame, version: int) -> pl.Data
         gold=pl.col("label"),
         version=pl.lit(version, pl.Int64),
     )
-    return pl.concat([known, fresh.cast(TASKS)], how="vertical")  # type: ignore[arg-type]
+    return pl.concat([known, fresh.cast(pl.Schema(TASKS))], how="vertical")
 
 
 # Incremental EM -----------------------------------------------------------------------------
@@ -515,9 +515,7 @@ def _with_annotators(
     return (
         pl.concat([annotators, fresh], how="diagonal_relaxed")
         .select(list(ANNOTATORS))
-        .cast(
-            ANNOTATORS  # type: ignore[arg-type]
-        )
+        .cast(pl.Schema(ANNOTATORS))
     )
 
 
@@ -660,7 +658,7 @@ def _scorecards(state: LiveState, touched: pl.Series, options: LiveOptions) -> p
             for c in columns
         ]
     )
-    return refreshed.select(list(ANNOTATORS)).cast(ANNOTATORS)  # type: ignore[arg-type]
+    return refreshed.select(list(ANNOTATORS)).cast(pl.Schema(ANNOTATORS))
 
 
 def _spammer_scores(counts: np.ndarray) -> np.ndarray:
@@ -692,7 +690,8 @@ def _block(
     hits = cards.filter((active >= options.min_judgments) & (bad_gold | spam).fill_null(False))
     if hits.height == 0:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    rows, alerts = [], []
+    rows: list[dict[str, object]] = []
+    alerts: list[dict[str, object]] = []
     for card in hits.sort("annotator_id").iter_rows(named=True):
         reasons = []
         if card["n_gold"] >= options.min_gold and (card["gold_accuracy_upper"] or 1.0) < (
@@ -855,7 +854,7 @@ def load_state(project: str, read: Callable[[str], bytes | None]) -> LiveState:
         data = read(f"{prefix}/{name}.parquet")
         if data is None:
             raise FileNotFoundError(f"{prefix}/{name}.parquet missing next to {prefix}/state.json")
-        frames[name] = pl.read_parquet(io.BytesIO(data)).cast(schemas[name])  # type: ignore[arg-type]
+        frames[name] = pl.read_parquet(io.BytesIO(data)).cast(pl.Schema(schemas[name]))
     return LiveState(
         project=project,
         labels=tuple(meta["labels"]),

@@ -129,8 +129,10 @@ def _compare(
     max_alpha_drop: float,
 ) -> tuple:
     enough = baseline is not None and baseline_days >= min_baseline_days
-    js = chi_square = p_value = None
-    if enough and today.sum() > 0 and baseline.sum() > 0:
+    js: float | None = None
+    chi_square: float | None = None
+    p_value: float | None = None
+    if enough and baseline is not None and today.sum() > 0 and baseline.sum() > 0:
         js = float(jensenshannon(today / today.sum(), baseline / baseline.sum(), base=2))
         observed = np.vstack([today, baseline])
         observed = observed[:, observed.sum(axis=0) > 0]
@@ -149,7 +151,7 @@ def _compare(
             f"label distribution moved: JS distance {js:.3f} > {max_js_distance} "
             f"vs trailing {baseline_days} days"
         )
-    if agreement_drift:
+    if agreement_drift and change is not None:
         reasons.append(
             f"agreement fell: alpha {alpha:.3f} vs trailing mean {mean_alpha:.3f} "
             f"(drop {-change:.3f} > {max_alpha_drop})"

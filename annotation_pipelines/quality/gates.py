@@ -281,8 +281,8 @@ def _flagged(row: dict[str, object], *, ceiling: float) -> tuple[object, ...]:
 
 
 def _row_counts(row: dict[str, object], *, labels: int | None) -> tuple[object, ...]:
-    judgments = int(row["n_judgments"] or 0)  # type: ignore[call-overload]
-    tasks = int(row["n_tasks"] or 0)  # type: ignore[call-overload]
+    judgments = int(_number(row["n_judgments"]) or 0)
+    tasks = int(_number(row["n_tasks"]) or 0)
     if judgments == 0:
         passed, text = False, "no judgments"
     elif labels is not None and labels != tasks:
@@ -302,7 +302,8 @@ def _labels_per_project(aggregated: pl.DataFrame | None) -> dict[str, int] | Non
 
 
 def _number(value: object) -> float | None:
-    if value is None:
+    """A figure of the report (a numeric column's value); None when missing or NaN."""
+    if not isinstance(value, int | float):
         return None
-    number = float(value)  # type: ignore[arg-type]
+    number = float(value)
     return None if math.isnan(number) else number

@@ -182,7 +182,7 @@ def annotator_scorecards(
         "history_days",
     ]
     return cards.select(
-        [pl.col(name).cast(dtype) for name, dtype in ANNOTATOR_SCORECARDS.items()] + extras
+        *(pl.col(name).cast(dtype) for name, dtype in ANNOTATOR_SCORECARDS.items()), *extras
     ).sort(KEYS)
 
 

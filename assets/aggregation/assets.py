@@ -7,7 +7,7 @@ from pydantic import Field
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.common.metadata import markdown_table
+from assets.common.metadata import markdown_table, mean_or
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake
 
@@ -108,12 +108,8 @@ def aggregated_labels(  # noqa: ANN201
         output_name="aggregated_labels",
         metadata={
             "methods": markdown_table(summary_frame),
-            "tie_share": MetadataValue.float(
-                float(label_frame["is_tie"].mean()) if label_frame.height else 0.0
-            ),
-            "mean_confidence": MetadataValue.float(
-                float(label_frame["confidence"].mean()) if label_frame.height else 0.0
-            ),
+            "tie_share": MetadataValue.float(mean_or(label_frame["is_tie"], 0.0)),
+            "mean_confidence": MetadataValue.float(mean_or(label_frame["confidence"], 0.0)),
         },
     )
     yield Output(skill_frame, output_name="annotator_skill")

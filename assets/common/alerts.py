@@ -3,6 +3,7 @@
 import json
 import urllib.request
 from datetime import UTC, datetime
+from typing import Protocol
 
 import polars as pl
 
@@ -10,7 +11,15 @@ from annotation_pipelines.settings import load_settings
 from resources.lake import Lake, alerts_key
 
 
-def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: object) -> None:
+class AlertLog(Protocol):
+    """What an alert is logged to: a Dagster context's `log` (or any `logging.Logger`)."""
+
+    def warning(self, msg: str, /) -> object: ...
+
+    def error(self, msg: str, /) -> object: ...
+
+
+def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: AlertLog) -> None:
     """Append alerts to the lake's alerts table, log them, and POST them to the webhook."""
     if not alerts:
         return
@@ -18,7 +27,7 @@ def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: object) ->
     frame = pl.DataFrame(alerts).with_columns(raised_at=pl.lit(stamp))
     lake.put_frame(alerts_key(stamp), frame)
     for alert in alerts:
-        log.warning(f"ALERT {alert['kind']}: {alert['message']}")  # type: ignore[attr-defined]
+        log.warning(f"ALERT {alert['kind']}: {alert['message']}")
     url = load_settings().alert_webhook
     if url:
         body = json.dumps({"alerts": alerts}, default=str).encode()
@@ -28,4 +37,4 @@ def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: object) ->
         try:
             urllib.request.urlopen(request, timeout=5).close()
         except OSError as error:  # the alert is already in the table and the log
-            log.error(f"alert webhook {url} failed: {error}")  # type: ignore[attr-defined]
+            log.error(f"alert webhook {url} failed: {error}")

@@ -1,4 +1,4 @@
-"""Metadata helpers shared by the asset layers: markdown tables and inline images."""
+"""Metadata helpers shared by the asset layers: markdown tables, inline images, figures."""
 
 import base64
 
@@ -17,3 +17,10 @@ def png_markdown(png: bytes, *, alt: str) -> MetadataValue:
     """An inline PNG the Dagster UI renders in the metadata panel."""
     encoded = base64.b64encode(png).decode("ascii")
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def mean_or(series: pl.Series, default: float) -> float:
+    """A numeric column's mean, or `default` when it has none (no rows, or only nulls)."""
+    # Polars types `Series.mean` as any Python literal; a numeric column's mean is a number.
+    value = series.mean()
+    return float(value) if isinstance(value, int | float) else default

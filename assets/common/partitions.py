@@ -10,5 +10,7 @@ START_DATE = load_settings().start_date
 
 daily_partitions = DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
 
-# Annotation projects appear in the source over time; a sensor adds each new one.
-project_partitions = DynamicPartitionsDefinition(name="projects")
+# Annotation projects appear in the source over time; a sensor adds each new one. The name is
+# a constant because the instance's dynamic-partition calls take it as a plain `str`.
+PROJECT_PARTITIONS = "projects"
+project_partitions = DynamicPartitionsDefinition(name=PROJECT_PARTITIONS)

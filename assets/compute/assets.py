@@ -61,6 +61,7 @@ def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Outpu
     if frame.height == 0:
         return Output(frame, metadata={"series": MetadataValue.int(0)})
     daily = summarize_usage(frame, every="1d")
+    peak = (frame["running"] + frame["pending"]).max()
     return Output(
         frame,
         metadata={
@@ -69,8 +70,9 @@ def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Outpu
             "by_hour_of_day": markdown_table(hour_of_day_profile(frame), rows=24 * 8),
             # Allocation vs what the SMs did, per class: idle_allocated is what allocation hides.
             "allocation_vs_utilization": markdown_table(allocation_vs_utilization(frame)),
+            # A numeric column's max is a number, or None when every value is null.
             "peak_demand_gpus": MetadataValue.float(
-                float((frame["running"] + frame["pending"]).max())
+                float(peak) if isinstance(peak, int | float) else 0.0
             ),
         },
     )

@@ -10,7 +10,7 @@ from dagster import (
     sensor,
 )
 
-from assets.common.partitions import project_partitions
+from assets.common.partitions import PROJECT_PARTITIONS, project_partitions
 from assets.curation.jobs import curation_job
 from resources.lake import Lake
 
@@ -27,7 +27,7 @@ def project_sensor(context: SensorEvaluationContext, lake: Lake) -> SensorResult
         recent.select(pl.col("project").unique()).collect() if recent.collect_schema() else None
     )
     seen = set(projects["project"].to_list()) if projects is not None else set()
-    known = set(context.instance.get_dynamic_partitions(project_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(PROJECT_PARTITIONS))
     new = sorted(seen - known)
     if not new:
         return SkipReason("no new projects")

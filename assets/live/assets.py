@@ -116,9 +116,9 @@ def live_quality_state(
             pending = open_requests(state, options, now=now)
             writes[f"{state_prefix(project)}/requests.json"] = label_studio_requests(pending)
         lake.commit(writes)
-    lag = (
-        (now - judgments["submitted_at"].min()).total_seconds() if judgments.height else 0.0  # type: ignore[operator]
-    )
+    # A Datetime column's min is a datetime, or None when the frame is empty.
+    first = judgments["submitted_at"].min()
+    lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
     context.log.info(
         f"live ({since}, {extract.until}]: {judgments.height} judgment(s), "
         f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"

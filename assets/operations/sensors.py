@@ -9,6 +9,7 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
+    IntMetadataValue,
     RunFailureSensorContext,
     RunStatusSensorContext,
     run_failure_sensor,
@@ -56,22 +57,24 @@ def run_summary(instance: DagsterInstance, run_id: str) -> pl.DataFrame:
         run_id,
         of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION},
     )
-    rows, checks = [], {}
+    rows: list[dict[str, object]] = []
+    checks: dict[str, list[str]] = {}
     for entry in entries:
-        event = entry.dagster_event
-        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            data = event.event_specific_data
-            key = data.asset_key.to_user_string()
-            verdict = "passed" if data.passed else f"FAILED ({data.severity.value})"
-            checks.setdefault(key, []).append(f"{data.check_name}: {verdict}")
+        evaluation = entry.asset_check_evaluation
+        if evaluation is not None:
+            key = evaluation.asset_key.to_user_string()
+            verdict = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+            checks.setdefault(key, []).append(f"{evaluation.check_name}: {verdict}")
             continue
-        materialization = event.event_specific_data.materialization
+        materialization = entry.asset_materialization
+        if materialization is None:
+            continue
         count = materialization.metadata.get("dagster/row_count")
         rows.append(
             {
                 "asset": materialization.asset_key.to_user_string(),
                 "partition": materialization.partition or "",
-                "rows": int(count.value) if count is not None else None,
+                "rows": count.value if isinstance(count, IntMetadataValue) else None,
             }
         )
     frame = pl.DataFrame(

@@ -55,7 +55,7 @@ from annotation_pipelines.quality.gates import (
 )
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.common.metadata import markdown_table
+from assets.common.metadata import markdown_table, mean_or
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake, parquet_bytes, partition_key, report_key, table_metadata
 
@@ -272,7 +272,7 @@ def quality(  # noqa: ANN201
     # outputs then carry metadata only, and downstream assets load the same keys as before.
     pages.update({partition_key(name, day): parquet_bytes(frame) for name, frame in tables.items()})
     lake.commit(pages)
-    extra = {
+    extra: dict[str, dict[str, MetadataValue]] = {
         "quality_report": {
             "summary": MetadataValue.md(summary),
             "html_reports": MetadataValue.json(report_paths),
@@ -321,8 +321,7 @@ def _pair_agreement(judgments: pl.DataFrame, *, min_overlap: int) -> pl.DataFram
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float:
-    value = frame[column].mean() if frame.height else None
-    return float(value) if value is not None else float("nan")
+    return mean_or(frame[column], float("nan"))
 
 
 def _past_label_counts(lake: Lake, day: str, days: int) -> pl.DataFrame:

@@ -36,7 +36,7 @@ def quality_alert_sensor(context: SensorEvaluationContext, lake: Lake) -> SkipRe
     # run-status index (indexed in every storage, SQLite's run-sharded one too); the cursor keeps
     # one position per terminal status.
     state = load_cursor(context.cursor)
-    alerts = []
+    alerts: list[dict[str, object]] = []
     for status in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
         result = context.instance.fetch_run_status_changes(
             RunStatusChangeRecordsFilter(event_type=status),
@@ -55,14 +55,17 @@ def quality_alert_sensor(context: SensorEvaluationContext, lake: Lake) -> SkipRe
 
 def _failed_check_alerts(context: SensorEvaluationContext, run_id: str) -> list[dict[str, object]]:
     entries = context.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-    alerts = []
+    alerts: list[dict[str, object]] = []
     for entry in entries:
-        evaluation = entry.dagster_event.event_specific_data
+        evaluation = entry.asset_check_evaluation
+        if evaluation is None:
+            continue
         check_key = AssetCheckKey(evaluation.asset_key, evaluation.check_name)
         if evaluation.passed or check_key not in ALERTING_CHECKS:
             continue
         name = check_key.to_user_string()
         failing = evaluation.metadata.get("failing")
+        detail = (failing.value if failing is not None else "") or ""
         partition = evaluation.partition or _run_partition(context, run_id)
         alerts.append(
             {
@@ -72,7 +75,7 @@ def _failed_check_alerts(context: SensorEvaluationContext, run_id: str) -> list[
                 "partition": partition,
                 "severity": evaluation.severity.value,
                 "run_id": run_id,
-                "message": f"{name} failed for {partition}: {getattr(failing, 'value', '') or ''}",
+                "message": f"{name} failed for {partition}: {detail}",
             }
         )
     return alerts

@@ -5,6 +5,7 @@ import json
 from dagster import (
     AssetKey,
     DefaultSensorStatus,
+    JsonMetadataValue,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -34,9 +35,11 @@ def staged_days_sensor(context: SensorEvaluationContext) -> SensorResult | SkipR
         for record in result.records:
             materialization = record.asset_materialization
             days = materialization.metadata.get("days") if materialization else None
-            for day in days.value if days else []:
+            # The staging assets write the days as a JSON list of partition keys.
+            staged = days.value if isinstance(days, JsonMetadataValue) else None
+            for day in staged or []:
                 requests.append(
-                    RunRequest(run_key=f"{name}:{record.storage_id}:{day}", partition_key=day)
+                    RunRequest(run_key=f"{name}:{record.storage_id}:{day}", partition_key=str(day))
                 )
         if result.records:
             state[name] = result.cursor

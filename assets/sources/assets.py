@@ -46,7 +46,9 @@ from resources.landing import LandingZone, parse_export_path
 SOURCES_GROUP = "sources"
 OWNERS = ["team:annotation-platform"]
 
-export_files = DynamicPartitionsDefinition(name="export_files")
+# The name is a constant because the instance's dynamic-partition calls take a plain `str`.
+EXPORT_FILES = "export_files"
+export_files = DynamicPartitionsDefinition(name=EXPORT_FILES)
 
 # (staged table, canonical schema, the timestamp whose UTC day is the row's partition)
 STAGED_TABLES: tuple[tuple[str, dict[str, pl.DataType], str], ...] = (
@@ -85,7 +87,7 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     return sorted(days)
 
 
-def reconciliation(result: IngestResult) -> dict[str, object]:
+def reconciliation(result: IngestResult) -> dict[str, MetadataValue]:
     return {
         "rows_read": MetadataValue.int(result.rows_read),
         "rows_loaded": MetadataValue.int(result.rows_loaded),

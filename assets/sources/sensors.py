@@ -15,7 +15,7 @@ from dagster import (
 )
 
 from assets.common.cursors import load_cursor
-from assets.sources.assets import export_files
+from assets.sources.assets import EXPORT_FILES, export_files
 from assets.sources.jobs import gold_sets_job, ingest_export_job
 from resources.landing import LandingZone
 
@@ -41,7 +41,7 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
     state = load_cursor(context.cursor)
     done: dict[str, str] = state.get("done", {})
     attempts: dict[str, int] = state.get("attempts", {})
-    known = set(context.instance.get_dynamic_partitions(export_files.name))
+    known = set(context.instance.get_dynamic_partitions(EXPORT_FILES))
     new_partitions, requests = [], []
     for export in landing.exports():
         key = f"{export.path}@{export.fingerprint}"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotation_pipelines.ingest import UnreadableFileError, ingest_bytes, ingest_path
-from annotation_pipelines.ingest.label_studio import scan_json_array
+from annotation_pipelines.ingest.label_studio import _stage_native, scan_json_array
 from annotation_pipelines.schema import GOLD_LABELS, JUDGMENTS, QUARANTINE, RAW_TASKS
 from tests.ingest.conftest import LABELS, NOW, annotation, label_studio_tasks, write_label_studio
 
@@ -230,3 +231,15 @@ def test_structural_scan_finds_every_top_level_object(tasks, indent):
     assert scan.closed
     found = [json.loads(data[s:e]) for s, e in zip(scan.starts, scan.ends, strict=True)]
     assert found == tasks
+
+
+def test_a_chunk_of_tasks_without_annotations_stays_on_the_native_path():
+    # Polars reads lists that are all empty as a list of nulls, not of structs: the native
+    # stager must stage no annotations instead of failing over to the tolerant parser.
+    tasks = [{"id": i, "data": {"text": f"t{i}"}, "annotations": []} for i in (1, 2)]
+    frame = pl.read_json(json.dumps(tasks).encode(), infer_schema_length=None)
+    annotations, staged = _stage_native(frame, np.array([1, 2]))
+    assert annotations.height == 0
+    assert staged.get_column("task_id").to_list() == ["1", "2"]
+    result = ingest(json.dumps(tasks).encode(), project="sentiment")
+    assert result.rows_read == 0 and result.judgments.height == 0

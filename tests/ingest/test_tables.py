@@ -246,3 +246,16 @@ def test_reconciliation_holds_and_no_key_survives_twice(rows):
     assert result.rows_read == len(rows) == result.rows_loaded + result.rows_quarantined
     assert result.judgments.select("task_id", "annotator_id").is_duplicated().sum() == 0
     assert set(result.judgments.get_column("label")) <= set(LABELS)
+
+
+@pytest.mark.parametrize("field", ["task_id", "annotator_id", "label", "submitted_at"])
+def test_a_column_mapping_cannot_drop_a_field_every_table_needs(field):
+    # A project's mapping comes from its settings JSON: `null` there used to build a mapping
+    # whose required column was None, reported later as a missing column named "None".
+    with pytest.raises(ValueError, match=rf"column mapping: '{field}' must name a column"):
+        ColumnMapping.from_dict({field: None})
+
+
+def test_a_column_mapping_may_drop_an_optional_field_and_rename_others():
+    mapping = ColumnMapping.from_dict({"task_id": "item", "duration_s": None})
+    assert mapping.task_id == "item" and mapping.duration_s is None

@@ -1,0 +1,32 @@
+"""The token store read directly: a hand-edited store with malformed scopes is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from annotation_pipelines.api.tokens import TokenError, TokenStore, issue_token
+
+
+def test_a_token_keeps_the_scopes_it_was_issued_with(tmp_path: Path) -> None:
+    store = tmp_path / "tokens.json"
+    token = issue_token(store, scopes=["labels:read", "quality:read"])
+    assert TokenStore(store).scopes(token) == frozenset({"labels:read", "quality:read"})
+
+
+def test_scopes_written_as_one_string_are_an_error_naming_the_store_and_token(
+    tmp_path: Path,
+) -> None:
+    # A string is iterable: read unchecked it became a set of single characters, so the token
+    # silently lost every scope.
+    store = tmp_path / "tokens.json"
+    token = issue_token(store, scopes=["labels:read"])
+    entries = json.loads(store.read_text())
+    entries[0]["scopes"] = "labels:read"
+    store.write_text(json.dumps(entries))
+    token_id = entries[0]["id"]
+    with pytest.raises(TokenError, match=rf"tokens\.json.*{token_id}.*scopes"):
+        TokenStore(store).scopes(token)
+    assert not TokenStore(store).readable()
