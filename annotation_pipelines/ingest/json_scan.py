@@ -6,7 +6,7 @@ provenance, and re-reading one bad task at a time) at NumPy speed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +19,9 @@ class ArrayScan:
     ends: np.ndarray  # exclusive end offset; -1 for an object cut off by a truncated file
     lines: np.ndarray
     closed: bool
+    # Lines of top-level elements that are not objects (a number, a string, a nested array):
+    # not tasks, but rows read, so they are quarantined rather than dropped without a trace.
+    stray_lines: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def scan_json_array(data: bytes) -> ArrayScan:
@@ -58,4 +61,49 @@ def scan_json_array(data: bytes) -> ArrayScan:
     newlines = np.flatnonzero(raw == 10)
     lines = np.searchsorted(newlines, starts, side="left") + 1
     closed = bool(brackets.size) and int(depth_after[-1]) == 0 and bool(raw[brackets[0]] == 91)
-    return ArrayScan(starts=starts, ends=ends, lines=lines.astype(np.int64), closed=closed)
+    return ArrayScan(
+        starts=starts,
+        ends=ends,
+        lines=lines.astype(np.int64),
+        closed=closed,
+        stray_lines=_stray_lines(data, raw, quotes, brackets, depth_after, starts.size, newlines),
+    )
+
+
+def _stray_lines(
+    data: bytes,
+    raw: np.ndarray,
+    quotes: np.ndarray,
+    brackets: np.ndarray,
+    depth_after: np.ndarray,
+    objects: int,
+    newlines: np.ndarray,
+) -> np.ndarray:
+    """Lines of the top-level elements that are not objects.
+
+    Elements are separated by commas at depth 1 outside strings; when their count equals the
+    objects found (every export Label Studio writes) nothing more is done, so the common case
+    costs one vectorised pass over the commas.
+    """
+    if not brackets.size or raw[brackets[0]] != 91:
+        return np.zeros(0, np.int64)
+    commas = np.flatnonzero(raw == 44)
+    commas = commas[np.searchsorted(quotes, commas, side="right") % 2 == 0]
+    before = np.searchsorted(brackets, commas, side="left")
+    depth = np.where(before > 0, depth_after[np.maximum(before - 1, 0)], 0)
+    separators = commas[depth == 1]
+    opening = int(brackets[0])
+    inner = data[opening + 1 : int(brackets[-1])] if depth_after[-1] == 0 else data[opening + 1 :]
+    elements = separators.size + 1 if inner.strip() else 0
+    if elements == objects:
+        return np.zeros(0, np.int64)
+    # Rare: find each element's first byte and keep those that do not open an object.
+    found = []
+    for start in [opening, *separators.tolist()]:
+        position = start + 1
+        while position < len(data) and data[position] in b" \t\r\n":
+            position += 1
+        if position < len(data) and data[position] not in b"{]":
+            found.append(position)
+    positions = np.asarray(found, dtype=np.int64)
+    return (np.searchsorted(newlines, positions, side="left") + 1).astype(np.int64)

@@ -64,12 +64,10 @@ def parse_label_studio(
         raise UnreadableFileError(f"{source_file}: not a Label Studio export: {what}")
     default_project = project
     annotations, staged_tasks, failures = _stage_chunks(data, source_file)
-    if annotations.height == 0 and failures.height and staged_tasks.height == 0:
-        reasons = ", ".join(sorted(set(failures.get_column("reason").to_list())))
-        raise UnreadableFileError(f"{source_file}: no task could be read ({reasons})")
+    reasons = set(failures.get_column("reason").to_list())
     if (
         annotations.height == 0
-        and failures.height == 0
+        and reasons <= {"not_a_task"}
         and staged_tasks.filter(pl.col("task_id").is_not_null()).height == 0
         and data.strip() != b"[]"
         and data.strip()[1:-1].strip()
@@ -78,6 +76,10 @@ def parse_label_studio(
         raise UnreadableFileError(
             f"{source_file}: not a Label Studio export: the array holds no task objects "
             '(expected [{"id": ..., "annotations": [...]}, ...])'
+        )
+    if annotations.height == 0 and failures.height and staged_tasks.height == 0:
+        raise UnreadableFileError(
+            f"{source_file}: no task could be read ({', '.join(sorted(reasons))})"
         )
     project_expr = (
         pl.lit(default_project, pl.String)
@@ -136,14 +138,38 @@ CHUNK_BYTES = 64 * 1024 * 1024
 
 
 def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Stage every task: native per chunk, tolerant for a chunk the native reader refuses."""
+    """Stage every task: native per chunk, tolerant for a chunk the native reader refuses.
+
+    Top-level elements that are not objects are quarantined (`not_a_task`), so every element
+    read is accounted for.
+    """
+    annotations, staged_tasks, failures, stray = _stage_objects(data, source_file)
+    if not stray.size:
+        return annotations, staged_tasks, failures
+    strays = pl.DataFrame(
+        {
+            "source_line": stray,
+            "field": ["task"] * stray.size,
+            "reason": ["not_a_task"] * stray.size,
+            "record": ["a top-level element of the export that is not a task object"] * stray.size,
+        },
+        schema=failures.schema,
+    )
+    return annotations, staged_tasks, pl.concat([failures, strays])
+
+
+def _stage_objects(
+    data: bytes, source_file: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, np.ndarray]:
+    """The staged objects and the lines of the elements that are not objects."""
     one_line = data.count(b"\n", 0, max(len(data) - 1, 0)) == 0
     if one_line and len(data) <= CHUNK_BYTES:
         # A small minified export: every task is on line 1, no structural scan needed.
         try:
             tasks = pl.read_json(io.BytesIO(data), infer_schema_length=None)
             annotations, staged_tasks = _stage_native(tasks, np.ones(tasks.height, np.int64))
-            return annotations, staged_tasks, empty_failures()
+            # Polars reads an array only when every element is an object: nothing stray.
+            return annotations, staged_tasks, empty_failures(), np.zeros(0, np.int64)
         except Exception:
             pass
     scan = scan_json_array(data)
@@ -177,6 +203,7 @@ def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataF
         pl.concat([p[0] for p in parts]),
         pl.concat([p[1] for p in parts]),
         pl.concat([p[2] for p in parts]),
+        scan.stray_lines,
     )
 
 

@@ -218,3 +218,33 @@ def test_cli_commands_give_one_line_errors_on_hostile_input(tmp_path, command, n
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1, result.output
     assert name in error_lines[0] and expected in error_lines[0], result.output
+
+
+def test_label_studio_elements_that_are_not_tasks_are_quarantined_not_dropped(tmp_path):
+    task = {
+        "id": 1,
+        "data": {"text": "hello"},
+        "annotations": [
+            {
+                "id": 11,
+                "completed_by": 5,
+                "created_at": "2026-11-20T10:00:00Z",
+                "result": [
+                    {
+                        "from_name": "sentiment",
+                        "to_name": "text",
+                        "type": "choices",
+                        "value": {"choices": ["pos"]},
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "mixed.json"
+    path.write_text("[\n" + json.dumps(task) + ',\n3,\n"x",\n[1, 2]\n]')
+    result = ingest_path(path, format="label-studio")
+    assert result.rows_loaded == 1
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined == 4
+    stray = result.quarantine.filter(pl.col("reason") == "not_a_task")
+    assert stray["source_line"].to_list() == [3, 4, 5]
+    assert set(stray["field"]) == {"task"}
