@@ -114,6 +114,8 @@ TABLES: dict[str, Table] = _tables(
 )
 
 QUALITY_REPORTS = "reports/quality"
+CAPACITY_REPORTS = "reports/capacity"
+RUN_SUMMARIES = "run_summaries"
 DATASETS = "datasets"
 STAGING = "staging"
 QUARANTINE = "quarantine"
@@ -131,11 +133,20 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+class UnsafeKeyError(ValueError):
+    """A name or key that could reach outside the lake's root."""
+
+
 def segment(value: str, *, field: str) -> str:
-    """`value` when it is one safe key segment; else ValueError naming `field`."""
+    """`value` when it is one safe key segment; else UnsafeKeyError naming `field`."""
     if not _SEGMENT.match(value) or ".." in value:
-        raise ValueError(f"{field}={value!r}: not a valid name (letters, digits, _ . = + -)")
+        raise UnsafeKeyError(f"{field}={value!r}: not a valid name (letters, digits, _ . = + -)")
     return value
+
+
+def _table_name(name: str) -> str:
+    # A table is named by its asset key, whose parts join with "/": each part is one segment.
+    return "/".join(segment(part, field="table") for part in name.split("/"))
 
 
 def _day(day: str | dt.date) -> str:
@@ -154,14 +165,14 @@ def table(name: str) -> Table:
 
 
 def table_prefix(name: str) -> str:
-    return f"{segment(name, field='table')}/"
+    return f"{_table_name(name)}/"
 
 
 def partition_key(name: str, day: str | dt.date | None = None) -> str:
     """The key (relative to the lake root) of one table partition, or of an unpartitioned table."""
     if day is None:
-        return f"{segment(name, field='table')}/{DATA_FILE}"
-    return f"{segment(name, field='table')}/day={_day(day)}/{DATA_FILE}"
+        return f"{_table_name(name)}/{DATA_FILE}"
+    return f"{_table_name(name)}/day={_day(day)}/{DATA_FILE}"
 
 
 def day_of(name: str, key: str) -> str | None:
@@ -196,21 +207,56 @@ def dataset_split_key(project: str, version: str, split: str, *, file_format: st
     return dataset_prefix(project, version) + f"{segment(split, field='split')}.{file_format}"
 
 
+def staging_prefix(name: str, day: str | dt.date | None = None) -> str:
+    """The folder of one staged table (every day), or of one of its days."""
+    base = f"{STAGING}/{_table_name(name)}/"
+    return base if day is None else f"{base}day={_day(day)}/"
+
+
 def staging_key(name: str, day: str | dt.date, source: str) -> str:
-    source = segment(source, field="source")
-    return f"{staging_prefix(name)}day={_day(day)}/{source}.parquet"
+    """One source's staged rows of table `name` for `day`."""
+    return f"{staging_prefix(name, day)}{segment(source, field='source')}.parquet"
 
 
-def staging_prefix(name: str) -> str:
-    return f"{STAGING}/{segment(name, field='table')}/"
+def staging_source(key: str) -> str:
+    """The source a staged key belongs to (the inverse of `staging_key`)."""
+    return key.rsplit("/", 1)[-1].removesuffix(".parquet")
 
 
-def quarantine_key(source: str) -> str:
-    return f"{QUARANTINE}/source={segment(source, field='source')}/{DATA_FILE}"
+def staging_day(key: str) -> str:
+    """The day a staged key belongs to (the inverse of `staging_key`)."""
+    return key.split("/")[2].removeprefix("day=")
+
+
+def quarantine_key(source: str, batch: str = "data") -> str:
+    """The rows quarantined from one source (one batch of it, for incremental sources)."""
+    source, batch = segment(source, field="source"), segment(batch, field="batch")
+    return f"{QUARANTINE}/source={source}/{batch}.parquet"
+
+
+def capacity_report_key(as_of: str | dt.date) -> str:
+    """The HTML capacity report of one planning date."""
+    return f"{CAPACITY_REPORTS}/as_of={_day(as_of)}/capacity.html"
+
+
+def dataset_folder(project: str, version: str) -> str:
+    """The folder of one immutable curated-dataset snapshot (no trailing slash)."""
+    return dataset_prefix(project, version).rstrip("/")
+
+
+def dataset_manifest_keys(keys: Iterable[str]) -> list[str]:
+    """The snapshot manifests among `keys` (a listing of the `DATASETS` folder)."""
+    return [key for key in keys if key.endswith(f"/{MANIFEST_FILE}")]
 
 
 def alert_key(stamp: dt.datetime) -> str:
+    """One batch of alerts, named by when it was raised (sorts in time order)."""
     return f"{ALERTS}/{stamp:%Y%m%dT%H%M%S%f}.parquet"
+
+
+def run_summary_key(run_id: str) -> str:
+    """The summary table of one successful run."""
+    return f"{RUN_SUMMARIES}/{segment(run_id, field='run_id')}.parquet"
 
 
 # The reader -------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ import signal
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
 from annotation_pipelines.curation.privacy import safe_for_display
+from annotation_pipelines.lake import UnsafeKeyError, partition_key
 from annotation_pipelines.markdown import frame_to_markdown
 from annotation_pipelines.settings import CRASH_IN_COMMIT, crash_point, load_settings
 from annotation_pipelines.storage import (
@@ -63,13 +63,8 @@ from annotation_pipelines.storage import (
     remove_stale_temporaries,
 )
 
-DATA_FILE = "data.parquet"
 COMMITS = "_commits"
 CRASH_POINT_ENV = CRASH_IN_COMMIT
-
-
-class UnsafeKeyError(ValueError):
-    """A lake key that could reach outside the lake's root."""
 
 
 def check_key(key: str, *, allow_empty: bool = False) -> str:
@@ -93,75 +88,6 @@ def check_key(key: str, *, allow_empty: bool = False) -> str:
 def _crash_if_asked(point: str) -> None:
     if crash_point() == point:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def partition_key(table: str, day: str | None) -> str:
-    """The object key (relative to the lake root) of one table partition."""
-    return f"{table}/day={day}/{DATA_FILE}" if day else f"{table}/{DATA_FILE}"
-
-
-# Where each kind of object lives in the lake, named once: the assets build every key from
-# these, so moving a folder (or handing the layout to the engine) is an edit here only.
-STAGING = "staging"
-WATERMARK_KEY = "state/annotation_db_watermark.json"
-SEEN_KEY = "state/annotation_db_seen.parquet"
-DATASETS = "datasets"
-MANIFEST_FILE = "manifest.json"
-
-
-def staging_prefix(table: str, day: str | None = None) -> str:
-    """The folder of one staged table (every day), or of one of its days."""
-    return f"{STAGING}/{table}/day={day}/" if day else f"{STAGING}/{table}/"
-
-
-def staging_key(table: str, day: str, source: str) -> str:
-    """One source's staged rows of `table` for `day`."""
-    return f"{staging_prefix(table, day)}{source}.parquet"
-
-
-def staging_source(key: str) -> str:
-    """The source a staged key belongs to (the inverse of `staging_key`)."""
-    return key.rsplit("/", 1)[-1].removesuffix(".parquet")
-
-
-def staging_day(key: str) -> str:
-    """The day a staged key belongs to (the inverse of `staging_key`)."""
-    return key.split("/")[2].removeprefix("day=")
-
-
-def quarantine_key(source: str, batch: str = "data") -> str:
-    """The rows quarantined from one source (one batch of it, for incremental sources)."""
-    return f"quarantine/source={source}/{batch}.parquet"
-
-
-def report_key(day: str, project: str) -> str:
-    """One project's HTML quality report for one day."""
-    return f"reports/quality/day={day}/{project}.html"
-
-
-def capacity_report_key(as_of: str) -> str:
-    """The HTML capacity report of one planning date."""
-    return f"reports/capacity/as_of={as_of}/capacity.html"
-
-
-def dataset_folder(project: str, version_id: str) -> str:
-    """The folder of one immutable curated-dataset snapshot."""
-    return f"{DATASETS}/{project}/{version_id}"
-
-
-def dataset_manifest_keys(keys: Iterable[str]) -> list[str]:
-    """The snapshot manifests among `keys` (a listing of the `DATASETS` folder)."""
-    return [key for key in keys if key.endswith(f"/{MANIFEST_FILE}")]
-
-
-def alerts_key(stamp: datetime) -> str:
-    """One batch of alerts, named by when it was raised (sorts in time order)."""
-    return f"alerts/{stamp:%Y%m%dT%H%M%S%f}.parquet"
-
-
-def run_summary_key(run_id: str) -> str:
-    """The summary table of one successful run."""
-    return f"run_summaries/{run_id}.parquet"
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:

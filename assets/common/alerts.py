@@ -7,8 +7,9 @@ from typing import Protocol
 
 import polars as pl
 
+from annotation_pipelines.lake import alert_key
 from annotation_pipelines.settings import load_settings
-from resources.lake import Lake, alerts_key
+from resources.lake import Lake
 
 
 class AlertLog(Protocol):
@@ -25,7 +26,7 @@ def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: AlertLog) 
         return
     stamp = datetime.now(UTC)
     frame = pl.DataFrame(alerts).with_columns(raised_at=pl.lit(stamp))
-    lake.put_frame(alerts_key(stamp), frame)
+    lake.put_frame(alert_key(stamp), frame)
     for alert in alerts:
         log.warning(f"ALERT {alert['kind']}: {alert['message']}")
     url = load_settings().alert_webhook

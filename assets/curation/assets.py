@@ -23,18 +23,12 @@ from pydantic import Field
 
 from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
 from annotation_pipelines.curation.snapshot import dataset_card
+from annotation_pipelines.lake import DATASETS, MANIFEST_FILE, dataset_folder, dataset_manifest_keys
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table
 from assets.common.partitions import project_partitions
-from resources.lake import (
-    DATASETS,
-    MANIFEST_FILE,
-    Lake,
-    dataset_folder,
-    dataset_manifest_keys,
-    table_metadata,
-)
+from resources.lake import Lake, table_metadata
 
 GROUP = "curation"
 OWNERS = ["team:ml-data"]

@@ -28,9 +28,10 @@ from annotation_pipelines.forecasting.report import (
     utilization_figure,
 )
 from annotation_pipelines.forecasting.supply import procurement, supply_crossing
+from annotation_pipelines.lake import capacity_report_key
 from annotation_pipelines.settings import load_settings
 from assets.common.metadata import markdown_table, png_markdown
-from resources.lake import Lake, capacity_report_key
+from resources.lake import Lake
 
 
 class ComputeForecastConfig(Config):

@@ -16,9 +16,10 @@ from dagster import (
     run_status_sensor,
 )
 
+from annotation_pipelines.lake import run_summary_key
 from annotation_pipelines.markdown import frame_to_markdown
 from assets.common.alerts import record_alert
-from resources.lake import Lake, run_summary_key
+from resources.lake import Lake
 
 automation_sensor = AutomationConditionSensorDefinition(
     "automation_sensor",

@@ -31,6 +31,7 @@ from pydantic import Field
 
 from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.curation.privacy import safe_for_display
+from annotation_pipelines.lake import partition_key, quality_report_html_key
 from annotation_pipelines.quality import (
     GATE_SPECS,
     GateCheck,
@@ -57,7 +58,7 @@ from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table, mean_or
 from assets.common.partitions import daily_partitions
-from resources.lake import Lake, parquet_bytes, partition_key, report_key, table_metadata
+from resources.lake import Lake, parquet_bytes, table_metadata
 
 GROUP = "quality"
 OWNERS = ["team:annotation-quality"]
@@ -249,7 +250,7 @@ def quality(  # noqa: ANN201
             judgments=shown_judgments.filter(pl.col("project") == project),
             title=f"Annotation quality — {project} — {day}",
         )
-        key = report_key(day, project)
+        key = quality_report_html_key(day, project)
         pages[key] = html.encode("utf-8")
         report_paths[project] = lake.uri(key)
     # Stable row order, so re-materializing a day rewrites the same bytes.

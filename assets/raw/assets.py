@@ -8,9 +8,10 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, multi_asset
 
 from annotation_pipelines import schema
+from annotation_pipelines.lake import staging_day, staging_prefix
 from assets.common.partitions import daily_partitions
 from assets.sources.assets import OWNERS, STAGED_TABLES
-from resources.lake import Lake, staging_day, staging_prefix
+from resources.lake import Lake
 from resources.landing import LandingZone
 
 RAW_GROUP = "raw"

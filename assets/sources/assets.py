@@ -28,19 +28,18 @@ from dagster import (
 from annotation_pipelines import schema
 from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
 from annotation_pipelines.ingest.postgres import merge_partition, partition_by_day
-from assets.common.metadata import markdown_table
-from resources.annotation_db import AnnotationDatabase
-from resources.lake import (
-    SEEN_KEY,
-    WATERMARK_KEY,
-    Lake,
-    parquet_bytes,
+from annotation_pipelines.lake import (
+    ANNOTATION_DB_SEEN_KEY,
+    ANNOTATION_DB_WATERMARK_KEY,
     quarantine_key,
     staging_day,
     staging_key,
     staging_prefix,
     staging_source,
 )
+from assets.common.metadata import markdown_table
+from resources.annotation_db import AnnotationDatabase
+from resources.lake import Lake, parquet_bytes
 from resources.landing import LandingZone, parse_export_path
 
 SOURCES_GROUP = "sources"
@@ -170,9 +169,11 @@ def annotation_db_changes(
     context: AssetExecutionContext, annotation_db: AnnotationDatabase, lake: Lake
 ) -> MaterializeResult:
     since = datetime(1970, 1, 1, tzinfo=UTC)
-    if lake.exists(WATERMARK_KEY):
-        since = datetime.fromisoformat(json.loads(lake.get(WATERMARK_KEY))["watermark"])
-    seen = lake.get_frame(SEEN_KEY) if lake.exists(SEEN_KEY) else None
+    if lake.exists(ANNOTATION_DB_WATERMARK_KEY):
+        since = datetime.fromisoformat(
+            json.loads(lake.get(ANNOTATION_DB_WATERMARK_KEY))["watermark"]
+        )
+    seen = lake.get_frame(ANNOTATION_DB_SEEN_KEY) if lake.exists(ANNOTATION_DB_SEEN_KEY) else None
     extract = annotation_db.extract(since=since, seen=seen)
     result = extract.result
     days: set[str] = set()
@@ -193,8 +194,10 @@ def annotation_db_changes(
         quarantine_key("annotation_db", f"{extract.until:%Y%m%dT%H%M%S}"), result.quarantine
     )
     # The watermark moves only after every staged write succeeded, so a crash re-reads.
-    lake.put_frame(SEEN_KEY, extract.seen)
-    lake.put(WATERMARK_KEY, json.dumps({"watermark": extract.until.isoformat()}).encode())
+    lake.put_frame(ANNOTATION_DB_SEEN_KEY, extract.seen)
+    lake.put(
+        ANNOTATION_DB_WATERMARK_KEY, json.dumps({"watermark": extract.until.isoformat()}).encode()
+    )
     context.log.info(f"extracted ({since}, {extract.until}]: {result.rows_read:,} rows")
     return MaterializeResult(
         metadata={

@@ -3,8 +3,9 @@ import os
 import polars as pl
 import pytest
 
+from annotation_pipelines.lake import partition_key
 from annotation_pipelines.storage import atomic_write_bytes
-from resources.lake import LocalLake, partition_key
+from resources.lake import LocalLake
 
 
 def test_write_read_days(tmp_path):
