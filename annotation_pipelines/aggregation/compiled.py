@@ -215,9 +215,9 @@ def _factorize_partitioned(
     # Each row's partition, kept (2 bytes a row) so the scatter below need not hash again.
     row_part = np.empty(n, dtype=np.uint16)
     for row in range(n):
-        part = np.int64(_mix(high[row], low[row]) >> shift)
-        row_part[row] = part
-        starts[part + 1] += 1
+        hashed_part = np.int64(_mix(high[row], low[row]) >> shift)
+        row_part[row] = hashed_part
+        starts[hashed_part + 1] += 1
     largest = 0
     for part in range(parts):
         largest = max(largest, starts[part + 1])
@@ -269,7 +269,7 @@ def _factorize_partitioned(
         row = first[code]
         bitmap[row >> 6] |= np.uint64(1) << np.uint64(row & 63)
     before = np.empty(words, dtype=np.int64)
-    running = 0
+    running = np.int64(0)
     for word in range(words):
         before[word] = running
         running += _popcount(bitmap[word])

@@ -240,16 +240,22 @@ def column_hashes(values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _integer_codes(values: pl.Series) -> tuple[np.ndarray, pl.Series] | None:
-    """Ascending codes by offset into the value range, when the range is not much wider."""
-    low, high = values.min(), values.max()
-    span = int(high) - int(low) + 1
-    if span > 4 * values.len() + 1024 or int(high) > np.iinfo(np.int64).max:
+    """Ascending codes by offset into the value range, when the range is not much wider and
+    has no null (an offset has no slot for one)."""
+    if values.null_count():
         return None
-    offsets = values.to_numpy().astype(np.int64, copy=False) - int(low)
+    low, high = values.min(), values.max()
+    # An integer column without nulls has integer bounds.
+    if not isinstance(low, int) or not isinstance(high, int):
+        raise TypeError(f"{values.name}: expected integer bounds, got {low!r} and {high!r}")
+    span = high - low + 1
+    if span > 4 * values.len() + 1024 or high > np.iinfo(np.int64).max:
+        return None
+    offsets = values.to_numpy().astype(np.int64, copy=False) - low
     present = np.zeros(span, dtype=bool)
     present[offsets] = True
     rank = np.cumsum(present, dtype=np.int64) - 1
-    vocabulary = pl.Series(values.name, np.flatnonzero(present) + int(low)).cast(values.dtype)
+    vocabulary = pl.Series(values.name, np.flatnonzero(present) + low).cast(values.dtype)
     return rank[offsets], vocabulary
 
 

@@ -41,6 +41,7 @@ their preferences are read reversed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -203,8 +204,9 @@ def _encode(
 
 
 def _check_connected(wins: np.ndarray, items: pl.Series) -> None:
+    # Only the graph's structure counts; SciPy's stubs take numeric sparse arrays, not boolean.
     count, membership = csgraph.connected_components(
-        sparse.csr_array(wins > 0), directed=True, connection="strong"
+        sparse.csr_array((wins > 0).astype(np.int8)), directed=True, connection="strong"
     )
     if count <= 1:
         return
@@ -592,7 +594,7 @@ def write_preference_pairs(
             "confidence",
         )
     )
-    rows.write_ndjson(path)
+    rows.write_ndjson(Path(path))
     return rows.height
 
 

@@ -246,7 +246,9 @@ def _tokens(
             task_codes.append(task)
             starts.append(match.start())
             ends.append(match.end())
-    stride = int(joined["text"].str.len_chars().max() or 0) + 1
+    longest = joined["text"].str.len_chars().max()
+    # len_chars is a UInt32 column: its max is an int, or None when there is no text.
+    stride = (longest if isinstance(longest, int) else 0) + 1
     task_array = np.asarray(task_codes, dtype=np.int64)
     keys = task_array * stride + np.asarray(starts, dtype=np.int64)
     return keys, task_array, np.asarray(ends, dtype=np.int64), stride

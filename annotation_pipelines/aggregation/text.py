@@ -296,7 +296,8 @@ def _rover(
             hypothesis = words[int(row)]
             matched = [""] * len(pivot)  # a pivot word with no counterpart is a deletion
             for operation in Levenshtein.opcodes(pivot, hypothesis):
-                tag, a0, a1, b0, b1 = operation
+                tag, a0, a1 = operation.tag, operation.src_start, operation.src_end
+                b0, b1 = operation.dest_start, operation.dest_end
                 if tag in ("equal", "replace") and a1 - a0 == b1 - b0:
                     for offset in range(a1 - a0):
                         matched[a0 + offset] = hypothesis[b0 + offset]

@@ -11,6 +11,7 @@ the trend). AutoARIMA is available on request; it is ~50x slower.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 BASELINE = "SeasonalNaive"
 
@@ -39,8 +40,8 @@ def candidate_models(
         BASELINE: lambda: SeasonalNaive(season_length=season_length, alias=BASELINE),
     }
     for extra in extra_seasonalities:
-        models[f"SeasonalNaive{extra}"] = lambda extra=extra: SeasonalNaive(
-            season_length=extra, alias=f"SeasonalNaive{extra}"
+        models[f"SeasonalNaive{extra}"] = partial(
+            SeasonalNaive, season_length=extra, alias=f"SeasonalNaive{extra}"
         )
     models["AutoETS"] = lambda: AutoETS(season_length=season_length, alias="AutoETS")
     models["AutoTheta"] = lambda: AutoTheta(season_length=season_length, alias="AutoTheta")

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 import polars as pl
 
+from annotation_pipelines.forecasting.scalars import as_float, as_int
 from annotation_pipelines.tabular import InputError, read_table, write_table
 
 _SEASON_BY_UNIT = {"h": 24, "d": 7, "w": 52, "m": 60}
@@ -30,7 +31,7 @@ _HORIZON_BY_UNIT = {"h": 168, "d": 28, "w": 13, "m": 60}
 
 def _infer_freq(times: pl.Series) -> str:
     seconds = times.sort().unique().diff().dt.total_seconds().drop_nulls()
-    step = int(seconds.median()) if seconds.len() else 86_400
+    step = as_int(seconds.median(), what="median time step") if seconds.len() else 86_400
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
         if step >= size and step % size == 0:
             return f"{step // size}{unit}"
@@ -192,7 +193,11 @@ def forecast_command(
         "models": list(result.models),
         "calibrated": calibrate,
         # Geometric mean over series of the MASE ratio to the seasonal naive.
-        "relative_mase": _json_float(math.exp(ratios.log().mean()) if ratios.len() else None),
+        "relative_mase": _json_float(
+            math.exp(as_float(ratios.log().mean(), what="mean log MASE ratio"))
+            if ratios.len()
+            else None
+        ),
         # Every series has the same number of held-out points: the mean of shares is pooled.
         "coverage_80": _json_float(_mean(scores, "coverage_80")),
         "coverage_95": _json_float(_mean(scores, "coverage_95")),
@@ -209,7 +214,7 @@ def _json_float(value: float | None) -> float | None:
 
 def _mean(scores: pl.DataFrame, column: str) -> float | None:
     values = scores.get_column(column).drop_nulls()
-    return float(values.mean()) if values.len() else None
+    return as_float(values.mean(), what=f"mean {column}") if values.len() else None
 
 
 def _summary(scores: pl.DataFrame, forecast: pl.DataFrame) -> dict[str, dict[str, object]]:
@@ -233,6 +238,14 @@ def _summary(scores: pl.DataFrame, forecast: pl.DataFrame) -> dict[str, dict[str
     return out
 
 
+def _first_true_row(flags: pl.Series) -> int:
+    """The 1-based row of the first True in `flags`, which has one."""
+    index = flags.arg_max()
+    if index is None:
+        raise ValueError("no row is flagged")
+    return index + 1
+
+
 def _prepare(
     table: pl.DataFrame,
     *,
@@ -247,7 +260,7 @@ def _prepare(
         parsed = time.str.to_datetime(time_unit="us", strict=False)
         bad = parsed.is_null() & time.is_not_null()
         if bad.any():
-            row = int(bad.arg_max()) + 1
+            row = _first_true_row(bad)
             raise InputError(
                 f"{path}: row {row}, column {time_col!r}: not a timestamp: {time[row - 1]!r}"
             )
@@ -266,7 +279,7 @@ def _prepare(
         cast = values.cast(pl.Float64, strict=False)
         bad = cast.is_null() & values.is_not_null()
         if bad.any():
-            row = int(bad.arg_max()) + 1
+            row = _first_true_row(bad)
             raise InputError(
                 f"{path}: row {row}, column {source!r}: not a number: {values[row - 1]!r}"
             )

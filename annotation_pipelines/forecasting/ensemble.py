@@ -44,6 +44,7 @@ from annotation_pipelines.forecasting.learned import (
     learned_forecast,
 )
 from annotation_pipelines.forecasting.metrics import LEVELS
+from annotation_pipelines.forecasting.scalars import as_float, as_int
 from annotation_pipelines.forecasting.statsforecast_adapter import (
     from_statsforecast,
     naive_utc,
@@ -84,7 +85,9 @@ def default_step(*, horizon: int, season_length: int) -> int:
 
 def auto_windows(series: pl.DataFrame, *, horizon: int, season_length: int, step: int) -> int:
     """As many origins `step` apart as the shortest series allows, at most MAX_WINDOWS."""
-    shortest = int(series.group_by("id").len().get_column("len").min())
+    shortest = as_int(
+        series.group_by("id").len().get_column("len").min(), what="shortest series length"
+    )
     room = shortest - horizon - fit_length(horizon=horizon, season_length=season_length)
     return max(1, min(MAX_WINDOWS, room // step + 1))
 
@@ -193,7 +196,7 @@ def apply_rule(
     rule: str,
     models: Sequence[str],
     window_scores: pl.DataFrame | None = None,
-    horizon_span: object | None = None,
+    horizon_span: dt.timedelta | None = None,
     top: int = 3,
 ) -> pl.DataFrame:
     """[id, time, cutoff, value, forecast, members]: the rule's forecast at every origin.
@@ -243,7 +246,7 @@ def apply_rule(
 
 
 def _top_members(
-    window_scores: pl.DataFrame, *, models: list[str], horizon_span: object, top: int
+    window_scores: pl.DataFrame, *, models: list[str], horizon_span: dt.timedelta, top: int
 ) -> pl.DataFrame:
     rows = []
     for (series_id,), frame in window_scores.group_by("id", maintain_order=True):
@@ -254,11 +257,12 @@ def _top_members(
             if past.height == 0:
                 rows.append((series_id, origin, BASELINE))
                 continue
-            means = {m: past.get_column(m).fill_nan(None).mean() for m in models}
-            ranked = sorted(
-                (m for m in models if means[m] is not None and np.isfinite(means[m])),
-                key=lambda m: (means[m], models.index(m)),
-            )[:top] or [BASELINE]
+            finite: dict[str, float] = {}
+            for m in models:
+                mean = past.get_column(m).fill_nan(None).mean()
+                if mean is not None and np.isfinite(value := as_float(mean, what=f"{m} MASE")):
+                    finite[m] = value
+            ranked = sorted(finite, key=lambda m: (finite[m], models.index(m)))[:top] or [BASELINE]
             rows.append((series_id, origin, "+".join(sorted(ranked, key=models.index))))
     return pl.DataFrame(
         rows,
@@ -268,7 +272,7 @@ def _top_members(
 
 
 def calibrated_backtest(
-    rule_frame: pl.DataFrame, *, horizon_span: object, calibration_windows: int
+    rule_frame: pl.DataFrame, *, horizon_span: dt.timedelta, calibration_windows: int
 ) -> pl.DataFrame:
     """Per origin, the rule's forecast with conformal bands from origins whose horizon ended
     at or before it: [id, time, cutoff, value, forecast, lo_80, hi_80, lo_95, hi_95]. Origins
@@ -285,7 +289,7 @@ def calibrated_backtest(
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def score_points(points: pl.DataFrame) -> pl.Expr:
+def score_points(points: pl.DataFrame) -> list[pl.Expr]:
     """Aggregations over scored points: coverage and mean Winkler score at each level."""
     del points
     return [

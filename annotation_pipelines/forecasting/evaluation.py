@@ -36,6 +36,7 @@ from annotation_pipelines.forecasting.ensemble import (
     window_mase,
 )
 from annotation_pipelines.forecasting.learned import LEARNED
+from annotation_pipelines.forecasting.scalars import as_float
 from annotation_pipelines.forecasting.statsforecast_adapter import naive_utc
 
 OURS = "ours (rule chosen leave-one-cluster-out)"
@@ -50,8 +51,9 @@ def _geometric_mean(values: Sequence[float]) -> float:
 
 
 def _ratio(frame: pl.DataFrame) -> float:
-    base = (frame["value"] - frame[BASELINE]).abs().sum()
-    return float((frame["value"] - frame["forecast"]).abs().sum() / base) if base else float("nan")
+    base = as_float((frame["value"] - frame[BASELINE]).abs().sum(), what="baseline error")
+    error = as_float((frame["value"] - frame["forecast"]).abs().sum(), what="forecast error")
+    return error / base if base else float("nan")
 
 
 def leave_one_cluster_out(
@@ -154,4 +156,4 @@ def _step_seconds(cross_validation: pl.DataFrame) -> float:
         .dt.total_seconds()
         .drop_nulls()
     )
-    return float(gaps.filter(gaps > 0).min())
+    return as_float(gaps.filter(gaps > 0).min(), what="smallest time step")

@@ -14,11 +14,14 @@ residuals, so the learned model and the statistical ones are calibrated the same
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import polars as pl
+
+from annotation_pipelines.forecasting.scalars import as_int
 
 if TYPE_CHECKING:
     from mlforecast import MLForecast
@@ -67,7 +70,9 @@ def _engine(*, freq: str, season_length: int, seed: int, shortest: int) -> MLFor
         models={LEARNED: model},
         freq=_pandas_freq(freq),
         lags=lags,
-        lag_transforms=transforms,
+        # mlforecast types a lag transform as a callable, but its own transform classes
+        # (RollingMean here, as its documentation shows) are objects with `transform` methods.
+        lag_transforms=transforms,  # type: ignore[arg-type]
         date_features=calendar,
         target_transforms=[LocalStandardScaler()],
     )
@@ -95,7 +100,9 @@ def learned_forecast(
 
     history: [id, time, value] on a regular naive-UTC grid (`statsforecast_adapter.naive_utc`).
     """
-    shortest = int(history.group_by("id").len().get_column("len").min())
+    shortest = as_int(
+        history.group_by("id").len().get_column("len").min(), what="shortest series length"
+    )
     engine = _engine(freq=freq, season_length=season_length, seed=seed, shortest=shortest)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -114,7 +121,7 @@ def learned_cross_validation(
     horizon: int,
     freq: str,
     season_length: int,
-    cutoffs: Sequence[object],
+    cutoffs: Sequence[dt.datetime],
     seed: int = 0,
 ) -> pl.DataFrame:
     """[id, time, cutoff, LightGBM]: the model refit on the history up to each cutoff.

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.forecasting.scalars import as_float
+
 if TYPE_CHECKING:
     from annotation_pipelines.forecasting.backtesting import BacktestResult
 
@@ -109,4 +111,6 @@ def pooled_coverage(result: BacktestResult, *, level: int) -> float:
             (subset.get_column("value") >= subset.get_column(f"{model}-lo-{level}"))
             & (subset.get_column("value") <= subset.get_column(f"{model}-hi-{level}"))
         )
-    return float(pl.concat(inside).mean()) if inside else float("nan")
+    if not inside:
+        return float("nan")
+    return as_float(pl.concat(inside).mean(), what=f"share inside the {level}% interval")

@@ -22,6 +22,7 @@ import math
 import polars as pl
 
 from annotation_pipelines.forecasting.capacity_config import CapacityConfig
+from annotation_pipelines.forecasting.scalars import as_date, as_float
 from annotation_pipelines.forecasting.scenarios import SCENARIOS
 
 HOURS_PER_MONTH = 730.0
@@ -119,13 +120,17 @@ def procurement_plan(
         "cluster", "accelerator_type", maintain_order=True
     ):
         frame = frame.sort("time")
-        fleet_size = float(frame.get_column("fleet").first())
+        fleet_size = as_float(frame.get_column("fleet").first(), what=f"fleet of {cluster}")
         price = config.accelerator_price(accelerator_type)
         for scenario in SCENARIOS:
             need = frame.get_column(scenario)
             short = frame.filter(pl.col(scenario) > pl.col("fleet"))
-            runs_short_on = short.get_column("time").min() if short.height else None
-            peak = float(need.max())
+            runs_short_on = (
+                as_date(short.get_column("time").min(), what=f"{scenario} demand day")
+                if short.height
+                else None
+            )
+            peak = as_float(need.max(), what=f"peak {scenario} demand")
             to_order = max(0, math.ceil(peak - fleet_size - 1e-9))
             if runs_short_on is None:
                 order_by, arrives, status = None, None, "enough"

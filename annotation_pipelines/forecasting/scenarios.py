@@ -21,11 +21,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.forecasting.scalars import as_int
+
 SCENARIOS = ("p50", "p90")
+
+
+@dataclass(frozen=True)
+class SeriesPaths:
+    """One series' future: its days, its weeks (each a Monday) and the bands over them.
+
+    bands: "mean", "p50", "p90" per day and "weekly_mean", "weekly_p50", "weekly_p90" per week.
+    """
+
+    days: list[dt.date]
+    weeks: list[dt.date]
+    bands: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,8 +110,8 @@ def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
     n = values.size
     # Origins from a month in (or half the history, for short ones): enough to fit a trend.
     first = max(28, min(2 * changepoint_every, n // 2))
-    origins = np.arange(first, n - 1, origin_step)
-    errors = np.full((origins.size, horizon), np.nan)
+    origins = range(first, n - 1, origin_step)
+    errors = np.full((len(origins), horizon), np.nan)
     for row, origin in enumerate(origins):
         point = _point(values[:origin], weekday[:origin], horizon=horizon,
                        first_weekday=int(weekday[origin]), changepoint_every=changepoint_every,
@@ -145,8 +160,8 @@ def scenario_paths(
     ridge: float = 50.0,
     damping: float = 0.99,
     origin_step: int = 7,
-) -> dict[str, tuple[list[dt.date], dict[str, np.ndarray]]]:
-    """Per series: (future days, {"p50", "p90", "weekly_p50", "weekly_p90"...}) with launches.
+) -> dict[str, SeriesPaths]:
+    """Per series: its future days and weeks and the bands over them, launches included.
 
     P50 / P90 are the point forecast plus the 0.5 / 0.9 quantile of the model's own errors at
     the same step ahead, refit at origins `origin_step` days apart inside the history (an
@@ -154,17 +169,18 @@ def scenario_paths(
     Weekly bands use the errors of weekly means, so a P90 week is a P90 week.
     """
     _check_daily(daily)
-    out = {}
+    out: dict[str, SeriesPaths] = {}
     for (series_id,), frame in daily.sort("id", "time").group_by("id", maintain_order=True):
         days = frame.get_column("time").cast(pl.Date).to_list()
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
         weekday = np.array([d.weekday() for d in days])
         first = days[-1] + dt.timedelta(days=1)
-        options = {"changepoint_every": changepoint_every, "ridge": ridge, "damping": damping}
         point = _point(values, weekday, horizon=horizon_days, first_weekday=first.weekday(),
-                       **options)  # fmt: skip
+                       changepoint_every=changepoint_every, ridge=ridge,
+                       damping=damping)  # fmt: skip
         errors = _empirical_errors(values, weekday, horizon=horizon_days,
-                                   origin_step=origin_step, **options)  # fmt: skip
+                                   origin_step=origin_step, changepoint_every=changepoint_every,
+                                   ridge=ridge, damping=damping)  # fmt: skip
         extra = np.zeros(horizon_days)
         for launch in launches:
             if launch.series_id == series_id:
@@ -185,8 +201,9 @@ def scenario_paths(
                 0.0, weekly_point + _quantile_by_step(weekly_errors, q=q)
             )
         bands["weekly_mean"] = weekly_point
-        bands["weeks"] = [dt.date.fromordinal(int(w)) for w in weeks]
-        out[str(series_id)] = (future, bands)
+        out[str(series_id)] = SeriesPaths(
+            days=future, weeks=[dt.date.fromordinal(int(w)) for w in weeks], bands=bands
+        )
     return out
 
 
@@ -205,13 +222,14 @@ def scenario_forecast(
         ridge=ridge, damping=damping,
     )  # fmt: skip
     daily_rows, weekly_rows = [], []
-    for series_id, (days, band) in bands.items():
+    for series_id, paths in bands.items():
+        band = paths.bands
         daily_rows.append(
-            pl.DataFrame({"id": series_id, "time": days, "mean": band["mean"],
+            pl.DataFrame({"id": series_id, "time": paths.days, "mean": band["mean"],
                           "p50": band["p50"], "p90": band["p90"]})
         )  # fmt: skip
         weekly_rows.append(
-            pl.DataFrame({"id": series_id, "time": band["weeks"], "mean": band["weekly_mean"],
+            pl.DataFrame({"id": series_id, "time": paths.weeks, "mean": band["weekly_mean"],
                           "p50": band["weekly_p50"], "p90": band["weekly_p90"]})
         )  # fmt: skip
     daily_table = pl.concat(daily_rows).with_columns(pl.col("time").cast(pl.Date))
@@ -234,7 +252,7 @@ def scenario_backtest(
     _check_daily(daily)
     rows = []
     lengths = daily.group_by("id").len()
-    shortest = int(lengths.get_column("len").min())
+    shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
     if shortest < horizon_days * windows + 4 * changepoint_every:
         raise ValueError(
             f"scenario backtest: the shortest series has {shortest} days; {windows} windows of "
@@ -244,18 +262,19 @@ def scenario_backtest(
         train = (
             daily.sort("id", "time")
             .group_by("id", maintain_order=True)
-            .map_groups(lambda g, w=window: g.head(g.height - w * horizon_days))
+            .map_groups(partial(_head_before, days_back=window * horizon_days))
         )
         test = (
             daily.sort("id", "time")
             .group_by("id", maintain_order=True)
-            .map_groups(lambda g, w=window: g.slice(g.height - w * horizon_days, horizon_days))
+            .map_groups(partial(_slice_from, days_back=window * horizon_days, length=horizon_days))
         )
         bands = scenario_paths(
             train, horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
             damping=damping,
         )  # fmt: skip
-        for series_id, (_, band) in bands.items():
+        for series_id, paths in bands.items():
+            band = paths.bands
             actual = test.filter(pl.col("id") == series_id).get_column("value").to_numpy()
             past = train.filter(pl.col("id") == series_id).get_column("value").to_numpy()
             naive = np.resize(past[-7:], horizon_days)
@@ -271,6 +290,16 @@ def scenario_backtest(
                 "share_below_p90": pl.Float64, "share_below_p50": pl.Float64},
         orient="row",
     )  # fmt: skip
+
+
+def _head_before(group: pl.DataFrame, *, days_back: int) -> pl.DataFrame:
+    """The group's rows except its last `days_back`: the history before a backtest origin."""
+    return group.head(group.height - days_back)
+
+
+def _slice_from(group: pl.DataFrame, *, days_back: int, length: int) -> pl.DataFrame:
+    """`length` rows starting `days_back` rows before the group's end: a backtest window."""
+    return group.slice(group.height - days_back, length)
 
 
 def _check_daily(daily: pl.DataFrame) -> None:

@@ -77,3 +77,18 @@ def test_repeated_answers_are_found_on_both_paths(grouped: bool) -> None:
         frame = frame.select(pl.all().gather([0, 3, 1, 2]))
     annotators, _, _ = distinct_answers(encode(frame))
     assert annotators.shape[0] == 3
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_integers_with_a_null_are_coded_like_any_other_value(sort: bool) -> None:
+    # The dense offset coding has no slot for a null; the column must take the general path.
+    values = pl.Series("task_id", [7, None, 3, 7, None, 5], dtype=pl.Int64)
+    codes, vocabulary = _roundtrip(values, sort=sort)
+    assert codes[1] == codes[4]
+    assert vocabulary.drop_nulls().to_list() == [3, 5, 7]
+
+
+def test_all_null_integers_are_one_value() -> None:
+    codes, vocabulary = _roundtrip(pl.Series("task_id", [None, None], dtype=pl.Int64), sort=False)
+    assert codes.tolist() == [0, 0]
+    assert vocabulary.to_list() == [None]

@@ -106,11 +106,15 @@ def _plan_row(
 ) -> dict[str, object]:
     """One project's `PLAN_COLUMNS` row from its history, settings and volume forecast."""
     as_of = days.get_column("day").max()
+    if not isinstance(as_of, dt.date):
+        raise ValueError(f"throughput: project {project!r} has no day to plan from")
     recent = days.tail(recent_days)
-    hours = recent.get_column("annotator_hours").sum()
-    rate = recent.get_column("judgments").sum() / hours if hours > 0 else None
-    if rate is None and days.get_column("annotator_hours").sum() > 0:
-        rate = days.get_column("judgments").sum() / days.get_column("annotator_hours").sum()
+    # The caller casts these columns to Float64, so each sum is a float.
+    hours = float(recent.get_column("annotator_hours").sum())
+    all_hours = float(days.get_column("annotator_hours").sum())
+    rate: float | None = float(recent.get_column("judgments").sum()) / hours if hours > 0 else None
+    if rate is None and all_hours > 0:
+        rate = float(days.get_column("judgments").sum()) / all_hours
     current = hours * 7.0 / recent.height if staffed is None else float(staffed)
     backlog = float(days.get_column("backlog").tail(1).item())
     arrivals = predicted.get_column("forecast").to_list()

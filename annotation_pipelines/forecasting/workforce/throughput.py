@@ -7,6 +7,7 @@ import datetime as dt
 import polars as pl
 
 from annotation_pipelines import schema
+from annotation_pipelines.forecasting.scalars import as_datetime
 from annotation_pipelines.forecasting.workforce.settings import project_settings, require_columns
 
 THROUGHPUT_COLUMNS: dict[str, pl.DataType] = {
@@ -90,7 +91,7 @@ def workforce_throughput(
         ).get_column("time")
         if last.drop_nulls().is_empty():
             return schema.empty(THROUGHPUT_COLUMNS)
-        through = last.max().date()
+        through = as_datetime(last.max(), what="latest submission or creation").date()
     judged = judged.with_columns(pl.col("submitted_at").dt.date().alias("day")).filter(
         pl.col("day") <= through
     )
