@@ -172,22 +172,6 @@ CAPACITY_FORECAST: dict[str, pl.DataType] = {
     "model": pl.String(),
 }
 
-TABLES: dict[str, dict[str, pl.DataType]] = {
-    "raw_tasks": RAW_TASKS,
-    "judgments": JUDGMENTS,
-    "gold_labels": GOLD_LABELS,
-    "quarantine": QUARANTINE,
-    "aggregated_labels": AGGREGATED_LABELS,
-    "annotator_parameters": ANNOTATOR_PARAMETERS,
-    "quality_report": QUALITY_REPORT,
-    "annotator_scorecards": ANNOTATOR_SCORECARDS,
-    "reannotation_queue": REANNOTATION_QUEUE,
-    "curated_dataset": CURATED_DATASET,
-    "compute_usage": COMPUTE_USAGE,
-    "workforce_throughput": WORKFORCE_THROUGHPUT,
-    "capacity_forecast": CAPACITY_FORECAST,
-}
-
 
 def to_utc(column: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """`column` (of `dtype`) as UTC_TIMESTAMP: naive datetimes and dates are taken as UTC,

@@ -11,9 +11,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-# Longest string held whole inside its view.
-INLINE_BYTES = 12
-
 
 def string_views(column: pl.Series) -> tuple[np.ndarray, slice] | None:
     """(the 16-byte string views of `column` as uint64 pairs, its rows) or None.
