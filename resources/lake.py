@@ -139,6 +139,16 @@ def report_key(day: str, project: str) -> str:
     return f"reports/quality/day={day}/{project}.html"
 
 
+def kind_report_key(day: str) -> str:
+    """The HTML quality report of every non-categorical project for one day."""
+    return f"reports/quality_kinds/day={day}/kinds.html"
+
+
+def dataset_file_key(project: str, version_id: str, name: str) -> str:
+    """One file of a curated-dataset snapshot."""
+    return f"{dataset_folder(project, version_id)}/{name}"
+
+
 def capacity_report_key(as_of: str) -> str:
     """The HTML capacity report of one planning date."""
     return f"reports/capacity/as_of={as_of}/capacity.html"

@@ -20,8 +20,9 @@ for tags). `gold_metric` holds the metric in its own units; `gold_accuracy` is t
 mapped onto [0, 1], higher is better, so the one gate implementation
 (`quality.gates.quality_gates`) applies its gold floor to every kind.
 
-Scorecards flag an annotator (reason in words) whose agreement with the consensus is below
-`min_consensus_agreement`, whose gold score is below `min_gold_score` over at least
+Scorecards flag an annotator (reason in words) whose chance-corrected agreement with the
+consensus (`consensus_alpha`, see `consensus_agreement`) is below `min_consensus_alpha`, whose
+gold score is below `min_gold_score` over at least
 `min_gold_judgments` gold tasks, or (boxes) whose boxes are loose: a mean area over the fused
 box above 1 + `max_box_looseness`.
 """
@@ -55,7 +56,7 @@ SCORED_KINDS: tuple[str, ...] = (
     "text",
 )
 DEFAULT_MIN_GOLD_SCORE = 0.5
-DEFAULT_MIN_CONSENSUS_AGREEMENT = 0.5
+DEFAULT_MIN_CONSENSUS_ALPHA = 0.3
 DEFAULT_MAX_BOX_LOOSENESS = 0.3
 DEFAULT_QUEUE_MIN_CONFIDENCE = 0.5
 # Agreement floors per kind: the categorical floor by default, editable per kind and project.
@@ -114,6 +115,7 @@ KIND_SCORECARDS: dict[str, pl.DataType] = {
     "n_judgments": pl.UInt32(),
     "reliability": pl.Float64(),
     "consensus_agreement": pl.Float64(),
+    "consensus_alpha": pl.Float64(),
     "n_gold": pl.UInt32(),
     "gold_metric_name": pl.String(),
     "gold_metric": pl.Float64(),
@@ -149,7 +151,7 @@ KIND_ITEM_SCORES: dict[str, pl.DataType] = {
 class KindThresholds:
     """Flags and queue thresholds of the per-kind scorecards."""
 
-    min_consensus_agreement: float = DEFAULT_MIN_CONSENSUS_AGREEMENT
+    min_consensus_alpha: float = DEFAULT_MIN_CONSENSUS_ALPHA
     min_gold_score: float = DEFAULT_MIN_GOLD_SCORE
     min_gold_judgments: int = 3
     max_box_looseness: float = DEFAULT_MAX_BOX_LOOSENESS
@@ -252,39 +254,70 @@ def _plain_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
 
 
 def consensus_agreement(
-    judgments: pl.DataFrame, labels: pl.DataFrame, *, kind: str
+    judgments: pl.DataFrame, labels: pl.DataFrame, *, kind: str, seed: int = 0
 ) -> pl.DataFrame:
-    """Per annotator: `consensus_agreement`, 1 − the mean distance of their judgments to the
-    task's aggregate (the kind's distance; numeric: absolute error over the value range)."""
+    """Per annotator: `consensus_agreement`, 1 − the mean distance D_a of their judgments to
+    the task's aggregate (the kind's distance; numeric: absolute error over the value range),
+    and `consensus_alpha` = 1 − D_a / D_e, the same figure corrected for chance.
+
+    D_e is the distance expected by chance: to the aggregate of a random other task (tasks
+    permuted with `seed`); for rankings 1/2 (a random order of the same items), for pairwise
+    judgments 1 − Σ p_w² over the shares p_w of left, right and tie. A spammer's
+    `consensus_alpha` is near 0 whatever the kind, a careful annotator's near 1.
+    """
     columns = list(VALUE_COLUMNS[kind])
     consensus = _plain_values(labels, kind).select(
         "task_id", *[pl.col(c).alias(f"{c}_consensus") for c in columns]
     )
     joined = judgments.select("task_id", "annotator_id", *columns).join(consensus, on="task_id")
     if joined.height == 0:
-        return pl.DataFrame(schema={"annotator_id": pl.String, "consensus_agreement": pl.Float64})
-    if kind == "numeric":
-        spread = _spread(judgments["value"])
-        distance = (
-            np.abs(
-                joined["value"].cast(pl.Float64).to_numpy()
-                - joined["value_consensus"].cast(pl.Float64).to_numpy()
-            )
-            / spread
+        return pl.DataFrame(
+            schema={
+                "annotator_id": pl.String,
+                "consensus_agreement": pl.Float64,
+                "consensus_alpha": pl.Float64,
+            }
         )
+    spread = _spread(judgments["value"]) if kind == "numeric" else 1.0
+    distance = _consensus_distances(joined, kind=kind, spread=spread)
+    if kind == "ranking":
+        expected = 0.5
     elif kind == "pairwise":
-        distance = (
-            (joined["winner"] != joined["winner_consensus"]).fill_null(True).to_numpy()
-        ).astype(np.float64)
+        shares = joined["winner"].value_counts(normalize=True)["proportion"].to_numpy()
+        expected = float(1.0 - np.sum(shares**2))
     else:
-        _, function = resolve_distance(DEFAULT_DISTANCE[kind])
-        distance = function(joined[columns[0]], joined[f"{columns[0]}_consensus"])
+        order = np.random.default_rng(seed).permutation(joined.height)
+        shuffled = joined.select(columns).hstack(
+            joined.select([f"{c}_consensus" for c in columns])[order]
+        )
+        expected = float(np.mean(_consensus_distances(shuffled, kind=kind, spread=spread)))
     return (
         joined.select("annotator_id")
-        .with_columns(distance=pl.Series(np.asarray(distance, dtype=np.float64)))
+        .with_columns(distance=pl.Series(distance))
         .group_by("annotator_id")
         .agg((1.0 - pl.col("distance").mean()).alias("consensus_agreement"))
+        .with_columns(
+            consensus_alpha=(1.0 - (1.0 - pl.col("consensus_agreement")) / expected)
+            if expected > 0
+            else pl.lit(None, pl.Float64)
+        )
     )
+
+
+def _consensus_distances(joined: pl.DataFrame, *, kind: str, spread: float) -> np.ndarray:
+    """The kind's distance of each judgment (value columns) to its `<column>_consensus`."""
+    if kind == "numeric":
+        difference = (
+            joined["value"].cast(pl.Float64).to_numpy()
+            - joined["value_consensus"].cast(pl.Float64).to_numpy()
+        )
+        return np.abs(difference) / spread
+    if kind == "pairwise":
+        differs = (joined["winner"] != joined["winner_consensus"]).fill_null(True)
+        return differs.to_numpy().astype(np.float64)
+    column = VALUE_COLUMNS[kind][0]
+    _, function = resolve_distance(DEFAULT_DISTANCE[kind])
+    return np.asarray(function(joined[column], joined[f"{column}_consensus"]), dtype=np.float64)
 
 
 def gold_scores(
@@ -538,8 +571,8 @@ def _scorecards(
         .with_columns(pl.col("n_gold").fill_null(0))
     )
     reasons = [
-        pl.when(pl.col("consensus_agreement") < limits.min_consensus_agreement).then(
-            pl.format("consensus agreement {}", pl.col("consensus_agreement").round(3))
+        pl.when(pl.col("consensus_alpha") < limits.min_consensus_alpha).then(
+            pl.format("chance-corrected consensus agreement {}", pl.col("consensus_alpha").round(3))
         ),
         pl.when(
             (pl.col("n_gold") >= limits.min_gold_judgments)
@@ -624,7 +657,7 @@ def render_kind_report(
             }
         )
         flagged = scorecards.filter((pl.col("project") == project) & pl.col("flagged")).select(
-            "annotator_id", "n_judgments", "consensus_agreement", "gold_score", "flag_reason"
+            "annotator_id", "n_judgments", "consensus_alpha", "gold_score", "flag_reason"
         )
         waiting = queue.filter(pl.col("project") == project)
         sections.append(
