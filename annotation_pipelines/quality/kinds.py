@@ -680,3 +680,49 @@ def _shown(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "" if value is None else str(value)
+
+
+def truth_accuracy(
+    labels: pl.DataFrame, truth: pl.DataFrame, *, kind: str, items: pl.DataFrame | None = None
+) -> dict[str, float | None]:
+    """How close aggregates are to a known truth, with the kind's measures.
+
+    `labels`: one row per task (`task_id` and the kind's value column(s)); for pairwise, item
+    scores (`item`, `score`; an item scored on several days counts with its mean score).
+    `truth`: `task_id` and the kind's value column(s); for pairwise, `items` holds `item` and
+    its hidden `quality`. Measures: spans exact-match span F1; boxes F1 at IoU 0.5 and mean
+    IoU; numeric MAE and Pearson r; ranking Kendall tau; pairwise Spearman rho of item scores
+    against quality; multilabel Jaccard; text exact match and mean normalized edit distance.
+    """
+    check_kind(kind)
+    if kind == "pairwise":
+        if items is None:
+            raise ValueError("pairwise accuracy needs the items' hidden quality")
+        scores = labels.group_by("item").agg(pl.col("score").mean())
+        joined = scores.join(items.select("item", "quality"), on="item")
+        rho = joined.select(pl.corr("score", "quality", method="spearman")).item()
+        return {"spearman": rho, "items": float(joined.height)}
+    columns = list(VALUE_COLUMNS[kind])
+    predicted = _plain_values(labels.select("task_id", *columns), kind).with_columns(
+        annotator_id=pl.lit("aggregate")
+    )
+    reference = truth.join(predicted.select("task_id"), on="task_id", how="semi")
+    scored = importlib.import_module(
+        f"annotation_pipelines.aggregation.{GOLD_METRICS[kind].module}"
+    ).gold_score(predicted, reference.select("task_id", *columns))
+    row = scored.row(0, named=True) if scored.height else {}
+    if kind == "spans":
+        return {"span_f1": row.get("exact_f1")}
+    if kind == "boxes":
+        return {"f1_at_iou_0.5": row.get("f1"), "mean_iou": row.get("mean_iou")}
+    if kind == "numeric":
+        joined = predicted.join(
+            reference.select("task_id", pl.col("value").alias("true")), "task_id"
+        )
+        pearson = joined.select(pl.corr("value", "true")).item()
+        return {"mae": row.get("mean_absolute_error"), "pearson": pearson}
+    if kind == "ranking":
+        return {"kendall_tau": row.get("mean_kendall_tau")}
+    if kind == "multilabel":
+        return {"jaccard": row.get("mean_jaccard")}
+    return {"exact_match": row.get("exact_match"), "edit_distance": row.get("mean_edit_distance")}
