@@ -115,6 +115,7 @@ TABLES: dict[str, Table] = _tables(
 
 QUALITY_REPORTS = "reports/quality"
 CAPACITY_REPORTS = "reports/capacity"
+KIND_QUALITY_REPORTS = "reports/quality_kinds"
 RUN_SUMMARIES = "run_summaries"
 DATASETS = "datasets"
 STAGING = "staging"
@@ -232,6 +233,16 @@ def quarantine_key(source: str, batch: str = "data") -> str:
     """The rows quarantined from one source (one batch of it, for incremental sources)."""
     source, batch = segment(source, field="source"), segment(batch, field="batch")
     return f"{QUARANTINE}/source={source}/{batch}.parquet"
+
+
+def kind_report_key(day: str | dt.date) -> str:
+    """The HTML quality report of every non-categorical project for one day."""
+    return f"{KIND_QUALITY_REPORTS}/day={_day(day)}/kinds.html"
+
+
+def dataset_file_key(project: str, version: str, name: str) -> str:
+    """One file of a curated-dataset snapshot."""
+    return dataset_prefix(project, version) + segment(name, field="file")
 
 
 def capacity_report_key(as_of: str | dt.date) -> str:

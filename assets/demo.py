@@ -50,7 +50,12 @@ class DemoOutcome(TypedDict):
 
 
 def run_demo(
-    *, judgments: int, days: int, seed: int, echo: Callable[[str], object] = click.echo
+    *,
+    judgments: int,
+    days: int,
+    seed: int,
+    judgments_per_kind: int = 3_000,
+    echo: Callable[[str], object] = click.echo,
 ) -> DemoOutcome:
     started = time.perf_counter()
     day_list = last_days(days)
@@ -70,7 +75,13 @@ def run_demo(
     landing = root / "landing"
     echo(f"Generating {judgments:,} synthetic judgments for {day_list[0]} … {day_list[-1]}")
     summary = generate_workload(
-        landing / "synthetic", judgments=judgments, start=day_list[0], days=days, seed=seed
+        landing / "synthetic",
+        judgments=judgments,
+        start=day_list[0],
+        days=days,
+        seed=seed,
+        kinds=judgments_per_kind > 0,
+        judgments_per_kind=max(judgments_per_kind, 1),
     )
     rows = write_compute_landing(landing, end=day_list[-1], days=COMPUTE_HISTORY_DAYS, seed=seed)
     echo(f"  {summary.judgments:,} judgments, {summary.tasks:,} tasks, {rows:,} telemetry rows")
@@ -114,6 +125,13 @@ def run_demo(
             for event in result.get_asset_materialization_events()
         )
         echo(f"  curated dataset for {project}: version {version}")
+    if summary.kind_projects:
+        result = defs.resolve_job_def("kind_curation_job").execute_in_process(
+            instance=instance, run_config=QUIET
+        )
+        if not result.success:
+            raise click.ClickException("curated datasets of the other kinds failed; see the UI")
+        echo(f"  curated datasets for {', '.join(sorted(summary.kind_projects))}")
     versions = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection={AssetKey("dataset_versions")}
     )
@@ -126,6 +144,75 @@ def run_demo(
     echo("  materialized the capacity forecasts")
     elapsed = time.perf_counter() - started
     return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
+
+
+def kind_accuracy(root: Path, days: list[date]) -> str:
+    """Per kind project: the aggregate's accuracy against the synthetic truth, next to the
+    kind's simple baseline (its non-default method in the registry) on the same judgments."""
+    from annotation_pipelines.aggregation.registry import methods_for
+    from annotation_pipelines.quality.kinds import aggregate_kind_day, truth_accuracy
+
+    lake, truth_root = root / "lake", root / "landing" / "synthetic"
+    wanted = [d.isoformat() for d in days]
+
+    def read(table: str) -> pl.DataFrame:
+        files = [lake / table / f"day={d}" / "data.parquet" for d in wanted]
+        frames = [pl.read_parquet(f) for f in files if f.exists()]
+        return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+    labels = read("kind_aggregated_labels")
+    if labels.height == 0:
+        return ""
+    judgments = read("judgments").filter(pl.col("kind") != "categorical")
+    gold, tasks, item_scores = read("gold_labels"), read("raw_tasks"), read("kind_item_scores")
+    truth = pl.read_parquet(truth_root / "kind_truth" / "**" / "*.parquet")
+    items = pl.read_parquet(truth_root / "kind_items.parquet")
+    lines = ["", "Per-kind accuracy against the synthetic truth (demo days, gold tasks excluded):"]
+    lines.append(f"  {'project':<12} {'kind':<10} {'measure':<14} {'method':>22} {'baseline':>22}")
+    for project, kind in labels.select("project", "kind").unique().sort("project").rows():
+        baseline_method = methods_for(kind)[1]
+        baseline_labels, baseline_items = [], []
+        for (day,), rows in judgments.filter(pl.col("project") == project).group_by(
+            pl.col("submitted_at").dt.date(), maintain_order=True
+        ):
+            result = aggregate_kind_day(
+                rows,
+                project=project,
+                day=day,
+                gold=gold.filter(pl.col("project") == project),
+                tasks=tasks.filter(pl.col("project") == project),
+                kind=kind,
+                method=baseline_method,
+            )
+            baseline_labels.append(result.labels)
+            baseline_items.append(result.items)
+        # Gold tasks are clamped to their known answer: scored without them.
+        own_truth = truth.filter(pl.col("project") == project).join(
+            tasks.filter(pl.col("is_gold")).select("task_id"), on="task_id", how="anti"
+        )
+        own_items = items.filter(pl.col("project") == project)
+        default_rows = labels.filter(pl.col("project") == project)
+        method = str(default_rows["method"][0])
+        if kind == "pairwise":
+            default_rows = item_scores.filter(pl.col("project") == project)
+            baseline = pl.concat(baseline_items)
+        else:
+            baseline = pl.concat(baseline_labels, how="diagonal_relaxed")
+        ours = truth_accuracy(default_rows, own_truth, kind=kind, items=own_items)
+        theirs = truth_accuracy(baseline, own_truth, kind=kind, items=own_items)
+        for measure, value in ours.items():
+            if measure == "items":
+                continue
+            lines.append(
+                f"  {project:<12} {kind:<10} {measure:<14} "
+                f"{_figure(value) + f' ({method})':>22} "
+                f"{_figure(theirs.get(measure)) + f' ({baseline_method})':>22}"
+            )
+    return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _describe(check: AssetCheckEvaluation) -> str:
@@ -181,10 +268,19 @@ def summarize(root: Path, days: list[date]) -> str:
 @click.option("--judgments", default=200_000, show_default=True, help="Synthetic judgments.")
 @click.option("--days", default=7, show_default=True, help="Daily partitions to materialize.")
 @click.option("--seed", default=7, show_default=True)
-def demo_command(judgments: int, days: int, seed: int) -> None:
+@click.option(
+    "--judgments-per-kind",
+    default=3_000,
+    show_default=True,
+    help="Synthetic judgments of each non-categorical kind (0: categorical only).",
+)
+def demo_command(judgments: int, days: int, seed: int, judgments_per_kind: int) -> None:
     """Generate a synthetic workload and materialize the whole asset graph on it."""
     if load_settings().dagster_home is None:
         raise click.ClickException("set DAGSTER_HOME (make demo does) so runs show in the UI")
-    outcome = run_demo(judgments=judgments, days=days, seed=seed)
+    outcome = run_demo(
+        judgments=judgments, days=days, seed=seed, judgments_per_kind=judgments_per_kind
+    )
     click.echo(summarize(outcome["root"], outcome["days"]))
+    click.echo(kind_accuracy(outcome["root"], outcome["days"]))
     click.echo(f"\nDone in {outcome['elapsed_s']:.1f} s.")

@@ -27,7 +27,14 @@ LENIENT_GATES = {
 
 @contextmanager
 def local_graph(
-    root: Path, *, judgments: int, start: date, days: int, seed: int
+    root: Path,
+    *,
+    judgments: int,
+    start: date,
+    days: int,
+    seed: int,
+    kinds: bool = False,
+    judgments_per_kind: int = 3_000,
 ) -> Iterator[tuple[Definitions, DagsterInstance, Path]]:
     """(definitions, instance, data folder) with a synthetic workload in the landing zone."""
     data, home = root / "data", root / "home"
@@ -36,7 +43,13 @@ def local_graph(
     patch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
     patch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", f"test-key-{seed}")
     generate_workload(
-        data / "landing" / "synthetic", judgments=judgments, start=start, days=days, seed=seed
+        data / "landing" / "synthetic",
+        judgments=judgments,
+        start=start,
+        days=days,
+        seed=seed,
+        kinds=kinds,
+        judgments_per_kind=judgments_per_kind,
     )
     instance = DagsterInstance.local_temp(str(home))
     try:

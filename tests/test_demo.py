@@ -3,6 +3,7 @@
 from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
+from annotation_pipelines.synthetic import KIND_PROJECTS
 
 
 def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
@@ -25,6 +26,10 @@ def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
         assert any((lake / table).glob("day=*/data.parquet")), table
     for table in ("compute_capacity_forecast", "workforce_capacity_forecast", "dataset_versions"):
         assert (lake / table / "data.parquet").exists(), table
-    assert len(list((lake / "datasets").glob("*/*/card.md"))) == 3
+    assert len(list((lake / "datasets").glob("*/*/card.md"))) == 3 + len(KIND_PROJECTS)
     assert "Quality (mean over the days)" in result.output
+    # Every non-categorical kind is scored against its synthetic truth next to its baseline.
+    assert "Per-kind accuracy against the synthetic truth" in result.output
+    for spec in KIND_PROJECTS:
+        assert f"  {spec.name:<12} {spec.kind:<10}" in result.output, spec.name
     assert "Curated datasets" in result.output and "make dev" in result.output

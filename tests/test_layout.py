@@ -40,6 +40,13 @@ ASSET_KEYS = {
     "gold_labels",
     "gold_sets",
     "judgments",
+    "kind_aggregated_labels",
+    "kind_annotator_reliability",
+    "kind_curated_dataset",
+    "kind_item_scores",
+    "kind_quality_report",
+    "kind_reannotation_queue",
+    "kind_scorecards",
     "label_drift",
     "landing_exports",
     "live_quality_state",
@@ -53,6 +60,10 @@ ASSET_KEYS = {
 CHECK_KEYS = {
     "annotation_db_changes:rows_reconcile",
     "landing_exports:rows_reconcile",
+    "kind_quality_report:agreement_floor",
+    "kind_quality_report:flagged_annotator_share",
+    "kind_quality_report:gold_accuracy_floor",
+    "kind_quality_report:row_counts_sane",
     "quality_report:agreement_floor",
     "quality_report:flagged_annotator_share",
     "quality_report:gold_accuracy_floor",
@@ -66,6 +77,7 @@ JOB_NAMES = {
     "forecast_job",
     "gold_sets_job",
     "ingest_export_job",
+    "kind_curation_job",
     "live_quality_job",
     "quality_job",
     "raw_job",
@@ -101,6 +113,13 @@ DAILY_ASSETS = {
     "annotator_pair_agreement",
     "label_drift",
     "workforce_throughput_daily",
+    # Every non-categorical kind, in the same daily groups.
+    "kind_aggregated_labels",
+    "kind_item_scores",
+    "kind_annotator_reliability",
+    "kind_quality_report",
+    "kind_scorecards",
+    "kind_reannotation_queue",
 }
 
 ASSET_JOB = type(define_asset_job("_type_probe"))

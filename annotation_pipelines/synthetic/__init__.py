@@ -8,6 +8,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "compute": ("generate_compute_usage",),
+        "kinds": ("KIND_PROJECTS", "KindProjectSpec", "generate_kind_days"),
         "workload": ("DEFAULT_PROJECTS", "ProjectSpec", "WorkloadSummary", "generate_workload"),
     },
 )

@@ -106,6 +106,8 @@ class WorkloadSummary:
     annotators: int
     files: int
     per_project: dict[str, int] = field(default_factory=dict)
+    # Judgments per project of the non-categorical kinds (empty unless `kinds=True`).
+    kind_projects: dict[str, int] = field(default_factory=dict)
 
 
 def generate_workload(
@@ -119,11 +121,15 @@ def generate_workload(
     chunk_judgments: int = 2_000_000,
     annotators_scale: float = 1.0,
     progress: Callable[[str], None] | None = None,
+    kinds: bool = False,
+    judgments_per_kind: int = 3_000,
 ) -> WorkloadSummary:
     """Write a workload of about `judgments` judgments over `days` days starting at `start`.
 
     `annotators_scale` multiplies every project's annotator pool (10,000 annotators for the
-    100-million-judgment scale run, for example).
+    100-million-judgment scale run, for example). With `kinds`, one project of every
+    non-categorical kind is added (`synthetic.kinds`), about `judgments_per_kind` judgments
+    each over the days; the categorical output is the same with or without it.
     """
     if judgments < 1 or days < 1:
         raise ValueError("judgments and days must be positive")
@@ -171,6 +177,22 @@ def generate_workload(
                 per_project[spec.name] += tables["judgments"].height
                 if progress:
                     progress(f"{day} {spec.name}: {n_judgments:,} judgments so far")
+    kind_projects: dict[str, int] = {}
+    if kinds:
+        from annotation_pipelines.synthetic.kinds import generate_kind_days
+
+        extra = generate_kind_days(
+            out, days=day_list, weights=weights, judgments_per_kind=judgments_per_kind, seed=seed
+        )
+        annotators = pl.concat([annotators, extra.annotators])
+        atomic_write_parquet(annotators, out / "annotators.parquet")
+        n_tasks, n_judgments, n_gold = (
+            n_tasks + extra.tasks,
+            n_judgments + extra.judgments,
+            n_gold + extra.gold_tasks,
+        )
+        files += extra.files
+        kind_projects = extra.per_project
     return WorkloadSummary(
         out_dir=out,
         days=day_list,
@@ -180,6 +202,7 @@ def generate_workload(
         annotators=annotators.height,
         files=files,
         per_project=per_project,
+        kind_projects=kind_projects,
     )
 
 

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
+from annotation_pipelines.kinds import DEFAULT_KIND
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table, mean_or
 from assets.common.partitions import daily_partitions
@@ -59,6 +60,9 @@ def aggregated_labels(  # noqa: ANN201
     `aggregated_labels`) is the incumbent: it is kept unless another method is better beyond
     the selection noise, so a day's noise does not flip the project's method.
     """
+    # Other kinds have their own aggregation (assets/aggregation/kinds.py).
+    judgments = judgments.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
+    gold_labels = gold_labels.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
     labels, skills, summary = [], [], []
     projects = sorted(judgments["project"].unique().to_list()) if judgments.height else []
     incumbents = previous_methods(lake, before=context.partition_key, projects=projects)

@@ -10,6 +10,7 @@ from dagster import (
     sensor,
 )
 
+from annotation_pipelines.kinds import DEFAULT_KIND
 from assets.common.partitions import PROJECT_PARTITIONS, project_partitions
 from assets.curation.jobs import curation_job
 from resources.lake import Lake
@@ -23,9 +24,11 @@ from resources.lake import Lake
 )
 def project_sensor(context: SensorEvaluationContext, lake: Lake) -> SensorResult | SkipReason:
     recent = lake.scan_days("judgments", lake.days("judgments")[-7:])
-    projects = (
-        recent.select(pl.col("project").unique()).collect() if recent.collect_schema() else None
-    )
+    schema = recent.collect_schema()
+    if "kind" in schema:
+        # Non-categorical projects are curated together by kind_curated_dataset.
+        recent = recent.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
+    projects = recent.select(pl.col("project").unique()).collect() if schema else None
     seen = set(projects["project"].to_list()) if projects is not None else set()
     known = set(context.instance.get_dynamic_partitions(PROJECT_PARTITIONS))
     new = sorted(seen - known)

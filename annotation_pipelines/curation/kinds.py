@@ -1,0 +1,207 @@
+"""Curated snapshots of the non-categorical kinds, in the formats trainers read.
+
+A kind project's snapshot is built from its aggregated labels over every judged day:
+1. hold back every task of a day whose quality gates failed (`gates_passed` false);
+2. keep tasks whose aggregate has at least `min_confidence`, and gold tasks only on request;
+3. assign a stable hash split (the categorical snapshots' splitter) and version by content.
+
+Every snapshot has `data.parquet` and `data.jsonl` (one row per task: the kind's value
+column(s), `confidence`, `split`) and a card saying the kind, the method and the agreement; the
+kind's trainer format sits alongside:
+
+| kind     | file                      | format                                                 |
+|----------|---------------------------|--------------------------------------------------------|
+| boxes    | `coco.json`               | COCO detection JSON (`curation.formats_coco`)          |
+| spans    | `spans.jsonl`, `conll.txt`| JSONL with character offsets, CoNLL BIO tags           |
+| pairwise | `preference_pairs.jsonl`  | `prompt`, `chosen`, `rejected`, `confidence` per task  |
+
+The preference pairs come from each task's reliability-weighted majority (the `winner` of
+the aggregated labels); ties are left out. Task payloads carry what the formats need: the text
+for spans, `prompt`/`left_text`/`right_text` (JSON) for pairwise, the image's `file_name`,
+`width` and `height` (JSON) for boxes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import polars as pl
+
+from annotation_pipelines.curation.formats_bio import to_conll, with_offsets
+from annotation_pipelines.curation.formats_coco import to_coco
+from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
+from annotation_pipelines.curation.versioning import content_version
+from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+
+@dataclass(frozen=True)
+class KindSnapshot:
+    """One kind project's snapshot: its rows, version id, files (name → bytes) and card."""
+
+    project: str
+    kind: str
+    rows: pl.DataFrame
+    version_id: str
+    method: str
+    files: dict[str, bytes]
+    held_back_days: list[str]
+    stats: dict[str, object]
+
+
+def build_kind_snapshot(
+    labels: pl.DataFrame,
+    tasks: pl.DataFrame,
+    *,
+    project: str,
+    kind: str,
+    quality: pl.DataFrame | None = None,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    include_gold: bool = False,
+    ratios: dict[str, float] | None = None,
+) -> KindSnapshot:
+    """The snapshot of one kind project from its `labels` (kind_aggregated_labels rows, with
+    `day`) and `tasks` (raw_tasks rows of the project); `quality` is its kind_quality_report."""
+    check_kind(kind)
+    columns = list(VALUE_COLUMNS[kind])
+    held_back: list[str] = []
+    if quality is not None and quality.height and "gates_passed" in quality.columns:
+        failed = quality.filter((pl.col("project") == project) & ~pl.col("gates_passed"))
+        held_back = sorted(failed["day"].cast(pl.String).unique().to_list())
+    own = labels.filter(pl.col("project") == project)
+    if own.height == 0:
+        raise ValueError(f"project {project!r}: no aggregated labels of kind {kind!r}")
+    task_rows = tasks.filter(pl.col("project") == project).unique("task_id", keep="last")
+    gold_ids = task_rows.filter(pl.col("is_gold"))["task_id"]
+    method = str(own.sort("day")["method"][-1])
+    selected = (
+        own.filter(~pl.col("day").cast(pl.String).is_in(held_back))
+        .filter(pl.col("confidence") >= min_confidence)
+        .filter(pl.lit(include_gold) | ~pl.col("task_id").is_in(gold_ids.implode()))
+        .sort("day", "task_id")
+        .unique("task_id", keep="last", maintain_order=True)
+    )
+    rows = assign_split(
+        selected.select("task_id", "project", "kind", *columns, "confidence", "method", "day"),
+        ratios=ratios or dict(DEFAULT_RATIOS),
+        salt=project,
+    ).sort("task_id")
+    version_id = content_version(rows)
+    files = {
+        "data.parquet": _parquet(rows),
+        "data.jsonl": rows.write_ndjson().encode("utf-8"),
+        **_trainer_files(rows, task_rows, kind=kind),
+    }
+    stats: dict[str, object] = {
+        "labels": own.height,
+        "selected": rows.height,
+        "below_confidence": own.filter(pl.col("confidence") < min_confidence).height,
+        "min_confidence": min_confidence,
+    }
+    return KindSnapshot(
+        project=project,
+        kind=kind,
+        rows=rows,
+        version_id=version_id,
+        method=method,
+        files=files,
+        held_back_days=held_back,
+        stats=stats,
+    )
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", statistics=True)
+    return buffer.getvalue()
+
+
+def _payload_fields(tasks: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.DataFrame:
+    """`task_id` and the named fields of each task's JSON payload."""
+    return tasks.select(
+        "task_id", pl.col("payload").str.json_decode(pl.Struct(fields)).alias("decoded")
+    ).unnest("decoded")
+
+
+def _trainer_files(rows: pl.DataFrame, tasks: pl.DataFrame, *, kind: str) -> dict[str, bytes]:
+    if kind == "boxes":
+        images = _payload_fields(
+            tasks, {"file_name": pl.String(), "width": pl.Float64(), "height": pl.Float64()}
+        )
+        coco = to_coco(rows.select("task_id", "boxes"), images=images)
+        return {"coco.json": json.dumps(coco, indent=1, sort_keys=True).encode("utf-8")}
+    if kind == "spans":
+        texts = tasks.select("task_id", pl.col("payload").alias("text"))
+        labelled = rows.select("task_id", "spans", "confidence")
+        return {
+            "spans.jsonl": with_offsets(labelled, texts).write_ndjson().encode("utf-8"),
+            "conll.txt": to_conll(labelled, texts).encode("utf-8"),
+        }
+    if kind == "pairwise":
+        texts = _payload_fields(
+            tasks, {"prompt": pl.String(), "left_text": pl.String(), "right_text": pl.String()}
+        )
+        decided = rows.filter(pl.col("winner") != "tie").join(texts, on="task_id", how="left")
+        missing = decided.filter(pl.col("prompt").is_null())
+        if missing.height:
+            raise ValueError(
+                f"raw_tasks: task {missing['task_id'][0]!r} has no prompt/left_text/right_text "
+                "in its payload"
+            )
+        left_won = pl.col("winner") == "left"
+        pairs = decided.select(
+            "prompt",
+            pl.when(left_won).then("left_text").otherwise("right_text").alias("chosen"),
+            pl.when(left_won).then("right_text").otherwise("left_text").alias("rejected"),
+            "confidence",
+        )
+        return {"preference_pairs.jsonl": pairs.write_ndjson().encode("utf-8")}
+    return {}
+
+
+def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location: str) -> str:
+    """A markdown card: the kind, method, rows per split, agreement and gold figures per day."""
+    rows = snapshot.rows
+    lines = [
+        f"# Dataset card — {snapshot.project} — version `{snapshot.version_id}`",
+        "",
+        f"Kind: **{snapshot.kind}** (value column(s): "
+        f"{', '.join(VALUE_COLUMNS[snapshot.kind])}); aggregated by `{snapshot.method}`.",
+        f"{rows.height:,} tasks with confidence ≥ {snapshot.stats['min_confidence']}.",
+        f"Files: {', '.join(sorted(snapshot.files))}. Location: {location}",
+        "",
+        "## Rows per split",
+        "",
+        "| split | rows |",
+        "|---|---|",
+    ]
+    if rows.height:
+        for split, count in rows.group_by("split").len().sort("split").iter_rows():
+            lines.append(f"| {split} | {count} |")
+    if quality is not None and quality.height:
+        own = quality.filter(pl.col("project") == snapshot.project).sort("day")
+        lines += [
+            "",
+            "## Agreement and gold per day",
+            "",
+            "| day | distance | alpha | 95% CI | raw agreement | gold metric | gold value |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in own.iter_rows(named=True):
+            lines.append(
+                f"| {row['day']} | {row['distance']} | {_figure(row['krippendorff_alpha'])} | "
+                f"{_figure(row['alpha_low'])}–{_figure(row['alpha_high'])} | "
+                f"{_figure(row['mean_pairwise_agreement'])} | {row['gold_metric_name']} | "
+                f"{_figure(row['gold_metric'])} |"
+            )
+    if snapshot.held_back_days:
+        lines += ["", f"Held back (failed gates): {', '.join(snapshot.held_back_days)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(value: object) -> str:
+    return "n/a" if value is None else f"{float(value):.3f}"  # type: ignore[arg-type]

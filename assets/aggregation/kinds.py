@@ -1,0 +1,144 @@
+"""Aggregated answers of every non-categorical kind: one per task (pairwise: per item too).
+
+Each project holds one kind; its judgments go through the kind's default method in the
+registry (`aggregation.by_kind.aggregate_kind`), gold tasks anchoring the fit. The day's
+aggregates of every kind project land in one table with a `kind` column and each kind's own
+typed value columns (the other kinds' columns null).
+"""
+
+import datetime as dt
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Output, multi_asset
+from pydantic import Field
+
+from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day
+from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.metadata import markdown_table
+from assets.common.partitions import daily_partitions
+
+GROUP = "aggregation"
+OWNERS = ["team:annotation-quality"]
+CATEGORICAL = "categorical"
+
+
+class KindAggregationConfig(Config):
+    """Which method each kind (or project) uses; empty means the kind's registry default."""
+
+    methods_per_kind: dict[str, str] = Field(
+        default_factory=dict, description="e.g. {'numeric': 'median', 'boxes': 'majority'}."
+    )
+    methods_per_project: dict[str, str] = Field(default_factory=dict)
+
+
+def kind_projects(judgments: pl.DataFrame) -> list[str]:
+    """Projects with judgments of a non-categorical kind, sorted."""
+    rows = judgments.filter(pl.col("kind") != CATEGORICAL)
+    return sorted(rows["project"].unique().to_list())
+
+
+@multi_asset(
+    outs={
+        "kind_aggregated_labels": AssetOut(
+            description="Per task of every non-categorical project: the aggregate in the kind's "
+            "typed column(s) (spans and boxes each with a confidence), task confidence, method.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "kind_item_scores": AssetOut(
+            description="Per item of every pairwise project: Bradley-Terry score and interval.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "kind_annotator_reliability": AssetOut(
+            description="Per annotator of every non-categorical project: the model's reliability "
+            "and the kind's own figures (box looseness, rating bias and noise).",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+    },
+    partitions_def=daily_partitions,
+    pool="daily_layers",
+)
+def kind_aggregated_labels(  # noqa: ANN201
+    context: AssetExecutionContext,
+    config: KindAggregationConfig,
+    judgments: pl.DataFrame,
+    gold_labels: pl.DataFrame,
+    raw_tasks: pl.DataFrame,
+):
+    """Aggregate each non-categorical project of the day with its kind's method."""
+    day = dt.date.fromisoformat(context.partition_key)
+    labels, items, annotators, summary = [], [], [], []
+    for project in kind_projects(judgments):
+        rows = judgments.filter(pl.col("project") == project)
+        kind = str(rows["kind"][0])
+        method = config.methods_per_project.get(project, config.methods_per_kind.get(kind))
+        result = aggregate_kind_day(
+            rows,
+            project=project,
+            day=day,
+            gold=gold_labels.filter(pl.col("project") == project),
+            tasks=raw_tasks.filter(pl.col("project") == project),
+            kind=kind,
+            method=method,
+        )
+        context.log.info(f"{project} ({kind}): {result.method} on {rows.height:,} judgments")
+        labels.append(result.labels)
+        items.append(result.items)
+        annotators.append(result.annotators)
+        summary.append(
+            {
+                "project": project,
+                "kind": kind,
+                "method": result.method,
+                "tasks": result.labels.height,
+                "mean_confidence": round(float(result.labels["confidence"].mean() or 0.0), 4),  # type: ignore[arg-type]
+            }
+        )
+    label_frame = _stack(labels, _EMPTY_LABELS).sort("project", "task_id")
+    item_frame = _stack(items, KIND_ITEM_SCORES).sort("project", "item")
+    annotator_frame = _stack(annotators, _EMPTY_ANNOTATORS).sort("project", "annotator_id")
+    yield Output(
+        label_frame,
+        output_name="kind_aggregated_labels",
+        metadata={
+            "methods": markdown_table(pl.DataFrame(summary) if summary else pl.DataFrame()),
+            "projects": MetadataValue.json([row["project"] for row in summary]),
+        },
+    )
+    yield Output(item_frame, output_name="kind_item_scores")
+    yield Output(annotator_frame, output_name="kind_annotator_reliability")
+
+
+_EMPTY_LABELS: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "confidence": pl.Float64(),
+    "project": pl.String(),
+    "day": pl.Date(),
+    "kind": pl.String(),
+    "method": pl.String(),
+}
+_EMPTY_ANNOTATORS: dict[str, pl.DataType] = {
+    "annotator_id": pl.String(),
+    "reliability": pl.Float64(),
+    "n_judgments": pl.UInt32(),
+    "project": pl.String(),
+    "day": pl.Date(),
+    "kind": pl.String(),
+    "method": pl.String(),
+}
+
+
+def _stack(frames: list[pl.DataFrame], empty: dict[str, pl.DataType]) -> pl.DataFrame:
+    # Each kind brings its own columns; the day's table holds them all, null for other kinds.
+    frames = [frame for frame in frames if frame.height]
+    if not frames:
+        return pl.DataFrame(schema=empty)
+    return pl.concat(frames, how="diagonal_relaxed")

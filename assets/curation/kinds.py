@@ -1,0 +1,147 @@
+"""Curated snapshots of every non-categorical project, in the formats trainers read.
+
+One asset writes every kind project's snapshot under `datasets/<project>/<version>/` (the same
+place and manifest as the categorical snapshots, so `dataset_versions` lists them too): Parquet
+and JSON Lines, the kind's trainer format (COCO JSON for boxes; JSONL with offsets and CoNLL
+BIO for spans; preference pairs for pairwise) and a card naming the kind and its agreement.
+Snapshots are immutable: the same content keeps its version id and its files.
+"""
+
+import json
+from typing import Any
+
+import polars as pl
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    AssetSelection,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+)
+from pydantic import Field
+
+from annotation_pipelines.curation.kinds import (
+    DEFAULT_MIN_CONFIDENCE,
+    build_kind_snapshot,
+    kind_card,
+)
+from annotation_pipelines.curation.splits import DEFAULT_RATIOS
+from annotation_pipelines.curation.versioning import content_version
+from annotation_pipelines.lake import MANIFEST_FILE, dataset_file_key, dataset_folder
+from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.metadata import markdown_table
+from resources.lake import Lake, table_metadata
+
+GROUP = "curation"
+OWNERS = ["team:ml-data"]
+
+
+class KindCurationConfig(Config):
+    """What enters a kind snapshot (launchpad-editable)."""
+
+    min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0.0, le=1.0)
+    include_gold: bool = Field(default=False, description="Keep gold tasks in the splits.")
+    split_ratios: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATIOS))
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "parquet", "json"},
+    deps=[
+        AssetDep(name, partition_mapping=AllPartitionMapping())
+        for name in ("kind_aggregated_labels", "kind_quality_report", "raw_tasks")
+    ],
+    automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+    description=(
+        "Every non-categorical project's curated snapshot: confident aggregates of the days "
+        "that passed their gates, split by task hash, versioned by content, exported as Parquet, "
+        "JSON Lines and the kind's trainer format (COCO, CoNLL/BIO, preference pairs)."
+    ),
+)
+def kind_curated_dataset(
+    context: AssetExecutionContext, config: KindCurationConfig, lake: Lake
+) -> MaterializeResult:
+    labels = lake.read_days("kind_aggregated_labels", lake.days("kind_aggregated_labels"))
+    if labels.height == 0:
+        raise ValueError("kind_aggregated_labels is empty: no non-categorical project is judged")
+    quality = lake.read_days("kind_quality_report", lake.days("kind_quality_report"))
+    projects = labels.select("project", "kind").unique().sort("project").rows()
+    tasks = (
+        lake.scan_all("raw_tasks")
+        .filter(pl.col("project").is_in([project for project, _ in projects]))
+        .collect()
+    )
+    summary = []
+    for project, kind in projects:
+        snapshot = build_kind_snapshot(
+            labels,
+            tasks,
+            project=project,
+            kind=kind,
+            quality=quality,
+            min_confidence=config.min_confidence,
+            include_gold=config.include_gold,
+            ratios=config.split_ratios,
+        )
+        folder = dataset_folder(project, snapshot.version_id)
+        manifest_key = dataset_file_key(project, snapshot.version_id, MANIFEST_FILE)
+        if not lake.exists(manifest_key):
+            card = kind_card(snapshot, quality=quality, location=lake.uri(folder))
+            for name, data in sorted(snapshot.files.items()):
+                lake.put(dataset_file_key(project, snapshot.version_id, name), data)
+            lake.put(dataset_file_key(project, snapshot.version_id, "card.md"), card.encode())
+            own = labels.filter(pl.col("project") == project)
+            lineage = {
+                str(day): content_version(part.drop("day")) for (day,), part in own.group_by("day")
+            }
+            splits = dict(snapshot.rows.group_by("split").len().sort("split").iter_rows())
+            manifest = {
+                "project": project,
+                "kind": kind,
+                "version_id": snapshot.version_id,
+                "method": snapshot.method,
+                "rows": snapshot.rows.height,
+                "splits": splits,
+                "files": sorted([*snapshot.files, "card.md"]),
+                "filters": {
+                    "min_confidence": config.min_confidence,
+                    "include_gold": config.include_gold,
+                    "split_ratios": config.split_ratios,
+                },
+                "held_back_days": snapshot.held_back_days,
+                "input_judgment_versions": dict(sorted(lineage.items())),
+                "stats": snapshot.stats,
+                "created_by_run": context.run.run_id,
+            }
+            lake.put(manifest_key, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
+            context.log.info(f"{project} ({kind}): wrote snapshot {snapshot.version_id}")
+        summary.append(
+            {
+                "project": project,
+                "kind": kind,
+                "version_id": snapshot.version_id,
+                "method": snapshot.method,
+                "rows": snapshot.rows.height,
+                "files": ", ".join(sorted(snapshot.files)),
+                "location": lake.uri(folder),
+            }
+        )
+    frame = pl.DataFrame(summary)
+    metadata: dict[str, Any] = {
+        **table_metadata(frame),
+        "snapshots": markdown_table(frame),
+        "versions": MetadataValue.json({row["project"]: row["version_id"] for row in summary}),
+    }
+    return MaterializeResult(metadata=metadata)
+
+
+kind_curation_job = define_asset_job(
+    "kind_curation_job",
+    selection=AssetSelection.assets("kind_curated_dataset"),
+    description="Build every non-categorical project's curated dataset snapshot.",
+)

@@ -1,0 +1,214 @@
+"""Quality of every non-categorical kind: agreement with the kind's distance, gold, scorecards.
+
+Per project-day: Krippendorff's alpha with the kind's distance and its bootstrap interval, the
+raw mean pairwise agreement, the kind's gold metric; per annotator a scorecard (reliability,
+agreement with the consensus, gold score, box looseness, rating bias) with flags and reasons;
+the tasks whose aggregate is not confident go to a re-annotation queue. The gates are the one
+engine implementation (`annotation_pipelines.quality.gates`) with an agreement floor per kind,
+reported as partitioned asset checks on `kind_quality_report` (not blocking, as for the
+categorical report: the verdict is carried by `gates_passed` and the kind snapshots hold a
+failed day back). One HTML page per day shows every kind project.
+"""
+
+import datetime as dt
+import warnings
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    Config,
+    MetadataValue,
+    Output,
+    PreviewWarning,
+    multi_asset,
+)
+from pydantic import Field
+
+from annotation_pipelines.curation.privacy import safe_for_display
+from annotation_pipelines.lake import kind_report_key
+from annotation_pipelines.quality import GATE_SPECS, gate_checks, gate_verdicts
+from annotation_pipelines.quality.gates import DEFAULT_MAX_FLAGGED_SHARE
+from annotation_pipelines.quality.kinds import (
+    DEFAULT_KIND_MIN_ALPHA,
+    DEFAULT_MAX_BOX_LOOSENESS,
+    DEFAULT_MIN_CONSENSUS_ALPHA,
+    DEFAULT_MIN_GOLD_SCORE,
+    DEFAULT_QUEUE_MIN_CONFIDENCE,
+    KIND_QUALITY_REPORT,
+    KIND_QUEUE,
+    KIND_SCORECARDS,
+    KindThresholds,
+    assess_kind_day,
+    kind_gates,
+    render_kind_report,
+)
+from annotation_pipelines.settings import load_settings
+from assets.aggregation.kinds import kind_projects
+from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.partitions import daily_partitions
+from resources.lake import Lake
+
+GROUP = "quality"
+OWNERS = ["team:annotation-quality"]
+REPORT = "kind_quality_report"
+
+
+class KindQualityConfig(Config):
+    """Floors and flag thresholds of the per-kind quality (launchpad-editable)."""
+
+    min_alpha_per_kind: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_KIND_MIN_ALPHA),
+        description="Gate: Krippendorff's alpha floor per kind (the kind's distance).",
+    )
+    min_alpha_per_project: dict[str, float] = Field(default_factory=dict)
+    min_gold_score: float = Field(
+        default=DEFAULT_MIN_GOLD_SCORE,
+        description="Gate: floor of the kind's gold metric mapped onto [0, 1].",
+    )
+    max_flagged_share: float = DEFAULT_MAX_FLAGGED_SHARE
+    annotator_min_consensus_alpha: float = DEFAULT_MIN_CONSENSUS_ALPHA
+    annotator_min_gold_score: float = DEFAULT_MIN_GOLD_SCORE
+    max_box_looseness: float = DEFAULT_MAX_BOX_LOOSENESS
+    queue_min_confidence: float = DEFAULT_QUEUE_MIN_CONFIDENCE
+    bootstrap_resamples: int = Field(default=200, description="Bootstrap replicates for CIs.")
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PreviewWarning)
+    KIND_GATES = tuple(
+        AssetCheckSpec(
+            spec.name, asset=REPORT, description=spec.description, partitions_def=daily_partitions
+        )
+        for spec in GATE_SPECS
+    )
+
+
+@multi_asset(
+    outs={
+        REPORT: AssetOut(
+            description="Per non-categorical project and day: kind, distance, alpha with its "
+            "bootstrap interval, raw pairwise agreement, gold metric, counts, gate verdicts.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "kind_scorecards": AssetOut(
+            description="Per annotator of every non-categorical project: reliability, agreement "
+            "with the consensus, gold metric, box looseness, rating bias; flags with reasons.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+        "kind_reannotation_queue": AssetOut(
+            description="Tasks of non-categorical projects whose aggregate is not confident.",
+            group_name=GROUP,
+            owners=OWNERS,
+            kinds={"polars", "parquet"},
+            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+        ),
+    },
+    check_specs=list(KIND_GATES),
+    partitions_def=daily_partitions,
+    pool="daily_layers",
+)
+def kind_quality(  # noqa: ANN201
+    context: AssetExecutionContext,
+    config: KindQualityConfig,
+    lake: Lake,
+    judgments: pl.DataFrame,
+    gold_labels: pl.DataFrame,
+    kind_aggregated_labels: pl.DataFrame,
+    kind_annotator_reliability: pl.DataFrame,
+):
+    """Score each non-categorical project of the day and gate it."""
+    day = dt.date.fromisoformat(context.partition_key)
+    limits = KindThresholds(
+        min_consensus_alpha=config.annotator_min_consensus_alpha,
+        min_gold_score=config.annotator_min_gold_score,
+        max_box_looseness=config.max_box_looseness,
+        queue_min_confidence=config.queue_min_confidence,
+    )
+    reports, cards, queues = [], [], []
+    for project in kind_projects(judgments):
+        scored = assess_kind_day(
+            judgments,
+            kind_aggregated_labels,
+            kind_annotator_reliability,
+            project=project,
+            day=day,
+            gold=gold_labels,
+            thresholds=limits,
+            n_resamples=config.bootstrap_resamples,
+        )
+        reports.append(scored.report)
+        cards.append(scored.scorecards)
+        queues.append(scored.queue)
+    report = pl.concat(reports) if reports else pl.DataFrame(schema=KIND_QUALITY_REPORT)
+    scorecards = pl.concat(cards) if cards else pl.DataFrame(schema=KIND_SCORECARDS)
+    queue = pl.concat(queues) if queues else pl.DataFrame(schema=KIND_QUEUE)
+    gold_projects = set(gold_labels.filter(pl.col("kind") != "categorical")["project"])
+    gates = kind_gates(
+        report,
+        kind_aggregated_labels,
+        min_alpha_per_kind=config.min_alpha_per_kind,
+        min_alpha_per_project=config.min_alpha_per_project,
+        min_gold_score=config.min_gold_score,
+        max_flagged_share=config.max_flagged_share,
+        gold_projects=gold_projects,
+    )
+    report = gate_verdicts(report, gates).sort("project")
+    key = load_settings().pseudonym_key
+    shown = safe_for_display(scorecards, key=key)
+    html = render_kind_report(
+        report, scorecards=shown, queue=queue, title=f"Annotation quality — every kind — {day}"
+    )
+    report_key = kind_report_key(context.partition_key)
+    lake.put(report_key, html.encode("utf-8"))
+    yield Output(
+        report,
+        output_name=REPORT,
+        metadata={
+            "html_report": MetadataValue.path(lake.uri(report_key)),
+            "alpha_per_project": MetadataValue.json(
+                {p: a for p, a in report.select("project", "krippendorff_alpha").iter_rows()}
+            ),
+        },
+    )
+    yield Output(
+        scorecards.sort("project", "annotator_id"),
+        output_name="kind_scorecards",
+        metadata={"flagged": MetadataValue.int(int(scorecards["flagged"].sum()))},
+    )
+    yield Output(queue, output_name="kind_reannotation_queue")
+    if report.height == 0:
+        # A day without any non-categorical project has nothing to gate: every gate passes.
+        for spec in GATE_SPECS:
+            yield AssetCheckResult(
+                check_name=spec.name,
+                asset_key=AssetKey(REPORT),
+                passed=True,
+                severity=AssetCheckSeverity.WARN,
+                description="no non-categorical project judged this day",
+            )
+        return
+    for check in gate_checks(gates):
+        yield AssetCheckResult(
+            check_name=check.name,
+            asset_key=AssetKey(REPORT),
+            passed=check.passed,
+            severity=AssetCheckSeverity(check.severity),
+            description=check.description,
+            metadata={
+                "failing": check.failing,
+                "warned": check.warned,
+                "value": check.values,
+                "floor": check.thresholds,
+            },
+        )

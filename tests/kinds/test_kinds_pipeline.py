@@ -1,0 +1,211 @@
+"""Every kind end to end on a real (temporary) instance: the daily job, then the kind snapshots."""
+
+import json
+from datetime import date
+
+import polars as pl
+import pytest
+from dagster import AssetKey
+from pycocotools.coco import COCO
+
+from annotation_pipelines.synthetic import KIND_PROJECTS
+from tests.support import LENIENT_GATES, QUIET, local_graph
+
+DAY = "2026-11-16"
+KIND_OF = {spec.name: spec.kind for spec in KIND_PROJECTS}
+RUN_CONFIG = {
+    **LENIENT_GATES,
+    "ops": {
+        **LENIENT_GATES["ops"],
+        "kind_quality": {"config": {"bootstrap_resamples": 20}},
+    },
+}
+
+
+def _run_day(root, *, kinds: bool):
+    with local_graph(
+        root,
+        judgments=3_000,
+        start=date.fromisoformat(DAY),
+        days=1,
+        seed=21,
+        kinds=kinds,
+        judgments_per_kind=600,
+    ) as (defs, instance, data):
+        daily = defs.resolve_job_def("daily_annotation_job")
+        result = daily.execute_in_process(
+            partition_key=DAY, instance=instance, run_config=RUN_CONFIG
+        )
+        assert result.success
+        curated = None
+        if kinds:
+            curated = defs.resolve_job_def("kind_curation_job").execute_in_process(
+                instance=instance, run_config=QUIET
+            )
+            assert curated.success
+        yield result, curated, data
+
+
+@pytest.fixture(scope="module")
+def with_kinds(tmp_path_factory):
+    yield from _run_day(tmp_path_factory.mktemp("kinds"), kinds=True)
+
+
+@pytest.fixture(scope="module")
+def without_kinds(tmp_path_factory):
+    yield from _run_day(tmp_path_factory.mktemp("plain"), kinds=False)
+
+
+def _table(data, name):
+    return pl.read_parquet(data / "lake" / name / f"day={DAY}" / "data.parquet")
+
+
+def test_every_kind_is_aggregated_scored_and_gated(with_kinds):
+    result, _, data = with_kinds
+    labels = _table(data, "kind_aggregated_labels")
+    judgments = _table(data, "judgments").filter(pl.col("kind") != "categorical")
+    assert dict(labels.select("project", "kind").unique().iter_rows()) == KIND_OF
+    # One aggregate per judged task, in the kind's own typed column(s).
+    assert labels.height == judgments["task_id"].n_unique()
+    for project, kind in KIND_OF.items():
+        rows = labels.filter(pl.col("project") == project)
+        value = {"pairwise": "winner"}.get(kind, rows.columns[0])
+        assert rows[value].null_count() == 0 if kind == "pairwise" else True
+    assert labels["spans"].dtype == pl.List(
+        pl.Struct(
+            {"start": pl.Int64, "end": pl.Int64, "label": pl.String, "confidence": pl.Float64}
+        )
+    )
+    assert labels.filter(pl.col("kind") == "numeric")["value"].is_between(1, 5).all()
+    items = _table(data, "kind_item_scores")
+    assert set(items["project"]) == {"preferences"} and items.height > 10
+
+    report = _table(data, "kind_quality_report")
+    assert sorted(report["project"]) == sorted(KIND_OF)
+    assert report["krippendorff_alpha"].null_count() == 0
+    assert (report["krippendorff_alpha"] > 0.2).all()
+    assert (report["alpha_low"] <= report["krippendorff_alpha"]).all()
+    assert report["mean_pairwise_agreement"].null_count() == 0
+    assert dict(report.select("kind", "distance").iter_rows()) == {
+        "multilabel": "masi",
+        "numeric": "interval",
+        "ranking": "kendall",
+        "pairwise": "pairwise",
+        "spans": "span",
+        "boxes": "box",
+        "text": "edit",
+    }
+    assert (report["n_gold_judgments"] > 0).all() and report["gold_metric"].null_count() == 0
+
+    cards = _table(data, "kind_scorecards")
+    assert set(cards["project"]) == set(KIND_OF)
+    spammers = cards.filter(pl.col("annotator_id").str.ends_with("annotator-0000"))
+    assert spammers["flagged"].all(), spammers
+    loose = cards.filter(pl.col("flag_reason").str.contains("loose boxes"))
+    assert loose.height >= 1 and set(loose["kind"]) == {"boxes"}
+    assert _table(data, "kind_reannotation_queue").columns[:4] == [
+        "project",
+        "day",
+        "kind",
+        "task_id",
+    ]
+
+    checks = [
+        c
+        for c in result.get_asset_check_evaluations()
+        if c.asset_key == AssetKey("kind_quality_report")
+    ]
+    assert {c.check_name for c in checks} == {
+        "agreement_floor",
+        "gold_accuracy_floor",
+        "flagged_annotator_share",
+        "row_counts_sane",
+    }
+    assert all(c.partition == DAY for c in checks)
+    agreement = next(c for c in checks if c.check_name == "agreement_floor")
+    assert agreement.passed, agreement.description
+    assert set(agreement.metadata["value"].value) == set(KIND_OF)
+    page = data / "lake" / "reports" / "quality_kinds" / f"day={DAY}" / "kinds.html"
+    # Annotator ids are personal data: metadata, check results and the HTML show pseudonyms.
+    raw_ids = set(cards["annotator_id"])
+    shown = " ".join(
+        str(e.materialization.metadata) for e in result.get_asset_materialization_events()
+    )
+    shown += " ".join(str(c.metadata) for c in checks) + page.read_text()
+    assert "anon-" in page.read_text()
+    assert not [i for i in raw_ids if i in shown]
+
+
+def _snapshot(data, project):
+    manifests = sorted((data / "lake" / "datasets" / project).glob("*/manifest.json"))
+    assert len(manifests) == 1, manifests
+    return manifests[0].parent, json.loads(manifests[0].read_text())
+
+
+def test_every_kind_has_its_snapshot_in_the_trainer_format(with_kinds):
+    _, curated, data = with_kinds
+    event = curated.get_asset_materialization_events()[0].materialization
+    assert event.metadata["dagster/row_count"].value == len(KIND_OF)
+    for project, kind in KIND_OF.items():
+        folder, manifest = _snapshot(data, project)
+        assert manifest["kind"] == kind and manifest["rows"] > 0
+        rows = pl.read_parquet(folder / "data.parquet")
+        assert (
+            rows.height == manifest["rows"] == len((folder / "data.jsonl").read_text().splitlines())
+        )
+        card = (folder / "card.md").read_text()
+        assert f"Kind: **{kind}**" in card and "alpha" in card
+
+    folder, _ = _snapshot(data, "detection")
+    coco = COCO(str(folder / "coco.json"))
+    assert len(coco.getImgIds()) == pl.read_parquet(folder / "data.parquet").height
+    assert len(coco.getAnnIds()) > 0
+    assert {c["name"] for c in coco.loadCats(coco.getCatIds())} <= {"car", "dog", "person"}
+    assert coco.imgs[1]["width"] == 640
+
+    folder, _ = _snapshot(data, "entities")
+    documents = 0
+    previous = "O"
+    for line in (folder / "conll.txt").read_text().splitlines():
+        if not line:
+            previous = "O"
+            continue
+        if line.startswith("-DOCSTART-"):
+            documents += 1
+            continue
+        token, tag = line.rsplit(" ", 1)
+        assert token and (tag == "O" or tag[:2] in ("B-", "I-")), line
+        if tag.startswith("I-"):
+            assert previous[2:] == tag[2:], line
+        previous = tag
+    assert documents == pl.read_parquet(folder / "data.parquet").height
+    offsets = [json.loads(line) for line in (folder / "spans.jsonl").read_text().splitlines()]
+    for document in offsets:
+        for span in document["spans"]:
+            assert document["text"][span["start"] : span["end"]] == span["text"]
+
+    folder, _ = _snapshot(data, "preferences")
+    pairs = [
+        json.loads(line) for line in (folder / "preference_pairs.jsonl").read_text().splitlines()
+    ]
+    assert pairs
+    for pair in pairs:
+        assert pair["prompt"].startswith("prompt ") and pair["chosen"] != pair["rejected"]
+        assert pair["chosen"].startswith("response ") and pair["rejected"].startswith("response ")
+
+
+def test_the_categorical_path_ignores_the_other_kinds(with_kinds, without_kinds):
+    _, _, data = with_kinds
+    _, _, plain = without_kinds
+    for table in (
+        "aggregated_labels",
+        "annotator_skill",
+        "quality_report",
+        "annotator_scorecards",
+        "reannotation_queue",
+        "annotator_pair_agreement",
+    ):
+        assert _table(data, table).height == _table(plain, table).height, table
+    assert _table(data, "aggregated_labels").equals(_table(plain, "aggregated_labels"))
+    # The plain day has no kind project: its kind tables are empty and its gates pass.
+    assert _table(plain, "kind_quality_report").height == 0
