@@ -22,6 +22,8 @@ per judgment) with `image_width`/`image_height` (pixels, where the source gives 
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import polars as pl
 
 KINDS: tuple[str, ...] = (
@@ -88,6 +90,18 @@ KIND_COLUMNS: dict[str, pl.DataType] = {
     **{name: dtype for name, dtype in VALUE_DTYPES.items() if name != "label"},
     **CONTEXT_DTYPES,
 }
+
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+
+def of_kind(frame: FrameT, kind: str = DEFAULT_KIND) -> FrameT:
+    """The rows of `kind`. A row with no kind, or a frame with no `kind` column, is categorical:
+    the canonical schema's default, so older lake partitions read the same way."""
+    columns = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
+    if "kind" not in columns:
+        return frame if kind == DEFAULT_KIND else frame.filter(pl.lit(False))
+    return frame.filter(pl.col("kind").fill_null(DEFAULT_KIND) == kind)
 
 
 def check_kind(kind: str) -> str:

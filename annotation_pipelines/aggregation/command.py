@@ -36,7 +36,7 @@ import click
 import polars as pl
 
 from annotation_pipelines.aggregation.api import aggregate
-from annotation_pipelines.aggregation.registry import KIND_REGISTRY, METHODS, methods_for
+from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.tabular import (
     InputError,
@@ -49,9 +49,6 @@ from annotation_pipelines.tabular import (
 )
 
 # Every method of every kind, each name once; `--method` is checked against its kind's own.
-ALL_METHODS: tuple[str, ...] = tuple(
-    dict.fromkeys([*METHODS, *(declared.name for declared in KIND_REGISTRY)])
-)
 CATEGORICAL_DEFAULT_METHOD = "dawid_skene"
 
 

@@ -163,6 +163,12 @@ KIND_REGISTRY: tuple[KindMethod, ...] = (
 )
 
 
+# Every method name of every kind: the CLI's `--method` choices.
+ALL_METHODS: tuple[str, ...] = tuple(
+    dict.fromkeys([*METHODS, *(declared.name for declared in KIND_REGISTRY)])
+)
+
+
 def methods_for(kind: str) -> tuple[str, ...]:
     """The methods that aggregate `kind`, its default first (categorical: `METHODS`)."""
     if kind == "categorical":

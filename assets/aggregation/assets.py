@@ -6,7 +6,7 @@ from pydantic import Field
 
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
-from annotation_pipelines.kinds import DEFAULT_KIND
+from annotation_pipelines.kinds import of_kind
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table, mean_or
 from assets.common.partitions import daily_partitions
@@ -61,8 +61,8 @@ def aggregated_labels(  # noqa: ANN201
     the selection noise, so a day's noise does not flip the project's method.
     """
     # Other kinds have their own aggregation (assets/aggregation/kinds.py).
-    judgments = judgments.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
-    gold_labels = gold_labels.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
+    judgments = of_kind(judgments)
+    gold_labels = of_kind(gold_labels)
     labels, skills, summary = [], [], []
     projects = sorted(judgments["project"].unique().to_list()) if judgments.height else []
     incumbents = previous_methods(lake, before=context.partition_key, projects=projects)

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
 from annotation_pipelines.curation.snapshot import dataset_card
-from annotation_pipelines.kinds import DEFAULT_KIND
+from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import DATASETS, MANIFEST_FILE, dataset_folder, dataset_manifest_keys
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
@@ -85,9 +85,7 @@ def curated_dataset(
         return lake.scan_all(table).filter(pl.col("project") == project).collect()
 
     # Other kinds are curated by assets/curation/kinds.py.
-    judgments = of_project("judgments").filter(
-        pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND
-    )
+    judgments = of_kind(of_project("judgments"))
     if judgments.height == 0:
         raise ValueError(f"project {project!r} has no judgments in the lake")
     report = of_project("quality_report")

@@ -10,7 +10,7 @@ from dagster import (
     sensor,
 )
 
-from annotation_pipelines.kinds import DEFAULT_KIND
+from annotation_pipelines.kinds import of_kind
 from assets.common.partitions import PROJECT_PARTITIONS, project_partitions
 from assets.curation.jobs import curation_job
 from resources.lake import Lake
@@ -25,9 +25,9 @@ from resources.lake import Lake
 def project_sensor(context: SensorEvaluationContext, lake: Lake) -> SensorResult | SkipReason:
     recent = lake.scan_days("judgments", lake.days("judgments")[-7:])
     schema = recent.collect_schema()
-    if "kind" in schema:
+    if schema:
         # Non-categorical projects are curated together by kind_curated_dataset.
-        recent = recent.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
+        recent = of_kind(recent)
     projects = recent.select(pl.col("project").unique()).collect() if schema else None
     seen = set(projects["project"].to_list()) if projects is not None else set()
     known = set(context.instance.get_dynamic_partitions(PROJECT_PARTITIONS))

@@ -31,7 +31,7 @@ from pydantic import Field
 
 from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.curation.privacy import safe_for_display
-from annotation_pipelines.kinds import DEFAULT_KIND
+from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import partition_key, quality_report_html_key
 from annotation_pipelines.quality import (
     GATE_SPECS,
@@ -176,8 +176,8 @@ def quality(  # noqa: ANN201
     """Score the day: who is reliable, how much annotators agree, what goes back."""
     day = context.partition_key
     # Other kinds have their own quality layer (assets/quality/kinds.py).
-    judgments = judgments.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
-    gold_labels = gold_labels.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
+    judgments = of_kind(judgments)
+    gold_labels = of_kind(gold_labels)
     gold = gold_labels.select("task_id", "project", "label")
     history = _history(lake, "annotator_scorecards", day, config.trailing_days)
     cards = annotator_scorecards(
@@ -338,8 +338,7 @@ def _past_label_counts(lake: Lake, day: str, days: int) -> pl.DataFrame:
     if not past.collect_schema():
         return pl.DataFrame()
     columns = ("task_id", "annotator_id", "project", "label", "submitted_at")
-    if "kind" in past.collect_schema():
-        past = past.filter(pl.col("kind").fill_null(DEFAULT_KIND) == DEFAULT_KIND)
+    past = of_kind(past)
     return label_distribution(past.select(columns).collect())
 
 

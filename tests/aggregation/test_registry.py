@@ -9,6 +9,7 @@ import pytest
 from annotation_pipelines.aggregation import AUTO_CANDIDATES, METHODS, REGISTRY, fit
 from annotation_pipelines.aggregation.auto import paired_standard_errors
 from annotation_pipelines.aggregation.command import aggregate_command
+from annotation_pipelines.aggregation.registry import KIND_REGISTRY
 from annotation_pipelines.aggregation.registry import method as declared
 from tests.aggregation.test_properties import TOY
 
@@ -19,7 +20,8 @@ def test_lists_and_cli_choices_come_from_the_registry() -> None:
     assert set(AUTO_CANDIDATES) <= set(names)
     option = next(p for p in aggregate_command.params if p.name == "method")
     assert isinstance(option.type, click.Choice)
-    assert tuple(option.type.choices) == METHODS
+    kind_names = tuple(entry.name for entry in KIND_REGISTRY)
+    assert tuple(option.type.choices) == tuple(dict.fromkeys((*METHODS, *kind_names)))
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         declared("nope")
 
