@@ -1,14 +1,14 @@
 """Aggregated labels: one label per task from its judgments, by the method set per project."""
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, multi_asset
 from pydantic import Field
 
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
 from annotation_pipelines.kinds import of_kind
-from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table, mean_or
+from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake
 
@@ -29,19 +29,15 @@ class AggregationConfig(Config):
 
 @multi_asset(
     outs={
-        "aggregated_labels": AssetOut(
-            description="One label per task with its posterior confidence, votes and tie flag.",
-            group_name="aggregation",
+        "aggregated_labels": table_out(
+            "One label per task with its posterior confidence, votes and tie flag.",
+            group="aggregation",
             owners=["team:annotation-quality"],
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "annotator_skill": AssetOut(
-            description="Per-annotator parameters estimated by the aggregation model.",
-            group_name="aggregation",
+        "annotator_skill": table_out(
+            "Per-annotator parameters estimated by the aggregation model.",
+            group="aggregation",
             owners=["team:annotation-quality"],
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
     },
     partitions_def=daily_partitions,

@@ -9,12 +9,12 @@ typed value columns (the other kinds' columns null).
 import datetime as dt
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetOut, Config, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output, multi_asset
 from pydantic import Field
 
 from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day
-from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table
+from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 
 GROUP = "aggregation"
@@ -39,28 +39,22 @@ def kind_projects(judgments: pl.DataFrame) -> list[str]:
 
 @multi_asset(
     outs={
-        "kind_aggregated_labels": AssetOut(
-            description="Per task of every non-categorical project: the aggregate in the kind's "
+        "kind_aggregated_labels": table_out(
+            "Per task of every non-categorical project: the aggregate in the kind's "
             "typed column(s) (spans and boxes each with a confidence), task confidence, method.",
-            group_name=GROUP,
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "kind_item_scores": AssetOut(
-            description="Per item of every pairwise project: Bradley-Terry score and interval.",
-            group_name=GROUP,
+        "kind_item_scores": table_out(
+            "Per item of every pairwise project: Bradley-Terry score and interval.",
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "kind_annotator_reliability": AssetOut(
-            description="Per annotator of every non-categorical project: the model's reliability "
+        "kind_annotator_reliability": table_out(
+            "Per annotator of every non-categorical project: the model's reliability "
             "and the kind's own figures (box looseness, rating bias and noise).",
-            group_name=GROUP,
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
     },
     partitions_def=daily_partitions,

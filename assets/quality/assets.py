@@ -19,7 +19,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    AssetOut,
     Config,
     FreshnessPolicy,
     MetadataValue,
@@ -56,8 +55,8 @@ from annotation_pipelines.quality.gates import (
     DEFAULT_MIN_GOLD_ACCURACY,
 )
 from annotation_pipelines.settings import load_settings
-from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table, mean_or
+from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake, parquet_bytes, table_metadata
 
@@ -120,44 +119,34 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
 
 @multi_asset(
     outs={
-        "quality_report": AssetOut(
-            freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=30)),
-            description="Per project and day: agreement (alpha, Fleiss, percent) with bootstrap "
+        "quality_report": table_out(
+            "Per project and day: agreement (alpha, Fleiss, percent) with bootstrap "
             "intervals, gold accuracy, consensus accuracy on gold, flagged annotator share.",
-            group_name=GROUP,
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
+            freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=30)),
         ),
-        "annotator_scorecards": AssetOut(
-            description="Per annotator and day: gold accuracy (Wilson interval), consensus "
+        "annotator_scorecards": table_out(
+            "Per annotator and day: gold accuracy (Wilson interval), consensus "
             "agreement, model skill, median seconds, spammer score, trend; flags with reasons.",
-            group_name=GROUP,
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "reannotation_queue": AssetOut(
-            description="Tasks to send back for more judgments, with the reason and a priority.",
-            group_name=GROUP,
+        "reannotation_queue": table_out(
+            "Tasks to send back for more judgments, with the reason and a priority.",
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "annotator_pair_agreement": AssetOut(
-            description="Cohen's kappa (plain and quadratic-weighted) for every annotator pair "
+        "annotator_pair_agreement": table_out(
+            "Cohen's kappa (plain and quadratic-weighted) for every annotator pair "
             "of a project with enough shared tasks: the agreement matrix in long form.",
-            group_name=GROUP,
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "label_drift": AssetOut(
-            description="Label distribution and agreement against the trailing weeks.",
-            group_name=GROUP,
+        "label_drift": table_out(
+            "Label distribution and agreement against the trailing weeks.",
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
     },
     check_specs=list(GATES),

@@ -20,7 +20,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    AssetOut,
     Config,
     MetadataValue,
     Output,
@@ -49,7 +48,7 @@ from annotation_pipelines.quality.kinds import (
 )
 from annotation_pipelines.settings import load_settings
 from assets.aggregation.kinds import kind_projects
-from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
+from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake
 
@@ -90,28 +89,22 @@ with warnings.catch_warnings():
 
 @multi_asset(
     outs={
-        REPORT: AssetOut(
-            description="Per non-categorical project and day: kind, distance, alpha with its "
+        REPORT: table_out(
+            "Per non-categorical project and day: kind, distance, alpha with its "
             "bootstrap interval, raw pairwise agreement, gold metric, counts, gate verdicts.",
-            group_name=GROUP,
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "kind_scorecards": AssetOut(
-            description="Per annotator of every non-categorical project: reliability, agreement "
+        "kind_scorecards": table_out(
+            "Per annotator of every non-categorical project: reliability, agreement "
             "with the consensus, gold metric, box looseness, rating bias; flags with reasons.",
-            group_name=GROUP,
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
-        "kind_reannotation_queue": AssetOut(
-            description="Tasks of non-categorical projects whose aggregate is not confident.",
-            group_name=GROUP,
+        "kind_reannotation_queue": table_out(
+            "Tasks of non-categorical projects whose aggregate is not confident.",
+            group=GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
-            automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
         ),
     },
     check_specs=list(KIND_GATES),

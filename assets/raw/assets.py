@@ -5,10 +5,11 @@ Duplicate rule across sources: one judgment per (task_id, annotator_id); the lat
 """
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetOut, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, MetadataValue, Output, multi_asset
 
 from annotation_pipelines import schema
 from annotation_pipelines.lake import staging_day, staging_prefix
+from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from assets.sources.assets import OWNERS, STAGED_TABLES
 from resources.lake import Lake
@@ -19,23 +20,23 @@ RAW_GROUP = "raw"
 
 @multi_asset(
     outs={
-        "raw_tasks": AssetOut(
-            description="Tasks created on the day, one row per task, with provenance.",
-            group_name=RAW_GROUP,
+        "raw_tasks": table_out(
+            "Tasks created on the day, one row per task, with provenance.",
+            group=RAW_GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
+            rebuild=False,
         ),
-        "judgments": AssetOut(
-            description="Judgments submitted on the day: who labelled what, when, how long.",
-            group_name=RAW_GROUP,
+        "judgments": table_out(
+            "Judgments submitted on the day: who labelled what, when, how long.",
+            group=RAW_GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
+            rebuild=False,
         ),
-        "gold_labels": AssetOut(
-            description="Known-correct labels for the honeypot tasks judged on the day.",
-            group_name=RAW_GROUP,
+        "gold_labels": table_out(
+            "Known-correct labels for the honeypot tasks judged on the day.",
+            group=RAW_GROUP,
             owners=OWNERS,
-            kinds={"polars", "parquet"},
+            rebuild=False,
         ),
     },
     partitions_def=daily_partitions,
