@@ -9,6 +9,18 @@ calibration origins: recent windows track the series' current volatility (a clus
 just woken up is not calibrated by its idle weeks), pooling over steps gives enough points for
 a 95% quantile (4 daily origins x 168 hourly steps).
 
+Alternatives measured on the held-out Helios weeks with the same point forecasts
+(`benchmarks/bench_capacity.py --interval-study`, each fixed before it was run) and not adopted,
+because none covers better without wider bands: a quantile per 24-h band of the horizon
+(per-step calibration as in Stankeviciute et al.; same coverage and Winkler score, noisier per
+band), 8 calibration windows instead of 4 (every week covered 100%, Winkler-95 +57%: the older
+windows follow a day of zero demand on two clusters), normalized conformal pooled over
+clusters (Papadopoulos et al., 2008; Lei et al., 2018: residual / the series' recent seasonal
+MAE; an idle series' near-zero
+scale turns its wake-up into huge normalized residuals, Winkler-95 2.5x) and adaptive conformal
+inference (Gibbs & Candes, NeurIPS 2021, gamma = 0.005: with a one-week horizon and daily
+origins only a handful of weeks have ended before a test origin, so alpha hardly moves).
+
 The Winkler (1972) interval score of a (1 - alpha) interval [lo, hi] at an observation y is
 (hi - lo) + (2 / alpha) (lo - y) when y < lo, + (2 / alpha) (y - hi) when y > hi: width, plus
 a penalty for every miss (Gneiting & Raftery, 2007). Lower is better; it rewards narrow
@@ -25,7 +37,7 @@ import polars as pl
 from annotation_pipelines.forecasting.metrics import LEVELS
 
 
-def conformal_quantile(errors: np.ndarray, *, level: int) -> float:
+def conformal_quantile(errors: np.ndarray, *, level: float) -> float:
     """The split-conformal quantile of absolute `errors` for a `level`% interval (NaN if empty)."""
     errors = np.sort(np.abs(errors[np.isfinite(errors)]))
     n = errors.size
