@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance, SourceAsset, materialize
+from dagster import AssetSpec, DagsterInstance, materialize
 
 from annotation_pipelines import schema
 from assets.aggregation.assets import aggregated_labels
@@ -21,7 +21,7 @@ DAY, PREVIOUS = "2026-11-17", "2026-11-16"
 
 def _run(lake: LocalLake) -> pl.DataFrame:
     sources = [
-        SourceAsset(name, partitions_def=daily_partitions) for name in ("judgments", "gold_labels")
+        AssetSpec(name, partitions_def=daily_partitions) for name in ("judgments", "gold_labels")
     ]
     result = materialize(
         [*sources, aggregated_labels],
