@@ -11,10 +11,13 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 import duckdb
+import orjson
 import polars as pl
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -49,13 +52,47 @@ class Context:
         )
         self.tokens = TokenStore(settings.api_token_store)
         self.duckdb = duckdb.connect(":memory:")
+        self.bodies = BodyCache(max_bytes=RESPONSE_CACHE_BYTES)
 
 
 # Responses -----------------------------------------------------------------------------------
 
+# Serialized answers kept per process: a page of 1,000 labels is about 160 kB.
+RESPONSE_CACHE_BYTES = 64 << 20
+
+
+class BodyCache:
+    """Response bodies keyed by the file versions and parameters they were made from, bounded
+    by their total size, least recently used first out. A key names every file version the
+    body read, so a new materialization is a new key and a stale body is never served."""
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._bodies: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], build: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            body = self._bodies.get(key)
+            if body is not None:
+                self._bodies.move_to_end(key)
+                return body
+        body = build()
+        if len(body) > self._max_bytes // 8:
+            return body  # one huge answer must not flush everything else
+        with self._lock:
+            if key not in self._bodies:
+                self._bodies[key] = body
+                self._bytes += len(body)
+            while self._bytes > self._max_bytes:
+                _, evicted = self._bodies.popitem(last=False)
+                self._bytes -= len(evicted)
+        return body
+
 
 def _json_bytes(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
+    return orjson.dumps(value, default=str)
 
 
 def _frame_json(frame: pl.DataFrame) -> bytes:
@@ -185,7 +222,11 @@ def _routes(app: FastAPI, context: Context) -> None:
     reader = context.reader
     settings = context.settings
 
-    def caller(request: Request) -> frozenset[str]:
+    # The token checks are `async`: they do no lake I/O (the store is one small local file,
+    # re-read only when it changes), so they run on the event loop instead of taking a
+    # threadpool hop each. Handlers that read the lake stay synchronous: in the threadpool a
+    # first read of a partition, or a listing of an S3 prefix, never blocks other requests.
+    async def caller(request: Request) -> frozenset[str]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="annotation-pipelines"'}
@@ -196,8 +237,8 @@ def _routes(app: FastAPI, context: Context) -> None:
             raise Problem(401, "the bearer token is not valid", headers=challenge)
         return scopes
 
-    def scope(name: str) -> Callable[[frozenset[str]], frozenset[str]]:
-        def check(scopes: Annotated[frozenset[str], Depends(caller)]) -> frozenset[str]:
+    def scope(name: str) -> Callable[[frozenset[str]], Awaitable[frozenset[str]]]:
+        async def check(scopes: Annotated[frozenset[str], Depends(caller)]) -> frozenset[str]:
             if name not in scopes:
                 raise Problem(403, f"the token lacks the scope {name!r}")
             return scopes
@@ -277,6 +318,45 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         return reader.cached(("labels", version.token), build)
 
+    def label_page(
+        project: str,
+        *,
+        days: list[tuple[str, FileVersion]],
+        first: str,
+        last: str,
+        after: tuple[str, str | None],
+        min_confidence: float,
+        limit: int,
+    ) -> bytes:
+        """One page of labels as JSON: rows after the keyset position `after`, in (day,
+        task_id) order, with the cursor of the next page when there is one."""
+        after_day, after_task = after
+        pages: list[pl.DataFrame] = []
+        taken = 0
+        for current, version in days:
+            frame = labels_by_project(version).get(project)
+            if frame is None:
+                continue
+            if current == after_day and after_task is not None:
+                frame = frame.slice(frame["task_id"].search_sorted(after_task, side="right"))
+            if min_confidence > 0:
+                frame = frame.filter(pl.col("confidence") >= min_confidence)
+            frame = frame.head(limit + 1 - taken)
+            if frame.height:
+                pages.append(frame.drop("project").with_columns(day=pl.lit(current)))
+                taken += frame.height
+            if taken > limit:
+                break
+        page = pl.concat(pages) if pages else pl.DataFrame()
+        next_cursor = None
+        if page.height > limit:
+            page = page.head(limit)
+            last_row = page.row(-1, named=True)
+            next_cursor = _encode_cursor(
+                start=first, end=last, day=last_row["day"], task_id=last_row["task_id"]
+            )
+        return _items_body(page, project=project, start=first, end=last, next_cursor=next_cursor)
+
     @app.get(f"/{API_VERSION}/projects/{{project}}/labels", tags=["labels"])
     def labels(
         request: Request,
@@ -321,31 +401,21 @@ def _routes(app: FastAPI, context: Context) -> None:
         tag, cached = _conditional(request, [parts[d] for d in days])
         if cached:
             return cached
-        pages: list[pl.DataFrame] = []
-        taken = 0
-        for current in days:
-            frame = labels_by_project(parts[current]).get(project)
-            if frame is None:
-                continue
-            if current == after_day and after_task is not None:
-                frame = frame.slice(frame["task_id"].search_sorted(after_task, side="right"))
-            if min_confidence > 0:
-                frame = frame.filter(pl.col("confidence") >= min_confidence)
-            frame = frame.head(limit + 1 - taken)
-            if frame.height:
-                pages.append(frame.drop("project").with_columns(day=pl.lit(current)))
-                taken += frame.height
-            if taken > limit:
-                break
-        page = pl.concat(pages) if pages else pl.DataFrame()
-        next_cursor = None
-        if page.height > limit:
-            page = page.head(limit)
-            last_row = page.row(-1, named=True)
-            next_cursor = _encode_cursor(
-                start=first, end=last, day=last_row["day"], task_id=last_row["task_id"]
+        key = ("labels", project, first, last, after_day, after_task, min_confidence, limit)
+        versions = tuple(parts[d].token for d in days)
+
+        def build() -> bytes:
+            return label_page(
+                project,
+                days=[(d, parts[d]) for d in days],
+                first=first,
+                last=last,
+                after=(after_day, after_task),
+                min_confidence=min_confidence,
+                limit=limit,
             )
-        body = _items_body(page, project=project, start=first, end=last, next_cursor=next_cursor)
+
+        body = context.bodies.get((*key, *versions), build)
         return _answer(body, tag)
 
     # Quality ------------------------------------------------------------------------------
