@@ -22,6 +22,7 @@ import polars as pl
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from annotation_pipelines import lake as layout
 from annotation_pipelines.api import problems
@@ -224,8 +225,8 @@ def _routes(app: FastAPI, context: Context) -> None:
 
     # The token checks are `async`: they do no lake I/O (the store is one small local file,
     # re-read only when it changes), so they run on the event loop instead of taking a
-    # threadpool hop each. Handlers that read the lake stay synchronous: in the threadpool a
-    # first read of a partition, or a listing of an S3 prefix, never blocks other requests.
+    # threadpool hop each. The hot read endpoints (labels, scorecards) are `async` and go
+    # through `on_lake`; the others are synchronous and run in the threadpool.
     async def caller(request: Request) -> frozenset[str]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -244,6 +245,15 @@ def _routes(app: FastAPI, context: Context) -> None:
             return scopes
 
         return check
+
+    async def on_lake(work: Callable[[], Response]) -> Response:
+        """Run `work`, which reads the lake, where it costs least. On a local lake a request
+        is a few stat calls and slices of cached frames, tens of microseconds, so it runs on
+        the event loop: a threadpool hop would cost more than the work and its GIL handoffs
+        show in the tail latency. On S3 a listing is a network round trip: the threadpool."""
+        if reader.is_local:
+            return work()
+        return await run_in_threadpool(work)
 
     def projects_index() -> tuple[list[FileVersion], dict[str, dict[str, object]]]:
         """Every project with its first and last reported day, from the quality reports."""
@@ -358,7 +368,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         return _items_body(page, project=project, start=first, end=last, next_cursor=next_cursor)
 
     @app.get(f"/{API_VERSION}/projects/{{project}}/labels", tags=["labels"])
-    def labels(
+    async def labels(
         request: Request,
         project: ProjectPath,
         _: Annotated[frozenset[str], Depends(scope("labels:read"))],
@@ -374,6 +384,30 @@ def _routes(app: FastAPI, context: Context) -> None:
         Pages follow `next_cursor`, a keyset position: a partition landing while a client
         pages never shifts or repeats rows of the pages already read.
         """
+        return await on_lake(
+            lambda: labels_answer(
+                request,
+                project,
+                day=day,
+                start=start,
+                end=end,
+                min_confidence=min_confidence,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def labels_answer(
+        request: Request,
+        project: str,
+        *,
+        day: str | None,
+        start: str | None,
+        end: str | None,
+        min_confidence: float,
+        limit: int,
+        cursor: str | None,
+    ) -> Response:
         known_project(project)
         parts = reader.partitions("aggregated_labels")
         if day is not None and (start or end):
@@ -479,7 +513,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         return day, parts[day]
 
     @app.get(f"/{API_VERSION}/projects/{{project}}/scorecards", tags=["quality"])
-    def scorecards(
+    async def scorecards(
         request: Request,
         project: ProjectPath,
         scopes: Annotated[frozenset[str], Depends(scope("quality:read"))],
@@ -487,6 +521,11 @@ def _routes(app: FastAPI, context: Context) -> None:
     ) -> Response:
         """Annotator scorecards of a project for a day (default: the freshest). Annotator ids
         are pseudonyms, the same as in the reports, unless the token has `annotators:raw`."""
+        return await on_lake(lambda: scorecards_answer(request, project, scopes=scopes, day=day))
+
+    def scorecards_answer(
+        request: Request, project: str, *, scopes: frozenset[str], day: str | None
+    ) -> Response:
         known_project(project)
         day, version = one_day("annotator_scorecards", day)
         raw = "annotators:raw" in scopes
