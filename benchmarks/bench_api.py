@@ -45,6 +45,29 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
+def _cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of process `root` and its descendants so far (Linux /proc): the
+    server's cost per request, which does not depend on what else the machine runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    usage: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        usage[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree, total, frontier = {root}, 0.0, [root]
+    while frontier:
+        parent = frontier.pop()
+        total += usage.get(parent, (0, 0.0))[1]
+        children = [pid for pid, (ppid, _) in usage.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier += children
+    return total
+
+
 def _load_sampler(samples: list[tuple[float, float, float]], stop: threading.Event) -> None:
     while not stop.wait(5.0):
         samples.append(os.getloadavg())
@@ -177,12 +200,15 @@ def main() -> None:
             stop = threading.Event()
             sampler = threading.Thread(target=_load_sampler, args=(samples, stop), daemon=True)
             sampler.start()
+            server_cpu, client_cpu = _cpu_seconds(server.pid), time.process_time()
             try:
                 result = asyncio.run(
                     _run(url, token, rate=options.rate, duration=duration, paths=paths)
                 )
             finally:
                 stop.set()
+            server_cpu = _cpu_seconds(server.pid) - server_cpu
+            client_cpu = time.process_time() - client_cpu
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -198,6 +224,10 @@ def main() -> None:
             f"{1e3 * _percentile(values, 0.95):>8.1f} {1e3 * _percentile(values, 0.99):>8.1f} "
             f"{result['errors'][path]:>7}"
         )
+    print(
+        f"CPU per request: server {1e3 * server_cpu / result['total']:.2f} ms, "
+        f"load generator {1e3 * client_cpu / result['total']:.2f} ms"
+    )
     one_minute = [sample[0] for sample in samples]
     print(
         f"load average (1 min) during the run: min {min(one_minute):.2f}, "
