@@ -353,6 +353,11 @@ class LakeReader:
     def _path(self, key: str) -> str:
         return f"{self._root}/{key}" if key else self._root
 
+    @property
+    def is_local(self) -> bool:
+        """The lake is a folder on this machine: listing it costs stat calls, not round trips."""
+        return self._local
+
     def local_path(self, key: str) -> Path | None:
         """A path a reader can open directly, when the lake is on this machine."""
         return Path(self._path(key)) if self._local else None

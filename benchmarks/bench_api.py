@@ -6,7 +6,12 @@ constant rate (open loop: a slow answer does not slow the sender, so queueing sh
 latencies) to the labels endpoint (pages of 1,000) and the scorecards endpoint, half each. Prints
 throughput, p50/p95/p99 per endpoint, errors, and the load average.
 
-    .venv/bin/python benchmarks/bench_api.py --rate 200 --duration 60
+    .venv/bin/python benchmarks/bench_api.py --rate 200 --duration 60 --workers 2
+    .venv/bin/python benchmarks/bench_api.py --in-process 1000   # per-request time, no sockets
+
+`--in-process N` sends N sequential requests per endpoint through httpx's ASGI transport to the
+app in this process (no server, no network): the per-request cost of the handlers and the
+framework, a figure that does not depend on what else the machine is running.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +43,52 @@ def _free_port() -> int:
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def _cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of process `root` and its descendants so far (Linux /proc): the
+    server's cost per request, which does not depend on what else the machine runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    usage: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        usage[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    tree, total, frontier = {root}, 0.0, [root]
+    while frontier:
+        parent = frontier.pop()
+        total += usage.get(parent, (0, 0.0))[1]
+        children = [pid for pid, (ppid, _) in usage.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier += children
+    return total
+
+
+def _load_sampler(samples: list[tuple[float, float, float]], stop: threading.Event) -> None:
+    while not stop.wait(5.0):
+        samples.append(os.getloadavg())
+
+
+async def _in_process(token: str, *, requests: int, paths: list[str]) -> None:
+    from annotation_pipelines.api import create_app
+
+    transport = httpx.ASGITransport(app=create_app())
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as c:
+        for path in paths:
+            (await c.get(path)).raise_for_status()  # warm the cache
+        for path in paths:
+            started = time.perf_counter()
+            for _ in range(requests):
+                response = await c.get(path)
+                if response.status_code != 200:
+                    raise SystemExit(f"{path}: HTTP {response.status_code}")
+            per_request = (time.perf_counter() - started) / requests
+            print(f"{path:<48} {1e3 * per_request:8.3f} ms/request over {requests:,} (in process)")
 
 
 async def _run(url: str, token: str, *, rate: float, duration: float, paths: list[str]) -> dict:
@@ -84,9 +136,22 @@ def main() -> None:
     parser.add_argument("--project", default="sentiment")
     parser.add_argument("--limit", type=int, default=1000, help="labels per page")
     parser.add_argument("--day", default=None, help="the labels' day (default: the freshest)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of a load test: N sequential requests per endpoint to the app in process",
+    )
     options = parser.parse_args()
     duration = min(options.duration, 600.0)
     port = _free_port()
+    paths = [
+        f"/v1/projects/{options.project}/labels?limit={options.limit}"
+        + (f"&day={options.day}" if options.day else ""),
+        f"/v1/projects/{options.project}/scorecards",
+    ]
     with (
         tempfile.TemporaryDirectory() as scratch,
         open(f"{tempfile.gettempdir()}/bench_api_server.log", "w") as log,
@@ -99,8 +164,14 @@ def main() -> None:
             text=True,
             check=True,
         ).stdout.strip()
+        if options.in_process:
+            os.environ.update(env)
+            requests = min(options.in_process, MAX_REQUESTS)
+            asyncio.run(_in_process(token, requests=requests, paths=paths))
+            return
+        workers = ["--workers", str(options.workers)]
         server = subprocess.Popen(
-            [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [str(CLI), "serve", "--host", "127.0.0.1", "--port", str(port), *workers],
             env=env,
             cwd=ROOT,
             stdout=log,
@@ -118,11 +189,6 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the API did not start")
                 time.sleep(0.2)
-            paths = [
-                f"/v1/projects/{options.project}/labels?limit={options.limit}"
-                + (f"&day={options.day}" if options.day else ""),
-                f"/v1/projects/{options.project}/scorecards",
-            ]
             for path in paths:  # warm the cache, check the answer
                 response = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"})
                 response.raise_for_status()
@@ -130,9 +196,19 @@ def main() -> None:
                     f"{path}: {len(response.json()['items'])} items, "
                     f"{len(response.content):,} bytes"
                 )
-            result = asyncio.run(
-                _run(url, token, rate=options.rate, duration=duration, paths=paths)
-            )
+            samples: list[tuple[float, float, float]] = [os.getloadavg()]
+            stop = threading.Event()
+            sampler = threading.Thread(target=_load_sampler, args=(samples, stop), daemon=True)
+            sampler.start()
+            server_cpu, client_cpu = _cpu_seconds(server.pid), time.process_time()
+            try:
+                result = asyncio.run(
+                    _run(url, token, rate=options.rate, duration=duration, paths=paths)
+                )
+            finally:
+                stop.set()
+            server_cpu = _cpu_seconds(server.pid) - server_cpu
+            client_cpu = time.process_time() - client_cpu
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -148,7 +224,15 @@ def main() -> None:
             f"{1e3 * _percentile(values, 0.95):>8.1f} {1e3 * _percentile(values, 0.99):>8.1f} "
             f"{result['errors'][path]:>7}"
         )
-    print(f"load average (1, 5, 15 min) after the run: {os.getloadavg()}")
+    print(
+        f"CPU per request: server {1e3 * server_cpu / result['total']:.2f} ms, "
+        f"load generator {1e3 * client_cpu / result['total']:.2f} ms"
+    )
+    one_minute = [sample[0] for sample in samples]
+    print(
+        f"load average (1 min) during the run: min {min(one_minute):.2f}, "
+        f"max {max(one_minute):.2f}; (1, 5, 15 min) after: {os.getloadavg()}"
+    )
 
 
 if __name__ == "__main__":

@@ -11,14 +11,18 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 import duckdb
+import orjson
 import polars as pl
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from annotation_pipelines import lake as layout
 from annotation_pipelines.api import problems
@@ -49,13 +53,47 @@ class Context:
         )
         self.tokens = TokenStore(settings.api_token_store)
         self.duckdb = duckdb.connect(":memory:")
+        self.bodies = BodyCache(max_bytes=RESPONSE_CACHE_BYTES)
 
 
 # Responses -----------------------------------------------------------------------------------
 
+# Serialized answers kept per process: a page of 1,000 labels is about 160 kB.
+RESPONSE_CACHE_BYTES = 64 << 20
+
+
+class BodyCache:
+    """Response bodies keyed by the file versions and parameters they were made from, bounded
+    by their total size, least recently used first out. A key names every file version the
+    body read, so a new materialization is a new key and a stale body is never served."""
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._bodies: OrderedDict[tuple[object, ...], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], build: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            body = self._bodies.get(key)
+            if body is not None:
+                self._bodies.move_to_end(key)
+                return body
+        body = build()
+        if len(body) > self._max_bytes // 8:
+            return body  # one huge answer must not flush everything else
+        with self._lock:
+            if key not in self._bodies:
+                self._bodies[key] = body
+                self._bytes += len(body)
+            while self._bytes > self._max_bytes:
+                _, evicted = self._bodies.popitem(last=False)
+                self._bytes -= len(evicted)
+        return body
+
 
 def _json_bytes(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), default=str).encode()
+    return orjson.dumps(value, default=str)
 
 
 def _frame_json(frame: pl.DataFrame) -> bytes:
@@ -185,7 +223,11 @@ def _routes(app: FastAPI, context: Context) -> None:
     reader = context.reader
     settings = context.settings
 
-    def caller(request: Request) -> frozenset[str]:
+    # The token checks are `async`: they do no lake I/O (the store is one small local file,
+    # re-read only when it changes), so they run on the event loop instead of taking a
+    # threadpool hop each. The hot read endpoints (labels, scorecards) are `async` and go
+    # through `on_lake`; the others are synchronous and run in the threadpool.
+    async def caller(request: Request) -> frozenset[str]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="annotation-pipelines"'}
@@ -196,13 +238,22 @@ def _routes(app: FastAPI, context: Context) -> None:
             raise Problem(401, "the bearer token is not valid", headers=challenge)
         return scopes
 
-    def scope(name: str) -> Callable[[frozenset[str]], frozenset[str]]:
-        def check(scopes: Annotated[frozenset[str], Depends(caller)]) -> frozenset[str]:
+    def scope(name: str) -> Callable[[frozenset[str]], Awaitable[frozenset[str]]]:
+        async def check(scopes: Annotated[frozenset[str], Depends(caller)]) -> frozenset[str]:
             if name not in scopes:
                 raise Problem(403, f"the token lacks the scope {name!r}")
             return scopes
 
         return check
+
+    async def on_lake(work: Callable[[], Response]) -> Response:
+        """Run `work`, which reads the lake, where it costs least. On a local lake a request
+        is a few stat calls and slices of cached frames, tens of microseconds, so it runs on
+        the event loop: a threadpool hop would cost more than the work and its GIL handoffs
+        show in the tail latency. On S3 a listing is a network round trip: the threadpool."""
+        if reader.is_local:
+            return work()
+        return await run_in_threadpool(work)
 
     def projects_index() -> tuple[list[FileVersion], dict[str, dict[str, object]]]:
         """Every project with its first and last reported day, from the quality reports."""
@@ -277,8 +328,47 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         return reader.cached(("labels", version.token), build)
 
+    def label_page(
+        project: str,
+        *,
+        days: list[tuple[str, FileVersion]],
+        first: str,
+        last: str,
+        after: tuple[str, str | None],
+        min_confidence: float,
+        limit: int,
+    ) -> bytes:
+        """One page of labels as JSON: rows after the keyset position `after`, in (day,
+        task_id) order, with the cursor of the next page when there is one."""
+        after_day, after_task = after
+        pages: list[pl.DataFrame] = []
+        taken = 0
+        for current, version in days:
+            frame = labels_by_project(version).get(project)
+            if frame is None:
+                continue
+            if current == after_day and after_task is not None:
+                frame = frame.slice(frame["task_id"].search_sorted(after_task, side="right"))
+            if min_confidence > 0:
+                frame = frame.filter(pl.col("confidence") >= min_confidence)
+            frame = frame.head(limit + 1 - taken)
+            if frame.height:
+                pages.append(frame.drop("project").with_columns(day=pl.lit(current)))
+                taken += frame.height
+            if taken > limit:
+                break
+        page = pl.concat(pages) if pages else pl.DataFrame()
+        next_cursor = None
+        if page.height > limit:
+            page = page.head(limit)
+            last_row = page.row(-1, named=True)
+            next_cursor = _encode_cursor(
+                start=first, end=last, day=last_row["day"], task_id=last_row["task_id"]
+            )
+        return _items_body(page, project=project, start=first, end=last, next_cursor=next_cursor)
+
     @app.get(f"/{API_VERSION}/projects/{{project}}/labels", tags=["labels"])
-    def labels(
+    async def labels(
         request: Request,
         project: ProjectPath,
         _: Annotated[frozenset[str], Depends(scope("labels:read"))],
@@ -294,6 +384,30 @@ def _routes(app: FastAPI, context: Context) -> None:
         Pages follow `next_cursor`, a keyset position: a partition landing while a client
         pages never shifts or repeats rows of the pages already read.
         """
+        return await on_lake(
+            lambda: labels_answer(
+                request,
+                project,
+                day=day,
+                start=start,
+                end=end,
+                min_confidence=min_confidence,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def labels_answer(
+        request: Request,
+        project: str,
+        *,
+        day: str | None,
+        start: str | None,
+        end: str | None,
+        min_confidence: float,
+        limit: int,
+        cursor: str | None,
+    ) -> Response:
         known_project(project)
         parts = reader.partitions("aggregated_labels")
         if day is not None and (start or end):
@@ -321,31 +435,21 @@ def _routes(app: FastAPI, context: Context) -> None:
         tag, cached = _conditional(request, [parts[d] for d in days])
         if cached:
             return cached
-        pages: list[pl.DataFrame] = []
-        taken = 0
-        for current in days:
-            frame = labels_by_project(parts[current]).get(project)
-            if frame is None:
-                continue
-            if current == after_day and after_task is not None:
-                frame = frame.slice(frame["task_id"].search_sorted(after_task, side="right"))
-            if min_confidence > 0:
-                frame = frame.filter(pl.col("confidence") >= min_confidence)
-            frame = frame.head(limit + 1 - taken)
-            if frame.height:
-                pages.append(frame.drop("project").with_columns(day=pl.lit(current)))
-                taken += frame.height
-            if taken > limit:
-                break
-        page = pl.concat(pages) if pages else pl.DataFrame()
-        next_cursor = None
-        if page.height > limit:
-            page = page.head(limit)
-            last_row = page.row(-1, named=True)
-            next_cursor = _encode_cursor(
-                start=first, end=last, day=last_row["day"], task_id=last_row["task_id"]
+        key = ("labels", project, first, last, after_day, after_task, min_confidence, limit)
+        versions = tuple(parts[d].token for d in days)
+
+        def build() -> bytes:
+            return label_page(
+                project,
+                days=[(d, parts[d]) for d in days],
+                first=first,
+                last=last,
+                after=(after_day, after_task),
+                min_confidence=min_confidence,
+                limit=limit,
             )
-        body = _items_body(page, project=project, start=first, end=last, next_cursor=next_cursor)
+
+        body = context.bodies.get((*key, *versions), build)
         return _answer(body, tag)
 
     # Quality ------------------------------------------------------------------------------
@@ -409,7 +513,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         return day, parts[day]
 
     @app.get(f"/{API_VERSION}/projects/{{project}}/scorecards", tags=["quality"])
-    def scorecards(
+    async def scorecards(
         request: Request,
         project: ProjectPath,
         scopes: Annotated[frozenset[str], Depends(scope("quality:read"))],
@@ -417,6 +521,11 @@ def _routes(app: FastAPI, context: Context) -> None:
     ) -> Response:
         """Annotator scorecards of a project for a day (default: the freshest). Annotator ids
         are pseudonyms, the same as in the reports, unless the token has `annotators:raw`."""
+        return await on_lake(lambda: scorecards_answer(request, project, scopes=scopes, day=day))
+
+    def scorecards_answer(
+        request: Request, project: str, *, scopes: frozenset[str], day: str | None
+    ) -> Response:
         known_project(project)
         day, version = one_day("annotator_scorecards", day)
         raw = "annotators:raw" in scopes

@@ -12,7 +12,13 @@ import click
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes (each keeps its own cache of parsed partitions).",
+)
 def serve_command(host: str, port: int, workers: int) -> None:
     """Serve the lake read-only over HTTP: the REST API under /v1, docs at /docs."""
     import uvicorn
