@@ -23,6 +23,7 @@ import datetime as dt
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -45,6 +46,10 @@ from annotation_pipelines.forecasting.learned import (
 )
 from annotation_pipelines.forecasting.metrics import LEVELS
 from annotation_pipelines.forecasting.scalars import as_float, as_int
+
+if TYPE_CHECKING:
+    from statsforecast import StatsForecast
+
 from annotation_pipelines.forecasting.statsforecast_adapter import (
     from_statsforecast,
     naive_utc,
@@ -108,15 +113,7 @@ def candidate_cross_validation(
     n_jobs: int = 1,
 ) -> pl.DataFrame:
     """[id, time, cutoff, value, <model>...] at `windows` origins `step` apart (naive UTC)."""
-    factories = candidate_models(
-        season_length=season_length,
-        horizon=horizon,
-        extra_seasonalities=default_extra_seasonalities(season_length),
-        arima="AutoARIMA" in models,
-    )
-    engine = statsforecast_engine(
-        [factories[m]() for m in _statsforecast_names(models)], freq=freq, n_jobs=n_jobs
-    )
+    engine = _engine(models, season_length=season_length, horizon=horizon, freq=freq, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = engine.cross_validation(
@@ -134,6 +131,21 @@ def candidate_cross_validation(
     return frame.select("id", "time", "cutoff", "value", *models).sort("id", "cutoff", "time")
 
 
+def _engine(
+    models: Sequence[str], *, season_length: int, horizon: int, freq: str, n_jobs: int
+) -> StatsForecast:
+    """The statsforecast engine over the statsforecast members of `models`."""
+    factories = candidate_models(
+        season_length=season_length,
+        horizon=horizon,
+        extra_seasonalities=default_extra_seasonalities(season_length),
+        arima="AutoARIMA" in models,
+    )
+    return statsforecast_engine(
+        [factories[m]() for m in _statsforecast_names(models)], freq=freq, n_jobs=n_jobs
+    )
+
+
 def candidate_forecasts(
     history: pl.DataFrame,
     *,
@@ -144,15 +156,7 @@ def candidate_forecasts(
     n_jobs: int = 1,
 ) -> pl.DataFrame:
     """[id, time, <model>...] for the `horizon` steps after each series' last point."""
-    factories = candidate_models(
-        season_length=season_length,
-        horizon=horizon,
-        extra_seasonalities=default_extra_seasonalities(season_length),
-        arima="AutoARIMA" in models,
-    )
-    engine = statsforecast_engine(
-        [factories[m]() for m in _statsforecast_names(models)], freq=freq, n_jobs=n_jobs
-    )
+    engine = _engine(models, season_length=season_length, horizon=horizon, freq=freq, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = engine.forecast(df=to_statsforecast(history), h=horizon)
