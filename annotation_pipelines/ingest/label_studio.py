@@ -28,7 +28,9 @@ import polars as pl
 from annotation_pipelines.ingest.json_scan import ArrayScan, scan_json_array
 from annotation_pipelines.ingest.label_studio_results import ROW_KEYS, expand_results
 from annotation_pipelines.ingest.label_studio_tolerant import (
+    ANNOTATION_KEYS,
     ANNOTATION_SCHEMA,
+    JSON_MIN_KEYS,
     TASK_SCHEMA,
     empty_annotations,
     empty_failures,
@@ -271,7 +273,9 @@ def _expand_controls(annotations: pl.DataFrame) -> pl.DataFrame:
     keep = [c for c in general.columns if c not in ("choices", "control")]
     for annotation in general.iter_rows(named=True):
         parsed = json.loads(annotation["record"])
-        controls = expand_results(parsed.get("result"), annotation_id=parsed.get("id"))
+        controls = expand_results(
+            parsed.get("result"), annotation_id=parsed.get("id"), task_id=annotation["task_id"]
+        )
         for position, control in enumerate(controls):
             row = {name: annotation[name] for name in keep}
             row.update({key: control[key] for key in ROW_KEYS if key != "record"})
@@ -335,10 +339,16 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         else pl.lit(None, pl.String),
         source_line=pl.col("_line"),
     )
-    if "annotations" not in schema or not isinstance(schema["annotations"], pl.List):
+    if ANNOTATION_KEYS[0] in schema and ANNOTATION_KEYS[1] in schema:
+        raise ValueError("both annotations and completions: merged by the tolerant reader")
+    if set(schema.names()) >= JSON_MIN_KEYS and not set(ANNOTATION_KEYS) & set(schema.names()):
+        raise ValueError("a JSON-MIN export: refused by the tolerant reader")
+    key = next((k for k in ANNOTATION_KEYS if k in schema), None)
+    if key is None or not isinstance(schema[key], pl.List):
         return empty_annotations(), staged_tasks.cast(pl.Schema(TASK_SCHEMA))
     flat = (
-        tasks.select("task_id", "project", "_line", "annotations")
+        tasks.rename({key: "annotations"})
+        .select("task_id", "project", "_line", "annotations")
         .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
         .explode("annotations", "position")
         .filter(pl.col("annotations").is_not_null())
@@ -386,8 +396,9 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             general=general,
             submitted_at=_field(fs, "a", "created_at", pl.String()).cast(pl.String),
             duration_s=lead_time.cast(pl.String),
-            was_cancelled=_field(fs, "a", "was_cancelled", pl.Boolean()).cast(
-                pl.Boolean, strict=False
+            was_cancelled=pl.coalesce(
+                _field(fs, "a", "was_cancelled", pl.Boolean()).cast(pl.Boolean, strict=False),
+                _field(fs, "a", "skipped", pl.Boolean()).cast(pl.Boolean, strict=False),
             ),
             ground_truth=_field(fs, "a", "ground_truth", pl.Boolean()).cast(
                 pl.Boolean, strict=False

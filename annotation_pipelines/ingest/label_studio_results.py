@@ -9,22 +9,30 @@ Result type → kind, value:
   labeling config, so a control is multilabel when any annotation of the file picks several
   of its choices, else categorical.
 - labels → spans: `value.start`/`end` character offsets (end exclusive), one span per label
-  in `value.labels`.
+  in `value.labels`. On a HyperText object `start`/`end` are XPaths and the character
+  offsets are `value.globalOffsets`, as for hypertextlabels.
 - hypertextlabels → spans: `value.globalOffsets.start`/`end` (character offsets in the
-  document's text); a region without them is refused as `wrong_type`.
-- rectanglelabels → boxes: `x`, `y`, `width`, `height` in percent of the image, rotated by
-  `rotation` degrees about (x, y); the box is the rotated rectangle's axis-aligned extent.
-- polygonlabels → boxes + polygons: the polygon's bounding box in `boxes`, its outline in
-  `polygons`.
-- keypointlabels → boxes: a square centred on the point whose side is the keypoint's drawn
-  `width` (0 when not given), so IoU matching pairs nearby points.
+  document's text); a region without them is refused as `wrong_type`. Exports from before
+  the tag's rename keep the labels under `htmllabels`.
+- rectanglelabels (and the unlabelled rectangle tool) → boxes: `x`, `y`, `width`, `height`
+  in percent of the image, rotated by `rotation` degrees about (x, y); the box is the
+  rotated rectangle's axis-aligned extent.
+- polygonlabels (and polygon) → boxes + polygons: the polygon's bounding box in `boxes`, its
+  outline in `polygons`.
+- keypointlabels (and keypoint) → boxes: a square centred on the point whose side is the
+  keypoint's drawn `width` (0 when not given), so IoU matching pairs nearby points.
+- labels whose value is an image region (x/y/width/height or points, as the OCR template
+  writes them) → boxes, by the region's shape.
 - rating → numeric (`value.rating`); number → numeric (`value.number`).
 - textarea → text: the lines of `value.text` joined by a newline.
 - taxonomy → multilabel: each selected path joined by "/" (["Animal", "Cat"] → "Animal/Cat").
-- pairwise → pairwise: `left`/`right` are the two compared objects named in `to_name`
-  ("text1,text2"); `winner` is `value.selected`.
-- ranker → ranking: `value.ranker` holding one list of item ids, best first (buckets are a
-  grouping, not a ranking, and are refused as `wrong_type`).
+- pairwise → pairwise: `winner` is `value.selected`. The compared items are the task's two
+  objects, so `left`/`right` are `<task id>:<object>`; the objects are named by `to_name`
+  when it lists two ("text1,text2"), and are the positions `left`/`right` when it names
+  only the Pairwise control itself, as the editor writes it.
+- ranker → ranking: `value.ranker` is `{<control name>: [item ids, best first]}` (older
+  exports: the list itself). A ranker with buckets exports `{<bucket>: [ids], ...}`, a
+  grouping rather than a ranking: quarantined as ``unsupported_kind``.
 
 Coordinates stay in percent of the image, as Label Studio stores them (`coordinates` =
 "percent"), with the image's `original_width`/`original_height` in `image_width`/
@@ -32,10 +40,16 @@ Coordinates stay in percent of the image, as Label Studio stores them (`coordina
 the aspect ratio: without the image size it is applied in percent units (exact only for a
 square image).
 
-A type not in the table (brushes, video, time series, relations, ...) or a per-region
-answer (several results of a single-value control) is quarantined with reason
-``unsupported_kind`` and field `result.type=<type>`; a region of the wrong shape with reason
-``wrong_type`` naming the canonical field.
+Results carrying an `item_index` (a control applied per image of a multi-image task) are
+grouped per item: the control is `<from_name>[<item_index>]`, so boxes drawn on different
+images never share a coordinate frame.
+
+A type not in the table (brushes, video, time series, chat messages, ...) is quarantined
+with reason ``unsupported_kind`` and field `result.type=<type>`; so are the relations of an
+annotation (one row for all of them) and per-region answers (a single-value control whose
+result shares the `id` of a region of another control, or several results of one
+single-value control): they describe a region, not the task. A region of the wrong shape is
+quarantined with reason ``wrong_type`` naming the canonical field.
 """
 
 from __future__ import annotations
@@ -48,7 +62,14 @@ from annotation_pipelines.ingest.validation import UNSUPPORTED_KIND, WRONG_TYPE
 from annotation_pipelines.ingest.values import ValueShapeError, box, normalize, span
 
 SPAN_TYPES = ("labels", "hypertextlabels")
-BOX_TYPES = ("rectanglelabels", "polygonlabels", "keypointlabels")
+BOX_TYPES = (
+    "rectanglelabels",
+    "polygonlabels",
+    "keypointlabels",
+    "rectangle",
+    "polygon",
+    "keypoint",
+)
 SINGLE_TYPES = ("choices", "rating", "number", "textarea", "taxonomy", "pairwise", "ranker")
 SUPPORTED_TYPES = SPAN_TYPES + BOX_TYPES + SINGLE_TYPES
 
@@ -77,34 +98,70 @@ ROW_KEYS = (
 )
 
 
-def expand_results(results: Any, *, annotation_id: Any = None) -> list[dict[str, Any]]:
+class _Unsupported(Exception):
+    """A well-formed value of a supported type in a mode no kind represents (ranker buckets)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def expand_results(
+    results: Any, *, annotation_id: Any = None, task_id: Any = None
+) -> list[dict[str, Any]]:
     """One row per control of an annotation's `result` list (see the module docstring)."""
     if not isinstance(results, list) or not results:
         return [{**dict.fromkeys(ROW_KEYS), "kind": "categorical"}]
+    # Ids of regions drawn by a region control: a single-value result sharing one describes
+    # that region, not the task.
+    region_ids = {
+        (result.get("id"), result.get("from_name"))
+        for result in results
+        if isinstance(result, dict)
+        and result.get("type") not in SINGLE_TYPES
+        and isinstance(result.get("id"), str)
+    }
     groups: dict[str, list[Any]] = {}
     for position, result in enumerate(results):
-        if isinstance(result, dict) and result.get("type") == "relation":
-            key = f"\x00relation:{position}"
-        elif isinstance(result, dict) and isinstance(result.get("from_name"), str):
-            key = result["from_name"]
-        else:
+        if not isinstance(result, dict):
             key = f"\x00malformed:{position}"
+        elif result.get("type") == "relation":
+            key = "\x00relation"
+        elif not isinstance(result.get("from_name"), str):
+            key = f"\x00malformed:{position}"
+        else:
+            key = result["from_name"]
+            item = result.get("item_index")
+            if isinstance(item, int) and not isinstance(item, bool):
+                key = f"{key}[{item}]"
+            if result.get("type") in SINGLE_TYPES and any(
+                rid == result.get("id") and name != result["from_name"] for rid, name in region_ids
+            ):
+                key = f"\x00per-region:{key}"
         groups.setdefault(key, []).append(result)
-    return [_control_row(control, members, annotation_id) for control, members in groups.items()]
+    return [
+        _control_row(control, members, annotation_id, task_id)
+        for control, members in groups.items()
+    ]
 
 
-def _control_row(control: str, results: list[Any], annotation_id: Any) -> dict[str, Any]:
+def _control_row(
+    control: str, results: list[Any], annotation_id: Any, task_id: Any
+) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    per_region = control.startswith("\x00per-region:")
+    if per_region:
+        control = control.removeprefix("\x00per-region:")
     row["control"] = None if control.startswith("\x00") else control
     types = {r.get("type") if isinstance(r, dict) else None for r in results}
-    if control.startswith("\x00relation"):
+    if control == "\x00relation":
         return _refuse(row, UNSUPPORTED_KIND, "result.type=relation", annotation_id, results)
     if control.startswith("\x00malformed") or len(types) != 1 or None in types:
         return _refuse(row, WRONG_TYPE, "result.type", annotation_id, results)
     kind_type = str(next(iter(types)))
     if kind_type not in SUPPORTED_TYPES:
         return _refuse(row, UNSUPPORTED_KIND, f"result.type={kind_type}", annotation_id, results)
-    if kind_type in SINGLE_TYPES and len(results) > 1:
+    if per_region or (kind_type in SINGLE_TYPES and len(results) > 1):
         # Per-region answers (one per region of another control) are not one value.
         return _refuse(
             row, UNSUPPORTED_KIND, f"result.type={kind_type} per region", annotation_id, results
@@ -113,14 +170,19 @@ def _control_row(control: str, results: list[Any], annotation_id: Any) -> dict[s
     if not all(isinstance(v, dict) for v in values):
         return _refuse(row, WRONG_TYPE, "result.value", annotation_id, results)
     try:
-        if kind_type in SPAN_TYPES:
+        if kind_type == "labels" and all(_is_region(v) for v in values):
+            # Labels applied to image regions (the OCR template): boxes, not text spans.
+            row.update(_boxes(results, kind_type))
+        elif kind_type in SPAN_TYPES:
             row.update(kind="spans", spans=[s for v in values for s in _spans(v, kind_type)])
         elif kind_type in BOX_TYPES:
             row.update(_boxes(results, kind_type))
         else:
-            row.update(_single(results[0], values[0], kind_type))
+            row.update(_single(results[0], values[0], kind_type, task_id))
     except ValueShapeError as error:
         return _refuse(row, WRONG_TYPE, error.field, annotation_id, results)
+    except _Unsupported as unsupported:
+        return _refuse(row, UNSUPPORTED_KIND, unsupported.field, annotation_id, results)
     return row
 
 
@@ -139,8 +201,25 @@ def _refuse(
     return row
 
 
+def _is_region(value: dict) -> bool:
+    """An image region's value: points, or x/y without text offsets."""
+    return "points" in value or ("x" in value and "y" in value and "start" not in value)
+
+
+def _shape(kind_type: str, value: dict) -> str:
+    """rectangle, polygon or keypoint: from the type, or from the value for `labels`."""
+    for shape in ("polygon", "keypoint", "rectangle"):
+        if kind_type.startswith(shape):
+            return shape
+    if "points" in value:
+        return "polygon"
+    return "rectangle" if "width" in value and "height" in value else "keypoint"
+
+
 def _region_labels(value: dict, kind_type: str, field: str) -> list[str | None]:
     labels = value.get(kind_type)
+    if labels is None and kind_type == "hypertextlabels":
+        labels = value.get("htmllabels")
     if labels is None:
         return [None]
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
@@ -149,13 +228,13 @@ def _region_labels(value: dict, kind_type: str, field: str) -> list[str | None]:
 
 
 def _spans(value: dict, kind_type: str) -> list[dict[str, Any]]:
-    if kind_type == "hypertextlabels":
+    start, end = value.get("start"), value.get("end")
+    if kind_type == "hypertextlabels" or isinstance(start, str) or isinstance(end, str):
+        # On HyperText the region's start/end are XPaths; the text offsets are global.
         offsets = value.get("globalOffsets")
         if not isinstance(offsets, dict):
             raise ValueShapeError("spans", "spans: hypertext region without globalOffsets")
         start, end = offsets.get("start"), offsets.get("end")
-    else:
-        start, end = value.get("start"), value.get("end")
     return [
         span({"start": start, "end": end, "label": label})
         for label in _region_labels(value, kind_type, "spans")
@@ -212,7 +291,8 @@ def _boxes(results: list[dict], kind_type: str) -> dict[str, Any]:
     for result in results:
         value = result["value"]
         labels = _region_labels(value, kind_type, "boxes")
-        if kind_type == "polygonlabels":
+        shape = _shape(kind_type, value)
+        if shape == "polygon":
             points = value.get("points")
             if (
                 not isinstance(points, list)
@@ -227,7 +307,7 @@ def _boxes(results: list[dict], kind_type: str) -> dict[str, Any]:
             ys = [p["y"] for p in outline]
             extent = (min(xs), min(ys), max(xs), max(ys))
             polygons.extend({"label": label, "points": outline} for label in labels)
-        elif kind_type == "keypointlabels":
+        elif shape == "keypoint":
             x, y = _number(value, "x"), _number(value, "y")
             half = value.get("width") or 0.0
             half = _number({"width": half}, "width") / 2.0
@@ -256,7 +336,7 @@ def _boxes(results: list[dict], kind_type: str) -> dict[str, Any]:
     }
 
 
-def _single(result: dict, value: dict, kind_type: str) -> dict[str, Any]:
+def _single(result: dict, value: dict, kind_type: str, task_id: Any) -> dict[str, Any]:
     if kind_type == "choices":
         choices = value.get("choices")
         if choices is None:
@@ -283,20 +363,22 @@ def _single(result: dict, value: dict, kind_type: str) -> dict[str, Any]:
         joined = None if paths is None else ["/".join(path) for path in paths]
         return {"kind": "multilabel", **normalize("multilabel", {"labels": joined})}
     if kind_type == "pairwise":
-        names = str(result.get("to_name") or "").split(",")
+        names = [name.strip() for name in str(result.get("to_name") or "").split(",")]
         if len(names) != 2:
-            raise ValueShapeError("left", "left: pairwise to_name must name two objects")
-        left, right = names
+            # The editor writes the Pairwise control itself as `to_name`: positions only.
+            names = ["left", "right"]
+        prefix = "" if task_id is None else f"{task_id}:"
         winner = value.get("selected")
         return {
             "kind": "pairwise",
             **normalize(
-                "pairwise", {"left": left.strip(), "right": right.strip(), "winner": winner}
+                "pairwise",
+                {"left": prefix + names[0], "right": prefix + names[1], "winner": winner},
             ),
         }
     ranker = value.get("ranker")
-    if isinstance(ranker, dict) and len(ranker) == 1:
-        ranker = next(iter(ranker.values()))
-    elif isinstance(ranker, dict):
-        raise ValueShapeError("ranking", "ranking: buckets are a grouping, not a ranking")
+    if isinstance(ranker, dict):
+        if set(ranker) != {result.get("from_name")}:
+            raise _Unsupported("result.type=ranker buckets")
+        ranker = ranker[result.get("from_name")]
     return {"kind": "ranking", **normalize("ranking", {"ranking": ranker})}

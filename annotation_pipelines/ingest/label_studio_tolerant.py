@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from annotation_pipelines.ingest.json_scan import ArrayScan
+from annotation_pipelines.ingest.result import UnreadableFileError
 from annotation_pipelines.ingest.validation import (
     MALFORMED_JSON,
     MAX_RECORD_BYTES,
@@ -23,6 +24,12 @@ from annotation_pipelines.ingest.validation import (
     TRUNCATED_FILE,
     cap_raw_bytes,
 )
+
+# Where a task keeps its annotations: `completions` in exports of Label Studio before 1.0.
+ANNOTATION_KEYS = ("annotations", "completions")
+# The keys JSON-MIN adds to each flattened task (one element per annotation, the result
+# types dropped): recognised so such a file is refused, not read as tasks without annotations.
+JSON_MIN_KEYS = frozenset({"annotation_id", "annotator"})
 
 
 def empty_failures() -> pl.DataFrame:
@@ -151,6 +158,12 @@ def stage_tolerant(
                 }
             )
             continue
+        if task.keys() >= JSON_MIN_KEYS and not task.keys() & set(ANNOTATION_KEYS):
+            raise UnreadableFileError(
+                f"{source_file}: a Label Studio JSON-MIN export (line {line}): it drops the "
+                "result types, so a choice and a text answer cannot be told apart; export the "
+                "project as JSON instead"
+            )
         task_id = _text(task.get("id"))
         task_project = _text(task.get("project"))
         task_rows.append(
@@ -165,9 +178,10 @@ def stage_tolerant(
                 "source_line": line,
             }
         )
-        annotations = task.get("annotations") or []
-        if not isinstance(annotations, list):
-            annotations = [annotations]
+        annotations: list[Any] = []
+        for key in ANNOTATION_KEYS:
+            listed = task.get(key) or []
+            annotations.extend(listed if isinstance(listed, list) else [listed])
         for position, annotation in enumerate(annotations):
             if not isinstance(annotation, dict):
                 failures.append(
@@ -201,6 +215,8 @@ def stage_tolerant(
                         choices = [_text(choice) for choice in raw_choices]
                     break
             cancelled = annotation.get("was_cancelled")
+            if not isinstance(cancelled, bool):
+                cancelled = annotation.get("skipped")
             gold = annotation.get("ground_truth")
             annotation_rows.append(
                 {

@@ -40,6 +40,7 @@ from annotation_pipelines.ingest.validation import (
     NON_UTF8,
     OVERSIZED_RECORD,
     TRUNCATED_FILE,
+    UNSUPPORTED_KIND,
     cap_raw_bytes,
 )
 from annotation_pipelines.ingest.values import ValueShapeError, normalize
@@ -482,7 +483,22 @@ def _answer_label(content: Any) -> tuple[str | None, bool]:
     return None, True
 
 
-def _sagemaker_kind(metadata: dict, value: Any) -> str:
+# Ground Truth's built-in task types this ingest reads; another `type` (semantic
+# segmentation, video and point-cloud tasks, `groundtruth/custom` workflows) is quarantined
+# as ``unsupported_kind`` naming it.
+_SAGEMAKER_TYPES = frozenset(
+    {
+        "groundtruth/image-classification",
+        "groundtruth/text-classification",
+        "groundtruth/image-classification-multilabel",
+        "groundtruth/text-classification-multilabel",
+        "groundtruth/object-detection",
+        "groundtruth/text-span",
+    }
+)
+
+
+def _sagemaker_kind(metadata: dict, value: Any) -> str | None:
     """The kind of a Ground Truth label attribute, from the metadata `type` or the shape.
 
     Bounding box (`groundtruth/object-detection`): `{"annotations": [{"class_id", "left",
@@ -490,9 +506,12 @@ def _sagemaker_kind(metadata: dict, value: Any) -> str:
     class names in the metadata `class-map`. Named entities (`groundtruth/text-span`):
     `{"annotations": {"entities": [{"startOffset", "endOffset", "label"}], "labels": [...]}}`.
     Multi-label classification (`...-classification-multilabel`): a list of class ids with
-    `class-map`. Anything else is single-label classification, as before.
+    `class-map`. Without a `type`, single-label classification unless the shape says
+    otherwise; a `type` outside `_SAGEMAKER_TYPES` is None (not supported).
     """
     task_type = str(metadata.get("type") or "")
+    if task_type and task_type not in _SAGEMAKER_TYPES:
+        return None
     annotations = value.get("annotations") if isinstance(value, dict) else None
     if task_type.endswith("object-detection") or isinstance(annotations, list):
         return "boxes"
@@ -682,6 +701,16 @@ def parse_sagemaker(
             }
         )
         kind = _sagemaker_kind(metadata, record.get(attribute))
+        if kind is None:
+            rows.append(
+                {
+                    **base,
+                    "judgment_id": f"sagemaker:{metadata.get('job-name')}:{task_id}",
+                    "reason": UNSUPPORTED_KIND,
+                    "field": f"type={metadata.get('type')}",
+                }
+            )
+            continue
         responses = metadata.get("worker-responses")
         if isinstance(responses, list) and responses:
             for position, answer in enumerate(responses):

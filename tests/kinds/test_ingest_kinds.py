@@ -224,8 +224,8 @@ def test_label_studio_scalar_controls_and_multiple_choices():
     pair = by[("2", "pw")]
     assert (pair["kind"], pair["left"], pair["right"], pair["winner"]) == (
         "pairwise",
-        "answer_a",
-        "answer_b",
+        "5:answer_a",
+        "5:answer_b",
         "right",
     )
     assert by[("2", "rank")]["ranking"] == ["y", "x"]
