@@ -1,5 +1,11 @@
 """Label Studio JSON exports: a JSON array of tasks, each with several annotations.
 
+A file holding one task object (cloud-storage targets write one file per task, and Label
+Studio before 1.0 kept one per task in its `completions/` folder) is read as a one-task
+export. Before 1.0 the annotations were called `completions`, and a skipped one had
+`skipped` instead of `was_cancelled`: both are read. JSON-MIN exports (one flat object per
+annotation, result types dropped) are refused with that reason.
+
 Model: each task carries `data` (the payload) and `annotations`; an annotation is one
 annotator's submission with `completed_by` (user id, or `{id, email}` in older exports),
 `lead_time` (seconds), `was_cancelled`, `ground_truth`, `created_at` and a `result` list whose
@@ -61,6 +67,9 @@ def parse_label_studio(
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     head = data.lstrip()[:1]
+    if head == b"{" and _is_task_object(data):
+        # One task per file: a cloud-storage target or a pre-1.0 `completions/` folder.
+        data, head = b"[" + data + b"]", b"["
     if head != b"[":
         what = "empty file" if not head else f"expected a JSON array of tasks, found {head!r}"
         raise UnreadableFileError(f"{source_file}: not a Label Studio export: {what}")
@@ -300,6 +309,14 @@ def _expand_controls(annotations: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("label")),
         label_error=pl.lit(None, pl.String),
     )
+
+
+def _is_task_object(data: bytes) -> bool:
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(parsed, dict) and any(key in parsed for key in ANNOTATION_KEYS)
 
 
 def _stem(source_file: str) -> str:

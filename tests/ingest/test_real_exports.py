@@ -1528,3 +1528,124 @@ def test_every_fixture_reconciles():
         ("unsupported_kind", "result.type=timeserieslabels"),
     ]
     assert result.quarantine.schema["raw"] == pl.String
+
+
+def test_one_task_per_file_folders_are_read(tmp_path):
+    """One task object per file: the `completions/` folder of Label Studio before 1.0
+    (HumanSignal/label-studio examples/transcribe_audio/completions/1.json: `completions`,
+    `data`, `id`, `task_path`; a `textarea` whose `to_name` is itself) and cloud-storage
+    targets, which write one `<task id>.json` per task (label-studio docs/source/guide/
+    export.md), here a 1.x task object."""
+    old = {
+        "completions": [
+            {
+                "result": [
+                    {
+                        "from_name": "answer",
+                        "id": "oM1",
+                        "to_name": "answer",
+                        "type": "textarea",
+                        "value": {"text": ["Maria"]},
+                    }
+                ]
+            }
+        ],
+        "data": {"url": "https://example.org/game.wav"},
+        "id": 1,
+        "task_path": "../examples/transcribe_audio/tasks.json",
+    }
+    current = community_task(
+        2,
+        {"url": "https://example.org/song.wav"},
+        [
+            community_annotation(
+                5,
+                3,
+                [
+                    {
+                        "from_name": "answer",
+                        "id": "oM2",
+                        "to_name": "answer",
+                        "type": "textarea",
+                        "value": {"text": ["Mario"]},
+                        "origin": "manual",
+                    }
+                ],
+                task=2,
+                project=1,
+            )
+        ],
+        project=1,
+    )
+    (tmp_path / "1.json").write_text(json.dumps(old, indent=4))
+    (tmp_path / "2.json").write_text(json.dumps(current))
+    from annotation_pipelines.ingest import ingest_path
+
+    result = ingest_path(tmp_path, format="label-studio", now=NOW)
+    assert result.rows_read == 2
+    assert result.reasons == {"missing_annotator": 1}
+    assert result.judgments.select("task_id", "kind", "text").rows() == [("2", "text", "Mario")]
+    not_a_task = json.dumps({"items": [1, 2]}).encode()
+    with pytest.raises(UnreadableFileError, match="JSON array"):
+        ingest_bytes(not_a_task, format="label-studio", source_file="x.json", now=NOW)
+
+
+def test_tolerant_reader_agrees_with_the_native_reader_on_real_shapes():
+    """A malformed task sends its chunk down the task-by-task reader: the real shapes above
+    (per-item results, editor pairwise, completions, relations) load the same way."""
+    pairwise = [
+        {
+            "id": "p1",
+            "from_name": "pw",
+            "to_name": "pw",
+            "type": "pairwise",
+            "value": {"selected": "right"},
+        }
+    ]
+    per_item = [
+        {
+            "id": f"n_{i}",
+            "type": "number",
+            "from_name": "count",
+            "to_name": "image",
+            "value": {"number": i},
+            "item_index": i,
+        }
+        for i in range(2)
+    ]
+    relation = [{"type": "relation", "to_id": "n_0", "from_id": "n_1", "direction": "right"}]
+    tasks = [
+        community_task(
+            1, {"t": "x"}, [community_annotation(1, 1, pairwise, task=1, project=1)], project=1
+        ),
+        community_task(
+            2,
+            {"t": "y"},
+            [community_annotation(2, 1, per_item + relation, task=2, project=1)],
+            project=1,
+        ),
+        {
+            "id": 3,
+            "data": {},
+            "completions": [
+                {
+                    "completed_by": 2,
+                    "created_at": "2026-01-02T00:00:00Z",
+                    "id": 9,
+                    "result": pairwise,
+                }
+            ],
+        },
+    ]
+    native = ingest_ls(tasks)
+    text = json.dumps(tasks, indent=2)
+    broken = text[:-2] + ',\n  {"id": 4, "annotations": [1,]}\n]'
+    tolerant = ingest_bytes(broken.encode(), format="label-studio", source_file="p.json", now=NOW)
+    assert tolerant.reasons == {**native.reasons, "malformed_json": 1}
+    columns = ["judgment_id", "control", "kind", "value", "left", "right", "winner"]
+    assert (
+        tolerant.judgments.select(columns)
+        .sort("judgment_id")
+        .equals(native.judgments.select(columns).sort("judgment_id"))
+    )
+    assert native.judgments.height == 4
