@@ -27,6 +27,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -99,7 +100,7 @@ def parse_label_studio(
     )
     staged_tasks = staged_tasks.with_columns(project=project_expr)
     annotations = annotations.with_columns(project=project_expr)
-    annotations = _expand_controls(annotations)
+    annotations = _expand_controls(annotations, data)
     annotations = annotations.with_columns(
         reason=pl.coalesce(
             pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit(CANCELLED)),
@@ -178,7 +179,12 @@ def _stage_objects(
         # A small minified export: every task is on line 1, no structural scan needed.
         try:
             tasks = pl.read_json(io.BytesIO(data), infer_schema_length=None)
-            annotations, staged_tasks = _stage_native(tasks, np.ones(tasks.height, np.int64))
+            scan = scan_json_array(data)
+            if scan.starts.size != tasks.height:
+                raise ValueError("task count differs from the structural scan")
+            annotations, staged_tasks = _stage_native(
+                tasks, np.ones(tasks.height, np.int64), scan.starts, scan.ends
+            )
             # Polars reads an array only when every element is an object: nothing stray.
             return annotations, staged_tasks, empty_failures(), np.zeros(0, np.int64)
         except Exception:
@@ -236,7 +242,7 @@ def _stage_chunk(
         del body
         if tasks.height != chunk.starts.size:
             raise ValueError("task count differs from the structural scan")
-        annotations, staged_tasks = _stage_native(tasks, chunk.lines)
+        annotations, staged_tasks = _stage_native(tasks, chunk.lines, chunk.starts, chunk.ends)
         return annotations, staged_tasks, empty_failures()
     except Exception:
         return stage_tolerant(data, chunk, source_file)
@@ -253,7 +259,27 @@ _CONTROL_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _expand_controls(annotations: pl.DataFrame) -> pl.DataFrame:
+def _written_annotation(
+    data: bytes, row: dict, cache: dict[tuple[int, int], dict]
+) -> dict[str, Any]:
+    """The annotation as written in the file (see `task_start` in ANNOTATION_SCHEMA)."""
+    start, end = row["task_start"], row["task_end"]
+    if start is None or end is None:
+        parsed = json.loads(row["record"])
+        return parsed if isinstance(parsed, dict) else {}
+    key = (start, end)
+    if key not in cache:
+        cache.clear()  # tasks arrive in order: one parsed task at a time
+        cache[key] = json.loads(data[start:end])
+    task = cache[key]
+    listed: list[Any] = next(
+        (task[k] for k in ANNOTATION_KEYS if isinstance(task.get(k), list)), []
+    )
+    annotation = listed[row["position"]] if row["position"] < len(listed) else None
+    return annotation if isinstance(annotation, dict) else {}
+
+
+def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
     """One row per annotation and control, with the control's kind and typed value.
 
     Annotations holding one `choices` result keep their row (the common, fast case); the
@@ -279,9 +305,10 @@ def _expand_controls(annotations: pl.DataFrame) -> pl.DataFrame:
     )
     general = annotations.filter(expand).with_columns(judgment_id=base_id)
     rows: list[dict] = []
-    keep = [c for c in general.columns if c not in ("choices", "control")]
+    keep = [c for c in general.columns if c not in ("choices", "control", "task_start", "task_end")]
+    cache: dict[tuple[int, int], dict] = {}
     for annotation in general.iter_rows(named=True):
-        parsed = json.loads(annotation["record"])
+        parsed = _written_annotation(data, annotation, cache)
         controls = expand_results(
             parsed.get("result"), annotation_id=parsed.get("id"), task_id=annotation["task_id"]
         )
@@ -331,11 +358,15 @@ def _field(frame_schema: pl.Schema, column: str, name: str, dtype: pl.DataType) 
     return pl.lit(None, dtype)
 
 
-def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _stage_native(
+    tasks: pl.DataFrame, lines: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stage tasks and annotations from the frame Polars' JSON reader produced."""
     schema = tasks.schema
     tasks = tasks.with_columns(
         _line=pl.Series(lines, dtype=pl.Int64),
+        _start=pl.Series(starts, dtype=pl.Int64),
+        _end=pl.Series(ends, dtype=pl.Int64),
         task_id=pl.col("id").cast(pl.String) if "id" in schema else pl.lit(None, pl.String),
         project=pl.col("project").cast(pl.String)
         if "project" in schema
@@ -365,7 +396,7 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
         return empty_annotations(), staged_tasks.cast(pl.Schema(TASK_SCHEMA))
     flat = (
         tasks.rename({key: "annotations"})
-        .select("task_id", "project", "_line", "annotations")
+        .select("task_id", "project", "_line", "_start", "_end", "annotations")
         .with_columns(position=pl.int_ranges(pl.col("annotations").list.len()))
         .explode("annotations", "position")
         .filter(pl.col("annotations").is_not_null())
@@ -423,6 +454,8 @@ def _stage_native(tasks: pl.DataFrame, lines: np.ndarray) -> tuple[pl.DataFrame,
             source_line=pl.col("_line"),
             # Encoded now, per chunk, so chunks with different inferred shapes stack.
             record=pl.col("a").struct.json_encode(),
+            task_start=pl.col("_start"),
+            task_end=pl.col("_end"),
         ).cast(pl.Schema(ANNOTATION_SCHEMA)),
         staged_tasks.cast(pl.Schema(TASK_SCHEMA)),
     )

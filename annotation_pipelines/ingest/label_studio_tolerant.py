@@ -60,6 +60,11 @@ ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
     "ground_truth": pl.Boolean(),
     "source_line": pl.Int64(),
     "record": pl.String(),
+    # The task's bytes in the file, where the native reader staged it: Polars coerces a field
+    # whose type differs between tasks (an int `start` becomes "21" next to an XPath), so
+    # the results are expanded from the task as written, not from the staged record.
+    "task_start": pl.Int64(),
+    "task_end": pl.Int64(),
 }
 TASK_SCHEMA: dict[str, pl.DataType] = {
     "task_id": pl.String(),
@@ -234,6 +239,8 @@ def stage_tolerant(
                     "ground_truth": gold if isinstance(gold, bool) else None,
                     "source_line": line,
                     "record": json.dumps(annotation, ensure_ascii=False),
+                    "task_start": None,
+                    "task_end": None,
                 }
             )
     if not scan.closed and (not failures or failures[-1]["reason"] != TRUNCATED_FILE):

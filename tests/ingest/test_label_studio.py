@@ -238,7 +238,8 @@ def test_a_chunk_of_tasks_without_annotations_stays_on_the_native_path():
     # stager must stage no annotations instead of failing over to the tolerant parser.
     tasks = [{"id": i, "data": {"text": f"t{i}"}, "annotations": []} for i in (1, 2)]
     frame = pl.read_json(json.dumps(tasks).encode(), infer_schema_length=None)
-    annotations, staged = _stage_native(frame, np.array([1, 2]))
+    scan = scan_json_array(json.dumps(tasks).encode())
+    annotations, staged = _stage_native(frame, np.array([1, 2]), scan.starts, scan.ends)
     assert annotations.height == 0
     assert staged.get_column("task_id").to_list() == ["1", "2"]
     result = ingest(json.dumps(tasks).encode(), project="sentiment")

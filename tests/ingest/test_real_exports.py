@@ -1649,3 +1649,52 @@ def test_tolerant_reader_agrees_with_the_native_reader_on_real_shapes():
         .equals(native.judgments.select(columns).sort("judgment_id"))
     )
     assert native.judgments.height == 4
+
+
+def test_span_offsets_are_code_points_as_python_indexes_text():
+    """HumanSignal/label-studio web/libs/editor/tests/integration/e2e/ner/emoji.cy.ts (data in
+    tests/integration/data/ner/emoji.ts): on Text, `start`/`end` count code points, so an
+    emoji before the span is one character; on HyperText `globalOffsets` count code points
+    while `startOffset`/`endOffset` count UTF-16 units within the node (13/17 for 23/27)."""
+    text = "🐱 Warning: This is a test text"
+    on_text = {
+        "id": "e1",
+        "type": "labels",
+        "from_name": "tag",
+        "to_name": "text",
+        "origin": "manual",
+        "value": {"start": 21, "end": 25, "text": "test", "labels": ["region"]},
+    }
+    on_html = {
+        "id": "e2",
+        "type": "labels",
+        "from_name": "tag",
+        "to_name": "text",
+        "origin": "manual",
+        "value": {
+            "start": "/article[1]/p[1]/text()[1]",
+            "end": "/article[1]/p[1]/text()[1]",
+            "text": "test",
+            "globalOffsets": {"start": 23, "end": 27},
+            "startOffset": 13,
+            "endOffset": 17,
+            "labels": ["region"],
+        },
+    }
+    tasks = [
+        community_task(
+            1, {"text": text}, [community_annotation(1, 1, [on_text], task=1, project=1)], project=1
+        ),
+        community_task(
+            2,
+            {"text": "<article><h2>🐱 Warning:</h2> <p>🐱 This is a test text</p></article>"},
+            [community_annotation(2, 1, [on_html], task=2, project=1)],
+            project=1,
+        ),
+    ]
+    result = ingest_ls(tasks)
+    spans = dict(result.judgments.select("task_id", "spans").iter_rows())
+    assert spans["1"] == [{"start": 21, "end": 25, "label": "region"}]
+    assert text[21:25] == "test"
+    assert spans["2"] == [{"start": 23, "end": 27, "label": "region"}]
+    assert "🐱 Warning: 🐱 This is a test text"[23:27] == "test"
