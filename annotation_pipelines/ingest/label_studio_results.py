@@ -9,8 +9,9 @@ Result type → kind, value:
   labeling config, so a control is multilabel when any annotation of the file picks several
   of its choices, else categorical.
 - labels → spans: `value.start`/`end` character offsets (end exclusive; code points, as
-  Python indexes a str, so an emoji is one character), one span per label in `value.labels`. On a HyperText object `start`/`end` are XPaths and the character
-  offsets are `value.globalOffsets`, as for hypertextlabels.
+  Python indexes a str, so an emoji is one character), one span per label in
+  `value.labels`. On a HyperText object `start`/`end` are XPaths and the character offsets
+  are `value.globalOffsets`, as for hypertextlabels.
 - hypertextlabels → spans: `value.globalOffsets.start`/`end` (character offsets in the
   document's text); a region without them is refused as `wrong_type`. Exports from before
   the tag's rename keep the labels under `htmllabels`.
