@@ -32,6 +32,8 @@ number, a ranking …) in the `label` column; `n_votes` counts the task's judgme
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ import polars as pl
 from scipy.special import ndtr, ndtri
 
 from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS
+from annotation_pipelines.loop.live import TASK_REQUESTS, decision_id
 
 # The target confidence each kind's replay and policy default to (`PolicyOptions` holds the
 # categorical one). Measured with `benchmarks/bench_replay_kinds.py` (synthetic projects of
@@ -85,21 +88,31 @@ class KindConfidence:
         result = aggregate_kind(
             judgments, kind=self.kind, method=self.method, gold=self.gold, **self.options
         )
-        votes = judgments.group_by("task_id").agg(pl.len().cast(pl.Int64).alias("n_votes"))
-        labels = result.labels
-        if self.kind == "numeric":
-            labels = labels.with_columns(
-                confidence=pl.Series(
-                    numeric_confidence(
-                        labels.get_column("lo").to_numpy(),
-                        labels.get_column("hi").to_numpy(),
-                        tolerance=numeric_tolerance(judgments.get_column("value")),
-                    )
-                )
+        return policy_confidence(self.kind, result.labels, judgments)
+
+
+def policy_confidence(kind: str, labels: pl.DataFrame, judgments: pl.DataFrame) -> pl.DataFrame:
+    """What the policy reads — `task_id`, `label`, `confidence`, `n_votes` — from a kind's
+    aggregate (`labels`, one row per task as `aggregate_kind` returns it) and the judgments
+    behind it. Pairwise refits the pairs' winners (its aggregate is per item, not per pair)."""
+    if kind == "pairwise":
+        return PairwiseConfidence()(judgments)
+    (value_column,) = VALUE_COLUMNS[kind]
+    votes = judgments.group_by("task_id").agg(pl.len().cast(pl.Int64).alias("n_votes"))
+    if kind == "numeric":
+        labels = labels.with_columns(
+            confidence=pl.Series(
+                numeric_confidence(
+                    labels.get_column("lo").to_numpy(),
+                    labels.get_column("hi").to_numpy(),
+                    tolerance=numeric_tolerance(judgments.get_column("value")),
+                ),
+                dtype=pl.Float64,
             )
-        return labels.select(
-            "task_id", pl.col(self.value_column).alias("label"), "confidence"
-        ).join(votes, on="task_id", how="left", maintain_order="left")
+        )
+    return labels.select("task_id", pl.col(value_column).alias("label"), "confidence").join(
+        votes, on="task_id", how="left", maintain_order="left"
+    )
 
 
 def numeric_tolerance(values: pl.Series) -> float:
@@ -160,3 +173,38 @@ def oriented_winners(judgments: pl.DataFrame) -> pl.DataFrame:
         .select(*keep, winner.alias("label"))
         .filter(pl.col("label").is_not_null())
     )
+
+
+# What the annotation tool is asked for, by the policy's decision.
+_REQUESTS = {"needs_another_judgment": "another_judgment", "escalate": "expert_review"}
+
+
+def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame:
+    """The annotation DB's `task_requests` rows (`loop.live.TASK_REQUESTS`) for a day's
+    policy queue (`quality.kinds.policy_queue` rows with `project` and `day`).
+
+    One decision per task, day and request: `decision_id` hashes them, so re-running a day
+    writes nothing new, and a later day that asks again about the same task is a new request.
+    """
+    wanted = queue.filter(pl.col("decision").is_in(list(_REQUESTS)))
+    rows = [
+        {
+            "task_id": row["task_id"],
+            "project": row["project"],
+            "request": _REQUESTS[row["decision"]],
+            "reason": f"{row['kind']}: {row['reason']}",
+            "confidence": row["confidence"],
+            "posterior": json.dumps(
+                {"confidence": row["confidence"], "n_judgments": row["n_judgments"]}
+            ),
+            "decision_id": decision_id(
+                f"daily_{_REQUESTS[row['decision']]}",
+                row["project"],
+                row["task_id"],
+                int(row["day"].strftime("%Y%m%d")),
+            ),
+            "created_at": created_at,
+        }
+        for row in wanted.iter_rows(named=True)
+    ]
+    return pl.DataFrame(rows, schema=TASK_REQUESTS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +20,19 @@ from annotation_pipelines.loop.kind_posterior import (
     numeric_confidence,
     numeric_tolerance,
     oriented_winners,
+    policy_confidence,
+    queue_requests,
 )
-from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.loop.policy import (
+    DONE,
+    ESCALATE,
+    NEEDS_ANOTHER_JUDGMENT,
+    PolicyOptions,
+    decide,
+)
 from annotation_pipelines.loop.posterior import confidence_function
 from annotation_pipelines.loop.replay import replay
-from annotation_pipelines.quality.kinds import truth_accuracy
+from annotation_pipelines.quality.kinds import policy_queue, truth_accuracy
 from annotation_pipelines.synthetic.kinds import (
     KindProjectSpec,
     draw_kind_day,
@@ -172,3 +180,77 @@ def test_cli_rejects_a_method_of_another_kind(tmp_path: Path) -> None:
     code, out, err = _invoke(str(path), "--kind", "numeric", "--method", "median")
     assert code == 0, out + err
     assert json.loads(out)["method"] == "median"
+
+
+@pytest.mark.parametrize("kind", ["spans", "numeric", "pairwise"])
+def test_the_daily_queue_is_the_policy_s_requests(kind: str) -> None:
+    judgments, _ = _project(kind, tasks=60, overlap=3)
+    # Two tasks lose votes: one keeps a single judgment, one keeps two.
+    first, second = judgments["task_id"].unique(maintain_order=True).to_list()[:2]
+    rank = pl.int_range(pl.len()).over("task_id")
+    rows = judgments.filter(
+        ~(
+            ((pl.col("task_id") == first) & (rank >= 1))
+            | ((pl.col("task_id") == second) & (rank >= 2))
+        )
+    )
+    labels = aggregate_kind(rows, kind=kind).labels
+    options = PolicyOptions(min_votes=3, max_votes=3, target_confidence=KIND_TARGETS[kind])
+    queue = policy_queue(rows, labels, kind=kind, options=options)
+    expected = decide(policy_confidence(kind, labels, rows), options)
+    asked = expected.filter(pl.col("decision") != DONE)
+    # Every task the policy does not call done is queued, with its decision; plus the two short
+    # tasks whatever their confidence.
+    assert set(asked["task_id"]) | {first, second} == set(queue["task_id"])
+    short = queue.filter(pl.col("task_id").is_in([first, second]))
+    assert short["decision"].to_list() == [NEEDS_ANOTHER_JUDGMENT] * 2
+    assert all("min_votes 3" in r or "target" in r for r in short["reason"])
+    full = queue.filter(~pl.col("task_id").is_in([first, second]))
+    assert set(full["decision"]) <= {ESCALATE}  # at max_votes: an expert, not a fourth vote
+    assert queue["priority"].is_sorted(descending=True)
+
+
+@pytest.mark.services
+def test_daily_kind_requests_are_written_once_per_decision() -> None:
+    import psycopg
+
+    from annotation_pipelines.ingest.postgres import apply_schema
+    from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS
+    from annotation_pipelines.loop.writeback import write_requests
+    from tests.services import fresh_database
+
+    judgments, _ = _project("boxes", tasks=60, overlap=3)
+    labels = aggregate_kind(judgments, kind="boxes").labels
+    options = PolicyOptions(min_votes=3, max_votes=4, target_confidence=0.99)
+    day = date(2026, 11, 16)
+    queue = policy_queue(judgments, labels, kind="boxes", options=options).with_columns(
+        project=pl.lit("detection"), day=pl.lit(day), kind=pl.lit("boxes")
+    )
+    assert queue.height > 0
+    no_actions = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+    with fresh_database("kind_requests") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        first = queue_requests(queue, created_at=datetime(2026, 11, 17, 1, tzinfo=UTC))
+        assert set(first["request"]) <= {"another_judgment", "expert_review"}
+        assert write_requests(dsn, task_requests=first, annotator_actions=no_actions) == {
+            "task_requests": queue.height,
+            "annotator_actions": 0,
+        }
+        # A retried run of the same day decides the same: nothing new.
+        again = queue_requests(queue, created_at=datetime(2026, 11, 17, 2, tzinfo=UTC))
+        written = write_requests(dsn, task_requests=again, annotator_actions=no_actions)
+        assert written["task_requests"] == 0
+        # The next day asks again about a task still unsure: a new decision.
+        later = queue_requests(
+            queue.head(1).with_columns(day=pl.lit(date(2026, 11, 17))),
+            created_at=datetime(2026, 11, 18, 1, tzinfo=UTC),
+        )
+        written = write_requests(dsn, task_requests=later, annotator_actions=no_actions)
+        assert written["task_requests"] == 1
+        with psycopg.connect(dsn) as connection:
+            rows = connection.execute(
+                "SELECT request, reason, posterior->>'n_judgments' FROM task_requests"
+            ).fetchall()
+        assert len(rows) == queue.height + 1
+        assert all(reason.startswith("boxes: ") for _, reason, _ in rows)
