@@ -240,6 +240,11 @@ def kind_report_key(day: str | dt.date) -> str:
     return f"{KIND_QUALITY_REPORTS}/day={_day(day)}/kinds.html"
 
 
+def kind_requests_key(day: str | dt.date) -> str:
+    """The day's requests of every non-categorical project as a Label Studio task list."""
+    return f"{KIND_QUALITY_REPORTS}/day={_day(day)}/requests.json"
+
+
 def dataset_file_key(project: str, version: str, name: str) -> str:
     """One file of a curated-dataset snapshot."""
     return dataset_prefix(project, version) + segment(name, field="file")

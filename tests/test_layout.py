@@ -47,6 +47,7 @@ ASSET_KEYS = {
     "kind_quality_report",
     "kind_reannotation_queue",
     "kind_scorecards",
+    "kind_task_requests",
     "label_drift",
     "landing_exports",
     "live_quality_state",
@@ -120,6 +121,7 @@ DAILY_ASSETS = {
     "kind_quality_report",
     "kind_scorecards",
     "kind_reannotation_queue",
+    "kind_task_requests",
 }
 
 ASSET_JOB = type(define_asset_job("_type_probe"))

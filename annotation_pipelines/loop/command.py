@@ -8,6 +8,11 @@ INPUT rows are the judgments annotators would give, in arrival order (CSV, TSV, 
 JSON Lines). `--output` receives the final labels (`task_id,label,confidence`, as `aggregate`
 writes them); standard output is one JSON object with `judgments_used`,
 `judgments_available`, `tasks`, `rounds` and the policy's parameters.
+
+Every kind replays: `--kind` reads INPUT as `aggregate --kind` does (the kind's value column,
+which `--label-col` renames for one-column kinds; rows of the wrong shape are quarantined and
+reported), and the output holds the kind's value column (pairwise: each pair's `winner`) with
+the task's confidence. Nested values (spans, boxes, lists) need `.parquet` or `.jsonl`.
 """
 
 from __future__ import annotations
@@ -18,11 +23,21 @@ from pathlib import Path
 import click
 import polars as pl
 
-from annotation_pipelines.aggregation.registry import METHODS
+from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
+from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.loop.kind_posterior import KIND_TARGETS
 from annotation_pipelines.loop.policy import PolicyOptions
 from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
-from annotation_pipelines.tabular import InputError, read_table, write_table
+from annotation_pipelines.tabular import (
+    InputError,
+    check_output_path,
+    no_valid_rows,
+    read_kind_table,
+    read_table,
+    report_quarantine,
+    write_rows,
+)
 
 _DEFAULTS = PolicyOptions()
 
@@ -43,10 +58,9 @@ _DEFAULTS = PolicyOptions()
 )
 @click.option(
     "--method",
-    type=click.Choice(METHODS),
-    default="dawid_skene",
-    show_default=True,
-    help="Aggregation method (auto chooses once, on the first round).",
+    type=click.Choice(ALL_METHODS),
+    help="Aggregation method (default: dawid_skene for categorical and pairwise winners, the "
+    "kind's default otherwise; auto chooses once, on the first round).",
 )
 @click.option(
     "--min-votes",
@@ -65,9 +79,9 @@ _DEFAULTS = PolicyOptions()
 @click.option(
     "--target-confidence",
     type=click.FloatRange(min=0.0, max=1.0, min_open=True),
-    default=_DEFAULTS.target_confidence,
-    show_default=True,
-    help="A task is done once its calibrated confidence reaches this.",
+    help="A task is done once its calibrated confidence reaches this "
+    f"(default: {_DEFAULTS.target_confidence} for categorical, "
+    f"{', '.join(f'{k} {v}' for k, v in KIND_TARGETS.items())}).",
 )
 @click.option(
     "--budget",
@@ -86,7 +100,7 @@ _DEFAULTS = PolicyOptions()
     "--output",
     "output_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the final labels here (.parquet or .csv).",
+    help="Write the final labels here (.parquet, .jsonl or .csv).",
 )
 def replay_command(
     input_path: Path,
@@ -94,41 +108,51 @@ def replay_command(
     annotator_col: str,
     label_col: str,
     kind: str,
-    method: str,
+    method: str | None,
     min_votes: int,
     max_votes: int,
-    target_confidence: float,
+    target_confidence: float | None,
     budget: float,
     gold_path: Path | None,
     output_path: Path | None,
 ) -> None:
     """Replay INPUT's judgments through the adaptive-redundancy policy; print the cost as JSON."""
-    columns = (task_col, annotator_col, label_col)
     try:
-        if output_path is not None and output_path.suffix.lower() not in (".parquet", ".csv"):
-            raise InputError(f"{output_path}: output must end in .parquet or .csv")
+        if output_path is not None:
+            check_output_path(output_path)
+        if method is not None and kind != "pairwise" and method not in methods_for(kind):
+            raise click.UsageError(
+                f"method {method!r} does not aggregate {kind}; "
+                f"choose from {', '.join(methods_for(kind))}"
+            )
         try:
             options = PolicyOptions(
                 min_votes=min_votes,
                 max_votes=max_votes,
-                target_confidence=target_confidence,
+                target_confidence=target_confidence
+                or KIND_TARGETS.get(kind, _DEFAULTS.target_confidence),
                 budget=budget,
             )
         except ValueError as error:
             raise click.UsageError(str(error)) from error
-        raw = read_table(input_path, required_columns=columns, string_columns=columns)
-        judgments = raw.select(
-            pl.col(task_col).alias("task_id"),
-            pl.col(annotator_col).alias("annotator_id"),
-            pl.col(label_col).alias("label"),
-        )
-        gold = None
-        if gold_path is not None:
-            gold = read_table(
+        if kind == "categorical":
+            judgments, gold = _categorical_input(
+                input_path,
                 gold_path,
-                required_columns=(task_col, label_col),
-                string_columns=(task_col, label_col),
-            ).select(pl.col(task_col).alias("task_id"), pl.col(label_col).alias("label"))
+                task_col=task_col,
+                annotator_col=annotator_col,
+                label_col=label_col,
+            )
+        else:
+            judgments, gold = _kind_input(
+                input_path,
+                gold_path,
+                kind=kind,
+                output_path=output_path,
+                task_col=task_col,
+                annotator_col=annotator_col,
+                label_col=label_col,
+            )
         try:
             result = replay(
                 judgments,
@@ -138,8 +162,76 @@ def replay_command(
         except ValueError as error:
             raise InputError(f"{input_path}: {error}") from error
         if output_path is not None:
-            write_table(result.labels, output_path)
+            labels = result.labels
+            if kind != "categorical":
+                value = "winner" if kind == "pairwise" else VALUE_COLUMNS[kind][0]
+                labels = labels.rename({"label": value})
+            write_rows(labels, output_path)
     except InputError as error:
         raise click.ClickException(str(error)) from error
-    summary = {**result.summary(), "kind": kind, "method": method}
+    summary = {
+        **result.summary(),
+        "kind": kind,
+        "method": method
+        or ("dawid_skene" if kind in ("categorical", "pairwise") else methods_for(kind)[0]),
+    }
     click.echo(json.dumps(summary))
+
+
+def _categorical_input(
+    input_path: Path, gold_path: Path | None, *, task_col: str, annotator_col: str, label_col: str
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    columns = (task_col, annotator_col, label_col)
+    raw = read_table(input_path, required_columns=columns, string_columns=columns)
+    judgments = raw.select(
+        pl.col(task_col).alias("task_id"),
+        pl.col(annotator_col).alias("annotator_id"),
+        pl.col(label_col).alias("label"),
+    )
+    gold = None
+    if gold_path is not None:
+        gold = read_table(
+            gold_path,
+            required_columns=(task_col, label_col),
+            string_columns=(task_col, label_col),
+        ).select(pl.col(task_col).alias("task_id"), pl.col(label_col).alias("label"))
+    return judgments, gold
+
+
+def _kind_input(
+    input_path: Path,
+    gold_path: Path | None,
+    *,
+    kind: str,
+    output_path: Path | None,
+    task_col: str,
+    annotator_col: str,
+    label_col: str,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    # `--label-col` names the value column of a one-column kind; its default means "the kind's".
+    value_col = None if label_col == "label" or len(VALUE_COLUMNS[kind]) > 1 else label_col
+    table = read_kind_table(
+        input_path,
+        kind=kind,
+        task_column=task_col,
+        annotator_column=annotator_col,
+        value_column=value_col,
+    )
+    summary = report_quarantine(table, output_path=output_path)
+    if summary is not None:
+        click.echo(summary, err=True)
+    if table.rows.height == 0:
+        raise no_valid_rows(table)
+    gold = None
+    if gold_path is not None:
+        gold_table = read_kind_table(
+            gold_path,
+            kind=kind,
+            task_column=task_col,
+            annotator_column=None,
+            value_column=value_col,
+        )
+        if gold_table.quarantined:
+            raise InputError(f"{gold_path}: {gold_table.quarantined[0].describe()}")
+        gold = gold_table.rows
+    return table.rows, gold

@@ -9,12 +9,15 @@ aggregation each time it is called and carries the annotator confusion matrices 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import polars as pl
 
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.aggregation.registry import AUTO, METHODS
 from annotation_pipelines.aggregation.warm_start import WarmStart
+from annotation_pipelines.kinds import KINDS as ALL_KINDS
+from annotation_pipelines.loop.kind_posterior import KindConfidence, PairwiseConfidence
 from annotation_pipelines.loop.policy import ConfidenceFunction
 
 DIAGONAL_PSEUDO_COUNT = 1.0
@@ -73,21 +76,28 @@ class CategoricalConfidence:
         return result.labels.select("task_id", "label", "confidence", "n_votes")
 
 
-# kind -> factory(method, gold) of its confidence function; other kinds register here.
+# kind -> factory(method, gold) of its confidence function.
 CONFIDENCE_FUNCTIONS: dict[str, Callable[..., ConfidenceFunction]] = {
     "categorical": CategoricalConfidence,
+    "pairwise": PairwiseConfidence,
+    **{
+        kind: partial(KindConfidence, kind=kind)
+        for kind in ALL_KINDS
+        if kind not in ("categorical", "pairwise")
+    },
 }
 KINDS: tuple[str, ...] = tuple(CONFIDENCE_FUNCTIONS)
 
 
 def confidence_function(
-    kind: str, *, method: str = "dawid_skene", gold: pl.DataFrame | None = None
+    kind: str, *, method: str | None = None, gold: pl.DataFrame | None = None
 ) -> ConfidenceFunction:
-    """The confidence function for `kind`; a ValueError naming the supported kinds otherwise."""
+    """The confidence function for `kind` with `method` (default: the kind's default method);
+    a ValueError naming the supported kinds otherwise."""
     try:
         factory = CONFIDENCE_FUNCTIONS[kind]
     except KeyError:
-        raise ValueError(
-            f"kind {kind!r} has no confidence function yet; supported: {', '.join(KINDS)}"
-        ) from None
+        raise ValueError(f"unknown kind {kind!r}; supported: {', '.join(KINDS)}") from None
+    if method is None:
+        return factory(gold=gold)
     return factory(method=method, gold=gold)

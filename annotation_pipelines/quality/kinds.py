@@ -12,7 +12,9 @@ metric (`gold_score` of the kind's aggregation module). Everything is returned a
 - `items` (pairwise only): one row per item with its Bradley-Terry `score`, `lo`, `hi`.
 - `report`: one row (columns KIND_QUALITY_REPORT).
 - `scorecards`: one row per annotator (columns KIND_SCORECARDS).
-- `queue`: the tasks whose aggregate is not confident enough (columns KIND_QUEUE).
+- `queue`: the tasks the adaptive-redundancy policy (`loop.policy.decide`, the same code the
+  replay and the live layer run) does not call done: another judgment below the kind's target
+  confidence, an expert at `max_votes` (columns KIND_QUEUE, `decision` and `reason` its own).
 
 Gold metrics differ by kind (F1 for spans, F1 at IoU 0.5 for boxes, absolute error for
 ratings, Kendall tau for rankings, edit distance for text, accuracy for preferences, Jaccard
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -43,6 +45,8 @@ from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.pairwise import preference_majority
 from annotation_pipelines.agreement.kinds import DEFAULT_DISTANCE, agreement, resolve_distance
 from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
+from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
 from annotation_pipelines.quality.gates import DEFAULT_MIN_ALPHA, quality_gates
 
 # Every kind the per-kind pipeline scores (categorical has its own, richer path).
@@ -58,7 +62,6 @@ SCORED_KINDS: tuple[str, ...] = (
 DEFAULT_MIN_GOLD_SCORE = 0.5
 DEFAULT_MIN_CONSENSUS_ALPHA = 0.3
 DEFAULT_MAX_BOX_LOOSENESS = 0.3
-DEFAULT_QUEUE_MIN_CONFIDENCE = 0.5
 # Agreement floors per kind: the categorical floor by default, editable per kind and project.
 DEFAULT_KIND_MIN_ALPHA: dict[str, float] = dict.fromkeys(SCORED_KINDS, DEFAULT_MIN_ALPHA)
 
@@ -132,6 +135,7 @@ KIND_QUEUE: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "confidence": pl.Float64(),
     "n_judgments": pl.UInt32(),
+    "decision": pl.String(),
     "reason": pl.String(),
     "priority": pl.Float64(),
 }
@@ -155,7 +159,10 @@ class KindThresholds:
     min_gold_score: float = DEFAULT_MIN_GOLD_SCORE
     min_gold_judgments: int = 3
     max_box_looseness: float = DEFAULT_MAX_BOX_LOOSENESS
-    queue_min_confidence: float = DEFAULT_QUEUE_MIN_CONFIDENCE
+    # The queue's policy: the kind's target confidence, the votes to start with and the most.
+    queue_targets: Mapping[str, float] = field(default_factory=lambda: dict(KIND_TARGETS))
+    queue_min_votes: int = 3
+    queue_max_votes: int = 15
 
 
 @dataclass(frozen=True)
@@ -481,20 +488,16 @@ def assess_kind_day(
         ],
         schema=KIND_QUALITY_REPORT,
     )
-    counts = rows.group_by("task_id").agg(pl.len().cast(pl.UInt32).alias("n_judgments"))
-    queue = (
-        own_labels.select("task_id", "confidence")
-        .join(counts, on="task_id", how="left")
-        .filter((pl.col("confidence") < limits.queue_min_confidence) | (pl.col("n_judgments") < 2))
-        .with_columns(
-            reason=pl.when(pl.col("n_judgments") < 2)
-            .then(pl.lit("single_judgment"))
-            .otherwise(pl.lit("low_confidence")),
-            priority=1.0 - pl.col("confidence").fill_null(0.0),
-            **stamp,
-        )
-        .sort(["priority", "task_id"], descending=[True, False])
-    )
+    queue = policy_queue(
+        rows,
+        own_labels,
+        kind=kind,
+        options=PolicyOptions(
+            min_votes=limits.queue_min_votes,
+            max_votes=limits.queue_max_votes,
+            target_confidence=limits.queue_targets.get(kind, KIND_TARGETS[kind]),
+        ),
+    ).with_columns(**stamp)
     return KindScores(
         labels=own_labels,
         items=pl.DataFrame(schema=KIND_ITEM_SCORES),
@@ -726,3 +729,40 @@ def truth_accuracy(
     if kind == "multilabel":
         return {"jaccard": row.get("mean_jaccard")}
     return {"exact_match": row.get("exact_match"), "edit_distance": row.get("mean_edit_distance")}
+
+
+def policy_queue(
+    rows: pl.DataFrame, labels: pl.DataFrame, *, kind: str, options: PolicyOptions
+) -> pl.DataFrame:
+    """The tasks of one project-day the policy does not call done, least confident first:
+    `task_id`, `confidence` (the policy's, see `loop.kind_posterior`), `n_judgments`,
+    `decision`, `reason`, `priority`. A task with fewer than `min_votes` judgments needs
+    another whatever its confidence (one careful vote is not yet a consensus)."""
+    if rows.height == 0 or labels.height == 0:
+        return pl.DataFrame(schema={k: v for k, v in KIND_QUEUE.items() if k in _QUEUE_OWN})
+    if kind != "pairwise":  # pairwise reads the pairs' winners from `rows` alone
+        labels = labels.filter(pl.col("task_id").is_in(rows["task_id"].implode()))
+    frame = policy_confidence(kind, labels, rows)
+    decided = decide(frame, options)
+    few = (pl.col("n_votes") < options.min_votes) & (pl.col("decision") == DONE)
+    return (
+        decided.with_columns(
+            decision=pl.when(few).then(pl.lit(NEEDS_ANOTHER_JUDGMENT)).otherwise("decision"),
+            reason=pl.when(few)
+            .then(pl.format("{} vote(s) < min_votes {}", "n_votes", pl.lit(options.min_votes)))
+            .otherwise("reason"),
+        )
+        .filter(pl.col("decision") != DONE)
+        .select(
+            "task_id",
+            "confidence",
+            pl.col("n_votes").cast(pl.UInt32).alias("n_judgments"),
+            "decision",
+            "reason",
+            (1.0 - pl.col("confidence").fill_null(0.0)).alias("priority"),
+        )
+        .sort(["priority", "task_id"], descending=[True, False])
+    )
+
+
+_QUEUE_OWN = ("task_id", "confidence", "n_judgments", "decision", "reason", "priority")

@@ -24,12 +24,17 @@ from dagster import (
     MetadataValue,
     Output,
     PreviewWarning,
+    asset,
     multi_asset,
 )
 from pydantic import Field
 
 from annotation_pipelines.curation.privacy import safe_for_display
-from annotation_pipelines.lake import kind_report_key
+from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.lake import kind_report_key, kind_requests_key
+from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, queue_requests
+from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, label_studio_requests
+from annotation_pipelines.loop.writeback import write_requests
 from annotation_pipelines.quality import GATE_SPECS, gate_checks, gate_verdicts
 from annotation_pipelines.quality.gates import DEFAULT_MAX_FLAGGED_SHARE
 from annotation_pipelines.quality.kinds import (
@@ -37,7 +42,6 @@ from annotation_pipelines.quality.kinds import (
     DEFAULT_MAX_BOX_LOOSENESS,
     DEFAULT_MIN_CONSENSUS_ALPHA,
     DEFAULT_MIN_GOLD_SCORE,
-    DEFAULT_QUEUE_MIN_CONFIDENCE,
     KIND_QUALITY_REPORT,
     KIND_QUEUE,
     KIND_SCORECARDS,
@@ -73,7 +77,14 @@ class KindQualityConfig(Config):
     annotator_min_consensus_alpha: float = DEFAULT_MIN_CONSENSUS_ALPHA
     annotator_min_gold_score: float = DEFAULT_MIN_GOLD_SCORE
     max_box_looseness: float = DEFAULT_MAX_BOX_LOOSENESS
-    queue_min_confidence: float = DEFAULT_QUEUE_MIN_CONFIDENCE
+    queue_target_confidence: dict[str, float] = Field(
+        default_factory=lambda: dict(KIND_TARGETS),
+        description="Queue: the policy's target confidence per kind (below it, another vote).",
+    )
+    queue_min_votes: int = Field(default=3, description="Queue: votes every task starts with.")
+    queue_max_votes: int = Field(
+        default=15, description="Queue: at this many votes below target, an expert instead."
+    )
     bootstrap_resamples: int = Field(default=200, description="Bootstrap replicates for CIs.")
 
 
@@ -126,7 +137,9 @@ def kind_quality(  # noqa: ANN201
         min_consensus_alpha=config.annotator_min_consensus_alpha,
         min_gold_score=config.annotator_min_gold_score,
         max_box_looseness=config.max_box_looseness,
-        queue_min_confidence=config.queue_min_confidence,
+        queue_targets=config.queue_target_confidence,
+        queue_min_votes=config.queue_min_votes,
+        queue_max_votes=config.queue_max_votes,
     )
     reports, cards, queues = [], [], []
     for project in kind_projects(judgments):
@@ -205,3 +218,45 @@ def kind_quality(  # noqa: ANN201
                 "floor": check.thresholds,
             },
         )
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    partitions_def=daily_partitions,
+    kinds={"postgres", "polars"},
+    description=(
+        "The policy's requests for non-categorical tasks (another judgment, an expert), "
+        "written once per decision to the annotation DB's task_requests and as a Label "
+        "Studio task list."
+    ),
+)
+def kind_task_requests(
+    context: AssetExecutionContext, lake: Lake, kind_reannotation_queue: pl.DataFrame
+) -> Output[pl.DataFrame]:
+    """Write the day's policy queue back where the annotation tool reads it."""
+    requests = queue_requests(kind_reannotation_queue, created_at=dt.datetime.now(dt.UTC))
+    lake.put(kind_requests_key(context.partition_key), label_studio_requests(requests))
+    dsn = load_settings().annotation_db_dsn
+    if dsn is None:
+        # Without an annotation DB (the local demo) the lake's task list is the hand-off.
+        written = "no annotation DB configured (ANNOTATION_DB_DSN); task list in the lake only"
+    else:
+        apply_schema(dsn)
+        counts = write_requests(
+            dsn, task_requests=requests, annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+        )
+        written = f"{counts['task_requests']} new of {requests.height} in task_requests"
+    context.log.info(f"kind requests {context.partition_key}: {written}")
+    return Output(
+        requests,
+        metadata={
+            "annotation_db": MetadataValue.text(written),
+            "label_studio_tasks": MetadataValue.path(
+                lake.uri(kind_requests_key(context.partition_key))
+            ),
+            "by_request": MetadataValue.json(
+                dict(requests.group_by("request").len().sort("request").iter_rows())
+            ),
+        },
+    )

@@ -103,12 +103,20 @@ def test_every_kind_is_aggregated_scored_and_gated(with_kinds):
     assert spammers["flagged"].all(), spammers
     loose = cards.filter(pl.col("flag_reason").str.contains("loose boxes"))
     assert loose.height >= 1 and set(loose["kind"]) == {"boxes"}
-    assert _table(data, "kind_reannotation_queue").columns[:4] == [
-        "project",
-        "day",
-        "kind",
-        "task_id",
-    ]
+    queue = _table(data, "kind_reannotation_queue")
+    assert queue.columns[:4] == ["project", "day", "kind", "task_id"]
+    # The queue is the adaptive-redundancy policy's: the demo's projects (3–5 votes) get more
+    # votes where unsure and experts where unsure at the project's votes.
+    assert set(queue["decision"]) <= {"needs_another_judgment", "escalate"}
+    assert queue.height > 0 and queue["reason"].null_count() == 0
+    requests = _table(data, "kind_task_requests")
+    assert requests.height == queue.height
+    assert set(requests["request"]) <= {"another_judgment", "expert_review"}
+    assert requests["decision_id"].n_unique() == requests.height
+    task_list = json.loads(
+        (data / "lake" / "reports" / "quality_kinds" / f"day={DAY}" / "requests.json").read_text()
+    )
+    assert sorted(item["id"] for item in task_list) == sorted(requests["task_id"])
 
     checks = [
         c

@@ -1,0 +1,256 @@
+"""Adaptive redundancy for every kind: the policy's confidence per kind, the replay, the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from annotation_pipelines.aggregation.by_kind import aggregate_kind
+from annotation_pipelines.cli import main
+from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS
+from annotation_pipelines.loop.kind_posterior import (
+    KIND_TARGETS,
+    numeric_confidence,
+    numeric_tolerance,
+    oriented_winners,
+    policy_confidence,
+    queue_requests,
+)
+from annotation_pipelines.loop.policy import (
+    DONE,
+    ESCALATE,
+    NEEDS_ANOTHER_JUDGMENT,
+    PolicyOptions,
+    decide,
+)
+from annotation_pipelines.loop.posterior import confidence_function
+from annotation_pipelines.loop.replay import replay
+from annotation_pipelines.quality.kinds import policy_queue, truth_accuracy
+from annotation_pipelines.synthetic.kinds import (
+    KindProjectSpec,
+    draw_kind_day,
+    item_qualities,
+    make_pool,
+)
+
+NON_CATEGORICAL = tuple(kind for kind in KINDS if kind != "categorical")
+
+
+def _project(kind: str, *, tasks: int = 120, overlap: int = 7) -> tuple[pl.DataFrame, pl.DataFrame]:
+    spec = KindProjectSpec(f"t-{kind}", kind, overlap=overlap, annotators=15)
+    pool = make_pool(spec, seed=3)
+    items = item_qualities(spec, seed=3) if kind in ("ranking", "pairwise") else None
+    drawn = draw_kind_day(
+        spec, pool, np.random.default_rng(4), day=date(2026, 11, 1), count=tasks, items=items
+    )
+    gold = drawn["tasks"].filter(pl.col("is_gold")).select("task_id")
+    judgments = (
+        drawn["judgments"]
+        .join(gold, on="task_id", how="anti")
+        .select("task_id", "annotator_id", *VALUE_COLUMNS[kind])
+    )
+    truth = drawn["kind_truth"].join(gold, on="task_id", how="anti")
+    return judgments, truth.select("task_id", *VALUE_COLUMNS[kind])
+
+
+def test_every_kind_has_a_confidence_function_and_a_target() -> None:
+    for kind in NON_CATEGORICAL:
+        assert kind in KIND_TARGETS
+        judgments, _ = _project(kind, tasks=20, overlap=3)
+        table = confidence_function(kind)(judgments)
+        assert {"task_id", "label", "confidence", "n_votes"} <= set(table.columns), kind
+        assert table.height == judgments["task_id"].n_unique(), kind
+        confidence = table["confidence"].to_numpy()
+        assert np.all((confidence >= 0) & (confidence <= 1)), kind
+        assert table["n_votes"].sum() == judgments.height, kind
+
+
+@pytest.mark.parametrize("kind", NON_CATEGORICAL)
+def test_replay_asks_for_more_only_where_unsure(kind: str) -> None:
+    judgments, _ = _project(kind)
+    options = PolicyOptions(min_votes=2, max_votes=7, target_confidence=KIND_TARGETS[kind])
+    result = replay(judgments, confidence=confidence_function(kind), options=options)
+    used = judgments.filter(pl.int_range(pl.len()).over("task_id") < 2).height
+    # More than the first two votes, fewer than all: the policy tells tasks apart.
+    assert used < result.judgments_used < judgments.height
+    assert result.labels.height == judgments["task_id"].n_unique()
+    # Tasks that got more votes were the ones the first two left unsure.
+    votes = result.revealed.group_by("task_id").len() if result.revealed is not None else None
+    assert votes is not None and votes["len"].max() > 2
+
+
+@pytest.mark.parametrize(("kind", "measure"), [("spans", "span_f1"), ("multilabel", "jaccard")])
+def test_adaptive_beats_fixed_overlap_at_the_same_cost(kind: str, measure: str) -> None:
+    judgments, truth = _project(kind, tasks=200)
+    options = PolicyOptions(min_votes=2, max_votes=7, target_confidence=KIND_TARGETS[kind])
+    result = replay(judgments, confidence=confidence_function(kind), options=options)
+    adaptive = truth_accuracy(
+        result.labels.rename({"label": VALUE_COLUMNS[kind][0]}), truth, kind=kind
+    )[measure]
+    share = result.judgments_used / judgments.height
+    # Fixed overlap with at least as many judgments as the adaptive run used.
+    k = int(np.ceil(share * 7))
+    fixed = judgments.filter(pl.int_range(pl.len()).over("task_id") < k)
+    fixed_score = truth_accuracy(aggregate_kind(fixed, kind=kind).labels, truth, kind=kind)[measure]
+    assert adaptive is not None and fixed_score is not None
+    assert adaptive >= fixed_score - 0.01, (kind, adaptive, fixed_score, share)
+
+
+def test_numeric_confidence_is_the_normal_probability_within_tolerance() -> None:
+    lo, hi = np.array([2.0, 1.0, 3.0]), np.array([4.0, 5.0, 3.0])
+    got = numeric_confidence(lo, hi, tolerance=0.5)
+    se = (hi - lo) / (2 * stats.norm.ppf(0.975))
+    expected = [stats.norm.cdf(0.5 / s) - stats.norm.cdf(-0.5 / s) for s in se[:2]]
+    np.testing.assert_allclose(got[:2], expected, rtol=1e-12)
+    assert got[2] == 1.0  # a zero-width interval is certain
+    assert numeric_tolerance(pl.Series([1.0, 2.0, 3.0, 5.0])) == 0.5  # half a Likert step
+    assert numeric_tolerance(pl.Series(np.arange(0.0, 101.0))) == 5.0  # 5 % of a 0–100 slider
+
+
+def test_pairwise_winner_is_mirrored_when_the_pair_is_shown_the_other_way() -> None:
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["p1", "p1", "p1"],
+            "annotator_id": ["a", "b", "c"],
+            "left": ["x", "y", "x"],
+            "right": ["y", "x", "y"],
+            "winner": ["left", "right", "tie"],
+        }
+    )
+    assert oriented_winners(judgments)["label"].to_list() == ["left", "left", "tie"]
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["replay", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_replays_spans_with_quarantine_and_nested_output(tmp_path: Path) -> None:
+    judgments, _ = _project("spans", tasks=40, overlap=5)
+    rows = judgments.to_dicts()
+    rows.insert(3, {"task_id": "t-bad", "annotator_id": "x", "spans": [{"start": 9, "end": 2}]})
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    output = tmp_path / "labels.jsonl"
+    code, out, err = _invoke(
+        str(path), "--kind", "spans", "--min-votes", "2", "--output", str(output)
+    )
+    assert code == 0, out + err
+    summary = json.loads(out)
+    assert summary["kind"] == "spans" and summary["method"] == "dawid_skene"
+    assert summary["target_confidence"] == KIND_TARGETS["spans"]
+    assert summary["judgments_available"] == judgments.height
+    assert "row 4" in err and "spans" in err  # the reversed span is quarantined, not dropped
+    labels = pl.read_ndjson(output)
+    assert labels.columns == ["task_id", "spans", "confidence"]
+    assert labels.height == judgments["task_id"].n_unique()
+    assert "confidence" in labels["spans"].explode().struct.fields
+
+
+def test_cli_replays_pairwise_winners_and_refuses_csv_for_nested_kinds(tmp_path: Path) -> None:
+    judgments, _ = _project("pairwise", tasks=30, overlap=5)
+    path = tmp_path / "in.parquet"
+    judgments.write_parquet(path)
+    output = tmp_path / "winners.csv"
+    code, out, err = _invoke(str(path), "--kind", "pairwise", "--output", str(output))
+    assert code == 0, out + err
+    assert pl.read_csv(output).columns == ["task_id", "winner", "confidence"]
+    boxes, _ = _project("boxes", tasks=10, overlap=3)
+    boxes_path = tmp_path / "boxes.parquet"
+    boxes.write_parquet(boxes_path)
+    code, out, err = _invoke(
+        str(boxes_path), "--kind", "boxes", "--output", str(tmp_path / "b.csv")
+    )
+    assert code != 0 and "CSV cannot hold" in out + err
+
+
+def test_cli_rejects_a_method_of_another_kind(tmp_path: Path) -> None:
+    judgments, _ = _project("numeric", tasks=10, overlap=3)
+    path = tmp_path / "in.parquet"
+    judgments.write_parquet(path)
+    code, out, err = _invoke(str(path), "--kind", "numeric", "--method", "dawid_skene")
+    assert code != 0 and "does not aggregate numeric" in out + err
+    code, out, err = _invoke(str(path), "--kind", "numeric", "--method", "median")
+    assert code == 0, out + err
+    assert json.loads(out)["method"] == "median"
+
+
+@pytest.mark.parametrize("kind", ["spans", "numeric", "pairwise"])
+def test_the_daily_queue_is_the_policy_s_requests(kind: str) -> None:
+    judgments, _ = _project(kind, tasks=60, overlap=3)
+    # Two tasks lose votes: one keeps a single judgment, one keeps two.
+    first, second = judgments["task_id"].unique(maintain_order=True).to_list()[:2]
+    rank = pl.int_range(pl.len()).over("task_id")
+    rows = judgments.filter(
+        ~(
+            ((pl.col("task_id") == first) & (rank >= 1))
+            | ((pl.col("task_id") == second) & (rank >= 2))
+        )
+    )
+    labels = aggregate_kind(rows, kind=kind).labels
+    options = PolicyOptions(min_votes=3, max_votes=3, target_confidence=KIND_TARGETS[kind])
+    queue = policy_queue(rows, labels, kind=kind, options=options)
+    expected = decide(policy_confidence(kind, labels, rows), options)
+    asked = expected.filter(pl.col("decision") != DONE)
+    # Every task the policy does not call done is queued, with its decision; plus the two short
+    # tasks whatever their confidence.
+    assert set(asked["task_id"]) | {first, second} == set(queue["task_id"])
+    short = queue.filter(pl.col("task_id").is_in([first, second]))
+    assert short["decision"].to_list() == [NEEDS_ANOTHER_JUDGMENT] * 2
+    assert all("min_votes 3" in r or "target" in r for r in short["reason"])
+    full = queue.filter(~pl.col("task_id").is_in([first, second]))
+    assert set(full["decision"]) <= {ESCALATE}  # at max_votes: an expert, not a fourth vote
+    assert queue["priority"].is_sorted(descending=True)
+
+
+@pytest.mark.services
+def test_daily_kind_requests_are_written_once_per_decision() -> None:
+    import psycopg
+
+    from annotation_pipelines.ingest.postgres import apply_schema
+    from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS
+    from annotation_pipelines.loop.writeback import write_requests
+    from tests.services import fresh_database
+
+    judgments, _ = _project("boxes", tasks=60, overlap=3)
+    labels = aggregate_kind(judgments, kind="boxes").labels
+    options = PolicyOptions(min_votes=3, max_votes=4, target_confidence=0.99)
+    day = date(2026, 11, 16)
+    queue = policy_queue(judgments, labels, kind="boxes", options=options).with_columns(
+        project=pl.lit("detection"), day=pl.lit(day), kind=pl.lit("boxes")
+    )
+    assert queue.height > 0
+    no_actions = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+    with fresh_database("kind_requests") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        first = queue_requests(queue, created_at=datetime(2026, 11, 17, 1, tzinfo=UTC))
+        assert set(first["request"]) <= {"another_judgment", "expert_review"}
+        assert write_requests(dsn, task_requests=first, annotator_actions=no_actions) == {
+            "task_requests": queue.height,
+            "annotator_actions": 0,
+        }
+        # A retried run of the same day decides the same: nothing new.
+        again = queue_requests(queue, created_at=datetime(2026, 11, 17, 2, tzinfo=UTC))
+        written = write_requests(dsn, task_requests=again, annotator_actions=no_actions)
+        assert written["task_requests"] == 0
+        # The next day asks again about a task still unsure: a new decision.
+        later = queue_requests(
+            queue.head(1).with_columns(day=pl.lit(date(2026, 11, 17))),
+            created_at=datetime(2026, 11, 18, 1, tzinfo=UTC),
+        )
+        written = write_requests(dsn, task_requests=later, annotator_actions=no_actions)
+        assert written["task_requests"] == 1
+        with psycopg.connect(dsn) as connection:
+            rows = connection.execute(
+                "SELECT request, reason, posterior->>'n_judgments' FROM task_requests"
+            ).fetchall()
+        assert len(rows) == queue.height + 1
+        assert all(reason.startswith("boxes: ") for _, reason, _ in rows)
