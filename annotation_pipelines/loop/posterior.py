@@ -1,7 +1,9 @@
 """Per-task confidence functions the policy reads, one per judgment kind.
 
 A confidence function takes the judgments seen so far and returns one row per task with
-`task_id`, `label`, `confidence` (calibrated) and `n_votes`. The categorical one refits the
+`task_id`, `label`, `confidence` (calibrated) and `n_votes`, and, where answers split into
+votes, `top_votes` and `runner_up_votes` (the counts of the two most frequent answers, which
+the policy reads as label uncertainty). The categorical one refits the
 aggregation each time it is called and carries the annotator confusion matrices forward
 (warm-started EM), so a refit after a few more judgments costs a few iterations.
 """
@@ -73,7 +75,24 @@ class CategoricalConfidence:
             self.explanation = result.explanation
         self._warm_start = result.warm_start
         self.iterations.append(result.iterations)
-        return result.labels.select("task_id", "label", "confidence", "n_votes")
+        return result.labels.select("task_id", "label", "confidence", "n_votes").join(
+            vote_split(judgments), on="task_id", how="left", maintain_order="left"
+        )
+
+
+def vote_split(judgments: pl.DataFrame) -> pl.DataFrame:
+    """Per task, `top_votes` and `runner_up_votes`: the counts of its two most frequent answers
+    (0 when it has a single distinct answer)."""
+    ranked = pl.col("len").sort(descending=True)
+    return (
+        judgments.group_by("task_id", "label")
+        .len()
+        .group_by("task_id")
+        .agg(
+            ranked.first().cast(pl.Int64).alias("top_votes"),
+            ranked.get(1, null_on_oob=True).fill_null(0).cast(pl.Int64).alias("runner_up_votes"),
+        )
+    )
 
 
 # kind -> factory(method, gold) of its confidence function.

@@ -4,9 +4,8 @@ Rows are the judgments annotators would give, in arrival order. Every task start
 first `min_votes` rows; after each round the policy (`policy.decide`) reads the confidence
 function's per-task confidence, and each request reveals that task's next unseen row. A task
 with no rows left is done. The replay ends when the policy asks for nothing or the budget (a
-share of the rows) is spent. When even the first `min_votes` rows of every task exceed the
-budget, they are revealed vote by vote (every task's first row, then every task's second, in
-file order) until it is spent.
+share of the rows) is spent. When the first `min_votes` rows of every task exceed the budget,
+tasks start with fewer (`_initial_reveal`).
 """
 
 from __future__ import annotations
@@ -118,10 +117,17 @@ def replay(
 def _initial_reveal(
     rank: np.ndarray, task: np.ndarray, n_tasks: int, min_votes: int, budget: int
 ) -> np.ndarray:
-    """Rows revealed per task before the first round: `min_votes` each, within the budget."""
-    first = rank < min_votes
+    """Rows revealed per task before the first round: `min_votes` each, within the budget.
+
+    When the budget cannot pay `min_votes` for every task, every task starts with as many as
+    it can pay evenly (at least one), and the policy places the rest: on a budget, a second
+    vote is worth more on a task whose first votes disagree than on one whose votes agree
+    (Sheng, Provost and Ipeirotis, "Get another label?", KDD 2008). When even one vote per
+    task exceeds the budget, first votes are revealed in file order until it is spent.
+    """
+    start = max(1, min(min_votes, budget // max(n_tasks, 1)))
+    first = rank < start
     if int(first.sum()) > budget:
-        # Vote by vote: every task's first row, then every task's second, in file order.
         rows = np.flatnonzero(first)
         order = rows[np.lexsort((rows, rank[rows]))][:budget]
         first = np.zeros_like(first)

@@ -9,6 +9,7 @@ import polars as pl
 from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
+from annotation_pipelines.loop.policy import PolicyOptions
 from tests.inputs import write_input
 from tests.loop.synthetic import crowd
 
@@ -56,11 +57,13 @@ def test_defaults_are_the_policy_defaults(tmp_path: Path) -> None:
     code, printed = _invoke(str(write_input(judgments, tmp_path / "in.parquet")))
     assert code == 0, printed
     summary = json.loads(printed)
+    defaults = PolicyOptions()
     assert (summary["min_votes"], summary["max_votes"], summary["target_confidence"]) == (
-        3,
-        15,
-        0.98,
+        defaults.min_votes,
+        defaults.max_votes,
+        defaults.target_confidence,
     )
+    assert summary["label_uncertainty"] is True
     assert summary["budget"] == 1.0 and summary["kind"] == "categorical"
 
 
