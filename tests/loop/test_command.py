@@ -63,7 +63,7 @@ def test_defaults_are_the_policy_defaults(tmp_path: Path) -> None:
         defaults.max_votes,
         defaults.target_confidence,
     )
-    assert summary["label_uncertainty"] is True
+    assert summary["label_uncertainty"] is defaults.label_uncertainty
     assert summary["budget"] == 1.0 and summary["kind"] == "categorical"
 
 

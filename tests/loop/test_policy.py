@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -13,6 +14,8 @@ from annotation_pipelines.loop.policy import (
     PolicyOptions,
     budget_judgments,
     decide,
+    label_uncertainty,
+    stopping_confidence,
 )
 
 
@@ -66,6 +69,63 @@ def test_exhausted_task_is_done_as_it_stands() -> None:
     decided = decide(_tasks([0.6, 0.6], [3, 3], exhausted=[True, False]), PolicyOptions())
     assert _decisions(decided) == [DONE, NEEDS_ANOTHER_JUDGMENT]
     assert "no judgment left" in decided.get_column("reason")[0]
+
+
+def test_label_uncertainty_is_the_beta_tail_beyond_an_even_split() -> None:
+    # Beta(4, 1) below 1/2 is 0.5^4; an even split is a coin flip whatever its size.
+    values = label_uncertainty(np.array([3, 4, 6]), np.array([0, 3, 6]))
+    assert values[0] == pytest.approx(0.0625)
+    assert 0.3 < values[1] < 0.4
+    assert values[2] == pytest.approx(0.5)
+
+
+def test_vote_split_holds_a_split_task_open_and_lets_a_unanimous_one_stop() -> None:
+    options = PolicyOptions(target_confidence=0.97, label_uncertainty=True)
+    tasks = _tasks([0.999, 0.998, 0.98], [3, 7, 3], top_votes=[3, 4, 3], runner_up_votes=[0, 3, 0])
+    decided = decide(tasks, options)
+    # 3-0 at 0.999: 1 - sqrt(0.001 * 0.0625) = 0.992; 4-3 at 0.998: 1 - sqrt(0.002 * 0.36) =
+    # 0.973 would pass 0.97 but not 0.98; 3-0 at 0.98: 1 - sqrt(0.02 * 0.0625) = 0.965.
+    assert _decisions(decided) == [DONE, DONE, NEEDS_ANOTHER_JUDGMENT]
+    stricter = decide(tasks, PolicyOptions(target_confidence=0.98, label_uncertainty=True))
+    assert _decisions(stricter) == [DONE, NEEDS_ANOTHER_JUDGMENT, NEEDS_ANOTHER_JUDGMENT]
+    expected = stopping_confidence(
+        np.array([0.999, 0.998, 0.98]), np.array([3, 4, 3]), np.array([0, 3, 0])
+    )
+    assert decided.get_column("confidence").to_list() == pytest.approx(expected.tolist())
+
+
+def test_without_vote_counts_or_with_the_check_off_the_model_confidence_decides() -> None:
+    # Kinds without a vote split, and callers that pass only the three columns, keep the
+    # model's confidence as the stopping rule.
+    plain = decide(_tasks([0.98, 0.96], [3, 3]), PolicyOptions(target_confidence=0.97))
+    assert _decisions(plain) == [DONE, NEEDS_ANOTHER_JUDGMENT]
+    split = _tasks([0.998], [7], top_votes=[4], runner_up_votes=[3])
+    for options in (
+        PolicyOptions(target_confidence=0.98),
+        PolicyOptions(label_uncertainty=False, target_confidence=0.98),
+    ):
+        off = decide(split, options)
+        assert _decisions(off) == [DONE]
+        assert off.get_column("confidence").to_list() == [0.998]
+
+
+def test_a_set_budget_is_spent_on_the_least_confident_once_every_task_is_at_target() -> None:
+    tasks = _tasks(
+        [0.99, 0.995, 0.999, 0.991], [3, 3, 3, 15], exhausted=[False, False, False, False]
+    )
+    options = PolicyOptions(target_confidence=0.98, budget=0.5)
+    decided = decide(tasks, options, budget_left=2)
+    # Five per cent of four tasks rounds up to one a round; the task at max_votes is not asked.
+    assert _decisions(decided) == [NEEDS_ANOTHER_JUDGMENT, DONE, DONE, DONE]
+    assert "budget is left" in decided.get_column("reason")[0]
+    assert _decisions(decide(tasks, options, budget_left=0)) == [DONE] * 4
+    # No budget set (the whole file), or spending off: done is done.
+    assert (
+        _decisions(decide(tasks, PolicyOptions(target_confidence=0.98), budget_left=2))
+        == [DONE] * 4
+    )
+    frugal = PolicyOptions(target_confidence=0.98, budget=0.5, spend_budget=False)
+    assert _decisions(decide(tasks, frugal, budget_left=2)) == [DONE] * 4
 
 
 def test_budget_in_judgments() -> None:
