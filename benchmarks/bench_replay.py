@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -27,7 +28,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_pipelines.aggregation import fit
-from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.loop.policy import RECOMMENDED, PolicyOptions
 from annotation_pipelines.loop.posterior import CategoricalConfidence
 from annotation_pipelines.loop.replay import replay
 from tests.realdata import ALL_CROWD, accuracy, load_crowd
@@ -85,7 +86,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--orders", type=int, default=0)
     arguments = parser.parse_args()
-    defaults = PolicyOptions()
+    defaults = RECOMMENDED
     variants = [
         (
             f"adaptive default (min {defaults.min_votes}, max {defaults.max_votes}, "
@@ -94,10 +95,10 @@ def main() -> None:
         ),
         (
             "adaptive, vote split combined (LMU), target 0.97",
-            PolicyOptions(label_uncertainty=True, target_confidence=0.97),
+            replace(defaults, label_uncertainty=True, target_confidence=0.97),
         ),
         *[
-            (f"adaptive, --budget {budget:g}", PolicyOptions(budget=budget))
+            (f"adaptive, --budget {budget:g}", replace(defaults, budget=budget))
             for budget in arguments.budget or [0.5]
         ],
     ]

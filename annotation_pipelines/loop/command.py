@@ -18,6 +18,7 @@ the task's confidence. Nested values (spans, boxes, lists) need `.parquet` or `.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -26,7 +27,7 @@ import polars as pl
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS
-from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.tabular import (
@@ -39,7 +40,7 @@ from annotation_pipelines.tabular import (
     write_rows,
 )
 
-_DEFAULTS = PolicyOptions()
+_DEFAULTS = RECOMMENDED
 
 
 @click.command("replay")
@@ -126,7 +127,8 @@ def replay_command(
                 f"choose from {', '.join(methods_for(kind))}"
             )
         try:
-            options = PolicyOptions(
+            options = replace(
+                RECOMMENDED,
                 min_votes=min_votes,
                 max_votes=max_votes,
                 target_confidence=target_confidence

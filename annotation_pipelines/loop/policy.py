@@ -24,7 +24,7 @@ overstates how settled a hard item is. Three guards, measured on the shared crow
 1. A full refit every round (`posterior.py`): every task's confidence, done or not, is read
    again from annotator reliabilities learnt on everything revealed since, and a task that
    falls back below the target is asked again.
-2. A high target (0.99 by default) and a `max_votes` that lets hard items reach it (30):
+2. A high target (0.99 in `RECOMMENDED`) and a `max_votes` that lets hard items reach it (30):
    at 0.98 / 15 the policy stopped 1–3 points of accuracy short of Dawid–Skene on all the
    judgments; 15 votes cut off the hard items of the 20- and 39-vote sets.
 3. Optionally (`label_uncertainty`), the task's own vote split as a second opinion, after
@@ -79,18 +79,14 @@ class ConfidenceFunction(Protocol):
 class PolicyOptions:
     """What a project lead sets. Costs are in units of one crowd judgment.
 
-    Defaults (measured on the four shared crowd sets with `benchmarks/bench_replay.py`, one
-    configuration for all; the README has the table): three votes to start, up to thirty,
-    done at a calibrated 0.99; no expert-cost shortcut and no budget cap beyond `max_votes`
-    unless the project sets one; a set budget is spent (`spend_budget`). With them the
-    replays spend 39–53 % of the judgments of the sets with 10–39 votes a task and stay
-    0.3–2.8 points of accuracy below Dawid–Skene on all of them (module docstring: why;
-    `label_uncertainty`: the vote-split check, off by default).
+    The field defaults are what the live layer (`live.py`) runs today: three votes to start,
+    up to fifteen, done at a calibrated 0.98. `RECOMMENDED` is what the replay measured and
+    what `annotation-pipelines replay` defaults to (see there).
     """
 
     min_votes: int = 3
-    max_votes: int = 30
-    target_confidence: float = 0.99
+    max_votes: int = 15
+    target_confidence: float = 0.98
     budget: float = 1.0
     crowd_cost: float = 1.0
     expert_cost: float | None = None
@@ -115,6 +111,16 @@ class PolicyOptions:
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
+
+
+RECOMMENDED = PolicyOptions(max_votes=30, target_confidence=0.99)
+"""What to recommend to a project lead, measured on the four shared crowd sets with
+`benchmarks/bench_replay.py` (one configuration for all; the README has the table): three
+votes to start, up to thirty, done at a calibrated 0.99, the model's confidence alone
+(`label_uncertainty` off), a set budget spent (`spend_budget`), no expert-cost shortcut and
+no budget cap beyond `max_votes` unless the project sets one. At 0.98 / 15 votes the replays
+stopped 1–3 points of accuracy short of Dawid–Skene on all the judgments; 15 votes cut off
+the hard items of the 20- and 39-vote sets (module docstring: why)."""
 
 
 def budget_judgments(available: int, options: PolicyOptions) -> int:

@@ -18,6 +18,7 @@ import polars as pl
 
 from annotation_pipelines.loop.policy import (
     NEEDS_ANOTHER_JUDGMENT,
+    RECOMMENDED,
     ConfidenceFunction,
     PolicyOptions,
     budget_judgments,
@@ -58,8 +59,9 @@ def replay(
     confidence: ConfidenceFunction,
     options: PolicyOptions | None = None,
 ) -> ReplayResult:
-    """Replay `judgments` (`task_id` plus the kind's columns, in arrival order)."""
-    options = options or PolicyOptions()
+    """Replay `judgments` (`task_id` plus the kind's columns, in arrival order) under
+    `options` (default: `policy.RECOMMENDED`)."""
+    options = options or RECOMMENDED
     if "task_id" not in judgments.columns:
         raise ValueError(f"judgments: missing column task_id; have {', '.join(judgments.columns)}")
     if judgments.height == 0:

@@ -9,7 +9,7 @@ import polars as pl
 from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
-from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.loop.policy import RECOMMENDED
 from tests.inputs import write_input
 from tests.loop.synthetic import crowd
 
@@ -57,7 +57,7 @@ def test_defaults_are_the_policy_defaults(tmp_path: Path) -> None:
     code, printed = _invoke(str(write_input(judgments, tmp_path / "in.parquet")))
     assert code == 0, printed
     summary = json.loads(printed)
-    defaults = PolicyOptions()
+    defaults = RECOMMENDED
     assert (summary["min_votes"], summary["max_votes"], summary["target_confidence"]) == (
         defaults.min_votes,
         defaults.max_votes,

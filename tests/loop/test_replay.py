@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import polars as pl
 import pytest
 
 from annotation_pipelines.aggregation import fit
-from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.loop.policy import RECOMMENDED, PolicyOptions
 from annotation_pipelines.loop.posterior import CategoricalConfidence, vote_split
 from annotation_pipelines.loop.replay import replay
 from tests.loop.synthetic import crowd
@@ -117,7 +119,7 @@ def test_default_policy_on_the_shared_crowd_sets() -> None:
     floors = {"d_sentiment": (0.95, 0.52), "duck": (0.85, 0.45), "rte": (0.92, 0.56)}
     for dataset, (floor, share) in floors.items():
         judgments, truth = load_crowd(dataset)
-        result = replay(judgments, confidence=CategoricalConfidence(), options=PolicyOptions())
+        result = replay(judgments, confidence=CategoricalConfidence(), options=RECOMMENDED)
         used = result.judgments_used / judgments.height
         assert accuracy(result.labels, truth) >= floor and used <= share, (dataset, used)
 
@@ -128,7 +130,7 @@ def test_cold_refits_keep_duck_out_of_the_collapsed_optimum() -> None:
     gives one class to most tasks and the replay ended at 0.53; refitted cold every round it
     stays with the crowd."""
     judgments, truth = load_crowd("duck")
-    options = PolicyOptions(target_confidence=0.96)
+    options = replace(RECOMMENDED, target_confidence=0.96, label_uncertainty=True)
     cold = replay(judgments, confidence=CategoricalConfidence(), options=options)
     assert accuracy(cold.labels, truth) >= 0.8
 
