@@ -43,7 +43,7 @@ from scipy.special import ndtr, ndtri
 from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS
 from annotation_pipelines.loop.live import TASK_REQUESTS, decision_id
 
-# The target confidence each kind's replay and policy default to (`PolicyOptions` holds the
+# The target confidence each kind's replay and policy default to (`policy.RECOMMENDED` holds the
 # categorical one). Measured with `benchmarks/bench_replay_kinds.py` (synthetic projects of
 # every kind, 9 judgments per task): at 0.95 the policy matches or beats fixed overlap of 4–5
 # at 29–58 % of the judgments on every kind but ranking (whose agreement-based confidence
