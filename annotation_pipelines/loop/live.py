@@ -33,6 +33,14 @@ decision carries `decision_id` = sha256(kind, project, task or annotator, state 
 retried update of the same version yields the same ids, and the annotation DB's unique
 constraint keeps one row per decision.
 
+Judgments come from the annotation DB's change stream and from landing-zone export files
+(`file_rows`: a file's rows are stamped with the moment its content was read; the asset reads
+a file once per content hash, `content_hash`).
+
+End of day: `rebase` puts each task of a day on that day's daily aggregation (the record of
+truth) when the daily fit saw exactly the votes the live state holds for it, and recounts the
+carried statistics, so the live labels and the daily labels agree on every task of the day.
+
 The engine never imports dagster; `state_files` / `load_state` turn a state into the lake's
 `live/<project>/...` objects and back.
 """
