@@ -1,10 +1,13 @@
 """The live loop for real: a PostgreSQL annotation DB, `dagster-daemon`, judgments arriving.
 
-A simulator thread commits judgments at a steady rate for two minutes; a spammer joins
-midway; the daemon is restarted in the middle. Measured: a judgment's commit → its effect on
-the live posteriors (p95), the spammer's 30th judgment → the block request in the DB. Checked:
-every judgment counted exactly once, and the live labels agree with a full Dawid–Skene fit
-(what the daily aggregation runs) on every task with all its votes.
+A simulator thread commits judgments at a steady rate; a spammer joins midway; the daemon is
+restarted in the middle. Measured: a judgment's commit → its effect on the live posteriors
+(p95), the spammer's 30th judgment → the block request in the DB. Checked: every judgment
+counted exactly once, and the live labels agree with a full Dawid–Skene fit (what the daily
+aggregation runs) on every task with all its votes.
+
+`run_live_loop` is the harness; `benchmarks/bench_live_loop.py` runs it longer and faster.
+The test keeps the rate and length at which it passes reliably on a shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,53 +31,73 @@ import yaml
 
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.ingest.postgres import apply_schema
-from annotation_pipelines.loop.live import load_state
+from annotation_pipelines.loop.live import LiveState, load_state
 from tests.services import fresh_database
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 BIN = Path(sys.executable).parent
-RATE = 100  # judgments per second
-SECONDS = 120
-SPAMMER_FROM = 45  # seconds into the stream
-RESTART_AT = 60
-VOTES = 5
-N_ANNOTATORS = 30
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the simulator sends: `rate` judgments/s for `seconds`, a spammer from
+    `spammer_from` s (one judgment in 20), the daemon restarted at `restart_at` s."""
+
+    rate: int = 100
+    seconds: int = 180
+    spammer_from: float = 20
+    restart_at: float = 90
+    votes: int = 5
+    annotators: int = 30
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    report: dict[str, object]
+    state: LiveState
+    judgments_in_db: int
+    committed_ids: set[str]
+    blocked: list[str]
+    requests: tuple[int, int]
 
 
 class Simulator(threading.Thread):
-    """Commits judgments in small transactions at `RATE`/s; remembers each commit's time."""
+    """Commits judgments in small transactions at `rate`/s; remembers each commit's time."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, workload: Workload) -> None:
         super().__init__(daemon=True)
         self.dsn = dsn
+        self.workload = workload
         self.commits: list[tuple[str, str, float]] = []  # judgment_id, annotator_id, time
         self.error: BaseException | None = None
         self.rng = np.random.default_rng(5)
-        self.skill = self.rng.uniform(0.75, 0.95, N_ANNOTATORS)
+        self.skill = self.rng.uniform(0.75, 0.95, workload.annotators)
 
     def rows(self, start: int, count: int, elapsed: float) -> list[tuple]:
+        w = self.workload
         rows = []
+        now = datetime.now(UTC)
         for n in range(start, start + count):
-            task = n // VOTES
+            task = n // w.votes
             truth = (task * 7919) % 3
-            if elapsed >= SPAMMER_FROM and n % 20 == 0:
+            if elapsed >= w.spammer_from and n % 20 == 0:
                 annotator, label = "s00", int(self.rng.integers(0, 3))
             else:
-                annotator = f"w{(task * 3 + (n % VOTES) * 7) % N_ANNOTATORS:02d}"
+                annotator = f"w{(task * 3 + (n % w.votes) * 7) % w.annotators:02d}"
                 right = self.rng.random() < self.skill[int(annotator[1:])]
                 label = truth if right else int(self.rng.integers(0, 3))
-            now = datetime.now(UTC)
-            rows.append((f"j{n:07d}", f"t{task:06d}", "reviews", annotator, f"c{label}", now, 3.0))
+            rows.append((f"j{n:08d}", f"t{task:07d}", "reviews", annotator, f"c{label}", now, 3.0))
         return rows
 
     def run(self) -> None:
+        w = self.workload
         try:
             with psycopg.connect(self.dsn) as connection:
                 started, sent = time.monotonic(), 0
-                while (elapsed := time.monotonic() - started) < SECONDS:
-                    due = int(elapsed * RATE) - sent
+                while (elapsed := time.monotonic() - started) < w.seconds:
+                    due = int(elapsed * w.rate) - sent
                     if due <= 0:
                         time.sleep(0.05)
                         continue
@@ -88,8 +112,21 @@ class Simulator(threading.Thread):
                     committed = time.time()
                     self.commits.extend((r[0], r[3], committed) for r in rows)
                     sent += due
-        except BaseException as error:  # reported by the test
+        except BaseException as error:  # reported by the caller
             self.error = error
+
+
+class LoadSampler(threading.Thread):
+    """The machine's 1-minute load average every few seconds (other jobs share the cores)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(5.0):
+            self.samples.append(os.getloadavg()[0])
 
 
 def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -119,17 +156,44 @@ def _wait(predicate, *, timeout: float, what: str, interval: float = 2.0):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _state(lake: Path):
+def _state(lake: Path) -> LiveState:
     return load_state(
         "reviews", lambda key: (lake / key).read_bytes() if (lake / key).exists() else None
     )
 
 
-def test_judgments_reach_the_live_state_within_a_minute_and_a_spammer_is_blocked(tmp_path):
-    home, data = tmp_path / "home", tmp_path / "data"
+def _run_timings(instance_db: str) -> dict[str, object]:
+    """Per live run: queued → started (launch: a process importing the code location) and
+    started → ended (the work), from the instance's run storage."""
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{instance_db}"
+    with psycopg.connect(dsn) as connection:
+        rows = connection.execute(
+            "SELECT status, extract(epoch FROM create_timestamp AT TIME ZONE 'UTC'), start_time, "
+            "end_time FROM runs WHERE pipeline_name = 'live_quality_job' ORDER BY 2"
+        ).fetchall()
+    launch = [r[2] - float(r[1]) for r in rows if r[2] is not None]
+    work = [r[3] - r[2] for r in rows if r[2] is not None and r[3] is not None]
+
+    def q(values: list[float], p: float) -> float | None:
+        return round(float(np.quantile(values, p)), 1) if values else None
+
+    return {
+        "runs": len(rows),
+        "runs_failed": sum(1 for r in rows if r[0] == "FAILURE"),
+        "run_launch_p50_s": q(launch, 0.5),
+        "run_launch_p95_s": q(launch, 0.95),
+        "run_work_p50_s": q(work, 0.5),
+        "run_work_p95_s": q(work, 0.95),
+    }
+
+
+def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") -> LoopResult:
+    """The whole loop once: instance and annotation DB in fresh databases, a daemon, the
+    simulator; returns the measurements (also in test-artifacts/<name>.json)."""
+    home, data = root / "home", root / "data"
     home.mkdir()
     lake = data / "lake"
-    logs = tmp_path / "logs"
+    logs = root / "logs"
     logs.mkdir()
     with fresh_database("live_loop_dagster") as instance_db, fresh_database("live_loop_db") as db:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{db}"
@@ -156,7 +220,8 @@ def test_judgments_reach_the_live_state_within_a_minute_and_a_spammer_is_blocked
         }
         log = logs / "daemon.log"
         daemon = _daemon(env, log)
-        simulator = Simulator(dsn)
+        simulator = Simulator(dsn, workload)
+        load = LoadSampler()
         try:
             # Warm: the first rows reach the live state through the sensor and a run.
             with psycopg.connect(dsn) as connection:
@@ -170,25 +235,28 @@ def test_judgments_reach_the_live_state_within_a_minute_and_a_spammer_is_blocked
                 timeout=180,
                 what=f"the first live run; daemon log:\n{log.read_text()[-3000:]}",
             )
+            load.start()
             simulator.start()
-            time.sleep(RESTART_AT)
+            time.sleep(workload.restart_at)
             restart = (time.time(), None)
             _stop(daemon)
             daemon = _daemon(env, log)
             restart = (restart[0], time.time())
-            simulator.join(timeout=SECONDS + 30)
+            simulator.join(timeout=workload.seconds + 30)
             assert simulator.error is None, simulator.error
             ids = {row[0] for row in simulator.commits} | {"warm"}
 
-            def caught_up():
+            def caught_up() -> LiveState | None:
                 state = _state(lake)
                 return state if set(state.ledger["judgment_id"]) >= ids else None
 
-            state = _wait(caught_up, timeout=120, what="the live state to hold every judgment")
+            state = _wait(caught_up, timeout=180, what="the live state to hold every judgment")
         finally:
+            load.stopped.set()
             _stop(daemon)
             ARTIFACTS.mkdir(exist_ok=True)
-            (ARTIFACTS / "live-loop-daemon.log").write_bytes(log.read_bytes())
+            (ARTIFACTS / f"{name}-daemon.log").write_bytes(log.read_bytes())
+        timings = _run_timings(instance_db)
         with psycopg.connect(dsn) as connection:
             in_db = connection.execute("SELECT count(*) FROM judgments").fetchone()[0]
             blocks = connection.execute(
@@ -203,12 +271,6 @@ def test_judgments_reach_the_live_state_within_a_minute_and_a_spammer_is_blocked
                 orient="row",
             )
 
-    # Exactly once: every committed judgment in the ledger once, no other, none counted twice.
-    assert state.ledger.height == in_db == len(ids)
-    assert state.ledger["judgment_id"].n_unique() == in_db
-    flagged = int(state.ledger["flagged"].sum())
-    assert int(state.tasks["n_votes"].sum()) + flagged == in_db
-
     commits = pl.DataFrame(
         simulator.commits, schema=["judgment_id", "annotator_id", "committed"], orient="row"
     )
@@ -218,40 +280,67 @@ def test_judgments_reach_the_live_state_within_a_minute_and_a_spammer_is_blocked
     latency = commits.join(applied, on="judgment_id").with_columns(
         seconds=pl.col("applied") - pl.col("committed")
     )
-    outside = latency.filter(
-        (pl.col("committed") < restart[0]) | (pl.col("committed") > restart[1] + 60)
-    )
-    p95_all = float(latency["seconds"].quantile(0.95))
-    p95_outside = float(outside["seconds"].quantile(0.95))
-
+    # The restart kills the runs on their way with the daemon: the commits no run folded
+    # before it (after the last watermark applied before the restart) wait for the new daemon,
+    # as do those of its first minute. The rest is the steady state.
+    before = state.versions.filter(pl.col("applied_at").dt.epoch("us") / 1e6 < restart[0])
+    folded_until = before["watermark"].max()
+    cut = folded_until.timestamp() if isinstance(folded_until, datetime) else restart[0]
+    outside = latency.filter((pl.col("committed") < cut) | (pl.col("committed") > restart[1] + 60))
     spam = commits.filter(pl.col("annotator_id") == "s00").sort("committed")
-    assert [b[0] for b in blocks] == ["s00"], blocks
-    block_seconds = float(blocks[0][1]) - float(spam["committed"][29])
-    agreement = _agreement_with_full_fit(state, database)
-    report = {
+    block_seconds = (
+        float(blocks[0][1]) - float(spam["committed"][29]) if blocks and spam.height >= 30 else None
+    )
+    report: dict[str, object] = {
         "judgments": in_db,
-        "rate_per_s": RATE,
+        "rate_per_s": workload.rate,
+        "seconds": workload.seconds,
         "latency_p50_s": round(float(latency["seconds"].median()), 1),
-        "latency_p95_s": round(p95_all, 1),
-        "latency_p95_outside_restart_s": round(p95_outside, 1),
+        "latency_p95_s": round(float(latency["seconds"].quantile(0.95)), 1),
+        "latency_p95_outside_restart_s": round(float(outside["seconds"].quantile(0.95)), 1),
+        "judgments_outside_restart": outside.height,
+        "restart_down_s": round(restart[1] - restart[0], 1),
         "latency_max_s": round(float(latency["seconds"].max()), 1),
-        "spammer_30th_to_block_s": round(block_seconds, 1),
+        "spammer_30th_to_block_s": None if block_seconds is None else round(block_seconds, 1),
         "task_requests": requests[0],
         "versions": state.version,
-        "agreement_with_full_fit": round(agreement, 4),
+        "agreement_with_full_fit": round(_agreement_with_full_fit(state, database, workload), 4),
+        **timings,
+        "load_average_1m_mean": round(float(np.mean(load.samples)), 2) if load.samples else None,
+        "load_average_1m_max": round(float(np.max(load.samples)), 2) if load.samples else None,
+        "cores": os.cpu_count(),
     }
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "live-loop.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps(report))
-    assert requests[0] == requests[1]
-    assert p95_outside <= 60, report
-    assert block_seconds <= 120, report
-    assert agreement >= 0.97, report
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(report, indent=1))
+    return LoopResult(
+        report=report,
+        state=state,
+        judgments_in_db=in_db,
+        committed_ids=ids,
+        blocked=[b[0] for b in blocks],
+        requests=(requests[0], requests[1]),
+    )
 
 
-def _agreement_with_full_fit(state, database: pl.DataFrame) -> float:
+def _agreement_with_full_fit(state: LiveState, database: pl.DataFrame, workload: Workload) -> float:
     """Share of tasks with all their votes where the live label is the full fit's label."""
     full = fit(database, "dawid_skene").labels.select("task_id", full=pl.col("label"))
-    complete = database.group_by("task_id").agg(n=pl.len()).filter(pl.col("n") >= VOTES)
+    complete = database.group_by("task_id").agg(n=pl.len()).filter(pl.col("n") >= workload.votes)
     both = state.tasks.join(full, on="task_id").join(complete, on="task_id")
     return float((both["label"] == both["full"]).mean())
+
+
+def test_judgments_reach_the_live_state_within_a_minute_and_a_spammer_is_blocked(tmp_path):
+    result = run_live_loop(tmp_path, Workload())
+    state, report = result.state, result.report
+    print(json.dumps(report))
+    # Exactly once: every committed judgment in the ledger once, no other, none counted twice.
+    assert state.ledger.height == result.judgments_in_db == len(result.committed_ids)
+    assert state.ledger["judgment_id"].n_unique() == result.judgments_in_db
+    flagged = int(state.ledger["flagged"].sum())
+    assert int(state.tasks["n_votes"].sum()) + flagged == result.judgments_in_db
+    assert result.blocked == ["s00"], result.blocked
+    assert result.requests[0] == result.requests[1]
+    assert report["latency_p95_outside_restart_s"] <= 60, report
+    assert report["spammer_30th_to_block_s"] <= 120, report
+    assert report["agreement_with_full_fit"] >= 0.97, report

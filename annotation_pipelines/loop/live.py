@@ -33,6 +33,14 @@ decision carries `decision_id` = sha256(kind, project, task or annotator, state 
 retried update of the same version yields the same ids, and the annotation DB's unique
 constraint keeps one row per decision.
 
+Judgments come from the annotation DB's change stream and from landing-zone export files
+(`file_rows`: a file's rows are stamped with the moment its content was read; the asset reads
+a file once per content hash, `content_hash`).
+
+End of day: `rebase` puts each task of a day on that day's daily aggregation (the record of
+truth) when the daily fit saw exactly the votes the live state holds for it, and recounts the
+carried statistics, so the live labels and the daily labels agree on every task of the day.
+
 The engine never imports dagster; `state_files` / `load_state` turn a state into the lake's
 `live/<project>/...` objects and back.
 """
@@ -45,11 +53,12 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.loop.policy import ESCALATE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
 from annotation_pipelines.quality._common import wilson_bounds
 from annotation_pipelines.schema import UTC_TIMESTAMP
@@ -182,6 +191,7 @@ class LiveEvents:
     alerts: list[dict[str, object]]
     new_judgments: int = 0
     refitted_tasks: int = 0
+    rebased_tasks: int = 0
 
 
 def decision_id(kind: str, project: str, subject: str, version: int) -> str:
@@ -804,6 +814,169 @@ def open_requests(
     ).select(list(TASK_REQUESTS))
 
 
+# Reconciliation with the daily layer -------------------------------------------------------
+
+
+def rebase(
+    state: LiveState,
+    daily: pl.DataFrame,
+    day: str,
+    options: LiveOptions | None = None,
+    *,
+    now: datetime | None = None,
+) -> tuple[LiveState, LiveEvents]:
+    """Re-base the tasks of `day` on that day's daily aggregation, the record of truth.
+
+    `daily` is this project's rows of `aggregated_labels` for `day` (`task_id`, `label`,
+    `confidence`, `n_votes`). A task is re-based when the daily fit saw exactly the votes the
+    live state holds for it: each of its ledger rows (flagged ones too: the daily layer does
+    not know about blocks) was submitted on `day`, and there are `n_votes` of them. Its label
+    and confidence become the daily's; its posterior puts the daily's confidence on that label
+    and spreads the rest over the other classes in the live posterior's proportions. The
+    confusion counts and class counts are then recounted from the ledger (Σ of posteriors
+    over active votes), so the carried statistics stay exactly what the incremental EM
+    maintains, and the next late vote refits the task warm-started from the daily's answer.
+
+    A task with votes on another day (it straddles midnight, or a late vote arrived after the
+    daily fit) keeps its live posterior: the daily layer aggregates per day and saw only part
+    of its votes. Requests are emitted only for re-based tasks the policy now asks about and
+    did not before, so a task already requested is not requested twice.
+    """
+    options = options or LiveOptions()
+    now = now or datetime.now(UTC)
+    k = len(state.labels)
+    if daily.height == 0 or state.tasks.height == 0 or k == 0:
+        return state, _no_events()
+    codes = {label: code for code, label in enumerate(state.labels)}
+    votes = state.ledger.group_by("task_id").agg(
+        n_all=pl.len().cast(pl.Int64),
+        same_day=(pl.col("submitted_at").dt.date() == date.fromisoformat(day)).all(),
+    )
+    chosen = (
+        daily.select(
+            pl.col("task_id").cast(pl.String),
+            daily_label=pl.col("label").cast(pl.String),
+            daily_confidence=pl.col("confidence").cast(pl.Float64),
+            daily_votes=pl.col("n_votes").cast(pl.Int64),
+        )
+        .join(votes, on="task_id", how="inner")
+        .filter(
+            pl.col("same_day")
+            & (pl.col("n_all") == pl.col("daily_votes"))
+            & pl.col("daily_label").is_in(list(state.labels))
+        )
+        .join(state.tasks.select("task_id", "posterior"), on="task_id", how="inner")
+        .sort("task_id")
+    )
+    if chosen.height == 0:
+        return state, _no_events()
+    version = state.version + 1
+    old = _posterior_matrix(chosen, k)
+    label = chosen.get_column("daily_label").replace_strict(codes, return_dtype=pl.Int64)
+    code = label.to_numpy().astype(np.int64)
+    confidence = np.clip(chosen.get_column("daily_confidence").fill_null(1.0).to_numpy(), 0, 1)
+    rows = np.arange(code.size)
+    rest = old.copy()
+    rest[rows, code] = 0.0
+    total = rest.sum(axis=1, keepdims=True)
+    others = (np.arange(k)[None, :] != code[:, None]).astype(np.float64) / max(k - 1, 1)
+    rest = np.where(total > 0, rest / np.maximum(total, _FLOOR), others)
+    posterior = rest * (1.0 - confidence)[:, None]
+    posterior[rows, code] = confidence if k > 1 else 1.0
+    rebased = chosen.select(
+        "task_id",
+        _label="daily_label",
+        _confidence="daily_confidence",
+        _posterior=pl.Series(posterior.tolist(), dtype=pl.List(pl.Float64)),
+    )
+    tasks = (
+        state.tasks.join(rebased, on="task_id", how="left")
+        .with_columns(
+            label=pl.coalesce("_label", "label"),
+            confidence=pl.coalesce("_confidence", "confidence"),
+            posterior=pl.when(pl.col("_posterior").is_not_null())
+            .then(pl.col("_posterior"))
+            .otherwise(pl.col("posterior")),
+            version=pl.when(pl.col("_label").is_not_null())
+            .then(pl.lit(version, pl.Int64))
+            .otherwise(pl.col("version")),
+        )
+        .select(list(TASKS))
+    )
+    counts, prior = _recount(state.ledger, tasks, state.annotators, k, codes)
+    rebased_state = replace(
+        state, tasks=tasks, prior_counts=prior, annotators=_set_counts(state.annotators, counts)
+    )
+    rebased_state = replace(
+        rebased_state,
+        annotators=_scorecards(rebased_state, state.annotators.get_column("annotator_id"), options),
+    )
+    ids = rebased.get_column("task_id")
+    before = open_requests(state, options, now=now, tasks=ids)
+    after = open_requests(rebased_state, options, now=now, tasks=ids)
+    requests = after.join(
+        before.select("task_id", "request"), on=["task_id", "request"], how="anti"
+    )
+    versions = pl.concat(
+        [
+            state.versions,
+            pl.DataFrame(
+                {
+                    "version": [version],
+                    "watermark": [state.watermark],
+                    "applied_at": [now],
+                    "judgments": [0],
+                },
+                schema=VERSIONS,
+            ),
+        ]
+    )
+    final = replace(rebased_state, version=version, versions=versions)
+    events = LiveEvents(
+        task_requests=requests,
+        annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
+        alerts=[],
+        rebased_tasks=ids.len(),
+    )
+    return final, events
+
+
+def _recount(
+    ledger: pl.DataFrame,
+    tasks: pl.DataFrame,
+    annotators: pl.DataFrame,
+    k: int,
+    codes: Mapping[str, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confusion counts and class counts from scratch: Σ posteriors over the active votes."""
+    indexed = tasks.select("task_id", "n_votes", "gold", "posterior").with_row_index("_task")
+    matrix = _posterior_matrix(indexed, k)
+    active = (
+        ledger.filter(~pl.col("flagged"))
+        .select("task_id", "annotator_id", "label")
+        .join(indexed.select("task_id", "_task"), on="task_id", how="inner")
+        .join(
+            annotators.select("annotator_id").with_row_index("_annotator"),
+            on="annotator_id",
+            how="inner",
+        )
+    )
+    answer = active.get_column("label").replace_strict(dict(codes), return_dtype=pl.Int64)
+    counts = np.zeros((annotators.height, k, k))
+    task = active.get_column("_task").to_numpy().astype(np.int64)
+    _scatter(
+        counts,
+        active.get_column("_annotator").to_numpy().astype(np.int64),
+        answer.to_numpy().astype(np.int64),
+        matrix[task],
+        sign=1.0,
+    )
+    contributes = (
+        (indexed.get_column("n_votes").fill_null(0) > 0) | indexed.get_column("gold").is_not_null()
+    ).to_numpy()
+    return counts, matrix[contributes].sum(axis=0)
+
+
 def _no_events() -> LiveEvents:
     return LiveEvents(
         task_requests=pl.DataFrame(schema=TASK_REQUESTS),
@@ -891,6 +1064,50 @@ def load_stream(read: Callable[[str], bytes | None]) -> tuple[datetime, pl.DataF
     return datetime.fromisoformat(json.loads(raw)["watermark"]), frame
 
 
+FILES_KEY = f"{STREAM_PREFIX}/files.json"
+
+
+def load_files(read: Callable[[str], bytes | None]) -> dict[str, dict[str, str]]:
+    """Landing-zone files already folded in: path → {"fingerprint", "sha256"[, "error"]}."""
+    raw = read(FILES_KEY)
+    return {} if raw is None else dict(json.loads(raw))
+
+
+def files_object(files: Mapping[str, Mapping[str, str]]) -> dict[str, bytes]:
+    """The folded-files record as a lake object, committed with the states it produced."""
+    return {FILES_KEY: json.dumps(dict(files), sort_keys=True, indent=0).encode()}
+
+
+def content_hash(data: bytes) -> str:
+    """A file's identity for exactly-once: the SHA-256 of its bytes (a touched file with the
+    same content is not folded again; an edited one is)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_rows(
+    judgments: pl.DataFrame, gold: pl.DataFrame, *, read_at: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An ingested export's categorical judgments and gold as `update_projects` reads them.
+
+    A file has no per-row version: every row is stamped with `read_at`, the moment its file
+    content was read, so a re-dropped file with a changed answer replaces the earlier one
+    (the ledger keeps the newest version of a judgment) and the same content is never read
+    twice (`content_hash`).
+    """
+    rows = of_kind(judgments).select(
+        "judgment_id",
+        "task_id",
+        "project",
+        "annotator_id",
+        "label",
+        "submitted_at",
+        "duration_s",
+        updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP),
+    )
+    golden = of_kind(gold).select("task_id", "project", "label")
+    return rows, golden
+
+
 def label_studio_requests(requests: pl.DataFrame) -> bytes:
     """Open requests as a Label Studio–importable JSON list (`id` + `data` per task)."""
     items = [
@@ -916,11 +1133,16 @@ __all__ = [
     "LiveEvents",
     "LiveOptions",
     "LiveState",
+    "content_hash",
     "decision_id",
+    "file_rows",
+    "files_object",
     "label_studio_requests",
+    "load_files",
     "load_state",
     "load_stream",
     "open_requests",
+    "rebase",
     "state_files",
     "state_prefix",
     "stream_files",

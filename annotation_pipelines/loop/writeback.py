@@ -75,9 +75,17 @@ def write_requests(
             if missing:
                 raise ValueError(f"{table}: missing column(s) {', '.join(missing)}")
             statement = _insert(table, columns, schema, jsonb)
-            for row in frame.select(columns).iter_rows(named=True):
-                cursor.execute(statement, row)
-                written[table] += max(cursor.rowcount, 0)
+            # One round trip per batch (psycopg pipelines executemany); with returning=True the
+            # rows a conflict skipped return nothing, so the count is the rows really inserted.
+            cursor.executemany(
+                statement + " RETURNING 1",
+                list(frame.select(columns).iter_rows(named=True)),
+                returning=True,
+            )
+            while True:
+                written[table] += len(cursor.fetchall())
+                if not cursor.nextset():
+                    break
         connection.commit()
     return written
 

@@ -1,38 +1,69 @@
 """`live_quality_state`: running scorecards and task posteriors, a few seconds behind the DB.
 
-The asset reads the annotation DB's changes since the stream position stored in the lake, folds
-them into each project's live state (`loop.live.update`), writes the resulting requests and
-blocks to the annotation DB, and commits the states and the new stream position together
+The asset reads the annotation DB's changes since the stream position stored in the lake and
+the landing-zone export files not yet folded in, folds them into each project's live state
+(`loop.live.update`), writes the resulting requests and blocks to the annotation DB, and
+commits the states, the new stream position and the record of folded files together
 (`Lake.commit`). Exactly once follows from that: a run that dies before its commit leaves the
-old position, and the next run reads the same rows again; the ledger drops what it already
-holds. Runs may overlap (the sensor launches the next while one works); the annotation DB's
-advisory lock lets one at a time read, update and commit. The daily layers stay the record.
+old position and record, and the next run reads the same rows and files again; the ledger
+drops what it already holds, and a file whose content hash is recorded is not read twice.
+Runs may overlap (the sensor launches the next while one works); the annotation DB's advisory
+lock lets one at a time read, update and commit.
+
+The daily layers stay the record of truth: when a day's `aggregated_labels` materializes, the
+sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
+so at the end of a day the live labels are the daily labels.
 """
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from logging import Logger
 
 import polars as pl
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
+from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
     TASK_REQUESTS,
+    LiveEvents,
     LiveOptions,
+    LiveState,
+    content_hash,
+    file_rows,
+    files_object,
     label_studio_requests,
+    load_files,
     load_state,
     load_stream,
     open_requests,
+    rebase,
     state_files,
     state_prefix,
     stream_files,
     update_projects,
 )
 from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
+from resources.landing import LandingZone
+
+# The daily table the live state is re-based on at the end of a day.
+DAILY_LABELS = "aggregated_labels"
+# The columns the live engine reads from a batch of judgments / gold labels.
+_JUDGMENT_COLUMNS = (
+    "judgment_id",
+    "task_id",
+    "project",
+    "annotator_id",
+    "label",
+    "submitted_at",
+    "duration_s",
+    "updated_at",
+)
 
 LIVE_GROUP = "live"
 
@@ -51,6 +82,10 @@ class LiveConfig(Config):
     min_votes: int = 3
     max_votes: int = 15
     target_confidence: float = 0.98
+    rebase_days: list[str] = Field(
+        default_factory=list,
+        description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
+    )
 
     def options(self) -> LiveOptions:
         return LiveOptions(
@@ -71,62 +106,174 @@ def _reader(lake: Lake) -> Callable[[str], bytes | None]:
     return lambda key: lake.get(key) if lake.exists(key) else None
 
 
+def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> list[str]:
+    """`path@fingerprint` of every export whose listing differs from the folded record."""
+    return [
+        f"{export.path}@{export.fingerprint}"
+        for export in landing.exports()
+        if folded.get(export.path, {}).get("fingerprint") != export.fingerprint
+    ]
+
+
+def _fold_files(
+    landing: LandingZone, folded: dict[str, dict[str, str]], *, read_at: datetime, log: Logger
+) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """(judgments, gold, paths read) of the export files not folded in yet; `folded` updated.
+
+    A file is identified by its content hash: one touched without a change is only
+    re-fingerprinted. A file the live loop cannot read is recorded with its error and skipped
+    (the ingest sensor reports it and retries it for the daily layers), so it never stalls
+    the live state.
+    """
+    judgments, gold, read = [], [], []
+    for export in landing.exports():
+        record = folded.get(export.path, {})
+        if record.get("fingerprint") == export.fingerprint:
+            continue
+        data = landing.read_bytes(export.path)
+        digest = content_hash(data)
+        if record.get("sha256") == digest:
+            folded[export.path] = {**record, "fingerprint": export.fingerprint}
+            continue
+        try:
+            state_prefix(export.project)
+            settings = landing.project_settings(export.project)
+            mapping = settings.get("mapping")
+            label_set = settings.get("label_set")
+            result = ingest_bytes(
+                data,
+                format=export.format,
+                source_file=export.path,
+                project=export.project,
+                label_set=label_set if isinstance(label_set, list) else None,
+                mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+            )
+        except (InputError, ValueError) as error:
+            log.warning(f"{export.path}: not folded into the live state: {error}")
+            folded[export.path] = {
+                "fingerprint": export.fingerprint,
+                "sha256": digest,
+                "error": str(error)[:500],
+            }
+            continue
+        rows, golden = file_rows(result.judgments, result.gold, read_at=read_at)
+        judgments.append(rows)
+        gold.append(golden)
+        read.append(export.path)
+        folded[export.path] = {"fingerprint": export.fingerprint, "sha256": digest}
+    return (
+        pl.concat(judgments) if judgments else pl.DataFrame(),
+        pl.concat(gold) if gold else pl.DataFrame(),
+        read,
+    )
+
+
+def _rebase_days(
+    lake: Lake,
+    states: dict[str, LiveState],
+    days: list[str],
+    options: LiveOptions,
+    now: datetime,
+) -> dict[str, list[LiveEvents]]:
+    """Re-base each project's tasks of `days` on that day's daily labels (states updated)."""
+    events: dict[str, list[LiveEvents]] = {}
+    for day in sorted(set(days)):
+        if not lake.has_table(DAILY_LABELS, day=day):
+            continue
+        daily = lake.read_table(DAILY_LABELS, day=day)
+        for project in sorted(daily.get_column("project").unique().to_list()):
+            state = states.get(project) or load_state(project, _reader(lake))
+            if state.version == 0:
+                continue
+            rows = daily.filter(pl.col("project") == project)
+            states[project], event = rebase(state, rows, day, options, now=now)
+            events.setdefault(project, []).append(event)
+    return events
+
+
 @asset(
     group_name=LIVE_GROUP,
     kinds={"postgres", "polars"},
     description=(
         "Running annotator scorecards and per-task posteriors per project, updated from the "
-        "annotation DB's change stream within a minute; blocks and task requests written back."
+        "annotation DB's change stream and new landing-zone exports within a minute; blocks "
+        "and task requests written back; re-based on each day's aggregated_labels."
     ),
+    deps=[DAILY_LABELS],
 )
 def live_quality_state(
     context: AssetExecutionContext,
     config: LiveConfig,
     annotation_db: AnnotationDatabase,
     lake: Lake,
+    landing: LandingZone,
 ) -> MaterializeResult:
     options = config.options()
     with annotation_db.live_lock():
         lake.recover()
         since, seen = load_stream(_reader(lake))
         extract = annotation_db.extract_live(since=since, seen=seen)
-        judgments, gold = extract.result.judgments, extract.result.gold
+        now = datetime.now(UTC)
+        folded = load_files(_reader(lake))
+        from_files, gold_from_files, files_read = _fold_files(
+            landing, folded, read_at=now, log=context.log
+        )
+        from_db = extract.result.judgments
+        judgments = pl.concat(
+            [
+                from_db.select(_JUDGMENT_COLUMNS),
+                *([from_files.select(_JUDGMENT_COLUMNS)] if from_files.height else []),
+            ],
+            how="vertical_relaxed",
+        )
+        gold = pl.concat(
+            [
+                extract.result.gold.select("task_id", "project", "label"),
+                *([gold_from_files] if gold_from_files.height else []),
+            ],
+            how="vertical_relaxed",
+        )
         projects = set(judgments["project"].unique()) | set(gold["project"].unique())
         states = {p: load_state(p, _reader(lake)) for p in sorted(projects)}
-        now = datetime.now(UTC)
         states, events = update_projects(
             states, judgments, gold, options, watermark=extract.until, now=now
         )
+        rebased = _rebase_days(lake, states, config.rebase_days, options, now)
+        every = [*events.values(), *(e for project in rebased.values() for e in project)]
         requests = pl.concat(
-            [pl.DataFrame(schema=TASK_REQUESTS), *(e.task_requests for e in events.values())]
+            [pl.DataFrame(schema=TASK_REQUESTS), *(e.task_requests for e in every)]
         )
         actions = pl.concat(
-            [
-                pl.DataFrame(schema=ANNOTATOR_ACTIONS),
-                *(e.annotator_actions for e in events.values()),
-            ]
+            [pl.DataFrame(schema=ANNOTATOR_ACTIONS), *(e.annotator_actions for e in every)]
         )
         # The DB first: a crash after it re-runs this version, whose decisions the DB already
         # holds (same decision_id); a crash before the lake commit loses nothing.
         written = annotation_db.write_requests(task_requests=requests, annotator_actions=actions)
         record_alert(lake, [a for e in events.values() for a in e.alerts], log=context.log)
-        writes = stream_files(extract.until, extract.seen)
+        writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         for project, state in states.items():
             writes.update(state_files(state))
             pending = open_requests(state, options, now=now)
             writes[f"{state_prefix(project)}/requests.json"] = label_studio_requests(pending)
         lake.commit(writes)
-    # A Datetime column's min is a datetime, or None when the frame is empty.
-    first = judgments["submitted_at"].min()
+    # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
+    # judgments from long ago: the lag is the change stream's.
+    first = from_db["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
     context.log.info(
-        f"live ({since}, {extract.until}]: {judgments.height} judgment(s), "
+        f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
+        f"{from_files.height} from {len(files_read)} file(s), "
         f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"
+        + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
     )
     return MaterializeResult(
         metadata={
             "watermark": MetadataValue.text(extract.until.isoformat()),
             "judgments": MetadataValue.int(judgments.height),
+            "files_read": MetadataValue.json(files_read),
+            "rebased_tasks": MetadataValue.json(
+                {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
+            ),
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),

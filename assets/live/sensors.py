@@ -1,9 +1,13 @@
-"""The live sensor: every 15 s, a small run when the annotation DB has new judgments.
+"""The live sensor: every 5 s, a small run when the annotation DB has new judgments, a new
+export file is in the landing zone, or a day's daily aggregation has just materialized.
 
-The cursor is the DB watermark of the last window launched. The window's start is the stream
-position committed in the lake with the live state (what has really been folded in), so a run
-that died is covered by the next window; its end is the DB's safe upper bound now. The run key
-is a hash of the window: a tick evaluated twice launches nothing twice.
+The window's start is the stream position committed in the lake with the live state (what has
+really been folded in), so a run that died is covered by the next window; its end is the DB's
+safe upper bound now. Files are compared with the record of folded files committed with the
+same state. The run key hashes the window and the pending files: a tick evaluated twice
+launches nothing twice, and the run itself folds a file only once (by content hash). The
+cursor keeps the last window and the last `aggregated_labels` materialization seen; each new
+one names its day in the next run, which re-bases that day's tasks on it.
 """
 
 import hashlib
@@ -11,6 +15,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from dagster import (
+    AssetKey,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunConfig,
@@ -22,48 +27,85 @@ from dagster import (
     sensor,
 )
 
-from annotation_pipelines.loop.live import load_stream
-from assets.live.assets import LiveConfig, live_quality_state
+from annotation_pipelines.loop.live import load_files, load_stream
+from assets.common.cursors import load_cursor
+from assets.live.assets import DAILY_LABELS, LiveConfig, live_quality_state, pending_files
 from assets.live.jobs import live_quality_job
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
+from resources.landing import LandingZone
 
-LIVE_INTERVAL_SECONDS = 15
-# A run still starting after this long was orphaned (its daemon or worker died): ignore it.
-STARTING_STALE_SECONDS = 180
+# A run spends 15-50 s queued and importing the code location on a busy 2-core machine, and
+# a row waits for the first run that takes the lock after it commits: a short interval keeps
+# a run always on its way, which is what bounds the latency.
+LIVE_INTERVAL_SECONDS = 5
+# At most this many live runs on their way at once (queued or starting): one may work while
+# the next two start, each reading everything committed before it takes the lock. More would
+# only spend the cores on importing the code location.
+MAX_WAITING_RUNS = 2
+# A run still waiting after this long was orphaned (its daemon or worker died, e.g. killed
+# with the daemon): it no longer holds back the next one.
+STARTING_STALE_SECONDS = 90
 _WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 
 
-def _starting_runs(context: SensorEvaluationContext) -> int:
+def _waiting_runs(context: SensorEvaluationContext) -> int:
     since = datetime.now(UTC) - timedelta(seconds=STARTING_STALE_SECONDS)
     runs = context.instance.get_runs(
         RunsFilter(job_name=live_quality_job.name, statuses=_WAITING, created_after=since),
-        limit=5,
+        limit=MAX_WAITING_RUNS,
     )
     return len(runs)
+
+
+def _new_daily_days(
+    context: SensorEvaluationContext, cursor: str | None
+) -> tuple[list[str], str | None]:
+    """Days of the `aggregated_labels` materializations after `cursor`, and the new cursor."""
+    result = context.instance.fetch_materializations(
+        AssetKey(DAILY_LABELS), limit=100, cursor=cursor, ascending=True
+    )
+    if not result.records:
+        return [], cursor
+    days = sorted({r.partition_key for r in result.records if r.partition_key})
+    return days, result.cursor
 
 
 @sensor(
     job=live_quality_job,
     minimum_interval_seconds=LIVE_INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
-    description="New judgments in the annotation DB → a small run updating the live state.",
+    description=(
+        "New judgments in the annotation DB, new export files, or a day's aggregation "
+        "→ a small run updating the live state."
+    ),
 )
 def live_quality_sensor(
-    context: SensorEvaluationContext, annotation_db: AnnotationDatabase, lake: Lake
+    context: SensorEvaluationContext,
+    annotation_db: AnnotationDatabase,
+    lake: Lake,
+    landing: LandingZone,
 ) -> SensorResult | SkipReason:
-    # One run starting at a time: it reads up to the DB's bound when it gets the lock, so the
-    # rows that arrive while it starts are its too. One may work while the next starts.
-    if _starting_runs(context):
-        return SkipReason("a live run is starting")
-    since, _ = load_stream(lambda key: lake.get(key) if lake.exists(key) else None)
+    # A run reads up to the DB's bound when it gets the lock, so the rows that arrive while it
+    # starts are its too; more runs on their way would add nothing but import work.
+    if _waiting_runs(context) >= MAX_WAITING_RUNS:
+        return SkipReason(f"{MAX_WAITING_RUNS} live runs are on their way")
+    state = load_cursor(context.cursor)
+    read = lambda key: lake.get(key) if lake.exists(key) else None  # noqa: E731
+    since, _ = load_stream(read)
     until = annotation_db.safe_upper_bound()
-    if until <= since or annotation_db.changed_rows(since=since, until=until) == 0:
+    changed = until > since and annotation_db.changed_rows(since=since, until=until) > 0
+    files = pending_files(landing, load_files(read))
+    days, daily_cursor = _new_daily_days(context, state.get("daily"))
+    if not changed and not files and not days:
         return SkipReason(f"no changes in ({since.isoformat()}, {until.isoformat()}]")
-    window = f"{since.isoformat()}|{until.isoformat()}"
+    window = json.dumps([since.isoformat(), until.isoformat(), files, days])
     run_key = "live:" + hashlib.sha256(window.encode()).hexdigest()[:32]
-    config = RunConfig({live_quality_state.op.name: LiveConfig(until=until.isoformat())})
+    config = RunConfig(
+        {live_quality_state.op.name: LiveConfig(until=until.isoformat(), rebase_days=days)}
+    )
+    cursor = {"watermark": until.isoformat(), "since": since.isoformat(), "daily": daily_cursor}
     return SensorResult(
         run_requests=[RunRequest(run_key=run_key, run_config=config)],
-        cursor=json.dumps({"watermark": until.isoformat(), "since": since.isoformat()}),
+        cursor=json.dumps(cursor, sort_keys=True),
     )

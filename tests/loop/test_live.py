@@ -1,5 +1,6 @@
 """The live engine: incremental state equals its sufficient statistics, exactly once, blocks,
-requests with stable decision ids, agreement with a full Dawid–Skene fit."""
+requests with stable decision ids, agreement with a full Dawid–Skene fit, and the end-of-day
+re-base on the daily aggregation."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.loop.live import (
     LiveOptions,
     LiveState,
+    file_rows,
     load_state,
     open_requests,
+    rebase,
     state_files,
     update,
 )
@@ -220,3 +223,75 @@ def test_rows_of_another_project_are_refused_with_the_judgment_named():
     judgments, _ = stream(n_tasks=5)
     with pytest.raises(ValueError, match="judgment j0: field project"):
         update(LiveState(project="p"), judgments.with_columns(project=pl.lit("q")), now=NOW)
+
+
+def _daily(judgments: pl.DataFrame, day: str) -> pl.DataFrame:
+    """What `aggregated_labels` holds for `day`: the default method on the day's judgments."""
+    rows = judgments.filter(pl.col("submitted_at").dt.date().cast(pl.String) == day)
+    labels = fit(rows.select("task_id", "annotator_id", "label"), "auto").labels
+    return labels.select("task_id", "label", "confidence", "n_votes")
+
+
+def test_the_rebase_on_the_daily_aggregation_agrees_on_every_task_of_the_day():
+    judgments, _ = stream(n_tasks=600, spammer_from=300)
+    # One task straddles midnight: its first vote the evening before.
+    straddling = judgments.filter(pl.col("task_id") == "t0007").head(1)
+    judgments = pl.concat(
+        [
+            straddling.with_columns(
+                submitted_at=pl.col("submitted_at") - timedelta(hours=12),
+                updated_at=pl.col("updated_at") - timedelta(hours=12),
+            ),
+            judgments.join(straddling.select("judgment_id"), on="judgment_id", how="anti"),
+        ]
+    )
+    state, _ = run(judgments, batch=250)
+    day = START.date().isoformat()
+    daily = _daily(judgments, day)
+    rebased, events = rebase(state, daily, day, now=NOW)
+    both = rebased.tasks.join(daily.rename({"label": "daily"}), on="task_id")
+    of_day = both.filter(pl.col("task_id") != "t0007")
+    assert of_day.height == 599 and events.rebased_tasks == 599
+    assert (of_day["label"] == of_day["daily"]).all()
+    np.testing.assert_allclose(of_day["confidence"], of_day["confidence_right"])
+    # The straddling task: the daily saw 4 of its 5 votes, so it keeps its live posterior.
+    kept = rebased.tasks.filter(pl.col("task_id") == "t0007")
+    assert kept.equals(state.tasks.filter(pl.col("task_id") == "t0007"))
+    # The carried statistics are the recount of the re-based posteriors.
+    np.testing.assert_allclose(rebased.counts, recomputed_counts(rebased), atol=1e-6)
+    posteriors = np.array(rebased.tasks["posterior"].to_list())
+    np.testing.assert_allclose(rebased.prior_counts, posteriors.sum(axis=0), atol=1e-6)
+    assert rebased.version == state.version + 1
+    # Requests only where the policy's answer changed; a second rebase changes nothing more.
+    again, second = rebase(rebased, daily, day, now=NOW)
+    assert second.task_requests.height == 0
+    assert again.tasks.sort("task_id")["label"].equals(rebased.tasks.sort("task_id")["label"])
+    # A late vote on a re-based task refits it from there, exactly once.
+    late = (
+        judgments.filter(pl.col("task_id") == "t0001")
+        .head(1)
+        .with_columns(
+            judgment_id=pl.lit("late"),
+            annotator_id=pl.lit("w29"),
+            updated_at=pl.lit(START + timedelta(days=1)),
+        )
+    )
+    after, event = update(rebased, late, now=NOW)
+    assert event.new_judgments == 1
+    assert after.tasks.filter(pl.col("task_id") == "t0001")["n_votes"].item() == 6
+    np.testing.assert_allclose(after.counts, recomputed_counts(after), atol=1e-6)
+
+
+def test_an_export_file_becomes_live_rows_stamped_with_its_read_time():
+    judgments, truth = stream(n_tasks=20)
+    judgments = judgments.with_columns(project=pl.lit("p"), kind=pl.lit(None, pl.String))
+    other_kind = judgments.head(3).with_columns(
+        judgment_id=pl.format("n{}", pl.col("judgment_id")), kind=pl.lit("numeric")
+    )
+    gold = truth.head(2).select("task_id", label="truth", project=pl.lit("p"))
+    rows, golden = file_rows(pl.concat([judgments, other_kind]), gold, read_at=NOW)
+    assert rows.height == judgments.height and golden.height == 2
+    assert (rows["updated_at"] == NOW).all()
+    state, _ = update(LiveState(project="p"), rows.drop("project"), golden, now=NOW)
+    again, events = update(state, rows.drop("project"), golden, now=NOW)
+    assert again.version == state.version and events.new_judgments == 0

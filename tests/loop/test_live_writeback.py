@@ -95,3 +95,174 @@ def test_the_live_asset_writes_each_decision_once(tmp_path, monkeypatch):
             == 0
         )
     assert instance.get_latest_materialization_event(AssetKey("live_quality_state")) is not None
+
+
+def _resources() -> dict[str, object]:
+    from annotation_pipelines.settings import load_settings
+    from assets.definitions import resources_for
+
+    return resources_for(load_settings(profile="local"))
+
+
+def _tick(defs, instance, cursor: str | None = None):
+    """One evaluation of the live sensor against the real instance and resources."""
+    from dagster import build_sensor_context
+
+    sensor = defs.resolve_sensor_def("live_quality_sensor")
+    with build_sensor_context(instance=instance, cursor=cursor, resources=_resources()) as context:
+        return sensor.evaluate_tick(context)
+
+
+def _launch(job, instance, tick) -> None:
+    """Run what the sensor asked for, as the daemon would (its run config, in process)."""
+    for request in tick.run_requests or []:
+        config = {**request.run_config, **QUIET}
+        assert job.execute_in_process(instance=instance, run_config=config).success
+
+
+def _export(path, frame: pl.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.select(
+        "judgment_id", "task_id", "annotator_id", "label", "submitted_at", "duration_s"
+    ).write_parquet(path)
+
+
+def test_landing_zone_exports_are_folded_into_the_live_state_once_per_content(
+    tmp_path, monkeypatch
+):
+    import os
+
+    judgments = _judgments()
+    from_db, first, second = judgments.head(600), judgments.slice(600, 600), judgments.slice(1200)
+    exports = tmp_path / "data" / "landing" / "exports" / "reviews" / "parquet"
+    lake = tmp_path / "data" / "lake"
+
+    def state():
+        return load_state(
+            "reviews", lambda key: (lake / key).read_bytes() if (lake / key).exists() else None
+        )
+
+    with fresh_database("live_files") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        seed_database(dsn, judgments=from_db, label_sets={"reviews": ["c0", "c1", "c2"]})
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        _export(exports / "batch-1.parquet", first)
+        defs = build_definitions(profile="local")
+        job = defs.resolve_job_def("live_quality_job")
+        instance = DagsterInstance.ephemeral()
+
+        # The DB rows and the file arrive through one sensor tick and one run.
+        tick = _tick(defs, instance)
+        assert len(tick.run_requests) == 1
+        _launch(job, instance, tick)
+        after_first = state()
+        assert after_first.ledger.height == 1200
+        assert set(after_first.ledger["judgment_id"]) == set(from_db["judgment_id"]) | set(
+            first["judgment_id"]
+        )
+        record = json.loads((lake / "live" / "_stream" / "files.json").read_text())
+        assert set(record) == {"exports/reviews/parquet/batch-1.parquet"}
+
+        # Nothing new: the sensor skips; a run anyway folds nothing.
+        assert not _tick(defs, instance, tick.cursor).run_requests
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        assert state().version == after_first.version
+
+        # The same content touched: re-fingerprinted, not read again.
+        touched = exports / "batch-1.parquet"
+        os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+        tick = _tick(defs, instance, tick.cursor)
+        _launch(job, instance, tick)
+        assert state().version == after_first.version
+        assert state().ledger.height == 1200
+
+        # A new file: its judgments once, whatever the re-runs; the spammer in it is blocked.
+        _export(exports / "batch-2.parquet", second)
+        tick = _tick(defs, instance, tick.cursor)
+        _launch(job, instance, tick)
+        _launch(job, instance, tick)
+        final = state()
+        assert final.ledger.height == judgments.height
+        assert final.ledger["judgment_id"].n_unique() == judgments.height
+        flagged = int(final.ledger["flagged"].sum())
+        assert int(final.tasks["n_votes"].sum()) + flagged == judgments.height
+        assert (
+            _rows(dsn, "annotator_actions")
+            and final.annotators.filter(pl.col("annotator_id") == "s00")["blocked"].item()
+        )
+
+        # An unreadable file is recorded with its error and never stalls the loop.
+        (exports / "broken.parquet").write_bytes(b"not parquet")
+        tick = _tick(defs, instance, tick.cursor)
+        _launch(job, instance, tick)
+        record = json.loads((lake / "live" / "_stream" / "files.json").read_text())
+        assert "error" in record["exports/reviews/parquet/broken.parquet"]
+        assert not _tick(defs, instance, tick.cursor).run_requests
+
+
+def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch):
+    from dagster import AssetSpec, materialize
+
+    from annotation_pipelines import schema
+    from assets.aggregation.assets import aggregated_labels
+    from assets.common.partitions import daily_partitions
+    from resources.lake import LakeIOManager, LocalLake
+
+    judgments, _ = stream(n_tasks=600, spammer_from=300)
+    day = (datetime.now(UTC) - timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+    judgments = judgments.with_columns(
+        project=pl.lit("reviews"),
+        submitted_at=pl.lit(start) + pl.duration(milliseconds=pl.int_range(pl.len()) * 10),
+    )
+    lake_dir = tmp_path / "data" / "lake"
+    with fresh_database("live_rebase") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        seed_database(dsn, judgments=judgments, label_sets={"reviews": ["c0", "c1", "c2"]})
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        defs = build_definitions(profile="local")
+        job = defs.resolve_job_def("live_quality_job")
+        instance = DagsterInstance.ephemeral()
+        tick = _tick(defs, instance)
+        _launch(job, instance, tick)
+
+        # The daily layer: the real aggregation asset on the day the raw layer would build.
+        lake = LocalLake(base_path=str(lake_dir))
+        lake.write_table("judgments", judgments, day=day.isoformat())
+        lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day.isoformat())
+        sources = [
+            AssetSpec(name, partitions_def=daily_partitions)
+            for name in ("judgments", "gold_labels")
+        ]
+        assert materialize(
+            [*sources, aggregated_labels],
+            partition_key=day.isoformat(),
+            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+            instance=instance,
+        ).success
+        daily = lake.read_table("aggregated_labels", day=day.isoformat())
+
+        def live_labels() -> pl.DataFrame:
+            state = load_state(
+                "reviews",
+                lambda key: (lake_dir / key).read_bytes() if (lake_dir / key).exists() else None,
+            )
+            return state.tasks.join(daily.rename({"label": "daily"}), on="task_id")
+
+        before = live_labels()
+        tick = _tick(defs, instance, tick.cursor)
+        assert tick.run_requests, tick.skip_message
+        assert tick.run_requests[0].run_config["ops"]["live_quality_state"]["config"][
+            "rebase_days"
+        ] == [day.isoformat()]
+        _launch(job, instance, tick)
+        after = live_labels()
+        # Every task of the day: the live label is the daily label.
+        assert after.height == daily.height == 600
+        assert (after["label"] == after["daily"]).all(), (
+            f"agreement before the re-base {(before['label'] == before['daily']).mean():.4f}"
+        )
+        # The cursor moved past that materialization: the next tick re-bases nothing.
+        assert not _tick(defs, instance, tick.cursor).run_requests
