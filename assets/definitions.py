@@ -118,8 +118,11 @@ def resources_for(settings: Settings) -> dict[str, object]:
         landing = S3LandingZone(
             s3=s3, bucket=EnvVar(settings_module.BUCKET), prefix=settings.landing_prefix
         )
-    # The DSN is read when a run first uses the database, so a profile without one still loads.
-    annotation_db = AnnotationDatabase(dsn=EnvVar(settings_module.ANNOTATION_DB_DSN))
+    # The DSN's value stays an EnvVar (never shown in the UI); a deployment without one loads,
+    # and what needs the database says which variable to set.
+    annotation_db = AnnotationDatabase(
+        dsn=EnvVar(settings_module.ANNOTATION_DB_DSN) if settings.annotation_db_dsn else None
+    )
     return {
         "io_manager": LakeIOManager(lake=lake),
         "lake": lake,

@@ -14,6 +14,7 @@ from annotation_pipelines.ingest.postgres import (
     validate_identifier,
 )
 from annotation_pipelines.loop.writeback import changed_rows, live_lock, write_requests
+from annotation_pipelines.settings import ANNOTATION_DB_DSN
 
 # The live loop reads every few seconds: a re-read of the last 30 s (less the rows `seen`) is
 # its second line of defence against a row that became visible late.
@@ -21,11 +22,27 @@ LIVE_OVERLAP = timedelta(seconds=30)
 
 
 class AnnotationDatabase(ConfigurableResource):
-    """Connection settings; the DSN comes from the environment (EnvVar) in every profile."""
+    """Connection settings; the DSN comes from the environment (EnvVar) in every profile.
 
-    dsn: str
+    Without one (the local demo, `make dev` on a laptop) the resource still loads: what needs
+    the database says so when used, and the loops that poll it skip (`configured`).
+    """
+
+    dsn: str | None = None
     db_schema: str = "public"
     method: str = "adbc"
+
+    @property
+    def configured(self) -> bool:
+        """Whether a DSN is set."""
+        return self.dsn is not None
+
+    @property
+    def required_dsn(self) -> str:
+        """The DSN, or an error naming the variable that sets it."""
+        if self.dsn is None:
+            raise RuntimeError(f"no annotation DB configured: set {ANNOTATION_DB_DSN}")
+        return self.dsn
 
     def extract(
         self,
@@ -40,7 +57,7 @@ class AnnotationDatabase(ConfigurableResource):
         extract's `seen`, so the overlap it re-reads skips rows already read.
         """
         return extract_since(
-            self.dsn,
+            self.required_dsn,
             since=since,
             until=until,
             schema=validate_identifier(self.db_schema),
@@ -52,11 +69,11 @@ class AnnotationDatabase(ConfigurableResource):
 
     def safe_upper_bound(self) -> datetime:
         """The latest `updated_at` no open transaction can still commit a row at or below."""
-        return safe_upper_bound(self.dsn)
+        return safe_upper_bound(self.required_dsn)
 
     def changed_rows(self, *, since: datetime, until: datetime) -> int:
         """Judgments and gold labels changed in (since, until], counted up to a cap."""
-        return changed_rows(self.dsn, since=since, until=until, schema=self.db_schema)
+        return changed_rows(self.required_dsn, since=since, until=until, schema=self.db_schema)
 
     def extract_live(
         self,
@@ -68,7 +85,7 @@ class AnnotationDatabase(ConfigurableResource):
     ) -> DatabaseExtract:
         """`extract` with the short overlap a tick every few seconds wants."""
         return extract_since(
-            self.dsn,
+            self.required_dsn,
             since=since,
             until=until,
             schema=validate_identifier(self.db_schema),
@@ -81,9 +98,9 @@ class AnnotationDatabase(ConfigurableResource):
         self, *, task_requests: pl.DataFrame, annotator_actions: pl.DataFrame
     ) -> dict[str, int]:
         """Insert task requests and annotator actions once per `decision_id`."""
-        apply_schema(self.dsn, schema=validate_identifier(self.db_schema))
+        apply_schema(self.required_dsn, schema=validate_identifier(self.db_schema))
         return write_requests(
-            self.dsn,
+            self.required_dsn,
             task_requests=task_requests,
             annotator_actions=annotator_actions,
             schema=self.db_schema,
@@ -91,4 +108,4 @@ class AnnotationDatabase(ConfigurableResource):
 
     def live_lock(self) -> AbstractContextManager[None]:
         """The advisory lock that serializes live updates (see `loop.writeback.live_lock`)."""
-        return live_lock(self.dsn)
+        return live_lock(self.required_dsn)

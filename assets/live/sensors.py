@@ -28,6 +28,7 @@ from dagster import (
 )
 
 from annotation_pipelines.loop.live import load_files, load_stream
+from annotation_pipelines.settings import ANNOTATION_DB_DSN
 from assets.common.cursors import load_cursor
 from assets.live.assets import DAILY_LABELS, LiveConfig, live_quality_state, pending_files
 from assets.live.jobs import live_quality_job
@@ -88,6 +89,11 @@ def live_quality_sensor(
 ) -> SensorResult | SkipReason:
     # A run reads up to the DB's bound when it gets the lock, so the rows that arrive while it
     # starts are its too; more runs on their way would add nothing but import work.
+    if not annotation_db.configured:
+        return SkipReason(
+            f"no annotation DB configured ({ANNOTATION_DB_DSN}): the live layer follows its "
+            "change stream"
+        )
     if _waiting_runs(context) >= MAX_WAITING_RUNS:
         return SkipReason(f"{MAX_WAITING_RUNS} live runs are on their way")
     state = load_cursor(context.cursor)

@@ -30,11 +30,9 @@ from dagster import (
 from pydantic import Field
 
 from annotation_pipelines.curation.privacy import safe_for_display
-from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.lake import kind_report_key, kind_requests_key
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, queue_requests
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, label_studio_requests
-from annotation_pipelines.loop.writeback import write_requests
 from annotation_pipelines.quality import GATE_SPECS, gate_checks, gate_verdicts
 from annotation_pipelines.quality.gates import DEFAULT_MAX_FLAGGED_SHARE
 from annotation_pipelines.quality.kinds import (
@@ -50,10 +48,11 @@ from annotation_pipelines.quality.kinds import (
     kind_gates,
     render_kind_report,
 )
-from annotation_pipelines.settings import load_settings
+from annotation_pipelines.settings import ANNOTATION_DB_DSN, load_settings
 from assets.aggregation.kinds import kind_projects
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
+from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 
 GROUP = "quality"
@@ -232,19 +231,20 @@ def kind_quality(  # noqa: ANN201
     ),
 )
 def kind_task_requests(
-    context: AssetExecutionContext, lake: Lake, kind_reannotation_queue: pl.DataFrame
+    context: AssetExecutionContext,
+    lake: Lake,
+    annotation_db: AnnotationDatabase,
+    kind_reannotation_queue: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """Write the day's policy queue back where the annotation tool reads it."""
     requests = queue_requests(kind_reannotation_queue, created_at=dt.datetime.now(dt.UTC))
     lake.put(kind_requests_key(context.partition_key), label_studio_requests(requests))
-    dsn = load_settings().annotation_db_dsn
-    if dsn is None:
+    if not annotation_db.configured:
         # Without an annotation DB (the local demo) the lake's task list is the hand-off.
-        written = "no annotation DB configured (ANNOTATION_DB_DSN); task list in the lake only"
+        written = f"no annotation DB configured ({ANNOTATION_DB_DSN}); task list in the lake"
     else:
-        apply_schema(dsn)
-        counts = write_requests(
-            dsn, task_requests=requests, annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+        counts = annotation_db.write_requests(
+            task_requests=requests, annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS)
         )
         written = f"{counts['task_requests']} new of {requests.height} in task_requests"
     context.log.info(f"kind requests {context.partition_key}: {written}")
