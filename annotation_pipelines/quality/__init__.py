@@ -5,49 +5,33 @@ asset layer reads the partitions, calls these and attaches `markdown_summary` an
 of `render_html_report` as metadata / a written file.
 """
 
-from annotation_pipelines.quality.drift import DRIFT, LABEL_DISTRIBUTION, drift, label_distribution
-from annotation_pipelines.quality.gates import (
-    GATE_SPECS,
-    GATES,
-    GateCheck,
-    gate_checks,
-    gate_verdicts,
-    quality_gates,
-)
-from annotation_pipelines.quality.held_out import held_out_gold_consensus
-from annotation_pipelines.quality.items import (
-    ITEM_DISAGREEMENT,
-    QUEUE_ORDER,
-    REASONS,
-    in_queue_order,
-    item_disagreement,
-    reannotation_queue,
-)
-from annotation_pipelines.quality.render import markdown_summary, render_html_report
-from annotation_pipelines.quality.report import quality_report
-from annotation_pipelines.quality.scorecards import annotator_scorecards, spammer_scores
+from annotation_pipelines.lazy_exports import lazy_exports
 
-__all__ = [
-    "DRIFT",
-    "GATES",
-    "GATE_SPECS",
-    "ITEM_DISAGREEMENT",
-    "LABEL_DISTRIBUTION",
-    "QUEUE_ORDER",
-    "REASONS",
-    "GateCheck",
-    "annotator_scorecards",
-    "drift",
-    "gate_checks",
-    "gate_verdicts",
-    "held_out_gold_consensus",
-    "in_queue_order",
-    "item_disagreement",
-    "label_distribution",
-    "markdown_summary",
-    "quality_gates",
-    "quality_report",
-    "reannotation_queue",
-    "render_html_report",
-    "spammer_scores",
-]
+# Each name is imported from its module on first use: a code location that needs the gates
+# does not pay for SciPy's statistics (drift) and pandas (the report's agreement) at import.
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "drift": ("DRIFT", "LABEL_DISTRIBUTION", "drift", "label_distribution"),
+        "gates": (
+            "GATE_SPECS",
+            "GATES",
+            "GateCheck",
+            "gate_checks",
+            "gate_verdicts",
+            "quality_gates",
+        ),
+        "held_out": ("held_out_gold_consensus",),
+        "items": (
+            "ITEM_DISAGREEMENT",
+            "QUEUE_ORDER",
+            "REASONS",
+            "in_queue_order",
+            "item_disagreement",
+            "reannotation_queue",
+        ),
+        "render": ("markdown_summary", "render_html_report"),
+        "report": ("quality_report",),
+        "scorecards": ("annotator_scorecards", "spammer_scores"),
+    },
+)
