@@ -43,6 +43,7 @@ from annotation_pipelines.forecasting.ensemble import (
     apply_rule,
     candidate_cross_validation,
     candidate_names,
+    score_points,
     window_mase,
 )
 from annotation_pipelines.forecasting.evaluation import OURS, leave_one_cluster_out
@@ -57,6 +58,9 @@ def main() -> None:
     parser.add_argument("--calibration-windows", type=int, default=4)
     parser.add_argument("--scale", type=int, default=0)
     parser.add_argument("--interval-study", action="store_true")
+    parser.add_argument("--hierarchy", action="store_true")
+    # Reuse (or write) the candidates' backtest at this Parquet path.
+    parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     if args.scale:
         scale(args.scale)
@@ -65,6 +69,10 @@ def main() -> None:
         [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in args.series.split(",")]
     )
     history = naive_utc(to_series(usage, freq="1h"))
+    if args.hierarchy:
+        hierarchy_study(usage, history, test_origins=args.test_origins,
+                        calibration_windows=args.calibration_windows, cache=args.cache)  # fmt: skip
+        return
     print(f"load average before: {os.getloadavg()}")
     start = time.perf_counter()
     cross_validation = candidate_cross_validation(
@@ -258,6 +266,129 @@ def _aci_half_widths(
             errors = own.filter(pl.col("cutoff") == cutoff)["residual"].abs().to_numpy()
             alpha += gamma * (target_alpha - float(np.mean(errors > q)))
     return np.full(168, half_width(origin, alpha))
+
+
+def hierarchy_study(
+    usage: pl.DataFrame,
+    history: pl.DataFrame,
+    *,
+    test_origins: int,
+    calibration_windows: int,
+    cache: Path | None,
+) -> None:
+    """Reconciliation on the Helios hierarchy: the cluster (earth, here the sum of the three
+    virtual clusters with per-minute traces) over its virtual clusters.
+
+    Every node is forecast by the shipped rule (the mean of the candidates), backtested at the
+    same 15 daily origins. Compared on the test origins, per level: the base forecasts
+    (incoherent), bottom-up, and MinTrace with OLS, structural (wls_struct) and shrunk-covariance
+    (mint_shrink) weights, W from the base errors of origins whose horizon had ended; bands are
+    split conformal on each node's own (reconciled) errors at its 4 latest ended origins. For the
+    cluster also "sum of series bands": the cluster's band as the sum of its virtual clusters'
+    bounds, what the procurement plan did before reconciliation.
+    """
+    from annotation_pipelines.forecasting.candidates import BASELINE
+    from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, calibrated_backtest
+    from annotation_pipelines.forecasting.hierarchy import (
+        METHODS,
+        aggregate_history,
+        build_hierarchy,
+        reconciled_backtest,
+    )
+    from annotation_pipelines.forecasting.planning import series_profiles
+
+    profiles = series_profiles(usage)
+    hierarchy = build_hierarchy(profiles, levels=["cluster"], total="total")
+    nodes = naive_utc(aggregate_history(history, hierarchy))
+    named = zip(hierarchy.nodes, hierarchy.levels, strict=True)
+    print(f"hierarchy: {', '.join(f'{n} ({lv})' for n, lv in named)}")
+    models = candidate_names(season_length=24)
+    start = time.perf_counter()
+    if cache is not None and cache.exists():
+        cross_validation = pl.read_parquet(cache)
+    else:
+        cross_validation = candidate_cross_validation(
+            nodes, horizon=168, season_length=24, freq="1h", windows=15, step=24, models=models,
+        )  # fmt: skip
+        if cache is not None:
+            cross_validation.write_parquet(cache)
+    print(f"backtest of {len(models)} candidates x 15 origins x {len(hierarchy.nodes)} nodes: "
+          f"{time.perf_counter() - start:.1f} s; load average {os.getloadavg()}")  # fmt: skip
+    scores = window_mase(cross_validation, nodes, models=models, season_length=24)
+    ruled = apply_rule(cross_validation, rule=DEFAULT_RULE, models=models, window_scores=scores,
+                       horizon_span=SPAN)  # fmt: skip
+    naive = cross_validation.select("id", "time", "cutoff", BASELINE)
+    start = time.perf_counter()
+    results = {"base": calibrated_backtest(ruled, horizon_span=SPAN,
+                                           calibration_windows=calibration_windows)}  # fmt: skip
+    for method in METHODS:
+        results[method] = reconciled_backtest(ruled, hierarchy, horizon_span=SPAN,
+                                              calibration_windows=calibration_windows,
+                                              method=method)  # fmt: skip
+    bottom = list(hierarchy.bottom)
+    summed = (
+        results["base"]
+        .filter(pl.col("id").is_in(bottom))
+        .group_by("time", "cutoff")
+        .agg(pl.col("value", "forecast", "lo_80", "hi_80", "lo_95", "hi_95").sum())
+        .with_columns(pl.lit(hierarchy.aggregates[0]).alias("id"))
+    )
+    results["sum of series bands"] = summed
+    print(f"reconciliation and calibration of {len(results)} variants: "
+          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    cutoffs = cross_validation["cutoff"].unique().sort().to_list()
+    tests = cutoffs[-test_origins:]
+    level_of = dict(zip(hierarchy.nodes, hierarchy.levels, strict=True))
+    rows = []
+    for variant, frame in results.items():
+        scored = (
+            frame.filter(pl.col("cutoff").is_in(tests))
+            .join(naive, on=["id", "time", "cutoff"])
+            .with_columns(pl.col("lo_80", "lo_95").clip(lower_bound=0.0))
+        )
+        for (series_id, cutoff), points in scored.group_by("id", "cutoff"):
+            figures = points.select(score_points(points)).row(0, named=True)
+            error = (points["value"] - points["forecast"]).abs().sum()
+            base_error = (points["value"] - points[BASELINE]).abs().sum()
+            rows.append({"variant": variant, "id": series_id, "level": level_of[series_id],
+                         "origin": cutoff, "relative_mase": error / base_error,
+                         **figures})  # fmt: skip
+    study = pl.DataFrame(rows)
+    coherence = max(
+        float(np.abs(hierarchy.summing @ m[len(hierarchy.aggregates) :] - m).max())
+        for variant in METHODS
+        for m in [_node_matrix(results[variant], hierarchy)]
+    )
+    print(f"largest incoherence of the reconciled forecasts (GPUs): {coherence:.2e}")
+    print("\n| level | variant | test origin | rel. MASE | cov. 80 | cov. 95 | Winkler 80 | "
+          "Winkler 95 |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    order = ["base", *METHODS, "sum of series bands"]
+    for level in ("cluster", "series"):
+        for variant in order:
+            frame = study.filter((pl.col("level") == level) & (pl.col("variant") == variant))
+            if frame.height == 0:
+                continue
+            for origin in [*tests, None]:
+                part = frame if origin is None else frame.filter(pl.col("origin") == origin)
+                label = "all four" if origin is None else f"{origin:%m-%d}"
+                ratios = part["relative_mase"].to_numpy()
+                print(
+                    f"| {level} | {variant} | {label} | {np.exp(np.mean(np.log(ratios))):.3f} | "
+                    f"{part['coverage_80'].mean():.3f} | {part['coverage_95'].mean():.3f} | "
+                    f"{part['winkler_80'].mean():.1f} | {part['winkler_95'].mean():.1f} |"
+                )
+    per_series = study.filter(pl.col("level") == "series").sort("variant", "origin", "id")
+    print("\nper series, 95% coverage (vc3sl, vc6YE, vcMod order):")
+    for (variant, origin), part in per_series.group_by("variant", "origin", maintain_order=True):
+        print(f"  {variant:>20} {origin:%m-%d}: "
+              f"{', '.join(f'{c:.3f}' for c in part.sort('id')['coverage_95'])}")  # fmt: skip
+
+
+def _node_matrix(frame: pl.DataFrame, hierarchy) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """[nodes, points] of the reconciled forecasts, every origin side by side."""
+    wide = frame.pivot(on="id", index=["cutoff", "time"], values="forecast").sort("cutoff", "time")
+    return wide.select(list(hierarchy.nodes)).to_numpy().T
 
 
 def scale(count: int) -> None:

@@ -19,6 +19,7 @@ from annotation_pipelines.forecasting import relative_mase, to_series
 from annotation_pipelines.forecasting.capacity_config import load_capacity_config
 from annotation_pipelines.forecasting.costs import annotation_costs
 from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
+from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
 from annotation_pipelines.forecasting.planning import capacity_plan
 from annotation_pipelines.forecasting.plot import plot_forecast
 from annotation_pipelines.forecasting.report import (
@@ -111,6 +112,13 @@ def compute_capacity_forecast(
 class ProcurementConfig(Config):
     history_days: int = Field(default=365, ge=14, description="Days of telemetry to learn from.")
     cost_days: int = Field(default=30, ge=1, description="Days of annotation spend to price.")
+    reconciliation: str | None = Field(
+        default=DEFAULT_RECONCILIATION,
+        description=(
+            "How nested series are reconciled (bottom_up, ols, wls_struct, mint_shrink); "
+            "null: each series alone, a cluster's P90 the sum of its series' P90s."
+        ),
+    )
 
 
 def _recent(lake: Lake, table: str, *, days: int) -> pl.DataFrame | None:
@@ -144,7 +152,7 @@ def procurement_plan(
     planning = load_capacity_config(settings.capacity_config)
     usage = lake.read_days("compute_usage", days)
     as_of = dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)
-    plan = capacity_plan(usage, config=planning, as_of=as_of)
+    plan = capacity_plan(usage, config=planning, as_of=as_of, reconciliation=config.reconciliation)
     judgments = _recent(lake, "judgments", days=config.cost_days)
     aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
     quality = _recent(lake, "quality_report", days=config.cost_days)
@@ -173,6 +181,11 @@ def procurement_plan(
         ("Allocation vs utilization (idle capacity allocation hides)", plan.utilization),
         ("Weekly demand bands per cluster", plan.cluster_weekly),
     ]
+    if plan.hierarchy_weekly.height:
+        first_weeks = plan.hierarchy_weekly.filter(
+            pl.col("time") == plan.hierarchy_weekly.get_column("time").min()
+        )
+        sections.append(("Reconciled bands of every node, first forecast week", first_weeks))
     if costs is not None:
         sections.append(("Annotation cost", costs))
     document = render_capacity_report(
@@ -184,7 +197,13 @@ def procurement_plan(
             f"Lead time {planning.lead_time_weeks} weeks; horizon {planning.horizon_weeks} "
             f"weeks; target utilization {planning.target_utilization}; "
             f"{len(planning.launches)} planned launch(es) from {settings.capacity_config.name}.",
-            "P90 of a cluster is the sum of its series' P90s (conservative).",
+            (
+                f"Forecasts reconciled over cluster -> accelerator type -> workload class -> "
+                f"series ({plan.reconciliation}): a cluster's P50/P90 are its own bands, not "
+                "the sum of its series' bands."
+                if plan.reconciliation
+                else "P90 of a cluster is the sum of its series' P90s (conservative)."
+            ),
         ],
     )
     key = capacity_report_key(as_of.isoformat())
@@ -192,6 +211,7 @@ def procurement_plan(
     metadata = {
         "as_of": MetadataValue.text(as_of.isoformat()),
         "plan": markdown_table(plan.plan, rows=60),
+        "reconciliation": MetadataValue.text(plan.reconciliation or "none (series summed)"),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),
