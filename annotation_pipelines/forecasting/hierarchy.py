@@ -267,7 +267,6 @@ def reconciled_forecast(
     hierarchy: Hierarchy,
     *,
     calibration_windows: int,
-    horizon_span: dt.timedelta,
     method: str = DEFAULT_METHOD,
 ) -> pl.DataFrame:
     """The shipped forecast reconciled: [id, time, forecast, lo_80, hi_80, lo_95, hi_95].
@@ -275,7 +274,6 @@ def reconciled_forecast(
     `future` is [id, time, forecast] (base, every node); P from every backtest origin of
     `ruled` (all have ended by the forecast origin), bands from the reconciled errors of the
     `calibration_windows` latest."""
-    del horizon_span
     cutoffs = ruled.get_column("cutoff").unique().sort().to_list()
     errors = []
     windows = []

@@ -20,8 +20,10 @@ from annotation_pipelines.forecasting.capacity_config import load_capacity_confi
 from annotation_pipelines.forecasting.costs import annotation_costs
 from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
-from annotation_pipelines.forecasting.planning import capacity_plan
+from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
+from annotation_pipelines.forecasting.planning import HIERARCHY_LEVELS, capacity_plan
 from annotation_pipelines.forecasting.plot import plot_forecast
+from annotation_pipelines.forecasting.procurement import series_profiles
 from annotation_pipelines.forecasting.report import (
     cluster_figure,
     png,
@@ -47,6 +49,14 @@ class ComputeForecastConfig(Config):
     calibrate: bool = Field(default=True, description="Conformal bands from backtest residuals.")
     lead_time_days: int = Field(default=2, description="Days from order to usable accelerators.")
     queueing_target: float = Field(default=0.0, description="Accelerators allowed to queue.")
+    reconciliation: str | None = Field(
+        default=DEFAULT_RECONCILIATION,
+        description=(
+            "Where series nest (cluster -> accelerator type -> workload class), forecast the "
+            "aggregates too and reconcile (bottom_up, ols, wls_struct, mint_shrink); null: "
+            "the series alone."
+        ),
+    )
 
 
 @asset(
@@ -58,7 +68,8 @@ class ComputeForecastConfig(Config):
     description=(
         "Hourly accelerator demand (running + pending) forecast one week ahead per series, "
         "with conformal 80/95% intervals; statsforecast + LightGBM combined by the rule "
-        "validated leave-one-cluster-out."
+        "validated leave-one-cluster-out; where series nest, clusters and their accelerator "
+        "types and workload classes too, reconciled so they add up (MinTrace)."
     ),
 )
 def compute_capacity_forecast(
@@ -70,6 +81,15 @@ def compute_capacity_forecast(
     usage = lake.read_days("compute_usage", days)
     context.log.info(f"forecasting from {usage.height:,} telemetry rows over {len(days)} days")
     history = to_series(usage, freq=config.freq)
+    supply = to_series(usage, freq=config.freq, value="total")
+    hierarchy = None
+    if config.reconciliation is not None and config.calibrate:
+        hierarchy = build_hierarchy(series_profiles(usage), levels=HIERARCHY_LEVELS)
+        if hierarchy.aggregates:
+            history = aggregate_history(history, hierarchy)
+            supply = aggregate_history(supply, hierarchy)
+        else:
+            hierarchy = None
     result = forecast_calibrated(
         history,
         horizon=config.horizon,
@@ -78,8 +98,10 @@ def compute_capacity_forecast(
         rule=config.rule,
         backtest_windows=config.backtest_windows,
         calibrate=config.calibrate,
+        hierarchy=hierarchy,
+        reconciliation=config.reconciliation or DEFAULT_RECONCILIATION,
     )
-    supply = to_series(usage, freq=config.freq, value="total").rename({"value": "supply"})
+    supply = supply.rename({"value": "supply"})
     # Supply is flat over the horizon unless procurement changes it: carry the last value.
     future_supply = result.forecast.select("id", "time").join(
         supply.sort("time").group_by("id").agg(pl.col("supply").last()), on="id"
@@ -97,6 +119,11 @@ def compute_capacity_forecast(
         metadata={
             "relative_mase": MetadataValue.float(round(relative_mase(result.scores), 4)),
             "rule": MetadataValue.text(result.rule),
+            "reconciliation": MetadataValue.text(
+                f"{config.reconciliation} over {', '.join(hierarchy.aggregates)}"
+                if hierarchy is not None
+                else "none"
+            ),
             "held_out_scores": markdown_table(result.scores),
             "supply_crossing": markdown_table(crossing),
             "procurement": markdown_table(plan),

@@ -216,3 +216,35 @@ def test_capacity_plan_takes_cluster_bands_from_the_reconciled_hierarchy():
     assert (joined["p90"] < joined["p90_right"] - 1e-6).any()
     with pytest.raises(ValueError, match="unknown reconciliation"):
         capacity_plan(usage, config=CapacityConfig(), as_of=as_of, reconciliation="topdown")
+
+
+def test_calibrated_forecast_of_a_hierarchy_adds_up_with_bands_per_node():
+    from annotation_pipelines.forecasting.ensemble import forecast_calibrated
+
+    rng = np.random.default_rng(3)
+    hours = 24 * 12
+    t = np.arange(hours)
+    start = dt.datetime(2026, 1, 1)
+    series = pl.concat(
+        pl.DataFrame(
+            {
+                "id": series_id,
+                "time": [start + dt.timedelta(hours=int(h)) for h in t],
+                "value": level + 6 * np.sin(2 * np.pi * t / 24) + rng.normal(0, 2, hours),
+            }
+        )
+        for series_id, level in (("a", 40.0), ("b", 60.0), ("c", 30.0))
+    )
+    hierarchy = build_hierarchy(PROFILES.head(3), levels=["cluster"])
+    nodes = aggregate_history(series, hierarchy)
+    result = forecast_calibrated(
+        nodes, horizon=24, season_length=24, freq="1h", models=["SeasonalNaive", "AutoETS"],
+        backtest_windows=4, calibration_windows=2, hierarchy=hierarchy,
+    )  # fmt: skip
+    wide = result.forecast.pivot(on="id", index="time", values="forecast")
+    assert (wide["total"] - wide["x"] - wide["c"]).abs().max() < 1e-6
+    assert (wide["x"] - wide["a"] - wide["b"]).abs().max() < 1e-6
+    forecast = result.forecast
+    assert forecast["hi_95"].null_count() == 0 and (forecast["hi_95"] >= forecast["hi_80"]).all()
+    assert forecast["model"].str.ends_with("reconciled (mint_shrink)").all()
+    assert set(result.scores["id"]) == set(hierarchy.nodes)
