@@ -59,11 +59,16 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=0)
     parser.add_argument("--interval-study", action="store_true")
     parser.add_argument("--hierarchy", action="store_true")
+    # Months ahead: past errors rescaled to today's level (scenarios._empirical_errors).
+    parser.add_argument("--level-scaled", action="store_true")
     # Reuse (or write) the candidates' backtest at this Parquet path.
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     if args.scale:
-        scale(args.scale)
+        if args.hierarchy:
+            scale_hierarchy(args.scale, level_scaled=args.level_scaled)
+        else:
+            scale(args.scale, level_scaled=args.level_scaled)
         return
     usage = pl.concat(
         [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in args.series.split(",")]
@@ -391,8 +396,7 @@ def _node_matrix(frame: pl.DataFrame, hierarchy) -> np.ndarray:  # type: ignore[
     return wide.select(list(hierarchy.nodes)).to_numpy().T
 
 
-def scale(count: int) -> None:
-    from annotation_pipelines.forecasting.scenarios import scenario_backtest, scenario_forecast
+def _synthetic_usage(count: int) -> pl.DataFrame:
     from annotation_pipelines.synthetic import generate_compute_usage
 
     rng = np.random.default_rng(0)
@@ -401,16 +405,103 @@ def scale(count: int) -> None:
          float(rng.uniform(0.4, 0.8)), float(rng.uniform(-0.002, 0.03)))
         for k in range(count)
     )  # fmt: skip
-    usage = generate_compute_usage(
+    return generate_compute_usage(
         end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=0, series=series
     )
+
+
+def scale_hierarchy(
+    count: int, *, horizon_days: int = 182, windows: int = 2, level_scaled: bool = False
+) -> None:
+    """Months ahead, per cluster: is the cluster's P90 band right when it is the cluster's own
+    (reconciled, `planning` default) or the sum of its series' P90s (before)? The same synthetic
+    fleet as `--scale`, the same rolling origins as `scenario_backtest`; per cluster and window
+    the share of days at or below each P90 (calibrated: 0.9) and at or below P50, and the
+    P50's MAE over the weekly naive's."""
+    from functools import partial
+
+    from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
+    from annotation_pipelines.forecasting.planning import HIERARCHY_LEVELS
+    from annotation_pipelines.forecasting.procurement import series_profiles
+    from annotation_pipelines.forecasting.scenarios import (
+        _head_before,
+        _slice_from,
+        reconciled_scenarios,
+    )
+
+    usage = _synthetic_usage(count)
+    daily = to_series(usage, freq="1d").with_columns(pl.col("time").cast(pl.Date))
+    hierarchy = build_hierarchy(series_profiles(usage), levels=list(HIERARCHY_LEVELS))
+    clusters = [n for n in hierarchy.aggregates if hierarchy.level_of(n) == "cluster"]
+    print(f"{count} series, {len(hierarchy.nodes)} nodes ({len(clusters)} clusters); "
+          f"load average {os.getloadavg()}")  # fmt: skip
+    rows = []
+    seconds = 0.0
+    for window in range(windows, 0, -1):
+        back = window * horizon_days
+        ordered = daily.sort("id", "time").group_by("id", maintain_order=True)
+        train = ordered.map_groups(partial(_head_before, days_back=back))
+        test = (
+            daily.sort("id", "time")
+            .group_by("id", maintain_order=True)
+            .map_groups(partial(_slice_from, days_back=back, length=horizon_days))
+        )
+        start = time.perf_counter()
+        scenarios = reconciled_scenarios(
+            train, hierarchy, horizon_days=horizon_days, level_scaled=level_scaled
+        )
+        seconds += time.perf_counter() - start
+        actual = aggregate_history(test, hierarchy)
+        past = aggregate_history(train, hierarchy)
+        for node in hierarchy.nodes:
+            level = hierarchy.level_of(node)
+            if level not in ("cluster", "series"):
+                continue
+            values = actual.filter(pl.col("id") == node).sort("time")["value"].to_numpy()
+            history = past.filter(pl.col("id") == node).sort("time")["value"].to_numpy()
+            naive = np.resize(history[-7:], horizon_days)
+            band = scenarios.paths[node].bands
+            row = {
+                "window": window, "node": node, "level": level,
+                "own_p90": float(np.mean(values <= band["p90"])),
+                "own_p50": float(np.mean(values <= band["p50"])),
+                "relative_mae": float(np.mean(np.abs(values - band["p50"]))
+                                      / max(np.mean(np.abs(values - naive)), 1e-9)),
+            }  # fmt: skip
+            if level == "cluster":
+                members = [b for b in hierarchy.bottom if hierarchy.summing[
+                    hierarchy.nodes.index(node), hierarchy.bottom.index(b)]]  # fmt: skip
+                summed = sum(scenarios.paths[m].bands["p90"] for m in members)
+                row["summed_p90"] = float(np.mean(values <= summed))
+                row["p90_ratio"] = float(np.mean(summed / np.maximum(band["p90"], 1e-9)))
+            rows.append(row)
+    table = pl.DataFrame(rows)
+    print(f"reconciled 26-week bands of every node, {windows} windows: {seconds:.1f} s; "
+          f"load average {os.getloadavg()}")  # fmt: skip
+    for level in ("cluster", "series"):
+        part = table.filter(pl.col("level") == level)
+        ratios = part["relative_mae"].to_numpy()
+        line = (f"{level}: {part.height} node-windows; P50 MAE / weekly-naive MAE (geo. mean) "
+                f"{np.exp(np.mean(np.log(ratios[ratios > 0]))):.3f}; share <= own P90 "
+                f"{part['own_p90'].mean():.3f}; <= own P50 "
+                f"{part['own_p50'].mean():.3f}")  # fmt: skip
+        if level == "cluster":
+            line += (f"; share <= sum of series P90s {part['summed_p90'].mean():.3f}; "
+                     f"sum of P90s / own P90 {part['p90_ratio'].mean():.3f}")  # fmt: skip
+        print(line)
+
+
+def scale(count: int, *, level_scaled: bool = False) -> None:
+    from annotation_pipelines.forecasting.scenarios import scenario_backtest, scenario_forecast
+
+    usage = _synthetic_usage(count)
     daily = to_series(usage, freq="1d")
     print(f"{count} series x {daily.height // count} days; load average {os.getloadavg()}")
     start = time.perf_counter()
-    bands, weekly = scenario_forecast(daily, horizon_days=182)
+    bands, weekly = scenario_forecast(daily, horizon_days=182, level_scaled=level_scaled)
     forecast_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    backtest = scenario_backtest(daily, horizon_days=182, windows=2)
+    backtest = scenario_backtest(daily, horizon_days=182, windows=2, level_scaled=level_scaled)
     backtest_seconds = time.perf_counter() - start
     ratios = backtest["relative_mae"].to_numpy()
     print(

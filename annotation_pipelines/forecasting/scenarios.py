@@ -35,6 +35,7 @@ from annotation_pipelines.forecasting.hierarchy import (
 from annotation_pipelines.forecasting.scalars import as_int
 
 SCENARIOS = ("p50", "p90")
+LEVEL_SCALED = False
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,22 @@ def _point(values: np.ndarray, weekday: np.ndarray, *, horizon: int, first_weekd
     return level_now + slope_now * damped + seasonal
 
 
+def _level(values: np.ndarray, end: int) -> float:
+    """The series' level before index `end`: the mean of its last 28 days, at least 1."""
+    return max(1.0, float(np.mean(values[max(0, end - 28) : end])))
+
+
 def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
                       changepoint_every: int, ridge: float, damping: float,
-                      origin_step: int) -> np.ndarray:  # fmt: skip
+                      origin_step: int, level_scaled: bool = False) -> np.ndarray:  # fmt: skip
     """[origins, horizon] errors (actual - point) of the same model refit at earlier origins
-    `origin_step` days apart inside the history; NaN where the horizon runs past the data."""
+    `origin_step` days apart inside the history; NaN where the horizon runs past the data.
+
+    `level_scaled`: each origin's errors times today's level over the level at that origin
+    (`_level`), i.e. relative errors expressed at today's level: demand's bursts and its growth
+    are proportions of the level (multiplicative errors, Hyndman et al., "Forecasting with
+    exponential smoothing", 2008; a locally weighted conformal score, Lei et al., 2018), so an
+    error made when a growing series was half as large understates today's."""
     n = values.size
     # Origins from a month in (or half the history, for short ones): enough to fit a trend.
     first = max(28, min(2 * changepoint_every, n // 2))
@@ -124,6 +136,8 @@ def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
                        ridge=ridge, damping=damping)  # fmt: skip
         seen = min(horizon, n - origin)
         errors[row, :seen] = values[origin : origin + seen] - point[:seen]
+        if level_scaled:
+            errors[row] *= _level(values, n) / _level(values, origin)
     return errors
 
 
@@ -166,6 +180,7 @@ def scenario_paths(
     ridge: float = 50.0,
     damping: float = 0.99,
     origin_step: int = 7,
+    level_scaled: bool = LEVEL_SCALED,
 ) -> dict[str, SeriesPaths]:
     """Per series: its future days and weeks and the bands over them, launches included.
 
@@ -181,7 +196,7 @@ def scenario_paths(
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
         point, errors = _point_and_errors(
             values, days, horizon_days=horizon_days, changepoint_every=changepoint_every,
-            ridge=ridge, damping=damping, origin_step=origin_step,
+            ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
         )  # fmt: skip
         first = days[-1] + dt.timedelta(days=1)
         extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
@@ -190,8 +205,8 @@ def scenario_paths(
 
 
 def _point_and_errors(values: np.ndarray, days: list[dt.date], *, horizon_days: int,
-                      changepoint_every: int, ridge: float, damping: float,
-                      origin_step: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                      changepoint_every: int, ridge: float, damping: float, origin_step: int,
+                      level_scaled: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """One series' point forecast after its last day and its backtest errors [origins, step]."""
     weekday = np.array([d.weekday() for d in days])
     first = days[-1] + dt.timedelta(days=1)
@@ -199,7 +214,7 @@ def _point_and_errors(values: np.ndarray, days: list[dt.date], *, horizon_days: 
                    changepoint_every=changepoint_every, ridge=ridge, damping=damping)  # fmt: skip
     errors = _empirical_errors(values, weekday, horizon=horizon_days, origin_step=origin_step,
                                changepoint_every=changepoint_every, ridge=ridge,
-                               damping=damping)  # fmt: skip
+                               damping=damping, level_scaled=level_scaled)  # fmt: skip
     return point, errors
 
 
@@ -273,6 +288,7 @@ def reconciled_scenarios(
     ridge: float = 50.0,
     damping: float = 0.99,
     origin_step: int = 7,
+    level_scaled: bool = LEVEL_SCALED,
 ) -> ReconciledScenarios:
     """`scenario_paths` for every node of `hierarchy`, reconciled (MinTrace, `hierarchy`).
 
@@ -292,7 +308,7 @@ def reconciled_scenarios(
         values = nodes.filter(pl.col("id") == node).sort("time").get_column("value").to_numpy()
         point, error = _point_and_errors(
             values, calendar, horizon_days=horizon_days, changepoint_every=changepoint_every,
-            ridge=ridge, damping=damping, origin_step=origin_step,
+            ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
         )  # fmt: skip
         points.append(point)
         errors.append(error)
@@ -338,11 +354,12 @@ def scenario_forecast(
     changepoint_every: int = 28,
     ridge: float = 50.0,
     damping: float = 0.99,
+    level_scaled: bool = LEVEL_SCALED,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(daily, weekly) bands: [id, time, mean, p50, p90] per day and per week (its Monday)."""
     bands = scenario_paths(
         daily, horizon_days=horizon_days, launches=launches, changepoint_every=changepoint_every,
-        ridge=ridge, damping=damping,
+        ridge=ridge, damping=damping, level_scaled=level_scaled,
     )  # fmt: skip
     return paths_frames(bands)
 
@@ -355,6 +372,7 @@ def scenario_backtest(
     changepoint_every: int = 28,
     ridge: float = 50.0,
     damping: float = 0.99,
+    level_scaled: bool = LEVEL_SCALED,
 ) -> pl.DataFrame:
     """Rolling origin, `windows` origins `horizon_days` apart: per series and window, the MAE of
     P50 over that of the weekly seasonal naive (the last week repeated), and the shares of days
@@ -381,7 +399,7 @@ def scenario_backtest(
         )
         bands = scenario_paths(
             train, horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
-            damping=damping,
+            damping=damping, level_scaled=level_scaled,
         )  # fmt: skip
         for series_id, paths in bands.items():
             band = paths.bands
