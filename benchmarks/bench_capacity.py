@@ -80,10 +80,15 @@ def main() -> None:
         return
     print(f"load average before: {os.getloadavg()}")
     start = time.perf_counter()
-    cross_validation = candidate_cross_validation(
-        history, horizon=168, season_length=24, freq="1h", windows=15, step=24,
-        models=candidate_names(season_length=24),
-    )  # fmt: skip
+    if args.cache is not None and args.cache.exists():
+        cross_validation = pl.read_parquet(args.cache)
+    else:
+        cross_validation = candidate_cross_validation(
+            history, horizon=168, season_length=24, freq="1h", windows=15, step=24,
+            models=candidate_names(season_length=24),
+        )  # fmt: skip
+        if args.cache is not None:
+            cross_validation.write_parquet(args.cache)
     backtest_seconds = time.perf_counter() - start
     start = time.perf_counter()
     evaluation = leave_one_cluster_out(
@@ -114,7 +119,8 @@ def main() -> None:
         f"load average after: {os.getloadavg()}"
     )
     if args.interval_study:
-        interval_study(history, cross_validation, evaluation)
+        supply = naive_utc(to_series(usage, freq="1h", value="total"))
+        interval_study(history, cross_validation, evaluation, supply=supply)
 
 
 SPAN = dt.timedelta(hours=168)
@@ -132,6 +138,17 @@ def _recent_scale(history: pl.DataFrame, cutoff: dt.datetime) -> dict[str, float
         .agg((pl.col("value") - pl.col("value").shift(24)).abs().mean().alias("scale"))
     )
     return {i: max(1.0, float(s)) for i, s in recent.iter_rows()}
+
+
+def _supply_at(supply: pl.DataFrame, cutoff: dt.datetime) -> dict[str, float]:
+    """Per series, its supply (GPU quota) at `cutoff`, at least 1 GPU."""
+    latest = (
+        supply.filter(pl.col("time") <= cutoff)
+        .sort("time")
+        .group_by("id")
+        .agg(pl.col("value").last())
+    )
+    return {i: max(1.0, float(v)) for i, v in latest.iter_rows()}
 
 
 def _latest(frame: pl.DataFrame, windows: int) -> pl.DataFrame:
@@ -175,7 +192,11 @@ def _score(week: pl.DataFrame, half: np.ndarray, level: int) -> tuple[float, flo
 
 
 def interval_study(
-    history: pl.DataFrame, cross_validation: pl.DataFrame, evaluation: pl.DataFrame
+    history: pl.DataFrame,
+    cross_validation: pl.DataFrame,
+    evaluation: pl.DataFrame,
+    *,
+    supply: pl.DataFrame,
 ) -> None:
     """Calibration variants on the held-out weeks, the point forecasts fixed.
 
@@ -187,6 +208,9 @@ def interval_study(
     pooled over clusters   normalized conformal (Papadopoulos et al. 2008; Lei et al. 2018):
                            residual / the series' recent seasonal MAE, pooled over every
                            series' 4 latest ended origins, rescaled by the target's scale
+    pooled, by supply      normalized conformal pooled over every series' 4 latest ended
+                           origins with the series' supply (its GPU quota at the origin) as the
+                           scale: a scale that does not vanish while a cluster idles
     ACI                    adaptive conformal inference (Gibbs & Candes 2021), gamma = 0.005
                            as in the paper, alpha updated after every ended week of the series
     """
@@ -196,6 +220,7 @@ def interval_study(
     origins = sorted(ours["origin"].unique().to_list())
     cutoffs = cross_validation["cutoff"].unique().sort().to_list()
     scales = {c: _recent_scale(history, c) for c in cutoffs}
+    quotas = {c: _supply_at(supply, c) for c in cutoffs}
     ruled = {
         rule: apply_rule(cross_validation, rule=rule, models=models, window_scores=scores,
                          horizon_span=SPAN).with_columns(
@@ -205,7 +230,7 @@ def interval_study(
         for rule in ours["rule"].unique()
     }  # fmt: skip
     variants = ("shipped", "per 24-h horizon band", "own, 8 windows", "pooled over clusters",
-                "ACI")  # fmt: skip
+                "pooled, by supply", "ACI")  # fmt: skip
     rows = []
     for origin, series_id, rule in ours.select("origin", "id", "rule").iter_rows():
         frame = ruled[rule]
@@ -218,8 +243,9 @@ def interval_study(
                                             cutoffs=cutoffs)  # fmt: skip
                 else:
                     past = frame.filter(pl.col("cutoff") + SPAN <= origin)
+                    by = quotas if variant == "pooled, by supply" else scales
                     half = _half_widths(past, variant=variant, target=series_id, level=level,
-                                        scales={**scales, "origin": scales[origin]})  # fmt: skip
+                                        scales={**by, "origin": by[origin]})  # fmt: skip
                 figures[f"coverage_{level}"], figures[f"winkler_{level}"] = _score(
                     week, half, level
                 )
