@@ -151,7 +151,8 @@ def projection(
 ) -> np.ndarray:
     """P ([bottom, nodes]) of `method` from base forecast `errors` ([nodes, observations]; NaN
     columns dropped). Methods that need errors fall back to `wls_struct` (weights by the number
-    of series under a node, no errors needed) when fewer than two complete columns exist."""
+    of series under a node, no errors needed) when fewer than two complete columns exist or
+    the errors are all but zero."""
     from hierarchicalforecast.methods import BottomUp, MinTrace
 
     if method not in METHODS:
@@ -163,7 +164,10 @@ def projection(
     usable = None
     if errors is not None:
         usable = errors[:, np.all(np.isfinite(errors), axis=0)]
-    if method == "mint_shrink" and (usable is None or usable.shape[1] < 2):
+    # hierarchicalforecast refuses errors that nearly all sum to zero (a fleet idle throughout).
+    if method == "mint_shrink" and (
+        usable is None or usable.shape[1] < 2 or np.mean(np.abs(usable.sum(axis=1)) < 1e-4) > 0.98
+    ):
         method = "wls_struct"
     mint = MinTrace(method=method)
     with warnings.catch_warnings():

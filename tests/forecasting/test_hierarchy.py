@@ -248,3 +248,13 @@ def test_calibrated_forecast_of_a_hierarchy_adds_up_with_bands_per_node():
     assert forecast["hi_95"].null_count() == 0 and (forecast["hi_95"] >= forecast["hi_80"]).all()
     assert forecast["model"].str.ends_with("reconciled (mint_shrink)").all()
     assert set(result.scores["id"]) == set(hierarchy.nodes)
+
+
+def test_projection_without_usable_errors_falls_back_to_structural_weights():
+    hierarchy = build_hierarchy(PROFILES, levels=["cluster"])
+    structural = projection(hierarchy, None, method="wls_struct")
+    idle = np.zeros((len(hierarchy.nodes), 50))
+    np.testing.assert_allclose(projection(hierarchy, None), structural)
+    np.testing.assert_allclose(projection(hierarchy, idle), structural)
+    with pytest.raises(ValueError, match="unknown reconciliation"):
+        projection(hierarchy, None, method="topdown")
