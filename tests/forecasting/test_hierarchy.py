@@ -258,3 +258,63 @@ def test_projection_without_usable_errors_falls_back_to_structural_weights():
     np.testing.assert_allclose(projection(hierarchy, idle), structural)
     with pytest.raises(ValueError, match="unknown reconciliation"):
         projection(hierarchy, None, method="topdown")
+
+
+@pytest.mark.realdata
+@pytest.mark.scale
+def test_helios_cluster_band_is_its_own_not_the_sum_of_its_virtual_clusters():
+    """The Helios figures of `bench_capacity.py --hierarchy` (benchmarks/RESULTS_capacity.md):
+    over the four test weeks the cluster's own reconciled band scores a lower Winkler-95 than
+    the sum of its virtual clusters' bands and still covers >= 0.95; forecasts add up."""
+    from tests.realdata import CAPACITY_DIR, require_shared
+
+    require_shared("capacity", "helios_earth_vc6YE.csv")
+    from annotation_pipelines.forecasting import load_helios, to_series
+    from annotation_pipelines.forecasting.ensemble import (
+        apply_rule,
+        calibrated_backtest,
+        candidate_cross_validation,
+        candidate_names,
+        score_points,
+    )
+    from annotation_pipelines.forecasting.procurement import series_profiles
+    from annotation_pipelines.forecasting.statsforecast_adapter import naive_utc
+
+    usage = pl.concat(
+        [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in ("vc3sl", "vc6YE", "vcMod")]
+    )
+    hierarchy = build_hierarchy(series_profiles(usage), levels=["cluster"])
+    assert hierarchy.nodes == ("earth", "vc3sl", "vc6YE", "vcMod")
+    nodes = naive_utc(aggregate_history(naive_utc(to_series(usage, freq="1h")), hierarchy))
+    models = candidate_names(season_length=24)
+    cross_validation = candidate_cross_validation(
+        nodes, horizon=168, season_length=24, freq="1h", windows=15, step=24, models=models
+    )
+    ruled = apply_rule(cross_validation, rule="mean", models=models)
+    span = dt.timedelta(hours=168)
+    tests = sorted(cross_validation["cutoff"].unique())[-4:]
+    reconciled = reconciled_backtest(ruled, hierarchy, horizon_span=span, calibration_windows=4)
+    matrix = (
+        reconciled.pivot(on="id", index=["cutoff", "time"], values="forecast")
+        .select(list(hierarchy.nodes))
+        .to_numpy()
+        .T
+    )
+    assert np.abs(hierarchy.children_sum(matrix[1:]) - matrix).max() < 1e-6
+    base = calibrated_backtest(ruled, horizon_span=span, calibration_windows=4)
+    summed = (
+        base.filter(pl.col("id") != "earth")
+        .group_by("time", "cutoff")
+        .agg(pl.col("value", "forecast", "lo_80", "hi_80", "lo_95", "hi_95").sum())
+    )
+    own = reconciled.filter(pl.col("id") == "earth").with_columns(
+        pl.col("lo_80", "lo_95").clip(lower_bound=0.0)
+    )
+    scores = {
+        name: frame.filter(pl.col("cutoff").is_in(tests))
+        .select(score_points(frame))
+        .row(0, named=True)
+        for name, frame in (("own", own), ("summed", summed))
+    }
+    assert scores["own"]["winkler_95"] < 0.9 * scores["summed"]["winkler_95"]
+    assert 0.95 <= scores["own"]["coverage_95"] < scores["summed"]["coverage_95"]
