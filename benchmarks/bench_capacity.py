@@ -43,6 +43,7 @@ from annotation_pipelines.forecasting.ensemble import (
     apply_rule,
     candidate_cross_validation,
     candidate_names,
+    score_points,
     window_mase,
 )
 from annotation_pipelines.forecasting.evaluation import OURS, leave_one_cluster_out
@@ -57,20 +58,37 @@ def main() -> None:
     parser.add_argument("--calibration-windows", type=int, default=4)
     parser.add_argument("--scale", type=int, default=0)
     parser.add_argument("--interval-study", action="store_true")
+    parser.add_argument("--hierarchy", action="store_true")
+    # Months ahead: past errors rescaled to today's level (scenarios._empirical_errors).
+    parser.add_argument("--level-scaled", action="store_true")
+    # Reuse (or write) the candidates' backtest at this Parquet path.
+    parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     if args.scale:
-        scale(args.scale)
+        if args.hierarchy:
+            scale_hierarchy(args.scale, level_scaled=args.level_scaled)
+        else:
+            scale(args.scale, level_scaled=args.level_scaled)
         return
     usage = pl.concat(
         [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in args.series.split(",")]
     )
     history = naive_utc(to_series(usage, freq="1h"))
+    if args.hierarchy:
+        hierarchy_study(usage, history, test_origins=args.test_origins,
+                        calibration_windows=args.calibration_windows, cache=args.cache)  # fmt: skip
+        return
     print(f"load average before: {os.getloadavg()}")
     start = time.perf_counter()
-    cross_validation = candidate_cross_validation(
-        history, horizon=168, season_length=24, freq="1h", windows=15, step=24,
-        models=candidate_names(season_length=24),
-    )  # fmt: skip
+    if args.cache is not None and args.cache.exists():
+        cross_validation = pl.read_parquet(args.cache)
+    else:
+        cross_validation = candidate_cross_validation(
+            history, horizon=168, season_length=24, freq="1h", windows=15, step=24,
+            models=candidate_names(season_length=24),
+        )  # fmt: skip
+        if args.cache is not None:
+            cross_validation.write_parquet(args.cache)
     backtest_seconds = time.perf_counter() - start
     start = time.perf_counter()
     evaluation = leave_one_cluster_out(
@@ -101,7 +119,8 @@ def main() -> None:
         f"load average after: {os.getloadavg()}"
     )
     if args.interval_study:
-        interval_study(history, cross_validation, evaluation)
+        supply = naive_utc(to_series(usage, freq="1h", value="total"))
+        interval_study(history, cross_validation, evaluation, supply=supply)
 
 
 SPAN = dt.timedelta(hours=168)
@@ -119,6 +138,17 @@ def _recent_scale(history: pl.DataFrame, cutoff: dt.datetime) -> dict[str, float
         .agg((pl.col("value") - pl.col("value").shift(24)).abs().mean().alias("scale"))
     )
     return {i: max(1.0, float(s)) for i, s in recent.iter_rows()}
+
+
+def _supply_at(supply: pl.DataFrame, cutoff: dt.datetime) -> dict[str, float]:
+    """Per series, its supply (GPU quota) at `cutoff`, at least 1 GPU."""
+    latest = (
+        supply.filter(pl.col("time") <= cutoff)
+        .sort("time")
+        .group_by("id")
+        .agg(pl.col("value").last())
+    )
+    return {i: max(1.0, float(v)) for i, v in latest.iter_rows()}
 
 
 def _latest(frame: pl.DataFrame, windows: int) -> pl.DataFrame:
@@ -162,7 +192,11 @@ def _score(week: pl.DataFrame, half: np.ndarray, level: int) -> tuple[float, flo
 
 
 def interval_study(
-    history: pl.DataFrame, cross_validation: pl.DataFrame, evaluation: pl.DataFrame
+    history: pl.DataFrame,
+    cross_validation: pl.DataFrame,
+    evaluation: pl.DataFrame,
+    *,
+    supply: pl.DataFrame,
 ) -> None:
     """Calibration variants on the held-out weeks, the point forecasts fixed.
 
@@ -174,6 +208,9 @@ def interval_study(
     pooled over clusters   normalized conformal (Papadopoulos et al. 2008; Lei et al. 2018):
                            residual / the series' recent seasonal MAE, pooled over every
                            series' 4 latest ended origins, rescaled by the target's scale
+    pooled, by supply      normalized conformal pooled over every series' 4 latest ended
+                           origins with the series' supply (its GPU quota at the origin) as the
+                           scale: a scale that does not vanish while a cluster idles
     ACI                    adaptive conformal inference (Gibbs & Candes 2021), gamma = 0.005
                            as in the paper, alpha updated after every ended week of the series
     """
@@ -183,6 +220,7 @@ def interval_study(
     origins = sorted(ours["origin"].unique().to_list())
     cutoffs = cross_validation["cutoff"].unique().sort().to_list()
     scales = {c: _recent_scale(history, c) for c in cutoffs}
+    quotas = {c: _supply_at(supply, c) for c in cutoffs}
     ruled = {
         rule: apply_rule(cross_validation, rule=rule, models=models, window_scores=scores,
                          horizon_span=SPAN).with_columns(
@@ -192,7 +230,7 @@ def interval_study(
         for rule in ours["rule"].unique()
     }  # fmt: skip
     variants = ("shipped", "per 24-h horizon band", "own, 8 windows", "pooled over clusters",
-                "ACI")  # fmt: skip
+                "pooled, by supply", "ACI")  # fmt: skip
     rows = []
     for origin, series_id, rule in ours.select("origin", "id", "rule").iter_rows():
         frame = ruled[rule]
@@ -205,8 +243,9 @@ def interval_study(
                                             cutoffs=cutoffs)  # fmt: skip
                 else:
                     past = frame.filter(pl.col("cutoff") + SPAN <= origin)
+                    by = quotas if variant == "pooled, by supply" else scales
                     half = _half_widths(past, variant=variant, target=series_id, level=level,
-                                        scales={**scales, "origin": scales[origin]})  # fmt: skip
+                                        scales={**by, "origin": by[origin]})  # fmt: skip
                 figures[f"coverage_{level}"], figures[f"winkler_{level}"] = _score(
                     week, half, level
                 )
@@ -260,8 +299,130 @@ def _aci_half_widths(
     return np.full(168, half_width(origin, alpha))
 
 
-def scale(count: int) -> None:
-    from annotation_pipelines.forecasting.scenarios import scenario_backtest, scenario_forecast
+def hierarchy_study(
+    usage: pl.DataFrame,
+    history: pl.DataFrame,
+    *,
+    test_origins: int,
+    calibration_windows: int,
+    cache: Path | None,
+) -> None:
+    """Reconciliation on the Helios hierarchy: the cluster (earth, here the sum of the three
+    virtual clusters with per-minute traces) over its virtual clusters.
+
+    Every node is forecast by the shipped rule (the mean of the candidates), backtested at the
+    same 15 daily origins. Compared on the test origins, per level: the base forecasts
+    (incoherent), bottom-up, and MinTrace with OLS, structural (wls_struct) and shrunk-covariance
+    (mint_shrink) weights, W from the base errors of origins whose horizon had ended; bands are
+    split conformal on each node's own (reconciled) errors at its 4 latest ended origins. For the
+    cluster also "sum of series bands": the cluster's band as the sum of its virtual clusters'
+    bounds, what the procurement plan did before reconciliation.
+    """
+    from annotation_pipelines.forecasting.candidates import BASELINE
+    from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, calibrated_backtest
+    from annotation_pipelines.forecasting.hierarchy import (
+        METHODS,
+        aggregate_history,
+        build_hierarchy,
+        reconciled_backtest,
+    )
+    from annotation_pipelines.forecasting.planning import series_profiles
+
+    profiles = series_profiles(usage)
+    hierarchy = build_hierarchy(profiles, levels=["cluster"], total="total")
+    nodes = naive_utc(aggregate_history(history, hierarchy))
+    named = zip(hierarchy.nodes, hierarchy.levels, strict=True)
+    print(f"hierarchy: {', '.join(f'{n} ({lv})' for n, lv in named)}")
+    models = candidate_names(season_length=24)
+    start = time.perf_counter()
+    if cache is not None and cache.exists():
+        cross_validation = pl.read_parquet(cache)
+    else:
+        cross_validation = candidate_cross_validation(
+            nodes, horizon=168, season_length=24, freq="1h", windows=15, step=24, models=models,
+        )  # fmt: skip
+        if cache is not None:
+            cross_validation.write_parquet(cache)
+    print(f"backtest of {len(models)} candidates x 15 origins x {len(hierarchy.nodes)} nodes: "
+          f"{time.perf_counter() - start:.1f} s; load average {os.getloadavg()}")  # fmt: skip
+    scores = window_mase(cross_validation, nodes, models=models, season_length=24)
+    ruled = apply_rule(cross_validation, rule=DEFAULT_RULE, models=models, window_scores=scores,
+                       horizon_span=SPAN)  # fmt: skip
+    naive = cross_validation.select("id", "time", "cutoff", BASELINE)
+    start = time.perf_counter()
+    results = {"base": calibrated_backtest(ruled, horizon_span=SPAN,
+                                           calibration_windows=calibration_windows)}  # fmt: skip
+    for method in METHODS:
+        results[method] = reconciled_backtest(ruled, hierarchy, horizon_span=SPAN,
+                                              calibration_windows=calibration_windows,
+                                              method=method)  # fmt: skip
+    bottom = list(hierarchy.bottom)
+    summed = (
+        results["base"]
+        .filter(pl.col("id").is_in(bottom))
+        .group_by("time", "cutoff")
+        .agg(pl.col("value", "forecast", "lo_80", "hi_80", "lo_95", "hi_95").sum())
+        .with_columns(pl.lit(hierarchy.aggregates[0]).alias("id"))
+    )
+    results["sum of series bands"] = summed
+    print(f"reconciliation and calibration of {len(results)} variants: "
+          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    cutoffs = cross_validation["cutoff"].unique().sort().to_list()
+    tests = cutoffs[-test_origins:]
+    level_of = dict(zip(hierarchy.nodes, hierarchy.levels, strict=True))
+    rows = []
+    for variant, frame in results.items():
+        scored = (
+            frame.filter(pl.col("cutoff").is_in(tests))
+            .join(naive, on=["id", "time", "cutoff"])
+            .with_columns(pl.col("lo_80", "lo_95").clip(lower_bound=0.0))
+        )
+        for (series_id, cutoff), points in scored.group_by("id", "cutoff"):
+            figures = points.select(score_points(points)).row(0, named=True)
+            error = (points["value"] - points["forecast"]).abs().sum()
+            base_error = (points["value"] - points[BASELINE]).abs().sum()
+            rows.append({"variant": variant, "id": series_id, "level": level_of[series_id],
+                         "origin": cutoff, "relative_mase": error / base_error,
+                         **figures})  # fmt: skip
+    study = pl.DataFrame(rows)
+    coherence = max(
+        float(np.abs(hierarchy.summing @ m[len(hierarchy.aggregates) :] - m).max())
+        for variant in METHODS
+        for m in [_node_matrix(results[variant], hierarchy)]
+    )
+    print(f"largest incoherence of the reconciled forecasts (GPUs): {coherence:.2e}")
+    print("\n| level | variant | test origin | rel. MASE | cov. 80 | cov. 95 | Winkler 80 | "
+          "Winkler 95 |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    order = ["base", *METHODS, "sum of series bands"]
+    for level in ("cluster", "series"):
+        for variant in order:
+            frame = study.filter((pl.col("level") == level) & (pl.col("variant") == variant))
+            if frame.height == 0:
+                continue
+            for origin in [*tests, None]:
+                part = frame if origin is None else frame.filter(pl.col("origin") == origin)
+                label = "all four" if origin is None else f"{origin:%m-%d}"
+                ratios = part["relative_mase"].to_numpy()
+                print(
+                    f"| {level} | {variant} | {label} | {np.exp(np.mean(np.log(ratios))):.3f} | "
+                    f"{part['coverage_80'].mean():.3f} | {part['coverage_95'].mean():.3f} | "
+                    f"{part['winkler_80'].mean():.1f} | {part['winkler_95'].mean():.1f} |"
+                )
+    per_series = study.filter(pl.col("level") == "series").sort("variant", "origin", "id")
+    print("\nper series, 95% coverage (vc3sl, vc6YE, vcMod order):")
+    for (variant, origin), part in per_series.group_by("variant", "origin", maintain_order=True):
+        print(f"  {variant:>20} {origin:%m-%d}: "
+              f"{', '.join(f'{c:.3f}' for c in part.sort('id')['coverage_95'])}")  # fmt: skip
+
+
+def _node_matrix(frame: pl.DataFrame, hierarchy) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """[nodes, points] of the reconciled forecasts, every origin side by side."""
+    wide = frame.pivot(on="id", index=["cutoff", "time"], values="forecast").sort("cutoff", "time")
+    return wide.select(list(hierarchy.nodes)).to_numpy().T
+
+
+def _synthetic_usage(count: int) -> pl.DataFrame:
     from annotation_pipelines.synthetic import generate_compute_usage
 
     rng = np.random.default_rng(0)
@@ -270,16 +431,107 @@ def scale(count: int) -> None:
          float(rng.uniform(0.4, 0.8)), float(rng.uniform(-0.002, 0.03)))
         for k in range(count)
     )  # fmt: skip
-    usage = generate_compute_usage(
+    return generate_compute_usage(
         end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=0, series=series
     )
+
+
+def scale_hierarchy(
+    count: int, *, horizon_days: int = 182, windows: int = 2, level_scaled: bool = False
+) -> None:
+    """Months ahead, per cluster: is the cluster's P90 band right when it is the cluster's own
+    (reconciled, `planning` default) or the sum of its series' P90s (before)? The same synthetic
+    fleet as `--scale`, the same rolling origins as `scenario_backtest`; per cluster and window
+    the share of days at or below each P90 (calibrated: 0.9) and at or below P50, and the
+    P50's MAE over the weekly naive's."""
+    from functools import partial
+
+    from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
+    from annotation_pipelines.forecasting.planning import HIERARCHY_LEVELS
+    from annotation_pipelines.forecasting.procurement import series_profiles
+    from annotation_pipelines.forecasting.scenarios import (
+        _head_before,
+        _slice_from,
+        reconciled_scenarios,
+    )
+
+    usage = _synthetic_usage(count)
+    daily = to_series(usage, freq="1d").with_columns(pl.col("time").cast(pl.Date))
+    hierarchy = build_hierarchy(series_profiles(usage), levels=list(HIERARCHY_LEVELS))
+    clusters = [n for n in hierarchy.aggregates if hierarchy.level_of(n) == "cluster"]
+    print(f"{count} series, {len(hierarchy.nodes)} nodes ({len(clusters)} clusters); "
+          f"load average {os.getloadavg()}")  # fmt: skip
+    start = time.perf_counter()
+    reconciled_scenarios(daily, hierarchy, horizon_days=horizon_days, level_scaled=level_scaled)
+    print(f"26-week reconciled bands of every node from the whole history: "
+          f"{time.perf_counter() - start:.1f} s; load average {os.getloadavg()}")  # fmt: skip
+    rows = []
+    seconds = 0.0
+    for window in range(windows, 0, -1):
+        back = window * horizon_days
+        ordered = daily.sort("id", "time").group_by("id", maintain_order=True)
+        train = ordered.map_groups(partial(_head_before, days_back=back))
+        test = (
+            daily.sort("id", "time")
+            .group_by("id", maintain_order=True)
+            .map_groups(partial(_slice_from, days_back=back, length=horizon_days))
+        )
+        start = time.perf_counter()
+        scenarios = reconciled_scenarios(
+            train, hierarchy, horizon_days=horizon_days, level_scaled=level_scaled
+        )
+        seconds += time.perf_counter() - start
+        actual = aggregate_history(test, hierarchy)
+        past = aggregate_history(train, hierarchy)
+        for node in hierarchy.nodes:
+            level = hierarchy.level_of(node)
+            if level not in ("cluster", "series"):
+                continue
+            values = actual.filter(pl.col("id") == node).sort("time")["value"].to_numpy()
+            history = past.filter(pl.col("id") == node).sort("time")["value"].to_numpy()
+            naive = np.resize(history[-7:], horizon_days)
+            band = scenarios.paths[node].bands
+            row = {
+                "window": window, "node": node, "level": level,
+                "own_p90": float(np.mean(values <= band["p90"])),
+                "own_p50": float(np.mean(values <= band["p50"])),
+                "relative_mae": float(np.mean(np.abs(values - band["p50"]))
+                                      / max(np.mean(np.abs(values - naive)), 1e-9)),
+            }  # fmt: skip
+            if level == "cluster":
+                members = [b for b in hierarchy.bottom if hierarchy.summing[
+                    hierarchy.nodes.index(node), hierarchy.bottom.index(b)]]  # fmt: skip
+                summed = sum(scenarios.paths[m].bands["p90"] for m in members)
+                row["summed_p90"] = float(np.mean(values <= summed))
+                row["p90_ratio"] = float(np.mean(summed / np.maximum(band["p90"], 1e-9)))
+            rows.append(row)
+    table = pl.DataFrame(rows)
+    print(f"reconciled 26-week bands of every node, {windows} windows: {seconds:.1f} s; "
+          f"load average {os.getloadavg()}")  # fmt: skip
+    for level in ("cluster", "series"):
+        part = table.filter(pl.col("level") == level)
+        ratios = part["relative_mae"].to_numpy()
+        line = (f"{level}: {part.height} node-windows; P50 MAE / weekly-naive MAE (geo. mean) "
+                f"{np.exp(np.mean(np.log(ratios[ratios > 0]))):.3f}; share <= own P90 "
+                f"{part['own_p90'].mean():.3f}; <= own P50 "
+                f"{part['own_p50'].mean():.3f}")  # fmt: skip
+        if level == "cluster":
+            line += (f"; share <= sum of series P90s {part['summed_p90'].mean():.3f}; "
+                     f"sum of P90s / own P90 {part['p90_ratio'].mean():.3f}")  # fmt: skip
+        print(line)
+
+
+def scale(count: int, *, level_scaled: bool = False) -> None:
+    from annotation_pipelines.forecasting.scenarios import scenario_backtest, scenario_forecast
+
+    usage = _synthetic_usage(count)
     daily = to_series(usage, freq="1d")
     print(f"{count} series x {daily.height // count} days; load average {os.getloadavg()}")
     start = time.perf_counter()
-    bands, weekly = scenario_forecast(daily, horizon_days=182)
+    bands, weekly = scenario_forecast(daily, horizon_days=182, level_scaled=level_scaled)
     forecast_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    backtest = scenario_backtest(daily, horizon_days=182, windows=2)
+    backtest = scenario_backtest(daily, horizon_days=182, windows=2, level_scaled=level_scaled)
     backtest_seconds = time.perf_counter() - start
     ratios = backtest["relative_mae"].to_numpy()
     print(

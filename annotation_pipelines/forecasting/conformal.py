@@ -17,7 +17,10 @@ band), 8 calibration windows instead of 4 (every week covered 100%, Winkler-95 +
 windows follow a day of zero demand on two clusters), normalized conformal pooled over
 clusters (Papadopoulos et al., 2008; Lei et al., 2018: residual / the series' recent seasonal
 MAE; an idle series' near-zero
-scale turns its wake-up into huge normalized residuals, Winkler-95 2.5x) and adaptive conformal
+scale turns its wake-up into huge normalized residuals, Winkler-95 2.5x; with the series' GPU
+quota as the scale instead, Winkler-95 1.6x and the last week covered less), the conformal bands
+of the reconciled hierarchy (`hierarchy`, measured with `--hierarchy`: pooled coverage within
+0.005 of the same bands unreconciled) and adaptive conformal
 inference (Gibbs & Candes, NeurIPS 2021, gamma = 0.005: with a one-week horizon and daily
 origins only a handful of weeks have ended before a test origin, so alpha hardly moves).
 

@@ -39,6 +39,12 @@ from annotation_pipelines.forecasting.conformal import (
     calibration_quantiles,
     winkler,
 )
+from annotation_pipelines.forecasting.hierarchy import (
+    DEFAULT_METHOD,
+    Hierarchy,
+    reconciled_backtest,
+    reconciled_forecast,
+)
 from annotation_pipelines.forecasting.learned import (
     LEARNED,
     learned_cross_validation,
@@ -341,8 +347,16 @@ def forecast_calibrated(
     calibrate: bool = True,
     nonnegative: bool = True,
     n_jobs: int = 1,
+    hierarchy: Hierarchy | None = None,
+    reconciliation: str = DEFAULT_METHOD,
 ) -> CalibratedForecast:
     """Backtest every candidate, score the rule on the last origin, forecast with bands.
+
+    With a `hierarchy`, `series` holds every node of it (`hierarchy.aggregate_history`): the
+    rule's forecasts of all nodes are reconciled with `reconciliation` at every origin and in
+    the shipped forecast, and each node's bands are the conformal quantiles of its reconciled
+    errors (`hierarchy.reconciled_backtest`), so clusters get their own bands and the point
+    forecasts add up.
 
     Held-out scores (per series: MASE ratio to the seasonal naive, coverage and Winkler score
     at 80/95%) are on the last backtest origin, calibrated only on origins whose horizon ended
@@ -395,9 +409,20 @@ def forecast_calibrated(
         cross_validation, rule=rule, models=chosen_models, window_scores=scores_by_window,
         horizon_span=span,
     )  # fmt: skip
-    backtested = calibrated_backtest(
-        ruled, horizon_span=span, calibration_windows=calibration_windows
-    ).join(cross_validation.select("id", "time", "cutoff", BASELINE), on=["id", "time", "cutoff"])
+    if hierarchy is None:
+        backtested = calibrated_backtest(
+            ruled, horizon_span=span, calibration_windows=calibration_windows
+        )
+    else:
+        backtested = reconciled_backtest(
+            ruled, hierarchy, horizon_span=span, calibration_windows=calibration_windows,
+            method=reconciliation,
+        )  # fmt: skip
+        if nonnegative:
+            backtested = backtested.with_columns(pl.col("lo_80", "lo_95").clip(lower_bound=0.0))
+    backtested = backtested.join(
+        cross_validation.select("id", "time", "cutoff", BASELINE), on=["id", "time", "cutoff"]
+    )
     scores = _held_out_scores(backtested, history, rule=rule, season_length=season_length)
     future = candidate_forecasts(
         history, horizon=horizon, season_length=season_length, freq=freq, models=chosen_models,
@@ -412,10 +437,23 @@ def forecast_calibrated(
     residuals = ruled.select(
         "id", "cutoff", (pl.col("value") - pl.col("forecast")).alias("residual")
     )
-    quantiles = calibration_quantiles(residuals, windows=calibration_windows)
-    table = apply_quantiles(point, quantiles, nonnegative=nonnegative)
+    if hierarchy is None:
+        quantiles = calibration_quantiles(residuals, windows=calibration_windows)
+        table = apply_quantiles(point, quantiles, nonnegative=nonnegative)
+    else:
+        table = reconciled_forecast(
+            point.select("id", "time", "forecast"), ruled, hierarchy,
+            calibration_windows=calibration_windows, method=reconciliation,
+        ).join(point.select("id", "time", "model"), on=["id", "time"])  # fmt: skip
+        if nonnegative:
+            table = table.with_columns(pl.col("lo_80", "lo_95").clip(lower_bound=0.0))
+        table = table.with_columns(
+            pl.format("{} reconciled ({})", "model", pl.lit(reconciliation)).alias("model")
+        )
+    # Reconciled points stay as they are: clipping a negative series at zero would break the sums.
     return _finish(table, scores=scores, cross_validation=backtested, history=history,
-                   rule=rule, models=chosen_models, nonnegative=nonnegative)  # fmt: skip
+                   rule=rule, models=chosen_models,
+                   nonnegative=nonnegative and hierarchy is None)  # fmt: skip
 
 
 def _final_point(

@@ -3,6 +3,12 @@
 Telemetry in (`compute_usage`), config in (`capacity_config`), everything the procurement
 asset and the HTML capacity report show out. The supply line of a cluster is the demand its
 current fleet carries at the target utilization of the classes that run on it.
+
+The series nest (cluster -> accelerator type -> workload class -> series), so by default every
+node is forecast and the forecasts are reconciled (`hierarchy`, MinTrace with shrunk
+covariance): a cluster's P50/P90 are the cluster's own reconciled bands and the accelerators
+to own per cluster and type are banded as one weighted sum, instead of adding up the series'
+P90s (which assumes they all peak on the same day).
 """
 
 from __future__ import annotations
@@ -13,6 +19,11 @@ from dataclasses import dataclass
 import polars as pl
 
 from annotation_pipelines.forecasting.capacity_config import CapacityConfig
+from annotation_pipelines.forecasting.hierarchy import (
+    DEFAULT_METHOD,
+    METHODS,
+    build_hierarchy,
+)
 from annotation_pipelines.forecasting.procurement import (
     current_fleet,
     procurement_plan,
@@ -20,7 +31,13 @@ from annotation_pipelines.forecasting.procurement import (
     runs_short,
     series_profiles,
 )
-from annotation_pipelines.forecasting.scenarios import scenario_forecast
+from annotation_pipelines.forecasting.scenarios import (
+    SCENARIOS,
+    ReconciledScenarios,
+    paths_frames,
+    reconciled_scenarios,
+    scenario_forecast,
+)
 from annotation_pipelines.forecasting.telemetry import (
     allocation_vs_utilization,
     to_series,
@@ -39,26 +56,63 @@ class CapacityPlan:
     history_weekly: pl.DataFrame  # [cluster, time, value] weekly demand per cluster
     cluster_weekly: pl.DataFrame  # [cluster, time, p50, p90] weekly bands per cluster
     supply: pl.DataFrame  # [cluster, time, supply] demand the fleet carries at target
+    # [id, level, time, mean, p50, p90] weekly bands of every node of the hierarchy (empty
+    # without reconciliation)
+    hierarchy_weekly: pl.DataFrame
+    reconciliation: str | None  # the method (None: series forecast alone, clusters summed)
 
 
-def capacity_plan(usage: pl.DataFrame, *, config: CapacityConfig, as_of: dt.date) -> CapacityPlan:
+HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
+
+
+def capacity_plan(
+    usage: pl.DataFrame,
+    *,
+    config: CapacityConfig,
+    as_of: dt.date,
+    reconciliation: str | None = DEFAULT_METHOD,
+) -> CapacityPlan:
+    """The plan; `reconciliation` is one of `hierarchy.METHODS` or None (each series alone,
+    a cluster's band the sum of its series' bands)."""
+    if reconciliation is not None and reconciliation not in METHODS:
+        raise ValueError(
+            f"unknown reconciliation {reconciliation!r}; choose from {', '.join(METHODS)} or None"
+        )
     usage = with_detail_columns(usage)
     daily_history = to_series(usage, freq="1d")
-    daily, weekly = scenario_forecast(
-        daily_history, horizon_days=7 * config.horizon_weeks, launches=config.launches
-    )
     profiles = series_profiles(usage)
     fleet = current_fleet(usage)
-    required = required_accelerators(daily, profiles, config=config)
-    plan = procurement_plan(required, fleet, config=config, as_of=as_of)
     by_cluster = profiles.select("id", "cluster")
-    cluster_weekly = (
-        weekly.join(by_cluster, on="id", how="left")
-        .with_columns(pl.col("cluster").fill_null(pl.col("id")))
-        .group_by("cluster", "time")
-        .agg(pl.col("p50").sum(), pl.col("p90").sum())
-        .sort("cluster", "time")
-    )
+    hierarchy_weekly = pl.DataFrame(
+        schema={"id": pl.String, "level": pl.String, "time": pl.Date, "mean": pl.Float64,
+                "p50": pl.Float64, "p90": pl.Float64}
+    )  # fmt: skip
+    if reconciliation is None:
+        daily, weekly = scenario_forecast(
+            daily_history, horizon_days=7 * config.horizon_weeks, launches=config.launches
+        )
+        required = required_accelerators(daily, profiles, config=config)
+        cluster_weekly = (
+            weekly.join(by_cluster, on="id", how="left")
+            .with_columns(pl.col("cluster").fill_null(pl.col("id")))
+            .group_by("cluster", "time")
+            .agg(pl.col("p50").sum(), pl.col("p90").sum())
+            .sort("cluster", "time")
+        )
+    else:
+        hierarchy = build_hierarchy(profiles, levels=HIERARCHY_LEVELS)
+        scenarios = reconciled_scenarios(
+            daily_history, hierarchy, horizon_days=7 * config.horizon_weeks,
+            launches=config.launches, method=reconciliation,
+        )  # fmt: skip
+        daily, weekly = paths_frames({b: scenarios.paths[b] for b in hierarchy.bottom})
+        _, every_weekly = paths_frames(scenarios.paths)
+        hierarchy_weekly = every_weekly.join(hierarchy.nodes_frame(), on="id").select(
+            "id", "level", "time", "mean", "p50", "p90"
+        )
+        required = reconciled_required(scenarios, profiles, config=config)
+        cluster_weekly = _cluster_bands(every_weekly, by_cluster)
+    plan = procurement_plan(required, fleet, config=config, as_of=as_of)
     history_weekly = (
         daily_history.join(by_cluster, on="id", how="left")
         .with_columns(pl.col("cluster").fill_null(pl.col("id")))
@@ -110,4 +164,53 @@ def capacity_plan(usage: pl.DataFrame, *, config: CapacityConfig, as_of: dt.date
         history_weekly=history_weekly,
         cluster_weekly=cluster_weekly,
         supply=supply,
+        hierarchy_weekly=hierarchy_weekly,
+        reconciliation=reconciliation,
+    )
+
+
+def _cluster_bands(node_weekly: pl.DataFrame, by_cluster: pl.DataFrame) -> pl.DataFrame:
+    """[cluster, time, p50, p90]: each cluster's own reconciled weekly bands (a cluster of one
+    series has no node of its own: its series' bands)."""
+    frames = []
+    for (cluster,), members in by_cluster.group_by("cluster", maintain_order=True):
+        ids = members.get_column("id").to_list()
+        node = str(cluster) if len(ids) > 1 else str(ids[0])
+        frames.append(
+            node_weekly.filter(pl.col("id") == node).select(
+                pl.lit(str(cluster)).alias("cluster"), "time", "p50", "p90"
+            )
+        )
+    return pl.concat(frames).sort("cluster", "time")
+
+
+def reconciled_required(
+    scenarios: ReconciledScenarios, profiles: pl.DataFrame, *, config: CapacityConfig
+) -> pl.DataFrame:
+    """[cluster, accelerator_type, time, p50, p90]: accelerators to own per day, each cluster
+    and type banded as one sum of its series' reconciled demand / their class's target
+    utilization."""
+    frames = []
+    for (cluster, accelerator_type), members in profiles.group_by(
+        "cluster", "accelerator_type", maintain_order=True
+    ):
+        weights = {
+            str(series_id): 1.0 / config.utilization(workload_class)
+            for series_id, workload_class in members.select("id", "workload_class").iter_rows()
+        }
+        path = scenarios.combination(weights)
+        frames.append(
+            pl.DataFrame(
+                {
+                    "cluster": str(cluster),
+                    "accelerator_type": str(accelerator_type),
+                    "time": path.days,
+                    **{s: path.bands[s] for s in SCENARIOS},
+                }
+            )
+        )
+    return (
+        pl.concat(frames)
+        .with_columns(pl.col("time").cast(pl.Date))
+        .sort("cluster", "accelerator_type", "time")
     )

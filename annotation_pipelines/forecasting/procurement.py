@@ -9,9 +9,11 @@ type (from telemetry), the current fleet and the planning config (`capacity_conf
     order_by = runs_short_on - lead time                    late when before today: then the
                                                             hardware arrives today + lead time
 
-Series of one cluster and type add up; for P90 the sum of the series' P90s is used, which is
-conservative (the series do not all peak together). The cost of a scenario is what owning the
-required accelerators costs over the horizon at the configured price per accelerator-hour.
+`required_accelerators` adds up the series' bands of one cluster and type, which for P90 is
+conservative (the series do not all peak together); `planning.reconciled_required` (the
+default) bands each cluster and type as one sum of reconciled series instead. The cost of a
+scenario is what owning the required accelerators costs over the horizon at the configured
+price per accelerator-hour.
 """
 
 from __future__ import annotations

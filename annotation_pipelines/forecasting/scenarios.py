@@ -26,9 +26,16 @@ from functools import partial
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.forecasting.hierarchy import (
+    DEFAULT_METHOD,
+    Hierarchy,
+    aggregate_history,
+    projection,
+)
 from annotation_pipelines.forecasting.scalars import as_int
 
 SCENARIOS = ("p50", "p90")
+LEVEL_SCALED = False
 
 
 @dataclass(frozen=True)
@@ -102,11 +109,22 @@ def _point(values: np.ndarray, weekday: np.ndarray, *, horizon: int, first_weekd
     return level_now + slope_now * damped + seasonal
 
 
+def _level(values: np.ndarray, end: int) -> float:
+    """The series' level before index `end`: the mean of its last 28 days, at least 1."""
+    return max(1.0, float(np.mean(values[max(0, end - 28) : end])))
+
+
 def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
                       changepoint_every: int, ridge: float, damping: float,
-                      origin_step: int) -> np.ndarray:  # fmt: skip
+                      origin_step: int, level_scaled: bool = False) -> np.ndarray:  # fmt: skip
     """[origins, horizon] errors (actual - point) of the same model refit at earlier origins
-    `origin_step` days apart inside the history; NaN where the horizon runs past the data."""
+    `origin_step` days apart inside the history; NaN where the horizon runs past the data.
+
+    `level_scaled`: each origin's errors times today's level over the level at that origin
+    (`_level`), i.e. relative errors expressed at today's level: demand's bursts and its growth
+    are proportions of the level (multiplicative errors, Hyndman et al., "Forecasting with
+    exponential smoothing", 2008; a locally weighted conformal score, Lei et al., 2018), so an
+    error made when a growing series was half as large understates today's."""
     n = values.size
     # Origins from a month in (or half the history, for short ones): enough to fit a trend.
     first = max(28, min(2 * changepoint_every, n // 2))
@@ -118,6 +136,8 @@ def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
                        ridge=ridge, damping=damping)  # fmt: skip
         seen = min(horizon, n - origin)
         errors[row, :seen] = values[origin : origin + seen] - point[:seen]
+        if level_scaled:
+            errors[row] *= _level(values, n) / _level(values, origin)
     return errors
 
 
@@ -160,6 +180,7 @@ def scenario_paths(
     ridge: float = 50.0,
     damping: float = 0.99,
     origin_step: int = 7,
+    level_scaled: bool = LEVEL_SCALED,
 ) -> dict[str, SeriesPaths]:
     """Per series: its future days and weeks and the bands over them, launches included.
 
@@ -173,38 +194,156 @@ def scenario_paths(
     for (series_id,), frame in daily.sort("id", "time").group_by("id", maintain_order=True):
         days = frame.get_column("time").cast(pl.Date).to_list()
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
-        weekday = np.array([d.weekday() for d in days])
+        point, errors = _point_and_errors(
+            values, days, horizon_days=horizon_days, changepoint_every=changepoint_every,
+            ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
+        )  # fmt: skip
         first = days[-1] + dt.timedelta(days=1)
-        point = _point(values, weekday, horizon=horizon_days, first_weekday=first.weekday(),
-                       changepoint_every=changepoint_every, ridge=ridge,
-                       damping=damping)  # fmt: skip
-        errors = _empirical_errors(values, weekday, horizon=horizon_days,
-                                   origin_step=origin_step, changepoint_every=changepoint_every,
-                                   ridge=ridge, damping=damping)  # fmt: skip
-        extra = np.zeros(horizon_days)
-        for launch in launches:
-            if launch.series_id == series_id:
-                extra += _launch_profile(launch, first_day=first, horizon=horizon_days)
-        future = [first + dt.timedelta(days=d) for d in range(horizon_days)]
-        week_of = np.array([(d - dt.timedelta(days=d.weekday())).toordinal() for d in future])
-        weeks = np.unique(week_of)
-        weekly_errors = (
-            np.column_stack([errors[:, week_of == w].mean(axis=1) for w in weeks])
-            if errors.size
-            else np.zeros((0, weeks.size))
-        )
-        weekly_point = np.array([(point + extra)[week_of == w].mean() for w in weeks])
-        bands = {"mean": point + extra}
-        for name, q in (("p50", 0.5), ("p90", 0.9)):
-            bands[name] = np.maximum(0.0, point + extra + _quantile_by_step(errors, q=q))
-            bands[f"weekly_{name}"] = np.maximum(
-                0.0, weekly_point + _quantile_by_step(weekly_errors, q=q)
-            )
-        bands["weekly_mean"] = weekly_point
-        out[str(series_id)] = SeriesPaths(
-            days=future, weeks=[dt.date.fromordinal(int(w)) for w in weeks], bands=bands
-        )
+        extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
+        out[str(series_id)] = paths_from_errors(point + extra, errors, first=first)
     return out
+
+
+def _point_and_errors(values: np.ndarray, days: list[dt.date], *, horizon_days: int,
+                      changepoint_every: int, ridge: float, damping: float, origin_step: int,
+                      level_scaled: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One series' point forecast after its last day and its backtest errors [origins, step]."""
+    weekday = np.array([d.weekday() for d in days])
+    first = days[-1] + dt.timedelta(days=1)
+    point = _point(values, weekday, horizon=horizon_days, first_weekday=first.weekday(),
+                   changepoint_every=changepoint_every, ridge=ridge, damping=damping)  # fmt: skip
+    errors = _empirical_errors(values, weekday, horizon=horizon_days, origin_step=origin_step,
+                               changepoint_every=changepoint_every, ridge=ridge,
+                               damping=damping, level_scaled=level_scaled)  # fmt: skip
+    return point, errors
+
+
+def _launches(
+    launches: Sequence[Launch], series_id: str, *, first: dt.date, horizon_days: int
+) -> np.ndarray:
+    extra = np.zeros(horizon_days)
+    for launch in launches:
+        if launch.series_id == series_id:
+            extra += _launch_profile(launch, first_day=first, horizon=horizon_days)
+    return extra
+
+
+def paths_from_errors(point: np.ndarray, errors: np.ndarray, *, first: dt.date) -> SeriesPaths:
+    """Daily and weekly P50/P90 from a point path (launches included) and the errors the same
+    model made at each step ahead at earlier origins ([origins, step], NaN: not observed)."""
+    horizon_days = point.size
+    future = [first + dt.timedelta(days=d) for d in range(horizon_days)]
+    week_of = np.array([(d - dt.timedelta(days=d.weekday())).toordinal() for d in future])
+    weeks = np.unique(week_of)
+    weekly_errors = (
+        np.column_stack([errors[:, week_of == w].mean(axis=1) for w in weeks])
+        if errors.size
+        else np.zeros((0, weeks.size))
+    )
+    weekly_point = np.array([point[week_of == w].mean() for w in weeks])
+    bands = {"mean": point}
+    for name, q in (("p50", 0.5), ("p90", 0.9)):
+        bands[name] = np.maximum(0.0, point + _quantile_by_step(errors, q=q))
+        bands[f"weekly_{name}"] = np.maximum(
+            0.0, weekly_point + _quantile_by_step(weekly_errors, q=q)
+        )
+    bands["weekly_mean"] = weekly_point
+    return SeriesPaths(days=future, weeks=[dt.date.fromordinal(int(w)) for w in weeks], bands=bands)
+
+
+@dataclass(frozen=True)
+class ReconciledScenarios:
+    """Months-ahead bands of every node of a hierarchy, from reconciled point forecasts and
+    reconciled backtest errors, and the means to band any weighted sum of the series.
+
+    points: [nodes, horizon] reconciled points, launches included; errors: [nodes, origins,
+    horizon] reconciled errors (coherent: each aggregate's errors are its series' sum).
+    """
+
+    hierarchy: Hierarchy
+    first: dt.date
+    points: np.ndarray
+    errors: np.ndarray
+    paths: dict[str, SeriesPaths]
+
+    def combination(self, weights: dict[str, float]) -> SeriesPaths:
+        """Bands of sum_i weights[i] x series_i (e.g. accelerators to own = demand / target
+        utilization of each series' class): the quantiles of the same weighted sum of the
+        reconciled errors, so the P90 of a sum is not the sum of P90s."""
+        offset = len(self.hierarchy.aggregates)
+        vector = np.array([weights.get(b, 0.0) for b in self.hierarchy.bottom])
+        point = vector @ self.points[offset:]
+        errors = np.einsum("b,boh->oh", vector, self.errors[offset:])
+        return paths_from_errors(point, errors, first=self.first)
+
+
+def reconciled_scenarios(
+    daily: pl.DataFrame,
+    hierarchy: Hierarchy,
+    *,
+    horizon_days: int = 182,
+    launches: Sequence[Launch] = (),
+    method: str = DEFAULT_METHOD,
+    changepoint_every: int = 28,
+    ridge: float = 50.0,
+    damping: float = 0.99,
+    origin_step: int = 7,
+    level_scaled: bool = LEVEL_SCALED,
+) -> ReconciledScenarios:
+    """`scenario_paths` for every node of `hierarchy`, reconciled (MinTrace, `hierarchy`).
+
+    Every node (aggregates summed from the series, a series missing on a day counting zero) is
+    fit and backtested at the same origins; W comes from those errors pooled over origins and
+    steps (W_h taken proportional to one W, as in Wickramasuriya et al., 2019), the reconciled
+    points are S P y^ and the reconciled errors S P e (exact for actuals that add up). Planned
+    launches add to their series after reconciliation and so to every node above it.
+    """
+    _check_daily(daily)
+    nodes = aggregate_history(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
+    days = nodes.filter(pl.col("id") == hierarchy.nodes[0]).sort("time")
+    calendar = days.get_column("time").cast(pl.Date).to_list()
+    first = calendar[-1] + dt.timedelta(days=1)
+    points, errors = [], []
+    for node in hierarchy.nodes:
+        values = nodes.filter(pl.col("id") == node).sort("time").get_column("value").to_numpy()
+        point, error = _point_and_errors(
+            values, calendar, horizon_days=horizon_days, changepoint_every=changepoint_every,
+            ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
+        )  # fmt: skip
+        points.append(point)
+        errors.append(error)
+    base_points, base_errors = np.stack(points), np.stack(errors)
+    p = projection(hierarchy, base_errors.reshape(len(hierarchy.nodes), -1), method=method)
+    projector = hierarchy.summing @ p
+    extra_bottom = np.stack(
+        [_launches(launches, b, first=first, horizon_days=horizon_days) for b in hierarchy.bottom]
+    )
+    reconciled_points = projector @ base_points + hierarchy.children_sum(extra_bottom)
+    reconciled_errors = np.einsum("nm,moh->noh", projector, base_errors)
+    paths = {
+        node: paths_from_errors(reconciled_points[row], reconciled_errors[row], first=first)
+        for row, node in enumerate(hierarchy.nodes)
+    }
+    return ReconciledScenarios(hierarchy=hierarchy, first=first, points=reconciled_points,
+                               errors=reconciled_errors, paths=paths)  # fmt: skip
+
+
+def paths_frames(paths: dict[str, SeriesPaths]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(daily, weekly) [id, time, mean, p50, p90] tables of per-id paths."""
+    daily_rows, weekly_rows = [], []
+    for series_id, path in paths.items():
+        band = path.bands
+        daily_rows.append(
+            pl.DataFrame({"id": series_id, "time": path.days, "mean": band["mean"],
+                          "p50": band["p50"], "p90": band["p90"]})
+        )  # fmt: skip
+        weekly_rows.append(
+            pl.DataFrame({"id": series_id, "time": path.weeks, "mean": band["weekly_mean"],
+                          "p50": band["weekly_p50"], "p90": band["weekly_p90"]})
+        )  # fmt: skip
+    daily_table = pl.concat(daily_rows).with_columns(pl.col("time").cast(pl.Date))
+    weekly_table = pl.concat(weekly_rows).with_columns(pl.col("time").cast(pl.Date))
+    return daily_table.sort("id", "time"), weekly_table.sort("id", "time")
 
 
 def scenario_forecast(
@@ -215,26 +354,14 @@ def scenario_forecast(
     changepoint_every: int = 28,
     ridge: float = 50.0,
     damping: float = 0.99,
+    level_scaled: bool = LEVEL_SCALED,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(daily, weekly) bands: [id, time, mean, p50, p90] per day and per week (its Monday)."""
     bands = scenario_paths(
         daily, horizon_days=horizon_days, launches=launches, changepoint_every=changepoint_every,
-        ridge=ridge, damping=damping,
+        ridge=ridge, damping=damping, level_scaled=level_scaled,
     )  # fmt: skip
-    daily_rows, weekly_rows = [], []
-    for series_id, paths in bands.items():
-        band = paths.bands
-        daily_rows.append(
-            pl.DataFrame({"id": series_id, "time": paths.days, "mean": band["mean"],
-                          "p50": band["p50"], "p90": band["p90"]})
-        )  # fmt: skip
-        weekly_rows.append(
-            pl.DataFrame({"id": series_id, "time": paths.weeks, "mean": band["weekly_mean"],
-                          "p50": band["weekly_p50"], "p90": band["weekly_p90"]})
-        )  # fmt: skip
-    daily_table = pl.concat(daily_rows).with_columns(pl.col("time").cast(pl.Date))
-    weekly_table = pl.concat(weekly_rows).with_columns(pl.col("time").cast(pl.Date))
-    return daily_table.sort("id", "time"), weekly_table.sort("id", "time")
+    return paths_frames(bands)
 
 
 def scenario_backtest(
@@ -245,6 +372,7 @@ def scenario_backtest(
     changepoint_every: int = 28,
     ridge: float = 50.0,
     damping: float = 0.99,
+    level_scaled: bool = LEVEL_SCALED,
 ) -> pl.DataFrame:
     """Rolling origin, `windows` origins `horizon_days` apart: per series and window, the MAE of
     P50 over that of the weekly seasonal naive (the last week repeated), and the shares of days
@@ -271,7 +399,7 @@ def scenario_backtest(
         )
         bands = scenario_paths(
             train, horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
-            damping=damping,
+            damping=damping, level_scaled=level_scaled,
         )  # fmt: skip
         for series_id, paths in bands.items():
             band = paths.bands

@@ -19,8 +19,11 @@ from annotation_pipelines.forecasting import relative_mase, to_series
 from annotation_pipelines.forecasting.capacity_config import load_capacity_config
 from annotation_pipelines.forecasting.costs import annotation_costs
 from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
-from annotation_pipelines.forecasting.planning import capacity_plan
+from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
+from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
+from annotation_pipelines.forecasting.planning import HIERARCHY_LEVELS, capacity_plan
 from annotation_pipelines.forecasting.plot import plot_forecast
+from annotation_pipelines.forecasting.procurement import series_profiles
 from annotation_pipelines.forecasting.report import (
     cluster_figure,
     png,
@@ -46,6 +49,14 @@ class ComputeForecastConfig(Config):
     calibrate: bool = Field(default=True, description="Conformal bands from backtest residuals.")
     lead_time_days: int = Field(default=2, description="Days from order to usable accelerators.")
     queueing_target: float = Field(default=0.0, description="Accelerators allowed to queue.")
+    reconciliation: str | None = Field(
+        default=DEFAULT_RECONCILIATION,
+        description=(
+            "Where series nest (cluster -> accelerator type -> workload class), forecast the "
+            "aggregates too and reconcile (bottom_up, ols, wls_struct, mint_shrink); null: "
+            "the series alone."
+        ),
+    )
 
 
 @asset(
@@ -57,7 +68,8 @@ class ComputeForecastConfig(Config):
     description=(
         "Hourly accelerator demand (running + pending) forecast one week ahead per series, "
         "with conformal 80/95% intervals; statsforecast + LightGBM combined by the rule "
-        "validated leave-one-cluster-out."
+        "validated leave-one-cluster-out; where series nest, clusters and their accelerator "
+        "types and workload classes too, reconciled so they add up (MinTrace)."
     ),
 )
 def compute_capacity_forecast(
@@ -69,6 +81,15 @@ def compute_capacity_forecast(
     usage = lake.read_days("compute_usage", days)
     context.log.info(f"forecasting from {usage.height:,} telemetry rows over {len(days)} days")
     history = to_series(usage, freq=config.freq)
+    supply = to_series(usage, freq=config.freq, value="total")
+    hierarchy = None
+    if config.reconciliation is not None and config.calibrate:
+        hierarchy = build_hierarchy(series_profiles(usage), levels=HIERARCHY_LEVELS)
+        if hierarchy.aggregates:
+            history = aggregate_history(history, hierarchy)
+            supply = aggregate_history(supply, hierarchy)
+        else:
+            hierarchy = None
     result = forecast_calibrated(
         history,
         horizon=config.horizon,
@@ -77,8 +98,10 @@ def compute_capacity_forecast(
         rule=config.rule,
         backtest_windows=config.backtest_windows,
         calibrate=config.calibrate,
+        hierarchy=hierarchy,
+        reconciliation=config.reconciliation or DEFAULT_RECONCILIATION,
     )
-    supply = to_series(usage, freq=config.freq, value="total").rename({"value": "supply"})
+    supply = supply.rename({"value": "supply"})
     # Supply is flat over the horizon unless procurement changes it: carry the last value.
     future_supply = result.forecast.select("id", "time").join(
         supply.sort("time").group_by("id").agg(pl.col("supply").last()), on="id"
@@ -96,6 +119,11 @@ def compute_capacity_forecast(
         metadata={
             "relative_mase": MetadataValue.float(round(relative_mase(result.scores), 4)),
             "rule": MetadataValue.text(result.rule),
+            "reconciliation": MetadataValue.text(
+                f"{config.reconciliation} over {', '.join(hierarchy.aggregates)}"
+                if hierarchy is not None
+                else "none"
+            ),
             "held_out_scores": markdown_table(result.scores),
             "supply_crossing": markdown_table(crossing),
             "procurement": markdown_table(plan),
@@ -111,6 +139,13 @@ def compute_capacity_forecast(
 class ProcurementConfig(Config):
     history_days: int = Field(default=365, ge=14, description="Days of telemetry to learn from.")
     cost_days: int = Field(default=30, ge=1, description="Days of annotation spend to price.")
+    reconciliation: str | None = Field(
+        default=DEFAULT_RECONCILIATION,
+        description=(
+            "How nested series are reconciled (bottom_up, ols, wls_struct, mint_shrink); "
+            "null: each series alone, a cluster's P90 the sum of its series' P90s."
+        ),
+    )
 
 
 def _recent(lake: Lake, table: str, *, days: int) -> pl.DataFrame | None:
@@ -144,7 +179,7 @@ def procurement_plan(
     planning = load_capacity_config(settings.capacity_config)
     usage = lake.read_days("compute_usage", days)
     as_of = dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)
-    plan = capacity_plan(usage, config=planning, as_of=as_of)
+    plan = capacity_plan(usage, config=planning, as_of=as_of, reconciliation=config.reconciliation)
     judgments = _recent(lake, "judgments", days=config.cost_days)
     aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
     quality = _recent(lake, "quality_report", days=config.cost_days)
@@ -173,6 +208,11 @@ def procurement_plan(
         ("Allocation vs utilization (idle capacity allocation hides)", plan.utilization),
         ("Weekly demand bands per cluster", plan.cluster_weekly),
     ]
+    if plan.hierarchy_weekly.height:
+        first_weeks = plan.hierarchy_weekly.filter(
+            pl.col("time") == plan.hierarchy_weekly.get_column("time").min()
+        )
+        sections.append(("Reconciled bands of every node, first forecast week", first_weeks))
     if costs is not None:
         sections.append(("Annotation cost", costs))
     document = render_capacity_report(
@@ -184,7 +224,13 @@ def procurement_plan(
             f"Lead time {planning.lead_time_weeks} weeks; horizon {planning.horizon_weeks} "
             f"weeks; target utilization {planning.target_utilization}; "
             f"{len(planning.launches)} planned launch(es) from {settings.capacity_config.name}.",
-            "P90 of a cluster is the sum of its series' P90s (conservative).",
+            (
+                f"Forecasts reconciled over cluster -> accelerator type -> workload class -> "
+                f"series ({plan.reconciliation}): a cluster's P50/P90 are its own bands, not "
+                "the sum of its series' bands."
+                if plan.reconciliation
+                else "P90 of a cluster is the sum of its series' P90s (conservative)."
+            ),
         ],
     )
     key = capacity_report_key(as_of.isoformat())
@@ -192,6 +238,7 @@ def procurement_plan(
     metadata = {
         "as_of": MetadataValue.text(as_of.isoformat()),
         "plan": markdown_table(plan.plan, rows=60),
+        "reconciliation": MetadataValue.text(plan.reconciliation or "none (series summed)"),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),

@@ -171,5 +171,17 @@ def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rule"].value == "mean" and "held_out_scores" in metadata
+    assert metadata["reconciliation"].value == "mint_shrink over total, earth, mars"
     forecast = lake.read_table("compute_capacity_forecast")
-    assert forecast.height == 4 * 24 and forecast["model"].str.contains("LightGBM").all()
+    # Four series, their two clusters and the fleet: reconciled, so the clusters add up.
+    assert forecast.height == 7 * 24 and forecast["model"].str.contains("LightGBM").all()
+    wide = forecast.pivot(on="id", index="time", values="forecast")
+    members = {
+        "earth": ["vision-training", "llm-inference"],
+        "mars": ["speech-training", "research"],
+    }
+    for cluster, series in members.items():
+        assert (
+            wide[cluster] - wide.select(pl.sum_horizontal(series)).to_series()
+        ).abs().max() < 1e-6
+    assert (wide["total"] - wide["earth"] - wide["mars"]).abs().max() < 1e-6

@@ -1,0 +1,300 @@
+"""Hierarchical reconciliation: forecasts of nested series that add up, with bands per node.
+
+A fleet's series nest: a cluster's demand is the sum of its accelerator types', a type's the sum
+of its workload classes' (training / inference / other), a class's the sum of its virtual
+clusters' or teams'. Forecasting every node on its own gives numbers that do not add up;
+summing the bottom forecasts (bottom-up) throws away what the aggregates' own forecasts know,
+and summing the bottom P90s overstates an aggregate's P90 (its series do not all peak
+together). MinTrace (Wickramasuriya, Athanasopoulos & Hyndman, "Optimal forecast reconciliation
+for hierarchical and grouped time series through trace minimization", JASA 2019) projects the
+base forecasts of every node onto the coherent subspace:
+
+    y~ = S P y^,    P = (S' W^-1 S)^-1 S' W^-1
+
+S the summing matrix (aggregates first, then the bottom series), W the covariance of the base
+forecast errors. `mint_shrink` estimates W with the Schafer & Strimmer (2005) shrinkage toward
+its diagonal, which stays invertible with few error vectors. P is computed by Nixtla's
+`hierarchicalforecast` (Olivares et al., 2022); this module builds S from the series' profiles,
+feeds it the errors and applies P to many windows at once.
+
+The errors are the base rule's out-of-sample errors at earlier backtest origins whose horizon
+had ended (the h-step errors the forecast at hand makes, not one-step in-sample residuals).
+Intervals are split conformal on the *reconciled* errors of those windows, per node (Principato
+et al., "Conformal prediction for hierarchical data", 2024; hierarchicalforecast's `conformal`
+intervals do the same): when actuals add up, y - S P y^ = S P (y - y^), so the reconciled errors
+of past windows are one matrix product away.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from annotation_pipelines.forecasting.conformal import conformal_quantile
+from annotation_pipelines.forecasting.metrics import LEVELS
+
+METHODS = ("bottom_up", "ols", "wls_struct", "mint_shrink")
+DEFAULT_METHOD = "mint_shrink"
+SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Nodes (aggregates top-down, then the bottom series), each node's level name, and S."""
+
+    nodes: tuple[str, ...]
+    levels: tuple[str, ...]
+    summing: np.ndarray  # [len(nodes), len(bottom)]
+
+    @property
+    def bottom(self) -> tuple[str, ...]:
+        return self.nodes[len(self.nodes) - self.summing.shape[1] :]
+
+    @property
+    def aggregates(self) -> tuple[str, ...]:
+        return self.nodes[: len(self.nodes) - self.summing.shape[1]]
+
+    def level_of(self, node: str) -> str:
+        return self.levels[self.nodes.index(node)]
+
+    def children_sum(self, values: np.ndarray) -> np.ndarray:
+        """S @ bottom: every node's value from the bottom series' values ([bottom, ...])."""
+        return self.summing @ values
+
+    def nodes_frame(self) -> pl.DataFrame:
+        return pl.DataFrame({"id": list(self.nodes), "level": list(self.levels)})
+
+
+def build_hierarchy(
+    profiles: pl.DataFrame, *, levels: Sequence[str], total: str | None = "total"
+) -> Hierarchy:
+    """The hierarchy total -> levels[0] -> levels[0]/levels[1] -> ... -> the series (`id`).
+
+    `profiles` has one row per bottom series: `id` and the `levels` columns (null reads
+    "unknown"). Aggregate ids join the level values with "/" ("earth/H100/training"); the top
+    is `total` (None: no grand total). An aggregate of a single series, or with the same series
+    as a shallower one, is dropped (it would add nothing but a duplicated error).
+    """
+    missing = [c for c in ("id", *levels) if c not in profiles.columns]
+    if missing:
+        raise ValueError(f"hierarchy: profiles lack column(s) {', '.join(missing)}")
+    profiles = profiles.with_columns(
+        [pl.col(c).cast(pl.String).fill_null("unknown") for c in levels]
+    ).sort([*levels, "id"])
+    bottom = profiles.get_column("id").cast(pl.String).to_list()
+    if len(set(bottom)) != len(bottom):
+        raise ValueError("hierarchy: a series appears twice in the profiles")
+    candidates: list[tuple[str, str, frozenset[int]]] = []
+    for depth in range(1, len(levels) + 1):
+        keys = profiles.select(
+            pl.concat_str([pl.col(c) for c in levels[:depth]], separator=SEPARATOR).alias("key")
+        ).get_column("key")
+        groups: dict[str, set[int]] = {}
+        for index, key in enumerate(keys):
+            groups.setdefault(key, set()).add(index)
+        for key, indices in groups.items():
+            candidates.append((key, levels[depth - 1], frozenset(indices)))
+    if total is not None:
+        candidates.append((total, "total", frozenset(range(len(bottom)))))
+    # Of nodes with the same series the shallowest named one stays (a cluster with one class is
+    # the cluster; a fleet of one cluster is that cluster, not "total").
+    seen: set[frozenset[int]] = set()
+    kept: list[tuple[str, str, frozenset[int]]] = []
+    for key, level, members in candidates:
+        if len(members) > 1 and members not in seen:
+            seen.add(members)
+            kept.append((key, level, members))
+    kept.sort(key=lambda node: -1 if node[1] == "total" else list(levels).index(node[1]))
+    if set(k for k, _, _ in kept) & set(bottom):
+        raise ValueError("hierarchy: an aggregate's id is also a series id")
+    summing = np.zeros((len(kept) + len(bottom), len(bottom)))
+    for row, (_, _, members) in enumerate(kept):
+        summing[row, sorted(members)] = 1.0
+    summing[len(kept) :, :] = np.eye(len(bottom))
+    return Hierarchy(
+        nodes=tuple([k for k, _, _ in kept] + bottom),
+        levels=tuple([lv for _, lv, _ in kept] + ["series"] * len(bottom)),
+        summing=summing,
+    )
+
+
+def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFrame:
+    """[id, time, value] for every node: the sum of its series at each time (a series with no
+    value at a time counts zero: demand that did not exist yet)."""
+    bottom = list(hierarchy.bottom)
+    wide = (
+        history.filter(pl.col("id").is_in(bottom))
+        .pivot(on="id", index="time", values="value", aggregate_function="sum")
+        .sort("time")
+    )
+    for series_id in bottom:
+        if series_id not in wide.columns:
+            wide = wide.with_columns(pl.lit(0.0).alias(series_id))
+    values = wide.select(bottom).fill_null(0.0).to_numpy().T  # [bottom, time]
+    every = hierarchy.children_sum(values)
+    times = wide.get_column("time")
+    return pl.concat(
+        [
+            pl.DataFrame({"id": node, "time": times, "value": every[row]})
+            for row, node in enumerate(hierarchy.nodes)
+        ]
+    )
+
+
+def projection(
+    hierarchy: Hierarchy, errors: np.ndarray | None, *, method: str = DEFAULT_METHOD
+) -> np.ndarray:
+    """P ([bottom, nodes]) of `method` from base forecast `errors` ([nodes, observations]; NaN
+    columns dropped). Methods that need errors fall back to `wls_struct` (weights by the number
+    of series under a node, no errors needed) when fewer than two complete columns exist or
+    the errors are all but zero."""
+    from hierarchicalforecast.methods import BottomUp, MinTrace
+
+    if method not in METHODS:
+        raise ValueError(f"unknown reconciliation {method!r}; choose from {', '.join(METHODS)}")
+    summing = hierarchy.summing
+    if method == "bottom_up":
+        reconciler = BottomUp().fit(S=summing, y_hat=np.zeros((summing.shape[0], 1)))
+        return np.asarray(reconciler.P, dtype=float)
+    usable = None
+    if errors is not None:
+        usable = errors[:, np.all(np.isfinite(errors), axis=0)]
+    # hierarchicalforecast refuses errors that nearly all sum to zero (a fleet idle throughout).
+    if method == "mint_shrink" and (
+        usable is None or usable.shape[1] < 2 or np.mean(np.abs(usable.sum(axis=1)) < 1e-4) > 0.98
+    ):
+        method = "wls_struct"
+    mint = MinTrace(method=method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mint.fit(
+            S=summing,
+            y_hat=np.zeros((summing.shape[0], 1)),
+            y_insample=usable if method == "mint_shrink" else None,
+            y_hat_insample=np.zeros_like(usable) if method == "mint_shrink" else None,
+        )
+    return np.asarray(mint.P, dtype=float)
+
+
+def reconcile(base: np.ndarray, hierarchy: Hierarchy, p: np.ndarray) -> np.ndarray:
+    """S P base: coherent values for every node from base values ([nodes, ...])."""
+    return hierarchy.summing @ (p @ base)
+
+
+def _matrix(frame: pl.DataFrame, hierarchy: Hierarchy, column: str) -> tuple[np.ndarray, list]:
+    """[nodes, times] of `column` from a long [id, time, column] frame, and the times."""
+    wide = frame.pivot(on="id", index="time", values=column).sort("time")
+    absent = [n for n in hierarchy.nodes if n not in wide.columns]
+    if absent:
+        raise ValueError(f"reconciliation: no forecast for node(s) {', '.join(absent[:5])}")
+    return wide.select(list(hierarchy.nodes)).to_numpy().T, wide.get_column("time").to_list()
+
+
+def reconciled_backtest(
+    ruled: pl.DataFrame,
+    hierarchy: Hierarchy,
+    *,
+    horizon_span: dt.timedelta,
+    calibration_windows: int,
+    method: str = DEFAULT_METHOD,
+) -> pl.DataFrame:
+    """Per backtest origin, the reconciled forecast of every node with conformal bands:
+    [id, time, cutoff, value, forecast, lo_80, hi_80, lo_95, hi_95].
+
+    `ruled` is [id, time, cutoff, value, forecast] for every node (a rule's base forecasts).
+    At each origin, P is estimated from the base errors of every origin whose horizon had ended
+    by then; the same P reconciles the `calibration_windows` latest of those, whose reconciled
+    errors give the node's split-conformal quantiles. Origins with no ended origin get null
+    bounds (and P from `wls_struct`).
+    """
+    cutoffs = ruled.get_column("cutoff").unique().sort().to_list()
+    base: dict[object, tuple[np.ndarray, np.ndarray, list]] = {}
+    for cutoff in cutoffs:
+        window = ruled.filter(pl.col("cutoff") == cutoff)
+        forecast, times = _matrix(window, hierarchy, "forecast")
+        actual, _ = _matrix(window, hierarchy, "value")
+        base[cutoff] = (forecast, actual, times)
+    frames = []
+    for origin in cutoffs:
+        ended = [c for c in cutoffs if c + horizon_span <= origin]
+        errors = np.concatenate([base[c][1] - base[c][0] for c in ended], axis=1) if ended else None
+        p = projection(hierarchy, errors, method=method)
+        forecast, actual, times = base[origin]
+        point = reconcile(forecast, hierarchy, p)
+        quantiles = None
+        if ended:
+            calibration = ended[-calibration_windows:]
+            reconciled_errors = np.concatenate(
+                [base[c][1] - reconcile(base[c][0], hierarchy, p) for c in calibration], axis=1
+            )
+            quantiles = {
+                level: np.array([conformal_quantile(row, level=level) for row in reconciled_errors])
+                for level in LEVELS
+            }
+        frames.append(_long(hierarchy, times, point, actual, quantiles, cutoff=origin))
+    return pl.concat(frames).sort("id", "cutoff", "time")
+
+
+def _long(
+    hierarchy: Hierarchy,
+    times: list,
+    point: np.ndarray,
+    actual: np.ndarray | None,
+    quantiles: dict[int, np.ndarray] | None,
+    *,
+    cutoff: object | None = None,
+) -> pl.DataFrame:
+    rows = []
+    for row, node in enumerate(hierarchy.nodes):
+        columns: dict[str, object] = {"id": node, "time": times}
+        if cutoff is not None:
+            columns["cutoff"] = [cutoff] * len(times)
+        if actual is not None:
+            columns["value"] = actual[row]
+        columns["forecast"] = point[row]
+        for level in LEVELS:
+            q = np.nan if quantiles is None else quantiles[level][row]
+            columns[f"lo_{level}"] = point[row] - q
+            columns[f"hi_{level}"] = point[row] + q
+        rows.append(pl.DataFrame(columns))
+    return pl.concat(rows).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+def reconciled_forecast(
+    future: pl.DataFrame,
+    ruled: pl.DataFrame,
+    hierarchy: Hierarchy,
+    *,
+    calibration_windows: int,
+    method: str = DEFAULT_METHOD,
+) -> pl.DataFrame:
+    """The shipped forecast reconciled: [id, time, forecast, lo_80, hi_80, lo_95, hi_95].
+
+    `future` is [id, time, forecast] (base, every node); P from every backtest origin of
+    `ruled` (all have ended by the forecast origin), bands from the reconciled errors of the
+    `calibration_windows` latest."""
+    cutoffs = ruled.get_column("cutoff").unique().sort().to_list()
+    errors = []
+    windows = []
+    for cutoff in cutoffs:
+        window = ruled.filter(pl.col("cutoff") == cutoff)
+        forecast, _ = _matrix(window, hierarchy, "forecast")
+        actual, _ = _matrix(window, hierarchy, "value")
+        errors.append(actual - forecast)
+        windows.append((forecast, actual))
+    p = projection(hierarchy, np.concatenate(errors, axis=1) if errors else None, method=method)
+    reconciled_errors = np.concatenate(
+        [a - reconcile(f, hierarchy, p) for f, a in windows[-calibration_windows:]], axis=1
+    )
+    quantiles = {
+        level: np.array([conformal_quantile(row, level=level) for row in reconciled_errors])
+        for level in LEVELS
+    }
+    forecast, times = _matrix(future, hierarchy, "forecast")
+    point = reconcile(forecast, hierarchy, p)
+    return _long(hierarchy, times, point, None, quantiles)
