@@ -33,14 +33,13 @@ from dagster import (
     in_process_executor,
     multiprocess_executor,
 )
-from dagster_aws.s3 import S3Resource
 
 import assets
 from annotation_pipelines import settings as settings_module
 from annotation_pipelines.settings import Profile, Settings, load_settings
 from resources.annotation_db import AnnotationDatabase
-from resources.lake import LakeIOManager, LocalLake, S3Lake
-from resources.landing import LocalLandingZone, S3LandingZone
+from resources.lake import Lake, LakeIOManager, LocalLake
+from resources.landing import LandingZone, LocalLandingZone
 
 T = TypeVar("T")
 
@@ -104,12 +103,16 @@ def data_dir() -> Path:
 
 def resources_for(settings: Settings) -> dict[str, object]:
     """The resources of one deployment profile."""
-    lake: LocalLake | S3Lake
-    landing: LocalLandingZone | S3LandingZone
+    lake: Lake
+    landing: LandingZone
     if settings.profile == "local":
         lake = LocalLake(base_path=str(settings.lake_dir))
         landing = LocalLandingZone(path=str(settings.landing_dir))
     else:
+        from dagster_aws.s3 import S3Resource
+
+        from resources.s3 import S3Lake, S3LandingZone
+
         s3 = S3Resource(
             region_name=EnvVar(settings_module.AWS_REGION),
             endpoint_url=settings.s3_endpoint,

@@ -38,7 +38,6 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from dagster import (
@@ -50,7 +49,6 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
-from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
 from annotation_pipelines.curation.privacy import safe_for_display
@@ -327,75 +325,6 @@ class LocalLake(Lake):
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
-
-
-class S3Lake(Lake):
-    """The lake under an S3 prefix, through dagster-aws's S3 resource (one PUT is atomic)."""
-
-    s3: S3Resource
-    bucket: str
-    prefix: str = "lake"
-    _client: object = PrivateAttr(default=None)
-
-    def _s3(self) -> Any:  # boto3 clients are untyped
-        if self._client is None:
-            self._client = self.s3.get_client()
-        return self._client
-
-    def _key(self, key: str, *, allow_empty: bool = False) -> str:
-        check_key(key, allow_empty=allow_empty)
-        return f"{self.prefix.strip('/')}/{key}" if self.prefix else key
-
-    def put(self, key: str, data: bytes) -> None:
-        self._s3().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-
-    def move(self, source: str, target: str) -> bool:
-        # S3 has no rename: a server-side copy (atomic for the target) then a delete.
-        client = self._s3()
-        try:
-            client.copy_object(
-                Bucket=self.bucket,
-                Key=self._key(target),
-                CopySource={"Bucket": self.bucket, "Key": self._key(source)},
-            )
-        except client.exceptions.ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return False
-            raise
-        client.delete_object(Bucket=self.bucket, Key=self._key(source))
-        return True
-
-    def age_seconds(self, key: str) -> float:
-        head = self._s3().head_object(Bucket=self.bucket, Key=self._key(key))
-        return time.time() - head["LastModified"].timestamp()
-
-    def get(self, key: str) -> bytes:
-        client = self._s3()
-        try:
-            response = client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except client.exceptions.NoSuchKey as error:
-            raise FileNotFoundError(f"{self.uri(key)}: no such object") from error
-        return response["Body"].read()
-
-    def exists(self, key: str) -> bool:
-        response = self._s3().list_objects_v2(Bucket=self.bucket, Prefix=self._key(key), MaxKeys=1)
-        return any(item["Key"] == self._key(key) for item in response.get("Contents", []))
-
-    def list_keys(self, prefix: str) -> list[str]:
-        keys: list[str] = []
-        paginator = self._s3().get_paginator("list_objects_v2")
-        root = self._key("", allow_empty=True)
-        for page in paginator.paginate(
-            Bucket=self.bucket, Prefix=self._key(prefix, allow_empty=True)
-        ):
-            keys.extend(item["Key"][len(root) :] for item in page.get("Contents", []))
-        return sorted(keys)
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._key(key)}"
-
-    def delete(self, key: str) -> None:
-        self._s3().delete_object(Bucket=self.bucket, Key=self._key(key))
 
 
 def table_metadata(

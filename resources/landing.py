@@ -15,12 +15,9 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from dagster import ConfigurableResource
-from dagster_aws.s3 import S3Resource
-from pydantic import PrivateAttr
 
 from annotation_pipelines.ingest import FORMATS
 
@@ -123,32 +120,3 @@ class LocalLandingZone(LandingZone):
 
     def read_bytes(self, path: str) -> bytes:
         return (Path(self.path) / path).read_bytes()
-
-
-class S3LandingZone(LandingZone):
-    """An S3 prefix, through dagster-aws's S3 resource; the fingerprint is the object's ETag."""
-
-    s3: S3Resource
-    bucket: str
-    prefix: str = "landing"
-    _client: object = PrivateAttr(default=None)
-
-    def _s3(self) -> Any:  # boto3 clients are untyped
-        if self._client is None:
-            self._client = self.s3.get_client()
-        return self._client
-
-    def _key(self, path: str) -> str:
-        return f"{self.prefix.strip('/')}/{path}" if self.prefix else path
-
-    def list_files(self, prefix: str) -> list[tuple[str, str]]:
-        root = self._key("")
-        out = []
-        paginator = self._s3().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
-            for item in page.get("Contents", []):
-                out.append((item["Key"][len(root) :], item["ETag"].strip('"')))
-        return sorted(out)
-
-    def read_bytes(self, path: str) -> bytes:
-        return self._s3().get_object(Bucket=self.bucket, Key=self._key(path))["Body"].read()

@@ -13,7 +13,8 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from annotation_pipelines.storage import atomic_write_bytes
-from resources.lake import CRASH_POINT_ENV, LocalLake, S3Lake, UnsafeKeyError
+from resources.lake import CRASH_POINT_ENV, LocalLake, UnsafeKeyError
+from resources.s3 import S3Lake
 from tests.services import moto_s3
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,9 @@ from annotation_pipelines.lazy_exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "drift": ("DRIFT", "LABEL_DISTRIBUTION", "drift", "label_distribution"),
+        # `drift` itself is imported from `quality.drift`: the function shares its module's
+        # name, and whichever import ran last would decide what the package attribute holds.
+        "drift": ("DRIFT", "LABEL_DISTRIBUTION", "label_distribution"),
         "gates": (
             "GATE_SPECS",
             "GATES",

@@ -36,7 +36,6 @@ from annotation_pipelines.quality import (
     GATE_SPECS,
     GateCheck,
     annotator_scorecards,
-    drift,
     gate_checks,
     gate_verdicts,
     held_out_gold_consensus,
@@ -49,6 +48,7 @@ from annotation_pipelines.quality import (
     reannotation_queue,
     render_html_report,
 )
+from annotation_pipelines.quality.drift import drift
 from annotation_pipelines.quality.gates import (
     DEFAULT_MAX_FLAGGED_SHARE,
     DEFAULT_MIN_ALPHA,

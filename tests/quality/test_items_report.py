@@ -14,7 +14,6 @@ from scipy.spatial.distance import jensenshannon
 from annotation_pipelines import schema
 from annotation_pipelines.quality import (
     annotator_scorecards,
-    drift,
     item_disagreement,
     label_distribution,
     markdown_summary,
@@ -22,6 +21,7 @@ from annotation_pipelines.quality import (
     reannotation_queue,
     render_html_report,
 )
+from annotation_pipelines.quality.drift import drift
 from annotation_pipelines.quality.render import is_self_contained
 from tests.agreement.conftest import TOY_TRUTH
 from tests.quality.conftest import DAY, majority

@@ -14,13 +14,13 @@ import polars as pl
 
 from annotation_pipelines.quality import (
     annotator_scorecards,
-    drift,
     item_disagreement,
     label_distribution,
     quality_report,
     reannotation_queue,
     render_html_report,
 )
+from annotation_pipelines.quality.drift import drift
 from tests.agreement.conftest import TOY_CROWD
 from tests.quality.conftest import DAY, majority
 
