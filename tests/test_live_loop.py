@@ -46,9 +46,9 @@ class Workload:
     `spammer_from` s (one judgment in 20), the daemon restarted at `restart_at` s."""
 
     rate: int = 100
-    seconds: int = 180
-    spammer_from: float = 20
-    restart_at: float = 90
+    seconds: int = 130
+    spammer_from: float = 10
+    restart_at: float = 80
     votes: int = 5
     annotators: int = 30
 
