@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -607,6 +607,46 @@ def no_valid_rows(table: KindTable) -> InputError:
     return InputError(
         f"{table.path}: no valid rows: all {table.rows_read} were quarantined (first: {first})"
     )
+
+
+def read_kind_inputs(
+    input_path: str | Path,
+    *,
+    kind: str,
+    task_column: str,
+    annotator_column: str,
+    value_column: str | None,
+    gold_path: str | Path | None = None,
+    output_path: str | Path | None = None,
+    warn: Callable[[str], None],
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """A command's judgments of `kind` (quarantine summary to `warn`, quarantined rows beside
+    `output_path`) and its gold, if any. InputError when no judgment is valid or a gold row is
+    bad: gold is the yardstick, a bad gold row is an error to fix, not a row to skip."""
+    table = read_kind_table(
+        input_path,
+        kind=kind,
+        task_column=task_column,
+        annotator_column=annotator_column,
+        value_column=value_column,
+    )
+    summary = report_quarantine(table, output_path=output_path)
+    if summary is not None:
+        warn(summary)
+    if table.rows.height == 0:
+        raise no_valid_rows(table)
+    if gold_path is None:
+        return table.rows, None
+    gold = read_kind_table(
+        gold_path,
+        kind=kind,
+        task_column=task_column,
+        annotator_column=None,
+        value_column=value_column,
+    )
+    if gold.quarantined:
+        raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")
+    return table.rows, gold.rows
 
 
 def report_quarantine(table: KindTable, *, output_path: str | Path | None) -> str | None:

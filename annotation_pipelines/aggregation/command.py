@@ -41,10 +41,8 @@ from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
-    no_valid_rows,
-    read_kind_table,
+    read_kind_inputs,
     read_table,
-    report_quarantine,
     write_rows,
 )
 
@@ -210,36 +208,21 @@ def _aggregate_kind(
     gold_path: Path | None,
     output_path: Path | None,
 ) -> pl.DataFrame:
-    table = read_kind_table(
+    rows, gold = read_kind_inputs(
         input_path,
         kind=kind,
         task_column=task_col,
         annotator_column=annotator_col,
         value_column=value_col,
+        gold_path=gold_path,
+        output_path=output_path,
+        warn=lambda summary: click.echo(summary, err=True),
     )
-    summary = report_quarantine(table, output_path=output_path)
-    if summary is not None:
-        click.echo(summary, err=True)
-    if table.rows.height == 0:
-        raise no_valid_rows(table)
-    gold = None
-    if gold_path is not None:
-        gold_table = read_kind_table(
-            gold_path,
-            kind=kind,
-            task_column=task_col,
-            annotator_column=None,
-            value_column=value_col,
-        )
-        if gold_table.quarantined:
-            # Gold is the yardstick: a bad gold row is an error to fix, not a row to skip.
-            raise InputError(f"{gold_path}: {gold_table.quarantined[0].describe()}")
-        gold = gold_table.rows
     # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
     from annotation_pipelines.aggregation.by_kind import aggregate_kind
 
     try:
-        result = aggregate_kind(table.rows, kind=kind, method=method, gold=gold)
+        result = aggregate_kind(rows, kind=kind, method=method, gold=gold)
     except ValueError as error:
         raise InputError(f"{input_path}: {error}") from error
     return result.labels.select(output_columns(kind))

@@ -178,29 +178,18 @@ def _kind(
     seed: int,
 ) -> dict[str, Any]:
     from annotation_pipelines.agreement.kinds import agreement
-    from annotation_pipelines.tabular import (
-        InputError,
-        no_valid_rows,
-        read_kind_table,
-        report_quarantine,
-    )
+    from annotation_pipelines.tabular import InputError, read_kind_inputs
 
     try:
-        table = read_kind_table(
+        rows, _ = read_kind_inputs(
             input_path,
             kind=kind,
             task_column=task_col,
             annotator_column=annotator_col,
             value_column=value_col,
+            warn=lambda summary: click.echo(summary, err=True),
         )
-        summary = report_quarantine(table, output_path=None)
-        if summary is not None:
-            click.echo(summary, err=True)
-        if table.rows.height == 0:
-            raise no_valid_rows(table)
-        return agreement(
-            table.rows, kind=kind, n_resamples=n_resamples, seed=seed, confidence=confidence
-        )
+        return agreement(rows, kind=kind, n_resamples=n_resamples, seed=seed, confidence=confidence)
     except (InputError, ValueError) as error:
         message = str(error) if isinstance(error, InputError) else f"{input_path}: {error}"
         raise click.ClickException(message) from error

@@ -33,10 +33,8 @@ from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
-    no_valid_rows,
-    read_kind_table,
+    read_kind_inputs,
     read_table,
-    report_quarantine,
     write_rows,
 )
 
@@ -212,28 +210,13 @@ def _kind_input(
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     # `--label-col` names the value column of a one-column kind; its default means "the kind's".
     value_col = None if label_col == "label" or len(VALUE_COLUMNS[kind]) > 1 else label_col
-    table = read_kind_table(
+    return read_kind_inputs(
         input_path,
         kind=kind,
         task_column=task_col,
         annotator_column=annotator_col,
         value_column=value_col,
+        gold_path=gold_path,
+        output_path=output_path,
+        warn=lambda summary: click.echo(summary, err=True),
     )
-    summary = report_quarantine(table, output_path=output_path)
-    if summary is not None:
-        click.echo(summary, err=True)
-    if table.rows.height == 0:
-        raise no_valid_rows(table)
-    gold = None
-    if gold_path is not None:
-        gold_table = read_kind_table(
-            gold_path,
-            kind=kind,
-            task_column=task_col,
-            annotator_column=None,
-            value_column=value_col,
-        )
-        if gold_table.quarantined:
-            raise InputError(f"{gold_path}: {gold_table.quarantined[0].describe()}")
-        gold = gold_table.rows
-    return table.rows, gold
