@@ -12,7 +12,9 @@ def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "demo-test-key")
-    result = CliRunner().invoke(main, ["demo", "--judgments", "20000", "--days", "3"])
+    result = CliRunner().invoke(
+        main, ["demo", "--judgments", "20000", "--days", "2", "--judgments-per-kind", "700"]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     lake = tmp_path / "data" / "lake"
     for table in (

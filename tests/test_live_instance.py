@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from annotation_pipelines.synthetic import generate_workload
-from tests.services import free_port, fresh_database
+from tests.services import free_port, fresh_database, stop_tree
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,12 +103,7 @@ def live(tmp_path_factory):
             yield url, instance, data, logs
         finally:
             for process in processes:
-                os.killpg(process.pid, signal.SIGTERM)
-            for process in processes:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+                stop_tree(process)
             instance.dispose()
             for key, value in old.items():
                 if value is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ import yaml
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import LiveState, load_state
-from tests.services import fresh_database
+from tests.services import fresh_database, stop_tree
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +45,9 @@ class Workload:
     `spammer_from` s (one judgment in 20), the daemon restarted at `restart_at` s."""
 
     rate: int = 100
-    seconds: int = 130
-    spammer_from: float = 10
-    restart_at: float = 80
+    seconds: int = 100
+    spammer_from: float = 5
+    restart_at: float = 60
     votes: int = 5
     annotators: int = 30
 
@@ -138,12 +137,7 @@ def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
+    stop_tree(process)
 
 
 def _wait(predicate, *, timeout: float, what: str, interval: float = 2.0):

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from tests.services import stop_tree
+
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -124,7 +126,5 @@ def test_killed_runs_free_their_pool_slots_and_the_next_run_proceeds(tmp_path):
         print(f"next run finished {elapsed:.1f} s after two killed runs held the pool")
     finally:
         for process in [*workers, daemon]:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_tree(process, grace=0.0)
         instance.dispose()
