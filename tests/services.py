@@ -120,7 +120,8 @@ def stop_tree(process: subprocess.Popen, *, grace: float = 30.0) -> None:
     except subprocess.TimeoutExpired:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=grace)
+        # SIGKILL cannot be refused; this only waits for the kernel to reap the process.
+        process.wait(timeout=30)
     deadline = time.monotonic() + 5
     for pid in below:
         while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
