@@ -609,6 +609,32 @@ def no_valid_rows(table: KindTable) -> InputError:
     )
 
 
+def read_categorical_inputs(
+    input_path: str | Path,
+    *,
+    task_column: str,
+    annotator_column: str,
+    label_column: str,
+    gold_path: str | Path | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """A categorical command's judgments (`task_id`, `annotator_id`, `label`) and its gold
+    (`task_id`, `label`), if any, from the user's column names."""
+    columns = (task_column, annotator_column, label_column)
+    judgments = read_table(input_path, required_columns=columns, string_columns=columns).select(
+        pl.col(task_column).alias("task_id"),
+        pl.col(annotator_column).alias("annotator_id"),
+        pl.col(label_column).alias("label"),
+    )
+    if gold_path is None:
+        return judgments, None
+    gold = read_table(
+        gold_path,
+        required_columns=(task_column, label_column),
+        string_columns=(task_column, label_column),
+    ).select(pl.col(task_column).alias("task_id"), pl.col(label_column).alias("label"))
+    return judgments, gold
+
+
 def read_kind_inputs(
     input_path: str | Path,
     *,

@@ -41,8 +41,8 @@ from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
+    read_categorical_inputs,
     read_kind_inputs,
-    read_table,
     write_rows,
 )
 
@@ -177,20 +177,13 @@ def _aggregate_categorical(
     gold_path: Path | None,
 ) -> pl.DataFrame:
     task_col, annotator_col, label_col = columns
-    raw = read_table(input_path, required_columns=columns, string_columns=columns)
-    judgments = raw.select(
-        pl.col(task_col).alias("task_id"),
-        pl.col(annotator_col).alias("annotator_id"),
-        pl.col(label_col).alias("label"),
+    judgments, gold = read_categorical_inputs(
+        input_path,
+        task_column=task_col,
+        annotator_column=annotator_col,
+        label_column=label_col,
+        gold_path=gold_path,
     )
-    gold = None
-    if gold_path is not None:
-        gold_raw = read_table(
-            gold_path,
-            required_columns=(task_col, label_col),
-            string_columns=(task_col, label_col),
-        )
-        gold = gold_raw.select(pl.col(task_col).alias("task_id"), pl.col(label_col).alias("label"))
     try:
         return aggregate(judgments, method, gold=gold)
     except ValueError as error:

@@ -33,8 +33,8 @@ from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
+    read_categorical_inputs,
     read_kind_inputs,
-    read_table,
     write_rows,
 )
 
@@ -136,12 +136,12 @@ def replay_command(
         except ValueError as error:
             raise click.UsageError(str(error)) from error
         if kind == "categorical":
-            judgments, gold = _categorical_input(
+            judgments, gold = read_categorical_inputs(
                 input_path,
-                gold_path,
-                task_col=task_col,
-                annotator_col=annotator_col,
-                label_col=label_col,
+                task_column=task_col,
+                annotator_column=annotator_col,
+                label_column=label_col,
+                gold_path=gold_path,
             )
         else:
             judgments, gold = _kind_input(
@@ -176,26 +176,6 @@ def replay_command(
         or ("dawid_skene" if kind in ("categorical", "pairwise") else methods_for(kind)[0]),
     }
     click.echo(json.dumps(summary))
-
-
-def _categorical_input(
-    input_path: Path, gold_path: Path | None, *, task_col: str, annotator_col: str, label_col: str
-) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    columns = (task_col, annotator_col, label_col)
-    raw = read_table(input_path, required_columns=columns, string_columns=columns)
-    judgments = raw.select(
-        pl.col(task_col).alias("task_id"),
-        pl.col(annotator_col).alias("annotator_id"),
-        pl.col(label_col).alias("label"),
-    )
-    gold = None
-    if gold_path is not None:
-        gold = read_table(
-            gold_path,
-            required_columns=(task_col, label_col),
-            string_columns=(task_col, label_col),
-        ).select(pl.col(task_col).alias("task_id"), pl.col(label_col).alias("label"))
-    return judgments, gold
 
 
 def _kind_input(

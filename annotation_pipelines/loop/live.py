@@ -58,6 +58,7 @@ from datetime import UTC, date, datetime
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.ingest.postgres import EXTRACT_COLUMNS
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.loop.policy import ESCALATE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
 from annotation_pipelines.quality._common import wilson_bounds
@@ -1094,15 +1095,9 @@ def file_rows(
     (the ledger keeps the newest version of a judgment) and the same content is never read
     twice (`content_hash`).
     """
+    # The same columns the DB extract reads, so a file row and a DB row fold in alike.
     rows = of_kind(judgments).select(
-        "judgment_id",
-        "task_id",
-        "project",
-        "annotator_id",
-        "label",
-        "submitted_at",
-        "duration_s",
-        updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP),
+        *EXTRACT_COLUMNS["judgments"], updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP)
     )
     golden = of_kind(gold).select("task_id", "project", "label")
     return rows, golden
