@@ -140,6 +140,10 @@ def aggregate_numeric(
             bounds = np.quantile(replicates, quantiles, axis=0)
             low[tasks[first : first + block]] = bounds[0]
             high[tasks[first : first + block]] = bounds[1]
+    # A resample's mean, median or trimmed mean lies within the task's ratings; the exact
+    # design's weighted sums can overshoot the extremes by an ulp (3.0000000000000004 of 3s).
+    low = np.maximum(low, np.minimum.reduceat(sorted_ratings, starts))
+    high = np.minimum(high, np.maximum.reduceat(sorted_ratings, starts))
     return pl.DataFrame(
         {
             "task_id": task_values,
