@@ -1,6 +1,6 @@
 """Adaptive redundancy against fixed overlap on the shared crowd sets: accuracy vs share used.
 
-    .venv/bin/python benchmarks/bench_replay.py [--budget FRACTION ...] [--orders N]
+    .venv/bin/python benchmarks/bench_replay.py [--budget FRACTION ...] [--orders N] [--sets A,B]
 
 For each data set (../shared/data/crowd), in one run: Dawid–Skene on all judgments; fixed
 overlap k = the first k judgments of every task in file order (k in `FIXED`, where the set
@@ -12,7 +12,8 @@ none is given). Prints a Markdown table: accuracy @ share of judgments used, and
 replays the rounds, seconds and whether the target (accuracy of Dawid–Skene on all judgments
 with at most half of them) is met. With `--orders N`, each set gets a second row: the replays'
 mean accuracy and share over N shuffled arrival orders (seeds 0..N-1), since one file order
-is one draw of which judgments arrive first.
+is one draw of which judgments arrive first. `--sets` runs only the named sets (default: all,
+`d_product,d_sentiment,duck,rte`).
 """
 
 from __future__ import annotations
@@ -85,7 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--orders", type=int, default=0)
+    parser.add_argument("--sets", default=",".join(ALL_CROWD))
     arguments = parser.parse_args()
+    sets = [name.strip() for name in arguments.sets.split(",") if name.strip()]
+    unknown = [name for name in sets if name not in ALL_CROWD]
+    if unknown:
+        parser.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(ALL_CROWD)}")
     defaults = RECOMMENDED
     variants = [
         (
@@ -110,7 +116,7 @@ def main() -> None:
     ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for dataset in ALL_CROWD:
+    for dataset in sets:
         print("| " + " | ".join(_row(dataset, variants)) + " |", flush=True)
         if arguments.orders > 0:
             row = _shuffled_row(dataset, variants, arguments.orders)

@@ -132,6 +132,9 @@ def replay_command(
                 target_confidence=target_confidence
                 or KIND_TARGETS.get(kind, _DEFAULTS.target_confidence),
                 budget=budget,
+                # Smaller rounds were measured on the categorical crowd sets only; the other
+                # kinds keep one round per vote, as `benchmarks/bench_replay_kinds.py` measured.
+                round_share=RECOMMENDED.round_share if kind == "categorical" else None,
             )
         except ValueError as error:
             raise click.UsageError(str(error)) from error

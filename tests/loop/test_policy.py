@@ -128,6 +128,31 @@ def test_a_set_budget_is_spent_on_the_least_confident_once_every_task_is_at_targ
     assert _decisions(decide(tasks, frugal, budget_left=2)) == [DONE] * 4
 
 
+def test_round_share_asks_the_least_confident_first_and_the_rest_wait() -> None:
+    tasks = _tasks([0.7, 0.5, 0.8, 0.6, 0.99], [3, 3, 3, 3, 3])
+    options = PolicyOptions(target_confidence=0.9, round_share=0.4)  # two of five a round
+    decided = decide(tasks, options)
+    assert _decisions(decided) == [
+        DEFERRED,
+        NEEDS_ANOTHER_JUDGMENT,
+        DEFERRED,
+        NEEDS_ANOTHER_JUDGMENT,
+        DONE,
+    ]
+    assert "waits for a later round" in decided.get_column("reason")[0]
+    # The budget still caps the round, and what it cannot pay is deferred for the budget.
+    tight = decide(tasks, options, budget_left=1)
+    assert _decisions(tight) == [DEFERRED, NEEDS_ANOTHER_JUDGMENT, DEFERRED, DEFERRED, DONE]
+    assert "budget spent" in tight.get_column("reason")[3]
+    # Unset, every task below target is asked at once.
+    assert (
+        _decisions(decide(tasks, PolicyOptions(target_confidence=0.9))).count(
+            NEEDS_ANOTHER_JUDGMENT
+        )
+        == 4
+    )
+
+
 def test_budget_in_judgments() -> None:
     assert budget_judgments(1000, PolicyOptions(budget=0.5)) == 500
     assert budget_judgments(3, PolicyOptions(budget=1 / 3)) == 1
@@ -141,6 +166,7 @@ def test_budget_in_judgments() -> None:
         ({"target_confidence": 1.5}, "target_confidence"),
         ({"budget": 0.0}, "budget"),
         ({"expert_cost": -1.0}, "expert_cost"),
+        ({"round_share": 0.0}, "round_share"),
     ],
 )
 def test_options_are_checked(options: dict, message: str) -> None:
