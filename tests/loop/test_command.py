@@ -64,6 +64,7 @@ def test_defaults_are_the_policy_defaults(tmp_path: Path) -> None:
         defaults.target_confidence,
     )
     assert summary["label_uncertainty"] is defaults.label_uncertainty
+    assert summary["round_share"] == defaults.round_share
     assert summary["budget"] == 1.0 and summary["kind"] == "categorical"
 
 
