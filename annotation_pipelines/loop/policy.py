@@ -27,9 +27,8 @@ order, and what asking every task below target at once loses is the refits in be
 RTE at `--budget 0.5` that spent the budget in five to eight rounds, evenly over tasks at 0.6
 and at 0.98; a tenth of the tasks a round (about twenty rounds) put the same judgments on the
 tasks still least settled after each refit: file order 0.9213 → 0.9250, two shuffled orders
-0.9075 / 0.9137 → 0.9175 / 0.9225 (with the Dawid–Skene prior of `posterior.py` on top:
-0.9275, 0.9200 / 0.9200). A twentieth or a fiftieth of the tasks a round cost two to five
-times the refits and was no better (0.9237 / 0.9100 / 0.9213, 0.9250 / 0.9137 / 0.9225).
+0.9075 / 0.9137 → 0.9175 / 0.9225. A twentieth or a fiftieth of the tasks a round cost two to
+five times the refits and was no better (0.9237 / 0.9100 / 0.9213, 0.9250 / 0.9137 / 0.9225).
 
 **Optional stopping.** Stopping a task the moment its posterior crosses the target is optional
 stopping: the tasks that stop are disproportionately those whose first votes happened to
