@@ -130,8 +130,9 @@ def test_a_set_budget_is_spent_on_the_least_confident_once_every_task_is_at_targ
 
 def test_round_share_asks_the_least_confident_first_and_the_rest_wait() -> None:
     tasks = _tasks([0.7, 0.5, 0.8, 0.6, 0.99], [3, 3, 3, 3, 3])
-    options = PolicyOptions(target_confidence=0.9, round_share=0.4)  # two of five a round
-    decided = decide(tasks, options)
+    # Two of five a round, under a budget.
+    options = PolicyOptions(target_confidence=0.9, round_share=0.4, budget=0.5)
+    decided = decide(tasks, options, budget_left=10)
     assert _decisions(decided) == [
         DEFERRED,
         NEEDS_ANOTHER_JUDGMENT,
@@ -144,13 +145,13 @@ def test_round_share_asks_the_least_confident_first_and_the_rest_wait() -> None:
     tight = decide(tasks, options, budget_left=1)
     assert _decisions(tight) == [DEFERRED, NEEDS_ANOTHER_JUDGMENT, DEFERRED, DEFERRED, DONE]
     assert "budget spent" in tight.get_column("reason")[3]
-    # Unset, every task below target is asked at once.
-    assert (
-        _decisions(decide(tasks, PolicyOptions(target_confidence=0.9))).count(
-            NEEDS_ANOTHER_JUDGMENT
-        )
-        == 4
-    )
+    # Unset, or without a budget, every task below target is asked at once.
+    for unrounded in (
+        PolicyOptions(target_confidence=0.9, budget=0.5),
+        PolicyOptions(target_confidence=0.9, round_share=0.4),
+    ):
+        wanted = _decisions(decide(tasks, unrounded, budget_left=10))
+        assert wanted.count(NEEDS_ANOTHER_JUDGMENT) == 4
 
 
 def test_budget_in_judgments() -> None:
