@@ -19,9 +19,9 @@ confident tasks are where another vote is most likely to change one (uncertainty
 **Round size.** With `round_share` set and a budget below the whole, at most that share of
 the tasks is asked per round, the least confident first; the other tasks below target wait
 for a later round (`deferred`, "waits for a later round") and are read again after the
-refit. For binary labels the expected
-gain in accuracy from one more vote by an annotator drawn from the project's pool is
-E[max(a − p, 0)] for a task at posterior p ≥ 1/2 and annotators of accuracy a (the one-step
+refit. For binary labels the expected gain in accuracy from one more vote by an annotator
+drawn from the project's pool is E[max(a − p, 0)] for a task at posterior p ≥ 1/2 and
+annotators of accuracy a (the one-step
 knowledge gradient; Frazier, Powell and Dayanik 2008, for crowd labels Chen, Lin and Zhou,
 ICML 2013): it falls with the confidence, so least confident first is the knowledge-gradient
 order, and what asking every task below target at once loses is the refits in between. On
