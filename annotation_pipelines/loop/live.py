@@ -51,7 +51,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
@@ -81,7 +81,10 @@ LEDGER: dict[str, pl.DataType] = {
     "updated_at": UTC_TIMESTAMP,
     "flagged": pl.Boolean(),
     "version": pl.Int64(),
+    "source": pl.String(),  # the export file that gave this version; null: the DB
 }
+# Columns an incoming batch must have (the rest the engine sets; `source` may be absent).
+_INPUT = tuple(c for c in LEDGER if c not in ("flagged", "version", "source"))
 TASKS: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "label": pl.String(),
@@ -116,6 +119,7 @@ VERSIONS: dict[str, pl.DataType] = {
     "watermark": UTC_TIMESTAMP,
     "applied_at": UTC_TIMESTAMP,
     "judgments": pl.Int64(),
+    "withdrawn": pl.Int64(),
 }
 TASK_REQUESTS: dict[str, pl.DataType] = {
     "task_id": pl.String(),
@@ -159,9 +163,70 @@ class LiveOptions:
     policy: PolicyOptions = field(default_factory=PolicyOptions)
 
 
+# A ledger segment's rows: the ledger's columns but `flagged` (a block flags every row of an
+# annotator, old segments included, so it is derived from the annotators table on load), plus
+# `replaces` (an earlier version of this judgment may sit in an older segment) and `deleted`
+# (a tombstone: the judgment was withdrawn).
+SEGMENT: dict[str, pl.DataType] = {
+    **{c: t for c, t in LEDGER.items() if c != "flagged"},
+    "replaces": pl.Boolean(),
+    "deleted": pl.Boolean(),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segment:
+    """One committed ledger segment: the rows of the versions `first`..`last`.
+
+    `level` counts the merges behind it (a run's own segment is level 0; merging
+    `LedgerCompaction.fan_in` segments of one level makes one of the next).
+    """
+
+    key: str
+    rows: int
+    first: int
+    last: int
+    level: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "rows": self.rows,
+            "first": self.first,
+            "last": self.last,
+            "level": self.level,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerCompaction:
+    """When a commit merges ledger segments.
+
+    Size-tiered, as a counter in base `fan_in`: when the newest `fan_in` segments are of one
+    level they are merged into one segment of the next level, and so on up. A row is rewritten
+    once per level (log_fan_in of the runs: about 5 times in a day of 5-s runs at fan-in 8)
+    and a project holds at most (fan_in − 1) segments per level, instead of the whole ledger
+    being rewritten by every run.
+    """
+
+    fan_in: int = 8
+
+    def __post_init__(self) -> None:
+        if self.fan_in < 2:
+            raise ValueError(f"fan_in={self.fan_in}: merge at least 2 segments")
+
+
+def _empty_segment() -> pl.DataFrame:
+    return pl.DataFrame(schema=SEGMENT)
+
+
 @dataclass(frozen=True, kw_only=True)
 class LiveState:
-    """One project's running state. `counts` / `prior_counts` are the carried statistics."""
+    """One project's running state. `counts` / `prior_counts` are the carried statistics.
+
+    `ledger` is every judgment folded in (its newest version); on the lake it is a list of
+    append-only `segments` plus the rows of this state not committed yet (`pending`).
+    """
 
     project: str
     labels: tuple[str, ...] = ()
@@ -172,6 +237,8 @@ class LiveState:
     tasks: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TASKS))
     annotators: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ANNOTATORS))
     versions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VERSIONS))
+    segments: tuple[Segment, ...] = ()
+    pending: pl.DataFrame = field(default_factory=_empty_segment)
 
     @property
     def counts(self) -> np.ndarray:
@@ -193,6 +260,7 @@ class LiveEvents:
     new_judgments: int = 0
     refitted_tasks: int = 0
     rebased_tasks: int = 0
+    withdrawn_judgments: int = 0
 
 
 def decision_id(kind: str, project: str, subject: str, version: int) -> str:
@@ -206,35 +274,43 @@ def update(
     gold: pl.DataFrame | None = None,
     options: LiveOptions | None = None,
     *,
+    resynced: Collection[str] = (),
     watermark: datetime | None = None,
     now: datetime | None = None,
 ) -> tuple[LiveState, LiveEvents]:
     """Fold `new_judgments` (and new `gold` labels) of `state.project` into the state.
 
     `new_judgments` has `judgment_id`, `task_id`, `annotator_id`, `label`, `submitted_at`,
-    `duration_s`, `updated_at` (rows of other projects, if a `project` column is present, are
-    an error). Returns the next state (version + 1 when anything changed) and its events.
+    `duration_s`, `updated_at` and optionally `source` (the export file it came from; rows of
+    other projects, if a `project` column is present, are an error). `resynced` names sources
+    read whole in this batch (an edited export file): a judgment whose newest version came from
+    one of them and that is no longer in `new_judgments` is withdrawn, its tasks refitted.
+    Returns the next state (version + 1 when anything changed) and its events.
     """
     options = options or LiveOptions()
     now = now or datetime.now(UTC)
     _check_project(state.project)
     incoming = _incoming(state, new_judgments)
+    withdrawn = _withdrawn(state, new_judgments, resynced)
     gold_rows = _new_gold(state, gold)
-    if incoming.height == 0 and gold_rows.height == 0:
+    if incoming.height == 0 and gold_rows.height == 0 and withdrawn.height == 0:
         empty = _no_events()
         return replace(state, watermark=watermark or state.watermark), empty
     version = state.version + 1
     state = _with_labels(state, incoming, gold_rows)
     old_ledger = state.ledger
-    ledger = (
-        pl.concat([old_ledger, _ledger_rows(state, incoming, version)], how="vertical")
-        .unique("judgment_id", keep="last", maintain_order=True)
-        .sort("judgment_id")
-    )
+    added = _ledger_rows(state, incoming, version)
+    ledger, pending = _appended(state, added, withdrawn, version)
     tasks = _with_gold(state.tasks, gold_rows, version)
-    affected = pl.concat([incoming.get_column("task_id"), gold_rows.get_column("task_id")]).unique()
+    voted = pl.concat([incoming.get_column("task_id"), gold_rows.get_column("task_id")]).unique()
+    only_withdrawn = withdrawn.get_column("task_id").unique()
+    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
+    affected = pl.concat([voted, only_withdrawn]).unique()
     fitted = _refit(state, old_ledger, ledger, tasks, affected, options, version)
-    touched = incoming.get_column("annotator_id").unique()
+    fitted = replace(fitted, pending=pending)
+    touched = pl.concat(
+        [incoming.get_column("annotator_id"), withdrawn.get_column("annotator_id")]
+    ).unique()
     gold_annotators = ledger.filter(
         pl.col("task_id").is_in(gold_rows.get_column("task_id").implode())
     )
@@ -255,7 +331,8 @@ def update(
             fitted, before, flagged, fitted.tasks, their_tasks.unique(), options, version
         )
         fitted = replace(fitted, annotators=_scorecards(fitted, blocked, options))
-    requests = open_requests(fitted, options, now=now, tasks=affected)
+    fitted = replace(fitted, tasks=_without_empty_tasks(fitted.tasks, only_withdrawn))
+    requests = _requests_after_change(state, fitted, options, now, affected, only_withdrawn)
     versions = pl.concat(
         [
             fitted.versions,
@@ -265,6 +342,7 @@ def update(
                     "watermark": [watermark],
                     "applied_at": [now],
                     "judgments": [incoming.height],
+                    "withdrawn": [withdrawn.height],
                 },
                 schema=VERSIONS,
             ),
@@ -279,8 +357,30 @@ def update(
         alerts=alerts,
         new_judgments=incoming.height,
         refitted_tasks=affected.len(),
+        withdrawn_judgments=withdrawn.height,
     )
     return final, events
+
+
+def _requests_after_change(
+    before: LiveState,
+    after: LiveState,
+    options: LiveOptions,
+    now: datetime,
+    affected: pl.Series,
+    only_withdrawn: pl.Series,
+) -> pl.DataFrame:
+    """The policy's requests on the affected tasks. A task that only lost votes (withdrawn
+    judgments) is asked about only where the policy's answer changed: it has no new evidence
+    that a new request would be about."""
+    requests = open_requests(after, options, now=now, tasks=affected)
+    if only_withdrawn.len() == 0 or requests.height == 0:
+        return requests
+    earlier = open_requests(before, options, now=now, tasks=only_withdrawn)
+    repeated = requests.filter(pl.col("task_id").is_in(only_withdrawn.implode())).join(
+        earlier.select("task_id", "request"), on=["task_id", "request"], how="semi"
+    )
+    return requests.join(repeated.select("task_id"), on="task_id", how="anti")
 
 
 def update_projects(
@@ -289,15 +389,19 @@ def update_projects(
     gold: pl.DataFrame | None = None,
     options: LiveOptions | None = None,
     *,
+    resynced: Mapping[str, Collection[str]] | None = None,
     watermark: datetime | None = None,
     now: datetime | None = None,
 ) -> tuple[dict[str, LiveState], dict[str, LiveEvents]]:
-    """`update` per project present in `judgments` / `gold` (a `project` column each)."""
+    """`update` per project present in `judgments` / `gold` (a `project` column each) or in
+    `resynced` (project → the sources of it read whole)."""
+    resynced = resynced or {}
     projects = (
         set(judgments.get_column("project").unique().to_list()) if judgments.height else set()
     )
     if gold is not None and gold.height:
         projects |= set(gold.get_column("project").unique().to_list())
+    projects |= {project for project, sources in resynced.items() if sources}
     next_states = dict(states)
     events: dict[str, LiveEvents] = {}
     for project in sorted(projects):
@@ -305,7 +409,13 @@ def update_projects(
         mine = judgments.filter(pl.col("project") == project) if judgments.height else judgments
         their_gold = None if gold is None else gold.filter(pl.col("project") == project)
         next_states[project], events[project] = update(
-            state, mine, their_gold, options, watermark=watermark, now=now
+            state,
+            mine,
+            their_gold,
+            options,
+            resynced=resynced.get(project, ()),
+            watermark=watermark,
+            now=now,
         )
     return next_states, events
 
@@ -321,11 +431,14 @@ def _check_project(project: str) -> None:
 
 
 def _incoming(state: LiveState, new: pl.DataFrame) -> pl.DataFrame:
-    """New rows not yet in the ledger at the same `updated_at` (one row per judgment)."""
+    """New rows not yet in the ledger (one row per judgment, with its `source`).
+
+    A re-read of the version the ledger holds (same `updated_at`) is dropped, and so is a newer
+    version that changes nothing (same task, annotator, label, times and source): a re-read
+    edited file stamps every row anew, but only its changed rows are new evidence.
+    """
     if new.height == 0:
-        return pl.DataFrame(
-            schema={k: v for k, v in LEDGER.items() if k not in ("flagged", "version")}
-        )
+        return pl.DataFrame(schema={c: LEDGER[c] for c in (*_INPUT, "source")})
     if "project" in new.columns:
         other = new.filter(pl.col("project") != state.project)
         if other.height:
@@ -333,22 +446,83 @@ def _incoming(state: LiveState, new: pl.DataFrame) -> pl.DataFrame:
                 f"judgment {other.item(0, 'judgment_id')}: field project is "
                 f"{other.item(0, 'project')!r}, expected {state.project!r}"
             )
-    missing = [c for c in LEDGER if c not in ("flagged", "version") and c not in new.columns]
+    missing = [c for c in _INPUT if c not in new.columns]
     if missing:
         raise ValueError(f"new judgments: missing column(s) {', '.join(missing)}")
     nulls = new.filter(pl.col("annotator_id").is_null() | pl.col("label").is_null())
     if nulls.height:
         field_name = "annotator_id" if nulls.item(0, "annotator_id") is None else "label"
         raise ValueError(f"judgment {nulls.item(0, 'judgment_id')}: field {field_name} is null")
+    source = pl.col("source") if "source" in new.columns else pl.lit(None)
     rows = (
-        new.select(
-            [pl.col(c).cast(t) for c, t in LEDGER.items() if c not in ("flagged", "version")]
-        )
+        new.select(*[pl.col(c).cast(LEDGER[c]) for c in _INPUT], source=source.cast(pl.String))
         .sort("updated_at")
         .unique("judgment_id", keep="last", maintain_order=True)
     )
-    known = state.ledger.select("judgment_id", "updated_at")
-    return rows.join(known, on=["judgment_id", "updated_at"], how="anti", maintain_order="left")
+    # Only the ledger rows of these judgments: a hash lookup of the batch's ids, not a join
+    # with the whole ledger.
+    known = state.ledger.filter(
+        pl.col("judgment_id").is_in(rows.get_column("judgment_id").implode())
+    ).select(*_INPUT, "source")
+    if known.height == 0:
+        return rows
+    same = [pl.col(c).eq_missing(pl.col(f"{c}_known")) for c in _CONTENT]
+    repeated = rows.join(known, on="judgment_id", how="inner", suffix="_known").filter(
+        (pl.col("updated_at") == pl.col("updated_at_known")) | pl.all_horizontal(same)
+    )
+    return rows.join(repeated.select("judgment_id"), on="judgment_id", how="anti")
+
+
+# What a judgment says; a newer version equal on all of these changes nothing.
+_CONTENT = ("task_id", "annotator_id", "label", "submitted_at", "duration_s", "source")
+
+
+def _withdrawn(state: LiveState, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
+    """Ledger rows whose newest version came from a source in `resynced` and that the new
+    read of it no longer has."""
+    if not resynced or state.ledger.height == 0:
+        return state.ledger.head(0)
+    gone = pl.col("source").is_in(list(resynced))
+    if new.height:
+        ids = new.get_column("judgment_id").cast(pl.String)
+        gone = gone & ~pl.col("judgment_id").is_in(ids.implode())
+    return state.ledger.filter(gone)
+
+
+def _appended(
+    state: LiveState, added: pl.DataFrame, withdrawn: pl.DataFrame, version: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the next ledger, the next pending segment rows): the ledger drops the earlier versions
+    of `added` and the `withdrawn` rows and appends `added`, in place of a rewrite."""
+    replaced = state.ledger.filter(
+        pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
+    ).get_column("judgment_id")
+    gone = pl.concat([replaced, withdrawn.get_column("judgment_id")])
+    kept = state.ledger
+    if gone.len():
+        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
+    ledger = pl.concat([kept, added], how="vertical")
+    rows = added.drop("flagged").with_columns(
+        replaces=pl.col("judgment_id").is_in(replaced.implode()), deleted=pl.lit(False)
+    )
+    tombstones = withdrawn.drop("flagged").with_columns(
+        version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
+    )
+    pending = pl.concat([state.pending, tombstones, rows], how="vertical")
+    return ledger, pending
+
+
+def _without_empty_tasks(tasks: pl.DataFrame, candidates: pl.Series) -> pl.DataFrame:
+    """`tasks` without the `candidates` that have no vote and no gold left (every judgment of
+    theirs was withdrawn): out of the live state, as they would be had they never come."""
+    if candidates.len() == 0:
+        return tasks
+    empty = (
+        pl.col("task_id").is_in(candidates.implode())
+        & (pl.col("n_votes") == 0)
+        & pl.col("gold").is_null()
+    )
+    return tasks.filter(~empty)
 
 
 def _new_gold(state: LiveState, gold: pl.DataFrame | None) -> pl.DataFrame:
@@ -386,11 +560,15 @@ def _with_labels(state: LiveState, incoming: pl.DataFrame, gold: pl.DataFrame) -
 
 
 def _ledger_rows(state: LiveState, incoming: pl.DataFrame, version: int) -> pl.DataFrame:
-    blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
+    blocked = _blocked(state.annotators)
     return incoming.with_columns(
         flagged=pl.col("annotator_id").is_in(blocked.implode()),
         version=pl.lit(version, pl.Int64),
     ).select(list(LEDGER))
+
+
+def _blocked(annotators: pl.DataFrame) -> pl.Series:
+    return annotators.filter(pl.col("blocked")).get_column("annotator_id")
 
 
 def _with_gold(tasks: pl.DataFrame, gold: pl.DataFrame, version: int) -> pl.DataFrame:
@@ -630,6 +808,14 @@ def _scorecards(state: LiveState, touched: pl.Series, options: LiveOptions) -> p
             .cast(pl.Int64),
             mean_duration_s=pl.col("duration_s").mean(),
         )
+    )
+    # An annotator whose every judgment was withdrawn has no row in `stats`: zero, not null.
+    counted = ["n_judgments", "n_flagged", "n_gold", "n_gold_correct"]
+    stats = (
+        pl.DataFrame({"annotator_id": touched.unique()})
+        .cast({"annotator_id": pl.String})
+        .join(stats, on="annotator_id", how="left")
+        .with_columns(pl.col(counted).fill_null(0))
     )
     counts = state.counts
     totals = counts.sum(axis=(1, 2))
@@ -927,6 +1113,7 @@ def rebase(
                     "watermark": [state.watermark],
                     "applied_at": [now],
                     "judgments": [0],
+                    "withdrawn": [0],
                 },
                 schema=VERSIONS,
             ),
@@ -988,7 +1175,11 @@ def _no_events() -> LiveEvents:
 
 # Persistence --------------------------------------------------------------------------------
 
-_FRAMES = ("ledger", "tasks", "annotators", "versions")
+_FRAMES = ("tasks", "annotators", "versions")
+_SCHEMAS = {"tasks": TASKS, "annotators": ANNOTATORS, "versions": VERSIONS}
+LEDGER_FOLDER = "ledger"
+# The whole ledger in one object, as states written before the segments were.
+_LEGACY_LEDGER = "ledger.parquet"
 
 
 def state_prefix(project: str) -> str:
@@ -996,23 +1187,156 @@ def state_prefix(project: str) -> str:
     return f"{LIVE_PREFIX}/{project}"
 
 
-def state_files(state: LiveState) -> dict[str, bytes]:
-    """The lake objects of `state`, keyed by lake key (commit them together)."""
+@dataclass(frozen=True)
+class StateObjects:
+    """What to commit for a state, in one `Lake.commit`: objects to write, keys to delete."""
+
+    writes: dict[str, bytes]
+    deletes: list[str]
+
+
+def state_objects(
+    state: LiveState,
+    read: Callable[[str], bytes | None] | None = None,
+    *,
+    compaction: LedgerCompaction | None = None,
+) -> StateObjects:
+    """The lake objects of `state` (commit them together): the tasks, annotators and versions
+    frames, `state.json`, and the ledger as one new segment holding the rows folded in since
+    the state was loaded, plus the compaction it triggers (merged segments written, the ones
+    they replace deleted; `read` reads the committed segments being merged).
+
+    A run that dies before the commit leaves the previous `state.json`, which lists only the
+    previous segments; the next run folds the same rows again into a segment of the same
+    versions.
+    """
+    compaction = compaction or LedgerCompaction()
     prefix = state_prefix(state.project)
-    files = {}
+    writes: dict[str, bytes] = {}
     for name in _FRAMES:
-        buffer = io.BytesIO()
-        getattr(state, name).write_parquet(buffer, compression="zstd")
-        files[f"{prefix}/{name}.parquet"] = buffer.getvalue()
+        writes[f"{prefix}/{name}.parquet"] = _parquet(getattr(state, name))
+    segments = list(state.segments)
+    fresh: dict[str, pl.DataFrame] = {}
+    if state.pending.height:
+        rows = _merged(state.pending, oldest=not segments)
+        if rows.height:
+            versions = state.pending.get_column("version")
+            first, last = int(versions.min()), int(versions.max())  # type: ignore[arg-type]
+            segment = Segment(
+                key=_segment_key(prefix, first, last), rows=rows.height, first=first, last=last
+            )
+            fresh[segment.key] = rows
+            segments.append(segment)
+
+    def frame(segment: Segment) -> pl.DataFrame:
+        if segment.key in fresh:
+            return fresh[segment.key]
+        data = read(segment.key) if read is not None else None
+        if data is None:
+            raise FileNotFoundError(f"{segment.key}: a ledger segment to merge is missing")
+        return _read_segment(data)
+
+    while (group := _to_merge(segments, compaction)) is not None:
+        start, stop = group
+        parts = segments[start:stop]
+        rows = _merged(pl.concat([frame(p) for p in parts]), oldest=start == 0)
+        merged = Segment(
+            key=_segment_key(prefix, parts[0].first, parts[-1].last),
+            rows=rows.height,
+            first=parts[0].first,
+            last=parts[-1].last,
+            level=max(p.level for p in parts) + 1,
+        )
+        for part in parts:
+            fresh.pop(part.key, None)
+        fresh[merged.key] = rows
+        segments[start:stop] = [merged]
+    for segment in segments:
+        if segment.key in fresh:
+            writes[segment.key] = _parquet(fresh[segment.key])
+    kept = {segment.key for segment in segments}
+    deletes = [segment.key for segment in state.segments if segment.key not in kept]
     meta = {
         "project": state.project,
         "labels": list(state.labels),
         "version": state.version,
         "watermark": state.watermark.isoformat() if state.watermark else None,
         "prior_counts": state.prior_counts.tolist(),
+        "ledger": [segment.as_json() for segment in segments],
     }
-    files[f"{prefix}/state.json"] = json.dumps(meta, sort_keys=True).encode()
-    return files
+    writes[f"{prefix}/state.json"] = json.dumps(meta, sort_keys=True).encode()
+    return StateObjects(writes=writes, deletes=deletes)
+
+
+def _segment_key(prefix: str, first: int, last: int) -> str:
+    return f"{prefix}/{LEDGER_FOLDER}/{first:012d}-{last:012d}.parquet"
+
+
+def _to_merge(segments: list[Segment], compaction: LedgerCompaction) -> tuple[int, int] | None:
+    """The newest `fan_in` segments when they are all of one level, as (start, stop)."""
+    if len(segments) < compaction.fan_in:
+        return None
+    start = len(segments) - compaction.fan_in
+    tail = segments[start:]
+    if len({segment.level for segment in tail}) != 1:
+        return None
+    return start, len(segments)
+
+
+def _merged(rows: pl.DataFrame, *, oldest: bool) -> pl.DataFrame:
+    """Consecutive segment rows (oldest first) as one segment: the newest version of each
+    judgment, `replaces` as its first version in the range had it. From the oldest segment
+    on, nothing older can be shadowed: tombstones go and nothing `replaces`."""
+    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).filter(
+        pl.col("judgment_id").is_last_distinct()
+    )
+    if oldest:
+        rows = rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
+    return rows.select(list(SEGMENT))
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """`frame` in `schema`'s columns; a column an older writer did not have is null (or
+    false for a flag)."""
+    missing = [
+        (pl.lit(False) if dtype == pl.Boolean() else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in schema.items()
+        if name not in frame.columns
+    ]
+    return frame.with_columns(missing).select(list(schema)).cast(pl.Schema(schema))
+
+
+def _read_segment(data: bytes) -> pl.DataFrame:
+    return _conform(pl.read_parquet(io.BytesIO(data)), SEGMENT)
+
+
+def _ledger_of(segments: list[pl.DataFrame], annotators: pl.DataFrame) -> pl.DataFrame:
+    """The ledger the segments hold: each judgment's newest version, withdrawn ones left out,
+    `flagged` where its annotator is blocked.
+
+    A judgment is in more than one segment only when a later row of it `replaces` an earlier
+    one or is a tombstone, so only those judgments need resolving: a lookup of a few ids, not
+    a deduplication of the whole ledger.
+    """
+    rows = pl.concat(segments, how="vertical") if segments else _empty_segment()
+    marked = rows.filter(pl.col("replaces") | pl.col("deleted")).get_column("judgment_id")
+    if marked.len():
+        indexed = rows.with_row_index("_row")
+        candidates = indexed.filter(pl.col("judgment_id").is_in(marked.unique().implode()))
+        stale = candidates.filter(
+            ~pl.col("judgment_id").is_last_distinct() | pl.col("deleted")
+        ).get_column("_row")
+        rows = indexed.filter(~pl.col("_row").is_in(stale.implode())).drop("_row")
+    blocked = _blocked(annotators)
+    return rows.with_columns(flagged=pl.col("annotator_id").is_in(blocked.implode())).select(
+        list(LEDGER)
+    )
 
 
 def load_state(project: str, read: Callable[[str], bytes | None]) -> LiveState:
@@ -1023,18 +1347,32 @@ def load_state(project: str, read: Callable[[str], bytes | None]) -> LiveState:
         return LiveState(project=project)
     meta = json.loads(raw)
     frames = {}
-    schemas = {"ledger": LEDGER, "tasks": TASKS, "annotators": ANNOTATORS, "versions": VERSIONS}
     for name in _FRAMES:
         data = read(f"{prefix}/{name}.parquet")
         if data is None:
             raise FileNotFoundError(f"{prefix}/{name}.parquet missing next to {prefix}/state.json")
-        frames[name] = pl.read_parquet(io.BytesIO(data)).cast(pl.Schema(schemas[name]))
+        frames[name] = _conform(pl.read_parquet(io.BytesIO(data)), _SCHEMAS[name])
+    if "ledger" in meta:
+        segments = tuple(Segment(**entry) for entry in meta["ledger"])
+    else:
+        legacy = read(f"{prefix}/{_LEGACY_LEDGER}")
+        rows = 0 if legacy is None else pl.read_parquet(io.BytesIO(legacy)).height
+        version = int(meta["version"])
+        segments = (Segment(key=f"{prefix}/{_LEGACY_LEDGER}", rows=rows, first=1, last=version),)
+    parts = []
+    for segment in segments:
+        data = read(segment.key)
+        if data is None:
+            raise FileNotFoundError(f"{segment.key} missing: {prefix}/state.json lists it")
+        parts.append(_read_segment(data))
     return LiveState(
         project=project,
         labels=tuple(meta["labels"]),
         version=int(meta["version"]),
         watermark=datetime.fromisoformat(meta["watermark"]) if meta["watermark"] else None,
         prior_counts=np.asarray(meta["prior_counts"], dtype=np.float64),
+        ledger=_ledger_of(parts, frames["annotators"]),
+        segments=segments,
         **frames,
     )
 
@@ -1086,18 +1424,21 @@ def content_hash(data: bytes) -> str:
 
 
 def file_rows(
-    judgments: pl.DataFrame, gold: pl.DataFrame, *, read_at: datetime
+    judgments: pl.DataFrame, gold: pl.DataFrame, *, read_at: datetime, source: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """An ingested export's categorical judgments and gold as `update_projects` reads them.
 
     A file has no per-row version: every row is stamped with `read_at`, the moment its file
     content was read, so a re-dropped file with a changed answer replaces the earlier one
     (the ledger keeps the newest version of a judgment) and the same content is never read
-    twice (`content_hash`).
+    twice (`content_hash`). Every row names its file in `source`, so that a later version of
+    the file (passed as `resynced` to `update`) withdraws the judgments it no longer has.
     """
     # The same columns the DB extract reads, so a file row and a DB row fold in alike.
     rows = of_kind(judgments).select(
-        *EXTRACT_COLUMNS["judgments"], updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP)
+        *EXTRACT_COLUMNS["judgments"],
+        updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP),
+        source=pl.lit(source, pl.String),
     )
     golden = of_kind(gold).select("task_id", "project", "label")
     return rows, golden
@@ -1125,9 +1466,12 @@ def label_studio_requests(requests: pl.DataFrame) -> bytes:
 __all__ = [
     "ANNOTATOR_ACTIONS",
     "TASK_REQUESTS",
+    "LedgerCompaction",
     "LiveEvents",
     "LiveOptions",
     "LiveState",
+    "Segment",
+    "StateObjects",
     "content_hash",
     "decision_id",
     "file_rows",
@@ -1138,7 +1482,7 @@ __all__ = [
     "load_stream",
     "open_requests",
     "rebase",
-    "state_files",
+    "state_objects",
     "state_prefix",
     "stream_files",
     "update",

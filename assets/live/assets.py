@@ -16,6 +16,7 @@ so at the end of a day the live labels are the daily labels.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from logging import Logger
 
@@ -39,7 +40,7 @@ from annotation_pipelines.loop.live import (
     load_stream,
     open_requests,
     rebase,
-    state_files,
+    state_objects,
     state_prefix,
     stream_files,
     update_projects,
@@ -63,6 +64,7 @@ _JUDGMENT_COLUMNS = (
     "submitted_at",
     "duration_s",
     "updated_at",
+    "source",
 )
 
 LIVE_GROUP = "live"
@@ -115,17 +117,37 @@ def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> li
     ]
 
 
+@dataclass(frozen=True)
+class FileBatch:
+    """What the export files not folded in yet hold."""
+
+    judgments: pl.DataFrame
+    gold: pl.DataFrame
+    # project → the files read whole (new or edited): their rows are the file's every judgment.
+    resynced: dict[str, list[str]]
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(path for paths in self.resynced.values() for path in paths)
+
+
 def _fold_files(
     landing: LandingZone, folded: dict[str, dict[str, str]], *, read_at: datetime, log: Logger
-) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """(judgments, gold, paths read) of the export files not folded in yet; `folded` updated.
+) -> FileBatch:
+    """The rows of the export files not folded in yet; `folded` updated.
 
     A file is identified by its content hash: one touched without a change is only
-    re-fingerprinted. A file the live loop cannot read is recorded with its error and skipped
-    (the ingest sensor reports it and retries it for the daily layers), so it never stalls
-    the live state.
+    re-fingerprinted. A file read again after an edit is read whole, so its judgments that the
+    new version no longer has are withdrawn from the live state (`update(resynced=...)`), as
+    the ingest restages the file for the daily layers. A file removed from the landing zone
+    takes nothing back, as in the daily layers: the landing zone is where files are dropped,
+    and clearing it out retracts nothing; an edited (or emptied) version does. A file the live
+    loop cannot read is recorded with its error and skipped (the ingest sensor reports it and
+    retries it for the daily layers), so it never stalls the live state; its rows stay as the
+    last readable version gave them.
     """
-    judgments, gold, read = [], [], []
+    judgments, gold = [], []
+    resynced: dict[str, list[str]] = {}
     for export in landing.exports():
         record = folded.get(export.path, {})
         if record.get("fingerprint") == export.fingerprint:
@@ -156,15 +178,15 @@ def _fold_files(
                 "error": str(error)[:500],
             }
             continue
-        rows, golden = file_rows(result.judgments, result.gold, read_at=read_at)
+        rows, golden = file_rows(result.judgments, result.gold, read_at=read_at, source=export.path)
         judgments.append(rows)
         gold.append(golden)
-        read.append(export.path)
+        resynced.setdefault(export.project, []).append(export.path)
         folded[export.path] = {"fingerprint": export.fingerprint, "sha256": digest}
-    return (
-        pl.concat(judgments) if judgments else pl.DataFrame(),
-        pl.concat(gold) if gold else pl.DataFrame(),
-        read,
+    return FileBatch(
+        judgments=pl.concat(judgments) if judgments else pl.DataFrame(),
+        gold=pl.concat(gold) if gold else pl.DataFrame(),
+        resynced=resynced,
     )
 
 
@@ -215,10 +237,9 @@ def live_quality_state(
         extract = annotation_db.extract_live(since=since, seen=seen)
         now = datetime.now(UTC)
         folded = load_files(_reader(lake))
-        from_files, gold_from_files, files_read = _fold_files(
-            landing, folded, read_at=now, log=context.log
-        )
-        from_db = extract.result.judgments
+        files = _fold_files(landing, folded, read_at=now, log=context.log)
+        from_files = files.judgments
+        from_db = extract.result.judgments.with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
             [
                 from_db.select(_JUDGMENT_COLUMNS),
@@ -229,14 +250,22 @@ def live_quality_state(
         gold = pl.concat(
             [
                 extract.result.gold.select("task_id", "project", "label"),
-                *([gold_from_files] if gold_from_files.height else []),
+                *([files.gold] if files.gold.height else []),
             ],
             how="vertical_relaxed",
         )
-        projects = set(judgments["project"].unique()) | set(gold["project"].unique())
+        projects = (
+            set(judgments["project"].unique()) | set(gold["project"].unique()) | set(files.resynced)
+        )
         states = {p: load_state(p, _reader(lake)) for p in sorted(projects)}
         states, events = update_projects(
-            states, judgments, gold, options, watermark=extract.until, now=now
+            states,
+            judgments,
+            gold,
+            options,
+            resynced=files.resynced,
+            watermark=extract.until,
+            now=now,
         )
         rebased = _rebase_days(lake, states, config.rebase_days, options, now)
         every = [*events.values(), *(e for project in rebased.values() for e in project)]
@@ -251,18 +280,22 @@ def live_quality_state(
         written = annotation_db.write_requests(task_requests=requests, annotator_actions=actions)
         record_alert(lake, [a for e in events.values() for a in e.alerts], log=context.log)
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
+        deletes: list[str] = []
         for project, state in states.items():
-            writes.update(state_files(state))
+            objects = state_objects(state, _reader(lake))
+            writes.update(objects.writes)
+            deletes.extend(objects.deletes)
             pending = open_requests(state, options, now=now)
             writes[f"{state_prefix(project)}/requests.json"] = label_studio_requests(pending)
-        lake.commit(writes)
+        lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.
     first = from_db["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
     context.log.info(
         f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
-        f"{from_files.height} from {len(files_read)} file(s), "
+        f"{from_files.height} from {len(files.paths)} file(s), "
+        f"{sum(e.withdrawn_judgments for e in events.values())} withdrawn, "
         f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
     )
@@ -270,7 +303,10 @@ def live_quality_state(
         metadata={
             "watermark": MetadataValue.text(extract.until.isoformat()),
             "judgments": MetadataValue.int(judgments.height),
-            "files_read": MetadataValue.json(files_read),
+            "files_read": MetadataValue.json(files.paths),
+            "withdrawn_judgments": MetadataValue.int(
+                sum(e.withdrawn_judgments for e in events.values())
+            ),
             "rebased_tasks": MetadataValue.json(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),
