@@ -30,7 +30,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_pipelines.aggregation import fit
-from annotation_pipelines.loop.live import LiveState, load_state, state_files, update
+from annotation_pipelines.loop.live import LiveState, load_state, state_objects, update
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
 
@@ -71,7 +71,8 @@ def persisted(lake_dir: Path, frame: pl.DataFrame, *, history: int, per_tick: in
 
     began = time.perf_counter()
     state, _ = update(LiveState(project="bench"), frame.head(history))
-    lake.commit(state_files(state))
+    objects = state_objects(state, read)
+    lake.commit(objects.writes, deletes=objects.deletes)
     print(f"history of {history:,} folded and committed in {time.perf_counter() - began:.1f} s\n")
     print("| tick | judgments | ledger | load s | update s | objects s | commit s | run s |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -83,9 +84,9 @@ def persisted(lake_dir: Path, frame: pl.DataFrame, *, history: int, per_tick: in
         marks.append(time.perf_counter())
         state, _ = update(state, batch)
         marks.append(time.perf_counter())
-        writes = state_files(state)
+        objects = state_objects(state, read)
         marks.append(time.perf_counter())
-        lake.commit(writes)
+        lake.commit(objects.writes, deletes=objects.deletes)
         marks.append(time.perf_counter())
         steps = np.diff(marks)
         totals.append(marks[-1] - marks[0])
@@ -94,7 +95,11 @@ def persisted(lake_dir: Path, frame: pl.DataFrame, *, history: int, per_tick: in
             f"| {number} | {batch.height:,} | {state.ledger.height:,} | {cells} | "
             f"{totals[-1]:.3f} |"
         )
-    print(f"\nmean run {np.mean(totals):.3f} s, max {np.max(totals):.3f} s per tick")
+    segments = len(load_state("bench", read).segments)
+    print(
+        f"\nmean run {np.mean(totals):.3f} s, max {np.max(totals):.3f} s per tick; "
+        f"{segments} ledger segment(s) at the end"
+    )
 
 
 def main() -> None:

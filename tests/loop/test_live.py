@@ -80,6 +80,32 @@ def recomputed_counts(state: LiveState) -> np.ndarray:
     return counts
 
 
+def assert_scorecards_recount(state: LiveState) -> None:
+    """The carried scorecard counts are those of the ledger, recounted from scratch."""
+    golds = state.tasks.select("task_id", "gold").drop_nulls("gold")
+    expected = (
+        state.ledger.join(golds, on="task_id", how="left")
+        .group_by("annotator_id")
+        .agg(
+            n=pl.len(),
+            gold=pl.col("gold").is_not_null().sum(),
+            right=(pl.col("gold") == pl.col("label")).fill_null(False).sum(),
+            flagged=pl.col("flagged").sum(),
+            duration=pl.col("duration_s").mean(),
+        )
+    )
+    cards = state.annotators.join(expected, on="annotator_id", how="left").with_columns(
+        pl.col("n", "gold", "right", "flagged").fill_null(0)
+    )
+    assert (cards["n_judgments"] == cards["n"]).all()
+    assert (cards["n_gold"] == cards["gold"]).all()
+    assert (cards["n_gold_correct"] == cards["right"]).all()
+    assert (cards["n_flagged"] == cards["flagged"]).all()
+    np.testing.assert_allclose(
+        cards["mean_duration_s"].fill_null(0.0), cards["duration"].fill_null(0.0), atol=1e-9
+    )
+
+
 def test_carried_counts_equal_the_counts_recomputed_from_the_ledger():
     judgments, _ = stream(n_tasks=200)
     state, _ = run(judgments, batch=137)
@@ -154,6 +180,7 @@ def test_a_spammer_is_blocked_once_and_their_judgments_are_flagged():
     assert blocking * 200 <= thirtieth + 2 * 200, (blocking, thirtieth)
     others = state.annotators.filter(pl.col("annotator_id") != "s00")
     assert not others["blocked"].any()
+    assert_scorecards_recount(state)
 
 
 def test_too_few_judgments_block_no_one():
@@ -190,6 +217,7 @@ def test_a_bad_gold_record_blocks_through_the_gold_rule():
     assert "gold accuracy 0.000" in event.annotator_actions["reason"].item()
     card = state.annotators.filter(pl.col("annotator_id") == "careless")
     assert card["n_gold"].item() == 60 and card["gold_accuracy_upper"].item() < 0.1
+    assert_scorecards_recount(state)
 
 
 def test_requests_have_stable_decision_ids_and_follow_the_policy():
@@ -334,7 +362,7 @@ def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memor
     # The file edited: one judgment of t0300 gone (a tombstone in a later segment).
     batches[12] = pl.concat([batches[12], from_file.slice(1)])
     resync[12] = [source]
-    compaction = LedgerCompaction(fan_in=3)
+    compaction = LedgerCompaction(fan_in=3, base_rows=40)
     store: dict[str, bytes] = {}
     memory = LiveState(project="p")
     for number, batch in enumerate(batches):
@@ -348,13 +376,15 @@ def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memor
         _commit(store, objects)
         loaded = load_state("p", store.get)
         assert _segment_keys(store) == {segment.key for segment in loaded.segments}
-        # Size-tiered: at most fan_in - 1 segments of each level.
-        levels = [segment.level for segment in loaded.segments]
+        # Size-tiered: levels never grow from older to newer, at most fan_in - 1 of each.
+        levels = [compaction.level(segment.rows) for segment in loaded.segments]
+        assert levels == sorted(levels, reverse=True), levels
         assert all(levels.count(level) < 3 for level in set(levels)), levels
     loaded = load_state("p", store.get)
     for name in ("ledger", "tasks", "annotators", "versions"):
         assert getattr(loaded, name).equals(getattr(memory, name)), name
     np.testing.assert_allclose(loaded.counts, memory.counts)
+    assert_scorecards_recount(loaded)
     held = judgments.height + from_file.height - 1
     assert loaded.ledger["judgment_id"].n_unique() == loaded.ledger.height == held
     row = loaded.ledger.filter(pl.col("judgment_id") == first["judgment_id"])
@@ -378,10 +408,16 @@ def test_a_state_written_as_one_ledger_file_loads_and_moves_to_segments():
     legacy = io.BytesIO()
     state.ledger.drop("source").write_parquet(legacy)
     store[f"{prefix}/ledger.parquet"] = legacy.getvalue()
+    # Nor did it carry the duration totals: they are counted once on load.
+    cards = io.BytesIO()
+    state.annotators.drop("duration_total", "n_durations").write_parquet(cards)
+    store[f"{prefix}/annotators.parquet"] = cards.getvalue()
     loaded = load_state("p", store.get)
     assert loaded.ledger.equals(state.ledger)
+    assert loaded.annotators.equals(state.annotators)
     after, _ = update(loaded, judgments.slice(300), now=NOW)
-    _commit(store, state_objects(after, store.get, compaction=LedgerCompaction(fan_in=2)))
+    objects = state_objects(after, store.get, compaction=LedgerCompaction(fan_in=2))
+    _commit(store, objects)
     assert f"{prefix}/ledger.parquet" not in store
     assert load_state("p", store.get).ledger.height == judgments.height
 
@@ -421,10 +457,7 @@ def test_judgments_an_edited_file_no_longer_has_are_withdrawn():
     np.testing.assert_allclose(after.counts, recomputed_counts(after), atol=1e-6)
     posteriors = np.array(after.tasks["posterior"].to_list())
     np.testing.assert_allclose(after.prior_counts, posteriors.sum(axis=0), atol=1e-6)
-    cards = after.annotators.select("annotator_id", "n_judgments")
-    expected = after.ledger.group_by("annotator_id").agg(n=pl.len())
-    joined = cards.join(expected, on="annotator_id", how="left").fill_null(0)
-    assert (joined["n_judgments"] == joined["n"]).all()
+    assert_scorecards_recount(after)
     # A request only where the policy's answer changed for a task that only lost votes.
     earlier = open_requests(state, LiveOptions(), now=NOW, tasks=pl.Series(thinned))
     repeated = events.task_requests.join(earlier, on=["task_id", "request"], how="semi")
