@@ -16,7 +16,7 @@ so at the end of a day the live labels are the daily labels.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from logging import Logger
 
@@ -45,7 +45,7 @@ from annotation_pipelines.loop.live import (
     stream_files,
     update_projects,
 )
-from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from resources.annotation_db import AnnotationDatabase
@@ -81,9 +81,10 @@ class LiveConfig(Config):
     min_gold_accuracy: float = 0.6
     max_spammer_score: float = 0.8
     min_agreement: float = 0.6
-    min_votes: int = 3
-    max_votes: int = 15
-    target_confidence: float = 0.98
+    # The policy defaults are `policy.RECOMMENDED`, as in the replay.
+    min_votes: int = RECOMMENDED.min_votes
+    max_votes: int = RECOMMENDED.max_votes
+    target_confidence: float = RECOMMENDED.target_confidence
     rebase_days: list[str] = Field(
         default_factory=list,
         description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
@@ -96,7 +97,8 @@ class LiveConfig(Config):
             min_gold_accuracy=self.min_gold_accuracy,
             max_spammer_score=self.max_spammer_score,
             min_agreement=self.min_agreement,
-            policy=PolicyOptions(
+            policy=replace(
+                RECOMMENDED,
                 min_votes=self.min_votes,
                 max_votes=self.max_votes,
                 target_confidence=self.target_confidence,

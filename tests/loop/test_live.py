@@ -25,6 +25,7 @@ from annotation_pipelines.loop.live import (
     state_prefix,
     update,
 )
+from annotation_pipelines.loop.policy import RECOMMENDED
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
 NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
@@ -230,7 +231,10 @@ def test_requests_have_stable_decision_ids_and_follow_the_policy():
     requests = events_a.task_requests
     assert set(requests["request"]) <= {"another_judgment", "expert_review"}
     decided = requests.join(retried_a.tasks, on="task_id")
-    assert (decided["confidence"] < 0.98).all() and (decided["n_votes"] >= 3).all()
+    # The live layer runs the replay's recommended policy: below 0.99, from three votes.
+    assert LiveOptions().policy == RECOMMENDED
+    assert (decided["confidence"] < RECOMMENDED.target_confidence).all()
+    assert (decided["n_votes"] >= RECOMMENDED.min_votes).all()
     # The open list reports the same decisions under the same ids.
     pending = open_requests(retried_a, LiveOptions(), now=NOW)
     assert set(requests["decision_id"]) <= set(pending["decision_id"])
