@@ -17,7 +17,16 @@ actions, alerts). Nothing is recomputed from the whole history:
   task never vouches for itself and two votes do not make a certainty.
 - **Exactly once.** Every judgment is kept in a ledger keyed by `judgment_id` with the
   `updated_at` it was read at; a re-read of the same version is dropped, a newer version
-  (a resubmission) replaces the old one and its task is refitted.
+  (a resubmission) replaces the old one and its task is refitted, and a newer version that
+  changes nothing is dropped too. Each row names its `source` (an export file, or null for
+  the DB): when a file is read again after an edit (`resynced`), the judgments whose newest
+  version came from it and that it no longer holds are withdrawn and their tasks refitted.
+- **An append-only ledger.** On the lake the ledger is a list of segments: each update
+  commits one new segment with the rows it folded in (tombstones for withdrawn ones), in the
+  same commit as the rest of the state, and a size-tiered compaction (`LedgerCompaction`)
+  merges segments, so a run writes what it read, not the whole day. The scorecards' counts
+  are carried per annotator like the confusion counts, so an update reads only the rows of
+  the tasks it touched.
 
 Running scorecards per annotator: gold accuracy with a Wilson bound, soft agreement with the
 current consensus (Σ posterior of their answer / judgments) with a Wilson bound, the
@@ -41,8 +50,8 @@ End of day: `rebase` puts each task of a day on that day's daily aggregation (th
 truth) when the daily fit saw exactly the votes the live state holds for it, and recounts the
 carried statistics, so the live labels and the daily labels agree on every task of the day.
 
-The engine never imports dagster; `state_files` / `load_state` turn a state into the lake's
-`live/<project>/...` objects and back.
+The engine never imports dagster; `state_objects` / `load_state` turn a state into the lake's
+`live/<project>/...` objects (and the segments a compaction deletes) and back.
 """
 
 from __future__ import annotations

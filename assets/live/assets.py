@@ -4,9 +4,12 @@ The asset reads the annotation DB's changes since the stream position stored in 
 the landing-zone export files not yet folded in, folds them into each project's live state
 (`loop.live.update`), writes the resulting requests and blocks to the annotation DB, and
 commits the states, the new stream position and the record of folded files together
-(`Lake.commit`). Exactly once follows from that: a run that dies before its commit leaves the
-old position and record, and the next run reads the same rows and files again; the ledger
-drops what it already holds, and a file whose content hash is recorded is not read twice.
+(`Lake.commit`): each project's new ledger segment, its tasks and annotators, `state.json`
+listing the segments, the segments a compaction merged away deleted. Exactly once follows
+from that: a run that dies before its commit leaves the old position, record and segment
+list, and the next run reads the same rows and files again; the ledger drops what it already
+holds, and a file whose content hash is recorded is not read twice. An edited file is read
+whole, and the judgments it no longer has are withdrawn; a removed file takes nothing back.
 Runs may overlap (the sensor launches the next while one works); the annotation DB's advisory
 lock lets one at a time read, update and commit.
 
