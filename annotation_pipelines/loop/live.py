@@ -322,9 +322,16 @@ def update(
     state = _with_labels(state, incoming, gold_rows)
     old_ledger = state.ledger
     added = _ledger_rows(state, incoming, version)
-    ledger, pending = _appended(state, added, withdrawn, version)
+    ledger, pending, replaced = _appended(state, added, withdrawn, version)
     tasks = _with_gold(state.tasks, gold_rows, version)
-    voted = pl.concat([incoming.get_column("task_id"), gold_rows.get_column("task_id")]).unique()
+    # A new version may have moved a judgment to another task: the old one loses its vote.
+    voted = pl.concat(
+        [
+            incoming.get_column("task_id"),
+            gold_rows.get_column("task_id"),
+            replaced.get_column("task_id"),
+        ]
+    ).unique()
     only_withdrawn = withdrawn.get_column("task_id").unique()
     only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
     affected = pl.concat([voted, only_withdrawn]).unique()
@@ -524,12 +531,14 @@ def _withdrawn(state: LiveState, new: pl.DataFrame, resynced: Collection[str]) -
 
 def _appended(
     state: LiveState, added: pl.DataFrame, withdrawn: pl.DataFrame, version: int
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the next ledger, the next pending segment rows): the ledger drops the earlier versions
-    of `added` and the `withdrawn` rows and appends `added`, in place of a rewrite."""
-    replaced = state.ledger.filter(
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(the next ledger, the next pending segment rows, the earlier versions `added` replaces):
+    the ledger drops the earlier versions of `added` and the `withdrawn` rows and appends
+    `added`, in place of a rewrite."""
+    earlier = state.ledger.filter(
         pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
-    ).get_column("judgment_id")
+    )
+    replaced = earlier.get_column("judgment_id")
     gone = pl.concat([replaced, withdrawn.get_column("judgment_id")])
     kept = state.ledger
     if gone.len():
@@ -542,7 +551,7 @@ def _appended(
         version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
     )
     pending = pl.concat([state.pending, tombstones, rows], how="vertical")
-    return ledger, pending
+    return ledger, pending, earlier
 
 
 def _without_empty_tasks(tasks: pl.DataFrame, candidates: pl.Series) -> pl.DataFrame:

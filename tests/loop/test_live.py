@@ -162,6 +162,20 @@ def test_a_resubmission_replaces_the_earlier_answer():
     np.testing.assert_allclose(state.counts, recomputed_counts(state), atol=1e-6)
 
 
+def test_a_judgment_moved_to_another_task_leaves_the_first_one():
+    judgments, _ = stream(n_tasks=50)
+    state, _ = run(judgments)
+    first = judgments.row(0, named=True)
+    moved = pl.DataFrame([{**first, "task_id": "t0049"}], schema=judgments.schema).with_columns(
+        updated_at=pl.lit(START + timedelta(hours=1))
+    )
+    after, _ = update(state, moved, now=NOW)
+    votes = dict(after.tasks.select("task_id", "n_votes").iter_rows())
+    assert votes[first["task_id"]] == 4 and votes["t0049"] == 6
+    np.testing.assert_allclose(after.counts, recomputed_counts(after), atol=1e-6)
+    assert_scorecards_recount(after)
+
+
 def test_a_spammer_is_blocked_once_and_their_judgments_are_flagged():
     judgments, _ = stream(n_tasks=600, spammer_from=300)
     state, events = run(judgments, batch=200)
