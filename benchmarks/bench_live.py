@@ -1,7 +1,7 @@
 """The live engine step at a sustained arrival rate: per-tick time and the lag it adds.
 
     .venv/bin/python benchmarks/bench_live.py [--rate 200] [--seconds 60] [--tick 15]
-                                               [--history 0]
+                                               [--history 0] [--lake DIR]
 
 Synthetic arrivals (3 classes, 60 annotators of mixed skill, 5 votes per task, a spammer from
 the middle) at `--rate` judgments/s, folded into one project's `LiveState` every `--tick`
@@ -10,6 +10,10 @@ part of a day). For each tick: the wall time of `update`, and the lag a judgment
 engine alone (tick wait + update time). Compared side by side with what the incremental step
 replaces: a cold Dawid–Skene fit (`aggregation.fit`) of the whole history each tick.
 Prints a Markdown table.
+
+With `--lake DIR`, each tick is what a live run does with the lake instead: load the state
+from a local lake folder, update it, and commit its objects (`Lake.commit`), each timed; the
+cold fit is left out. That is where a large held ledger costs.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_pipelines.aggregation import fit
-from annotation_pipelines.loop.live import LiveState, update
+from annotation_pipelines.loop.live import LiveState, load_state, state_objects, update
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
 
@@ -56,16 +60,62 @@ def arrivals(n: int, *, seed: int = 3, annotators: int = 60) -> pl.DataFrame:
     ).with_columns(updated_at=pl.col("submitted_at"))
 
 
+def persisted(lake_dir: Path, frame: pl.DataFrame, *, history: int, per_tick: int) -> None:
+    """Per tick: load the state from the lake, update, build its objects, commit them."""
+    from resources.lake import LocalLake
+
+    lake = LocalLake(base_path=str(lake_dir))
+
+    def read(key: str) -> bytes | None:
+        return lake.get(key) if lake.exists(key) else None
+
+    began = time.perf_counter()
+    state, _ = update(LiveState(project="bench"), frame.head(history))
+    objects = state_objects(state, read)
+    lake.commit(objects.writes, deletes=objects.deletes)
+    print(f"history of {history:,} folded and committed in {time.perf_counter() - began:.1f} s\n")
+    print("| tick | judgments | ledger | load s | update s | objects s | commit s | run s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    totals = []
+    for number, start in enumerate(range(history, frame.height, per_tick), start=1):
+        batch = frame.slice(start, per_tick)
+        marks = [time.perf_counter()]
+        state = load_state("bench", read)
+        marks.append(time.perf_counter())
+        state, _ = update(state, batch)
+        marks.append(time.perf_counter())
+        objects = state_objects(state, read)
+        marks.append(time.perf_counter())
+        lake.commit(objects.writes, deletes=objects.deletes)
+        marks.append(time.perf_counter())
+        steps = np.diff(marks)
+        totals.append(marks[-1] - marks[0])
+        cells = " | ".join(f"{s:.3f}" for s in steps)
+        print(
+            f"| {number} | {batch.height:,} | {state.ledger.height:,} | {cells} | "
+            f"{totals[-1]:.3f} |"
+        )
+    segments = len(load_state("bench", read).segments)
+    print(
+        f"\nmean run {np.mean(totals):.3f} s, max {np.max(totals):.3f} s per tick; "
+        f"{segments} ledger segment(s) at the end"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--tick", type=int, default=15)
     parser.add_argument("--history", type=int, default=0)
+    parser.add_argument("--lake", type=Path, default=None, help="time load/update/commit")
     arguments = parser.parse_args()
     per_tick = arguments.rate * arguments.tick
     total = arguments.history + arguments.rate * arguments.seconds
     frame = arrivals(total)
+    if arguments.lake is not None:
+        persisted(arguments.lake, frame, history=arguments.history, per_tick=per_tick)
+        return
     state = LiveState(project="bench")
     if arguments.history:
         state, _ = update(state, frame.head(arguments.history))

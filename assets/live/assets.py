@@ -4,9 +4,12 @@ The asset reads the annotation DB's changes since the stream position stored in 
 the landing-zone export files not yet folded in, folds them into each project's live state
 (`loop.live.update`), writes the resulting requests and blocks to the annotation DB, and
 commits the states, the new stream position and the record of folded files together
-(`Lake.commit`). Exactly once follows from that: a run that dies before its commit leaves the
-old position and record, and the next run reads the same rows and files again; the ledger
-drops what it already holds, and a file whose content hash is recorded is not read twice.
+(`Lake.commit`): each project's new ledger segment, its tasks and annotators, `state.json`
+listing the segments, the segments a compaction merged away deleted. Exactly once follows
+from that: a run that dies before its commit leaves the old position, record and segment
+list, and the next run reads the same rows and files again; the ledger drops what it already
+holds, and a file whose content hash is recorded is not read twice. An edited file is read
+whole, and the judgments it no longer has are withdrawn; a removed file takes nothing back.
 Runs may overlap (the sensor launches the next while one works); the annotation DB's advisory
 lock lets one at a time read, update and commit.
 
@@ -16,6 +19,7 @@ so at the end of a day the live labels are the daily labels.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from logging import Logger
 
@@ -39,12 +43,12 @@ from annotation_pipelines.loop.live import (
     load_stream,
     open_requests,
     rebase,
-    state_files,
+    state_objects,
     state_prefix,
     stream_files,
     update_projects,
 )
-from annotation_pipelines.loop.policy import PolicyOptions
+from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from resources.annotation_db import AnnotationDatabase
@@ -63,6 +67,7 @@ _JUDGMENT_COLUMNS = (
     "submitted_at",
     "duration_s",
     "updated_at",
+    "source",
 )
 
 LIVE_GROUP = "live"
@@ -79,9 +84,10 @@ class LiveConfig(Config):
     min_gold_accuracy: float = 0.6
     max_spammer_score: float = 0.8
     min_agreement: float = 0.6
-    min_votes: int = 3
-    max_votes: int = 15
-    target_confidence: float = 0.98
+    # The policy defaults are `policy.RECOMMENDED`, as in the replay.
+    min_votes: int = RECOMMENDED.min_votes
+    max_votes: int = RECOMMENDED.max_votes
+    target_confidence: float = RECOMMENDED.target_confidence
     rebase_days: list[str] = Field(
         default_factory=list,
         description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
@@ -94,7 +100,8 @@ class LiveConfig(Config):
             min_gold_accuracy=self.min_gold_accuracy,
             max_spammer_score=self.max_spammer_score,
             min_agreement=self.min_agreement,
-            policy=PolicyOptions(
+            policy=replace(
+                RECOMMENDED,
                 min_votes=self.min_votes,
                 max_votes=self.max_votes,
                 target_confidence=self.target_confidence,
@@ -115,17 +122,37 @@ def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> li
     ]
 
 
+@dataclass(frozen=True)
+class FileBatch:
+    """What the export files not folded in yet hold."""
+
+    judgments: pl.DataFrame
+    gold: pl.DataFrame
+    # project → the files read whole (new or edited): their rows are the file's every judgment.
+    resynced: dict[str, list[str]]
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(path for paths in self.resynced.values() for path in paths)
+
+
 def _fold_files(
     landing: LandingZone, folded: dict[str, dict[str, str]], *, read_at: datetime, log: Logger
-) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """(judgments, gold, paths read) of the export files not folded in yet; `folded` updated.
+) -> FileBatch:
+    """The rows of the export files not folded in yet; `folded` updated.
 
     A file is identified by its content hash: one touched without a change is only
-    re-fingerprinted. A file the live loop cannot read is recorded with its error and skipped
-    (the ingest sensor reports it and retries it for the daily layers), so it never stalls
-    the live state.
+    re-fingerprinted. A file read again after an edit is read whole, so its judgments that the
+    new version no longer has are withdrawn from the live state (`update(resynced=...)`), as
+    the ingest restages the file for the daily layers. A file removed from the landing zone
+    takes nothing back, as in the daily layers: the landing zone is where files are dropped,
+    and clearing it out retracts nothing; an edited (or emptied) version does. A file the live
+    loop cannot read is recorded with its error and skipped (the ingest sensor reports it and
+    retries it for the daily layers), so it never stalls the live state; its rows stay as the
+    last readable version gave them.
     """
-    judgments, gold, read = [], [], []
+    judgments, gold = [], []
+    resynced: dict[str, list[str]] = {}
     for export in landing.exports():
         record = folded.get(export.path, {})
         if record.get("fingerprint") == export.fingerprint:
@@ -156,15 +183,15 @@ def _fold_files(
                 "error": str(error)[:500],
             }
             continue
-        rows, golden = file_rows(result.judgments, result.gold, read_at=read_at)
+        rows, golden = file_rows(result.judgments, result.gold, read_at=read_at, source=export.path)
         judgments.append(rows)
         gold.append(golden)
-        read.append(export.path)
+        resynced.setdefault(export.project, []).append(export.path)
         folded[export.path] = {"fingerprint": export.fingerprint, "sha256": digest}
-    return (
-        pl.concat(judgments) if judgments else pl.DataFrame(),
-        pl.concat(gold) if gold else pl.DataFrame(),
-        read,
+    return FileBatch(
+        judgments=pl.concat(judgments) if judgments else pl.DataFrame(),
+        gold=pl.concat(gold) if gold else pl.DataFrame(),
+        resynced=resynced,
     )
 
 
@@ -215,10 +242,9 @@ def live_quality_state(
         extract = annotation_db.extract_live(since=since, seen=seen)
         now = datetime.now(UTC)
         folded = load_files(_reader(lake))
-        from_files, gold_from_files, files_read = _fold_files(
-            landing, folded, read_at=now, log=context.log
-        )
-        from_db = extract.result.judgments
+        files = _fold_files(landing, folded, read_at=now, log=context.log)
+        from_files = files.judgments
+        from_db = extract.result.judgments.with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
             [
                 from_db.select(_JUDGMENT_COLUMNS),
@@ -229,14 +255,22 @@ def live_quality_state(
         gold = pl.concat(
             [
                 extract.result.gold.select("task_id", "project", "label"),
-                *([gold_from_files] if gold_from_files.height else []),
+                *([files.gold] if files.gold.height else []),
             ],
             how="vertical_relaxed",
         )
-        projects = set(judgments["project"].unique()) | set(gold["project"].unique())
+        projects = (
+            set(judgments["project"].unique()) | set(gold["project"].unique()) | set(files.resynced)
+        )
         states = {p: load_state(p, _reader(lake)) for p in sorted(projects)}
         states, events = update_projects(
-            states, judgments, gold, options, watermark=extract.until, now=now
+            states,
+            judgments,
+            gold,
+            options,
+            resynced=files.resynced,
+            watermark=extract.until,
+            now=now,
         )
         rebased = _rebase_days(lake, states, config.rebase_days, options, now)
         every = [*events.values(), *(e for project in rebased.values() for e in project)]
@@ -251,18 +285,22 @@ def live_quality_state(
         written = annotation_db.write_requests(task_requests=requests, annotator_actions=actions)
         record_alert(lake, [a for e in events.values() for a in e.alerts], log=context.log)
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
+        deletes: list[str] = []
         for project, state in states.items():
-            writes.update(state_files(state))
+            objects = state_objects(state, _reader(lake))
+            writes.update(objects.writes)
+            deletes.extend(objects.deletes)
             pending = open_requests(state, options, now=now)
             writes[f"{state_prefix(project)}/requests.json"] = label_studio_requests(pending)
-        lake.commit(writes)
+        lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.
     first = from_db["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
     context.log.info(
         f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
-        f"{from_files.height} from {len(files_read)} file(s), "
+        f"{from_files.height} from {len(files.paths)} file(s), "
+        f"{sum(e.withdrawn_judgments for e in events.values())} withdrawn, "
         f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
     )
@@ -270,7 +308,10 @@ def live_quality_state(
         metadata={
             "watermark": MetadataValue.text(extract.until.isoformat()),
             "judgments": MetadataValue.int(judgments.height),
-            "files_read": MetadataValue.json(files_read),
+            "files_read": MetadataValue.json(files.paths),
+            "withdrawn_judgments": MetadataValue.int(
+                sum(e.withdrawn_judgments for e in events.values())
+            ),
             "rebased_tasks": MetadataValue.json(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),

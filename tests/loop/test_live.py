@@ -4,6 +4,8 @@ re-base on the daily aggregation."""
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,15 +14,18 @@ import pytest
 
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.loop.live import (
+    LedgerCompaction,
     LiveOptions,
     LiveState,
     file_rows,
     load_state,
     open_requests,
     rebase,
-    state_files,
+    state_objects,
+    state_prefix,
     update,
 )
+from annotation_pipelines.loop.policy import RECOMMENDED
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
 NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
@@ -74,6 +79,32 @@ def recomputed_counts(state: LiveState) -> np.ndarray:
     for row in joined.iter_rows(named=True):
         counts[order[row["annotator_id"]], codes[row["label"]]] += np.array(row["posterior"])
     return counts
+
+
+def assert_scorecards_recount(state: LiveState) -> None:
+    """The carried scorecard counts are those of the ledger, recounted from scratch."""
+    golds = state.tasks.select("task_id", "gold").drop_nulls("gold")
+    expected = (
+        state.ledger.join(golds, on="task_id", how="left")
+        .group_by("annotator_id")
+        .agg(
+            n=pl.len(),
+            gold=pl.col("gold").is_not_null().sum(),
+            right=(pl.col("gold") == pl.col("label")).fill_null(False).sum(),
+            flagged=pl.col("flagged").sum(),
+            duration=pl.col("duration_s").mean(),
+        )
+    )
+    cards = state.annotators.join(expected, on="annotator_id", how="left").with_columns(
+        pl.col("n", "gold", "right", "flagged").fill_null(0)
+    )
+    assert (cards["n_judgments"] == cards["n"]).all()
+    assert (cards["n_gold"] == cards["gold"]).all()
+    assert (cards["n_gold_correct"] == cards["right"]).all()
+    assert (cards["n_flagged"] == cards["flagged"]).all()
+    np.testing.assert_allclose(
+        cards["mean_duration_s"].fill_null(0.0), cards["duration"].fill_null(0.0), atol=1e-9
+    )
 
 
 def test_carried_counts_equal_the_counts_recomputed_from_the_ledger():
@@ -131,6 +162,20 @@ def test_a_resubmission_replaces_the_earlier_answer():
     np.testing.assert_allclose(state.counts, recomputed_counts(state), atol=1e-6)
 
 
+def test_a_judgment_moved_to_another_task_leaves_the_first_one():
+    judgments, _ = stream(n_tasks=50)
+    state, _ = run(judgments)
+    first = judgments.row(0, named=True)
+    moved = pl.DataFrame([{**first, "task_id": "t0049"}], schema=judgments.schema).with_columns(
+        updated_at=pl.lit(START + timedelta(hours=1))
+    )
+    after, _ = update(state, moved, now=NOW)
+    votes = dict(after.tasks.select("task_id", "n_votes").iter_rows())
+    assert votes[first["task_id"]] == 4 and votes["t0049"] == 6
+    np.testing.assert_allclose(after.counts, recomputed_counts(after), atol=1e-6)
+    assert_scorecards_recount(after)
+
+
 def test_a_spammer_is_blocked_once_and_their_judgments_are_flagged():
     judgments, _ = stream(n_tasks=600, spammer_from=300)
     state, events = run(judgments, batch=200)
@@ -150,6 +195,7 @@ def test_a_spammer_is_blocked_once_and_their_judgments_are_flagged():
     assert blocking * 200 <= thirtieth + 2 * 200, (blocking, thirtieth)
     others = state.annotators.filter(pl.col("annotator_id") != "s00")
     assert not others["blocked"].any()
+    assert_scorecards_recount(state)
 
 
 def test_too_few_judgments_block_no_one():
@@ -186,6 +232,7 @@ def test_a_bad_gold_record_blocks_through_the_gold_rule():
     assert "gold accuracy 0.000" in event.annotator_actions["reason"].item()
     card = state.annotators.filter(pl.col("annotator_id") == "careless")
     assert card["n_gold"].item() == 60 and card["gold_accuracy_upper"].item() < 0.1
+    assert_scorecards_recount(state)
 
 
 def test_requests_have_stable_decision_ids_and_follow_the_policy():
@@ -198,7 +245,10 @@ def test_requests_have_stable_decision_ids_and_follow_the_policy():
     requests = events_a.task_requests
     assert set(requests["request"]) <= {"another_judgment", "expert_review"}
     decided = requests.join(retried_a.tasks, on="task_id")
-    assert (decided["confidence"] < 0.98).all() and (decided["n_votes"] >= 3).all()
+    # The live layer runs the replay's recommended policy: below 0.99, from three votes.
+    assert LiveOptions().policy == RECOMMENDED
+    assert (decided["confidence"] < RECOMMENDED.target_confidence).all()
+    assert (decided["n_votes"] >= RECOMMENDED.min_votes).all()
     # The open list reports the same decisions under the same ids.
     pending = open_requests(retried_a, LiveOptions(), now=NOW)
     assert set(requests["decision_id"]) <= set(pending["decision_id"])
@@ -207,7 +257,7 @@ def test_requests_have_stable_decision_ids_and_follow_the_policy():
 def test_the_state_round_trips_through_its_lake_objects():
     judgments, _ = stream(n_tasks=80, spammer_from=0)
     state, _ = run(judgments, batch=120)
-    files = state_files(state)
+    files = state_objects(state).writes
     loaded = load_state("p", files.get)
     assert loaded.version == state.version and loaded.labels == state.labels
     for name in ("ledger", "tasks", "annotators", "versions"):
@@ -289,9 +339,152 @@ def test_an_export_file_becomes_live_rows_stamped_with_its_read_time():
         judgment_id=pl.format("n{}", pl.col("judgment_id")), kind=pl.lit("numeric")
     )
     gold = truth.head(2).select("task_id", label="truth", project=pl.lit("p"))
-    rows, golden = file_rows(pl.concat([judgments, other_kind]), gold, read_at=NOW)
+    rows, golden = file_rows(
+        pl.concat([judgments, other_kind]), gold, read_at=NOW, source="exports/p/csv/a.csv"
+    )
     assert rows.height == judgments.height and golden.height == 2
     assert (rows["updated_at"] == NOW).all()
     state, _ = update(LiveState(project="p"), rows.drop("project"), golden, now=NOW)
     again, events = update(state, rows.drop("project"), golden, now=NOW)
     assert again.version == state.version and events.new_judgments == 0
+
+
+def _commit(store: dict[str, bytes], objects) -> None:
+    """What `Lake.commit` does with a state's objects, on a dict."""
+    store.update(objects.writes)
+    for key in objects.deletes:
+        if key not in objects.writes:
+            del store[key]
+
+
+def _segment_keys(store: dict[str, bytes]) -> set[str]:
+    return {key for key in store if key.startswith(f"{state_prefix('p')}/ledger/")}
+
+
+def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memory():
+    judgments, _ = stream(n_tasks=400, spammer_from=200)
+    source = "exports/p/csv/a.csv"
+    judgments = judgments.with_columns(source=pl.lit(None, pl.String))
+    first = judgments.row(0, named=True)
+    resubmitted = pl.DataFrame(
+        [{**first, "label": "c0" if first["label"] != "c0" else "c1"}], schema=judgments.schema
+    ).with_columns(updated_at=pl.lit(START + timedelta(hours=1)))
+    from_file = judgments.filter(pl.col("task_id").is_in(["t0300", "t0301"])).with_columns(
+        judgment_id=pl.format("f{}", "judgment_id"), source=pl.lit(source)
+    )
+    batches = [judgments.slice(start, 100) for start in range(0, judgments.height, 100)]
+    batches[6] = pl.concat([batches[6], resubmitted])
+    resync: dict[int, list[str]] = {}
+    batches[8] = pl.concat([batches[8], from_file])
+    resync[8] = [source]
+    # The file edited: one judgment of t0300 gone (a tombstone in a later segment).
+    batches[12] = pl.concat([batches[12], from_file.slice(1)])
+    resync[12] = [source]
+    compaction = LedgerCompaction(fan_in=3, base_rows=40)
+    store: dict[str, bytes] = {}
+    memory = LiveState(project="p")
+    for number, batch in enumerate(batches):
+        state = load_state("p", store.get)
+        assert state.ledger.equals(memory.ledger), number
+        state, _ = update(state, batch, resynced=resync.get(number, ()), now=NOW)
+        memory, _ = update(memory, batch, resynced=resync.get(number, ()), now=NOW)
+        objects = state_objects(state, store.get, compaction=compaction)
+        new = [key for key in objects.writes if "/ledger/" in key]
+        assert len(new) <= 1, new  # one segment per run: its own rows, or the merge of them
+        _commit(store, objects)
+        loaded = load_state("p", store.get)
+        assert _segment_keys(store) == {segment.key for segment in loaded.segments}
+        # Size-tiered: levels never grow from older to newer, at most fan_in - 1 of each.
+        levels = [compaction.level(segment.rows) for segment in loaded.segments]
+        assert levels == sorted(levels, reverse=True), levels
+        assert all(levels.count(level) < 3 for level in set(levels)), levels
+    loaded = load_state("p", store.get)
+    for name in ("ledger", "tasks", "annotators", "versions"):
+        assert getattr(loaded, name).equals(getattr(memory, name)), name
+    np.testing.assert_allclose(loaded.counts, memory.counts)
+    assert_scorecards_recount(loaded)
+    held = judgments.height + from_file.height - 1
+    assert loaded.ledger["judgment_id"].n_unique() == loaded.ledger.height == held
+    row = loaded.ledger.filter(pl.col("judgment_id") == first["judgment_id"])
+    assert row["label"].item() == resubmitted["label"].item()
+    assert loaded.ledger.filter(pl.col("source") == source).height == from_file.height - 1
+    assert loaded.ledger.filter(pl.col("annotator_id") == "s00")["flagged"].all()
+    # Compaction dropped the superseded versions: the segments hold little more than the ledger.
+    assert sum(segment.rows for segment in loaded.segments) <= held + 2
+
+
+def test_a_state_written_as_one_ledger_file_loads_and_moves_to_segments():
+    judgments, _ = stream(n_tasks=100)
+    state, _ = run(judgments.head(300))
+    prefix = state_prefix("p")
+    store = {
+        key: data for key, data in state_objects(state).writes.items() if "/ledger/" not in key
+    }
+    meta = json.loads(store[f"{prefix}/state.json"])
+    del meta["ledger"]
+    store[f"{prefix}/state.json"] = json.dumps(meta).encode()
+    legacy = io.BytesIO()
+    state.ledger.drop("source").write_parquet(legacy)
+    store[f"{prefix}/ledger.parquet"] = legacy.getvalue()
+    # Nor did it carry the duration totals: they are counted once on load.
+    cards = io.BytesIO()
+    state.annotators.drop("duration_total", "n_durations").write_parquet(cards)
+    store[f"{prefix}/annotators.parquet"] = cards.getvalue()
+    loaded = load_state("p", store.get)
+    assert loaded.ledger.equals(state.ledger)
+    assert loaded.annotators.equals(state.annotators)
+    after, _ = update(loaded, judgments.slice(300), now=NOW)
+    objects = state_objects(after, store.get, compaction=LedgerCompaction(fan_in=2))
+    _commit(store, objects)
+    assert f"{prefix}/ledger.parquet" not in store
+    assert load_state("p", store.get).ledger.height == judgments.height
+
+
+def test_judgments_an_edited_file_no_longer_has_are_withdrawn():
+    judgments, _ = stream(n_tasks=100, votes=5)
+    path = "exports/p/csv/a.csv"
+    first = judgments.with_columns(source=pl.lit(path))
+    # One task's votes came from the DB as well: the DB's version is the newest.
+    from_db = first.filter(pl.col("task_id") == "t0050").with_columns(
+        source=pl.lit(None, pl.String), updated_at=pl.lit(START + timedelta(minutes=30))
+    )
+    state, _ = update(LiveState(project="p"), first, resynced=[path], now=NOW)
+    state, _ = update(state, from_db, now=NOW)
+    gone_tasks = [f"t{t:04d}" for t in range(10)]
+    thinned = [f"t{t:04d}" for t in range(10, 20)]
+    one_each = (
+        first.filter(pl.col("task_id").is_in(thinned))
+        .group_by("task_id")
+        .agg(pl.col("judgment_id").first())
+    )
+    edited = (
+        first.filter(~pl.col("task_id").is_in([*gone_tasks, "t0050"]))
+        .join(one_each.select("judgment_id"), on="judgment_id", how="anti")
+        .with_columns(updated_at=pl.lit(START + timedelta(hours=1)))
+    )
+    after, events = update(state, edited, resynced=[path], now=NOW)
+    # Unchanged rows stamped anew are no new evidence; the missing ones are taken out.
+    assert events.new_judgments == 0
+    assert events.withdrawn_judgments == 50 + 10
+    assert after.ledger.height == judgments.height - 60
+    assert not after.tasks["task_id"].is_in(gone_tasks).any()
+    votes = after.tasks.filter(pl.col("task_id").is_in(thinned))["n_votes"]
+    assert (votes == 4).all()
+    # The DB's version of t0050's judgments is not the file's to withdraw.
+    assert after.tasks.filter(pl.col("task_id") == "t0050")["n_votes"].item() == 5
+    np.testing.assert_allclose(after.counts, recomputed_counts(after), atol=1e-6)
+    posteriors = np.array(after.tasks["posterior"].to_list())
+    np.testing.assert_allclose(after.prior_counts, posteriors.sum(axis=0), atol=1e-6)
+    assert_scorecards_recount(after)
+    # A request only where the policy's answer changed for a task that only lost votes.
+    earlier = open_requests(state, LiveOptions(), now=NOW, tasks=pl.Series(thinned))
+    repeated = events.task_requests.join(earlier, on=["task_id", "request"], how="semi")
+    assert repeated.height == 0
+    assert set(events.task_requests["task_id"]) <= set(thinned)
+    # The same edit read again withdraws nothing more.
+    again, second = update(after, edited, resynced=[path], now=NOW)
+    assert again.version == after.version and second.withdrawn_judgments == 0
+    # Emptied: every judgment the file still gave is withdrawn.
+    emptied, last = update(after, first.head(0), resynced=[path], now=NOW)
+    assert last.withdrawn_judgments == edited.height
+    assert emptied.ledger["task_id"].unique().to_list() == ["t0050"]

@@ -113,11 +113,14 @@ def _tick(defs, instance, cursor: str | None = None):
         return sensor.evaluate_tick(context)
 
 
-def _launch(job, instance, tick) -> None:
+def _launch(job, instance, tick) -> list:
     """Run what the sensor asked for, as the daemon would (its run config, in process)."""
+    results = []
     for request in tick.run_requests or []:
         config = {**request.run_config, **QUIET}
-        assert job.execute_in_process(instance=instance, run_config=config).success
+        results.append(job.execute_in_process(instance=instance, run_config=config))
+        assert results[-1].success
+    return results
 
 
 def _export(path, frame: pl.DataFrame) -> None:
@@ -200,6 +203,29 @@ def test_landing_zone_exports_are_folded_into_the_live_state_once_per_content(
         assert "error" in record["exports/reviews/parquet/broken.parquet"]
         assert not _tick(defs, instance, tick.cursor).run_requests
 
+        # An edited file without 40 of its judgments: they are withdrawn, their tasks refitted;
+        # its unchanged rows are no new judgments.
+        dropped = first.head(40)
+        _export(exports / "batch-1.parquet", first.slice(40))
+        tick = _tick(defs, instance, tick.cursor)
+        result = _launch(job, instance, tick)[0]
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["withdrawn_judgments"].value == 40
+        assert metadata["new_judgments"].value == 0
+        edited = state()
+        assert edited.ledger.height == judgments.height - 40
+        assert not edited.ledger["judgment_id"].is_in(dropped["judgment_id"].implode()).any()
+        flagged = int(edited.ledger["flagged"].sum())
+        assert int(edited.tasks["n_votes"].sum()) + flagged == judgments.height - 40
+
+        # A file removed from the landing zone takes nothing back (nor do the daily layers):
+        # clearing the drop zone is not a retraction.
+        (exports / "batch-2.parquet").unlink()
+        assert not _tick(defs, instance, tick.cursor).run_requests
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        assert state().version == edited.version
+        assert state().ledger.height == judgments.height - 40
+
 
 def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch):
     from dagster import AssetSpec, materialize
@@ -266,3 +292,62 @@ def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch
         )
         # The cursor moved past that materialization: the next tick re-bases nothing.
         assert not _tick(defs, instance, tick.cursor).run_requests
+
+
+LIVE_RUN = """
+from dagster import DagsterInstance
+from assets.definitions import build_definitions
+quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+with DagsterInstance.ephemeral() as instance:
+    build_definitions(profile="local").resolve_job_def("live_quality_job").execute_in_process(
+        instance=instance, run_config=quiet, raise_on_error=False)
+"""
+
+
+def test_a_live_run_killed_mid_commit_loses_and_repeats_no_judgment(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from resources.lake import CRASH_POINT_ENV
+
+    judgments = _judgments()
+    lake = tmp_path / "data" / "lake"
+
+    def run(dsn: str, crash_at: str | None) -> int:
+        env = {k: v for k, v in os.environ.items() if k != CRASH_POINT_ENV}
+        env.update(ANNOTATION_DB_DSN=dsn, ANNOTATION_PIPELINES_DATA_DIR=str(tmp_path / "data"))
+        if crash_at:
+            env[CRASH_POINT_ENV] = crash_at
+        root = Path(__file__).resolve().parents[2]
+        args = [sys.executable, "-c", LIVE_RUN]
+        return subprocess.run(args, cwd=root, env=env, check=False).returncode
+
+    def state():
+        return load_state(
+            "reviews", lambda key: (lake / key).read_bytes() if (lake / key).exists() else None
+        )
+
+    with fresh_database("live_crash") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        seed_database(
+            dsn, judgments=judgments.head(500), label_sets={"reviews": ["c0", "c1", "c2"]}
+        )
+        assert run(dsn, None) == 0
+        first = state()
+        seed_database(dsn, judgments=judgments.slice(500, 500))
+        # Killed with its objects staged but no marker: the previous state and position stand.
+        assert run(dsn, "staged") == -9
+        assert state().version == first.version and state().ledger.height == 500
+        # Killed after the marker, one object moved: the next run finishes that commit first.
+        assert run(dsn, "moved:1") == -9
+        seed_database(dsn, judgments=judgments.slice(1000))
+        assert run(dsn, None) == 0
+        final = state()
+    assert final.ledger.height == final.ledger["judgment_id"].n_unique() == judgments.height
+    assert sum(segment.rows for segment in final.segments) == judgments.height
+    for segment in final.segments:
+        assert (lake / segment.key).exists(), segment.key
+    flagged = int(final.ledger["flagged"].sum())
+    assert int(final.tasks["n_votes"].sum()) + flagged == judgments.height
