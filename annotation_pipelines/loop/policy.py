@@ -98,10 +98,10 @@ class ConfidenceFunction(Protocol):
 class PolicyOptions:
     """What a project lead sets. Costs are in units of one crowd judgment.
 
-    The field defaults are what the live layer (`live.py`) runs today: three votes to start,
-    up to fifteen, done at a calibrated 0.98, every task below target asked at once
-    (`round_share` None). `RECOMMENDED` is what the replay measured and what
-    `annotation-pipelines replay` defaults to (see there). `round_share`: under a budget below
+    The field defaults are a conservative base: three votes to start, up to fifteen, done at a
+    calibrated 0.98, every task below target asked at once (`round_share` None).
+    `RECOMMENDED` is what the replay measured, what `annotation-pipelines replay` defaults to
+    and what the live layer runs (see there). `round_share`: under a budget below
     the whole, at most this share of the tasks is asked per round, least confident first
     (module docstring: why).
     """
