@@ -73,6 +73,21 @@ def horizon_shape(steps: np.ndarray, mean_abs_error: np.ndarray) -> tuple[float,
     return (float(a), float(b)) if a + b > 0 else (1.0, 0.0)
 
 
+def shaped_half_widths(
+    recent: np.ndarray, every: np.ndarray, *, level: float, steps: int
+) -> np.ndarray:
+    """The `level`% half-widths at steps 1..`steps` from one series' errors: `recent` (the
+    calibration windows) and `every` (all ended windows, for the shape), each [windows,
+    horizon] with the horizon's steps in order (NaN where a window is shorter)."""
+    horizon = every.shape[1]
+    with np.errstate(all="ignore"):
+        profile = np.nanmean(np.abs(every), axis=0) if every.size else np.full(horizon, np.nan)
+    a, b = horizon_shape(np.arange(1, horizon + 1), profile)
+    scale = a + b * np.sqrt(np.arange(1, horizon + 1, dtype=float))
+    q = conformal_quantile((recent / scale).ravel(), level=level)
+    return q * (a + b * np.sqrt(np.arange(1, steps + 1, dtype=float)))
+
+
 def with_step(frame: pl.DataFrame, *, over: list[str]) -> pl.DataFrame:
     """`frame` with `step`: 1 for the first forecast time of each `over` group, then 2, 3, ..."""
     return frame.with_columns(pl.col("time").rank("dense").over(over).cast(pl.Int64).alias("step"))
