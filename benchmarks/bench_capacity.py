@@ -62,14 +62,20 @@ def main() -> None:
     parser.add_argument("--hierarchy", action="store_true")
     # Months ahead: past errors rescaled to today's level (scenarios._empirical_errors).
     parser.add_argument("--level-scaled", action="store_true")
+    # Months ahead: the P90's spread above the P50 at today's level (the default) or not.
+    parser.add_argument("--no-spread-scaled", action="store_true")
+    # Months ahead: the synthetic fleet's seed (0: the fleet the settings were chosen on).
+    parser.add_argument("--seed", type=int, default=0)
     # Reuse (or write) the candidates' backtest at this Parquet path.
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     if args.scale:
+        options = {"level_scaled": args.level_scaled, "spread_scaled": not args.no_spread_scaled,
+                   "seed": args.seed}  # fmt: skip
         if args.hierarchy:
-            scale_hierarchy(args.scale, level_scaled=args.level_scaled)
+            scale_hierarchy(args.scale, **options)
         else:
-            scale(args.scale, level_scaled=args.level_scaled)
+            scale(args.scale, **options)
         return
     usage = pl.concat(
         [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in args.series.split(",")]
@@ -603,22 +609,28 @@ def _node_matrix(frame: pl.DataFrame, hierarchy) -> np.ndarray:  # type: ignore[
     return wide.select(list(hierarchy.nodes)).to_numpy().T
 
 
-def _synthetic_usage(count: int) -> pl.DataFrame:
+def _synthetic_usage(count: int, *, seed: int = 0) -> pl.DataFrame:
     from annotation_pipelines.synthetic import generate_compute_usage
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     series = tuple(
         (f"cluster{k % 10}", f"team{k:03d}", int(rng.choice([64, 128, 256])),
          float(rng.uniform(0.4, 0.8)), float(rng.uniform(-0.002, 0.03)))
         for k in range(count)
     )  # fmt: skip
     return generate_compute_usage(
-        end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=0, series=series
+        end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=seed, series=series
     )
 
 
 def scale_hierarchy(
-    count: int, *, horizon_days: int = 182, windows: int = 2, level_scaled: bool = False
+    count: int,
+    *,
+    horizon_days: int = 182,
+    windows: int = 2,
+    level_scaled: bool = False,
+    spread_scaled: bool = True,
+    seed: int = 0,
 ) -> None:
     """Months ahead, per cluster: is the cluster's P90 band right when it is the cluster's own
     (reconciled, `planning` default) or the sum of its series' P90s (before)? The same synthetic
@@ -636,14 +648,15 @@ def scale_hierarchy(
         reconciled_scenarios,
     )
 
-    usage = _synthetic_usage(count)
+    usage = _synthetic_usage(count, seed=seed)
     daily = to_series(usage, freq="1d").with_columns(pl.col("time").cast(pl.Date))
     hierarchy = build_hierarchy(series_profiles(usage), levels=list(HIERARCHY_LEVELS))
     clusters = [n for n in hierarchy.aggregates if hierarchy.level_of(n) == "cluster"]
     print(f"{count} series, {len(hierarchy.nodes)} nodes ({len(clusters)} clusters); "
           f"load average {os.getloadavg()}")  # fmt: skip
     start = time.perf_counter()
-    reconciled_scenarios(daily, hierarchy, horizon_days=horizon_days, level_scaled=level_scaled)
+    options = {"level_scaled": level_scaled, "spread_scaled": spread_scaled}
+    reconciled_scenarios(daily, hierarchy, horizon_days=horizon_days, **options)
     print(f"26-week reconciled bands of every node from the whole history: "
           f"{time.perf_counter() - start:.1f} s; load average {os.getloadavg()}")  # fmt: skip
     rows = []
@@ -658,9 +671,7 @@ def scale_hierarchy(
             .map_groups(partial(_slice_from, days_back=back, length=horizon_days))
         )
         start = time.perf_counter()
-        scenarios = reconciled_scenarios(
-            train, hierarchy, horizon_days=horizon_days, level_scaled=level_scaled
-        )
+        scenarios = reconciled_scenarios(train, hierarchy, horizon_days=horizon_days, **options)
         seconds += time.perf_counter() - start
         actual = aggregate_history(test, hierarchy)
         past = aggregate_history(train, hierarchy)
@@ -702,17 +713,20 @@ def scale_hierarchy(
         print(line)
 
 
-def scale(count: int, *, level_scaled: bool = False) -> None:
+def scale(
+    count: int, *, level_scaled: bool = False, spread_scaled: bool = True, seed: int = 0
+) -> None:
     from annotation_pipelines.forecasting.scenarios import scenario_backtest, scenario_forecast
 
-    usage = _synthetic_usage(count)
+    usage = _synthetic_usage(count, seed=seed)
     daily = to_series(usage, freq="1d")
+    options = {"level_scaled": level_scaled, "spread_scaled": spread_scaled}
     print(f"{count} series x {daily.height // count} days; load average {os.getloadavg()}")
     start = time.perf_counter()
-    bands, weekly = scenario_forecast(daily, horizon_days=182, level_scaled=level_scaled)
+    bands, weekly = scenario_forecast(daily, horizon_days=182, **options)
     forecast_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    backtest = scenario_backtest(daily, horizon_days=182, windows=2, level_scaled=level_scaled)
+    backtest = scenario_backtest(daily, horizon_days=182, windows=2, **options)
     backtest_seconds = time.perf_counter() - start
     ratios = backtest["relative_mae"].to_numpy()
     print(
