@@ -66,13 +66,17 @@ def main() -> None:
     parser.add_argument("--no-spread-scaled", action="store_true")
     # Months ahead: the synthetic fleet's seed (0: the fleet the settings were chosen on).
     parser.add_argument("--seed", type=int, default=0)
+    # Months ahead: both P90 variants from one backtest pass (no forecast, no timing bar).
+    parser.add_argument("--spread-check", action="store_true")
     # Reuse (or write) the candidates' backtest at this Parquet path.
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     if args.scale:
         options = {"level_scaled": args.level_scaled, "spread_scaled": not args.no_spread_scaled,
                    "seed": args.seed}  # fmt: skip
-        if args.hierarchy:
+        if args.spread_check:
+            spread_check(args.scale, seed=args.seed)
+        elif args.hierarchy:
             scale_hierarchy(args.scale, **options)
         else:
             scale(args.scale, **options)
@@ -609,18 +613,23 @@ def _node_matrix(frame: pl.DataFrame, hierarchy) -> np.ndarray:  # type: ignore[
     return wide.select(list(hierarchy.nodes)).to_numpy().T
 
 
-def _synthetic_usage(count: int, *, seed: int = 0) -> pl.DataFrame:
-    from annotation_pipelines.synthetic import generate_compute_usage
-
+def _fleet(count: int, *, seed: int = 0) -> tuple[tuple[str, str, int, float, float], ...]:
+    """(cluster, team, supply, utilization, weekly growth) of each synthetic series."""
     rng = np.random.default_rng(seed)
-    series = tuple(
+    return tuple(
         (f"cluster{k % 10}", f"team{k:03d}", int(rng.choice([64, 128, 256])),
          float(rng.uniform(0.4, 0.8)), float(rng.uniform(-0.002, 0.03)))
         for k in range(count)
     )  # fmt: skip
+
+
+def _synthetic_usage(count: int, *, seed: int = 0) -> pl.DataFrame:
+    from annotation_pipelines.synthetic import generate_compute_usage
+
     return generate_compute_usage(
-        end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=seed, series=series
-    )
+        end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=seed,
+        series=_fleet(count, seed=seed),
+    )  # fmt: skip
 
 
 def scale_hierarchy(
@@ -740,6 +749,71 @@ def scale(
         f"{backtest['share_below_p90'].mean():.3f}; <= P50 {backtest['share_below_p50'].mean():.3f}"
     )
     del bands, weekly
+
+
+def spread_check(count: int, *, seed: int, horizon_days: int = 182, windows: int = 2) -> None:
+    """The `--scale` backtest of the months-ahead bands with the P90 spread at today's level
+    and without, from one fit per series and window (the P50 is the same by construction):
+    P50 MAE over the weekly naive's, shares of days at or below P90 and P50, and the P90 share
+    by the series' weekly growth rate."""
+    from functools import partial
+
+    from annotation_pipelines.forecasting.scenarios import (
+        _head_before,
+        _point_and_errors,
+        _slice_from,
+        level_ratios,
+        origin_levels,
+        paths_from_errors,
+    )
+
+    usage = _synthetic_usage(count, seed=seed)
+    rate_of = {team: growth for _, team, _, _, growth in _fleet(count, seed=seed)}
+    daily = to_series(usage, freq="1d")
+    print(f"{count} series (seed {seed}); load average {os.getloadavg()}")
+    start = time.perf_counter()
+    rows = []
+    for window in range(windows, 0, -1):
+        back = window * horizon_days
+        ordered = daily.sort("id", "time").group_by("id", maintain_order=True)
+        train = ordered.map_groups(partial(_head_before, days_back=back))
+        test = ordered.map_groups(partial(_slice_from, days_back=back, length=horizon_days))
+        for (series_id,), frame in train.group_by("id", maintain_order=True):
+            days = frame.get_column("time").cast(pl.Date).to_list()
+            values = frame.get_column("value").cast(pl.Float64).to_numpy()
+            point, errors = _point_and_errors(values, days, horizon_days=horizon_days,
+                                              changepoint_every=28, ridge=50.0, damping=0.99,
+                                              origin_step=7)  # fmt: skip
+            first = days[-1] + dt.timedelta(days=1)
+            ratios = level_ratios(*origin_levels(values, changepoint_every=28, origin_step=7))
+            actual = test.filter(pl.col("id") == series_id).get_column("value").to_numpy()
+            naive_error = max(float(np.mean(np.abs(actual - np.resize(values[-7:], horizon_days)))),
+                              1e-9)  # fmt: skip
+            for variant, r in (("fixed spread", None), ("spread at today's level", ratios)):
+                band = paths_from_errors(point, errors, first=first, ratios=r).bands
+                rows.append({"variant": variant, "id": series_id, "window": window,
+                             "relative_mae": float(np.mean(np.abs(actual - band["p50"])))
+                             / naive_error,
+                             "p90": float(np.mean(actual <= band["p90"])),
+                             "p50": float(np.mean(actual <= band["p50"]))})  # fmt: skip
+    table = pl.DataFrame(rows)
+    print(f"{windows}-window 26-week backtest, both variants: {time.perf_counter() - start:.1f} s;"
+          f" load average {os.getloadavg()}")  # fmt: skip
+    table = table.with_columns(
+        pl.col("id").replace_strict(rate_of, default=None, return_dtype=pl.Float64)
+        .alias("weekly_growth")
+    )  # fmt: skip
+    for (variant,), part in table.group_by("variant", maintain_order=True):
+        ratios = part["relative_mae"].to_numpy()
+        print(f"{variant}: P50 MAE / weekly-naive MAE (geo. mean) "
+              f"{np.exp(np.mean(np.log(ratios[ratios > 0]))):.3f}; share <= P90 "
+              f"{part['p90'].mean():.3f}; <= P50 {part['p50'].mean():.3f}")  # fmt: skip
+        bins = part.with_columns(
+            pl.col("weekly_growth").cut([0.005, 0.01, 0.02], labels=["<=0.5%", "0.5-1%", "1-2%",
+                                                                      ">2%"]).alias("growth")
+        ).group_by("growth").agg(pl.col("p90").mean(), pl.len()).sort("growth")  # fmt: skip
+        print("   P90 share by weekly growth: " + "; ".join(
+            f"{g} {p:.3f} (n={n})" for g, p, n in bins.iter_rows()))  # fmt: skip
 
 
 if __name__ == "__main__":
