@@ -10,8 +10,11 @@ with candidate changepoints c_k every `changepoint_every` days over the first 80
 (the slope may bend; the ridge penalty keeps the bends small unless the data insist), optionally
 damped. The bands are empirical: the same model is refit at origins a week apart inside the
 history, and its errors at each step ahead give the P50 / P90 offsets (backtest-calibrated, so
-a series whose level wanders gets wide bands). Steps further ahead than the history can check
-grow the last checked offset with the square root of the horizon. Planned launches (a config
+a series whose level wanders gets wide bands). The P90's spread above the P50 is taken at
+today's level (each error times today's level over its origin's): bursts scale with demand, so
+errors made when a growing series was smaller understate today's spread; the P50 offset is not
+rescaled. Steps further ahead than the history can check grow the last checked offset with the
+square root of the horizon. Planned launches (a config
 file; known future events) add their accelerators on their start day, ramped linearly over
 `ramp_days`. Weekly bands come from the errors of weekly means.
 """
