@@ -80,8 +80,11 @@ def shaped_half_widths(
     calibration windows) and `every` (all ended windows, for the shape), each [windows,
     horizon] with the horizon's steps in order (NaN where a window is shorter)."""
     horizon = every.shape[1]
-    with np.errstate(all="ignore"):
-        profile = np.nanmean(np.abs(every), axis=0) if every.size else np.full(horizon, np.nan)
+    finite = np.isfinite(every)
+    counts = finite.sum(axis=0)
+    totals = np.where(finite, np.abs(every), 0.0).sum(axis=0)
+    # Steps no window reached stay NaN and out of the fit.
+    profile = np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
     a, b = horizon_shape(np.arange(1, horizon + 1), profile)
     scale = a + b * np.sqrt(np.arange(1, horizon + 1, dtype=float))
     q = conformal_quantile((recent / scale).ravel(), level=level)

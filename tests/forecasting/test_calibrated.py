@@ -18,6 +18,7 @@ from annotation_pipelines.forecasting.conformal import (
     calibration_quantiles,
     conformal_quantile,
     horizon_shape,
+    shaped_half_widths,
     winkler,
 )
 from annotation_pipelines.forecasting.ensemble import calibrated_backtest, forecast_calibrated
@@ -107,6 +108,21 @@ def test_shaped_band_grows_with_the_step_as_the_old_windows_errors_did():
     assert band.get_column("hi_95").to_list() == pytest.approx(10 + np.sqrt([1, 2, 3, 4]))
     assert band.get_column("lo_80").to_list() == pytest.approx(10 - np.sqrt([1, 2, 3, 4]))
     assert "step" not in band.columns
+
+
+def test_series_and_hierarchy_paths_give_the_same_shaped_band():
+    # calibration_quantiles (series, long frames) and shaped_half_widths (reconciled nodes,
+    # matrices) are the same calibration.
+    errors = np.random.default_rng(3).normal(size=(6, 5)) * np.sqrt(np.arange(1, 6))
+    residuals = pl.DataFrame(
+        {"id": "a",
+         "cutoff": [START + dt.timedelta(days=k // 5) for k in range(30)],
+         "step": np.tile(np.arange(1, 6), 6), "residual": errors.ravel()}
+    ).with_columns(pl.col("cutoff").cast(pl.Datetime("us")))  # fmt: skip
+    _, a, b, _, q95 = calibration_quantiles(residuals, windows=4).row(0)
+    expected = q95 * (a + b * np.sqrt(np.arange(1, 6)))
+    matrix = shaped_half_widths(errors[-4:], errors, level=95, steps=5)
+    np.testing.assert_allclose(matrix, expected)
 
 
 def test_winkler_score_by_hand():
