@@ -6,7 +6,10 @@
 `--scale N` times the months-ahead path instead: N synthetic series of two years of daily
 demand, a 26-week forecast with its backtest-calibrated P50/P90 bands (the model refit at
 weekly origins inside each history) plus a two-window 26-week rolling-origin backtest, and
-prints the wall time, the load average and the backtest's calibration figures.
+prints the wall time, the load average and the backtest's calibration figures. `--seed N` builds
+another synthetic fleet (0 is the one the months-ahead settings were chosen on);
+`--spread-check` scores the P90 with and without its spread at today's level from one backtest
+pass, by the series' growth rate; `--no-spread-scaled` times the fixed spread.
 
 Data: Helios traces (Hu et al., "Characterization and Prediction of Deep Learning Workloads in
 Large-Scale GPU Datacenters", SC'21), `shared/data/capacity/helios_earth_{vc3sl,vc6YE,vcMod}.csv`;
