@@ -6,7 +6,10 @@
 `--scale N` times the months-ahead path instead: N synthetic series of two years of daily
 demand, a 26-week forecast with its backtest-calibrated P50/P90 bands (the model refit at
 weekly origins inside each history) plus a two-window 26-week rolling-origin backtest, and
-prints the wall time, the load average and the backtest's calibration figures.
+prints the wall time, the load average and the backtest's calibration figures. `--seed N` builds
+another synthetic fleet (0 is the one the months-ahead settings were chosen on);
+`--spread-check` scores the P90 with and without its spread at today's level from one backtest
+pass, by the series' growth rate; `--no-spread-scaled` times the fixed spread.
 
 Data: Helios traces (Hu et al., "Characterization and Prediction of Deep Learning Workloads in
 Large-Scale GPU Datacenters", SC'21), `shared/data/capacity/helios_earth_{vc3sl,vc6YE,vcMod}.csv`;
@@ -38,7 +41,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_pipelines.forecasting import load_helios, to_series
-from annotation_pipelines.forecasting.conformal import conformal_quantile
+from annotation_pipelines.forecasting.conformal import conformal_quantile, horizon_shape
 from annotation_pipelines.forecasting.ensemble import (
     apply_rule,
     candidate_cross_validation,
@@ -47,6 +50,7 @@ from annotation_pipelines.forecasting.ensemble import (
     window_mase,
 )
 from annotation_pipelines.forecasting.evaluation import OURS, leave_one_cluster_out
+from annotation_pipelines.forecasting.scalars import as_float
 from annotation_pipelines.forecasting.statsforecast_adapter import naive_utc
 from tests.realdata import CAPACITY_DIR
 
@@ -61,14 +65,24 @@ def main() -> None:
     parser.add_argument("--hierarchy", action="store_true")
     # Months ahead: past errors rescaled to today's level (scenarios._empirical_errors).
     parser.add_argument("--level-scaled", action="store_true")
+    # Months ahead: the P90's spread above the P50 at today's level (the default) or not.
+    parser.add_argument("--no-spread-scaled", action="store_true")
+    # Months ahead: the synthetic fleet's seed (0: the fleet the settings were chosen on).
+    parser.add_argument("--seed", type=int, default=0)
+    # Months ahead: both P90 variants from one backtest pass (no forecast, no timing bar).
+    parser.add_argument("--spread-check", action="store_true")
     # Reuse (or write) the candidates' backtest at this Parquet path.
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     if args.scale:
-        if args.hierarchy:
-            scale_hierarchy(args.scale, level_scaled=args.level_scaled)
+        options = {"level_scaled": args.level_scaled, "spread_scaled": not args.no_spread_scaled,
+                   "seed": args.seed}  # fmt: skip
+        if args.spread_check:
+            spread_check(args.scale, seed=args.seed)
+        elif args.hierarchy:
+            scale_hierarchy(args.scale, **options)
         else:
-            scale(args.scale, level_scaled=args.level_scaled)
+            scale(args.scale, **options)
         return
     usage = pl.concat(
         [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in args.series.split(",")]
@@ -160,8 +174,9 @@ def _latest(frame: pl.DataFrame, windows: int) -> pl.DataFrame:
 def _half_widths(
     past: pl.DataFrame, *, variant: str, target: str, level: float, scales: dict
 ) -> np.ndarray:
-    """The 168 half-widths of one held-out week's `level`% band under `variant`, from `past`
-    ([id, cutoff, step, residual] of origins whose horizon had ended)."""
+    """The 168 half-widths of one held-out week's `level`% band under the variants measured
+    before the horizon shape (flat bands), from `past` ([id, cutoff, step, residual] of origins
+    whose horizon had ended)."""
     windows = 8 if variant == "own, 8 windows" else 4
     if variant.startswith("pooled"):
         rows = past.group_by("id").map_groups(lambda f: _latest(f, windows))
@@ -183,12 +198,135 @@ def _half_widths(
     return np.full(168, conformal_quantile(own["residual"].to_numpy(), level=level))
 
 
-def _score(week: pl.DataFrame, half: np.ndarray, level: int) -> tuple[float, float]:
-    value, point = week["value"].to_numpy(), week["forecast"].to_numpy()
-    lo, hi, alpha = np.clip(point - half, 0.0, None), point + half, 1 - level / 100
+STEPS = np.arange(1, 169)
+Band = tuple[np.ndarray, np.ndarray, np.ndarray]
+# Barber, Candes, Ramdas & Tibshirani (2023) weigh calibration point i by 0.99^(n + 1 - i);
+# here per hour of age.
+RHO = 0.99
+
+
+def _weighted_quantile(scores: np.ndarray, weights: np.ndarray, level: float) -> float:
+    """Non-exchangeable conformal quantile (Barber et al. 2023): the smallest score whose
+    normalized cumulative weight reaches `level`, the test point carrying weight 1 at +inf."""
+    order = np.argsort(scores)
+    cumulative = np.cumsum(weights[order]) / (weights.sum() + 1.0)
+    index = int(np.searchsorted(cumulative, level))
+    return float(scores[order][min(index, scores.size - 1)])
+
+
+def _growth(residuals: np.ndarray) -> np.ndarray:
+    """s(h) = a + b sqrt(h) fitted to the mean |residual| per step of `residuals` (windows x
+    168), as `conformal.horizon_shape`."""
+    a, b = horizon_shape(STEPS, np.abs(residuals).mean(axis=0))
+    return a + b * np.sqrt(STEPS)
+
+
+def _band(
+    matrices: dict[str, dict[dt.datetime, np.ndarray]],
+    *,
+    variant: str,
+    target: str,
+    origin: dt.datetime,
+    level: float,
+) -> Band:
+    """(lower offset, upper offset, point shift) over the 168 steps for the variants measured
+    with the horizon shape, from every origin's residuals (`matrices[id][cutoff]`, 168 each);
+    only what was observed by `origin` is used."""
+    own = matrices[target]
+    ended = [c for c in sorted(own) if c + SPAN <= origin]
+    recent = np.array([own[c] for c in ended[-4:]])
+    every = np.array([own[c] for c in ended])
+    zero = np.zeros(168)
+    p = level / 100
+
+    def symmetric(half: np.ndarray) -> Band:
+        return -half, half, zero
+
+    def shaped(scores: np.ndarray, scale: np.ndarray) -> Band:
+        return symmetric(conformal_quantile((np.abs(scores) / scale).ravel(), level=level) * scale)
+
+    if variant == "shipped: shape on all ended, level on 4 latest":
+        return shaped(recent, _growth(every))
+    if variant == "flat (before)":
+        return shaped(recent, np.ones(168))
+    if variant == "sqrt(h) imposed":
+        return shaped(recent, np.sqrt(STEPS))
+    if variant == "shape fitted on the 4 latest":
+        return shaped(recent, _growth(recent))
+    if variant == "shape pooled over clusters":
+        profiles = []
+        for series in matrices:
+            windows = [c for c in sorted(matrices[series]) if c + SPAN <= origin][-4:]
+            mean = np.abs(np.array([matrices[series][c] for c in windows])).mean(axis=0)
+            profiles.append(mean / mean.mean())
+        return shaped(recent, _growth(np.array(profiles)))
+    if variant.startswith("nexCP, all ended"):
+        ages = np.array([(ended[-1] - c).total_seconds() / 3600 for c in ended])
+        scale = _growth(recent) if variant.endswith("shape on 4 latest") else np.ones(168)
+        q = _weighted_quantile((np.abs(every) / scale).ravel(), np.repeat(RHO**ages, 168), p)
+        return symmetric(q * scale)
+    if variant == "nexCP, every observed residual, shape on 4 latest":
+        scale = _growth(recent)
+        observed: list[np.ndarray] = []
+        weights: list[np.ndarray] = []
+        for cutoff in sorted(own):
+            if cutoff >= origin:
+                continue
+            seen = np.array([cutoff + dt.timedelta(hours=int(h)) <= origin for h in STEPS])
+            age = np.array([(origin - cutoff).total_seconds() / 3600 - h for h in STEPS])
+            observed.append(np.abs(own[cutoff][seen]) / scale[seen])
+            weights.append(RHO ** age[seen])
+        q = _weighted_quantile(np.concatenate(observed), np.concatenate(weights), p)
+        return symmetric(q * scale)
+    if variant.startswith("freshest per step"):
+        # Step h: the residuals at h of the 4 latest origins whose step h was observed.
+        fresh = np.array(
+            [[own[c][h - 1] for c in sorted(own) if c + dt.timedelta(hours=int(h)) <= origin][-4:]
+             for h in STEPS]
+        ).T  # fmt: skip
+        return shaped(fresh, _growth(fresh) if variant.endswith("+ shape") else np.ones(168))
+    if variant == "signed (asymmetric)":
+        signed, tail = recent.ravel(), 100 * (1 - (1 - p) / 2)
+        upper = conformal_quantile(np.clip(signed, 0, None), level=tail)
+        lower = conformal_quantile(np.clip(-signed, 0, None), level=tail)
+        return -lower + zero, upper + zero, zero
+    if variant == "tail pooled over clusters, own median":
+        pooled = []
+        for series in matrices:
+            windows = [c for c in sorted(matrices[series]) if c + SPAN <= origin][-4:]
+            errors = np.abs(np.array([matrices[series][c] for c in windows])).ravel()
+            pooled.append(errors / max(float(np.median(errors)), 1e-9))
+        q = conformal_quantile(np.concatenate(pooled), level=level)
+        return symmetric(q * float(np.median(np.abs(recent))) + zero)
+    if variant == "point shifted by the recent median error":
+        shift = float(np.median(recent))
+        lo, hi, _ = shaped(recent - shift, np.ones(168))
+        return lo, hi, zero + shift
+    raise ValueError(variant)
+
+
+def _score_band(
+    value: np.ndarray, point: np.ndarray, band: Band, level: int
+) -> tuple[float, float, float]:
+    """Coverage, mean Winkler score and the MAE of the (possibly shifted) point."""
+    lower, upper, shift = band
+    point = point + shift
+    lo, hi, alpha = np.clip(point + lower, 0.0, None), point + upper, 1 - level / 100
     covered = float(np.mean((value >= lo) & (value <= hi)))
     miss = np.clip(lo - value, 0.0, None) + np.clip(value - hi, 0.0, None)
-    return covered, float(np.mean(hi - lo + 2 / alpha * miss))
+    return covered, float(np.mean(hi - lo + 2 / alpha * miss)), float(np.abs(value - point).sum())
+
+
+FLAT_VARIANTS = ("per 24-h horizon band", "own, 8 windows", "pooled over clusters",
+                 "pooled, by supply", "ACI")  # fmt: skip
+SHAPED_VARIANTS = (
+    "shipped: shape on all ended, level on 4 latest", "flat (before)", "sqrt(h) imposed",
+    "shape fitted on the 4 latest", "nexCP, all ended", "nexCP, all ended, shape on 4 latest",
+    "signed (asymmetric)", "tail pooled over clusters, own median",
+    "point shifted by the recent median error",
+    "nexCP, every observed residual, shape on 4 latest", "freshest per step",
+    "freshest per step + shape", "shape pooled over clusters",
+)  # fmt: skip
 
 
 def interval_study(
@@ -198,21 +336,40 @@ def interval_study(
     *,
     supply: pl.DataFrame,
 ) -> None:
-    """Calibration variants on the held-out weeks, the point forecasts fixed.
+    """Calibration variants on the held-out weeks, the point forecasts fixed (the rule chosen
+    leave-one-cluster-out for each series), each variant fixed before it was run.
 
-    shipped                split conformal on the series' own residuals at its 4 latest ended
-                           origins, pooled over the 168 steps (Vovk et al. 2005)
-    per 24-h horizon band  the same, one quantile per day of the horizon (Stankeviciute et al.
-                           2021 calibrate per step; a day keeps 96 points per quantile)
-    own, 8 windows         the shipped method with twice the calibration windows
+    shipped                the series' |residual| / s(h), s(h) = a + b sqrt(h) fitted on every
+                           ended window, quantile over its 4 latest ended windows
+                           (`conformal.calibration_quantiles`)
+    flat (before)          s = 1: split conformal on the 4 latest, pooled over the 168 steps
+    per 24-h horizon band  flat, one quantile per day of the horizon (Stankeviciute et al. 2021)
+    own, 8 windows         flat with twice the calibration windows
     pooled over clusters   normalized conformal (Papadopoulos et al. 2008; Lei et al. 2018):
                            residual / the series' recent seasonal MAE, pooled over every
                            series' 4 latest ended origins, rescaled by the target's scale
-    pooled, by supply      normalized conformal pooled over every series' 4 latest ended
-                           origins with the series' supply (its GPU quota at the origin) as the
-                           scale: a scale that does not vanish while a cluster idles
-    ACI                    adaptive conformal inference (Gibbs & Candes 2021), gamma = 0.005
-                           as in the paper, alpha updated after every ended week of the series
+    pooled, by supply      the same with the series' GPU quota at the origin as the scale
+    ACI                    adaptive conformal inference (Gibbs & Candes 2021), gamma = 0.005,
+                           on the flat band
+    sqrt(h) imposed        s(h) = sqrt(h), the random walk's growth, not fitted
+    shape fitted on the 4 latest  s(h) fitted on the 4 calibration windows themselves
+    nexCP, all ended       non-exchangeable conformal (Barber et al. 2023): every ended window,
+                           weight 0.99 per hour of the window's age (0.79 a day); also with s(h)
+    signed (asymmetric)    upper / lower bounds from the quantiles of the signed errors, each
+                           at level 1 - alpha / 2 (bias-aware, asymmetric)
+    tail pooled over clusters, own median  |e| / the series' median |e|, pooled over the three
+                           clusters' 4 latest windows, times the target's median |e|
+    point shifted by the recent median error  the point plus the median signed error of the 4
+                           latest windows, flat band on the shifted errors (changes MASE)
+    nexCP, every observed residual  every residual observed by the origin, partly ended
+                           windows included, weight 0.99 per hour since it was observed
+    freshest per step      step h from the 4 latest origins whose step h was observed
+    shape pooled over clusters  s(h) fitted on the three clusters' normalized error profiles
+
+    The shipped calibration is the one the rule below picks on the three earlier test weeks
+    (fixed before any variant was run): among variants whose pooled 95% coverage over those
+    nine series-weeks is in 0.92-0.98, the lowest mean Winkler-95. Also printed: the same rule
+    leave-one-cluster-out (chosen on the other two clusters).
     """
     models = candidate_names(season_length=24)
     scores = window_mase(cross_validation, history, models=models, season_length=24)
@@ -226,51 +383,88 @@ def interval_study(
                          horizon_span=SPAN).with_columns(
             (pl.col("value") - pl.col("forecast")).alias("residual"),
             ((pl.col("time") - pl.col("cutoff")).dt.total_hours() - 1).alias("step"),
-        )
+        ).sort("id", "cutoff", "time")
         for rule in ours["rule"].unique()
     }  # fmt: skip
-    variants = ("shipped", "per 24-h horizon band", "own, 8 windows", "pooled over clusters",
-                "pooled, by supply", "ACI")  # fmt: skip
+    rule_of = dict(ours.select("id", "rule").unique().iter_rows())
+    matrices = {
+        series: {
+            cutoff: part["residual"].to_numpy()
+            for (cutoff,), part in ruled[rule].filter(pl.col("id") == series).group_by("cutoff")
+        }
+        for series, rule in rule_of.items()
+    }
+    naive_error = {
+        (i, c): float(part.select((pl.col("value") - pl.col("SeasonalNaive")).abs().sum()).item())
+        for (i, c), part in cross_validation.group_by("id", "cutoff")
+    }
     rows = []
     for origin, series_id, rule in ours.select("origin", "id", "rule").iter_rows():
         frame = ruled[rule]
         week = frame.filter((pl.col("id") == series_id) & (pl.col("cutoff") == origin)).sort("time")
-        for variant in variants:
+        value, point = week["value"].to_numpy(), week["forecast"].to_numpy()
+        for variant in (*SHAPED_VARIANTS, *FLAT_VARIANTS):
             figures: dict[str, float] = {}
             for level in (80, 95):
-                if variant == "ACI":
+                if variant in SHAPED_VARIANTS:
+                    band = _band(matrices, variant=variant, target=series_id, origin=origin,
+                                 level=level)  # fmt: skip
+                elif variant == "ACI":
                     half = _aci_half_widths(frame, target=series_id, origin=origin, level=level,
                                             cutoffs=cutoffs)  # fmt: skip
+                    band = (-half, half, np.zeros(168))
                 else:
-                    past = frame.filter(pl.col("cutoff") + SPAN <= origin)
                     by = quotas if variant == "pooled, by supply" else scales
-                    half = _half_widths(past, variant=variant, target=series_id, level=level,
+                    half = _half_widths(frame.filter(pl.col("cutoff") + SPAN <= origin),
+                                        variant=variant, target=series_id, level=level,
                                         scales={**by, "origin": by[origin]})  # fmt: skip
-                figures[f"coverage_{level}"], figures[f"winkler_{level}"] = _score(
-                    week, half, level
+                    band = (-half, half, np.zeros(168))
+                figures[f"coverage_{level}"], figures[f"winkler_{level}"], error = _score_band(
+                    value, point, band, level
                 )
+            figures["relative_mase"] = error / naive_error[(series_id, origin)]
             rows.append({"origin": origin, "id": series_id, "variant": variant, **figures})
     study = pl.DataFrame(rows)
-    print("\n| variant | test origin | cov. 80 pooled | cov. 95 pooled | cov. 95 per series "
-          "| Winkler 80 | Winkler 95 |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    variants = [*SHAPED_VARIANTS, *FLAT_VARIANTS]
+    print("\n| variant | test origin | rel. MASE | cov. 80 pooled | cov. 95 pooled | cov. 95 per "
+          "series | Winkler 80 | Winkler 95 |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    earlier = pl.col("origin") < origins[-1]
     for variant in variants:
+        every = study.filter(pl.col("variant") == variant)
         for origin in origins:
-            frame = study.filter((pl.col("variant") == variant) & (pl.col("origin") == origin))
-            frame = frame.sort("id")
+            frame = every.filter(pl.col("origin") == origin).sort("id")
             print(
-                f"| {variant} | {origin:%m-%d} | {frame['coverage_80'].mean():.3f} | "
-                f"{frame['coverage_95'].mean():.3f} | "
+                f"| {variant} | {origin:%m-%d} | "
+                f"{np.exp(np.log(frame['relative_mase']).mean()):.3f} | "
+                f"{frame['coverage_80'].mean():.3f} | {frame['coverage_95'].mean():.3f} | "
                 f"{', '.join(f'{c:.3f}' for c in frame['coverage_95'])} | "
                 f"{frame['winkler_80'].mean():.1f} | {frame['winkler_95'].mean():.1f} |"
             )
-        every = study.filter(pl.col("variant") == variant)
-        inside = every.filter(pl.col("coverage_95").is_between(0.92, 0.98)).height
-        print(
-            f"| {variant} | all four | {every['coverage_80'].mean():.3f} | "
-            f"{every['coverage_95'].mean():.3f} | {inside} of {every.height} in 0.92-0.98 | "
-            f"{every['winkler_80'].mean():.1f} | {every['winkler_95'].mean():.1f} |"
-        )
+        for label, part in (("earlier three", every.filter(earlier)), ("all four", every)):
+            inside = part.filter(pl.col("coverage_95").is_between(0.92, 0.98)).height
+            print(
+                f"| {variant} | {label} | | {part['coverage_80'].mean():.3f} | "
+                f"{part['coverage_95'].mean():.3f} | {inside} of {part.height} in 0.92-0.98 | "
+                f"{part['winkler_80'].mean():.1f} | {part['winkler_95'].mean():.1f} |"
+            )
+    ids = sorted(study["id"].unique())
+
+    def chosen(among: list[str]) -> str:
+        def key(variant: str) -> tuple[bool, float, int]:
+            part = study.filter(
+                (pl.col("variant") == variant) & pl.col("id").is_in(among) & earlier
+            )
+            coverage = as_float(part["coverage_95"].mean(), what="coverage")
+            winkler = as_float(part["winkler_95"].mean(), what="Winkler score")
+            return (not 0.92 <= coverage <= 0.98, winkler, variants.index(variant))
+
+        return min(variants, key=key)
+
+    print(f"\nchosen on the three earlier weeks, every cluster: {chosen(ids)}")
+    for held_out in ids:
+        print(f"chosen on the earlier weeks of the other clusters, for {held_out}: "
+              f"{chosen([i for i in ids if i != held_out])}")  # fmt: skip
 
 
 def _aci_half_widths(
@@ -422,22 +616,33 @@ def _node_matrix(frame: pl.DataFrame, hierarchy) -> np.ndarray:  # type: ignore[
     return wide.select(list(hierarchy.nodes)).to_numpy().T
 
 
-def _synthetic_usage(count: int) -> pl.DataFrame:
-    from annotation_pipelines.synthetic import generate_compute_usage
-
-    rng = np.random.default_rng(0)
-    series = tuple(
+def _fleet(count: int, *, seed: int = 0) -> tuple[tuple[str, str, int, float, float], ...]:
+    """(cluster, team, supply, utilization, weekly growth) of each synthetic series."""
+    rng = np.random.default_rng(seed)
+    return tuple(
         (f"cluster{k % 10}", f"team{k:03d}", int(rng.choice([64, 128, 256])),
          float(rng.uniform(0.4, 0.8)), float(rng.uniform(-0.002, 0.03)))
         for k in range(count)
     )  # fmt: skip
+
+
+def _synthetic_usage(count: int, *, seed: int = 0) -> pl.DataFrame:
+    from annotation_pipelines.synthetic import generate_compute_usage
+
     return generate_compute_usage(
-        end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=0, series=series
-    )
+        end=dt.date(2026, 11, 28), days=730, step_minutes=360, seed=seed,
+        series=_fleet(count, seed=seed),
+    )  # fmt: skip
 
 
 def scale_hierarchy(
-    count: int, *, horizon_days: int = 182, windows: int = 2, level_scaled: bool = False
+    count: int,
+    *,
+    horizon_days: int = 182,
+    windows: int = 2,
+    level_scaled: bool = False,
+    spread_scaled: bool = True,
+    seed: int = 0,
 ) -> None:
     """Months ahead, per cluster: is the cluster's P90 band right when it is the cluster's own
     (reconciled, `planning` default) or the sum of its series' P90s (before)? The same synthetic
@@ -455,14 +660,15 @@ def scale_hierarchy(
         reconciled_scenarios,
     )
 
-    usage = _synthetic_usage(count)
+    usage = _synthetic_usage(count, seed=seed)
     daily = to_series(usage, freq="1d").with_columns(pl.col("time").cast(pl.Date))
     hierarchy = build_hierarchy(series_profiles(usage), levels=list(HIERARCHY_LEVELS))
     clusters = [n for n in hierarchy.aggregates if hierarchy.level_of(n) == "cluster"]
     print(f"{count} series, {len(hierarchy.nodes)} nodes ({len(clusters)} clusters); "
           f"load average {os.getloadavg()}")  # fmt: skip
     start = time.perf_counter()
-    reconciled_scenarios(daily, hierarchy, horizon_days=horizon_days, level_scaled=level_scaled)
+    options = {"level_scaled": level_scaled, "spread_scaled": spread_scaled}
+    reconciled_scenarios(daily, hierarchy, horizon_days=horizon_days, **options)
     print(f"26-week reconciled bands of every node from the whole history: "
           f"{time.perf_counter() - start:.1f} s; load average {os.getloadavg()}")  # fmt: skip
     rows = []
@@ -477,9 +683,7 @@ def scale_hierarchy(
             .map_groups(partial(_slice_from, days_back=back, length=horizon_days))
         )
         start = time.perf_counter()
-        scenarios = reconciled_scenarios(
-            train, hierarchy, horizon_days=horizon_days, level_scaled=level_scaled
-        )
+        scenarios = reconciled_scenarios(train, hierarchy, horizon_days=horizon_days, **options)
         seconds += time.perf_counter() - start
         actual = aggregate_history(test, hierarchy)
         past = aggregate_history(train, hierarchy)
@@ -521,17 +725,20 @@ def scale_hierarchy(
         print(line)
 
 
-def scale(count: int, *, level_scaled: bool = False) -> None:
+def scale(
+    count: int, *, level_scaled: bool = False, spread_scaled: bool = True, seed: int = 0
+) -> None:
     from annotation_pipelines.forecasting.scenarios import scenario_backtest, scenario_forecast
 
-    usage = _synthetic_usage(count)
+    usage = _synthetic_usage(count, seed=seed)
     daily = to_series(usage, freq="1d")
+    options = {"level_scaled": level_scaled, "spread_scaled": spread_scaled}
     print(f"{count} series x {daily.height // count} days; load average {os.getloadavg()}")
     start = time.perf_counter()
-    bands, weekly = scenario_forecast(daily, horizon_days=182, level_scaled=level_scaled)
+    bands, weekly = scenario_forecast(daily, horizon_days=182, **options)
     forecast_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    backtest = scenario_backtest(daily, horizon_days=182, windows=2, level_scaled=level_scaled)
+    backtest = scenario_backtest(daily, horizon_days=182, windows=2, **options)
     backtest_seconds = time.perf_counter() - start
     ratios = backtest["relative_mae"].to_numpy()
     print(
@@ -545,6 +752,71 @@ def scale(count: int, *, level_scaled: bool = False) -> None:
         f"{backtest['share_below_p90'].mean():.3f}; <= P50 {backtest['share_below_p50'].mean():.3f}"
     )
     del bands, weekly
+
+
+def spread_check(count: int, *, seed: int, horizon_days: int = 182, windows: int = 2) -> None:
+    """The `--scale` backtest of the months-ahead bands with the P90 spread at today's level
+    and without, from one fit per series and window (the P50 is the same by construction):
+    P50 MAE over the weekly naive's, shares of days at or below P90 and P50, and the P90 share
+    by the series' weekly growth rate."""
+    from functools import partial
+
+    from annotation_pipelines.forecasting.scenarios import (
+        _head_before,
+        _point_and_errors,
+        _slice_from,
+        level_ratios,
+        origin_levels,
+        paths_from_errors,
+    )
+
+    usage = _synthetic_usage(count, seed=seed)
+    rate_of = {team: growth for _, team, _, _, growth in _fleet(count, seed=seed)}
+    daily = to_series(usage, freq="1d")
+    print(f"{count} series (seed {seed}); load average {os.getloadavg()}")
+    start = time.perf_counter()
+    rows = []
+    for window in range(windows, 0, -1):
+        back = window * horizon_days
+        ordered = daily.sort("id", "time").group_by("id", maintain_order=True)
+        train = ordered.map_groups(partial(_head_before, days_back=back))
+        test = ordered.map_groups(partial(_slice_from, days_back=back, length=horizon_days))
+        for (series_id,), frame in train.group_by("id", maintain_order=True):
+            days = frame.get_column("time").cast(pl.Date).to_list()
+            values = frame.get_column("value").cast(pl.Float64).to_numpy()
+            point, errors = _point_and_errors(values, days, horizon_days=horizon_days,
+                                              changepoint_every=28, ridge=50.0, damping=0.99,
+                                              origin_step=7)  # fmt: skip
+            first = days[-1] + dt.timedelta(days=1)
+            ratios = level_ratios(*origin_levels(values, changepoint_every=28, origin_step=7))
+            actual = test.filter(pl.col("id") == series_id).get_column("value").to_numpy()
+            naive_error = max(float(np.mean(np.abs(actual - np.resize(values[-7:], horizon_days)))),
+                              1e-9)  # fmt: skip
+            for variant, r in (("fixed spread", None), ("spread at today's level", ratios)):
+                band = paths_from_errors(point, errors, first=first, ratios=r).bands
+                rows.append({"variant": variant, "id": series_id, "window": window,
+                             "relative_mae": float(np.mean(np.abs(actual - band["p50"])))
+                             / naive_error,
+                             "p90": float(np.mean(actual <= band["p90"])),
+                             "p50": float(np.mean(actual <= band["p50"]))})  # fmt: skip
+    table = pl.DataFrame(rows)
+    print(f"{windows}-window 26-week backtest, both variants: {time.perf_counter() - start:.1f} s;"
+          f" load average {os.getloadavg()}")  # fmt: skip
+    table = table.with_columns(
+        pl.col("id").replace_strict(rate_of, default=None, return_dtype=pl.Float64)
+        .alias("weekly_growth")
+    )  # fmt: skip
+    for (variant,), part in table.group_by("variant", maintain_order=True):
+        ratios = part["relative_mae"].to_numpy()
+        print(f"{variant}: P50 MAE / weekly-naive MAE (geo. mean) "
+              f"{np.exp(np.mean(np.log(ratios[ratios > 0]))):.3f}; share <= P90 "
+              f"{part['p90'].mean():.3f}; <= P50 {part['p50'].mean():.3f}")  # fmt: skip
+        bins = part.with_columns(
+            pl.col("weekly_growth").cut([0.005, 0.01, 0.02], labels=["<=0.5%", "0.5-1%", "1-2%",
+                                                                      ">2%"]).alias("growth")
+        ).group_by("growth").agg(pl.col("p90").mean(), pl.len()).sort("growth")  # fmt: skip
+        print("   P90 share by weekly growth: " + "; ".join(
+            f"{g} {p:.3f} (n={n})" for g, p, n in bins.iter_rows()))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from annotation_pipelines.forecasting.conformal import (
     apply_quantiles,
     calibration_quantiles,
     winkler,
+    with_step,
 )
 from annotation_pipelines.forecasting.hierarchy import (
     DEFAULT_METHOD,
@@ -287,9 +288,7 @@ def calibrated_backtest(
     """Per origin, the rule's forecast with conformal bands from origins whose horizon ended
     at or before it: [id, time, cutoff, value, forecast, lo_80, hi_80, lo_95, hi_95]. Origins
     with no such earlier origin get null bounds."""
-    residuals = rule_frame.select(
-        "id", "cutoff", (pl.col("value") - pl.col("forecast")).alias("residual")
-    )
+    residuals = _residuals(rule_frame)
     frames = []
     for origin in rule_frame.get_column("cutoff").unique().sort():
         window = rule_frame.filter(pl.col("cutoff") == origin)
@@ -297,6 +296,13 @@ def calibrated_backtest(
         quantiles = calibration_quantiles(past, windows=calibration_windows)
         frames.append(apply_quantiles(window, quantiles))
     return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _residuals(rule_frame: pl.DataFrame) -> pl.DataFrame:
+    """[id, cutoff, step, residual] of a rule's backtest (step 1 = first hour after the cutoff)."""
+    return with_step(rule_frame, over=["id", "cutoff"]).select(
+        "id", "cutoff", "step", (pl.col("value") - pl.col("forecast")).alias("residual")
+    )
 
 
 def score_points(points: pl.DataFrame) -> list[pl.Expr]:
@@ -434,9 +440,7 @@ def forecast_calibrated(
         else None
     )
     point = _final_point(future, rule=rule, models=chosen_models, members=last_members)
-    residuals = ruled.select(
-        "id", "cutoff", (pl.col("value") - pl.col("forecast")).alias("residual")
-    )
+    residuals = _residuals(ruled)
     if hierarchy is None:
         quantiles = calibration_quantiles(residuals, windows=calibration_windows)
         table = apply_quantiles(point, quantiles, nonnegative=nonnegative)

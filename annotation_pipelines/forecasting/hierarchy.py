@@ -22,7 +22,8 @@ had ended (the h-step errors the forecast at hand makes, not one-step in-sample 
 Intervals are split conformal on the *reconciled* errors of those windows, per node (Principato
 et al., "Conformal prediction for hierarchical data", 2024; hierarchicalforecast's `conformal`
 intervals do the same): when actuals add up, y - S P y^ = S P (y - y^), so the reconciled errors
-of past windows are one matrix product away.
+of past windows are one matrix product away. As for single series, each node's band grows along
+the horizon as its errors did (`conformal.shaped_half_widths`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from annotation_pipelines.forecasting.conformal import conformal_quantile
+from annotation_pipelines.forecasting.conformal import shaped_half_widths
 from annotation_pipelines.forecasting.metrics import LEVELS
 
 METHODS = ("bottom_up", "ols", "wls_struct", "mint_shrink")
@@ -228,14 +229,10 @@ def reconciled_backtest(
         point = reconcile(forecast, hierarchy, p)
         quantiles = None
         if ended:
-            calibration = ended[-calibration_windows:]
-            reconciled_errors = np.concatenate(
-                [base[c][1] - reconcile(base[c][0], hierarchy, p) for c in calibration], axis=1
+            reconciled_errors = [base[c][1] - reconcile(base[c][0], hierarchy, p) for c in ended]
+            quantiles = _node_half_widths(
+                reconciled_errors, windows=calibration_windows, steps=len(times)
             )
-            quantiles = {
-                level: np.array([conformal_quantile(row, level=level) for row in reconciled_errors])
-                for level in LEVELS
-            }
         frames.append(_long(hierarchy, times, point, actual, quantiles, cutoff=origin))
     return pl.concat(frames).sort("id", "cutoff", "time")
 
@@ -288,13 +285,34 @@ def reconciled_forecast(
         errors.append(actual - forecast)
         windows.append((forecast, actual))
     p = projection(hierarchy, np.concatenate(errors, axis=1) if errors else None, method=method)
-    reconciled_errors = np.concatenate(
-        [a - reconcile(f, hierarchy, p) for f, a in windows[-calibration_windows:]], axis=1
-    )
-    quantiles = {
-        level: np.array([conformal_quantile(row, level=level) for row in reconciled_errors])
-        for level in LEVELS
-    }
     forecast, times = _matrix(future, hierarchy, "forecast")
+    quantiles = _node_half_widths(
+        [a - reconcile(f, hierarchy, p) for f, a in windows],
+        windows=calibration_windows,
+        steps=len(times),
+    )
     point = reconcile(forecast, hierarchy, p)
     return _long(hierarchy, times, point, None, quantiles)
+
+
+def _node_half_widths(
+    errors: list[np.ndarray], *, windows: int, steps: int
+) -> dict[int, np.ndarray]:
+    """Per level, [nodes, steps] half-widths from the reconciled errors of every ended window
+    ([nodes, horizon] each, oldest first): the horizon shape from all of them, the level from
+    the `windows` latest (`conformal.shaped_half_widths`)."""
+    horizon = max(e.shape[1] for e in errors)
+    stacked = np.full((len(errors), errors[0].shape[0], horizon), np.nan)
+    for k, error in enumerate(errors):
+        stacked[k, :, : error.shape[1]] = error
+    return {
+        level: np.array(
+            [
+                shaped_half_widths(
+                    stacked[-windows:, node], stacked[:, node], level=level, steps=steps
+                )
+                for node in range(stacked.shape[1])
+            ]
+        )
+        for level in LEVELS
+    }

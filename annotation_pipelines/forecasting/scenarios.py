@@ -10,8 +10,11 @@ with candidate changepoints c_k every `changepoint_every` days over the first 80
 (the slope may bend; the ridge penalty keeps the bends small unless the data insist), optionally
 damped. The bands are empirical: the same model is refit at origins a week apart inside the
 history, and its errors at each step ahead give the P50 / P90 offsets (backtest-calibrated, so
-a series whose level wanders gets wide bands). Steps further ahead than the history can check
-grow the last checked offset with the square root of the horizon. Planned launches (a config
+a series whose level wanders gets wide bands). The P90's spread above the P50 is taken at
+today's level (each error times today's level over its origin's): bursts scale with demand, so
+errors made when a growing series was smaller understate today's spread; the P50 offset is not
+rescaled. Steps further ahead than the history can check grow the last checked offset with the
+square root of the horizon. Planned launches (a config
 file; known future events) add their accelerators on their start day, ramped linearly over
 `ramp_days`. Weekly bands come from the errors of weekly means.
 """
@@ -36,6 +39,7 @@ from annotation_pipelines.forecasting.scalars import as_int
 
 SCENARIOS = ("p50", "p90")
 LEVEL_SCALED = False
+SPREAD_SCALED = True
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,31 @@ def _point(values: np.ndarray, weekday: np.ndarray, *, horizon: int, first_weekd
 
 def _level(values: np.ndarray, end: int) -> float:
     """The series' level before index `end`: the mean of its last 28 days, at least 1."""
-    return max(1.0, float(np.mean(values[max(0, end - 28) : end])))
+    return max(1.0, _raw_level(values, end))
+
+
+def _raw_level(values: np.ndarray, end: int) -> float:
+    """The mean of the 28 days before index `end` (a sum of series has the sum of levels)."""
+    return float(np.mean(values[max(0, end - 28) : end]))
+
+
+def _origins(n: int, *, changepoint_every: int, origin_step: int) -> range:
+    """The backtest origins inside a history of `n` days: from a month in (or half the
+    history, for short ones: enough to fit a trend), `origin_step` days apart."""
+    return range(max(28, min(2 * changepoint_every, n // 2)), n - 1, origin_step)
+
+
+def origin_levels(
+    values: np.ndarray, *, changepoint_every: int, origin_step: int
+) -> tuple[np.ndarray, float]:
+    """The raw level at each backtest origin of `_empirical_errors`, and today's."""
+    origins = _origins(values.size, changepoint_every=changepoint_every, origin_step=origin_step)
+    return np.array([_raw_level(values, o) for o in origins]), _raw_level(values, values.size)
+
+
+def level_ratios(levels: np.ndarray, today: float) -> np.ndarray:
+    """Today's level over each origin's, both at least 1."""
+    return max(1.0, today) / np.maximum(1.0, levels)
 
 
 def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
@@ -126,9 +154,7 @@ def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
     exponential smoothing", 2008; a locally weighted conformal score, Lei et al., 2018), so an
     error made when a growing series was half as large understates today's."""
     n = values.size
-    # Origins from a month in (or half the history, for short ones): enough to fit a trend.
-    first = max(28, min(2 * changepoint_every, n // 2))
-    origins = range(first, n - 1, origin_step)
+    origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
     errors = np.full((len(origins), horizon), np.nan)
     for row, origin in enumerate(origins):
         point = _point(values[:origin], weekday[:origin], horizon=horizon,
@@ -148,20 +174,36 @@ def _quantile_by_step(errors: np.ndarray, *, q: float, minimum: int = 5) -> np.n
     horizon = errors.shape[1]
     minimum = max(2, min(minimum, errors.shape[0]))
     counts = np.sum(np.isfinite(errors), axis=0)
-    out = np.full(horizon, np.nan)
-    for step in range(horizon):
-        # A week around the step: more errors, smoother quantiles.
-        window = errors[:, max(0, step - 3) : step + 4]
-        finite = window[np.isfinite(window)]
-        if counts[step] >= minimum and finite.size:
-            out[step] = np.quantile(finite, q)
+    # A week around each step (3 before, 3 after): more errors, smoother quantiles. All steps
+    # at once: the NaN-padded [steps, origins x 7] windows, NaN (unobserved) ignored.
+    padded = np.pad(errors.astype(float), ((0, 0), (3, 3)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 7, axis=1)[:, :horizon]
+    flat = windows.transpose(1, 0, 2).reshape(horizon, -1)
+    out = _row_quantiles(flat, q)
+    out[counts < minimum] = np.nan
     known = np.flatnonzero(np.isfinite(out))
     if known.size == 0:
         return np.zeros(horizon)
     last = known[-1]
-    for step in range(last + 1, horizon):
-        out[step] = out[last] * np.sqrt((step + 1) / (last + 1))
+    steps = np.arange(last + 1, horizon)
+    out[last + 1 :] = out[last] * np.sqrt((steps + 1) / (last + 1))
     return out
+
+
+def _row_quantiles(values: np.ndarray, q: float) -> np.ndarray:
+    """Each row's q-quantile over its finite values, numpy's default (linear) rule; NaN for a
+    row with none. Vectorized: `np.nanquantile` goes row by row when rows hold NaN."""
+    if values.shape[1] == 0:
+        return np.full(values.shape[0], np.nan)
+    ordered = np.sort(values, axis=1)  # NaN last
+    n = np.isfinite(values).sum(axis=1)
+    position = q * np.maximum(n - 1, 0)
+    below = np.floor(position).astype(int)
+    above = np.minimum(below + 1, np.maximum(n - 1, 0))
+    low = np.take_along_axis(ordered, below[:, None], axis=1)[:, 0]
+    high = np.take_along_axis(ordered, above[:, None], axis=1)[:, 0]
+    result = low + (position - below) * (high - low)
+    return np.where(n > 0, result, np.nan)
 
 
 def _launch_profile(launch: Launch, *, first_day: dt.date, horizon: int) -> np.ndarray:
@@ -181,13 +223,16 @@ def scenario_paths(
     damping: float = 0.99,
     origin_step: int = 7,
     level_scaled: bool = LEVEL_SCALED,
+    spread_scaled: bool = SPREAD_SCALED,
 ) -> dict[str, SeriesPaths]:
     """Per series: its future days and weeks and the bands over them, launches included.
 
     P50 / P90 are the point forecast plus the 0.5 / 0.9 quantile of the model's own errors at
     the same step ahead, refit at origins `origin_step` days apart inside the history (an
     empirical, backtest-calibrated band: Williams & Goodman, 1971; conformal in spirit).
-    Weekly bands use the errors of weekly means, so a P90 week is a P90 week.
+    Weekly bands use the errors of weekly means, so a P90 week is a P90 week. With
+    `spread_scaled` the P90's spread above the P50 is taken at today's level
+    (`paths_from_errors`).
     """
     _check_daily(daily)
     out: dict[str, SeriesPaths] = {}
@@ -200,7 +245,13 @@ def scenario_paths(
         )  # fmt: skip
         first = days[-1] + dt.timedelta(days=1)
         extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
-        out[str(series_id)] = paths_from_errors(point + extra, errors, first=first)
+        ratios = (
+            level_ratios(*origin_levels(values, changepoint_every=changepoint_every,
+                                        origin_step=origin_step))
+            if spread_scaled and not level_scaled
+            else None
+        )  # fmt: skip
+        out[str(series_id)] = paths_from_errors(point + extra, errors, first=first, ratios=ratios)
     return out
 
 
@@ -228,9 +279,21 @@ def _launches(
     return extra
 
 
-def paths_from_errors(point: np.ndarray, errors: np.ndarray, *, first: dt.date) -> SeriesPaths:
+def paths_from_errors(
+    point: np.ndarray, errors: np.ndarray, *, first: dt.date, ratios: np.ndarray | None = None
+) -> SeriesPaths:
     """Daily and weekly P50/P90 from a point path (launches included) and the errors the same
-    model made at each step ahead at earlier origins ([origins, step], NaN: not observed)."""
+    model made at each step ahead at earlier origins ([origins, step], NaN: not observed).
+
+    With `ratios` (today's level over each origin's, `level_ratios`), the P90's distance
+    above the P50 is the spread of the errors expressed at today's level: P90 = P50 +
+    q90(r e) - q50(r e). The P50 stays the median of the absolute errors. Demand's bursts are
+    proportions of its level (multiplicative errors, Hyndman et al., "Forecasting with
+    exponential smoothing", 2008; a locally weighted conformal score, Lei et al., 2018), so
+    the spread of errors made when a growing series was smaller understates today's; its
+    median offset (the trend's bias) is not a burst and is not rescaled, which is what kept
+    rescaling every error (`level_scaled`) from being adopted: it moved the P50.
+    """
     horizon_days = point.size
     future = [first + dt.timedelta(days=d) for d in range(horizon_days)]
     week_of = np.array([(d - dt.timedelta(days=d.weekday())).toordinal() for d in future])
@@ -242,11 +305,16 @@ def paths_from_errors(point: np.ndarray, errors: np.ndarray, *, first: dt.date) 
     )
     weekly_point = np.array([point[week_of == w].mean() for w in weeks])
     bands = {"mean": point}
-    for name, q in (("p50", 0.5), ("p90", 0.9)):
-        bands[name] = np.maximum(0.0, point + _quantile_by_step(errors, q=q))
-        bands[f"weekly_{name}"] = np.maximum(
-            0.0, weekly_point + _quantile_by_step(weekly_errors, q=q)
-        )
+    for prefix, path, past in (("", point, errors), ("weekly_", weekly_point, weekly_errors)):
+        median = _quantile_by_step(past, q=0.5)
+        if ratios is None or past.shape[0] == 0:
+            upper = _quantile_by_step(past, q=0.9)
+        else:
+            scaled = past * ratios[:, None]
+            spread = _quantile_by_step(scaled, q=0.9) - _quantile_by_step(scaled, q=0.5)
+            upper = median + spread
+        bands[f"{prefix}p50"] = np.maximum(0.0, path + median)
+        bands[f"{prefix}p90"] = np.maximum(0.0, path + upper)
     bands["weekly_mean"] = weekly_point
     return SeriesPaths(days=future, weeks=[dt.date.fromordinal(int(w)) for w in weeks], bands=bands)
 
@@ -265,6 +333,10 @@ class ReconciledScenarios:
     points: np.ndarray
     errors: np.ndarray
     paths: dict[str, SeriesPaths]
+    # [nodes, origins] raw levels at the backtest origins and [nodes] today's, for the P90
+    # spread at today's level (None: not spread-scaled).
+    levels: np.ndarray | None = None
+    levels_today: np.ndarray | None = None
 
     def combination(self, weights: dict[str, float]) -> SeriesPaths:
         """Bands of sum_i weights[i] x series_i (e.g. accelerators to own = demand / target
@@ -274,7 +346,13 @@ class ReconciledScenarios:
         vector = np.array([weights.get(b, 0.0) for b in self.hierarchy.bottom])
         point = vector @ self.points[offset:]
         errors = np.einsum("b,boh->oh", vector, self.errors[offset:])
-        return paths_from_errors(point, errors, first=self.first)
+        ratios = None
+        if self.levels is not None and self.levels_today is not None:
+            # A weighted sum's level is the same weighted sum of its series' levels.
+            ratios = level_ratios(
+                vector @ self.levels[offset:], float(vector @ self.levels_today[offset:])
+            )
+        return paths_from_errors(point, errors, first=self.first, ratios=ratios)
 
 
 def reconciled_scenarios(
@@ -289,6 +367,7 @@ def reconciled_scenarios(
     damping: float = 0.99,
     origin_step: int = 7,
     level_scaled: bool = LEVEL_SCALED,
+    spread_scaled: bool = SPREAD_SCALED,
 ) -> ReconciledScenarios:
     """`scenario_paths` for every node of `hierarchy`, reconciled (MinTrace, `hierarchy`).
 
@@ -296,14 +375,15 @@ def reconciled_scenarios(
     fit and backtested at the same origins; W comes from those errors pooled over origins and
     steps (W_h taken proportional to one W, as in Wickramasuriya et al., 2019), the reconciled
     points are S P y^ and the reconciled errors S P e (exact for actuals that add up). Planned
-    launches add to their series after reconciliation and so to every node above it.
+    launches add to their series after reconciliation and so to every node above it. With
+    `spread_scaled` each node's P90 spread is its reconciled errors' at its own level today.
     """
     _check_daily(daily)
     nodes = aggregate_history(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
     days = nodes.filter(pl.col("id") == hierarchy.nodes[0]).sort("time")
     calendar = days.get_column("time").cast(pl.Date).to_list()
     first = calendar[-1] + dt.timedelta(days=1)
-    points, errors = [], []
+    points, errors, levels, today = [], [], [], []
     for node in hierarchy.nodes:
         values = nodes.filter(pl.col("id") == node).sort("time").get_column("value").to_numpy()
         point, error = _point_and_errors(
@@ -312,6 +392,14 @@ def reconciled_scenarios(
         )  # fmt: skip
         points.append(point)
         errors.append(error)
+        at_origins, now = origin_levels(
+            values, changepoint_every=changepoint_every, origin_step=origin_step
+        )
+        levels.append(at_origins)
+        today.append(now)
+    spread = spread_scaled and not level_scaled
+    node_levels = np.stack(levels) if spread else None
+    node_today = np.array(today) if spread else None
     base_points, base_errors = np.stack(points), np.stack(errors)
     p = projection(hierarchy, base_errors.reshape(len(hierarchy.nodes), -1), method=method)
     projector = hierarchy.summing @ p
@@ -320,12 +408,21 @@ def reconciled_scenarios(
     )
     reconciled_points = projector @ base_points + hierarchy.children_sum(extra_bottom)
     reconciled_errors = np.einsum("nm,moh->noh", projector, base_errors)
+    ratios = [
+        None
+        if node_levels is None or node_today is None
+        else level_ratios(node_levels[row], float(node_today[row]))
+        for row in range(len(hierarchy.nodes))
+    ]
     paths = {
-        node: paths_from_errors(reconciled_points[row], reconciled_errors[row], first=first)
+        node: paths_from_errors(
+            reconciled_points[row], reconciled_errors[row], first=first, ratios=ratios[row]
+        )
         for row, node in enumerate(hierarchy.nodes)
     }
     return ReconciledScenarios(hierarchy=hierarchy, first=first, points=reconciled_points,
-                               errors=reconciled_errors, paths=paths)  # fmt: skip
+                               errors=reconciled_errors, paths=paths, levels=node_levels,
+                               levels_today=node_today)  # fmt: skip
 
 
 def paths_frames(paths: dict[str, SeriesPaths]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -355,11 +452,12 @@ def scenario_forecast(
     ridge: float = 50.0,
     damping: float = 0.99,
     level_scaled: bool = LEVEL_SCALED,
+    spread_scaled: bool = SPREAD_SCALED,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(daily, weekly) bands: [id, time, mean, p50, p90] per day and per week (its Monday)."""
     bands = scenario_paths(
         daily, horizon_days=horizon_days, launches=launches, changepoint_every=changepoint_every,
-        ridge=ridge, damping=damping, level_scaled=level_scaled,
+        ridge=ridge, damping=damping, level_scaled=level_scaled, spread_scaled=spread_scaled,
     )  # fmt: skip
     return paths_frames(bands)
 
@@ -373,6 +471,7 @@ def scenario_backtest(
     ridge: float = 50.0,
     damping: float = 0.99,
     level_scaled: bool = LEVEL_SCALED,
+    spread_scaled: bool = SPREAD_SCALED,
 ) -> pl.DataFrame:
     """Rolling origin, `windows` origins `horizon_days` apart: per series and window, the MAE of
     P50 over that of the weekly seasonal naive (the last week repeated), and the shares of days
@@ -399,7 +498,7 @@ def scenario_backtest(
         )
         bands = scenario_paths(
             train, horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
-            damping=damping, level_scaled=level_scaled,
+            damping=damping, level_scaled=level_scaled, spread_scaled=spread_scaled,
         )  # fmt: skip
         for series_id, paths in bands.items():
             band = paths.bands

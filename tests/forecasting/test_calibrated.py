@@ -14,8 +14,11 @@ from click.testing import CliRunner
 from annotation_pipelines.forecasting import load_helios, to_series
 from annotation_pipelines.forecasting.command import forecast_command
 from annotation_pipelines.forecasting.conformal import (
+    apply_quantiles,
     calibration_quantiles,
     conformal_quantile,
+    horizon_shape,
+    shaped_half_widths,
     winkler,
 )
 from annotation_pipelines.forecasting.ensemble import calibrated_backtest, forecast_calibrated
@@ -63,8 +66,63 @@ def test_calibration_uses_each_series_latest_windows_only():
     ).with_columns(pl.col("cutoff").cast(pl.Datetime("us")))
     # The latest cutoff alone: |1|, |-4| -> rank min(2, ceil(3 * 0.8)) = 2: 4; the +-100 of
     # the older window play no part.
-    assert calibration_quantiles(residuals, windows=1).row(0) == ("a", 4.0, 4.0)
-    assert calibration_quantiles(residuals, windows=2).row(0) == ("a", 100.0, 100.0)
+    # Without steps the band is flat: s(h) = 1.
+    assert calibration_quantiles(residuals, windows=1).row(0) == ("a", 1.0, 0.0, 4.0, 4.0)
+    assert calibration_quantiles(residuals, windows=2).row(0) == ("a", 1.0, 0.0, 100.0, 100.0)
+
+
+def test_horizon_shape_recovers_sqrt_growth_and_stays_flat_without_it():
+    steps = np.arange(1, 169)
+    a, b = horizon_shape(steps, 2.0 + 3.0 * np.sqrt(steps))
+    assert (a, b) == pytest.approx((2.0, 3.0))
+    assert horizon_shape(steps, np.full(168, 5.0)) == pytest.approx((5.0, 0.0))
+    # Errors that shrink along the horizon give no growth, not a negative one.
+    assert horizon_shape(steps, 10.0 - np.sqrt(steps) / 2)[1] == 0.0
+    assert horizon_shape(steps, np.zeros(168)) == (1.0, 0.0)
+
+
+def test_shaped_band_grows_with_the_step_as_the_old_windows_errors_did():
+    # Eight ended windows of 4 steps whose errors grow like sqrt(step) (1, 1.41, 1.73, 2 x k);
+    # the latest two are calmer (k = 1) than the older ones (k = 3): the shape comes from all
+    # eight, the level from the latest two.
+    rows = []
+    for window in range(8):
+        k = 3.0 if window < 6 else 1.0
+        cutoff = START + dt.timedelta(days=window)
+        for step in range(1, 5):
+            sign = 1 if step % 2 else -1
+            rows.append(("a", cutoff, step, sign * k * np.sqrt(step)))
+    residuals = pl.DataFrame(
+        rows, schema={"id": pl.String, "cutoff": pl.Datetime("us"), "step": pl.Int64,
+                      "residual": pl.Float64}, orient="row",
+    )  # fmt: skip
+    quantiles = calibration_quantiles(residuals, windows=2)
+    a, b = quantiles.row(0)[1:3]
+    assert a == pytest.approx(0.0, abs=1e-9) and b > 0
+    # |e| / s(h) = 1 / b for every latest residual: the quantile is 1 / b, the band sqrt(h).
+    point = pl.DataFrame(
+        {"id": ["a"] * 4, "time": [START + dt.timedelta(hours=h) for h in range(4)],
+         "forecast": [10.0] * 4}
+    )  # fmt: skip
+    band = apply_quantiles(point, quantiles)
+    assert band.get_column("hi_95").to_list() == pytest.approx(10 + np.sqrt([1, 2, 3, 4]))
+    assert band.get_column("lo_80").to_list() == pytest.approx(10 - np.sqrt([1, 2, 3, 4]))
+    assert "step" not in band.columns
+
+
+def test_series_and_hierarchy_paths_give_the_same_shaped_band():
+    # calibration_quantiles (series, long frames) and shaped_half_widths (reconciled nodes,
+    # matrices) are the same calibration.
+    errors = np.random.default_rng(3).normal(size=(6, 5)) * np.sqrt(np.arange(1, 6))
+    residuals = pl.DataFrame(
+        {"id": "a",
+         "cutoff": [START + dt.timedelta(days=k // 5) for k in range(30)],
+         "step": np.tile(np.arange(1, 6), 6), "residual": errors.ravel()}
+    ).with_columns(pl.col("cutoff").cast(pl.Datetime("us")))  # fmt: skip
+    _, a, b, _, q95 = calibration_quantiles(residuals, windows=4).row(0)
+    expected = q95 * (a + b * np.sqrt(np.arange(1, 6)))
+    matrix = shaped_half_widths(errors[-4:], errors, level=95, steps=5)
+    np.testing.assert_allclose(matrix, expected)
 
 
 def test_winkler_score_by_hand():
@@ -90,8 +148,10 @@ def test_backtest_bands_use_only_origins_whose_horizon_ended():
     first = out.filter(pl.col("cutoff") == cutoffs[0])
     assert first.get_column("lo_95").is_null().all()  # nothing had ended before it
     second = out.filter(pl.col("cutoff") == cutoffs[1])
-    assert second.get_column("hi_95").to_list() == [12.0, 12.0]  # |10-9|, |10-12| -> 2
-    assert second.get_column("lo_95").to_list() == [8.0, 8.0]
+    # Errors 1 at step 1, 2 at step 2: a >= 0 forces s(h) = b sqrt(h); the larger score,
+    # 2 / (b sqrt 2), times s(h) gives half-widths sqrt(2) and 2.
+    assert second.get_column("hi_95").to_list() == pytest.approx([10 + np.sqrt(2), 12.0])
+    assert second.get_column("lo_95").to_list() == pytest.approx([10 - np.sqrt(2), 8.0])
 
 
 def test_calibrated_forecast_is_canonical_and_intervals_nest():
@@ -147,7 +207,7 @@ def test_helios_leave_one_cluster_out_figures():
     # The held-out bar on the shared Helios virtual clusters (Hu et al., SC'21): hourly demand =
     # running + pending GPUs, 168 h ahead from 2020-05-24 23:00 (the month's last week), the
     # rule chosen on the other two clusters only. Measured: 0.882 vs 0.958 (statsforecast best
-    # single), 1.039 (LightGBM alone); pooled 95% coverage 0.891 (see RESULTS_capacity.md).
+    # single), 1.039 (LightGBM alone); pooled 95% coverage 0.935 (see RESULTS_capacity.md).
     require_shared("capacity", "helios_earth_vc6YE.csv")
     usage = pl.concat(
         [load_helios(CAPACITY_DIR / f"helios_earth_{vc}.csv") for vc in ("vc3sl", "vc6YE", "vcMod")]
@@ -166,12 +226,15 @@ def test_helios_leave_one_cluster_out_figures():
     assert relative(OURS) < 0.9
     assert relative(OURS) < relative(STATISTICAL) and relative(OURS) < relative(HELIOS)
     coverage = by_method[OURS].get_column("coverage_95")
-    assert 0.85 <= coverage.mean() < 1.0  # pooled; narrower than the old 100 %
-    # Pooled over the four held-out weeks (origins 05-21 ... 05-24, 2,016 hours) the 95% bands
-    # meet the bar: measured 0.942. The last week alone does not (0.891: vcMod surges to 116
-    # GPUs and drains to 8 after a week near 58); per series 5 of 12 weeks are in 0.92-0.98.
-    ours_every_week = every_week.filter(pl.col("method") == OURS).get_column("coverage_95")
-    assert 0.92 <= ours_every_week.mean() <= 0.98
+    assert 0.92 <= coverage.mean() <= 0.98  # pooled, the last week: 0.935
+    # Every one of the four held-out weeks (origins 05-21 ... 05-24) meets the bar pooled
+    # (0.966, 0.978, 0.956, 0.935), and so do the 2,016 hours together (0.959). Per series 7 of
+    # 12 weeks are in 0.92-0.98; vcMod's last week is 0.893 (it surges to 116 GPUs and drains
+    # to 8 after a week near 58).
+    ours_every_week = every_week.filter(pl.col("method") == OURS)
+    for _, week in ours_every_week.group_by("origin"):
+        assert 0.92 <= week.get_column("coverage_95").mean() <= 0.98
+    assert 0.92 <= ours_every_week.get_column("coverage_95").mean() <= 0.98
     assert (
         by_method[OURS].get_column("winkler_95").mean()
         < by_method[NAIVE].get_column("winkler_95").mean()

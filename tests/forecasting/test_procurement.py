@@ -20,7 +20,12 @@ from annotation_pipelines.forecasting.costs import annotation_costs
 from annotation_pipelines.forecasting.planning import capacity_plan
 from annotation_pipelines.forecasting.procurement import procurement_plan, runs_short
 from annotation_pipelines.forecasting.report import cluster_figure, render_capacity_report
-from annotation_pipelines.forecasting.scenarios import Launch, scenario_forecast
+from annotation_pipelines.forecasting.scenarios import (
+    Launch,
+    level_ratios,
+    paths_from_errors,
+    scenario_forecast,
+)
 from annotation_pipelines.quality.render import is_self_contained
 from annotation_pipelines.synthetic import generate_compute_usage
 
@@ -53,6 +58,37 @@ def test_bands_follow_the_trend_and_add_planned_launches():
     assert np.allclose(difference[:10], 0) and difference[10] == pytest.approx(4.0)
     assert np.allclose(difference[19:], 40.0)
     assert weekly.height == 8 and (weekly["p90"] >= weekly["p50"]).all()
+
+
+def test_p90_spread_is_taken_at_todays_level_and_the_p50_is_not_moved():
+    # Ten origins, each with the same error at every step: -4.5 ... 4.5. Median 0; the 0.9
+    # quantile (numpy's linear rule) 3.6. Today's level twice every origin's: spread 7.2.
+    errors = np.tile(np.arange(10.0)[:, None] - 4.5, (1, 14))
+    point = np.full(14, 100.0)
+    plain = paths_from_errors(point, errors, first=START)
+    ratios = level_ratios(np.full(10, 50.0), 100.0)
+    scaled = paths_from_errors(point, errors, first=START, ratios=ratios)
+    np.testing.assert_allclose(plain.bands["p50"], 100.0)
+    np.testing.assert_allclose(scaled.bands["p50"], plain.bands["p50"])
+    np.testing.assert_allclose(plain.bands["p90"], 103.6)
+    np.testing.assert_allclose(scaled.bands["p90"], 107.2)
+    np.testing.assert_allclose(scaled.bands["weekly_p90"], 107.2)
+    # Levels are floored at 1: an idle origin does not blow the spread up.
+    assert level_ratios(np.array([0.0, 4.0]), 2.0).tolist() == [2.0, 0.5]
+
+
+def test_growing_series_gets_a_wider_p90_at_the_same_p50():
+    rng = np.random.default_rng(1)
+    t = np.arange(300)
+    level = 50 * 1.006**t  # about 6x over the history; bursts in proportion to the level
+    daily = pl.DataFrame(
+        {"id": "a", "time": [START + dt.timedelta(days=int(d)) for d in t],
+         "value": level * (1 + 0.2 * rng.standard_normal(t.size))}
+    )  # fmt: skip
+    fixed, _ = scenario_forecast(daily, horizon_days=28, spread_scaled=False)
+    scaled, _ = scenario_forecast(daily, horizon_days=28)
+    np.testing.assert_allclose(scaled["p50"].to_numpy(), fixed["p50"].to_numpy())
+    assert (scaled["p90"] - scaled["p50"]).mean() > 1.2 * (fixed["p90"] - fixed["p50"]).mean()
 
 
 def test_procurement_plan_by_hand():
