@@ -6,6 +6,11 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# Installed packages get their bytecode at install time: where PYTHONDONTWRITEBYTECODE is set
+# (as on the shared 2-core machine), every process would otherwise compile dagster and its dependencies
+# from source again (importing the code location: 12.9 s of CPU instead of 4.9 s at load 11), and the
+# tests start dozens of processes (daemons, code servers, one per launched run).
+export UV_COMPILE_BYTECODE := 1
 # dg runs the project's code in .venv and warns unless that is the active environment.
 DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 # Annotator ids in exports are pseudonymized with a keyed hash. Locally the key is a random one

@@ -19,8 +19,19 @@ RUN_CONFIG = LENIENT_GATES
 def graph(tmp_path_factory):
     root = tmp_path_factory.mktemp("graph")
     with local_graph(root, judgments=12_000, start=date(2026, 11, 16), days=2, seed=4) as env:
-        write_compute_landing(env[2] / "landing", end=date(2026, 11, 17), days=21, seed=4)
+        write_compute_landing(env[2] / "landing", end=date(2026, 11, 17), days=14, seed=4)
         yield env
+
+
+@pytest.fixture(scope="module")
+def daily(graph):
+    """Both days through the daily job once; the results are checked by several tests."""
+    defs, instance, _ = graph
+    job = defs.resolve_job_def("daily_annotation_job")
+    return {
+        day: job.execute_in_process(partition_key=day, instance=instance, run_config=RUN_CONFIG)
+        for day in DAYS
+    }
 
 
 def _lake_hashes(lake: Path, day: str) -> dict[str, str]:
@@ -30,15 +41,12 @@ def _lake_hashes(lake: Path, day: str) -> dict[str, str]:
     }
 
 
-def test_whole_graph_then_identical_rematerialization(graph):
+def test_whole_graph_then_identical_rematerialization(graph, daily):
     defs, instance, data = graph
-    daily = defs.resolve_job_def("daily_annotation_job")
-    for day in DAYS:
-        assert daily.execute_in_process(
-            partition_key=day, instance=instance, run_config=RUN_CONFIG
-        ).success
+    assert all(result.success for result in daily.values())
     lake = data / "lake"
-    expected = {key.path[-1] for key in daily.asset_layer.executable_asset_keys}
+    job = defs.resolve_job_def("daily_annotation_job")
+    expected = {key.path[-1] for key in job.asset_layer.executable_asset_keys}
     for day in DAYS:
         present = {p.parts[-3] for p in lake.glob(f"*/day={day}/data.parquet")}
         assert expected <= present, expected - present
@@ -54,14 +62,18 @@ def test_whole_graph_then_identical_rematerialization(graph):
     )
     version = first.get_asset_materialization_events()[0].materialization.metadata["version_id"]
     history = defs.resolve_job_def("compute_usage_job")
-    for day in pl.date_range(date(2026, 10, 28), date(2026, 11, 17), eager=True).to_list():
+    for day in pl.date_range(date(2026, 11, 4), date(2026, 11, 17), eager=True).to_list():
         history.execute_in_process(partition_key=str(day), instance=instance, run_config=QUIET)
     forecasts = defs.resolve_job_def("forecast_job").execute_in_process(
         instance=instance,
         run_config={
             **QUIET,
             "ops": {
-                "compute_capacity_forecast": {"config": {"horizon": 24, "history_days": 21}},
+                # Two weeks (the least it takes) and five backtest origins: the held-out last one
+                # and the four calibrating it.
+                "compute_capacity_forecast": {
+                    "config": {"horizon": 24, "history_days": 14, "backtest_windows": 5}
+                },
                 "workforce_capacity_forecast": {"config": {"horizon_days": 7}},
             },
         },
@@ -80,7 +92,7 @@ def test_whole_graph_then_identical_rematerialization(graph):
 
     # Re-materializing a day gives byte-for-byte the same content, and the same snapshot id.
     before = _lake_hashes(lake, DAYS[0])
-    assert daily.execute_in_process(
+    assert job.execute_in_process(
         partition_key=DAYS[0], instance=instance, run_config=RUN_CONFIG
     ).success
     assert _lake_hashes(lake, DAYS[0]) == before
@@ -93,10 +105,10 @@ def test_whole_graph_then_identical_rematerialization(graph):
     )
 
 
-def test_every_materialization_has_table_metadata_and_no_raw_annotator_id(graph):
-    defs, instance, data = graph
-    job = defs.resolve_job_def("daily_annotation_job")
-    result = job.execute_in_process(partition_key=DAYS[1], instance=instance, run_config=RUN_CONFIG)
+def test_every_materialization_has_table_metadata_and_no_raw_annotator_id(graph, daily):
+    _, _, data = graph
+    result = daily[DAYS[1]]
+    assert result.success
     seen = 0
     for event in result.get_asset_materialization_events():
         metadata = event.materialization.metadata

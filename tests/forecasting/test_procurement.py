@@ -198,11 +198,14 @@ def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
     usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=21, step_minutes=30, seed=5)
     for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
         lake.write_table("compute_usage", frame, day=day.isoformat())
+    # Five backtest origins (not the 15 that fit): the last one held out, calibrated on the
+    # four before it (CALIBRATION_WINDOWS), at a third less CPU.
     result = materialize(
         [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
         resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
         run_config={"ops": {"compute_capacity_forecast": {"config": {"horizon": 24,
-                                                                     "history_days": 21}}}},
+                                                                     "history_days": 21,
+                                                                     "backtest_windows": 5}}}},
     )  # fmt: skip
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
