@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from dagster import AssetCheckEvaluation
 
 COMPUTE_HISTORY_DAYS = 28
+# The weekly forecast's default backtest needs 408 hourly points (its windows, the 168-h
+# horizon and room to fit): 17 days.
+MIN_COMPUTE_HISTORY_DAYS = 17
 # The demo prints one progress line per step; Dagster's per-event console log stays in the UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -55,11 +58,12 @@ def run_demo(
     days: int,
     seed: int,
     judgments_per_kind: int = 3_000,
+    telemetry_days: int = COMPUTE_HISTORY_DAYS,
     echo: Callable[[str], object] = click.echo,
 ) -> DemoOutcome:
     started = time.perf_counter()
     day_list = last_days(days)
-    compute_days = [day_list[-1] - timedelta(days=i) for i in range(COMPUTE_HISTORY_DAYS)][::-1]
+    compute_days = [day_list[-1] - timedelta(days=i) for i in range(telemetry_days)][::-1]
     root = load_settings().data_dir
     # Daily partitions start where this data starts; recorded before the definitions (and
     # their partitions) are imported, and read again by `make dev` from the same folder.
@@ -83,7 +87,7 @@ def run_demo(
         kinds=judgments_per_kind > 0,
         judgments_per_kind=max(judgments_per_kind, 1),
     )
-    rows = write_compute_landing(landing, end=day_list[-1], days=COMPUTE_HISTORY_DAYS, seed=seed)
+    rows = write_compute_landing(landing, end=day_list[-1], days=telemetry_days, seed=seed)
     echo(f"  {summary.judgments:,} judgments, {summary.tasks:,} tasks, {rows:,} telemetry rows")
 
     instance = DagsterInstance.get()
@@ -274,12 +278,25 @@ def summarize(root: Path, days: list[date]) -> str:
     show_default=True,
     help="Synthetic judgments of each non-categorical kind (0: categorical only).",
 )
-def demo_command(judgments: int, days: int, seed: int, judgments_per_kind: int) -> None:
+@click.option(
+    "--telemetry-days",
+    default=COMPUTE_HISTORY_DAYS,
+    show_default=True,
+    type=click.IntRange(min=MIN_COMPUTE_HISTORY_DAYS),
+    help="Days of accelerator telemetry the capacity forecast learns from.",
+)
+def demo_command(
+    judgments: int, days: int, seed: int, judgments_per_kind: int, telemetry_days: int
+) -> None:
     """Generate a synthetic workload and materialize the whole asset graph on it."""
     if load_settings().dagster_home is None:
         raise click.ClickException("set DAGSTER_HOME (make demo does) so runs show in the UI")
     outcome = run_demo(
-        judgments=judgments, days=days, seed=seed, judgments_per_kind=judgments_per_kind
+        judgments=judgments,
+        days=days,
+        seed=seed,
+        judgments_per_kind=judgments_per_kind,
+        telemetry_days=telemetry_days,
     )
     click.echo(summarize(outcome["root"], outcome["days"]))
     click.echo(kind_accuracy(outcome["root"], outcome["days"]))

@@ -13,7 +13,18 @@ def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
     monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "demo-test-key")
     result = CliRunner().invoke(
-        main, ["demo", "--judgments", "20000", "--days", "2", "--judgments-per-kind", "700"]
+        main,
+        [
+            "demo",
+            "--judgments",
+            "20000",
+            "--days",
+            "2",
+            "--judgments-per-kind",
+            "700",
+            "--telemetry-days",
+            "17",
+        ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     lake = tmp_path / "data" / "lake"
