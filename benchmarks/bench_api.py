@@ -29,6 +29,10 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.services import descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "annotation-pipelines"
 MAX_REQUESTS = 100_000  # a hard bound whatever the flags say
@@ -49,22 +53,13 @@ def _cpu_seconds(root: int) -> float:
     """CPU time (user + system) of process `root` and its descendants so far (Linux /proc): the
     server's cost per request, which does not depend on what else the machine runs."""
     ticks = os.sysconf("SC_CLK_TCK")
-    usage: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    total = 0.0
+    for pid in (root, *descendants(root)):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        usage[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
-    tree, total, frontier = {root}, 0.0, [root]
-    while frontier:
-        parent = frontier.pop()
-        total += usage.get(parent, (0, 0.0))[1]
-        children = [pid for pid, (ppid, _) in usage.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier += children
+            continue  # exited since the tree was read
+        total += (int(fields[11]) + int(fields[12])) / ticks
     return total
 
 

@@ -85,7 +85,7 @@ def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         server.stop()
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every process below `pid` (read from /proc), children before grandchildren."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -112,7 +112,7 @@ def stop_tree(process: subprocess.Popen, *, grace: float = 30.0) -> None:
     their own, out of reach of the group signal: without this they outlive the test (about
     420 MB each).
     """
-    below = _descendants(process.pid)
+    below = descendants(process.pid)
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     try:
