@@ -784,9 +784,11 @@ def spread_check(count: int, *, seed: int, horizon_days: int = 182, windows: int
         for (series_id,), frame in train.group_by("id", maintain_order=True):
             days = frame.get_column("time").cast(pl.Date).to_list()
             values = frame.get_column("value").cast(pl.Float64).to_numpy()
-            point, errors = _point_and_errors(values, days, horizon_days=horizon_days,
-                                              changepoint_every=28, ridge=50.0, damping=0.99,
-                                              origin_step=7)  # fmt: skip
+            points, all_errors = _point_and_errors(values[None, :], days,
+                                                   horizon_days=horizon_days,
+                                                   changepoint_every=28, ridge=50.0,
+                                                   damping=0.99, origin_step=7)  # fmt: skip
+            point, errors = points[0], all_errors[0]
             first = days[-1] + dt.timedelta(days=1)
             ratios = level_ratios(*origin_levels(values, changepoint_every=28, origin_step=7))
             actual = test.filter(pl.col("id") == series_id).get_column("value").to_numpy()

@@ -127,6 +127,20 @@ def build_hierarchy(
 def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFrame:
     """[id, time, value] for every node: the sum of its series at each time (a series with no
     value at a time counts zero: demand that did not exist yet)."""
+    every, times = node_values(history, hierarchy)
+    return pl.DataFrame(
+        {
+            "id": pl.Series(hierarchy.nodes, dtype=pl.String).gather(
+                np.repeat(np.arange(len(hierarchy.nodes)), times.len())
+            ),
+            "time": pl.concat([times] * len(hierarchy.nodes)),
+            "value": every.ravel(),
+        }
+    )
+
+
+def node_values(history: pl.DataFrame, hierarchy: Hierarchy) -> tuple[np.ndarray, pl.Series]:
+    """[nodes, times] of every node's sum of its series (`aggregate_history`), and the times."""
     bottom = list(hierarchy.bottom)
     wide = (
         history.filter(pl.col("id").is_in(bottom))
@@ -137,14 +151,7 @@ def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFra
         if series_id not in wide.columns:
             wide = wide.with_columns(pl.lit(0.0).alias(series_id))
     values = wide.select(bottom).fill_null(0.0).to_numpy().T  # [bottom, time]
-    every = hierarchy.children_sum(values)
-    times = wide.get_column("time")
-    return pl.concat(
-        [
-            pl.DataFrame({"id": node, "time": times, "value": every[row]})
-            for row, node in enumerate(hierarchy.nodes)
-        ]
-    )
+    return hierarchy.children_sum(values), wide.get_column("time")
 
 
 def projection(

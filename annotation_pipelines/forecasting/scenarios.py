@@ -32,7 +32,7 @@ import polars as pl
 from annotation_pipelines.forecasting.hierarchy import (
     DEFAULT_METHOD,
     Hierarchy,
-    aggregate_history,
+    node_values,
     projection,
 )
 from annotation_pipelines.forecasting.scalars import as_int
@@ -73,11 +73,14 @@ def _design(t: np.ndarray, weekday: np.ndarray, changepoints: np.ndarray) -> np.
     return np.column_stack([np.ones_like(t), t, hinge, dummies])
 
 
-def _fit_one(
+def _fit(
     values: np.ndarray, weekday: np.ndarray, *, changepoint_every: int, ridge: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(coefficients, changepoints, residuals) for one series; t in days from its start."""
-    n = values.size
+) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients [columns, series], changepoints) of every row of `values` ([series, days],
+    one calendar; t in days from its start). The design and its Gram matrix depend on the
+    calendar alone, so one solve with a right-hand side per series fits them all: on the
+    500-series fleet's 511 nodes, 96 solves per pass instead of 49,000 one-series fits."""
+    n = values.shape[1]
     t = np.arange(n, dtype=float)
     changepoints = np.arange(changepoint_every, int(0.8 * n), changepoint_every, dtype=float)
     design = _design(t, weekday, changepoints)
@@ -85,42 +88,44 @@ def _fit_one(
     penalty = np.zeros(design.shape[1])
     penalty[2 : 2 + changepoints.size] = ridge * n
     gram = design.T @ design + np.diag(penalty)
-    coefficients = np.linalg.solve(gram + 1e-9 * np.eye(gram.shape[0]), design.T @ values)
-    residuals = values - design @ coefficients
-    return coefficients, changepoints, residuals
+    coefficients = np.linalg.solve(gram + 1e-9 * np.eye(gram.shape[0]), design.T @ values.T)
+    return coefficients, changepoints
 
 
 def _point(values: np.ndarray, weekday: np.ndarray, *, horizon: int, first_weekday: int,
            changepoint_every: int, ridge: float, damping: float) -> np.ndarray:  # fmt: skip
-    """The fitted trend and weekday effect carried `horizon` days past the history."""
-    coefficients, changepoints, _ = _fit_one(
+    """[series, horizon]: each row's fitted trend and weekday effect carried `horizon` days past
+    the history (`values` [series, days], one calendar)."""
+    coefficients, changepoints = _fit(
         values, weekday, changepoint_every=changepoint_every, ridge=ridge
     )
-    n, k = values.size, changepoints.size
+    n, k = values.shape[1], changepoints.size
     deltas = coefficients[2 : 2 + k]
-    slope_now = coefficients[1] + deltas.sum()
+    slope_now = coefficients[1] + deltas.sum(axis=0)
     level_now = (
         coefficients[0]
         + coefficients[1] * (n - 1)
-        + np.sum(deltas * np.maximum(0.0, (n - 1) - changepoints))
+        + np.sum(deltas * np.maximum(0.0, (n - 1) - changepoints)[:, None], axis=0)
     )
     days = np.arange(1, horizon + 1, dtype=float)
     # Damped trend (Gardner & McKenzie, 1985): the slope's effect fades by `damping` per day, so a
     # recent bend is not extrapolated at full strength for half a year.
     damped = days if damping >= 1 else damping * (1 - damping**days) / (1 - damping)
     future_weekday = (first_weekday + np.arange(horizon)) % 7
-    seasonal = np.concatenate([[0.0], coefficients[2 + k : 2 + k + 6]])[future_weekday]
-    return level_now + slope_now * damped + seasonal
+    effects = np.vstack([np.zeros((1, values.shape[0])), coefficients[2 + k : 2 + k + 6]])
+    seasonal = effects[future_weekday].T
+    return level_now[:, None] + slope_now[:, None] * damped[None, :] + seasonal
 
 
-def _level(values: np.ndarray, end: int) -> float:
-    """The series' level before index `end`: the mean of its last 28 days, at least 1."""
-    return max(1.0, _raw_level(values, end))
+def _levels(values: np.ndarray, end: int) -> np.ndarray:
+    """Each row's level before index `end`: the mean of its last 28 days, at least 1."""
+    return np.maximum(1.0, _raw_levels(values, end))
 
 
-def _raw_level(values: np.ndarray, end: int) -> float:
-    """The mean of the 28 days before index `end` (a sum of series has the sum of levels)."""
-    return float(np.mean(values[max(0, end - 28) : end]))
+def _raw_levels(values: np.ndarray, end: int) -> np.ndarray:
+    """The mean of the 28 days before index `end` along the last axis (a sum of series has the
+    sum of levels)."""
+    return np.asarray(values[..., max(0, end - 28) : end].mean(axis=-1))
 
 
 def _origins(n: int, *, changepoint_every: int, origin_step: int) -> range:
@@ -131,39 +136,44 @@ def _origins(n: int, *, changepoint_every: int, origin_step: int) -> range:
 
 def origin_levels(
     values: np.ndarray, *, changepoint_every: int, origin_step: int
-) -> tuple[np.ndarray, float]:
-    """The raw level at each backtest origin of `_empirical_errors`, and today's."""
-    origins = _origins(values.size, changepoint_every=changepoint_every, origin_step=origin_step)
-    return np.array([_raw_level(values, o) for o in origins]), _raw_level(values, values.size)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw level at each backtest origin of `_empirical_errors` ([..., origins]) and
+    today's ([...]), of one series (`values` [days]) or of each row of [series, days]."""
+    n = values.shape[-1]
+    origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
+    at_origins = np.stack([_raw_levels(values, o) for o in origins], axis=-1)
+    return at_origins, _raw_levels(values, n)
 
 
-def level_ratios(levels: np.ndarray, today: float) -> np.ndarray:
-    """Today's level over each origin's, both at least 1."""
-    return max(1.0, today) / np.maximum(1.0, levels)
+def level_ratios(levels: np.ndarray, today: float | np.ndarray) -> np.ndarray:
+    """Today's level over each origin's, both at least 1 (`levels` [..., origins], `today`
+    [...])."""
+    return np.maximum(1.0, np.asarray(today))[..., None] / np.maximum(1.0, levels)
 
 
 def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
                       changepoint_every: int, ridge: float, damping: float,
                       origin_step: int, level_scaled: bool = False) -> np.ndarray:  # fmt: skip
-    """[origins, horizon] errors (actual - point) of the same model refit at earlier origins
-    `origin_step` days apart inside the history; NaN where the horizon runs past the data.
+    """[series, origins, horizon] errors (actual - point) of the same model refit at earlier
+    origins `origin_step` days apart inside each row's history (`values` [series, days], one
+    calendar); NaN where the horizon runs past the data.
 
     `level_scaled`: each origin's errors times today's level over the level at that origin
-    (`_level`), i.e. relative errors expressed at today's level: demand's bursts and its growth
+    (`_levels`), i.e. relative errors expressed at today's level: demand's bursts and its growth
     are proportions of the level (multiplicative errors, Hyndman et al., "Forecasting with
     exponential smoothing", 2008; a locally weighted conformal score, Lei et al., 2018), so an
     error made when a growing series was half as large understates today's."""
-    n = values.size
+    n = values.shape[1]
     origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
-    errors = np.full((len(origins), horizon), np.nan)
+    errors = np.full((values.shape[0], len(origins), horizon), np.nan)
     for row, origin in enumerate(origins):
-        point = _point(values[:origin], weekday[:origin], horizon=horizon,
+        point = _point(values[:, :origin], weekday[:origin], horizon=horizon,
                        first_weekday=int(weekday[origin]), changepoint_every=changepoint_every,
                        ridge=ridge, damping=damping)  # fmt: skip
         seen = min(horizon, n - origin)
-        errors[row, :seen] = values[origin : origin + seen] - point[:seen]
+        errors[:, row, :seen] = values[:, origin : origin + seen] - point[:, :seen]
         if level_scaled:
-            errors[row] *= _level(values, n) / _level(values, origin)
+            errors[:, row] *= (_levels(values, n) / _levels(values, origin))[:, None]
     return errors
 
 
@@ -235,30 +245,42 @@ def scenario_paths(
     (`paths_from_errors`).
     """
     _check_daily(daily)
-    out: dict[str, SeriesPaths] = {}
+    # Series on one calendar (the same days) are fit together (`_fit`).
+    calendars: dict[tuple[dt.date, ...], list[tuple[str, np.ndarray]]] = {}
+    order = []
     for (series_id,), frame in daily.sort("id", "time").group_by("id", maintain_order=True):
-        days = frame.get_column("time").cast(pl.Date).to_list()
+        days = tuple(frame.get_column("time").cast(pl.Date).to_list())
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
-        point, errors = _point_and_errors(
-            values, days, horizon_days=horizon_days, changepoint_every=changepoint_every,
+        calendars.setdefault(days, []).append((str(series_id), values))
+        order.append(str(series_id))
+    found: dict[str, SeriesPaths] = {}
+    for days, members in calendars.items():
+        values = np.stack([v for _, v in members])
+        points, errors = _point_and_errors(
+            values, list(days), horizon_days=horizon_days, changepoint_every=changepoint_every,
             ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
         )  # fmt: skip
         first = days[-1] + dt.timedelta(days=1)
-        extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
         ratios = (
             level_ratios(*origin_levels(values, changepoint_every=changepoint_every,
                                         origin_step=origin_step))
             if spread_scaled and not level_scaled
             else None
         )  # fmt: skip
-        out[str(series_id)] = paths_from_errors(point + extra, errors, first=first, ratios=ratios)
-    return out
+        for row, (series_id, _) in enumerate(members):
+            extra = _launches(launches, series_id, first=first, horizon_days=horizon_days)
+            found[series_id] = paths_from_errors(
+                points[row] + extra, errors[row], first=first,
+                ratios=None if ratios is None else ratios[row],
+            )  # fmt: skip
+    return {series_id: found[series_id] for series_id in order}
 
 
 def _point_and_errors(values: np.ndarray, days: list[dt.date], *, horizon_days: int,
                       changepoint_every: int, ridge: float, damping: float, origin_step: int,
                       level_scaled: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """One series' point forecast after its last day and its backtest errors [origins, step]."""
+    """Each row's point forecast after the last day ([series, horizon]) and its backtest errors
+    ([series, origins, step]); `values` is [series, days] on the calendar `days`."""
     weekday = np.array([d.weekday() for d in days])
     first = days[-1] + dt.timedelta(days=1)
     point = _point(values, weekday, horizon=horizon_days, first_weekday=first.weekday(),
@@ -379,35 +401,27 @@ def reconciled_scenarios(
     `spread_scaled` each node's P90 spread is its reconciled errors' at its own level today.
     """
     _check_daily(daily)
-    nodes = aggregate_history(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
-    days = nodes.filter(pl.col("id") == hierarchy.nodes[0]).sort("time")
-    calendar = days.get_column("time").cast(pl.Date).to_list()
+    values, times = node_values(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
+    calendar = times.to_list()
     first = calendar[-1] + dt.timedelta(days=1)
-    points, errors, levels, today = [], [], [], []
-    for node in hierarchy.nodes:
-        values = nodes.filter(pl.col("id") == node).sort("time").get_column("value").to_numpy()
-        point, error = _point_and_errors(
-            values, calendar, horizon_days=horizon_days, changepoint_every=changepoint_every,
-            ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
-        )  # fmt: skip
-        points.append(point)
-        errors.append(error)
-        at_origins, now = origin_levels(
+    # Every node is on one calendar, so all are fit at once (`_fit`).
+    base_points, base_errors = _point_and_errors(
+        values, calendar, horizon_days=horizon_days, changepoint_every=changepoint_every,
+        ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
+    )  # fmt: skip
+    spread = spread_scaled and not level_scaled
+    node_levels, node_today = None, None
+    if spread:
+        node_levels, node_today = origin_levels(
             values, changepoint_every=changepoint_every, origin_step=origin_step
         )
-        levels.append(at_origins)
-        today.append(now)
-    spread = spread_scaled and not level_scaled
-    node_levels = np.stack(levels) if spread else None
-    node_today = np.array(today) if spread else None
-    base_points, base_errors = np.stack(points), np.stack(errors)
     p = projection(hierarchy, base_errors.reshape(len(hierarchy.nodes), -1), method=method)
     projector = hierarchy.summing @ p
     extra_bottom = np.stack(
         [_launches(launches, b, first=first, horizon_days=horizon_days) for b in hierarchy.bottom]
     )
     reconciled_points = projector @ base_points + hierarchy.children_sum(extra_bottom)
-    reconciled_errors = np.einsum("nm,moh->noh", projector, base_errors)
+    reconciled_errors = _project_errors(projector, base_errors)
     ratios = [
         None
         if node_levels is None or node_today is None
@@ -423,6 +437,17 @@ def reconciled_scenarios(
     return ReconciledScenarios(hierarchy=hierarchy, first=first, points=reconciled_points,
                                errors=reconciled_errors, paths=paths, levels=node_levels,
                                levels_today=node_today)  # fmt: skip
+
+
+def _project_errors(projector: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """projector @ errors per (origin, step): [nodes, origins, horizon]. A step no node observed
+    (NaN in every node: they share one calendar) stays NaN; one matrix product over the
+    observed ones (numpy's einsum does not use BLAS for this: 6.5 s of a 21-s pass)."""
+    flat = errors.reshape(errors.shape[0], -1)
+    observed = np.all(np.isfinite(flat), axis=0)
+    out = np.full((projector.shape[0], flat.shape[1]), np.nan)
+    out[:, observed] = projector @ flat[:, observed]
+    return out.reshape(projector.shape[0], *errors.shape[1:])
 
 
 def paths_frames(paths: dict[str, SeriesPaths]) -> tuple[pl.DataFrame, pl.DataFrame]:
