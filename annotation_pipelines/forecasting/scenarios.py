@@ -177,43 +177,53 @@ def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
     return errors
 
 
-def _quantile_by_step(errors: np.ndarray, *, q: float, minimum: int = 5) -> np.ndarray:
-    """Per step ahead, the q-quantile of the errors; steps with fewer than `minimum` errors (or
-    as many as there are origins, for a short history, but at least 2) take the last
-    well-estimated step's quantile grown with the square root of the horizon."""
+def _quantiles_by_step(
+    errors: np.ndarray, qs: Sequence[float], *, minimum: int = 5
+) -> list[np.ndarray]:
+    """Per step ahead, each q-quantile in `qs` of the errors; steps with fewer than `minimum`
+    errors (or as many as there are origins, for a short history, but at least 2) take the
+    last well-estimated step's quantile grown with the square root of the horizon."""
     horizon = errors.shape[1]
     minimum = max(2, min(minimum, errors.shape[0]))
     counts = np.sum(np.isfinite(errors), axis=0)
     # A week around each step (3 before, 3 after): more errors, smoother quantiles. All steps
     # at once: the NaN-padded [steps, origins x 7] windows, NaN (unobserved) ignored.
-    padded = np.pad(errors.astype(float), ((0, 0), (3, 3)), constant_values=np.nan)
+    padded = np.full((errors.shape[0], horizon + 6), np.nan)
+    padded[:, 3 : 3 + horizon] = errors
     windows = np.lib.stride_tricks.sliding_window_view(padded, 7, axis=1)[:, :horizon]
     flat = windows.transpose(1, 0, 2).reshape(horizon, -1)
-    out = _row_quantiles(flat, q)
-    out[counts < minimum] = np.nan
-    known = np.flatnonzero(np.isfinite(out))
-    if known.size == 0:
-        return np.zeros(horizon)
-    last = known[-1]
-    steps = np.arange(last + 1, horizon)
-    out[last + 1 :] = out[last] * np.sqrt((steps + 1) / (last + 1))
-    return out
+    found = []
+    for out in _row_quantiles(flat, qs):
+        out[counts < minimum] = np.nan
+        known = np.flatnonzero(np.isfinite(out))
+        if known.size == 0:
+            found.append(np.zeros(horizon))
+            continue
+        last = known[-1]
+        steps = np.arange(last + 1, horizon)
+        out[last + 1 :] = out[last] * np.sqrt((steps + 1) / (last + 1))
+        found.append(out)
+    return found
 
 
-def _row_quantiles(values: np.ndarray, q: float) -> np.ndarray:
-    """Each row's q-quantile over its finite values, numpy's default (linear) rule; NaN for a
-    row with none. Vectorized: `np.nanquantile` goes row by row when rows hold NaN."""
+def _row_quantiles(values: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
+    """Each row's q-quantiles over its finite values, numpy's default (linear) rule; NaN for a
+    row with none. Vectorized (`np.nanquantile` goes row by row when rows hold NaN), and one
+    sort serves every q."""
     if values.shape[1] == 0:
-        return np.full(values.shape[0], np.nan)
-    ordered = np.sort(values, axis=1)  # NaN last
+        return [np.full(values.shape[0], np.nan) for _ in qs]
     n = np.isfinite(values).sum(axis=1)
-    position = q * np.maximum(n - 1, 0)
-    below = np.floor(position).astype(int)
-    above = np.minimum(below + 1, np.maximum(n - 1, 0))
-    low = np.take_along_axis(ordered, below[:, None], axis=1)[:, 0]
-    high = np.take_along_axis(ordered, above[:, None], axis=1)[:, 0]
-    result = low + (position - below) * (high - low)
-    return np.where(n > 0, result, np.nan)
+    ordered = np.sort(values, axis=1)  # NaN last
+    found = []
+    for q in qs:
+        position = q * np.maximum(n - 1, 0)
+        below = np.floor(position).astype(int)
+        above = np.minimum(below + 1, np.maximum(n - 1, 0))
+        low = np.take_along_axis(ordered, below[:, None], axis=1)[:, 0]
+        high = np.take_along_axis(ordered, above[:, None], axis=1)[:, 0]
+        result = low + (position - below) * (high - low)
+        found.append(np.where(n > 0, result, np.nan))
+    return found
 
 
 def _launch_profile(launch: Launch, *, first_day: dt.date, horizon: int) -> np.ndarray:
@@ -328,13 +338,12 @@ def paths_from_errors(
     weekly_point = np.array([point[week_of == w].mean() for w in weeks])
     bands = {"mean": point}
     for prefix, path, past in (("", point, errors), ("weekly_", weekly_point, weekly_errors)):
-        median = _quantile_by_step(past, q=0.5)
         if ratios is None or past.shape[0] == 0:
-            upper = _quantile_by_step(past, q=0.9)
+            median, upper = _quantiles_by_step(past, (0.5, 0.9))
         else:
-            scaled = past * ratios[:, None]
-            spread = _quantile_by_step(scaled, q=0.9) - _quantile_by_step(scaled, q=0.5)
-            upper = median + spread
+            (median,) = _quantiles_by_step(past, (0.5,))
+            high, middle = _quantiles_by_step(past * ratios[:, None], (0.9, 0.5))
+            upper = median + (high - middle)
         bands[f"{prefix}p50"] = np.maximum(0.0, path + median)
         bands[f"{prefix}p90"] = np.maximum(0.0, path + upper)
     bands["weekly_mean"] = weekly_point
