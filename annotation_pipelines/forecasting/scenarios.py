@@ -534,10 +534,14 @@ def scenario_backtest(
             train, horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
             damping=damping, level_scaled=level_scaled, spread_scaled=spread_scaled,
         )  # fmt: skip
+        # One pass over each frame, not a filter per series (the filters took 10 of the 15 s
+        # of the 500-series backtest, wall at load 4).
+        tests = {k[0]: f for k, f in test.partition_by("id", as_dict=True).items()}
+        trains = {k[0]: f for k, f in train.partition_by("id", as_dict=True).items()}
         for series_id, paths in bands.items():
             band = paths.bands
-            actual = test.filter(pl.col("id") == series_id).get_column("value").to_numpy()
-            past = train.filter(pl.col("id") == series_id).get_column("value").to_numpy()
+            actual = tests[series_id].get_column("value").to_numpy()
+            past = trains[series_id].get_column("value").to_numpy()
             naive = np.resize(past[-7:], horizon_days)
             p50, p90 = band["p50"], band["p90"]
             rows.append(
