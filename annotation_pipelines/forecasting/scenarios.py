@@ -78,8 +78,9 @@ def _fit(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(coefficients [columns, series], changepoints) of every row of `values` ([series, days],
     one calendar; t in days from its start). The design and its Gram matrix depend on the
-    calendar alone, so one solve with a right-hand side per series fits them all: on the
-    500-series fleet's 511 nodes, 96 solves per pass instead of 49,000 one-series fits."""
+    calendar alone, so one solve with a right-hand side per series fits them all: for the
+    511 nodes of the 500-series fleet's two years, 98 solves (the final fit and 97 backtest
+    origins) instead of 50,078 one-series fits, which took about 8 of a pass's 21 s (cProfile)."""
     n = values.shape[1]
     t = np.arange(n, dtype=float)
     changepoints = np.arange(changepoint_every, int(0.8 * n), changepoint_every, dtype=float)
