@@ -190,10 +190,9 @@ def projection(
     constraints = np.concatenate([np.eye(aggregates), -summing[:aggregates]], axis=1)
     if method == "ols":
         weighted = constraints
-    elif method == "wls_struct":
+    elif method == "wls_struct" or usable is None:
         weighted = constraints * summing.sum(axis=1)
     else:
-        assert usable is not None
         weighted = constraints @ shrunk_covariance(usable)
     coefficients = weighted[:, aggregates:] @ constraints.T[aggregates:] + weighted[:, :aggregates]
     coefficients[np.abs(coefficients) < 1e-10] = 0.0
