@@ -450,9 +450,10 @@ def reconciled_scenarios(
 
 
 def _project_errors(projector: np.ndarray, errors: np.ndarray) -> np.ndarray:
-    """projector @ errors per (origin, step): [nodes, origins, horizon]. A step no node observed
-    (NaN in every node: they share one calendar) stays NaN; one matrix product over the
-    observed ones (numpy's einsum does not use BLAS for this: 6.5 s of a 21-s pass)."""
+    """projector @ errors per (origin, step): [nodes, origins, horizon]. An unobserved step (NaN:
+    all nodes or none, on one calendar) stays NaN in every node; one BLAS product over the
+    observed ones (numpy's einsum does not use BLAS: it took 6.5 s over the 500-series
+    benchmark's three passes)."""
     flat = errors.reshape(errors.shape[0], -1)
     observed = np.all(np.isfinite(flat), axis=0)
     out = np.full((projector.shape[0], flat.shape[1]), np.nan)
