@@ -13,9 +13,10 @@ base forecasts of every node onto the coherent subspace:
 
 S the summing matrix (aggregates first, then the bottom series), W the covariance of the base
 forecast errors. `mint_shrink` estimates W with the Schafer & Strimmer (2005) shrinkage toward
-its diagonal, which stays invertible with few error vectors. P is computed by Nixtla's
-`hierarchicalforecast` (Olivares et al., 2022); this module builds S from the series' profiles,
-feeds it the errors and applies P to many windows at once.
+its diagonal, which stays invertible with few error vectors. P is computed here as Nixtla's
+`hierarchicalforecast` (Olivares et al., 2022) computes it, term for term (the tests compare
+the two; `projection` says why not by calling it); this module also builds S from the series'
+profiles and applies P to many windows at once.
 
 The errors are the base rule's out-of-sample errors at earlier backtest origins whose horizon
 had ended (the h-step errors the forecast at hand makes, not one-step in-sample residuals).
@@ -29,7 +30,6 @@ the horizon as its errors did (`conformal.shaped_half_widths`).
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -127,6 +127,20 @@ def build_hierarchy(
 def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFrame:
     """[id, time, value] for every node: the sum of its series at each time (a series with no
     value at a time counts zero: demand that did not exist yet)."""
+    every, times = node_values(history, hierarchy)
+    return pl.DataFrame(
+        {
+            "id": pl.Series(hierarchy.nodes, dtype=pl.String).gather(
+                np.repeat(np.arange(len(hierarchy.nodes)), times.len())
+            ),
+            "time": pl.concat([times] * len(hierarchy.nodes)),
+            "value": every.ravel(),
+        }
+    )
+
+
+def node_values(history: pl.DataFrame, hierarchy: Hierarchy) -> tuple[np.ndarray, pl.Series]:
+    """[nodes, times] of every node's sum of its series (`aggregate_history`), and the times."""
     bottom = list(hierarchy.bottom)
     wide = (
         history.filter(pl.col("id").is_in(bottom))
@@ -137,14 +151,7 @@ def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFra
         if series_id not in wide.columns:
             wide = wide.with_columns(pl.lit(0.0).alias(series_id))
     values = wide.select(bottom).fill_null(0.0).to_numpy().T  # [bottom, time]
-    every = hierarchy.children_sum(values)
-    times = wide.get_column("time")
-    return pl.concat(
-        [
-            pl.DataFrame({"id": node, "time": times, "value": every[row]})
-            for row, node in enumerate(hierarchy.nodes)
-        ]
-    )
+    return hierarchy.children_sum(values), wide.get_column("time")
 
 
 def projection(
@@ -153,33 +160,78 @@ def projection(
     """P ([bottom, nodes]) of `method` from base forecast `errors` ([nodes, observations]; NaN
     columns dropped). Methods that need errors fall back to `wls_struct` (weights by the number
     of series under a node, no errors needed) when fewer than two complete columns exist or
-    the errors are all but zero."""
-    from hierarchicalforecast.methods import BottomUp, MinTrace
+    the errors are all but zero.
 
+    The same P as hierarchicalforecast's `MinTrace` / `BottomUp` (tests compare them, and on
+    the 500-series fleet's errors P agrees to 2.4e-13), computed here: for that fleet's 511
+    nodes and 15,249 error columns its shrunk covariance, a C++ loop over node pairs, took
+    2.0-2.8 s of CPU per call against 0.5-0.7 s for the two BLAS products of
+    `shrunk_covariance`, and importing the package costs 1.5-2.4 s of CPU (about 9 s on a
+    loaded machine) in every process that reconciles."""
     if method not in METHODS:
         raise ValueError(f"unknown reconciliation {method!r}; choose from {', '.join(METHODS)}")
     summing = hierarchy.summing
+    nodes, bottom = summing.shape
+    aggregates = nodes - bottom
+    # P = J - J W U (U' W U)^-1 U', the form of Wickramasuriya et al. (2019) that
+    # hierarchicalforecast solves: J = [0 | I] picks the bottom series and U' = [I | -S_agg]
+    # is zero on coherent vectors, so only an (aggregates x aggregates) system is solved.
+    select = np.eye(bottom, nodes, aggregates)
     if method == "bottom_up":
-        reconciler = BottomUp().fit(S=summing, y_hat=np.zeros((summing.shape[0], 1)))
-        return np.asarray(reconciler.P, dtype=float)
+        return select
     usable = None
     if errors is not None:
         usable = errors[:, np.all(np.isfinite(errors), axis=0)]
-    # hierarchicalforecast refuses errors that nearly all sum to zero (a fleet idle throughout).
+    # Errors that nearly all sum to zero (a fleet idle throughout) give no covariance.
     if method == "mint_shrink" and (
         usable is None or usable.shape[1] < 2 or np.mean(np.abs(usable.sum(axis=1)) < 1e-4) > 0.98
     ):
         method = "wls_struct"
-    mint = MinTrace(method=method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mint.fit(
-            S=summing,
-            y_hat=np.zeros((summing.shape[0], 1)),
-            y_insample=usable if method == "mint_shrink" else None,
-            y_hat_insample=np.zeros_like(usable) if method == "mint_shrink" else None,
-        )
-    return np.asarray(mint.P, dtype=float)
+    constraints = np.concatenate([np.eye(aggregates), -summing[:aggregates]], axis=1)
+    if method == "ols":
+        weighted = constraints
+    elif method == "wls_struct" or usable is None:
+        weighted = constraints * summing.sum(axis=1)
+    else:
+        weighted = constraints @ shrunk_covariance(usable)
+    coefficients = weighted[:, aggregates:] @ constraints.T[aggregates:] + weighted[:, :aggregates]
+    coefficients[np.abs(coefficients) < 1e-10] = 0.0
+    dependent = weighted[:, aggregates:] @ select.T[aggregates:]
+    dependent[np.abs(dependent) < 1e-10] = 0.0
+    try:
+        return select - np.linalg.solve(coefficients, dependent).T @ constraints
+    except np.linalg.LinAlgError as error:
+        raise ValueError(
+            f"reconciliation ({method}) is ill-conditioned for this hierarchy's errors; "
+            "use another method"
+        ) from error
+
+
+def shrunk_covariance(errors: np.ndarray, *, ridge: float = 2e-8) -> np.ndarray:
+    """W of `mint_shrink`: the sample covariance of `errors` ([nodes, observations], no NaN)
+    with its off-diagonal shrunk toward zero by the Schafer & Strimmer (2005) intensity
+
+        lambda = sum_{i<j} Var(r_ij) / sum_{i<j} r_ij^2  (clipped to [0, 1]),
+
+    r_ij the correlations, Var(r_ij) estimated from the products of the standardized errors;
+    the diagonal at least `ridge`. hierarchicalforecast's estimator term for term (its 2e-8
+    guards included); sum_k c_ik c_jk and sum_k (c_ik c_jk)^2 are the two matrix products."""
+    count = errors.shape[1]
+    eps = 2e-8
+    centered = errors - errors.mean(axis=1, keepdims=True)
+    products = centered @ centered.T
+    squared = centered * centered
+    fourth = squared @ squared.T
+    inverse_std = 1.0 / (np.sqrt(np.diag(products) / count) + eps)
+    scale = np.outer(inverse_std, inverse_std)
+    off = ~np.eye(errors.shape[0], dtype=bool)
+    # Each pair once (the matrices are symmetric): half the sum over the off-diagonal.
+    variance = float(np.sum((scale * scale * (fourth - products * products / count))[off])) / 2
+    mean_square = float(np.sum((scale * products / count)[off] ** 2)) / 2
+    intensity = np.clip(variance / (count * (count - 1)) / (mean_square + eps), 0.0, 1.0)
+    covariance = products / (count - 1) * (1.0 - intensity)
+    np.fill_diagonal(covariance, np.maximum(np.diag(products) / (count - 1), ridge))
+    return covariance
 
 
 def reconcile(base: np.ndarray, hierarchy: Hierarchy, p: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ import polars as pl
 from annotation_pipelines.forecasting.hierarchy import (
     DEFAULT_METHOD,
     Hierarchy,
-    aggregate_history,
+    node_values,
     projection,
 )
 from annotation_pipelines.forecasting.scalars import as_int
@@ -73,11 +73,15 @@ def _design(t: np.ndarray, weekday: np.ndarray, changepoints: np.ndarray) -> np.
     return np.column_stack([np.ones_like(t), t, hinge, dummies])
 
 
-def _fit_one(
+def _fit(
     values: np.ndarray, weekday: np.ndarray, *, changepoint_every: int, ridge: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(coefficients, changepoints, residuals) for one series; t in days from its start."""
-    n = values.size
+) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients [columns, series], changepoints) of every row of `values` ([series, days],
+    one calendar; t in days from its start). The design and its Gram matrix depend on the
+    calendar alone, so one solve with a right-hand side per series fits them all: for the
+    511 nodes of the 500-series fleet's two years, 98 solves (the final fit and 97 backtest
+    origins) instead of 50,078 one-series fits, which took about 8 of a pass's 21 s (cProfile)."""
+    n = values.shape[1]
     t = np.arange(n, dtype=float)
     changepoints = np.arange(changepoint_every, int(0.8 * n), changepoint_every, dtype=float)
     design = _design(t, weekday, changepoints)
@@ -85,42 +89,44 @@ def _fit_one(
     penalty = np.zeros(design.shape[1])
     penalty[2 : 2 + changepoints.size] = ridge * n
     gram = design.T @ design + np.diag(penalty)
-    coefficients = np.linalg.solve(gram + 1e-9 * np.eye(gram.shape[0]), design.T @ values)
-    residuals = values - design @ coefficients
-    return coefficients, changepoints, residuals
+    coefficients = np.linalg.solve(gram + 1e-9 * np.eye(gram.shape[0]), design.T @ values.T)
+    return coefficients, changepoints
 
 
 def _point(values: np.ndarray, weekday: np.ndarray, *, horizon: int, first_weekday: int,
            changepoint_every: int, ridge: float, damping: float) -> np.ndarray:  # fmt: skip
-    """The fitted trend and weekday effect carried `horizon` days past the history."""
-    coefficients, changepoints, _ = _fit_one(
+    """[series, horizon]: each row's fitted trend and weekday effect carried `horizon` days past
+    the history (`values` [series, days], one calendar)."""
+    coefficients, changepoints = _fit(
         values, weekday, changepoint_every=changepoint_every, ridge=ridge
     )
-    n, k = values.size, changepoints.size
+    n, k = values.shape[1], changepoints.size
     deltas = coefficients[2 : 2 + k]
-    slope_now = coefficients[1] + deltas.sum()
+    slope_now = coefficients[1] + deltas.sum(axis=0)
     level_now = (
         coefficients[0]
         + coefficients[1] * (n - 1)
-        + np.sum(deltas * np.maximum(0.0, (n - 1) - changepoints))
+        + np.sum(deltas * np.maximum(0.0, (n - 1) - changepoints)[:, None], axis=0)
     )
     days = np.arange(1, horizon + 1, dtype=float)
     # Damped trend (Gardner & McKenzie, 1985): the slope's effect fades by `damping` per day, so a
     # recent bend is not extrapolated at full strength for half a year.
     damped = days if damping >= 1 else damping * (1 - damping**days) / (1 - damping)
     future_weekday = (first_weekday + np.arange(horizon)) % 7
-    seasonal = np.concatenate([[0.0], coefficients[2 + k : 2 + k + 6]])[future_weekday]
-    return level_now + slope_now * damped + seasonal
+    effects = np.vstack([np.zeros((1, values.shape[0])), coefficients[2 + k : 2 + k + 6]])
+    seasonal = effects[future_weekday].T
+    return level_now[:, None] + slope_now[:, None] * damped[None, :] + seasonal
 
 
-def _level(values: np.ndarray, end: int) -> float:
-    """The series' level before index `end`: the mean of its last 28 days, at least 1."""
-    return max(1.0, _raw_level(values, end))
+def _levels(values: np.ndarray, end: int) -> np.ndarray:
+    """Each row's level before index `end`: the mean of its last 28 days, at least 1."""
+    return np.maximum(1.0, _raw_levels(values, end))
 
 
-def _raw_level(values: np.ndarray, end: int) -> float:
-    """The mean of the 28 days before index `end` (a sum of series has the sum of levels)."""
-    return float(np.mean(values[max(0, end - 28) : end]))
+def _raw_levels(values: np.ndarray, end: int) -> np.ndarray:
+    """The mean of the 28 days before index `end` along the last axis (a sum of series has the
+    sum of levels)."""
+    return np.asarray(values[..., max(0, end - 28) : end].mean(axis=-1))
 
 
 def _origins(n: int, *, changepoint_every: int, origin_step: int) -> range:
@@ -131,79 +137,94 @@ def _origins(n: int, *, changepoint_every: int, origin_step: int) -> range:
 
 def origin_levels(
     values: np.ndarray, *, changepoint_every: int, origin_step: int
-) -> tuple[np.ndarray, float]:
-    """The raw level at each backtest origin of `_empirical_errors`, and today's."""
-    origins = _origins(values.size, changepoint_every=changepoint_every, origin_step=origin_step)
-    return np.array([_raw_level(values, o) for o in origins]), _raw_level(values, values.size)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The raw level at each backtest origin of `_empirical_errors` ([..., origins]) and
+    today's ([...]), of one series (`values` [days]) or of each row of [series, days]."""
+    n = values.shape[-1]
+    origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
+    at_origins = np.stack([_raw_levels(values, o) for o in origins], axis=-1)
+    return at_origins, _raw_levels(values, n)
 
 
-def level_ratios(levels: np.ndarray, today: float) -> np.ndarray:
-    """Today's level over each origin's, both at least 1."""
-    return max(1.0, today) / np.maximum(1.0, levels)
+def level_ratios(levels: np.ndarray, today: float | np.ndarray) -> np.ndarray:
+    """Today's level over each origin's, both at least 1 (`levels` [..., origins], `today`
+    [...])."""
+    return np.maximum(1.0, np.asarray(today))[..., None] / np.maximum(1.0, levels)
 
 
 def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
                       changepoint_every: int, ridge: float, damping: float,
                       origin_step: int, level_scaled: bool = False) -> np.ndarray:  # fmt: skip
-    """[origins, horizon] errors (actual - point) of the same model refit at earlier origins
-    `origin_step` days apart inside the history; NaN where the horizon runs past the data.
+    """[series, origins, horizon] errors (actual - point) of the same model refit at earlier
+    origins `origin_step` days apart inside each row's history (`values` [series, days], one
+    calendar); NaN where the horizon runs past the data.
 
     `level_scaled`: each origin's errors times today's level over the level at that origin
-    (`_level`), i.e. relative errors expressed at today's level: demand's bursts and its growth
+    (`_levels`), i.e. relative errors expressed at today's level: demand's bursts and its growth
     are proportions of the level (multiplicative errors, Hyndman et al., "Forecasting with
     exponential smoothing", 2008; a locally weighted conformal score, Lei et al., 2018), so an
     error made when a growing series was half as large understates today's."""
-    n = values.size
+    n = values.shape[1]
     origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
-    errors = np.full((len(origins), horizon), np.nan)
+    errors = np.full((values.shape[0], len(origins), horizon), np.nan)
     for row, origin in enumerate(origins):
-        point = _point(values[:origin], weekday[:origin], horizon=horizon,
+        point = _point(values[:, :origin], weekday[:origin], horizon=horizon,
                        first_weekday=int(weekday[origin]), changepoint_every=changepoint_every,
                        ridge=ridge, damping=damping)  # fmt: skip
         seen = min(horizon, n - origin)
-        errors[row, :seen] = values[origin : origin + seen] - point[:seen]
+        errors[:, row, :seen] = values[:, origin : origin + seen] - point[:, :seen]
         if level_scaled:
-            errors[row] *= _level(values, n) / _level(values, origin)
+            errors[:, row] *= (_levels(values, n) / _levels(values, origin))[:, None]
     return errors
 
 
-def _quantile_by_step(errors: np.ndarray, *, q: float, minimum: int = 5) -> np.ndarray:
-    """Per step ahead, the q-quantile of the errors; steps with fewer than `minimum` errors (or
-    as many as there are origins, for a short history, but at least 2) take the last
-    well-estimated step's quantile grown with the square root of the horizon."""
+def _quantiles_by_step(
+    errors: np.ndarray, qs: Sequence[float], *, minimum: int = 5
+) -> list[np.ndarray]:
+    """Per step ahead, each q-quantile in `qs` of the errors; steps with fewer than `minimum`
+    errors (or as many as there are origins, for a short history, but at least 2) take the
+    last well-estimated step's quantile grown with the square root of the horizon."""
     horizon = errors.shape[1]
     minimum = max(2, min(minimum, errors.shape[0]))
     counts = np.sum(np.isfinite(errors), axis=0)
     # A week around each step (3 before, 3 after): more errors, smoother quantiles. All steps
     # at once: the NaN-padded [steps, origins x 7] windows, NaN (unobserved) ignored.
-    padded = np.pad(errors.astype(float), ((0, 0), (3, 3)), constant_values=np.nan)
+    padded = np.full((errors.shape[0], horizon + 6), np.nan)
+    padded[:, 3 : 3 + horizon] = errors
     windows = np.lib.stride_tricks.sliding_window_view(padded, 7, axis=1)[:, :horizon]
     flat = windows.transpose(1, 0, 2).reshape(horizon, -1)
-    out = _row_quantiles(flat, q)
-    out[counts < minimum] = np.nan
-    known = np.flatnonzero(np.isfinite(out))
-    if known.size == 0:
-        return np.zeros(horizon)
-    last = known[-1]
-    steps = np.arange(last + 1, horizon)
-    out[last + 1 :] = out[last] * np.sqrt((steps + 1) / (last + 1))
-    return out
+    found = []
+    for out in _row_quantiles(flat, qs):
+        out[counts < minimum] = np.nan
+        known = np.flatnonzero(np.isfinite(out))
+        if known.size == 0:
+            found.append(np.zeros(horizon))
+            continue
+        last = known[-1]
+        steps = np.arange(last + 1, horizon)
+        out[last + 1 :] = out[last] * np.sqrt((steps + 1) / (last + 1))
+        found.append(out)
+    return found
 
 
-def _row_quantiles(values: np.ndarray, q: float) -> np.ndarray:
-    """Each row's q-quantile over its finite values, numpy's default (linear) rule; NaN for a
-    row with none. Vectorized: `np.nanquantile` goes row by row when rows hold NaN."""
+def _row_quantiles(values: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
+    """Each row's q-quantiles over its finite values, numpy's default (linear) rule; NaN for a
+    row with none. Vectorized (`np.nanquantile` goes row by row when rows hold NaN), and one
+    sort serves every q."""
     if values.shape[1] == 0:
-        return np.full(values.shape[0], np.nan)
-    ordered = np.sort(values, axis=1)  # NaN last
+        return [np.full(values.shape[0], np.nan) for _ in qs]
     n = np.isfinite(values).sum(axis=1)
-    position = q * np.maximum(n - 1, 0)
-    below = np.floor(position).astype(int)
-    above = np.minimum(below + 1, np.maximum(n - 1, 0))
-    low = np.take_along_axis(ordered, below[:, None], axis=1)[:, 0]
-    high = np.take_along_axis(ordered, above[:, None], axis=1)[:, 0]
-    result = low + (position - below) * (high - low)
-    return np.where(n > 0, result, np.nan)
+    ordered = np.sort(values, axis=1)  # NaN last
+    found = []
+    for q in qs:
+        position = q * np.maximum(n - 1, 0)
+        below = np.floor(position).astype(int)
+        above = np.minimum(below + 1, np.maximum(n - 1, 0))
+        low = np.take_along_axis(ordered, below[:, None], axis=1)[:, 0]
+        high = np.take_along_axis(ordered, above[:, None], axis=1)[:, 0]
+        result = low + (position - below) * (high - low)
+        found.append(np.where(n > 0, result, np.nan))
+    return found
 
 
 def _launch_profile(launch: Launch, *, first_day: dt.date, horizon: int) -> np.ndarray:
@@ -235,30 +256,42 @@ def scenario_paths(
     (`paths_from_errors`).
     """
     _check_daily(daily)
-    out: dict[str, SeriesPaths] = {}
+    # Series on one calendar (the same days) are fit together (`_fit`).
+    calendars: dict[tuple[dt.date, ...], list[tuple[str, np.ndarray]]] = {}
+    order = []
     for (series_id,), frame in daily.sort("id", "time").group_by("id", maintain_order=True):
-        days = frame.get_column("time").cast(pl.Date).to_list()
+        days = tuple(frame.get_column("time").cast(pl.Date).to_list())
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
-        point, errors = _point_and_errors(
-            values, days, horizon_days=horizon_days, changepoint_every=changepoint_every,
+        calendars.setdefault(days, []).append((str(series_id), values))
+        order.append(str(series_id))
+    found: dict[str, SeriesPaths] = {}
+    for days, members in calendars.items():
+        values = np.stack([v for _, v in members])
+        points, errors = _point_and_errors(
+            values, list(days), horizon_days=horizon_days, changepoint_every=changepoint_every,
             ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
         )  # fmt: skip
         first = days[-1] + dt.timedelta(days=1)
-        extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
         ratios = (
             level_ratios(*origin_levels(values, changepoint_every=changepoint_every,
                                         origin_step=origin_step))
             if spread_scaled and not level_scaled
             else None
         )  # fmt: skip
-        out[str(series_id)] = paths_from_errors(point + extra, errors, first=first, ratios=ratios)
-    return out
+        for row, (series_id, _) in enumerate(members):
+            extra = _launches(launches, series_id, first=first, horizon_days=horizon_days)
+            found[series_id] = paths_from_errors(
+                points[row] + extra, errors[row], first=first,
+                ratios=None if ratios is None else ratios[row],
+            )  # fmt: skip
+    return {series_id: found[series_id] for series_id in order}
 
 
 def _point_and_errors(values: np.ndarray, days: list[dt.date], *, horizon_days: int,
                       changepoint_every: int, ridge: float, damping: float, origin_step: int,
                       level_scaled: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """One series' point forecast after its last day and its backtest errors [origins, step]."""
+    """Each row's point forecast after the last day ([series, horizon]) and its backtest errors
+    ([series, origins, step]); `values` is [series, days] on the calendar `days`."""
     weekday = np.array([d.weekday() for d in days])
     first = days[-1] + dt.timedelta(days=1)
     point = _point(values, weekday, horizon=horizon_days, first_weekday=first.weekday(),
@@ -306,13 +339,12 @@ def paths_from_errors(
     weekly_point = np.array([point[week_of == w].mean() for w in weeks])
     bands = {"mean": point}
     for prefix, path, past in (("", point, errors), ("weekly_", weekly_point, weekly_errors)):
-        median = _quantile_by_step(past, q=0.5)
         if ratios is None or past.shape[0] == 0:
-            upper = _quantile_by_step(past, q=0.9)
+            median, upper = _quantiles_by_step(past, (0.5, 0.9))
         else:
-            scaled = past * ratios[:, None]
-            spread = _quantile_by_step(scaled, q=0.9) - _quantile_by_step(scaled, q=0.5)
-            upper = median + spread
+            (median,) = _quantiles_by_step(past, (0.5,))
+            high, middle = _quantiles_by_step(past * ratios[:, None], (0.9, 0.5))
+            upper = median + (high - middle)
         bands[f"{prefix}p50"] = np.maximum(0.0, path + median)
         bands[f"{prefix}p90"] = np.maximum(0.0, path + upper)
     bands["weekly_mean"] = weekly_point
@@ -379,35 +411,27 @@ def reconciled_scenarios(
     `spread_scaled` each node's P90 spread is its reconciled errors' at its own level today.
     """
     _check_daily(daily)
-    nodes = aggregate_history(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
-    days = nodes.filter(pl.col("id") == hierarchy.nodes[0]).sort("time")
-    calendar = days.get_column("time").cast(pl.Date).to_list()
+    values, times = node_values(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
+    calendar = times.to_list()
     first = calendar[-1] + dt.timedelta(days=1)
-    points, errors, levels, today = [], [], [], []
-    for node in hierarchy.nodes:
-        values = nodes.filter(pl.col("id") == node).sort("time").get_column("value").to_numpy()
-        point, error = _point_and_errors(
-            values, calendar, horizon_days=horizon_days, changepoint_every=changepoint_every,
-            ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
-        )  # fmt: skip
-        points.append(point)
-        errors.append(error)
-        at_origins, now = origin_levels(
+    # Every node is on one calendar, so all are fit at once (`_fit`).
+    base_points, base_errors = _point_and_errors(
+        values, calendar, horizon_days=horizon_days, changepoint_every=changepoint_every,
+        ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
+    )  # fmt: skip
+    spread = spread_scaled and not level_scaled
+    node_levels, node_today = None, None
+    if spread:
+        node_levels, node_today = origin_levels(
             values, changepoint_every=changepoint_every, origin_step=origin_step
         )
-        levels.append(at_origins)
-        today.append(now)
-    spread = spread_scaled and not level_scaled
-    node_levels = np.stack(levels) if spread else None
-    node_today = np.array(today) if spread else None
-    base_points, base_errors = np.stack(points), np.stack(errors)
     p = projection(hierarchy, base_errors.reshape(len(hierarchy.nodes), -1), method=method)
     projector = hierarchy.summing @ p
     extra_bottom = np.stack(
         [_launches(launches, b, first=first, horizon_days=horizon_days) for b in hierarchy.bottom]
     )
     reconciled_points = projector @ base_points + hierarchy.children_sum(extra_bottom)
-    reconciled_errors = np.einsum("nm,moh->noh", projector, base_errors)
+    reconciled_errors = _project_errors(projector, base_errors)
     ratios = [
         None
         if node_levels is None or node_today is None
@@ -423,6 +447,18 @@ def reconciled_scenarios(
     return ReconciledScenarios(hierarchy=hierarchy, first=first, points=reconciled_points,
                                errors=reconciled_errors, paths=paths, levels=node_levels,
                                levels_today=node_today)  # fmt: skip
+
+
+def _project_errors(projector: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """projector @ errors per (origin, step): [nodes, origins, horizon]. An unobserved step (NaN:
+    all nodes or none, on one calendar) stays NaN in every node; one BLAS product over the
+    observed ones (numpy's einsum does not use BLAS: it took 6.5 s over the 500-series
+    benchmark's three passes)."""
+    flat = errors.reshape(errors.shape[0], -1)
+    observed = np.all(np.isfinite(flat), axis=0)
+    out = np.full((projector.shape[0], flat.shape[1]), np.nan)
+    out[:, observed] = projector @ flat[:, observed]
+    return out.reshape(projector.shape[0], *errors.shape[1:])
 
 
 def paths_frames(paths: dict[str, SeriesPaths]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -500,10 +536,14 @@ def scenario_backtest(
             train, horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
             damping=damping, level_scaled=level_scaled, spread_scaled=spread_scaled,
         )  # fmt: skip
+        # One pass over each frame, not a filter per series (the filters took 10 of the 15 s
+        # of the 500-series backtest, wall at load 4).
+        tests = {k[0]: f for k, f in test.partition_by("id", as_dict=True).items()}
+        trains = {k[0]: f for k, f in train.partition_by("id", as_dict=True).items()}
         for series_id, paths in bands.items():
             band = paths.bands
-            actual = test.filter(pl.col("id") == series_id).get_column("value").to_numpy()
-            past = train.filter(pl.col("id") == series_id).get_column("value").to_numpy()
+            actual = tests[series_id].get_column("value").to_numpy()
+            past = trains[series_id].get_column("value").to_numpy()
             naive = np.resize(past[-7:], horizon_days)
             p50, p90 = band["p50"], band["p90"]
             rows.append(

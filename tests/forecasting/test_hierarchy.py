@@ -15,12 +15,20 @@ from annotation_pipelines.forecasting.hierarchy import (
     METHODS,
     aggregate_history,
     build_hierarchy,
+    node_values,
     projection,
     reconcile,
     reconciled_backtest,
+    shrunk_covariance,
 )
 from annotation_pipelines.forecasting.planning import capacity_plan
-from annotation_pipelines.forecasting.scenarios import reconciled_scenarios, scenario_paths
+from annotation_pipelines.forecasting.scenarios import (
+    _point_and_errors,
+    origin_levels,
+    paths_from_errors,
+    reconciled_scenarios,
+    scenario_paths,
+)
 from annotation_pipelines.synthetic import generate_compute_usage
 
 PROFILES = pl.DataFrame(
@@ -106,6 +114,112 @@ def test_mint_shrink_equals_hierarchicalforecasts_own_reconciliation():
     np.testing.assert_allclose(ours, matrix, atol=1e-6)
     bottom = ours[len(hierarchy.aggregates) :]
     assert np.abs(hierarchy.children_sum(bottom) - ours).max() < 1e-6
+
+
+def _correlated_errors(hierarchy, rng, observations=200):
+    """Base errors whose aggregates are not their series' sums, correlated across nodes."""
+    bottom = rng.normal(0, 1, size=(len(hierarchy.bottom), observations)) * rng.uniform(
+        1, 5, size=(len(hierarchy.bottom), 1)
+    )
+    common = rng.normal(0, 2, size=(1, observations))
+    return hierarchy.children_sum(bottom + common) + rng.normal(
+        0, 3, size=(len(hierarchy.nodes), observations)
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_projection_equals_hierarchicalforecasts_p(method):
+    """`projection` computes P itself; it is hierarchicalforecast's, method by method."""
+    from hierarchicalforecast.methods import BottomUp, MinTrace
+
+    rng = np.random.default_rng(5)
+    hierarchy = build_hierarchy(PROFILES, levels=["cluster", "workload_class"])
+    errors = _correlated_errors(hierarchy, rng)
+    errors[:, :3] = np.nan  # unobserved steps are dropped, as before the library sees them
+    summing = hierarchy.summing
+    y_hat = np.zeros((summing.shape[0], 1))
+    if method == "bottom_up":
+        theirs = BottomUp().fit(S=summing, y_hat=y_hat).P
+    else:
+        usable = errors[:, 3:]
+        insample = {"y_insample": usable, "y_hat_insample": np.zeros_like(usable)}
+        theirs = (
+            MinTrace(method=method)
+            .fit(S=summing, y_hat=y_hat, **(insample if method == "mint_shrink" else {}))
+            .P
+        )
+    np.testing.assert_allclose(projection(hierarchy, errors, method=method), theirs, atol=1e-12)
+
+
+def test_shrunk_covariance_equals_hierarchicalforecasts_w():
+    from hierarchicalforecast.methods import MinTrace
+
+    rng = np.random.default_rng(6)
+    hierarchy = build_hierarchy(PROFILES, levels=["cluster", "workload_class"])
+    for observations in (5, 300):
+        errors = _correlated_errors(hierarchy, rng, observations=observations)
+        theirs = MinTrace(method="mint_shrink").fit(
+            S=hierarchy.summing, y_hat=np.zeros((len(hierarchy.nodes), 1)),
+            y_insample=errors, y_hat_insample=np.zeros_like(errors),
+        ).W  # fmt: skip
+        ours = shrunk_covariance(errors)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+        # Shrunk: the off-diagonal is a fraction of the sample covariance's.
+        sample = np.cov(errors)
+        off = ~np.eye(len(hierarchy.nodes), dtype=bool)
+        ratio = ours[off] / sample[off]
+        assert np.allclose(ratio, ratio[0]) and 0.0 <= ratio[0] <= 1.0
+
+
+@pytest.mark.parametrize("level_scaled", [False, True])
+def test_months_ahead_bands_equal_one_node_at_a_time_and_the_librarys_mint(level_scaled):
+    """`reconciled_scenarios` fits every node at once and computes P itself; its numbers are
+    those of fitting each node alone and reconciling with hierarchicalforecast's MinTrace.
+    `level_scaled` errors are not linear in the data, so the base errors do not add up and P
+    changes them."""
+    from hierarchicalforecast.methods import MinTrace
+
+    _, daily, profiles = _daily_usage()
+    hierarchy = build_hierarchy(profiles, levels=["cluster", "accelerator_type", "workload_class"])
+    horizon = 56
+    scenarios = reconciled_scenarios(daily, hierarchy, horizon_days=horizon,
+                                     level_scaled=level_scaled)  # fmt: skip
+    values, times = node_values(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
+    days = times.to_list()
+    options = {"horizon_days": horizon, "changepoint_every": 28, "ridge": 50.0,
+               "damping": 0.99, "origin_step": 7, "level_scaled": level_scaled}  # fmt: skip
+    alone = [_point_and_errors(values[[row]], days, **options) for row in range(len(values))]
+    points = np.concatenate([point for point, _ in alone])
+    errors = np.concatenate([error for _, error in alone])
+    flat = errors.reshape(len(values), -1)
+    usable = flat[:, np.all(np.isfinite(flat), axis=0)]
+    p = (
+        MinTrace(method="mint_shrink")
+        .fit(S=hierarchy.summing, y_hat=np.zeros((len(values), 1)), y_insample=usable,
+             y_hat_insample=np.zeros_like(usable))
+        .P
+    )  # fmt: skip
+    projector = hierarchy.summing @ p
+    expected_points = projector @ points
+    expected_errors = np.einsum("nm,moh->noh", projector, errors)
+    scale = np.abs(points).max()
+    np.testing.assert_allclose(scenarios.points, expected_points, atol=1e-9 * scale)
+    np.testing.assert_allclose(scenarios.errors, expected_errors, atol=1e-9 * scale)
+    if level_scaled:
+        # The base errors did not add up: reconciliation moved them onto coherent ones.
+        assert np.nanmax(np.abs(expected_errors - errors)) > 1e-3 * scale
+    first = days[-1] + dt.timedelta(days=1)
+    for row, node in enumerate(hierarchy.nodes):
+        ratios = None
+        if not level_scaled:
+            levels, today = origin_levels(values[row], changepoint_every=28, origin_step=7)
+            ratios = max(1.0, float(today)) / np.maximum(1.0, levels)
+        band = paths_from_errors(expected_points[row], expected_errors[row], first=first,
+                                 ratios=ratios).bands  # fmt: skip
+        for key in ("p50", "p90", "weekly_p50", "weekly_p90"):
+            np.testing.assert_allclose(
+                scenarios.paths[node].bands[key], band[key], atol=1e-9 * scale
+            )
 
 
 def _hourly_ruled(hierarchy, rng, origins=6, horizon=12):

@@ -24,7 +24,9 @@ from annotation_pipelines.forecasting.scenarios import (
     Launch,
     level_ratios,
     paths_from_errors,
+    scenario_backtest,
     scenario_forecast,
+    scenario_paths,
 )
 from annotation_pipelines.quality.render import is_self_contained
 from annotation_pipelines.synthetic import generate_compute_usage
@@ -89,6 +91,63 @@ def test_growing_series_gets_a_wider_p90_at_the_same_p50():
     scaled, _ = scenario_forecast(daily, horizon_days=28)
     np.testing.assert_allclose(scaled["p50"].to_numpy(), fixed["p50"].to_numpy())
     assert (scaled["p90"] - scaled["p50"]).mean() > 1.2 * (fixed["p90"] - fixed["p50"]).mean()
+
+
+def _fleet(days: int = 200) -> pl.DataFrame:
+    """Three series: two on one calendar, one starting 40 days later (another calendar)."""
+    rng = np.random.default_rng(2)
+    frames = []
+    for series_id, first, level, slope in (("a", 0, 100.0, 0.4), ("b", 0, 60.0, -0.1),
+                                           ("c", 40, 30.0, 0.2)):  # fmt: skip
+        t = np.arange(first, days)
+        times = [START + dt.timedelta(days=int(d)) for d in t]
+        values = level + slope * t + rng.normal(0, 3.0, t.size)
+        frames.append(pl.DataFrame({"id": series_id, "time": times, "value": values}))
+    return pl.concat(frames)
+
+
+def test_series_fit_together_get_the_bands_they_get_alone():
+    """Series on one calendar share one solve per origin; each keeps the bands of its own fit,
+    whatever it is fit with, and a series on another calendar is fit on its own days."""
+    daily = _fleet()
+    launch = Launch(name="x", series_id="b", start=START + dt.timedelta(days=210), accelerators=9)
+    together = scenario_paths(daily, horizon_days=42, launches=[launch])
+    assert list(together) == ["a", "b", "c"]
+    for series_id in ("a", "b", "c"):
+        alone = scenario_paths(daily.filter(pl.col("id") == series_id), horizon_days=42,
+                               launches=[launch])[series_id]  # fmt: skip
+        assert together[series_id].days == alone.days
+        for key, band in alone.bands.items():
+            np.testing.assert_allclose(together[series_id].bands[key], band, rtol=1e-9, atol=1e-9)
+    assert together["c"].days[0] == together["a"].days[0]  # all end on the same day
+
+
+def test_scenario_backtest_scores_each_series_own_window():
+    daily = _fleet(days=260)
+    horizon = 42
+    scores = scenario_backtest(daily, horizon_days=horizon, windows=2)
+    assert scores.height == 6 and set(scores["id"]) == {"a", "b", "c"}
+    for window in (2, 1):
+        back = window * horizon
+        ordered = daily.sort("id", "time")
+        train = ordered.group_by("id", maintain_order=True).map_groups(
+            lambda g, back=back: g.head(g.height - back)
+        )
+        bands = scenario_paths(train, horizon_days=horizon)
+        for series_id in ("a", "b", "c"):
+            values = ordered.filter(pl.col("id") == series_id)["value"].to_numpy()
+            actual = values[values.size - back : values.size - back + horizon]
+            past = values[: values.size - back]
+            naive = np.resize(past[-7:], horizon)
+            band = bands[series_id].bands
+            row = scores.filter((pl.col("id") == series_id) & (pl.col("window") == window)).row(
+                0, named=True
+            )
+            assert row["relative_mae"] == pytest.approx(
+                np.mean(np.abs(actual - band["p50"])) / np.mean(np.abs(actual - naive))
+            )
+            assert row["share_below_p90"] == pytest.approx(np.mean(actual <= band["p90"]))
+            assert row["share_below_p50"] == pytest.approx(np.mean(actual <= band["p50"]))
 
 
 def test_procurement_plan_by_hand():
