@@ -1198,7 +1198,11 @@ def _block(
                 f"{card['n_judgments']} judgments"
             )
         reason = "; ".join(reasons)
-        evidence = {c: card[c] for c in SCORECARD}
+        # JSON has no NaN (the DB's jsonb refuses it): an undefined figure is null.
+        evidence = {
+            c: None if isinstance(card[c], float) and not np.isfinite(card[c]) else card[c]
+            for c in SCORECARD
+        }
         rows.append(
             {
                 "annotator_id": card["annotator_id"],
