@@ -445,8 +445,11 @@ def update_kind(
     )
     if refit_all:
         fitted = _fit_everything(mid, options, version)
-        affected_all = fitted.tasks.get_column("task_id")
-        fitted = _carry(fitted, before=state, tasks=affected_all, ledger_before=state.ledger)
+        # Every task held before or after: one whose votes were all withdrawn counted before.
+        every_task = pl.concat(
+            [state.ledger.get_column("task_id"), ledger.get_column("task_id")]
+        ).unique()
+        fitted = _carry(fitted, before=state, tasks=every_task, ledger_before=state.ledger)
     else:
         fitted = _refit_tasks(mid, affected, options, version)
         fitted = _carry(fitted, before=state, tasks=affected, ledger_before=state.ledger)

@@ -388,3 +388,33 @@ def test_file_rows_keep_the_kinds_and_leave_categorical_to_its_engine():
     assert rows["judgment_id"].to_list() == ["1"]
     assert rows["source"].to_list() == ["f"] and rows["updated_at"].to_list() == [NOW]
     assert gold.height == 0 and "value" in rows.columns
+
+
+@pytest.mark.parametrize("kind", ["numeric", "multilabel", "boxes"])
+def test_a_full_fit_after_incremental_runs_equals_folding_everything_at_once(kind):
+    rows, gold, _ = _synthetic(kind, 120)
+    project = rows["project"][0]
+    rows = rows.with_columns(source=pl.lit("exports/p/a.parquet"))
+    state = KindState(project=project, kind=kind)
+    for start in range(0, rows.height, 90):
+        state, _ = update_kind(state, rows.slice(start, 90), gold, OPTIONS, now=NOW)
+    # The file edited (its first 40 judgments gone) while the daily re-base asks for a full fit.
+    kept = rows.slice(40)
+    state, events = update_kind(
+        state, kept, None, OPTIONS, resynced=["exports/p/a.parquet"], full_fit=True, now=NOW
+    )
+    assert events.withdrawn_judgments == 40 and state.fitted_version == state.version
+    fresh, _ = update_kind(KindState(project=project, kind=kind), kept, gold, OPTIONS, now=NOW)
+    columns = list(VALUE_COLUMNS[kind])
+    answers = ["task_id", *columns, "confidence", "n_votes"]
+    assert (
+        state.tasks.select(answers)
+        .sort("task_id")
+        .equals(fresh.tasks.select(answers).sort("task_id"))
+    )
+    carried = ["annotator_id", "n_judgments", "n_gold", "n_compared", "n_durations"]
+    ours = state.annotators.filter(pl.col("n_judgments") > 0).sort("annotator_id")
+    theirs = fresh.annotators.sort("annotator_id")
+    assert ours.select(carried).equals(theirs.select(carried))
+    for column in ("gold_total", "distance_total", "duration_total"):
+        assert ours[column].to_numpy() == pytest.approx(theirs[column].to_numpy(), abs=1e-6)
