@@ -186,7 +186,9 @@ SCORECARD = (
     "spammer_score",
     "mean_duration_s",
 )
-SEGMENT_EXTRA = {"deleted": pl.Boolean()}
+# A segment row `replaces` an earlier version of its judgment (in an older segment) or is a
+# `deleted` tombstone: loading resolves only those judgments, not the whole ledger.
+SEGMENT_EXTRA = {"replaces": pl.Boolean(), "deleted": pl.Boolean()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -415,9 +417,12 @@ def update_kind(
         [
             state.pending,
             withdrawn.drop("flagged").with_columns(
-                version=pl.lit(version, pl.Int64), deleted=pl.lit(True)
+                version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
             ),
-            added.drop("flagged").with_columns(deleted=pl.lit(False)),
+            added.drop("flagged").with_columns(
+                replaces=pl.col("judgment_id").is_in(replaced.get_column("judgment_id").implode()),
+                deleted=pl.lit(False),
+            ),
         ],
         how="vertical",
     )
@@ -1431,8 +1436,12 @@ def _segment_key(prefix: str, first: int, last: int) -> str:
 def _merged(rows: pl.DataFrame, *, oldest: bool) -> pl.DataFrame:
     """Consecutive segments' rows as one: each judgment's newest row; from the oldest segment
     on nothing older can be shadowed, so tombstones go."""
-    rows = rows.unique("judgment_id", keep="last", maintain_order=True)
-    return rows.filter(~pl.col("deleted")) if oldest else rows
+    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).unique(
+        "judgment_id", keep="last", maintain_order=True
+    )
+    if oldest:
+        return rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
+    return rows
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:
@@ -1463,7 +1472,14 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
         parts.append(pl.read_parquet(io.BytesIO(data)))
     schema = _segment_schema(kind)
     rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
-    rows = rows.unique("judgment_id", keep="last", maintain_order=True).filter(~pl.col("deleted"))
+    marked = rows.filter(pl.col("replaces") | pl.col("deleted")).get_column("judgment_id")
+    if marked.len():
+        indexed = rows.with_row_index("_row")
+        candidates = indexed.filter(pl.col("judgment_id").is_in(marked.unique().implode()))
+        stale = candidates.filter(
+            ~pl.col("judgment_id").is_last_distinct() | pl.col("deleted")
+        ).get_column("_row")
+        rows = indexed.filter(~pl.col("_row").is_in(stale.implode())).drop("_row")
     blocked = frames["annotators"].filter(pl.col("blocked")).get_column("annotator_id")
     ledger = rows.with_columns(flagged=pl.col("annotator_id").is_in(blocked.implode())).select(
         list(ledger_schema(kind))

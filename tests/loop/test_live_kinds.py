@@ -282,10 +282,14 @@ def test_judgments_fold_in_exactly_once_and_an_edited_file_withdraws_what_it_los
     # The same rows again (a re-run after a crash): nothing new, the state does not move.
     again, events = update_kind(one, batch, None, OPTIONS, now=NOW)
     assert again is one and events.new_judgments == 0
-    # The file re-read after an edit: restamped, same content, three judgments gone.
-    edited = batch.slice(3).with_columns(updated_at=pl.lit(NOW))
+    # The file re-read after an edit: restamped, three judgments gone, one answer changed.
+    edited = batch.slice(3).with_columns(
+        updated_at=pl.lit(NOW),
+        value=pl.when(pl.col("judgment_id") == "j5").then(9.0).otherwise(pl.col("value")),
+    )
     two, events = update_kind(one, edited, None, OPTIONS, resynced=["exports/p/a.parquet"], now=NOW)
-    assert events.withdrawn_judgments == 3 and events.new_judgments == 0
+    assert events.withdrawn_judgments == 3 and events.new_judgments == 1
+    assert two.ledger.filter(pl.col("judgment_id") == "j5")["value"].item() == 9.0
     assert two.ledger.height == 9
     assert set(two.tasks["task_id"]) == {"t1", "t2", "t3"}  # t0 lost every vote
     assert two.annotators["n_judgments"].sum() == 9
@@ -418,3 +422,38 @@ def test_a_full_fit_after_incremental_runs_equals_folding_everything_at_once(kin
     assert ours.select(carried).equals(theirs.select(carried))
     for column in ("gold_total", "distance_total", "duration_total"):
         assert ours[column].to_numpy() == pytest.approx(theirs[column].to_numpy(), abs=1e-6)
+
+
+def test_ledger_segments_merge_and_still_resolve_to_the_ledger():
+    rows, gold, _ = _synthetic("text", 150)
+    project = rows["project"][0]
+    store: dict[str, bytes] = {}
+    state = KindState(project=project, kind="text")
+
+    def run(batch: pl.DataFrame, resynced: list[str]) -> KindState:
+        after, _ = update_kind(state, batch, gold, OPTIONS, resynced=resynced, now=NOW)
+        writes, deletes = kind_state_objects(after, store.get)
+        store.update(writes)
+        for key in deletes:
+            store.pop(key)
+        loaded = load_kind_state(project, "text", store.get)
+        assert loaded.ledger.sort("judgment_id").equals(after.ledger.sort("judgment_id"))
+        return loaded
+
+    for start in range(0, rows.height, 25):
+        state = run(rows.slice(start, 25).with_columns(source=pl.lit(f"f{start // 100}")), [])
+        if start == 300:
+            # File f1 read again without its first ten rows and with one answer changed.
+            again = rows.slice(110, 90).with_columns(
+                source=pl.lit("f1"),
+                updated_at=pl.lit(NOW),
+                text=pl.when(pl.int_range(pl.len()) == 0)
+                .then(pl.lit("changed"))
+                .otherwise(pl.col("text")),
+            )
+            state = run(again, ["f1"])
+    held = rows.height - 10
+    assert state.ledger.height == held and state.ledger["judgment_id"].n_unique() == held
+    assert (state.ledger["text"] == "changed").sum() == 1
+    # Nineteen runs of at most 90 rows each merged into fewer, larger segments.
+    assert 1 <= len(state.segments) < 8
