@@ -20,18 +20,20 @@ cost depends on its batch, not on the history. Per kind:
 | boxes      | weighted box fusion (Solovyev 2021)     | reliability           | weights fixed   |
 | multilabel | per-label Dawid–Skene                   | 2×2 counts per class  | DS E-step       |
 | pairwise   | Dawid–Skene on the pair's winner        | 3×3 counts            | DS E-step       |
-| spans      | character-level Dawid–Skene             | none (see below)      | its own fit     |
+| spans      | character-level Dawid–Skene             | K×K character counts  | DS E-step       |
 
 Numeric, text, ranking and boxes are exact: their aggregations take the carried parameters
 (`reliability=`) or have a closed-form E-step, so a touched task's answer is what the full
-fit's last iteration would give it. For multilabel and pairwise the carried confusion
-matrices are the full fit's hard-assignment counts (each judgment against the full fit's
-consensus; Dirichlet 1 + 1 on the diagonal, as `loop.live`), read by the Dawid–Skene E-step:
-the classification-EM estimate of the same matrices. Spans' confusion matrices live on
-elementary character intervals built per fit, which its aggregation does not take from outside:
-a touched spans task is refitted with the kind's own Dawid–Skene on the touched tasks'
-judgments (every touched task's characters estimate the matrices), the cheapest correct refit;
-the periodic full fit brings in the whole history.
+fit's last iteration would give it (to its convergence tolerance). Spans take the full fit's
+own expected confusion counts (`aggregation.spans.fit_spans(confusion=...)`): the touched
+tasks' characters get the
+Dawid–Skene E-step with them, exactly the full fit's model. For multilabel and pairwise, whose
+aggregations do not expose their matrices, the carried matrices are the full fit's
+hard-assignment counts (each judgment against the full fit's consensus; Dirichlet 1 + 1 on the
+diagonal, as `loop.live`), read by the Dawid–Skene E-step: the classification-EM estimate of
+the same matrices. An annotator the last full fit did not see is read with the prior (spans:
+the crowd's pooled matrix; the weighted kinds: the median weight; numeric: no bias and the
+median noise) until the next full fit learns them.
 
 Every task's confidence is `kind_posterior`'s (`policy_confidence`: numeric from the interval,
 the others the aggregation's), so `loop.policy.decide` with `kind_posterior.KIND_TARGETS`
@@ -63,13 +65,13 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.special import ndtri
 
 from annotation_pipelines.aggregation.by_kind import aggregate_kind
+from annotation_pipelines.aggregation.spans import SpanConfusion, fit_spans
 from annotation_pipelines.kinds import DEFAULT_KIND, KIND_COLUMNS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
@@ -667,9 +669,11 @@ def full_fit_labels(
     if kind == "pairwise":
         labels = _pairwise_labels(rows, PairwiseConfidence(gold=anchors)(rows))
         return labels, _confusion_parameters(_winner_codes(rows, labels), n_classes=len(_WINNERS))
-    result = aggregate_kind(
-        rows.select("task_id", "annotator_id", *columns), kind=kind, gold=anchors
-    )
+    plain = rows.select("task_id", "annotator_id", *columns)
+    if kind == "spans":
+        fitted, carried = fit_spans(plain, gold=anchors)
+        return _with_confidence(kind, fitted.labels, rows), _span_parameters(carried)
+    result = aggregate_kind(plain, kind=kind, gold=anchors)
     confidence = policy_confidence(kind, result.labels, rows)
     labels = result.labels.select("task_id", *columns).join(
         confidence.select("task_id", "confidence"), on="task_id", how="left"
@@ -700,13 +704,55 @@ def refit_labels(
         return _multilabel_posterior(rows, gold, parameters)
     if kind == "pairwise":
         return _pairwise_posterior(rows, gold, parameters)
-    options: dict[str, Any] = {}
-    if kind in ("text", "ranking", "boxes"):
-        options["reliability"] = parameters
-    result = aggregate_kind(plain, kind=kind, gold=anchors, **options)
-    confidence = policy_confidence(kind, result.labels, rows)
-    return result.labels.select("task_id", *columns).join(
+    if kind == "spans":
+        fitted, _ = fit_spans(plain, gold=anchors, confusion=_span_confusion(parameters))
+        return _with_confidence(kind, fitted.labels, rows)
+    result = aggregate_kind(plain, kind=kind, gold=anchors, reliability=parameters)
+    return _with_confidence(kind, result.labels, rows)
+
+
+def _with_confidence(kind: str, labels: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """The aggregate's value column(s) and the policy's confidence (`policy_confidence`)."""
+    confidence = policy_confidence(kind, labels, rows)
+    return labels.select("task_id", *VALUE_COLUMNS[kind]).join(
         confidence.select("task_id", "confidence"), on="task_id", how="left"
+    )
+
+
+def _span_parameters(carried: SpanConfusion) -> pl.DataFrame:
+    """A spans fit's confusion counts as a frame: one row per annotator (K×K, row-major) and a
+    null-annotator row with the class prior; `classes` the class order (code 0 is O)."""
+    k = len(carried.classes) + 1
+    classes = pl.Series(
+        [carried.classes] * (carried.annotators.len() + 1), dtype=pl.List(pl.String)
+    )
+    return pl.DataFrame(
+        {
+            "annotator_id": pl.concat(
+                [carried.annotators.cast(pl.String), pl.Series([None], dtype=pl.String)]
+            ),
+            "confusion": pl.Series(
+                [*carried.counts.reshape(-1, k * k).tolist(), carried.prior.tolist()],
+                dtype=pl.List(pl.Float64),
+            ),
+            "classes": classes,
+        }
+    )
+
+
+def _span_confusion(parameters: pl.DataFrame) -> SpanConfusion:
+    annotators = parameters.filter(pl.col("annotator_id").is_not_null())
+    prior = parameters.filter(pl.col("annotator_id").is_null())
+    classes = list(parameters.get_column("classes")[0]) if parameters.height else []
+    k = len(classes) + 1
+    counts = np.asarray(annotators.get_column("confusion").to_list(), dtype=np.float64)
+    return SpanConfusion(
+        classes=classes,
+        annotators=annotators.get_column("annotator_id"),
+        counts=counts.reshape(-1, k, k),
+        prior=np.asarray(prior.get_column("confusion")[0].to_list(), dtype=np.float64)
+        if prior.height
+        else np.zeros(k),
     )
 
 

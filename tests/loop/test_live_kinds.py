@@ -11,7 +11,7 @@ import pytest
 
 from annotation_pipelines.aggregation.boxes import aggregate_boxes
 from annotation_pipelines.aggregation.ranking import aggregate_ranking
-from annotation_pipelines.aggregation.spans import aggregate_spans
+from annotation_pipelines.aggregation.spans import fit_spans
 from annotation_pipelines.aggregation.text import aggregate_text
 from annotation_pipelines.kinds import BOX, SPAN, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.kind_posterior import numeric_confidence, numeric_tolerance
@@ -261,18 +261,43 @@ def _span(start: int, end: int, label: str = "PER") -> dict[str, object]:
     return {"start": start, "end": end, "label": label}
 
 
-def test_spans_refit_touched_tasks_with_the_kind_s_own_fit_on_them():
+def test_spans_refit_touched_tasks_with_the_carried_confusion_matrices():
+    # c always runs a span one character too far; d and e are new and do the same on t2.
     first = [(f"t{i}", r, [_span(0, 4 + (r == "c"))]) for i in range(4) for r in RATERS]
-    second = [("t2", "d", [_span(0, 4), _span(10, 14, "LOC")])]
+    second = [("t2", "d", [_span(0, 5)]), ("t2", "e", [_span(0, 5)])]
     one, two, _ = two_batches("spans", first, second)
     refitted = assert_only_touched_refitted(one, two, {"t2"})
-    rows = two.ledger.filter(pl.col("task_id") == "t2")
-    expected = aggregate_spans(rows.select("task_id", "annotator_id", "spans"))
     spans = refitted["spans"].item().to_list()
-    assert [(s["start"], s["end"], s["label"]) for s in spans] == [
-        (s["start"], s["end"], s["label"]) for s in expected.labels["spans"].item().to_list()
-    ]
-    assert (spans[0]["start"], spans[0]["end"]) == (0, 4)
+    # The carried matrices know c's habit: character 4 stays O, as a fit of every judgment says.
+    assert [(s["start"], s["end"], s["label"]) for s in spans] == [(0, 4, "PER")]
+    everything, _ = fit_spans(two.ledger.select("task_id", "annotator_id", "spans"))
+    full = everything.labels.filter(pl.col("task_id") == "t2")["spans"].item().to_list()
+    assert [(s["start"], s["end"]) for s in full] == [(0, 4)]
+
+
+def test_spans_carried_matrices_agree_with_a_full_fit_better_than_the_touched_tasks_alone():
+    rows, _, _ = _synthetic("spans", 600)
+    tasks = rows["task_id"].unique().sort().head(40)
+    mine = rows.filter(pl.col("task_id").is_in(tasks.implode()))
+    last = mine.group_by("task_id").agg(pl.col("judgment_id").last())["judgment_id"]
+    second = rows.filter(pl.col("judgment_id").is_in(last.implode()))
+    state = KindState(project=rows["project"][0], kind="spans")
+    state, _ = update_kind(state, rows.join(second, on="judgment_id", how="anti"), None, OPTIONS)
+    state, _ = update_kind(state, second, None, OPTIONS)
+    active = state.ledger.filter(~pl.col("flagged")).select("task_id", "annotator_id", "spans")
+    full, _ = fit_spans(active)
+    alone, _ = fit_spans(active.filter(pl.col("task_id").is_in(tasks.implode())))
+    plain = pl.col("spans").list.eval(pl.struct(pl.element().struct.field("start", "end", "label")))
+
+    def agreement(labels: pl.DataFrame) -> float:
+        joined = labels.select("task_id", plain).join(
+            full.labels.select("task_id", plain), on="task_id", suffix="_full"
+        )
+        assert joined.height == tasks.len()
+        return float((joined["spans"] == joined["spans_full"]).mean())  # type: ignore[arg-type]
+
+    live = agreement(state.tasks.filter(pl.col("task_id").is_in(tasks.implode())))
+    assert live == pytest.approx(0.95) and agreement(alone.labels) == pytest.approx(0.85)
 
 
 def test_judgments_fold_in_exactly_once_and_an_edited_file_withdraws_what_it_lost():
