@@ -32,6 +32,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.loop.live_kinds import (
     LIVE_KINDS,
     KindLiveOptions,
@@ -110,6 +111,7 @@ def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_di
     )
     print("|---|---|---:|---:|---:|---:|---:|")
     incremental: list[tuple[float, float]] = []
+    drift = ""
     for number in range(runs + 1):
         full = number == runs
         chunk = rows.slice(history + number * batch, batch)
@@ -124,6 +126,8 @@ def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_di
         cpu = load_cpu + update_cpu + commit_cpu
         if not full:
             incremental.append((wall, cpu))
+        else:
+            drift = _drift(kind, loaded.tasks, state.tasks, chunk)
         print(
             f"| {'full fit' if full else number + 1} | {'all tasks' if full else 'touched'} | "
             f"{events.refitted_tasks:,} | {load_wall:.3f} | {update_wall:.3f} | "
@@ -134,8 +138,37 @@ def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_di
     blocked = state.annotators.filter(pl.col("blocked"))["annotator_id"].to_list()
     print(
         f"\nincremental runs: mean {walls.mean():.3f} s wall (max {walls.max():.3f}), "
-        f"{cpus.mean():.3f} s CPU; load average {os.getloadavg()[0]:.1f}; blocked {blocked}"
+        f"{cpus.mean():.3f} s CPU; load average {os.getloadavg()[0]:.1f}; blocked {blocked}; "
+        f"incremental answers vs the full fit, on tasks the last batch did not touch: {drift}"
     )
+
+
+def _drift(kind: str, before: pl.DataFrame, after: pl.DataFrame, chunk: pl.DataFrame) -> str:
+    """How the full fit moved the answers the incremental runs gave (the same tasks, votes)."""
+    columns = list(VALUE_COLUMNS[kind])
+    if kind == "spans":
+        fields = [pl.element().struct.field(f) for f in ("start", "end", "label")]
+        plain = [pl.col("spans").list.eval(pl.struct(fields))]
+    elif kind == "boxes":
+        # Fused coordinates move by fractions of a pixel with any weight: compare whole pixels.
+        corners = [
+            pl.element().struct.field(f).round(0) for f in ("x_min", "y_min", "x_max", "y_max")
+        ]
+        plain = [
+            pl.col("boxes").list.eval(pl.struct([pl.element().struct.field("label"), *corners]))
+        ]
+    else:
+        plain = [pl.col(c) for c in columns]
+    joined = (
+        before.select("task_id", *plain)
+        .join(after.select("task_id", *plain), on="task_id", suffix="_full")
+        .join(chunk.select("task_id").unique(), on="task_id", how="anti")
+    )
+    if kind == "numeric":
+        delta = (joined["value"] - joined["value_full"]).abs()
+        return f"mean |value change| {delta.mean():.4f} over {joined.height:,} tasks"
+    same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(f"{c}_full")) for c in columns])
+    return f"{joined.select(same.mean()).item():.2%} same answer over {joined.height:,} tasks"
 
 
 def main() -> None:
