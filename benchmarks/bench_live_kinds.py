@@ -10,9 +10,11 @@ committed to a local lake (`--lake`, default a temporary folder); then each run 
 live run does for the kind: load the (project, kind) state from the lake, fold `--batch` new
 judgments in (`loop.live_kinds.update_kind`), build its objects and `Lake.commit` them, each
 timed in wall and CPU seconds. The state's annotator parameters were fitted on the history, so
-the runs refit only their touched tasks; `--full-fit-every` sets how many versions a state
-carries them before a full fit (the last row, "full fit", times one such run: what every run
-would cost if it refitted the whole history). Prints a Markdown table per kind.
+the runs refit only their touched tasks (`--full-fit-every` at least `--runs` + 2 keeps a full
+fit out of them); the last row, "full fit", times one run that refits everything: what every
+run would cost without the carried parameters, and what the engine pays once per
+`full_fit_growth` of growth. Prints a Markdown table per kind, with how far that full fit moved
+the answers the incremental runs had given.
 """
 
 from __future__ import annotations
@@ -116,10 +118,8 @@ def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_di
         full = number == runs
         chunk = rows.slice(history + number * batch, batch)
         loaded, load_wall, load_cpu = timed(lambda: load_kind_state(project, kind, read))
-        if full:
-            loaded = KindState(**{**loaded.__dict__, "fitted_version": loaded.version - every})
         (state, events), update_wall, update_cpu = timed(
-            lambda s=loaded, c=chunk: update_kind(s, c, None, options)
+            lambda s=loaded, c=chunk, f=full: update_kind(s, c, None, options, full_fit=f)
         )
         _, commit_wall, commit_cpu = timed(lambda s=state: commit(s))
         wall = load_wall + update_wall + commit_wall

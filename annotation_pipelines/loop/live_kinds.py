@@ -8,9 +8,12 @@ incremental, sparse, and other variants", 1998) in its simplest sound form: the 
 parameters (the M-step's output) are carried from the last **full fit** of the kind's own
 aggregation over the whole ledger, and each run recomputes only the **touched tasks'**
 posteriors with those parameters held fixed (the E-step of those tasks). A full fit runs when
-a project has no parameters yet, every `full_fit_every` versions, and when the caller asks
-(`full_fit=True`, the daily layer's re-base), so the parameters track the history while a run's
-cost depends on its batch, not on the history. Per kind:
+a project has no parameters yet, when the caller asks (`full_fit=True`, the daily layer's
+re-base), and when at least `full_fit_every` versions have passed and the judgments folded
+since the last one reach `full_fit_growth` of what it saw. The growth rule makes the full fits
+geometric in the ledger's size (as a dynamic array doubles): a fit over n judgments comes once
+per `full_fit_growth` · n new ones, so its cost spread over the judgments that triggered it is
+a constant, and a run's amortized cost depends on its batch, not on the history. Per kind:
 
 | kind       | model (its aggregation)                 | carried per annotator | touched tasks   |
 |------------|-----------------------------------------|-----------------------|-----------------|
@@ -207,6 +210,7 @@ class KindLiveOptions:
     min_consensus_alpha: float = 0.3
     confidence: float = 0.95
     full_fit_every: int = 20
+    full_fit_growth: float = 0.1
     policy: PolicyOptions = RECOMMENDED
     targets: Mapping[str, float] = field(default_factory=lambda: dict(KIND_TARGETS))
 
@@ -231,6 +235,9 @@ class KindState:
     kind: str
     version: int = 0
     fitted_version: int = 0
+    # The active judgments the last full fit saw, and the judgments folded in since.
+    fitted_judgments: int = 0
+    folded_since_fit: int = 0
     chance_distance: float | None = None
     value_range: tuple[float, float] | None = None
     ledger: pl.DataFrame = field(default_factory=pl.DataFrame)
@@ -448,7 +455,11 @@ def update_kind(
     refit_all = (
         full_fit
         or state.parameters.height == 0
-        or (version - state.fitted_version >= options.full_fit_every)
+        or (
+            version - state.fitted_version >= options.full_fit_every
+            and state.folded_since_fit + incoming.height
+            >= options.full_fit_growth * state.fitted_judgments
+        )
     )
     if refit_all:
         fitted = _fit_everything(mid, options, version)
@@ -494,6 +505,8 @@ def update_kind(
         state, fitted, options, now, affected, only_withdrawn, everything=refit_all
     )
     final = replace(fitted, version=version)
+    if not refit_all:
+        final = replace(final, folded_since_fit=state.folded_since_fit + incoming.height)
     events = LiveEvents(
         task_requests=requests,
         annotator_actions=actions,
@@ -595,6 +608,8 @@ def _fit_everything(state: KindState, options: KindLiveOptions, version: int) ->
         tasks=tasks,
         parameters=parameters,
         fitted_version=version,
+        fitted_judgments=rows.height,
+        folded_since_fit=0,
         chance_distance=_chance_distance(state.kind, rows, labels),
     )
 
@@ -1467,6 +1482,8 @@ def kind_state_objects(
         "kind": state.kind,
         "version": state.version,
         "fitted_version": state.fitted_version,
+        "fitted_judgments": state.fitted_judgments,
+        "folded_since_fit": state.folded_since_fit,
         "chance_distance": state.chance_distance,
         "value_range": list(state.value_range) if state.value_range else None,
         "ledger": [s.__dict__ for s in segments],
@@ -1536,6 +1553,8 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
         kind=kind,
         version=int(meta["version"]),
         fitted_version=int(meta["fitted_version"]),
+        fitted_judgments=int(meta.get("fitted_judgments", 0)),
+        folded_since_fit=int(meta.get("folded_since_fit", 0)),
         chance_distance=meta.get("chance_distance"),
         value_range=(float(value_range[0]), float(value_range[1])) if value_range else None,
         ledger=ledger,

@@ -108,6 +108,11 @@ class LiveConfig(Config):
     min_votes: int = RECOMMENDED.min_votes
     max_votes: int = RECOMMENDED.max_votes
     target_confidence: float = RECOMMENDED.target_confidence
+    # The other kinds' block floors (the daily kind scorecards' defaults) and how many
+    # versions a kind state carries its annotator parameters before a full refit.
+    kind_min_gold_score: float = KindLiveOptions.min_gold_score
+    kind_min_consensus_alpha: float = KindLiveOptions.min_consensus_alpha
+    kind_full_fit_every: int = KindLiveOptions.full_fit_every
     rebase_days: list[str] = Field(
         default_factory=list,
         description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
@@ -119,6 +124,9 @@ class LiveConfig(Config):
         return KindLiveOptions(
             min_judgments=self.min_judgments,
             min_gold=self.min_gold,
+            min_gold_score=self.kind_min_gold_score,
+            min_consensus_alpha=self.kind_min_consensus_alpha,
+            full_fit_every=self.kind_full_fit_every,
             policy=replace(RECOMMENDED, min_votes=self.min_votes, max_votes=self.max_votes),
         )
 

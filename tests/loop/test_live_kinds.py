@@ -482,3 +482,27 @@ def test_ledger_segments_merge_and_still_resolve_to_the_ledger():
     assert (state.ledger["text"] == "changed").sum() == 1
     # Nineteen runs of at most 90 rows each merged into fewer, larger segments.
     assert 1 <= len(state.segments) < 8
+
+
+def test_a_full_fit_comes_after_enough_versions_and_enough_growth():
+    rows, _, _ = _synthetic("numeric", 60)
+    project = rows["project"][0]
+    options = KindLiveOptions(full_fit_every=2, full_fit_growth=0.5)
+    store: dict[str, bytes] = {}
+    state, _ = update_kind(
+        KindState(project=project, kind="numeric"), rows.head(100), None, options
+    )
+    assert (state.fitted_version, state.fitted_judgments, state.folded_since_fit) == (1, 100, 0)
+    fitted_at = []
+    for start in range(100, 190, 10):
+        state, _ = update_kind(state, rows.slice(start, 10), None, options)
+        writes, deletes = kind_state_objects(state, store.get)
+        store.update(writes)
+        for key in deletes:
+            store.pop(key)
+        state = load_kind_state(project, "numeric", store.get)  # the counters persist
+        fitted_at.append(state.fitted_version)
+    # Versions 2-5 fold 40 judgments (< 0.5 × 100); version 6 reaches 50: a full fit over
+    # 150, after which 75 more are needed (version 6 + 8 > the runs here).
+    assert fitted_at == [1, 1, 1, 1, 6, 6, 6, 6, 6]
+    assert (state.fitted_judgments, state.folded_since_fit) == (150, 40)
