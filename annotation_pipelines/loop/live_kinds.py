@@ -418,10 +418,10 @@ def update_kind(
         pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
     )
     gone = pl.concat([replaced.get_column("judgment_id"), withdrawn.get_column("judgment_id")])
-    ledger = pl.concat(
-        [state.ledger.filter(~pl.col("judgment_id").is_in(gone.implode())), added],
-        how="vertical",
-    )
+    kept = state.ledger
+    if gone.len():
+        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
+    ledger = pl.concat([kept, added], how="vertical")
     segment_rows = pl.concat(
         [
             state.pending,
@@ -590,9 +590,11 @@ def _value_range(
 
 
 def _active(state: KindState, tasks: pl.Series | None = None) -> pl.DataFrame:
-    rows = state.ledger.filter(~pl.col("flagged"))
+    # One filter: narrowing to the tasks first copies only their rows, not the whole ledger.
+    keep = ~pl.col("flagged")
     if tasks is not None:
-        rows = rows.filter(pl.col("task_id").is_in(tasks.implode()))
+        keep = pl.col("task_id").is_in(tasks.implode()) & keep
+    rows = state.ledger.filter(keep)
     # A stable order: pairwise orients every task by its first row.
     return rows.sort("task_id", "submitted_at", "judgment_id")
 
@@ -636,7 +638,7 @@ def _scale(state: KindState) -> pl.Series | None:
     """Numeric: every active value of the project (the tolerance reads the rating scale)."""
     if state.kind != "numeric":
         return None
-    return state.ledger.filter(~pl.col("flagged")).get_column("value")
+    return state.ledger.select("value", "flagged").filter(~pl.col("flagged")).get_column("value")
 
 
 def _labels_schema(kind: str) -> dict[str, pl.DataType]:
@@ -1137,11 +1139,13 @@ def _carry(
     state: KindState, *, before: KindState, tasks: pl.Series, ledger_before: pl.DataFrame
 ) -> KindState:
     """The carried sums with the `tasks`' rows before taken away and after added."""
-    old_rows = ledger_before.filter(pl.col("task_id").is_in(tasks.implode()))
-    new_rows = state.ledger.filter(pl.col("task_id").is_in(tasks.implode()))
+    mine = pl.col("task_id").is_in(tasks.implode())
+    old_rows = ledger_before.filter(mine)
+    new_rows = state.ledger.filter(mine)
     old_state = replace(state, gold=before.gold)
-    added = _row_stats(state, new_rows, state.tasks)
-    removed = _row_stats(old_state, old_rows, before.tasks)
+    # The tasks' consensus only: joins then hash what the run touched, not every task.
+    added = _row_stats(state, new_rows, state.tasks.filter(mine))
+    removed = _row_stats(old_state, old_rows, before.tasks.filter(mine))
     delta = (
         pl.concat([added, removed.with_columns([-pl.col(c) for c in _CARRIED])], how="vertical")
         .group_by("annotator_id")
