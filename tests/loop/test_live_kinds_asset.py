@@ -130,3 +130,59 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         kept = edited.annotators["n_judgments"].sum()
         assert kept == rows.height - 30
         assert len(_rows(dsn, "annotator_actions")) == 1
+
+
+def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp_path, monkeypatch):
+    from annotation_pipelines.loop.live import load_state
+
+    ratings, _, _ = _synthetic("numeric", 40)
+    ratings = ratings.with_columns(project=pl.lit("mixed"))
+    labels = pl.DataFrame(
+        {
+            "judgment_id": [f"c{i}" for i in range(30)],
+            "task_id": [f"q{i // 3}" for i in range(30)],
+            "annotator_id": [f"a{i % 3}" for i in range(30)],
+            "kind": ["categorical"] * 30,
+            "label": ["yes" if i % 4 else "no" for i in range(30)],
+            "submitted_at": ratings["submitted_at"].head(30),
+            "duration_s": [5.0] * 30,
+        }
+    )
+    columns = ["judgment_id", "task_id", "annotator_id", "kind", "submitted_at", "duration_s"]
+    both = pl.concat(
+        [labels.select(*columns, "label"), ratings.select(*columns, "value")], how="diagonal"
+    )
+    path = tmp_path / "data" / "landing" / "exports" / "mixed" / "parquet" / "day.parquet"
+    path.parent.mkdir(parents=True)
+    both.write_parquet(path)
+    lake = tmp_path / "data" / "lake"
+
+    def read(key: str) -> bytes | None:
+        return (lake / key).read_bytes() if (lake / key).exists() else None
+
+    with fresh_database("live_kinds_mixed") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        defs = build_definitions(profile="local")
+        job = defs.resolve_job_def("live_quality_job")
+        instance = DagsterInstance.ephemeral()
+        tick = _tick(defs, instance)
+        first = _metadata(_launch(job, instance, tick)[0])
+        assert first["new_judgments"] == 30 and first["kind_new_judgments"] == ratings.height
+        assert load_state("mixed", read).ledger.height == 30
+        assert load_kind_state("mixed", "numeric", read).ledger.height == ratings.height
+        record = json.loads(read("live/_stream/files.json") or b"{}")
+        assert record["exports/mixed/parquet/day.parquet"]["kinds"] == "categorical,numeric"
+
+        # The file edited to hold only its categorical rows: every rating is withdrawn, and
+        # the categorical judgments are neither new nor withdrawn.
+        labels.select(*columns, "label").write_parquet(path)
+        tick = _tick(defs, instance, tick.cursor)
+        edited = _metadata(_launch(job, instance, tick)[0])
+        assert edited["kind_withdrawn_judgments"] == ratings.height
+        assert edited["withdrawn_judgments"] == 0 and edited["new_judgments"] == 0
+        numeric = load_kind_state("mixed", "numeric", read)
+        assert numeric.ledger.height == 0 and numeric.tasks.height == 0
+        assert load_state("mixed", read).ledger.height == 30
