@@ -41,6 +41,7 @@ import numba
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.aggregation.kinds_codes import fixed_weights
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 
 BOX = pl.Struct(
@@ -298,11 +299,15 @@ def aggregate_boxes(
     min_reliability: float = 0.05,
     max_iter: int = 20,
     tol: float = 1e-4,
+    reliability: pl.DataFrame | None = None,
 ) -> KindAggregation:
     """Fused boxes per task with confidences, and annotator reliability and looseness.
 
     `judgments` has `task_id`, `annotator_id`, `boxes` (List(BOX)); an empty list means the
     annotator saw no object. `gold` (`task_id`, `boxes`) anchors the fit on its tasks.
+    `reliability` (`annotator_id`, `reliability`: weights of an earlier fit) fixes the weights:
+    one fusion with them (an annotator it does not name weighs the median weight), as an
+    incremental caller refits a few tasks.
     """
     if method not in METHODS:
         raise ValueError(f"unknown boxes method {method!r}; expected one of {METHODS}")
@@ -326,11 +331,13 @@ def aggregate_boxes(
 
     n_annotators = annotators.len()
     weights = np.ones(n_annotators)
+    if reliability is not None and method != "majority":
+        weights = np.maximum(fixed_weights(annotators, reliability), min_reliability)
     if has_gold:
         weights[gold_code] = _GOLD_WEIGHT
     iterations = 0
     converged = True
-    rounds = 1 if method == "majority" else max_iter
+    rounds = 1 if method == "majority" or reliability is not None else max_iter
     for _ in range(rounds):
         iterations += 1
         state = _fuse(
@@ -346,7 +353,7 @@ def aggregate_boxes(
             min_support=min_support,
         )
         scores = _annotator_scores(state, box_annotator, annotator_code, task_code, n_annotators)
-        if method == "majority":
+        if rounds == 1:
             break
         new_weights = np.maximum(scores["reliability"], min_reliability)
         if has_gold:

@@ -30,3 +30,25 @@ def encode_values(values: pl.Series, *, sort: bool) -> tuple[np.ndarray, pl.Seri
         .astype(np.int64, copy=False)
     )
     return codes, distinct.alias(values.name)
+
+
+def fixed_weights(
+    annotators: pl.Series, reliability: pl.DataFrame, *, medoid: bool = False
+) -> np.ndarray:
+    """The weights `reliability` gives `annotators` (in their order); the median weight for an
+    annotator it does not name (1 for all under `medoid`, the unweighted baseline)."""
+    if medoid:
+        return np.ones(annotators.len())
+    known = reliability.select(
+        pl.col("annotator_id").cast(pl.String), pl.col("reliability").cast(pl.Float64)
+    ).filter(pl.col("reliability").is_finite())
+    default = float(np.median(known["reliability"].to_numpy())) if known.height else 1.0
+    weights = (
+        annotators.cast(pl.String)
+        .to_frame("annotator_id")
+        .join(known, on="annotator_id", how="left", maintain_order="left")
+        .get_column("reliability")
+        .fill_null(default)
+        .to_numpy()
+    )
+    return np.asarray(weights, dtype=np.float64)

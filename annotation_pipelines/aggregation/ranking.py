@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from annotation_pipelines.aggregation.kinds_codes import encode_values
+from annotation_pipelines.aggregation.kinds_codes import encode_values, fixed_weights
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.agreement.distances import kendall_pair_distances
 
@@ -52,6 +52,7 @@ def aggregate_ranking(
     prior_strength: float = 2.0,
     max_iter: int = 1000,
     tol: float = 1e-8,
+    reliability: pl.DataFrame | None = None,
 ) -> KindAggregation:
     """Rankings (`task_id`, `annotator_id`, `ranking`: list of item ids, best first) to one
     consensus ranking per task.
@@ -60,7 +61,9 @@ def aggregate_ranking(
     `n_votes`. `annotators`: `annotator_id`, `reliability` (the weight), `n_judgments`,
     `mean_kendall_tau` (unshrunk, against the consensus). `gold` (`task_id`, `ranking`):
     annotators' agreement on gold tasks is measured against the gold ranking. `n_rounds = 0`
-    gives the unweighted consensus.
+    gives the unweighted consensus. `reliability` (`annotator_id`, `reliability`: the weights of
+    an earlier fit) fixes the weights: one consensus with them, no re-estimation (an annotator
+    it does not name weighs the median weight), as an incremental caller refits a few tasks.
     """
     if method not in RANKING_METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(RANKING_METHODS)}")
@@ -77,6 +80,8 @@ def aggregate_ranking(
     stages = _stages(tasks, rankings)
     gold_rankings = _gold_rankings(judgments, gold)
     weights = np.ones(n_annotators)
+    if reliability is not None:
+        weights, n_rounds = fixed_weights(annotator_values, reliability), 0
     iterations, converged = 0, True
     tau = np.zeros(n_annotators)
     agreement = np.ones(judgments.height)

@@ -425,6 +425,98 @@ def aggregate_spans(
     )
 
 
+@dataclass(frozen=True)
+class SpanConfusion:
+    """A spans fit's annotator parameters, to carry into a later fit of a few tasks.
+
+    `counts[w, answer, truth]`: annotator w's length-weighted expected counts over the class
+    codes (0 is O, then `classes` in order); `prior`: the length-weighted mass of each class.
+    """
+
+    classes: list[str | None]
+    annotators: pl.Series
+    counts: np.ndarray
+    prior: np.ndarray
+
+
+def fit_spans(
+    judgments: pl.DataFrame,
+    *,
+    gold: pl.DataFrame | None = None,
+    texts: pl.DataFrame | None = None,
+    confusion: SpanConfusion | None = None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+) -> tuple[KindAggregation, SpanConfusion]:
+    """`aggregate_spans(method="dawid_skene")` and the fitted parameters; with `confusion`, the
+    annotators' matrices and the class prior are fixed to those instead of estimated: one
+    E-step, as an incremental caller refits a few tasks with what a fit of all of them learnt.
+
+    Under fixed parameters each matrix and the prior get one pseudo-count per cell (a class or
+    annotator `confusion` never saw is not ruled out), and an annotator it does not name is
+    read as the crowd's pooled matrix: the average annotator.
+    """
+    seg = segment(judgments.select("task_id", "annotator_id", "spans"), gold, texts=texts)
+    matrices = _matrices(seg)
+    if confusion is None:
+        posteriors, counts, iterations, converged = _fit(seg, matrices, max_iter=max_iter, tol=tol)
+    else:
+        fixed, prior = _aligned(confusion, seg)
+        posteriors = _fixed_posteriors(seg, matrices, fixed, prior)
+        counts = _expected_counts(seg, matrices, posteriors)
+        iterations, converged = 1, True
+    fitted = KindAggregation(
+        labels=_decode(seg, posteriors),
+        annotators=_annotator_frame(seg, counts),
+        method="dawid_skene",
+        converged=converged,
+        iterations=iterations,
+    )
+    carried = SpanConfusion(
+        classes=seg.classes, annotators=seg.annotators, counts=counts, prior=seg.length @ posteriors
+    )
+    return fitted, carried
+
+
+def _aligned(confusion: SpanConfusion, seg: Segmented) -> tuple[np.ndarray, np.ndarray]:
+    """`confusion`'s counts and prior on `seg`'s annotators and class codes (+1 per cell)."""
+    k = seg.n_classes
+    old = {name: code + 1 for code, name in enumerate(confusion.classes)}
+    mapping = np.array([0, *[old.get(name, -1) for name in seg.classes]], dtype=np.int64)
+    known = mapping >= 0
+    pooled = confusion.counts.sum(axis=0) if confusion.counts.size else np.zeros((1, 1))
+    index = {name: i for i, name in enumerate(confusion.annotators.to_list())}
+    counts = np.zeros((seg.annotators.len(), k, k))
+    rows, columns = np.ix_(np.flatnonzero(known), np.flatnonzero(known))
+    for code, annotator in enumerate(seg.annotators.to_list()):
+        source = confusion.counts[index[annotator]] if annotator in index else pooled
+        if source.size > 1:
+            counts[code][rows, columns] = source[np.ix_(mapping[known], mapping[known])]
+    prior = np.zeros(k)
+    if confusion.prior.size:
+        prior[known] = confusion.prior[mapping[known]]
+    return counts + 1.0, prior + 1.0
+
+
+def _fixed_posteriors(
+    seg: Segmented,
+    matrices: tuple[sparse.csr_array, sparse.csr_array, sparse.csr_array],
+    counts: np.ndarray,
+    prior: np.ndarray,
+) -> np.ndarray:
+    """The E-step of `_fit` with the confusion counts and the class prior given."""
+    d, ta, _ = matrices
+    k = seg.n_classes
+    log_errors = np.log(counts / counts.sum(axis=1, keepdims=True))
+    base = np.asarray(ta @ log_errors[:, 0, :])
+    scores = (
+        np.asarray(d @ log_errors.reshape(-1, k)) + base[seg.task] + np.log(prior / prior.sum())
+    )
+    scores -= scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    return _clamp(scores / scores.sum(axis=1, keepdims=True), seg.gold_class)
+
+
 def _argmax_o_first(values: np.ndarray) -> np.ndarray:
     """Row argmax; ties go to the lowest class (O first)."""
     return np.argmax(values >= values.max(axis=1, keepdims=True) - 1e-12, axis=1)

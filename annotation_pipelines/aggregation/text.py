@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 from rapidfuzz.distance import Levenshtein
 
-from annotation_pipelines.aggregation.kinds_codes import encode_values
+from annotation_pipelines.aggregation.kinds_codes import encode_values, fixed_weights
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.agreement.distances import edit_pair_distances
 
@@ -57,6 +57,7 @@ def aggregate_text(
     prior_strength: float = 2.0,
     max_iter: int = 100,
     tol: float = 1e-4,
+    reliability: pl.DataFrame | None = None,
 ) -> KindAggregation:
     """Free text (`task_id`, `annotator_id`, `text`) to one answer per task.
 
@@ -64,6 +65,9 @@ def aggregate_text(
     appearance). `annotators`: `annotator_id`, `reliability` (the weight 1 / (error + 0.05)),
     `n_judgments`, `mean_distance` (the shrunk leave-self-out error). `gold` (`task_id`,
     `text`) fixes the error of annotators on gold tasks to their distance to the gold answer.
+    `reliability` (`annotator_id`, `reliability`: weights of an earlier fit) fixes the weights
+    instead of estimating them: the answers are chosen once with them (an annotator it does not
+    name weighs the median weight), as an incremental caller refits a few tasks.
     """
     if method not in TEXT_METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(TEXT_METHODS)}")
@@ -79,13 +83,20 @@ def aggregate_text(
     n_tasks, n_annotators = task_values.len(), annotator_values.len()
     first, second, distance = _within_task_pairs(tasks, texts)
     gold_error = _gold_errors(judgments, texts, gold)
-    weights = np.ones(n_annotators)
+    weights = (
+        np.ones(n_annotators)
+        if reliability is None
+        else fixed_weights(annotator_values, reliability, medoid=method == "medoid")
+    )
     iterations, converged = 0, True
     choice, score = _choose(tasks, annotators, first, second, distance, weights, n_tasks)
     error = _annotator_error(
         annotators, first, second, distance, weights, gold_error, n_annotators, prior_strength
     )
-    if method != "medoid":
+    if method != "medoid" and reliability is not None:
+        # Fixed weights: the reported reliability is the weight the choice used.
+        error = 1.0 / weights - _EPSILON
+    elif method != "medoid":
         converged = False
         for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is reported
             weights = 1.0 / (error + _EPSILON)

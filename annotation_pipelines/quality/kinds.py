@@ -311,6 +311,22 @@ def consensus_agreement(
     )
 
 
+def judgment_distances(judgments: pl.DataFrame, labels: pl.DataFrame, *, kind: str) -> np.ndarray:
+    """The kind's distance of each judgment (in `judgments`' order; every task must be in
+    `labels`) to its task's aggregate, in the kind's own units (numeric: absolute error), as
+    `consensus_agreement` measures it, for callers that carry per-annotator sums."""
+    columns = list(VALUE_COLUMNS[kind])
+    consensus = _plain_values(labels, kind).select(
+        "task_id", *[pl.col(c).alias(f"{c}_consensus") for c in columns]
+    )
+    joined = judgments.select("task_id", *columns).join(
+        consensus, on="task_id", how="left", maintain_order="left"
+    )
+    if joined.height == 0:
+        return np.zeros(0)
+    return _consensus_distances(joined, kind=kind, spread=1.0)
+
+
 def _consensus_distances(joined: pl.DataFrame, *, kind: str, spread: float) -> np.ndarray:
     """The kind's distance of each judgment (value columns) to its `<column>_consensus`."""
     if kind == "numeric":

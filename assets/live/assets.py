@@ -16,6 +16,14 @@ lock lets one at a time read, update and commit.
 The daily layers stay the record of truth: when a day's `aggregated_labels` materializes, the
 sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
 so at the end of a day the live labels are the daily labels.
+
+Every other kind (multilabel, numeric, ranking, pairwise, spans, boxes, text) arrives as export
+files only (the DB's judgments table holds categorical labels). The same run folds a file's
+rows of those kinds into one state per (project, kind) (`loop.live_kinds`, under
+`live/<project>/kinds/<kind>/`), writes their requests and blocks in the same DB write and
+commits them in the same `Lake.commit`, so exactly once holds for them too. A file's record
+names the kinds it held, so an edit that drops a kind still withdraws it. A re-base day refits
+every kind state fully with its aggregation.
 """
 
 from collections.abc import Callable
@@ -47,6 +55,18 @@ from annotation_pipelines.loop.live import (
     state_prefix,
     stream_files,
     update_projects,
+)
+from annotation_pipelines.loop.live_kinds import (
+    KindLiveOptions,
+    KindState,
+    kind_file_rows,
+    kind_prefix,
+    kind_state_objects,
+    kinds_index_object,
+    load_kind_state,
+    load_kinds_index,
+    open_kind_requests,
+    update_kind_projects,
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.tabular import InputError
@@ -88,10 +108,27 @@ class LiveConfig(Config):
     min_votes: int = RECOMMENDED.min_votes
     max_votes: int = RECOMMENDED.max_votes
     target_confidence: float = RECOMMENDED.target_confidence
+    # The other kinds' block floors (the daily kind scorecards' defaults) and how many
+    # versions a kind state carries its annotator parameters before a full refit.
+    kind_min_gold_score: float = KindLiveOptions.min_gold_score
+    kind_min_consensus_alpha: float = KindLiveOptions.min_consensus_alpha
+    kind_full_fit_every: int = KindLiveOptions.full_fit_every
     rebase_days: list[str] = Field(
         default_factory=list,
         description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
     )
+
+    def kind_options(self) -> KindLiveOptions:
+        """The same block and policy settings for the other kinds; each kind's target is its
+        `KIND_TARGETS` entry (the daily layer's), not the categorical one."""
+        return KindLiveOptions(
+            min_judgments=self.min_judgments,
+            min_gold=self.min_gold,
+            min_gold_score=self.kind_min_gold_score,
+            min_consensus_alpha=self.kind_min_consensus_alpha,
+            full_fit_every=self.kind_full_fit_every,
+            policy=replace(RECOMMENDED, min_votes=self.min_votes, max_votes=self.max_votes),
+        )
 
     def options(self) -> LiveOptions:
         return LiveOptions(
@@ -130,10 +167,11 @@ class FileBatch:
     gold: pl.DataFrame
     # project → the files read whole (new or edited): their rows are the file's every judgment.
     resynced: dict[str, list[str]]
-
-    @property
-    def paths(self) -> list[str]:
-        return sorted(path for paths in self.resynced.values() for path in paths)
+    # The same for the other kinds (`loop.live_kinds`), keyed by (project, kind).
+    kind_judgments: pl.DataFrame
+    kind_gold: pl.DataFrame
+    kind_resynced: dict[tuple[str, str], list[str]]
+    paths: list[str]
 
 
 def _fold_files(
@@ -151,8 +189,10 @@ def _fold_files(
     retries it for the daily layers), so it never stalls the live state; its rows stay as the
     last readable version gave them.
     """
-    judgments, gold = [], []
+    judgments, gold, kind_judgments, kind_gold = [], [], [], []
     resynced: dict[str, list[str]] = {}
+    kind_resynced: dict[tuple[str, str], list[str]] = {}
+    paths: list[str] = []
     for export in landing.exports():
         record = folded.get(export.path, {})
         if record.get("fingerprint") == export.fingerprint:
@@ -181,18 +221,59 @@ def _fold_files(
                 "fingerprint": export.fingerprint,
                 "sha256": digest,
                 "error": str(error)[:500],
+                # What its last readable version gave stays; its next one resyncs those kinds.
+                "kinds": ",".join(sorted(_recorded_kinds(record))),
             }
             continue
         rows, golden = file_rows(result.judgments, result.gold, read_at=read_at, source=export.path)
-        judgments.append(rows)
-        gold.append(golden)
-        resynced.setdefault(export.project, []).append(export.path)
-        folded[export.path] = {"fingerprint": export.fingerprint, "sha256": digest}
+        kind_rows, kind_golden = kind_file_rows(
+            result.judgments, result.gold, read_at=read_at, source=export.path
+        )
+        kinds = _kinds_of(rows, kind_rows)
+        # A file is resynced for each kind it holds now or held before (an edit may drop one).
+        before = _recorded_kinds(record)
+        if "categorical" in kinds | before:
+            judgments.append(rows)
+            gold.append(golden)
+            resynced.setdefault(export.project, []).append(export.path)
+        for kind in sorted((kinds | before) - {"categorical"}):
+            kind_resynced.setdefault((export.project, kind), []).append(export.path)
+        if kind_rows.height:
+            kind_judgments.append(kind_rows)
+        if kind_golden.height:
+            kind_gold.append(kind_golden)
+        paths.append(export.path)
+        folded[export.path] = {
+            "fingerprint": export.fingerprint,
+            "sha256": digest,
+            "kinds": ",".join(sorted(kinds)),
+        }
     return FileBatch(
         judgments=pl.concat(judgments) if judgments else pl.DataFrame(),
         gold=pl.concat(gold) if gold else pl.DataFrame(),
         resynced=resynced,
+        kind_judgments=pl.concat(kind_judgments, how="vertical_relaxed")
+        if kind_judgments
+        else pl.DataFrame(),
+        kind_gold=pl.concat(kind_gold, how="vertical_relaxed") if kind_gold else pl.DataFrame(),
+        kind_resynced=kind_resynced,
+        paths=sorted(paths),
     )
+
+
+def _kinds_of(categorical: pl.DataFrame, others: pl.DataFrame) -> set[str]:
+    kinds = {"categorical"} if categorical.height else set()
+    return kinds | (set(others.get_column("kind").unique().to_list()) if others.height else set())
+
+
+def _recorded_kinds(record: dict[str, str]) -> set[str]:
+    """The kinds a folded file held; a record written before kinds were recorded held only
+    categorical judgments (the live layer read nothing else)."""
+    if not record:
+        return set()
+    if "kinds" not in record:
+        return {"categorical"}
+    return {kind for kind in record["kinds"].split(",") if kind}
 
 
 def _rebase_days(
@@ -218,13 +299,70 @@ def _rebase_days(
     return events
 
 
+@dataclass(frozen=True)
+class KindUpdate:
+    """The other kinds' states after this run's update, and what it caused."""
+
+    states: dict[tuple[str, str], KindState]
+    loaded: dict[tuple[str, str], int]
+    events: dict[tuple[str, str], LiveEvents]
+    index: dict[str, list[str]]
+
+    def objects(
+        self, read: Callable[[str], bytes | None], options: KindLiveOptions, now: datetime
+    ) -> tuple[dict[str, bytes], list[str]]:
+        """The changed kind states' lake objects (and their open requests as a Label Studio
+        list), plus the index of kind states, for the run's one commit."""
+        writes: dict[str, bytes] = {}
+        deletes: list[str] = []
+        index = {p: set(k) for p, k in self.index.items()}
+        for (project, kind), state in sorted(self.states.items()):
+            if state.version == self.loaded.get((project, kind)) or state.version == 0:
+                continue
+            objects, gone = kind_state_objects(state, read)
+            writes.update(objects)
+            deletes.extend(gone)
+            pending = open_kind_requests(state, options, now=now)
+            writes[f"{kind_prefix(project, kind)}/requests.json"] = label_studio_requests(pending)
+            index.setdefault(project, set()).add(kind)
+        if writes:
+            writes.update(kinds_index_object(index))
+        return writes, deletes
+
+
+def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetime) -> KindUpdate:
+    """Fold the export files' non-categorical judgments into their (project, kind) states
+    (`loop.live_kinds`); on a re-base day every kind state refits fully with its aggregation."""
+    read = _reader(lake)
+    index = load_kinds_index(read)
+    keys = set(files.kind_resynced)
+    for frame in (files.kind_judgments, files.kind_gold):
+        if frame.height:
+            keys |= set(frame.select("project", "kind").unique().iter_rows())
+    if config.rebase_days:
+        keys |= {(project, kind) for project, kinds in index.items() for kind in kinds}
+    states = {key: load_kind_state(key[0], key[1], read) for key in sorted(keys)}
+    loaded = {key: state.version for key, state in states.items()}
+    states, events = update_kind_projects(
+        states,
+        files.kind_judgments,
+        files.kind_gold,
+        config.kind_options(),
+        resynced=files.kind_resynced,
+        full_fit=bool(config.rebase_days),
+        now=now,
+    )
+    return KindUpdate(states=states, loaded=loaded, events=events, index=index)
+
+
 @asset(
     group_name=LIVE_GROUP,
     kinds={"postgres", "polars"},
     description=(
         "Running annotator scorecards and per-task posteriors per project, updated from the "
-        "annotation DB's change stream and new landing-zone exports within a minute; blocks "
-        "and task requests written back; re-based on each day's aggregated_labels."
+        "annotation DB's change stream and new landing-zone exports within a minute, for every "
+        "kind of annotation; blocks and task requests written back; re-based on each day's "
+        "aggregated_labels."
     ),
     deps=[DAILY_LABELS],
 )
@@ -273,7 +411,12 @@ def live_quality_state(
             now=now,
         )
         rebased = _rebase_days(lake, states, config.rebase_days, options, now)
-        every = [*events.values(), *(e for project in rebased.values() for e in project)]
+        kinds = _update_kinds(lake, files, config, now)
+        every = [
+            *events.values(),
+            *(e for project in rebased.values() for e in project),
+            *kinds.events.values(),
+        ]
         requests = pl.concat(
             [pl.DataFrame(schema=TASK_REQUESTS), *(e.task_requests for e in every)]
         )
@@ -283,7 +426,8 @@ def live_quality_state(
         # The DB first: a crash after it re-runs this version, whose decisions the DB already
         # holds (same decision_id); a crash before the lake commit loses nothing.
         written = annotation_db.write_requests(task_requests=requests, annotator_actions=actions)
-        record_alert(lake, [a for e in events.values() for a in e.alerts], log=context.log)
+        alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
+        record_alert(lake, alerts, log=context.log)
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         deletes: list[str] = []
         for project, state in states.items():
@@ -292,6 +436,9 @@ def live_quality_state(
             deletes.extend(objects.deletes)
             pending = open_requests(state, options, now=now)
             writes[f"{state_prefix(project)}/requests.json"] = label_studio_requests(pending)
+        kind_writes, kind_deletes = kinds.objects(_reader(lake), config.kind_options(), now)
+        writes.update(kind_writes)
+        deletes.extend(kind_deletes)
         lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.
@@ -301,6 +448,7 @@ def live_quality_state(
         f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
         f"{from_files.height} from {len(files.paths)} file(s), "
         f"{sum(e.withdrawn_judgments for e in events.values())} withdrawn, "
+        f"{files.kind_judgments.height} of other kinds in {len(kinds.events)} kind state(s), "
         f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
     )
@@ -320,5 +468,17 @@ def live_quality_state(
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
             "oldest_judgment_lag_s": MetadataValue.float(float(lag)),
             "versions": MetadataValue.json({p: s.version for p, s in states.items()}),
+            "kind_new_judgments": MetadataValue.int(
+                sum(e.new_judgments for e in kinds.events.values())
+            ),
+            "kind_withdrawn_judgments": MetadataValue.int(
+                sum(e.withdrawn_judgments for e in kinds.events.values())
+            ),
+            "kind_refitted_tasks": MetadataValue.int(
+                sum(e.refitted_tasks for e in kinds.events.values())
+            ),
+            "kind_versions": MetadataValue.json(
+                {f"{p}/{k}": s.version for (p, k), s in kinds.states.items()}
+            ),
         }
     )

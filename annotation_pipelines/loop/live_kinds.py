@@ -1,0 +1,1597 @@
+"""Live quality for every non-categorical kind: a ledger, per-task posteriors refitted on the
+touched tasks with carried annotator parameters, running scorecards, blocks and requests.
+
+The categorical engine (`loop.live`) carries soft confusion counts and runs incremental EM.
+The other kinds' aggregations (`aggregation.by_kind`) are batch fits, so this engine follows
+the incremental EM of R. M. Neal and G. E. Hinton ("A view of the EM algorithm that justifies
+incremental, sparse, and other variants", 1998) in its simplest sound form: the annotator
+parameters (the M-step's output) are carried from the last **full fit** of the kind's own
+aggregation over the whole ledger, and each run recomputes only the **touched tasks'**
+posteriors with those parameters held fixed (the E-step of those tasks). A full fit runs when
+a project has no parameters yet, when the caller asks (`full_fit=True`, the daily layer's
+re-base), and when at least `full_fit_every` versions have passed and the judgments folded
+since the last one reach `full_fit_growth` of what it saw. The growth rule makes the full fits
+geometric in the ledger's size (as a dynamic array doubles): a fit over n judgments comes once
+per `full_fit_growth` · n new ones, so its cost spread over the judgments that triggered it is
+a constant, and a run's amortized cost depends on its batch, not on the history. Per kind:
+
+| kind       | model (its aggregation)                 | carried per annotator | touched tasks   |
+|------------|-----------------------------------------|-----------------------|-----------------|
+| numeric    | bias + noise (Raykar et al. 2010)       | bias b_j, noise σ_j   | Gaussian E-step |
+| text       | weighted consensus (Braylan–Lease 2020) | weight 1/(e_j + ε)    | weights fixed   |
+| ranking    | Plackett–Luce (Hunter 2004)             | Kendall weight w_j    | weights fixed   |
+| boxes      | weighted box fusion (Solovyev 2021)     | reliability           | weights fixed   |
+| multilabel | per-label Dawid–Skene                   | 2×2 counts per class  | DS E-step       |
+| pairwise   | Dawid–Skene on the pair's winner        | 3×3 counts            | DS E-step       |
+| spans      | character-level Dawid–Skene             | K×K character counts  | DS E-step       |
+
+Numeric, text, ranking and boxes are exact: their aggregations take the carried parameters
+(`reliability=`) or have a closed-form E-step, so a touched task's answer is what the full
+fit's last iteration would give it (to its convergence tolerance). Spans take the full fit's
+own expected confusion counts (`aggregation.spans.fit_spans(confusion=...)`): the touched
+tasks' characters get the
+Dawid–Skene E-step with them, exactly the full fit's model. For multilabel and pairwise, whose
+aggregations do not expose their matrices, the carried matrices are the full fit's
+hard-assignment counts (each judgment against the full fit's consensus; Dirichlet 1 + 1 on the
+diagonal, as `loop.live`), read by the Dawid–Skene E-step: the classification-EM estimate of
+the same matrices. An annotator the last full fit did not see is read with the prior (spans:
+the crowd's pooled matrix; the weighted kinds: the median weight; numeric: no bias and the
+median noise) until the next full fit learns them.
+
+Every task's confidence is `kind_posterior`'s (`policy_confidence`: numeric from the interval,
+the others the aggregation's), so `loop.policy.decide` with `kind_posterior.KIND_TARGETS`
+decides the same way as in the daily layer and the replay.
+
+**Exactly once** as in `loop.live`: the ledger keeps the newest version of each judgment
+(`judgment_id`, `updated_at`); a re-read of the same version or a newer one that changes
+nothing is dropped; an edited export (`resynced`) withdraws the judgments it no longer has.
+On the lake the ledger is append-only segments with a size-tiered merge, committed with the
+rest of the state.
+
+**Running scorecards** (per annotator, sums carried and adjusted by the touched tasks' rows
+before and after each refit): the kind's own gold metric per gold judgment
+(`quality.kinds.GOLD_METRICS`, mapped onto [0, 1]), agreement with the current consensus
+(1 − the kind's distance, `quality.kinds.judgment_distances`; numeric over the scale's range),
+its chance-corrected form `consensus_alpha` = 1 − (1 − agreement) / D_e (D_e the distance to a
+random other task's consensus, as the daily scorecards), spam score 1 − `consensus_alpha`, and
+mean seconds. An annotator is blocked after `min_judgments` judgments only when a Wilson bound
+says so: the gold score's upper bound below `min_gold_score` (over at least `min_gold` gold
+judgments), or the upper bound of `consensus_alpha` below `min_consensus_alpha`. Their
+judgments are flagged and their tasks refitted in the same update.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+from scipy.special import ndtri
+
+from annotation_pipelines.aggregation.by_kind import aggregate_kind
+from annotation_pipelines.aggregation.spans import SpanConfusion, fit_spans
+from annotation_pipelines.kinds import DEFAULT_KIND, KIND_COLUMNS, VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.loop.kind_posterior import (
+    KIND_TARGETS,
+    PairwiseConfidence,
+    numeric_confidence,
+    numeric_tolerance,
+    oriented_winners,
+    policy_confidence,
+)
+from annotation_pipelines.loop.live import (
+    ANNOTATOR_ACTIONS,
+    ANOTHER_JUDGMENT,
+    BLOCK,
+    EXPERT_REVIEW,
+    TASK_REQUESTS,
+    LiveEvents,
+    decision_id,
+    state_prefix,
+)
+from annotation_pipelines.loop.policy import (
+    ESCALATE,
+    NEEDS_ANOTHER_JUDGMENT,
+    RECOMMENDED,
+    PolicyOptions,
+    decide,
+)
+from annotation_pipelines.quality._common import wilson_bounds
+from annotation_pipelines.quality.kinds import GOLD_METRICS, SCORED_KINDS, judgment_distances
+from annotation_pipelines.schema import UTC_TIMESTAMP
+
+LIVE_KINDS: tuple[str, ...] = SCORED_KINDS
+KINDS_FOLDER = "kinds"
+# project → the kinds it has a live state of; committed with the states.
+KINDS_INDEX = "live/_stream/kinds.json"
+_WINNERS = ("left", "right", "tie")
+_FLOOR = 1e-300
+
+
+def value_columns(kind: str) -> dict[str, pl.DataType]:
+    return {c: VALUE_DTYPES[c] for c in VALUE_COLUMNS[kind]}
+
+
+def ledger_schema(kind: str) -> dict[str, pl.DataType]:
+    return {
+        "judgment_id": pl.String(),
+        "task_id": pl.String(),
+        "annotator_id": pl.String(),
+        **value_columns(kind),
+        "submitted_at": UTC_TIMESTAMP,
+        "duration_s": pl.Float64(),
+        "updated_at": UTC_TIMESTAMP,
+        "flagged": pl.Boolean(),
+        "version": pl.Int64(),
+        "source": pl.String(),
+    }
+
+
+def tasks_schema(kind: str) -> dict[str, pl.DataType]:
+    return {
+        "task_id": pl.String(),
+        **value_columns(kind),
+        "confidence": pl.Float64(),
+        "n_votes": pl.Int64(),
+        "version": pl.Int64(),
+    }
+
+
+def gold_schema(kind: str) -> dict[str, pl.DataType]:
+    return {"task_id": pl.String(), **value_columns(kind)}
+
+
+# Per annotator sums carried from run to run (raw units: numeric errors in scale points).
+_CARRIED = (
+    "n_judgments",
+    "n_gold",
+    "gold_total",
+    "n_compared",
+    "distance_total",
+    "duration_total",
+    "n_durations",
+)
+ANNOTATORS: dict[str, pl.DataType] = {
+    "annotator_id": pl.String(),
+    "n_judgments": pl.Int64(),
+    "n_gold": pl.Int64(),
+    "gold_total": pl.Float64(),
+    "n_compared": pl.Int64(),
+    "distance_total": pl.Float64(),
+    "duration_total": pl.Float64(),
+    "n_durations": pl.Int64(),
+    "n_flagged": pl.Int64(),
+    "gold_score": pl.Float64(),
+    "gold_score_upper": pl.Float64(),
+    "agreement": pl.Float64(),
+    "agreement_upper": pl.Float64(),
+    "consensus_alpha": pl.Float64(),
+    "consensus_alpha_upper": pl.Float64(),
+    "spammer_score": pl.Float64(),
+    "mean_duration_s": pl.Float64(),
+    "blocked": pl.Boolean(),
+    "blocked_reason": pl.String(),
+    "version": pl.Int64(),
+}
+SCORECARD = (
+    "n_judgments",
+    "n_flagged",
+    "n_gold",
+    "gold_score",
+    "gold_score_upper",
+    "agreement",
+    "agreement_upper",
+    "consensus_alpha",
+    "consensus_alpha_upper",
+    "spammer_score",
+    "mean_duration_s",
+)
+# A segment row `replaces` an earlier version of its judgment (in an older segment) or is a
+# `deleted` tombstone: loading resolves only those judgments, not the whole ledger.
+SEGMENT_EXTRA = {"replaces": pl.Boolean(), "deleted": pl.Boolean()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class KindLiveOptions:
+    """Block thresholds (the daily kind scorecards' floors), the full-fit cadence, the policy.
+
+    `policy` is `policy.RECOMMENDED` (three votes to start, up to thirty); its target is
+    replaced by the kind's `KIND_TARGETS` unless `targets` names another.
+    """
+
+    min_judgments: int = 30
+    min_gold: int = 10
+    min_gold_score: float = 0.5
+    min_consensus_alpha: float = 0.3
+    confidence: float = 0.95
+    full_fit_every: int = 20
+    full_fit_growth: float = 0.1
+    policy: PolicyOptions = RECOMMENDED
+    targets: Mapping[str, float] = field(default_factory=lambda: dict(KIND_TARGETS))
+
+    def policy_for(self, kind: str) -> PolicyOptions:
+        return replace(self.policy, target_confidence=self.targets[kind])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segment:
+    key: str
+    rows: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class KindState:
+    """One (project, kind)'s running state; `parameters` are the last full fit's per annotator
+    (and, for the Dawid–Skene kinds, `annotator_id` null rows holding the class counts)."""
+
+    project: str
+    kind: str
+    version: int = 0
+    fitted_version: int = 0
+    # The active judgments the last full fit saw, and the judgments folded in since.
+    fitted_judgments: int = 0
+    folded_since_fit: int = 0
+    chance_distance: float | None = None
+    value_range: tuple[float, float] | None = None
+    ledger: pl.DataFrame = field(default_factory=pl.DataFrame)
+    tasks: pl.DataFrame = field(default_factory=pl.DataFrame)
+    gold: pl.DataFrame = field(default_factory=pl.DataFrame)
+    annotators: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=ANNOTATORS))
+    parameters: pl.DataFrame = field(default_factory=pl.DataFrame)
+    segments: tuple[Segment, ...] = ()
+    pending: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    def __post_init__(self) -> None:
+        if self.kind not in LIVE_KINDS:
+            raise ValueError(f"project {self.project!r}: kind {self.kind!r} is not a live kind")
+        state_prefix(self.project)
+        empty = {
+            "ledger": ledger_schema(self.kind),
+            "tasks": tasks_schema(self.kind),
+            "gold": gold_schema(self.kind),
+            "pending": _segment_schema(self.kind),
+        }
+        for name, schema in empty.items():
+            if getattr(self, name).width == 0:
+                object.__setattr__(self, name, pl.DataFrame(schema=schema))
+
+
+def _segment_schema(kind: str) -> dict[str, pl.DataType]:
+    schema = {c: t for c, t in ledger_schema(kind).items() if c != "flagged"}
+    return {**schema, **SEGMENT_EXTRA}
+
+
+# Incoming rows ------------------------------------------------------------------------------
+
+
+def kind_file_rows(
+    judgments: pl.DataFrame, gold: pl.DataFrame, *, read_at: datetime, source: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An ingested export's non-categorical judgments and gold (with `kind`, `project` and the
+    value columns), stamped like `loop.live.file_rows`: `updated_at` = when the content was
+    read, `source` = the file, so an edited file replaces and withdraws."""
+    kind = pl.col("kind").fill_null(DEFAULT_KIND) if "kind" in judgments.columns else None
+    if kind is None or judgments.height == 0:
+        rows = judgments.head(0)
+    else:
+        rows = judgments.filter(kind.is_in(list(LIVE_KINDS)))
+    values = [c for c in KIND_COLUMNS if c in VALUE_DTYPES and c != "label"]
+    base = ("judgment_id", "task_id", "project", "annotator_id", "submitted_at", "duration_s")
+    rows = _with_columns(rows, {**dict.fromkeys(values), "kind": None}).select(
+        *base,
+        "kind",
+        *values,
+        updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP),
+        source=pl.lit(source, pl.String),
+    )
+    golden = gold
+    if "kind" in gold.columns and gold.height:
+        golden = gold.filter(pl.col("kind").fill_null(DEFAULT_KIND).is_in(list(LIVE_KINDS)))
+    else:
+        golden = gold.head(0)
+    golden = _with_columns(golden, {**dict.fromkeys(values), "kind": None}).select(
+        "task_id", "project", "kind", *values
+    )
+    return rows, golden
+
+
+def _with_columns(frame: pl.DataFrame, names: Mapping[str, object]) -> pl.DataFrame:
+    missing = [
+        pl.lit(None).cast(KIND_COLUMNS.get(name, pl.String())).alias(name)
+        for name in names
+        if name not in frame.columns
+    ]
+    return frame.with_columns(missing) if missing else frame
+
+
+def _content_key(kind: str) -> pl.Expr:
+    """What a judgment says, as one comparable value (nested values included)."""
+    columns = ["task_id", "annotator_id", *VALUE_COLUMNS[kind], "submitted_at", "duration_s"]
+    return pl.struct([pl.col(c) for c in [*columns, "source"]]).struct.json_encode()
+
+
+def _incoming(state: KindState, new: pl.DataFrame) -> pl.DataFrame:
+    """Rows of the batch not yet in the ledger as they are (one per judgment, newest)."""
+    schema = {c: t for c, t in ledger_schema(state.kind).items() if c not in ("flagged", "version")}
+    if new.height == 0:
+        return pl.DataFrame(schema=schema)
+    other = new.filter(pl.col("project") != state.project) if "project" in new.columns else None
+    if other is not None and other.height:
+        raise ValueError(
+            f"judgment {other.item(0, 'judgment_id')}: field project is "
+            f"{other.item(0, 'project')!r}, expected {state.project!r}"
+        )
+    if "kind" in new.columns:
+        wrong = new.filter(pl.col("kind") != state.kind)
+        if wrong.height:
+            raise ValueError(
+                f"judgment {wrong.item(0, 'judgment_id')}: field kind is "
+                f"{wrong.item(0, 'kind')!r}, expected {state.kind!r}"
+            )
+    missing = [c for c in schema if c not in new.columns and c != "source"]
+    if missing:
+        raise ValueError(f"new {state.kind} judgments: missing column(s) {', '.join(missing)}")
+    value = VALUE_COLUMNS[state.kind]
+    nulls = new.filter(pl.any_horizontal([pl.col(c).is_null() for c in ("annotator_id", *value)]))
+    if nulls.height:
+        row = nulls.row(0, named=True)
+        name = next(c for c in ("annotator_id", *value) if row[c] is None)
+        raise ValueError(f"judgment {row['judgment_id']}: field {name} is null")
+    source = pl.col("source") if "source" in new.columns else pl.lit(None)
+    rows = (
+        new.select(
+            *[pl.col(c).cast(t) for c, t in schema.items() if c != "source"],
+            source=source.cast(pl.String),
+        )
+        .sort("updated_at")
+        .unique("judgment_id", keep="last", maintain_order=True)
+    )
+    known = state.ledger.filter(
+        pl.col("judgment_id").is_in(rows.get_column("judgment_id").implode())
+    )
+    if known.height == 0:
+        return rows
+    key = _content_key(state.kind)
+    mine = rows.with_columns(_key=key)
+    theirs = known.select("judgment_id", _updated="updated_at", _known=key)
+    repeated = mine.join(theirs, on="judgment_id", how="inner").filter(
+        (pl.col("updated_at") == pl.col("_updated")) | (pl.col("_key") == pl.col("_known"))
+    )
+    return rows.join(repeated.select("judgment_id"), on="judgment_id", how="anti")
+
+
+def _new_gold(state: KindState, gold: pl.DataFrame | None) -> pl.DataFrame:
+    schema = gold_schema(state.kind)
+    if gold is None or gold.height == 0:
+        return pl.DataFrame(schema=schema)
+    if "kind" in gold.columns:
+        gold = gold.filter(pl.col("kind") == state.kind)
+    rows = gold.select([pl.col(c).cast(t) for c, t in schema.items()]).unique(
+        "task_id", keep="last", maintain_order=True
+    )
+    key = pl.struct(list(schema)).struct.json_encode()
+    known = state.gold.select(_key=key)
+    return rows.filter(~rows.select(key).to_series().is_in(known.get_column("_key").implode()))
+
+
+# The update ---------------------------------------------------------------------------------
+
+
+def update_kind(
+    state: KindState,
+    new_judgments: pl.DataFrame,
+    gold: pl.DataFrame | None = None,
+    options: KindLiveOptions | None = None,
+    *,
+    resynced: Collection[str] = (),
+    full_fit: bool = False,
+    now: datetime | None = None,
+) -> tuple[KindState, LiveEvents]:
+    """Fold a batch of `state.kind` judgments (and gold) of `state.project` into the state.
+
+    `new_judgments`: `judgment_id`, `task_id`, `annotator_id`, the kind's value column(s),
+    `submitted_at`, `duration_s`, `updated_at`, optionally `source`. `resynced`: sources read
+    whole in this batch; what they no longer hold is withdrawn. `full_fit`: refit every task
+    and the annotator parameters with the kind's aggregation (the daily re-base).
+    """
+    options = options or KindLiveOptions()
+    now = now or datetime.now(UTC)
+    incoming = _incoming(state, new_judgments)
+    withdrawn = _withdrawn(state, new_judgments, resynced)
+    gold_rows = _new_gold(state, gold)
+    if incoming.height == 0 and gold_rows.height == 0 and withdrawn.height == 0 and not full_fit:
+        return state, _no_events()
+    version = state.version + 1
+    blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
+    added = incoming.with_columns(
+        flagged=pl.col("annotator_id").is_in(blocked.implode()),
+        version=pl.lit(version, pl.Int64),
+    ).select(list(ledger_schema(state.kind)))
+    replaced = state.ledger.filter(
+        pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
+    )
+    gone = pl.concat([replaced.get_column("judgment_id"), withdrawn.get_column("judgment_id")])
+    kept = state.ledger
+    if gone.len():
+        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
+    ledger = pl.concat([kept, added], how="vertical")
+    segment_rows = pl.concat(
+        [
+            state.pending,
+            withdrawn.drop("flagged").with_columns(
+                version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
+            ),
+            added.drop("flagged").with_columns(
+                replaces=pl.col("judgment_id").is_in(replaced.get_column("judgment_id").implode()),
+                deleted=pl.lit(False),
+            ),
+        ],
+        how="vertical",
+    )
+    stored_gold = pl.concat(
+        [state.gold.join(gold_rows, on="task_id", how="anti"), gold_rows], how="vertical"
+    )
+    voted = pl.concat(
+        [
+            incoming.get_column("task_id"),
+            gold_rows.get_column("task_id"),
+            replaced.get_column("task_id"),
+        ]
+    ).unique()
+    only_withdrawn = withdrawn.get_column("task_id").unique()
+    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
+    affected = pl.concat([voted, only_withdrawn]).unique()
+    value_range = _value_range(state, incoming, gold_rows)
+    mid = replace(
+        state, ledger=ledger, gold=stored_gold, pending=segment_rows, value_range=value_range
+    )
+    refit_all = (
+        full_fit
+        or state.parameters.height == 0
+        or (
+            version - state.fitted_version >= options.full_fit_every
+            and state.folded_since_fit + incoming.height
+            >= options.full_fit_growth * state.fitted_judgments
+        )
+    )
+    if refit_all:
+        fitted = _fit_everything(mid, options, version)
+        # Every task held before or after: one whose votes were all withdrawn counted before.
+        every_task = pl.concat(
+            [state.ledger.get_column("task_id"), ledger.get_column("task_id")]
+        ).unique()
+        fitted = _carry(fitted, before=state, tasks=every_task, ledger_before=state.ledger)
+    else:
+        fitted = _refit_tasks(mid, affected, options, version)
+        fitted = _carry(fitted, before=state, tasks=affected, ledger_before=state.ledger)
+    touched = pl.concat(
+        [
+            incoming.get_column("annotator_id"),
+            withdrawn.get_column("annotator_id"),
+            ledger.filter(pl.col("task_id").is_in(affected.implode())).get_column("annotator_id"),
+        ]
+    ).unique()
+    if refit_all:
+        touched = fitted.annotators.get_column("annotator_id")
+    fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
+    fitted, actions, alerts = _block(fitted, touched, options, version, now)
+    if actions.height:
+        blocked_now = actions.get_column("annotator_id")
+        before_block = fitted
+        flagged_ledger = fitted.ledger.with_columns(
+            flagged=pl.col("flagged") | pl.col("annotator_id").is_in(blocked_now.implode())
+        )
+        their_tasks = (
+            fitted.ledger.filter(pl.col("annotator_id").is_in(blocked_now.implode()))
+            .get_column("task_id")
+            .unique()
+        )
+        fitted = _refit_tasks(replace(fitted, ledger=flagged_ledger), their_tasks, options, version)
+        fitted = _carry(
+            fitted, before=before_block, tasks=their_tasks, ledger_before=before_block.ledger
+        )
+        affected = pl.concat([affected, their_tasks]).unique()
+        again = fitted.ledger.filter(pl.col("task_id").is_in(their_tasks.implode()))
+        touched = pl.concat([touched, again.get_column("annotator_id")]).unique()
+        fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
+    requests = _requests_after_change(
+        state, fitted, options, now, affected, only_withdrawn, everything=refit_all
+    )
+    final = replace(fitted, version=version)
+    if not refit_all:
+        final = replace(final, folded_since_fit=state.folded_since_fit + incoming.height)
+    events = LiveEvents(
+        task_requests=requests,
+        annotator_actions=actions,
+        alerts=alerts,
+        new_judgments=incoming.height,
+        refitted_tasks=final.tasks.height if refit_all else affected.len(),
+        withdrawn_judgments=withdrawn.height,
+    )
+    return final, events
+
+
+def update_kind_projects(
+    states: Mapping[tuple[str, str], KindState],
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame | None = None,
+    options: KindLiveOptions | None = None,
+    *,
+    resynced: Mapping[tuple[str, str], Collection[str]] | None = None,
+    full_fit: bool = False,
+    now: datetime | None = None,
+) -> tuple[dict[tuple[str, str], KindState], dict[tuple[str, str], LiveEvents]]:
+    """`update_kind` per (project, kind) in `judgments` / `gold` (`project` and `kind` columns),
+    in `resynced`, or (with `full_fit`) in `states`."""
+    resynced = resynced or {}
+    keys: set[tuple[str, str]] = set()
+    for frame in (judgments, gold):
+        if frame is not None and frame.height:
+            keys |= {(p, k) for p, k in frame.select("project", "kind").unique().iter_rows()}
+    keys |= {key for key, sources in resynced.items() if sources}
+    if full_fit:
+        keys |= set(states)
+    next_states = dict(states)
+    events: dict[tuple[str, str], LiveEvents] = {}
+    for project, kind in sorted(keys):
+        state = next_states.get((project, kind)) or KindState(project=project, kind=kind)
+
+        def mine(frame: pl.DataFrame | None, p: str = project, k: str = kind) -> pl.DataFrame:
+            if frame is None or frame.height == 0:
+                return pl.DataFrame()
+            return frame.filter((pl.col("project") == p) & (pl.col("kind") == k))
+
+        next_states[(project, kind)], events[(project, kind)] = update_kind(
+            state,
+            mine(judgments),
+            mine(gold),
+            options,
+            resynced=resynced.get((project, kind), ()),
+            full_fit=full_fit and state.version > 0,
+            now=now,
+        )
+    return next_states, events
+
+
+def _withdrawn(state: KindState, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
+    if not resynced or state.ledger.height == 0:
+        return state.ledger.head(0)
+    gone = pl.col("source").is_in(list(resynced))
+    if new.height:
+        gone = gone & ~pl.col("judgment_id").is_in(
+            new.get_column("judgment_id").cast(pl.String).implode()
+        )
+    return state.ledger.filter(gone)
+
+
+def _value_range(
+    state: KindState, incoming: pl.DataFrame, gold: pl.DataFrame
+) -> tuple[float, float] | None:
+    """Numeric only: the range of every value seen, the scale agreement is measured on."""
+    if state.kind != "numeric":
+        return None
+    values = pl.concat([incoming.get_column("value"), gold.get_column("value")]).drop_nulls()
+    if values.len() == 0:
+        return state.value_range
+    low, high = float(values.min()), float(values.max())  # type: ignore[arg-type]
+    if state.value_range is not None:
+        low, high = min(low, state.value_range[0]), max(high, state.value_range[1])
+    return low, high
+
+
+# Fits ---------------------------------------------------------------------------------------
+
+
+def _active(state: KindState, tasks: pl.Series | None = None) -> pl.DataFrame:
+    # One filter: narrowing to the tasks first copies only their rows, not the whole ledger.
+    keep = ~pl.col("flagged")
+    if tasks is not None:
+        keep = pl.col("task_id").is_in(tasks.implode()) & keep
+    rows = state.ledger.filter(keep)
+    # A stable order: pairwise orients every task by its first row.
+    return rows.sort("task_id", "submitted_at", "judgment_id")
+
+
+def _fit_everything(state: KindState, options: KindLiveOptions, version: int) -> KindState:
+    """The kind's aggregation over every active judgment: all tasks and the parameters."""
+    rows = _active(state)
+    gold = state.gold.filter(pl.col("task_id").is_in(rows.get_column("task_id").implode()))
+    labels, parameters = full_fit_labels(state.kind, rows, gold)
+    tasks = _task_rows(state, labels, rows, gold, version)
+    return replace(
+        state,
+        tasks=tasks,
+        parameters=parameters,
+        fitted_version=version,
+        fitted_judgments=rows.height,
+        folded_since_fit=0,
+        chance_distance=_chance_distance(state.kind, rows, labels),
+    )
+
+
+def _refit_tasks(
+    state: KindState, affected: pl.Series, options: KindLiveOptions, version: int
+) -> KindState:
+    """The `affected` tasks' posteriors with the carried parameters; the rest stay."""
+    if affected.len() == 0:
+        return state
+    rows = _active(state, affected)
+    gold = state.gold.filter(pl.col("task_id").is_in(affected.implode()))
+    labels = (
+        refit_labels(state.kind, rows, gold, state.parameters, ledger_values=_scale(state))
+        if rows.height
+        else pl.DataFrame(schema=_labels_schema(state.kind))
+    )
+    fresh = _task_rows(state, labels, rows, gold, version)
+    kept = state.tasks.filter(~pl.col("task_id").is_in(affected.implode()))
+    return replace(state, tasks=pl.concat([kept, fresh], how="vertical"))
+
+
+def _scale(state: KindState) -> pl.Series | None:
+    """Numeric: every active value of the project (the tolerance reads the rating scale)."""
+    if state.kind != "numeric":
+        return None
+    return state.ledger.select("value", "flagged").filter(~pl.col("flagged")).get_column("value")
+
+
+def _labels_schema(kind: str) -> dict[str, pl.DataType]:
+    return {"task_id": pl.String(), **value_columns(kind), "confidence": pl.Float64()}
+
+
+def _task_rows(
+    state: KindState,
+    labels: pl.DataFrame,
+    rows: pl.DataFrame,
+    gold: pl.DataFrame,
+    version: int,
+) -> pl.DataFrame:
+    """One row per task with votes or gold: the refit's answer (gold: the gold answer, at
+    confidence 1), `n_votes` the active judgments."""
+    columns = list(VALUE_COLUMNS[state.kind])
+    votes = rows.group_by("task_id").agg(n_votes=pl.len().cast(pl.Int64))
+    answered = labels.select("task_id", *columns, "confidence").join(
+        gold.select("task_id"), on="task_id", how="anti"
+    )
+    golden = gold.select("task_id", *columns, confidence=pl.lit(1.0, pl.Float64))
+    frame = pl.concat(
+        [
+            answered.cast(pl.Schema(_labels_schema(state.kind))),
+            golden.cast(pl.Schema(_labels_schema(state.kind))),
+        ],
+        how="vertical",
+    )
+    return (
+        frame.join(votes, on="task_id", how="left")
+        .with_columns(n_votes=pl.col("n_votes").fill_null(0), version=pl.lit(version, pl.Int64))
+        .select(list(tasks_schema(state.kind)))
+        .cast(pl.Schema(tasks_schema(state.kind)))
+    )
+
+
+def full_fit_labels(
+    kind: str, rows: pl.DataFrame, gold: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`task_id`, value column(s), `confidence` per task; the parameters to carry)."""
+    columns = list(VALUE_COLUMNS[kind])
+    if rows.height == 0:
+        return pl.DataFrame(schema=_labels_schema(kind)), pl.DataFrame()
+    anchors = gold.select("task_id", *columns) if gold.height else None
+    if kind == "pairwise":
+        labels = _pairwise_labels(rows, PairwiseConfidence(gold=anchors)(rows))
+        return labels, _confusion_parameters(_winner_codes(rows, labels), n_classes=len(_WINNERS))
+    plain = rows.select("task_id", "annotator_id", *columns)
+    if kind == "spans":
+        fitted, carried = fit_spans(plain, gold=anchors)
+        return _with_confidence(kind, fitted.labels, rows), _span_parameters(carried)
+    result = aggregate_kind(plain, kind=kind, gold=anchors)
+    confidence = policy_confidence(kind, result.labels, rows)
+    labels = result.labels.select("task_id", *columns).join(
+        confidence.select("task_id", "confidence"), on="task_id", how="left"
+    )
+    if kind == "multilabel":
+        return labels, _multilabel_parameters(rows, labels)
+    if kind == "numeric":
+        return labels, result.annotators.select("annotator_id", "bias", "noise_sd")
+    return labels, result.annotators.select("annotator_id", "reliability")
+
+
+def refit_labels(
+    kind: str,
+    rows: pl.DataFrame,
+    gold: pl.DataFrame,
+    parameters: pl.DataFrame,
+    *,
+    ledger_values: pl.Series | None = None,
+) -> pl.DataFrame:
+    """The touched tasks' answers and confidences with the carried `parameters` fixed."""
+    columns = list(VALUE_COLUMNS[kind])
+    anchors = gold.select("task_id", *columns) if gold.height else None
+    plain = rows.select("task_id", "annotator_id", *columns)
+    if kind == "numeric":
+        values = ledger_values if ledger_values is not None else rows.get_column("value")
+        return _numeric_posterior(rows, gold, parameters, tolerance=numeric_tolerance(values))
+    if kind == "multilabel":
+        return _multilabel_posterior(rows, gold, parameters)
+    if kind == "pairwise":
+        return _pairwise_posterior(rows, gold, parameters)
+    if kind == "spans":
+        fitted, _ = fit_spans(plain, gold=anchors, confusion=_span_confusion(parameters))
+        return _with_confidence(kind, fitted.labels, rows)
+    result = aggregate_kind(plain, kind=kind, gold=anchors, reliability=parameters)
+    return _with_confidence(kind, result.labels, rows)
+
+
+def _with_confidence(kind: str, labels: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """The aggregate's value column(s) and the policy's confidence (`policy_confidence`)."""
+    confidence = policy_confidence(kind, labels, rows)
+    return labels.select("task_id", *VALUE_COLUMNS[kind]).join(
+        confidence.select("task_id", "confidence"), on="task_id", how="left"
+    )
+
+
+def _span_parameters(carried: SpanConfusion) -> pl.DataFrame:
+    """A spans fit's confusion counts as a frame: one row per annotator (K×K, row-major) and a
+    null-annotator row with the class prior; `classes` the class order (code 0 is O)."""
+    k = len(carried.classes) + 1
+    classes = pl.Series(
+        [carried.classes] * (carried.annotators.len() + 1), dtype=pl.List(pl.String)
+    )
+    return pl.DataFrame(
+        {
+            "annotator_id": pl.concat(
+                [carried.annotators.cast(pl.String), pl.Series([None], dtype=pl.String)]
+            ),
+            "confusion": pl.Series(
+                [*carried.counts.reshape(-1, k * k).tolist(), carried.prior.tolist()],
+                dtype=pl.List(pl.Float64),
+            ),
+            "classes": classes,
+        }
+    )
+
+
+def _span_confusion(parameters: pl.DataFrame) -> SpanConfusion:
+    annotators = parameters.filter(pl.col("annotator_id").is_not_null())
+    prior = parameters.filter(pl.col("annotator_id").is_null())
+    classes = list(parameters.get_column("classes")[0]) if parameters.height else []
+    k = len(classes) + 1
+    counts = np.asarray(annotators.get_column("confusion").to_list(), dtype=np.float64)
+    return SpanConfusion(
+        classes=classes,
+        annotators=annotators.get_column("annotator_id"),
+        counts=counts.reshape(-1, k, k),
+        prior=np.asarray(prior.get_column("confusion")[0].to_list(), dtype=np.float64)
+        if prior.height
+        else np.zeros(k),
+    )
+
+
+def _numeric_posterior(
+    rows: pl.DataFrame, gold: pl.DataFrame, parameters: pl.DataFrame, *, tolerance: float
+) -> pl.DataFrame:
+    """x_ij = t_i + b_j + ε, ε ~ N(0, σ_j²), flat prior on t: t_i | x ~ N(Σ w(x − b) / Σ w,
+    1 / Σ w) with w = 1/σ_j² (the bias-and-noise model's E-step; a newcomer has no bias and
+    the median noise)."""
+    known = parameters.select("annotator_id", "bias", "noise_sd")
+    noise = known.get_column("noise_sd").drop_nulls()
+    default = float(noise.median() or 1.0) if noise.len() else 1.0  # type: ignore[arg-type]
+    frame = rows.select("task_id", "annotator_id", "value").join(
+        known, on="annotator_id", how="left", maintain_order="left"
+    )
+    frame = frame.with_columns(
+        bias=pl.col("bias").fill_null(0.0),
+        weight=1.0 / pl.col("noise_sd").fill_null(default).clip(lower_bound=1e-6).pow(2),
+    )
+    per_task = frame.group_by("task_id", maintain_order=True).agg(
+        precision=pl.col("weight").sum(),
+        weighted=((pl.col("value") - pl.col("bias")) * pl.col("weight")).sum(),
+    )
+    z = float(ndtri(0.975))
+    per_task = per_task.with_columns(
+        value=pl.col("weighted") / pl.col("precision"),
+        sd=1.0 / pl.col("precision").sqrt(),
+    ).with_columns(lo=pl.col("value") - z * pl.col("sd"), hi=pl.col("value") + z * pl.col("sd"))
+    confidence = numeric_confidence(
+        per_task.get_column("lo").to_numpy(),
+        per_task.get_column("hi").to_numpy(),
+        tolerance=tolerance,
+    )
+    labels = per_task.select("task_id", "value", confidence=pl.Series(confidence))
+    golden = gold.select("task_id", "value", confidence=pl.lit(1.0))
+    return pl.concat(
+        [labels.join(golden.select("task_id"), on="task_id", how="anti"), golden],
+        how="vertical_relaxed",
+    )
+
+
+# Dawid–Skene kinds with carried confusion counts ---------------------------------------------
+
+
+def _confusion_parameters(codes: pl.DataFrame, *, n_classes: int) -> pl.DataFrame:
+    """Per annotator (and `class` for multilabel) K×K hard counts [answer, truth] of the
+    judgments against the consensus (`codes`: `annotator_id`, [`class`,] `answer`, `truth`),
+    and null-annotator rows with the consensus class counts (the prior)."""
+    keys = [c for c in ("annotator_id", "class") if c in codes.columns]
+    cell = pl.col("answer") * n_classes + pl.col("truth")
+    counts = (
+        codes.group_by(keys)
+        .agg(cell.alias("_cells"))
+        .with_columns(
+            confusion=pl.col("_cells").map_elements(
+                lambda cells: (
+                    np.bincount(np.asarray(cells), minlength=n_classes**2).astype(float).tolist()
+                ),
+                return_dtype=pl.List(pl.Float64),
+            )
+        )
+        .drop("_cells")
+    )
+    prior_keys = [c for c in keys if c != "annotator_id"]
+    prior = (
+        codes.unique([*prior_keys, "task_id"])
+        .group_by(prior_keys or pl.lit(0).alias("_all"))
+        .agg(pl.col("truth").alias("_truths"))
+        .with_columns(
+            confusion=pl.col("_truths").map_elements(
+                lambda truths: (
+                    np.bincount(np.asarray(truths), minlength=n_classes).astype(float).tolist()
+                ),
+                return_dtype=pl.List(pl.Float64),
+            ),
+            annotator_id=pl.lit(None, pl.String),
+        )
+        .select(*keys, "confusion")
+    )
+    return pl.concat([counts.select(*keys, "confusion"), prior], how="vertical_relaxed")
+
+
+def _ds_posterior(
+    task: np.ndarray,
+    annotator: np.ndarray,
+    answer: np.ndarray,
+    counts: np.ndarray,
+    prior: np.ndarray,
+    n_tasks: int,
+) -> np.ndarray:
+    """P(truth | votes) per task with fixed confusion counts (annotator −1: none carried) under
+    a Dirichlet prior of one pseudo-count per cell plus one on the diagonal (as `loop.live`)."""
+    k = prior.shape[0]
+    a = counts.shape[0]
+    padded = np.concatenate([counts, np.zeros((1, k, k))])  # row a: a newcomer
+    who = np.where(annotator < 0, a, annotator)
+    smoothed = padded + 1.0 + np.eye(k)[None, :, :]
+    theta = smoothed / smoothed.sum(axis=1, keepdims=True)
+    scores = np.zeros((n_tasks, k))
+    log_theta = np.log(np.maximum(theta[who, answer, :], _FLOOR))
+    for truth in range(k):
+        scores[:, truth] = np.bincount(task, weights=log_theta[:, truth], minlength=n_tasks)
+    scores += np.log((prior + 1.0) / (prior.sum() + k))[None, :]
+    scores -= scores.max(axis=1, keepdims=True)
+    probabilities = np.exp(scores)
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def _counts_of(
+    parameters: pl.DataFrame, annotators: pl.Series, k: int, *, class_name: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(counts (annotators, K, K) in `annotators` order, prior (K,)) from the parameters."""
+    frame = parameters
+    if class_name is not None and frame.height:
+        frame = frame.filter(pl.col("class") == class_name)
+    counts = np.zeros((annotators.len(), k, k))
+    prior = np.zeros(k)
+    if frame.height == 0:
+        return counts, prior
+    prior_rows = frame.filter(pl.col("annotator_id").is_null())
+    if prior_rows.height:
+        prior = np.asarray(prior_rows.get_column("confusion")[0], dtype=np.float64)
+    indexed = annotators.to_frame("annotator_id").with_row_index("_code")
+    joined = indexed.join(frame.drop_nulls("annotator_id"), on="annotator_id", how="inner")
+    if joined.height:
+        flat = np.asarray(joined.get_column("confusion").to_list(), dtype=np.float64)
+        counts[joined.get_column("_code").to_numpy()] = flat.reshape(-1, k, k)
+    return counts, prior
+
+
+def _winner_codes(rows: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    """Pairwise: `task_id`, `annotator_id`, `answer`, `truth` codes of left / right / tie."""
+    oriented = oriented_winners(rows)
+    codes = {w: i for i, w in enumerate(_WINNERS)}
+    return oriented.join(
+        labels.select("task_id", _truth="winner"), on="task_id", how="inner"
+    ).select(
+        "task_id",
+        "annotator_id",
+        answer=pl.col("label").replace_strict(codes, return_dtype=pl.Int64),
+        truth=pl.col("_truth").replace_strict(codes, return_dtype=pl.Int64),
+    )
+
+
+def _pairwise_labels(rows: pl.DataFrame, confidence: pl.DataFrame) -> pl.DataFrame:
+    """The pair's winner as its first row shows the pair (left, right, winner)."""
+    first = rows.group_by("task_id", maintain_order=True).agg(
+        pl.col("left").first(), pl.col("right").first()
+    )
+    return first.join(
+        confidence.select("task_id", winner="label", confidence="confidence"),
+        on="task_id",
+        how="inner",
+    ).select("task_id", "left", "right", "winner", "confidence")
+
+
+def _pairwise_posterior(
+    rows: pl.DataFrame, gold: pl.DataFrame, parameters: pl.DataFrame
+) -> pl.DataFrame:
+    oriented = oriented_winners(rows)
+    tasks = oriented.select("task_id").unique(maintain_order=True).with_row_index("_task")
+    annotators = oriented.get_column("annotator_id").unique().sort()
+    counts, prior = _counts_of(parameters, annotators, len(_WINNERS))
+    codes = {w: i for i, w in enumerate(_WINNERS)}
+    coded = oriented.join(tasks, on="task_id").join(
+        annotators.to_frame().with_row_index("_annotator"), on="annotator_id"
+    )
+    posterior = _ds_posterior(
+        coded.get_column("_task").to_numpy().astype(np.int64),
+        coded.get_column("_annotator").to_numpy().astype(np.int64),
+        coded.get_column("label").replace_strict(codes, return_dtype=pl.Int64).to_numpy(),
+        counts,
+        prior,
+        tasks.height,
+    )
+    best = posterior.argmax(axis=1)
+    confidence = tasks.select(
+        "task_id",
+        label=pl.Series([_WINNERS[b] for b in best], dtype=pl.String),
+        confidence=pl.Series(posterior.max(axis=1), dtype=pl.Float64),
+    )
+    return _pairwise_labels(rows, confidence)
+
+
+def _class_universe(rows: pl.DataFrame, parameters: pl.DataFrame) -> list[str]:
+    seen = set(rows.get_column("labels").explode().drop_nulls().to_list())
+    if parameters.height and "class" in parameters.columns:
+        seen |= set(parameters.get_column("class").drop_nulls().to_list())
+    return sorted(seen)
+
+
+def _multilabel_codes(
+    rows: pl.DataFrame, classes: list[str], truth: pl.DataFrame | None
+) -> pl.DataFrame:
+    """One row per (judgment, class): `answer` 1 if the judgment lists the class (and `truth`
+    from the `truth` frame's sets)."""
+    frame = rows.select("task_id", "annotator_id", "labels").join(
+        pl.DataFrame({"class": classes}, schema={"class": pl.String}), how="cross"
+    )
+    frame = frame.with_columns(
+        answer=pl.col("labels").list.contains(pl.col("class")).cast(pl.Int64)
+    )
+    if truth is not None:
+        frame = frame.join(truth.select("task_id", _truth="labels"), on="task_id", how="inner")
+        frame = frame.with_columns(
+            truth=pl.col("_truth").list.contains(pl.col("class")).cast(pl.Int64)
+        )
+    return frame
+
+
+def _multilabel_parameters(rows: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    classes = _class_universe(rows, pl.DataFrame())
+    if not classes:
+        return pl.DataFrame()
+    codes = _multilabel_codes(rows, classes, labels)
+    return _confusion_parameters(
+        codes.select("task_id", "annotator_id", "class", "answer", "truth"), n_classes=2
+    )
+
+
+def _multilabel_posterior(
+    rows: pl.DataFrame, gold: pl.DataFrame, parameters: pl.DataFrame
+) -> pl.DataFrame:
+    """Per class the binary Dawid–Skene E-step; the set is every class at P ≥ 1/2 and the
+    confidence Π_c max(p_c, 1 − p_c), as `aggregate_multilabel_kind` reports it."""
+    classes = _class_universe(rows, parameters)
+    tasks = rows.select("task_id").unique(maintain_order=True).with_row_index("_task")
+    n = tasks.height
+    annotators = rows.get_column("annotator_id").unique().sort()
+    codes = (
+        _multilabel_codes(rows, classes, None)
+        .join(tasks, on="task_id")
+        .join(annotators.to_frame().with_row_index("_annotator"), on="annotator_id")
+    )
+    chosen: list[list[str]] = [[] for _ in range(n)]
+    confidence = np.ones(n)
+    for name in classes:
+        mine = codes.filter(pl.col("class") == name)
+        counts, prior = _counts_of(parameters, annotators, 2, class_name=name)
+        posterior = _ds_posterior(
+            mine.get_column("_task").to_numpy().astype(np.int64),
+            mine.get_column("_annotator").to_numpy().astype(np.int64),
+            mine.get_column("answer").to_numpy().astype(np.int64),
+            counts,
+            prior,
+            n,
+        )[:, 1]
+        confidence *= np.maximum(posterior, 1.0 - posterior)
+        for index in np.flatnonzero(posterior >= 0.5):
+            chosen[index].append(name)
+    return tasks.select(
+        "task_id",
+        labels=pl.Series(chosen, dtype=pl.List(pl.String)),
+        confidence=pl.Series(confidence, dtype=pl.Float64),
+    )
+
+
+# Scorecards ---------------------------------------------------------------------------------
+
+
+def _chance_distance(kind: str, rows: pl.DataFrame, labels: pl.DataFrame) -> float | None:
+    """D_e of the daily scorecards (`quality.kinds.consensus_agreement`): 1/2 for rankings,
+    1 − Σ p_w² for pairwise, else the distance to a random other task's consensus (seed 0)."""
+    if rows.height == 0 or labels.height == 0:
+        return None
+    if kind == "ranking":
+        return 0.5
+    if kind == "pairwise":
+        shares = rows.get_column("winner").value_counts(normalize=True)["proportion"].to_numpy()
+        return float(1.0 - np.sum(shares**2))
+    judged = rows.join(labels.select("task_id"), on="task_id", how="semi")
+    order = np.random.default_rng(0).permutation(labels.height)
+    shuffled = labels.with_columns(pl.col("task_id").gather(order))
+    distances = judgment_distances(judged, shuffled, kind=kind)
+    return float(np.nanmean(distances)) if distances.size else None
+
+
+def _row_stats(state: KindState, rows: pl.DataFrame, tasks: pl.DataFrame) -> pl.DataFrame:
+    """Per annotator of `rows`: the `_CARRIED` sums against `tasks` (consensus) and the gold."""
+    kind = state.kind
+    columns = list(VALUE_COLUMNS[kind])
+    if rows.height == 0:
+        return pl.DataFrame(
+            schema={"annotator_id": pl.String, **{c: ANNOTATORS[c] for c in _CARRIED}}
+        )
+    consensus = tasks.select("task_id", *columns)
+    judged = rows.join(consensus.select("task_id"), on="task_id", how="semi")
+    if kind == "pairwise":
+        distance = _pairwise_distances(judged, consensus)
+    else:
+        distance = (
+            judgment_distances(judged, consensus, kind=kind) if judged.height else np.zeros(0)
+        )
+    compared = judged.select("annotator_id").with_columns(
+        _distance=pl.Series(distance, dtype=pl.Float64)
+    )
+    gold = _gold_metric(state, rows)
+    base = rows.group_by("annotator_id").agg(
+        n_judgments=pl.len().cast(pl.Int64),
+        duration_total=pl.col("duration_s").sum().cast(pl.Float64),
+        n_durations=pl.col("duration_s").count().cast(pl.Int64),
+    )
+    agree = (
+        compared.drop_nans("_distance")
+        .group_by("annotator_id")
+        .agg(n_compared=pl.len().cast(pl.Int64), distance_total=pl.col("_distance").sum())
+    )
+    return (
+        base.join(agree, on="annotator_id", how="left")
+        .join(gold, on="annotator_id", how="left")
+        .with_columns(pl.col(list(_CARRIED)).fill_null(0))
+        .select("annotator_id", *_CARRIED)
+    )
+
+
+def _pairwise_distances(judged: pl.DataFrame, consensus: pl.DataFrame) -> np.ndarray:
+    """Pairwise: 0 where a judgment's winner is the consensus winner as that judgment shows
+    the pair (left and right may be swapped), else 1 (the nominal distance on pairs)."""
+    joined = judged.select("task_id", "left", "winner").join(
+        consensus.select("task_id", _left="left", _winner="winner"),
+        on="task_id",
+        how="left",
+        maintain_order="left",
+    )
+    swapped = pl.col("left") != pl.col("_left")
+    expected = (
+        pl.when(swapped & (pl.col("_winner") == "left"))
+        .then(pl.lit("right"))
+        .when(swapped & (pl.col("_winner") == "right"))
+        .then(pl.lit("left"))
+        .otherwise(pl.col("_winner"))
+    )
+    differs = joined.select((pl.col("winner") != expected).fill_null(True)).to_series()
+    return differs.to_numpy().astype(np.float64)
+
+
+def _gold_metric(state: KindState, rows: pl.DataFrame) -> pl.DataFrame:
+    """Per annotator: `n_gold`, `gold_total` = Σ over their gold judgments of the kind's own gold
+    metric (`quality.kinds.GOLD_METRICS`), each judgment scored alone, raw units."""
+    empty = pl.DataFrame(
+        schema={"annotator_id": pl.String, "n_gold": pl.Int64, "gold_total": pl.Float64}
+    )
+    if state.gold.height == 0:
+        return empty
+    columns = list(VALUE_COLUMNS[state.kind])
+    judged = rows.join(state.gold.select("task_id"), on="task_id", how="semi")
+    if judged.height == 0:
+        return empty
+    metric = GOLD_METRICS[state.kind]
+    module = importlib.import_module(f"annotation_pipelines.aggregation.{metric.module}")
+    per_judgment = module.gold_score(
+        judged.select("task_id", annotator_id="judgment_id", **{c: c for c in columns}),
+        state.gold.select("task_id", *columns),
+    )
+    scored = per_judgment.select(
+        judgment_id="annotator_id", _metric=pl.col(metric.column).cast(pl.Float64)
+    ).filter(pl.col("_metric").is_not_null() & pl.col("_metric").is_not_nan())
+    return (
+        judged.select("judgment_id", "annotator_id")
+        .join(scored, on="judgment_id", how="inner")
+        .group_by("annotator_id")
+        .agg(n_gold=pl.len().cast(pl.Int64), gold_total=pl.col("_metric").sum())
+    )
+
+
+def _carry(
+    state: KindState, *, before: KindState, tasks: pl.Series, ledger_before: pl.DataFrame
+) -> KindState:
+    """The carried sums with the `tasks`' rows before taken away and after added."""
+    mine = pl.col("task_id").is_in(tasks.implode())
+    old_rows = ledger_before.filter(mine)
+    new_rows = state.ledger.filter(mine)
+    old_state = replace(state, gold=before.gold)
+    # The tasks' consensus only: joins then hash what the run touched, not every task.
+    added = _row_stats(state, new_rows, state.tasks.filter(mine))
+    removed = _row_stats(old_state, old_rows, before.tasks.filter(mine))
+    delta = (
+        pl.concat([added, removed.with_columns([-pl.col(c) for c in _CARRIED])], how="vertical")
+        .group_by("annotator_id")
+        .agg([pl.col(c).sum() for c in _CARRIED])
+    )
+    annotators = state.annotators
+    fresh = delta.select("annotator_id").join(annotators, on="annotator_id", how="anti")
+    if fresh.height:
+        annotators = pl.concat(
+            [
+                annotators,
+                fresh.with_columns(blocked=pl.lit(False), version=pl.lit(0, pl.Int64)),
+            ],
+            how="diagonal_relaxed",
+        ).select(list(ANNOTATORS))
+    joined = annotators.join(delta, on="annotator_id", how="left", suffix="_delta")
+    annotators = joined.with_columns(
+        [pl.col(c).fill_null(0) + pl.col(f"{c}_delta").fill_null(0) for c in _CARRIED]
+    ).select(list(ANNOTATORS))
+    return replace(state, annotators=annotators.cast(pl.Schema(ANNOTATORS)))
+
+
+def _scorecards(state: KindState, touched: pl.Series, options: KindLiveOptions) -> pl.DataFrame:
+    """The scorecard columns of the `touched` annotators from the carried sums."""
+    annotators = state.annotators
+    if touched.len() == 0 or annotators.height == 0:
+        return annotators
+    metric = GOLD_METRICS[state.kind]
+    spread = 1.0
+    if state.kind == "numeric" and state.value_range is not None:
+        spread = (state.value_range[1] - state.value_range[0]) or 1.0
+    mean_gold = pl.col("gold_total") / pl.col("n_gold")
+    if metric.signed:
+        gold_score = (mean_gold + 1.0) / 2.0
+    elif not metric.bounded:
+        gold_score = (1.0 - mean_gold / spread).clip(0.0, 1.0)
+    else:
+        gold_score = mean_gold if metric.higher_is_better else 1.0 - mean_gold
+    agreement = (1.0 - pl.col("distance_total") / pl.col("n_compared") / spread).clip(0.0, 1.0)
+    chance = state.chance_distance
+    if state.kind == "numeric" and chance is not None:
+        chance = chance / spread
+    work = annotators.with_columns(
+        _gold=pl.when(pl.col("n_gold") > 0).then(gold_score),
+        _agreement=pl.when(pl.col("n_compared") > 0).then(agreement),
+    )
+    _, gold_upper = wilson_bounds(
+        pl.col("_gold") * pl.col("n_gold"), pl.col("n_gold"), confidence=options.confidence
+    )
+    _, agreement_upper = wilson_bounds(
+        pl.col("_agreement") * pl.col("n_compared"),
+        pl.col("n_compared"),
+        confidence=options.confidence,
+    )
+    work = work.with_columns(_gold_upper=gold_upper, _agreement_upper=agreement_upper)
+
+    def alpha(column: str) -> pl.Expr:
+        if chance is None or chance <= 0:
+            return pl.lit(None, pl.Float64)
+        return 1.0 - (1.0 - pl.col(column)) / chance
+
+    work = work.with_columns(_alpha=alpha("_agreement"), _alpha_upper=alpha("_agreement_upper"))
+    chosen = pl.col("annotator_id").is_in(touched.implode())
+    fresh = {
+        "gold_score": pl.col("_gold"),
+        "gold_score_upper": pl.col("_gold_upper"),
+        "agreement": pl.col("_agreement"),
+        "agreement_upper": pl.col("_agreement_upper"),
+        "consensus_alpha": pl.col("_alpha"),
+        "consensus_alpha_upper": pl.col("_alpha_upper"),
+        "spammer_score": (1.0 - pl.col("_alpha")).clip(0.0, 1.0),
+        "mean_duration_s": pl.when(pl.col("n_durations") > 0).then(
+            pl.col("duration_total") / pl.col("n_durations")
+        ),
+        "n_flagged": pl.when(pl.col("blocked")).then(pl.col("n_judgments")).otherwise(0),
+    }
+    return (
+        work.with_columns(
+            [
+                pl.when(chosen).then(expr).otherwise(pl.col(name)).alias(name)
+                for name, expr in fresh.items()
+            ]
+        )
+        .select(list(ANNOTATORS))
+        .cast(pl.Schema(ANNOTATORS))
+    )
+
+
+def _block(
+    state: KindState, touched: pl.Series, options: KindLiveOptions, version: int, now: datetime
+) -> tuple[KindState, pl.DataFrame, list[dict[str, object]]]:
+    cards = state.annotators.filter(
+        pl.col("annotator_id").is_in(touched.implode()) & ~pl.col("blocked")
+    )
+    bad_gold = (pl.col("n_gold") >= options.min_gold) & (
+        pl.col("gold_score_upper") < options.min_gold_score
+    )
+    spam = pl.col("consensus_alpha_upper") < options.min_consensus_alpha
+    hits = cards.filter(
+        (pl.col("n_judgments") >= options.min_judgments) & (bad_gold | spam).fill_null(False)
+    )
+    if hits.height == 0:
+        return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
+    rows: list[dict[str, object]] = []
+    alerts: list[dict[str, object]] = []
+    for card in hits.sort("annotator_id").iter_rows(named=True):
+        reasons = []
+        if card["n_gold"] >= options.min_gold and (card["gold_score_upper"] or 1.0) < (
+            options.min_gold_score
+        ):
+            reasons.append(
+                f"{state.kind} gold score {card['gold_score']:.3f} on {card['n_gold']} gold "
+                f"(upper {options.confidence:g} bound {card['gold_score_upper']:.3f}) "
+                f"< {options.min_gold_score:g}"
+            )
+        if (card["consensus_alpha_upper"] if card["consensus_alpha_upper"] is not None else 1.0) < (
+            options.min_consensus_alpha
+        ):
+            reasons.append(
+                f"{state.kind} agreement with the consensus {card['agreement']:.3f}, "
+                f"chance-corrected {card['consensus_alpha']:.3f} (upper bound "
+                f"{card['consensus_alpha_upper']:.3f}) < {options.min_consensus_alpha:g} over "
+                f"{card['n_judgments']} judgments"
+            )
+        reason = "; ".join(reasons)
+        # JSON has no NaN (the DB's jsonb refuses it): an undefined figure is null.
+        evidence = {
+            c: None if isinstance(card[c], float) and not np.isfinite(card[c]) else card[c]
+            for c in SCORECARD
+        }
+        rows.append(
+            {
+                "annotator_id": card["annotator_id"],
+                "project": state.project,
+                "action": BLOCK,
+                "reason": reason,
+                "evidence": json.dumps({"kind": state.kind, **evidence}, sort_keys=True),
+                "decision_id": decision_id(
+                    f"{state.kind}_{BLOCK}", state.project, card["annotator_id"], version
+                ),
+                "created_at": now,
+            }
+        )
+        alerts.append(
+            {
+                "kind": "annotator_blocked",
+                "asset": "live_quality_state",
+                "check": "running_scorecard",
+                "partition": state.project,
+                "severity": "WARN",
+                "run_id": "",
+                "message": f"{state.project} ({state.kind}): annotator "
+                f"{card['annotator_id']} blocked: {reason}",
+            }
+        )
+    actions = pl.DataFrame(rows, schema=ANNOTATOR_ACTIONS)
+    ids = actions.get_column("annotator_id")
+    reason_by = dict(zip(ids, actions["reason"], strict=True))
+    annotators = state.annotators.with_columns(
+        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(ids.implode()),
+        blocked_reason=pl.coalesce(
+            pl.col("annotator_id").replace_strict(reason_by, default=None, return_dtype=pl.String),
+            pl.col("blocked_reason"),
+        ),
+        version=pl.when(pl.col("annotator_id").is_in(ids.implode()))
+        .then(pl.lit(version, pl.Int64))
+        .otherwise(pl.col("version")),
+    )
+    return replace(state, annotators=annotators), actions, alerts
+
+
+# Requests -----------------------------------------------------------------------------------
+
+
+def open_kind_requests(
+    state: KindState,
+    options: KindLiveOptions,
+    *,
+    now: datetime,
+    tasks: pl.Series | None = None,
+) -> pl.DataFrame:
+    """The policy's request for every task (or those in `tasks`) that wants one: tasks without
+    gold with their first `min_votes` votes, decided by `loop.policy.decide` at the kind's
+    target. `decision_id` hashes the kind, request, task and the version it last changed at."""
+    policy = options.policy_for(state.kind)
+    chosen = pl.col("n_votes") >= policy.min_votes
+    chosen = chosen & ~pl.col("task_id").is_in(state.gold.get_column("task_id").implode())
+    if tasks is not None:
+        chosen = chosen & pl.col("task_id").is_in(tasks.implode())
+    candidates = state.tasks.filter(chosen).sort("task_id")
+    if candidates.height == 0:
+        return pl.DataFrame(schema=TASK_REQUESTS)
+    decided = decide(candidates.select("task_id", "confidence", "n_votes"), policy)
+    wanted = decided.filter(pl.col("decision").is_in([NEEDS_ANOTHER_JUDGMENT, ESCALATE]))
+    if wanted.height == 0:
+        return pl.DataFrame(schema=TASK_REQUESTS)
+    columns = list(VALUE_COLUMNS[state.kind])
+    joined = wanted.join(candidates.select("task_id", "version", *columns), on="task_id")
+    request = (
+        pl.when(pl.col("decision") == ESCALATE)
+        .then(pl.lit(EXPERT_REVIEW))
+        .otherwise(pl.lit(ANOTHER_JUDGMENT))
+    )
+    posterior = pl.struct(
+        [pl.lit(state.kind).alias("kind"), pl.col("confidence"), pl.col("n_votes")]
+        + [pl.col(c) for c in columns]
+    ).struct.json_encode()
+    rows = joined.select(
+        "task_id",
+        "version",
+        project=pl.lit(state.project),
+        request=request,
+        reason=pl.lit(f"{state.kind}: ") + pl.col("reason"),
+        confidence="confidence",
+        posterior=posterior,
+    )
+    ids = [
+        decision_id(f"{state.kind}_{request}", state.project, task, version)
+        for request, task, version in rows.select("request", "task_id", "version").iter_rows()
+    ]
+    return rows.with_columns(
+        decision_id=pl.Series(ids, dtype=pl.String), created_at=pl.lit(now).cast(UTC_TIMESTAMP)
+    ).select(list(TASK_REQUESTS))
+
+
+def _requests_after_change(
+    before: KindState,
+    after: KindState,
+    options: KindLiveOptions,
+    now: datetime,
+    affected: pl.Series,
+    only_withdrawn: pl.Series,
+    *,
+    everything: bool,
+) -> pl.DataFrame:
+    """Requests on the tasks with new evidence; on the tasks that only lost votes or were only
+    refitted by a full fit, only where the policy's answer changed."""
+    fresh = affected.filter(~affected.is_in(only_withdrawn.implode()))
+    requests = open_kind_requests(after, options, now=now, tasks=fresh)
+    others = only_withdrawn
+    if everything:
+        all_tasks = after.tasks.get_column("task_id")
+        others = pl.concat([others, all_tasks.filter(~all_tasks.is_in(fresh.implode()))]).unique()
+    if others.len() == 0:
+        return requests
+    later = open_kind_requests(after, options, now=now, tasks=others)
+    earlier = open_kind_requests(before, options, now=now, tasks=others)
+    changed = later.join(
+        earlier.select("task_id", "request"), on=["task_id", "request"], how="anti"
+    )
+    return pl.concat([requests, changed], how="vertical")
+
+
+def _no_events() -> LiveEvents:
+    return LiveEvents(
+        task_requests=pl.DataFrame(schema=TASK_REQUESTS),
+        annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
+        alerts=[],
+    )
+
+
+# Persistence --------------------------------------------------------------------------------
+
+_FRAMES = ("tasks", "gold", "annotators", "parameters")
+FAN_IN = 8
+BASE_ROWS = 1024
+
+
+def kind_prefix(project: str, kind: str) -> str:
+    return f"{state_prefix(project)}/{KINDS_FOLDER}/{kind}"
+
+
+def _level(rows: int) -> int:
+    level, bound = 0, BASE_ROWS * FAN_IN
+    while rows >= bound:
+        level, bound = level + 1, bound * FAN_IN
+    return level
+
+
+def kind_state_objects(
+    state: KindState, read: Callable[[str], bytes | None]
+) -> tuple[dict[str, bytes], list[str]]:
+    """(objects to write, keys to delete) for `state`, to commit in one `Lake.commit`: the
+    frames, `state.json`, and the pending ledger rows as one new segment, merged size-tiered
+    (the newest `FAN_IN` segments of one level become one; a larger segment absorbs the smaller
+    ones before it), so a row is rewritten about once per level it climbs."""
+    prefix = kind_prefix(state.project, state.kind)
+    writes = {f"{prefix}/{name}.parquet": _parquet(getattr(state, name)) for name in _FRAMES}
+    segments = list(state.segments)
+    fresh: dict[str, pl.DataFrame] = {}
+    if state.pending.height:
+        versions = state.pending.get_column("version")
+        first, last = int(versions.min()), int(versions.max())  # type: ignore[arg-type]
+        rows = _merged(state.pending, oldest=not segments)
+        segment = Segment(
+            key=_segment_key(prefix, first, last), rows=rows.height, first=first, last=last
+        )
+        fresh[segment.key] = rows
+        segments.append(segment)
+
+    def frame(segment: Segment) -> pl.DataFrame:
+        if segment.key in fresh:
+            return fresh[segment.key]
+        data = read(segment.key)
+        if data is None:
+            raise FileNotFoundError(f"{segment.key}: a ledger segment to merge is missing")
+        return pl.read_parquet(io.BytesIO(data))
+
+    while True:
+        levels = [_level(s.rows) for s in segments]
+        if len(levels) >= 2 and levels[-1] > levels[-2]:
+            start = len(levels) - 1
+            while start > 0 and levels[start - 1] < levels[-1]:
+                start -= 1
+        elif len(levels) >= FAN_IN and len(set(levels[-FAN_IN:])) == 1:
+            start = len(levels) - FAN_IN
+        else:
+            break
+        parts = segments[start:]
+        rows = _merged(pl.concat([frame(p) for p in parts], how="vertical"), oldest=start == 0)
+        merged = Segment(
+            key=_segment_key(prefix, parts[0].first, parts[-1].last),
+            rows=rows.height,
+            first=parts[0].first,
+            last=parts[-1].last,
+        )
+        for part in parts:
+            fresh.pop(part.key, None)
+        fresh[merged.key] = rows
+        segments[start:] = [merged]
+    for segment in segments:
+        if segment.key in fresh:
+            writes[segment.key] = _parquet(fresh[segment.key])
+    kept = {s.key for s in segments}
+    deletes = [s.key for s in state.segments if s.key not in kept]
+    meta = {
+        "project": state.project,
+        "kind": state.kind,
+        "version": state.version,
+        "fitted_version": state.fitted_version,
+        "fitted_judgments": state.fitted_judgments,
+        "folded_since_fit": state.folded_since_fit,
+        "chance_distance": state.chance_distance,
+        "value_range": list(state.value_range) if state.value_range else None,
+        "ledger": [s.__dict__ for s in segments],
+    }
+    writes[f"{prefix}/state.json"] = json.dumps(meta, sort_keys=True).encode()
+    return writes, deletes
+
+
+def _segment_key(prefix: str, first: int, last: int) -> str:
+    return f"{prefix}/ledger/{first:012d}-{last:012d}.parquet"
+
+
+def _merged(rows: pl.DataFrame, *, oldest: bool) -> pl.DataFrame:
+    """Consecutive segments' rows as one: each judgment's newest row; from the oldest segment
+    on nothing older can be shadowed, so tombstones go."""
+    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).unique(
+        "judgment_id", keep="last", maintain_order=True
+    )
+    if oldest:
+        return rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
+    return rows
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]) -> KindState:
+    """The state stored under `live/<project>/kinds/<kind>/` (empty when there is none)."""
+    prefix = kind_prefix(project, kind)
+    raw = read(f"{prefix}/state.json")
+    if raw is None:
+        return KindState(project=project, kind=kind)
+    meta = json.loads(raw)
+    frames: dict[str, pl.DataFrame] = {}
+    for name in _FRAMES:
+        data = read(f"{prefix}/{name}.parquet")
+        if data is None:
+            raise FileNotFoundError(f"{prefix}/{name}.parquet missing next to {prefix}/state.json")
+        frames[name] = pl.read_parquet(io.BytesIO(data))
+    segments = tuple(Segment(**entry) for entry in meta["ledger"])
+    parts = []
+    for segment in segments:
+        data = read(segment.key)
+        if data is None:
+            raise FileNotFoundError(f"{segment.key} missing: {prefix}/state.json lists it")
+        parts.append(pl.read_parquet(io.BytesIO(data)))
+    schema = _segment_schema(kind)
+    rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
+    marked = rows.filter(pl.col("replaces") | pl.col("deleted")).get_column("judgment_id")
+    if marked.len():
+        indexed = rows.with_row_index("_row")
+        candidates = indexed.filter(pl.col("judgment_id").is_in(marked.unique().implode()))
+        stale = candidates.filter(
+            ~pl.col("judgment_id").is_last_distinct() | pl.col("deleted")
+        ).get_column("_row")
+        rows = indexed.filter(~pl.col("_row").is_in(stale.implode())).drop("_row")
+    blocked = frames["annotators"].filter(pl.col("blocked")).get_column("annotator_id")
+    ledger = rows.with_columns(flagged=pl.col("annotator_id").is_in(blocked.implode())).select(
+        list(ledger_schema(kind))
+    )
+    value_range = meta.get("value_range")
+    return KindState(
+        project=project,
+        kind=kind,
+        version=int(meta["version"]),
+        fitted_version=int(meta["fitted_version"]),
+        fitted_judgments=int(meta.get("fitted_judgments", 0)),
+        folded_since_fit=int(meta.get("folded_since_fit", 0)),
+        chance_distance=meta.get("chance_distance"),
+        value_range=(float(value_range[0]), float(value_range[1])) if value_range else None,
+        ledger=ledger,
+        segments=segments,
+        **frames,
+    )
+
+
+def load_kinds_index(read: Callable[[str], bytes | None]) -> dict[str, list[str]]:
+    """project → the kinds it has a live state of."""
+    raw = read(KINDS_INDEX)
+    return {} if raw is None else {p: list(k) for p, k in json.loads(raw).items()}
+
+
+def kinds_index_object(index: Mapping[str, Collection[str]]) -> dict[str, bytes]:
+    body = {p: sorted(set(k)) for p, k in sorted(index.items())}
+    return {KINDS_INDEX: json.dumps(body, sort_keys=True).encode()}
+
+
+__all__ = [
+    "KINDS_INDEX",
+    "LIVE_KINDS",
+    "KindLiveOptions",
+    "KindState",
+    "full_fit_labels",
+    "kind_file_rows",
+    "kind_prefix",
+    "kind_state_objects",
+    "kinds_index_object",
+    "load_kind_state",
+    "load_kinds_index",
+    "open_kind_requests",
+    "refit_labels",
+    "update_kind",
+    "update_kind_projects",
+]

@@ -1,0 +1,188 @@
+"""The live asset with a spans project: an export dropped in the landing zone reaches the kind's
+live state through a real sensor tick and run (real Dagster instance, real PostgreSQL
+annotation DB), its requests are written once, a killed run repeats nothing, and an edited file
+withdraws the judgments it lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import psycopg
+import pytest
+from dagster import DagsterInstance
+
+from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.loop.live_kinds import load_kind_state
+from assets.definitions import build_definitions
+from tests.loop.test_live_kinds import _synthetic
+from tests.loop.test_live_writeback import QUIET, _launch, _rows, _tick
+from tests.services import fresh_database
+
+pytestmark = pytest.mark.services
+PROJECT = "entities"
+
+
+def _export(path, frame: pl.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.select(
+        "judgment_id", "task_id", "annotator_id", "kind", "spans", "submitted_at", "duration_s"
+    ).write_parquet(path)
+
+
+def _metadata(result) -> dict[str, object]:
+    event = result.get_asset_materialization_events()[0].materialization
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_path, monkeypatch):
+    rows, _, spammer = _synthetic("spans", 200)
+    exports = tmp_path / "data" / "landing" / "exports" / PROJECT / "parquet"
+    lake = tmp_path / "data" / "lake"
+
+    def state():
+        return load_kind_state(
+            PROJECT,
+            "spans",
+            lambda key: (lake / key).read_bytes() if (lake / key).exists() else None,
+        )
+
+    with fresh_database("live_kinds") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        _export(exports / "batch-1.parquet", rows)
+        defs = build_definitions(profile="local")
+        job = defs.resolve_job_def("live_quality_job")
+        instance = DagsterInstance.ephemeral()
+
+        # The file arrives through one sensor tick and one run.
+        snapshot = tmp_path / "lake-before"
+        shutil.copytree(lake, snapshot) if lake.exists() else snapshot.mkdir()
+        tick = _tick(defs, instance)
+        assert len(tick.run_requests) == 1
+        first = _metadata(_launch(job, instance, tick)[0])
+        folded = state()
+        assert folded.ledger.height == rows.height
+        assert set(folded.ledger["judgment_id"]) == set(rows["judgment_id"])
+        assert folded.tasks.height == rows["task_id"].n_unique()
+        assert first["kind_new_judgments"] == rows.height
+        requests = _rows(dsn, "task_requests")
+        assert requests and first["task_requests_written"] == len(requests)
+        with psycopg.connect(dsn) as connection:
+            reason, posterior = connection.execute(
+                "SELECT reason, posterior FROM task_requests LIMIT 1"
+            ).fetchone()
+        assert reason.startswith("spans: ") and posterior["kind"] == "spans"
+        # The spammer is blocked once, with a bound, after the minimum of judgments.
+        blocks = _rows(dsn, "annotator_actions")
+        assert len(blocks) == 1
+        assert folded.annotators.filter(pl.col("blocked"))["annotator_id"].to_list() == [spammer]
+        # No categorical state for a spans project; the Label Studio list sits beside the state.
+        assert not (lake / "live" / PROJECT / "state.json").exists()
+        listed = json.loads(
+            (lake / "live" / PROJECT / "kinds" / "spans" / "requests.json").read_text()
+        )
+        assert {item["id"] for item in listed} <= set(rows["task_id"])
+        index = json.loads((lake / "live" / "_stream" / "kinds.json").read_text())
+        assert index == {PROJECT: ["spans"]}
+
+        # A run killed after writing to the DB and before its lake commit: the next run reads
+        # the same file again, folds the same judgments once, and writes no decision twice.
+        after_first = tmp_path / "lake-after"
+        shutil.copytree(lake, after_first)
+        shutil.rmtree(lake)
+        shutil.copytree(snapshot, lake)
+        retried = _metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert retried["kind_new_judgments"] == rows.height
+        assert retried["task_requests_written"] == 0 and retried["blocks_written"] == 0
+        assert _rows(dsn, "task_requests") == requests
+        # The same judgments, stamped with the retry's read time.
+        assert (
+            state()
+            .ledger.drop("updated_at")
+            .sort("judgment_id")
+            .equals(folded.ledger.drop("updated_at").sort("judgment_id"))
+        )
+        assert state().tasks.sort("task_id").equals(folded.tasks.sort("task_id"))
+
+        # Nothing new: the sensor skips; a run anyway folds nothing and moves no state.
+        assert not _tick(defs, instance, tick.cursor).run_requests
+        again = _metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert again["kind_new_judgments"] == 0 and again["task_requests_written"] == 0
+        assert state().version == folded.version
+
+        # An edited file without 30 of its judgments: withdrawn, their tasks refitted, and its
+        # unchanged rows are no new judgments.
+        dropped = rows.head(30)
+        _export(exports / "batch-1.parquet", rows.slice(30))
+        tick = _tick(defs, instance, tick.cursor)
+        edited_run = _metadata(_launch(job, instance, tick)[0])
+        assert edited_run["kind_withdrawn_judgments"] == 30
+        assert edited_run["kind_new_judgments"] == 0
+        edited = state()
+        assert edited.ledger.height == rows.height - 30
+        assert not edited.ledger["judgment_id"].is_in(dropped["judgment_id"].implode()).any()
+        flagged = int(edited.ledger["flagged"].sum())
+        assert int(edited.tasks["n_votes"].sum()) + flagged == rows.height - 30
+        kept = edited.annotators["n_judgments"].sum()
+        assert kept == rows.height - 30
+        assert len(_rows(dsn, "annotator_actions")) == 1
+
+
+def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp_path, monkeypatch):
+    from annotation_pipelines.loop.live import load_state
+
+    ratings, _, _ = _synthetic("numeric", 40)
+    ratings = ratings.with_columns(project=pl.lit("mixed"))
+    labels = pl.DataFrame(
+        {
+            "judgment_id": [f"c{i}" for i in range(30)],
+            "task_id": [f"q{i // 3}" for i in range(30)],
+            "annotator_id": [f"a{i % 3}" for i in range(30)],
+            "kind": ["categorical"] * 30,
+            "label": ["yes" if i % 4 else "no" for i in range(30)],
+            "submitted_at": ratings["submitted_at"].head(30),
+            "duration_s": [5.0] * 30,
+        }
+    )
+    columns = ["judgment_id", "task_id", "annotator_id", "kind", "submitted_at", "duration_s"]
+    both = pl.concat(
+        [labels.select(*columns, "label"), ratings.select(*columns, "value")], how="diagonal"
+    )
+    path = tmp_path / "data" / "landing" / "exports" / "mixed" / "parquet" / "day.parquet"
+    path.parent.mkdir(parents=True)
+    both.write_parquet(path)
+    lake = tmp_path / "data" / "lake"
+
+    def read(key: str) -> bytes | None:
+        return (lake / key).read_bytes() if (lake / key).exists() else None
+
+    with fresh_database("live_kinds_mixed") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        defs = build_definitions(profile="local")
+        job = defs.resolve_job_def("live_quality_job")
+        instance = DagsterInstance.ephemeral()
+        tick = _tick(defs, instance)
+        first = _metadata(_launch(job, instance, tick)[0])
+        assert first["new_judgments"] == 30 and first["kind_new_judgments"] == ratings.height
+        assert load_state("mixed", read).ledger.height == 30
+        assert load_kind_state("mixed", "numeric", read).ledger.height == ratings.height
+        record = json.loads(read("live/_stream/files.json") or b"{}")
+        assert record["exports/mixed/parquet/day.parquet"]["kinds"] == "categorical,numeric"
+
+        # The file edited to hold only its categorical rows: every rating is withdrawn, and
+        # the categorical judgments are neither new nor withdrawn.
+        labels.select(*columns, "label").write_parquet(path)
+        tick = _tick(defs, instance, tick.cursor)
+        edited = _metadata(_launch(job, instance, tick)[0])
+        assert edited["kind_withdrawn_judgments"] == ratings.height
+        assert edited["withdrawn_judgments"] == 0 and edited["new_judgments"] == 0
+        numeric = load_kind_state("mixed", "numeric", read)
+        assert numeric.ledger.height == 0 and numeric.tasks.height == 0
+        assert load_state("mixed", read).ledger.height == 30
