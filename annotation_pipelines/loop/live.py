@@ -245,6 +245,11 @@ class LedgerCompaction:
         return level
 
 
+# What the live layer runs with: merges of up to ~150,000 rows (a tenth of a second or so)
+# inline, the larger ones (a few a day, up to millions of rows) by the maintenance job.
+LIVE_COMPACTION = LedgerCompaction(max_inline_rows=150_000)
+
+
 def _empty_segment() -> pl.DataFrame:
     return pl.DataFrame(schema=SEGMENT)
 
@@ -2059,6 +2064,7 @@ def label_studio_requests(requests: pl.DataFrame) -> bytes:
 
 __all__ = [
     "ANNOTATOR_ACTIONS",
+    "LIVE_COMPACTION",
     "TASK_REQUESTS",
     "LedgerCompaction",
     "LiveEvents",
