@@ -2043,6 +2043,21 @@ def file_rows(
     return rows, golden
 
 
+def requests_file(
+    state: LiveState, options: LiveOptions, *, now: datetime, previous: bytes | None
+) -> bytes:
+    """`requests.json` for `state`: every open request, for tools that import them. A state
+    loaded in part holds only the tasks its batch touched, so the `previous` file's requests
+    stand for the other tasks and those of the tasks it holds are replaced."""
+    fresh = label_studio_requests(open_requests(state, options, now=now))
+    if state.stored is None or previous is None:
+        return fresh
+    held = set(state.tasks.get_column("task_id").to_list()) | state.removed_tasks
+    items = [item for item in json.loads(previous) if item["id"] not in held]
+    items += json.loads(fresh)
+    return json.dumps(sorted(items, key=lambda item: item["id"]), indent=1).encode()
+
+
 def label_studio_requests(requests: pl.DataFrame) -> bytes:
     """Open requests as a Label Studio–importable JSON list (`id` + `data` per task)."""
     items = [
@@ -2088,6 +2103,7 @@ __all__ = [
     "open_requests",
     "plan_merge",
     "rebase",
+    "requests_file",
     "scan_reader",
     "state_objects",
     "state_prefix",

@@ -30,6 +30,7 @@ from pydantic import Field
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
+    LIVE_COMPACTION,
     TASK_REQUESTS,
     LiveEvents,
     LiveOptions,
@@ -37,12 +38,13 @@ from annotation_pipelines.loop.live import (
     content_hash,
     file_rows,
     files_object,
-    label_studio_requests,
     load_files,
     load_state,
     load_stream,
-    open_requests,
+    load_touched,
     rebase,
+    requests_file,
+    scan_reader,
     state_objects,
     state_prefix,
     stream_files,
@@ -111,6 +113,46 @@ class LiveConfig(Config):
 
 def _reader(lake: Lake) -> Callable[[str], bytes | None]:
     return lambda key: lake.get(key) if lake.exists(key) else None
+
+
+def _scanner(lake: Lake) -> Callable[[str], pl.LazyFrame]:
+    """Segments scanned in place on a local lake (a filter by task reads only the row groups
+    that may hold it); fetched whole from an object store."""
+    fetch = scan_reader(_reader(lake))
+
+    def scan(key: str) -> pl.LazyFrame:
+        path = lake.local_path(key)
+        return fetch(key) if path is None else pl.scan_parquet(path)
+
+    return scan
+
+
+def _load_states(
+    lake: Lake,
+    projects: set[str],
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame,
+    resynced: dict[str, list[str]],
+    *,
+    whole: bool,
+) -> dict[str, LiveState]:
+    """Each project's state: the part its batch touches (`load_touched`), so a run's reads do
+    not grow with the history held; the whole state when a re-base is due (it recounts from
+    every task and judgment)."""
+    read = _reader(lake)
+    if whole:
+        return {project: load_state(project, read) for project in sorted(projects)}
+    return {
+        project: load_touched(
+            project,
+            read,
+            judgments=judgments.filter(pl.col("project") == project),
+            gold=gold.filter(pl.col("project") == project),
+            resynced=resynced.get(project, ()),
+            scan=_scanner(lake),
+        )
+        for project in sorted(projects)
+    }
 
 
 def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> list[str]:
@@ -262,7 +304,9 @@ def live_quality_state(
         projects = (
             set(judgments["project"].unique()) | set(gold["project"].unique()) | set(files.resynced)
         )
-        states = {p: load_state(p, _reader(lake)) for p in sorted(projects)}
+        states = _load_states(
+            lake, projects, judgments, gold, files.resynced, whole=bool(config.rebase_days)
+        )
         states, events = update_projects(
             states,
             judgments,
@@ -287,11 +331,11 @@ def live_quality_state(
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         deletes: list[str] = []
         for project, state in states.items():
-            objects = state_objects(state, _reader(lake))
+            objects = state_objects(state, _reader(lake), compaction=LIVE_COMPACTION)
             writes.update(objects.writes)
             deletes.extend(objects.deletes)
-            pending = open_requests(state, options, now=now)
-            writes[f"{state_prefix(project)}/requests.json"] = label_studio_requests(pending)
+            key = f"{state_prefix(project)}/requests.json"
+            writes[key] = requests_file(state, options, now=now, previous=_reader(lake)(key))
         lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.

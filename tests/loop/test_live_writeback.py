@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from annotation_pipelines.ingest.postgres import apply_schema, seed_database
-from annotation_pipelines.loop.live import load_state
+from annotation_pipelines.loop.live import LiveOptions, load_state, open_requests
 from annotation_pipelines.loop.writeback import write_requests
 from assets.definitions import build_definitions
 from tests.loop.test_live import stream
@@ -75,6 +75,15 @@ def test_the_live_asset_writes_each_decision_once(tmp_path, monkeypatch):
         assert block[:3] == ("s00", "reviews", "block") and int(block[3]) >= 30
         imported = json.loads((lake / "reviews" / "requests.json").read_text())
         assert imported and {"id", "data"} <= set(imported[0])
+        # Each run read only its batch's tasks, yet the list is every open request.
+        every = open_requests(state, LiveOptions(), now=datetime.now(UTC))
+        assert sorted(item["data"]["decision_id"] for item in imported) == sorted(
+            every["decision_id"]
+        )
+        assert not (lake / "reviews" / "tasks.parquet").exists()
+        assert {p.name for p in (lake / "reviews" / "tasks").iterdir()} == {
+            s.key.rsplit("/", 1)[1] for s in state.task_segments
+        }
         # A retried write of the same decisions inserts nothing.
         frame = pl.DataFrame(
             {"task_id": ["t0001"], "project": ["reviews"], "request": ["another_judgment"],
