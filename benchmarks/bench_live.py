@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_live.py [--rate 200] [--seconds 60] [--tick 15]
                                                [--history 0] [--lake DIR [--maintain]]
+                                               [--revisit 0.0 [--window 0]]
 
 Synthetic arrivals (3 classes, 60 annotators of mixed skill, 5 votes per task, a spammer from
 the middle) at `--rate` judgments/s, folded into one project's `LiveState` every `--tick`
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,6 +73,25 @@ def arrivals(n: int, *, seed: int = 3, annotators: int = 60) -> pl.DataFrame:
     ).with_columns(updated_at=pl.col("submitted_at"))
 
 
+def revisited(
+    frame: pl.DataFrame, *, history: int, fraction: float, window: int, seed: int = 5
+) -> pl.DataFrame:
+    """`frame` with a `fraction` of the judgments after `history` moved to an earlier task (a
+    late vote, or one the policy asked for): drawn from the `window` tasks before it (0: from
+    all of them, the worst case for the segments' row-group statistics)."""
+    if fraction <= 0:
+        return frame
+    rng = np.random.default_rng(seed)
+    n = frame.height
+    index = np.arange(n)
+    current = index // 5
+    low = np.zeros(n, dtype=np.int64) if window <= 0 else np.maximum(current - window, 0)
+    earlier = low + (rng.random(n) * np.maximum(current - low, 1)).astype(np.int64)
+    moved = (index >= history) & (rng.random(n) < fraction) & (current > 0)
+    task = np.where(moved, earlier, current)
+    return frame.with_columns(task_id=pl.Series([f"t{t:07d}" for t in task]))
+
+
 def persisted(
     lake_dir: Path, frame: pl.DataFrame, *, history: int, per_tick: int, maintain: bool
 ) -> None:
@@ -86,10 +107,10 @@ def persisted(
     def read(key: str) -> bytes | None:
         return lake.get(key) if lake.exists(key) else None
 
-    def scan(key: str) -> pl.LazyFrame:
+    def open_segment(key: str) -> pq.ParquetFile:
         path = lake.local_path(key)
         assert path is not None
-        return pl.scan_parquet(path)
+        return pq.ParquetFile(path)
 
     began = time.perf_counter()
     state, _ = update(LiveState(project="bench"), frame.head(history))
@@ -105,7 +126,7 @@ def persisted(
     for number, start in enumerate(range(history, frame.height, per_tick), start=1):
         batch = frame.slice(start, per_tick)
         marks = [time.perf_counter()]
-        state = load_touched("bench", read, judgments=batch, scan=scan)
+        state = load_touched("bench", read, judgments=batch, open_segment=open_segment)
         loaded = state.ledger.height + state.tasks.height
         marks.append(time.perf_counter())
         state, _ = update(state, batch)
@@ -152,10 +173,21 @@ def main() -> None:
     parser.add_argument(
         "--maintain", action="store_true", help="with --lake: do deferred merges between ticks"
     )
+    parser.add_argument(
+        "--revisit", type=float, default=0.0, help="share of new judgments on earlier tasks"
+    )
+    parser.add_argument(
+        "--window", type=int, default=0, help="--revisit draws from the last N tasks (0: all)"
+    )
     arguments = parser.parse_args()
     per_tick = arguments.rate * arguments.tick
     total = arguments.history + arguments.rate * arguments.seconds
-    frame = arrivals(total)
+    frame = revisited(
+        arrivals(total),
+        history=arguments.history,
+        fraction=arguments.revisit,
+        window=arguments.window,
+    )
     if arguments.lake is not None:
         persisted(
             arguments.lake,

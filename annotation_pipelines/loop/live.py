@@ -56,6 +56,7 @@ The engine never imports dagster; `state_objects` / `load_state` turn a state in
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -66,6 +67,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from annotation_pipelines.ingest.postgres import EXTRACT_COLUMNS
 from annotation_pipelines.kinds import of_kind
@@ -196,15 +198,23 @@ SEGMENT: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True, kw_only=True)
 class Segment:
-    """One committed ledger segment: the rows of the state versions `first`..`last`."""
+    """One committed segment: the rows of the state versions `first`..`last`. An `indexed`
+    ledger segment has an id index next to it (`_index_key`)."""
 
     key: str
     rows: int
     first: int
     last: int
+    indexed: bool = False
 
     def as_json(self) -> dict[str, object]:
-        return {"key": self.key, "rows": self.rows, "first": self.first, "last": self.last}
+        return {
+            "key": self.key,
+            "rows": self.rows,
+            "first": self.first,
+            "last": self.last,
+            "indexed": self.indexed,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -602,11 +612,7 @@ def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
     stored = state.stored
     if stored is None:
         return state
-    voted = (
-        stored.ledger_rows(pl.col("annotator_id").is_in(annotators.implode()))
-        .get_column("task_id")
-        .unique()
-    )
+    voted = stored.tasks_where("annotator_id", annotators.to_list()).unique()
     held = pl.concat(
         [
             state.tasks.get_column("task_id"),
@@ -1333,8 +1339,10 @@ _LEGACY_TASKS = "tasks.parquet"
 TASK_SEGMENT: dict[str, pl.DataType] = {**TASKS, "deleted": pl.Boolean()}
 # Rows per Parquet row group of a segment, the unit a lookup by task reads: segments are
 # sorted by task, so the tasks of one run fall in a few groups of each segment, and each
-# group's min/max statistics let the reader skip the rest.
-ROW_GROUP_ROWS = 4096
+# group's min/max statistics let the reader skip the rest. At 1M rows held, 2,048 read the
+# fewest bytes for a mix of new and recent tasks (1,024 spend more on footers, 4,096 read
+# twice the rows when a run's tasks are spread over the whole history).
+ROW_GROUP_ROWS = 2048
 
 
 def state_prefix(project: str) -> str:
@@ -1352,14 +1360,37 @@ class StateObjects:
 
 @dataclass(frozen=True, kw_only=True)
 class _Table:
-    """A segmented table: where its segments go, their columns, and how consecutive
-    segments (oldest first) merge into one."""
+    """A segmented table: where its segments go, their columns, how consecutive segments
+    (oldest first) merge into one, and whether each has an id index."""
 
     name: str
     folder: str
     schema: Mapping[str, pl.DataType]
     order: tuple[str, ...]
     merge: Callable[[pl.DataFrame, bool], pl.DataFrame]
+    indexed: bool = False
+
+
+# A ledger segment's id index: its judgments and their tasks, sorted by judgment, so that the
+# exactly-once lookup of a batch's (mostly new) ids reads one row group or none per segment,
+# where the segment itself, sorted by task, has ids of every age in each group.
+INDEX: dict[str, pl.DataType] = {"judgment_id": pl.String(), "task_id": pl.String()}
+
+
+def _index_key(key: str) -> str:
+    return key.removesuffix(".parquet") + ".ids.parquet"
+
+
+def _index_bytes(rows: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    rows.select(list(INDEX)).sort("judgment_id").write_parquet(
+        buffer, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS
+    )
+    return buffer.getvalue()
+
+
+def _objects_of(segment: Segment) -> list[str]:
+    return [segment.key, _index_key(segment.key)] if segment.indexed else [segment.key]
 
 
 def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
@@ -1389,6 +1420,7 @@ _LEDGER_TABLE = _Table(
     schema=SEGMENT,
     order=("task_id", "judgment_id"),
     merge=_merged,
+    indexed=True,
 )
 _TASKS_TABLE = _Table(
     name="tasks",
@@ -1440,7 +1472,9 @@ def state_objects(
         )
         writes.update(table_writes)
         kept = {segment.key for segment in segments}
-        deletes += [segment.key for segment in committed if segment.key not in kept]
+        deletes += [
+            key for segment in committed if segment.key not in kept for key in _objects_of(segment)
+        ]
         listings[table.name] = segments
     meta = {
         "project": state.project,
@@ -1497,6 +1531,7 @@ def _appended_segments(
                 rows=rows.height,
                 first=first,
                 last=last,
+                indexed=table.indexed,
             )
             fresh[segment.key] = rows
             segments.append(segment)
@@ -1520,11 +1555,12 @@ def _appended_segments(
             fresh.pop(part.key, None)
         fresh[merged.key] = merged_rows
         segments[start:stop] = [merged]
-    writes = {
-        segment.key: _segment_bytes(fresh[segment.key], table)
-        for segment in segments
-        if segment.key in fresh
-    }
+    writes = {}
+    for segment in segments:
+        if segment.key in fresh:
+            writes[segment.key] = _segment_bytes(fresh[segment.key], table)
+            if segment.indexed:
+                writes[_index_key(segment.key)] = _index_bytes(fresh[segment.key])
     return segments, writes
 
 
@@ -1534,6 +1570,7 @@ def _merged_segment(prefix: str, table: _Table, parts: list[Segment], rows: int)
         rows=rows,
         first=parts[0].first,
         last=parts[-1].last,
+        indexed=table.indexed,
     )
 
 
@@ -1598,16 +1635,6 @@ def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataF
         (pl.lit(False) if dtype == pl.Boolean() else pl.lit(None)).cast(dtype).alias(name)
         for name, dtype in schema.items()
         if name not in frame.columns
-    ]
-    return frame.with_columns(missing).select(list(schema)).cast(pl.Schema(schema))
-
-
-def _conform_lazy(frame: pl.LazyFrame, schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:
-    present = frame.collect_schema().names()
-    missing = [
-        (pl.lit(False) if dtype == pl.Boolean() else pl.lit(None)).cast(dtype).alias(name)
-        for name, dtype in schema.items()
-        if name not in present
     ]
     return frame.with_columns(missing).select(list(schema)).cast(pl.Schema(schema))
 
@@ -1759,76 +1786,164 @@ def load_state(project: str, read: Callable[[str], bytes | None]) -> LiveState:
     return _state(project, header, ledger=ledger, tasks=tasks)
 
 
+# A segment as the lookups see it: its Parquet footer (row-group statistics) and the row groups
+# read on demand. On a local lake the file is opened in place; otherwise its bytes are fetched.
+OpenSegment = Callable[[str], pq.ParquetFile]
+
+
+def segment_opener(read: Callable[[str], bytes | None]) -> OpenSegment:
+    """An `OpenSegment` for a store that only reads whole objects."""
+
+    def open_segment(key: str) -> pq.ParquetFile:
+        data = read(key)
+        if data is None:
+            raise FileNotFoundError(f"{key} missing: the state lists it")
+        return pq.ParquetFile(io.BytesIO(data))
+
+    return open_segment
+
+
+def _admitted_groups(
+    segment: pq.ParquetFile, column: str, keys: list[str], flag: str | None = None
+) -> list[int]:
+    """The row groups whose `column` min/max admit one of the sorted `keys` (and, with
+    `flag`, that hold a true `flag`): all a lookup reads. Polars' own pushdown does not use
+    the statistics for `is_in`, so the footer is read here."""
+    names = segment.schema_arrow.names
+    if column not in names or (flag is not None and flag not in names):
+        # An earlier layout's object: no flag column means no flagged row; no statistics
+        # for the column means every group.
+        return [] if flag is not None else list(range(segment.metadata.num_row_groups))
+    position = names.index(column)
+    flag_position = names.index(flag) if flag is not None else None
+    chosen = []
+    for group in range(segment.metadata.num_row_groups):
+        meta = segment.metadata.row_group(group)
+        if flag_position is not None:
+            flags = meta.column(flag_position).statistics
+            if flags is not None and flags.has_min_max and not flags.max:
+                continue
+        stats = meta.column(position).statistics
+        if stats is None or not stats.has_min_max:
+            chosen.append(group)
+            continue
+        first = bisect.bisect_left(keys, stats.min)
+        if first < len(keys) and keys[first] <= stats.max:
+            chosen.append(group)
+    return chosen
+
+
+def _lookup(
+    segment: pq.ParquetFile,
+    schema: Mapping[str, pl.DataType],
+    column: str,
+    keys: list[str],
+    *,
+    flag: str | None = None,
+    columns: list[str] | None = None,
+) -> pl.DataFrame:
+    """The rows of `segment` whose `column` is one of the sorted `keys` (and `flag` true),
+    reading only the row groups their statistics admit."""
+    groups = _admitted_groups(segment, column, keys, flag) if keys else []
+    present = segment.schema_arrow.names
+    wanted = {name: schema[name] for name in (columns or list(schema))}
+    if not groups:
+        return pl.DataFrame(schema=wanted)
+    table = segment.read_row_groups(groups, columns=[c for c in wanted if c in present])
+    frame = _conform(pl.from_arrow(table), wanted)  # type: ignore[arg-type]
+    match = pl.col(column).is_in(pl.Series(keys, dtype=pl.String).implode())
+    return frame.filter(match & pl.col(flag) if flag is not None else match)
+
+
+def _sorted_keys(values: pl.Series) -> list[str]:
+    return values.cast(pl.String).drop_nulls().unique().sort().to_list()
+
+
 @dataclass(frozen=True, kw_only=True)
 class StoredState:
-    """A committed state's segments, read lazily by `scan(key)`: on a local lake a Parquet
-    scan in place, so a filter on `task_id` reads only the row groups whose min/max admit
-    it."""
+    """A committed state's segments, for the lookups of a partly loaded state: a lookup of
+    tasks (or judgments) reads the row groups of each segment whose statistics admit them,
+    so a run reads what its batch touches, not the history held."""
 
     ledger: tuple[Segment, ...]
     tasks: tuple[Segment, ...]
-    scan: Callable[[str], pl.LazyFrame]
+    open: OpenSegment
     k: int
 
-    def ledger_rows(self, where: pl.Expr) -> pl.DataFrame:
-        """Every stored ledger row matching `where`, every version, with `_segment`."""
-        return _rows_where(self.ledger, self.scan, where, SEGMENT)
+    def tasks_of_judgments(self, ids: pl.Series) -> pl.Series:
+        """The tasks of every stored version of the judgments `ids` (exactly once needs all
+        of them), from each segment's id index (sorted by judgment, so new ids skip it)."""
+        keys = _sorted_keys(ids)
+        found = [pl.Series("task_id", [], pl.String)]
+        for segment in self.ledger if keys else ():
+            key = _index_key(segment.key) if segment.indexed else segment.key
+            rows = _lookup(
+                self.open(key), INDEX, "judgment_id", keys, columns=["judgment_id", "task_id"]
+            )
+            found.append(rows.get_column("task_id"))
+        return pl.concat(found)
+
+    def tasks_where(self, column: str, values: Collection[str]) -> pl.Series:
+        """The tasks of the stored rows whose `column` is one of `values`, every version: a
+        read of two columns of every segment, for the rare lookups (a block reads its
+        annotator's tasks, a file read again its judgments')."""
+        found = [pl.Series("task_id", [], pl.String)]
+        for segment in self.ledger:
+            opened = self.open(segment.key)
+            if column not in opened.schema_arrow.names:
+                continue
+            rows = pl.from_arrow(opened.read(columns=[column, "task_id"]))
+            assert isinstance(rows, pl.DataFrame)
+            matched = rows.filter(pl.col(column).cast(pl.String).is_in(list(values)))
+            found.append(matched.get_column("task_id").cast(pl.String))
+        return pl.concat(found)
 
     def ledger_of_tasks(self, task_ids: pl.Series, blocked: pl.Series) -> pl.DataFrame:
         """The ledger rows (newest version of each judgment, withdrawn ones left out) of the
         tasks `task_ids`.
 
-        A stored row is stale when a newer version of its judgment is in a newer segment; that
-        version `replaces` it and may sit under another task (the judgment moved), so the
-        newer versions of the judgments found are looked up by id among the `replaces` rows
-        (a few: resubmissions and tombstones).
+        A stored row is stale when its judgment has a row in a newer segment; that row
+        `replaces` it and may sit under another task (the judgment moved), so the judgments
+        found are looked up among the `replaces` rows of every segment, whose row groups
+        without one are skipped by the flag's statistics (a few: resubmissions, tombstones).
         """
-        wanted = task_ids.unique().implode()
-        rows = self.ledger_rows(pl.col("task_id").is_in(wanted))
-        if rows.height:
-            ids = rows.get_column("judgment_id").unique().implode()
-            newer = self.ledger_rows(pl.col("replaces") & pl.col("judgment_id").is_in(ids))
-            rows = pl.concat([rows, newer]).unique(["_segment", "judgment_id"], maintain_order=True)
-        rows = (
-            rows.sort("_segment", maintain_order=True)
-            .filter(pl.col("judgment_id").is_last_distinct())
-            .filter(~pl.col("deleted") & pl.col("task_id").is_in(wanted))
-        )
-        return _flagged(rows, blocked)
+        keys = _sorted_keys(task_ids)
+        parts = [
+            _lookup(self.open(segment.key), SEGMENT, "task_id", keys).with_columns(
+                _segment=pl.lit(number, pl.Int64)
+            )
+            for number, segment in enumerate(self.ledger)
+        ]
+        rows = pl.concat(parts) if parts else _empty_segment().with_columns(_segment=pl.lit(0))
+        ids = _sorted_keys(rows.get_column("judgment_id"))
+        newest = [rows.select("judgment_id", "_segment")]
+        for number, segment in enumerate(self.ledger):
+            newer = _lookup(
+                self.open(segment.key),
+                SEGMENT,
+                "judgment_id",
+                ids,
+                flag="replaces",
+                columns=["judgment_id", "replaces"],
+            )
+            newest.append(newer.select("judgment_id", _segment=pl.lit(number, pl.Int64)))
+        last = pl.concat(newest).group_by("judgment_id").agg(pl.col("_segment").max())
+        current = rows.join(last, on=["judgment_id", "_segment"], how="semi")
+        current = current.filter(~pl.col("deleted") & pl.col("task_id").is_in(keys))
+        return _flagged(current, blocked)
 
     def tasks_rows(self, task_ids: pl.Series) -> pl.DataFrame:
-        wanted = pl.col("task_id").is_in(task_ids.unique().implode())
-        rows = _rows_where(self.tasks, self.scan, wanted, TASK_SEGMENT)
-        return _tasks_of(rows.sort("_segment", maintain_order=True), self.k)
-
-
-def _rows_where(
-    segments: tuple[Segment, ...],
-    scan: Callable[[str], pl.LazyFrame],
-    where: pl.Expr,
-    schema: Mapping[str, pl.DataType],
-) -> pl.DataFrame:
-    frames = [
-        _conform_lazy(scan(segment.key), schema)
-        .filter(where)
-        .with_columns(_segment=pl.lit(number, pl.Int64))
-        for number, segment in enumerate(segments)
-    ]
-    if not frames:
-        return pl.DataFrame(schema={**schema, "_segment": pl.Int64()})
-    return pl.concat(frames, how="vertical").collect()
-
-
-def scan_reader(read: Callable[[str], bytes | None]) -> Callable[[str], pl.LazyFrame]:
-    """A `scan` for `load_touched` on a store that only reads whole objects."""
-
-    def scan(key: str) -> pl.LazyFrame:
-        data = read(key)
-        if data is None:
-            raise FileNotFoundError(f"{key} missing: the state lists it")
-        return pl.read_parquet(io.BytesIO(data)).lazy()
-
-    return scan
+        """The tasks table's rows of `task_ids` (each task's newest row)."""
+        keys = _sorted_keys(task_ids)
+        parts = [
+            _lookup(self.open(segment.key), TASK_SEGMENT, "task_id", keys).with_columns(
+                _segment=pl.lit(number, pl.Int64)
+            )
+            for number, segment in enumerate(self.tasks)
+        ]
+        if not parts:
+            return pl.DataFrame(schema=TASKS)
+        return _tasks_of(pl.concat(parts).sort("_segment", maintain_order=True), self.k)
 
 
 def load_touched(
@@ -1838,7 +1953,7 @@ def load_touched(
     judgments: pl.DataFrame,
     gold: pl.DataFrame | None = None,
     resynced: Collection[str] = (),
-    scan: Callable[[str], pl.LazyFrame] | None = None,
+    open_segment: OpenSegment | None = None,
 ) -> LiveState:
     """The part of the stored state an `update` with this batch needs: the annotators (all of
     them, with the carried counts) and, of the ledger and the tasks table, only the rows of
@@ -1847,9 +1962,8 @@ def load_touched(
     ledger holds) and the tasks of the judgments of the `resynced` sources. A block in the
     update reads its annotator's tasks then (`update` calls `StoredState`).
 
-    `scan(key)` reads one segment lazily (default: the whole object through `read`). The
-    cost is what the batch touches, not the history held, where segments' statistics
-    let the scan skip row groups (task and judgment ids that grow with time).
+    `open_segment(key)` opens one segment (default: fetched whole through `read`; on a local
+    lake, open the file in place so only the row groups a lookup needs are read).
     """
     header = _header(project, read)
     if header is None:
@@ -1859,19 +1973,17 @@ def load_touched(
     stored = StoredState(
         ledger=header.segments,
         tasks=header.task_segments,
-        scan=scan or scan_reader(read),
+        open=open_segment or segment_opener(read),
         k=len(header.meta["labels"]),  # type: ignore[arg-type]
     )
-    ids = judgments.get_column("judgment_id").cast(pl.String) if judgments.height else None
-    tasks = [judgments.get_column("task_id").cast(pl.String)] if judgments.height else []
+    tasks = []
+    if judgments.height:
+        tasks.append(judgments.get_column("task_id").cast(pl.String))
+        tasks.append(stored.tasks_of_judgments(judgments.get_column("judgment_id")))
     if gold is not None and gold.height:
         tasks.append(gold.get_column("task_id").cast(pl.String))
-    where = None if ids is None else pl.col("judgment_id").is_in(ids.implode())
     if resynced:
-        from_files = pl.col("source").is_in(list(resynced))
-        where = from_files if where is None else where | from_files
-    if where is not None:
-        tasks.append(stored.ledger_rows(where).get_column("task_id"))
+        tasks.append(stored.tasks_where("source", resynced))
     touched = pl.concat(tasks) if tasks else pl.Series("task_id", [], pl.String)
     blocked = _blocked(header.frames["annotators"])
     return _state(
@@ -1888,13 +2000,14 @@ def load_touched(
 
 @dataclass(frozen=True, kw_only=True)
 class Merge:
-    """One deferred merge, built: `parts` of table `table` become `merged` (`data`)."""
+    """One deferred merge, built: `parts` of table `table` become `merged` (`objects`: the
+    segment and its id index, by key)."""
 
     project: str
     table: str
     parts: tuple[Segment, ...]
     merged: Segment
-    data: bytes
+    objects: dict[str, bytes]
 
 
 def due_merges(
@@ -1937,12 +2050,11 @@ def plan_merge(
             frames.append(_read_frame(data, table.schema))
         rows = table.merge(pl.concat(frames), group[0] == 0)
         merged = _merged_segment(prefix, table, list(parts), rows.height)
+        objects = {merged.key: _segment_bytes(rows, table)}
+        if merged.indexed:
+            objects[_index_key(merged.key)] = _index_bytes(rows)
         return Merge(
-            project=project,
-            table=table.name,
-            parts=tuple(parts),
-            merged=merged,
-            data=_segment_bytes(rows, table),
+            project=project, table=table.name, parts=tuple(parts), merged=merged, objects=objects
         )
     return None
 
@@ -1969,10 +2081,10 @@ def merge_objects(read: Callable[[str], bytes | None], merge: Merge) -> StateObj
     meta[merge.table] = [s.as_json() for s in segments]
     return StateObjects(
         writes={
-            merge.merged.key: merge.data,
+            **merge.objects,
             f"{prefix}/state.json": json.dumps(meta, sort_keys=True).encode(),
         },
-        deletes=[key for key in wanted if key != merge.merged.key],
+        deletes=[key for part in merge.parts for key in _objects_of(part)],
     )
 
 
@@ -2086,6 +2198,7 @@ __all__ = [
     "LiveOptions",
     "LiveState",
     "Merge",
+    "OpenSegment",
     "Segment",
     "StateObjects",
     "StoredState",
@@ -2104,7 +2217,7 @@ __all__ = [
     "plan_merge",
     "rebase",
     "requests_file",
-    "scan_reader",
+    "segment_opener",
     "state_objects",
     "state_prefix",
     "stream_files",

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from logging import Logger
 
 import polars as pl
+import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
@@ -35,6 +36,7 @@ from annotation_pipelines.loop.live import (
     LiveEvents,
     LiveOptions,
     LiveState,
+    OpenSegment,
     content_hash,
     file_rows,
     files_object,
@@ -44,7 +46,7 @@ from annotation_pipelines.loop.live import (
     load_touched,
     rebase,
     requests_file,
-    scan_reader,
+    segment_opener,
     state_objects,
     state_prefix,
     stream_files,
@@ -115,16 +117,16 @@ def _reader(lake: Lake) -> Callable[[str], bytes | None]:
     return lambda key: lake.get(key) if lake.exists(key) else None
 
 
-def _scanner(lake: Lake) -> Callable[[str], pl.LazyFrame]:
-    """Segments scanned in place on a local lake (a filter by task reads only the row groups
+def _opener(lake: Lake) -> OpenSegment:
+    """Segments opened in place on a local lake (a lookup by task reads only the row groups
     that may hold it); fetched whole from an object store."""
-    fetch = scan_reader(_reader(lake))
+    fetch = segment_opener(_reader(lake))
 
-    def scan(key: str) -> pl.LazyFrame:
+    def open_segment(key: str) -> pq.ParquetFile:
         path = lake.local_path(key)
-        return fetch(key) if path is None else pl.scan_parquet(path)
+        return fetch(key) if path is None else pq.ParquetFile(path)
 
-    return scan
+    return open_segment
 
 
 def _load_states(
@@ -149,7 +151,7 @@ def _load_states(
             judgments=judgments.filter(pl.col("project") == project),
             gold=gold.filter(pl.col("project") == project),
             resynced=resynced.get(project, ()),
-            scan=_scanner(lake),
+            open_segment=_opener(lake),
         )
         for project in sorted(projects)
     }

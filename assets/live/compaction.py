@@ -75,13 +75,14 @@ def compact_live_state(
 
     for project in config.projects or live_projects(lake):
         while (merge := plan_merge(project, read, compaction)) is not None:
-            # Written before the lock: a key no listing holds yet, so no reader sees it.
-            lake.put(merge.merged.key, merge.data)
+            # Written before the lock: keys no listing holds yet, so no reader sees them.
+            for key, data in merge.objects.items():
+                lake.put(key, data)
             with annotation_db.live_lock():
                 lake.recover()
                 objects = merge_objects(read, merge)
                 if objects is not None:
-                    writes = {k: v for k, v in objects.writes.items() if k != merge.merged.key}
+                    writes = {k: v for k, v in objects.writes.items() if k not in merge.objects}
                     lake.commit(writes, deletes=objects.deletes)
             if objects is None:
                 context.log.info(f"{project}: {merge.merged.key} merged by another run meanwhile")
