@@ -21,12 +21,21 @@ actions, alerts). Nothing is recomputed from the whole history:
   changes nothing is dropped too. Each row names its `source` (an export file, or null for
   the DB): when a file is read again after an edit (`resynced`), the judgments whose newest
   version came from it and that it no longer holds are withdrawn and their tasks refitted.
-- **An append-only ledger.** On the lake the ledger is a list of segments: each update
-  commits one new segment with the rows it folded in (tombstones for withdrawn ones), in the
-  same commit as the rest of the state, and a size-tiered compaction (`LedgerCompaction`)
-  merges segments, so a run writes what it read, not the whole day. The scorecards' counts
-  are carried per annotator like the confusion counts, so an update reads only the rows of
-  the tasks it touched.
+- **An append-only ledger and tasks table.** On the lake the ledger is a list of segments:
+  each update commits one new segment with the rows it folded in (tombstones for withdrawn
+  ones), in the same commit as the rest of the state, and a size-tiered compaction
+  (`LedgerCompaction`, as in LSM-tree stores) merges segments, so a run writes what it read,
+  not the whole day. The tasks table is kept the same way (a segment of the tasks each
+  update changed). The scorecards' counts are carried per annotator like the confusion
+  counts, so an update needs only the rows of the tasks it touched.
+- **Reads by task.** Segments are sorted by task in small Parquet row groups, and each ledger
+  segment has an id index sorted by judgment. A live run loads only its batch's part of the
+  state (`load_touched`): the annotators table, and the ledger and tasks rows of the tasks
+  its batch touches, found through the row groups' min/max statistics (the id index answers
+  exactly once's "is this version held?" for the batch's ids). Merges larger than
+  `max_inline_rows` are left to a maintenance run (`plan_merge` builds one without the live
+  lock, `merge_objects` commits it against the listing stored then), so the day's largest
+  merges are off the live latency.
 
 Running scorecards per annotator: gold accuracy with a Wilson bound, soft agreement with the
 current consensus (Σ posterior of their answer / judgments) with a Wilson bound, the
@@ -50,8 +59,9 @@ End of day: `rebase` puts each task of a day on that day's daily aggregation (th
 truth) when the daily fit saw exactly the votes the live state holds for it, and recounts the
 carried statistics, so the live labels and the daily labels agree on every task of the day.
 
-The engine never imports dagster; `state_objects` / `load_state` turn a state into the lake's
-`live/<project>/...` objects (and the segments a compaction deletes) and back.
+The engine never imports dagster; `state_objects` / `load_state` (whole) / `load_touched`
+(part) turn a state into the lake's `live/<project>/...` objects (and the segments a
+compaction deletes) and back.
 """
 
 from __future__ import annotations
@@ -1382,11 +1392,7 @@ def _index_key(key: str) -> str:
 
 
 def _index_bytes(rows: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    rows.select(list(INDEX)).sort("judgment_id").write_parquet(
-        buffer, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS
-    )
-    return buffer.getvalue()
+    return _sorted_parquet(rows.select(list(INDEX)), ("judgment_id",))
 
 
 def _objects_of(segment: Segment) -> list[str]:
@@ -1621,10 +1627,35 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 def _segment_bytes(frame: pl.DataFrame, table: _Table) -> bytes:
     """A segment sorted by task with small row groups, so that a lookup of a few tasks reads
     a few groups (see `ROW_GROUP_ROWS`)."""
-    buffer = io.BytesIO()
-    frame.sort(list(table.order)).write_parquet(
-        buffer, compression="zstd", statistics=True, row_group_size=ROW_GROUP_ROWS
+    return _sorted_parquet(frame, table.order)
+
+
+# Key-value metadata of a segment: its row groups' first and last sort keys (`fences`) and the
+# groups holding a `replaces` row, so a lookup picks its groups with two binary searches
+# instead of a pass over every group's statistics in the footer.
+_FENCES = b"live_fences"
+
+
+def _sorted_parquet(frame: pl.DataFrame, order: tuple[str, ...]) -> bytes:
+    """`frame` sorted by `order` in row groups of exactly `ROW_GROUP_ROWS`, with its fences."""
+    frame = frame.sort(list(order))
+    keys = frame.get_column(order[0])
+    starts = list(range(0, frame.height, ROW_GROUP_ROWS))
+    ends = [min(start + ROW_GROUP_ROWS, frame.height) - 1 for start in starts]
+    fences: dict[str, object] = {
+        "column": order[0],
+        "min": keys.gather(starts).to_list() if starts else [],
+        "max": keys.gather(ends).to_list() if ends else [],
+    }
+    if "replaces" in frame.columns:
+        rows = frame.get_column("replaces").arg_true().to_numpy()
+        fences["flagged"] = np.unique(rows // ROW_GROUP_ROWS).tolist()
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), _FENCES: json.dumps(fences).encode()}
     )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd", row_group_size=ROW_GROUP_ROWS)
     return buffer.getvalue()
 
 
@@ -1814,10 +1845,23 @@ def _admitted_groups(
         # An earlier layout's object: no flag column means no flagged row; no statistics
         # for the column means every group.
         return [] if flag is not None else list(range(segment.metadata.num_row_groups))
+    raw = (segment.schema_arrow.metadata or {}).get(_FENCES)
+    fences = json.loads(raw) if raw is not None else {}
+    usable = fences.get("column") == column and None not in (*fences["min"], *fences["max"])
+    if usable and fences["min"]:
+        # Sorted by `column`: group g holds a key iff the first key ≥ its min is ≤ its max.
+        sorted_keys = np.array(keys, dtype=str)
+        after = np.searchsorted(sorted_keys, np.array(fences["min"], dtype=str), side="left")
+        bounded = np.minimum(after, len(keys) - 1)
+        hit = (after < len(keys)) & (sorted_keys[bounded] <= np.array(fences["max"], dtype=str))
+        return np.nonzero(hit)[0].tolist()
+    groups = range(segment.metadata.num_row_groups)
+    if flag is not None and "flagged" in fences:
+        groups = fences["flagged"]
     position = names.index(column)
     flag_position = names.index(flag) if flag is not None else None
     chosen = []
-    for group in range(segment.metadata.num_row_groups):
+    for group in groups:
         meta = segment.metadata.row_group(group)
         if flag_position is not None:
             flags = meta.column(flag_position).statistics
@@ -1867,8 +1911,15 @@ class StoredState:
 
     ledger: tuple[Segment, ...]
     tasks: tuple[Segment, ...]
-    open: OpenSegment
+    open_segment: OpenSegment
     k: int
+    # Each object's footer is parsed once per load, not once per lookup.
+    opened: dict[str, pq.ParquetFile] = field(default_factory=dict, compare=False, repr=False)
+
+    def open(self, key: str) -> pq.ParquetFile:
+        if key not in self.opened:
+            self.opened[key] = self.open_segment(key)
+        return self.opened[key]
 
     def tasks_of_judgments(self, ids: pl.Series) -> pl.Series:
         """The tasks of every stored version of the judgments `ids` (exactly once needs all
@@ -1973,7 +2024,7 @@ def load_touched(
     stored = StoredState(
         ledger=header.segments,
         tasks=header.task_segments,
-        open=open_segment or segment_opener(read),
+        open_segment=open_segment or segment_opener(read),
         k=len(header.meta["labels"]),  # type: ignore[arg-type]
     )
     tasks = []
