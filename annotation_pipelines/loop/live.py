@@ -1655,7 +1655,16 @@ def _sorted_parquet(frame: pl.DataFrame, order: tuple[str, ...]) -> bytes:
         {**(table.schema.metadata or {}), _FENCES: json.dumps(fences).encode()}
     )
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    # Statistics only where a lookup reads them: every other column's would grow the footer
+    # each lookup parses by a min/max per row group.
+    looked_up = [c for c in ("task_id", "judgment_id", "replaces") if c in frame.columns]
+    pq.write_table(
+        table,
+        buffer,
+        compression="zstd",
+        row_group_size=ROW_GROUP_ROWS,
+        write_statistics=looked_up,
+    )
     return buffer.getvalue()
 
 
