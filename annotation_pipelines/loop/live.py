@@ -1683,10 +1683,6 @@ def _read_frame(data: bytes, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     return _conform(pl.read_parquet(io.BytesIO(data)), schema)
 
 
-def _read_segment(data: bytes) -> pl.DataFrame:
-    return _read_frame(data, SEGMENT)
-
-
 def _ledger_of(segments: list[pl.DataFrame], annotators: pl.DataFrame) -> pl.DataFrame:
     """The ledger the segments hold: each judgment's newest version, withdrawn ones left out,
     `flagged` where its annotator is blocked.
@@ -1964,8 +1960,8 @@ class StoredState:
 
         A stored row is stale when its judgment has a row in a newer segment; that row
         `replaces` it and may sit under another task (the judgment moved), so the judgments
-        found are looked up among the `replaces` rows of every segment, whose row groups
-        without one are skipped by the flag's statistics (a few: resubmissions, tombstones).
+        found are looked up among the `replaces` rows of every segment, in the row groups its
+        metadata lists as holding one (a few: resubmissions and tombstones).
         """
         keys = _sorted_keys(task_ids)
         parts = [
@@ -1974,7 +1970,8 @@ class StoredState:
             )
             for number, segment in enumerate(self.ledger)
         ]
-        rows = pl.concat(parts) if parts else _empty_segment().with_columns(_segment=pl.lit(0))
+        empty = _empty_segment().with_columns(_segment=pl.lit(0, pl.Int64))
+        rows = pl.concat(parts) if parts else empty
         ids = _sorted_keys(rows.get_column("judgment_id"))
         newest = [rows.select("judgment_id", "_segment")]
         for number, segment in enumerate(self.ledger):
