@@ -1,7 +1,9 @@
 """The live engine step at a sustained arrival rate: per-tick time and the lag it adds.
 
     .venv/bin/python benchmarks/bench_live.py [--rate 200] [--seconds 60] [--tick 15]
-                                               [--history 0] [--lake DIR]
+                                               [--history 0] [--lake DIR [--maintain]]
+                                               [--revisit 0.0 [--window 0]]
+                                               [--history-parts 1]
 
 Synthetic arrivals (3 classes, 60 annotators of mixed skill, 5 votes per task, a spammer from
 the middle) at `--rate` judgments/s, folded into one project's `LiveState` every `--tick`
@@ -11,9 +13,10 @@ engine alone (tick wait + update time). Compared side by side with what the incr
 replaces: a cold Dawid–Skene fit (`aggregation.fit`) of the whole history each tick.
 Prints a Markdown table.
 
-With `--lake DIR`, each tick is what a live run does with the lake instead: load the state
-from a local lake folder, update it, and commit its objects (`Lake.commit`), each timed; the
-cold fit is left out. That is where a large held ledger costs.
+With `--lake DIR`, each tick is what a live run does with the lake instead: load the part of
+the state its batch touches from a local lake folder, update it, and commit its objects
+(`Lake.commit`), each timed, with the rows read and the bytes written; the cold fit is left
+out. `--maintain` does the merges left for maintenance between ticks and times them apart.
 """
 
 from __future__ import annotations
@@ -26,11 +29,22 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_pipelines.aggregation import fit
-from annotation_pipelines.loop.live import LiveState, load_state, state_objects, update
+from annotation_pipelines.loop.live import (
+    LIVE_COMPACTION,
+    LiveState,
+    due_merges,
+    load_state,
+    load_touched,
+    merge_objects,
+    plan_merge,
+    state_objects,
+    update,
+)
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
 
@@ -60,8 +74,40 @@ def arrivals(n: int, *, seed: int = 3, annotators: int = 60) -> pl.DataFrame:
     ).with_columns(updated_at=pl.col("submitted_at"))
 
 
-def persisted(lake_dir: Path, frame: pl.DataFrame, *, history: int, per_tick: int) -> None:
-    """Per tick: load the state from the lake, update, build its objects, commit them."""
+def revisited(
+    frame: pl.DataFrame, *, history: int, fraction: float, window: int, seed: int = 5
+) -> pl.DataFrame:
+    """`frame` with a `fraction` of the judgments after `history` moved to an earlier task (a
+    late vote, or one the policy asked for): drawn from the `window` tasks before it (0: from
+    all of them, the worst case for the segments' row-group statistics)."""
+    if fraction <= 0:
+        return frame
+    rng = np.random.default_rng(seed)
+    n = frame.height
+    index = np.arange(n)
+    current = index // 5
+    low = np.zeros(n, dtype=np.int64) if window <= 0 else np.maximum(current - window, 0)
+    earlier = low + (rng.random(n) * np.maximum(current - low, 1)).astype(np.int64)
+    moved = (index >= history) & (rng.random(n) < fraction) & (current > 0)
+    task = np.where(moved, earlier, current)
+    return frame.with_columns(task_id=pl.Series([f"t{t:07d}" for t in task]))
+
+
+def persisted(
+    lake_dir: Path,
+    frame: pl.DataFrame,
+    *,
+    history: int,
+    per_tick: int,
+    maintain: bool,
+    parts: int = 1,
+) -> None:
+    """Per tick what a live run does: load the touched part of the state from the lake
+    (`load_touched`, scanning the local segments in place), update, build its objects (merges
+    above `LIVE_COMPACTION.max_inline_rows` left for maintenance), commit them. With
+    `maintain`, the deferred merges are done between ticks, as the maintenance job does
+    (timed apart: they are not on a live run's path). The history is committed in `parts`
+    runs, each timed: with 8, the last one makes a merge of the whole history due."""
     from resources.lake import LocalLake
 
     lake = LocalLake(base_path=str(lake_dir))
@@ -69,36 +115,72 @@ def persisted(lake_dir: Path, frame: pl.DataFrame, *, history: int, per_tick: in
     def read(key: str) -> bytes | None:
         return lake.get(key) if lake.exists(key) else None
 
+    def open_segment(key: str) -> pq.ParquetFile:
+        path = lake.local_path(key)
+        assert path is not None
+        return pq.ParquetFile(path)
+
     began = time.perf_counter()
-    state, _ = update(LiveState(project="bench"), frame.head(history))
-    objects = state_objects(state, read)
-    lake.commit(objects.writes, deletes=objects.deletes)
+    size = -(-history // parts)
+    for part in range(parts):
+        rows = frame.slice(part * size, min(size, history - part * size))
+        state = load_touched("bench", read, judgments=rows, open_segment=open_segment)
+        state, _ = update(state, rows)
+        marks = [time.perf_counter()]
+        objects = state_objects(state, read, compaction=LIVE_COMPACTION)
+        lake.commit(objects.writes, deletes=objects.deletes)
+        if parts > 1:
+            print(
+                f"history part {part + 1}: {rows.height:,} judgments, objects and commit "
+                f"{time.perf_counter() - marks[0]:.2f} s"
+            )
     print(f"history of {history:,} folded and committed in {time.perf_counter() - began:.1f} s\n")
-    print("| tick | judgments | ledger | load s | update s | objects s | commit s | run s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    totals = []
+    print(
+        "| tick | judgments | rows read (ledger + tasks) | load s | update s | objects s "
+        "| commit s | run s | run CPU s | MB written | maintenance s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    totals, cpu, written, maintenance = [], [], [], []
     for number, start in enumerate(range(history, frame.height, per_tick), start=1):
         batch = frame.slice(start, per_tick)
+        cpu_began = time.process_time()
         marks = [time.perf_counter()]
-        state = load_state("bench", read)
+        state = load_touched("bench", read, judgments=batch, open_segment=open_segment)
+        loaded = state.ledger.height + state.tasks.height
         marks.append(time.perf_counter())
         state, _ = update(state, batch)
         marks.append(time.perf_counter())
-        objects = state_objects(state, read)
+        objects = state_objects(state, read, compaction=LIVE_COMPACTION)
         marks.append(time.perf_counter())
         lake.commit(objects.writes, deletes=objects.deletes)
         marks.append(time.perf_counter())
         steps = np.diff(marks)
         totals.append(marks[-1] - marks[0])
+        cpu.append(time.process_time() - cpu_began)
+        written.append(sum(len(data) for data in objects.writes.values()) / 1e6)
+        merged = 0.0
+        if maintain:
+            began = time.perf_counter()
+            while (merge := plan_merge("bench", read, LIVE_COMPACTION)) is not None:
+                found = merge_objects(read, merge)
+                if found is not None:
+                    lake.commit(found.writes, deletes=found.deletes)
+            merged = time.perf_counter() - began
+            maintenance.append(merged)
         cells = " | ".join(f"{s:.3f}" for s in steps)
         print(
-            f"| {number} | {batch.height:,} | {state.ledger.height:,} | {cells} | "
-            f"{totals[-1]:.3f} |"
+            f"| {number} | {batch.height:,} | {loaded:,} | {cells} | {totals[-1]:.3f} | "
+            f"{cpu[-1]:.3f} | {written[-1]:.2f} | {merged:.3f} |"
         )
-    segments = len(load_state("bench", read).segments)
+    final = load_state("bench", read)
     print(
-        f"\nmean run {np.mean(totals):.3f} s, max {np.max(totals):.3f} s per tick; "
-        f"{segments} ledger segment(s) at the end"
+        f"\nrun mean {np.mean(totals):.3f} s, p95 {np.percentile(totals, 95):.3f} s, "
+        f"max {np.max(totals):.3f} s; CPU mean {np.mean(cpu):.3f} s; "
+        f"{np.mean(written):.2f} MB written per run; "
+        f"{final.ledger.height:,} judgments and {final.tasks.height:,} tasks held in "
+        f"{len(final.segments)} ledger and {len(final.task_segments)} tasks segment(s); "
+        f"merges due for maintenance: {due_merges('bench', read, LIVE_COMPACTION)}"
+        + (f"; maintenance {np.sum(maintenance):.3f} s in all" if maintain else "")
     )
 
 
@@ -109,12 +191,36 @@ def main() -> None:
     parser.add_argument("--tick", type=int, default=15)
     parser.add_argument("--history", type=int, default=0)
     parser.add_argument("--lake", type=Path, default=None, help="time load/update/commit")
+    parser.add_argument(
+        "--maintain", action="store_true", help="with --lake: do deferred merges between ticks"
+    )
+    parser.add_argument(
+        "--history-parts", type=int, default=1, help="with --lake: commit the history in N runs"
+    )
+    parser.add_argument(
+        "--revisit", type=float, default=0.0, help="share of new judgments on earlier tasks"
+    )
+    parser.add_argument(
+        "--window", type=int, default=0, help="--revisit draws from the last N tasks (0: all)"
+    )
     arguments = parser.parse_args()
     per_tick = arguments.rate * arguments.tick
     total = arguments.history + arguments.rate * arguments.seconds
-    frame = arrivals(total)
+    frame = revisited(
+        arrivals(total),
+        history=arguments.history,
+        fraction=arguments.revisit,
+        window=arguments.window,
+    )
     if arguments.lake is not None:
-        persisted(arguments.lake, frame, history=arguments.history, per_tick=per_tick)
+        persisted(
+            arguments.lake,
+            frame,
+            history=arguments.history,
+            per_tick=per_tick,
+            maintain=arguments.maintain,
+            parts=arguments.history_parts,
+        )
         return
     state = LiveState(project="bench")
     if arguments.history:

@@ -79,6 +79,7 @@ JOB_NAMES = {
     "gold_sets_job",
     "ingest_export_job",
     "kind_curation_job",
+    "live_compaction_job",
     "live_quality_job",
     "quality_job",
     "raw_job",

@@ -21,12 +21,21 @@ actions, alerts). Nothing is recomputed from the whole history:
   changes nothing is dropped too. Each row names its `source` (an export file, or null for
   the DB): when a file is read again after an edit (`resynced`), the judgments whose newest
   version came from it and that it no longer holds are withdrawn and their tasks refitted.
-- **An append-only ledger.** On the lake the ledger is a list of segments: each update
-  commits one new segment with the rows it folded in (tombstones for withdrawn ones), in the
-  same commit as the rest of the state, and a size-tiered compaction (`LedgerCompaction`)
-  merges segments, so a run writes what it read, not the whole day. The scorecards' counts
-  are carried per annotator like the confusion counts, so an update reads only the rows of
-  the tasks it touched.
+- **An append-only ledger and tasks table.** On the lake the ledger is a list of segments:
+  each update commits one new segment with the rows it folded in (tombstones for withdrawn
+  ones), in the same commit as the rest of the state, and a size-tiered compaction
+  (`LedgerCompaction`, as in LSM-tree stores) merges segments, so a run writes what it read,
+  not the whole day. The tasks table is kept the same way (a segment of the tasks each
+  update changed). The scorecards' counts are carried per annotator like the confusion
+  counts, so an update needs only the rows of the tasks it touched.
+- **Reads by task.** Segments are sorted by task in small Parquet row groups, and each ledger
+  segment has an id index sorted by judgment. A live run loads only its batch's part of the
+  state (`load_touched`): the annotators table, and the ledger and tasks rows of the tasks
+  its batch touches, found through the row groups' min/max statistics (the id index answers
+  exactly once's "is this version held?" for the batch's ids). Merges larger than
+  `max_inline_rows` are left to a maintenance run (`plan_merge` builds one without the live
+  lock, `merge_objects` commits it against the listing stored then), so the day's largest
+  merges are off the live latency.
 
 Running scorecards per annotator: gold accuracy with a Wilson bound, soft agreement with the
 current consensus (Σ posterior of their answer / judgments) with a Wilson bound, the
@@ -50,22 +59,25 @@ End of day: `rebase` puts each task of a day on that day's daily aggregation (th
 truth) when the daily fit saw exactly the votes the live state holds for it, and recounts the
 carried statistics, so the live labels and the daily labels agree on every task of the day.
 
-The engine never imports dagster; `state_objects` / `load_state` turn a state into the lake's
-`live/<project>/...` objects (and the segments a compaction deletes) and back.
+The engine never imports dagster; `state_objects` / `load_state` (whole) / `load_touched`
+(part) turn a state into the lake's `live/<project>/...` objects (and the segments a
+compaction deletes) and back.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from annotation_pipelines.ingest.postgres import EXTRACT_COLUMNS
 from annotation_pipelines.kinds import of_kind
@@ -196,15 +208,23 @@ SEGMENT: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True, kw_only=True)
 class Segment:
-    """One committed ledger segment: the rows of the state versions `first`..`last`."""
+    """One committed segment: the rows of the state versions `first`..`last`. An `indexed`
+    ledger segment has an id index next to it (`_index_key`)."""
 
     key: str
     rows: int
     first: int
     last: int
+    indexed: bool = False
 
     def as_json(self) -> dict[str, object]:
-        return {"key": self.key, "rows": self.rows, "first": self.first, "last": self.last}
+        return {
+            "key": self.key,
+            "rows": self.rows,
+            "first": self.first,
+            "last": self.last,
+            "indexed": self.indexed,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,10 +239,15 @@ class LedgerCompaction:
     once per level it climbs (log_fan_in of the ledger's size over a run's: 3–5 times in a
     day at 200 judgments/s), and a project holds at most `fan_in` − 1 segments per level,
     where rewriting the whole ledger every run made a day quadratic.
+
+    A merge of more than `max_inline_rows` rows is not done by the run whose commit makes it
+    due but left to a maintenance run (`plan_merge` / `merge_objects`), so the largest merges
+    of a day (millions of rows) are off the live runs' latency; None: every merge inline.
     """
 
     fan_in: int = 8
     base_rows: int = 1024
+    max_inline_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.fan_in < 2 or self.base_rows < 1:
@@ -230,12 +255,19 @@ class LedgerCompaction:
                 f"fan_in={self.fan_in}, base_rows={self.base_rows}: merge at least 2 segments "
                 "of at least one row"
             )
+        if self.max_inline_rows is not None and self.max_inline_rows < 1:
+            raise ValueError(f"max_inline_rows={self.max_inline_rows}: use None or at least 1")
 
     def level(self, rows: int) -> int:
         level, bound = 0, self.base_rows * self.fan_in
         while rows >= bound:
             level, bound = level + 1, bound * self.fan_in
         return level
+
+
+# What the live layer runs with: merges of up to ~150,000 rows (a tenth of a second or so)
+# inline, the larger ones (a few a day, up to millions of rows) by the maintenance job.
+LIVE_COMPACTION = LedgerCompaction(max_inline_rows=150_000)
 
 
 def _empty_segment() -> pl.DataFrame:
@@ -247,7 +279,13 @@ class LiveState:
     """One project's running state. `counts` / `prior_counts` are the carried statistics.
 
     `ledger` is every judgment folded in (its newest version); on the lake it is a list of
-    append-only `segments` plus the rows of this state not committed yet (`pending`).
+    append-only `segments` plus the rows of this state not committed yet (`pending`). The
+    tasks table is a list of `task_segments` too: the rows changed after version `committed`
+    (the version loaded) and the `removed_tasks` are what the next commit appends.
+
+    A state loaded by `load_touched` holds, in `ledger` and `tasks`, only the rows of the
+    tasks its batch touches (`stored` reads more: a block needs its annotator's tasks); one
+    from `load_state` or built in memory holds them all (`stored` is None).
     """
 
     project: str
@@ -261,6 +299,10 @@ class LiveState:
     versions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VERSIONS))
     segments: tuple[Segment, ...] = ()
     pending: pl.DataFrame = field(default_factory=_empty_segment)
+    task_segments: tuple[Segment, ...] = ()
+    committed: int = 0
+    removed_tasks: frozenset[str] = frozenset()
+    stored: StoredState | None = None
 
     @property
     def counts(self) -> np.ndarray:
@@ -358,6 +400,7 @@ def update(
     fitted, actions, alerts = _block(fitted, touched, options, version, now)
     if actions.height:
         blocked = actions.get_column("annotator_id")
+        fitted = _with_tasks_of(fitted, blocked)
         before = fitted.ledger
         flagged = before.with_columns(
             flagged=pl.col("flagged") | pl.col("annotator_id").is_in(blocked.implode())
@@ -371,7 +414,8 @@ def update(
         )
         fitted = replace(fitted, ledger=flagged)
         fitted = replace(fitted, annotators=_scorecards(fitted, blocked, options))
-    fitted = replace(fitted, tasks=_without_empty_tasks(fitted.tasks, only_withdrawn))
+    remaining, removed = _without_empty_tasks(fitted.tasks, only_withdrawn)
+    fitted = replace(fitted, tasks=remaining, removed_tasks=fitted.removed_tasks | removed)
     requests = _requests_after_change(state, fitted, options, now, affected, only_withdrawn)
     versions = pl.concat(
         [
@@ -554,17 +598,49 @@ def _appended(
     return ledger, pending, earlier
 
 
-def _without_empty_tasks(tasks: pl.DataFrame, candidates: pl.Series) -> pl.DataFrame:
+def _without_empty_tasks(
+    tasks: pl.DataFrame, candidates: pl.Series
+) -> tuple[pl.DataFrame, frozenset[str]]:
     """`tasks` without the `candidates` that have no vote and no gold left (every judgment of
-    theirs was withdrawn): out of the live state, as they would be had they never come."""
+    theirs was withdrawn): out of the live state, as they would be had they never come; and
+    the ids of those removed."""
     if candidates.len() == 0:
-        return tasks
+        return tasks, frozenset()
     empty = (
         pl.col("task_id").is_in(candidates.implode())
         & (pl.col("n_votes") == 0)
         & pl.col("gold").is_null()
     )
-    return tasks.filter(~empty)
+    removed = tasks.filter(empty).get_column("task_id").to_list()
+    return tasks.filter(~empty), frozenset(removed)
+
+
+def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
+    """A partially loaded state grown by the stored rows of every task the `annotators` voted
+    on (a block refits them all). Reads the `annotator_id` column of every segment: a block
+    is rare (once per annotator), a run is not."""
+    stored = state.stored
+    if stored is None:
+        return state
+    voted = stored.tasks_where("annotator_id", annotators.to_list()).unique()
+    held = pl.concat(
+        [
+            state.tasks.get_column("task_id"),
+            state.ledger.get_column("task_id"),
+            pl.Series(sorted(state.removed_tasks), dtype=pl.String),
+        ]
+    )
+    new = voted.filter(~voted.is_in(held.implode()))
+    if new.len() == 0:
+        return state
+    # Their rows as they were before this block: the caller flags them.
+    earlier = _blocked(state.annotators)
+    earlier = earlier.filter(~earlier.is_in(annotators.implode()))
+    return replace(
+        state,
+        ledger=pl.concat([state.ledger, stored.ledger_of_tasks(new, earlier)]),
+        tasks=pl.concat([state.tasks, stored.tasks_rows(new)]),
+    )
 
 
 def _new_gold(state: LiveState, gold: pl.DataFrame | None) -> pl.DataFrame:
@@ -1113,6 +1189,11 @@ def rebase(
     """
     options = options or LiveOptions()
     now = now or datetime.now(UTC)
+    if state.stored is not None:
+        raise ValueError(
+            f"{state_prefix(state.project)}: the re-base recounts from every task and judgment; "
+            "load the whole state (load_state), not the touched part (load_touched)"
+        )
     k = len(state.labels)
     if daily.height == 0 or state.tasks.height == 0 or k == 0:
         return state, _no_events()
@@ -1257,11 +1338,21 @@ def _no_events() -> LiveEvents:
 
 # Persistence --------------------------------------------------------------------------------
 
-_FRAMES = ("tasks", "annotators", "versions")
-_SCHEMAS = {"tasks": TASKS, "annotators": ANNOTATORS, "versions": VERSIONS}
+_SMALL = {"annotators": ANNOTATORS, "versions": VERSIONS}
 LEDGER_FOLDER = "ledger"
-# The whole ledger in one object, as states written before the segments were.
+TASKS_FOLDER = "tasks"
+# Whole-table objects of states written before segments were: each loads as one segment.
 _LEGACY_LEDGER = "ledger.parquet"
+_LEGACY_TASKS = "tasks.parquet"
+# A tasks segment: the rows of the tasks changed in its versions; `deleted` is a tombstone
+# (every vote of the task was withdrawn).
+TASK_SEGMENT: dict[str, pl.DataType] = {**TASKS, "deleted": pl.Boolean()}
+# Rows per Parquet row group of a segment, the unit a lookup by task reads: segments are
+# sorted by task, so the tasks of one run fall in a few groups of each segment, and each
+# group's min/max statistics let the reader skip the rest. At 1M rows held, 2,048 read the
+# fewest bytes for a mix of new and recent tasks (1,024 spend more on footers, 4,096 read
+# twice the rows when a run's tasks are spread over the whole history).
+ROW_GROUP_ROWS = 2048
 
 
 def state_prefix(project: str) -> str:
@@ -1277,35 +1368,176 @@ class StateObjects:
     deletes: list[str]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Table:
+    """A segmented table: where its segments go, their columns, how consecutive segments
+    (oldest first) merge into one, and whether each has an id index."""
+
+    name: str
+    folder: str
+    schema: Mapping[str, pl.DataType]
+    order: tuple[str, ...]
+    merge: Callable[[pl.DataFrame, bool], pl.DataFrame]
+    indexed: bool = False
+
+
+# A ledger segment's id index: its judgments and their tasks, sorted by judgment, so that the
+# exactly-once lookup of a batch's (mostly new) ids reads one row group or none per segment,
+# where the segment itself, sorted by task, has ids of every age in each group.
+INDEX: dict[str, pl.DataType] = {"judgment_id": pl.String(), "task_id": pl.String()}
+
+
+def _index_key(key: str) -> str:
+    return key.removesuffix(".parquet") + ".ids.parquet"
+
+
+def _index_bytes(rows: pl.DataFrame) -> bytes:
+    return _sorted_parquet(rows.select(list(INDEX)), ("judgment_id",))
+
+
+def _objects_of(segment: Segment) -> list[str]:
+    return [segment.key, _index_key(segment.key)] if segment.indexed else [segment.key]
+
+
+def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
+    """Consecutive ledger segment rows (oldest first) as one segment: the newest version of
+    each judgment, `replaces` as its first version in the range had it. From the oldest
+    segment on, nothing older can be shadowed: tombstones go and nothing `replaces`."""
+    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).filter(
+        pl.col("judgment_id").is_last_distinct()
+    )
+    if oldest:
+        rows = rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
+    return rows.select(list(SEGMENT))
+
+
+def _merged_tasks(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
+    """Consecutive tasks segment rows (oldest first) as one: each task's newest row; from the
+    oldest segment on, tombstones go."""
+    rows = rows.filter(pl.col("task_id").is_last_distinct())
+    if oldest:
+        rows = rows.filter(~pl.col("deleted"))
+    return rows.select(list(TASK_SEGMENT))
+
+
+_LEDGER_TABLE = _Table(
+    name="ledger",
+    folder=LEDGER_FOLDER,
+    schema=SEGMENT,
+    order=("task_id", "judgment_id"),
+    merge=_merged,
+    indexed=True,
+)
+_TASKS_TABLE = _Table(
+    name="tasks",
+    folder=TASKS_FOLDER,
+    schema=TASK_SEGMENT,
+    order=("task_id",),
+    merge=_merged_tasks,
+)
+_TABLES = {table.name: table for table in (_LEDGER_TABLE, _TASKS_TABLE)}
+
+
 def state_objects(
     state: LiveState,
     read: Callable[[str], bytes | None] | None = None,
     *,
     compaction: LedgerCompaction | None = None,
 ) -> StateObjects:
-    """The lake objects of `state` (commit them together): the tasks, annotators and versions
-    frames, `state.json`, and the ledger as one new segment holding the rows folded in since
-    the state was loaded, plus the compaction it triggers (merged segments written, the ones
-    they replace deleted; `read` reads the committed segments being merged).
+    """The lake objects of `state` (commit them together): the annotators and versions
+    frames, `state.json`, one new ledger segment with the rows folded in since the state was
+    loaded, one new tasks segment with the tasks changed since (tombstones for tasks that
+    left), and the compactions they trigger (merged segments written, the ones they replace
+    deleted; `read` reads the committed segments being merged). A merge above
+    `compaction.max_inline_rows` is left for `plan_merge` (a maintenance run).
 
     A run that dies before the commit leaves the previous `state.json`, which lists only the
-    previous segments; the next run folds the same rows again into a segment of the same
+    previous segments; the next run folds the same rows again into segments of the same
     versions.
     """
     compaction = compaction or LedgerCompaction()
     prefix = state_prefix(state.project)
     writes: dict[str, bytes] = {}
-    for name in _FRAMES:
+    for name in _SMALL:
         writes[f"{prefix}/{name}.parquet"] = _parquet(getattr(state, name))
-    segments = list(state.segments)
+    deletes: list[str] = []
+    listings: dict[str, list[Segment]] = {}
+    for table, committed, fresh_rows, first, last in (
+        (_LEDGER_TABLE, state.segments, *_pending_ledger(state)),
+        (_TASKS_TABLE, state.task_segments, *_pending_tasks(state)),
+    ):
+        segments, table_writes = _appended_segments(
+            table,
+            prefix,
+            list(committed),
+            fresh_rows,
+            first=first,
+            last=last,
+            read=read,
+            compaction=compaction,
+        )
+        writes.update(table_writes)
+        kept = {segment.key for segment in segments}
+        deletes += [
+            key for segment in committed if segment.key not in kept for key in _objects_of(segment)
+        ]
+        listings[table.name] = segments
+    meta = {
+        "project": state.project,
+        "labels": list(state.labels),
+        "version": state.version,
+        "watermark": state.watermark.isoformat() if state.watermark else None,
+        "prior_counts": state.prior_counts.tolist(),
+        **{name: [segment.as_json() for segment in found] for name, found in listings.items()},
+    }
+    writes[f"{prefix}/state.json"] = json.dumps(meta, sort_keys=True).encode()
+    return StateObjects(writes=writes, deletes=deletes)
+
+
+def _pending_ledger(state: LiveState) -> tuple[pl.DataFrame, int, int]:
+    if state.pending.height == 0:
+        return state.pending, 0, 0
+    versions = state.pending.get_column("version")
+    return state.pending, int(versions.min()), int(versions.max())  # type: ignore[arg-type]
+
+
+def _pending_tasks(state: LiveState) -> tuple[pl.DataFrame, int, int]:
+    """The tasks rows changed since the state was committed (every change sets a task's
+    `version`), and tombstones for the tasks that left it."""
+    changed = state.tasks.filter(pl.col("version") > state.committed).with_columns(
+        deleted=pl.lit(False)
+    )
+    gone = sorted(state.removed_tasks - set(state.tasks.get_column("task_id").to_list()))
+    tombstones = pl.DataFrame({"task_id": gone}, schema={"task_id": pl.String()}).with_columns(
+        version=pl.lit(state.version, pl.Int64), deleted=pl.lit(True)
+    )
+    rows = _conform(pl.concat([changed, tombstones], how="diagonal_relaxed"), TASK_SEGMENT)
+    return rows, state.committed + 1, state.version
+
+
+def _appended_segments(
+    table: _Table,
+    prefix: str,
+    segments: list[Segment],
+    rows: pl.DataFrame,
+    *,
+    first: int,
+    last: int,
+    read: Callable[[str], bytes | None] | None,
+    compaction: LedgerCompaction,
+) -> tuple[list[Segment], dict[str, bytes]]:
+    """`segments` with a new one of `rows` appended and the inline merges done; the objects
+    to write."""
     fresh: dict[str, pl.DataFrame] = {}
-    if state.pending.height:
-        rows = _merged(state.pending, oldest=not segments)
+    if rows.height:
+        rows = table.merge(rows, not segments)
         if rows.height:
-            versions = state.pending.get_column("version")
-            first, last = int(versions.min()), int(versions.max())  # type: ignore[arg-type]
             segment = Segment(
-                key=_segment_key(prefix, first, last), rows=rows.height, first=first, last=last
+                key=_segment_key(prefix, table.folder, first, last),
+                rows=rows.height,
+                first=first,
+                last=last,
+                indexed=table.indexed,
             )
             fresh[segment.key] = rows
             segments.append(segment)
@@ -1315,74 +1547,124 @@ def state_objects(
             return fresh[segment.key]
         data = read(segment.key) if read is not None else None
         if data is None:
-            raise FileNotFoundError(f"{segment.key}: a ledger segment to merge is missing")
-        return _read_segment(data)
+            raise FileNotFoundError(f"{segment.key}: a segment to merge is missing")
+        return _read_frame(data, table.schema)
 
-    while (group := _to_merge(segments, compaction)) is not None:
+    while (
+        group := _to_merge(segments, compaction, limit=compaction.max_inline_rows, tail=True)
+    ) is not None:
         start, stop = group
         parts = segments[start:stop]
-        rows = _merged(pl.concat([frame(p) for p in parts]), oldest=start == 0)
-        merged = Segment(
-            key=_segment_key(prefix, parts[0].first, parts[-1].last),
-            rows=rows.height,
-            first=parts[0].first,
-            last=parts[-1].last,
-        )
+        merged_rows = table.merge(pl.concat([frame(p) for p in parts]), start == 0)
+        merged = _merged_segment(prefix, table, parts, merged_rows.height)
         for part in parts:
             fresh.pop(part.key, None)
-        fresh[merged.key] = rows
+        fresh[merged.key] = merged_rows
         segments[start:stop] = [merged]
+    writes = {}
     for segment in segments:
         if segment.key in fresh:
-            writes[segment.key] = _parquet(fresh[segment.key])
-    kept = {segment.key for segment in segments}
-    deletes = [segment.key for segment in state.segments if segment.key not in kept]
-    meta = {
-        "project": state.project,
-        "labels": list(state.labels),
-        "version": state.version,
-        "watermark": state.watermark.isoformat() if state.watermark else None,
-        "prior_counts": state.prior_counts.tolist(),
-        "ledger": [segment.as_json() for segment in segments],
-    }
-    writes[f"{prefix}/state.json"] = json.dumps(meta, sort_keys=True).encode()
-    return StateObjects(writes=writes, deletes=deletes)
+            writes[segment.key] = _segment_bytes(fresh[segment.key], table)
+            if segment.indexed:
+                writes[_index_key(segment.key)] = _index_bytes(fresh[segment.key])
+    return segments, writes
 
 
-def _segment_key(prefix: str, first: int, last: int) -> str:
-    return f"{prefix}/{LEDGER_FOLDER}/{first:012d}-{last:012d}.parquet"
+def _merged_segment(prefix: str, table: _Table, parts: list[Segment], rows: int) -> Segment:
+    return Segment(
+        key=_segment_key(prefix, table.folder, parts[0].first, parts[-1].last),
+        rows=rows,
+        first=parts[0].first,
+        last=parts[-1].last,
+        indexed=table.indexed,
+    )
 
 
-def _to_merge(segments: list[Segment], compaction: LedgerCompaction) -> tuple[int, int] | None:
-    """The segments (start, stop) the next merge takes, or None: the newest segment with the
-    smaller ones before it, else the newest `fan_in` when they are of one level."""
+def _segment_key(prefix: str, folder: str, first: int, last: int) -> str:
+    return f"{prefix}/{folder}/{first:012d}-{last:012d}.parquet"
+
+
+def _to_merge(
+    segments: list[Segment],
+    compaction: LedgerCompaction,
+    *,
+    limit: int | None = None,
+    tail: bool = False,
+) -> tuple[int, int] | None:
+    """The segments (start, stop) the next merge takes, or None: a segment with the smaller
+    ones before it, else `fan_in` consecutive segments of one level; the newest such group
+    first. A group of more than `limit` rows is skipped; with `tail`, only the group ending
+    at the newest segment is considered (what a live run merges)."""
     levels = [compaction.level(segment.rows) for segment in segments]
+    ends = [len(levels)] if tail else list(range(len(levels), 1, -1))
+    for stop in ends:
+        group = _group_ending(levels[:stop], compaction.fan_in)
+        if group is None:
+            continue
+        if limit is None or sum(s.rows for s in segments[group[0] : group[1]]) <= limit:
+            return group
+    return None
+
+
+def _group_ending(levels: list[int], fan_in: int) -> tuple[int, int] | None:
     if len(levels) >= 2 and levels[-1] > levels[-2]:
         start = len(levels) - 1
         while start > 0 and levels[start - 1] < levels[-1]:
             start -= 1
         return start, len(levels)
-    tail = levels[-compaction.fan_in :]
-    if len(tail) == compaction.fan_in and len(set(tail)) == 1:
-        return len(levels) - compaction.fan_in, len(levels)
+    tail = levels[-fan_in:]
+    if len(tail) == fan_in and len(set(tail)) == 1:
+        return len(levels) - fan_in, len(levels)
     return None
-
-
-def _merged(rows: pl.DataFrame, *, oldest: bool) -> pl.DataFrame:
-    """Consecutive segment rows (oldest first) as one segment: the newest version of each
-    judgment, `replaces` as its first version in the range had it. From the oldest segment
-    on, nothing older can be shadowed: tombstones go and nothing `replaces`."""
-    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).filter(
-        pl.col("judgment_id").is_last_distinct()
-    )
-    if oldest:
-        rows = rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
-    return rows.select(list(SEGMENT))
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def _segment_bytes(frame: pl.DataFrame, table: _Table) -> bytes:
+    """A segment sorted by task with small row groups, so that a lookup of a few tasks reads
+    a few groups (see `ROW_GROUP_ROWS`)."""
+    return _sorted_parquet(frame, table.order)
+
+
+# Key-value metadata of a segment: its row groups' first and last sort keys (`fences`) and the
+# groups holding a `replaces` row, so a lookup picks its groups with two binary searches
+# instead of a pass over every group's statistics in the footer.
+_FENCES = b"live_fences"
+
+
+def _sorted_parquet(frame: pl.DataFrame, order: tuple[str, ...]) -> bytes:
+    """`frame` sorted by `order` in row groups of exactly `ROW_GROUP_ROWS`, with its fences."""
+    frame = frame.sort(list(order))
+    keys = frame.get_column(order[0])
+    starts = list(range(0, frame.height, ROW_GROUP_ROWS))
+    ends = [min(start + ROW_GROUP_ROWS, frame.height) - 1 for start in starts]
+    fences: dict[str, object] = {
+        "column": order[0],
+        "min": keys.gather(starts).to_list() if starts else [],
+        "max": keys.gather(ends).to_list() if ends else [],
+    }
+    if "replaces" in frame.columns:
+        rows = frame.get_column("replaces").arg_true().to_numpy()
+        fences["flagged"] = np.unique(rows // ROW_GROUP_ROWS).tolist()
+    table = frame.to_arrow()
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), _FENCES: json.dumps(fences).encode()}
+    )
+    buffer = io.BytesIO()
+    # Statistics only where a lookup reads them: every other column's would grow the footer
+    # each lookup parses by a min/max per row group.
+    looked_up = [c for c in ("task_id", "judgment_id", "replaces") if c in frame.columns]
+    pq.write_table(
+        table,
+        buffer,
+        compression="zstd",
+        row_group_size=ROW_GROUP_ROWS,
+        write_statistics=looked_up,
+    )
     return buffer.getvalue()
 
 
@@ -1397,8 +1679,8 @@ def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataF
     return frame.with_columns(missing).select(list(schema)).cast(pl.Schema(schema))
 
 
-def _read_segment(data: bytes) -> pl.DataFrame:
-    return _conform(pl.read_parquet(io.BytesIO(data)), SEGMENT)
+def _read_frame(data: bytes, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    return _conform(pl.read_parquet(io.BytesIO(data)), schema)
 
 
 def _ledger_of(segments: list[pl.DataFrame], annotators: pl.DataFrame) -> pl.DataFrame:
@@ -1418,54 +1700,448 @@ def _ledger_of(segments: list[pl.DataFrame], annotators: pl.DataFrame) -> pl.Dat
             ~pl.col("judgment_id").is_last_distinct() | pl.col("deleted")
         ).get_column("_row")
         rows = indexed.filter(~pl.col("_row").is_in(stale.implode())).drop("_row")
-    blocked = _blocked(annotators)
+    return _flagged(rows, _blocked(annotators))
+
+
+def _flagged(rows: pl.DataFrame, blocked: pl.Series) -> pl.DataFrame:
     return rows.with_columns(flagged=pl.col("annotator_id").is_in(blocked.implode())).select(
         list(LEDGER)
     )
 
 
-def load_state(project: str, read: Callable[[str], bytes | None]) -> LiveState:
-    """The state stored under `live/<project>/` (`read(key)` returns None when absent)."""
+def _tasks_of(rows: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The tasks the (oldest first) tasks segment rows hold: each task's newest row, deleted
+    ones left out, posteriors padded to the state's `k` labels (labels seen after a task was
+    last written have probability 0 for it, as `update` pads the tasks it holds)."""
+    rows = rows.filter(pl.col("task_id").is_last_distinct() & ~pl.col("deleted"))
+    padded = pl.col("posterior").list.concat(
+        pl.lit([0.0] * k, pl.List(pl.Float64)).list.slice(0, k - pl.col("posterior").list.len())
+    )
+    return rows.with_columns(
+        posterior=pl.when(pl.col("posterior").list.len() < k).then(padded).otherwise("posterior")
+    ).select(list(TASKS))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Header:
+    meta: dict[str, object]
+    frames: dict[str, pl.DataFrame]
+    carried: bool
+    segments: tuple[Segment, ...]
+    task_segments: tuple[Segment, ...]
+
+
+def _header(project: str, read: Callable[[str], bytes | None]) -> _Header | None:
+    """`state.json`, the small frames and both segment lists; None for a state never stored.
+    A state written before tasks (or the ledger) were segments lists its whole-table object
+    as the one segment."""
     prefix = state_prefix(project)
     raw = read(f"{prefix}/state.json")
     if raw is None:
-        return LiveState(project=project)
+        return None
     meta = json.loads(raw)
     frames = {}
-    stored: dict[str, list[str]] = {}
-    for name in _FRAMES:
+    carried = True
+    for name, schema in _SMALL.items():
         data = read(f"{prefix}/{name}.parquet")
         if data is None:
             raise FileNotFoundError(f"{prefix}/{name}.parquet missing next to {prefix}/state.json")
         frame = pl.read_parquet(io.BytesIO(data))
-        stored[name] = frame.columns
-        frames[name] = _conform(frame, _SCHEMAS[name])
-    if "ledger" in meta:
-        segments = tuple(Segment(**entry) for entry in meta["ledger"])
-    else:
-        legacy = read(f"{prefix}/{_LEGACY_LEDGER}")
-        rows = 0 if legacy is None else pl.read_parquet(io.BytesIO(legacy)).height
-        version = int(meta["version"])
-        segments = (Segment(key=f"{prefix}/{_LEGACY_LEDGER}", rows=rows, first=1, last=version),)
-    parts = []
-    for segment in segments:
-        data = read(segment.key)
+        if name == "annotators":
+            carried = set(_CARRIED) <= set(frame.columns)
+        frames[name] = _conform(frame, schema)
+    version = int(meta["version"])
+    listed = {}
+    for name, legacy in (("ledger", _LEGACY_LEDGER), ("tasks", _LEGACY_TASKS)):
+        if name in meta:
+            listed[name] = tuple(Segment(**entry) for entry in meta[name])
+            continue
+        data = read(f"{prefix}/{legacy}")
         if data is None:
-            raise FileNotFoundError(f"{segment.key} missing: {prefix}/state.json lists it")
-        parts.append(_read_segment(data))
-    ledger = _ledger_of(parts, frames["annotators"])
-    if not set(_CARRIED) <= set(stored["annotators"]):
-        # Written before the counts were carried: count them once.
-        frames["annotators"] = _recounted(frames["annotators"], ledger, frames["tasks"])
+            raise FileNotFoundError(f"{prefix}/{legacy} missing: {prefix}/state.json needs it")
+        rows = _parquet_rows(data)
+        listed[name] = (Segment(key=f"{prefix}/{legacy}", rows=rows, first=1, last=version),)
+    return _Header(
+        meta=meta,
+        frames=frames,
+        carried=carried,
+        segments=listed["ledger"],
+        task_segments=listed["tasks"],
+    )
+
+
+def _parquet_rows(data: bytes) -> int:
+    """Rows of a Parquet object, from its footer."""
+    return int(pl.scan_parquet(io.BytesIO(data)).select(pl.len()).collect().item())
+
+
+def _state(project: str, header: _Header, **parts: object) -> LiveState:
+    meta = header.meta
+    watermark = meta["watermark"]
     return LiveState(
         project=project,
-        labels=tuple(meta["labels"]),
-        version=int(meta["version"]),
-        watermark=datetime.fromisoformat(meta["watermark"]) if meta["watermark"] else None,
+        labels=tuple(meta["labels"]),  # type: ignore[arg-type]
+        version=int(meta["version"]),  # type: ignore[call-overload]
+        committed=int(meta["version"]),  # type: ignore[call-overload]
+        watermark=datetime.fromisoformat(watermark) if isinstance(watermark, str) else None,
         prior_counts=np.asarray(meta["prior_counts"], dtype=np.float64),
-        ledger=ledger,
-        segments=segments,
-        **frames,
+        segments=header.segments,
+        task_segments=header.task_segments,
+        annotators=header.frames["annotators"],
+        versions=header.frames["versions"],
+        **parts,  # type: ignore[arg-type]
+    )
+
+
+def load_state(project: str, read: Callable[[str], bytes | None]) -> LiveState:
+    """The whole state stored under `live/<project>/` (`read(key)` returns None when absent):
+    every segment read. For readers, the re-base and states of the earlier layouts; a live
+    run reads only what its batch touches (`load_touched`)."""
+    header = _header(project, read)
+    if header is None:
+        return LiveState(project=project)
+
+    def frames(
+        segments: tuple[Segment, ...], schema: Mapping[str, pl.DataType]
+    ) -> Iterator[pl.DataFrame]:
+        for segment in segments:
+            data = read(segment.key)
+            if data is None:
+                raise FileNotFoundError(
+                    f"{segment.key} missing: {state_prefix(project)}/state.json lists it"
+                )
+            yield _read_frame(data, schema)
+
+    ledger = _ledger_of(list(frames(header.segments, SEGMENT)), header.frames["annotators"])
+    task_rows = list(frames(header.task_segments, TASK_SEGMENT))
+    rows = pl.concat(task_rows) if task_rows else pl.DataFrame(schema=TASK_SEGMENT)
+    tasks = _tasks_of(rows, len(header.meta["labels"]))  # type: ignore[arg-type]
+    if not header.carried:
+        # Written before the counts were carried: count them once.
+        header.frames["annotators"] = _recounted(header.frames["annotators"], ledger, tasks)
+    return _state(project, header, ledger=ledger, tasks=tasks)
+
+
+# A segment as the lookups see it: its Parquet footer (row-group statistics) and the row groups
+# read on demand. On a local lake the file is opened in place; otherwise its bytes are fetched.
+OpenSegment = Callable[[str], pq.ParquetFile]
+
+
+def segment_opener(read: Callable[[str], bytes | None]) -> OpenSegment:
+    """An `OpenSegment` for a store that only reads whole objects."""
+
+    def open_segment(key: str) -> pq.ParquetFile:
+        data = read(key)
+        if data is None:
+            raise FileNotFoundError(f"{key} missing: the state lists it")
+        return pq.ParquetFile(io.BytesIO(data))
+
+    return open_segment
+
+
+def _admitted_groups(
+    segment: pq.ParquetFile, column: str, keys: list[str], flag: str | None = None
+) -> list[int]:
+    """The row groups whose `column` min/max admit one of the sorted `keys` (and, with
+    `flag`, that hold a true `flag`): all a lookup reads. Polars' own pushdown does not use
+    the statistics for `is_in`, so the footer is read here."""
+    names = segment.schema_arrow.names
+    if column not in names or (flag is not None and flag not in names):
+        # An earlier layout's object: no flag column means no flagged row; no statistics
+        # for the column means every group.
+        return [] if flag is not None else list(range(segment.metadata.num_row_groups))
+    raw = (segment.schema_arrow.metadata or {}).get(_FENCES)
+    fences = json.loads(raw) if raw is not None else {}
+    usable = fences.get("column") == column and None not in (*fences["min"], *fences["max"])
+    if usable and fences["min"]:
+        # Sorted by `column`: group g holds a key iff the first key ≥ its min is ≤ its max.
+        sorted_keys = np.array(keys, dtype=str)
+        after = np.searchsorted(sorted_keys, np.array(fences["min"], dtype=str), side="left")
+        bounded = np.minimum(after, len(keys) - 1)
+        hit = (after < len(keys)) & (sorted_keys[bounded] <= np.array(fences["max"], dtype=str))
+        return np.nonzero(hit)[0].tolist()
+    groups = range(segment.metadata.num_row_groups)
+    if flag is not None and "flagged" in fences:
+        groups = fences["flagged"]
+    position = names.index(column)
+    flag_position = names.index(flag) if flag is not None else None
+    chosen = []
+    for group in groups:
+        meta = segment.metadata.row_group(group)
+        if flag_position is not None:
+            flags = meta.column(flag_position).statistics
+            if flags is not None and flags.has_min_max and not flags.max:
+                continue
+        stats = meta.column(position).statistics
+        if stats is None or not stats.has_min_max:
+            chosen.append(group)
+            continue
+        first = bisect.bisect_left(keys, stats.min)
+        if first < len(keys) and keys[first] <= stats.max:
+            chosen.append(group)
+    return chosen
+
+
+def _lookup(
+    segment: pq.ParquetFile,
+    schema: Mapping[str, pl.DataType],
+    column: str,
+    keys: list[str],
+    *,
+    flag: str | None = None,
+    columns: list[str] | None = None,
+) -> pl.DataFrame:
+    """The rows of `segment` whose `column` is one of the sorted `keys` (and `flag` true),
+    reading only the row groups their statistics admit."""
+    groups = _admitted_groups(segment, column, keys, flag) if keys else []
+    present = segment.schema_arrow.names
+    wanted = {name: schema[name] for name in (columns or list(schema))}
+    if not groups:
+        return pl.DataFrame(schema=wanted)
+    table = segment.read_row_groups(groups, columns=[c for c in wanted if c in present])
+    frame = _conform(pl.from_arrow(table), wanted)  # type: ignore[arg-type]
+    match = pl.col(column).is_in(pl.Series(keys, dtype=pl.String).implode())
+    return frame.filter(match & pl.col(flag) if flag is not None else match)
+
+
+def _sorted_keys(values: pl.Series) -> list[str]:
+    return values.cast(pl.String).drop_nulls().unique().sort().to_list()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredState:
+    """A committed state's segments, for the lookups of a partly loaded state: a lookup of
+    tasks (or judgments) reads the row groups of each segment whose statistics admit them,
+    so a run reads what its batch touches, not the history held."""
+
+    ledger: tuple[Segment, ...]
+    tasks: tuple[Segment, ...]
+    open_segment: OpenSegment
+    k: int
+    # Each object's footer is parsed once per load, not once per lookup.
+    opened: dict[str, pq.ParquetFile] = field(default_factory=dict, compare=False, repr=False)
+
+    def open(self, key: str) -> pq.ParquetFile:
+        if key not in self.opened:
+            self.opened[key] = self.open_segment(key)
+        return self.opened[key]
+
+    def tasks_of_judgments(self, ids: pl.Series) -> pl.Series:
+        """The tasks of every stored version of the judgments `ids` (exactly once needs all
+        of them), from each segment's id index (sorted by judgment, so new ids skip it)."""
+        keys = _sorted_keys(ids)
+        found = [pl.Series("task_id", [], pl.String)]
+        for segment in self.ledger if keys else ():
+            key = _index_key(segment.key) if segment.indexed else segment.key
+            rows = _lookup(
+                self.open(key), INDEX, "judgment_id", keys, columns=["judgment_id", "task_id"]
+            )
+            found.append(rows.get_column("task_id"))
+        return pl.concat(found)
+
+    def tasks_where(self, column: str, values: Collection[str]) -> pl.Series:
+        """The tasks of the stored rows whose `column` is one of `values`, every version: a
+        read of two columns of every segment, for the rare lookups (a block reads its
+        annotator's tasks, a file read again its judgments')."""
+        found = [pl.Series("task_id", [], pl.String)]
+        for segment in self.ledger:
+            opened = self.open(segment.key)
+            if column not in opened.schema_arrow.names:
+                continue
+            rows = pl.from_arrow(opened.read(columns=[column, "task_id"]))
+            assert isinstance(rows, pl.DataFrame)
+            matched = rows.filter(pl.col(column).cast(pl.String).is_in(list(values)))
+            found.append(matched.get_column("task_id").cast(pl.String))
+        return pl.concat(found)
+
+    def ledger_of_tasks(self, task_ids: pl.Series, blocked: pl.Series) -> pl.DataFrame:
+        """The ledger rows (newest version of each judgment, withdrawn ones left out) of the
+        tasks `task_ids`.
+
+        A stored row is stale when its judgment has a row in a newer segment; that row
+        `replaces` it and may sit under another task (the judgment moved), so the judgments
+        found are looked up among the `replaces` rows of every segment, in the row groups its
+        metadata lists as holding one (a few: resubmissions and tombstones).
+        """
+        keys = _sorted_keys(task_ids)
+        parts = [
+            _lookup(self.open(segment.key), SEGMENT, "task_id", keys).with_columns(
+                _segment=pl.lit(number, pl.Int64)
+            )
+            for number, segment in enumerate(self.ledger)
+        ]
+        empty = _empty_segment().with_columns(_segment=pl.lit(0, pl.Int64))
+        rows = pl.concat(parts) if parts else empty
+        ids = _sorted_keys(rows.get_column("judgment_id"))
+        newest = [rows.select("judgment_id", "_segment")]
+        for number, segment in enumerate(self.ledger):
+            newer = _lookup(
+                self.open(segment.key),
+                SEGMENT,
+                "judgment_id",
+                ids,
+                flag="replaces",
+                columns=["judgment_id", "replaces"],
+            )
+            newest.append(newer.select("judgment_id", _segment=pl.lit(number, pl.Int64)))
+        last = pl.concat(newest).group_by("judgment_id").agg(pl.col("_segment").max())
+        current = rows.join(last, on=["judgment_id", "_segment"], how="semi")
+        current = current.filter(~pl.col("deleted") & pl.col("task_id").is_in(keys))
+        return _flagged(current, blocked)
+
+    def tasks_rows(self, task_ids: pl.Series) -> pl.DataFrame:
+        """The tasks table's rows of `task_ids` (each task's newest row)."""
+        keys = _sorted_keys(task_ids)
+        parts = [
+            _lookup(self.open(segment.key), TASK_SEGMENT, "task_id", keys).with_columns(
+                _segment=pl.lit(number, pl.Int64)
+            )
+            for number, segment in enumerate(self.tasks)
+        ]
+        if not parts:
+            return pl.DataFrame(schema=TASKS)
+        return _tasks_of(pl.concat(parts).sort("_segment", maintain_order=True), self.k)
+
+
+def load_touched(
+    project: str,
+    read: Callable[[str], bytes | None],
+    *,
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame | None = None,
+    resynced: Collection[str] = (),
+    open_segment: OpenSegment | None = None,
+) -> LiveState:
+    """The part of the stored state an `update` with this batch needs: the annotators (all of
+    them, with the carried counts) and, of the ledger and the tasks table, only the rows of
+    the tasks the batch touches. Those are the batch's tasks and gold tasks, the tasks of the
+    earlier versions of its judgments (found by id: exactly once needs every version the
+    ledger holds) and the tasks of the judgments of the `resynced` sources. A block in the
+    update reads its annotator's tasks then (`update` calls `StoredState`).
+
+    `open_segment(key)` opens one segment (default: fetched whole through `read`; on a local
+    lake, open the file in place so only the row groups a lookup needs are read).
+    """
+    header = _header(project, read)
+    if header is None:
+        return LiveState(project=project)
+    if not header.carried:
+        return load_state(project, read)
+    stored = StoredState(
+        ledger=header.segments,
+        tasks=header.task_segments,
+        open_segment=open_segment or segment_opener(read),
+        k=len(header.meta["labels"]),  # type: ignore[arg-type]
+    )
+    tasks = []
+    if judgments.height:
+        tasks.append(judgments.get_column("task_id").cast(pl.String))
+        tasks.append(stored.tasks_of_judgments(judgments.get_column("judgment_id")))
+    if gold is not None and gold.height:
+        tasks.append(gold.get_column("task_id").cast(pl.String))
+    if resynced:
+        tasks.append(stored.tasks_where("source", resynced))
+    touched = pl.concat(tasks) if tasks else pl.Series("task_id", [], pl.String)
+    blocked = _blocked(header.frames["annotators"])
+    return _state(
+        project,
+        header,
+        ledger=stored.ledger_of_tasks(touched, blocked),
+        tasks=stored.tasks_rows(touched),
+        stored=stored,
+    )
+
+
+# Maintenance: merges above `max_inline_rows`, done off the live runs' path ------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Merge:
+    """One deferred merge, built: `parts` of table `table` become `merged` (`objects`: the
+    segment and its id index, by key)."""
+
+    project: str
+    table: str
+    parts: tuple[Segment, ...]
+    merged: Segment
+    objects: dict[str, bytes]
+
+
+def due_merges(
+    project: str, read: Callable[[str], bytes | None], compaction: LedgerCompaction
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(table, segment keys) of the merges a live run left for maintenance; reads only
+    `state.json`."""
+    raw = read(f"{state_prefix(project)}/state.json")
+    if raw is None:
+        return []
+    meta = json.loads(raw)
+    due = []
+    for name in _TABLES:
+        segments = [Segment(**entry) for entry in meta.get(name, [])]
+        group = _to_merge(segments, compaction)
+        if group is not None:
+            due.append((name, tuple(s.key for s in segments[group[0] : group[1]])))
+    return due
+
+
+def plan_merge(
+    project: str, read: Callable[[str], bytes | None], compaction: LedgerCompaction
+) -> Merge | None:
+    """The next merge due (any size), read and built. Segments are immutable once listed, so
+    this runs without the live lock; `merge_objects` commits it under the lock."""
+    header = _header(project, read)
+    if header is None:
+        return None
+    prefix = state_prefix(project)
+    for table, segments in ((_LEDGER_TABLE, header.segments), (_TASKS_TABLE, header.task_segments)):
+        group = _to_merge(list(segments), compaction)
+        if group is None:
+            continue
+        parts = segments[group[0] : group[1]]
+        frames = []
+        for part in parts:
+            data = read(part.key)
+            if data is None:
+                raise FileNotFoundError(f"{part.key} missing: {prefix}/state.json lists it")
+            frames.append(_read_frame(data, table.schema))
+        rows = table.merge(pl.concat(frames), group[0] == 0)
+        merged = _merged_segment(prefix, table, list(parts), rows.height)
+        objects = {merged.key: _segment_bytes(rows, table)}
+        if merged.indexed:
+            objects[_index_key(merged.key)] = _index_bytes(rows)
+        return Merge(
+            project=project, table=table.name, parts=tuple(parts), merged=merged, objects=objects
+        )
+    return None
+
+
+def merge_objects(read: Callable[[str], bytes | None], merge: Merge) -> StateObjects | None:
+    """The commit of a built `merge` against the state stored now: `state.json` listing the
+    merged segment in place of its parts, the parts deleted. None when the stored listing no
+    longer has the parts in a row (another maintenance run merged them)."""
+    prefix = state_prefix(merge.project)
+    header = _header(merge.project, read)
+    if header is None:
+        return None
+    segments = list(header.segments if merge.table == "ledger" else header.task_segments)
+    keys = [segment.key for segment in segments]
+    wanted = [part.key for part in merge.parts]
+    starts = [i for i in range(len(keys)) if keys[i : i + len(wanted)] == wanted]
+    if not starts:
+        return None
+    start = starts[0]
+    segments[start : start + len(wanted)] = [merge.merged]
+    meta = dict(header.meta)
+    meta["ledger"] = [s.as_json() for s in header.segments]
+    meta["tasks"] = [s.as_json() for s in header.task_segments]
+    meta[merge.table] = [s.as_json() for s in segments]
+    return StateObjects(
+        writes={
+            **merge.objects,
+            f"{prefix}/state.json": json.dumps(meta, sort_keys=True).encode(),
+        },
+        deletes=[key for part in merge.parts for key in _objects_of(part)],
     )
 
 
@@ -1536,6 +2212,21 @@ def file_rows(
     return rows, golden
 
 
+def requests_file(
+    state: LiveState, options: LiveOptions, *, now: datetime, previous: bytes | None
+) -> bytes:
+    """`requests.json` for `state`: every open request, for tools that import them. A state
+    loaded in part holds only the tasks its batch touched, so the `previous` file's requests
+    stand for the other tasks and those of the tasks it holds are replaced."""
+    fresh = label_studio_requests(open_requests(state, options, now=now))
+    if state.stored is None or previous is None:
+        return fresh
+    held = set(state.tasks.get_column("task_id").to_list()) | state.removed_tasks
+    items = [item for item in json.loads(previous) if item["id"] not in held]
+    items += json.loads(fresh)
+    return json.dumps(sorted(items, key=lambda item: item["id"]), indent=1).encode()
+
+
 def label_studio_requests(requests: pl.DataFrame) -> bytes:
     """Open requests as a Label Studio–importable JSON list (`id` + `data` per task)."""
     items = [
@@ -1557,23 +2248,33 @@ def label_studio_requests(requests: pl.DataFrame) -> bytes:
 
 __all__ = [
     "ANNOTATOR_ACTIONS",
+    "LIVE_COMPACTION",
     "TASK_REQUESTS",
     "LedgerCompaction",
     "LiveEvents",
     "LiveOptions",
     "LiveState",
+    "Merge",
+    "OpenSegment",
     "Segment",
     "StateObjects",
+    "StoredState",
     "content_hash",
     "decision_id",
+    "due_merges",
     "file_rows",
     "files_object",
     "label_studio_requests",
     "load_files",
     "load_state",
     "load_stream",
+    "load_touched",
+    "merge_objects",
     "open_requests",
+    "plan_merge",
     "rebase",
+    "requests_file",
+    "segment_opener",
     "state_objects",
     "state_prefix",
     "stream_files",

@@ -32,16 +32,19 @@ from datetime import UTC, datetime
 from logging import Logger
 
 import polars as pl
+import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
+    LIVE_COMPACTION,
     TASK_REQUESTS,
     LiveEvents,
     LiveOptions,
     LiveState,
+    OpenSegment,
     content_hash,
     file_rows,
     files_object,
@@ -49,8 +52,10 @@ from annotation_pipelines.loop.live import (
     load_files,
     load_state,
     load_stream,
-    open_requests,
+    load_touched,
     rebase,
+    requests_file,
+    segment_opener,
     state_objects,
     state_prefix,
     stream_files,
@@ -148,6 +153,46 @@ class LiveConfig(Config):
 
 def _reader(lake: Lake) -> Callable[[str], bytes | None]:
     return lambda key: lake.get(key) if lake.exists(key) else None
+
+
+def _opener(lake: Lake) -> OpenSegment:
+    """Segments opened in place on a local lake (a lookup by task reads only the row groups
+    that may hold it); fetched whole from an object store."""
+    fetch = segment_opener(_reader(lake))
+
+    def open_segment(key: str) -> pq.ParquetFile:
+        path = lake.local_path(key)
+        return fetch(key) if path is None else pq.ParquetFile(path)
+
+    return open_segment
+
+
+def _load_states(
+    lake: Lake,
+    projects: set[str],
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame,
+    resynced: dict[str, list[str]],
+    *,
+    whole: bool,
+) -> dict[str, LiveState]:
+    """Each project's state: the part its batch touches (`load_touched`), so a run's reads do
+    not grow with the history held; the whole state when a re-base is due (it recounts from
+    every task and judgment)."""
+    read = _reader(lake)
+    if whole:
+        return {project: load_state(project, read) for project in sorted(projects)}
+    return {
+        project: load_touched(
+            project,
+            read,
+            judgments=judgments.filter(pl.col("project") == project),
+            gold=gold.filter(pl.col("project") == project),
+            resynced=resynced.get(project, ()),
+            open_segment=_opener(lake),
+        )
+        for project in sorted(projects)
+    }
 
 
 def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> list[str]:
@@ -400,7 +445,9 @@ def live_quality_state(
         projects = (
             set(judgments["project"].unique()) | set(gold["project"].unique()) | set(files.resynced)
         )
-        states = {p: load_state(p, _reader(lake)) for p in sorted(projects)}
+        states = _load_states(
+            lake, projects, judgments, gold, files.resynced, whole=bool(config.rebase_days)
+        )
         states, events = update_projects(
             states,
             judgments,
@@ -431,11 +478,11 @@ def live_quality_state(
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         deletes: list[str] = []
         for project, state in states.items():
-            objects = state_objects(state, _reader(lake))
+            objects = state_objects(state, _reader(lake), compaction=LIVE_COMPACTION)
             writes.update(objects.writes)
             deletes.extend(objects.deletes)
-            pending = open_requests(state, options, now=now)
-            writes[f"{state_prefix(project)}/requests.json"] = label_studio_requests(pending)
+            key = f"{state_prefix(project)}/requests.json"
+            writes[key] = requests_file(state, options, now=now, previous=_reader(lake)(key))
         kind_writes, kind_deletes = kinds.objects(_reader(lake), config.kind_options(), now)
         writes.update(kind_writes)
         deletes.extend(kind_deletes)

@@ -8,6 +8,9 @@ same state. The run key hashes the window and the pending files: a tick evaluate
 launches nothing twice, and the run itself folds a file only once (by content hash). The
 cursor keeps the last window and the last `aggregated_labels` materialization seen; each new
 one names its day in the next run, which re-bases that day's tasks on it.
+
+The same tick launches `live_compaction_job` when a live run left a merge too large for it
+(`loop.live.due_merges`), once per set of due merges (run key) and not while one is on its way.
 """
 
 import hashlib
@@ -27,10 +30,17 @@ from dagster import (
     sensor,
 )
 
-from annotation_pipelines.loop.live import load_files, load_stream
+from annotation_pipelines.loop.live import (
+    LIVE_COMPACTION,
+    LedgerCompaction,
+    due_merges,
+    load_files,
+    load_stream,
+)
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 from assets.common.cursors import load_cursor
 from assets.live.assets import DAILY_LABELS, LiveConfig, live_quality_state, pending_files
+from assets.live.compaction import CompactionConfig, live_compaction_job, live_projects
 from assets.live.jobs import live_quality_job
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
@@ -59,6 +69,39 @@ def _waiting_runs(context: SensorEvaluationContext) -> int:
     return len(runs)
 
 
+def compaction_request(
+    context: SensorEvaluationContext, lake: Lake, *, compaction: LedgerCompaction = LIVE_COMPACTION
+) -> RunRequest | None:
+    """A `live_compaction_job` run for the merges the live runs left, unless one is on its
+    way or running; its run key hashes the due merges, so a tick evaluated twice launches it
+    once."""
+    read = lambda key: lake.get(key) if lake.exists(key) else None  # noqa: E731
+    due = {project: due_merges(project, read, compaction) for project in live_projects(lake)}
+    due = {project: merges for project, merges in due.items() if merges}
+    if not due:
+        return None
+    busy = context.instance.get_runs(
+        RunsFilter(
+            job_name=live_compaction_job.name, statuses=[*_WAITING, DagsterRunStatus.STARTED]
+        ),
+        limit=1,
+    )
+    if busy:
+        return None
+    key = hashlib.sha256(json.dumps(due, sort_keys=True).encode()).hexdigest()[:32]
+    config = CompactionConfig(
+        projects=sorted(due),
+        fan_in=compaction.fan_in,
+        base_rows=compaction.base_rows,
+        max_inline_rows=compaction.max_inline_rows,
+    )
+    return RunRequest(
+        run_key=f"live-compaction:{key}",
+        job_name=live_compaction_job.name,
+        run_config=RunConfig({"compact_live_state": config}),
+    )
+
+
 def _new_daily_days(
     context: SensorEvaluationContext, cursor: str | None
 ) -> tuple[list[str], str | None]:
@@ -73,12 +116,12 @@ def _new_daily_days(
 
 
 @sensor(
-    job=live_quality_job,
+    jobs=[live_quality_job, live_compaction_job],
     minimum_interval_seconds=LIVE_INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "New judgments in the annotation DB, new export files, or a day's aggregation "
-        "→ a small run updating the live state."
+        "→ a small run updating the live state; a merge too large for it → a compaction run."
     ),
 )
 def live_quality_sensor(
@@ -94,7 +137,10 @@ def live_quality_sensor(
             f"no annotation DB configured ({ANNOTATION_DB_DSN}): the live layer follows its "
             "change stream"
         )
+    maintenance = [r for r in [compaction_request(context, lake)] if r is not None]
     if _waiting_runs(context) >= MAX_WAITING_RUNS:
+        if maintenance:
+            return SensorResult(run_requests=maintenance)
         return SkipReason(f"{MAX_WAITING_RUNS} live runs are on their way")
     state = load_cursor(context.cursor)
     read = lambda key: lake.get(key) if lake.exists(key) else None  # noqa: E731
@@ -104,6 +150,8 @@ def live_quality_sensor(
     files = pending_files(landing, load_files(read))
     days, daily_cursor = _new_daily_days(context, state.get("daily"))
     if not changed and not files and not days:
+        if maintenance:
+            return SensorResult(run_requests=maintenance)
         return SkipReason(f"no changes in ({since.isoformat()}, {until.isoformat()}]")
     window = json.dumps([since.isoformat(), until.isoformat(), files, days])
     run_key = "live:" + hashlib.sha256(window.encode()).hexdigest()[:32]
@@ -112,6 +160,9 @@ def live_quality_sensor(
     )
     cursor = {"watermark": until.isoformat(), "since": since.isoformat(), "daily": daily_cursor}
     return SensorResult(
-        run_requests=[RunRequest(run_key=run_key, run_config=config)],
+        run_requests=[
+            RunRequest(run_key=run_key, job_name=live_quality_job.name, run_config=config),
+            *maintenance,
+        ],
         cursor=json.dumps(cursor, sort_keys=True),
     )

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.loop.live import (
     LedgerCompaction,
     LiveOptions,
     LiveState,
+    due_merges,
     file_rows,
     load_state,
+    load_touched,
+    merge_objects,
     open_requests,
+    plan_merge,
     rebase,
     state_objects,
     state_prefix,
@@ -105,6 +111,17 @@ def assert_scorecards_recount(state: LiveState) -> None:
     np.testing.assert_allclose(
         cards["mean_duration_s"].fill_null(0.0), cards["duration"].fill_null(0.0), atol=1e-9
     )
+
+
+# The key of each frame of a state: the lake stores the ledger and the tasks sorted by task, so
+# a state read back holds the same rows in another order.
+KEYS = {"ledger": "judgment_id", "tasks": "task_id", "annotators": None, "versions": None}
+
+
+def same_frame(a: LiveState, b: LiveState, name: str) -> bool:
+    key = KEYS[name]
+    left, right = getattr(a, name), getattr(b, name)
+    return left.equals(right) if key is None else left.sort(key).equals(right.sort(key))
 
 
 def test_carried_counts_equal_the_counts_recomputed_from_the_ledger():
@@ -260,8 +277,8 @@ def test_the_state_round_trips_through_its_lake_objects():
     files = state_objects(state).writes
     loaded = load_state("p", files.get)
     assert loaded.version == state.version and loaded.labels == state.labels
-    for name in ("ledger", "tasks", "annotators", "versions"):
-        assert getattr(loaded, name).equals(getattr(state, name)), name
+    for name in KEYS:
+        assert same_frame(loaded, state, name), name
     np.testing.assert_allclose(loaded.counts, state.counts)
     more, _ = stream(n_tasks=90)
     after_a, _ = update(loaded, more.slice(400), now=NOW)
@@ -358,12 +375,33 @@ def _commit(store: dict[str, bytes], objects) -> None:
 
 
 def _segment_keys(store: dict[str, bytes]) -> set[str]:
-    return {key for key in store if key.startswith(f"{state_prefix('p')}/ledger/")}
+    """The ledger segments in `store`, each checked to have its id index and no more."""
+    ledger = [key for key in store if key.startswith(f"{state_prefix('p')}/ledger/")]
+    segments = {key for key in ledger if not key.endswith(".ids.parquet")}
+    assert set(ledger) - segments == {k.removesuffix(".parquet") + ".ids.parquet" for k in segments}
+    return segments
 
 
-def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memory():
+SOURCE = "exports/p/csv/a.csv"
+
+
+@dataclass(frozen=True)
+class History:
+    batches: list[pl.DataFrame]
+    resync: dict[int, list[str]]  # batch number → the sources it reads whole
+    judgments: pl.DataFrame
+    from_file: pl.DataFrame
+    first: dict[str, object]
+    resubmitted: pl.DataFrame
+    moved: tuple[str, str, str]  # judgment_id, from task, to task
+
+
+def _history() -> History:
+    """Batches of 400 tasks with a spammer from the middle, a resubmission of the very
+    first judgment in batch 6, an export file read in batch 8 and read again edited in batch
+    12 (one judgment gone), and a judgment of batch 1 moved to another old task in batch 14."""
     judgments, _ = stream(n_tasks=400, spammer_from=200)
-    source = "exports/p/csv/a.csv"
+    source = SOURCE
     judgments = judgments.with_columns(source=pl.lit(None, pl.String))
     first = judgments.row(0, named=True)
     resubmitted = pl.DataFrame(
@@ -380,16 +418,43 @@ def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memor
     # The file edited: one judgment of t0300 gone (a tombstone in a later segment).
     batches[12] = pl.concat([batches[12], from_file.slice(1)])
     resync[12] = [source]
+    moved = batches[1].row(3, named=True)
+    to = "t0150" if moved["task_id"] != "t0150" else "t0151"
+    batches[14] = pl.concat(
+        [
+            batches[14],
+            pl.DataFrame(
+                [{**moved, "task_id": to, "updated_at": START + timedelta(hours=2)}],
+                schema=judgments.schema,
+            ),
+        ]
+    )
+    return History(
+        batches=batches,
+        resync=resync,
+        judgments=judgments,
+        from_file=from_file,
+        first=first,
+        resubmitted=resubmitted,
+        moved=(moved["judgment_id"], moved["task_id"], to),
+    )
+
+
+def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memory():
+    history = _history()
+    batches, resync, judgments = history.batches, history.resync, history.judgments
+    from_file, first, resubmitted = history.from_file, history.first, history.resubmitted
+    source = SOURCE
     compaction = LedgerCompaction(fan_in=3, base_rows=40)
     store: dict[str, bytes] = {}
     memory = LiveState(project="p")
     for number, batch in enumerate(batches):
         state = load_state("p", store.get)
-        assert state.ledger.equals(memory.ledger), number
+        assert same_frame(state, memory, "ledger"), number
         state, _ = update(state, batch, resynced=resync.get(number, ()), now=NOW)
         memory, _ = update(memory, batch, resynced=resync.get(number, ()), now=NOW)
         objects = state_objects(state, store.get, compaction=compaction)
-        new = [key for key in objects.writes if "/ledger/" in key]
+        new = [key for key in objects.writes if key in _segment_keys(objects.writes)]
         assert len(new) <= 1, new  # one segment per run: its own rows, or the merge of them
         _commit(store, objects)
         loaded = load_state("p", store.get)
@@ -399,8 +464,8 @@ def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memor
         assert levels == sorted(levels, reverse=True), levels
         assert all(levels.count(level) < 3 for level in set(levels)), levels
     loaded = load_state("p", store.get)
-    for name in ("ledger", "tasks", "annotators", "versions"):
-        assert getattr(loaded, name).equals(getattr(memory, name)), name
+    for name in KEYS:
+        assert same_frame(loaded, memory, name), name
     np.testing.assert_allclose(loaded.counts, memory.counts)
     assert_scorecards_recount(loaded)
     held = judgments.height + from_file.height - 1
@@ -409,8 +474,9 @@ def test_a_ledger_kept_in_segments_loads_back_as_the_state_that_never_left_memor
     assert row["label"].item() == resubmitted["label"].item()
     assert loaded.ledger.filter(pl.col("source") == source).height == from_file.height - 1
     assert loaded.ledger.filter(pl.col("annotator_id") == "s00")["flagged"].all()
-    # Compaction dropped the superseded versions: the segments hold little more than the ledger.
-    assert sum(segment.rows for segment in loaded.segments) <= held + 2
+    # Compaction dropped the superseded versions: the segments hold little more than the ledger
+    # (at most the three versions replaced since their last merge: resubmitted, withdrawn, moved).
+    assert sum(segment.rows for segment in loaded.segments) <= held + 3
 
 
 def test_a_state_written_as_one_ledger_file_loads_and_moves_to_segments():
@@ -418,26 +484,43 @@ def test_a_state_written_as_one_ledger_file_loads_and_moves_to_segments():
     state, _ = run(judgments.head(300))
     prefix = state_prefix("p")
     store = {
-        key: data for key, data in state_objects(state).writes.items() if "/ledger/" not in key
+        key: data
+        for key, data in state_objects(state).writes.items()
+        if "/ledger/" not in key and "/tasks/" not in key
     }
+    # The earlier layouts: the ledger and the tasks table each one object, not listed.
     meta = json.loads(store[f"{prefix}/state.json"])
-    del meta["ledger"]
+    del meta["ledger"], meta["tasks"]
     store[f"{prefix}/state.json"] = json.dumps(meta).encode()
     legacy = io.BytesIO()
     state.ledger.drop("source").write_parquet(legacy)
     store[f"{prefix}/ledger.parquet"] = legacy.getvalue()
+    tasks = io.BytesIO()
+    state.tasks.write_parquet(tasks)
+    store[f"{prefix}/tasks.parquet"] = tasks.getvalue()
     # Nor did it carry the duration totals: they are counted once on load.
     cards = io.BytesIO()
     state.annotators.drop("duration_total", "n_durations").write_parquet(cards)
     store[f"{prefix}/annotators.parquet"] = cards.getvalue()
     loaded = load_state("p", store.get)
-    assert loaded.ledger.equals(state.ledger)
+    assert same_frame(loaded, state, "ledger") and same_frame(loaded, state, "tasks")
     assert loaded.annotators.equals(state.annotators)
     after, _ = update(loaded, judgments.slice(300), now=NOW)
-    objects = state_objects(after, store.get, compaction=LedgerCompaction(fan_in=2))
+    # A live run on the earlier layout reads the touched part of it alike.
+    touched = load_touched("p", store.get, judgments=judgments.slice(300))
+    partly, _ = update(touched, judgments.slice(300), now=NOW)
+    assert partly.tasks.sort("task_id").equals(
+        after.tasks.filter(pl.col("task_id").is_in(partly.tasks["task_id"].implode())).sort(
+            "task_id"
+        )
+    )
+    objects = state_objects(partly, store.get, compaction=LedgerCompaction(fan_in=2))
     _commit(store, objects)
-    assert f"{prefix}/ledger.parquet" not in store
-    assert load_state("p", store.get).ledger.height == judgments.height
+    assert f"{prefix}/ledger.parquet" not in store and f"{prefix}/tasks.parquet" not in store
+    final = load_state("p", store.get)
+    assert final.ledger.height == judgments.height
+    assert same_frame(final, after, "tasks") and same_frame(final, after, "ledger")
+    np.testing.assert_allclose(final.counts, after.counts)
 
 
 def test_judgments_an_edited_file_no_longer_has_are_withdrawn():
@@ -488,3 +571,115 @@ def test_judgments_an_edited_file_no_longer_has_are_withdrawn():
     emptied, last = update(after, first.head(0), resynced=[path], now=NOW)
     assert last.withdrawn_judgments == edited.height
     assert emptied.ledger["task_id"].unique().to_list() == ["t0050"]
+
+
+def _cards(annotators: pl.DataFrame) -> pl.DataFrame:
+    """The scorecards to compare: a blocked annotator's counts are all taken out, and their
+    soft scores are then a ratio of rounding residues (1e-16 / 1e-16) in any summation order."""
+    emptied = pl.col("confusion").list.sum() < 1e-9
+    soft = ("agreement", "agreement_upper", "spammer_score")
+    return annotators.with_columns(
+        [pl.when(emptied).then(None).otherwise(pl.col(c)).alias(c) for c in soft]
+    ).drop("confusion")
+
+
+def _touched_equal(partial: LiveState, full: LiveState) -> None:
+    """A state read in part holds what the whole state holds for the tasks it has, and the
+    same carried statistics."""
+    assert partial.version == full.version and partial.labels == full.labels
+    assert partial.versions.equals(full.versions)
+    ids = partial.tasks["task_id"].implode()
+    assert_frame_equal(
+        partial.tasks.sort("task_id"),
+        full.tasks.filter(pl.col("task_id").is_in(ids)).sort("task_id"),
+        check_exact=False,
+        rel_tol=1e-9,
+    )
+    assert_frame_equal(
+        partial.ledger.sort("judgment_id"),
+        full.ledger.filter(pl.col("task_id").is_in(partial.ledger["task_id"].implode())).sort(
+            "judgment_id"
+        ),
+    )
+    assert_frame_equal(
+        _cards(partial.annotators), _cards(full.annotators), check_exact=False, rel_tol=1e-9
+    )
+    np.testing.assert_allclose(partial.counts, full.counts, atol=1e-9)
+    np.testing.assert_allclose(partial.prior_counts, full.prior_counts, rtol=1e-9)
+
+
+def test_runs_reading_only_their_tasks_keep_the_state_a_whole_load_keeps():
+    """Each run reads the touched part of the lake (`load_touched`): the resubmission of a
+    judgment merged long ago, the withdrawal of a file's judgment, a judgment moved to an old
+    task and a block (which reads its annotator's tasks) all give what the whole state gives;
+    merges above `max_inline_rows` wait for a maintenance run, which may run between them."""
+    history = _history()
+    compaction = LedgerCompaction(fan_in=3, base_rows=40, max_inline_rows=300)
+    store: dict[str, bytes] = {}
+    memory = LiveState(project="p")
+    deferred = 0
+    for number, batch in enumerate(history.batches):
+        resynced = history.resync.get(number, ())
+        state = load_touched("p", store.get, judgments=batch, resynced=resynced)
+        assert state.stored is not None or number == 0
+        state, events = update(state, batch, resynced=resynced, now=NOW)
+        memory, expected = update(memory, batch, resynced=resynced, now=NOW)
+        _touched_equal(state, memory)
+        assert set(events.task_requests["decision_id"]) == set(
+            expected.task_requests["decision_id"]
+        )
+        assert events.annotator_actions["decision_id"].equals(
+            expected.annotator_actions["decision_id"]
+        )
+        assert (events.new_judgments, events.withdrawn_judgments) == (
+            expected.new_judgments,
+            expected.withdrawn_judgments,
+        )
+        objects = state_objects(state, store.get, compaction=compaction)
+        # A run writes no segment (its own or a merge) of more than max_inline_rows rows.
+        for key, data in objects.writes.items():
+            if "/ledger/" in key or "/tasks/" in key:
+                assert pl.read_parquet(io.BytesIO(data)).height <= 300, key
+        _commit(store, objects)
+        due = due_merges("p", store.get, compaction)
+        deferred += bool(due)
+        if number % 4 == 3:
+            # The maintenance run: plans outside the lock, commits against what is stored then.
+            while (merge := plan_merge("p", store.get, compaction)) is not None:
+                committed = merge_objects(store.get, merge)
+                assert committed is not None
+                _commit(store, committed)
+            assert due_merges("p", store.get, compaction) == []
+        # The block's refit sums in another order in a partial state: equal to rounding.
+        _touched_equal(load_state("p", store.get), memory)
+    assert deferred, "no merge was ever left for maintenance"
+    whole = load_state("p", store.get)
+    blocked = whole.annotators.filter(pl.col("blocked"))["annotator_id"].to_list()
+    assert blocked == ["s00"]
+    row = whole.ledger.filter(pl.col("judgment_id") == history.first["judgment_id"])
+    assert row["label"].item() == history.resubmitted["label"].item()
+    judgment, was, now_on = history.moved
+    assert whole.ledger.filter(pl.col("judgment_id") == judgment)["task_id"].item() == now_on
+    assert whole.ledger.filter(pl.col("task_id") == was).height == (
+        history.judgments.filter(pl.col("task_id") == was).height - 1
+    )
+    assert whole.ledger.filter(pl.col("source") == SOURCE).height == history.from_file.height - 1
+    np.testing.assert_allclose(whole.counts, recomputed_counts(whole), atol=1e-6)
+    assert_scorecards_recount(whole)
+    # A merge planned against a listing that changed since is not committed.
+    stale = plan_merge("p", store.get, LedgerCompaction(fan_in=2, base_rows=1))
+    assert stale is not None
+    forced = merge_objects(store.get, stale)
+    assert forced is not None
+    _commit(store, forced)
+    assert merge_objects(store.get, stale) is None
+    # The re-base reads the whole state and refuses a part of it.
+    day = START.date().isoformat()
+    daily = _daily(history.judgments, day)
+    rebased, _ = rebase(load_state("p", store.get), daily, day, now=NOW)
+    expected_rebase, _ = rebase(memory, daily, day, now=NOW)
+    assert rebased.version == expected_rebase.version
+    _touched_equal(rebased, expected_rebase)
+    touched = load_touched("p", store.get, judgments=history.batches[0])
+    with pytest.raises(ValueError, match="load_state"):
+        rebase(touched, daily, day, now=NOW)

@@ -12,7 +12,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from annotation_pipelines.ingest.postgres import apply_schema, seed_database
-from annotation_pipelines.loop.live import load_state
+from annotation_pipelines.loop.live import LiveOptions, load_state, open_requests
 from annotation_pipelines.loop.writeback import write_requests
 from assets.definitions import build_definitions
 from tests.loop.test_live import stream
@@ -75,6 +75,15 @@ def test_the_live_asset_writes_each_decision_once(tmp_path, monkeypatch):
         assert block[:3] == ("s00", "reviews", "block") and int(block[3]) >= 30
         imported = json.loads((lake / "reviews" / "requests.json").read_text())
         assert imported and {"id", "data"} <= set(imported[0])
+        # Each run read only its batch's tasks, yet the list is every open request.
+        every = open_requests(state, LiveOptions(), now=datetime.now(UTC))
+        assert sorted(item["data"]["decision_id"] for item in imported) == sorted(
+            every["decision_id"]
+        )
+        assert not (lake / "reviews" / "tasks.parquet").exists()
+        assert {p.name for p in (lake / "reviews" / "tasks").iterdir()} == {
+            s.key.rsplit("/", 1)[1] for s in state.task_segments
+        }
         # A retried write of the same decisions inserts nothing.
         frame = pl.DataFrame(
             {"task_id": ["t0001"], "project": ["reviews"], "request": ["another_judgment"],
@@ -351,3 +360,58 @@ def test_a_live_run_killed_mid_commit_loses_and_repeats_no_judgment(tmp_path):
         assert (lake / segment.key).exists(), segment.key
     flagged = int(final.ledger["flagged"].sum())
     assert int(final.tasks["n_votes"].sum()) + flagged == judgments.height
+
+
+def test_merges_left_by_the_live_runs_are_done_by_the_compaction_job_and_its_sensor(
+    tmp_path, monkeypatch
+):
+    """A state whose runs left merges for maintenance: the sensor asks for the compaction
+    job for them, and the job merges them under the live lock, the state unchanged."""
+    from dagster import build_sensor_context
+
+    from annotation_pipelines.loop.live import (
+        LedgerCompaction,
+        due_merges,
+        state_objects,
+        update,
+    )
+    from assets.live.sensors import compaction_request
+    from resources.lake import LocalLake
+    from tests.loop.test_live import NOW, same_frame
+
+    lake = LocalLake(base_path=str(tmp_path / "data" / "lake"))
+
+    def read(key: str) -> bytes | None:
+        return lake.get(key) if lake.exists(key) else None
+
+    compaction = LedgerCompaction(fan_in=2, base_rows=20, max_inline_rows=100)
+    judgments = _judgments().drop("project")
+    for start in range(0, judgments.height, 60):
+        state, _ = update(load_state("reviews", read), judgments.slice(start, 60), now=NOW)
+        objects = state_objects(state, read, compaction=compaction)
+        lake.commit(objects.writes, deletes=objects.deletes)
+    before = load_state("reviews", read)
+    assert {table for table, _ in due_merges("reviews", read, compaction)} == {"ledger", "tasks"}
+    with fresh_database("live_compaction") as database:
+        monkeypatch.setenv("ANNOTATION_DB_DSN", f"postgresql://postgres@127.0.0.1:5432/{database}")
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        instance = DagsterInstance.ephemeral()
+        with build_sensor_context(instance=instance) as context:
+            request = compaction_request(context, lake, compaction=compaction)
+            again = compaction_request(context, lake, compaction=compaction)
+        assert request is not None and request.job_name == "live_compaction_job"
+        assert again is not None and again.run_key == request.run_key
+        job = build_definitions(profile="local").resolve_job_def("live_compaction_job")
+        config = {**request.run_config, **QUIET}
+        assert job.execute_in_process(instance=instance, run_config=config).success
+        with build_sensor_context(instance=instance) as context:
+            assert compaction_request(context, lake, compaction=compaction) is None
+    assert due_merges("reviews", read, compaction) == []
+    after = load_state("reviews", read)
+    for name in ("ledger", "tasks", "annotators", "versions"):
+        assert same_frame(after, before, name), name
+    listed = {s.key for s in (*after.segments, *after.task_segments)}
+    indexes = {s.key.removesuffix(".parquet") + ".ids.parquet" for s in after.segments}
+    stored = {k for k in lake.list_keys("live/reviews/") if "/ledger/" in k or "/tasks/" in k}
+    assert stored == listed | indexes
+    assert len(after.segments) < len(before.segments)
