@@ -67,7 +67,7 @@ import io
 import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
@@ -560,6 +560,219 @@ def update_kind_projects(
     return next_states, events
 
 
+# The end-of-day re-base -----------------------------------------------------------------------
+
+
+def rebase_kind(
+    state: KindState,
+    daily: pl.DataFrame,
+    day: str,
+    options: KindLiveOptions | None = None,
+    *,
+    now: datetime | None = None,
+) -> tuple[KindState, LiveEvents]:
+    """Re-base the tasks of `day` on that day's `kind_aggregated_labels`, the record of truth.
+
+    `daily` is this (project, kind)'s rows of the daily table for `day` (`task_id`, the kind's
+    value column(s), `confidence`, `n_votes`; numeric `lo`, `hi`). As `loop.live.rebase`: a
+    task is re-based when the daily fit saw exactly the votes the live state holds for it (each
+    ledger row, flagged ones too, submitted on `day`, and `n_votes` of them); its answer becomes
+    the daily's. A task with votes on another day, or a vote the daily fit has not seen, keeps
+    its live answer; a gold task keeps the gold answer (the daily fit is anchored on it).
+
+    The confidence is the daily's as the policy reads it (`kind_posterior`): the table's own
+    `confidence` for multilabel, ranking, spans, boxes and text; for numeric the daily interval
+    `lo`, `hi` read at the live tolerance (the table's `confidence` is a relative width); for
+    pairwise, whose table reports the winning side's share of the weight, the live
+    Dawid–Skene posterior of the daily winner (oriented as the live state shows the pair).
+
+    The carried parameters that are a function of the consensus follow it: multilabel's and
+    pairwise's hard confusion counts are recounted against the re-based answers. The others
+    (the last full fit's bias and noise, weights, reliabilities, span matrices) are estimates
+    over the whole ledger, which one day's fit does not refresh. The scorecards' agreement sums
+    are moved from the old answers to the new ones. Requests only where the policy's answer on
+    a re-based task changed, so a task already requested is not requested twice.
+    """
+    options = options or KindLiveOptions()
+    now = now or datetime.now(UTC)
+    if daily.height == 0 or state.tasks.height == 0:
+        return state, _no_events()
+    answers = _daily_answers(state, daily)
+    votes = state.ledger.group_by("task_id").agg(
+        n_all=pl.len().cast(pl.Int64),
+        same_day=(pl.col("submitted_at").dt.date() == date.fromisoformat(day)).all(),
+    )
+    chosen = (
+        answers.join(votes, on="task_id", how="inner")
+        .filter(pl.col("same_day") & (pl.col("n_all") == pl.col("_daily_votes")))
+        .join(state.gold.select("task_id"), on="task_id", how="anti")
+        .join(state.tasks.select("task_id"), on="task_id", how="semi")
+        .sort("task_id")
+    )
+    if chosen.height == 0:
+        return state, _no_events()
+    version = state.version + 1
+    columns = list(VALUE_COLUMNS[state.kind])
+    chosen = _policy_reading(state, chosen)
+    fresh = chosen.select(
+        "task_id", *[pl.col(c).alias(f"_new_{c}") for c in columns], _new_confidence="_confidence"
+    )
+    replaced = pl.col("_new_confidence").is_not_null()
+    tasks = (
+        state.tasks.join(fresh, on="task_id", how="left", maintain_order="left")
+        .with_columns(
+            *[pl.when(replaced).then(f"_new_{c}").otherwise(c).alias(c) for c in columns],
+            confidence=pl.when(replaced).then("_new_confidence").otherwise("confidence"),
+            version=pl.when(replaced).then(pl.lit(version, pl.Int64)).otherwise("version"),
+        )
+        .select(list(tasks_schema(state.kind)))
+    )
+    ids = chosen.get_column("task_id")
+    rebased = replace(state, tasks=tasks)
+    if state.kind in ("multilabel", "pairwise"):
+        rebased = replace(rebased, parameters=_recounted(rebased))
+    rebased = _carry(rebased, before=state, tasks=ids, ledger_before=state.ledger)
+    touched = state.ledger.filter(pl.col("task_id").is_in(ids.implode())).get_column("annotator_id")
+    rebased = replace(rebased, annotators=_scorecards(rebased, touched.unique(), options))
+    before = open_kind_requests(state, options, now=now, tasks=ids)
+    after = open_kind_requests(rebased, options, now=now, tasks=ids)
+    requests = after.join(
+        before.select("task_id", "request"), on=["task_id", "request"], how="anti"
+    )
+    events = LiveEvents(
+        task_requests=requests,
+        annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
+        alerts=[],
+        rebased_tasks=ids.len(),
+    )
+    return replace(rebased, version=version), events
+
+
+def rebase_kind_projects(
+    states: Mapping[tuple[str, str], KindState],
+    daily: Mapping[str, pl.DataFrame],
+    options: KindLiveOptions | None = None,
+    *,
+    now: datetime | None = None,
+) -> tuple[dict[tuple[str, str], KindState], dict[tuple[str, str], list[LiveEvents]]]:
+    """`rebase_kind` per (project, kind) state with rows in `daily` (day → that day's
+    `kind_aggregated_labels`, with `project` and `kind`), the days in order."""
+    next_states = dict(states)
+    events: dict[tuple[str, str], list[LiveEvents]] = {}
+    for day, frame in sorted(daily.items()):
+        if frame.height == 0:
+            continue
+        for project, kind in sorted(frame.select("project", "kind").unique().iter_rows()):
+            state = next_states.get((project, kind))
+            if state is None or state.version == 0:
+                continue
+            rows = frame.filter((pl.col("project") == project) & (pl.col("kind") == kind))
+            next_states[(project, kind)], event = rebase_kind(state, rows, day, options, now=now)
+            events.setdefault((project, kind), []).append(event)
+    return next_states, events
+
+
+def merged_events(events: Collection[LiveEvents]) -> LiveEvents:
+    """Several updates' events as one (a run that folds and then re-bases a state)."""
+    return LiveEvents(
+        task_requests=pl.concat(
+            [pl.DataFrame(schema=TASK_REQUESTS), *(e.task_requests for e in events)]
+        ),
+        annotator_actions=pl.concat(
+            [pl.DataFrame(schema=ANNOTATOR_ACTIONS), *(e.annotator_actions for e in events)]
+        ),
+        alerts=[a for e in events for a in e.alerts],
+        new_judgments=sum(e.new_judgments for e in events),
+        refitted_tasks=sum(e.refitted_tasks for e in events),
+        rebased_tasks=sum(e.rebased_tasks for e in events),
+        withdrawn_judgments=sum(e.withdrawn_judgments for e in events),
+    )
+
+
+def _daily_answers(state: KindState, daily: pl.DataFrame) -> pl.DataFrame:
+    """The daily rows in the live tasks' types: `task_id`, value column(s) (spans and boxes
+    without their per-item confidence), `_confidence`, `_daily_votes` (numeric: `lo`, `hi`)."""
+    columns = list(VALUE_COLUMNS[state.kind])
+    required = ["task_id", *columns, "confidence", "n_votes"]
+    missing = [c for c in required if c not in daily.columns]
+    if missing:
+        raise ValueError(
+            f"kind_aggregated_labels of {state.project} ({state.kind}): missing column(s) "
+            f"{', '.join(missing)}"
+        )
+    values = []
+    for name in columns:
+        dtype = VALUE_DTYPES[name]
+        column = pl.col(name)
+        if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
+            fields = [f.name for f in dtype.inner.fields]
+            column = column.list.eval(pl.struct([pl.element().struct.field(f) for f in fields]))
+        values.append(column.cast(dtype).alias(name))
+    interval = [pl.col(c).cast(pl.Float64) for c in ("lo", "hi") if c in daily.columns]
+    return daily.select(
+        pl.col("task_id").cast(pl.String),
+        *values,
+        *interval,
+        _confidence=pl.col("confidence").cast(pl.Float64),
+        _daily_votes=pl.col("n_votes").cast(pl.Int64),
+    )
+
+
+def _policy_reading(state: KindState, chosen: pl.DataFrame) -> pl.DataFrame:
+    """`_confidence` as the policy reads the daily answer (see `rebase_kind`)."""
+    if state.kind == "numeric" and {"lo", "hi"} <= set(chosen.columns):
+        scale = _scale(state)
+        tolerance = numeric_tolerance(scale if scale is not None else chosen.get_column("value"))
+        has = pl.col("lo").is_not_null() & pl.col("hi").is_not_null()
+        read = numeric_confidence(
+            chosen.get_column("lo").fill_null(0.0).to_numpy(),
+            chosen.get_column("hi").fill_null(0.0).to_numpy(),
+            tolerance=tolerance,
+        )
+        return chosen.with_columns(
+            _confidence=pl.when(has)
+            .then(pl.Series(read, dtype=pl.Float64))
+            .otherwise("_confidence")
+        )
+    if state.kind != "pairwise":
+        return chosen
+    live = state.tasks.select("task_id", _left="left", _right="right")
+    oriented = chosen.join(live, on="task_id", how="left").with_columns(
+        winner=pl.when(
+            (pl.col("left") != pl.col("_left")) & pl.col("winner").is_in(["left", "right"])
+        )
+        .then(pl.when(pl.col("winner") == "left").then(pl.lit("right")).otherwise(pl.lit("left")))
+        .otherwise("winner"),
+        left=pl.col("_left"),
+        right=pl.col("_right"),
+    )
+    rows = _active(state, oriented.get_column("task_id"))
+    if rows.height == 0:
+        return oriented.drop("_left", "_right")
+    tasks, posterior = _pairwise_probabilities(rows, state.parameters)
+    codes = {w: i for i, w in enumerate(_WINNERS)}
+    index = dict(zip(tasks.get_column("task_id"), range(tasks.height), strict=True))
+    probability = [
+        float(posterior[index[task], codes[winner]]) if task in index else None
+        for task, winner in oriented.select("task_id", "winner").iter_rows()
+    ]
+    return oriented.with_columns(
+        _confidence=pl.coalesce(pl.Series(probability, dtype=pl.Float64), "_confidence")
+    ).drop("_left", "_right")
+
+
+def _recounted(state: KindState) -> pl.DataFrame:
+    """Multilabel / pairwise: the hard confusion counts of every active judgment against the
+    current answers (what a full fit carries, with the re-based answers as the consensus)."""
+    rows = _active(state)
+    labels = state.tasks.select("task_id", *VALUE_COLUMNS[state.kind])
+    if rows.height == 0:
+        return state.parameters
+    if state.kind == "pairwise":
+        return _confusion_parameters(_winner_codes(rows, labels), n_classes=len(_WINNERS))
+    return _multilabel_parameters(rows, labels)
+
+
 def _withdrawn(state: KindState, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
     if not resynced or state.ledger.height == 0:
         return state.ledger.head(0)
@@ -929,6 +1142,21 @@ def _pairwise_labels(rows: pl.DataFrame, confidence: pl.DataFrame) -> pl.DataFra
 def _pairwise_posterior(
     rows: pl.DataFrame, gold: pl.DataFrame, parameters: pl.DataFrame
 ) -> pl.DataFrame:
+    tasks, posterior = _pairwise_probabilities(rows, parameters)
+    best = posterior.argmax(axis=1)
+    confidence = tasks.select(
+        "task_id",
+        label=pl.Series([_WINNERS[b] for b in best], dtype=pl.String),
+        confidence=pl.Series(posterior.max(axis=1), dtype=pl.Float64),
+    )
+    return _pairwise_labels(rows, confidence)
+
+
+def _pairwise_probabilities(
+    rows: pl.DataFrame, parameters: pl.DataFrame
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """(`task_id` in posterior row order, P(left / right / tie) per task as the task's first
+    row shows the pair) with the carried counts fixed."""
     oriented = oriented_winners(rows)
     tasks = oriented.select("task_id").unique(maintain_order=True).with_row_index("_task")
     annotators = oriented.get_column("annotator_id").unique().sort()
@@ -945,13 +1173,7 @@ def _pairwise_posterior(
         prior,
         tasks.height,
     )
-    best = posterior.argmax(axis=1)
-    confidence = tasks.select(
-        "task_id",
-        label=pl.Series([_WINNERS[b] for b in best], dtype=pl.String),
-        confidence=pl.Series(posterior.max(axis=1), dtype=pl.Float64),
-    )
-    return _pairwise_labels(rows, confidence)
+    return tasks.select("task_id"), posterior
 
 
 def _class_universe(rows: pl.DataFrame, parameters: pl.DataFrame) -> list[str]:
@@ -1590,7 +1812,10 @@ __all__ = [
     "kinds_index_object",
     "load_kind_state",
     "load_kinds_index",
+    "merged_events",
     "open_kind_requests",
+    "rebase_kind",
+    "rebase_kind_projects",
     "refit_labels",
     "update_kind",
     "update_kind_projects",

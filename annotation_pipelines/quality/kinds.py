@@ -217,7 +217,9 @@ def aggregate_project(
 def per_task_labels(
     aggregation: KindAggregation, judgments: pl.DataFrame, *, kind: str
 ) -> pl.DataFrame:
-    """One row per judged task: `task_id`, the kind's value column(s), `confidence`.
+    """One row per judged task: `task_id`, the kind's value column(s), `confidence`, `n_votes`
+    (the judgments the fit saw: the live layer re-bases a task on this row only when it holds
+    exactly that many, all of the day).
 
     Pairwise aggregates score items; the per-task answer is the reliability-weighted majority
     of the task's votes (`winner` left/right/tie of the task's left and right items).
@@ -225,7 +227,11 @@ def per_task_labels(
     if kind != "pairwise":
         keep = ["task_id", *VALUE_COLUMNS[kind], "confidence"]
         extra = [c for c in ("lo", "hi", "n_votes") if c in aggregation.labels.columns]
-        return aggregation.labels.select(*keep, *extra)
+        labels = aggregation.labels.select(*keep, *extra)
+        if "n_votes" in labels.columns:
+            return labels
+        votes = judgments.group_by("task_id").agg(n_votes=pl.len().cast(pl.UInt32))
+        return labels.join(votes, on="task_id", how="left", maintain_order="left")
     pairs = judgments.select("task_id", "left", "right").unique("task_id", keep="first")
     majority = preference_majority(
         judgments.select("task_id", "annotator_id", "left", "right", "winner"),
@@ -240,7 +246,12 @@ def per_task_labels(
             .then(pl.lit("left"))
             .otherwise(pl.lit("right"))
         )
-        .select("task_id", "left", "right", "winner", "confidence")
+        .join(
+            judgments.group_by("task_id").agg(n_votes=pl.len().cast(pl.UInt32)),
+            on="task_id",
+            how="left",
+        )
+        .select("task_id", "left", "right", "winner", "confidence", "n_votes")
         .sort("task_id")
     )
 
