@@ -22,8 +22,12 @@ files only (the DB's judgments table holds categorical labels). The same run fol
 rows of those kinds into one state per (project, kind) (`loop.live_kinds`, under
 `live/<project>/kinds/<kind>/`), writes their requests and blocks in the same DB write and
 commits them in the same `Lake.commit`, so exactly once holds for them too. A file's record
-names the kinds it held, so an edit that drops a kind still withdraws it. A re-base day refits
-every kind state fully with its aggregation.
+names the kinds it held, so an edit that drops a kind still withdraws it. When a day's
+`kind_aggregated_labels` materializes, the sensor names the day in the next run (as for
+`aggregated_labels`): every kind state refits its annotator parameters fully, then each of
+that day's tasks whose votes the daily fit saw exactly takes the daily answer
+(`loop.live_kinds.rebase_kind`), so at the end of a day the live kind labels are the daily
+kind labels too.
 """
 
 from collections.abc import Callable
@@ -70,7 +74,9 @@ from annotation_pipelines.loop.live_kinds import (
     kinds_index_object,
     load_kind_state,
     load_kinds_index,
+    merged_events,
     open_kind_requests,
+    rebase_kind_projects,
     update_kind_projects,
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
@@ -82,6 +88,8 @@ from resources.landing import LandingZone
 
 # The daily table the live state is re-based on at the end of a day.
 DAILY_LABELS = "aggregated_labels"
+# The same for the other kinds (`loop.live_kinds.rebase_kind`).
+KIND_DAILY_LABELS = "kind_aggregated_labels"
 # The columns the live engine reads from a batch of judgments / gold labels.
 _JUDGMENT_COLUMNS = (
     "judgment_id",
@@ -121,6 +129,11 @@ class LiveConfig(Config):
     rebase_days: list[str] = Field(
         default_factory=list,
         description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
+    )
+    kind_rebase_days: list[str] = Field(
+        default_factory=list,
+        description="Days whose kind_aggregated_labels just materialized: re-base their kind "
+        "tasks on it.",
     )
 
     def kind_options(self) -> KindLiveOptions:
@@ -377,15 +390,22 @@ class KindUpdate:
 
 def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetime) -> KindUpdate:
     """Fold the export files' non-categorical judgments into their (project, kind) states
-    (`loop.live_kinds`); on a re-base day every kind state refits fully with its aggregation."""
+    (`loop.live_kinds`); on a re-base day every kind state refits fully with its aggregation,
+    then the day's kind tasks are re-based on `kind_aggregated_labels`."""
     read = _reader(lake)
     index = load_kinds_index(read)
     keys = set(files.kind_resynced)
     for frame in (files.kind_judgments, files.kind_gold):
         if frame.height:
             keys |= set(frame.select("project", "kind").unique().iter_rows())
-    if config.rebase_days:
+    rebasing = config.rebase_days or config.kind_rebase_days
+    if rebasing:
         keys |= {(project, kind) for project, kinds in index.items() for kind in kinds}
+    daily = {
+        day: lake.read_table(KIND_DAILY_LABELS, day=day)
+        for day in sorted(set(config.kind_rebase_days))
+        if lake.has_table(KIND_DAILY_LABELS, day=day)
+    }
     states = {key: load_kind_state(key[0], key[1], read) for key in sorted(keys)}
     loaded = {key: state.version for key, state in states.items()}
     states, events = update_kind_projects(
@@ -394,9 +414,12 @@ def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetim
         files.kind_gold,
         config.kind_options(),
         resynced=files.kind_resynced,
-        full_fit=bool(config.rebase_days),
+        full_fit=bool(rebasing),
         now=now,
     )
+    states, rebased = rebase_kind_projects(states, daily, config.kind_options(), now=now)
+    for key, found in rebased.items():
+        events[key] = merged_events([*([events[key]] if key in events else []), *found])
     return KindUpdate(states=states, loaded=loaded, events=events, index=index)
 
 
@@ -409,7 +432,7 @@ def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetim
         "kind of annotation; blocks and task requests written back; re-based on each day's "
         "aggregated_labels."
     ),
-    deps=[DAILY_LABELS],
+    deps=[DAILY_LABELS, KIND_DAILY_LABELS],
 )
 def live_quality_state(
     context: AssetExecutionContext,
@@ -498,6 +521,11 @@ def live_quality_state(
         f"{files.kind_judgments.height} of other kinds in {len(kinds.events)} kind state(s), "
         f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
+        + (
+            f", kinds re-based on {', '.join(config.kind_rebase_days)}"
+            if config.kind_rebase_days
+            else ""
+        )
     )
     return MaterializeResult(
         metadata={
@@ -523,6 +551,9 @@ def live_quality_state(
             ),
             "kind_refitted_tasks": MetadataValue.int(
                 sum(e.refitted_tasks for e in kinds.events.values())
+            ),
+            "kind_rebased_tasks": MetadataValue.json(
+                {f"{p}/{k}": e.rebased_tasks for (p, k), e in kinds.events.items()}
             ),
             "kind_versions": MetadataValue.json(
                 {f"{p}/{k}": s.version for (p, k), s in kinds.states.items()}

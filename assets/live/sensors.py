@@ -6,8 +6,9 @@ really been folded in), so a run that died is covered by the next window; its en
 safe upper bound now. Files are compared with the record of folded files committed with the
 same state. The run key hashes the window and the pending files: a tick evaluated twice
 launches nothing twice, and the run itself folds a file only once (by content hash). The
-cursor keeps the last window and the last `aggregated_labels` materialization seen; each new
-one names its day in the next run, which re-bases that day's tasks on it.
+cursor keeps the last window and the last `aggregated_labels` and `kind_aggregated_labels`
+materializations seen; each new one names its day in the next run, which re-bases that day's
+tasks (categorical, or of the other kinds) on it.
 
 The same tick launches `live_compaction_job` when a live run left a merge too large for it
 (`loop.live.due_merges`), once per set of due merges (run key) and not while one is on its way.
@@ -39,7 +40,13 @@ from annotation_pipelines.loop.live import (
 )
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 from assets.common.cursors import load_cursor
-from assets.live.assets import DAILY_LABELS, LiveConfig, live_quality_state, pending_files
+from assets.live.assets import (
+    DAILY_LABELS,
+    KIND_DAILY_LABELS,
+    LiveConfig,
+    live_quality_state,
+    pending_files,
+)
 from assets.live.compaction import CompactionConfig, live_compaction_job, live_projects
 from assets.live.jobs import live_quality_job
 from resources.annotation_db import AnnotationDatabase
@@ -103,11 +110,11 @@ def compaction_request(
 
 
 def _new_daily_days(
-    context: SensorEvaluationContext, cursor: str | None
+    context: SensorEvaluationContext, cursor: str | None, asset: str = DAILY_LABELS
 ) -> tuple[list[str], str | None]:
-    """Days of the `aggregated_labels` materializations after `cursor`, and the new cursor."""
+    """Days of the `asset` materializations after `cursor`, and the new cursor."""
     result = context.instance.fetch_materializations(
-        AssetKey(DAILY_LABELS), limit=100, cursor=cursor, ascending=True
+        AssetKey(asset), limit=100, cursor=cursor, ascending=True
     )
     if not result.records:
         return [], cursor
@@ -149,16 +156,29 @@ def live_quality_sensor(
     changed = until > since and annotation_db.changed_rows(since=since, until=until) > 0
     files = pending_files(landing, load_files(read))
     days, daily_cursor = _new_daily_days(context, state.get("daily"))
-    if not changed and not files and not days:
+    kind_days, kind_cursor = _new_daily_days(context, state.get("kind_daily"), KIND_DAILY_LABELS)
+    if not changed and not files and not days and not kind_days:
         if maintenance:
             return SensorResult(run_requests=maintenance)
         return SkipReason(f"no changes in ({since.isoformat()}, {until.isoformat()}]")
-    window = json.dumps([since.isoformat(), until.isoformat(), files, days])
+    # The kind days join the key only when there are some: a window without them keeps its key.
+    window = json.dumps(
+        [since.isoformat(), until.isoformat(), files, days, *([kind_days] if kind_days else [])]
+    )
     run_key = "live:" + hashlib.sha256(window.encode()).hexdigest()[:32]
     config = RunConfig(
-        {live_quality_state.op.name: LiveConfig(until=until.isoformat(), rebase_days=days)}
+        {
+            live_quality_state.op.name: LiveConfig(
+                until=until.isoformat(), rebase_days=days, kind_rebase_days=kind_days
+            )
+        }
     )
-    cursor = {"watermark": until.isoformat(), "since": since.isoformat(), "daily": daily_cursor}
+    cursor = {
+        "watermark": until.isoformat(),
+        "since": since.isoformat(),
+        "daily": daily_cursor,
+        "kind_daily": kind_cursor,
+    }
     return SensorResult(
         run_requests=[
             RunRequest(run_key=run_key, job_name=live_quality_job.name, run_config=config),

@@ -74,6 +74,31 @@ def agreement(state: KindState, daily: pl.DataFrame) -> tuple[int, float]:
     return joined.height, float(flags.mean() or 0.0)  # type: ignore[arg-type]
 
 
+def near_agreement(state: KindState, daily: pl.DataFrame) -> float:
+    """Numeric: the share within the policy's tolerance of the daily value; boxes: the share
+    with the same labelled boxes, each corner within one pixel (the exact figure counts any
+    difference in the fused coordinates)."""
+    live = state.tasks.join(state.gold.select("task_id"), on="task_id", how="anti")
+    joined = _plain(live, state.kind).join(_plain(daily, state.kind), on="task_id", suffix="_daily")
+    if state.kind == "numeric":
+        tolerance = numeric_tolerance(state.ledger["value"])
+        near = (pl.col("value") - pl.col("value_daily")).abs() <= tolerance
+        return float(joined.select(near.mean()).item())
+    flags = []
+    for ours, theirs in joined.select("boxes", "boxes_daily").iter_rows():
+        same = len(ours) == len(theirs) and all(
+            a["label"] == b["label"]
+            and all(abs(a[c] - b[c]) <= 1.0 for c in ("x_min", "y_min", "x_max", "y_max"))
+            for a, b in zip(
+                sorted(ours, key=lambda box: (box["label"], box["x_min"])),
+                sorted(theirs, key=lambda box: (box["label"], box["x_min"])),
+                strict=True,
+            )
+        )
+        flags.append(same)
+    return float(np.mean(flags)) if flags else 0.0
+
+
 def live_and_daily(kind: str, count: int = 240) -> tuple[KindState, pl.DataFrame, pl.DataFrame]:
     """A day's judgments folded in three batches (carried parameters), and the daily fit."""
     rows, gold, _ = _synthetic(kind, count)
@@ -99,7 +124,13 @@ def test_every_task_of_the_day_takes_the_daily_answer_and_confidence(kind):
     rebased, events = rebase_kind(state, daily, DAY.isoformat(), OPTIONS, now=NOW)
     compared_after, after = agreement(rebased, daily)
     FIGURES[kind] = (compared, before, after)
-    print(f"{kind}: {compared} tasks, agreement before {before:.4f}, after {after:.4f}")
+    near = ""
+    if kind in ("numeric", "boxes"):
+        near = (
+            f" (near: before {near_agreement(state, daily):.4f}, "
+            f"after {near_agreement(rebased, daily):.4f})"
+        )
+    print(f"{kind}: {compared} tasks, agreement before {before:.4f}, after {after:.4f}{near}")
     assert compared == compared_after == daily.height - state.gold.height
     assert after == 1.0
     assert events.rebased_tasks == compared

@@ -1,0 +1,133 @@
+"""The live asset re-bases every kind on the day's `kind_aggregated_labels`: the real daily kind
+asset materializes a day in a real Dagster instance, a real sensor tick names the day in the
+next live run, and every task of the day ends with the daily answer (real PostgreSQL
+annotation DB, export files in the landing zone)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import AssetSpec, DagsterInstance, materialize
+
+from annotation_pipelines import schema
+from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.loop.live_kinds import LIVE_KINDS, load_kind_state
+from annotation_pipelines.synthetic.kinds import (
+    KIND_PROJECTS,
+    draw_kind_day,
+    item_qualities,
+    make_pool,
+)
+from assets.aggregation.kinds import kind_aggregated_labels
+from assets.common.partitions import daily_partitions
+from assets.definitions import build_definitions
+from resources.lake import LakeIOManager, LocalLake
+from tests.loop.test_kind_rebase import DAY, agreement
+from tests.loop.test_live_kinds_asset import _metadata
+from tests.loop.test_live_writeback import _launch, _tick
+from tests.services import fresh_database
+
+pytestmark = pytest.mark.services
+TASKS = 80
+
+
+def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monkeypatch):
+    days = {kind: _day(kind) for kind in LIVE_KINDS}
+    lake_dir = tmp_path / "data" / "lake"
+    exports = tmp_path / "data" / "landing" / "exports"
+    judgments, tasks = [], []
+    base = ["judgment_id", "task_id", "annotator_id", "kind", "submitted_at", "duration_s"]
+
+    def export(part: int) -> None:
+        """Half the day's judgments of every kind project: the first half, then the second
+        (folded with the parameters carried from the first)."""
+        for kind, (rows, _) in days.items():
+            half = rows.height // 2
+            chosen = rows.head(half) if part == 1 else rows.slice(half)
+            path = exports / str(rows["project"][0]) / "parquet" / f"batch-{part}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            chosen.select(*base, *VALUE_COLUMNS[kind]).write_parquet(path)
+
+    for rows, raw in days.values():
+        judgments.append(rows)
+        tasks.append(raw)
+
+    def read(key: str) -> bytes | None:
+        return (lake_dir / key).read_bytes() if (lake_dir / key).exists() else None
+
+    with fresh_database("live_kind_rebase") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        defs = build_definitions(profile="local")
+        job = defs.resolve_job_def("live_quality_job")
+        instance = DagsterInstance.ephemeral()
+        export(1)
+        tick = _tick(defs, instance)
+        _launch(job, instance, tick)
+        export(2)
+        tick = _tick(defs, instance, tick.cursor)
+        _launch(job, instance, tick)
+
+        # The daily layer: the real kind aggregation asset on the day the raw layer would build
+        # from the same files (no gold in either layer).
+        lake = LocalLake(base_path=str(lake_dir))
+        day = DAY.isoformat()
+        lake.write_table("judgments", pl.concat(judgments, how="diagonal_relaxed"), day=day)
+        lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day)
+        lake.write_table("raw_tasks", pl.concat(tasks, how="diagonal_relaxed"), day=day)
+        sources = [
+            AssetSpec(name, partitions_def=daily_partitions)
+            for name in ("judgments", "gold_labels", "raw_tasks")
+        ]
+        assert materialize(
+            [*sources, kind_aggregated_labels],
+            partition_key=day,
+            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+            instance=instance,
+            selection=["kind_aggregated_labels", "kind_item_scores", "kind_annotator_reliability"],
+        ).success
+        daily = lake.read_table("kind_aggregated_labels", day=day)
+
+        def figures() -> dict[str, tuple[int, float]]:
+            found = {}
+            for kind in LIVE_KINDS:
+                project = str(days[kind][0]["project"][0])
+                state = load_kind_state(project, kind, read)
+                found[kind] = agreement(state, daily.filter(pl.col("project") == project))
+            return found
+
+        before = figures()
+        # The sensor learns of the materialization and names the day for the kinds only.
+        tick = _tick(defs, instance, tick.cursor)
+        assert tick.run_requests, tick.skip_message
+        config = tick.run_requests[0].run_config["ops"]["live_quality_state"]["config"]
+        assert config["kind_rebase_days"] == [day] and config["rebase_days"] == []
+        result = _metadata(_launch(job, instance, tick)[0])
+        after = figures()
+        for kind in LIVE_KINDS:
+            print(
+                f"{kind}: {after[kind][0]} tasks, agreement before {before[kind][1]:.4f}, "
+                f"after {after[kind][1]:.4f}"
+            )
+        assert {kind: share for kind, (_, share) in after.items()} == dict.fromkeys(LIVE_KINDS, 1.0)
+        rebased = result["kind_rebased_tasks"]
+        for kind in LIVE_KINDS:
+            project = str(days[kind][0]["project"][0])
+            assert rebased[f"{project}/{kind}"] == after[kind][0] == TASKS
+        # The cursor moved past the materialization: the next tick re-bases nothing.
+        assert not _tick(defs, instance, tick.cursor).run_requests
+
+
+def _day(kind: str, seed: int = 3) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The judgments (as `tests.loop.test_live_kinds._synthetic` draws them) and raw tasks."""
+    spec = next(s for s in KIND_PROJECTS if s.kind == kind)
+    pool = make_pool(spec, seed=seed)
+    items = item_qualities(spec, seed=seed) if kind in ("ranking", "pairwise") else None
+    drawn = draw_kind_day(
+        spec, pool, np.random.default_rng(seed), day=DAY, count=TASKS, items=items
+    )
+    return drawn["judgments"].sort("submitted_at"), drawn["tasks"]
