@@ -152,6 +152,12 @@ class PairwiseConfidence:
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:
         return self._categorical(oriented_winners(judgments))
 
+    @property
+    def posterior(self) -> pl.DataFrame | None:
+        """The last call's Dawid–Skene posterior per pair (`task_id`, `posterior`: a struct
+        with P(left), P(right), P(tie) for the winners seen), as the first row shows the pair."""
+        return self._categorical.posterior
+
 
 def oriented_winners(judgments: pl.DataFrame) -> pl.DataFrame:
     """`task_id`, (`annotator_id`,) `label` = the winner as seen from the task's first row's

@@ -30,17 +30,26 @@ Numeric, text, ranking and boxes are exact: their aggregations take the carried 
 fit's last iteration would give it (to its convergence tolerance). Spans take the full fit's
 own expected confusion counts (`aggregation.spans.fit_spans(confusion=...)`): the touched
 tasks' characters get the
-Dawid–Skene E-step with them, exactly the full fit's model. For multilabel and pairwise, whose
-aggregations do not expose their matrices, the carried matrices are the full fit's
-hard-assignment counts (each judgment against the full fit's consensus; Dirichlet 1 + 1 on the
-diagonal, as `loop.live`), read by the Dawid–Skene E-step: the classification-EM estimate of
-the same matrices. An annotator the last full fit did not see is read with the prior (spans:
-the crowd's pooled matrix; the weighted kinds: the median weight; numeric: no bias and the
-median noise) until the next full fit learns them.
+Dawid–Skene E-step with them, exactly the full fit's model. Multilabel and pairwise carry the
+expected counts of their full fit too, built from its posteriors (each judgment adds
+P(truth = t) at [answer, t]; per class P(class applies) from `aggregate_multilabel_kind`, per
+pair the winner fit's own posterior, `PairwiseConfidence.posterior`), read by the Dawid–Skene
+E-step with a Dirichlet 1 + 1 on the diagonal (as `loop.live`). Counting each judgment
+against the full fit's answer alone (classification EM) moves the refitted answers further
+from a full fit's: on seven synthetic projects, 96.0 % against 97.1 % of the touched
+multilabel tasks (pairwise 99.19 % against 99.29 %). An annotator the last full fit did not
+see is read with the prior (spans: the crowd's pooled matrix; the weighted kinds: the median
+weight; numeric: no bias and the median noise) until the next full fit learns them.
 
 Every task's confidence is `kind_posterior`'s (`policy_confidence`: numeric from the interval,
 the others the aggregation's), so `loop.policy.decide` with `kind_posterior.KIND_TARGETS`
 decides the same way as in the daily layer and the replay.
+
+**End of day** as in `loop.live.rebase`: when the daily layer's `kind_aggregated_labels` of a
+day materializes, `rebase_kind` gives each of that day's tasks whose votes the daily fit saw
+exactly the daily answer (confidence as the policy reads it), so the live and the daily kind
+labels agree on them; a task with a vote on another day or one the daily fit has not seen
+keeps its live answer.
 
 **Exactly once** as in `loop.live`: the ledger keeps the newest version of each judgment
 (`judgment_id`, `updated_at`); a re-read of the same version or a newer one that changes
@@ -587,8 +596,9 @@ def rebase_kind(
     Dawid–Skene posterior of the daily winner (oriented as the live state shows the pair).
 
     The carried parameters that are a function of the consensus follow it: multilabel's and
-    pairwise's hard confusion counts are recounted against the re-based answers. The others
-    (the last full fit's bias and noise, weights, reliabilities, span matrices) are estimates
+    pairwise's expected counts are recounted by one EM step over the ledger, the re-based
+    tasks (and the gold) certain of their answer, the others at their E-step posterior. The
+    others (the last full fit's bias and noise, weights, reliabilities, span matrices) are estimates
     over the whole ledger, which one day's fit does not refresh. The scorecards' agreement sums
     are moved from the old answers to the new ones. Requests only where the policy's answer on
     a re-based task changed, so a task already requested is not requested twice.
@@ -630,7 +640,7 @@ def rebase_kind(
     ids = chosen.get_column("task_id")
     rebased = replace(state, tasks=tasks)
     if state.kind in ("multilabel", "pairwise"):
-        rebased = replace(rebased, parameters=_recounted(rebased))
+        rebased = replace(rebased, parameters=_recounted(rebased, ids))
     rebased = _carry(rebased, before=state, tasks=ids, ledger_before=state.ledger)
     touched = state.ledger.filter(pl.col("task_id").is_in(ids.implode())).get_column("annotator_id")
     rebased = replace(rebased, annotators=_scorecards(rebased, touched.unique(), options))
@@ -761,16 +771,50 @@ def _policy_reading(state: KindState, chosen: pl.DataFrame) -> pl.DataFrame:
     ).drop("_left", "_right")
 
 
-def _recounted(state: KindState) -> pl.DataFrame:
-    """Multilabel / pairwise: the hard confusion counts of every active judgment against the
-    current answers (what a full fit carries, with the re-based answers as the consensus)."""
+def _recounted(state: KindState, rebased: pl.Series) -> pl.DataFrame:
+    """Multilabel / pairwise: the carried counts after one EM step over the ledger: the E-step
+    with the carried counts on every task, the `rebased` tasks and the gold certain of their
+    answer, then the expected counts (the M-step's statistics)."""
     rows = _active(state)
-    labels = state.tasks.select("task_id", *VALUE_COLUMNS[state.kind])
     if rows.height == 0:
         return state.parameters
+    columns = list(VALUE_COLUMNS[state.kind])
+    known = state.tasks.filter(pl.col("task_id").is_in(rebased.implode())).select(
+        "task_id", *columns
+    )
+    gold = state.gold.join(rows.select("task_id").unique(), on="task_id", how="semi")
     if state.kind == "pairwise":
-        return _confusion_parameters(_winner_codes(rows, labels), n_classes=len(_WINNERS))
-    return _multilabel_parameters(rows, labels)
+        tasks, posterior = _pairwise_probabilities(rows, state.parameters)
+        truth = tasks.with_columns(
+            [pl.Series(f"_p{i}", posterior[:, i], dtype=pl.Float64) for i in range(3)]
+        )
+        known = pl.concat([known, _oriented_gold(rows, gold)], how="vertical_relaxed")
+        return _pairwise_parameters(rows, _clamped(truth, known, state.kind))
+    tasks, classes, probability = _multilabel_probabilities(rows, state.parameters)
+    truth = (
+        tasks.select("task_id")
+        .with_columns(
+            [pl.Series(name, probability[:, i], dtype=pl.Float64) for i, name in enumerate(classes)]
+        )
+        .unpivot(index="task_id", variable_name="class", value_name="p")
+        if classes
+        else pl.DataFrame(schema={"task_id": pl.String, "class": pl.String, "p": pl.Float64})
+    )
+    known = pl.concat([known, gold.select("task_id", *columns)], how="vertical_relaxed")
+    return _multilabel_parameters(rows, _clamped(truth, known, state.kind))
+
+
+def _oriented_gold(rows: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
+    """Gold pairs as the task's first row shows the pair (`task_id`, `left`, `right`, `winner`)."""
+    first = rows.group_by("task_id", maintain_order=True).agg(pl.col("left").first().alias("_l"))
+    swapped = (pl.col("left") != pl.col("_l")) & pl.col("winner").is_in(["left", "right"])
+    mirrored = pl.when(pl.col("winner") == "left").then(pl.lit("right")).otherwise(pl.lit("left"))
+    return gold.join(first, on="task_id", how="inner").select(
+        "task_id",
+        left=pl.when(swapped).then("right").otherwise("left"),
+        right=pl.when(swapped).then("left").otherwise("right"),
+        winner=pl.when(swapped).then(mirrored).otherwise("winner"),
+    )
 
 
 def _withdrawn(state: KindState, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
@@ -897,8 +941,11 @@ def full_fit_labels(
         return pl.DataFrame(schema=_labels_schema(kind)), pl.DataFrame()
     anchors = gold.select("task_id", *columns) if gold.height else None
     if kind == "pairwise":
-        labels = _pairwise_labels(rows, PairwiseConfidence(gold=anchors)(rows))
-        return labels, _confusion_parameters(_winner_codes(rows, labels), n_classes=len(_WINNERS))
+        winners = PairwiseConfidence(gold=anchors)
+        labels = _pairwise_labels(rows, winners(rows))
+        # The fit clamps the gold pairs itself, in the pairs' own orientation.
+        truth = _winner_probabilities(winners.posterior, labels)
+        return labels, _pairwise_parameters(rows, truth)
     plain = rows.select("task_id", "annotator_id", *columns)
     if kind == "spans":
         fitted, carried = fit_spans(plain, gold=anchors)
@@ -909,7 +956,8 @@ def full_fit_labels(
         confidence.select("task_id", "confidence"), on="task_id", how="left"
     )
     if kind == "multilabel":
-        return labels, _multilabel_parameters(rows, labels)
+        truth = _class_probabilities(result.labels.select("task_id", "probability"))
+        return labels, _multilabel_parameters(rows, _clamped(truth, gold, kind))
     if kind == "numeric":
         return labels, result.annotators.select("annotator_id", "bias", "noise_sd")
     return labels, result.annotators.select("annotator_id", "reliability")
@@ -1027,44 +1075,6 @@ def _numeric_posterior(
 # Dawid–Skene kinds with carried confusion counts ---------------------------------------------
 
 
-def _confusion_parameters(codes: pl.DataFrame, *, n_classes: int) -> pl.DataFrame:
-    """Per annotator (and `class` for multilabel) K×K hard counts [answer, truth] of the
-    judgments against the consensus (`codes`: `annotator_id`, [`class`,] `answer`, `truth`),
-    and null-annotator rows with the consensus class counts (the prior)."""
-    keys = [c for c in ("annotator_id", "class") if c in codes.columns]
-    cell = pl.col("answer") * n_classes + pl.col("truth")
-    counts = (
-        codes.group_by(keys)
-        .agg(cell.alias("_cells"))
-        .with_columns(
-            confusion=pl.col("_cells").map_elements(
-                lambda cells: (
-                    np.bincount(np.asarray(cells), minlength=n_classes**2).astype(float).tolist()
-                ),
-                return_dtype=pl.List(pl.Float64),
-            )
-        )
-        .drop("_cells")
-    )
-    prior_keys = [c for c in keys if c != "annotator_id"]
-    prior = (
-        codes.unique([*prior_keys, "task_id"])
-        .group_by(prior_keys or pl.lit(0).alias("_all"))
-        .agg(pl.col("truth").alias("_truths"))
-        .with_columns(
-            confusion=pl.col("_truths").map_elements(
-                lambda truths: (
-                    np.bincount(np.asarray(truths), minlength=n_classes).astype(float).tolist()
-                ),
-                return_dtype=pl.List(pl.Float64),
-            ),
-            annotator_id=pl.lit(None, pl.String),
-        )
-        .select(*keys, "confusion")
-    )
-    return pl.concat([counts.select(*keys, "confusion"), prior], how="vertical_relaxed")
-
-
 def _ds_posterior(
     task: np.ndarray,
     annotator: np.ndarray,
@@ -1111,20 +1121,6 @@ def _counts_of(
         flat = np.asarray(joined.get_column("confusion").to_list(), dtype=np.float64)
         counts[joined.get_column("_code").to_numpy()] = flat.reshape(-1, k, k)
     return counts, prior
-
-
-def _winner_codes(rows: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """Pairwise: `task_id`, `annotator_id`, `answer`, `truth` codes of left / right / tie."""
-    oriented = oriented_winners(rows)
-    codes = {w: i for i, w in enumerate(_WINNERS)}
-    return oriented.join(
-        labels.select("task_id", _truth="winner"), on="task_id", how="inner"
-    ).select(
-        "task_id",
-        "annotator_id",
-        answer=pl.col("label").replace_strict(codes, return_dtype=pl.Int64),
-        truth=pl.col("_truth").replace_strict(codes, return_dtype=pl.Int64),
-    )
 
 
 def _pairwise_labels(rows: pl.DataFrame, confidence: pl.DataFrame) -> pl.DataFrame:
@@ -1202,14 +1198,128 @@ def _multilabel_codes(
     return frame
 
 
-def _multilabel_parameters(rows: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+def _multilabel_parameters(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """Per (annotator, class) the expected 2×2 counts [answer, truth] of the judgments, and per
+    class the expected counts of the truth (the prior): the M-step's statistics given `truth`
+    (`task_id`, `class`, `p` = P(class applies); a class the frame lacks for a task: 0)."""
     classes = _class_universe(rows, pl.DataFrame())
     if not classes:
         return pl.DataFrame()
-    codes = _multilabel_codes(rows, classes, labels)
-    return _confusion_parameters(
-        codes.select("task_id", "annotator_id", "class", "answer", "truth"), n_classes=2
+    codes = _multilabel_codes(rows, classes, None).join(truth, on=["task_id", "class"], how="left")
+    codes = codes.with_columns(pl.col("p").fill_null(0.0))
+    return _soft_counts(
+        codes.select("task_id", "annotator_id", "class", "answer", _p0=1.0 - pl.col("p"), _p1="p"),
+        n_classes=2,
     )
+
+
+def _class_probabilities(probability: pl.DataFrame) -> pl.DataFrame:
+    """`task_id`, `probability` (a struct, one field per class) → `task_id`, `class`, `p`."""
+    if probability.height == 0 or not probability.schema["probability"].fields:  # type: ignore[attr-defined]
+        return pl.DataFrame(schema={"task_id": pl.String, "class": pl.String, "p": pl.Float64})
+    return (
+        probability.unnest("probability")
+        .unpivot(index="task_id", variable_name="class", value_name="p")
+        .with_columns(pl.col("task_id").cast(pl.String), pl.col("p").cast(pl.Float64))
+    )
+
+
+def _winner_probabilities(posterior: pl.DataFrame | None, labels: pl.DataFrame) -> pl.DataFrame:
+    """`task_id`, `_p0`, `_p1`, `_p2`: P(left / right / tie) per pair from a fit's posterior
+    struct (a winner nobody chose: 0); without one, the answer in `labels` with certainty."""
+    if posterior is None:
+        codes = {w: i for i, w in enumerate(_WINNERS)}
+        return labels.select(
+            "task_id",
+            *[(pl.col("winner") == w).cast(pl.Float64).alias(f"_p{codes[w]}") for w in _WINNERS],
+        )
+    fields = {f.name for f in posterior.schema["posterior"].fields}  # type: ignore[attr-defined]
+    return posterior.select(
+        pl.col("task_id").cast(pl.String),
+        *[
+            (
+                pl.col("posterior").struct.field(w).cast(pl.Float64)
+                if w in fields
+                else pl.lit(0.0, pl.Float64)
+            ).alias(f"_p{i}")
+            for i, w in enumerate(_WINNERS)
+        ],
+    )
+
+
+def _pairwise_parameters(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """Per annotator the expected 3×3 counts [answer, truth] of their oriented winners, and the
+    expected counts of the truth (the prior), given `truth` (`task_id`, `_p0`.. `_p2`)."""
+    oriented = oriented_winners(rows)
+    codes = {w: i for i, w in enumerate(_WINNERS)}
+    frame = oriented.join(truth, on="task_id", how="inner").select(
+        "task_id",
+        "annotator_id",
+        answer=pl.col("label").replace_strict(codes, return_dtype=pl.Int64),
+        _p0="_p0",
+        _p1="_p1",
+        _p2="_p2",
+    )
+    return _soft_counts(frame, n_classes=len(_WINNERS))
+
+
+def _soft_counts(frame: pl.DataFrame, *, n_classes: int) -> pl.DataFrame:
+    """`_confusion_parameters` with each judgment's truth a distribution (`_p0`..): per
+    annotator (and `class`) the K×K sums Σ P(truth = t) at [answer, t], and null-annotator rows
+    with Σ over tasks of P(truth = t)."""
+    keys = [c for c in ("annotator_id", "class") if c in frame.columns]
+    shares = [f"_p{t}" for t in range(n_classes)]
+    cells = [
+        pl.when(pl.col("answer") == a).then(pl.col(p)).otherwise(0.0).sum().alias(f"_c{a}_{t}")
+        for a in range(n_classes)
+        for t, p in enumerate(shares)
+    ]
+    counts = frame.group_by(keys).agg(cells)
+    names = [f"_c{a}_{t}" for a in range(n_classes) for t in range(n_classes)]
+    counts = counts.select(*keys, confusion=pl.concat_list(names).cast(pl.List(pl.Float64)))
+    prior_keys = [c for c in keys if c != "annotator_id"]
+    per_task = frame.unique([*prior_keys, "task_id"])
+    prior = (
+        per_task.group_by(prior_keys or pl.lit(0).alias("_all"))
+        .agg([pl.col(p).sum() for p in shares])
+        .select(
+            *keys[1:],
+            annotator_id=pl.lit(None, pl.String),
+            confusion=pl.concat_list(shares).cast(pl.List(pl.Float64)),
+        )
+        .select(*keys, "confusion")
+    )
+    return pl.concat([counts, prior], how="vertical_relaxed")
+
+
+def _clamped(truth: pl.DataFrame, known: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """`truth` with the tasks of `known` (gold, or re-based answers: `task_id` and the kind's
+    value column(s)) certain of their answer."""
+    if known.height == 0:
+        return truth
+    if kind == "pairwise":
+        sure = known.select(
+            pl.col("task_id").cast(pl.String),
+            *[
+                (pl.col("winner") == w).cast(pl.Float64).alias(f"_p{i}")
+                for i, w in enumerate(_WINNERS)
+            ],
+        )
+        return pl.concat([truth.join(sure, on="task_id", how="anti"), sure.select(truth.columns)])
+    classes = truth.select("class").unique()
+    extra = known.select(pl.col("labels").explode().alias("class")).drop_nulls().unique()
+    classes = pl.concat([classes, extra]).unique()
+    sure = (
+        known.select(pl.col("task_id").cast(pl.String), "labels")
+        .join(classes, how="cross")
+        .select(
+            "task_id",
+            "class",
+            p=pl.col("labels").list.contains(pl.col("class")).cast(pl.Float64),
+        )
+    )
+    kept = truth.join(known.select(pl.col("task_id").cast(pl.String)), on="task_id", how="anti")
+    return pl.concat([kept, sure.select(truth.columns)])
 
 
 def _multilabel_posterior(
@@ -1217,6 +1327,27 @@ def _multilabel_posterior(
 ) -> pl.DataFrame:
     """Per class the binary Dawid–Skene E-step; the set is every class at P ≥ 1/2 and the
     confidence Π_c max(p_c, 1 − p_c), as `aggregate_multilabel_kind` reports it."""
+    tasks, classes, probability = _multilabel_probabilities(rows, parameters)
+    n = tasks.height
+    chosen: list[list[str]] = [[] for _ in range(n)]
+    confidence = np.ones(n)
+    for code, name in enumerate(classes):
+        posterior = probability[:, code]
+        confidence *= np.maximum(posterior, 1.0 - posterior)
+        for index in np.flatnonzero(posterior >= 0.5):
+            chosen[index].append(name)
+    return tasks.select(
+        "task_id",
+        labels=pl.Series(chosen, dtype=pl.List(pl.String)),
+        confidence=pl.Series(confidence, dtype=pl.Float64),
+    )
+
+
+def _multilabel_probabilities(
+    rows: pl.DataFrame, parameters: pl.DataFrame
+) -> tuple[pl.DataFrame, list[str], np.ndarray]:
+    """(`task_id` in row order, the classes, P(class applies) per task and class) with the
+    carried counts fixed."""
     classes = _class_universe(rows, parameters)
     tasks = rows.select("task_id").unique(maintain_order=True).with_row_index("_task")
     n = tasks.height
@@ -1226,12 +1357,11 @@ def _multilabel_posterior(
         .join(tasks, on="task_id")
         .join(annotators.to_frame().with_row_index("_annotator"), on="annotator_id")
     )
-    chosen: list[list[str]] = [[] for _ in range(n)]
-    confidence = np.ones(n)
-    for name in classes:
+    probability = np.zeros((n, len(classes)))
+    for code, name in enumerate(classes):
         mine = codes.filter(pl.col("class") == name)
         counts, prior = _counts_of(parameters, annotators, 2, class_name=name)
-        posterior = _ds_posterior(
+        probability[:, code] = _ds_posterior(
             mine.get_column("_task").to_numpy().astype(np.int64),
             mine.get_column("_annotator").to_numpy().astype(np.int64),
             mine.get_column("answer").to_numpy().astype(np.int64),
@@ -1239,14 +1369,7 @@ def _multilabel_posterior(
             prior,
             n,
         )[:, 1]
-        confidence *= np.maximum(posterior, 1.0 - posterior)
-        for index in np.flatnonzero(posterior >= 0.5):
-            chosen[index].append(name)
-    return tasks.select(
-        "task_id",
-        labels=pl.Series(chosen, dtype=pl.List(pl.String)),
-        confidence=pl.Series(confidence, dtype=pl.Float64),
-    )
+    return tasks.select("task_id"), classes, probability
 
 
 # Scorecards ---------------------------------------------------------------------------------

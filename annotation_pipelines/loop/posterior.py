@@ -76,6 +76,9 @@ class CategoricalConfidence:
         self.warm_start = warm_start
         self.iterations: list[int] = []
         self._warm_start: WarmStart | None = None
+        # The last fit's own posterior per task (`task_id`, `posterior`: one field per class),
+        # for callers that carry soft counts (`loop.live_kinds`).
+        self.posterior: pl.DataFrame | None = None
 
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:
         method = self.chosen or self.method
@@ -93,6 +96,7 @@ class CategoricalConfidence:
             self.explanation = result.explanation
         self._warm_start = result.warm_start
         self.iterations.append(result.iterations)
+        self.posterior = result.labels.select("task_id", "posterior")
         return result.labels.select("task_id", "label", "confidence", "n_votes").join(
             vote_split(judgments), on="task_id", how="left", maintain_order="left"
         )
