@@ -1016,8 +1016,7 @@ def _block(
     hits = cards.filter((active >= options.min_judgments) & (bad_gold | spam).fill_null(False))
     if hits.height == 0:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    rows: list[dict[str, object]] = []
-    alerts: list[dict[str, object]] = []
+    blocks: list[Block] = []
     for card in hits.sort("annotator_id").iter_rows(named=True):
         reasons = []
         if card["n_gold"] >= options.min_gold and (card["gold_accuracy_upper"] or 1.0) < (
@@ -1036,16 +1035,49 @@ def _block(
                 f"agreement {card['agreement']:.3f} (upper bound {card['agreement_upper']:.3f}) "
                 f"< {options.min_agreement:g} over {card['n_judgments']} judgments"
             )
-        reason = "; ".join(reasons)
         evidence = {c: card[c] for c in SCORECARD}
+        blocks.append(Block(card["annotator_id"], "; ".join(reasons), evidence))
+    annotators, actions, alerts = apply_blocks(
+        state.annotators, blocks, project=state.project, version=version, now=now
+    )
+    return replace(state, annotators=annotators), actions, alerts
+
+
+@dataclass(frozen=True)
+class Block:
+    """One annotator to block: why, and the scorecard figures that said so."""
+
+    annotator_id: str
+    reason: str
+    evidence: dict[str, object]
+
+
+def apply_blocks(
+    annotators: pl.DataFrame,
+    blocks: list[Block],
+    *,
+    project: str,
+    version: int,
+    now: datetime,
+    kind: str | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, object]]]:
+    """(annotators with `blocks` marked at `version`, their block actions, their alerts).
+    A `kind` other than the categorical one joins the decision ids, the evidence and the
+    messages, so its blocks are decisions of their own."""
+    rows: list[dict[str, object]] = []
+    alerts: list[dict[str, object]] = []
+    where = project if kind is None else f"{project} ({kind})"
+    for block in blocks:
+        evidence = block.evidence if kind is None else {"kind": kind, **block.evidence}
+        decision = BLOCK if kind is None else f"{kind}_{BLOCK}"
         rows.append(
             {
-                "annotator_id": card["annotator_id"],
-                "project": state.project,
+                "annotator_id": block.annotator_id,
+                "project": project,
                 "action": BLOCK,
-                "reason": reason,
+                "reason": block.reason,
                 "evidence": json.dumps(evidence, sort_keys=True),
-                "decision_id": decision_id(BLOCK, state.project, card["annotator_id"], version),
+                "decision_id": decision_id(decision, project, block.annotator_id, version),
                 "created_at": now,
             }
         )
@@ -1054,25 +1086,26 @@ def _block(
                 "kind": "annotator_blocked",
                 "asset": "live_quality_state",
                 "check": "running_scorecard",
-                "partition": state.project,
+                "partition": project,
                 "severity": "WARN",
                 "run_id": "",
-                "message": f"{state.project}: annotator {card['annotator_id']} blocked: {reason}",
+                "message": f"{where}: annotator {block.annotator_id} blocked: {block.reason}",
             }
         )
     actions = pl.DataFrame(rows, schema=ANNOTATOR_ACTIONS)
-    reason_by = dict(zip(actions["annotator_id"], actions["reason"], strict=True))
-    annotators = state.annotators.with_columns(
-        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(actions["annotator_id"].implode()),
+    ids = actions.get_column("annotator_id")
+    reason_by = dict(zip(ids, actions["reason"], strict=True))
+    marked = annotators.with_columns(
+        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(ids.implode()),
         blocked_reason=pl.coalesce(
             pl.col("annotator_id").replace_strict(reason_by, default=None, return_dtype=pl.String),
             pl.col("blocked_reason"),
         ),
-        version=pl.when(pl.col("annotator_id").is_in(actions["annotator_id"].implode()))
+        version=pl.when(pl.col("annotator_id").is_in(ids.implode()))
         .then(pl.lit(version, pl.Int64))
         .otherwise(pl.col("version")),
     )
-    return replace(state, annotators=annotators), actions, alerts
+    return marked, actions, alerts
 
 
 def open_requests(

@@ -97,11 +97,12 @@ from annotation_pipelines.loop.kind_posterior import (
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
     ANOTHER_JUDGMENT,
-    BLOCK,
     EXPERT_REVIEW,
     LEDGER_FOLDER,
     TASK_REQUESTS,
+    Block,
     LiveEvents,
+    apply_blocks,
     decision_id,
     no_events,
     state_prefix,
@@ -1571,8 +1572,7 @@ def _block(
     )
     if hits.height == 0:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    rows: list[dict[str, object]] = []
-    alerts: list[dict[str, object]] = []
+    blocks: list[Block] = []
     for card in hits.sort("annotator_id").iter_rows(named=True):
         reasons = []
         if card["n_gold"] >= options.min_gold and (card["gold_score_upper"] or 1.0) < (
@@ -1592,49 +1592,14 @@ def _block(
                 f"{card['consensus_alpha_upper']:.3f}) < {options.min_consensus_alpha:g} over "
                 f"{card['n_judgments']} judgments"
             )
-        reason = "; ".join(reasons)
         # JSON has no NaN (the DB's jsonb refuses it): an undefined figure is null.
         evidence = {
             c: None if isinstance(card[c], float) and not np.isfinite(card[c]) else card[c]
             for c in SCORECARD
         }
-        rows.append(
-            {
-                "annotator_id": card["annotator_id"],
-                "project": state.project,
-                "action": BLOCK,
-                "reason": reason,
-                "evidence": json.dumps({"kind": state.kind, **evidence}, sort_keys=True),
-                "decision_id": decision_id(
-                    f"{state.kind}_{BLOCK}", state.project, card["annotator_id"], version
-                ),
-                "created_at": now,
-            }
-        )
-        alerts.append(
-            {
-                "kind": "annotator_blocked",
-                "asset": "live_quality_state",
-                "check": "running_scorecard",
-                "partition": state.project,
-                "severity": "WARN",
-                "run_id": "",
-                "message": f"{state.project} ({state.kind}): annotator "
-                f"{card['annotator_id']} blocked: {reason}",
-            }
-        )
-    actions = pl.DataFrame(rows, schema=ANNOTATOR_ACTIONS)
-    ids = actions.get_column("annotator_id")
-    reason_by = dict(zip(ids, actions["reason"], strict=True))
-    annotators = state.annotators.with_columns(
-        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(ids.implode()),
-        blocked_reason=pl.coalesce(
-            pl.col("annotator_id").replace_strict(reason_by, default=None, return_dtype=pl.String),
-            pl.col("blocked_reason"),
-        ),
-        version=pl.when(pl.col("annotator_id").is_in(ids.implode()))
-        .then(pl.lit(version, pl.Int64))
-        .otherwise(pl.col("version")),
+        blocks.append(Block(card["annotator_id"], "; ".join(reasons), evidence))
+    annotators, actions, alerts = apply_blocks(
+        state.annotators, blocks, project=state.project, version=version, now=now, kind=state.kind
     )
     return replace(state, annotators=annotators), actions, alerts
 
