@@ -120,6 +120,53 @@ def without_repeats(
     return rows.join(repeated(rows, known).select("judgment_id"), on="judgment_id", how="anti")
 
 
+def appended(
+    ledger: pl.DataFrame,
+    pending: pl.DataFrame,
+    added: pl.DataFrame,
+    withdrawn: pl.DataFrame,
+    version: int,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(the next ledger, the next pending segment rows, the earlier versions `added` replaces):
+    the ledger drops the earlier versions of `added` and the `withdrawn` rows and appends
+    `added`, in place of a rewrite; the pending rows get `withdrawn`'s tombstones at `version`
+    and `added`, marked where they replace a version in an older segment."""
+    earlier = ledger.filter(pl.col("judgment_id").is_in(added.get_column("judgment_id").implode()))
+    replaced = earlier.get_column("judgment_id")
+    gone = pl.concat([replaced, withdrawn.get_column("judgment_id")])
+    kept = ledger
+    if gone.len():
+        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
+    rows = added.drop("flagged").with_columns(
+        replaces=pl.col("judgment_id").is_in(replaced.implode()), deleted=pl.lit(False)
+    )
+    tombstones = withdrawn.drop("flagged").with_columns(
+        version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
+    )
+    return (
+        pl.concat([kept, added], how="vertical"),
+        pl.concat([pending, tombstones, rows], how="vertical"),
+        earlier,
+    )
+
+
+def affected_tasks(
+    incoming: pl.DataFrame, gold: pl.DataFrame, replaced: pl.DataFrame, withdrawn: pl.DataFrame
+) -> tuple[pl.Series, pl.Series]:
+    """(every task the change touches, those that only lost votes). A new version may have
+    moved a judgment to another task: the old one loses its vote."""
+    voted = pl.concat(
+        [
+            incoming.get_column("task_id"),
+            gold.get_column("task_id"),
+            replaced.get_column("task_id"),
+        ]
+    ).unique()
+    only_withdrawn = withdrawn.get_column("task_id").unique()
+    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
+    return pl.concat([voted, only_withdrawn]).unique(), only_withdrawn
+
+
 def withdrawn(ledger: pl.DataFrame, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
     """Ledger rows whose newest version came from a source in `resynced` and that the new
     read of it no longer has."""
@@ -133,6 +180,8 @@ def withdrawn(ledger: pl.DataFrame, new: pl.DataFrame, resynced: Collection[str]
 
 
 __all__ = [
+    "affected_tasks",
+    "appended",
     "check_project",
     "group_ending",
     "level",

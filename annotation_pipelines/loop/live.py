@@ -362,19 +362,11 @@ def update(
     state = _with_labels(state, incoming, gold_rows)
     old_ledger = state.ledger
     added = _ledger_rows(state, incoming, version)
-    ledger, pending, replaced = _appended(state, added, withdrawn, version)
+    ledger, pending, replaced = lake_ledger.appended(
+        state.ledger, state.pending, added, withdrawn, version
+    )
     tasks = _with_gold(state.tasks, gold_rows, version)
-    # A new version may have moved a judgment to another task: the old one loses its vote.
-    voted = pl.concat(
-        [
-            incoming.get_column("task_id"),
-            gold_rows.get_column("task_id"),
-            replaced.get_column("task_id"),
-        ]
-    ).unique()
-    only_withdrawn = withdrawn.get_column("task_id").unique()
-    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
-    affected = pl.concat([voted, only_withdrawn]).unique()
+    affected, only_withdrawn = lake_ledger.affected_tasks(incoming, gold_rows, replaced, withdrawn)
     # The rows of the affected tasks, before and after: all the refit and the running
     # counts need, found with one lookup each instead of passes over the whole ledger.
     old_rows = old_ledger.filter(pl.col("task_id").is_in(affected.implode()))
@@ -542,31 +534,6 @@ def _repeated(rows: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
 
 # What a judgment says; a newer version equal on all of these changes nothing.
 _CONTENT = ("task_id", "annotator_id", "label", "submitted_at", "duration_s", "source")
-
-
-def _appended(
-    state: LiveState, added: pl.DataFrame, withdrawn: pl.DataFrame, version: int
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(the next ledger, the next pending segment rows, the earlier versions `added` replaces):
-    the ledger drops the earlier versions of `added` and the `withdrawn` rows and appends
-    `added`, in place of a rewrite."""
-    earlier = state.ledger.filter(
-        pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
-    )
-    replaced = earlier.get_column("judgment_id")
-    gone = pl.concat([replaced, withdrawn.get_column("judgment_id")])
-    kept = state.ledger
-    if gone.len():
-        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
-    ledger = pl.concat([kept, added], how="vertical")
-    rows = added.drop("flagged").with_columns(
-        replaces=pl.col("judgment_id").is_in(replaced.implode()), deleted=pl.lit(False)
-    )
-    tombstones = withdrawn.drop("flagged").with_columns(
-        version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
-    )
-    pending = pl.concat([state.pending, tombstones, rows], how="vertical")
-    return ledger, pending, earlier
 
 
 def _without_empty_tasks(

@@ -412,40 +412,13 @@ def update_kind(
         flagged=pl.col("annotator_id").is_in(blocked.implode()),
         version=pl.lit(version, pl.Int64),
     ).select(list(ledger_schema(state.kind)))
-    replaced = state.ledger.filter(
-        pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
-    )
-    gone = pl.concat([replaced.get_column("judgment_id"), withdrawn.get_column("judgment_id")])
-    kept = state.ledger
-    if gone.len():
-        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
-    ledger = pl.concat([kept, added], how="vertical")
-    segment_rows = pl.concat(
-        [
-            state.pending,
-            withdrawn.drop("flagged").with_columns(
-                version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
-            ),
-            added.drop("flagged").with_columns(
-                replaces=pl.col("judgment_id").is_in(replaced.get_column("judgment_id").implode()),
-                deleted=pl.lit(False),
-            ),
-        ],
-        how="vertical",
+    ledger, segment_rows, replaced = lake_ledger.appended(
+        state.ledger, state.pending, added, withdrawn, version
     )
     stored_gold = pl.concat(
         [state.gold.join(gold_rows, on="task_id", how="anti"), gold_rows], how="vertical"
     )
-    voted = pl.concat(
-        [
-            incoming.get_column("task_id"),
-            gold_rows.get_column("task_id"),
-            replaced.get_column("task_id"),
-        ]
-    ).unique()
-    only_withdrawn = withdrawn.get_column("task_id").unique()
-    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
-    affected = pl.concat([voted, only_withdrawn]).unique()
+    affected, only_withdrawn = lake_ledger.affected_tasks(incoming, gold_rows, replaced, withdrawn)
     value_range = _value_range(state, incoming, gold_rows)
     mid = replace(
         state, ledger=ledger, gold=stored_gold, pending=segment_rows, value_range=value_range

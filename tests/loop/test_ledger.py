@@ -67,3 +67,34 @@ def test_withdrawn_only_from_resynced_sources() -> None:
     new = pl.DataFrame({"judgment_id": ["a"]})
     assert ledger.withdrawn(book, new, ["f"]).get_column("judgment_id").to_list() == ["b"]
     assert ledger.withdrawn(book, new, []).height == 0
+
+
+def test_appended_replaces_in_place_and_tombstones_the_withdrawn() -> None:
+    book = pl.DataFrame(
+        {"judgment_id": ["a", "b", "c"], "task_id": ["t1", "t1", "t2"], "flagged": [False] * 3}
+    ).with_columns(version=pl.lit(1, pl.Int64))
+    added = pl.DataFrame(
+        {"judgment_id": ["a", "d"], "task_id": ["t3", "t2"], "flagged": [False, False]}
+    ).with_columns(version=pl.lit(2, pl.Int64))
+    pending = pl.DataFrame(
+        schema={
+            "judgment_id": pl.String(),
+            "task_id": pl.String(),
+            "version": pl.Int64(),
+            "replaces": pl.Boolean(),
+            "deleted": pl.Boolean(),
+        }
+    )
+    gone = book.filter(pl.col("judgment_id") == "c")
+    after, rows, earlier = ledger.appended(book, pending, added, gone, 2)
+    assert after.select("judgment_id", "task_id").rows() == [("b", "t1"), ("a", "t3"), ("d", "t2")]
+    assert rows.rows() == [
+        ("c", "t2", 2, True, True),
+        ("a", "t3", 2, True, False),
+        ("d", "t2", 2, False, False),
+    ]
+    assert earlier.get_column("task_id").to_list() == ["t1"]
+    affected, only_withdrawn = ledger.affected_tasks(
+        added, added.head(0), earlier, gone.with_columns(task_id=pl.lit("t4"))
+    )
+    assert sorted(affected) == ["t1", "t2", "t3", "t4"] and only_withdrawn.to_list() == ["t4"]
