@@ -26,7 +26,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.loop.kind_posterior import comparable_values, winning_item
 from annotation_pipelines.loop.live_kinds import (
     LIVE_KINDS,
     KindLiveOptions,
@@ -35,44 +36,19 @@ from annotation_pipelines.loop.live_kinds import (
     update_kind,
 )
 from annotation_pipelines.quality.kinds import aggregate_kind_day
-from annotation_pipelines.synthetic.kinds import (
-    KIND_PROJECTS,
-    draw_kind_day,
-    item_qualities,
-    make_pool,
-)
+from annotation_pipelines.synthetic.kinds import KIND_PROJECTS, draw_project_day
 
 DAY = date(2026, 11, 1)
 NOW = datetime(2026, 11, 2, tzinfo=UTC)
 
 
-def _plain(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
-    values = []
-    for name in VALUE_COLUMNS[kind]:
-        dtype = VALUE_DTYPES[name]
-        column = pl.col(name)
-        if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
-            fields = [f.name for f in dtype.inner.fields]
-            column = column.list.eval(pl.struct([pl.element().struct.field(f) for f in fields]))
-        values.append(column.cast(dtype))
-    return frame.select(pl.col("task_id").cast(pl.String), *values)
-
-
 def agreement(state: KindState, daily: pl.DataFrame) -> float:
     """Share of the day's tasks with the same value (pairwise: the same winning item)."""
-    joined = _plain(state.tasks, state.kind).join(
-        _plain(daily, state.kind), on="task_id", suffix="_d"
+    joined = comparable_values(state.tasks, state.kind).join(
+        comparable_values(daily, state.kind), on="task_id", suffix="_d"
     )
     if state.kind == "pairwise":
-
-        def item(suffix: str) -> pl.Expr:
-            winner, left, right = (pl.col(f"{c}{suffix}") for c in ("winner", "left", "right"))
-            return (
-                pl.when(winner == "left").then(left).when(winner == "right").then(right)
-                .otherwise(pl.lit("tie"))
-            )  # fmt: skip
-
-        same = item("") == item("_d")
+        same = winning_item() == winning_item("_d")
     else:
         same = pl.all_horizontal(
             [
@@ -86,9 +62,7 @@ def agreement(state: KindState, daily: pl.DataFrame) -> float:
 
 def bench(kind: str, *, tasks: int, batches: int) -> None:
     spec = next(s for s in KIND_PROJECTS if s.kind == kind)
-    pool = make_pool(spec, seed=3)
-    items = item_qualities(spec, seed=3) if kind in ("ranking", "pairwise") else None
-    drawn = draw_kind_day(spec, pool, np.random.default_rng(3), day=DAY, count=tasks, items=items)
+    drawn, _ = draw_project_day(kind, day=DAY, count=tasks, seed=3)
     rows = drawn["judgments"].with_columns(updated_at=pl.col("submitted_at")).sort("submitted_at")
     options = KindLiveOptions(full_fit_every=batches + 10)
     state = KindState(project=spec.name, kind=kind)

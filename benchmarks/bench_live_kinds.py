@@ -43,12 +43,7 @@ from annotation_pipelines.loop.live_kinds import (
     load_kind_state,
     update_kind,
 )
-from annotation_pipelines.synthetic.kinds import (
-    KIND_PROJECTS,
-    draw_kind_day,
-    item_qualities,
-    make_pool,
-)
+from annotation_pipelines.synthetic.kinds import KIND_PROJECTS, draw_project_day
 
 T = TypeVar("T")
 
@@ -56,12 +51,8 @@ T = TypeVar("T")
 def stream(kind: str, judgments: int, *, seed: int = 5) -> tuple[pl.DataFrame, pl.DataFrame]:
     """About `judgments` judgments of a synthetic `kind` project in submission order, and gold."""
     spec = next(s for s in KIND_PROJECTS if s.kind == kind)
-    pool = make_pool(spec, seed=seed)
-    items = item_qualities(spec, seed=seed) if kind in ("ranking", "pairwise") else None
     count = -(-judgments // spec.overlap)
-    day = draw_kind_day(
-        spec, pool, np.random.default_rng(seed), day=date(2026, 11, 10), count=count, items=items
-    )
+    day, _ = draw_project_day(kind, day=date(2026, 11, 10), count=count, seed=seed)
     rows = (
         day["judgments"]
         .with_columns(updated_at=pl.col("submitted_at"))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions, JobDefinition
 
 from annotation_pipelines.synthetic import generate_workload
 from assets.definitions import build_definitions
@@ -57,3 +57,24 @@ def local_graph(
     finally:
         instance.dispose()
         patch.undo()
+
+
+def live_quality_job(
+    monkeypatch: pytest.MonkeyPatch, *, dsn: str, data: Path
+) -> tuple[Definitions, JobDefinition, DagsterInstance]:
+    """(definitions, the live job, an ephemeral instance) of the local code location, reading
+    the database at `dsn` and the data folder `data`."""
+    monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
+    defs = build_definitions(profile="local")
+    return defs, defs.resolve_job_def("live_quality_job"), DagsterInstance.ephemeral()
+
+
+def lake_reader(root: Path) -> Callable[[str], bytes | None]:
+    """The `read` the state loaders take, over a local lake folder (None: no such object)."""
+
+    def read(key: str) -> bytes | None:
+        path = root / key
+        return path.read_bytes() if path.exists() else None
+
+    return read

@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri
 
-from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS
+from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.live import TASK_REQUESTS, decision_id
 
 # The target confidence each kind's replay and policy default to (`policy.RECOMMENDED` holds the
@@ -179,6 +179,30 @@ def oriented_winners(judgments: pl.DataFrame) -> pl.DataFrame:
         .select(*keep, winner.alias("label"))
         .filter(pl.col("label").is_not_null())
     )
+
+
+def comparable_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """`task_id` and the value column(s) in the live types (spans and boxes without their
+    per-item confidence), comparable across the live and the daily tables."""
+    values = []
+    for name in VALUE_COLUMNS[kind]:
+        dtype = VALUE_DTYPES[name]
+        column = pl.col(name)
+        if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
+            fields = [f.name for f in dtype.inner.fields]
+            column = column.list.eval(pl.struct([pl.element().struct.field(f) for f in fields]))
+        values.append(column.cast(dtype))
+    return frame.select(pl.col("task_id").cast(pl.String), *values)
+
+
+def winning_item(suffix: str = "") -> pl.Expr:
+    """The item a pairwise answer (columns `winner`, `left`, `right` + `suffix`) prefers, or
+    "tie": two tables may show a pair in opposite orders, the item they prefer is the same."""
+    winner, left, right = (pl.col(f"{c}{suffix}") for c in ("winner", "left", "right"))
+    return (
+        pl.when(winner == "left").then(left).when(winner == "right").then(right)
+        .otherwise(pl.lit("tie"))
+    )  # fmt: skip
 
 
 # What the annotation tool is asked for, by the policy's decision.

@@ -81,6 +81,7 @@ import pyarrow.parquet as pq
 
 from annotation_pipelines.ingest.postgres import EXTRACT_COLUMNS
 from annotation_pipelines.kinds import of_kind
+from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.policy import (
     ESCALATE,
     NEEDS_ANOTHER_JUDGMENT,
@@ -259,10 +260,7 @@ class LedgerCompaction:
             raise ValueError(f"max_inline_rows={self.max_inline_rows}: use None or at least 1")
 
     def level(self, rows: int) -> int:
-        level, bound = 0, self.base_rows * self.fan_in
-        while rows >= bound:
-            level, bound = level + 1, bound * self.fan_in
-        return level
+        return lake_ledger.level(rows, base_rows=self.base_rows, fan_in=self.fan_in)
 
 
 # What the live layer runs with: merges of up to ~150,000 rows (a tenth of a second or so)
@@ -355,28 +353,20 @@ def update(
     now = now or datetime.now(UTC)
     _check_project(state.project)
     incoming = _incoming(state, new_judgments)
-    withdrawn = _withdrawn(state, new_judgments, resynced)
+    withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
     gold_rows = _new_gold(state, gold)
     if incoming.height == 0 and gold_rows.height == 0 and withdrawn.height == 0:
-        empty = _no_events()
+        empty = no_events()
         return replace(state, watermark=watermark or state.watermark), empty
     version = state.version + 1
     state = _with_labels(state, incoming, gold_rows)
     old_ledger = state.ledger
     added = _ledger_rows(state, incoming, version)
-    ledger, pending, replaced = _appended(state, added, withdrawn, version)
+    ledger, pending, replaced = lake_ledger.appended(
+        state.ledger, state.pending, added, withdrawn, version
+    )
     tasks = _with_gold(state.tasks, gold_rows, version)
-    # A new version may have moved a judgment to another task: the old one loses its vote.
-    voted = pl.concat(
-        [
-            incoming.get_column("task_id"),
-            gold_rows.get_column("task_id"),
-            replaced.get_column("task_id"),
-        ]
-    ).unique()
-    only_withdrawn = withdrawn.get_column("task_id").unique()
-    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
-    affected = pl.concat([voted, only_withdrawn]).unique()
+    affected, only_withdrawn = lake_ledger.affected_tasks(incoming, gold_rows, replaced, withdrawn)
     # The rows of the affected tasks, before and after: all the refit and the running
     # counts need, found with one lookup each instead of passes over the whole ledger.
     old_rows = old_ledger.filter(pl.col("task_id").is_in(affected.implode()))
@@ -523,13 +513,7 @@ def _incoming(state: LiveState, new: pl.DataFrame) -> pl.DataFrame:
     """
     if new.height == 0:
         return pl.DataFrame(schema={c: LEDGER[c] for c in (*_INPUT, "source")})
-    if "project" in new.columns:
-        other = new.filter(pl.col("project") != state.project)
-        if other.height:
-            raise ValueError(
-                f"judgment {other.item(0, 'judgment_id')}: field project is "
-                f"{other.item(0, 'project')!r}, expected {state.project!r}"
-            )
+    lake_ledger.check_project(new, state.project)
     missing = [c for c in _INPUT if c not in new.columns]
     if missing:
         raise ValueError(f"new judgments: missing column(s) {', '.join(missing)}")
@@ -537,65 +521,19 @@ def _incoming(state: LiveState, new: pl.DataFrame) -> pl.DataFrame:
     if nulls.height:
         field_name = "annotator_id" if nulls.item(0, "annotator_id") is None else "label"
         raise ValueError(f"judgment {nulls.item(0, 'judgment_id')}: field {field_name} is null")
-    source = pl.col("source") if "source" in new.columns else pl.lit(None)
-    rows = (
-        new.select(*[pl.col(c).cast(LEDGER[c]) for c in _INPUT], source=source.cast(pl.String))
-        .sort("updated_at")
-        .unique("judgment_id", keep="last", maintain_order=True)
-    )
-    # Only the ledger rows of these judgments: a hash lookup of the batch's ids, not a join
-    # with the whole ledger.
-    known = state.ledger.filter(
-        pl.col("judgment_id").is_in(rows.get_column("judgment_id").implode())
-    ).select(*_INPUT, "source")
-    if known.height == 0:
-        return rows
+    rows = lake_ledger.newest_versions(new, {c: LEDGER[c] for c in _INPUT})
+    return lake_ledger.without_repeats(rows, state.ledger, _repeated)
+
+
+def _repeated(rows: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
     same = [pl.col(c).eq_missing(pl.col(f"{c}_known")) for c in _CONTENT]
-    repeated = rows.join(known, on="judgment_id", how="inner", suffix="_known").filter(
-        (pl.col("updated_at") == pl.col("updated_at_known")) | pl.all_horizontal(same)
-    )
-    return rows.join(repeated.select("judgment_id"), on="judgment_id", how="anti")
+    return rows.join(
+        known.select(*_INPUT, "source"), on="judgment_id", how="inner", suffix="_known"
+    ).filter((pl.col("updated_at") == pl.col("updated_at_known")) | pl.all_horizontal(same))
 
 
 # What a judgment says; a newer version equal on all of these changes nothing.
 _CONTENT = ("task_id", "annotator_id", "label", "submitted_at", "duration_s", "source")
-
-
-def _withdrawn(state: LiveState, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
-    """Ledger rows whose newest version came from a source in `resynced` and that the new
-    read of it no longer has."""
-    if not resynced or state.ledger.height == 0:
-        return state.ledger.head(0)
-    gone = pl.col("source").is_in(list(resynced))
-    if new.height:
-        ids = new.get_column("judgment_id").cast(pl.String)
-        gone = gone & ~pl.col("judgment_id").is_in(ids.implode())
-    return state.ledger.filter(gone)
-
-
-def _appended(
-    state: LiveState, added: pl.DataFrame, withdrawn: pl.DataFrame, version: int
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(the next ledger, the next pending segment rows, the earlier versions `added` replaces):
-    the ledger drops the earlier versions of `added` and the `withdrawn` rows and appends
-    `added`, in place of a rewrite."""
-    earlier = state.ledger.filter(
-        pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
-    )
-    replaced = earlier.get_column("judgment_id")
-    gone = pl.concat([replaced, withdrawn.get_column("judgment_id")])
-    kept = state.ledger
-    if gone.len():
-        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
-    ledger = pl.concat([kept, added], how="vertical")
-    rows = added.drop("flagged").with_columns(
-        replaces=pl.col("judgment_id").is_in(replaced.implode()), deleted=pl.lit(False)
-    )
-    tombstones = withdrawn.drop("flagged").with_columns(
-        version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
-    )
-    pending = pl.concat([state.pending, tombstones, rows], how="vertical")
-    return ledger, pending, earlier
 
 
 def _without_empty_tasks(
@@ -1045,8 +983,7 @@ def _block(
     hits = cards.filter((active >= options.min_judgments) & (bad_gold | spam).fill_null(False))
     if hits.height == 0:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    rows: list[dict[str, object]] = []
-    alerts: list[dict[str, object]] = []
+    blocks: list[Block] = []
     for card in hits.sort("annotator_id").iter_rows(named=True):
         reasons = []
         if card["n_gold"] >= options.min_gold and (card["gold_accuracy_upper"] or 1.0) < (
@@ -1065,16 +1002,49 @@ def _block(
                 f"agreement {card['agreement']:.3f} (upper bound {card['agreement_upper']:.3f}) "
                 f"< {options.min_agreement:g} over {card['n_judgments']} judgments"
             )
-        reason = "; ".join(reasons)
         evidence = {c: card[c] for c in SCORECARD}
+        blocks.append(Block(card["annotator_id"], "; ".join(reasons), evidence))
+    annotators, actions, alerts = apply_blocks(
+        state.annotators, blocks, project=state.project, version=version, now=now
+    )
+    return replace(state, annotators=annotators), actions, alerts
+
+
+@dataclass(frozen=True)
+class Block:
+    """One annotator to block: why, and the scorecard figures that said so."""
+
+    annotator_id: str
+    reason: str
+    evidence: dict[str, object]
+
+
+def apply_blocks(
+    annotators: pl.DataFrame,
+    blocks: list[Block],
+    *,
+    project: str,
+    version: int,
+    now: datetime,
+    kind: str | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, object]]]:
+    """(annotators with `blocks` marked at `version`, their block actions, their alerts).
+    A `kind` other than the categorical one joins the decision ids, the evidence and the
+    messages, so its blocks are decisions of their own."""
+    rows: list[dict[str, object]] = []
+    alerts: list[dict[str, object]] = []
+    where = project if kind is None else f"{project} ({kind})"
+    for block in blocks:
+        evidence = block.evidence if kind is None else {"kind": kind, **block.evidence}
+        decision = BLOCK if kind is None else f"{kind}_{BLOCK}"
         rows.append(
             {
-                "annotator_id": card["annotator_id"],
-                "project": state.project,
+                "annotator_id": block.annotator_id,
+                "project": project,
                 "action": BLOCK,
-                "reason": reason,
+                "reason": block.reason,
                 "evidence": json.dumps(evidence, sort_keys=True),
-                "decision_id": decision_id(BLOCK, state.project, card["annotator_id"], version),
+                "decision_id": decision_id(decision, project, block.annotator_id, version),
                 "created_at": now,
             }
         )
@@ -1083,25 +1053,26 @@ def _block(
                 "kind": "annotator_blocked",
                 "asset": "live_quality_state",
                 "check": "running_scorecard",
-                "partition": state.project,
+                "partition": project,
                 "severity": "WARN",
                 "run_id": "",
-                "message": f"{state.project}: annotator {card['annotator_id']} blocked: {reason}",
+                "message": f"{where}: annotator {block.annotator_id} blocked: {block.reason}",
             }
         )
     actions = pl.DataFrame(rows, schema=ANNOTATOR_ACTIONS)
-    reason_by = dict(zip(actions["annotator_id"], actions["reason"], strict=True))
-    annotators = state.annotators.with_columns(
-        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(actions["annotator_id"].implode()),
+    ids = actions.get_column("annotator_id")
+    reason_by = dict(zip(ids, actions["reason"], strict=True))
+    marked = annotators.with_columns(
+        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(ids.implode()),
         blocked_reason=pl.coalesce(
             pl.col("annotator_id").replace_strict(reason_by, default=None, return_dtype=pl.String),
             pl.col("blocked_reason"),
         ),
-        version=pl.when(pl.col("annotator_id").is_in(actions["annotator_id"].implode()))
+        version=pl.when(pl.col("annotator_id").is_in(ids.implode()))
         .then(pl.lit(version, pl.Int64))
         .otherwise(pl.col("version")),
     )
-    return replace(state, annotators=annotators), actions, alerts
+    return marked, actions, alerts
 
 
 def open_requests(
@@ -1196,7 +1167,7 @@ def rebase(
         )
     k = len(state.labels)
     if daily.height == 0 or state.tasks.height == 0 or k == 0:
-        return state, _no_events()
+        return state, no_events()
     codes = {label: code for code, label in enumerate(state.labels)}
     votes = state.ledger.group_by("task_id").agg(
         n_all=pl.len().cast(pl.Int64),
@@ -1219,7 +1190,7 @@ def rebase(
         .sort("task_id")
     )
     if chosen.height == 0:
-        return state, _no_events()
+        return state, no_events()
     version = state.version + 1
     old = _posterior_matrix(chosen, k)
     label = chosen.get_column("daily_label").replace_strict(codes, return_dtype=pl.Int64)
@@ -1328,7 +1299,8 @@ def _recount(
     return counts, matrix[contributes].sum(axis=0)
 
 
-def _no_events() -> LiveEvents:
+def no_events() -> LiveEvents:
+    """What an update that changed nothing caused."""
     return LiveEvents(
         task_requests=pl.DataFrame(schema=TASK_REQUESTS),
         annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
@@ -1400,15 +1372,7 @@ def _objects_of(segment: Segment) -> list[str]:
 
 
 def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
-    """Consecutive ledger segment rows (oldest first) as one segment: the newest version of
-    each judgment, `replaces` as its first version in the range had it. From the oldest
-    segment on, nothing older can be shadowed: tombstones go and nothing `replaces`."""
-    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).filter(
-        pl.col("judgment_id").is_last_distinct()
-    )
-    if oldest:
-        rows = rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
-    return rows.select(list(SEGMENT))
+    return lake_ledger.merged_rows(rows, oldest=oldest).select(list(SEGMENT))
 
 
 def _merged_tasks(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
@@ -1459,7 +1423,7 @@ def state_objects(
     prefix = state_prefix(state.project)
     writes: dict[str, bytes] = {}
     for name in _SMALL:
-        writes[f"{prefix}/{name}.parquet"] = _parquet(getattr(state, name))
+        writes[f"{prefix}/{name}.parquet"] = lake_ledger.parquet(getattr(state, name))
     deletes: list[str] = []
     listings: dict[str, list[Segment]] = {}
     for table, committed, fresh_rows, first, last in (
@@ -1533,7 +1497,7 @@ def _appended_segments(
         rows = table.merge(rows, not segments)
         if rows.height:
             segment = Segment(
-                key=_segment_key(prefix, table.folder, first, last),
+                key=lake_ledger.segment_key(prefix, table.folder, first, last),
                 rows=rows.height,
                 first=first,
                 last=last,
@@ -1572,16 +1536,12 @@ def _appended_segments(
 
 def _merged_segment(prefix: str, table: _Table, parts: list[Segment], rows: int) -> Segment:
     return Segment(
-        key=_segment_key(prefix, table.folder, parts[0].first, parts[-1].last),
+        key=lake_ledger.segment_key(prefix, table.folder, parts[0].first, parts[-1].last),
         rows=rows,
         first=parts[0].first,
         last=parts[-1].last,
         indexed=table.indexed,
     )
-
-
-def _segment_key(prefix: str, folder: str, first: int, last: int) -> str:
-    return f"{prefix}/{folder}/{first:012d}-{last:012d}.parquet"
 
 
 def _to_merge(
@@ -1598,30 +1558,12 @@ def _to_merge(
     levels = [compaction.level(segment.rows) for segment in segments]
     ends = [len(levels)] if tail else list(range(len(levels), 1, -1))
     for stop in ends:
-        group = _group_ending(levels[:stop], compaction.fan_in)
+        group = lake_ledger.group_ending(levels[:stop], compaction.fan_in)
         if group is None:
             continue
         if limit is None or sum(s.rows for s in segments[group[0] : group[1]]) <= limit:
             return group
     return None
-
-
-def _group_ending(levels: list[int], fan_in: int) -> tuple[int, int] | None:
-    if len(levels) >= 2 and levels[-1] > levels[-2]:
-        start = len(levels) - 1
-        while start > 0 and levels[start - 1] < levels[-1]:
-            start -= 1
-        return start, len(levels)
-    tail = levels[-fan_in:]
-    if len(tail) == fan_in and len(set(tail)) == 1:
-        return len(levels) - fan_in, len(levels)
-    return None
-
-
-def _parquet(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd")
-    return buffer.getvalue()
 
 
 def _segment_bytes(frame: pl.DataFrame, table: _Table) -> bytes:
@@ -1692,15 +1634,7 @@ def _ledger_of(segments: list[pl.DataFrame], annotators: pl.DataFrame) -> pl.Dat
     a deduplication of the whole ledger.
     """
     rows = pl.concat(segments, how="vertical") if segments else _empty_segment()
-    marked = rows.filter(pl.col("replaces") | pl.col("deleted")).get_column("judgment_id")
-    if marked.len():
-        indexed = rows.with_row_index("_row")
-        candidates = indexed.filter(pl.col("judgment_id").is_in(marked.unique().implode()))
-        stale = candidates.filter(
-            ~pl.col("judgment_id").is_last_distinct() | pl.col("deleted")
-        ).get_column("_row")
-        rows = indexed.filter(~pl.col("_row").is_in(stale.implode())).drop("_row")
-    return _flagged(rows, _blocked(annotators))
+    return _flagged(lake_ledger.resolved(rows), _blocked(annotators))
 
 
 def _flagged(rows: pl.DataFrame, blocked: pl.Series) -> pl.DataFrame:

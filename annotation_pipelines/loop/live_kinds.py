@@ -85,6 +85,7 @@ from scipy.special import ndtri
 from annotation_pipelines.aggregation.by_kind import aggregate_kind
 from annotation_pipelines.aggregation.spans import SpanConfusion, fit_spans
 from annotation_pipelines.kinds import DEFAULT_KIND, KIND_COLUMNS, VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
     PairwiseConfidence,
@@ -96,11 +97,14 @@ from annotation_pipelines.loop.kind_posterior import (
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
     ANOTHER_JUDGMENT,
-    BLOCK,
     EXPERT_REVIEW,
+    LEDGER_FOLDER,
     TASK_REQUESTS,
+    Block,
     LiveEvents,
+    apply_blocks,
     decision_id,
+    no_events,
     state_prefix,
 )
 from annotation_pipelines.loop.policy import (
@@ -331,12 +335,7 @@ def _incoming(state: KindState, new: pl.DataFrame) -> pl.DataFrame:
     schema = {c: t for c, t in ledger_schema(state.kind).items() if c not in ("flagged", "version")}
     if new.height == 0:
         return pl.DataFrame(schema=schema)
-    other = new.filter(pl.col("project") != state.project) if "project" in new.columns else None
-    if other is not None and other.height:
-        raise ValueError(
-            f"judgment {other.item(0, 'judgment_id')}: field project is "
-            f"{other.item(0, 'project')!r}, expected {state.project!r}"
-        )
+    lake_ledger.check_project(new, state.project)
     if "kind" in new.columns:
         wrong = new.filter(pl.col("kind") != state.kind)
         if wrong.height:
@@ -353,27 +352,17 @@ def _incoming(state: KindState, new: pl.DataFrame) -> pl.DataFrame:
         row = nulls.row(0, named=True)
         name = next(c for c in ("annotator_id", *value) if row[c] is None)
         raise ValueError(f"judgment {row['judgment_id']}: field {name} is null")
-    source = pl.col("source") if "source" in new.columns else pl.lit(None)
-    rows = (
-        new.select(
-            *[pl.col(c).cast(t) for c, t in schema.items() if c != "source"],
-            source=source.cast(pl.String),
-        )
-        .sort("updated_at")
-        .unique("judgment_id", keep="last", maintain_order=True)
-    )
-    known = state.ledger.filter(
-        pl.col("judgment_id").is_in(rows.get_column("judgment_id").implode())
-    )
-    if known.height == 0:
-        return rows
+    rows = lake_ledger.newest_versions(new, {c: t for c, t in schema.items() if c != "source"})
     key = _content_key(state.kind)
-    mine = rows.with_columns(_key=key)
-    theirs = known.select("judgment_id", _updated="updated_at", _known=key)
-    repeated = mine.join(theirs, on="judgment_id", how="inner").filter(
-        (pl.col("updated_at") == pl.col("_updated")) | (pl.col("_key") == pl.col("_known"))
-    )
-    return rows.join(repeated.select("judgment_id"), on="judgment_id", how="anti")
+
+    def repeated(rows: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
+        mine = rows.with_columns(_key=key)
+        theirs = known.select("judgment_id", _updated="updated_at", _known=key)
+        return mine.join(theirs, on="judgment_id", how="inner").filter(
+            (pl.col("updated_at") == pl.col("_updated")) | (pl.col("_key") == pl.col("_known"))
+        )
+
+    return lake_ledger.without_repeats(rows, state.ledger, repeated)
 
 
 def _new_gold(state: KindState, gold: pl.DataFrame | None) -> pl.DataFrame:
@@ -413,50 +402,23 @@ def update_kind(
     options = options or KindLiveOptions()
     now = now or datetime.now(UTC)
     incoming = _incoming(state, new_judgments)
-    withdrawn = _withdrawn(state, new_judgments, resynced)
+    withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
     gold_rows = _new_gold(state, gold)
     if incoming.height == 0 and gold_rows.height == 0 and withdrawn.height == 0 and not full_fit:
-        return state, _no_events()
+        return state, no_events()
     version = state.version + 1
     blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
     added = incoming.with_columns(
         flagged=pl.col("annotator_id").is_in(blocked.implode()),
         version=pl.lit(version, pl.Int64),
     ).select(list(ledger_schema(state.kind)))
-    replaced = state.ledger.filter(
-        pl.col("judgment_id").is_in(added.get_column("judgment_id").implode())
-    )
-    gone = pl.concat([replaced.get_column("judgment_id"), withdrawn.get_column("judgment_id")])
-    kept = state.ledger
-    if gone.len():
-        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
-    ledger = pl.concat([kept, added], how="vertical")
-    segment_rows = pl.concat(
-        [
-            state.pending,
-            withdrawn.drop("flagged").with_columns(
-                version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
-            ),
-            added.drop("flagged").with_columns(
-                replaces=pl.col("judgment_id").is_in(replaced.get_column("judgment_id").implode()),
-                deleted=pl.lit(False),
-            ),
-        ],
-        how="vertical",
+    ledger, segment_rows, replaced = lake_ledger.appended(
+        state.ledger, state.pending, added, withdrawn, version
     )
     stored_gold = pl.concat(
         [state.gold.join(gold_rows, on="task_id", how="anti"), gold_rows], how="vertical"
     )
-    voted = pl.concat(
-        [
-            incoming.get_column("task_id"),
-            gold_rows.get_column("task_id"),
-            replaced.get_column("task_id"),
-        ]
-    ).unique()
-    only_withdrawn = withdrawn.get_column("task_id").unique()
-    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
-    affected = pl.concat([voted, only_withdrawn]).unique()
+    affected, only_withdrawn = lake_ledger.affected_tasks(incoming, gold_rows, replaced, withdrawn)
     value_range = _value_range(state, incoming, gold_rows)
     mid = replace(
         state, ledger=ledger, gold=stored_gold, pending=segment_rows, value_range=value_range
@@ -606,7 +568,7 @@ def rebase_kind(
     options = options or KindLiveOptions()
     now = now or datetime.now(UTC)
     if daily.height == 0 or state.tasks.height == 0:
-        return state, _no_events()
+        return state, no_events()
     answers = _daily_answers(state, daily)
     votes = state.ledger.group_by("task_id").agg(
         n_all=pl.len().cast(pl.Int64),
@@ -620,7 +582,7 @@ def rebase_kind(
         .sort("task_id")
     )
     if chosen.height == 0:
-        return state, _no_events()
+        return state, no_events()
     version = state.version + 1
     columns = list(VALUE_COLUMNS[state.kind])
     chosen = _policy_reading(state, chosen)
@@ -815,17 +777,6 @@ def _oriented_gold(rows: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
         right=pl.when(swapped).then("left").otherwise("right"),
         winner=pl.when(swapped).then(mirrored).otherwise("winner"),
     )
-
-
-def _withdrawn(state: KindState, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
-    if not resynced or state.ledger.height == 0:
-        return state.ledger.head(0)
-    gone = pl.col("source").is_in(list(resynced))
-    if new.height:
-        gone = gone & ~pl.col("judgment_id").is_in(
-            new.get_column("judgment_id").cast(pl.String).implode()
-        )
-    return state.ledger.filter(gone)
 
 
 def _value_range(
@@ -1594,8 +1545,7 @@ def _block(
     )
     if hits.height == 0:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    rows: list[dict[str, object]] = []
-    alerts: list[dict[str, object]] = []
+    blocks: list[Block] = []
     for card in hits.sort("annotator_id").iter_rows(named=True):
         reasons = []
         if card["n_gold"] >= options.min_gold and (card["gold_score_upper"] or 1.0) < (
@@ -1615,49 +1565,14 @@ def _block(
                 f"{card['consensus_alpha_upper']:.3f}) < {options.min_consensus_alpha:g} over "
                 f"{card['n_judgments']} judgments"
             )
-        reason = "; ".join(reasons)
         # JSON has no NaN (the DB's jsonb refuses it): an undefined figure is null.
         evidence = {
             c: None if isinstance(card[c], float) and not np.isfinite(card[c]) else card[c]
             for c in SCORECARD
         }
-        rows.append(
-            {
-                "annotator_id": card["annotator_id"],
-                "project": state.project,
-                "action": BLOCK,
-                "reason": reason,
-                "evidence": json.dumps({"kind": state.kind, **evidence}, sort_keys=True),
-                "decision_id": decision_id(
-                    f"{state.kind}_{BLOCK}", state.project, card["annotator_id"], version
-                ),
-                "created_at": now,
-            }
-        )
-        alerts.append(
-            {
-                "kind": "annotator_blocked",
-                "asset": "live_quality_state",
-                "check": "running_scorecard",
-                "partition": state.project,
-                "severity": "WARN",
-                "run_id": "",
-                "message": f"{state.project} ({state.kind}): annotator "
-                f"{card['annotator_id']} blocked: {reason}",
-            }
-        )
-    actions = pl.DataFrame(rows, schema=ANNOTATOR_ACTIONS)
-    ids = actions.get_column("annotator_id")
-    reason_by = dict(zip(ids, actions["reason"], strict=True))
-    annotators = state.annotators.with_columns(
-        blocked=pl.col("blocked") | pl.col("annotator_id").is_in(ids.implode()),
-        blocked_reason=pl.coalesce(
-            pl.col("annotator_id").replace_strict(reason_by, default=None, return_dtype=pl.String),
-            pl.col("blocked_reason"),
-        ),
-        version=pl.when(pl.col("annotator_id").is_in(ids.implode()))
-        .then(pl.lit(version, pl.Int64))
-        .otherwise(pl.col("version")),
+        blocks.append(Block(card["annotator_id"], "; ".join(reasons), evidence))
+    annotators, actions, alerts = apply_blocks(
+        state.annotators, blocks, project=state.project, version=version, now=now, kind=state.kind
     )
     return replace(state, annotators=annotators), actions, alerts
 
@@ -1744,14 +1659,6 @@ def _requests_after_change(
     return pl.concat([requests, changed], how="vertical")
 
 
-def _no_events() -> LiveEvents:
-    return LiveEvents(
-        task_requests=pl.DataFrame(schema=TASK_REQUESTS),
-        annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
-        alerts=[],
-    )
-
-
 # Persistence --------------------------------------------------------------------------------
 
 _FRAMES = ("tasks", "gold", "annotators", "parameters")
@@ -1764,10 +1671,7 @@ def kind_prefix(project: str, kind: str) -> str:
 
 
 def _level(rows: int) -> int:
-    level, bound = 0, BASE_ROWS * FAN_IN
-    while rows >= bound:
-        level, bound = level + 1, bound * FAN_IN
-    return level
+    return lake_ledger.level(rows, base_rows=BASE_ROWS, fan_in=FAN_IN)
 
 
 def kind_state_objects(
@@ -1778,13 +1682,15 @@ def kind_state_objects(
     (the newest `FAN_IN` segments of one level become one; a larger segment absorbs the smaller
     ones before it), so a row is rewritten about once per level it climbs."""
     prefix = kind_prefix(state.project, state.kind)
-    writes = {f"{prefix}/{name}.parquet": _parquet(getattr(state, name)) for name in _FRAMES}
+    writes = {
+        f"{prefix}/{name}.parquet": lake_ledger.parquet(getattr(state, name)) for name in _FRAMES
+    }
     segments = list(state.segments)
     fresh: dict[str, pl.DataFrame] = {}
     if state.pending.height:
         versions = state.pending.get_column("version")
         first, last = int(versions.min()), int(versions.max())  # type: ignore[arg-type]
-        rows = _merged(state.pending, oldest=not segments)
+        rows = lake_ledger.merged_rows(state.pending, oldest=not segments)
         segment = Segment(
             key=_segment_key(prefix, first, last), rows=rows.height, first=first, last=last
         )
@@ -1800,17 +1706,14 @@ def kind_state_objects(
         return pl.read_parquet(io.BytesIO(data))
 
     while True:
-        levels = [_level(s.rows) for s in segments]
-        if len(levels) >= 2 and levels[-1] > levels[-2]:
-            start = len(levels) - 1
-            while start > 0 and levels[start - 1] < levels[-1]:
-                start -= 1
-        elif len(levels) >= FAN_IN and len(set(levels[-FAN_IN:])) == 1:
-            start = len(levels) - FAN_IN
-        else:
+        group = lake_ledger.group_ending([_level(s.rows) for s in segments], FAN_IN)
+        if group is None:
             break
+        start = group[0]
         parts = segments[start:]
-        rows = _merged(pl.concat([frame(p) for p in parts], how="vertical"), oldest=start == 0)
+        rows = lake_ledger.merged_rows(
+            pl.concat([frame(p) for p in parts], how="vertical"), oldest=start == 0
+        )
         merged = Segment(
             key=_segment_key(prefix, parts[0].first, parts[-1].last),
             rows=rows.height,
@@ -1823,7 +1726,7 @@ def kind_state_objects(
         segments[start:] = [merged]
     for segment in segments:
         if segment.key in fresh:
-            writes[segment.key] = _parquet(fresh[segment.key])
+            writes[segment.key] = lake_ledger.parquet(fresh[segment.key])
     kept = {s.key for s in segments}
     deletes = [s.key for s in state.segments if s.key not in kept]
     meta = {
@@ -1842,24 +1745,7 @@ def kind_state_objects(
 
 
 def _segment_key(prefix: str, first: int, last: int) -> str:
-    return f"{prefix}/ledger/{first:012d}-{last:012d}.parquet"
-
-
-def _merged(rows: pl.DataFrame, *, oldest: bool) -> pl.DataFrame:
-    """Consecutive segments' rows as one: each judgment's newest row; from the oldest segment
-    on nothing older can be shadowed, so tombstones go."""
-    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).unique(
-        "judgment_id", keep="last", maintain_order=True
-    )
-    if oldest:
-        return rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
-    return rows
-
-
-def _parquet(frame: pl.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer, compression="zstd")
-    return buffer.getvalue()
+    return lake_ledger.segment_key(prefix, LEDGER_FOLDER, first, last)
 
 
 def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]) -> KindState:
@@ -1884,14 +1770,7 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
         parts.append(pl.read_parquet(io.BytesIO(data)))
     schema = _segment_schema(kind)
     rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
-    marked = rows.filter(pl.col("replaces") | pl.col("deleted")).get_column("judgment_id")
-    if marked.len():
-        indexed = rows.with_row_index("_row")
-        candidates = indexed.filter(pl.col("judgment_id").is_in(marked.unique().implode()))
-        stale = candidates.filter(
-            ~pl.col("judgment_id").is_last_distinct() | pl.col("deleted")
-        ).get_column("_row")
-        rows = indexed.filter(~pl.col("_row").is_in(stale.implode())).drop("_row")
+    rows = lake_ledger.resolved(rows)
     blocked = frames["annotators"].filter(pl.col("blocked")).get_column("annotator_id")
     ledger = rows.with_columns(flagged=pl.col("annotator_id").is_in(blocked.implode())).select(
         list(ledger_schema(kind))

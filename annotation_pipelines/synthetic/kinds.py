@@ -584,6 +584,18 @@ def draw_kind_day(
     return _canonical(spec, pool, rng, drawn, day=day, count=count)
 
 
+def draw_project_day(
+    kind: str, *, day: date, count: int, seed: int
+) -> tuple[dict[str, pl.DataFrame], KindPool]:
+    """`draw_kind_day` for the kind's project in `KIND_PROJECTS`, its pool, items and draws all
+    from `seed` (so a test and a benchmark of one seed see one day), and the pool."""
+    spec = next(s for s in KIND_PROJECTS if s.kind == kind)
+    pool = make_pool(spec, seed=seed)
+    items = item_qualities(spec, seed=seed) if kind in ("ranking", "pairwise") else None
+    rng = np.random.default_rng(seed)
+    return draw_kind_day(spec, pool, rng, day=day, count=count, items=items), pool
+
+
 def _canonical(
     spec: KindProjectSpec,
     pool: KindPool,

@@ -11,8 +11,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
-from annotation_pipelines.loop.kind_posterior import numeric_confidence, numeric_tolerance
+from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.loop.kind_posterior import (
+    comparable_values,
+    numeric_confidence,
+    numeric_tolerance,
+    winning_item,
+)
 from annotation_pipelines.loop.live_kinds import (
     LIVE_KINDS,
     KindLiveOptions,
@@ -30,38 +35,18 @@ DAY = date(2026, 11, 1)
 OPTIONS = KindLiveOptions(full_fit_every=1_000)
 
 
-def _plain(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
-    """`task_id` and the value column(s) in the live types (spans and boxes without their
-    per-item confidence), comparable across the live and the daily tables."""
-    values = []
-    for name in VALUE_COLUMNS[kind]:
-        dtype = VALUE_DTYPES[name]
-        column = pl.col(name)
-        if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
-            fields = [f.name for f in dtype.inner.fields]
-            column = column.list.eval(pl.struct([pl.element().struct.field(f) for f in fields]))
-        values.append(column.cast(dtype))
-    return frame.select(pl.col("task_id").cast(pl.String), *values)
-
-
 def agreement(state: KindState, daily: pl.DataFrame) -> tuple[int, float]:
     """(tasks compared, share whose live answer is the daily answer) over the day's tasks the
     live state holds, gold tasks aside (both layers answer them with the gold answer)."""
     kind = state.kind
-    live = _plain(state.tasks, kind).join(state.gold.select("task_id"), on="task_id", how="anti")
-    joined = live.join(_plain(daily, kind), on="task_id", suffix="_daily")
+    live = comparable_values(state.tasks, kind).join(
+        state.gold.select("task_id"), on="task_id", how="anti"
+    )
+    joined = live.join(comparable_values(daily, kind), on="task_id", suffix="_daily")
     if kind == "numeric":
         same = (pl.col("value") - pl.col("value_daily")).abs() < 1e-9
     elif kind == "pairwise":
-        # The two tables may show a pair in opposite orders: compare the winning item.
-        def item(suffix: str) -> pl.Expr:
-            winner, left, right = (pl.col(f"{c}{suffix}") for c in ("winner", "left", "right"))
-            return (
-                pl.when(winner == "left").then(left).when(winner == "right").then(right)
-                .otherwise(pl.lit("tie"))
-            )  # fmt: skip
-
-        same = item("") == item("_daily")
+        same = winning_item() == winning_item("_daily")
     else:
         columns = VALUE_COLUMNS[kind]
         same = pl.all_horizontal(
@@ -80,7 +65,9 @@ def near_agreement(state: KindState, daily: pl.DataFrame) -> float:
     with the same labelled boxes, each corner within one pixel (the exact figure counts any
     difference in the fused coordinates)."""
     live = state.tasks.join(state.gold.select("task_id"), on="task_id", how="anti")
-    joined = _plain(live, state.kind).join(_plain(daily, state.kind), on="task_id", suffix="_daily")
+    joined = comparable_values(live, state.kind).join(
+        comparable_values(daily, state.kind), on="task_id", suffix="_daily"
+    )
     if state.kind == "numeric":
         tolerance = numeric_tolerance(state.ledger["value"])
         near = (pl.col("value") - pl.col("value_daily")).abs() <= tolerance

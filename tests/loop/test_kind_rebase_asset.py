@@ -5,29 +5,23 @@ annotation DB, export files in the landing zone)."""
 
 from __future__ import annotations
 
-import numpy as np
 import polars as pl
 import pytest
-from dagster import AssetSpec, DagsterInstance, materialize
+from dagster import AssetSpec, materialize
 
 from annotation_pipelines import schema
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.loop.live_kinds import LIVE_KINDS, load_kind_state
-from annotation_pipelines.synthetic.kinds import (
-    KIND_PROJECTS,
-    draw_kind_day,
-    item_qualities,
-    make_pool,
-)
+from annotation_pipelines.synthetic.kinds import draw_project_day
 from assets.aggregation.kinds import kind_aggregated_labels
 from assets.common.partitions import daily_partitions
-from assets.definitions import build_definitions
 from resources.lake import LakeIOManager, LocalLake
 from tests.loop.test_kind_rebase import DAY, agreement
 from tests.loop.test_live_kinds_asset import _metadata
 from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
+from tests.support import lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 TASKS = 80
@@ -54,17 +48,12 @@ def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monk
         judgments.append(rows)
         tasks.append(raw)
 
-    def read(key: str) -> bytes | None:
-        return (lake_dir / key).read_bytes() if (lake_dir / key).exists() else None
+    read = lake_reader(lake_dir)
 
     with fresh_database("live_kind_rebase") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         apply_schema(dsn)
-        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
-        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-        defs = build_definitions(profile="local")
-        job = defs.resolve_job_def("live_quality_job")
-        instance = DagsterInstance.ephemeral()
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
         export(1)
         tick = _tick(defs, instance)
         _launch(job, instance, tick)
@@ -124,10 +113,5 @@ def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monk
 
 def _day(kind: str, seed: int = 3) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The judgments (as `tests.loop.test_live_kinds._synthetic` draws them) and raw tasks."""
-    spec = next(s for s in KIND_PROJECTS if s.kind == kind)
-    pool = make_pool(spec, seed=seed)
-    items = item_qualities(spec, seed=seed) if kind in ("ranking", "pairwise") else None
-    drawn = draw_kind_day(
-        spec, pool, np.random.default_rng(seed), day=DAY, count=TASKS, items=items
-    )
+    drawn, _ = draw_project_day(kind, day=DAY, count=TASKS, seed=seed)
     return drawn["judgments"].sort("submitted_at"), drawn["tasks"]

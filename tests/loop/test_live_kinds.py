@@ -23,12 +23,7 @@ from annotation_pipelines.loop.live_kinds import (
     load_kind_state,
     update_kind,
 )
-from annotation_pipelines.synthetic.kinds import (
-    KIND_PROJECTS,
-    draw_kind_day,
-    item_qualities,
-    make_pool,
-)
+from annotation_pipelines.synthetic.kinds import draw_project_day
 
 START = datetime(2026, 11, 1, 9, tzinfo=UTC)
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -332,12 +327,7 @@ def test_judgments_fold_in_exactly_once_and_an_edited_file_withdraws_what_it_los
 
 
 def _synthetic(kind: str, count: int, seed: int = 3) -> tuple[pl.DataFrame, pl.DataFrame, str]:
-    spec = next(s for s in KIND_PROJECTS if s.kind == kind)
-    pool = make_pool(spec, seed=seed)
-    items = item_qualities(spec, seed=seed) if kind in ("ranking", "pairwise") else None
-    day = draw_kind_day(
-        spec, pool, np.random.default_rng(seed), day=date(2026, 11, 1), count=count, items=items
-    )
+    day, pool = draw_project_day(kind, day=date(2026, 11, 1), count=count, seed=seed)
     spammer = next(i for i, b in zip(pool.ids, pool.behaviour, strict=True) if b == "spammer")
     rows = day["judgments"].with_columns(updated_at=pl.col("submitted_at")).sort("submitted_at")
     return rows, day["gold_labels"], spammer

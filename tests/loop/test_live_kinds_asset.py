@@ -11,14 +11,13 @@ import shutil
 import polars as pl
 import psycopg
 import pytest
-from dagster import DagsterInstance
 
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live_kinds import load_kind_state
-from assets.definitions import build_definitions
 from tests.loop.test_live_kinds import _synthetic
 from tests.loop.test_live_writeback import QUIET, _launch, _rows, _tick
 from tests.services import fresh_database
+from tests.support import lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 PROJECT = "entities"
@@ -45,18 +44,14 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         return load_kind_state(
             PROJECT,
             "spans",
-            lambda key: (lake / key).read_bytes() if (lake / key).exists() else None,
+            lake_reader(lake),
         )
 
     with fresh_database("live_kinds") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         apply_schema(dsn)
-        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
-        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
         _export(exports / "batch-1.parquet", rows)
-        defs = build_definitions(profile="local")
-        job = defs.resolve_job_def("live_quality_job")
-        instance = DagsterInstance.ephemeral()
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
 
         # The file arrives through one sensor tick and one run.
         snapshot = tmp_path / "lake-before"
@@ -157,17 +152,12 @@ def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp
     both.write_parquet(path)
     lake = tmp_path / "data" / "lake"
 
-    def read(key: str) -> bytes | None:
-        return (lake / key).read_bytes() if (lake / key).exists() else None
+    read = lake_reader(lake)
 
     with fresh_database("live_kinds_mixed") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         apply_schema(dsn)
-        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
-        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-        defs = build_definitions(profile="local")
-        job = defs.resolve_job_def("live_quality_job")
-        instance = DagsterInstance.ephemeral()
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
         tick = _tick(defs, instance)
         first = _metadata(_launch(job, instance, tick)[0])
         assert first["new_judgments"] == 30 and first["kind_new_judgments"] == ratings.height

@@ -17,6 +17,7 @@ from annotation_pipelines.loop.writeback import write_requests
 from assets.definitions import build_definitions
 from tests.loop.test_live import stream
 from tests.services import fresh_database
+from tests.support import lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -45,11 +46,7 @@ def test_the_live_asset_writes_each_decision_once(tmp_path, monkeypatch):
         seed_database(
             dsn, judgments=judgments.head(1200), label_sets={"reviews": ["c0", "c1", "c2"]}
         )
-        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
-        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-        defs = build_definitions(profile="local")
-        job = defs.resolve_job_def("live_quality_job")
-        instance = DagsterInstance.ephemeral()
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
         assert job.execute_in_process(instance=instance, run_config=QUIET).success
         seed_database(dsn, judgments=judgments.slice(1200))
         assert job.execute_in_process(instance=instance, run_config=QUIET).success
@@ -63,7 +60,7 @@ def test_the_live_asset_writes_each_decision_once(tmp_path, monkeypatch):
         assert _rows(dsn, "task_requests") == requests
         state = load_state(
             "reviews",
-            lambda key: (lake.parent / key).read_bytes() if (lake.parent / key).exists() else None,
+            lake_reader(lake.parent),
         )
         assert state.ledger.height == judgments.height
         assert state.annotators.filter(pl.col("annotator_id") == "s00")["blocked"].item()
@@ -150,19 +147,13 @@ def test_landing_zone_exports_are_folded_into_the_live_state_once_per_content(
     lake = tmp_path / "data" / "lake"
 
     def state():
-        return load_state(
-            "reviews", lambda key: (lake / key).read_bytes() if (lake / key).exists() else None
-        )
+        return load_state("reviews", lake_reader(lake))
 
     with fresh_database("live_files") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         seed_database(dsn, judgments=from_db, label_sets={"reviews": ["c0", "c1", "c2"]})
-        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
-        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
         _export(exports / "batch-1.parquet", first)
-        defs = build_definitions(profile="local")
-        job = defs.resolve_job_def("live_quality_job")
-        instance = DagsterInstance.ephemeral()
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
 
         # The DB rows and the file arrive through one sensor tick and one run.
         tick = _tick(defs, instance)
@@ -255,11 +246,7 @@ def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch
     with fresh_database("live_rebase") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         seed_database(dsn, judgments=judgments, label_sets={"reviews": ["c0", "c1", "c2"]})
-        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
-        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-        defs = build_definitions(profile="local")
-        job = defs.resolve_job_def("live_quality_job")
-        instance = DagsterInstance.ephemeral()
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
         tick = _tick(defs, instance)
         _launch(job, instance, tick)
 
@@ -282,7 +269,7 @@ def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch
         def live_labels() -> pl.DataFrame:
             state = load_state(
                 "reviews",
-                lambda key: (lake_dir / key).read_bytes() if (lake_dir / key).exists() else None,
+                lake_reader(lake_dir),
             )
             return state.tasks.join(daily.rename({"label": "daily"}), on="task_id")
 
@@ -334,9 +321,7 @@ def test_a_live_run_killed_mid_commit_loses_and_repeats_no_judgment(tmp_path):
         return subprocess.run(args, cwd=root, env=env, check=False).returncode
 
     def state():
-        return load_state(
-            "reviews", lambda key: (lake / key).read_bytes() if (lake / key).exists() else None
-        )
+        return load_state("reviews", lake_reader(lake))
 
     with fresh_database("live_crash") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"

@@ -1,0 +1,195 @@
+"""The judgment ledger both live engines keep (`loop.live`, categorical; `loop.live_kinds`, the
+other kinds): exactly-once folding of a batch, withdrawal by a re-read export, and the lake
+layout of its append-only segments with their size-tiered merges.
+
+A segment row is a judgment's version with `replaces` (an earlier version may sit in an older
+segment) and `deleted` (a tombstone); segments are named by the state versions they hold and
+merged as in Lucene's log merge policy (see `loop.live.LedgerCompaction`). The engines differ
+in their schemas and in how a segment is laid out in its file, so those stay with them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Collection, Mapping
+
+import polars as pl
+
+
+def parquet(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def segment_key(prefix: str, folder: str, first: int, last: int) -> str:
+    """The key of the segment of state versions `first`..`last`; zero-padded so keys sort by
+    version."""
+    return f"{prefix}/{folder}/{first:012d}-{last:012d}.parquet"
+
+
+def level(rows: int, *, base_rows: int, fan_in: int) -> int:
+    """A segment's size class: 0 under `base_rows` × `fan_in` rows, each next one `fan_in`
+    times larger."""
+    result, bound = 0, base_rows * fan_in
+    while rows >= bound:
+        result, bound = result + 1, bound * fan_in
+    return result
+
+
+def group_ending(levels: list[int], fan_in: int) -> tuple[int, int] | None:
+    """The segments (start, stop) to merge that end at the newest one, or None: the newest
+    with the smaller ones before it, else the newest `fan_in` when they are of one level, so
+    levels never grow from older to newer segments."""
+    if len(levels) >= 2 and levels[-1] > levels[-2]:
+        start = len(levels) - 1
+        while start > 0 and levels[start - 1] < levels[-1]:
+            start -= 1
+        return start, len(levels)
+    tail = levels[-fan_in:]
+    if len(tail) == fan_in and len(set(tail)) == 1:
+        return len(levels) - fan_in, len(levels)
+    return None
+
+
+def merged_rows(rows: pl.DataFrame, *, oldest: bool) -> pl.DataFrame:
+    """Consecutive ledger segments' rows (oldest first) as one segment: the newest version of
+    each judgment, `replaces` as its first version in the range had it. From the oldest
+    segment on, nothing older can be shadowed: tombstones go and nothing `replaces`."""
+    rows = rows.with_columns(replaces=pl.col("replaces").first().over("judgment_id")).filter(
+        pl.col("judgment_id").is_last_distinct()
+    )
+    if oldest:
+        rows = rows.filter(~pl.col("deleted")).with_columns(replaces=pl.lit(False))
+    return rows
+
+
+def resolved(rows: pl.DataFrame) -> pl.DataFrame:
+    """The ledger that segments' rows (oldest first) hold: each judgment's newest version,
+    withdrawn ones left out.
+
+    A judgment is in more than one segment only when a later row of it `replaces` an earlier
+    one or is a tombstone, so only those judgments need resolving: a lookup of a few ids, not
+    a deduplication of the whole ledger.
+    """
+    marked = rows.filter(pl.col("replaces") | pl.col("deleted")).get_column("judgment_id")
+    if marked.len() == 0:
+        return rows
+    indexed = rows.with_row_index("_row")
+    candidates = indexed.filter(pl.col("judgment_id").is_in(marked.unique().implode()))
+    stale = candidates.filter(
+        ~pl.col("judgment_id").is_last_distinct() | pl.col("deleted")
+    ).get_column("_row")
+    return indexed.filter(~pl.col("_row").is_in(stale.implode())).drop("_row")
+
+
+def check_project(new: pl.DataFrame, project: str) -> None:
+    """A batch for `project` must not carry another project's judgments."""
+    if "project" not in new.columns:
+        return
+    other = new.filter(pl.col("project") != project)
+    if other.height:
+        raise ValueError(
+            f"judgment {other.item(0, 'judgment_id')}: field project is "
+            f"{other.item(0, 'project')!r}, expected {project!r}"
+        )
+
+
+def newest_versions(new: pl.DataFrame, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """The batch's `columns` and `source` (null when absent: the DB), one row per judgment: its
+    newest `updated_at`."""
+    source = pl.col("source") if "source" in new.columns else pl.lit(None)
+    return (
+        new.select(*[pl.col(c).cast(t) for c, t in columns.items()], source=source.cast(pl.String))
+        .sort("updated_at")
+        .unique("judgment_id", keep="last", maintain_order=True)
+    )
+
+
+def without_repeats(
+    rows: pl.DataFrame,
+    ledger: pl.DataFrame,
+    repeated: Callable[[pl.DataFrame, pl.DataFrame], pl.DataFrame],
+) -> pl.DataFrame:
+    """`rows` but the judgments `repeated(rows, known)` names, `known` being the ledger rows of
+    the batch's judgments: a hash lookup of the batch's ids, not a join with the whole
+    ledger."""
+    known = ledger.filter(pl.col("judgment_id").is_in(rows.get_column("judgment_id").implode()))
+    if known.height == 0:
+        return rows
+    return rows.join(repeated(rows, known).select("judgment_id"), on="judgment_id", how="anti")
+
+
+def appended(
+    ledger: pl.DataFrame,
+    pending: pl.DataFrame,
+    added: pl.DataFrame,
+    withdrawn: pl.DataFrame,
+    version: int,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(the next ledger, the next pending segment rows, the earlier versions `added` replaces):
+    the ledger drops the earlier versions of `added` and the `withdrawn` rows and appends
+    `added`, in place of a rewrite; the pending rows get `withdrawn`'s tombstones at `version`
+    and `added`, marked where they replace a version in an older segment."""
+    earlier = ledger.filter(pl.col("judgment_id").is_in(added.get_column("judgment_id").implode()))
+    replaced = earlier.get_column("judgment_id")
+    gone = pl.concat([replaced, withdrawn.get_column("judgment_id")])
+    kept = ledger
+    if gone.len():
+        kept = kept.filter(~pl.col("judgment_id").is_in(gone.implode()))
+    rows = added.drop("flagged").with_columns(
+        replaces=pl.col("judgment_id").is_in(replaced.implode()), deleted=pl.lit(False)
+    )
+    tombstones = withdrawn.drop("flagged").with_columns(
+        version=pl.lit(version, pl.Int64), replaces=pl.lit(True), deleted=pl.lit(True)
+    )
+    return (
+        pl.concat([kept, added], how="vertical"),
+        pl.concat([pending, tombstones, rows], how="vertical"),
+        earlier,
+    )
+
+
+def affected_tasks(
+    incoming: pl.DataFrame, gold: pl.DataFrame, replaced: pl.DataFrame, withdrawn: pl.DataFrame
+) -> tuple[pl.Series, pl.Series]:
+    """(every task the change touches, those that only lost votes). A new version may have
+    moved a judgment to another task: the old one loses its vote."""
+    voted = pl.concat(
+        [
+            incoming.get_column("task_id"),
+            gold.get_column("task_id"),
+            replaced.get_column("task_id"),
+        ]
+    ).unique()
+    only_withdrawn = withdrawn.get_column("task_id").unique()
+    only_withdrawn = only_withdrawn.filter(~only_withdrawn.is_in(voted.implode()))
+    return pl.concat([voted, only_withdrawn]).unique(), only_withdrawn
+
+
+def withdrawn(ledger: pl.DataFrame, new: pl.DataFrame, resynced: Collection[str]) -> pl.DataFrame:
+    """Ledger rows whose newest version came from a source in `resynced` and that the new
+    read of it no longer has."""
+    if not resynced or ledger.height == 0:
+        return ledger.head(0)
+    gone = pl.col("source").is_in(list(resynced))
+    if new.height:
+        ids = new.get_column("judgment_id").cast(pl.String)
+        gone = gone & ~pl.col("judgment_id").is_in(ids.implode())
+    return ledger.filter(gone)
+
+
+__all__ = [
+    "affected_tasks",
+    "appended",
+    "check_project",
+    "group_ending",
+    "level",
+    "merged_rows",
+    "newest_versions",
+    "parquet",
+    "resolved",
+    "segment_key",
+    "withdrawn",
+    "without_repeats",
+]

@@ -1,0 +1,100 @@
+"""The ledger pieces both live engines share: exact segment levels, merge groups, merged and
+resolved segment rows."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from annotation_pipelines.loop import ledger
+
+
+def _rows(*rows: tuple[str, int, bool, bool]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={
+            "judgment_id": pl.String(),
+            "version": pl.Int64(),
+            "replaces": pl.Boolean(),
+            "deleted": pl.Boolean(),
+        },
+        orient="row",
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"), [(0, 0), (8191, 0), (8192, 1), (65535, 1), (65536, 2)]
+)
+def test_level_is_the_size_class(rows: int, expected: int) -> None:
+    assert ledger.level(rows, base_rows=1024, fan_in=8) == expected
+
+
+def test_group_ending() -> None:
+    assert ledger.group_ending([0, 0, 0], 4) is None
+    assert ledger.group_ending([1, 0, 0, 0, 0], 4) == (1, 5)
+    # A larger newest segment takes the smaller ones before it, not the larger one.
+    assert ledger.group_ending([2, 0, 0, 1], 4) == (1, 4)
+    assert ledger.group_ending([0], 4) is None
+
+
+def test_segment_key_sorts_by_version() -> None:
+    assert ledger.segment_key("live/p", "ledger", 3, 12) == (
+        "live/p/ledger/000000000003-000000000012.parquet"
+    )
+
+
+def test_merged_rows_keep_the_newest_version() -> None:
+    rows = _rows(("a", 1, False, False), ("b", 1, True, False), ("a", 2, True, False))
+    rows = pl.concat([rows, _rows(("b", 3, True, True))])
+    merged = ledger.merged_rows(rows, oldest=False)
+    assert merged.rows() == [("a", 2, False, False), ("b", 3, True, True)]
+    assert ledger.merged_rows(rows, oldest=True).rows() == [("a", 2, False, False)]
+
+
+def test_resolved_drops_replaced_and_withdrawn() -> None:
+    rows = _rows(
+        ("a", 1, False, False),
+        ("b", 1, False, False),
+        ("c", 1, False, False),
+        ("a", 2, True, False),
+        ("b", 3, True, True),
+    )
+    assert ledger.resolved(rows).rows() == [("c", 1, False, False), ("a", 2, True, False)]
+
+
+def test_withdrawn_only_from_resynced_sources() -> None:
+    book = pl.DataFrame({"judgment_id": ["a", "b", "c"], "source": ["f", "f", "g"]})
+    new = pl.DataFrame({"judgment_id": ["a"]})
+    assert ledger.withdrawn(book, new, ["f"]).get_column("judgment_id").to_list() == ["b"]
+    assert ledger.withdrawn(book, new, []).height == 0
+
+
+def test_appended_replaces_in_place_and_tombstones_the_withdrawn() -> None:
+    book = pl.DataFrame(
+        {"judgment_id": ["a", "b", "c"], "task_id": ["t1", "t1", "t2"], "flagged": [False] * 3}
+    ).with_columns(version=pl.lit(1, pl.Int64))
+    added = pl.DataFrame(
+        {"judgment_id": ["a", "d"], "task_id": ["t3", "t2"], "flagged": [False, False]}
+    ).with_columns(version=pl.lit(2, pl.Int64))
+    pending = pl.DataFrame(
+        schema={
+            "judgment_id": pl.String(),
+            "task_id": pl.String(),
+            "version": pl.Int64(),
+            "replaces": pl.Boolean(),
+            "deleted": pl.Boolean(),
+        }
+    )
+    gone = book.filter(pl.col("judgment_id") == "c")
+    after, rows, earlier = ledger.appended(book, pending, added, gone, 2)
+    assert after.select("judgment_id", "task_id").rows() == [("b", "t1"), ("a", "t3"), ("d", "t2")]
+    assert rows.rows() == [
+        ("c", "t2", 2, True, True),
+        ("a", "t3", 2, True, False),
+        ("d", "t2", 2, False, False),
+    ]
+    assert earlier.get_column("task_id").to_list() == ["t1"]
+    affected, only_withdrawn = ledger.affected_tasks(
+        added, added.head(0), earlier, gone.with_columns(task_id=pl.lit("t4"))
+    )
+    assert sorted(affected) == ["t1", "t2", "t3", "t4"] and only_withdrawn.to_list() == ["t4"]
