@@ -1662,6 +1662,8 @@ def _requests_after_change(
 # Persistence --------------------------------------------------------------------------------
 
 _FRAMES = ("tasks", "gold", "annotators", "parameters")
+# Built by hash aggregations, in no fixed row order (the tasks and gold keep the order folded).
+_HASH_ORDERED = ("annotators", "parameters")
 FAN_IN = 8
 BASE_ROWS = 1024
 
@@ -1683,7 +1685,10 @@ def kind_state_objects(
     ones before it), so a row is rewritten about once per level it climbs."""
     prefix = kind_prefix(state.project, state.kind)
     writes = {
-        f"{prefix}/{name}.parquet": lake_ledger.parquet(getattr(state, name)) for name in _FRAMES
+        f"{prefix}/{name}.parquet": lake_ledger.parquet(
+            _in_key_order(getattr(state, name)) if name in _HASH_ORDERED else getattr(state, name)
+        )
+        for name in _FRAMES
     }
     segments = list(state.segments)
     fresh: dict[str, pl.DataFrame] = {}
@@ -1746,6 +1751,12 @@ def kind_state_objects(
 
 def _segment_key(prefix: str, first: int, last: int) -> str:
     return lake_ledger.segment_key(prefix, LEDGER_FOLDER, first, last)
+
+
+def _in_key_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` sorted by its flat columns, so the same state is the same bytes on the lake."""
+    keys = [name for name, dtype in frame.schema.items() if not dtype.is_nested()]
+    return frame.sort(keys, nulls_last=True) if keys and frame.height else frame
 
 
 def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]) -> KindState:
