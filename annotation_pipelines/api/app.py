@@ -481,10 +481,11 @@ def _routes(app: FastAPI, context: Context) -> None:
             cursor = context.duckdb.cursor()
             try:
                 cursor.register("quality_report", report.to_arrow())
-                table = cursor.execute(
+                # A relation, not a DB-API result: DuckDB hands its Arrow over without copying.
+                table = cursor.sql(
                     "SELECT * FROM quality_report WHERE project = ? "
                     "AND day BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) ORDER BY day",
-                    [project, first, last],
+                    params=[project, first, last],
                 ).to_arrow_table()
                 rows = pl.DataFrame(pl.from_arrow(table))
             finally:
