@@ -1217,30 +1217,64 @@ def _pairwise_parameters(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFram
 def _soft_counts(frame: pl.DataFrame, *, n_classes: int) -> pl.DataFrame:
     """`_confusion_parameters` with each judgment's truth a distribution (`_p0`..): per
     annotator (and `class`) the K×K sums Σ P(truth = t) at [answer, t], and null-annotator rows
-    with Σ over tasks of P(truth = t)."""
+    with Σ over tasks of P(truth = t).
+
+    Summed in key order with `np.bincount`: Polars' multi-threaded group sums add in an order
+    that changes from run to run, so the same state would be written with different last digits.
+    """
     keys = [c for c in ("annotator_id", "class") if c in frame.columns]
     shares = [f"_p{t}" for t in range(n_classes)]
-    cells = [
-        pl.when(pl.col("answer") == a).then(pl.col(p)).otherwise(0.0).sum().alias(f"_c{a}_{t}")
-        for a in range(n_classes)
-        for t, p in enumerate(shares)
-    ]
-    counts = frame.group_by(keys).agg(cells)
-    names = [f"_c{a}_{t}" for a in range(n_classes) for t in range(n_classes)]
-    counts = counts.select(*keys, confusion=pl.concat_list(names).cast(pl.List(pl.Float64)))
-    prior_keys = [c for c in keys if c != "annotator_id"]
-    per_task = frame.unique([*prior_keys, "task_id"])
-    prior = (
-        per_task.group_by(prior_keys or pl.lit(0).alias("_all"))
-        .agg([pl.col(p).sum() for p in shares])
-        .select(
-            *keys[1:],
-            annotator_id=pl.lit(None, pl.String),
-            confusion=pl.concat_list(shares).cast(pl.List(pl.Float64)),
-        )
-        .select(*keys, "confusion")
+    ordered = frame.sort([*keys, "task_id"])
+    group = ordered.select(pl.struct(keys).rle_id()).to_series().to_numpy()
+    n_groups = int(group[-1]) + 1 if group.size else 0
+    answer = ordered.get_column("answer").to_numpy()
+    probability = ordered.select(shares).to_numpy()
+    cells = np.stack(
+        [
+            np.bincount(
+                group, weights=np.where(answer == a, probability[:, t], 0.0), minlength=n_groups
+            )
+            for a in range(n_classes)
+            for t in range(n_classes)
+        ],
+        axis=1,
     )
-    return pl.concat([counts, prior], how="vertical_relaxed")
+    counts = (
+        ordered.select(keys)
+        .unique(maintain_order=True)
+        .with_columns(confusion=pl.Series(cells.tolist(), dtype=pl.List(pl.Float64)))
+    )
+    prior_keys = [c for c in keys if c != "annotator_id"]
+    per_task = ordered.unique([*prior_keys, "task_id"], keep="first").sort([*prior_keys, "task_id"])
+    if prior_keys:
+        task_group = per_task.select(pl.struct(prior_keys).rle_id()).to_series().to_numpy()
+        groups = per_task.select(prior_keys).unique(maintain_order=True)
+    else:
+        task_group = np.zeros(per_task.height, dtype=np.int64)
+        groups = pl.DataFrame()
+    n_prior = int(task_group.max()) + 1 if task_group.size else 0
+    shares_of = per_task.select(shares).to_numpy()
+    sums = np.stack(
+        [
+            np.bincount(task_group, weights=shares_of[:, t], minlength=n_prior)
+            for t in range(n_classes)
+        ],
+        axis=1,
+    )
+    prior = (
+        groups.with_columns(
+            annotator_id=pl.lit(None, pl.String),
+            confusion=pl.Series(sums.tolist(), dtype=pl.List(pl.Float64)),
+        )
+        if prior_keys
+        else pl.DataFrame(
+            {
+                "annotator_id": pl.Series([None] * n_prior, dtype=pl.String),
+                "confusion": pl.Series(sums.tolist(), dtype=pl.List(pl.Float64)),
+            }
+        )
+    )
+    return pl.concat([counts, prior.select(*keys, "confusion")], how="vertical_relaxed")
 
 
 def _clamped(truth: pl.DataFrame, known: pl.DataFrame, kind: str) -> pl.DataFrame:
@@ -1334,7 +1368,10 @@ def _chance_distance(kind: str, rows: pl.DataFrame, labels: pl.DataFrame) -> flo
     if kind == "ranking":
         return 0.5
     if kind == "pairwise":
-        shares = rows.get_column("winner").value_counts(normalize=True)["proportion"].to_numpy()
+        # Sorted: `value_counts` lists the winners in a new order each run, and the sum of
+        # squares would differ in its last digits.
+        counts = rows.get_column("winner").value_counts(sort=False).sort("winner")["count"]
+        shares = counts.to_numpy() / rows.height
         return float(1.0 - np.sum(shares**2))
     judged = rows.join(labels.select("task_id"), on="task_id", how="semi")
     order = np.random.default_rng(0).permutation(labels.height)

@@ -496,3 +496,35 @@ def test_a_full_fit_comes_after_enough_versions_and_enough_growth():
     # 150, after which 75 more are needed (version 6 + 8 > the runs here).
     assert fitted_at == [1, 1, 1, 1, 6, 6, 6, 6, 6]
     assert (state.fitted_judgments, state.folded_since_fit) == (150, 40)
+
+
+def test_soft_counts_are_the_same_bits_whatever_the_row_order():
+    """The carried Dawid–Skene counts of multilabel and pairwise are summed in key order, so
+    the same judgments give the same state bytes however a batch or a thread pool ordered them."""
+    from annotation_pipelines.loop.live_kinds import _soft_counts
+
+    rng = np.random.default_rng(7)
+    n = 50_000
+    share = rng.dirichlet(np.ones(3), size=n)
+    frame = pl.DataFrame(
+        {
+            "task_id": [f"t{i}" for i in rng.integers(0, 5_000, n)],
+            "annotator_id": [f"a{i}" for i in rng.integers(0, 40, n)],
+            "answer": rng.integers(0, 3, n),
+            **{f"_p{t}": share[:, t] for t in range(3)},
+        }
+    ).unique(["task_id", "annotator_id"])
+    # Each task's truth is one distribution, whichever judgment carries it.
+    frame = frame.drop("_p0", "_p1", "_p2").join(
+        frame.group_by("task_id").agg(pl.col("_p0", "_p1", "_p2").first()), on="task_id"
+    )
+    first = _soft_counts(frame, n_classes=3)
+    for seed in range(3):
+        shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert _soft_counts(shuffled, n_classes=3).equals(first)
+    # The counts themselves: every judgment's whole truth distribution lands in its row.
+    annotators = first.filter(pl.col("annotator_id").is_not_null())
+    totals = annotators.select(pl.col("confusion").list.sum()).to_series()
+    assert totals.sum() == pytest.approx(frame.height)
+    prior = first.filter(pl.col("annotator_id").is_null())["confusion"].item()
+    assert sum(prior) == pytest.approx(frame["task_id"].n_unique())
