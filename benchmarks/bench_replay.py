@@ -14,6 +14,12 @@ with at most half of them) is met. With `--orders N`, each set gets a second row
 mean accuracy and share over N shuffled arrival orders (seeds 0..N-1), since one file order
 is one draw of which judgments arrive first. `--sets` runs only the named sets (default: all,
 `d_product,d_sentiment,duck,rte`).
+
+`--paired` prints instead, per set and arrival order (the file's, then `--orders` shuffled
+ones), the replay under `--budget` (0.5 by default) against Dawid–Skene on all judgments task
+by task: the tasks only one of the two gets right, and the exact McNemar test on them (a
+two-sided binomial test of the discordant tasks at 1/2), which says whether a gap of a few
+tasks is more than which judgments happened to arrive first.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
+from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -82,17 +89,71 @@ def _row(dataset: str, variants: list[tuple[str, PolicyOptions]]) -> list[str]:
     return cells
 
 
+def _correct(predicted: pl.DataFrame, truth: pl.DataFrame) -> pl.Series:
+    joined = truth.join(predicted.select("task_id", "label"), on="task_id", how="left", suffix="_p")
+    return (joined["label"] == joined["label_p"]).fill_null(False)
+
+
+def _paired_rows(dataset: str, options: PolicyOptions, orders: int) -> list[list[str]]:
+    """Per arrival order: the replay's and Dawid–Skene-on-all's accuracy, the discordant tasks
+    and the exact McNemar p-value."""
+    judgments, truth = load_crowd(dataset)
+    truth = truth.sort("task_id")
+    full = _correct(fit(judgments, "dawid_skene").labels, truth)
+    rows = []
+    for order in [None, *range(orders)]:
+        arrived = (
+            judgments if order is None else judgments.sample(fraction=1.0, shuffle=True, seed=order)
+        )
+        result = replay(arrived, confidence=CategoricalConfidence(), options=options)
+        adaptive = _correct(result.labels, truth)
+        only_full = int((full & ~adaptive).sum())
+        only_adaptive = int((adaptive & ~full).sum())
+        discordant = only_full + only_adaptive
+        p = binomtest(only_adaptive, discordant, 0.5).pvalue if discordant else 1.0
+        rows.append(
+            [
+                LABELS.get(dataset, dataset),
+                "file" if order is None else f"shuffled, seed {order}",
+                f"{full.mean():.4f}",
+                f"{adaptive.mean():.4f} @ {result.judgments_used / judgments.height:.2f}",
+                str(only_full),
+                str(only_adaptive),
+                f"{p:.2f}",
+            ]
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--orders", type=int, default=0)
     parser.add_argument("--sets", default=",".join(ALL_CROWD))
+    parser.add_argument("--paired", action="store_true")
     arguments = parser.parse_args()
     sets = [name.strip() for name in arguments.sets.split(",") if name.strip()]
     unknown = [name for name in sets if name not in ALL_CROWD]
     if unknown:
         parser.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(ALL_CROWD)}")
     defaults = RECOMMENDED
+    if arguments.paired:
+        budget = (arguments.budget or [0.5])[0]
+        header = [
+            "data set",
+            "arrival order",
+            "Dawid–Skene, all",
+            f"adaptive, --budget {budget:g}",
+            "right by Dawid–Skene only",
+            "right by adaptive only",
+            "McNemar p",
+        ]
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for dataset in sets:
+            for row in _paired_rows(dataset, replace(defaults, budget=budget), arguments.orders):
+                print("| " + " | ".join(row) + " |", flush=True)
+        return
     variants = [
         (
             f"adaptive default (min {defaults.min_votes}, max {defaults.max_votes}, "
