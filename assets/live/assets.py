@@ -243,10 +243,10 @@ def _fold_files(
     the ingest restages the file for the daily layers. A file removed from the landing zone
     takes nothing back, as in the daily layers: the landing zone is where files are dropped,
     and clearing it out retracts nothing; an edited (or emptied) version does, gold included:
-    its gold rows carry the file in `source`, so the gold it no longer gives is withdrawn. A file the live
-    loop cannot read is recorded with its error and skipped (the ingest sensor reports it and
-    retries it for the daily layers), so it never stalls the live state; its rows stay as the
-    last readable version gave them.
+    its gold rows carry the file in `source`, so the gold it no longer gives is withdrawn. A
+    file the live loop cannot read is recorded with its error and skipped (the ingest sensor
+    reports it and retries it for the daily layers), so it never stalls the live state; its
+    rows stay as the last readable version gave them.
     """
     judgments, gold, kind_judgments, kind_gold = [], [], [], []
     resynced: dict[str, list[str]] = {}
