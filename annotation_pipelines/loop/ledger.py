@@ -1,6 +1,7 @@
 """The judgment ledger both live engines keep (`loop.live`, categorical; `loop.live_kinds`, the
-other kinds): exactly-once folding of a batch, withdrawal by a re-read export, and the lake
-layout of its append-only segments with their size-tiered merges.
+other kinds): exactly-once folding of a batch, withdrawal by a re-read export (of judgments
+and of the gold it gave), and the lake layout of its append-only segments with their
+size-tiered merges.
 
 A segment row is a judgment's version with `replaces` (an earlier version may sit in an older
 segment) and `deleted` (a tombstone); segments are named by the state versions they hold and

@@ -53,7 +53,9 @@ keeps its live answer.
 
 **Exactly once** as in `loop.live`: the ledger keeps the newest version of each judgment
 (`judgment_id`, `updated_at`); a re-read of the same version or a newer one that changes
-nothing is dropped; an edited export (`resynced`) withdraws the judgments it no longer has.
+nothing is dropped; an edited export (`resynced`) withdraws the judgments it no longer has,
+and the gold it no longer gives (the gold table names its files, `gold_sources`) unless
+another file or the DB still gives it.
 On the lake the ledger is append-only segments with a size-tiered merge, committed with the
 rest of the state.
 
