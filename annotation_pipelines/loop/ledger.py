@@ -1,6 +1,7 @@
 """The judgment ledger both live engines keep (`loop.live`, categorical; `loop.live_kinds`, the
-other kinds): exactly-once folding of a batch, withdrawal by a re-read export, and the lake
-layout of its append-only segments with their size-tiered merges.
+other kinds): exactly-once folding of a batch, withdrawal by a re-read export (of judgments
+and of the gold it gave), and the lake layout of its append-only segments with their
+size-tiered merges.
 
 A segment row is a judgment's version with `replaces` (an earlier version may sit in an older
 segment) and `deleted` (a tombstone); segments are named by the state versions they hold and
@@ -179,12 +180,96 @@ def withdrawn(ledger: pl.DataFrame, new: pl.DataFrame, resynced: Collection[str]
     return ledger.filter(gone)
 
 
+# Gold sources ------------------------------------------------------------------------------
+#
+# A task's stored gold names the export files that give its answer (`gold_sources`, sorted);
+# null when the DB gives it or the state was written before sources were recorded: no file
+# edit withdraws that gold. The newest answer wins, as for judgments: a different answer
+# replaces the gold and its sources; the same answer from one more file adds that file, and
+# from the DB makes the gold the DB's.
+
+GOLD_SOURCES = pl.List(pl.String())
+
+
+def gold_batch(gold: pl.DataFrame, key: pl.Expr) -> pl.DataFrame:
+    """A batch's gold, one row per task: its last row's columns (`source` left out), `_key`
+    (`key`: the answer as one comparable value), `gold_sources` (the files giving that answer;
+    null when the DB gives it) and `_held` (every file giving the task any gold)."""
+    source = pl.col("source") if "source" in gold.columns else pl.lit(None)
+    rows = gold.with_columns(_key=key, source=source.cast(pl.String))
+    last = rows.unique("task_id", keep="last", maintain_order=True)
+    same = rows.join(last.select("task_id", "_key"), on=["task_id", "_key"], how="semi")
+    sources = same.group_by("task_id").agg(
+        _db=pl.col("source").is_null().any(),
+        _files=pl.col("source").drop_nulls().unique().sort(),
+    )
+    held = rows.group_by("task_id").agg(_held=pl.col("source").drop_nulls().unique().sort())
+    return (
+        last.drop("source")
+        .join(sources, on="task_id", how="left", maintain_order="left")
+        .join(held, on="task_id", how="left", maintain_order="left")
+        .with_columns(
+            gold_sources=pl.when(pl.col("_db"))
+            .then(pl.lit(None, GOLD_SOURCES))
+            .otherwise(pl.col("_files"))
+        )
+        .drop("_db", "_files")
+    )
+
+
+def merged_gold_sources(known: pl.Expr, new: pl.Expr) -> pl.Expr:
+    """The sources of an unchanged gold answer given again: null (the DB's) when either is,
+    else both files lists."""
+    return (
+        pl.when(known.is_null() | new.is_null())
+        .then(pl.lit(None, GOLD_SOURCES))
+        .otherwise(known.list.concat(new).list.unique().list.sort())
+    )
+
+
+def gold_withdrawn(
+    stored: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str]
+) -> pl.DataFrame:
+    """(`task_id`, `gold_sources` left) of the `stored` gold (`task_id`, `gold_sources`) that a
+    `resynced` file gave and its new version (`batch`, from `gold_batch`) no longer gives: the
+    files still giving it, an empty list when none does (the gold is withdrawn). Gold with
+    null sources is never withdrawn by a file."""
+    empty = pl.DataFrame(schema={"task_id": pl.String(), "gold_sources": GOLD_SOURCES})
+    if not resynced or stored.height == 0:
+        return empty
+    given = stored.select("task_id", "gold_sources").filter(pl.col("gold_sources").list.len() > 0)
+    exploded = given.explode("gold_sources").rename({"gold_sources": "_source"})
+    still = batch.select("task_id", _source="_held").explode("_source").drop_nulls("_source")
+    gone = exploded.filter(pl.col("_source").is_in(list(resynced))).join(
+        still, on=["task_id", "_source"], how="anti"
+    )
+    if gone.height == 0:
+        return empty
+    left = (
+        exploded.join(gone.select("task_id").unique(), on="task_id", how="semi")
+        .join(gone, on=["task_id", "_source"], how="anti")
+        .group_by("task_id")
+        .agg(gold_sources=pl.col("_source").sort())
+    )
+    return (
+        gone.select("task_id")
+        .unique(maintain_order=True)
+        .join(left, on="task_id", how="left", maintain_order="left")
+        .with_columns(pl.col("gold_sources").fill_null(pl.lit([], GOLD_SOURCES)))
+        .sort("task_id")
+    )
+
+
 __all__ = [
+    "GOLD_SOURCES",
     "affected_tasks",
     "appended",
     "check_project",
+    "gold_batch",
+    "gold_withdrawn",
     "group_ending",
     "level",
+    "merged_gold_sources",
     "merged_rows",
     "newest_versions",
     "parquet",

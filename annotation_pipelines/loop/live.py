@@ -21,6 +21,9 @@ actions, alerts). Nothing is recomputed from the whole history:
   changes nothing is dropped too. Each row names its `source` (an export file, or null for
   the DB): when a file is read again after an edit (`resynced`), the judgments whose newest
   version came from it and that it no longer holds are withdrawn and their tasks refitted.
+  Gold is withdrawn alike: each task's gold names the files that give it (`gold_sources`;
+  null when the DB gives it), and gold that no file gives any more leaves the task, whose
+  posterior is refitted from its votes and whose annotators' gold counts are recounted.
 - **An append-only ledger and tasks table.** On the lake the ledger is a list of segments:
   each update commits one new segment with the rows it folded in (tombstones for withdrawn
   ones), in the same commit as the rest of the state, and a size-tiered compaction
@@ -120,6 +123,9 @@ TASKS: dict[str, pl.DataType] = {
     "n_votes": pl.Int64(),
     "posterior": pl.List(pl.Float64()),
     "gold": pl.String(),
+    # The export files that give `gold`; null: the DB, or a state written before sources were
+    # recorded (no file edit withdraws it). See `ledger.gold_batch`.
+    "gold_sources": lake_ledger.GOLD_SOURCES,
     "version": pl.Int64(),
 }
 SCORECARD: dict[str, pl.DataType] = {
@@ -323,6 +329,7 @@ class LiveEvents:
     refitted_tasks: int = 0
     rebased_tasks: int = 0
     withdrawn_judgments: int = 0
+    withdrawn_gold: int = 0
 
 
 def decision_id(kind: str, project: str, subject: str, version: int) -> str:
@@ -344,9 +351,14 @@ def update(
 
     `new_judgments` has `judgment_id`, `task_id`, `annotator_id`, `label`, `submitted_at`,
     `duration_s`, `updated_at` and optionally `source` (the export file it came from; rows of
-    other projects, if a `project` column is present, are an error). `resynced` names sources
-    read whole in this batch (an edited export file): a judgment whose newest version came from
-    one of them and that is no longer in `new_judgments` is withdrawn, its tasks refitted.
+    other projects, if a `project` column is present, are an error). `gold` has `task_id`,
+    `label` and optionally `source` (its export file; null or absent: the DB). `resynced` names
+    sources read whole in this batch (an edited export file): a judgment whose newest version
+    came from one of them and that is no longer in `new_judgments` is withdrawn, its tasks
+    refitted; so is gold one of them gave and no longer gives (`gold`), unless another file
+    still gives it or the DB does (`ledger.gold_batch`): the task loses its gold, is refitted
+    from its votes, its annotators' gold counts are recounted, and it leaves the state when
+    no vote is left either. A different gold answer replaces the earlier one.
     Returns the next state (version + 1 when anything changed) and its events.
     """
     options = options or LiveOptions()
@@ -354,19 +366,34 @@ def update(
     _check_project(state.project)
     incoming = _incoming(state, new_judgments)
     withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
-    gold_rows = _new_gold(state, gold)
-    if incoming.height == 0 and gold_rows.height == 0 and withdrawn.height == 0:
+    batch_gold = _gold_batch(gold)
+    version = state.version + 1
+    kept_gold, gold_lost = _without_withdrawn_gold(state.tasks, batch_gold, resynced, version)
+    gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
+    if (
+        incoming.height == 0
+        and gold_rows.height == 0
+        and withdrawn.height == 0
+        and kept_gold is state.tasks
+    ):
         empty = no_events()
         return replace(state, watermark=watermark or state.watermark), empty
-    version = state.version + 1
-    state = _with_labels(state, incoming, gold_rows)
+    # Every gold answer of the batch but the new ones is a label the state has already.
+    padded = _with_labels(state, incoming, relabelled)
+    if padded.tasks is not state.tasks:
+        kept_gold, _ = _without_withdrawn_gold(padded.tasks, batch_gold, resynced, version)
+    state = padded
     old_ledger = state.ledger
     added = _ledger_rows(state, incoming, version)
     ledger, pending, replaced = lake_ledger.appended(
         state.ledger, state.pending, added, withdrawn, version
     )
-    tasks = _with_gold(state.tasks, gold_rows, version)
-    affected, only_withdrawn = lake_ledger.affected_tasks(incoming, gold_rows, replaced, withdrawn)
+    tasks = _with_gold(kept_gold, gold_rows, version)
+    # The tasks whose gold answer changed or went: refitted, their annotators' counts redone.
+    regolded = pl.concat([relabelled.get_column("task_id"), gold_lost]).unique()
+    affected, only_withdrawn = lake_ledger.affected_tasks(
+        incoming, regolded.to_frame(), replaced, withdrawn
+    )
     # The rows of the affected tasks, before and after: all the refit and the running
     # counts need, found with one lookup each instead of passes over the whole ledger.
     old_rows = old_ledger.filter(pl.col("task_id").is_in(affected.implode()))
@@ -382,8 +409,8 @@ def update(
     touched = pl.concat(
         [incoming.get_column("annotator_id"), withdrawn.get_column("annotator_id")]
     ).unique()
-    gold_annotators = new_rows.filter(
-        pl.col("task_id").is_in(gold_rows.get_column("task_id").implode())
+    gold_annotators = pl.concat([old_rows, new_rows]).filter(
+        pl.col("task_id").is_in(regolded.implode())
     )
     touched = pl.concat([touched, gold_annotators.get_column("annotator_id")]).unique()
     fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
@@ -404,7 +431,9 @@ def update(
         )
         fitted = replace(fitted, ledger=flagged)
         fitted = replace(fitted, annotators=_scorecards(fitted, blocked, options))
-    remaining, removed = _without_empty_tasks(fitted.tasks, only_withdrawn)
+    remaining, removed = _without_empty_tasks(
+        fitted.tasks, pl.concat([only_withdrawn, gold_lost]).unique()
+    )
     fitted = replace(fitted, tasks=remaining, removed_tasks=fitted.removed_tasks | removed)
     requests = _requests_after_change(state, fitted, options, now, affected, only_withdrawn)
     versions = pl.concat(
@@ -432,6 +461,7 @@ def update(
         new_judgments=incoming.height,
         refitted_tasks=affected.len(),
         withdrawn_judgments=withdrawn.height,
+        withdrawn_gold=gold_lost.len(),
     )
     return final, events
 
@@ -581,14 +611,84 @@ def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
     )
 
 
-def _new_gold(state: LiveState, gold: pl.DataFrame | None) -> pl.DataFrame:
-    schema = {"task_id": pl.String(), "label": pl.String()}
+_GOLD_BATCH: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "label": pl.String(),
+    "_key": pl.String(),
+    "_held": lake_ledger.GOLD_SOURCES,
+    "gold_sources": lake_ledger.GOLD_SOURCES,
+}
+
+
+def _gold_batch(gold: pl.DataFrame | None) -> pl.DataFrame:
+    """The batch's gold per task (`ledger.gold_batch`)."""
     if gold is None or gold.height == 0:
-        return pl.DataFrame(schema=schema)
-    rows = gold.select(pl.col("task_id").cast(pl.String), pl.col("label").cast(pl.String))
-    rows = rows.unique("task_id", keep="last", maintain_order=True)
-    known = state.tasks.select("task_id", pl.col("gold").alias("label")).drop_nulls("label")
-    return rows.join(known, on=["task_id", "label"], how="anti", maintain_order="left")
+        return pl.DataFrame(schema=_GOLD_BATCH)
+    columns = [pl.col("task_id").cast(pl.String), pl.col("label").cast(pl.String)]
+    if "source" in gold.columns:
+        columns.append(pl.col("source").cast(pl.String))
+    rows = gold.select(columns)
+    return lake_ledger.gold_batch(rows, pl.col("label")).select(list(_GOLD_BATCH))
+
+
+def _new_gold(tasks: pl.DataFrame, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the batch's gold rows that change `tasks`: `task_id`, `label`, `gold_sources`; those of
+    them with a new answer). The same answer given again changes only its sources, when it
+    adds a file or the DB; nothing else is new."""
+    schema = {
+        "task_id": pl.String(),
+        "label": pl.String(),
+        "gold_sources": lake_ledger.GOLD_SOURCES,
+    }
+    if batch.height == 0:
+        empty = pl.DataFrame(schema=schema)
+        return empty, empty
+    known = tasks.select("task_id", _gold="gold", _known="gold_sources").drop_nulls("_gold")
+    joined = batch.join(known, on="task_id", how="left", maintain_order="left")
+    same = pl.col("_gold") == pl.col("label")
+    sources = (
+        pl.when(same)
+        .then(lake_ledger.merged_gold_sources(pl.col("_known"), pl.col("gold_sources")))
+        .otherwise(pl.col("gold_sources"))
+    )
+    joined = joined.with_columns(gold_sources=sources)
+    changed = joined.filter(
+        ~same.fill_null(False) | ~pl.col("gold_sources").eq_missing(pl.col("_known"))
+    )
+    rows = changed.select(list(schema))
+    relabelled = changed.filter(~same.fill_null(False)).select(list(schema))
+    return rows, relabelled
+
+
+def _without_withdrawn_gold(
+    tasks: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str], version: int
+) -> tuple[pl.DataFrame, pl.Series]:
+    """(`tasks` without the gold the `resynced` files no longer give, the tasks whose gold
+    went); `tasks` itself when nothing went. A task some other file still gives the gold of
+    keeps it with fewer sources; every task changed is at `version`."""
+    gone = lake_ledger.gold_withdrawn(tasks, batch, resynced)
+    lost = gone.filter(pl.col("gold_sources").list.len() == 0).get_column("task_id")
+    if gone.height == 0:
+        return tasks, lost
+    left = gone.with_columns(
+        gold_sources=pl.when(pl.col("gold_sources").list.len() > 0).then("gold_sources")
+    )
+    joined = tasks.join(
+        left.rename({"gold_sources": "_left"}).with_columns(_gone=pl.lit(True)),
+        on="task_id",
+        how="left",
+        maintain_order="left",
+    )
+    withdrawn = pl.col("_gone").fill_null(False)
+    emptied = withdrawn & pl.col("_left").is_null()
+    return (
+        joined.with_columns(
+            gold=pl.when(emptied).then(pl.lit(None, pl.String)).otherwise("gold"),
+            gold_sources=pl.when(withdrawn).then("_left").otherwise("gold_sources"),
+            version=pl.when(withdrawn).then(pl.lit(version, pl.Int64)).otherwise("version"),
+        ).select(tasks.columns),
+        lost,
+    )
 
 
 def _with_labels(state: LiveState, incoming: pl.DataFrame, gold: pl.DataFrame) -> LiveState:
@@ -630,8 +730,16 @@ def _blocked(annotators: pl.DataFrame) -> pl.Series:
 def _with_gold(tasks: pl.DataFrame, gold: pl.DataFrame, version: int) -> pl.DataFrame:
     if gold.height == 0:
         return tasks
-    known = tasks.join(gold.rename({"label": "_gold"}), on="task_id", how="left")
-    known = known.with_columns(gold=pl.coalesce("_gold", "gold")).drop("_gold")
+    given = gold.rename({"label": "_gold", "gold_sources": "_sources"}).with_columns(
+        _given=pl.lit(True)
+    )
+    known = tasks.join(given, on="task_id", how="left", maintain_order="left")
+    is_given = pl.col("_given").fill_null(False)
+    known = known.with_columns(
+        gold=pl.coalesce("_gold", "gold"),
+        gold_sources=pl.when(is_given).then("_sources").otherwise("gold_sources"),
+        version=pl.when(is_given).then(pl.lit(version, pl.Int64)).otherwise("version"),
+    ).drop("_gold", "_sources", "_given")
     fresh = gold.join(tasks.select("task_id"), on="task_id", how="anti").select(
         "task_id",
         label=pl.lit(None, pl.String),
@@ -639,6 +747,7 @@ def _with_gold(tasks: pl.DataFrame, gold: pl.DataFrame, version: int) -> pl.Data
         n_votes=pl.lit(0, pl.Int64),
         posterior=pl.lit(None, pl.List(pl.Float64)),
         gold=pl.col("label"),
+        gold_sources="gold_sources",
         version=pl.lit(version, pl.Int64),
     )
     return pl.concat([known, fresh.cast(pl.Schema(TASKS))], how="vertical")
@@ -684,7 +793,13 @@ def _refit(
 
     old_posterior = _posterior_matrix(previous, k)
     old_votes = previous.get_column("n_votes").fill_null(0).to_numpy()
-    old_gold = previous.get_column("gold").to_numpy()
+    # What each task put into the class counts: the gold it had before this change.
+    old_gold = (
+        frame.join(state.tasks.select("task_id", "gold"), on="task_id", how="left")
+        .sort("task_code")
+        .get_column("gold")
+        .to_numpy()
+    )
     contributed = (old_votes > 0) | np.array([g is not None for g in old_gold], dtype=bool)
     task_o, annotator_o, answer_o = votes(
         old_ledger.filter(pl.col("task_id").is_in(affected.implode()))
@@ -733,6 +848,7 @@ def _refit(
         n_votes=pl.Series(n_votes, dtype=pl.Int64),
         posterior=pl.Series(posterior.tolist(), dtype=pl.List(pl.Float64)),
         gold=previous.get_column("gold"),
+        gold_sources=previous.get_column("gold_sources"),
         version=pl.lit(version, pl.Int64),
     ).with_columns(
         label=pl.when(pl.col("n_votes") > 0).then("label").otherwise(pl.col("gold")),
@@ -1888,6 +2004,21 @@ class StoredState:
             found.append(matched.get_column("task_id").cast(pl.String))
         return pl.concat(found)
 
+    def tasks_with_gold_from(self, sources: Collection[str]) -> pl.Series:
+        """The tasks whose stored gold one of the `sources` gave, from any row of the tasks
+        table (a newer row may have lost it: a superset). A read of two columns of every
+        tasks segment, only when a file is read again after an edit."""
+        found = [pl.Series("task_id", [], pl.String)]
+        for segment in self.tasks:
+            opened = self.open(segment.key)
+            if "gold_sources" not in opened.schema_arrow.names:
+                continue
+            rows = pl.from_arrow(opened.read(columns=["task_id", "gold_sources"]))
+            assert isinstance(rows, pl.DataFrame)
+            given = rows.explode("gold_sources").filter(pl.col("gold_sources").is_in(list(sources)))
+            found.append(given.get_column("task_id").cast(pl.String))
+        return pl.concat(found)
+
     def ledger_of_tasks(self, task_ids: pl.Series, blocked: pl.Series) -> pl.DataFrame:
         """The ledger rows (newest version of each judgment, withdrawn ones left out) of the
         tasks `task_ids`.
@@ -1950,8 +2081,8 @@ def load_touched(
     them, with the carried counts) and, of the ledger and the tasks table, only the rows of
     the tasks the batch touches. Those are the batch's tasks and gold tasks, the tasks of the
     earlier versions of its judgments (found by id: exactly once needs every version the
-    ledger holds) and the tasks of the judgments of the `resynced` sources. A block in the
-    update reads its annotator's tasks then (`update` calls `StoredState`).
+    ledger holds) and the tasks of the judgments and of the gold of the `resynced` sources. A
+    block in the update reads its annotator's tasks then (`update` calls `StoredState`).
 
     `open_segment(key)` opens one segment (default: fetched whole through `read`; on a local
     lake, open the file in place so only the row groups a lookup needs are read).
@@ -1975,6 +2106,7 @@ def load_touched(
         tasks.append(gold.get_column("task_id").cast(pl.String))
     if resynced:
         tasks.append(stored.tasks_where("source", resynced))
+        tasks.append(stored.tasks_with_gold_from(resynced))
     touched = pl.concat(tasks) if tasks else pl.Series("task_id", [], pl.String)
     blocked = _blocked(header.frames["annotators"])
     return _state(
@@ -2133,8 +2265,9 @@ def file_rows(
     A file has no per-row version: every row is stamped with `read_at`, the moment its file
     content was read, so a re-dropped file with a changed answer replaces the earlier one
     (the ledger keeps the newest version of a judgment) and the same content is never read
-    twice (`content_hash`). Every row names its file in `source`, so that a later version of
-    the file (passed as `resynced` to `update`) withdraws the judgments it no longer has.
+    twice (`content_hash`). Every row (gold too) names its file in `source`, so that a later
+    version of the file (passed as `resynced` to `update`) withdraws the judgments and the gold
+    it no longer has.
     """
     # The same columns the DB extract reads, so a file row and a DB row fold in alike.
     rows = of_kind(judgments).select(
@@ -2142,7 +2275,7 @@ def file_rows(
         updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP),
         source=pl.lit(source, pl.String),
     )
-    golden = of_kind(gold).select("task_id", "project", "label")
+    golden = of_kind(gold).select("task_id", "project", "label", source=pl.lit(source, pl.String))
     return rows, golden
 
 

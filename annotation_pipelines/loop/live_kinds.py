@@ -53,7 +53,9 @@ keeps its live answer.
 
 **Exactly once** as in `loop.live`: the ledger keeps the newest version of each judgment
 (`judgment_id`, `updated_at`); a re-read of the same version or a newer one that changes
-nothing is dropped; an edited export (`resynced`) withdraws the judgments it no longer has.
+nothing is dropped; an edited export (`resynced`) withdraws the judgments it no longer has,
+and the gold it no longer gives (the gold table names its files, `gold_sources`) unless
+another file or the DB still gives it.
 On the lake the ledger is append-only segments with a size-tiered merge, committed with the
 rest of the state.
 
@@ -157,6 +159,12 @@ def tasks_schema(kind: str) -> dict[str, pl.DataType]:
 
 def gold_schema(kind: str) -> dict[str, pl.DataType]:
     return {"task_id": pl.String(), **value_columns(kind)}
+
+
+def stored_gold_schema(kind: str) -> dict[str, pl.DataType]:
+    """The state's gold table: the gold and the export files giving it (`gold_sources`; null:
+    given by no file, or stored before sources were recorded, so never withdrawn by one)."""
+    return {**gold_schema(kind), "gold_sources": lake_ledger.GOLD_SOURCES}
 
 
 # Per annotator sums carried from run to run (raw units: numeric errors in scale points).
@@ -268,7 +276,7 @@ class KindState:
         empty = {
             "ledger": ledger_schema(self.kind),
             "tasks": tasks_schema(self.kind),
-            "gold": gold_schema(self.kind),
+            "gold": stored_gold_schema(self.kind),
             "pending": _segment_schema(self.kind),
         }
         for name, schema in empty.items():
@@ -289,7 +297,7 @@ def kind_file_rows(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """An ingested export's non-categorical judgments and gold (with `kind`, `project` and the
     value columns), stamped like `loop.live.file_rows`: `updated_at` = when the content was
-    read, `source` = the file, so an edited file replaces and withdraws."""
+    read, `source` = the file (on the gold too), so an edited file replaces and withdraws."""
     kind = pl.col("kind").fill_null(DEFAULT_KIND) if "kind" in judgments.columns else None
     if kind is None or judgments.height == 0:
         rows = judgments.head(0)
@@ -310,7 +318,7 @@ def kind_file_rows(
     else:
         golden = gold.head(0)
     golden = _with_columns(golden, {**dict.fromkeys(values), "kind": None}).select(
-        "task_id", "project", "kind", *values
+        "task_id", "project", "kind", *values, source=pl.lit(source, pl.String)
     )
     return rows, golden
 
@@ -365,18 +373,65 @@ def _incoming(state: KindState, new: pl.DataFrame) -> pl.DataFrame:
     return lake_ledger.without_repeats(rows, state.ledger, repeated)
 
 
-def _new_gold(state: KindState, gold: pl.DataFrame | None) -> pl.DataFrame:
-    schema = gold_schema(state.kind)
+def _gold_key(kind: str) -> pl.Expr:
+    """A gold answer as one comparable value (nested values included)."""
+    return pl.struct(list(value_columns(kind))).struct.json_encode()
+
+
+def _gold_batch(state: KindState, gold: pl.DataFrame | None) -> pl.DataFrame:
+    """The batch's `state.kind` gold per task (`ledger.gold_batch`)."""
+    schema = {**gold_schema(state.kind), "_key": pl.String(), "_held": lake_ledger.GOLD_SOURCES}
+    schema["gold_sources"] = lake_ledger.GOLD_SOURCES
     if gold is None or gold.height == 0:
         return pl.DataFrame(schema=schema)
     if "kind" in gold.columns:
         gold = gold.filter(pl.col("kind") == state.kind)
-    rows = gold.select([pl.col(c).cast(t) for c, t in schema.items()]).unique(
-        "task_id", keep="last", maintain_order=True
+    columns = [pl.col(c).cast(t) for c, t in gold_schema(state.kind).items()]
+    if "source" in gold.columns:
+        columns.append(pl.col("source").cast(pl.String))
+    batch = lake_ledger.gold_batch(gold.select(columns), _gold_key(state.kind))
+    return batch.select(list(schema))
+
+
+def _new_gold(gold: pl.DataFrame, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the batch's gold rows that change the stored `gold`, in its schema; those of them with
+    a new answer). The same answer given again changes only its sources, when it adds a file
+    or the DB."""
+    schema = list(gold.columns)
+    if batch.height == 0:
+        return gold.head(0), gold.head(0)
+    known = gold.select("task_id", _known_key=_gold_key_of(gold), _known="gold_sources")
+    joined = batch.join(known, on="task_id", how="left", maintain_order="left")
+    same = (pl.col("_known_key") == pl.col("_key")).fill_null(False)
+    joined = joined.with_columns(
+        gold_sources=pl.when(same)
+        .then(lake_ledger.merged_gold_sources(pl.col("_known"), pl.col("gold_sources")))
+        .otherwise(pl.col("gold_sources"))
     )
-    key = pl.struct(list(schema)).struct.json_encode()
-    known = state.gold.select(_key=key)
-    return rows.filter(~rows.select(key).to_series().is_in(known.get_column("_key").implode()))
+    changed = joined.filter(~same | ~pl.col("gold_sources").eq_missing(pl.col("_known")))
+    return changed.select(schema), changed.filter(~same).select(schema)
+
+
+def _gold_key_of(gold: pl.DataFrame) -> pl.Expr:
+    values = [c for c in gold.columns if c not in ("task_id", "gold_sources")]
+    return pl.struct(values).struct.json_encode()
+
+
+def _without_withdrawn_gold(
+    gold: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str]
+) -> tuple[pl.DataFrame, pl.Series]:
+    """(the stored `gold` without what the `resynced` files no longer give, the tasks whose
+    gold went); `gold` itself when nothing went. Gold another file still gives stays with
+    fewer sources."""
+    gone = lake_ledger.gold_withdrawn(gold, batch, resynced)
+    lost = gone.filter(pl.col("gold_sources").list.len() == 0).get_column("task_id")
+    if gone.height == 0:
+        return gold, lost
+    kept = gold.join(gone.select("task_id", _left="gold_sources"), on="task_id", how="left")
+    kept = kept.filter(~pl.col("task_id").is_in(lost.implode())).with_columns(
+        gold_sources=pl.coalesce("_left", "gold_sources")
+    )
+    return kept.select(gold.columns), lost
 
 
 # The update ---------------------------------------------------------------------------------
@@ -395,16 +450,28 @@ def update_kind(
     """Fold a batch of `state.kind` judgments (and gold) of `state.project` into the state.
 
     `new_judgments`: `judgment_id`, `task_id`, `annotator_id`, the kind's value column(s),
-    `submitted_at`, `duration_s`, `updated_at`, optionally `source`. `resynced`: sources read
-    whole in this batch; what they no longer hold is withdrawn. `full_fit`: refit every task
-    and the annotator parameters with the kind's aggregation (the daily re-base).
+    `submitted_at`, `duration_s`, `updated_at`, optionally `source`; `gold`: `task_id`, the
+    value column(s), optionally `source` (null or absent: given by no file). `resynced`:
+    sources read whole in this batch; the judgments and the gold they no longer hold are
+    withdrawn (gold another file, or no file, still gives stays: `ledger.gold_batch`), the
+    tasks refitted and their annotators' gold sums recounted; a different gold answer
+    replaces the earlier one. `full_fit`: refit every task and the annotator parameters with
+    the kind's aggregation (the daily re-base).
     """
     options = options or KindLiveOptions()
     now = now or datetime.now(UTC)
     incoming = _incoming(state, new_judgments)
     withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
-    gold_rows = _new_gold(state, gold)
-    if incoming.height == 0 and gold_rows.height == 0 and withdrawn.height == 0 and not full_fit:
+    batch_gold = _gold_batch(state, gold)
+    kept_gold, gold_lost = _without_withdrawn_gold(state.gold, batch_gold, resynced)
+    gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
+    if (
+        incoming.height == 0
+        and gold_rows.height == 0
+        and withdrawn.height == 0
+        and kept_gold is state.gold
+        and not full_fit
+    ):
         return state, no_events()
     version = state.version + 1
     blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
@@ -416,10 +483,12 @@ def update_kind(
         state.ledger, state.pending, added, withdrawn, version
     )
     stored_gold = pl.concat(
-        [state.gold.join(gold_rows, on="task_id", how="anti"), gold_rows], how="vertical"
+        [kept_gold.join(gold_rows, on="task_id", how="anti"), gold_rows], how="vertical"
     )
-    affected, only_withdrawn = lake_ledger.affected_tasks(incoming, gold_rows, replaced, withdrawn)
-    value_range = _value_range(state, incoming, gold_rows)
+    # The tasks whose gold answer changed or went: refitted, their annotators' sums redone.
+    regolded = pl.concat([relabelled.get_column("task_id"), gold_lost]).unique().to_frame()
+    affected, only_withdrawn = lake_ledger.affected_tasks(incoming, regolded, replaced, withdrawn)
+    value_range = _value_range(state, incoming, relabelled)
     mid = replace(
         state, ledger=ledger, gold=stored_gold, pending=segment_rows, value_range=value_range
     )
@@ -485,6 +554,7 @@ def update_kind(
         new_judgments=incoming.height,
         refitted_tasks=final.tasks.height if refit_all else affected.len(),
         withdrawn_judgments=withdrawn.height,
+        withdrawn_gold=gold_lost.len(),
     )
     return final, events
 
@@ -658,6 +728,7 @@ def merged_events(events: Collection[LiveEvents]) -> LiveEvents:
         refitted_tasks=sum(e.refitted_tasks for e in events),
         rebased_tasks=sum(e.rebased_tasks for e in events),
         withdrawn_judgments=sum(e.withdrawn_judgments for e in events),
+        withdrawn_gold=sum(e.withdrawn_gold for e in events),
     )
 
 
@@ -1809,6 +1880,11 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
         if data is None:
             raise FileNotFoundError(f"{prefix}/{name}.parquet missing next to {prefix}/state.json")
         frames[name] = pl.read_parquet(io.BytesIO(data))
+    if "gold_sources" not in frames["gold"].columns:
+        # Stored before gold sources were recorded: never withdrawn by a file.
+        frames["gold"] = frames["gold"].with_columns(
+            gold_sources=pl.lit(None, lake_ledger.GOLD_SOURCES)
+        )
     segments = tuple(Segment(**entry) for entry in meta["ledger"])
     parts = []
     for segment in segments:

@@ -242,10 +242,11 @@ def _fold_files(
     new version no longer has are withdrawn from the live state (`update(resynced=...)`), as
     the ingest restages the file for the daily layers. A file removed from the landing zone
     takes nothing back, as in the daily layers: the landing zone is where files are dropped,
-    and clearing it out retracts nothing; an edited (or emptied) version does. A file the live
-    loop cannot read is recorded with its error and skipped (the ingest sensor reports it and
-    retries it for the daily layers), so it never stalls the live state; its rows stay as the
-    last readable version gave them.
+    and clearing it out retracts nothing; an edited (or emptied) version does, gold included:
+    its gold rows carry the file in `source`, so the gold it no longer gives is withdrawn. A
+    file the live loop cannot read is recorded with its error and skipped (the ingest sensor
+    reports it and retries it for the daily layers), so it never stalls the live state; its
+    rows stay as the last readable version gave them.
     """
     judgments, gold, kind_judgments, kind_gold = [], [], [], []
     resynced: dict[str, list[str]] = {}
@@ -460,7 +461,10 @@ def live_quality_state(
         )
         gold = pl.concat(
             [
-                extract.result.gold.select("task_id", "project", "label"),
+                # The DB's gold names no file: no file edit withdraws it.
+                extract.result.gold.select(
+                    "task_id", "project", "label", source=pl.lit(None, pl.String)
+                ),
                 *([files.gold] if files.gold.height else []),
             ],
             how="vertical_relaxed",
@@ -535,6 +539,7 @@ def live_quality_state(
             "withdrawn_judgments": MetadataValue.int(
                 sum(e.withdrawn_judgments for e in events.values())
             ),
+            "withdrawn_gold": MetadataValue.int(sum(e.withdrawn_gold for e in events.values())),
             "rebased_tasks": MetadataValue.json(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),
@@ -548,6 +553,9 @@ def live_quality_state(
             ),
             "kind_withdrawn_judgments": MetadataValue.int(
                 sum(e.withdrawn_judgments for e in kinds.events.values())
+            ),
+            "kind_withdrawn_gold": MetadataValue.int(
+                sum(e.withdrawn_gold for e in kinds.events.values())
             ),
             "kind_refitted_tasks": MetadataValue.int(
                 sum(e.refitted_tasks for e in kinds.events.values())

@@ -683,3 +683,149 @@ def test_runs_reading_only_their_tasks_keep_the_state_a_whole_load_keeps():
     touched = load_touched("p", store.get, judgments=history.batches[0])
     with pytest.raises(ValueError, match="load_state"):
         rebase(touched, daily, day, now=NOW)
+
+
+FILE_A, FILE_B = "exports/p/label-studio/a.json", "exports/p/label-studio/b.json"
+
+
+def _gold_sources() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(judgments from the DB, gold, the gold file A's edit keeps). The gold of t0000–t0009
+    and of the vote-less task g0 comes from file A alone, t0010–t0014's from files A and B,
+    t0015–t0019's from the DB; the edit drops A's gold but t0005's, whose answer it changes."""
+    judgments, truth = stream(n_tasks=100, votes=5)
+    answers = truth.head(20).rename({"truth": "label"})
+    extra = pl.DataFrame({"task_id": ["g0"], "label": ["c0"]})
+    only_a = pl.concat([answers.head(10), extra]).with_columns(source=pl.lit(FILE_A))
+    both = answers.slice(10, 5)
+    gold = pl.concat(
+        [
+            only_a,
+            both.with_columns(source=pl.lit(FILE_A)),
+            both.with_columns(source=pl.lit(FILE_B)),
+            answers.slice(15, 5).with_columns(source=pl.lit(None, pl.String)),
+        ]
+    )
+    changed = answers.filter(pl.col("task_id") == "t0005").with_columns(
+        label=pl.when(pl.col("label") == "c0").then(pl.lit("c1")).otherwise(pl.lit("c0")),
+        source=pl.lit(FILE_A),
+    )
+    return judgments, gold, changed
+
+
+def test_gold_an_edited_file_no_longer_gives_is_withdrawn():
+    judgments, gold, edit = _gold_sources()
+    state, _ = update(LiveState(project="p"), judgments, gold, resynced=[FILE_A, FILE_B], now=NOW)
+    sources = dict(state.tasks.select("task_id", "gold_sources").iter_rows())
+    assert sources["t0000"] == [FILE_A] and sources["t0010"] == [FILE_A, FILE_B]
+    assert sources["t0015"] is None and "g0" in sources
+
+    after, events = update(state, judgments.head(0), edit, resynced=[FILE_A], now=NOW)
+    assert events.withdrawn_gold == 9 + 1 and events.withdrawn_judgments == 0
+    tasks = {row["task_id"]: row for row in after.tasks.iter_rows(named=True)}
+    lost = [f"t{t:04d}" for t in range(10) if t != 5]
+    assert all(tasks[task]["gold"] is None for task in lost)
+    assert all(tasks[task]["n_votes"] == 5 for task in lost)
+    # A vote-less task whose only gold went leaves the state, as if it had never come.
+    assert "g0" not in tasks and "g0" in after.removed_tasks
+    # A changed answer replaces the earlier one; gold another file or the DB gives stays.
+    assert (tasks["t0005"]["gold"], tasks["t0005"]["gold_sources"]) == (
+        edit["label"].item(),
+        [FILE_A],
+    )
+    assert all(tasks[f"t{t:04d}"]["gold_sources"] == [FILE_B] for t in range(10, 15))
+    assert all(tasks[f"t{t:04d}"]["gold"] is not None for t in range(10, 20))
+    # The running gold counts are those of the gold left, as if the rest had never come.
+    assert_scorecards_recount(after)
+    left = after.tasks.select("task_id", label="gold").drop_nulls("label")
+    fresh, _ = update(LiveState(project="p"), judgments, left, now=NOW)
+    counted = ["annotator_id", "n_gold", "n_gold_correct"]
+    assert (
+        after.annotators.select(counted)
+        .sort("annotator_id")
+        .equals(fresh.annotators.select(counted).sort("annotator_id"))
+    )
+    assert after.annotators["n_gold"].sum() < state.annotators["n_gold"].sum()
+    np.testing.assert_allclose(after.counts, recomputed_counts(after), atol=1e-6)
+    posteriors = np.array(after.tasks["posterior"].to_list())
+    np.testing.assert_allclose(after.prior_counts, posteriors.sum(axis=0), atol=1e-6)
+    # The tasks that lost their anchor are decided by the policy again.
+    assert set(events.task_requests["task_id"]) <= set(lost)
+
+    # The same edit read again changes nothing; emptied, A takes its last gold back, and B's
+    # goes with B emptied; the DB's stays.
+    again, second = update(after, judgments.head(0), edit, resynced=[FILE_A], now=NOW)
+    assert again.version == after.version and second.withdrawn_gold == 0
+    emptied, _ = update(after, judgments.head(0), edit.head(0), resynced=[FILE_A], now=NOW)
+    both, last = update(emptied, judgments.head(0), None, resynced=[FILE_B], now=NOW)
+    assert last.withdrawn_gold == 5
+    assert sorted(both.tasks.drop_nulls("gold")["task_id"]) == [f"t{t:04d}" for t in range(15, 20)]
+    assert_scorecards_recount(both)
+
+
+def test_gold_given_again_by_another_source_keeps_the_task_anchored():
+    judgments, gold, _ = _gold_sources()
+    answer = gold.filter(pl.col("task_id") == "t0000")
+    state, _ = update(LiveState(project="p"), judgments, answer, now=NOW)
+    # The DB's gold takes a file's over: no file edit withdraws it.
+    by_db = answer.with_columns(source=pl.lit(None, pl.String))
+    moved, _ = update(state, judgments.head(0), by_db, now=NOW)
+    assert moved.version == state.version + 1
+    assert moved.tasks.filter(pl.col("task_id") == "t0000")["gold_sources"].item() is None
+    kept, events = update(moved, judgments.head(0), None, resynced=[FILE_A], now=NOW)
+    assert events.withdrawn_gold == 0 and kept.version == moved.version
+    # Nor does an edit of a file the gold never came from.
+    other, events = update(state, judgments.head(0), None, resynced=[FILE_B], now=NOW)
+    assert events.withdrawn_gold == 0 and other.version == state.version
+
+
+def test_gold_withdrawn_through_a_partly_loaded_state_matches_the_whole_state():
+    """A run that reads only its tasks (`load_touched`) finds the tasks the edited file's gold
+    anchored, the vote-less ones too, and gives what the whole state gives."""
+    judgments, gold, edit = _gold_sources()
+    store: dict[str, bytes] = {}
+    memory, _ = update(LiveState(project="p"), judgments, gold, now=NOW)
+    _commit(store, state_objects(memory, store.get))
+    touched = load_touched(
+        "p", store.get, judgments=judgments.head(0), gold=edit, resynced=[FILE_A]
+    )
+    assert {"g0", "t0001"} <= set(touched.tasks["task_id"])
+    partly, events = update(touched, judgments.head(0), edit, resynced=[FILE_A], now=NOW)
+    whole, expected = update(memory, judgments.head(0), edit, resynced=[FILE_A], now=NOW)
+    assert events.withdrawn_gold == expected.withdrawn_gold == 10
+    _touched_equal(partly, whole)
+    _commit(store, state_objects(partly, store.get))
+    loaded = load_state("p", store.get)
+    assert same_frame(loaded, whole, "tasks") and "g0" not in loaded.tasks["task_id"]
+    assert_scorecards_recount(loaded)
+
+
+def test_a_state_stored_before_gold_sources_loads_and_keeps_its_gold():
+    """Tasks segments written without `gold_sources`: their gold has no known file, so no
+    file edit withdraws it; gold given afterwards is withdrawn as usual."""
+    judgments, gold, _ = _gold_sources()
+    state, _ = update(LiveState(project="p"), judgments, gold, now=NOW)
+    store: dict[str, bytes] = {}
+    _commit(store, state_objects(state, store.get))
+    for key in [k for k in store if "/tasks/" in k]:
+        frame = pl.read_parquet(io.BytesIO(store[key])).drop("gold_sources")
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer)
+        store[key] = buffer.getvalue()
+    loaded = load_state("p", store.get)
+    assert loaded.tasks["gold_sources"].is_null().all()
+    assert (
+        loaded.tasks.drop("gold_sources")
+        .sort("task_id")
+        .equals(state.tasks.drop("gold_sources").sort("task_id"))
+    )
+    kept, events = update(loaded, judgments.head(0), None, resynced=[FILE_A], now=NOW)
+    assert events.withdrawn_gold == 0 and kept.version == loaded.version
+    touched = load_touched("p", store.get, judgments=judgments.head(0), resynced=[FILE_A])
+    kept, events = update(touched, judgments.head(0), None, resynced=[FILE_A], now=NOW)
+    assert events.withdrawn_gold == 0
+    fresh_gold = pl.DataFrame({"task_id": ["t0050"], "label": ["c2"], "source": [FILE_A]})
+    given, _ = update(loaded, judgments.head(0), fresh_gold, now=NOW)
+    taken, events = update(given, judgments.head(0), None, resynced=[FILE_A], now=NOW)
+    assert events.withdrawn_gold == 1
+    assert taken.tasks.filter(pl.col("task_id") == "t0050")["gold"].item() is None
+    assert_scorecards_recount(taken)

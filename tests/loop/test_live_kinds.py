@@ -3,6 +3,7 @@ annotator parameters, running scorecards and blocks, requests once per decision.
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -528,3 +529,99 @@ def test_soft_counts_are_the_same_bits_whatever_the_row_order():
     assert totals.sum() == pytest.approx(frame.height)
     prior = first.filter(pl.col("annotator_id").is_null())["confusion"].item()
     assert sum(prior) == pytest.approx(frame["task_id"].n_unique())
+
+
+FILE_A, FILE_B = "exports/p/label-studio/a.json", "exports/p/label-studio/b.json"
+# Per kind: the judgments' answers per task (by rater a, b, c), a gold answer, another one.
+GOLD_CASES = {
+    "numeric": ([(3.0, 4.0, 3.0), (2.0, 2.0, 5.0), (4.0, 4.0, 4.0)], 3.0, 5.0),
+    "multilabel": ([(["bug"], ["bug", "ux"], ["bug"]), (["ux"], [], ["ux"])], ["bug"], ["ux"]),
+}
+
+
+def _gold_case(kind: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(judgments of t0–t5, gold, the gold file A's edit keeps): t0's and the vote-less g9's
+    gold from file A alone, t1's from A (the edit changes its answer), t2's from A and B,
+    t3's from the DB."""
+    rows, answer, other = GOLD_CASES[kind]
+    answers = [
+        (f"t{i}", rater, value)
+        for i in range(6)
+        for rater, value in zip(RATERS, rows[i % len(rows)], strict=True)
+    ]
+    batch = judgments(kind, answers)
+
+    def given(tasks: list[str], value: object, source: str | None) -> pl.DataFrame:
+        return gold_rows(kind, [(t, value) for t in tasks]).with_columns(
+            source=pl.lit(source, pl.String)
+        )
+
+    gold = pl.concat(
+        [
+            given(["t0", "g9", "t1", "t2"], answer, FILE_A),
+            given(["t2"], answer, FILE_B),
+            given(["t3"], answer, None),
+        ]
+    )
+    return batch, gold, given(["t1"], other, FILE_A)
+
+
+@pytest.mark.parametrize("kind", ["numeric", "multilabel"])
+def test_gold_an_edited_file_no_longer_gives_is_withdrawn_from_the_kind(kind):
+    (column,) = VALUE_COLUMNS[kind]
+    batch, gold, edit = _gold_case(kind)
+    one, _ = update_kind(
+        KindState(project="p", kind=kind), batch, gold, OPTIONS, resynced=[FILE_A, FILE_B], now=NOW
+    )
+    assert set(one.gold["task_id"]) == {"t0", "g9", "t1", "t2", "t3"}
+    two, events = update_kind(one, batch.head(0), edit, OPTIONS, resynced=[FILE_A], now=NOW)
+    assert events.withdrawn_gold == 2 and two.version == one.version + 1
+    sources = dict(two.gold.select("task_id", "gold_sources").iter_rows())
+    assert sources == {"t1": [FILE_A], "t2": [FILE_B], "t3": None}
+    # The changed answer replaced the earlier one; t0 is fitted from its votes again, and
+    # the vote-less g9 is gone.
+    assert two.gold.filter(pl.col("task_id") == "t1")[column].to_list() == edit[column].to_list()
+    assert two.tasks.filter(pl.col("task_id") == "t1")[column].to_list() == edit[column].to_list()
+    assert "g9" not in two.tasks["task_id"] and "t0" in two.tasks["task_id"]
+    assert two.tasks.filter(pl.col("task_id") == "t0")["version"].item() == two.version
+    # The gold sums are those of the gold left, as if the rest had never come.
+    left = two.gold.drop("gold_sources")
+    fresh, _ = update_kind(KindState(project="p", kind=kind), batch, left, OPTIONS, now=NOW)
+    sums = ["annotator_id", "n_gold", "gold_total"]
+    mine = two.annotators.select(sums).sort("annotator_id")
+    theirs = fresh.annotators.select(sums).sort("annotator_id")
+    assert mine["n_gold"].to_list() == theirs["n_gold"].to_list()
+    np.testing.assert_allclose(mine["gold_total"], theirs["gold_total"], atol=1e-9)
+    assert two.annotators["n_gold"].sum() == one.annotators["n_gold"].sum() - len(RATERS)
+    np.testing.assert_allclose(
+        two.annotators.sort("annotator_id")["gold_score"],
+        fresh.annotators.sort("annotator_id")["gold_score"],
+        atol=1e-9,
+    )
+    # Read again: nothing; round trip through the lake keeps the sources.
+    again, _ = update_kind(two, batch.head(0), edit, OPTIONS, resynced=[FILE_A], now=NOW)
+    assert again is two
+    store: dict[str, bytes] = {}
+    writes, _ = kind_state_objects(two, store.get)
+    store.update(writes)
+    loaded = load_kind_state("p", kind, store.get)
+    assert loaded.gold.equals(two.gold)
+    # B emptied takes t2's gold; the DB's stays.
+    last, events = update_kind(loaded, batch.head(0), None, OPTIONS, resynced=[FILE_B], now=NOW)
+    assert events.withdrawn_gold == 1 and set(last.gold["task_id"]) == {"t1", "t3"}
+
+
+def test_kind_gold_stored_before_gold_sources_is_never_withdrawn_by_a_file():
+    batch, gold, _ = _gold_case("numeric")
+    one, _ = update_kind(KindState(project="p", kind="numeric"), batch, gold, OPTIONS, now=NOW)
+    store: dict[str, bytes] = {}
+    writes, _ = kind_state_objects(one, store.get)
+    store.update(writes)
+    key = "live/p/kinds/numeric/gold.parquet"
+    older = io.BytesIO()
+    one.gold.drop("gold_sources").write_parquet(older)
+    store[key] = older.getvalue()
+    loaded = load_kind_state("p", "numeric", store.get)
+    assert loaded.gold["gold_sources"].is_null().all()
+    kept, events = update_kind(loaded, batch.head(0), None, OPTIONS, resynced=[FILE_A], now=NOW)
+    assert kept is loaded and events.withdrawn_gold == 0
