@@ -77,6 +77,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -1083,6 +1084,31 @@ def _spammer_scores(counts: np.ndarray) -> np.ndarray:
     return np.where(classes >= 2, np.clip(score, 0.0, 1.0), np.nan)
 
 
+def _block_rules(options: LiveOptions) -> list[BlockRule]:
+    """Gold accuracy confidently below `min_gold_accuracy`; or a spammer score above
+    `max_spammer_score` with agreement confidently below `min_agreement`."""
+    return [
+        BlockRule(
+            holds=(pl.col("n_gold") >= options.min_gold)
+            & (pl.col("gold_accuracy_upper") < options.min_gold_accuracy),
+            reason=lambda card: (
+                f"gold accuracy {card['gold_accuracy']:.3f} on {card['n_gold']} gold "
+                f"(upper {options.confidence:g} bound {card['gold_accuracy_upper']:.3f}) "
+                f"< {options.min_gold_accuracy:g}"
+            ),
+        ),
+        BlockRule(
+            holds=(pl.col("spammer_score") > options.max_spammer_score)
+            & (pl.col("agreement_upper") < options.min_agreement),
+            reason=lambda card: (
+                f"spammer score {card['spammer_score']:.3f} > {options.max_spammer_score:g} and "
+                f"agreement {card['agreement']:.3f} (upper bound {card['agreement_upper']:.3f}) "
+                f"< {options.min_agreement:g} over {card['n_judgments']} judgments"
+            ),
+        ),
+    ]
+
+
 def _block(
     state: LiveState, touched: pl.Series, options: LiveOptions, version: int, now: datetime
 ) -> tuple[LiveState, pl.DataFrame, list[dict[str, object]]]:
@@ -1090,36 +1116,14 @@ def _block(
         pl.col("annotator_id").is_in(touched.implode()) & ~pl.col("blocked")
     )
     active = pl.col("n_judgments") - pl.col("n_flagged")
-    bad_gold = (pl.col("n_gold") >= options.min_gold) & (
-        pl.col("gold_accuracy_upper") < options.min_gold_accuracy
+    blocks = blocks_due(
+        cards,
+        _block_rules(options),
+        eligible=active >= options.min_judgments,
+        evidence=list(SCORECARD),
     )
-    spam = (pl.col("spammer_score") > options.max_spammer_score) & (
-        pl.col("agreement_upper") < options.min_agreement
-    )
-    hits = cards.filter((active >= options.min_judgments) & (bad_gold | spam).fill_null(False))
-    if hits.height == 0:
+    if not blocks:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    blocks: list[Block] = []
-    for card in hits.sort("annotator_id").iter_rows(named=True):
-        reasons = []
-        if card["n_gold"] >= options.min_gold and (card["gold_accuracy_upper"] or 1.0) < (
-            options.min_gold_accuracy
-        ):
-            reasons.append(
-                f"gold accuracy {card['gold_accuracy']:.3f} on {card['n_gold']} gold "
-                f"(upper {options.confidence:g} bound {card['gold_accuracy_upper']:.3f}) "
-                f"< {options.min_gold_accuracy:g}"
-            )
-        if (card["spammer_score"] or 0.0) > options.max_spammer_score and (
-            card["agreement_upper"] or 1.0
-        ) < options.min_agreement:
-            reasons.append(
-                f"spammer score {card['spammer_score']:.3f} > {options.max_spammer_score:g} and "
-                f"agreement {card['agreement']:.3f} (upper bound {card['agreement_upper']:.3f}) "
-                f"< {options.min_agreement:g} over {card['n_judgments']} judgments"
-            )
-        evidence = {c: card[c] for c in SCORECARD}
-        blocks.append(Block(card["annotator_id"], "; ".join(reasons), evidence))
     annotators, actions, alerts = apply_blocks(
         state.annotators, blocks, project=state.project, version=version, now=now
     )
@@ -1133,6 +1137,41 @@ class Block:
     annotator_id: str
     reason: str
     evidence: dict[str, object]
+
+
+@dataclass(frozen=True)
+class BlockRule:
+    """One reason to block an annotator: when it holds (an expression over the annotators
+    table; null does not hold) and how the block says it (from the scorecard's row)."""
+
+    holds: pl.Expr
+    reason: Callable[[dict[str, Any]], str]
+
+
+def blocks_due(
+    cards: pl.DataFrame,
+    rules: list[BlockRule],
+    *,
+    eligible: pl.Expr,
+    evidence: list[str],
+) -> list[Block]:
+    """The `eligible` annotators of `cards` on which some rule holds, by annotator id, each
+    with the reasons that hold and its `evidence` figures (a figure that is not finite is
+    null: JSON has no NaN and the DB's jsonb refuses it)."""
+    flags = [f"_rule{i}" for i in range(len(rules))]
+    marked = cards.with_columns(
+        [rule.holds.fill_null(False).alias(flag) for flag, rule in zip(flags, rules, strict=True)]
+    )
+    hits = marked.filter(eligible & pl.any_horizontal(flags)).sort("annotator_id")
+    blocks = []
+    for card in hits.iter_rows(named=True):
+        reasons = [rule.reason(card) for flag, rule in zip(flags, rules, strict=True) if card[flag]]
+        figures = {
+            c: None if isinstance(card[c], float) and not np.isfinite(card[c]) else card[c]
+            for c in evidence
+        }
+        blocks.append(Block(card["annotator_id"], "; ".join(reasons), figures))
+    return blocks
 
 
 def apply_blocks(

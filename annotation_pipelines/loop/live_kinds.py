@@ -102,9 +102,10 @@ from annotation_pipelines.loop.live import (
     EXPERT_REVIEW,
     LEDGER_FOLDER,
     TASK_REQUESTS,
-    Block,
+    BlockRule,
     LiveEvents,
     apply_blocks,
+    blocks_due,
     decision_id,
     no_events,
     state_prefix,
@@ -1638,47 +1639,45 @@ def _scorecards(state: KindState, touched: pl.Series, options: KindLiveOptions) 
     )
 
 
+def _block_rules(kind: str, options: KindLiveOptions) -> list[BlockRule]:
+    """The kind's gold score confidently below `min_gold_score`; or chance-corrected agreement
+    with the consensus confidently below `min_consensus_alpha`."""
+    return [
+        BlockRule(
+            holds=(pl.col("n_gold") >= options.min_gold)
+            & (pl.col("gold_score_upper") < options.min_gold_score),
+            reason=lambda card: (
+                f"{kind} gold score {card['gold_score']:.3f} on {card['n_gold']} gold "
+                f"(upper {options.confidence:g} bound {card['gold_score_upper']:.3f}) "
+                f"< {options.min_gold_score:g}"
+            ),
+        ),
+        BlockRule(
+            holds=pl.col("consensus_alpha_upper") < options.min_consensus_alpha,
+            reason=lambda card: (
+                f"{kind} agreement with the consensus {card['agreement']:.3f}, "
+                f"chance-corrected {card['consensus_alpha']:.3f} (upper bound "
+                f"{card['consensus_alpha_upper']:.3f}) < {options.min_consensus_alpha:g} over "
+                f"{card['n_judgments']} judgments"
+            ),
+        ),
+    ]
+
+
 def _block(
     state: KindState, touched: pl.Series, options: KindLiveOptions, version: int, now: datetime
 ) -> tuple[KindState, pl.DataFrame, list[dict[str, object]]]:
     cards = state.annotators.filter(
         pl.col("annotator_id").is_in(touched.implode()) & ~pl.col("blocked")
     )
-    bad_gold = (pl.col("n_gold") >= options.min_gold) & (
-        pl.col("gold_score_upper") < options.min_gold_score
+    blocks = blocks_due(
+        cards,
+        _block_rules(state.kind, options),
+        eligible=pl.col("n_judgments") >= options.min_judgments,
+        evidence=list(SCORECARD),
     )
-    spam = pl.col("consensus_alpha_upper") < options.min_consensus_alpha
-    hits = cards.filter(
-        (pl.col("n_judgments") >= options.min_judgments) & (bad_gold | spam).fill_null(False)
-    )
-    if hits.height == 0:
+    if not blocks:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    blocks: list[Block] = []
-    for card in hits.sort("annotator_id").iter_rows(named=True):
-        reasons = []
-        if card["n_gold"] >= options.min_gold and (card["gold_score_upper"] or 1.0) < (
-            options.min_gold_score
-        ):
-            reasons.append(
-                f"{state.kind} gold score {card['gold_score']:.3f} on {card['n_gold']} gold "
-                f"(upper {options.confidence:g} bound {card['gold_score_upper']:.3f}) "
-                f"< {options.min_gold_score:g}"
-            )
-        if (card["consensus_alpha_upper"] if card["consensus_alpha_upper"] is not None else 1.0) < (
-            options.min_consensus_alpha
-        ):
-            reasons.append(
-                f"{state.kind} agreement with the consensus {card['agreement']:.3f}, "
-                f"chance-corrected {card['consensus_alpha']:.3f} (upper bound "
-                f"{card['consensus_alpha_upper']:.3f}) < {options.min_consensus_alpha:g} over "
-                f"{card['n_judgments']} judgments"
-            )
-        # JSON has no NaN (the DB's jsonb refuses it): an undefined figure is null.
-        evidence = {
-            c: None if isinstance(card[c], float) and not np.isfinite(card[c]) else card[c]
-            for c in SCORECARD
-        }
-        blocks.append(Block(card["annotator_id"], "; ".join(reasons), evidence))
     annotators, actions, alerts = apply_blocks(
         state.annotators, blocks, project=state.project, version=version, now=now, kind=state.kind
     )
