@@ -13,7 +13,12 @@ re-base), and when at least `full_fit_every` versions have passed and the judgme
 since the last one reach `full_fit_growth` of what it saw. The growth rule makes the full fits
 geometric in the ledger's size (as a dynamic array doubles): a fit over n judgments comes once
 per `full_fit_growth` · n new ones, so its cost spread over the judgments that triggered it is
-a constant, and a run's amortized cost depends on its batch, not on the history. Per kind:
+a constant, and a run's amortized cost depends on its batch, not on the history. With
+`inline_full_fits` off (the live asset's setting) only the first fit runs inside an update: a
+due one is recorded (`full_fit_due` reads it from `state.json`), and a maintenance run fits a
+snapshot without the live lock (`fit_snapshot`) and adopts it under the lock (`adopt_fit`):
+the tasks the live runs changed since the snapshot are refitted with the new parameters, so
+the result is the full fit at the snapshot followed by those runs. Per kind:
 
 | kind       | model (its aggregation)                 | carried per annotator | touched tasks   |
 |------------|-----------------------------------------|-----------------------|-----------------|
