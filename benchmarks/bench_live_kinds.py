@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_live_kinds.py [--kind spans|...|all] [--history 100000]
                                                     [--batch 1000] [--runs 8]
                                                     [--full-fit-every 20] [--lake DIR]
+                                                    [--deferred]
 
 A synthetic project of the kind (`synthetic.kinds`: its generator's annotator pool, a spammer
 included), ordered by submission time. The first `--history` judgments are folded in and
@@ -15,6 +16,12 @@ fit out of them); the last row, "full fit", times one run that refits everything
 run would cost without the carried parameters, and what the engine pays once per
 `full_fit_growth` of growth. Prints a Markdown table per kind, with how far that full fit moved
 the answers the incremental runs had given.
+
+`--deferred` runs the live asset's setting (`inline_full_fits=False`): the last run only records
+the full fit as due, and the maintenance job's work is timed after it (`assets.live.kind_fits`):
+the snapshot's load and full fit (`fit_snapshot`, without the live lock), one more live run
+folding a batch meanwhile, then what the job does under the lock: load the state, adopt the fit
+(`adopt_fit`, the batch's tasks refitted with the new parameters), build the objects, commit.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from annotation_pipelines.loop.live_kinds import (
     LIVE_KINDS,
     KindLiveOptions,
     KindState,
+    adopt_fit,
+    fit_snapshot,
     kind_state_objects,
     load_kind_state,
     update_kind,
@@ -69,11 +78,20 @@ def timed(step: Callable[[], T]) -> tuple[T, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_dir: Path) -> None:
+def bench(
+    kind: str,
+    *,
+    history: int,
+    batch: int,
+    runs: int,
+    every: int,
+    lake_dir: Path,
+    deferred: bool = False,
+) -> None:
     from resources.lake import LocalLake
 
     project = f"bench-{kind}"
-    rows, gold = stream(kind, history + (runs + 1) * batch)
+    rows, gold = stream(kind, history + (runs + 1 + deferred) * batch)
     rows, gold = (
         rows.with_columns(project=pl.lit(project)),
         gold.with_columns(project=pl.lit(project)),
@@ -83,7 +101,7 @@ def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_di
     def read(key: str) -> bytes | None:
         return lake.get(key) if lake.exists(key) else None
 
-    options = KindLiveOptions(full_fit_every=every)
+    options = KindLiveOptions(full_fit_every=every, inline_full_fits=not deferred)
 
     def commit(state: KindState) -> None:
         writes, deletes = kind_state_objects(state, read)
@@ -119,10 +137,18 @@ def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_di
             incremental.append((wall, cpu))
         else:
             drift = _drift(kind, loaded.tasks, state.tasks, chunk)
+        label = "full fit due" if full and deferred else "full fit" if full else number + 1
+        refit = (
+            "touched (fit recorded)" if full and deferred else "all tasks" if full else "touched"
+        )
         print(
-            f"| {'full fit' if full else number + 1} | {'all tasks' if full else 'touched'} | "
+            f"| {label} | {refit} | "
             f"{events.refitted_tasks:,} | {load_wall:.3f} | {update_wall:.3f} | "
             f"{commit_wall:.3f} | {wall:.3f} ({cpu:.3f}) |"
+        )
+    if deferred:
+        drift = _maintenance(
+            kind, project, read, commit, options, rows.slice(history + (runs + 1) * batch, batch)
         )
     walls = np.array([w for w, _ in incremental])
     cpus = np.array([c for _, c in incremental])
@@ -132,6 +158,41 @@ def bench(kind: str, *, history: int, batch: int, runs: int, every: int, lake_di
         f"{cpus.mean():.3f} s CPU; load average {os.getloadavg()[0]:.1f}; blocked {blocked}; "
         f"incremental answers vs the full fit, on tasks the last batch did not touch: {drift}"
     )
+
+
+def _maintenance(
+    kind: str,
+    project: str,
+    read: Callable[[str], bytes | None],
+    commit: Callable[[KindState], None],
+    options: KindLiveOptions,
+    chunk: pl.DataFrame,
+) -> str:
+    """The kind fit job's work on the stored state, a live run folding `chunk` meanwhile;
+    prints its timings and returns how far the adopted fit moved the other tasks' answers."""
+    snapshot, load_wall, _ = timed(lambda: load_kind_state(project, kind, read))
+    fit, fit_wall, fit_cpu = timed(lambda: fit_snapshot(snapshot, options))
+    loaded, live_load, _ = timed(lambda: load_kind_state(project, kind, read))
+    (live, _), live_update, _ = timed(lambda: update_kind(loaded, chunk, None, options))
+    _, live_commit, _ = timed(lambda: commit(live))
+    current, lock_load, _ = timed(lambda: load_kind_state(project, kind, read))
+    adopted, adopt_wall, _ = timed(lambda: adopt_fit(fit, current, options))
+    assert adopted is not None
+    state, events = adopted
+    _, lock_commit, _ = timed(lambda: commit(state))
+    held = lock_load + adopt_wall + lock_commit
+    print(
+        f"| live run during the fit | touched | {chunk.get_column('task_id').n_unique():,} | "
+        f"{live_load:.3f} | {live_update:.3f} | {live_commit:.3f} | "
+        f"{live_load + live_update + live_commit:.3f} |"
+    )
+    print(
+        f"\nmaintenance (live_kind_fit_job): snapshot load {load_wall:.3f} s and full fit "
+        f"{fit_wall:.3f} s wall ({fit_cpu:.3f} s CPU) without the live lock; under the lock "
+        f"{held:.3f} s (load {lock_load:.3f}, adopt {adopt_wall:.3f} with 1 run in between, "
+        f"objects + commit {lock_commit:.3f}); {events.task_requests.height:,} request(s)"
+    )
+    return _drift(kind, current.tasks, state.tasks, chunk)
 
 
 def _drift(kind: str, before: pl.DataFrame, after: pl.DataFrame, chunk: pl.DataFrame) -> str:
@@ -170,6 +231,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--full-fit-every", type=int, default=20)
     parser.add_argument("--lake", type=Path, default=None)
+    parser.add_argument(
+        "--deferred",
+        action="store_true",
+        help="the live asset's setting: full fits left to the maintenance job, timed after",
+    )
     arguments = parser.parse_args()
     kinds = LIVE_KINDS if arguments.kind == "all" else (arguments.kind,)
     with tempfile.TemporaryDirectory() as scratch:
@@ -182,6 +248,7 @@ def main() -> None:
                 runs=arguments.runs,
                 every=max(arguments.full_fit_every, arguments.runs + 2),
                 lake_dir=lake_dir,
+                deferred=arguments.deferred,
             )
 
 

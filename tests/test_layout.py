@@ -80,6 +80,7 @@ JOB_NAMES = {
     "ingest_export_job",
     "kind_curation_job",
     "live_compaction_job",
+    "live_kind_fit_job",
     "live_quality_job",
     "quality_job",
     "raw_job",

@@ -13,7 +13,12 @@ re-base), and when at least `full_fit_every` versions have passed and the judgme
 since the last one reach `full_fit_growth` of what it saw. The growth rule makes the full fits
 geometric in the ledger's size (as a dynamic array doubles): a fit over n judgments comes once
 per `full_fit_growth` · n new ones, so its cost spread over the judgments that triggered it is
-a constant, and a run's amortized cost depends on its batch, not on the history. Per kind:
+a constant, and a run's amortized cost depends on its batch, not on the history. With
+`inline_full_fits` off (the live asset's setting) only the first fit runs inside an update: a
+due one is recorded (`full_fit_due` reads it from `state.json`), and a maintenance run fits a
+snapshot without the live lock (`fit_snapshot`) and adopts it under the lock (`adopt_fit`):
+the tasks the live runs changed since the snapshot are refitted with the new parameters, so
+the result is the full fit at the snapshot followed by those runs. Per kind:
 
 | kind       | model (its aggregation)                 | carried per annotator | touched tasks   |
 |------------|-----------------------------------------|-----------------------|-----------------|
@@ -79,6 +84,7 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -224,6 +230,10 @@ class KindLiveOptions:
 
     `policy` is `policy.RECOMMENDED` (three votes to start, up to thirty); its target is
     replaced by the kind's `KIND_TARGETS` unless `targets` names another.
+    `inline_full_fits`: a due full fit (the growth rule's, or `full_fit=True`) runs inside
+    `update_kind`; off, the update only records it as due (`full_fit_due`) and a maintenance
+    run fits a snapshot off the live path (`fit_snapshot`, `adopt_fit`). The very first fit
+    always runs inline: a state without parameters has no answers.
     """
 
     min_judgments: int = 30
@@ -233,6 +243,7 @@ class KindLiveOptions:
     confidence: float = 0.95
     full_fit_every: int = 20
     full_fit_growth: float = 0.1
+    inline_full_fits: bool = True
     policy: PolicyOptions = RECOMMENDED
     targets: Mapping[str, float] = field(default_factory=lambda: dict(KIND_TARGETS))
 
@@ -260,6 +271,10 @@ class KindState:
     # The active judgments the last full fit saw, and the judgments folded in since.
     fitted_judgments: int = 0
     folded_since_fit: int = 0
+    # A full fit asked for (the daily re-base) and not yet run, and the re-base days to apply
+    # again after it (a fit gives every task its own answer, the re-based ones too).
+    fit_requested: bool = False
+    rebase_after_fit: tuple[str, ...] = ()
     chance_distance: float | None = None
     value_range: tuple[float, float] | None = None
     ledger: pl.DataFrame = field(default_factory=pl.DataFrame)
@@ -457,7 +472,8 @@ def update_kind(
     withdrawn (gold another file, or no file, still gives stays: `ledger.gold_batch`), the
     tasks refitted and their annotators' gold sums recounted; a different gold answer
     replaces the earlier one. `full_fit`: refit every task and the annotator parameters with
-    the kind's aggregation (the daily re-base).
+    the kind's aggregation (the daily re-base); with `options.inline_full_fits` off, only
+    record the request (`fit_requested`).
     """
     options = options or KindLiveOptions()
     now = now or datetime.now(UTC)
@@ -493,15 +509,13 @@ def update_kind(
     mid = replace(
         state, ledger=ledger, gold=stored_gold, pending=segment_rows, value_range=value_range
     )
-    refit_all = (
-        full_fit
-        or state.parameters.height == 0
-        or (
-            version - state.fitted_version >= options.full_fit_every
-            and state.folded_since_fit + incoming.height
-            >= options.full_fit_growth * state.fitted_judgments
-        )
+    due = full_fit or _growth_due(
+        version - state.fitted_version,
+        state.folded_since_fit + incoming.height,
+        state.fitted_judgments,
+        options,
     )
+    refit_all = state.parameters.height == 0 or (due and options.inline_full_fits)
     if refit_all:
         fitted = _fit_everything(mid, options, version)
         # Every task held before or after: one whose votes were all withdrawn counted before.
@@ -521,33 +535,21 @@ def update_kind(
     ).unique()
     if refit_all:
         touched = fitted.annotators.get_column("annotator_id")
-    fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
-    fitted, actions, alerts = _block(fitted, touched, options, version, now)
-    if actions.height:
-        blocked_now = actions.get_column("annotator_id")
-        before_block = fitted
-        flagged_ledger = fitted.ledger.with_columns(
-            flagged=pl.col("flagged") | pl.col("annotator_id").is_in(blocked_now.implode())
-        )
-        their_tasks = (
-            fitted.ledger.filter(pl.col("annotator_id").is_in(blocked_now.implode()))
-            .get_column("task_id")
-            .unique()
-        )
-        fitted = _refit_tasks(replace(fitted, ledger=flagged_ledger), their_tasks, options, version)
-        fitted = _carry(
-            fitted, before=before_block, tasks=their_tasks, ledger_before=before_block.ledger
-        )
+    fitted, actions, alerts, their_tasks = _scored_and_blocked(
+        fitted, touched, options, version, now
+    )
+    if their_tasks.len():
         affected = pl.concat([affected, their_tasks]).unique()
-        again = fitted.ledger.filter(pl.col("task_id").is_in(their_tasks.implode()))
-        touched = pl.concat([touched, again.get_column("annotator_id")]).unique()
-        fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
     requests = _requests_after_change(
         state, fitted, options, now, affected, only_withdrawn, everything=refit_all
     )
     final = replace(fitted, version=version)
     if not refit_all:
-        final = replace(final, folded_since_fit=state.folded_since_fit + incoming.height)
+        final = replace(
+            final,
+            folded_since_fit=state.folded_since_fit + incoming.height,
+            fit_requested=state.fit_requested or full_fit,
+        )
     events = LiveEvents(
         task_requests=requests,
         annotator_actions=actions,
@@ -558,6 +560,38 @@ def update_kind(
         withdrawn_gold=gold_lost.len(),
     )
     return final, events
+
+
+def _growth_due(versions: int, folded: int, fitted: int, options: KindLiveOptions) -> bool:
+    """The growth rule: enough versions since the last full fit, and the judgments folded since
+    reach `full_fit_growth` of what it saw."""
+    return versions >= options.full_fit_every and folded >= options.full_fit_growth * fitted
+
+
+def _scored_and_blocked(
+    state: KindState, touched: pl.Series, options: KindLiveOptions, version: int, now: datetime
+) -> tuple[KindState, pl.DataFrame, list[dict[str, object]], pl.Series]:
+    """The `touched` annotators' scorecards, their blocks, and the blocked annotators' tasks
+    refitted without them (flagged); returns those tasks too (they have new evidence)."""
+    state = replace(state, annotators=_scorecards(state, touched, options))
+    state, actions, alerts = _block(state, touched, options, version, now)
+    if actions.height == 0:
+        return state, actions, alerts, pl.Series("task_id", [], dtype=pl.String)
+    blocked_now = actions.get_column("annotator_id")
+    flagged_ledger = state.ledger.with_columns(
+        flagged=pl.col("flagged") | pl.col("annotator_id").is_in(blocked_now.implode())
+    )
+    their_tasks = (
+        state.ledger.filter(pl.col("annotator_id").is_in(blocked_now.implode()))
+        .get_column("task_id")
+        .unique()
+    )
+    refitted = _refit_tasks(replace(state, ledger=flagged_ledger), their_tasks, options, version)
+    refitted = _carry(refitted, before=state, tasks=their_tasks, ledger_before=state.ledger)
+    again = refitted.ledger.filter(pl.col("task_id").is_in(their_tasks.implode()))
+    touched = pl.concat([touched, again.get_column("annotator_id")]).unique()
+    refitted = replace(refitted, annotators=_scorecards(refitted, touched, options))
+    return refitted, actions, alerts, their_tasks
 
 
 def update_kind_projects(
@@ -713,6 +747,227 @@ def rebase_kind_projects(
             next_states[(project, kind)], event = rebase_kind(state, rows, day, options, now=now)
             events.setdefault((project, kind), []).append(event)
     return next_states, events
+
+
+# The full fit off the live path ---------------------------------------------------------------
+
+
+def full_fit_due(meta: Mapping[str, Any], options: KindLiveOptions) -> bool:
+    """Whether a stored state (its `state.json`, or `fit_counters` of a state) waits for a full
+    fit: one was asked for (`fit_requested`), or the growth rule holds, which is what the run
+    that stored it would have fitted inline on."""
+    if int(meta.get("version", 0)) == 0:
+        return False
+    if meta.get("fit_requested"):
+        return True
+    return _growth_due(
+        int(meta["version"]) - int(meta.get("fitted_version", 0)),
+        int(meta.get("folded_since_fit", 0)),
+        int(meta.get("fitted_judgments", 0)),
+        options,
+    )
+
+
+def fit_counters(state: KindState) -> dict[str, Any]:
+    """The `state.json` fields `full_fit_due` reads."""
+    return {
+        "version": state.version,
+        "fitted_version": state.fitted_version,
+        "fitted_judgments": state.fitted_judgments,
+        "folded_since_fit": state.folded_since_fit,
+        "fit_requested": state.fit_requested,
+    }
+
+
+def due_full_fits(read: Callable[[str], bytes | None], options: KindLiveOptions) -> dict[str, int]:
+    """`project/kind` → stored version, for each kind state (of the kinds index) whose full fit
+    is due; reads only the small `state.json` objects."""
+    due: dict[str, int] = {}
+    for project, kinds in sorted(load_kinds_index(read).items()):
+        for kind in sorted(kinds):
+            raw = read(f"{kind_prefix(project, kind)}/state.json")
+            if raw is None:
+                continue
+            meta = json.loads(raw)
+            if full_fit_due(meta, options):
+                due[f"{project}/{kind}"] = int(meta["version"])
+    return due
+
+
+@dataclass(frozen=True)
+class FittedSnapshot:
+    """A full fit of a stored state (`snapshot`, version v): `fitted` is what `update_kind`
+    with `full_fit=True` and no new judgments makes of it at version v + 1 (every task and the
+    parameters refitted, the carried sums moved, every scorecard, blocks), `actions` / `alerts`
+    its blocks, `their_tasks` the blocked annotators' tasks (refitted without them)."""
+
+    snapshot: KindState
+    fitted: KindState
+    actions: pl.DataFrame
+    alerts: list[dict[str, object]]
+    their_tasks: pl.Series
+
+
+def fit_snapshot(
+    snapshot: KindState, options: KindLiveOptions | None = None, *, now: datetime | None = None
+) -> FittedSnapshot:
+    """The kind's full fit of `snapshot`, built without the live lock (see `adopt_fit`)."""
+    options = options or KindLiveOptions()
+    now = now or datetime.now(UTC)
+    version = snapshot.version + 1
+    fitted = _fit_everything(snapshot, options, version)
+    every_task = snapshot.ledger.get_column("task_id").unique()
+    fitted = _carry(fitted, before=snapshot, tasks=every_task, ledger_before=snapshot.ledger)
+    touched = fitted.annotators.get_column("annotator_id")
+    fitted, actions, alerts, their_tasks = _scored_and_blocked(
+        fitted, touched, options, version, now
+    )
+    return FittedSnapshot(
+        snapshot=snapshot,
+        fitted=replace(fitted, version=version),
+        actions=actions,
+        alerts=alerts,
+        their_tasks=their_tasks,
+    )
+
+
+def adopt_fit(
+    fit: FittedSnapshot,
+    current: KindState,
+    options: KindLiveOptions | None = None,
+    *,
+    daily: Mapping[str, pl.DataFrame] | None = None,
+    now: datetime | None = None,
+) -> tuple[KindState, LiveEvents] | None:
+    """`current` (version w, read under the live lock) with the full fit of its snapshot
+    (version v ≤ w) adopted, at version w + 1; None when another fit was adopted since the
+    snapshot (its parameters are newer: nothing to do).
+
+    w = v: the fit's state as `update_kind(full_fit=True)` makes it. w > v: the live runs
+    folded batches in between with the old parameters; as if the fit had run at v and those
+    batches after it, every task whose rows, flags or gold changed between v and w is refitted
+    with the fit's parameters (`_refit_tasks`) and its carried sums moved from the fit's
+    answer to the new one; the other tasks take the fit's answers. Blocks made between v and
+    w stand (a fit's block of an annotator already blocked is dropped), and the changed tasks'
+    annotators are scored and may be blocked. The ledger is `current`'s: no judgment is added
+    or dropped. Numeric confidences of the changed tasks read the rating scale at w (a live
+    run reads it at its own version).
+
+    Then the re-base days recorded with the request (`rebase_after_fit`, each `daily[day]` this
+    state's rows of that day's `kind_aggregated_labels`) are applied again, so the day's tasks
+    keep the daily answers. Requests: on the blocked annotators' tasks, and on every other task
+    only where the policy's answer differs from `current`'s, so no decision is requested twice.
+    """
+    options = options or KindLiveOptions()
+    now = now or datetime.now(UTC)
+    snapshot, fitted = fit.snapshot, fit.fitted
+    if current.version < snapshot.version or current.fitted_version != snapshot.fitted_version:
+        return None
+    version = current.version + 1
+    actions, alerts, fresh = fit.actions, fit.alerts, fit.their_tasks
+    if current.version == snapshot.version:
+        adopted = fitted
+    else:
+        already = current.annotators.filter(pl.col("blocked")).get_column("annotator_id")
+        kept = [
+            i for i, a in enumerate(actions.get_column("annotator_id")) if a not in set(already)
+        ]
+        actions, alerts = actions[kept], [alerts[i] for i in kept]
+        annotators = _merged_blocks(fitted.annotators, current.annotators)
+        blocked = annotators.filter(pl.col("blocked")).get_column("annotator_id")
+        base = replace(
+            fitted,
+            ledger=current.ledger.with_columns(
+                flagged=pl.col("flagged") | pl.col("annotator_id").is_in(blocked.implode())
+            ),
+            gold=current.gold,
+            pending=current.pending,
+            segments=current.segments,
+            value_range=current.value_range,
+            annotators=annotators,
+            tasks=fitted.tasks.with_columns(version=pl.lit(version, pl.Int64)),
+        )
+        changed = _changed_tasks(fitted, base)
+        adopted = _refit_tasks(base, changed, options, version)
+        adopted = _carry(adopted, before=fitted, tasks=changed, ledger_before=fitted.ledger)
+        mine = pl.col("task_id").is_in(changed.implode())
+        touched = pl.concat(
+            [
+                fitted.ledger.filter(mine).get_column("annotator_id"),
+                adopted.ledger.filter(mine).get_column("annotator_id"),
+            ]
+        ).unique()
+        adopted, more, more_alerts, their_tasks = _scored_and_blocked(
+            adopted, touched, options, version, now
+        )
+        actions = pl.concat([actions, more], how="vertical")
+        alerts = [*alerts, *more_alerts]
+        fresh = pl.concat([fresh, their_tasks]).unique()
+    requested = current.fit_requested and not snapshot.fit_requested
+    adopted = replace(
+        adopted,
+        version=version,
+        fitted_version=version,
+        folded_since_fit=current.folded_since_fit - snapshot.folded_since_fit,
+        fit_requested=requested,
+        rebase_after_fit=current.rebase_after_fit if requested else (),
+    )
+    rebased = 0
+    for day in sorted(set(current.rebase_after_fit)):
+        rows = (daily or {}).get(day)
+        if rows is not None and rows.height:
+            adopted, event = rebase_kind(adopted, rows, day, options, now=now)
+            rebased += event.rebased_tasks
+    empty = pl.Series("task_id", [], dtype=pl.String)
+    requests = _requests_after_change(current, adopted, options, now, fresh, empty, everything=True)
+    events = LiveEvents(
+        task_requests=requests,
+        annotator_actions=actions,
+        alerts=alerts,
+        refitted_tasks=adopted.tasks.height,
+        rebased_tasks=rebased,
+    )
+    return adopted, events
+
+
+def _merged_blocks(fitted: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """The fit's annotators with the blocks made since its snapshot (`current`'s: an earlier
+    decision stands), and the annotators new since then with no carried sums yet."""
+    block = ["blocked", "blocked_reason", "version"]
+    theirs = current.filter(pl.col("blocked")).select("annotator_id", *block)
+    known = fitted.join(theirs, on="annotator_id", how="left", suffix="_now")
+    merged = known.with_columns(
+        [
+            pl.when(pl.col("blocked_now").fill_null(False))
+            .then(pl.col(f"{c}_now"))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c in block
+        ]
+    ).select(list(ANNOTATORS))
+    newcomers = current.join(fitted.select("annotator_id"), on="annotator_id", how="anti")
+    newcomers = newcomers.with_columns([pl.lit(0).cast(ANNOTATORS[c]).alias(c) for c in _CARRIED])
+    return pl.concat([merged, newcomers.select(list(ANNOTATORS))], how="vertical").cast(
+        pl.Schema(ANNOTATORS)
+    )
+
+
+def _changed_tasks(before: KindState, after: KindState) -> pl.Series:
+    """Tasks whose ledger rows (a judgment added, replaced or withdrawn: its version), flags or
+    gold differ between two states."""
+    key = ["task_id", "judgment_id", "version", "flagged"]
+    old, new = before.ledger.select(key), after.ledger.select(key)
+    rows = pl.concat([old.join(new, on=key, how="anti"), new.join(old, on=key, how="anti")])
+    value = pl.struct(list(gold_schema(before.kind))).struct.json_encode()
+    old_gold = before.gold.select("task_id", _key=value)
+    new_gold = after.gold.select("task_id", _key=value)
+    gold = pl.concat(
+        [
+            old_gold.join(new_gold, on="_key", how="anti"),
+            new_gold.join(old_gold, on="_key", how="anti"),
+        ]
+    )
+    return pl.concat([rows.get_column("task_id"), gold.get_column("task_id")]).unique().sort()
 
 
 def merged_events(events: Collection[LiveEvents]) -> LiveEvents:
@@ -892,6 +1147,8 @@ def _fit_everything(state: KindState, options: KindLiveOptions, version: int) ->
         fitted_version=version,
         fitted_judgments=rows.height,
         folded_since_fit=0,
+        fit_requested=False,
+        rebase_after_fit=(),
         chance_distance=_chance_distance(state.kind, rows, labels),
     )
 
@@ -1848,6 +2105,8 @@ def kind_state_objects(
         "fitted_version": state.fitted_version,
         "fitted_judgments": state.fitted_judgments,
         "folded_since_fit": state.folded_since_fit,
+        "fit_requested": state.fit_requested,
+        "rebase_after_fit": list(state.rebase_after_fit),
         "chance_distance": state.chance_distance,
         "value_range": list(state.value_range) if state.value_range else None,
         "ledger": [s.__dict__ for s in segments],
@@ -1906,6 +2165,8 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
         fitted_version=int(meta["fitted_version"]),
         fitted_judgments=int(meta.get("fitted_judgments", 0)),
         folded_since_fit=int(meta.get("folded_since_fit", 0)),
+        fit_requested=bool(meta.get("fit_requested", False)),
+        rebase_after_fit=tuple(meta.get("rebase_after_fit", ())),
         chance_distance=meta.get("chance_distance"),
         value_range=(float(value_range[0]), float(value_range[1])) if value_range else None,
         ledger=ledger,
@@ -1928,8 +2189,14 @@ def kinds_index_object(index: Mapping[str, Collection[str]]) -> dict[str, bytes]
 __all__ = [
     "KINDS_INDEX",
     "LIVE_KINDS",
+    "FittedSnapshot",
     "KindLiveOptions",
     "KindState",
+    "adopt_fit",
+    "due_full_fits",
+    "fit_counters",
+    "fit_snapshot",
+    "full_fit_due",
     "full_fit_labels",
     "kind_file_rows",
     "kind_prefix",

@@ -24,10 +24,13 @@ rows of those kinds into one state per (project, kind) (`loop.live_kinds`, under
 commits them in the same `Lake.commit`, so exactly once holds for them too. A file's record
 names the kinds it held, so an edit that drops a kind still withdraws it. When a day's
 `kind_aggregated_labels` materializes, the sensor names the day in the next run (as for
-`aggregated_labels`): every kind state refits its annotator parameters fully, then each of
-that day's tasks whose votes the daily fit saw exactly takes the daily answer
-(`loop.live_kinds.rebase_kind`), so at the end of a day the live kind labels are the daily
-kind labels too.
+`aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly takes the
+daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind labels are
+the daily kind labels too, and every kind state records a request for a full refit of its
+annotator parameters. The runs never fit a kind state whole but for its first fit: a full fit
+due (that request, or the growth rule of `KindLiveOptions`) is left to `live_kind_fit_job`
+(`assets.live.kind_fits`), which the live sensor launches; it re-applies the recorded re-base
+days after the fit.
 """
 
 from collections.abc import Callable
@@ -145,6 +148,8 @@ class LiveConfig(Config):
             min_gold_score=self.kind_min_gold_score,
             min_consensus_alpha=self.kind_min_consensus_alpha,
             full_fit_every=self.kind_full_fit_every,
+            # A full fit takes seconds over a large ledger: the maintenance job runs it.
+            inline_full_fits=False,
             policy=replace(RECOMMENDED, min_votes=self.min_votes, max_votes=self.max_votes),
         )
 
@@ -391,8 +396,9 @@ class KindUpdate:
 
 def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetime) -> KindUpdate:
     """Fold the export files' non-categorical judgments into their (project, kind) states
-    (`loop.live_kinds`); on a re-base day every kind state refits fully with its aggregation,
-    then the day's kind tasks are re-based on `kind_aggregated_labels`."""
+    (`loop.live_kinds`); on a re-base day the day's kind tasks are re-based on
+    `kind_aggregated_labels`, and every kind state records a full fit request with the days to
+    re-apply after it (`live_kind_fit_job` fits it)."""
     read = _reader(lake)
     index = load_kinds_index(read)
     keys = set(files.kind_resynced)
@@ -421,6 +427,13 @@ def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetim
     states, rebased = rebase_kind_projects(states, daily, config.kind_options(), now=now)
     for key, found in rebased.items():
         events[key] = merged_events([*([events[key]] if key in events else []), *found])
+    if daily:
+        states = {
+            key: replace(state, rebase_after_fit=tuple(sorted({*state.rebase_after_fit, *daily})))
+            if state.fit_requested
+            else state
+            for key, state in states.items()
+        }
     return KindUpdate(states=states, loaded=loaded, events=events, index=index)
 
 

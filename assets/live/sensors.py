@@ -11,7 +11,10 @@ materializations seen; each new one names its day in the next run, which re-base
 tasks (categorical, or of the other kinds) on it.
 
 The same tick launches `live_compaction_job` when a live run left a merge too large for it
-(`loop.live.due_merges`), once per set of due merges (run key) and not while one is on its way.
+(`loop.live.due_merges`), once per set of due merges (run key) and not while one is on its way,
+and `live_kind_fit_job` when a kind state's full fit is due (`loop.live_kinds.due_full_fits`,
+from the kinds index and each state's small `state.json`), once per set of due states and
+their versions, not while one is on its way or running.
 """
 
 import hashlib
@@ -38,6 +41,7 @@ from annotation_pipelines.loop.live import (
     load_files,
     load_stream,
 )
+from annotation_pipelines.loop.live_kinds import KindLiveOptions, due_full_fits
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 from assets.common.cursors import load_cursor
 from assets.live.assets import (
@@ -49,6 +53,7 @@ from assets.live.assets import (
 )
 from assets.live.compaction import CompactionConfig, live_compaction_job, live_projects
 from assets.live.jobs import live_quality_job
+from assets.live.kind_fits import KindFitConfig, live_kind_fit_job
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 from resources.landing import LandingZone
@@ -109,6 +114,45 @@ def compaction_request(
     )
 
 
+def kind_fit_request(
+    context: SensorEvaluationContext, lake: Lake, *, options: KindLiveOptions | None = None
+) -> RunRequest | None:
+    """A `live_kind_fit_job` run for the kind states whose full fit is due, unless one is on
+    its way or running; its run key hashes the due states and their versions, so a tick
+    evaluated twice launches it once (and a failed run is tried again once the state moves)."""
+    options = options or LiveConfig().kind_options()
+    read = lambda key: lake.get(key) if lake.exists(key) else None  # noqa: E731
+    due = due_full_fits(read, options)
+    if not due:
+        return None
+    busy = context.instance.get_runs(
+        RunsFilter(job_name=live_kind_fit_job.name, statuses=[*_WAITING, DagsterRunStatus.STARTED]),
+        limit=1,
+    )
+    if busy:
+        return None
+    key = hashlib.sha256(json.dumps(due, sort_keys=True).encode()).hexdigest()[:32]
+    return RunRequest(
+        run_key=f"live-kind-fit:{key}",
+        job_name=live_kind_fit_job.name,
+        run_config=RunConfig({"fit_kind_states": _fit_config(sorted(due), options)}),
+    )
+
+
+def _fit_config(states: list[str], options: KindLiveOptions) -> KindFitConfig:
+    """The due `states` with the block, cadence and vote settings of `options`."""
+    return KindFitConfig(
+        states=states,
+        min_judgments=options.min_judgments,
+        min_gold=options.min_gold,
+        min_votes=options.policy.min_votes,
+        max_votes=options.policy.max_votes,
+        kind_min_gold_score=options.min_gold_score,
+        kind_min_consensus_alpha=options.min_consensus_alpha,
+        kind_full_fit_every=options.full_fit_every,
+    )
+
+
 def _new_daily_days(
     context: SensorEvaluationContext, cursor: str | None, asset: str = DAILY_LABELS
 ) -> tuple[list[str], str | None]:
@@ -123,12 +167,13 @@ def _new_daily_days(
 
 
 @sensor(
-    jobs=[live_quality_job, live_compaction_job],
+    jobs=[live_quality_job, live_compaction_job, live_kind_fit_job],
     minimum_interval_seconds=LIVE_INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "New judgments in the annotation DB, new export files, or a day's aggregation "
-        "→ a small run updating the live state; a merge too large for it → a compaction run."
+        "→ a small run updating the live state; a merge too large for it → a compaction run; "
+        "a kind state's full fit due → a kind fit run."
     ),
 )
 def live_quality_sensor(
@@ -144,7 +189,11 @@ def live_quality_sensor(
             f"no annotation DB configured ({ANNOTATION_DB_DSN}): the live layer follows its "
             "change stream"
         )
-    maintenance = [r for r in [compaction_request(context, lake)] if r is not None]
+    maintenance = [
+        r
+        for r in [compaction_request(context, lake), kind_fit_request(context, lake)]
+        if r is not None
+    ]
     if _waiting_runs(context) >= MAX_WAITING_RUNS:
         if maintenance:
             return SensorResult(run_requests=maintenance)

@@ -89,6 +89,9 @@ def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monk
                 found[kind] = agreement(state, daily.filter(pl.col("project") == project))
             return found
 
+        def _state(rows: pl.DataFrame, kind: str):
+            return load_kind_state(str(rows["project"][0]), kind, read)
+
         before = figures()
         # The sensor learns of the materialization and names the day for the kinds only.
         tick = _tick(defs, instance, tick.cursor)
@@ -107,7 +110,33 @@ def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monk
         for kind in LIVE_KINDS:
             project = str(days[kind][0]["project"][0])
             assert rebased[f"{project}/{kind}"] == after[kind][0] == TASKS
-        # The cursor moved past the materialization: the next tick re-bases nothing.
+        # The run did not refit the states whole: each records the request and the day, and
+        # the next tick launches the kind fit job for them (no live run: nothing new).
+        states = {kind: _state(days[kind][0], kind) for kind in LIVE_KINDS}
+        for kind, state in states.items():
+            assert state.fit_requested and state.rebase_after_fit == (day,), kind
+            assert state.fitted_version < state.version, kind
+        tick = _tick(defs, instance, tick.cursor)
+        (request,) = tick.run_requests
+        assert request.job_name == "live_kind_fit_job"
+        (fit_run,) = _launch(job, instance, tick)
+        # Every state fitted whole, and the day re-applied after the fit: still the daily
+        # answers; its ledger untouched.
+        for kind in LIVE_KINDS:
+            fitted = _state(days[kind][0], kind)
+            assert fitted.fitted_version == fitted.version - 1, kind  # the re-base day's version
+            assert not fitted.fit_requested and fitted.rebase_after_fit == (), kind
+            assert fitted.ledger.sort("judgment_id").equals(
+                states[kind].ledger.sort("judgment_id")
+            ), kind
+            active = states[kind].ledger.filter(~pl.col("flagged"))
+            assert fitted.fitted_judgments == active.height, kind
+        assert {kind: share for kind, (_, share) in figures().items()} == dict.fromkeys(
+            LIVE_KINDS, 1.0
+        )
+        assert fit_run.success
+        # The cursor moved past the materialization and nothing is due: the next tick asks
+        # for nothing.
         assert not _tick(defs, instance, tick.cursor).run_requests
 
 

@@ -176,3 +176,73 @@ def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp
         numeric = load_kind_state("mixed", "numeric", read)
         assert numeric.ledger.height == 0 and numeric.tasks.height == 0
         assert load_state("mixed", read).ledger.height == 30
+
+
+def test_a_due_kind_fit_is_launched_once_and_adopted_by_the_kind_fit_job(tmp_path, monkeypatch):
+    """States the live runs left with a full fit due (the growth rule): the sensor asks for the
+    kind fit job once per due set, not while one is on its way; the job fits them whole under
+    the live lock, writes its decisions once, and leaves the ledger as it was."""
+    from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context
+
+    from annotation_pipelines.loop.live_kinds import (
+        KindLiveOptions,
+        KindState,
+        due_full_fits,
+        kind_state_objects,
+        kinds_index_object,
+        update_kind,
+    )
+    from assets.definitions import build_definitions
+    from assets.live.sensors import kind_fit_request
+    from resources.lake import LocalLake
+
+    lake = LocalLake(base_path=str(tmp_path / "data" / "lake"))
+    read = lake_reader(tmp_path / "data" / "lake")
+    options = KindLiveOptions(full_fit_every=3, full_fit_growth=0.2, inline_full_fits=False)
+    rows, gold, _ = _synthetic("text", 200)
+    project = str(rows["project"][0])
+    state = KindState(project=project, kind="text")
+    for start in range(0, 500, 100):
+        state, _ = update_kind(state, rows.slice(start, 100), gold, options)
+        writes, deletes = kind_state_objects(state, read)
+        lake.commit({**writes, **kinds_index_object({project: ["text"]})}, deletes=deletes)
+    before = load_kind_state(project, "text", read)
+    assert before.fitted_version == 1 and before.version == 5
+    assert due_full_fits(read, options) == {f"{project}/text": 5}
+    with fresh_database("live_kind_fit") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        instance = DagsterInstance.ephemeral()
+        job = build_definitions(profile="local").resolve_job_def("live_kind_fit_job")
+        with build_sensor_context(instance=instance) as context:
+            request = kind_fit_request(context, lake, options=options)
+            again = kind_fit_request(context, lake, options=options)
+        assert request is not None and request.job_name == "live_kind_fit_job"
+        assert again is not None and again.run_key == request.run_key
+        config = {**request.run_config, **QUIET}
+        # One on its way: no second request.
+        queued = instance.create_run_for_job(
+            job_def=job, run_config=config, status=DagsterRunStatus.NOT_STARTED
+        )
+        with build_sensor_context(instance=instance) as context:
+            assert kind_fit_request(context, lake, options=options) is None
+        instance.delete_run(queued.run_id)
+        assert job.execute_in_process(instance=instance, run_config=config).success
+        with build_sensor_context(instance=instance) as context:
+            assert kind_fit_request(context, lake, options=options) is None
+        requests = _rows(dsn, "task_requests")
+        # A second run finds nothing due and writes nothing.
+        assert job.execute_in_process(instance=instance, run_config=config).success
+        assert _rows(dsn, "task_requests") == requests
+    after = load_kind_state(project, "text", read)
+    assert due_full_fits(read, options) == {}
+    assert after.version == 6 and after.fitted_version == 6 and after.folded_since_fit == 0
+    assert after.fitted_judgments == int((~before.ledger["flagged"]).sum())
+    assert after.ledger.sort("judgment_id").equals(before.ledger.sort("judgment_id"))
+    assert set(after.tasks["task_id"]) >= set(before.ledger.filter(~pl.col("flagged"))["task_id"])
+    listed = json.loads(
+        (tmp_path / "data" / "lake" / f"live/{project}/kinds/text/requests.json").read_text()
+    )
+    assert {item["id"] for item in listed} <= set(after.tasks["task_id"])

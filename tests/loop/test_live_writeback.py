@@ -120,11 +120,15 @@ def _tick(defs, instance, cursor: str | None = None):
 
 
 def _launch(job, instance, tick) -> list:
-    """Run what the sensor asked for, as the daemon would (its run config, in process)."""
+    """Run what the sensor asked for, as the daemon would (its run config, in process): the
+    live runs with `job`, a maintenance run with its own job."""
     results = []
     for request in tick.run_requests or []:
         config = {**request.run_config, **QUIET}
-        results.append(job.execute_in_process(instance=instance, run_config=config))
+        chosen = job
+        if request.job_name not in (None, job.name):
+            chosen = build_definitions(profile="local").resolve_job_def(request.job_name)
+        results.append(chosen.execute_in_process(instance=instance, run_config=config))
         assert results[-1].success
     return results
 

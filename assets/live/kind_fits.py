@@ -1,0 +1,183 @@
+"""`live_kind_fit_job`: the non-categorical kinds' full fits, off the live runs' path.
+
+A kind state (`loop.live_kinds`) refits only its touched tasks in a live run, with annotator
+parameters carried from the last full fit of the kind's aggregation; the full fit itself (every
+task, every parameter: seconds over a hundred thousand judgments) is due after enough growth
+or when a re-base day asks for it, and the live runs only record that (`full_fit_due` reads it
+from the state's small `state.json`). The live sensor launches this job for the due states.
+
+For each one the job reads a snapshot of the state (version v) without the live lock and fits
+it (`fit_snapshot`), then under the annotation DB's advisory lock that serializes the live runs
+reads the state as it is now (version w ≥ v) and adopts the fit (`adopt_fit`): at w = v the
+fitted state as a live run's full fit makes it; at w > v the fit's parameters, the tasks the
+runs in between changed refitted with them. Its requests and blocks go to the annotation DB and
+its alerts to the lake as a live run writes them (the DB first, then one `Lake.commit` of the
+state objects and the Label Studio request list), so a request is written once per decision
+and a job killed before its commit leaves the state as it was, still due. The ledger is the
+current state's, untouched: no judgment is added, dropped or repeated whatever the live runs
+did meanwhile. A state whose parameters another fit replaced since the snapshot is left alone.
+
+The snapshot is read optimistically: `state.json` before and after the frames and segments,
+no commit in flight at the end (a commit moves `state.json` last); a read that overlapped a
+commit is retried, and after a few the snapshot is read under the lock.
+"""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import polars as pl
+from dagster import Config, OpExecutionContext, job, op
+from pydantic import Field
+
+from annotation_pipelines.loop.live_kinds import (
+    KindLiveOptions,
+    KindState,
+    adopt_fit,
+    fit_counters,
+    fit_snapshot,
+    full_fit_due,
+    kind_prefix,
+    load_kind_state,
+    load_kinds_index,
+)
+from annotation_pipelines.loop.policy import RECOMMENDED
+from assets.common.alerts import record_alert
+from assets.live.assets import KIND_DAILY_LABELS, KindUpdate, LiveConfig
+from resources.annotation_db import AnnotationDatabase
+from resources.lake import Lake
+
+# A full fit takes seconds to a minute over the largest states; one running longer is stuck.
+KIND_FIT_MAX_RUNTIME_SECONDS = 1800
+# Optimistic snapshot reads before reading under the lock.
+SNAPSHOT_ATTEMPTS = 3
+
+
+class KindFitConfig(Config):
+    """Set by the live sensor; the block and policy settings are the live runs' (`LiveConfig`'s
+    defaults, which the sensor's live runs use)."""
+
+    states: list[str] = Field(
+        default_factory=list,
+        description="`project/kind` states with a full fit due (empty: every due state).",
+    )
+    min_judgments: int = 30
+    min_gold: int = 10
+    min_votes: int = RECOMMENDED.min_votes
+    max_votes: int = RECOMMENDED.max_votes
+    kind_min_gold_score: float = KindLiveOptions.min_gold_score
+    kind_min_consensus_alpha: float = KindLiveOptions.min_consensus_alpha
+    kind_full_fit_every: int = KindLiveOptions.full_fit_every
+
+    def kind_options(self) -> KindLiveOptions:
+        return LiveConfig(
+            min_judgments=self.min_judgments,
+            min_gold=self.min_gold,
+            min_votes=self.min_votes,
+            max_votes=self.max_votes,
+            kind_min_gold_score=self.kind_min_gold_score,
+            kind_min_consensus_alpha=self.kind_min_consensus_alpha,
+            kind_full_fit_every=self.kind_full_fit_every,
+        ).kind_options()
+
+
+def _reader(lake: Lake) -> Callable[[str], bytes | None]:
+    return lambda key: lake.get(key) if lake.exists(key) else None
+
+
+def read_snapshot(
+    lake: Lake, annotation_db: AnnotationDatabase, project: str, kind: str
+) -> KindState:
+    """The stored state as one committed version, read without the live lock if it can be."""
+    read = _reader(lake)
+    meta = f"{kind_prefix(project, kind)}/state.json"
+    for _ in range(SNAPSHOT_ATTEMPTS):
+        before = read(meta)
+        try:
+            state = load_kind_state(project, kind, read)
+        except FileNotFoundError:  # a segment merged away while it was read
+            continue
+        if read(meta) == before and not lake.pending_commits():
+            return state
+    with annotation_db.live_lock():
+        lake.recover()
+        return load_kind_state(project, kind, read)
+
+
+def _daily_rows(lake: Lake, state: KindState) -> dict[str, pl.DataFrame]:
+    """This state's rows of `kind_aggregated_labels` for each day it re-applies after a fit."""
+    found = {}
+    for day in sorted(set(state.rebase_after_fit)):
+        if lake.has_table(KIND_DAILY_LABELS, day=day):
+            rows = lake.read_table(KIND_DAILY_LABELS, day=day)
+            found[day] = rows.filter(
+                (pl.col("project") == state.project) & (pl.col("kind") == state.kind)
+            )
+    return found
+
+
+@op(
+    description=(
+        "Run the full fits the live runs left due for the non-categorical kind states, each "
+        "on a snapshot without the live lock, adopted under it."
+    )
+)
+def fit_kind_states(
+    context: OpExecutionContext,
+    config: KindFitConfig,
+    lake: Lake,
+    annotation_db: AnnotationDatabase,
+) -> None:
+    options = config.kind_options()
+    read = _reader(lake)
+    chosen = config.states or [
+        f"{project}/{kind}"
+        for project, kinds in sorted(load_kinds_index(read).items())
+        for kind in sorted(kinds)
+    ]
+    for key in chosen:
+        project, _, kind = key.partition("/")
+        snapshot = read_snapshot(lake, annotation_db, project, kind)
+        if not full_fit_due(fit_counters(snapshot), options):
+            context.log.info(f"{key}: no full fit due at version {snapshot.version}")
+            continue
+        started = datetime.now(UTC)
+        fit = fit_snapshot(snapshot, options, now=started)
+        fitted_at = datetime.now(UTC)
+        with annotation_db.live_lock():
+            lake.recover()
+            now = datetime.now(UTC)
+            current = load_kind_state(project, kind, read)
+            adopted = adopt_fit(fit, current, options, daily=_daily_rows(lake, current), now=now)
+            if adopted is None:
+                context.log.info(f"{key}: another fit was adopted since version {snapshot.version}")
+                continue
+            state, events = adopted
+            written = annotation_db.write_requests(
+                task_requests=events.task_requests, annotator_actions=events.annotator_actions
+            )
+            record_alert(lake, events.alerts, log=context.log)
+            update = KindUpdate(
+                states={(project, kind): state},
+                loaded={(project, kind): current.version},
+                events={(project, kind): events},
+                index=load_kinds_index(read),
+            )
+            writes, deletes = update.objects(read, options, now)
+            lake.commit(writes, deletes=deletes)
+        held = (datetime.now(UTC) - now).total_seconds()
+        context.log.info(
+            f"{key}: full fit of version {snapshot.version} "
+            f"({fit.fitted.fitted_judgments:,} judgments, {state.tasks.height:,} tasks) in "
+            f"{(fitted_at - started).total_seconds():.1f} s, adopted at version "
+            f"{state.version} ({current.version - snapshot.version} run(s) in between) holding "
+            f"the live lock {held:.2f} s; {written['task_requests']} request(s), "
+            f"{written['annotator_actions']} block(s)"
+        )
+
+
+@job(
+    description="Fit the non-categorical kind states whole, off the live runs' path.",
+    tags={"dagster/max_runtime": str(KIND_FIT_MAX_RUNTIME_SECONDS)},
+)
+def live_kind_fit_job() -> None:
+    fit_kind_states()
