@@ -249,10 +249,14 @@ def _choose_shrinkage_and_temperature(
         task_scores = np.bincount(tasks, weights=scores[column], minlength=encoded.n_tasks)
         per_task.append(task_scores[sampled])
     best = per_task[_largest_near_best(totals)]
+    # On two tasks, one of them tied, the mean difference is minus its standard error exactly,
+    # and the last bits of the sums (row order) would decide: a relative 1e-9 of slack, as in
+    # `_largest_near_best`, makes the tie hold whatever the order.
+    tolerance = 1e-9 * max(float(np.abs(best).sum()), 1.0)
     row = len(strengths) - 1
     while row > 0:
         difference = per_task[row] - best
-        if difference.mean() >= -_standard_error(difference):
+        if difference.mean() >= -_standard_error(difference) - tolerance:
             break
         row -= 1
     return float(strengths[row]), temperatures[row]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from annotation_pipelines.aggregation import CATEGORICAL_METHODS, aggregate, fit
@@ -104,6 +104,9 @@ def _same(left: dict, right: dict, full: pl.DataFrame) -> None:
 @pytest.mark.parametrize("method", CATEGORICAL_METHODS)
 @settings(max_examples=25, deadline=None)
 @given(rows=judgment_sets, seed=st.integers(0, 2**16))
+# Two tasks with two votes, one a repeated judgment: the calibration's one-standard-error rule
+# sits on an exact tie there, which the row order used to break.
+@example(rows=[(0, 0, "c"), (2, 3, "a"), (0, 0, "c"), (1, 1, "b"), (1, 2, "b")], seed=0)
 def test_row_permutation_changes_nothing(method: str, rows: list, seed: int) -> None:
     frame = _frame(rows)
     shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
