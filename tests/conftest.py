@@ -11,8 +11,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 NO_SKIPS = os.environ.get("ANNOTATION_PIPELINES_NO_SKIPS") == "1"
+# Property tests draw the same examples on every machine and run, so `make test` and CI give
+# one verdict for one commit; `HYPOTHESIS_PROFILE=explore` draws new ones to hunt for cases
+# (a case found that way is pinned with `@example`).
+settings.register_profile("reproducible", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 # Daily partitions are defined when the code location is imported; the tests' synthetic days
 # and telemetry histories reach back to October 2026, so the suite pins where partitions start.
 os.environ.setdefault("ANNOTATION_PIPELINES_START_DATE", "2026-09-01")
