@@ -99,9 +99,12 @@ def make_lake(root: Path) -> Iterator[tuple[object, object, Path]]:
             .execute_in_process(instance=instance, run_config=QUIET)
             .success
         )
-        write_compute_landing(data / "landing", end=date(2026, 11, 17), days=14, seed=17)
+        # A week of telemetry: the API serves whatever forecast the lake holds, and a week is
+        # room for the one backtest origin below (96 hours of fit before it, 24 after), each
+        # day one more Dagster run.
+        write_compute_landing(data / "landing", end=date(2026, 11, 17), days=7, seed=17)
         history = defs.resolve_job_def("compute_usage_job")
-        for offset in range(14):
+        for offset in range(7):
             day = date.fromordinal(date(2026, 11, 17).toordinal() - offset).isoformat()
             history.execute_in_process(partition_key=day, instance=instance, run_config=QUIET)
         forecasts = defs.resolve_job_def("forecast_job").execute_in_process(

@@ -254,16 +254,19 @@ def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
     from resources.lake import LakeIOManager, LocalLake
 
     lake = LocalLake(base_path=str(tmp_path / "lake"))
-    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=21, step_minutes=30, seed=5)
+    # Fourteen days, the least `history_days` accepts: still room for the five origins below
+    # (each needs fit_length = 96 hours before it and a 24-hour horizon after), and every model
+    # fit is a third shorter than on 21 days.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=14, step_minutes=30, seed=5)
     for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
         lake.write_table("compute_usage", frame, day=day.isoformat())
-    # Five backtest origins (not the 15 that fit): the last one held out, calibrated on the
-    # four before it (CALIBRATION_WINDOWS), at a third less CPU.
+    # Five backtest origins (not all that fit), the fewest a calibrated rule needs: the last
+    # one held out, calibrated on the four before it (CALIBRATION_WINDOWS).
     result = materialize(
         [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
         resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
         run_config={"ops": {"compute_capacity_forecast": {"config": {"horizon": 24,
-                                                                     "history_days": 21,
+                                                                     "history_days": 14,
                                                                      "backtest_windows": 5}}}},
     )  # fmt: skip
     assert result.success
