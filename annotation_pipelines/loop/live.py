@@ -1084,18 +1084,31 @@ def _spammer_scores(counts: np.ndarray) -> np.ndarray:
     return np.where(classes >= 2, np.clip(score, 0.0, 1.0), np.nan)
 
 
+def gold_rule(
+    *, label: str, score: str, upper: str, floor: float, min_gold: int, confidence: float
+) -> BlockRule:
+    """Block on gold: at least `min_gold` gold answers and the `score` column's `upper`
+    Wilson bound below `floor`."""
+    return BlockRule(
+        holds=(pl.col("n_gold") >= min_gold) & (pl.col(upper) < floor),
+        reason=lambda card: (
+            f"{label} {card[score]:.3f} on {card['n_gold']} gold "
+            f"(upper {confidence:g} bound {card[upper]:.3f}) < {floor:g}"
+        ),
+    )
+
+
 def _block_rules(options: LiveOptions) -> list[BlockRule]:
     """Gold accuracy confidently below `min_gold_accuracy`; or a spammer score above
     `max_spammer_score` with agreement confidently below `min_agreement`."""
     return [
-        BlockRule(
-            holds=(pl.col("n_gold") >= options.min_gold)
-            & (pl.col("gold_accuracy_upper") < options.min_gold_accuracy),
-            reason=lambda card: (
-                f"gold accuracy {card['gold_accuracy']:.3f} on {card['n_gold']} gold "
-                f"(upper {options.confidence:g} bound {card['gold_accuracy_upper']:.3f}) "
-                f"< {options.min_gold_accuracy:g}"
-            ),
+        gold_rule(
+            label="gold accuracy",
+            score="gold_accuracy",
+            upper="gold_accuracy_upper",
+            floor=options.min_gold_accuracy,
+            min_gold=options.min_gold,
+            confidence=options.confidence,
         ),
         BlockRule(
             holds=(pl.col("spammer_score") > options.max_spammer_score)

@@ -113,6 +113,7 @@ from annotation_pipelines.loop.live import (
     apply_blocks,
     blocks_due,
     decision_id,
+    gold_rule,
     no_events,
     state_prefix,
 )
@@ -1900,14 +1901,13 @@ def _block_rules(kind: str, options: KindLiveOptions) -> list[BlockRule]:
     """The kind's gold score confidently below `min_gold_score`; or chance-corrected agreement
     with the consensus confidently below `min_consensus_alpha`."""
     return [
-        BlockRule(
-            holds=(pl.col("n_gold") >= options.min_gold)
-            & (pl.col("gold_score_upper") < options.min_gold_score),
-            reason=lambda card: (
-                f"{kind} gold score {card['gold_score']:.3f} on {card['n_gold']} gold "
-                f"(upper {options.confidence:g} bound {card['gold_score_upper']:.3f}) "
-                f"< {options.min_gold_score:g}"
-            ),
+        gold_rule(
+            label=f"{kind} gold score",
+            score="gold_score",
+            upper="gold_score_upper",
+            floor=options.min_gold_score,
+            min_gold=options.min_gold,
+            confidence=options.confidence,
         ),
         BlockRule(
             holds=pl.col("consensus_alpha_upper") < options.min_consensus_alpha,
