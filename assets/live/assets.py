@@ -109,35 +109,20 @@ _JUDGMENT_COLUMNS = (
 LIVE_GROUP = "live"
 
 
-class LiveConfig(Config):
-    """Set by the sensor; the thresholds are the project lead's (see `LiveOptions`)."""
+class KindThresholds(Config):
+    """The block and policy settings the non-categorical kinds read, shared by the live runs
+    (`LiveConfig`) and the kinds' full-fit runs (`kind_fits.KindFitConfig`)."""
 
-    until: str | None = Field(
-        default=None, description="Window end the sensor saw (the run reads at least to it)."
-    )
     min_judgments: int = 30
     min_gold: int = 10
-    min_gold_accuracy: float = 0.6
-    max_spammer_score: float = 0.8
-    min_agreement: float = 0.6
     # The policy defaults are `policy.RECOMMENDED`, as in the replay.
     min_votes: int = RECOMMENDED.min_votes
     max_votes: int = RECOMMENDED.max_votes
-    target_confidence: float = RECOMMENDED.target_confidence
     # The other kinds' block floors (the daily kind scorecards' defaults) and how many
     # versions a kind state carries its annotator parameters before a full refit.
     kind_min_gold_score: float = KindLiveOptions.min_gold_score
     kind_min_consensus_alpha: float = KindLiveOptions.min_consensus_alpha
     kind_full_fit_every: int = KindLiveOptions.full_fit_every
-    rebase_days: list[str] = Field(
-        default_factory=list,
-        description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
-    )
-    kind_rebase_days: list[str] = Field(
-        default_factory=list,
-        description="Days whose kind_aggregated_labels just materialized: re-base their kind "
-        "tasks on it.",
-    )
 
     def kind_options(self) -> KindLiveOptions:
         """The same block and policy settings for the other kinds; each kind's target is its
@@ -152,6 +137,27 @@ class LiveConfig(Config):
             inline_full_fits=False,
             policy=replace(RECOMMENDED, min_votes=self.min_votes, max_votes=self.max_votes),
         )
+
+
+class LiveConfig(KindThresholds):
+    """Set by the sensor; the thresholds are the project lead's (see `LiveOptions`)."""
+
+    until: str | None = Field(
+        default=None, description="Window end the sensor saw (the run reads at least to it)."
+    )
+    min_gold_accuracy: float = 0.6
+    max_spammer_score: float = 0.8
+    min_agreement: float = 0.6
+    target_confidence: float = RECOMMENDED.target_confidence
+    rebase_days: list[str] = Field(
+        default_factory=list,
+        description="Days whose aggregated_labels just materialized: re-base their tasks on it.",
+    )
+    kind_rebase_days: list[str] = Field(
+        default_factory=list,
+        description="Days whose kind_aggregated_labels just materialized: re-base their kind "
+        "tasks on it.",
+    )
 
     def options(self) -> LiveOptions:
         return LiveOptions(

@@ -26,11 +26,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import polars as pl
-from dagster import Config, OpExecutionContext, job, op
+from dagster import OpExecutionContext, job, op
 from pydantic import Field
 
 from annotation_pipelines.loop.live_kinds import (
-    KindLiveOptions,
     KindState,
     adopt_fit,
     fit_counters,
@@ -40,9 +39,8 @@ from annotation_pipelines.loop.live_kinds import (
     load_kind_state,
     load_kinds_index,
 )
-from annotation_pipelines.loop.policy import RECOMMENDED
 from assets.common.alerts import record_alert
-from assets.live.assets import KIND_DAILY_LABELS, KindUpdate, LiveConfig
+from assets.live.assets import KIND_DAILY_LABELS, KindThresholds, KindUpdate
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 
@@ -52,32 +50,13 @@ KIND_FIT_MAX_RUNTIME_SECONDS = 1800
 SNAPSHOT_ATTEMPTS = 3
 
 
-class KindFitConfig(Config):
-    """Set by the live sensor; the block and policy settings are the live runs' (`LiveConfig`'s
-    defaults, which the sensor's live runs use)."""
+class KindFitConfig(KindThresholds):
+    """Set by the live sensor; the block and policy settings are the live runs'."""
 
     states: list[str] = Field(
         default_factory=list,
         description="`project/kind` states with a full fit due (empty: every due state).",
     )
-    min_judgments: int = 30
-    min_gold: int = 10
-    min_votes: int = RECOMMENDED.min_votes
-    max_votes: int = RECOMMENDED.max_votes
-    kind_min_gold_score: float = KindLiveOptions.min_gold_score
-    kind_min_consensus_alpha: float = KindLiveOptions.min_consensus_alpha
-    kind_full_fit_every: int = KindLiveOptions.full_fit_every
-
-    def kind_options(self) -> KindLiveOptions:
-        return LiveConfig(
-            min_judgments=self.min_judgments,
-            min_gold=self.min_gold,
-            min_votes=self.min_votes,
-            max_votes=self.max_votes,
-            kind_min_gold_score=self.kind_min_gold_score,
-            kind_min_consensus_alpha=self.kind_min_consensus_alpha,
-            kind_full_fit_every=self.kind_full_fit_every,
-        ).kind_options()
 
 
 def _reader(lake: Lake) -> Callable[[str], bytes | None]:
