@@ -217,14 +217,23 @@ def gold_batch(gold: pl.DataFrame, key: pl.Expr) -> pl.DataFrame:
     )
 
 
-def merged_gold_sources(known: pl.Expr, new: pl.Expr) -> pl.Expr:
-    """The sources of an unchanged gold answer given again: null (the DB's) when either is,
-    else both files lists."""
-    return (
-        pl.when(known.is_null() | new.is_null())
+def gold_changes(batch: pl.DataFrame, known: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the rows of a batch's gold (`gold_batch`) that change the stored gold; those of them
+    with a new answer). `known` is the stored gold: `task_id`, `_known_key` (its answer, as
+    `_key`) and `_known` (its sources). The same answer given again changes only its sources,
+    when it adds a file (both files lists) or the DB (null: the DB's)."""
+    joined = batch.join(known, on="task_id", how="left", maintain_order="left")
+    same = (pl.col("_known_key") == pl.col("_key")).fill_null(False)
+    merged = (
+        pl.when(pl.col("_known").is_null() | pl.col("gold_sources").is_null())
         .then(pl.lit(None, GOLD_SOURCES))
-        .otherwise(known.list.concat(new).list.unique().list.sort())
+        .otherwise(pl.col("_known").list.concat(pl.col("gold_sources")).list.unique().list.sort())
     )
+    joined = joined.with_columns(
+        gold_sources=pl.when(same).then(merged).otherwise(pl.col("gold_sources"))
+    )
+    changed = joined.filter(~same | ~pl.col("gold_sources").eq_missing(pl.col("_known")))
+    return changed, changed.filter(~same)
 
 
 def gold_withdrawn(
@@ -266,10 +275,10 @@ __all__ = [
     "appended",
     "check_project",
     "gold_batch",
+    "gold_changes",
     "gold_withdrawn",
     "group_ending",
     "level",
-    "merged_gold_sources",
     "merged_rows",
     "newest_versions",
     "parquet",

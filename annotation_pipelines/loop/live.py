@@ -644,21 +644,11 @@ def _new_gold(tasks: pl.DataFrame, batch: pl.DataFrame) -> tuple[pl.DataFrame, p
     if batch.height == 0:
         empty = pl.DataFrame(schema=schema)
         return empty, empty
-    known = tasks.select("task_id", _gold="gold", _known="gold_sources").drop_nulls("_gold")
-    joined = batch.join(known, on="task_id", how="left", maintain_order="left")
-    same = pl.col("_gold") == pl.col("label")
-    sources = (
-        pl.when(same)
-        .then(lake_ledger.merged_gold_sources(pl.col("_known"), pl.col("gold_sources")))
-        .otherwise(pl.col("gold_sources"))
+    known = tasks.select("task_id", _known_key="gold", _known="gold_sources").drop_nulls(
+        "_known_key"
     )
-    joined = joined.with_columns(gold_sources=sources)
-    changed = joined.filter(
-        ~same.fill_null(False) | ~pl.col("gold_sources").eq_missing(pl.col("_known"))
-    )
-    rows = changed.select(list(schema))
-    relabelled = changed.filter(~same.fill_null(False)).select(list(schema))
-    return rows, relabelled
+    changed, relabelled = lake_ledger.gold_changes(batch, known)
+    return changed.select(list(schema)), relabelled.select(list(schema))
 
 
 def _without_withdrawn_gold(

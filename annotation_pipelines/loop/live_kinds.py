@@ -410,28 +410,16 @@ def _gold_batch(state: KindState, gold: pl.DataFrame | None) -> pl.DataFrame:
     return batch.select(list(schema))
 
 
-def _new_gold(gold: pl.DataFrame, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _new_gold(
+    kind: str, gold: pl.DataFrame, batch: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the batch's gold rows that change the stored `gold`, in its schema; those of them with
-    a new answer). The same answer given again changes only its sources, when it adds a file
-    or the DB."""
-    schema = list(gold.columns)
+    a new answer): `ledger.gold_changes`."""
     if batch.height == 0:
         return gold.head(0), gold.head(0)
-    known = gold.select("task_id", _known_key=_gold_key_of(gold), _known="gold_sources")
-    joined = batch.join(known, on="task_id", how="left", maintain_order="left")
-    same = (pl.col("_known_key") == pl.col("_key")).fill_null(False)
-    joined = joined.with_columns(
-        gold_sources=pl.when(same)
-        .then(lake_ledger.merged_gold_sources(pl.col("_known"), pl.col("gold_sources")))
-        .otherwise(pl.col("gold_sources"))
-    )
-    changed = joined.filter(~same | ~pl.col("gold_sources").eq_missing(pl.col("_known")))
-    return changed.select(schema), changed.filter(~same).select(schema)
-
-
-def _gold_key_of(gold: pl.DataFrame) -> pl.Expr:
-    values = [c for c in gold.columns if c not in ("task_id", "gold_sources")]
-    return pl.struct(values).struct.json_encode()
+    known = gold.select("task_id", _known_key=_gold_key(kind), _known="gold_sources")
+    changed, relabelled = lake_ledger.gold_changes(batch, known)
+    return changed.select(gold.columns), relabelled.select(gold.columns)
 
 
 def _without_withdrawn_gold(
@@ -482,7 +470,7 @@ def update_kind(
     withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
     batch_gold = _gold_batch(state, gold)
     kept_gold, gold_lost = _without_withdrawn_gold(state.gold, batch_gold, resynced)
-    gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
+    gold_rows, relabelled = _new_gold(state.kind, kept_gold, batch_gold)
     if (
         incoming.height == 0
         and gold_rows.height == 0
@@ -959,13 +947,13 @@ def _changed_tasks(before: KindState, after: KindState) -> pl.Series:
     key = ["task_id", "judgment_id", "version", "flagged"]
     old, new = before.ledger.select(key), after.ledger.select(key)
     rows = pl.concat([old.join(new, on=key, how="anti"), new.join(old, on=key, how="anti")])
-    value = pl.struct(list(gold_schema(before.kind))).struct.json_encode()
+    value = _gold_key(before.kind)
     old_gold = before.gold.select("task_id", _key=value)
     new_gold = after.gold.select("task_id", _key=value)
     gold = pl.concat(
         [
-            old_gold.join(new_gold, on="_key", how="anti"),
-            new_gold.join(old_gold, on="_key", how="anti"),
+            old_gold.join(new_gold, on=["task_id", "_key"], how="anti"),
+            new_gold.join(old_gold, on=["task_id", "_key"], how="anti"),
         ]
     )
     return pl.concat([rows.get_column("task_id"), gold.get_column("task_id")]).unique().sort()
