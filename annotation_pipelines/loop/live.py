@@ -369,20 +369,19 @@ def update(
     withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
     batch_gold = _gold_batch(gold)
     version = state.version + 1
-    kept_gold, gold_lost = _without_withdrawn_gold(state.tasks, batch_gold, resynced, version)
+    # Labels first (padding posteriors leaves the gold alone): a gold answer of the batch that
+    # is no label yet is a new answer, since every earlier gold answer became a label.
+    padded = _with_labels(state, incoming, batch_gold)
+    kept_gold, gold_lost = _without_withdrawn_gold(padded.tasks, batch_gold, resynced, version)
     gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
     if (
         incoming.height == 0
         and gold_rows.height == 0
         and withdrawn.height == 0
-        and kept_gold is state.tasks
+        and kept_gold is padded.tasks
     ):
         empty = no_events()
         return replace(state, watermark=watermark or state.watermark), empty
-    # Every gold answer of the batch but the new ones is a label the state has already.
-    padded = _with_labels(state, incoming, relabelled)
-    if padded.tasks is not state.tasks:
-        kept_gold, _ = _without_withdrawn_gold(padded.tasks, batch_gold, resynced, version)
     state = padded
     old_ledger = state.ledger
     added = _ledger_rows(state, incoming, version)
