@@ -1533,66 +1533,51 @@ def _pairwise_parameters(rows: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFram
 
 
 def _soft_counts(frame: pl.DataFrame, *, n_classes: int) -> pl.DataFrame:
-    """`_confusion_parameters` with each judgment's truth a distribution (`_p0`..): per
+    """The M-step's statistics with each judgment's truth a distribution (`_p0`..): per
     annotator (and `class`) the K×K sums Σ P(truth = t) at [answer, t], and null-annotator rows
-    with Σ over tasks of P(truth = t).
+    (per `class`) with Σ over tasks of P(truth = t), the prior.
 
     Summed in key order with `np.bincount`: Polars' multi-threaded group sums add in an order
     that changes from run to run, so the same state would be written with different last digits.
     """
-    keys = [c for c in ("annotator_id", "class") if c in frame.columns]
+    keys: list[str] = [c for c in ("annotator_id", "class") if c in frame.columns]
     shares = [f"_p{t}" for t in range(n_classes)]
+    answer = frame.get_column("answer").to_numpy()
+    weights = frame.select(
+        [
+            pl.Series(f"_c{a}_{t}", np.where(answer == a, frame.get_column(p).to_numpy(), 0.0))
+            for a in range(n_classes)
+            for t, p in enumerate(shares)
+        ]
+    )
+    cells = pl.concat([frame, weights], how="horizontal")
+    counts = _sums_in_key_order(cells, keys, weights.columns)
+    prior_keys: list[str] = [c for c in keys if c != "annotator_id"] or ["_all"]
+    per_task = frame.with_columns(_all=pl.lit(0)).unique([*prior_keys, "task_id"], keep="first")
+    prior = _sums_in_key_order(per_task, prior_keys, shares).with_columns(
+        annotator_id=pl.lit(None, pl.String)
+    )
+    return pl.concat([counts, prior.select(*keys, "confusion")], how="vertical_relaxed")
+
+
+def _sums_in_key_order(frame: pl.DataFrame, keys: list[str], columns: list[str]) -> pl.DataFrame:
+    """`keys` and `confusion` (the list of each of `columns`' sums) per distinct `keys`, the
+    rows added in (`keys`, `task_id`) order."""
     ordered = frame.sort([*keys, "task_id"])
     group = ordered.select(pl.struct(keys).rle_id()).to_series().to_numpy()
     n_groups = int(group[-1]) + 1 if group.size else 0
-    answer = ordered.get_column("answer").to_numpy()
-    probability = ordered.select(shares).to_numpy()
-    cells = np.stack(
-        [
-            np.bincount(
-                group, weights=np.where(answer == a, probability[:, t], 0.0), minlength=n_groups
-            )
-            for a in range(n_classes)
-            for t in range(n_classes)
-        ],
-        axis=1,
-    )
-    counts = (
-        ordered.select(keys)
-        .unique(maintain_order=True)
-        .with_columns(confusion=pl.Series(cells.tolist(), dtype=pl.List(pl.Float64)))
-    )
-    prior_keys = [c for c in keys if c != "annotator_id"]
-    per_task = ordered.unique([*prior_keys, "task_id"], keep="first").sort([*prior_keys, "task_id"])
-    if prior_keys:
-        task_group = per_task.select(pl.struct(prior_keys).rle_id()).to_series().to_numpy()
-        groups = per_task.select(prior_keys).unique(maintain_order=True)
-    else:
-        task_group = np.zeros(per_task.height, dtype=np.int64)
-        groups = pl.DataFrame()
-    n_prior = int(task_group.max()) + 1 if task_group.size else 0
-    shares_of = per_task.select(shares).to_numpy()
     sums = np.stack(
         [
-            np.bincount(task_group, weights=shares_of[:, t], minlength=n_prior)
-            for t in range(n_classes)
+            np.bincount(group, weights=ordered.get_column(c).to_numpy(), minlength=n_groups)
+            for c in columns
         ],
         axis=1,
     )
-    prior = (
-        groups.with_columns(
-            annotator_id=pl.lit(None, pl.String),
-            confusion=pl.Series(sums.tolist(), dtype=pl.List(pl.Float64)),
-        )
-        if prior_keys
-        else pl.DataFrame(
-            {
-                "annotator_id": pl.Series([None] * n_prior, dtype=pl.String),
-                "confusion": pl.Series(sums.tolist(), dtype=pl.List(pl.Float64)),
-            }
-        )
+    return (
+        ordered.select(keys)
+        .unique(maintain_order=True)
+        .with_columns(confusion=pl.Series(sums.tolist(), dtype=pl.List(pl.Float64)))
     )
-    return pl.concat([counts, prior.select(*keys, "confusion")], how="vertical_relaxed")
 
 
 def _clamped(truth: pl.DataFrame, known: pl.DataFrame, kind: str) -> pl.DataFrame:
@@ -2089,11 +2074,7 @@ def kind_state_objects(
     meta = {
         "project": state.project,
         "kind": state.kind,
-        "version": state.version,
-        "fitted_version": state.fitted_version,
-        "fitted_judgments": state.fitted_judgments,
-        "folded_since_fit": state.folded_since_fit,
-        "fit_requested": state.fit_requested,
+        **fit_counters(state),
         "rebase_after_fit": list(state.rebase_after_fit),
         "chance_distance": state.chance_distance,
         "value_range": list(state.value_range) if state.value_range else None,
