@@ -106,6 +106,10 @@ class Lake(ConfigurableResource):
     def exists(self, key: str) -> bool:
         raise NotImplementedError
 
+    def get_if_exists(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is none (the engines' `read` callables)."""
+        return self.get(key) if self.exists(key) else None
+
     def list_keys(self, prefix: str) -> list[str]:
         raise NotImplementedError
 

@@ -175,14 +175,10 @@ class LiveConfig(KindThresholds):
         )
 
 
-def _reader(lake: Lake) -> Callable[[str], bytes | None]:
-    return lambda key: lake.get(key) if lake.exists(key) else None
-
-
 def _opener(lake: Lake) -> OpenSegment:
     """Segments opened in place on a local lake (a lookup by task reads only the row groups
     that may hold it); fetched whole from an object store."""
-    fetch = segment_opener(_reader(lake))
+    fetch = segment_opener(lake.get_if_exists)
 
     def open_segment(key: str) -> pq.ParquetFile:
         path = lake.local_path(key)
@@ -203,7 +199,7 @@ def _load_states(
     """Each project's state: the part its batch touches (`load_touched`), so a run's reads do
     not grow with the history held; the whole state when a re-base is due (it recounts from
     every task and judgment)."""
-    read = _reader(lake)
+    read = lake.get_if_exists
     if whole:
         return {project: load_state(project, read) for project in sorted(projects)}
     return {
@@ -360,7 +356,7 @@ def _rebase_days(
             continue
         daily = lake.read_table(DAILY_LABELS, day=day)
         for project in sorted(daily.get_column("project").unique().to_list()):
-            state = states.get(project) or load_state(project, _reader(lake))
+            state = states.get(project) or load_state(project, lake.get_if_exists)
             if state.version == 0:
                 continue
             rows = daily.filter(pl.col("project") == project)
@@ -405,7 +401,7 @@ def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetim
     (`loop.live_kinds`); on a re-base day the day's kind tasks are re-based on
     `kind_aggregated_labels`, and every kind state records a full fit request with the days to
     re-apply after it (`live_kind_fit_job` fits it)."""
-    read = _reader(lake)
+    read = lake.get_if_exists
     index = load_kinds_index(read)
     keys = set(files.kind_resynced)
     for frame in (files.kind_judgments, files.kind_gold):
@@ -464,10 +460,10 @@ def live_quality_state(
     options = config.options()
     with annotation_db.live_lock():
         lake.recover()
-        since, seen = load_stream(_reader(lake))
+        since, seen = load_stream(lake.get_if_exists)
         extract = annotation_db.extract_live(since=since, seen=seen)
         now = datetime.now(UTC)
-        folded = load_files(_reader(lake))
+        folded = load_files(lake.get_if_exists)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
         from_files = files.judgments
         from_db = extract.result.judgments.with_columns(source=pl.lit(None, pl.String))
@@ -524,12 +520,12 @@ def live_quality_state(
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         deletes: list[str] = []
         for project, state in states.items():
-            objects = state_objects(state, _reader(lake), compaction=LIVE_COMPACTION)
+            objects = state_objects(state, lake.get_if_exists, compaction=LIVE_COMPACTION)
             writes.update(objects.writes)
             deletes.extend(objects.deletes)
             key = f"{state_prefix(project)}/requests.json"
-            writes[key] = requests_file(state, options, now=now, previous=_reader(lake)(key))
-        kind_writes, kind_deletes = kinds.objects(_reader(lake), config.kind_options(), now)
+            writes[key] = requests_file(state, options, now=now, previous=lake.get_if_exists(key))
+        kind_writes, kind_deletes = kinds.objects(lake.get_if_exists, config.kind_options(), now)
         writes.update(kind_writes)
         deletes.extend(kind_deletes)
         lake.commit(writes, deletes=deletes)

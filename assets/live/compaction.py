@@ -70,9 +70,7 @@ def compact_live_state(
 ) -> None:
     compaction = config.compaction()
 
-    def read(key: str) -> bytes | None:
-        return lake.get(key) if lake.exists(key) else None
-
+    read = lake.get_if_exists
     for project in config.projects or live_projects(lake):
         while (merge := plan_merge(project, read, compaction)) is not None:
             # Written before the lock: keys no listing holds yet, so no reader sees them.

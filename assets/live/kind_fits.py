@@ -22,7 +22,6 @@ no commit in flight at the end (a commit moves `state.json` last); a read that o
 commit is retried, and after a few the snapshot is read under the lock.
 """
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import polars as pl
@@ -59,15 +58,11 @@ class KindFitConfig(KindThresholds):
     )
 
 
-def _reader(lake: Lake) -> Callable[[str], bytes | None]:
-    return lambda key: lake.get(key) if lake.exists(key) else None
-
-
 def read_snapshot(
     lake: Lake, annotation_db: AnnotationDatabase, project: str, kind: str
 ) -> KindState:
     """The stored state as one committed version, read without the live lock if it can be."""
-    read = _reader(lake)
+    read = lake.get_if_exists
     meta = f"{kind_prefix(project, kind)}/state.json"
     for _ in range(SNAPSHOT_ATTEMPTS):
         before = read(meta)
@@ -107,7 +102,7 @@ def fit_kind_states(
     annotation_db: AnnotationDatabase,
 ) -> None:
     options = config.kind_options()
-    read = _reader(lake)
+    read = lake.get_if_exists
     chosen = config.states or [
         f"{project}/{kind}"
         for project, kinds in sorted(load_kinds_index(read).items())
