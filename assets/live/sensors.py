@@ -23,8 +23,10 @@ from datetime import UTC, datetime, timedelta
 
 from dagster import (
     AssetKey,
+    Config,
     DagsterRunStatus,
     DefaultSensorStatus,
+    JobDefinition,
     RunConfig,
     RunRequest,
     RunsFilter,
@@ -81,61 +83,71 @@ def _waiting_runs(context: SensorEvaluationContext) -> int:
     return len(runs)
 
 
-def compaction_request(
-    context: SensorEvaluationContext, lake: Lake, *, compaction: LedgerCompaction = LIVE_COMPACTION
+def _maintenance_request(
+    context: SensorEvaluationContext,
+    job: JobDefinition,
+    *,
+    due: object,
+    key_prefix: str,
+    op: str,
+    config: Config,
 ) -> RunRequest | None:
-    """A `live_compaction_job` run for the merges the live runs left, unless one is on its
-    way or running; its run key hashes the due merges, so a tick evaluated twice launches it
-    once."""
-    read = lambda key: lake.get(key) if lake.exists(key) else None  # noqa: E731
-    due = {project: due_merges(project, read, compaction) for project in live_projects(lake)}
-    due = {project: merges for project, merges in due.items() if merges}
-    if not due:
-        return None
+    """A `job` run for the `due` work, unless one is on its way or running; its run key
+    (`key_prefix`:hash) hashes `due`, so a tick evaluated twice launches it once."""
     busy = context.instance.get_runs(
-        RunsFilter(
-            job_name=live_compaction_job.name, statuses=[*_WAITING, DagsterRunStatus.STARTED]
-        ),
-        limit=1,
+        RunsFilter(job_name=job.name, statuses=[*_WAITING, DagsterRunStatus.STARTED]), limit=1
     )
     if busy:
         return None
     key = hashlib.sha256(json.dumps(due, sort_keys=True).encode()).hexdigest()[:32]
+    return RunRequest(
+        run_key=f"{key_prefix}:{key}", job_name=job.name, run_config=RunConfig({op: config})
+    )
+
+
+def compaction_request(
+    context: SensorEvaluationContext, lake: Lake, *, compaction: LedgerCompaction = LIVE_COMPACTION
+) -> RunRequest | None:
+    """A `live_compaction_job` run for the merges the live runs left (`_maintenance_request`)."""
+    read = lake.get_if_exists
+    due = {project: due_merges(project, read, compaction) for project in live_projects(lake)}
+    due = {project: merges for project, merges in due.items() if merges}
+    if not due:
+        return None
     config = CompactionConfig(
         projects=sorted(due),
         fan_in=compaction.fan_in,
         base_rows=compaction.base_rows,
         max_inline_rows=compaction.max_inline_rows,
     )
-    return RunRequest(
-        run_key=f"live-compaction:{key}",
-        job_name=live_compaction_job.name,
-        run_config=RunConfig({"compact_live_state": config}),
+    return _maintenance_request(
+        context,
+        live_compaction_job,
+        due=due,
+        key_prefix="live-compaction",
+        op="compact_live_state",
+        config=config,
     )
 
 
 def kind_fit_request(
     context: SensorEvaluationContext, lake: Lake, *, options: KindLiveOptions | None = None
 ) -> RunRequest | None:
-    """A `live_kind_fit_job` run for the kind states whose full fit is due, unless one is on
-    its way or running; its run key hashes the due states and their versions, so a tick
-    evaluated twice launches it once (and a failed run is tried again once the state moves)."""
+    """A `live_kind_fit_job` run for the kind states whose full fit is due
+    (`_maintenance_request`: keyed by the due states and their versions, so a failed run is
+    tried again once the state moves)."""
     options = options or LiveConfig().kind_options()
-    read = lambda key: lake.get(key) if lake.exists(key) else None  # noqa: E731
-    due = due_full_fits(read, options)
+    due = due_full_fits(lake.get_if_exists, options)
     if not due:
         return None
-    busy = context.instance.get_runs(
-        RunsFilter(job_name=live_kind_fit_job.name, statuses=[*_WAITING, DagsterRunStatus.STARTED]),
-        limit=1,
-    )
-    if busy:
-        return None
-    key = hashlib.sha256(json.dumps(due, sort_keys=True).encode()).hexdigest()[:32]
-    return RunRequest(
-        run_key=f"live-kind-fit:{key}",
-        job_name=live_kind_fit_job.name,
-        run_config=RunConfig({"fit_kind_states": _fit_config(sorted(due), options)}),
+    config = _fit_config(sorted(due), options)
+    return _maintenance_request(
+        context,
+        live_kind_fit_job,
+        due=due,
+        key_prefix="live-kind-fit",
+        op="fit_kind_states",
+        config=config,
     )
 
 
@@ -199,7 +211,7 @@ def live_quality_sensor(
             return SensorResult(run_requests=maintenance)
         return SkipReason(f"{MAX_WAITING_RUNS} live runs are on their way")
     state = load_cursor(context.cursor)
-    read = lambda key: lake.get(key) if lake.exists(key) else None  # noqa: E731
+    read = lake.get_if_exists
     since, _ = load_stream(read)
     until = annotation_db.safe_upper_bound()
     changed = until > since and annotation_db.changed_rows(since=since, until=until) > 0
