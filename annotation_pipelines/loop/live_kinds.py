@@ -97,6 +97,7 @@ from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
     PairwiseConfidence,
+    comparable_values,
     numeric_confidence,
     numeric_tolerance,
     oriented_winners,
@@ -988,22 +989,13 @@ def _daily_answers(state: KindState, daily: pl.DataFrame) -> pl.DataFrame:
             f"kind_aggregated_labels of {state.project} ({state.kind}): missing column(s) "
             f"{', '.join(missing)}"
         )
-    values = []
-    for name in columns:
-        dtype = VALUE_DTYPES[name]
-        column = pl.col(name)
-        if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
-            fields = [f.name for f in dtype.inner.fields]
-            column = column.list.eval(pl.struct([pl.element().struct.field(f) for f in fields]))
-        values.append(column.cast(dtype).alias(name))
     interval = [pl.col(c).cast(pl.Float64) for c in ("lo", "hi") if c in daily.columns]
-    return daily.select(
-        pl.col("task_id").cast(pl.String),
-        *values,
+    figures = daily.select(
         *interval,
         _confidence=pl.col("confidence").cast(pl.Float64),
         _daily_votes=pl.col("n_votes").cast(pl.Int64),
     )
+    return pl.concat([comparable_values(daily, state.kind), figures], how="horizontal")
 
 
 def _policy_reading(state: KindState, chosen: pl.DataFrame) -> pl.DataFrame:
