@@ -12,6 +12,7 @@ from dagster import DagsterInstance, Definitions, JobDefinition
 
 from annotation_pipelines.synthetic import generate_workload
 from assets.definitions import build_definitions
+from resources.lake import LocalLake
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # Small test days are noisy; the gates themselves are tested in test_orchestration.py.
@@ -72,9 +73,4 @@ def live_quality_job(
 
 def lake_reader(root: Path) -> Callable[[str], bytes | None]:
     """The `read` the state loaders take, over a local lake folder (None: no such object)."""
-
-    def read(key: str) -> bytes | None:
-        path = root / key
-        return path.read_bytes() if path.exists() else None
-
-    return read
+    return LocalLake(base_path=str(root)).get_if_exists
