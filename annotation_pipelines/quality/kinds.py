@@ -214,6 +214,11 @@ def aggregate_project(
     )
 
 
+def _votes(judgments: pl.DataFrame) -> pl.DataFrame:
+    """`task_id`, `n_votes`: the judgments each task has."""
+    return judgments.group_by("task_id").agg(n_votes=pl.len().cast(pl.UInt32))
+
+
 def per_task_labels(
     aggregation: KindAggregation, judgments: pl.DataFrame, *, kind: str
 ) -> pl.DataFrame:
@@ -230,8 +235,7 @@ def per_task_labels(
         labels = aggregation.labels.select(*keep, *extra)
         if "n_votes" in labels.columns:
             return labels
-        votes = judgments.group_by("task_id").agg(n_votes=pl.len().cast(pl.UInt32))
-        return labels.join(votes, on="task_id", how="left", maintain_order="left")
+        return labels.join(_votes(judgments), on="task_id", how="left", maintain_order="left")
     pairs = judgments.select("task_id", "left", "right").unique("task_id", keep="first")
     majority = preference_majority(
         judgments.select("task_id", "annotator_id", "left", "right", "winner"),
@@ -246,11 +250,7 @@ def per_task_labels(
             .then(pl.lit("left"))
             .otherwise(pl.lit("right"))
         )
-        .join(
-            judgments.group_by("task_id").agg(n_votes=pl.len().cast(pl.UInt32)),
-            on="task_id",
-            how="left",
-        )
+        .join(_votes(judgments), on="task_id", how="left")
         .select("task_id", "left", "right", "winner", "confidence", "n_votes")
         .sort("task_id")
     )
