@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from annotation_pipelines.string_views import string_views
@@ -27,6 +26,18 @@ _SEED_CHECK = 0x5EED
 _MAX_VALUE_BITS = 20
 # Rows read to guess the few distinct one-character labels before checking every row.
 _PREFIX_ROWS = 4096
+
+
+def pandas_factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`pandas.factorize`: codes in order of first appearance and the uniques, by hashing.
+
+    pandas is imported on the first call, not with this module: every Dagster run process
+    imports the whole code location, and pandas alone is about a tenth of that load.
+    """
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values)
+    return codes, np.asarray(uniques)
 
 
 def check_columns(judgments: pl.DataFrame, columns: tuple[str, ...] = REQUIRED_COLUMNS) -> None:
@@ -55,13 +66,13 @@ def factorize(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
         pl.col("value").hash(seed=_SEED_PRIMARY).alias("primary"),
         pl.col("value").hash(seed=_SEED_CHECK).alias("check"),
     )
-    codes, _ = pd.factorize(hashes.get_column("primary").to_numpy())
+    codes, _ = pandas_factorize(hashes.get_column("primary").to_numpy())
     codes = codes.astype(np.int64, copy=False)
     first = _first_rows(codes)
     # Equal secondary hashes on every row of a code ⇔ the primary hash merged nothing.
     check = hashes.get_column("check").to_numpy()
     if not np.array_equal(check[first][codes], check):
-        codes, _ = pd.factorize(series.to_numpy())
+        codes, _ = pandas_factorize(series.to_numpy())
         codes = codes.astype(np.int64, copy=False)
         first = _first_rows(codes)
     return codes, first
@@ -119,7 +130,7 @@ def label_codes(labels: pl.Series, level: str) -> tuple[np.ndarray, np.ndarray]:
     number ("1", "1.0") become one value.
     """
     if level != "nominal" and labels.dtype.is_numeric():
-        codes, uniques = pd.factorize(labels.cast(pl.Float64).to_numpy())
+        codes, uniques = pandas_factorize(labels.cast(pl.Float64).to_numpy())
         numbers = np.asarray(uniques, dtype=np.float64)
     else:
         if level == "nominal":
@@ -183,7 +194,7 @@ def _short_text_codes(
             if int(codes.min()) >= 0:
                 return codes, texts
         raise AssertionError("every character present is in the table")  # pragma: no cover
-    codes, heads = pd.factorize(np.ascontiguousarray(words[rows, 0]))
+    codes, heads = pandas_factorize(np.ascontiguousarray(words[rows, 0]))
     codes = codes.astype(np.int64, copy=False)
     texts = _decode_heads(heads)
     if len(set(texts)) != len(texts):
@@ -237,7 +248,7 @@ def task_value_counts(judgments: pl.DataFrame, *, level: str = "nominal") -> Tas
         check.sort()
         if counts.n_tasks == 1 + int(np.count_nonzero(check[1:] != check[:-1])):
             return counts
-    task_codes, _ = pd.factorize(frame.get_column("task_id").to_numpy())
+    task_codes, _ = pandas_factorize(frame.get_column("task_id").to_numpy())
     keys = task_codes.astype(np.uint64) << np.uint64(bits)
     keys |= values.view(np.uint64)
     return _sorted_counts(keys, bits, domain)

@@ -13,10 +13,14 @@ scikit-learn's `cohen_kappa_score(..., labels=<all labels sorted>)`.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
-from annotation_pipelines.agreement._encoding import check_columns, factorize, pairs_within_groups
+from annotation_pipelines.agreement._encoding import (
+    check_columns,
+    factorize,
+    pairs_within_groups,
+    pandas_factorize,
+)
 from annotation_pipelines.agreement.summary import percentile_interval, resample_weights
 
 WEIGHTS = (None, "linear", "quadratic")
@@ -81,7 +85,10 @@ def cohen_kappa_matrix(
     annotator_ids = annotator_ids.gather(by_id)
     label, n_labels = _sorted_label_positions(frame.get_column("label"))
     n_annotators = len(annotator_first)
-    keep = ~pd.Series(task * n_annotators + annotator).duplicated().to_numpy()
+    # Codes come in order of first appearance, so a row is a key's first exactly where the
+    # running maximum of the codes steps up.
+    codes, _ = pandas_factorize(task * n_annotators + annotator)
+    keep = np.diff(np.maximum.accumulate(codes), prepend=-1) > 0
     task, annotator, label = task[keep], annotator[keep], label[keep]
 
     order = np.argsort(task, kind="stable")
@@ -90,7 +97,7 @@ def cohen_kappa_matrix(
     swap = annotator[left] > annotator[right]
     left, right = np.where(swap, right, left), np.where(swap, left, right)
     pair_key = annotator[left] * n_annotators + annotator[right]
-    pair, pair_keys = pd.factorize(pair_key)
+    pair, pair_keys = pandas_factorize(pair_key)
     shared = np.bincount(pair, minlength=len(pair_keys))
     enough = shared >= min_overlap
     if not enough.any():

@@ -7,8 +7,6 @@ import math
 
 import numpy as np
 import polars as pl
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency
 
 from annotation_pipelines.quality._common import require, with_day
 
@@ -133,6 +131,11 @@ def _compare(
     chi_square: float | None = None
     p_value: float | None = None
     if enough and baseline is not None and today.sum() > 0 and baseline.sum() > 0:
+        # Imported here rather than with the module: every Dagster run process imports the
+        # code location, and SciPy's statistics are about a tenth of that load.
+        from scipy.spatial.distance import jensenshannon
+        from scipy.stats import chi2_contingency
+
         js = float(jensenshannon(today / today.sum(), baseline / baseline.sum(), base=2))
         observed = np.vstack([today, baseline])
         observed = observed[:, observed.sum(axis=0) > 0]
