@@ -1,13 +1,16 @@
-"""The live loop for real: a PostgreSQL annotation DB, `dagster-daemon`, judgments arriving.
+"""The live loop for real: a PostgreSQL annotation DB, `dagster-daemon` and `dagster-webserver`
+on a PostgreSQL instance, judgments arriving.
 
-A simulator thread commits judgments at a steady rate; a spammer joins midway; the daemon is
-restarted in the middle. Measured: a judgment's commit → its effect on the live posteriors
-(p95), the spammer's 30th judgment → the block request in the DB. Checked: every judgment
-counted exactly once, and the live labels agree with a full Dawid–Skene fit (what the daily
-aggregation runs) on every task with all its votes.
+A simulator thread commits judgments at a steady rate for three minutes; a spammer joins
+midway; the daemon is restarted in the middle while the webserver stays up. Measured: a
+judgment's commit → its effect on the live posteriors (p95), the spammer's 30th judgment → the
+block request in the DB. Checked: every judgment counted exactly once, the live labels agree
+with a full Dawid–Skene fit (what the daily aggregation runs) on every task with all its votes,
+and the webserver shows what happened (the live sensor running, every live run, the newest
+materialization naming the state's final version).
 
 `run_live_loop` is the harness; `benchmarks/bench_live_loop.py` runs it longer and faster.
-The test keeps the rate and length at which it passes reliably on a shared 2-core machine.
+The test runs the target rate, 200 judgments/s, for three minutes; the benchmark runs longer.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +35,7 @@ import yaml
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import LiveState, load_state
-from tests.services import fresh_database, stop_tree
+from tests.services import free_port, fresh_database, stop_tree
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +48,10 @@ class Workload:
     """What the simulator sends: `rate` judgments/s for `seconds`, a spammer from
     `spammer_from` s (one judgment in 20), the daemon restarted at `restart_at` s."""
 
-    rate: int = 100
-    seconds: int = 100
-    spammer_from: float = 5
-    restart_at: float = 60
+    rate: int = 200
+    seconds: int = 180
+    spammer_from: float = 75
+    restart_at: float = 120
     votes: int = 5
     annotators: int = 30
 
@@ -60,6 +64,7 @@ class LoopResult:
     committed_ids: set[str]
     blocked: list[str]
     requests: tuple[int, int]
+    ui: dict[str, object]
 
 
 class Simulator(threading.Thread):
@@ -136,8 +141,67 @@ def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _webserver(env: dict[str, str], log: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+         "-p", str(port)],
+        cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
 def _stop(process: subprocess.Popen) -> None:
     stop_tree(process)
+
+
+def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["data"]
+
+
+def _loaded(url: str) -> bool:
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+    try:
+        entries = _graphql(url, query)["workspaceOrError"]["locationEntries"]
+    except OSError:
+        return False
+    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
+
+
+_UI_QUERY = """
+query {
+  sensorOrError(sensorSelector: {repositoryName: "__repository__",
+      repositoryLocationName: "annotation_pipelines", sensorName: "live_quality_sensor"}) {
+    ... on Sensor { sensorState { status } }
+  }
+  runsOrError(filter: {pipelineName: "live_quality_job"}) { ... on Runs { count } }
+  assetOrError(assetKey: {path: ["live_quality_state"]}) {
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        metadataEntries { label ... on JsonMetadataEntry { jsonString } }
+      }
+    }
+  }
+}
+"""
+
+
+def _what_the_ui_shows(url: str) -> dict[str, object]:
+    """The live sensor's status, the live runs and the newest live state version, as the
+    webserver serves them to the UI."""
+    data = _graphql(url, _UI_QUERY)
+    newest = data["assetOrError"]["assetMaterializations"]
+    entries = {e["label"]: e.get("jsonString") for e in newest[0]["metadataEntries"]}
+    return {
+        "sensor": data["sensorOrError"]["sensorState"]["status"],
+        "runs": data["runsOrError"]["count"],
+        "versions": json.loads(entries["versions"]),
+    }
 
 
 def _wait(predicate, *, timeout: float, what: str, interval: float = 2.0):
@@ -214,6 +278,8 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
         }
         log = logs / "daemon.log"
         daemon = _daemon(env, log)
+        url = f"http://127.0.0.1:{(port := free_port())}"
+        webserver = _webserver(env, logs / "webserver.log", port)
         simulator = Simulator(dsn, workload)
         load = LoadSampler()
         try:
@@ -245,11 +311,17 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
                 return state if set(state.ledger["judgment_id"]) >= ids else None
 
             state = _wait(caught_up, timeout=180, what="the live state to hold every judgment")
+            # No run is launched after this, so the UI and the run storage read the same runs.
+            _stop(daemon)
+            _wait(lambda: _loaded(url), timeout=120, what="the webserver to load the code")
+            ui = _what_the_ui_shows(url)
         finally:
             load.stopped.set()
             _stop(daemon)
+            _stop(webserver)
             ARTIFACTS.mkdir(exist_ok=True)
-            (ARTIFACTS / f"{name}-daemon.log").write_bytes(log.read_bytes())
+            for path in logs.iterdir():
+                (ARTIFACTS / f"{name}-{path.name}").write_bytes(path.read_bytes())
         timings = _run_timings(instance_db)
         with psycopg.connect(dsn) as connection:
             in_db = connection.execute("SELECT count(*) FROM judgments").fetchone()[0]
@@ -296,6 +368,8 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
         "restart_down_s": round(restart[1] - restart[0], 1),
         "latency_max_s": round(float(latency["seconds"].max()), 1),
         "spammer_30th_to_block_s": None if block_seconds is None else round(block_seconds, 1),
+        "spammer_from_s": workload.spammer_from,
+        "restart_at_s": workload.restart_at,
         "task_requests": requests[0],
         "versions": state.version,
         "agreement_with_full_fit": round(_agreement_with_full_fit(state, database, workload), 4),
@@ -313,6 +387,7 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
         committed_ids=ids,
         blocked=[b[0] for b in blocks],
         requests=(requests[0], requests[1]),
+        ui=ui,
     )
 
 
@@ -338,3 +413,9 @@ def test_judgments_reach_the_live_state_within_a_minute_and_a_spammer_is_blocked
     assert report["latency_p95_outside_restart_s"] <= 60, report
     assert report["spammer_30th_to_block_s"] <= 120, report
     assert report["agreement_with_full_fit"] >= 0.97, report
+    # The UI saw it too: the sensor running, every live run, the state's final version.
+    assert result.ui == {
+        "sensor": "RUNNING",
+        "runs": report["runs"],
+        "versions": {"reviews": state.version},
+    }, (result.ui, report)
