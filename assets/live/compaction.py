@@ -9,7 +9,8 @@ lock that serializes the live runs, commits `state.json` listing it in place of 
 (`Lake.commit`, the parts deleted). The commit is checked against the listing stored at that
 moment, so it is safe whatever ran in between: a listing that no longer holds the parts in a
 row (another maintenance run merged them) commits nothing. A job killed before its commit
-leaves an unlisted segment object, which the next run of the same merge rewrites.
+leaves an unlisted segment object, which the next run of the same merge rewrites: the daemon
+retries a failed run (`LIVE_RETRY_TAGS`).
 """
 
 from dagster import Config, OpExecutionContext, job, op
@@ -22,6 +23,7 @@ from annotation_pipelines.loop.live import (
     merge_objects,
     plan_merge,
 )
+from assets.live.jobs import LIVE_RETRY_TAGS
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 
@@ -93,7 +95,7 @@ def compact_live_state(
 
 @job(
     description="Merge the large live state segments off the live runs' path.",
-    tags={"dagster/max_runtime": str(COMPACTION_MAX_RUNTIME_SECONDS)},
+    tags={"dagster/max_runtime": str(COMPACTION_MAX_RUNTIME_SECONDS), **LIVE_RETRY_TAGS},
 )
 def live_compaction_job() -> None:
     compact_live_state()

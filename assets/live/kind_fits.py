@@ -13,9 +13,10 @@ fitted state as a live run's full fit makes it; at w > v the fit's parameters, t
 runs in between changed refitted with them. Its requests and blocks go to the annotation DB and
 its alerts to the lake as a live run writes them (the DB first, then one `Lake.commit` of the
 state objects and the Label Studio request list), so a request is written once per decision
-and a job killed before its commit leaves the state as it was, still due. The ledger is the
-current state's, untouched: no judgment is added, dropped or repeated whatever the live runs
-did meanwhile. A state whose parameters another fit replaced since the snapshot is left alone.
+and a job killed before its commit leaves the state as it was, still due; the daemon retries a
+failed run (`LIVE_RETRY_TAGS`) without waiting for a live run to move the state. The ledger is
+the current state's, untouched: no judgment is added, dropped or repeated whatever the live
+runs did meanwhile. A state whose parameters another fit replaced since the snapshot is left alone.
 
 The snapshot is read optimistically: `state.json` before and after the frames and segments,
 no commit in flight at the end (a commit moves `state.json` last); a read that overlapped a
@@ -40,6 +41,7 @@ from annotation_pipelines.loop.live_kinds import (
 )
 from assets.common.alerts import record_alert
 from assets.live.assets import KIND_DAILY_LABELS, KindThresholds, KindUpdate
+from assets.live.jobs import LIVE_RETRY_TAGS
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 
@@ -151,7 +153,7 @@ def fit_kind_states(
 
 @job(
     description="Fit the non-categorical kind states whole, off the live runs' path.",
-    tags={"dagster/max_runtime": str(KIND_FIT_MAX_RUNTIME_SECONDS)},
+    tags={"dagster/max_runtime": str(KIND_FIT_MAX_RUNTIME_SECONDS), **LIVE_RETRY_TAGS},
 )
 def live_kind_fit_job() -> None:
     fit_kind_states()

@@ -15,6 +15,11 @@ The same tick launches `live_compaction_job` when a live run left a merge too la
 and `live_kind_fit_job` when a kind state's full fit is due (`loop.live_kinds.due_full_fits`,
 from the kinds index and each state's small `state.json`), once per set of due states and
 their versions, not while one is on its way or running.
+
+A failed run of any of the three is not the sensor's to launch again (its run key is spent):
+the daemon retries it (`run_retries` in dagster.yaml, `LIVE_RETRY_TAGS` on the jobs) as a new
+run of the same job and config, which counts as on its way like any other: one of the live
+runs' `MAX_WAITING_RUNS`, or the busy maintenance job's.
 """
 
 import hashlib
@@ -134,8 +139,8 @@ def kind_fit_request(
     context: SensorEvaluationContext, lake: Lake, *, options: KindLiveOptions | None = None
 ) -> RunRequest | None:
     """A `live_kind_fit_job` run for the kind states whose full fit is due
-    (`_maintenance_request`: keyed by the due states and their versions, so a failed run is
-    tried again once the state moves)."""
+    (`_maintenance_request`: keyed by the due states and their versions; a failed run is the
+    daemon's to retry)."""
     options = options or LiveConfig().kind_options()
     due = due_full_fits(lake.get_if_exists, options)
     if not due:
