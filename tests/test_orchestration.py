@@ -194,6 +194,20 @@ def test_run_failure_sensor_writes_an_alert(env):
     sensors.run_failure_alert_sensor(context)
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
     assert alerts["kind"].to_list() == ["run_failure"]
+    assert alerts["severity"].to_list() == ["ERROR"]
+    # A failed attempt that Dagster will retry (the tag its run-retry logic sets) warns.
+    instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
+    context = build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run.run_id),
+        dagster_event=failure_event,
+        resources={"lake": defs.resources["lake"]},
+    ).for_run_failure()
+    sensors.run_failure_alert_sensor(context)
+    alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
+    assert alerts["severity"].to_list() == ["ERROR", "WARNING"]
+    assert alerts["message"][-1].endswith("(the daemon retries it)")
 
 
 def test_daily_schedule_targets_yesterday_and_weekly_forecast_is_monday():

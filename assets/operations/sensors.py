@@ -35,6 +35,11 @@ automation_sensor = AutomationConditionSensorDefinition(
 )
 def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> None:
     message = context.failure_event.message or "run failed"
+    # A run with retries left (the live jobs') is launched again by the daemon: a warning,
+    # which its last failed attempt turns into an error.
+    will_retry = context.dagster_run.tags.get("dagster/will_retry") == "true"
+    if will_retry:
+        message += " (the daemon retries it)"
     record_alert(
         lake,
         [
@@ -43,7 +48,7 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> No
                 "asset": "",
                 "check": "",
                 "partition": context.dagster_run.tags.get("dagster/partition", ""),
-                "severity": "ERROR",
+                "severity": "WARNING" if will_retry else "ERROR",
                 "run_id": context.dagster_run.run_id,
                 "message": f"{context.dagster_run.job_name}: {message}",
             }
