@@ -79,7 +79,9 @@ def build_result(
 ) -> AggregationResult:
     """The result tables; `confidence` reads `calibrated` (n_tasks × K) when given."""
     posteriors = fitted.posteriors
-    decided = fitted.decided if fitted.decided is not None else np.argmax(posteriors, axis=1)
+    decided = (
+        fitted.decided if fitted.decided is not None else best_breaking_ties(posteriors, calibrated)
+    )
     rows = np.arange(posteriors.shape[0])
     raw_confidence = posteriors[rows, decided]
     confidence = raw_confidence if calibrated is None else calibrated[rows, decided]
@@ -126,6 +128,22 @@ def build_result(
         temperature=temperature,
         warm_start=warm_start,
     )
+
+
+def best_breaking_ties(posteriors: np.ndarray, calibrated: np.ndarray | None) -> np.ndarray:
+    """The posterior's most probable class; among classes within `TIE_TOLERANCE` of it, the
+    one the calibrated posterior rates highest, then the first-sorting label (the codes'
+    order).
+
+    A plain argmax would let the last bits of the EM's sums decide a tie, and those change with
+    the order of the input rows: on a symmetric file the same tasks came out all one label or
+    all the other.
+    """
+    at_best = posteriors >= posteriors.max(axis=1, keepdims=True) - TIE_TOLERANCE
+    if calibrated is not None:
+        rated = np.where(at_best, calibrated, -np.inf)
+        at_best &= rated >= rated.max(axis=1, keepdims=True) - TIE_TOLERANCE
+    return np.argmax(at_best, axis=1)
 
 
 def tied_with_best(posteriors: np.ndarray) -> np.ndarray:
