@@ -1,4 +1,5 @@
-"""Real local services for tests: a throwaway PostgreSQL database and a moto S3 server.
+"""Real local services for tests: a throwaway PostgreSQL database, a moto S3 server, and the
+helpers that start, stop, wait for and query Dagster's own processes.
 
 Both are real network peers on 127.0.0.1 (real SQL, real HTTP + boto3), started by the test
 when they are down; a test skips with the reason only when a service cannot be started here.
@@ -6,18 +7,23 @@ when they are down; a test skips with the reason only when a service cannot be s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -128,3 +134,34 @@ def stop_tree(process: subprocess.Popen, *, grace: float = 30.0) -> None:
             time.sleep(0.1)
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.5) -> T:
+    """`predicate()`'s first truthy value, polled every `interval` s for up to `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    """The `data` of a `dagster-webserver`'s GraphQL reply (what the UI reads)."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["data"]
+
+
+def code_loaded(url: str) -> bool:
+    """Whether the webserver at `url` is up with every code location loaded."""
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+    try:
+        entries = graphql(url, query)["workspaceOrError"]["locationEntries"]
+    except OSError:
+        return False
+    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)

@@ -11,8 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from datetime import date
 from pathlib import Path
 
@@ -21,33 +19,13 @@ import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from annotation_pipelines.synthetic import generate_workload
-from tests.services import free_port, fresh_database, stop_tree
+from tests.services import code_loaded, free_port, fresh_database, graphql, stop_tree, wait_for
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 BIN = Path(sys.executable).parent
 BACKFILL_DAYS = ["2026-11-10", "2026-11-11", "2026-11-12"]
-
-
-def _wait(predicate, *, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _graphql(url: str, query: str, variables: dict) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +77,7 @@ def live(tmp_path_factory):
         instance = DagsterInstance.get()
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait(lambda: _server_info(url), timeout=240, what="the webserver to load the code")
+            wait_for(lambda: code_loaded(url), timeout=240, what="the webserver to load the code")
             yield url, instance, data, logs
         finally:
             for process in processes:
@@ -113,16 +91,6 @@ def live(tmp_path_factory):
             ARTIFACTS.mkdir(exist_ok=True)
             for log in logs.iterdir():
                 shutil.copy(log, ARTIFACTS / f"live-{log.name}")
-
-
-def _server_info(url: str) -> bool:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
-    try:
-        reply = _graphql(url, query, {})
-    except OSError:
-        return False
-    entries = reply.get("data", {}).get("workspaceOrError", {}).get("locationEntries", [])
-    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
 
 
 def _dismiss_welcome(page) -> None:
@@ -158,7 +126,7 @@ def test_sensor_sees_a_dropped_file_and_its_run_succeeds(live):
         "task_id,annotator_id,label,submitted_at,duration_s\n"
         "r1,a1,pos,2026-11-11T10:00:00Z,3\nr1,a2,neg,2026-11-11T10:05:00Z,4\n"
     )
-    run = _wait(
+    run = wait_for(
         lambda: next(
             (
                 r
@@ -189,7 +157,7 @@ def test_three_day_backfill_through_the_daemon(live):
         "assetSelection": [{"path": [name]} for name in ("raw_tasks", "judgments", "gold_labels")],
         "partitionNames": BACKFILL_DAYS,
     }
-    reply = _graphql(url, mutation, {"params": params})["data"]["launchPartitionBackfill"]
+    reply = graphql(url, mutation, {"params": params})["launchPartitionBackfill"]
     assert reply["__typename"] == "LaunchBackfillSuccess", reply
     backfill_id = reply["backfillId"]
 
@@ -198,7 +166,7 @@ def test_three_day_backfill_through_the_daemon(live):
         done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)]
         return runs if len(done) == len(BACKFILL_DAYS) else None
 
-    runs = _wait(finished, timeout=420, what="the backfill's three runs")
+    runs = wait_for(finished, timeout=420, what="the backfill's three runs")
     assert sorted(r.tags["dagster/partition"] for r in runs) == BACKFILL_DAYS
     assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
 
@@ -233,7 +201,7 @@ def test_ui_shows_every_layer_and_launches_a_materialization(live):
         page.get_by_role("button", name="Materialize").first.click(timeout=60_000)
         page.get_by_text("Launched run").first.wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "ui-after-materialize.png"), full_page=True)
-        run = _wait(
+        run = wait_for(
             lambda: next(
                 (
                     r

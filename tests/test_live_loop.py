@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +34,7 @@ import yaml
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import LiveState, load_state
-from tests.services import free_port, fresh_database, stop_tree
+from tests.services import code_loaded, free_port, fresh_database, graphql, stop_tree, wait_for
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,25 +153,6 @@ def _stop(process: subprocess.Popen) -> None:
     stop_tree(process)
 
 
-def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    request = urllib.request.Request(
-        f"{url}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())["data"]
-
-
-def _loaded(url: str) -> bool:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
-    try:
-        entries = _graphql(url, query)["workspaceOrError"]["locationEntries"]
-    except OSError:
-        return False
-    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
-
-
 _UI_QUERY = """
 query {
   sensorOrError(sensorSelector: {repositoryName: "__repository__",
@@ -194,7 +174,7 @@ query {
 def _what_the_ui_shows(url: str) -> dict[str, object]:
     """The live sensor's status, the live runs and the newest live state version, as the
     webserver serves them to the UI."""
-    data = _graphql(url, _UI_QUERY)
+    data = graphql(url, _UI_QUERY)
     newest = data["assetOrError"]["assetMaterializations"]
     entries = {e["label"]: e.get("jsonString") for e in newest[0]["metadataEntries"]}
     return {
@@ -202,16 +182,6 @@ def _what_the_ui_shows(url: str) -> dict[str, object]:
         "runs": data["runsOrError"]["count"],
         "versions": json.loads(entries["versions"]),
     }
-
-
-def _wait(predicate, *, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _state(lake: Path) -> LiveState:
@@ -290,7 +260,7 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
                     "('warm', 'warm', 'reviews', 'w00', 'c0', now(), 1)"
                 )
                 connection.commit()
-            _wait(
+            wait_for(
                 lambda: (lake / "live" / "reviews" / "state.json").exists(),
                 timeout=180,
                 what=f"the first live run; daemon log:\n{log.read_text()[-3000:]}",
@@ -310,10 +280,10 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
                 state = _state(lake)
                 return state if set(state.ledger["judgment_id"]) >= ids else None
 
-            state = _wait(caught_up, timeout=180, what="the live state to hold every judgment")
+            state = wait_for(caught_up, timeout=180, what="the live state to hold every judgment")
             # No run is launched after this, so the UI and the run storage read the same runs.
             _stop(daemon)
-            _wait(lambda: _loaded(url), timeout=120, what="the webserver to load the code")
+            wait_for(lambda: code_loaded(url), timeout=120, what="the webserver to load the code")
             ui = _what_the_ui_shows(url)
         finally:
             load.stopped.set()

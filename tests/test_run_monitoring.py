@@ -17,7 +17,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from tests.services import stop_tree
+from tests.services import stop_tree, wait_for
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,15 +47,6 @@ with DagsterInstance.get() as instance:
 """
 
 
-def _wait(predicate, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def test_killed_runs_free_their_pool_slots_and_the_next_run_proceeds(tmp_path):
     config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
     assert config["run_monitoring"]["enabled"] is True
@@ -76,6 +67,9 @@ def test_killed_runs_free_their_pool_slots_and_the_next_run_proceeds(tmp_path):
             start_new_session=True,
         )
 
+    # Created first: it creates the SQLite schema, which the daemon and the first run starting
+    # at once would race to create (one of them stamping an old revision).
+    instance = DagsterInstance.from_config(str(home))
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-f", str(tmp_path / "jobs.py")],
         cwd=tmp_path,
@@ -85,13 +79,12 @@ def test_killed_runs_free_their_pool_slots_and_the_next_run_proceeds(tmp_path):
         start_new_session=True,
     )
     workers = []
-    instance = DagsterInstance.from_config(str(home))
     try:
         # Two runs take both slots of the pool, then their processes are killed.
         for number in range(2):
             marker = tmp_path / f"holding-{number}"
             workers.append(start(HOLD=str(marker), MAX_RUNTIME="3"))
-            _wait(marker.exists, timeout=180, what=f"run {number} to hold a slot")
+            wait_for(marker.exists, timeout=180, what=f"run {number} to hold a slot")
         for worker in workers:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
@@ -104,7 +97,7 @@ def test_killed_runs_free_their_pool_slots_and_the_next_run_proceeds(tmp_path):
         started = time.monotonic()
         waiting = start()
         workers.append(waiting)
-        _wait(
+        wait_for(
             lambda: waiting.poll() is not None,
             timeout=180,
             what="the third run to get a slot and finish",
@@ -118,7 +111,7 @@ def test_killed_runs_free_their_pool_slots_and_the_next_run_proceeds(tmp_path):
 
         # The next run proceeds once one slot is free; the monitor fails the other killed run on
         # its own next poll, so the final state is awaited (bounded) rather than sampled.
-        _wait(
+        wait_for(
             lambda: statuses() == ["FAILURE", "FAILURE", "SUCCESS"],
             timeout=60,
             what="both killed runs to be marked failed",

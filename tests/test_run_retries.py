@@ -22,8 +22,7 @@ from annotation_pipelines.loop.live_kinds import kind_prefix
 from assets.live.compaction import live_compaction_job
 from assets.live.jobs import LIVE_MAX_RETRIES, live_quality_job
 from assets.live.kind_fits import live_kind_fit_job
-from tests.services import stop_tree
-from tests.test_run_monitoring import _wait
+from tests.services import stop_tree, wait_for
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +82,7 @@ def test_the_daemon_retries_a_failed_kind_fit_run_until_it_succeeds(tmp_path):
         assert launched.returncode == 0, launched.stderr.decode()[-3000:]
         [first] = instance.get_runs(RunsFilter(job_name=live_kind_fit_job.name))
 
-        failed = _wait(
+        failed = wait_for(
             lambda: (run := instance.get_run_by_id(first.run_id)) and run.status in DONE and run,
             timeout=120,
             what="the launched run to fail",
@@ -97,7 +96,7 @@ def test_the_daemon_retries_a_failed_kind_fit_run_until_it_succeeds(tmp_path):
         def retried() -> list:
             return instance.get_runs(RunsFilter(tags={"dagster/root_run_id": first.run_id}))
 
-        _wait(
+        wait_for(
             lambda: any(run.status == DagsterRunStatus.SUCCESS for run in retried()),
             timeout=120,
             what=f"a retry of {first.run_id} to succeed (see {tmp_path / 'daemon.log'})",
