@@ -93,10 +93,17 @@ def _decided(result: pl.DataFrame) -> dict:
     }
 
 
-def _same(left: dict, right: dict, full: pl.DataFrame) -> None:
+# GLAD's M-step is an inexact conjugate-gradient solve (crowd-kit's tolerance, 1e-2, and at
+# most 25 steps), so its fit is exact only to the EM's stopping rule: the order of the rows moves
+# the sums along its path and its confidences by up to about 1e-5 (two cases pinned below).
+CONFIDENCE_TOLERANCE = {"glad": 1e-4}
+
+
+def _same(left: dict, right: dict, full: pl.DataFrame, method: str) -> None:
     assert left.keys() == right.keys()
+    tolerance = CONFIDENCE_TOLERANCE.get(method, 1e-6)
     for task, (label, confidence) in left.items():
-        assert confidence == pytest.approx(right[task][1], abs=1e-6)
+        assert confidence == pytest.approx(right[task][1], abs=tolerance)
         if full.filter(pl.col("task_id") == task)["is_tie"].item() is False:
             assert label == right[task][0]
 
@@ -110,16 +117,75 @@ def _same(left: dict, right: dict, full: pl.DataFrame) -> None:
 # A file symmetric under swapping a and b: every posterior is an exact tie, which the last bits
 # of the EM's sums broke one way or the other depending on the row order.
 @example(rows=[(0, 2, "a"), (1, 0, "a"), (1, 0, "b"), (2, 1, "b")], seed=0)
+@example(
+    rows=[
+        (0, 0, "a"),
+        (0, 0, "a"),
+        (0, 0, "a"),
+        (0, 0, "a"),
+        (0, 0, "a"),
+        (0, 0, "b"),
+        (0, 0, "c"),
+        (0, 1, "a"),
+        (0, 1, "a"),
+        (0, 1, "a"),
+        (0, 1, "b"),
+        (0, 1, "c"),
+        (0, 2, "a"),
+        (0, 2, "b"),
+        (0, 2, "b"),
+        (0, 2, "b"),
+        (0, 2, "b"),
+        (0, 3, "a"),
+        (0, 4, "b"),
+        (1, 0, "c"),
+        (1, 0, "c"),
+        (1, 1, "b"),
+        (1, 2, "a"),
+        (1, 2, "a"),
+        (2, 2, "a"),
+        (2, 4, "a"),
+        (3, 0, "a"),
+        (3, 2, "b"),
+        (4, 0, "c"),
+        (4, 0, "c"),
+        (4, 1, "a"),
+    ],
+    seed=0,
+)
 def test_row_permutation_changes_nothing(method: str, rows: list, seed: int) -> None:
     frame = _frame(rows)
     shuffled = frame.sample(fraction=1.0, shuffle=True, seed=seed)
     full = fit(frame, method).labels
-    _same(_decided(full), _decided(fit(shuffled, method).labels), full)
+    _same(_decided(full), _decided(fit(shuffled, method).labels), full, method)
 
 
 @pytest.mark.parametrize("method", CATEGORICAL_METHODS)
 @settings(max_examples=25, deadline=None)
 @given(rows=judgment_sets, seed=st.integers(0, 2**16))
+@example(
+    rows=[
+        (0, 0, "a"),
+        (0, 0, "a"),
+        (0, 0, "a"),
+        (0, 0, "b"),
+        (0, 0, "c"),
+        (0, 0, "c"),
+        (0, 1, "b"),
+        (0, 1, "b"),
+        (0, 1, "b"),
+        (0, 2, "a"),
+        (0, 2, "c"),
+        (1, 0, "a"),
+        (1, 0, "b"),
+        (1, 1, "a"),
+        (1, 1, "a"),
+        (1, 2, "a"),
+        (2, 1, "a"),
+        (2, 2, "b"),
+    ],
+    seed=0,
+)
 def test_renaming_annotators_changes_nothing(method: str, rows: list, seed: int) -> None:
     frame = _frame(rows)
     names = frame["annotator_id"].unique().to_list()
@@ -129,7 +195,7 @@ def test_renaming_annotators_changes_nothing(method: str, rows: list, seed: int)
         + "_renamed"
     )
     full = fit(frame, method).labels
-    _same(_decided(full), _decided(fit(renamed, method).labels), full)
+    _same(_decided(full), _decided(fit(renamed, method).labels), full, method)
 
 
 # Full-confusion Dawid–Skene is excluded: when a task's annotators answer nothing else, the
