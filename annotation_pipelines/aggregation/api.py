@@ -40,6 +40,7 @@ def fit(
     incumbent: str | None = None,
     warm_start: WarmStart | None = None,
     diagonal_pseudo_count: float = 0.0,
+    label_set: pl.Series | None = None,
 ) -> AggregationResult:
     """Aggregate with `method` and return labels, posteriors, annotator parameters and fit facts.
 
@@ -54,13 +55,18 @@ def fit(
     `warm_start` (a previous result's `warm_start`) starts Dawid–Skene's EM from that fit's
     annotator model instead of vote shares, for refits on a little more data;
     `diagonal_pseudo_count` makes Dawid–Skene a MAP fit (see `FitOptions`).
+    `label_set` names every label the task could have, answered or not (a project's label set):
+    a file whose judgments all say one label is then not certain of it.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if max_iter < 1:
         raise ValueError(f"max_iter must be at least 1, got {max_iter}")
     gold = _check_gold(gold, judgments)
-    encoded = encode(judgments, extra_labels=None if gold is None else gold.get_column("label"))
+    extra = [] if gold is None else [gold.get_column("label")]
+    if label_set is not None:
+        extra.append(label_set.cast(judgments.schema["label"]))
+    encoded = encode(judgments, extra_labels=pl.concat(extra) if extra else None)
     gold_codes = gold_task_codes(encoded, gold)
     if method == AUTO:
         method, explanation = choose_method(

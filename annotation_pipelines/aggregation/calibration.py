@@ -93,7 +93,7 @@ class Calibrated:
 class _Counts:
     """Expected counts from the method's soft labels, from which held-out parameters are cut."""
 
-    soft: np.ndarray  # (n_tasks, K): the method's posteriors
+    soft: np.ndarray  # (n_tasks, K): the method's posteriors, 0 on the tasks not counted
     annotator: np.ndarray  # (n_annotators, K answer, K truth)
     annotator_totals: np.ndarray  # (n_annotators, K truth)
     pooled: np.ndarray  # (K answer, K truth), with the pooled prior's pseudo-counts
@@ -109,8 +109,9 @@ def calibrate(
     k = encoded.n_classes
     if k < 2 or encoded.n_judgments == 0:
         return Calibrated(posteriors=posteriors.copy(), temperature=1.0, shrinkage=0.0)
-    counts = _counts(encoded, np.asarray(posteriors, dtype=np.float64))
-    log_prior = _held_out_log_prior(counts.soft)
+    soft = np.asarray(posteriors, dtype=np.float64)
+    counts = _counts(encoded, soft, counted=encoded.votes_per_task() >= 2)
+    log_prior = _held_out_log_prior(soft)
     shrinkage, temperature = _choose_shrinkage_and_temperature(encoded, counts, log_prior)
     evidence = np.zeros((encoded.n_tasks, k))
     for block in _blocks(encoded.n_judgments):
@@ -146,19 +147,27 @@ def expected_calibration_error(
     return float(np.abs(confidence_sum - correct_sum).sum() / confidence.size)
 
 
-def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
+def _counts(encoded: Encoded, soft: np.ndarray, *, counted: np.ndarray) -> _Counts:
+    """Expected confusion counts from the `counted` tasks' soft labels.
+
+    A task with one vote is left out: its soft label is that vote's own echo (a method's
+    posterior of a lone vote follows its annotator), so counting it makes an annotator who
+    works alone look always right, and a lone vote read 0.999 on D_PosSent cut to one vote per
+    task, where 57 % of them are right. Only tasks with other votes measure an annotator.
+    """
     k = encoded.n_classes
     cell = encoded.annotators * k + encoded.labels
     flat = np.empty((encoded.n_annotators * k, k))
+    weights = np.where(counted[:, None], soft, 0.0)
     for truth in range(k):
         flat[:, truth] = np.bincount(
-            cell, weights=soft[encoded.tasks, truth], minlength=encoded.n_annotators * k
+            cell, weights=weights[encoded.tasks, truth], minlength=encoded.n_annotators * k
         )
     annotator = flat.reshape(encoded.n_annotators, k, k)
     pooled_prior = np.full((k, k), POOLED_PSEUDO_COUNT) + POOLED_DIAGONAL_EXTRA * np.eye(k)
     pooled = annotator.sum(axis=0) + pooled_prior
     return _Counts(
-        soft=soft,
+        soft=weights,
         annotator=annotator,
         annotator_totals=annotator.sum(axis=1),
         pooled=pooled,

@@ -159,7 +159,12 @@ def replay_command(
         try:
             result = replay(
                 judgments,
-                confidence=confidence_function(kind, method=method, gold=gold),
+                confidence=confidence_function(
+                    kind,
+                    method=method,
+                    gold=gold,
+                    label_set=judgments["label"].unique() if kind == "categorical" else None,
+                ),
                 options=options,
             )
         except ValueError as error:

@@ -64,6 +64,7 @@ class CategoricalConfidence:
         max_iter: int = 100,
         tol: float = 1e-5,
         warm_start: bool = False,
+        label_set: pl.Series | None = None,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
@@ -74,6 +75,9 @@ class CategoricalConfidence:
         self.chosen: str | None = None
         self.explanation = ""
         self.warm_start = warm_start
+        # Every label a task could get (the whole replayed file's, or the project's): the
+        # judgments revealed so far may all say one of them.
+        self.label_set = label_set
         self.iterations: list[int] = []
         self._warm_start: WarmStart | None = None
         # The last fit's own posterior per task (`task_id`, `posterior`: one field per class),
@@ -90,6 +94,7 @@ class CategoricalConfidence:
             gold=self.gold,
             warm_start=self._warm_start if self.warm_start else None,
             diagonal_pseudo_count=DIAGONAL_PSEUDO_COUNT,
+            label_set=self.label_set,
         )
         if self.chosen is None:
             self.chosen = result.method if self.method == AUTO else self.method
@@ -131,14 +136,22 @@ KINDS: tuple[str, ...] = tuple(CONFIDENCE_FUNCTIONS)
 
 
 def confidence_function(
-    kind: str, *, method: str | None = None, gold: pl.DataFrame | None = None
+    kind: str,
+    *,
+    method: str | None = None,
+    gold: pl.DataFrame | None = None,
+    label_set: pl.Series | None = None,
 ) -> ConfidenceFunction:
     """The confidence function for `kind` with `method` (default: the kind's default method);
-    a ValueError naming the supported kinds otherwise."""
+    a ValueError naming the supported kinds otherwise. `label_set` (categorical only): every
+    label a task could get."""
     try:
         factory = CONFIDENCE_FUNCTIONS[kind]
     except KeyError:
         raise ValueError(f"unknown kind {kind!r}; supported: {', '.join(KINDS)}") from None
-    if method is None:
-        return factory(gold=gold)
-    return factory(method=method, gold=gold)
+    options: dict[str, object] = {"gold": gold}
+    if method is not None:
+        options["method"] = method
+    if kind == CategoricalConfidence.kind and label_set is not None:
+        options["label_set"] = label_set
+    return factory(**options)

@@ -141,3 +141,18 @@ def test_a_refit_does_not_depend_on_the_rounds_before() -> None:
     carried = CategoricalConfidence()
     carried(early)
     assert carried(judgments).equals(CategoricalConfidence()(judgments))
+
+
+def test_a_lone_vote_does_not_stop_a_task_when_the_budget_cannot_pay_min_votes() -> None:
+    # Three judgments for two tasks: each starts with one; t1's lone vote is not "done" at
+    # confidence 1.0, so its second judgment is asked for.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2"],
+            "annotator_id": ["a1", "a2", "a1"],
+            "label": ["cat", "dog", "cat"],
+        }
+    )
+    confidence = CategoricalConfidence(label_set=judgments["label"].unique())
+    result = replay(judgments, confidence=confidence, options=RECOMMENDED)
+    assert result.judgments_used == 3
