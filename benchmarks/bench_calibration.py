@@ -1,14 +1,17 @@
 """Calibration of the default method's confidence at every redundancy, on the shared crowd sets.
 
-    .venv/bin/python benchmarks/bench_calibration.py [--votes 1,2,3,5] [--method dawid_skene]
+    .venv/bin/python benchmarks/bench_calibration.py [--votes 1,2,3,5] [--orders 3]
+                                                     [--method dawid_skene]
 
 The calibration is measured on the sets as published (3-39 votes per task); the adaptive
 policy reads the confidence after a task's first few votes. For each set
-(../shared/data/crowd) and each k in `--votes`, the first k judgments of every task in file
-order are aggregated alone, then a mix of 1-4 votes per task (a seeded draw per task), then
-all the judgments; each row gives accuracy against the truth file, mean confidence and the
-expected calibration error (10 equal-width bins). Prints a Markdown table and the mean ECE per
-column.
+(../shared/data/crowd) and each k in `--votes`, the first k judgments of every task are
+aggregated alone, then a mix of 1-4 votes per task (a seeded draw per task), then all the
+judgments; each cell gives accuracy against the truth file, mean confidence and the expected
+calibration error (10 equal-width bins). "First" is in file order (some files are sorted by
+annotator, so a task's first votes there come from the same few people), and then the mean
+over `--orders` shuffled arrival orders (seeds 0..N-1). Prints a Markdown table and the mean
+ECE per column for both.
 """
 
 from __future__ import annotations
@@ -53,27 +56,48 @@ def _mixed(judgments: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--votes", default="1,2,3,5", help="comma-separated votes per task")
+    parser.add_argument("--orders", type=int, default=3, help="shuffled arrival orders")
     parser.add_argument("--method", default="dawid_skene")
     arguments = parser.parse_args()
     votes = [int(k) for k in arguments.votes.split(",")]
     columns = [f"{k} vote{'s' if k > 1 else ''}" for k in votes] + ["1-4 votes", "all"]
-    print(f"| data set | {' | '.join(columns)} |")
-    print(f"|---|{'---|' * len(columns)}")
-    eces: dict[str, list[float]] = {column: [] for column in columns}
+    print(f"| data set | arrival order | {' | '.join(columns)} |")
+    print(f"|---|---|{'---|' * len(columns)}")
+    orders = ["file", *(f"shuffled, mean of {arguments.orders}" for _ in range(1))]
+    eces: dict[str, dict[str, list[float]]] = {o: {c: [] for c in columns} for o in orders}
     for name in ALL_CROWD:
         judgments, truth = load_crowd(name)
-        first = pl.int_range(pl.len()).over("task_id")
-        samples = [judgments.filter(first < k) for k in votes]
-        samples += [_mixed(judgments), judgments]
-        cells = []
-        for column, sample in zip(columns, samples, strict=True):
-            accuracy, confidence, ece = _figures(sample, truth, arguments.method)
-            eces[column].append(ece)
-            cells.append(f"{accuracy:.3f} / {confidence:.3f} / **{ece:.3f}**")
-        print(f"| {name} | {' | '.join(cells)} |", flush=True)
-    means = " | ".join(f"**{np.mean(values):.3f}**" for values in eces.values())
-    print(f"| mean ECE | {means} |")
+        arrivals = {
+            "file": [judgments],
+            orders[-1]: [
+                judgments.sample(fraction=1.0, shuffle=True, seed=seed)
+                for seed in range(arguments.orders)
+            ],
+        }
+        for order, frames in arrivals.items():
+            cells = []
+            for column in columns:
+                figures = np.array(
+                    [_figures(_sample(frame, column, votes), truth, arguments.method)
+                     for frame in frames]
+                ).mean(axis=0)  # fmt: skip
+                eces[order][column].append(float(figures[2]))
+                cells.append(f"{figures[0]:.3f} / {figures[1]:.3f} / **{figures[2]:.3f}**")
+            print(f"| {name} | {order} | {' | '.join(cells)} |", flush=True)
+    for order in orders:
+        means = " | ".join(f"**{np.mean(values):.3f}**" for values in eces[order].values())
+        print(f"| mean ECE | {order} | {means} |")
     print("\ncells: accuracy / mean confidence / ECE (10 bins)")
+
+
+def _sample(judgments: pl.DataFrame, column: str, votes: list[int]) -> pl.DataFrame:
+    """The judgments of one table column: each task's first k, the 1-4 mix, or all."""
+    if column == "all":
+        return judgments
+    if column == "1-4 votes":
+        return _mixed(judgments)
+    k = votes[[f"{v} vote{'s' if v > 1 else ''}" for v in votes].index(column)]
+    return judgments.filter(pl.int_range(pl.len()).over("task_id") < k)
 
 
 if __name__ == "__main__":
