@@ -60,6 +60,10 @@ def test_bootstrap_adds_intervals(tmp_path, fleiss_wikipedia):
     payload = json.loads(result.output)
     assert payload["fleiss_kappa"] == pytest.approx(0.209931, abs=1e-6)
     assert payload["fleiss_kappa_low"] < payload["fleiss_kappa"] < payload["fleiss_kappa_high"]
+    # The interval every kind prints is alpha's, beside each statistic's own.
+    assert payload["ci_low"] == payload["krippendorff_alpha_low"]
+    assert payload["ci_high"] == payload["krippendorff_alpha_high"]
+    assert payload["ci_low"] < payload["krippendorff_alpha"] < payload["ci_high"]
 
 
 def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
@@ -102,4 +106,6 @@ def test_categorical_names_its_distance_and_raw_agreement(tmp_path, toy_crowd):
     payload = json.loads(result.output)
     assert payload["distance"] == "nominal"
     assert 0.0 <= payload["mean_pairwise_agreement"] <= 1.0
-    assert payload.get("ci_low") is None  # categorical keeps no bootstrap by default
+    # Categorical keeps no bootstrap by default; the keys are there all the same, null.
+    assert "ci_low" in payload and "ci_high" in payload
+    assert payload["ci_low"] is None and payload["ci_high"] is None
