@@ -189,11 +189,17 @@ def write_table(frame: pl.DataFrame, path: str | Path) -> None:
 OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".csv")
 
 
-def check_output_path(path: str | Path) -> Path:
-    """`path` if `write_rows` can write it (by extension), else InputError naming it."""
+def check_output_path(path: str | Path, *, list_columns: Sequence[str] = ()) -> Path:
+    """`path` if `write_rows` can write it (by extension) with `list_columns` among its
+    columns, else InputError naming it: called before the work, which can take minutes."""
     path = Path(path)
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
+    if list_columns and path.suffix.lower() == ".csv":
+        raise InputError(
+            f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, list_columns))}; "
+            "write .jsonl or .parquet"
+        )
     return path
 
 
@@ -208,11 +214,25 @@ def write_rows(frame: pl.DataFrame, path: str | Path) -> None:
                 f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, nested))}; "
                 "write .jsonl or .parquet"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".jsonl", ".ndjson"):
-        frame.write_ndjson(path)
-    else:
-        write_table(frame, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix in (".jsonl", ".ndjson"):
+            frame.write_ndjson(path)
+        else:
+            write_table(frame, path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        reason = getattr(error, "strerror", None) or _first_line(error)
+        raise InputError(f"{path}: cannot write: {reason}") from error
+
+
+def write_output(frame: pl.DataFrame, path: str | Path) -> None:
+    """`write_rows` for a command's `--output`: when the write fails, the quarantine file
+    beside it goes too, as it would describe a run that wrote nothing."""
+    try:
+        write_rows(frame, path)
+    except InputError:
+        quarantine_path(path).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
