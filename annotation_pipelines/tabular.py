@@ -11,8 +11,10 @@ field and reason instead of failing the whole file or vanishing.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,8 @@ def read_table(
     except InputError:
         raise
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
+        if kind in ("csv", "tsv") and isinstance(error, pl.exceptions.PolarsError):
+            raise unreadable_delimited(path, kind, error) from error
         raise InputError(f"{path}: unreadable {kind}: {_first_line(error)}") from error
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
@@ -167,6 +171,45 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
     if not records:
         raise InputError(f"{path}: no data rows")
     return pl.from_dicts(records, infer_schema_length=None)
+
+
+def unreadable_delimited(path: Path, fmt: str, error: BaseException) -> InputError:
+    """The error for a CSV/TSV that Polars could not parse, naming the record that broke it.
+
+    Polars names neither the row nor the line, so the file is read again with the csv module
+    (only on this path, never for a good file) for the first record with more fields than the
+    header or a quote that is never closed.
+    """
+    found = _first_bad_record(path, separator="\t" if fmt == "tsv" else ",")
+    if found is not None:
+        return InputError(f"{path}: {found}")
+    # Polars' message can quote a whole multi-line field; one line of it, whole words.
+    reason = re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
+    if len(reason) > 200:
+        reason = reason[:200].rsplit(" ", 1)[0] + " ..."
+    return InputError(f"{path}: unreadable {fmt}: {reason}")
+
+
+def _first_bad_record(path: Path, *, separator: str) -> str | None:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=separator, strict=True)
+        row, start = 0, 1
+        try:
+            header = next(reader, None)
+            if header is None:
+                return None
+            width = len(header)
+            start = reader.line_num + 1
+            for row, record in enumerate(reader, start=1):
+                if len(record) > width:
+                    return f"row {row} (line {start}): {len(record)} fields, the header has {width}"
+                start = reader.line_num + 1
+        except csv.Error as error:
+            row_text = "row 1 (header)" if start == 1 else f"row {row + 1} (line {start})"
+            if "unexpected end of data" in str(error) or "EOF" in str(error):
+                return f"{row_text}: a quoted field is never closed (the file ends inside it)"
+            return f"{row_text}: {error}"
+    return None
 
 
 def _first_line(error: BaseException) -> str:
@@ -505,7 +548,9 @@ def _delimited_records(
     check_column_count(head, separator=separator.encode(), source=path)
     try:
         frame = pl.read_csv(path, separator=separator, infer_schema=False)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
+    except pl.exceptions.PolarsError as error:
+        raise unreadable_delimited(path, fmt, error) from error
+    except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: unreadable {fmt}: {_first_line(error)}") from error
     _missing_columns(path, frame.columns, columns)
     yield from enumerate(frame.select(columns).iter_rows(named=True), start=1)
