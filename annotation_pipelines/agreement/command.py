@@ -159,7 +159,13 @@ def _categorical(
             judgments, level=level, n_resamples=n_resamples, confidence=confidence, seed=seed
         )
     except ValueError as error:
-        raise click.ClickException(f"{input_path}: column {label_col!r}: {error}") from error
+        where = f"column {label_col!r}"
+        if level != "nominal":
+            labels = judgments.get_column("label")
+            bad = labels.cast(pl.Float64, strict=False).is_null() & labels.is_not_null()
+            if bad.any():
+                where = f"row {int(bad.arg_true()[0]) + 1}, {where}"
+        raise click.ClickException(f"{input_path}: {where}: {error}") from error
     raw = agreement(judgments, kind=DEFAULT_KIND, n_resamples=0)
     return {
         **summary,

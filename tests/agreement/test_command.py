@@ -74,6 +74,8 @@ def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
     assert "treats labels as numbers" in result.output
     assert "'no'" in result.output or "'yes'" in result.output
     assert str(path) in result.output and "'label'" in result.output
+    first = next(i for i, label in enumerate(toy_crowd["label"]) if label in ("no", "yes"))
+    assert f"row {first + 1}, column 'label'" in result.output
     nominal = CliRunner().invoke(agreement_command, [str(path)])
     assert json.loads(nominal.output)["krippendorff_alpha"] == pytest.approx(0.142191, abs=1e-6)
 
