@@ -18,9 +18,10 @@ DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 KEY_FILE := $(DAGSTER_HOME)/pseudonym.key
 export ANNOTATION_PIPELINES_PSEUDONYM_KEY ?= $(shell cat $(KEY_FILE) 2>/dev/null)
 
-.PHONY: help setup setup-runtime demo dev serve test typecheck test-scale test-all lint format bench clean
+.PHONY: help setup setup-runtime demo dev serve test typecheck test-scale test-all lint format clean clean-secrets
 
 help:
+	@echo "make setup  - install uv, the locked dependencies (dev tools included) and DAGSTER_HOME"
 	@echo "make demo   - install, generate a synthetic workload, materialize the whole graph"
 	@echo "make dev    - open the Dagster UI on the same local instance"
 	@echo "make serve  - the REST API on the demo's lake (http://127.0.0.1:8000/docs)"
@@ -28,6 +29,10 @@ help:
 	@echo "make typecheck - mypy over the engine, the code location and the resources"
 	@echo "make test-scale - heavy scale tests (millions of rows)"
 	@echo "make lint   - ruff check + format check"
+	@echo "make format - ruff fixes and formatting, in place"
+	@echo "make clean  - delete the lake, the Dagster instance and test artifacts;"
+	@echo "              keeps the pseudonym key and the API token store"
+	@echo "make clean-secrets - delete the pseudonym key and the API token store too"
 
 # uv itself comes from PyPI into a private folder, so nothing global is touched.
 $(UV):
@@ -48,7 +53,7 @@ setup: $(UV) $(DAGSTER_HOME)/dagster.yaml
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	test -s $(KEY_FILE) || $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $(KEY_FILE)
+	test -s $(KEY_FILE) || (umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $(KEY_FILE))
 
 demo: setup-runtime
 	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines demo
@@ -87,5 +92,14 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The pseudonym key and the token store outlive `clean`: a new key changes every annotator's
+# pseudonym in what was exported, and a new store revokes every token handed out.
+SECRETS := pseudonym.key api_tokens.json
+
 clean:
-	rm -rf data .dagster_home test-artifacts
+	rm -rf data test-artifacts
+	test ! -d $(DAGSTER_HOME) || find $(DAGSTER_HOME) -mindepth 1 -maxdepth 1 \
+		$(foreach name,$(SECRETS),! -name $(name)) -exec rm -rf {} +
+
+clean-secrets: clean
+	rm -f $(addprefix $(DAGSTER_HOME)/,$(SECRETS))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import click
 
+from annotation_pipelines.settings import SettingsError
+
 
 @dataclass(frozen=True)
 class _Subcommand:
@@ -94,6 +96,14 @@ class _LazyGroup(click.Group):
         ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> object:
+        # A malformed or missing variable is the operator's to fix, and its message names the
+        # variable: a traceback would only bury it, whichever command read the settings.
+        try:
+            return super().invoke(ctx)
+        except SettingsError as error:
+            raise click.ClickException(str(error)) from error
 
 
 @click.group(cls=_LazyGroup)

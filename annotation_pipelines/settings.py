@@ -274,9 +274,12 @@ def _pseudonym_key(configured: str | None, *, profile: str, env: Mapping[str, st
     if not key_file.is_file() or not key_file.read_text().strip():
         home.mkdir(parents=True, exist_ok=True)
         # Exclusive create: two processes starting at once agree on the first key written.
+        # Readable by its owner only (as the token store is): the key unmasks every pseudonym.
         try:
-            with key_file.open("x") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
     return key_file.read_text().strip().encode()

@@ -11,8 +11,10 @@ field and reason instead of failing the whole file or vanishing.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +119,8 @@ def read_table(
     except InputError:
         raise
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
+        if kind in ("csv", "tsv") and isinstance(error, pl.exceptions.PolarsError):
+            raise unreadable_delimited(path, kind, error) from error
         raise InputError(f"{path}: unreadable {kind}: {_first_line(error)}") from error
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
@@ -169,6 +173,45 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
     return pl.from_dicts(records, infer_schema_length=None)
 
 
+def unreadable_delimited(path: Path, fmt: str, error: BaseException) -> InputError:
+    """The error for a CSV/TSV that Polars could not parse, naming the record that broke it.
+
+    Polars names neither the row nor the line, so the file is read again with the csv module
+    (only on this path, never for a good file) for the first record with more fields than the
+    header or a quote that is never closed.
+    """
+    found = _first_bad_record(path, separator="\t" if fmt == "tsv" else ",")
+    if found is not None:
+        return InputError(f"{path}: {found}")
+    # Polars' message can quote a whole multi-line field; one line of it, whole words.
+    reason = re.sub(r"\s+", " ", str(error)).strip() or type(error).__name__
+    if len(reason) > 200:
+        reason = reason[:200].rsplit(" ", 1)[0] + " ..."
+    return InputError(f"{path}: unreadable {fmt}: {reason}")
+
+
+def _first_bad_record(path: Path, *, separator: str) -> str | None:
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=separator, strict=True)
+        row, start = 0, 1
+        try:
+            header = next(reader, None)
+            if header is None:
+                return None
+            width = len(header)
+            start = reader.line_num + 1
+            for row, record in enumerate(reader, start=1):
+                if len(record) > width:
+                    return f"row {row} (line {start}): {len(record)} fields, the header has {width}"
+                start = reader.line_num + 1
+        except csv.Error as error:
+            row_text = "row 1 (header)" if start == 1 else f"row {row + 1} (line {start})"
+            if "unexpected end of data" in str(error) or "EOF" in str(error):
+                return f"{row_text}: a quoted field is never closed (the file ends inside it)"
+            return f"{row_text}: {error}"
+    return None
+
+
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
@@ -189,11 +232,17 @@ def write_table(frame: pl.DataFrame, path: str | Path) -> None:
 OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".csv")
 
 
-def check_output_path(path: str | Path) -> Path:
-    """`path` if `write_rows` can write it (by extension), else InputError naming it."""
+def check_output_path(path: str | Path, *, list_columns: Sequence[str] = ()) -> Path:
+    """`path` if `write_rows` can write it (by extension) with `list_columns` among its
+    columns, else InputError naming it: called before the work, which can take minutes."""
     path = Path(path)
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
+    if list_columns and path.suffix.lower() == ".csv":
+        raise InputError(
+            f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, list_columns))}; "
+            "write .jsonl or .parquet"
+        )
     return path
 
 
@@ -208,11 +257,25 @@ def write_rows(frame: pl.DataFrame, path: str | Path) -> None:
                 f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, nested))}; "
                 "write .jsonl or .parquet"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".jsonl", ".ndjson"):
-        frame.write_ndjson(path)
-    else:
-        write_table(frame, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix in (".jsonl", ".ndjson"):
+            frame.write_ndjson(path)
+        else:
+            write_table(frame, path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        reason = getattr(error, "strerror", None) or _first_line(error)
+        raise InputError(f"{path}: cannot write: {reason}") from error
+
+
+def write_output(frame: pl.DataFrame, path: str | Path) -> None:
+    """`write_rows` for a command's `--output`: when the write fails, the quarantine file
+    beside it goes too, as it would describe a run that wrote nothing."""
+    try:
+        write_rows(frame, path)
+    except InputError:
+        quarantine_path(path).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -485,7 +548,9 @@ def _delimited_records(
     check_column_count(head, separator=separator.encode(), source=path)
     try:
         frame = pl.read_csv(path, separator=separator, infer_schema=False)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
+    except pl.exceptions.PolarsError as error:
+        raise unreadable_delimited(path, fmt, error) from error
+    except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: unreadable {fmt}: {_first_line(error)}") from error
     _missing_columns(path, frame.columns, columns)
     yield from enumerate(frame.select(columns).iter_rows(named=True), start=1)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
 
@@ -119,3 +120,41 @@ def test_unknown_subcommand_is_a_usage_error() -> None:
     assert code == 2
     assert "No such command 'no-such-command'" in output
     assert not modules & set(HEAVY)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "variable"),
+    [
+        (["serve"], {"ANNOTATION_PIPELINES_PROFILE": "bogus"}, "ANNOTATION_PIPELINES_PROFILE"),
+        (
+            ["token", "--scopes", "labels:read"],
+            {"ANNOTATION_PIPELINES_PROFILE": "bogus"},
+            "ANNOTATION_PIPELINES_PROFILE",
+        ),
+        (["demo"], {"ANNOTATION_PIPELINES_PROFILE": "bogus"}, "ANNOTATION_PIPELINES_PROFILE"),
+        (
+            ["serve"],
+            {"ANNOTATION_PIPELINES_PROFILE": "production", "ANNOTATION_PIPELINES_BUCKET": ""},
+            "ANNOTATION_PIPELINES_BUCKET",
+        ),
+        (
+            ["serve"],
+            {"ANNOTATION_PIPELINES_API_MAX_PAGE_SIZE": "abc"},
+            "ANNOTATION_PIPELINES_API_MAX_PAGE_SIZE",
+        ),
+        (
+            ["serve"],
+            {"ANNOTATION_PIPELINES_START_DATE": "2026-99-01"},
+            "ANNOTATION_PIPELINES_START_DATE",
+        ),
+    ],
+)
+def test_a_settings_error_is_one_line_naming_the_variable(
+    args: list[str], env: dict[str, str], variable: str
+) -> None:
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: "), result.output
+    assert variable in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)

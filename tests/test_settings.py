@@ -59,6 +59,11 @@ def test_local_key_is_made_once_and_is_the_same_in_every_process(tmp_path):
     assert load_settings({"DAGSTER_HOME": str(tmp_path)}).pseudonym_key == first.encode()
 
 
+def test_local_key_file_is_readable_by_its_owner_only(tmp_path):
+    load_settings({"DAGSTER_HOME": str(tmp_path)})
+    assert (tmp_path / "pseudonym.key").stat().st_mode & 0o777 == 0o600
+
+
 def test_display_pseudonyms_are_the_export_pseudonyms(tmp_path):
     key = load_settings({"DAGSTER_HOME": str(tmp_path)}).pseudonym_key
     frame = pl.DataFrame({"annotator_id": ["alice", "bob"], "annotator_a": ["bob", "alice"]})

@@ -43,7 +43,7 @@ from annotation_pipelines.tabular import (
     check_output_path,
     read_categorical_inputs,
     read_kind_inputs,
-    write_rows,
+    write_output,
 )
 
 # Every method of every kind, each name once; `--method` is checked against its kind's own.
@@ -121,14 +121,8 @@ def aggregate_command(
         )
     try:
         if output_path is not None:
-            check_output_path(output_path)
             nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]
-            if nested and output_path.suffix.lower() == ".csv":
-                # Refused before the fit, which can take a minute on a large file.
-                raise InputError(
-                    f"{output_path}: CSV cannot hold the list column {nested[0]!r}; "
-                    "write .jsonl or .parquet"
-                )
+            check_output_path(output_path, list_columns=nested)
         if kind == DEFAULT_KIND:
             result = _aggregate_categorical(
                 input_path,
@@ -148,7 +142,7 @@ def aggregate_command(
                 output_path=output_path,
             )
         if output_path is not None:
-            write_rows(result, output_path)
+            write_output(result, output_path)
         elif any(dtype.is_nested() for dtype in result.schema.values()):
             sys.stdout.write(result.write_ndjson())
         else:

@@ -6,11 +6,13 @@
 Every kind prints `krippendorff_alpha` over the kind's distance (named in `distance`), the raw
 `mean_pairwise_agreement`, `n_tasks`, `n_annotators`, `n_judgments` and the bootstrap interval
 `ci_low`/`ci_high` (1000 resamples over tasks unless `--bootstrap` says otherwise). For numeric
-the distance is interval and the raw figure is the mean absolute difference (`raw_measure`).
+the distance is interval and the raw figure is the mean absolute difference (`raw_measure`),
+also printed as `mean_absolute_difference`: lower is better.
 
 `categorical` (the default) keeps its statistics (`fleiss_kappa`, `percent_agreement`, `--level`,
-no bootstrap unless asked) and adds `distance` (the level) and `mean_pairwise_agreement` (the
-share of agreeing pairs of labels within tasks).
+no bootstrap unless asked, each statistic's interval as `<statistic>_low`/`_high`) and adds
+`distance` (the level), `mean_pairwise_agreement` (the share of agreeing pairs of labels within
+tasks) and `ci_low`/`ci_high`: alpha's interval, null without `--bootstrap`.
 
 Rows of a non-categorical kind with a missing id or value, or a value of the wrong shape, are
 left out and reported on stderr by row and field (see `aggregate`); the command fails only when
@@ -157,12 +159,21 @@ def _categorical(
             judgments, level=level, n_resamples=n_resamples, confidence=confidence, seed=seed
         )
     except ValueError as error:
-        raise click.ClickException(f"{input_path}: column {label_col!r}: {error}") from error
+        where = f"column {label_col!r}"
+        if level != "nominal":
+            labels = judgments.get_column("label")
+            bad = labels.cast(pl.Float64, strict=False).is_null() & labels.is_not_null()
+            if bad.any():
+                where = f"row {int(bad.arg_true()[0]) + 1}, {where}"
+        raise click.ClickException(f"{input_path}: {where}: {error}") from error
     raw = agreement(judgments, kind=DEFAULT_KIND, n_resamples=0)
     return {
         **summary,
         "distance": level,
         "mean_pairwise_agreement": raw["mean_pairwise_agreement"],
+        # Every kind's JSON has the same interval keys: here alpha's, as for the other kinds.
+        "ci_low": summary.get("krippendorff_alpha_low"),
+        "ci_high": summary.get("krippendorff_alpha_high"),
     }
 
 
@@ -189,7 +200,14 @@ def _kind(
             value_column=value_col,
             warn=lambda summary: click.echo(summary, err=True),
         )
-        return agreement(rows, kind=kind, n_resamples=n_resamples, seed=seed, confidence=confidence)
+        result = agreement(
+            rows, kind=kind, n_resamples=n_resamples, seed=seed, confidence=confidence
+        )
     except (InputError, ValueError) as error:
         message = str(error) if isinstance(error, InputError) else f"{input_path}: {error}"
         raise click.ClickException(message) from error
+    if result.get("raw_measure") == "mean_absolute_difference":
+        # Lower is better for this figure, which its contract name hides; the name stays for the
+        # callers that read it, and the honest name sits beside it.
+        result["mean_absolute_difference"] = result["mean_pairwise_agreement"]
+    return result

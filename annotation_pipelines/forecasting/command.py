@@ -3,20 +3,38 @@
 Prints one JSON object:
 
     {"freq": "1h", "horizon": 168, "season_length": 24, "backtest_windows": 3,
-     "relative_mase": 0.93, "coverage_80": 0.9, "coverage_95": 0.97,
+     "evaluation_windows": 1, "rule": "mean", "models": [...], "calibrated": true,
+     "relative_mase": 0.93, "relative_mase_excluded": 0, "coverage_80": 0.9,
+     "coverage_95": 0.97, "winkler_80": 41.2, "winkler_95": 55.0,
      "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
                          "relative_mase": 0.89, "coverage_80": 0.83, "coverage_95": 0.95,
                          "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}}}
 
 `first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
-bound is above the supply column's last value for that series. MASE and coverage are on the
-held-out backtest windows (see `backtesting.backtest`).
+bound is above the supply column's last value for that series.
+
+`backtest_windows` is the number of backtest origins actually used (chosen from the history
+when --backtest-windows is not given). MASE, coverage and Winkler scores are on the last of
+them only (`evaluation_windows`: 1); the earlier ones calibrate the last one's bands (and choose
+top3's members), so with a fixed rule more windows change the scored bands, not the MASE. With
+--no-calibrate the statsforecast members' own intervals are averaged, the backtest has 2 or 3
+windows, and LightGBM, which has no intervals of its own, is left out of the candidates.
+Coverage and Winkler scores are null when no earlier window's horizon ended before the last
+one (too few windows); stderr then says how many are needed.
+
+The top-level `relative_mase` is the geometric mean over series of the MASE ratio to the
+seasonal naive. A ratio that is not finite (the naive was exact too) or below 1e-9 (the model
+was exact, e.g. on a flat held-out window) has no logarithm worth averaging and would drive
+the mean to zero: such series are left out and counted in `relative_mase_excluded` (their own
+`relative_mase` is still in `series`). Without calibration the Winkler scores are those of the
+models' own intervals.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import click
@@ -24,6 +42,13 @@ import polars as pl
 
 from annotation_pipelines.forecasting.scalars import as_float, as_int
 from annotation_pipelines.tabular import InputError, read_table, write_table
+
+# Below this a MASE ratio means an exact forecast: its log would swamp the geometric mean.
+RATIO_TOLERANCE = 1e-9
+# What `_span` and the season defaults understand: a count and one of s, m(inute), h, d, w.
+_FREQ = re.compile(r"[1-9][0-9]*[smhdw]")
+# Every candidate name a season length can produce (SeasonalNaive<N> for extra seasons).
+_MODEL = re.compile(r"SeasonalNaive[0-9]*|AutoETS|AutoTheta|MSTL|AutoARIMA|LightGBM")
 
 _SEASON_BY_UNIT = {"h": 24, "d": 7, "w": 52, "m": 60}
 _HORIZON_BY_UNIT = {"h": 168, "d": 28, "w": 13, "m": 60}
@@ -50,7 +75,10 @@ def _unit(freq: str) -> str:
 )
 @click.option("--id-col", default=None, help="Series identifier column (one series when absent).")
 @click.option(
-    "--freq", default=None, help="Resample to this frequency, e.g. 1h, 1d (default: the data's)."
+    "--freq",
+    default=None,
+    help="Resample to this frequency: a count and s, m (minutes), h, d or w, e.g. 1h, 1d "
+    "(default: the data's).",
 )
 @click.option(
     "--horizon", type=click.IntRange(min=1), default=None, help="Steps ahead (default: a week)."
@@ -65,7 +93,8 @@ def _unit(freq: str) -> str:
     "--backtest-windows",
     type=click.IntRange(min=1),
     default=None,
-    help="Backtest origins, one season apart (default: as many as the history allows, up to 15).",
+    help="Backtest origins, one season apart (default: as many as the history allows, up to "
+    "15). Scores are on the last origin; the earlier ones calibrate its bands.",
 )
 @click.option(
     "--models",
@@ -77,7 +106,8 @@ def _unit(freq: str) -> str:
     "--calibrate/--no-calibrate",
     default=True,
     show_default=True,
-    help="Conformal 80/95% bands from backtest residuals (off: the models' own intervals).",
+    help="Conformal 80/95% bands from backtest residuals (off: the statsforecast models' own "
+    "intervals, averaged; LightGBM has none, so it is then left out of the candidates).",
 )
 @click.option(
     "--supply-col",
@@ -108,11 +138,24 @@ def forecast_command(
     from annotation_pipelines.forecasting.ensemble import (
         COMBINATIONS,
         DEFAULT_RULE,
+        HELD_OUT_WINDOWS,
+        default_step,
         forecast_calibrated,
     )
+    from annotation_pipelines.forecasting.learned import LEARNED
     from annotation_pipelines.forecasting.supply import supply_crossing
     from annotation_pipelines.forecasting.telemetry import regularize
 
+    # Options are checked before the input is read: a forecast can take minutes.
+    if freq is not None and not _FREQ.fullmatch(freq):
+        raise click.BadParameter(
+            f"{freq!r}: use a count and one of s, m (minutes), h, d, w, e.g. 1h or 1d",
+            param_hint="--freq",
+        )
+    names = [name.strip() for name in (models or "").split(",") if name.strip()]
+    _check_models(names, combinations=COMBINATIONS, calibrate=calibrate, learned=LEARNED)
+    if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
+        raise click.ClickException(f"{output}: output must end in .parquet or .csv")
     required = [
         time_col,
         value_col,
@@ -144,7 +187,6 @@ def forecast_command(
             .agg(pl.col("value").mean()),
             freq=freq,
         )
-        names = [name.strip() for name in (models or "").split(",") if name.strip()]
         if len(names) == 1 and names[0] in COMBINATIONS:
             rule, candidates = names[0], None
         elif len(names) == 1:
@@ -162,7 +204,19 @@ def forecast_command(
             calibrate=calibrate,
         )
     except (ValueError, pl.exceptions.PolarsError) as error:
+        if str(error).startswith("unknown model"):
+            raise click.BadParameter(str(error), param_hint="--models") from error
         raise click.ClickException(f"{input_path}: {error}") from error
+    windows = result.cross_validation.get_column("cutoff").n_unique()
+    if calibrate and result.scores.get_column("coverage_80").is_null().any():
+        step = default_step(horizon=horizon, season_length=season_length)
+        click.echo(
+            f"note: coverage and Winkler scores are null: with {windows} backtest windows "
+            f"{step} steps apart, no earlier window's {horizon}-step horizon ends before the "
+            "last one, so there is nothing to calibrate the scored bands on; use "
+            f"--backtest-windows {-(-horizon // step) + 1} or more",
+            err=True,
+        )
     summary = _summary(result.scores, result.forecast)
     if supply_col:
         supply = (
@@ -179,25 +233,21 @@ def forecast_command(
     if output:
         try:
             write_table(result.forecast.drop("model"), output)
-        except InputError as error:
+        except (InputError, OSError) as error:
             raise click.ClickException(str(error)) from error
     scores = result.scores
-    ratios = scores.get_column("relative_mase").drop_nulls()
-    ratios = ratios.filter(ratios.is_finite() & (ratios > 0))
+    relative_mase, excluded = geometric_mean_ratio(scores.get_column("relative_mase"))
     report = {
         "freq": freq,
         "horizon": horizon,
         "season_length": season_length,
-        "backtest_windows": backtest_windows,
+        "backtest_windows": windows,
+        "evaluation_windows": HELD_OUT_WINDOWS,
         "rule": result.rule,
         "models": list(result.models),
         "calibrated": calibrate,
-        # Geometric mean over series of the MASE ratio to the seasonal naive.
-        "relative_mase": _json_float(
-            math.exp(as_float(ratios.log().mean(), what="mean log MASE ratio"))
-            if ratios.len()
-            else None
-        ),
+        "relative_mase": _json_float(relative_mase),
+        "relative_mase_excluded": excluded,
         # Every series has the same number of held-out points: the mean of shares is pooled.
         "coverage_80": _json_float(_mean(scores, "coverage_80")),
         "coverage_95": _json_float(_mean(scores, "coverage_95")),
@@ -206,6 +256,44 @@ def forecast_command(
         "series": summary,
     }
     click.echo(json.dumps(report, indent=2))
+
+
+def geometric_mean_ratio(ratios: pl.Series) -> tuple[float | None, int]:
+    """The geometric mean of the per-series MASE ratios and how many series it leaves out:
+    those with no ratio, a non-finite one (the naive was exact too) or one below
+    RATIO_TOLERANCE (an exact forecast, whose log would swamp the others)."""
+    ratios = ratios.drop_nulls()
+    usable = ratios.filter(ratios.is_finite() & (ratios >= RATIO_TOLERANCE))
+    excluded = ratios.len() - usable.len()
+    if not usable.len():
+        return None, excluded
+    return math.exp(as_float(usable.log().mean(), what="mean log MASE ratio")), excluded
+
+
+def _check_models(
+    names: list[str], *, combinations: tuple[str, ...], calibrate: bool, learned: str
+) -> None:
+    """`--models` as a usage error naming the option; which candidates a season length has is
+    checked again once it is known."""
+    rules = [name for name in names if name in combinations]
+    if rules and len(names) > 1:
+        raise click.BadParameter(
+            f"a rule ({', '.join(rules)}) stands alone; give it or a list of models",
+            param_hint="--models",
+        )
+    unknown = [name for name in names if name not in combinations and not _MODEL.fullmatch(name)]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(combinations)}, "
+            f"or one or more of SeasonalNaive, AutoETS, AutoTheta, MSTL, AutoARIMA, {learned}",
+            param_hint="--models",
+        )
+    if not calibrate and learned in names:
+        raise click.BadParameter(
+            f"{learned} has no intervals of its own, which --no-calibrate uses; drop it or "
+            "calibrate",
+            param_hint="--models",
+        )
 
 
 def _json_float(value: float | None) -> float | None:

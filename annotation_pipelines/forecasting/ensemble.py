@@ -68,6 +68,8 @@ COMBINATIONS = ("mean", "median", "top3")
 DEFAULT_RULE = "mean"
 CALIBRATION_WINDOWS = 4
 MAX_WINDOWS = 15
+# Held-out scores are on the last backtest origin; the earlier ones choose and calibrate.
+HELD_OUT_WINDOWS = 1
 
 
 def candidate_names(*, season_length: int, learned: bool = True) -> list[str]:
@@ -556,19 +558,53 @@ def _uncalibrated(
     combine = len(members) if rule in ("mean", "median") else 3 if rule == "top3" else 1
     result = forecast(
         history, horizon=horizon, season_length=season_length, freq=freq,
-        backtest_windows=max(2, min(windows, 3)), models=members, combine=combine,
-        nonnegative=nonnegative, n_jobs=n_jobs,
+        backtest_windows=max(2, min(windows, 3)), evaluation_windows=HELD_OUT_WINDOWS,
+        models=members, combine=combine, nonnegative=nonnegative, n_jobs=n_jobs,
     )  # fmt: skip
     scores = result.scores.select(
-        "id", "relative_mase", "coverage_80", "coverage_95",
-        pl.lit(None, dtype=pl.Float64).alias("winkler_80"),
-        pl.lit(None, dtype=pl.Float64).alias("winkler_95"),
+        "id", "mase", "seasonal_naive_mase", "relative_mase", "coverage_80", "coverage_95",
         pl.lit(rule).alias("rule"),
+    ).join(
+        _own_interval_winkler(result.backtest.cross_validation, chosen=result.scores),
+        on="id", how="left",
     )  # fmt: skip
+    # One name per combination whichever path made it: the members' mean is `mean(a+b)`.
+    table = result.forecast.with_columns(
+        pl.col("model").str.replace(r"^Combination\((.*)\)$", "mean($1)")
+    )
     return CalibratedForecast(
-        forecast=result.forecast, scores=scores, cross_validation=result.backtest.cross_validation,
+        forecast=table, scores=scores, cross_validation=result.backtest.cross_validation,
         history=result.history, rule=rule, models=tuple(members),
     )  # fmt: skip
+
+
+def _own_interval_winkler(cross_validation: pl.DataFrame, *, chosen: pl.DataFrame) -> pl.DataFrame:
+    """[id, winkler_80, winkler_95] of each series' chosen model's own intervals on the last
+    origin, the one its coverage is scored on."""
+    last = cross_validation.get_column("cutoff").max()
+    points = cross_validation.filter(pl.col("cutoff") == last).join(
+        chosen.select("id", "model"), on="id"
+    )
+    frames = [
+        points.filter(pl.col("model") == model)
+        .group_by("id")
+        .agg(
+            winkler(
+                value=pl.col("value"),
+                lo=pl.col(f"{model}-lo-{level}"),
+                hi=pl.col(f"{model}-hi-{level}"),
+                level=level,
+            )
+            .mean()
+            .alias(f"winkler_{level}")
+            for level in LEVELS
+        )
+        for model in points.get_column("model").unique().sort()
+    ]
+    empty = pl.DataFrame(
+        schema={"id": pl.String, **{f"winkler_{level}": pl.Float64 for level in LEVELS}}
+    )
+    return pl.concat([empty, *frames], how="vertical_relaxed")
 
 
 def _finish(

@@ -286,9 +286,11 @@ def _stage_frame(
         required.extend(getattr(mapping, c) for c in VALUE_COLUMNS[table_kind])
     missing = [name for name in required if name not in frame.columns]
     if missing:
+        # `_line` and `_bad_bytes` were added by the reader; the file has only the others.
+        have = [name for name in frame.columns if name not in ("_line", "_bad_bytes")]
         raise UnreadableFileError(
             f"{source_file}: missing column(s) {', '.join(map(repr, missing))}; the file has "
-            f"{', '.join(map(repr, frame.columns)) or 'no columns'}"
+            f"{', '.join(map(repr, have)) or 'no columns'}"
         )
 
     def column(name: str | None, *, keep_type: bool = False) -> pl.Expr:

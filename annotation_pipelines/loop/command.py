@@ -25,7 +25,7 @@ import click
 import polars as pl
 
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
-from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.posterior import KINDS, confidence_function
@@ -35,7 +35,7 @@ from annotation_pipelines.tabular import (
     check_output_path,
     read_categorical_inputs,
     read_kind_inputs,
-    write_rows,
+    write_output,
 )
 
 _DEFAULTS = RECOMMENDED
@@ -47,7 +47,15 @@ _DEFAULTS = RECOMMENDED
 @click.option(
     "--annotator-col", default="annotator_id", show_default=True, help="Annotator column."
 )
-@click.option("--label-col", default="label", show_default=True, help="Label column in INPUT.")
+@click.option(
+    "--label-col",
+    "--value-col",
+    "label_col",
+    default="label",
+    show_default=True,
+    help="Value column in INPUT (categorical: the label; other one-column kinds: default the "
+    "kind's, e.g. value, spans).",
+)
 @click.option(
     "--kind",
     type=click.Choice(KINDS),
@@ -58,8 +66,10 @@ _DEFAULTS = RECOMMENDED
 @click.option(
     "--method",
     type=click.Choice(ALL_METHODS),
-    help="Aggregation method (default: dawid_skene for categorical and pairwise winners, the "
-    "kind's default otherwise; auto chooses once, on the first round).",
+    help="Aggregation method, one of the kind's (default: dawid_skene for categorical and "
+    "pairwise winners, the kind's default otherwise; auto chooses once, on the first round). "
+    "Pairwise replays each pair's winner as a label, so it takes the categorical methods, not "
+    "crowd_bt or bradley_terry.",
 )
 @click.option(
     "--min-votes",
@@ -115,15 +125,27 @@ def replay_command(
     gold_path: Path | None,
     output_path: Path | None,
 ) -> None:
-    """Replay INPUT's judgments through the adaptive-redundancy policy; print the cost as JSON."""
+    """Replay INPUT's judgments through the adaptive-redundancy policy; print the cost as JSON.
+
+    The JSON's decisions count the tasks by the policy's last word: done, needs_another_judgment,
+    escalate (at --max-votes, below target) and deferred (wanted another judgment, but the
+    budget was spent). exhausted counts the done tasks that ran out of judgments in INPUT
+    below the target confidence.
+    """
+    if method is not None and method not in replay_methods(kind):
+        raise click.BadParameter(
+            f"{method!r} does not aggregate kind {kind!r} in a replay; its methods are "
+            f"{', '.join(replay_methods(kind))}"
+            + (" (each pair's winner is replayed as a label)" if kind == "pairwise" else ""),
+            param_hint="--method",
+        )
+    if max_votes < min_votes:
+        raise click.BadParameter(
+            f"{max_votes} is below --min-votes ({min_votes})", param_hint="--max-votes"
+        )
     try:
         if output_path is not None:
-            check_output_path(output_path)
-        if method is not None and kind != "pairwise" and method not in methods_for(kind):
-            raise click.UsageError(
-                f"method {method!r} does not aggregate {kind}; "
-                f"choose from {', '.join(methods_for(kind))}"
-            )
+            check_output_path(output_path, list_columns=_list_columns(kind))
         try:
             options = replace(
                 RECOMMENDED,
@@ -174,7 +196,7 @@ def replay_command(
             if kind != "categorical":
                 value = "winner" if kind == "pairwise" else VALUE_COLUMNS[kind][0]
                 labels = labels.rename({"label": value})
-            write_rows(labels, output_path)
+            write_output(labels, output_path)
     except InputError as error:
         raise click.ClickException(str(error)) from error
     summary = {
@@ -184,6 +206,17 @@ def replay_command(
         or ("dawid_skene" if kind in ("categorical", "pairwise") else methods_for(kind)[0]),
     }
     click.echo(json.dumps(summary))
+
+
+def replay_methods(kind: str) -> tuple[str, ...]:
+    """The `--method` values a replay of `kind` takes: pairwise winners are categorical labels."""
+    return methods_for("categorical" if kind == "pairwise" else kind)
+
+
+def _list_columns(kind: str) -> list[str]:
+    if kind in ("categorical", "pairwise"):
+        return []
+    return [c for c in VALUE_COLUMNS[kind][:1] if VALUE_DTYPES[c].is_nested()]
 
 
 def _kind_input(

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from annotation_pipelines.loop.policy import (
+    DONE,
     NEEDS_ANOTHER_JUDGMENT,
     RECOMMENDED,
     ConfidenceFunction,
@@ -37,6 +38,8 @@ class ReplayResult:
     rounds: int
     options: PolicyOptions
     decisions: dict[str, int] = field(default_factory=dict)
+    # Of the tasks `done`, those that ran out of recorded judgments below the target confidence.
+    exhausted: int = 0
     # The revealed judgments, in file order: what a live project would have paid for.
     revealed: pl.DataFrame | None = None
 
@@ -50,6 +53,7 @@ class ReplayResult:
             "rounds": self.rounds,
             **self.options.as_dict(),
             "decisions": self.decisions,
+            "exhausted": self.exhausted,
         }
 
 
@@ -95,8 +99,9 @@ def replay(
             .get_column("_task")
             .to_numpy()
         )
+        exhausted = revealed[codes] >= available[codes]
         decided = decide(
-            per_task.with_columns(exhausted=pl.Series(revealed[codes] >= available[codes])),
+            per_task.with_columns(exhausted=pl.Series(exhausted)),
             options,
             budget_left=budget - used,
         )
@@ -104,6 +109,8 @@ def replay(
         if not wanted.any():
             break
         revealed[codes[wanted]] += 1
+    below_target = decided.get_column("confidence").to_numpy() < options.target_confidence
+    done = decided.get_column("decision").to_numpy() == DONE
     return ReplayResult(
         labels=per_task.select("task_id", "label", "confidence"),
         judgments_used=used,
@@ -113,6 +120,7 @@ def replay(
         options=options,
         decisions=dict(sorted(Counter(decided.get_column("decision").to_list()).items())),
         revealed=visible.select(content),
+        exhausted=int((done & exhausted & below_target).sum()),
     )
 
 

@@ -15,8 +15,14 @@ from annotation_pipelines.synthetic.workload import generate_workload
 @click.argument("output", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--judgments", default=100_000, show_default=True, help="About this many.")
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day.")
-@click.option("--days", default=7, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Daily partitions from --start, the judgments spread over them.",
+)
+@click.option("--seed", default=0, show_default=True, help="Same seed and options, same files.")
 @click.option("--annotators-scale", default=1.0, show_default=True, help="Pool size multiplier.")
 @click.option("--chunk", default=2_000_000, show_default=True, help="Judgments per part file.")
 def generate_command(

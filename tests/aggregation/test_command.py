@@ -91,6 +91,38 @@ def test_unreadable_row(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "row 2" in result.output and str(path) in result.output
 
 
+@pytest.mark.parametrize("kind", ["categorical", "numeric"])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "task_id,annotator_id,label\n1,w1,4\n1,w2,5,6\n2,w1,3\n",
+            "row 2 (line 3): 4 fields, the header has 3",
+        ),
+        (
+            'task_id,annotator_id,label\n1,w1,"2\nx"\n1,w2,5,6\n',
+            "row 2 (line 4): 4 fields, the header has 3",
+        ),
+        (
+            'task_id,annotator_id,label\n1,w1,4\n1,w2,"unterminated\n2,w1,3\n',
+            "row 2 (line 3): a quoted field is never closed",
+        ),
+    ],
+    ids=["extra_field", "after_a_multiline_field", "unterminated_quote"],
+)
+def test_a_csv_polars_cannot_parse_names_the_record(
+    tmp_path: Path, kind: str, content: str, message: str
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(content)
+    value = ["--value-col", "label"] if kind == "numeric" else []
+    result = CliRunner().invoke(aggregate_command, [str(path), "--kind", kind, *value])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path}: {message}" + (
+        " (the file ends inside it)\n" if "quoted" in message else "\n"
+    )
+
+
 def test_empty_value_names_row_and_column(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("task_id,annotator_id,label\n1,w1,a\n2,,b\n")

@@ -60,6 +60,10 @@ def test_bootstrap_adds_intervals(tmp_path, fleiss_wikipedia):
     payload = json.loads(result.output)
     assert payload["fleiss_kappa"] == pytest.approx(0.209931, abs=1e-6)
     assert payload["fleiss_kappa_low"] < payload["fleiss_kappa"] < payload["fleiss_kappa_high"]
+    # The interval every kind prints is alpha's, beside each statistic's own.
+    assert payload["ci_low"] == payload["krippendorff_alpha_low"]
+    assert payload["ci_high"] == payload["krippendorff_alpha_high"]
+    assert payload["ci_low"] < payload["krippendorff_alpha"] < payload["ci_high"]
 
 
 def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
@@ -70,6 +74,8 @@ def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
     assert "treats labels as numbers" in result.output
     assert "'no'" in result.output or "'yes'" in result.output
     assert str(path) in result.output and "'label'" in result.output
+    first = next(i for i, label in enumerate(toy_crowd["label"]) if label in ("no", "yes"))
+    assert f"row {first + 1}, column 'label'" in result.output
     nominal = CliRunner().invoke(agreement_command, [str(path)])
     assert json.loads(nominal.output)["krippendorff_alpha"] == pytest.approx(0.142191, abs=1e-6)
 
@@ -102,4 +108,6 @@ def test_categorical_names_its_distance_and_raw_agreement(tmp_path, toy_crowd):
     payload = json.loads(result.output)
     assert payload["distance"] == "nominal"
     assert 0.0 <= payload["mean_pairwise_agreement"] <= 1.0
-    assert payload.get("ci_low") is None  # categorical keeps no bootstrap by default
+    # Categorical keeps no bootstrap by default; the keys are there all the same, null.
+    assert "ci_low" in payload and "ci_high" in payload
+    assert payload["ci_low"] is None and payload["ci_high"] is None

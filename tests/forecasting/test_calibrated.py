@@ -182,7 +182,7 @@ def test_cli_models_and_no_calibrate(tmp_path):
     report = json.loads(run.stdout)
     assert report["calibrated"] is False and "LightGBM" not in report["models"]
     run = CliRunner().invoke(forecast_command, [*common, "--models", "Prophet"])
-    assert run.exit_code == 1 and "unknown" in run.output
+    assert run.exit_code == 2 and "unknown" in run.output and "--models" in run.output
 
 
 def test_leave_one_cluster_out_never_chooses_on_the_held_out_series():
@@ -241,3 +241,97 @@ def test_helios_leave_one_cluster_out_figures():
         by_method[OURS].get_column("winkler_95").mean()
         < by_method[NAIVE].get_column("winkler_95").mean()
     )
+
+
+def _cli_source(tmp_path, frame=None):
+    source = tmp_path / "usage.csv"
+    (frame if frame is not None else _synthetic()).write_csv(source)
+    return [str(source), "--time-col", "time", "--value-col", "value", "--id-col", "id"]
+
+
+def test_cli_no_calibrate_reports_every_score_and_one_combination_name(tmp_path):
+    common = [*_cli_source(tmp_path), "--horizon", "24", "--backtest-windows", "3"]
+    run = CliRunner().invoke(forecast_command, [*common, "--no-calibrate", "--models", "mean"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["backtest_windows"] == 3 and report["evaluation_windows"] == 1
+    assert report["winkler_80"] > 0 and report["winkler_95"] > 0
+    for entry in report["series"].values():
+        assert entry["mase"] > 0 and entry["seasonal_naive_mase"] > 0
+        assert entry["relative_mase"] == pytest.approx(
+            entry["mase"] / entry["seasonal_naive_mase"], rel=1e-4
+        )
+        assert entry["model"].startswith("mean(") and "Combination" not in entry["model"]
+    calibrated = json.loads(CliRunner().invoke(forecast_command, common).stdout)
+    assert {entry["model"][:5] for entry in calibrated["series"].values()} == {"mean("}
+
+
+def test_cli_reports_the_windows_it_used_and_says_when_bands_cannot_be_scored(tmp_path):
+    common = [*_cli_source(tmp_path), "--models", "AutoETS"]
+    run = CliRunner().invoke(forecast_command, [*common, "--horizon", "24"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert isinstance(report["backtest_windows"], int) and report["backtest_windows"] > 1
+    # A 48-step horizon with origins 24 steps apart: the window before the last one has not
+    # ended when the last one starts, so the last one's bands have nothing to calibrate on.
+    too_few = [*common, "--horizon", "48", "--backtest-windows", "2"]
+    run = CliRunner().invoke(forecast_command, too_few)
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["coverage_80"] is None and report["winkler_95"] is None
+    assert "--backtest-windows 3 or more" in run.stderr
+    enough = CliRunner().invoke(forecast_command, [*too_few[:-1], "3"])
+    assert json.loads(enough.stdout)["coverage_80"] is not None
+    assert "note:" not in enough.stderr
+
+
+def test_cli_leaves_exact_series_out_of_the_geometric_mean_and_counts_them(tmp_path):
+    synthetic = _synthetic(ids=("a",))
+    flat = synthetic.with_columns(pl.lit("flat").alias("id"), pl.lit(8.0).alias("value"))
+    args = [*_cli_source(tmp_path, pl.concat([synthetic, flat])), "--models", "AutoETS"]
+    run = CliRunner().invoke(forecast_command, [*args, "--horizon", "24"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["relative_mase_excluded"] == 1
+    assert report["relative_mase"] == pytest.approx(report["series"]["a"]["relative_mase"])
+    assert 0.1 < report["relative_mase"] < 1.5
+
+
+def test_geometric_mean_ratio_skips_exact_and_undefined_ratios():
+    from annotation_pipelines.forecasting.command import geometric_mean_ratio
+
+    value, excluded = geometric_mean_ratio(
+        pl.Series([0.5, 2.0, 1e-16, 0.0, float("nan"), float("inf"), None])
+    )
+    assert value == pytest.approx(1.0) and excluded == 4
+    assert geometric_mean_ratio(pl.Series([0.0], dtype=pl.Float64)) == (None, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--freq", "banana"], "--freq"),
+        (["--models", "Bogus"], "--models"),
+        (["--models", "mean,AutoETS"], "--models"),
+        (["--models", "AutoETS,LightGBM", "--no-calibrate"], "--models"),
+    ],
+)
+def test_cli_option_errors_are_usage_errors_before_the_input_is_read(tmp_path, args, option):
+    absent = str(tmp_path / "absent.csv")
+    run = CliRunner().invoke(
+        forecast_command, [absent, "--time-col", "time", "--value-col", "value", *args]
+    )
+    assert run.exit_code == 2, run.output
+    assert option in run.output and "absent.csv" not in run.output
+
+
+def test_cli_refuses_an_output_it_cannot_write_before_the_forecast(tmp_path):
+    absent = str(tmp_path / "absent.csv")
+    output = tmp_path / "fc.xlsx"
+    run = CliRunner().invoke(
+        forecast_command,
+        [absent, "--time-col", "time", "--value-col", "value", "--output", str(output)],
+    )
+    assert run.exit_code == 1
+    assert "fc.xlsx: output must end in .parquet or .csv" in run.output
+    assert "no such file" not in run.output

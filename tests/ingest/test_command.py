@@ -110,6 +110,9 @@ def test_missing_path_and_bad_csv_fail_cleanly(tmp_path):
     assert (
         result.exit_code == 1 and "missing column" in result.output and "wrong.csv" in result.output
     )
+    # The file's own columns are listed, not the ones the reader adds to track lines.
+    assert "the file has 'a', 'b'" in result.output, result.output
+    assert "_line" not in result.output and "_bad_bytes" not in result.output
 
 
 def test_kind_option_reads_a_table_of_spans(tmp_path):

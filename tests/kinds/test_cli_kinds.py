@@ -268,6 +268,9 @@ def test_numeric_alpha_equals_the_krippendorff_package(tmp_path: Path, suffix: s
     assert payload["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
     assert payload["distance"] == "interval"
     assert payload["n_judgments"] == len(rows)
+    # The raw figure is a distance (lower is better): named so, beside its contract name.
+    assert payload["raw_measure"] == "mean_absolute_difference"
+    assert payload["mean_absolute_difference"] == payload["mean_pairwise_agreement"] > 0.5
 
 
 # One bad row per case: (kind, the bad row's values, the field that is named).

@@ -83,8 +83,45 @@ def test_missing_column_and_bad_options(tmp_path: Path) -> None:
     assert code != 0 and str(path) in printed and "'annotator_id'" in printed
     good = write_input(judgments, tmp_path / "good.csv")
     code, printed = _invoke(str(good), "--min-votes", "4", "--max-votes", "3")
-    assert code != 0 and "max_votes" in printed
+    assert code == 2 and "--max-votes" in printed
     code, printed = _invoke(str(good), "--budget", "1.5")
     assert code != 0 and "--budget" in printed
     code, printed = _invoke(str(good), "--output", str(tmp_path / "out.txt"))
     assert code != 0 and "out.txt" in printed
+
+
+def test_option_errors_are_usage_errors_named_by_option_before_reading(tmp_path: Path) -> None:
+    absent = str(tmp_path / "absent.csv")  # never read: the options are refused first
+    result = CliRunner().invoke(main, ["replay", absent, "--min-votes", "5", "--max-votes", "2"])
+    assert result.exit_code == 2, result.output
+    assert "--max-votes" in result.output and "max_votes" not in result.output
+    assert "no such file" not in result.output
+    for method in ("crowd_bt", "bradley_terry"):
+        result = CliRunner().invoke(
+            main, ["replay", absent, "--kind", "pairwise", "--method", method]
+        )
+        assert result.exit_code == 2, result.output
+        assert "--method" in result.output and "dawid_skene" in result.output
+        assert "no such file" not in result.output
+    result = CliRunner().invoke(main, ["replay", absent, "--kind", "spans", "--output", "s.csv"])
+    assert result.exit_code == 1 and "CSV cannot hold" in result.output, result.output
+    assert "no such file" not in result.output
+
+
+def test_value_col_names_the_label_column_too(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=10, votes=3)
+    path = write_input(judgments.rename({"label": "answer"}), tmp_path / "in.csv")
+    code, printed = _invoke(str(path), "--value-col", "answer")
+    assert code == 0, printed
+    assert json.loads(printed)["tasks"] == 10
+
+
+def test_tasks_that_run_out_below_target_are_counted_as_exhausted(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("task_id,annotator_id,label\nt1,a1,cat\nt1,a2,dog\nt2,a1,cat\nt2,a2,cat\n")
+    code, printed = _invoke(str(path), "--min-votes", "2", "--target-confidence", "0.999")
+    assert code == 0, printed
+    summary = json.loads(printed)
+    # t1's two votes disagree and there is no third: done for lack of data, not for confidence.
+    assert summary["decisions"] == {"done": 2}
+    assert 1 <= summary["exhausted"] <= 2

@@ -179,7 +179,7 @@ def test_cli_rejects_a_method_of_another_kind(tmp_path: Path) -> None:
     path = tmp_path / "in.parquet"
     judgments.write_parquet(path)
     code, out, err = _invoke(str(path), "--kind", "numeric", "--method", "dawid_skene")
-    assert code != 0 and "does not aggregate numeric" in out + err
+    assert code == 2 and "does not aggregate kind 'numeric'" in out + err and "--method" in err
     code, out, err = _invoke(str(path), "--kind", "numeric", "--method", "median")
     assert code == 0, out + err
     assert json.loads(out)["method"] == "median"
@@ -257,3 +257,16 @@ def test_daily_kind_requests_are_written_once_per_decision() -> None:
             ).fetchall()
         assert len(rows) == queue.height + 1
         assert all(reason.startswith("boxes: ") for _, reason, _ in rows)
+
+
+def test_cli_leaves_no_quarantine_file_when_the_output_cannot_be_written(tmp_path: Path) -> None:
+    judgments, _ = _project("spans", tasks=10, overlap=3)
+    rows = judgments.to_dicts()
+    rows.insert(1, {"task_id": "t-bad", "annotator_id": "x", "spans": [{"start": 9, "end": 2}]})
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    output = tmp_path / "labels.jsonl"
+    output.symlink_to("/dev/full")  # the write fails after the replay: no space left
+    code, out, err = _invoke(str(path), "--kind", "spans", "--output", str(output))
+    assert code == 1 and str(output) in out + err and "cannot write" in out + err
+    assert not (tmp_path / "labels.jsonl.quarantine.jsonl").exists()

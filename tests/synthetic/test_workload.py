@@ -133,6 +133,20 @@ def test_generate_command_writes_the_workload(tmp_path):
     assert len(list((tmp_path / "out" / "judgments").rglob("*.parquet"))) == 6
 
 
+def test_generate_help_describes_every_option_and_days_must_be_positive(tmp_path):
+    from click.testing import CliRunner
+
+    from annotation_pipelines.cli import main
+
+    help_text = CliRunner().invoke(main, ["generate", "--help"]).output
+    assert "Daily partitions from --start" in help_text
+    result = CliRunner().invoke(
+        main, ["generate", str(tmp_path / "out"), "--start", "2026-11-02", "--days", "0"]
+    )
+    assert result.exit_code == 2 and "--days" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.scale
 def test_hundred_million_judgments_stream_in_bounded_memory(tmp_path):
     import resource
