@@ -80,6 +80,26 @@ TABLES: dict[str, Table] = _tables(
         description="Cohen's kappa per annotator pair.",
     ),
     Table(name="label_drift", partitioned_by="day", description="Drift against trailing weeks."),
+    Table(
+        name="kind_aggregated_labels",
+        partitioned_by="day",
+        description="One aggregate per task of a non-categorical project, in its kind's columns.",
+    ),
+    Table(
+        name="kind_quality_report",
+        partitioned_by="day",
+        description="Agreement, gold metric and gate verdicts per non-categorical project and day.",
+    ),
+    Table(
+        name="kind_scorecards",
+        partitioned_by="day",
+        description="Per annotator of a non-categorical project and day: reliability, flags.",
+    ),
+    Table(
+        name="kind_reannotation_queue",
+        partitioned_by="day",
+        description="Tasks of non-categorical projects to send back for more judgments.",
+    ),
     Table(name="compute_usage", partitioned_by="day", description="Accelerator telemetry."),
     Table(
         name="workforce_throughput_daily",

@@ -14,6 +14,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
 import duckdb
@@ -29,6 +30,7 @@ from annotation_pipelines.api import problems
 from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenStore
 from annotation_pipelines.curation.privacy import pseudonymize
+from annotation_pipelines.kinds import DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.lake import FileVersion, LakeReader, content_tag
 from annotation_pipelines.settings import Settings, load_settings
 
@@ -41,6 +43,43 @@ Responses carry an ETag; send it back in If-None-Match to get 304 when nothing c
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,127}$"
+
+
+@dataclass(frozen=True)
+class ProjectTables:
+    """The lake tables a project's endpoints read: categorical projects have their own
+    pipeline, every other kind shares one table per layer with a `kind` column."""
+
+    labels: str
+    quality: str
+    scorecards: str
+    queue: str
+
+
+CATEGORICAL_TABLES = ProjectTables(
+    labels="aggregated_labels",
+    quality="quality_report",
+    scorecards="annotator_scorecards",
+    queue="reannotation_queue",
+)
+KIND_TABLES = ProjectTables(
+    labels="kind_aggregated_labels",
+    quality="kind_quality_report",
+    scorecards="kind_scorecards",
+    queue="kind_reannotation_queue",
+)
+
+
+def tables_for(kind: str) -> ProjectTables:
+    return CATEGORICAL_TABLES if kind == DEFAULT_KIND else KIND_TABLES
+
+
+def kind_label_columns(kind: str) -> tuple[str, ...]:
+    """The columns a label of a non-categorical `kind` is served with, in order: the kind's
+    value column(s) as its dataset snapshots export them, the numeric interval, the counts.
+    kind_aggregated_labels holds every kind's columns, null outside their own kind."""
+    bounds = ("lo", "hi") if kind == "numeric" else ()
+    return ("task_id", "kind", *VALUE_COLUMNS[kind], "confidence", *bounds, "n_votes", "method")
 
 
 class Context:
@@ -256,17 +295,27 @@ def _routes(app: FastAPI, context: Context) -> None:
         return await run_in_threadpool(work)
 
     def projects_index() -> tuple[list[FileVersion], dict[str, dict[str, object]]]:
-        """Every project with its first and last reported day, from the quality reports."""
-        parts = reader.partitions("quality_report")
-        versions = list(parts.values())
+        """Every project with its kind and first and last reported day, from the quality
+        reports of both pipelines (categorical and every other kind)."""
+        categorical = list(reader.partitions(CATEGORICAL_TABLES.quality).values())
+        kinds = list(reader.partitions(KIND_TABLES.quality).values())
+        versions = [*categorical, *kinds]
 
         def build() -> dict[str, dict[str, object]]:
-            frame = reader.frames(versions)
-            if frame.height == 0:
+            reports = []
+            report = reader.frames(categorical)
+            if report.height:
+                reports.append(report.select("project", "day", kind=pl.lit(DEFAULT_KIND)))
+            report = reader.frames(kinds)
+            if report.height:
+                reports.append(report.select("project", "day", "kind"))
+            if not reports:
                 return {}
             summary = (
-                frame.group_by("project")
+                pl.concat(reports)
+                .group_by("project")
                 .agg(
+                    kind=pl.col("kind").sort().first(),
                     first_day=pl.col("day").min().cast(pl.String),
                     last_day=pl.col("day").max().cast(pl.String),
                     days=pl.col("day").n_unique(),
@@ -277,11 +326,12 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         return versions, reader.cached(("projects", *[v.token for v in versions]), build)
 
-    def known_project(project: str) -> list[FileVersion]:
-        versions, index = projects_index()
+    def known_project(project: str) -> ProjectTables:
+        """The tables of `project` (by its kind); 404 when no quality report names it."""
+        _, index = projects_index()
         if project not in index:
             raise Problem(404, f"no project {project!r} in the lake")
-        return versions
+        return tables_for(str(index[project]["kind"]))
 
     ProjectPath = Annotated[str, Path(pattern=PROJECT_PATTERN, description="The project name.")]
     Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
@@ -311,7 +361,8 @@ def _routes(app: FastAPI, context: Context) -> None:
 
     @app.get(f"/{API_VERSION}/projects", tags=["projects"])
     def projects(request: Request, _: Annotated[frozenset[str], Depends(caller)]) -> Response:
-        """Every project in the lake, with the days it has reports for."""
+        """Every project in the lake, with its `kind` (categorical, multilabel, numeric,
+        ranking, pairwise, spans, boxes, text) and the days it has quality reports for."""
         versions, index = projects_index()
         tag, cached = _conditional(request, versions)
         return cached or _answer(_json_bytes({"items": list(index.values())}), tag)
@@ -322,11 +373,21 @@ def _routes(app: FastAPI, context: Context) -> None:
         def build() -> dict[str, pl.DataFrame]:
             frame = reader.frame(version)
             return {
-                key[0]: part.sort("task_id")
+                key[0]: own_columns(part).sort("task_id")
                 for key, part in frame.partition_by("project", as_dict=True).items()
             }
 
         return reader.cached(("labels", version.token), build)
+
+    def own_columns(labels: pl.DataFrame) -> pl.DataFrame:
+        """One project's labels without the columns of the kinds it is not (a categorical
+        table has no `kind` column and is served as it is)."""
+        if "kind" not in labels.columns or labels.height == 0:
+            return labels
+        wanted = kind_label_columns(str(labels["kind"][0]))
+        return labels.select(
+            [column for column in (*wanted, "project") if column in labels.columns]
+        )
 
     def label_page(
         project: str,
@@ -383,6 +444,20 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         Pages follow `next_cursor`, a keyset position: a partition landing while a client
         pages never shifts or repeats rows of the pages already read.
+
+        A categorical project's item has `task_id`, `label`, `confidence`, `n_votes`, `is_tie`,
+        `method`, `day`. Any other kind's item has `task_id`, `kind`, the kind's value
+        field(s) in the JSON its dataset snapshots export, `confidence`, `n_votes`, `method`,
+        `day`:
+
+        - multilabel: `labels`, a list of labels;
+        - numeric: `value`, with its interval `lo`, `hi`;
+        - ranking: `ranking`, item ids best first;
+        - pairwise: `left`, `right`, `winner` (`left`, `right` or `tie`);
+        - spans: `spans`, a list of `{start, end, label, confidence}` (character offsets, end
+          exclusive);
+        - boxes: `boxes`, a list of `{label, x_min, y_min, x_max, y_max, confidence}`;
+        - text: `text`.
         """
         return await on_lake(
             lambda: labels_answer(
@@ -408,8 +483,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         limit: int,
         cursor: str | None,
     ) -> Response:
-        known_project(project)
-        parts = reader.partitions("aggregated_labels")
+        parts = reader.partitions(known_project(project).labels)
         if day is not None and (start or end):
             raise Problem(422, "give either day or start/end, not both")
         if cursor is not None:
@@ -465,11 +539,14 @@ def _routes(app: FastAPI, context: Context) -> None:
         start: Day = None,
         end: Day = None,
     ) -> Response:
-        """Quality summaries of a project over a day range, each day with its gate results."""
-        known_project(project)
-        available = list(reader.partitions("quality_report"))
+        """Quality summaries of a project over a day range, each day with its gate results.
+        A non-categorical project's days carry its `kind`, the agreement `distance` and its
+        gold metric (`gold_metric_name`, `gold_metric`; `gold_accuracy` is the same figure on
+        [0, 1]) instead of the categorical Fleiss' kappa and percent agreement."""
+        report_table = known_project(project).quality
+        available = list(reader.partitions(report_table))
         first, last = _range(start, end, available=available, max_days=settings.api_max_days)
-        parts = day_partitions("quality_report", first, last)
+        parts = day_partitions(report_table, first, last)
         tag, cached = _conditional(request, parts.values())
         if cached:
             return cached
@@ -521,14 +598,18 @@ def _routes(app: FastAPI, context: Context) -> None:
         day: Day = None,
     ) -> Response:
         """Annotator scorecards of a project for a day (default: the freshest). Annotator ids
-        are pseudonyms, the same as in the reports, unless the token has `annotators:raw`."""
+        are pseudonyms, the same as in the reports, unless the token has `annotators:raw`.
+
+        A non-categorical project's scorecard has `kind`, `reliability`, `consensus_agreement`,
+        `consensus_alpha`, the kind's gold metric (`gold_metric_name`, `gold_metric`,
+        `gold_score` on [0, 1]), `box_looseness` (boxes) and `rating_bias` (numeric), with
+        `flagged` and `flag_reason` as for categorical projects."""
         return await on_lake(lambda: scorecards_answer(request, project, scopes=scopes, day=day))
 
     def scorecards_answer(
         request: Request, project: str, *, scopes: frozenset[str], day: str | None
     ) -> Response:
-        known_project(project)
-        day, version = one_day("annotator_scorecards", day)
+        day, version = one_day(known_project(project).scorecards, day)
         raw = "annotators:raw" in scopes
         tag, cached = _conditional(request, [version], variant=f"raw={raw}")
         if cached:
@@ -553,9 +634,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         limit: Limit = 1000,
     ) -> Response:
         """The re-annotation queue of a project for a day (default: the freshest), in the
-        order tasks should go back, highest priority first."""
-        known_project(project)
-        day, version = one_day("reannotation_queue", day)
+        order tasks should go back, highest priority first. A non-categorical project's item
+        has `kind`, `task_id`, `confidence`, `n_judgments`, the policy's `decision` and
+        `reason`, and `priority`."""
+        day, version = one_day(known_project(project).queue, day)
         tag, cached = _conditional(request, [version])
         if cached:
             return cached

@@ -26,6 +26,8 @@ DAYS = ["2026-11-16", "2026-11-17"]
 # Generated but not materialized at first: the day that "lands" while a client pages.
 LATE_DAY = "2026-11-18"
 PROJECT = "sentiment"
+# Every other kind has its own project in the workload; these are served like the categorical.
+KIND_PROJECTS = {"detection": "boxes", "entities": "spans", "ratings": "numeric"}
 
 
 def free_port() -> int:
@@ -80,7 +82,15 @@ def start_server(settings: Settings) -> Server:
 
 @contextmanager
 def make_lake(root: Path) -> Iterator[tuple[object, object, Path]]:
-    with local_graph(root, judgments=6_000, start=date(2026, 11, 16), days=3, seed=17) as env:
+    with local_graph(
+        root,
+        judgments=6_000,
+        start=date(2026, 11, 16),
+        days=3,
+        seed=17,
+        kinds=True,
+        judgments_per_kind=600,
+    ) as env:
         defs, instance, data = env
         daily = defs.resolve_job_def("daily_annotation_job")
         for day in DAYS:

@@ -14,9 +14,11 @@ import polars as pl
 import pytest
 
 from annotation_pipelines import lake as layout
+from annotation_pipelines.api.app import kind_label_columns
 from annotation_pipelines.curation.privacy import pseudonymize
+from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.storage import atomic_write_parquet
-from tests.api.conftest import DAYS, LATE_DAY, PROJECT, Served, start_server
+from tests.api.conftest import DAYS, KIND_PROJECTS, LATE_DAY, PROJECT, Served, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,6 +66,121 @@ def test_projects_lists_every_project_with_its_days(served):
     )["project"]
     assert set(lake_projects) <= set(items)
     assert items[PROJECT]["first_day"] == DAYS[0]
+
+
+def test_projects_of_every_kind_are_listed_with_their_kind(served):
+    items = {item["project"]: item for item in get(served, "/projects").json()["items"]}
+    assert items[PROJECT]["kind"] == "categorical"
+    assert set(items[PROJECT]) == {"project", "kind", "first_day", "last_day", "days"}
+    kind_report = pl.read_parquet(
+        served.data / "lake" / layout.partition_key("kind_quality_report", DAYS[0])
+    )
+    assert set(kind_report["project"]) <= set(items)
+    for project, kind in KIND_PROJECTS.items():
+        assert items[project]["kind"] == kind and items[project]["first_day"] == DAYS[0]
+    health = get(served, "/health", token=None).json()["tables"]
+    assert health["kind_aggregated_labels"]["freshest_partition"] >= DAYS[-1]
+
+
+def kind_lake_labels(served: Served, project: str, day: str) -> pl.DataFrame:
+    lake = pl.read_parquet(
+        served.data / "lake" / layout.partition_key("kind_aggregated_labels", day)
+    )
+    own = lake.filter(pl.col("project") == project).sort("task_id")
+    return own.select(kind_label_columns(KIND_PROJECTS[project]))
+
+
+@pytest.mark.parametrize("project", sorted(KIND_PROJECTS))
+def test_kind_labels_carry_the_kind_value_columns_as_the_snapshots_export_them(served, project):
+    kind = KIND_PROJECTS[project]
+    response = get(served, f"/projects/{project}/labels", params={"day": DAYS[0], "limit": 5000})
+    assert response.status_code == 200, response.text
+    items = response.json()["items"]
+    expected = kind_lake_labels(served, project, DAYS[0])
+    assert items and len(items) == expected.height
+    # The same JSON per row as the kind's data.jsonl: nested spans and boxes as objects.
+    exported = [json.loads(line) for line in expected.write_ndjson().splitlines()]
+    assert [{k: v for k, v in item.items() if k != "day"} for item in items] == exported
+    assert all(item["day"] == DAYS[0] and item["kind"] == kind for item in items)
+    other_values = {c for columns in VALUE_COLUMNS.values() for c in columns}
+    other_values -= set(VALUE_COLUMNS[kind])
+    assert not other_values & set(items[0])
+    if kind == "spans":
+        assert {"start", "end", "label", "confidence"} == set(items[0]["spans"][0])
+
+
+def test_kind_labels_page_and_filter_like_the_categorical_ones(served):
+    project = "ratings"
+    path = f"/projects/{project}/labels"
+    params = {"start": DAYS[0], "end": DAYS[1], "limit": 7}
+    pages = [get(served, path, params=params).json()]
+    while pages[-1]["next_cursor"]:
+        pages.append(
+            get(served, path, params={**params, "cursor": pages[-1]["next_cursor"]}).json()
+        )
+    rows = [(item["day"], item["task_id"]) for page in pages for item in page["items"]]
+    expected = [
+        (day, task)
+        for day in DAYS
+        for task in kind_lake_labels(served, project, day)["task_id"].to_list()
+    ]
+    assert len(pages) > 2 and rows == expected
+    confident = get(
+        served, path, params={"day": DAYS[0], "limit": 5000, "min_confidence": 0.8}
+    ).json()["items"]
+    lake = kind_lake_labels(served, project, DAYS[0])
+    assert len(confident) == lake.filter(pl.col("confidence") >= 0.8).height
+    first = get(served, path, params={"day": DAYS[0], "limit": 5})
+    again = get(
+        served,
+        path,
+        params={"day": DAYS[0], "limit": 5},
+        headers={"If-None-Match": first.headers["etag"]},
+    )
+    assert again.status_code == 304
+    assert_problem(get(served, path, token="quality"), 403)
+
+
+def test_kind_quality_scorecards_and_queue(served):
+    project = "detection"
+    quality = get(
+        served, f"/projects/{project}/quality", params={"start": DAYS[0], "end": DAYS[1]}
+    ).json()
+    assert [item["day"] for item in quality["items"]] == DAYS
+    for item in quality["items"]:
+        assert item["kind"] == "boxes" and isinstance(item["gates_passed"], bool)
+        assert isinstance(item["failed_gates"], list)
+        assert {"krippendorff_alpha", "distance", "gold_metric_name"} <= set(item)
+    assert quality["summary"]["days"] == 2
+    lake = pl.read_parquet(
+        served.data / "lake" / layout.partition_key("kind_scorecards", DAYS[0])
+    ).filter(pl.col("project") == project)
+    raw_ids = set(lake["annotator_id"])
+    shown = get(served, f"/projects/{project}/scorecards", token="quality", params={"day": DAYS[0]})
+    assert shown.status_code == 200, shown.text
+    ids = {item["annotator_id"] for item in shown.json()["items"]}
+    expected = pseudonymize(lake.select("annotator_id"), key=served.settings.pseudonym_key)
+    assert raw_ids and ids == set(expected["annotator_id"]) and not ids & raw_ids
+    assert "box_looseness" in shown.json()["items"][0]
+    raw = get(served, f"/projects/{project}/scorecards", token="raw", params={"day": DAYS[0]})
+    assert {item["annotator_id"] for item in raw.json()["items"]} == raw_ids
+    queue = get(served, f"/projects/{project}/queue", params={"day": DAYS[0], "limit": 3}).json()
+    lake_queue = pl.read_parquet(
+        served.data / "lake" / layout.partition_key("kind_reannotation_queue", DAYS[0])
+    ).filter(pl.col("project") == project)
+    assert queue["total"] == lake_queue.height and len(queue["items"]) == min(3, lake_queue.height)
+    assert_problem(
+        get(served, f"/projects/{project}/scorecards", params={"day": "2020-01-01"}), 404
+    )
+
+
+def test_openapi_documents_the_kind_fields(served):
+    paths = httpx.get(f"{served.url}/openapi.json").json()["paths"]
+    labels = paths["/v1/projects/{project}/labels"]["get"]["description"]
+    assert all(f"`{column}`" in labels for columns in VALUE_COLUMNS.values() for column in columns)
+    assert "`kind`" in paths["/v1/projects"]["get"]["description"]
+    assert "`box_looseness`" in paths["/v1/projects/{project}/scorecards"]["get"]["description"]
+    assert "`gold_metric_name`" in paths["/v1/projects/{project}/quality"]["get"]["description"]
 
 
 def test_labels_page_has_the_documented_fields_and_honors_the_confidence_filter(served):
