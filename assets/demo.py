@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     # Only for annotations: dagster is imported inside `run_demo`, after the start date is set.
     from dagster import AssetCheckEvaluation
 
-COMPUTE_HISTORY_DAYS = 28
+# Five weeks: the shortest history the procurement plan calibrates its bands on
+# (`forecasting.planning.MIN_HISTORY_DAYS`).
+COMPUTE_HISTORY_DAYS = 35
 # The weekly forecast's default backtest needs 408 hourly points (its windows, the 168-h
 # horizon and room to fit): 17 days.
 MIN_COMPUTE_HISTORY_DAYS = 17
@@ -73,6 +75,7 @@ def run_demo(
 
     from dagster import AssetKey, DagsterInstance
 
+    from annotation_pipelines.forecasting.planning import MIN_HISTORY_DAYS
     from assets.common.partitions import PROJECT_PARTITIONS
     from assets.definitions import build_definitions
 
@@ -148,6 +151,20 @@ def run_demo(
     if not result.success:
         raise click.ClickException("forecast run failed; see the Dagster UI")
     echo("  materialized the capacity forecasts")
+    if telemetry_days >= MIN_HISTORY_DAYS:
+        result = (
+            defs.resolve_implicit_global_asset_job_def()
+            .get_subset(asset_selection={AssetKey("procurement_plan")})
+            .execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+        )
+        if not result.success:
+            raise click.ClickException("procurement plan failed; see the Dagster UI")
+        echo("  materialized the procurement plan")
+    else:
+        echo(
+            f"  procurement plan skipped: it needs at least {MIN_HISTORY_DAYS} days of "
+            f"telemetry (--telemetry-days {telemetry_days})"
+        )
     elapsed = time.perf_counter() - started
     return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
 
@@ -285,7 +302,10 @@ def summarize(root: Path, days: list[date]) -> str:
     default=COMPUTE_HISTORY_DAYS,
     show_default=True,
     type=click.IntRange(min=MIN_COMPUTE_HISTORY_DAYS),
-    help="Days of accelerator telemetry the capacity forecast learns from.",
+    help=(
+        "Days of accelerator telemetry the capacity forecasts learn from "
+        "(the procurement plan needs 35)."
+    ),
 )
 @click.option(
     "--until",

@@ -23,7 +23,7 @@ def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
             "--judgments-per-kind",
             "700",
             "--telemetry-days",
-            "17",
+            "35",
         ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -37,7 +37,13 @@ def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
         "compute_usage",
     ):
         assert any((lake / table).glob("day=*/data.parquet")), table
-    for table in ("compute_capacity_forecast", "workforce_capacity_forecast", "dataset_versions"):
+    assert "materialized the procurement plan" in result.output
+    for table in (
+        "compute_capacity_forecast",
+        "workforce_capacity_forecast",
+        "dataset_versions",
+        "procurement_plan",
+    ):
         assert (lake / table / "data.parquet").exists(), table
     assert len(list((lake / "datasets").glob("*/*/card.md"))) == 3 + len(KIND_PROJECTS)
     assert "Quality (mean over the days)" in result.output

@@ -82,6 +82,18 @@ def kind_label_columns(kind: str) -> tuple[str, ...]:
     return ("task_id", "kind", *VALUE_COLUMNS[kind], "confidence", *bounds, "n_votes", "method")
 
 
+# What builds an unpartitioned table a capacity endpoint serves, for its 404.
+HOW_TO_BUILD = {
+    "compute_capacity_forecast": "the weekly forecast_job (`dg launch --job forecast_job`)",
+    "workforce_capacity_forecast": "the weekly forecast_job (`dg launch --job forecast_job`)",
+    "workforce_plan": "the weekly forecast_job (`dg launch --job forecast_job`)",
+    "procurement_plan": (
+        "`dg launch --assets procurement_plan` (monthly on the 1st; it needs at least 35 days "
+        "of compute_usage, and `make demo` builds it)"
+    ),
+}
+
+
 class Context:
     """What every request shares: settings, the lake reader, the token store, one DuckDB."""
 
@@ -846,7 +858,8 @@ def _routes(app: FastAPI, context: Context) -> None:
     ) -> Response:
         version = reader.stat(layout.partition_key(table))
         if version is None:
-            raise Problem(404, f"{table} is not in the lake yet; materialize it first")
+            how = HOW_TO_BUILD.get(table, f"`dg launch --assets {table}`")
+            raise Problem(404, f"{table} is not in the lake yet; materialize it with {how}")
         tag, cached = _conditional(request, [version])
         if cached:
             return cached

@@ -63,6 +63,10 @@ class CapacityPlan:
 
 
 HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
+# The bands are calibrated on backtests whose first origin is a month in, a week apart: 29 days
+# leave no origin, 30 leave one, whose errors give the reconciliation a singular covariance.
+# Five weeks is the shortest history the plan is tested on (31 days worked on the demo's data).
+MIN_HISTORY_DAYS = 35
 
 
 def capacity_plan(
@@ -80,6 +84,12 @@ def capacity_plan(
         )
     usage = with_detail_columns(usage)
     daily_history = to_series(usage, freq="1d")
+    days = daily_history.get_column("time").n_unique()
+    if days < MIN_HISTORY_DAYS:
+        raise ValueError(
+            f"the capacity plan needs at least {MIN_HISTORY_DAYS} days of telemetry to "
+            f"calibrate its bands; compute_usage has {days}"
+        )
     profiles = series_profiles(usage)
     fleet = current_fleet(usage)
     by_cluster = profiles.select("id", "cluster")

@@ -21,7 +21,11 @@ from annotation_pipelines.forecasting.costs import annotation_costs
 from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
 from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
-from annotation_pipelines.forecasting.planning import HIERARCHY_LEVELS, capacity_plan
+from annotation_pipelines.forecasting.planning import (
+    HIERARCHY_LEVELS,
+    MIN_HISTORY_DAYS,
+    capacity_plan,
+)
 from annotation_pipelines.forecasting.plot import plot_forecast
 from annotation_pipelines.forecasting.procurement import series_profiles
 from annotation_pipelines.forecasting.report import (
@@ -137,7 +141,9 @@ def compute_capacity_forecast(
 
 
 class ProcurementConfig(Config):
-    history_days: int = Field(default=365, ge=14, description="Days of telemetry to learn from.")
+    history_days: int = Field(
+        default=365, ge=MIN_HISTORY_DAYS, description="Days of telemetry to learn from."
+    )
     cost_days: int = Field(default=30, ge=1, description="Days of annotation spend to price.")
     reconciliation: str | None = Field(
         default=DEFAULT_RECONCILIATION,

@@ -244,7 +244,8 @@ def test_queue_and_capacity_endpoints(served):
     assert {item["id"] for item in workforce["items"]} == {PROJECT}
     plan = get(served, "/workforce/plan").json()["items"]
     assert PROJECT in {item["project"] for item in plan}
-    assert_problem(get(served, "/capacity/procurement"), 404)
+    missing = assert_problem(get(served, "/capacity/procurement"), 404)
+    assert "dg launch --assets procurement_plan" in str(missing["detail"])
 
 
 def test_procurement_plan_is_served_once_it_is_in_the_lake(served):

@@ -286,3 +286,9 @@ def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
             wide[cluster] - wide.select(pl.sum_horizontal(series)).to_series()
         ).abs().max() < 1e-6
     assert (wide["total"] - wide["earth"] - wide["mars"]).abs().max() < 1e-6
+
+
+def test_capacity_plan_names_the_history_it_needs():
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=34, step_minutes=60, seed=3)
+    with pytest.raises(ValueError, match=r"at least 35 days of telemetry.*has 34"):
+        capacity_plan(usage, config=CapacityConfig(), as_of=dt.date(2026, 11, 29))
