@@ -15,8 +15,8 @@ import csv
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,58 @@ def check_column_count(
     if columns > MAX_COLUMNS or (end < 0 and len(data) > _HEADER_BYTES):
         shown = f"{columns:,}" if end >= 0 else f"more than {columns:,}"
         raise error(
-            f"{source}: row 1 (header): {shown} columns; at most {MAX_COLUMNS:,} are accepted"
+            f"{source}: line 1 (header): {shown} columns; at most {MAX_COLUMNS:,} are accepted"
         )
+
+
+def position(row: int, line: int | None = None) -> str:
+    """Where a row of an input file is, as every command names it: its 1-based data row (a
+    CSV's header not counted, as a spreadsheet shows it) and, in a text file, the line it
+    starts on (what an editor shows, and ingest's `source_line`): `row 2 (line 3)`."""
+    return f"row {row}" if line is None else f"row {row} (line {line})"
+
+
+def row_lines(path: str | Path, rows: Iterable[int]) -> dict[int, int]:
+    """The line each of the 1-based data `rows` of a CSV, TSV or JSON Lines file starts on
+    (none for Parquet, which has no lines). One pass up to the last row asked for, made only
+    when a row is reported; quoted cells spanning lines are counted right."""
+    path = Path(path)
+    wanted = set(rows)
+    fmt = FORMATS.get(path.suffix.lower())
+    if not wanted or fmt is None or fmt == "parquet" or not path.is_file():
+        return {}
+    last = max(wanted)
+    found: dict[int, int] = {}
+    if fmt == "jsonl":
+        with path.open("rb") as handle:
+            row = 0
+            for number, raw in enumerate(handle, start=1):
+                if raw.strip():
+                    row += 1
+                    if row in wanted:
+                        found[row] = number
+                    if row >= last:
+                        break
+        return found
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",")
+        row, start = -1, 1  # the header is row 0
+        try:
+            for _record in reader:
+                row += 1  # a blank line too: Polars reads it as a row of nulls
+                if row in wanted:
+                    found[row] = start
+                if row >= last:
+                    break
+                start = reader.line_num + 1
+        except csv.Error:
+            pass  # a cell beyond the csv module's limit: the lines found so far stand
+    return found
+
+
+def where(path: str | Path, row: int) -> str:
+    """`position` of data row `row` of the file at `path`."""
+    return position(row, row_lines(path, [row]).get(row))
 
 
 def format_of(path: Path) -> str:
@@ -134,7 +184,7 @@ def read_table(
         nulls = frame.get_column(column).is_null()
         if nulls.any():
             row = _first_true(nulls)
-            raise InputError(f"{path}: row {row}, column {column!r}: empty value")
+            raise InputError(f"{path}: {where(path, row)}, column {column!r}: empty value")
     cast = [pl.col(c).cast(pl.String) for c in string_columns if c in frame.columns]
     frame = frame.with_columns(cast) if cast else frame
     for column in string_columns:
@@ -142,7 +192,9 @@ def read_table(
             nul = frame.get_column(column).str.contains("\x00", literal=True).fill_null(False)
             if nul.any():
                 row = _first_true(nul)
-                raise InputError(f"{path}: row {row}, column {column!r}: contains a NUL byte")
+                raise InputError(
+                    f"{path}: {where(path, row)}, column {column!r}: contains a NUL byte"
+                )
     return frame
 
 
@@ -154,19 +206,20 @@ def _first_true(mask: pl.Series) -> int:
 def _read_jsonl(path: Path) -> pl.DataFrame:
     # Polars' NDJSON reader reports a byte offset at best; parse line by line so a bad row is
     # reported by its line number and the person can jump straight to it.
-    records = []
+    records: list[dict[str, Any]] = []
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
+            at = position(len(records) + 1, number)
             try:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise InputError(f"{path}: row {number}: not valid JSON ({error})") from error
+                raise InputError(f"{path}: {at}: not valid JSON ({error})") from error
             except RecursionError as error:
-                raise InputError(f"{path}: row {number}: JSON nested too deeply to read") from error
+                raise InputError(f"{path}: {at}: JSON nested too deeply to read") from error
             if not isinstance(record, dict):
-                raise InputError(f"{path}: row {number}: expected a JSON object")
+                raise InputError(f"{path}: {at}: expected a JSON object")
             records.append(record)
     if not records:
         raise InputError(f"{path}: no data rows")
@@ -202,10 +255,10 @@ def _first_bad_record(path: Path, *, separator: str) -> str | None:
             start = reader.line_num + 1
             for row, record in enumerate(reader, start=1):
                 if len(record) > width:
-                    return f"row {row} (line {start}): {len(record)} fields, the header has {width}"
+                    return f"{position(row, start)}: {len(record)} fields, the header has {width}"
                 start = reader.line_num + 1
         except csv.Error as error:
-            row_text = "row 1 (header)" if start == 1 else f"row {row + 1} (line {start})"
+            row_text = "line 1 (header)" if start == 1 else position(row + 1, start)
             if "unexpected end of data" in str(error) or "EOF" in str(error):
                 return f"{row_text}: a quoted field is never closed (the file ends inside it)"
             return f"{row_text}: {error}"
@@ -280,17 +333,19 @@ def write_output(frame: pl.DataFrame, path: str | Path) -> None:
 
 @dataclass(frozen=True)
 class QuarantinedRow:
-    """One input row set aside: `row` is 1-based as a person counts (data rows of a CSV, lines
-    of a JSON Lines file, rows of a Parquet file); `field` is None when the whole row is bad."""
+    """One input row set aside: `row` is its 1-based data row, `line` the line it starts on
+    (None in Parquet; see `position`); `field` is None when the whole row is bad."""
 
     row: int
     field: str | None
     reason: str
     message: str
     record: str
+    line: int | None = None
 
     def describe(self) -> str:
-        where = f"row {self.row}" if self.field is None else f"row {self.row}, field {self.field!r}"
+        at = position(self.row, self.line)
+        where = at if self.field is None else f"{at}, field {self.field!r}"
         return f"{where}: {self.reason}: {self.message}"
 
 
@@ -327,6 +382,7 @@ def read_kind_table(
     task_column: str = "task_id",
     annotator_column: str | None = "annotator_id",
     value_column: str | None = None,
+    row_column: str | None = None,
 ) -> KindTable:
     """Judgments (or, with `annotator_column=None`, gold) of `kind` from `path`.
 
@@ -335,7 +391,8 @@ def read_kind_table(
     of a single-column kind. A missing column, an unreadable file or an empty one raises
     InputError naming the file; a row whose task or annotator is missing, or whose value is
     missing or of the wrong shape for `kind`, is quarantined with its row and field. In CSV and
-    TSV, list and object values are JSON text in the cell.
+    TSV, list and object values are JSON text in the cell. `row_column` keeps each row's data
+    row number (see `position`) in a column of that name.
     """
     path = Path(path)
     check_kind(kind)
@@ -357,16 +414,17 @@ def read_kind_table(
     schema: dict[str, pl.DataType] = {name: pl.String() for name in ids}
     schema.update({name: VALUE_DTYPES[name] for name in canonical})
     plain = pl.DataFrame(schema={**schema, _ROW: pl.Int64()})
-    if fmt in ("csv", "tsv"):
-        records = _delimited_records(path, fmt=fmt, columns=needed)
-    elif fmt == "parquet":
-        frame = _read_parquet(path, columns=needed).with_row_index(_ROW, offset=1)
+    if fmt == "jsonl":
+        records = _jsonl_records(path, columns=needed)
+    else:
+        # Text cells of a CSV are checked the same vectorised way as a typed Parquet file when
+        # the kind's values are text (categorical, text): a million labels load at CSV speed.
+        read = _read_delimited if fmt in ("csv", "tsv") else _read_parquet
+        frame = read(path, fmt=fmt, columns=needed).with_row_index(_ROW, offset=1)
         split = _plain_rows(frame, kind=kind, ids=ids, sources=sources)
         if split is not None:
             plain, frame = split
         records = _frame_records(frame)
-    else:
-        records = _jsonl_records(path, columns=needed)
     rows: list[dict[str, Any]] = []
     quarantined: list[QuarantinedRow] = []
     text_cells = fmt in ("csv", "tsv")
@@ -399,10 +457,16 @@ def read_kind_table(
         raise InputError(f"{path}: no data rows")
     checked = pl.DataFrame(rows, schema=plain.schema)
     result = pl.concat([plain, checked]) if plain.height else checked
+    lines = row_lines(path, (entry.row for entry in quarantined))
     return KindTable(
         path=path,
-        rows=result.sort(_ROW).drop(_ROW),
-        quarantined=tuple(sorted(quarantined, key=lambda entry: entry.row)),
+        rows=result.sort(_ROW).rename({_ROW: row_column})
+        if row_column
+        else result.sort(_ROW).drop(_ROW),
+        quarantined=tuple(
+            replace(entry, line=lines.get(entry.row))
+            for entry in sorted(quarantined, key=lambda entry: entry.row)
+        ),
         rows_read=rows_read,
     )
 
@@ -411,7 +475,7 @@ def read_kind_table(
 _ROW = "__row"
 
 
-def _read_parquet(path: Path, *, columns: Sequence[str]) -> pl.DataFrame:
+def _read_parquet(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:
     try:
         _missing_columns(path, list(pl.read_parquet_schema(path)), columns)
         return pl.read_parquet(path, columns=list(columns))
@@ -491,6 +555,8 @@ def _compatible(source: _Dtype, target: _Dtype) -> bool:
 
 def _plain_value(kind: str) -> list[pl.Expr]:
     """Conditions under which a value of `kind` (already cast, not null) is certainly valid."""
+    if kind == "categorical":
+        return [pl.col("label").str.strip_chars() != ""]
     if kind in ("multilabel", "ranking"):
         column = pl.col("labels" if kind == "multilabel" else "ranking")
         conditions = [column.list.eval(pl.element().is_null().any()).list.first().not_()]
@@ -539,9 +605,8 @@ def _missing_columns(path: Path, have: Sequence[str], columns: Sequence[str]) ->
         )
 
 
-def _delimited_records(
-    path: Path, *, fmt: str, columns: Sequence[str]
-) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
+def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:
+    """`columns` of a CSV or TSV file, every cell as text exactly as written."""
     separator = "\t" if fmt == "tsv" else ","
     with path.open("rb") as handle:
         head = handle.read(_HEADER_BYTES + 1)
@@ -553,7 +618,7 @@ def _delimited_records(
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: unreadable {fmt}: {_first_line(error)}") from error
     _missing_columns(path, frame.columns, columns)
-    yield from enumerate(frame.select(columns).iter_rows(named=True), start=1)
+    return frame.select(columns)
 
 
 def _jsonl_records(
@@ -564,10 +629,10 @@ def _jsonl_records(
     records: list[tuple[int, dict[str, Any] | _Refused]] = []
     seen: set[str] = set()
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        for raw in handle:
             if not raw.strip():
                 continue
-            records.append((number, _json_record(raw)))
+            records.append((len(records) + 1, _json_record(raw)))
             last = records[-1][1]
             if isinstance(last, dict):
                 seen.update(last)
@@ -618,6 +683,8 @@ def _value(
     for name, source in sources.items():
         if value.get(name) is None:
             raise _Refused(source, MISSING_FIELD, "empty value")
+    if kind == "categorical" and not str(value["label"]).strip():
+        raise _Refused(sources["label"], MISSING_FIELD, "empty value")
     return value
 
 
@@ -634,7 +701,8 @@ def quarantine_path(output: str | Path) -> Path:
 
 
 def write_quarantine(table: KindTable, path: str | Path) -> None:
-    """The quarantined rows of `table` as JSON Lines: file, row, field, reason, message, record."""
+    """The quarantined rows of `table` as JSON Lines: file, row, line, field, reason, message,
+    record."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
@@ -642,6 +710,7 @@ def write_quarantine(table: KindTable, path: str | Path) -> None:
             line = {
                 "file": str(table.path),
                 "row": entry.row,
+                "line": entry.line,
                 "field": entry.field,
                 "reason": entry.reason,
                 "message": entry.message,
@@ -681,23 +750,24 @@ def read_categorical_inputs(
     annotator_column: str,
     label_column: str,
     gold_path: str | Path | None = None,
+    output_path: str | Path | None = None,
+    warn: Callable[[str], None],
+    row_column: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """A categorical command's judgments (`task_id`, `annotator_id`, `label`) and its gold
-    (`task_id`, `label`), if any, from the user's column names."""
-    columns = (task_column, annotator_column, label_column)
-    judgments = read_table(input_path, required_columns=columns, string_columns=columns).select(
-        pl.col(task_column).alias("task_id"),
-        pl.col(annotator_column).alias("annotator_id"),
-        pl.col(label_column).alias("label"),
+    (`task_id`, `label`), if any, from the user's column names: `read_kind_inputs` of the
+    categorical kind, so a row with an empty task, annotator or label is quarantined."""
+    return read_kind_inputs(
+        input_path,
+        kind="categorical",
+        task_column=task_column,
+        annotator_column=annotator_column,
+        value_column=label_column,
+        gold_path=gold_path,
+        output_path=output_path,
+        warn=warn,
+        row_column=row_column,
     )
-    if gold_path is None:
-        return judgments, None
-    gold = read_table(
-        gold_path,
-        required_columns=(task_column, label_column),
-        string_columns=(task_column, label_column),
-    ).select(pl.col(task_column).alias("task_id"), pl.col(label_column).alias("label"))
-    return judgments, gold
 
 
 def read_kind_inputs(
@@ -710,16 +780,19 @@ def read_kind_inputs(
     gold_path: str | Path | None = None,
     output_path: str | Path | None = None,
     warn: Callable[[str], None],
+    row_column: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """A command's judgments of `kind` (quarantine summary to `warn`, quarantined rows beside
-    `output_path`) and its gold, if any. InputError when no judgment is valid or a gold row is
-    bad: gold is the yardstick, a bad gold row is an error to fix, not a row to skip."""
+    `output_path`; `row_column`: see `read_kind_table`) and its gold, if any. InputError when
+    no judgment is valid or a gold row is bad: gold is the yardstick, a bad gold row is an
+    error to fix, not a row to skip."""
     table = read_kind_table(
         input_path,
         kind=kind,
         task_column=task_column,
         annotator_column=annotator_column,
         value_column=value_column,
+        row_column=row_column,
     )
     summary = report_quarantine(table, output_path=output_path)
     if summary is not None:

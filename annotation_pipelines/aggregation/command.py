@@ -129,6 +129,7 @@ def aggregate_command(
                 method=method,
                 columns=(task_col, annotator_col, value_col or "label"),
                 gold_path=gold_path,
+                output_path=output_path,
             )
         else:
             result = _aggregate_kind(
@@ -169,6 +170,7 @@ def _aggregate_categorical(
     method: str,
     columns: tuple[str, str, str],
     gold_path: Path | None,
+    output_path: Path | None,
 ) -> pl.DataFrame:
     task_col, annotator_col, label_col = columns
     judgments, gold = read_categorical_inputs(
@@ -177,6 +179,8 @@ def _aggregate_categorical(
         annotator_column=annotator_col,
         label_column=label_col,
         gold_path=gold_path,
+        output_path=output_path,
+        warn=lambda summary: click.echo(summary, err=True),
     )
     try:
         return aggregate(judgments, method, gold=gold)

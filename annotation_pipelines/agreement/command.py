@@ -143,29 +143,36 @@ def _categorical(
 
     from annotation_pipelines.agreement.kinds import agreement
     from annotation_pipelines.agreement.summary import agreement_summary
-    from annotation_pipelines.tabular import InputError, read_table
+    from annotation_pipelines.tabular import InputError, read_categorical_inputs, where
 
     task_col, annotator_col, label_col = columns
-    renames = {task_col: "task_id", annotator_col: "annotator_id", label_col: "label"}
-    if len(renames) < 3:
+    if len(set(columns)) < 3:
         raise click.UsageError("--task-col, --annotator-col and --label-col must be different")
     try:
-        table = read_table(input_path, required_columns=list(renames), string_columns=list(renames))
+        rows, _ = read_categorical_inputs(
+            input_path,
+            task_column=task_col,
+            annotator_column=annotator_col,
+            label_column=label_col,
+            warn=lambda summary: click.echo(summary, err=True),
+            row_column="row",
+        )
     except InputError as error:
         raise click.ClickException(str(error)) from error
-    judgments = table.select(pl.col(source).alias(target) for source, target in renames.items())
+    judgments = rows.drop("row")
     try:
         summary = agreement_summary(
             judgments, level=level, n_resamples=n_resamples, confidence=confidence, seed=seed
         )
     except ValueError as error:
-        where = f"column {label_col!r}"
+        at = f"column {label_col!r}"
         if level != "nominal":
             labels = judgments.get_column("label")
             bad = labels.cast(pl.Float64, strict=False).is_null() & labels.is_not_null()
             if bad.any():
-                where = f"row {int(bad.arg_true()[0]) + 1}, {where}"
-        raise click.ClickException(f"{input_path}: {where}: {error}") from error
+                row = int(rows.get_column("row")[int(bad.arg_true()[0])])
+                at = f"{where(input_path, row)}, {at}"
+        raise click.ClickException(f"{input_path}: {at}: {error}") from error
     raw = agreement(judgments, kind=DEFAULT_KIND, n_resamples=0)
     return {
         **summary,

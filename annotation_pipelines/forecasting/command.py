@@ -41,7 +41,7 @@ import click
 import polars as pl
 
 from annotation_pipelines.forecasting.scalars import as_float, as_int
-from annotation_pipelines.tabular import InputError, read_table, write_table
+from annotation_pipelines.tabular import InputError, read_table, where, write_table
 
 # Below this a MASE ratio means an exact forecast: its log would swamp the geometric mean.
 RATIO_TOLERANCE = 1e-9
@@ -350,7 +350,8 @@ def _prepare(
         if bad.any():
             row = _first_true_row(bad)
             raise InputError(
-                f"{path}: row {row}, column {time_col!r}: not a timestamp: {time[row - 1]!r}"
+                f"{path}: {where(path, row)}, column {time_col!r}: "
+                f"not a timestamp: {time[row - 1]!r}"
             )
         time = parsed
     elif time.dtype == pl.Date:
@@ -369,7 +370,7 @@ def _prepare(
         if bad.any():
             row = _first_true_row(bad)
             raise InputError(
-                f"{path}: row {row}, column {source!r}: not a number: {values[row - 1]!r}"
+                f"{path}: {where(path, row)}, column {source!r}: not a number: {values[row - 1]!r}"
             )
         columns[name] = cast
     columns["id"] = (

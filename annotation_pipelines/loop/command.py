@@ -33,7 +33,6 @@ from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
-    read_categorical_inputs,
     read_kind_inputs,
     write_output,
 )
@@ -160,24 +159,15 @@ def replay_command(
             )
         except ValueError as error:
             raise click.UsageError(str(error)) from error
-        if kind == "categorical":
-            judgments, gold = read_categorical_inputs(
-                input_path,
-                task_column=task_col,
-                annotator_column=annotator_col,
-                label_column=label_col,
-                gold_path=gold_path,
-            )
-        else:
-            judgments, gold = _kind_input(
-                input_path,
-                gold_path,
-                kind=kind,
-                output_path=output_path,
-                task_col=task_col,
-                annotator_col=annotator_col,
-                label_col=label_col,
-            )
+        judgments, gold = _kind_input(
+            input_path,
+            gold_path,
+            kind=kind,
+            output_path=output_path,
+            task_col=task_col,
+            annotator_col=annotator_col,
+            label_col=label_col,
+        )
         try:
             result = replay(
                 judgments,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.aggregation.command import aggregate_command
+from annotation_pipelines.tabular import position, row_lines
 from tests.inputs import write_input
 
 JUDGMENTS = pl.DataFrame(
@@ -84,11 +86,13 @@ def test_empty_file(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "empty file" in result.output and str(path) in result.output
 
 
-def test_unreadable_row(tmp_path: Path) -> None:
+def test_unreadable_json_line_is_quarantined_and_the_rest_aggregated(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"task_id": "1", "annotator_id": "w", "label": "a"}\n{not json\n')
-    result = CliRunner().invoke(aggregate_command, [str(path)])
-    assert result.exit_code != 0 and "row 2" in result.output and str(path) in result.output
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    assert "row 2" in result.stderr and "malformed_json" in result.stderr
+    assert str(path) in result.stderr and result.stdout.startswith("task_id,label,confidence")
 
 
 @pytest.mark.parametrize("kind", ["categorical", "numeric"])
@@ -123,12 +127,33 @@ def test_a_csv_polars_cannot_parse_names_the_record(
     )
 
 
-def test_empty_value_names_row_and_column(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [("2,,b", "annotator_id"), (",w2,b", "task_id"), ("2,w2,", "label"), ("2,w2,  ", "label")],
+)
+def test_empty_categorical_value_is_quarantined_with_row_and_field(
+    tmp_path: Path, row: str, field: str
+) -> None:
     path = tmp_path / "in.csv"
-    path.write_text("task_id,annotator_id,label\n1,w1,a\n2,,b\n")
+    path.write_text(f"task_id,annotator_id,label\n1,w1,a\n{row}\n1,w3,a\n")
+    output = tmp_path / "out.csv"
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--method", "majority_vote", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"row 2 (line 3), field {field!r}: missing" in result.stderr
+    assert "1 of 3 rows quarantined" in result.stderr
+    assert pl.read_csv(output)["task_id"].to_list() == [1]
+    [entry] = [json.loads(line) for line in (tmp_path / "out.csv.quarantine.jsonl").open()]
+    assert entry["row"] == 2 and entry["line"] == 3 and entry["field"] == field
+
+
+def test_categorical_file_without_a_valid_row_exits_non_zero(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("task_id,annotator_id,label\n1,w1,\n2,,b\n")
     result = CliRunner().invoke(aggregate_command, [str(path)])
-    assert result.exit_code != 0
-    assert "row 2" in result.output and "'annotator_id'" in result.output
+    assert result.exit_code == 1
+    assert "no valid rows: all 2 were quarantined" in result.output and str(path) in result.output
 
 
 def test_bad_output_suffix(tmp_path: Path) -> None:
@@ -168,3 +193,21 @@ def test_method_of_another_kind_is_refused_for_categorical(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "'borda' does not aggregate kind 'categorical'" in result.output
     assert "dawid_skene" in result.output
+
+
+def test_rows_are_named_by_data_row_and_the_line_they_start_on(tmp_path: Path) -> None:
+    """One convention everywhere: `row N` counts data rows (a CSV's header not counted; a
+    blank line is a row, as Polars reads it), the line is what an editor shows: a quoted cell
+    over two lines shifts it; JSON Lines skip blank lines."""
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_text('task_id,annotator_id,label\n1,w1,"a\nb"\n\n2,w2,c\n')
+    assert row_lines(csv_path, [1, 3]) == {1: 2, 3: 5}
+    jsonl_path = tmp_path / "in.jsonl"
+    jsonl_path.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert row_lines(jsonl_path, [2]) == {2: 3}
+    assert row_lines(tmp_path / "in.parquet", [1]) == {}
+    assert position(2, 3) == "row 2 (line 3)" and position(2) == "row 2"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "1", "annotator_id": "w", "label": "a"}\n\n{"task_id": "2"}\n')
+    result = CliRunner().invoke(aggregate_command, [str(bad), "--method", "majority_vote"])
+    assert "row 2 (line 3), field 'annotator_id'" in result.stderr

@@ -75,9 +75,14 @@ def test_non_numeric_labels_at_ordinal_level(tmp_path, toy_crowd):
     assert "'no'" in result.output or "'yes'" in result.output
     assert str(path) in result.output and "'label'" in result.output
     first = next(i for i, label in enumerate(toy_crowd["label"]) if label in ("no", "yes"))
-    assert f"row {first + 1}, column 'label'" in result.output
+    assert f"row {first + 1} (line {first + 2}), column 'label'" in result.output
     nominal = CliRunner().invoke(agreement_command, [str(path)])
     assert json.loads(nominal.output)["krippendorff_alpha"] == pytest.approx(0.142191, abs=1e-6)
+    # A quarantined row before it does not shift the row named.
+    path.write_text("task_id,annotator_id,label\n1,a,\n1,b,2\n1,c,x\n2,a,1\n2,b,1\n")
+    result = CliRunner().invoke(agreement_command, [str(path), "--level", "ordinal"])
+    assert "row 1 (line 2), field 'label': missing_field" in result.stderr
+    assert "row 3 (line 4), column 'label'" in result.output
 
 
 def test_missing_column_names_file_and_column(tmp_path, toy_crowd):

@@ -307,7 +307,7 @@ def test_cli_without_id_or_supply_and_bad_input(tmp_path):
         forecast_command, [str(bad), "--time-col", "time", "--value-col", "value"]
     )
     assert run.exit_code == 1
-    assert "row 2" in run.output and "'time'" in run.output
+    assert "row 2 (line 3), column 'time'" in run.output
     run = CliRunner().invoke(
         forecast_command, [str(source), "--time-col", "nope", "--value-col", "value"]
     )

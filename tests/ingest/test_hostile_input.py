@@ -90,7 +90,7 @@ def test_csv_with_too_many_columns_is_refused_early(tmp_path):
     )
     path = tmp_path / "wide.csv"
     path.write_text(header + "\n" + "t1,a1,pos," + NOW + "," * 20_000 + "\n")
-    with pytest.raises(UnreadableFileError, match=r"wide\.csv: row 1 \(header\): 20,004 columns"):
+    with pytest.raises(UnreadableFileError, match=r"wide\.csv: line 1 \(header\): 20,004 columns"):
         ingest_path(path, format="csv")
     result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
     assert result.exit_code != 0
@@ -186,22 +186,25 @@ def _write(path: Path, text: str | bytes) -> Path:
 
 
 HOSTILE = {
-    "deep.jsonl": (
-        jsonl(
-            json.dumps({"task_id": "t1", "annotator_id": "a1", "label": "x"}),
-            '{"task_id": "t2", "annotator_id": "a1", "label": ' + deep_json() + "}",
-        ),
-        "row 2",
-    ),
     "wide.csv": (
         (
             ",".join(["task_id", "annotator_id", "label"] + [f"c{i}" for i in range(20_000)]) + "\n"
         ).encode(),
         "20,003 columns",
     ),
+}
+# A hostile row among good ones is quarantined like any bad row: named, counted, skipped.
+HOSTILE_ROWS = {
+    "deep.jsonl": (
+        jsonl(
+            json.dumps({"task_id": "t1", "annotator_id": "a1", "label": "x"}),
+            '{"task_id": "t2", "annotator_id": "a1", "label": ' + deep_json() + "}",
+        ),
+        "row 2 (line 2): nesting_too_deep",
+    ),
     "nul.csv": (
         b"task_id,annotator_id,label\nt1,a1,x\nt2,a\x001,y\n",
-        "row 2, column 'annotator_id'",
+        "row 2 (line 3), field 'annotator_id': nul_byte",
     ),
 }
 
@@ -218,6 +221,19 @@ def test_cli_commands_give_one_line_errors_on_hostile_input(tmp_path, command, n
     error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(error_lines) == 1, result.output
     assert name in error_lines[0] and expected in error_lines[0], result.output
+
+
+@pytest.mark.parametrize("command", ["aggregate", "agreement"])
+@pytest.mark.parametrize("name", sorted(HOSTILE_ROWS))
+def test_cli_commands_quarantine_hostile_rows(tmp_path, command, name):
+    data, expected = HOSTILE_ROWS[name]
+    path = _write(tmp_path / name, data)
+    result = CliRunner().invoke(main, [command, str(path)])
+    assert result.exit_code == 0, result.output
+    assert not isinstance(result.exception, RecursionError), result.exception
+    assert "Traceback" not in result.output
+    assert f"{path}: 1 of 2 rows quarantined" in result.stderr
+    assert expected in result.stderr, result.stderr
 
 
 def test_label_studio_elements_that_are_not_tasks_are_quarantined_not_dropped(tmp_path):

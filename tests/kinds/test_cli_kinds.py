@@ -304,11 +304,12 @@ def test_wrong_shape_rows_are_quarantined(tmp_path: Path, case: str) -> None:
     result = _invoke(aggregate_command, [str(path), "--kind", kind, "--output", str(output)])
     assert result.exit_code == 0, result.output
     assert f"1 of {len(records)} rows quarantined" in result.stderr
-    assert f"row 4, field {field!r}" in result.stderr and str(path) in result.stderr
+    assert f"row 4 (line 4), field {field!r}" in result.stderr and str(path) in result.stderr
     quarantine = tmp_path / "out.parquet.quarantine.jsonl"
     assert str(quarantine) in result.stderr
     (entry,) = [json.loads(line) for line in quarantine.read_text().splitlines()]
-    assert (entry["row"], entry["field"], entry["reason"]) == (4, field, "wrong_type")
+    assert (entry["row"], entry["line"], entry["field"]) == (4, 4, field)
+    assert entry["reason"] == "wrong_type"
     assert entry["file"] == str(path) and entry["message"]
     assert json.loads(entry["record"])["task_id"] == "t9"
     out = pl.read_parquet(output)
@@ -318,7 +319,7 @@ def test_wrong_shape_rows_are_quarantined(tmp_path: Path, case: str) -> None:
     result = _invoke(agreement_command, [str(path), "--kind", kind])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["n_judgments"] == len(records) - 1
-    assert f"row 4, field {field!r}" in result.stderr
+    assert f"row 4 (line 4), field {field!r}" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -345,7 +346,7 @@ def test_csv_reads_scalars_and_json_encoded_lists(tmp_path: Path) -> None:
     path.write_text("task_id,annotator_id,value\nt1,a1,1\nt1,a2,2\nt1,a3,abc\nt2,a1,4\nt2,a2,5.5\n")
     result = _invoke(aggregate_command, [str(path), "--kind", "numeric"])
     assert result.exit_code == 0, result.output
-    assert "row 3, field 'value'" in result.stderr
+    assert "row 3 (line 4), field 'value'" in result.stderr
     assert pl.read_csv(io.StringIO(result.stdout)).height == 2
 
     spans = tmp_path / "spans.csv"
@@ -357,7 +358,7 @@ def test_csv_reads_scalars_and_json_encoded_lists(tmp_path: Path) -> None:
     )
     result = _invoke(aggregate_command, [str(spans), "--kind", "spans"])
     assert result.exit_code == 0, result.output
-    assert "row 3, field 'spans'" in result.stderr
+    assert "row 3 (line 4), field 'spans'" in result.stderr
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(s["start"], s["end"], s["label"]) for s in record["spans"]] == [(0, 4, "P")]
 
@@ -371,8 +372,8 @@ def test_malformed_lines_and_missing_ids_are_quarantined(tmp_path: Path) -> None
     result = _invoke(aggregate_command, [str(path), "--kind", "text"])
     assert result.exit_code == 0, result.output
     assert "2 of 9 rows quarantined" in result.stderr
-    assert "row 2: malformed_json" in result.stderr
-    assert "row 5, field 'annotator_id': missing_annotator" in result.stderr
+    assert "row 2 (line 2): malformed_json" in result.stderr
+    assert "row 5 (line 5), field 'annotator_id': missing_annotator" in result.stderr
 
 
 def test_no_valid_row_is_an_error(tmp_path: Path) -> None:
@@ -383,7 +384,8 @@ def test_no_valid_row_is_an_error(tmp_path: Path) -> None:
     output = tmp_path / "out.jsonl"
     result = _invoke(aggregate_command, [str(path), "--kind", "spans", "--output", str(output)])
     assert result.exit_code != 0
-    assert f"{path}: no valid rows" in result.output and "row 1, field 'spans'" in result.output
+    assert f"{path}: no valid rows" in result.output
+    assert "row 1 (line 1), field 'spans'" in result.output
     assert not output.exists()
     assert (tmp_path / "out.jsonl.quarantine.jsonl").exists()
     result = _invoke(agreement_command, [str(path), "--kind", "spans"])
@@ -467,7 +469,7 @@ def test_numeric_gold_anchors_the_fit(tmp_path: Path) -> None:
     args = [str(path), "--kind", "numeric", "--gold", str(bad_gold)]
     result = CliRunner().invoke(aggregate_command, args)
     assert result.exit_code != 0
-    assert f"{bad_gold}: row 1, field 'value'" in result.output
+    assert f"{bad_gold}: row 1 (line 1), field 'value'" in result.output
 
 
 def test_the_installed_command_holds_the_contract(tmp_path: Path) -> None:

@@ -68,12 +68,18 @@ def test_defaults_are_the_policy_defaults(tmp_path: Path) -> None:
     assert summary["budget"] == 1.0 and summary["kind"] == "categorical"
 
 
-def test_empty_label_names_file_row_and_column(tmp_path: Path) -> None:
+def test_empty_label_is_quarantined_with_file_row_and_field(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text("task_id,annotator_id,label\nt1,w1,a\nt1,w2,\n")
+    output = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, ["replay", str(path), "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert str(path) in result.stderr and "row 2 (line 3), field 'label'" in result.stderr
+    assert json.loads(result.stdout)["judgments_available"] == 1
+    assert (tmp_path / "out.csv.quarantine.jsonl").read_text().count("\n") == 1
+    path.write_text("task_id,annotator_id,label\nt1,w1,\n")
     code, printed = _invoke(str(path))
-    assert code != 0
-    assert str(path) in printed and "row 2" in printed and "'label'" in printed
+    assert code != 0 and "no valid rows" in printed
 
 
 def test_missing_column_and_bad_options(tmp_path: Path) -> None:
