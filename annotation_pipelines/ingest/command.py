@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from annotation_pipelines.kinds import KINDS
-from annotation_pipelines.tabular import InputError
+from annotation_pipelines.tabular import InputError, position
+
+if TYPE_CHECKING:
+    import polars as pl
+
+TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl")
+# Quarantined rows shown on stderr; every one is in quarantine.parquet with --output.
+SHOWN = 5
 
 
 @click.command("ingest")
@@ -36,6 +44,23 @@ from annotation_pipelines.tabular import InputError
     "from the value columns present).",
 )
 @click.option(
+    "--settings",
+    "settings_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A project.json as the landing zone holds it (exports/<project>/project.json): its "
+    "column `mapping` and `label_set`, read as the sensor reads them; the options override it.",
+)
+@click.option("--task-col", default=None, help="Tables: the task id column [task_id].")
+@click.option("--annotator-col", default=None, help="Tables: the annotator column [annotator_id].")
+@click.option("--label-col", default=None, help="Tables: the label column [label].")
+@click.option(
+    "--submitted-at-col",
+    default=None,
+    help="Tables: the submission time column [submitted_at]; required, as for the sensor: it "
+    "is the day a judgment lands in.",
+)
+@click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
@@ -47,22 +72,63 @@ def ingest_command(
     project: str | None,
     label_set: str | None,
     kind: str | None,
+    settings_path: Path | None,
+    task_col: str | None,
+    annotator_col: str | None,
+    label_col: str | None,
+    submitted_at_col: str | None,
     output: Path | None,
 ) -> None:
-    """Validate and normalize PATH; print the reconciliation as one JSON object.
+    """Validate and normalize PATH; print the reconciliation as one JSON object, and the
+    first quarantined rows (file, row and line, field, reason) on stderr.
 
-    Exit code 0 when the export was readable, even with quarantined rows; 1 with a message
-    naming the file when it was not.
+    Tables are mapped to the canonical columns (task_id, annotator_id, label, submitted_at,
+    and the kind's value column) as the landing sensor maps them: by the project's column
+    mapping (--settings) and the column options. Exit code 0 when the export was readable,
+    even with quarantined rows; 1 with a message naming the file when it was not.
     """
     from annotation_pipelines.ingest.files import ingest_path
+    from annotation_pipelines.ingest.tables import ColumnMapping
 
+    columns = {
+        "task_id": task_col,
+        "annotator_id": annotator_col,
+        "label": label_col,
+        "submitted_at": submitted_at_col,
+    }
+    given = {name: column for name, column in columns.items() if column is not None}
+    if format_ not in TABLE_FORMATS and (given or settings_path is not None):
+        raise click.UsageError(
+            f"--settings and the column options apply to tables ({', '.join(TABLE_FORMATS)}); "
+            f"a {format_} export names its own fields"
+        )
+    settings = _project_settings(settings_path) if settings_path is not None else {}
     labels = (
         [label.strip() for label in label_set.split(",") if label.strip()] if label_set else None
     )
+    listed = settings.get("label_set")
+    if labels is None and isinstance(listed, list):
+        labels = [str(label) for label in listed]
+    mapped = settings.get("mapping")
     try:
-        result = ingest_path(path, format=format_, project=project, label_set=labels, kind=kind)
+        mapping = (
+            ColumnMapping.from_dict({**(mapped if isinstance(mapped, dict) else {}), **given})
+            if given or mapped
+            else None
+        )
+    except ValueError as error:
+        raise click.UsageError(f"{settings_path}: {error}") from error
+    try:
+        result = ingest_path(
+            path, format=format_, project=project, label_set=labels, kind=kind, mapping=mapping
+        )
     except InputError as error:
         raise click.ClickException(str(error)) from error
+    if result.rows_quarantined:
+        click.echo(
+            quarantine_lines(result.quarantine, format_=format_, rows_read=result.rows_read),
+            err=True,
+        )
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         result.judgments.write_parquet(output / "judgments.parquet")
@@ -70,3 +136,37 @@ def ingest_command(
         result.tasks.write_parquet(output / "raw_tasks.parquet")
         result.gold.write_parquet(output / "gold_labels.parquet")
     click.echo(json.dumps(result.summary(), sort_keys=True))
+
+
+def _project_settings(path: Path) -> dict[str, object]:
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise click.BadParameter(f"{path}: not a readable JSON file ({error})") from error
+    if not isinstance(settings, dict):
+        raise click.BadParameter(f"{path}: expected a JSON object", param_hint="--settings")
+    return settings
+
+
+def where_in_export(format_: str, source_line: int | None) -> str:
+    """`source_line` as the other commands name a row: ingest stores a CSV row's file line
+    (its data row + 1), a Parquet row's number and a JSON source's line."""
+    if source_line is None:
+        return "no line"
+    if format_ in ("csv", "tsv"):
+        return position(source_line - 1, source_line)
+    if format_ == "parquet":
+        return position(source_line)
+    return f"line {source_line}"
+
+
+def quarantine_lines(quarantine: pl.DataFrame, *, format_: str, rows_read: int) -> str:
+    """The first quarantined rows, one line each: file, where, field, reason."""
+    lines = [f"{quarantine.height} of {rows_read} rows quarantined (all with --output):"]
+    for row in quarantine.head(SHOWN).iter_rows(named=True):
+        where = where_in_export(format_, row["source_line"])
+        field = f", field {row['field']!r}" if row["field"] else ""
+        lines.append(f"  {row['source_file']}: {where}{field}: {row['reason']}")
+    if quarantine.height > SHOWN:
+        lines.append(f"  ... and {quarantine.height - SHOWN} more")
+    return "\n".join(lines)

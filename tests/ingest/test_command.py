@@ -141,3 +141,90 @@ def test_kind_option_reads_a_table_of_spans(tmp_path):
     assert judgments.select("kind", "spans").rows() == [
         ("spans", [{"start": 0, "end": 3, "label": "PER"}])
     ]
+
+
+MAPPED = (
+    "question,worker,answer,time\n"
+    "q1,w1,yes,2026-05-01T10:00:00Z\n"
+    "q1,,no,2026-05-01T10:00:00Z\n"
+    "q2,w2,maybe,2026-05-01T10:00:00Z\n"
+)
+COLUMNS = ("--task-col", "question", "--annotator-col", "worker", "--label-col", "answer")
+
+
+def test_column_options_map_a_plain_csv_and_quarantined_rows_are_shown(tmp_path):
+    path = tmp_path / "answers.csv"
+    path.write_text(MAPPED)
+    args = [str(path), "--format", "csv", "--project", "duck", "--label-set", "yes,no"]
+    missing = run(*args, *COLUMNS)
+    assert missing.exit_code == 1
+    assert "missing column(s) 'submitted_at'" in missing.output
+    result = run(*args, *COLUMNS, "--submitted-at-col", "time")
+    assert result.exit_code == 0, result.output
+    counts = summary(result.stdout)
+    assert (counts["rows_read"], counts["rows_loaded"], counts["rows_quarantined"]) == (3, 1, 2)
+    assert result.stderr.splitlines() == [
+        "2 of 3 rows quarantined (all with --output):",
+        f"  {path}: row 2 (line 3), field 'annotator_id': missing_annotator",
+        f"  {path}: row 3 (line 4), field 'label': unknown_label",
+    ]
+
+
+def test_settings_file_maps_as_the_landing_sensor_does(tmp_path):
+    from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+
+    path = tmp_path / "answers.csv"
+    path.write_text(MAPPED)
+    mapping = {
+        "task_id": "question",
+        "annotator_id": "worker",
+        "label": "answer",
+        "submitted_at": "time",
+    }
+    settings = tmp_path / "project.json"
+    settings.write_text(json.dumps({"mapping": mapping, "label_set": ["yes", "no"]}))
+    out = tmp_path / "out"
+    result = run(
+        str(path), "--format", "csv", "--project", "duck", "--settings", str(settings),
+        "--output", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # What the landing sensor's asset computes from the same file and project.json.
+    sensor = ingest_bytes(
+        path.read_bytes(),
+        format="csv",
+        source_file=str(path),
+        project="duck",
+        label_set=["yes", "no"],
+        mapping=ColumnMapping.from_dict(mapping),
+    )
+    assert summary(result.stdout) == sensor.summary()
+    written = pl.read_parquet(out / "judgments.parquet")
+    assert written.equals(sensor.judgments)
+    # An option overrides the file's mapping; a mapping naming an unknown field is refused.
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(MAPPED.replace("question", "item"))
+    overridden = run(
+        str(renamed), "--format", "csv", "--settings", str(settings), "--task-col", "item"
+    )
+    assert overridden.exit_code == 0 and summary(overridden.stdout)["rows_loaded"] == 1
+    settings.write_text(json.dumps({"mapping": {"when": "time"}}))
+    assert run(str(path), "--format", "csv", "--settings", str(settings)).exit_code == 2
+
+
+def test_column_options_are_for_tables_only_and_many_quarantined_rows_are_elided(tmp_path):
+    write_label_studio(tmp_path / "export.json")
+    result = run(str(tmp_path / "export.json"), "--format", "label-studio", *COLUMNS)
+    assert result.exit_code == 2 and "apply to tables" in result.output
+    path = tmp_path / "many.parquet"
+    rows = [("t", "a", "bad", "2026-05-01T10:00:00Z")] * 8
+    frame = pl.DataFrame(
+        rows, schema=["task_id", "annotator_id", "label", "submitted_at"], orient="row"
+    )
+    frame.write_parquet(path)
+    result = run(str(path), "--format", "parquet", "--label-set", "good")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "8 of 8 rows quarantined (all with --output):"
+    assert lines[1] == f"  {path}: row 1, field 'label': unknown_label"
+    assert lines[-1] == "  ... and 3 more" and len(lines) == 7
