@@ -22,7 +22,7 @@ from annotation_pipelines.synthetic import generate_compute_usage, generate_work
 
 if TYPE_CHECKING:
     # Only for annotations: dagster is imported inside `run_demo`, after the start date is set.
-    from dagster import AssetCheckEvaluation
+    from dagster import AssetCheckEvaluation, DagsterInstance, Definitions
 
 # Five weeks: the shortest history the procurement plan calibrates its bands on
 # (`forecasting.planning.MIN_HISTORY_DAYS`).
@@ -75,7 +75,6 @@ def run_demo(
 
     from dagster import AssetKey, DagsterInstance
 
-    from annotation_pipelines.forecasting.planning import MIN_HISTORY_DAYS
     from assets.common.partitions import PROJECT_PARTITIONS
     from assets.definitions import build_definitions
 
@@ -151,22 +150,37 @@ def run_demo(
     if not result.success:
         raise click.ClickException("forecast run failed; see the Dagster UI")
     echo("  materialized the capacity forecasts")
-    if telemetry_days >= MIN_HISTORY_DAYS:
-        result = (
-            defs.resolve_implicit_global_asset_job_def()
-            .get_subset(asset_selection={AssetKey("procurement_plan")})
-            .execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
-        )
-        if not result.success:
-            raise click.ClickException("procurement plan failed; see the Dagster UI")
-        echo("  materialized the procurement plan")
-    else:
+    build_procurement_plan(defs, instance, telemetry_days=telemetry_days, echo=echo)
+    elapsed = time.perf_counter() - started
+    return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
+
+
+def build_procurement_plan(
+    defs: Definitions,
+    instance: DagsterInstance,
+    *,
+    telemetry_days: int,
+    echo: Callable[[str], object],
+) -> None:
+    """Materialize the monthly procurement plan when the telemetry is long enough for it."""
+    from dagster import AssetKey
+
+    from annotation_pipelines.forecasting.planning import MIN_HISTORY_DAYS
+
+    if telemetry_days < MIN_HISTORY_DAYS:
         echo(
             f"  procurement plan skipped: it needs at least {MIN_HISTORY_DAYS} days of "
             f"telemetry (--telemetry-days {telemetry_days})"
         )
-    elapsed = time.perf_counter() - started
-    return {"days": day_list, "root": root, "elapsed_s": elapsed, "held_back": held_back}
+        return
+    result = (
+        defs.resolve_implicit_global_asset_job_def()
+        .get_subset(asset_selection={AssetKey("procurement_plan")})
+        .execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    )
+    if not result.success:
+        raise click.ClickException("procurement plan failed; see the Dagster UI")
+    echo("  materialized the procurement plan")
 
 
 def kind_accuracy(root: Path, days: list[date]) -> str:
