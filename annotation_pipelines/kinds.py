@@ -37,6 +37,10 @@ KINDS: tuple[str, ...] = (
     "text",
 )
 DEFAULT_KIND = "categorical"
+# Kinds whose judgment is an annotator's whole markup of the task (every span, every box): their
+# models pair each annotator's regions with the others', so a second judgment by the same
+# annotator is a re-submission that replaces the first, never a second vote.
+ONE_JUDGMENT_PER_ANNOTATOR: tuple[str, ...] = ("spans", "boxes")
 WINNERS: tuple[str, ...] = ("left", "right", "tie")
 COORDINATE_UNITS: tuple[str, ...] = ("pixel", "percent")
 

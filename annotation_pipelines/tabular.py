@@ -6,7 +6,10 @@ accept the same formats and fail the same way.
 `read_kind_table` reads judgments (or gold) of any annotation kind: each row's value is checked
 and brought to the kind's canonical dtype by the same function ingest uses
 (`ingest.values.normalize`), and a row of the wrong shape is quarantined with its row number,
-field and reason instead of failing the whole file or vanishing.
+field and reason instead of failing the whole file or vanishing. For the kinds whose models
+take one judgment per task and annotator (`kinds.ONE_JUDGMENT_PER_ANNOTATOR`), a judgment made
+again is resolved as ingest resolves it: the later row in the file is kept and each earlier one
+is quarantined as a `duplicate` naming the row that replaced it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import polars as pl
 from polars.datatypes import DataTypeClass
 
 from annotation_pipelines.ingest.validation import (
+    DUPLICATE,
     MALFORMED_JSON,
     MISSING_ANNOTATOR,
     MISSING_FIELD,
@@ -34,7 +38,13 @@ from annotation_pipelines.ingest.validation import (
     cap_raw,
 )
 from annotation_pipelines.ingest.values import ValueShapeError, normalize
-from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES, WINNERS, check_kind
+from annotation_pipelines.kinds import (
+    ONE_JUDGMENT_PER_ANNOTATOR,
+    VALUE_COLUMNS,
+    VALUE_DTYPES,
+    WINNERS,
+    check_kind,
+)
 
 FORMATS = {
     ".csv": "csv",
@@ -393,6 +403,11 @@ def read_kind_table(
     missing or of the wrong shape for `kind`, is quarantined with its row and field. In CSV and
     TSV, list and object values are JSON text in the cell. `row_column` keeps each row's data
     row number (see `position`) in a column of that name.
+
+    Judgments of a kind in `kinds.ONE_JUDGMENT_PER_ANNOTATOR` keep one row per task and
+    annotator: the last valid one in the file, as ingest keeps the latest submission; each
+    earlier one is quarantined as `duplicate` (field: the task and annotator columns) naming the
+    row that replaced it.
     """
     path = Path(path)
     check_kind(kind)
@@ -456,13 +471,23 @@ def read_kind_table(
     if rows_read == 0:
         raise InputError(f"{path}: no data rows")
     checked = pl.DataFrame(rows, schema=plain.schema)
-    result = pl.concat([plain, checked]) if plain.height else checked
-    lines = row_lines(path, (entry.row for entry in quarantined))
+    result = (pl.concat([plain, checked]) if plain.height else checked).sort(_ROW)
+    replaced = pl.DataFrame()
+    if annotator_column is not None and kind in ONE_JUDGMENT_PER_ANNOTATOR:
+        result, replaced = _latest_judgments(result)
+    lines = row_lines(
+        path,
+        [
+            *(entry.row for entry in quarantined),
+            *(replaced.get_column(_ROW) if replaced.height else ()),
+            *(replaced.get_column(_KEPT) if replaced.height else ()),
+        ],
+    )
+    if replaced.height:
+        quarantined += _duplicates(replaced, ids=ids, sources=sources, lines=lines)
     return KindTable(
         path=path,
-        rows=result.sort(_ROW).rename({_ROW: row_column})
-        if row_column
-        else result.sort(_ROW).drop(_ROW),
+        rows=result.rename({_ROW: row_column}) if row_column else result.drop(_ROW),
         quarantined=tuple(
             replace(entry, line=lines.get(entry.row))
             for entry in sorted(quarantined, key=lambda entry: entry.row)
@@ -473,6 +498,58 @@ def read_kind_table(
 
 # The row number a row was read at, carried while rows are checked in two ways.
 _ROW = "__row"
+# Beside a judgment made again: the row number of the later one that replaces it.
+_KEPT = "__kept"
+
+
+def _latest_judgments(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`rows`, in row order, with the last judgment of each task and annotator; the earlier
+    judgments, each with `_KEPT`, the row of the one that replaces it)."""
+    # Equal keys hash equally, so distinct hashes rule a repeat out at a quarter of the exact
+    # check's cost; only a real repeat (or a collision) takes the exact way.
+    key_hash = pl.col("task_id").hash(seed=0).xor(pl.col("annotator_id").hash(seed=1))
+    if rows.select(key_hash.n_unique()).item() == rows.height:
+        return rows, pl.DataFrame()
+    last = rows.select(pl.struct("task_id", "annotator_id").is_last_distinct()).to_series()
+    if last.all():
+        return rows, pl.DataFrame()
+    kept = rows.filter(last)
+    earlier = rows.filter(~last).join(
+        kept.select("task_id", "annotator_id", pl.col(_ROW).alias(_KEPT)),
+        on=["task_id", "annotator_id"],
+        how="left",
+        maintain_order="left",
+    )
+    return kept, earlier
+
+
+def _duplicates(
+    replaced: pl.DataFrame,
+    *,
+    ids: Mapping[str, str],
+    sources: Mapping[str, str],
+    lines: Mapping[int, int],
+) -> list[QuarantinedRow]:
+    """A `duplicate` quarantine entry for each judgment in `replaced` (see
+    `_latest_judgments`), in the file's column names."""
+    task, annotator = ids["task_id"], ids["annotator_id"]
+    entries = []
+    for row in replaced.iter_rows(named=True):
+        number, kept = int(row.pop(_ROW)), int(row.pop(_KEPT))
+        record = {ids.get(name, sources.get(name, name)): value for name, value in row.items()}
+        entries.append(
+            QuarantinedRow(
+                row=number,
+                field=f"{task},{annotator}",
+                reason=DUPLICATE,
+                message=(
+                    f"{annotator} {row['annotator_id']!r} judged {task} {row['task_id']!r} "
+                    f"again at {position(kept, lines.get(kept))}, which replaces this judgment"
+                ),
+                record=_record_text(record),
+            )
+        )
+    return entries
 
 
 def _read_parquet(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:

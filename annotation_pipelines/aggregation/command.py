@@ -24,7 +24,9 @@ Rows of a non-categorical kind that are missing an id or a value, or whose value
 shape (a span ending before it starts, a box with x_max < x_min, a ranking naming an item twice,
 a winner other than left/right/tie, a value that is not a number), are quarantined: counted on
 stderr with the first reasons by row and field, and with `--output` written in full to
-`<output>.quarantine.jsonl`. The command succeeds when at least one row is valid.
+`<output>.quarantine.jsonl`. The command succeeds when at least one row is valid. Spans and
+boxes take one judgment per task and annotator: a later row by the same annotator on the same
+task replaces the earlier one, which is quarantined as `duplicate` naming the later row.
 """
 
 from __future__ import annotations

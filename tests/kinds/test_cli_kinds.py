@@ -11,6 +11,7 @@ of the wrong shape for their kind are quarantined with their row and field, neve
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import subprocess
@@ -27,6 +28,7 @@ from click.testing import CliRunner, Result
 from annotation_pipelines.aggregation.command import aggregate_command
 from annotation_pipelines.aggregation.registry import methods_for
 from annotation_pipelines.agreement.command import agreement_command
+from annotation_pipelines.cli import main
 from annotation_pipelines.kinds import BOX, KINDS, SPAN, VALUE_COLUMNS, VALUE_DTYPES
 from tests.inputs import write_input
 
@@ -565,3 +567,131 @@ def test_parquet_with_integer_coordinates_and_text_numbers(tmp_path: Path) -> No
     assert "row 3, field 'value'" in result.stderr
     values = pl.read_csv(io.StringIO(result.stdout)).get_column("value").to_list()
     assert values == [pytest.approx(1.5)]
+
+
+# Annotator a1 marks up t1 again (data row 10) after a first judgment on data row 1.
+RESUBMITTED: dict[str, dict[str, Any]] = {
+    "spans": {"spans": [_span(0, 3), _span(6, 8, "ORG")]},
+    "boxes": {"boxes": [_box(1, 0, 10, 11), _box(40, 40, 50, 50)]},
+}
+
+
+def _write_judgments(records: list[dict[str, Any]], kind: str, path: Path) -> Path:
+    """`records` as a JSON Lines, Parquet or CSV file (list cells as JSON text)."""
+    if path.suffix == ".csv":
+        columns = ["task_id", "annotator_id", *VALUE_COLUMNS[kind]]
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for record in records:
+                writer.writerow(
+                    [json.dumps(v) if isinstance(v, list) else v for v in map(record.get, columns)]
+                )
+        return path
+    if path.suffix == ".parquet":
+        return write_input(pl.DataFrame(records, schema=judgments(kind).schema), path)
+    return _write_lines(path, records)
+
+
+@pytest.mark.parametrize("kind", sorted(RESUBMITTED))
+@pytest.mark.parametrize(
+    ("suffix", "first_line", "kept_line"),
+    [(".jsonl", 1, 10), (".csv", 2, 11), (".parquet", None, None)],
+)
+def test_a_judgment_made_again_replaces_the_earlier_one(
+    tmp_path: Path, kind: str, suffix: str, first_line: int | None, kept_line: int | None
+) -> None:
+    """As ingest resolves a duplicate submission: the later row is kept, the earlier one is
+    quarantined naming file, row, line and the row that replaced it, and every command goes on
+    with one judgment per task and annotator."""
+    records = judgments(kind).to_dicts()
+    again = {"task_id": "t1", "annotator_id": "a1", **RESUBMITTED[kind]}
+    assert (records[0]["task_id"], records[0]["annotator_id"]) == ("t1", "a1")
+    path = _write_judgments([*records, again], kind, tmp_path / f"judgments{suffix}")
+    expected = _write_judgments([*records[1:], again], kind, tmp_path / f"expected{suffix}")
+    first = "row 1" if first_line is None else f"row 1 (line {first_line})"
+    kept = "row 10" if kept_line is None else f"row 10 (line {kept_line})"
+    named = (
+        f"{first}, field 'task_id,annotator_id': duplicate: annotator_id 'a1' judged task_id "
+        f"'t1' again at {kept}, which replaces this judgment"
+    )
+
+    output = tmp_path / "out.parquet"
+    result = _invoke(aggregate_command, [str(path), "--kind", kind, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert f"{path}: 1 of 10 rows quarantined" in result.stderr
+    assert named in result.stderr
+    (entry,) = [
+        json.loads(line)
+        for line in (tmp_path / "out.parquet.quarantine.jsonl").read_text().splitlines()
+    ]
+    assert (entry["file"], entry["row"], entry["line"]) == (str(path), 1, first_line)
+    assert (entry["field"], entry["reason"]) == ("task_id,annotator_id", "duplicate")
+    assert json.loads(entry["record"]) == records[0]
+    reference = tmp_path / "reference.parquet"
+    result = _invoke(aggregate_command, [str(expected), "--kind", kind, "--output", str(reference)])
+    assert result.exit_code == 0 and not result.stderr, result.output
+    assert pl.read_parquet(output).equals(pl.read_parquet(reference))
+
+    result = _invoke(agreement_command, [str(path), "--kind", kind])
+    assert result.exit_code == 0, result.output
+    assert named in result.stderr
+    reference_agreement = _invoke(agreement_command, [str(expected), "--kind", kind])
+    assert json.loads(result.stdout) == json.loads(reference_agreement.stdout)
+    assert json.loads(result.stdout)["n_judgments"] == 9
+
+    result = _invoke(main, ["replay", str(path), "--kind", kind, "--min-votes", "2"])
+    assert result.exit_code == 0, result.output
+    assert named in result.stderr
+    assert json.loads(result.stdout)["judgments_available"] == 9
+
+
+def _read(records: list[dict[str, Any]], kind: str, path: Path) -> Any:
+    from annotation_pipelines.tabular import read_kind_table
+
+    return read_kind_table(_write_judgments(records, kind, path), kind=kind, row_column="row")
+
+
+@pytest.mark.parametrize("kind", sorted(RESUBMITTED))
+def test_the_reader_keeps_the_last_valid_judgment_of_each_task_and_annotator(
+    tmp_path: Path, kind: str
+) -> None:
+    """Three judgments of t1 by a1 and a fourth of the wrong shape: the last valid one stays
+    in its place, both earlier ones name it, the wrong-shaped one is quarantined for its shape,
+    rows read = rows kept + rows quarantined, and the engine takes the rows as read."""
+    from annotation_pipelines.aggregation.by_kind import aggregate_kind
+
+    records = judgments(kind).to_dicts()
+    again = {"task_id": "t1", "annotator_id": "a1", **RESUBMITTED[kind]}
+    wrong = next(value for case_kind, value, _ in BAD_ROWS.values() if case_kind == kind)
+    bad = {"task_id": "t1", "annotator_id": "a1", **wrong}
+    rows = [*records[:4], again, *records[4:], again, bad]  # rows 1, 5 and 11 are t1/a1; 12 bad
+    by_format = [_read(rows, kind, tmp_path / f"j{suffix}") for suffix in (".jsonl", ".parquet")]
+    for table in by_format:
+        assert table.rows_read == 12 and table.rows.height == 9
+        assert table.rows.get_column("row").to_list() == [2, 3, 4, 6, 7, 8, 9, 10, 11]
+        assert table.rows.filter(task_id="t1", annotator_id="a1").get_column(kind).to_list() == [
+            again[kind]
+        ]
+        summary = [(q.row, q.reason, q.field) for q in table.quarantined]
+        assert summary == [
+            (1, "duplicate", "task_id,annotator_id"),
+            (5, "duplicate", "task_id,annotator_id"),
+            (12, "wrong_type", kind),
+        ]
+        assert all("again at row 11" in q.message for q in table.quarantined[:2])
+        result = aggregate_kind(table.rows.drop("row"), kind=kind)
+        assert result.labels.height == 3
+    lines, parquet = by_format
+    assert parquet.rows.equals(lines.rows)
+    with pytest.raises(ValueError, match="one judgment per task and annotator"):
+        aggregate_kind(pl.DataFrame(rows[:-1], schema=judgments(kind).schema), kind=kind)
+
+
+@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind not in RESUBMITTED])
+def test_other_kinds_keep_every_judgment_as_a_vote(tmp_path: Path, kind: str) -> None:
+    """Kinds whose models count votes read a judgment made again as one more vote, as
+    `aggregate` and `agreement` always have."""
+    records = judgments(kind).to_dicts()
+    table = _read([*records, records[0]], kind, tmp_path / "j.jsonl")
+    assert table.rows.height == 10 and not table.quarantined
