@@ -390,6 +390,34 @@ def test_jsonl_spans_boxes_and_numeric_with_the_kind_column_per_row():
     assert quarantined == {5: "wrong_type:spans", 6: "missing_field:ranking", 7: "wrong_type:kind"}
 
 
+@pytest.mark.parametrize(
+    ("kind", "first", "again"),
+    [
+        ("spans", [{"start": 0, "end": 4, "label": "PER"}], [{"start": 0, "end": 3}]),
+        (
+            "boxes",
+            [{"x_min": 0, "y_min": 0, "x_max": 4, "y_max": 4, "label": "car"}],
+            [{"x_min": 1, "y_min": 0, "x_max": 4, "y_max": 5, "label": "car"}],
+        ),
+    ],
+)
+def test_a_judgment_made_again_is_resolved_as_the_command_line_resolves_it(kind, first, again):
+    """The daily path's judgments come through ingest: among equal timestamps the later line
+    wins and the earlier one is a counted `duplicate`, the rule `aggregate --kind` applies to a
+    file without timestamps, so both aggregate the same judgments."""
+    rows = [
+        {"task_id": "t1", "annotator_id": "a", "submitted_at": CREATED, kind: first},
+        {"task_id": "t1", "annotator_id": "b", "submitted_at": CREATED, kind: first},
+        {"task_id": "t1", "annotator_id": "a", "submitted_at": CREATED, kind: again},
+    ]
+    data = "\n".join(json.dumps(row) for row in rows).encode()
+    result = ingest_table(data, "jsonl", kind=kind)
+    assert result.duplicates == 1 and result.rows_read == 3
+    assert result.quarantine.select("source_line", "reason").rows() == [(1, "duplicate")]
+    kept = result.judgments.filter(annotator_id="a")
+    assert [{k: v for k, v in value.items() if v is not None} for value in kept[kind][0]] == again
+
+
 def test_csv_list_kinds_are_json_cells_and_the_kind_is_inferred_from_the_columns():
     text = (
         "task_id,annotator_id,submitted_at,labels\n"
