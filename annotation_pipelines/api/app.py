@@ -920,7 +920,10 @@ def _routes(app: FastAPI, context: Context) -> None:
 
 
 def approved(manifest: dict[str, object]) -> bool:
-    """A snapshot is approved when the quality gates passed on every day it covers: the
-    curated dataset holds back a day whose gates failed and records it in `held_back_days`, so
-    a snapshot with no day held back is one whose gates all passed."""
-    return not manifest.get("held_back_days")
+    """A snapshot is approved when it holds rows and the quality gates passed on every day it
+    covers: the curated dataset holds back a day whose gates failed and records it in
+    `held_back_days`, so a snapshot with no day held back is one whose gates all passed. An
+    empty snapshot (every day held back, or curated while its days were being rebuilt) vouches
+    for nothing."""
+    rows = manifest.get("rows", manifest.get("selected", 1))  # kind snapshots count `selected`
+    return not manifest.get("held_back_days") and bool(rows)

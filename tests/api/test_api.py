@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from annotation_pipelines import lake as layout
-from annotation_pipelines.api.app import kind_label_columns
+from annotation_pipelines.api.app import approved, kind_label_columns
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.storage import atomic_write_parquet
@@ -437,3 +437,11 @@ def test_cors_is_off_by_default_and_on_for_configured_origins(served):
         assert response.headers["access-control-allow-origin"] == "https://dashboard.example"
     finally:
         allowed.stop()
+
+
+def test_an_empty_snapshot_is_not_approved():
+    # Every day held back, or curated while its days were being rebuilt: nothing to vouch for.
+    assert approved({"held_back_days": [], "rows": 120})
+    assert not approved({"held_back_days": ["2026-11-29"], "rows": 120})
+    assert not approved({"held_back_days": [], "rows": 0})
+    assert not approved({"held_back_days": [], "selected": 0})
