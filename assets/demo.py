@@ -7,7 +7,6 @@ Dagster UI (`make dev`) afterwards.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -342,20 +341,14 @@ def demo_command(
     last = None if until is None else until.date()
     if last is not None and last >= datetime.now(UTC).date():
         raise click.BadParameter(f"{last} is not a complete UTC day yet", param_hint="--until")
-    from dagster import BetaWarning
-
-    with warnings.catch_warnings():
-        # Dagster itself passes `owners` to SensorDefinition when it attaches a job to a
-        # sensor, and warns that the parameter is in beta: nothing of ours to change.
-        warnings.filterwarnings("ignore", message="Parameter `owners`", category=BetaWarning)
-        outcome = run_demo(
-            judgments=judgments,
-            days=days,
-            seed=seed,
-            judgments_per_kind=judgments_per_kind,
-            telemetry_days=telemetry_days,
-            until=last,
-        )
+    outcome = run_demo(
+        judgments=judgments,
+        days=days,
+        seed=seed,
+        judgments_per_kind=judgments_per_kind,
+        telemetry_days=telemetry_days,
+        until=last,
+    )
     click.echo(summarize(outcome["root"], outcome["days"]))
     click.echo(kind_accuracy(outcome["root"], outcome["days"]))
     click.echo(f"\nDone in {outcome['elapsed_s']:.1f} s.")
