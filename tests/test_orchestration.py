@@ -5,11 +5,13 @@ executed in between, the way the daemon would.
 """
 
 import json
+import logging
 import os
 from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
@@ -18,14 +20,18 @@ from dagster import (
     build_sensor_context,
 )
 
+from annotation_pipelines.cli import main
+from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.synthetic import generate_workload
 from assets.curation import sensors as curation_sensors
 from assets.definitions import build_definitions
 from assets.forecasting import jobs as schedules
+from assets.live.assets import _fold_files
 from assets.operations import sensors
 from assets.quality import sensors as quality_sensors
 from assets.raw import sensors as raw_sensors
 from assets.sources import sensors as source_sensors
+from assets.sources.assets import source_id
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
@@ -304,3 +310,75 @@ def test_every_sensor_gives_the_same_run_keys_and_cursors_in_two_processes(env, 
     assert outputs[0] == outputs[1]
     assert outputs[0]["gold_set_sensor"]["run_keys"]
     assert outputs[0]["landing_zone_sensor"]["run_keys"]
+
+
+def test_a_task_with_no_valid_judgment_leaves_the_rest_of_its_file_loading(env, tmp_path):
+    defs, instance, landing = env
+    path = "exports/reviews/csv/mixed.csv"
+    good = [
+        f"t{task},a{annotator},{'pos' if (task + annotator) % 3 else 'neg'},"
+        f"2026-11-0{2 + task % 2}T1{annotator}:00:00Z,{annotator + 1}\n"
+        for task in range(1, 9)
+        for annotator in range(3)
+    ]
+    bad = [  # one task, every judgment outside the label set or without a usable time
+        "t9,a0,cat,2026-11-03T10:00:00Z,1\n",
+        "t9,a1,cat,2026-11-03T11:00:00Z,1\n",
+        "t9,a2,pos,not-a-time,1\n",
+    ]
+    (landing / path).write_text(HEADER + "".join(good[:12] + bad + good[12:]))
+
+    requested, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    assert [r.partition_key for r in requested.run_requests] == [path]
+    instance.add_dynamic_partitions("export_files", [path])
+    run = _run(defs, instance, "ingest_export_job", path)
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert (metadata["rows_read"].value, metadata["rows_loaded"].value) == (27, 24)
+    assert metadata["rows_quarantined"].value == 3
+    assert metadata["days"].value == ["2026-11-02", "2026-11-03"]
+    assert metadata["undated_tasks"].value == 1
+    # The file is done: the sensor neither retries nor reports it.
+    after, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, requested.cursor)
+    assert after.run_requests == []
+
+    # The quarantine holds the bad rows with the reasons the ingest command gives the file.
+    lake_dir = landing.parent / "lake"
+    staged = pl.read_parquet(lake_dir / quarantine_key(source_id(path)))
+    settings = landing / "exports" / "reviews" / "project.json"
+    command = ["ingest", str(landing / path), "--format", "csv", "--project", "reviews"]
+    command += ["--settings", str(settings), "--output", str(tmp_path / "cli")]
+    cli = CliRunner().invoke(main, command, catch_exceptions=False)
+    assert cli.exit_code == 0
+    reported = json.loads(cli.stdout.strip().splitlines()[-1])
+    assert reported["reasons"] == {"unknown_label": 2, "wrong_type": 1}
+    assert (reported["rows_loaded"], reported["tasks"]) == (24, 9)
+    columns = ["source_line", "field", "reason"]
+    from_cli = pl.read_parquet(tmp_path / "cli" / "quarantine.parquet").select(columns)
+    assert staged.select(columns).sort("source_line").equals(from_cli.sort("source_line"))
+
+    # The daily layer loads the good rows, and no task without a day.
+    for day in ("2026-11-02", "2026-11-03"):
+        assert _run(defs, instance, "raw_job", day).success
+    judgments = pl.read_parquet(lake_dir / "judgments" / "*" / "data.parquet")
+    tasks = pl.read_parquet(lake_dir / "raw_tasks" / "*" / "data.parquet")
+    assert judgments.height == 24 and "t9" not in judgments["task_id"].to_list()
+    assert sorted(tasks["task_id"]) == [f"t{task}" for task in range(1, 9)]
+    assert tasks["created_at"].null_count() == 0
+
+    # The live loop reads the same file to the same judgments.
+    live = _fold_files(
+        defs.resources["landing"], {}, read_at=datetime.now(UTC), log=logging.getLogger("t")
+    ).judgments
+    assert sorted(live["judgment_id"]) == sorted(judgments["judgment_id"])
+
+    # A file with no valid row at all loads nothing, quarantines everything, and succeeds.
+    wrong = "exports/reviews/csv/wronglabels.csv"
+    (landing / wrong).write_text(HEADER + "".join(bad[:2]) + "t10,a1,cat,2026-11-02T10:00:00Z,1\n")
+    instance.add_dynamic_partitions("export_files", [wrong])
+    run = _run(defs, instance, "ingest_export_job", wrong)
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert (metadata["rows_loaded"].value, metadata["rows_quarantined"].value) == (0, 3)
+    assert metadata["days"].value == []
+    assert metadata["quarantine_reasons"].value == {"unknown_label": 3}
