@@ -35,6 +35,9 @@ from assets.sources.assets import source_id
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
+# Thresholds no synthetic day meets: the agreement floor fails (ERROR), the flagged-annotator
+# cap and the gold-accuracy floor (WARN, which names no held-back project).
+GATES_FAIL = {"min_alpha": 0.99, "min_gold_accuracy": 0.999, "max_flagged_share": 0.0}
 
 
 @pytest.fixture()
@@ -167,7 +170,7 @@ def test_quality_alert_sensor_records_failed_gates(env):
     )
     strict = {
         **QUIET,
-        "ops": {"quality": {"config": {"min_alpha": 0.99, "bootstrap_resamples": 0}}},
+        "ops": {"quality": {"config": {**GATES_FAIL, "bootstrap_resamples": 0}}},
     }
     result = defs.resolve_job_def("daily_annotation_job").execute_in_process(
         partition_key="2026-11-02", instance=instance, run_config=strict, raise_on_error=False
@@ -175,11 +178,40 @@ def test_quality_alert_sensor_records_failed_gates(env):
     assert any(not c.passed for c in result.get_asset_check_evaluations())
     _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance)
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
-    assert "agreement_floor" in alerts["check"].to_list()
+    assert set(alerts["check"]) == {
+        "agreement_floor",
+        "gold_accuracy_floor",
+        "flagged_annotator_share",
+    }
     assert (alerts["partition"] == "2026-11-02").all()
+    # Every message says which project failed, with its figure and the threshold.
+    for message in alerts["message"]:
+        reason = message.split("failed for 2026-11-02: ", 1)[1]
+        assert any(p in reason for p in ("intent", "sentiment", "toxicity")), message
+    [floor] = alerts.filter(pl.col("check") == "agreement_floor")["message"]
+    assert "alpha" in floor and "floor 0.99" in floor, floor
     # A second tick from the advanced cursor records nothing new.
     _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
     assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height
+
+    # The same day rebuilt by another run (a second export staged for it) fails the same gates:
+    # they are not alerted again; once a rebuild passes a gate, its next failure is.
+    def rebuild(gates: dict[str, float]) -> None:
+        config = {**QUIET, "ops": {"quality": {"config": {**gates, "bootstrap_resamples": 0}}}}
+        run = defs.resolve_job_def("daily_annotation_job").execute_in_process(
+            partition_key="2026-11-02", instance=instance, run_config=config, raise_on_error=False
+        )
+        failed = {c.check_name for c in run.get_asset_check_evaluations() if not c.passed}
+        assert failed == (set(alerts["check"]) if gates is GATES_FAIL else set())
+
+    rebuild(GATES_FAIL)
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height
+    rebuild({"min_alpha": -1.0, "min_gold_accuracy": 0.0, "max_flagged_share": 1.0})
+    rebuild(GATES_FAIL)
+    _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    again = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
+    assert sorted(again.sort("raised_at")["check"][alerts.height :]) == sorted(alerts["check"])
 
 
 def test_run_failure_sensor_writes_an_alert(env):
