@@ -233,6 +233,10 @@ def test_run_failure_sensor_writes_an_alert(env):
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
     assert alerts["kind"].to_list() == ["run_failure"]
     assert alerts["severity"].to_list() == ["ERROR"]
+    # The alert says what failed: the step's error, class and first line, not Dagster's wrapper.
+    [message] = alerts["message"]
+    assert "Cause: FileNotFoundError: " in message and "absent.csv" in message, message
+    assert "DagsterExecutionStepExecutionError" not in message
     # A failed attempt that Dagster will retry (the tag its run-retry logic sets) warns.
     instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
     context = build_run_status_sensor_context(
@@ -414,3 +418,52 @@ def test_a_task_with_no_valid_judgment_leaves_the_rest_of_its_file_loading(env, 
     assert (metadata["rows_loaded"].value, metadata["rows_quarantined"].value) == (0, 3)
     assert metadata["days"].value == []
     assert metadata["quarantine_reasons"].value == {"unknown_label": 3}
+
+
+def _alert_run_failure(defs, instance, run_id):
+    run = instance.get_run_by_id(run_id)
+    failure = next(
+        entry.dagster_event
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event and entry.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    )
+    context = build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure,
+        resources={"lake": defs.resources["lake"]},
+    ).for_run_failure()
+    sensors.run_failure_alert_sensor(context)
+
+
+def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_the_cause(env):
+    defs, instance, landing = env
+    path = "exports/reviews/csv/broken.csv"
+    (landing / path).write_bytes(b"")
+    job = defs.resolve_job_def("ingest_export_job")
+    cursor = None
+    for _ in range(source_sensors.MAX_ATTEMPTS):
+        tick, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
+        cursor = tick.cursor
+        [request] = tick.run_requests
+        instance.add_dynamic_partitions("export_files", [path])
+        failed = job.execute_in_process(
+            partition_key=path,
+            instance=instance,
+            run_config=QUIET,
+            raise_on_error=False,
+            tags=request.tags,
+        )
+        assert not failed.success
+        _alert_run_failure(defs, instance, failed.run_id)
+    retried, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
+    assert retried.run_requests == []
+
+    alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
+    assert alerts["severity"].to_list() == ["WARNING", "ERROR"]
+    assert (alerts["partition"] == path).all()
+    first, last = alerts["message"]
+    assert f"Cause: UnreadableFileError: {path}: empty file" in first, first
+    assert "(attempt 1 of 5; the landing sensor retries it)" in first
+    assert "(attempt 5 of 5; no retry left: fix or replace the file)" in last
