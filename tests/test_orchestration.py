@@ -5,11 +5,13 @@ executed in between, the way the daemon would.
 """
 
 import json
+import logging
 import os
 from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
@@ -18,17 +20,24 @@ from dagster import (
     build_sensor_context,
 )
 
+from annotation_pipelines.cli import main
+from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.synthetic import generate_workload
 from assets.curation import sensors as curation_sensors
 from assets.definitions import build_definitions
 from assets.forecasting import jobs as schedules
+from assets.live.assets import _fold_files
 from assets.operations import sensors
 from assets.quality import sensors as quality_sensors
 from assets.raw import sensors as raw_sensors
 from assets.sources import sensors as source_sensors
+from assets.sources.assets import source_id
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
+# Thresholds no synthetic day meets: the agreement floor fails (ERROR), the flagged-annotator
+# cap and the gold-accuracy floor (WARN, which names no held-back project).
+GATES_FAIL = {"min_alpha": 0.99, "min_gold_accuracy": 0.999, "max_flagged_share": 0.0}
 
 
 @pytest.fixture()
@@ -161,7 +170,7 @@ def test_quality_alert_sensor_records_failed_gates(env):
     )
     strict = {
         **QUIET,
-        "ops": {"quality": {"config": {"min_alpha": 0.99, "bootstrap_resamples": 0}}},
+        "ops": {"quality": {"config": {**GATES_FAIL, "bootstrap_resamples": 0}}},
     }
     result = defs.resolve_job_def("daily_annotation_job").execute_in_process(
         partition_key="2026-11-02", instance=instance, run_config=strict, raise_on_error=False
@@ -169,11 +178,40 @@ def test_quality_alert_sensor_records_failed_gates(env):
     assert any(not c.passed for c in result.get_asset_check_evaluations())
     _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance)
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
-    assert "agreement_floor" in alerts["check"].to_list()
+    assert set(alerts["check"]) == {
+        "agreement_floor",
+        "gold_accuracy_floor",
+        "flagged_annotator_share",
+    }
     assert (alerts["partition"] == "2026-11-02").all()
+    # Every message says which project failed, with its figure and the threshold.
+    for message in alerts["message"]:
+        reason = message.split("failed for 2026-11-02: ", 1)[1]
+        assert any(p in reason for p in ("intent", "sentiment", "toxicity")), message
+    [floor] = alerts.filter(pl.col("check") == "agreement_floor")["message"]
+    assert "alpha" in floor and "floor 0.99" in floor, floor
     # A second tick from the advanced cursor records nothing new.
     _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
     assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height
+
+    # The same day rebuilt by another run (a second export staged for it) fails the same gates:
+    # they are not alerted again; once a rebuild passes a gate, its next failure is.
+    def rebuild(gates: dict[str, float]) -> None:
+        config = {**QUIET, "ops": {"quality": {"config": {**gates, "bootstrap_resamples": 0}}}}
+        run = defs.resolve_job_def("daily_annotation_job").execute_in_process(
+            partition_key="2026-11-02", instance=instance, run_config=config, raise_on_error=False
+        )
+        failed = {c.check_name for c in run.get_asset_check_evaluations() if not c.passed}
+        assert failed == (set(alerts["check"]) if gates is GATES_FAIL else set())
+
+    rebuild(GATES_FAIL)
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height
+    rebuild({"min_alpha": -1.0, "min_gold_accuracy": 0.0, "max_flagged_share": 1.0})
+    rebuild(GATES_FAIL)
+    _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    again = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
+    assert sorted(again.sort("raised_at")["check"][alerts.height :]) == sorted(alerts["check"])
 
 
 def test_run_failure_sensor_writes_an_alert(env):
@@ -195,6 +233,10 @@ def test_run_failure_sensor_writes_an_alert(env):
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
     assert alerts["kind"].to_list() == ["run_failure"]
     assert alerts["severity"].to_list() == ["ERROR"]
+    # The alert says what failed: the step's error, class and first line, not Dagster's wrapper.
+    [message] = alerts["message"]
+    assert "Cause: FileNotFoundError: " in message and "absent.csv" in message, message
+    assert "DagsterExecutionStepExecutionError" not in message
     # A failed attempt that Dagster will retry (the tag its run-retry logic sets) warns.
     instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
     context = build_run_status_sensor_context(
@@ -304,3 +346,124 @@ def test_every_sensor_gives_the_same_run_keys_and_cursors_in_two_processes(env, 
     assert outputs[0] == outputs[1]
     assert outputs[0]["gold_set_sensor"]["run_keys"]
     assert outputs[0]["landing_zone_sensor"]["run_keys"]
+
+
+def test_a_task_with_no_valid_judgment_leaves_the_rest_of_its_file_loading(env, tmp_path):
+    defs, instance, landing = env
+    path = "exports/reviews/csv/mixed.csv"
+    good = [
+        f"t{task},a{annotator},{'pos' if (task + annotator) % 3 else 'neg'},"
+        f"2026-11-0{2 + task % 2}T1{annotator}:00:00Z,{annotator + 1}\n"
+        for task in range(1, 9)
+        for annotator in range(3)
+    ]
+    bad = [  # one task, every judgment outside the label set or without a usable time
+        "t9,a0,cat,2026-11-03T10:00:00Z,1\n",
+        "t9,a1,cat,2026-11-03T11:00:00Z,1\n",
+        "t9,a2,pos,not-a-time,1\n",
+    ]
+    (landing / path).write_text(HEADER + "".join(good[:12] + bad + good[12:]))
+
+    requested, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    assert [r.partition_key for r in requested.run_requests] == [path]
+    instance.add_dynamic_partitions("export_files", [path])
+    run = _run(defs, instance, "ingest_export_job", path)
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert (metadata["rows_read"].value, metadata["rows_loaded"].value) == (27, 24)
+    assert metadata["rows_quarantined"].value == 3
+    assert metadata["days"].value == ["2026-11-02", "2026-11-03"]
+    assert metadata["undated_tasks"].value == 1
+    # The file is done: the sensor neither retries nor reports it.
+    after, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, requested.cursor)
+    assert after.run_requests == []
+
+    # The quarantine holds the bad rows with the reasons the ingest command gives the file.
+    lake_dir = landing.parent / "lake"
+    staged = pl.read_parquet(lake_dir / quarantine_key(source_id(path)))
+    settings = landing / "exports" / "reviews" / "project.json"
+    command = ["ingest", str(landing / path), "--format", "csv", "--project", "reviews"]
+    command += ["--settings", str(settings), "--output", str(tmp_path / "cli")]
+    cli = CliRunner().invoke(main, command, catch_exceptions=False)
+    assert cli.exit_code == 0
+    reported = json.loads(cli.stdout.strip().splitlines()[-1])
+    assert reported["reasons"] == {"unknown_label": 2, "wrong_type": 1}
+    assert (reported["rows_loaded"], reported["tasks"]) == (24, 9)
+    columns = ["source_line", "field", "reason"]
+    from_cli = pl.read_parquet(tmp_path / "cli" / "quarantine.parquet").select(columns)
+    assert staged.select(columns).sort("source_line").equals(from_cli.sort("source_line"))
+
+    # The daily layer loads the good rows, and no task without a day.
+    for day in ("2026-11-02", "2026-11-03"):
+        assert _run(defs, instance, "raw_job", day).success
+    judgments = pl.read_parquet(lake_dir / "judgments" / "*" / "data.parquet")
+    tasks = pl.read_parquet(lake_dir / "raw_tasks" / "*" / "data.parquet")
+    assert judgments.height == 24 and "t9" not in judgments["task_id"].to_list()
+    assert sorted(tasks["task_id"]) == [f"t{task}" for task in range(1, 9)]
+    assert tasks["created_at"].null_count() == 0
+
+    # The live loop reads the same file to the same judgments.
+    live = _fold_files(
+        defs.resources["landing"], {}, read_at=datetime.now(UTC), log=logging.getLogger("t")
+    ).judgments
+    assert sorted(live["judgment_id"]) == sorted(judgments["judgment_id"])
+
+    # A file with no valid row at all loads nothing, quarantines everything, and succeeds.
+    wrong = "exports/reviews/csv/wronglabels.csv"
+    (landing / wrong).write_text(HEADER + "".join(bad[:2]) + "t10,a1,cat,2026-11-02T10:00:00Z,1\n")
+    instance.add_dynamic_partitions("export_files", [wrong])
+    run = _run(defs, instance, "ingest_export_job", wrong)
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert (metadata["rows_loaded"].value, metadata["rows_quarantined"].value) == (0, 3)
+    assert metadata["days"].value == []
+    assert metadata["quarantine_reasons"].value == {"unknown_label": 3}
+
+
+def _alert_run_failure(defs, instance, run_id):
+    run = instance.get_run_by_id(run_id)
+    failure = next(
+        entry.dagster_event
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event and entry.dagster_event.event_type_value == "PIPELINE_FAILURE"
+    )
+    context = build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure,
+        resources={"lake": defs.resources["lake"]},
+    ).for_run_failure()
+    sensors.run_failure_alert_sensor(context)
+
+
+def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_the_cause(env):
+    defs, instance, landing = env
+    path = "exports/reviews/csv/broken.csv"
+    (landing / path).write_bytes(b"")
+    job = defs.resolve_job_def("ingest_export_job")
+    cursor = None
+    for _ in range(source_sensors.MAX_ATTEMPTS):
+        tick, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
+        cursor = tick.cursor
+        [request] = tick.run_requests
+        instance.add_dynamic_partitions("export_files", [path])
+        failed = job.execute_in_process(
+            partition_key=path,
+            instance=instance,
+            run_config=QUIET,
+            raise_on_error=False,
+            tags=request.tags,
+        )
+        assert not failed.success
+        _alert_run_failure(defs, instance, failed.run_id)
+    retried, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
+    assert retried.run_requests == []
+
+    alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
+    assert alerts["severity"].to_list() == ["WARNING", "ERROR"]
+    assert (alerts["partition"] == path).all()
+    first, last = alerts["message"]
+    assert f"Cause: UnreadableFileError: {path}: empty file" in first, first
+    assert "(attempt 1 of 5; the landing sensor retries it)" in first
+    assert "(attempt 5 of 5; no retry left: fix or replace the file)" in last

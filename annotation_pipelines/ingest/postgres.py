@@ -544,11 +544,18 @@ def _per_project_labels(staged: pl.DataFrame, projects: pl.DataFrame) -> pl.Data
 
 
 def partition_by_day(
-    frame: pl.DataFrame, *, column: str = "submitted_at"
+    frame: pl.DataFrame, *, column: str = "submitted_at", name: str = "judgments"
 ) -> dict[date, pl.DataFrame]:
-    """Split rows by the UTC day of `column`: a late row goes to its own day, not today's."""
+    """Split rows by the UTC day of `column`: a late row goes to its own day, not today's.
+
+    A row with no `column` has no day: refused with a message naming the table (`name`) and the
+    column, rather than staged under a day of None.
+    """
     if frame.height == 0:
         return {}
+    missing = frame.get_column(column).null_count()
+    if missing:
+        raise ValueError(f"{name}: {missing} row(s) with no {column}: no day to stage them in")
     keyed = frame.with_columns(_day=pl.col(column).dt.date())
     return {
         key[0]: part.drop("_day")

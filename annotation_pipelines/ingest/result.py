@@ -221,11 +221,15 @@ def build_tasks(
 ) -> pl.DataFrame:
     """Tasks as exported, or derived from the judgments when the source has no task list.
 
-    A task's `created_at` falls back to its first judgment when the export does not say.
+    A task's `created_at` falls back to its first valid judgment, then its gold label, when
+    the export does not say. A task with none of them (not judged yet, or every judgment
+    quarantined) keeps a null `created_at`: it is still what the export holds, but it has no
+    day, so staging leaves it out (`assets/sources/assets.py:stage`).
     """
     first_seen = judgments.group_by("task_id").agg(
         _first=pl.col("submitted_at").min(), _line=pl.col("source_line").min()
     )
+    gold_seen = gold.group_by("task_id").agg(_gold=pl.col("updated_at").min())
     if staged_tasks is None:
         staged_tasks = judgments.group_by("task_id", maintain_order=True).agg(
             project=pl.col("project").first(),
@@ -247,12 +251,13 @@ def build_tasks(
             task_id=pl.col("task_id").cast(pl.String), _created=parsed.cast(UTC_TIMESTAMP)
         )
         .join(first_seen, on="task_id", how="left")
+        .join(gold_seen, on="task_id", how="left")
         .select(
             task_id=pl.col("task_id"),
             project=pl.col("project").cast(pl.String),
             payload=pl.col("payload").cast(pl.String),
             payload_hash=sha256_text(pl.col("payload").cast(pl.String)),
-            created_at=pl.coalesce("_created", "_first"),
+            created_at=pl.coalesce("_created", "_first", "_gold"),
             is_gold=pl.col("task_id").is_in(gold.get_column("task_id").implode()),
             source=pl.lit(source, pl.String),
             source_file=pl.lit(source_file, pl.String),

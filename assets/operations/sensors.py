@@ -19,6 +19,7 @@ from dagster import (
 from annotation_pipelines.lake import run_summary_key
 from annotation_pipelines.markdown import frame_to_markdown
 from assets.common.alerts import record_alert
+from assets.sources.sensors import ATTEMPT_TAG, MAX_ATTEMPTS_TAG
 from resources.lake import Lake
 
 automation_sensor = AutomationConditionSensorDefinition(
@@ -34,12 +35,29 @@ automation_sensor = AutomationConditionSensorDefinition(
     description="Any failed run → an alert record, a log line, a webhook.",
 )
 def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> None:
-    message = context.failure_event.message or "run failed"
+    run = context.dagster_run
+    message = f"{run.job_name}: {context.failure_event.message or 'run failed'}"
+    cause = failure_cause(context)
+    if cause:
+        message += f" Cause: {cause}"
     # A run with retries left (the live jobs') is launched again by the daemon: a warning,
     # which its last failed attempt turns into an error.
-    will_retry = context.dagster_run.tags.get("dagster/will_retry") == "true"
-    if will_retry:
-        message += " (the daemon retries it)"
+    severity = "ERROR"
+    if run.tags.get("dagster/will_retry") == "true":
+        severity, message = "WARNING", message + " (the daemon retries it)"
+    # The landing sensor retries a file's ingest on later ticks: its first failure warns and
+    # its last is an error; the attempts between would repeat the first, so they are only
+    # logged, not alerted (one webhook per file and outcome, not one per attempt).
+    attempt, attempts = run.tags.get(ATTEMPT_TAG), run.tags.get(MAX_ATTEMPTS_TAG)
+    if attempt and attempts and attempt.isdigit() and attempts.isdigit():
+        if int(attempt) < int(attempts):
+            severity = "WARNING"
+            message += f" (attempt {attempt} of {attempts}; the landing sensor retries it)"
+        else:
+            message += f" (attempt {attempt} of {attempts}; no retry left: fix or replace the file)"
+        if 1 < int(attempt) < int(attempts):
+            context.log.warning(f"not alerted again: {message}")
+            return
     record_alert(
         lake,
         [
@@ -47,14 +65,43 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> No
                 "kind": "run_failure",
                 "asset": "",
                 "check": "",
-                "partition": context.dagster_run.tags.get("dagster/partition", ""),
-                "severity": "WARNING" if will_retry else "ERROR",
-                "run_id": context.dagster_run.run_id,
-                "message": f"{context.dagster_run.job_name}: {message}",
+                "partition": run.tags.get("dagster/partition", ""),
+                "severity": severity,
+                "run_id": run.run_id,
+                "message": message,
             }
         ],
         log=context.log,
     )
+
+
+def failure_cause(context: RunFailureSensorContext, limit: int = 500) -> str:
+    """The first line of the error that failed the run, class included: the failed steps' (the
+    exception raised in our code, not Dagster's wrapper around it), else the run's own error."""
+    errors = [
+        event.step_failure_data.error
+        for event in context.get_step_failure_events()
+        if event.step_failure_data.error is not None
+    ]
+    if not errors:
+        # A run that failed outside any step (a launch, run monitoring) has its error here.
+        run_error = getattr(context.failure_event.event_specific_data, "error", None)
+        errors = [run_error] if run_error is not None else []
+    lines: list[str] = []
+    for error in errors:
+        # Code that raises inside a step is wrapped in a Dagster error whose cause is ours.
+        while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+            error = error.cause
+        line = next((text for text in error.message.strip().splitlines() if text.strip()), "")
+        name, _, text = line.partition(": ")
+        if error.cls_name and name.endswith(f".{error.cls_name}"):
+            line = f"{error.cls_name}: {text}"  # the class without its module path
+        elif error.cls_name and not line.startswith(error.cls_name):
+            line = f"{error.cls_name}: {line}"
+        if line not in lines:
+            lines.append(line)
+    cause = "; ".join(lines)
+    return cause if len(cause) <= limit else cause[: limit - 1] + "…"
 
 
 def run_summary(instance: DagsterInstance, run_id: str) -> pl.DataFrame:

@@ -68,22 +68,32 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     One lake commit writes the new parts, the quarantine and drops the days the file no longer
     has: a run killed part-way leaves either the previous staging or the new one, never a file
     with no staged rows (which no later run would notice).
+
+    A task with no `created_at` (not judged yet, or every judgment of it quarantined) has no
+    day and is left out: a task is context, not a row, so there is nothing to quarantine, and
+    its rows are in the quarantine already with their own reasons (`undated_tasks` counts it).
     """
     days: set[str] = set()
     writes: dict[str, bytes] = {}
     previous: list[str] = []
+    tasks = result.tasks.filter(pl.col("created_at").is_not_null())
     for table, _, column in STAGED_TABLES:
         for key in lake.list_keys(staging_prefix(table)):
             if staging_source(key) == source:
                 days.add(staging_day(key))
                 previous.append(key)
-        frame = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(table, result.gold)
-        for day, part in partition_by_day(frame, column=column).items():
+        frame = {"judgments": result.judgments, "raw_tasks": tasks}.get(table, result.gold)
+        for day, part in partition_by_day(frame, column=column, name=table).items():
             writes[staging_key(table, day.isoformat(), source)] = parquet_bytes(part)
             days.add(day.isoformat())
     writes[quarantine_key(source)] = parquet_bytes(result.quarantine)
     lake.commit(writes, deletes=[key for key in previous if key not in writes])
     return sorted(days)
+
+
+def undated_tasks(result: IngestResult) -> int:
+    """Tasks `stage` leaves out for want of a day."""
+    return result.tasks.get_column("created_at").null_count()
 
 
 def reconciliation(result: IngestResult) -> dict[str, MetadataValue]:
@@ -143,11 +153,18 @@ def landing_exports(
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
     )
     days = stage(lake, result, source=source_id(path))
+    undated = undated_tasks(result)
+    if undated:
+        context.log.warning(
+            f"{path}: {undated} task(s) with no created_at and no valid judgment not staged "
+            f"(quarantine reasons: {result.reasons or 'none'})"
+        )
     fingerprint = dict(landing.list_files(path)).get(path, "")
     return MaterializeResult(
         metadata={
             **reconciliation(result),
             "days": MetadataValue.json(days),
+            "undated_tasks": MetadataValue.int(undated),
             "fingerprint": MetadataValue.text(fingerprint),
             "quarantine_preview": markdown_table(result.quarantine.drop("raw", strict=False)),
         },
@@ -184,7 +201,7 @@ def annotation_db_changes(
         key_columns = {"judgments": ("judgment_id",), "raw_tasks": ("task_id",)}.get(
             table, ("task_id",)
         )
-        for day, part in partition_by_day(incoming, column=column).items():
+        for day, part in partition_by_day(incoming, column=column, name=table).items():
             key = staging_key(table, day.isoformat(), "annotation_db")
             existing = lake.get_frame(key) if lake.exists(key) else None
             version = "updated_at" if "updated_at" in part.columns else column

@@ -22,6 +22,10 @@ from resources.landing import LandingZone
 # A file whose ingest failed is retried on later ticks, at most this many times; after that
 # the sensor logs an error on every tick until the file is fixed (a new fingerprint resets it).
 MAX_ATTEMPTS = 5
+# Run tags saying which attempt of a file a run is, so that a failure alert can tell a failure
+# that will be retried from the last one.
+ATTEMPT_TAG = "annotation_pipelines/attempt"
+MAX_ATTEMPTS_TAG = "annotation_pipelines/max_attempts"
 
 
 def _latest_run_status(context: SensorEvaluationContext, partition: str) -> DagsterRunStatus | None:
@@ -62,7 +66,13 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
             new_partitions.append(export.path)
             known.add(export.path)
         attempts[key] = tried + 1
-        requests.append(RunRequest(run_key=f"{key}#{tried + 1}", partition_key=export.path))
+        requests.append(
+            RunRequest(
+                run_key=f"{key}#{tried + 1}",
+                partition_key=export.path,
+                tags={ATTEMPT_TAG: str(tried + 1), MAX_ATTEMPTS_TAG: str(MAX_ATTEMPTS)},
+            )
+        )
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[export_files.build_add_request(new_partitions)]

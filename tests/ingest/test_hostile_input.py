@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
 from annotation_pipelines.ingest import UnreadableFileError, ingest_bytes, ingest_path
+from annotation_pipelines.ingest.postgres import partition_by_day
 from annotation_pipelines.ingest.validation import MAX_RAW_CHARS
 from tests.ingest.conftest import NOW, annotation, label_studio_tasks
 
@@ -264,3 +266,39 @@ def test_label_studio_elements_that_are_not_tasks_are_quarantined_not_dropped(tm
     stray = result.quarantine.filter(pl.col("reason") == "not_a_task")
     assert stray["source_line"].to_list() == [3, 4, 5]
     assert set(stray["field"]) == {"task"}
+
+
+def test_a_task_takes_its_time_from_its_gold_and_one_with_no_valid_row_has_none():
+    tasks = [
+        # No created_at and every annotation outside the label set: no time to take.
+        {"id": 201, "data": {"text": "a"}, "annotations": [annotation(1, 11, "cat")]},
+        {"id": 202, "data": {"text": "b"}, "annotations": [annotation(2, 12, "pos")]},
+        {
+            "id": 203,
+            "data": {"text": "c"},
+            "annotations": [
+                annotation(3, 13, "neg", ground_truth=True, created_at="2026-05-02T08:00:00Z")
+            ],
+        },
+    ]
+    result = ingest_bytes(
+        json.dumps(tasks).encode(),
+        format="label-studio",
+        source_file="mixed.json",
+        label_set=["pos", "neg"],
+        now=None,
+    )
+    assert result.reasons == {"unknown_label": 1}
+    created = dict(zip(result.tasks["task_id"], result.tasks["created_at"], strict=True))
+    assert created["201"] is None
+    assert created["202"].isoformat().startswith("2026-05-01T10:00:00")
+    assert created["203"].isoformat().startswith("2026-05-02T08:00:00")
+    assert balanced(result)
+
+
+def test_staging_refuses_rows_with_no_day_naming_the_table_and_column():
+    frame = pl.DataFrame(
+        {"task_id": ["t1", "t2"], "created_at": [datetime(2026, 5, 1, tzinfo=UTC), None]}
+    )
+    with pytest.raises(ValueError, match=r"raw_tasks: 1 row\(s\) with no created_at"):
+        partition_by_day(frame, column="created_at", name="raw_tasks")
