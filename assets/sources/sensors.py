@@ -63,6 +63,12 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
             known.add(export.path)
         attempts[key] = tried + 1
         requests.append(RunRequest(run_key=f"{key}#{tried + 1}", partition_key=export.path))
+    waiting = landing.unsettled_exports()
+    if waiting:
+        context.log.info(
+            f"{len(waiting)} file(s) written to within {landing.settle_seconds:g} s, offered once "
+            f"they settle: {', '.join(waiting[:5])}"
+        )
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[export_files.build_add_request(new_partitions)]
