@@ -143,15 +143,49 @@ class Lake(ConfigurableResource):
             check_key(key)
         self.recover()
         commit_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        moves = []
-        for number, (key, data) in enumerate(writes.items()):
-            staged = f"{COMMITS}/{commit_id}/{number:05d}"
-            self.put(staged, data)
-            moves.append([staged, key])
-        _crash_if_asked("staged")
         marker = f"{COMMITS}/{commit_id}.json"
-        self.put(marker, json.dumps({"moves": moves, "deletes": list(deletes)}).encode())
+        moves = []
+        attempted: list[str] = []
+        writing = ""
+        try:
+            for number, (key, data) in enumerate(writes.items()):
+                staged = f"{COMMITS}/{commit_id}/{number:05d}"
+                attempted.append(staged)
+                writing = f"{staged} (staged for {key})"
+                self.put(staged, data)
+                moves.append([staged, key])
+            _crash_if_asked("staged")
+            writing = f"{marker} (the commit's marker)"
+            self.put(marker, json.dumps({"moves": moves, "deletes": list(deletes)}).encode())
+        except BaseException as error:
+            discarded = self._discard_staging(commit_id, attempted, marker=marker)
+            error.add_note(
+                f"lake commit {commit_id}: writing {writing} failed; "
+                + (
+                    "nothing of it was applied"
+                    if discarded
+                    else "its marker is there, so the next commit finishes it"
+                )
+            )
+            raise
         self._apply(marker)
+
+    def _discard_staging(self, commit_id: str, staged: Sequence[str], *, marker: str) -> bool:
+        """Remove what a commit that failed before its marker staged, best effort (a failure
+        here must not hide the commit's own error; `maintain()` sweeps what is left). False if
+        the marker landed after all, as an object store's lost reply can make it seem not to:
+        the commit then stands and `recover()` finishes it."""
+        try:
+            if self.exists(marker):
+                return False
+        except Exception:
+            return True
+        for key in staged:
+            with contextlib.suppress(Exception):
+                self.delete(key)
+        with contextlib.suppress(Exception):
+            self._forget_commit(f"{COMMITS}/{commit_id}")
+        return True
 
     def _apply(self, marker: str) -> None:
         plan = json.loads(self.get(marker))

@@ -129,6 +129,42 @@ def test_a_step_killed_before_its_marker_leaves_the_old_outputs(tmp_path):
     assert not (tmp_path / "_commits").exists() or not any((tmp_path / "_commits").iterdir())
 
 
+FILE_TOO_LARGE = """
+import resource, signal, sys
+from resources.lake import LocalLake
+lake = LocalLake(base_path=sys.argv[1])
+# The kernel refuses any write past 4 KiB, the way a full disk refuses the next block.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    lake.commit({"a": b"v2", "b": b"v2", "big": b"x" * 65536, "c": b"v2"}, deletes=["a"])
+except OSError as error:
+    print(error.errno, *error.__notes__, sep="\\n")
+    sys.exit(3)
+"""
+
+
+def test_a_commit_that_fails_while_staging_leaves_nothing_staged(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path))
+    lake.commit({key: b"v1" for key in ("a", "b", "big", "c")})
+    child = subprocess.run(
+        [sys.executable, "-c", FILE_TOO_LARGE, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 3, child.stderr
+    errno, note = child.stdout.strip().splitlines()
+    assert int(errno) == 27  # EFBIG
+    assert "/00002 (staged for big) failed; nothing of it was applied" in note
+    assert {key: lake.get(key) for key in ("a", "b", "big", "c")} == dict.fromkeys(
+        ("a", "b", "big", "c"), b"v1"
+    )
+    assert lake.list_keys("_commits/") == []
+    assert [p for p in (tmp_path / "_commits").rglob("*") if p.is_file()] == []
+
+
 def test_the_io_manager_finishes_a_killed_commit_before_its_first_load(tmp_path):
     from dagster import AssetKey, build_input_context
 
