@@ -6,6 +6,7 @@ executed in between, the way the daemon would.
 
 import json
 import os
+import time
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -253,6 +254,25 @@ def test_run_failure_sensor_writes_an_alert(env):
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
     assert alerts["severity"].to_list() == ["ERROR", "WARNING"]
     assert alerts["message"][-1].endswith("(the daemon retries it)")
+
+
+def test_lake_maintenance_runs_daily_and_removes_an_orphaned_commit_only_once_it_is_old(env):
+    defs, instance, landing = env
+    lake_dir = landing.parent / "lake"
+    orphan, young = lake_dir / "_commits" / "1-x" / "00000", lake_dir / "_commits" / "2-y" / "00000"
+    for path in (orphan, young):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"staged by a commit that failed before its marker")
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    schedule = defs.resolve_schedule_def("daily_lake_maintenance_schedule")
+    assert schedule.cron_schedule == "30 4 * * *"
+    [request] = schedule.evaluate_tick(build_schedule_context(instance=instance)).run_requests
+    job = defs.resolve_job_def(schedule.job_name)
+    result = job.execute_in_process(instance=instance, run_config=QUIET, tags=request.tags)
+    assert result.success
+    assert not orphan.exists()
+    assert young.exists()
 
 
 def test_daily_schedule_targets_yesterday_and_weekly_forecast_is_monday():
