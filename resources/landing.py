@@ -88,6 +88,8 @@ class LandingZone(ConfigurableResource):
 
     def unsettled_exports(self, *, now: float | None = None) -> list[str]:
         """Export paths held back because they were written to within `settle_seconds`."""
+        if self.settle_seconds <= 0:
+            return []
         cutoff = (time.time() if now is None else now) - self.settle_seconds
         return [
             path
