@@ -158,34 +158,32 @@ class Lake(ConfigurableResource):
             writing = f"{marker} (the commit's marker)"
             self.put(marker, json.dumps({"moves": moves, "deletes": list(deletes)}).encode())
         except BaseException as error:
-            discarded = self._discard_staging(commit_id, attempted, marker=marker)
-            error.add_note(
-                f"lake commit {commit_id}: writing {writing} failed; "
-                + (
-                    "nothing of it was applied"
-                    if discarded
-                    else "its marker is there, so the next commit finishes it"
-                )
-            )
+            outcome = self._discard_staging(commit_id, attempted, marker=marker)
+            error.add_note(f"lake commit {commit_id}: writing {writing} failed; {outcome}")
             raise
         self._apply(marker)
 
-    def _discard_staging(self, commit_id: str, staged: Sequence[str], *, marker: str) -> bool:
-        """Remove what a commit that failed before its marker staged, best effort (a failure
-        here must not hide the commit's own error; `maintain()` sweeps what is left). False if
-        the marker landed after all, as an object store's lost reply can make it seem not to:
-        the commit then stands and `recover()` finishes it."""
+    def _discard_staging(self, commit_id: str, staged: Sequence[str], *, marker: str) -> str:
+        """Remove what a commit that failed before its marker staged, best effort: a failure
+        here must not hide the commit's own error, and `maintain()` sweeps what is left. The
+        marker may have landed after all (an object store's reply lost after the write): then
+        the commit stands and `recover()` finishes it. Says which happened."""
         try:
             if self.exists(marker):
-                return False
+                return "its marker was written after all, so the next commit finishes it"
         except Exception:
-            return True
+            return "its marker could not be checked; the next commit or maintain() settles it"
+        left = 0
         for key in staged:
-            with contextlib.suppress(Exception):
+            try:
                 self.delete(key)
+            except Exception:
+                left += 1
         with contextlib.suppress(Exception):
             self._forget_commit(f"{COMMITS}/{commit_id}")
-        return True
+        if left:
+            return f"nothing of it was applied; {left} staged object(s) are left for maintain()"
+        return "nothing of it was applied"
 
     def _apply(self, marker: str) -> None:
         plan = json.loads(self.get(marker))

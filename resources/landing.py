@@ -82,7 +82,8 @@ class LandingZone(ConfigurableResource):
         found = []
         for path, fingerprint, modified in self.list_entries("exports/"):
             parsed = parse_export_path(path)
-            if parsed and modified <= cutoff:
+            # Without a settle time the clocks are not compared: an object store's may be ahead.
+            if parsed and (self.settle_seconds <= 0 or modified <= cutoff):
                 found.append(ExportFile(path, fingerprint, *parsed))
         return found
 
