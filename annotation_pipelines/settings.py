@@ -20,6 +20,7 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_PIPELINES_BUCKET | the S3 bucket (production) | required |
 | ANNOTATION_PIPELINES_LAKE_PREFIX, …_LANDING_PREFIX | prefixes in the bucket | lake, landing |
 | ANNOTATION_PIPELINES_S3_ENDPOINT | an S3-compatible endpoint (MinIO, moto) | AWS |
+| ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS | seconds a local export rests before ingest | 30 |
 | AWS_REGION | the bucket's region | required with S3 |
 | ANNOTATION_DB_DSN | the annotation tool's PostgreSQL | none (asset fails if used) |
 | DAGSTER_HOME | where the local pseudonym key file lives | ./.dagster_home |
@@ -77,6 +78,7 @@ BUCKET = "ANNOTATION_PIPELINES_BUCKET"
 LAKE_PREFIX = "ANNOTATION_PIPELINES_LAKE_PREFIX"
 LANDING_PREFIX = "ANNOTATION_PIPELINES_LANDING_PREFIX"
 S3_ENDPOINT = "ANNOTATION_PIPELINES_S3_ENDPOINT"
+LANDING_SETTLE_SECONDS = "ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS"
 AWS_REGION = "AWS_REGION"
 ANNOTATION_DB_DSN = "ANNOTATION_DB_DSN"
 DAGSTER_HOME = "DAGSTER_HOME"
@@ -133,6 +135,7 @@ class Settings:
     api_max_page_size: int = 5000
     api_max_days: int = 92
     api_cache_entries: int = 256
+    landing_settle_seconds: float = 30.0
 
     @property
     def lake_dir(self) -> Path:
@@ -175,6 +178,9 @@ def load_settings(
     default_sla_days = _number(text(DEFAULT_SLA_DAYS) or "2", name=DEFAULT_SLA_DAYS, kind=float)
     if default_overlap < 1 or default_sla_days <= 0:
         raise SettingsError(f"{DEFAULT_OVERLAP} must be >= 1 and {DEFAULT_SLA_DAYS} > 0")
+    settle = _number(text(LANDING_SETTLE_SECONDS) or "30", name=LANDING_SETTLE_SECONDS, kind=float)
+    if settle < 0:
+        raise SettingsError(f"{LANDING_SETTLE_SECONDS}={settle!r}: expected seconds >= 0")
     bucket = text(BUCKET)
     if profile == "production" and bucket is None:
         raise SettingsError(f"{BUCKET} is required in the production profile")
@@ -211,6 +217,7 @@ def load_settings(
         api_cache_entries=_positive_int(
             text(API_CACHE_ENTRIES), name=API_CACHE_ENTRIES, default=256
         ),
+        landing_settle_seconds=float(settle),
     )
 
 

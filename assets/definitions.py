@@ -114,7 +114,9 @@ def resources_for(settings: Settings) -> dict[str, object]:
     landing: LandingZone
     if settings.profile == "local":
         lake = LocalLake(base_path=str(settings.lake_dir))
-        landing = LocalLandingZone(path=str(settings.landing_dir))
+        landing = LocalLandingZone(
+            path=str(settings.landing_dir), settle_seconds=settings.landing_settle_seconds
+        )
     else:
         from dagster_aws.s3 import S3Resource
 

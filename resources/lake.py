@@ -143,15 +143,47 @@ class Lake(ConfigurableResource):
             check_key(key)
         self.recover()
         commit_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        moves = []
-        for number, (key, data) in enumerate(writes.items()):
-            staged = f"{COMMITS}/{commit_id}/{number:05d}"
-            self.put(staged, data)
-            moves.append([staged, key])
-        _crash_if_asked("staged")
         marker = f"{COMMITS}/{commit_id}.json"
-        self.put(marker, json.dumps({"moves": moves, "deletes": list(deletes)}).encode())
+        moves = []
+        attempted: list[str] = []
+        writing = ""
+        try:
+            for number, (key, data) in enumerate(writes.items()):
+                staged = f"{COMMITS}/{commit_id}/{number:05d}"
+                attempted.append(staged)
+                writing = f"{staged} (staged for {key})"
+                self.put(staged, data)
+                moves.append([staged, key])
+            _crash_if_asked("staged")
+            writing = f"{marker} (the commit's marker)"
+            self.put(marker, json.dumps({"moves": moves, "deletes": list(deletes)}).encode())
+        except BaseException as error:
+            outcome = self._discard_staging(commit_id, attempted, marker=marker)
+            error.add_note(f"lake commit {commit_id}: writing {writing} failed; {outcome}")
+            raise
         self._apply(marker)
+
+    def _discard_staging(self, commit_id: str, staged: Sequence[str], *, marker: str) -> str:
+        """Remove what a commit that failed before its marker staged, best effort: a failure
+        here must not hide the commit's own error, and `maintain()` sweeps what is left. The
+        marker may have landed after all (an object store's reply lost after the write): then
+        the commit stands and `recover()` finishes it. Says which happened."""
+        try:
+            if self.exists(marker):
+                return "its marker was written after all, so the next commit finishes it"
+        except Exception:
+            return "its marker could not be checked; the next commit or maintain() settles it"
+        left = 0
+        for key in staged:
+            try:
+                self.delete(key)
+            except Exception:
+                left += 1
+        with contextlib.suppress(Exception):
+            self._forget_commit(f"{COMMITS}/{commit_id}")
+        if left:
+            return f"nothing of it was applied; {left} staged object(s) are left for maintain()"
+        return "nothing of it was applied"
 
     def _apply(self, marker: str) -> None:
         plan = json.loads(self.get(marker))

@@ -9,10 +9,17 @@ Layout (the same on a local folder and under an S3 prefix):
 
 `<format>` is one of label-studio, sagemaker-gt, csv, tsv, parquet, jsonl: the folder a file is
 dropped in says how to read it, so nobody has to configure a file before dropping it.
+
+Only files that have settled are offered as exports: a file written to within the last
+`settle_seconds` may still be growing (a copy or an append in progress), and its name must not
+be one that upload tools give a file before it is complete (a leading dot, `.tmp`, `.part`,
+`.partial`, `.crdownload`, `._COPYING_`). An S3 object appears only once its upload (multipart
+too) is complete, so the S3 zone needs no settle time by default.
 """
 
 import io
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +39,21 @@ class ExportFile:
     format: str
 
 
+# Names that upload tools give a file until it is complete, then rename it from.
+UPLOAD_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "._COPYING_")
+
+
+def is_upload_in_progress(name: str) -> bool:
+    """Whether a file name is one that a copy or download gives a file still being written."""
+    return name.startswith(".") or name.lower().endswith(tuple(s.lower() for s in UPLOAD_SUFFIXES))
+
+
 def parse_export_path(path: str) -> tuple[str, str] | None:
     """(project, format) for `exports/<project>/<format>/<file>`, else None."""
     parts = path.split("/")
     if len(parts) < 4 or parts[0] != "exports" or parts[2] not in FORMATS:
         return None
-    if parts[-1].startswith("."):
+    if is_upload_in_progress(parts[-1]):
         return None
     return parts[1], parts[2]
 
@@ -45,20 +61,42 @@ def parse_export_path(path: str) -> tuple[str, str] | None:
 class LandingZone(ConfigurableResource):
     """Bytes in, listing out; subclasses say where."""
 
+    # An export is offered once this many seconds have passed since its last write.
+    settle_seconds: float = 0.0
+
+    def list_entries(self, prefix: str) -> list[tuple[str, str, float]]:
+        """(path, fingerprint, last modified as epoch seconds) of every file under `prefix`,
+        sorted by path."""
+        raise NotImplementedError
+
     def list_files(self, prefix: str) -> list[tuple[str, str]]:
         """(path, fingerprint) of every file under `prefix`, sorted by path."""
-        raise NotImplementedError
+        return [(path, fingerprint) for path, fingerprint, _ in self.list_entries(prefix)]
 
     def read_bytes(self, path: str) -> bytes:
         raise NotImplementedError
 
-    def exports(self) -> list[ExportFile]:
+    def exports(self, *, now: float | None = None) -> list[ExportFile]:
+        """The export files that have settled (see the module's docstring), as of `now`."""
+        cutoff = (time.time() if now is None else now) - self.settle_seconds
         found = []
-        for path, fingerprint in self.list_files("exports/"):
+        for path, fingerprint, modified in self.list_entries("exports/"):
             parsed = parse_export_path(path)
-            if parsed:
+            # Without a settle time the clocks are not compared: an object store's may be ahead.
+            if parsed and (self.settle_seconds <= 0 or modified <= cutoff):
                 found.append(ExportFile(path, fingerprint, *parsed))
         return found
+
+    def unsettled_exports(self, *, now: float | None = None) -> list[str]:
+        """Export paths held back because they were written to within `settle_seconds`."""
+        if self.settle_seconds <= 0:
+            return []
+        cutoff = (time.time() if now is None else now) - self.settle_seconds
+        return [
+            path
+            for path, _, modified in self.list_entries("exports/")
+            if parse_export_path(path) and modified > cutoff
+        ]
 
     def project_settings(self, project: str) -> dict[str, object]:
         path = f"exports/{project}/project.json"
@@ -100,11 +138,13 @@ class LandingZone(ConfigurableResource):
 
 
 class LocalLandingZone(LandingZone):
-    """A local folder (the embedded default)."""
+    """A local folder (the embedded default); a file copied or appended into it is visible while
+    it is written, hence the settle time."""
 
     path: str
+    settle_seconds: float = 30.0
 
-    def list_files(self, prefix: str) -> list[tuple[str, str]]:
+    def list_entries(self, prefix: str) -> list[tuple[str, str, float]]:
         root = Path(self.path)
         base = root / prefix
         if not base.exists():
@@ -114,7 +154,11 @@ class LocalLandingZone(LandingZone):
             if file.is_file() and not file.name.startswith("."):
                 stat = file.stat()
                 out.append(
-                    (file.relative_to(root).as_posix(), f"{stat.st_size}-{stat.st_mtime_ns}")
+                    (
+                        file.relative_to(root).as_posix(),
+                        f"{stat.st_size}-{stat.st_mtime_ns}",
+                        stat.st_mtime,
+                    )
                 )
         return sorted(out)
 

@@ -87,7 +87,11 @@ class S3Lake(Lake):
 
 
 class S3LandingZone(LandingZone):
-    """An S3 prefix, through dagster-aws's S3 resource; the fingerprint is the object's ETag."""
+    """An S3 prefix, through dagster-aws's S3 resource; the fingerprint is the object's ETag.
+
+    An object becomes visible only once its upload (a multipart one too) is complete, so no
+    settle time is needed unless a tool rewrites an object in several steps.
+    """
 
     s3: S3Resource
     bucket: str
@@ -102,13 +106,19 @@ class S3LandingZone(LandingZone):
     def _key(self, path: str) -> str:
         return f"{self.prefix.strip('/')}/{path}" if self.prefix else path
 
-    def list_files(self, prefix: str) -> list[tuple[str, str]]:
+    def list_entries(self, prefix: str) -> list[tuple[str, str, float]]:
         root = self._key("")
         out = []
         paginator = self._s3().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             for item in page.get("Contents", []):
-                out.append((item["Key"][len(root) :], item["ETag"].strip('"')))
+                out.append(
+                    (
+                        item["Key"][len(root) :],
+                        item["ETag"].strip('"'),
+                        item["LastModified"].timestamp(),
+                    )
+                )
         return sorted(out)
 
     def read_bytes(self, path: str) -> bytes:

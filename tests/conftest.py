@@ -23,6 +23,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 # Daily partitions are defined when the code location is imported; the tests' synthetic days
 # and telemetry histories reach back to October 2026, so the suite pins where partitions start.
 os.environ.setdefault("ANNOTATION_PIPELINES_START_DATE", "2026-09-01")
+# Tests drop an export and tick at once; the settle time that holds back a file still being
+# written has its own tests, which set it.
+os.environ.setdefault("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "0")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -14,7 +14,8 @@ from dagster_aws.s3 import S3Resource
 
 from annotation_pipelines.storage import atomic_write_bytes
 from resources.lake import CRASH_POINT_ENV, LocalLake, UnsafeKeyError
-from resources.s3 import S3Lake
+from resources.landing import LocalLandingZone
+from resources.s3 import S3Lake, S3LandingZone
 from tests.services import moto_s3
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +130,42 @@ def test_a_step_killed_before_its_marker_leaves_the_old_outputs(tmp_path):
     assert not (tmp_path / "_commits").exists() or not any((tmp_path / "_commits").iterdir())
 
 
+FILE_TOO_LARGE = """
+import resource, signal, sys
+from resources.lake import LocalLake
+lake = LocalLake(base_path=sys.argv[1])
+# The kernel refuses any write past 4 KiB, the way a full disk refuses the next block.
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    lake.commit({"a": b"v2", "b": b"v2", "big": b"x" * 65536, "c": b"v2"}, deletes=["a"])
+except OSError as error:
+    print(error.errno, *error.__notes__, sep="\\n")
+    sys.exit(3)
+"""
+
+
+def test_a_commit_that_fails_while_staging_leaves_nothing_staged(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path))
+    lake.commit({key: b"v1" for key in ("a", "b", "big", "c")})
+    child = subprocess.run(
+        [sys.executable, "-c", FILE_TOO_LARGE, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert child.returncode == 3, child.stderr
+    errno, note = child.stdout.strip().splitlines()
+    assert int(errno) == 27  # EFBIG
+    assert "/00002 (staged for big) failed; nothing of it was applied" in note
+    assert {key: lake.get(key) for key in ("a", "b", "big", "c")} == dict.fromkeys(
+        ("a", "b", "big", "c"), b"v1"
+    )
+    assert lake.list_keys("_commits/") == []
+    assert [p for p in (tmp_path / "_commits").rglob("*") if p.is_file()] == []
+
+
 def test_the_io_manager_finishes_a_killed_commit_before_its_first_load(tmp_path):
     from dagster import AssetKey, build_input_context
 
@@ -163,6 +200,38 @@ def test_s3_commit_rolls_forward_and_sweeps_orphans(s3_lake):
     assert s3_lake.get("a") == b"2" and not s3_lake.exists("b")
     assert s3_lake.maintain(older_than_seconds=0) == ["_commits/2-y/00000"]
     assert s3_lake.list_keys("_commits/") == []
+
+
+# Landing zones: only settled files are offered ---------------------------------------------------
+
+
+@pytest.mark.services
+def test_s3_landing_zone_offers_complete_objects_at_once_and_honours_a_settle_time(monkeypatch):
+    with moto_s3(monkeypatch) as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="landing-test")
+        for name in ("a.csv", "a.csv.part", ".a.csv", "b.csv.tmp"):
+            client.put_object(Bucket="landing-test", Key=f"in/exports/p/csv/{name}", Body=b"x")
+        resource = S3Resource(endpoint_url=endpoint)
+        zone = S3LandingZone(s3=resource, bucket="landing-test", prefix="in")
+        # An object is visible only once its upload is complete: no settle time by default.
+        assert [e.path for e in zone.exports()] == ["exports/p/csv/a.csv"]
+        waiting = S3LandingZone(s3=resource, bucket="landing-test", prefix="in", settle_seconds=60)
+        assert waiting.exports() == []
+        assert waiting.unsettled_exports() == ["exports/p/csv/a.csv"]
+        assert [e.path for e in waiting.exports(now=time.time() + 61)] == ["exports/p/csv/a.csv"]
+
+
+def test_local_landing_zone_waits_for_a_file_to_settle_by_default(tmp_path):
+    folder = tmp_path / "exports" / "p" / "csv"
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_text("task_id\n")
+    zone = LocalLandingZone(path=str(tmp_path))
+    assert zone.settle_seconds == 30
+    assert zone.exports() == []
+    settled = time.time() - 31
+    os.utime(folder / "a.csv", (settled, settled))
+    assert [e.path for e in zone.exports()] == ["exports/p/csv/a.csv"]
 
 
 # Orphan temporaries -----------------------------------------------------------------------------

@@ -79,6 +79,7 @@ JOB_NAMES = {
     "gold_sets_job",
     "ingest_export_job",
     "kind_curation_job",
+    "lake_maintenance_job",
     "live_compaction_job",
     "live_kind_fit_job",
     "live_quality_job",
@@ -89,6 +90,7 @@ JOB_NAMES = {
 SCHEDULE_NAMES = {
     "daily_annotation_schedule",
     "daily_compute_usage_schedule",
+    "daily_lake_maintenance_schedule",
     "weekly_forecast_schedule",
 }
 SENSOR_NAMES = {

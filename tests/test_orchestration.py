@@ -7,6 +7,7 @@ executed in between, the way the daemon would.
 import json
 import logging
 import os
+import time
 from datetime import UTC, date, datetime
 
 import polars as pl
@@ -26,7 +27,7 @@ from annotation_pipelines.synthetic import generate_workload
 from assets.curation import sensors as curation_sensors
 from assets.definitions import build_definitions
 from assets.forecasting import jobs as schedules
-from assets.live.assets import _fold_files
+from assets.live.assets import _fold_files, pending_files
 from assets.operations import sensors
 from assets.quality import sensors as quality_sensors
 from assets.raw import sensors as raw_sensors
@@ -131,6 +132,50 @@ def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its
     os.utime(export, (1, 1))
     changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, retry.cursor)
     assert "exports/reviews/csv/batch-1.csv" in [r.partition_key for r in changed.run_requests]
+
+
+def test_landing_sensor_offers_a_file_only_once_it_has_settled(env, monkeypatch):
+    defs, instance, landing = env
+    monkeypatch.setenv("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "60")
+    defs = build_definitions(profile="local")
+    folder = landing / "exports" / "reviews" / "csv"
+    growing = folder / "slow.csv"
+    growing.write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\nt1,a2,po")
+    for name in (
+        "copy.csv.tmp",
+        "copy.csv.part",
+        "copy.csv.partial",
+        "copy.csv.crdownload",
+        ".copy.csv",
+        "copy.csv._COPYING_",
+    ):
+        (folder / name).write_text(HEADER)
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    assert first.run_requests == []
+    growing.write_text(
+        HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\nt1,a2,pos,2026-11-02T11:00:00Z,4\n"
+    )
+    # Written 30 s ago: not settled yet; the live sensor's listing holds it back as well.
+    written = growing.stat().st_mtime - 30
+    os.utime(growing, (written, written))
+    second, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
+    assert second.run_requests == []
+    assert pending_files(defs.resources["landing"], {}) == []
+    written -= 31
+    os.utime(growing, (written, written))
+    third, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, second.cursor)
+    assert [r.partition_key for r in third.run_requests] == ["exports/reviews/csv/slow.csv"]
+    assert [p.split("@")[0] for p in pending_files(defs.resources["landing"], {})] == [
+        "exports/reviews/csv/slow.csv"
+    ]
+    instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/slow.csv"])
+    run = _run(defs, instance, "ingest_export_job", "exports/reviews/csv/slow.csv")
+    assert run.success
+    ingest = run.get_asset_materialization_events()[0].materialization.metadata
+    assert (ingest["rows_read"].value, ingest["rows_quarantined"].value) == (2, 0)
+    fourth, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, third.cursor)
+    fifth, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, fourth.cursor)
+    assert fourth.run_requests == fifth.run_requests == []
 
 
 def test_project_sensor_adds_new_projects_once(env, tmp_path):
@@ -250,6 +295,25 @@ def test_run_failure_sensor_writes_an_alert(env):
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
     assert alerts["severity"].to_list() == ["ERROR", "WARNING"]
     assert alerts["message"][-1].endswith("(the daemon retries it)")
+
+
+def test_lake_maintenance_runs_daily_and_removes_an_orphaned_commit_only_once_it_is_old(env):
+    defs, instance, landing = env
+    lake_dir = landing.parent / "lake"
+    orphan, young = lake_dir / "_commits" / "1-x" / "00000", lake_dir / "_commits" / "2-y" / "00000"
+    for path in (orphan, young):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"staged by a commit that failed before its marker")
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    schedule = defs.resolve_schedule_def("daily_lake_maintenance_schedule")
+    assert schedule.cron_schedule == "30 4 * * *"
+    [request] = schedule.evaluate_tick(build_schedule_context(instance=instance)).run_requests
+    job = defs.resolve_job_def(schedule.job_name)
+    result = job.execute_in_process(instance=instance, run_config=QUIET, tags=request.tags)
+    assert result.success
+    assert not orphan.exists()
+    assert young.exists()
 
 
 def test_daily_schedule_targets_yesterday_and_weekly_forecast_is_monday():

@@ -410,9 +410,12 @@ def _routes(app: FastAPI, context: Context) -> None:
         after: tuple[str, str | None],
         min_confidence: float,
         limit: int,
+        verdicts: dict[str, bool],
+        held_back_days: list[str],
     ) -> bytes:
         """One page of labels as JSON: rows after the keyset position `after`, in (day,
-        task_id) order, with the cursor of the next page when there is one."""
+        task_id) order, each with its day's gate verdict, with the cursor of the next page
+        when there is one."""
         after_day, after_task = after
         pages: list[pl.DataFrame] = []
         taken = 0
@@ -426,7 +429,12 @@ def _routes(app: FastAPI, context: Context) -> None:
                 frame = frame.filter(pl.col("confidence") >= min_confidence)
             frame = frame.head(limit + 1 - taken)
             if frame.height:
-                pages.append(frame.drop("project").with_columns(day=pl.lit(current)))
+                pages.append(
+                    frame.drop("project").with_columns(
+                        day=pl.lit(current),
+                        gates_passed=pl.lit(verdicts.get(current), dtype=pl.Boolean),
+                    )
+                )
                 taken += frame.height
             if taken > limit:
                 break
@@ -438,7 +446,34 @@ def _routes(app: FastAPI, context: Context) -> None:
             next_cursor = _encode_cursor(
                 start=first, end=last, day=last_row["day"], task_id=last_row["task_id"]
             )
-        return _items_body(page, project=project, start=first, end=last, next_cursor=next_cursor)
+        return _items_body(
+            page,
+            project=project,
+            start=first,
+            end=last,
+            next_cursor=next_cursor,
+            held_back_days=held_back_days,
+        )
+
+    def gate_verdicts(
+        reports: dict[str, FileVersion], days: list[str], project: str
+    ) -> dict[str, bool]:
+        """`gates_passed` of `project` on each of `days` that its quality `reports` have."""
+        found = {}
+        for day in days:
+            if day not in reports:
+                continue
+
+            def build(version: FileVersion = reports[day]) -> dict[str, bool]:
+                frame = reader.frame(version)
+                if "gates_passed" not in frame.columns:
+                    return {}
+                return dict(frame.select("project", "gates_passed").iter_rows())
+
+            verdict = reader.cached(("gates", reports[day].token), build).get(project)
+            if verdict is not None:
+                found[day] = bool(verdict)
+        return found
 
     @app.get(f"/{API_VERSION}/projects/{{project}}/labels", tags=["labels"])
     async def labels(
@@ -451,11 +486,21 @@ def _routes(app: FastAPI, context: Context) -> None:
         min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
         limit: Limit = 1000,
         cursor: Annotated[str | None, Query(max_length=2048)] = None,
+        gated: Annotated[
+            bool,
+            Query(description="Only days whose quality gates passed (`gates_passed` true)."),
+        ] = False,
     ) -> Response:
         """Aggregated labels of a project, by day (or a day range), ordered by (day, task_id).
 
         Pages follow `next_cursor`, a keyset position: a partition landing while a client
         pages never shifts or repeats rows of the pages already read.
+
+        Every item has `gates_passed`, its day's quality gate verdict (as `/quality` gives
+        it): false for a day whose gates failed, which the curated datasets hold back, null
+        for a day with no quality report yet. The page's `held_back_days` lists the days of
+        the range whose gates failed. With `gated=true` only the days whose gates passed are
+        served.
 
         A categorical project's item has `task_id`, `label`, `confidence`, `n_votes`, `is_tie`,
         `method`, `day`. Any other kind's item has `task_id`, `kind`, the kind's value
@@ -481,6 +526,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                 min_confidence=min_confidence,
                 limit=limit,
                 cursor=cursor,
+                gated=gated,
             )
         )
 
@@ -494,8 +540,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         min_confidence: float,
         limit: int,
         cursor: str | None,
+        gated: bool,
     ) -> Response:
-        parts = reader.partitions(known_project(project).labels)
+        tables = known_project(project)
+        parts = reader.partitions(tables.labels)
         if day is not None and (start or end):
             raise Problem(422, "give either day or start/end, not both")
         if cursor is not None:
@@ -517,12 +565,29 @@ def _routes(app: FastAPI, context: Context) -> None:
                 if start is None and end is None:
                     first = last  # no range asked: the freshest day
             after_day, after_task = first, None
-        days = [d for d in parts if first <= d <= last and d >= after_day]
-        tag, cached = _conditional(request, [parts[d] for d in days])
+        in_range = [d for d in parts if first <= d <= last]
+        reports = reader.partitions(tables.quality)
+        verdicts = gate_verdicts(reports, in_range, project)
+        held_back = [d for d in in_range if verdicts.get(d) is False]
+        days = [d for d in in_range if d >= after_day and (verdicts.get(d) or not gated)]
+        # A day's gate verdict is part of the answer: a re-run quality report is a new ETag.
+        versions = tuple(
+            [parts[d].token for d in days] + [reports[d].token for d in in_range if d in reports]
+        )
+        tag, cached = _conditional(request, versions)
         if cached:
             return cached
-        key = ("labels", project, first, last, after_day, after_task, min_confidence, limit)
-        versions = tuple(parts[d].token for d in days)
+        key = (
+            "labels",
+            project,
+            first,
+            last,
+            after_day,
+            after_task,
+            min_confidence,
+            limit,
+            gated,
+        )
 
         def build() -> bytes:
             return label_page(
@@ -533,6 +598,8 @@ def _routes(app: FastAPI, context: Context) -> None:
                 after=(after_day, after_task),
                 min_confidence=min_confidence,
                 limit=limit,
+                verdicts=verdicts,
+                held_back_days=held_back,
             )
 
         body = context.bodies.get((*key, *versions), build)

@@ -24,6 +24,7 @@ its canonical column (`labels`, `value`, `ranking`, `left`/`right`/`winner`, `sp
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -211,13 +212,41 @@ def parse_table(
     )
 
 
+def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
+    """Raise when delimited `data` ends mid-record: no final newline and either a quote left
+    open or a last line shorter than the header. Such a file is being written or was cut, and
+    read as it is its last row would be quarantined for a wrong type rather than reported.
+
+    A last record cut exactly after a whole field count cannot be told from a complete one.
+    """
+    if not data or data.endswith(b"\n"):
+        return
+    start = data.rfind(b"\n")
+    if start < 0:
+        return
+    line = start + 1
+    number = data.count(b"\n", 0, start) + 2
+    if data.count(b'"') % 2:
+        raise UnreadableFileError(
+            f"{source_file}: file ends mid-record (line {number}: a quote left open at the end "
+            "of the file); it is still being written or was cut short"
+        )
+    delimiter = separator.decode()
+    header_end = data.find(b"\n")
+    header = next(csv.reader([data[:header_end].decode("utf-8", "replace")], delimiter=delimiter))
+    last = next(csv.reader([data[line:].decode("utf-8", "replace")], delimiter=delimiter), [])
+    if last and len(last) < len(header):
+        raise UnreadableFileError(
+            f"{source_file}: file ends mid-record (line {number}: {len(last)} of "
+            f"{len(header)} fields and no final newline); it is still being written or was "
+            "cut short"
+        )
+
+
 def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
-    check_column_count(
-        data,
-        separator=b"\t" if format == "tsv" else b",",
-        source=source_file,
-        error=UnreadableFileError,
-    )
+    separator = b"\t" if format == "tsv" else b","
+    check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
+    check_complete(data, separator=separator, source_file=source_file)
     try:
         return pl.read_csv(
             data,

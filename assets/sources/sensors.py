@@ -73,6 +73,12 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
                 tags={ATTEMPT_TAG: str(tried + 1), MAX_ATTEMPTS_TAG: str(MAX_ATTEMPTS)},
             )
         )
+    waiting = landing.unsettled_exports()
+    if waiting:
+        context.log.info(
+            f"{len(waiting)} file(s) written to within {landing.settle_seconds:g} s, offered once "
+            f"they settle: {', '.join(waiting[:5])}"
+        )
     return SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[export_files.build_add_request(new_partitions)]

@@ -100,7 +100,9 @@ def test_kind_labels_carry_the_kind_value_columns_as_the_snapshots_export_them(s
     assert items and len(items) == expected.height
     # The same JSON per row as the kind's data.jsonl: nested spans and boxes as objects.
     exported = [json.loads(line) for line in expected.write_ndjson().splitlines()]
-    assert [{k: v for k, v in item.items() if k != "day"} for item in items] == exported
+    assert [
+        {k: v for k, v in item.items() if k not in ("day", "gates_passed")} for item in items
+    ] == exported
     assert all(item["day"] == DAYS[0] and item["kind"] == kind for item in items)
     other_values = {c for columns in VALUE_COLUMNS.values() for c in columns}
     other_values -= set(VALUE_COLUMNS[kind])
@@ -181,6 +183,11 @@ def test_openapi_documents_the_kind_fields(served):
     assert "`kind`" in paths["/v1/projects"]["get"]["description"]
     assert "`box_looseness`" in paths["/v1/projects/{project}/scorecards"]["get"]["description"]
     assert "`gold_metric_name`" in paths["/v1/projects/{project}/quality"]["get"]["description"]
+    labels_get = paths["/v1/projects/{project}/labels"]["get"]
+    assert "`gates_passed`" in labels_get["description"]
+    assert "`held_back_days`" in labels_get["description"]
+    [gated] = [p for p in labels_get["parameters"] if p["name"] == "gated"]
+    assert gated["schema"]["type"] == "boolean" and "passed" in gated["description"]
 
 
 def test_labels_page_has_the_documented_fields_and_honors_the_confidence_filter(served):
@@ -202,6 +209,65 @@ def test_labels_page_has_the_documented_fields_and_honors_the_confidence_filter(
     assert confident and all(item["confidence"] >= 0.9 for item in confident)
     wanted = lake.filter((pl.col("project") == PROJECT) & (pl.col("confidence") >= 0.9))
     assert len(confident) == wanted.height
+
+
+def _paged(served: Served, path: str, params: dict[str, object]) -> list[dict[str, object]]:
+    pages = [get(served, path, params=params).json()]
+    while pages[-1]["next_cursor"]:
+        pages.append(
+            get(served, path, params={**params, "cursor": pages[-1]["next_cursor"]}).json()
+        )
+    return pages
+
+
+@pytest.mark.parametrize(
+    ("project", "report"), [(PROJECT, "quality_report"), ("ratings", "kind_quality_report")]
+)
+def test_labels_carry_their_day_s_gate_verdict_and_gated_serves_only_passed_days(
+    served, project, report
+):
+    path = f"/projects/{project}/labels"
+    params = {"start": DAYS[0], "end": DAYS[1], "limit": 500}
+    partition = served.data / "lake" / layout.partition_key(report, DAYS[1])
+    original = pl.read_parquet(partition)
+    verdicts = {
+        day: pl.read_parquet(served.data / "lake" / layout.partition_key(report, day))
+        .filter(pl.col("project") == project)["gates_passed"]
+        .item()
+        for day in DAYS
+    }
+    assert verdicts == dict.fromkeys(DAYS, True)  # the fixture's lenient gates
+    before = get(served, path, params=params)
+    assert before.json()["held_back_days"] == []
+    assert {item["gates_passed"] for item in before.json()["items"]} == {True}
+    try:
+        # The day's quality gates fail when its report is rebuilt (as a stricter floor would).
+        failed = original.with_columns(
+            gates_passed=pl.when(pl.col("project") == project)
+            .then(False)
+            .otherwise(pl.col("gates_passed"))
+        )
+        atomic_write_parquet(failed, partition)
+        fresh = get(served, path, params=params, headers={"If-None-Match": before.headers["etag"]})
+        assert fresh.status_code == 200
+        pages = _paged(served, path, params)
+        assert all(page["held_back_days"] == [DAYS[1]] for page in pages)
+        items = [item for page in pages for item in page["items"]]
+        assert {(item["day"], item["gates_passed"]) for item in items} == {
+            (DAYS[0], True),
+            (DAYS[1], False),
+        }
+        gated = _paged(served, path, {**params, "gated": "true"})
+        kept = [item for page in gated for item in page["items"]]
+        assert len(gated) > 1 or len(kept) < 500
+        assert kept == [item for item in items if item["day"] == DAYS[0]]
+        assert all(page["held_back_days"] == [DAYS[1]] for page in gated)
+        only_failed = get(served, path, params={"day": DAYS[1], "gated": "true"}).json()
+        assert only_failed["items"] == [] and only_failed["next_cursor"] is None
+    finally:
+        atomic_write_parquet(original, partition)
+    restored = get(served, path, params=params)
+    assert {item["gates_passed"] for item in restored.json()["items"]} == {True}
 
 
 def test_quality_has_gate_results_per_day_in_the_range(served):

@@ -100,6 +100,28 @@ def test_csv_with_too_many_columns_is_refused_early(tmp_path):
     assert "Traceback" not in result.output
 
 
+CSV_HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
+CSV_ROW = f"t1,a1,pos,{NOW},3\n"
+
+
+@pytest.mark.parametrize(
+    ("tail", "found"),
+    [
+        ("t2,a1,po", "line 3: 3 of 5 fields"),
+        ('t2,a1,"pos', "line 3: a quote left open"),
+    ],
+)
+def test_csv_cut_mid_record_is_refused_naming_the_cut(tail, found):
+    with pytest.raises(UnreadableFileError, match=f"cut.csv: file ends mid-record \\({found}"):
+        ingest_bytes((CSV_HEADER + CSV_ROW + tail).encode(), format="csv", source_file="cut.csv")
+
+
+def test_csv_without_a_final_newline_loads_when_its_last_record_is_whole():
+    data = (CSV_HEADER + CSV_ROW + f'"t2",a1,neg,{NOW},4').encode()
+    result = ingest_bytes(data, format="csv", source_file="whole.csv")
+    assert (result.rows_read, result.rows_quarantined) == (2, 0)
+
+
 def test_nul_bytes_in_ids_and_labels_are_quarantined():
     data = (
         "task_id,annotator_id,label,submitted_at\n"
