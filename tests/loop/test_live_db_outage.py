@@ -21,7 +21,7 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context
 
 from annotation_pipelines.ingest.connection import DatabaseUnreachable, Timeouts, connect
-from annotation_pipelines.ingest.postgres import seed_database
+from annotation_pipelines.ingest.postgres import apply_schema, seed_database
 from annotation_pipelines.loop.live import load_state, load_stream
 from annotation_pipelines.loop.writeback import LIVE_LOCK_KEY, LiveLockLost, LiveLockTimeout
 from assets.definitions import build_definitions
@@ -265,9 +265,13 @@ def test_the_live_sensor_skips_an_unreachable_database_with_one_line_and_one_ale
     # The database answers again: the outage is over, and a new one would alert again.
     with fresh_database("sensor_recovery") as name:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
-        seed_database(dsn, judgments=_judgments().head(50))
+        apply_schema(dsn)
         monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
-        tick = _tick(instance, cursor)
+        quiet = _tick(instance, cursor)
+        assert not quiet.run_requests and quiet.skip_message.startswith("no changes")
+        assert "db_unreachable_since" not in json.loads(quiet.cursor)
+        seed_database(dsn, judgments=_judgments().head(50))
+        tick = _tick(instance, quiet.cursor)
         assert tick.run_requests and "db_unreachable_since" not in json.loads(tick.cursor)
     assert len(_alerts(data)) == 1
 
