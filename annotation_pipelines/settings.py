@@ -23,6 +23,10 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS | seconds a local export rests before ingest | 30 |
 | AWS_REGION | the bucket's region | required with S3 |
 | ANNOTATION_DB_DSN | the annotation tool's PostgreSQL | none (asset fails if used) |
+| ANNOTATION_DB_CONNECT_TIMEOUT | seconds to open a connection to it | 10 |
+| ANNOTATION_DB_PROBE_TIMEOUT | seconds a sensor's query may run (tick limit: 60 s) | 5 |
+| ANNOTATION_DB_STATEMENT_TIMEOUT | seconds an extract's or write-back's query may run | 600 |
+| ANNOTATION_DB_LOCK_TIMEOUT | seconds a live run waits for the live lock, then fails | 180 |
 | DAGSTER_HOME | where the local pseudonym key file lives | ./.dagster_home |
 | ANNOTATION_PIPELINES_CAPACITY_CONFIG | capacity-planning TOML (prices, launches) | an example |
 | ANNOTATION_PIPELINES_API_TOKEN_STORE | API token store (hashes, scopes) | see below |
@@ -81,6 +85,10 @@ S3_ENDPOINT = "ANNOTATION_PIPELINES_S3_ENDPOINT"
 LANDING_SETTLE_SECONDS = "ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS"
 AWS_REGION = "AWS_REGION"
 ANNOTATION_DB_DSN = "ANNOTATION_DB_DSN"
+ANNOTATION_DB_CONNECT_TIMEOUT = "ANNOTATION_DB_CONNECT_TIMEOUT"
+ANNOTATION_DB_PROBE_TIMEOUT = "ANNOTATION_DB_PROBE_TIMEOUT"
+ANNOTATION_DB_STATEMENT_TIMEOUT = "ANNOTATION_DB_STATEMENT_TIMEOUT"
+ANNOTATION_DB_LOCK_TIMEOUT = "ANNOTATION_DB_LOCK_TIMEOUT"
 DAGSTER_HOME = "DAGSTER_HOME"
 # Test hook only: `staged` or `moved:N` makes a lake commit SIGKILL its own process there, the
 # way a killed run worker dies, so the recovery of a half-done commit is tested for real.
@@ -136,6 +144,10 @@ class Settings:
     api_max_days: int = 92
     api_cache_entries: int = 256
     landing_settle_seconds: float = 30.0
+    annotation_db_connect_timeout: int = 10
+    annotation_db_probe_timeout: int = 5
+    annotation_db_statement_timeout: int = 600
+    annotation_db_lock_timeout: int = 180
 
     @property
     def lake_dir(self) -> Path:
@@ -218,6 +230,18 @@ def load_settings(
             text(API_CACHE_ENTRIES), name=API_CACHE_ENTRIES, default=256
         ),
         landing_settle_seconds=float(settle),
+        annotation_db_connect_timeout=_positive_int(
+            text(ANNOTATION_DB_CONNECT_TIMEOUT), name=ANNOTATION_DB_CONNECT_TIMEOUT, default=10
+        ),
+        annotation_db_probe_timeout=_positive_int(
+            text(ANNOTATION_DB_PROBE_TIMEOUT), name=ANNOTATION_DB_PROBE_TIMEOUT, default=5
+        ),
+        annotation_db_statement_timeout=_positive_int(
+            text(ANNOTATION_DB_STATEMENT_TIMEOUT), name=ANNOTATION_DB_STATEMENT_TIMEOUT, default=600
+        ),
+        annotation_db_lock_timeout=_positive_int(
+            text(ANNOTATION_DB_LOCK_TIMEOUT), name=ANNOTATION_DB_LOCK_TIMEOUT, default=180
+        ),
     )
 
 

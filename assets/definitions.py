@@ -133,7 +133,11 @@ def resources_for(settings: Settings) -> dict[str, object]:
     # The DSN's value stays an EnvVar (never shown in the UI); a deployment without one loads,
     # and what needs the database says which variable to set.
     annotation_db = AnnotationDatabase(
-        dsn=EnvVar(settings_module.ANNOTATION_DB_DSN) if settings.annotation_db_dsn else None
+        dsn=EnvVar(settings_module.ANNOTATION_DB_DSN) if settings.annotation_db_dsn else None,
+        connect_timeout_seconds=settings.annotation_db_connect_timeout,
+        probe_timeout_seconds=settings.annotation_db_probe_timeout,
+        statement_timeout_seconds=settings.annotation_db_statement_timeout,
+        lock_timeout_seconds=settings.annotation_db_lock_timeout,
     )
     return {
         "io_manager": LakeIOManager(lake=lake),

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 import polars as pl
 from dagster import ConfigurableResource
 
+from annotation_pipelines.ingest.connection import Timeouts, conninfo
 from annotation_pipelines.ingest.postgres import (
     DatabaseExtract,
     apply_schema,
@@ -13,7 +14,7 @@ from annotation_pipelines.ingest.postgres import (
     safe_upper_bound,
     validate_identifier,
 )
-from annotation_pipelines.loop.writeback import changed_rows, live_lock, write_requests
+from annotation_pipelines.loop.writeback import LiveLock, changed_rows, live_lock, write_requests
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 
 # The live loop reads every few seconds: a re-read of the last 30 s (less the rows `seen`) is
@@ -26,11 +27,36 @@ class AnnotationDatabase(ConfigurableResource):
 
     Without one (the local demo, `make dev` on a laptop) the resource still loads: what needs
     the database says so when used, and the loops that poll it skip (`configured`).
+
+    Every connection is bounded (`ingest.connection`): opening one, each statement, and the
+    wait for the live lock, with limits per use: a sensor's probes must answer well inside a
+    tick's 60 s, an extract may read for minutes, a live run waits minutes for the lock and
+    then fails (the daemon retries it).
     """
 
     dsn: str | None = None
     db_schema: str = "public"
     method: str = "adbc"
+    connect_timeout_seconds: int = 10
+    probe_timeout_seconds: int = 5
+    statement_timeout_seconds: int = 600
+    lock_timeout_seconds: int = 180
+
+    def _bounded(self, *, statement: float, lock: float | None = None) -> str:
+        timeouts = Timeouts(connect=self.connect_timeout_seconds, statement=statement, lock=lock)
+        return conninfo(self.required_dsn, timeouts)
+
+    @property
+    def probe_dsn(self) -> str:
+        """The DSN with the connect timeout and the short statement timeout of a probe."""
+        return self._bounded(statement=self.probe_timeout_seconds)
+
+    @property
+    def work_dsn(self) -> str:
+        """The DSN with the connect timeout and the statement timeout of an extract or write."""
+        return self._bounded(
+            statement=self.statement_timeout_seconds, lock=self.statement_timeout_seconds
+        )
 
     @property
     def configured(self) -> bool:
@@ -57,7 +83,7 @@ class AnnotationDatabase(ConfigurableResource):
         extract's `seen`, so the overlap it re-reads skips rows already read.
         """
         return extract_since(
-            self.required_dsn,
+            self.work_dsn,
             since=since,
             until=until,
             schema=validate_identifier(self.db_schema),
@@ -69,11 +95,11 @@ class AnnotationDatabase(ConfigurableResource):
 
     def safe_upper_bound(self) -> datetime:
         """The latest `updated_at` no open transaction can still commit a row at or below."""
-        return safe_upper_bound(self.required_dsn)
+        return safe_upper_bound(self.probe_dsn)
 
     def changed_rows(self, *, since: datetime, until: datetime) -> int:
         """Judgments and gold labels changed in (since, until], counted up to a cap."""
-        return changed_rows(self.required_dsn, since=since, until=until, schema=self.db_schema)
+        return changed_rows(self.probe_dsn, since=since, until=until, schema=self.db_schema)
 
     def extract_live(
         self,
@@ -85,7 +111,7 @@ class AnnotationDatabase(ConfigurableResource):
     ) -> DatabaseExtract:
         """`extract` with the short overlap a tick every few seconds wants."""
         return extract_since(
-            self.required_dsn,
+            self.work_dsn,
             since=since,
             until=until,
             schema=validate_identifier(self.db_schema),
@@ -98,14 +124,20 @@ class AnnotationDatabase(ConfigurableResource):
         self, *, task_requests: pl.DataFrame, annotator_actions: pl.DataFrame
     ) -> dict[str, int]:
         """Insert task requests and annotator actions once per `decision_id`."""
-        apply_schema(self.required_dsn, schema=validate_identifier(self.db_schema))
+        apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
         return write_requests(
-            self.required_dsn,
+            self.work_dsn,
             task_requests=task_requests,
             annotator_actions=annotator_actions,
             schema=self.db_schema,
         )
 
-    def live_lock(self) -> AbstractContextManager[None]:
-        """The advisory lock that serializes live updates (see `loop.writeback.live_lock`)."""
-        return live_lock(self.required_dsn)
+    def live_lock(self) -> AbstractContextManager[LiveLock]:
+        """The advisory lock that serializes live updates (see `loop.writeback.live_lock`),
+        waited for at most `lock_timeout_seconds`; verify it before committing."""
+        return live_lock(
+            self._bounded(
+                statement=self.lock_timeout_seconds + self.probe_timeout_seconds,
+                lock=self.lock_timeout_seconds,
+            )
+        )

@@ -277,10 +277,17 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
             ids = {row[0] for row in simulator.commits} | {"warm"}
 
             def caught_up() -> LiveState | None:
-                state = _state(lake)
+                # Read straight from the folder while runs may commit: a segment the state
+                # names can be merged away under the reader, and the next poll reads again.
+                try:
+                    state = _state(lake)
+                except FileNotFoundError:
+                    return None
                 return state if set(state.ledger["judgment_id"]) >= ids else None
 
-            state = wait_for(caught_up, timeout=180, what="the live state to hold every judgment")
+            state = wait_for(
+                caught_up, timeout=180, what="the live state to hold every judgment", interval=2.0
+            )
             # No run is launched after this, so the UI and the run storage read the same runs.
             _stop(daemon)
             wait_for(lambda: code_loaded(url), timeout=120, what="the webserver to load the code")

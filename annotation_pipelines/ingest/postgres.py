@@ -35,6 +35,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from annotation_pipelines.ingest.connection import connect, connect_arrow
 from annotation_pipelines.ingest.result import IngestResult, assemble
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
@@ -88,13 +89,12 @@ def _quoted(name: str) -> str:
 
 def apply_schema(dsn: str, *, schema: str = "public") -> None:
     """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`."""
-    import psycopg
     from psycopg import sql
 
     # schema.sql first, then the numbered migrations in order; each is idempotent.
     files = [SQL_DIR / "schema.sql", *sorted(SQL_DIR.glob("[0-9]*.sql"))]
     ddl = "\n".join(path.read_text() for path in files)
-    with psycopg.connect(dsn, autocommit=True) as connection:
+    with connect(dsn, autocommit=True) as connection:
         connection.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(validate_identifier(schema))
@@ -136,8 +136,6 @@ def seed_database(
     `assignments=False` skips the one table the ingest never reads (faster 10M-row seeds).
     Returns rows inserted per table.
     """
-    import adbc_driver_postgresql.dbapi as adbc
-
     validate_identifier(schema)
     apply_schema(dsn, schema=schema)
     stamp = pl.lit(updated_at or datetime.now(UTC)).cast(UTC_TIMESTAMP)
@@ -179,7 +177,7 @@ def seed_database(
             updated_at=stamp
         )
     counts: dict[str, int] = {}
-    with adbc.connect(dsn) as connection, connection.cursor() as cursor:
+    with connect_arrow(dsn) as connection, connection.cursor() as cursor:
         for table, frame in frames.items():
             arrow = _arrow_for_postgres(frame)
             cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_quoted(schema)}.{_quoted(table)})")
@@ -227,8 +225,6 @@ def safe_upper_bound(dsn: str, *, lag: timedelta = DEFAULT_LAG) -> datetime:
     A row's `updated_at` is its transaction's start, so every row not yet visible carries a
     stamp at or after the start of the oldest open transaction; the bound is just before it.
     """
-    import psycopg
-
     query = """
         SELECT clock_timestamp(),
                (SELECT min(xact_start) FROM pg_stat_activity
@@ -237,7 +233,7 @@ def safe_upper_bound(dsn: str, *, lag: timedelta = DEFAULT_LAG) -> datetime:
                (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
                  OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')
     """
-    with psycopg.connect(dsn, autocommit=True) as connection:
+    with connect(dsn, autocommit=True) as connection:
         row = connection.execute(query).fetchone()
     assert row is not None
     clock, oldest, sees_all = row
@@ -288,10 +284,8 @@ def read_table_since(
     resubmitted = submitted_after is not None
     parameters = (since, until, submitted_after, until) if resubmitted else (since, until)
     if method == "adbc":
-        import adbc_driver_postgresql.dbapi as adbc
-
         select = _select(table, schema, placeholder="${}", resubmitted=resubmitted)
-        with adbc.connect(dsn) as connection, connection.cursor() as cursor:
+        with connect_arrow(dsn) as connection, connection.cursor() as cursor:
             cursor.execute(select, parameters=parameters)
             arrow = cursor.fetch_arrow_table()
         frame = pl.from_arrow(arrow)
@@ -324,7 +318,6 @@ def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
 def _read_copy(
     dsn: str, table: str, *, schema: str, parameters: tuple[datetime | None, ...]
 ) -> pl.DataFrame:
-    import psycopg
     from psycopg import sql
 
     columns = (*EXTRACT_COLUMNS[table], "updated_at")
@@ -354,7 +347,7 @@ def _read_copy(
     buffer = io.BytesIO()
     statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(select)
     with (
-        psycopg.connect(dsn) as connection,
+        connect(dsn) as connection,
         connection.cursor() as cursor,
         cursor.copy(statement) as copy,
     ):
@@ -387,11 +380,9 @@ def _read_fetch(
     dsn: str, table: str, *, schema: str, parameters: tuple[datetime | None, ...]
 ) -> pl.DataFrame:
     """The baseline a user would otherwise write: fetch rows, build columns in Python."""
-    import psycopg
-
     columns = (*EXTRACT_COLUMNS[table], "updated_at")
     select = _select(table, schema, placeholder="%s", resubmitted=len(parameters) > 2)
-    with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
+    with connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute(select, parameters)
         rows = cursor.fetchall()
     return pl.DataFrame(rows, schema=list(columns), orient="row", infer_schema_length=None)

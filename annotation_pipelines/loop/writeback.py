@@ -9,13 +9,20 @@ same state version, write each decision once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from annotation_pipelines.ingest.connection import connect, describe, first_line
 from annotation_pipelines.ingest.postgres import validate_identifier
+
+if TYPE_CHECKING:
+    import psycopg
 
 # The key of the session-level advisory lock that serializes live updates of one database.
 LIVE_LOCK_KEY = 0x6C697665  # "live"
@@ -58,8 +65,6 @@ def write_requests(
     schema: str = "public",
 ) -> dict[str, int]:
     """Insert the decisions not yet written (one transaction); rows inserted per table."""
-    import psycopg
-
     written = {"task_requests": 0, "annotator_actions": 0}
     if task_requests.height == 0 and annotator_actions.height == 0:
         return written
@@ -67,7 +72,7 @@ def write_requests(
         ("task_requests", _TASK_COLUMNS, task_requests, {"posterior"}),
         ("annotator_actions", _ACTION_COLUMNS, annotator_actions, {"evidence"}),
     ]
-    with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
+    with connect(dsn) as connection, connection.cursor() as cursor:
         for table, columns, frame, jsonb in batches:
             if frame.height == 0:
                 continue
@@ -92,8 +97,6 @@ def write_requests(
 
 def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "public") -> int:
     """How many judgments and gold labels changed in (since, until] (capped: a cheap probe)."""
-    import psycopg
-
     quoted = f'"{validate_identifier(schema)}"'
     query = (
         f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {quoted}.judgments "
@@ -101,27 +104,101 @@ def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "p
         f"(SELECT count(*) FROM (SELECT 1 FROM {quoted}.gold_labels "
         "WHERE updated_at > %(since)s AND updated_at <= %(until)s LIMIT 10000) g)"
     )
-    with psycopg.connect(dsn, autocommit=True) as connection:
+    with connect(dsn, autocommit=True) as connection:
         row = connection.execute(query, {"since": since, "until": until}).fetchone()
     return int(row[0]) if row else 0
 
 
+class LiveLockTimeout(TimeoutError):
+    """Another session held the live lock for longer than this one may wait."""
+
+
+class LiveLockLost(RuntimeError):
+    """The live lock is no longer held by this run: it must not commit."""
+
+
+@dataclass
+class LiveLock:
+    """The live loop's advisory lock, held through one session for a block (`live_lock`)."""
+
+    connection: psycopg.Connection[Any]
+    key: int
+    dsn: str
+
+    def verify(self) -> None:
+        """Raise `LiveLockLost` unless this session is alive and still holds the lock.
+
+        The lock is the session's: if its connection drops (network, a terminated backend, a
+        restarted server), PostgreSQL frees it and another run may take it and commit. A run
+        calls this just before it commits, so one that lost the lock leaves the state to the
+        run that took it (which folds this run's rows, once).
+        """
+        import psycopg
+
+        try:
+            row = self.connection.execute(_HELD, (self.key,)).fetchone()
+        except psycopg.Error as error:
+            raise LiveLockLost(
+                f"live lock on {describe(self.dsn)} lost (its session failed: "
+                f"{first_line(error)}); not committing: the next run folds these rows"
+            ) from error
+        if not row or not row[0]:
+            raise LiveLockLost(
+                f"live lock on {describe(self.dsn)} no longer held by this session; not "
+                "committing: the next run folds these rows"
+            )
+
+
+# An advisory lock on one bigint key shows in pg_locks as (classid, objid) = its high and low
+# 32 bits, with objsubid 1.
+_LOCK_ROWS = (
+    "FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+    "AND ((classid::bigint << 32) | objid::bigint) = %s "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+_HELD = f"SELECT EXISTS (SELECT 1 {_LOCK_ROWS} AND pid = pg_backend_pid())"
+_HOLDER = f"SELECT pid {_LOCK_ROWS}"
+
+
 @contextmanager
-def live_lock(dsn: str, *, key: int = LIVE_LOCK_KEY) -> Iterator[None]:
+def live_lock(dsn: str, *, key: int = LIVE_LOCK_KEY) -> Iterator[LiveLock]:
     """Hold the live loop's advisory lock on the annotation DB for the block.
 
     Runs may overlap (one starting while the previous works); the lock lets only one read,
     update and commit the live state at a time. A holder that dies loses its connection and
-    with it the lock.
+    with it the lock; the block calls `LiveLock.verify` before committing so that a holder
+    whose connection dropped does not commit over the run that took the lock next.
+
+    The wait is bounded by the session's `lock_timeout` (in `dsn`, see
+    `ingest.connection.Timeouts`): past it, `LiveLockTimeout` names the session holding it.
     """
     import psycopg
 
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+    with connect(dsn, autocommit=True) as connection:
         try:
-            yield
+            connection.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except psycopg.errors.LockNotAvailable as error:
+            holder = connection.execute(_HOLDER, (key,)).fetchone()
+            raise LiveLockTimeout(
+                f"live lock on {describe(dsn)} still held by backend "
+                f"{holder[0] if holder else '(gone)'} after this run's wait "
+                f"({first_line(error)}); the run is retried"
+            ) from error
+        try:
+            yield LiveLock(connection=connection, key=key, dsn=dsn)
         finally:
-            connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            if not connection.closed and not connection.broken:
+                # A lost session has no lock to release.
+                with contextlib.suppress(psycopg.Error):
+                    connection.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
-__all__ = ["LIVE_LOCK_KEY", "changed_rows", "live_lock", "write_requests"]
+__all__ = [
+    "LIVE_LOCK_KEY",
+    "LiveLock",
+    "LiveLockLost",
+    "LiveLockTimeout",
+    "changed_rows",
+    "live_lock",
+    "write_requests",
+]

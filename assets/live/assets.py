@@ -46,7 +46,9 @@ from pydantic import Field
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
+    FILES_KEY,
     LIVE_COMPACTION,
+    STREAM_PREFIX,
     TASK_REQUESTS,
     LiveEvents,
     LiveOptions,
@@ -83,6 +85,7 @@ from annotation_pipelines.loop.live_kinds import (
     update_kind_projects,
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
+from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from resources.annotation_db import AnnotationDatabase
@@ -172,6 +175,31 @@ class LiveConfig(KindThresholds):
                 max_votes=self.max_votes,
                 target_confidence=self.target_confidence,
             ),
+        )
+
+
+def stream_position(lake: Lake) -> tuple[bytes | None, bytes | None]:
+    """The committed change-stream position and record of folded files, as stored: every live
+    run's commit rewrites them, so they change whenever another run has committed."""
+    return lake.get_if_exists(f"{STREAM_PREFIX}/watermark.json"), lake.get_if_exists(FILES_KEY)
+
+
+def fence(lock: LiveLock, lake: Lake, position: tuple[bytes | None, bytes | None]) -> None:
+    """Refuse to commit unless this run still holds the live lock and no other run committed
+    since it read the state (`position`).
+
+    A session that dropped (a partition, a terminated backend) has lost its lock, and another
+    run may have taken it: committing then would overwrite that run's state with one built
+    from an older version. The run fails instead and folds nothing; its rows and files are
+    still after the committed position, so the next run folds them, once. What is left is
+    the milliseconds between this check and the commit's marker: a lock lost in between is
+    noticed only by the keepalives, ~25 s later, when any taker is still reading.
+    """
+    lock.verify()
+    if stream_position(lake) != position:
+        raise LiveLockLost(
+            "the live state was committed by another run while this one held the lock; "
+            "not committing: the next run folds these rows"
         )
 
 
@@ -458,8 +486,9 @@ def live_quality_state(
     landing: LandingZone,
 ) -> MaterializeResult:
     options = config.options()
-    with annotation_db.live_lock():
+    with annotation_db.live_lock() as lock:
         lake.recover()
+        position = stream_position(lake)
         since, seen = load_stream(lake.get_if_exists)
         extract = annotation_db.extract_live(since=since, seen=seen)
         now = datetime.now(UTC)
@@ -528,6 +557,7 @@ def live_quality_state(
         kind_writes, kind_deletes = kinds.objects(lake.get_if_exists, config.kind_options(), now)
         writes.update(kind_writes)
         deletes.extend(kind_deletes)
+        fence(lock, lake, position)
         lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.

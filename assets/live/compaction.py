@@ -78,11 +78,12 @@ def compact_live_state(
             # Written before the lock: keys no listing holds yet, so no reader sees them.
             for key, data in merge.objects.items():
                 lake.put(key, data)
-            with annotation_db.live_lock():
+            with annotation_db.live_lock() as lock:
                 lake.recover()
                 objects = merge_objects(read, merge)
                 if objects is not None:
                     writes = {k: v for k, v in objects.writes.items() if k not in merge.objects}
+                    lock.verify()
                     lake.commit(writes, deletes=objects.deletes)
             if objects is None:
                 context.log.info(f"{project}: {merge.merged.key} merged by another run meanwhile")

@@ -119,7 +119,7 @@ def fit_kind_states(
         started = datetime.now(UTC)
         fit = fit_snapshot(snapshot, options, now=started)
         fitted_at = datetime.now(UTC)
-        with annotation_db.live_lock():
+        with annotation_db.live_lock() as lock:
             lake.recover()
             now = datetime.now(UTC)
             current = load_kind_state(project, kind, read)
@@ -139,6 +139,7 @@ def fit_kind_states(
                 index=load_kinds_index(read),
             )
             writes, deletes = update.objects(read, options, now)
+            lock.verify()
             lake.commit(writes, deletes=deletes)
         held = (datetime.now(UTC) - now).total_seconds()
         context.log.info(

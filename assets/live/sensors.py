@@ -20,12 +20,20 @@ A failed run of any of the three is not the sensor's to launch again (its run ke
 the daemon retries it (`run_retries` in dagster.yaml, `LIVE_RETRY_TAGS` on the jobs) as a new
 run of the same job and config, which counts as on its way like any other: one of the live
 runs' `MAX_WAITING_RUNS`, or the busy maintenance job's.
+
+When the annotation DB cannot be reached (refused, a connect or probe timeout), the tick skips
+with one line naming the database and the error, instead of failing with a traceback every 5 s
+(or, for a database that stopped answering, timing out as an unreachable code server). The
+cursor records when the outage started: its first tick raises one `annotation_db_unreachable`
+alert, and the first tick that reaches the database again logs the recovery and how long it
+lasted.
 """
 
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from dagster import (
     AssetKey,
     Config,
@@ -41,6 +49,7 @@ from dagster import (
     sensor,
 )
 
+from annotation_pipelines.ingest.connection import DatabaseUnreachable, describe, first_line
 from annotation_pipelines.loop.live import (
     LIVE_COMPACTION,
     LedgerCompaction,
@@ -50,6 +59,7 @@ from annotation_pipelines.loop.live import (
 )
 from annotation_pipelines.loop.live_kinds import KindLiveOptions, due_full_fits
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
+from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
 from assets.live.assets import (
     DAILY_LABELS,
@@ -77,6 +87,8 @@ MAX_WAITING_RUNS = 2
 # with the daemon): it no longer holds back the next one.
 STARTING_STALE_SECONDS = 90
 _WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
+# The alert kind of an annotation DB the live sensor cannot reach.
+DB_UNREACHABLE = "annotation_db_unreachable"
 
 
 def _waiting_runs(context: SensorEvaluationContext) -> int:
@@ -183,6 +195,61 @@ def _new_daily_days(
     return days, result.cursor
 
 
+def _recovered(
+    context: SensorEvaluationContext, annotation_db: AnnotationDatabase, state: dict
+) -> bool:
+    """Whether this tick ends an outage recorded in `state` (then logged and dropped)."""
+    if "db_unreachable_since" not in state:
+        return False
+    down = datetime.fromisoformat(state.pop("db_unreachable_since"))
+    context.log.info(
+        f"annotation DB reachable again ({describe(annotation_db.required_dsn)}) after "
+        f"{(datetime.now(UTC) - down).total_seconds():.0f} s"
+    )
+    return True
+
+
+def _unreachable(
+    context: SensorEvaluationContext,
+    lake: Lake,
+    annotation_db: AnnotationDatabase,
+    state: dict,
+    error: Exception,
+    maintenance: list[RunRequest],
+) -> SensorResult:
+    """Skip the tick with one line; the first failing tick of an outage records it in the
+    cursor and raises the alert. The maintenance runs need no database to be launched."""
+    where = describe(annotation_db.required_dsn)
+    # DatabaseUnreachable already names the database.
+    problem = first_line(error).removeprefix(f"annotation DB unreachable ({where}): ")
+    now = datetime.now(UTC)
+    since = state.get("db_unreachable_since")
+    if since is None:
+        since = now.isoformat()
+        record_alert(
+            lake,
+            [
+                {
+                    "kind": DB_UNREACHABLE,
+                    "message": f"annotation DB unreachable ({where}) since {since}: {problem}; "
+                    "the live layer waits for it",
+                }
+            ],
+            log=context.log,
+        )
+    lasted = (now - datetime.fromisoformat(since)).total_seconds()
+    cursor = json.dumps({**state, "db_unreachable_since": since}, sort_keys=True)
+    return SensorResult(
+        run_requests=maintenance or None,
+        skip_reason=None
+        if maintenance
+        else SkipReason(
+            f"annotation DB unreachable ({where}) for {lasted:.0f} s: {problem}; retrying"
+        ),
+        cursor=cursor,
+    )
+
+
 @sensor(
     jobs=[live_quality_job, live_compaction_job, live_kind_fit_job],
     minimum_interval_seconds=LIVE_INTERVAL_SECONDS,
@@ -218,14 +285,26 @@ def live_quality_sensor(
     state = load_cursor(context.cursor)
     read = lake.get_if_exists
     since, _ = load_stream(read)
-    until = annotation_db.safe_upper_bound()
-    changed = until > since and annotation_db.changed_rows(since=since, until=until) > 0
+    try:
+        until = annotation_db.safe_upper_bound()
+        changed = until > since and annotation_db.changed_rows(since=since, until=until) > 0
+    except (DatabaseUnreachable, psycopg.OperationalError) as error:
+        # OperationalError: a probe cancelled by its statement timeout, or a dropped session.
+        return _unreachable(context, lake, annotation_db, state, error, maintenance)
+    # Kept even when this tick launches nothing, so the next one does not log it again.
+    recovered = _recovered(context, annotation_db, state)
     files = pending_files(landing, load_files(read))
     days, daily_cursor = _new_daily_days(context, state.get("daily"))
     kind_days, kind_cursor = _new_daily_days(context, state.get("kind_daily"), KIND_DAILY_LABELS)
     if not changed and not files and not days and not kind_days:
-        if maintenance:
-            return SensorResult(run_requests=maintenance)
+        if maintenance or recovered:
+            return SensorResult(
+                run_requests=maintenance or None,
+                skip_reason=None
+                if maintenance
+                else f"no changes in ({since.isoformat()}, {until.isoformat()}]",
+                cursor=json.dumps(state, sort_keys=True) if recovered else None,
+            )
         return SkipReason(f"no changes in ({since.isoformat()}, {until.isoformat()}]")
     # The kind days join the key only when there are some: a window without them keeps its key.
     window = json.dumps(
@@ -240,6 +319,7 @@ def live_quality_sensor(
         }
     )
     cursor = {
+        **state,
         "watermark": until.isoformat(),
         "since": since.isoformat(),
         "daily": daily_cursor,
