@@ -110,7 +110,7 @@ def calibrate(
     if k < 2 or encoded.n_judgments == 0:
         return Calibrated(posteriors=posteriors.copy(), temperature=1.0, shrinkage=0.0)
     soft = np.asarray(posteriors, dtype=np.float64)
-    counts = _counts(encoded, soft, counted=encoded.votes_per_task() >= 2)
+    counts = _counts(encoded, soft)
     log_prior = _held_out_log_prior(soft)
     shrinkage, temperature = _choose_shrinkage_and_temperature(encoded, counts, log_prior)
     evidence = np.zeros((encoded.n_tasks, k))
@@ -147,8 +147,8 @@ def expected_calibration_error(
     return float(np.abs(confidence_sum - correct_sum).sum() / confidence.size)
 
 
-def _counts(encoded: Encoded, soft: np.ndarray, *, counted: np.ndarray) -> _Counts:
-    """Expected confusion counts from the `counted` tasks' soft labels.
+def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
+    """Expected confusion counts from the soft labels of the tasks with two or more votes.
 
     A task with one vote is left out: its soft label is that vote's own echo (a method's
     posterior of a lone vote follows its annotator), so counting it makes an annotator who
@@ -158,7 +158,8 @@ def _counts(encoded: Encoded, soft: np.ndarray, *, counted: np.ndarray) -> _Coun
     k = encoded.n_classes
     cell = encoded.annotators * k + encoded.labels
     flat = np.empty((encoded.n_annotators * k, k))
-    weights = np.where(counted[:, None], soft, 0.0)
+    sizes = encoded.votes_per_task()
+    weights = np.where((sizes >= 2)[:, None], soft, 0.0)
     for truth in range(k):
         flat[:, truth] = np.bincount(
             cell, weights=weights[encoded.tasks, truth], minlength=encoded.n_annotators * k
@@ -173,7 +174,7 @@ def _counts(encoded: Encoded, soft: np.ndarray, *, counted: np.ndarray) -> _Coun
         pooled=pooled,
         pooled_totals=pooled.sum(axis=0),
         task_votes=encoded.votes(),
-        task_sizes=encoded.votes_per_task().astype(np.float64),
+        task_sizes=sizes.astype(np.float64),
     )
 
 
