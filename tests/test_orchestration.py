@@ -264,17 +264,8 @@ def test_run_failure_sensor_writes_an_alert(env):
     instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/absent.csv"])
     failed = _run(defs, instance, "ingest_export_job", "exports/reviews/csv/absent.csv")
     assert not failed.success
-    run = instance.get_run_by_id(failed.run_id)
-    assert run.status == DagsterRunStatus.FAILURE
-    failure_event = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    context = build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=failure_event,
-        resources={"lake": defs.resources["lake"]},
-    ).for_run_failure()
-    sensors.run_failure_alert_sensor(context)
+    assert instance.get_run_by_id(failed.run_id).status == DagsterRunStatus.FAILURE
+    _alert_run_failure(defs, instance, failed.run_id)
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
     assert alerts["kind"].to_list() == ["run_failure"]
     assert alerts["severity"].to_list() == ["ERROR"]
@@ -283,15 +274,8 @@ def test_run_failure_sensor_writes_an_alert(env):
     assert "Cause: FileNotFoundError: " in message and "absent.csv" in message, message
     assert "DagsterExecutionStepExecutionError" not in message
     # A failed attempt that Dagster will retry (the tag its run-retry logic sets) warns.
-    instance.add_run_tags(run.run_id, {"dagster/will_retry": "true"})
-    context = build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
-        dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(run.run_id),
-        dagster_event=failure_event,
-        resources={"lake": defs.resources["lake"]},
-    ).for_run_failure()
-    sensors.run_failure_alert_sensor(context)
+    instance.add_run_tags(failed.run_id, {"dagster/will_retry": "true"})
+    _alert_run_failure(defs, instance, failed.run_id)
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
     assert alerts["severity"].to_list() == ["ERROR", "WARNING"]
     assert alerts["message"][-1].endswith("(the daemon retries it)")
