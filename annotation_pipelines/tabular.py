@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 from polars.datatypes import DataTypeClass
 
+from annotation_pipelines.ingest.connection import first_line
 from annotation_pipelines.ingest.validation import (
     DUPLICATE,
     MALFORMED_JSON,
@@ -181,7 +182,7 @@ def read_table(
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
         if kind in ("csv", "tsv") and isinstance(error, pl.exceptions.PolarsError):
             raise unreadable_delimited(path, kind, error) from error
-        raise InputError(f"{path}: unreadable {kind}: {_first_line(error)}") from error
+        raise InputError(f"{path}: unreadable {kind}: {first_line(error)}") from error
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
         raise InputError(
@@ -275,21 +276,25 @@ def _first_bad_record(path: Path, *, separator: str) -> str | None:
     return None
 
 
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+TABLE_SUFFIXES = (".parquet", ".csv")
+
+
+def check_table_path(path: str | Path) -> Path:
+    """`path` if `write_table` can write it (by extension), else InputError naming it."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(f"{path}: output must end in .parquet or .csv")
+    return path
 
 
 def write_table(frame: pl.DataFrame, path: str | Path) -> None:
     """Write by extension (`.parquet` or `.csv`)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
+    path = check_table_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
+    if path.suffix.lower() == ".parquet":
         frame.write_parquet(path)
-    elif suffix == ".csv":
-        frame.write_csv(path)
     else:
-        raise InputError(f"{path}: output must end in .parquet or .csv")
+        frame.write_csv(path)
 
 
 OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".csv")
@@ -311,15 +316,9 @@ def check_output_path(path: str | Path, *, list_columns: Sequence[str] = ()) -> 
 
 def write_rows(frame: pl.DataFrame, path: str | Path) -> None:
     """Write by extension: `.parquet`, `.jsonl`/`.ndjson`, or `.csv` (scalar columns only)."""
-    path = check_output_path(path)
+    nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
+    path = check_output_path(path, list_columns=nested)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        nested = [name for name, dtype in frame.schema.items() if dtype.is_nested()]
-        if nested:
-            raise InputError(
-                f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, nested))}; "
-                "write .jsonl or .parquet"
-            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix in (".jsonl", ".ndjson"):
@@ -327,7 +326,7 @@ def write_rows(frame: pl.DataFrame, path: str | Path) -> None:
         else:
             write_table(frame, path)
     except (OSError, pl.exceptions.PolarsError) as error:
-        reason = getattr(error, "strerror", None) or _first_line(error)
+        reason = getattr(error, "strerror", None) or first_line(error)
         raise InputError(f"{path}: cannot write: {reason}") from error
 
 
@@ -557,7 +556,7 @@ def _read_parquet(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFra
         _missing_columns(path, list(pl.read_parquet_schema(path)), columns)
         return pl.read_parquet(path, columns=list(columns))
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise InputError(f"{path}: unreadable parquet: {_first_line(error)}") from error
+        raise InputError(f"{path}: unreadable parquet: {first_line(error)}") from error
 
 
 def _frame_records(frame: pl.DataFrame) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
@@ -693,7 +692,7 @@ def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataF
     except pl.exceptions.PolarsError as error:
         raise unreadable_delimited(path, fmt, error) from error
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: unreadable {fmt}: {_first_line(error)}") from error
+        raise InputError(f"{path}: unreadable {fmt}: {first_line(error)}") from error
     _missing_columns(path, frame.columns, columns)
     return frame.select(columns)
 

@@ -317,7 +317,7 @@ def summarize(root: Path, days: list[date]) -> str:
     type=click.IntRange(min=MIN_COMPUTE_HISTORY_DAYS),
     help=(
         "Days of accelerator telemetry the capacity forecasts learn from "
-        "(the procurement plan needs 35)."
+        f"(the procurement plan needs {COMPUTE_HISTORY_DAYS})."
     ),
 )
 @click.option(

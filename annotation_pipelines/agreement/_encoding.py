@@ -68,28 +68,40 @@ def factorize(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     )
     codes, _ = pandas_factorize(hashes.get_column("primary").to_numpy())
     codes = codes.astype(np.int64, copy=False)
-    first = _first_rows(codes)
+    first = first_rows(codes)
     # Equal secondary hashes on every row of a code ⇔ the primary hash merged nothing.
     check = hashes.get_column("check").to_numpy()
     if not np.array_equal(check[first][codes], check):
         codes, _ = pandas_factorize(series.to_numpy())
         codes = codes.astype(np.int64, copy=False)
-        first = _first_rows(codes)
+        first = first_rows(codes)
     return codes, first
 
 
-def _first_rows(codes: np.ndarray) -> np.ndarray:
+def first_rows(codes: np.ndarray) -> np.ndarray:
+    """Per code, the index of its first row."""
     first = np.empty(int(codes.max()) + 1 if len(codes) else 0, dtype=np.int64)
     # Reversed scatter: the last write wins, so each code keeps its first occurrence.
     first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1, dtype=np.int64)
     return first
 
 
+def _as_numbers(labels: pl.Series) -> pl.Series:
+    return labels.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+
+
+def non_numbers(labels: pl.Series) -> pl.Series:
+    """True where a label is not a number as `numeric_labels` reads it."""
+    if labels.dtype.is_numeric():
+        return pl.Series(labels.name, [False] * labels.len(), dtype=pl.Boolean)
+    return _as_numbers(labels).is_null() & labels.is_not_null()
+
+
 def numeric_labels(labels: pl.Series, level: str) -> pl.Series:
     """Labels as Float64; a clear error naming the first label that is not a number."""
     if labels.dtype.is_numeric():
         return labels.cast(pl.Float64)
-    values = labels.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    values = _as_numbers(labels)
     bad = values.is_null() & labels.is_not_null()
     if bad.any():
         offending = labels.filter(bad)

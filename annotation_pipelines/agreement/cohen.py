@@ -18,6 +18,7 @@ import polars as pl
 from annotation_pipelines.agreement._encoding import (
     check_columns,
     factorize,
+    first_rows,
     pairs_within_groups,
     pandas_factorize,
 )
@@ -85,10 +86,9 @@ def cohen_kappa_matrix(
     annotator_ids = annotator_ids.gather(by_id)
     label, n_labels = _sorted_label_positions(frame.get_column("label"))
     n_annotators = len(annotator_first)
-    # Codes come in order of first appearance, so a row is a key's first exactly where the
-    # running maximum of the codes steps up.
     codes, _ = pandas_factorize(task * n_annotators + annotator)
-    keep = np.diff(np.maximum.accumulate(codes), prepend=-1) > 0
+    keep = np.zeros(len(codes), dtype=bool)
+    keep[first_rows(codes)] = True
     task, annotator, label = task[keep], annotator[keep], label[keep]
 
     order = np.argsort(task, kind="stable")

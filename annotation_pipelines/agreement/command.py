@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from annotation_pipelines.agreement._encoding import LEVELS
+from annotation_pipelines.agreement._encoding import LEVELS, non_numbers
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
 
 # Resamples of the bootstrap when --bootstrap is not given: categorical keeps its historical
@@ -139,7 +139,6 @@ def _categorical(
     confidence: float,
     seed: int,
 ) -> dict[str, Any]:
-    import polars as pl
 
     from annotation_pipelines.agreement.kinds import agreement
     from annotation_pipelines.agreement.summary import agreement_summary
@@ -167,8 +166,7 @@ def _categorical(
     except ValueError as error:
         at = f"column {label_col!r}"
         if level != "nominal":
-            labels = judgments.get_column("label")
-            bad = labels.cast(pl.Float64, strict=False).is_null() & labels.is_not_null()
+            bad = non_numbers(judgments.get_column("label"))
             if bad.any():
                 row = int(rows.get_column("row")[int(bad.arg_true()[0])])
                 at = f"{where(input_path, row)}, {at}"

@@ -41,7 +41,13 @@ import click
 import polars as pl
 
 from annotation_pipelines.forecasting.scalars import as_float, as_int
-from annotation_pipelines.tabular import InputError, read_table, where, write_table
+from annotation_pipelines.tabular import (
+    InputError,
+    check_table_path,
+    read_table,
+    where,
+    write_table,
+)
 
 # Below this a MASE ratio means an exact forecast: its log would swamp the geometric mean.
 RATIO_TOLERANCE = 1e-9
@@ -154,8 +160,11 @@ def forecast_command(
         )
     names = [name.strip() for name in (models or "").split(",") if name.strip()]
     _check_models(names, combinations=COMBINATIONS, calibrate=calibrate, learned=LEARNED)
-    if output is not None and output.suffix.lower() not in (".csv", ".parquet"):
-        raise click.ClickException(f"{output}: output must end in .parquet or .csv")
+    if output is not None:
+        try:
+            check_table_path(output)
+        except InputError as error:
+            raise click.ClickException(str(error)) from error
     required = [
         time_col,
         value_col,

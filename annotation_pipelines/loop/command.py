@@ -204,8 +204,6 @@ def replay_methods(kind: str) -> tuple[str, ...]:
 
 
 def _list_columns(kind: str) -> list[str]:
-    if kind in ("categorical", "pairwise"):
-        return []
     return [c for c in VALUE_COLUMNS[kind][:1] if VALUE_DTYPES[c].is_nested()]
 
 
