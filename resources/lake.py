@@ -144,21 +144,20 @@ class Lake(ConfigurableResource):
         self.recover()
         commit_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         marker = f"{COMMITS}/{commit_id}.json"
-        moves = []
-        attempted: list[str] = []
+        # Each move is listed before its object is staged, so a failure mid-put is cleaned too.
+        moves: list[list[str]] = []
         writing = ""
         try:
             for number, (key, data) in enumerate(writes.items()):
                 staged = f"{COMMITS}/{commit_id}/{number:05d}"
-                attempted.append(staged)
+                moves.append([staged, key])
                 writing = f"{staged} (staged for {key})"
                 self.put(staged, data)
-                moves.append([staged, key])
             _crash_if_asked("staged")
             writing = f"{marker} (the commit's marker)"
             self.put(marker, json.dumps({"moves": moves, "deletes": list(deletes)}).encode())
         except BaseException as error:
-            outcome = self._discard_staging(commit_id, attempted, marker=marker)
+            outcome = self._discard_staging(commit_id, [s for s, _ in moves], marker=marker)
             error.add_note(f"lake commit {commit_id}: writing {writing} failed; {outcome}")
             raise
         self._apply(marker)

@@ -76,27 +76,29 @@ class LandingZone(ConfigurableResource):
     def read_bytes(self, path: str) -> bytes:
         raise NotImplementedError
 
-    def exports(self, *, now: float | None = None) -> list[ExportFile]:
-        """The export files that have settled (see the module's docstring), as of `now`."""
+    def scan_exports(self, *, now: float | None = None) -> tuple[list[ExportFile], list[str]]:
+        """(the export files that have settled, the paths held back because they were written
+        to within `settle_seconds`) as of `now`, from one listing (see the module's docstring)."""
         cutoff = (time.time() if now is None else now) - self.settle_seconds
-        found = []
+        settled, unsettled = [], []
         for path, fingerprint, modified in self.list_entries("exports/"):
             parsed = parse_export_path(path)
+            if not parsed:
+                continue
             # Without a settle time the clocks are not compared: an object store's may be ahead.
-            if parsed and (self.settle_seconds <= 0 or modified <= cutoff):
-                found.append(ExportFile(path, fingerprint, *parsed))
-        return found
+            if self.settle_seconds <= 0 or modified <= cutoff:
+                settled.append(ExportFile(path, fingerprint, *parsed))
+            else:
+                unsettled.append(path)
+        return settled, unsettled
+
+    def exports(self, *, now: float | None = None) -> list[ExportFile]:
+        """The export files that have settled (see the module's docstring), as of `now`."""
+        return self.scan_exports(now=now)[0]
 
     def unsettled_exports(self, *, now: float | None = None) -> list[str]:
         """Export paths held back because they were written to within `settle_seconds`."""
-        if self.settle_seconds <= 0:
-            return []
-        cutoff = (time.time() if now is None else now) - self.settle_seconds
-        return [
-            path
-            for path, _, modified in self.list_entries("exports/")
-            if parse_export_path(path) and modified > cutoff
-        ]
+        return self.scan_exports(now=now)[1]
 
     def project_settings(self, project: str) -> dict[str, object]:
         path = f"exports/{project}/project.json"

@@ -489,10 +489,16 @@ def live_quality_state(
     with annotation_db.live_lock() as lock:
         lake.recover()
         position = stream_position(lake)
-        since, seen = load_stream(lake.get_if_exists)
+        # The position's two objects as just read (the state the fence checks), not again.
+        held = dict(zip((f"{STREAM_PREFIX}/watermark.json", FILES_KEY), position, strict=True))
+
+        def read(key: str) -> bytes | None:
+            return held[key] if key in held else lake.get_if_exists(key)
+
+        since, seen = load_stream(read)
         extract = annotation_db.extract_live(since=since, seen=seen)
         now = datetime.now(UTC)
-        folded = load_files(lake.get_if_exists)
+        folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
         from_files = files.judgments
         from_db = extract.result.judgments.with_columns(source=pl.lit(None, pl.String))

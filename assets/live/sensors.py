@@ -33,7 +33,6 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 from dagster import (
     AssetKey,
     Config,
@@ -282,6 +281,9 @@ def live_quality_sensor(
         if maintenance:
             return SensorResult(run_requests=maintenance)
         return SkipReason(f"{MAX_WAITING_RUNS} live runs are on their way")
+    # psycopg loads on the first tick, not with the code location every run process imports.
+    import psycopg
+
     state = load_cursor(context.cursor)
     read = lake.get_if_exists
     since, _ = load_stream(read)

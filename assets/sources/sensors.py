@@ -47,7 +47,8 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
     attempts: dict[str, int] = state.get("attempts", {})
     known = set(context.instance.get_dynamic_partitions(EXPORT_FILES))
     new_partitions, requests = [], []
-    for export in landing.exports():
+    settled, waiting = landing.scan_exports()
+    for export in settled:
         key = f"{export.path}@{export.fingerprint}"
         if done.get(export.path) == export.fingerprint:
             continue
@@ -73,7 +74,6 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
                 tags={ATTEMPT_TAG: str(tried + 1), MAX_ATTEMPTS_TAG: str(MAX_ATTEMPTS)},
             )
         )
-    waiting = landing.unsettled_exports()
     if waiting:
         context.log.info(
             f"{len(waiting)} file(s) written to within {landing.settle_seconds:g} s, offered once "
