@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -29,7 +29,7 @@ from assets.live.assets import fence, stream_position
 from assets.live.sensors import DB_UNREACHABLE
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import LocalLake
-from tests.loop.test_live import stream
+from tests.loop.test_live_writeback import _judgments
 from tests.services import ensure_postgres, free_port, fresh_database
 from tests.support import lake_reader, live_quality_job
 
@@ -153,19 +153,10 @@ def test_the_fence_refuses_a_commit_once_the_lock_is_lost_or_the_state_moved(tmp
                 lock.verify()
 
 
-def _judgments() -> pl.DataFrame:
-    judgments, _ = stream(n_tasks=100, spammer_from=100)
-    start = datetime.now(UTC) - timedelta(hours=1)
-    return judgments.with_columns(
-        project=pl.lit("reviews"),
-        submitted_at=pl.lit(start) + pl.duration(milliseconds=pl.int_range(pl.len()) * 10),
-    )
-
-
 def test_a_live_run_whose_lock_session_drops_commits_nothing_and_the_next_folds_once(
     tmp_path, monkeypatch
 ):
-    judgments = _judgments()
+    judgments = _judgments(n_tasks=100)
     data = tmp_path / "data"
     with fresh_database("live_lost_lock") as name:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
@@ -270,7 +261,7 @@ def test_the_live_sensor_skips_an_unreachable_database_with_one_line_and_one_ale
         quiet = _tick(instance, cursor)
         assert not quiet.run_requests and quiet.skip_message.startswith("no changes")
         assert "db_unreachable_since" not in json.loads(quiet.cursor)
-        seed_database(dsn, judgments=_judgments().head(50))
+        seed_database(dsn, judgments=_judgments(n_tasks=100).head(50))
         tick = _tick(instance, quiet.cursor)
         assert tick.run_requests and "db_unreachable_since" not in json.loads(tick.cursor)
     assert len(_alerts(data)) == 1

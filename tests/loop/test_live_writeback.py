@@ -23,8 +23,8 @@ pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def _judgments() -> pl.DataFrame:
-    judgments, _ = stream(n_tasks=300, spammer_from=100)
+def _judgments(n_tasks: int = 300) -> pl.DataFrame:
+    judgments, _ = stream(n_tasks=n_tasks, spammer_from=100)
     start = datetime.now(UTC) - timedelta(hours=1)
     return judgments.with_columns(
         project=pl.lit("reviews"),
