@@ -33,7 +33,6 @@ models' own intervals.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -245,7 +244,11 @@ def forecast_command(
         except (InputError, OSError) as error:
             raise click.ClickException(str(error)) from error
     scores = result.scores
-    relative_mase, excluded = geometric_mean_ratio(scores.get_column("relative_mase"))
+    from annotation_pipelines.forecasting.metrics import geometric_mean_ratio
+
+    relative_mase, excluded = geometric_mean_ratio(
+        scores.get_column("relative_mase"), minimum=RATIO_TOLERANCE
+    )
     report = {
         "freq": freq,
         "horizon": horizon,
@@ -265,18 +268,6 @@ def forecast_command(
         "series": summary,
     }
     click.echo(json.dumps(report, indent=2))
-
-
-def geometric_mean_ratio(ratios: pl.Series) -> tuple[float | None, int]:
-    """The geometric mean of the per-series MASE ratios and how many series it leaves out:
-    those with no ratio, a non-finite one (the naive was exact too) or one below
-    RATIO_TOLERANCE (an exact forecast, whose log would swamp the others)."""
-    ratios = ratios.drop_nulls()
-    usable = ratios.filter(ratios.is_finite() & (ratios >= RATIO_TOLERANCE))
-    excluded = ratios.len() - usable.len()
-    if not usable.len():
-        return None, excluded
-    return math.exp(as_float(usable.log().mean(), what="mean log MASE ratio")), excluded
 
 
 def _check_models(

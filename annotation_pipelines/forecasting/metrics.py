@@ -93,9 +93,21 @@ def score_windows(
 
 def relative_mase(scores: pl.DataFrame) -> float:
     """Geometric mean over series of chosen MASE ÷ seasonal naive MASE (Hyndman & Koehler, 2006)."""
-    values = scores.get_column("relative_mase").drop_nulls().to_numpy()
-    values = values[np.isfinite(values) & (values > 0)]
-    return float(np.exp(np.mean(np.log(values)))) if values.size else float("nan")
+    # Every positive ratio counts: the smallest positive float is the least ratio kept.
+    value, _ = geometric_mean_ratio(
+        scores.get_column("relative_mase"), minimum=float(np.nextafter(0.0, 1.0))
+    )
+    return float("nan") if value is None else value
+
+
+def geometric_mean_ratio(ratios: pl.Series, *, minimum: float) -> tuple[float | None, int]:
+    """The geometric mean of per-series MASE ratios (nulls dropped) and how many ratios it
+    leaves out: a non-finite one (the naive was exact too) or one below `minimum` (an exact
+    forecast, whose log would swamp the others)."""
+    values = ratios.drop_nulls().to_numpy()
+    usable = values[np.isfinite(values) & (values >= minimum)]
+    excluded = values.size - usable.size
+    return (float(np.exp(np.mean(np.log(usable)))) if usable.size else None), excluded
 
 
 def pooled_coverage(result: BacktestResult, *, level: int) -> float:

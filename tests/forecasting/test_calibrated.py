@@ -298,13 +298,18 @@ def test_cli_leaves_exact_series_out_of_the_geometric_mean_and_counts_them(tmp_p
 
 
 def test_geometric_mean_ratio_skips_exact_and_undefined_ratios():
-    from annotation_pipelines.forecasting.command import geometric_mean_ratio
+    from annotation_pipelines.forecasting.command import RATIO_TOLERANCE
+    from annotation_pipelines.forecasting.metrics import geometric_mean_ratio
 
     value, excluded = geometric_mean_ratio(
-        pl.Series([0.5, 2.0, 1e-16, 0.0, float("nan"), float("inf"), None])
+        pl.Series([0.5, 2.0, 1e-16, 0.0, float("nan"), float("inf"), None]),
+        minimum=RATIO_TOLERANCE,
     )
     assert value == pytest.approx(1.0) and excluded == 4
-    assert geometric_mean_ratio(pl.Series([0.0], dtype=pl.Float64)) == (None, 1)
+    assert geometric_mean_ratio(pl.Series([0.0], dtype=pl.Float64), minimum=RATIO_TOLERANCE) == (
+        None,
+        1,
+    )
 
 
 @pytest.mark.parametrize(
