@@ -59,11 +59,15 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3, help="shuffled arrival orders")
     parser.add_argument("--method", default="dawid_skene")
     arguments = parser.parse_args()
-    votes = [int(k) for k in arguments.votes.split(",")]
-    columns = [f"{k} vote{'s' if k > 1 else ''}" for k in votes] + ["1-4 votes", "all"]
+    # Column header -> each task's first k judgments (None: the 1-4 mix; 0: all of them).
+    samples: dict[str, int | None] = {
+        f"{k} vote{'s' if k > 1 else ''}": k for k in map(int, arguments.votes.split(","))
+    }
+    samples |= {"1-4 votes": None, "all": 0}
+    columns = list(samples)
     print(f"| data set | arrival order | {' | '.join(columns)} |")
     print(f"|---|---|{'---|' * len(columns)}")
-    orders = ["file", *(f"shuffled, mean of {arguments.orders}" for _ in range(1))]
+    orders = ["file", f"shuffled, mean of {arguments.orders}"]
     eces: dict[str, dict[str, list[float]]] = {o: {c: [] for c in columns} for o in orders}
     for name in ALL_CROWD:
         judgments, truth = load_crowd(name)
@@ -78,7 +82,7 @@ def main() -> None:
             cells = []
             for column in columns:
                 figures = np.array(
-                    [_figures(_sample(frame, column, votes), truth, arguments.method)
+                    [_figures(_sample(frame, samples[column]), truth, arguments.method)
                      for frame in frames]
                 ).mean(axis=0)  # fmt: skip
                 eces[order][column].append(float(figures[2]))
@@ -90,13 +94,12 @@ def main() -> None:
     print("\ncells: accuracy / mean confidence / ECE (10 bins)")
 
 
-def _sample(judgments: pl.DataFrame, column: str, votes: list[int]) -> pl.DataFrame:
-    """The judgments of one table column: each task's first k, the 1-4 mix, or all."""
-    if column == "all":
+def _sample(judgments: pl.DataFrame, k: int | None) -> pl.DataFrame:
+    """Each task's first `k` judgments; None: the 1-4 mix; 0: all of them."""
+    if k == 0:
         return judgments
-    if column == "1-4 votes":
+    if k is None:
         return _mixed(judgments)
-    k = votes[[f"{v} vote{'s' if v > 1 else ''}" for v in votes].index(column)]
     return judgments.filter(pl.int_range(pl.len()).over("task_id") < k)
 
 
