@@ -63,7 +63,7 @@ from annotation_pipelines.loop.live import (
     load_stream,
     load_touched,
     rebase,
-    requests_file,
+    requests_objects,
     segment_opener,
     state_objects,
     state_prefix,
@@ -554,12 +554,11 @@ def live_quality_state(
         record_alert(lake, alerts, log=context.log)
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         deletes: list[str] = []
-        for project, state in states.items():
+        for state in states.values():
             objects = state_objects(state, lake.get_if_exists, compaction=LIVE_COMPACTION)
             writes.update(objects.writes)
             deletes.extend(objects.deletes)
-            key = f"{state_prefix(project)}/requests.json"
-            writes[key] = requests_file(state, options, now=now, previous=lake.get_if_exists(key))
+            writes.update(requests_objects(state, options, now=now, read=lake.get_if_exists))
         kind_writes, kind_deletes = kinds.objects(lake.get_if_exists, config.kind_options(), now)
         writes.update(kind_writes)
         deletes.extend(kind_deletes)

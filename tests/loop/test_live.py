@@ -27,6 +27,7 @@ from annotation_pipelines.loop.live import (
     open_requests,
     plan_merge,
     rebase,
+    requests_objects,
     state_objects,
     state_prefix,
     update,
@@ -710,6 +711,45 @@ def _gold_sources() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         source=pl.lit(FILE_A),
     )
     return judgments, gold, changed
+
+
+def test_open_requests_merged_run_to_run_are_those_of_the_whole_state():
+    """Each run holds only its tasks: `requests.parquet` keeps the other tasks' requests and
+    replaces the touched ones', so after any run it lists what the whole state asks for, and
+    `requests.json` is the same list as Label Studio tasks. A lake that has only the JSON list
+    (written before the table) is read once from it."""
+    history = _history()
+    store: dict[str, bytes] = {}
+    memory = LiveState(project="p")
+    options = LiveOptions()
+    prefix = state_prefix("p")
+    for number, batch in enumerate(history.batches):
+        resynced = history.resync.get(number, ())
+        state = load_touched("p", store.get, judgments=batch, resynced=resynced)
+        state, _ = update(state, batch, resynced=resynced, now=NOW)
+        memory, _ = update(memory, batch, resynced=resynced, now=NOW)
+        _commit(store, state_objects(state, store.get))
+        if number == 5:
+            # A lake from before the table: its list is the only record of the open requests.
+            store.pop(f"{prefix}/requests.parquet")
+        store.update(requests_objects(state, options, now=NOW, read=store.get))
+        table = pl.read_parquet(io.BytesIO(store[f"{prefix}/requests.parquet"]))
+        whole = open_requests(memory, options, now=NOW)
+        assert table["task_id"].to_list() == whole["task_id"].to_list(), number
+        assert table["request"].to_list() == whole["request"].to_list(), number
+        assert table["decision_id"].to_list() == whole["decision_id"].to_list(), number
+        listed = json.loads(store[f"{prefix}/requests.json"])
+        assert [item["id"] for item in listed] == whole["task_id"].to_list()
+        assert [item["data"]["decision_id"] for item in listed] == whole["decision_id"].to_list()
+    assert whole.height > 0
+    assert set(listed[0]["data"]) == {
+        "task_id",
+        "project",
+        "request",
+        "reason",
+        "confidence",
+        "decision_id",
+    }
 
 
 def test_gold_an_edited_file_no_longer_gives_is_withdrawn():
