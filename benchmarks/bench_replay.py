@@ -20,6 +20,15 @@ ones), the replay under `--budget` (0.5 by default) against Dawid–Skene on all
 by task: the tasks only one of the two gets right, and the exact McNemar test on them (a
 two-sided binomial test of the discordant tasks at 1/2), which says whether a gap of a few
 tasks is more than which judgments happened to arrive first.
+
+`--bound` prints instead, per set with at most `BOUND_VOTES` judgments per task, what the
+best possible policy reaches with the `--budget` share (0.5 by default): one that knows every
+annotator's confusion matrix and the class prior exactly (Dawid–Skene's fit on *all* the
+judgments) and who answers next (file order), and stops each task Bayes-optimally, buying the
+next judgment while its expected gain in accuracy exceeds a price per judgment (a Lagrange
+multiplier, set by bisection so that the whole run spends the budget). No policy that has to
+estimate the annotators from what it has revealed can do better in expectation, so a bound
+below Dawid–Skene's accuracy on all judgments says the target is out of reach on that set.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from scipy.stats import binomtest
 
@@ -42,6 +52,9 @@ from annotation_pipelines.loop.replay import replay
 from tests.realdata import ALL_CROWD, accuracy, load_crowd
 
 FIXED = (1, 2, 3, 4, 5, 10)
+# The exact look-ahead enumerates every answer the rest of a task's judgments can give:
+# k ** (votes - 1) branches a decision, feasible for a few votes per task only.
+BOUND_VOTES = 4
 LABELS = {"d_product": "D_Product", "d_sentiment": "D_PosSent", "duck": "Duck", "rte": "RTE"}
 
 
@@ -125,18 +138,116 @@ def _paired_rows(dataset: str, options: PolicyOptions, orders: int) -> list[list
     return rows
 
 
+def _oracle_bound(dataset: str, budget: float) -> list[str] | None:
+    """[set, Dawid–Skene all, bound accuracy @ share, price], or None when the set has more
+    than `BOUND_VOTES` judgments on some task."""
+    judgments, truth = load_crowd(dataset)
+    if judgments.group_by("task_id").len()["len"].max() > BOUND_VOTES:
+        return None
+    result = fit(judgments, "dawid_skene")
+    labels = sorted(judgments["label"].unique().to_list())
+    code = {label: i for i, label in enumerate(labels)}
+    k = len(labels)
+    who = {a: i for i, a in enumerate(result.annotators["annotator_id"].to_list())}
+    confusion = np.full((len(who), k, k), 1e-12)  # [annotator, truth, observed]
+    for annotator, cells in zip(
+        result.annotators["annotator_id"], result.annotators["confusion"], strict=True
+    ):
+        for cell in cells:
+            confusion[who[annotator], code[cell["truth"]], code[cell["observed"]]] = max(
+                cell["probability"], 1e-12
+            )
+    log_confusion = np.log(confusion)
+    posterior = result.labels.select(
+        "task_id", *[pl.col("posterior").struct.field(label) for label in labels]
+    )
+    log_prior = np.log(posterior.select(labels).to_numpy().mean(axis=0))
+    truth_of = dict(truth.select("task_id", "label").iter_rows())
+    sequences = (
+        judgments.with_row_index("row")
+        .group_by("task_id", maintain_order=True)
+        .agg("annotator_id", "label")
+        .iter_rows()
+    )
+    tasks = [
+        (task, [who[a] for a in annotators], [code[x] for x in answers], truth_of.get(task))
+        for task, annotators, answers in sequences
+    ]
+
+    def worth(log_post: np.ndarray, nexts: list[int], price: float) -> tuple[float, bool]:
+        """(expected accuracy of the best action, whether buying the next judgment is it)."""
+        p = np.exp(log_post - log_post.max())
+        p /= p.sum()
+        if not nexts:
+            return float(p.max()), False
+        predictive = p @ confusion[nexts[0]]
+        ahead = -price + sum(
+            predictive[o] * worth(log_post + log_confusion[nexts[0], :, o], nexts[1:], price)[0]
+            for o in range(k)
+            if predictive[o] > 0
+        )
+        return (ahead, True) if ahead > p.max() else (float(p.max()), False)
+
+    def run(price: float) -> tuple[float, float]:
+        used = right = judged = 0
+        for _, annotators, answers, gold in tasks:
+            log_post = log_prior + log_confusion[annotators[0], :, answers[0]]
+            n = 1
+            while n < len(answers) and worth(log_post, annotators[n:], price)[1]:
+                log_post = log_post + log_confusion[annotators[n], :, answers[n]]
+                n += 1
+            used += n
+            if gold is not None:
+                judged += 1
+                right += labels[int(log_post.argmax())] == gold
+        return right / judged, used / judgments.height
+
+    low, high = 0.0, 1.0
+    for _ in range(20):
+        middle = (low + high) / 2
+        if run(middle)[1] > budget:
+            low = middle
+        else:
+            high = middle
+    reached, share = run(high)
+    return [
+        LABELS.get(dataset, dataset),
+        f"{accuracy(result.labels, truth):.4f}",
+        f"{reached:.4f} @ {share:.3f}",
+        f"{high:.4f}",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--budget", type=float, action="append", default=[])
     parser.add_argument("--orders", type=int, default=0)
     parser.add_argument("--sets", default=",".join(ALL_CROWD))
     parser.add_argument("--paired", action="store_true")
+    parser.add_argument("--bound", action="store_true")
     arguments = parser.parse_args()
     sets = [name.strip() for name in arguments.sets.split(",") if name.strip()]
     unknown = [name for name in sets if name not in ALL_CROWD]
     if unknown:
         parser.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(ALL_CROWD)}")
     defaults = RECOMMENDED
+    if arguments.bound:
+        budget = (arguments.budget or [0.5])[0]
+        header = [
+            "data set",
+            "Dawid–Skene, all",
+            f"best policy knowing every annotator, --budget {budget:g}",
+            "price per judgment",
+        ]
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for dataset in sets:
+            row = _oracle_bound(dataset, budget)
+            if row is None:
+                print(f"{dataset}: more than {BOUND_VOTES} judgments per task; no exact bound")
+            else:
+                print("| " + " | ".join(row) + " |", flush=True)
+        return
     if arguments.paired:
         budget = (arguments.budget or [0.5])[0]
         header = [
