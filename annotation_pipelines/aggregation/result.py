@@ -146,6 +146,17 @@ def best_breaking_ties(posteriors: np.ndarray, calibrated: np.ndarray | None) ->
     return np.argmax(at_best, axis=1)
 
 
+def best_in_label_order(posteriors: np.ndarray, labels: pl.Series) -> np.ndarray:
+    """`best_breaking_ties` (no calibrated posterior) for columns that are `labels` in any
+    order: a tie goes to the label that sorts first, as `encoding.encode` orders the codes.
+
+    An engine that numbers labels as they arrive would otherwise give a tie to the label it
+    saw first, and its answer would differ from the batch aggregation's on the same votes.
+    """
+    order = labels.arg_sort().to_numpy()
+    return order[best_breaking_ties(posteriors[:, order], None)]
+
+
 def tied_with_best(posteriors: np.ndarray) -> np.ndarray:
     if posteriors.shape[1] < 2:
         return np.zeros(posteriors.shape[0], dtype=bool)

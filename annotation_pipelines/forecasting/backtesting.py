@@ -26,6 +26,7 @@ import polars as pl
 from annotation_pipelines.forecasting.candidates import (
     BASELINE,
     candidate_models,
+    check_model_names,
     default_extra_seasonalities,
 )
 from annotation_pipelines.forecasting.metrics import LEVELS, score_windows
@@ -124,11 +125,7 @@ def backtest(
         arima=models is not None and "AutoARIMA" in models,
     )
     names = list(factories) if models is None else [BASELINE, *[m for m in models if m != BASELINE]]
-    unknown = [m for m in names if m not in factories]
-    if unknown:
-        raise ValueError(
-            f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(factories)}"
-        )
+    check_model_names(names, factories)
     history = naive_utc(series)
     engine = statsforecast_engine([factories[m]() for m in names], freq=freq, n_jobs=n_jobs)
     with warnings.catch_warnings():

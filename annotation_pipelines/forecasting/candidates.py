@@ -10,10 +10,23 @@ the trend). AutoARIMA is available on request; it is ~50x slower.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 
 BASELINE = "SeasonalNaive"
+
+
+class UnknownModelError(ValueError):
+    """Model names no candidate has; the message lists the names there are."""
+
+
+def check_model_names(names: Sequence[str], known: Collection[str]) -> None:
+    """Raise `UnknownModelError` naming each of `names` not in `known`."""
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UnknownModelError(
+            f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
 
 
 def candidate_models(

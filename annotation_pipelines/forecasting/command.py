@@ -140,6 +140,7 @@ def forecast_command(
     output: Path | None,
 ) -> None:
     """Forecast INPUT's series with 80/95% intervals; model chosen by rolling-origin backtest."""
+    from annotation_pipelines.forecasting.candidates import UnknownModelError
     from annotation_pipelines.forecasting.ensemble import (
         COMBINATIONS,
         DEFAULT_RULE,
@@ -211,9 +212,9 @@ def forecast_command(
             backtest_windows=backtest_windows,
             calibrate=calibrate,
         )
+    except UnknownModelError as error:
+        raise click.BadParameter(str(error), param_hint="--models") from error
     except (ValueError, pl.exceptions.PolarsError) as error:
-        if str(error).startswith("unknown model"):
-            raise click.BadParameter(str(error), param_hint="--models") from error
         raise click.ClickException(f"{input_path}: {error}") from error
     windows = result.cross_validation.get_column("cutoff").n_unique()
     if calibrate and result.scores.get_column("coverage_80").is_null().any():

@@ -32,6 +32,7 @@ from annotation_pipelines import schema
 from annotation_pipelines.forecasting.candidates import (
     BASELINE,
     candidate_models,
+    check_model_names,
     default_extra_seasonalities,
 )
 from annotation_pipelines.forecasting.conformal import (
@@ -379,9 +380,7 @@ def forecast_calibrated(
         chosen_models.insert(0, BASELINE)
     if not calibrate:
         chosen_models = [m for m in chosen_models if m != LEARNED]
-    unknown = [m for m in chosen_models if m not in names and m != "AutoARIMA"]
-    if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    check_model_names([m for m in chosen_models if m != "AutoARIMA"], names)
     if rule not in (*COMBINATIONS, *chosen_models):
         raise ValueError(
             f"unknown rule {rule!r}; choose from {', '.join([*COMBINATIONS, *chosen_models])}"

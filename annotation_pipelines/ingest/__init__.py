@@ -12,7 +12,8 @@ from annotation_pipelines.lazy_exports import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "files": ("FORMATS", "ingest_bytes", "ingest_path"),
+        "files": ("ingest_bytes", "ingest_path"),
+        "formats": ("FORMATS",),
         "result": ("IngestResult", "UnreadableFileError", "combine"),
         "tables": ("ColumnMapping",),
         "validation": ("REASONS",),

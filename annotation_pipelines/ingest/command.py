@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from annotation_pipelines.ingest.formats import FORMATS, TABLE_FORMATS
 from annotation_pipelines.kinds import KINDS
 from annotation_pipelines.tabular import InputError, position
 
 if TYPE_CHECKING:
     import polars as pl
 
-TABLE_FORMATS = ("csv", "tsv", "parquet", "jsonl")
 # Quarantined rows shown on stderr; every one is in quarantine.parquet with --output.
 SHOWN = 5
 
@@ -25,7 +25,7 @@ SHOWN = 5
     "--format",
     "format_",
     required=True,
-    type=click.Choice(["label-studio", "sagemaker-gt", "csv", "tsv", "parquet", "jsonl"]),
+    type=click.Choice(FORMATS),
     help="Export format of PATH (a file, or a folder of such files).",
 )
 @click.option(

@@ -7,12 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypedDict
 
+from annotation_pipelines.ingest.formats import FORMATS, TABLE_FORMATS
 from annotation_pipelines.ingest.label_studio import parse_label_studio
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, combine
 from annotation_pipelines.ingest.tables import ColumnMapping, parse_sagemaker, parse_table
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 
-FORMATS = ("label-studio", "sagemaker-gt", "csv", "tsv", "parquet", "jsonl")
 # Which files of a folder belong to a format; anything else in the folder is ignored.
 SUFFIXES: dict[str, tuple[str, ...]] = {
     "label-studio": (".json",),
@@ -64,7 +64,7 @@ def ingest_bytes(
         return parse_label_studio(data, source_file=source_file, **options)
     if format == "sagemaker-gt":
         return parse_sagemaker(data, source_file=source_file, **options)
-    if format in ("csv", "tsv", "parquet", "jsonl"):
+    if format in TABLE_FORMATS:
         return parse_table(
             data,
             format=format,

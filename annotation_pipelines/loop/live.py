@@ -83,6 +83,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from annotation_pipelines.aggregation.result import best_in_label_order
 from annotation_pipelines.ingest.postgres import EXTRACT_COLUMNS
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.loop import ledger as lake_ledger
@@ -830,11 +831,15 @@ def _refit(
     counts = others.copy()
     _scatter(counts, annotator_n, answer_n, posterior[task_n], sign=1.0)
     prior = other_prior + posterior[has_votes | is_gold].sum(axis=0)
-    best = posterior.argmax(axis=1) if k else np.zeros(n, dtype=np.int64)
+    best = (
+        best_in_label_order(posterior, pl.Series(state.labels, dtype=pl.String))
+        if k
+        else np.zeros(n, dtype=np.int64)
+    )
     refitted = frame.select(
         "task_id",
         label=pl.Series([state.labels[b] for b in best] if k else [None] * n, dtype=pl.String),
-        confidence=pl.Series(posterior.max(axis=1) if k else np.zeros(n), dtype=pl.Float64),
+        confidence=pl.Series(posterior[np.arange(n), best] if k else np.zeros(n), dtype=pl.Float64),
         n_votes=pl.Series(n_votes, dtype=pl.Int64),
         posterior=pl.Series(posterior.tolist(), dtype=pl.List(pl.Float64)),
         gold=previous.get_column("gold"),

@@ -91,6 +91,7 @@ import polars as pl
 from scipy.special import ndtri
 
 from annotation_pipelines.aggregation.by_kind import aggregate_kind
+from annotation_pipelines.aggregation.result import best_in_label_order
 from annotation_pipelines.aggregation.spans import SpanConfusion, fit_spans
 from annotation_pipelines.kinds import DEFAULT_KIND, KIND_COLUMNS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop import ledger as lake_ledger
@@ -1400,11 +1401,11 @@ def _pairwise_posterior(
     rows: pl.DataFrame, gold: pl.DataFrame, parameters: pl.DataFrame
 ) -> pl.DataFrame:
     tasks, posterior = _pairwise_probabilities(rows, parameters)
-    best = posterior.argmax(axis=1)
+    best = best_in_label_order(posterior, pl.Series(_WINNERS))
     confidence = tasks.select(
         "task_id",
         label=pl.Series([_WINNERS[b] for b in best], dtype=pl.String),
-        confidence=pl.Series(posterior.max(axis=1), dtype=pl.Float64),
+        confidence=pl.Series(posterior[np.arange(tasks.height), best], dtype=pl.Float64),
     )
     return _pairwise_labels(rows, confidence)
 

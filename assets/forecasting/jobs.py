@@ -2,10 +2,7 @@
 
 from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
-from annotation_pipelines.settings import load_settings
-
-# The day closes at midnight in this zone; the forecasts run on Monday morning there.
-SCHEDULE_TIMEZONE = load_settings().timezone
+from assets.common.schedules import SCHEDULE_TIMEZONE
 
 forecast_job = define_asset_job(
     "forecast_job",

@@ -8,10 +8,8 @@ from dagster import (
     op,
 )
 
-from annotation_pipelines.settings import load_settings
+from assets.common.schedules import SCHEDULE_TIMEZONE
 from resources.lake import Lake
-
-SCHEDULE_TIMEZONE = load_settings().timezone
 
 
 @op(

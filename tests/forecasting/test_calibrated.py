@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.forecasting import load_helios, to_series
+from annotation_pipelines.forecasting.candidates import UnknownModelError
 from annotation_pipelines.forecasting.command import forecast_command
 from annotation_pipelines.forecasting.conformal import (
     apply_quantiles,
@@ -328,6 +329,31 @@ def test_cli_option_errors_are_usage_errors_before_the_input_is_read(tmp_path, a
     )
     assert run.exit_code == 2, run.output
     assert option in run.output and "absent.csv" not in run.output
+
+
+@pytest.mark.parametrize(
+    ("model", "valid"),
+    [
+        # Checked before the input is read: no candidate is called that.
+        ("nosuchmodel", "mean, median, top3, or one or more of SeasonalNaive, AutoETS"),
+        # A name of the candidates' form that the data's season length has no candidate for.
+        ("SeasonalNaive5", "SeasonalNaive, SeasonalNaive168, AutoETS, AutoTheta, MSTL"),
+    ],
+)
+def test_cli_unknown_model_is_a_usage_error_listing_the_valid_names(tmp_path, model, valid):
+    common = [*_cli_source(tmp_path), "--horizon", "24", "--backtest-windows", "3"]
+    run = CliRunner().invoke(forecast_command, [*common, "--models", model])
+    assert run.exit_code == 2, run.output
+    (line,) = [line for line in run.output.splitlines() if line.startswith("Error:")]
+    assert line.startswith("Error: Invalid value for --models: unknown model(s) " + model)
+    assert valid in line and "usage.csv" not in line
+
+
+def test_an_unknown_model_raises_its_own_error_type():
+    with pytest.raises(UnknownModelError, match=r"unknown model.*SeasonalNaive5.*choose from"):
+        forecast_calibrated(
+            _synthetic(), horizon=24, season_length=24, freq="1h", models=["SeasonalNaive5"]
+        )
 
 
 def test_cli_refuses_an_output_it_cannot_write_before_the_forecast(tmp_path):

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from annotation_pipelines.aggregation.api import fit
+from annotation_pipelines.aggregation.api import aggregate, fit
 from annotation_pipelines.loop.live import (
     LedgerCompaction,
     LiveOptions,
@@ -146,6 +146,28 @@ def test_incremental_labels_agree_with_a_full_dawid_skene_fit():
     full_accuracy = (both["full"] == both["truth"]).mean()
     assert agreement >= 0.98, agreement
     assert live_accuracy >= full_accuracy - 0.01, (live_accuracy, full_accuracy)
+
+
+def test_a_tie_goes_to_the_label_the_batch_aggregation_gives_it():
+    # "b" arrives first, so the state numbers it before "a"; the batch sorts the labels.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1"],
+            "annotator_id": ["w1", "w2"],
+            "label": ["b", "a"],
+            "judgment_id": ["j1", "j2"],
+            "submitted_at": [START, START + timedelta(seconds=1)],
+            "duration_s": [4.0, 4.0],
+        }
+    ).with_columns(updated_at=pl.col("submitted_at"))
+    state = LiveState(project="p")
+    for row in range(judgments.height):
+        state, _ = update(state, judgments.slice(row, 1), now=NOW)
+    assert state.labels == ("b", "a")
+    batch = aggregate(judgments.select("task_id", "annotator_id", "label"))
+    assert batch["label"].to_list() == ["a"]
+    assert state.tasks["label"].to_list() == ["a"]
+    assert state.tasks["confidence"].item() == pytest.approx(0.5)
 
 
 def test_every_judgment_is_counted_once_whatever_the_re_reads():

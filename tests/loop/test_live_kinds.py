@@ -15,13 +15,19 @@ from annotation_pipelines.aggregation.ranking import aggregate_ranking
 from annotation_pipelines.aggregation.spans import fit_spans
 from annotation_pipelines.aggregation.text import aggregate_text
 from annotation_pipelines.kinds import BOX, SPAN, VALUE_COLUMNS, VALUE_DTYPES
-from annotation_pipelines.loop.kind_posterior import numeric_confidence, numeric_tolerance
+from annotation_pipelines.loop.kind_posterior import (
+    PairwiseConfidence,
+    numeric_confidence,
+    numeric_tolerance,
+)
 from annotation_pipelines.loop.live_kinds import (
     KindLiveOptions,
     KindState,
+    gold_schema,
     kind_file_rows,
     kind_state_objects,
     load_kind_state,
+    refit_labels,
     update_kind,
 )
 from annotation_pipelines.synthetic.kinds import draw_project_day
@@ -187,6 +193,27 @@ def test_pairwise_refits_touched_pairs_by_the_winner_e_step_with_swapped_sides()
     log = np.log(prior) + np.log(theta[0]) + 3 * np.log(theta[1])
     p = np.exp(log - log.max())
     assert t2["confidence"] == pytest.approx(float((p / p.sum()).max()), abs=1e-12)
+
+
+def test_a_pairwise_tie_goes_to_the_winner_the_batch_aggregation_gives_it():
+    # a and b, c and d: the same carried counts, one of each pair saying left, the other right.
+    # The pair's left and right are then equally likely, up to the order the logs are added.
+    votes = [("t", r, ("x", "y", w)) for r, w in zip("abcd", ("left", "right") * 2, strict=True)]
+    rows = judgments("pairwise", votes)
+
+    def counts(agree: float) -> list[float]:
+        return [agree, 0.0, 0.0, 0.0, agree, 0.0, 0.0, 0.0, 0.0]
+
+    parameters = pl.DataFrame(
+        {
+            "annotator_id": ["a", "b", "c", "d", None],
+            "confusion": [counts(1.0), counts(1.0), counts(5.0), counts(5.0), [5.0, 5.0, 0.0]],
+        }
+    )
+    live = refit_labels("pairwise", rows, pl.DataFrame(schema=gold_schema("pairwise")), parameters)
+    batch = PairwiseConfidence()(rows)
+    assert batch["label"].to_list() == ["left"]
+    assert live["winner"].to_list() == ["left"]
 
 
 def _ranking(order: str) -> list[str]:
