@@ -255,8 +255,11 @@ def gold_sets(
             f"{len(waiting)} gold file(s) written to within {landing.settle_seconds:g} s keep "
             f"their last staged rows until they settle: {', '.join(waiting[:5])}"
         )
+        kept = [lake.get_frame(key) for key in previous]
         frames += [
-            lake.get_frame(key).filter(pl.col("source_file").is_in(waiting)) for key in previous
+            frame.filter(pl.col("source_file").is_in(waiting))
+            for frame in kept
+            if "source_file" in frame.columns
         ]
     for path, _ in settled:
         parts = path.split("/")
