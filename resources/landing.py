@@ -5,16 +5,20 @@ Layout (the same on a local folder and under an S3 prefix):
     synthetic/<table>/day=YYYY-MM-DD/part-NNNNN.parquet   canonical parts from the generator
     exports/<project>/<format>/<file>                      drops from the annotation tools
     exports/<project>/project.json                         optional: {"label_set": [...],
-                                                           "mapping": {canonical: column}}
+                                                           "mapping": {canonical: column},
+                                                           "quality_gates": {floor: value}}
+    gold/<project>/<file>.{csv,parquet}                    gold sets
+    telemetry/<cluster>/<series>.{csv,parquet}             accelerator telemetry
 
 `<format>` is one of label-studio, sagemaker-gt, csv, tsv, parquet, jsonl: the folder a file is
 dropped in says how to read it, so nobody has to configure a file before dropping it.
 
-Only files that have settled are offered as exports: a file written to within the last
-`settle_seconds` may still be growing (a copy or an append in progress), and its name must not
-be one that upload tools give a file before it is complete (a leading dot, `.tmp`, `.part`,
-`.partial`, `.crdownload`, `._COPYING_`). An S3 object appears only once its upload (multipart
-too) is complete, so the S3 zone needs no settle time by default.
+Only files that have settled are offered, exports, gold sets and telemetry alike
+(`scan_settled`): a file written to within the last `settle_seconds` may still be growing (a
+copy or an append in progress), and its name must not be one that upload tools give a file
+before it is complete (a leading dot, `.tmp`, `.part`, `.partial`, `.crdownload`,
+`._COPYING_`). An S3 object appears only once its upload (multipart too) is complete, so the
+S3 zone needs no settle time by default.
 """
 
 import io
@@ -58,6 +62,12 @@ def parse_export_path(path: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+def project_settings_path(project: str) -> str:
+    """Where a project's settings live in the landing zone (its column mapping, label set,
+    plan and quality gate floors)."""
+    return f"exports/{project}/project.json"
+
+
 class LandingZone(ConfigurableResource):
     """Bytes in, listing out; subclasses say where."""
 
@@ -76,21 +86,34 @@ class LandingZone(ConfigurableResource):
     def read_bytes(self, path: str) -> bytes:
         raise NotImplementedError
 
-    def scan_exports(self, *, now: float | None = None) -> tuple[list[ExportFile], list[str]]:
-        """(the export files that have settled, the paths held back because they were written
-        to within `settle_seconds`) as of `now`, from one listing (see the module's docstring)."""
+    def scan_settled(
+        self, prefix: str, *, now: float | None = None
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """((path, fingerprint) of the files under `prefix` that have settled, the paths held
+        back because they were written to within `settle_seconds`) as of `now`, from one
+        listing; a name an upload gives a file until it is complete is in neither."""
         cutoff = (time.time() if now is None else now) - self.settle_seconds
         settled, unsettled = [], []
-        for path, fingerprint, modified in self.list_entries("exports/"):
-            parsed = parse_export_path(path)
-            if not parsed:
+        for path, fingerprint, modified in self.list_entries(prefix):
+            if is_upload_in_progress(path.rsplit("/", 1)[-1]):
                 continue
             # Without a settle time the clocks are not compared: an object store's may be ahead.
             if self.settle_seconds <= 0 or modified <= cutoff:
-                settled.append(ExportFile(path, fingerprint, *parsed))
+                settled.append((path, fingerprint))
             else:
                 unsettled.append(path)
         return settled, unsettled
+
+    def scan_exports(self, *, now: float | None = None) -> tuple[list[ExportFile], list[str]]:
+        """(the export files that have settled, the paths held back because they were written
+        to within `settle_seconds`) as of `now`, from one listing (see the module's docstring)."""
+        settled, unsettled = self.scan_settled("exports/", now=now)
+        exports = [
+            ExportFile(path, fingerprint, *parsed)
+            for path, fingerprint in settled
+            if (parsed := parse_export_path(path))
+        ]
+        return exports, [path for path in unsettled if parse_export_path(path)]
 
     def exports(self, *, now: float | None = None) -> list[ExportFile]:
         """The export files that have settled (see the module's docstring), as of `now`."""
@@ -101,13 +124,18 @@ class LandingZone(ConfigurableResource):
         return self.scan_exports(now=now)[1]
 
     def project_settings(self, project: str) -> dict[str, object]:
-        path = f"exports/{project}/project.json"
+        """The project's settings file (`project_settings_path`) as an object; {} without one.
+        ValueError naming the file when it is not a JSON object."""
+        path = project_settings_path(project)
         if not any(p == path for p, _ in self.list_files(f"exports/{project}/")):
             return {}
         try:
-            return json.loads(self.read_bytes(path))
-        except json.JSONDecodeError as error:
+            settings = json.loads(self.read_bytes(path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: not valid JSON ({error})") from error
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+        return settings
 
     def project_plans(
         self, *, default_overlap: int = 3, default_sla_days: float = 2.0

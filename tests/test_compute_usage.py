@@ -1,5 +1,8 @@
 """Telemetry drops with Helios column names land in the canonical compute_usage table."""
 
+import os
+import time
+
 import polars as pl
 import pytest
 from dagster import DagsterInstance
@@ -41,6 +44,44 @@ def test_helios_named_telemetry_becomes_canonical_usage(tmp_path, monkeypatch):
     assert usage["pending"].sum() == 3 * 3 * 60
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert "by_hour_of_day" in metadata
+
+
+def test_a_telemetry_drop_is_read_only_once_it_has_settled(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "60")
+    folder = tmp_path / "landing" / "telemetry" / "earth"
+    folder.mkdir(parents=True)
+    header = "time,total_gpu_num,running_gpu_num,pending_gpu_num\n"
+    rows = "".join(f"2026-11-02 {hour:02d}:00:00,8,{hour % 8},0\n" for hour in range(24))
+    # A copy in progress: half the day so far, cut mid-row.
+    (folder / "a.csv").write_text(header + rows[: len(rows) // 2])
+    # Under an upload's temporary name it is never read, however long it rests.
+    (folder / "b.csv.part").write_text(header + "2026-11-02 00:00:00,8,")
+    _age(folder / "b.csv.part", 3600)
+    job = build_definitions(profile="local").resolve_job_def("compute_usage_job")
+
+    def usage():
+        result = job.execute_in_process(
+            partition_key="2026-11-02", instance=DagsterInstance.ephemeral(), run_config=QUIET
+        )
+        assert result.success
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        path = tmp_path / "lake" / "compute_usage" / "day=2026-11-02" / "data.parquet"
+        return pl.read_parquet(path), metadata
+
+    frame, metadata = usage()
+    assert frame.height == 0
+    assert metadata["unsettled_files"].value == ["telemetry/earth/a.csv"]
+    (folder / "a.csv").write_text(header + rows)
+    _age(folder / "a.csv", 61)
+    frame, metadata = usage()
+    assert frame.height == 24 and metadata["unsettled_files"].value == []
+    assert set(frame["series_id"]) == {"a"}
+
+
+def _age(path, seconds):
+    written = time.time() - seconds
+    os.utime(path, (written, written))
 
 
 def test_allocation_vs_utilization_by_hand():

@@ -22,7 +22,7 @@ from dagster import (
 )
 
 from annotation_pipelines.cli import main
-from annotation_pipelines.lake import quarantine_key
+from annotation_pipelines.lake import quarantine_key, staging_prefix
 from annotation_pipelines.synthetic import generate_workload
 from assets.curation import sensors as curation_sensors
 from assets.definitions import build_definitions
@@ -206,6 +206,70 @@ def test_gold_set_sensor_fires_on_change_only(env):
     os.utime(gold / "gold.csv", (10, 10))
     changed, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
     assert len(changed.run_requests) == 1
+
+
+def test_gold_set_sensor_offers_a_gold_file_only_once_it_has_settled(env, monkeypatch):
+    defs, instance, landing = env
+    monkeypatch.setenv("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "60")
+    defs = build_definitions(profile="local")
+    gold = landing / "gold" / "reviews"
+    gold.mkdir(parents=True)
+    (gold / "gold.csv").write_text("task_id,label\nt1,pos\nt2,ne")
+    (gold / "more.csv.part").write_text("task_id,label\nt3,pos\n")
+    fresh, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert not getattr(fresh, "run_requests", None)
+    assert "gold/reviews/gold.csv" in fresh.skip_message
+    assert "more.csv.part" not in fresh.skip_message
+    _age(gold / "gold.csv", 61)
+    settled, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert len(settled.run_requests) == 1
+    # An upload's temporary name is never offered, however long it rests.
+    _age(gold / "more.csv.part", 3600)
+    again, _ = _tick(source_sensors.gold_set_sensor, defs, instance, settled.cursor)
+    assert not getattr(again, "run_requests", None)
+
+
+def test_gold_sets_read_only_settled_files_and_keep_a_rewritten_ones_last_rows(env, monkeypatch):
+    defs, instance, landing = env
+    monkeypatch.setenv("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "60")
+    defs = build_definitions(profile="local")
+    gold = landing / "gold" / "reviews"
+    gold.mkdir(parents=True)
+    (gold / "gold.csv").write_text("task_id,label\nt1,pos\n")
+    _age(gold / "gold.csv", 61)
+    # Not a table yet: reading it would fail the run or stage a truncated gold set.
+    (gold / "more.csv.part").write_text("task_id\n")
+    (gold / "late.csv").write_text("task_id\n")
+
+    def staged():
+        run = _run_unpartitioned(defs, instance, "gold_sets_job")
+        assert run.success
+        lake = defs.resources["lake"]
+        [key] = [k for k in lake.list_keys(staging_prefix("gold_labels")) if "gold_sets" in k]
+        frame = lake.get_frame(key).sort("task_id")
+        metadata = run.get_asset_materialization_events()[0].materialization.metadata
+        return dict(frame.select("task_id", "label").rows()), metadata["unsettled_files"].value
+
+    assert staged() == ({"t1": "pos"}, ["gold/reviews/late.csv"])
+    # A rewrite in progress: the file's last staged rows stay until it has settled.
+    (gold / "gold.csv").write_text("task_id,label\nt1,neg\nt2,p")
+    (gold / "late.csv").write_text("task_id,label\nt9,neg\n")
+    _age(gold / "late.csv", 61)
+    assert staged() == ({"t1": "pos", "t9": "neg"}, ["gold/reviews/gold.csv"])
+    (gold / "gold.csv").write_text("task_id,label\nt1,neg\nt2,pos\n")
+    _age(gold / "gold.csv", 61)
+    assert staged() == ({"t1": "neg", "t2": "pos", "t9": "neg"}, [])
+
+
+def _age(path, seconds):
+    written = time.time() - seconds
+    os.utime(path, (written, written))
+
+
+def _run_unpartitioned(defs, instance, job):
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, run_config=QUIET, raise_on_error=False
+    )
 
 
 def test_quality_alert_sensor_records_failed_gates(env):

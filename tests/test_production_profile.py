@@ -78,6 +78,24 @@ def test_postgres_instance_and_s3_lake_run_the_same_graph(tmp_path, monkeypatch)
             remote = s3.get_object(
                 Bucket="annotations", Key=f"lake/aggregated_labels/day={DAY}/data.parquet"
             )["Body"].read()
+            # A project's own floor is read from the S3 landing zone's project.json, by a
+            # rebuild with the default config as much as by a configured run.
+            s3.put_object(
+                Bucket="annotations",
+                Key="landing/exports/sentiment/project.json",
+                Body=b'{"quality_gates": {"min_alpha": 0.99}}',
+            )
+            rebuild = defs.resolve_job_def("quality_job").execute_in_process(
+                partition_key=DAY, instance=instance, run_config={"loggers": RUN_CONFIG["loggers"]}
+            )
+            [agreement] = [
+                check
+                for check in rebuild.get_asset_check_evaluations()
+                if check.check_name == "agreement_floor"
+                and check.asset_key.to_user_string() == "quality_report"
+            ]
+            assert "sentiment: alpha" in agreement.description
+            assert "< floor 0.99 (project.json)" in agreement.description
         finally:
             instance.dispose()
 

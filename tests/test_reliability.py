@@ -83,6 +83,8 @@ def test_gold_sets_killed_mid_run_keep_the_previous_gold_set(tmp_path):
     gold = tmp_path / "landing" / "gold" / "p"
     gold.mkdir(parents=True)
     (gold / "gold.csv").write_text("task_id,label\nt1,pos\nt2,neg\n")
+    # Past the local landing zone's settle time: a file that fresh is not read yet.
+    os.utime(gold / "gold.csv", (1, 1))
     lake = LocalLake(base_path=str(tmp_path / "lake"))
     # An older gold set staged on an earlier day: the new run replaces it.
     lake.put_frame(

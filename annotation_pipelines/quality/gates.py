@@ -12,6 +12,18 @@ was shown to meet the floor:
   requires gold, i.e. it has a gold set (`gold_projects`); a project without any gold set gets
   a WARN failure instead, so it is told every day that nothing checks its labels against gold
   but is not held back for ever for a gold set it never had.
+
+A project's own floors live with the project, in the `quality_gates` object of its settings
+file (the landing zone's `exports/<project>/project.json`), so every run of a day, an automatic
+rebuild too, applies them: `project_gate_floors` validates that object and `pick_floor` says
+which floor wins. Explicit run config beats the project's file, which beats the default:
+
+1. a run config floor for the project (`min_*_per_project`);
+2. a run config floor for every project, when the run's config sets it;
+3. the project's `quality_gates` in project.json;
+4. the default (the engine's, or the kind's agreement floor).
+
+Each gate row names where its floor came from (`threshold_source`, shown after the floor).
 """
 
 from __future__ import annotations
@@ -33,6 +45,8 @@ GATES: dict[str, pl.DataType] = {
     "value": pl.Float64(),
     "threshold": pl.Float64(),
     "per_project_threshold": pl.Boolean(),
+    # Where a per-project floor came from ("project.json", "run config", ...); null: default.
+    "threshold_source": pl.String(),
     "description": pl.String(),
 }
 
@@ -80,6 +94,70 @@ DEFAULT_MIN_ALPHA = 0.25
 DEFAULT_MIN_GOLD_ACCURACY = 0.65
 DEFAULT_MAX_FLAGGED_SHARE = 0.25
 
+FROM_PROJECT_JSON = "project.json"
+FROM_RUN_CONFIG = "run config"
+# The object of a project's settings that holds its floors, and each floor's allowed range.
+SETTINGS_KEY = "quality_gates"
+PROJECT_FLOORS: dict[str, tuple[float, float]] = {
+    "min_alpha": (-1.0, 1.0),
+    "min_gold_accuracy": (0.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A per-project floor and where it came from, shown after it ("floor 0.40 (project.json)")."""
+
+    value: float
+    source: str
+
+
+def project_gate_floors(settings: Mapping[str, object], *, source: str) -> dict[str, float]:
+    """The floors of a project's settings (its `quality_gates` object), keyed as PROJECT_FLOORS;
+    {} without one. ValueError in one line naming `source` (the file) and the field otherwise.
+    """
+    given = settings.get(SETTINGS_KEY)
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ValueError(
+            f"{source}: {SETTINGS_KEY}: expected an object like "
+            f'{{"min_alpha": 0.4}}, got {type(given).__name__}'
+        )
+    floors = {}
+    for name, value in given.items():
+        where = f"{source}: {SETTINGS_KEY}.{name}"
+        if name not in PROJECT_FLOORS:
+            raise ValueError(f"{where}: unknown field (known: {', '.join(PROJECT_FLOORS)})")
+        low, high = PROJECT_FLOORS[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise ValueError(f"{where}: expected a number in [{low:g}, {high:g}], got {value!r}")
+        floors[name] = float(value)
+    return floors
+
+
+def pick_floor(
+    project: str,
+    *,
+    run_per_project: Mapping[str, float],
+    run_all: float | None,
+    project_file: Mapping[str, float],
+    name: str,
+) -> Floor | None:
+    """The floor `name` of `project` by precedence (see the module docstring); None: the
+    default. `run_all` is the run config's floor for every project when the run set it."""
+    if project in run_per_project:
+        return Floor(run_per_project[project], FROM_RUN_CONFIG)
+    if run_all is not None:
+        return Floor(run_all, FROM_RUN_CONFIG)
+    if name in project_file:
+        return Floor(project_file[name], FROM_PROJECT_JSON)
+    return None
+
 
 def quality_gates(
     report: pl.DataFrame,
@@ -87,34 +165,32 @@ def quality_gates(
     min_alpha: float = DEFAULT_MIN_ALPHA,
     min_gold_accuracy: float = DEFAULT_MIN_GOLD_ACCURACY,
     max_flagged_share: float = DEFAULT_MAX_FLAGGED_SHARE,
-    min_alpha_per_project: Mapping[str, float] | None = None,
-    min_gold_accuracy_per_project: Mapping[str, float] | None = None,
+    min_alpha_per_project: Mapping[str, float | Floor] | None = None,
+    min_gold_accuracy_per_project: Mapping[str, float | Floor] | None = None,
     gold_projects: Collection[str] = (),
     aggregated: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per (project, day, gate) of a quality report; columns GATES.
 
     `min_*_per_project` override the floors for the projects they name (the row says
-    `per_project_threshold`). `gold_projects` are the projects that have a gold set: for them
-    a day without gold judgments fails with ERROR. With `aggregated` (one label per task), the
+    `per_project_threshold`, and `threshold_source` where the floor came from: a Floor's source,
+    "per-project" for a plain number). `gold_projects` are the projects that have a gold set: for
+    them a day without gold judgments fails with ERROR. With `aggregated` (one label per task), the
     row-count gate also checks that each project has as many labels as judged tasks.
     """
     require(report, "report", ("project", "day", "n_tasks", "n_judgments", "krippendorff_alpha"))
     require(report, "report", ("gold_accuracy",))
-    alpha_floors = dict(min_alpha_per_project or {})
-    gold_floors = dict(min_gold_accuracy_per_project or {})
+    alpha_floors = _floors(min_alpha_per_project)
+    gold_floors = _floors(min_gold_accuracy_per_project)
     labels = _labels_per_project(aggregated)
     rows: list[tuple[object, ...]] = []
     for row in report.iter_rows(named=True):
         project = row["project"]
-        alpha_floor = alpha_floors.get(project, min_alpha)
-        gold_floor = gold_floors.get(project, min_gold_accuracy)
         for gate in (
-            _agreement(row, floor=alpha_floor, per_project=project in alpha_floors),
+            _agreement(row, floor=alpha_floors.get(project, Floor(min_alpha, ""))),
             _gold(
                 row,
-                floor=gold_floor,
-                per_project=project in gold_floors,
+                floor=gold_floors.get(project, Floor(min_gold_accuracy, "")),
                 requires_gold=project in gold_projects,
             ),
             _flagged(row, ceiling=max_flagged_share),
@@ -136,6 +212,8 @@ class GateCheck:
     warned: list[str]  # projects that failed it with WARN only
     values: dict[str, float | None] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    # project → where its floor came from ("project.json", "run config", "default").
+    threshold_sources: dict[str, str] = field(default_factory=dict)
 
 
 def gate_checks(gates: pl.DataFrame) -> list[GateCheck]:
@@ -143,7 +221,8 @@ def gate_checks(gates: pl.DataFrame) -> list[GateCheck]:
 
     The description is the reason in words, one clause per project that failed (all projects
     when none did), e.g. "sentiment: alpha 0.210 < floor 0.300 (per-project)". A day without
-    a single project (no judgments) fails the row-count gate.
+    a single project (no judgments) fails the row-count gate. The floor's source follows it
+    in brackets when it is not the default: "(project.json)", "(run config)".
     """
     require(gates, "gates", tuple(GATES))
     checks = []
@@ -181,6 +260,10 @@ def gate_checks(gates: pl.DataFrame) -> list[GateCheck]:
                 warned=warned,
                 values=dict(rows.select("project", "value").rows()),
                 thresholds=dict(rows.select("project", "threshold").rows()),
+                threshold_sources={
+                    project: source or "default"
+                    for project, source in rows.select("project", "threshold_source").rows()
+                },
             )
         )
     return checks
@@ -212,9 +295,17 @@ def gate_verdicts(report: pl.DataFrame, gates: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(gates_passed=pl.col("failed_gates") == "")
 
 
-def _agreement(row: dict[str, object], *, floor: float, per_project: bool) -> tuple[object, ...]:
+def _floors(given: Mapping[str, float | Floor] | None) -> dict[str, Floor]:
+    return {
+        project: floor if isinstance(floor, Floor) else Floor(float(floor), "per-project")
+        for project, floor in (given or {}).items()
+    }
+
+
+def _agreement(row: dict[str, object], *, floor: Floor) -> tuple[object, ...]:
     alpha = _number(row["krippendorff_alpha"])
-    suffix = " (per-project)" if per_project else ""
+    suffix = f" ({floor.source})" if floor.source else ""
+    shown = (floor.value, bool(floor.source), floor.source or None)
     if alpha is None:
         pairable = row.get("n_pairable_tasks")
         single = pairable == 0 or (pairable is None and row["n_judgments"] == row["n_tasks"])
@@ -223,32 +314,30 @@ def _agreement(row: dict[str, object], *, floor: float, per_project: bool) -> tu
             if single
             else "every pairable judgment has the same label (no variation to measure)"
         )
-        return ("agreement_floor", False, "ERROR", None, floor, per_project, f"undefined: {reason}")
-    passed = alpha >= floor
+        return ("agreement_floor", False, "ERROR", None, *shown, f"undefined: {reason}")
+    passed = alpha >= floor.value
     relation = ">=" if passed else "<"
     return (
         "agreement_floor",
         passed,
         "ERROR",
         alpha,
-        floor,
-        per_project,
-        f"alpha {alpha:.3f} {relation} floor {floor:.2f}{suffix}",
+        *shown,
+        f"alpha {alpha:.3f} {relation} floor {floor.value:.2f}{suffix}",
     )
 
 
-def _gold(
-    row: dict[str, object], *, floor: float, per_project: bool, requires_gold: bool
-) -> tuple[object, ...]:
+def _gold(row: dict[str, object], *, floor: Floor, requires_gold: bool) -> tuple[object, ...]:
     accuracy = _number(row["gold_accuracy"])
-    suffix = " (per-project)" if per_project else ""
+    suffix = f" ({floor.source})" if floor.source else ""
+    shown = (floor.value, bool(floor.source), floor.source or None)
     if accuracy is None:
         if requires_gold:
             reason = "undefined: no gold task judged this day (the project has a gold set)"
-            return ("gold_accuracy_floor", False, "ERROR", None, floor, per_project, reason)
+            return ("gold_accuracy_floor", False, "ERROR", None, *shown, reason)
         reason = "undefined: the project has no gold set, so no judgment is checked against gold"
-        return ("gold_accuracy_floor", False, "WARN", None, floor, per_project, reason)
-    passed = accuracy >= floor
+        return ("gold_accuracy_floor", False, "WARN", None, *shown, reason)
+    passed = accuracy >= floor.value
     relation = ">=" if passed else "<"
     judged = row.get("n_gold_judgments")
     over = f" over {judged:,} gold judgments" if isinstance(judged, int) else ""
@@ -257,16 +346,16 @@ def _gold(
         passed,
         "ERROR",
         accuracy,
-        floor,
-        per_project,
-        f"gold accuracy {accuracy:.3f} {relation} floor {floor:.2f}{suffix}{over}",
+        *shown,
+        f"gold accuracy {accuracy:.3f} {relation} floor {floor.value:.2f}{suffix}{over}",
     )
 
 
 def _flagged(row: dict[str, object], *, ceiling: float) -> tuple[object, ...]:
     share = _number(row.get("share_flagged_annotators"))
     if share is None:
-        return ("flagged_annotator_share", True, "WARN", None, ceiling, False, "no scorecards")
+        shown = (ceiling, False, None)
+        return ("flagged_annotator_share", True, "WARN", None, *shown, "no scorecards")
     passed = share <= ceiling
     relation = "<=" if passed else ">"
     return (
@@ -276,6 +365,7 @@ def _flagged(row: dict[str, object], *, ceiling: float) -> tuple[object, ...]:
         share,
         ceiling,
         False,
+        None,
         f"{share:.1%} of annotators flagged {relation} cap {ceiling:.0%}",
     )
 
@@ -290,7 +380,7 @@ def _row_counts(row: dict[str, object], *, labels: int | None) -> tuple[object, 
     else:
         shown = "" if labels is None else f", {labels:,} aggregated labels"
         passed, text = True, f"{judgments:,} judgments on {tasks:,} tasks{shown}"
-    return ("row_counts_sane", passed, "ERROR", float(judgments), 1.0, False, text)
+    return ("row_counts_sane", passed, "ERROR", float(judgments), 1.0, False, None, text)
 
 
 def _labels_per_project(aggregated: pl.DataFrame | None) -> dict[str, int] | None:

@@ -47,7 +47,7 @@ from annotation_pipelines.agreement.kinds import DEFAULT_DISTANCE, agreement, re
 from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
 from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
-from annotation_pipelines.quality.gates import DEFAULT_MIN_ALPHA, quality_gates
+from annotation_pipelines.quality.gates import DEFAULT_MIN_ALPHA, Floor, quality_gates
 
 # Every kind the per-kind pipeline scores (categorical has its own, richer path).
 SCORED_KINDS: tuple[str, ...] = (
@@ -636,8 +636,9 @@ def kind_gates(
     labels: pl.DataFrame,
     *,
     min_alpha_per_kind: Mapping[str, float] | None = None,
-    min_alpha_per_project: Mapping[str, float] | None = None,
+    min_alpha_per_project: Mapping[str, float | Floor] | None = None,
     min_gold_score: float = DEFAULT_MIN_GOLD_SCORE,
+    min_gold_score_per_project: Mapping[str, float | Floor] | None = None,
     max_flagged_share: float = 0.25,
     gold_projects: set[str] | None = None,
 ) -> pl.DataFrame:
@@ -645,8 +646,9 @@ def kind_gates(
     of each project is its kind's (overridable per project), the gold floor applies to the
     kind's [0, 1] gold score, and every judged task must have an aggregate."""
     floors = {**DEFAULT_KIND_MIN_ALPHA, **(min_alpha_per_kind or {})}
-    per_project = {
-        project: floors.get(kind, DEFAULT_MIN_ALPHA)
+    # The kind's floor is the project's default: no source shown after it.
+    per_project: dict[str, float | Floor] = {
+        project: Floor(floors.get(kind, DEFAULT_MIN_ALPHA), "")
         for project, kind in report.select("project", "kind").iter_rows()
     }
     per_project.update(min_alpha_per_project or {})
@@ -654,6 +656,7 @@ def kind_gates(
         report,
         min_alpha_per_project=per_project,
         min_gold_accuracy=min_gold_score,
+        min_gold_accuracy_per_project=min_gold_score_per_project,
         max_flagged_share=max_flagged_share,
         gold_projects=gold_projects or set(),
         aggregated=labels.select("task_id", "project"),

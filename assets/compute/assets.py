@@ -4,7 +4,8 @@ Sources in the landing zone: the generator's canonical parts (`synthetic/compute
 telemetry drops `telemetry/<cluster>/<series>.{csv,parquet}` in the canonical form
 (time, cluster, series_id, running, pending, total) or with Helios' column names
 (`running_gpu_num`, `pending_gpu_num`, `total_gpu_num`), one series per file when the file
-names none.
+names none. A drop is read once it has settled (`LandingZone.scan_settled`): one written to
+within the settle time, or under an upload's temporary name, is left for a later run.
 """
 
 import datetime as dt
@@ -21,12 +22,19 @@ from assets.common.partitions import daily_partitions
 from resources.landing import LandingZone
 
 
-def _telemetry_drops(landing: LandingZone, day: dt.date) -> list[pl.DataFrame]:
+def _is_telemetry(path: str) -> bool:
+    return len(path.split("/")) == 3 and path.endswith((".csv", ".parquet"))
+
+
+def _telemetry_drops(landing: LandingZone, day: dt.date) -> tuple[list[pl.DataFrame], list[str]]:
+    """(the day's rows of every settled telemetry drop, the drops not read because they were
+    written to within the landing zone's settle time)."""
     start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
     frames = []
-    for path, _ in landing.list_files("telemetry/"):
+    settled, waiting = landing.scan_settled("telemetry/")
+    for path, _ in settled:
         parts = path.split("/")
-        if len(parts) != 3 or not path.endswith((".csv", ".parquet")):
+        if not _is_telemetry(path):
             continue
         data = io.BytesIO(landing.read_bytes(path))
         raw = pl.read_parquet(data) if path.endswith(".parquet") else pl.read_csv(data)
@@ -36,7 +44,7 @@ def _telemetry_drops(landing: LandingZone, day: dt.date) -> list[pl.DataFrame]:
                 (pl.col("time") >= start) & (pl.col("time") < start + dt.timedelta(days=1))
             )
         )
-    return frames
+    return frames, [path for path in waiting if _is_telemetry(path)]
 
 
 @asset(
@@ -49,7 +57,15 @@ def _telemetry_drops(landing: LandingZone, day: dt.date) -> list[pl.DataFrame]:
 def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Output[pl.DataFrame]:
     day = context.partition_key
     parts = [landing.read_synthetic("compute_usage", day, schema.COMPUTE_USAGE)]
-    parts += _telemetry_drops(landing, dt.date.fromisoformat(day))
+    drops, waiting = _telemetry_drops(landing, dt.date.fromisoformat(day))
+    parts += drops
+    if waiting:
+        # A half-written drop would land truncated rows; the next materialization reads it.
+        context.log.warning(
+            f"{len(waiting)} telemetry file(s) written to within {landing.settle_seconds:g} s "
+            f"not read yet: {', '.join(waiting[:5])}"
+        )
+    unsettled = {"unsettled_files": MetadataValue.json(waiting)}
     frame = schema.conform(
         pl.concat(
             [schema.conform(p, schema.COMPUTE_USAGE, name="compute_usage") for p in parts],
@@ -59,13 +75,14 @@ def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Outpu
         name=f"compute_usage {day}",
     ).sort("cluster", "series_id", "time")
     if frame.height == 0:
-        return Output(frame, metadata={"series": MetadataValue.int(0)})
+        return Output(frame, metadata={"series": MetadataValue.int(0), **unsettled})
     daily = summarize_usage(frame, every="1d")
     peak = (frame["running"] + frame["pending"]).max()
     return Output(
         frame,
         metadata={
             "series": MetadataValue.int(frame["series_id"].n_unique()),
+            **unsettled,
             "utilization_and_queueing": markdown_table(daily),
             "by_hour_of_day": markdown_table(hour_of_day_profile(frame), rows=24 * 8),
             # Allocation vs what the SMs did, per class: idle_allocated is what allocation hides.

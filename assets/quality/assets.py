@@ -1,12 +1,14 @@
 """Quality layer: agreement, annotator scorecards, gold accuracy, drift, re-annotation queue, gates.
 
-The gates (annotation_pipelines.quality.gates) are asset checks on `quality_report`, one result
-per day partition, with the reason in the description. A project-day that fails one with ERROR
-severity is written with `gates_passed` false and the curated dataset holds that day back; the
-quality-alert sensor records the failure. The checks are not Dagster-blocking: a blocking
-failure would fail the step with an exception (a stack trace on the run page) although every
-output is already written and nothing in the step depends on the verdict, so the hold-back is
-carried by the data instead.
+The gates (annotation_pipelines.quality.gates) are asset checks on `quality_report`, one result per
+day partition, with the reason in the description. A project-day that fails one with ERROR severity
+is written with `gates_passed` false and the curated dataset holds that day back; the quality-alert
+sensor records the failure. Each project's own floors are read from its settings file in the landing
+zone on every run (see `annotation_pipelines.quality.gates` for the order in which run config,
+project.json and the defaults apply). The checks are not Dagster-blocking: a blocking failure would
+fail the step with an exception (a stack trace on the run page) although every output is already
+written and nothing in the step depends on the verdict, so the hold-back is carried by the data
+instead.
 """
 
 import datetime as dt
@@ -53,19 +55,24 @@ from annotation_pipelines.quality.gates import (
     DEFAULT_MAX_FLAGGED_SHARE,
     DEFAULT_MIN_ALPHA,
     DEFAULT_MIN_GOLD_ACCURACY,
+    Floor,
+    pick_floor,
+    project_gate_floors,
 )
 from annotation_pipelines.settings import load_settings
 from assets.common.metadata import markdown_table, mean_or
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake, parquet_bytes, table_metadata
+from resources.landing import LandingZone, project_settings_path
 
 GROUP = "quality"
 OWNERS = ["team:annotation-quality"]
 
 
 class QualityConfig(Config):
-    """Thresholds for flags and gates (launchpad-editable)."""
+    """Thresholds for flags and gates (launchpad-editable). A gate floor set here applies to
+    this run only and beats the project's own (`quality_gates` in its project.json)."""
 
     # The engine's defaults (annotation_pipelines.quality.gates), which the demo is tuned to.
     min_alpha: float = Field(
@@ -157,6 +164,7 @@ def quality(  # noqa: ANN201
     context: AssetExecutionContext,
     config: QualityConfig,
     lake: Lake,
+    landing: LandingZone,
     judgments: pl.DataFrame,
     aggregated_labels: pl.DataFrame,
     gold_labels: pl.DataFrame,
@@ -196,7 +204,10 @@ def quality(  # noqa: ANN201
         held_out_consensus=held_out,
         n_resamples=config.bootstrap_resamples,
     )
-    gates = _gates(report, aggregated_labels, _gold_projects(lake, gold, config), config)
+    floors = project_floors(landing, report["project"].unique().sort().to_list())
+    gates = _gates(
+        report, aggregated_labels, _gold_projects(lake, gold, config), config, floors=floors
+    )
     report = gate_verdicts(report, gates)
     items = item_disagreement(judgments)
     queue = reannotation_queue(
@@ -339,19 +350,53 @@ def _drift_flags(frame: pl.DataFrame) -> list[str]:
     return sorted(flagged["project"].unique().to_list())
 
 
+def project_floors(landing: LandingZone, projects: list[str]) -> dict[str, dict[str, float]]:
+    """project → the floors of its settings file (validated; a malformed one fails the run
+    with the file and field named, rather than gating the day with a floor nobody chose)."""
+    return {
+        project: project_gate_floors(
+            landing.project_settings(project), source=project_settings_path(project)
+        )
+        for project in projects
+    }
+
+
+def explicit_floor(config: Config, name: str) -> float | None:
+    """The run config's floor `name` for every project when this run's config set it; None
+    when it is the field's default, which a project's own floor replaces."""
+    return getattr(config, name) if name in config.model_fields_set else None
+
+
 def _gates(
     report: pl.DataFrame,
     aggregated: pl.DataFrame,
     gold_projects: set[str],
     config: QualityConfig,
+    *,
+    floors: dict[str, dict[str, float]],
 ) -> pl.DataFrame:
+    picked: dict[str, dict[str, Floor]] = {"min_alpha": {}, "min_gold_accuracy": {}}
+    for name, run_per_project in (
+        ("min_alpha", config.min_alpha_per_project),
+        ("min_gold_accuracy", config.min_gold_accuracy_per_project),
+    ):
+        for project, own in floors.items():
+            floor = pick_floor(
+                project,
+                run_per_project=run_per_project,
+                run_all=explicit_floor(config, name),
+                project_file=own,
+                name=name,
+            )
+            if floor is not None:
+                picked[name][project] = floor
     return quality_gates(
         report,
         min_alpha=config.min_alpha,
         min_gold_accuracy=config.min_gold_accuracy,
         max_flagged_share=config.max_flagged_share,
-        min_alpha_per_project=config.min_alpha_per_project,
-        min_gold_accuracy_per_project=config.min_gold_accuracy_per_project,
+        min_alpha_per_project=picked["min_alpha"],
+        min_gold_accuracy_per_project=picked["min_gold_accuracy"],
         gold_projects=gold_projects,
         aggregated=aggregated,
     )
@@ -377,5 +422,6 @@ def _check_result(check: GateCheck) -> AssetCheckResult:
             "warned": check.warned,
             "value": check.values,
             "floor": check.thresholds,
+            "floor_source": check.threshold_sources,
         },
     )

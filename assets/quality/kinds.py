@@ -7,7 +7,9 @@ the tasks whose aggregate is not confident go to a re-annotation queue. The gate
 engine implementation (`annotation_pipelines.quality.gates`) with an agreement floor per kind,
 reported as partitioned asset checks on `kind_quality_report` (not blocking, as for the
 categorical report: the verdict is carried by `gates_passed` and the kind snapshots hold a
-failed day back). One HTML page per day shows every kind project.
+failed day back). A project's own floors come from its settings file, as for the categorical
+gates (`quality_gates.min_alpha` over the kind's floor, `min_gold_accuracy` over
+`min_gold_score`). One HTML page per day shows every kind project.
 """
 
 import datetime as dt
@@ -34,7 +36,7 @@ from annotation_pipelines.lake import kind_report_key, kind_requests_key
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, queue_requests
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, label_studio_requests
 from annotation_pipelines.quality import GATE_SPECS, gate_checks, gate_verdicts
-from annotation_pipelines.quality.gates import DEFAULT_MAX_FLAGGED_SHARE
+from annotation_pipelines.quality.gates import DEFAULT_MAX_FLAGGED_SHARE, Floor, pick_floor
 from annotation_pipelines.quality.kinds import (
     DEFAULT_KIND_MIN_ALPHA,
     DEFAULT_MAX_BOX_LOOSENESS,
@@ -52,8 +54,10 @@ from annotation_pipelines.settings import ANNOTATION_DB_DSN, load_settings
 from assets.aggregation.kinds import kind_projects
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
+from assets.quality.assets import explicit_floor, project_floors
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
+from resources.landing import LandingZone
 
 GROUP = "quality"
 OWNERS = ["team:annotation-quality"]
@@ -61,7 +65,8 @@ REPORT = "kind_quality_report"
 
 
 class KindQualityConfig(Config):
-    """Floors and flag thresholds of the per-kind quality (launchpad-editable)."""
+    """Floors and flag thresholds of the per-kind quality (launchpad-editable). A gate floor
+    set here applies to this run only and beats the project's own (its project.json)."""
 
     min_alpha_per_kind: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_KIND_MIN_ALPHA),
@@ -72,6 +77,7 @@ class KindQualityConfig(Config):
         default=DEFAULT_MIN_GOLD_SCORE,
         description="Gate: floor of the kind's gold metric mapped onto [0, 1].",
     )
+    min_gold_score_per_project: dict[str, float] = Field(default_factory=dict)
     max_flagged_share: float = DEFAULT_MAX_FLAGGED_SHARE
     annotator_min_consensus_alpha: float = DEFAULT_MIN_CONSENSUS_ALPHA
     annotator_min_gold_score: float = DEFAULT_MIN_GOLD_SCORE
@@ -125,6 +131,7 @@ def kind_quality(  # noqa: ANN201
     context: AssetExecutionContext,
     config: KindQualityConfig,
     lake: Lake,
+    landing: LandingZone,
     judgments: pl.DataFrame,
     gold_labels: pl.DataFrame,
     kind_aggregated_labels: pl.DataFrame,
@@ -159,12 +166,16 @@ def kind_quality(  # noqa: ANN201
     scorecards = pl.concat(cards) if cards else pl.DataFrame(schema=KIND_SCORECARDS)
     queue = pl.concat(queues) if queues else pl.DataFrame(schema=KIND_QUEUE)
     gold_projects = set(gold_labels.filter(pl.col("kind") != "categorical")["project"])
+    alpha_floors, gold_floors = _kind_floors(
+        config, project_floors(landing, report["project"].to_list()), report
+    )
     gates = kind_gates(
         report,
         kind_aggregated_labels,
         min_alpha_per_kind=config.min_alpha_per_kind,
-        min_alpha_per_project=config.min_alpha_per_project,
+        min_alpha_per_project=alpha_floors,
         min_gold_score=config.min_gold_score,
+        min_gold_score_per_project=gold_floors,
         max_flagged_share=config.max_flagged_share,
         gold_projects=gold_projects,
     )
@@ -215,8 +226,43 @@ def kind_quality(  # noqa: ANN201
                 "warned": check.warned,
                 "value": check.values,
                 "floor": check.thresholds,
+                "floor_source": check.threshold_sources,
             },
         )
+
+
+def _kind_floors(
+    config: KindQualityConfig, floors: dict[str, dict[str, float]], report: pl.DataFrame
+) -> tuple[dict[str, Floor], dict[str, Floor]]:
+    """(alpha, gold score) floors per project that are not the defaults, by the precedence of
+    the categorical gates; the kind's floor for every project counts as the run config's
+    when this run set `min_alpha_per_kind`."""
+    set_per_kind = explicit_floor(config, "min_alpha_per_kind")
+    kinds = dict(report.select("project", "kind").iter_rows())
+    alpha, gold = {}, {}
+    for project, own in floors.items():
+        kind_floor = (
+            config.min_alpha_per_kind.get(kinds[project]) if set_per_kind is not None else None
+        )
+        picked = pick_floor(
+            project,
+            run_per_project=config.min_alpha_per_project,
+            run_all=kind_floor,
+            project_file=own,
+            name="min_alpha",
+        )
+        if picked is not None:
+            alpha[project] = picked
+        picked = pick_floor(
+            project,
+            run_per_project=config.min_gold_score_per_project,
+            run_all=explicit_floor(config, "min_gold_score"),
+            project_file=own,
+            name="min_gold_accuracy",
+        )
+        if picked is not None:
+            gold[project] = picked
+    return alpha, gold
 
 
 @asset(

@@ -232,7 +232,8 @@ def annotation_db_changes(
     kinds={"polars", "parquet"},
     description=(
         "Gold sets maintained by the quality team (landing zone gold/<project>/*.csv or "
-        ".parquet with task_id, label), staged so every day that judged those tasks rebuilds."
+        ".parquet with task_id, label), staged so every day that judged those tasks rebuilds; "
+        "a file still being written keeps its last staged rows until it settles."
     ),
 )
 def gold_sets(
@@ -240,9 +241,29 @@ def gold_sets(
 ) -> MaterializeResult:
     now = datetime.now(UTC)
     frames = []
-    for path, _ in landing.list_files("gold/"):
+    target = staging_key("gold_labels", now.date().isoformat(), "gold_sets")
+    previous = [
+        key
+        for key in lake.list_keys(staging_prefix("gold_labels"))
+        if staging_source(key) == "gold_sets"
+    ]
+    settled, waiting = landing.scan_settled("gold/")
+    waiting = [path for path in waiting if _is_gold_set(path)]
+    if waiting:
+        # A file still being written is not read: its rows from the last restage stay.
+        context.log.warning(
+            f"{len(waiting)} gold file(s) written to within {landing.settle_seconds:g} s keep "
+            f"their last staged rows until they settle: {', '.join(waiting[:5])}"
+        )
+        kept = [lake.get_frame(key) for key in previous]
+        frames += [
+            frame.filter(pl.col("source_file").is_in(waiting))
+            for frame in kept
+            if "source_file" in frame.columns
+        ]
+    for path, _ in settled:
         parts = path.split("/")
-        if len(parts) != 3 or not path.endswith((".csv", ".parquet")):
+        if not _is_gold_set(path):
             continue
         data = landing.read_bytes(path)
         frame = (
@@ -264,16 +285,10 @@ def gold_sets(
                 pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_line"),
             )
         )
-    gold = pl.concat(frames) if frames else schema.empty(schema.GOLD_LABELS)
+    gold = pl.concat(frames, how="diagonal_relaxed") if frames else schema.empty(schema.GOLD_LABELS)
     gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique("task_id", keep="last")
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
-    target = staging_key("gold_labels", now.date().isoformat(), "gold_sets")
-    previous = [
-        key
-        for key in lake.list_keys(staging_prefix("gold_labels"))
-        if staging_source(key) == "gold_sets" and key != target
-    ]
-    lake.commit({target: parquet_bytes(gold)}, deletes=previous)
+    lake.commit({target: parquet_bytes(gold)}, deletes=[key for key in previous if key != target])
     # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.
     judged = (
         lake.scan_all("judgments")
@@ -290,5 +305,11 @@ def gold_sets(
             "dagster/row_count": MetadataValue.int(gold.height),
             "days": MetadataValue.json(days),
             "projects": MetadataValue.json(sorted(gold["project"].unique().to_list())),
+            "unsettled_files": MetadataValue.json(waiting),
         }
     )
+
+
+def _is_gold_set(path: str) -> bool:
+    """Whether a landing path is a gold set, `gold/<project>/<file>.{csv,parquet}`."""
+    return len(path.split("/")) == 3 and path.endswith((".csv", ".parquet"))

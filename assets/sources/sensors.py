@@ -92,12 +92,20 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
     job=gold_sets_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    description="A gold set changed in the landing zone → restage it; quality and curation follow.",
+    description="A gold set changed in the landing zone → restage it once every gold file has "
+    "settled; quality and curation follow.",
 )
 def gold_set_sensor(
     context: SensorEvaluationContext, landing: LandingZone
 ) -> SensorResult | SkipReason:
-    files = dict(landing.list_files("gold/"))
+    settled, waiting = landing.scan_settled("gold/")
+    if waiting:
+        # The gold sets are restaged whole: a run now would read the rest without this file.
+        return SkipReason(
+            f"{len(waiting)} gold file(s) written to within {landing.settle_seconds:g} s, "
+            f"offered once they settle: {', '.join(waiting[:5])}"
+        )
+    files = dict(settled)
     fingerprint = json.dumps(files, sort_keys=True)
     if not files or fingerprint == context.cursor:
         return SkipReason("gold sets unchanged")

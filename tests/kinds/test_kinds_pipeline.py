@@ -5,10 +5,11 @@ from datetime import date
 
 import polars as pl
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, DagsterInstance
 from pycocotools.coco import COCO
 
 from annotation_pipelines.synthetic import KIND_PROJECTS
+from assets.definitions import build_definitions
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
 DAY = "2026-11-16"
@@ -217,3 +218,37 @@ def test_the_categorical_path_ignores_the_other_kinds(with_kinds, without_kinds)
     assert _table(data, "aggregated_labels").equals(_table(plain, "aggregated_labels"))
     # The plain day has no kind project: its kind tables are empty and its gates pass.
     assert _table(plain, "kind_quality_report").height == 0
+
+
+def test_a_kind_projects_floors_in_project_json_hold_on_a_default_rebuild(with_kinds, monkeypatch):
+    _, _, data = with_kinds
+    # The other module fixture's graph may have pointed the data folder elsewhere since.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
+    settings = data / "landing" / "exports" / "ratings" / "project.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"quality_gates": {"min_alpha": 0.99}}))
+    try:
+        run = (
+            build_definitions(profile="local")
+            .resolve_job_def("quality_job")
+            .execute_in_process(
+                partition_key=DAY,
+                instance=DagsterInstance.ephemeral(),
+                run_config=QUIET,
+                raise_on_error=False,
+            )
+        )
+    finally:
+        settings.unlink()
+    assert run.success
+    checks = {
+        c.check_name: c
+        for c in run.get_asset_check_evaluations()
+        if c.asset_key == AssetKey("kind_quality_report")
+    }
+    agreement = checks["agreement_floor"]
+    assert not agreement.passed and agreement.metadata["failing"].value == ["ratings"]
+    assert agreement.description.startswith("ratings: alpha ")
+    assert agreement.description.endswith("< floor 0.99 (project.json)")
+    sources = agreement.metadata["floor_source"].value
+    assert sources == {name: "project.json" if name == "ratings" else "default" for name in KIND_OF}

@@ -99,7 +99,7 @@ def test_the_failed_check_shows_the_per_project_floor_that_failed_it(graph):
     check = {c.check_name: c for c in _report_checks(run)}["agreement_floor"]
     assert not check.passed and check.metadata["failing"].value == ["sentiment"]
     assert check.description.startswith("sentiment: alpha 0.")
-    assert check.description.endswith("< floor 0.99 (per-project)")
+    assert check.description.endswith("< floor 0.99 (run config)")
     assert check.metadata["floor"].value["sentiment"] == 0.99
     gold = {c.check_name: c for c in _report_checks(run)}["gold_accuracy_floor"]
     assert gold.passed and "gold accuracy" in gold.description
@@ -112,3 +112,74 @@ def _report_checks(result):
         for check in result.get_asset_check_evaluations()
         if check.asset_key == AssetKey("quality_report")
     ]
+
+
+def test_a_projects_floor_in_project_json_holds_on_every_rebuild_of_the_day(graph):
+    defs, instance, data = graph
+    quality = defs.resolve_job_def("quality_job")
+    settings = data / "landing" / "exports" / "sentiment" / "project.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+
+    def agreement(run_config):
+        run = quality.execute_in_process(
+            partition_key=GOOD, instance=instance, run_config=run_config, raise_on_error=False
+        )
+        assert run.success
+        return {c.check_name: c for c in _report_checks(run)}["agreement_floor"]
+
+    try:
+        # The default floor passes the day's sentiment.
+        daily = defs.resolve_job_def("daily_annotation_job")
+        daily.execute_in_process(partition_key=GOOD, instance=instance, run_config=QUIET)
+        check = agreement(QUIET)
+        assert "sentiment" not in check.metadata["failing"].value
+        assert check.metadata["floor_source"].value["sentiment"] == "default"
+
+        settings.write_text(
+            json.dumps({"label_set": ["pos", "neg"], "quality_gates": {"min_alpha": 0.99}})
+        )
+        # An operator's run that sets other floors, then a rebuild with the default config
+        # (what a schedule, sensor or automation condition launches): both apply the file's.
+        manual = {**QUIET, "ops": {"quality": {"config": {"min_gold_accuracy": 0.0}}}}
+        for run_config in (manual, QUIET):
+            check = agreement(run_config)
+            assert not check.passed and check.metadata["failing"].value == ["sentiment"]
+            assert check.description.startswith("sentiment: alpha 0.")
+            assert check.description.endswith("< floor 0.99 (project.json)")
+            assert check.metadata["floor"].value["sentiment"] == 0.99
+            assert check.metadata["floor_source"].value["sentiment"] == "project.json"
+            report = pl.read_parquet(
+                data / "lake" / "quality_report" / f"day={GOOD}" / "data.parquet"
+            )
+            verdict = dict(report.select("project", "failed_gates").rows())
+            assert "agreement_floor" in verdict["sentiment"]
+
+        # Run config given for the run still overrides it, for that run only.
+        override = {"min_alpha_per_project": {"sentiment": 0.0}}
+        check = agreement({**QUIET, "ops": {"quality": {"config": override}}})
+        assert "sentiment" not in check.metadata["failing"].value
+        assert check.metadata["floor_source"].value["sentiment"] == "run config"
+        assert "sentiment" in agreement(QUIET).metadata["failing"].value
+    finally:
+        settings.unlink(missing_ok=True)
+
+
+def test_a_malformed_project_json_fails_the_run_in_one_line_naming_file_and_field(graph):
+    defs, instance, data = graph
+    settings = data / "landing" / "exports" / "sentiment" / "project.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.write_text(json.dumps({"quality_gates": {"min_alpha": "high"}}))
+        run = defs.resolve_job_def("daily_annotation_job").execute_in_process(
+            partition_key=GOOD, instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        assert not run.success
+        [failure] = [e for e in run.get_step_failure_events() if e.step_key == "quality"]
+        # Dagster wraps what the step raised; the cause is the reason an operator reads.
+        error = failure.step_failure_data.error.cause
+        assert error.message.strip() == (
+            "ValueError: exports/sentiment/project.json: quality_gates.min_alpha: expected a "
+            "number in [-1, 1], got 'high'"
+        )
+    finally:
+        settings.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from annotation_pipelines.quality import (
     quality_gates,
     quality_report,
 )
+from annotation_pipelines.quality.gates import Floor, pick_floor, project_gate_floors
 from annotation_pipelines.synthetic import generate_workload
 from tests.quality.conftest import DAY, majority
 
@@ -72,6 +73,75 @@ def test_the_failed_check_names_the_project_value_and_the_floor_applied_to_it(to
     assert (
         "agreement_floor (ERROR): alpha 0.142 < floor 0.30 (per-project)"
         in (strict["gate_reasons"])
+    )
+
+
+def test_the_check_says_where_each_floor_came_from(toy_day):
+    judgments = pl.concat([toy_day.with_columns(project=pl.lit(p)) for p in ("own", "run", "std")])
+    gates = quality_gates(
+        _report(judgments),
+        min_alpha=0.1,
+        min_alpha_per_project={
+            "own": Floor(0.3, "project.json"),
+            "run": Floor(0.35, "run config"),
+        },
+    )
+    [check] = [c for c in gate_checks(gates) if c.name == "agreement_floor"]
+    assert check.description == (
+        "own: alpha 0.142 < floor 0.30 (project.json); run: alpha 0.142 < floor 0.35 (run config)"
+    )
+    assert check.threshold_sources == {"own": "project.json", "run": "run config", "std": "default"}
+    std = gates.filter((pl.col("project") == "std") & (pl.col("gate") == "agreement_floor"))
+    assert std.row(0, named=True)["description"] == "alpha 0.142 >= floor 0.10"
+
+
+def test_a_projects_floors_come_from_its_quality_gates_object():
+    settings = {"label_set": ["a"], "quality_gates": {"min_alpha": 0.4, "min_gold_accuracy": 1}}
+    assert project_gate_floors(settings, source="exports/p/project.json") == {
+        "min_alpha": 0.4,
+        "min_gold_accuracy": 1.0,
+    }
+    assert project_gate_floors({"label_set": ["a"]}, source="x") == {}
+
+
+@pytest.mark.parametrize(
+    ("gates", "message"),
+    [
+        ([0.4], "exports/p/project.json: quality_gates: expected an object like"),
+        (
+            {"min_alpha": "0.4"},
+            "exports/p/project.json: quality_gates.min_alpha: expected a number in [-1, 1], "
+            "got '0.4'",
+        ),
+        (
+            {"min_gold_accuracy": 1.5},
+            "exports/p/project.json: quality_gates.min_gold_accuracy: expected a number in "
+            "[0, 1], got 1.5",
+        ),
+        ({"min_gold_accuracy": True}, "exports/p/project.json: quality_gates.min_gold_accuracy: "),
+        (
+            {"min_apha": 0.4},
+            "exports/p/project.json: quality_gates.min_apha: unknown field (known: min_alpha, "
+            "min_gold_accuracy)",
+        ),
+    ],
+)
+def test_a_malformed_quality_gates_object_is_one_line_naming_the_file_and_field(gates, message):
+    with pytest.raises(ValueError) as error:
+        project_gate_floors({"quality_gates": gates}, source="exports/p/project.json")
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_run_config_beats_the_project_file_which_beats_the_default():
+    own = {"min_alpha": 0.4}
+    pick = {"project_file": own, "name": "min_alpha"}
+    assert pick_floor("p", run_per_project={}, run_all=None, **pick) == Floor(0.4, "project.json")
+    assert pick_floor("p", run_per_project={}, run_all=0.0, **pick) == Floor(0.0, "run config")
+    assert pick_floor("p", run_per_project={"p": 0.2}, run_all=0.0, **pick) == Floor(
+        0.2, "run config"
+    )
+    assert (
+        pick_floor("q", run_per_project={"p": 0.2}, run_all=None, project_file={}, name="x") is None
     )
 
 
