@@ -70,6 +70,9 @@ KIND_TABLES = ProjectTables(
 )
 
 
+QUALITY_TABLES = (CATEGORICAL_TABLES.quality, KIND_TABLES.quality)
+
+
 def tables_for(kind: str) -> ProjectTables:
     return CATEGORICAL_TABLES if kind == DEFAULT_KIND else KIND_TABLES
 
@@ -306,11 +309,13 @@ def _routes(app: FastAPI, context: Context) -> None:
             return work()
         return await run_in_threadpool(work)
 
-    def projects_index() -> tuple[list[FileVersion], dict[str, dict[str, object]]]:
-        """Every project with its kind and first and last reported day, from the quality
-        reports of both pipelines (categorical and every other kind)."""
-        categorical = list(reader.partitions(CATEGORICAL_TABLES.quality).values())
-        kinds = list(reader.partitions(KIND_TABLES.quality).values())
+    def projects_index() -> tuple[dict[str, dict[str, FileVersion]], dict[str, dict[str, object]]]:
+        """The quality reports of both pipelines (categorical and every other kind), by table
+        and day, and every project they name with its kind and first and last reported day.
+        A request lists each quality table here, once, and passes the listing on."""
+        reports = {table: reader.partitions(table) for table in QUALITY_TABLES}
+        categorical = list(reports[CATEGORICAL_TABLES.quality].values())
+        kinds = list(reports[KIND_TABLES.quality].values())
         versions = [*categorical, *kinds]
 
         def build() -> dict[str, dict[str, object]]:
@@ -336,14 +341,16 @@ def _routes(app: FastAPI, context: Context) -> None:
             )
             return {row["project"]: row for row in summary.iter_rows(named=True)}
 
-        return versions, reader.cached(("projects", *[v.token for v in versions]), build)
+        return reports, reader.cached(("projects", *[v.token for v in versions]), build)
 
-    def known_project(project: str) -> ProjectTables:
-        """The tables of `project` (by its kind); 404 when no quality report names it."""
-        _, index = projects_index()
+    def known_project(project: str) -> tuple[ProjectTables, dict[str, FileVersion]]:
+        """The tables of `project` (by its kind) and the day partitions of its quality table;
+        404 when no quality report names it."""
+        reports, index = projects_index()
         if project not in index:
             raise Problem(404, f"no project {project!r} in the lake")
-        return tables_for(str(index[project]["kind"]))
+        tables = tables_for(str(index[project]["kind"]))
+        return tables, reports[tables.quality]
 
     ProjectPath = Annotated[str, Path(pattern=PROJECT_PATTERN, description="The project name.")]
     Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
@@ -375,7 +382,8 @@ def _routes(app: FastAPI, context: Context) -> None:
     def projects(request: Request, _: Annotated[frozenset[str], Depends(caller)]) -> Response:
         """Every project in the lake, with its `kind` (categorical, multilabel, numeric,
         ranking, pairwise, spans, boxes, text) and the days it has quality reports for."""
-        versions, index = projects_index()
+        reports, index = projects_index()
+        versions = [v for table in reports.values() for v in table.values()]
         tag, cached = _conditional(request, versions)
         return cached or _answer(_json_bytes({"items": list(index.values())}), tag)
 
@@ -542,7 +550,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         cursor: str | None,
         gated: bool,
     ) -> Response:
-        tables = known_project(project)
+        tables, reports = known_project(project)
         parts = reader.partitions(tables.labels)
         if day is not None and (start or end):
             raise Problem(422, "give either day or start/end, not both")
@@ -566,7 +574,6 @@ def _routes(app: FastAPI, context: Context) -> None:
                     first = last  # no range asked: the freshest day
             after_day, after_task = first, None
         in_range = [d for d in parts if first <= d <= last]
-        reports = reader.partitions(tables.quality)
         verdicts = gate_verdicts(reports, in_range, project)
         held_back = [d for d in in_range if verdicts.get(d) is False]
         days = [d for d in in_range if d >= after_day and (verdicts.get(d) or not gated)]
@@ -607,9 +614,6 @@ def _routes(app: FastAPI, context: Context) -> None:
 
     # Quality ------------------------------------------------------------------------------
 
-    def day_partitions(table: str, first: str, last: str) -> dict[str, FileVersion]:
-        return {d: v for d, v in reader.partitions(table).items() if first <= d <= last}
-
     @app.get(f"/{API_VERSION}/projects/{{project}}/quality", tags=["quality"])
     def quality(
         request: Request,
@@ -622,10 +626,9 @@ def _routes(app: FastAPI, context: Context) -> None:
         A non-categorical project's days carry its `kind`, the agreement `distance` and its
         gold metric (`gold_metric_name`, `gold_metric`; `gold_accuracy` is the same figure on
         [0, 1]) instead of the categorical Fleiss' kappa and percent agreement."""
-        report_table = known_project(project).quality
-        available = list(reader.partitions(report_table))
-        first, last = _range(start, end, available=available, max_days=settings.api_max_days)
-        parts = day_partitions(report_table, first, last)
+        reports = known_project(project)[1]
+        first, last = _range(start, end, available=list(reports), max_days=settings.api_max_days)
+        parts = {d: v for d, v in reports.items() if first <= d <= last}
         tag, cached = _conditional(request, parts.values())
         if cached:
             return cached
@@ -688,7 +691,7 @@ def _routes(app: FastAPI, context: Context) -> None:
     def scorecards_answer(
         request: Request, project: str, *, scopes: frozenset[str], day: str | None
     ) -> Response:
-        day, version = one_day(known_project(project).scorecards, day)
+        day, version = one_day(known_project(project)[0].scorecards, day)
         raw = "annotators:raw" in scopes
         tag, cached = _conditional(request, [version], variant=f"raw={raw}")
         if cached:
@@ -716,7 +719,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         order tasks should go back, highest priority first. A non-categorical project's item
         has `kind`, `task_id`, `confidence`, `n_judgments`, the policy's `decision` and
         `reason`, and `priority`."""
-        day, version = one_day(known_project(project).queue, day)
+        day, version = one_day(known_project(project)[0].queue, day)
         tag, cached = _conditional(request, [version])
         if cached:
             return cached
