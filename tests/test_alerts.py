@@ -35,12 +35,14 @@ class Webhook:
     def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
         self.script = script
         self.received: list[tuple[float, dict[str, object]]] = []
+        self.paths: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.received.append((time.monotonic(), body))
+                outer.paths.append(self.path)
                 index = min(len(outer.received), len(outer.script)) - 1
                 status, headers = outer.script[index]
                 self.send_response(status)
@@ -170,3 +172,13 @@ def test_a_webhook_that_never_answers_costs_at_most_the_budget(log, caplog):
     [error] = lines(caplog, logging.ERROR)
     assert error.startswith(f"alert webhook {url} failed after 3 attempt(s): ")
     assert "timed out" in error
+
+
+def test_the_webhook_goes_through_the_proxy_the_environment_names(webhook, log, monkeypatch):
+    proxy = webhook([(200, {})])  # answers as a forward proxy would, for any absolute URL
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy.url.removesuffix("/hook"))
+    assert post_alerts("http://alerts.example.invalid/hook", ALERTS, log=log)
+    assert [body for _, body in proxy.received] == [{"alerts": ALERTS}]
+    assert proxy.paths == ["http://alerts.example.invalid/hook"]
