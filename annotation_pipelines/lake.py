@@ -327,6 +327,25 @@ def content_tag(parts: Iterable[str]) -> str:
 T = TypeVar("T")
 
 
+class LakeFileError(Exception):
+    """A lake file that is listed but cannot be read: truncated, corrupt, not Parquet, or gone
+    between the listing and the read. Names the file by its key, never by a local path."""
+
+    def __init__(self, key: str, cause: str) -> None:
+        super().__init__(f"{key} cannot be read: {cause}")
+        self.key = key
+        self.cause = cause
+
+    @property
+    def table(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def partition(self) -> str | None:
+        """The day of a partition file (None: an unpartitioned table's file)."""
+        return day_of(self.table, self.key)
+
+
 class _VersionedCache:
     """A bounded LRU of values derived from lake files, keyed by the files' versions."""
 
@@ -453,8 +472,24 @@ class LakeReader:
         return self._fs.open_input_stream(self._path(key))
 
     def frame(self, version: FileVersion) -> pl.DataFrame:
-        """The Parquet file at `version`, parsed once per version."""
+        """The Parquet file at `version`, parsed once per version; LakeFileError when it
+        cannot be."""
         return self.cached(("frame", version.token), lambda: self._read_parquet(version.key))
+
+    def check_footer(self, version: FileVersion) -> None:
+        """Read the Parquet footer of `version` (its last few kB: schema and row groups), the
+        cheap proof that a file was written whole; LakeFileError when it cannot be read."""
+        import pyarrow.parquet as pq
+
+        try:
+            with self._fs.open_input_file(self._path(version.key)) as handle:
+                pq.read_metadata(handle)
+        except (OSError, ValueError) as error:  # pyarrow's IO and ArrowInvalid errors
+            raise self._file_error(version.key, error) from error
+
+    def _file_error(self, key: str, error: BaseException) -> LakeFileError:
+        # The lake's own location (a local path, a bucket) stays out of the message.
+        return LakeFileError(key, str(error).replace(f"{self._root}/", "").replace(self._root, ""))
 
     def frames(self, versions: Iterable[FileVersion]) -> pl.DataFrame:
         """Several Parquet files as one frame (columns missing in some are null there)."""
@@ -472,7 +507,10 @@ class LakeReader:
     def _read_parquet(self, key: str) -> pl.DataFrame:
         import polars as pl
 
-        path = self.local_path(key)
-        if path is not None:
-            return pl.read_parquet(path)
-        return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
+        try:
+            path = self.local_path(key)
+            if path is not None:
+                return pl.read_parquet(path)
+            return pl.read_parquet(io.BytesIO(self.read_bytes(key)))
+        except (pl.exceptions.PolarsError, OSError, ValueError) as error:
+            raise self._file_error(key, error) from error

@@ -12,6 +12,7 @@ import binascii
 import datetime as dt
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenStore
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import DEFAULT_KIND, VALUE_COLUMNS
-from annotation_pipelines.lake import FileVersion, LakeReader, content_tag
+from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader, content_tag
 from annotation_pipelines.settings import Settings, load_settings
 
 API_VERSION = "v1"
@@ -70,6 +71,19 @@ KIND_TABLES = ProjectTables(
 )
 
 
+QUALITY_TABLES = (CATEGORICAL_TABLES.quality, KIND_TABLES.quality)
+
+
+# The day-partitioned tables the project endpoints read, for the readiness check.
+SERVED_DAY_TABLES = tuple(
+    dict.fromkeys(
+        name
+        for tables in (CATEGORICAL_TABLES, KIND_TABLES)
+        for name in (tables.labels, tables.quality, tables.scorecards, tables.queue)
+    )
+)
+
+
 def tables_for(kind: str) -> ProjectTables:
     return CATEGORICAL_TABLES if kind == DEFAULT_KIND else KIND_TABLES
 
@@ -94,10 +108,22 @@ HOW_TO_BUILD = {
 }
 
 
-class Context:
-    """What every request shares: settings, the lake reader, the token store, one DuckDB."""
+# How long /v1/ready reuses its verdict on the lake's files: a probe every few seconds lists the
+# served tables at most this often, and reads a footer only of a file version not read before.
+READY_CHECK_SECONDS = 15.0
 
-    def __init__(self, settings: Settings, reader: LakeReader | None = None) -> None:
+
+class Context:
+    """What every request shares: settings, the lake reader, the token store, one DuckDB, the
+    health of the lake's files."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reader: LakeReader | None = None,
+        *,
+        ready_check_seconds: float = READY_CHECK_SECONDS,
+    ) -> None:
         self.settings = settings
         self.reader = reader or LakeReader.from_settings(
             settings, cache_entries=settings.api_cache_entries
@@ -105,6 +131,93 @@ class Context:
         self.tokens = TokenStore(settings.api_token_store)
         self.duckdb = duckdb.connect(":memory:")
         self.bodies = BodyCache(max_bytes=RESPONSE_CACHE_BYTES)
+        self.health = LakeHealth(self.reader, every=ready_check_seconds)
+
+
+class LakeHealth:
+    """Whether the lake files the API serves can be read, for /v1/ready.
+
+    A check reads the Parquet footer of the newest partition of every served table (and of
+    every unpartitioned one), once per file version: a truncated or half-written file fails
+    there. A file a request failed to read (a corrupt page behind a sound footer, an older
+    partition) keeps the API unready until a later check reads it whole or finds it replaced or
+    removed. Checks run at most every `every` seconds; between them the last verdict stands."""
+
+    def __init__(self, reader: LakeReader, *, every: float) -> None:
+        self._reader = reader
+        self._every = every
+        self._lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._sound: set[str] = set()  # tokens of the file versions whose footer was read
+        self._broken: dict[str, LakeFileError] = {}  # by key: footers the last check failed
+        self._failed: dict[str, LakeFileError] = {}  # by key: files requests failed to read
+
+    def failed(self, error: LakeFileError) -> None:
+        with self._lock:
+            self._failed[error.key] = error
+
+    def problems(self) -> list[LakeFileError]:
+        """The served files that cannot be read, checking again when the verdict is due."""
+        with self._lock:
+            now = time.monotonic()
+            due = self._checked_at is None or now - self._checked_at >= self._every
+            if due:
+                self._checked_at = now  # concurrent probes reuse the last verdict meanwhile
+        if due:
+            self._check()
+        with self._lock:
+            return list({**self._broken, **self._failed}.values())
+
+    def _check(self) -> None:
+        newest: list[FileVersion] = []
+        for table in SERVED_DAY_TABLES:
+            parts = self._reader.partitions(table)
+            if parts:
+                newest.append(parts[next(reversed(parts))])
+        for table in HOW_TO_BUILD:
+            version = self._reader.stat(layout.partition_key(table))
+            if version is not None:
+                newest.append(version)
+        sound: set[str] = set()
+        broken: dict[str, LakeFileError] = {}
+        for version in newest:
+            try:
+                if version.token not in self._sound:
+                    self._reader.check_footer(version)
+                sound.add(version.token)
+            except LakeFileError as error:
+                broken[version.key] = error
+        with self._lock:
+            failed = dict(self._failed)
+        still: dict[str, LakeFileError] = {}
+        for key in failed:
+            version = self._reader.stat(key)
+            if version is None:
+                continue  # removed: whatever replaces it is checked as any other file
+            try:
+                self._reader.frame(version)  # kept in the reader's cache for the next request
+            except LakeFileError as error:
+                still[key] = error
+        with self._lock:
+            self._sound, self._broken = sound, broken
+            # A failure a request recorded during this check stands until the next one.
+            self._failed = {
+                **still,
+                **{k: v for k, v in self._failed.items() if k not in failed},
+            }
+
+
+def lake_file_problem(error: LakeFileError) -> tuple[str, dict[str, object]]:
+    """The detail and the error item of a problem body naming an unreadable lake file."""
+    where = f"partition {error.partition} of {error.table}" if error.partition else error.table
+    detail = f"{where} ({error.key}) cannot be read: {error.cause}; rematerialize it"
+    item: dict[str, object] = {
+        "table": error.table,
+        "partition": error.partition,
+        "file": error.key,
+        "error": error.cause,
+    }
+    return detail, item
 
 
 # Responses -----------------------------------------------------------------------------------
@@ -246,9 +359,14 @@ def _decode_cursor(cursor: str) -> tuple[str, str, str, str]:
 # The application -----------------------------------------------------------------------------
 
 
-def create_app(settings: Settings | None = None, *, reader: LakeReader | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    reader: LakeReader | None = None,
+    ready_check_seconds: float = READY_CHECK_SECONDS,
+) -> FastAPI:
     """The API on `settings`' lake (default: the process's settings)."""
-    context = Context(settings or load_settings(), reader)
+    context = Context(settings or load_settings(), reader, ready_check_seconds=ready_check_seconds)
     app = FastAPI(
         title="annotation-pipelines API",
         version=API_VERSION,
@@ -258,6 +376,14 @@ def create_app(settings: Settings | None = None, *, reader: LakeReader | None = 
     )
     app.state.context = context
     problems.install(app)
+
+    @app.exception_handler(LakeFileError)
+    async def _unreadable(request: Request, error: LakeFileError) -> Response:
+        # The file stays broken for every request that needs it: unready until it is fixed.
+        context.health.failed(error)
+        detail, item = lake_file_problem(error)
+        return problems.problem_response(request, 503, detail, errors=[item])
+
     if context.settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -306,11 +432,13 @@ def _routes(app: FastAPI, context: Context) -> None:
             return work()
         return await run_in_threadpool(work)
 
-    def projects_index() -> tuple[list[FileVersion], dict[str, dict[str, object]]]:
-        """Every project with its kind and first and last reported day, from the quality
-        reports of both pipelines (categorical and every other kind)."""
-        categorical = list(reader.partitions(CATEGORICAL_TABLES.quality).values())
-        kinds = list(reader.partitions(KIND_TABLES.quality).values())
+    def projects_index() -> tuple[dict[str, dict[str, FileVersion]], dict[str, dict[str, object]]]:
+        """The quality reports of both pipelines (categorical and every other kind), by table
+        and day, and every project they name with its kind and first and last reported day.
+        A request lists each quality table here, once, and passes the listing on."""
+        reports = {table: reader.partitions(table) for table in QUALITY_TABLES}
+        categorical = list(reports[CATEGORICAL_TABLES.quality].values())
+        kinds = list(reports[KIND_TABLES.quality].values())
         versions = [*categorical, *kinds]
 
         def build() -> dict[str, dict[str, object]]:
@@ -336,14 +464,16 @@ def _routes(app: FastAPI, context: Context) -> None:
             )
             return {row["project"]: row for row in summary.iter_rows(named=True)}
 
-        return versions, reader.cached(("projects", *[v.token for v in versions]), build)
+        return reports, reader.cached(("projects", *[v.token for v in versions]), build)
 
-    def known_project(project: str) -> ProjectTables:
-        """The tables of `project` (by its kind); 404 when no quality report names it."""
-        _, index = projects_index()
+    def known_project(project: str) -> tuple[ProjectTables, dict[str, FileVersion]]:
+        """The tables of `project` (by its kind) and the day partitions of its quality table;
+        404 when no quality report names it."""
+        reports, index = projects_index()
         if project not in index:
             raise Problem(404, f"no project {project!r} in the lake")
-        return tables_for(str(index[project]["kind"]))
+        tables = tables_for(str(index[project]["kind"]))
+        return tables, reports[tables.quality]
 
     ProjectPath = Annotated[str, Path(pattern=PROJECT_PATTERN, description="The project name.")]
     Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
@@ -362,12 +492,28 @@ def _routes(app: FastAPI, context: Context) -> None:
         }
 
     @app.get(f"/{API_VERSION}/ready", tags=["health"])
-    def ready() -> Response:
-        """Ready to serve: the lake is reachable and the token store is readable."""
+    def ready(request: Request) -> Response:
+        """Ready to serve: the lake is reachable, the token store is readable, and the files
+        the API serves can be read (the newest partition of each table, checked every 15 s at
+        most, and any file a request failed to read). Otherwise 503 with a problem body naming
+        each unreadable file."""
         checks = {"lake": reader.reachable(), "tokens": context.tokens.readable()}
-        status = 200 if all(checks.values()) else 503
-        body = {"status": "ready" if status == 200 else "unavailable", "checks": checks}
-        return Response(_json_bytes(body), status_code=status, media_type="application/json")
+        unreadable: list[LakeFileError] = []
+        if checks["lake"]:
+            try:
+                unreadable = context.health.problems()
+            except OSError:  # the listing itself failed
+                checks["lake"] = False
+            checks["lake_files"] = checks["lake"] and not unreadable
+        if all(checks.values()):
+            body = {"status": "ready", "checks": checks}
+            return Response(_json_bytes(body), media_type="application/json")
+        found = [lake_file_problem(error) for error in unreadable]
+        failing = [name for name, ok in checks.items() if not ok]
+        detail = "; ".join(d for d, _ in found) or f"not ready: {', '.join(failing)} failed"
+        return problems.problem_response(
+            request, 503, detail, errors=[item for _, item in found], extensions={"checks": checks}
+        )
 
     # Projects -----------------------------------------------------------------------------
 
@@ -375,7 +521,8 @@ def _routes(app: FastAPI, context: Context) -> None:
     def projects(request: Request, _: Annotated[frozenset[str], Depends(caller)]) -> Response:
         """Every project in the lake, with its `kind` (categorical, multilabel, numeric,
         ranking, pairwise, spans, boxes, text) and the days it has quality reports for."""
-        versions, index = projects_index()
+        reports, index = projects_index()
+        versions = [v for table in reports.values() for v in table.values()]
         tag, cached = _conditional(request, versions)
         return cached or _answer(_json_bytes({"items": list(index.values())}), tag)
 
@@ -542,7 +689,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         cursor: str | None,
         gated: bool,
     ) -> Response:
-        tables = known_project(project)
+        tables, reports = known_project(project)
         parts = reader.partitions(tables.labels)
         if day is not None and (start or end):
             raise Problem(422, "give either day or start/end, not both")
@@ -566,7 +713,6 @@ def _routes(app: FastAPI, context: Context) -> None:
                     first = last  # no range asked: the freshest day
             after_day, after_task = first, None
         in_range = [d for d in parts if first <= d <= last]
-        reports = reader.partitions(tables.quality)
         verdicts = gate_verdicts(reports, in_range, project)
         held_back = [d for d in in_range if verdicts.get(d) is False]
         days = [d for d in in_range if d >= after_day and (verdicts.get(d) or not gated)]
@@ -607,9 +753,6 @@ def _routes(app: FastAPI, context: Context) -> None:
 
     # Quality ------------------------------------------------------------------------------
 
-    def day_partitions(table: str, first: str, last: str) -> dict[str, FileVersion]:
-        return {d: v for d, v in reader.partitions(table).items() if first <= d <= last}
-
     @app.get(f"/{API_VERSION}/projects/{{project}}/quality", tags=["quality"])
     def quality(
         request: Request,
@@ -622,10 +765,9 @@ def _routes(app: FastAPI, context: Context) -> None:
         A non-categorical project's days carry its `kind`, the agreement `distance` and its
         gold metric (`gold_metric_name`, `gold_metric`; `gold_accuracy` is the same figure on
         [0, 1]) instead of the categorical Fleiss' kappa and percent agreement."""
-        report_table = known_project(project).quality
-        available = list(reader.partitions(report_table))
-        first, last = _range(start, end, available=available, max_days=settings.api_max_days)
-        parts = day_partitions(report_table, first, last)
+        reports = known_project(project)[1]
+        first, last = _range(start, end, available=list(reports), max_days=settings.api_max_days)
+        parts = {d: v for d, v in reports.items() if first <= d <= last}
         tag, cached = _conditional(request, parts.values())
         if cached:
             return cached
@@ -688,7 +830,7 @@ def _routes(app: FastAPI, context: Context) -> None:
     def scorecards_answer(
         request: Request, project: str, *, scopes: frozenset[str], day: str | None
     ) -> Response:
-        day, version = one_day(known_project(project).scorecards, day)
+        day, version = one_day(known_project(project)[0].scorecards, day)
         raw = "annotators:raw" in scopes
         tag, cached = _conditional(request, [version], variant=f"raw={raw}")
         if cached:
@@ -716,7 +858,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         order tasks should go back, highest priority first. A non-categorical project's item
         has `kind`, `task_id`, `confidence`, `n_judgments`, the policy's `decision` and
         `reason`, and `priority`."""
-        day, version = one_day(known_project(project).queue, day)
+        day, version = one_day(known_project(project)[0].queue, day)
         tag, cached = _conditional(request, [version])
         if cached:
             return cached

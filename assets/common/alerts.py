@@ -1,15 +1,34 @@
 """Alerts shared by the sensors of several layers: a lake record, a log line, a webhook."""
 
 import json
+import logging
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import polars as pl
+import urllib3
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import HTTPError, MaxRetryError, ResponseError
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
 
 from annotation_pipelines.lake import alert_key
 from annotation_pipelines.settings import load_settings
 from resources.lake import Lake
+
+# The webhook is called inside a sensor tick, which must stay short. At most WEBHOOK_ATTEMPTS
+# attempts of at most WEBHOOK_TIMEOUT s each, and at most WEBHOOK_MAX_WAIT s between two
+# (backoff or the server's Retry-After), so a dead, slow or throttling webhook holds the tick at
+# most 3 × 1.5 s + 2 × 1 s = 6.5 s. A Retry-After longer than that wait is not honoured by
+# hammering sooner: the POST gives up (the alert is already in the alerts table and the log).
+WEBHOOK_ATTEMPTS = 3
+WEBHOOK_TIMEOUT = 1.5
+WEBHOOK_MAX_WAIT = 1
+# Transient answers only: a 4xx other than 429 says the request itself is wrong.
+WEBHOOK_RETRY_STATUSES = frozenset({429, *range(500, 600)})
 
 
 class AlertLog(Protocol):
@@ -31,11 +50,119 @@ def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: AlertLog) 
         log.warning(f"ALERT {alert['kind']}: {alert['message']}")
     url = load_settings().alert_webhook
     if url:
-        body = json.dumps({"alerts": alerts}, default=str).encode()
-        request = urllib.request.Request(
-            url, data=body, headers={"Content-Type": "application/json"}
+        post_alerts(url, alerts, log=log)
+
+
+class _WebhookRetry(Retry):
+    """urllib3's retry policy for the webhook: logs each failed attempt that will be retried,
+    and gives up on a Retry-After longer than a sensor tick can wait."""
+
+    # urllib3 would also retry a 413 that carries a Retry-After; a too-large body stays too large.
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+    def __init__(self, *args: Any, url: str = "", log: AlertLog | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.url = url
+        self.log = log
+        # The causes of the failed attempts, shared by the copies urllib3 makes per attempt.
+        self.failures: list[str] = []
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.url, retry.log, retry.failures = self.url, self.log, self.failures
+        return retry
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        cause = _answer(response) if response is not None else str(error)
+        self.failures.append(cause)
+        wait = _retry_after(response)
+        if wait is not None and wait > WEBHOOK_MAX_WAIT:
+            raise MaxRetryError(_pool, url, ResponseError(cause))  # type: ignore[arg-type]
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if self.log is not None:
+            self.log.warning(
+                f"alert webhook {self.url} attempt {len(retry.history)} of {WEBHOOK_ATTEMPTS} "
+                f"failed: {cause}; retrying"
+            )
+        return retry
+
+
+def _not_a_webhook_retry(record: logging.LogRecord) -> bool:
+    # urllib3 logs its own warning per retried connection error; ours already names the attempt.
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not (args and isinstance(args[0], _WebhookRetry))
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_not_a_webhook_retry)
+
+
+def _retry_after(response: BaseHTTPResponse | None) -> float | None:
+    if response is None or not response.headers.get("Retry-After"):
+        return None
+    try:
+        return Retry(retry_after_max=Retry.DEFAULT_RETRY_AFTER_MAX).get_retry_after(response)
+    except HTTPError:  # unparseable: backoff as if there were none
+        return None
+
+
+def _answer(response: BaseHTTPResponse) -> str:
+    text = f"HTTP {response.status} {response.reason or ''}".rstrip()
+    if wait := response.headers.get("Retry-After"):
+        text += f" (Retry-After: {wait})"
+    return text
+
+
+def _pool_for(url: str) -> urllib3.PoolManager:
+    """A pool that goes through the proxy the environment names for `url`, as urllib does."""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        return urllib3.ProxyManager(proxy)
+    return urllib3.PoolManager()
+
+
+def post_alerts(url: str, alerts: list[dict[str, object]], *, log: AlertLog) -> bool:
+    """POST `alerts` to the webhook at `url`, retrying transient failures within the budget
+    above; True when the webhook took them. Every failure is logged, none is raised: the alerts
+    are already in the lake's alerts table and the log."""
+    body = json.dumps({"alerts": alerts}, default=str).encode()
+    retry = _WebhookRetry(
+        total=WEBHOOK_ATTEMPTS - 1,
+        other=0,  # TLS, proxy and protocol setup errors are not transient
+        redirect=False,
+        allowed_methods=None,  # a POST too: a duplicate alert beats a lost one
+        status_forcelist=WEBHOOK_RETRY_STATUSES,
+        backoff_factor=WEBHOOK_MAX_WAIT / 2,
+        backoff_max=WEBHOOK_MAX_WAIT,
+        retry_after_max=WEBHOOK_MAX_WAIT,
+        raise_on_status=False,
+        url=url,
+        log=log,
+    )
+    try:
+        response = _pool_for(url).request(
+            "POST",
+            url,
+            body=body,
+            headers={"Content-Type": "application/json"},
+            retries=retry,
+            timeout=urllib3.Timeout(total=WEBHOOK_TIMEOUT),
         )
-        try:
-            urllib.request.urlopen(request, timeout=5).close()
-        except OSError as error:  # the alert is already in the table and the log
-            log.error(f"alert webhook {url} failed: {error}")
+    except (HTTPError, OSError, ValueError) as error:
+        cause = error.reason if isinstance(error, MaxRetryError) else error
+        attempts = max(1, len(retry.failures))
+        log.error(f"alert webhook {url} failed after {attempts} attempt(s): {cause}")
+        return False
+    if 200 <= response.status < 300:
+        return True
+    attempts = len(response.retries.history) + 1 if response.retries else 1
+    log.error(f"alert webhook {url} failed after {attempts} attempt(s): {_answer(response)}")
+    return False

@@ -64,10 +64,14 @@ class Server:
         self.thread.join(timeout=10)
 
 
-def start_server(settings: Settings) -> Server:
+def start_server(settings: Settings, **app_options: float) -> Server:
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="critical", lifespan="off"
+        create_app(settings, **app_options),
+        host="127.0.0.1",
+        port=port,
+        log_level="critical",
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

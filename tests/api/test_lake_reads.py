@@ -1,0 +1,251 @@
+"""How the API reads the lake: what a request lists, and what a corrupt file does to requests
+and to readiness."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from pyarrow import fs as pafs
+
+from annotation_pipelines import lake as layout
+from annotation_pipelines.api import create_app
+from annotation_pipelines.api.app import HOW_TO_BUILD, SERVED_DAY_TABLES, LakeHealth
+from annotation_pipelines.lake import FileVersion, LakeReader
+from tests.api.conftest import DAYS, KIND_PROJECTS, PROJECT, Served, Server, start_server
+from tests.api.test_api import assert_problem
+from tests.services import moto_s3
+
+
+def counting_client(served: Served) -> tuple[TestClient, Counter[str]]:
+    """A client of a fresh app on the served lake, and the listings its reader makes, by
+    table (the real listing runs; it is only counted)."""
+    app = create_app(served.settings)
+    reader = app.state.context.reader
+    listed: Counter[str] = Counter()
+    files = reader.files
+
+    def counted(prefix: str) -> dict:
+        listed[prefix.strip("/")] += 1
+        return files(prefix)
+
+    reader.files = counted
+    client = TestClient(app, headers={"Authorization": f"Bearer {served.tokens['all']}"})
+    return client, listed
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/v1/projects/{PROJECT}/labels?start={DAYS[0]}&end={DAYS[1]}",
+        f"/v1/projects/{PROJECT}/labels?gated=true",
+        f"/v1/projects/{PROJECT}/quality",
+        f"/v1/projects/{PROJECT}/scorecards",
+        f"/v1/projects/{PROJECT}/queue",
+        f"/v1/projects/{sorted(KIND_PROJECTS)[0]}/labels",
+        f"/v1/projects/{sorted(KIND_PROJECTS)[0]}/quality",
+        "/v1/projects",
+    ],
+)
+def test_a_request_lists_each_table_once(served, path):
+    client, listed = counting_client(served)
+    for _ in range(2):  # the second request answers from cached frames: listings only
+        listed.clear()
+        response = client.get(path)
+        assert response.status_code == 200, response.text
+        assert listed and max(listed.values()) == 1, dict(listed)
+
+
+@pytest.fixture
+def own_lake(served, tmp_path) -> Served:
+    """A copy of the served lake this test may break, with the served settings and tokens."""
+    shutil.copytree(served.data / "lake", tmp_path / "data" / "lake")
+    settings = dataclasses.replace(served.settings, data_dir=tmp_path / "data")
+    return dataclasses.replace(served, settings=settings, data=tmp_path / "data")
+
+
+def newest_partition(lake: Path, table: str) -> tuple[str, str]:
+    day = max(p.name.removeprefix("day=") for p in (lake / table).glob("day=*"))
+    return day, layout.partition_key(table, day)
+
+
+def truncate(path: Path) -> bytes:
+    """Cut `path` to half its bytes, as a write that died halfway would; the original bytes."""
+    original = path.read_bytes()
+    path.write_bytes(original[: len(original) // 2])
+    return original
+
+
+def garble_pages(path: Path) -> bytes:
+    """Overwrite every byte between the leading magic and the footer: the footer still reads,
+    the data does not. The original bytes."""
+    original = path.read_bytes()
+    footer = int.from_bytes(original[-8:-4], "little") + 8
+    path.write_bytes(original[:4] + b"\xab" * (len(original) - 4 - footer) + original[-footer:])
+    with pytest.raises(pl.exceptions.ComputeError):
+        pl.read_parquet(path)
+    return original
+
+
+def restore(path: Path, original: bytes) -> None:
+    """Put the original bytes back as a new file (a rematerialization: a new version)."""
+    staged = path.with_name(".restore")
+    staged.write_bytes(original)
+    os.replace(staged, path)
+
+
+def fetch(server: Server, path: str, served: Served) -> httpx.Response:
+    token = {"Authorization": f"Bearer {served.tokens['all']}"}
+    return httpx.get(f"{server.url}/v1{path}", headers=token, timeout=30)
+
+
+def test_ready_is_unavailable_while_a_newest_partition_is_truncated(own_lake):
+    lake = own_lake.data / "lake"
+    server = start_server(own_lake.settings, ready_check_seconds=0)
+    try:
+        assert fetch(server, "/ready", own_lake).json()["status"] == "ready"
+        day, key = newest_partition(lake, "quality_report")
+        original = truncate(lake / key)
+
+        response = fetch(server, "/ready", own_lake)
+        body = assert_problem(response, 503)
+        assert body["detail"].startswith(f"partition {day} of quality_report ({key}) cannot")
+        [error] = body["errors"]
+        assert error["table"] == "quality_report" and error["partition"] == day
+        assert error["file"] == key and "magic bytes" in error["error"]
+        assert body["checks"] == {"lake": True, "tokens": True, "lake_files": False}
+        # Liveness is not readiness: the process is fine, the lake is not.
+        assert fetch(server, "/health", own_lake).json()["status"] == "ok"
+        # Every project request reads the quality reports: a problem naming the file.
+        failed = assert_problem(fetch(server, f"/projects/{PROJECT}/quality", own_lake), 503)
+        [failure] = failed["errors"]
+        assert {k: failure[k] for k in ("table", "partition", "file")} == {
+            "table": "quality_report",
+            "partition": day,
+            "file": key,
+        }
+        assert len(assert_problem(fetch(server, "/ready", own_lake), 503)["errors"]) == 1
+
+        restore(lake / key, original)
+        assert fetch(server, "/ready", own_lake).json()["status"] == "ready"
+        assert fetch(server, f"/projects/{PROJECT}/quality", own_lake).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_a_request_that_fails_to_read_a_file_makes_the_api_unready_until_it_reads(own_lake):
+    lake = own_lake.data / "lake"
+    every = 1.0
+    server = start_server(own_lake.settings, ready_check_seconds=every)
+    key = layout.partition_key("aggregated_labels", DAYS[0])  # not the newest: footers pass
+    try:
+        assert fetch(server, "/ready", own_lake).status_code == 200
+        original = garble_pages(lake / key)
+        time.sleep(every)
+        assert fetch(server, "/ready", own_lake).status_code == 200  # its footer is sound
+
+        response = fetch(server, f"/projects/{PROJECT}/labels?day={DAYS[0]}", own_lake)
+        body = assert_problem(response, 503)
+        assert body["detail"].startswith(f"partition {DAYS[0]} of aggregated_labels ({key})")
+        assert body["errors"][0]["file"] == key
+        # At once, not at the next check; and the next check, reading it again, keeps it so.
+        assert assert_problem(fetch(server, "/ready", own_lake), 503)["errors"] == body["errors"]
+        time.sleep(every)
+        assert fetch(server, "/ready", own_lake).status_code == 503
+
+        restore(lake / key, original)
+        time.sleep(every)
+        assert fetch(server, "/ready", own_lake).json()["status"] == "ready"
+        response = fetch(server, f"/projects/{PROJECT}/labels?day={DAYS[0]}", own_lake)
+        assert response.status_code == 200 and response.json()["items"]
+    finally:
+        server.stop()
+
+
+def test_the_readiness_check_reads_each_file_version_s_footer_once(own_lake):
+    lake = own_lake.data / "lake"
+    reader = LakeReader(pafs.LocalFileSystem(), str(lake))
+    footers: list[str] = []
+    check_footer = reader.check_footer
+
+    def counted(version: FileVersion) -> None:
+        footers.append(version.key)
+        check_footer(version)
+
+    reader.check_footer = counted  # type: ignore[method-assign]
+    health = LakeHealth(reader, every=0)
+    assert health.problems() == []
+    # The newest partition of each served table, and the whole tables present.
+    tables = [key.split("/")[0] for key in footers]
+    assert len(tables) == len(set(tables)) and set(SERVED_DAY_TABLES) <= set(tables)
+    assert set(tables) - set(SERVED_DAY_TABLES) <= set(HOW_TO_BUILD)
+    footers.clear()
+    assert health.problems() == [] and footers == []  # versions already read: listings only
+
+    _, key = newest_partition(lake, "kind_scorecards")
+    original = truncate(lake / key)  # a new version: its footer is read once, and fails
+    [error] = health.problems()
+    assert footers == [key] and error.key == key
+
+    # Between checks the verdict stands without touching the lake, even once the file is fixed.
+    waiting = LakeHealth(reader, every=3600)
+    assert [e.key for e in waiting.problems()] == [key]
+    listed: list[str] = []
+    files = reader.files
+    reader.files = lambda prefix: listed.append(prefix) or files(prefix)  # type: ignore[method-assign]
+    footers.clear()
+    restore(lake / key, original)
+    assert [e.key for e in waiting.problems()] == [key]
+    assert footers == [] and listed == []
+
+
+@pytest.mark.services
+def test_on_s3_a_truncated_partition_makes_the_api_unready_and_is_named(
+    served, monkeypatch, tmp_path
+):
+    import boto3
+
+    with moto_s3(monkeypatch) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="lake-api")
+        lake = served.data / "lake"
+        for table in (*SERVED_DAY_TABLES, *HOW_TO_BUILD):
+            for path in (lake / table).rglob("*.parquet"):
+                key = f"lake/{path.relative_to(lake)}"
+                s3.put_object(Bucket="lake-api", Key=key, Body=path.read_bytes())
+        settings = dataclasses.replace(
+            served.settings,
+            bucket="lake-api",
+            lake_prefix="lake",
+            s3_endpoint=endpoint,
+            aws_region="us-east-1",
+        )
+        client = TestClient(
+            create_app(settings, ready_check_seconds=0),
+            headers={"Authorization": f"Bearer {served.tokens['all']}"},
+        )
+        assert client.get("/v1/ready").json()["status"] == "ready"
+        day, key = newest_partition(lake, "kind_quality_report")
+        original = (lake / key).read_bytes()
+        s3.put_object(Bucket="lake-api", Key=f"lake/{key}", Body=original[: len(original) // 2])
+
+        body = assert_problem(client.get("/v1/ready"), 503)
+        assert [(e["table"], e["partition"], e["file"]) for e in body["errors"]] == [
+            ("kind_quality_report", day, key)
+        ]
+        assert "lake-api" not in client.get("/v1/ready").text
+        project = sorted(KIND_PROJECTS)[0]
+        failed = assert_problem(client.get(f"/v1/projects/{project}/quality"), 503)
+        assert failed["errors"][0]["file"] == key and "lake-api" not in str(failed)
+
+        s3.put_object(Bucket="lake-api", Key=f"lake/{key}", Body=original)
+        assert client.get("/v1/ready").json()["status"] == "ready"
+        assert client.get(f"/v1/projects/{project}/quality").status_code == 200
