@@ -5,15 +5,18 @@ ECCV 2014 (cocodataset.org/#format-data): `images` (one per task: `id`, `file_na
 `height`), `categories` (`id`, `name`, `supercategory`) and `annotations` (`id`, `image_id`,
 `category_id`, `bbox` = [x, y, width, height] in the task's coordinates, `area`, `iscrowd` 0,
 and `score` = the fused box's confidence, as in COCO's detection-results files). Image ids
-follow the task order of the aggregate; category ids follow the sorted label names; a box with
-a null label gets the category `"object"`. Width and height come from the optional `images`
-frame (`task_id`, `width`, `height`, optionally `file_name`); without them they are 0, which
-pycocotools accepts and evaluators treat as unknown.
+follow the task order of the aggregate; category ids follow `categories` (a label set, so
+that ids do not depend on which labels one export happens to contain) and then the sorted names
+of any other label; a box with a null label gets the category `"object"`. Width and height come
+from the optional `images` frame (`task_id`, `width`, `height`, optionally `file_name` and
+`split`, which each image then carries); without them they are 0, which pycocotools accepts and
+evaluators treat as unknown.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +25,18 @@ import polars as pl
 UNLABELLED = "object"
 
 
-def to_coco(labels: pl.DataFrame, *, images: pl.DataFrame | None = None) -> dict[str, Any]:
+def to_coco(
+    labels: pl.DataFrame,
+    *,
+    images: pl.DataFrame | None = None,
+    categories: Sequence[str] | None = None,
+) -> dict[str, Any]:
     """The COCO dict for an aggregate with `task_id` and `boxes` (List of fused boxes)."""
     tasks = labels.select("task_id").with_row_index("image_id", offset=1)
     if images is not None:
         extra = images.select(
             "task_id",
-            *[c for c in ("width", "height", "file_name") if c in images.columns],
+            *[c for c in ("width", "height", "file_name", "split") if c in images.columns],
         )
         tasks = tasks.join(extra, on="task_id", how="left", maintain_order="left")
     tasks = tasks.with_columns(
@@ -50,7 +58,8 @@ def to_coco(labels: pl.DataFrame, *, images: pl.DataFrame | None = None) -> dict
         .unnest("boxes")
         .with_columns(pl.col("label").fill_null(UNLABELLED))
     )
-    names = boxes["label"].unique().sort().to_list()
+    names = list(dict.fromkeys(categories or ()))
+    names += sorted(set(boxes["label"].unique().to_list()) - set(names))
     category = {name: index + 1 for index, name in enumerate(names)}
     confidence = "confidence" in boxes.columns
     annotations = boxes.select(
@@ -68,7 +77,12 @@ def to_coco(labels: pl.DataFrame, *, images: pl.DataFrame | None = None) -> dict
         "info": {"description": "aggregated boxes", "version": "1.0"},
         "licenses": [],
         "images": tasks.select(
-            pl.col("image_id").cast(pl.Int64).alias("id"), "file_name", "width", "height", "task_id"
+            pl.col("image_id").cast(pl.Int64).alias("id"),
+            "file_name",
+            "width",
+            "height",
+            "task_id",
+            *(["split"] if "split" in tasks.columns else []),
         ).to_dicts(),
         "categories": [
             {"id": index, "name": name, "supercategory": name} for name, index in category.items()

@@ -5,20 +5,25 @@ A kind project's snapshot is built from its aggregated labels over every judged 
 2. keep tasks whose aggregate has at least `min_confidence`, and gold tasks only on request;
 3. assign a stable hash split (the categorical snapshots' splitter) and version by content.
 
-Every snapshot has `data.parquet` and `data.jsonl` (one row per task: the kind's value
-column(s), `confidence`, `split`) and a card saying the kind, the method and the agreement; the
-kind's trainer format sits alongside:
+Every snapshot has `data.parquet` and `data.jsonl` (one row per task: the task's `payload`,
+which is what was labelled and so the model's input, the kind's value column(s), `confidence`,
+`split`), the same rows per split (`<split>.parquet`, `<split>.jsonl`), and a card saying the
+kind, the method and the agreement; the kind's trainer format sits alongside, once for the
+whole snapshot with each record's `split` and once per split (`<split>.<file>`), so training on
+a trainer file never reads the test split by accident:
 
-| kind     | file                      | format                                                 |
-|----------|---------------------------|--------------------------------------------------------|
-| boxes    | `coco.json`               | COCO detection JSON (`curation.formats_coco`)          |
-| spans    | `spans.jsonl`, `conll.txt`| JSONL with character offsets, CoNLL BIO tags           |
-| pairwise | `preference_pairs.jsonl`  | `prompt`, `chosen`, `rejected`, `confidence` per task  |
+| kind     | file                       | format                                               |
+|----------|----------------------------|------------------------------------------------------|
+| boxes    | `coco.json`                | COCO detection JSON (`curation.formats_coco`)        |
+| spans    | `spans.jsonl`, `conll.txt` | JSONL with character offsets, CoNLL BIO tags         |
+| pairwise | `preference_pairs.jsonl`   | `task_id, prompt, chosen, rejected, confidence, split` |
 
 The preference pairs come from each task's reliability-weighted majority (the `winner` of
 the aggregated labels); ties are left out. Task payloads carry what the formats need: the text
 for spans, `prompt`/`left_text`/`right_text` (JSON) for pairwise, the image's `file_name`,
-`width` and `height` (JSON) for boxes.
+`width` and `height` (JSON) for boxes. COCO category ids number the project's whole label set
+(every label its aggregates have on any day), not the labels left in one version, so a class
+index means the same class in every version as long as no new label arrives.
 """
 
 from __future__ import annotations
@@ -83,22 +88,46 @@ def build_kind_snapshot(
         .sort("day", "task_id")
         .unique("task_id", keep="last", maintain_order=True)
     )
-    rows = assign_split(
-        selected.select("task_id", "project", "kind", *columns, "confidence", "method", "day"),
-        ratios=ratios or dict(DEFAULT_RATIOS),
-        salt=project,
-    ).sort("task_id")
+    ratios = ratios or dict(DEFAULT_RATIOS)
+    rows = (
+        assign_split(
+            selected.select("task_id", "project", "kind", *columns, "confidence", "method", "day"),
+            ratios=ratios,
+            salt=project,
+        )
+        .join(task_rows.select("task_id", "payload"), on="task_id", how="left")
+        .select(
+            "task_id",
+            "project",
+            "kind",
+            "payload",
+            *columns,
+            "confidence",
+            "method",
+            "day",
+            "split",
+        )
+        .sort("task_id")
+    )
     version_id = content_version(rows)
+    label_set = _label_set(own, kind)
     files = {
         "data.parquet": _parquet(rows),
         "data.jsonl": rows.write_ndjson().encode("utf-8"),
-        **_trainer_files(rows, task_rows, kind=kind),
+        **_trainer_files(rows, task_rows, kind=kind, label_set=label_set),
     }
+    for split in ratios:
+        part = rows.filter(pl.col("split") == split)
+        files[f"{split}.parquet"] = _parquet(part)
+        files[f"{split}.jsonl"] = part.write_ndjson().encode("utf-8")
+        for name, data in _trainer_files(part, task_rows, kind=kind, label_set=label_set).items():
+            files[f"{split}.{name}"] = data
     stats: dict[str, object] = {
         "labels": own.height,
         "selected": rows.height,
         "below_confidence": own.filter(pl.col("confidence") < min_confidence).height,
         "min_confidence": min_confidence,
+        "label_set": label_set,
     }
     return KindSnapshot(
         project=project,
@@ -127,18 +156,34 @@ def _payload_fields(tasks: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.D
     ).unnest("decoded")
 
 
-def _trainer_files(rows: pl.DataFrame, tasks: pl.DataFrame, *, kind: str) -> dict[str, bytes]:
+def _label_set(labels: pl.DataFrame, kind: str) -> list[str] | None:
+    """Every label a kind project's aggregates name on any day (None: the kind has no labels)."""
+    if kind in ("boxes", "spans"):
+        names = labels[kind].explode().struct.field("label")
+    elif kind == "multilabel":
+        names = labels["labels"].explode()
+    else:
+        return None
+    return sorted(names.drop_nulls().unique().to_list())
+
+
+def _trainer_files(
+    rows: pl.DataFrame, tasks: pl.DataFrame, *, kind: str, label_set: list[str] | None
+) -> dict[str, bytes]:
     if kind == "boxes":
         images = _payload_fields(
             tasks, {"file_name": pl.String(), "width": pl.Float64(), "height": pl.Float64()}
-        )
-        coco = to_coco(rows.select("task_id", "boxes"), images=images)
+        ).join(rows.select("task_id", "split"), on="task_id", how="inner")
+        coco = to_coco(rows.select("task_id", "boxes"), images=images, categories=label_set)
         return {"coco.json": json.dumps(coco, indent=1, sort_keys=True).encode("utf-8")}
     if kind == "spans":
         texts = tasks.select("task_id", pl.col("payload").alias("text"))
         labelled = rows.select("task_id", "spans", "confidence")
+        documents = with_offsets(labelled, texts).join(
+            rows.select("task_id", "split"), on="task_id", how="left", maintain_order="left"
+        )
         return {
-            "spans.jsonl": with_offsets(labelled, texts).write_ndjson().encode("utf-8"),
+            "spans.jsonl": documents.write_ndjson().encode("utf-8"),
             "conll.txt": to_conll(labelled, texts).encode("utf-8"),
         }
     if kind == "pairwise":
@@ -154,10 +199,12 @@ def _trainer_files(rows: pl.DataFrame, tasks: pl.DataFrame, *, kind: str) -> dic
             )
         left_won = pl.col("winner") == "left"
         pairs = decided.select(
+            "task_id",
             "prompt",
             pl.when(left_won).then("left_text").otherwise("right_text").alias("chosen"),
             pl.when(left_won).then("right_text").otherwise("left_text").alias("rejected"),
             "confidence",
+            "split",
         )
         return {"preference_pairs.jsonl": pairs.write_ndjson().encode("utf-8")}
     return {}

@@ -2,8 +2,9 @@
 
 One asset writes every kind project's snapshot under `datasets/<project>/<version>/` (the same
 place and manifest as the categorical snapshots, so `dataset_versions` lists them too): Parquet
-and JSON Lines, the kind's trainer format (COCO JSON for boxes; JSONL with offsets and CoNLL
-BIO for spans; preference pairs for pairwise) and a card naming the kind and its agreement.
+and JSON Lines (whole and per split), the kind's trainer format (COCO JSON for boxes; JSONL with
+offsets and CoNLL BIO for spans; preference pairs for pairwise; whole and per split) and a card
+naming the kind and its agreement.
 Snapshots are immutable: the same content keeps its version id and its files.
 """
 
@@ -99,7 +100,11 @@ def kind_curated_dataset(
             lineage = {
                 str(day): content_version(part.drop("day")) for (day,), part in own.group_by("day")
             }
-            splits = dict(snapshot.rows.group_by("split").len().sort("split").iter_rows())
+            # Every configured split, empty or not, as the categorical manifests list them.
+            splits = {
+                name: snapshot.rows.filter(pl.col("split") == name).height
+                for name in config.split_ratios
+            }
             manifest = {
                 "project": project,
                 "kind": kind,
