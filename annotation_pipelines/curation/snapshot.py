@@ -6,7 +6,8 @@ The recipe, in order:
    is enough to distrust the whole history), then re-aggregate the remaining votes;
 3. keep tasks whose new label is confident and well supported, and gold tasks only on request;
 4. collapse exact duplicate items (content hash) to one, keeping every task id as provenance;
-5. assign a stable hash split; pseudonymize annotator ids; mask or drop personal free text;
+5. assign a stable hash split (copies of one item share the split of their smallest task id);
+   pseudonymize annotator ids; mask or drop personal free text;
 6. derive the version id from the content, so the same inputs give the same id.
 """
 
@@ -126,7 +127,15 @@ def build_snapshot(
     items = tasks.select("task_id", "payload", "payload_hash", "created_at").unique("task_id")
     joined = selected.join(items, on="task_id", how="inner")
     deduplicated = deduplicate(joined)
-    split = assign_split(deduplicated, ratios=ratios or dict(DEFAULT_RATIOS), salt=salt)
+    # An item's copies share the split of the smallest task id among them, not the survivor's:
+    # the most confident copy changes as votes arrive, and the item must not change split with
+    # it. A task without copies is its own smallest id, so its split is its task id's.
+    split = assign_split(
+        deduplicated.with_columns(_split_by=pl.col("duplicate_task_ids").list.min()),
+        ratios=ratios or dict(DEFAULT_RATIOS),
+        salt=salt,
+        by="_split_by",
+    ).drop("_split_by")
     voters = (
         pseudonymize(trusted.select("task_id", "annotator_id"), key=pseudonym_key)
         .group_by("task_id")

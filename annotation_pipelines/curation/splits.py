@@ -3,7 +3,9 @@
 A task's split is a function of its id alone: the first 60 bits of MD5(salt + task_id) as a
 number in [0, 1), compared against the cumulative ratios. Because nothing else enters, a task
 keeps its split when the dataset grows, when its label is re-aggregated, and across library
-versions (MD5 is fixed, unlike Polars' or DuckDB's internal hashes). Stratification by label
+versions (MD5 is fixed, unlike Polars' or DuckDB's internal hashes). Copies of one item (the
+same payload under several task ids) take the split of their smallest task id, so the item
+never moves when another copy becomes the one kept. Stratification by label
 holds in expectation: every label's tasks meet the same thresholds independently, so each
 split's label mix matches the whole within sampling error (tested), without the reshuffling an
 exact per-label allocation would force when new tasks arrive.
@@ -38,15 +40,17 @@ def assign_split(
     ratios: dict[str, float] | None = None,
     salt: str = "",
     column: str = "split",
+    by: str = "task_id",
 ) -> pl.DataFrame:
-    """Add a `split` column to a frame with `task_id`, by the ratios (in their given order)."""
+    """Add a `split` column to a frame, by the ratios (in their given order), from the id in
+    column `by` (`task_id` unless a group of tasks must share one split)."""
     ratios = dict(DEFAULT_RATIOS if ratios is None else ratios)
     if not ratios or any(value < 0 for value in ratios.values()):
         raise ValueError("split ratios must be non-negative and not empty")
     total = sum(ratios.values())
     if total <= 0:
         raise ValueError("split ratios must not all be zero")
-    fraction = split_fraction(frame["task_id"], salt=salt)
+    fraction = split_fraction(frame[by], salt=salt)
     names = list(ratios)
     expression = pl.lit(names[-1])
     upper = 1.0

@@ -211,3 +211,29 @@ def test_empty_selection_materializes_an_empty_snapshot_with_a_card(exported):
     assert "min_votes" in (folder / "card.md").read_text()
     for split in ("train", "validation", "test"):
         assert pl.read_parquet(folder / f"{split}.parquet").height == 0
+
+
+def test_a_duplicated_item_keeps_its_split_when_another_copy_becomes_the_survivor():
+    # dup0 hashes to train and dup1 to test; they carry the same item. Later votes make dup1
+    # the more confident copy, so it replaces dup0 as the survivor: the item must not move
+    # from train to test between versions, or a model trained on one version is evaluated
+    # on its own training items in the next.
+    tasks = pl.DataFrame(
+        {
+            "task_id": ["dup0", "dup1"],
+            "payload": ["the same item", "the same item"],
+            "payload_hash": ["same", "same"],
+            "created_at": [None, None],
+        },
+        schema_overrides={"created_at": pl.Datetime("us", "UTC")},
+    )
+    day = "2026-11-02T10:00:00"
+    first = [("dup0", f"a{i}", "x", day) for i in range(3)]
+    first += [("dup1", "a0", "x", day), ("dup1", "a1", "x", day), ("dup1", "a2", "y", day)]
+    later = [("dup0", "a3", "y", day), ("dup1", "a3", "x", day), ("dup1", "a4", "x", day)]
+    settings = {"method": "majority_vote", "min_confidence": 0.0, **PRIVACY}
+    before = build_snapshot(_judgments(first), tasks, **settings)
+    after = build_snapshot(_judgments(first + later), tasks, **settings)
+    assert before.rows["task_id"].to_list() == ["dup0"]
+    assert after.rows["task_id"].to_list() == ["dup1"]
+    assert after.rows["split"].to_list() == before.rows["split"].to_list() == ["train"]
