@@ -202,6 +202,49 @@ def build_snapshot(
     )
 
 
+class SourceDay(TypedDict):
+    """One judged day of a snapshot's project: its quality-gate verdict, as the manifest says."""
+
+    gates_passed: bool | None  # None: the day has no quality report (yet)
+    failed_gates: list[str]
+    gate_reasons: str | None
+
+
+def source_days(
+    days: Sequence[str], quality: pl.DataFrame | None, *, project: str
+) -> dict[str, SourceDay]:
+    """Per judged day (sorted), the verdict of the project's quality report for that day.
+
+    A day without a report has `gates_passed` None: nothing vouched for it, which a consumer
+    must be able to tell from a day that passed.
+    """
+    verdicts: dict[str, dict[str, object]] = {}
+    if quality is not None and quality.height and "gates_passed" in quality.columns:
+        own = quality.filter(pl.col("project") == project).with_columns(
+            pl.col("day").cast(pl.String)
+        )
+        verdicts = {row["day"]: row for row in own.iter_rows(named=True)}
+    result: dict[str, SourceDay] = {}
+    for day in sorted(set(days)):
+        row = verdicts.get(day)
+        if row is None:
+            result[day] = {"gates_passed": None, "failed_gates": [], "gate_reasons": None}
+            continue
+        failed = str(row.get("failed_gates") or "")
+        passed = row["gates_passed"]
+        result[day] = {
+            "gates_passed": None if passed is None else bool(passed),
+            "failed_gates": [name for name in failed.split(",") if name],
+            "gate_reasons": str(row.get("gate_reasons") or ""),
+        }
+    return result
+
+
+def column_schema(frame: pl.DataFrame) -> dict[str, str]:
+    """Each column's Polars type, as a manifest records it (`List(String)`, `Float64`, …)."""
+    return {name: str(dtype) for name, dtype in frame.schema.items()}
+
+
 def check_masked_share(masked: MaskCounts, *, project: str, ceiling: float) -> None:
     """Raise MaskedShareError when more than `ceiling` of the rows had something masked."""
     if masked.share <= ceiling:

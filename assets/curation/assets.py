@@ -22,9 +22,15 @@ from dagster import (
 from pydantic import Field
 
 from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
-from annotation_pipelines.curation.snapshot import dataset_card
+from annotation_pipelines.curation.snapshot import column_schema, dataset_card, source_days
 from annotation_pipelines.kinds import of_kind
-from annotation_pipelines.lake import DATASETS, MANIFEST_FILE, dataset_folder, dataset_manifest_keys
+from annotation_pipelines.lake import (
+    DATASET_SPLIT_FORMATS,
+    DATASETS,
+    MANIFEST_FILE,
+    dataset_folder,
+    dataset_manifest_keys,
+)
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table
@@ -144,14 +150,28 @@ def curated_dataset(
                 day=pl.col("submitted_at").dt.date().cast(pl.String)
             ).group_by("day")
         }
+        files = [
+            *(
+                f"{split}.{suffix}"
+                for split in config.split_ratios
+                for suffix in DATASET_SPLIT_FORMATS
+            ),
+            "card.md",
+            MANIFEST_FILE,
+        ]
         manifest = {
             "project": project,
+            "kind": "categorical",
             "version_id": snapshot.version_id,
             "method": snapshot.method,
             "rows": snapshot.rows.height,
             "splits": rows_per_split,
+            "files": sorted(files),
+            "label_set": sorted(judgments["label"].drop_nulls().unique().to_list()),
+            "schema": column_schema(snapshot.rows),
             "filters": filters,
             "held_back_days": snapshot.held_back_days,
+            "source_days": source_days(list(lineage), report, project=project),
             "input_judgment_versions": dict(sorted(lineage.items())),
             "stats": snapshot.stats,
             "created_by_run": context.run.run_id,

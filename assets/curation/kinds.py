@@ -30,6 +30,7 @@ from annotation_pipelines.curation.kinds import (
     build_kind_snapshot,
     kind_card,
 )
+from annotation_pipelines.curation.snapshot import column_schema, source_days
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS
 from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.lake import MANIFEST_FILE, dataset_file_key, dataset_folder
@@ -112,13 +113,16 @@ def kind_curated_dataset(
                 "method": snapshot.method,
                 "rows": snapshot.rows.height,
                 "splits": splits,
-                "files": sorted([*snapshot.files, "card.md"]),
+                "files": sorted([*snapshot.files, "card.md", MANIFEST_FILE]),
+                "label_set": snapshot.stats["label_set"],
+                "schema": column_schema(snapshot.rows),
                 "filters": {
                     "min_confidence": config.min_confidence,
                     "include_gold": config.include_gold,
                     "split_ratios": config.split_ratios,
                 },
                 "held_back_days": snapshot.held_back_days,
+                "source_days": source_days(list(lineage), quality, project=project),
                 "input_judgment_versions": dict(sorted(lineage.items())),
                 "stats": snapshot.stats,
                 "created_by_run": context.run.run_id,

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from annotation_pipelines.curation import build_snapshot, dataset_card
+from annotation_pipelines.curation.snapshot import source_days
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
 KEY = b"snapshot-test-key"
@@ -237,3 +238,39 @@ def test_a_duplicated_item_keeps_its_split_when_another_copy_becomes_the_survivo
     assert before.rows["task_id"].to_list() == ["dup0"]
     assert after.rows["task_id"].to_list() == ["dup1"]
     assert after.rows["split"].to_list() == before.rows["split"].to_list() == ["train"]
+
+
+def test_the_manifest_says_what_a_trainer_needs(exported):
+    data, result, *_ = exported
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    folder = data / "lake" / "datasets" / "sentiment" / metadata["version_id"].value
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["kind"] == "categorical"
+    assert manifest["files"] == sorted(path.name for path in folder.iterdir())
+    train = pl.read_parquet(folder / "train.parquet")
+    assert manifest["schema"] == {name: str(dtype) for name, dtype in train.schema.items()}
+    judged = pl.read_parquet(data / "lake" / "judgments" / "day=2026-11-02" / "data.parquet")
+    labels = judged.filter(pl.col("project") == "sentiment")["label"].unique().sort().to_list()
+    assert manifest["label_set"] == labels
+    assert manifest["source_days"] == {
+        "2026-11-02": {"gates_passed": True, "failed_gates": [], "gate_reasons": ""}
+    }
+
+
+def test_source_days_name_each_days_gate_verdict():
+    quality = pl.DataFrame(
+        {
+            "project": ["p", "p", "q"],
+            "day": [date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)],
+            "gates_passed": [True, False, False],
+            "failed_gates": ["", "agreement_floor,row_counts_sane", "agreement_floor"],
+            "gate_reasons": ["", "agreement_floor (ERROR): alpha 0.1 < 0.25", "x"],
+        }
+    )
+    days = source_days(["2026-11-03", "2026-11-02", "2026-11-04"], quality, project="p")
+    assert list(days) == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    assert days["2026-11-02"] == {"gates_passed": True, "failed_gates": [], "gate_reasons": ""}
+    assert days["2026-11-03"]["failed_gates"] == ["agreement_floor", "row_counts_sane"]
+    assert days["2026-11-03"]["gates_passed"] is False
+    # No quality report for that day (of this project): no verdict, not a pass.
+    assert days["2026-11-04"] == {"gates_passed": None, "failed_gates": [], "gate_reasons": None}

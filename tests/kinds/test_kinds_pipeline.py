@@ -252,3 +252,26 @@ def test_a_kind_projects_floors_in_project_json_hold_on_a_default_rebuild(with_k
     assert agreement.description.endswith("< floor 0.99 (project.json)")
     sources = agreement.metadata["floor_source"].value
     assert sources == {name: "project.json" if name == "ratings" else "default" for name in KIND_OF}
+
+
+def test_every_kind_manifest_says_what_a_trainer_needs(with_kinds):
+    _, _, data = with_kinds
+    for project, kind in KIND_OF.items():
+        folder, manifest = _snapshot(data, project)
+        assert manifest["files"] == sorted(path.name for path in folder.iterdir()), project
+        for split in ("train", "validation", "test"):
+            assert f"{split}.parquet" in manifest["files"] and split in manifest["splits"]
+        rows = pl.read_parquet(folder / "data.parquet")
+        assert manifest["schema"] == {name: str(dtype) for name, dtype in rows.schema.items()}
+        assert rows["payload"].null_count() == 0, project
+        # The verdict the snapshot was built with (another test re-runs the gates since).
+        [(day, verdict)] = manifest["source_days"].items()
+        assert day == DAY and verdict["gates_passed"] is (DAY not in manifest["held_back_days"])
+        assert verdict["gates_passed"] is (not verdict["failed_gates"])
+        if kind in ("boxes", "spans", "multilabel"):
+            assert manifest["label_set"], project
+        else:
+            assert manifest["label_set"] is None, project
+    folder, manifest = _snapshot(data, "detection")
+    categories = json.loads((folder / "coco.json").read_text())["categories"]
+    assert [c["name"] for c in categories] == manifest["label_set"]
