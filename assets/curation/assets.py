@@ -35,7 +35,7 @@ from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table
 from assets.common.partitions import project_partitions
-from resources.lake import Lake, table_metadata
+from resources.lake import Lake, parquet_bytes, table_metadata
 
 GROUP = "curation"
 OWNERS = ["team:ml-data"]
@@ -139,11 +139,12 @@ def curated_dataset(
         name: snapshot.rows.filter(pl.col("split") == name).height for name in config.split_ratios
     }
     if not lake.exists(manifest_key):
+        writes: dict[str, bytes] = {}
         for split in config.split_ratios:
             part = snapshot.rows.filter(pl.col("split") == split)
-            lake.put_frame(f"{folder}/{split}.parquet", part)
-            lake.put(f"{folder}/{split}.jsonl", part.write_ndjson().encode("utf-8"))
-        lake.put(f"{folder}/card.md", card.encode("utf-8"))
+            writes[f"{folder}/{split}.parquet"] = parquet_bytes(part)
+            writes[f"{folder}/{split}.jsonl"] = part.write_ndjson().encode("utf-8")
+        writes[f"{folder}/card.md"] = card.encode("utf-8")
         lineage = {
             day: content_version(part.drop("day"))
             for (day,), part in judgments.with_columns(
@@ -176,7 +177,10 @@ def curated_dataset(
             "stats": snapshot.stats,
             "created_by_run": context.run.run_id,
         }
-        lake.put(manifest_key, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
+        # One commit, the manifest moved last: a reader never finds a version folder with some
+        # of its files missing, and one that finds the manifest finds every file.
+        writes[manifest_key] = json.dumps(manifest, indent=2, default=str).encode("utf-8")
+        lake.commit(writes)
         context.log.info(f"{project}: wrote snapshot {snapshot.version_id} to {location}")
     else:
         context.log.info(f"{project}: snapshot {snapshot.version_id} already exists; unchanged")

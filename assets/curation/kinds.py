@@ -94,9 +94,11 @@ def kind_curated_dataset(
         manifest_key = dataset_file_key(project, snapshot.version_id, MANIFEST_FILE)
         if not lake.exists(manifest_key):
             card = kind_card(snapshot, quality=quality, location=lake.uri(folder))
-            for name, data in sorted(snapshot.files.items()):
-                lake.put(dataset_file_key(project, snapshot.version_id, name), data)
-            lake.put(dataset_file_key(project, snapshot.version_id, "card.md"), card.encode())
+            writes = {
+                dataset_file_key(project, snapshot.version_id, name): data
+                for name, data in sorted(snapshot.files.items())
+            }
+            writes[dataset_file_key(project, snapshot.version_id, "card.md")] = card.encode()
             own = labels.filter(pl.col("project") == project)
             lineage = {
                 str(day): content_version(part.drop("day")) for (day,), part in own.group_by("day")
@@ -127,7 +129,9 @@ def kind_curated_dataset(
                 "stats": snapshot.stats,
                 "created_by_run": context.run.run_id,
             }
-            lake.put(manifest_key, json.dumps(manifest, indent=2, default=str).encode("utf-8"))
+            # One commit, the manifest moved last: no reader sees a version folder half written.
+            writes[manifest_key] = json.dumps(manifest, indent=2, default=str).encode("utf-8")
+            lake.commit(writes)
             context.log.info(f"{project} ({kind}): wrote snapshot {snapshot.version_id}")
         summary.append(
             {

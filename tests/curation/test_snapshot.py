@@ -274,3 +274,62 @@ def test_source_days_name_each_days_gate_verdict():
     assert days["2026-11-03"]["gates_passed"] is False
     # No quality report for that day (of this project): no verdict, not a pass.
     assert days["2026-11-04"] == {"gates_passed": None, "failed_gates": [], "gate_reasons": None}
+
+
+CURATE = """
+import sys
+from dagster import DagsterInstance
+from assets.definitions import build_definitions
+run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+              "ops": {"curated_dataset": {"config": {"min_confidence": float(sys.argv[1])}}}}
+with DagsterInstance.ephemeral() as instance:
+    instance.add_dynamic_partitions("projects", ["sentiment"])
+    result = build_definitions(profile="local").resolve_job_def("curation_job").execute_in_process(
+        partition_key="sentiment", instance=instance, run_config=run_config)
+    print(next(e.materialization.metadata["version_id"].value
+               for e in result.get_asset_materialization_events()))
+"""
+
+
+def test_a_snapshot_appears_whole_or_not_at_all(exported):
+    # A trainer that lists datasets/<project>/ while a snapshot is written, or after its step
+    # was killed, must never find a version folder with some of its splits missing.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from resources.lake import CRASH_POINT_ENV, LocalLake
+
+    data, *_ = exported
+    lake = data / "lake"
+    folders = lake / "datasets" / "sentiment"
+    before = {path.name for path in folders.iterdir()}
+    env = {k: v for k, v in os.environ.items() if k != CRASH_POINT_ENV}
+    env |= {
+        "ANNOTATION_PIPELINES_DATA_DIR": str(data),
+        "ANNOTATION_PIPELINES_PSEUDONYM_KEY": os.environ["ANNOTATION_PIPELINES_PSEUDONYM_KEY"],
+    }
+    root = Path(__file__).resolve().parents[2]
+
+    def curate(crash_at: str | None) -> subprocess.CompletedProcess:
+        extra = {CRASH_POINT_ENV: crash_at} if crash_at else {}
+        return subprocess.run(
+            [sys.executable, "-c", CURATE, "0.85"],
+            cwd=root,
+            env=env | extra,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    killed = curate("staged")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    LocalLake(base_path=str(lake)).recover()
+    assert {path.name for path in folders.iterdir()} == before
+    finished = curate(None)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    version = finished.stdout.split()[-1]
+    assert {path.name for path in folders.iterdir()} == before | {version}
+    manifest = json.loads((folders / version / "manifest.json").read_text())
+    assert sorted(path.name for path in (folders / version).iterdir()) == manifest["files"]
