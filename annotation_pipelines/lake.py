@@ -147,6 +147,10 @@ ANNOTATION_DB_SEEN_KEY = f"{STATE}/annotation_db_seen.parquet"
 DATASET_SPLIT_FORMATS = ("parquet", "jsonl")
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "card.md"
+# Beside a project's version folders: the version its curation produced last. Versions are
+# immutable and named by content, so a rebuild that gives an older content again writes no
+# new folder; this pointer is what says that version is current again.
+CURRENT_FILE = "current.json"
 
 # One path segment: what a project, version, source or table name may be inside a key, so a
 # value taken from a request can never climb out of its folder.
@@ -212,6 +216,10 @@ def quality_report_html_key(day: str | dt.date, project: str) -> str:
 def dataset_prefix(project: str, version: str | None = None) -> str:
     base = f"{DATASETS}/{segment(project, field='project')}/"
     return base if version is None else f"{base}{segment(version, field='version')}/"
+
+
+def dataset_current_key(project: str) -> str:
+    return dataset_prefix(project) + CURRENT_FILE
 
 
 def dataset_manifest_key(project: str, version: str) -> str:

@@ -879,8 +879,13 @@ def _routes(app: FastAPI, context: Context) -> None:
         prefix = layout.dataset_prefix(project) if project else f"{layout.DATASETS}/"
         files = reader.files(prefix)
         manifests = [v for k, v in files.items() if k.endswith(f"/{layout.MANIFEST_FILE}")]
+        pointers = [v for k, v in files.items() if k.endswith(f"/{layout.CURRENT_FILE}")]
 
         def build() -> list[dict[str, object]]:
+            current = {}
+            for pointer in pointers:
+                project_name = pointer.key[len(layout.DATASETS) + 1 :].split("/", 1)[0]
+                current[project_name] = json.loads(reader.read_bytes(pointer.key))["version_id"]
             found = []
             for version in manifests:
                 manifest = json.loads(reader.read_bytes(version.key))
@@ -891,6 +896,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                         "version_id": manifest["version_id"],
                         "created_at": version.modified.isoformat(),
                         "approved": approved(manifest),
+                        "current": current.get(manifest["project"]) == manifest["version_id"],
                         "method": manifest.get("method"),
                         "rows": manifest.get("rows"),
                         "splits": manifest.get("splits", {}),
@@ -980,13 +986,17 @@ def _routes(app: FastAPI, context: Context) -> None:
             bool, Query(alias="approved", description="Only snapshots whose gates all passed.")
         ] = False,
     ) -> Response:
-        """The newest snapshot of a project (with `approved=true`: the newest approved one):
-        its version id, card and file links."""
+        """The project's current snapshot, the one its last curation run produced (with
+        `approved=true`: that one if approved, else the newest approved one): its version id,
+        card and file links."""
         versions, found = project_snapshots(project)
         candidates = [s for s in found if s["approved"]] if approved_only else found
         if not candidates:
             raise Problem(404, f"project {project!r} has no approved snapshot")
-        return snapshot_answer(request, versions, candidates[-1])
+        # The version the project's last curation produced, although an older content's folder
+        # is older; without a pointer (or when it is not approved), the newest folder.
+        current = [s for s in candidates if s["current"]]
+        return snapshot_answer(request, versions, (current or candidates)[-1])
 
     def find_snapshot(project: str, version: str) -> tuple[list[FileVersion], dict[str, object]]:
         versions, found = project_snapshots(project)

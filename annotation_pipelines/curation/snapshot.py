@@ -13,6 +13,7 @@ The recipe, in order:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
@@ -238,6 +239,11 @@ def source_days(
             "gate_reasons": str(row.get("gate_reasons") or ""),
         }
     return result
+
+
+def current_pointer(version_id: str, run_id: str) -> bytes:
+    """The body of a project's `current.json`: the version its last curation run produced."""
+    return json.dumps({"version_id": version_id, "run_id": run_id}).encode("utf-8")
 
 
 def column_schema(frame: pl.DataFrame) -> dict[str, str]:

@@ -22,12 +22,18 @@ from dagster import (
 from pydantic import Field
 
 from annotation_pipelines.curation import DEFAULT_RATIOS, build_snapshot, content_version
-from annotation_pipelines.curation.snapshot import column_schema, dataset_card, source_days
+from annotation_pipelines.curation.snapshot import (
+    column_schema,
+    current_pointer,
+    dataset_card,
+    source_days,
+)
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import (
     DATASET_SPLIT_FORMATS,
     DATASETS,
     MANIFEST_FILE,
+    dataset_current_key,
     dataset_folder,
     dataset_manifest_keys,
 )
@@ -184,6 +190,7 @@ def curated_dataset(
         context.log.info(f"{project}: wrote snapshot {snapshot.version_id} to {location}")
     else:
         context.log.info(f"{project}: snapshot {snapshot.version_id} already exists; unchanged")
+    lake.put(dataset_current_key(project), current_pointer(snapshot.version_id, context.run.run_id))
     preview = snapshot.rows.drop("annotators", "duplicate_task_ids")
     return MaterializeResult(
         metadata={

@@ -30,10 +30,15 @@ from annotation_pipelines.curation.kinds import (
     build_kind_snapshot,
     kind_card,
 )
-from annotation_pipelines.curation.snapshot import column_schema, source_days
+from annotation_pipelines.curation.snapshot import column_schema, current_pointer, source_days
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS
 from annotation_pipelines.curation.versioning import content_version
-from annotation_pipelines.lake import MANIFEST_FILE, dataset_file_key, dataset_folder
+from annotation_pipelines.lake import (
+    MANIFEST_FILE,
+    dataset_current_key,
+    dataset_file_key,
+    dataset_folder,
+)
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table
 from resources.lake import Lake, table_metadata
@@ -133,6 +138,10 @@ def kind_curated_dataset(
             writes[manifest_key] = json.dumps(manifest, indent=2, default=str).encode("utf-8")
             lake.commit(writes)
             context.log.info(f"{project} ({kind}): wrote snapshot {snapshot.version_id}")
+        lake.put(
+            dataset_current_key(project),
+            current_pointer(snapshot.version_id, context.run.run_id),
+        )
         summary.append(
             {
                 "project": project,

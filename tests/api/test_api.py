@@ -19,6 +19,7 @@ from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.storage import atomic_write_parquet
 from tests.api.conftest import DAYS, KIND_PROJECTS, LATE_DAY, PROJECT, Served, start_server
+from tests.support import QUIET
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -511,3 +512,36 @@ def test_an_empty_snapshot_is_not_approved():
     assert not approved({"held_back_days": ["2026-11-29"], "rows": 120})
     assert not approved({"held_back_days": [], "rows": 0})
     assert not approved({"held_back_days": [], "selected": 0})
+
+
+def test_latest_is_the_snapshot_the_last_materialization_produced(served):
+    # A trial with a stricter filter writes a new version; going back to the defaults
+    # produces the first content again, whose immutable folder is older. The dataset a
+    # consumer gets as "latest" must be the one the project's curation produced last.
+    project = "intent"
+    served.instance.add_dynamic_partitions("projects", [project])  # type: ignore[attr-defined]
+
+    def curate(config: dict) -> str:
+        job = served.defs.resolve_job_def("curation_job")  # type: ignore[attr-defined]
+        result = job.execute_in_process(
+            partition_key=project,
+            instance=served.instance,
+            run_config={**QUIET, "ops": {"curated_dataset": {"config": config}}},
+        )
+        assert result.success
+        event = result.get_asset_materialization_events()[0]
+        return str(event.materialization.metadata["version_id"].value)
+
+    default = curate({})
+    strict = curate({"min_confidence": 0.95})
+    assert strict != default
+    assert get(served, f"/datasets/{project}/latest").json()["version_id"] == strict
+    assert curate({}) == default
+    latest = get(served, f"/datasets/{project}/latest").json()
+    assert latest["version_id"] == default and latest["current"] is True
+    listed = get(served, f"/datasets/{project}").json()["items"]
+    assert [item["current"] for item in listed] == [
+        item["version_id"] == default for item in listed
+    ]
+    approved = get(served, f"/datasets/{project}/latest", params={"approved": "true"}).json()
+    assert approved["version_id"] == default
