@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, cast
 
 import duckdb
 import orjson
@@ -905,13 +905,43 @@ def _routes(app: FastAPI, context: Context) -> None:
                             key[len(folder) :] for key in files if key.startswith(folder)
                         ),
                         "_created": version.mtime_ns,
+                        "_days": sorted(manifest.get("input_judgment_versions", {})),
                     }
                 )
             found.sort(key=lambda item: (item["_created"], item["version_id"]))
             return found
 
         key = ("snapshots", prefix, *sorted(v.token for v in files.values()))
-        return list(files.values()), reader.cached(key, build)
+        reports, judged = judged_now(reader.cached(key, build))
+        return list(files.values()) + reports, judged
+
+    def judged_now(
+        found: list[dict[str, object]],
+    ) -> tuple[list[FileVersion], list[dict[str, object]]]:
+        """The snapshots with `failed_since`: their days whose gates fail now although they did
+        not when the snapshot was written (a day re-checked since). Such a snapshot is not
+        approved. Returns the quality reports read too, which are part of the answer's ETag."""
+        reports: dict[str, dict[str, FileVersion]] = {}
+        judged = []
+        for snapshot in found:
+            project = str(snapshot["project"])
+            if project not in reports:
+                try:
+                    reports[project] = known_project(project)[1]
+                except Problem:
+                    reports[project] = {}
+            days = [str(day) for day in cast(list[str], snapshot["_days"])]
+            held = set(cast(list[str], snapshot["held_back_days"]))
+            verdicts = gate_verdicts(reports[project], days, project)
+            failed = [d for d in days if verdicts.get(d) is False and d not in held]
+            judged.append(
+                {
+                    **snapshot,
+                    "approved": bool(snapshot["approved"]) and not failed,
+                    "failed_since": failed,
+                }
+            )
+        return [v for per_day in reports.values() for v in per_day.values()], judged
 
     def snapshot_files(snapshot: dict[str, object]) -> list[str]:
         # `snapshots` above always stores the file names as a sorted list.

@@ -545,3 +545,46 @@ def test_latest_is_the_snapshot_the_last_materialization_produced(served):
     ]
     approved = get(served, f"/datasets/{project}/latest", params={"approved": "true"}).json()
     assert approved["version_id"] == default
+
+
+def test_a_snapshot_whose_day_failed_its_gates_later_is_no_longer_approved(served):
+    # Approval was judged when the snapshot was written; a day re-checked since then (late data,
+    # a stricter floor) can fail. A consumer asking for an approved snapshot must not get one
+    # that holds a day whose gates fail now.
+    project = "toxicity"
+    served.instance.add_dynamic_partitions("projects", [project])  # type: ignore[attr-defined]
+    job = served.defs.resolve_job_def("curation_job")  # type: ignore[attr-defined]
+    result = job.execute_in_process(
+        partition_key=project, instance=served.instance, run_config=QUIET
+    )
+    version = str(
+        result.get_asset_materialization_events()[0].materialization.metadata["version_id"].value
+    )
+    path = f"/datasets/{project}/latest"
+    answer = get(served, path)
+    before, tag = answer.json(), answer.headers["etag"]
+    assert before["version_id"] == version and before["approved"] is True
+    assert before["failed_since"] == []
+    partition = served.data / "lake" / layout.partition_key("quality_report", DAYS[1])
+    original = pl.read_parquet(partition)
+    failing = pl.col("project") == project
+    try:
+        atomic_write_parquet(
+            original.with_columns(
+                gates_passed=pl.when(failing).then(False).otherwise(pl.col("gates_passed")),
+                failed_gates=pl.when(failing)
+                .then(pl.lit("agreement_floor"))
+                .otherwise("failed_gates"),
+            ),
+            partition,
+        )
+        fresh = get(served, path, headers={"If-None-Match": tag})
+        assert fresh.status_code == 200
+        after = fresh.json()
+        assert after["approved"] is False and after["failed_since"] == [DAYS[1]]
+        assert_problem(get(served, path, params={"approved": "true"}), 404)
+        listed = get(served, "/datasets").json()["items"]
+        assert [i["approved"] for i in listed if i["version_id"] == version] == [False]
+    finally:
+        atomic_write_parquet(original, partition)
+    assert get(served, path).json()["approved"] is True
