@@ -1089,6 +1089,7 @@ def _routes(app: FastAPI, context: Context) -> None:
             "jsonl": "application/x-ndjson",
             "json": "application/json",
             "md": "text/markdown; charset=utf-8",
+            "txt": "text/plain; charset=utf-8",
         }.get(name.rsplit(".", 1)[-1], "application/octet-stream")
 
         def chunks() -> Iterable[bytes]:

@@ -229,6 +229,8 @@ def dataset_versions(lake: Lake) -> MaterializeResult:
         [
             {
                 "project": m["project"],
+                # Manifests written before the field existed are categorical ones.
+                "kind": m.get("kind", "categorical"),
                 "version_id": m["version_id"],
                 "method": m["method"],
                 "rows": m["rows"],

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
+from dagster import AssetKey
 
 from annotation_pipelines import lake as layout
 from annotation_pipelines.api.app import approved, kind_label_columns
@@ -588,3 +589,39 @@ def test_a_snapshot_whose_day_failed_its_gates_later_is_no_longer_approved(serve
     finally:
         atomic_write_parquet(original, partition)
     assert get(served, path).json()["approved"] is True
+
+
+def test_kind_snapshot_files_are_served_as_written_with_their_media_types(served):
+    job = served.defs.resolve_job_def("kind_curation_job")  # type: ignore[attr-defined]
+    assert job.execute_in_process(instance=served.instance, run_config=QUIET).success
+    latest = get(served, "/datasets/entities/latest").json()
+    assert latest["current"] is True
+    names = {item["name"]: item["url"] for item in latest["files"]}
+    assert {"conll.txt", "train.conll.txt", "spans.jsonl", "train.parquet", "data.parquet"} <= set(
+        names
+    )
+    folder = served.data / "lake" / layout.dataset_prefix("entities", latest["version_id"])
+    headers = {"Authorization": f"Bearer {served.tokens['all']}"}
+    expected = {
+        "train.conll.txt": "text/plain; charset=utf-8",
+        "spans.jsonl": "application/x-ndjson",
+        "train.parquet": "application/vnd.apache.parquet",
+    }
+    for name, media in expected.items():
+        answer = httpx.get(names[name], headers=headers)
+        assert answer.status_code == 200 and answer.headers["content-type"] == media, name
+        assert answer.content == (folder / name).read_bytes(), name
+
+
+def test_dataset_versions_says_each_snapshots_kind(served):
+    job = served.defs.resolve_job_def("kind_curation_job")  # type: ignore[attr-defined]
+    assert job.execute_in_process(instance=served.instance, run_config=QUIET).success
+    versions_job = served.defs.resolve_implicit_global_asset_job_def().get_subset(  # type: ignore[attr-defined]
+        asset_selection={AssetKey("dataset_versions")}
+    )
+    assert versions_job.execute_in_process(instance=served.instance, run_config=QUIET).success
+    table = pl.read_parquet(served.data / "lake" / layout.partition_key("dataset_versions"))
+    kinds = dict(table.select("project", "kind").unique().iter_rows())
+    assert kinds[PROJECT] == "categorical"
+    for project, kind in KIND_PROJECTS.items():
+        assert kinds[project] == kind
