@@ -1,7 +1,8 @@
 """Curated snapshots of the non-categorical kinds, in the formats trainers read.
 
 A kind project's snapshot is built from its aggregated labels over every judged day:
-1. hold back every task of a day whose quality gates failed (`gates_passed` false);
+1. hold back every task judged on a day whose quality gates failed (`gates_passed` false),
+   with its labels of every other day, as the categorical snapshots do;
 2. keep tasks whose aggregate has at least `min_confidence`, and gold tasks only on request;
 3. assign a stable hash split (the categorical snapshots' splitter) and version by content.
 
@@ -81,8 +82,9 @@ def build_kind_snapshot(
     task_rows = tasks.filter(pl.col("project") == project).unique("task_id", keep="last")
     gold_ids = task_rows.filter(pl.col("is_gold"))["task_id"]
     method = str(own.sort("day")["method"][-1])
+    held_tasks = own.filter(pl.col("day").cast(pl.String).is_in(held_back))["task_id"]
     selected = (
-        own.filter(~pl.col("day").cast(pl.String).is_in(held_back))
+        own.filter(~pl.col("task_id").is_in(held_tasks.implode()))
         .filter(pl.col("confidence") >= min_confidence)
         .filter(pl.lit(include_gold) | ~pl.col("task_id").is_in(gold_ids.implode()))
         .sort("day", "task_id")
@@ -126,6 +128,7 @@ def build_kind_snapshot(
         "labels": own.height,
         "selected": rows.height,
         "below_confidence": own.filter(pl.col("confidence") < min_confidence).height,
+        "tasks_held_back": held_tasks.n_unique(),
         "min_confidence": min_confidence,
         "label_set": label_set,
     }

@@ -156,3 +156,23 @@ def test_coco_category_ids_do_not_move_when_a_label_drops_out_of_a_version(tmp_p
         assert {image["split"] for image in coco.dataset["images"]} == {split}
         image_ids = set(coco.getImgIds())
         assert all(a["image_id"] in image_ids for a in coco.dataset["annotations"])
+
+
+def test_a_task_judged_on_a_held_back_day_stays_out_even_when_judged_again_later():
+    # As in the categorical snapshots: a task with judgments on a day that failed its gates
+    # is held back whole, not curated from the votes of its other days.
+    tasks = _tasks("rate", lambda i: f"response {i}")
+    first = _labels("rate", "numeric", {"value": [1.0] * N})
+    later = first.head(5).with_columns(day=pl.lit(date(2026, 11, 3)), value=pl.lit(2.0))
+    quality = pl.DataFrame(
+        {
+            "project": ["rate", "rate"],
+            "day": [DAY, date(2026, 11, 3)],
+            "gates_passed": [False, True],
+        }
+    )
+    snapshot = build_kind_snapshot(
+        pl.concat([first, later]), tasks, project="rate", kind="numeric", quality=quality
+    )
+    assert snapshot.held_back_days == [DAY.isoformat()]
+    assert snapshot.rows.height == 0 and snapshot.stats["tasks_held_back"] == N
