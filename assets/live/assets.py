@@ -469,12 +469,15 @@ def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetim
 
 @asset(
     group_name=LIVE_GROUP,
+    # The quality team acts on the running scorecards, blocks and requests.
+    owners=["team:annotation-quality"],
     kinds={"postgres", "polars"},
     description=(
         "Running annotator scorecards and per-task posteriors per project, updated from the "
         "annotation DB's change stream and new landing-zone exports within a minute, for every "
         "kind of annotation; blocks and task requests written back; re-based on each day's "
-        "aggregated_labels."
+        "aggregated_labels. Needs the annotation DB (ANNOTATION_DB_DSN); without one its "
+        "sensor skips saying so."
     ),
     deps=[DAILY_LABELS, KIND_DAILY_LABELS],
 )
