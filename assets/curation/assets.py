@@ -29,7 +29,7 @@ from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table
 from assets.common.partitions import project_partitions
-from resources.lake import Lake, table_metadata
+from resources.lake import Lake, column_schema, table_metadata
 
 GROUP = "curation"
 OWNERS = ["team:ml-data"]
@@ -160,11 +160,13 @@ def curated_dataset(
         context.log.info(f"{project}: wrote snapshot {snapshot.version_id} to {location}")
     else:
         context.log.info(f"{project}: snapshot {snapshot.version_id} already exists; unchanged")
+    # The list columns make the preview unreadable; the schema is still every exported column.
     preview = snapshot.rows.drop("annotators", "duplicate_task_ids")
     return MaterializeResult(
         metadata={
             **table_metadata(preview),
             "dagster/row_count": MetadataValue.int(snapshot.rows.height),
+            "dagster/column_schema": column_schema(snapshot.rows),
             "version_id": MetadataValue.text(snapshot.version_id),
             "location": MetadataValue.path(location),
             "card": MetadataValue.md(card),
