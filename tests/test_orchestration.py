@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from dagster import (
+    AssetKey,
     DagsterInstance,
     DagsterRunStatus,
     build_run_status_sensor_context,
@@ -279,6 +280,30 @@ def test_run_failure_sensor_writes_an_alert(env):
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
     assert alerts["severity"].to_list() == ["ERROR", "WARNING"]
     assert alerts["message"][-1].endswith("(the daemon retries it)")
+
+
+def test_a_failed_materialization_launched_from_the_ui_alerts_with_the_asset_name(env):
+    # The UI's Materialize button runs Dagster's hidden asset job, whose name means nothing to
+    # whoever reads the alert: the alert names the asset instead.
+    defs, instance, landing = env
+    instance.add_dynamic_partitions("projects", ["reviews"])
+    # What the webserver launches: the hidden job with the clicked asset as its selection.
+    failed = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="reviews",
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+        asset_selection=[AssetKey("curated_dataset")],
+    )
+    assert not failed.success
+    _alert_run_failure(defs, instance, failed.run_id)
+    alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
+    [message] = alerts["message"]
+    assert alerts["asset"].to_list() == ["curated_dataset"]
+    assert alerts["partition"].to_list() == ["reviews"]
+    assert message.startswith("curated_dataset: "), message
+    assert "__ASSET_JOB" not in message
+    assert "Cause: " in message
 
 
 def test_lake_maintenance_runs_daily_and_removes_an_orphaned_commit_only_once_it_is_old(env):
