@@ -82,7 +82,15 @@ def curated_dataset(
     project = context.partition_key
 
     def of_project(table: str) -> pl.DataFrame:
-        return lake.scan_all(table).filter(pl.col("project") == project).collect()
+        scan = lake.scan_all(table)
+        # Without the quality layer's verdicts no failed day could be held back: refuse, saying
+        # what to build, rather than publish a snapshot that ignores the gates.
+        if not scan.collect_schema():
+            raise ValueError(
+                f"curated_dataset {project!r}: the lake has no {table} on any day; "
+                "materialize the daily layers (daily_annotation_job) first"
+            )
+        return scan.filter(pl.col("project") == project).collect()
 
     # Other kinds are curated by assets/curation/kinds.py.
     judgments = of_kind(of_project("judgments"))
