@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, FloatMetadataValue
 
 from annotation_pipelines.curation import content_version
 from assets.demo import write_compute_landing
@@ -115,6 +115,10 @@ def test_every_materialization_has_table_metadata_and_no_raw_annotator_id(graph,
         assert "dagster/row_count" in metadata, event.asset_key
         assert "dagster/column_schema" in metadata, event.asset_key
         assert "preview" in metadata, event.asset_key
+        # The UI prints every digit of a float: headline figures come rounded.
+        for label, value in metadata.items():
+            if isinstance(value, FloatMetadataValue) and value.value == value.value:
+                assert value.value == round(value.value, 4), (event.asset_key, label, value)
         seen += 1
     assert seen >= 9
     # Annotator ids are personal data: metadata and the mailed HTML reports show pseudonyms.

@@ -27,7 +27,7 @@ from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import DATASETS, MANIFEST_FILE, dataset_folder, dataset_manifest_keys
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.common.metadata import markdown_table
+from assets.common.metadata import figure, markdown_table
 from assets.common.partitions import project_partitions
 from resources.lake import Lake, column_schema, table_metadata
 
@@ -181,7 +181,7 @@ def curated_dataset(
             "rows_per_split": MetadataValue.json(rows_per_split),
             "method": MetadataValue.text(snapshot.method),
             "held_back_days": MetadataValue.json(snapshot.held_back_days),
-            "masked_share": MetadataValue.float(float(snapshot.stats["masked_share"])),
+            "masked_share": figure(float(snapshot.stats["masked_share"])),
             "masked": MetadataValue.json(snapshot.stats["masked"]),
             **(
                 {"empty_reason": MetadataValue.text(str(snapshot.stats["empty_reason"]))}

@@ -88,6 +88,7 @@ from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
+from assets.common.metadata import figure
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 from resources.landing import LandingZone
@@ -599,7 +600,7 @@ def live_quality_state(
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
-            "oldest_judgment_lag_s": MetadataValue.float(float(lag)),
+            "oldest_judgment_lag_s": figure(float(lag), digits=1),
             "versions": MetadataValue.json({p: s.version for p, s in states.items()}),
             "kind_new_judgments": MetadataValue.int(
                 sum(e.new_judgments for e in kinds.events.values())

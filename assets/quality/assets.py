@@ -55,7 +55,7 @@ from annotation_pipelines.quality.gates import (
     DEFAULT_MIN_GOLD_ACCURACY,
 )
 from annotation_pipelines.settings import load_settings
-from assets.common.metadata import markdown_table, mean_or
+from assets.common.metadata import figure, markdown_table, mean_or
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake, parquet_bytes, table_metadata
@@ -268,10 +268,15 @@ def quality(  # noqa: ANN201
     lake.commit(pages)
     extra: dict[str, dict[str, MetadataValue]] = {
         "quality_report": {
+            "held_back": MetadataValue.text(_held_back(report)),
             "summary": MetadataValue.md(summary),
-            "html_reports": MetadataValue.json(report_paths),
-            "mean_alpha": MetadataValue.float(_mean(report, "krippendorff_alpha")),
-            "mean_gold_accuracy": MetadataValue.float(_mean(report, "gold_accuracy")),
+            # One path entry per report: the UI shows each with a copy button.
+            **{
+                f"html_report/{project}": MetadataValue.path(path)
+                for project, path in report_paths.items()
+            },
+            "mean_alpha": figure(_mean(report, "krippendorff_alpha")),
+            "mean_gold_accuracy": figure(_mean(report, "gold_accuracy")),
         },
         "annotator_scorecards": {"flagged": MetadataValue.int(int(cards["flagged"].sum()))},
         "reannotation_queue": {"tasks_to_reannotate": MetadataValue.int(queue.height)},
@@ -312,6 +317,17 @@ def _pair_agreement(judgments: pl.DataFrame, *, min_overlap: int) -> pl.DataFram
                     "kappa": pl.Float64, "kappa_quadratic": pl.Float64, "project": pl.String}
         )  # fmt: skip
     return pl.concat(frames).sort("project", "annotator_a", "annotator_b")
+
+
+def _held_back(report: pl.DataFrame) -> str:
+    """The projects whose day is held back from curation, each with the gates it failed."""
+    failed = report.filter(~pl.col("gates_passed")).sort("project")
+    if failed.height == 0:
+        return "none: every project passed its ERROR gates"
+    return "; ".join(
+        f"{project}: {gates or 'failed'}"
+        for project, gates in failed.select("project", "failed_gates").iter_rows()
+    )
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float:

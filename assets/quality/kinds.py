@@ -182,7 +182,10 @@ def kind_quality(  # noqa: ANN201
         metadata={
             "html_report": MetadataValue.path(lake.uri(report_key)),
             "alpha_per_project": MetadataValue.json(
-                {p: a for p, a in report.select("project", "krippendorff_alpha").iter_rows()}
+                {
+                    project: None if alpha is None else round(alpha, 4)
+                    for project, alpha in report.select("project", "krippendorff_alpha").iter_rows()
+                }
             ),
         },
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, PathMetadataValue
 
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
@@ -103,6 +104,22 @@ def test_the_failed_check_shows_the_per_project_floor_that_failed_it(graph):
     assert check.metadata["floor"].value["sentiment"] == 0.99
     gold = {c.check_name: c for c in _report_checks(run)}["gold_accuracy_floor"]
     assert gold.passed and "gold accuracy" in gold.description
+
+    # What the asset page shows: the day's verdict in words, a clickable path per project's HTML
+    # report, and figures a reader can take in at a glance.
+    [report] = [
+        e.materialization.metadata
+        for e in run.get_asset_materialization_events()
+        if e.asset_key == AssetKey("quality_report")
+    ]
+    assert report["held_back"].value == "sentiment: agreement_floor"
+    for project in ("intent", "sentiment", "toxicity"):
+        path = report[f"html_report/{project}"]
+        assert isinstance(path, PathMetadataValue) and Path(path.value).is_file()
+    assert "html_reports" not in report
+    for label in ("mean_alpha", "mean_gold_accuracy"):
+        value = report[label].value
+        assert 0 < value < 1 and value == round(value, 4), (label, value)
 
 
 def _report_checks(result):
