@@ -161,6 +161,11 @@ def test_landing_sensor_offers_a_file_only_once_it_has_settled(env, monkeypatch)
     os.utime(growing, (written, written))
     second, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
     assert second.run_requests == []
+    # The Automation page shows why a tick launched nothing.
+    assert second.skip_reason.skip_message == (
+        "no new or changed export file; 1 written to within 60 s, offered once it settles: "
+        "exports/reviews/csv/slow.csv"
+    )
     assert pending_files(defs.resources["landing"], {}) == []
     written -= 31
     os.utime(growing, (written, written))
@@ -177,6 +182,7 @@ def test_landing_sensor_offers_a_file_only_once_it_has_settled(env, monkeypatch)
     fourth, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, third.cursor)
     fifth, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, fourth.cursor)
     assert fourth.run_requests == fifth.run_requests == []
+    assert fifth.skip_reason.skip_message == "no new or changed export file (1 ingested)"
 
 
 def test_project_sensor_adds_new_projects_once(env, tmp_path):
