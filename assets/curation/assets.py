@@ -223,10 +223,11 @@ def dataset_versions(lake: Lake) -> MaterializeResult:
     )
     if frame.height:
         frame = frame.sort("project", "version_id")
-    lake.write_table("dataset_versions", frame)
+    key = lake.write_table("dataset_versions", frame)
     return MaterializeResult(
         metadata={
             **table_metadata(frame),
+            "dagster/uri": MetadataValue.path(lake.uri(key)),
             "versions": markdown_table(frame.drop("input_judgment_versions", strict=False)),
         }
     )

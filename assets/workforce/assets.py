@@ -130,10 +130,12 @@ def workforce_capacity_forecast(
     )
     at_risk = result.plan.filter(pl.col("at_risk"))["project"].to_list()
     context.log.info(f"projects at risk: {at_risk or 'none'}")
-    lake.write_table("workforce_plan", result.plan)
+    plan_key = lake.write_table("workforce_plan", result.plan)
     return Output(
         result.forecast,
         metadata={
+            # The plan is a table of its own beside the forecast this asset stores.
+            "plan_table": MetadataValue.path(lake.uri(plan_key)),
             "plan": markdown_table(
                 result.plan.select(
                     "project",
