@@ -200,6 +200,8 @@ def test_daily_job_runs_the_per_day_layers_by_group(defs):
     assert daily_groups == {"raw", "aggregation", "quality", "workforce"} < groups
     for spec in defs.resolve_all_asset_specs():
         assert (spec.group_name in daily_groups) == (spec.key.to_user_string() in DAILY_ASSETS)
+    # The Jobs page tells the truth about what the job runs.
+    assert all(group in job.description for group in daily_groups), job.description
 
 
 def test_every_asset_names_its_owner_kinds_and_purpose_in_the_catalog(defs):

@@ -121,7 +121,9 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
     outs={
         "quality_report": table_out(
             "Per project and day: agreement (alpha, Fleiss, percent) with bootstrap "
-            "intervals, gold accuracy, consensus accuracy on gold, flagged annotator share.",
+            "intervals, gold accuracy, consensus accuracy on gold, flagged annotator share, and "
+            "the gate verdict (gates_passed, failed_gates, gate_reasons) that holds a failed day "
+            "back from curation; an HTML report per project.",
             group=GROUP,
             owners=OWNERS,
             freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=30)),
