@@ -98,11 +98,15 @@ def curated_dataset(
         raise ValueError(f"project {project!r} has no judgments in the lake")
     report = of_project("quality_report")
     cards = of_project("annotator_scorecards")
-    held_back = (
-        report.filter(~pl.col("gates_passed"))["day"].cast(pl.String).to_list()
+    failed_days = (
+        report.filter(~pl.col("gates_passed"))
+        .group_by(pl.col("day").cast(pl.String))
+        .agg(pl.col("failed_gates").str.split(",").explode().unique().sort())
+        .sort("day")
         if "gates_passed" in report.columns
-        else []
+        else pl.DataFrame(schema={"day": pl.String, "failed_gates": pl.List(pl.String)})
     )
+    held_back = failed_days["day"].to_list()
     flagged = cards.filter(pl.col("flagged"))["annotator_id"].unique().to_list()
     settings = load_settings()
     snapshot = build_snapshot(
@@ -181,6 +185,15 @@ def curated_dataset(
             "rows_per_split": MetadataValue.json(rows_per_split),
             "method": MetadataValue.text(snapshot.method),
             "held_back_days": MetadataValue.json(snapshot.held_back_days),
+            "held_back_reasons": MetadataValue.text(
+                "; ".join(
+                    f"{day}: {', '.join(gates)}"
+                    for day, gates in failed_days.filter(
+                        pl.col("day").is_in(snapshot.held_back_days)
+                    ).iter_rows()
+                )
+                or "none"
+            ),
             "masked_share": figure(float(snapshot.stats["masked_share"])),
             "masked": MetadataValue.json(snapshot.stats["masked"]),
             **(

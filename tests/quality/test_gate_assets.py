@@ -62,7 +62,11 @@ def test_undefined_alpha_fails_its_gate_per_day_and_is_held_back_from_curation(g
     result = curation.execute_in_process(
         partition_key="sentiment", instance=instance, run_config=QUIET
     )
-    version = result.get_asset_materialization_events()[0].materialization.metadata["version_id"]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    version = metadata["version_id"]
+    # The snapshot's page says which day is missing and why.
+    assert metadata["held_back_days"].value == [SOLO]
+    assert metadata["held_back_reasons"].value == f"{SOLO}: agreement_floor"
     manifest = json.loads(
         (lake / "datasets" / "sentiment" / version.value / "manifest.json").read_text()
     )
