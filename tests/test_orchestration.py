@@ -242,6 +242,8 @@ def test_quality_alert_sensor_records_failed_gates(env):
         assert any(p in reason for p in ("intent", "sentiment", "toxicity")), message
     [floor] = alerts.filter(pl.col("check") == "agreement_floor")["message"]
     assert "alpha" in floor and "floor 0.99" in floor, floor
+    # The per-project figures the check also carries for its plots are not repeated.
+    assert not alerts["message"].str.contains("/value|/floor").any()
     # A second tick from the advanced cursor records nothing new.
     _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
     assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height

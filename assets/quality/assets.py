@@ -55,7 +55,7 @@ from annotation_pipelines.quality.gates import (
     DEFAULT_MIN_GOLD_ACCURACY,
 )
 from annotation_pipelines.settings import load_settings
-from assets.common.metadata import figure, markdown_table, mean_or
+from assets.common.metadata import figure, markdown_table, mean_or, per_subject_figures
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake, parquet_bytes, table_metadata
@@ -395,5 +395,6 @@ def _check_result(check: GateCheck) -> AssetCheckResult:
             "warned": check.warned,
             "value": check.values,
             "floor": check.thresholds,
+            **per_subject_figures(check.values, check.thresholds),
         },
     )

@@ -50,6 +50,7 @@ from annotation_pipelines.quality.kinds import (
 )
 from annotation_pipelines.settings import ANNOTATION_DB_DSN, load_settings
 from assets.aggregation.kinds import kind_projects
+from assets.common.metadata import per_subject_figures
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.annotation_db import AnnotationDatabase
@@ -218,6 +219,7 @@ def kind_quality(  # noqa: ANN201
                 "warned": check.warned,
                 "value": check.values,
                 "floor": check.thresholds,
+                **per_subject_figures(check.values, check.thresholds),
             },
         )
 

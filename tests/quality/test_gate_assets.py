@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey, PathMetadataValue
+from dagster import AssetKey, FloatMetadataValue, PathMetadataValue
 
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
@@ -106,6 +106,12 @@ def test_the_failed_check_shows_the_per_project_floor_that_failed_it(graph):
     assert check.description.startswith("sentiment: alpha 0.")
     assert check.description.endswith("< floor 0.99 (per-project)")
     assert check.metadata["floor"].value["sentiment"] == 0.99
+    # Each project's figure and floor as numbers too, which the check's Plots panel draws over
+    # the days.
+    assert isinstance(check.metadata["sentiment/value"], FloatMetadataValue)
+    assert check.metadata["sentiment/floor"].value == 0.99
+    figure = check.metadata["sentiment/value"].value
+    assert 0 < figure < 0.99 and figure == round(figure, 4)
     gold = {c.check_name: c for c in _report_checks(run)}["gold_accuracy_floor"]
     assert gold.passed and "gold accuracy" in gold.description
 
