@@ -374,11 +374,16 @@ def table_metadata(
     )
     return {
         "dagster/row_count": MetadataValue.int(frame.height),
-        "dagster/column_schema": TableSchema(
-            columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-        ),
+        "dagster/column_schema": column_schema(frame),
         "preview": MetadataValue.md(preview),
     }
+
+
+def column_schema(frame: pl.DataFrame) -> TableSchema:
+    """The frame's columns and types as the UI's column schema."""
+    return TableSchema(
+        columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+    )
 
 
 class LakeIOManager(ConfigurableIOManager):

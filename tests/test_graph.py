@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, FloatMetadataValue
 
 from annotation_pipelines.curation import content_version
 from assets.demo import write_compute_landing
@@ -83,11 +83,24 @@ def test_whole_graph_then_identical_rematerialization(graph, daily):
     assert {AssetKey("compute_capacity_forecast"), AssetKey("workforce_capacity_forecast")} <= (
         materialized
     )
+    # Every table an asset writes is one click away from its page.
+    [workforce] = [
+        e.materialization.metadata
+        for e in forecasts.get_asset_materialization_events()
+        if e.asset_key == AssetKey("workforce_capacity_forecast")
+    ]
+    assert workforce["plan_table"].value == str(
+        (lake / "workforce_plan" / "data.parquet").resolve()
+    )
     versions = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection={AssetKey("dataset_versions")}
     )
-    assert versions.execute_in_process(instance=instance, run_config=QUIET).success
-    table = pl.read_parquet(lake / "dataset_versions" / "data.parquet")
+    listed = versions.execute_in_process(instance=instance, run_config=QUIET)
+    assert listed.success
+    [event] = listed.get_asset_materialization_events()
+    table_path = lake / "dataset_versions" / "data.parquet"
+    assert event.materialization.metadata["dagster/uri"].value == str(table_path.resolve())
+    table = pl.read_parquet(table_path)
     assert table["version_id"].to_list() == [version.value]
 
     # Re-materializing a day gives byte-for-byte the same content, and the same snapshot id.
@@ -115,6 +128,10 @@ def test_every_materialization_has_table_metadata_and_no_raw_annotator_id(graph,
         assert "dagster/row_count" in metadata, event.asset_key
         assert "dagster/column_schema" in metadata, event.asset_key
         assert "preview" in metadata, event.asset_key
+        # The UI prints every digit of a float: headline figures come rounded.
+        for label, value in metadata.items():
+            if isinstance(value, FloatMetadataValue) and value.value == value.value:
+                assert value.value == round(value.value, 4), (event.asset_key, label, value)
         seen += 1
     assert seen >= 9
     # Annotator ids are personal data: metadata and the mailed HTML reports show pseudonyms.

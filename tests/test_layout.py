@@ -200,6 +200,24 @@ def test_daily_job_runs_the_per_day_layers_by_group(defs):
     assert daily_groups == {"raw", "aggregation", "quality", "workforce"} < groups
     for spec in defs.resolve_all_asset_specs():
         assert (spec.group_name in daily_groups) == (spec.key.to_user_string() in DAILY_ASSETS)
+    # The Jobs page tells the truth about what the job runs.
+    assert all(group in job.description for group in daily_groups), job.description
+
+
+def test_every_asset_names_its_owner_kinds_and_purpose_in_the_catalog(defs):
+    # A project lead finds their tables from the catalog alone: who owns it, what it is, how it
+    # is stored.
+    for spec in defs.resolve_all_asset_specs():
+        name = spec.key.to_user_string()
+        assert spec.owners, f"{name}: no owner"
+        assert all(owner.startswith("team:") for owner in spec.owners), (name, spec.owners)
+        assert spec.kinds, f"{name}: no kinds"
+        assert spec.description, f"{name}: no description"
+
+
+def test_every_job_schedule_and_sensor_says_what_it_does(defs):
+    for definition in [*defs.jobs, *defs.schedules, *defs.sensors]:
+        assert definition.description, f"{definition.name}: no description"
 
 
 def _imports(path: Path) -> list[str]:

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from dagster import (
+    AssetKey,
     DagsterInstance,
     DagsterRunStatus,
     build_run_status_sensor_context,
@@ -160,6 +161,11 @@ def test_landing_sensor_offers_a_file_only_once_it_has_settled(env, monkeypatch)
     os.utime(growing, (written, written))
     second, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
     assert second.run_requests == []
+    # The Automation page shows why a tick launched nothing.
+    assert second.skip_reason.skip_message == (
+        "no new or changed export file; 1 written to within 60 s, offered once it settles: "
+        "exports/reviews/csv/slow.csv"
+    )
     assert pending_files(defs.resources["landing"], {}) == []
     written -= 31
     os.utime(growing, (written, written))
@@ -176,6 +182,7 @@ def test_landing_sensor_offers_a_file_only_once_it_has_settled(env, monkeypatch)
     fourth, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, third.cursor)
     fifth, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, fourth.cursor)
     assert fourth.run_requests == fifth.run_requests == []
+    assert fifth.skip_reason.skip_message == "no new or changed export file (1 ingested)"
 
 
 def test_project_sensor_adds_new_projects_once(env, tmp_path):
@@ -299,6 +306,8 @@ def test_quality_alert_sensor_records_failed_gates(env):
         assert any(p in reason for p in ("intent", "sentiment", "toxicity")), message
     [floor] = alerts.filter(pl.col("check") == "agreement_floor")["message"]
     assert "alpha" in floor and "floor 0.99" in floor, floor
+    # The per-project figures the check also carries for its plots are not repeated.
+    assert not alerts["message"].str.contains("/value|/floor").any()
     # A second tick from the advanced cursor records nothing new.
     _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
     assert pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").height == alerts.height
@@ -343,6 +352,34 @@ def test_run_failure_sensor_writes_an_alert(env):
     alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
     assert alerts["severity"].to_list() == ["ERROR", "WARNING"]
     assert alerts["message"][-1].endswith("(the daemon retries it)")
+
+
+def test_a_failed_materialization_launched_from_the_ui_alerts_with_the_asset_name(env):
+    # The UI's Materialize button runs Dagster's hidden asset job, whose name means nothing to
+    # whoever reads the alert: the alert names the asset instead.
+    defs, instance, landing = env
+    instance.add_dynamic_partitions("projects", ["reviews"])
+    # What the webserver launches: the hidden job with the clicked asset as its selection.
+    failed = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        partition_key="reviews",
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+        asset_selection=[AssetKey("curated_dataset")],
+    )
+    assert not failed.success
+    _alert_run_failure(defs, instance, failed.run_id)
+    alerts = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
+    [message] = alerts["message"]
+    assert alerts["asset"].to_list() == ["curated_dataset"]
+    assert alerts["partition"].to_list() == ["reviews"]
+    assert message.startswith("curated_dataset: "), message
+    assert "__ASSET_JOB" not in message
+    # The lake is empty: the cause says what is missing and what builds it.
+    assert (
+        "Cause: ValueError: curated_dataset 'reviews': the lake has no judgments on any day; "
+        "materialize the daily layers (daily_annotation_job) first"
+    ) in message, message
 
 
 def test_lake_maintenance_runs_daily_and_removes_an_orphaned_commit_only_once_it_is_old(env):

@@ -1,13 +1,13 @@
 """Aggregated labels: one label per task from its judgments, by the method set per project."""
 
 import polars as pl
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, multi_asset
+from dagster import AssetExecutionContext, Config, Output, multi_asset
 from pydantic import Field
 
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation import fit
 from annotation_pipelines.kinds import of_kind
-from assets.common.metadata import markdown_table, mean_or
+from assets.common.metadata import figure, markdown_table, mean_or
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake
@@ -108,8 +108,8 @@ def aggregated_labels(  # noqa: ANN201
         output_name="aggregated_labels",
         metadata={
             "methods": markdown_table(summary_frame),
-            "tie_share": MetadataValue.float(mean_or(label_frame["is_tie"], 0.0)),
-            "mean_confidence": MetadataValue.float(mean_or(label_frame["confidence"], 0.0)),
+            "tie_share": figure(mean_or(label_frame["is_tie"], 0.0)),
+            "mean_confidence": figure(mean_or(label_frame["confidence"], 0.0)),
         },
     )
     yield Output(skill_frame, output_name="annotator_skill")

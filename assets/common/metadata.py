@@ -19,6 +19,23 @@ def png_markdown(png: bytes, *, alt: str) -> MetadataValue:
     return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
 
 
+def figure(value: float, *, digits: int = 4) -> MetadataValue:
+    """A headline figure rounded for reading (the UI prints every digit of a float)."""
+    return MetadataValue.float(round(value, digits))
+
+
+def per_subject_figures(
+    figures: dict[str, float | None], thresholds: dict[str, float]
+) -> dict[str, MetadataValue]:
+    """`<subject>/value` and `<subject>/floor` as numbers (a check's Plots panel draws numeric
+    entries over its partitions); an undefined figure is left out."""
+    entries = {
+        f"{subject}/value": figure(value) for subject, value in figures.items() if value is not None
+    }
+    entries.update({f"{subject}/floor": figure(value) for subject, value in thresholds.items()})
+    return entries
+
+
 def mean_or(series: pl.Series, default: float) -> float:
     """A numeric column's mean, or `default` when it has none (no rows, or only nulls)."""
     # Polars types `Series.mean` as any Python literal; a numeric column's mean is a number.

@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import hour_of_day_profile, normalize_usage, summarize_usage
 from annotation_pipelines.forecasting.telemetry import allocation_vs_utilization
-from assets.common.metadata import markdown_table
+from assets.common.metadata import figure, markdown_table
 from assets.common.partitions import daily_partitions
 from resources.landing import LandingZone
 
@@ -88,8 +88,6 @@ def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Outpu
             # Allocation vs what the SMs did, per class: idle_allocated is what allocation hides.
             "allocation_vs_utilization": markdown_table(allocation_vs_utilization(frame)),
             # A numeric column's max is a number, or None when every value is null.
-            "peak_demand_gpus": MetadataValue.float(
-                float(peak) if isinstance(peak, int | float) else 0.0
-            ),
+            "peak_demand_gpus": figure(float(peak) if isinstance(peak, int | float) else 0.0),
         },
     )

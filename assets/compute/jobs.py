@@ -18,5 +18,6 @@ daily_compute_schedule = build_schedule_from_partitioned_job(
     hour_of_day=1,
     minute_of_hour=5,
     name="daily_compute_usage_schedule",
+    description="Yesterday's accelerator telemetry, once the day has closed.",
     default_status=DefaultScheduleStatus.RUNNING,
 )

@@ -39,9 +39,10 @@ from annotation_pipelines.lake import (
 )
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.common.metadata import markdown_table
+from assets.common.metadata import figure, markdown_table
 from assets.common.partitions import project_partitions
 from resources.lake import Lake, parquet_bytes, table_metadata
+from resources.lake import column_schema as table_schema
 
 GROUP = "curation"
 OWNERS = ["team:ml-data"]
@@ -94,7 +95,15 @@ def curated_dataset(
     project = context.partition_key
 
     def of_project(table: str) -> pl.DataFrame:
-        return lake.scan_all(table).filter(pl.col("project") == project).collect()
+        scan = lake.scan_all(table)
+        # Without the quality layer's verdicts no failed day could be held back: refuse, saying
+        # what to build, rather than publish a snapshot that ignores the gates.
+        if not scan.collect_schema():
+            raise ValueError(
+                f"curated_dataset {project!r}: the lake has no {table} on any day; "
+                "materialize the daily layers (daily_annotation_job) first"
+            )
+        return scan.filter(pl.col("project") == project).collect()
 
     # Other kinds are curated by assets/curation/kinds.py.
     judgments = of_kind(of_project("judgments"))
@@ -102,11 +111,15 @@ def curated_dataset(
         raise ValueError(f"project {project!r} has no judgments in the lake")
     report = of_project("quality_report")
     cards = of_project("annotator_scorecards")
-    held_back = (
-        report.filter(~pl.col("gates_passed"))["day"].cast(pl.String).to_list()
+    failed_days = (
+        report.filter(~pl.col("gates_passed"))
+        .group_by(pl.col("day").cast(pl.String))
+        .agg(pl.col("failed_gates").str.split(",").explode().unique().sort())
+        .sort("day")
         if "gates_passed" in report.columns
-        else []
+        else pl.DataFrame(schema={"day": pl.String, "failed_gates": pl.List(pl.String)})
     )
+    held_back = failed_days["day"].to_list()
     flagged = cards.filter(pl.col("flagged"))["annotator_id"].unique().to_list()
     settings = load_settings()
     snapshot = build_snapshot(
@@ -191,18 +204,29 @@ def curated_dataset(
     else:
         context.log.info(f"{project}: snapshot {snapshot.version_id} already exists; unchanged")
     lake.put(dataset_current_key(project), current_pointer(snapshot.version_id, context.run.run_id))
+    # The list columns make the preview unreadable; the schema is still every exported column.
     preview = snapshot.rows.drop("annotators", "duplicate_task_ids")
     return MaterializeResult(
         metadata={
             **table_metadata(preview),
             "dagster/row_count": MetadataValue.int(snapshot.rows.height),
+            "dagster/column_schema": table_schema(snapshot.rows),
             "version_id": MetadataValue.text(snapshot.version_id),
             "location": MetadataValue.path(location),
             "card": MetadataValue.md(card),
             "rows_per_split": MetadataValue.json(rows_per_split),
             "method": MetadataValue.text(snapshot.method),
             "held_back_days": MetadataValue.json(snapshot.held_back_days),
-            "masked_share": MetadataValue.float(float(snapshot.stats["masked_share"])),
+            "held_back_reasons": MetadataValue.text(
+                "; ".join(
+                    f"{day}: {', '.join(gates)}"
+                    for day, gates in failed_days.filter(
+                        pl.col("day").is_in(snapshot.held_back_days)
+                    ).iter_rows()
+                )
+                or "none"
+            ),
+            "masked_share": figure(float(snapshot.stats["masked_share"])),
             "masked": MetadataValue.json(snapshot.stats["masked"]),
             **(
                 {"empty_reason": MetadataValue.text(str(snapshot.stats["empty_reason"]))}
@@ -246,10 +270,11 @@ def dataset_versions(lake: Lake) -> MaterializeResult:
     )
     if frame.height:
         frame = frame.sort("project", "version_id")
-    lake.write_table("dataset_versions", frame)
+    key = lake.write_table("dataset_versions", frame)
     return MaterializeResult(
         metadata={
             **table_metadata(frame),
+            "dagster/uri": MetadataValue.path(lake.uri(key)),
             "versions": markdown_table(frame.drop("input_judgment_versions", strict=False)),
         }
     )

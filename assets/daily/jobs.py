@@ -13,7 +13,7 @@ DAILY_GROUPS = ("raw", "aggregation", "quality", "workforce")
 daily_job = define_asset_job(
     "daily_annotation_job",
     selection=AssetSelection.groups(*DAILY_GROUPS),
-    description="Every per-day layer for one day: raw → aggregation → quality.",
+    description="Every per-day layer for one day: raw → aggregation → quality, and workforce.",
 )
 
 daily_schedule = build_schedule_from_partitioned_job(

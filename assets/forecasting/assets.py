@@ -186,6 +186,17 @@ def procurement_plan(
     usage = lake.read_days("compute_usage", days)
     as_of = dt.date.fromisoformat(days[-1]) + dt.timedelta(days=1)
     plan = capacity_plan(usage, config=planning, as_of=as_of, reconciliation=config.reconciliation)
+    # At the least history the plan accepts, the backtest can leave no spread between the bands:
+    # then the p90 rows are the p50 rows again, which the plan must say rather than show.
+    widest = plan.cluster_weekly.select((pl.col("p90") - pl.col("p50")).abs().max()).item()
+    if widest is None or float(widest) < 1e-9:
+        spread = (
+            f"none: the backtest over {len(days)} days of telemetry measured no spread, so every "
+            "p90 row repeats its p50 row; a longer history gives a P90"
+        )
+        context.log.warning(f"procurement plan: P90 spread {spread}")
+    else:
+        spread = f"up to {float(widest):,.1f} accelerators above the P50 (weekly bands)"
     judgments = _recent(lake, "judgments", days=config.cost_days)
     aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
     quality = _recent(lake, "quality_report", days=config.cost_days)
@@ -237,6 +248,7 @@ def procurement_plan(
                 if plan.reconciliation
                 else "P90 of a cluster is the sum of its series' P90s (conservative)."
             ),
+            f"P90 spread: {spread}.",
         ],
     )
     key = capacity_report_key(as_of.isoformat())
@@ -245,6 +257,7 @@ def procurement_plan(
         "as_of": MetadataValue.text(as_of.isoformat()),
         "plan": markdown_table(plan.plan, rows=60),
         "reconciliation": MetadataValue.text(plan.reconciliation or "none (series summed)"),
+        "p90_spread": MetadataValue.text(spread),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),

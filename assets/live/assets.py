@@ -88,6 +88,7 @@ from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
+from assets.common.metadata import figure
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 from resources.landing import LandingZone
@@ -469,12 +470,15 @@ def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetim
 
 @asset(
     group_name=LIVE_GROUP,
+    # The quality team acts on the running scorecards, blocks and requests.
+    owners=["team:annotation-quality"],
     kinds={"postgres", "polars"},
     description=(
         "Running annotator scorecards and per-task posteriors per project, updated from the "
         "annotation DB's change stream and new landing-zone exports within a minute, for every "
         "kind of annotation; blocks and task requests written back; re-based on each day's "
-        "aggregated_labels."
+        "aggregated_labels. Needs the annotation DB (ANNOTATION_DB_DSN); without one its "
+        "sensor skips saying so."
     ),
     deps=[DAILY_LABELS, KIND_DAILY_LABELS],
 )
@@ -596,7 +600,7 @@ def live_quality_state(
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
-            "oldest_judgment_lag_s": MetadataValue.float(float(lag)),
+            "oldest_judgment_lag_s": figure(float(lag), digits=1),
             "versions": MetadataValue.json({p: s.version for p, s in states.items()}),
             "kind_new_judgments": MetadataValue.int(
                 sum(e.new_judgments for e in kinds.events.values())

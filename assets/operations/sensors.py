@@ -37,6 +37,15 @@ automation_sensor = AutomationConditionSensorDefinition(
 def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> None:
     run = context.dagster_run
     message = f"{run.job_name}: {context.failure_event.message or 'run failed'}"
+    assets = ""
+    # The UI's Materialize button runs Dagster's hidden asset job ("__ASSET_JOB"), a name that
+    # tells the reader nothing: such an alert names the assets the user launched instead.
+    if run.job_name.startswith("__ASSET_JOB") and run.asset_selection:
+        assets = ", ".join(sorted(key.to_user_string() for key in run.asset_selection))
+        failure = (context.failure_event.message or "run failed").replace(
+            f'Execution of run for "{run.job_name}" failed', "Materialization failed"
+        )
+        message = f"{assets}: {failure}"
     cause = failure_cause(context)
     if cause:
         message += f" Cause: {cause}"
@@ -63,7 +72,7 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> No
         [
             {
                 "kind": "run_failure",
-                "asset": "",
+                "asset": assets,
                 "check": "",
                 "partition": run.tags.get("dagster/partition", ""),
                 "severity": severity,

@@ -60,7 +60,7 @@ from annotation_pipelines.quality.gates import (
     project_gate_floors,
 )
 from annotation_pipelines.settings import load_settings
-from assets.common.metadata import markdown_table, mean_or
+from assets.common.metadata import figure, markdown_table, mean_or, per_subject_figures
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake, parquet_bytes, table_metadata
@@ -128,7 +128,9 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
     outs={
         "quality_report": table_out(
             "Per project and day: agreement (alpha, Fleiss, percent) with bootstrap "
-            "intervals, gold accuracy, consensus accuracy on gold, flagged annotator share.",
+            "intervals, gold accuracy, consensus accuracy on gold, flagged annotator share, and "
+            "the gate verdict (gates_passed, failed_gates, gate_reasons) that holds a failed day "
+            "back from curation; an HTML report per project.",
             group=GROUP,
             owners=OWNERS,
             freshness_policy=FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=30)),
@@ -279,10 +281,15 @@ def quality(  # noqa: ANN201
     lake.commit(pages)
     extra: dict[str, dict[str, MetadataValue]] = {
         "quality_report": {
+            "held_back": MetadataValue.text(_held_back(report)),
             "summary": MetadataValue.md(summary),
-            "html_reports": MetadataValue.json(report_paths),
-            "mean_alpha": MetadataValue.float(_mean(report, "krippendorff_alpha")),
-            "mean_gold_accuracy": MetadataValue.float(_mean(report, "gold_accuracy")),
+            # One path entry per report: the UI shows each with a copy button.
+            **{
+                f"html_report/{project}": MetadataValue.path(path)
+                for project, path in report_paths.items()
+            },
+            "mean_alpha": figure(_mean(report, "krippendorff_alpha")),
+            "mean_gold_accuracy": figure(_mean(report, "gold_accuracy")),
         },
         "annotator_scorecards": {"flagged": MetadataValue.int(int(cards["flagged"].sum()))},
         "reannotation_queue": {"tasks_to_reannotate": MetadataValue.int(queue.height)},
@@ -323,6 +330,17 @@ def _pair_agreement(judgments: pl.DataFrame, *, min_overlap: int) -> pl.DataFram
                     "kappa": pl.Float64, "kappa_quadratic": pl.Float64, "project": pl.String}
         )  # fmt: skip
     return pl.concat(frames).sort("project", "annotator_a", "annotator_b")
+
+
+def _held_back(report: pl.DataFrame) -> str:
+    """The projects whose day is held back from curation, each with the gates it failed."""
+    failed = report.filter(~pl.col("gates_passed")).sort("project")
+    if failed.height == 0:
+        return "none: every project passed its ERROR gates"
+    return "; ".join(
+        f"{project}: {gates or 'failed'}"
+        for project, gates in failed.select("project", "failed_gates").iter_rows()
+    )
 
 
 def _mean(frame: pl.DataFrame, column: str) -> float:
@@ -423,5 +441,6 @@ def _check_result(check: GateCheck) -> AssetCheckResult:
             "value": check.values,
             "floor": check.thresholds,
             "floor_source": check.threshold_sources,
+            **per_subject_figures(check.values, check.thresholds),
         },
     )

@@ -52,6 +52,7 @@ from annotation_pipelines.quality.kinds import (
 )
 from annotation_pipelines.settings import ANNOTATION_DB_DSN, load_settings
 from assets.aggregation.kinds import kind_projects
+from assets.common.metadata import per_subject_figures
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from assets.quality.assets import explicit_floor, project_floors
@@ -193,7 +194,10 @@ def kind_quality(  # noqa: ANN201
         metadata={
             "html_report": MetadataValue.path(lake.uri(report_key)),
             "alpha_per_project": MetadataValue.json(
-                {p: a for p, a in report.select("project", "krippendorff_alpha").iter_rows()}
+                {
+                    project: None if alpha is None else round(alpha, 4)
+                    for project, alpha in report.select("project", "krippendorff_alpha").iter_rows()
+                }
             ),
         },
     )
@@ -227,6 +231,7 @@ def kind_quality(  # noqa: ANN201
                 "value": check.values,
                 "floor": check.thresholds,
                 "floor_source": check.threshold_sources,
+                **per_subject_figures(check.values, check.thresholds),
             },
         )
 

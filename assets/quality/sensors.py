@@ -111,10 +111,13 @@ def _reason(evaluation: AssetCheckEvaluation) -> str:
     threshold), then its scalar figures; its JSON figures (projects, values, thresholds) when
     it has no description."""
     metadata = evaluation.metadata
+    # `<project>/value` and `<project>/floor` are there for the check's plots; the description
+    # already words each failing project's figure and floor.
     figures = [
         f"{label} {value.value}"
         for label, value in metadata.items()
         if isinstance(value, IntMetadataValue | FloatMetadataValue | TextMetadataValue)
+        and "/" not in label
     ]
     parts = [evaluation.description] if evaluation.description else []
     if not parts:

@@ -79,13 +79,35 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
             f"{len(waiting)} file(s) written to within {landing.settle_seconds:g} s, offered once "
             f"they settle: {', '.join(waiting[:5])}"
         )
+    given_up = sorted(key.split("@")[0] for key, tried in attempts.items() if tried >= MAX_ATTEMPTS)
     return SensorResult(
         run_requests=requests,
+        skip_reason=None if requests else _idle_reason(done, waiting, given_up, landing),
         dynamic_partitions_requests=[export_files.build_add_request(new_partitions)]
         if new_partitions
         else [],
         cursor=json.dumps({"done": done, "attempts": attempts}, sort_keys=True),
     )
+
+
+def _idle_reason(
+    done: dict[str, str], waiting: list[str], given_up: list[str], landing: LandingZone
+) -> str:
+    """Why a tick launched nothing, in the words the Automation page shows."""
+    parts = []
+    if waiting:
+        parts.append(
+            f"{len(waiting)} written to within {landing.settle_seconds:g} s, offered once it "
+            f"settles: {', '.join(waiting[:5])}"
+        )
+    if given_up:
+        parts.append(
+            f"{len(given_up)} failed {MAX_ATTEMPTS} times, not retried until fixed or "
+            f"replaced: {', '.join(given_up[:5])}"
+        )
+    if not parts:
+        return f"no new or changed export file ({len(done)} ingested)"
+    return "no new or changed export file; " + "; ".join(parts)
 
 
 @sensor(

@@ -19,7 +19,7 @@ from annotation_pipelines.forecasting import workforce_forecast, workforce_throu
 from annotation_pipelines.forecasting.plot import plot_forecast
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
-from assets.common.metadata import markdown_table, png_markdown
+from assets.common.metadata import figure, markdown_table, png_markdown
 from assets.common.partitions import daily_partitions
 from resources.lake import Lake
 from resources.landing import LandingZone
@@ -66,7 +66,7 @@ def workforce_throughput_daily(
     return Output(
         today,
         metadata={
-            "annotator_hours": MetadataValue.float(float(today["annotator_hours"].sum())),
+            "annotator_hours": figure(float(today["annotator_hours"].sum()), digits=1),
             "backlog": MetadataValue.int(int(today["backlog"].sum())),
             "per_project": markdown_table(today),
         },
@@ -130,10 +130,12 @@ def workforce_capacity_forecast(
     )
     at_risk = result.plan.filter(pl.col("at_risk"))["project"].to_list()
     context.log.info(f"projects at risk: {at_risk or 'none'}")
-    lake.write_table("workforce_plan", result.plan)
+    plan_key = lake.write_table("workforce_plan", result.plan)
     return Output(
         result.forecast,
         metadata={
+            # The plan is a table of its own beside the forecast this asset stores.
+            "plan_table": MetadataValue.path(lake.uri(plan_key)),
             "plan": markdown_table(
                 result.plan.select(
                     "project",

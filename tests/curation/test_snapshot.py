@@ -173,6 +173,17 @@ def test_exported_files_load_back_to_the_same_rows(exported):
     assert not payloads.str.contains(r"\[redacted\]").any()
 
 
+def test_the_column_schema_shown_is_the_exported_files_schema(exported):
+    data, result, *_ = exported
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    folder = data / "lake" / "datasets" / "sentiment" / metadata["version_id"].value
+    shown = [(c.name, c.type) for c in metadata["dagster/column_schema"].value.columns]
+    exported_schema = pl.read_parquet_schema(folder / "train.parquet")
+    assert shown == [(name, str(dtype)) for name, dtype in exported_schema.items()]
+    # The files are where the metadata says, one click away.
+    assert metadata["location"].value == str(folder.resolve())
+
+
 def test_no_raw_annotator_id_in_any_export_or_metadata(exported):
     data, result, daily, *_ = exported
     raw_ids = set(

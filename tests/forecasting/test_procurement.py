@@ -247,6 +247,14 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
     assert report.is_file() and "Procurement plan" in report.read_text()
     written = lake.read_table("procurement_plan")
     assert written.height == 6  # 3 cluster x type pairs x 2 scenarios
+    # At the least history the plan accepts the backtest measures no spread, so the P90 repeats
+    # the P50: the plan says so instead of showing one scenario twice as two.
+    assert (written["peak_required"][::2] == written["peak_required"][1::2]).all()
+    assert metadata["p90_spread"].value == (
+        "none: the backtest over 35 days of telemetry measured no spread, so every p90 row "
+        "repeats its p50 row; a longer history gives a P90"
+    )
+    assert "measured no spread" in report.read_text()
 
 
 def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):

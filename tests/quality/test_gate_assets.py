@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, FloatMetadataValue, PathMetadataValue
 
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
@@ -61,7 +62,11 @@ def test_undefined_alpha_fails_its_gate_per_day_and_is_held_back_from_curation(g
     result = curation.execute_in_process(
         partition_key="sentiment", instance=instance, run_config=QUIET
     )
-    version = result.get_asset_materialization_events()[0].materialization.metadata["version_id"]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    version = metadata["version_id"]
+    # The snapshot's page says which day is missing and why.
+    assert metadata["held_back_days"].value == [SOLO]
+    assert metadata["held_back_reasons"].value == f"{SOLO}: agreement_floor"
     manifest = json.loads(
         (lake / "datasets" / "sentiment" / version.value / "manifest.json").read_text()
     )
@@ -101,8 +106,30 @@ def test_the_failed_check_shows_the_per_project_floor_that_failed_it(graph):
     assert check.description.startswith("sentiment: alpha 0.")
     assert check.description.endswith("< floor 0.99 (run config)")
     assert check.metadata["floor"].value["sentiment"] == 0.99
+    # Each project's figure and floor as numbers too, which the check's Plots panel draws over
+    # the days.
+    assert isinstance(check.metadata["sentiment/value"], FloatMetadataValue)
+    assert check.metadata["sentiment/floor"].value == 0.99
+    figure = check.metadata["sentiment/value"].value
+    assert 0 < figure < 0.99 and figure == round(figure, 4)
     gold = {c.check_name: c for c in _report_checks(run)}["gold_accuracy_floor"]
     assert gold.passed and "gold accuracy" in gold.description
+
+    # What the asset page shows: the day's verdict in words, a clickable path per project's HTML
+    # report, and figures a reader can take in at a glance.
+    [report] = [
+        e.materialization.metadata
+        for e in run.get_asset_materialization_events()
+        if e.asset_key == AssetKey("quality_report")
+    ]
+    assert report["held_back"].value == "sentiment: agreement_floor"
+    for project in ("intent", "sentiment", "toxicity"):
+        path = report[f"html_report/{project}"]
+        assert isinstance(path, PathMetadataValue) and Path(path.value).is_file()
+    assert "html_reports" not in report
+    for label in ("mean_alpha", "mean_gold_accuracy"):
+        value = report[label].value
+        assert 0 < value < 1 and value == round(value, 4), (label, value)
 
 
 def _report_checks(result):
