@@ -158,6 +158,11 @@ def test_length_preserving_masks_keep_every_character_offset():
     assert (counts.rows_masked, counts.email, counts.phone, counts.custom) == (1, 1, 1, 1)
 
 
+def test_length_preserving_masking_refuses_text_holding_its_internal_marks():
+    with pytest.raises(ValueError, match=r"column 'payload', row 1: .*U\+FDD0"):
+        _mask(["fine", "odd \ufdd0 mark"], preserve_length=True)
+
+
 def test_json_payloads_have_their_string_values_masked_and_stay_json():
     texts = [
         # Masking the JSON text would leave `\[redacted]` (an invalid escape) here.
