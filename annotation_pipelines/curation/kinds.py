@@ -25,17 +25,31 @@ for spans, `prompt`/`left_text`/`right_text` (JSON) for pairwise, the image's `f
 `width` and `height` (JSON) for boxes. COCO category ids number the project's whole label set
 (every label its aggregates have on any day), not the labels left in one version, so a class
 index means the same class in every version as long as no new label arrives.
+
+Personal data is masked before anything is written, by the categorical snapshots' detector
+(`curation.masking`: e-mail addresses, phone numbers, configured patterns) and under the same
+ceiling on the masked share (MaskedShareError above it). Span payloads are masked in place,
+character for character (`MASK_CHARACTER`, whitespace kept), so every span's offsets still slice
+out its (masked) text and the CoNLL tokens are the masked text's, as many as before. JSON
+payloads (pairwise prompt and responses, box image references) are masked inside their string
+values and stay valid JSON; other payloads are masked as text, with `[redacted]`. A `text`
+project's aggregated answer is annotator-written free text: it is masked like the payload, and
+a task counts once in the masked share whichever of the two held the match. The trainer files
+are written from the masked rows, never from the raw tasks.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
 from annotation_pipelines.curation.formats_bio import to_conll, with_offsets
 from annotation_pipelines.curation.formats_coco import to_coco
+from annotation_pipelines.curation.masking import mask_personal_data
+from annotation_pipelines.curation.snapshot import check_masked_share
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
@@ -67,9 +81,15 @@ def build_kind_snapshot(
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     include_gold: bool = False,
     ratios: dict[str, float] | None = None,
+    phone_region: str,
+    max_masked_share: float,
+    mask_patterns: Sequence[str] = (),
 ) -> KindSnapshot:
     """The snapshot of one kind project from its `labels` (kind_aggregated_labels rows, with
-    `day`) and `tasks` (raw_tasks rows of the project); `quality` is its kind_quality_report."""
+    `day`) and `tasks` (raw_tasks rows of the project); `quality` is its kind_quality_report.
+
+    Personal data is masked as `build_snapshot` masks it (`phone_region`, `mask_patterns`);
+    more than `max_masked_share` of the rows masked raises MaskedShareError."""
     check_kind(kind)
     columns = list(VALUE_COLUMNS[kind])
     held_back: list[str] = []
@@ -111,18 +131,28 @@ def build_kind_snapshot(
         )
         .sort("task_id")
     )
+    rows, masked = mask_personal_data(
+        rows,
+        columns=("payload", "text") if kind == "text" else ("payload",),
+        phone_region=phone_region,
+        patterns=mask_patterns,
+        # Span offsets index the payload as it is: it is masked as text, in place.
+        preserve_length=kind == "spans",
+        structured=kind != "spans",
+    )
+    check_masked_share(masked, project=project, ceiling=max_masked_share)
     version_id = content_version(rows)
     label_set = _label_set(own, kind)
     files = {
         "data.parquet": _parquet(rows),
         "data.jsonl": rows.write_ndjson().encode("utf-8"),
-        **_trainer_files(rows, task_rows, kind=kind, label_set=label_set),
+        **_trainer_files(rows, kind=kind, label_set=label_set),
     }
     for split in ratios:
         part = rows.filter(pl.col("split") == split)
         files[f"{split}.parquet"] = _parquet(part)
         files[f"{split}.jsonl"] = part.write_ndjson().encode("utf-8")
-        for name, data in _trainer_files(part, task_rows, kind=kind, label_set=label_set).items():
+        for name, data in _trainer_files(part, kind=kind, label_set=label_set).items():
             files[f"{split}.{name}"] = data
     stats: dict[str, object] = {
         "labels": own.height,
@@ -131,6 +161,11 @@ def build_kind_snapshot(
         "tasks_held_back": held_tasks.n_unique(),
         "min_confidence": min_confidence,
         "label_set": label_set,
+        "masked_share": round(masked.share, 6),
+        "masked_rows": masked.rows_masked,
+        "masked": masked.by_kind(),
+        "phone_region": phone_region,
+        "max_masked_share": max_masked_share,
     }
     return KindSnapshot(
         project=project,
@@ -152,10 +187,10 @@ def _parquet(frame: pl.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _payload_fields(tasks: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.DataFrame:
-    """`task_id` and the named fields of each task's JSON payload."""
-    return tasks.select(
-        "task_id", pl.col("payload").str.json_decode(pl.Struct(fields)).alias("decoded")
+def _payload_fields(rows: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.DataFrame:
+    """`task_id`, `split` and the named fields of each row's JSON payload."""
+    return rows.select(
+        "task_id", "split", pl.col("payload").str.json_decode(pl.Struct(fields)).alias("decoded")
     ).unnest("decoded")
 
 
@@ -171,16 +206,17 @@ def _label_set(labels: pl.DataFrame, kind: str) -> list[str] | None:
 
 
 def _trainer_files(
-    rows: pl.DataFrame, tasks: pl.DataFrame, *, kind: str, label_set: list[str] | None
+    rows: pl.DataFrame, *, kind: str, label_set: list[str] | None
 ) -> dict[str, bytes]:
+    """The kind's trainer files, from the snapshot's (masked) rows."""
     if kind == "boxes":
         images = _payload_fields(
-            tasks, {"file_name": pl.String(), "width": pl.Float64(), "height": pl.Float64()}
-        ).join(rows.select("task_id", "split"), on="task_id", how="inner")
+            rows, {"file_name": pl.String(), "width": pl.Float64(), "height": pl.Float64()}
+        )
         coco = to_coco(rows.select("task_id", "boxes"), images=images, categories=label_set)
         return {"coco.json": json.dumps(coco, indent=1, sort_keys=True).encode("utf-8")}
     if kind == "spans":
-        texts = tasks.select("task_id", pl.col("payload").alias("text"))
+        texts = rows.select("task_id", pl.col("payload").alias("text"))
         labelled = rows.select("task_id", "spans", "confidence")
         documents = with_offsets(labelled, texts).join(
             rows.select("task_id", "split"), on="task_id", how="left", maintain_order="left"
@@ -191,8 +227,8 @@ def _trainer_files(
         }
     if kind == "pairwise":
         texts = _payload_fields(
-            tasks, {"prompt": pl.String(), "left_text": pl.String(), "right_text": pl.String()}
-        )
+            rows, {"prompt": pl.String(), "left_text": pl.String(), "right_text": pl.String()}
+        ).drop("split")
         decided = rows.filter(pl.col("winner") != "tie").join(texts, on="task_id", how="left")
         missing = decided.filter(pl.col("prompt").is_null())
         if missing.height:
@@ -248,6 +284,22 @@ def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location:
                 f"{_figure(row['mean_pairwise_agreement'])} | {row['gold_metric_name']} | "
                 f"{_figure(row['gold_metric'])} |"
             )
+    stats = snapshot.stats
+    masked = stats.get("masked")
+    if isinstance(masked, dict):
+        mask = "`*` per character, offsets kept" if snapshot.kind == "spans" else "`[redacted]`"
+        where = "payloads and answers" if snapshot.kind == "text" else "payloads"
+        lines += [
+            "",
+            "## Personal data",
+            "",
+            f"{float(stats['masked_share']):.1%} of {where} ({stats['masked_rows']:,} of "  # type: ignore[arg-type]
+            f"{rows.height:,}) had personal data replaced by {mask}: e-mail addresses in "
+            f"{masked.get('email', 0):,}, phone numbers in {masked.get('phone', 0):,} (numbers "
+            f"without a country code read as {stats['phone_region']}), configured patterns in "
+            f"{masked.get('custom', 0):,}. A snapshot fails above "
+            f"{float(stats['max_masked_share']):.1%}.",  # type: ignore[arg-type]
+        ]
     if snapshot.held_back_days:
         lines += ["", f"Held back (failed gates): {', '.join(snapshot.held_back_days)}."]
     return "\n".join(lines) + "\n"

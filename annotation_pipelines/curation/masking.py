@@ -12,17 +12,33 @@ The matcher is pure Python (about 10k texts/s), so it only runs on texts that co
 at least `PHONE_MIN_DIGITS` digits (separators allowed) — a vectorized Polars prefilter; text
 without such a run cannot hold a phone number. E-mail addresses and configured patterns are
 Polars regex replacements over the whole column.
+
+Two options serve the exported formats. `preserve_length` replaces each match by
+`MASK_CHARACTER` once per character it covers, keeping the match's whitespace: a text whose
+span labels are character offsets keeps every offset, and keeps its tokens (a masked
+"(415) 555-0132" is "***** ********", two tokens as before), so token-level tags do not move.
+`structured` masks a text that is a JSON object or array inside its string values: masking the
+JSON text itself could break it (in `"line\\njane@example.com"` the address pattern starts at the
+`n` of the escape, leaving `\\[redacted]`, an invalid escape) and misses values written with
+escapes (`jane\\u0040example.com`). Such a text is re-encoded only when something in it was
+masked; every other text is kept byte for byte.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
 import polars as pl
 
 MASK = "[redacted]"
+# ASCII, so a masked ASCII match keeps its length in bytes too; not a letter or digit, so a
+# tokenizer does not read a masked run as a word of the language.
+MASK_CHARACTER = "*"
 
 # Strict: a local part that starts and ends with a letter or digit, a domain of valid labels
 # (letters, digits, inner hyphens) and an alphabetic top-level domain of 2-24 letters.
@@ -57,21 +73,55 @@ class MaskCounts:
         return {"email": self.email, "phone": self.phone, "custom": self.custom}
 
 
-def mask_phone_numbers(text: str, *, region: str) -> str:
-    """`text` with every phone number the matcher finds replaced by MASK."""
+# Marks around each match while a length-preserving mask is computed: Unicode noncharacters,
+# reserved for a program's internal use and never in interchanged text.
+_OPEN, _CLOSE = "\ufdd0", "\ufdd1"
+_MARKED = re.compile(f"{_OPEN}([^{_CLOSE}]*){_CLOSE}")
+_KINDS = ("email", "phone", "custom")
+
+
+def _same_length(matched: str) -> str:
+    return "".join(ch if ch.isspace() else MASK_CHARACTER for ch in matched)
+
+
+def mask_phone_numbers(text: str, *, region: str, preserve_length: bool = False) -> str:
+    """`text` with every phone number the matcher finds replaced by MASK (with
+    `preserve_length`: by MASK_CHARACTER for each character but whitespace)."""
     matches = list(phonenumbers.PhoneNumberMatcher(text, region, leniency=PHONE_LENIENCY))
     for match in reversed(matches):
-        text = text[: match.start] + MASK + text[match.end :]
+        found = text[match.start : match.end]
+        replacement = _same_length(found) if preserve_length else MASK
+        text = text[: match.start] + replacement + text[match.end :]
     return text
 
 
-def _mask_phones_in(series: pl.Series, *, region: str) -> pl.Series:
+def _mask_phones_in(series: pl.Series, *, region: str, preserve_length: bool) -> pl.Series:
     candidates = series.str.contains(PHONE_CANDIDATE).fill_null(False)
     positions = candidates.arg_true()
     if positions.len() == 0:
         return series
-    masked = [mask_phone_numbers(text, region=region) for text in series.gather(positions)]
+    masked = [
+        mask_phone_numbers(text, region=region, preserve_length=preserve_length)
+        for text in series.gather(positions)
+    ]
     # scatter writes in place: work on a copy, the caller compares before and after.
+    return series.clone().scatter(positions, pl.Series(masked, dtype=pl.String))
+
+
+def _replace(series: pl.Series, pattern: str, *, preserve_length: bool) -> pl.Series:
+    """Every match of `pattern` in `series` replaced by MASK, or by as many MASK_CHARACTERs."""
+    if not preserve_length:
+        return series.str.replace_all(pattern, MASK)
+    # Polars finds the matches (the same engine and syntax as the MASK path); Python only
+    # rewrites the marked ones, in the few texts that have any.
+    marked = series.str.replace_all(pattern, f"{_OPEN}$0{_CLOSE}")
+    positions = (marked != series).fill_null(False).arg_true()
+    if positions.len() == 0:
+        return series
+    masked = [
+        _MARKED.sub(lambda match: _same_length(match.group(1)), text)
+        for text in marked.gather(positions)
+    ]
     return series.clone().scatter(positions, pl.Series(masked, dtype=pl.String))
 
 
@@ -89,39 +139,135 @@ def _combined(patterns: Sequence[str]) -> str | None:
     return "|".join(f"(?:{pattern})" for pattern in patterns)
 
 
+def _mask_texts(
+    text: pl.Series, *, region: str, custom: str | None, preserve_length: bool
+) -> tuple[pl.Series, dict[str, pl.Series]]:
+    """The masked texts and, per kind, which of them that kind changed."""
+    emails = _replace(text, EMAIL_PATTERN, preserve_length=preserve_length)
+    phones = _mask_phones_in(emails, region=region, preserve_length=preserve_length)
+    final = _replace(phones, custom, preserve_length=preserve_length) if custom else phones
+    changed = {
+        "email": emails != text,
+        "phone": phones != emails,
+        "custom": final != phones,
+    }
+    return final, {kind: flags.fill_null(False) for kind, flags in changed.items()}
+
+
+def _strings_of(value: Any) -> Iterator[str]:
+    """The string values of decoded JSON, depth first (object keys are not values)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings_of(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_of(item)
+
+
+def _with_strings(value: Any, strings: Iterator[str]) -> Any:
+    """`value` with its string values replaced, in `_strings_of` order, from `strings`."""
+    if isinstance(value, str):
+        return next(strings)
+    if isinstance(value, dict):
+        return {key: _with_strings(item, strings) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_strings(item, strings) for item in value]
+    return value
+
+
+def _decoded_container(text: str) -> dict[str, Any] | list[Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict | list) else None
+
+
+def _mask_structured(
+    text: pl.Series, *, region: str, custom: str | None, preserve_length: bool
+) -> tuple[pl.Series, dict[str, pl.Series]]:
+    """As `_mask_texts`, masking a JSON object or array inside its string values."""
+    candidates = text.str.contains(r"^\s*[\[{]").fill_null(False).arg_true()
+    if candidates.len() == 0:
+        return _mask_texts(text, region=region, custom=custom, preserve_length=preserve_length)
+    decoded = [_decoded_container(value) for value in text.gather(candidates)]
+    structured = [row for row, value in zip(candidates, decoded, strict=True) if value is not None]
+    values = [value for value in decoded if value is not None]
+    # The other texts, JSON or not, are masked as text; the JSON ones are left out (null) here.
+    plain = text.clone().scatter(structured, None) if structured else text
+    masked, flags = _mask_texts(
+        plain, region=region, custom=custom, preserve_length=preserve_length
+    )
+    owners: list[int] = []
+    strings: list[str] = []
+    sizes: list[int] = []
+    for row, value in zip(structured, values, strict=True):
+        found = list(_strings_of(value))
+        owners += [row] * len(found)
+        strings += found
+        sizes.append(len(found))
+    if not strings:
+        return masked.clone().scatter(structured, text.gather(structured)), flags
+    originals = pl.Series(strings, dtype=pl.String)
+    leaves, leaf_flags = _mask_texts(
+        originals, region=region, custom=custom, preserve_length=preserve_length
+    )
+    per_row = (
+        pl.DataFrame({"row": owners, **leaf_flags})
+        .group_by("row")
+        .agg(pl.col(kind).any() for kind in _KINDS)
+    )
+    for kind in _KINDS:
+        hit = per_row.filter(pl.col(kind))["row"]
+        if hit.len():
+            flags[kind] = flags[kind].clone().scatter(hit, True)
+    new, changed = leaves.to_list(), (leaves != originals).to_list()
+    rewritten: list[str] = []
+    cursor = 0
+    for row, value, size in zip(structured, values, sizes, strict=True):
+        own = slice(cursor, cursor + size)
+        cursor += size
+        if any(changed[own]):
+            rewritten.append(json.dumps(_with_strings(value, iter(new[own])), ensure_ascii=False))
+        else:
+            rewritten.append(text[row])
+    return masked.clone().scatter(structured, pl.Series(rewritten, dtype=pl.String)), flags
+
+
 def mask_personal_data(
     frame: pl.DataFrame,
     *,
     columns: Sequence[str],
     phone_region: str,
     patterns: Sequence[str] = (),
+    preserve_length: bool = False,
+    structured: bool = False,
 ) -> tuple[pl.DataFrame, MaskCounts]:
     """Mask e-mail addresses, phone numbers (read in `phone_region` when they have no country
     code) and every match of the extra regex `patterns` in the text `columns`.
 
-    Returns the masked frame and the number of rows masked per kind.
+    `preserve_length` masks each match with MASK_CHARACTER per character (whitespace kept), so
+    character offsets into the text stay valid; `structured` masks a JSON object or array
+    inside its string values. Returns the masked frame and the number of rows masked per kind.
     """
     if phone_region not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError(f"phone region {phone_region!r} is not a known region code (e.g. US)")
     custom = _combined(patterns)
     present = [c for c in columns if c in frame.columns]
-    hit = {
-        kind: pl.Series([False] * frame.height, dtype=pl.Boolean)
-        for kind in ("email", "phone", "custom")
-    }
+    hit = {kind: pl.Series([False] * frame.height, dtype=pl.Boolean) for kind in _KINDS}
+    mask = _mask_structured if structured else _mask_texts
     out = frame
     for column in present:
         text = out[column]
-        emails = text.str.replace_all(EMAIL_PATTERN, MASK)
-        phones = _mask_phones_in(emails, region=phone_region)
-        final = phones.str.replace_all(custom, MASK) if custom else phones
-        changed = {
-            "email": emails != text,
-            "phone": phones != emails,
-            "custom": final != phones,
-        }
+        if preserve_length:
+            _refuse_marks(text, column=column)
+        final, changed = mask(
+            text, region=phone_region, custom=custom, preserve_length=preserve_length
+        )
         for kind, flags in changed.items():
-            hit[kind] = hit[kind] | flags.fill_null(False)
+            hit[kind] = hit[kind] | flags
         out = out.with_columns(final.alias(column))
     any_hit = hit["email"] | hit["phone"] | hit["custom"]
     counts = MaskCounts(
@@ -132,3 +278,12 @@ def mask_personal_data(
         custom=int(hit["custom"].sum()),
     )
     return out, counts
+
+
+def _refuse_marks(text: pl.Series, *, column: str) -> None:
+    rows = text.str.contains(f"[{_OPEN}{_CLOSE}]").fill_null(False).arg_true()
+    if rows.len():
+        raise ValueError(
+            f"column {column!r}, row {rows[0]}: the text holds U+FDD0 or U+FDD1, Unicode "
+            "noncharacters the length-preserving mask uses internally; remove them at ingest"
+        )

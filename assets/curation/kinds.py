@@ -6,6 +6,13 @@ and JSON Lines (whole and per split), the kind's trainer format (COCO JSON for b
 offsets and CoNLL BIO for spans; preference pairs for pairwise; whole and per split) and a card
 naming the kind and its agreement.
 Snapshots are immutable: the same content keeps its version id and its files.
+
+Personal data is masked as in the categorical snapshots (`curation.kinds` says how per kind),
+and the masked share and counts per kind are recorded in each manifest's `stats` and in the
+materialization. A project above `ANNOTATION_PIPELINES_MAX_MASKED_SHARE` gets no snapshot and
+fails the asset, as a categorical partition fails; the other projects' snapshots are still
+written first, since one asset curates them all and one project's data must not hold back the
+others'.
 """
 
 import json
@@ -30,7 +37,12 @@ from annotation_pipelines.curation.kinds import (
     build_kind_snapshot,
     kind_card,
 )
-from annotation_pipelines.curation.snapshot import column_schema, current_pointer, source_days
+from annotation_pipelines.curation.snapshot import (
+    MaskedShareError,
+    column_schema,
+    current_pointer,
+    source_days,
+)
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS
 from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.lake import (
@@ -39,6 +51,7 @@ from annotation_pipelines.lake import (
     dataset_file_key,
     dataset_folder,
 )
+from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
 from assets.common.metadata import markdown_table
 from resources.lake import Lake, table_metadata
@@ -53,6 +66,13 @@ class KindCurationConfig(Config):
     min_confidence: float = Field(default=DEFAULT_MIN_CONFIDENCE, ge=0.0, le=1.0)
     include_gold: bool = Field(default=False, description="Keep gold tasks in the splits.")
     split_ratios: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_RATIOS))
+    mask_patterns: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra regular expressions masked in payload text (and text answers); e-mail "
+            "addresses and phone numbers are always masked."
+        ),
+    )
 
 
 @asset(
@@ -83,18 +103,29 @@ def kind_curated_dataset(
         .filter(pl.col("project").is_in([project for project, _ in projects]))
         .collect()
     )
+    settings = load_settings()
     summary = []
+    refused: list[MaskedShareError] = []
+    stats_of: dict[str, dict[str, object]] = {}
     for project, kind in projects:
-        snapshot = build_kind_snapshot(
-            labels,
-            tasks,
-            project=project,
-            kind=kind,
-            quality=quality,
-            min_confidence=config.min_confidence,
-            include_gold=config.include_gold,
-            ratios=config.split_ratios,
-        )
+        try:
+            snapshot = build_kind_snapshot(
+                labels,
+                tasks,
+                project=project,
+                kind=kind,
+                quality=quality,
+                min_confidence=config.min_confidence,
+                include_gold=config.include_gold,
+                ratios=config.split_ratios,
+                phone_region=settings.phone_region,
+                max_masked_share=settings.max_masked_share,
+                mask_patterns=config.mask_patterns,
+            )
+        except MaskedShareError as error:
+            context.log.error(str(error))
+            refused.append(error)
+            continue
         folder = dataset_folder(project, snapshot.version_id)
         manifest_key = dataset_file_key(project, snapshot.version_id, MANIFEST_FILE)
         if not lake.exists(manifest_key):
@@ -142,6 +173,7 @@ def kind_curated_dataset(
             dataset_current_key(project),
             current_pointer(snapshot.version_id, context.run.run_id),
         )
+        stats_of[project] = snapshot.stats
         summary.append(
             {
                 "project": project,
@@ -149,15 +181,27 @@ def kind_curated_dataset(
                 "version_id": snapshot.version_id,
                 "method": snapshot.method,
                 "rows": snapshot.rows.height,
+                "masked_share": snapshot.stats["masked_share"],
                 "files": ", ".join(sorted(snapshot.files)),
                 "location": lake.uri(folder),
             }
+        )
+    if refused:
+        raise MaskedShareError(
+            "\n".join(str(error) for error in refused)
+            + f"\n{len(summary)} other project(s)' snapshots were written."
         )
     frame = pl.DataFrame(summary)
     metadata: dict[str, Any] = {
         **table_metadata(frame),
         "snapshots": markdown_table(frame),
         "versions": MetadataValue.json({row["project"]: row["version_id"] for row in summary}),
+        "masked_share": MetadataValue.json(
+            {project: stats["masked_share"] for project, stats in stats_of.items()}
+        ),
+        "masked": MetadataValue.json(
+            {project: stats["masked"] for project, stats in stats_of.items()}
+        ),
     }
     return MaterializeResult(metadata=metadata)
 

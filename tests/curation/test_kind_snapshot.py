@@ -6,10 +6,16 @@ import json
 from datetime import date
 
 import polars as pl
+import pytest
+from dagster import DagsterInstance, materialize
 from pycocotools.coco import COCO
 
 from annotation_pipelines.aggregation.spans import SCORED_SPAN
-from annotation_pipelines.curation.kinds import build_kind_snapshot
+from annotation_pipelines.curation import MASK, MaskedShareError
+from annotation_pipelines.curation.kinds import build_kind_snapshot as _build
+from annotation_pipelines.curation.masking import MASK_CHARACTER
+from assets.curation.kinds import kind_curated_dataset
+from resources.lake import LocalLake
 
 SPLITS = ("train", "validation", "test")
 N = 60
@@ -24,6 +30,11 @@ BOX = pl.Struct(
         "confidence": pl.Float64,
     }
 )
+
+
+def build_kind_snapshot(labels, tasks, **options):
+    """A kind snapshot masked as the asset masks it, by default with no ceiling on the share."""
+    return _build(labels, tasks, **{"phone_region": "US", "max_masked_share": 1.0, **options})
 
 
 def _tasks(project: str, payload) -> pl.DataFrame:
@@ -176,3 +187,249 @@ def test_a_task_judged_on_a_held_back_day_stays_out_even_when_judged_again_later
     )
     assert snapshot.held_back_days == [DAY.isoformat()]
     assert snapshot.rows.height == 0 and snapshot.stats["tasks_held_back"] == N
+
+
+# Ten of the N tasks carry an e-mail address and a phone number, one inside a labelled span and
+# the other outside it; the other tasks carry neither.
+PERSONAL = 10
+EMAIL, PHONE = "ada@example.com", "(415) 555-0132"
+
+
+def _entity_text(i: int) -> str:
+    if i >= PERSONAL:
+        return f"Bob Smith wrote about order {i}"
+    if i % 2:
+        return f"Ada Lovelace {EMAIL} called {PHONE} about order {i}"
+    return f"Ada Lovelace called {PHONE} about order {i} from {EMAIL}"
+
+
+def _entity_spans(text: str) -> list[dict]:
+    def span(start: int, end: int, label: str) -> dict:
+        return {"start": start, "end": end, "label": label, "confidence": 0.9}
+
+    spans = [span(0, text.index(" ", 4), "PER")]  # "Ada Lovelace" / "Bob Smith"
+    if EMAIL in text and text.index(EMAIL) < text.index(PHONE):
+        spans[0] = span(0, text.index(EMAIL) + len(EMAIL), "CONTACT")  # the address inside
+    elif PHONE in text:
+        start = text.index(PHONE)
+        spans.append(span(start, start + len(PHONE), "PHONE"))  # the number inside
+    order = text.index("order")
+    spans.append(span(order, order + len("order"), "THING"))
+    return spans
+
+
+def test_span_payloads_are_masked_in_place_and_every_offset_still_holds():
+    tasks = _tasks("entities", _entity_text)
+    spans = [_entity_spans(_entity_text(i)) for i in range(N)]
+    labels = _labels("entities", "spans", {"spans": spans}, spans=pl.List(SCORED_SPAN))
+    snapshot = build_kind_snapshot(labels, tasks, project="entities", kind="spans")
+
+    originals = dict(tasks.select("task_id", "payload").iter_rows())
+    masked = dict(snapshot.rows.select("task_id", "payload").iter_rows())
+    for task_id, text in masked.items():
+        original = originals[task_id]
+        assert len(text) == len(original) and EMAIL not in text
+        assert "555" not in text and text.count(" ") == original.count(" ")
+        if EMAIL in original:
+            assert MASK_CHARACTER * len(EMAIL) in text
+    stats = snapshot.stats
+    assert stats["masked"] == {"email": PERSONAL, "phone": PERSONAL, "custom": 0}
+    assert stats["masked_rows"] == PERSONAL and stats["masked_share"] == round(PERSONAL / N, 6)
+    assert stats["phone_region"] == "US" and stats["max_masked_share"] == 1.0
+
+    for name, data in snapshot.files.items():
+        if name.endswith(".parquet"):
+            frame = pl.read_parquet(io.BytesIO(data))
+            assert frame["payload"].to_list() == [masked[t] for t in frame["task_id"]], name
+        else:
+            assert EMAIL.encode() not in data and b"555" not in data, name
+    for name in ("spans.jsonl", *(f"{split}.spans.jsonl" for split in SPLITS)):
+        for document in _jsonl(snapshot.files[name]):
+            assert document["text"] == masked[document["task_id"]], name
+            for span in document["spans"]:
+                assert document["text"][span["start"] : span["end"]] == span["text"], name
+    contact = [
+        span["text"]
+        for document in _jsonl(snapshot.files["spans.jsonl"])
+        for span in document["spans"]
+        if span["label"] == "CONTACT"
+    ]
+    assert contact == ["Ada Lovelace " + MASK_CHARACTER * len(EMAIL)] * (PERSONAL // 2)
+
+    documents: dict[str, list[tuple[str, str]]] = {}
+    for line in snapshot.files["conll.txt"].decode().splitlines():
+        if line.startswith("-DOCSTART- "):
+            current = documents.setdefault(line.split(" ", 1)[1], [])
+        elif line:
+            token, tag = line.rsplit(" ", 1)
+            current.append((token, tag))
+    assert set(documents) == set(masked)
+    for task_id, tokens in documents.items():
+        # The tokens are the masked text's, as many as the original's, tagged as before.
+        assert [token for token, _ in tokens] == masked[task_id].split()
+        assert len(tokens) == len(originals[task_id].split())
+    phone_tags = [tag for token, tag in documents["entities-001"] if set(token) <= {"*", "(", ")"}]
+    assert phone_tags == ["I-CONTACT", "O", "O"]  # the address in the span, the number out
+    assert [tag for token, tag in documents["entities-000"] if "*" in token] == [
+        "B-PHONE",
+        "I-PHONE",
+        "O",
+    ]
+
+
+def test_preference_payloads_have_their_texts_masked_and_stay_json():
+    def payload(i):
+        prompt = f"p{i}: answer jane@example.com" if i < PERSONAL else f"p{i}"
+        return json.dumps({"prompt": prompt, "left_text": f"a{i}", "right_text": f"b{i}"})
+
+    tasks = _tasks("prefs", payload)
+    values = {"left": ["a"] * N, "right": ["b"] * N, "winner": ["left"] * N}
+    snapshot = build_kind_snapshot(
+        _labels("prefs", "pairwise", values), tasks, project="prefs", kind="pairwise"
+    )
+    rows = _jsonl(snapshot.files["data.jsonl"])
+    prompts = {row["task_id"]: json.loads(row["payload"])["prompt"] for row in rows}
+    assert prompts["prefs-003"] == f"p3: answer {MASK}" and prompts["prefs-030"] == "p30"
+    pairs = _jsonl(snapshot.files["preference_pairs.jsonl"])
+    assert {pair["task_id"]: pair["prompt"] for pair in pairs} == prompts
+    for name, data in snapshot.files.items():
+        assert b"jane@example.com" not in data, name
+    assert snapshot.stats["masked"] == {"email": PERSONAL, "phone": 0, "custom": 0}
+
+
+def test_image_references_are_masked_inside_their_json():
+    def payload(i):
+        name = "photos/jane@example.com/0.jpg" if i == 0 else f"{i}.jpg"
+        return json.dumps({"file_name": name, "width": 100, "height": 100})
+
+    box = {"label": "car", "x_min": 1.0, "y_min": 2.0, "x_max": 3.0, "y_max": 4.0}
+    boxes = [[{**box, "confidence": 0.9}]] * N
+    labels = _labels("det", "boxes", {"boxes": boxes}, boxes=pl.List(BOX))
+    snapshot = build_kind_snapshot(labels, _tasks("det", payload), project="det", kind="boxes")
+    images = json.loads(snapshot.files["coco.json"])["images"]
+    assert [image["file_name"] for image in images if image["task_id"] == "det-000"] == [
+        f"photos/{MASK}/0.jpg"
+    ]
+    assert all(image["width"] == 100 for image in images)
+    assert snapshot.stats["masked_rows"] == 1
+
+
+def test_free_text_answers_are_masked_like_payloads():
+    answers = [f"call me at 415-555-01{i:02d}" if i < PERSONAL else f"answer {i}" for i in range(N)]
+    labels = _labels("transcripts", "text", {"text": answers})
+    snapshot = build_kind_snapshot(
+        labels, _tasks("transcripts", lambda i: f"audio {i}"), project="transcripts", kind="text"
+    )
+    texts = dict(snapshot.rows.select("task_id", "text").iter_rows())
+    assert texts["transcripts-002"] == f"call me at {MASK}"
+    assert texts["transcripts-020"] == "answer 20"
+    assert snapshot.stats["masked"] == {"email": 0, "phone": PERSONAL, "custom": 0}
+    assert b"415-555-" not in snapshot.files["data.jsonl"]
+
+
+def test_a_kind_snapshot_above_the_masked_share_ceiling_is_not_built():
+    answers = [f"call me at 415-555-01{i:02d}" if i < PERSONAL else f"answer {i}" for i in range(N)]
+    labels = _labels("transcripts", "text", {"text": answers})
+    tasks = _tasks("transcripts", lambda i: f"audio {i}")
+    share = PERSONAL / N
+    build_kind_snapshot(labels, tasks, project="transcripts", kind="text", max_masked_share=share)
+    with pytest.raises(MaskedShareError) as raised:
+        build_kind_snapshot(
+            labels, tasks, project="transcripts", kind="text", max_masked_share=share / 2
+        )
+    message = str(raised.value)
+    for part in ("'transcripts'", f"{share:.1%}", "ANNOTATION_PIPELINES_MAX_MASKED_SHARE"):
+        assert part in message
+    custom = build_kind_snapshot(
+        labels, tasks, project="transcripts", kind="text", mask_patterns=[r"answer \d+"]
+    )
+    assert custom.stats["masked"]["custom"] == N - PERSONAL
+
+
+def _lake_with(tmp_path, projects: dict[str, tuple[pl.DataFrame, pl.DataFrame]]) -> LocalLake:
+    """A lake holding the given projects' (labels, tasks) on DAY, with passing quality rows."""
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    day = DAY.isoformat()
+    labels = pl.concat([labels for labels, _ in projects.values()], how="diagonal")
+    tasks = pl.concat([tasks for _, tasks in projects.values()], how="diagonal")
+    quality = pl.DataFrame(
+        {
+            "project": list(projects),
+            "day": DAY,
+            "gates_passed": True,
+            "failed_gates": "",
+            "distance": "edit",
+            "krippendorff_alpha": 0.8,
+            "alpha_low": 0.7,
+            "alpha_high": 0.9,
+            "mean_pairwise_agreement": 0.8,
+            "gold_metric_name": "edit",
+            "gold_metric": 0.9,
+        }
+    )
+    lake.write_table("kind_aggregated_labels", labels, day=day)
+    lake.write_table("kind_quality_report", quality, day=day)
+    lake.write_table("raw_tasks", tasks, day=day)
+    return lake
+
+
+def _curate(lake: LocalLake):
+    return materialize(
+        [kind_curated_dataset],
+        resources={"lake": lake},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def _transcripts() -> tuple[pl.DataFrame, pl.DataFrame]:
+    answers = [f"call me at 415-555-01{i:02d}" if i < PERSONAL else f"answer {i}" for i in range(N)]
+    labels = _labels("transcripts", "text", {"text": answers})
+    return labels, _tasks("transcripts", lambda i: f"audio {i}")
+
+
+def test_the_kind_asset_records_the_masked_share_in_manifest_and_metadata(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    monkeypatch.delenv("ANNOTATION_PIPELINES_MAX_MASKED_SHARE", raising=False)
+    spans = [_entity_spans(_entity_text(i)) for i in range(N)]
+    entities = _labels("entities", "spans", {"spans": spans}, spans=pl.List(SCORED_SPAN))
+    lake = _lake_with(
+        tmp_path,
+        {"transcripts": _transcripts(), "entities": (entities, _tasks("entities", _entity_text))},
+    )
+    result = _curate(lake)
+    assert result.success
+    metadata = result.asset_materializations_for_node("kind_curated_dataset")[0].metadata
+    share = round(PERSONAL / N, 6)
+    assert metadata["masked_share"].value == {"entities": share, "transcripts": share}
+    assert metadata["masked"].value == {
+        "entities": {"email": PERSONAL, "phone": PERSONAL, "custom": 0},
+        "transcripts": {"email": 0, "phone": PERSONAL, "custom": 0},
+    }
+    for project in ("entities", "transcripts"):
+        [manifest] = (tmp_path / "lake" / "datasets" / project).glob("*/manifest.json")
+        stats = json.loads(manifest.read_text())["stats"]
+        assert stats["masked_share"] == share and stats["masked_rows"] == PERSONAL
+        assert stats["phone_region"] == "US" and stats["max_masked_share"] == 0.2
+        card = (manifest.parent / "card.md").read_text()
+        assert "## Personal data" in card and f"{share:.1%} of" in card
+
+
+def test_a_kind_project_above_the_ceiling_fails_the_asset_and_writes_no_snapshot(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    monkeypatch.setenv("ANNOTATION_PIPELINES_MAX_MASKED_SHARE", "0.1")
+    ratings = _labels("ratings", "numeric", {"value": [3.0] * N})
+    lake = _lake_with(
+        tmp_path,
+        {"transcripts": _transcripts(), "ratings": (ratings, _tasks("ratings", str))},
+    )
+    result = _curate(lake)
+    assert not result.success
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    message = str(failure.step_failure_data.error)
+    assert "MaskedShareError" in message and "'transcripts'" in message
+    assert not (tmp_path / "lake" / "datasets" / "transcripts").exists()
+    # A project within the ceiling is not held hostage by another project's data.
+    assert list((tmp_path / "lake" / "datasets" / "ratings").glob("*/manifest.json"))

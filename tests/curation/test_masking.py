@@ -1,12 +1,14 @@
 """Personal-data masking: real e-mail addresses and phone numbers go, ids, dates, prices and
 versions stay; the masked share is counted per kind and capped."""
 
+import json
 from datetime import date
 
 import polars as pl
 import pytest
 
 from annotation_pipelines.curation import MASK, MaskedShareError, build_snapshot, mask_personal_data
+from annotation_pipelines.curation.masking import MASK_CHARACTER
 from annotation_pipelines.synthetic import generate_workload
 
 # (text, default region): phone numbers as people write them, national and international.
@@ -73,9 +75,11 @@ NOT_EMAILS = [
 ]
 
 
-def _mask(texts, *, region="US", patterns=()):
+def _mask(texts, *, region="US", patterns=(), **options):
     frame = pl.DataFrame({"payload": texts}, schema={"payload": pl.String})
-    return mask_personal_data(frame, columns=("payload",), phone_region=region, patterns=patterns)
+    return mask_personal_data(
+        frame, columns=("payload",), phone_region=region, patterns=patterns, **options
+    )
 
 
 @pytest.mark.parametrize(("text", "region"), PHONE_NUMBERS)
@@ -133,6 +137,50 @@ def test_counts_per_kind_and_configured_patterns():
     assert counts.share == pytest.approx(0.4)
     with pytest.raises(ValueError, match="mask pattern"):
         _mask(texts, patterns=["(unclosed"])
+
+
+def test_length_preserving_masks_keep_every_character_offset():
+    texts = [
+        "Ada (ada@example.com) called +1 415 555 0100 on SECRET-42.",
+        "item 20261122-10 has no personal data",
+        None,
+    ]
+    masked, counts = _mask(texts, patterns=[r"SECRET-\d+"], preserve_length=True)
+    star = MASK_CHARACTER
+    # Whitespace inside a match stays: the text keeps its tokens, not only its length.
+    assert masked["payload"].to_list() == [
+        f"Ada ({star * 15}) called {star * 2} {star * 3} {star * 3} {star * 4} on {star * 9}.",
+        texts[1],
+        None,
+    ]
+    _, default = _mask(texts, patterns=[r"SECRET-\d+"])
+    assert counts == default
+    assert (counts.rows_masked, counts.email, counts.phone, counts.custom) == (1, 1, 1, 1)
+
+
+def test_length_preserving_masking_refuses_text_holding_its_internal_marks():
+    with pytest.raises(ValueError, match=r"column 'payload', row 1: .*U\+FDD0"):
+        _mask(["fine", "odd \ufdd0 mark"], preserve_length=True)
+
+
+def test_json_payloads_have_their_string_values_masked_and_stay_json():
+    texts = [
+        # Masking the JSON text would leave `\[redacted]` (an invalid escape) here.
+        json.dumps({"prompt": "line\njane@example.com", "n": 3, "more": ["call 415-555-0132"]}),
+        # An escaped "@" hides the address from the JSON text, not from its value.
+        '{"prompt": "write to jo\\u0040example.org"}',
+        json.dumps({"prompt": "nothing personal", "width": 640}, indent=1),
+        "plain text to jane@example.com",
+        "[not json at all",
+    ]
+    masked, counts = _mask(texts, structured=True)
+    out = masked["payload"].to_list()
+    assert json.loads(out[0]) == {"prompt": f"line\n{MASK}", "n": 3, "more": [f"call {MASK}"]}
+    assert json.loads(out[1]) == {"prompt": f"write to {MASK}"}
+    assert out[2] == texts[2]  # nothing masked: the item's text, byte for byte
+    assert out[3] == f"plain text to {MASK}"
+    assert out[4] == texts[4]
+    assert (counts.rows, counts.rows_masked, counts.email, counts.phone) == (5, 3, 3, 1)
 
 
 def _judgments(rows):

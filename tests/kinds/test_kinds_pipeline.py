@@ -264,6 +264,9 @@ def test_every_kind_manifest_says_what_a_trainer_needs(with_kinds):
         rows = pl.read_parquet(folder / "data.parquet")
         assert manifest["schema"] == {name: str(dtype) for name, dtype in rows.schema.items()}
         assert rows["payload"].null_count() == 0, project
+        # The synthetic items hold no personal data: nothing is masked, and the share says so.
+        assert manifest["stats"]["masked_share"] == 0.0, project
+        assert manifest["stats"]["masked"] == {"email": 0, "phone": 0, "custom": 0}, project
         # The verdict the snapshot was built with (another test re-runs the gates since).
         [(day, verdict)] = manifest["source_days"].items()
         assert day == DAY and verdict["gates_passed"] is (DAY not in manifest["held_back_days"])
