@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     # Only for annotations: dagster is imported inside `run_demo`, after the start date is set.
     from dagster import AssetCheckEvaluation, DagsterInstance, Definitions
 
-# Five weeks: the shortest history the procurement plan calibrates its bands on
+# Six weeks: the shortest history the procurement plan calibrates its bands on
 # (`forecasting.planning.MIN_HISTORY_DAYS`).
-COMPUTE_HISTORY_DAYS = 35
+COMPUTE_HISTORY_DAYS = 42
 # The weekly forecast's default backtest needs 408 hourly points (its windows, the 168-h
 # horizon and room to fit): 17 days.
 MIN_COMPUTE_HISTORY_DAYS = 17

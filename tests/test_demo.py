@@ -41,8 +41,8 @@ def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
         "compute_usage",
     ):
         assert any((lake / table).glob("day=*/data.parquet")), table
-    # Seventeen days keep this test short; the procurement plan needs five weeks (below).
-    assert "procurement plan skipped: it needs at least 35 days" in result.output
+    # Seventeen days keep this test short; the procurement plan needs six weeks (below).
+    assert "procurement plan skipped: it needs at least 42 days" in result.output
     for table in ("compute_capacity_forecast", "workforce_capacity_forecast", "dataset_versions"):
         assert (lake / table / "data.parquet").exists(), table
     assert len(list((lake / "datasets").glob("*/*/card.md"))) == 3 + len(KIND_PROJECTS)
@@ -54,7 +54,7 @@ def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
     assert "Curated datasets" in result.output and "make dev" in result.output
 
 
-def test_demo_builds_the_procurement_plan_from_five_weeks_of_telemetry(tmp_path, monkeypatch):
+def test_demo_builds_the_procurement_plan_from_six_weeks_of_telemetry(tmp_path, monkeypatch):
     from dagster import DagsterInstance
 
     from assets.definitions import build_definitions

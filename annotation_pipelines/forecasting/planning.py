@@ -63,10 +63,11 @@ class CapacityPlan:
 
 
 HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
-# The bands are calibrated on backtests whose first origin is a month in, a week apart: 29 days
-# leave no origin, 30 leave one, whose errors give the reconciliation a singular covariance.
-# Five weeks is the shortest history the plan is tested on (31 days worked on the demo's data).
-MIN_HISTORY_DAYS = 35
+# The bands are calibrated on backtests whose first origin is a month in (day 28), a week
+# apart. Up to 35 days leave one origin: one error per step ahead, no spread, so the P90 was
+# the P50 again in every row (and one origin's errors give the reconciliation a singular
+# covariance). Six weeks leave two origins, the fewest that measure a spread.
+MIN_HISTORY_DAYS = 42
 
 
 def capacity_plan(
