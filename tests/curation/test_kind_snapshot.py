@@ -10,6 +10,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 from pycocotools.coco import COCO
 
+from annotation_pipelines.aggregation.boxes import FUSED_BOX
 from annotation_pipelines.aggregation.spans import SCORED_SPAN
 from annotation_pipelines.curation import MASK, MaskedShareError
 from annotation_pipelines.curation.kinds import build_kind_snapshot as _build
@@ -20,16 +21,6 @@ from resources.lake import LocalLake
 SPLITS = ("train", "validation", "test")
 N = 60
 DAY = date(2026, 11, 2)
-BOX = pl.Struct(
-    {
-        "label": pl.String,
-        "x_min": pl.Float64,
-        "y_min": pl.Float64,
-        "x_max": pl.Float64,
-        "y_max": pl.Float64,
-        "confidence": pl.Float64,
-    }
-)
 
 
 def build_kind_snapshot(labels, tasks, **options):
@@ -143,7 +134,9 @@ def _boxes_snapshot(car_confidence: float, tmp_path, name: str):
         for label in labels
     ]
     confidence = [car_confidence] + [0.9] * (N - 1)
-    frame = _labels("det", "boxes", {"boxes": boxes}, confidence=confidence, boxes=pl.List(BOX))
+    frame = _labels(
+        "det", "boxes", {"boxes": boxes}, confidence=confidence, boxes=pl.List(FUSED_BOX)
+    )
     snapshot = build_kind_snapshot(frame, tasks, project="det", kind="boxes")
     paths = {}
     for file in ["coco.json", *(f"{split}.coco.json" for split in SPLITS)]:
@@ -304,7 +297,7 @@ def test_image_references_are_masked_inside_their_json():
 
     box = {"label": "car", "x_min": 1.0, "y_min": 2.0, "x_max": 3.0, "y_max": 4.0}
     boxes = [[{**box, "confidence": 0.9}]] * N
-    labels = _labels("det", "boxes", {"boxes": boxes}, boxes=pl.List(BOX))
+    labels = _labels("det", "boxes", {"boxes": boxes}, boxes=pl.List(FUSED_BOX))
     snapshot = build_kind_snapshot(labels, _tasks("det", payload), project="det", kind="boxes")
     images = json.loads(snapshot.files["coco.json"])["images"]
     assert [image["file_name"] for image in images if image["task_id"] == "det-000"] == [
