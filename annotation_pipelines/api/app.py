@@ -919,8 +919,9 @@ def _routes(app: FastAPI, context: Context) -> None:
         found: list[dict[str, object]],
     ) -> tuple[list[FileVersion], list[dict[str, object]]]:
         """The snapshots with `failed_since`: their days whose gates fail now although they did
-        not when the snapshot was written (a day re-checked since). Such a snapshot is not
-        approved. Returns the quality reports read too, which are part of the answer's ETag."""
+        not when the snapshot was written (a day re-checked since), and `unjudged_days`: their
+        days with no gate verdict (no quality report for the project). Either makes a snapshot
+        unapproved. Returns the quality reports read too, which are part of the answer's ETag."""
         reports: dict[str, dict[str, FileVersion]] = {}
         judged = []
         for snapshot in found:
@@ -934,11 +935,13 @@ def _routes(app: FastAPI, context: Context) -> None:
             held = set(cast(list[str], snapshot["held_back_days"]))
             verdicts = gate_verdicts(reports[project], days, project)
             failed = [d for d in days if verdicts.get(d) is False and d not in held]
+            unjudged = [d for d in days if d not in verdicts and d not in held]
             judged.append(
                 {
                     **snapshot,
-                    "approved": bool(snapshot["approved"]) and not failed,
+                    "approved": bool(snapshot["approved"]) and not failed and not unjudged,
                     "failed_since": failed,
+                    "unjudged_days": unjudged,
                 }
             )
         return [v for per_day in reports.values() for v in per_day.values()], judged

@@ -591,6 +591,31 @@ def test_a_snapshot_whose_day_failed_its_gates_later_is_no_longer_approved(serve
     assert get(served, path).json()["approved"] is True
 
 
+def test_a_snapshot_holding_a_day_without_a_verdict_is_not_approved(served):
+    # A day with judgments but no quality report (quality not run yet, or its report removed)
+    # has passed no gate: a snapshot that holds it vouches for nothing about that day.
+    project = "toxicity"
+    served.instance.add_dynamic_partitions("projects", [project])  # type: ignore[attr-defined]
+    job = served.defs.resolve_job_def("curation_job")  # type: ignore[attr-defined]
+    assert job.execute_in_process(
+        partition_key=project, instance=served.instance, run_config=QUIET
+    ).success
+    path = f"/datasets/{project}/latest"
+    before = get(served, path).json()
+    assert before["approved"] is True and before["unjudged_days"] == []
+    partition = served.data / "lake" / layout.partition_key("quality_report", DAYS[1])
+    original = pl.read_parquet(partition)
+    try:
+        atomic_write_parquet(original.filter(pl.col("project") != project), partition)
+        after = get(served, path).json()
+        assert after["approved"] is False and after["unjudged_days"] == [DAYS[1]]
+        assert after["failed_since"] == []
+        assert_problem(get(served, path, params={"approved": "true"}), 404)
+    finally:
+        atomic_write_parquet(original, partition)
+    assert get(served, path).json()["approved"] is True
+
+
 def test_kind_snapshot_files_are_served_as_written_with_their_media_types(served):
     job = served.defs.resolve_job_def("kind_curation_job")  # type: ignore[attr-defined]
     assert job.execute_in_process(instance=served.instance, run_config=QUIET).success
