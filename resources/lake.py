@@ -54,6 +54,7 @@ from pydantic import PrivateAttr
 from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.lake import UnsafeKeyError, partition_key
 from annotation_pipelines.markdown import frame_to_markdown
+from annotation_pipelines.schema import COLUMN_DOCS
 from annotation_pipelines.settings import CRASH_IN_COMMIT, crash_point, load_settings
 from annotation_pipelines.storage import (
     STALE_TEMPORARY_SECONDS,
@@ -380,9 +381,13 @@ def table_metadata(
 
 
 def column_schema(frame: pl.DataFrame) -> TableSchema:
-    """The frame's columns and types as the UI's column schema."""
+    """The frame's columns and types as the UI's column schema, each canonical column with
+    its description (`schema.COLUMN_DOCS`)."""
     return TableSchema(
-        columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+        columns=[
+            TableColumn(name, str(dtype), description=COLUMN_DOCS.get(name))
+            for name, dtype in frame.schema.items()
+        ]
     )
 
 

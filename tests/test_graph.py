@@ -8,6 +8,7 @@ import pytest
 from dagster import AssetKey, FloatMetadataValue
 
 from annotation_pipelines.curation import content_version
+from annotation_pipelines.schema import COLUMN_DOCS as CANONICAL_COLUMNS
 from assets.demo import write_compute_landing
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
@@ -127,6 +128,10 @@ def test_every_materialization_has_table_metadata_and_no_raw_annotator_id(graph,
         metadata = event.materialization.metadata
         assert "dagster/row_count" in metadata, event.asset_key
         assert "dagster/column_schema" in metadata, event.asset_key
+        # The catalog's Columns panel explains every canonical column.
+        for column in metadata["dagster/column_schema"].value.columns:
+            if column.name in CANONICAL_COLUMNS:
+                assert column.description, (event.asset_key, column.name)
         assert "preview" in metadata, event.asset_key
         # The UI prints every digit of a float: headline figures come rounded.
         for label, value in metadata.items():
