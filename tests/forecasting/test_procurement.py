@@ -300,3 +300,23 @@ def test_capacity_plan_names_the_history_it_needs():
     usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=41, step_minutes=60, seed=3)
     with pytest.raises(ValueError, match=r"at least 42 days of telemetry.*has 41"):
         capacity_plan(usage, config=CapacityConfig(), as_of=dt.date(2026, 11, 29))
+
+
+def test_a_series_younger_than_its_fleet_takes_no_spread_from_before_it_existed():
+    # On one calendar a series that appeared a month ago counts zero before; its backtest
+    # errors there are its arrival, and at today's level they made its type's P90 requirement
+    # 146,344 accelerators against a P50 of 786.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=63, step_minutes=60, seed=3)
+    young_id = usage["series_id"].unique().sort()[0]
+    arrived = dt.datetime(2026, 10, 30, tzinfo=dt.UTC)
+    young = usage.filter((pl.col("series_id") != young_id) | (pl.col("time") >= arrived))
+    plan = capacity_plan(young, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    wide = plan.plan.pivot(
+        on="scenario", index=["cluster", "accelerator_type"], values="peak_required"
+    )
+    assert (wide["p90"] >= wide["p50"]).all()
+    assert (wide["p90"] <= 2 * wide["p50"]).all(), wide
+    spread = plan.hierarchy_weekly.group_by("id").agg((pl.col("p90") - pl.col("p50")).max())
+    assert dict(spread.iter_rows())[young_id] == 0.0
+    # The series that were there all along keep theirs.
+    assert min(v for k, v in spread.iter_rows() if k != young_id) > 0
