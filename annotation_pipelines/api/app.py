@@ -922,15 +922,16 @@ def _routes(app: FastAPI, context: Context) -> None:
         not when the snapshot was written (a day re-checked since), and `unjudged_days`: their
         days with no gate verdict (no quality report for the project). Either makes a snapshot
         unapproved. Returns the quality reports read too, which are part of the answer's ETag."""
+        listing, index = projects_index() if found else ({}, {})
         reports: dict[str, dict[str, FileVersion]] = {}
         judged = []
         for snapshot in found:
             project = str(snapshot["project"])
             if project not in reports:
-                try:
-                    reports[project] = known_project(project)[1]
-                except Problem:
-                    reports[project] = {}
+                known = index.get(project)
+                reports[project] = (
+                    listing[tables_for(str(known["kind"])).quality] if known is not None else {}
+                )
             days = [str(day) for day in cast(list[str], snapshot["_days"])]
             held = set(cast(list[str], snapshot["held_back_days"]))
             verdicts = gate_verdicts(reports[project], days, project)
