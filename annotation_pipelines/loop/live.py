@@ -2394,10 +2394,8 @@ def requests_objects(
         previous=previous,
         previous_json=read(f"{prefix}/requests.json") if previous is None else None,
     )
-    buffer = io.BytesIO()
-    table.write_parquet(buffer)
     return {
-        f"{prefix}/requests.parquet": buffer.getvalue(),
+        f"{prefix}/requests.parquet": lake_ledger.parquet(table),
         f"{prefix}/requests.json": label_studio_requests(table),
     }
 
