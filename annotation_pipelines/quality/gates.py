@@ -111,6 +111,16 @@ class Floor:
     value: float
     source: str
 
+    @property
+    def note(self) -> str:
+        """What follows the floor in a gate's text: " (project.json)"; "" for the default."""
+        return f" ({self.source})" if self.source else ""
+
+    @property
+    def row(self) -> tuple[float, bool, str | None]:
+        """The gate row's (threshold, per_project_threshold, threshold_source)."""
+        return (self.value, bool(self.source), self.source or None)
+
 
 def project_gate_floors(settings: Mapping[str, object], *, source: str) -> dict[str, float]:
     """The floors of a project's settings (its `quality_gates` object), keyed as PROJECT_FLOORS;
@@ -304,8 +314,6 @@ def _floors(given: Mapping[str, float | Floor] | None) -> dict[str, Floor]:
 
 def _agreement(row: dict[str, object], *, floor: Floor) -> tuple[object, ...]:
     alpha = _number(row["krippendorff_alpha"])
-    suffix = f" ({floor.source})" if floor.source else ""
-    shown = (floor.value, bool(floor.source), floor.source or None)
     if alpha is None:
         pairable = row.get("n_pairable_tasks")
         single = pairable == 0 or (pairable is None and row["n_judgments"] == row["n_tasks"])
@@ -314,7 +322,7 @@ def _agreement(row: dict[str, object], *, floor: Floor) -> tuple[object, ...]:
             if single
             else "every pairable judgment has the same label (no variation to measure)"
         )
-        return ("agreement_floor", False, "ERROR", None, *shown, f"undefined: {reason}")
+        return ("agreement_floor", False, "ERROR", None, *floor.row, f"undefined: {reason}")
     passed = alpha >= floor.value
     relation = ">=" if passed else "<"
     return (
@@ -322,21 +330,19 @@ def _agreement(row: dict[str, object], *, floor: Floor) -> tuple[object, ...]:
         passed,
         "ERROR",
         alpha,
-        *shown,
-        f"alpha {alpha:.3f} {relation} floor {floor.value:.2f}{suffix}",
+        *floor.row,
+        f"alpha {alpha:.3f} {relation} floor {floor.value:.2f}{floor.note}",
     )
 
 
 def _gold(row: dict[str, object], *, floor: Floor, requires_gold: bool) -> tuple[object, ...]:
     accuracy = _number(row["gold_accuracy"])
-    suffix = f" ({floor.source})" if floor.source else ""
-    shown = (floor.value, bool(floor.source), floor.source or None)
     if accuracy is None:
         if requires_gold:
             reason = "undefined: no gold task judged this day (the project has a gold set)"
-            return ("gold_accuracy_floor", False, "ERROR", None, *shown, reason)
+            return ("gold_accuracy_floor", False, "ERROR", None, *floor.row, reason)
         reason = "undefined: the project has no gold set, so no judgment is checked against gold"
-        return ("gold_accuracy_floor", False, "WARN", None, *shown, reason)
+        return ("gold_accuracy_floor", False, "WARN", None, *floor.row, reason)
     passed = accuracy >= floor.value
     relation = ">=" if passed else "<"
     judged = row.get("n_gold_judgments")
@@ -346,8 +352,8 @@ def _gold(row: dict[str, object], *, floor: Floor, requires_gold: bool) -> tuple
         passed,
         "ERROR",
         accuracy,
-        *shown,
-        f"gold accuracy {accuracy:.3f} {relation} floor {floor.value:.2f}{suffix}{over}",
+        *floor.row,
+        f"gold accuracy {accuracy:.3f} {relation} floor {floor.value:.2f}{floor.note}{over}",
     )
 
 
