@@ -49,7 +49,8 @@ SHOWN = 5
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
     help="A project.json as the landing zone holds it (exports/<project>/project.json): its "
-    "column `mapping` and `label_set`, read as the sensor reads them; the options override it.",
+    "column `mapping` and `label_set`, read as the sensor reads them (the options override "
+    "them), and its `quality_gates` floors, checked as the quality step checks them.",
 )
 @click.option("--task-col", default=None, help="Tables: the task id column [task_id].")
 @click.option("--annotator-col", default=None, help="Tables: the annotator column [annotator_id].")
@@ -145,6 +146,14 @@ def _project_settings(path: Path) -> dict[str, object]:
         raise click.BadParameter(f"{path}: not a readable JSON file ({error})") from error
     if not isinstance(settings, dict):
         raise click.BadParameter(f"{path}: expected a JSON object", param_hint="--settings")
+    # The gate floors are checked by the code the quality step reads them with, so a file this
+    # command accepts never fails that step later.
+    from annotation_pipelines.quality.gates import project_gate_floors
+
+    try:
+        project_gate_floors(settings, source=str(path))
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     return settings
 
 

@@ -212,6 +212,54 @@ def test_settings_file_maps_as_the_landing_sensor_does(tmp_path):
     assert run(str(path), "--format", "csv", "--settings", str(settings)).exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("gates", "error"),
+    [
+        ({"min_alpha": 1.5}, "quality_gates.min_alpha: expected a number in [-1, 1], got 1.5"),
+        (
+            {"min_gold_accuracy": -0.1},
+            "quality_gates.min_gold_accuracy: expected a number in [0, 1], got -0.1",
+        ),
+        (
+            {"min_alpha": "high"},
+            "quality_gates.min_alpha: expected a number in [-1, 1], got 'high'",
+        ),
+        ({"min_alpha": True}, "quality_gates.min_alpha: expected a number in [-1, 1], got True"),
+        (
+            {"min_kappa": 0.4},
+            "quality_gates.min_kappa: unknown field (known: min_alpha, min_gold_accuracy)",
+        ),
+        ([0.4], 'quality_gates: expected an object like {"min_alpha": 0.4}, got list'),
+    ],
+)
+def test_settings_quality_gates_are_checked_as_the_gates_read_them(tmp_path, gates, error):
+    from annotation_pipelines.quality.gates import project_gate_floors
+
+    path = tmp_path / "answers.csv"
+    path.write_text(MAPPED)
+    settings = tmp_path / "project.json"
+    content = {"mapping": {"task_id": "question", "annotator_id": "worker", "label": "answer",
+                           "submitted_at": "time"}, "quality_gates": gates}  # fmt: skip
+    settings.write_text(json.dumps(content))
+    result = run(str(path), "--format", "csv", "--settings", str(settings))
+    # Bad settings are a usage error (2), as a bad mapping is; the message is the one the
+    # quality step fails with, naming the file, the field and the value.
+    assert result.exit_code == 2, result.output
+    assert f"{settings}: {error}" in " ".join(result.stderr.split())
+    with pytest.raises(ValueError) as raised:
+        project_gate_floors(content, source=str(settings))
+    assert str(raised.value) == f"{settings}: {error}"
+    # Valid floors pass, and change nothing about the ingest.
+    content["quality_gates"] = {"min_alpha": 0.4, "min_gold_accuracy": 0.8}
+    settings.write_text(json.dumps(content))
+    valid = run(str(path), "--format", "csv", "--settings", str(settings))
+    assert valid.exit_code == 0, valid.output
+    del content["quality_gates"]
+    settings.write_text(json.dumps(content))
+    assert summary(valid.stdout) == summary(run(str(path), "--format", "csv", "--settings",
+                                                    str(settings)).stdout)  # fmt: skip
+
+
 def test_column_options_are_for_tables_only_and_many_quarantined_rows_are_elided(tmp_path):
     write_label_studio(tmp_path / "export.json")
     result = run(str(tmp_path / "export.json"), "--format", "label-studio", *COLUMNS)
