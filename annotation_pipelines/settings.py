@@ -21,6 +21,7 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_PIPELINES_LAKE_PREFIX, …_LANDING_PREFIX | prefixes in the bucket | lake, landing |
 | ANNOTATION_PIPELINES_S3_ENDPOINT | an S3-compatible endpoint (MinIO, moto) | AWS |
 | ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS | seconds a local export rests before ingest | 30 |
+| ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS | days back a changed project floor re-evaluates | 30 |
 | AWS_REGION | the bucket's region | required with S3 |
 | ANNOTATION_DB_DSN | the annotation tool's PostgreSQL | none (asset fails if used) |
 | ANNOTATION_DB_CONNECT_TIMEOUT | seconds to open a connection to it | 10 |
@@ -83,6 +84,7 @@ LAKE_PREFIX = "ANNOTATION_PIPELINES_LAKE_PREFIX"
 LANDING_PREFIX = "ANNOTATION_PIPELINES_LANDING_PREFIX"
 S3_ENDPOINT = "ANNOTATION_PIPELINES_S3_ENDPOINT"
 LANDING_SETTLE_SECONDS = "ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS"
+FLOOR_RECHECK_DAYS = "ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS"
 AWS_REGION = "AWS_REGION"
 ANNOTATION_DB_DSN = "ANNOTATION_DB_DSN"
 ANNOTATION_DB_CONNECT_TIMEOUT = "ANNOTATION_DB_CONNECT_TIMEOUT"
@@ -144,6 +146,7 @@ class Settings:
     api_max_days: int = 92
     api_cache_entries: int = 256
     landing_settle_seconds: float = 30.0
+    floor_recheck_days: int = 30
     annotation_db_connect_timeout: int = 10
     annotation_db_probe_timeout: int = 5
     annotation_db_statement_timeout: int = 600
@@ -230,6 +233,9 @@ def load_settings(
             text(API_CACHE_ENTRIES), name=API_CACHE_ENTRIES, default=256
         ),
         landing_settle_seconds=float(settle),
+        floor_recheck_days=_positive_int(
+            text(FLOOR_RECHECK_DAYS), name=FLOOR_RECHECK_DAYS, default=30
+        ),
         annotation_db_connect_timeout=_positive_int(
             text(ANNOTATION_DB_CONNECT_TIMEOUT), name=ANNOTATION_DB_CONNECT_TIMEOUT, default=10
         ),

@@ -95,6 +95,7 @@ SCHEDULE_NAMES = {
 }
 SENSOR_NAMES = {
     "automation_sensor",
+    "floor_change_sensor",
     "gold_set_sensor",
     "landing_zone_sensor",
     "live_quality_sensor",

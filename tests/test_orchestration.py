@@ -450,7 +450,7 @@ import json, sys
 from dagster import DagsterInstance, build_sensor_context
 from assets.curation.sensors import project_sensor
 from assets.definitions import build_definitions
-from assets.quality.sensors import quality_alert_sensor
+from assets.quality.sensors import floor_change_sensor, quality_alert_sensor
 from assets.raw.sensors import staged_days_sensor
 from assets.sources.sensors import gold_set_sensor, landing_zone_sensor
 defs = build_definitions(profile="local")
@@ -458,7 +458,7 @@ resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")
 out = {}
 with DagsterInstance.from_ref(DagsterInstance.local_temp(sys.argv[1]).get_ref()) as instance:
     for name in ("landing_zone_sensor", "gold_set_sensor", "staged_days_sensor",
-                 "project_sensor", "quality_alert_sensor"):
+                 "project_sensor", "quality_alert_sensor", "floor_change_sensor"):
         context = build_sensor_context(instance=instance, cursor=None, resources=resources)
         result = globals()[name](context)
         requests = getattr(result, "run_requests", None) or []
@@ -495,6 +495,7 @@ def test_every_sensor_gives_the_same_run_keys_and_cursors_in_two_processes(env, 
     assert outputs[0] == outputs[1]
     assert outputs[0]["gold_set_sensor"]["run_keys"]
     assert outputs[0]["landing_zone_sensor"]["run_keys"]
+    assert json.loads(outputs[0]["floor_change_sensor"]["cursor"])["floors"] == {}
 
 
 def test_a_task_with_no_valid_judgment_leaves_the_rest_of_its_file_loading(env, tmp_path):

@@ -39,6 +39,11 @@ def test_unknown_profile_and_malformed_values_are_errors():
         load_settings({"ANNOTATION_PIPELINES_START_DATE": "yesterday"})
     with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_MAX_MASKED_SHARE"):
         load_settings({"ANNOTATION_PIPELINES_MAX_MASKED_SHARE": "2"})
+    for days in ("0", "a month"):
+        with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS"):
+            load_settings({"ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS": days})
+    assert load_settings({}).floor_recheck_days == 30
+    assert load_settings({"ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS": "7"}).floor_recheck_days == 7
 
 
 def _key_in_subprocess(home: Path) -> str:

@@ -1,7 +1,10 @@
-"""Sensors of the quality layer: a failed gate or reconciliation becomes an alert."""
+"""Sensors of the quality layer: a failed gate or reconciliation becomes an alert; a project's
+changed gate floors re-evaluate the days they apply to."""
 
+import datetime as dt
 import json
 
+import polars as pl
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
@@ -12,17 +15,24 @@ from dagster import (
     FloatMetadataValue,
     IntMetadataValue,
     JsonMetadataValue,
+    RunRequest,
     RunStatusChangeRecordsFilter,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     TextMetadataValue,
     sensor,
 )
 
+from annotation_pipelines.quality.gates import project_gate_floors
+from annotation_pipelines.settings import load_settings
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
-from assets.quality.assets import GATES
+from assets.quality.assets import GATES, quality
+from assets.quality.jobs import quality_job
+from assets.quality.kinds import kind_quality
 from resources.lake import Lake
+from resources.landing import LandingZone, project_settings_path
 
 # The checks whose failures are alerts: the quality gates and the ingest reconciliations.
 ALERTING_CHECKS = (
@@ -132,3 +142,146 @@ def _reason(evaluation: AssetCheckEvaluation) -> str:
 def _run_partition(context: SensorEvaluationContext, run_id: str) -> str:
     run = context.instance.get_run_by_id(run_id)
     return run.tags.get("dagster/partition", "") if run else ""
+
+
+# Tags of a run that re-evaluates a day after a floor change: the projects whose floors changed,
+# and how many days back the sensor looked.
+FLOORS_CHANGED_TAG = "annotation_pipelines/floors_changed"
+RECHECK_DAYS_TAG = "annotation_pipelines/recheck_days"
+# The assets that evaluate the gates, each with the report table that lists the projects a day
+# has: categorical projects are gated by `quality`, the other kinds by `kind_quality`.
+GATED = ((quality, "quality_report"), (kind_quality, "kind_quality_report"))
+
+
+@sensor(
+    job=quality_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="A project's quality_gates floors changed in its project.json → re-evaluate the "
+    "gates of its materialized days in the last ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS (30).",
+)
+def floor_change_sensor(
+    context: SensorEvaluationContext, lake: Lake, landing: LandingZone
+) -> SensorResult | SkipReason:
+    # The cursor holds each project's floors as last read (projects without floors of their
+    # own are left out) and a count of the changes acted on, which keys the runs: a floor set
+    # back to an earlier value re-evaluates again, a tick evaluated twice launches nothing twice.
+    state = load_cursor(context.cursor)
+    read, unread = _read_floors(landing)
+    if "floors" not in state:
+        # Before the first tick nobody knows which floors the stored days were gated with; the
+        # runs of each day since applied the files as they were, so today's are the baseline.
+        return SensorResult(
+            skip_reason=f"first tick: recorded the floors of {len(read)} project(s); a change "
+            "from now on re-evaluates the project's days" + _unread_note(unread),
+            cursor=json.dumps({"floors": read, "changes": 0}, sort_keys=True),
+        )
+    recorded: dict[str, dict[str, float]] = state["floors"]
+    # A file not read this tick (being written, or malformed) keeps the floors last read.
+    current = {p: f for p, f in read.items() if p not in unread}
+    current.update({p: recorded[p] for p in unread if p in recorded})
+    changed = sorted(p for p in {*current, *recorded} if current.get(p) != recorded.get(p))
+    if not changed:
+        return SkipReason(
+            f"no project's floors changed ({len(current)} with floors of their own)"
+            + _unread_note(unread)
+        )
+    days = load_settings().floor_recheck_days
+    requests = _recheck_requests(context, lake, changed, days=days, change=state["changes"] + 1)
+    for project in changed:
+        rechecked = [r.partition_key or "" for r in requests if project in _projects(r)]
+        context.log.info(
+            f"{project}: quality_gates {_shown(recorded.get(project))} -> "
+            f"{_shown(current.get(project))}; re-evaluating {len(rechecked)} materialized day(s) "
+            f"of the last {days}: {', '.join(rechecked) or 'none'}"
+        )
+    cursor = json.dumps({"floors": current, "changes": state["changes"] + 1}, sort_keys=True)
+    if not requests:
+        return SensorResult(
+            skip_reason=f"floors changed for {', '.join(changed)}; "
+            f"{'it has no' if len(changed) == 1 else 'none of them has a'} materialized day in the "
+            f"last {days} days to re-evaluate" + _unread_note(unread),
+            cursor=cursor,
+        )
+    for problem in unread.values():
+        context.log.warning(problem)
+    return SensorResult(run_requests=requests, cursor=cursor)
+
+
+def _read_floors(landing: LandingZone) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    """(project → its floors, for the projects whose settings file sets any; project → why its
+    file was not read this tick: written to within the settle time, or malformed)."""
+    settled, waiting = landing.scan_settled("exports/")
+    floors: dict[str, dict[str, float]] = {}
+    unread: dict[str, str] = {}
+    for path in waiting:
+        if project := _settings_project(path):
+            unread[project] = (
+                f"{path} written to within {landing.settle_seconds:g} s, read once it settles"
+            )
+    for path, _ in settled:
+        if not (project := _settings_project(path)):
+            continue
+        try:
+            # The reader and the validation the quality step uses, so the sensor sees the
+            # floors that step would apply, and refuses what it would refuse.
+            own = project_gate_floors(landing.project_settings(project), source=path)
+        except ValueError as error:
+            unread[project] = f"{error} (the floors last read stay until it is fixed)"
+            continue
+        if own:
+            floors[project] = own
+    return floors, unread
+
+
+def _settings_project(path: str) -> str | None:
+    """The project whose settings file `path` is, else None."""
+    parts = path.split("/")
+    return parts[1] if len(parts) == 3 and path == project_settings_path(parts[1]) else None
+
+
+def _recheck_requests(
+    context: SensorEvaluationContext, lake: Lake, changed: list[str], *, days: int, change: int
+) -> list[RunRequest]:
+    """One run per day of the last `days` (today included) on which a project of `changed` was
+    gated: the gated assets of that day's projects, the changed projects named in a tag. A day
+    the project was not judged has no gate of its to change."""
+    today = dt.datetime.now(dt.UTC).date()
+    window = {(today - dt.timedelta(days=back)).isoformat() for back in range(days)}
+    per_day: dict[str, tuple[set[AssetKey], set[str]]] = {}
+    for gated, report in GATED:
+        materialized = window & context.instance.get_materialized_partitions(AssetKey(report))
+        scan = lake.scan_days(report, sorted(materialized))
+        if not scan.collect_schema():
+            continue
+        judged = (
+            scan.filter(pl.col("project").is_in(changed))
+            .select("day", "project")
+            .unique()
+            .collect()
+        )
+        for day, project in judged.iter_rows():
+            keys, projects = per_day.setdefault(day.isoformat(), (set(), set()))
+            keys.update(gated.keys)
+            projects.add(project)
+    return [
+        RunRequest(
+            run_key=f"floors:{change}:{day}",
+            partition_key=day,
+            asset_selection=sorted(keys, key=lambda key: key.to_user_string()),
+            tags={FLOORS_CHANGED_TAG: ",".join(sorted(projects)), RECHECK_DAYS_TAG: str(days)},
+        )
+        for day, (keys, projects) in sorted(per_day.items())
+    ]
+
+
+def _projects(request: RunRequest) -> list[str]:
+    return request.tags[FLOORS_CHANGED_TAG].split(",")
+
+
+def _shown(floors: dict[str, float] | None) -> str:
+    return json.dumps(floors, sort_keys=True) if floors else "defaults"
+
+
+def _unread_note(unread: dict[str, str]) -> str:
+    return "".join(f"; not read: {unread[project]}" for project in sorted(unread))

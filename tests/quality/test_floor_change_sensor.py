@@ -1,0 +1,174 @@
+"""The floor-change sensor on a real temporary instance: a project's changed `quality_gates`
+re-evaluate the gates of its materialized days, and nothing else does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import polars as pl
+import pytest
+from dagster import AssetKey, SensorResult, SkipReason, build_sensor_context
+
+from assets.quality import sensors
+from assets.quality.assets import quality
+from assets.quality.kinds import kind_quality
+from tests.support import QUIET, local_graph
+
+# The days are relative to today: the sensor looks back over the last N days from now.
+TODAY = dt.datetime.now(dt.UTC).date()
+OLD, RECENT = (TODAY - dt.timedelta(days=3)).isoformat(), (TODAY - dt.timedelta(days=2)).isoformat()
+DAYS = "ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS"
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    root = tmp_path_factory.mktemp("floors")
+    start = TODAY - dt.timedelta(days=3)
+    with local_graph(
+        root, judgments=2_000, start=start, days=2, seed=13, kinds=True, judgments_per_kind=400
+    ) as env:
+        defs, instance, _ = env
+        daily = defs.resolve_job_def("daily_annotation_job")
+        config = {**QUIET, "ops": {"kind_quality": {"config": {"bootstrap_resamples": 0}}}}
+        for day in (OLD, RECENT):
+            daily.execute_in_process(partition_key=day, instance=instance, run_config=config)
+        yield env
+
+
+def _tick(defs, instance, cursor):
+    resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")}
+    context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    result = sensors.floor_change_sensor(context)
+    if isinstance(result, SkipReason):
+        return [], result.skip_message, cursor
+    assert isinstance(result, SensorResult)
+    reason = result.skip_reason.skip_message if result.skip_reason else None
+    return result.run_requests or [], reason, result.cursor
+
+
+def _write(data, project, settings):
+    path = data / "landing" / "exports" / project / "project.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings))
+    return path
+
+
+def _kind_project(data):
+    report = pl.read_parquet(data / "lake" / "kind_quality_report" / f"day={RECENT}" / "*.parquet")
+    return report["project"].sort()[0]
+
+
+def test_a_changed_floor_reevaluates_the_projects_recent_days_and_nothing_else_does(
+    graph, monkeypatch
+):
+    defs, instance, data = graph
+    monkeypatch.setenv(DAYS, "3")
+    settings = _write(data, "sentiment", {"label_set": ["pos", "neg"]})
+    try:
+        _write(data, "intent", {"quality_gates": {"min_alpha": 0.2}})
+        # The first tick after deploy records the floors as they are and re-runs nothing.
+        requests, reason, cursor = _tick(defs, instance, None)
+        assert requests == [] and cursor is not None
+        assert reason.startswith("first tick: recorded the floors of 1 project(s)"), reason
+
+        # An edit that leaves the floors as they were launches nothing.
+        _write(data, "sentiment", {"label_set": ["pos", "neg"], "overlap": 4})
+        _write(data, "intent", {"quality_gates": {"min_alpha": 0.20}, "sla_days": 3})
+        requests, reason, cursor = _tick(defs, instance, cursor)
+        assert requests == [] and reason.startswith("no project's floors changed"), reason
+
+        # A stricter floor: the days of the project in the window are re-evaluated, the day
+        # before it is not; the run says why and over how many days.
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.99}})
+        requests, reason, changed = _tick(defs, instance, cursor)
+        assert reason is None
+        [request] = requests
+        assert request.partition_key == RECENT
+        assert set(request.asset_selection) == set(quality.keys)
+        assert request.tags[sensors.FLOORS_CHANGED_TAG] == "sentiment"
+        assert request.tags[sensors.RECHECK_DAYS_TAG] == "3"
+        # Evaluated twice from the same cursor, the tick asks for the same run (one run key).
+        again, _, _ = _tick(defs, instance, cursor)
+        assert [r.run_key for r in again] == [request.run_key]
+
+        run = defs.resolve_job_def("quality_job").execute_in_process(
+            partition_key=request.partition_key,
+            asset_selection=request.asset_selection,
+            tags=request.tags,
+            instance=instance,
+            run_config=QUIET,
+        )
+        checks = {
+            c.check_name: c
+            for c in run.get_asset_check_evaluations()
+            if c.asset_key == AssetKey("quality_report")
+        }
+        agreement = checks["agreement_floor"]
+        assert agreement.partition == RECENT and not agreement.passed
+        assert agreement.metadata["failing"].value == ["sentiment"]
+        assert agreement.metadata["floor_source"].value["sentiment"] == "project.json"
+        report = pl.read_parquet(data / "lake" / "quality_report" / f"day={RECENT}" / "*.parquet")
+        verdict = dict(report.select("project", "failed_gates").rows())
+        assert "agreement_floor" in verdict["sentiment"]
+
+        # Nothing changed since: nothing more.
+        requests, reason, cursor = _tick(defs, instance, changed)
+        assert requests == [] and reason.startswith("no project's floors changed"), reason
+
+        # Back to the default (the file without floors): re-evaluated again, under a new run key
+        # although that day was asked for before.
+        settings.write_text(json.dumps({"label_set": ["pos", "neg"]}))
+        requests, _, cursor = _tick(defs, instance, cursor)
+        assert [r.partition_key for r in requests] == [RECENT]
+        assert requests[0].run_key != request.run_key
+    finally:
+        for project in ("sentiment", "intent"):
+            (data / "landing" / "exports" / project / "project.json").unlink(missing_ok=True)
+
+
+def test_a_malformed_file_reevaluates_nothing_until_fixed_and_kinds_rerun_their_own_asset(
+    graph, monkeypatch
+):
+    defs, instance, data = graph
+    monkeypatch.delenv(DAYS, raising=False)
+    project = _kind_project(data)
+    try:
+        _write(data, project, {"quality_gates": {"min_alpha": 0.1}})
+        _, _, cursor = _tick(defs, instance, None)
+
+        # A malformed floor would fail the quality step: nothing runs, and the tick says why,
+        # naming the file, the field and the value.
+        _write(data, project, {"quality_gates": {"min_alpha": "high"}})
+        requests, reason, cursor = _tick(defs, instance, cursor)
+        assert requests == []
+        assert (
+            f"exports/{project}/project.json: quality_gates.min_alpha: expected a number in "
+            "[-1, 1], got 'high'" in reason
+        ), reason
+        # Fixed back to the floors last read: still nothing to re-evaluate.
+        _write(data, project, {"quality_gates": {"min_alpha": 0.1}})
+        requests, reason, cursor = _tick(defs, instance, cursor)
+        assert requests == [] and reason.startswith("no project's floors changed"), reason
+
+        # A new floor for a non-categorical project: its own quality asset, over every
+        # materialized day of the default window (30 days).
+        _write(data, project, {"quality_gates": {"min_alpha": 0.1, "min_gold_accuracy": 0.9}})
+        requests, reason, cursor = _tick(defs, instance, cursor)
+        assert sorted(r.partition_key for r in requests) == [OLD, RECENT]
+        for request in requests:
+            assert set(request.asset_selection) == set(kind_quality.keys)
+            assert request.tags[sensors.FLOORS_CHANGED_TAG] == project
+            assert request.tags[sensors.RECHECK_DAYS_TAG] == "30"
+
+        # A project with no materialized day in the window: the cursor moves, nothing runs.
+        _write(data, "unjudged", {"quality_gates": {"min_alpha": 0.5}})
+        requests, reason, _ = _tick(defs, instance, cursor)
+        assert requests == []
+        assert reason == (
+            "floors changed for unjudged; it has no materialized day in the last 30 days to "
+            "re-evaluate"
+        )
+    finally:
+        for name in (project, "unjudged"):
+            (data / "landing" / "exports" / name / "project.json").unlink(missing_ok=True)
