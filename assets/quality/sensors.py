@@ -158,7 +158,8 @@ GATED = ((quality, "quality_report"), (kind_quality, "kind_quality_report"))
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="A project's quality_gates floors changed in its project.json → re-evaluate the "
-    "gates of its materialized days in the last ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS (30).",
+    "gates of its materialized days in the last ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS "
+    "(default 30).",
 )
 def floor_change_sensor(
     context: SensorEvaluationContext, lake: Lake, landing: LandingZone
