@@ -25,9 +25,10 @@ label the n-vote fit chose (a proper target: calibrated on the published sets, a
 conditional expectation of correctness given more votes). No gold is read; the other fold's
 full judgments stand for a history of fully-voted tasks, which a first-k fit alone does not
 have. Each cell prints ECE before → after, and the mean per column. With
-`--replay-orders N`, the default replay at `--budget 0.5` (file order, then N shuffled
-orders) is also run with the map applied to every round's confidence (the other fold's
-tasks at the same number of votes in that round, against their all-judgment probability).
+`--replay-orders N`, the default replay at `--replay-budget` (0.5; 1 is the replay without a
+budget, which stops each task on the target confidence), in file order and then N shuffled
+orders, is also run with the map applied to every round's confidence (the other fold's tasks
+at the same number of votes in that round, against their all-judgment probability).
 `--map-centre prior` tempers the logit around the chosen label's class share (the other
 fold's) instead of around 1/2: a shrinkage of the posterior toward the class prior.
 
@@ -173,7 +174,12 @@ def _ece(labels: pl.DataFrame, truth: pl.DataFrame) -> float:
 
 
 def _vote_map_study(
-    columns: dict[str, int | None], orders: int, method: str, replay_orders: int, centre: str
+    columns: dict[str, int | None],
+    orders: int,
+    method: str,
+    replay_orders: int,
+    centre: str,
+    budget: float,
 ) -> None:
     names = list(columns)
     print(f"| data set | arrival order | {' | '.join(names)} |")
@@ -205,7 +211,9 @@ def _vote_map_study(
                 cells.append(f"{before:.3f} → **{after:.3f}**")
             print(f"| {name} | {regime} | {' | '.join(cells)} |", flush=True)
         if replay_orders >= 0:
-            replays.append(_replay_row(name, judgments, truth, reference, replay_orders, centre))
+            replays.append(
+                _replay_row(name, judgments, truth, reference, replay_orders, centre, budget)
+            )
     for regime in regimes:
         row = " | ".join(
             f"{np.mean([b for b, _ in v]):.3f} → **{np.mean([a for _, a in v]):.3f}**"
@@ -214,7 +222,7 @@ def _vote_map_study(
         print(f"| mean ECE | {regime} | {row} |")
     print("\ncells: ECE (10 bins) as shipped → with the per-vote-count map")
     if replays:
-        print("\n| data set | replay `--budget 0.5`, as shipped | with the map |")
+        print(f"\n| data set | replay `--budget {budget:g}`, as shipped | with the map |")
         print("|---|---|---|")
         for row in replays:
             print(row)
@@ -227,8 +235,9 @@ def _replay_row(
     reference: pl.DataFrame,
     orders: int,
     centre: str,
+    budget: float,
 ) -> str:
-    """Replay accuracy @ share at `--budget 0.5`, shipped and mapped: file order / shuffled."""
+    """Replay accuracy @ share at `budget`, shipped and mapped: file order / shuffled."""
     from dataclasses import replace
 
     from annotation_pipelines.loop.policy import RECOMMENDED
@@ -239,7 +248,7 @@ def _replay_row(
         def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:
             return vote_count_map(super().__call__(judgments), reference, centre=centre)
 
-    options = replace(RECOMMENDED, budget=0.5)
+    options = replace(RECOMMENDED, budget=budget)
     cells = []
     for factory in (CategoricalConfidence, Mapped):
         figures = []
@@ -268,6 +277,7 @@ def main() -> None:
     parser.add_argument(
         "--map-centre", choices=("half", "prior"), default="half", help="with --vote-map"
     )
+    parser.add_argument("--replay-budget", type=float, default=0.5, help="with --replay-orders")
     parser.add_argument("--digamma-rows", action="store_true", help="VB confusion rows")
     arguments = parser.parse_args()
     if arguments.digamma_rows:
@@ -286,6 +296,7 @@ def main() -> None:
             arguments.method,
             arguments.replay_orders,
             arguments.map_centre,
+            arguments.replay_budget,
         )
         return
     columns = list(samples)
