@@ -268,6 +268,11 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
     assert (p90["peak_required"] > p50["peak_required"]).any()
     assert metadata["p90_spread"].value.startswith("up to ")
     assert "measured no spread" not in report.read_text()
+    # Every series was there all along: every spread is its own, and both say so.
+    assert metadata["p90_spread"].value.endswith("every series' P90 spread is its own backtest's")
+    assert "P90 spread per series" in report.read_text()
+    assert "p90_spread_by_series" in metadata and "pooled" not in metadata["plan"].value
+    assert set(written["spread_source"]) == {"own"}
 
 
 def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
