@@ -169,10 +169,9 @@ def origin_levels(
     today's ([...]), of one series (`values` [days]) or of each row of [series, days]."""
     n = values.shape[-1]
     origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
+    levels = [_raw_levels(values, o) for o in origins]
     # A history shorter than a month has no origin: [..., 0] levels, not a failed stack.
-    at_origins = np.stack(
-        [_raw_levels(values, o) for o in origins] or [np.zeros(values.shape[:-1])], axis=-1
-    )[..., : len(origins)]
+    at_origins = np.stack(levels, axis=-1) if levels else np.zeros((*values.shape[:-1], 0))
     return at_origins, _raw_levels(values, n)
 
 
@@ -307,59 +306,69 @@ def scenario_paths(
             values, list(days), horizon_days=horizon_days, changepoint_every=changepoint_every,
             ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
         )  # fmt: skip
-        levels = origin_levels(values, changepoint_every=changepoint_every, origin_step=origin_step)
-        fits.append((days, members, points, errors, levels))
+        at_origins, today = origin_levels(
+            values, changepoint_every=changepoint_every, origin_step=origin_step
+        )
+        fits.append(_CalendarFit(first=days[-1] + dt.timedelta(days=1),
+                                 ids=[s for s, _ in members], points=points, errors=errors,
+                                 at_origins=at_origins, today=today))  # fmt: skip
     young = _young_series(fits, pool_spreads=pool_spreads)
     donors = _donor_relative_errors(fits, young=young, level_scaled=level_scaled) if young else {}
     found: dict[str, SeriesPaths] = {}
-    for days, members, points, errors, (at_origins, today) in fits:
-        first = days[-1] + dt.timedelta(days=1)
+    for fit in fits:
         spreads = _young_spreads(
-            donors, {s: float(today[row]) for row, (s, _) in enumerate(members) if s in young},
-            peers=peers, first=first, horizon_days=horizon_days,
+            donors, {s: float(fit.today[row]) for row, s in enumerate(fit.ids) if s in young},
+            peers=peers, first=fit.first, horizon_days=horizon_days,
         )  # fmt: skip
-        ratios = level_ratios(at_origins, today) if spread_scaled and not level_scaled else None
-        for row, (series_id, _) in enumerate(members):
-            extra = _launches(launches, series_id, first=first, horizon_days=horizon_days)
+        ratios = (
+            level_ratios(fit.at_origins, fit.today) if spread_scaled and not level_scaled else None
+        )
+        for row, series_id in enumerate(fit.ids):
+            extra = _launches(launches, series_id, first=fit.first, horizon_days=horizon_days)
             found[series_id] = paths_from_errors(
-                points[row] + extra, errors[row], first=first,
+                fit.points[row] + extra, fit.errors[row], first=fit.first,
                 ratios=None if ratios is None else ratios[row], spread=spreads.get(series_id),
             )  # fmt: skip
     return {series_id: found[series_id] for series_id in order}
 
 
-_Fit = tuple[
-    tuple[dt.date, ...], list[tuple[str, np.ndarray]], np.ndarray, np.ndarray,
-    tuple[np.ndarray, np.ndarray],
-]  # fmt: skip
+@dataclass(frozen=True)
+class _CalendarFit:
+    """The series of one calendar fit together: ids, points [series, horizon], backtest errors
+    [series, origins, horizon], raw levels at the origins [series, origins] and today
+    [series]."""
+
+    first: dt.date
+    ids: list[str]
+    points: np.ndarray
+    errors: np.ndarray
+    at_origins: np.ndarray
+    today: np.ndarray
 
 
-def _young_series(fits: Sequence[_Fit], *, pool_spreads: bool) -> set[str]:
+def _young_series(fits: Sequence[_CalendarFit], *, pool_spreads: bool) -> set[str]:
     """The series whose calendar leaves fewer than `MIN_OWN_ORIGINS` backtest origins."""
     if not pool_spreads:
         return set()
-    return {
-        series_id
-        for _, members, _, errors, _ in fits
-        if errors.shape[1] < MIN_OWN_ORIGINS
-        for series_id, _ in members
-    }
+    return {s for fit in fits if fit.errors.shape[1] < MIN_OWN_ORIGINS for s in fit.ids}
 
 
 def _donor_relative_errors(
-    fits: Sequence[_Fit], *, young: set[str], level_scaled: bool
+    fits: Sequence[_CalendarFit], *, young: set[str], level_scaled: bool
 ) -> dict[str, np.ndarray]:
     """Each series with origins of its own: its errors over the level at each origin
     (`relative_errors`; level-scaled errors are already at today's level, so over today's)."""
     donors = {}
-    for _, members, _, errors, (at_origins, today) in fits:
-        for row, (series_id, _) in enumerate(members):
+    for fit in fits:
+        for row, series_id in enumerate(fit.ids):
             if series_id in young:
                 continue
             levels = (
-                np.full(errors.shape[1], float(today[row])) if level_scaled else at_origins[row]
+                np.full(fit.errors.shape[1], float(fit.today[row]))
+                if level_scaled
+                else fit.at_origins[row]
             )
-            donors[series_id] = relative_errors(errors[row], levels)
+            donors[series_id] = relative_errors(fit.errors[row], levels)
     return donors
 
 
@@ -651,13 +660,12 @@ def reconciled_scenarios(
     own = backtestable.sum(axis=1) >= MIN_OWN_ORIGINS
     young = {b: float(all_today[offset + k]) for k, b in enumerate(hierarchy.bottom)
              if pool_spreads and not own[offset + k]}  # fmt: skip
+    # The donors' errors are their reconciled ones, as the young series' own would have been.
+    reference = (
+        np.broadcast_to(all_today[:, None], all_levels.shape) if level_scaled else all_levels
+    )
     donors = {
-        b: relative_errors(
-            reconciled_errors[offset + k],
-            np.full(backtestable.shape[1], all_today[offset + k])
-            if level_scaled
-            else all_levels[offset + k],
-        )
+        b: relative_errors(reconciled_errors[offset + k], reference[offset + k])
         for k, b in enumerate(hierarchy.bottom)
         if young and own[offset + k]
     }
