@@ -8,7 +8,10 @@ The series nest (cluster -> accelerator type -> workload class -> series), so by
 node is forecast and the forecasts are reconciled (`hierarchy`, MinTrace with shrunk
 covariance): a cluster's P50/P90 are the cluster's own reconciled bands and the accelerators
 to own per cluster and type are banded as one weighted sum, instead of adding up the series'
-P90s (which assumes they all peak on the same day).
+P90s (which assumes they all peak on the same day). A series too young for backtest errors of
+its own takes its P90 spread from its peer group's (`peer_groups`) or the fleet's pooled
+relative errors; every band, requirement and plan row says where its spread came from
+(`spread_source`), and `series_spreads` / `spread_note` say it per series.
 """
 
 from __future__ import annotations

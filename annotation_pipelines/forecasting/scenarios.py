@@ -288,7 +288,7 @@ def scenario_paths(
     `spread_scaled` the P90's spread above the P50 is taken at today's level
     (`paths_from_errors`). A series with fewer than `MIN_OWN_ORIGINS` origins takes its P90
     spread from the other series' pooled relative errors (`pooled_spreads`; `peers` maps a
-    series to its peer group), unless `pool_spreads` is off (then it has none).
+    series to its peer group), unless `pool_spreads` is off (then it has none, and says so).
     """
     _check_daily(daily)
     # Series on one calendar (the same days) are fit together (`_fit`).
@@ -312,8 +312,12 @@ def scenario_paths(
         fits.append(_CalendarFit(first=days[-1] + dt.timedelta(days=1),
                                  ids=[s for s, _ in members], points=points, errors=errors,
                                  at_origins=at_origins, today=today))  # fmt: skip
-    young = _young_series(fits, pool_spreads=pool_spreads)
-    donors = _donor_relative_errors(fits, young=young, level_scaled=level_scaled) if young else {}
+    young = _young_series(fits)
+    donors = (
+        _donor_relative_errors(fits, young=young, level_scaled=level_scaled)
+        if young and pool_spreads
+        else {}
+    )
     found: dict[str, SeriesPaths] = {}
     for fit in fits:
         spreads = _young_spreads(
@@ -346,10 +350,8 @@ class _CalendarFit:
     today: np.ndarray
 
 
-def _young_series(fits: Sequence[_CalendarFit], *, pool_spreads: bool) -> set[str]:
+def _young_series(fits: Sequence[_CalendarFit]) -> set[str]:
     """The series whose calendar leaves fewer than `MIN_OWN_ORIGINS` backtest origins."""
-    if not pool_spreads:
-        return set()
     return {s for fit in fits if fit.errors.shape[1] < MIN_OWN_ORIGINS for s in fit.ids}
 
 
@@ -630,7 +632,7 @@ def reconciled_scenarios(
     `spread_scaled` each node's P90 spread is its reconciled errors' at its own level today.
     A series there for fewer than `MIN_OWN_ORIGINS` origins (`_backtestable`) takes its spread
     from the others' pooled relative reconciled errors (`pooled_spreads`, `peers` its peer
-    group; not with `pool_spreads` off), and so does an aggregate of such series only.
+    group; none with `pool_spreads` off), and so does an aggregate of such series only.
     """
     _check_daily(daily)
     values, times = node_values(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
@@ -659,7 +661,7 @@ def reconciled_scenarios(
     offset = len(hierarchy.aggregates)
     own = backtestable.sum(axis=1) >= MIN_OWN_ORIGINS
     young = {b: float(all_today[offset + k]) for k, b in enumerate(hierarchy.bottom)
-             if pool_spreads and not own[offset + k]}  # fmt: skip
+             if not own[offset + k]}  # fmt: skip
     # The donors' errors are their reconciled ones, as the young series' own would have been.
     reference = (
         np.broadcast_to(all_today[:, None], all_levels.shape) if level_scaled else all_levels
@@ -667,7 +669,7 @@ def reconciled_scenarios(
     donors = {
         b: relative_errors(reconciled_errors[offset + k], reference[offset + k])
         for k, b in enumerate(hierarchy.bottom)
-        if young and own[offset + k]
+        if young and pool_spreads and own[offset + k]
     }
     spreads = _young_spreads(donors, young, peers=peers, first=first, horizon_days=horizon_days)
     ratios = [

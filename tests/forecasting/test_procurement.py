@@ -384,7 +384,7 @@ def test_series_with_their_own_history_keep_their_bands_when_a_young_one_pools()
         for key, band in alone.paths[node].bands.items():
             np.testing.assert_array_equal(pooled.paths[node].bands[key], band)
     # Not pooled, the young series has no spread (and says so); pooled, its P50 is the same.
-    assert alone.paths[young_id].spread_source == "own"
+    assert alone.paths[young_id].spread_source == "none"
     np.testing.assert_array_equal(alone.paths[young_id].bands["p90"],
                                   alone.paths[young_id].bands["p50"])  # fmt: skip
     np.testing.assert_array_equal(pooled.paths[young_id].bands["p50"],
