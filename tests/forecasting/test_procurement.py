@@ -275,6 +275,31 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
     assert set(written["spread_source"]) == {"own"}
 
 
+def test_procurement_plan_asset_names_the_series_whose_spread_is_pooled(tmp_path, monkeypatch):
+    from assets.forecasting.assets import procurement_plan as asset
+    from resources.lake import LakeIOManager, LocalLake
+
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage, young_id = _young_fleet()
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    result = materialize(
+        [asset], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    note = f"{young_id} (pooled_fleet, "
+    assert (
+        metadata["p90_spread"].value.startswith("up to ") and note in metadata["p90_spread"].value
+    )
+    assert young_id in metadata["p90_spread_by_series"].value
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert note in report.read_text()
+    assert set(lake.read_table("procurement_plan")["spread_source"]) == {"own", "pooled_fleet"}
+
+
 def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
     from assets.forecasting.assets import compute_capacity_forecast
     from resources.lake import LakeIOManager, LocalLake
