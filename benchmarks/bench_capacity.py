@@ -9,7 +9,10 @@ weekly origins inside each history) plus a two-window 26-week rolling-origin bac
 prints the wall time, the load average and the backtest's calibration figures. `--seed N` builds
 another synthetic fleet (0 is the one the months-ahead settings were chosen on);
 `--spread-check` scores the P90 with and without its spread at today's level from one backtest
-pass, by the series' growth rate; `--no-spread-scaled` times the fixed spread.
+pass, by the series' growth rate; `--no-spread-scaled` times the fixed spread. `--young K` makes
+K of the series (every N/K-th) join `--young-days` days before each backtest origin and scores
+their P90 with the spread pooled from the other series (by peer group, and from the whole fleet)
+against none, in the series path and (with `--hierarchy`) the reconciled one.
 
 Data: Helios traces (Hu et al., "Characterization and Prediction of Deep Learning Workloads in
 Large-Scale GPU Datacenters", SC'21), `shared/data/capacity/helios_earth_{vc3sl,vc6YE,vcMod}.csv`;
@@ -75,11 +78,17 @@ def main() -> None:
     parser.add_argument("--spread-check", action="store_true")
     # Reuse (or write) the candidates' backtest at this Parquet path.
     parser.add_argument("--cache", type=Path, default=None)
+    # Months ahead: series too young for backtest errors of their own (`young_check`).
+    parser.add_argument("--young", type=int, default=0)
+    parser.add_argument("--young-days", type=int, default=20)
     args = parser.parse_args()
     if args.scale:
         options = {"level_scaled": args.level_scaled, "spread_scaled": not args.no_spread_scaled,
                    "seed": args.seed}  # fmt: skip
-        if args.spread_check:
+        if args.young:
+            young_check(args.scale, young=args.young, young_days=args.young_days,
+                        seed=args.seed, hierarchy=args.hierarchy)  # fmt: skip
+        elif args.spread_check:
             spread_check(args.scale, seed=args.seed)
         elif args.hierarchy:
             scale_hierarchy(args.scale, **options)
@@ -920,6 +929,89 @@ def spread_check(count: int, *, seed: int, horizon_days: int = 182, windows: int
         ).group_by("growth").agg(pl.col("p90").mean(), pl.len()).sort("growth")  # fmt: skip
         print("   P90 share by weekly growth: " + "; ".join(
             f"{g} {p:.3f} (n={n})" for g, p, n in bins.iter_rows()))  # fmt: skip
+
+
+def young_check(
+    count: int,
+    *,
+    young: int,
+    young_days: int,
+    seed: int,
+    hierarchy: bool,
+    horizon_days: int = 182,
+    windows: int = 2,
+) -> None:
+    """The `--scale` rolling-origin backtest with `young` series cut to their last `young_days`
+    days before each origin (joined then): per variant (spread pooled from the series' peer
+    group, from the whole fleet, or none), the share of test days at or below P90 of the young
+    series and of the others, the P90's mean distance above the P50 over the young series'
+    level, and the CPU time of the bands."""
+    from functools import partial
+
+    from annotation_pipelines.forecasting.hierarchy import build_hierarchy
+    from annotation_pipelines.forecasting.planning import HIERARCHY_LEVELS, peer_groups
+    from annotation_pipelines.forecasting.procurement import series_profiles
+    from annotation_pipelines.forecasting.scenarios import (
+        _head_before,
+        _slice_from,
+        reconciled_scenarios,
+        scenario_paths,
+    )
+
+    usage = _synthetic_usage(count, seed=seed)
+    daily = to_series(usage, freq="1d").with_columns(pl.col("time").cast(pl.Date))
+    ids = sorted(daily.get_column("id").unique().to_list())
+    joined = set(ids[:: max(1, len(ids) // young)][:young])
+    profiles = series_profiles(usage)
+    peers = peer_groups(profiles)
+    tree = build_hierarchy(profiles, levels=list(HIERARCHY_LEVELS)) if hierarchy else None
+    path = "reconciled" if hierarchy else "series"
+    print(f"{count} series (seed {seed}), {len(joined)} of them joined {young_days} days before "
+          f"each origin; {path} path; load average {os.getloadavg()}")  # fmt: skip
+    variants = {"pooled by peer group": {"peers": peers}, "pooled from the fleet": {},
+                "none": {"pool_spreads": False}}  # fmt: skip
+    rows = []
+    cpu_of = dict.fromkeys(variants, 0.0)
+    for window in range(windows, 0, -1):
+        back = window * horizon_days
+        ordered = daily.sort("id", "time").group_by("id", maintain_order=True)
+        train = ordered.map_groups(partial(_head_before, days_back=back))
+        train = train.filter(
+            ~pl.col("id").is_in(list(joined))
+            | (pl.col("time") > pl.col("time").max() - dt.timedelta(days=young_days))
+        )
+        test = ordered.map_groups(partial(_slice_from, days_back=back, length=horizon_days))
+        tests = {k[0]: f.sort("time")["value"].to_numpy()
+                 for k, f in test.partition_by("id", as_dict=True).items()}  # fmt: skip
+        levels = dict(train.sort("time").group_by("id").agg(pl.col("value").tail(28).mean())
+                      .iter_rows())  # fmt: skip
+        for variant, options in variants.items():
+            cpu = time.process_time()
+            if tree is None:
+                bands = scenario_paths(train, horizon_days=horizon_days, **options)
+            else:
+                bands = reconciled_scenarios(train, tree, horizon_days=horizon_days,
+                                             **options).paths  # fmt: skip
+            cpu_of[variant] += time.process_time() - cpu
+            for series_id in ids:
+                band = bands[series_id].bands
+                rows.append({"variant": variant, "window": window, "young": series_id in joined,
+                             "source": bands[series_id].spread_source,
+                             "p90": float(np.mean(tests[series_id] <= band["p90"])),
+                             "p50": float(np.mean(tests[series_id] <= band["p50"])),
+                             "relative_spread": float(np.mean(band["p90"] - band["p50"]))
+                             / max(levels[series_id], 1.0)})  # fmt: skip
+    table = pl.DataFrame(rows)
+    for variant in variants:
+        part = table.filter(pl.col("variant") == variant)
+        for is_young, label in ((True, "young"), (False, "others")):
+            group = part.filter(pl.col("young") == is_young)
+            sources = ", ".join(sorted(set(group["source"])))
+            print(f"{variant}: {label} {group.height} series-windows ({sources}): share <= P90 "
+                  f"{group['p90'].mean():.3f}; <= P50 {group['p50'].mean():.3f}; mean P90 "
+                  f"spread / level {group['relative_spread'].mean():.3f}")  # fmt: skip
+        print(f"   bands of {windows} windows: {cpu_of[variant]:.1f} s CPU")
+    print(f"load average after {os.getloadavg()}")
 
 
 if __name__ == "__main__":

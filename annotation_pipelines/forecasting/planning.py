@@ -8,7 +8,10 @@ The series nest (cluster -> accelerator type -> workload class -> series), so by
 node is forecast and the forecasts are reconciled (`hierarchy`, MinTrace with shrunk
 covariance): a cluster's P50/P90 are the cluster's own reconciled bands and the accelerators
 to own per cluster and type are banded as one weighted sum, instead of adding up the series'
-P90s (which assumes they all peak on the same day).
+P90s (which assumes they all peak on the same day). A series too young for backtest errors of
+its own takes its P90 spread from its peer group's (`peer_groups`) or the fleet's pooled
+relative errors; every band, requirement and plan row says where its spread came from
+(`spread_source`), and `series_spreads` / `spread_note` say it per series.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ from annotation_pipelines.forecasting.telemetry import (
 
 @dataclass(frozen=True)
 class CapacityPlan:
-    daily: pl.DataFrame  # [id, time, mean, p50, p90] demand per series per day
+    # [id, time, mean, p50, p90, spread_source] demand per series per day
+    daily: pl.DataFrame
     weekly: pl.DataFrame  # the same per week (Monday)
     required: pl.DataFrame  # [cluster, accelerator_type, time, p50, p90] accelerators to own
     plan: pl.DataFrame  # procurement.PLAN_COLUMNS
@@ -56,8 +60,8 @@ class CapacityPlan:
     history_weekly: pl.DataFrame  # [cluster, time, value] weekly demand per cluster
     cluster_weekly: pl.DataFrame  # [cluster, time, p50, p90] weekly bands per cluster
     supply: pl.DataFrame  # [cluster, time, supply] demand the fleet carries at target
-    # [id, level, time, mean, p50, p90] weekly bands of every node of the hierarchy (empty
-    # without reconciliation)
+    # [id, level, time, mean, p50, p90, spread_source] weekly bands of every node of the
+    # hierarchy (empty without reconciliation)
     hierarchy_weekly: pl.DataFrame
     reconciliation: str | None  # the method (None: series forecast alone, clusters summed)
 
@@ -96,11 +100,15 @@ def capacity_plan(
     by_cluster = profiles.select("id", "cluster")
     hierarchy_weekly = pl.DataFrame(
         schema={"id": pl.String, "level": pl.String, "time": pl.Date, "mean": pl.Float64,
-                "p50": pl.Float64, "p90": pl.Float64}
+                "p50": pl.Float64, "p90": pl.Float64, "spread_source": pl.String}
     )  # fmt: skip
+    peers = peer_groups(profiles)
     if reconciliation is None:
         daily, weekly = scenario_forecast(
-            daily_history, horizon_days=7 * config.horizon_weeks, launches=config.launches
+            daily_history,
+            horizon_days=7 * config.horizon_weeks,
+            launches=config.launches,
+            peers=peers,
         )
         required = required_accelerators(daily, profiles, config=config)
         cluster_weekly = (
@@ -114,12 +122,12 @@ def capacity_plan(
         hierarchy = build_hierarchy(profiles, levels=HIERARCHY_LEVELS)
         scenarios = reconciled_scenarios(
             daily_history, hierarchy, horizon_days=7 * config.horizon_weeks,
-            launches=config.launches, method=reconciliation,
+            launches=config.launches, method=reconciliation, peers=peers,
         )  # fmt: skip
         daily, weekly = paths_frames({b: scenarios.paths[b] for b in hierarchy.bottom})
         _, every_weekly = paths_frames(scenarios.paths)
         hierarchy_weekly = every_weekly.join(hierarchy.nodes_frame(), on="id").select(
-            "id", "level", "time", "mean", "p50", "p90"
+            "id", "level", "time", "mean", "p50", "p90", "spread_source"
         )
         required = reconciled_required(scenarios, profiles, config=config)
         cluster_weekly = _cluster_bands(every_weekly, by_cluster)
@@ -180,6 +188,48 @@ def capacity_plan(
     )
 
 
+def peer_groups(profiles: pl.DataFrame) -> dict[str, str]:
+    """Each series' peer group for a pooled P90 spread: its workload class and accelerator type
+    ("training/H100"): bursts are shares of demand alike within a class on one kind of
+    hardware."""
+    return {
+        str(series_id): f"{workload_class}/{accelerator_type}"
+        for series_id, workload_class, accelerator_type in profiles.select(
+            "id", "workload_class", "accelerator_type"
+        ).iter_rows()
+    }
+
+
+def series_spreads(weekly: pl.DataFrame) -> pl.DataFrame:
+    """[id, spread_source, p90_spread]: each series' widest weekly P90 distance above its P50
+    and where that spread came from (`scenarios.SPREAD_SOURCES`), widest first."""
+    return (
+        weekly.group_by("id")
+        .agg(
+            pl.col("spread_source").first(),
+            (pl.col("p90") - pl.col("p50")).max().alias("p90_spread"),
+        )
+        .sort("p90_spread", "id", descending=[True, False])
+    )
+
+
+def spread_note(spreads: pl.DataFrame) -> str:
+    """One line on which series' P90 spreads are not their own (`series_spreads`)."""
+    borrowed = spreads.filter(pl.col("spread_source") != "own").sort("id")
+    if not borrowed.height:
+        return "every series' P90 spread is its own backtest's"
+    named = ", ".join(
+        f"{series_id} ({source}, {spread:,.1f})"
+        for series_id, source, spread in borrowed.iter_rows()
+    )
+    return (
+        f"{borrowed.height} of {spreads.height} series joined too recently for a P90 spread of "
+        "their own; pooled_*: the other series' relative backtest errors (their class and "
+        "type's, or the fleet's) at the series' level, none: no series had errors to pool "
+        f"(weekly spread above the P50 in accelerators): {named}"
+    )
+
+
 def _cluster_bands(node_weekly: pl.DataFrame, by_cluster: pl.DataFrame) -> pl.DataFrame:
     """[cluster, time, p50, p90]: each cluster's own reconciled weekly bands (a cluster of one
     series has no node of its own: its series' bands)."""
@@ -198,9 +248,10 @@ def _cluster_bands(node_weekly: pl.DataFrame, by_cluster: pl.DataFrame) -> pl.Da
 def reconciled_required(
     scenarios: ReconciledScenarios, profiles: pl.DataFrame, *, config: CapacityConfig
 ) -> pl.DataFrame:
-    """[cluster, accelerator_type, time, p50, p90]: accelerators to own per day, each cluster
-    and type banded as one sum of its series' reconciled demand / their class's target
-    utilization."""
+    """[cluster, accelerator_type, time, p50, p90, spread_source]: accelerators to own per day,
+    each cluster and type banded as one sum of its series' reconciled demand / their class's
+    target utilization (`ReconciledScenarios.combination`, which says where its spread came
+    from)."""
     frames = []
     for (cluster, accelerator_type), members in profiles.group_by(
         "cluster", "accelerator_type", maintain_order=True
@@ -217,6 +268,7 @@ def reconciled_required(
                     "accelerator_type": str(accelerator_type),
                     "time": path.days,
                     **{s: path.bands[s] for s in SCENARIOS},
+                    "spread_source": path.spread_source,
                 }
             )
         )

@@ -25,7 +25,7 @@ import polars as pl
 
 from annotation_pipelines.forecasting.capacity_config import CapacityConfig
 from annotation_pipelines.forecasting.scalars import as_date, as_float
-from annotation_pipelines.forecasting.scenarios import SCENARIOS
+from annotation_pipelines.forecasting.scenarios import SCENARIOS, combined_source
 
 HOURS_PER_MONTH = 730.0
 
@@ -42,6 +42,7 @@ PLAN_COLUMNS = (
     "status",
     "scenario_cost_usd",
     "order_cost_per_month_usd",
+    "spread_source",
 )
 
 
@@ -87,8 +88,9 @@ def current_fleet(usage: pl.DataFrame) -> pl.DataFrame:
 def required_accelerators(
     bands: pl.DataFrame, profiles: pl.DataFrame, *, config: CapacityConfig
 ) -> pl.DataFrame:
-    """[cluster, accelerator_type, time, p50, p90]: accelerators to own per day so each class
-    stays at its target utilization."""
+    """[cluster, accelerator_type, time, p50, p90, spread_source]: accelerators to own per day
+    so each class stays at its target utilization; the P90's spread sources those of its
+    series' bands (`scenarios.combined_source`), when `bands` says them."""
     joined = bands.join(profiles, on="id", how="left").with_columns(
         pl.col("cluster").fill_null(pl.col("id")),
         pl.col("workload_class").fill_null("unknown"),
@@ -102,17 +104,27 @@ def required_accelerators(
         )
         .alias("target")
     )
-    return (
+    required = (
         joined.group_by("cluster", "accelerator_type", "time")
         .agg([(pl.col(s) / pl.col("target")).sum().alias(s) for s in SCENARIOS])
         .sort("cluster", "accelerator_type", "time")
     )
+    if "spread_source" not in joined.columns:
+        return required
+    sources = (
+        joined.group_by("cluster", "accelerator_type")
+        .agg(pl.col("spread_source").unique())
+        .with_columns(pl.col("spread_source").map_elements(combined_source, return_dtype=pl.String))
+    )
+    return required.join(sources, on=["cluster", "accelerator_type"], how="left")
 
 
 def procurement_plan(
     required: pl.DataFrame, fleet: pl.DataFrame, *, config: CapacityConfig, as_of: dt.date
 ) -> pl.DataFrame:
-    """One row per (cluster, accelerator type, scenario); columns PLAN_COLUMNS."""
+    """One row per (cluster, accelerator type, scenario); columns PLAN_COLUMNS. `spread_source`
+    is where the requirement's P90 spread came from (`required`'s, null when it does not say;
+    "own" unless a series in it was too young for errors of its own)."""
     lead = dt.timedelta(weeks=config.lead_time_weeks)
     rows = []
     joined = required.join(fleet, on=["cluster", "accelerator_type"], how="left").with_columns(
@@ -123,6 +135,9 @@ def procurement_plan(
     ):
         frame = frame.sort("time")
         fleet_size = as_float(frame.get_column("fleet").first(), what=f"fleet of {cluster}")
+        source = (
+            frame.get_column("spread_source").first() if "spread_source" in frame.columns else None
+        )
         price = config.accelerator_price(accelerator_type)
         for scenario in SCENARIOS:
             need = frame.get_column(scenario)
@@ -161,6 +176,7 @@ def procurement_plan(
                     "order_cost_per_month_usd": None
                     if price is None
                     else to_order * price * HOURS_PER_MONTH,
+                    "spread_source": source,
                 }
             )
     schema = {
@@ -168,6 +184,7 @@ def procurement_plan(
         "fleet": pl.Float64, "peak_required": pl.Float64, "runs_short_on": pl.Date,
         "to_order": pl.Int64, "order_by": pl.Date, "arrives": pl.Date, "status": pl.String,
         "scenario_cost_usd": pl.Float64, "order_cost_per_month_usd": pl.Float64,
+        "spread_source": pl.String,
     }  # fmt: skip
     return pl.DataFrame(rows, schema=schema).sort("cluster", "accelerator_type", "scenario")
 

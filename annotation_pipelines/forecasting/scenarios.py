@@ -14,16 +14,21 @@ a series whose level wanders gets wide bands). The P90's spread above the P50 is
 today's level (each error times today's level over its origin's): bursts scale with demand, so
 errors made when a growing series was smaller understate today's spread; the P50 offset is not
 rescaled. Steps further ahead than the history can check grow the last checked offset with the
-square root of the horizon. Planned launches (a config
-file; known future events) add their accelerators on their start day, ramped linearly over
-`ramp_days`. Weekly bands come from the errors of weekly means.
+square root of the horizon. A series with fewer than two backtest origins of its own (it joined
+the fleet less than about a month before the last one) has no errors to measure a spread on: its
+P90's spread is the pooled relative errors' (error over the level at its origin, per step ahead)
+of the series that have them, of its peers (same workload class and accelerator type) when at
+least `MIN_PEER_SERIES` of them do, else of the whole fleet, times its own level today; its P50
+stays its point forecast. Each band says where its spread came from (`SPREAD_SOURCES`). Planned
+launches (a config file; known future events) add their accelerators on their start day, ramped
+linearly over `ramp_days`. Weekly bands come from the errors of weekly means.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -40,6 +45,13 @@ from annotation_pipelines.forecasting.scalars import as_int
 SCENARIOS = ("p50", "p90")
 LEVEL_SCALED = False
 SPREAD_SCALED = True
+# Where a band's P90 spread came from: the series' own backtest errors, the pooled relative
+# errors of its peers or of the whole fleet, or nowhere (no series had errors to pool).
+SPREAD_SOURCES = ("own", "pooled_class", "pooled_fleet", "none")
+# `_quantiles_by_step` measures a spread from two origins' errors at a step, not from one.
+MIN_OWN_ORIGINS = 2
+# A peer group of fewer series is a few series' luck; the fleet's pool is then the broader one.
+MIN_PEER_SERIES = 5
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,21 @@ class SeriesPaths:
     days: list[dt.date]
     weeks: list[dt.date]
     bands: dict[str, np.ndarray]
+    spread_source: str = "own"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A P90 spread above the P50 not measured on a series' own errors: per day and per week
+    (each week of the forecast, as `paths_from_errors` groups them) and its source
+    (`SPREAD_SOURCES`)."""
+
+    daily: np.ndarray
+    weekly: np.ndarray
+    source: str
+
+    def times(self, factor: float) -> Spread:
+        return Spread(daily=self.daily * factor, weekly=self.weekly * factor, source=self.source)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,7 +169,9 @@ def origin_levels(
     today's ([...]), of one series (`values` [days]) or of each row of [series, days]."""
     n = values.shape[-1]
     origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
-    at_origins = np.stack([_raw_levels(values, o) for o in origins], axis=-1)
+    levels = [_raw_levels(values, o) for o in origins]
+    # A history shorter than a month has no origin: [..., 0] levels, not a failed stack.
+    at_origins = np.stack(levels, axis=-1) if levels else np.zeros((*values.shape[:-1], 0))
     return at_origins, _raw_levels(values, n)
 
 
@@ -179,19 +208,21 @@ def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
 
 
 def _quantiles_by_step(
-    errors: np.ndarray, qs: Sequence[float], *, minimum: int = 5
+    errors: np.ndarray, qs: Sequence[float], *, minimum: int = 5, window: int = 7
 ) -> list[np.ndarray]:
     """Per step ahead, each q-quantile in `qs` of the errors; steps with fewer than `minimum`
     errors (or as many as there are origins, for a short history, but at least 2) take the
-    last well-estimated step's quantile grown with the square root of the horizon."""
+    last well-estimated step's quantile grown with the square root of the horizon. Each step
+    pools the errors of the `window` steps around it (odd)."""
     horizon = errors.shape[1]
     minimum = max(2, min(minimum, errors.shape[0]))
     counts = np.sum(np.isfinite(errors), axis=0)
     # A week around each step (3 before, 3 after): more errors, smoother quantiles. All steps
-    # at once: the NaN-padded [steps, origins x 7] windows, NaN (unobserved) ignored.
-    padded = np.full((errors.shape[0], horizon + 6), np.nan)
-    padded[:, 3 : 3 + horizon] = errors
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 7, axis=1)[:, :horizon]
+    # at once: the NaN-padded [steps, origins x window] windows, NaN (unobserved) ignored.
+    half = window // 2
+    padded = np.full((errors.shape[0], horizon + 2 * half), np.nan)
+    padded[:, half : half + horizon] = errors
+    windows = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)[:, :horizon]
     flat = windows.transpose(1, 0, 2).reshape(horizon, -1)
     found = []
     for out in _row_quantiles(flat, qs):
@@ -245,6 +276,8 @@ def scenario_paths(
     origin_step: int = 7,
     level_scaled: bool = LEVEL_SCALED,
     spread_scaled: bool = SPREAD_SCALED,
+    peers: Mapping[str, str] | None = None,
+    pool_spreads: bool = True,
 ) -> dict[str, SeriesPaths]:
     """Per series: its future days and weeks and the bands over them, launches included.
 
@@ -253,7 +286,9 @@ def scenario_paths(
     empirical, backtest-calibrated band: Williams & Goodman, 1971; conformal in spirit).
     Weekly bands use the errors of weekly means, so a P90 week is a P90 week. With
     `spread_scaled` the P90's spread above the P50 is taken at today's level
-    (`paths_from_errors`).
+    (`paths_from_errors`). A series with fewer than `MIN_OWN_ORIGINS` origins takes its P90
+    spread from the other series' pooled relative errors (`pooled_spreads`; `peers` maps a
+    series to its peer group), unless `pool_spreads` is off (then it has none, and says so).
     """
     _check_daily(daily)
     # Series on one calendar (the same days) are fit together (`_fit`).
@@ -264,27 +299,79 @@ def scenario_paths(
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
         calendars.setdefault(days, []).append((str(series_id), values))
         order.append(str(series_id))
-    found: dict[str, SeriesPaths] = {}
+    fits = []
     for days, members in calendars.items():
         values = np.stack([v for _, v in members])
         points, errors = _point_and_errors(
             values, list(days), horizon_days=horizon_days, changepoint_every=changepoint_every,
             ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
         )  # fmt: skip
-        first = days[-1] + dt.timedelta(days=1)
-        ratios = (
-            level_ratios(*origin_levels(values, changepoint_every=changepoint_every,
-                                        origin_step=origin_step))
-            if spread_scaled and not level_scaled
-            else None
+        at_origins, today = origin_levels(
+            values, changepoint_every=changepoint_every, origin_step=origin_step
+        )
+        fits.append(_CalendarFit(first=days[-1] + dt.timedelta(days=1),
+                                 ids=[s for s, _ in members], points=points, errors=errors,
+                                 at_origins=at_origins, today=today))  # fmt: skip
+    young = _young_series(fits)
+    donors = (
+        _donor_relative_errors(fits, young=young, level_scaled=level_scaled)
+        if young and pool_spreads
+        else {}
+    )
+    found: dict[str, SeriesPaths] = {}
+    for fit in fits:
+        spreads = _young_spreads(
+            donors, {s: float(fit.today[row]) for row, s in enumerate(fit.ids) if s in young},
+            peers=peers, first=fit.first, horizon_days=horizon_days,
         )  # fmt: skip
-        for row, (series_id, _) in enumerate(members):
-            extra = _launches(launches, series_id, first=first, horizon_days=horizon_days)
+        ratios = (
+            level_ratios(fit.at_origins, fit.today) if spread_scaled and not level_scaled else None
+        )
+        for row, series_id in enumerate(fit.ids):
+            extra = _launches(launches, series_id, first=fit.first, horizon_days=horizon_days)
             found[series_id] = paths_from_errors(
-                points[row] + extra, errors[row], first=first,
-                ratios=None if ratios is None else ratios[row],
+                fit.points[row] + extra, fit.errors[row], first=fit.first,
+                ratios=None if ratios is None else ratios[row], spread=spreads.get(series_id),
             )  # fmt: skip
     return {series_id: found[series_id] for series_id in order}
+
+
+@dataclass(frozen=True)
+class _CalendarFit:
+    """The series of one calendar fit together: ids, points [series, horizon], backtest errors
+    [series, origins, horizon], raw levels at the origins [series, origins] and today
+    [series]."""
+
+    first: dt.date
+    ids: list[str]
+    points: np.ndarray
+    errors: np.ndarray
+    at_origins: np.ndarray
+    today: np.ndarray
+
+
+def _young_series(fits: Sequence[_CalendarFit]) -> set[str]:
+    """The series whose calendar leaves fewer than `MIN_OWN_ORIGINS` backtest origins."""
+    return {s for fit in fits if fit.errors.shape[1] < MIN_OWN_ORIGINS for s in fit.ids}
+
+
+def _donor_relative_errors(
+    fits: Sequence[_CalendarFit], *, young: set[str], level_scaled: bool
+) -> dict[str, np.ndarray]:
+    """Each series with origins of its own: its errors over the level at each origin
+    (`relative_errors`; level-scaled errors are already at today's level, so over today's)."""
+    donors = {}
+    for fit in fits:
+        for row, series_id in enumerate(fit.ids):
+            if series_id in young:
+                continue
+            levels = (
+                np.full(fit.errors.shape[1], float(fit.today[row]))
+                if level_scaled
+                else fit.at_origins[row]
+            )
+            donors[series_id] = relative_errors(fit.errors[row], levels)
+    return donors
 
 
 def _point_and_errors(values: np.ndarray, days: list[dt.date], *, horizon_days: int,
@@ -313,7 +400,12 @@ def _launches(
 
 
 def paths_from_errors(
-    point: np.ndarray, errors: np.ndarray, *, first: dt.date, ratios: np.ndarray | None = None
+    point: np.ndarray,
+    errors: np.ndarray,
+    *,
+    first: dt.date,
+    ratios: np.ndarray | None = None,
+    spread: Spread | None = None,
 ) -> SeriesPaths:
     """Daily and weekly P50/P90 from a point path (launches included) and the errors the same
     model made at each step ahead at earlier origins ([origins, step], NaN: not observed).
@@ -326,17 +418,16 @@ def paths_from_errors(
     the spread of errors made when a growing series was smaller understates today's; its
     median offset (the trend's bias) is not a burst and is not rescaled, which is what kept
     rescaling every error (`level_scaled`) from being adopted: it moved the P50.
+
+    `spread` (a series too young for errors of its own, or the young members of a sum) is
+    added to the P90's distance above the P50, and its source is the bands'.
     """
     horizon_days = point.size
-    future = [first + dt.timedelta(days=d) for d in range(horizon_days)]
-    week_of = np.array([(d - dt.timedelta(days=d.weekday())).toordinal() for d in future])
-    weeks = np.unique(week_of)
-    weekly_errors = (
-        np.column_stack([errors[:, week_of == w].mean(axis=1) for w in weeks])
-        if errors.size
-        else np.zeros((0, weeks.size))
-    )
+    future, week_of, weeks = _forecast_weeks(first, horizon_days)
+    weekly_errors = _weekly_means(errors, week_of, weeks)
     weekly_point = np.array([point[week_of == w].mean() for w in weeks])
+    extra = {"": 0.0, "weekly_": 0.0} if spread is None else {"": spread.daily,
+                                                              "weekly_": spread.weekly}  # fmt: skip
     bands = {"mean": point}
     for prefix, path, past in (("", point, errors), ("weekly_", weekly_point, weekly_errors)):
         if ratios is None or past.shape[0] == 0:
@@ -346,9 +437,112 @@ def paths_from_errors(
             high, middle = _quantiles_by_step(past * ratios[:, None], (0.9, 0.5))
             upper = median + (high - middle)
         bands[f"{prefix}p50"] = np.maximum(0.0, path + median)
-        bands[f"{prefix}p90"] = np.maximum(0.0, path + upper)
+        bands[f"{prefix}p90"] = np.maximum(0.0, path + upper + extra[prefix])
     bands["weekly_mean"] = weekly_point
-    return SeriesPaths(days=future, weeks=[dt.date.fromordinal(int(w)) for w in weeks], bands=bands)
+    return SeriesPaths(
+        days=future,
+        weeks=[dt.date.fromordinal(int(w)) for w in weeks],
+        bands=bands,
+        spread_source="own" if spread is None else spread.source,
+    )
+
+
+def _forecast_weeks(first: dt.date, horizon_days: int) -> tuple[list[dt.date], np.ndarray,
+                                                                  np.ndarray]:  # fmt: skip
+    """The forecast's days from `first`, each day's week (its Monday's ordinal) and the
+    weeks."""
+    future = [first + dt.timedelta(days=d) for d in range(horizon_days)]
+    week_of = np.array([(d - dt.timedelta(days=d.weekday())).toordinal() for d in future])
+    return future, week_of, np.unique(week_of)
+
+
+def _weekly_means(errors: np.ndarray, week_of: np.ndarray, weeks: np.ndarray) -> np.ndarray:
+    """[rows, weeks]: each row's mean error over the days of each forecast week (NaN when a
+    day of it was not observed)."""
+    if not errors.size:
+        return np.zeros((errors.shape[0], weeks.size))
+    return np.column_stack([errors[:, week_of == w].mean(axis=1) for w in weeks])
+
+
+def relative_errors(errors: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """[..., origins, horizon] errors over the level at their origin (`levels` [..., origins],
+    at least 1, as in `level_ratios`): errors as shares of the demand they were made on,
+    comparable across series of any size."""
+    return errors / np.maximum(1.0, levels)[..., None]
+
+
+def pooled_spreads(
+    relative: Mapping[str, np.ndarray],
+    wanting: Sequence[str],
+    *,
+    peers: Mapping[str, str] | None,
+    first: dt.date,
+    horizon_days: int,
+) -> dict[str, Spread]:
+    """Per series in `wanting`, the P90 spread of a series at level 1 from the pooled relative
+    errors ([origins, horizon] each, `relative_errors`) of the series in `relative`: of its
+    peers (the same `peers` value) when at least `MIN_PEER_SERIES` of them have errors, else
+    of all of them ("pooled_class" / "pooled_fleet"); none when no series has errors.
+
+    The spread is q90 - q50 per step ahead of the pool, as a series' own is of its errors
+    (`paths_from_errors`): a new series' errors are taken to be one more draw from those of
+    the series like it. Every origin of every donor is one error, so each step has many and
+    is not widened to the week around it."""
+    peers = peers or {}
+    _, week_of, weeks = _forecast_weeks(first, horizon_days)
+    found: dict[tuple[str, str | None], Spread] = {}
+    spreads = {}
+    for series_id in wanting:
+        group = peers.get(series_id)
+        donors = [d for d in relative if group is not None and peers.get(d) == group]
+        if len(donors) >= MIN_PEER_SERIES:
+            key: tuple[str, str | None] = ("pooled_class", group)
+        else:
+            donors = list(relative)
+            key = ("pooled_fleet", None) if donors else ("none", None)
+        if key not in found:
+            found[key] = _pool_spread([relative[d] for d in donors], source=key[0],
+                                      week_of=week_of, weeks=weeks)  # fmt: skip
+        spreads[series_id] = found[key]
+    return spreads
+
+
+def _pool_spread(
+    pool: Sequence[np.ndarray], *, source: str, week_of: np.ndarray, weeks: np.ndarray
+) -> Spread:
+    """q90 - q50 per step (and per week, of weekly means) of the stacked errors in `pool`."""
+    if not pool:
+        return Spread(daily=np.zeros(week_of.size), weekly=np.zeros(weeks.size), source=source)
+    stacked = np.concatenate(pool, axis=0)
+    spread = {}
+    for name, errors in (("daily", stacked), ("weekly", _weekly_means(stacked, week_of, weeks))):
+        high, middle = _quantiles_by_step(errors, (0.9, 0.5), window=1)
+        spread[name] = np.maximum(0.0, high - middle)
+    return Spread(daily=spread["daily"], weekly=spread["weekly"], source=source)
+
+
+def _young_spreads(
+    relative: Mapping[str, np.ndarray],
+    today: Mapping[str, float],
+    *,
+    peers: Mapping[str, str] | None,
+    first: dt.date,
+    horizon_days: int,
+) -> dict[str, Spread]:
+    """Per series in `today` (the young ones and their raw level today), its pooled spread
+    (`pooled_spreads`) at its own level today (at least 1, as in `level_ratios`)."""
+    if not today:
+        return {}
+    pooled = pooled_spreads(relative, list(today), peers=peers, first=first,
+                            horizon_days=horizon_days)  # fmt: skip
+    return {s: pooled[s].times(max(1.0, level)) for s, level in today.items()}
+
+
+def combined_source(sources: Sequence[str]) -> str:
+    """The sources of a sum's spreads, in `SPREAD_SOURCES` order joined with "+" ("own": every
+    member's spread is its own)."""
+    present = set(sources)
+    return "+".join(s for s in SPREAD_SOURCES if s in present) or "none"
 
 
 @dataclass(frozen=True)
@@ -369,24 +563,47 @@ class ReconciledScenarios:
     # spread at today's level (None: not spread-scaled).
     levels: np.ndarray | None = None
     levels_today: np.ndarray | None = None
+    # Series too young for a spread of their own: their pooled spread at their level today
+    # (`pooled_spreads`; source "none" when there was nothing to pool).
+    spreads: dict[str, Spread] = field(default_factory=dict)
 
     def combination(self, weights: dict[str, float]) -> SeriesPaths:
         """Bands of sum_i weights[i] x series_i (e.g. accelerators to own = demand / target
         utilization of each series' class): the quantiles of the same weighted sum of the
-        reconciled errors, so the P90 of a sum is not the sum of P90s."""
+        reconciled errors, so the P90 of a sum is not the sum of P90s.
+
+        Young members (`spreads`) have no errors at most origins, so the sum's errors are its
+        other members' at every origin they were there for, and each young member's pooled
+        spread is added to theirs, as if it peaked with them: no joint history says how it
+        moves with them, and added spreads do not understate the sum's."""
         offset = len(self.hierarchy.aggregates)
         vector = np.array([weights.get(b, 0.0) for b in self.hierarchy.bottom])
         point = vector @ self.points[offset:]
+        young = np.array([b in self.spreads for b in self.hierarchy.bottom], dtype=bool)
+        own = np.where(young, 0.0, vector)
         # A series out of the sum must not carry its unobserved origins (NaN) into it.
-        members = np.where(vector[:, None, None] != 0, self.errors[offset:], 0.0)
-        errors = np.einsum("b,boh->oh", vector, members)
+        members = np.where(own[:, None, None] != 0, self.errors[offset:], 0.0)
+        errors = np.einsum("b,boh->oh", own, members)
         ratios = None
         if self.levels is not None and self.levels_today is not None:
             # A weighted sum's level is the same weighted sum of its series' levels.
             ratios = level_ratios(
-                vector @ self.levels[offset:], float(vector @ self.levels_today[offset:])
+                own @ self.levels[offset:], float(own @ self.levels_today[offset:])
             )
-        return paths_from_errors(point, errors, first=self.first, ratios=ratios)
+        pooled = [
+            (weight, self.spreads[b])
+            for b, weight in zip(self.hierarchy.bottom, vector, strict=True)
+            if weight != 0 and b in self.spreads
+        ]
+        if not pooled:
+            return paths_from_errors(point, errors, first=self.first, ratios=ratios)
+        sources = [s.source for _, s in pooled] + (["own"] if np.any(own != 0) else [])
+        spread = Spread(
+            daily=sum((w * s.daily for w, s in pooled), np.zeros(point.size)),
+            weekly=sum((w * s.weekly for w, s in pooled), np.zeros(pooled[0][1].weekly.size)),
+            source=combined_source(sources),
+        )
+        return paths_from_errors(point, errors, first=self.first, ratios=ratios, spread=spread)
 
 
 def reconciled_scenarios(
@@ -402,6 +619,8 @@ def reconciled_scenarios(
     origin_step: int = 7,
     level_scaled: bool = LEVEL_SCALED,
     spread_scaled: bool = SPREAD_SCALED,
+    peers: Mapping[str, str] | None = None,
+    pool_spreads: bool = True,
 ) -> ReconciledScenarios:
     """`scenario_paths` for every node of `hierarchy`, reconciled (MinTrace, `hierarchy`).
 
@@ -411,6 +630,9 @@ def reconciled_scenarios(
     points are S P y^ and the reconciled errors S P e (exact for actuals that add up). Planned
     launches add to their series after reconciliation and so to every node above it. With
     `spread_scaled` each node's P90 spread is its reconciled errors' at its own level today.
+    A series there for fewer than `MIN_OWN_ORIGINS` origins (`_backtestable`) takes its spread
+    from the others' pooled relative reconciled errors (`pooled_spreads`, `peers` its peer
+    group; none with `pool_spreads` off), and so does an aggregate of such series only.
     """
     _check_daily(daily)
     values, times = node_values(daily.with_columns(pl.col("time").cast(pl.Date)), hierarchy)
@@ -422,11 +644,10 @@ def reconciled_scenarios(
         ridge=ridge, damping=damping, origin_step=origin_step, level_scaled=level_scaled,
     )  # fmt: skip
     spread = spread_scaled and not level_scaled
-    node_levels, node_today = None, None
-    if spread:
-        node_levels, node_today = origin_levels(
-            values, changepoint_every=changepoint_every, origin_step=origin_step
-        )
+    all_levels, all_today = origin_levels(
+        values, changepoint_every=changepoint_every, origin_step=origin_step
+    )
+    node_levels, node_today = (all_levels, all_today) if spread else (None, None)
     p = projection(hierarchy, base_errors.reshape(len(hierarchy.nodes), -1), method=method)
     projector = hierarchy.summing @ p
     extra_bottom = np.stack(
@@ -434,8 +655,23 @@ def reconciled_scenarios(
     )
     reconciled_points = projector @ base_points + hierarchy.children_sum(extra_bottom)
     reconciled_errors = _project_errors(projector, base_errors)
-    reconciled_errors[~_backtestable(values, changepoint_every=changepoint_every,
-                                     origin_step=origin_step)] = np.nan  # fmt: skip
+    backtestable = _backtestable(values, changepoint_every=changepoint_every,
+                                 origin_step=origin_step)  # fmt: skip
+    reconciled_errors[~backtestable] = np.nan
+    offset = len(hierarchy.aggregates)
+    own = backtestable.sum(axis=1) >= MIN_OWN_ORIGINS
+    young = {b: float(all_today[offset + k]) for k, b in enumerate(hierarchy.bottom)
+             if not own[offset + k]}  # fmt: skip
+    # The donors' errors are their reconciled ones, as the young series' own would have been.
+    reference = (
+        np.broadcast_to(all_today[:, None], all_levels.shape) if level_scaled else all_levels
+    )
+    donors = {
+        b: relative_errors(reconciled_errors[offset + k], reference[offset + k])
+        for k, b in enumerate(hierarchy.bottom)
+        if young and pool_spreads and own[offset + k]
+    }
+    spreads = _young_spreads(donors, young, peers=peers, first=first, horizon_days=horizon_days)
     ratios = [
         None
         if node_levels is None or node_today is None
@@ -444,13 +680,24 @@ def reconciled_scenarios(
     ]
     paths = {
         node: paths_from_errors(
-            reconciled_points[row], reconciled_errors[row], first=first, ratios=ratios[row]
+            reconciled_points[row],
+            reconciled_errors[row],
+            first=first,
+            ratios=ratios[row],
+            spread=spreads.get(node),
         )
         for row, node in enumerate(hierarchy.nodes)
     }
-    return ReconciledScenarios(hierarchy=hierarchy, first=first, points=reconciled_points,
-                               errors=reconciled_errors, paths=paths, levels=node_levels,
-                               levels_today=node_today)  # fmt: skip
+    scenarios = ReconciledScenarios(hierarchy=hierarchy, first=first, points=reconciled_points,
+                                    errors=reconciled_errors, paths=paths, levels=node_levels,
+                                    levels_today=node_today, spreads=spreads)  # fmt: skip
+    # An aggregate of young series only has too few origins of its own as well: it is banded
+    # as the sum of its series, their pooled spreads added.
+    for row, node in enumerate(hierarchy.aggregates):
+        if spreads and not own[row]:
+            members = np.flatnonzero(hierarchy.summing[row])
+            paths[node] = scenarios.combination({hierarchy.bottom[m]: 1.0 for m in members})
+    return scenarios
 
 
 def _backtestable(values: np.ndarray, *, changepoint_every: int, origin_step: int) -> np.ndarray:
@@ -461,8 +708,8 @@ def _backtestable(values: np.ndarray, *, changepoint_every: int, origin_step: in
     origins before then are its arrival, not a forecast's miss, and the spread at today's level
     multiplies them by today's level over a zero one: a 30-day series among three of 63 days
     had a P90 49,325 accelerators above its P50, and its type's requirement 146,344 against a
-    P50 of 786. Such a node's own bands, and those of a sum it is part of, take their spread only
-    from origins it was there for (none: no spread, as for a series whose history is short).
+    P50 of 786. Such a node's errors count only from origins it was there for; with fewer than
+    `MIN_OWN_ORIGINS` of them its spread is pooled from the other series' (`pooled_spreads`).
     """
     n = values.shape[-1]
     origins = np.array(list(_origins(n, changepoint_every=changepoint_every,
@@ -485,17 +732,19 @@ def _project_errors(projector: np.ndarray, errors: np.ndarray) -> np.ndarray:
 
 
 def paths_frames(paths: dict[str, SeriesPaths]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(daily, weekly) [id, time, mean, p50, p90] tables of per-id paths."""
+    """(daily, weekly) [id, time, mean, p50, p90, spread_source] tables of per-id paths."""
     daily_rows, weekly_rows = [], []
     for series_id, path in paths.items():
         band = path.bands
         daily_rows.append(
             pl.DataFrame({"id": series_id, "time": path.days, "mean": band["mean"],
-                          "p50": band["p50"], "p90": band["p90"]})
+                          "p50": band["p50"], "p90": band["p90"],
+                          "spread_source": path.spread_source})
         )  # fmt: skip
         weekly_rows.append(
             pl.DataFrame({"id": series_id, "time": path.weeks, "mean": band["weekly_mean"],
-                          "p50": band["weekly_p50"], "p90": band["weekly_p90"]})
+                          "p50": band["weekly_p50"], "p90": band["weekly_p90"],
+                          "spread_source": path.spread_source})
         )  # fmt: skip
     daily_table = pl.concat(daily_rows).with_columns(pl.col("time").cast(pl.Date))
     weekly_table = pl.concat(weekly_rows).with_columns(pl.col("time").cast(pl.Date))
@@ -512,11 +761,15 @@ def scenario_forecast(
     damping: float = 0.99,
     level_scaled: bool = LEVEL_SCALED,
     spread_scaled: bool = SPREAD_SCALED,
+    peers: Mapping[str, str] | None = None,
+    pool_spreads: bool = True,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(daily, weekly) bands: [id, time, mean, p50, p90] per day and per week (its Monday)."""
+    """(daily, weekly) bands: [id, time, mean, p50, p90, spread_source] per day and per week
+    (its Monday); `spread_source` as in `SPREAD_SOURCES` (`scenario_paths`)."""
     bands = scenario_paths(
         daily, horizon_days=horizon_days, launches=launches, changepoint_every=changepoint_every,
         ridge=ridge, damping=damping, level_scaled=level_scaled, spread_scaled=spread_scaled,
+        peers=peers, pool_spreads=pool_spreads,
     )  # fmt: skip
     return paths_frames(bands)
 

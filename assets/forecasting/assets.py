@@ -25,6 +25,8 @@ from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
     MIN_HISTORY_DAYS,
     capacity_plan,
+    series_spreads,
+    spread_note,
 )
 from annotation_pipelines.forecasting.plot import plot_forecast
 from annotation_pipelines.forecasting.procurement import series_profiles
@@ -197,6 +199,11 @@ def procurement_plan(
         context.log.warning(f"procurement plan: P90 spread {spread}")
     else:
         spread = f"up to {float(widest):,.1f} accelerators above the P50 (weekly bands)"
+    # Which series' spreads are not their own backtest's: a young series' is pooled from the
+    # others', and the plan must say so rather than pass it off as measured.
+    per_series = series_spreads(plan.weekly)
+    pooled = spread_note(per_series)
+    spread = f"{spread}; {pooled}"
     judgments = _recent(lake, "judgments", days=config.cost_days)
     aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
     quality = _recent(lake, "quality_report", days=config.cost_days)
@@ -224,6 +231,7 @@ def procurement_plan(
         ("Date each cluster runs short", plan.runs_short),
         ("Allocation vs utilization (idle capacity allocation hides)", plan.utilization),
         ("Weekly demand bands per cluster", plan.cluster_weekly),
+        ("P90 spread per series (widest week) and where it came from", per_series),
     ]
     if plan.hierarchy_weekly.height:
         first_weeks = plan.hierarchy_weekly.filter(
@@ -258,6 +266,7 @@ def procurement_plan(
         "plan": markdown_table(plan.plan, rows=60),
         "reconciliation": MetadataValue.text(plan.reconciliation or "none (series summed)"),
         "p90_spread": MetadataValue.text(spread),
+        "p90_spread_by_series": markdown_table(per_series, rows=60),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),

@@ -17,17 +17,30 @@ from annotation_pipelines.forecasting.capacity_config import (
     load_capacity_config,
 )
 from annotation_pipelines.forecasting.costs import annotation_costs
-from annotation_pipelines.forecasting.planning import capacity_plan
-from annotation_pipelines.forecasting.procurement import procurement_plan, runs_short
+from annotation_pipelines.forecasting.hierarchy import build_hierarchy
+from annotation_pipelines.forecasting.planning import (
+    HIERARCHY_LEVELS,
+    capacity_plan,
+    peer_groups,
+    series_spreads,
+    spread_note,
+)
+from annotation_pipelines.forecasting.procurement import (
+    procurement_plan,
+    runs_short,
+    series_profiles,
+)
 from annotation_pipelines.forecasting.report import cluster_figure, render_capacity_report
 from annotation_pipelines.forecasting.scenarios import (
     Launch,
     level_ratios,
     paths_from_errors,
+    reconciled_scenarios,
     scenario_backtest,
     scenario_forecast,
     scenario_paths,
 )
+from annotation_pipelines.forecasting.telemetry import to_series, with_detail_columns
 from annotation_pipelines.quality.render import is_self_contained
 from annotation_pipelines.synthetic import generate_compute_usage
 
@@ -255,6 +268,36 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
     assert (p90["peak_required"] > p50["peak_required"]).any()
     assert metadata["p90_spread"].value.startswith("up to ")
     assert "measured no spread" not in report.read_text()
+    # Every series was there all along: every spread is its own, and both say so.
+    assert metadata["p90_spread"].value.endswith("every series' P90 spread is its own backtest's")
+    assert "P90 spread per series" in report.read_text()
+    assert "p90_spread_by_series" in metadata and "pooled" not in metadata["plan"].value
+    assert set(written["spread_source"]) == {"own"}
+
+
+def test_procurement_plan_asset_names_the_series_whose_spread_is_pooled(tmp_path, monkeypatch):
+    from assets.forecasting.assets import procurement_plan as asset
+    from resources.lake import LakeIOManager, LocalLake
+
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage, young_id = _young_fleet()
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    result = materialize(
+        [asset], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    note = f"{young_id} (pooled_fleet, "
+    assert (
+        metadata["p90_spread"].value.startswith("up to ") and note in metadata["p90_spread"].value
+    )
+    assert young_id in metadata["p90_spread_by_series"].value
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert note in report.read_text()
+    assert set(lake.read_table("procurement_plan")["spread_source"]) == {"own", "pooled_fleet"}
 
 
 def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
@@ -302,21 +345,148 @@ def test_capacity_plan_names_the_history_it_needs():
         capacity_plan(usage, config=CapacityConfig(), as_of=dt.date(2026, 11, 29))
 
 
-def test_a_series_younger_than_its_fleet_takes_no_spread_from_before_it_existed():
-    # On one calendar a series that appeared a month ago counts zero before; its backtest
-    # errors there are its arrival, and at today's level they made its type's P90 requirement
-    # 146,344 accelerators against a P50 of 786.
+def _young_fleet() -> tuple[pl.DataFrame, str]:
+    """63 days of telemetry in which one series appeared a month before the end."""
     usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=63, step_minutes=60, seed=3)
     young_id = usage["series_id"].unique().sort()[0]
     arrived = dt.datetime(2026, 10, 30, tzinfo=dt.UTC)
-    young = usage.filter((pl.col("series_id") != young_id) | (pl.col("time") >= arrived))
+    return usage.filter((pl.col("series_id") != young_id) | (pl.col("time") >= arrived)), young_id
+
+
+def _level_today(daily: pl.DataFrame) -> dict[str, float]:
+    """Each series' mean over its last 28 days (the level spreads are taken at)."""
+    return dict(daily.sort("time").group_by("id").agg(pl.col("value").tail(28).mean()).iter_rows())
+
+
+def test_a_series_younger_than_its_fleet_takes_its_spread_from_the_fleets_relative_errors():
+    # On one calendar a series that appeared a month ago counts zero before; its backtest
+    # errors there are its arrival, and at today's level they made its type's P90 requirement
+    # 146,344 accelerators against a P50 of 786. It has no errors of its own after, so its
+    # spread is the other series' relative errors at its level.
+    young, young_id = _young_fleet()
     plan = capacity_plan(young, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
     wide = plan.plan.pivot(
         on="scenario", index=["cluster", "accelerator_type"], values="peak_required"
     )
     assert (wide["p90"] >= wide["p50"]).all()
     assert (wide["p90"] <= 2 * wide["p50"]).all(), wide
-    spread = plan.hierarchy_weekly.group_by("id").agg((pl.col("p90") - pl.col("p50")).max())
-    assert dict(spread.iter_rows())[young_id] == 0.0
-    # The series that were there all along keep theirs.
-    assert min(v for k, v in spread.iter_rows() if k != young_id) > 0
+    spreads = series_spreads(plan.hierarchy_weekly.filter(pl.col("level") == "series"))
+    spread = {i: (source, value) for i, source, value in spreads.iter_rows()}
+    # Four series, no peer group of MIN_PEER_SERIES: the fleet's pool.
+    assert spread[young_id][0] == "pooled_fleet" and spread[young_id][1] > 0
+    assert {s for i, (s, _) in spread.items() if i != young_id} == {"own"}
+    # Of a sensible size: no wider, for its level, than the widest of the series it was
+    # pooled from.
+    levels = _level_today(to_series(with_detail_columns(young), freq="1d"))
+    widest = max(v / levels[i] for i, (_, v) in spread.items() if i != young_id)
+    assert spread[young_id][1] <= widest * levels[young_id]
+    # Its requirement (it is the only series of its cluster and type) says where its spread
+    # came from; the others' are their own.
+    profile = series_profiles(young).filter(pl.col("id") == young_id).row(0, named=True)
+    sources = dict(
+        plan.plan.filter(pl.col("scenario") == "p90")
+        .select(pl.concat_str("cluster", "accelerator_type"), "spread_source")
+        .iter_rows()
+    )
+    assert sources.pop(profile["cluster"] + profile["accelerator_type"]) == "pooled_fleet"
+    assert set(sources.values()) == {"own"}
+    assert young_id in spread_note(spreads) and "pooled_fleet" in spread_note(spreads)
+
+
+def test_series_with_their_own_history_keep_their_bands_when_a_young_one_pools():
+    young, young_id = _young_fleet()
+    profiles = series_profiles(young)
+    daily = to_series(with_detail_columns(young), freq="1d")
+    hierarchy = build_hierarchy(profiles, levels=HIERARCHY_LEVELS)
+    peers = peer_groups(profiles)
+    pooled = reconciled_scenarios(daily, hierarchy, horizon_days=56, peers=peers)
+    alone = reconciled_scenarios(daily, hierarchy, horizon_days=56, peers=peers,
+                                 pool_spreads=False)  # fmt: skip
+    for node in hierarchy.nodes:
+        if node == young_id:
+            continue
+        assert pooled.paths[node].spread_source == alone.paths[node].spread_source == "own"
+        for key, band in alone.paths[node].bands.items():
+            np.testing.assert_array_equal(pooled.paths[node].bands[key], band)
+    # Not pooled, the young series has no spread (and says so); pooled, its P50 is the same.
+    assert alone.paths[young_id].spread_source == "none"
+    np.testing.assert_array_equal(alone.paths[young_id].bands["p90"],
+                                  alone.paths[young_id].bands["p50"])  # fmt: skip
+    np.testing.assert_array_equal(pooled.paths[young_id].bands["p50"],
+                                  alone.paths[young_id].bands["p50"])  # fmt: skip
+    assert (pooled.paths[young_id].bands["p90"] > pooled.paths[young_id].bands["p50"]).all()
+    # A requirement without the young series is the same sum either way.
+    others = {b: 1.0 for b in hierarchy.bottom if b != young_id}
+    for key, band in alone.combination(others).bands.items():
+        np.testing.assert_array_equal(pooled.combination(others).bands[key], band)
+    # The series path: a young series on a calendar of its own leaves the others untouched.
+    series_pooled = scenario_paths(daily, horizon_days=56, peers=peers)
+    series_alone = scenario_paths(daily, horizon_days=56, pool_spreads=False)
+    for series_id, path in series_alone.items():
+        if series_id != young_id:
+            assert series_pooled[series_id].spread_source == "own"
+            for key, band in path.bands.items():
+                np.testing.assert_array_equal(series_pooled[series_id].bands[key], band)
+    assert series_pooled[young_id].spread_source == "pooled_fleet"
+    assert (series_pooled[young_id].bands["p90"] > series_pooled[young_id].bands["p50"]).all()
+
+
+def _class_fleet() -> pl.DataFrame:
+    """Six 140-day series and two of 20 days, at levels 10 to 80."""
+    rng = np.random.default_rng(4)
+    frames = []
+    for k, (series_id, days) in enumerate(
+        [(f"s{k}", 140) for k in range(6)] + [("young_x", 20), ("young_w", 20)]
+    ):
+        t = np.arange(140 - days, 140)
+        level = 10.0 * (k + 1)
+        frames.append(
+            pl.DataFrame(
+                {"id": series_id, "time": [START + dt.timedelta(days=int(d)) for d in t],
+                 "value": level * (1 + 0.2 * rng.standard_normal(t.size))}
+            )
+        )  # fmt: skip
+    return pl.concat(frames)
+
+
+def test_scenario_tables_say_where_each_spread_came_from():
+    daily = _class_fleet()
+    peers = {**{f"s{k}": "x" for k in range(6)}, "young_x": "x", "young_w": "w"}
+    bands, weekly = scenario_forecast(daily, horizon_days=28, peers=peers)
+    for table in (bands, weekly):
+        sources = dict(table.select("id", "spread_source").unique().iter_rows())
+        assert sources == {**{f"s{k}": "own" for k in range(6)}, "young_x": "pooled_class",
+                           "young_w": "pooled_fleet"}  # fmt: skip
+    # Peers but fewer than MIN_PEER_SERIES of them with errors: the fleet's pool.
+    few = {**peers, "s0": "y", "s1": "y"}
+    _, weekly = scenario_forecast(daily, horizon_days=28, peers=few)
+    assert weekly.filter(pl.col("id") == "young_x")["spread_source"].unique().to_list() == [
+        "pooled_fleet"
+    ]
+    # A pooled spread is relative: at the young series' level, the spread of a series like it.
+    levels = _level_today(daily)
+    spread = dict(weekly.group_by("id").agg((pl.col("p90") - pl.col("p50")).mean()).iter_rows())
+    relative = {i: v / levels[i] for i, v in spread.items()}
+    own = [relative[f"s{k}"] for k in range(6)]
+    assert 0.5 * min(own) < relative["young_x"] < 1.5 * max(own)
+
+
+def test_no_series_with_origins_means_no_spread_and_says_so():
+    # Twenty days each: no backtest origin anywhere, nothing to pool.
+    daily = _class_fleet().filter(pl.col("id").str.starts_with("young"))
+    bands, _ = scenario_forecast(daily, horizon_days=28)
+    assert set(bands["spread_source"]) == {"none"}
+    assert (bands["p90"] == bands["p50"]).all()
+    # The hierarchy: a 63-day calendar on which every series appeared in the last 20 days.
+    young, _ = _young_fleet()
+    start = dt.datetime(2026, 11, 9, tzinfo=dt.UTC)
+    late = young.with_columns(
+        [pl.when(pl.col("time") < start).then(0.0).otherwise(pl.col(c)).alias(c)
+         for c in ("running", "pending")]
+    )  # fmt: skip
+    plan = capacity_plan(late, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    assert set(plan.hierarchy_weekly["spread_source"]) == {"none"}
+    assert set(plan.plan["spread_source"]) == {"none"}
+    assert (plan.hierarchy_weekly["p90"] == plan.hierarchy_weekly["p50"]).all()
+    note = spread_note(series_spreads(plan.weekly))
+    assert "none" in note and "no series had errors to pool" in note
