@@ -373,6 +373,15 @@ def _prepare(
             raise InputError(
                 f"{path}: {where(path, row)}, column {source!r}: not a number: {values[row - 1]!r}"
             )
+        # "nan" and "inf" parse as floats, but no accelerator count is either: taken in, they
+        # turned the scores null and the JSON's Winkler score into `Infinity`.
+        infinite = cast.is_not_null() & ~cast.is_finite()
+        if infinite.any():
+            row = _first_true_row(infinite)
+            raise InputError(
+                f"{path}: {where(path, row)}, column {source!r}: not a finite number: "
+                f"{str(values[row - 1])!r}"
+            )
         columns[name] = cast
     columns["id"] = (
         table.get_column(id_col).cast(pl.String)

@@ -347,3 +347,16 @@ def test_helios_quality_bar():
     assert result.scores.get_column("held_out").all()
     assert pooled_coverage(result.backtest, level=95) >= 0.90
     assert relative_mase(result.scores) < 0.9
+
+
+def test_cli_names_a_value_that_is_not_finite(tmp_path):
+    # "nan" and "inf" parse as floats: taken as demand they made the scores null and printed
+    # `Infinity`, which no JSON reader accepts.
+    for text in ("nan", "inf", "-inf"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(f"time,value\n2024-01-01 00:00:00,1\n2024-01-01 01:00:00,{text}\n")
+        run = CliRunner().invoke(
+            forecast_command, [str(bad), "--time-col", "time", "--value-col", "value"]
+        )
+        assert run.exit_code == 1, run.output
+        assert f"row 2 (line 3), column 'value': not a finite number: '{text}'" in run.output
