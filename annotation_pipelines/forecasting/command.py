@@ -388,4 +388,32 @@ def _prepare(
         if id_col
         else pl.Series([value_col] * table.height)
     )
-    return pl.DataFrame(columns).select("id", "time", "value", *(["supply"] if supply_col else []))
+    frame = pl.DataFrame(columns).select("id", "time", "value", *(["supply"] if supply_col else []))
+    _check_repeated_times(frame, path=path, time_col=time_col)
+    return frame
+
+
+def _check_repeated_times(frame: pl.DataFrame, *, path: Path, time_col: str) -> None:
+    """A time a series gives twice with different values is an error naming both rows.
+
+    Resampling averages the samples in a step, so two readings of one instant became a value
+    neither row holds (60 and a repeated 999 became 529.5). The same reading given twice
+    changes nothing and is let through."""
+    numbered = frame.with_row_index("row", offset=1)
+    first = numbered.group_by("id", "time").agg(
+        pl.col("row").first().alias("first_row"), pl.col("value").first().alias("first_value")
+    )
+    clash = (
+        numbered.join(first, on=["id", "time"])
+        .filter(
+            (pl.col("row") != pl.col("first_row"))
+            & pl.col("value").ne_missing(pl.col("first_value"))
+        )
+        .sort("row")
+    )
+    if clash.height:
+        found = clash.row(0, named=True)
+        raise InputError(
+            f"{path}: {where(path, found['row'])}, column {time_col!r}: series {found['id']!r} "
+            f"already has {found['time']} ({where(path, found['first_row'])}) with another value"
+        )

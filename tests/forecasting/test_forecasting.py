@@ -360,3 +360,20 @@ def test_cli_names_a_value_that_is_not_finite(tmp_path):
         )
         assert run.exit_code == 1, run.output
         assert f"row 2 (line 3), column 'value': not a finite number: '{text}'" in run.output
+
+
+def test_cli_names_a_timestamp_given_twice_with_different_values(tmp_path):
+    bad = tmp_path / "twice.csv"
+    bad.write_text(
+        "team,time,value\na,2024-01-01 00:00:00,1\nb,2024-01-01 00:00:00,7\n"
+        "a,2024-01-01 01:00:00,2\na,2024-01-01 00:00:00,999\n"
+    )
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(bad), "--time-col", "time", "--value-col", "value", "--id-col", "team"],
+    )
+    assert run.exit_code == 1, run.output
+    assert (
+        "row 4 (line 5), column 'time': series 'a' already has 2024-01-01 00:00:00 "
+        "(row 1 (line 2)) with another value" in run.output
+    )
