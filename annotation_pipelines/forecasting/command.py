@@ -190,12 +190,14 @@ def forecast_command(
     season_length = season_length or _SEASON_BY_UNIT.get(unit, 1)
     horizon = horizon or _HORIZON_BY_UNIT.get(unit, 2 * season_length)
     try:
-        series = regularize(
+        resampled = (
             frame.sort("id", "time")
             .group_by_dynamic("time", every=freq, group_by="id")
-            .agg(pl.col("value").mean()),
-            freq=freq,
+            .agg(pl.col("value").mean())
         )
+        series = regularize(resampled, freq=freq)
+        for note in _filled_notes(resampled, series):
+            click.echo(note, err=True)
         if len(names) == 1 and names[0] in COMBINATIONS:
             rule, candidates = names[0], None
         elif len(names) == 1:
@@ -325,6 +327,35 @@ def _summary(scores: pl.DataFrame, forecast: pl.DataFrame) -> dict[str, dict[str
             },
         }
     return out
+
+
+def _filled_notes(resampled: pl.DataFrame, series: pl.DataFrame) -> list[str]:
+    """One note per series whose grid had steps without a sample: the model sees the previous
+    value carried over them, so a long outage reads as a flat stretch of demand."""
+    observed = resampled.select("id", "time").with_columns(pl.lit(True).alias("observed"))
+    steps = (
+        series.select("id", "time")
+        .join(observed, on=["id", "time"], how="left")
+        .with_columns(pl.col("observed").fill_null(False))
+        .sort("id", "time")
+        .with_columns(pl.col("observed").rle_id().over("id").alias("run"))
+    )
+    runs = (
+        steps.filter(~pl.col("observed"))
+        .group_by("id", "run")
+        .agg(pl.len().alias("length"), pl.col("time").min().alias("start"))
+        .sort(["id", "length", "start"], descending=[False, True, False])
+    )
+    totals = dict(steps.group_by("id").len().iter_rows())
+    notes = []
+    for (series_id,), gaps in runs.group_by("id", maintain_order=True):
+        longest = gaps.row(0, named=True)
+        notes.append(
+            f"note: series {series_id!r}: {gaps['length'].sum()} of {totals[series_id]} steps had "
+            "no sample and carry the previous value forward (longest gap "
+            f"{longest['length']} steps, from {longest['start']})"
+        )
+    return notes
 
 
 def _first_true_row(flags: pl.Series) -> int:

@@ -377,3 +377,20 @@ def test_cli_names_a_timestamp_given_twice_with_different_values(tmp_path):
         "row 4 (line 5), column 'time': series 'a' already has 2024-01-01 00:00:00 "
         "(row 1 (line 2)) with another value" in run.output
     )
+
+
+def test_cli_says_how_many_missing_steps_it_filled(tmp_path):
+    frame = _synthetic(ids=("a",), hours=24 * 6).drop("id")
+    source = tmp_path / "gap.csv"
+    frame.filter((pl.col("time") < START + dt.timedelta(hours=30)) |
+                 (pl.col("time") >= START + dt.timedelta(hours=40))).write_csv(source)  # fmt: skip
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--freq", "1h",
+         "--horizon", "24", "--backtest-windows", "2", "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert (
+        "note: series 'value': 10 of 144 steps had no sample and carry the previous value "
+        "forward (longest gap 10 steps, from 2024-01-02 06:00:00)" in run.stderr
+    )
