@@ -13,8 +13,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotation_pipelines.forecasting.scenarios import Launch
+from annotation_pipelines.forecasting.telemetry import WORKLOAD_CLASSES
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "capacity.toml"
+# A key outside these was skipped and its default used (`lead_time_week = 20` planned on 16
+# weeks), so a misspelling is an error.
+KEYS = (
+    "lead_time_weeks",
+    "horizon_weeks",
+    "target_utilization",
+    "accelerator_hour_price",
+    "annotator_hour_price",
+    "project_tier",
+    "launches",
+)
+LAUNCH_KEYS = (
+    "name",
+    "series_id",
+    "start",
+    "accelerators",
+    "ramp_days",
+    "workload_class",
+    "accelerator_type",
+)
+# Target utilization is looked up by a series' class; "unknown" is a series that reports none.
+CLASSES = (*WORKLOAD_CLASSES, "unknown")
 
 
 class CapacityConfigError(ValueError):
@@ -53,6 +76,15 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
     except tomllib.TOMLDecodeError as error:
         raise CapacityConfigError(f"{path}: not valid TOML: {error}") from error
 
+    def known(keys: dict[str, object], allowed: tuple[str, ...], where: str) -> None:
+        unknown = [key for key in keys if key not in allowed]
+        if unknown:
+            raise CapacityConfigError(
+                f"{path}: {where}unknown key {unknown[0]!r}; expected one of {', '.join(allowed)}"
+            )
+
+    known(raw, KEYS, "")
+
     def number(value: object, where: str, *, low: float = 0.0, high: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CapacityConfigError(f"{path}: {where}: expected a number, found {value!r}")
@@ -67,9 +99,23 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             raise CapacityConfigError(f"{path}: [{name}]: expected a table")
         return {k: number(v, f"{name}.{k}", low=low, high=high) for k, v in values.items()}
 
+    utilization = table("target_utilization", low=0.01, high=1.0)
+    for name in utilization:
+        if name not in CLASSES:
+            raise CapacityConfigError(
+                f"{path}: target_utilization.{name}: unknown workload class; expected one of "
+                f"{', '.join(CLASSES)}"
+            )
     launches = []
     for index, entry in enumerate(raw.get("launches", []), start=1):
         where = f"launches[{index}]"
+        known(entry, LAUNCH_KEYS, f"{where}: ")
+        workload_class = entry.get("workload_class")
+        if workload_class is not None and workload_class not in CLASSES:
+            raise CapacityConfigError(
+                f"{path}: {where}.workload_class: {workload_class!r} is not a workload class; "
+                f"expected one of {', '.join(CLASSES)}"
+            )
         for required in ("name", "series_id", "start", "accelerators"):
             if required not in entry:
                 raise CapacityConfigError(f"{path}: {where}: missing field {required!r}")
@@ -90,7 +136,7 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
                 start=start,
                 accelerators=number(entry["accelerators"], f"{where}.accelerators"),
                 ramp_days=int(number(entry.get("ramp_days", 14), f"{where}.ramp_days")),
-                workload_class=entry.get("workload_class"),
+                workload_class=workload_class,
                 accelerator_type=entry.get("accelerator_type"),
             )
         )
@@ -98,7 +144,7 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
     return CapacityConfig(
         lead_time_weeks=int(number(raw.get("lead_time_weeks", 16), "lead_time_weeks")),
         horizon_weeks=int(number(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)),
-        target_utilization=table("target_utilization", low=0.01, high=1.0) or {"unknown": 0.8},
+        target_utilization=utilization or {"unknown": 0.8},
         accelerator_hour_price=table("accelerator_hour_price"),
         annotator_hour_price=table("annotator_hour_price"),
         project_tier={str(k): str(v) for k, v in tiers.items()},

@@ -320,3 +320,44 @@ def test_a_series_younger_than_its_fleet_takes_no_spread_from_before_it_existed(
     assert dict(spread.iter_rows())[young_id] == 0.0
     # The series that were there all along keep theirs.
     assert min(v for k, v in spread.iter_rows() if k != young_id) > 0
+
+
+def _example_with(tmp_path, old: str, new: str):
+    text = EXAMPLE.read_text()
+    assert old in text
+    path = tmp_path / "capacity.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # A misspelt key was skipped and its default used: the plan ran on a 16-week lead time.
+        (
+            "lead_time_weeks = 16",
+            "lead_time_week = 20",
+            r"capacity.toml: unknown key 'lead_time_week'; expected one of .*lead_time_weeks",
+        ),
+        # A misspelt class took the "unknown" class's 0.80 in place of training's 0.85.
+        (
+            "training = 0.85",
+            "trainning = 0.85",
+            r"capacity.toml: target_utilization.trainning: unknown workload class; expected one "
+            r"of training, inference, other, unknown",
+        ),
+        (
+            "ramp_days = 21",
+            "ramp_day = 21",
+            r"capacity.toml: launches\[1\]: unknown key 'ramp_day'; expected one of",
+        ),
+        (
+            'workload_class = "inference"',
+            'workload_class = "batch"',
+            r"capacity.toml: launches\[1\].workload_class: 'batch' is not a workload class",
+        ),
+    ],
+)
+def test_config_names_a_key_it_does_not_know(tmp_path, old, new, message):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
