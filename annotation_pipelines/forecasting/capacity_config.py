@@ -93,6 +93,12 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             raise CapacityConfigError(f"{path}: {where}: {value} is outside {bound}")
         return float(value)
 
+    def whole(value: object, where: str, *, low: float = 0.0) -> int:
+        found = number(value, where, low=low)
+        if not found.is_integer():
+            raise CapacityConfigError(f"{path}: {where}: {value} is not a whole number")
+        return int(found)
+
     def table(name: str, *, low: float = 0.0, high: float | None = None) -> dict[str, float]:
         values = raw.get(name, {})
         if not isinstance(values, dict):
@@ -135,15 +141,23 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
                 series_id=str(entry["series_id"]),
                 start=start,
                 accelerators=number(entry["accelerators"], f"{where}.accelerators"),
-                ramp_days=int(number(entry.get("ramp_days", 14), f"{where}.ramp_days")),
+                ramp_days=whole(entry.get("ramp_days", 14), f"{where}.ramp_days"),
                 workload_class=workload_class,
                 accelerator_type=entry.get("accelerator_type"),
             )
         )
     tiers = raw.get("project_tier", {})
+    lead_time_weeks = whole(raw.get("lead_time_weeks", 16), "lead_time_weeks")
+    horizon_weeks = whole(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)
+    if lead_time_weeks >= horizon_weeks:
+        raise CapacityConfigError(
+            f"{path}: lead_time_weeks: {lead_time_weeks} weeks is not shorter than horizon_weeks "
+            f"({horizon_weeks}): an order would arrive after the last forecast day, so nothing "
+            "says how many it takes; plan further ahead"
+        )
     return CapacityConfig(
-        lead_time_weeks=int(number(raw.get("lead_time_weeks", 16), "lead_time_weeks")),
-        horizon_weeks=int(number(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)),
+        lead_time_weeks=lead_time_weeks,
+        horizon_weeks=horizon_weeks,
         target_utilization=utilization or {"unknown": 0.8},
         accelerator_hour_price=table("accelerator_hour_price"),
         annotator_hour_price=table("annotator_hour_price"),

@@ -361,3 +361,33 @@ def _example_with(tmp_path, old: str, new: str):
 def test_config_names_a_key_it_does_not_know(tmp_path, old, new, message):
     with pytest.raises(CapacityConfigError, match=message):
         load_capacity_config(_example_with(tmp_path, old, new))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # int() cut 16.9 weeks to 16: orders were dated six days late.
+        (
+            "lead_time_weeks = 16",
+            "lead_time_weeks = 16.9",
+            r"capacity.toml: lead_time_weeks: 16.9 is not a whole number",
+        ),
+        (
+            "ramp_days = 21",
+            "ramp_days = 2.5",
+            r"capacity.toml: launches\[1\].ramp_days: 2.5 is not a whole number",
+        ),
+        # Hardware arriving after the horizon's end was ordered for the demand the horizon saw,
+        # which says nothing of the demand when it arrives.
+        (
+            "lead_time_weeks = 16",
+            "lead_time_weeks = 40",
+            r"capacity.toml: lead_time_weeks: 40 weeks is not shorter than horizon_weeks \(26\)",
+        ),
+    ],
+)
+def test_config_weeks_and_days_are_whole_and_the_lead_time_inside_the_horizon(
+    tmp_path, old, new, message
+):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
