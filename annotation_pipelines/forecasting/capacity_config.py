@@ -59,8 +59,9 @@ class CapacityConfig:
         return table.get(workload_class or "unknown", table.get("unknown", 0.8))
 
     def accelerator_price(self, accelerator_type: str | None) -> float | None:
-        table = self.accelerator_hour_price
-        return table.get(accelerator_type or "unknown", table.get("unknown"))
+        """The type's price; "unknown" prices only series that report no type (a named type
+        missing from the table is unpriced, not priced as some other accelerator)."""
+        return self.accelerator_hour_price.get(accelerator_type or "unknown")
 
     def annotator_price(self, project: str) -> float | None:
         tier = self.project_tier.get(project, "standard")

@@ -172,6 +172,17 @@ def procurement_plan(
     return pl.DataFrame(rows, schema=schema).sort("cluster", "accelerator_type", "scenario")
 
 
+def unpriced_types(plan: pl.DataFrame) -> list[str]:
+    """The accelerator types of `plan` with no price in the config (their costs are null)."""
+    return (
+        plan.filter(pl.col("scenario_cost_usd").is_null())
+        .get_column("accelerator_type")
+        .unique()
+        .sort()
+        .to_list()
+    )
+
+
 def runs_short(plan: pl.DataFrame) -> pl.DataFrame:
     """[cluster, scenario, runs_short_on]: the first day any accelerator type of the cluster
     runs short under each scenario (null: not within the horizon)."""

@@ -27,7 +27,7 @@ from annotation_pipelines.forecasting.planning import (
     capacity_plan,
 )
 from annotation_pipelines.forecasting.plot import plot_forecast
-from annotation_pipelines.forecasting.procurement import series_profiles
+from annotation_pipelines.forecasting.procurement import series_profiles, unpriced_types
 from annotation_pipelines.forecasting.report import (
     cluster_figure,
     png,
@@ -197,6 +197,15 @@ def procurement_plan(
         context.log.warning(f"procurement plan: P90 spread {spread}")
     else:
         spread = f"up to {float(widest):,.1f} accelerators above the P50 (weekly bands)"
+    unpriced = unpriced_types(plan.plan)
+    prices = (
+        f"no price for {', '.join(unpriced)} in [accelerator_hour_price] of "
+        f"{settings.capacity_config.name}: their scenario costs are blank"
+        if unpriced
+        else "every accelerator type priced"
+    )
+    if unpriced:
+        context.log.warning(f"procurement plan: {prices}")
     judgments = _recent(lake, "judgments", days=config.cost_days)
     aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
     quality = _recent(lake, "quality_report", days=config.cost_days)
@@ -249,6 +258,7 @@ def procurement_plan(
                 else "P90 of a cluster is the sum of its series' P90s (conservative)."
             ),
             f"P90 spread: {spread}.",
+            f"Prices (USD per accelerator-hour): {prices}.",
         ],
     )
     key = capacity_report_key(as_of.isoformat())
@@ -258,6 +268,7 @@ def procurement_plan(
         "plan": markdown_table(plan.plan, rows=60),
         "reconciliation": MetadataValue.text(plan.reconciliation or "none (series summed)"),
         "p90_spread": MetadataValue.text(spread),
+        "prices": MetadataValue.text(prices),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),
