@@ -148,6 +148,15 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             )
         )
     tiers = raw.get("project_tier", {})
+    annotator_prices = table("annotator_hour_price")
+    if not isinstance(tiers, dict):
+        raise CapacityConfigError(f"{path}: [project_tier]: expected a table")
+    for project, tier in tiers.items():
+        if annotator_prices and tier not in annotator_prices:
+            raise CapacityConfigError(
+                f"{path}: project_tier.{project}: {tier!r} has no price in "
+                f"[annotator_hour_price] ({', '.join(annotator_prices)})"
+            )
     lead_time_weeks = whole(raw.get("lead_time_weeks", 16), "lead_time_weeks")
     horizon_weeks = whole(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)
     if lead_time_weeks >= horizon_weeks:
@@ -161,7 +170,7 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
         horizon_weeks=horizon_weeks,
         target_utilization=utilization or {"unknown": 0.8},
         accelerator_hour_price=table("accelerator_hour_price"),
-        annotator_hour_price=table("annotator_hour_price"),
+        annotator_hour_price=annotator_prices,
         project_tier={str(k): str(v) for k, v in tiers.items()},
         launches=tuple(launches),
     )

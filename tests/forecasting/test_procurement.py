@@ -421,3 +421,13 @@ def test_a_type_without_a_price_is_not_priced_at_the_unknown_types_price():
     assert by_type["L4"]["scenario_cost_usd"] is None
     assert by_type["unknown"]["scenario_cost_usd"] is not None
     assert unpriced_types(plan) == ["L4"]
+
+
+def test_config_names_a_project_tier_without_a_price(tmp_path):
+    path = _example_with(tmp_path, 'medical-ner = "expert"', 'medical-ner = "expret"')
+    with pytest.raises(
+        CapacityConfigError,
+        match=r"capacity.toml: project_tier.medical-ner: 'expret' has no price in "
+        r"\[annotator_hour_price\] \(standard, expert\)",
+    ):
+        load_capacity_config(path)
