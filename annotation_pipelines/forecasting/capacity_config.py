@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,39 @@ class CapacityConfig:
     annotator_hour_price: dict[str, float] = field(default_factory=dict)
     project_tier: dict[str, str] = field(default_factory=dict)
     launches: tuple[Launch, ...] = ()
+    source: str = "capacity config"  # the file it was read from, for error messages
+
+    def check_launches(self, profiles: Mapping[str, tuple[str, str]]) -> None:
+        """Each launch lands on a series the telemetry has (`profiles`: series id -> (workload
+        class, accelerator type)) and says nothing about the series that contradicts it: its
+        demand is added to that series' band, class and type."""
+        for index, launch in enumerate(self.launches, start=1):
+            where = f"{self.source}: launches[{index}]"
+            if launch.series_id not in profiles:
+                raise CapacityConfigError(
+                    f"{where}.series_id: no telemetry series {launch.series_id!r} (have "
+                    f"{', '.join(sorted(profiles))}); a launch adds demand to a series it has"
+                )
+            workload_class, accelerator_type = profiles[launch.series_id]
+            if launch.accelerator_type not in (None, accelerator_type):
+                raise CapacityConfigError(
+                    f"{where}.accelerator_type: {launch.accelerator_type!r}, but series "
+                    f"{launch.series_id!r} runs on {accelerator_type}"
+                )
+            if launch.workload_class not in (None, workload_class):
+                raise CapacityConfigError(
+                    f"{where}.workload_class: {launch.workload_class!r}, but series "
+                    f"{launch.series_id!r} is {workload_class}"
+                )
+
+    def launches_under_way(self, *, first_day: dt.date) -> list[str]:
+        """A note per launch that started before `first_day` (the first forecast day)."""
+        return [
+            f"{launch.name} (started {launch.start}): only the rest of its ramp is added; the "
+            "telemetry holds what it brought so far"
+            for launch in self.launches
+            if launch.start < first_day
+        ]
 
     def utilization(self, workload_class: str | None) -> float:
         table = self.target_utilization
@@ -173,4 +207,5 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
         annotator_hour_price=annotator_prices,
         project_tier={str(k): str(v) for k, v in tiers.items()},
         launches=tuple(launches),
+        source=str(path),
     )

@@ -31,6 +31,7 @@ from annotation_pipelines.forecasting.procurement import (
     runs_short,
     series_profiles,
 )
+from annotation_pipelines.forecasting.scalars import as_date
 from annotation_pipelines.forecasting.scenarios import (
     SCENARIOS,
     ReconciledScenarios,
@@ -60,6 +61,7 @@ class CapacityPlan:
     # without reconciliation)
     hierarchy_weekly: pl.DataFrame
     reconciliation: str | None  # the method (None: series forecast alone, clusters summed)
+    launch_notes: tuple[str, ...] = ()  # launches under way: only the rest of the ramp added
 
 
 HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
@@ -92,6 +94,17 @@ def capacity_plan(
             f"calibrate its bands; compute_usage has {days}"
         )
     profiles = series_profiles(usage)
+    config.check_launches(
+        {
+            series_id: (workload_class, accelerator_type)
+            for series_id, workload_class, accelerator_type in profiles.select(
+                "id", "workload_class", "accelerator_type"
+            ).iter_rows()
+        }
+    )
+    first_day = as_date(
+        daily_history.get_column("time").dt.date().max(), what="last telemetry day"
+    ) + dt.timedelta(days=1)
     fleet = current_fleet(usage)
     by_cluster = profiles.select("id", "cluster")
     hierarchy_weekly = pl.DataFrame(
@@ -177,6 +190,7 @@ def capacity_plan(
         supply=supply,
         hierarchy_weekly=hierarchy_weekly,
         reconciliation=reconciliation,
+        launch_notes=tuple(config.launches_under_way(first_day=first_day)),
     )
 
 

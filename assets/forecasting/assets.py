@@ -259,6 +259,7 @@ def procurement_plan(
             ),
             f"P90 spread: {spread}.",
             f"Prices (USD per accelerator-hour): {prices}.",
+            *(f"Launch {note}." for note in plan.launch_notes),
         ],
     )
     key = capacity_report_key(as_of.isoformat())

@@ -431,3 +431,54 @@ def test_config_names_a_project_tier_without_a_price(tmp_path):
         r"\[annotator_hour_price\] \(standard, expert\)",
     ):
         load_capacity_config(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # A misspelt series matched nothing and the launch was dropped from every band.
+        ({"series_id": "llm-inferense"},
+         r"x.toml: launches\[1\].series_id: no telemetry series 'llm-inferense' \(have "
+         r"llm-inference, research, speech-training, vision-training\)"),
+        # The launch's demand lands on its series' type and class, whatever it says.
+        ({"accelerator_type": "B200"},
+         r"x.toml: launches\[1\].accelerator_type: 'B200', but series 'llm-inference' runs on "
+         r"L4"),
+        ({"workload_class": "training"},
+         r"x.toml: launches\[1\].workload_class: 'training', but series 'llm-inference' is "
+         r"inference"),
+    ],
+)  # fmt: skip
+def test_plan_names_a_launch_it_cannot_place(change, message):
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    fields = {"name": "rollout", "series_id": "llm-inference", "start": dt.date(2027, 2, 1),
+              "accelerators": 32.0, "workload_class": "inference",
+              "accelerator_type": "L4"}  # fmt: skip
+    config = CapacityConfig(launches=(Launch(**{**fields, **change}),), source="x.toml")
+    with pytest.raises(CapacityConfigError, match=message):
+        capacity_plan(usage, config=config, as_of=dt.date(2026, 11, 29))
+
+
+def test_a_launch_under_way_adds_only_the_rest_of_its_ramp():
+    # A launch that started before the history ended is in the telemetry as far as it ramped:
+    # adding it whole counted that part twice (a finished one, all of it).
+    daily = _daily()  # days 0..139; the first forecast day is day 140
+    plain, _ = scenario_forecast(daily, horizon_days=28)
+
+    def added(start_day: int) -> np.ndarray:
+        launch = Launch(name="x", series_id="a", start=START + dt.timedelta(days=start_day),
+                        accelerators=40, ramp_days=10)  # fmt: skip
+        banded, _ = scenario_forecast(daily, horizon_days=28, launches=[launch])
+        return (banded["p50"] - plain["p50"]).to_numpy()
+
+    assert np.allclose(added(100), 0)  # ramped up a month before the history ended
+    # Started on day 136: 4 of its 10 ramp days (16 accelerators) are in the history.
+    assert added(136)[0] == pytest.approx(4.0) and added(136)[5] == pytest.approx(24.0)
+    assert np.allclose(added(136)[6:], 24.0)
+    config = CapacityConfig(
+        launches=(Launch(name="old", series_id="a", start=START, accelerators=1),),
+    )
+    assert config.launches_under_way(first_day=START + dt.timedelta(days=140)) == [
+        "old (started 2026-01-05): only the rest of its ramp is added; the telemetry holds "
+        "what it brought so far"
+    ]
