@@ -172,12 +172,12 @@ def capacity_plan(
         .join(supply_level, on="cluster", how="left")
         .sort("cluster", "time")
     )
-    utilization = (
-        allocation_vs_utilization(usage, every="1mo")
-        .group_by("cluster", "workload_class", "accelerator_type")
-        .agg(pl.col("allocated", "busy", "idle_allocated", "unallocated").mean())
-        .sort("cluster", "workload_class", "accelerator_type")
-    )
+    # One period, the whole history: a mean of monthly means weighed a partial month (14 days
+    # of October) as much as a whole one.
+    utilization = allocation_vs_utilization(usage, every=None).select(
+        "cluster", "workload_class", "accelerator_type",
+        "allocated", "busy", "idle_allocated", "unallocated",
+    )  # fmt: skip
     return CapacityPlan(
         daily=daily,
         weekly=weekly,

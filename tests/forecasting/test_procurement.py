@@ -482,3 +482,20 @@ def test_a_launch_under_way_adds_only_the_rest_of_its_ramp():
         "old (started 2026-01-05): only the rest of its ramp is added; the telemetry holds "
         "what it brought so far"
     ]
+
+
+def test_allocation_vs_utilization_is_the_whole_periods():
+    # 42 days from 2026-10-18: 14 in October, 28 in November.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    plan = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    # The mean of the two months' means gave October's 14 days November's weight.
+    samples = usage.get_column("time").n_unique()
+    expected = (
+        usage.group_by("cluster", "workload_class")
+        .agg((pl.col("running").sum() / samples).alias("allocated"),
+             ((pl.col("running") * pl.col("sm_busy")).sum() / samples).alias("busy"))
+    )  # fmt: skip
+    found = plan.utilization.join(expected, on=["cluster", "workload_class"], suffix="_whole")
+    assert found.height == 4
+    assert (found["allocated"] - found["allocated_whole"]).abs().max() < 1e-9
+    assert (found["busy"] - found["busy_whole"]).abs().max() < 1e-9
