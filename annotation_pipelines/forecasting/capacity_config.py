@@ -68,12 +68,17 @@ class CapacityConfig:
                     f"{', '.join(sorted(profiles))}); a launch adds demand to a series it has"
                 )
             workload_class, accelerator_type = profiles[launch.series_id]
-            if launch.accelerator_type not in (None, accelerator_type):
+            # A series that reports no type or class ("unknown") contradicts no launch.
+            if launch.accelerator_type not in (None, accelerator_type, "unknown") and (
+                accelerator_type != "unknown"
+            ):
                 raise CapacityConfigError(
                     f"{where}.accelerator_type: {launch.accelerator_type!r}, but series "
                     f"{launch.series_id!r} runs on {accelerator_type}"
                 )
-            if launch.workload_class not in (None, workload_class):
+            if launch.workload_class not in (None, workload_class, "unknown") and (
+                workload_class != "unknown"
+            ):
                 raise CapacityConfigError(
                     f"{where}.workload_class: {launch.workload_class!r}, but series "
                     f"{launch.series_id!r} is {workload_class}"

@@ -499,3 +499,12 @@ def test_allocation_vs_utilization_is_the_whole_periods():
     assert found.height == 4
     assert (found["allocated"] - found["allocated_whole"]).abs().max() < 1e-9
     assert (found["busy"] - found["busy_whole"]).abs().max() < 1e-9
+
+
+def test_a_series_that_reports_no_class_or_type_contradicts_no_launch():
+    launch = Launch(name="rollout", series_id="a", start=dt.date(2027, 2, 1), accelerators=8,
+                    workload_class="inference", accelerator_type="L4")  # fmt: skip
+    config = CapacityConfig(launches=(launch,), source="x.toml")
+    config.check_launches({"a": ("unknown", "unknown")})
+    with pytest.raises(CapacityConfigError, match=r"launches\[1\].accelerator_type"):
+        config.check_launches({"a": ("inference", "H100")})
