@@ -158,10 +158,16 @@ def capacity_plan(
             pl.col("workload_class").drop_nulls().last(),
         )
     )
+    # A series with no class is planned at the "unknown" target, so it carries at it too
+    # (map_elements skips a null: its quota dropped out of the supply line).
+    classes = latest.get_column("workload_class").fill_null("unknown")
     carried = latest.with_columns(
         (
             pl.col("total")
-            * pl.col("workload_class").map_elements(config.utilization, return_dtype=pl.Float64)
+            * classes.replace_strict(
+                {c: config.utilization(c) for c in classes.unique().to_list()},
+                return_dtype=pl.Float64,
+            )
         ).alias("carried")
     )
     supply_level = carried.group_by("cluster").agg(pl.col("carried").sum().alias("supply"))

@@ -508,3 +508,15 @@ def test_a_series_that_reports_no_class_or_type_contradicts_no_launch():
     config.check_launches({"a": ("unknown", "unknown")})
     with pytest.raises(CapacityConfigError, match=r"launches\[1\].accelerator_type"):
         config.check_launches({"a": ("inference", "H100")})
+
+
+def test_supply_line_counts_a_series_that_reports_no_class():
+    # Such a series is planned at the "unknown" class's target; its quota was left out of the
+    # supply line, which then drew a fleet of 544 accelerators at zero.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    unclassed = capacity_plan(
+        usage.with_columns(pl.lit(None, dtype=pl.String).alias("workload_class")),
+        config=load_capacity_config(), as_of=dt.date(2026, 11, 29),
+    )  # fmt: skip
+    supply = dict(unclassed.supply.group_by("cluster").agg(pl.col("supply").first()).iter_rows())
+    assert supply == {"earth": pytest.approx((256 + 128) * 0.8), "mars": pytest.approx(160 * 0.8)}
