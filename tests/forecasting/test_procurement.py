@@ -171,13 +171,17 @@ def test_procurement_plan_by_hand():
     plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
     p50, p90 = plan.sort("scenario").iter_rows(named=True)
     assert p50["status"] == "enough" and p50["to_order"] == 0
-    assert p50["scenario_cost_usd"] == pytest.approx(10 * 30 * 24 * 2.0)
+    # A scenario costs the whole accelerators owned under it: the fleet every day, and what
+    # it orders from the day that arrives (before, the fractional demand at target, which
+    # priced 10 of the 20 owned on every day and 25.5 before any order could land).
+    assert p50["scenario_cost_usd"] == 20 * 30 * 24 * 2.0
     assert p90["runs_short_on"] == dt.date(2027, 1, 21) and p90["to_order"] == 6
     assert p90["order_by"] == dt.date(2027, 1, 7) and p90["status"] == "order by 2027-01-07"
+    assert p90["scenario_cost_usd"] == (20 * 30 + 6 * 10) * 24 * 2.0
     late = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 10))
-    assert late.filter(pl.col("scenario") == "p90")["status"].item() == (
-        "late: order now, arrives 2027-01-24"
-    )
+    late_p90 = late.filter(pl.col("scenario") == "p90").row(0, named=True)
+    assert late_p90["status"] == "late: order now, arrives 2027-01-24"
+    assert late_p90["scenario_cost_usd"] == (20 * 30 + 6 * 7) * 24 * 2.0
     assert runs_short(plan).filter(pl.col("scenario") == "p90")["runs_short_on"].item() == (
         dt.date(2027, 1, 21)
     )
@@ -520,3 +524,25 @@ def test_supply_line_counts_a_series_that_reports_no_class():
     )  # fmt: skip
     supply = dict(unclassed.supply.group_by("cluster").agg(pl.col("supply").first()).iter_rows())
     assert supply == {"earth": pytest.approx((256 + 128) * 0.8), "mars": pytest.approx(160 * 0.8)}
+
+
+def test_an_order_covers_the_days_after_it_arrives_only():
+    # Short in the first week, before anything ordered now can arrive (two weeks): ordering
+    # for that peak bought 10 accelerators that land after it has passed.
+    config = CapacityConfig(lead_time_weeks=2, accelerator_hour_price={"H100": 1.0})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(30)]
+    required = pl.DataFrame({"cluster": "earth", "accelerator_type": "H100", "time": days,
+                             "p50": [30.0] * 5 + [10.0] * 25,
+                             "p90": [30.0] * 5 + [10.0] * 20 + [22.5] * 5})  # fmt: skip
+    fleet = pl.DataFrame({"cluster": ["earth"], "accelerator_type": ["H100"], "fleet": [20.0]})
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    p50, p90 = plan.sort("scenario").iter_rows(named=True)
+    assert p50["runs_short_on"] == dt.date(2027, 1, 1) and p50["peak_required"] == 30.0
+    assert p50["to_order"] == 0 and p50["arrives"] is None
+    assert p50["status"] == (
+        "short until 2027-01-05, before an order placed now arrives (2027-01-15): none to order"
+    )
+    assert p50["scenario_cost_usd"] == 20 * 30 * 24
+    # The P90 is short again after arrival: it orders for that peak alone.
+    assert p90["to_order"] == 3 and p90["arrives"] == dt.date(2027, 1, 15)
+    assert p90["status"] == "late: order now, arrives 2027-01-15"
