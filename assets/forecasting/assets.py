@@ -209,8 +209,11 @@ def procurement_plan(
     judgments = _recent(lake, "judgments", days=config.cost_days)
     aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
     quality = _recent(lake, "quality_report", days=config.cost_days)
+    kind_aggregated = _recent(lake, "kind_aggregated_labels", days=config.cost_days)
     costs = (
-        annotation_costs(judgments, aggregated, quality, config=planning)
+        annotation_costs(
+            judgments, aggregated, quality, config=planning, kind_aggregated=kind_aggregated
+        )
         if judgments is not None and aggregated is not None and judgments.height
         else None
     )

@@ -546,3 +546,19 @@ def test_an_order_covers_the_days_after_it_arrives_only():
     # The P90 is short again after arrival: it orders for that peak alone.
     assert p90["to_order"] == 3 and p90["arrives"] == dt.date(2027, 1, 15)
     assert p90["status"] == "late: order now, arrives 2027-01-15"
+
+
+def test_annotation_costs_count_the_labels_of_every_kind():
+    # Only categorical labels were counted, so the boxes, spans, rankings... projects spent
+    # money and showed no cost per curated label.
+    config = CapacityConfig(annotator_hour_price={"standard": 20.0})
+    judgments = pl.DataFrame({"project": ["tox", "detection"], "duration_s": [3600.0, 7200.0]})
+    aggregated = pl.DataFrame({"project": ["tox"], "is_tie": [False]})
+    kind_labels = pl.DataFrame({"project": ["detection"] * 4, "kind": ["boxes"] * 4})
+    found = annotation_costs(
+        judgments, aggregated, None, config=config, kind_aggregated=kind_labels
+    )
+    costs = {r["project"]: r for r in found.to_dicts()}
+    assert costs["detection"]["curated_labels"] == 4
+    assert costs["detection"]["cost_per_curated_label"] == 10.0
+    assert costs["tox"]["cost_per_curated_label"] == 20.0
