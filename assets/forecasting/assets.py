@@ -226,6 +226,11 @@ def procurement_plan(
                 plan.cluster_weekly.filter(pl.col("cluster") == cluster),
                 plan.supply.filter(pl.col("cluster") == cluster),
                 cluster=cluster,
+                runs_short=dict(
+                    plan.runs_short.filter(pl.col("cluster") == cluster)
+                    .select("scenario", "runs_short_on")
+                    .iter_rows()
+                ),
             ),
         )
         for cluster in clusters

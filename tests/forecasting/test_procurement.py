@@ -562,3 +562,18 @@ def test_annotation_costs_count_the_labels_of_every_kind():
     assert costs["detection"]["curated_labels"] == 4
     assert costs["detection"]["cost_per_curated_label"] == 10.0
     assert costs["tox"]["cost_per_curated_label"] == 20.0
+
+
+def test_cluster_chart_marks_the_days_the_plan_says_the_cluster_runs_short():
+    # The chart draws weekly means of the whole cluster against its whole fleet, so a type that
+    # runs short on weekdays (earth's L4s today) did not show: the chart said there was room
+    # months after the table's date.
+    weeks = [START + dt.timedelta(weeks=w) for w in range(4)]
+    history = pl.DataFrame({"time": weeks[:2], "value": [10.0, 11.0]})
+    bands = pl.DataFrame({"time": weeks[2:], "p50": [12.0, 13.0], "p90": [14.0, 15.0]})
+    supply = pl.DataFrame({"time": weeks, "supply": [20.0] * 4})
+    figure = cluster_figure(history, bands, supply, cluster="earth",
+                            runs_short={"p50": None, "p90": weeks[3]})  # fmt: skip
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert f"P90 runs short (plan, daily, any type): {weeks[3]}" in labels
+    assert not any(label.startswith("P50 runs short") for label in labels)
