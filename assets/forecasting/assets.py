@@ -256,7 +256,9 @@ def procurement_plan(
         sections=sections,
         notes=[
             f"Lead time {planning.lead_time_weeks} weeks; horizon {planning.horizon_weeks} "
-            f"weeks; target utilization {planning.target_utilization}; "
+            "weeks; target utilization "
+            + ", ".join(f"{c} {u:.2f}" for c, u in planning.target_utilization.items())
+            + "; "
             f"{len(planning.launches)} planned launch(es) from {settings.capacity_config.name}.",
             (
                 f"Forecasts reconciled over cluster -> accelerator type -> workload class -> "

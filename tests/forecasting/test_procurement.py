@@ -253,6 +253,8 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
     assert any(key.startswith("plot_") for key in metadata)
     report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
     assert report.is_file() and "Procurement plan" in report.read_text()
+    # Read in a meeting, not a Python dict's repr.
+    assert "target utilization training 0.85, inference 0.60, other 0.75" in report.read_text()
     written = lake.read_table("procurement_plan")
     assert written.height == 6  # 3 cluster x type pairs x 2 scenarios
     # At the least history the plan accepts, two backtest origins a week apart already give
