@@ -102,7 +102,7 @@ HOW_TO_BUILD = {
     "workforce_capacity_forecast": "the weekly forecast_job (`dg launch --job forecast_job`)",
     "workforce_plan": "the weekly forecast_job (`dg launch --job forecast_job`)",
     "procurement_plan": (
-        "`dg launch --assets procurement_plan` (monthly on the 1st; it needs at least 35 days "
+        "`dg launch --assets procurement_plan` (monthly on the 1st; it needs at least 42 days "
         "of compute_usage, and `make demo` builds it)"
     ),
 }
@@ -1147,7 +1147,8 @@ def _routes(app: FastAPI, context: Context) -> None:
     def procurement_plan(
         request: Request, _: Capacity, limit: Limit = settings.api_max_page_size
     ) -> Response:
-        """The procurement plan: accelerators to order, per series."""
+        """The procurement plan: accelerators to order per cluster, accelerator type and
+        scenario (P50, P90), with the date each runs short, the order-by date and the cost."""
         return whole_table(request, "procurement_plan", filters={}, limit=limit)
 
     @app.get(f"/{API_VERSION}/workforce/forecast", tags=["capacity"])

@@ -9,12 +9,36 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotation_pipelines.forecasting.scenarios import Launch
+from annotation_pipelines.forecasting.telemetry import WORKLOAD_CLASSES
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "capacity.toml"
+# A key outside these was skipped and its default used (`lead_time_week = 20` planned on 16
+# weeks), so a misspelling is an error.
+KEYS = (
+    "lead_time_weeks",
+    "horizon_weeks",
+    "target_utilization",
+    "accelerator_hour_price",
+    "annotator_hour_price",
+    "project_tier",
+    "launches",
+)
+LAUNCH_KEYS = (
+    "name",
+    "series_id",
+    "start",
+    "accelerators",
+    "ramp_days",
+    "workload_class",
+    "accelerator_type",
+)
+# Target utilization is looked up by a series' class; "unknown" is a series that reports none.
+CLASSES = (*WORKLOAD_CLASSES, "unknown")
 
 
 class CapacityConfigError(ValueError):
@@ -30,14 +54,53 @@ class CapacityConfig:
     annotator_hour_price: dict[str, float] = field(default_factory=dict)
     project_tier: dict[str, str] = field(default_factory=dict)
     launches: tuple[Launch, ...] = ()
+    source: str = "capacity config"  # the file it was read from, for error messages
+
+    def check_launches(self, profiles: Mapping[str, tuple[str, str]]) -> None:
+        """Each launch lands on a series the telemetry has (`profiles`: series id -> (workload
+        class, accelerator type)) and says nothing about the series that contradicts it: its
+        demand is added to that series' band, class and type."""
+        for index, launch in enumerate(self.launches, start=1):
+            where = f"{self.source}: launches[{index}]"
+            if launch.series_id not in profiles:
+                raise CapacityConfigError(
+                    f"{where}.series_id: no telemetry series {launch.series_id!r} (have "
+                    f"{', '.join(sorted(profiles))}); a launch adds demand to a series it has"
+                )
+            workload_class, accelerator_type = profiles[launch.series_id]
+            # A series that reports no type or class ("unknown") contradicts no launch.
+            if launch.accelerator_type not in (None, accelerator_type, "unknown") and (
+                accelerator_type != "unknown"
+            ):
+                raise CapacityConfigError(
+                    f"{where}.accelerator_type: {launch.accelerator_type!r}, but series "
+                    f"{launch.series_id!r} runs on {accelerator_type}"
+                )
+            if launch.workload_class not in (None, workload_class, "unknown") and (
+                workload_class != "unknown"
+            ):
+                raise CapacityConfigError(
+                    f"{where}.workload_class: {launch.workload_class!r}, but series "
+                    f"{launch.series_id!r} is {workload_class}"
+                )
+
+    def launches_under_way(self, *, first_day: dt.date) -> list[str]:
+        """A note per launch that started before `first_day` (the first forecast day)."""
+        return [
+            f"{launch.name} (started {launch.start}): only the rest of its ramp is added; the "
+            "telemetry holds what it brought so far"
+            for launch in self.launches
+            if launch.start < first_day
+        ]
 
     def utilization(self, workload_class: str | None) -> float:
         table = self.target_utilization
         return table.get(workload_class or "unknown", table.get("unknown", 0.8))
 
     def accelerator_price(self, accelerator_type: str | None) -> float | None:
-        table = self.accelerator_hour_price
-        return table.get(accelerator_type or "unknown", table.get("unknown"))
+        """The type's price; "unknown" prices only series that report no type (a named type
+        missing from the table is unpriced, not priced as some other accelerator)."""
+        return self.accelerator_hour_price.get(accelerator_type or "unknown")
 
     def annotator_price(self, project: str) -> float | None:
         tier = self.project_tier.get(project, "standard")
@@ -53,6 +116,15 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
     except tomllib.TOMLDecodeError as error:
         raise CapacityConfigError(f"{path}: not valid TOML: {error}") from error
 
+    def known(keys: dict[str, object], allowed: tuple[str, ...], where: str) -> None:
+        unknown = [key for key in keys if key not in allowed]
+        if unknown:
+            raise CapacityConfigError(
+                f"{path}: {where}unknown key {unknown[0]!r}; expected one of {', '.join(allowed)}"
+            )
+
+    known(raw, KEYS, "")
+
     def number(value: object, where: str, *, low: float = 0.0, high: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CapacityConfigError(f"{path}: {where}: expected a number, found {value!r}")
@@ -61,15 +133,35 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             raise CapacityConfigError(f"{path}: {where}: {value} is outside {bound}")
         return float(value)
 
+    def whole(value: object, where: str, *, low: float = 0.0) -> int:
+        found = number(value, where, low=low)
+        if not found.is_integer():
+            raise CapacityConfigError(f"{path}: {where}: {value} is not a whole number")
+        return int(found)
+
     def table(name: str, *, low: float = 0.0, high: float | None = None) -> dict[str, float]:
         values = raw.get(name, {})
         if not isinstance(values, dict):
             raise CapacityConfigError(f"{path}: [{name}]: expected a table")
         return {k: number(v, f"{name}.{k}", low=low, high=high) for k, v in values.items()}
 
+    utilization = table("target_utilization", low=0.01, high=1.0)
+    for name in utilization:
+        if name not in CLASSES:
+            raise CapacityConfigError(
+                f"{path}: target_utilization.{name}: unknown workload class; expected one of "
+                f"{', '.join(CLASSES)}"
+            )
     launches = []
     for index, entry in enumerate(raw.get("launches", []), start=1):
         where = f"launches[{index}]"
+        known(entry, LAUNCH_KEYS, f"{where}: ")
+        workload_class = entry.get("workload_class")
+        if workload_class is not None and workload_class not in CLASSES:
+            raise CapacityConfigError(
+                f"{path}: {where}.workload_class: {workload_class!r} is not a workload class; "
+                f"expected one of {', '.join(CLASSES)}"
+            )
         for required in ("name", "series_id", "start", "accelerators"):
             if required not in entry:
                 raise CapacityConfigError(f"{path}: {where}: missing field {required!r}")
@@ -89,18 +181,36 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
                 series_id=str(entry["series_id"]),
                 start=start,
                 accelerators=number(entry["accelerators"], f"{where}.accelerators"),
-                ramp_days=int(number(entry.get("ramp_days", 14), f"{where}.ramp_days")),
-                workload_class=entry.get("workload_class"),
+                ramp_days=whole(entry.get("ramp_days", 14), f"{where}.ramp_days"),
+                workload_class=workload_class,
                 accelerator_type=entry.get("accelerator_type"),
             )
         )
     tiers = raw.get("project_tier", {})
+    annotator_prices = table("annotator_hour_price")
+    if not isinstance(tiers, dict):
+        raise CapacityConfigError(f"{path}: [project_tier]: expected a table")
+    for project, tier in tiers.items():
+        if annotator_prices and tier not in annotator_prices:
+            raise CapacityConfigError(
+                f"{path}: project_tier.{project}: {tier!r} has no price in "
+                f"[annotator_hour_price] ({', '.join(annotator_prices)})"
+            )
+    lead_time_weeks = whole(raw.get("lead_time_weeks", 16), "lead_time_weeks")
+    horizon_weeks = whole(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)
+    if lead_time_weeks >= horizon_weeks:
+        raise CapacityConfigError(
+            f"{path}: lead_time_weeks: {lead_time_weeks} weeks is not shorter than horizon_weeks "
+            f"({horizon_weeks}): an order would arrive after the last forecast day, so nothing "
+            "says how many it takes; plan further ahead"
+        )
     return CapacityConfig(
-        lead_time_weeks=int(number(raw.get("lead_time_weeks", 16), "lead_time_weeks")),
-        horizon_weeks=int(number(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)),
-        target_utilization=table("target_utilization", low=0.01, high=1.0) or {"unknown": 0.8},
+        lead_time_weeks=lead_time_weeks,
+        horizon_weeks=horizon_weeks,
+        target_utilization=utilization or {"unknown": 0.8},
         accelerator_hour_price=table("accelerator_hour_price"),
-        annotator_hour_price=table("annotator_hour_price"),
+        annotator_hour_price=annotator_prices,
         project_tier={str(k): str(v) for k, v in tiers.items()},
         launches=tuple(launches),
+        source=str(path),
     )

@@ -190,12 +190,14 @@ def forecast_command(
     season_length = season_length or _SEASON_BY_UNIT.get(unit, 1)
     horizon = horizon or _HORIZON_BY_UNIT.get(unit, 2 * season_length)
     try:
-        series = regularize(
+        resampled = (
             frame.sort("id", "time")
             .group_by_dynamic("time", every=freq, group_by="id")
-            .agg(pl.col("value").mean()),
-            freq=freq,
+            .agg(pl.col("value").mean())
         )
+        series = regularize(resampled, freq=freq)
+        for note in _filled_notes(resampled, series):
+            click.echo(note, err=True)
         if len(names) == 1 and names[0] in COMBINATIONS:
             rule, candidates = names[0], None
         elif len(names) == 1:
@@ -327,6 +329,35 @@ def _summary(scores: pl.DataFrame, forecast: pl.DataFrame) -> dict[str, dict[str
     return out
 
 
+def _filled_notes(resampled: pl.DataFrame, series: pl.DataFrame) -> list[str]:
+    """One note per series whose grid had steps without a sample: the model sees the previous
+    value carried over them, so a long outage reads as a flat stretch of demand."""
+    observed = resampled.select("id", "time").with_columns(pl.lit(True).alias("observed"))
+    steps = (
+        series.select("id", "time")
+        .join(observed, on=["id", "time"], how="left")
+        .with_columns(pl.col("observed").fill_null(False))
+        .sort("id", "time")
+        .with_columns(pl.col("observed").rle_id().over("id").alias("run"))
+    )
+    runs = (
+        steps.filter(~pl.col("observed"))
+        .group_by("id", "run")
+        .agg(pl.len().alias("length"), pl.col("time").min().alias("start"))
+        .sort(["id", "length", "start"], descending=[False, True, False])
+    )
+    totals = dict(steps.group_by("id").len().iter_rows())
+    notes = []
+    for (series_id,), gaps in runs.group_by("id", maintain_order=True):
+        longest = gaps.row(0, named=True)
+        notes.append(
+            f"note: series {series_id!r}: {gaps['length'].sum()} of {totals[series_id]} steps had "
+            "no sample and carry the previous value forward (longest gap "
+            f"{longest['length']} steps, from {longest['start']})"
+        )
+    return notes
+
+
 def _first_true_row(flags: pl.Series) -> int:
     """The 1-based row of the first True in `flags`, which has one."""
     index = flags.arg_max()
@@ -373,10 +404,47 @@ def _prepare(
             raise InputError(
                 f"{path}: {where(path, row)}, column {source!r}: not a number: {values[row - 1]!r}"
             )
+        # "nan" and "inf" parse as floats, but no accelerator count is either: taken in, they
+        # turned the scores null and the JSON's Winkler score into `Infinity`.
+        infinite = cast.is_not_null() & ~cast.is_finite()
+        if infinite.any():
+            row = _first_true_row(infinite)
+            raise InputError(
+                f"{path}: {where(path, row)}, column {source!r}: not a finite number: "
+                f"{str(values[row - 1])!r}"
+            )
         columns[name] = cast
     columns["id"] = (
         table.get_column(id_col).cast(pl.String)
         if id_col
         else pl.Series([value_col] * table.height)
     )
-    return pl.DataFrame(columns).select("id", "time", "value", *(["supply"] if supply_col else []))
+    frame = pl.DataFrame(columns).select("id", "time", "value", *(["supply"] if supply_col else []))
+    _check_repeated_times(frame, path=path, time_col=time_col)
+    return frame
+
+
+def _check_repeated_times(frame: pl.DataFrame, *, path: Path, time_col: str) -> None:
+    """A time a series gives twice with different values is an error naming both rows.
+
+    Resampling averages the samples in a step, so two readings of one instant became a value
+    neither row holds (60 and a repeated 999 became 529.5). The same reading given twice
+    changes nothing and is let through."""
+    numbered = frame.with_row_index("row", offset=1)
+    first = numbered.group_by("id", "time").agg(
+        pl.col("row").first().alias("first_row"), pl.col("value").first().alias("first_value")
+    )
+    clash = (
+        numbered.join(first, on=["id", "time"])
+        .filter(
+            (pl.col("row") != pl.col("first_row"))
+            & pl.col("value").ne_missing(pl.col("first_value"))
+        )
+        .sort("row")
+    )
+    if clash.height:
+        found = clash.row(0, named=True)
+        raise InputError(
+            f"{path}: {where(path, found['row'])}, column {time_col!r}: series {found['id']!r} "
+            f"already has {found['time']} ({where(path, found['first_row'])}) with another value"
+        )

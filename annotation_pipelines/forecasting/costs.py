@@ -2,7 +2,8 @@
 
 Annotator hours are the judgments' own durations (`duration_s`), priced at the configured
 hourly rate of the project's tier (`capacity_config`). A curated label is an aggregated label
-that is not a tie. A point of agreement is one percentage point of the project's mean percent
+that is not a tie, or an aggregated item of any other kind (a task's boxes, spans, ranking...).
+A point of agreement is one percentage point of the project's mean percent
 agreement over the period, so cost_per_agreement_point = cost / (100 x percent_agreement): what
 one point of consensus costs at today's spend (a comparison across projects, not a marginal
 price).
@@ -32,15 +33,18 @@ def annotation_costs(
     quality: pl.DataFrame | None,
     *,
     config: CapacityConfig,
+    kind_aggregated: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """One row per project; columns COST_COLUMNS (null where a price or count is missing)."""
+    """One row per project; columns COST_COLUMNS (null where a price or count is missing).
+    `kind_aggregated`: the other kinds' aggregated items (`kind_aggregated_labels`)."""
     hours = judgments.group_by("project").agg(
         (pl.col("duration_s").fill_null(0.0).sum() / 3600).alias("annotator_hours")
     )
+    curated = [aggregated.filter(~pl.col("is_tie").fill_null(False)).select("project")]
+    if kind_aggregated is not None:
+        curated.append(kind_aggregated.select("project"))
     labels = (
-        aggregated.filter(~pl.col("is_tie").fill_null(False))
-        .group_by("project")
-        .agg(pl.len().cast(pl.Int64).alias("curated_labels"))
+        pl.concat(curated).group_by("project").agg(pl.len().cast(pl.Int64).alias("curated_labels"))
     )
     agreement = (
         quality.group_by("project").agg(pl.col("percent_agreement").mean())

@@ -34,6 +34,7 @@ from annotation_pipelines.forecasting.procurement import (
     runs_short,
     series_profiles,
 )
+from annotation_pipelines.forecasting.scalars import as_date
 from annotation_pipelines.forecasting.scenarios import (
     SCENARIOS,
     ReconciledScenarios,
@@ -64,6 +65,7 @@ class CapacityPlan:
     # hierarchy (empty without reconciliation)
     hierarchy_weekly: pl.DataFrame
     reconciliation: str | None  # the method (None: series forecast alone, clusters summed)
+    launch_notes: tuple[str, ...] = ()  # launches under way: only the rest of the ramp added
 
 
 HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
@@ -96,6 +98,17 @@ def capacity_plan(
             f"calibrate its bands; compute_usage has {days}"
         )
     profiles = series_profiles(usage)
+    config.check_launches(
+        {
+            series_id: (workload_class, accelerator_type)
+            for series_id, workload_class, accelerator_type in profiles.select(
+                "id", "workload_class", "accelerator_type"
+            ).iter_rows()
+        }
+    )
+    first_day = as_date(
+        daily_history.get_column("time").dt.date().max(), what="last telemetry day"
+    ) + dt.timedelta(days=1)
     fleet = current_fleet(usage)
     by_cluster = profiles.select("id", "cluster")
     hierarchy_weekly = pl.DataFrame(
@@ -153,10 +166,16 @@ def capacity_plan(
             pl.col("workload_class").drop_nulls().last(),
         )
     )
+    # A series with no class is planned at the "unknown" target, so it carries at it too
+    # (map_elements skips a null: its quota dropped out of the supply line).
+    classes = latest.get_column("workload_class").fill_null("unknown")
     carried = latest.with_columns(
         (
             pl.col("total")
-            * pl.col("workload_class").map_elements(config.utilization, return_dtype=pl.Float64)
+            * classes.replace_strict(
+                {c: config.utilization(c) for c in classes.unique().to_list()},
+                return_dtype=pl.Float64,
+            )
         ).alias("carried")
     )
     supply_level = carried.group_by("cluster").agg(pl.col("carried").sum().alias("supply"))
@@ -167,12 +186,12 @@ def capacity_plan(
         .join(supply_level, on="cluster", how="left")
         .sort("cluster", "time")
     )
-    utilization = (
-        allocation_vs_utilization(usage, every="1mo")
-        .group_by("cluster", "workload_class", "accelerator_type")
-        .agg(pl.col("allocated", "busy", "idle_allocated", "unallocated").mean())
-        .sort("cluster", "workload_class", "accelerator_type")
-    )
+    # One period, the whole history: a mean of monthly means weighed a partial month (14 days
+    # of October) as much as a whole one.
+    utilization = allocation_vs_utilization(usage, every=None).select(
+        "cluster", "workload_class", "accelerator_type",
+        "allocated", "busy", "idle_allocated", "unallocated",
+    )  # fmt: skip
     return CapacityPlan(
         daily=daily,
         weekly=weekly,
@@ -185,6 +204,7 @@ def capacity_plan(
         supply=supply,
         hierarchy_weekly=hierarchy_weekly,
         reconciliation=reconciliation,
+        launch_notes=tuple(config.launches_under_way(first_day=first_day)),
     )
 
 

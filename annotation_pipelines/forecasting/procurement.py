@@ -5,15 +5,18 @@ type (from telemetry), the current fleet and the planning config (`capacity_conf
 
     required_t = demand_t / target_utilization(class)      accelerators to own on day t
     runs_short_on = first day required_t > fleet            (per cluster x type x scenario)
-    to_order = ceil(max_t required_t - fleet)               over the planning horizon
     order_by = runs_short_on - lead time                    late when before today: then the
                                                             hardware arrives today + lead time
+    to_order = ceil(max_t required_t - fleet)               over the days from its arrival on
+                                                            (a peak that is over before an order
+                                                            could land buys nothing)
 
 `required_accelerators` adds up the series' bands of one cluster and type, which for P90 is
 conservative (the series do not all peak together); `planning.reconciled_required` (the
 default) bands each cluster and type as one sum of reconciled series instead. The cost of a
-scenario is what owning the required accelerators costs over the horizon at the configured
-price per accelerator-hour.
+scenario is what owning its accelerators costs over the horizon at the configured price per
+accelerator-hour: whole accelerators, the fleet every day and what it orders from the day that
+arrives, in USD to the cent.
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ def procurement_plan(
             frame.get_column("spread_source").first() if "spread_source" in frame.columns else None
         )
         price = config.accelerator_price(accelerator_type)
+        days = frame.get_column("time").cast(pl.Date)
         for scenario in SCENARIOS:
             need = frame.get_column(scenario)
             short = frame.filter(pl.col(scenario) > pl.col("fleet"))
@@ -148,18 +152,34 @@ def procurement_plan(
                 else None
             )
             peak = as_float(need.max(), what=f"peak {scenario} demand")
-            to_order = max(0, math.ceil(peak - fleet_size - 1e-9))
+            to_order = 0
             if runs_short_on is None:
                 order_by, arrives, status = None, None, "enough"
             else:
                 order_by = runs_short_on - lead
                 late = order_by < as_of
                 arrives = (as_of + lead) if late else runs_short_on
-                status = (
-                    f"late: order now, arrives {arrives.isoformat()}"
-                    if late
-                    else f"order by {order_by.isoformat()}"
-                )
+                after = need.filter(days >= arrives)
+                if after.len():
+                    last = as_float(after.max(), what=f"peak {scenario} demand after arrival")
+                    to_order = max(0, math.ceil(last - fleet_size - 1e-9))
+                if to_order == 0:
+                    # Only a late order can come to nothing: the shortfall ends before it lands.
+                    until = as_date(
+                        short.get_column("time").max(), what=f"last short {scenario} day"
+                    )
+                    status = (
+                        f"short until {until.isoformat()}, before an order placed now arrives "
+                        f"({arrives.isoformat()}): none to order"
+                    )
+                    order_by, arrives = None, None
+                elif late:
+                    status = f"late: order now, arrives {arrives.isoformat()}"
+                else:
+                    status = f"order by {order_by.isoformat()}"
+            # Accelerator-hours owned: the fleet every day, the order from its arrival on.
+            landed = 0 if arrives is None else int((days >= arrives).sum())
+            owned_hours = (fleet_size * days.len() + to_order * landed) * 24
             rows.append(
                 {
                     "cluster": cluster,
@@ -172,10 +192,10 @@ def procurement_plan(
                     "order_by": order_by,
                     "arrives": arrives,
                     "status": status,
-                    "scenario_cost_usd": None if price is None else float(need.sum()) * 24 * price,
+                    "scenario_cost_usd": None if price is None else _cents(owned_hours * price),
                     "order_cost_per_month_usd": None
                     if price is None
-                    else to_order * price * HOURS_PER_MONTH,
+                    else _cents(to_order * price * HOURS_PER_MONTH),
                     "spread_source": source,
                 }
             )
@@ -187,6 +207,21 @@ def procurement_plan(
         "spread_source": pl.String,
     }  # fmt: skip
     return pl.DataFrame(rows, schema=schema).sort("cluster", "accelerator_type", "scenario")
+
+
+def _cents(amount: float) -> float:
+    return round(amount, 2)
+
+
+def unpriced_types(plan: pl.DataFrame) -> list[str]:
+    """The accelerator types of `plan` with no price in the config (their costs are null)."""
+    return (
+        plan.filter(pl.col("scenario_cost_usd").is_null())
+        .get_column("accelerator_type")
+        .unique()
+        .sort()
+        .to_list()
+    )
 
 
 def runs_short(plan: pl.DataFrame) -> pl.DataFrame:

@@ -11,9 +11,11 @@ outside the page.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import io
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -81,13 +83,22 @@ def png(figure: Figure) -> bytes:
 
 
 def cluster_figure(
-    history: pl.DataFrame, weekly: pl.DataFrame, supply: pl.DataFrame, *, cluster: str
+    history: pl.DataFrame,
+    weekly: pl.DataFrame,
+    supply: pl.DataFrame,
+    *,
+    cluster: str,
+    runs_short: Mapping[str, dt.date | None] | None = None,
 ) -> Figure:
-    """One cluster: weekly demand history, P50 and the P50-P90 band, the supply line.
+    """One cluster: weekly demand history, P50 and the P50-P90 band, the supply line, and the
+    day the plan says it runs short per scenario (`runs_short`).
 
     history: [time, value] weekly demand; weekly: [time, p50, p90]; supply: [time, supply]
     (the demand the fleet carries at target utilization; a step where ordered hardware lands).
+    The plan's date can come before the band crosses the line: it is the first day (not week)
+    any one accelerator type of the cluster needs more than its own fleet.
     """
+    from matplotlib.dates import date2num
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8, 3))
@@ -101,6 +112,10 @@ def cluster_figure(
     if supply.height:
         axis.step(supply["time"].to_list(), supply["supply"].to_list(), where="post",
                   color="#4e79a7", lw=1.5, label="supply at target utilization")  # fmt: skip
+    for (scenario, day), style in zip((runs_short or {}).items(), ("--", ":"), strict=False):
+        if day is not None:
+            label = f"{scenario.upper()} runs short (plan, daily, any type): {day}"
+            axis.axvline(date2num(day), color="#e15759", ls=style, lw=1, label=label)
     axis.set_title(f"{cluster}: accelerators (demand = running + pending)")
     axis.legend(loc="upper left", fontsize=7)
     axis.grid(alpha=0.3)

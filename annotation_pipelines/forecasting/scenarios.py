@@ -259,10 +259,13 @@ def _row_quantiles(values: np.ndarray, qs: Sequence[float]) -> list[np.ndarray]:
 
 
 def _launch_profile(launch: Launch, *, first_day: dt.date, horizon: int) -> np.ndarray:
+    """The launch's demand on each forecast day, less what it had reached the day before the
+    first: a launch under way is in the telemetry as far as it ramped."""
     offset = (launch.start - first_day).days
-    days = np.arange(horizon) - offset
+    days = np.arange(-1, horizon) - offset
     ramp = max(1, launch.ramp_days)
-    return launch.accelerators * np.clip((days + 1) / ramp, 0.0, 1.0) * (days >= 0)
+    level = launch.accelerators * np.clip((days + 1) / ramp, 0.0, 1.0) * (days >= 0)
+    return level[1:] - level[0]
 
 
 def scenario_paths(

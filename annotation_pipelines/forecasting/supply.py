@@ -9,7 +9,6 @@ accelerators than are free waits, so `pending = max(0, demand - supply)`.
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 import polars as pl
 
@@ -121,8 +120,10 @@ def procurement(
         .join(needs, on="id", how="left")
         .with_columns(
             pl.col("shortfall").is_not_null().alias("covered"),
-            pl.col("shortfall")
-            .map_elements(lambda x: float(max(0, math.ceil(x - 1e-9))), return_dtype=pl.Float64)
+            (pl.col("shortfall") - 1e-9)
+            .ceil()
+            .clip(lower_bound=0)
+            .cast(pl.Int64)
             .alias("to_procure"),
             pl.lit(level).alias("level"),
             pl.lit(float(queueing_target)).alias("queueing_target"),

@@ -204,9 +204,10 @@ def with_detail_columns(usage: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def allocation_vs_utilization(usage: pl.DataFrame, *, every: str = "1d") -> pl.DataFrame:
-    """Per cluster, workload class and accelerator type per period: what allocation shows and
-    what the accelerators actually did.
+def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") -> pl.DataFrame:
+    """Per cluster, workload class and accelerator type per period (`every`; None: one period,
+    the whole frame, each sample weighing the same): what allocation shows and what the
+    accelerators actually did.
 
     allocated = mean running accelerators; busy = mean running x SM-busy share (accelerators'
     worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
@@ -221,7 +222,10 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str = "1d") -> pl.D
         )
         .sort("time")
         .group_by_dynamic(
-            "time", every=every, group_by=["cluster", "workload_class", "accelerator_type"]
+            "time",
+            every=every or f"{_span_days(usage) + 1}d",
+            group_by=["cluster", "workload_class", "accelerator_type"],
+            start_by="window" if every else "datapoint",
         )
         .agg(
             # Sum over the group's series at each sample, then the mean over samples.
@@ -251,6 +255,13 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str = "1d") -> pl.D
         )
         .sort("cluster", "workload_class", "accelerator_type", "period")
     )
+
+
+def _span_days(usage: pl.DataFrame) -> int:
+    """Whole days from the first sample to the last."""
+    if usage.height == 0:
+        return 0
+    return int(usage.select((pl.col("time").max() - pl.col("time").min()).dt.total_days()).item())
 
 
 def class_shares(usage: pl.DataFrame) -> pl.DataFrame:

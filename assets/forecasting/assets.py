@@ -29,7 +29,7 @@ from annotation_pipelines.forecasting.planning import (
     spread_note,
 )
 from annotation_pipelines.forecasting.plot import plot_forecast
-from annotation_pipelines.forecasting.procurement import series_profiles
+from annotation_pipelines.forecasting.procurement import series_profiles, unpriced_types
 from annotation_pipelines.forecasting.report import (
     cluster_figure,
     png,
@@ -204,11 +204,23 @@ def procurement_plan(
     per_series = series_spreads(plan.weekly)
     pooled = spread_note(per_series)
     spread = f"{spread}; {pooled}"
+    unpriced = unpriced_types(plan.plan)
+    prices = (
+        f"no price for {', '.join(unpriced)} in [accelerator_hour_price] of "
+        f"{settings.capacity_config.name}: their scenario costs are blank"
+        if unpriced
+        else "every accelerator type priced"
+    )
+    if unpriced:
+        context.log.warning(f"procurement plan: {prices}")
     judgments = _recent(lake, "judgments", days=config.cost_days)
     aggregated = _recent(lake, "aggregated_labels", days=config.cost_days)
     quality = _recent(lake, "quality_report", days=config.cost_days)
+    kind_aggregated = _recent(lake, "kind_aggregated_labels", days=config.cost_days)
     costs = (
-        annotation_costs(judgments, aggregated, quality, config=planning)
+        annotation_costs(
+            judgments, aggregated, quality, config=planning, kind_aggregated=kind_aggregated
+        )
         if judgments is not None and aggregated is not None and judgments.height
         else None
     )
@@ -221,6 +233,11 @@ def procurement_plan(
                 plan.cluster_weekly.filter(pl.col("cluster") == cluster),
                 plan.supply.filter(pl.col("cluster") == cluster),
                 cluster=cluster,
+                runs_short=dict(
+                    plan.runs_short.filter(pl.col("cluster") == cluster)
+                    .select("scenario", "runs_short_on")
+                    .iter_rows()
+                ),
             ),
         )
         for cluster in clusters
@@ -247,7 +264,9 @@ def procurement_plan(
         sections=sections,
         notes=[
             f"Lead time {planning.lead_time_weeks} weeks; horizon {planning.horizon_weeks} "
-            f"weeks; target utilization {planning.target_utilization}; "
+            "weeks; target utilization "
+            + ", ".join(f"{c} {u:.2f}" for c, u in planning.target_utilization.items())
+            + "; "
             f"{len(planning.launches)} planned launch(es) from {settings.capacity_config.name}.",
             (
                 f"Forecasts reconciled over cluster -> accelerator type -> workload class -> "
@@ -257,6 +276,8 @@ def procurement_plan(
                 else "P90 of a cluster is the sum of its series' P90s (conservative)."
             ),
             f"P90 spread: {spread}.",
+            f"Prices (USD per accelerator-hour): {prices}.",
+            *(f"Launch {note}." for note in plan.launch_notes),
         ],
     )
     key = capacity_report_key(as_of.isoformat())
@@ -267,6 +288,7 @@ def procurement_plan(
         "reconciliation": MetadataValue.text(plan.reconciliation or "none (series summed)"),
         "p90_spread": MetadataValue.text(spread),
         "p90_spread_by_series": markdown_table(per_series, rows=60),
+        "prices": MetadataValue.text(prices),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),

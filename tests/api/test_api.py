@@ -316,6 +316,14 @@ def test_queue_and_capacity_endpoints(served):
     assert "dg launch --assets procurement_plan" in str(missing["detail"])
 
 
+def test_procurement_404_asks_for_the_history_the_plan_needs():
+    from annotation_pipelines.api.app import HOW_TO_BUILD
+    from annotation_pipelines.forecasting.planning import MIN_HISTORY_DAYS
+
+    # It asked for 35 days, and a lake with 35 to 41 then failed to build the plan.
+    assert f"at least {MIN_HISTORY_DAYS} days of compute_usage" in HOW_TO_BUILD["procurement_plan"]
+
+
 def test_procurement_plan_is_served_once_it_is_in_the_lake(served):
     key = served.data / "lake" / layout.partition_key("procurement_plan")
     atomic_write_parquet(pl.DataFrame({"id": ["a"], "to_procure": [3]}), key)

@@ -215,7 +215,9 @@ def test_supply_crossing_and_procurement():
         0, named=True
     )
     # origin 2023-12-31 23:00, arrival 02:00: max hi_95 after = 15; 15 - 1 - 10 = 4
-    assert needed["to_procure"] == 4.0 and needed["covered"]
+    assert needed["to_procure"] == 4 and needed["covered"]
+    # Whole accelerators: the forecast's metadata showed 26.0000 of them.
+    assert isinstance(needed["to_procure"], int)
     late = procurement(table, supply, lead_time=dt.timedelta(hours=30)).row(0, named=True)
     assert late["to_procure"] is None and not late["covered"]
 
@@ -347,3 +349,50 @@ def test_helios_quality_bar():
     assert result.scores.get_column("held_out").all()
     assert pooled_coverage(result.backtest, level=95) >= 0.90
     assert relative_mase(result.scores) < 0.9
+
+
+def test_cli_names_a_value_that_is_not_finite(tmp_path):
+    # "nan" and "inf" parse as floats: taken as demand they made the scores null and printed
+    # `Infinity`, which no JSON reader accepts.
+    for text in ("nan", "inf", "-inf"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(f"time,value\n2024-01-01 00:00:00,1\n2024-01-01 01:00:00,{text}\n")
+        run = CliRunner().invoke(
+            forecast_command, [str(bad), "--time-col", "time", "--value-col", "value"]
+        )
+        assert run.exit_code == 1, run.output
+        assert f"row 2 (line 3), column 'value': not a finite number: '{text}'" in run.output
+
+
+def test_cli_names_a_timestamp_given_twice_with_different_values(tmp_path):
+    bad = tmp_path / "twice.csv"
+    bad.write_text(
+        "team,time,value\na,2024-01-01 00:00:00,1\nb,2024-01-01 00:00:00,7\n"
+        "a,2024-01-01 01:00:00,2\na,2024-01-01 00:00:00,999\n"
+    )
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(bad), "--time-col", "time", "--value-col", "value", "--id-col", "team"],
+    )
+    assert run.exit_code == 1, run.output
+    assert (
+        "row 4 (line 5), column 'time': series 'a' already has 2024-01-01 00:00:00 "
+        "(row 1 (line 2)) with another value" in run.output
+    )
+
+
+def test_cli_says_how_many_missing_steps_it_filled(tmp_path):
+    frame = _synthetic(ids=("a",), hours=24 * 6).drop("id")
+    source = tmp_path / "gap.csv"
+    frame.filter((pl.col("time") < START + dt.timedelta(hours=30)) |
+                 (pl.col("time") >= START + dt.timedelta(hours=40))).write_csv(source)  # fmt: skip
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--freq", "1h",
+         "--horizon", "24", "--backtest-windows", "2", "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert (
+        "note: series 'value': 10 of 144 steps had no sample and carry the previous value "
+        "forward (longest gap 10 steps, from 2024-01-02 06:00:00)" in run.stderr
+    )

@@ -29,6 +29,7 @@ from annotation_pipelines.forecasting.procurement import (
     procurement_plan,
     runs_short,
     series_profiles,
+    unpriced_types,
 )
 from annotation_pipelines.forecasting.report import cluster_figure, render_capacity_report
 from annotation_pipelines.forecasting.scenarios import (
@@ -180,13 +181,17 @@ def test_procurement_plan_by_hand():
     plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
     p50, p90 = plan.sort("scenario").iter_rows(named=True)
     assert p50["status"] == "enough" and p50["to_order"] == 0
-    assert p50["scenario_cost_usd"] == pytest.approx(10 * 30 * 24 * 2.0)
+    # A scenario costs the whole accelerators owned under it: the fleet every day, and what
+    # it orders from the day that arrives (before, the fractional demand at target, which
+    # priced 10 of the 20 owned on every day and 25.5 before any order could land).
+    assert p50["scenario_cost_usd"] == 20 * 30 * 24 * 2.0
     assert p90["runs_short_on"] == dt.date(2027, 1, 21) and p90["to_order"] == 6
     assert p90["order_by"] == dt.date(2027, 1, 7) and p90["status"] == "order by 2027-01-07"
+    assert p90["scenario_cost_usd"] == (20 * 30 + 6 * 10) * 24 * 2.0
     late = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 10))
-    assert late.filter(pl.col("scenario") == "p90")["status"].item() == (
-        "late: order now, arrives 2027-01-24"
-    )
+    late_p90 = late.filter(pl.col("scenario") == "p90").row(0, named=True)
+    assert late_p90["status"] == "late: order now, arrives 2027-01-24"
+    assert late_p90["scenario_cost_usd"] == (20 * 30 + 6 * 7) * 24 * 2.0
     assert runs_short(plan).filter(pl.col("scenario") == "p90")["runs_short_on"].item() == (
         dt.date(2027, 1, 21)
     )
@@ -258,6 +263,8 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
     assert any(key.startswith("plot_") for key in metadata)
     report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
     assert report.is_file() and "Procurement plan" in report.read_text()
+    # Read in a meeting, not a Python dict's repr.
+    assert "target utilization training 0.85, inference 0.60, other 0.75" in report.read_text()
     written = lake.read_table("procurement_plan")
     assert written.height == 6  # 3 cluster x type pairs x 2 scenarios
     # At the least history the plan accepts, two backtest origins a week apart already give
@@ -267,6 +274,7 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
     assert (p90["peak_required"] >= p50["peak_required"]).all()
     assert (p90["peak_required"] > p50["peak_required"]).any()
     assert metadata["p90_spread"].value.startswith("up to ")
+    assert metadata["prices"].value == "every accelerator type priced"
     assert "measured no spread" not in report.read_text()
     # Every series was there all along: every spread is its own, and both say so.
     assert metadata["p90_spread"].value.endswith("every series' P90 spread is its own backtest's")
@@ -490,3 +498,251 @@ def test_no_series_with_origins_means_no_spread_and_says_so():
     assert (plan.hierarchy_weekly["p90"] == plan.hierarchy_weekly["p50"]).all()
     note = spread_note(series_spreads(plan.weekly))
     assert "none" in note and "no series had errors to pool" in note
+
+
+def _example_with(tmp_path, old: str, new: str):
+    text = EXAMPLE.read_text()
+    assert old in text
+    path = tmp_path / "capacity.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # A misspelt key was skipped and its default used: the plan ran on a 16-week lead time.
+        (
+            "lead_time_weeks = 16",
+            "lead_time_week = 20",
+            r"capacity.toml: unknown key 'lead_time_week'; expected one of .*lead_time_weeks",
+        ),
+        # A misspelt class took the "unknown" class's 0.80 in place of training's 0.85.
+        (
+            "training = 0.85",
+            "trainning = 0.85",
+            r"capacity.toml: target_utilization.trainning: unknown workload class; expected one "
+            r"of training, inference, other, unknown",
+        ),
+        (
+            "ramp_days = 21",
+            "ramp_day = 21",
+            r"capacity.toml: launches\[1\]: unknown key 'ramp_day'; expected one of",
+        ),
+        (
+            'workload_class = "inference"',
+            'workload_class = "batch"',
+            r"capacity.toml: launches\[1\].workload_class: 'batch' is not a workload class",
+        ),
+    ],
+)
+def test_config_names_a_key_it_does_not_know(tmp_path, old, new, message):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # int() cut 16.9 weeks to 16: orders were dated six days late.
+        (
+            "lead_time_weeks = 16",
+            "lead_time_weeks = 16.9",
+            r"capacity.toml: lead_time_weeks: 16.9 is not a whole number",
+        ),
+        (
+            "ramp_days = 21",
+            "ramp_days = 2.5",
+            r"capacity.toml: launches\[1\].ramp_days: 2.5 is not a whole number",
+        ),
+        # Hardware arriving after the horizon's end was ordered for the demand the horizon saw,
+        # which says nothing of the demand when it arrives.
+        (
+            "lead_time_weeks = 16",
+            "lead_time_weeks = 40",
+            r"capacity.toml: lead_time_weeks: 40 weeks is not shorter than horizon_weeks \(26\)",
+        ),
+    ],
+)
+def test_config_weeks_and_days_are_whole_and_the_lead_time_inside_the_horizon(
+    tmp_path, old, new, message
+):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
+
+
+def test_a_type_without_a_price_is_not_priced_at_the_unknown_types_price():
+    # "unknown" prices traces that name no accelerator type. A typed fleet missing from the
+    # table took it too: L4s at 2.00 instead of 0.45 put 1.37 M on a 0.31 M scenario.
+    config = CapacityConfig(accelerator_hour_price={"H100": 2.0, "unknown": 1.0})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(10)]
+    required = pl.DataFrame(
+        {
+            "cluster": "earth",
+            "accelerator_type": ["L4"] * 10 + ["unknown"] * 10,
+            "time": days * 2,
+            "p50": 5.0,
+            "p90": 6.0,
+        }
+    )
+    fleet = pl.DataFrame(
+        {"cluster": ["earth", "earth"], "accelerator_type": ["L4", "unknown"], "fleet": [8.0, 8.0]}
+    )
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    by_type = {row["accelerator_type"]: row for row in plan.filter(pl.col("scenario") == "p50")
+               .iter_rows(named=True)}  # fmt: skip
+    assert by_type["L4"]["scenario_cost_usd"] is None
+    assert by_type["unknown"]["scenario_cost_usd"] is not None
+    assert unpriced_types(plan) == ["L4"]
+
+
+def test_config_names_a_project_tier_without_a_price(tmp_path):
+    path = _example_with(tmp_path, 'medical-ner = "expert"', 'medical-ner = "expret"')
+    with pytest.raises(
+        CapacityConfigError,
+        match=r"capacity.toml: project_tier.medical-ner: 'expret' has no price in "
+        r"\[annotator_hour_price\] \(standard, expert\)",
+    ):
+        load_capacity_config(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # A misspelt series matched nothing and the launch was dropped from every band.
+        ({"series_id": "llm-inferense"},
+         r"x.toml: launches\[1\].series_id: no telemetry series 'llm-inferense' \(have "
+         r"llm-inference, research, speech-training, vision-training\)"),
+        # The launch's demand lands on its series' type and class, whatever it says.
+        ({"accelerator_type": "B200"},
+         r"x.toml: launches\[1\].accelerator_type: 'B200', but series 'llm-inference' runs on "
+         r"L4"),
+        ({"workload_class": "training"},
+         r"x.toml: launches\[1\].workload_class: 'training', but series 'llm-inference' is "
+         r"inference"),
+    ],
+)  # fmt: skip
+def test_plan_names_a_launch_it_cannot_place(change, message):
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    fields = {"name": "rollout", "series_id": "llm-inference", "start": dt.date(2027, 2, 1),
+              "accelerators": 32.0, "workload_class": "inference",
+              "accelerator_type": "L4"}  # fmt: skip
+    config = CapacityConfig(launches=(Launch(**{**fields, **change}),), source="x.toml")
+    with pytest.raises(CapacityConfigError, match=message):
+        capacity_plan(usage, config=config, as_of=dt.date(2026, 11, 29))
+
+
+def test_a_launch_under_way_adds_only_the_rest_of_its_ramp():
+    # A launch that started before the history ended is in the telemetry as far as it ramped:
+    # adding it whole counted that part twice (a finished one, all of it).
+    daily = _daily()  # days 0..139; the first forecast day is day 140
+    plain, _ = scenario_forecast(daily, horizon_days=28)
+
+    def added(start_day: int) -> np.ndarray:
+        launch = Launch(name="x", series_id="a", start=START + dt.timedelta(days=start_day),
+                        accelerators=40, ramp_days=10)  # fmt: skip
+        banded, _ = scenario_forecast(daily, horizon_days=28, launches=[launch])
+        return (banded["p50"] - plain["p50"]).to_numpy()
+
+    assert np.allclose(added(100), 0)  # ramped up a month before the history ended
+    # Started on day 136: 4 of its 10 ramp days (16 accelerators) are in the history.
+    assert added(136)[0] == pytest.approx(4.0) and added(136)[5] == pytest.approx(24.0)
+    assert np.allclose(added(136)[6:], 24.0)
+    config = CapacityConfig(
+        launches=(Launch(name="old", series_id="a", start=START, accelerators=1),),
+    )
+    assert config.launches_under_way(first_day=START + dt.timedelta(days=140)) == [
+        "old (started 2026-01-05): only the rest of its ramp is added; the telemetry holds "
+        "what it brought so far"
+    ]
+
+
+def test_allocation_vs_utilization_is_the_whole_periods():
+    # 42 days from 2026-10-18: 14 in October, 28 in November.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    plan = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    # The mean of the two months' means gave October's 14 days November's weight.
+    samples = usage.get_column("time").n_unique()
+    expected = (
+        usage.group_by("cluster", "workload_class")
+        .agg((pl.col("running").sum() / samples).alias("allocated"),
+             ((pl.col("running") * pl.col("sm_busy")).sum() / samples).alias("busy"))
+    )  # fmt: skip
+    found = plan.utilization.join(expected, on=["cluster", "workload_class"], suffix="_whole")
+    assert found.height == 4
+    assert (found["allocated"] - found["allocated_whole"]).abs().max() < 1e-9
+    assert (found["busy"] - found["busy_whole"]).abs().max() < 1e-9
+
+
+def test_a_series_that_reports_no_class_or_type_contradicts_no_launch():
+    launch = Launch(name="rollout", series_id="a", start=dt.date(2027, 2, 1), accelerators=8,
+                    workload_class="inference", accelerator_type="L4")  # fmt: skip
+    config = CapacityConfig(launches=(launch,), source="x.toml")
+    config.check_launches({"a": ("unknown", "unknown")})
+    with pytest.raises(CapacityConfigError, match=r"launches\[1\].accelerator_type"):
+        config.check_launches({"a": ("inference", "H100")})
+
+
+def test_supply_line_counts_a_series_that_reports_no_class():
+    # Such a series is planned at the "unknown" class's target; its quota was left out of the
+    # supply line, which then drew a fleet of 544 accelerators at zero.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    unclassed = capacity_plan(
+        usage.with_columns(pl.lit(None, dtype=pl.String).alias("workload_class")),
+        config=load_capacity_config(), as_of=dt.date(2026, 11, 29),
+    )  # fmt: skip
+    supply = dict(unclassed.supply.group_by("cluster").agg(pl.col("supply").first()).iter_rows())
+    assert supply == {"earth": pytest.approx((256 + 128) * 0.8), "mars": pytest.approx(160 * 0.8)}
+
+
+def test_an_order_covers_the_days_after_it_arrives_only():
+    # Short in the first week, before anything ordered now can arrive (two weeks): ordering
+    # for that peak bought 10 accelerators that land after it has passed.
+    config = CapacityConfig(lead_time_weeks=2, accelerator_hour_price={"H100": 1.0})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(30)]
+    required = pl.DataFrame({"cluster": "earth", "accelerator_type": "H100", "time": days,
+                             "p50": [30.0] * 5 + [10.0] * 25,
+                             "p90": [30.0] * 5 + [10.0] * 20 + [22.5] * 5})  # fmt: skip
+    fleet = pl.DataFrame({"cluster": ["earth"], "accelerator_type": ["H100"], "fleet": [20.0]})
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    p50, p90 = plan.sort("scenario").iter_rows(named=True)
+    assert p50["runs_short_on"] == dt.date(2027, 1, 1) and p50["peak_required"] == 30.0
+    assert p50["to_order"] == 0 and p50["arrives"] is None
+    assert p50["status"] == (
+        "short until 2027-01-05, before an order placed now arrives (2027-01-15): none to order"
+    )
+    assert p50["scenario_cost_usd"] == 20 * 30 * 24
+    # The P90 is short again after arrival: it orders for that peak alone.
+    assert p90["to_order"] == 3 and p90["arrives"] == dt.date(2027, 1, 15)
+    assert p90["status"] == "late: order now, arrives 2027-01-15"
+
+
+def test_annotation_costs_count_the_labels_of_every_kind():
+    # Only categorical labels were counted, so the boxes, spans, rankings... projects spent
+    # money and showed no cost per curated label.
+    config = CapacityConfig(annotator_hour_price={"standard": 20.0})
+    judgments = pl.DataFrame({"project": ["tox", "detection"], "duration_s": [3600.0, 7200.0]})
+    aggregated = pl.DataFrame({"project": ["tox"], "is_tie": [False]})
+    kind_labels = pl.DataFrame({"project": ["detection"] * 4, "kind": ["boxes"] * 4})
+    found = annotation_costs(
+        judgments, aggregated, None, config=config, kind_aggregated=kind_labels
+    )
+    costs = {r["project"]: r for r in found.to_dicts()}
+    assert costs["detection"]["curated_labels"] == 4
+    assert costs["detection"]["cost_per_curated_label"] == 10.0
+    assert costs["tox"]["cost_per_curated_label"] == 20.0
+
+
+def test_cluster_chart_marks_the_days_the_plan_says_the_cluster_runs_short():
+    # The chart draws weekly means of the whole cluster against its whole fleet, so a type that
+    # runs short on weekdays (earth's L4s today) did not show: the chart said there was room
+    # months after the table's date.
+    weeks = [START + dt.timedelta(weeks=w) for w in range(4)]
+    history = pl.DataFrame({"time": weeks[:2], "value": [10.0, 11.0]})
+    bands = pl.DataFrame({"time": weeks[2:], "p50": [12.0, 13.0], "p90": [14.0, 15.0]})
+    supply = pl.DataFrame({"time": weeks, "supply": [20.0] * 4})
+    figure = cluster_figure(history, bands, supply, cluster="earth",
+                            runs_short={"p50": None, "p90": weeks[3]})  # fmt: skip
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert f"P90 runs short (plan, daily, any type): {weeks[3]}" in labels
+    assert not any(label.startswith("P50 runs short") for label in labels)
