@@ -33,6 +33,7 @@ from annotation_pipelines.forecasting.scenarios import SCENARIOS, combined_sourc
 HOURS_PER_MONTH = 730.0
 
 PLAN_COLUMNS = (
+    "as_of",
     "cluster",
     "accelerator_type",
     "scenario",
@@ -125,7 +126,8 @@ def required_accelerators(
 def procurement_plan(
     required: pl.DataFrame, fleet: pl.DataFrame, *, config: CapacityConfig, as_of: dt.date
 ) -> pl.DataFrame:
-    """One row per (cluster, accelerator type, scenario); columns PLAN_COLUMNS. `spread_source`
+    """One row per (cluster, accelerator type, scenario); columns PLAN_COLUMNS, the first the
+    day it was planned on (`as_of`). `spread_source`
     is where the requirement's P90 spread came from (`required`'s, null when it does not say;
     "own" unless a series in it was too young for errors of its own)."""
     lead = dt.timedelta(weeks=config.lead_time_weeks)
@@ -182,6 +184,7 @@ def procurement_plan(
             owned_hours = (fleet_size * days.len() + to_order * landed) * 24
             rows.append(
                 {
+                    "as_of": as_of,
                     "cluster": cluster,
                     "accelerator_type": accelerator_type,
                     "scenario": scenario,
@@ -200,7 +203,7 @@ def procurement_plan(
                 }
             )
     schema = {
-        "cluster": pl.String, "accelerator_type": pl.String, "scenario": pl.String,
+        "as_of": pl.Date, "cluster": pl.String, "accelerator_type": pl.String, "scenario": pl.String,
         "fleet": pl.Float64, "peak_required": pl.Float64, "runs_short_on": pl.Date,
         "to_order": pl.Int64, "order_by": pl.Date, "arrives": pl.Date, "status": pl.String,
         "scenario_cost_usd": pl.Float64, "order_cost_per_month_usd": pl.Float64,

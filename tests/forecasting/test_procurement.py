@@ -26,6 +26,7 @@ from annotation_pipelines.forecasting.planning import (
     spread_note,
 )
 from annotation_pipelines.forecasting.procurement import (
+    PLAN_COLUMNS,
     procurement_plan,
     runs_short,
     series_profiles,
@@ -181,6 +182,9 @@ def test_procurement_plan_by_hand():
     plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
     p50, p90 = plan.sort("scenario").iter_rows(named=True)
     assert p50["status"] == "enough" and p50["to_order"] == 0
+    # Every row says the day it was planned on: an order-by date means nothing without it to
+    # a reader of the table alone (the API serves the table).
+    assert plan.columns == list(PLAN_COLUMNS) and set(plan["as_of"]) == {dt.date(2027, 1, 1)}
     # A scenario costs the whole accelerators owned under it: the fleet every day, and what
     # it orders from the day that arrives (before, the fractional demand at target, which
     # priced 10 of the 20 owned on every day and 25.5 before any order could land).
