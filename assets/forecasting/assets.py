@@ -53,7 +53,13 @@ class ComputeForecastConfig(Config):
     )
     rule: str = Field(default=DEFAULT_RULE, description="mean, median, top3 or one model.")
     calibrate: bool = Field(default=True, description="Conformal bands from backtest residuals.")
-    lead_time_days: int = Field(default=2, description="Days from order to usable accelerators.")
+    lead_time_days: int = Field(
+        default=2,
+        description=(
+            "Days from a short-term request (a rental, a move between clusters) to usable "
+            "accelerators; purchases, months ahead, are the monthly procurement_plan's."
+        ),
+    )
     queueing_target: float = Field(default=0.0, description="Accelerators allowed to queue.")
     reconciliation: str | None = Field(
         default=DEFAULT_RECONCILIATION,
@@ -132,7 +138,14 @@ def compute_capacity_forecast(
             ),
             "held_out_scores": markdown_table(result.scores),
             "supply_crossing": markdown_table(crossing),
-            "procurement": markdown_table(plan),
+            # Named apart from the monthly plan: one week ahead against each series' quota,
+            # it answers what to rent or move now, not what to buy, and the two disagree.
+            "short_term_headroom": markdown_table(plan),
+            "short_term_note": MetadataValue.text(
+                f"accelerators to add within {config.lead_time_days} days (rent or move) so "
+                "next week's 95% bound fits each series' quota; what to buy, months ahead, "
+                "is the monthly procurement_plan's"
+            ),
             "plot": png_markdown(
                 plot_forecast(result.history, result.forecast, supply=future_supply),
                 alt="history, forecast and intervals",

@@ -335,6 +335,10 @@ def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rule"].value == "mean" and "held_out_scores" in metadata
+    # A week ahead against quotas is what to rent or move now; calling it "procurement" put a
+    # second, disagreeing answer to what to buy beside the monthly plan's.
+    assert "procurement" not in metadata and "short_term_headroom" in metadata
+    assert metadata["short_term_note"].value.startswith("accelerators to add within 2 days")
     assert metadata["reconciliation"].value == "mint_shrink over total, earth, mars"
     forecast = lake.read_table("compute_capacity_forecast")
     # Four series, their two clusters and the fleet: reconciled, so the clusters add up.
