@@ -2332,6 +2332,7 @@ def open_requests_table(
     now: datetime,
     previous: bytes | None,
     previous_json: bytes | None = None,
+    written: Collection[str] | None = None,
 ) -> pl.DataFrame:
     """Every open request of `state`'s project (`TASK_REQUESTS`, sorted by task), the table
     `requests.parquet` holds and `requests.json` is written from.
@@ -2342,21 +2343,54 @@ def open_requests_table(
     list itself (parse, filter, sort, dump) took 1.01 s of CPU a run; the table's merge takes
     0.06 s and writing the list from it 0.09 s.
     `previous_json` is read only when there is no table yet (a lake written before it).
+
+    `written` is the decision ids this run wrote to the annotation DB. A task refitted without
+    new evidence (it only lost votes, or a re-base moved it) whose request is the same as
+    before writes no decision; its listed request keeps the id and time of the one the DB
+    holds, so the tool finds every listed `decision_id` in `task_requests`.
     """
     fresh = open_requests(state, options, now=now)
-    if state.stored is None or (previous is None and previous_json is None):
+    if previous is None and previous_json is None:
         return fresh
-    kept = (
+    before = (
         pl.read_parquet(previous)
         if previous is not None
         else _requests_from_json(previous_json or b"[]", state.project)
-    )
+    ).cast(pl.Schema(TASK_REQUESTS))
+    if written is not None:
+        fresh = _with_written_ids(fresh, before, written)
+    if state.stored is None:
+        return fresh
     held = pl.Series(
         sorted(set(state.tasks.get_column("task_id").to_list()) | state.removed_tasks),
         dtype=pl.String,
     )
-    kept = kept.filter(~pl.col("task_id").is_in(held.implode()))
-    return pl.concat([kept.cast(pl.Schema(TASK_REQUESTS)), fresh], how="vertical").sort("task_id")
+    kept = before.filter(~pl.col("task_id").is_in(held.implode()))
+    return pl.concat([kept, fresh], how="vertical").sort("task_id")
+
+
+def _with_written_ids(
+    fresh: pl.DataFrame, before: pl.DataFrame, written: Collection[str]
+) -> pl.DataFrame:
+    """`fresh` with each request that was not written this run and was already listed (same
+    task and request) under the listed request's `decision_id` and `created_at`."""
+    ids = pl.Series(sorted(written), dtype=pl.String)
+    listed = before.select(
+        "task_id", "request", _listed_id="decision_id", _listed_at="created_at"
+    ).unique(["task_id", "request"], keep="last")
+    unwritten = ~pl.col("decision_id").is_in(ids.implode())
+    return (
+        fresh.join(listed, on=["task_id", "request"], how="left", maintain_order="left")
+        .with_columns(
+            decision_id=pl.when(unwritten & pl.col("_listed_id").is_not_null())
+            .then("_listed_id")
+            .otherwise("decision_id"),
+            created_at=pl.when(unwritten & pl.col("_listed_id").is_not_null())
+            .then("_listed_at")
+            .otherwise("created_at"),
+        )
+        .select(list(TASK_REQUESTS))
+    )
 
 
 def _requests_from_json(data: bytes, project: str) -> pl.DataFrame:
@@ -2382,9 +2416,11 @@ def requests_objects(
     *,
     now: datetime,
     read: Callable[[str], bytes | None],
+    written: Collection[str] | None = None,
 ) -> dict[str, bytes]:
     """`requests.parquet` (the open requests, merged run to run) and `requests.json` (the same
-    list for tools that import Label Studio tasks) for `state`'s project."""
+    list for tools that import Label Studio tasks) for `state`'s project; `written` as in
+    `open_requests_table`."""
     prefix = state_prefix(state.project)
     previous = read(f"{prefix}/requests.parquet")
     table = open_requests_table(
@@ -2393,6 +2429,7 @@ def requests_objects(
         now=now,
         previous=previous,
         previous_json=read(f"{prefix}/requests.json") if previous is None else None,
+        written=written,
     )
     return {
         f"{prefix}/requests.parquet": lake_ledger.parquet(table),

@@ -562,7 +562,15 @@ def live_quality_state(
             objects = state_objects(state, lake.get_if_exists, compaction=LIVE_COMPACTION)
             writes.update(objects.writes)
             deletes.extend(objects.deletes)
-            writes.update(requests_objects(state, options, now=now, read=lake.get_if_exists))
+            writes.update(
+                requests_objects(
+                    state,
+                    options,
+                    now=now,
+                    read=lake.get_if_exists,
+                    written=requests.get_column("decision_id"),
+                )
+            )
         kind_writes, kind_deletes = kinds.objects(lake.get_if_exists, config.kind_options(), now)
         writes.update(kind_writes)
         deletes.extend(kind_deletes)

@@ -891,3 +891,53 @@ def test_a_state_stored_before_gold_sources_loads_and_keeps_its_gold():
     assert events.withdrawn_gold == 1
     assert taken.tasks.filter(pl.col("task_id") == "t0050")["gold"].item() is None
     assert_scorecards_recount(taken)
+
+
+def test_every_open_request_listed_is_a_decision_written_to_the_db():
+    """The tool acknowledges a request by the `decision_id` it finds in `requests.json` or
+    `requests.parquet`: that id must be a row of `task_requests`. A task refitted without new
+    evidence (it only lost a withdrawn vote, or the day's re-base moved it) whose request is
+    unchanged writes no new decision, so its listed request keeps the id already written."""
+    history = _history()
+    store: dict[str, bytes] = {}
+    options = LiveOptions()
+    prefix = state_prefix("p")
+    written: set[str] = set()
+
+    def listed() -> set[str]:
+        table = pl.read_parquet(io.BytesIO(store[f"{prefix}/requests.parquet"]))
+        ids = set(table["decision_id"])
+        assert {
+            item["data"]["decision_id"] for item in json.loads(store[f"{prefix}/requests.json"])
+        } == ids
+        return ids
+
+    for number, batch in enumerate(history.batches):
+        resynced = history.resync.get(number, ())
+        state = load_touched("p", store.get, judgments=batch, resynced=resynced)
+        state, events = update(state, batch, resynced=resynced, now=NOW)
+        written |= set(events.task_requests["decision_id"])
+        _commit(store, state_objects(state, store.get))
+        store.update(
+            requests_objects(
+                state, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
+            )
+        )
+        assert listed() <= written, number
+    whole = load_state("p", store.get)
+    day = START.date().isoformat()
+    rebased, events = rebase(whole, _daily(history.judgments, day), day, options, now=NOW)
+    assert events.rebased_tasks > 0
+    written |= set(events.task_requests["decision_id"])
+    _commit(store, state_objects(rebased, store.get))
+    store.update(
+        requests_objects(
+            rebased, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
+        )
+    )
+    ids = listed()
+    assert ids <= written
+    # Still the requests the whole state asks for, task by task.
+    table = pl.read_parquet(io.BytesIO(store[f"{prefix}/requests.parquet"]))
+    expected = open_requests(rebased, options, now=NOW)
+    assert table.select("task_id", "request").equals(expected.select("task_id", "request"))
