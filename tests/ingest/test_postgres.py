@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from annotation_pipelines.ingest.postgres import (
+    SQL_DIR,
     apply_schema,
     extract_since,
     merge_partition,
@@ -180,3 +181,16 @@ def test_seed_script(postgres_dsn, capsys):
         ).fetchone()
     assert count == (500,)
     assert labels == (["bird", "cat", "dog"],)
+
+
+def test_the_migrations_say_their_version_and_apply_again_unchanged(postgres_dsn):
+    apply_schema(postgres_dsn, schema="migration_check")
+    query = "SELECT version, name, applied_at FROM migration_check.schema_migrations ORDER BY 1"
+    with psycopg.connect(postgres_dsn) as connection:
+        first = connection.execute(query).fetchall()
+    files = sorted(p.name for p in SQL_DIR.glob("[0-9]*.sql"))
+    assert [row[0] for row in first] == list(range(1, len(files) + 2))
+    assert [row[1] for row in first[1:]] == [name.removesuffix(".sql") for name in files]
+    apply_schema(postgres_dsn, schema="migration_check")
+    with psycopg.connect(postgres_dsn) as connection:
+        assert connection.execute(query).fetchall() == first
