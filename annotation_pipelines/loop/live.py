@@ -2421,20 +2421,43 @@ def requests_objects(
     """`requests.parquet` (the open requests, merged run to run) and `requests.json` (the same
     list for tools that import Label Studio tasks) for `state`'s project; `written` as in
     `open_requests_table`."""
+    return requests_update(state, options, now=now, read=read, written=written)[0]
+
+
+def requests_update(
+    state: LiveState,
+    options: LiveOptions,
+    *,
+    now: datetime,
+    read: Callable[[str], bytes | None],
+    written: Collection[str] | None = None,
+) -> tuple[dict[str, bytes], list[str]]:
+    """`requests_objects`, and the `decision_id`s the previous list held that the new one no
+    longer does: the requests no longer wanted (the task settled, went, or was asked again
+    after new evidence), which the annotation DB marks withdrawn."""
     prefix = state_prefix(state.project)
     previous = read(f"{prefix}/requests.parquet")
+    previous_json = read(f"{prefix}/requests.json") if previous is None else None
     table = open_requests_table(
         state,
         options,
         now=now,
         previous=previous,
-        previous_json=read(f"{prefix}/requests.json") if previous is None else None,
+        previous_json=previous_json,
         written=written,
     )
-    return {
+    if previous is not None:
+        listed = set(pl.read_parquet(previous, columns=["decision_id"])["decision_id"])
+    elif previous_json is not None:
+        listed = {item["data"]["decision_id"] for item in json.loads(previous_json)}
+    else:
+        listed = set()
+    closed = sorted(listed - set(table.get_column("decision_id")))
+    objects = {
         f"{prefix}/requests.parquet": lake_ledger.parquet(table),
         f"{prefix}/requests.json": label_studio_requests(table),
     }
+    return objects, closed
 
 
 def label_studio_requests(requests: pl.DataFrame) -> bytes:
@@ -2483,6 +2506,7 @@ __all__ = [
     "plan_merge",
     "rebase",
     "requests_objects",
+    "requests_update",
     "segment_opener",
     "state_objects",
     "state_prefix",

@@ -63,7 +63,7 @@ from annotation_pipelines.loop.live import (
     load_stream,
     load_touched,
     rebase,
-    requests_objects,
+    requests_update,
     segment_opener,
     state_objects,
     state_prefix,
@@ -551,29 +551,33 @@ def live_quality_state(
         actions = pl.concat(
             [pl.DataFrame(schema=ANNOTATOR_ACTIONS), *(e.annotator_actions for e in every)]
         )
-        # The DB first: a crash after it re-runs this version, whose decisions the DB already
-        # holds (same decision_id); a crash before the lake commit loses nothing.
-        written = annotation_db.write_requests(task_requests=requests, annotator_actions=actions)
-        alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
-        record_alert(lake, alerts, log=context.log)
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         deletes: list[str] = []
+        closed: list[str] = []
         for state in states.values():
             objects = state_objects(state, lake.get_if_exists, compaction=LIVE_COMPACTION)
             writes.update(objects.writes)
             deletes.extend(objects.deletes)
-            writes.update(
-                requests_objects(
-                    state,
-                    options,
-                    now=now,
-                    read=lake.get_if_exists,
-                    written=requests.get_column("decision_id"),
-                )
+            listed, gone = requests_update(
+                state,
+                options,
+                now=now,
+                read=lake.get_if_exists,
+                written=requests.get_column("decision_id"),
             )
+            writes.update(listed)
+            closed.extend(gone)
         kind_writes, kind_deletes = kinds.objects(lake.get_if_exists, config.kind_options(), now)
         writes.update(kind_writes)
         deletes.extend(kind_deletes)
+        # The DB first: a crash after it re-runs this version, whose decisions the DB already
+        # holds (same decision_id) and whose withdrawals find nothing open left to withdraw; a
+        # crash before the lake commit loses nothing.
+        written = annotation_db.write_requests(
+            task_requests=requests, annotator_actions=actions, withdrawn=closed
+        )
+        alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
+        record_alert(lake, alerts, log=context.log)
         fence(lock, lake, position)
         lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
@@ -585,7 +589,8 @@ def live_quality_state(
         f"{from_files.height} from {len(files.paths)} file(s), "
         f"{sum(e.withdrawn_judgments for e in events.values())} withdrawn, "
         f"{files.kind_judgments.height} of other kinds in {len(kinds.events)} kind state(s), "
-        f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"
+        f"{written['task_requests']} request(s), {written['withdrawn']} withdrawn, "
+        f"{written['annotator_actions']} block(s)"
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
         + (
             f", kinds re-based on {', '.join(config.kind_rebase_days)}"
@@ -608,6 +613,7 @@ def live_quality_state(
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
+            "task_requests_withdrawn": MetadataValue.int(written["withdrawn"]),
             "oldest_judgment_lag_s": figure(float(lag), digits=1),
             "versions": MetadataValue.json({p: s.version for p, s in states.items()}),
             "kind_new_judgments": MetadataValue.int(

@@ -54,6 +54,9 @@ def test_ddl_creates_every_table_with_updated_at_index(postgres_dsn):
         "assignments",
         "judgments",
         "gold_labels",
+        # The write-back tables: the tool polls them by updated_at.
+        "task_requests",
+        "annotator_actions",
     }
 
 
