@@ -482,9 +482,12 @@ def extract_since(
     judged = result.judgments.join(versions, on="judgment_id", how="left")
     gold_versions = gold.select("task_id", "updated_at").rename({"updated_at": "_version"})
     golden = result.gold.join(gold_versions, on="task_id", how="left").drop("_version")
-    result = IngestResult(
-        judged, result.tasks, golden, result.quarantine, result.rows_read, result.files
+    # One source file for the whole extract named every bad row a judgment: each names its own
+    # table, so a bad gold label reads `postgres:<schema>.gold_labels`.
+    quarantine = result.quarantine.with_columns(
+        source_file=pl.concat_str(pl.lit(f"postgres:{schema}."), pl.col("table"))
     )
+    result = IngestResult(judged, result.tasks, golden, quarantine, result.rows_read, result.files)
     return DatabaseExtract(result=result, since=since, until=until, seen=next_seen)
 
 

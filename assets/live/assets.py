@@ -33,6 +33,8 @@ due (that request, or the growth rule of `KindLiveOptions`) is left to `live_kin
 days after the fit.
 """
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -44,6 +46,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
     FILES_KEY,
@@ -90,7 +93,7 @@ from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from assets.common.metadata import figure
 from resources.annotation_db import AnnotationDatabase
-from resources.lake import Lake
+from resources.lake import Lake, parquet_bytes
 from resources.landing import LandingZone
 
 # The daily table the live state is re-based on at the end of a day.
@@ -111,6 +114,25 @@ _JUDGMENT_COLUMNS = (
 )
 
 LIVE_GROUP = "live"
+# The lake's quarantine source of the rows the live runs set aside from the annotation DB.
+LIVE_QUARANTINE_SOURCE = "annotation_db_live"
+# The key column each table of the annotation DB names a row by.
+_ROW_KEYS = {"judgments": "judgment_id", "gold_labels": "task_id", "raw_tasks": "task_id"}
+
+
+def quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
+    """The first `limit` rows set aside, each as `table key=value: field: reason`, and how many
+    more. The key is read from the row's `raw` text, where the DB's columns come in table
+    order (the key first), so it is there even when a long row's text was cut."""
+    lines = []
+    for row in quarantined.head(limit).iter_rows(named=True):
+        column = _ROW_KEYS.get(row["table"], "task_id")
+        found = re.search(rf'"{column}":("(?:[^"\\]|\\.)*"|null)', row["raw"] or "")
+        value = json.loads(found.group(1)) if found else None
+        lines.append(f"{row['table']} {column}={value!r}: {row['field']}: {row['reason']}")
+    if quarantined.height > limit:
+        lines.append(f"... and {quarantined.height - limit} more row(s)")
+    return lines
 
 
 class KindThresholds(Config):
@@ -552,6 +574,14 @@ def live_quality_state(
             [pl.DataFrame(schema=ANNOTATOR_ACTIONS), *(e.annotator_actions for e in every)]
         )
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
+        quarantined = extract.result.quarantine
+        if quarantined.height:
+            # Committed with the stream position that skips them: each bad row is set aside
+            # once, and a correction (a newer updated_at) is read again like any change.
+            key = quarantine_key(LIVE_QUARANTINE_SOURCE, f"{extract.until:%Y%m%dT%H%M%S%f}")
+            writes[key] = parquet_bytes(quarantined)
+            for line in quarantine_lines(quarantined):
+                context.log.warning(f"live: set aside {line}")
         deletes: list[str] = []
         closed: list[str] = []
         for state in states.values():
@@ -611,6 +641,7 @@ def live_quality_state(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
+            "quarantined": MetadataValue.int(quarantined.height),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
             "task_requests_withdrawn": MetadataValue.int(written["withdrawn"]),

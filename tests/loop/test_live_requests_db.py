@@ -139,3 +139,79 @@ def test_the_tool_fulfils_requests_and_sees_the_ones_no_longer_wanted_closed(tmp
         # What the DB holds open (or acknowledged) is what the list says is open.
         still = {d for d, r in after.items() if r["status"] in ("open", "acknowledged")}
         assert _open_listed(data) == still
+
+
+def test_bad_rows_in_the_db_are_quarantined_by_the_live_run_and_the_stream_goes_on(
+    tmp_path, monkeypatch
+):
+    """A NULL annotator, a label outside the project's set, a 2 MB label and a gold label
+    outside the set are set aside by the live run with their table, key, field and reason in
+    the lake's quarantine, while the good rows (unicode ids among them) are folded in; the
+    tool's correction of a bad row is folded in by the next run."""
+    data = tmp_path / "data"
+    submitted = datetime.now(UTC) - timedelta(minutes=10)
+    with fresh_database("live_quarantine") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO projects (project, label_set) VALUES ('reviews', '{pos,neg}')"
+            )
+            rows = [
+                ("j1", "tâche-1", "ännotator-😀", "pos"),
+                ("j2", "tâche-1", "a2", "pos"),
+                ("j3", "tâche-1", "a3", "neg"),
+                ("bad-null", "t2", None, "pos"),
+                ("bad-label", "t2", "a2", "maybe"),
+                ("bad-long", "t2", "a3", "x" * 2_000_000),
+            ]
+            for judgment, task, annotator, label in rows:
+                connection.execute(
+                    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+                    "submitted_at, duration_s) VALUES (%s, %s, 'reviews', %s, %s, %s, 3)",
+                    (judgment, task, annotator, label, submitted),
+                )
+            connection.execute(
+                "INSERT INTO gold_labels (task_id, project, label) VALUES ('t9', 'reviews', 'nope')"
+            )
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        result = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert result.success
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["new_judgments"].value == 3
+        assert metadata["quarantined"].value == 4
+        stored = pl.concat(
+            [
+                pl.read_parquet(path)
+                for path in (data / "lake" / "quarantine" / "source=annotation_db_live").iterdir()
+            ]
+        )
+        named = stored.select(
+            "table",
+            "source_file",
+            "field",
+            "reason",
+            # The row's key leads its text, even when a 2 MB label had the text cut.
+            key=pl.coalesce(
+                pl.col("raw").str.extract(r'^\{"judgment_id":"([^"]*)"'),
+                pl.col("raw").str.extract(r'^\{"task_id":"([^"]*)"'),
+            ),
+        ).sort("key")
+        judgments, gold = "postgres:public.judgments", "postgres:public.gold_labels"
+        assert named.rows() == [
+            ("judgments", judgments, "label", "unknown_label", "bad-label"),
+            ("judgments", judgments, "label", "unknown_label", "bad-long"),
+            ("judgments", judgments, "annotator_id", "missing_annotator", "bad-null"),
+            ("gold_labels", gold, "label", "unknown_label", "t9"),
+        ]
+        logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+        assert any(
+            "judgments judgment_id='bad-long': label: unknown_label" in line for line in logged
+        )
+        # The tool corrects one row: the next run folds it in, and sets nothing aside again.
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("UPDATE judgments SET label = 'neg' WHERE judgment_id = 'bad-label'")
+        again = job.execute_in_process(instance=instance, run_config=QUIET)
+        metadata = again.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["new_judgments"].value == 1
+        assert metadata["quarantined"].value == 0
