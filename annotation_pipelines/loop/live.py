@@ -2397,7 +2397,8 @@ def _requests_from_json(data: bytes, project: str) -> pl.DataFrame:
     items = json.loads(data)
     return pl.DataFrame(
         {
-            "task_id": [item["id"] for item in items],
+            # Lists written before the task was named only in `data` also had it as `id`.
+            "task_id": [item["data"].get("task_id", item.get("id")) for item in items],
             "project": [item["data"].get("project", project) for item in items],
             "request": [item["data"]["request"] for item in items],
             "reason": [item["data"].get("reason") for item in items],
@@ -2461,7 +2462,9 @@ def requests_update(
 
 
 def label_studio_requests(requests: pl.DataFrame) -> bytes:
-    """Open requests as a Label Studio–importable JSON list (`id` + `data` per task)."""
+    """Open requests as a Label Studio–importable JSON list: one task per request, its
+    fields under `data`. Label Studio's own `id` is an integer it assigns and reserves on
+    import, so the task is named by `data.task_id`, not `id`."""
     # Polars writes the rows in Rust; json.dumps of the same dictionaries is several times
     # slower, and this list is written on every live run.
     if requests.height == 0:
@@ -2469,7 +2472,6 @@ def label_studio_requests(requests: pl.DataFrame) -> bytes:
     return (
         requests.sort("task_id")
         .select(
-            id="task_id",
             data=pl.struct("task_id", "project", "request", "reason", "confidence", "decision_id"),
         )
         .write_json()

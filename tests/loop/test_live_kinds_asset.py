@@ -80,7 +80,7 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         listed = json.loads(
             (lake / "live" / PROJECT / "kinds" / "spans" / "requests.json").read_text()
         )
-        assert {item["id"] for item in listed} <= set(rows["task_id"])
+        assert {item["data"]["task_id"] for item in listed} <= set(rows["task_id"])
         index = json.loads((lake / "live" / "_stream" / "kinds.json").read_text())
         assert index == {PROJECT: ["spans"]}
 
@@ -245,4 +245,4 @@ def test_a_due_kind_fit_is_launched_once_and_adopted_by_the_kind_fit_job(tmp_pat
     listed = json.loads(
         (tmp_path / "data" / "lake" / f"live/{project}/kinds/text/requests.json").read_text()
     )
-    assert {item["id"] for item in listed} <= set(after.tasks["task_id"])
+    assert {item["data"]["task_id"] for item in listed} <= set(after.tasks["task_id"])
