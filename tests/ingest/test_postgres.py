@@ -197,3 +197,14 @@ def test_the_migrations_say_their_version_and_apply_again_unchanged(postgres_dsn
     apply_schema(postgres_dsn, schema="migration_check")
     with psycopg.connect(postgres_dsn) as connection:
         assert connection.execute(query).fetchall() == first
+
+
+def test_applied_migrations_are_not_run_again_under_a_reader(postgres_dsn):
+    """The live run applies the migrations before each write: once recorded, they take no lock
+    that would queue behind the tool's own readers of the write-back tables (an ALTER TABLE
+    waits for every open transaction that read the table, and blocks every reader after it)."""
+    apply_schema(postgres_dsn, schema="migration_reader")
+    with psycopg.connect(postgres_dsn) as reader:
+        reader.execute("SELECT count(*) FROM migration_reader.task_requests").fetchone()
+        hurried = f"{postgres_dsn}?options=-c%20lock_timeout%3D1000"
+        apply_schema(hurried, schema="migration_reader")
