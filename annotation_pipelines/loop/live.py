@@ -2393,6 +2393,24 @@ def _with_written_ids(
     )
 
 
+def relisted_requests(
+    fresh: pl.DataFrame,
+    previous_json: bytes | None,
+    *,
+    project: str,
+    written: Collection[str],
+) -> tuple[pl.DataFrame, list[str]]:
+    """For a list kept only as `requests.json` (a kind state's): `fresh`, every request of the
+    state, with the ids the DB holds where no decision was written (`open_requests_table`),
+    and the `decision_id`s the previous list held that `fresh` no longer does (to withdraw)."""
+    if previous_json is None:
+        return fresh, []
+    before = _requests_from_json(previous_json, project)
+    table = _with_written_ids(fresh, before, written)
+    closed = sorted(set(before.get_column("decision_id")) - set(table.get_column("decision_id")))
+    return table, closed
+
+
 def _requests_from_json(data: bytes, project: str) -> pl.DataFrame:
     items = json.loads(data)
     return pl.DataFrame(
@@ -2507,6 +2525,7 @@ __all__ = [
     "open_requests_table",
     "plan_merge",
     "rebase",
+    "relisted_requests",
     "requests_objects",
     "requests_update",
     "segment_opener",

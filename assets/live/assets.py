@@ -35,7 +35,7 @@ days after the fit.
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from logging import Logger
@@ -66,6 +66,7 @@ from annotation_pipelines.loop.live import (
     load_stream,
     load_touched,
     rebase,
+    relisted_requests,
     requests_update,
     segment_opener,
     state_objects,
@@ -426,12 +427,18 @@ class KindUpdate:
     index: dict[str, list[str]]
 
     def objects(
-        self, read: Callable[[str], bytes | None], options: KindLiveOptions, now: datetime
-    ) -> tuple[dict[str, bytes], list[str]]:
+        self,
+        read: Callable[[str], bytes | None],
+        options: KindLiveOptions,
+        now: datetime,
+        written: Collection[str],
+    ) -> tuple[dict[str, bytes], list[str], list[str]]:
         """The changed kind states' lake objects (and their open requests as a Label Studio
-        list), plus the index of kind states, for the run's one commit."""
+        list), plus the index of kind states, for the run's one commit; and the requests that
+        left the lists (`written`: the decisions this run writes, as in `relisted_requests`)."""
         writes: dict[str, bytes] = {}
         deletes: list[str] = []
+        closed: list[str] = []
         index = {p: set(k) for p, k in self.index.items()}
         for (project, kind), state in sorted(self.states.items()):
             if state.version == self.loaded.get((project, kind)) or state.version == 0:
@@ -439,12 +446,19 @@ class KindUpdate:
             objects, gone = kind_state_objects(state, read)
             writes.update(objects)
             deletes.extend(gone)
-            pending = open_kind_requests(state, options, now=now)
-            writes[f"{kind_prefix(project, kind)}/requests.json"] = label_studio_requests(pending)
+            key = f"{kind_prefix(project, kind)}/requests.json"
+            pending, gone_requests = relisted_requests(
+                open_kind_requests(state, options, now=now),
+                read(key),
+                project=project,
+                written=written,
+            )
+            writes[key] = label_studio_requests(pending)
+            closed.extend(gone_requests)
             index.setdefault(project, set()).add(kind)
         if writes:
             writes.update(kinds_index_object(index))
-        return writes, deletes
+        return writes, deletes, closed
 
 
 def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetime) -> KindUpdate:
@@ -597,9 +611,15 @@ def live_quality_state(
             )
             writes.update(listed)
             closed.extend(gone)
-        kind_writes, kind_deletes = kinds.objects(lake.get_if_exists, config.kind_options(), now)
+        kind_writes, kind_deletes, kind_closed = kinds.objects(
+            lake.get_if_exists,
+            config.kind_options(),
+            now,
+            written=requests.get_column("decision_id"),
+        )
         writes.update(kind_writes)
         deletes.extend(kind_deletes)
+        closed.extend(kind_closed)
         # The DB first: a crash after it re-runs this version, whose decisions the DB already
         # holds (same decision_id) and whose withdrawals find nothing open left to withdraw; a
         # crash before the lake commit loses nothing.
