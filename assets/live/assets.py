@@ -446,14 +446,18 @@ class KindUpdate:
             objects, gone = kind_state_objects(state, read)
             writes.update(objects)
             deletes.extend(gone)
-            key = f"{kind_prefix(project, kind)}/requests.json"
+            prefix = kind_prefix(project, kind)
+            previous = read(f"{prefix}/requests.parquet")
             pending, gone_requests = relisted_requests(
                 open_kind_requests(state, options, now=now),
-                read(key),
+                previous,
+                read(f"{prefix}/requests.json") if previous is None else None,
                 project=project,
                 written=written,
             )
-            writes[key] = label_studio_requests(pending)
+            # The table is what the next run reads back (a JSON list is slow to parse).
+            writes[f"{prefix}/requests.parquet"] = parquet_bytes(pending)
+            writes[f"{prefix}/requests.json"] = label_studio_requests(pending)
             closed.extend(gone_requests)
             index.setdefault(project, set()).add(kind)
         if writes:
