@@ -944,3 +944,33 @@ def test_every_open_request_listed_is_a_decision_written_to_the_db():
     table = pl.read_parquet(io.BytesIO(store[f"{prefix}/requests.parquet"]))
     expected = open_requests(rebased, options, now=NOW)
     assert table.select("task_id", "request").equals(expected.select("task_id", "request"))
+
+
+def test_a_rewritten_list_carries_unwritten_ids_and_names_the_requests_that_left():
+    """A kind's list is rewritten whole each run: a request the run did not write keeps the id
+    the DB holds, and the requests no longer listed are the ones to withdraw, whether the
+    previous list is its table or (a lake from before the table) its Label Studio list, old
+    items with the task in `id` included."""
+    from annotation_pipelines.loop.live import label_studio_requests, relisted_requests
+
+    state, _ = run(stream(n_tasks=60, votes=3)[0], batch=90)
+    before = open_requests(state, LiveOptions(), now=NOW)
+    assert before.height > 3
+    moved = before.head(3).with_columns(decision_id=pl.format("new-{}", "decision_id"))
+    fresh = pl.concat([moved, before.slice(4)])  # the fourth task settled
+    written = [moved["decision_id"][0]]  # only the first got a decision this run
+    table = io.BytesIO()
+    before.write_parquet(table)
+    old_list = json.dumps(
+        [
+            {"id": item["data"]["task_id"], **item}
+            for item in json.loads(label_studio_requests(before))
+        ]
+    ).encode()
+    for previous, previous_json in ((table.getvalue(), None), (None, old_list)):
+        listed, closed = relisted_requests(
+            fresh, previous, previous_json, project="p", written=written
+        )
+        ids = before["decision_id"].to_list()
+        assert listed["decision_id"].to_list() == [written[0], *ids[1:3], *ids[4:]]
+        assert closed == sorted([ids[0], ids[3]])
