@@ -2480,12 +2480,13 @@ def requests_update(
         written=written,
     )
     if previous is not None:
-        listed = set(pl.read_parquet(previous, columns=["decision_id"])["decision_id"])
+        listed = pl.read_parquet(previous, columns=["decision_id"])
     elif previous_json is not None:
-        listed = {item["data"]["decision_id"] for item in json.loads(previous_json)}
+        listed = _requests_from_json(previous_json, state.project).select("decision_id")
     else:
-        listed = set()
-    closed = sorted(listed - set(table.get_column("decision_id")))
+        listed = pl.DataFrame(schema={"decision_id": pl.String()})
+    gone = listed.join(table.select("decision_id"), on="decision_id", how="anti")
+    closed = sorted(gone.get_column("decision_id").to_list())
     objects = {
         f"{prefix}/requests.parquet": lake_ledger.parquet(table),
         f"{prefix}/requests.json": label_studio_requests(table),
