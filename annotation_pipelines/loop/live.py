@@ -2349,24 +2349,47 @@ def open_requests_table(
     before writes no decision; its listed request keeps the id and time of the one the DB
     holds, so the tool finds every listed `decision_id` in `task_requests`.
     """
+    return _open_requests_and_closed(
+        state, options, now=now, previous=previous, previous_json=previous_json, written=written
+    )[0]
+
+
+def _open_requests_and_closed(
+    state: LiveState,
+    options: LiveOptions,
+    *,
+    now: datetime,
+    previous: bytes | None,
+    previous_json: bytes | None,
+    written: Collection[str] | None,
+) -> tuple[pl.DataFrame, list[str]]:
+    """`open_requests_table`, and the `decision_id`s of the previous table it no longer
+    holds. Only the tasks the state holds can lose a request, so only their rows are
+    compared: the rest of a 100,000-request table is carried as it is."""
     fresh = open_requests(state, options, now=now)
     if previous is None and previous_json is None:
-        return fresh
+        return fresh, []
     before = (
         pl.read_parquet(previous)
         if previous is not None
         else _requests_from_json(previous_json or b"[]", state.project)
     ).cast(pl.Schema(TASK_REQUESTS))
-    if written is not None:
-        fresh = _with_written_ids(fresh, before, written)
     if state.stored is None:
-        return fresh
-    held = pl.Series(
-        sorted(set(state.tasks.get_column("task_id").to_list()) | state.removed_tasks),
-        dtype=pl.String,
-    )
-    kept = before.filter(~pl.col("task_id").is_in(held.implode()))
-    return pl.concat([kept, fresh], how="vertical").sort("task_id")
+        mine, kept = before, before.head(0)
+    else:
+        held = pl.Series(
+            sorted(set(state.tasks.get_column("task_id").to_list()) | state.removed_tasks),
+            dtype=pl.String,
+        )
+        is_held = pl.col("task_id").is_in(held.implode())
+        mine, kept = before.filter(is_held), before.filter(~is_held)
+    if written is not None:
+        fresh = _with_written_ids(fresh, mine, written)
+    gone = mine.join(fresh.select("decision_id"), on="decision_id", how="anti")
+    closed = sorted(gone.get_column("decision_id").to_list())
+    if state.stored is None:
+        return fresh, closed
+    return pl.concat([kept, fresh], how="vertical").sort("task_id"), closed
 
 
 def _with_written_ids(
@@ -2471,7 +2494,7 @@ def requests_update(
     prefix = state_prefix(state.project)
     previous = read(f"{prefix}/requests.parquet")
     previous_json = read(f"{prefix}/requests.json") if previous is None else None
-    table = open_requests_table(
+    table, closed = _open_requests_and_closed(
         state,
         options,
         now=now,
@@ -2479,14 +2502,6 @@ def requests_update(
         previous_json=previous_json,
         written=written,
     )
-    if previous is not None:
-        listed = pl.read_parquet(previous, columns=["decision_id"])
-    elif previous_json is not None:
-        listed = _requests_from_json(previous_json, state.project).select("decision_id")
-    else:
-        listed = pl.DataFrame(schema={"decision_id": pl.String()})
-    gone = listed.join(table.select("decision_id"), on="decision_id", how="anti")
-    closed = sorted(gone.get_column("decision_id").to_list())
     objects = {
         f"{prefix}/requests.parquet": lake_ledger.parquet(table),
         f"{prefix}/requests.json": label_studio_requests(table),
