@@ -13,6 +13,7 @@ from annotation_pipelines.ingest.postgres import (
     apply_schema,
     extract_since,
     merge_partition,
+    migration_files,
     partition_by_day,
     read_table_since,
     seed_database,
@@ -208,3 +209,42 @@ def test_applied_migrations_are_not_run_again_under_a_reader(postgres_dsn):
         reader.execute("SELECT count(*) FROM migration_reader.task_requests").fetchone()
         hurried = f"{postgres_dsn}?options=-c%20lock_timeout%3D1000"
         apply_schema(hurried, schema="migration_reader")
+
+
+def test_a_database_from_before_the_versions_is_brought_to_the_last_one(postgres_dsn):
+    """A tool database made before `schema_migrations` existed (no version table, and
+    `task_requests` as migration 2 first made it, already holding rows) gets every version
+    recorded, and its earlier requests start `open` and move `updated_at` when changed."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA migration_upgrade")
+        connection.execute("SET search_path TO migration_upgrade")
+        connection.execute(
+            """
+            CREATE TABLE task_requests (
+                request_id   bigserial PRIMARY KEY,
+                task_id      text NOT NULL,
+                project      text NOT NULL,
+                request      text NOT NULL,
+                reason       text NOT NULL,
+                confidence   double precision,
+                posterior    jsonb,
+                decision_id  text NOT NULL UNIQUE,
+                created_at   timestamptz NOT NULL DEFAULT now(),
+                updated_at   timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        connection.execute(
+            "INSERT INTO task_requests (task_id, project, request, reason, decision_id) "
+            "VALUES ('t1', 'p', 'another_judgment', 'r', 'd1')"
+        )
+    apply_schema(postgres_dsn, schema="migration_upgrade")
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute("SET search_path TO migration_upgrade")
+        versions = connection.execute("SELECT version FROM schema_migrations ORDER BY 1")
+        assert [v for (v,) in versions] == [v for v, _ in migration_files()]
+        assert connection.execute("SELECT status FROM task_requests").fetchone() == ("open",)
+        before = connection.execute("SELECT updated_at FROM task_requests").fetchone()
+        connection.execute("UPDATE task_requests SET status = 'acknowledged'")
+        after = connection.execute("SELECT updated_at FROM task_requests").fetchone()
+        assert before is not None and after is not None and after[0] > before[0]
