@@ -1,5 +1,6 @@
 """The annotation tool's database (PostgreSQL / Aurora), read in bulk as Arrow."""
 
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
@@ -121,15 +122,21 @@ class AnnotationDatabase(ConfigurableResource):
         )
 
     def write_requests(
-        self, *, task_requests: pl.DataFrame, annotator_actions: pl.DataFrame
+        self,
+        *,
+        task_requests: pl.DataFrame,
+        annotator_actions: pl.DataFrame,
+        withdrawn: Collection[str] = (),
     ) -> dict[str, int]:
-        """Insert task requests and annotator actions once per `decision_id`."""
+        """Insert task requests and annotator actions once per `decision_id`, and withdraw
+        the open requests in `withdrawn`."""
         apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
         return write_requests(
             self.work_dsn,
             task_requests=task_requests,
             annotator_actions=annotator_actions,
             schema=self.db_schema,
+            withdrawn=withdrawn,
         )
 
     def live_lock(self) -> AbstractContextManager[LiveLock]:

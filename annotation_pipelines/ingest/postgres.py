@@ -87,13 +87,22 @@ def _quoted(name: str) -> str:
     return '"' + validate_identifier(name) + '"'
 
 
+def migration_files() -> list[tuple[int, Path]]:
+    """(version, file) of every migration in order: schema.sql is 1, `NNN_*.sql` is NNN."""
+    numbered = [(int(path.name.split("_", 1)[0]), path) for path in SQL_DIR.glob("[0-9]*.sql")]
+    return [(1, SQL_DIR / "schema.sql"), *sorted(numbered)]
+
+
 def apply_schema(dsn: str, *, schema: str = "public") -> None:
-    """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`."""
+    """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`.
+
+    Each migration records its version in `schema_migrations`; one recorded there is not run
+    again. The live runs call this before every write: a migration's ALTER TABLE, even one
+    that changes nothing, waits for every open transaction that read its table and holds
+    every later reader behind it, so a migration runs once, not once per run.
+    """
     from psycopg import sql
 
-    # schema.sql first, then the numbered migrations in order; each is idempotent.
-    files = [SQL_DIR / "schema.sql", *sorted(SQL_DIR.glob("[0-9]*.sql"))]
-    ddl = "\n".join(path.read_text() for path in files)
     with connect(dsn, autocommit=True) as connection:
         connection.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
@@ -101,7 +110,15 @@ def apply_schema(dsn: str, *, schema: str = "public") -> None:
             )
         )
         connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-        connection.execute(ddl)
+        recorded = connection.execute(
+            "SELECT to_regclass('schema_migrations') IS NOT NULL"
+        ).fetchone()
+        applied: set[int] = set()
+        if recorded and recorded[0]:
+            applied = {v for (v,) in connection.execute("SELECT version FROM schema_migrations")}
+        for version, path in migration_files():
+            if version not in applied:
+                connection.execute(path.read_text())
 
 
 def _arrow_for_postgres(frame: pl.DataFrame) -> pa.Table:
@@ -482,9 +499,12 @@ def extract_since(
     judged = result.judgments.join(versions, on="judgment_id", how="left")
     gold_versions = gold.select("task_id", "updated_at").rename({"updated_at": "_version"})
     golden = result.gold.join(gold_versions, on="task_id", how="left").drop("_version")
-    result = IngestResult(
-        judged, result.tasks, golden, result.quarantine, result.rows_read, result.files
+    # One source file for the whole extract named every bad row a judgment: each names its own
+    # table, so a bad gold label reads `postgres:<schema>.gold_labels`.
+    quarantine = result.quarantine.with_columns(
+        source_file=pl.concat_str(pl.lit(f"postgres:{schema}."), pl.col("table"))
     )
+    result = IngestResult(judged, result.tasks, golden, quarantine, result.rows_read, result.files)
     return DatabaseExtract(result=result, since=since, until=until, seen=next_seen)
 
 
@@ -585,6 +605,7 @@ __all__ = [
     "apply_schema",
     "extract_since",
     "merge_partition",
+    "migration_files",
     "partition_by_day",
     "read_table_since",
     "safe_upper_bound",

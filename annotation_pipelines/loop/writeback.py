@@ -5,12 +5,16 @@ the annotation DB (`ingest/sql/002_loop_requests.sql`). Every row carries the `d
 of the decision that caused it (see `loop.live.decision_id`) under a UNIQUE constraint, and is
 inserted with `ON CONFLICT (decision_id) DO NOTHING`: a retried run, or two runs racing on the
 same state version, write each decision once.
+
+A request's `status` (`ingest/sql/003_request_status.sql`) is the tool's to move to
+`acknowledged` or `fulfilled`; the pipelines only withdraw a request they no longer want, and
+only while it is `open` or `acknowledged`, so a fulfilled request stays fulfilled.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,10 +67,13 @@ def write_requests(
     task_requests: pl.DataFrame,
     annotator_actions: pl.DataFrame,
     schema: str = "public",
+    withdrawn: Collection[str] = (),
 ) -> dict[str, int]:
-    """Insert the decisions not yet written (one transaction); rows inserted per table."""
-    written = {"task_requests": 0, "annotator_actions": 0}
-    if task_requests.height == 0 and annotator_actions.height == 0:
+    """Insert the decisions not yet written and withdraw the requests (`decision_id`s in
+    `withdrawn`) no longer wanted, in one transaction; rows inserted per table, and
+    `withdrawn`: the requests withdrawn now (those still open or acknowledged)."""
+    written = {"task_requests": 0, "annotator_actions": 0, "withdrawn": 0}
+    if task_requests.height == 0 and annotator_actions.height == 0 and not withdrawn:
         return written
     batches = [
         ("task_requests", _TASK_COLUMNS, task_requests, {"posterior"}),
@@ -91,6 +98,14 @@ def write_requests(
                 written[table] += len(cursor.fetchall())
                 if not cursor.nextset():
                     break
+        if withdrawn:
+            cursor.execute(
+                f'UPDATE "{validate_identifier(schema)}"."task_requests" '
+                "SET status = 'withdrawn', closed_at = now() "
+                "WHERE decision_id = ANY(%s) AND status IN ('open', 'acknowledged')",
+                (sorted(withdrawn),),
+            )
+            written["withdrawn"] = max(cursor.rowcount, 0)
         connection.commit()
     return written
 

@@ -33,7 +33,9 @@ due (that request, or the growth rule of `KindLiveOptions`) is left to `live_kin
 days after the fit.
 """
 
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from logging import Logger
@@ -44,6 +46,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
     FILES_KEY,
@@ -63,7 +66,8 @@ from annotation_pipelines.loop.live import (
     load_stream,
     load_touched,
     rebase,
-    requests_objects,
+    relisted_requests,
+    requests_update,
     segment_opener,
     state_objects,
     state_prefix,
@@ -90,7 +94,7 @@ from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from assets.common.metadata import figure
 from resources.annotation_db import AnnotationDatabase
-from resources.lake import Lake
+from resources.lake import Lake, parquet_bytes
 from resources.landing import LandingZone
 
 # The daily table the live state is re-based on at the end of a day.
@@ -111,6 +115,25 @@ _JUDGMENT_COLUMNS = (
 )
 
 LIVE_GROUP = "live"
+# The lake's quarantine source of the rows the live runs set aside from the annotation DB.
+LIVE_QUARANTINE_SOURCE = "annotation_db_live"
+# The key column each table of the annotation DB names a row by.
+_ROW_KEYS = {"judgments": "judgment_id", "gold_labels": "task_id", "raw_tasks": "task_id"}
+
+
+def quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
+    """The first `limit` rows set aside, each as `table key=value: field: reason`, and how many
+    more. The key is read from the row's `raw` text, where the DB's columns come in table
+    order (the key first), so it is there even when a long row's text was cut."""
+    lines = []
+    for row in quarantined.head(limit).iter_rows(named=True):
+        column = _ROW_KEYS.get(row["table"], "task_id")
+        found = re.search(rf'"{column}":("(?:[^"\\]|\\.)*"|null)', row["raw"] or "")
+        value = json.loads(found.group(1)) if found else None
+        lines.append(f"{row['table']} {column}={value!r}: {row['field']}: {row['reason']}")
+    if quarantined.height > limit:
+        lines.append(f"... and {quarantined.height - limit} more row(s)")
+    return lines
 
 
 class KindThresholds(Config):
@@ -404,12 +427,18 @@ class KindUpdate:
     index: dict[str, list[str]]
 
     def objects(
-        self, read: Callable[[str], bytes | None], options: KindLiveOptions, now: datetime
-    ) -> tuple[dict[str, bytes], list[str]]:
+        self,
+        read: Callable[[str], bytes | None],
+        options: KindLiveOptions,
+        now: datetime,
+        written: Collection[str],
+    ) -> tuple[dict[str, bytes], list[str], list[str]]:
         """The changed kind states' lake objects (and their open requests as a Label Studio
-        list), plus the index of kind states, for the run's one commit."""
+        list), plus the index of kind states, for the run's one commit; and the requests that
+        left the lists (`written`: the decisions this run writes, as in `relisted_requests`)."""
         writes: dict[str, bytes] = {}
         deletes: list[str] = []
+        closed: list[str] = []
         index = {p: set(k) for p, k in self.index.items()}
         for (project, kind), state in sorted(self.states.items()):
             if state.version == self.loaded.get((project, kind)) or state.version == 0:
@@ -417,12 +446,23 @@ class KindUpdate:
             objects, gone = kind_state_objects(state, read)
             writes.update(objects)
             deletes.extend(gone)
-            pending = open_kind_requests(state, options, now=now)
-            writes[f"{kind_prefix(project, kind)}/requests.json"] = label_studio_requests(pending)
+            prefix = kind_prefix(project, kind)
+            previous = read(f"{prefix}/requests.parquet")
+            pending, gone_requests = relisted_requests(
+                open_kind_requests(state, options, now=now),
+                previous,
+                read(f"{prefix}/requests.json") if previous is None else None,
+                project=project,
+                written=written,
+            )
+            # The table is what the next run reads back (a JSON list is slow to parse).
+            writes[f"{prefix}/requests.parquet"] = parquet_bytes(pending)
+            writes[f"{prefix}/requests.json"] = label_studio_requests(pending)
+            closed.extend(gone_requests)
             index.setdefault(project, set()).add(kind)
         if writes:
             writes.update(kinds_index_object(index))
-        return writes, deletes
+        return writes, deletes, closed
 
 
 def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetime) -> KindUpdate:
@@ -551,21 +591,47 @@ def live_quality_state(
         actions = pl.concat(
             [pl.DataFrame(schema=ANNOTATOR_ACTIONS), *(e.annotator_actions for e in every)]
         )
-        # The DB first: a crash after it re-runs this version, whose decisions the DB already
-        # holds (same decision_id); a crash before the lake commit loses nothing.
-        written = annotation_db.write_requests(task_requests=requests, annotator_actions=actions)
-        alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
-        record_alert(lake, alerts, log=context.log)
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
+        quarantined = extract.result.quarantine
+        if quarantined.height:
+            # Committed with the stream position that skips them: each bad row is set aside
+            # once, and a correction (a newer updated_at) is read again like any change.
+            key = quarantine_key(LIVE_QUARANTINE_SOURCE, f"{extract.until:%Y%m%dT%H%M%S%f}")
+            writes[key] = parquet_bytes(quarantined)
+            for line in quarantine_lines(quarantined):
+                context.log.warning(f"live: set aside {line}")
         deletes: list[str] = []
+        closed: list[str] = []
         for state in states.values():
             objects = state_objects(state, lake.get_if_exists, compaction=LIVE_COMPACTION)
             writes.update(objects.writes)
             deletes.extend(objects.deletes)
-            writes.update(requests_objects(state, options, now=now, read=lake.get_if_exists))
-        kind_writes, kind_deletes = kinds.objects(lake.get_if_exists, config.kind_options(), now)
+            listed, gone = requests_update(
+                state,
+                options,
+                now=now,
+                read=lake.get_if_exists,
+                written=requests.get_column("decision_id"),
+            )
+            writes.update(listed)
+            closed.extend(gone)
+        kind_writes, kind_deletes, kind_closed = kinds.objects(
+            lake.get_if_exists,
+            config.kind_options(),
+            now,
+            written=requests.get_column("decision_id"),
+        )
         writes.update(kind_writes)
         deletes.extend(kind_deletes)
+        closed.extend(kind_closed)
+        # The DB first: a crash after it re-runs this version, whose decisions the DB already
+        # holds (same decision_id) and whose withdrawals find nothing open left to withdraw; a
+        # crash before the lake commit loses nothing.
+        written = annotation_db.write_requests(
+            task_requests=requests, annotator_actions=actions, withdrawn=closed
+        )
+        alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
+        record_alert(lake, alerts, log=context.log)
         fence(lock, lake, position)
         lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
@@ -577,7 +643,8 @@ def live_quality_state(
         f"{from_files.height} from {len(files.paths)} file(s), "
         f"{sum(e.withdrawn_judgments for e in events.values())} withdrawn, "
         f"{files.kind_judgments.height} of other kinds in {len(kinds.events)} kind state(s), "
-        f"{written['task_requests']} request(s), {written['annotator_actions']} block(s)"
+        f"{written['task_requests']} request(s), {written['withdrawn']} withdrawn, "
+        f"{written['annotator_actions']} block(s)"
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
         + (
             f", kinds re-based on {', '.join(config.kind_rebase_days)}"
@@ -598,8 +665,10 @@ def live_quality_state(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
+            "quarantined": MetadataValue.int(quarantined.height),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
+            "task_requests_withdrawn": MetadataValue.int(written["withdrawn"]),
             "oldest_judgment_lag_s": figure(float(lag), digits=1),
             "versions": MetadataValue.json({p: s.version for p, s in states.items()}),
             "kind_new_judgments": MetadataValue.int(

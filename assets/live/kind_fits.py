@@ -128,17 +128,21 @@ def fit_kind_states(
                 context.log.info(f"{key}: another fit was adopted since version {snapshot.version}")
                 continue
             state, events = adopted
-            written = annotation_db.write_requests(
-                task_requests=events.task_requests, annotator_actions=events.annotator_actions
-            )
-            record_alert(lake, events.alerts, log=context.log)
             update = KindUpdate(
                 states={(project, kind): state},
                 loaded={(project, kind): current.version},
                 events={(project, kind): events},
                 index=load_kinds_index(read),
             )
-            writes, deletes = update.objects(read, options, now)
+            writes, deletes, closed = update.objects(
+                read, options, now, written=events.task_requests.get_column("decision_id")
+            )
+            written = annotation_db.write_requests(
+                task_requests=events.task_requests,
+                annotator_actions=events.annotator_actions,
+                withdrawn=closed,
+            )
+            record_alert(lake, events.alerts, log=context.log)
             lock.verify()
             lake.commit(writes, deletes=deletes)
         held = (datetime.now(UTC) - now).total_seconds()
@@ -148,7 +152,7 @@ def fit_kind_states(
             f"{(fitted_at - started).total_seconds():.1f} s, adopted at version "
             f"{state.version} ({current.version - snapshot.version} run(s) in between) holding "
             f"the live lock {held:.2f} s; {written['task_requests']} request(s), "
-            f"{written['annotator_actions']} block(s)"
+            f"{written['withdrawn']} withdrawn, {written['annotator_actions']} block(s)"
         )
 
 

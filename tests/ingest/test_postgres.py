@@ -9,9 +9,11 @@ import psycopg
 import pytest
 
 from annotation_pipelines.ingest.postgres import (
+    SQL_DIR,
     apply_schema,
     extract_since,
     merge_partition,
+    migration_files,
     partition_by_day,
     read_table_since,
     seed_database,
@@ -53,6 +55,9 @@ def test_ddl_creates_every_table_with_updated_at_index(postgres_dsn):
         "assignments",
         "judgments",
         "gold_labels",
+        # The write-back tables: the tool polls them by updated_at.
+        "task_requests",
+        "annotator_actions",
     }
 
 
@@ -180,3 +185,66 @@ def test_seed_script(postgres_dsn, capsys):
         ).fetchone()
     assert count == (500,)
     assert labels == (["bird", "cat", "dog"],)
+
+
+def test_the_migrations_say_their_version_and_apply_again_unchanged(postgres_dsn):
+    apply_schema(postgres_dsn, schema="migration_check")
+    query = "SELECT version, name, applied_at FROM migration_check.schema_migrations ORDER BY 1"
+    with psycopg.connect(postgres_dsn) as connection:
+        first = connection.execute(query).fetchall()
+    files = sorted(p.name for p in SQL_DIR.glob("[0-9]*.sql"))
+    assert [row[0] for row in first] == list(range(1, len(files) + 2))
+    assert [row[1] for row in first[1:]] == [name.removesuffix(".sql") for name in files]
+    apply_schema(postgres_dsn, schema="migration_check")
+    with psycopg.connect(postgres_dsn) as connection:
+        assert connection.execute(query).fetchall() == first
+
+
+def test_applied_migrations_are_not_run_again_under_a_reader(postgres_dsn):
+    """The live run applies the migrations before each write: once recorded, they take no lock
+    that would queue behind the tool's own readers of the write-back tables (an ALTER TABLE
+    waits for every open transaction that read the table, and blocks every reader after it)."""
+    apply_schema(postgres_dsn, schema="migration_reader")
+    with psycopg.connect(postgres_dsn) as reader:
+        reader.execute("SELECT count(*) FROM migration_reader.task_requests").fetchone()
+        hurried = f"{postgres_dsn}?options=-c%20lock_timeout%3D1000"
+        apply_schema(hurried, schema="migration_reader")
+
+
+def test_a_database_from_before_the_versions_is_brought_to_the_last_one(postgres_dsn):
+    """A tool database made before `schema_migrations` existed (no version table, and
+    `task_requests` as migration 2 first made it, already holding rows) gets every version
+    recorded, and its earlier requests start `open` and move `updated_at` when changed."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA migration_upgrade")
+        connection.execute("SET search_path TO migration_upgrade")
+        connection.execute(
+            """
+            CREATE TABLE task_requests (
+                request_id   bigserial PRIMARY KEY,
+                task_id      text NOT NULL,
+                project      text NOT NULL,
+                request      text NOT NULL,
+                reason       text NOT NULL,
+                confidence   double precision,
+                posterior    jsonb,
+                decision_id  text NOT NULL UNIQUE,
+                created_at   timestamptz NOT NULL DEFAULT now(),
+                updated_at   timestamptz NOT NULL DEFAULT now()
+            )
+            """
+        )
+        connection.execute(
+            "INSERT INTO task_requests (task_id, project, request, reason, decision_id) "
+            "VALUES ('t1', 'p', 'another_judgment', 'r', 'd1')"
+        )
+    apply_schema(postgres_dsn, schema="migration_upgrade")
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute("SET search_path TO migration_upgrade")
+        versions = connection.execute("SELECT version FROM schema_migrations ORDER BY 1")
+        assert [v for (v,) in versions] == [v for v, _ in migration_files()]
+        assert connection.execute("SELECT status FROM task_requests").fetchone() == ("open",)
+        before = connection.execute("SELECT updated_at FROM task_requests").fetchone()
+        connection.execute("UPDATE task_requests SET status = 'acknowledged'")
+        after = connection.execute("SELECT updated_at FROM task_requests").fetchone()
+        assert before is not None and after is not None and after[0] > before[0]

@@ -117,7 +117,7 @@ def test_every_kind_is_aggregated_scored_and_gated(with_kinds):
     task_list = json.loads(
         (data / "lake" / "reports" / "quality_kinds" / f"day={DAY}" / "requests.json").read_text()
     )
-    assert sorted(item["id"] for item in task_list) == sorted(requests["task_id"])
+    assert sorted(item["data"]["task_id"] for item in task_list) == sorted(requests["task_id"])
 
     checks = [
         c

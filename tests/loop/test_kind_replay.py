@@ -239,6 +239,7 @@ def test_daily_kind_requests_are_written_once_per_decision() -> None:
         assert write_requests(dsn, task_requests=first, annotator_actions=no_actions) == {
             "task_requests": queue.height,
             "annotator_actions": 0,
+            "withdrawn": 0,
         }
         # A retried run of the same day decides the same: nothing new.
         again = queue_requests(queue, created_at=datetime(2026, 11, 17, 2, tzinfo=UTC))

@@ -761,7 +761,10 @@ def test_open_requests_merged_run_to_run_are_those_of_the_whole_state():
         assert table["request"].to_list() == whole["request"].to_list(), number
         assert table["decision_id"].to_list() == whole["decision_id"].to_list(), number
         listed = json.loads(store[f"{prefix}/requests.json"])
-        assert [item["id"] for item in listed] == whole["task_id"].to_list()
+        # Label Studio's import format: `data` per task; `id` is Label Studio's own (an
+        # integer it assigns, reserved on import), so the task is named inside `data`.
+        assert all(set(item) == {"data"} for item in listed)
+        assert [item["data"]["task_id"] for item in listed] == whole["task_id"].to_list()
         assert [item["data"]["decision_id"] for item in listed] == whole["decision_id"].to_list()
     assert whole.height > 0
     assert set(listed[0]["data"]) == {
@@ -891,3 +894,83 @@ def test_a_state_stored_before_gold_sources_loads_and_keeps_its_gold():
     assert events.withdrawn_gold == 1
     assert taken.tasks.filter(pl.col("task_id") == "t0050")["gold"].item() is None
     assert_scorecards_recount(taken)
+
+
+def test_every_open_request_listed_is_a_decision_written_to_the_db():
+    """The tool acknowledges a request by the `decision_id` it finds in `requests.json` or
+    `requests.parquet`: that id must be a row of `task_requests`. A task refitted without new
+    evidence (it only lost a withdrawn vote, or the day's re-base moved it) whose request is
+    unchanged writes no new decision, so its listed request keeps the id already written."""
+    history = _history()
+    store: dict[str, bytes] = {}
+    options = LiveOptions()
+    prefix = state_prefix("p")
+    written: set[str] = set()
+
+    def listed() -> set[str]:
+        table = pl.read_parquet(io.BytesIO(store[f"{prefix}/requests.parquet"]))
+        ids = set(table["decision_id"])
+        assert {
+            item["data"]["decision_id"] for item in json.loads(store[f"{prefix}/requests.json"])
+        } == ids
+        return ids
+
+    for number, batch in enumerate(history.batches):
+        resynced = history.resync.get(number, ())
+        state = load_touched("p", store.get, judgments=batch, resynced=resynced)
+        state, events = update(state, batch, resynced=resynced, now=NOW)
+        written |= set(events.task_requests["decision_id"])
+        _commit(store, state_objects(state, store.get))
+        store.update(
+            requests_objects(
+                state, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
+            )
+        )
+        assert listed() <= written, number
+    whole = load_state("p", store.get)
+    day = START.date().isoformat()
+    rebased, events = rebase(whole, _daily(history.judgments, day), day, options, now=NOW)
+    assert events.rebased_tasks > 0
+    written |= set(events.task_requests["decision_id"])
+    _commit(store, state_objects(rebased, store.get))
+    store.update(
+        requests_objects(
+            rebased, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
+        )
+    )
+    ids = listed()
+    assert ids <= written
+    # Still the requests the whole state asks for, task by task.
+    table = pl.read_parquet(io.BytesIO(store[f"{prefix}/requests.parquet"]))
+    expected = open_requests(rebased, options, now=NOW)
+    assert table.select("task_id", "request").equals(expected.select("task_id", "request"))
+
+
+def test_a_rewritten_list_carries_unwritten_ids_and_names_the_requests_that_left():
+    """A kind's list is rewritten whole each run: a request the run did not write keeps the id
+    the DB holds, and the requests no longer listed are the ones to withdraw, whether the
+    previous list is its table or (a lake from before the table) its Label Studio list, old
+    items with the task in `id` included."""
+    from annotation_pipelines.loop.live import label_studio_requests, relisted_requests
+
+    state, _ = run(stream(n_tasks=60, votes=3)[0], batch=90)
+    before = open_requests(state, LiveOptions(), now=NOW)
+    assert before.height > 3
+    moved = before.head(3).with_columns(decision_id=pl.format("new-{}", "decision_id"))
+    fresh = pl.concat([moved, before.slice(4)])  # the fourth task settled
+    written = [moved["decision_id"][0]]  # only the first got a decision this run
+    table = io.BytesIO()
+    before.write_parquet(table)
+    old_list = json.dumps(
+        [
+            {"id": item["data"]["task_id"], **item}
+            for item in json.loads(label_studio_requests(before))
+        ]
+    ).encode()
+    for previous, previous_json in ((table.getvalue(), None), (None, old_list)):
+        listed, closed = relisted_requests(
+            fresh, previous, previous_json, project="p", written=written
+        )
+        ids = before["decision_id"].to_list()
+        assert listed["decision_id"].to_list() == [written[0], *ids[1:3], *ids[4:]]
+        assert closed == sorted([ids[0], ids[3]])

@@ -122,7 +122,10 @@ def test_the_wait_for_the_live_lock_is_bounded_and_names_the_holder():
 def _terminate_lock_holder(dsn: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as admin:
         row = admin.execute(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+            # Advisory locks are per database: another test's live lock elsewhere on the
+            # server is not this one's to end.
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (LIVE_LOCK_KEY,),
         ).fetchone()
         assert row is not None

@@ -80,7 +80,7 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         listed = json.loads(
             (lake / "live" / PROJECT / "kinds" / "spans" / "requests.json").read_text()
         )
-        assert {item["id"] for item in listed} <= set(rows["task_id"])
+        assert {item["data"]["task_id"] for item in listed} <= set(rows["task_id"])
         index = json.loads((lake / "live" / "_stream" / "kinds.json").read_text())
         assert index == {PROJECT: ["spans"]}
 
@@ -125,6 +125,29 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         kept = edited.annotators["n_judgments"].sum()
         assert kept == rows.height - 30
         assert len(_rows(dsn, "annotator_actions")) == 1
+
+        # Another edit drops every judgment of two requested tasks: their requests are
+        # withdrawn in the DB, and what it holds open is what the kind's list holds, each
+        # listed id a row the tool can acknowledge.
+        def listed() -> dict[str, str]:
+            items = json.loads(
+                (lake / "live" / PROJECT / "kinds" / "spans" / "requests.json").read_text()
+            )
+            return {item["data"]["decision_id"]: item["data"]["task_id"] for item in items}
+
+        def statuses() -> dict[str, str]:
+            with psycopg.connect(dsn) as connection:
+                query = "SELECT decision_id, status FROM task_requests"
+                return dict(connection.execute(query).fetchall())
+
+        asked = listed()
+        gone = sorted(set(asked.values()))[:2]
+        _export(exports / "batch-1.parquet", rows.slice(30).filter(~pl.col("task_id").is_in(gone)))
+        tick = _tick(defs, instance, tick.cursor)
+        _launch(job, instance, tick)
+        after = statuses()
+        assert {after[d] for d, task in asked.items() if task in gone} == {"withdrawn"}
+        assert set(listed()) == {d for d, status in after.items() if status == "open"}
 
 
 def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp_path, monkeypatch):
@@ -245,4 +268,4 @@ def test_a_due_kind_fit_is_launched_once_and_adopted_by_the_kind_fit_job(tmp_pat
     listed = json.loads(
         (tmp_path / "data" / "lake" / f"live/{project}/kinds/text/requests.json").read_text()
     )
-    assert {item["id"] for item in listed} <= set(after.tasks["task_id"])
+    assert {item["data"]["task_id"] for item in listed} <= set(after.tasks["task_id"])

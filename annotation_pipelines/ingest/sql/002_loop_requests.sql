@@ -1,4 +1,4 @@
--- What the pipelines ask of the annotation tool: another judgment or an expert for a task, a
+-- Migration 2: what the pipelines ask of the annotation tool: another judgment or an expert for a task, a
 -- block for an annotator. Written once per decision: `decision_id` is a hash of the decision
 -- (kind, subject, the live state version that caused it), so a retried write inserts nothing
 -- (`INSERT ... ON CONFLICT (decision_id) DO NOTHING`). Applied after schema.sql, idempotently.
@@ -31,3 +31,6 @@ CREATE TABLE IF NOT EXISTS annotator_actions (
 CREATE INDEX IF NOT EXISTS task_requests_project_created ON task_requests (project, created_at);
 CREATE INDEX IF NOT EXISTS task_requests_task ON task_requests (task_id);
 CREATE INDEX IF NOT EXISTS annotator_actions_annotator ON annotator_actions (annotator_id);
+
+INSERT INTO schema_migrations (version, name) VALUES (2, '002_loop_requests')
+    ON CONFLICT (version) DO NOTHING;

@@ -2,6 +2,16 @@
 -- Applied inside the schema chosen by `apply_schema` (search_path), so names are unqualified.
 -- Every table has updated_at, maintained by a trigger, and an index on it: incremental
 -- extraction reads `updated_at > watermark` and must not scan the table.
+-- This file is migration 1; each numbered file beside it is the next one. They are applied
+-- in order (`apply_schema`, or `psql -f` on each), each is idempotent and records its version
+-- in `schema_migrations` once, so applying them all again changes nothing:
+-- `SELECT max(version) FROM schema_migrations` says which the database has.
+
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
 
 CREATE TABLE IF NOT EXISTS projects (
     project     text PRIMARY KEY,
@@ -90,3 +100,5 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+INSERT INTO schema_migrations (version, name) VALUES (1, 'schema') ON CONFLICT (version) DO NOTHING;

@@ -1,0 +1,217 @@
+"""The write-back as the annotation tool consumes it, against a real PostgreSQL DB and a real
+Dagster instance: the migrations record their version and run again harmlessly, the tool
+acknowledges and fulfils requests through `status`, the pipeline closes (`withdrawn`) the
+requests it no longer wants and never touches a fulfilled one, a fulfilled task asked again
+after new evidence gets a new request, every change is visible through `updated_at`, and the
+open rows in the DB are the requests `requests.json` lists."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import psycopg
+import pytest
+
+from annotation_pipelines.ingest.postgres import apply_schema, seed_database
+from tests.loop.test_live import stream
+from tests.services import fresh_database
+from tests.support import live_quality_job
+
+pytestmark = pytest.mark.services
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+MIGRATIONS = [1, 2, 3]
+
+
+def _judgments() -> pl.DataFrame:
+    judgments, _ = stream(n_tasks=60, votes=3)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    return judgments.with_columns(
+        project=pl.lit("reviews"),
+        submitted_at=pl.lit(start) + pl.duration(milliseconds=pl.int_range(pl.len()) * 10),
+    )
+
+
+def _requests(connection: psycopg.Connection) -> dict[str, dict[str, object]]:
+    rows = connection.execute(
+        "SELECT decision_id, task_id, status, closed_at, updated_at FROM task_requests"
+    ).fetchall()
+    return {
+        row[0]: {"task_id": row[1], "status": row[2], "closed_at": row[3], "updated_at": row[4]}
+        for row in rows
+    }
+
+
+def _open_listed(data) -> set[str]:
+    listed = json.loads((data / "lake" / "live" / "reviews" / "requests.json").read_text())
+    return {item["data"]["decision_id"] for item in listed}
+
+
+def test_the_tool_fulfils_requests_and_sees_the_ones_no_longer_wanted_closed(tmp_path, monkeypatch):
+    judgments = _judgments()
+    data = tmp_path / "data"
+    with fresh_database("live_requests") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            versions = connection.execute(
+                "SELECT version FROM schema_migrations ORDER BY version"
+            ).fetchall()
+            assert [v for (v,) in versions] == MIGRATIONS
+            applied = connection.execute("SELECT applied_at FROM schema_migrations").fetchall()
+        apply_schema(dsn)  # again: nothing changes, not even when each was applied
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            assert connection.execute("SELECT applied_at FROM schema_migrations").fetchall() == (
+                applied
+            )
+        seed_database(dsn, judgments=judgments, label_sets={"reviews": ["c0", "c1", "c2"]})
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            first = _requests(connection)
+            assert first and {r["status"] for r in first.values()} == {"open"}
+            assert _open_listed(data) == set(first)
+            # The tool takes one request and fulfils another (a new judgment is on its way).
+            acknowledged, fulfilled, *_ = sorted(first, key=lambda d: str(first[d]["task_id"]))
+            connection.execute(
+                "UPDATE task_requests SET status = 'acknowledged' WHERE decision_id = %s",
+                (acknowledged,),
+            )
+            connection.execute(
+                "UPDATE task_requests SET status = 'fulfilled', closed_at = now() "
+                "WHERE decision_id = %s",
+                (fulfilled,),
+            )
+            changed = _requests(connection)
+            # The tool's own changes move updated_at: a poller sees them.
+            assert changed[fulfilled]["updated_at"] > first[fulfilled]["updated_at"]
+        # A run with nothing new asks nothing again, fulfilled or not.
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            assert _requests(connection) == changed
+        # New evidence: the fulfilled task gets one more disagreeing vote (still wanted: a new
+        # request), and the acknowledged one unanimous votes until it is done (closed).
+        tasks = {d: str(first[d]["task_id"]) for d in (acknowledged, fulfilled)}
+        majority = (
+            judgments.filter(pl.col("task_id") == tasks[acknowledged])
+            .group_by("label")
+            .len()
+            .sort("len", descending=True)["label"][0]
+        )
+        settle = pl.DataFrame(
+            {
+                "judgment_id": [f"settle{i}" for i in range(12)],
+                "task_id": [tasks[acknowledged]] * 12,
+                "annotator_id": [f"w{i:02d}" for i in range(12, 24)],
+                "label": [majority] * 12,
+            }
+        )
+        other = judgments.filter(pl.col("task_id") == tasks[fulfilled])["label"].to_list()
+        unsettle = pl.DataFrame(
+            {
+                "judgment_id": ["unsettle"],
+                "task_id": [tasks[fulfilled]],
+                "annotator_id": ["w29"],
+                "label": [next(c for c in ("c0", "c1", "c2") if c not in other[:1])],
+            }
+        )
+        later = pl.concat([settle, unsettle]).with_columns(
+            project=pl.lit("reviews"),
+            submitted_at=pl.lit(datetime.now(UTC) - timedelta(minutes=1)),
+            duration_s=pl.lit(4.0),
+        )
+        seed_database(dsn, judgments=later)
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            after = _requests(connection)
+        assert after[fulfilled]["status"] == "fulfilled"
+        assert after[acknowledged]["status"] == "withdrawn"
+        assert after[acknowledged]["closed_at"] is not None
+        assert after[acknowledged]["updated_at"] > changed[acknowledged]["updated_at"]
+        new = {d: r for d, r in after.items() if d not in first}
+        assert [r["task_id"] for r in new.values()] == [tasks[fulfilled]]
+        assert {r["status"] for r in new.values()} == {"open"}
+        # The task that settled is asked nothing more.
+        assert not any(
+            r["task_id"] == tasks[acknowledged] and r["status"] == "open" for r in after.values()
+        )
+        # What the DB holds open (or acknowledged) is what the list says is open.
+        still = {d for d, r in after.items() if r["status"] in ("open", "acknowledged")}
+        assert _open_listed(data) == still
+
+
+def test_bad_rows_in_the_db_are_quarantined_by_the_live_run_and_the_stream_goes_on(
+    tmp_path, monkeypatch
+):
+    """A NULL annotator, a label outside the project's set, a 2 MB label and a gold label
+    outside the set are set aside by the live run with their table, key, field and reason in
+    the lake's quarantine, while the good rows (unicode ids among them) are folded in; the
+    tool's correction of a bad row is folded in by the next run."""
+    data = tmp_path / "data"
+    submitted = datetime.now(UTC) - timedelta(minutes=10)
+    with fresh_database("live_quarantine") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO projects (project, label_set) VALUES ('reviews', '{pos,neg}')"
+            )
+            rows = [
+                ("j1", "tâche-1", "ännotator-😀", "pos"),
+                ("j2", "tâche-1", "a2", "pos"),
+                ("j3", "tâche-1", "a3", "neg"),
+                ("bad-null", "t2", None, "pos"),
+                ("bad-label", "t2", "a2", "maybe"),
+                ("bad-long", "t2", "a3", "x" * 2_000_000),
+            ]
+            for judgment, task, annotator, label in rows:
+                connection.execute(
+                    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+                    "submitted_at, duration_s) VALUES (%s, %s, 'reviews', %s, %s, %s, 3)",
+                    (judgment, task, annotator, label, submitted),
+                )
+            connection.execute(
+                "INSERT INTO gold_labels (task_id, project, label) VALUES ('t9', 'reviews', 'nope')"
+            )
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        result = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert result.success
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["new_judgments"].value == 3
+        assert metadata["quarantined"].value == 4
+        stored = pl.concat(
+            [
+                pl.read_parquet(path)
+                for path in (data / "lake" / "quarantine" / "source=annotation_db_live").iterdir()
+            ]
+        )
+        named = stored.select(
+            "table",
+            "source_file",
+            "field",
+            "reason",
+            # The row's key leads its text, even when a 2 MB label had the text cut.
+            key=pl.coalesce(
+                pl.col("raw").str.extract(r'^\{"judgment_id":"([^"]*)"'),
+                pl.col("raw").str.extract(r'^\{"task_id":"([^"]*)"'),
+            ),
+        ).sort("key")
+        judgments, gold = "postgres:public.judgments", "postgres:public.gold_labels"
+        assert named.rows() == [
+            ("judgments", judgments, "label", "unknown_label", "bad-label"),
+            ("judgments", judgments, "label", "unknown_label", "bad-long"),
+            ("judgments", judgments, "annotator_id", "missing_annotator", "bad-null"),
+            ("gold_labels", gold, "label", "unknown_label", "t9"),
+        ]
+        logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+        assert any(
+            "judgments judgment_id='bad-long': label: unknown_label" in line for line in logged
+        )
+        # The tool corrects one row: the next run folds it in, and sets nothing aside again.
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("UPDATE judgments SET label = 'neg' WHERE judgment_id = 'bad-label'")
+        again = job.execute_in_process(instance=instance, run_config=QUIET)
+        metadata = again.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["new_judgments"].value == 1
+        assert metadata["quarantined"].value == 0
