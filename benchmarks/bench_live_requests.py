@@ -1,0 +1,95 @@
+"""The write-back's fixed costs per live run: relisting open requests, and the migrations check.
+
+Two figures that every live run pays whatever its batch holds:
+
+- relisting a kind's open requests (`relisted_requests`) with 100,000 open and 1,000 of them
+  replaced by new decisions, and writing the Label Studio list from the result;
+- `apply_schema` on an annotation DB that is already up to date (every migration recorded),
+  which the live run calls before each write.
+
+Usage: .venv/bin/python benchmarks/bench_live_requests.py [--open 100000] [--calls 20]
+(the second part needs PostgreSQL on 127.0.0.1:5432; `bash scripts/start-services.sh`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+import uuid
+from datetime import UTC, datetime
+
+import polars as pl
+import psycopg
+
+from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.loop.live import TASK_REQUESTS, label_studio_requests, relisted_requests
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _open_requests(n: int) -> pl.DataFrame:
+    now = datetime.now(UTC)
+    return pl.DataFrame(
+        {
+            "task_id": [f"t{i:07d}" for i in range(n)],
+            "project": ["p"] * n,
+            "request": ["another_judgment"] * n,
+            "reason": ["spans: confidence 0.9 < target 0.95 with 3 vote(s)"] * n,
+            "confidence": [0.9] * n,
+            "posterior": ['{"kind":"spans"}'] * n,
+            "decision_id": [f"{i:064x}" for i in range(n)],
+            "created_at": [now] * n,
+        },
+        schema=TASK_REQUESTS,
+    )
+
+
+def relist(n: int) -> None:
+    fresh = _open_requests(n)
+    buffer = io.BytesIO()
+    fresh.write_parquet(buffer)
+    previous = buffer.getvalue()
+    moved = fresh.with_columns(decision_id=pl.format("x{}", "decision_id"))
+    written = moved["decision_id"].head(1000)
+    for _ in range(3):
+        started = time.process_time()
+        table, closed = relisted_requests(moved, previous, None, project="p", written=written)
+        relisted = time.process_time() - started
+        started = time.process_time()
+        label_studio_requests(table)
+        listed = time.process_time() - started
+        print(
+            f"relisted_requests, {n:,} open: {relisted:.3f} s CPU ({len(closed):,} withdrawn); "
+            f"writing the list: {listed:.3f} s CPU"
+        )
+
+
+def migrations(calls: int) -> None:
+    name = f"bench_requests_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        apply_schema(dsn)
+        started = time.perf_counter()
+        for _ in range(calls):
+            apply_schema(dsn)
+        each = (time.perf_counter() - started) / calls
+        print(f"apply_schema on an up-to-date DB: {1e3 * each:.1f} ms per call ({calls} calls)")
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--open", type=int, default=100_000, help="open requests held")
+    parser.add_argument("--calls", type=int, default=20, help="apply_schema calls timed")
+    args = parser.parse_args()
+    relist(args.open)
+    migrations(args.calls)
+
+
+if __name__ == "__main__":
+    main()
