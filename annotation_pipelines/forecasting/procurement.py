@@ -203,7 +203,8 @@ def procurement_plan(
                 }
             )
     schema = {
-        "as_of": pl.Date, "cluster": pl.String, "accelerator_type": pl.String, "scenario": pl.String,
+        "as_of": pl.Date, "cluster": pl.String, "accelerator_type": pl.String,
+        "scenario": pl.String,
         "fleet": pl.Float64, "peak_required": pl.Float64, "runs_short_on": pl.Date,
         "to_order": pl.Int64, "order_by": pl.Date, "arrives": pl.Date, "status": pl.String,
         "scenario_cost_usd": pl.Float64, "order_cost_per_month_usd": pl.Float64,
