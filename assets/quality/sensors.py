@@ -2,6 +2,7 @@
 changed gate floors re-evaluate the days they apply to."""
 
 import datetime as dt
+import hashlib
 import json
 
 import polars as pl
@@ -165,17 +166,18 @@ def floor_change_sensor(
     context: SensorEvaluationContext, lake: Lake, landing: LandingZone
 ) -> SensorResult | SkipReason:
     # The cursor holds each project's floors as last read (projects without floors of their
-    # own are left out) and a count of the changes acted on, which keys the runs: a floor set
-    # back to an earlier value re-evaluates again, a tick evaluated twice launches nothing twice.
+    # own are left out). A run is keyed by what changed (`_change_digest`), never by a count
+    # kept in the cursor: Dagster refuses a run key any earlier run of the sensor had, and a
+    # reset cursor would count again from the start.
     state = load_cursor(context.cursor)
-    read, unread = _read_floors(landing)
+    read, files, unread = _read_floors(landing)
     if "floors" not in state:
         # Before the first tick nobody knows which floors the stored days were gated with; the
         # runs of each day since applied the files as they were, so today's are the baseline.
         return SensorResult(
             skip_reason=f"first tick: recorded the floors of {len(read)} project(s); a change "
             "from now on re-evaluates the project's days" + _unread_note(unread),
-            cursor=json.dumps({"floors": read, "changes": 0}, sort_keys=True),
+            cursor=json.dumps({"floors": read}, sort_keys=True),
         )
     recorded: dict[str, dict[str, float]] = state["floors"]
     # A file not read this tick (being written, or malformed) keeps the floors last read.
@@ -188,7 +190,16 @@ def floor_change_sensor(
             + _unread_note(unread)
         )
     days = load_settings().floor_recheck_days
-    requests = _recheck_requests(context, lake, changed, days=days, change=state["changes"] + 1)
+    changes = {
+        project: {
+            "project": project,
+            "old": recorded.get(project),
+            "new": current.get(project),
+            "file": files.get(project),
+        }
+        for project in changed
+    }
+    requests = _recheck_requests(context, lake, changes, days=days)
     for project in changed:
         rechecked = [r.partition_key or "" for r in requests if project in _projects(r)]
         context.log.info(
@@ -196,7 +207,7 @@ def floor_change_sensor(
             f"{_shown(current.get(project))}; re-evaluating {len(rechecked)} materialized day(s) "
             f"of the last {days}: {', '.join(rechecked) or 'none'}"
         )
-    cursor = json.dumps({"floors": current, "changes": state["changes"] + 1}, sort_keys=True)
+    cursor = json.dumps({"floors": current}, sort_keys=True)
     if not requests:
         return SensorResult(
             skip_reason=f"floors changed for {', '.join(changed)}; "
@@ -209,20 +220,25 @@ def floor_change_sensor(
     return SensorResult(run_requests=requests, cursor=cursor)
 
 
-def _read_floors(landing: LandingZone) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """(project → its floors, for the projects whose settings file sets any; project → why its
-    file was not read this tick: written to within the settle time, or malformed)."""
-    settled, waiting = landing.scan_settled("exports/")
+def _read_floors(
+    landing: LandingZone,
+) -> tuple[dict[str, dict[str, float]], dict[str, list[object]], dict[str, str]]:
+    """(project → its floors, for the projects whose settings file sets any; project → its
+    settled file's [fingerprint, last modified]; project → why its file was not read this tick:
+    written to within the settle time, or malformed)."""
+    settled, waiting = landing.scan_settled_entries("exports/")
     floors: dict[str, dict[str, float]] = {}
+    files: dict[str, list[object]] = {}
     unread: dict[str, str] = {}
     for path in waiting:
         if project := _settings_project(path):
             unread[project] = (
                 f"{path} written to within {landing.settle_seconds:g} s, read once it settles"
             )
-    for path, _ in settled:
+    for path, fingerprint, modified in settled:
         if not (project := _settings_project(path)):
             continue
+        files[project] = [fingerprint, modified]
         try:
             # The reader and the validation the quality step uses, so the sensor sees the
             # floors that step would apply, and refuses what it would refuse.
@@ -232,7 +248,7 @@ def _read_floors(landing: LandingZone) -> tuple[dict[str, dict[str, float]], dic
             continue
         if own:
             floors[project] = own
-    return floors, unread
+    return floors, files, unread
 
 
 def _settings_project(path: str) -> str | None:
@@ -242,7 +258,11 @@ def _settings_project(path: str) -> str | None:
 
 
 def _recheck_requests(
-    context: SensorEvaluationContext, lake: Lake, changed: list[str], *, days: int, change: int
+    context: SensorEvaluationContext,
+    lake: Lake,
+    changes: dict[str, dict[str, object]],
+    *,
+    days: int,
 ) -> list[RunRequest]:
     """One run per day of the last `days` (today included) on which a project of `changed` was
     gated: the gated assets of that day's projects, the changed projects named in a tag. A day
@@ -256,7 +276,7 @@ def _recheck_requests(
         if not scan.collect_schema():
             continue
         judged = (
-            scan.filter(pl.col("project").is_in(changed))
+            scan.filter(pl.col("project").is_in(sorted(changes)))
             .select("day", "project")
             .unique()
             .collect()
@@ -267,13 +287,20 @@ def _recheck_requests(
             projects.add(project)
     return [
         RunRequest(
-            run_key=f"floors:{change}:{day}",
+            run_key=f"floors:{day}:{_change_digest([changes[p] for p in sorted(projects)])}",
             partition_key=day,
             asset_selection=sorted(keys, key=lambda key: key.to_user_string()),
             tags={FLOORS_CHANGED_TAG: ",".join(sorted(projects)), RECHECK_DAYS_TAG: str(days)},
         )
         for day, (keys, projects) in sorted(per_day.items())
     ]
+
+
+def _change_digest(changes: list[dict[str, object]]) -> str:
+    """A hash of the changes a run re-evaluates: each project with its floors before and after,
+    and its file's fingerprint and last-modified time. The time tells apart an edit back to
+    earlier content, which an object store fingerprints (ETag) as before."""
+    return hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
 
 
 def _projects(request: RunRequest) -> list[str]:

@@ -172,3 +172,27 @@ def test_a_malformed_file_reevaluates_nothing_until_fixed_and_kinds_rerun_their_
     finally:
         for name in (project, "unjudged"):
             (data / "landing" / "exports" / name / "project.json").unlink(missing_ok=True)
+
+
+def test_run_keys_name_the_change_so_a_reset_cursor_reuses_no_earlier_key(graph, monkeypatch):
+    # Dagster skips a request whose run key any earlier run of the sensor had: after the
+    # cursor is reset (a fresh baseline), a new change must still get keys of its own, the
+    # same floors set back and forth again included.
+    defs, instance, data = graph
+    monkeypatch.delenv(DAYS, raising=False)
+    keys: list[str] = []
+    try:
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.3}})
+        _, _, cursor = _tick(defs, instance, None)
+        for floor in (0.4, 0.3, 0.4):
+            _write(data, "sentiment", {"quality_gates": {"min_alpha": floor}})
+            requests, _, _ = _tick(defs, instance, cursor)
+            assert sorted(r.partition_key for r in requests) == [OLD, RECENT]
+            assert all(r.run_key.startswith(f"floors:{r.partition_key}:") for r in requests)
+            keys += [r.run_key for r in requests]
+            # The cursor lost: the next tick records the floors as they are, re-runs nothing.
+            requests, reason, cursor = _tick(defs, instance, None)
+            assert requests == [] and reason.startswith("first tick"), reason
+        assert len(set(keys)) == len(keys) == 6, keys
+    finally:
+        (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
