@@ -149,6 +149,10 @@ def _run_partition(context: SensorEvaluationContext, run_id: str) -> str:
 # and how many days back the sensor looked.
 FLOORS_CHANGED_TAG = "annotation_pipelines/floors_changed"
 RECHECK_DAYS_TAG = "annotation_pipelines/recheck_days"
+# The run queue starts runs in the order they came, and a change queues up to
+# ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS of them; below the default priority (0), a daily run
+# queued after them still takes the next free slot.
+PRIORITY_TAG, RECHECK_PRIORITY = "dagster/priority", "-1"
 # The assets that evaluate the gates, each with the report table that lists the projects a day
 # has: categorical projects are gated by `quality`, the other kinds by `kind_quality`.
 GATED = ((quality, "quality_report"), (kind_quality, "kind_quality_report"))
@@ -290,7 +294,11 @@ def _recheck_requests(
             run_key=f"floors:{day}:{_change_digest([changes[p] for p in sorted(projects)])}",
             partition_key=day,
             asset_selection=sorted(keys, key=lambda key: key.to_user_string()),
-            tags={FLOORS_CHANGED_TAG: ",".join(sorted(projects)), RECHECK_DAYS_TAG: str(days)},
+            tags={
+                FLOORS_CHANGED_TAG: ",".join(sorted(projects)),
+                RECHECK_DAYS_TAG: str(days),
+                PRIORITY_TAG: RECHECK_PRIORITY,
+            },
         )
         for day, (keys, projects) in sorted(per_day.items())
     ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from dagster import AssetKey, SensorResult, SkipReason, build_sensor_context
 
 from assets.quality import sensors
@@ -88,6 +90,7 @@ def test_a_changed_floor_reevaluates_the_projects_recent_days_and_nothing_else_d
         assert set(request.asset_selection) == set(quality.keys)
         assert request.tags[sensors.FLOORS_CHANGED_TAG] == "sentiment"
         assert request.tags[sensors.RECHECK_DAYS_TAG] == "3"
+        assert request.tags["dagster/priority"] == "-1"
         # Evaluated twice from the same cursor, the tick asks for the same run (one run key).
         again, _, _ = _tick(defs, instance, cursor)
         assert [r.run_key for r in again] == [request.run_key]
@@ -196,3 +199,14 @@ def test_run_keys_name_the_change_so_a_reset_cursor_reuses_no_earlier_key(graph,
         assert len(set(keys)) == len(keys) == 6, keys
     finally:
         (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "dagster.production.yaml"])
+def test_the_run_queue_limits_the_runs_the_sensor_tags(config):
+    # The limit is keyed by a tag name the sensor sets: a rename on one side only would leave
+    # the re-check runs without a budget.
+    root = Path(__file__).resolve().parents[2]
+    runs = yaml.safe_load((root / config).read_text())["concurrency"]["runs"]
+    limits = {limit["key"]: limit["limit"] for limit in runs["tag_concurrency_limits"]}
+    assert sensors.FLOORS_CHANGED_TAG in limits
+    assert limits[sensors.FLOORS_CHANGED_TAG] < runs["max_concurrent_runs"]
