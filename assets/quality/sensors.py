@@ -29,6 +29,7 @@ from annotation_pipelines.quality.gates import project_gate_floors
 from annotation_pipelines.settings import load_settings
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
+from assets.common.partitions import daily_partitions
 from assets.quality.assets import GATES, quality
 from assets.quality.jobs import quality_job
 from assets.quality.kinds import kind_quality
@@ -163,8 +164,8 @@ GATED = ((quality, "quality_report"), (kind_quality, "kind_quality_report"))
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="A project's quality_gates floors changed in its project.json → re-evaluate the "
-    "gates of its materialized days in the last ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS "
-    "(default 30).",
+    "gates of its materialized days among the last ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS "
+    "(default 30) daily partitions, yesterday the last.",
 )
 def floor_change_sensor(
     context: SensorEvaluationContext, lake: Lake, landing: LandingZone
@@ -268,11 +269,16 @@ def _recheck_requests(
     *,
     days: int,
 ) -> list[RunRequest]:
-    """One run per day of the last `days` (today included) on which a project of `changed` was
+    """One run per day of the last `days` daily partitions on which a project of `changes` was
     gated: the gated assets of that day's projects, the changed projects named in a tag. A day
-    the project was not judged has no gate of its to change."""
-    today = dt.datetime.now(dt.UTC).date()
-    window = {(today - dt.timedelta(days=back)).isoformat() for back in range(days)}
+    the project was not judged has no gate of its own to change."""
+    # The last partition is yesterday (a day is one once it has ended), so the window counts
+    # back from it, not from today: `days` partitions, and 1 is yesterday.
+    last = daily_partitions.get_last_partition_key()
+    if last is None:
+        return []
+    end = dt.date.fromisoformat(last)
+    window = {(end - dt.timedelta(days=back)).isoformat() for back in range(days)}
     per_day: dict[str, tuple[set[AssetKey], set[str]]] = {}
     for gated, report in GATED:
         materialized = window & context.instance.get_materialized_partitions(AssetKey(report))

@@ -12,28 +12,32 @@ import pytest
 import yaml
 from dagster import AssetKey, SensorResult, SkipReason, build_sensor_context
 
+from assets.common.partitions import daily_partitions
 from assets.quality import sensors
 from assets.quality.assets import quality
 from assets.quality.kinds import kind_quality
 from tests.support import QUIET, local_graph
 
-# The days are relative to today: the sensor looks back over the last N days from now.
+# The days are relative to today: the sensor looks back over the last N daily partitions, the
+# last of which is yesterday, by its own clock. TODAY is read once, at import, and midnight may
+# pass before a tick: with N = 3, RECENT sits a day inside the window at either end and OLD a
+# day beyond it, whether the tick's today is TODAY or the day after.
 TODAY = dt.datetime.now(dt.UTC).date()
-OLD, RECENT = (TODAY - dt.timedelta(days=3)).isoformat(), (TODAY - dt.timedelta(days=2)).isoformat()
+OLD, RECENT, YESTERDAY = ((TODAY - dt.timedelta(days=back)).isoformat() for back in (5, 2, 1))
 DAYS = "ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS"
 
 
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory):
     root = tmp_path_factory.mktemp("floors")
-    start = TODAY - dt.timedelta(days=3)
+    start = TODAY - dt.timedelta(days=5)
     with local_graph(
-        root, judgments=2_000, start=start, days=2, seed=13, kinds=True, judgments_per_kind=400
+        root, judgments=2_000, start=start, days=5, seed=13, kinds=True, judgments_per_kind=400
     ) as env:
         defs, instance, _ = env
         daily = defs.resolve_job_def("daily_annotation_job")
         config = {**QUIET, "ops": {"kind_quality": {"config": {"bootstrap_resamples": 0}}}}
-        for day in (OLD, RECENT):
+        for day in (OLD, RECENT, YESTERDAY):
             daily.execute_in_process(partition_key=day, instance=instance, run_config=config)
         yield env
 
@@ -85,15 +89,15 @@ def test_a_changed_floor_reevaluates_the_projects_recent_days_and_nothing_else_d
         _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.99}})
         requests, reason, changed = _tick(defs, instance, cursor)
         assert reason is None
-        [request] = requests
-        assert request.partition_key == RECENT
+        assert [r.partition_key for r in requests] == [RECENT, YESTERDAY]
+        request = requests[0]
         assert set(request.asset_selection) == set(quality.keys)
         assert request.tags[sensors.FLOORS_CHANGED_TAG] == "sentiment"
         assert request.tags[sensors.RECHECK_DAYS_TAG] == "3"
         assert request.tags["dagster/priority"] == "-1"
-        # Evaluated twice from the same cursor, the tick asks for the same run (one run key).
+        # Evaluated twice from the same cursor, the tick asks for the same runs (same run keys).
         again, _, _ = _tick(defs, instance, cursor)
-        assert [r.run_key for r in again] == [request.run_key]
+        assert [r.run_key for r in again] == [r.run_key for r in requests]
 
         run = defs.resolve_job_def("quality_job").execute_in_process(
             partition_key=request.partition_key,
@@ -123,7 +127,7 @@ def test_a_changed_floor_reevaluates_the_projects_recent_days_and_nothing_else_d
         # although that day was asked for before.
         settings.write_text(json.dumps({"label_set": ["pos", "neg"]}))
         requests, _, cursor = _tick(defs, instance, cursor)
-        assert [r.partition_key for r in requests] == [RECENT]
+        assert [r.partition_key for r in requests] == [RECENT, YESTERDAY]
         assert requests[0].run_key != request.run_key
     finally:
         for project in ("sentiment", "intent"):
@@ -158,7 +162,7 @@ def test_a_malformed_file_reevaluates_nothing_until_fixed_and_kinds_rerun_their_
         # materialized day of the default window (30 days).
         _write(data, project, {"quality_gates": {"min_alpha": 0.1, "min_gold_accuracy": 0.9}})
         requests, reason, cursor = _tick(defs, instance, cursor)
-        assert sorted(r.partition_key for r in requests) == [OLD, RECENT]
+        assert sorted(r.partition_key for r in requests) == [OLD, RECENT, YESTERDAY]
         for request in requests:
             assert set(request.asset_selection) == set(kind_quality.keys)
             assert request.tags[sensors.FLOORS_CHANGED_TAG] == project
@@ -190,13 +194,13 @@ def test_run_keys_name_the_change_so_a_reset_cursor_reuses_no_earlier_key(graph,
         for floor in (0.4, 0.3, 0.4):
             _write(data, "sentiment", {"quality_gates": {"min_alpha": floor}})
             requests, _, _ = _tick(defs, instance, cursor)
-            assert sorted(r.partition_key for r in requests) == [OLD, RECENT]
+            assert sorted(r.partition_key for r in requests) == [OLD, RECENT, YESTERDAY]
             assert all(r.run_key.startswith(f"floors:{r.partition_key}:") for r in requests)
             keys += [r.run_key for r in requests]
             # The cursor lost: the next tick records the floors as they are, re-runs nothing.
             requests, reason, cursor = _tick(defs, instance, None)
             assert requests == [] and reason.startswith("first tick"), reason
-        assert len(set(keys)) == len(keys) == 6, keys
+        assert len(set(keys)) == len(keys) == 9, keys
     finally:
         (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
 
@@ -210,3 +214,20 @@ def test_the_run_queue_limits_the_runs_the_sensor_tags(config):
     limits = {limit["key"]: limit["limit"] for limit in runs["tag_concurrency_limits"]}
     assert sensors.FLOORS_CHANGED_TAG in limits
     assert limits[sensors.FLOORS_CHANGED_TAG] < runs["max_concurrent_runs"]
+
+
+def test_a_window_of_one_day_rechecks_yesterday(graph, monkeypatch):
+    # Today is not a partition until it ends, so the window counts back from yesterday.
+    defs, instance, data = graph
+    monkeypatch.setenv(DAYS, "1")
+    try:
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.3}})
+        _, _, cursor = _tick(defs, instance, None)
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.4}})
+        requests, _, _ = _tick(defs, instance, cursor)
+        if daily_partitions.get_last_partition_key() != YESTERDAY:
+            pytest.skip("midnight passed: the sensor's yesterday is a day not materialized")
+        assert [r.partition_key for r in requests] == [YESTERDAY]
+        assert requests[0].tags[sensors.RECHECK_DAYS_TAG] == "1"
+    finally:
+        (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
