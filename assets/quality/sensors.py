@@ -4,6 +4,7 @@ changed gate floors re-evaluate the days they apply to."""
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Set as AbstractSet
 
 import polars as pl
 from dagster import (
@@ -12,11 +13,13 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
+    DagsterRunStatus,
     DefaultSensorStatus,
     FloatMetadataValue,
     IntMetadataValue,
     JsonMetadataValue,
     RunRequest,
+    RunsFilter,
     RunStatusChangeRecordsFilter,
     SensorEvaluationContext,
     SensorResult,
@@ -154,6 +157,7 @@ RECHECK_DAYS_TAG = "annotation_pipelines/recheck_days"
 # ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS of them; below the default priority (0), a daily run
 # queued after them still takes the next free slot.
 PRIORITY_TAG, RECHECK_PRIORITY = "dagster/priority", "-1"
+PARTITION_TAG = "dagster/partition"
 # The assets that evaluate the gates, each with the report table that lists the projects a day
 # has: categorical projects are gated by `quality`, the other kinds by `kind_quality`.
 GATED = ((quality, "quality_report"), (kind_quality, "kind_quality_report"))
@@ -195,7 +199,7 @@ def floor_change_sensor(
             + _unread_note(unread)
         )
     days = load_settings().floor_recheck_days
-    changes = {
+    changes: dict[str, dict[str, object]] = {
         project: {
             "project": project,
             "old": recorded.get(project),
@@ -204,20 +208,40 @@ def floor_change_sensor(
         }
         for project in changed
     }
-    requests = _recheck_requests(context, lake, changes, days=days)
+    per_day = _gated_days(context, lake, changed, days=days)
     for project in changed:
-        rechecked = [r.partition_key or "" for r in requests if project in _projects(r)]
+        rechecked = [day for day, (_, projects) in sorted(per_day.items()) if project in projects]
         context.log.info(
             f"{project}: quality_gates {_shown(recorded.get(project))} -> "
             f"{_shown(current.get(project))}; re-evaluating {len(rechecked)} materialized day(s) "
             f"of the last {days}: {', '.join(rechecked) or 'none'}"
         )
+    # A re-check reads the floors when its run starts: one still waiting for a day, over the
+    # same assets, applies this change as well, and repeated edits queue the day once.
+    waiting = _waiting_rechecks(context)
+    held = sorted(
+        day
+        for day, (keys, _) in per_day.items()
+        if any(selection is None or keys <= selection for selection in waiting.get(day, []))
+    )
+    if held:
+        context.log.info(f"not queued again, a floor re-check still waiting: {', '.join(held)}")
+    requests = [
+        _recheck_request(day, keys, [changes[p] for p in sorted(projects)], days=days)
+        for day, (keys, projects) in sorted(per_day.items())
+        if day not in held
+    ]
     cursor = json.dumps({"floors": current}, sort_keys=True)
     if not requests:
+        nothing = (
+            f"the re-check still waiting for {', '.join(held)} applies them when it starts"
+            if held
+            else f"{'it has no' if len(changed) == 1 else 'none of them has a'} materialized "
+            f"day in the last {days} days to re-evaluate"
+        )
         return SensorResult(
-            skip_reason=f"floors changed for {', '.join(changed)}; "
-            f"{'it has no' if len(changed) == 1 else 'none of them has a'} materialized day in the "
-            f"last {days} days to re-evaluate" + _unread_note(unread),
+            skip_reason=f"floors changed for {', '.join(changed)}; {nothing}"
+            + _unread_note(unread),
             cursor=cursor,
         )
     for problem in unread.values():
@@ -262,21 +286,17 @@ def _settings_project(path: str) -> str | None:
     return parts[1] if len(parts) == 3 and path == project_settings_path(parts[1]) else None
 
 
-def _recheck_requests(
-    context: SensorEvaluationContext,
-    lake: Lake,
-    changes: dict[str, dict[str, object]],
-    *,
-    days: int,
-) -> list[RunRequest]:
-    """One run per day of the last `days` daily partitions on which a project of `changes` was
-    gated: the gated assets of that day's projects, the changed projects named in a tag. A day
-    the project was not judged has no gate of its own to change."""
+def _gated_days(
+    context: SensorEvaluationContext, lake: Lake, changed: list[str], *, days: int
+) -> dict[str, tuple[set[AssetKey], set[str]]]:
+    """Day → (the gated assets of its projects in `changed`, those projects), for the days of
+    the last `days` daily partitions on which a project of `changed` was gated. A day the
+    project was not judged has no gate of its own to change."""
     # The last partition is yesterday (a day is one once it has ended), so the window counts
     # back from it, not from today: `days` partitions, and 1 is yesterday.
     last = daily_partitions.get_last_partition_key()
     if last is None:
-        return []
+        return {}
     end = dt.date.fromisoformat(last)
     window = {(end - dt.timedelta(days=back)).isoformat() for back in range(days)}
     per_day: dict[str, tuple[set[AssetKey], set[str]]] = {}
@@ -286,7 +306,7 @@ def _recheck_requests(
         if not scan.collect_schema():
             continue
         judged = (
-            scan.filter(pl.col("project").is_in(sorted(changes)))
+            scan.filter(pl.col("project").is_in(changed))
             .select("day", "project")
             .unique()
             .collect()
@@ -295,19 +315,42 @@ def _recheck_requests(
             keys, projects = per_day.setdefault(day.isoformat(), (set(), set()))
             keys.update(gated.keys)
             projects.add(project)
-    return [
-        RunRequest(
-            run_key=f"floors:{day}:{_change_digest([changes[p] for p in sorted(projects)])}",
-            partition_key=day,
-            asset_selection=sorted(keys, key=lambda key: key.to_user_string()),
-            tags={
-                FLOORS_CHANGED_TAG: ",".join(sorted(projects)),
-                RECHECK_DAYS_TAG: str(days),
-                PRIORITY_TAG: RECHECK_PRIORITY,
-            },
+    return per_day
+
+
+def _waiting_rechecks(
+    context: SensorEvaluationContext,
+) -> dict[str, list[AbstractSet[AssetKey] | None]]:
+    """Day → the asset selections (None: the whole job) of its floor re-check runs not started
+    yet."""
+    runs = context.instance.get_runs(
+        RunsFilter(
+            job_name=quality_job.name,
+            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED],
         )
-        for day, (keys, projects) in sorted(per_day.items())
-    ]
+    )
+    waiting: dict[str, list[AbstractSet[AssetKey] | None]] = {}
+    for run in runs:
+        if FLOORS_CHANGED_TAG in run.tags and (day := run.tags.get(PARTITION_TAG)):
+            waiting.setdefault(day, []).append(run.asset_selection)
+    return waiting
+
+
+def _recheck_request(
+    day: str, keys: set[AssetKey], changes: list[dict[str, object]], *, days: int
+) -> RunRequest:
+    """The run that re-evaluates `keys` on `day` after `changes` (the changed projects judged
+    that day)."""
+    return RunRequest(
+        run_key=f"floors:{day}:{_change_digest(changes)}",
+        partition_key=day,
+        asset_selection=sorted(keys, key=lambda key: key.to_user_string()),
+        tags={
+            FLOORS_CHANGED_TAG: ",".join(str(change["project"]) for change in changes),
+            RECHECK_DAYS_TAG: str(days),
+            PRIORITY_TAG: RECHECK_PRIORITY,
+        },
+    )
 
 
 def _change_digest(changes: list[dict[str, object]]) -> str:
@@ -315,10 +358,6 @@ def _change_digest(changes: list[dict[str, object]]) -> str:
     and its file's fingerprint and last-modified time. The time tells apart an edit back to
     earlier content, which an object store fingerprints (ETag) as before."""
     return hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
-
-
-def _projects(request: RunRequest) -> list[str]:
-    return request.tags[FLOORS_CHANGED_TAG].split(",")
 
 
 def _shown(floors: dict[str, float] | None) -> str:

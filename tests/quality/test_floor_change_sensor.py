@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from dagster import AssetKey, SensorResult, SkipReason, build_sensor_context
+from dagster import AssetKey, DagsterRunStatus, SensorResult, SkipReason, build_sensor_context
 
 from assets.common.partitions import daily_partitions
 from assets.quality import sensors
@@ -230,4 +230,66 @@ def test_a_window_of_one_day_rechecks_yesterday(graph, monkeypatch):
         assert [r.partition_key for r in requests] == [YESTERDAY]
         assert requests[0].tags[sensors.RECHECK_DAYS_TAG] == "1"
     finally:
+        (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
+
+
+def test_a_day_whose_recheck_still_waits_is_not_queued_again(graph, monkeypatch):
+    # A re-check run reads the floors when it starts: one still waiting for a day applies the
+    # latest edit too, so repeated edits do not queue the day again.
+    defs, instance, data = graph
+    monkeypatch.setenv(DAYS, "3")
+    job = defs.resolve_job_def("quality_job")
+    waiting = []
+    try:
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.3}})
+        _, _, cursor = _tick(defs, instance, None)
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.4}})
+        first, _, cursor = _tick(defs, instance, cursor)
+        assert [r.partition_key for r in first] == [RECENT, YESTERDAY]
+        # RECENT's run is on its way (created, not started; a queued one is held the same).
+        request = first[0]
+        waiting.append(
+            instance.create_run_for_job(
+                job_def=job,
+                status=DagsterRunStatus.NOT_STARTED,
+                tags={**request.tags, "dagster/partition": RECENT},
+                asset_selection=frozenset(request.asset_selection),
+            )
+        )
+        # A run without the floors tag (a daily one) holds nothing back.
+        waiting.append(
+            instance.create_run_for_job(
+                job_def=job,
+                status=DagsterRunStatus.NOT_STARTED,
+                tags={"dagster/partition": YESTERDAY},
+                asset_selection=frozenset(request.asset_selection),
+            )
+        )
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.5}})
+        requests, reason, cursor = _tick(defs, instance, cursor)
+        assert [r.partition_key for r in requests] == [YESTERDAY], reason
+        # Every day still waiting: nothing to queue, and the tick says which days.
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.6}})
+        instance.delete_run(waiting.pop().run_id)
+        waiting.append(
+            instance.create_run_for_job(
+                job_def=job,
+                status=DagsterRunStatus.NOT_STARTED,
+                tags={**requests[0].tags, "dagster/partition": YESTERDAY},
+                asset_selection=frozenset(requests[0].asset_selection),
+            )
+        )
+        requests, reason, cursor = _tick(defs, instance, cursor)
+        assert requests == []
+        assert f"re-check still waiting for {RECENT}, {YESTERDAY}" in reason, reason
+        # Once they started, a new edit queues the days again.
+        for run in waiting:
+            instance.delete_run(run.run_id)
+        waiting.clear()
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.7}})
+        requests, reason, _ = _tick(defs, instance, cursor)
+        assert [r.partition_key for r in requests] == [RECENT, YESTERDAY], reason
+    finally:
+        for run in waiting:
+            instance.delete_run(run.run_id)
         (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
