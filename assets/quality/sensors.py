@@ -4,6 +4,7 @@ changed gate floors re-evaluate the days they apply to."""
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Set as AbstractSet
 
 import polars as pl
@@ -175,9 +176,9 @@ def floor_change_sensor(
     context: SensorEvaluationContext, lake: Lake, landing: LandingZone
 ) -> SensorResult | SkipReason:
     # The cursor holds each project's floors as last read (projects without floors of their
-    # own are left out). A run is keyed by what changed (`_change_digest`), never by a count
-    # kept in the cursor: Dagster refuses a run key any earlier run of the sensor had, and a
-    # reset cursor would count again from the start.
+    # own are left out), and since when a file with floors has been missing. A run is keyed by
+    # what changed (`_change_digest`), never by a count kept in the cursor: Dagster refuses a
+    # run key any earlier run of the sensor had, and a reset cursor would count from the start.
     state = load_cursor(context.cursor)
     read, files, unread = _read_floors(landing)
     if "floors" not in state:
@@ -190,13 +191,24 @@ def floor_change_sensor(
         )
     recorded: dict[str, dict[str, float]] = state["floors"]
     # A file not read this tick (being written, or malformed) keeps the floors last read.
-    current = {p: f for p, f in read.items() if p not in unread}
+    current = dict(read)
     current.update({p: recorded[p] for p in unread if p in recorded})
+    missing, removed = _missing_files(landing, recorded, {*files, *unread}, state.get("missing"))
+    for project, since in missing.items():
+        current[project] = recorded[project]
+        unread[project] = (
+            f"{project_settings_path(project)} missing since {_when(since)}; its floors count "
+            f"as removed once it stays missing for over {landing.settle_seconds:g} s"
+        )
+    cursor = json.dumps(
+        {"floors": current, **({"missing": missing} if missing else {})}, sort_keys=True
+    )
     changed = sorted(p for p in {*current, *recorded} if current.get(p) != recorded.get(p))
     if not changed:
-        return SkipReason(
-            f"no project's floors changed ({len(current)} with floors of their own)"
-            + _unread_note(unread)
+        return SensorResult(
+            skip_reason=f"no project's floors changed ({len(current)} with floors of their own)"
+            + _unread_note(unread),
+            cursor=cursor,
         )
     days = load_settings().floor_recheck_days
     changes: dict[str, dict[str, object]] = {
@@ -205,6 +217,7 @@ def floor_change_sensor(
             "old": recorded.get(project),
             "new": current.get(project),
             "file": files.get(project),
+            "missing_since": removed.get(project),
         }
         for project in changed
     }
@@ -231,7 +244,6 @@ def floor_change_sensor(
         for day, (keys, projects) in sorted(per_day.items())
         if day not in held
     ]
-    cursor = json.dumps({"floors": current}, sort_keys=True)
     if not requests:
         nothing = (
             f"the re-check still waiting for {', '.join(held)} applies them when it starts"
@@ -278,6 +290,33 @@ def _read_floors(
         if own:
             floors[project] = own
     return floors, files, unread
+
+
+def _missing_files(
+    landing: LandingZone,
+    recorded: dict[str, dict[str, float]],
+    listed: set[str],
+    missing_since: dict[str, float] | None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(project → since when its file has been missing, for the projects with floors recorded
+    whose file went missing within the settle time; the same for those missing for longer,
+    whose floors count as removed)."""
+    # A tool that replaces a file may delete it first, and an upload may land under another
+    # name until complete: a file gone for less than the settle time is one being rewritten.
+    now = time.time()
+    missing: dict[str, float] = {}
+    removed: dict[str, float] = {}
+    for project in sorted(set(recorded) - listed):
+        since = (missing_since or {}).get(project, now)
+        if landing.settle_seconds > 0 and now - since <= landing.settle_seconds:
+            missing[project] = since
+        else:
+            removed[project] = since
+    return missing, removed
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
 def _settings_project(path: str) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
 from pathlib import Path
 
 import polars as pl
@@ -42,8 +44,10 @@ def graph(tmp_path_factory):
         yield env
 
 
-def _tick(defs, instance, cursor):
+def _tick(defs, instance, cursor, *, landing=None):
     resources = {k: v for k, v in defs.resources.items() if k in ("lake", "landing")}
+    if landing is not None:
+        resources["landing"] = landing
     context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     result = sensors.floor_change_sensor(context)
     if isinstance(result, SkipReason):
@@ -292,4 +296,45 @@ def test_a_day_whose_recheck_still_waits_is_not_queued_again(graph, monkeypatch)
     finally:
         for run in waiting:
             instance.delete_run(run.run_id)
+        (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
+
+
+def test_a_removed_file_counts_once_it_stays_missing_past_the_settle_time(graph, monkeypatch):
+    # A tool that replaces a file may delete it first: a file gone for less than the landing
+    # settle time keeps its floors, as one being written does.
+    defs, instance, data = graph
+    monkeypatch.setenv(DAYS, "3")
+    local = defs.resources["landing"]
+    landing = type(local)(path=local.path, settle_seconds=1.0)
+
+    def write(floor):
+        path = _write(data, "sentiment", {"quality_gates": {"min_alpha": floor}})
+        os.utime(path, (time.time() - 10, time.time() - 10))  # settled
+        return path
+
+    try:
+        settings = write(0.3)
+        _, _, cursor = _tick(defs, instance, None, landing=landing)
+        settings.unlink()
+        requests, reason, cursor = _tick(defs, instance, cursor, landing=landing)
+        assert requests == [] and "exports/sentiment/project.json missing since" in reason, reason
+        assert json.loads(cursor)["floors"] == {"sentiment": {"min_alpha": 0.3}}
+        # Back with the same floors: nothing changed, and nothing is missing any more.
+        write(0.3)
+        requests, reason, cursor = _tick(defs, instance, cursor, landing=landing)
+        assert requests == [] and reason.startswith("no project's floors changed"), reason
+        assert "missing" not in reason and not json.loads(cursor).get("missing")
+
+        # Gone for longer than the settle time: back to the defaults, the days re-evaluated.
+        settings.unlink()
+        requests, _, cursor = _tick(defs, instance, cursor, landing=landing)
+        assert requests == []
+        time.sleep(1.2)
+        requests, reason, after = _tick(defs, instance, cursor, landing=landing)
+        assert [r.partition_key for r in requests] == [RECENT, YESTERDAY], reason
+        assert json.loads(after) == {"floors": {}}
+        # The same tick evaluated again asks for the same runs.
+        again, _, _ = _tick(defs, instance, cursor, landing=landing)
+        assert [r.run_key for r in again] == [r.run_key for r in requests]
+    finally:
         (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
