@@ -179,21 +179,25 @@ def floor_change_sensor(
     # own are left out), and since when a file with floors has been missing. A run is keyed by
     # what changed (`_change_digest`), never by a count kept in the cursor: Dagster refuses a
     # run key any earlier run of the sensor had, and a reset cursor would count from the start.
-    state = load_cursor(context.cursor)
+    recorded, missing_since, problem = _floor_cursor(context.cursor)
     read, files, unread = _read_floors(landing)
-    if "floors" not in state:
+    if recorded is None:
         # Before the first tick nobody knows which floors the stored days were gated with; the
         # runs of each day since applied the files as they were, so today's are the baseline.
+        # A cursor not understood (set by hand) is the same: failing on it every tick would
+        # stop the sensor for good.
+        if problem:
+            context.log.warning(f"cursor not understood ({problem}); a new baseline is recorded")
         return SensorResult(
-            skip_reason=f"first tick: recorded the floors of {len(read)} project(s); a change "
+            skip_reason=("cursor not understood, taken as the " if problem else "")
+            + f"first tick: recorded the floors of {len(read)} project(s); a change "
             "from now on re-evaluates the project's days" + _unread_note(unread),
             cursor=json.dumps({"floors": read}, sort_keys=True),
         )
-    recorded: dict[str, dict[str, float]] = state["floors"]
     # A file not read this tick (being written, or malformed) keeps the floors last read.
     current = dict(read)
     current.update({p: recorded[p] for p in unread if p in recorded})
-    missing, removed = _missing_files(landing, recorded, {*files, *unread}, state.get("missing"))
+    missing, removed = _missing_files(landing, recorded, {*files, *unread}, missing_since)
     for project, since in missing.items():
         current[project] = recorded[project]
         unread[project] = (
@@ -292,11 +296,38 @@ def _read_floors(
     return floors, files, unread
 
 
+def _floor_cursor(
+    cursor: str | None,
+) -> tuple[dict[str, dict[str, float]] | None, dict[str, float], str | None]:
+    """(project → floors last read, None before the first tick; project → since when its file
+    has been missing; why the cursor was not understood, which makes it a first tick)."""
+    if not cursor:
+        return None, {}, None
+    try:
+        state = json.loads(cursor)
+    except json.JSONDecodeError as error:
+        return None, {}, f"not JSON: {error}"
+    floors = state.get("floors") if isinstance(state, dict) else None
+    missing = state.get("missing", {}) if isinstance(state, dict) else None
+    if not isinstance(floors, dict) or not all(
+        isinstance(own, dict) and all(_is_number(floor) for floor in own.values())
+        for own in floors.values()
+    ):
+        return None, {}, f'expected {{"floors": {{project: {{gate: number}}}}}}, got {cursor:.200}'
+    if not isinstance(missing, dict) or not all(_is_number(since) for since in missing.values()):
+        return None, {}, f'expected "missing": {{project: epoch seconds}}, got {cursor:.200}'
+    return floors, missing, None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _missing_files(
     landing: LandingZone,
     recorded: dict[str, dict[str, float]],
     listed: set[str],
-    missing_since: dict[str, float] | None,
+    missing_since: dict[str, float],
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(project → since when its file has been missing, for the projects with floors recorded
     whose file went missing within the settle time; the same for those missing for longer,
@@ -307,7 +338,7 @@ def _missing_files(
     missing: dict[str, float] = {}
     removed: dict[str, float] = {}
     for project in sorted(set(recorded) - listed):
-        since = (missing_since or {}).get(project, now)
+        since = missing_since.get(project, now)
         if landing.settle_seconds > 0 and now - since <= landing.settle_seconds:
             missing[project] = since
         else:

@@ -338,3 +338,29 @@ def test_a_removed_file_counts_once_it_stays_missing_past_the_settle_time(graph,
         assert [r.run_key for r in again] == [r.run_key for r in requests]
     finally:
         (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not json",
+        "[]",
+        '{"changes": 3}',
+        '{"floors": []}',
+        '{"floors": {"sentiment": "high"}}',
+        '{"floors": {"sentiment": {"min_alpha": "high"}}}',
+        '{"floors": {}, "missing": {"sentiment": "yesterday"}}',
+    ],
+)
+def test_a_cursor_it_cannot_read_is_a_first_tick_not_an_error(graph, cursor):
+    # A cursor set by hand (or by an older version) starts a new baseline, once, with a warning.
+    defs, instance, data = graph
+    try:
+        _write(data, "sentiment", {"quality_gates": {"min_alpha": 0.3}})
+        requests, reason, after = _tick(defs, instance, cursor)
+        assert requests == [] and "first tick: recorded the floors of 1 project(s)" in reason
+        assert json.loads(after) == {"floors": {"sentiment": {"min_alpha": 0.3}}}
+        requests, reason, _ = _tick(defs, instance, after)
+        assert requests == [] and reason.startswith("no project's floors changed"), reason
+    finally:
+        (data / "landing" / "exports" / "sentiment" / "project.json").unlink(missing_ok=True)
