@@ -92,6 +92,13 @@ class LandingZone(ConfigurableResource):
         """((path, fingerprint) of the files under `prefix` that have settled, the paths held
         back because they were written to within `settle_seconds`) as of `now`, from one
         listing; a name an upload gives a file until it is complete is in neither."""
+        settled, unsettled = self.scan_settled_entries(prefix, now=now)
+        return [(path, fingerprint) for path, fingerprint, _ in settled], unsettled
+
+    def scan_settled_entries(
+        self, prefix: str, *, now: float | None = None
+    ) -> tuple[list[tuple[str, str, float]], list[str]]:
+        """`scan_settled` with each settled file's last-modified time (epoch seconds) too."""
         cutoff = (time.time() if now is None else now) - self.settle_seconds
         settled, unsettled = [], []
         for path, fingerprint, modified in self.list_entries(prefix):
@@ -99,7 +106,7 @@ class LandingZone(ConfigurableResource):
                 continue
             # Without a settle time the clocks are not compared: an object store's may be ahead.
             if self.settle_seconds <= 0 or modified <= cutoff:
-                settled.append((path, fingerprint))
+                settled.append((path, fingerprint, modified))
             else:
                 unsettled.append(path)
         return settled, unsettled

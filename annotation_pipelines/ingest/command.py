@@ -48,9 +48,10 @@ SHOWN = 5
     "settings_path",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
-    help="A project.json as the landing zone holds it (exports/<project>/project.json): its "
-    "column `mapping` and `label_set`, read as the sensor reads them (the options override "
-    "them), and its `quality_gates` floors, checked as the quality step checks them.",
+    help="A project.json as the landing zone holds it (exports/<project>/project.json), read "
+    "as the landing asset reads it, for every format: its `label_set` (--label-set overrides "
+    "it), its column `mapping` (tables only; the column options override it) and its "
+    "`quality_gates` floors, checked as the quality step checks them.",
 )
 @click.option("--task-col", default=None, help="Tables: the task id column [task_id].")
 @click.option("--annotator-col", default=None, help="Tables: the annotator column [annotator_id].")
@@ -98,9 +99,9 @@ def ingest_command(
         "submitted_at": submitted_at_col,
     }
     given = {name: column for name, column in columns.items() if column is not None}
-    if format_ not in TABLE_FORMATS and (given or settings_path is not None):
+    if format_ not in TABLE_FORMATS and given:
         raise click.UsageError(
-            f"--settings and the column options apply to tables ({', '.join(TABLE_FORMATS)}); "
+            f"the column options apply to tables ({', '.join(TABLE_FORMATS)}); "
             f"a {format_} export names its own fields"
         )
     settings = _project_settings(settings_path) if settings_path is not None else {}

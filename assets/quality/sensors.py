@@ -2,7 +2,10 @@
 changed gate floors re-evaluate the days they apply to."""
 
 import datetime as dt
+import hashlib
 import json
+import time
+from collections.abc import Set as AbstractSet
 
 import polars as pl
 from dagster import (
@@ -11,11 +14,13 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
+    DagsterRunStatus,
     DefaultSensorStatus,
     FloatMetadataValue,
     IntMetadataValue,
     JsonMetadataValue,
     RunRequest,
+    RunsFilter,
     RunStatusChangeRecordsFilter,
     SensorEvaluationContext,
     SensorResult,
@@ -28,6 +33,7 @@ from annotation_pipelines.quality.gates import project_gate_floors
 from annotation_pipelines.settings import load_settings
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
+from assets.common.partitions import daily_partitions
 from assets.quality.assets import GATES, quality
 from assets.quality.jobs import quality_job
 from assets.quality.kinds import kind_quality
@@ -148,6 +154,11 @@ def _run_partition(context: SensorEvaluationContext, run_id: str) -> str:
 # and how many days back the sensor looked.
 FLOORS_CHANGED_TAG = "annotation_pipelines/floors_changed"
 RECHECK_DAYS_TAG = "annotation_pipelines/recheck_days"
+# The run queue starts runs in the order they came, and a change queues up to
+# ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS of them; below the default priority (0), a daily run
+# queued after them still takes the next free slot.
+PRIORITY_TAG, RECHECK_PRIORITY = "dagster/priority", "-1"
+PARTITION_TAG = "dagster/partition"
 # The assets that evaluate the gates, each with the report table that lists the projects a day
 # has: categorical projects are gated by `quality`, the other kinds by `kind_quality`.
 GATED = ((quality, "quality_report"), (kind_quality, "kind_quality_report"))
@@ -158,50 +169,95 @@ GATED = ((quality, "quality_report"), (kind_quality, "kind_quality_report"))
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="A project's quality_gates floors changed in its project.json → re-evaluate the "
-    "gates of its materialized days in the last ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS "
-    "(default 30).",
+    "gates of its materialized days among the last ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS "
+    "(default 30) daily partitions, yesterday the last.",
 )
 def floor_change_sensor(
     context: SensorEvaluationContext, lake: Lake, landing: LandingZone
 ) -> SensorResult | SkipReason:
     # The cursor holds each project's floors as last read (projects without floors of their
-    # own are left out) and a count of the changes acted on, which keys the runs: a floor set
-    # back to an earlier value re-evaluates again, a tick evaluated twice launches nothing twice.
-    state = load_cursor(context.cursor)
-    read, unread = _read_floors(landing)
-    if "floors" not in state:
+    # own are left out), and since when a file with floors has been missing. A run is keyed by
+    # what changed (`_change_digest`), never by a count kept in the cursor: Dagster refuses a
+    # run key any earlier run of the sensor had, and a reset cursor would count from the start.
+    recorded, missing_since, problem = _floor_cursor(context.cursor)
+    read, files, unread = _read_floors(landing)
+    if recorded is None:
         # Before the first tick nobody knows which floors the stored days were gated with; the
         # runs of each day since applied the files as they were, so today's are the baseline.
+        # A cursor not understood (set by hand) is the same: failing on it every tick would
+        # stop the sensor for good.
+        if problem:
+            context.log.warning(f"cursor not understood ({problem}); a new baseline is recorded")
         return SensorResult(
-            skip_reason=f"first tick: recorded the floors of {len(read)} project(s); a change "
+            skip_reason=("cursor not understood, taken as the " if problem else "")
+            + f"first tick: recorded the floors of {len(read)} project(s); a change "
             "from now on re-evaluates the project's days" + _unread_note(unread),
-            cursor=json.dumps({"floors": read, "changes": 0}, sort_keys=True),
+            cursor=json.dumps({"floors": read}, sort_keys=True),
         )
-    recorded: dict[str, dict[str, float]] = state["floors"]
     # A file not read this tick (being written, or malformed) keeps the floors last read.
-    current = {p: f for p, f in read.items() if p not in unread}
+    current = dict(read)
     current.update({p: recorded[p] for p in unread if p in recorded})
+    missing, removed = _missing_files(landing, recorded, {*files, *unread}, missing_since)
+    for project, since in missing.items():
+        current[project] = recorded[project]
+        unread[project] = (
+            f"{project_settings_path(project)} missing since {_when(since)}; its floors count "
+            f"as removed once it stays missing for over {landing.settle_seconds:g} s"
+        )
+    cursor = json.dumps(
+        {"floors": current, **({"missing": missing} if missing else {})}, sort_keys=True
+    )
     changed = sorted(p for p in {*current, *recorded} if current.get(p) != recorded.get(p))
     if not changed:
-        return SkipReason(
-            f"no project's floors changed ({len(current)} with floors of their own)"
-            + _unread_note(unread)
+        return SensorResult(
+            skip_reason=f"no project's floors changed ({len(current)} with floors of their own)"
+            + _unread_note(unread),
+            cursor=cursor,
         )
     days = load_settings().floor_recheck_days
-    requests = _recheck_requests(context, lake, changed, days=days, change=state["changes"] + 1)
+    changes: dict[str, dict[str, object]] = {
+        project: {
+            "project": project,
+            "old": recorded.get(project),
+            "new": current.get(project),
+            "file": files.get(project),
+            "missing_since": removed.get(project),
+        }
+        for project in changed
+    }
+    per_day = _gated_days(context, lake, changed, days=days)
     for project in changed:
-        rechecked = [r.partition_key or "" for r in requests if project in _projects(r)]
+        rechecked = [day for day, (_, projects) in sorted(per_day.items()) if project in projects]
         context.log.info(
             f"{project}: quality_gates {_shown(recorded.get(project))} -> "
             f"{_shown(current.get(project))}; re-evaluating {len(rechecked)} materialized day(s) "
             f"of the last {days}: {', '.join(rechecked) or 'none'}"
         )
-    cursor = json.dumps({"floors": current, "changes": state["changes"] + 1}, sort_keys=True)
+    # A re-check reads the floors when its run starts: one still waiting for a day, over the
+    # same assets, applies this change as well, and repeated edits queue the day once.
+    waiting = _waiting_rechecks(context)
+    held = sorted(
+        day
+        for day, (keys, _) in per_day.items()
+        if any(selection is None or keys <= selection for selection in waiting.get(day, []))
+    )
+    if held:
+        context.log.info(f"not queued again, a floor re-check still waiting: {', '.join(held)}")
+    requests = [
+        _recheck_request(day, keys, [changes[p] for p in sorted(projects)], days=days)
+        for day, (keys, projects) in sorted(per_day.items())
+        if day not in held
+    ]
     if not requests:
+        nothing = (
+            f"the re-check still waiting for {', '.join(held)} applies them when it starts"
+            if held
+            else f"{'it has no' if len(changed) == 1 else 'none of them has a'} materialized "
+            f"day in the last {days} days to re-evaluate"
+        )
         return SensorResult(
-            skip_reason=f"floors changed for {', '.join(changed)}; "
-            f"{'it has no' if len(changed) == 1 else 'none of them has a'} materialized day in the "
-            f"last {days} days to re-evaluate" + _unread_note(unread),
+            skip_reason=f"floors changed for {', '.join(changed)}; {nothing}"
+            + _unread_note(unread),
             cursor=cursor,
         )
     for problem in unread.values():
@@ -209,20 +265,25 @@ def floor_change_sensor(
     return SensorResult(run_requests=requests, cursor=cursor)
 
 
-def _read_floors(landing: LandingZone) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """(project → its floors, for the projects whose settings file sets any; project → why its
-    file was not read this tick: written to within the settle time, or malformed)."""
-    settled, waiting = landing.scan_settled("exports/")
+def _read_floors(
+    landing: LandingZone,
+) -> tuple[dict[str, dict[str, float]], dict[str, list[object]], dict[str, str]]:
+    """(project → its floors, for the projects whose settings file sets any; project → its
+    settled file's [fingerprint, last modified]; project → why its file was not read this tick:
+    written to within the settle time, or malformed)."""
+    settled, waiting = landing.scan_settled_entries("exports/")
     floors: dict[str, dict[str, float]] = {}
+    files: dict[str, list[object]] = {}
     unread: dict[str, str] = {}
     for path in waiting:
         if project := _settings_project(path):
             unread[project] = (
                 f"{path} written to within {landing.settle_seconds:g} s, read once it settles"
             )
-    for path, _ in settled:
+    for path, fingerprint, modified in settled:
         if not (project := _settings_project(path)):
             continue
+        files[project] = [fingerprint, modified]
         try:
             # The reader and the validation the quality step uses, so the sensor sees the
             # floors that step would apply, and refuses what it would refuse.
@@ -232,7 +293,61 @@ def _read_floors(landing: LandingZone) -> tuple[dict[str, dict[str, float]], dic
             continue
         if own:
             floors[project] = own
-    return floors, unread
+    return floors, files, unread
+
+
+def _floor_cursor(
+    cursor: str | None,
+) -> tuple[dict[str, dict[str, float]] | None, dict[str, float], str | None]:
+    """(project → floors last read, None before the first tick; project → since when its file
+    has been missing; why the cursor was not understood, which makes it a first tick)."""
+    if not cursor:
+        return None, {}, None
+    try:
+        state = json.loads(cursor)
+    except json.JSONDecodeError as error:
+        return None, {}, f"not JSON: {error}"
+    floors = state.get("floors") if isinstance(state, dict) else None
+    missing = state.get("missing", {}) if isinstance(state, dict) else None
+    if not isinstance(floors, dict) or not all(
+        isinstance(own, dict) and all(_is_number(floor) for floor in own.values())
+        for own in floors.values()
+    ):
+        return None, {}, f'expected {{"floors": {{project: {{gate: number}}}}}}, got {cursor:.200}'
+    if not isinstance(missing, dict) or not all(_is_number(since) for since in missing.values()):
+        return None, {}, f'expected "missing": {{project: epoch seconds}}, got {cursor:.200}'
+    return floors, missing, None
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _missing_files(
+    landing: LandingZone,
+    recorded: dict[str, dict[str, float]],
+    listed: set[str],
+    missing_since: dict[str, float],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(project → since when its file has been missing, for the projects with floors recorded
+    whose file went missing within the settle time; the same for those missing for longer,
+    whose floors count as removed)."""
+    # A tool that replaces a file may delete it first, and an upload may land under another
+    # name until complete: a file gone for less than the settle time is one being rewritten.
+    now = time.time()
+    missing: dict[str, float] = {}
+    removed: dict[str, float] = {}
+    for project in sorted(set(recorded) - listed):
+        since = missing_since.get(project, now)
+        if landing.settle_seconds > 0 and now - since <= landing.settle_seconds:
+            missing[project] = since
+        else:
+            removed[project] = since
+    return missing, removed
+
+
+def _when(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
 def _settings_project(path: str) -> str | None:
@@ -241,14 +356,19 @@ def _settings_project(path: str) -> str | None:
     return parts[1] if len(parts) == 3 and path == project_settings_path(parts[1]) else None
 
 
-def _recheck_requests(
-    context: SensorEvaluationContext, lake: Lake, changed: list[str], *, days: int, change: int
-) -> list[RunRequest]:
-    """One run per day of the last `days` (today included) on which a project of `changed` was
-    gated: the gated assets of that day's projects, the changed projects named in a tag. A day
-    the project was not judged has no gate of its to change."""
-    today = dt.datetime.now(dt.UTC).date()
-    window = {(today - dt.timedelta(days=back)).isoformat() for back in range(days)}
+def _gated_days(
+    context: SensorEvaluationContext, lake: Lake, changed: list[str], *, days: int
+) -> dict[str, tuple[set[AssetKey], set[str]]]:
+    """Day → (the gated assets of its projects in `changed`, those projects), for the days of
+    the last `days` daily partitions on which a project of `changed` was gated. A day the
+    project was not judged has no gate of its own to change."""
+    # The last partition is yesterday (a day is one once it has ended), so the window counts
+    # back from it, not from today: `days` partitions, and 1 is yesterday.
+    last = daily_partitions.get_last_partition_key()
+    if last is None:
+        return {}
+    end = dt.date.fromisoformat(last)
+    window = {(end - dt.timedelta(days=back)).isoformat() for back in range(days)}
     per_day: dict[str, tuple[set[AssetKey], set[str]]] = {}
     for gated, report in GATED:
         materialized = window & context.instance.get_materialized_partitions(AssetKey(report))
@@ -265,19 +385,49 @@ def _recheck_requests(
             keys, projects = per_day.setdefault(day.isoformat(), (set(), set()))
             keys.update(gated.keys)
             projects.add(project)
-    return [
-        RunRequest(
-            run_key=f"floors:{change}:{day}",
-            partition_key=day,
-            asset_selection=sorted(keys, key=lambda key: key.to_user_string()),
-            tags={FLOORS_CHANGED_TAG: ",".join(sorted(projects)), RECHECK_DAYS_TAG: str(days)},
+    return per_day
+
+
+def _waiting_rechecks(
+    context: SensorEvaluationContext,
+) -> dict[str, list[AbstractSet[AssetKey] | None]]:
+    """Day → the asset selections (None: the whole job) of its floor re-check runs not started
+    yet."""
+    runs = context.instance.get_runs(
+        RunsFilter(
+            job_name=quality_job.name,
+            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED],
         )
-        for day, (keys, projects) in sorted(per_day.items())
-    ]
+    )
+    waiting: dict[str, list[AbstractSet[AssetKey] | None]] = {}
+    for run in runs:
+        if FLOORS_CHANGED_TAG in run.tags and (day := run.tags.get(PARTITION_TAG)):
+            waiting.setdefault(day, []).append(run.asset_selection)
+    return waiting
 
 
-def _projects(request: RunRequest) -> list[str]:
-    return request.tags[FLOORS_CHANGED_TAG].split(",")
+def _recheck_request(
+    day: str, keys: set[AssetKey], changes: list[dict[str, object]], *, days: int
+) -> RunRequest:
+    """The run that re-evaluates `keys` on `day` after `changes` (the changed projects judged
+    that day)."""
+    return RunRequest(
+        run_key=f"floors:{day}:{_change_digest(changes)}",
+        partition_key=day,
+        asset_selection=sorted(keys, key=lambda key: key.to_user_string()),
+        tags={
+            FLOORS_CHANGED_TAG: ",".join(str(change["project"]) for change in changes),
+            RECHECK_DAYS_TAG: str(days),
+            PRIORITY_TAG: RECHECK_PRIORITY,
+        },
+    )
+
+
+def _change_digest(changes: list[dict[str, object]]) -> str:
+    """A hash of the changes a run re-evaluates: each project with its floors before and after,
+    and its file's fingerprint and last-modified time. The time tells apart an edit back to
+    earlier content, which an object store fingerprints (ETag) as before."""
+    return hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
 
 
 def _shown(floors: dict[str, float] | None) -> str:

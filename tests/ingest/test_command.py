@@ -276,3 +276,19 @@ def test_column_options_are_for_tables_only_and_many_quarantined_rows_are_elided
     assert lines[0] == "8 of 8 rows quarantined (all with --output):"
     assert lines[1] == f"  {path}: row 1, field 'label': unknown_label"
     assert lines[-1] == "  ... and 3 more" and len(lines) == 7
+
+
+def test_settings_apply_to_every_format_as_the_landing_asset_applies_them(tmp_path):
+    # The landing asset reads a project's label set and gate floors whatever the export's
+    # format; the column mapping only means something to a table.
+    path = write_label_studio(tmp_path / "export.json")
+    settings = tmp_path / "project.json"
+    settings.write_text(json.dumps({"label_set": ["pos", "neg"], "mapping": {"task_id": "id"}}))
+    given = run(str(path), "--format", "label-studio", "--settings", str(settings))
+    assert given.exit_code == 0, given.output
+    listed = run(str(path), "--format", "label-studio", "--label-set", "pos,neg")
+    assert summary(given.stdout) == summary(listed.stdout)
+    assert summary(given.stdout)["reasons"].get("unknown_label")
+    settings.write_text(json.dumps({"quality_gates": {"min_alpha": "high"}}))
+    bad = run(str(path), "--format", "label-studio", "--settings", str(settings))
+    assert bad.exit_code == 2 and "quality_gates.min_alpha" in bad.output
