@@ -9,6 +9,9 @@ same state version, write each decision once.
 A request's `status` (`ingest/sql/003_request_status.sql`) is the tool's to move to
 `acknowledged` or `fulfilled`; the pipelines only withdraw a request they no longer want, and
 only while it is `open` or `acknowledged`, so a fulfilled request stays fulfilled.
+
+A block's `status` (`ingest/sql/004_block_revoked.sql`) is the tool's to move to `revoked`;
+the live runs read those changes (`read_reversals`) in the change stream's window.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextlib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -124,6 +127,37 @@ def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "p
     return int(row[0]) if row else 0
 
 
+def read_reversals(
+    dsn: str,
+    *,
+    since: datetime,
+    until: datetime,
+    overlap: timedelta,
+    schema: str = "public",
+) -> pl.DataFrame:
+    """The categorical blocks the tool revoked, changed in `(since - overlap, until]`
+    (`loop.live.REVERSALS`, oldest change first).
+
+    The window is the change stream's: `until` is the extract's bound below every open
+    transaction, so a revocation committed later but stamped earlier is not skipped, and
+    the overlap reads the end of the last window again. A reversal read twice is applied once
+    (`loop.live.update` lifts only a block still in force). A kind's block (its evidence names
+    the kind) is not read: the kind states do not lift blocks.
+    """
+    from annotation_pipelines.loop.live import REVERSALS
+
+    quoted = f'"{validate_identifier(schema)}"."annotator_actions"'
+    query = (
+        "SELECT project, annotator_id, decision_id, revoked_at, revoked_by "
+        f"FROM {quoted} WHERE action = 'block' AND status = 'revoked' "
+        "AND NOT (coalesce(evidence, '{}'::jsonb) ? 'kind') "
+        "AND updated_at > %(start)s AND updated_at <= %(until)s ORDER BY updated_at, action_id"
+    )
+    with connect(dsn, autocommit=True) as connection:
+        rows = connection.execute(query, {"start": since - overlap, "until": until}).fetchall()
+    return pl.DataFrame(rows, schema=REVERSALS, orient="row")
+
+
 class LiveLockTimeout(TimeoutError):
     """Another session held the live lock for longer than this one may wait."""
 
@@ -215,5 +249,6 @@ __all__ = [
     "LiveLockTimeout",
     "changed_rows",
     "live_lock",
+    "read_reversals",
     "write_requests",
 ]

@@ -121,6 +121,28 @@ LIVE_QUARANTINE_SOURCE = "annotation_db_live"
 _ROW_KEYS = {"judgments": "judgment_id", "gold_labels": "task_id", "raw_tasks": "task_id"}
 
 
+def unblock_lines(
+    reversals: pl.DataFrame, unblocked: dict[str, list[str]], options: LiveOptions
+) -> list[str]:
+    """One line per annotator a reversal unblocked in this run: who, who revoked, when."""
+    lines = []
+    for project, annotators in sorted(unblocked.items()):
+        for annotator in annotators:
+            row = (
+                reversals.filter(
+                    (pl.col("project") == project) & (pl.col("annotator_id") == annotator)
+                )
+                .sort("revoked_at")
+                .row(-1, named=True)
+            )
+            lines.append(
+                f"{project}: annotator {annotator} unblocked (block revoked by "
+                f"{row['revoked_by']} at {row['revoked_at'].isoformat()}): their judgments "
+                f"count again; a new block needs {options.min_judgments} judgments after it"
+            )
+    return lines
+
+
 def quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
     """The first `limit` rows set aside, each as `table key=value: field: reason`, and how many
     more. The key is read from the row's `raw` text, where the DB's columns come in table
@@ -541,6 +563,9 @@ def live_quality_state(
 
         since, seen = load_stream(read)
         extract = annotation_db.extract_live(since=since, seen=seen)
+        # The same window as the judgments: committed with the same position, so a run that
+        # fails reads them again, and one that commits does not.
+        reversals = annotation_db.read_reversals(since=since, until=extract.until)
         now = datetime.now(UTC)
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
@@ -564,7 +589,10 @@ def live_quality_state(
             how="vertical_relaxed",
         )
         projects = (
-            set(judgments["project"].unique()) | set(gold["project"].unique()) | set(files.resynced)
+            set(judgments["project"].unique())
+            | set(gold["project"].unique())
+            | set(files.resynced)
+            | set(reversals["project"].unique())
         )
         states = _load_states(
             lake, projects, judgments, gold, files.resynced, whole=bool(config.rebase_days)
@@ -577,7 +605,11 @@ def live_quality_state(
             resynced=files.resynced,
             watermark=extract.until,
             now=now,
+            reversals=reversals,
         )
+        unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
+        for line in unblock_lines(reversals, unblocked, options):
+            context.log.warning(f"live: {line}")
         rebased = _rebase_days(lake, states, config.rebase_days, options, now)
         kinds = _update_kinds(lake, files, config, now)
         every = [
@@ -665,6 +697,7 @@ def live_quality_state(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
+            "unblocked": MetadataValue.json(unblocked),
             "quarantined": MetadataValue.int(quarantined.height),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
