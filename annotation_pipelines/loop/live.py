@@ -47,6 +47,10 @@ per judgment. An annotator whose gold accuracy is confidently below `min_gold_ac
 looks like a spammer (score above `max_spammer_score` and agreement confidently below
 `min_agreement`), after at least `min_judgments`, is blocked at once: a block action, an
 alert, and their judgments flagged and taken out of every posterior in the same update.
+A block the annotation tool revoked (`reversals`) is lifted by the next update: their
+judgments are unflagged and every task they voted on refitted, and the rules then read only
+what came after the reversal (the carried counts less their values then), so the same old
+judgments do not block them again at once; a later block is a decision of its own.
 
 Task requests come from the adaptive policy (`loop.policy.decide`) on the tasks the update
 touched, so a task is asked about once per change of its evidence, not once per tick. Every
