@@ -643,20 +643,7 @@ def _unblock(
     none = pl.Series("task_id", [], pl.String)
     if reversals is None or reversals.height == 0 or state.annotators.height == 0:
         return state, (), none
-    mine = reversals.filter(pl.col("project") == state.project)
-    in_force = state.annotators.filter(pl.col("blocked")).select(
-        "annotator_id", "block_decision_id"
-    )
-    due = (
-        mine.join(in_force, on="annotator_id", how="inner")
-        .filter(
-            pl.col("block_decision_id").is_null()
-            | (pl.col("block_decision_id") == pl.col("decision_id"))
-        )
-        .sort("revoked_at")
-        .unique("annotator_id", keep="last")
-        .sort("annotator_id")
-    )
+    due = _in_force(state.annotators, reversals.filter(pl.col("project") == state.project))
     if due.height == 0:
         return state, (), none
     ids = due.get_column("annotator_id")
@@ -688,6 +675,43 @@ def _unblock(
     fitted = replace(fitted, ledger=after, annotators=annotators)
     fitted = replace(fitted, annotators=_scorecards(fitted, ids, options))
     return fitted, tuple(ids.to_list()), tasks
+
+
+def _in_force(annotators: pl.DataFrame, reversals: pl.DataFrame) -> pl.DataFrame:
+    """The `reversals` of one project's blocks still in force, the latest per annotator."""
+    in_force = annotators.filter(pl.col("blocked")).select("annotator_id", "block_decision_id")
+    return (
+        reversals.join(in_force, on="annotator_id", how="inner")
+        .filter(
+            pl.col("block_decision_id").is_null()
+            | (pl.col("block_decision_id") == pl.col("decision_id"))
+        )
+        .sort("revoked_at")
+        .unique("annotator_id", keep="last")
+        .sort("annotator_id")
+        .select(list(REVERSALS))
+    )
+
+
+def due_reversals(reversals: pl.DataFrame, read: Callable[[str], bytes | None]) -> pl.DataFrame:
+    """The `reversals` that lift a block in force in the stored states (each project's small
+    annotators table read): a run loads and updates a project for those only, not for one
+    already applied and read again in the stream's overlap, nor for a project with no state.
+    Kept too: the reversal of the block the next version would decide again (a run that wrote
+    it to the DB and did not commit, retried), which `update` lifts once it is decided."""
+    due = [pl.DataFrame(schema=REVERSALS)]
+    for project in sorted(reversals.get_column("project").unique().to_list()):
+        prefix = state_prefix(project)
+        meta, data = read(f"{prefix}/state.json"), read(f"{prefix}/annotators.parquet")
+        if meta is None or data is None:
+            continue
+        mine = reversals.filter(pl.col("project") == project)
+        annotators = _read_frame(data, ANNOTATORS)
+        due.append(_in_force(annotators, mine))
+        retried = int(json.loads(meta)["version"]) + 1
+        again = [decision_id(BLOCK, project, a, retried) for a in mine["annotator_id"]]
+        due.append(mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String)))
+    return pl.concat(due).unique(maintain_order=True)
 
 
 def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
@@ -2706,6 +2730,7 @@ __all__ = [
     "content_hash",
     "decision_id",
     "due_merges",
+    "due_reversals",
     "file_rows",
     "files_object",
     "label_studio_requests",

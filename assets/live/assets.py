@@ -58,6 +58,7 @@ from annotation_pipelines.loop.live import (
     LiveState,
     OpenSegment,
     content_hash,
+    due_reversals,
     file_rows,
     files_object,
     label_studio_requests,
@@ -565,7 +566,9 @@ def live_quality_state(
         extract = annotation_db.extract_live(since=since, seen=seen)
         # The same window as the judgments: committed with the same position, so a run that
         # fails reads them again, and one that commits does not.
-        reversals = annotation_db.read_reversals(since=since, until=extract.until)
+        reversals = due_reversals(
+            annotation_db.read_reversals(since=since, until=extract.until), lake.get_if_exists
+        )
         now = datetime.now(UTC)
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)

@@ -114,12 +114,21 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
         assert state.tasks["n_votes"].sum() == state.ledger.height
         version = state.version
 
+        # A reversal of a project with no live state makes none.
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO annotator_actions (annotator_id, project, action, reason, "
+                "decision_id, status, revoked_at, revoked_by) "
+                "VALUES ('s00', 'ghost', 'block', 'r', 'ghost-block', 'revoked', now(), %s)",
+                (LEAD,),
+            )
         # A restarted daemon (a new instance) re-reads the overlap: nothing more happens.
         again = job.execute_in_process(instance=DagsterInstance.ephemeral(), run_config=QUIET)
         assert _metadata(again)["unblocked"] == {}
         assert load_state("reviews", lake_reader(data / "lake")).version == version
+        assert not (data / "lake" / "live" / "ghost").exists()
         with psycopg.connect(dsn, autocommit=True) as connection:
-            assert len(_blocks(connection)) == 1
+            assert len(_blocks(connection)) == 2
 
         # Twenty random answers after the reversal: too few to judge, whatever they are.
         seed_database(dsn, judgments=_spam(0, 20))
@@ -131,7 +140,7 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
         more = job.execute_in_process(instance=instance, run_config=QUIET)
         assert _metadata(more)["blocks_written"] == 1
         with psycopg.connect(dsn, autocommit=True) as connection:
-            first, second = _blocks(connection)
+            first, _, second = _blocks(connection)
         assert first[0] == decision and first[2] == "revoked"
         assert second[0] != decision and second[1:3] == ("s00", "active")
         card = _card(data)

@@ -4,22 +4,29 @@ the same reversal changes nothing."""
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import numpy as np
 import polars as pl
 
 from annotation_pipelines.loop.live import (
+    BLOCK,
     REVERSALS,
     LiveState,
+    decision_id,
+    due_reversals,
     load_state,
     load_touched,
+    rebase,
     state_objects,
     update,
 )
 from tests.loop.test_live import (
     NOW,
+    START,
     _commit,
+    _daily,
     _touched_equal,
     assert_scorecards_recount,
     recomputed_counts,
@@ -162,3 +169,63 @@ def test_a_block_revoked_before_its_run_committed_is_lifted_by_the_retry():
     assert not _card(retried)["blocked"]
     assert not retried.ledger["flagged"].any()
     np.testing.assert_allclose(retried.counts, recomputed_counts(retried), atol=1e-6)
+
+
+def test_a_run_loads_a_project_only_for_a_reversal_that_lifts_a_block_in_force():
+    """The stream's overlap reads a reversal again for a while: the run does not load and
+    rewrite the project for it, nor make a state for a project that has none."""
+    state, rest, first_block = _blocked_spammer()
+    store: dict[str, bytes] = {}
+    _commit(store, state_objects(state))
+    valid = _reversal(state, "s00", first_block)
+    read = pl.concat(
+        [
+            valid,
+            _reversal(state, "w01", "not-a-block"),
+            _reversal(LiveState(project="ghost"), "s00", first_block),
+            _reversal(state, "s00", "an-earlier-block"),
+        ]
+    )
+    assert due_reversals(read, store.get).equals(valid)
+    lifted, _ = update(state, rest.head(0), reversals=valid, now=NOW)
+    _commit(store, state_objects(lifted, store.get))
+    assert due_reversals(read, store.get).height == 0
+    # A block the next version decides again (a retried run) keeps its reversal.
+    retried = _reversal(state, "w02", decision_id(BLOCK, "p", "w02", lifted.version + 1))
+    assert due_reversals(retried, store.get).equals(retried)
+
+
+def test_a_block_from_a_state_stored_before_decisions_were_kept_is_lifted():
+    """States stored before this change hold blocks without their decision: the reversal of
+    the annotator's block lifts it, whatever decision the tool names."""
+    state, rest, first_block = _blocked_spammer()
+    store: dict[str, bytes] = {}
+    _commit(store, state_objects(state))
+    key = "live/p/annotators.parquet"
+    older = pl.read_parquet(io.BytesIO(store[key])).drop(
+        "block_decision_id",
+        "unblocked_at",
+        "base_n_judgments",
+        "base_n_gold",
+        "base_n_gold_correct",
+        "base_confusion",
+    )
+    buffer = io.BytesIO()
+    older.write_parquet(buffer)
+    store[key] = buffer.getvalue()
+    loaded = load_state("p", store.get)
+    assert _card(loaded)["blocked"] and _card(loaded)["block_decision_id"] is None
+    lifted, events = update(loaded, rest.head(0), reversals=_reversal(state, "s00", first_block))
+    assert events.unblocked == ("s00",) and not lifted.ledger["flagged"].any()
+
+
+def test_the_days_rebase_keeps_the_reversal_and_counts_the_unflagged_votes():
+    state, rest, first_block = _blocked_spammer()
+    lifted, _ = update(state, rest.head(0), reversals=_reversal(state, "s00", first_block))
+    judgments, _ = stream(n_tasks=600, spammer_from=300)
+    day = START.date().isoformat()
+    held = judgments.join(lifted.ledger.select("judgment_id"), on="judgment_id", how="semi")
+    rebased, _ = rebase(lifted, _daily(held, day), day, now=NOW)
+    assert _card(rebased)["unblocked_at"] == REVOKED_AT and not _card(rebased)["blocked"]
+    np.testing.assert_allclose(rebased.counts, recomputed_counts(rebased), atol=1e-6)
+    assert_scorecards_recount(rebased)
