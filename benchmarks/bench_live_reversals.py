@@ -3,7 +3,9 @@
 Each live run calls `apply_schema` (a no-op on an up-to-date DB) and reads the revoked blocks
 changed in the change stream's window on `annotator_actions_updated_at`. Measured on a table of
 `--blocks` block rows of which a tenth are revoked: a quiet window (no reversal in it, the
-usual run) and a first run, whose window starts at the epoch and reads every reversal.
+usual run) and a first run, whose window starts at the epoch and reads every reversal. And
+the sensor's probe of a quiet window (`changed_rows`), which now asks for revoked blocks too
+when no judgment or gold label changed, against its judgments and gold query alone.
 
 Usage: .venv/bin/python benchmarks/bench_live_reversals.py [--blocks 10000] [--calls 50]
 (needs PostgreSQL on 127.0.0.1:5432; `bash scripts/start-services.sh`).
@@ -19,11 +21,23 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from annotation_pipelines.ingest.connection import connect
 from annotation_pipelines.ingest.postgres import apply_schema
-from annotation_pipelines.loop.writeback import read_reversals
+from annotation_pipelines.loop.writeback import changed_rows, read_reversals
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 OVERLAP = timedelta(seconds=30)
+
+
+def _judgments_gold(dsn: str, since: datetime, until: datetime) -> None:
+    # The probe as it was before reversals: one connection, one query.
+    with connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM judgments WHERE updated_at > %(s)s "
+            "AND updated_at <= %(u)s LIMIT 10000) j) + (SELECT count(*) FROM (SELECT 1 FROM "
+            "gold_labels WHERE updated_at > %(s)s AND updated_at <= %(u)s LIMIT 10000) g)",
+            {"s": since, "u": until},
+        ).fetchone()
 
 
 def main() -> None:
@@ -68,6 +82,20 @@ def main() -> None:
                 f"{label}: {rows.height} reversal(s) read; apply_schema + read_reversals "
                 f"mean {statistics.mean(walls) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
             )
+        since, until = windows["quiet window"]
+        probes = {
+            "changed_rows (with revoked blocks)": lambda: changed_rows(
+                dsn, since=since, until=until
+            ),
+            "judgments and gold query alone": lambda: _judgments_gold(dsn, since, until),
+        }
+        for label, probe in probes.items():
+            walls = []
+            for _ in range(args.calls):
+                start = time.perf_counter()
+                probe()
+                walls.append(time.perf_counter() - start)
+            print(f"quiet probe, {label}: mean {statistics.mean(walls) * 1000:.2f} ms")
     finally:
         with psycopg.connect(ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -114,8 +114,10 @@ def write_requests(
 
 
 def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "public") -> int:
-    """How many judgments and gold labels changed in (since, until] (capped: a cheap probe)."""
+    """How many judgments and gold labels changed in (since, until] (capped: a cheap probe);
+    when none did, how many blocks the tool revoked then, so a reversal alone starts a run."""
     quoted = f'"{validate_identifier(schema)}"'
+    window = {"since": since, "until": until}
     query = (
         f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {quoted}.judgments "
         "WHERE updated_at > %(since)s AND updated_at <= %(until)s LIMIT 10000) j) + "
@@ -123,8 +125,24 @@ def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "p
         "WHERE updated_at > %(since)s AND updated_at <= %(until)s LIMIT 10000) g)"
     )
     with connect(dsn, autocommit=True) as connection:
-        row = connection.execute(query, {"since": since, "until": until}).fetchone()
-    return int(row[0]) if row else 0
+        row = connection.execute(query, window).fetchone()
+        changed = int(row[0]) if row else 0
+        if changed:
+            return changed
+        # The probe runs before any live run has migrated the DB: the table may be missing,
+        # and `status` (migration 4) is read from the row so that its absence is no error.
+        table = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.annotator_actions",)
+        ).fetchone()
+        if not table or not table[0]:
+            return 0
+        revoked = connection.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {quoted}.annotator_actions a "
+            "WHERE updated_at > %(since)s AND updated_at <= %(until)s "
+            "AND to_jsonb(a) ->> 'status' = 'revoked' LIMIT 10000) r",
+            window,
+        ).fetchone()
+    return int(revoked[0]) if revoked else 0
 
 
 def read_reversals(

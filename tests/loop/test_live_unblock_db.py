@@ -1,7 +1,8 @@
 """Reversing a block as the annotation tool does it, against a real PostgreSQL DB and a real
-Dagster instance: the tool revokes the block row (migration 4), the next live run un-flags
-the annotator and reports it, a restarted run reads the reversal again and changes nothing,
-and only judgments after the reversal can block the annotator again, as a new decision."""
+Dagster instance: the tool revokes the block row (migration 4), the sensor starts a run for
+the reversal alone, that run un-flags the annotator and reports it, a restarted run reads the
+reversal again and changes nothing, and only judgments after the reversal can block the
+annotator again, as a new decision."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dagster import DagsterInstance
 from annotation_pipelines.ingest.postgres import apply_schema, seed_database
 from annotation_pipelines.loop.live import load_state
 from tests.loop.test_live import stream
+from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
 from tests.support import lake_reader, live_quality_job
 
@@ -74,8 +76,10 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         apply_schema(dsn)
         seed_database(dsn, judgments=_judgments(), label_sets={"reviews": ["c0", "c1", "c2"]})
-        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
         assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        # The run's own block row is no change for the sensor.
+        assert not _tick(defs, instance).run_requests
         with psycopg.connect(dsn, autocommit=True) as connection:
             (block,) = _blocks(connection)
             decision, annotator, status, revoked_at, revoked_by, stamped = block
@@ -102,8 +106,8 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
                 )
         assert _card(data)["blocked"]
 
-        lifted = job.execute_in_process(instance=instance, run_config=QUIET)
-        assert lifted.success
+        # The reversal alone starts a run.
+        (lifted,) = _launch(job, instance, _tick(defs, instance))
         assert _metadata(lifted)["unblocked"] == {"reviews": ["s00"]}
         logged = [entry.user_message for entry in instance.all_logs(lifted.run_id)]
         assert any(f"annotator s00 unblocked (block revoked by {LEAD}" in m for m in logged)
