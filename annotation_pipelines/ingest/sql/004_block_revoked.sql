@@ -27,6 +27,22 @@ BEGIN
 END;
 $$;
 
+-- Only a categorical block can be revoked for now: the kind states (whose blocks name their
+-- kind in `evidence`) cannot lift one, and a revocation nothing acts on would mislead.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint
+        WHERE conname = 'annotator_actions_revocable'
+          AND conrelid = to_regclass('annotator_actions')
+    ) THEN
+        ALTER TABLE annotator_actions ADD CONSTRAINT annotator_actions_revocable CHECK (
+            status = 'active' OR evidence IS NULL OR NOT (evidence ? 'kind')
+        );
+    END IF;
+END;
+$$;
+
 -- Once revoked, a block stays revoked: un-revoking would not re-block (the live state has
 -- lifted it), so the row would say what no layer does.
 CREATE OR REPLACE FUNCTION annotator_actions_keep_revoked() RETURNS trigger AS $$
