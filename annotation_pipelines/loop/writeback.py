@@ -27,6 +27,7 @@ import polars as pl
 
 from annotation_pipelines.ingest.connection import connect, describe, first_line
 from annotation_pipelines.ingest.postgres import validate_identifier
+from annotation_pipelines.loop.live import REVERSALS
 
 if TYPE_CHECKING:
     import psycopg
@@ -162,8 +163,6 @@ def read_reversals(
     (`loop.live.update` lifts only a block still in force). A kind's block (its evidence names
     the kind) is not read: the kind states do not lift blocks.
     """
-    from annotation_pipelines.loop.live import REVERSALS
-
     quoted = f'"{validate_identifier(schema)}"."annotator_actions"'
     query = (
         "SELECT project, annotator_id, decision_id, revoked_at, revoked_by "

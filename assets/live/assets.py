@@ -13,6 +13,10 @@ whole, and the judgments it no longer has are withdrawn; a removed file takes no
 Runs may overlap (the sensor launches the next while one works); the annotation DB's advisory
 lock lets one at a time read, update and commit.
 
+A block the annotation tool revoked (`annotator_actions.status = 'revoked'`) is read in the
+same window as the judgments and lifted in the run (`loop.live.update`'s `reversals`); the
+run reports the annotators it unblocked (`unblocked`) and logs each.
+
 The daily layers stay the record of truth: when a day's `aggregated_labels` materializes, the
 sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
 so at the end of a day the live labels are the daily labels.
