@@ -15,7 +15,13 @@ from annotation_pipelines.ingest.postgres import (
     safe_upper_bound,
     validate_identifier,
 )
-from annotation_pipelines.loop.writeback import LiveLock, changed_rows, live_lock, write_requests
+from annotation_pipelines.loop.writeback import (
+    LiveLock,
+    changed_rows,
+    live_lock,
+    read_reversals,
+    write_requests,
+)
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 
 # The live loop reads every few seconds: a re-read of the last 30 s (less the rows `seen`) is
@@ -137,6 +143,17 @@ class AnnotationDatabase(ConfigurableResource):
             annotator_actions=annotator_actions,
             schema=self.db_schema,
             withdrawn=withdrawn,
+        )
+
+    def read_reversals(
+        self, *, since: datetime, until: datetime, overlap: timedelta = LIVE_OVERLAP
+    ) -> pl.DataFrame:
+        """The blocks the tool revoked in the live extract's window (`since`, `until`], with
+        its overlap (see `loop.writeback.read_reversals`)."""
+        # The reversal columns come with migration 4: bring an older tool DB up first.
+        apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
+        return read_reversals(
+            self.work_dsn, since=since, until=until, overlap=overlap, schema=self.db_schema
         )
 
     def live_lock(self) -> AbstractContextManager[LiveLock]:

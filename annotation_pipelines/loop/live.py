@@ -47,6 +47,10 @@ per judgment. An annotator whose gold accuracy is confidently below `min_gold_ac
 looks like a spammer (score above `max_spammer_score` and agreement confidently below
 `min_agreement`), after at least `min_judgments`, is blocked at once: a block action, an
 alert, and their judgments flagged and taken out of every posterior in the same update.
+A block the annotation tool revoked (`reversals`) is lifted by the next update: their
+judgments are unflagged and every task they voted on refitted, and the rules then read only
+what came after the reversal (the carried counts less their values then), so the same old
+judgments do not block them again at once; a later block is a decision of its own.
 
 Task requests come from the adaptive policy (`loop.policy.decide`) on the tasks the update
 touched, so a task is asked about once per change of its evidence, not once per tick. Every
@@ -151,7 +155,25 @@ ANNOTATORS: dict[str, pl.DataType] = {
     "n_durations": pl.Int64(),
     "blocked": pl.Boolean(),
     "blocked_reason": pl.String(),
+    # The decision of the block in force (null: none, or one from before it was recorded):
+    # only a reversal of that decision lifts it.
+    "block_decision_id": pl.String(),
+    # The last reversal of a block (the tool's `revoked_at`) and the carried counts then: a
+    # new block reads the counts since (`_window_cards`), not the judgments already judged.
+    "unblocked_at": UTC_TIMESTAMP,
+    "base_n_judgments": pl.Int64(),
+    "base_n_gold": pl.Int64(),
+    "base_n_gold_correct": pl.Int64(),
+    "base_confusion": pl.List(pl.Float64()),
     "version": pl.Int64(),
+}
+# A block the annotation tool reversed (`annotator_actions.status = 'revoked'`).
+REVERSALS: dict[str, pl.DataType] = {
+    "project": pl.String(),
+    "annotator_id": pl.String(),
+    "decision_id": pl.String(),
+    "revoked_at": UTC_TIMESTAMP,
+    "revoked_by": pl.String(),
 }
 VERSIONS: dict[str, pl.DataType] = {
     "version": pl.Int64(),
@@ -332,6 +354,7 @@ class LiveEvents:
     rebased_tasks: int = 0
     withdrawn_judgments: int = 0
     withdrawn_gold: int = 0
+    unblocked: tuple[str, ...] = ()
 
 
 def decision_id(kind: str, project: str, subject: str, version: int) -> str:
@@ -348,6 +371,7 @@ def update(
     resynced: Collection[str] = (),
     watermark: datetime | None = None,
     now: datetime | None = None,
+    reversals: pl.DataFrame | None = None,
 ) -> tuple[LiveState, LiveEvents]:
     """Fold `new_judgments` (and new `gold` labels) of `state.project` into the state.
 
@@ -361,15 +385,19 @@ def update(
     still gives it or the DB does (`ledger.gold_batch`): the task loses its gold, is refitted
     from its votes, its annotators' gold counts are recounted, and it leaves the state when
     no vote is left either. A different gold answer replaces the earlier one.
+    `reversals` (`REVERSALS`) are blocks the tool reversed; each one of a block in force lifts
+    it first (`_unblock`), and one already applied or of an earlier block is skipped.
     Returns the next state (version + 1 when anything changed) and its events.
     """
     options = options or LiveOptions()
     now = now or datetime.now(UTC)
     _check_project(state.project)
+    version = state.version + 1
+    unchanged = state
+    state, unblocked, unblocked_tasks = _unblock(state, reversals, options, version)
     incoming = _incoming(state, new_judgments)
     withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
     batch_gold = _gold_batch(gold)
-    version = state.version + 1
     # Labels first (padding posteriors leaves the gold alone): a gold answer of the batch that
     # is no label yet is a new answer, since every earlier gold answer became a label.
     padded = _with_labels(state, incoming, batch_gold)
@@ -380,9 +408,10 @@ def update(
         and gold_rows.height == 0
         and withdrawn.height == 0
         and kept_gold is padded.tasks
+        and not unblocked
     ):
         empty = no_events()
-        return replace(state, watermark=watermark or state.watermark), empty
+        return replace(unchanged, watermark=watermark or unchanged.watermark), empty
     state = padded
     old_ledger = state.ledger
     added = _ledger_rows(state, incoming, version)
@@ -432,6 +461,18 @@ def update(
         )
         fitted = replace(fitted, ledger=flagged)
         fitted = replace(fitted, annotators=_scorecards(fitted, blocked, options))
+    if actions.height and reversals is not None and reversals.height:
+        # A block this version decides again (a retry after its DB write, before its commit)
+        # that the tool has revoked meanwhile: lifted in the same run, not left in force.
+        fitted, late, late_tasks = _unblock(
+            fitted,
+            reversals.filter(pl.col("decision_id").is_in(actions["decision_id"].implode())),
+            options,
+            version,
+        )
+        unblocked = (*unblocked, *late)
+        unblocked_tasks = pl.concat([unblocked_tasks, late_tasks])
+    affected = pl.concat([affected, unblocked_tasks]).unique()
     remaining, removed = _without_empty_tasks(
         fitted.tasks, pl.concat([only_withdrawn, gold_lost]).unique()
     )
@@ -463,6 +504,7 @@ def update(
         refitted_tasks=affected.len(),
         withdrawn_judgments=withdrawn.height,
         withdrawn_gold=gold_lost.len(),
+        unblocked=unblocked,
     )
     return final, events
 
@@ -497,9 +539,10 @@ def update_projects(
     resynced: Mapping[str, Collection[str]] | None = None,
     watermark: datetime | None = None,
     now: datetime | None = None,
+    reversals: pl.DataFrame | None = None,
 ) -> tuple[dict[str, LiveState], dict[str, LiveEvents]]:
-    """`update` per project present in `judgments` / `gold` (a `project` column each) or in
-    `resynced` (project → the sources of it read whole)."""
+    """`update` per project present in `judgments` / `gold` (a `project` column each), in
+    `resynced` (project → the sources of it read whole) or in `reversals` (`REVERSALS`)."""
     resynced = resynced or {}
     projects = (
         set(judgments.get_column("project").unique().to_list()) if judgments.height else set()
@@ -507,6 +550,8 @@ def update_projects(
     if gold is not None and gold.height:
         projects |= set(gold.get_column("project").unique().to_list())
     projects |= {project for project, sources in resynced.items() if sources}
+    if reversals is not None and reversals.height:
+        projects |= set(reversals.get_column("project").unique().to_list())
     next_states = dict(states)
     events: dict[str, LiveEvents] = {}
     for project in sorted(projects):
@@ -521,6 +566,7 @@ def update_projects(
             resynced=resynced.get(project, ()),
             watermark=watermark,
             now=now,
+            reversals=reversals,
         )
     return next_states, events
 
@@ -582,6 +628,90 @@ def _without_empty_tasks(
     )
     removed = tasks.filter(empty).get_column("task_id").to_list()
     return tasks.filter(~empty), frozenset(removed)
+
+
+def _unblock(
+    state: LiveState, reversals: pl.DataFrame | None, options: LiveOptions, version: int
+) -> tuple[LiveState, tuple[str, ...], pl.Series]:
+    """(`state` with the reversed blocks lifted at `version`, the annotators unblocked, the
+    tasks refitted). A reversal lifts a block only while that block is in force: once lifted,
+    or after a later block of the same annotator, reading it again changes nothing, so the
+    overlap of the stream and a retried run apply it once.
+
+    Their judgments are unflagged and every task they voted on is refitted (their votes count
+    again); their carried counts then become the base of the next block's evidence."""
+    none = pl.Series("task_id", [], pl.String)
+    if reversals is None or reversals.height == 0 or state.annotators.height == 0:
+        return state, (), none
+    due = _in_force(state.annotators, reversals.filter(pl.col("project") == state.project))
+    if due.height == 0:
+        return state, (), none
+    ids = due.get_column("annotator_id")
+    theirs = pl.col("annotator_id").is_in(ids.implode())
+    grown = _with_tasks_of(state, ids)
+    # Rows read from the lake just now came unflagged for them: as they were, all flagged.
+    before = grown.ledger.with_columns(flagged=pl.col("flagged") | theirs)
+    after = before.with_columns(flagged=pl.col("flagged") & ~theirs)
+    tasks = before.filter(theirs).get_column("task_id").unique()
+    fitted = _refit(grown, before, after, grown.tasks, tasks, options, version)
+    revoked = dict(zip(ids, due.get_column("revoked_at"), strict=True))
+    annotators = fitted.annotators.with_columns(
+        blocked=pl.col("blocked") & ~theirs,
+        blocked_reason=pl.when(theirs).then(None).otherwise("blocked_reason"),
+        block_decision_id=pl.when(theirs).then(None).otherwise("block_decision_id"),
+        unblocked_at=pl.when(theirs)
+        .then(
+            pl.col("annotator_id").replace_strict(
+                revoked, default=None, return_dtype=ANNOTATORS["unblocked_at"]
+            )
+        )
+        .otherwise("unblocked_at"),
+        **{
+            f"base_{c}": pl.when(theirs).then(pl.col(c)).otherwise(f"base_{c}")
+            for c in ("n_judgments", "n_gold", "n_gold_correct", "confusion")
+        },
+        version=pl.when(theirs).then(pl.lit(version, pl.Int64)).otherwise("version"),
+    )
+    fitted = replace(fitted, ledger=after, annotators=annotators)
+    fitted = replace(fitted, annotators=_scorecards(fitted, ids, options))
+    return fitted, tuple(ids.to_list()), tasks
+
+
+def _in_force(annotators: pl.DataFrame, reversals: pl.DataFrame) -> pl.DataFrame:
+    """The `reversals` of one project's blocks still in force, the latest per annotator."""
+    in_force = annotators.filter(pl.col("blocked")).select("annotator_id", "block_decision_id")
+    return (
+        reversals.join(in_force, on="annotator_id", how="inner")
+        .filter(
+            pl.col("block_decision_id").is_null()
+            | (pl.col("block_decision_id") == pl.col("decision_id"))
+        )
+        .sort("revoked_at")
+        .unique("annotator_id", keep="last")
+        .sort("annotator_id")
+        .select(list(REVERSALS))
+    )
+
+
+def due_reversals(reversals: pl.DataFrame, read: Callable[[str], bytes | None]) -> pl.DataFrame:
+    """The `reversals` that lift a block in force in the stored states (each project's small
+    annotators table read): a run loads and updates a project for those only, not for one
+    already applied and read again in the stream's overlap, nor for a project with no state.
+    Kept too: the reversal of the block the next version would decide again (a run that wrote
+    it to the DB and did not commit, retried), which `update` lifts once it is decided."""
+    due = [pl.DataFrame(schema=REVERSALS)]
+    for project in sorted(reversals.get_column("project").unique().to_list()):
+        prefix = state_prefix(project)
+        meta, data = read(f"{prefix}/state.json"), read(f"{prefix}/annotators.parquet")
+        if meta is None or data is None:
+            continue
+        mine = reversals.filter(pl.col("project") == project)
+        annotators = _read_frame(data, ANNOTATORS)
+        due.append(_in_force(annotators, mine))
+        retried = int(json.loads(meta)["version"]) + 1
+        again = [decision_id(BLOCK, project, a, retried) for a in mine["annotator_id"]]
+        due.append(mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String)))
+    return pl.concat(due).unique(maintain_order=True)
 
 
 def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
@@ -1013,11 +1143,30 @@ def _recounted(annotators: pl.DataFrame, ledger: pl.DataFrame, tasks: pl.DataFra
 def _scorecards(state: LiveState, touched: pl.Series, options: LiveOptions) -> pl.DataFrame:
     """Refresh the running scorecard columns of the `touched` annotators from the carried
     counts (`_CARRIED`, the confusion counts); a blocked annotator's judgments are all flagged."""
-    k = len(state.labels)
     annotators = state.annotators
     if touched.len() == 0 or annotators.height == 0:
         return annotators
-    counts = state.counts
+    fresh = _fresh_cards(annotators, state.counts, len(state.labels), options)
+    columns = [c for c in SCORECARD if c not in _CARRIED]
+    refreshed = annotators.join(
+        fresh.select("annotator_id", *columns), on="annotator_id", how="left", suffix="_new"
+    ).with_columns(
+        [
+            pl.when(pl.col("annotator_id").is_in(touched.implode()))
+            .then(pl.col(f"{c}_new"))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c in columns
+        ]
+    )
+    return refreshed.select(list(ANNOTATORS)).cast(pl.Schema(ANNOTATORS))
+
+
+def _fresh_cards(
+    annotators: pl.DataFrame, counts: np.ndarray, k: int, options: LiveOptions
+) -> pl.DataFrame:
+    """The scorecard of each of `annotators` (its carried columns and `blocked`) with the
+    confusion `counts` (one K×K per row)."""
     totals = counts.sum(axis=(1, 2))
     agreement = np.trace(counts, axis1=1, axis2=2) / np.maximum(totals, _FLOOR)
     soft = pl.DataFrame(
@@ -1036,9 +1185,9 @@ def _scorecards(state: LiveState, touched: pl.Series, options: LiveOptions) -> p
     _, gold_upper = wilson_bounds(
         pl.col("n_gold_correct"), pl.col("n_gold"), confidence=options.confidence
     )
-    fresh = (
+    return (
         annotators.select("annotator_id", *_CARRIED, "blocked")
-        .join(soft, on="annotator_id", how="left")
+        .join(soft, on="annotator_id", how="left", maintain_order="left")
         .with_columns(
             n_flagged=pl.when(pl.col("blocked")).then(pl.col("n_judgments")).otherwise(0),
             gold_accuracy=pl.when(pl.col("n_gold") > 0).then(
@@ -1050,19 +1199,37 @@ def _scorecards(state: LiveState, touched: pl.Series, options: LiveOptions) -> p
             ),
         )
     )
-    columns = [c for c in SCORECARD if c not in _CARRIED]
-    refreshed = annotators.join(
-        fresh.select("annotator_id", *columns), on="annotator_id", how="left", suffix="_new"
-    ).with_columns(
-        [
-            pl.when(pl.col("annotator_id").is_in(touched.implode()))
-            .then(pl.col(f"{c}_new"))
-            .otherwise(pl.col(c))
-            .alias(c)
-            for c in columns
-        ]
+
+
+def _window_cards(cards: pl.DataFrame, k: int, options: LiveOptions) -> pl.DataFrame:
+    """`cards` (SCORECARD columns) with those of annotators whose block was reversed
+    recomputed on what came after the reversal: the carried counts less their base then.
+    The soft counts of the judgments before it drift a little as their tasks are refitted,
+    so their difference is clipped at zero."""
+    reversed_ = cards.filter(pl.col("unblocked_at").is_not_null())
+    if reversed_.height == 0:
+        return cards
+    base = ("n_judgments", "n_gold", "n_gold_correct")
+    window = reversed_.with_columns(
+        [(pl.col(c) - pl.col(f"base_{c}").fill_null(0)).clip(lower_bound=0) for c in base]
     )
-    return refreshed.select(list(ANNOTATORS)).cast(pl.Schema(ANNOTATORS))
+    flat = reversed_.get_column("confusion").list.to_array(k * k).to_numpy()
+    counts = np.asarray(flat, dtype=np.float64).reshape(-1, k, k).copy()
+    for row, earlier in enumerate(reversed_.get_column("base_confusion").to_list()):
+        if earlier is None:
+            continue
+        # Labels are appended, never reordered: an older base is the top-left block.
+        j = round(len(earlier) ** 0.5)
+        counts[row, :j, :j] -= np.asarray(earlier, dtype=np.float64).reshape(j, j)
+    np.maximum(counts, 0.0, out=counts)
+    fresh = _fresh_cards(window, counts, k, options)
+    columns = [c for c in SCORECARD if c not in _CARRIED]
+    recomputed = window.drop(columns).join(
+        fresh.select("annotator_id", *columns), on="annotator_id", how="left"
+    )
+    return pl.concat(
+        [cards.filter(pl.col("unblocked_at").is_null()), recomputed.select(cards.columns)]
+    )
 
 
 def _spammer_scores(counts: np.ndarray) -> np.ndarray:
@@ -1122,6 +1289,7 @@ def _block(
     cards = state.annotators.filter(
         pl.col("annotator_id").is_in(touched.implode()) & ~pl.col("blocked")
     )
+    cards = _window_cards(cards, len(state.labels), options)
     active = pl.col("n_judgments") - pl.col("n_flagged")
     blocks = blocks_due(
         cards,
@@ -1131,8 +1299,26 @@ def _block(
     )
     if not blocks:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
+    since = {
+        a: t.isoformat()
+        for a, t in cards.select("annotator_id", "unblocked_at").drop_nulls().iter_rows()
+    }
+    # After a reversal the evidence is the window's figures, and says where it starts.
+    blocks = [
+        replace(b, evidence={**b.evidence, "since": since[b.annotator_id]})
+        if b.annotator_id in since
+        else b
+        for b in blocks
+    ]
     annotators, actions, alerts = apply_blocks(
         state.annotators, blocks, project=state.project, version=version, now=now
+    )
+    decided = dict(zip(actions["annotator_id"], actions["decision_id"], strict=True))
+    annotators = annotators.with_columns(
+        block_decision_id=pl.coalesce(
+            pl.col("annotator_id").replace_strict(decided, default=None, return_dtype=pl.String),
+            pl.col("block_decision_id"),
+        )
     )
     return replace(state, annotators=annotators), actions, alerts
 
@@ -2530,6 +2716,7 @@ def label_studio_requests(requests: pl.DataFrame) -> bytes:
 __all__ = [
     "ANNOTATOR_ACTIONS",
     "LIVE_COMPACTION",
+    "REVERSALS",
     "TASK_REQUESTS",
     "LedgerCompaction",
     "LiveEvents",
@@ -2543,6 +2730,7 @@ __all__ = [
     "content_hash",
     "decision_id",
     "due_merges",
+    "due_reversals",
     "file_rows",
     "files_object",
     "label_studio_requests",

@@ -9,6 +9,9 @@ same state version, write each decision once.
 A request's `status` (`ingest/sql/003_request_status.sql`) is the tool's to move to
 `acknowledged` or `fulfilled`; the pipelines only withdraw a request they no longer want, and
 only while it is `open` or `acknowledged`, so a fulfilled request stays fulfilled.
+
+A block's `status` (`ingest/sql/004_block_revoked.sql`) is the tool's to move to `revoked`;
+the live runs read those changes (`read_reversals`) in the change stream's window.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import contextlib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from annotation_pipelines.ingest.connection import connect, describe, first_line
 from annotation_pipelines.ingest.postgres import validate_identifier
+from annotation_pipelines.loop.live import REVERSALS
 
 if TYPE_CHECKING:
     import psycopg
@@ -111,8 +115,10 @@ def write_requests(
 
 
 def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "public") -> int:
-    """How many judgments and gold labels changed in (since, until] (capped: a cheap probe)."""
+    """How many judgments and gold labels changed in (since, until] (capped: a cheap probe);
+    when none did, how many blocks the tool revoked then, so a reversal alone starts a run."""
     quoted = f'"{validate_identifier(schema)}"'
+    window = {"since": since, "until": until}
     query = (
         f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {quoted}.judgments "
         "WHERE updated_at > %(since)s AND updated_at <= %(until)s LIMIT 10000) j) + "
@@ -120,8 +126,53 @@ def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "p
         "WHERE updated_at > %(since)s AND updated_at <= %(until)s LIMIT 10000) g)"
     )
     with connect(dsn, autocommit=True) as connection:
-        row = connection.execute(query, {"since": since, "until": until}).fetchone()
-    return int(row[0]) if row else 0
+        row = connection.execute(query, window).fetchone()
+        changed = int(row[0]) if row else 0
+        if changed:
+            return changed
+        # The probe runs before any live run has migrated the DB: the table may be missing,
+        # and `status` (migration 4) is read from the row so that its absence is no error.
+        table = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.annotator_actions",)
+        ).fetchone()
+        if not table or not table[0]:
+            return 0
+        revoked = connection.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {quoted}.annotator_actions a "
+            "WHERE updated_at > %(since)s AND updated_at <= %(until)s "
+            "AND to_jsonb(a) ->> 'status' = 'revoked' LIMIT 10000) r",
+            window,
+        ).fetchone()
+    return int(revoked[0]) if revoked else 0
+
+
+def read_reversals(
+    dsn: str,
+    *,
+    since: datetime,
+    until: datetime,
+    overlap: timedelta,
+    schema: str = "public",
+) -> pl.DataFrame:
+    """The categorical blocks the tool revoked, changed in `(since - overlap, until]`
+    (`loop.live.REVERSALS`, oldest change first).
+
+    The window is the change stream's: `until` is the extract's bound below every open
+    transaction, so a revocation committed later but stamped earlier is not skipped, and
+    the overlap reads the end of the last window again. A reversal read twice is applied once
+    (`loop.live.update` lifts only a block still in force). A kind's block (its evidence names
+    the kind) is not read: the kind states do not lift blocks.
+    """
+    quoted = f'"{validate_identifier(schema)}"."annotator_actions"'
+    query = (
+        "SELECT project, annotator_id, decision_id, revoked_at, revoked_by "
+        f"FROM {quoted} WHERE action = 'block' AND status = 'revoked' "
+        "AND NOT (coalesce(evidence, '{}'::jsonb) ? 'kind') "
+        "AND updated_at > %(start)s AND updated_at <= %(until)s ORDER BY updated_at, action_id"
+    )
+    with connect(dsn, autocommit=True) as connection:
+        rows = connection.execute(query, {"start": since - overlap, "until": until}).fetchall()
+    return pl.DataFrame(rows, schema=REVERSALS, orient="row")
 
 
 class LiveLockTimeout(TimeoutError):
@@ -215,5 +266,6 @@ __all__ = [
     "LiveLockTimeout",
     "changed_rows",
     "live_lock",
+    "read_reversals",
     "write_requests",
 ]

@@ -13,6 +13,10 @@ whole, and the judgments it no longer has are withdrawn; a removed file takes no
 Runs may overlap (the sensor launches the next while one works); the annotation DB's advisory
 lock lets one at a time read, update and commit.
 
+A block the annotation tool revoked (`annotator_actions.status = 'revoked'`) is read in the
+same window as the judgments and lifted in the run (`loop.live.update`'s `reversals`); the
+run reports the annotators it unblocked (`unblocked`) and logs each.
+
 The daily layers stay the record of truth: when a day's `aggregated_labels` materializes, the
 sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
 so at the end of a day the live labels are the daily labels.
@@ -58,6 +62,7 @@ from annotation_pipelines.loop.live import (
     LiveState,
     OpenSegment,
     content_hash,
+    due_reversals,
     file_rows,
     files_object,
     label_studio_requests,
@@ -119,6 +124,28 @@ LIVE_GROUP = "live"
 LIVE_QUARANTINE_SOURCE = "annotation_db_live"
 # The key column each table of the annotation DB names a row by.
 _ROW_KEYS = {"judgments": "judgment_id", "gold_labels": "task_id", "raw_tasks": "task_id"}
+
+
+def unblock_lines(
+    reversals: pl.DataFrame, unblocked: dict[str, list[str]], options: LiveOptions
+) -> list[str]:
+    """One line per annotator a reversal unblocked in this run: who, who revoked, when."""
+    lines = []
+    for project, annotators in sorted(unblocked.items()):
+        for annotator in annotators:
+            row = (
+                reversals.filter(
+                    (pl.col("project") == project) & (pl.col("annotator_id") == annotator)
+                )
+                .sort("revoked_at")
+                .row(-1, named=True)
+            )
+            lines.append(
+                f"{project}: annotator {annotator} unblocked (block revoked by "
+                f"{row['revoked_by']} at {row['revoked_at'].isoformat()}): their judgments "
+                f"count again; a new block needs {options.min_judgments} judgments after it"
+            )
+    return lines
 
 
 def quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
@@ -541,6 +568,11 @@ def live_quality_state(
 
         since, seen = load_stream(read)
         extract = annotation_db.extract_live(since=since, seen=seen)
+        # The same window as the judgments: committed with the same position, so a run that
+        # fails reads them again, and one that commits does not.
+        reversals = due_reversals(
+            annotation_db.read_reversals(since=since, until=extract.until), lake.get_if_exists
+        )
         now = datetime.now(UTC)
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
@@ -564,7 +596,10 @@ def live_quality_state(
             how="vertical_relaxed",
         )
         projects = (
-            set(judgments["project"].unique()) | set(gold["project"].unique()) | set(files.resynced)
+            set(judgments["project"].unique())
+            | set(gold["project"].unique())
+            | set(files.resynced)
+            | set(reversals["project"].unique())
         )
         states = _load_states(
             lake, projects, judgments, gold, files.resynced, whole=bool(config.rebase_days)
@@ -577,7 +612,11 @@ def live_quality_state(
             resynced=files.resynced,
             watermark=extract.until,
             now=now,
+            reversals=reversals,
         )
+        unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
+        for line in unblock_lines(reversals, unblocked, options):
+            context.log.warning(f"live: {line}")
         rebased = _rebase_days(lake, states, config.rebase_days, options, now)
         kinds = _update_kinds(lake, files, config, now)
         every = [
@@ -665,6 +704,7 @@ def live_quality_state(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
+            "unblocked": MetadataValue.json(unblocked),
             "quarantined": MetadataValue.int(quarantined.height),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
