@@ -133,9 +133,11 @@ class AnnotationDatabase(ConfigurableResource):
         task_requests: pl.DataFrame,
         annotator_actions: pl.DataFrame,
         withdrawn: Collection[str] = (),
+        settled: pl.DataFrame | None = None,
+        decided_at: datetime | None = None,
     ) -> dict[str, int]:
         """Insert task requests and annotator actions once per `decision_id`, and withdraw
-        the open requests in `withdrawn`."""
+        the requests no longer wanted (`loop.writeback.write_requests`)."""
         apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
         return write_requests(
             self.work_dsn,
@@ -143,6 +145,8 @@ class AnnotationDatabase(ConfigurableResource):
             annotator_actions=annotator_actions,
             schema=self.db_schema,
             withdrawn=withdrawn,
+            settled=settled,
+            decided_at=decided_at,
         )
 
     def read_reversals(

@@ -33,7 +33,7 @@ number, a ranking …) in the `label` column; `n_votes` counts the task's judgme
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -209,12 +209,36 @@ def winning_item(suffix: str = "") -> pl.Expr:
 _REQUESTS = {"needs_another_judgment": "another_judgment", "escalate": "expert_review"}
 
 
+def decision_time(day: date, *, now: datetime) -> datetime:
+    """When a day's decisions were made, as the write-back orders them against the live
+    layer's: the end of the day (UTC), when its evidence was complete; `now` for a day not
+    yet over. The same on every run of the day, so a retry or a backfill orders alike."""
+    return min(datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC), now)
+
+
+def settled_tasks(labels: pl.DataFrame, queue: pl.DataFrame) -> pl.DataFrame:
+    """`project`, `task_id` of the day's aggregated tasks (`kind_aggregated_labels`) that
+    its policy queue does not hold: the ones the day calls done."""
+    return (
+        labels.select(pl.col("project").cast(pl.String), pl.col("task_id").cast(pl.String))
+        .join(
+            queue.select(pl.col("project").cast(pl.String), pl.col("task_id").cast(pl.String)),
+            on=["project", "task_id"],
+            how="anti",
+        )
+        .unique()
+        .sort("project", "task_id")
+    )
+
+
 def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame:
     """The annotation DB's `task_requests` rows (`loop.live.TASK_REQUESTS`) for a day's
     policy queue (`quality.kinds.policy_queue` rows with `project` and `day`).
 
     One decision per task, day and request: `decision_id` hashes them, so re-running a day
     writes nothing new, and a later day that asks again about the same task is a new request.
+    `created_at` is the day's `decision_time`: the write-back keeps the newer of two requests
+    for one task by it.
     """
     wanted = queue.filter(pl.col("decision").is_in(list(_REQUESTS)))
     rows = [

@@ -12,6 +12,14 @@ only while it is `open` or `acknowledged`, so a fulfilled request stays fulfille
 
 A block's `status` (`ingest/sql/004_block_revoked.sql`) is the tool's to move to `revoked`;
 the live runs read those changes (`read_reversals`) in the change stream's window.
+
+Two writers ask about the same tasks: the live layer and the daily kind queue. A task keeps
+at most one open (or acknowledged) request whoever wrote it, and the newer decision stands:
+each write, in the transaction of its inserts, withdraws every open request of the tasks it
+decides on but the one with the latest `created_at` (the time of the decision). A project
+holds one kind, so (project, task) is the task of one kind. The writes take one
+transaction-level advisory lock, so two writers deciding on one task cannot both leave their
+request open.
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ if TYPE_CHECKING:
 
 # The key of the session-level advisory lock that serializes live updates of one database.
 LIVE_LOCK_KEY = 0x6C697665  # "live"
+# The key of the transaction-level advisory lock every request write takes: writes are short
+# (milliseconds), and one key where a lock per task would run out of lock slots at 100,000
+# requests.
+WRITEBACK_LOCK_KEY = 0x7772697465  # "write"
 
 _TASK_COLUMNS = (
     "task_id",
@@ -45,6 +57,7 @@ _TASK_COLUMNS = (
     "decision_id",
     "created_at",
 )
+_TASK_KEY = {"project": pl.String(), "task_id": pl.String()}
 _ACTION_COLUMNS = (
     "annotator_id",
     "project",
@@ -65,6 +78,48 @@ def _insert(table: str, columns: tuple[str, ...], schema: str, jsonb: set[str]) 
     )
 
 
+def _pairs(frame: pl.DataFrame) -> dict[str, list[str]]:
+    tasks = frame.select("project", "task_id").unique().sort("project", "task_id")
+    return {"projects": tasks["project"].to_list(), "tasks": tasks["task_id"].to_list()}
+
+
+def _superseded(table: str) -> str:
+    """Withdraw every open request of the given tasks but the newest (by `created_at`, then
+    the later insert). The status test is on the updated row itself, so that a row the tool
+    fulfilled meanwhile is re-checked at its new status and left alone."""
+    return (
+        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now() FROM ("
+        "  SELECT r.request_id, row_number() OVER ("
+        "    PARTITION BY r.project, r.task_id ORDER BY r.created_at DESC, r.request_id DESC"
+        "  ) AS newness"
+        f"  FROM {table} AS r"
+        "  JOIN unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
+        "    ON r.project = s.project AND r.task_id = s.task_id"
+        "  WHERE r.status IN ('open', 'acknowledged')"
+        ") AS ranked "
+        "WHERE t.request_id = ranked.request_id AND ranked.newness > 1 "
+        "AND t.status IN ('open', 'acknowledged')"
+    )
+
+
+def _settled(table: str) -> str:
+    """Withdraw the open requests of the given tasks, and of the tasks of the withdrawn
+    `decision_id`s, that no request of this write replaces and that were decided before
+    `decided_at` (every one when it is null)."""
+    return (
+        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now() FROM ("
+        "  SELECT project, task_id"
+        "  FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
+        f"  UNION SELECT project, task_id FROM {table} WHERE decision_id = ANY(%(withdrawn)s)"
+        "  EXCEPT SELECT project, task_id"
+        "  FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[]) AS a(project, task_id)"
+        ") AS s "
+        "WHERE t.project = s.project AND t.task_id = s.task_id "
+        "AND t.status IN ('open', 'acknowledged') "
+        "AND (%(decided_at)s::timestamptz IS NULL OR t.created_at < %(decided_at)s::timestamptz)"
+    )
+
+
 def write_requests(
     dsn: str,
     *,
@@ -72,25 +127,42 @@ def write_requests(
     annotator_actions: pl.DataFrame,
     schema: str = "public",
     withdrawn: Collection[str] = (),
+    settled: pl.DataFrame | None = None,
+    decided_at: datetime | None = None,
 ) -> dict[str, int]:
-    """Insert the decisions not yet written and withdraw the requests (`decision_id`s in
-    `withdrawn`) no longer wanted, in one transaction; rows inserted per table, and
-    `withdrawn`: the requests withdrawn now (those still open or acknowledged)."""
+    """Insert the decisions not yet written and withdraw the requests no longer wanted, in one
+    transaction; rows inserted per table, and `withdrawn`: the requests withdrawn now (those
+    still open or acknowledged).
+
+    No longer wanted are the requests whose `decision_id` is in `withdrawn`; every open
+    request of a task (`project`, `task_id`) of `task_requests` but the newest; and the open
+    requests of the tasks in `settled`, or of the tasks of the `withdrawn` ids, that this
+    write asks nothing about, when decided before `decided_at` (the time of this write's
+    decisions; None, the live layer's: now, and every earlier request is older).
+    """
     written = {"task_requests": 0, "annotator_actions": 0, "withdrawn": 0}
-    if task_requests.height == 0 and annotator_actions.height == 0 and not withdrawn:
+    settled = settled if settled is not None else pl.DataFrame(schema=_TASK_KEY)
+    if (
+        task_requests.height == 0
+        and annotator_actions.height == 0
+        and not withdrawn
+        and settled.height == 0
+    ):
         return written
+    table = f'"{validate_identifier(schema)}"."task_requests"'
     batches = [
         ("task_requests", _TASK_COLUMNS, task_requests, {"posterior"}),
         ("annotator_actions", _ACTION_COLUMNS, annotator_actions, {"evidence"}),
     ]
     with connect(dsn) as connection, connection.cursor() as cursor:
-        for table, columns, frame, jsonb in batches:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITEBACK_LOCK_KEY,))
+        for name, columns, frame, jsonb in batches:
             if frame.height == 0:
                 continue
             missing = [c for c in columns if c not in frame.columns]
             if missing:
-                raise ValueError(f"{table}: missing column(s) {', '.join(missing)}")
-            statement = _insert(table, columns, schema, jsonb)
+                raise ValueError(f"{name}: missing column(s) {', '.join(missing)}")
+            statement = _insert(name, columns, schema, jsonb)
             # One round trip per batch (psycopg pipelines executemany); with returning=True the
             # rows a conflict skipped return nothing, so the count is the rows really inserted.
             cursor.executemany(
@@ -99,17 +171,33 @@ def write_requests(
                 returning=True,
             )
             while True:
-                written[table] += len(cursor.fetchall())
+                written[name] += len(cursor.fetchall())
                 if not cursor.nextset():
                     break
-        if withdrawn:
+        ids = sorted(withdrawn)
+        if ids:
             cursor.execute(
-                f'UPDATE "{validate_identifier(schema)}"."task_requests" '
-                "SET status = 'withdrawn', closed_at = now() "
+                f"UPDATE {table} SET status = 'withdrawn', closed_at = now() "
                 "WHERE decision_id = ANY(%s) AND status IN ('open', 'acknowledged')",
-                (sorted(withdrawn),),
+                (ids,),
             )
-            written["withdrawn"] = max(cursor.rowcount, 0)
+            written["withdrawn"] += max(cursor.rowcount, 0)
+        asked = _pairs(task_requests)
+        if ids or settled.height:
+            cursor.execute(
+                _settled(table),
+                {
+                    **_pairs(settled),
+                    "withdrawn": ids,
+                    "asked_projects": asked["projects"],
+                    "asked_tasks": asked["tasks"],
+                    "decided_at": decided_at,
+                },
+            )
+            written["withdrawn"] += max(cursor.rowcount, 0)
+        if task_requests.height:
+            cursor.execute(_superseded(table), asked)
+            written["withdrawn"] += max(cursor.rowcount, 0)
         connection.commit()
     return written
 
@@ -261,6 +349,7 @@ def live_lock(dsn: str, *, key: int = LIVE_LOCK_KEY) -> Iterator[LiveLock]:
 
 __all__ = [
     "LIVE_LOCK_KEY",
+    "WRITEBACK_LOCK_KEY",
     "LiveLock",
     "LiveLockLost",
     "LiveLockTimeout",

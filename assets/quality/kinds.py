@@ -33,7 +33,12 @@ from pydantic import Field
 
 from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.lake import kind_report_key, kind_requests_key
-from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, queue_requests
+from annotation_pipelines.loop.kind_posterior import (
+    KIND_TARGETS,
+    decision_time,
+    queue_requests,
+    settled_tasks,
+)
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, label_studio_requests
 from annotation_pipelines.quality import GATE_SPECS, gate_checks, gate_verdicts
 from annotation_pipelines.quality.gates import DEFAULT_MAX_FLAGGED_SHARE, Floor, pick_floor
@@ -278,7 +283,7 @@ def _kind_floors(
     description=(
         "The policy's requests for non-categorical tasks (another judgment, an expert), "
         "written once per decision to the annotation DB's task_requests and as a Label "
-        "Studio task list."
+        "Studio task list; the open requests of the day's settled tasks are withdrawn."
     ),
 )
 def kind_task_requests(
@@ -286,18 +291,27 @@ def kind_task_requests(
     lake: Lake,
     annotation_db: AnnotationDatabase,
     kind_reannotation_queue: pl.DataFrame,
+    kind_aggregated_labels: pl.DataFrame,
 ) -> Output[pl.DataFrame]:
     """Write the day's policy queue back where the annotation tool reads it."""
-    requests = queue_requests(kind_reannotation_queue, created_at=dt.datetime.now(dt.UTC))
+    day = dt.date.fromisoformat(context.partition_key)
+    decided_at = decision_time(day, now=dt.datetime.now(dt.UTC))
+    requests = queue_requests(kind_reannotation_queue, created_at=decided_at)
     lake.put(kind_requests_key(context.partition_key), label_studio_requests(requests))
     if not annotation_db.configured:
         # Without an annotation DB (the local demo) the lake's task list is the hand-off.
         written = f"no annotation DB configured ({ANNOTATION_DB_DSN}); task list in the lake"
     else:
         counts = annotation_db.write_requests(
-            task_requests=requests, annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+            task_requests=requests,
+            annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
+            settled=settled_tasks(kind_aggregated_labels, kind_reannotation_queue),
+            decided_at=decided_at,
         )
-        written = f"{counts['task_requests']} new of {requests.height} in task_requests"
+        written = (
+            f"{counts['task_requests']} new of {requests.height} in task_requests, "
+            f"{counts['withdrawn']} withdrawn"
+        )
     context.log.info(f"kind requests {context.partition_key}: {written}")
     return Output(
         requests,
