@@ -73,8 +73,12 @@ def test_the_daily_kind_requests_withdraw_older_requests_and_a_retry_changes_not
                 partition_key=DAY, instance=instance, run_config=RUN_CONFIG
             ).success
             lake = data / "lake"
-            queue = pl.read_parquet(lake / "kind_reannotation_queue" / f"day={DAY}" / "data.parquet")
-            labels = pl.read_parquet(lake / "kind_aggregated_labels" / f"day={DAY}" / "data.parquet")
+            queue = pl.read_parquet(
+                lake / "kind_reannotation_queue" / f"day={DAY}" / "data.parquet"
+            )
+            labels = pl.read_parquet(
+                lake / "kind_aggregated_labels" / f"day={DAY}" / "data.parquet"
+            )
             first = _rows(dsn)
             assert len(first) == queue.height > 0
             assert {status for *_, status, _ in first.values()} == {"open"}

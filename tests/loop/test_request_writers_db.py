@@ -6,7 +6,9 @@ request, a fulfilled row is never touched, and re-running a day writes and withd
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 import polars as pl
 import psycopg
@@ -102,7 +104,9 @@ def test_the_newer_decision_stands_across_the_daily_and_the_live_writer() -> Non
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         apply_schema(dsn)
         # The live layer asked about five tasks during the day, and about `late` after it ended.
-        during = _live(["older", "settles", "fulfilled", "acked", "kept"], DAY_END - timedelta(hours=3), 7)
+        during = _live(
+            ["older", "settles", "fulfilled", "acked", "kept"], DAY_END - timedelta(hours=3), 7
+        )
         late = _live(["late"], DAY_END + timedelta(minutes=30), 9)
         write_requests(dsn, task_requests=pl.concat([during, late]), annotator_actions=NO_ACTIONS)
         ids = dict(zip(during["task_id"], during["decision_id"], strict=True))
@@ -178,37 +182,49 @@ def test_writers_racing_on_the_same_tasks_leave_one_open_request_each() -> None:
     with fresh_database("request_race") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
         apply_schema(dsn)
-        start = threading.Barrier(6)
         failures: list[BaseException] = []
 
-        def live(version: int) -> None:
+        def run(write: Callable[[], object], start: threading.Barrier) -> None:
             try:
                 start.wait()
-                at = DAY_END + timedelta(minutes=version)
-                write_requests(dsn, task_requests=_live(tasks, at, version), annotator_actions=NO_ACTIONS)
-            except BaseException as error:  # noqa: BLE001 - reported by the main thread
+                write()
+            except BaseException as error:  # reported by the main thread
                 failures.append(error)
 
-        def daily(offset: int) -> None:
-            try:
-                start.wait()
-                _daily(dsn, tasks, settled=[], day=DAY + timedelta(days=offset))
-            except BaseException as error:  # noqa: BLE001
-                failures.append(error)
-
-        threads = [threading.Thread(target=live, args=(v,)) for v in (1, 2, 3)]
-        threads += [threading.Thread(target=daily, args=(o,)) for o in (0, 1, 2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not failures, failures
-        opened = _open(dsn)
-        assert set(opened) == set(tasks)
-        assert all(len(found) == 1 for found in opened.values())
-        # The newest decision stands whatever order the writers committed in: the third day's
-        # (decided at its end, after the live layer's last).
-        newest = {
-            decision_id("daily_another_judgment", "detection", t, 20261118) for t in tasks
-        }
-        assert {found[0] for found in opened.values()} == newest
+        # Rounds of three live and three daily writers at once; each round's decisions are
+        # newer than the last's. Unserialized, one round in two or three left two open.
+        for round_ in range(5):
+            first_day = DAY + timedelta(days=3 * round_)
+            start = threading.Barrier(6)
+            writes: list[Callable[[], object]] = [
+                partial(
+                    write_requests,
+                    dsn,
+                    task_requests=_live(
+                        tasks,
+                        datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+                        + timedelta(days=1, minutes=minute),
+                        10 * round_ + minute,
+                    ),
+                    annotator_actions=NO_ACTIONS,
+                )
+                for minute in (1, 2, 3)
+            ]
+            writes += [
+                partial(_daily, dsn, tasks, [], first_day + timedelta(days=offset))
+                for offset in (0, 1, 2)
+            ]
+            threads = [threading.Thread(target=run, args=(w, start)) for w in writes]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert not failures, failures
+            opened = _open(dsn)
+            assert set(opened) == set(tasks)
+            assert all(len(found) == 1 for found in opened.values()), round_
+            # The newest decision stands whatever order the writers committed in: the third
+            # day's (decided at its end, after the live layer's last).
+            last = int((first_day + timedelta(days=2)).strftime("%Y%m%d"))
+            newest = {decision_id("daily_another_judgment", "detection", t, last) for t in tasks}
+            assert {found[0] for found in opened.values()} == newest
