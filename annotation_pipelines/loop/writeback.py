@@ -86,36 +86,48 @@ def _pairs(frame: pl.DataFrame) -> dict[str, list[str]]:
 def _superseded(table: str) -> str:
     """Withdraw every open request of the given tasks but the newest (by `created_at`, then
     the later insert). The status test is on the updated row itself, so that a row the tool
-    fulfilled meanwhile is re-checked at its new status and left alone."""
+    fulfilled meanwhile is re-checked at its new status and left alone. Each task is looked
+    up on the open-requests index (LATERAL): a join let the planner scan every open request
+    when the table's statistics were stale, 70 ms at 100,000 open against 4 ms."""
     return (
         f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now() FROM ("
-        "  SELECT r.request_id, row_number() OVER ("
-        "    PARTITION BY r.project, r.task_id ORDER BY r.created_at DESC, r.request_id DESC"
-        "  ) AS newness"
-        f"  FROM {table} AS r"
-        "  JOIN unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
-        "    ON r.project = s.project AND r.task_id = s.task_id"
-        "  WHERE r.status IN ('open', 'acknowledged')"
-        ") AS ranked "
-        "WHERE t.request_id = ranked.request_id AND ranked.newness > 1 "
-        "AND t.status IN ('open', 'acknowledged')"
+        "  SELECT older.request_id"
+        "  FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
+        "  CROSS JOIN LATERAL ("
+        f"    SELECT r.request_id FROM {table} AS r"
+        "    WHERE r.project = s.project AND r.task_id = s.task_id"
+        "    AND r.status IN ('open', 'acknowledged')"
+        "    ORDER BY r.created_at DESC, r.request_id DESC OFFSET 1"
+        "  ) AS older"
+        ") AS older "
+        "WHERE t.request_id = older.request_id AND t.status IN ('open', 'acknowledged')"
     )
 
 
 def _settled(table: str) -> str:
     """Withdraw the open requests of the given tasks, and of the tasks of the withdrawn
     `decision_id`s, that no request of this write replaces and that were decided before
-    `decided_at` (every one when it is null)."""
+    `decided_at` (every one when it is null); each task looked up as in `_superseded`."""
     return (
         f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now() FROM ("
-        "  SELECT project, task_id"
-        "  FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
-        f"  UNION SELECT project, task_id FROM {table} WHERE decision_id = ANY(%(withdrawn)s)"
-        "  EXCEPT SELECT project, task_id"
-        "  FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[]) AS a(project, task_id)"
-        ") AS s "
-        "WHERE t.project = s.project AND t.task_id = s.task_id "
-        "AND t.status IN ('open', 'acknowledged') "
+        "  SELECT gone.request_id FROM ("
+        "    SELECT project, task_id"
+        "    FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
+        f"    UNION SELECT project, task_id FROM {table} WHERE decision_id = ANY(%(withdrawn)s)"
+        "    EXCEPT SELECT project, task_id"
+        "    FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[])"
+        "      AS a(project, task_id)"
+        "  ) AS s"
+        "  CROSS JOIN LATERAL ("
+        f"    SELECT r.request_id FROM {table} AS r"
+        "    WHERE r.project = s.project AND r.task_id = s.task_id"
+        "    AND r.status IN ('open', 'acknowledged')"
+        "    AND (%(decided_at)s::timestamptz IS NULL"
+        "      OR r.created_at < %(decided_at)s::timestamptz)"
+        "    OFFSET 0"  # kept a per-task lookup: not pulled up into a join
+        "  ) AS gone"
+        ") AS gone "
+        "WHERE t.request_id = gone.request_id AND t.status IN ('open', 'acknowledged') "
         "AND (%(decided_at)s::timestamptz IS NULL OR t.created_at < %(decided_at)s::timestamptz)"
     )
 
