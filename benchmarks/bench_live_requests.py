@@ -5,25 +5,35 @@ Two figures that every live run pays whatever its batch holds:
 - relisting a kind's open requests (`relisted_requests`) with 100,000 open and 1,000 of them
   replaced by new decisions, and writing the Label Studio list from the result;
 - `apply_schema` on an annotation DB that is already up to date (every migration recorded),
-  which the live run calls before each write.
+  which the live run calls before each write;
+- `write_requests` on a DB holding that many open requests: a live write of 1,000 new
+  decisions replacing 1,000 open ones, and a daily write of 1,000 decisions and 10,000 tasks
+  found settled (each withdrawing the older requests of its tasks in its transaction).
 
 Usage: .venv/bin/python benchmarks/bench_live_requests.py [--open 100000] [--calls 20]
-(the second part needs PostgreSQL on 127.0.0.1:5432; `bash scripts/start-services.sh`).
+(the second and third parts need PostgreSQL on 127.0.0.1:5432; `bash scripts/start-services.sh`).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import psycopg
 
 from annotation_pipelines.ingest.postgres import apply_schema
-from annotation_pipelines.loop.live import TASK_REQUESTS, label_studio_requests, relisted_requests
+from annotation_pipelines.loop.live import (
+    ANNOTATOR_ACTIONS,
+    TASK_REQUESTS,
+    label_studio_requests,
+    relisted_requests,
+)
+from annotation_pipelines.loop.writeback import write_requests
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -82,13 +92,74 @@ def migrations(calls: int) -> None:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+def writes(n: int, rounds: int) -> None:
+    name = f"bench_requests_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        apply_schema(dsn)
+        held = _open_requests(n)
+        none = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+        write_requests(dsn, task_requests=held, annotator_actions=none)
+        live, daily = [], []
+        for round_ in range(rounds):
+            # Each round asks again about a different 1,000 tasks, decided later than before.
+            chosen = held.slice(round_ * 2_000, 1_000)
+            later = datetime.now(UTC) + timedelta(seconds=round_ + 1)
+            new = chosen.with_columns(
+                decision_id=pl.format("live{}-{}", pl.lit(round_), "decision_id"),
+                created_at=pl.lit(later),
+            )
+            started = time.perf_counter()
+            done = write_requests(
+                dsn,
+                task_requests=new,
+                annotator_actions=none,
+                withdrawn=chosen["decision_id"].to_list(),
+            )
+            live.append(time.perf_counter() - started)
+            assert done["withdrawn"] == 1_000, done
+            # The same script times a tree from before the daily write's withdrawals.
+            if "settled" not in inspect.signature(write_requests).parameters:
+                continue
+            asked = held.slice(round_ * 2_000 + 1_000, 1_000).with_columns(
+                decision_id=pl.format("daily{}-{}", pl.lit(round_), "decision_id"),
+                created_at=pl.lit(later),
+            )
+            settled = held.slice(n // 2 + round_ * 10_000, 10_000).select("project", "task_id")
+            started = time.perf_counter()
+            done = write_requests(
+                dsn,
+                task_requests=asked,
+                annotator_actions=none,
+                settled=settled,
+                decided_at=later,
+            )
+            daily.append(time.perf_counter() - started)
+            assert done["withdrawn"] == 11_000, done
+        live_ms = ", ".join(f"{1e3 * t:.0f}" for t in live)
+        print(f"live write, 1,000 decisions replacing 1,000 of {n:,} open: {live_ms} ms")
+        if daily:
+            daily_ms = ", ".join(f"{1e3 * t:.0f}" for t in daily)
+            print(
+                f"daily write, 1,000 decisions and 10,000 settled tasks of {n:,} open: "
+                f"{daily_ms} ms"
+            )
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--open", type=int, default=100_000, help="open requests held")
     parser.add_argument("--calls", type=int, default=20, help="apply_schema calls timed")
+    parser.add_argument("--rounds", type=int, default=5, help="request writes timed")
     args = parser.parse_args()
     relist(args.open)
     migrations(args.calls)
+    writes(args.open, args.rounds)
 
 
 if __name__ == "__main__":
