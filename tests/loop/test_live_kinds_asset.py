@@ -269,3 +269,97 @@ def test_a_due_kind_fit_is_launched_once_and_adopted_by_the_kind_fit_job(tmp_pat
         (tmp_path / "data" / "lake" / f"live/{project}/kinds/text/requests.json").read_text()
     )
     assert {item["data"]["task_id"] for item in listed} <= set(after.tasks["task_id"])
+
+
+def test_a_daily_request_is_withdrawn_when_new_evidence_settles_its_task_live(
+    tmp_path, monkeypatch
+):
+    """The live layer and the daily kind queue write to one table: a daily request on a task
+    that new judgments leave settled is withdrawn by the live run, though no live list held it;
+    a daily decision newer than a live one replaces it."""
+    from datetime import UTC, datetime, timedelta
+
+    from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, TASK_REQUESTS
+    from annotation_pipelines.loop.writeback import write_requests
+
+    rows, _, spammer = _synthetic("spans", 200)
+    exports = tmp_path / "data" / "landing" / "exports" / PROJECT / "parquet"
+    lake = tmp_path / "data" / "lake"
+
+    def daily(task: str, decision: str, at: datetime) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "task_id": [task],
+                "project": [PROJECT],
+                "request": ["another_judgment"],
+                "reason": ["spans: 2 vote(s) < min_votes 3"],
+                "confidence": [0.5],
+                "posterior": ['{"confidence": 0.5, "n_judgments": 2}'],
+                "decision_id": [decision],
+                "created_at": [at],
+            },
+            schema=TASK_REQUESTS,
+        )
+
+    def statuses(dsn: str) -> dict[str, tuple[str, str]]:
+        with psycopg.connect(dsn) as connection:
+            query = "SELECT decision_id, task_id, status FROM task_requests"
+            return {d: (t, s) for d, t, s in connection.execute(query).fetchall()}
+
+    with fresh_database("live_kinds_daily") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        _export(exports / "batch-1.parquet", rows)
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        state = load_kind_state(PROJECT, "spans", lake_reader(lake))
+        live = statuses(dsn)
+        asked = {task for task, _ in live.values()}
+        # The task the live layer is surest of, among those it asks nothing about.
+        good = rows.filter(pl.col("annotator_id") != spammer)
+        sure = state.tasks.filter(~pl.col("task_id").is_in(sorted(asked))).sort("confidence")
+        task = sure["task_id"][-1]
+        replaced_task = sorted(asked)[0]
+        replaced = next(d for d, (t, _) in live.items() if t == replaced_task)
+        # The daily run asked another vote on both: on `task` before the live run decided it,
+        # on `replaced_task` after (its decision is the newer and stands).
+        now = datetime.now(UTC)
+        none = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+        write_requests(
+            dsn,
+            task_requests=daily(task, "daily-old", now - timedelta(days=1)),
+            annotator_actions=none,
+        )
+        written = write_requests(
+            dsn,
+            task_requests=daily(replaced_task, "daily-new", now + timedelta(minutes=1)),
+            annotator_actions=none,
+        )
+        assert written["withdrawn"] == 1
+        assert statuses(dsn)[replaced] == (replaced_task, "withdrawn")
+
+        # New evidence on `task`: two more good annotators give its consensus; the live run
+        # still wants nothing of it, and withdraws the daily request.
+        theirs = rows.filter(pl.col("task_id") == task)
+        others = [
+            a for a in good["annotator_id"].unique().sort() if a not in theirs["annotator_id"]
+        ]
+        consensus = theirs.filter(pl.col("annotator_id") != spammer).head(1)
+        more = pl.concat(
+            [
+                consensus.with_columns(
+                    judgment_id=pl.lit(f"more-{i}"),
+                    annotator_id=pl.lit(others[i]),
+                    submitted_at=pl.col("submitted_at") + pl.duration(hours=1 + i),
+                )
+                for i in range(2)
+            ]
+        )
+        _export(exports / "batch-2.parquet", more)
+        result = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert result.success
+        after = statuses(dsn)
+        assert after["daily-old"] == (task, "withdrawn")
+        assert not [d for d, (t, s) in after.items() if t == task and s == "open"]
+        assert after["daily-new"] == (replaced_task, "open")
+        assert _metadata(result)["task_requests_withdrawn"] >= 1
