@@ -355,6 +355,9 @@ class LiveEvents:
     withdrawn_judgments: int = 0
     withdrawn_gold: int = 0
     unblocked: tuple[str, ...] = ()
+    # Tasks with new evidence after which the policy wants no request: the write-back withdraws
+    # any older open request of theirs, a daily one included (the live lists know only theirs).
+    settled_tasks: pl.Series = field(default_factory=lambda: pl.Series("task_id", [], pl.String))
 
 
 def decision_id(kind: str, project: str, subject: str, version: int) -> str:

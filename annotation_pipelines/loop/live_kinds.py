@@ -534,6 +534,8 @@ def update_kind(
     requests = _requests_after_change(
         state, fitted, options, now, affected, only_withdrawn, everything=refit_all
     )
+    evidence = affected.filter(~affected.is_in(only_withdrawn.implode()))
+    settled = evidence.filter(~evidence.is_in(requests.get_column("task_id").implode()))
     final = replace(fitted, version=version)
     if not refit_all:
         final = replace(
@@ -549,6 +551,7 @@ def update_kind(
         refitted_tasks=final.tasks.height if refit_all else affected.len(),
         withdrawn_judgments=withdrawn.height,
         withdrawn_gold=gold_lost.len(),
+        settled_tasks=settled.cast(pl.String).sort(),
     )
     return final, events
 
@@ -976,6 +979,26 @@ def merged_events(events: Collection[LiveEvents]) -> LiveEvents:
         rebased_tasks=sum(e.rebased_tasks for e in events),
         withdrawn_judgments=sum(e.withdrawn_judgments for e in events),
         withdrawn_gold=sum(e.withdrawn_gold for e in events),
+        settled_tasks=pl.concat(
+            [pl.Series("task_id", [], pl.String), *(e.settled_tasks for e in events)]
+        )
+        .unique()
+        .sort(),
+    )
+
+
+def settled_frame(events: Mapping[tuple[str, str], LiveEvents]) -> pl.DataFrame:
+    """`project`, `task_id` of the kind states' `settled_tasks`, as the write-back takes them."""
+    return pl.concat(
+        [
+            pl.DataFrame(schema={"project": pl.String, "task_id": pl.String}),
+            *(
+                pl.DataFrame({"task_id": e.settled_tasks}).select(
+                    project=pl.lit(project, pl.String), task_id=pl.col("task_id")
+                )
+                for (project, _), e in sorted(events.items())
+            ),
+        ]
     )
 
 

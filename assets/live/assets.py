@@ -91,6 +91,7 @@ from annotation_pipelines.loop.live_kinds import (
     merged_events,
     open_kind_requests,
     rebase_kind_projects,
+    settled_frame,
     update_kind_projects,
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
@@ -667,7 +668,10 @@ def live_quality_state(
         # holds (same decision_id) and whose withdrawals find nothing open left to withdraw; a
         # crash before the lake commit loses nothing.
         written = annotation_db.write_requests(
-            task_requests=requests, annotator_actions=actions, withdrawn=closed
+            task_requests=requests,
+            annotator_actions=actions,
+            withdrawn=closed,
+            settled=settled_frame(kinds.events),
         )
         alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
         record_alert(lake, alerts, log=context.log)
