@@ -405,7 +405,7 @@ def _prepare(
                 f"{path}: {where(path, row)}, column {source!r}: not a number: {values[row - 1]!r}"
             )
         # "nan" and "inf" parse as floats, but no accelerator count is either: taken in, they
-        # turned the scores null and the JSON's Winkler score into `Infinity`.
+        # would turn the scores null and the JSON's Winkler score into `Infinity`.
         infinite = cast.is_not_null() & ~cast.is_finite()
         if infinite.any():
             row = _first_true_row(infinite)
@@ -428,7 +428,7 @@ def _check_repeated_times(frame: pl.DataFrame, *, path: Path, time_col: str) -> 
     """A time a series gives twice with different values is an error naming both rows.
 
     Resampling averages the samples in a step, so two readings of one instant became a value
-    neither row holds (60 and a repeated 999 became 529.5). The same reading given twice
+    neither row holds (60 and a repeated 999 would become 529.5). The same reading given twice
     changes nothing and is let through."""
     numbered = frame.with_row_index("row", offset=1)
     first = numbered.group_by("id", "time").agg(
