@@ -38,6 +38,7 @@ from annotation_pipelines.loop.live_kinds import (
     kind_prefix,
     load_kind_state,
     load_kinds_index,
+    settled_frame,
 )
 from assets.common.alerts import record_alert
 from assets.live.assets import KIND_DAILY_LABELS, KindThresholds, KindUpdate
@@ -141,6 +142,7 @@ def fit_kind_states(
                 task_requests=events.task_requests,
                 annotator_actions=events.annotator_actions,
                 withdrawn=closed,
+                settled=settled_frame(update.events),
             )
             record_alert(lake, events.alerts, log=context.log)
             lock.verify()

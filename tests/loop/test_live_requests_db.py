@@ -215,3 +215,45 @@ def test_bad_rows_in_the_db_are_quarantined_by_the_live_run_and_the_stream_goes_
         metadata = again.get_asset_materialization_events()[0].materialization.metadata
         assert metadata["new_judgments"].value == 1
         assert metadata["quarantined"].value == 0
+
+
+def test_a_row_dated_in_the_future_is_deferred_each_run_not_set_aside_each_run(
+    tmp_path, monkeypatch
+):
+    """A judgment dated a day ahead (a fast client clock) is read again by every run until its
+    time comes: the live runs count it as deferred and write no quarantine file for it, while
+    a row bad for good is set aside once."""
+    data = tmp_path / "data"
+    now = datetime.now(UTC)
+    with fresh_database("live_future") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO projects (project, label_set) VALUES ('reviews', '{pos,neg}')"
+            )
+            rows = [
+                ("j1", "a1", "pos", now - timedelta(minutes=10)),
+                ("j2", "a2", "pos", now - timedelta(minutes=10)),
+                ("bad-null", None, "pos", now - timedelta(minutes=10)),
+                ("ahead", "a3", "neg", now + timedelta(days=1)),
+            ]
+            for judgment, annotator, label, submitted in rows:
+                connection.execute(
+                    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+                    "submitted_at, duration_s) VALUES (%s, 't1', 'reviews', %s, %s, %s, 3)",
+                    (judgment, annotator, label, submitted),
+                )
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        quarantine = data / "lake" / "quarantine" / "source=annotation_db_live"
+        runs = [job.execute_in_process(instance=instance, run_config=QUIET) for _ in range(2)]
+        assert all(run.success for run in runs)
+        metadata = [r.get_asset_materialization_events()[0].materialization.metadata for r in runs]
+        assert [m["quarantined"].value for m in metadata] == [1, 0]
+        assert [m["deferred"].value for m in metadata] == [1, 1]
+        stored = pl.concat([pl.read_parquet(path) for path in quarantine.iterdir()])
+        assert stored.select("reason").rows() == [("missing_annotator",)]
+        for run in runs:
+            logged = [entry.user_message for entry in instance.all_logs(run.run_id)]
+            assert any("1 deferred: dated in the future" in line for line in logged)
+            assert not any("ahead" in line for line in logged if "set aside" in line)
