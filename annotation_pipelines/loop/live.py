@@ -2514,15 +2514,15 @@ def file_rows(
     return rows, golden
 
 
-def open_requests_table(
+def _open_requests_and_closed(
     state: LiveState,
     options: LiveOptions,
     *,
     now: datetime,
     previous: bytes | None,
-    previous_json: bytes | None = None,
-    written: Collection[str] | None = None,
-) -> pl.DataFrame:
+    previous_json: bytes | None,
+    written: Collection[str] | None,
+) -> tuple[pl.DataFrame, list[str]]:
     """Every open request of `state`'s project (`TASK_REQUESTS`, sorted by task), the table
     `requests.parquet` holds and `requests.json` is written from.
 
@@ -2537,24 +2537,11 @@ def open_requests_table(
     new evidence (it only lost votes, or a re-base moved it) whose request is the same as
     before writes no decision; its listed request keeps the id and time of the one the DB
     holds, so the tool finds every listed `decision_id` in `task_requests`.
+
+    Also returns the `decision_id`s of the previous table it no longer holds. Only the tasks
+    the state holds can lose a request, so only their rows are compared: the rest of a
+    100,000-request table is carried as it is.
     """
-    return _open_requests_and_closed(
-        state, options, now=now, previous=previous, previous_json=previous_json, written=written
-    )[0]
-
-
-def _open_requests_and_closed(
-    state: LiveState,
-    options: LiveOptions,
-    *,
-    now: datetime,
-    previous: bytes | None,
-    previous_json: bytes | None,
-    written: Collection[str] | None,
-) -> tuple[pl.DataFrame, list[str]]:
-    """`open_requests_table`, and the `decision_id`s of the previous table it no longer
-    holds. Only the tasks the state holds can lose a request, so only their rows are
-    compared: the rest of a 100,000-request table is carried as it is."""
     fresh = open_requests(state, options, now=now)
     if previous is None and previous_json is None:
         return fresh, []
@@ -2574,8 +2561,7 @@ def _open_requests_and_closed(
         mine, kept = before.filter(is_held), before.filter(~is_held)
     if written is not None:
         fresh = _with_written_ids(fresh, mine, written)
-    gone = mine.join(fresh.select("decision_id"), on="decision_id", how="anti")
-    closed = sorted(gone.get_column("decision_id").to_list())
+    closed = _left_ids(mine, fresh)
     if state.stored is None:
         return fresh, closed
     return pl.concat([kept, fresh], how="vertical").sort("task_id"), closed
@@ -2614,10 +2600,10 @@ def relisted_requests(
     written: Collection[str],
 ) -> tuple[pl.DataFrame, list[str]]:
     """For a state whose list is rewritten whole every run (a kind state's): `fresh`, every
-    request of the state, with the ids the DB holds where no decision was written
-    (`open_requests_table`), and the `decision_id`s the previous list held that `fresh` no
-    longer does (to withdraw). The previous list is its table (`previous`, Parquet), or its
-    `requests.json` in a lake written before the table."""
+    request of the state, with the ids the DB holds where no decision was written (as
+    `_open_requests_and_closed` does), and the `decision_id`s the previous list held that
+    `fresh` no longer does (to withdraw). The previous list is its table (`previous`,
+    Parquet), or its `requests.json` in a lake written before the table."""
     if previous is not None:
         before = pl.read_parquet(previous).cast(pl.Schema(TASK_REQUESTS))
     elif previous_json is not None:
@@ -2625,8 +2611,13 @@ def relisted_requests(
     else:
         return fresh, []
     table = _with_written_ids(fresh, before, written)
-    gone = before.join(table.select("decision_id"), on="decision_id", how="anti")
-    return table, sorted(gone.get_column("decision_id").to_list())
+    return table, _left_ids(before, table)
+
+
+def _left_ids(before: pl.DataFrame, after: pl.DataFrame) -> list[str]:
+    """The `decision_id`s `before` lists and `after` no longer does, sorted."""
+    gone = before.join(after.select("decision_id"), on="decision_id", how="anti")
+    return sorted(gone.get_column("decision_id").to_list())
 
 
 def _requests_from_json(data: bytes, project: str) -> pl.DataFrame:
@@ -2655,20 +2646,6 @@ def _requests_from_json(data: bytes, project: str) -> pl.DataFrame:
     ).cast(pl.Schema(TASK_REQUESTS))
 
 
-def requests_objects(
-    state: LiveState,
-    options: LiveOptions,
-    *,
-    now: datetime,
-    read: Callable[[str], bytes | None],
-    written: Collection[str] | None = None,
-) -> dict[str, bytes]:
-    """`requests.parquet` (the open requests, merged run to run) and `requests.json` (the same
-    list for tools that import Label Studio tasks) for `state`'s project; `written` as in
-    `open_requests_table`."""
-    return requests_update(state, options, now=now, read=read, written=written)[0]
-
-
 def requests_update(
     state: LiveState,
     options: LiveOptions,
@@ -2677,8 +2654,10 @@ def requests_update(
     read: Callable[[str], bytes | None],
     written: Collection[str] | None = None,
 ) -> tuple[dict[str, bytes], list[str]]:
-    """`requests_objects`, and the `decision_id`s the previous list held that the new one no
-    longer does: the requests no longer wanted (the task settled, went, or was asked again
+    """`requests.parquet` (the open requests, merged run to run) and `requests.json` (the same
+    list for tools that import Label Studio tasks) for `state`'s project, with `written` as in
+    `_open_requests_and_closed`; and the `decision_id`s the previous list held that the new one
+    no longer does: the requests no longer wanted (the task settled, went, or was asked again
     after new evidence), which the annotation DB marks withdrawn."""
     prefix = state_prefix(state.project)
     previous = read(f"{prefix}/requests.parquet")
@@ -2743,11 +2722,9 @@ __all__ = [
     "load_touched",
     "merge_objects",
     "open_requests",
-    "open_requests_table",
     "plan_merge",
     "rebase",
     "relisted_requests",
-    "requests_objects",
     "requests_update",
     "segment_opener",
     "state_objects",

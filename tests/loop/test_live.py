@@ -27,7 +27,7 @@ from annotation_pipelines.loop.live import (
     open_requests,
     plan_merge,
     rebase,
-    requests_objects,
+    requests_update,
     state_objects,
     state_prefix,
     update,
@@ -754,7 +754,7 @@ def test_open_requests_merged_run_to_run_are_those_of_the_whole_state():
         if number == 5:
             # A lake from before the table: its list is the only record of the open requests.
             store.pop(f"{prefix}/requests.parquet")
-        store.update(requests_objects(state, options, now=NOW, read=store.get))
+        store.update(requests_update(state, options, now=NOW, read=store.get)[0])
         table = pl.read_parquet(io.BytesIO(store[f"{prefix}/requests.parquet"]))
         whole = open_requests(memory, options, now=NOW)
         assert table["task_id"].to_list() == whole["task_id"].to_list(), number
@@ -922,9 +922,9 @@ def test_every_open_request_listed_is_a_decision_written_to_the_db():
         written |= set(events.task_requests["decision_id"])
         _commit(store, state_objects(state, store.get))
         store.update(
-            requests_objects(
+            requests_update(
                 state, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
-            )
+            )[0]
         )
         assert listed() <= written, number
     whole = load_state("p", store.get)
@@ -934,9 +934,9 @@ def test_every_open_request_listed_is_a_decision_written_to_the_db():
     written |= set(events.task_requests["decision_id"])
     _commit(store, state_objects(rebased, store.get))
     store.update(
-        requests_objects(
+        requests_update(
             rebased, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
-        )
+        )[0]
     )
     ids = listed()
     assert ids <= written
