@@ -453,22 +453,30 @@ def test_series_with_their_own_history_keep_their_bands_when_a_young_one_pools()
     assert (series_pooled[young_id].bands["p90"] > series_pooled[young_id].bands["p50"]).all()
 
 
-def _class_fleet() -> pl.DataFrame:
-    """Six 140-day series and two of 20 days, at levels 10 to 80."""
-    rng = np.random.default_rng(4)
+def _noisy_levels(series: list[tuple[str, int, float]], *, noise: float, seed: int) -> pl.DataFrame:
+    """Daily series (id, days of history, level) that all end on day 140 after START, each
+    value its level times 1 + noise · N(0, 1)."""
+    rng = np.random.default_rng(seed)
     frames = []
-    for k, (series_id, days) in enumerate(
-        [(f"s{k}", 140) for k in range(6)] + [("young_x", 20), ("young_w", 20)]
-    ):
+    for series_id, days, level in series:
         t = np.arange(140 - days, 140)
-        level = 10.0 * (k + 1)
         frames.append(
             pl.DataFrame(
                 {"id": series_id, "time": [START + dt.timedelta(days=int(d)) for d in t],
-                 "value": level * (1 + 0.2 * rng.standard_normal(t.size))}
+                 "value": level * (1 + noise * rng.standard_normal(t.size))}
             )
         )  # fmt: skip
     return pl.concat(frames)
+
+
+def _class_fleet() -> pl.DataFrame:
+    """Six 140-day series and two of 20 days, at levels 10 to 80."""
+    lengths = [(f"s{k}", 140) for k in range(6)] + [("young_x", 20), ("young_w", 20)]
+    return _noisy_levels(
+        [(series_id, days, 10.0 * (k + 1)) for k, (series_id, days) in enumerate(lengths)],
+        noise=0.2,
+        seed=4,
+    )
 
 
 def test_scenario_tables_say_where_each_spread_came_from():
@@ -540,18 +548,8 @@ def test_a_young_series_pools_the_errors_of_fits_on_as_many_days_as_it_has():
 
 def _flat_fleet_with_a_young_series() -> pl.DataFrame:
     """Six flat 140-day series (levels 20 to 120, 5% noise) and one at 100 for its 20 days."""
-    rng = np.random.default_rng(5)
-    frames = []
-    for k, (series_id, days) in enumerate([(f"s{k}", 140) for k in range(6)] + [("young", 20)]):
-        t = np.arange(140 - days, 140)
-        level = 100.0 if series_id == "young" else 20.0 * (k + 1)
-        frames.append(
-            pl.DataFrame(
-                {"id": series_id, "time": [START + dt.timedelta(days=int(d)) for d in t],
-                 "value": level * (1 + 0.05 * rng.standard_normal(t.size))}
-            )
-        )  # fmt: skip
-    return pl.concat(frames)
+    own = [(f"s{k}", 140, 20.0 * (k + 1)) for k in range(6)]
+    return _noisy_levels([*own, ("young", 20, 100.0)], noise=0.05, seed=5)
 
 
 def test_a_young_series_reconciled_p50_is_its_own_fit_not_its_arrival():

@@ -8,6 +8,8 @@ open rows in the DB are the requests `requests.json` lists."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -41,6 +43,20 @@ def _requests(connection: psycopg.Connection) -> dict[str, dict[str, object]]:
         row[0]: {"task_id": row[1], "status": row[2], "closed_at": row[3], "updated_at": row[4]}
         for row in rows
     }
+
+
+@contextmanager
+def _reviews_database(prefix: str) -> Iterator[str]:
+    """A fresh annotation DB at the current schema holding the project `reviews` (labels pos
+    and neg); yields its DSN."""
+    with fresh_database(prefix) as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO projects (project, label_set) VALUES ('reviews', '{pos,neg}')"
+            )
+        yield dsn
 
 
 def _open_listed(data) -> set[str]:
@@ -150,13 +166,8 @@ def test_bad_rows_in_the_db_are_quarantined_by_the_live_run_and_the_stream_goes_
     tool's correction of a bad row is folded in by the next run."""
     data = tmp_path / "data"
     submitted = datetime.now(UTC) - timedelta(minutes=10)
-    with fresh_database("live_quarantine") as database:
-        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        apply_schema(dsn)
+    with _reviews_database("live_quarantine") as dsn:
         with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(
-                "INSERT INTO projects (project, label_set) VALUES ('reviews', '{pos,neg}')"
-            )
             rows = [
                 ("j1", "tâche-1", "ännotator-😀", "pos"),
                 ("j2", "tâche-1", "a2", "pos"),
@@ -225,13 +236,8 @@ def test_a_row_dated_in_the_future_is_deferred_each_run_not_set_aside_each_run(
     a row bad for good is set aside once."""
     data = tmp_path / "data"
     now = datetime.now(UTC)
-    with fresh_database("live_future") as database:
-        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        apply_schema(dsn)
+    with _reviews_database("live_future") as dsn:
         with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(
-                "INSERT INTO projects (project, label_set) VALUES ('reviews', '{pos,neg}')"
-            )
             rows = [
                 ("j1", "a1", "pos", now - timedelta(minutes=10)),
                 ("j2", "a2", "pos", now - timedelta(minutes=10)),
