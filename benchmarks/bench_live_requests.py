@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import io
+import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
-import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import (
@@ -34,8 +36,7 @@ from annotation_pipelines.loop.live import (
     relisted_requests,
 )
 from annotation_pipelines.loop.writeback import write_requests
-
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from tests.services import fresh_database
 
 
 def _open_requests(n: int) -> pl.DataFrame:
@@ -76,10 +77,7 @@ def relist(n: int) -> None:
 
 
 def migrations(calls: int) -> None:
-    name = f"bench_requests_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_database("bench_requests") as name:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
         apply_schema(dsn)
         started = time.perf_counter()
@@ -87,16 +85,10 @@ def migrations(calls: int) -> None:
             apply_schema(dsn)
         each = (time.perf_counter() - started) / calls
         print(f"apply_schema on an up-to-date DB: {1e3 * each:.1f} ms per call ({calls} calls)")
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def writes(n: int, rounds: int) -> None:
-    name = f"bench_requests_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_database("bench_requests") as name:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
         apply_schema(dsn)
         held = _open_requests(n)
@@ -146,9 +138,6 @@ def writes(n: int, rounds: int) -> None:
                 f"daily write, 1,000 decisions and 10,000 settled tasks of {n:,} open: "
                 f"{daily_ms} ms"
             )
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def main() -> None:

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from annotation_pipelines.ingest.connection import connect
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.writeback import changed_rows, read_reversals
+from tests.services import fresh_database
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 OVERLAP = timedelta(seconds=30)
 
 
@@ -45,10 +48,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=10_000)
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args()
-    name = f"bench_reversals_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_database("bench_reversals") as name:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
         apply_schema(dsn)
         with psycopg.connect(dsn, autocommit=True) as connection:
@@ -96,9 +96,6 @@ def main() -> None:
                 probe()
                 walls.append(time.perf_counter() - start)
             print(f"quiet probe, {label}: mean {statistics.mean(walls) * 1000:.2f} ms")
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
