@@ -92,15 +92,7 @@ def _digamma_log_errors(
     encoded: Encoded, counts: Any, indices: np.ndarray, shrinkage: float
 ) -> np.ndarray:
     """`calibration._held_out_log_errors` with E[log θ] of the Dirichlet row for log E[θ]."""
-    tasks = encoded.tasks[indices]
-    annotators = encoded.annotators[indices]
-    answers = encoded.labels[indices]
-    own = counts.soft[tasks]
-    pooled = counts.pooled[answers, :] - counts.task_votes[tasks, answers][:, None] * own
-    pooled_totals = counts.pooled_totals[None, :] - counts.task_sizes[tasks][:, None] * own
-    numerator = counts.annotator[annotators, answers, :] - own
-    numerator += shrinkage * np.maximum(pooled, 1e-300) / pooled_totals
-    denominator = counts.annotator_totals[annotators] - own + shrinkage
+    numerator, denominator = calibration._held_out_rows(encoded, counts, indices, shrinkage)
     return digamma(np.maximum(numerator, 1e-12)) - digamma(np.maximum(denominator, 1e-12))
 
 

@@ -197,6 +197,15 @@ def _held_out_log_errors(
     the task out, so where w (or everyone) has no other evidence on class c the row falls
     back to the pooled row (or the prior), never to a uniform row.
     """
+    numerator, denominator = _held_out_rows(encoded, counts, indices, shrinkage)
+    return np.log(np.maximum(numerator, _FLOOR) / denominator)
+
+
+def _held_out_rows(
+    encoded: Encoded, counts: _Counts, indices: np.ndarray, shrinkage: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shrunk counts n_w(a, c) + s · m(a | c) and totals n_w(c) + s of
+    `_held_out_log_errors`, per judgment in `indices`, its task left out."""
     tasks = encoded.tasks[indices]
     annotators = encoded.annotators[indices]
     answers = encoded.labels[indices]
@@ -206,7 +215,7 @@ def _held_out_log_errors(
     numerator = counts.annotator[annotators, answers, :] - own
     numerator += shrinkage * np.maximum(pooled, _FLOOR) / pooled_totals
     denominator = counts.annotator_totals[annotators] - own + shrinkage
-    return np.log(np.maximum(numerator, _FLOOR) / denominator)
+    return numerator, denominator
 
 
 def _task_sums(encoded: Encoded, indices: np.ndarray, per_judgment: np.ndarray) -> np.ndarray:
