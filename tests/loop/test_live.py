@@ -915,29 +915,23 @@ def test_every_open_request_listed_is_a_decision_written_to_the_db():
         } == ids
         return ids
 
+    def commit(state: LiveState, decisions: pl.Series) -> None:
+        """The run's state and its requests, `decisions` the ones it wrote to the DB."""
+        written.update(decisions)
+        _commit(store, state_objects(state, store.get))
+        store.update(requests_update(state, options, now=NOW, read=store.get, written=decisions)[0])
+
     for number, batch in enumerate(history.batches):
         resynced = history.resync.get(number, ())
         state = load_touched("p", store.get, judgments=batch, resynced=resynced)
         state, events = update(state, batch, resynced=resynced, now=NOW)
-        written |= set(events.task_requests["decision_id"])
-        _commit(store, state_objects(state, store.get))
-        store.update(
-            requests_update(
-                state, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
-            )[0]
-        )
+        commit(state, events.task_requests["decision_id"])
         assert listed() <= written, number
     whole = load_state("p", store.get)
     day = START.date().isoformat()
     rebased, events = rebase(whole, _daily(history.judgments, day), day, options, now=NOW)
     assert events.rebased_tasks > 0
-    written |= set(events.task_requests["decision_id"])
-    _commit(store, state_objects(rebased, store.get))
-    store.update(
-        requests_update(
-            rebased, options, now=NOW, read=store.get, written=events.task_requests["decision_id"]
-        )[0]
-    )
+    commit(rebased, events.task_requests["decision_id"])
     ids = listed()
     assert ids <= written
     # Still the requests the whole state asks for, task by task.
