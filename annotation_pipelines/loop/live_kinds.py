@@ -601,7 +601,8 @@ def _unblock(
     if reversals is None or reversals.height == 0 or state.annotators.height == 0:
         return state, (), none
     due = in_force(
-        _with_block_decisions(state), reversals.filter(pl.col("project") == state.project)
+        _with_block_decisions(state.annotators, state.project, state.kind),
+        reversals.filter(pl.col("project") == state.project),
     )
     if due.height == 0:
         return state, (), none
@@ -640,20 +641,18 @@ def _unblock(
     return refitted, tuple(ids.to_list()), tasks
 
 
-def _with_block_decisions(state: KindState) -> pl.DataFrame:
-    """The annotators with the decision of each block in force: one stored before decisions
+def _with_block_decisions(annotators: pl.DataFrame, project: str, kind: str) -> pl.DataFrame:
+    """`annotators` with the decision of each block in force: one stored before decisions
     were kept is the kind's block decided at the annotator's `version`."""
     known = {
-        a: decision_id(f"{state.kind}_{BLOCK}", state.project, a, v)
-        for a, v in state.annotators.filter(
-            pl.col("blocked") & pl.col("block_decision_id").is_null()
-        )
+        a: decision_id(f"{kind}_{BLOCK}", project, a, v)
+        for a, v in annotators.filter(pl.col("blocked") & pl.col("block_decision_id").is_null())
         .select("annotator_id", "version")
         .iter_rows()
     }
     if not known:
-        return state.annotators
-    return state.annotators.with_columns(
+        return annotators
+    return annotators.with_columns(
         block_decision_id=pl.coalesce(
             "block_decision_id",
             pl.col("annotator_id").replace_strict(known, default=None, return_dtype=pl.String),
@@ -661,23 +660,31 @@ def _with_block_decisions(state: KindState) -> pl.DataFrame:
     )
 
 
+KIND_REVERSALS: dict[str, pl.DataType] = {**REVERSALS, "kind": pl.String()}
+
+
 def due_kind_reversals(
-    reversals: pl.DataFrame, states: Mapping[tuple[str, str], KindState]
+    reversals: pl.DataFrame, read: Callable[[str], bytes | None]
 ) -> pl.DataFrame:
-    """The `reversals` that lift a block in force in one of `states` (or that the next version
-    would decide again: a retried run), each with the `kind` of the state it lifts."""
-    due = [pl.DataFrame(schema={**REVERSALS, "kind": pl.String()})]
-    for (project, kind), state in sorted(states.items()):
-        mine = reversals.filter(pl.col("project") == project)
-        if mine.height == 0:
+    """The `reversals` (`KIND_REVERSALS`) that lift a block in force in the stored kind states
+    (each state's small annotators table read, as `loop.live.due_reversals`): a run loads and
+    updates a kind state for those only. Kept too: the reversal of the block the next version
+    would decide again (a run that wrote it to the DB and did not commit, retried)."""
+    due = [pl.DataFrame(schema=KIND_REVERSALS)]
+    pairs = reversals.filter(pl.col("kind").is_not_null()).select("project", "kind").unique()
+    for project, kind in sorted(pairs.iter_rows()):
+        prefix = kind_prefix(project, kind)
+        meta, data = read(f"{prefix}/state.json"), read(f"{prefix}/annotators.parquet")
+        if meta is None or data is None:
             continue
-        found = [in_force(_with_block_decisions(state), mine)]
-        again = [
-            decision_id(f"{kind}_{BLOCK}", project, a, state.version + 1)
-            for a in mine["annotator_id"]
-        ]
-        found.append(mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String)))
-        due.append(pl.concat(found).with_columns(kind=pl.lit(kind)))
+        mine = reversals.filter((pl.col("project") == project) & (pl.col("kind") == kind))
+        annotators = conform_frame(pl.read_parquet(io.BytesIO(data)), ANNOTATORS)
+        found = in_force(_with_block_decisions(annotators, project, kind), mine)
+        retried = int(json.loads(meta)["version"]) + 1
+        again = [decision_id(f"{kind}_{BLOCK}", project, a, retried) for a in mine["annotator_id"]]
+        again_due = mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String))
+        due.append(found.with_columns(kind=pl.lit(kind)).select(list(KIND_REVERSALS)))
+        due.append(again_due.select(list(KIND_REVERSALS)))
     return pl.concat(due).unique(maintain_order=True)
 
 
@@ -722,9 +729,11 @@ def update_kind_projects(
     resynced: Mapping[tuple[str, str], Collection[str]] | None = None,
     full_fit: bool = False,
     now: datetime | None = None,
+    reversals: pl.DataFrame | None = None,
 ) -> tuple[dict[tuple[str, str], KindState], dict[tuple[str, str], LiveEvents]]:
     """`update_kind` per (project, kind) in `judgments` / `gold` (`project` and `kind` columns),
-    in `resynced`, or (with `full_fit`) in `states`."""
+    in `resynced`, in `reversals` (`KIND_REVERSALS`: each lifts its kind's block), or (with
+    `full_fit`) in `states`."""
     resynced = resynced or {}
     keys: set[tuple[str, str]] = set()
     for frame in (judgments, gold):
@@ -733,6 +742,8 @@ def update_kind_projects(
     keys |= {key for key, sources in resynced.items() if sources}
     if full_fit:
         keys |= set(states)
+    if reversals is not None and reversals.height:
+        keys |= set(reversals.select("project", "kind").unique().iter_rows())
     next_states = dict(states)
     events: dict[tuple[str, str], LiveEvents] = {}
     for project, kind in sorted(keys):
@@ -751,6 +762,9 @@ def update_kind_projects(
             resynced=resynced.get((project, kind), ()),
             full_fit=full_fit and state.version > 0,
             now=now,
+            reversals=None
+            if reversals is None
+            else reversals.filter(pl.col("kind") == kind).select(list(REVERSALS)),
         )
     return next_states, events
 
@@ -2347,12 +2361,14 @@ def kinds_index_object(index: Mapping[str, Collection[str]]) -> dict[str, bytes]
 
 __all__ = [
     "KINDS_INDEX",
+    "KIND_REVERSALS",
     "LIVE_KINDS",
     "FittedSnapshot",
     "KindLiveOptions",
     "KindState",
     "adopt_fit",
     "due_full_fits",
+    "due_kind_reversals",
     "fit_counters",
     "fit_snapshot",
     "full_fit_due",

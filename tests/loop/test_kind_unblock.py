@@ -14,9 +14,11 @@ import polars as pl
 from annotation_pipelines.loop.live import REVERSALS, decision_id
 from annotation_pipelines.loop.live_kinds import (
     ANNOTATORS,
+    KIND_REVERSALS,
     KindLiveOptions,
     KindState,
     adopt_fit,
+    due_kind_reversals,
     fit_snapshot,
     kind_prefix,
     load_kind_state,
@@ -191,3 +193,56 @@ def test_a_kind_block_stored_before_decisions_were_kept_is_lifted_by_its_own_dec
     assert not _card(again, spammer)["blocked"] and not again.ledger["flagged"].any()
     assert _card(again, spammer)["unblocked_at"] == REVOKED_AT
     assert stored.version == state.version
+
+
+def test_a_kind_block_revoked_before_its_run_committed_is_lifted_by_the_retry():
+    """The DB write comes before the lake commit: a run that wrote a block and failed to
+    commit is retried, and the tool may have revoked the block in between. The retry decides
+    the same block (same decision) and lifts it in the same run."""
+    rows, gold, spammer = _synthetic("text", 1200)
+    before, blocking = KindState(project="transcripts", kind="text"), None
+    for start in range(0, rows.height, 100):
+        batch = rows.slice(start, 100)
+        after, events = update_kind(before, batch, gold if start == 0 else None, OPTIONS, now=NOW)
+        if events.annotator_actions.height:
+            blocking = (batch, gold if start == 0 else None, events.annotator_actions)
+            break
+        before = after
+    assert blocking is not None
+    batch, batch_gold, actions = blocking
+    decision = actions["decision_id"].item()
+    reversal = _reversal(before, spammer, decision)
+    retried, events = update_kind(before, batch, batch_gold, OPTIONS, reversals=reversal, now=NOW)
+    assert events.annotator_actions["decision_id"].to_list() == [decision]
+    assert events.unblocked == (spammer,)
+    assert not _card(retried, spammer)["blocked"] and not retried.ledger["flagged"].any()
+    assert retried.tasks["n_votes"].sum() == retried.ledger.height
+
+
+def test_a_run_loads_a_kind_state_only_for_a_reversal_that_lifts_a_block_in_force():
+    """The stream's overlap reads a reversal again for a while: the run does not load and
+    rewrite the kind state for it, nor for a kind or project with no state."""
+    state, rest, _, spammer, first_block = _blocked_spammer()
+    store: dict[str, bytes] = {}
+    _stored(state, store)
+    valid = _reversal(state, spammer, first_block).with_columns(kind=pl.lit("text"))
+    read = pl.concat(
+        [
+            valid,
+            _reversal(state, "nobody", "not-a-block").with_columns(kind=pl.lit("text")),
+            _reversal(state, spammer, first_block).with_columns(kind=pl.lit("spans")),
+            _reversal(KindState(project="ghost", kind="text"), spammer, first_block).with_columns(
+                kind=pl.lit("text")
+            ),
+        ]
+    ).select(list(KIND_REVERSALS))
+    assert due_kind_reversals(read, store.get).equals(valid)
+    lifted, _ = update_kind(
+        state, rest.head(0), None, OPTIONS, reversals=valid.drop("kind"), now=NOW
+    )
+    _stored(lifted, store)
+    assert due_kind_reversals(read, store.get).height == 0
+    # A block the next version decides again (a retried run) keeps its reversal.
+    again = decision_id("text_block", state.project, "w02", lifted.version + 1)
+    retried = _reversal(state, "w02", again).with_columns(kind=pl.lit("text"))
+    assert due_kind_reversals(retried, store.get).equals(retried)
