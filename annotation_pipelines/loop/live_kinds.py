@@ -73,7 +73,10 @@ random other task's consensus, as the daily scorecards), spam score 1 − `conse
 mean seconds. An annotator is blocked after `min_judgments` judgments only when a Wilson bound
 says so: the gold score's upper bound below `min_gold_score` (over at least `min_gold` gold
 judgments), or the upper bound of `consensus_alpha` below `min_consensus_alpha`. Their
-judgments are flagged and their tasks refitted in the same update.
+judgments are flagged and their tasks refitted in the same update. A block the tool revokes
+is lifted as in `loop.live` (`_unblock`): their judgments count again, and the block rules
+then read only the carried sums since the reversal (`_window_cards`); a full fit adopted
+after the reversal keeps it lifted (`adopt_fit`).
 """
 
 from __future__ import annotations
