@@ -646,7 +646,7 @@ def _unblock(
     none = pl.Series("task_id", [], pl.String)
     if reversals is None or reversals.height == 0 or state.annotators.height == 0:
         return state, (), none
-    due = _in_force(state.annotators, reversals.filter(pl.col("project") == state.project))
+    due = in_force(state.annotators, reversals.filter(pl.col("project") == state.project))
     if due.height == 0:
         return state, (), none
     ids = due.get_column("annotator_id")
@@ -680,11 +680,11 @@ def _unblock(
     return fitted, tuple(ids.to_list()), tasks
 
 
-def _in_force(annotators: pl.DataFrame, reversals: pl.DataFrame) -> pl.DataFrame:
+def in_force(annotators: pl.DataFrame, reversals: pl.DataFrame) -> pl.DataFrame:
     """The `reversals` of one project's blocks still in force, the latest per annotator."""
-    in_force = annotators.filter(pl.col("blocked")).select("annotator_id", "block_decision_id")
+    held = annotators.filter(pl.col("blocked")).select("annotator_id", "block_decision_id")
     return (
-        reversals.join(in_force, on="annotator_id", how="inner")
+        reversals.join(held, on="annotator_id", how="inner")
         .filter(
             pl.col("block_decision_id").is_null()
             | (pl.col("block_decision_id") == pl.col("decision_id"))
@@ -710,7 +710,7 @@ def due_reversals(reversals: pl.DataFrame, read: Callable[[str], bytes | None]) 
             continue
         mine = reversals.filter(pl.col("project") == project)
         annotators = _read_frame(data, ANNOTATORS)
-        due.append(_in_force(annotators, mine))
+        due.append(in_force(annotators, mine))
         retried = int(json.loads(meta)["version"]) + 1
         again = [decision_id(BLOCK, project, a, retried) for a in mine["annotator_id"]]
         due.append(mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String)))
@@ -1302,26 +1302,8 @@ def _block(
     )
     if not blocks:
         return state, pl.DataFrame(schema=ANNOTATOR_ACTIONS), []
-    since = {
-        a: t.isoformat()
-        for a, t in cards.select("annotator_id", "unblocked_at").drop_nulls().iter_rows()
-    }
-    # After a reversal the evidence is the window's figures, and says where it starts.
-    blocks = [
-        replace(b, evidence={**b.evidence, "since": since[b.annotator_id]})
-        if b.annotator_id in since
-        else b
-        for b in blocks
-    ]
     annotators, actions, alerts = apply_blocks(
         state.annotators, blocks, project=state.project, version=version, now=now
-    )
-    decided = dict(zip(actions["annotator_id"], actions["decision_id"], strict=True))
-    annotators = annotators.with_columns(
-        block_decision_id=pl.coalesce(
-            pl.col("annotator_id").replace_strict(decided, default=None, return_dtype=pl.String),
-            pl.col("block_decision_id"),
-        )
     )
     return replace(state, annotators=annotators), actions, alerts
 
@@ -1381,12 +1363,21 @@ def apply_blocks(
 ) -> tuple[pl.DataFrame, pl.DataFrame, list[dict[str, object]]]:
     """(annotators with `blocks` marked at `version`, their block actions, their alerts).
     A `kind` other than the categorical one joins the decision ids, the evidence and the
-    messages, so its blocks are decisions of their own."""
+    messages, so its blocks are decisions of their own. `annotators` has `block_decision_id`
+    (set to each block's decision) and `unblocked_at` (a block after a reversal says, in its
+    evidence, `since` when its window starts)."""
     rows: list[dict[str, object]] = []
     alerts: list[dict[str, object]] = []
     where = project if kind is None else f"{project} ({kind})"
+    since = {
+        a: t.isoformat()
+        for a, t in annotators.select("annotator_id", "unblocked_at").drop_nulls().iter_rows()
+    }
     for block in blocks:
         evidence = block.evidence if kind is None else {"kind": kind, **block.evidence}
+        if block.annotator_id in since:
+            # After a reversal the evidence is the window's figures, and says where it starts.
+            evidence = {**evidence, "since": since[block.annotator_id]}
         decision = BLOCK if kind is None else f"{kind}_{BLOCK}"
         rows.append(
             {
@@ -1422,6 +1413,15 @@ def apply_blocks(
         version=pl.when(pl.col("annotator_id").is_in(ids.implode()))
         .then(pl.lit(version, pl.Int64))
         .otherwise(pl.col("version")),
+        # Only a reversal of this decision lifts the block.
+        block_decision_id=pl.coalesce(
+            pl.col("annotator_id").replace_strict(
+                dict(zip(ids, actions["decision_id"], strict=True)),
+                default=None,
+                return_dtype=pl.String,
+            ),
+            pl.col("block_decision_id"),
+        ),
     )
     return marked, actions, alerts
 
@@ -1826,7 +1826,7 @@ def _pending_tasks(state: LiveState) -> tuple[pl.DataFrame, int, int]:
     tombstones = pl.DataFrame({"task_id": gone}, schema={"task_id": pl.String()}).with_columns(
         version=pl.lit(state.version, pl.Int64), deleted=pl.lit(True)
     )
-    rows = _conform(pl.concat([changed, tombstones], how="diagonal_relaxed"), TASK_SEGMENT)
+    rows = conform_frame(pl.concat([changed, tombstones], how="diagonal_relaxed"), TASK_SEGMENT)
     return rows, state.committed + 1, state.version
 
 
@@ -1961,7 +1961,7 @@ def _sorted_parquet(frame: pl.DataFrame, order: tuple[str, ...]) -> bytes:
     return buffer.getvalue()
 
 
-def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+def conform_frame(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     """`frame` in `schema`'s columns; a column an older writer did not have is null (or
     false for a flag)."""
     missing = [
@@ -1973,7 +1973,7 @@ def _conform(frame: pl.DataFrame, schema: Mapping[str, pl.DataType]) -> pl.DataF
 
 
 def _read_frame(data: bytes, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
-    return _conform(pl.read_parquet(io.BytesIO(data)), schema)
+    return conform_frame(pl.read_parquet(io.BytesIO(data)), schema)
 
 
 def _ledger_of(segments: list[pl.DataFrame], annotators: pl.DataFrame) -> pl.DataFrame:
@@ -2034,7 +2034,7 @@ def _header(project: str, read: Callable[[str], bytes | None]) -> _Header | None
         frame = pl.read_parquet(io.BytesIO(data))
         if name == "annotators":
             carried = set(_CARRIED) <= set(frame.columns)
-        frames[name] = _conform(frame, schema)
+        frames[name] = conform_frame(frame, schema)
     version = int(meta["version"])
     listed = {}
     for name, legacy in (("ledger", _LEGACY_LEDGER), ("tasks", _LEGACY_TASKS)):
@@ -2184,7 +2184,7 @@ def _lookup(
     if not groups:
         return pl.DataFrame(schema=wanted)
     table = segment.read_row_groups(groups, columns=[c for c in wanted if c in present])
-    frame = _conform(pl.from_arrow(table), wanted)  # type: ignore[arg-type]
+    frame = conform_frame(pl.from_arrow(table), wanted)  # type: ignore[arg-type]
     match = pl.col(column).is_in(pl.Series(keys, dtype=pl.String).implode())
     return frame.filter(match & pl.col(flag) if flag is not None else match)
 
@@ -2709,12 +2709,14 @@ __all__ = [
     "Segment",
     "StateObjects",
     "StoredState",
+    "conform_frame",
     "content_hash",
     "decision_id",
     "due_merges",
     "due_reversals",
     "file_rows",
     "files_object",
+    "in_force",
     "label_studio_requests",
     "load_files",
     "load_state",

@@ -73,7 +73,10 @@ random other task's consensus, as the daily scorecards), spam score 1 − `conse
 mean seconds. An annotator is blocked after `min_judgments` judgments only when a Wilson bound
 says so: the gold score's upper bound below `min_gold_score` (over at least `min_gold` gold
 judgments), or the upper bound of `consensus_alpha` below `min_consensus_alpha`. Their
-judgments are flagged and their tasks refitted in the same update.
+judgments are flagged and their tasks refitted in the same update. A block the tool revokes
+is lifted as in `loop.live` (`_unblock`): their judgments count again, and the block rules
+then read only the carried sums since the reversal (`_window_cards`); a full fit adopted
+after the reversal keeps it lifted (`adopt_fit`).
 """
 
 from __future__ import annotations
@@ -107,15 +110,19 @@ from annotation_pipelines.loop.kind_posterior import (
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
     ANOTHER_JUDGMENT,
+    BLOCK,
     EXPERT_REVIEW,
     LEDGER_FOLDER,
+    REVERSALS,
     TASK_REQUESTS,
     BlockRule,
     LiveEvents,
     apply_blocks,
     blocks_due,
+    conform_frame,
     decision_id,
     gold_rule,
+    in_force,
     no_events,
     state_prefix,
 )
@@ -187,8 +194,7 @@ _CARRIED = (
     "duration_total",
     "n_durations",
 )
-ANNOTATORS: dict[str, pl.DataType] = {
-    "annotator_id": pl.String(),
+_CARRIED_TYPES: dict[str, pl.DataType] = {
     "n_judgments": pl.Int64(),
     "n_gold": pl.Int64(),
     "gold_total": pl.Float64(),
@@ -196,6 +202,10 @@ ANNOTATORS: dict[str, pl.DataType] = {
     "distance_total": pl.Float64(),
     "duration_total": pl.Float64(),
     "n_durations": pl.Int64(),
+}
+ANNOTATORS: dict[str, pl.DataType] = {
+    "annotator_id": pl.String(),
+    **_CARRIED_TYPES,
     "n_flagged": pl.Int64(),
     "gold_score": pl.Float64(),
     "gold_score_upper": pl.Float64(),
@@ -207,6 +217,13 @@ ANNOTATORS: dict[str, pl.DataType] = {
     "mean_duration_s": pl.Float64(),
     "blocked": pl.Boolean(),
     "blocked_reason": pl.String(),
+    # The decision of the block in force (null: none, or one from before it was recorded, then
+    # known from `version`): only a reversal of that decision lifts it.
+    "block_decision_id": pl.String(),
+    # The last reversal of a block (the tool's `revoked_at`) and the carried sums then: a new
+    # block reads the sums since (`_window_cards`), not the judgments already judged.
+    "unblocked_at": UTC_TIMESTAMP,
+    **{f"base_{c}": dtype for c, dtype in _CARRIED_TYPES.items()},
     "version": pl.Int64(),
 }
 SCORECARD = (
@@ -453,6 +470,7 @@ def update_kind(
     resynced: Collection[str] = (),
     full_fit: bool = False,
     now: datetime | None = None,
+    reversals: pl.DataFrame | None = None,
 ) -> tuple[KindState, LiveEvents]:
     """Fold a batch of `state.kind` judgments (and gold) of `state.project` into the state.
 
@@ -464,10 +482,14 @@ def update_kind(
     tasks refitted and their annotators' gold sums recounted; a different gold answer
     replaces the earlier one. `full_fit`: refit every task and the annotator parameters with
     the kind's aggregation (the daily re-base); with `options.inline_full_fits` off, only
-    record the request (`fit_requested`).
+    record the request (`fit_requested`). `reversals` (`loop.live.REVERSALS`) are blocks the
+    tool reversed; each one of this kind's block in force lifts it first (`_unblock`), and one
+    already applied or of an earlier block is skipped, as in `loop.live.update`.
     """
     options = options or KindLiveOptions()
     now = now or datetime.now(UTC)
+    unchanged = state
+    state, unblocked, unblocked_tasks = _unblock(state, reversals, options, state.version + 1)
     incoming = _incoming(state, new_judgments)
     withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
     batch_gold = _gold_batch(state, gold)
@@ -479,8 +501,9 @@ def update_kind(
         and withdrawn.height == 0
         and kept_gold is state.gold
         and not full_fit
+        and not unblocked
     ):
-        return state, no_events()
+        return unchanged, no_events()
     version = state.version + 1
     blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
     added = incoming.with_columns(
@@ -529,6 +552,18 @@ def update_kind(
     fitted, actions, alerts, their_tasks = _scored_and_blocked(
         fitted, touched, options, version, now
     )
+    if actions.height and reversals is not None and reversals.height:
+        # A block this version decides again (a retry after its DB write, before its commit)
+        # that the tool has revoked meanwhile: lifted in the same run, not left in force.
+        fitted, late, late_tasks = _unblock(
+            fitted,
+            reversals.filter(pl.col("decision_id").is_in(actions["decision_id"].implode())),
+            options,
+            version,
+        )
+        unblocked = (*unblocked, *late)
+        unblocked_tasks = pl.concat([unblocked_tasks, late_tasks])
+    their_tasks = pl.concat([their_tasks, unblocked_tasks])
     if their_tasks.len():
         affected = pl.concat([affected, their_tasks]).unique()
     requests = _requests_after_change(
@@ -552,8 +587,108 @@ def update_kind(
         withdrawn_judgments=withdrawn.height,
         withdrawn_gold=gold_lost.len(),
         settled_tasks=settled.cast(pl.String).sort(),
+        unblocked=unblocked,
     )
     return final, events
+
+
+def _unblock(
+    state: KindState, reversals: pl.DataFrame | None, options: KindLiveOptions, version: int
+) -> tuple[KindState, tuple[str, ...], pl.Series]:
+    """(`state` with the reversed blocks lifted at `version`, the annotators unblocked, the
+    tasks refitted), as `loop.live._unblock`: only a block still in force is lifted, so the
+    stream's overlap and a retried run apply a reversal once. Their judgments are unflagged,
+    the tasks they voted on refitted (their votes count again), and their carried sums then
+    become the base of the next block's evidence."""
+    none = pl.Series("task_id", [], pl.String)
+    if reversals is None or reversals.height == 0 or state.annotators.height == 0:
+        return state, (), none
+    due = in_force(
+        _with_block_decisions(state.annotators, state.project, state.kind),
+        reversals.filter(pl.col("project") == state.project),
+    )
+    if due.height == 0:
+        return state, (), none
+    ids = due.get_column("annotator_id")
+    theirs = pl.col("annotator_id").is_in(ids.implode())
+    revoked = dict(zip(ids, due.get_column("revoked_at"), strict=True))
+    lifted = state.annotators.with_columns(
+        blocked=pl.col("blocked") & ~theirs,
+        blocked_reason=pl.when(theirs).then(None).otherwise("blocked_reason"),
+        block_decision_id=pl.when(theirs).then(None).otherwise("block_decision_id"),
+        unblocked_at=pl.when(theirs)
+        .then(
+            pl.col("annotator_id").replace_strict(
+                revoked, default=None, return_dtype=ANNOTATORS["unblocked_at"]
+            )
+        )
+        .otherwise("unblocked_at"),
+        version=pl.when(theirs).then(pl.lit(version, pl.Int64)).otherwise("version"),
+    )
+    ledger = state.ledger.with_columns(flagged=pl.col("flagged") & ~theirs)
+    tasks = state.ledger.filter(theirs).get_column("task_id").unique()
+    refitted = _refit_tasks(
+        replace(state, ledger=ledger, annotators=lifted), tasks, options, version
+    )
+    refitted = _carry(refitted, before=state, tasks=tasks, ledger_before=state.ledger)
+    annotators = refitted.annotators.with_columns(
+        [
+            pl.when(theirs).then(pl.col(c)).otherwise(f"base_{c}").alias(f"base_{c}")
+            for c in _CARRIED
+        ]
+    )
+    refitted = replace(refitted, annotators=annotators)
+    touched = refitted.ledger.filter(pl.col("task_id").is_in(tasks.implode()))
+    touched_ids = pl.concat([ids, touched.get_column("annotator_id")]).unique()
+    refitted = replace(refitted, annotators=_scorecards(refitted, touched_ids, options))
+    return refitted, tuple(ids.to_list()), tasks
+
+
+def _with_block_decisions(annotators: pl.DataFrame, project: str, kind: str) -> pl.DataFrame:
+    """`annotators` with the decision of each block in force: one stored before decisions
+    were kept is the kind's block decided at the annotator's `version`."""
+    known = {
+        a: decision_id(f"{kind}_{BLOCK}", project, a, v)
+        for a, v in annotators.filter(pl.col("blocked") & pl.col("block_decision_id").is_null())
+        .select("annotator_id", "version")
+        .iter_rows()
+    }
+    if not known:
+        return annotators
+    return annotators.with_columns(
+        block_decision_id=pl.coalesce(
+            "block_decision_id",
+            pl.col("annotator_id").replace_strict(known, default=None, return_dtype=pl.String),
+        )
+    )
+
+
+KIND_REVERSALS: dict[str, pl.DataType] = {**REVERSALS, "kind": pl.String()}
+
+
+def due_kind_reversals(
+    reversals: pl.DataFrame, read: Callable[[str], bytes | None]
+) -> pl.DataFrame:
+    """The `reversals` (`KIND_REVERSALS`) that lift a block in force in the stored kind states
+    (each state's small annotators table read, as `loop.live.due_reversals`): a run loads and
+    updates a kind state for those only. Kept too: the reversal of the block the next version
+    would decide again (a run that wrote it to the DB and did not commit, retried)."""
+    due = [pl.DataFrame(schema=KIND_REVERSALS)]
+    pairs = reversals.filter(pl.col("kind").is_not_null()).select("project", "kind").unique()
+    for project, kind in sorted(pairs.iter_rows()):
+        prefix = kind_prefix(project, kind)
+        meta, data = read(f"{prefix}/state.json"), read(f"{prefix}/annotators.parquet")
+        if meta is None or data is None:
+            continue
+        mine = reversals.filter((pl.col("project") == project) & (pl.col("kind") == kind))
+        annotators = conform_frame(pl.read_parquet(io.BytesIO(data)), ANNOTATORS)
+        found = in_force(_with_block_decisions(annotators, project, kind), mine)
+        retried = int(json.loads(meta)["version"]) + 1
+        again = [decision_id(f"{kind}_{BLOCK}", project, a, retried) for a in mine["annotator_id"]]
+        again_due = mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String))
+        due.append(found.with_columns(kind=pl.lit(kind)).select(list(KIND_REVERSALS)))
+        due.append(again_due.select(list(KIND_REVERSALS)))
+    return pl.concat(due).unique(maintain_order=True)
 
 
 def _growth_due(versions: int, folded: int, fitted: int, options: KindLiveOptions) -> bool:
@@ -597,9 +732,11 @@ def update_kind_projects(
     resynced: Mapping[tuple[str, str], Collection[str]] | None = None,
     full_fit: bool = False,
     now: datetime | None = None,
+    reversals: pl.DataFrame | None = None,
 ) -> tuple[dict[tuple[str, str], KindState], dict[tuple[str, str], LiveEvents]]:
     """`update_kind` per (project, kind) in `judgments` / `gold` (`project` and `kind` columns),
-    in `resynced`, or (with `full_fit`) in `states`."""
+    in `resynced`, in `reversals` (`KIND_REVERSALS`: each lifts its kind's block), or (with
+    `full_fit`) in `states`."""
     resynced = resynced or {}
     keys: set[tuple[str, str]] = set()
     for frame in (judgments, gold):
@@ -608,6 +745,8 @@ def update_kind_projects(
     keys |= {key for key, sources in resynced.items() if sources}
     if full_fit:
         keys |= set(states)
+    if reversals is not None and reversals.height:
+        keys |= set(reversals.select("project", "kind").unique().iter_rows())
     next_states = dict(states)
     events: dict[tuple[str, str], LiveEvents] = {}
     for project, kind in sorted(keys):
@@ -626,6 +765,9 @@ def update_kind_projects(
             resynced=resynced.get((project, kind), ()),
             full_fit=full_fit and state.version > 0,
             now=now,
+            reversals=None
+            if reversals is None
+            else reversals.filter(pl.col("kind") == kind).select(list(REVERSALS)),
         )
     return next_states, events
 
@@ -862,12 +1004,13 @@ def adopt_fit(
     if current.version == snapshot.version:
         adopted = fitted
     else:
-        already = current.annotators.filter(pl.col("blocked")).get_column("annotator_id")
-        kept = [
-            i for i, a in enumerate(actions.get_column("annotator_id")) if a not in set(already)
-        ]
+        # The fit's block of an annotator blocked since, or lifted since: the earlier decision,
+        # or the reversal, stands (the fit's evidence predates it).
+        since = _block_changed(snapshot.annotators, current.annotators)
+        already = set(current.annotators.filter(pl.col("blocked"))["annotator_id"]) | set(since)
+        kept = [i for i, a in enumerate(actions.get_column("annotator_id")) if a not in already]
         actions, alerts = actions[kept], [alerts[i] for i in kept]
-        annotators = _merged_blocks(fitted.annotators, current.annotators)
+        annotators = _merged_blocks(fitted.annotators, current.annotators, since)
         blocked = annotators.filter(pl.col("blocked")).get_column("annotator_id")
         base = replace(
             fitted,
@@ -924,15 +1067,39 @@ def adopt_fit(
     return adopted, events
 
 
-def _merged_blocks(fitted: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+# An annotator's block and its evidence window: `current`'s stand over a fit's.
+_BLOCK_COLUMNS = (
+    "blocked",
+    "blocked_reason",
+    "block_decision_id",
+    "unblocked_at",
+    *(f"base_{c}" for c in _CARRIED),
+    "version",
+)
+
+
+def _block_changed(snapshot: pl.DataFrame, current: pl.DataFrame) -> list[str]:
+    """Annotators whose block was lifted after the `snapshot`: a reversal `current` applied."""
+    before = snapshot.select("annotator_id", _before="unblocked_at")
+    joined = current.join(before, on="annotator_id", how="left")
+    lifted = pl.col("unblocked_at").is_not_null() & ~pl.col("unblocked_at").eq_missing(
+        pl.col("_before")
+    )
+    return joined.filter(lifted).get_column("annotator_id").to_list()
+
+
+def _merged_blocks(fitted: pl.DataFrame, current: pl.DataFrame, lifted: list[str]) -> pl.DataFrame:
     """The fit's annotators with the blocks made since its snapshot (`current`'s: an earlier
-    decision stands), and the annotators new since then with no carried sums yet."""
-    block = ["blocked", "blocked_reason", "version"]
-    theirs = current.filter(pl.col("blocked")).select("annotator_id", *block)
+    decision stands) and the blocks `lifted` since (`current`'s: the reversal stands, with its
+    evidence window), and the annotators new since then with no carried sums yet."""
+    block = list(_BLOCK_COLUMNS)
+    theirs = current.filter(pl.col("blocked") | pl.col("annotator_id").is_in(lifted)).select(
+        "annotator_id", *block, _now=pl.lit(True)
+    )
     known = fitted.join(theirs, on="annotator_id", how="left", suffix="_now")
     merged = known.with_columns(
         [
-            pl.when(pl.col("blocked_now").fill_null(False))
+            pl.when(pl.col("_now").fill_null(False))
             .then(pl.col(f"{c}_now"))
             .otherwise(pl.col(c))
             .alias(c)
@@ -1886,6 +2053,27 @@ def _scorecards(state: KindState, touched: pl.Series, options: KindLiveOptions) 
     )
 
 
+def _window_cards(state: KindState, cards: pl.DataFrame, options: KindLiveOptions) -> pl.DataFrame:
+    """`cards` with those of annotators whose block was reversed scored on what came after the
+    reversal: the carried sums less their base then. The sums of the judgments before it
+    drift a little as their tasks are refitted, so a count or a distance is clipped at zero."""
+    reversed_ = cards.filter(pl.col("unblocked_at").is_not_null())
+    if reversed_.height == 0:
+        return cards
+    window = reversed_.with_columns(
+        [
+            (pl.col(c) - pl.col(f"base_{c}").fill_null(0)).clip(lower_bound=0)
+            if c != "gold_total"
+            else pl.col(c) - pl.col(f"base_{c}").fill_null(0)
+            for c in _CARRIED
+        ]
+    )
+    scored = _scorecards(
+        replace(state, annotators=window), window.get_column("annotator_id"), options
+    )
+    return pl.concat([cards.filter(pl.col("unblocked_at").is_null()), scored])
+
+
 def _block_rules(kind: str, options: KindLiveOptions) -> list[BlockRule]:
     """The kind's gold score confidently below `min_gold_score`; or chance-corrected agreement
     with the consensus confidently below `min_consensus_alpha`."""
@@ -1916,6 +2104,7 @@ def _block(
     cards = state.annotators.filter(
         pl.col("annotator_id").is_in(touched.implode()) & ~pl.col("blocked")
     )
+    cards = _window_cards(state, cards, options)
     blocks = blocks_due(
         cards,
         _block_rules(state.kind, options),
@@ -2138,6 +2327,8 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
     schema = _segment_schema(kind)
     rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
     rows = lake_ledger.resolved(rows)
+    # Stored before blocks could be lifted: no decision recorded, no reversal applied.
+    frames["annotators"] = conform_frame(frames["annotators"], ANNOTATORS)
     blocked = frames["annotators"].filter(pl.col("blocked")).get_column("annotator_id")
     ledger = rows.with_columns(flagged=pl.col("annotator_id").is_in(blocked.implode())).select(
         list(ledger_schema(kind))
@@ -2173,12 +2364,14 @@ def kinds_index_object(index: Mapping[str, Collection[str]]) -> dict[str, bytes]
 
 __all__ = [
     "KINDS_INDEX",
+    "KIND_REVERSALS",
     "LIVE_KINDS",
     "FittedSnapshot",
     "KindLiveOptions",
     "KindState",
     "adopt_fit",
     "due_full_fits",
+    "due_kind_reversals",
     "fit_counters",
     "fit_snapshot",
     "full_fit_due",

@@ -257,25 +257,24 @@ def read_reversals(
     overlap: timedelta,
     schema: str = "public",
 ) -> pl.DataFrame:
-    """The categorical blocks the tool revoked, changed in `(since - overlap, until]`
-    (`loop.live.REVERSALS`, oldest change first).
+    """The blocks the tool revoked, changed in `(since - overlap, until]`
+    (`loop.live.REVERSALS` and `kind`, oldest change first): `kind` is the kind a kind
+    state's block names in its evidence, null for a categorical block.
 
     The window is the change stream's: `until` is the extract's bound below every open
     transaction, so a revocation committed later but stamped earlier is not skipped, and
     the overlap reads the end of the last window again. A reversal read twice is applied once
-    (`loop.live.update` lifts only a block still in force). A kind's block (its evidence names
-    the kind) is not read: the kind states do not lift blocks.
+    (`loop.live.update` and `loop.live_kinds.update_kind` lift only a block still in force).
     """
     quoted = f'"{validate_identifier(schema)}"."annotator_actions"'
     query = (
-        "SELECT project, annotator_id, decision_id, revoked_at, revoked_by "
+        "SELECT project, annotator_id, decision_id, revoked_at, revoked_by, evidence ->> 'kind' "
         f"FROM {quoted} WHERE action = 'block' AND status = 'revoked' "
-        "AND NOT (coalesce(evidence, '{}'::jsonb) ? 'kind') "
         "AND updated_at > %(start)s AND updated_at <= %(until)s ORDER BY updated_at, action_id"
     )
     with connect(dsn, autocommit=True) as connection:
         rows = connection.execute(query, {"start": since - overlap, "until": until}).fetchall()
-    return pl.DataFrame(rows, schema=REVERSALS, orient="row")
+    return pl.DataFrame(rows, schema={**REVERSALS, "kind": pl.String()}, orient="row")
 
 
 class LiveLockTimeout(TimeoutError):

@@ -14,8 +14,10 @@ Runs may overlap (the sensor launches the next while one works); the annotation 
 lock lets one at a time read, update and commit.
 
 A block the annotation tool revoked (`annotator_actions.status = 'revoked'`) is read in the
-same window as the judgments and lifted in the run (`loop.live.update`'s `reversals`); the
-run reports the annotators it unblocked (`unblocked`) and logs each.
+same window as the judgments and lifted in the run (`loop.live.update`'s `reversals`; a kind's
+block, whose evidence names its kind, by that kind's state: `loop.live_kinds.update_kind`); the
+run reports the annotators it unblocked (`unblocked`, and `kind_unblocked` per project/kind)
+and logs each.
 
 The daily layers stay the record of truth: when a day's `aggregated_labels` materializes, the
 sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
@@ -83,6 +85,7 @@ from annotation_pipelines.loop.live import (
 from annotation_pipelines.loop.live_kinds import (
     KindLiveOptions,
     KindState,
+    due_kind_reversals,
     kind_file_rows,
     kind_prefix,
     kind_state_objects,
@@ -129,11 +132,16 @@ _ROW_KEYS = {"judgments": "judgment_id", "gold_labels": "task_id", "raw_tasks": 
 
 
 def unblock_lines(
-    reversals: pl.DataFrame, unblocked: dict[str, list[str]], options: LiveOptions
+    reversals: pl.DataFrame,
+    unblocked: dict[str, list[str]],
+    min_judgments: int,
+    kind: str | None = None,
 ) -> list[str]:
-    """One line per annotator a reversal unblocked in this run: who, who revoked, when."""
+    """One line per annotator a reversal unblocked in this run: who, who revoked, when (and
+    of which kind's state, for a kind's block)."""
     lines = []
     for project, annotators in sorted(unblocked.items()):
+        where = project if kind is None else f"{project} ({kind})"
         for annotator in annotators:
             row = (
                 reversals.filter(
@@ -143,9 +151,9 @@ def unblock_lines(
                 .row(-1, named=True)
             )
             lines.append(
-                f"{project}: annotator {annotator} unblocked (block revoked by "
+                f"{where}: annotator {annotator} unblocked (block revoked by "
                 f"{row['revoked_by']} at {row['revoked_at'].isoformat()}): their judgments "
-                f"count again; a new block needs {options.min_judgments} judgments after it"
+                f"count again; a new block needs {min_judgments} judgments after it"
             )
     return lines
 
@@ -494,14 +502,17 @@ class KindUpdate:
         return writes, deletes, closed
 
 
-def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetime) -> KindUpdate:
+def _update_kinds(
+    lake: Lake, files: FileBatch, config: LiveConfig, now: datetime, reversals: pl.DataFrame
+) -> KindUpdate:
     """Fold the export files' non-categorical judgments into their (project, kind) states
-    (`loop.live_kinds`); on a re-base day the day's kind tasks are re-based on
+    (`loop.live_kinds`), lifting the kind blocks the tool revoked (`reversals`, due ones:
+    `due_kind_reversals`); on a re-base day the day's kind tasks are re-based on
     `kind_aggregated_labels`, and every kind state records a full fit request with the days to
     re-apply after it (`live_kind_fit_job` fits it)."""
     read = lake.get_if_exists
     index = load_kinds_index(read)
-    keys = set(files.kind_resynced)
+    keys = set(files.kind_resynced) | set(reversals.select("project", "kind").unique().iter_rows())
     for frame in (files.kind_judgments, files.kind_gold):
         if frame.height:
             keys |= set(frame.select("project", "kind").unique().iter_rows())
@@ -523,6 +534,7 @@ def _update_kinds(lake: Lake, files: FileBatch, config: LiveConfig, now: datetim
         resynced=files.kind_resynced,
         full_fit=bool(rebasing),
         now=now,
+        reversals=reversals,
     )
     states, rebased = rebase_kind_projects(states, daily, config.kind_options(), now=now)
     for key, found in rebased.items():
@@ -572,9 +584,10 @@ def live_quality_state(
         extract = annotation_db.extract_live(since=since, seen=seen)
         # The same window as the judgments: committed with the same position, so a run that
         # fails reads them again, and one that commits does not.
-        reversals = due_reversals(
-            annotation_db.read_reversals(since=since, until=extract.until), lake.get_if_exists
-        )
+        revoked = annotation_db.read_reversals(since=since, until=extract.until)
+        categorical = pl.col("kind").is_null()
+        reversals = due_reversals(revoked.filter(categorical).drop("kind"), lake.get_if_exists)
+        kind_reversals = due_kind_reversals(revoked.filter(~categorical), lake.get_if_exists)
         now = datetime.now(UTC)
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
@@ -617,10 +630,19 @@ def live_quality_state(
             reversals=reversals,
         )
         unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
-        for line in unblock_lines(reversals, unblocked, options):
+        for line in unblock_lines(reversals, unblocked, options.min_judgments):
             context.log.warning(f"live: {line}")
         rebased = _rebase_days(lake, states, config.rebase_days, options, now)
-        kinds = _update_kinds(lake, files, config, now)
+        kinds = _update_kinds(lake, files, config, now, kind_reversals)
+        kind_unblocked = {key: list(e.unblocked) for key, e in kinds.events.items() if e.unblocked}
+        for (project, kind), ids in sorted(kind_unblocked.items()):
+            for line in unblock_lines(
+                kind_reversals.filter(pl.col("kind") == kind),
+                {project: ids},
+                config.kind_options().min_judgments,
+                kind,
+            ):
+                context.log.warning(f"live: {line}")
         every = [
             *events.values(),
             *(e for project in rebased.values() for e in project),
@@ -718,6 +740,9 @@ def live_quality_state(
             ),
             "new_judgments": MetadataValue.int(sum(e.new_judgments for e in events.values())),
             "unblocked": MetadataValue.json(unblocked),
+            "kind_unblocked": MetadataValue.json(
+                {f"{p}/{k}": ids for (p, k), ids in kind_unblocked.items()}
+            ),
             "quarantined": MetadataValue.int(quarantined.height),
             "deferred": MetadataValue.int(deferred),
             "task_requests_written": MetadataValue.int(written["task_requests"]),

@@ -23,7 +23,7 @@ from tests.support import live_quality_job
 
 pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-MIGRATIONS = [1, 2, 3, 4]
+MIGRATIONS = [1, 2, 3, 4, 5]
 
 
 def _judgments() -> pl.DataFrame:

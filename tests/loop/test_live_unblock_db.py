@@ -104,19 +104,6 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
                     "revoked_by = NULL WHERE decision_id = %s",
                     (decision,),
                 )
-            # A kind's block cannot be revoked: no kind state lifts one yet.
-            connection.execute(
-                "INSERT INTO annotator_actions (annotator_id, project, action, reason, evidence, "
-                "decision_id) VALUES ('w01', 'reviews', 'block', 'r', '{\"kind\": \"spans\"}', "
-                "'spans-block')"
-            )
-            with pytest.raises(psycopg.errors.CheckViolation):
-                connection.execute(
-                    "UPDATE annotator_actions SET status = 'revoked', revoked_at = now(), "
-                    "revoked_by = %s WHERE decision_id = 'spans-block'",
-                    (LEAD,),
-                )
-            connection.execute("DELETE FROM annotator_actions WHERE decision_id = 'spans-block'")
         assert _card(data)["blocked"]
 
         # The reversal alone starts a run.
