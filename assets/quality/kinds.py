@@ -275,6 +275,14 @@ def _kind_floors(
     return alpha, gold
 
 
+def _later_day(context: AssetExecutionContext) -> str | None:
+    """The latest day after this one whose `kind_task_requests` is materialized, if any."""
+    days = context.instance.get_materialized_partitions(context.asset_key)
+    # Daily keys are ISO dates: their order as text is their order in time.
+    later = [day for day in days if day > context.partition_key]
+    return max(later) if later else None
+
+
 @asset(
     group_name=GROUP,
     owners=OWNERS,
@@ -302,16 +310,27 @@ def kind_task_requests(
         # Without an annotation DB (the local demo) the lake's task list is the hand-off.
         written = f"no annotation DB configured ({ANNOTATION_DB_DSN}); task list in the lake"
     else:
+        later = _later_day(context)
+        # A later day may have found settled a task this day queues, and a settled decision
+        # leaves no row that would withdraw this day's request: written now, it would stay
+        # open. The day still withdraws what it settled (only requests older than its end).
         counts = annotation_db.write_requests(
-            task_requests=requests,
+            task_requests=requests if later is None else requests.clear(),
             annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
             settled=settled_tasks(kind_aggregated_labels, kind_reannotation_queue),
             decided_at=decided_at,
         )
-        written = (
-            f"{counts['task_requests']} new of {requests.height} in task_requests, "
-            f"{counts['withdrawn']} withdrawn"
-        )
+        if later is None:
+            written = (
+                f"{counts['task_requests']} new of {requests.height} in task_requests, "
+                f"{counts['withdrawn']} withdrawn"
+            )
+        else:
+            written = (
+                f"no new requests: a later day ({later}) already wrote its requests, so the "
+                f"{requests.height} of this day stay in the task list only; "
+                f"{counts['withdrawn']} withdrawn"
+            )
     context.log.info(f"kind requests {context.partition_key}: {written}")
     return Output(
         requests,

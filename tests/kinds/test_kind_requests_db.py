@@ -2,6 +2,7 @@
 (temporary) Dagster instance, beside the live layer's requests: one open request per task, the
 newer decision standing, the day's settled tasks withdrawn, a retry changing nothing."""
 
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from dagster import AssetKey
 
 from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.lake import kind_requests_key
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, TASK_REQUESTS, decision_id
 from annotation_pipelines.loop.writeback import write_requests
 from tests.kinds.test_kinds_pipeline import DAY, RUN_CONFIG
@@ -142,3 +144,82 @@ def test_the_daily_kind_requests_withdraw_older_requests_and_a_retry_changes_not
                 asset_selection=[AssetKey("kind_task_requests")],
             ).success
             assert _rows(dsn) == rows
+
+
+def test_a_day_written_after_a_later_day_only_withdraws_and_asks_nothing(tmp_path, monkeypatch):
+    """A backfill (or a retry of a day that failed before writing) whose write comes after the
+    next day's: its requests would reopen tasks the later day may have found settled, and no
+    row of a settled decision would withdraw them. So it inserts nothing, withdraws the open
+    requests of its settled tasks decided before its end, keeps its lake list, and says so."""
+    first_day = date.fromisoformat(DAY)
+    next_day = (first_day + timedelta(days=1)).isoformat()
+    with fresh_database("kind_daily_backfill") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        with local_graph(
+            tmp_path,
+            judgments=300,
+            start=first_day,
+            days=2,
+            seed=21,
+            kinds=True,
+            judgments_per_kind=600,
+        ) as (defs, instance, data):
+            daily = defs.resolve_job_def("daily_annotation_job")
+            assert daily.execute_in_process(
+                partition_key=next_day, instance=instance, run_config=RUN_CONFIG
+            ).success
+            later_rows = _rows(dsn)
+            assert later_rows
+
+            # Day one's aggregates and queue, without its requests yet (its write failed).
+            upstream = [
+                key
+                for key in daily.asset_layer.selected_asset_keys
+                if key != AssetKey("kind_task_requests")
+            ]
+            assert daily.execute_in_process(
+                partition_key=DAY,
+                instance=instance,
+                run_config=RUN_CONFIG,
+                asset_selection=upstream,
+            ).success
+            lake = data / "lake"
+            queue = pl.read_parquet(
+                lake / "kind_reannotation_queue" / f"day={DAY}" / "data.parquet"
+            )
+            labels = pl.read_parquet(
+                lake / "kind_aggregated_labels" / f"day={DAY}" / "data.parquet"
+            )
+            assert queue.height > 0
+            # A live request, made during day one, on a task day one found settled.
+            done = labels.join(queue, on=["project", "task_id"], how="anti").row(0, named=True)
+            settled = _live(done["project"], done["task_id"], DAY_END - timedelta(hours=1))
+            write_requests(
+                dsn, task_requests=settled, annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+            )
+
+            retry = daily.execute_in_process(
+                partition_key=DAY,
+                instance=instance,
+                run_config=QUIET,
+                asset_selection=[AssetKey("kind_task_requests")],
+            )
+            assert retry.success
+            rows = _rows(dsn)
+            assert set(rows) == set(later_rows) | {settled["decision_id"][0]}
+            assert rows[settled["decision_id"][0]][2] == "withdrawn"
+            # The later day's rows are as it left them.
+            assert {d: rows[d] for d in later_rows} == later_rows
+            listed = json.loads((lake / kind_requests_key(DAY)).read_text())
+            assert len(listed) == queue.height
+            text = (
+                retry.asset_materializations_for_node("kind_task_requests")[0]
+                .metadata["annotation_db"]
+                .value
+            )
+            assert text.startswith(f"no new requests: a later day ({next_day})")
+            assert "1 withdrawn" in text
+            logged = [entry.user_message for entry in instance.all_logs(retry.run_id)]
+            assert any(f"a later day ({next_day})" in line for line in logged)
