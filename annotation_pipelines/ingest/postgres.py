@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from annotation_pipelines.ingest.connection import connect, connect_arrow
 from annotation_pipelines.ingest.result import IngestResult, assemble
+from annotation_pipelines.ingest.validation import encode_record
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -230,6 +231,9 @@ class DatabaseExtract:
     since: datetime
     until: datetime
     seen: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SEEN))
+    # One flag per row of `result.quarantine`: a judgment submitted after `until`, which the
+    # next extract reads again whatever made it bad (it is not in `seen`).
+    read_again: pl.Series = field(default_factory=lambda: pl.Series("read_again", [], pl.Boolean))
 
     @property
     def watermark(self) -> datetime:
@@ -505,7 +509,17 @@ def extract_since(
         source_file=pl.concat_str(pl.lit(f"postgres:{schema}."), pl.col("table"))
     )
     result = IngestResult(judged, result.tasks, golden, quarantine, result.rows_read, result.files)
-    return DatabaseExtract(result=result, since=since, until=until, seen=next_seen)
+    # A quarantined row's `raw` is its staged record as text, so the rows read again are found
+    # by that text: the record holds `submitted_at`, so no row of the window shares it.
+    ahead = staged.filter(pl.col("submitted_at") > until)
+    read_again = (
+        (pl.col("table") == "judgments")
+        & pl.col("raw").is_in(ahead.select(raw=encode_record(ahead))["raw"].implode())
+    ).fill_null(False)
+    flags = quarantine.select(read_again=read_again)["read_again"]
+    return DatabaseExtract(
+        result=result, since=since, until=until, seen=next_seen, read_again=flags
+    )
 
 
 def _unseen(frame: pl.DataFrame, *, table: str, seen: pl.DataFrame) -> pl.DataFrame:

@@ -52,7 +52,6 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
-from annotation_pipelines.ingest.validation import TIMESTAMP_IN_FUTURE
 from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
@@ -656,13 +655,19 @@ def live_quality_state(
         )
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         # The extract reads a judgment dated after its window again on every run until the
-        # clock catches up, so setting it aside here would write it again on every run.
-        later = (pl.col("table") == "judgments") & (pl.col("reason") == TIMESTAMP_IN_FUTURE)
-        deferred = extract.result.quarantine.filter(later).height
-        quarantined = extract.result.quarantine.filter(~later)
+        # clock catches up, whatever else is wrong with it, so setting it aside here would
+        # write it again on every run: it is set aside by the run whose window holds its time.
+        later = extract.result.quarantine.filter(extract.read_again)
+        deferred = later.height
+        quarantined = extract.result.quarantine.filter(~extract.read_again)
         if deferred:
+            reasons = ", ".join(
+                f"{reason} {count}"
+                for reason, count in later.group_by("reason").len().sort("reason").iter_rows()
+            )
             context.log.warning(
-                f"live: {deferred} deferred: dated in the future, read again when their time comes"
+                f"live: {deferred} deferred: dated in the future ({reasons}), read again "
+                "when their time comes"
             )
         if quarantined.height:
             # Committed with the stream position that skips them: each bad row is set aside

@@ -248,3 +248,53 @@ def test_a_database_from_before_the_versions_is_brought_to_the_last_one(postgres
         connection.execute("UPDATE task_requests SET status = 'acknowledged'")
         after = connection.execute("SELECT updated_at FROM task_requests").fetchone()
         assert before is not None and after is not None and after[0] > before[0]
+
+
+@pytest.mark.parametrize("method", ["adbc", "copy", "fetch"])
+def test_the_extract_marks_the_set_aside_rows_it_will_read_again(postgres_dsn, method):
+    """A judgment submitted after the window is read again by the next extract, whatever
+    made it bad (a NULL annotator, an oversized label, or only its date): the extract flags
+    exactly those quarantined rows, and not a bad row dated inside the window."""
+    schema = f"ahead_{method}"
+    apply_schema(postgres_dsn, schema=schema)
+    rows = [
+        ("inside-null", None, "cat", T0 - timedelta(hours=1)),
+        ("inside-good", "a1", "cat", T0 - timedelta(hours=1)),
+        ("ahead-null", None, "cat", T0 + timedelta(hours=1)),
+        ("ahead-huge", "a2", "x" * (2 << 20), T0 + timedelta(hours=1)),
+        ("ahead-good", "a3", "cat", T0 + timedelta(hours=1)),
+    ]
+    with psycopg.connect(postgres_dsn) as connection:
+        connection.execute(f"SET search_path TO {schema}")
+        connection.execute("INSERT INTO projects (project) VALUES ('p')")
+        connection.execute(
+            "INSERT INTO tasks (task_id, project, created_at, updated_at) "
+            "VALUES ('t1', 'p', %(at)s, %(at)s)",
+            {"at": T0 - timedelta(minutes=1)},
+        )
+        for judgment, annotator, label, submitted in rows:
+            connection.execute(
+                "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+                "submitted_at, duration_s, updated_at) "
+                "VALUES (%s, 't1', 'p', %s, %s, %s, 3, %s)",
+                (judgment, annotator, label, submitted, T0 - timedelta(minutes=1)),
+            )
+    extract = extract_since(
+        postgres_dsn, since=T0 - timedelta(days=1), until=T0, now=T0, schema=schema, method=method
+    )
+    quarantine = extract.result.quarantine
+    assert quarantine.height == len(extract.read_again) == 4
+    assert extract.result.judgments["judgment_id"].to_list() == ["inside-good"]
+    flagged = quarantine.with_columns(again=extract.read_again)
+    again = {
+        judgment: row["again"]
+        for row in flagged.iter_rows(named=True)
+        for judgment, *_ in rows
+        if f'"{judgment}"' in row["raw"]
+    }
+    assert again == {
+        "inside-null": False,
+        "ahead-null": True,
+        "ahead-huge": True,
+        "ahead-good": True,
+    }

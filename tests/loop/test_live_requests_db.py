@@ -8,6 +8,7 @@ open rows in the DB are the requests `requests.json` lists."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -263,3 +264,53 @@ def test_a_row_dated_in_the_future_is_deferred_each_run_not_set_aside_each_run(
             logged = [entry.user_message for entry in instance.all_logs(run.run_id)]
             assert any("1 deferred: dated in the future" in line for line in logged)
             assert not any("ahead" in line for line in logged if "set aside" in line)
+
+
+def test_a_future_row_that_is_also_invalid_is_deferred_until_its_time_then_set_aside_once(
+    tmp_path, monkeypatch
+):
+    """A row dated after the window is read again by every run until its time comes, whatever
+    else is wrong with it: a NULL annotator does not make it quarantined on every run. Once its
+    time is inside the window it is set aside, once."""
+    data = tmp_path / "data"
+    with fresh_database("live_future_invalid") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO projects (project, label_set) VALUES ('reviews', '{pos,neg}')"
+            )
+            clock = connection.execute("SELECT clock_timestamp()").fetchone()[0]
+            ahead = clock + timedelta(seconds=20)
+            for judgment, annotator, submitted in [
+                ("j1", "a1", clock - timedelta(minutes=10)),
+                ("ahead-null", None, ahead),
+            ]:
+                connection.execute(
+                    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+                    "submitted_at, duration_s) VALUES (%s, 't1', 'reviews', %s, 'pos', %s, 3)",
+                    (judgment, annotator, submitted),
+                )
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        quarantine = data / "lake" / "quarantine" / "source=annotation_db_live"
+        early = [job.execute_in_process(instance=instance, run_config=QUIET) for _ in range(2)]
+        assert all(run.success for run in early)
+        metadata = [r.get_asset_materialization_events()[0].materialization.metadata for r in early]
+        assert [m["deferred"].value for m in metadata] == [1, 1]
+        assert [m["quarantined"].value for m in metadata] == [0, 0]
+        assert not quarantine.exists() or not any(quarantine.iterdir())
+        for run in early:
+            logged = [entry.user_message for entry in instance.all_logs(run.run_id)]
+            assert any("1 deferred" in line for line in logged)
+
+        wait = (ahead - datetime.now(UTC)).total_seconds() + 1
+        if wait > 0:
+            time.sleep(wait)
+        late = [job.execute_in_process(instance=instance, run_config=QUIET) for _ in range(2)]
+        assert all(run.success for run in late)
+        metadata = [r.get_asset_materialization_events()[0].materialization.metadata for r in late]
+        assert [m["deferred"].value for m in metadata] == [0, 0]
+        assert [m["quarantined"].value for m in metadata] == [1, 0]
+        stored = pl.concat([pl.read_parquet(path) for path in quarantine.iterdir()])
+        assert stored.select("reason").rows() == [("missing_annotator",)]
+        assert "ahead-null" in stored["raw"][0]
