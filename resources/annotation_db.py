@@ -21,6 +21,7 @@ from annotation_pipelines.loop.writeback import (
     live_lock,
     read_reversals,
     write_requests,
+    write_requests_recorded,
 )
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 
@@ -147,6 +148,26 @@ class AnnotationDatabase(ConfigurableResource):
             withdrawn=withdrawn,
             settled=settled,
             decided_at=decided_at,
+        )
+
+    def write_requests_recorded(
+        self,
+        *,
+        task_requests: pl.DataFrame,
+        annotator_actions: pl.DataFrame,
+        withdrawn: Collection[str] = (),
+        settled: pl.DataFrame | None = None,
+    ) -> tuple[dict[str, int], dict[str, datetime]]:
+        """`write_requests`, with the `created_at` the DB already held for requests written
+        before at another time (`loop.writeback.write_requests_recorded`)."""
+        apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
+        return write_requests_recorded(
+            self.work_dsn,
+            task_requests=task_requests,
+            annotator_actions=annotator_actions,
+            schema=self.db_schema,
+            withdrawn=withdrawn,
+            settled=settled,
         )
 
     def read_reversals(

@@ -2677,6 +2677,37 @@ def requests_update(
     return objects, closed
 
 
+def restamp_requests(objects: dict[str, bytes], recorded: Mapping[str, datetime]) -> int:
+    """Give the listed requests in `objects` (each `requests.parquet`) the `created_at` the
+    annotation DB keeps for them (`recorded`, by `decision_id`), in place; how many changed.
+
+    A retried run decides anew at its own time, while the DB keeps the first attempt's row:
+    the list takes the DB's so that both order the requests alike."""
+    if not recorded:
+        return 0
+    ids = pl.Series("decision_id", list(recorded), pl.String)
+    times = pl.DataFrame(
+        {"decision_id": ids, "_recorded": list(recorded.values())},
+        schema={"decision_id": pl.String(), "_recorded": TASK_REQUESTS["created_at"]},
+    )
+    changed = 0
+    for key, content in objects.items():
+        if not key.endswith("/requests.parquet"):
+            continue
+        table = pl.read_parquet(content)
+        hits = int(table["decision_id"].is_in(ids.implode()).sum())
+        if not hits:
+            continue
+        table = (
+            table.join(times, on="decision_id", how="left", maintain_order="left")
+            .with_columns(created_at=pl.coalesce("_recorded", "created_at"))
+            .drop("_recorded")
+        )
+        objects[key] = lake_ledger.parquet(table)
+        changed += hits
+    return changed
+
+
 def label_studio_requests(requests: pl.DataFrame) -> bytes:
     """Open requests as a Label Studio–importable JSON list: one task per request, its
     fields under `data`. Label Studio's own `id` is an integer it assigns and reserves on
@@ -2728,6 +2759,7 @@ __all__ = [
     "rebase",
     "relisted_requests",
     "requests_update",
+    "restamp_requests",
     "segment_opener",
     "state_objects",
     "state_prefix",

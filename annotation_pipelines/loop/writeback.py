@@ -145,6 +145,28 @@ def write_requests(
     settled: pl.DataFrame | None = None,
     decided_at: datetime | None = None,
 ) -> dict[str, int]:
+    """`write_requests_recorded`'s counts."""
+    return write_requests_recorded(
+        dsn,
+        task_requests=task_requests,
+        annotator_actions=annotator_actions,
+        schema=schema,
+        withdrawn=withdrawn,
+        settled=settled,
+        decided_at=decided_at,
+    )[0]
+
+
+def write_requests_recorded(
+    dsn: str,
+    *,
+    task_requests: pl.DataFrame,
+    annotator_actions: pl.DataFrame,
+    schema: str = "public",
+    withdrawn: Collection[str] = (),
+    settled: pl.DataFrame | None = None,
+    decided_at: datetime | None = None,
+) -> tuple[dict[str, int], dict[str, datetime]]:
     """Insert the decisions not yet written and withdraw the requests no longer wanted, in one
     transaction; rows inserted per table, and `withdrawn`: the requests withdrawn now (those
     still open or acknowledged).
@@ -154,8 +176,13 @@ def write_requests(
     requests of the tasks in `settled`, or of the tasks of the `withdrawn` ids, that this
     write asks nothing about, when decided before `decided_at` (the time of this write's
     decisions; None, the live layer's: now, and every earlier request is older).
+
+    With the counts comes the `created_at` the DB already held for the requests of
+    `task_requests` that an earlier write inserted at another time (a retried run): the insert
+    keeps that row, so the one to list is the DB's.
     """
     written = {"task_requests": 0, "annotator_actions": 0, "withdrawn": 0}
+    recorded: dict[str, datetime] = {}
     settled = settled if settled is not None else pl.DataFrame(schema=_TASK_KEY)
     if (
         task_requests.height == 0
@@ -163,7 +190,7 @@ def write_requests(
         and not withdrawn
         and settled.height == 0
     ):
-        return written
+        return written, recorded
     table = f'"{validate_identifier(schema)}"."task_requests"'
     batches = [
         ("task_requests", _TASK_COLUMNS, task_requests, {"posterior"}),
@@ -171,6 +198,18 @@ def write_requests(
     ]
     with connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITEBACK_LOCK_KEY,))
+        if task_requests.height:
+            # Under the lock: every conflicting insert below is one of these rows.
+            cursor.execute(
+                f"SELECT decision_id, created_at FROM {table} WHERE decision_id = ANY(%s)",
+                (task_requests["decision_id"].to_list(),),
+            )
+            stamped = dict(task_requests.select("decision_id", "created_at").iter_rows())
+            recorded = {
+                decision: created
+                for decision, created in cursor.fetchall()
+                if stamped.get(decision) != created
+            }
         for name, columns, frame, jsonb in batches:
             if frame.height == 0:
                 continue
@@ -214,7 +253,7 @@ def write_requests(
             cursor.execute(_superseded(table), asked)
             written["withdrawn"] += max(cursor.rowcount, 0)
         connection.commit()
-    return written
+    return written, recorded
 
 
 def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "public") -> int:
@@ -371,4 +410,5 @@ __all__ = [
     "live_lock",
     "read_reversals",
     "write_requests",
+    "write_requests_recorded",
 ]

@@ -75,6 +75,7 @@ from annotation_pipelines.loop.live import (
     rebase,
     relisted_requests,
     requests_update,
+    restamp_requests,
     segment_opener,
     state_objects,
     state_prefix,
@@ -703,12 +704,18 @@ def live_quality_state(
         # The DB first: a crash after it re-runs this version, whose decisions the DB already
         # holds (same decision_id) and whose withdrawals find nothing open left to withdraw; a
         # crash before the lake commit loses nothing.
-        written = annotation_db.write_requests(
+        written, recorded = annotation_db.write_requests_recorded(
             task_requests=requests,
             annotator_actions=actions,
             withdrawn=closed,
             settled=settled_frame(kinds.events),
         )
+        restamped = restamp_requests(writes, recorded)
+        if restamped:
+            context.log.info(
+                f"live: {restamped} listed request(s) take the created_at the DB kept from an "
+                "earlier attempt"
+            )
         alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
         record_alert(lake, alerts, log=context.log)
         fence(lock, lake, position)

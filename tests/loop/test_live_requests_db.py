@@ -8,6 +8,7 @@ open rows in the DB are the requests `requests.json` lists."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -314,3 +315,38 @@ def test_a_future_row_that_is_also_invalid_is_deferred_until_its_time_then_set_a
         stored = pl.concat([pl.read_parquet(path) for path in quarantine.iterdir()])
         assert stored.select("reason").rows() == [("missing_annotator",)]
         assert "ahead-null" in stored["raw"][0]
+
+
+def test_a_retry_after_the_db_write_lists_the_requests_with_the_db_s_created_at(
+    tmp_path, monkeypatch
+):
+    """A run that wrote the DB and failed before its lake commit is retried on the same
+    version: its inserts conflict and keep the first attempt's `created_at`, which the retry's
+    `requests.parquet` then carries too, so lake and DB order requests alike."""
+    data = tmp_path / "data"
+    with fresh_database("live_retry_created") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        seed_database(dsn, judgments=_judgments(), label_sets={"reviews": ["c0", "c1", "c2"]})
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        # The first attempt's lake commit is lost: the retry starts from the lake before it.
+        before = tmp_path / "before"
+        if data.exists():
+            shutil.copytree(data, before)
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            stamped = dict(
+                connection.execute("SELECT decision_id, created_at FROM task_requests").fetchall()
+            )
+        assert stamped
+        shutil.rmtree(data)
+        if before.exists():
+            shutil.copytree(before, data)
+        time.sleep(0.05)  # the retry's clock is past the first attempt's
+        retry = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert retry.success
+        listed = pl.read_parquet(data / "lake" / "live" / "reviews" / "requests.parquet")
+        assert set(listed["decision_id"]) == set(stamped)
+        assert {
+            row["decision_id"]: row["created_at"] for row in listed.iter_rows(named=True)
+        } == stamped
