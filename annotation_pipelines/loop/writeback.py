@@ -135,6 +135,21 @@ def _settled(table: str) -> str:
     )
 
 
+def _recorded(
+    cursor: psycopg.Cursor[Any], table: str, requests: pl.DataFrame, inserted: set[str]
+) -> dict[str, datetime]:
+    """The `created_at` the DB holds for the requests an earlier write inserted (a conflict),
+    where it is not the one of `requests`: read only when a write met such rows."""
+    stamped = dict(requests.select("decision_id", "created_at").iter_rows())
+    cursor.execute(
+        f"SELECT decision_id, created_at FROM {table} WHERE decision_id = ANY(%s)",
+        ([decision for decision in stamped if decision not in inserted],),
+    )
+    return {
+        decision: created for decision, created in cursor.fetchall() if stamped[decision] != created
+    }
+
+
 def write_requests(
     dsn: str,
     *,
@@ -198,18 +213,6 @@ def write_requests_recorded(
     ]
     with connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITEBACK_LOCK_KEY,))
-        if task_requests.height:
-            # Under the lock: every conflicting insert below is one of these rows.
-            cursor.execute(
-                f"SELECT decision_id, created_at FROM {table} WHERE decision_id = ANY(%s)",
-                (task_requests["decision_id"].to_list(),),
-            )
-            stamped = dict(task_requests.select("decision_id", "created_at").iter_rows())
-            recorded = {
-                decision: created
-                for decision, created in cursor.fetchall()
-                if stamped.get(decision) != created
-            }
         for name, columns, frame, jsonb in batches:
             if frame.height == 0:
                 continue
@@ -220,14 +223,18 @@ def write_requests_recorded(
             # One round trip per batch (psycopg pipelines executemany); with returning=True the
             # rows a conflict skipped return nothing, so the count is the rows really inserted.
             cursor.executemany(
-                statement + " RETURNING 1",
+                statement + " RETURNING decision_id",
                 list(frame.select(columns).iter_rows(named=True)),
                 returning=True,
             )
+            inserted: set[str] = set()
             while True:
-                written[name] += len(cursor.fetchall())
+                inserted.update(row[0] for row in cursor.fetchall())
                 if not cursor.nextset():
                     break
+            written[name] += len(inserted)
+            if name == "task_requests" and len(inserted) < frame.height:
+                recorded = _recorded(cursor, table, frame, inserted)
         ids = sorted(withdrawn)
         if ids:
             cursor.execute(

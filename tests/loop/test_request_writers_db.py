@@ -17,7 +17,7 @@ import pytest
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.kind_posterior import queue_requests
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, TASK_REQUESTS, decision_id
-from annotation_pipelines.loop.writeback import write_requests
+from annotation_pipelines.loop.writeback import write_requests, write_requests_recorded
 from tests.services import fresh_database
 
 pytestmark = pytest.mark.services
@@ -228,3 +228,30 @@ def test_writers_racing_on_the_same_tasks_leave_one_open_request_each() -> None:
             last = int((first_day + timedelta(days=2)).strftime("%Y%m%d"))
             newest = {decision_id("daily_another_judgment", "detection", t, last) for t in tasks}
             assert {found[0] for found in opened.values()} == newest
+
+
+def test_a_write_again_at_another_time_gets_the_created_at_the_db_kept() -> None:
+    """The second write of the same decisions (a retried run, its own clock) inserts nothing
+    and is told the first write's `created_at` for each; the first write is told nothing."""
+    first_at = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    with fresh_database("writers_recorded") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        none = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+        first = _live(["t1", "t2"], first_at, version=3)
+        counts, recorded = write_requests_recorded(dsn, task_requests=first, annotator_actions=none)
+        assert counts["task_requests"] == 2
+        assert recorded == {}
+        retried = pl.concat(
+            [
+                _live(["t1", "t2"], first_at + timedelta(seconds=7), version=3),
+                _live(["t3"], first_at + timedelta(seconds=7), version=3),
+            ]
+        )
+        counts, recorded = write_requests_recorded(
+            dsn, task_requests=retried, annotator_actions=none
+        )
+        assert counts["task_requests"] == 1
+        assert recorded == dict.fromkeys(first["decision_id"], first_at)
+        # The same decisions at the same time again: nothing to correct.
+        assert write_requests_recorded(dsn, task_requests=first, annotator_actions=none)[1] == {}
