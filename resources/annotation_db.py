@@ -20,7 +20,6 @@ from annotation_pipelines.loop.writeback import (
     changed_rows,
     live_lock,
     read_reversals,
-    write_requests,
     write_requests_recorded,
 )
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
@@ -139,16 +138,13 @@ class AnnotationDatabase(ConfigurableResource):
     ) -> dict[str, int]:
         """Insert task requests and annotator actions once per `decision_id`, and withdraw
         the requests no longer wanted (`loop.writeback.write_requests`)."""
-        apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
-        return write_requests(
-            self.work_dsn,
+        return self.write_requests_recorded(
             task_requests=task_requests,
             annotator_actions=annotator_actions,
-            schema=self.db_schema,
             withdrawn=withdrawn,
             settled=settled,
             decided_at=decided_at,
-        )
+        )[0]
 
     def write_requests_recorded(
         self,
@@ -157,6 +153,7 @@ class AnnotationDatabase(ConfigurableResource):
         annotator_actions: pl.DataFrame,
         withdrawn: Collection[str] = (),
         settled: pl.DataFrame | None = None,
+        decided_at: datetime | None = None,
     ) -> tuple[dict[str, int], dict[str, datetime]]:
         """`write_requests`, with the `created_at` the DB already held for requests written
         before at another time (`loop.writeback.write_requests_recorded`)."""
@@ -168,6 +165,7 @@ class AnnotationDatabase(ConfigurableResource):
             schema=self.db_schema,
             withdrawn=withdrawn,
             settled=settled,
+            decided_at=decided_at,
         )
 
     def read_reversals(
