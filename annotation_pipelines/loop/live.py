@@ -657,18 +657,8 @@ def _unblock(
     after = before.with_columns(flagged=pl.col("flagged") & ~theirs)
     tasks = before.filter(theirs).get_column("task_id").unique()
     fitted = _refit(grown, before, after, grown.tasks, tasks, options, version)
-    revoked = dict(zip(ids, due.get_column("revoked_at"), strict=True))
     annotators = fitted.annotators.with_columns(
-        blocked=pl.col("blocked") & ~theirs,
-        blocked_reason=pl.when(theirs).then(None).otherwise("blocked_reason"),
-        block_decision_id=pl.when(theirs).then(None).otherwise("block_decision_id"),
-        unblocked_at=pl.when(theirs)
-        .then(
-            pl.col("annotator_id").replace_strict(
-                revoked, default=None, return_dtype=ANNOTATORS["unblocked_at"]
-            )
-        )
-        .otherwise("unblocked_at"),
+        **lift_columns(due),
         **{
             f"base_{c}": pl.when(theirs).then(pl.col(c)).otherwise(f"base_{c}")
             for c in ("n_judgments", "n_gold", "n_gold_correct", "confusion")
@@ -678,6 +668,27 @@ def _unblock(
     fitted = replace(fitted, ledger=after, annotators=annotators)
     fitted = replace(fitted, annotators=_scorecards(fitted, ids, options))
     return fitted, tuple(ids.to_list()), tasks
+
+
+def lift_columns(due: pl.DataFrame) -> dict[str, pl.Expr]:
+    """The annotators-table columns of lifting the blocks `due` (from `in_force`): unblocked,
+    no reason or decision in force, and `unblocked_at` the reversal's `revoked_at`. Both
+    engines lift this way; what else a lift moves (the evidence window's base) is theirs."""
+    ids = due.get_column("annotator_id")
+    theirs = pl.col("annotator_id").is_in(ids.implode())
+    revoked = dict(zip(ids, due.get_column("revoked_at"), strict=True))
+    return {
+        "blocked": pl.col("blocked") & ~theirs,
+        "blocked_reason": pl.when(theirs).then(None).otherwise("blocked_reason"),
+        "block_decision_id": pl.when(theirs).then(None).otherwise("block_decision_id"),
+        "unblocked_at": pl.when(theirs)
+        .then(
+            pl.col("annotator_id").replace_strict(
+                revoked, default=None, return_dtype=ANNOTATORS["unblocked_at"]
+            )
+        )
+        .otherwise("unblocked_at"),
+    }
 
 
 def in_force(annotators: pl.DataFrame, reversals: pl.DataFrame) -> pl.DataFrame:
@@ -2749,6 +2760,7 @@ __all__ = [
     "files_object",
     "in_force",
     "label_studio_requests",
+    "lift_columns",
     "load_files",
     "load_state",
     "load_stream",

@@ -123,6 +123,7 @@ from annotation_pipelines.loop.live import (
     decision_id,
     gold_rule,
     in_force,
+    lift_columns,
     no_events,
     state_prefix,
 )
@@ -611,24 +612,14 @@ def _unblock(
         return state, (), none
     ids = due.get_column("annotator_id")
     theirs = pl.col("annotator_id").is_in(ids.implode())
-    revoked = dict(zip(ids, due.get_column("revoked_at"), strict=True))
-    lifted = state.annotators.with_columns(
-        blocked=pl.col("blocked") & ~theirs,
-        blocked_reason=pl.when(theirs).then(None).otherwise("blocked_reason"),
-        block_decision_id=pl.when(theirs).then(None).otherwise("block_decision_id"),
-        unblocked_at=pl.when(theirs)
-        .then(
-            pl.col("annotator_id").replace_strict(
-                revoked, default=None, return_dtype=ANNOTATORS["unblocked_at"]
-            )
-        )
-        .otherwise("unblocked_at"),
+    lifted_annotators = state.annotators.with_columns(
+        **lift_columns(due),
         version=pl.when(theirs).then(pl.lit(version, pl.Int64)).otherwise("version"),
     )
     ledger = state.ledger.with_columns(flagged=pl.col("flagged") & ~theirs)
     tasks = state.ledger.filter(theirs).get_column("task_id").unique()
     refitted = _refit_tasks(
-        replace(state, ledger=ledger, annotators=lifted), tasks, options, version
+        replace(state, ledger=ledger, annotators=lifted_annotators), tasks, options, version
     )
     refitted = _carry(refitted, before=state, tasks=tasks, ledger_before=state.ledger)
     annotators = refitted.annotators.with_columns(
