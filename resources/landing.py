@@ -136,6 +136,11 @@ class LandingZone(ConfigurableResource):
         path = project_settings_path(project)
         if not any(p == path for p, _ in self.list_files(f"exports/{project}/")):
             return {}
+        return self.read_project_settings(path)
+
+    def read_project_settings(self, path: str) -> dict[str, object]:
+        """The settings file at `path`, already listed, as an object. ValueError naming the
+        file when it is not a JSON object."""
         try:
             settings = json.loads(self.read_bytes(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:

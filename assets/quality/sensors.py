@@ -287,9 +287,13 @@ def _read_floors(
         try:
             # The reader and the validation the quality step uses, so the sensor sees the
             # floors that step would apply, and refuses what it would refuse.
-            own = project_gate_floors(landing.project_settings(project), source=path)
+            # The scan just listed the file: read it without listing its folder again.
+            own = project_gate_floors(landing.read_project_settings(path), source=path)
         except ValueError as error:
             unread[project] = f"{error} (the floors last read stay until it is fixed)"
+            continue
+        except FileNotFoundError:
+            unread[project] = f"{path} went away while being read; the floors last read stay"
             continue
         if own:
             floors[project] = own
