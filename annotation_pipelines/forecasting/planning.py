@@ -33,6 +33,7 @@ from annotation_pipelines.forecasting.procurement import (
     required_accelerators,
     runs_short,
     series_profiles,
+    target_utilization,
 )
 from annotation_pipelines.forecasting.scalars import as_date
 from annotation_pipelines.forecasting.scenarios import (
@@ -166,18 +167,10 @@ def capacity_plan(
             pl.col("workload_class").drop_nulls().last(),
         )
     )
-    # A series with no class is planned at the "unknown" target, so it carries at it too
-    # (map_elements skips a null: its quota dropped out of the supply line).
-    classes = latest.get_column("workload_class").fill_null("unknown")
-    carried = latest.with_columns(
-        (
-            pl.col("total")
-            * classes.replace_strict(
-                {c: config.utilization(c) for c in classes.unique().to_list()},
-                return_dtype=pl.Float64,
-            )
-        ).alias("carried")
-    )
+    # A series with no class is planned at the "unknown" target, so its quota carries at it
+    # too rather than dropping out of the supply line.
+    targets = target_utilization(latest.get_column("workload_class"), config=config)
+    carried = latest.with_columns((pl.col("total") * targets).alias("carried"))
     supply_level = carried.group_by("cluster").agg(pl.col("carried").sum().alias("supply"))
     supply = (
         cluster_weekly.select("cluster", "time")

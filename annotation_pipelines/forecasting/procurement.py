@@ -89,6 +89,14 @@ def current_fleet(usage: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def target_utilization(classes: pl.Series, *, config: CapacityConfig) -> pl.Series:
+    """Each workload class's target utilization; a null class is planned at "unknown"'s."""
+    known = classes.fill_null("unknown")
+    return known.replace_strict(
+        {c: config.utilization(c) for c in known.unique().to_list()}, return_dtype=pl.Float64
+    )
+
+
 def required_accelerators(
     bands: pl.DataFrame, profiles: pl.DataFrame, *, config: CapacityConfig
 ) -> pl.DataFrame:
@@ -101,12 +109,7 @@ def required_accelerators(
         pl.col("accelerator_type").fill_null("unknown"),
     )
     joined = joined.with_columns(
-        pl.col("workload_class")
-        .replace_strict(
-            {c: config.utilization(c) for c in joined.get_column("workload_class").unique()},
-            return_dtype=pl.Float64,
-        )
-        .alias("target")
+        target_utilization(joined.get_column("workload_class"), config=config).alias("target")
     )
     required = (
         joined.group_by("cluster", "accelerator_type", "time")
