@@ -254,13 +254,14 @@ def test_capacity_report_is_self_contained_and_reproducible():
     assert set(plan.plan["accelerator_type"]) == {"H100", "L4", "A100"}
 
 
-def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
+def _materialize_plan(tmp_path, monkeypatch, usage: pl.DataFrame):
+    """(metadata, lake) of the `procurement_plan` asset materialized on `usage`, one
+    `compute_usage` partition per day, in a lake under `tmp_path`."""
     from assets.forecasting.assets import procurement_plan as asset
     from resources.lake import LakeIOManager, LocalLake
 
     monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
     lake = LocalLake(base_path=str(tmp_path / "lake"))
-    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=30, seed=3)
     for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
         lake.write_table("compute_usage", frame, day=day.isoformat())
     result = materialize(
@@ -268,7 +269,12 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
         resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
     )  # fmt: skip
     assert result.success
-    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    return result.get_asset_materialization_events()[0].materialization.metadata, lake
+
+
+def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=30, seed=3)
+    metadata, lake = _materialize_plan(tmp_path, monkeypatch, usage)
     assert {"plan", "runs_short", "allocation_vs_utilization", "html_report"} <= set(metadata)
     assert any(key.startswith("plot_") for key in metadata)
     report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
@@ -294,20 +300,8 @@ def test_procurement_plan_asset_materializes(tmp_path, monkeypatch):
 
 
 def test_procurement_plan_asset_names_the_series_whose_spread_is_pooled(tmp_path, monkeypatch):
-    from assets.forecasting.assets import procurement_plan as asset
-    from resources.lake import LakeIOManager, LocalLake
-
-    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
-    lake = LocalLake(base_path=str(tmp_path / "lake"))
     usage, young_id = _young_fleet()
-    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
-        lake.write_table("compute_usage", frame, day=day.isoformat())
-    result = materialize(
-        [asset], instance=DagsterInstance.ephemeral(),
-        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
-    )  # fmt: skip
-    assert result.success
-    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    metadata, lake = _materialize_plan(tmp_path, monkeypatch, usage)
     note = f"{young_id} (pooled_fleet, "
     assert (
         metadata["p90_spread"].value.startswith("up to ") and note in metadata["p90_spread"].value
