@@ -32,7 +32,7 @@ linearly over `ramp_days`. Weekly bands come from the errors of weekly means.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -256,18 +256,39 @@ def _empirical_errors(values: np.ndarray, weekday: np.ndarray, *, horizon: int,
 
     `starts`: each row's first day; a row is refit from it, a sum as its parts (`late`,
     `_point_from`)."""
+
+    def forecast(origin: int) -> np.ndarray:
+        return _point_from(values[:, :origin], weekday[:origin], starts, horizon=horizon,
+                           first_weekday=int(weekday[origin]),
+                           changepoint_every=changepoint_every, ridge=ridge,
+                           damping=damping, late=late)  # fmt: skip
+
+    errors = _backtest_errors(values, forecast, horizon=horizon, origin_step=origin_step,
+                              changepoint_every=changepoint_every)  # fmt: skip
+    if level_scaled:
+        n = values.shape[1]
+        origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
+        for column, origin in enumerate(origins):
+            errors[:, column] *= (_levels(values, n) / _levels(values, origin))[:, None]
+    return errors
+
+
+def _backtest_errors(values: np.ndarray, forecast: Callable[[int], np.ndarray | None], *,
+                     horizon: int, changepoint_every: int, origin_step: int,
+                     ) -> np.ndarray:  # fmt: skip
+    """[rows, origins, horizon] errors (actual - forecast) at each backtest origin (`_origins`)
+    of `values` [rows, days]: `forecast(origin)` is every row's [rows, horizon] from the days
+    before `origin` only, None where it has none. NaN there and where the horizon runs past
+    the data."""
     n = values.shape[1]
     origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
     errors = np.full((values.shape[0], len(origins), horizon), np.nan)
-    for row, origin in enumerate(origins):
-        point = _point_from(values[:, :origin], weekday[:origin], starts, horizon=horizon,
-                            first_weekday=int(weekday[origin]),
-                            changepoint_every=changepoint_every, ridge=ridge,
-                            damping=damping, late=late)  # fmt: skip
+    for column, origin in enumerate(origins):
+        point = forecast(origin)
+        if point is None:
+            continue
         seen = min(horizon, n - origin)
-        errors[:, row, :seen] = values[:, origin : origin + seen] - point[:, :seen]
-        if level_scaled:
-            errors[:, row] *= (_levels(values, n) / _levels(values, origin))[:, None]
+        errors[:, column, :seen] = values[:, origin : origin + seen] - point[:, :seen]
     return errors
 
 
@@ -456,19 +477,24 @@ def truncated_errors(values: np.ndarray, weekday: np.ndarray, *, length: int,
     A series fit on three weeks errs more than one fit on two years: pooled from the latter,
     the spread of 20 young series of the 500-series bench covered 0.51-0.74 of their test days
     for a 0.9 target. One solve per origin for every row (`_fit`)."""
-    n = values.shape[1]
-    origins = _origins(n, changepoint_every=changepoint_every, origin_step=origin_step)
-    errors = np.full((values.shape[0], len(origins), horizon_days), np.nan)
+
+    def forecast(origin: int) -> np.ndarray | None:
+        begin = origin - length
+        if begin < 0:
+            return None
+        return _point(values[:, begin:origin], weekday[begin:origin], horizon=horizon_days,
+                      first_weekday=int(weekday[origin]), changepoint_every=changepoint_every,
+                      ridge=ridge, damping=damping)  # fmt: skip
+
+    errors = _backtest_errors(values, forecast, horizon=horizon_days, origin_step=origin_step,
+                              changepoint_every=changepoint_every)  # fmt: skip
+    origins = _origins(values.shape[1], changepoint_every=changepoint_every,
+                       origin_step=origin_step)  # fmt: skip
     levels = np.full((values.shape[0], len(origins)), np.nan)
     for column, origin in enumerate(origins):
         begin = origin - length
         if begin < 0:
             continue
-        point = _point(values[:, begin:origin], weekday[begin:origin], horizon=horizon_days,
-                       first_weekday=int(weekday[origin]), changepoint_every=changepoint_every,
-                       ridge=ridge, damping=damping)  # fmt: skip
-        seen = min(horizon_days, n - origin)
-        errors[:, column, :seen] = values[:, origin : origin + seen] - point[:, :seen]
         levels[:, column] = values[:, max(begin, origin - 28) : origin].mean(axis=1)
         if starts is not None:
             errors[starts > begin, column] = np.nan
