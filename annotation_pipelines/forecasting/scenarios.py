@@ -138,25 +138,27 @@ def _point_from(values: np.ndarray, weekday: np.ndarray, starts: np.ndarray | No
     `late` ([rows, rows]: row r sums the rows marked, series that joined after r's start) makes
     a sum's point that of its part there from its start plus theirs, each fit from its own
     start: a sum fit whole reads a member's arrival as the same jump, and reconciliation hands
-    the misfit down to the members."""
+    the misfit down to the members. The rows `late` marks must not be split sums themselves:
+    a member adds its whole fit. A split sum's established part stands in its row of the
+    solves, so no row is solved twice."""
     fit = partial(_point, horizon=horizon, first_weekday=first_weekday, ridge=ridge,
                   changepoint_every=changepoint_every, damping=damping)  # fmt: skip
-    point = fit(values, weekday)
-    if starts is not None:
-        for start in _late_starts(starts, values.shape[1]):
-            rows = starts == start
-            point[rows] = fit(values[rows, start:], weekday[start:])
+    rows, joined = np.zeros(0, dtype=int), np.zeros((0, values.shape[0]))
     if late is not None and starts is not None:
         # Rows whose late members have no point of their own yet (too few days) keep theirs.
         settled = starts + MIN_FIT_DAYS <= values.shape[1]
         rows = np.flatnonzero((late & settled[None, :]).any(axis=1))
-        if rows.size:
-            joined = (late[rows] & settled[None, :]).astype(float)
-            established = values[rows] - joined @ values
-            point[rows] = _point_from(established, weekday, starts[rows], horizon=horizon,
-                                      first_weekday=first_weekday, ridge=ridge,
-                                      changepoint_every=changepoint_every,
-                                      damping=damping) + joined @ point  # fmt: skip
+        joined = (late[rows] & settled[None, :]).astype(float)
+    if rows.size:
+        values = values.copy()
+        values[rows] -= joined @ values
+    point = fit(values, weekday)
+    if starts is not None:
+        for start in _late_starts(starts, values.shape[1]):
+            at = starts == start
+            point[at] = fit(values[at, start:], weekday[start:])
+    if rows.size:
+        point[rows] += joined @ point
     return point
 
 

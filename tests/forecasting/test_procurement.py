@@ -4,6 +4,7 @@ monthly `procurement_plan` asset."""
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from annotation_pipelines.forecasting.capacity_config import (
     load_capacity_config,
 )
 from annotation_pipelines.forecasting.costs import annotation_costs
-from annotation_pipelines.forecasting.hierarchy import build_hierarchy
+from annotation_pipelines.forecasting.hierarchy import build_hierarchy, node_values
 from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
     capacity_plan,
@@ -35,9 +36,12 @@ from annotation_pipelines.forecasting.procurement import (
 )
 from annotation_pipelines.forecasting.report import cluster_figure, render_capacity_report
 from annotation_pipelines.forecasting.scenarios import (
+    MIN_FIT_DAYS,
     Launch,
     _point_and_errors,
+    _point_from,
     level_ratios,
+    node_starts,
     origin_levels,
     paths_from_errors,
     pooled_spreads,
@@ -560,6 +564,39 @@ def test_a_young_series_reconciled_p50_is_its_own_fit_not_its_arrival():
     np.testing.assert_allclose(reconciled["weekly_p50"], alone["weekly_p50"], rtol=0.02)
     level = _level_today(daily)["young"]
     assert np.all(np.abs(reconciled["weekly_p50"] / level - 1) < 0.25), reconciled["weekly_p50"]
+
+
+@pytest.mark.parametrize("days", [200, 50])
+def test_sums_with_a_late_member_get_the_points_of_their_parts_fit_apart(days):
+    # A sum with a member that joined after its start is fit as its established part plus that
+    # member, each from its own start. The parts share the solves of the other rows; the
+    # points are those of the parts fit apart. On 50 days the late series has 10 of its own,
+    # too few for a fit, and every sum is fit whole.
+    daily = _fleet().filter(pl.col("time") < START + dt.timedelta(days=days))
+    hierarchy = build_hierarchy(pl.DataFrame({"id": ["a", "b", "c"], "group": ["x", "y", "x"]}),
+                                levels=["group"])  # fmt: skip
+    values, times = node_values(daily, hierarchy)
+    calendar = times.to_list()
+    starts = node_starts(daily, hierarchy, calendar)
+    offset = len(hierarchy.aggregates)
+    late = np.zeros((len(hierarchy.nodes),) * 2, dtype=bool)
+    late[:offset, offset:] = (hierarchy.summing[:offset] > 0) & (
+        starts[offset:] > starts[:offset, None]
+    )
+    weekday = np.array([d.weekday() for d in calendar])
+    fit = partial(_point_from, weekday=weekday, horizon=28,
+                  first_weekday=(calendar[-1] + dt.timedelta(days=1)).weekday(),
+                  changepoint_every=28, ridge=50.0, damping=0.99)  # fmt: skip
+    whole = fit(values, starts=starts)
+    expected = whole.copy()
+    settled = starts + MIN_FIT_DAYS <= days
+    rows = np.flatnonzero((late & settled).any(axis=1))
+    assert [hierarchy.nodes[r] for r in rows] == (["total", "x"] if days == 200 else [])
+    for row in rows:
+        joined = (late[row] & settled).astype(float)
+        part = fit((values[row] - joined @ values)[None, :], starts=starts[[row]])
+        expected[row] = part[0] + joined @ whole
+    np.testing.assert_allclose(fit(values, starts=starts, late=late), expected, rtol=1e-12)
 
 
 def test_no_series_with_origins_means_no_spread_and_says_so():
