@@ -190,6 +190,17 @@ def _state(lake: Path) -> LiveState:
     )
 
 
+def _live_runs_in_flight(instance_db: str) -> int:
+    """Live runs the instance has not seen end (queued, starting, started or cancelling)."""
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{instance_db}"
+    with psycopg.connect(dsn) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM runs WHERE pipeline_name = 'live_quality_job' AND status NOT IN "
+            "('SUCCESS', 'FAILURE', 'CANCELED')"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _run_timings(instance_db: str) -> dict[str, object]:
     """Per live run: queued → started (launch: a process importing the code location) and
     started → ended (the work), from the instance's run storage."""
@@ -285,10 +296,19 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
                     return None
                 return state if set(state.ledger["judgment_id"]) >= ids else None
 
-            state = wait_for(
+            wait_for(
                 caught_up, timeout=180, what="the live state to hold every judgment", interval=2.0
             )
+            # The run that folded the last judgments may still be recording its materialization
+            # after its lake commit (seen at load 7); the UI is read once every run has ended.
             # No run is launched after this, so the UI and the run storage read the same runs.
+            wait_for(
+                lambda: _live_runs_in_flight(instance_db) == 0,
+                timeout=180,
+                what="the last live runs to end",
+                interval=1.0,
+            )
+            state = _state(lake)
             _stop(daemon)
             wait_for(lambda: code_loaded(url), timeout=120, what="the webserver to load the code")
             ui = _what_the_ui_shows(url)
