@@ -502,6 +502,36 @@ class KindUpdate:
         return writes, deletes, closed
 
 
+def write_decisions(
+    annotation_db: AnnotationDatabase,
+    writes: dict[str, bytes],
+    *,
+    task_requests: pl.DataFrame,
+    annotator_actions: pl.DataFrame,
+    withdrawn: Collection[str],
+    settled: pl.DataFrame,
+    log: Logger,
+    label: str,
+) -> dict[str, int]:
+    """Write a run's decisions to the annotation DB and give the request lists in `writes`
+    (the run's lake commit, still to come) the `created_at` the DB kept for a decision it
+    already held (`restamp_requests`), so that lake and DB order requests alike; the counts
+    written (`AnnotationDatabase.write_requests`)."""
+    written, recorded = annotation_db.write_requests_recorded(
+        task_requests=task_requests,
+        annotator_actions=annotator_actions,
+        withdrawn=withdrawn,
+        settled=settled,
+    )
+    restamped = restamp_requests(writes, recorded)
+    if restamped:
+        log.info(
+            f"{label}: {restamped} listed request(s) take the created_at the DB kept from an "
+            "earlier attempt"
+        )
+    return written
+
+
 def _update_kinds(
     lake: Lake, files: FileBatch, config: LiveConfig, now: datetime, reversals: pl.DataFrame
 ) -> KindUpdate:
@@ -704,18 +734,16 @@ def live_quality_state(
         # The DB first: a crash after it re-runs this version, whose decisions the DB already
         # holds (same decision_id) and whose withdrawals find nothing open left to withdraw; a
         # crash before the lake commit loses nothing.
-        written, recorded = annotation_db.write_requests_recorded(
+        written = write_decisions(
+            annotation_db,
+            writes,
             task_requests=requests,
             annotator_actions=actions,
             withdrawn=closed,
             settled=settled_frame(kinds.events),
+            log=context.log,
+            label="live",
         )
-        restamped = restamp_requests(writes, recorded)
-        if restamped:
-            context.log.info(
-                f"live: {restamped} listed request(s) take the created_at the DB kept from an "
-                "earlier attempt"
-            )
         alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
         record_alert(lake, alerts, log=context.log)
         fence(lock, lake, position)
