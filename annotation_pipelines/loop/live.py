@@ -2670,17 +2670,33 @@ def requests_update(
     `_open_requests_and_closed`; and the `decision_id`s the previous list held that the new one
     no longer does: the requests no longer wanted (the task settled, went, or was asked again
     after new evidence), which the annotation DB marks withdrawn."""
-    prefix = state_prefix(state.project)
+    return request_lists(
+        state_prefix(state.project),
+        read,
+        lambda previous, previous_json: _open_requests_and_closed(
+            state,
+            options,
+            now=now,
+            previous=previous,
+            previous_json=previous_json,
+            written=written,
+        ),
+    )
+
+
+def request_lists(
+    prefix: str,
+    read: Callable[[str], bytes | None],
+    relist: Callable[[bytes | None, bytes | None], tuple[pl.DataFrame, list[str]]],
+) -> tuple[dict[str, bytes], list[str]]:
+    """A state's request lists under `prefix`, `requests.parquet` and `requests.json`, from
+    `relist(previous table, previous JSON list)` (the open requests, and the `decision_id`s
+    that left the list); the JSON list is read only where there is no table yet (a lake
+    written before it). The table is what the next run reads back: a JSON list is slow to
+    parse."""
     previous = read(f"{prefix}/requests.parquet")
     previous_json = read(f"{prefix}/requests.json") if previous is None else None
-    table, closed = _open_requests_and_closed(
-        state,
-        options,
-        now=now,
-        previous=previous,
-        previous_json=previous_json,
-        written=written,
-    )
+    table, closed = relist(previous, previous_json)
     objects = {
         f"{prefix}/requests.parquet": lake_ledger.parquet(table),
         f"{prefix}/requests.json": label_studio_requests(table),
@@ -2770,6 +2786,7 @@ __all__ = [
     "plan_merge",
     "rebase",
     "relisted_requests",
+    "request_lists",
     "requests_update",
     "restamp_requests",
     "segment_opener",

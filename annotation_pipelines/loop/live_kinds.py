@@ -125,6 +125,8 @@ from annotation_pipelines.loop.live import (
     in_force,
     lift_columns,
     no_events,
+    relisted_requests,
+    request_lists,
     state_prefix,
 )
 from annotation_pipelines.loop.policy import (
@@ -2164,6 +2166,31 @@ def open_kind_requests(
     ).select(list(TASK_REQUESTS))
 
 
+def kind_requests_update(
+    state: KindState,
+    options: KindLiveOptions,
+    *,
+    now: datetime,
+    read: Callable[[str], bytes | None],
+    written: Collection[str],
+) -> tuple[dict[str, bytes], list[str]]:
+    """`requests.parquet` and `requests.json` for the kind state, as `loop.live.requests_update`
+    writes a project's: every open request (`open_kind_requests`, the list rewritten whole),
+    with the ids the DB holds where this run wrote no decision (`written`: the decisions it
+    writes, as in `relisted_requests`); and the `decision_id`s that left the list."""
+    return request_lists(
+        kind_prefix(state.project, state.kind),
+        read,
+        lambda previous, previous_json: relisted_requests(
+            open_kind_requests(state, options, now=now),
+            previous,
+            previous_json,
+            project=state.project,
+            written=written,
+        ),
+    )
+
+
 def _requests_after_change(
     before: KindState,
     after: KindState,
@@ -2369,6 +2396,7 @@ __all__ = [
     "full_fit_labels",
     "kind_file_rows",
     "kind_prefix",
+    "kind_requests_update",
     "kind_state_objects",
     "kinds_index_object",
     "load_kind_state",

@@ -67,13 +67,11 @@ from annotation_pipelines.loop.live import (
     due_reversals,
     file_rows,
     files_object,
-    label_studio_requests,
     load_files,
     load_state,
     load_stream,
     load_touched,
     rebase,
-    relisted_requests,
     requests_update,
     restamp_requests,
     segment_opener,
@@ -87,13 +85,12 @@ from annotation_pipelines.loop.live_kinds import (
     KindState,
     due_kind_reversals,
     kind_file_rows,
-    kind_prefix,
+    kind_requests_update,
     kind_state_objects,
     kinds_index_object,
     load_kind_state,
     load_kinds_index,
     merged_events,
-    open_kind_requests,
     rebase_kind_projects,
     settled_frame,
     update_kind_projects,
@@ -470,9 +467,9 @@ class KindUpdate:
         now: datetime,
         written: Collection[str],
     ) -> tuple[dict[str, bytes], list[str], list[str]]:
-        """The changed kind states' lake objects (and their open requests as a Label Studio
-        list), plus the index of kind states, for the run's one commit; and the requests that
-        left the lists (`written`: the decisions this run writes, as in `relisted_requests`)."""
+        """The changed kind states' lake objects (and their request lists,
+        `kind_requests_update`), plus the index of kind states, for the run's one commit; and
+        the requests that left the lists (`written`: the decisions this run writes)."""
         writes: dict[str, bytes] = {}
         deletes: list[str] = []
         closed: list[str] = []
@@ -483,18 +480,10 @@ class KindUpdate:
             objects, gone = kind_state_objects(state, read)
             writes.update(objects)
             deletes.extend(gone)
-            prefix = kind_prefix(project, kind)
-            previous = read(f"{prefix}/requests.parquet")
-            pending, gone_requests = relisted_requests(
-                open_kind_requests(state, options, now=now),
-                previous,
-                read(f"{prefix}/requests.json") if previous is None else None,
-                project=project,
-                written=written,
+            listed, gone_requests = kind_requests_update(
+                state, options, now=now, read=read, written=written
             )
-            # The table is what the next run reads back (a JSON list is slow to parse).
-            writes[f"{prefix}/requests.parquet"] = parquet_bytes(pending)
-            writes[f"{prefix}/requests.json"] = label_studio_requests(pending)
+            writes.update(listed)
             closed.extend(gone_requests)
             index.setdefault(project, set()).add(kind)
         if writes:
