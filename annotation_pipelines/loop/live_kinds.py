@@ -555,17 +555,14 @@ def update_kind(
     fitted, actions, alerts, their_tasks = _scored_and_blocked(
         fitted, touched, options, version, now
     )
-    if actions.height and reversals is not None and reversals.height:
-        # A block this version decides again (a retry after its DB write, before its commit)
-        # that the tool has revoked meanwhile: lifted in the same run, not left in force.
-        fitted, late, late_tasks = _unblock(
-            fitted,
-            reversals.filter(pl.col("decision_id").is_in(actions["decision_id"].implode())),
-            options,
-            version,
-        )
-        unblocked = (*unblocked, *late)
-        unblocked_tasks = pl.concat([unblocked_tasks, late_tasks])
+    fitted, unblocked, unblocked_tasks = lake_ledger.lift_retried(
+        fitted,
+        actions,
+        reversals,
+        unblock=lambda lifted, due: _unblock(lifted, due, options, version),
+        unblocked=unblocked,
+        tasks=unblocked_tasks,
+    )
     their_tasks = pl.concat([their_tasks, unblocked_tasks])
     if their_tasks.len():
         affected = pl.concat([affected, their_tasks]).unique()
@@ -663,25 +660,26 @@ def due_kind_reversals(
     reversals: pl.DataFrame, read: Callable[[str], bytes | None]
 ) -> pl.DataFrame:
     """The `reversals` (`KIND_REVERSALS`) that lift a block in force in the stored kind states
-    (each state's small annotators table read, as `loop.live.due_reversals`): a run loads and
+    (each state's small annotators table read: `loop.ledger.due_reversals`): a run loads and
     updates a kind state for those only. Kept too: the reversal of the block the next version
     would decide again (a run that wrote it to the DB and did not commit, retried)."""
-    due = [pl.DataFrame(schema=KIND_REVERSALS)]
-    pairs = reversals.filter(pl.col("kind").is_not_null()).select("project", "kind").unique()
-    for project, kind in sorted(pairs.iter_rows()):
-        prefix = kind_prefix(project, kind)
-        meta, data = read(f"{prefix}/state.json"), read(f"{prefix}/annotators.parquet")
-        if meta is None or data is None:
-            continue
-        mine = reversals.filter((pl.col("project") == project) & (pl.col("kind") == kind))
+
+    def found(key: tuple[str, str], data: bytes, mine: pl.DataFrame) -> pl.DataFrame:
         annotators = conform_frame(pl.read_parquet(io.BytesIO(data)), ANNOTATORS)
-        found = in_force(_with_block_decisions(annotators, project, kind), mine)
-        retried = int(json.loads(meta)["version"]) + 1
-        again = [decision_id(f"{kind}_{BLOCK}", project, a, retried) for a in mine["annotator_id"]]
-        again_due = mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String))
-        due.append(found.with_columns(kind=pl.lit(kind)).select(list(KIND_REVERSALS)))
-        due.append(again_due.select(list(KIND_REVERSALS)))
-    return pl.concat(due).unique(maintain_order=True)
+        due = in_force(_with_block_decisions(annotators, *key), mine)
+        return due.with_columns(kind=pl.lit(key[1]))
+
+    return lake_ledger.due_reversals(
+        reversals.filter(pl.col("kind").is_not_null()),
+        read,
+        by=["project", "kind"],
+        prefix=lambda key: kind_prefix(*key),
+        in_force=found,
+        block_id=lambda key, annotator, version: decision_id(
+            f"{key[1]}_{BLOCK}", key[0], annotator, version
+        ),
+        schema=KIND_REVERSALS,
+    )
 
 
 def _growth_due(versions: int, folded: int, fitted: int, options: KindLiveOptions) -> bool:
