@@ -81,6 +81,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -464,13 +465,9 @@ def update(
         )
         fitted = replace(fitted, ledger=flagged)
         fitted = replace(fitted, annotators=_scorecards(fitted, blocked, options))
+    lift = partial(_unblock, options=options, version=version)
     fitted, unblocked, unblocked_tasks = lake_ledger.lift_retried(
-        fitted,
-        actions,
-        reversals,
-        unblock=lambda lifted, due: _unblock(lifted, due, options, version),
-        unblocked=unblocked,
-        tasks=unblocked_tasks,
+        fitted, actions, reversals, unblock=lift, unblocked=unblocked, tasks=unblocked_tasks
     )
     affected = pl.concat([affected, unblocked_tasks]).unique()
     remaining, removed = _without_empty_tasks(

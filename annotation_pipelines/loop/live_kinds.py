@@ -87,6 +87,7 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -555,13 +556,9 @@ def update_kind(
     fitted, actions, alerts, their_tasks = _scored_and_blocked(
         fitted, touched, options, version, now
     )
+    lift = partial(_unblock, options=options, version=version)
     fitted, unblocked, unblocked_tasks = lake_ledger.lift_retried(
-        fitted,
-        actions,
-        reversals,
-        unblock=lambda lifted, due: _unblock(lifted, due, options, version),
-        unblocked=unblocked,
-        tasks=unblocked_tasks,
+        fitted, actions, reversals, unblock=lift, unblocked=unblocked, tasks=unblocked_tasks
     )
     their_tasks = pl.concat([their_tasks, unblocked_tasks])
     if their_tasks.len():
