@@ -17,7 +17,7 @@ from annotation_pipelines.loop.live_kinds import load_kind_state
 from tests.loop.test_live_kinds import _synthetic
 from tests.loop.test_live_writeback import QUIET, _launch, _rows, _tick
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job
+from tests.support import lake_reader, live_quality_job, retried_after_the_db_write
 
 pytestmark = pytest.mark.services
 PROJECT = "entities"
@@ -284,8 +284,6 @@ def test_a_kind_fit_retried_after_its_db_write_lists_the_requests_with_the_db_s_
     """A kind fit run that wrote its decisions to the DB and failed before its lake commit is
     retried on the same version: its inserts conflict and keep the first attempt's
     `created_at`, which the retry's request list then carries too, as a live run's does."""
-    import time
-
     from dagster import DagsterInstance
 
     from annotation_pipelines.loop.live_kinds import KindLiveOptions, kind_prefix
@@ -307,19 +305,12 @@ def test_a_kind_fit_retried_after_its_db_write_lists_the_requests_with_the_db_s_
         monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
         instance = DagsterInstance.ephemeral()
         job = build_definitions(profile="local").resolve_job_def("live_kind_fit_job")
-        # The first attempt's lake commit is lost: the retry starts from the lake before it.
-        before = tmp_path / "before"
-        shutil.copytree(data, before)
-        assert job.execute_in_process(instance=instance, run_config=config).success
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            stamped = dict(
-                connection.execute("SELECT decision_id, created_at FROM task_requests").fetchall()
-            )
-        assert stamped
-        shutil.rmtree(data)
-        shutil.copytree(before, data)
-        time.sleep(0.05)  # the retry's clock is past the first attempt's
-        assert job.execute_in_process(instance=instance, run_config=config).success
+        stamped = retried_after_the_db_write(
+            data,
+            dsn,
+            lambda: job.execute_in_process(instance=instance, run_config=config).success,
+            scratch=tmp_path / "before",
+        )
         listed = pl.read_parquet(
             data / "lake" / kind_prefix(project, "multilabel") / "requests.parquet"
         )
