@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 from dagster import ConfigurableResource
+from pydantic import PrivateAttr
 
 from annotation_pipelines.ingest.connection import Timeouts, conninfo
 from annotation_pipelines.ingest.postgres import (
@@ -48,6 +49,16 @@ class AnnotationDatabase(ConfigurableResource):
     probe_timeout_seconds: int = 5
     statement_timeout_seconds: int = 600
     lock_timeout_seconds: int = 180
+    # Dagster gives each run its own copy of a resource, so this is per run.
+    _schema_current: bool = PrivateAttr(default=False)
+
+    def _ensure_schema(self) -> None:
+        """Bring the tool DB's schema up to date (`apply_schema`) on this instance's first read
+        or write that needs it, and not again: even with nothing to migrate it is a connection
+        and a few statements, and a run reads reversals and writes requests."""
+        if not self._schema_current:
+            apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
+            self._schema_current = True
 
     def _bounded(self, *, statement: float, lock: float | None = None) -> str:
         timeouts = Timeouts(connect=self.connect_timeout_seconds, statement=statement, lock=lock)
@@ -157,7 +168,7 @@ class AnnotationDatabase(ConfigurableResource):
     ) -> tuple[dict[str, int], dict[str, datetime]]:
         """`write_requests`, with the `created_at` the DB already held for requests written
         before at another time (`loop.writeback.write_requests_recorded`)."""
-        apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
+        self._ensure_schema()
         return write_requests_recorded(
             self.work_dsn,
             task_requests=task_requests,
@@ -174,7 +185,7 @@ class AnnotationDatabase(ConfigurableResource):
         """The blocks the tool revoked in the live extract's window (`since`, `until`], with
         its overlap (see `loop.writeback.read_reversals`)."""
         # The reversal columns come with migration 4: bring an older tool DB up first.
-        apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
+        self._ensure_schema()
         return read_reversals(
             self.work_dsn, since=since, until=until, overlap=overlap, schema=self.db_schema
         )

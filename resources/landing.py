@@ -24,6 +24,7 @@ S3 zone needs no settle time by default.
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,17 @@ class LandingZone(ConfigurableResource):
     def unsettled_exports(self, *, now: float | None = None) -> list[str]:
         """Export paths held back because they were written to within `settle_seconds`."""
         return self.scan_exports(now=now)[1]
+
+    def unsettled_note(
+        self, paths: Sequence[str], *, then: str, what: str | None = "file(s)"
+    ) -> str:
+        """`paths` held back by the settle time (`scan_settled`), in the words every sensor and
+        asset reports them with: how many (of `what`), the settle time, what becomes of them
+        (`then`), the first five."""
+        count = f"{len(paths)} {what}" if what else str(len(paths))
+        return f"{count} written to within {self.settle_seconds:g} s, {then}: " + ", ".join(
+            paths[:5]
+        )
 
     def project_settings(self, project: str) -> dict[str, object]:
         """The project's settings file (`project_settings_path`) as an object; {} without one.

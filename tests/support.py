@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,27 @@ def live_quality_job(
 def lake_reader(root: Path) -> Callable[[str], bytes | None]:
     """The `read` the state loaders take, over a local lake folder (None: no such object)."""
     return LocalLake(base_path=str(root)).get_if_exists
+
+
+def retried_after_the_db_write(
+    data: Path, dsn: str, run: Callable[[], bool], *, scratch: Path
+) -> dict[str, datetime]:
+    """`run` (a run that writes the annotation DB at `dsn`, then commits the lake in `data`)
+    once, its lake commit then lost (`data` put back as it was, kept in `scratch` meanwhile),
+    and run again a moment later: a retry after the DB write. The `created_at` the DB held per
+    `decision_id` after the first attempt (some)."""
+    import psycopg
+
+    if data.exists():
+        shutil.copytree(data, scratch)
+    assert run()
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        query = "SELECT decision_id, created_at FROM task_requests"
+        stamped = dict(connection.execute(query).fetchall())
+    assert stamped
+    shutil.rmtree(data)
+    if scratch.exists():
+        shutil.copytree(scratch, data)
+    time.sleep(0.05)  # the retry's clock is past the first attempt's
+    assert run()
+    return stamped

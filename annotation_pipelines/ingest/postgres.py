@@ -98,9 +98,10 @@ def apply_schema(dsn: str, *, schema: str = "public") -> None:
     """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`.
 
     Each migration records its version in `schema_migrations`; one recorded there is not run
-    again. The live runs call this before every write: a migration's ALTER TABLE, even one
-    that changes nothing, waits for every open transaction that read its table and holds
-    every later reader behind it, so a migration runs once, not once per run.
+    again. A run of the live jobs calls this once, before its first read or write of the live
+    tables (`AnnotationDatabase`): a migration's ALTER TABLE, even one that changes nothing,
+    waits for every open transaction that read its table and holds every later reader behind
+    it, so a migration runs once, not once per run.
     """
     from psycopg import sql
 

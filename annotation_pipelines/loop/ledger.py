@@ -7,14 +7,22 @@ A segment row is a judgment's version with `replaces` (an earlier version may si
 segment) and `deleted` (a tombstone); segments are named by the state versions they hold and
 merged as in Lucene's log merge policy (see `loop.live.LedgerCompaction`). The engines differ
 in their schemas and in how a segment is laid out in its file, so those stay with them.
+
+Both also lift the blocks the annotation tool revoked the same way: which reversals are due
+in the stored states (`due_reversals`), and the lift of a block a retried version decides again
+(`lift_retried`); how a lift refits a state is each engine's.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Collection, Mapping
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 import polars as pl
+
+State = TypeVar("State")
 
 
 def parquet(frame: pl.DataFrame) -> bytes:
@@ -269,16 +277,76 @@ def gold_withdrawn(
     )
 
 
+# Revoked blocks ----------------------------------------------------------------------------
+
+
+def due_reversals(
+    reversals: pl.DataFrame,
+    read: Callable[[str], bytes | None],
+    *,
+    by: Sequence[str],
+    prefix: Callable[[tuple[Any, ...]], str],
+    in_force: Callable[[tuple[Any, ...], bytes, pl.DataFrame], pl.DataFrame],
+    block_id: Callable[[tuple[Any, ...], str, int], str],
+    schema: Mapping[str, pl.DataType],
+) -> pl.DataFrame:
+    """The `reversals` (`schema`) that lift a block in force in the stored states, a state for
+    each value of the `by` columns (its key), read from its small annotators table: a run loads
+    and updates a state for those only, not for one already applied and read again in the
+    stream's overlap, nor for a state never stored. Kept too: the reversal of the block the
+    next version would decide again (a run that wrote it to the DB and did not commit,
+    retried), which the update lifts once it is decided (`lift_retried`).
+
+    `prefix(key)` is where the state is stored; `in_force(key, its annotators.parquet, its
+    reversals)` the reversals of its blocks in force; `block_id(key, annotator, version)` the
+    decision id of a block of the annotator decided at that version."""
+    columns = list(schema)
+    due = [pl.DataFrame(schema=schema)]
+    groups = reversals.partition_by(list(by), as_dict=True, maintain_order=True)
+    for key, mine in sorted(groups.items(), key=lambda group: group[0]):
+        where = prefix(key)
+        meta, data = read(f"{where}/state.json"), read(f"{where}/annotators.parquet")
+        if meta is None or data is None:
+            continue
+        due.append(in_force(key, data, mine))
+        retried = int(json.loads(meta)["version"]) + 1
+        again = [block_id(key, a, retried) for a in mine["annotator_id"]]
+        due.append(mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String)))
+    return pl.concat([frame.select(columns) for frame in due]).unique(maintain_order=True)
+
+
+def lift_retried(
+    state: State,
+    actions: pl.DataFrame,
+    reversals: pl.DataFrame | None,
+    *,
+    unblock: Callable[[State, pl.DataFrame], tuple[State, tuple[str, ...], pl.Series]],
+    unblocked: tuple[str, ...],
+    tasks: pl.Series,
+) -> tuple[State, tuple[str, ...], pl.Series]:
+    """A block this version decides again (`actions`: a retry after its DB write, before its
+    commit) that the tool has revoked meanwhile (in `reversals`): lifted in the same run by
+    `unblock`, not left in force. Returns `state` after it, and the annotators unblocked
+    (`unblocked` so far) and their tasks (`tasks` so far) with those it lifted added."""
+    if actions.height == 0 or reversals is None or reversals.height == 0:
+        return state, unblocked, tasks
+    retried = reversals.filter(pl.col("decision_id").is_in(actions["decision_id"].implode()))
+    state, late, late_tasks = unblock(state, retried)
+    return state, (*unblocked, *late), pl.concat([tasks, late_tasks])
+
+
 __all__ = [
     "GOLD_SOURCES",
     "affected_tasks",
     "appended",
     "check_project",
+    "due_reversals",
     "gold_batch",
     "gold_changes",
     "gold_withdrawn",
     "group_ending",
     "level",
+    "lift_retried",
     "merged_rows",
     "newest_versions",
     "parquet",

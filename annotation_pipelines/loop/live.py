@@ -81,6 +81,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -464,17 +465,10 @@ def update(
         )
         fitted = replace(fitted, ledger=flagged)
         fitted = replace(fitted, annotators=_scorecards(fitted, blocked, options))
-    if actions.height and reversals is not None and reversals.height:
-        # A block this version decides again (a retry after its DB write, before its commit)
-        # that the tool has revoked meanwhile: lifted in the same run, not left in force.
-        fitted, late, late_tasks = _unblock(
-            fitted,
-            reversals.filter(pl.col("decision_id").is_in(actions["decision_id"].implode())),
-            options,
-            version,
-        )
-        unblocked = (*unblocked, *late)
-        unblocked_tasks = pl.concat([unblocked_tasks, late_tasks])
+    lift = partial(_unblock, options=options, version=version)
+    fitted, unblocked, unblocked_tasks = lake_ledger.lift_retried(
+        fitted, actions, reversals, unblock=lift, unblocked=unblocked, tasks=unblocked_tasks
+    )
     affected = pl.concat([affected, unblocked_tasks]).unique()
     remaining, removed = _without_empty_tasks(
         fitted.tasks, pl.concat([only_withdrawn, gold_lost]).unique()
@@ -713,19 +707,15 @@ def due_reversals(reversals: pl.DataFrame, read: Callable[[str], bytes | None]) 
     already applied and read again in the stream's overlap, nor for a project with no state.
     Kept too: the reversal of the block the next version would decide again (a run that wrote
     it to the DB and did not commit, retried), which `update` lifts once it is decided."""
-    due = [pl.DataFrame(schema=REVERSALS)]
-    for project in sorted(reversals.get_column("project").unique().to_list()):
-        prefix = state_prefix(project)
-        meta, data = read(f"{prefix}/state.json"), read(f"{prefix}/annotators.parquet")
-        if meta is None or data is None:
-            continue
-        mine = reversals.filter(pl.col("project") == project)
-        annotators = _read_frame(data, ANNOTATORS)
-        due.append(in_force(annotators, mine))
-        retried = int(json.loads(meta)["version"]) + 1
-        again = [decision_id(BLOCK, project, a, retried) for a in mine["annotator_id"]]
-        due.append(mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String)))
-    return pl.concat(due).unique(maintain_order=True)
+    return lake_ledger.due_reversals(
+        reversals,
+        read,
+        by=["project"],
+        prefix=lambda key: state_prefix(key[0]),
+        in_force=lambda _, data, mine: in_force(_read_frame(data, ANNOTATORS), mine),
+        block_id=lambda key, annotator, version: decision_id(BLOCK, key[0], annotator, version),
+        schema=REVERSALS,
+    )
 
 
 def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
@@ -2670,17 +2660,33 @@ def requests_update(
     `_open_requests_and_closed`; and the `decision_id`s the previous list held that the new one
     no longer does: the requests no longer wanted (the task settled, went, or was asked again
     after new evidence), which the annotation DB marks withdrawn."""
-    prefix = state_prefix(state.project)
+    return request_lists(
+        state_prefix(state.project),
+        read,
+        lambda previous, previous_json: _open_requests_and_closed(
+            state,
+            options,
+            now=now,
+            previous=previous,
+            previous_json=previous_json,
+            written=written,
+        ),
+    )
+
+
+def request_lists(
+    prefix: str,
+    read: Callable[[str], bytes | None],
+    relist: Callable[[bytes | None, bytes | None], tuple[pl.DataFrame, list[str]]],
+) -> tuple[dict[str, bytes], list[str]]:
+    """A state's request lists under `prefix`, `requests.parquet` and `requests.json`, from
+    `relist(previous table, previous JSON list)` (the open requests, and the `decision_id`s
+    that left the list); the JSON list is read only where there is no table yet (a lake
+    written before it). The table is what the next run reads back: a JSON list is slow to
+    parse."""
     previous = read(f"{prefix}/requests.parquet")
     previous_json = read(f"{prefix}/requests.json") if previous is None else None
-    table, closed = _open_requests_and_closed(
-        state,
-        options,
-        now=now,
-        previous=previous,
-        previous_json=previous_json,
-        written=written,
-    )
+    table, closed = relist(previous, previous_json)
     objects = {
         f"{prefix}/requests.parquet": lake_ledger.parquet(table),
         f"{prefix}/requests.json": label_studio_requests(table),
@@ -2770,6 +2776,7 @@ __all__ = [
     "plan_merge",
     "rebase",
     "relisted_requests",
+    "request_lists",
     "requests_update",
     "restamp_requests",
     "segment_opener",

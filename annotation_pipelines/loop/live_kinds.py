@@ -87,6 +87,7 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,8 @@ from annotation_pipelines.loop.live import (
     in_force,
     lift_columns,
     no_events,
+    relisted_requests,
+    request_lists,
     state_prefix,
 )
 from annotation_pipelines.loop.policy import (
@@ -553,17 +556,10 @@ def update_kind(
     fitted, actions, alerts, their_tasks = _scored_and_blocked(
         fitted, touched, options, version, now
     )
-    if actions.height and reversals is not None and reversals.height:
-        # A block this version decides again (a retry after its DB write, before its commit)
-        # that the tool has revoked meanwhile: lifted in the same run, not left in force.
-        fitted, late, late_tasks = _unblock(
-            fitted,
-            reversals.filter(pl.col("decision_id").is_in(actions["decision_id"].implode())),
-            options,
-            version,
-        )
-        unblocked = (*unblocked, *late)
-        unblocked_tasks = pl.concat([unblocked_tasks, late_tasks])
+    lift = partial(_unblock, options=options, version=version)
+    fitted, unblocked, unblocked_tasks = lake_ledger.lift_retried(
+        fitted, actions, reversals, unblock=lift, unblocked=unblocked, tasks=unblocked_tasks
+    )
     their_tasks = pl.concat([their_tasks, unblocked_tasks])
     if their_tasks.len():
         affected = pl.concat([affected, their_tasks]).unique()
@@ -661,25 +657,26 @@ def due_kind_reversals(
     reversals: pl.DataFrame, read: Callable[[str], bytes | None]
 ) -> pl.DataFrame:
     """The `reversals` (`KIND_REVERSALS`) that lift a block in force in the stored kind states
-    (each state's small annotators table read, as `loop.live.due_reversals`): a run loads and
+    (each state's small annotators table read: `loop.ledger.due_reversals`): a run loads and
     updates a kind state for those only. Kept too: the reversal of the block the next version
     would decide again (a run that wrote it to the DB and did not commit, retried)."""
-    due = [pl.DataFrame(schema=KIND_REVERSALS)]
-    pairs = reversals.filter(pl.col("kind").is_not_null()).select("project", "kind").unique()
-    for project, kind in sorted(pairs.iter_rows()):
-        prefix = kind_prefix(project, kind)
-        meta, data = read(f"{prefix}/state.json"), read(f"{prefix}/annotators.parquet")
-        if meta is None or data is None:
-            continue
-        mine = reversals.filter((pl.col("project") == project) & (pl.col("kind") == kind))
+
+    def found(key: tuple[str, str], data: bytes, mine: pl.DataFrame) -> pl.DataFrame:
         annotators = conform_frame(pl.read_parquet(io.BytesIO(data)), ANNOTATORS)
-        found = in_force(_with_block_decisions(annotators, project, kind), mine)
-        retried = int(json.loads(meta)["version"]) + 1
-        again = [decision_id(f"{kind}_{BLOCK}", project, a, retried) for a in mine["annotator_id"]]
-        again_due = mine.filter(mine["decision_id"] == pl.Series(again, dtype=pl.String))
-        due.append(found.with_columns(kind=pl.lit(kind)).select(list(KIND_REVERSALS)))
-        due.append(again_due.select(list(KIND_REVERSALS)))
-    return pl.concat(due).unique(maintain_order=True)
+        due = in_force(_with_block_decisions(annotators, *key), mine)
+        return due.with_columns(kind=pl.lit(key[1]))
+
+    return lake_ledger.due_reversals(
+        reversals.filter(pl.col("kind").is_not_null()),
+        read,
+        by=["project", "kind"],
+        prefix=lambda key: kind_prefix(*key),
+        in_force=found,
+        block_id=lambda key, annotator, version: decision_id(
+            f"{key[1]}_{BLOCK}", key[0], annotator, version
+        ),
+        schema=KIND_REVERSALS,
+    )
 
 
 def _growth_due(versions: int, folded: int, fitted: int, options: KindLiveOptions) -> bool:
@@ -2164,6 +2161,31 @@ def open_kind_requests(
     ).select(list(TASK_REQUESTS))
 
 
+def kind_requests_update(
+    state: KindState,
+    options: KindLiveOptions,
+    *,
+    now: datetime,
+    read: Callable[[str], bytes | None],
+    written: Collection[str],
+) -> tuple[dict[str, bytes], list[str]]:
+    """`requests.parquet` and `requests.json` for the kind state, as `loop.live.requests_update`
+    writes a project's: every open request (`open_kind_requests`, the list rewritten whole),
+    with the ids the DB holds where this run wrote no decision (`written`: the decisions it
+    writes, as in `relisted_requests`); and the `decision_id`s that left the list."""
+    return request_lists(
+        kind_prefix(state.project, state.kind),
+        read,
+        lambda previous, previous_json: relisted_requests(
+            open_kind_requests(state, options, now=now),
+            previous,
+            previous_json,
+            project=state.project,
+            written=written,
+        ),
+    )
+
+
 def _requests_after_change(
     before: KindState,
     after: KindState,
@@ -2369,6 +2391,7 @@ __all__ = [
     "full_fit_labels",
     "kind_file_rows",
     "kind_prefix",
+    "kind_requests_update",
     "kind_state_objects",
     "kinds_index_object",
     "load_kind_state",

@@ -62,8 +62,7 @@ def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Outpu
     if waiting:
         # A half-written drop would land truncated rows; the next materialization reads it.
         context.log.warning(
-            f"{len(waiting)} telemetry file(s) written to within {landing.settle_seconds:g} s "
-            f"not read yet: {', '.join(waiting[:5])}"
+            landing.unsettled_note(waiting, what="telemetry file(s)", then="not read yet")
         )
     unsettled = {"unsettled_files": MetadataValue.json(waiting)}
     frame = schema.conform(

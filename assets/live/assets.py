@@ -67,13 +67,11 @@ from annotation_pipelines.loop.live import (
     due_reversals,
     file_rows,
     files_object,
-    label_studio_requests,
     load_files,
     load_state,
     load_stream,
     load_touched,
     rebase,
-    relisted_requests,
     requests_update,
     restamp_requests,
     segment_opener,
@@ -87,13 +85,12 @@ from annotation_pipelines.loop.live_kinds import (
     KindState,
     due_kind_reversals,
     kind_file_rows,
-    kind_prefix,
+    kind_requests_update,
     kind_state_objects,
     kinds_index_object,
     load_kind_state,
     load_kinds_index,
     merged_events,
-    open_kind_requests,
     rebase_kind_projects,
     settled_frame,
     update_kind_projects,
@@ -470,9 +467,9 @@ class KindUpdate:
         now: datetime,
         written: Collection[str],
     ) -> tuple[dict[str, bytes], list[str], list[str]]:
-        """The changed kind states' lake objects (and their open requests as a Label Studio
-        list), plus the index of kind states, for the run's one commit; and the requests that
-        left the lists (`written`: the decisions this run writes, as in `relisted_requests`)."""
+        """The changed kind states' lake objects (and their request lists,
+        `kind_requests_update`), plus the index of kind states, for the run's one commit; and
+        the requests that left the lists (`written`: the decisions this run writes)."""
         writes: dict[str, bytes] = {}
         deletes: list[str] = []
         closed: list[str] = []
@@ -483,23 +480,45 @@ class KindUpdate:
             objects, gone = kind_state_objects(state, read)
             writes.update(objects)
             deletes.extend(gone)
-            prefix = kind_prefix(project, kind)
-            previous = read(f"{prefix}/requests.parquet")
-            pending, gone_requests = relisted_requests(
-                open_kind_requests(state, options, now=now),
-                previous,
-                read(f"{prefix}/requests.json") if previous is None else None,
-                project=project,
-                written=written,
+            listed, gone_requests = kind_requests_update(
+                state, options, now=now, read=read, written=written
             )
-            # The table is what the next run reads back (a JSON list is slow to parse).
-            writes[f"{prefix}/requests.parquet"] = parquet_bytes(pending)
-            writes[f"{prefix}/requests.json"] = label_studio_requests(pending)
+            writes.update(listed)
             closed.extend(gone_requests)
             index.setdefault(project, set()).add(kind)
         if writes:
             writes.update(kinds_index_object(index))
         return writes, deletes, closed
+
+
+def write_decisions(
+    annotation_db: AnnotationDatabase,
+    writes: dict[str, bytes],
+    *,
+    task_requests: pl.DataFrame,
+    annotator_actions: pl.DataFrame,
+    withdrawn: Collection[str],
+    settled: pl.DataFrame,
+    log: Logger,
+    label: str,
+) -> dict[str, int]:
+    """Write a run's decisions to the annotation DB and give the request lists in `writes`
+    (the run's lake commit, still to come) the `created_at` the DB kept for a decision it
+    already held (`restamp_requests`), so that lake and DB order requests alike; the counts
+    written (`AnnotationDatabase.write_requests`)."""
+    written, recorded = annotation_db.write_requests_recorded(
+        task_requests=task_requests,
+        annotator_actions=annotator_actions,
+        withdrawn=withdrawn,
+        settled=settled,
+    )
+    restamped = restamp_requests(writes, recorded)
+    if restamped:
+        log.info(
+            f"{label}: {restamped} listed request(s) take the created_at the DB kept from an "
+            "earlier attempt"
+        )
+    return written
 
 
 def _update_kinds(
@@ -704,18 +723,16 @@ def live_quality_state(
         # The DB first: a crash after it re-runs this version, whose decisions the DB already
         # holds (same decision_id) and whose withdrawals find nothing open left to withdraw; a
         # crash before the lake commit loses nothing.
-        written, recorded = annotation_db.write_requests_recorded(
+        written = write_decisions(
+            annotation_db,
+            writes,
             task_requests=requests,
             annotator_actions=actions,
             withdrawn=closed,
             settled=settled_frame(kinds.events),
+            log=context.log,
+            label="live",
         )
-        restamped = restamp_requests(writes, recorded)
-        if restamped:
-            context.log.info(
-                f"live: {restamped} listed request(s) take the created_at the DB kept from an "
-                "earlier attempt"
-            )
         alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
         record_alert(lake, alerts, log=context.log)
         fence(lock, lake, position)

@@ -11,8 +11,9 @@ it (`fit_snapshot`), then under the annotation DB's advisory lock that serialize
 reads the state as it is now (version w ≥ v) and adopts the fit (`adopt_fit`): at w = v the
 fitted state as a live run's full fit makes it; at w > v the fit's parameters, the tasks the
 runs in between changed refitted with them. Its requests and blocks go to the annotation DB and
-its alerts to the lake as a live run writes them (the DB first, then one `Lake.commit` of the
-state objects and the Label Studio request list), so a request is written once per decision
+its alerts to the lake as a live run writes them (`write_decisions`: the DB first, then one
+`Lake.commit` of the state objects and the Label Studio request list, which lists a decision
+the DB already held at the `created_at` it kept), so a request is written once per decision
 and a job killed before its commit leaves the state as it was, still due; the daemon retries a
 failed run (`LIVE_RETRY_TAGS`) without waiting for a live run to move the state. The ledger is
 the current state's, untouched: no judgment is added, dropped or repeated whatever the live
@@ -41,7 +42,7 @@ from annotation_pipelines.loop.live_kinds import (
     settled_frame,
 )
 from assets.common.alerts import record_alert
-from assets.live.assets import KIND_DAILY_LABELS, KindThresholds, KindUpdate
+from assets.live.assets import KIND_DAILY_LABELS, KindThresholds, KindUpdate, write_decisions
 from assets.live.jobs import LIVE_RETRY_TAGS
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
@@ -138,11 +139,15 @@ def fit_kind_states(
             writes, deletes, closed = update.objects(
                 read, options, now, written=events.task_requests.get_column("decision_id")
             )
-            written = annotation_db.write_requests(
+            written = write_decisions(
+                annotation_db,
+                writes,
                 task_requests=events.task_requests,
                 annotator_actions=events.annotator_actions,
                 withdrawn=closed,
                 settled=settled_frame(update.events),
+                log=context.log,
+                label=key,
             )
             record_alert(lake, events.alerts, log=context.log)
             lock.verify()

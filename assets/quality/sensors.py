@@ -277,8 +277,8 @@ def _read_floors(
     unread: dict[str, str] = {}
     for path in waiting:
         if project := _settings_project(path):
-            unread[project] = (
-                f"{path} written to within {landing.settle_seconds:g} s, read once it settles"
+            unread[project] = landing.unsettled_note(
+                [path], what="settings file", then="read once it settles"
             )
     for path, fingerprint, modified in settled:
         if not (project := _settings_project(path)):

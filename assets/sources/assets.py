@@ -252,8 +252,9 @@ def gold_sets(
     if waiting:
         # A file still being written is not read: its rows from the last restage stay.
         context.log.warning(
-            f"{len(waiting)} gold file(s) written to within {landing.settle_seconds:g} s keep "
-            f"their last staged rows until they settle: {', '.join(waiting[:5])}"
+            landing.unsettled_note(
+                waiting, what="gold file(s)", then="their last staged rows kept until they settle"
+            )
         )
         kept = [lake.get_frame(key) for key in previous]
         frames += [

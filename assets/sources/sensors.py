@@ -75,10 +75,7 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
             )
         )
     if waiting:
-        context.log.info(
-            f"{len(waiting)} file(s) written to within {landing.settle_seconds:g} s, offered once "
-            f"they settle: {', '.join(waiting[:5])}"
-        )
+        context.log.info(landing.unsettled_note(waiting, then="offered once they settle"))
     given_up = sorted(key.split("@")[0] for key, tried in attempts.items() if tried >= MAX_ATTEMPTS)
     return SensorResult(
         run_requests=requests,
@@ -96,10 +93,7 @@ def _idle_reason(
     """Why a tick launched nothing, in the words the Automation page shows."""
     parts = []
     if waiting:
-        parts.append(
-            f"{len(waiting)} written to within {landing.settle_seconds:g} s, offered once it "
-            f"settles: {', '.join(waiting[:5])}"
-        )
+        parts.append(landing.unsettled_note(waiting, what=None, then="offered once it settles"))
     if given_up:
         parts.append(
             f"{len(given_up)} failed {MAX_ATTEMPTS} times, not retried until fixed or "
@@ -124,8 +118,7 @@ def gold_set_sensor(
     if waiting:
         # The gold sets are restaged whole: a run now would read the rest without this file.
         return SkipReason(
-            f"{len(waiting)} gold file(s) written to within {landing.settle_seconds:g} s, "
-            f"offered once they settle: {', '.join(waiting[:5])}"
+            landing.unsettled_note(waiting, what="gold file(s)", then="offered once they settle")
         )
     files = dict(settled)
     fingerprint = json.dumps(files, sort_keys=True)

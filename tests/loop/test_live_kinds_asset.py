@@ -17,7 +17,7 @@ from annotation_pipelines.loop.live_kinds import load_kind_state
 from tests.loop.test_live_kinds import _synthetic
 from tests.loop.test_live_writeback import QUIET, _launch, _rows, _tick
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job
+from tests.support import lake_reader, live_quality_job, retried_after_the_db_write
 
 pytestmark = pytest.mark.services
 PROJECT = "entities"
@@ -201,20 +201,33 @@ def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp
         assert load_state("mixed", read).ledger.height == 30
 
 
+def _due_state(lake, options, kind: str = "text") -> str:
+    """A `kind` state committed to `lake` over five live versions, its full fit due by the
+    growth rule of `options`; its project."""
+    from annotation_pipelines.loop.live_kinds import (
+        KindState,
+        kind_state_objects,
+        kinds_index_object,
+        update_kind,
+    )
+
+    rows, gold, _ = _synthetic(kind, 200)
+    project = str(rows["project"][0])
+    state = KindState(project=project, kind=kind)
+    for start in range(0, 500, 100):
+        state, _ = update_kind(state, rows.slice(start, 100), gold, options)
+        writes, deletes = kind_state_objects(state, lake.get_if_exists)
+        lake.commit({**writes, **kinds_index_object({project: [kind]})}, deletes=deletes)
+    return project
+
+
 def test_a_due_kind_fit_is_launched_once_and_adopted_by_the_kind_fit_job(tmp_path, monkeypatch):
     """States the live runs left with a full fit due (the growth rule): the sensor asks for the
     kind fit job once per due set, not while one is on its way; the job fits them whole under
     the live lock, writes its decisions once, and leaves the ledger as it was."""
     from dagster import DagsterInstance, DagsterRunStatus, build_sensor_context
 
-    from annotation_pipelines.loop.live_kinds import (
-        KindLiveOptions,
-        KindState,
-        due_full_fits,
-        kind_state_objects,
-        kinds_index_object,
-        update_kind,
-    )
+    from annotation_pipelines.loop.live_kinds import KindLiveOptions, due_full_fits
     from assets.definitions import build_definitions
     from assets.live.sensors import kind_fit_request
     from resources.lake import LocalLake
@@ -222,13 +235,7 @@ def test_a_due_kind_fit_is_launched_once_and_adopted_by_the_kind_fit_job(tmp_pat
     lake = LocalLake(base_path=str(tmp_path / "data" / "lake"))
     read = lake_reader(tmp_path / "data" / "lake")
     options = KindLiveOptions(full_fit_every=3, full_fit_growth=0.2, inline_full_fits=False)
-    rows, gold, _ = _synthetic("text", 200)
-    project = str(rows["project"][0])
-    state = KindState(project=project, kind="text")
-    for start in range(0, 500, 100):
-        state, _ = update_kind(state, rows.slice(start, 100), gold, options)
-        writes, deletes = kind_state_objects(state, read)
-        lake.commit({**writes, **kinds_index_object({project: ["text"]})}, deletes=deletes)
+    project = _due_state(lake, options)
     before = load_kind_state(project, "text", read)
     assert before.fitted_version == 1 and before.version == 5
     assert due_full_fits(read, options) == {f"{project}/text": 5}
@@ -269,6 +276,47 @@ def test_a_due_kind_fit_is_launched_once_and_adopted_by_the_kind_fit_job(tmp_pat
         (tmp_path / "data" / "lake" / f"live/{project}/kinds/text/requests.json").read_text()
     )
     assert {item["data"]["task_id"] for item in listed} <= set(after.tasks["task_id"])
+
+
+def test_a_kind_fit_retried_after_its_db_write_lists_the_requests_with_the_db_s_created_at(
+    tmp_path, monkeypatch
+):
+    """A kind fit run that wrote its decisions to the DB and failed before its lake commit is
+    retried on the same version: its inserts conflict and keep the first attempt's
+    `created_at`, which the retry's request list then carries too, as a live run's does."""
+    from dagster import DagsterInstance
+
+    from annotation_pipelines.loop.live_kinds import KindLiveOptions, kind_prefix
+    from assets.definitions import build_definitions
+    from assets.live.sensors import _fit_config
+    from resources.lake import LocalLake
+
+    data = tmp_path / "data"
+    lake = LocalLake(base_path=str(data / "lake"))
+    options = KindLiveOptions(full_fit_every=3, full_fit_growth=0.2, inline_full_fits=False)
+    # A multilabel fit changes some answers, so the fit decides requests of its own.
+    project = _due_state(lake, options, "multilabel")
+    fit = _fit_config([f"{project}/multilabel"], options).model_dump()
+    config = {"ops": {"fit_kind_states": {"config": fit}}, **QUIET}
+    with fresh_database("live_kind_fit_retry") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
+        instance = DagsterInstance.ephemeral()
+        job = build_definitions(profile="local").resolve_job_def("live_kind_fit_job")
+        stamped = retried_after_the_db_write(
+            data,
+            dsn,
+            lambda: job.execute_in_process(instance=instance, run_config=config).success,
+            scratch=tmp_path / "before",
+        )
+        listed = pl.read_parquet(
+            data / "lake" / kind_prefix(project, "multilabel") / "requests.parquet"
+        )
+    # The live versions before the fit wrote no DB: only the fit's own decisions are in both.
+    times = dict(listed.select("decision_id", "created_at").iter_rows())
+    assert {d: times.get(d) for d in stamped} == stamped
 
 
 def test_a_daily_request_is_withdrawn_when_new_evidence_settles_its_task_live(

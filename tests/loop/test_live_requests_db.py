@@ -8,7 +8,6 @@ open rows in the DB are the requests `requests.json` lists."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ import pytest
 from annotation_pipelines.ingest.postgres import apply_schema, seed_database
 from tests.loop.test_live import stream
 from tests.services import fresh_database
-from tests.support import live_quality_job
+from tests.support import live_quality_job, retried_after_the_db_write
 
 pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -329,22 +328,12 @@ def test_a_retry_after_the_db_write_lists_the_requests_with_the_db_s_created_at(
         apply_schema(dsn)
         seed_database(dsn, judgments=_judgments(), label_sets={"reviews": ["c0", "c1", "c2"]})
         _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
-        # The first attempt's lake commit is lost: the retry starts from the lake before it.
-        before = tmp_path / "before"
-        if data.exists():
-            shutil.copytree(data, before)
-        assert job.execute_in_process(instance=instance, run_config=QUIET).success
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            stamped = dict(
-                connection.execute("SELECT decision_id, created_at FROM task_requests").fetchall()
-            )
-        assert stamped
-        shutil.rmtree(data)
-        if before.exists():
-            shutil.copytree(before, data)
-        time.sleep(0.05)  # the retry's clock is past the first attempt's
-        retry = job.execute_in_process(instance=instance, run_config=QUIET)
-        assert retry.success
+        stamped = retried_after_the_db_write(
+            data,
+            dsn,
+            lambda: job.execute_in_process(instance=instance, run_config=QUIET).success,
+            scratch=tmp_path / "before",
+        )
         listed = pl.read_parquet(data / "lake" / "live" / "reviews" / "requests.parquet")
         assert set(listed["decision_id"]) == set(stamped)
         assert {
