@@ -354,6 +354,9 @@ class LiveEvents:
     rebased_tasks: int = 0
     withdrawn_judgments: int = 0
     withdrawn_gold: int = 0
+    # Tombstones of the batch that withdrew nothing: a judgment never folded in, already
+    # withdrawn, or whose newest version a file gave.
+    unknown_deletions: int = 0
     unblocked: tuple[str, ...] = ()
     # Tasks with new evidence after which the policy wants no request: the write-back withdraws
     # any older open request of theirs, a daily one included (the live lists know only theirs).
@@ -375,6 +378,7 @@ def update(
     watermark: datetime | None = None,
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
+    deleted: pl.DataFrame | None = None,
 ) -> tuple[LiveState, LiveEvents]:
     """Fold `new_judgments` (and new `gold` labels) of `state.project` into the state.
 
@@ -390,6 +394,8 @@ def update(
     no vote is left either. A different gold answer replaces the earlier one.
     `reversals` (`REVERSALS`) are blocks the tool reversed; each one of a block in force lifts
     it first (`_unblock`), and one already applied or of an earlier block is skipped.
+    `deleted` holds the DB's tombstones (`judgment_id`, `deleted_at`): a judgment the DB gave
+    and then deleted is withdrawn like one an edited file dropped (`ledger.deleted`).
     Returns the next state (version + 1 when anything changed) and its events.
     """
     options = options or LiveOptions()
@@ -399,7 +405,12 @@ def update(
     unchanged = state
     state, unblocked, unblocked_tasks = _unblock(state, reversals, options, version)
     incoming = _incoming(state, new_judgments)
-    withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
+    tombstones = pl.DataFrame(schema=_TOMBSTONES) if deleted is None else deleted
+    by_deletion = lake_ledger.deleted(state.ledger, new_judgments, tombstones)
+    withdrawn = pl.concat(
+        [lake_ledger.withdrawn(state.ledger, new_judgments, resynced), by_deletion]
+    ).unique("judgment_id", maintain_order=True)
+    unknown = tombstones.get_column("judgment_id").n_unique() - by_deletion.height
     batch_gold = _gold_batch(gold)
     # Labels first (padding posteriors leaves the gold alone): a gold answer of the batch that
     # is no label yet is a new answer, since every earlier gold answer became a label.
@@ -413,7 +424,7 @@ def update(
         and kept_gold is padded.tasks
         and not unblocked
     ):
-        empty = no_events()
+        empty = replace(no_events(), unknown_deletions=unknown)
         return replace(unchanged, watermark=watermark or unchanged.watermark), empty
     state = padded
     old_ledger = state.ledger
@@ -507,6 +518,7 @@ def update(
         refitted_tasks=affected.len(),
         withdrawn_judgments=withdrawn.height,
         withdrawn_gold=gold_lost.len(),
+        unknown_deletions=unknown,
         unblocked=unblocked,
     )
     return final, events
@@ -543,9 +555,11 @@ def update_projects(
     watermark: datetime | None = None,
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
+    deleted: pl.DataFrame | None = None,
 ) -> tuple[dict[str, LiveState], dict[str, LiveEvents]]:
     """`update` per project present in `judgments` / `gold` (a `project` column each), in
-    `resynced` (project → the sources of it read whole) or in `reversals` (`REVERSALS`)."""
+    `resynced` (project → the sources of it read whole), in `reversals` (`REVERSALS`) or in
+    `deleted` (the DB's tombstones, with `project`)."""
     resynced = resynced or {}
     projects = (
         set(judgments.get_column("project").unique().to_list()) if judgments.height else set()
@@ -555,6 +569,8 @@ def update_projects(
     projects |= {project for project, sources in resynced.items() if sources}
     if reversals is not None and reversals.height:
         projects |= set(reversals.get_column("project").unique().to_list())
+    if deleted is not None and deleted.height:
+        projects |= set(deleted.get_column("project").unique().to_list())
     next_states = dict(states)
     events: dict[str, LiveEvents] = {}
     for project in sorted(projects):
@@ -570,6 +586,7 @@ def update_projects(
             watermark=watermark,
             now=now,
             reversals=reversals,
+            deleted=None if deleted is None else deleted.filter(pl.col("project") == project),
         )
     return next_states, events
 
@@ -756,6 +773,8 @@ def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
     )
 
 
+# The DB's tombstones `update` reads (`ingest.postgres.DELETIONS` has more columns).
+_TOMBSTONES: dict[str, pl.DataType] = {"judgment_id": pl.String(), "deleted_at": UTC_TIMESTAMP}
 _GOLD_BATCH: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "label": pl.String(),
@@ -2322,13 +2341,15 @@ def load_touched(
     gold: pl.DataFrame | None = None,
     resynced: Collection[str] = (),
     open_segment: OpenSegment | None = None,
+    deleted: pl.DataFrame | None = None,
 ) -> LiveState:
     """The part of the stored state an `update` with this batch needs: the annotators (all of
     them, with the carried counts) and, of the ledger and the tasks table, only the rows of
     the tasks the batch touches. Those are the batch's tasks and gold tasks, the tasks of the
     earlier versions of its judgments (found by id: exactly once needs every version the
-    ledger holds) and the tasks of the judgments and of the gold of the `resynced` sources. A
-    block in the update reads its annotator's tasks then (`update` calls `StoredState`).
+    ledger holds), the tasks of the judgments and of the gold of the `resynced` sources and
+    the tasks of the judgments the DB `deleted` (tombstones, by id). A block in the update
+    reads its annotator's tasks then (`update` calls `StoredState`).
 
     `open_segment(key)` opens one segment (default: fetched whole through `read`; on a local
     lake, open the file in place so only the row groups a lookup needs are read).
@@ -2353,6 +2374,8 @@ def load_touched(
     if resynced:
         tasks.append(stored.tasks_where("source", resynced))
         tasks.append(stored.tasks_with_gold_from(resynced))
+    if deleted is not None and deleted.height:
+        tasks.append(stored.tasks_of_judgments(deleted.get_column("judgment_id")))
     touched = pl.concat(tasks) if tasks else pl.Series("task_id", [], pl.String)
     blocked = _blocked(header.frames["annotators"])
     return _state(

@@ -27,7 +27,11 @@ from dagster import (
 
 from annotation_pipelines import schema
 from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
-from annotation_pipelines.ingest.postgres import merge_partition, partition_by_day
+from annotation_pipelines.ingest.postgres import (
+    DatabaseExtract,
+    merge_partition,
+    partition_by_day,
+)
 from annotation_pipelines.lake import (
     ANNOTATION_DB_SEEN_KEY,
     ANNOTATION_DB_WATERMARK_KEY,
@@ -207,6 +211,12 @@ def annotation_db_changes(
             version = "updated_at" if "updated_at" in part.columns else column
             lake.put_frame(key, merge_partition(existing, part, key=key_columns, version=version))
             days.add(day.isoformat())
+    deleted, deleted_days = withdraw_deleted(lake, extract)
+    days |= deleted_days
+    unknown = extract.deletions.height + extract.gold_deletions.height - deleted
+    unknown += extract.ignored_deletions
+    if unknown:
+        context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
     lake.put_frame(
         quarantine_key("annotation_db", f"{extract.until:%Y%m%dT%H%M%S}"), result.quarantine
     )
@@ -221,9 +231,59 @@ def annotation_db_changes(
             **reconciliation(result),
             "days": MetadataValue.json(sorted(days)),
             "watermark": MetadataValue.text(extract.until.isoformat()),
+            "deletions_applied": MetadataValue.int(deleted),
+            "deletions_unknown": MetadataValue.int(unknown),
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],
     )
+
+
+def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str]]:
+    """(how many tombstones removed a staged row, the days to rebuild): a deleted judgment
+    leaves the staged day of its `submitted_at`, a deleted gold label every staged day of the
+    DB's gold, each only where the staged version is older than the deletion (a row
+    re-inserted at the deletion's stamp or later stays). A tombstone of a row never staged
+    removes nothing."""
+    applied: set[tuple[str, str]] = set()
+    days: set[str] = set()
+    deletions = extract.deletions.with_columns(_day=pl.col("submitted_at").dt.date())
+    for (day,), part in deletions.partition_by("_day", as_dict=True).items():
+        key = staging_key("judgments", day.isoformat(), "annotation_db")
+        removed = _without_deleted(lake, key, part, "judgment_id")
+        if removed:
+            applied |= {("judgments", k) for k in removed}
+            days.add(day.isoformat())
+    gold = extract.gold_deletions
+    if gold.height:
+        for key in lake.list_keys(staging_prefix("gold_labels")):
+            if staging_source(key) == "annotation_db":
+                applied |= {
+                    ("gold_labels", k) for k in _without_deleted(lake, key, gold, "task_id")
+                }
+        tasks = [k for table, k in applied if table == "gold_labels"]
+        if tasks and lake.days("judgments"):
+            judged = (
+                lake.scan_all("judgments")
+                .filter(pl.col("task_id").is_in(tasks))
+                .select(pl.col("submitted_at").dt.date().cast(pl.String).unique())
+                .collect()
+            )
+            days |= set(judged.to_series().to_list())
+    return len(applied), days
+
+
+def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: str) -> set[str]:
+    """Rewrite the staged `key` without the rows a newer tombstone deleted; their ids."""
+    if not lake.exists(key):
+        return set()
+    staged = lake.get_frame(key)
+    deaths = tombstones.group_by(id_column).agg(_deleted_at=pl.col("deleted_at").max())
+    marked = staged.join(deaths, on=id_column, how="left", maintain_order="left")
+    gone = (pl.col("updated_at") < pl.col("_deleted_at")).fill_null(False)
+    removed = set(marked.filter(gone).get_column(id_column).to_list())
+    if removed:
+        lake.put_frame(key, marked.filter(~gone).drop("_deleted_at"))
+    return removed
 
 
 @asset(
