@@ -286,6 +286,19 @@ def gold_withdrawn(
     )
 
 
+def gold_deleted(stored: pl.DataFrame, batch: pl.DataFrame, deleted: pl.Series) -> pl.DataFrame:
+    """(`task_id`, `gold_sources` left: empty) of the `stored` gold (`task_id`, `gold_sources`
+    of the tasks holding gold) the DB gave (null sources) and deleted (`deleted`: the tasks
+    of its gold tombstones), unless the batch gives the task gold again: withdrawn, as
+    `gold_withdrawn` says it. Gold a file gives is that file's to withdraw."""
+    gone = stored.filter(
+        pl.col("gold_sources").is_null()
+        & pl.col("task_id").is_in(deleted.implode())
+        & ~pl.col("task_id").is_in(batch.get_column("task_id").implode())
+    )
+    return gone.select(pl.col("task_id"), gold_sources=pl.lit([], GOLD_SOURCES)).sort("task_id")
+
+
 __all__ = [
     "GOLD_SOURCES",
     "affected_tasks",
@@ -294,6 +307,7 @@ __all__ = [
     "deleted",
     "gold_batch",
     "gold_changes",
+    "gold_deleted",
     "gold_withdrawn",
     "group_ending",
     "level",

@@ -354,8 +354,8 @@ class LiveEvents:
     rebased_tasks: int = 0
     withdrawn_judgments: int = 0
     withdrawn_gold: int = 0
-    # Tombstones of the batch that withdrew nothing: a judgment never folded in, already
-    # withdrawn, or whose newest version a file gave.
+    # Tombstones of the batch that withdrew nothing: a judgment or gold never folded in,
+    # already withdrawn, or a file's.
     unknown_deletions: int = 0
     unblocked: tuple[str, ...] = ()
     # Tasks with new evidence after which the policy wants no request: the write-back withdraws
@@ -379,6 +379,7 @@ def update(
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
     deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> tuple[LiveState, LiveEvents]:
     """Fold `new_judgments` (and new `gold` labels) of `state.project` into the state.
 
@@ -395,7 +396,8 @@ def update(
     `reversals` (`REVERSALS`) are blocks the tool reversed; each one of a block in force lifts
     it first (`_unblock`), and one already applied or of an earlier block is skipped.
     `deleted` holds the DB's tombstones (`judgment_id`, `deleted_at`): a judgment the DB gave
-    and then deleted is withdrawn like one an edited file dropped (`ledger.deleted`).
+    and then deleted is withdrawn like one an edited file dropped (`ledger.deleted`), and so
+    is gold the DB gave and deleted (`deleted_gold`: `task_id`; `ledger.gold_deleted`).
     Returns the next state (version + 1 when anything changed) and its events.
     """
     options = options or LiveOptions()
@@ -415,7 +417,17 @@ def update(
     # Labels first (padding posteriors leaves the gold alone): a gold answer of the batch that
     # is no label yet is a new answer, since every earlier gold answer became a label.
     padded = _with_labels(state, incoming, batch_gold)
-    kept_gold, gold_lost = _without_withdrawn_gold(padded.tasks, batch_gold, resynced, version)
+    gold_tombstones = (
+        pl.Series("task_id", [], pl.String)
+        if deleted_gold is None
+        else deleted_gold.get_column("task_id").cast(pl.String)
+    )
+    held = padded.tasks.filter(pl.col("gold").is_not_null()).select("task_id", "gold_sources")
+    gold_deleted = lake_ledger.gold_deleted(held, batch_gold, gold_tombstones)
+    unknown += gold_tombstones.n_unique() - gold_deleted.height
+    kept_gold, gold_lost = _without_withdrawn_gold(
+        padded.tasks, batch_gold, resynced, version, deleted=gold_deleted
+    )
     gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
     if (
         incoming.height == 0
@@ -556,10 +568,11 @@ def update_projects(
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
     deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> tuple[dict[str, LiveState], dict[str, LiveEvents]]:
     """`update` per project present in `judgments` / `gold` (a `project` column each), in
     `resynced` (project → the sources of it read whole), in `reversals` (`REVERSALS`) or in
-    `deleted` (the DB's tombstones, with `project`)."""
+    `deleted` / `deleted_gold` (the DB's tombstones, with `project`)."""
     resynced = resynced or {}
     projects = (
         set(judgments.get_column("project").unique().to_list()) if judgments.height else set()
@@ -569,8 +582,9 @@ def update_projects(
     projects |= {project for project, sources in resynced.items() if sources}
     if reversals is not None and reversals.height:
         projects |= set(reversals.get_column("project").unique().to_list())
-    if deleted is not None and deleted.height:
-        projects |= set(deleted.get_column("project").unique().to_list())
+    for tombstones in (deleted, deleted_gold):
+        if tombstones is not None and tombstones.height:
+            projects |= set(tombstones.get_column("project").unique().to_list())
     next_states = dict(states)
     events: dict[str, LiveEvents] = {}
     for project in sorted(projects):
@@ -587,6 +601,9 @@ def update_projects(
             now=now,
             reversals=reversals,
             deleted=None if deleted is None else deleted.filter(pl.col("project") == project),
+            deleted_gold=None
+            if deleted_gold is None
+            else deleted_gold.filter(pl.col("project") == project),
         )
     return next_states, events
 
@@ -815,12 +832,20 @@ def _new_gold(tasks: pl.DataFrame, batch: pl.DataFrame) -> tuple[pl.DataFrame, p
 
 
 def _without_withdrawn_gold(
-    tasks: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str], version: int
+    tasks: pl.DataFrame,
+    batch: pl.DataFrame,
+    resynced: Collection[str],
+    version: int,
+    *,
+    deleted: pl.DataFrame,
 ) -> tuple[pl.DataFrame, pl.Series]:
-    """(`tasks` without the gold the `resynced` files no longer give, the tasks whose gold
-    went); `tasks` itself when nothing went. A task some other file still gives the gold of
-    keeps it with fewer sources; every task changed is at `version`."""
+    """(`tasks` without the gold the `resynced` files no longer give and the DB's gold it
+    `deleted` (`ledger.gold_deleted`), the tasks whose gold went); `tasks` itself when nothing
+    went. A task some other file still gives the gold of keeps it with fewer sources; every
+    task changed is at `version`."""
     gone = lake_ledger.gold_withdrawn(tasks, batch, resynced)
+    if deleted.height:
+        gone = pl.concat([gone, deleted]).unique("task_id", keep="first", maintain_order=True)
     lost = gone.filter(pl.col("gold_sources").list.len() == 0).get_column("task_id")
     if gone.height == 0:
         return tasks, lost
@@ -2342,13 +2367,15 @@ def load_touched(
     resynced: Collection[str] = (),
     open_segment: OpenSegment | None = None,
     deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> LiveState:
     """The part of the stored state an `update` with this batch needs: the annotators (all of
     them, with the carried counts) and, of the ledger and the tasks table, only the rows of
     the tasks the batch touches. Those are the batch's tasks and gold tasks, the tasks of the
     earlier versions of its judgments (found by id: exactly once needs every version the
     ledger holds), the tasks of the judgments and of the gold of the `resynced` sources and
-    the tasks of the judgments the DB `deleted` (tombstones, by id). A block in the update
+    the tasks of the judgments (by id) and the gold the DB deleted (`deleted`,
+    `deleted_gold`: its tombstones). A block in the update
     reads its annotator's tasks then (`update` calls `StoredState`).
 
     `open_segment(key)` opens one segment (default: fetched whole through `read`; on a local
@@ -2376,6 +2403,8 @@ def load_touched(
         tasks.append(stored.tasks_with_gold_from(resynced))
     if deleted is not None and deleted.height:
         tasks.append(stored.tasks_of_judgments(deleted.get_column("judgment_id")))
+    if deleted_gold is not None and deleted_gold.height:
+        tasks.append(deleted_gold.get_column("task_id").cast(pl.String))
     touched = pl.concat(tasks) if tasks else pl.Series("task_id", [], pl.String)
     blocked = _blocked(header.frames["annotators"])
     return _state(

@@ -285,6 +285,7 @@ def _load_states(
     *,
     whole: bool,
     deleted: pl.DataFrame,
+    deleted_gold: pl.DataFrame,
 ) -> dict[str, LiveState]:
     """Each project's state: the part its batch touches (`load_touched`), so a run's reads do
     not grow with the history held; the whole state when a re-base is due (it recounts from
@@ -301,6 +302,7 @@ def _load_states(
             resynced=resynced.get(project, ()),
             open_segment=_opener(lake),
             deleted=deleted.filter(pl.col("project") == project),
+            deleted_gold=deleted_gold.filter(pl.col("project") == project),
         )
         for project in sorted(projects)
     }
@@ -618,6 +620,7 @@ def live_quality_state(
             | set(files.resynced)
             | set(reversals["project"].unique())
             | set(extract.deletions["project"].unique())
+            | set(extract.gold_deletions["project"].unique())
         )
         states = _load_states(
             lake,
@@ -627,6 +630,7 @@ def live_quality_state(
             files.resynced,
             whole=bool(config.rebase_days),
             deleted=extract.deletions,
+            deleted_gold=extract.gold_deletions,
         )
         states, events = update_projects(
             states,
@@ -638,6 +642,7 @@ def live_quality_state(
             now=now,
             reversals=reversals,
             deleted=extract.deletions,
+            deleted_gold=extract.gold_deletions,
         )
         unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
         for line in unblock_lines(reversals, unblocked, options.min_judgments):
@@ -762,7 +767,9 @@ def live_quality_state(
                 sum(e.withdrawn_judgments for e in events.values())
             ),
             "withdrawn_gold": MetadataValue.int(sum(e.withdrawn_gold for e in events.values())),
-            "deletions_read": MetadataValue.int(extract.deletions.height),
+            "deletions_read": MetadataValue.int(
+                extract.deletions.height + extract.gold_deletions.height
+            ),
             "deletions_unknown": MetadataValue.int(unknown_deletions),
             "rebased_tasks": MetadataValue.json(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}

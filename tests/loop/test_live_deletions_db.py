@@ -1,8 +1,8 @@
 """Judgments hard-deleted from the annotation DB, through the real sensor, live runs and daily
-runs (real Dagster instance, real PostgreSQL): a deleted judgment is withdrawn from the live
-state and from its staged day, a key deleted and inserted again stays, a deletion of a row
-never extracted changes nothing, a tombstone read again withdraws nothing twice, and at the
-end the day's judgments are the live ledger's."""
+runs (real Dagster instance, real PostgreSQL): a deleted judgment (and a deleted gold label) is
+withdrawn from the live state and from its staged day, a key deleted and inserted again stays,
+a deletion of a row never extracted changes nothing, a tombstone read again withdraws nothing
+twice, and at the end the day's judgments and gold are the live state's."""
 
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
                 for t in range(10)
                 for a in range(3)
             ),
+            (
+                "INSERT INTO gold_labels (task_id, project, label) VALUES ('t3', %s, 'pos')",
+                (PROJECT,),
+            ),
         )
         defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
         changes = defs.resolve_implicit_global_asset_job_def().get_subset(
@@ -68,21 +72,24 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
         )
         raw_job = defs.resolve_job_def("raw_job")
 
-        def daily() -> tuple[dict[str, object], pl.DataFrame]:
+        def daily() -> tuple[dict[str, object], pl.DataFrame, pl.DataFrame]:
             staged = changes.execute_in_process(instance=instance, run_config=QUIET)
             assert staged.success
             raw = raw_job.execute_in_process(partition_key=DAY, instance=instance, run_config=QUIET)
             assert raw.success
             day = pl.read_parquet(lake / "judgments" / f"day={DAY}" / "data.parquet")
-            return _metadata(staged), day
+            gold = pl.read_parquet(lake / "gold_labels" / f"day={DAY}" / "data.parquet")
+            return _metadata(staged), day, gold
 
         tick = _tick(defs, instance)
         _launch(job, instance, tick)
         first = load_state(PROJECT, lake_reader(lake))
         assert first.ledger.height == 30
         assert first.annotators.filter(pl.col("annotator_id") == "a0")["n_judgments"].item() == 10
-        _, day = daily()
-        assert day.height == 30
+        assert first.tasks.filter(pl.col("task_id") == "t3")["gold"].item() == "pos"
+        assert first.annotators["n_gold"].sum() == 3
+        _, day, gold = daily()
+        assert day.height == 30 and gold["task_id"].to_list() == ["t3"]
         # A run loads the tasks of the judgments a tombstone names, and only those.
         touched = load_touched(
             PROJECT,
@@ -99,21 +106,26 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
         _run(dsn, (INSERT, ("j1-1", "t1", PROJECT, "a1", "neutral", WHEN)))
         _run(dsn, (INSERT, ("brief", "t2", PROJECT, "a9", "pos", WHEN)))
         _run(dsn, _delete("brief"))
+        _run(dsn, ("DELETE FROM gold_labels WHERE task_id = 't3'", ()))
 
         tick = _tick(defs, instance, tick.cursor)
         [run] = _launch(job, instance, tick)
         live = _metadata(run)
         assert live["withdrawn_judgments"] == 1 and live["new_judgments"] == 1
-        assert live["deletions_read"] == 2 and live["deletions_unknown"] == 1
+        assert live["withdrawn_gold"] == 1
+        assert live["deletions_read"] == 3 and live["deletions_unknown"] == 1
         state = load_state(PROJECT, lake_reader(lake))
         assert "j0-0" not in state.ledger["judgment_id"].to_list()
         assert state.ledger.filter(pl.col("judgment_id") == "j1-1")["label"].item() == "neutral"
         assert state.tasks.filter(pl.col("task_id") == "t0")["n_votes"].item() == 2
         assert state.annotators.filter(pl.col("annotator_id") == "a0")["n_judgments"].item() == 9
         assert "a9" not in state.annotators["annotator_id"].to_list()
+        assert state.tasks["gold"].is_null().all() and state.annotators["n_gold"].sum() == 0
+        assert state.tasks.filter(pl.col("task_id") == "t3")["n_votes"].item() == 3
 
-        staged, day = daily()
-        assert staged["deletions_applied"] == 1 and staged["deletions_unknown"] == 1
+        staged, day, gold = daily()
+        assert staged["deletions_applied"] == 2 and staged["deletions_unknown"] == 1
+        assert gold.height == 0
         assert staged["days"] == [DAY]
         # The day and the live state agree: the same judgments, with the same labels.
         ledger = state.ledger.select("judgment_id", "label").sort("judgment_id")
@@ -126,8 +138,9 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
         # overlap's tombstones again and withdraws nothing twice.
         (lake / STREAM_PREFIX / "seen.parquet").unlink()
         again = _metadata(job.execute_in_process(instance=instance, run_config=QUIET))
-        assert again["deletions_read"] == 2 and again["deletions_unknown"] == 2
+        assert again["deletions_read"] == 3 and again["deletions_unknown"] == 3
         assert again["withdrawn_judgments"] == 0 and again["new_judgments"] == 0
+        assert again["withdrawn_gold"] == 0
         after = load_state(PROJECT, lake_reader(lake))
         assert after.ledger.sort("judgment_id").equals(state.ledger.sort("judgment_id"))
         assert after.annotators.equals(state.annotators)
