@@ -25,7 +25,7 @@ from tests.support import live_quality_job
 
 pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-MIGRATIONS = [1, 2, 3, 4, 5]
+MIGRATIONS = [1, 2, 3, 4, 5, 6]
 
 
 def _judgments() -> pl.DataFrame:
