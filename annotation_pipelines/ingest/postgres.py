@@ -502,7 +502,8 @@ def extract_since(
     `until` defaults to `safe_upper_bound` (see the module docstring); the read starts
     `overlap` before `since`, less the rows in `seen` (the previous extract's `seen`).
     The project's label set comes from `projects.label_set` (empty: any label). Rows keep an
-    extra `updated_at` column for `merge_partition`.
+    extra `updated_at` column for `merge_partition`. The window's tombstones come with them,
+    ordered against them by time (see the module docstring).
     """
     until = max(until or safe_upper_bound(dsn, lag=lag), since)
     start = since - overlap

@@ -20,7 +20,9 @@ actions, alerts). Nothing is recomputed from the whole history:
   (a resubmission) replaces the old one and its task is refitted, and a newer version that
   changes nothing is dropped too. Each row names its `source` (an export file, or null for
   the DB): when a file is read again after an edit (`resynced`), the judgments whose newest
-  version came from it and that it no longer holds are withdrawn and their tasks refitted.
+  version came from it and that it no longer holds are withdrawn and their tasks refitted; a
+  judgment whose newest version came from the DB and that the DB then deleted (a tombstone
+  newer than that version, `deleted`) is withdrawn the same way.
   Gold is withdrawn alike: each task's gold names the files that give it (`gold_sources`;
   null when the DB gives it), and gold that no file gives any more leaves the task, whose
   posterior is refitted from its votes and whose annotators' gold counts are recounted.

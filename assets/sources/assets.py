@@ -4,7 +4,8 @@ Three sources, one path:
 - export drops in the landing zone: each file is a dynamic partition of `landing_exports`,
   parsed by the ingest engine and staged per day in the lake (`staging/<table>/day=D/<file>`);
 - the annotation tool's database: `annotation_db_changes` extracts rows changed since a
-  watermark and upserts them into the staged day of each row (late rows land in their own day);
+  watermark and upserts them into the staged day of each row (late rows land in their own day),
+  and removes the rows the tool deleted (their tombstones) from theirs;
 - the synthetic generator (the embedded default), read straight from the landing zone.
 The daily `raw_annotations` (assets/raw) then unions the day's staged rows and synthetic parts.
 """
@@ -183,7 +184,8 @@ def landing_exports(
     check_specs=[AssetCheckSpec("rows_reconcile", asset="annotation_db_changes", blocking=True)],
     description=(
         "Rows of the annotation tool's database changed since the last watermark (updated_at), "
-        "read in bulk as Arrow and upserted into the staged day of each row."
+        "read in bulk as Arrow and upserted into the staged day of each row; rows it deleted "
+        "(tombstones, deleted_at) leave their staged day."
     ),
 )
 def annotation_db_changes(

@@ -144,3 +144,23 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
         after = load_state(PROJECT, lake_reader(lake))
         assert after.ledger.sort("judgment_id").equals(state.ledger.sort("judgment_id"))
         assert after.annotators.equals(state.annotators)
+
+        # Inserted again in a later window: present again, live and daily; deleted once more,
+        # alone, it starts a run by itself (the sensor's probe counts tombstones).
+        _run(dsn, (INSERT, ("j0-0", "t0", PROJECT, "a0", "neg", WHEN)))
+        tick = _tick(defs, instance, tick.cursor)
+        [back] = _launch(job, instance, tick)
+        assert _metadata(back)["new_judgments"] == 1
+        returned = load_state(PROJECT, lake_reader(lake))
+        assert returned.ledger.filter(pl.col("judgment_id") == "j0-0")["label"].item() == "neg"
+        assert returned.tasks.filter(pl.col("task_id") == "t0")["n_votes"].item() == 3
+        _, day, _ = daily()
+        assert day.filter(pl.col("judgment_id") == "j0-0")["label"].to_list() == ["neg"]
+        _run(dsn, _delete("j0-0"))
+        tick = _tick(defs, instance, tick.cursor)
+        [alone] = _launch(job, instance, tick)
+        assert _metadata(alone)["withdrawn_judgments"] == 1
+        last = load_state(PROJECT, lake_reader(lake))
+        assert "j0-0" not in last.ledger["judgment_id"].to_list()
+        _, day, _ = daily()
+        assert "j0-0" not in day["judgment_id"].to_list() and day.height == last.ledger.height
