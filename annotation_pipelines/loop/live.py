@@ -2375,10 +2375,10 @@ def load_touched(
     them, with the carried counts) and, of the ledger and the tasks table, only the rows of
     the tasks the batch touches. Those are the batch's tasks and gold tasks, the tasks of the
     earlier versions of its judgments (found by id: exactly once needs every version the
-    ledger holds), the tasks of the judgments and of the gold of the `resynced` sources and
-    the tasks of the judgments (by id) and the gold the DB deleted (`deleted`,
-    `deleted_gold`: its tombstones). A block in the update
-    reads its annotator's tasks then (`update` calls `StoredState`).
+    ledger holds), the tasks of the judgments and of the gold of the `resynced` sources, and
+    those of the judgments (by id) and of the gold the DB deleted (`deleted`, `deleted_gold`:
+    its tombstones). A block in the update reads its annotator's tasks then (`update` calls
+    `StoredState`).
 
     `open_segment(key)` opens one segment (default: fetched whole through `read`; on a local
     lake, open the file in place so only the row groups a lookup needs are read).

@@ -743,7 +743,7 @@ def live_quality_state(
         e.unknown_deletions for e in events.values()
     )
     if unknown_deletions:
-        context.log.info(f"live: {unknown_deletions} deletion(s) of judgments not held: ignored")
+        context.log.info(f"live: {unknown_deletions} deletion(s) of rows not held: ignored")
     context.log.info(
         f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
         f"{from_files.height} from {len(files.paths)} file(s), "

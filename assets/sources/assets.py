@@ -215,8 +215,11 @@ def annotation_db_changes(
             days.add(day.isoformat())
     deleted, deleted_days = withdraw_deleted(lake, extract)
     days |= deleted_days
-    unknown = extract.deletions.height + extract.gold_deletions.height - deleted
-    unknown += extract.ignored_deletions
+    # A key deleted, inserted again and deleted in one window has two tombstones.
+    keys = (
+        extract.deletions["judgment_id"].n_unique() + extract.gold_deletions["task_id"].n_unique()
+    )
+    unknown = keys + extract.ignored_deletions - deleted
     if unknown:
         context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
     lake.put_frame(
@@ -241,29 +244,29 @@ def annotation_db_changes(
 
 
 def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str]]:
-    """(how many tombstones removed a staged row, the days to rebuild): a deleted judgment
-    leaves the staged day of its `submitted_at`, a deleted gold label every staged day of the
-    DB's gold, each only where the staged version is older than the deletion (a row
-    re-inserted at the deletion's stamp or later stays). A tombstone of a row never staged
-    removes nothing."""
+    """(how many keys a tombstone removed from the staged rows, the days to rebuild): a deleted
+    judgment leaves the staged day of its `submitted_at`, a deleted gold label every staged
+    day of the DB's gold, each only where the staged version is older than the deletion (a
+    row re-inserted at the deletion's stamp or later stays). A tombstone of a row never
+    staged removes nothing. The days are those of every tombstone, whether it removed a row
+    now or in an attempt that failed before the watermark moved, so a retry rebuilds them."""
     applied: set[tuple[str, str]] = set()
     days: set[str] = set()
     deletions = extract.deletions.with_columns(_day=pl.col("submitted_at").dt.date())
     for (day,), part in deletions.partition_by("_day", as_dict=True).items():
         key = staging_key("judgments", day.isoformat(), "annotation_db")
-        removed = _without_deleted(lake, key, part, "judgment_id")
-        if removed:
-            applied |= {("judgments", k) for k in removed}
+        if lake.exists(key):
+            applied |= {("judgments", k) for k in _without_deleted(lake, key, part, "judgment_id")}
             days.add(day.isoformat())
     gold = extract.gold_deletions
     if gold.height:
         for key in lake.list_keys(staging_prefix("gold_labels")):
-            if staging_source(key) == "annotation_db":
+            if staging_source(key) == "annotation_db" and key.endswith(".parquet"):
                 applied |= {
                     ("gold_labels", k) for k in _without_deleted(lake, key, gold, "task_id")
                 }
-        tasks = [k for table, k in applied if table == "gold_labels"]
-        if tasks and lake.days("judgments"):
+        tasks = gold.get_column("task_id").unique().to_list()
+        if lake.days("judgments"):
             judged = (
                 lake.scan_all("judgments")
                 .filter(pl.col("task_id").is_in(tasks))
@@ -276,8 +279,6 @@ def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str
 
 def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: str) -> set[str]:
     """Rewrite the staged `key` without the rows a newer tombstone deleted; their ids."""
-    if not lake.exists(key):
-        return set()
     staged = lake.get_frame(key)
     deaths = tombstones.group_by(id_column).agg(_deleted_at=pl.col("deleted_at").max())
     marked = staged.join(deaths, on=id_column, how="left", maintain_order="left")

@@ -176,7 +176,7 @@ def test_a_deletion_of_a_row_never_extracted_changes_nothing(postgres_dsn, tmp_p
     second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
     assert second.deletions["judgment_id"].to_list() == ["brief"]
     assert second.ignored_deletions == 1
-    assert withdraw_deleted(lake, second) == (0, set())
+    assert withdraw_deleted(lake, second) == (0, {"2026-11-02"})
     assert lake.get(key) == before
 
 
