@@ -116,7 +116,8 @@ class AnnotationDatabase(ConfigurableResource):
         return safe_upper_bound(self.probe_dsn)
 
     def changed_rows(self, *, since: datetime, until: datetime) -> int:
-        """Judgments and gold labels changed in (since, until], counted up to a cap."""
+        """Judgments and gold labels changed (or else deleted) in (since, until], counted up
+        to a cap."""
         return changed_rows(self.probe_dsn, since=since, until=until, schema=self.db_schema)
 
     def extract_live(

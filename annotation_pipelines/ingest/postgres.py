@@ -12,7 +12,16 @@ and rows already read there at the same `updated_at` (`DatabaseExtract.seen`, ha
 the caller) are dropped, so a quiet database reads nothing twice. Judgments submitted after
 `since` are re-read whatever their `updated_at`: an earlier extract may have quarantined them
 as "in the future" (clock skew) and must get another chance once the clock catches up.
-The next watermark is `until`. Rows are grouped by the day of their own `submitted_at`, not
+The next watermark is `until`.
+
+Deletions: a row the tool deletes leaves a tombstone (migration 6: `judgment_deletions`,
+`gold_label_deletions`, filled by an AFTER DELETE trigger) stamped `deleted_at = now()`, the
+start of the deleting transaction like `updated_at`, so the same safe window, overlap and
+`seen` apply to it. The extract hands the window's tombstones on (`DatabaseExtract.deletions`,
+`.gold_deletions`) after ordering them against the window's rows by time: a row whose
+`updated_at` is at or after a tombstone of its key was re-inserted after the deletion (in the
+same transaction: the same stamp) and is kept, the tombstone dropped; a row older than a
+tombstone of its key is dropped. Rows are grouped by the day of their own `submitted_at`, not
 the day they were extracted, so a late-arriving judgment lands in the partition it belongs
 to; `merge_partition` upserts by key keeping the newest `updated_at`, so re-reading a row
 (or re-running a window or a day) changes nothing.
@@ -37,7 +46,7 @@ import pyarrow as pa
 
 from annotation_pipelines.ingest.connection import connect, connect_arrow
 from annotation_pipelines.ingest.result import IngestResult, assemble
-from annotation_pipelines.ingest.validation import encode_record
+from annotation_pipelines.ingest.validation import PROJECT_NAME, encode_record
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -70,6 +79,27 @@ DEFAULT_OVERLAP = timedelta(minutes=5)
 # them without superuser or pg_read_all_stats): no transaction is assumed to stay open longer.
 DEFAULT_LAG = timedelta(minutes=5)
 _TICK = timedelta(microseconds=1)
+# Tombstone table -> the table whose deleted rows it records (migration 6).
+DELETION_TABLES: dict[str, str] = {
+    "judgment_deletions": "judgments",
+    "gold_label_deletions": "gold_labels",
+}
+DELETIONS: dict[str, pl.DataType] = {
+    "judgment_id": pl.String(),
+    "task_id": pl.String(),
+    "project": pl.String(),
+    "annotator_id": pl.String(),
+    "submitted_at": UTC_TIMESTAMP,
+    "updated_at": UTC_TIMESTAMP,
+    "deleted_at": UTC_TIMESTAMP,
+}
+GOLD_DELETIONS: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "project": pl.String(),
+    "label": pl.String(),
+    "updated_at": UTC_TIMESTAMP,
+    "deleted_at": UTC_TIMESTAMP,
+}
 SEEN: dict[str, pl.DataType] = {
     "table": pl.String(),
     "key": pl.String(),
@@ -235,6 +265,14 @@ class DatabaseExtract:
     # One flag per row of `result.quarantine`: a judgment submitted after `until`, which the
     # next extract reads again whatever made it bad (it is not in `seen`).
     read_again: pl.Series = field(default_factory=lambda: pl.Series("read_again", [], pl.Boolean))
+    # The window's tombstones (`DELETIONS`, `GOLD_DELETIONS`): rows the tool deleted, each
+    # newer than any version of its key the window read. One of a project name the ingest
+    # refuses is left out: its rows were never loaded (`ignored_deletions` counts them).
+    deletions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DELETIONS))
+    gold_deletions: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
+    )
+    ignored_deletions: int = 0
 
     @property
     def watermark(self) -> datetime:
@@ -319,6 +357,53 @@ def read_table_since(
     else:
         raise ValueError(f"unknown method {method!r}; expected adbc, copy or fetch")
     return _normalize(frame)
+
+
+def read_deletions_since(
+    dsn: str, *, since: datetime, until: datetime, schema: str = "public"
+) -> dict[str, pl.DataFrame]:
+    """Tombstone table (`DELETION_TABLES`) -> its tombstones with `since < deleted_at <= until`,
+    oldest first; none when the database predates migration 6 (no tombstone table yet).
+
+    One psycopg connection for both tables: a window usually holds none or a few, and opening
+    an ADBC connection costs more than reading them (a bulk erasure of 100,000 judgments reads
+    in about half a second)."""
+    frames: dict[str, pl.DataFrame] = {}
+    with connect(dsn, autocommit=True) as connection:
+        for table in DELETION_TABLES:
+            columns = DELETIONS if table == "judgment_deletions" else GOLD_DELETIONS
+            qualified = f"{_quoted(schema)}.{_quoted(table)}"
+            exists = connection.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (qualified,)
+            ).fetchone()
+            rows = []
+            if exists and exists[0]:
+                select = (
+                    f"SELECT {', '.join(_quoted(c) for c in columns)} FROM {qualified} "
+                    "WHERE deleted_at > %s AND deleted_at <= %s ORDER BY deleted_at"
+                )
+                rows = connection.execute(select, (since, until)).fetchall()
+            frame = pl.DataFrame(rows, schema=list(columns), orient="row")
+            frames[table] = _normalize(frame).cast(pl.Schema(columns))
+    return frames
+
+
+def _ordered(
+    rows: pl.DataFrame, tombstones: pl.DataFrame, key: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`rows` less those a newer tombstone of their key deleted, `tombstones` less those a
+    row of their key at the same or a later `updated_at` outlived: it was re-inserted)."""
+    if rows.height == 0 or tombstones.height == 0:
+        return rows, tombstones
+    newest_row = rows.group_by(key).agg(_row=pl.col("updated_at").max())
+    newest_death = tombstones.group_by(key).agg(_death=pl.col("deleted_at").max())
+    kept = rows.join(newest_death, on=key, how="left", maintain_order="left").filter(
+        pl.col("_death").is_null() | (pl.col("updated_at") >= pl.col("_death"))
+    )
+    standing = tombstones.join(newest_row, on=key, how="left", maintain_order="left").filter(
+        pl.col("_row").is_null() | (pl.col("_row") < pl.col("deleted_at"))
+    )
+    return kept.drop("_death"), standing.drop("_row")
 
 
 def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
@@ -427,7 +512,8 @@ def extract_since(
     `until` defaults to `safe_upper_bound` (see the module docstring); the read starts
     `overlap` before `since`, less the rows in `seen` (the previous extract's `seen`).
     The project's label set comes from `projects.label_set` (empty: any label). Rows keep an
-    extra `updated_at` column for `merge_partition`.
+    extra `updated_at` column for `merge_partition`. The window's tombstones come with them,
+    ordered against them by time (see the module docstring).
     """
     until = max(until or safe_upper_bound(dsn, lag=lag), since)
     start = since - overlap
@@ -439,6 +525,7 @@ def extract_since(
     tasks = read_window("tasks")
     gold = read_window("gold_labels")
     read = {"judgments": judgments, "tasks": tasks, "gold_labels": gold}
+    tombstones = read_deletions_since(dsn, since=start, until=until, schema=schema)
     recent = [prior]
     for table, frame in read.items():
         read[table] = _unseen(frame, table=table, seen=prior)
@@ -452,7 +539,30 @@ def extract_since(
                 updated_at="updated_at",
             ).cast(pl.Schema(SEEN))
         )
+    for table, frame in tombstones.items():
+        key = EXTRACT_KEYS[DELETION_TABLES[table]]
+        tombstones[table] = _unseen(
+            frame.rename({"updated_at": "_version", "deleted_at": "updated_at"}),
+            table=table,
+            seen=prior,
+            key=key,
+        ).rename({"updated_at": "deleted_at", "_version": "updated_at"})
+        recent.append(
+            frame.select(
+                table=pl.lit(table, pl.String), key=pl.col(key), updated_at="deleted_at"
+            ).cast(pl.Schema(SEEN))
+        )
+        rows = DELETION_TABLES[table]
+        read[rows], tombstones[table] = _ordered(read[rows], tombstones[table], key)
     judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
+    safe = pl.col("project").str.contains(PROJECT_NAME).fill_null(False) & ~pl.col(
+        "project"
+    ).str.contains("..", literal=True)
+    deletions = tombstones["judgment_deletions"].filter(safe)
+    gold_deletions = tombstones["gold_label_deletions"].filter(safe)
+    ignored = sum(frame.height for frame in tombstones.values()) - (
+        deletions.height + gold_deletions.height
+    )
     next_seen = (
         pl.concat(recent)
         .filter(pl.col("updated_at") > until - overlap)
@@ -519,16 +629,25 @@ def extract_since(
     ).fill_null(False)
     flags = quarantine.select(read_again=read_again)["read_again"]
     return DatabaseExtract(
-        result=result, since=since, until=until, seen=next_seen, read_again=flags
+        result=result,
+        since=since,
+        until=until,
+        seen=next_seen,
+        read_again=flags,
+        deletions=deletions,
+        gold_deletions=gold_deletions,
+        ignored_deletions=ignored,
     )
 
 
-def _unseen(frame: pl.DataFrame, *, table: str, seen: pl.DataFrame) -> pl.DataFrame:
+def _unseen(
+    frame: pl.DataFrame, *, table: str, seen: pl.DataFrame, key: str | None = None
+) -> pl.DataFrame:
     """`frame` without the rows `seen` already holds at the same `updated_at`."""
     prior = seen.filter(pl.col("table") == table)
     if prior.height == 0 or frame.height == 0:
         return frame
-    key = EXTRACT_KEYS[table]
+    key = key or EXTRACT_KEYS[table]
     prior = prior.select(pl.col("key").alias(key), "updated_at")
     return frame.join(prior, on=[key, "updated_at"], how="anti", maintain_order="left")
 
@@ -622,6 +741,7 @@ __all__ = [
     "merge_partition",
     "migration_files",
     "partition_by_day",
+    "read_deletions_since",
     "read_table_since",
     "safe_upper_bound",
     "seed_database",

@@ -1,7 +1,7 @@
 """The judgment ledger both live engines keep (`loop.live`, categorical; `loop.live_kinds`, the
 other kinds): exactly-once folding of a batch, withdrawal by a re-read export (of judgments
-and of the gold it gave), and the lake layout of its append-only segments with their
-size-tiered merges.
+and of the gold it gave) or by the DB's tombstones of deleted judgments, and the lake layout
+of its append-only segments with their size-tiered merges.
 
 A segment row is a judgment's version with `replaces` (an earlier version may sit in an older
 segment) and `deleted` (a tombstone); segments are named by the state versions they hold and
@@ -188,6 +188,23 @@ def withdrawn(ledger: pl.DataFrame, new: pl.DataFrame, resynced: Collection[str]
     return ledger.filter(gone)
 
 
+def deleted(ledger: pl.DataFrame, new: pl.DataFrame, tombstones: pl.DataFrame) -> pl.DataFrame:
+    """Ledger rows the DB deleted: the DB gave their newest version (null `source`; a file
+    that gives it still holds it) and a tombstone of theirs (`judgment_id`, `deleted_at`) is
+    newer than that version. A judgment of the batch (`new`) is left to replace its version. A
+    tombstone read again finds its row gone, or re-inserted at a later stamp: it removes
+    nothing twice."""
+    if tombstones.height == 0 or ledger.height == 0:
+        return ledger.head(0)
+    deaths = tombstones.group_by("judgment_id").agg(_deleted_at=pl.col("deleted_at").max())
+    rows = ledger.join(deaths, on="judgment_id", how="inner", maintain_order="left").filter(
+        pl.col("source").is_null() & (pl.col("updated_at") < pl.col("_deleted_at"))
+    )
+    if new.height:
+        rows = rows.filter(~pl.col("judgment_id").is_in(new.get_column("judgment_id").implode()))
+    return rows.drop("_deleted_at")
+
+
 # Gold sources ------------------------------------------------------------------------------
 #
 # A task's stored gold names the export files that give its answer (`gold_sources`, sorted);
@@ -277,6 +294,19 @@ def gold_withdrawn(
     )
 
 
+def gold_deleted(stored: pl.DataFrame, batch: pl.DataFrame, deleted: pl.Series) -> pl.DataFrame:
+    """(`task_id`, `gold_sources` left: empty) of the `stored` gold (`task_id`, `gold_sources`
+    of the tasks holding gold) the DB gave (null sources) and deleted (`deleted`: the tasks
+    of its gold tombstones), unless the batch gives the task gold again: withdrawn, as
+    `gold_withdrawn` says it. Gold a file gives is that file's to withdraw."""
+    gone = stored.filter(
+        pl.col("gold_sources").is_null()
+        & pl.col("task_id").is_in(deleted.implode())
+        & ~pl.col("task_id").is_in(batch.get_column("task_id").implode())
+    )
+    return gone.select(pl.col("task_id"), gold_sources=pl.lit([], GOLD_SOURCES)).sort("task_id")
+
+
 # Revoked blocks ----------------------------------------------------------------------------
 
 
@@ -340,9 +370,11 @@ __all__ = [
     "affected_tasks",
     "appended",
     "check_project",
+    "deleted",
     "due_reversals",
     "gold_batch",
     "gold_changes",
+    "gold_deleted",
     "gold_withdrawn",
     "group_ending",
     "level",

@@ -20,7 +20,9 @@ actions, alerts). Nothing is recomputed from the whole history:
   (a resubmission) replaces the old one and its task is refitted, and a newer version that
   changes nothing is dropped too. Each row names its `source` (an export file, or null for
   the DB): when a file is read again after an edit (`resynced`), the judgments whose newest
-  version came from it and that it no longer holds are withdrawn and their tasks refitted.
+  version came from it and that it no longer holds are withdrawn and their tasks refitted; a
+  judgment whose newest version came from the DB and that the DB then deleted (a tombstone
+  newer than that version, `deleted`) is withdrawn the same way.
   Gold is withdrawn alike: each task's gold names the files that give it (`gold_sources`;
   null when the DB gives it), and gold that no file gives any more leaves the task, whose
   posterior is refitted from its votes and whose annotators' gold counts are recounted.
@@ -355,6 +357,9 @@ class LiveEvents:
     rebased_tasks: int = 0
     withdrawn_judgments: int = 0
     withdrawn_gold: int = 0
+    # Tombstones of the batch that withdrew nothing: a judgment or gold never folded in,
+    # already withdrawn, or a file's.
+    unknown_deletions: int = 0
     unblocked: tuple[str, ...] = ()
     # Tasks with new evidence after which the policy wants no request: the write-back withdraws
     # any older open request of theirs, a daily one included (the live lists know only theirs).
@@ -376,6 +381,8 @@ def update(
     watermark: datetime | None = None,
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
+    deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> tuple[LiveState, LiveEvents]:
     """Fold `new_judgments` (and new `gold` labels) of `state.project` into the state.
 
@@ -391,6 +398,9 @@ def update(
     no vote is left either. A different gold answer replaces the earlier one.
     `reversals` (`REVERSALS`) are blocks the tool reversed; each one of a block in force lifts
     it first (`_unblock`), and one already applied or of an earlier block is skipped.
+    `deleted` holds the DB's tombstones (`judgment_id`, `deleted_at`): a judgment the DB gave
+    and then deleted is withdrawn like one an edited file dropped (`ledger.deleted`), and so
+    is gold the DB gave and deleted (`deleted_gold`: `task_id`; `ledger.gold_deleted`).
     Returns the next state (version + 1 when anything changed) and its events.
     """
     options = options or LiveOptions()
@@ -400,12 +410,27 @@ def update(
     unchanged = state
     state, unblocked, unblocked_tasks = _unblock(state, reversals, options, version)
     incoming = _incoming(state, new_judgments)
-    withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
+    tombstones = pl.DataFrame(schema=_TOMBSTONES) if deleted is None else deleted
+    by_deletion = lake_ledger.deleted(state.ledger, new_judgments, tombstones)
+    withdrawn = pl.concat(
+        [lake_ledger.withdrawn(state.ledger, new_judgments, resynced), by_deletion]
+    ).unique("judgment_id", maintain_order=True)
+    unknown = tombstones.get_column("judgment_id").n_unique() - by_deletion.height
     batch_gold = _gold_batch(gold)
     # Labels first (padding posteriors leaves the gold alone): a gold answer of the batch that
     # is no label yet is a new answer, since every earlier gold answer became a label.
     padded = _with_labels(state, incoming, batch_gold)
-    kept_gold, gold_lost = _without_withdrawn_gold(padded.tasks, batch_gold, resynced, version)
+    gold_tombstones = (
+        pl.Series("task_id", [], pl.String)
+        if deleted_gold is None
+        else deleted_gold.get_column("task_id").cast(pl.String)
+    )
+    held = padded.tasks.filter(pl.col("gold").is_not_null()).select("task_id", "gold_sources")
+    gold_deleted = lake_ledger.gold_deleted(held, batch_gold, gold_tombstones)
+    unknown += gold_tombstones.n_unique() - gold_deleted.height
+    kept_gold, gold_lost = _without_withdrawn_gold(
+        padded.tasks, batch_gold, resynced, version, deleted=gold_deleted
+    )
     gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
     if (
         incoming.height == 0
@@ -414,7 +439,7 @@ def update(
         and kept_gold is padded.tasks
         and not unblocked
     ):
-        empty = no_events()
+        empty = replace(no_events(), unknown_deletions=unknown)
         return replace(unchanged, watermark=watermark or unchanged.watermark), empty
     state = padded
     old_ledger = state.ledger
@@ -501,6 +526,7 @@ def update(
         refitted_tasks=affected.len(),
         withdrawn_judgments=withdrawn.height,
         withdrawn_gold=gold_lost.len(),
+        unknown_deletions=unknown,
         unblocked=unblocked,
     )
     return final, events
@@ -537,9 +563,12 @@ def update_projects(
     watermark: datetime | None = None,
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
+    deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> tuple[dict[str, LiveState], dict[str, LiveEvents]]:
     """`update` per project present in `judgments` / `gold` (a `project` column each), in
-    `resynced` (project → the sources of it read whole) or in `reversals` (`REVERSALS`)."""
+    `resynced` (project → the sources of it read whole), in `reversals` (`REVERSALS`) or in
+    `deleted` / `deleted_gold` (the DB's tombstones, with `project`)."""
     resynced = resynced or {}
     projects = (
         set(judgments.get_column("project").unique().to_list()) if judgments.height else set()
@@ -549,6 +578,9 @@ def update_projects(
     projects |= {project for project, sources in resynced.items() if sources}
     if reversals is not None and reversals.height:
         projects |= set(reversals.get_column("project").unique().to_list())
+    for tombstones in (deleted, deleted_gold):
+        if tombstones is not None and tombstones.height:
+            projects |= set(tombstones.get_column("project").unique().to_list())
     next_states = dict(states)
     events: dict[str, LiveEvents] = {}
     for project in sorted(projects):
@@ -564,6 +596,10 @@ def update_projects(
             watermark=watermark,
             now=now,
             reversals=reversals,
+            deleted=None if deleted is None else deleted.filter(pl.col("project") == project),
+            deleted_gold=None
+            if deleted_gold is None
+            else deleted_gold.filter(pl.col("project") == project),
         )
     return next_states, events
 
@@ -746,6 +782,8 @@ def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
     )
 
 
+# The DB's tombstones `update` reads (`ingest.postgres.DELETIONS` has more columns).
+_TOMBSTONES: dict[str, pl.DataType] = {"judgment_id": pl.String(), "deleted_at": UTC_TIMESTAMP}
 _GOLD_BATCH: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "label": pl.String(),
@@ -786,12 +824,20 @@ def _new_gold(tasks: pl.DataFrame, batch: pl.DataFrame) -> tuple[pl.DataFrame, p
 
 
 def _without_withdrawn_gold(
-    tasks: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str], version: int
+    tasks: pl.DataFrame,
+    batch: pl.DataFrame,
+    resynced: Collection[str],
+    version: int,
+    *,
+    deleted: pl.DataFrame,
 ) -> tuple[pl.DataFrame, pl.Series]:
-    """(`tasks` without the gold the `resynced` files no longer give, the tasks whose gold
-    went); `tasks` itself when nothing went. A task some other file still gives the gold of
-    keeps it with fewer sources; every task changed is at `version`."""
+    """(`tasks` without the gold the `resynced` files no longer give and the DB's gold it
+    `deleted` (`ledger.gold_deleted`), the tasks whose gold went); `tasks` itself when nothing
+    went. A task some other file still gives the gold of keeps it with fewer sources; every
+    task changed is at `version`."""
     gone = lake_ledger.gold_withdrawn(tasks, batch, resynced)
+    if deleted.height:
+        gone = pl.concat([gone, deleted]).unique("task_id", keep="first", maintain_order=True)
     lost = gone.filter(pl.col("gold_sources").list.len() == 0).get_column("task_id")
     if gone.height == 0:
         return tasks, lost
@@ -2312,13 +2358,17 @@ def load_touched(
     gold: pl.DataFrame | None = None,
     resynced: Collection[str] = (),
     open_segment: OpenSegment | None = None,
+    deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> LiveState:
     """The part of the stored state an `update` with this batch needs: the annotators (all of
     them, with the carried counts) and, of the ledger and the tasks table, only the rows of
     the tasks the batch touches. Those are the batch's tasks and gold tasks, the tasks of the
     earlier versions of its judgments (found by id: exactly once needs every version the
-    ledger holds) and the tasks of the judgments and of the gold of the `resynced` sources. A
-    block in the update reads its annotator's tasks then (`update` calls `StoredState`).
+    ledger holds), the tasks of the judgments and of the gold of the `resynced` sources, and
+    those of the judgments (by id) and of the gold the DB deleted (`deleted`, `deleted_gold`:
+    its tombstones). A block in the update reads its annotator's tasks then (`update` calls
+    `StoredState`).
 
     `open_segment(key)` opens one segment (default: fetched whole through `read`; on a local
     lake, open the file in place so only the row groups a lookup needs are read).
@@ -2343,6 +2393,10 @@ def load_touched(
     if resynced:
         tasks.append(stored.tasks_where("source", resynced))
         tasks.append(stored.tasks_with_gold_from(resynced))
+    if deleted is not None and deleted.height:
+        tasks.append(stored.tasks_of_judgments(deleted.get_column("judgment_id")))
+    if deleted_gold is not None and deleted_gold.height:
+        tasks.append(deleted_gold.get_column("task_id").cast(pl.String))
     touched = pl.concat(tasks) if tasks else pl.Series("task_id", [], pl.String)
     blocked = _blocked(header.frames["annotators"])
     return _state(

@@ -265,7 +265,8 @@ def write_requests_recorded(
 
 def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "public") -> int:
     """How many judgments and gold labels changed in (since, until] (capped: a cheap probe);
-    when none did, how many blocks the tool revoked then, so a reversal alone starts a run."""
+    when none did, how many the tool deleted then, or else how many blocks it revoked then,
+    so a deletion or a reversal alone starts a run."""
     quoted = f'"{validate_identifier(schema)}"'
     window = {"since": since, "until": until}
     query = (
@@ -279,8 +280,22 @@ def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "p
         changed = int(row[0]) if row else 0
         if changed:
             return changed
-        # The probe runs before any live run has migrated the DB: the table may be missing,
-        # and `status` (migration 4) is read from the row so that its absence is no error.
+        # A deletion leaves a tombstone (migration 6), which starts a run like a change; the
+        # probe runs before any live run has migrated the DB, so the table may be missing.
+        deletions = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.judgment_deletions",)
+        ).fetchone()
+        if deletions and deletions[0]:
+            row = connection.execute(
+                f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {quoted}.judgment_deletions "
+                "WHERE deleted_at > %(since)s AND deleted_at <= %(until)s LIMIT 10000) j) + "
+                f"(SELECT count(*) FROM (SELECT 1 FROM {quoted}.gold_label_deletions "
+                "WHERE deleted_at > %(since)s AND deleted_at <= %(until)s LIMIT 10000) g)",
+                window,
+            ).fetchone()
+            if row and row[0]:
+                return int(row[0])
+        # `status` (migration 4) is read from the row so that its absence is no error.
         table = connection.execute(
             "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.annotator_actions",)
         ).fetchone()

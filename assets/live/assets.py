@@ -281,6 +281,8 @@ def _load_states(
     resynced: dict[str, list[str]],
     *,
     whole: bool,
+    deleted: pl.DataFrame,
+    deleted_gold: pl.DataFrame,
 ) -> dict[str, LiveState]:
     """Each project's state: the part its batch touches (`load_touched`), so a run's reads do
     not grow with the history held; the whole state when a re-base is due (it recounts from
@@ -296,6 +298,8 @@ def _load_states(
             gold=gold.filter(pl.col("project") == project),
             resynced=resynced.get(project, ()),
             open_segment=_opener(lake),
+            deleted=deleted.filter(pl.col("project") == project),
+            deleted_gold=deleted_gold.filter(pl.col("project") == project),
         )
         for project in sorted(projects)
     }
@@ -634,9 +638,18 @@ def live_quality_state(
             | set(gold["project"].unique())
             | set(files.resynced)
             | set(reversals["project"].unique())
+            | set(extract.deletions["project"].unique())
+            | set(extract.gold_deletions["project"].unique())
         )
         states = _load_states(
-            lake, projects, judgments, gold, files.resynced, whole=bool(config.rebase_days)
+            lake,
+            projects,
+            judgments,
+            gold,
+            files.resynced,
+            whole=bool(config.rebase_days),
+            deleted=extract.deletions,
+            deleted_gold=extract.gold_deletions,
         )
         states, events = update_projects(
             states,
@@ -647,6 +660,8 @@ def live_quality_state(
             watermark=extract.until,
             now=now,
             reversals=reversals,
+            deleted=extract.deletions,
+            deleted_gold=extract.gold_deletions,
         )
         unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
         for line in unblock_lines(reversals, unblocked, options.min_judgments):
@@ -741,6 +756,11 @@ def live_quality_state(
     # judgments from long ago: the lag is the change stream's.
     first = from_db["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
+    unknown_deletions = extract.ignored_deletions + sum(
+        e.unknown_deletions for e in events.values()
+    )
+    if unknown_deletions:
+        context.log.info(f"live: {unknown_deletions} deletion(s) of rows not held: ignored")
     context.log.info(
         f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
         f"{from_files.height} from {len(files.paths)} file(s), "
@@ -764,6 +784,10 @@ def live_quality_state(
                 sum(e.withdrawn_judgments for e in events.values())
             ),
             "withdrawn_gold": MetadataValue.int(sum(e.withdrawn_gold for e in events.values())),
+            "deletions_read": MetadataValue.int(
+                extract.deletions.height + extract.gold_deletions.height
+            ),
+            "deletions_unknown": MetadataValue.int(unknown_deletions),
             "rebased_tasks": MetadataValue.json(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),

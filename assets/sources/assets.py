@@ -4,7 +4,8 @@ Three sources, one path:
 - export drops in the landing zone: each file is a dynamic partition of `landing_exports`,
   parsed by the ingest engine and staged per day in the lake (`staging/<table>/day=D/<file>`);
 - the annotation tool's database: `annotation_db_changes` extracts rows changed since a
-  watermark and upserts them into the staged day of each row (late rows land in their own day);
+  watermark and upserts them into the staged day of each row (late rows land in their own day),
+  and removes the rows the tool deleted (their tombstones) from theirs;
 - the synthetic generator (the embedded default), read straight from the landing zone.
 The daily `raw_annotations` (assets/raw) then unions the day's staged rows and synthetic parts.
 """
@@ -27,7 +28,11 @@ from dagster import (
 
 from annotation_pipelines import schema
 from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
-from annotation_pipelines.ingest.postgres import merge_partition, partition_by_day
+from annotation_pipelines.ingest.postgres import (
+    DatabaseExtract,
+    merge_partition,
+    partition_by_day,
+)
 from annotation_pipelines.lake import (
     ANNOTATION_DB_SEEN_KEY,
     ANNOTATION_DB_WATERMARK_KEY,
@@ -179,7 +184,8 @@ def landing_exports(
     check_specs=[AssetCheckSpec("rows_reconcile", asset="annotation_db_changes", blocking=True)],
     description=(
         "Rows of the annotation tool's database changed since the last watermark (updated_at), "
-        "read in bulk as Arrow and upserted into the staged day of each row."
+        "read in bulk as Arrow and upserted into the staged day of each row; rows it deleted "
+        "(tombstones, deleted_at) leave their staged day."
     ),
 )
 def annotation_db_changes(
@@ -207,6 +213,15 @@ def annotation_db_changes(
             version = "updated_at" if "updated_at" in part.columns else column
             lake.put_frame(key, merge_partition(existing, part, key=key_columns, version=version))
             days.add(day.isoformat())
+    deleted, deleted_days = withdraw_deleted(lake, extract)
+    days |= deleted_days
+    # A key deleted, inserted again and deleted in one window has two tombstones.
+    keys = (
+        extract.deletions["judgment_id"].n_unique() + extract.gold_deletions["task_id"].n_unique()
+    )
+    unknown = keys + extract.ignored_deletions - deleted
+    if unknown:
+        context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
     lake.put_frame(
         quarantine_key("annotation_db", f"{extract.until:%Y%m%dT%H%M%S}"), result.quarantine
     )
@@ -221,9 +236,57 @@ def annotation_db_changes(
             **reconciliation(result),
             "days": MetadataValue.json(sorted(days)),
             "watermark": MetadataValue.text(extract.until.isoformat()),
+            "deletions_applied": MetadataValue.int(deleted),
+            "deletions_unknown": MetadataValue.int(unknown),
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],
     )
+
+
+def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str]]:
+    """(how many keys a tombstone removed from the staged rows, the days to rebuild): a deleted
+    judgment leaves the staged day of its `submitted_at`, a deleted gold label every staged
+    day of the DB's gold, each only where the staged version is older than the deletion (a
+    row re-inserted at the deletion's stamp or later stays). A tombstone of a row never
+    staged removes nothing. The days are those of every tombstone, whether it removed a row
+    now or in an attempt that failed before the watermark moved, so a retry rebuilds them."""
+    applied: set[tuple[str, str]] = set()
+    days: set[str] = set()
+    deletions = extract.deletions.with_columns(_day=pl.col("submitted_at").dt.date())
+    for (day,), part in deletions.partition_by("_day", as_dict=True).items():
+        key = staging_key("judgments", day.isoformat(), "annotation_db")
+        if lake.exists(key):
+            applied |= {("judgments", k) for k in _without_deleted(lake, key, part, "judgment_id")}
+            days.add(day.isoformat())
+    gold = extract.gold_deletions
+    if gold.height:
+        for key in lake.list_keys(staging_prefix("gold_labels")):
+            if staging_source(key) == "annotation_db" and key.endswith(".parquet"):
+                applied |= {
+                    ("gold_labels", k) for k in _without_deleted(lake, key, gold, "task_id")
+                }
+        tasks = gold.get_column("task_id").unique().to_list()
+        if lake.days("judgments"):
+            judged = (
+                lake.scan_all("judgments")
+                .filter(pl.col("task_id").is_in(tasks))
+                .select(pl.col("submitted_at").dt.date().cast(pl.String).unique())
+                .collect()
+            )
+            days |= set(judged.to_series().to_list())
+    return len(applied), days
+
+
+def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: str) -> set[str]:
+    """Rewrite the staged `key` without the rows a newer tombstone deleted; their ids."""
+    staged = lake.get_frame(key)
+    deaths = tombstones.group_by(id_column).agg(_deleted_at=pl.col("deleted_at").max())
+    marked = staged.join(deaths, on=id_column, how="left", maintain_order="left")
+    gone = (pl.col("updated_at") < pl.col("_deleted_at")).fill_null(False)
+    removed = set(marked.filter(gone).get_column(id_column).to_list())
+    if removed:
+        lake.put_frame(key, marked.filter(~gone).drop("_deleted_at"))
+    return removed
 
 
 @asset(

@@ -1,7 +1,9 @@
 """The ledger pieces both live engines share: exact segment levels, merge groups, merged and
-resolved segment rows."""
+resolved segment rows, withdrawal by a re-read file and by the DB's tombstones."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -67,6 +69,42 @@ def test_withdrawn_only_from_resynced_sources() -> None:
     new = pl.DataFrame({"judgment_id": ["a"]})
     assert ledger.withdrawn(book, new, ["f"]).get_column("judgment_id").to_list() == ["b"]
     assert ledger.withdrawn(book, new, []).height == 0
+
+
+def test_deleted_only_the_db_versions_older_than_their_tombstone() -> None:
+    """A DB tombstone withdraws a version the DB gave before the deletion; not one a file gave
+    (the file still holds it), not one stamped at or after it (inserted again), not one the
+    batch replaces, and nothing for an id the ledger does not hold."""
+    at = [datetime(2026, 11, 2, hour, tzinfo=UTC) for hour in range(4)]
+    book = pl.DataFrame(
+        {
+            "judgment_id": ["db", "file", "again", "batch"],
+            "source": [None, "f", None, None],
+            "updated_at": [at[0], at[0], at[2], at[0]],
+        }
+    )
+    tombstones = pl.DataFrame(
+        {
+            "judgment_id": ["db", "db", "file", "again", "batch", "unknown"],
+            "deleted_at": [at[1], at[3], at[1], at[2], at[1], at[1]],
+        }
+    )
+    new = pl.DataFrame({"judgment_id": ["batch"]})
+    gone = ledger.deleted(book, new, tombstones)
+    assert gone.get_column("judgment_id").to_list() == ["db"]
+    assert gone.columns == book.columns
+    assert ledger.deleted(book, new, tombstones.head(0)).height == 0
+
+
+def test_gold_deleted_only_the_dbs_and_not_given_again() -> None:
+    stored = pl.DataFrame(
+        {"task_id": ["db", "file", "again"], "gold_sources": [None, ["f"], None]},
+        schema={"task_id": pl.String(), "gold_sources": ledger.GOLD_SOURCES},
+    )
+    batch = pl.DataFrame({"task_id": ["again"]})
+    deleted = pl.Series(["db", "file", "again", "unknown"])
+    gone = ledger.gold_deleted(stored, batch, deleted)
+    assert gone.rows() == [("db", [])]
 
 
 def test_appended_replaces_in_place_and_tombstones_the_withdrawn() -> None:

@@ -1,0 +1,194 @@
+"""Hard deletes in the annotation DB on the real local Postgres: the tombstones migration 6
+keeps, read by the extract in the same safe window as the rows, ordered against a re-insert
+of the same key, read once across overlapping windows, and removing a staged row only when
+newer than it."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+import psycopg
+import pytest
+
+from annotation_pipelines.ingest.postgres import (
+    DELETIONS,
+    apply_schema,
+    extract_since,
+    merge_partition,
+)
+from assets.sources.assets import withdraw_deleted
+from resources.lake import LocalLake
+
+pytestmark = pytest.mark.services
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INSERT = (
+    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, submitted_at, "
+    "duration_s) VALUES (%s, %s, %s, %s, %s, %s, 1.0)"
+)
+WHEN = datetime(2026, 11, 2, 10, tzinfo=UTC)
+
+
+def run(dsn: str, schema: str, *statements: tuple[str, tuple]) -> None:
+    """The statements in one transaction, committed."""
+    with psycopg.connect(dsn) as connection:
+        connection.execute(f"SET search_path TO {schema}")
+        for statement, parameters in statements:
+            connection.execute(statement, parameters)
+
+
+def insert(*row: object) -> tuple[str, tuple]:
+    return INSERT, row
+
+
+def delete(judgment_id: str) -> tuple[str, tuple]:
+    return "DELETE FROM judgments WHERE judgment_id = %s", (judgment_id,)
+
+
+def settle() -> None:
+    # Commit stamps are transaction starts; a few ms apart keep two commits' stamps apart.
+    time.sleep(0.01)
+
+
+def test_a_deletion_leaves_a_tombstone_stamped_like_updated_at(postgres_dsn):
+    """One bulk DELETE writes a tombstone per row, with the row's key and day and the deleting
+    transaction's start; while that transaction is open, the extract's window ends before it."""
+    schema = "deletion_stamp"
+    apply_schema(postgres_dsn, schema=schema)
+    run(
+        postgres_dsn,
+        schema,
+        insert("j1", "t1", "p", "a1", "cat", WHEN),
+        insert("j2", "t1", "p", "a2", "dog", WHEN),
+        ("INSERT INTO gold_labels (task_id, project, label) VALUES ('t1', 'p', 'cat')", ()),
+    )
+    first = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    assert sorted(first.result.judgments["judgment_id"]) == ["j1", "j2"]
+    settle()
+    deleter = psycopg.connect(postgres_dsn)
+    try:
+        deleter.execute(f"SET search_path TO {schema}")
+        started = deleter.execute("SELECT now()").fetchone()
+        deleter.execute("DELETE FROM judgments WHERE task_id = 't1'")
+        deleter.execute("DELETE FROM gold_labels")
+        settle()
+        during = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+        deleter.commit()
+    finally:
+        deleter.close()
+    assert started is not None
+    assert during.until < started[0] and during.deletions.height == 0
+    with psycopg.connect(postgres_dsn) as connection:
+        rows = connection.execute(
+            f"SELECT judgment_id, submitted_at, deleted_at FROM {schema}.judgment_deletions "
+            "ORDER BY judgment_id"
+        ).fetchall()
+    assert rows == [("j1", WHEN, started[0]), ("j2", WHEN, started[0])]
+
+    after = extract_since(postgres_dsn, since=during.watermark, schema=schema, seen=during.seen)
+    assert sorted(after.deletions["judgment_id"]) == ["j1", "j2"]
+    assert after.deletions["submitted_at"].to_list() == [WHEN, WHEN]
+    assert after.gold_deletions.select("task_id", "label").rows() == [("t1", "cat")]
+    assert after.result.rows_read == 0
+    # The overlap re-reads the tombstones, less those `seen` holds: read once.
+    again = extract_since(postgres_dsn, since=after.watermark, schema=schema, seen=after.seen)
+    assert again.deletions.height == 0 and again.gold_deletions.height == 0
+    unseen = extract_since(postgres_dsn, since=after.watermark, schema=schema)
+    assert unseen.deletions.height == 2
+
+
+def test_a_key_deleted_and_inserted_again_is_present(postgres_dsn, tmp_path):
+    """Order by time: a row inserted again after its deletion, in the same transaction (the
+    same stamp) or a later one, is handed on and its tombstone is not; a deletion after the
+    re-insert wins again."""
+    schema = "deletion_reinsert"
+    apply_schema(postgres_dsn, schema=schema)
+    run(
+        postgres_dsn,
+        schema,
+        insert("same", "t1", "p", "a1", "cat", WHEN),
+        insert("later", "t1", "p", "a2", "cat", WHEN),
+        insert("gone", "t1", "p", "a3", "cat", WHEN),
+    )
+    first = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    settle()
+    run(postgres_dsn, schema, delete("same"), insert("same", "t1", "p", "a1", "dog", WHEN))
+    settle()
+    run(postgres_dsn, schema, delete("later"))
+    settle()
+    run(postgres_dsn, schema, insert("later", "t1", "p", "a2", "dog", WHEN))
+    settle()
+    run(postgres_dsn, schema, delete("gone"))
+    second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    judged = dict(second.result.judgments.select("judgment_id", "label").iter_rows())
+    assert judged == {"same": "dog", "later": "dog"}
+    assert second.deletions["judgment_id"].to_list() == ["gone"]
+
+    # Across windows: the tombstone in one, the re-insert in the next.
+    settle()
+    run(postgres_dsn, schema, delete("later"))
+    third = extract_since(postgres_dsn, since=second.watermark, schema=schema, seen=second.seen)
+    assert third.deletions["judgment_id"].to_list() == ["later"]
+    settle()
+    run(postgres_dsn, schema, insert("later", "t1", "p", "a2", "neutral", WHEN))
+    fourth = extract_since(postgres_dsn, since=third.watermark, schema=schema, seen=third.seen)
+    assert fourth.deletions.height == 0
+    assert fourth.result.judgments["label"].to_list() == ["neutral"]
+
+    # The staged day, extract after extract: deleted once, present again after.
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    key = "staging/judgments/day=2026-11-02/annotation_db.parquet"
+    labels = []
+    for extract in (first, second, third, fourth):
+        existing = lake.get_frame(key) if lake.exists(key) else None
+        if extract.result.judgments.height:
+            lake.put_frame(key, merge_partition(existing, extract.result.judgments))
+        withdraw_deleted(lake, extract)
+        staged = lake.get_frame(key)
+        labels.append(dict(staged.select("judgment_id", "label").iter_rows()))
+    assert labels == [
+        {"gone": "cat", "later": "cat", "same": "cat"},
+        {"later": "dog", "same": "dog"},
+        {"same": "dog"},
+        {"later": "neutral", "same": "dog"},
+    ]
+
+
+def test_a_deletion_of_a_row_never_extracted_changes_nothing(postgres_dsn, tmp_path):
+    """A row inserted and deleted between two extracts: its tombstone is handed on, removes
+    nothing staged, and is no error; a tombstone of a project name the ingest refuses is left
+    out and counted."""
+    schema = "deletion_unknown"
+    apply_schema(postgres_dsn, schema=schema)
+    run(postgres_dsn, schema, insert("kept", "t1", "p", "a1", "cat", WHEN))
+    first = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    key = "staging/judgments/day=2026-11-02/annotation_db.parquet"
+    lake.put_frame(key, merge_partition(None, first.result.judgments))
+    before = lake.get(key)
+    settle()
+    run(postgres_dsn, schema, insert("brief", "t1", "p", "a2", "dog", WHEN))
+    run(postgres_dsn, schema, insert("odd", "t1", "../x", "a2", "dog", WHEN))
+    settle()
+    run(postgres_dsn, schema, delete("brief"), delete("odd"))
+    second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    assert second.deletions["judgment_id"].to_list() == ["brief"]
+    assert second.ignored_deletions == 1
+    assert withdraw_deleted(lake, second) == (0, {"2026-11-02"})
+    assert lake.get(key) == before
+
+
+def test_an_extract_of_a_database_before_migration_6_reads_no_tombstones(postgres_dsn):
+    schema = "deletion_premigration"
+    apply_schema(postgres_dsn, schema=schema)
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"SET search_path TO {schema}")
+        connection.execute("DROP TABLE judgment_deletions, gold_label_deletions CASCADE")
+        connection.execute("DROP TRIGGER judgments_deleted ON judgments")
+        connection.execute("DROP TRIGGER gold_labels_deleted ON gold_labels")
+        connection.execute(INSERT, ("j1", "t1", "p", "a1", "cat", WHEN))
+    extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, until=datetime.now(UTC))
+    assert extract.deletions.height == 0 and extract.result.rows_read == 1
+    assert extract.deletions.schema == pl.Schema(DELETIONS)

@@ -1,0 +1,166 @@
+"""Judgments hard-deleted from the annotation DB, through the real sensor, live runs and daily
+runs (real Dagster instance, real PostgreSQL): a deleted judgment (and a deleted gold label) is
+withdrawn from the live state and from its staged day, a key deleted and inserted again stays,
+a deletion of a row never extracted changes nothing, a tombstone read again withdraws nothing
+twice, and at the end the day's judgments and gold are the live state's."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+import psycopg
+import pytest
+from dagster import AssetKey
+
+from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.loop.live import STREAM_PREFIX, load_state, load_touched
+from tests.loop.test_live_writeback import QUIET, _launch, _tick
+from tests.services import fresh_database
+from tests.support import lake_reader, live_quality_job
+
+pytestmark = pytest.mark.services
+PROJECT = "reviews"
+LABELS = ("pos", "neg", "neutral")
+DAY = "2026-11-02"
+WHEN = datetime(2026, 11, 2, 10, tzinfo=UTC)
+INSERT = (
+    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, submitted_at, "
+    "duration_s) VALUES (%s, %s, %s, %s, %s, %s, 2.0)"
+)
+
+
+def _run(dsn: str, *statements: tuple[str, tuple]) -> None:
+    """The statements in one committed transaction; a few ms apart from the next one's stamp."""
+    with psycopg.connect(dsn) as connection:
+        for statement, parameters in statements:
+            connection.execute(statement, parameters)
+    time.sleep(0.01)
+
+
+def _delete(judgment_id: str) -> tuple[str, tuple]:
+    return "DELETE FROM judgments WHERE judgment_id = %s", (judgment_id,)
+
+
+def _metadata(result) -> dict[str, object]:
+    event = result.get_asset_materialization_events()[0].materialization
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    lake = data / "lake"
+    with fresh_database("live_deletions") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        _run(
+            dsn,
+            *(
+                (INSERT, (f"j{t}-{a}", f"t{t}", PROJECT, f"a{a}", LABELS[t % 3], WHEN))
+                for t in range(10)
+                for a in range(3)
+            ),
+            (
+                "INSERT INTO gold_labels (task_id, project, label) VALUES ('t3', %s, 'pos')",
+                (PROJECT,),
+            ),
+        )
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        changes = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={AssetKey("annotation_db_changes")}
+        )
+        raw_job = defs.resolve_job_def("raw_job")
+
+        def daily() -> tuple[dict[str, object], pl.DataFrame, pl.DataFrame]:
+            staged = changes.execute_in_process(instance=instance, run_config=QUIET)
+            assert staged.success
+            raw = raw_job.execute_in_process(partition_key=DAY, instance=instance, run_config=QUIET)
+            assert raw.success
+            day = pl.read_parquet(lake / "judgments" / f"day={DAY}" / "data.parquet")
+            gold = pl.read_parquet(lake / "gold_labels" / f"day={DAY}" / "data.parquet")
+            return _metadata(staged), day, gold
+
+        tick = _tick(defs, instance)
+        _launch(job, instance, tick)
+        first = load_state(PROJECT, lake_reader(lake))
+        assert first.ledger.height == 30
+        assert first.annotators.filter(pl.col("annotator_id") == "a0")["n_judgments"].item() == 10
+        assert first.tasks.filter(pl.col("task_id") == "t3")["gold"].item() == "pos"
+        assert first.annotators["n_gold"].sum() == 3
+        _, day, gold = daily()
+        assert day.height == 30 and gold["task_id"].to_list() == ["t3"]
+        # A run loads the tasks of the judgments a tombstone names, and only those.
+        touched = load_touched(
+            PROJECT,
+            lake_reader(lake),
+            judgments=first.ledger.head(0),
+            deleted=pl.DataFrame({"judgment_id": ["j0-0"]}),
+        )
+        assert touched.ledger["task_id"].unique().to_list() == ["t0"]
+
+        # One judgment deleted; one deleted and inserted again with another label; one
+        # inserted and deleted before any extract read it.
+        _run(dsn, _delete("j0-0"))
+        _run(dsn, _delete("j1-1"))
+        _run(dsn, (INSERT, ("j1-1", "t1", PROJECT, "a1", "neutral", WHEN)))
+        _run(dsn, (INSERT, ("brief", "t2", PROJECT, "a9", "pos", WHEN)))
+        _run(dsn, _delete("brief"))
+        _run(dsn, ("DELETE FROM gold_labels WHERE task_id = 't3'", ()))
+
+        tick = _tick(defs, instance, tick.cursor)
+        [run] = _launch(job, instance, tick)
+        live = _metadata(run)
+        assert live["withdrawn_judgments"] == 1 and live["new_judgments"] == 1
+        assert live["withdrawn_gold"] == 1
+        assert live["deletions_read"] == 3 and live["deletions_unknown"] == 1
+        state = load_state(PROJECT, lake_reader(lake))
+        assert "j0-0" not in state.ledger["judgment_id"].to_list()
+        assert state.ledger.filter(pl.col("judgment_id") == "j1-1")["label"].item() == "neutral"
+        assert state.tasks.filter(pl.col("task_id") == "t0")["n_votes"].item() == 2
+        assert state.annotators.filter(pl.col("annotator_id") == "a0")["n_judgments"].item() == 9
+        assert "a9" not in state.annotators["annotator_id"].to_list()
+        assert state.tasks["gold"].is_null().all() and state.annotators["n_gold"].sum() == 0
+        assert state.tasks.filter(pl.col("task_id") == "t3")["n_votes"].item() == 3
+
+        staged, day, gold = daily()
+        assert staged["deletions_applied"] == 2 and staged["deletions_unknown"] == 1
+        assert gold.height == 0
+        assert staged["days"] == [DAY]
+        # The day and the live state agree: the same judgments, with the same labels.
+        ledger = state.ledger.select("judgment_id", "label").sort("judgment_id")
+        assert day.select("judgment_id", "label").sort("judgment_id").equals(ledger)
+        counts = day.group_by("task_id").len().sort("task_id")
+        votes = state.tasks.select("task_id", len=pl.col("n_votes").cast(pl.UInt32))
+        assert counts.equals(votes.sort("task_id"))
+
+        # The stream forgets what it read at the end of its window: the next run reads the
+        # overlap's tombstones again and withdraws nothing twice.
+        (lake / STREAM_PREFIX / "seen.parquet").unlink()
+        again = _metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert again["deletions_read"] == 3 and again["deletions_unknown"] == 3
+        assert again["withdrawn_judgments"] == 0 and again["new_judgments"] == 0
+        assert again["withdrawn_gold"] == 0
+        after = load_state(PROJECT, lake_reader(lake))
+        assert after.ledger.sort("judgment_id").equals(state.ledger.sort("judgment_id"))
+        assert after.annotators.equals(state.annotators)
+
+        # Inserted again in a later window: present again, live and daily; deleted once more,
+        # alone, it starts a run by itself (the sensor's probe counts tombstones).
+        _run(dsn, (INSERT, ("j0-0", "t0", PROJECT, "a0", "neg", WHEN)))
+        tick = _tick(defs, instance, tick.cursor)
+        [back] = _launch(job, instance, tick)
+        assert _metadata(back)["new_judgments"] == 1
+        returned = load_state(PROJECT, lake_reader(lake))
+        assert returned.ledger.filter(pl.col("judgment_id") == "j0-0")["label"].item() == "neg"
+        assert returned.tasks.filter(pl.col("task_id") == "t0")["n_votes"].item() == 3
+        _, day, _ = daily()
+        assert day.filter(pl.col("judgment_id") == "j0-0")["label"].to_list() == ["neg"]
+        _run(dsn, _delete("j0-0"))
+        tick = _tick(defs, instance, tick.cursor)
+        [alone] = _launch(job, instance, tick)
+        assert _metadata(alone)["withdrawn_judgments"] == 1
+        last = load_state(PROJECT, lake_reader(lake))
+        assert "j0-0" not in last.ledger["judgment_id"].to_list()
+        _, day, _ = daily()
+        assert "j0-0" not in day["judgment_id"].to_list() and day.height == last.ledger.height
