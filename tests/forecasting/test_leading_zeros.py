@@ -156,6 +156,17 @@ def test_a_series_zero_on_every_day_has_not_started_and_has_no_spread():
     np.testing.assert_array_equal(band["p90"], band["p50"])
     np.testing.assert_allclose(band["p50"], paths["idle"].bands["p50"], atol=1e-6)
     assert reconciled.spreads["idle"].source == "not_started"
+    # A requirement summing it is that of the others plus its launch, and says it has a member
+    # not started.
+    summed, others = (
+        reconciled.combination({"s0": 1.0, "idle": 1.0}),
+        reconciled.combination({"s0": 1.0}),
+    )
+    assert (summed.spread_source, others.spread_source) == ("own+not_started", "own")
+    launched = reconciled.paths["idle"].bands
+    for key, band in others.bands.items():
+        extra = launched["weekly_mean" if key.startswith("weekly") else "mean"]
+        np.testing.assert_allclose(summed.bands[key], band + extra, atol=1e-9)
     note = spread_note(
         pl.DataFrame({"id": ["idle"], "spread_source": ["not_started"], "p90_spread": [0.0]})
     )
