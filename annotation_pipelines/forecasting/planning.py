@@ -237,8 +237,9 @@ def spread_note(spreads: pl.DataFrame) -> str:
     )
     return (
         f"{borrowed.height} of {spreads.height} series joined too recently for a P90 spread of "
-        "their own; pooled_*: the other series' relative backtest errors (their class and "
-        "type's, or the fleet's) at the series' level, none: no series had errors to pool "
+        "their own (or have not started); pooled_*: the other series' relative backtest errors "
+        "(their class and type's, or the fleet's) at the series' level, none: no series had "
+        "errors to pool, not_started: zero on every day so far, no spread "
         f"(weekly spread above the P50 in accelerators): {named}"
     )
 

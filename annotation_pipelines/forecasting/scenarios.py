@@ -24,7 +24,11 @@ origin as the young series has (`truncated_errors`, its age to the week): a fit 
 errs more than one on two years. A series' fit, level and weekday effects start at its first
 observed day, never at an earlier start of the calendar it shares (zeros before a series
 existed are not its demand), and a sum is fit as its part there from its start plus the series
-that joined it later. Each band says where its spread came from (`SPREAD_SOURCES`). Planned
+that joined it later. A series' first day is that of its first nonzero value: an export that
+lists every series on the fleet's calendar has zeros before a series existed, and a series of
+such rows is the series of its rows from that value on (`started`); zeros after it are demand.
+A series zero on every day has not started: no fit, no spread, its planned launches its only
+demand. Each band says where its spread came from (`SPREAD_SOURCES`). Planned
 launches (a config file; known future events) add their accelerators on their start day, ramped
 linearly over `ramp_days`. Weekly bands come from the errors of weekly means.
 """
@@ -45,19 +49,21 @@ from annotation_pipelines.forecasting.hierarchy import (
     node_values,
     projection,
 )
-from annotation_pipelines.forecasting.scalars import as_int
+from annotation_pipelines.forecasting.scalars import as_date, as_int
 
 SCENARIOS = ("p50", "p90")
 LEVEL_SCALED = False
 SPREAD_SCALED = True
 # Where a band's P90 spread came from: the series' own backtest errors, the pooled relative
-# errors of its peers or of the whole fleet, or nowhere (no series had errors to pool).
-SPREAD_SOURCES = ("own", "pooled_class", "pooled_fleet", "none")
+# errors of its peers or of the whole fleet, nowhere (no series had errors to pool), or nowhere
+# because the series has not started (zero on every day, `started`).
+NOT_STARTED = "not_started"
+SPREAD_SOURCES = ("own", "pooled_class", "pooled_fleet", "none", NOT_STARTED)
 # `_quantiles_by_step` measures a spread from two origins' errors at a step, not from one.
 MIN_OWN_ORIGINS = 2
 # A peer group of fewer series is a few series' luck; the fleet's pool is then the broader one.
 MIN_PEER_SERIES = 5
-# The fewest days a series is fit on (`_check_daily` asks as many of any series).
+# The fewest days a series is fit on (`started` asks as many of any series from its first day).
 MIN_FIT_DAYS = 14
 
 
@@ -379,16 +385,17 @@ def scenario_paths(
     (`paths_from_errors`). A series with fewer than `MIN_OWN_ORIGINS` origins takes its P90
     spread from the other series' pooled relative errors (`pooled_spreads`; `peers` maps a
     series to its peer group), unless `pool_spreads` is off (then it has none, and says so).
+    Each series starts at its first nonzero value (`started`); one zero on every day has not
+    started (`not_started_paths`).
     """
-    _check_daily(daily)
+    history, idle = started(daily)
     # Series on one calendar (the same days) are fit together (`_fit`).
     calendars: dict[tuple[dt.date, ...], list[tuple[str, np.ndarray]]] = {}
-    order = []
-    for (series_id,), frame in daily.sort("id", "time").group_by("id", maintain_order=True):
+    for (series_id,), frame in history.sort("id", "time").group_by("id", maintain_order=True):
         days = tuple(frame.get_column("time").cast(pl.Date).to_list())
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
         calendars.setdefault(days, []).append((str(series_id), values))
-        order.append(str(series_id))
+    order = [str(s) for s in daily.get_column("id").unique().sort()]
     fits = []
     for days, members in calendars.items():
         values = np.stack([v for _, v in members])
@@ -418,6 +425,15 @@ def scenario_paths(
                 cut = truncated(fit.values, fit.weekday, length=age)
                 donors[age].update(zip(fit.ids, relative_errors(*cut), strict=True))
     found: dict[str, SeriesPaths] = {}
+    last_days = (
+        daily.filter(pl.col("id").is_in(idle))
+        .group_by("id")
+        .agg(pl.col("time").cast(pl.Date).max())
+    )
+    for series_id, last in last_days.iter_rows():
+        first = as_date(last, what=f"last day of series {series_id!r}") + dt.timedelta(days=1)
+        extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
+        found[str(series_id)] = not_started_paths(extra, first=first)
     for fit in fits:
         spreads = {}
         if fit.ids[0] in young:
@@ -581,6 +597,20 @@ def paths_from_errors(
     )
 
 
+def not_started_paths(point: np.ndarray, *, first: dt.date) -> SeriesPaths:
+    """The bands of a series that has not started (zero on every day, `started`) from `first`:
+    its planned launches (`point`, [horizon]) and no spread. No fit: a trend of zeros would be
+    one, and the pooled spread of a series at level zero would widen nothing but its P90."""
+    return paths_from_errors(point, np.zeros((0, point.size)), first=first,
+                             spread=_no_spread(first, point.size))  # fmt: skip
+
+
+def _no_spread(first: dt.date, horizon_days: int) -> Spread:
+    """A zero spread saying that its series has not started (`NOT_STARTED`)."""
+    _, _, weeks = _forecast_weeks(first, horizon_days)
+    return Spread(daily=np.zeros(horizon_days), weekly=np.zeros(weeks.size), source=NOT_STARTED)
+
+
 def _forecast_weeks(first: dt.date, horizon_days: int) -> tuple[list[dt.date], np.ndarray,
                                                                   np.ndarray]:  # fmt: skip
     """The forecast's days from `first`, each day's week (its Monday's ordinal) and the
@@ -698,7 +728,8 @@ class ReconciledScenarios:
     levels: np.ndarray | None = None
     levels_today: np.ndarray | None = None
     # Series too young for a spread of their own: their pooled spread at their level today
-    # (`pooled_spreads`; source "none" when there was nothing to pool).
+    # (`pooled_spreads`; source "none" when there was nothing to pool); series that have not
+    # started (`started`): a zero one, `NOT_STARTED`.
     spreads: dict[str, Spread] = field(default_factory=dict)
 
     def combination(self, weights: dict[str, float]) -> SeriesPaths:
@@ -767,13 +798,19 @@ def reconciled_scenarios(
     A series there for fewer than `MIN_OWN_ORIGINS` origins (`_backtestable`) takes its spread
     from the others' pooled relative reconciled errors (`pooled_spreads`, `peers` its peer
     group; none with `pool_spreads` off), and so does an aggregate of such series only.
+    Each series starts at its first nonzero value (`started`); one zero on every day (or with
+    no row) has not started: no spread, and "not_started" says so.
     """
-    _check_daily(daily)
-    dated = daily.with_columns(pl.col("time").cast(pl.Date))
-    values, times = node_values(dated, hierarchy)
+    history, _ = started(daily)
+    history = history.with_columns(pl.col("time").cast(pl.Date))
+    # A fleet none of whose series has started keeps its calendar, every node zero on it.
+    values, times = node_values(
+        history if history.height else daily.with_columns(pl.col("time").cast(pl.Date)),
+        hierarchy,
+    )
     calendar = times.to_list()
     first = calendar[-1] + dt.timedelta(days=1)
-    starts = node_starts(dated, hierarchy, calendar)
+    starts = node_starts(history, hierarchy, calendar)
     offset = len(hierarchy.aggregates)
     # Every node is on one calendar, so all are fit at once (`_fit`), each from its first day
     # and an aggregate as its part there from the start plus the series that joined it later.
@@ -798,15 +835,16 @@ def reconciled_scenarios(
     )
     reconciled_points = projector @ base_points + hierarchy.children_sum(extra_bottom)
     reconciled_errors = _project_errors(projector, base_errors)
-    backtestable = _backtestable(values, changepoint_every=changepoint_every,
+    backtestable = _backtestable(starts, n=len(calendar), changepoint_every=changepoint_every,
                                  origin_step=origin_step)  # fmt: skip
     reconciled_errors[~backtestable] = np.nan
     own = backtestable.sum(axis=1) >= MIN_OWN_ORIGINS
+    idle = [b for k, b in enumerate(hierarchy.bottom) if starts[offset + k] >= len(calendar)]
     young = {b: float(all_today[offset + k]) for k, b in enumerate(hierarchy.bottom)
-             if not own[offset + k]}  # fmt: skip
+             if not own[offset + k] and b not in idle}  # fmt: skip
     ages = {b: age_bucket(len(calendar) - int(starts[offset + hierarchy.bottom.index(b)]))
             for b in young}  # fmt: skip
-    spreads: dict[str, Spread] = {}
+    spreads = {b: _no_spread(first, horizon_days) for b in idle}
     for age in set(ages.values()):
         donors = _truncated_donors(
             values, calendar, hierarchy, projector, base_errors, backtestable & own[:, None],
@@ -873,16 +911,19 @@ def _truncated_donors(values: np.ndarray, calendar: list[dt.date], hierarchy: Hi
 
 def node_starts(daily: pl.DataFrame, hierarchy: Hierarchy, calendar: list[dt.date]) -> np.ndarray:
     """[nodes]: the index on `calendar` of each node's first observed day (a series' first row
-    in `daily`, an aggregate's earliest series')."""
+    in `daily`, `started`'s rows; an aggregate's earliest series'). A series without a row has
+    not started: the index after the calendar's end."""
     index = {day: k for k, day in enumerate(calendar)}
     first: dict[str, dt.date] = dict(daily.group_by("id").agg(pl.col("time").min()).iter_rows())
-    bottom = np.array([index[first[b]] if b in first else 0 for b in hierarchy.bottom])
+    bottom = np.array([index[first[b]] if b in first else len(calendar) for b in hierarchy.bottom])
     return np.array([bottom[row > 0].min() for row in hierarchy.summing])
 
 
-def _backtestable(values: np.ndarray, *, changepoint_every: int, origin_step: int) -> np.ndarray:
-    """[nodes, origins]: whether each node had demand for a month (the history `_origins`
-    asks of any origin) before each backtest origin.
+def _backtestable(starts: np.ndarray, *, n: int, changepoint_every: int, origin_step: int
+                  ) -> np.ndarray:  # fmt: skip
+    """[nodes, origins]: whether each node (`starts`, its first day, `node_starts`) had a month
+    of history (what `_origins` asks of any origin) before each backtest origin of a calendar
+    of `n` days. A node's first day is the one its fits start at.
 
     On one calendar a node that appeared later counts zero before it existed. Its errors at
     origins before then are its arrival, not a forecast's miss, and the spread at today's level
@@ -891,12 +932,9 @@ def _backtestable(values: np.ndarray, *, changepoint_every: int, origin_step: in
     P50 of 786. Such a node's errors count only from origins it was there for; with fewer than
     `MIN_OWN_ORIGINS` of them its spread is pooled from the other series' (`pooled_spreads`).
     """
-    n = values.shape[-1]
     origins = np.array(list(_origins(n, changepoint_every=changepoint_every,
                                      origin_step=origin_step)))  # fmt: skip
-    present = values > 0
-    start = np.where(present.any(axis=1), present.argmax(axis=1), n)
-    return origins[None, :] >= start[:, None] + 28
+    return origins[None, :] >= starts[:, None] + 28
 
 
 def _project_errors(projector: np.ndarray, errors: np.ndarray) -> np.ndarray:
@@ -967,17 +1005,21 @@ def scenario_backtest(
 ) -> pl.DataFrame:
     """Rolling origin, `windows` origins `horizon_days` apart: per series and window, the MAE of
     P50 over that of the weekly seasonal naive (the last week repeated), and the shares of days
-    at or below P90 (calibrated: ~0.9) and at or below P50 (~0.5)."""
-    _check_daily(daily)
+    at or below P90 (calibrated: ~0.9) and at or below P50 (~0.5). Each series' days count from
+    its first nonzero value (`started`); one zero on every day has nothing to score and no
+    row."""
+    daily, _ = started(daily)
     rows = []
     lengths = daily.group_by("id").len()
-    shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
-    if shortest < horizon_days * windows + 4 * changepoint_every:
-        raise ValueError(
-            f"scenario backtest: the shortest series has {shortest} days; {windows} windows of "
-            f"{horizon_days} days need at least {horizon_days * windows + 4 * changepoint_every}"
-        )
-    for window in range(windows, 0, -1):
+    needed = horizon_days * windows + 4 * changepoint_every
+    if lengths.height:
+        shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
+        if shortest < needed:
+            raise ValueError(
+                f"scenario backtest: the shortest series has {shortest} days from its first "
+                f"nonzero value; {windows} windows of {horizon_days} days need at least {needed}"
+            )
+    for window in range(windows, 0, -1) if lengths.height else ():
         train = (
             daily.sort("id", "time")
             .group_by("id", maintain_order=True)
@@ -1025,14 +1067,46 @@ def _slice_from(group: pl.DataFrame, *, days_back: int, length: int) -> pl.DataF
     return group.slice(group.height - days_back, length)
 
 
-def _check_daily(daily: pl.DataFrame) -> None:
+def started(daily: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """(the rows of `daily` [id, time, value] from each series' first nonzero value on, in
+    their order; the ids of the series zero on every day, sorted), each series checked for
+    `MIN_FIT_DAYS` from then.
+
+    An export that lists every series on the fleet's calendar has zeros on the days before a
+    series existed. Read as its history, a series 20 days old looked old enough for errors of
+    its own: those from the zero days, times today's level over a level of about zero, made its
+    P90 13,839 against a P50 of 728 on its 182nd day, at a level of 212. A series of such rows
+    is the series of its rows from its first nonzero value on; zeros after that value are
+    observed demand."""
     missing = [c for c in ("id", "time", "value") if c not in daily.columns]
     if missing:
         raise ValueError(f"daily demand: missing column(s) {', '.join(missing)}")
-    short = daily.group_by("id").len().filter(pl.col("len") < 14)
-    if short.height:
-        series_id, length = short.row(0)
-        raise ValueError(
-            f"daily demand: series {series_id!r} has {length} days; a months-ahead forecast "
-            "needs at least 14"
-        )
+    first = pl.col("time").filter(pl.col("value") != 0).min().over("id")
+    history = daily.filter(pl.col("time") >= first)
+    _check_days(history, daily)
+    idle = set(daily.get_column("id").unique()) - set(history.get_column("id").unique())
+    return history, sorted(str(s) for s in idle)
+
+
+def _check_days(history: pl.DataFrame, daily: pl.DataFrame) -> None:
+    """A series of `history` (`started`'s rows of `daily`) with fewer than `MIN_FIT_DAYS` is
+    refused, naming the day it started if `daily` has zeros before."""
+    short = (
+        history.group_by("id")
+        .agg(pl.len(), pl.col("time").min().alias("first"))
+        .filter(pl.col("len") < MIN_FIT_DAYS)
+        .sort("id")
+    )
+    if not short.height:
+        return
+    series_id, length, first = short.row(0)
+    zeros = daily.filter((pl.col("id") == series_id) & (pl.col("time") < first)).height
+    since = (
+        f" from its first nonzero value (zero before {first:%Y-%m-%d}: not there yet)"
+        if zeros
+        else ""
+    )
+    raise ValueError(
+        f"daily demand: series {series_id!r} has {length} days{since}; a months-ahead forecast "
+        f"needs at least {MIN_FIT_DAYS}"
+    )

@@ -1,0 +1,222 @@
+"""Months-ahead bands of a series whose history starts with zeros: an export that lists every
+series on the fleet's calendar, zero before a series existed, is read as the series starting at
+its first nonzero value, in the series path and the reconciled path alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from annotation_pipelines.forecasting.hierarchy import Hierarchy, build_hierarchy
+from annotation_pipelines.forecasting.planning import spread_note
+from annotation_pipelines.forecasting.scenarios import (
+    MIN_FIT_DAYS,
+    Launch,
+    SeriesPaths,
+    reconciled_scenarios,
+    scenario_backtest,
+    scenario_paths,
+)
+
+START = dt.date(2026, 1, 5)  # a Monday
+
+
+def _series(series_id: str, first: int, last: int, level: float, *, seed: int) -> pl.DataFrame:
+    """Days `first` .. `last` - 1 after START of a noisy, slowly growing series."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(first, last)
+    return pl.DataFrame(
+        {"id": series_id, "time": [START + dt.timedelta(days=int(d)) for d in t],
+         "value": level * (1 + 0.002 * (t - first)) * (1 + 0.1 * rng.standard_normal(t.size))}
+    )  # fmt: skip
+
+
+def _fleet(days: int = 140) -> pl.DataFrame:
+    """Five series with the whole calendar, one that started 60 days before its end (`late`)
+    and one 20 days before (`young`): the rows of each only from its first day."""
+    frames = [_series(f"s{k}", 0, days, 20.0 * (k + 1), seed=k) for k in range(5)]
+    frames.append(_series("late", days - 60, days, 50.0, seed=10))
+    frames.append(_series("young", days - 20, days, 80.0, seed=11))
+    return pl.concat(frames)
+
+
+def _zero_filled(daily: pl.DataFrame, ids: list[str]) -> pl.DataFrame:
+    """`daily` with each of `ids` given a zero on every day of the calendar before its first."""
+    calendar = daily.select(pl.col("time").unique()).sort("time")
+    padding = []
+    for series_id in ids:
+        first = daily.filter(pl.col("id") == series_id)["time"].min()
+        padding.append(
+            calendar.filter(pl.col("time") < first).select(
+                pl.lit(series_id).alias("id"), "time", pl.lit(0.0).alias("value")
+            )
+        )
+    return pl.concat([daily, *padding]).sort("id", "time")
+
+
+def _hierarchy(daily: pl.DataFrame) -> Hierarchy:
+    ids = sorted(daily["id"].unique())
+    groups = ["x" if i in ("s0", "s1", "late", "young") else "y" for i in ids]
+    return build_hierarchy(pl.DataFrame({"id": ids, "group": groups}), levels=["group"])
+
+
+def _assert_same(got: dict[str, SeriesPaths], expected: dict[str, SeriesPaths]) -> None:
+    assert list(got) == list(expected)
+    for node, path in expected.items():
+        assert got[node].spread_source == path.spread_source, node
+        assert got[node].days == path.days and got[node].weeks == path.weeks, node
+        assert got[node].bands.keys() == path.bands.keys()
+        for key, band in path.bands.items():
+            np.testing.assert_array_equal(got[node].bands[key], band, err_msg=f"{node} {key}")
+
+
+def test_a_series_zero_before_it_started_gets_the_bands_of_its_rows_from_its_first_value():
+    # Zero-filled, an old-looking series' errors from its zero days, times today's level over
+    # a level of about zero, made a P90 14 times its P50. Its zeros are its absence: it is the
+    # series of its rows from its first nonzero value, in both paths, to the last bit.
+    rows = _fleet()
+    filled = _zero_filled(rows, ["late", "young"])
+    assert filled.group_by("id").len()["len"].unique().to_list() == [140]
+    peers = {**{f"s{k}": "x" for k in range(5)}, "late": "x", "young": "x"}
+    launch = Launch(name="l", series_id="late", start=START + dt.timedelta(days=150),
+                    accelerators=10)  # fmt: skip
+    options = {"horizon_days": 56, "peers": peers, "launches": [launch]}
+    expected = scenario_paths(rows, **options)
+    _assert_same(scenario_paths(filled, **options), expected)
+    assert expected["late"].spread_source == "own"
+    assert expected["young"].spread_source == "pooled_class"
+    hierarchy = _hierarchy(rows)
+    reconciled = reconciled_scenarios(rows, hierarchy, **options)
+    _assert_same(reconciled_scenarios(filled, hierarchy, **options).paths, reconciled.paths)
+    assert reconciled.paths["young"].spread_source == "pooled_class"
+    # The fleet's calendar itself zero before every series began: the same again.
+    early = pl.concat([filled, *(
+        pl.DataFrame({"id": i, "time": [START - dt.timedelta(days=d) for d in range(1, 8)],
+                      "value": 0.0})
+        for i in sorted(rows["id"].unique())
+    )])  # fmt: skip
+    _assert_same(scenario_paths(early, **options), expected)
+    _assert_same(reconciled_scenarios(early, hierarchy, **options).paths, reconciled.paths)
+    # A P90 of a sensible size: no more than its P50 again (zero-filled and read as history,
+    # 2.6 and 5.0 times it on the last day in the series path).
+    for paths in (expected, reconciled.paths):
+        for node in ("late", "young"):
+            band = paths[node].bands
+            assert np.all(band["p90"] <= 2 * band["p50"]), (node, band)
+
+
+def test_zeros_after_a_series_first_value_are_demand():
+    # A series idle for three weeks after it started is observed at zero then: those days stay
+    # its history (it is not read as starting again after them).
+    rows = _fleet()
+    idle = (pl.col("id") == "s2") & pl.col("time").is_between(
+        START + dt.timedelta(days=50), START + dt.timedelta(days=70)
+    )
+    gapped = rows.with_columns(pl.when(idle).then(0.0).otherwise(pl.col("value")).alias("value"))
+    cut = gapped.filter((pl.col("id") != "s2") | (pl.col("time") > START + dt.timedelta(days=70)))
+    with_gap = scenario_paths(gapped, horizon_days=28)["s2"]
+    restarted = scenario_paths(cut, horizon_days=28)["s2"]
+    assert with_gap.spread_source == restarted.spread_source == "own"
+    assert not np.array_equal(with_gap.bands["p90"], restarted.bands["p90"])
+    # Zeros inside the history are the same observations filled or not.
+    filled = _zero_filled(gapped, ["late"])
+    np.testing.assert_array_equal(scenario_paths(filled, horizon_days=28)["s2"].bands["p90"],
+                                  with_gap.bands["p90"])  # fmt: skip
+
+
+def test_a_series_zero_on_every_day_has_not_started_and_has_no_spread():
+    rows = _fleet()
+    calendar = rows.filter(pl.col("id") == "s0").select("time")
+    idle = calendar.select(pl.lit("idle").alias("id"), "time", pl.lit(0.0).alias("value"))
+    daily = pl.concat([rows, idle])
+    # A planned launch on it is its only demand.
+    launch = Launch(name="new", series_id="idle", start=START + dt.timedelta(days=147),
+                    accelerators=30, ramp_days=7)  # fmt: skip
+    alone = scenario_paths(rows, horizon_days=56)
+    paths = scenario_paths(daily, horizon_days=56, launches=[launch])
+    _assert_same({k: v for k, v in paths.items() if k != "idle"}, alone)
+    band = paths["idle"].bands
+    assert paths["idle"].spread_source == "not_started"
+    assert paths["idle"].days == alone["s0"].days
+    np.testing.assert_array_equal(band["p90"], band["p50"])
+    np.testing.assert_array_equal(band["p50"], band["mean"])
+    assert band["p50"][:7].tolist() == [0.0] * 7 and band["p50"][-1] == 30.0
+    # Reconciled: in a sum it adds nothing, and the sum says a member has not started.
+    hierarchy = build_hierarchy(
+        pl.DataFrame({"id": [*sorted(rows["id"].unique()), "idle"],
+                      "group": ["x", "x", "x", "x", "y", "y", "y", "x"]}),
+        levels=["group"],
+    )  # fmt: skip
+    reconciled = reconciled_scenarios(daily, hierarchy, horizon_days=56, launches=[launch])
+    band = reconciled.paths["idle"].bands
+    assert reconciled.paths["idle"].spread_source == "not_started"
+    np.testing.assert_array_equal(band["p90"], band["p50"])
+    np.testing.assert_allclose(band["p50"], paths["idle"].bands["p50"], atol=1e-6)
+    assert reconciled.spreads["idle"].source == "not_started"
+    # A requirement summing it is that of the others plus its launch, and says it has a member
+    # not started.
+    summed, others = (
+        reconciled.combination({"s0": 1.0, "idle": 1.0}),
+        reconciled.combination({"s0": 1.0}),
+    )
+    assert (summed.spread_source, others.spread_source) == ("own+not_started", "own")
+    launched = reconciled.paths["idle"].bands
+    for key, band in others.bands.items():
+        extra = launched["weekly_mean" if key.startswith("weekly") else "mean"]
+        np.testing.assert_allclose(summed.bands[key], band + extra, atol=1e-9)
+    note = spread_note(
+        pl.DataFrame({"id": ["idle"], "spread_source": ["not_started"], "p90_spread": [0.0]})
+    )
+    assert "idle (not_started, 0.0)" in note and "not_started: zero on every day" in note
+    # A fleet of which no series has started: nothing to fit, no crash, every band zero.
+    nothing = idle.with_columns(pl.lit("other").alias("id"))
+    for paths in (
+        scenario_paths(pl.concat([idle, nothing]), horizon_days=28),
+        reconciled_scenarios(pl.concat([idle, nothing]), build_hierarchy(
+            pl.DataFrame({"id": ["idle", "other"], "group": ["x", "x"]}), levels=["group"]
+        ), horizon_days=28).paths,
+    ):  # fmt: skip
+        assert {p.spread_source for p in paths.values()} == {"not_started"}
+        assert all(np.all(b == 0) for p in paths.values() for b in p.bands.values())
+
+
+@pytest.mark.parametrize("path", ["series", "reconciled"])
+def test_a_series_with_too_few_days_from_its_first_value_is_refused_as_if_its_rows_began_there(
+    path,
+):
+    rows = _fleet().filter(
+        (pl.col("id") != "young") | (pl.col("time") >= START + dt.timedelta(days=130))
+    )
+    filled = _zero_filled(rows, ["young"])
+    hierarchy = _hierarchy(rows)
+    for daily in (rows, filled):
+        with pytest.raises(
+            ValueError, match=f"series 'young' has 10 days.*at least {MIN_FIT_DAYS}"
+        ):
+            if path == "series":
+                scenario_paths(daily, horizon_days=28)
+            else:
+                reconciled_scenarios(daily, hierarchy, horizon_days=28)
+    with pytest.raises(ValueError, match="zero before 2026-05-15"):
+        scenario_paths(filled, horizon_days=28)
+
+
+def test_scenario_backtest_counts_a_series_days_from_its_first_value():
+    rows = pl.concat([_series(f"s{k}", 0, 300, 20.0 * (k + 1), seed=k) for k in range(3)])
+    late = _series("late", 40, 300, 50.0, seed=9)
+    # 260 days: enough for two windows of 42 days (at least 196); as enough zero-filled.
+    daily = pl.concat([rows, late])
+    scores = scenario_backtest(daily, horizon_days=42, windows=2)
+    filled = scenario_backtest(_zero_filled(daily, ["late"]), horizon_days=42, windows=2)
+    assert filled.equals(scores)
+    # 130 days from its first value, 300 rows: too few for two windows of 42 days.
+    short = _zero_filled(pl.concat([rows, _series("late", 170, 300, 50.0, seed=9)]), ["late"])
+    with pytest.raises(ValueError, match="shortest series has 130 days"):
+        scenario_backtest(short, horizon_days=42, windows=2)
+    # A series that never started has nothing to score and does not shorten the others.
+    idle = rows.filter(pl.col("id") == "s0").with_columns(id=pl.lit("idle"), value=pl.lit(0.0))
+    with_idle = scenario_backtest(pl.concat([daily, idle]), horizon_days=42, windows=2)
+    assert with_idle.equals(scores)
