@@ -55,6 +55,11 @@ _SUBCOMMANDS: dict[str, _Subcommand] = {
         "ingest_command",
         "Validate and normalize PATH; print the reconciliation as one JSON object.",
     ),
+    "migrate": _Subcommand(
+        "annotation_pipelines.ingest.migrate",
+        "migrate_command",
+        "Apply the annotation DB's migrations (idempotent); print the versions applied as JSON.",
+    ),
     "replay": _Subcommand(
         "annotation_pipelines.loop.command",
         "replay_command",

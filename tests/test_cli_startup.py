@@ -27,6 +27,7 @@ SUBCOMMANDS = (
     "forecast",
     "generate",
     "ingest",
+    "migrate",
     "replay",
     "serve",
     "token",

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -48,6 +49,9 @@ from annotation_pipelines.ingest.connection import connect, connect_arrow
 from annotation_pipelines.ingest.result import IngestResult, assemble
 from annotation_pipelines.ingest.validation import PROJECT_NAME, encode_record
 from annotation_pipelines.schema import UTC_TIMESTAMP
+
+if TYPE_CHECKING:
+    import psycopg
 
 SQL_DIR = Path(__file__).with_name("sql")
 SOURCE = "postgres"
@@ -142,15 +146,30 @@ def apply_schema(dsn: str, *, schema: str = "public") -> None:
             )
         )
         connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-        recorded = connection.execute(
-            "SELECT to_regclass('schema_migrations') IS NOT NULL"
-        ).fetchone()
-        applied: set[int] = set()
-        if recorded and recorded[0]:
-            applied = {v for (v,) in connection.execute("SELECT version FROM schema_migrations")}
+        applied = _recorded_migrations(connection)
         for version, path in migration_files():
             if version not in applied:
                 connection.execute(path.read_text())
+
+
+def _recorded_migrations(connection: psycopg.Connection[Any]) -> set[int]:
+    """The versions `schema_migrations` records on `connection`'s search path (none before
+    the table exists)."""
+    recorded = connection.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if not (recorded and recorded[0]):
+        return set()
+    return {int(v) for (v,) in connection.execute("SELECT version FROM schema_migrations")}
+
+
+def applied_migrations(dsn: str, *, schema: str = "public") -> set[int]:
+    """The migration versions applied to the annotation DB's `schema` (empty: none yet)."""
+    from psycopg import sql
+
+    with connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("SET search_path TO {}").format(sql.Identifier(validate_identifier(schema)))
+        )
+        return _recorded_migrations(connection)
 
 
 def _arrow_for_postgres(frame: pl.DataFrame) -> pa.Table:
@@ -273,6 +292,9 @@ class DatabaseExtract:
         default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
     )
     ignored_deletions: int = 0
+    # False when the database has no tombstone tables (migration 6 not applied): its hard
+    # deletes are not seen, which the assets report rather than pass over.
+    deletions_tracked: bool = True
 
     @property
     def watermark(self) -> datetime:
@@ -363,7 +385,8 @@ def read_deletions_since(
     dsn: str, *, since: datetime, until: datetime, schema: str = "public"
 ) -> dict[str, pl.DataFrame]:
     """Tombstone table (`DELETION_TABLES`) -> its tombstones with `since < deleted_at <= until`,
-    oldest first; none when the database predates migration 6 (no tombstone table yet).
+    oldest first; a table the database does not have yet (it predates migration 6) is left
+    out, so the caller can say that deletions are not tracked there.
 
     One psycopg connection for both tables: a window usually holds none or a few, and opening
     an ADBC connection costs more than reading them (a bulk erasure of 100,000 judgments reads
@@ -376,13 +399,13 @@ def read_deletions_since(
             exists = connection.execute(
                 "SELECT to_regclass(%s) IS NOT NULL", (qualified,)
             ).fetchone()
-            rows = []
-            if exists and exists[0]:
-                select = (
-                    f"SELECT {', '.join(_quoted(c) for c in columns)} FROM {qualified} "
-                    "WHERE deleted_at > %s AND deleted_at <= %s ORDER BY deleted_at"
-                )
-                rows = connection.execute(select, (since, until)).fetchall()
+            if not (exists and exists[0]):
+                continue
+            select = (
+                f"SELECT {', '.join(_quoted(c) for c in columns)} FROM {qualified} "
+                "WHERE deleted_at > %s AND deleted_at <= %s ORDER BY deleted_at"
+            )
+            rows = connection.execute(select, (since, until)).fetchall()
             frame = pl.DataFrame(rows, schema=list(columns), orient="row")
             frames[table] = _normalize(frame).cast(pl.Schema(columns))
     return frames
@@ -525,7 +548,14 @@ def extract_since(
     tasks = read_window("tasks")
     gold = read_window("gold_labels")
     read = {"judgments": judgments, "tasks": tasks, "gold_labels": gold}
-    tombstones = read_deletions_since(dsn, since=start, until=until, schema=schema)
+    found = read_deletions_since(dsn, since=start, until=until, schema=schema)
+    tracked = set(found) == set(DELETION_TABLES)
+    tombstones = {
+        table: found.get(
+            table, pl.DataFrame(schema=DELETIONS if rows == "judgments" else GOLD_DELETIONS)
+        )
+        for table, rows in DELETION_TABLES.items()
+    }
     recent = [prior]
     for table, frame in read.items():
         read[table] = _unseen(frame, table=table, seen=prior)
@@ -637,6 +667,7 @@ def extract_since(
         deletions=deletions,
         gold_deletions=gold_deletions,
         ignored_deletions=ignored,
+        deletions_tracked=tracked,
     )
 
 
@@ -736,6 +767,7 @@ def merge_partition(
 
 __all__ = [
     "DatabaseExtract",
+    "applied_migrations",
     "apply_schema",
     "extract_since",
     "merge_partition",

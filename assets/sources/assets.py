@@ -222,6 +222,12 @@ def annotation_db_changes(
     unknown = keys + extract.ignored_deletions - deleted
     if unknown:
         context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
+    if not extract.deletions_tracked:
+        context.log.warning(
+            "the annotation DB has no tombstone tables (migration 6), so rows the tool deletes "
+            "stay in the daily layers; apply the migrations with `annotation-pipelines migrate "
+            "--dsn …` (a live run applies them too)"
+        )
     lake.put_frame(
         quarantine_key("annotation_db", f"{extract.until:%Y%m%dT%H%M%S}"), result.quarantine
     )
@@ -238,6 +244,7 @@ def annotation_db_changes(
             "watermark": MetadataValue.text(extract.until.isoformat()),
             "deletions_applied": MetadataValue.int(deleted),
             "deletions_unknown": MetadataValue.int(unknown),
+            "deletions_tracked": MetadataValue.bool(extract.deletions_tracked),
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],
     )

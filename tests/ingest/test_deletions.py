@@ -5,13 +5,16 @@ newer than it."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 
 import polars as pl
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from annotation_pipelines.cli import main
 from annotation_pipelines.ingest.postgres import (
     DELETIONS,
     apply_schema,
@@ -189,6 +192,29 @@ def test_an_extract_of_a_database_before_migration_6_reads_no_tombstones(postgre
         connection.execute("DROP TRIGGER judgments_deleted ON judgments")
         connection.execute("DROP TRIGGER gold_labels_deleted ON gold_labels")
         connection.execute(INSERT, ("j1", "t1", "p", "a1", "cat", WHEN))
+        connection.execute("DELETE FROM schema_migrations WHERE version = 6")
     extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, until=datetime.now(UTC))
     assert extract.deletions.height == 0 and extract.result.rows_read == 1
     assert extract.deletions.schema == pl.Schema(DELETIONS)
+    # The extract says so, for the daily asset to warn and report it.
+    assert not extract.deletions_tracked
+
+    # `annotation-pipelines migrate` applies what is missing, once, and says which.
+    def migrate() -> dict[str, object]:
+        result = CliRunner().invoke(main, ["migrate", "--dsn", postgres_dsn, "--schema", schema])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert migrate() == {"schema": schema, "applied": [6], "current": 6}
+    assert migrate() == {"schema": schema, "applied": [], "current": 6}
+    run(postgres_dsn, schema, delete("j1"))
+    extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, until=datetime.now(UTC))
+    assert extract.deletions_tracked and extract.deletions["judgment_id"].to_list() == ["j1"]
+
+
+def test_migrate_names_a_bad_schema_and_an_unreachable_database(postgres_dsn):
+    bad = CliRunner().invoke(main, ["migrate", "--dsn", postgres_dsn, "--schema", "a;b"])
+    assert bad.exit_code == 2 and "invalid SQL identifier" in bad.output, bad.output
+    closed = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"
+    down = CliRunner().invoke(main, ["migrate", "--dsn", closed])
+    assert down.exit_code == 1 and "127.0.0.1" in down.output, down.output

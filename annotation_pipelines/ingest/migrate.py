@@ -1,0 +1,43 @@
+"""`annotation-pipelines migrate`: bring the annotation tool's database up to date.
+
+The live runs apply the migrations themselves before they write; a deployment whose only
+reader of the DB is the daily extract (no live layer) runs this once per release instead, or
+its DB never gets the tombstone tables that let the daily layers see hard deletes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("migrate")
+@click.option(
+    "--dsn",
+    envvar="ANNOTATION_DB_DSN",
+    required=True,
+    help="The annotation tool's PostgreSQL (default: $ANNOTATION_DB_DSN).",
+)
+@click.option("--schema", default="public", show_default=True, help="Schema of its tables.")
+def migrate_command(dsn: str, schema: str) -> None:
+    """Apply the annotation DB's migrations (idempotent); print the versions applied as JSON."""
+    from annotation_pipelines.ingest.postgres import (
+        applied_migrations,
+        apply_schema,
+        validate_identifier,
+    )
+
+    try:
+        validate_identifier(schema)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--schema") from error
+    try:
+        before = applied_migrations(dsn, schema=schema)
+        apply_schema(dsn, schema=schema)
+        after = applied_migrations(dsn, schema=schema)
+    except Exception as error:  # psycopg's errors name the host and the cause; a trace would not
+        raise click.ClickException(f"{type(error).__name__}: {error}".strip()) from error
+    click.echo(
+        json.dumps({"schema": schema, "applied": sorted(after - before), "current": max(after)})
+    )
