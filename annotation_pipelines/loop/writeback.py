@@ -13,6 +13,16 @@ only while it is `open` or `acknowledged`, so a fulfilled request stays fulfille
 A block's `status` (`ingest/sql/004_block_revoked.sql`) is the tool's to move to `revoked`;
 the live runs read those changes (`read_reversals`) in the change stream's window.
 
+A live write is authoritative for the state versions it writes (`StateWrite`,
+`ingest/sql/007_live_attempts.sql`): a run that wrote the DB and failed before its lake commit
+left rows no committed state lists, and its retry (any later write of the same state from the
+same committed version) may decide otherwise, having folded the judgments that arrived
+meanwhile. The rows record the state and version that wrote them, and the requests the state
+and version that withdrew them; the retry withdraws the `open` requests and `active` blocks
+written above its starting version that it neither decides again nor keeps, and re-opens the
+withdrawn requests it decides or lists again, in the transaction of its inserts. It never
+touches an acknowledged, fulfilled or revoked row: those are the tool's.
+
 Two writers ask about the same tasks: the live layer and the daily kind queue. A task keeps
 at most one open (or acknowledged) request whoever wrote it, and the newer decision stands:
 each write, in the transaction of its inserts, withdraws every open request of the tasks it
@@ -28,9 +38,9 @@ advisory lock until the first finishes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +91,64 @@ def _insert(table: str, columns: tuple[str, ...], schema: str, jsonb: set[str]) 
     )
 
 
+def _nothing() -> frozenset[str]:
+    return frozenset()
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """One live state's part of a write: `state` its lake prefix (`live/<project>`,
+    `live/<project>/kinds/<kind>`), `project` its project, `base` the committed version the
+    run loaded and `version` the one it commits. `keeps` gives the decision ids the state
+    holds after the run (its listed requests, its blocks in force); it is called only when the
+    DB holds rows of an attempt from `base` or later that never committed."""
+
+    state: str
+    project: str
+    base: int
+    version: int
+    keeps: Callable[[], Collection[str]] = field(default=_nothing, compare=False)
+
+
+def _stamped(frame: pl.DataFrame, states: Mapping[str, StateWrite], name: str) -> pl.DataFrame:
+    """`frame` with `state_version` beside its `state` column (the version the write commits
+    for that state); unchanged without one (a daily write)."""
+    if "state" not in frame.columns:
+        return frame
+    frame = frame.with_columns(pl.col("state").cast(pl.String))
+    unknown = sorted(set(frame.get_column("state").drop_nulls()) - set(states))
+    if unknown:
+        raise ValueError(
+            f"{name}: column state names {', '.join(unknown)}, not a state of this write"
+        )
+    versions = {key: write.version for key, write in states.items()}
+    return frame.with_columns(
+        state_version=pl.col("state").replace_strict(versions, default=None, return_dtype=pl.Int64)
+    )
+
+
+def _writers(states: Collection[StateWrite]) -> dict[str, list[Any]]:
+    ordered = sorted(states, key=lambda w: w.state)
+    return {
+        "w_states": [w.state for w in ordered],
+        "w_projects": [w.project for w in ordered],
+        "w_bases": [w.base for w in ordered],
+        "w_versions": [w.version for w in ordered],
+    }
+
+
+# Which live write withdrew a request: the row's own state when this write commits it, else
+# this write's state of the row's project (a daily request one of its tasks replaced); null for
+# a daily write.
+_WITHDRAWN_BY = (
+    "(withdrawn_state, withdrawn_version) = ("
+    "SELECT w.state, w.version"
+    " FROM unnest(%(w_states)s::text[], %(w_projects)s::text[], %(w_versions)s::bigint[])"
+    " AS w(state, project, version)"
+    " WHERE w.project = t.project ORDER BY w.state IS DISTINCT FROM t.state, w.state LIMIT 1)"
+)
+
+
 def _pairs(frame: pl.DataFrame) -> dict[str, list[str]]:
     tasks = frame.select("project", "task_id").unique().sort("project", "task_id")
     return {"projects": tasks["project"].to_list(), "tasks": tasks["task_id"].to_list()}
@@ -93,7 +161,8 @@ def _superseded(table: str) -> str:
     up on the open-requests index (LATERAL): with a join, and the table's statistics stale,
     the planner sorts every open request (66 ms with 100,000 open, against 12 ms this way)."""
     return (
-        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now() FROM ("
+        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), {_WITHDRAWN_BY} "
+        "FROM ("
         "  SELECT older.request_id"
         "  FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
         "  CROSS JOIN LATERAL ("
@@ -112,7 +181,8 @@ def _settled(table: str) -> str:
     `decision_id`s, that no request of this write replaces and that were decided before
     `decided_at` (every one when it is null); each task looked up as in `_superseded`."""
     return (
-        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now() FROM ("
+        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), {_WITHDRAWN_BY} "
+        "FROM ("
         "  SELECT gone.request_id FROM ("
         "    SELECT project, task_id"
         "    FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
@@ -137,17 +207,119 @@ def _settled(table: str) -> str:
 
 def _recorded(
     cursor: psycopg.Cursor[Any], table: str, requests: pl.DataFrame, inserted: set[str]
-) -> dict[str, datetime]:
-    """The `created_at` the DB holds for the requests an earlier write inserted (a conflict),
-    where it is not the one of `requests`: read only when a write met such rows."""
+) -> tuple[dict[str, datetime], set[str]]:
+    """For the requests an earlier write inserted (a conflict): the `created_at` the DB holds
+    where it is not the one of `requests`, and those a live write withdrew (decided again
+    now, so wanted again). Read only when a write met such rows."""
     stamped = dict(requests.select("decision_id", "created_at").iter_rows())
     cursor.execute(
-        f"SELECT decision_id, created_at FROM {table} WHERE decision_id = ANY(%s)",
+        f"SELECT decision_id, created_at, status = 'withdrawn' AND withdrawn_state IS NOT NULL "
+        f"FROM {table} WHERE decision_id = ANY(%s)",
         ([decision for decision in stamped if decision not in inserted],),
     )
-    return {
-        decision: created for decision, created in cursor.fetchall() if stamped[decision] != created
+    rows = cursor.fetchall()
+    return (
+        {decision: created for decision, created, _ in rows if stamped[decision] != created},
+        {decision for decision, _, withdrawn in rows if withdrawn},
+    )
+
+
+def _attempt_rows(
+    cursor: psycopg.Cursor[Any], schema: str, states: Collection[StateWrite]
+) -> list[tuple[str, str, str]]:
+    """(decision_id, state, what) of the rows written or withdrawn by a live write of
+    `states` above their `base`: attempts that never committed. `what` is `open` (a request
+    such a write inserted), `withdrawn` (a request it withdrew) or `active` (a block it
+    inserted). None at all but after a failed attempt; each part reads a partial index."""
+    quoted = validate_identifier(schema)
+    writers = "unnest(%(w_states)s::text[], %(w_bases)s::bigint[]) AS w(state, base)"
+    cursor.execute(
+        f'SELECT t.decision_id, w.state, t.status FROM "{quoted}".task_requests AS t '
+        f"JOIN {writers} ON t.state = w.state AND t.state_version > w.base "
+        "WHERE t.status = 'open' "
+        f'UNION ALL SELECT t.decision_id, w.state, t.status FROM "{quoted}".task_requests AS t '
+        f"JOIN {writers} ON t.withdrawn_state = w.state AND t.withdrawn_version > w.base "
+        "WHERE t.status = 'withdrawn' "
+        f'UNION ALL SELECT a.decision_id, w.state, a.status FROM "{quoted}".annotator_actions '
+        f"AS a JOIN {writers} ON a.state = w.state AND a.state_version > w.base "
+        "WHERE a.status = 'active'",
+        _writers(states),
+    )
+    return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+
+
+def _supersede_attempts(
+    cursor: psycopg.Cursor[Any],
+    schema: str,
+    states: Collection[StateWrite],
+    *,
+    requests: set[str],
+    blocks: set[str],
+    reopen: set[str],
+) -> dict[str, int]:
+    """Make this write authoritative for its state versions: the `open` requests and `active`
+    blocks an attempt that never committed wrote, that this write neither decides (`requests`,
+    `blocks`) nor keeps (`StateWrite.keeps`), are withdrawn; the requests such an attempt
+    withdrew that this write decides or keeps, and `reopen` (decided again, withdrawn by a
+    live write), are open again, unless a newer request of their task is open. An acknowledged,
+    fulfilled or revoked row is the tool's and left alone."""
+    counts = {"stale": 0, "reopened": 0, "blocks_withdrawn": 0}
+    found = _attempt_rows(cursor, schema, states) if states else []
+    if not found and not reopen:
+        return counts
+    writes = {w.state: w for w in states}
+    kept: dict[str, Collection[str]] = {}
+
+    def keeps(state: str) -> Collection[str]:
+        if state not in kept:
+            kept[state] = set(writes[state].keeps())
+        return kept[state]
+
+    stale = [
+        (decision, writes[state].version)
+        for decision, state, what in found
+        if what == "open" and decision not in requests and decision not in keeps(state)
+    ]
+    gone = [
+        decision
+        for decision, state, what in found
+        if what == "active" and decision not in blocks and decision not in keeps(state)
+    ]
+    reopen = reopen | {
+        decision
+        for decision, state, what in found
+        if what == "withdrawn" and (decision in requests or decision in keeps(state))
     }
+    quoted = validate_identifier(schema)
+    table = f'"{quoted}".task_requests'
+    if stale:
+        cursor.execute(
+            f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), "
+            "withdrawn_state = t.state, withdrawn_version = s.version "
+            "FROM unnest(%(ids)s::text[], %(versions)s::bigint[]) AS s(decision_id, version) "
+            "WHERE t.decision_id = s.decision_id AND t.status = 'open'",
+            {"ids": [d for d, _ in stale], "versions": [v for _, v in stale]},
+        )
+        counts["stale"] = max(cursor.rowcount, 0)
+    if gone:
+        cursor.execute(
+            f"UPDATE \"{quoted}\".annotator_actions SET status = 'withdrawn', withdrawn_at = now() "
+            "WHERE decision_id = ANY(%s) AND status = 'active'",
+            (sorted(gone),),
+        )
+        counts["blocks_withdrawn"] = max(cursor.rowcount, 0)
+    if reopen:
+        cursor.execute(
+            f"UPDATE {table} AS t SET status = 'open', closed_at = NULL, "
+            "withdrawn_state = NULL, withdrawn_version = NULL "
+            "WHERE t.decision_id = ANY(%s) AND t.status = 'withdrawn' AND NOT EXISTS ("
+            f"  SELECT 1 FROM {table} AS o WHERE o.project = t.project "
+            "  AND o.task_id = t.task_id AND o.status IN ('open', 'acknowledged')"
+            "  AND (o.created_at, o.request_id) > (t.created_at, t.request_id))",
+            (sorted(reopen),),
+        )
+        counts["reopened"] = max(cursor.rowcount, 0)
+    return counts
 
 
 def write_requests(
@@ -159,6 +331,7 @@ def write_requests(
     withdrawn: Collection[str] = (),
     settled: pl.DataFrame | None = None,
     decided_at: datetime | None = None,
+    states: Collection[StateWrite] = (),
 ) -> dict[str, int]:
     """`write_requests_recorded`'s counts."""
     return write_requests_recorded(
@@ -169,6 +342,7 @@ def write_requests(
         withdrawn=withdrawn,
         settled=settled,
         decided_at=decided_at,
+        states=states,
     )[0]
 
 
@@ -181,10 +355,12 @@ def write_requests_recorded(
     withdrawn: Collection[str] = (),
     settled: pl.DataFrame | None = None,
     decided_at: datetime | None = None,
+    states: Collection[StateWrite] = (),
 ) -> tuple[dict[str, int], dict[str, datetime]]:
     """Insert the decisions not yet written and withdraw the requests no longer wanted, in one
-    transaction; rows inserted per table, and `withdrawn`: the requests withdrawn now (those
-    still open or acknowledged).
+    transaction; rows inserted per table, `withdrawn`: the requests withdrawn now (those
+    still open or acknowledged, and the open ones of an attempt this write supersedes),
+    `reopened`: the requests open again, and `blocks_withdrawn`.
 
     No longer wanted are the requests whose `decision_id` is in `withdrawn`; every open
     request of a task (`project`, `task_id`) of `task_requests` but the newest; and the open
@@ -192,11 +368,22 @@ def write_requests_recorded(
     write asks nothing about, when decided before `decided_at` (the time of this write's
     decisions; None, the live layer's: now, and every earlier request is older).
 
+    `states` (a live write's) are the live states whose versions this write commits: a row of
+    `task_requests` or `annotator_actions` names its state in a `state` column, and the rows
+    an earlier attempt of those states wrote or withdrew and never committed are settled by
+    this write (`_supersede_attempts`).
+
     With the counts comes the `created_at` the DB already held for the requests of
     `task_requests` that an earlier write inserted at another time (a retried run): the insert
     keeps that row, so the one to list is the DB's.
     """
-    written = {"task_requests": 0, "annotator_actions": 0, "withdrawn": 0}
+    written = {
+        "task_requests": 0,
+        "annotator_actions": 0,
+        "withdrawn": 0,
+        "reopened": 0,
+        "blocks_withdrawn": 0,
+    }
     recorded: dict[str, datetime] = {}
     settled = settled if settled is not None else pl.DataFrame(schema=_TASK_KEY)
     if (
@@ -204,13 +391,27 @@ def write_requests_recorded(
         and annotator_actions.height == 0
         and not withdrawn
         and settled.height == 0
+        and not states
     ):
         return written, recorded
+    by_state = {w.state: w for w in states}
     table = f'"{validate_identifier(schema)}"."task_requests"'
     batches = [
-        ("task_requests", _TASK_COLUMNS, task_requests, {"posterior"}),
-        ("annotator_actions", _ACTION_COLUMNS, annotator_actions, {"evidence"}),
+        (
+            "task_requests",
+            _TASK_COLUMNS,
+            _stamped(task_requests, by_state, "task_requests"),
+            {"posterior"},
+        ),
+        (
+            "annotator_actions",
+            _ACTION_COLUMNS,
+            _stamped(annotator_actions, by_state, "annotator_actions"),
+            {"evidence"},
+        ),
     ]
+    writers = _writers(states)
+    reopen: set[str] = set()
     with connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITEBACK_LOCK_KEY,))
         for name, columns, frame, jsonb in batches:
@@ -219,6 +420,8 @@ def write_requests_recorded(
             missing = [c for c in columns if c not in frame.columns]
             if missing:
                 raise ValueError(f"{name}: missing column(s) {', '.join(missing)}")
+            if "state" in frame.columns:
+                columns = (*columns, "state", "state_version")
             statement = _insert(name, columns, schema, jsonb)
             # One round trip per batch (psycopg pipelines executemany); with returning=True the
             # rows a conflict skipped return nothing, so the count is the rows really inserted.
@@ -234,13 +437,41 @@ def write_requests_recorded(
                     break
             written[name] += len(inserted)
             if name == "task_requests" and len(inserted) < frame.height:
-                recorded = _recorded(cursor, table, frame, inserted)
+                recorded, again = _recorded(cursor, table, frame, inserted)
+                # A daily write deciding again (a re-run of its day) revives nothing.
+                reopen = again if states else set()
+            if name == "annotator_actions" and len(inserted) < frame.height and states:
+                # A block decided again is in force again, if an earlier retry withdrew it.
+                cursor.execute(
+                    f'UPDATE "{validate_identifier(schema)}".annotator_actions '
+                    "SET status = 'active', withdrawn_at = NULL "
+                    "WHERE decision_id = ANY(%s) AND status = 'withdrawn'",
+                    (sorted(set(frame["decision_id"]) - inserted),),
+                )
+        superseded = _supersede_attempts(
+            cursor,
+            schema,
+            states,
+            requests=set(task_requests.get_column("decision_id"))
+            if task_requests.height
+            else set(),
+            blocks=(
+                set(annotator_actions.get_column("decision_id"))
+                if annotator_actions.height
+                else set()
+            ),
+            reopen=reopen,
+        )
+        written["withdrawn"] += superseded["stale"]
+        written["reopened"] += superseded["reopened"]
+        written["blocks_withdrawn"] += superseded["blocks_withdrawn"]
         ids = sorted(withdrawn)
         if ids:
             cursor.execute(
-                f"UPDATE {table} SET status = 'withdrawn', closed_at = now() "
-                "WHERE decision_id = ANY(%s) AND status IN ('open', 'acknowledged')",
-                (ids,),
+                f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), "
+                f"{_WITHDRAWN_BY} "
+                "WHERE t.decision_id = ANY(%(ids)s) AND t.status IN ('open', 'acknowledged')",
+                {"ids": ids, **writers},
             )
             written["withdrawn"] += max(cursor.rowcount, 0)
         asked = _pairs(task_requests)
@@ -253,11 +484,12 @@ def write_requests_recorded(
                     "asked_projects": asked["projects"],
                     "asked_tasks": asked["tasks"],
                     "decided_at": decided_at,
+                    **writers,
                 },
             )
             written["withdrawn"] += max(cursor.rowcount, 0)
         if task_requests.height:
-            cursor.execute(_superseded(table), asked)
+            cursor.execute(_superseded(table), {**asked, **writers})
             written["withdrawn"] += max(cursor.rowcount, 0)
         connection.commit()
     return written, recorded
@@ -428,6 +660,7 @@ __all__ = [
     "LiveLock",
     "LiveLockLost",
     "LiveLockTimeout",
+    "StateWrite",
     "changed_rows",
     "live_lock",
     "read_reversals",

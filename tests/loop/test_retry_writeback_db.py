@@ -1,0 +1,245 @@
+"""A live write is authoritative for the state version it writes, against a real PostgreSQL: a
+first attempt that wrote the DB and never committed its lake, retried with more judgments
+that decide otherwise, leaves the open rows equal to what the retry lists; a retry deciding
+the same changes nothing; the tool's rows (acknowledged, fulfilled, revoked) are never
+touched; a block of the first attempt that the retry does not decide is withdrawn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import psycopg
+import pytest
+
+from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, TASK_REQUESTS, decision_id
+from annotation_pipelines.loop.writeback import StateWrite, write_requests, write_requests_recorded
+from tests.services import fresh_database
+
+pytestmark = pytest.mark.services
+PROJECT = "detection"
+STATE = "live/detection/kinds/boxes"
+NO_ACTIONS = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+START = datetime(2026, 11, 30, 12, tzinfo=UTC)
+
+
+def _requests(decided: dict[str, int], at: datetime) -> pl.DataFrame:
+    """The state's requests: task → the state version that decided it."""
+    return pl.DataFrame(
+        {
+            "task_id": list(decided),
+            "project": [PROJECT] * len(decided),
+            "request": ["another_judgment"] * len(decided),
+            "reason": ["boxes: confidence 0.5 < target 0.8"] * len(decided),
+            "confidence": [0.5] * len(decided),
+            "posterior": ['{"kind": "boxes"}'] * len(decided),
+            "decision_id": [
+                decision_id("another_judgment", PROJECT, task, version)
+                for task, version in decided.items()
+            ],
+            "created_at": [at] * len(decided),
+        },
+        schema=TASK_REQUESTS,
+    ).with_columns(state=pl.lit(STATE))
+
+
+def _blocks(annotators: list[str], version: int, at: datetime) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "annotator_id": annotators,
+            "project": [PROJECT] * len(annotators),
+            "action": ["block"] * len(annotators),
+            "reason": ["boxes: gold F1 upper bound 0.31 < 0.5"] * len(annotators),
+            "evidence": ['{"kind": "boxes"}'] * len(annotators),
+            "decision_id": [decision_id("boxes_block", PROJECT, a, version) for a in annotators],
+            "created_at": [at] * len(annotators),
+        },
+        schema=ANNOTATOR_ACTIONS,
+    ).with_columns(state=pl.lit(STATE))
+
+
+def _write(
+    dsn: str,
+    requests: pl.DataFrame,
+    *,
+    base: int,
+    keeps: set[str],
+    blocks: pl.DataFrame | None = None,
+    withdrawn: list[str] | None = None,
+) -> tuple[dict[str, int], dict[str, datetime]]:
+    """One live write of the state from committed version `base`; `keeps`: what its lists
+    hold after the run (requests listed, blocks in force)."""
+    return write_requests_recorded(
+        dsn,
+        task_requests=requests,
+        annotator_actions=blocks if blocks is not None else NO_ACTIONS.with_columns(state=None),
+        withdrawn=withdrawn or [],
+        states=[StateWrite(STATE, PROJECT, base, base + 1, keeps=lambda: keeps)],
+    )
+
+
+def _rows(dsn: str, table: str = "task_requests") -> dict[str, dict[str, object]]:
+    with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {table}")
+        names = [column.name for column in cursor.description or []]
+        return {
+            row["decision_id"]: row for row in (dict(zip(names, r, strict=True)) for r in cursor)
+        }
+
+
+def _open(dsn: str) -> set[str]:
+    return {d for d, row in _rows(dsn).items() if row["status"] == "open"}
+
+
+def _ids(frame: pl.DataFrame) -> dict[str, str]:
+    return dict(zip(frame["task_id"], frame["decision_id"], strict=True))
+
+
+def test_a_retry_that_decides_otherwise_leaves_open_only_what_it_lists() -> None:
+    with fresh_database("retry_writeback") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        # Committed: version 4 listed a request on `r`.
+        committed = _requests({"r": 4}, START)
+        _write(dsn, committed, base=3, keeps=set(_ids(committed).values()))
+        listed_r = _ids(committed)["r"]
+        # First attempt from version 4: asks about a and b, and asks about r again after a new
+        # vote (a new decision that replaces the listed one); then its lake commit is lost.
+        first = _requests({"a": 5, "b": 5, "r": 5}, START + timedelta(minutes=1))
+        written, _ = _write(dsn, first, base=4, keeps=set(_ids(first).values()))
+        ids = _ids(first)
+        assert written["task_requests"] == 3 and written["withdrawn"] == 1
+        assert _rows(dsn)[listed_r]["status"] == "withdrawn"
+        before = _rows(dsn)
+
+        # The retry folds more judgments: a is settled, b still wanted, c new, and r's new
+        # vote is outweighed: its listed request stays as it was.
+        retry = _requests({"b": 5, "c": 5}, START + timedelta(minutes=2))
+        listed = {listed_r, *_ids(retry).values()}
+        written, recorded = _write(dsn, retry, base=4, keeps=listed)
+        rows = _rows(dsn)
+        assert _open(dsn) == listed
+        assert written == {
+            "task_requests": 1,
+            "annotator_actions": 0,
+            "withdrawn": 2,  # a and the first attempt's r
+            "reopened": 1,
+            "blocks_withdrawn": 0,
+        }
+        for withdrawn in (ids["a"], ids["r"]):
+            assert rows[withdrawn]["status"] == "withdrawn"
+            assert rows[withdrawn]["closed_at"] is not None
+            assert (rows[withdrawn]["withdrawn_state"], rows[withdrawn]["withdrawn_version"]) == (
+                STATE,
+                5,
+            )
+        # r's listed request is open again, as if never withdrawn; b keeps its first row.
+        assert rows[listed_r]["closed_at"] is None and rows[listed_r]["withdrawn_state"] is None
+        assert rows[listed_r]["created_at"] == before[listed_r]["created_at"]
+        assert rows[ids["b"]] == before[ids["b"]]
+        assert recorded == {ids["b"]: START + timedelta(minutes=1)}
+
+        # The same retry again (it failed once more): nothing moves, not even updated_at.
+        written, _ = _write(dsn, retry, base=4, keeps=listed)
+        assert _rows(dsn) == rows
+        assert written["withdrawn"] == written["reopened"] == written["task_requests"] == 0
+
+        # Committed at version 5, the next run (from 5) finds no attempt to supersede: the
+        # listed rows stay open whatever it decides.
+        later = _requests({"d": 6}, START + timedelta(minutes=3))
+        _write(dsn, later, base=5, keeps=listed | set(_ids(later).values()))
+        assert _open(dsn) == listed | set(_ids(later).values())
+
+
+def test_a_retry_deciding_the_same_changes_nothing() -> None:
+    with fresh_database("retry_writeback_same") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        first = _requests({"a": 5, "b": 5}, START)
+        _write(dsn, first, base=4, keeps=set(_ids(first).values()))
+        before = _rows(dsn)
+        again = _requests({"a": 5, "b": 5}, START + timedelta(seconds=30))
+        written, recorded = _write(dsn, again, base=4, keeps=set(_ids(again).values()))
+        assert _rows(dsn) == before
+        assert written == dict.fromkeys(written, 0)
+        assert recorded == dict.fromkeys(_ids(first).values(), START)
+
+
+def test_the_tool_s_rows_stay_as_the_tool_left_them() -> None:
+    with fresh_database("retry_writeback_tool") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        first = _requests({"a": 5, "b": 5, "k": 5}, START)
+        _write(dsn, first, base=4, keeps=set(_ids(first).values()))
+        ids = _ids(first)
+        with psycopg.connect(dsn) as connection:
+            connection.execute(
+                "UPDATE task_requests SET status = 'fulfilled', closed_at = now() "
+                "WHERE decision_id = %s",
+                (ids["a"],),
+            )
+            connection.execute(
+                "UPDATE task_requests SET status = 'acknowledged' WHERE decision_id = %s",
+                (ids["k"],),
+            )
+        before = _rows(dsn)
+        retry = _requests({"b": 5, "c": 5}, START + timedelta(minutes=1))
+        _write(dsn, retry, base=4, keeps=set(_ids(retry).values()))
+        rows = _rows(dsn)
+        assert _open(dsn) == set(_ids(retry).values())
+        # Done or taken before the retry decided otherwise: the tool's, unlisted.
+        assert rows[ids["a"]] == before[ids["a"]]
+        assert rows[ids["k"]] == before[ids["k"]]
+
+
+def test_a_block_the_retry_does_not_decide_is_withdrawn_and_back_in_force_if_decided_again():
+    with fresh_database("retry_writeback_blocks") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        none = _requests({}, START)
+        blocks = _blocks(["spammer", "revoked"], 5, START)
+        _write(dsn, none, base=4, keeps=set(blocks["decision_id"]), blocks=blocks)
+        spammer, revoked = blocks["decision_id"]
+        with psycopg.connect(dsn) as connection:
+            connection.execute(
+                "UPDATE annotator_actions SET status = 'revoked', revoked_at = now(), "
+                "revoked_by = 'lead' WHERE decision_id = %s",
+                (revoked,),
+            )
+        # The retry's scorecards no longer cross the bound: neither is blocked.
+        written, _ = _write(dsn, none, base=4, keeps=set())
+        actions = _rows(dsn, "annotator_actions")
+        assert written["blocks_withdrawn"] == 1
+        assert actions[spammer]["status"] == "withdrawn"
+        assert actions[spammer]["withdrawn_at"] is not None
+        assert actions[revoked]["status"] == "revoked"  # the tool's
+        with psycopg.connect(dsn) as connection, pytest.raises(psycopg.errors.CheckViolation):
+            connection.execute(
+                "UPDATE annotator_actions SET status = 'revoked', revoked_at = now(), "
+                "revoked_by = 'lead' WHERE decision_id = %s",
+                (spammer,),
+            )
+        # A third attempt blocks the spammer again: the same decision, in force again.
+        again = _blocks(["spammer"], 5, START + timedelta(minutes=2))
+        written, _ = _write(dsn, none, base=4, keeps=set(again["decision_id"]), blocks=again)
+        actions = _rows(dsn, "annotator_actions")
+        assert written["annotator_actions"] == 0
+        assert actions[spammer]["status"] == "active" and actions[spammer]["withdrawn_at"] is None
+
+
+def test_a_daily_write_is_not_a_live_attempt() -> None:
+    """Without states (the daily queue) nothing is stamped and nothing superseded."""
+    with fresh_database("retry_writeback_daily") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        first = _requests({"a": 5}, START)
+        _write(dsn, first, base=4, keeps=set(_ids(first).values()))
+        daily = _requests({"a": 9}, START + timedelta(hours=1)).drop("state")
+        counts = write_requests(dsn, task_requests=daily, annotator_actions=NO_ACTIONS)
+        rows = _rows(dsn)
+        assert counts["withdrawn"] == 1
+        row = rows[_ids(daily)["a"]]
+        assert (row["state"], row["state_version"]) == (None, None)
+        gone = rows[_ids(first)["a"]]
+        assert (gone["status"], gone["withdrawn_state"]) == ("withdrawn", None)
