@@ -18,6 +18,7 @@ from annotation_pipelines.ingest.postgres import (
 )
 from annotation_pipelines.loop.writeback import (
     LiveLock,
+    StateWrite,
     changed_rows,
     live_lock,
     read_reversals,
@@ -147,6 +148,7 @@ class AnnotationDatabase(ConfigurableResource):
         withdrawn: Collection[str] = (),
         settled: pl.DataFrame | None = None,
         decided_at: datetime | None = None,
+        states: Collection[StateWrite] = (),
     ) -> dict[str, int]:
         """Insert task requests and annotator actions once per `decision_id`, and withdraw
         the requests no longer wanted (`loop.writeback.write_requests`)."""
@@ -156,6 +158,7 @@ class AnnotationDatabase(ConfigurableResource):
             withdrawn=withdrawn,
             settled=settled,
             decided_at=decided_at,
+            states=states,
         )[0]
 
     def write_requests_recorded(
@@ -166,6 +169,7 @@ class AnnotationDatabase(ConfigurableResource):
         withdrawn: Collection[str] = (),
         settled: pl.DataFrame | None = None,
         decided_at: datetime | None = None,
+        states: Collection[StateWrite] = (),
     ) -> tuple[dict[str, int], dict[str, datetime]]:
         """`write_requests`, with the `created_at` the DB already held for requests written
         before at another time (`loop.writeback.write_requests_recorded`)."""
@@ -178,6 +182,7 @@ class AnnotationDatabase(ConfigurableResource):
             withdrawn=withdrawn,
             settled=settled,
             decided_at=decided_at,
+            states=states,
         )
 
     def read_reversals(

@@ -79,12 +79,18 @@ def lake_reader(root: Path) -> Callable[[str], bytes | None]:
 
 
 def retried_after_the_db_write(
-    data: Path, dsn: str, run: Callable[[], bool], *, scratch: Path
+    data: Path,
+    dsn: str,
+    run: Callable[[], bool],
+    *,
+    scratch: Path,
+    between: Callable[[], None] | None = None,
 ) -> dict[str, datetime]:
     """`run` (a run that writes the annotation DB at `dsn`, then commits the lake in `data`)
     once, its lake commit then lost (`data` put back as it was, kept in `scratch` meanwhile),
-    and run again a moment later: a retry after the DB write. The `created_at` the DB held per
-    `decision_id` after the first attempt (some)."""
+    and run again a moment later, after `between` (what changed meanwhile, new judgments say):
+    a retry after the DB write. The `created_at` the DB held per `decision_id` after the first
+    attempt (some)."""
     import psycopg
 
     if data.exists():
@@ -98,5 +104,7 @@ def retried_after_the_db_write(
     if scratch.exists():
         shutil.copytree(scratch, data)
     time.sleep(0.05)  # the retry's clock is past the first attempt's
+    if between is not None:
+        between()
     assert run()
     return stamped

@@ -41,7 +41,7 @@ days after the fit.
 
 import json
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from logging import Logger
@@ -85,6 +85,7 @@ from annotation_pipelines.loop.live_kinds import (
     KindState,
     due_kind_reversals,
     kind_file_rows,
+    kind_prefix,
     kind_requests_update,
     kind_state_objects,
     kinds_index_object,
@@ -96,7 +97,7 @@ from annotation_pipelines.loop.live_kinds import (
     update_kind_projects,
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
-from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost
+from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from assets.common.metadata import figure
@@ -494,6 +495,69 @@ class KindUpdate:
             writes.update(kinds_index_object(index))
         return writes, deletes, closed
 
+    def state_writes(self, writes: Mapping[str, bytes]) -> list[StateWrite]:
+        """The kind states whose request lists `writes` holds, as parts of the run's write."""
+        return [
+            state_write(
+                writes,
+                prefix=kind_prefix(project, kind),
+                project=project,
+                base=self.loaded.get((project, kind), 0),
+                version=state.version,
+                annotators=state.annotators,
+            )
+            for (project, kind), state in sorted(self.states.items())
+            if f"{kind_prefix(project, kind)}/requests.parquet" in writes
+        ]
+
+
+def state_write(
+    writes: Mapping[str, bytes],
+    *,
+    prefix: str,
+    project: str,
+    base: int,
+    version: int,
+    annotators: pl.DataFrame,
+) -> StateWrite:
+    """The part of a run's write that is the state under `prefix`, loaded at `base` and
+    committed at `version`: what it keeps is its request list in `writes` (the run's lake
+    commit) and its blocks in force (`annotators`), read only if an earlier attempt of the
+    state never committed."""
+
+    def keeps() -> set[str]:
+        listed = writes.get(f"{prefix}/requests.parquet")
+        ids = (
+            set(pl.read_parquet(listed, columns=["decision_id"])["decision_id"])
+            if listed
+            else set()
+        )
+        blocks = annotators.filter(pl.col("blocked")).get_column("block_decision_id")
+        return ids | set(blocks.drop_nulls())
+
+    return StateWrite(state=prefix, project=project, base=base, version=version, keeps=keeps)
+
+
+def tagged_decisions(
+    events: Iterable[tuple[str, LiveEvents]],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The requests and blocks of `events` (each with its state's prefix), each row naming its
+    state in `state`, as `write_decisions` takes them."""
+    found = list(events)
+    requests = pl.concat(
+        [
+            pl.DataFrame(schema={**TASK_REQUESTS, "state": pl.String()}),
+            *(e.task_requests.with_columns(state=pl.lit(key)) for key, e in found),
+        ]
+    )
+    actions = pl.concat(
+        [
+            pl.DataFrame(schema={**ANNOTATOR_ACTIONS, "state": pl.String()}),
+            *(e.annotator_actions.with_columns(state=pl.lit(key)) for key, e in found),
+        ]
+    )
+    return requests, actions
+
 
 def write_decisions(
     annotation_db: AnnotationDatabase,
@@ -503,24 +567,33 @@ def write_decisions(
     annotator_actions: pl.DataFrame,
     withdrawn: Collection[str],
     settled: pl.DataFrame,
+    states: Collection[StateWrite],
     log: Logger,
     label: str,
 ) -> dict[str, int]:
     """Write a run's decisions to the annotation DB and give the request lists in `writes`
     (the run's lake commit, still to come) the `created_at` the DB kept for a decision it
     already held (`restamp_requests`), so that lake and DB order requests alike; the counts
-    written (`AnnotationDatabase.write_requests`)."""
+    written (`AnnotationDatabase.write_requests`). The write stands for `states`' versions:
+    what an earlier attempt of theirs that never committed left in the DB is settled by it."""
     written, recorded = annotation_db.write_requests_recorded(
         task_requests=task_requests,
         annotator_actions=annotator_actions,
         withdrawn=withdrawn,
         settled=settled,
+        states=states,
     )
     restamped = restamp_requests(writes, recorded)
     if restamped:
         log.info(
             f"{label}: {restamped} listed request(s) take the created_at the DB kept from an "
             "earlier attempt"
+        )
+    if written["reopened"] or written["blocks_withdrawn"]:
+        log.warning(
+            f"{label}: an earlier attempt of this version wrote the DB and never committed: "
+            f"{written['reopened']} request(s) it withdrew open again, "
+            f"{written['blocks_withdrawn']} of its block(s) withdrawn"
         )
     return written
 
@@ -651,6 +724,7 @@ def live_quality_state(
             deleted=extract.deletions,
             deleted_gold=extract.gold_deletions,
         )
+        loaded = {project: state.version for project, state in states.items()}
         states, events = update_projects(
             states,
             judgments,
@@ -677,16 +751,12 @@ def live_quality_state(
                 kind,
             ):
                 context.log.warning(f"live: {line}")
-        every = [
-            *events.values(),
-            *(e for project in rebased.values() for e in project),
-            *kinds.events.values(),
-        ]
-        requests = pl.concat(
-            [pl.DataFrame(schema=TASK_REQUESTS), *(e.task_requests for e in every)]
-        )
-        actions = pl.concat(
-            [pl.DataFrame(schema=ANNOTATOR_ACTIONS), *(e.annotator_actions for e in every)]
+        requests, actions = tagged_decisions(
+            [
+                *((state_prefix(p), e) for p, e in events.items()),
+                *((state_prefix(p), e) for p, found in rebased.items() for e in found),
+                *((kind_prefix(p, k), e) for (p, k), e in kinds.events.items()),
+            ]
         )
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
         # The extract reads a judgment dated after its window again on every run until the
@@ -745,6 +815,20 @@ def live_quality_state(
             annotator_actions=actions,
             withdrawn=closed,
             settled=settled_frame(kinds.events),
+            states=[
+                *(
+                    state_write(
+                        writes,
+                        prefix=state_prefix(project),
+                        project=project,
+                        base=loaded.get(project, 0),
+                        version=state.version,
+                        annotators=state.annotators,
+                    )
+                    for project, state in sorted(states.items())
+                ),
+                *kinds.state_writes(writes),
+            ],
             log=context.log,
             label="live",
         )
@@ -801,6 +885,8 @@ def live_quality_state(
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
             "task_requests_withdrawn": MetadataValue.int(written["withdrawn"]),
+            "task_requests_reopened": MetadataValue.int(written["reopened"]),
+            "blocks_withdrawn": MetadataValue.int(written["blocks_withdrawn"]),
             "oldest_judgment_lag_s": figure(float(lag), digits=1),
             "versions": MetadataValue.json({p: s.version for p, s in states.items()}),
             "kind_new_judgments": MetadataValue.int(

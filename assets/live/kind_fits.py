@@ -42,7 +42,13 @@ from annotation_pipelines.loop.live_kinds import (
     settled_frame,
 )
 from assets.common.alerts import record_alert
-from assets.live.assets import KIND_DAILY_LABELS, KindThresholds, KindUpdate, write_decisions
+from assets.live.assets import (
+    KIND_DAILY_LABELS,
+    KindThresholds,
+    KindUpdate,
+    tagged_decisions,
+    write_decisions,
+)
 from assets.live.jobs import LIVE_RETRY_TAGS
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
@@ -139,13 +145,15 @@ def fit_kind_states(
             writes, deletes, closed = update.objects(
                 read, options, now, written=events.task_requests.get_column("decision_id")
             )
+            requests, actions = tagged_decisions([(kind_prefix(project, kind), events)])
             written = write_decisions(
                 annotation_db,
                 writes,
-                task_requests=events.task_requests,
-                annotator_actions=events.annotator_actions,
+                task_requests=requests,
+                annotator_actions=actions,
                 withdrawn=closed,
                 settled=settled_frame(update.events),
+                states=update.state_writes(writes),
                 log=context.log,
                 label=key,
             )

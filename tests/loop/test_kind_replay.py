@@ -240,6 +240,8 @@ def test_daily_kind_requests_are_written_once_per_decision() -> None:
             "task_requests": queue.height,
             "annotator_actions": 0,
             "withdrawn": 0,
+            "reopened": 0,
+            "blocks_withdrawn": 0,
         }
         # A retried run of the same day decides the same: nothing new.
         again = queue_requests(queue, created_at=datetime(2026, 11, 17, 2, tzinfo=UTC))

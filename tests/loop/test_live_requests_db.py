@@ -24,7 +24,7 @@ from tests.support import live_quality_job, retried_after_the_db_write
 
 pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-MIGRATIONS = [1, 2, 3, 4, 5, 6]
+MIGRATIONS = [1, 2, 3, 4, 5, 6, 7]
 
 
 def _judgments() -> pl.DataFrame:
@@ -339,3 +339,64 @@ def test_a_retry_after_the_db_write_lists_the_requests_with_the_db_s_created_at(
         assert {
             row["decision_id"]: row["created_at"] for row in listed.iter_rows(named=True)
         } == stamped
+
+
+def test_a_retry_that_folds_more_judgments_leaves_open_only_what_it_lists(tmp_path, monkeypatch):
+    """A run that wrote the DB and lost its lake commit is retried after more judgments came:
+    two of the tasks the first attempt asked about are now settled. The retry, on the same
+    version, withdraws those two requests of the attempt that never committed, so the open
+    rows are again the ones `requests.json` lists."""
+    judgments = _judgments()
+    data = tmp_path / "data"
+    with fresh_database("live_retry_otherwise") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        seed_database(dsn, judgments=judgments, label_sets={"reviews": ["c0", "c1", "c2"]})
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        settled: dict[str, str] = {}
+
+        def settle() -> None:
+            with psycopg.connect(dsn, autocommit=True) as connection:
+                first = _requests(connection)
+            for decision in sorted(first, key=lambda d: str(first[d]["task_id"]))[:2]:
+                settled[decision] = str(first[decision]["task_id"])
+            rows = [
+                {
+                    "judgment_id": f"late-{task}-{i}",
+                    "task_id": task,
+                    "annotator_id": f"w{i:02d}",
+                    "label": "c0",
+                }
+                for task in settled.values()
+                for i in range(12, 24)
+            ]
+            seed_database(
+                dsn,
+                judgments=pl.DataFrame(rows).with_columns(
+                    project=pl.lit("reviews"),
+                    submitted_at=pl.lit(datetime.now(UTC) - timedelta(seconds=30)),
+                    duration_s=pl.lit(4.0),
+                ),
+            )
+
+        runs = []
+
+        def run() -> bool:
+            runs.append(job.execute_in_process(instance=instance, run_config=QUIET))
+            return runs[-1].success
+
+        retried_after_the_db_write(data, dsn, run, scratch=tmp_path / "before", between=settle)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            after = _requests(connection)
+            stamps = dict(
+                connection.execute(
+                    "SELECT decision_id, withdrawn_state FROM task_requests "
+                    "WHERE status = 'withdrawn'"
+                ).fetchall()
+            )
+        still = {d for d, r in after.items() if r["status"] in ("open", "acknowledged")}
+        assert _open_listed(data) == still
+        assert {d: after[d]["status"] for d in settled} == dict.fromkeys(settled, "withdrawn")
+        assert {d: stamps[d] for d in settled} == dict.fromkeys(settled, "live/reviews")
+        retry = runs[-1].get_asset_materialization_events()[0].materialization.metadata
+        assert retry["task_requests_withdrawn"].value >= len(settled)

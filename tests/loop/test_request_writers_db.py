@@ -142,13 +142,21 @@ def test_the_newer_decision_stands_across_the_daily_and_the_live_writer() -> Non
             "task_requests": 0,
             "annotator_actions": 0,
             "withdrawn": 0,
+            "reopened": 0,
+            "blocks_withdrawn": 0,
         }
         assert _rows(dsn) == before
 
         # The next day, `daily_only` is still unsure (a new decision replaces the day's), and
         # `older` and `late` are settled: that day's end is after the live decision on `late`.
         counts = _daily(dsn, ["daily_only"], settled=["older", "late"], day=DAY + timedelta(days=1))
-        assert counts == {"task_requests": 1, "annotator_actions": 0, "withdrawn": 3}
+        assert counts == {
+            "task_requests": 1,
+            "annotator_actions": 0,
+            "withdrawn": 3,
+            "reopened": 0,
+            "blocks_withdrawn": 0,
+        }
         opened = _open(dsn)
         assert set(opened) == {"fulfilled", "acked", "kept", "daily_only"}
 
