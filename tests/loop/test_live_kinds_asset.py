@@ -411,3 +411,124 @@ def test_a_daily_request_is_withdrawn_when_new_evidence_settles_its_task_live(
         assert not [d for d, (t, s) in after.items() if t == task and s == "open"]
         assert after["daily-new"] == (replaced_task, "open")
         assert _metadata(result)["task_requests_withdrawn"] >= 1
+
+
+def test_a_kinds_retry_that_decides_otherwise_leaves_open_only_what_it_lists(tmp_path, monkeypatch):
+    """A spans run writes its requests and its block of the spammer, then loses its lake
+    commit; before the retry the export is replaced by one without two requested tasks and
+    without the spammer. The retry, on the same kind state version, decides neither: their
+    requests and the block are withdrawn, and the DB's open rows are the kind's list."""
+    rows, _, spammer = _synthetic("spans", 200)
+    exports = tmp_path / "data" / "landing" / "exports" / PROJECT / "parquet"
+    lake = tmp_path / "data" / "lake"
+    prefix = f"live/{PROJECT}/kinds/spans"
+
+    def listed() -> dict[str, str]:
+        items = json.loads((lake / prefix / "requests.json").read_text())
+        return {item["data"]["decision_id"]: item["data"]["task_id"] for item in items}
+
+    with fresh_database("live_kinds_retry") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        _export(exports / "batch-1.parquet", rows)
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
+        gone: dict[str, str] = {}
+        runs = []
+
+        def run() -> bool:
+            runs.append(job.execute_in_process(instance=instance, run_config=QUIET))
+            return runs[-1].success
+
+        def drop() -> None:
+            # The first attempt's lake is gone: its requests are the DB's.
+            with psycopg.connect(dsn) as connection:
+                asked = connection.execute(
+                    "SELECT decision_id, task_id FROM task_requests ORDER BY task_id LIMIT 2"
+                ).fetchall()
+            gone.update(asked)
+            kept = rows.filter(
+                ~pl.col("task_id").is_in(list(gone.values())) & (pl.col("annotator_id") != spammer)
+            )
+            _export(exports / "batch-1.parquet", kept)
+
+        retried_after_the_db_write(
+            tmp_path / "data" / "lake",
+            dsn,
+            run,
+            scratch=tmp_path / "before",
+            between=drop,
+        )
+        with psycopg.connect(dsn) as connection:
+            requests = {
+                d: (status, by)
+                for d, status, by in connection.execute(
+                    "SELECT decision_id, status, withdrawn_state FROM task_requests"
+                ).fetchall()
+            }
+            blocks = connection.execute(
+                "SELECT annotator_id, status, withdrawn_at IS NOT NULL FROM annotator_actions"
+            ).fetchall()
+        assert {requests[d] for d in gone} == {("withdrawn", prefix)}
+        assert set(listed()) == {d for d, (status, _) in requests.items() if status == "open"}
+        assert not set(listed().values()) & set(gone.values())
+        assert blocks == [(spammer, "withdrawn", True)]
+        retry = _metadata(runs[-1])
+        assert retry["blocks_withdrawn"] == 1
+        assert retry["task_requests_withdrawn"] >= len(gone)
+        state = load_kind_state(PROJECT, "spans", lake_reader(lake))
+        assert not state.annotators["blocked"].any()
+
+
+def test_a_kind_fit_retried_with_other_settings_leaves_open_only_what_it_lists(
+    tmp_path, monkeypatch
+):
+    """The kind fit job writes its decisions and loses its lake commit; its retry, on the same
+    state version, decides otherwise (here: a lower vote cap turns requests for another
+    judgment into expert reviews). The first attempt's requests the retry does not decide are
+    withdrawn, and the DB's open rows are the kind's list."""
+    from dagster import DagsterInstance
+
+    from annotation_pipelines.loop.live_kinds import KindLiveOptions, kind_prefix
+    from assets.definitions import build_definitions
+    from assets.live.sensors import _fit_config
+    from resources.lake import LocalLake
+
+    data = tmp_path / "data"
+    lake = LocalLake(base_path=str(data / "lake"))
+    options = KindLiveOptions(full_fit_every=3, full_fit_growth=0.2, inline_full_fits=False)
+    project = _due_state(lake, options, "multilabel")
+    prefix = kind_prefix(project, "multilabel")
+    configs = [
+        {"ops": {"fit_kind_states": {"config": fit.model_dump()}}, **QUIET}
+        for fit in (
+            _fit_config([f"{project}/multilabel"], options),
+            _fit_config([f"{project}/multilabel"], options).model_copy(
+                update={"max_votes": 3, "min_votes": 2}
+            ),
+        )
+    ]
+    with fresh_database("live_kind_fit_otherwise") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
+        instance = DagsterInstance.ephemeral()
+        job = build_definitions(profile="local").resolve_job_def("live_kind_fit_job")
+
+        def run() -> bool:
+            config = configs.pop(0)
+            return job.execute_in_process(instance=instance, run_config=config).success
+
+        first = retried_after_the_db_write(data, dsn, run, scratch=tmp_path / "before")
+        with psycopg.connect(dsn) as connection:
+            rows = dict(
+                connection.execute("SELECT decision_id, status FROM task_requests").fetchall()
+            )
+    items = json.loads((data / "lake" / prefix / "requests.json").read_text())
+    listed = {item["data"]["decision_id"] for item in items}
+    # The live versions before the fit wrote no DB (`_due_state`): of the listed ids, those the
+    # DB holds are open, and nothing else is.
+    assert listed & set(rows) == {d for d, status in rows.items() if status == "open"}
+    stale = set(first) - listed
+    assert stale and {rows[d] for d in stale} == {"withdrawn"}
+    assert (listed & set(rows)) - set(first)  # the retry's own decisions
