@@ -7,8 +7,9 @@ Two figures that every live run pays whatever its batch holds:
 - `apply_schema` on an annotation DB that is already up to date (every migration recorded),
   which the live run calls before each write;
 - `write_requests` on a DB holding that many open requests: a live write of 1,000 new
-  decisions replacing 1,000 open ones, and a daily write of 1,000 decisions and 10,000 tasks
-  found settled (each withdrawing the older requests of its tasks in its transaction).
+  decisions replacing 1,000 open ones (as the state's next version, which also looks for the
+  rows of an attempt that never committed), and a daily write of 1,000 decisions and 10,000
+  tasks found settled (each withdrawing the older requests of its tasks in its transaction).
 
 Usage: .venv/bin/python benchmarks/bench_live_requests.py [--open 100000] [--calls 20]
 (the second and third parts need PostgreSQL on 127.0.0.1:5432; `bash scripts/start-services.sh`).
@@ -36,6 +37,11 @@ from annotation_pipelines.loop.live import (
     relisted_requests,
 )
 from annotation_pipelines.loop.writeback import write_requests
+
+try:
+    from annotation_pipelines.loop.writeback import StateWrite
+except ImportError:  # a tree from before live writes named their state versions
+    StateWrite = None  # type: ignore[assignment,misc]
 from tests.services import fresh_database
 
 
@@ -93,7 +99,16 @@ def writes(n: int, rounds: int) -> None:
         apply_schema(dsn)
         held = _open_requests(n)
         none = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
-        write_requests(dsn, task_requests=held, annotator_actions=none)
+
+        def version(base: int) -> dict[str, object]:
+            if StateWrite is None:
+                return {}
+            return {"states": [StateWrite("live/p", "p", base, base + 1, keeps=lambda: set())]}
+
+        def stamped(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.with_columns(state=pl.lit("live/p")) if StateWrite else frame
+
+        write_requests(dsn, task_requests=stamped(held), annotator_actions=none, **version(0))
         live, daily = [], []
         for round_ in range(rounds):
             # Each round asks again about a different 1,000 tasks, decided later than before.
@@ -106,9 +121,10 @@ def writes(n: int, rounds: int) -> None:
             started = time.perf_counter()
             done = write_requests(
                 dsn,
-                task_requests=new,
+                task_requests=stamped(new),
                 annotator_actions=none,
                 withdrawn=chosen["decision_id"].to_list(),
+                **version(round_ + 1),
             )
             live.append(time.perf_counter() - started)
             assert done["withdrawn"] == 1_000, done

@@ -137,16 +137,19 @@ def _writers(states: Collection[StateWrite]) -> dict[str, list[Any]]:
     }
 
 
-# Which live write withdrew a request: the row's own state when this write commits it, else
-# this write's state of the row's project (a daily request one of its tasks replaced); null for
-# a daily write.
-_WITHDRAWN_BY = (
-    "(withdrawn_state, withdrawn_version) = ("
-    "SELECT w.state, w.version"
-    " FROM unnest(%(w_states)s::text[], %(w_projects)s::text[], %(w_versions)s::bigint[])"
-    " AS w(state, project, version)"
-    " WHERE w.project = t.project ORDER BY w.state IS DISTINCT FROM t.state, w.state LIMIT 1)"
-)
+def _withdrawn_by(live: bool) -> str:
+    """What a withdrawal sets besides its status: for a live write, which state and version
+    withdrew the request (the row's own state when this write commits it, else this write's
+    state of the row's project: a daily request one of its tasks replaced)."""
+    if not live:
+        return "closed_at = now()"
+    return (
+        "closed_at = now(), (withdrawn_state, withdrawn_version) = ("
+        "SELECT w.state, w.version"
+        " FROM unnest(%(w_states)s::text[], %(w_projects)s::text[], %(w_versions)s::bigint[])"
+        " AS w(state, project, version)"
+        " WHERE w.project = t.project ORDER BY w.state IS DISTINCT FROM t.state, w.state LIMIT 1)"
+    )
 
 
 def _pairs(frame: pl.DataFrame) -> dict[str, list[str]]:
@@ -154,14 +157,14 @@ def _pairs(frame: pl.DataFrame) -> dict[str, list[str]]:
     return {"projects": tasks["project"].to_list(), "tasks": tasks["task_id"].to_list()}
 
 
-def _superseded(table: str) -> str:
+def _superseded(table: str, *, live: bool) -> str:
     """Withdraw every open request of the given tasks but the newest (by `created_at`, then
     the later insert). The status test is on the updated row itself, so that a row the tool
     fulfilled meanwhile is re-checked at its new status and left alone. Each task is looked
     up on the open-requests index (LATERAL): with a join, and the table's statistics stale,
     the planner sorts every open request (66 ms with 100,000 open, against 12 ms this way)."""
     return (
-        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), {_WITHDRAWN_BY} "
+        f"UPDATE {table} AS t SET status = 'withdrawn', {_withdrawn_by(live)} "
         "FROM ("
         "  SELECT older.request_id"
         "  FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
@@ -176,12 +179,12 @@ def _superseded(table: str) -> str:
     )
 
 
-def _settled(table: str) -> str:
+def _settled(table: str, *, live: bool) -> str:
     """Withdraw the open requests of the given tasks, and of the tasks of the withdrawn
     `decision_id`s, that no request of this write replaces and that were decided before
     `decided_at` (every one when it is null); each task looked up as in `_superseded`."""
     return (
-        f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), {_WITHDRAWN_BY} "
+        f"UPDATE {table} AS t SET status = 'withdrawn', {_withdrawn_by(live)} "
         "FROM ("
         "  SELECT gone.request_id FROM ("
         "    SELECT project, task_id"
@@ -468,8 +471,7 @@ def write_requests_recorded(
         ids = sorted(withdrawn)
         if ids:
             cursor.execute(
-                f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), "
-                f"{_WITHDRAWN_BY} "
+                f"UPDATE {table} AS t SET status = 'withdrawn', {_withdrawn_by(bool(states))} "
                 "WHERE t.decision_id = ANY(%(ids)s) AND t.status IN ('open', 'acknowledged')",
                 {"ids": ids, **writers},
             )
@@ -477,7 +479,7 @@ def write_requests_recorded(
         asked = _pairs(task_requests)
         if ids or settled.height:
             cursor.execute(
-                _settled(table),
+                _settled(table, live=bool(states)),
                 {
                     **_pairs(settled),
                     "withdrawn": ids,
@@ -489,7 +491,7 @@ def write_requests_recorded(
             )
             written["withdrawn"] += max(cursor.rowcount, 0)
         if task_requests.height:
-            cursor.execute(_superseded(table), {**asked, **writers})
+            cursor.execute(_superseded(table, live=bool(states)), {**asked, **writers})
             written["withdrawn"] += max(cursor.rowcount, 0)
         connection.commit()
     return written, recorded
