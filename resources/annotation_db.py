@@ -149,6 +149,7 @@ class AnnotationDatabase(ConfigurableResource):
         settled: pl.DataFrame | None = None,
         decided_at: datetime | None = None,
         states: Collection[StateWrite] = (),
+        lock: LiveLock | None = None,
     ) -> dict[str, int]:
         """Insert task requests and annotator actions once per `decision_id`, and withdraw
         the requests no longer wanted (`loop.writeback.write_requests`)."""
@@ -159,6 +160,7 @@ class AnnotationDatabase(ConfigurableResource):
             settled=settled,
             decided_at=decided_at,
             states=states,
+            lock=lock,
         )[0]
 
     def write_requests_recorded(
@@ -170,6 +172,7 @@ class AnnotationDatabase(ConfigurableResource):
         settled: pl.DataFrame | None = None,
         decided_at: datetime | None = None,
         states: Collection[StateWrite] = (),
+        lock: LiveLock | None = None,
     ) -> tuple[dict[str, int], dict[str, datetime]]:
         """`write_requests`, with the `created_at` the DB already held for requests written
         before at another time (`loop.writeback.write_requests_recorded`)."""
@@ -183,6 +186,7 @@ class AnnotationDatabase(ConfigurableResource):
             settled=settled,
             decided_at=decided_at,
             states=states,
+            lock=lock,
         )
 
     def read_reversals(

@@ -335,6 +335,7 @@ def write_requests(
     settled: pl.DataFrame | None = None,
     decided_at: datetime | None = None,
     states: Collection[StateWrite] = (),
+    lock: LiveLock | None = None,
 ) -> dict[str, int]:
     """`write_requests_recorded`'s counts."""
     return write_requests_recorded(
@@ -346,6 +347,7 @@ def write_requests(
         settled=settled,
         decided_at=decided_at,
         states=states,
+        lock=lock,
     )[0]
 
 
@@ -359,6 +361,7 @@ def write_requests_recorded(
     settled: pl.DataFrame | None = None,
     decided_at: datetime | None = None,
     states: Collection[StateWrite] = (),
+    lock: LiveLock | None = None,
 ) -> tuple[dict[str, int], dict[str, datetime]]:
     """Insert the decisions not yet written and withdraw the requests no longer wanted, in one
     transaction; rows inserted per table, `withdrawn`: the requests withdrawn now (those
@@ -374,7 +377,10 @@ def write_requests_recorded(
     `states` (a live write's) are the live states whose versions this write commits: a row of
     `task_requests` or `annotator_actions` names its state in a `state` column, and the rows
     an earlier attempt of those states wrote or withdrew and never committed are settled by
-    this write (`_supersede_attempts`).
+    this write (`_supersede_attempts`). With `lock` (the live lock the run holds), the write
+    is refused (`LiveLockLost`, nothing written) unless that session still holds it when the
+    write takes the write-back lock: a run that lost the live lock must not write as the state
+    version another run may be writing, nor after it.
 
     With the counts comes the `created_at` the DB already held for the requests of
     `task_requests` that an earlier write inserted at another time (a retried run): the insert
@@ -417,6 +423,8 @@ def write_requests_recorded(
     reopen: set[str] = set()
     with connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (WRITEBACK_LOCK_KEY,))
+        if lock is not None:
+            lock.held_by_session(cursor)
         for name, columns, frame, jsonb in batches:
             if frame.height == 0:
                 continue
@@ -611,6 +619,19 @@ class LiveLock:
                 "committing: the next run folds these rows"
             )
 
+    def held_by_session(self, cursor: psycopg.Cursor[Any]) -> None:
+        """Raise `LiveLockLost` unless this lock's session still holds it, asked through
+        another session's `cursor` (a write's transaction: the check and the write are then
+        one step for every other writer, which waits on the write-back lock)."""
+        pid = self.connection.info.backend_pid
+        cursor.execute(_HELD_BY, (self.key, pid))
+        row = cursor.fetchone()
+        if not row or not row[0]:
+            raise LiveLockLost(
+                f"live lock on {describe(self.dsn)} no longer held by backend {pid}; not "
+                "writing the annotation DB: the next run decides these rows"
+            )
+
 
 # An advisory lock on one bigint key shows in pg_locks as (classid, objid) = its high and low
 # 32 bits, with objsubid 1.
@@ -620,6 +641,7 @@ _LOCK_ROWS = (
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 _HELD = f"SELECT EXISTS (SELECT 1 {_LOCK_ROWS} AND pid = pg_backend_pid())"
+_HELD_BY = f"SELECT EXISTS (SELECT 1 {_LOCK_ROWS} AND pid = %s)"
 _HOLDER = f"SELECT pid {_LOCK_ROWS}"
 
 

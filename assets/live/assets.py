@@ -568,6 +568,7 @@ def write_decisions(
     withdrawn: Collection[str],
     settled: pl.DataFrame,
     states: Collection[StateWrite],
+    lock: LiveLock,
     log: Logger,
     label: str,
 ) -> dict[str, int]:
@@ -575,13 +576,15 @@ def write_decisions(
     (the run's lake commit, still to come) the `created_at` the DB kept for a decision it
     already held (`restamp_requests`), so that lake and DB order requests alike; the counts
     written (`AnnotationDatabase.write_requests`). The write stands for `states`' versions:
-    what an earlier attempt of theirs that never committed left in the DB is settled by it."""
+    what an earlier attempt of theirs that never committed left in the DB is settled by it,
+    and only while `lock` is still held."""
     written, recorded = annotation_db.write_requests_recorded(
         task_requests=task_requests,
         annotator_actions=annotator_actions,
         withdrawn=withdrawn,
         settled=settled,
         states=states,
+        lock=lock,
     )
     restamped = restamp_requests(writes, recorded)
     if restamped:
@@ -829,6 +832,7 @@ def live_quality_state(
                 ),
                 *kinds.state_writes(writes),
             ],
+            lock=lock,
             log=context.log,
             label="live",
         )

@@ -154,6 +154,7 @@ def fit_kind_states(
                 withdrawn=closed,
                 settled=settled_frame(update.events),
                 states=update.state_writes(writes),
+                lock=lock,
                 log=context.log,
                 label=key,
             )

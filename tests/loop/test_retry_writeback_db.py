@@ -14,7 +14,13 @@ import pytest
 
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, TASK_REQUESTS, decision_id
-from annotation_pipelines.loop.writeback import StateWrite, write_requests, write_requests_recorded
+from annotation_pipelines.loop.writeback import (
+    LiveLockLost,
+    StateWrite,
+    live_lock,
+    write_requests,
+    write_requests_recorded,
+)
 from tests.services import fresh_database
 
 pytestmark = pytest.mark.services
@@ -243,3 +249,28 @@ def test_a_daily_write_is_not_a_live_attempt() -> None:
         assert (row["state"], row["state_version"]) == (None, None)
         gone = rows[_ids(first)["a"]]
         assert (gone["status"], gone["withdrawn_state"]) == ("withdrawn", None)
+
+
+def test_a_run_that_lost_the_live_lock_writes_nothing() -> None:
+    """The live lock's session dies (its backend terminated) before the run writes: the write
+    is refused, so a run that another may have overtaken does not write as its version."""
+    with fresh_database("retry_writeback_lock") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        first = _requests({"a": 5}, START)
+        state = [StateWrite(STATE, PROJECT, 4, 5)]
+        with live_lock(dsn) as lock:
+            written = write_requests(
+                dsn, task_requests=first, annotator_actions=NO_ACTIONS, states=state, lock=lock
+            )
+            assert written["task_requests"] == 1
+            with psycopg.connect(dsn, autocommit=True) as other:
+                other.execute(
+                    "SELECT pg_terminate_backend(%s)", (lock.connection.info.backend_pid,)
+                )
+            later = _requests({"b": 5}, START)
+            with pytest.raises(LiveLockLost, match="no longer held by backend"):
+                write_requests(
+                    dsn, task_requests=later, annotator_actions=NO_ACTIONS, states=state, lock=lock
+                )
+        assert set(_rows(dsn)) == set(first["decision_id"])
