@@ -146,6 +146,12 @@ def writes(n: int, rounds: int) -> None:
             )
             daily.append(time.perf_counter() - started)
             assert done["withdrawn"] == 11_000, done
+        if StateWrite is not None:
+            retry_ms = ", ".join(f"{1e3 * t:.0f}" for t in retries(dsn, held, rounds))
+            print(
+                f"live retry deciding otherwise, 500 of the first attempt's 1,000 decisions "
+                f"withdrawn, {n:,} listed: {retry_ms} ms"
+            )
         live_ms = ", ".join(f"{1e3 * t:.0f}" for t in live)
         print(f"live write, 1,000 decisions replacing 1,000 of {n:,} open: {live_ms} ms")
         if daily:
@@ -154,6 +160,44 @@ def writes(n: int, rounds: int) -> None:
                 f"daily write, 1,000 decisions and 10,000 settled tasks of {n:,} open: "
                 f"{daily_ms} ms"
             )
+
+
+def _decided(frame: pl.DataFrame, tag: str) -> pl.DataFrame:
+    return frame.with_columns(
+        decision_id=pl.format("{}-{}", pl.lit(tag), "decision_id"),
+        created_at=pl.lit(datetime.now(UTC)),
+        state=pl.lit("live/p"),
+    )
+
+
+def retries(dsn: str, held: pl.DataFrame, rounds: int) -> list[float]:
+    """A first attempt of a state version writes 1,000 decisions and never commits; its retry
+    decides 500 of them again and 500 others, and lists every open request: the write that
+    withdraws the first attempt's other 500 (`_supersede_attempts`), per round."""
+    none = pl.DataFrame(schema=ANNOTATOR_ACTIONS)
+    times = []
+    for round_ in range(rounds):
+        base = 100 + 2 * round_
+        tasks = held.slice(held.height // 2 + round_ * 2_000, 1_500)
+        first = _decided(tasks.head(1_000), f"attempt{round_}")
+        retry = pl.concat([first.slice(500), _decided(tasks.tail(500), f"retry{round_}")])
+        listed = set(held["decision_id"]) | set(retry["decision_id"])
+        write_requests(
+            dsn,
+            task_requests=first,
+            annotator_actions=none,
+            states=[StateWrite("live/p", "p", base, base + 1, keeps=lambda: set())],
+        )
+        started = time.perf_counter()
+        done = write_requests(
+            dsn,
+            task_requests=retry,
+            annotator_actions=none,
+            states=[StateWrite("live/p", "p", base, base + 1, keeps=lambda ids=listed: ids)],
+        )
+        times.append(time.perf_counter() - started)
+        assert done["task_requests"] == 500 and done["withdrawn"] >= 500, done
+    return times
 
 
 def main() -> None:
