@@ -20,6 +20,7 @@ from annotation_pipelines.ingest.postgres import (
     apply_schema,
     extract_since,
     merge_partition,
+    migration_files,
 )
 from assets.sources.assets import withdraw_deleted
 from resources.lake import LocalLake
@@ -205,8 +206,9 @@ def test_an_extract_of_a_database_before_migration_6_reads_no_tombstones(postgre
         assert result.exit_code == 0, result.output
         return json.loads(result.output)
 
-    assert migrate() == {"schema": schema, "applied": [6], "current": 6}
-    assert migrate() == {"schema": schema, "applied": [], "current": 6}
+    latest = migration_files()[-1][0]
+    assert migrate() == {"schema": schema, "applied": [6], "current": latest}
+    assert migrate() == {"schema": schema, "applied": [], "current": latest}
     run(postgres_dsn, schema, delete("j1"))
     extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, until=datetime.now(UTC))
     assert extract.deletions_tracked and extract.deletions["judgment_id"].to_list() == ["j1"]
