@@ -727,7 +727,6 @@ def live_quality_state(
             deleted=extract.deletions,
             deleted_gold=extract.gold_deletions,
         )
-        loaded = {project: state.version for project, state in states.items()}
         states, events = update_projects(
             states,
             judgments,
@@ -824,7 +823,8 @@ def live_quality_state(
                         writes,
                         prefix=state_prefix(project),
                         project=project,
-                        base=loaded.get(project, 0),
+                        # The version its run loaded, also for a state loaded only to re-base.
+                        base=state.committed,
                         version=state.version,
                         annotators=state.annotators,
                     )
