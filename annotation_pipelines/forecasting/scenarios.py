@@ -398,7 +398,8 @@ def scenario_paths(
     spread from the other series' pooled relative errors (`pooled_spreads`; `peers` maps a
     series to its peer group), unless `pool_spreads` is off (then it has none, and says so).
     Each series starts at its first nonzero value (`started`); one zero on every day has not
-    started (`not_started_paths`).
+    started (`not_started_paths`), one with fewer than `MIN_FIT_DAYS` days is planned flat
+    (`short_series_paths`) and fits on that many days give its pooled spread.
     """
     history, idle = started(daily)
     short = too_short(history)
@@ -449,15 +450,16 @@ def scenario_paths(
         first = as_date(last, what=f"last day of series {series_id!r}") + dt.timedelta(days=1)
         extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
         found[str(series_id)] = not_started_paths(extra, first=first)
-    short_rows = history.filter(~fitted_rows).partition_by("id", as_dict=True)
-    for (series_id,), frame in short_rows.items():
-        last = frame.get_column("time").cast(pl.Date).max()
-        first = as_date(last, what=f"last day of series {series_id!r}") + dt.timedelta(days=1)
-        values = frame.sort("time").get_column("value").cast(pl.Float64).to_numpy()
-        found[str(series_id)], _ = short_paths(
-            str(series_id), values, launches=launches, first=first, horizon_days=horizon_days,
-            donors=donors.get(MIN_FIT_DAYS, {}), peers=peers,
-        )  # fmt: skip
+    # Series too short for a fit that end on the same day share one pool.
+    short_rows = history.filter(~fitted_rows).with_columns(
+        pl.col("time").cast(pl.Date).max().over("id").alias("last")
+    )
+    for (last,), rows in short_rows.partition_by("last", as_dict=True).items():
+        first = as_date(last, what="last day of a series") + dt.timedelta(days=1)
+        bands = short_series_paths(rows, launches=launches, first=first,
+                                   horizon_days=horizon_days, peers=peers,
+                                   donors=donors.get(MIN_FIT_DAYS, {}))  # fmt: skip
+        found.update({series_id: paths for series_id, (paths, _) in bands.items()})
     for fit in fits:
         spreads = {}
         if fit.ids[0] in young:
@@ -536,22 +538,28 @@ def short_spread(spread: Spread) -> Spread:
     return Spread(daily=spread.daily, weekly=spread.weekly, source=f"{SHORT}{spread.source}")
 
 
-def short_paths(series_id: str, values: np.ndarray, *, launches: Sequence[Launch],
-                first: dt.date, horizon_days: int, donors: Mapping[str, np.ndarray],
-                peers: Mapping[str, str] | None) -> tuple[SeriesPaths, Spread]:  # fmt: skip
-    """The bands from `first` of a series too short for a fit (`too_short`; `values` its days)
-    and their spread: its `flat_level` plus its launches, and above that P50 the pooled spread
-    (`_young_spreads`) of `donors` (the relative errors of fits on `MIN_FIT_DAYS` days) at that
-    level."""
-    level = flat_level(values)
-    point = np.full(horizon_days, level) + _launches(
-        launches, series_id, first=first, horizon_days=horizon_days
-    )
-    (pooled,) = _young_spreads(donors, {series_id: level}, peers=peers, first=first,
-                               horizon_days=horizon_days).values()  # fmt: skip
-    spread = short_spread(pooled)
-    paths = paths_from_errors(point, np.zeros((0, horizon_days)), first=first, spread=spread)
-    return paths, spread
+def short_series_paths(rows: pl.DataFrame, *, launches: Sequence[Launch], first: dt.date,
+                       horizon_days: int, donors: Mapping[str, np.ndarray],
+                       peers: Mapping[str, str] | None,
+                       ) -> dict[str, tuple[SeriesPaths, Spread]]:  # fmt: skip
+    """Per series of `rows` ([id, time, value], each too short for a fit, `too_short`), its
+    bands from `first` and their spread: its `flat_level` plus its launches, and above that P50
+    the pooled spread (`_young_spreads`) of `donors` (the relative errors of fits on
+    `MIN_FIT_DAYS` days) at that level. One pool serves them all."""
+    levels = {
+        str(series_id): flat_level(frame.sort("time").get_column("value").to_numpy())
+        for (series_id,), frame in rows.partition_by("id", as_dict=True).items()
+    }
+    pooled = _young_spreads(donors, levels, peers=peers, first=first, horizon_days=horizon_days)
+    found = {}
+    for series_id, level in levels.items():
+        point = np.full(horizon_days, level) + _launches(
+            launches, series_id, first=first, horizon_days=horizon_days
+        )
+        spread = short_spread(pooled[series_id])
+        paths = paths_from_errors(point, np.zeros((0, horizon_days)), first=first, spread=spread)
+        found[series_id] = (paths, spread)
+    return found
 
 
 def plus_paths(base: SeriesPaths | None, added: Sequence[SeriesPaths]) -> SeriesPaths:
@@ -888,7 +896,7 @@ def reconciled_scenarios(
 
     A series too short for a fit (`too_short`) is left out of the fit and the reconciliation
     (with it every node only it set apart, `Hierarchy.without`): it has no errors to weigh and
-    no trend to reconcile. It is planned flat (`short_paths`, its spread pooled from the
+    no trend to reconcile. It is planned flat (`short_series_paths`, its spread pooled from the
     reconciled errors of fits on `MIN_FIT_DAYS` days) and added to each node above it
     (`plus_paths`); every other node's bands are those of the fleet without it.
     """
@@ -897,30 +905,26 @@ def reconciled_scenarios(
     short = [s for s in too_short(history) if s in hierarchy.bottom]
     fitted = ~pl.col("id").is_in(short)
     rest = hierarchy.without(short)
+    reconcile = partial(
+        _reconciled, launches=launches, method=method, horizon_days=horizon_days,
+        changepoint_every=changepoint_every, ridge=ridge, damping=damping,
+        origin_step=origin_step, level_scaled=level_scaled, spread_scaled=spread_scaled,
+        peers=peers, pool_spreads=pool_spreads, short=bool(short),
+    )  # fmt: skip
+    if not short:
+        scenarios, _ = reconcile(history, daily, hierarchy)
+        return scenarios
     base: ReconciledScenarios | None = None
     donors: dict[str, np.ndarray] = {}
     if rest.bottom:
-        base, donors = _reconciled(
-            history.filter(fitted), daily.filter(fitted), rest, launches=launches, method=method,
-            horizon_days=horizon_days, changepoint_every=changepoint_every, ridge=ridge,
-            damping=damping, origin_step=origin_step, level_scaled=level_scaled,
-            spread_scaled=spread_scaled, peers=peers, pool_spreads=pool_spreads,
-            short=bool(short),
-        )  # fmt: skip
-    if not short and base is not None:
-        return base
+        base, donors = reconcile(history.filter(fitted), daily.filter(fitted), rest)
     first = (
         base.first
         if base is not None
         else as_date(history.get_column("time").max(), what="last day") + dt.timedelta(days=1)
     )
-    found = {}
-    for (series_id,), frame in history.filter(~fitted).partition_by("id", as_dict=True).items():
-        values = frame.sort("time").get_column("value").cast(pl.Float64).to_numpy()
-        found[str(series_id)] = short_paths(
-            str(series_id), values, launches=launches, first=first, horizon_days=horizon_days,
-            donors=donors, peers=peers,
-        )  # fmt: skip
+    found = short_series_paths(history.filter(~fitted), launches=launches, first=first,
+                               horizon_days=horizon_days, donors=donors, peers=peers)  # fmt: skip
     return _with_short(base, hierarchy, {s: paths for s, (paths, _) in found.items()},
                        {s: spread for s, (_, spread) in found.items()})  # fmt: skip
 
@@ -1033,11 +1037,7 @@ def _with_short(base: ReconciledScenarios | None, hierarchy: Hierarchy,
         for row, members in enumerate(base.hierarchy.summing):
             parts[frozenset(base.hierarchy.bottom[k] for k in np.flatnonzero(members))] = row
     points = np.zeros((count, horizon))
-    errors = np.full((count, origins, horizon), np.nan)
-    scaled = base is not None and base.levels is not None and base.levels_today is not None
-    levels = np.zeros((count, origins)) if scaled else None
-    today = np.zeros(count) if scaled else None
-    paths = {}
+    paths, rows, taken = {}, [], []
     for row, node in enumerate(hierarchy.nodes):
         members = [hierarchy.bottom[k] for k in np.flatnonzero(hierarchy.summing[row])]
         added = [short[m] for m in members if m in short]
@@ -1045,15 +1045,21 @@ def _with_short(base: ReconciledScenarios | None, hierarchy: Hierarchy,
         kept = None
         if base is not None and part is not None:
             kept = base.paths[base.hierarchy.nodes[part]]
-            points[row], errors[row] = base.points[part], base.errors[part]
-            if levels is not None and today is not None:
-                levels[row] = base.levels[part]  # type: ignore[index]
-                today[row] = base.levels_today[part]  # type: ignore[index]
+            rows.append(row)
+            taken.append(part)
         for path in added:
             points[row] += path.bands["mean"]
         paths[node] = kept if kept is not None and not added else plus_paths(kept, added)
-    spreads = {} if base is None else dict(base.spreads)
-    spreads.update(short_spreads)
+    errors = np.full((count, origins, horizon), np.nan)
+    levels = today = None
+    spreads = dict(short_spreads)
+    if base is not None:
+        points[rows] += base.points[taken]
+        errors[rows] = base.errors[taken]
+        spreads.update(base.spreads)
+        if base.levels is not None and base.levels_today is not None:
+            levels, today = np.zeros((count, origins)), np.zeros(count)
+            levels[rows], today[rows] = base.levels[taken], base.levels_today[taken]
     return ReconciledScenarios(hierarchy=hierarchy, first=template.days[0], points=points,
                                errors=errors, paths=paths, levels=levels, levels_today=today,
                                spreads=spreads)  # fmt: skip
