@@ -30,7 +30,7 @@ the horizon as its errors did (`conformal.shaped_half_widths`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +69,30 @@ class Hierarchy:
 
     def nodes_frame(self) -> pl.DataFrame:
         return pl.DataFrame({"id": list(self.nodes), "level": list(self.levels)})
+
+    def without(self, series: Collection[str]) -> Hierarchy:
+        """The hierarchy of the other series, as `build_hierarchy` builds it from their
+        profiles: an aggregate left with one series, or with the same series as another that
+        `build_hierarchy` prefers (a named level over the total, the shallower), is dropped."""
+        keep = [k for k, b in enumerate(self.bottom) if b not in series]
+        summing = self.summing[:, keep]
+        aggregates = range(len(self.aggregates))
+        preferred = [r for r in aggregates if self.levels[r] != "total"] + [
+            r for r in aggregates if self.levels[r] == "total"
+        ]
+        seen: set[frozenset[int]] = set()
+        kept: set[int] = set()
+        for row in preferred:
+            members = frozenset(np.flatnonzero(summing[row]).tolist())
+            if len(members) > 1 and members not in seen:
+                seen.add(members)
+                kept.add(row)
+        rows = [r for r in aggregates if r in kept] + [len(self.aggregates) + k for k in keep]
+        return Hierarchy(
+            nodes=tuple(self.nodes[r] for r in rows),
+            levels=tuple(self.levels[r] for r in rows),
+            summing=summing[rows],
+        )
 
 
 def build_hierarchy(

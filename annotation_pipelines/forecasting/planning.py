@@ -10,8 +10,10 @@ covariance): a cluster's P50/P90 are the cluster's own reconciled bands and the 
 to own per cluster and type are banded as one weighted sum, instead of adding up the series'
 P90s (which assumes they all peak on the same day). A series too young for backtest errors of
 its own takes its P90 spread from its peer group's (`peer_groups`) or the fleet's pooled
-relative errors; every band, requirement and plan row says where its spread came from
-(`spread_source`), and `series_spreads` / `spread_note` say it per series.
+relative errors; one too short for a fit (under two weeks) is planned flat at its last week's
+mean with such a spread (`scenarios.too_short`, source `short_*`). Every band, requirement and
+plan row says where its spread came from (`spread_source`), and `series_spreads` /
+`spread_note` say it per series.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from annotation_pipelines.forecasting.procurement import (
 )
 from annotation_pipelines.forecasting.scalars import as_date
 from annotation_pipelines.forecasting.scenarios import (
+    FLAT_LEVEL_DAYS,
+    MIN_FIT_DAYS,
     SCENARIOS,
+    SHORT,
     ReconciledScenarios,
     paths_frames,
     reconciled_scenarios,
@@ -235,12 +240,22 @@ def spread_note(spreads: pl.DataFrame) -> str:
         f"{series_id} ({source}, {spread:,.1f})"
         for series_id, source, spread in borrowed.iter_rows()
     )
-    return (
+    note = (
         f"{borrowed.height} of {spreads.height} series joined too recently for a P90 spread of "
         "their own (or have not started); pooled_*: the other series' relative backtest errors "
         "(their class and type's, or the fleet's) at the series' level, none: no series had "
         "errors to pool, not_started: zero on every day so far, no spread "
         f"(weekly spread above the P50 in accelerators): {named}"
+    )
+    short = (
+        borrowed.filter(pl.col("spread_source").str.starts_with(SHORT)).get_column("id").to_list()
+    )
+    if not short:
+        return note
+    return (
+        f"{note}; {SHORT}*: fewer than {MIN_FIT_DAYS} days since the first nonzero value, too "
+        f"few for a trend, so planned flat at the mean of its last {FLAT_LEVEL_DAYS} days: "
+        f"{', '.join(short)} (spread pooled as pooled_* from fits on {MIN_FIT_DAYS} days)"
     )
 
 

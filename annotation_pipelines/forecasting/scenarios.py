@@ -28,7 +28,13 @@ that joined it later. A series' first day is that of its first nonzero value: an
 lists every series on the fleet's calendar has zeros before a series existed, and a series of
 such rows is the series of its rows from that value on (`started`); zeros after it are demand.
 A series zero on every day has not started: no fit, no spread, its planned launches its only
-demand. Each band says where its spread came from (`SPREAD_SOURCES`). Planned
+demand. A series with fewer than `MIN_FIT_DAYS` days from its first nonzero value (launched
+last week) has no fit either (`too_short`): a trend from ten days carried half a year ahead is
+that week's noise times 18. It is planned flat at its current level, the mean of its last
+`FLAT_LEVEL_DAYS` days (all of them if fewer; `flat_level`), its launches added, and its P90
+spread is pooled as a young series' is at the shortest fitted age, `MIN_FIT_DAYS` (source
+`short_` + the pool's). In a sum it is added to the rest, fit and reconciled without it. Each
+band says where its spread came from (`SPREAD_SOURCES`). Planned
 launches (a config file; known future events) add their accelerators on their start day, ramped
 linearly over `ramp_days`. Weekly bands come from the errors of weekly means.
 """
@@ -36,7 +42,7 @@ linearly over `ramp_days`. Weekly bands come from the errors of weekly means.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -56,15 +62,21 @@ LEVEL_SCALED = False
 SPREAD_SCALED = True
 # Where a band's P90 spread came from: the series' own backtest errors, the pooled relative
 # errors of its peers or of the whole fleet, nowhere (no series had errors to pool), or nowhere
-# because the series has not started (zero on every day, `started`).
+# because the series has not started (zero on every day, `started`). A series too short for a
+# fit (`too_short`) pools as a young one does, and its source says that too (`SHORT`).
 NOT_STARTED = "not_started"
-SPREAD_SOURCES = ("own", "pooled_class", "pooled_fleet", "none", NOT_STARTED)
+SHORT = "short_"
+SPREAD_SOURCES = ("own", "pooled_class", "pooled_fleet", f"{SHORT}pooled_class",
+                  f"{SHORT}pooled_fleet", "none", f"{SHORT}none", NOT_STARTED)  # fmt: skip
 # `_quantiles_by_step` measures a spread from two origins' errors at a step, not from one.
 MIN_OWN_ORIGINS = 2
 # A peer group of fewer series is a few series' luck; the fleet's pool is then the broader one.
 MIN_PEER_SERIES = 5
-# The fewest days a series is fit on (`started` asks as many of any series from its first day).
+# The fewest days a series is fit on, from its first day; one with fewer is planned flat
+# (`too_short`).
 MIN_FIT_DAYS = 14
+# A series too short for a fit is planned at the mean of its last week: a whole weekday cycle.
+FLAT_LEVEL_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -386,12 +398,16 @@ def scenario_paths(
     spread from the other series' pooled relative errors (`pooled_spreads`; `peers` maps a
     series to its peer group), unless `pool_spreads` is off (then it has none, and says so).
     Each series starts at its first nonzero value (`started`); one zero on every day has not
-    started (`not_started_paths`).
+    started (`not_started_paths`), one with fewer than `MIN_FIT_DAYS` days is planned flat
+    (`short_series_paths`) and fits on that many days give its pooled spread.
     """
     history, idle = started(daily)
+    short = too_short(history)
     # Series on one calendar (the same days) are fit together (`_fit`).
     calendars: dict[tuple[dt.date, ...], list[tuple[str, np.ndarray]]] = {}
-    for (series_id,), frame in history.sort("id", "time").group_by("id", maintain_order=True):
+    fitted_rows = ~pl.col("id").is_in(short)
+    fitted = history.filter(fitted_rows)
+    for (series_id,), frame in fitted.sort("id", "time").group_by("id", maintain_order=True):
         days = tuple(frame.get_column("time").cast(pl.Date).to_list())
         values = frame.get_column("value").cast(pl.Float64).to_numpy()
         calendars.setdefault(days, []).append((str(series_id), values))
@@ -418,7 +434,7 @@ def scenario_paths(
     # has (`truncated_errors`), one pool per age in weeks.
     ages = {f.ids[0]: age_bucket(f.values.shape[1]) for f in fits if f.ids[0] in young}
     donors: dict[int, dict[str, np.ndarray]] = {}
-    for age in set(ages.values()) if pool_spreads else ():
+    for age in _pool_ages(ages.values(), short=bool(short)) if pool_spreads else ():
         donors[age] = {}
         for fit in fits:
             if fit.ids[0] not in young:
@@ -434,6 +450,16 @@ def scenario_paths(
         first = as_date(last, what=f"last day of series {series_id!r}") + dt.timedelta(days=1)
         extra = _launches(launches, str(series_id), first=first, horizon_days=horizon_days)
         found[str(series_id)] = not_started_paths(extra, first=first)
+    # Series too short for a fit that end on the same day share one pool.
+    short_rows = history.filter(~fitted_rows).with_columns(
+        pl.col("time").cast(pl.Date).max().over("id").alias("last")
+    )
+    for (last,), rows in short_rows.partition_by("last", as_dict=True).items():
+        first = as_date(last, what="last day of a series") + dt.timedelta(days=1)
+        bands = short_series_paths(rows, launches=launches, first=first,
+                                   horizon_days=horizon_days, peers=peers,
+                                   donors=donors.get(MIN_FIT_DAYS, {}))  # fmt: skip
+        found.update({series_id: paths for series_id, (paths, _) in bands.items()})
     for fit in fits:
         spreads = {}
         if fit.ids[0] in young:
@@ -480,6 +506,71 @@ def age_bucket(days: int) -> int:
     length its donors' fits are cut to (`truncated_errors`), so that young series of about the
     same age share one pool."""
     return max(MIN_FIT_DAYS, 7 * round(days / 7))
+
+
+def _pool_ages(ages: Iterable[int], *, short: bool) -> set[int]:
+    """The ages to pool donors' errors at: the young series' (`age_bucket`), and
+    `MIN_FIT_DAYS` for series too short for a fit."""
+    return set(ages) | ({MIN_FIT_DAYS} if short else set())
+
+
+def too_short(history: pl.DataFrame) -> list[str]:
+    """The ids of the series of `history` (`started`'s rows) with fewer than `MIN_FIT_DAYS`
+    days, sorted: too few to fit a trend on, none to backtest it at."""
+    lengths = history.group_by("id").len().filter(pl.col("len") < MIN_FIT_DAYS)
+    return sorted(str(s) for s in lengths.get_column("id"))
+
+
+def flat_level(values: np.ndarray) -> float:
+    """A series' current level from its days so far (`values`, oldest first): the mean of its
+    last `FLAT_LEVEL_DAYS`, or of all of them if it has fewer.
+
+    A week is one whole weekday cycle, so a training series idle at weekends is neither over-
+    nor under-planned by the day it was launched on; the last week, not every day since launch,
+    because a new service ramps up and its demand today is what it will keep needing. The mean,
+    not a median: a median of a week of weekday-shaped demand is a weekday's, the mean is the
+    week's load, as the 28-day levels of the fitted series are."""
+    return float(np.mean(values[-FLAT_LEVEL_DAYS:]))
+
+
+def short_spread(spread: Spread) -> Spread:
+    """`spread` as a series too short for a fit carries it: its source prefixed `SHORT`."""
+    return Spread(daily=spread.daily, weekly=spread.weekly, source=f"{SHORT}{spread.source}")
+
+
+def short_series_paths(rows: pl.DataFrame, *, launches: Sequence[Launch], first: dt.date,
+                       horizon_days: int, donors: Mapping[str, np.ndarray],
+                       peers: Mapping[str, str] | None,
+                       ) -> dict[str, tuple[SeriesPaths, Spread]]:  # fmt: skip
+    """Per series of `rows` ([id, time, value], each too short for a fit, `too_short`), its
+    bands from `first` and their spread: its `flat_level` plus its launches, and above that P50
+    the pooled spread (`_young_spreads`) of `donors` (the relative errors of fits on
+    `MIN_FIT_DAYS` days) at that level. One pool serves them all."""
+    levels = {
+        str(series_id): flat_level(frame.sort("time").get_column("value").to_numpy())
+        for (series_id,), frame in rows.partition_by("id", as_dict=True).items()
+    }
+    pooled = _young_spreads(donors, levels, peers=peers, first=first, horizon_days=horizon_days)
+    found = {}
+    for series_id, level in levels.items():
+        point = np.full(horizon_days, level) + _launches(
+            launches, series_id, first=first, horizon_days=horizon_days
+        )
+        spread = short_spread(pooled[series_id])
+        paths = paths_from_errors(point, np.zeros((0, horizon_days)), first=first, spread=spread)
+        found[series_id] = (paths, spread)
+    return found
+
+
+def plus_paths(base: SeriesPaths | None, added: Sequence[SeriesPaths]) -> SeriesPaths:
+    """`base`'s bands (None: zero) with each of `added` (same days) added band by band, its
+    spread on top of the rest's as if it peaked with them: a sum's bands with members that
+    were not fit with it (`too_short`). The source joins theirs (`combined_source`)."""
+    every = ([] if base is None else [base]) + list(added)
+    bands = {key: sum((p.bands[key] for p in every), np.zeros_like(band))
+             for key, band in every[0].bands.items()}  # fmt: skip
+    return SeriesPaths(days=every[0].days, weeks=every[0].weeks, bands=bands,
+                       spread_source=combined_source([p.spread_source for p in every]))  # fmt: skip
 
 
 def truncated_errors(values: np.ndarray, weekday: np.ndarray, *, length: int,
@@ -742,23 +833,25 @@ class ReconciledScenarios:
         spread is added to theirs, as if it peaked with them: no joint history says how it
         moves with them, and added spreads do not understate the sum's."""
         offset = len(self.hierarchy.aggregates)
-        vector = np.array([weights.get(b, 0.0) for b in self.hierarchy.bottom])
-        point = vector @ self.points[offset:]
-        young = np.array([b in self.spreads for b in self.hierarchy.bottom], dtype=bool)
+        # The series in the sum only: its bands do not depend on which others the fleet has.
+        rows = [k for k, b in enumerate(self.hierarchy.bottom) if weights.get(b, 0.0) != 0]
+        names = [self.hierarchy.bottom[k] for k in rows]
+        at = [offset + k for k in rows]
+        vector = np.array([weights[b] for b in names])
+        point = vector @ self.points[at] if rows else np.zeros(self.points.shape[1])
+        young = np.array([b in self.spreads for b in names], dtype=bool)
         own = np.where(young, 0.0, vector)
         # A series out of the sum must not carry its unobserved origins (NaN) into it.
-        members = np.where(own[:, None, None] != 0, self.errors[offset:], 0.0)
+        members = np.where(own[:, None, None] != 0, self.errors[at], 0.0)
         errors = np.einsum("b,boh->oh", own, members)
         ratios = None
         if self.levels is not None and self.levels_today is not None:
             # A weighted sum's level is the same weighted sum of its series' levels.
-            ratios = level_ratios(
-                own @ self.levels[offset:], float(own @ self.levels_today[offset:])
-            )
+            ratios = level_ratios(own @ self.levels[at], float(own @ self.levels_today[at]))
         pooled = [
             (weight, self.spreads[b])
-            for b, weight in zip(self.hierarchy.bottom, vector, strict=True)
-            if weight != 0 and b in self.spreads
+            for b, weight in zip(names, vector, strict=True)
+            if b in self.spreads
         ]
         if not pooled:
             return paths_from_errors(point, errors, first=self.first, ratios=ratios)
@@ -800,9 +893,51 @@ def reconciled_scenarios(
     group; none with `pool_spreads` off), and so does an aggregate of such series only.
     Each series starts at its first nonzero value (`started`); one zero on every day (or with
     no row) has not started: no spread, and "not_started" says so.
+
+    A series too short for a fit (`too_short`) is left out of the fit and the reconciliation
+    (with it every node only it set apart, `Hierarchy.without`): it has no errors to weigh and
+    no trend to reconcile. It is planned flat (`short_series_paths`, its spread pooled from the
+    reconciled errors of fits on `MIN_FIT_DAYS` days) and added to each node above it
+    (`plus_paths`); every other node's bands are those of the fleet without it.
     """
     history, _ = started(daily)
     history = history.with_columns(pl.col("time").cast(pl.Date))
+    short = [s for s in too_short(history) if s in hierarchy.bottom]
+    fitted = ~pl.col("id").is_in(short)
+    rest = hierarchy.without(short)
+    reconcile = partial(
+        _reconciled, launches=launches, method=method, horizon_days=horizon_days,
+        changepoint_every=changepoint_every, ridge=ridge, damping=damping,
+        origin_step=origin_step, level_scaled=level_scaled, spread_scaled=spread_scaled,
+        peers=peers, pool_spreads=pool_spreads, short=bool(short),
+    )  # fmt: skip
+    if not short:
+        scenarios, _ = reconcile(history, daily, hierarchy)
+        return scenarios
+    base: ReconciledScenarios | None = None
+    donors: dict[str, np.ndarray] = {}
+    if rest.bottom:
+        base, donors = reconcile(history.filter(fitted), daily.filter(fitted), rest)
+    first = (
+        base.first
+        if base is not None
+        else as_date(history.get_column("time").max(), what="last day") + dt.timedelta(days=1)
+    )
+    found = short_series_paths(history.filter(~fitted), launches=launches, first=first,
+                               horizon_days=horizon_days, donors=donors, peers=peers)  # fmt: skip
+    return _with_short(base, hierarchy, {s: paths for s, (paths, _) in found.items()},
+                       {s: spread for s, (_, spread) in found.items()})  # fmt: skip
+
+
+def _reconciled(history: pl.DataFrame, daily: pl.DataFrame, hierarchy: Hierarchy, *,
+                horizon_days: int, launches: Sequence[Launch], method: str,
+                changepoint_every: int, ridge: float, damping: float, origin_step: int,
+                level_scaled: bool, spread_scaled: bool, peers: Mapping[str, str] | None,
+                pool_spreads: bool, short: bool,
+                ) -> tuple[ReconciledScenarios, dict[str, np.ndarray]]:  # fmt: skip
+    """`reconciled_scenarios` of a hierarchy of series fit long enough (`history`, `started`'s
+    rows of `daily`), and the relative reconciled errors of its series fit on `MIN_FIT_DAYS`
+    days (`_truncated_donors`) when `short` asks them for series too short for a fit."""
     # A fleet none of whose series has started keeps its calendar, every node zero on it.
     values, times = node_values(
         history if history.height else daily.with_columns(pl.col("time").cast(pl.Date)),
@@ -845,12 +980,15 @@ def reconciled_scenarios(
     ages = {b: age_bucket(len(calendar) - int(starts[offset + hierarchy.bottom.index(b)]))
             for b in young}  # fmt: skip
     spreads = {b: _no_spread(first, horizon_days) for b in idle}
-    for age in set(ages.values()):
+    short_donors: dict[str, np.ndarray] = {}
+    for age in _pool_ages(ages.values(), short=short):
         donors = _truncated_donors(
             values, calendar, hierarchy, projector, base_errors, backtestable & own[:, None],
             starts=starts, length=age, horizon_days=horizon_days, origin_step=origin_step,
             changepoint_every=changepoint_every, ridge=ridge, damping=damping,
         ) if pool_spreads else {}  # fmt: skip
+        if age == MIN_FIT_DAYS:
+            short_donors = donors
         of_age = {b: today for b, today in young.items() if ages[b] == age}
         spreads.update(_young_spreads(donors, of_age, peers=peers, first=first,
                                       horizon_days=horizon_days))  # fmt: skip
@@ -879,7 +1017,52 @@ def reconciled_scenarios(
         if spreads and not own[row]:
             members = np.flatnonzero(hierarchy.summing[row])
             paths[node] = scenarios.combination({hierarchy.bottom[m]: 1.0 for m in members})
-    return scenarios
+    return scenarios, short_donors
+
+
+def _with_short(base: ReconciledScenarios | None, hierarchy: Hierarchy,
+                short: Mapping[str, SeriesPaths], short_spreads: Mapping[str, Spread],
+                ) -> ReconciledScenarios:  # fmt: skip
+    """The scenarios of every node of `hierarchy` from `base`'s (those of `hierarchy` without
+    the series of `short`, None: no other series) and the bands of the series too short for a
+    fit (`short`, their spreads `short_spreads`): each node is its part in `base` (the node of
+    its other series) plus its short series (`plus_paths`). A short series has no errors; its
+    spread is among `ReconciledScenarios.spreads`, so a requirement adds it as a young
+    series'."""
+    template = next(iter(short.values()))
+    horizon, count = template.bands["mean"].size, len(hierarchy.nodes)
+    origins = 0 if base is None else base.errors.shape[1]
+    parts: dict[frozenset[str], int] = {}
+    if base is not None:
+        for row, members in enumerate(base.hierarchy.summing):
+            parts[frozenset(base.hierarchy.bottom[k] for k in np.flatnonzero(members))] = row
+    points = np.zeros((count, horizon))
+    paths, rows, taken = {}, [], []
+    for row, node in enumerate(hierarchy.nodes):
+        members = [hierarchy.bottom[k] for k in np.flatnonzero(hierarchy.summing[row])]
+        added = [short[m] for m in members if m in short]
+        part = parts.get(frozenset(m for m in members if m not in short))
+        kept = None
+        if base is not None and part is not None:
+            kept = base.paths[base.hierarchy.nodes[part]]
+            rows.append(row)
+            taken.append(part)
+        for path in added:
+            points[row] += path.bands["mean"]
+        paths[node] = kept if kept is not None and not added else plus_paths(kept, added)
+    errors = np.full((count, origins, horizon), np.nan)
+    levels = today = None
+    spreads = dict(short_spreads)
+    if base is not None:
+        points[rows] += base.points[taken]
+        errors[rows] = base.errors[taken]
+        spreads.update(base.spreads)
+        if base.levels is not None and base.levels_today is not None:
+            levels, today = np.zeros((count, origins)), np.zeros(count)
+            levels[rows], today[rows] = base.levels[taken], base.levels_today[taken]
+    return ReconciledScenarios(hierarchy=hierarchy, first=template.days[0], points=points,
+                               errors=errors, paths=paths, levels=levels, levels_today=today,
+                               spreads=spreads)  # fmt: skip
 
 
 def _truncated_donors(values: np.ndarray, calendar: list[dt.date], hierarchy: Hierarchy,
@@ -1006,9 +1189,10 @@ def scenario_backtest(
     """Rolling origin, `windows` origins `horizon_days` apart: per series and window, the MAE of
     P50 over that of the weekly seasonal naive (the last week repeated), and the shares of days
     at or below P90 (calibrated: ~0.9) and at or below P50 (~0.5). Each series' days count from
-    its first nonzero value (`started`); one zero on every day has nothing to score and no
-    row."""
+    its first nonzero value (`started`); one zero on every day, or too short for a fit
+    (`too_short`), has no origin to score from and no row."""
     daily, _ = started(daily)
+    daily = daily.filter(~pl.col("id").is_in(too_short(daily)))
     rows = []
     lengths = daily.group_by("id").len()
     needed = horizon_days * windows + 4 * changepoint_every
@@ -1069,44 +1253,18 @@ def _slice_from(group: pl.DataFrame, *, days_back: int, length: int) -> pl.DataF
 
 def started(daily: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """(the rows of `daily` [id, time, value] from each series' first nonzero value on, in
-    their order; the ids of the series zero on every day, sorted), each series checked for
-    `MIN_FIT_DAYS` from then.
+    their order; the ids of the series zero on every day, sorted).
 
     An export that lists every series on the fleet's calendar has zeros on the days before a
     series existed. Read as its history, a series 20 days old looked old enough for errors of
     its own: those from the zero days, times today's level over a level of about zero, made its
     P90 13,839 against a P50 of 728 on its 182nd day, at a level of 212. A series of such rows
     is the series of its rows from its first nonzero value on; zeros after that value are
-    observed demand."""
+    observed demand. Its days count from there (`too_short`)."""
     missing = [c for c in ("id", "time", "value") if c not in daily.columns]
     if missing:
         raise ValueError(f"daily demand: missing column(s) {', '.join(missing)}")
     first = pl.col("time").filter(pl.col("value") != 0).min().over("id")
     history = daily.filter(pl.col("time") >= first)
-    _check_days(history, daily)
     idle = set(daily.get_column("id").unique()) - set(history.get_column("id").unique())
     return history, sorted(str(s) for s in idle)
-
-
-def _check_days(history: pl.DataFrame, daily: pl.DataFrame) -> None:
-    """A series of `history` (`started`'s rows of `daily`) with fewer than `MIN_FIT_DAYS` is
-    refused, naming the day it started if `daily` has zeros before."""
-    short = (
-        history.group_by("id")
-        .agg(pl.len(), pl.col("time").min().alias("first"))
-        .filter(pl.col("len") < MIN_FIT_DAYS)
-        .sort("id")
-    )
-    if not short.height:
-        return
-    series_id, length, first = short.row(0)
-    zeros = daily.filter((pl.col("id") == series_id) & (pl.col("time") < first)).height
-    since = (
-        f" from its first nonzero value (zero before {first:%Y-%m-%d}: not there yet)"
-        if zeros
-        else ""
-    )
-    raise ValueError(
-        f"daily demand: series {series_id!r} has {length} days{since}; a months-ahead forecast "
-        f"needs at least {MIN_FIT_DAYS}"
-    )

@@ -56,6 +56,22 @@ def test_hierarchy_nodes_and_summing_matrix():
         build_hierarchy(PROFILES, levels=["accelerator_type"])
 
 
+def test_a_hierarchy_without_some_series_is_the_one_built_from_the_others():
+    # Series too short for a fit are reconciled without: the nodes they alone set apart go
+    # (a cluster left with one series, a class now the same series as its cluster).
+    more = {"id": ["f", "g"], "cluster": ["z", "x"], "workload_class": ["other", "training"]}
+    profiles = pl.concat([PROFILES, pl.DataFrame(more)])
+    levels = ["cluster", "workload_class"]
+    hierarchy = build_hierarchy(profiles, levels=levels)
+    ids = profiles["id"].to_list()
+    for dropped in [[i] for i in ids] + [["a", "g"], ["c", "d"], ["e", "f"], ["a", "b", "g"]]:
+        expected = build_hierarchy(profiles.filter(~pl.col("id").is_in(dropped)), levels=levels)
+        got = hierarchy.without(dropped)
+        assert (got.nodes, got.levels) == (expected.nodes, expected.levels), dropped
+        np.testing.assert_array_equal(got.summing, expected.summing)
+    assert hierarchy.without(["a", "b", "g"]).nodes == ("total", "y", "z", "c", "d", "f", "e")
+
+
 def _base(hierarchy, rng, steps=24, observations=300):
     truth = rng.gamma(5.0, 10.0, size=(len(hierarchy.bottom), steps + observations))
     every = hierarchy.children_sum(truth)

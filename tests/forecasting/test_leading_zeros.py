@@ -183,25 +183,129 @@ def test_a_series_zero_on_every_day_has_not_started_and_has_no_spread():
         assert all(np.all(b == 0) for p in paths.values() for b in p.bands.values())
 
 
-@pytest.mark.parametrize("path", ["series", "reconciled"])
-def test_a_series_with_too_few_days_from_its_first_value_is_refused_as_if_its_rows_began_there(
-    path,
-):
+def _short_fleet() -> pl.DataFrame:
+    """`_fleet` with `young` there for its last 10 days only (fewer than `MIN_FIT_DAYS`) and a
+    series of exactly `MIN_FIT_DAYS` days (`y14`), the youngest that is fit."""
     rows = _fleet().filter(
         (pl.col("id") != "young") | (pl.col("time") >= START + dt.timedelta(days=130))
     )
-    filled = _zero_filled(rows, ["young"])
-    hierarchy = _hierarchy(rows)
-    for daily in (rows, filled):
-        with pytest.raises(
-            ValueError, match=f"series 'young' has 10 days.*at least {MIN_FIT_DAYS}"
-        ):
-            if path == "series":
-                scenario_paths(daily, horizon_days=28)
-            else:
-                reconciled_scenarios(daily, hierarchy, horizon_days=28)
-    with pytest.raises(ValueError, match="zero before 2026-05-15"):
-        scenario_paths(filled, horizon_days=28)
+    return pl.concat([rows, _series("y14", 140 - MIN_FIT_DAYS, 140, 40.0, seed=12)])
+
+
+def _last_week_mean(daily: pl.DataFrame, series_id: str) -> float:
+    values = daily.filter(pl.col("id") == series_id).sort("time")["value"].to_numpy()
+    return float(values[-7:].mean())
+
+
+def _relative_spread(path: SeriesPaths, level: float) -> np.ndarray:
+    return (path.bands["weekly_p90"] - path.bands["weekly_p50"]) / level
+
+
+SHORT_OPTIONS = {
+    "horizon_days": 56,
+    "peers": {**{f"s{k}": "x" for k in range(5)}, "late": "x", "young": "x", "y14": "x"},
+    "launches": [Launch(name="n", series_id="young", start=START + dt.timedelta(days=150),
+                        accelerators=10, ramp_days=7)],
+}  # fmt: skip
+
+
+def test_a_series_too_short_for_a_fit_is_planned_flat_at_its_last_weeks_mean():
+    # A series 10 days old stopped the months-ahead plan of the whole fleet. It is planned at
+    # its current level, flat, its launch added; its P90 spread is pooled as a young series' of
+    # the shortest fitted age is, and its source says both. The others keep their bands to the
+    # last bit, and a zero-filled export is the same fleet.
+    rows = _short_fleet()
+    without = rows.filter(pl.col("id") != "young")
+    paths = scenario_paths(rows, **SHORT_OPTIONS)
+    _assert_same({k: v for k, v in paths.items() if k != "young"},
+                 scenario_paths(without, **SHORT_OPTIONS))  # fmt: skip
+    _assert_same(scenario_paths(_zero_filled(rows, ["young", "y14"]), **SHORT_OPTIONS), paths)
+    short = paths["young"]
+    assert short.spread_source == "short_pooled_class"
+    assert paths["y14"].spread_source == "pooled_class"
+    level = _last_week_mean(rows, "young")
+    band = short.bands
+    assert short.days == paths["s0"].days
+    # Flat at the level until the launch starts (day 150, the forecast's 11th), then the ramp.
+    np.testing.assert_array_equal(band["p50"][:10], np.full(10, level))
+    np.testing.assert_allclose(band["p50"][-1], level + 10, rtol=1e-12)
+    np.testing.assert_array_equal(band["mean"], band["p50"])
+    assert np.all(band["p90"] > band["p50"])
+    # Its spread relative to its level is the 14-day series': the same pool, fits on
+    # `MIN_FIT_DAYS` days before each origin.
+    y14_level = float(rows.filter(pl.col("id") == "y14")["value"].mean())
+    np.testing.assert_allclose(_relative_spread(short, level),
+                               _relative_spread(paths["y14"], y14_level), rtol=1e-10)  # fmt: skip
+
+
+def test_a_series_too_short_for_a_fit_is_summed_into_the_reconciled_nodes_above_it():
+    rows = _short_fleet()
+    without = rows.filter(pl.col("id") != "young")
+    hierarchy, fewer = _hierarchy(rows), _hierarchy(without)
+    reconciled = reconciled_scenarios(rows, hierarchy, **SHORT_OPTIONS)
+    alone = reconciled_scenarios(without, fewer, **SHORT_OPTIONS)
+    _assert_same(reconciled_scenarios(_zero_filled(rows, ["young", "y14"]), hierarchy,
+                                      **SHORT_OPTIONS).paths, reconciled.paths)  # fmt: skip
+    short = reconciled.paths["young"]
+    assert short.spread_source == "short_pooled_class"
+    # Its P50 is the series path's (no fit to reconcile), its spread the reconciled pool's.
+    series = scenario_paths(rows, **SHORT_OPTIONS)["young"]
+    np.testing.assert_array_equal(short.bands["p50"], series.bands["p50"])
+    assert np.all(short.bands["p90"] > short.bands["p50"])
+    level = _last_week_mean(rows, "young")
+    y14_level = float(rows.filter(pl.col("id") == "y14")["value"].mean())
+    np.testing.assert_allclose(_relative_spread(short, level),
+                               _relative_spread(reconciled.paths["y14"], y14_level),
+                               rtol=1e-10)  # fmt: skip
+    # Every node without it is the fleet's without it, to the last bit; a node with it is that
+    # node's bands plus its own (its spread added, as if it peaked with them).
+    above = {"x", "total"}
+    _assert_same({n: reconciled.paths[n] for n in fewer.nodes if n not in above},
+                 {n: alone.paths[n] for n in fewer.nodes if n not in above})  # fmt: skip
+    for node in above:
+        assert reconciled.paths[node].spread_source == "own+short_pooled_class", node
+        for key, band in alone.paths[node].bands.items():
+            np.testing.assert_allclose(reconciled.paths[node].bands[key],
+                                       band + short.bands[key], rtol=1e-12)  # fmt: skip
+    # A requirement with it is the others' plus its path; one without it is the same sum.
+    others = {"s0": 1.0, "late": 1.0}
+    np.testing.assert_array_equal(reconciled.combination(others).bands["p90"],
+                                  alone.combination(others).bands["p90"])  # fmt: skip
+    summed = reconciled.combination({**others, "young": 1.0})
+    assert summed.spread_source == "own+short_pooled_class"
+    for key, band in alone.combination(others).bands.items():
+        np.testing.assert_allclose(summed.bands[key], band + short.bands[key], rtol=1e-12)
+    note = spread_note(
+        pl.DataFrame({"id": ["young"], "spread_source": ["short_pooled_class"],
+                      "p90_spread": [3.0]})
+    )  # fmt: skip
+    assert "young (short_pooled_class, 3.0)" in note
+    assert f"fewer than {MIN_FIT_DAYS} days" in note and "last 7 days" in note
+
+
+@pytest.mark.parametrize("path", ["series", "reconciled"])
+def test_a_fleet_of_short_series_only_is_planned_flat_and_says_nothing_was_pooled(path):
+    # Days 3 and 12 of two series, nothing with a history to pool from: flat at the mean of the
+    # days there are (fewer than a week: all of them), no spread.
+    daily = pl.concat([_series("a", 128, 140, 30.0, seed=1), _series("b", 137, 140, 5.0, seed=2)])
+    hierarchy = build_hierarchy(pl.DataFrame({"id": ["a", "b"], "group": ["x", "x"]}),
+                                levels=["group"])  # fmt: skip
+    paths = (
+        scenario_paths(daily, horizon_days=28)
+        if path == "series"
+        else reconciled_scenarios(daily, hierarchy, horizon_days=28).paths
+    )
+    for series_id in ("a", "b"):
+        band = paths[series_id].bands
+        assert paths[series_id].spread_source == "short_none"
+        np.testing.assert_allclose(band["p50"], _last_week_mean(daily, series_id), rtol=1e-12)
+        np.testing.assert_array_equal(band["p90"], band["p50"])
+    assert paths["b"].bands["p50"][0] == pytest.approx(
+        float(daily.filter(pl.col("id") == "b")["value"].mean())
+    )
+    if path == "reconciled":
+        total = paths["x"].bands["p50"]
+        np.testing.assert_allclose(total, paths["a"].bands["p50"] + paths["b"].bands["p50"])
 
 
 def test_scenario_backtest_counts_a_series_days_from_its_first_value():
@@ -220,3 +324,6 @@ def test_scenario_backtest_counts_a_series_days_from_its_first_value():
     idle = rows.filter(pl.col("id") == "s0").with_columns(id=pl.lit("idle"), value=pl.lit(0.0))
     with_idle = scenario_backtest(pl.concat([daily, idle]), horizon_days=42, windows=2)
     assert with_idle.equals(scores)
+    # Nor does one too short for a fit: it has no origin to score from.
+    short = _zero_filled(pl.concat([daily, _series("new", 290, 300, 50.0, seed=3)]), ["new"])
+    assert scenario_backtest(short, horizon_days=42, windows=2).equals(scores)

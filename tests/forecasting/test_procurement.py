@@ -316,6 +316,64 @@ def test_procurement_plan_asset_names_the_series_whose_spread_is_pooled(tmp_path
     assert set(lake.read_table("procurement_plan")["spread_source"]) == {"own", "pooled_fleet"}
 
 
+def _short_fleet() -> tuple[pl.DataFrame, str]:
+    """63 days of telemetry in which one series appeared 10 days before the end."""
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=63, step_minutes=60, seed=3)
+    short_id = usage["series_id"].unique().sort()[0]
+    arrived = dt.datetime(2026, 11, 19, tzinfo=dt.UTC)
+    return usage.filter((pl.col("series_id") != short_id) | (pl.col("time") >= arrived)), short_id
+
+
+def test_procurement_plan_asset_materializes_with_a_series_too_short_for_a_fit(
+    tmp_path, monkeypatch
+):
+    # A series launched 10 days ago stopped the plan of the whole fleet. It is planned flat at
+    # its last week's mean with a pooled spread, and the plan's rows, metadata and report say so.
+    usage, short_id = _short_fleet()
+    metadata, lake = _materialize_plan(tmp_path, monkeypatch, usage)
+    note = f"{short_id} (short_pooled_fleet, "
+    assert note in metadata["p90_spread"].value
+    assert f"planned flat at the mean of its last 7 days: {short_id}" in (
+        metadata["p90_spread"].value
+    )
+    assert short_id in metadata["p90_spread_by_series"].value
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert note in report.read_text()
+    written = lake.read_table("procurement_plan")
+    profile = series_profiles(usage).filter(pl.col("id") == short_id).row(0, named=True)
+    sources = dict(
+        written.filter(pl.col("scenario") == "p90")
+        .select(pl.concat_str("cluster", "accelerator_type"), "spread_source")
+        .iter_rows()
+    )
+    assert "short_pooled_fleet" in sources.pop(profile["cluster"] + profile["accelerator_type"])
+    assert set(sources.values()) == {"own"}
+    wide = written.pivot(
+        on="scenario", index=["cluster", "accelerator_type"], values="peak_required"
+    )
+    assert (wide["p90"] >= wide["p50"]).all()
+
+
+@pytest.mark.parametrize("reconciliation", [None, "mint_shrink"])
+def test_capacity_plan_plans_a_series_too_short_for_a_fit_at_its_last_weeks_mean(reconciliation):
+    usage, short_id = _short_fleet()
+    plan = capacity_plan(usage, config=CapacityConfig(), as_of=dt.date(2026, 11, 29),
+                         reconciliation=reconciliation)  # fmt: skip
+    history = to_series(with_detail_columns(usage), freq="1d").filter(pl.col("id") == short_id)
+    assert history.height == 10
+    level = float(history.sort("time")["value"].tail(7).mean())
+    bands = plan.daily.filter(pl.col("id") == short_id)
+    np.testing.assert_allclose(bands["p50"].to_numpy(), level, rtol=1e-12)
+    assert (bands["p90"] > bands["p50"]).all()
+    assert set(bands["spread_source"]) == {"short_pooled_fleet"}
+    assert {s for i, s in plan.weekly.select("id", "spread_source").unique().iter_rows()
+            if i != short_id} == {"own"}  # fmt: skip
+    # Its demand is in its cluster's bands.
+    cluster = series_profiles(usage).filter(pl.col("id") == short_id)["cluster"].item()
+    first_week = plan.cluster_weekly.filter(pl.col("cluster") == cluster).sort("time").row(0)
+    assert first_week[2] >= level
+
+
 def test_weekly_forecast_asset_ships_the_calibrated_rule(tmp_path):
     from assets.forecasting.assets import compute_capacity_forecast
     from resources.lake import LakeIOManager, LocalLake
