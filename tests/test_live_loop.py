@@ -190,26 +190,27 @@ def _state(lake: Path) -> LiveState:
     )
 
 
-def _live_runs_in_flight(instance_db: str) -> int:
-    """Live runs the instance has not seen end (queued, starting, started or cancelling)."""
+def _live_runs(instance_db: str) -> list[tuple]:
+    """(status, created, started, ended) of every live run in the instance's run storage,
+    oldest first (epoch seconds; started and ended null until then)."""
     dsn = f"postgresql://postgres@127.0.0.1:5432/{instance_db}"
     with psycopg.connect(dsn) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM runs WHERE pipeline_name = 'live_quality_job' AND status NOT IN "
-            "('SUCCESS', 'FAILURE', 'CANCELED')"
-        ).fetchone()
-    return int(row[0]) if row else 0
+        return connection.execute(
+            "SELECT status, extract(epoch FROM create_timestamp AT TIME ZONE 'UTC'), start_time, "
+            "end_time FROM runs WHERE pipeline_name = 'live_quality_job' ORDER BY 2"
+        ).fetchall()
+
+
+def _live_runs_in_flight(instance_db: str) -> int:
+    """Live runs the instance has not seen end (queued, starting, started or cancelling)."""
+    ended = {"SUCCESS", "FAILURE", "CANCELED"}
+    return sum(1 for run in _live_runs(instance_db) if run[0] not in ended)
 
 
 def _run_timings(instance_db: str) -> dict[str, object]:
     """Per live run: queued → started (launch: a process importing the code location) and
     started → ended (the work), from the instance's run storage."""
-    dsn = f"postgresql://postgres@127.0.0.1:5432/{instance_db}"
-    with psycopg.connect(dsn) as connection:
-        rows = connection.execute(
-            "SELECT status, extract(epoch FROM create_timestamp AT TIME ZONE 'UTC'), start_time, "
-            "end_time FROM runs WHERE pipeline_name = 'live_quality_job' ORDER BY 2"
-        ).fetchall()
+    rows = _live_runs(instance_db)
     launch = [r[2] - float(r[1]) for r in rows if r[2] is not None]
     work = [r[3] - r[2] for r in rows if r[2] is not None and r[3] is not None]
 
