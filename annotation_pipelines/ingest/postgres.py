@@ -15,16 +15,20 @@ as "in the future" (clock skew) and must get another chance once the clock catch
 The next watermark is `until`.
 
 Deletions: a row the tool deletes leaves a tombstone (migration 6: `judgment_deletions`,
-`gold_label_deletions`, filled by an AFTER DELETE trigger) stamped `deleted_at = now()`, the
-start of the deleting transaction like `updated_at`, so the same safe window, overlap and
-`seen` apply to it. The extract hands the window's tombstones on (`DatabaseExtract.deletions`,
-`.gold_deletions`) after ordering them against the window's rows by time: a row whose
-`updated_at` is at or after a tombstone of its key was re-inserted after the deletion (in the
-same transaction: the same stamp) and is kept, the tombstone dropped; a row older than a
-tombstone of its key is dropped. Rows are grouped by the day of their own `submitted_at`, not
-the day they were extracted, so a late-arriving judgment lands in the partition it belongs
-to; `merge_partition` upserts by key keeping the newest `updated_at`, so re-reading a row
-(or re-running a window or a day) changes nothing.
+`gold_label_deletions`, filled by an AFTER DELETE trigger) stamped `deleted_at = now()`, the start
+of the deleting transaction like `updated_at`, so the same safe window, overlap and `seen` apply to
+it. The extract hands the window's tombstones on (`DatabaseExtract.deletions`, `.gold_deletions`)
+less those of a key the window also read a row of: every tombstone of the window committed before
+`until` was probed (a deletion still open then started after it) and the rows are read after, so a
+row read was inserted again after the deletion, even one stamped before it (a transaction that began
+before the deletion and inserted the freed key after it committed). A version stored by an earlier
+window is dead only when it is the deleted version or older: `stored.updated_at <=
+tombstone.updated_at` (the deleted version's stamp) and `< tombstone.deleted_at`
+(`assets.sources.withdraw_deleted`, `loop.ledger.deleted`); a re-insert an earlier window read is
+newer than the version its later-read tombstone deleted, and stays. Rows are grouped by the day of
+their own `submitted_at`, not the day they were extracted, so a late-arriving judgment lands in the
+partition it belongs to; `merge_partition` upserts by key keeping the newest `updated_at`, so
+re-reading a row (or re-running a window or a day) changes nothing.
 
 Reads are bulk and columnar: ADBC (`adbc-driver-postgresql`, binary COPY under the hood,
 straight into Arrow) by default, or psycopg `COPY ... TO STDOUT` parsed by Polars; the
@@ -284,9 +288,10 @@ class DatabaseExtract:
     # One flag per row of `result.quarantine`: a judgment submitted after `until`, which the
     # next extract reads again whatever made it bad (it is not in `seen`).
     read_again: pl.Series = field(default_factory=lambda: pl.Series("read_again", [], pl.Boolean))
-    # The window's tombstones (`DELETIONS`, `GOLD_DELETIONS`): rows the tool deleted, each
-    # newer than any version of its key the window read. One of a project name the ingest
-    # refuses is left out: its rows were never loaded (`ignored_deletions` counts them).
+    # The window's tombstones (`DELETIONS`, `GOLD_DELETIONS`): rows the tool deleted, of keys
+    # the window read no row of (one read was inserted again). One of a project name the
+    # ingest refuses is left out: its rows were never loaded (`ignored_deletions` counts
+    # their keys).
     deletions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DELETIONS))
     gold_deletions: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
@@ -411,22 +416,15 @@ def read_deletions_since(
     return frames
 
 
-def _ordered(
-    rows: pl.DataFrame, tombstones: pl.DataFrame, key: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(`rows` less those a newer tombstone of their key deleted, `tombstones` less those a
-    row of their key at the same or a later `updated_at` outlived: it was re-inserted)."""
-    if rows.height == 0 or tombstones.height == 0:
-        return rows, tombstones
-    newest_row = rows.group_by(key).agg(_row=pl.col("updated_at").max())
-    newest_death = tombstones.group_by(key).agg(_death=pl.col("deleted_at").max())
-    kept = rows.join(newest_death, on=key, how="left", maintain_order="left").filter(
-        pl.col("_death").is_null() | (pl.col("updated_at") >= pl.col("_death"))
-    )
-    standing = tombstones.join(newest_row, on=key, how="left", maintain_order="left").filter(
-        pl.col("_row").is_null() | (pl.col("_row") < pl.col("deleted_at"))
-    )
-    return kept.drop("_death"), standing.drop("_row")
+def _ordered(read: pl.DataFrame, tombstones: pl.DataFrame, key: str) -> pl.DataFrame:
+    """`tombstones` less those of a key the window's rows (`read`, as read, the overlap's
+    rows already `seen` included) hold: every tombstone of the window committed before its
+    `until` was probed and the rows were read after, so a row read was inserted again after
+    its deletion committed, whatever its stamp."""
+    if read.height == 0 or tombstones.height == 0:
+        return tombstones
+    present = read.get_column(key).cast(pl.String).implode()
+    return tombstones.filter(~pl.col(key).is_in(present))
 
 
 def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
@@ -557,6 +555,7 @@ def extract_since(
         for table, rows in DELETION_TABLES.items()
     }
     recent = [prior]
+    raw = dict(read)
     for table, frame in read.items():
         read[table] = _unseen(frame, table=table, seen=prior)
         # A judgment submitted after `until` may be quarantined as "in the future": it is not
@@ -582,16 +581,17 @@ def extract_since(
                 table=pl.lit(table, pl.String), key=pl.col(key), updated_at="deleted_at"
             ).cast(pl.Schema(SEEN))
         )
-        rows = DELETION_TABLES[table]
-        read[rows], tombstones[table] = _ordered(read[rows], tombstones[table], key)
+        tombstones[table] = _ordered(raw[DELETION_TABLES[table]], tombstones[table], key)
     judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
     safe = pl.col("project").str.contains(PROJECT_NAME).fill_null(False) & ~pl.col(
         "project"
     ).str.contains("..", literal=True)
     deletions = tombstones["judgment_deletions"].filter(safe)
     gold_deletions = tombstones["gold_label_deletions"].filter(safe)
-    ignored = sum(frame.height for frame in tombstones.values()) - (
-        deletions.height + gold_deletions.height
+    ignored = sum(
+        frame.get_column(EXTRACT_KEYS[DELETION_TABLES[table]]).n_unique()
+        - frame.filter(safe).get_column(EXTRACT_KEYS[DELETION_TABLES[table]]).n_unique()
+        for table, frame in tombstones.items()
     )
     next_seen = (
         pl.concat(recent)

@@ -252,10 +252,10 @@ def annotation_db_changes(
 
 def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str]]:
     """(how many keys a tombstone removed from the staged rows, the days to rebuild): a deleted
-    judgment leaves the staged day of its `submitted_at`, a deleted gold label every staged
-    day of the DB's gold, each only where the staged version is older than the deletion (a
-    row re-inserted at the deletion's stamp or later stays). A tombstone of a row never
-    staged removes nothing. The days are those of every tombstone, whether it removed a row
+    judgment leaves the staged day of its `submitted_at`, a deleted gold label every staged day of
+    the DB's gold, each only where the staged version is the deleted one or older (a row inserted
+    again after the deletion is newer than the deleted version, and stays). A tombstone of a row
+    never staged removes nothing. The days are those of every tombstone, whether it removed a row
     now or in an attempt that failed before the watermark moved, so a retry rebuilds them."""
     applied: set[tuple[str, str]] = set()
     days: set[str] = set()
@@ -285,15 +285,26 @@ def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str
 
 
 def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: str) -> set[str]:
-    """Rewrite the staged `key` without the rows a newer tombstone deleted; their ids."""
+    """Rewrite the staged `key` without the rows a tombstone deleted (`ledger.deleted`'s rule:
+    the deleted version or an older one); their ids."""
     staged = lake.get_frame(key)
-    deaths = tombstones.group_by(id_column).agg(_deleted_at=pl.col("deleted_at").max())
-    marked = staged.join(deaths, on=id_column, how="left", maintain_order="left")
-    gone = (pl.col("updated_at") < pl.col("_deleted_at")).fill_null(False)
-    removed = set(marked.filter(gone).get_column(id_column).to_list())
-    if removed:
-        lake.put_frame(key, marked.filter(~gone).drop("_deleted_at"))
-    return removed
+    deaths = tombstones.select(id_column, _version="updated_at", _deleted_at="deleted_at")
+    dead = (
+        staged.select(id_column, "updated_at")
+        .join(deaths, on=id_column, how="inner")
+        .filter(
+            (pl.col("updated_at") <= pl.col("_version"))
+            & (pl.col("updated_at") < pl.col("_deleted_at"))
+        )
+        .select(id_column, "updated_at")
+        .unique()
+    )
+    if dead.height == 0:
+        return set()
+    lake.put_frame(
+        key, staged.join(dead, on=[id_column, "updated_at"], how="anti", maintain_order="left")
+    )
+    return set(dead.get_column(id_column).to_list())
 
 
 @asset(

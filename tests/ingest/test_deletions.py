@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import psycopg
@@ -218,3 +218,123 @@ def test_migrate_names_a_bad_schema_and_an_unreachable_database(postgres_dsn):
     closed = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"
     down = CliRunner().invoke(main, ["migrate", "--dsn", closed])
     assert down.exit_code == 1 and "127.0.0.1" in down.output, down.output
+
+
+GOLD = "INSERT INTO gold_labels (task_id, project, label) VALUES (%s, 'p', %s)"
+
+
+def _staged(lake: LocalLake, extract, key: str, gold_key: str) -> tuple[dict, dict]:
+    """Stage one extract as the daily asset does (upsert, then withdraw); the staged labels."""
+    for frame, at in ((extract.result.judgments, key), (extract.result.gold, gold_key)):
+        if frame.height:
+            existing = lake.get_frame(at) if lake.exists(at) else None
+            lake.put_frame(
+                at,
+                merge_partition(
+                    existing, frame, key=("judgment_id",) if at == key else ("task_id",)
+                ),
+            )
+    withdraw_deleted(lake, extract)
+    judged = dict(lake.get_frame(key).select("judgment_id", "label").iter_rows())
+    gold = dict(lake.get_frame(gold_key).select("task_id", "label").iter_rows())
+    return judged, gold
+
+
+def _reinserted_by_an_earlier_transaction(
+    dsn: str, schema: str, *, held: bool
+) -> psycopg.Connection | None:
+    """A transaction begun before a deletion inserts the freed key after the deletion commits:
+    the row is stamped before its own tombstone. `held`: a third transaction, begun between
+    the two, stays open (the extract's `until` falls between them) until the caller ends it."""
+    importer = psycopg.connect(dsn)
+    importer.execute(f"SET search_path TO {schema}")
+    importer.execute("SELECT 1")
+    settle()
+    holder = psycopg.connect(dsn) if held else None
+    if holder is not None:
+        holder.execute("SELECT 1")
+        settle()
+    run(dsn, schema, delete("k"), ("DELETE FROM gold_labels WHERE task_id = 't1'", ()))
+    importer.execute(*insert("k", "t1", "p", "a1", "dog", WHEN))
+    importer.execute(GOLD, ("t1", "dog"))
+    importer.commit()
+    importer.close()
+    return holder
+
+
+def _key_and_gold(dsn: str, schema: str, tmp_path) -> tuple[object, LocalLake, str, str]:
+    apply_schema(dsn, schema=schema)
+    run(dsn, schema, insert("k", "t1", "p", "a1", "cat", WHEN), (GOLD, ("t1", "cat")))
+    first = extract_since(dsn, since=EPOCH, schema=schema)
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    key = "staging/judgments/day=2026-11-02/annotation_db.parquet"
+    gold_day = first.result.gold["updated_at"][0]
+    gold_key = f"staging/gold_labels/day={gold_day:%Y-%m-%d}/annotation_db.parquet"
+    assert _staged(lake, first, key, gold_key) == ({"k": "cat"}, {"t1": "cat"})
+    settle()
+    return first, lake, key, gold_key
+
+
+def test_a_key_inserted_again_by_a_transaction_begun_before_its_deletion_stays(
+    postgres_dsn, tmp_path
+):
+    """Within one window: the re-insert is stamped before its tombstone, but the window read it
+    after the deletion committed, so the row is handed on, its tombstones are not, and the
+    staged day and gold keep the new version; the next extract has nothing to add."""
+    schema = "deletion_reinsert_early"
+    first, lake, key, gold_key = _key_and_gold(postgres_dsn, schema, tmp_path)
+    _reinserted_by_an_earlier_transaction(postgres_dsn, schema, held=False)
+    with psycopg.connect(postgres_dsn) as connection:
+        (row,) = connection.execute(f"SELECT updated_at FROM {schema}.judgments").fetchall()
+        (death,) = connection.execute(
+            f"SELECT deleted_at FROM {schema}.judgment_deletions"
+        ).fetchall()
+    assert row[0] < death[0]
+    second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    assert second.result.judgments.select("judgment_id", "label").rows() == [("k", "dog")]
+    assert second.result.gold.select("task_id", "label").rows() == [("t1", "dog")]
+    assert second.deletions.height == 0 and second.gold_deletions.height == 0
+    assert _staged(lake, second, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+    third = extract_since(postgres_dsn, since=second.watermark, schema=schema, seen=second.seen)
+    assert third.result.rows_read == 0 and third.deletions.height == 0
+    assert _staged(lake, third, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+
+
+@pytest.mark.parametrize("overlap_s", [300, 0])
+def test_a_reinsert_read_in_an_earlier_window_than_its_tombstone_stays(
+    postgres_dsn, tmp_path, overlap_s
+):
+    """Across windows: a transaction held open between the re-inserting one's start and the
+    deletion's places `until` between them, so one window reads the re-insert and the next
+    the tombstone (its overlap re-reading the row, or not: `overlap_s` 0, a transaction held
+    longer than the overlap). The staged version is newer than the one deleted: it stays."""
+    schema = f"deletion_reinsert_across_{overlap_s}"
+    first, lake, key, gold_key = _key_and_gold(postgres_dsn, schema, tmp_path)
+    holder = _reinserted_by_an_earlier_transaction(postgres_dsn, schema, held=True)
+    assert holder is not None
+    try:
+        second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    finally:
+        holder.commit()
+        holder.close()
+    with psycopg.connect(postgres_dsn) as connection:
+        (row,) = connection.execute(f"SELECT updated_at FROM {schema}.judgments").fetchall()
+        (death,) = connection.execute(
+            f"SELECT deleted_at FROM {schema}.judgment_deletions"
+        ).fetchall()
+    assert row[0] <= second.until < death[0]
+    assert second.result.judgments.select("judgment_id", "label").rows() == [("k", "dog")]
+    assert second.deletions.height == 0
+    assert _staged(lake, second, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+    third = extract_since(
+        postgres_dsn,
+        since=second.watermark,
+        schema=schema,
+        seen=second.seen,
+        overlap=timedelta(seconds=overlap_s),
+    )
+    assert third.result.rows_read == 0
+    if overlap_s == 0:
+        assert third.deletions["judgment_id"].to_list() == ["k"]
+        assert third.gold_deletions["task_id"].to_list() == ["t1"]
+    assert _staged(lake, third, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
