@@ -132,17 +132,76 @@ def migration_files() -> list[tuple[int, Path]]:
     return [(1, SQL_DIR / "schema.sql"), *sorted(numbered)]
 
 
-def apply_schema(dsn: str, *, schema: str = "public") -> None:
+# Migrations the pipelines can run without (migration 6's triggers sit on the tool's own
+# tables, so it needs a role owning them): one a live run may not apply is skipped, and tried
+# again on the next run. The others create and change the pipelines' own tables, which the
+# live runs cannot work without.
+OPTIONAL_MIGRATIONS: frozenset[int] = frozenset({6})
+# A migration's DDL waits for its table's lock behind every open transaction that touched the
+# table, and every later writer (an annotator's INSERT) queues behind it: the tool stalls as
+# long as the migration waits. A few seconds, then give up; the daemon's next run retries.
+MIGRATION_LOCK_TIMEOUT = timedelta(seconds=3)
+# What a DBA does about a migration the pipelines' role cannot apply.
+MIGRATION_FIX = (
+    "run `annotation-pipelines migrate --dsn …` as a role owning `judgments` and "
+    "`gold_labels` and GRANT SELECT ON judgment_deletions, gold_label_deletions to the "
+    "pipelines' role, or GRANT TRIGGER ON judgments, gold_labels to the pipelines' role (the "
+    "next live run applies it)"
+)
+
+
+@dataclass(frozen=True)
+class SkippedMigration:
+    """An optional migration `apply_schema` could not apply: `cause` names why (the driver's
+    first line) and what to do, `locked` whether it was the lock wait, not a privilege."""
+
+    version: int
+    name: str
+    cause: str
+    locked: bool
+
+    def message(self) -> str:
+        """One line for a run's log: what was skipped, why, what it costs, what to do."""
+        return (
+            f"migration {self.version} ({self.name}) skipped: {self.cause}; the next run tries "
+            "again. Until it is applied the tool's hard deletes are not tracked "
+            "(deletions_tracked: false)"
+        )
+
+
+class MigrationFailed(RuntimeError):
+    """A migration could not be applied; the message names it and the cause."""
+
+    def __init__(self, *, version: int, name: str, where: str, cause: str) -> None:
+        super().__init__(f"migration {version} ({name}) on {where} failed: {cause}")
+        self.version = version
+        self.name = name
+        self.cause = cause
+
+
+def apply_schema(
+    dsn: str,
+    *,
+    schema: str = "public",
+    lock_timeout: timedelta = MIGRATION_LOCK_TIMEOUT,
+    strict: bool = False,
+) -> list[SkippedMigration]:
     """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`.
 
     Each migration records its version in `schema_migrations`; one recorded there is not run
     again. A run of the live jobs calls this once, before its first read or write of the live
     tables (`AnnotationDatabase`): a migration's ALTER TABLE, even one that changes nothing,
     waits for every open transaction that read its table and holds every later reader behind
-    it, so a migration runs once, not once per run.
-    """
-    from psycopg import sql
+    it, so a migration runs once, not once per run, and waits at most `lock_timeout` for a
+    lock. Each migration is one transaction: one that fails changes nothing.
 
+    An optional migration (`OPTIONAL_MIGRATIONS`) this role may not apply, or whose lock is
+    not granted in time, is skipped and returned, unless `strict`; any other failure raises
+    `MigrationFailed`, naming the migration.
+    """
+    from psycopg import errors, sql
+
+    skipped: list[SkippedMigration] = []
     with connect(dsn, autocommit=True) as connection:
         connection.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
@@ -150,10 +209,62 @@ def apply_schema(dsn: str, *, schema: str = "public") -> None:
             )
         )
         connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        milliseconds = max(1, int(lock_timeout.total_seconds() * 1000))
+        connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds)))
         applied = _recorded_migrations(connection)
         for version, path in migration_files():
-            if version not in applied:
+            if version in applied:
+                continue
+            name = path.name.removesuffix(".sql")
+            try:
                 connection.execute(path.read_text())
+            except (errors.InsufficientPrivilege, errors.LockNotAvailable) as error:
+                if strict or version not in OPTIONAL_MIGRATIONS:
+                    raise MigrationFailed(
+                        version=version,
+                        name=name,
+                        where=_where(dsn, schema),
+                        cause=_cause(error, lock_timeout),
+                    ) from error
+                skipped.append(
+                    SkippedMigration(
+                        version=version,
+                        name=name,
+                        cause=_cause(error, lock_timeout),
+                        locked=isinstance(error, errors.LockNotAvailable),
+                    )
+                )
+            except errors.Error as error:
+                raise MigrationFailed(
+                    version=version,
+                    name=name,
+                    where=_where(dsn, schema),
+                    cause=_cause(error, lock_timeout),
+                ) from error
+    return skipped
+
+
+def _where(dsn: str, schema: str) -> str:
+    from annotation_pipelines.ingest.connection import describe
+
+    return f"{describe(dsn)} (schema {schema})"
+
+
+def _cause(error: BaseException, lock_timeout: timedelta) -> str:
+    """The driver's first line, and what to do about a privilege or a lock."""
+    from psycopg import errors
+
+    from annotation_pipelines.ingest.connection import first_line
+
+    cause = first_line(error)
+    if isinstance(error, errors.InsufficientPrivilege):
+        return f"{cause}; {MIGRATION_FIX}"
+    if isinstance(error, errors.LockNotAvailable):
+        return (
+            f"{cause} (waited {lock_timeout.total_seconds():g} s for a table lock behind an "
+            "open transaction); try again when the tool is quieter"
+        )
+    return cause
 
 
 def _recorded_migrations(connection: psycopg.Connection[Any]) -> set[int]:
@@ -390,8 +501,9 @@ def read_deletions_since(
     dsn: str, *, since: datetime, until: datetime, schema: str = "public"
 ) -> dict[str, pl.DataFrame]:
     """Tombstone table (`DELETION_TABLES`) -> its tombstones with `since < deleted_at <= until`,
-    oldest first; a table the database does not have yet (it predates migration 6) is left
-    out, so the caller can say that deletions are not tracked there.
+    oldest first; a table the database does not have yet (it predates migration 6), or that
+    this role may not read (a DBA applied the migration and granted nothing), is left out, so
+    the caller can say that deletions are not tracked there.
 
     One psycopg connection for both tables: a window usually holds none or a few, and opening
     an ADBC connection costs more than reading them (a bulk erasure of 100,000 judgments reads
@@ -402,7 +514,8 @@ def read_deletions_since(
             columns = DELETIONS if table == "judgment_deletions" else GOLD_DELETIONS
             qualified = f"{_quoted(schema)}.{_quoted(table)}"
             exists = connection.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (qualified,)
+                "SELECT coalesce(has_table_privilege(to_regclass(%s), 'SELECT'), false)",
+                (qualified,),
             ).fetchone()
             if not (exists and exists[0]):
                 continue
@@ -766,7 +879,11 @@ def merge_partition(
 
 
 __all__ = [
+    "MIGRATION_LOCK_TIMEOUT",
+    "OPTIONAL_MIGRATIONS",
     "DatabaseExtract",
+    "MigrationFailed",
+    "SkippedMigration",
     "applied_migrations",
     "apply_schema",
     "extract_since",

@@ -29,6 +29,7 @@ from dagster import (
 from annotation_pipelines import schema
 from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
 from annotation_pipelines.ingest.postgres import (
+    MIGRATION_FIX,
     DatabaseExtract,
     merge_partition,
     partition_by_day,
@@ -224,9 +225,8 @@ def annotation_db_changes(
         context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
     if not extract.deletions_tracked:
         context.log.warning(
-            "the annotation DB has no tombstone tables (migration 6), so rows the tool deletes "
-            "stay in the daily layers; apply the migrations with `annotation-pipelines migrate "
-            "--dsn …` (a live run applies them too)"
+            "the annotation DB has no tombstone tables this role can read (migration 6), so "
+            f"rows the tool deletes stay in the daily layers; {MIGRATION_FIX}"
         )
     lake.put_frame(
         quarantine_key("annotation_db", f"{extract.until:%Y%m%dT%H%M%S}"), result.quarantine

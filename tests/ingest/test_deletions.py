@@ -6,6 +6,7 @@ newer than it."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -15,14 +16,20 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
+from annotation_pipelines.ingest.connection import Timeouts, conninfo
 from annotation_pipelines.ingest.postgres import (
     DELETIONS,
+    MIGRATION_LOCK_TIMEOUT,
+    MigrationFailed,
+    applied_migrations,
     apply_schema,
     extract_since,
     merge_partition,
+    migration_files,
 )
 from assets.sources.assets import withdraw_deleted
 from resources.lake import LocalLake
+from tests.services import fresh_database, tool_and_pipelines_roles
 
 pytestmark = pytest.mark.services
 
@@ -338,3 +345,136 @@ def test_a_reinsert_read_in_an_earlier_window_than_its_tombstone_stays(
         assert third.deletions["judgment_id"].to_list() == ["k"]
         assert third.gold_deletions["task_id"].to_list() == ["t1"]
     assert _staged(lake, third, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+
+
+def _migrate(dsn: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["migrate", "--dsn", dsn])
+    return result.exit_code, result.output
+
+
+def _tombstones(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as connection:
+        return connection.execute("SELECT judgment_id FROM judgment_deletions").fetchall()
+
+
+def test_migration_6_needs_a_role_that_may_trigger_on_the_tool_tables():
+    """A pipelines' role that does not own the tool's tables skips migration 6 and says why
+    (its extract then reports deletions untracked); `migrate` as that role fails naming it;
+    applied by the owner, the tool's own role still deletes (the trigger writes as the
+    migration's role), and the pipelines' role reads the tombstones once granted SELECT."""
+    with (
+        fresh_database("deletion_roles") as database,
+        tool_and_pipelines_roles(database) as (
+            tool,
+            pipelines,
+        ),
+    ):
+        owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        [skipped] = apply_schema(pipelines)
+        assert (skipped.version, skipped.name, skipped.locked) == (6, "006_deletions", False)
+        assert "permission denied for table judgments" in skipped.cause
+        assert "GRANT TRIGGER ON judgments, gold_labels" in skipped.message()
+        assert applied_migrations(pipelines) == {1, 2, 3, 4, 5}
+        # The migration is one transaction: none of its tables is left behind.
+        run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert not extract.deletions_tracked and extract.result.rows_read == 1
+        code, output = _migrate(pipelines)
+        assert code == 1, output
+        assert "migration 6 (006_deletions)" in output and "permission denied" in output
+
+        code, output = _migrate(owner)
+        assert code == 0 and json.loads(output)["applied"] == [6], output
+        # Tombstone tables the pipelines' role may not read yet: untracked, no error.
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert not extract.deletions_tracked
+        run(tool, "public", delete("j1"))
+        assert _tombstones(owner) == [("j1",)]
+        with psycopg.connect(owner, autocommit=True) as connection:
+            role = pipelines.split("//")[1].split("@")[0]
+            connection.execute(
+                f"GRANT SELECT ON judgment_deletions, gold_label_deletions TO {role}"
+            )
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert extract.deletions_tracked and extract.deletions["judgment_id"].to_list() == ["j1"]
+
+
+def test_a_pipelines_role_granted_trigger_applies_migration_6_itself():
+    with (
+        fresh_database("deletion_trigger") as database,
+        tool_and_pipelines_roles(database) as (
+            tool,
+            pipelines,
+        ),
+    ):
+        owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        role = pipelines.split("//")[1].split("@")[0]
+        with psycopg.connect(owner, autocommit=True) as connection:
+            connection.execute(f"GRANT TRIGGER ON judgments, gold_labels TO {role}")
+        assert apply_schema(pipelines) == []
+        run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
+        run(tool, "public", delete("j1"), ("DELETE FROM gold_labels", ()))
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert extract.deletions_tracked and extract.deletions["judgment_id"].to_list() == ["j1"]
+
+
+def _annotator_insert(dsn: str, judgment_id: str) -> float:
+    """Seconds an annotator's one-row submission took (it gives up after 10 s)."""
+    started = time.monotonic()
+    with psycopg.connect(dsn, options="-c statement_timeout=10000") as connection:
+        connection.execute(*insert(judgment_id, "t1", "p", "a1", "cat", WHEN))
+    return time.monotonic() - started
+
+
+def test_a_migration_waits_seconds_for_a_lock_behind_an_open_tool_transaction():
+    """An open write transaction on `judgments`: migration 6 gives up after the lock timeout
+    (skipped, tried again next time) instead of queueing the tool's writers behind it for
+    minutes; an annotator's INSERT meanwhile waits at most about that long. A required
+    migration whose lock does not come fails, naming itself."""
+    with fresh_database("deletion_lock") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            for version, path in migration_files():
+                if version < 6:
+                    connection.execute(path.read_text())
+        # The live runs' own settings: statement and lock timeouts of 600 s.
+        work = conninfo(dsn, Timeouts(connect=10, statement=600, lock=600))
+        batch = psycopg.connect(dsn)
+        batch.execute(*insert("j0", "t1", "p", "a1", "cat", WHEN))
+        outcome: dict[str, object] = {}
+
+        def migrate() -> None:
+            started = time.monotonic()
+            outcome["skipped"] = apply_schema(work)
+            outcome["seconds"] = time.monotonic() - started
+
+        try:
+            thread = threading.Thread(target=migrate)
+            thread.start()
+            time.sleep(0.5)
+            waited = _annotator_insert(dsn, "j1")
+            thread.join(timeout=30)
+        finally:
+            batch.commit()
+            batch.close()
+        limit = MIGRATION_LOCK_TIMEOUT.total_seconds()
+        assert outcome["seconds"] < limit + 2 and waited < limit + 1
+        [skipped] = outcome["skipped"]
+        assert skipped.version == 6 and skipped.locked and "lock timeout" in skipped.cause
+        assert applied_migrations(dsn) == {1, 2, 3, 4, 5}
+        # Next time, with the tool quiet, it applies.
+        assert apply_schema(work) == []
+        assert 6 in applied_migrations(dsn)
+
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("DELETE FROM schema_migrations WHERE version >= 4")
+        reader = psycopg.connect(dsn)
+        reader.execute("SELECT count(*) FROM annotator_actions")
+        try:
+            started = time.monotonic()
+            with pytest.raises(MigrationFailed, match=r"migration 4 \(004_block_revoked\)"):
+                apply_schema(work)
+            assert time.monotonic() - started < limit + 2
+        finally:
+            reader.rollback()
+            reader.close()
