@@ -171,8 +171,8 @@ def code_loaded(url: str) -> bool:
 def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
     """`database` brought to migration 5 by the superuser, the tool's own role owning
     `judgments` and `gold_labels`, and a pipelines' role that may read and write every table
-    (and create in the schema) but owns neither; yields (tool DSN, pipelines DSN). The roles
-    are dropped afterwards."""
+    (create in the schema, see every session) but owns neither; yields (tool DSN, pipelines
+    DSN). The roles are dropped afterwards."""
     import psycopg
 
     from annotation_pipelines.ingest.postgres import migration_files
@@ -183,6 +183,9 @@ def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as connection:
         for role in (tool, pipelines):
             connection.execute(f"CREATE ROLE {role} LOGIN")
+        # It sees the other sessions' transactions: the extract's safe bound is theirs, not
+        # the clock less a lag.
+        connection.execute(f"GRANT pg_read_all_stats TO {pipelines}")
     try:
         with psycopg.connect(owner, autocommit=True) as connection:
             for version, path in migration_files():

@@ -6,15 +6,24 @@ twice, and at the end the day's judgments and gold are the live state's."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import psycopg
 import pytest
+from click.testing import CliRunner
 from dagster import AssetKey
 
-from annotation_pipelines.ingest.postgres import apply_schema, extract_since
+from annotation_pipelines.cli import main
+from annotation_pipelines.ingest.postgres import (
+    MIGRATION_LOCK_TIMEOUT,
+    applied_migrations,
+    apply_schema,
+    extract_since,
+    migration_files,
+)
 from annotation_pipelines.loop.live import (
     STREAM_PREFIX,
     LiveState,
@@ -23,7 +32,7 @@ from annotation_pipelines.loop.live import (
     update,
 )
 from tests.loop.test_live_writeback import QUIET, _launch, _tick
-from tests.services import fresh_database
+from tests.services import fresh_database, tool_and_pipelines_roles
 from tests.support import lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
@@ -315,3 +324,104 @@ def test_the_live_engine_keeps_a_reinsert_read_longer_than_the_overlap_before_it
         assert events.withdrawn_judgments == 1 and events.unknown_deletions == 1
         assert state.ledger.filter(pl.col("judgment_id") == "j2-1")["label"].item() == "pos"
         assert "j0-0" not in state.ledger["judgment_id"].to_list()
+
+
+def _logged(instance, result, text: str) -> bool:
+    return any(text in (entry.user_message or "") for entry in instance.all_logs(result.run_id))
+
+
+def test_a_pipelines_role_that_cannot_trigger_on_the_tool_tables_runs_live_untracked(
+    tmp_path, monkeypatch
+):
+    """The pipelines' role owns neither `judgments` nor `gold_labels`: each live run skips
+    migration 6 with a warning saying why and what to do, works on, and reports deletions
+    untracked. Once the owner applies it (and grants the tombstones), the tool deletes as
+    its own role and the next run withdraws the judgment."""
+    data = tmp_path / "data"
+    lake = data / "lake"
+    with (
+        fresh_database("live_roles") as database,
+        tool_and_pipelines_roles(database) as (
+            tool,
+            pipelines,
+        ),
+    ):
+        owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        _seeded(tool)
+        _, job, instance = live_quality_job(monkeypatch, dsn=pipelines, data=data)
+        for _ in range(2):  # tried again on the next run
+            result = job.execute_in_process(instance=instance, run_config=QUIET)
+            assert result.success
+            metadata = _metadata(result)
+            assert metadata["deletions_tracked"] is False
+            assert metadata["migrations_skipped"] == [6]
+            assert _logged(instance, result, "migration 6 (006_deletions) skipped")
+            assert _logged(instance, result, "annotation-pipelines migrate")
+        assert load_state(PROJECT, lake_reader(lake)).ledger.height == 9
+
+        migrated = CliRunner().invoke(main, ["migrate", "--dsn", owner])
+        assert migrated.exit_code == 0, migrated.output
+        role = pipelines.split("//")[1].split("@")[0]
+        _run(owner, (f"GRANT SELECT ON judgment_deletions, gold_label_deletions TO {role}", ()))
+        _run(tool, _delete("j0-0"))
+        result = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert result.success
+        metadata = _metadata(result)
+        assert metadata["deletions_tracked"] is True and metadata["migrations_skipped"] == []
+        assert metadata["withdrawn_judgments"] == 1
+        assert "j0-0" not in load_state(PROJECT, lake_reader(lake)).ledger["judgment_id"]
+
+
+def test_a_live_run_is_not_stalled_by_an_open_tool_transaction_nor_stalls_the_tool(
+    tmp_path, monkeypatch
+):
+    """A tool transaction holds a write lock on `judgments` while a live run would apply
+    migration 6: the run skips it after the lock timeout and finishes; annotators submitting
+    meanwhile wait at most about that long. The next run, the tool quiet, applies it."""
+    data = tmp_path / "data"
+    with fresh_database("live_lock") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            for version, path in migration_files():
+                if version < 6:
+                    connection.execute(path.read_text())
+        _seeded(dsn)
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        batch = psycopg.connect(dsn)
+        batch.execute(INSERT, ("batch", "t0", PROJECT, "a7", "pos", WHEN))
+        waits: list[float] = []
+        done = threading.Event()
+
+        def annotate() -> None:
+            with psycopg.connect(
+                dsn, autocommit=True, options="-c statement_timeout=20000"
+            ) as connection:
+                n = 0
+                while not done.is_set():
+                    started = time.monotonic()
+                    connection.execute(INSERT, (f"s{n}", "t1", PROJECT, "a8", "neg", WHEN))
+                    waits.append(time.monotonic() - started)
+                    n += 1
+                    time.sleep(0.1)
+
+        annotator = threading.Thread(target=annotate)
+        annotator.start()
+        try:
+            started = time.monotonic()
+            result = job.execute_in_process(instance=instance, run_config=QUIET)
+            took = time.monotonic() - started
+        finally:
+            done.set()
+            annotator.join(timeout=60)
+            batch.commit()
+            batch.close()
+        assert result.success
+        metadata = _metadata(result)
+        assert metadata["migrations_skipped"] == [6] and metadata["deletions_tracked"] is False
+        assert _logged(instance, result, "lock timeout")
+        limit = MIGRATION_LOCK_TIMEOUT.total_seconds()
+        assert waits and max(waits) < limit + 1.5, waits
+        assert took < 60, took
+        result = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert result.success and _metadata(result)["migrations_skipped"] == []
+        assert 6 in applied_migrations(dsn)
