@@ -15,20 +15,24 @@ as "in the future" (clock skew) and must get another chance once the clock catch
 The next watermark is `until`.
 
 Deletions: a row the tool deletes leaves a tombstone (migration 6: `judgment_deletions`,
-`gold_label_deletions`, filled by an AFTER DELETE trigger) stamped `deleted_at = now()`, the start
-of the deleting transaction like `updated_at`, so the same safe window, overlap and `seen` apply to
-it. The extract hands the window's tombstones on (`DatabaseExtract.deletions`, `.gold_deletions`)
-less those of a key the window also read a row of: every tombstone of the window committed before
-`until` was probed (a deletion still open then started after it) and the rows are read after, so a
-row read was inserted again after the deletion, even one stamped before it (a transaction that began
-before the deletion and inserted the freed key after it committed). A version stored by an earlier
-window is dead only when it is the deleted version or older: `stored.updated_at <=
-tombstone.updated_at` (the deleted version's stamp) and `< tombstone.deleted_at`
-(`assets.sources.withdraw_deleted`, `loop.ledger.deleted`); a re-insert an earlier window read is
-newer than the version its later-read tombstone deleted, and stays. Rows are grouped by the day of
-their own `submitted_at`, not the day they were extracted, so a late-arriving judgment lands in the
-partition it belongs to; `merge_partition` upserts by key keeping the newest `updated_at`, so
-re-reading a row (or re-running a window or a day) changes nothing.
+`gold_label_deletions`, filled by an AFTER DELETE trigger) stamped `deleted_at = now()`, the
+start of the deleting transaction like `updated_at`, so the same safe window, overlap and
+`seen` apply to it. The extract hands the window's tombstones on (`DatabaseExtract.deletions`,
+`.gold_deletions`) less those of a key the window also read a row of: every tombstone of the
+window committed before `until` was probed (a deletion still open then started after it) and
+the rows are read after, so a row read was inserted again after the deletion, even one stamped
+before it (a transaction that began before the deletion and inserted the freed key after it
+committed). A version stored by an earlier window is dead only when it is the deleted version
+or older: `stored.updated_at <= tombstone.updated_at` (the deleted version's stamp)
+and `< tombstone.deleted_at` (`assets.sources.withdraw_deleted`, `loop.ledger.deleted`); a re-insert
+an earlier window read is newer than the version its later-read tombstone deleted, and stays. A
+tombstone left after that whose key the database holds now at a stamp at or below `until` (read
+by this window or an earlier one) is not handed on either (`_without_reinserted`): the live
+ledger keeps the older stamp of a re-insert equal to the version deleted, and stored gold has
+none. Rows are grouped by the day of their own `submitted_at`, not the day they were extracted,
+so a late-arriving judgment lands in the partition it belongs to; `merge_partition` upserts by
+key keeping the newest `updated_at`, so re-reading a row (or re-running a window or a day)
+changes nothing.
 
 Reads are bulk and columnar: ADBC (`adbc-driver-postgresql`, binary COPY under the hood,
 straight into Arrow) by default, or psycopg `COPY ... TO STDOUT` parsed by Polars; the
@@ -540,6 +544,36 @@ def _ordered(read: pl.DataFrame, tombstones: pl.DataFrame, key: str) -> pl.DataF
     return tombstones.filter(~pl.col(key).is_in(present))
 
 
+def _without_reinserted(
+    dsn: str, tombstones: dict[str, pl.DataFrame], *, until: datetime, schema: str
+) -> dict[str, pl.DataFrame]:
+    """`tombstones` less those of a key the database holds now at `updated_at <= until`: a
+    row there now was inserted after the deletion committed (before `until` was probed), and
+    stamped at or below `until` it is in this window's read or an earlier one's, so the
+    version stored is that row, whatever the versions' stamps (a re-insert whose content
+    equals the deleted version's leaves the live ledger's older stamp in place). One keyed
+    look-up, only when tombstones are left."""
+    if all(frame.height == 0 for frame in tombstones.values()):
+        return tombstones
+    kept = dict(tombstones)
+    with connect(dsn, autocommit=True) as connection:
+        for table, frame in tombstones.items():
+            if frame.height == 0:
+                continue
+            rows = DELETION_TABLES[table]
+            key = EXTRACT_KEYS[rows]
+            keys = frame.get_column(key).unique().to_list()
+            present = connection.execute(
+                f"SELECT {_quoted(key)} FROM {_quoted(schema)}.{_quoted(rows)} "
+                f"WHERE {_quoted(key)} = ANY(%s) AND updated_at <= %s",
+                (keys, until),
+            ).fetchall()
+            if present:
+                held = pl.Series([value for (value,) in present], dtype=pl.String)
+                kept[table] = frame.filter(~pl.col(key).is_in(held.implode()))
+    return kept
+
+
 def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
     casts = []
     for name, dtype in frame.schema.items():
@@ -695,6 +729,7 @@ def extract_since(
             ).cast(pl.Schema(SEEN))
         )
         tombstones[table] = _ordered(raw[DELETION_TABLES[table]], tombstones[table], key)
+    tombstones = _without_reinserted(dsn, tombstones, until=until, schema=schema)
     judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
     safe = pl.col("project").str.contains(PROJECT_NAME).fill_null(False) & ~pl.col(
         "project"

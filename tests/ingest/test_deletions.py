@@ -340,10 +340,9 @@ def test_a_reinsert_read_in_an_earlier_window_than_its_tombstone_stays(
         seen=second.seen,
         overlap=timedelta(seconds=overlap_s),
     )
+    # Re-read in the overlap, or held by the DB at a stamp read before: not handed on.
     assert third.result.rows_read == 0
-    if overlap_s == 0:
-        assert third.deletions["judgment_id"].to_list() == ["k"]
-        assert third.gold_deletions["task_id"].to_list() == ["t1"]
+    assert third.deletions.height == 0 and third.gold_deletions.height == 0
     assert _staged(lake, third, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
 
 

@@ -290,11 +290,15 @@ def test_a_key_inserted_again_by_a_transaction_begun_before_its_deletion_stays_l
         assert staged()["j2-1"] == "pos"
 
 
-def test_the_live_engine_keeps_a_reinsert_read_longer_than_the_overlap_before_its_tombstone():
+@pytest.mark.parametrize("label", ["neutral", "neg"])
+def test_the_live_engine_keeps_a_reinsert_read_longer_than_the_overlap_before_its_tombstone(
+    label: str,
+):
     """The same two windows, with the tombstone's window not re-reading the re-insert (the
-    transaction between them held open longer than the overlap): the ledger's version is
-    newer than the one the tombstone deleted, so the engine keeps it; a plain deletion of
-    the version it holds withdraws it."""
+    transaction between them held open longer than the overlap): the DB holds the key at a
+    stamp the windows have read, so its tombstones are not handed on, and the engine keeps
+    the judgment and the gold, also when the re-insert equals the deleted version (`neg`:
+    the ledger keeps the older stamp, the gold has none). A plain deletion withdraws."""
     columns = ("judgment_id", "task_id", "annotator_id", "label", "submitted_at", "duration_s")
     with fresh_database("live_reinsert_engine") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
@@ -303,13 +307,19 @@ def test_the_live_engine_keeps_a_reinsert_read_longer_than_the_overlap_before_it
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
 
         def fold(state: LiveState, extract) -> tuple[LiveState, object]:
-            rows = extract.result.judgments.select(*columns, "updated_at")
-            return update(state, rows, deleted=extract.deletions, now=WHEN)
+            return update(
+                state,
+                extract.result.judgments.select(*columns, "updated_at"),
+                extract.result.gold.select("task_id", "label"),
+                deleted=extract.deletions,
+                deleted_gold=extract.gold_deletions,
+                now=WHEN,
+            )
 
         first = extract_since(dsn, since=epoch)
         state, _ = fold(LiveState(project=PROJECT), first)
         time.sleep(0.01)
-        holder = _reinsert_after_deletion(dsn, "j2-1", "t2", label="pos", gold=False, held=True)
+        holder = _reinsert_after_deletion(dsn, "j1-1", "t1", label=label, gold=True, held=True)
         assert holder is not None
         try:
             second = extract_since(dsn, since=first.watermark, seen=first.seen)
@@ -319,10 +329,13 @@ def test_the_live_engine_keeps_a_reinsert_read_longer_than_the_overlap_before_it
         state, _ = fold(state, second)
         _run(dsn, _delete("j0-0"))
         third = extract_since(dsn, since=second.watermark, seen=second.seen, overlap=timedelta(0))
-        assert sorted(third.deletions["judgment_id"]) == ["j0-0", "j2-1"]
+        assert third.result.rows_read == 0
+        assert third.deletions["judgment_id"].to_list() == ["j0-0"]
+        assert third.gold_deletions.height == 0
         state, events = fold(state, third)
-        assert events.withdrawn_judgments == 1 and events.unknown_deletions == 1
-        assert state.ledger.filter(pl.col("judgment_id") == "j2-1")["label"].item() == "pos"
+        assert events.withdrawn_judgments == 1 and events.withdrawn_gold == 0
+        assert state.ledger.filter(pl.col("judgment_id") == "j1-1")["label"].item() == label
+        assert state.tasks.filter(pl.col("task_id") == "t1")["gold"].item() == label
         assert "j0-0" not in state.ledger["judgment_id"].to_list()
 
 
