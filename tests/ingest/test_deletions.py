@@ -27,7 +27,7 @@ from annotation_pipelines.ingest.postgres import (
     merge_partition,
     migration_files,
 )
-from assets.sources.assets import withdraw_deleted
+from assets.sources.assets import withdraw_counted, withdraw_deleted
 from resources.lake import LocalLake
 from tests.services import fresh_database, tool_and_pipelines_roles
 
@@ -477,3 +477,38 @@ def test_a_migration_waits_seconds_for_a_lock_behind_an_open_tool_transaction():
         finally:
             reader.rollback()
             reader.close()
+
+
+def test_a_retried_window_counts_the_rows_an_earlier_attempt_removed(postgres_dsn, tmp_path):
+    """By key: a staged row deleted, one never staged (inserted and deleted between two
+    extracts) and one of a refused project name. An attempt that removed the staged row and
+    failed before the watermark moved is retried with the same window: the row counts as
+    removed again, not as never staged; the next window starts afresh."""
+    schema = "deletion_retry_counts"
+    apply_schema(postgres_dsn, schema=schema)
+    run(postgres_dsn, schema, insert("kept", "t1", "p", "a1", "cat", WHEN))
+    run(postgres_dsn, schema, insert("staged", "t1", "p", "a2", "cat", WHEN))
+    first = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    key = "staging/judgments/day=2026-11-02/annotation_db.parquet"
+    lake.put_frame(key, merge_partition(None, first.result.judgments))
+    settle()
+    run(postgres_dsn, schema, insert("brief", "t1", "p", "a3", "dog", WHEN))
+    run(postgres_dsn, schema, insert("odd", "t1", "../x", "a2", "dog", WHEN))
+    settle()
+    # Two tombstones of one key: deleted, inserted again and deleted in the window.
+    run(postgres_dsn, schema, delete("staged"))
+    settle()
+    run(postgres_dsn, schema, insert("staged", "t1", "p", "a2", "dog", WHEN))
+    settle()
+    run(postgres_dsn, schema, delete("staged"), delete("brief"), delete("odd"))
+    second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    assert sorted(second.deletions["judgment_id"]) == ["brief", "staged", "staged"]
+    assert second.ignored_deletions == 1
+    since = first.watermark
+    assert withdraw_counted(lake, second, since=since) == (1, 2, {"2026-11-02"})
+    assert lake.get_frame(key)["judgment_id"].to_list() == ["kept"]
+    # The retry of the same window, the staged row already gone.
+    assert withdraw_counted(lake, second, since=since) == (1, 2, {"2026-11-02"})
+    later = since + timedelta(seconds=1)
+    assert withdraw_counted(lake, second, since=later) == (0, 3, {"2026-11-02"})
