@@ -144,6 +144,9 @@ ALERTS = "alerts"
 STATE = "state"
 ANNOTATION_DB_WATERMARK_KEY = f"{STATE}/annotation_db_watermark.json"
 ANNOTATION_DB_SEEN_KEY = f"{STATE}/annotation_db_seen.parquet"
+# The keys the daily extract's tombstones removed from staging, with the window's start: a
+# retry of the window counts those an attempt that failed already removed.
+ANNOTATION_DB_WITHDRAWN_KEY = f"{STATE}/annotation_db_withdrawn.json"
 DATASET_SPLIT_FORMATS = ("parquet", "jsonl")
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "card.md"

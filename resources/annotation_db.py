@@ -5,12 +5,13 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
 import polars as pl
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import PrivateAttr
 
 from annotation_pipelines.ingest.connection import Timeouts, conninfo
 from annotation_pipelines.ingest.postgres import (
     DatabaseExtract,
+    SkippedMigration,
     apply_schema,
     extract_since,
     safe_upper_bound,
@@ -50,16 +51,26 @@ class AnnotationDatabase(ConfigurableResource):
     probe_timeout_seconds: int = 5
     statement_timeout_seconds: int = 600
     lock_timeout_seconds: int = 180
-    # Dagster gives each run its own copy of a resource, so this is per run.
+    # Dagster gives each run its own copy of a resource, so these are per run.
     _schema_current: bool = PrivateAttr(default=False)
+    _skipped: list[SkippedMigration] = PrivateAttr(default_factory=list)
 
     def _ensure_schema(self) -> None:
         """Bring the tool DB's schema up to date (`apply_schema`) on this instance's first read
         or write that needs it, and not again: even with nothing to migrate it is a connection
-        and a few statements, and a run reads reversals and writes requests."""
+        and a few statements, and a run reads reversals and writes requests. An optional
+        migration this role may not apply, or whose lock does not come in time, is logged as a
+        warning and left to the next run (`skipped_migrations`); a required one fails the run."""
         if not self._schema_current:
-            apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
+            self._skipped = apply_schema(self.work_dsn, schema=validate_identifier(self.db_schema))
+            for skipped in self._skipped:
+                get_dagster_logger().warning(f"annotation DB: {skipped.message()}")
             self._schema_current = True
+
+    @property
+    def skipped_migrations(self) -> list[SkippedMigration]:
+        """The optional migrations this run could not apply (after its first read or write)."""
+        return list(self._skipped)
 
     def _bounded(self, *, statement: float, lock: float | None = None) -> str:
         timeouts = Timeouts(connect=self.connect_timeout_seconds, statement=statement, lock=lock)

@@ -165,3 +165,54 @@ def code_loaded(url: str) -> bool:
     except OSError:
         return False
     return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
+
+
+@contextmanager
+def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
+    """`database` brought to migration 5 by the superuser, the tool's own role owning
+    `judgments` and `gold_labels`, and a pipelines' role that may read and write every table
+    (create in the schema, see every session) but owns neither; yields (tool DSN, pipelines
+    DSN). The roles are dropped afterwards."""
+    import psycopg
+
+    from annotation_pipelines.ingest.postgres import migration_files
+
+    suffix = uuid.uuid4().hex[:8]
+    tool, pipelines = f"tool_{suffix}", f"pipelines_{suffix}"
+    owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as connection:
+        for role in (tool, pipelines):
+            connection.execute(f"CREATE ROLE {role} LOGIN")
+        # It sees the other sessions' transactions: the extract's safe bound is theirs, not
+        # the clock less a lag.
+        connection.execute(f"GRANT pg_read_all_stats TO {pipelines}")
+    try:
+        with psycopg.connect(owner, autocommit=True) as connection:
+            for version, path in migration_files():
+                if version < 6:
+                    connection.execute(path.read_text())
+            for statement in (
+                f"ALTER TABLE judgments OWNER TO {tool}",
+                f"ALTER TABLE gold_labels OWNER TO {tool}",
+                f"GRANT USAGE ON SCHEMA public TO {tool}",
+                f"GRANT CREATE, USAGE ON SCHEMA public TO {pipelines}",
+                f'GRANT CREATE ON DATABASE "{database}" TO {pipelines}',
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public "
+                f"TO {pipelines}",
+                f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {pipelines}",
+                f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {tool}",
+                f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {tool}",
+            ):
+                connection.execute(statement)
+        yield (
+            f"postgresql://{tool}@127.0.0.1:5432/{database}",
+            f"postgresql://{pipelines}@127.0.0.1:5432/{database}",
+        )
+    finally:
+        with psycopg.connect(owner, autocommit=True) as connection:
+            for role in (tool, pipelines):
+                connection.execute(f"REASSIGN OWNED BY {role} TO postgres")
+                connection.execute(f"DROP OWNED BY {role}")
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as connection:
+            for role in (tool, pipelines):
+                connection.execute(f"DROP ROLE IF EXISTS {role}")

@@ -2,7 +2,11 @@
 
 The live runs apply the migrations themselves before they write; a deployment whose only
 reader of the DB is the daily extract (no live layer) runs this once per release instead, or
-its DB never gets the tombstone tables that let the daily layers see hard deletes.
+its DB never gets the tombstone tables that let the daily layers see hard deletes. So does a
+DBA when the pipelines' role may not create triggers on the tool's tables (a live run then
+skips migration 6 and says so): here every migration must apply, or the command fails
+naming it and the cause. Each waits at most `MIGRATION_LOCK_TIMEOUT` for its table's lock,
+so a busy tool is not stalled behind it; try again when it is quieter.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import click
 def migrate_command(dsn: str, schema: str) -> None:
     """Apply the annotation DB's migrations (idempotent); print the versions applied as JSON."""
     from annotation_pipelines.ingest.postgres import (
+        MigrationFailed,
         applied_migrations,
         apply_schema,
         validate_identifier,
@@ -34,8 +39,10 @@ def migrate_command(dsn: str, schema: str) -> None:
         raise click.BadParameter(str(error), param_hint="--schema") from error
     try:
         before = applied_migrations(dsn, schema=schema)
-        apply_schema(dsn, schema=schema)
+        apply_schema(dsn, schema=schema, strict=True)
         after = applied_migrations(dsn, schema=schema)
+    except MigrationFailed as error:
+        raise click.ClickException(str(error)) from error
     except Exception as error:  # psycopg's errors name the host and the cause; a trace would not
         raise click.ClickException(f"{type(error).__name__}: {error}".strip()) from error
     click.echo(

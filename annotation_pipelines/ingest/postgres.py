@@ -18,13 +18,21 @@ Deletions: a row the tool deletes leaves a tombstone (migration 6: `judgment_del
 `gold_label_deletions`, filled by an AFTER DELETE trigger) stamped `deleted_at = now()`, the
 start of the deleting transaction like `updated_at`, so the same safe window, overlap and
 `seen` apply to it. The extract hands the window's tombstones on (`DatabaseExtract.deletions`,
-`.gold_deletions`) after ordering them against the window's rows by time: a row whose
-`updated_at` is at or after a tombstone of its key was re-inserted after the deletion (in the
-same transaction: the same stamp) and is kept, the tombstone dropped; a row older than a
-tombstone of its key is dropped. Rows are grouped by the day of their own `submitted_at`, not
-the day they were extracted, so a late-arriving judgment lands in the partition it belongs
-to; `merge_partition` upserts by key keeping the newest `updated_at`, so re-reading a row
-(or re-running a window or a day) changes nothing.
+`.gold_deletions`) less those of a key the window also read a row of: every tombstone of the
+window committed before `until` was probed (a deletion still open then started after it) and
+the rows are read after, so a row read was inserted again after the deletion, even one stamped
+before it (a transaction that began before the deletion and inserted the freed key after it
+committed). A version stored by an earlier window is dead only when it is the deleted version
+or older: `stored.updated_at <= tombstone.updated_at` (the deleted version's stamp)
+and `< tombstone.deleted_at` (`assets.sources.withdraw_deleted`, `loop.ledger.deleted`); a re-insert
+an earlier window read is newer than the version its later-read tombstone deleted, and stays. A
+tombstone left after that whose key the database holds now at a stamp at or below `until` (read
+by this window or an earlier one) is not handed on either (`_without_reinserted`): the live
+ledger keeps the older stamp of a re-insert equal to the version deleted, and stored gold has
+none. Rows are grouped by the day of their own `submitted_at`, not the day they were extracted,
+so a late-arriving judgment lands in the partition it belongs to; `merge_partition` upserts by
+key keeping the newest `updated_at`, so re-reading a row (or re-running a window or a day)
+changes nothing.
 
 Reads are bulk and columnar: ADBC (`adbc-driver-postgresql`, binary COPY under the hood,
 straight into Arrow) by default, or psycopg `COPY ... TO STDOUT` parsed by Polars; the
@@ -128,17 +136,76 @@ def migration_files() -> list[tuple[int, Path]]:
     return [(1, SQL_DIR / "schema.sql"), *sorted(numbered)]
 
 
-def apply_schema(dsn: str, *, schema: str = "public") -> None:
+# Migrations the pipelines can run without (migration 6's triggers sit on the tool's own
+# tables, so it needs a role owning them): one a live run may not apply is skipped, and tried
+# again on the next run. The others create and change the pipelines' own tables, which the
+# live runs cannot work without.
+OPTIONAL_MIGRATIONS: frozenset[int] = frozenset({6})
+# A migration's DDL waits for its table's lock behind every open transaction that touched the
+# table, and every later writer (an annotator's INSERT) queues behind it: the tool stalls as
+# long as the migration waits. A few seconds, then give up; the daemon's next run retries.
+MIGRATION_LOCK_TIMEOUT = timedelta(seconds=3)
+# What a DBA does about a migration the pipelines' role cannot apply.
+MIGRATION_FIX = (
+    "run `annotation-pipelines migrate --dsn …` as a role owning `judgments` and "
+    "`gold_labels` and GRANT SELECT ON judgment_deletions, gold_label_deletions to the "
+    "pipelines' role, or GRANT TRIGGER ON judgments, gold_labels to the pipelines' role (the "
+    "next live run applies it)"
+)
+
+
+@dataclass(frozen=True)
+class SkippedMigration:
+    """An optional migration `apply_schema` could not apply: `cause` names why (the driver's
+    first line) and what to do, `locked` whether it was the lock wait, not a privilege."""
+
+    version: int
+    name: str
+    cause: str
+    locked: bool
+
+    def message(self) -> str:
+        """One line for a run's log: what was skipped, why, what it costs, what to do."""
+        return (
+            f"migration {self.version} ({self.name}) skipped: {self.cause}; the next run tries "
+            "again. Until it is applied the tool's hard deletes are not tracked "
+            "(deletions_tracked: false)"
+        )
+
+
+class MigrationFailed(RuntimeError):
+    """A migration could not be applied; the message names it and the cause."""
+
+    def __init__(self, *, version: int, name: str, where: str, cause: str) -> None:
+        super().__init__(f"migration {version} ({name}) on {where} failed: {cause}")
+        self.version = version
+        self.name = name
+        self.cause = cause
+
+
+def apply_schema(
+    dsn: str,
+    *,
+    schema: str = "public",
+    lock_timeout: timedelta = MIGRATION_LOCK_TIMEOUT,
+    strict: bool = False,
+) -> list[SkippedMigration]:
     """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`.
 
     Each migration records its version in `schema_migrations`; one recorded there is not run
     again. A run of the live jobs calls this once, before its first read or write of the live
     tables (`AnnotationDatabase`): a migration's ALTER TABLE, even one that changes nothing,
     waits for every open transaction that read its table and holds every later reader behind
-    it, so a migration runs once, not once per run.
-    """
-    from psycopg import sql
+    it, so a migration runs once, not once per run, and waits at most `lock_timeout` for a
+    lock. Each migration is one transaction: one that fails changes nothing.
 
+    An optional migration (`OPTIONAL_MIGRATIONS`) this role may not apply, or whose lock is
+    not granted in time, is skipped and returned, unless `strict`; any other failure raises
+    `MigrationFailed`, naming the migration.
+    """
+    from psycopg import errors, sql
+
+    skipped: list[SkippedMigration] = []
     with connect(dsn, autocommit=True) as connection:
         connection.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
@@ -146,10 +213,62 @@ def apply_schema(dsn: str, *, schema: str = "public") -> None:
             )
         )
         connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        milliseconds = max(1, int(lock_timeout.total_seconds() * 1000))
+        connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds)))
         applied = _recorded_migrations(connection)
         for version, path in migration_files():
-            if version not in applied:
+            if version in applied:
+                continue
+            name = path.name.removesuffix(".sql")
+            try:
                 connection.execute(path.read_text())
+            except (errors.InsufficientPrivilege, errors.LockNotAvailable) as error:
+                if strict or version not in OPTIONAL_MIGRATIONS:
+                    raise MigrationFailed(
+                        version=version,
+                        name=name,
+                        where=_where(dsn, schema),
+                        cause=_cause(error, lock_timeout),
+                    ) from error
+                skipped.append(
+                    SkippedMigration(
+                        version=version,
+                        name=name,
+                        cause=_cause(error, lock_timeout),
+                        locked=isinstance(error, errors.LockNotAvailable),
+                    )
+                )
+            except errors.Error as error:
+                raise MigrationFailed(
+                    version=version,
+                    name=name,
+                    where=_where(dsn, schema),
+                    cause=_cause(error, lock_timeout),
+                ) from error
+    return skipped
+
+
+def _where(dsn: str, schema: str) -> str:
+    from annotation_pipelines.ingest.connection import describe
+
+    return f"{describe(dsn)} (schema {schema})"
+
+
+def _cause(error: BaseException, lock_timeout: timedelta) -> str:
+    """The driver's first line, and what to do about a privilege or a lock."""
+    from psycopg import errors
+
+    from annotation_pipelines.ingest.connection import first_line
+
+    cause = first_line(error)
+    if isinstance(error, errors.InsufficientPrivilege):
+        return f"{cause}; {MIGRATION_FIX}"
+    if isinstance(error, errors.LockNotAvailable):
+        return (
+            f"{cause} (waited {lock_timeout.total_seconds():g} s for a table lock behind an "
+            "open transaction); try again when the tool is quieter"
+        )
+    return cause
 
 
 def _recorded_migrations(connection: psycopg.Connection[Any]) -> set[int]:
@@ -284,9 +403,10 @@ class DatabaseExtract:
     # One flag per row of `result.quarantine`: a judgment submitted after `until`, which the
     # next extract reads again whatever made it bad (it is not in `seen`).
     read_again: pl.Series = field(default_factory=lambda: pl.Series("read_again", [], pl.Boolean))
-    # The window's tombstones (`DELETIONS`, `GOLD_DELETIONS`): rows the tool deleted, each
-    # newer than any version of its key the window read. One of a project name the ingest
-    # refuses is left out: its rows were never loaded (`ignored_deletions` counts them).
+    # The window's tombstones (`DELETIONS`, `GOLD_DELETIONS`): rows the tool deleted, of keys
+    # the window read no row of (one read was inserted again). One of a project name the
+    # ingest refuses is left out: its rows were never loaded (`ignored_deletions` counts
+    # their keys).
     deletions: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DELETIONS))
     gold_deletions: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
@@ -385,8 +505,9 @@ def read_deletions_since(
     dsn: str, *, since: datetime, until: datetime, schema: str = "public"
 ) -> dict[str, pl.DataFrame]:
     """Tombstone table (`DELETION_TABLES`) -> its tombstones with `since < deleted_at <= until`,
-    oldest first; a table the database does not have yet (it predates migration 6) is left
-    out, so the caller can say that deletions are not tracked there.
+    oldest first; a table the database does not have yet (it predates migration 6), or that
+    this role may not read (a DBA applied the migration and granted nothing), is left out, so
+    the caller can say that deletions are not tracked there.
 
     One psycopg connection for both tables: a window usually holds none or a few, and opening
     an ADBC connection costs more than reading them (a bulk erasure of 100,000 judgments reads
@@ -397,7 +518,8 @@ def read_deletions_since(
             columns = DELETIONS if table == "judgment_deletions" else GOLD_DELETIONS
             qualified = f"{_quoted(schema)}.{_quoted(table)}"
             exists = connection.execute(
-                "SELECT to_regclass(%s) IS NOT NULL", (qualified,)
+                "SELECT coalesce(has_table_privilege(to_regclass(%s), 'SELECT'), false)",
+                (qualified,),
             ).fetchone()
             if not (exists and exists[0]):
                 continue
@@ -411,22 +533,45 @@ def read_deletions_since(
     return frames
 
 
-def _ordered(
-    rows: pl.DataFrame, tombstones: pl.DataFrame, key: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(`rows` less those a newer tombstone of their key deleted, `tombstones` less those a
-    row of their key at the same or a later `updated_at` outlived: it was re-inserted)."""
-    if rows.height == 0 or tombstones.height == 0:
-        return rows, tombstones
-    newest_row = rows.group_by(key).agg(_row=pl.col("updated_at").max())
-    newest_death = tombstones.group_by(key).agg(_death=pl.col("deleted_at").max())
-    kept = rows.join(newest_death, on=key, how="left", maintain_order="left").filter(
-        pl.col("_death").is_null() | (pl.col("updated_at") >= pl.col("_death"))
-    )
-    standing = tombstones.join(newest_row, on=key, how="left", maintain_order="left").filter(
-        pl.col("_row").is_null() | (pl.col("_row") < pl.col("deleted_at"))
-    )
-    return kept.drop("_death"), standing.drop("_row")
+def _ordered(read: pl.DataFrame, tombstones: pl.DataFrame, key: str) -> pl.DataFrame:
+    """`tombstones` less those of a key the window's rows (`read`, as read, the overlap's
+    rows already `seen` included) hold: every tombstone of the window committed before its
+    `until` was probed and the rows were read after, so a row read was inserted again after
+    its deletion committed, whatever its stamp."""
+    if read.height == 0 or tombstones.height == 0:
+        return tombstones
+    present = read.get_column(key).cast(pl.String).implode()
+    return tombstones.filter(~pl.col(key).is_in(present))
+
+
+def _without_reinserted(
+    dsn: str, tombstones: dict[str, pl.DataFrame], *, until: datetime, schema: str
+) -> dict[str, pl.DataFrame]:
+    """`tombstones` less those of a key the database holds now at `updated_at <= until`: a
+    row there now was inserted after the deletion committed (before `until` was probed), and
+    stamped at or below `until` it is in this window's read or an earlier one's, so the
+    version stored is that row, whatever the versions' stamps (a re-insert whose content
+    equals the deleted version's leaves the live ledger's older stamp in place). One keyed
+    look-up, only when tombstones are left."""
+    if all(frame.height == 0 for frame in tombstones.values()):
+        return tombstones
+    kept = dict(tombstones)
+    with connect(dsn, autocommit=True) as connection:
+        for table, frame in tombstones.items():
+            if frame.height == 0:
+                continue
+            rows = DELETION_TABLES[table]
+            key = EXTRACT_KEYS[rows]
+            keys = frame.get_column(key).unique().to_list()
+            present = connection.execute(
+                f"SELECT {_quoted(key)} FROM {_quoted(schema)}.{_quoted(rows)} "
+                f"WHERE {_quoted(key)} = ANY(%s) AND updated_at <= %s",
+                (keys, until),
+            ).fetchall()
+            if present:
+                held = pl.Series([value for (value,) in present], dtype=pl.String)
+                kept[table] = frame.filter(~pl.col(key).is_in(held.implode()))
+    return kept
 
 
 def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
@@ -557,6 +702,7 @@ def extract_since(
         for table, rows in DELETION_TABLES.items()
     }
     recent = [prior]
+    raw = dict(read)
     for table, frame in read.items():
         read[table] = _unseen(frame, table=table, seen=prior)
         # A judgment submitted after `until` may be quarantined as "in the future": it is not
@@ -582,16 +728,18 @@ def extract_since(
                 table=pl.lit(table, pl.String), key=pl.col(key), updated_at="deleted_at"
             ).cast(pl.Schema(SEEN))
         )
-        rows = DELETION_TABLES[table]
-        read[rows], tombstones[table] = _ordered(read[rows], tombstones[table], key)
+        tombstones[table] = _ordered(raw[DELETION_TABLES[table]], tombstones[table], key)
+    tombstones = _without_reinserted(dsn, tombstones, until=until, schema=schema)
     judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
     safe = pl.col("project").str.contains(PROJECT_NAME).fill_null(False) & ~pl.col(
         "project"
     ).str.contains("..", literal=True)
     deletions = tombstones["judgment_deletions"].filter(safe)
     gold_deletions = tombstones["gold_label_deletions"].filter(safe)
-    ignored = sum(frame.height for frame in tombstones.values()) - (
-        deletions.height + gold_deletions.height
+    ignored = sum(
+        frame.get_column(EXTRACT_KEYS[DELETION_TABLES[table]]).n_unique()
+        - frame.filter(safe).get_column(EXTRACT_KEYS[DELETION_TABLES[table]]).n_unique()
+        for table, frame in tombstones.items()
     )
     next_seen = (
         pl.concat(recent)
@@ -766,7 +914,11 @@ def merge_partition(
 
 
 __all__ = [
+    "MIGRATION_LOCK_TIMEOUT",
+    "OPTIONAL_MIGRATIONS",
     "DatabaseExtract",
+    "MigrationFailed",
+    "SkippedMigration",
     "applied_migrations",
     "apply_schema",
     "extract_since",

@@ -190,19 +190,30 @@ def withdrawn(ledger: pl.DataFrame, new: pl.DataFrame, resynced: Collection[str]
 
 def deleted(ledger: pl.DataFrame, new: pl.DataFrame, tombstones: pl.DataFrame) -> pl.DataFrame:
     """Ledger rows the DB deleted: the DB gave their newest version (null `source`; a file
-    that gives it still holds it) and a tombstone of theirs (`judgment_id`, `deleted_at`) is
-    newer than that version. A judgment of the batch (`new`) is left to replace its version. A
-    tombstone read again finds its row gone, or re-inserted at a later stamp: it removes
-    nothing twice."""
+    that gives it still holds it) and a tombstone of theirs (`judgment_id`, `updated_at` of
+    the version it deleted, `deleted_at`) deleted that version or an older one:
+    `updated_at <= the tombstone's updated_at` and `< its deleted_at`. A version newer than
+    the one deleted was inserted again after the deletion, even when stamped before it (a
+    transaction that began before the deletion and inserted the freed key after it
+    committed), and stays. A judgment of the batch (`new`) is left to replace its version. A
+    tombstone read again finds its row gone, or re-inserted: it removes nothing twice."""
     if tombstones.height == 0 or ledger.height == 0:
         return ledger.head(0)
-    deaths = tombstones.group_by("judgment_id").agg(_deleted_at=pl.col("deleted_at").max())
-    rows = ledger.join(deaths, on="judgment_id", how="inner", maintain_order="left").filter(
-        pl.col("source").is_null() & (pl.col("updated_at") < pl.col("_deleted_at"))
+    deaths = tombstones.select("judgment_id", _version="updated_at", _deleted_at="deleted_at")
+    dead = (pl.col("updated_at") <= pl.col("_version")) & (
+        pl.col("updated_at") < pl.col("_deleted_at")
+    )
+    rows = (
+        ledger.with_row_index("_row")
+        .join(deaths, on="judgment_id", how="inner")
+        .filter(pl.col("source").is_null() & dead)
+        .unique("_row")
+        .sort("_row")
+        .drop("_row", "_version", "_deleted_at")
     )
     if new.height:
         rows = rows.filter(~pl.col("judgment_id").is_in(new.get_column("judgment_id").implode()))
-    return rows.drop("_deleted_at")
+    return rows
 
 
 # Gold sources ------------------------------------------------------------------------------

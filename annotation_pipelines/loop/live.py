@@ -398,8 +398,8 @@ def update(
     no vote is left either. A different gold answer replaces the earlier one.
     `reversals` (`REVERSALS`) are blocks the tool reversed; each one of a block in force lifts
     it first (`_unblock`), and one already applied or of an earlier block is skipped.
-    `deleted` holds the DB's tombstones (`judgment_id`, `deleted_at`): a judgment the DB gave
-    and then deleted is withdrawn like one an edited file dropped (`ledger.deleted`), and so
+    `deleted` holds the DB's tombstones (`judgment_id`, `updated_at`, `deleted_at`): a judgment the
+    DB gave and then deleted is withdrawn like one an edited file dropped (`ledger.deleted`), and so
     is gold the DB gave and deleted (`deleted_gold`: `task_id`; `ledger.gold_deleted`).
     Returns the next state (version + 1 when anything changed) and its events.
     """
@@ -783,7 +783,11 @@ def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
 
 
 # The DB's tombstones `update` reads (`ingest.postgres.DELETIONS` has more columns).
-_TOMBSTONES: dict[str, pl.DataType] = {"judgment_id": pl.String(), "deleted_at": UTC_TIMESTAMP}
+_TOMBSTONES: dict[str, pl.DataType] = {
+    "judgment_id": pl.String(),
+    "updated_at": UTC_TIMESTAMP,
+    "deleted_at": UTC_TIMESTAMP,
+}
 _GOLD_BATCH: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "label": pl.String(),

@@ -523,9 +523,12 @@ def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "p
         if changed:
             return changed
         # A deletion leaves a tombstone (migration 6), which starts a run like a change; the
-        # probe runs before any live run has migrated the DB, so the table may be missing.
+        # probe runs before any live run has migrated the DB, so the tables may be missing, or
+        # (a DBA applied it) not readable by this role yet.
         deletions = connection.execute(
-            "SELECT to_regclass(%s) IS NOT NULL", (f"{quoted}.judgment_deletions",)
+            "SELECT coalesce(has_table_privilege(to_regclass(%s), 'SELECT') "
+            "AND has_table_privilege(to_regclass(%s), 'SELECT'), false)",
+            (f"{quoted}.judgment_deletions", f"{quoted}.gold_label_deletions"),
         ).fetchone()
         if deletions and deletions[0]:
             row = connection.execute(

@@ -52,6 +52,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+from annotation_pipelines.ingest.postgres import MIGRATION_FIX
 from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
@@ -849,6 +850,12 @@ def live_quality_state(
     )
     if unknown_deletions:
         context.log.info(f"live: {unknown_deletions} deletion(s) of rows not held: ignored")
+    if not extract.deletions_tracked and not annotation_db.skipped_migrations:
+        # A skipped migration was logged with its cause when it was tried.
+        context.log.warning(
+            "live: the annotation DB has no tombstone tables this role can read (migration 6), "
+            f"so rows the tool deletes stay in the live state; {MIGRATION_FIX}"
+        )
     context.log.info(
         f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
         f"{from_files.height} from {len(files.paths)} file(s), "
@@ -876,6 +883,10 @@ def live_quality_state(
                 extract.deletions.height + extract.gold_deletions.height
             ),
             "deletions_unknown": MetadataValue.int(unknown_deletions),
+            "deletions_tracked": MetadataValue.bool(extract.deletions_tracked),
+            "migrations_skipped": MetadataValue.json(
+                [s.version for s in annotation_db.skipped_migrations]
+            ),
             "rebased_tasks": MetadataValue.json(
                 {p: sum(e.rebased_tasks for e in found) for p, found in rebased.items()}
             ),

@@ -29,6 +29,7 @@ from dagster import (
 from annotation_pipelines import schema
 from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
 from annotation_pipelines.ingest.postgres import (
+    MIGRATION_FIX,
     DatabaseExtract,
     merge_partition,
     partition_by_day,
@@ -36,6 +37,7 @@ from annotation_pipelines.ingest.postgres import (
 from annotation_pipelines.lake import (
     ANNOTATION_DB_SEEN_KEY,
     ANNOTATION_DB_WATERMARK_KEY,
+    ANNOTATION_DB_WITHDRAWN_KEY,
     quarantine_key,
     staging_day,
     staging_key,
@@ -213,20 +215,14 @@ def annotation_db_changes(
             version = "updated_at" if "updated_at" in part.columns else column
             lake.put_frame(key, merge_partition(existing, part, key=key_columns, version=version))
             days.add(day.isoformat())
-    deleted, deleted_days = withdraw_deleted(lake, extract)
+    deleted, unknown, deleted_days = withdraw_counted(lake, extract, since=since)
     days |= deleted_days
-    # A key deleted, inserted again and deleted in one window has two tombstones.
-    keys = (
-        extract.deletions["judgment_id"].n_unique() + extract.gold_deletions["task_id"].n_unique()
-    )
-    unknown = keys + extract.ignored_deletions - deleted
     if unknown:
         context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
     if not extract.deletions_tracked:
         context.log.warning(
-            "the annotation DB has no tombstone tables (migration 6), so rows the tool deletes "
-            "stay in the daily layers; apply the migrations with `annotation-pipelines migrate "
-            "--dsn …` (a live run applies them too)"
+            "the annotation DB has no tombstone tables this role can read (migration 6), so "
+            f"rows the tool deletes stay in the daily layers; {MIGRATION_FIX}"
         )
     lake.put_frame(
         quarantine_key("annotation_db", f"{extract.until:%Y%m%dT%H%M%S}"), result.quarantine
@@ -253,10 +249,42 @@ def annotation_db_changes(
 def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str]]:
     """(how many keys a tombstone removed from the staged rows, the days to rebuild): a deleted
     judgment leaves the staged day of its `submitted_at`, a deleted gold label every staged
-    day of the DB's gold, each only where the staged version is older than the deletion (a
-    row re-inserted at the deletion's stamp or later stays). A tombstone of a row never
-    staged removes nothing. The days are those of every tombstone, whether it removed a row
-    now or in an attempt that failed before the watermark moved, so a retry rebuilds them."""
+    day of the DB's gold, each only where the staged version is the deleted one or older (a
+    row inserted again after the deletion is newer than the deleted version, and stays). A
+    tombstone of a row never staged removes nothing. The days are those of every tombstone,
+    whether it removed a row now or in an attempt that failed before the watermark moved, so
+    a retry rebuilds them."""
+    removed, days = _withdrawn(lake, extract)
+    return len(removed), days
+
+
+def withdraw_counted(
+    lake: Lake, extract: DatabaseExtract, *, since: datetime
+) -> tuple[int, int, set[str]]:
+    """`withdraw_deleted` counted by key: (keys removed, keys of tombstones that removed
+    nothing (never staged, or of a project name the ingest refuses), days to rebuild). The
+    keys removed are recorded with the window's start (`since`) until the next window, so a
+    retry of the window after an attempt that failed once it had removed rows counts those
+    as removed, not as never staged; an attempt that fails while it rewrites staged days
+    records nothing, and its retry counts what it removed as never staged."""
+    removed, days = _withdrawn(lake, extract)
+    wanted = {("judgments", k) for k in extract.deletions["judgment_id"].unique()} | {
+        ("gold_labels", k) for k in extract.gold_deletions["task_id"].unique()
+    }
+    earlier: set[tuple[str, str]] = set()
+    if lake.exists(ANNOTATION_DB_WITHDRAWN_KEY):
+        record = json.loads(lake.get(ANNOTATION_DB_WITHDRAWN_KEY))
+        if record.get("since") == since.isoformat():
+            earlier = {(table, key) for table, key in record["keys"]}
+    applied = (removed | earlier) & wanted
+    if applied:
+        record = {"since": since.isoformat(), "keys": sorted(applied)}
+        lake.put(ANNOTATION_DB_WITHDRAWN_KEY, json.dumps(record).encode())
+    return len(applied), len(wanted) + extract.ignored_deletions - len(applied), days
+
+
+def _withdrawn(lake: Lake, extract: DatabaseExtract) -> tuple[set[tuple[str, str]], set[str]]:
+    """`withdraw_deleted`'s work: the (table, key) removed and the days to rebuild."""
     applied: set[tuple[str, str]] = set()
     days: set[str] = set()
     deletions = extract.deletions.with_columns(_day=pl.col("submitted_at").dt.date())
@@ -281,19 +309,30 @@ def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str
                 .collect()
             )
             days |= set(judged.to_series().to_list())
-    return len(applied), days
+    return applied, days
 
 
 def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: str) -> set[str]:
-    """Rewrite the staged `key` without the rows a newer tombstone deleted; their ids."""
+    """Rewrite the staged `key` without the rows a tombstone deleted (`ledger.deleted`'s rule:
+    the deleted version or an older one); their ids."""
     staged = lake.get_frame(key)
-    deaths = tombstones.group_by(id_column).agg(_deleted_at=pl.col("deleted_at").max())
-    marked = staged.join(deaths, on=id_column, how="left", maintain_order="left")
-    gone = (pl.col("updated_at") < pl.col("_deleted_at")).fill_null(False)
-    removed = set(marked.filter(gone).get_column(id_column).to_list())
-    if removed:
-        lake.put_frame(key, marked.filter(~gone).drop("_deleted_at"))
-    return removed
+    deaths = tombstones.select(id_column, _version="updated_at", _deleted_at="deleted_at")
+    dead = (
+        staged.select(id_column, "updated_at")
+        .join(deaths, on=id_column, how="inner")
+        .filter(
+            (pl.col("updated_at") <= pl.col("_version"))
+            & (pl.col("updated_at") < pl.col("_deleted_at"))
+        )
+        .select(id_column, "updated_at")
+        .unique()
+    )
+    if dead.height == 0:
+        return set()
+    lake.put_frame(
+        key, staged.join(dead, on=[id_column, "updated_at"], how="anti", maintain_order="left")
+    )
+    return set(dead.get_column(id_column).to_list())
 
 
 @asset(

@@ -6,8 +6,9 @@ newer than it."""
 from __future__ import annotations
 
 import json
+import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import psycopg
@@ -15,15 +16,20 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
+from annotation_pipelines.ingest.connection import Timeouts, conninfo
 from annotation_pipelines.ingest.postgres import (
     DELETIONS,
+    MIGRATION_LOCK_TIMEOUT,
+    MigrationFailed,
+    applied_migrations,
     apply_schema,
     extract_since,
     merge_partition,
     migration_files,
 )
-from assets.sources.assets import withdraw_deleted
+from assets.sources.assets import withdraw_counted, withdraw_deleted
 from resources.lake import LocalLake
+from tests.services import fresh_database, tool_and_pipelines_roles
 
 pytestmark = pytest.mark.services
 
@@ -220,3 +226,290 @@ def test_migrate_names_a_bad_schema_and_an_unreachable_database(postgres_dsn):
     closed = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2"
     down = CliRunner().invoke(main, ["migrate", "--dsn", closed])
     assert down.exit_code == 1 and "127.0.0.1" in down.output, down.output
+
+
+GOLD = "INSERT INTO gold_labels (task_id, project, label) VALUES (%s, 'p', %s)"
+
+
+def _staged(lake: LocalLake, extract, key: str, gold_key: str) -> tuple[dict, dict]:
+    """Stage one extract as the daily asset does (upsert, then withdraw); the staged labels."""
+    for frame, at in ((extract.result.judgments, key), (extract.result.gold, gold_key)):
+        if frame.height:
+            existing = lake.get_frame(at) if lake.exists(at) else None
+            lake.put_frame(
+                at,
+                merge_partition(
+                    existing, frame, key=("judgment_id",) if at == key else ("task_id",)
+                ),
+            )
+    withdraw_deleted(lake, extract)
+    judged = dict(lake.get_frame(key).select("judgment_id", "label").iter_rows())
+    gold = dict(lake.get_frame(gold_key).select("task_id", "label").iter_rows())
+    return judged, gold
+
+
+def _reinserted_by_an_earlier_transaction(
+    dsn: str, schema: str, *, held: bool
+) -> psycopg.Connection | None:
+    """A transaction begun before a deletion inserts the freed key after the deletion commits:
+    the row is stamped before its own tombstone. `held`: a third transaction, begun between
+    the two, stays open (the extract's `until` falls between them) until the caller ends it."""
+    importer = psycopg.connect(dsn)
+    importer.execute(f"SET search_path TO {schema}")
+    importer.execute("SELECT 1")
+    settle()
+    holder = psycopg.connect(dsn) if held else None
+    if holder is not None:
+        holder.execute("SELECT 1")
+        settle()
+    run(dsn, schema, delete("k"), ("DELETE FROM gold_labels WHERE task_id = 't1'", ()))
+    importer.execute(*insert("k", "t1", "p", "a1", "dog", WHEN))
+    importer.execute(GOLD, ("t1", "dog"))
+    importer.commit()
+    importer.close()
+    return holder
+
+
+def _key_and_gold(dsn: str, schema: str, tmp_path) -> tuple[object, LocalLake, str, str]:
+    apply_schema(dsn, schema=schema)
+    run(dsn, schema, insert("k", "t1", "p", "a1", "cat", WHEN), (GOLD, ("t1", "cat")))
+    first = extract_since(dsn, since=EPOCH, schema=schema)
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    key = "staging/judgments/day=2026-11-02/annotation_db.parquet"
+    gold_day = first.result.gold["updated_at"][0]
+    gold_key = f"staging/gold_labels/day={gold_day:%Y-%m-%d}/annotation_db.parquet"
+    assert _staged(lake, first, key, gold_key) == ({"k": "cat"}, {"t1": "cat"})
+    settle()
+    return first, lake, key, gold_key
+
+
+def test_a_key_inserted_again_by_a_transaction_begun_before_its_deletion_stays(
+    postgres_dsn, tmp_path
+):
+    """Within one window: the re-insert is stamped before its tombstone, but the window read it
+    after the deletion committed, so the row is handed on, its tombstones are not, and the
+    staged day and gold keep the new version; the next extract has nothing to add."""
+    schema = "deletion_reinsert_early"
+    first, lake, key, gold_key = _key_and_gold(postgres_dsn, schema, tmp_path)
+    _reinserted_by_an_earlier_transaction(postgres_dsn, schema, held=False)
+    with psycopg.connect(postgres_dsn) as connection:
+        (row,) = connection.execute(f"SELECT updated_at FROM {schema}.judgments").fetchall()
+        (death,) = connection.execute(
+            f"SELECT deleted_at FROM {schema}.judgment_deletions"
+        ).fetchall()
+    assert row[0] < death[0]
+    second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    assert second.result.judgments.select("judgment_id", "label").rows() == [("k", "dog")]
+    assert second.result.gold.select("task_id", "label").rows() == [("t1", "dog")]
+    assert second.deletions.height == 0 and second.gold_deletions.height == 0
+    assert _staged(lake, second, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+    third = extract_since(postgres_dsn, since=second.watermark, schema=schema, seen=second.seen)
+    assert third.result.rows_read == 0 and third.deletions.height == 0
+    assert _staged(lake, third, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+
+
+@pytest.mark.parametrize("overlap_s", [300, 0])
+def test_a_reinsert_read_in_an_earlier_window_than_its_tombstone_stays(
+    postgres_dsn, tmp_path, overlap_s
+):
+    """Across windows: a transaction held open between the re-inserting one's start and the
+    deletion's places `until` between them, so one window reads the re-insert and the next
+    the tombstone (its overlap re-reading the row, or not: `overlap_s` 0, a transaction held
+    longer than the overlap). The staged version is newer than the one deleted: it stays."""
+    schema = f"deletion_reinsert_across_{overlap_s}"
+    first, lake, key, gold_key = _key_and_gold(postgres_dsn, schema, tmp_path)
+    holder = _reinserted_by_an_earlier_transaction(postgres_dsn, schema, held=True)
+    assert holder is not None
+    try:
+        second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    finally:
+        holder.commit()
+        holder.close()
+    with psycopg.connect(postgres_dsn) as connection:
+        (row,) = connection.execute(f"SELECT updated_at FROM {schema}.judgments").fetchall()
+        (death,) = connection.execute(
+            f"SELECT deleted_at FROM {schema}.judgment_deletions"
+        ).fetchall()
+    assert row[0] <= second.until < death[0]
+    assert second.result.judgments.select("judgment_id", "label").rows() == [("k", "dog")]
+    assert second.deletions.height == 0
+    assert _staged(lake, second, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+    third = extract_since(
+        postgres_dsn,
+        since=second.watermark,
+        schema=schema,
+        seen=second.seen,
+        overlap=timedelta(seconds=overlap_s),
+    )
+    # Re-read in the overlap, or held by the DB at a stamp read before: not handed on.
+    assert third.result.rows_read == 0
+    assert third.deletions.height == 0 and third.gold_deletions.height == 0
+    assert _staged(lake, third, key, gold_key) == ({"k": "dog"}, {"t1": "dog"})
+
+
+def _migrate(dsn: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["migrate", "--dsn", dsn])
+    return result.exit_code, result.output
+
+
+def _tombstones(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as connection:
+        return connection.execute("SELECT judgment_id FROM judgment_deletions").fetchall()
+
+
+def test_migration_6_needs_a_role_that_may_trigger_on_the_tool_tables():
+    """A pipelines' role that does not own the tool's tables skips migration 6 and says why
+    (its extract then reports deletions untracked); `migrate` as that role fails naming it;
+    applied by the owner, the tool's own role still deletes (the trigger writes as the
+    migration's role), and the pipelines' role reads the tombstones once granted SELECT."""
+    with (
+        fresh_database("deletion_roles") as database,
+        tool_and_pipelines_roles(database) as (
+            tool,
+            pipelines,
+        ),
+    ):
+        owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        [skipped] = apply_schema(pipelines)
+        assert (skipped.version, skipped.name, skipped.locked) == (6, "006_deletions", False)
+        assert "permission denied for table judgments" in skipped.cause
+        assert "GRANT TRIGGER ON judgments, gold_labels" in skipped.message()
+        assert applied_migrations(pipelines) == {1, 2, 3, 4, 5}
+        # The migration is one transaction: none of its tables is left behind.
+        run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert not extract.deletions_tracked and extract.result.rows_read == 1
+        code, output = _migrate(pipelines)
+        assert code == 1, output
+        assert "migration 6 (006_deletions)" in output and "permission denied" in output
+
+        code, output = _migrate(owner)
+        assert code == 0 and json.loads(output)["applied"] == [6], output
+        # Tombstone tables the pipelines' role may not read yet: untracked, no error.
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert not extract.deletions_tracked
+        run(tool, "public", delete("j1"))
+        assert _tombstones(owner) == [("j1",)]
+        with psycopg.connect(owner, autocommit=True) as connection:
+            role = pipelines.split("//")[1].split("@")[0]
+            connection.execute(
+                f"GRANT SELECT ON judgment_deletions, gold_label_deletions TO {role}"
+            )
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert extract.deletions_tracked and extract.deletions["judgment_id"].to_list() == ["j1"]
+
+
+def test_a_pipelines_role_granted_trigger_applies_migration_6_itself():
+    with (
+        fresh_database("deletion_trigger") as database,
+        tool_and_pipelines_roles(database) as (
+            tool,
+            pipelines,
+        ),
+    ):
+        owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        role = pipelines.split("//")[1].split("@")[0]
+        with psycopg.connect(owner, autocommit=True) as connection:
+            connection.execute(f"GRANT TRIGGER ON judgments, gold_labels TO {role}")
+        assert apply_schema(pipelines) == []
+        run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
+        run(tool, "public", delete("j1"), ("DELETE FROM gold_labels", ()))
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert extract.deletions_tracked and extract.deletions["judgment_id"].to_list() == ["j1"]
+
+
+def _annotator_insert(dsn: str, judgment_id: str) -> float:
+    """Seconds an annotator's one-row submission took (it gives up after 10 s)."""
+    started = time.monotonic()
+    with psycopg.connect(dsn, options="-c statement_timeout=10000") as connection:
+        connection.execute(*insert(judgment_id, "t1", "p", "a1", "cat", WHEN))
+    return time.monotonic() - started
+
+
+def test_a_migration_waits_seconds_for_a_lock_behind_an_open_tool_transaction():
+    """An open write transaction on `judgments`: migration 6 gives up after the lock timeout
+    (skipped, tried again next time) instead of queueing the tool's writers behind it for
+    minutes; an annotator's INSERT meanwhile waits at most about that long. A required
+    migration whose lock does not come fails, naming itself."""
+    with fresh_database("deletion_lock") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            for version, path in migration_files():
+                if version < 6:
+                    connection.execute(path.read_text())
+        # The live runs' own settings: statement and lock timeouts of 600 s.
+        work = conninfo(dsn, Timeouts(connect=10, statement=600, lock=600))
+        batch = psycopg.connect(dsn)
+        batch.execute(*insert("j0", "t1", "p", "a1", "cat", WHEN))
+        outcome: dict[str, object] = {}
+
+        def migrate() -> None:
+            started = time.monotonic()
+            outcome["skipped"] = apply_schema(work)
+            outcome["seconds"] = time.monotonic() - started
+
+        try:
+            thread = threading.Thread(target=migrate)
+            thread.start()
+            time.sleep(0.5)
+            waited = _annotator_insert(dsn, "j1")
+            thread.join(timeout=30)
+        finally:
+            batch.commit()
+            batch.close()
+        limit = MIGRATION_LOCK_TIMEOUT.total_seconds()
+        assert outcome["seconds"] < limit + 2 and waited < limit + 1
+        [skipped] = outcome["skipped"]
+        assert skipped.version == 6 and skipped.locked and "lock timeout" in skipped.cause
+        assert applied_migrations(dsn) == {1, 2, 3, 4, 5}
+        # Next time, with the tool quiet, it applies.
+        assert apply_schema(work) == []
+        assert 6 in applied_migrations(dsn)
+
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("DELETE FROM schema_migrations WHERE version >= 4")
+        reader = psycopg.connect(dsn)
+        reader.execute("SELECT count(*) FROM annotator_actions")
+        try:
+            started = time.monotonic()
+            with pytest.raises(MigrationFailed, match=r"migration 4 \(004_block_revoked\)"):
+                apply_schema(work)
+            assert time.monotonic() - started < limit + 2
+        finally:
+            reader.rollback()
+            reader.close()
+
+
+def test_a_retried_window_counts_the_rows_an_earlier_attempt_removed(postgres_dsn, tmp_path):
+    """By key: a staged row deleted, one never staged (inserted and deleted between two
+    extracts) and one of a refused project name. An attempt that removed the staged row and
+    failed before the watermark moved is retried with the same window: the row counts as
+    removed again, not as never staged; the next window starts afresh."""
+    schema = "deletion_retry_counts"
+    apply_schema(postgres_dsn, schema=schema)
+    run(postgres_dsn, schema, insert("kept", "t1", "p", "a1", "cat", WHEN))
+    run(postgres_dsn, schema, insert("staged", "t1", "p", "a2", "cat", WHEN))
+    first = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    key = "staging/judgments/day=2026-11-02/annotation_db.parquet"
+    lake.put_frame(key, merge_partition(None, first.result.judgments))
+    settle()
+    run(postgres_dsn, schema, insert("brief", "t1", "p", "a3", "dog", WHEN))
+    run(postgres_dsn, schema, insert("odd", "t1", "../x", "a2", "dog", WHEN))
+    settle()
+    # Two tombstones of one key: deleted, inserted again and deleted in the window.
+    run(postgres_dsn, schema, delete("staged"))
+    settle()
+    run(postgres_dsn, schema, insert("staged", "t1", "p", "a2", "dog", WHEN))
+    settle()
+    run(postgres_dsn, schema, delete("staged"), delete("brief"), delete("odd"))
+    second = extract_since(postgres_dsn, since=first.watermark, schema=schema, seen=first.seen)
+    assert sorted(second.deletions["judgment_id"]) == ["brief", "staged", "staged"]
+    assert second.ignored_deletions == 1
+    since = first.watermark
+    assert withdraw_counted(lake, second, since=since) == (1, 2, {"2026-11-02"})
+    assert lake.get_frame(key)["judgment_id"].to_list() == ["kept"]
+    # The retry of the same window, the staged row already gone.
+    assert withdraw_counted(lake, second, since=since) == (1, 2, {"2026-11-02"})
+    later = since + timedelta(seconds=1)
+    assert withdraw_counted(lake, second, since=later) == (0, 3, {"2026-11-02"})

@@ -71,29 +71,37 @@ def test_withdrawn_only_from_resynced_sources() -> None:
     assert ledger.withdrawn(book, new, []).height == 0
 
 
-def test_deleted_only_the_db_versions_older_than_their_tombstone() -> None:
-    """A DB tombstone withdraws a version the DB gave before the deletion; not one a file gave
-    (the file still holds it), not one stamped at or after it (inserted again), not one the
-    batch replaces, and nothing for an id the ledger does not hold."""
-    at = [datetime(2026, 11, 2, hour, tzinfo=UTC) for hour in range(4)]
+def test_deleted_only_the_deleted_db_version_or_an_older_one() -> None:
+    """A DB tombstone withdraws the version the DB gave if it deleted that version or a newer
+    one; not one a file gave (the file still holds it), not one newer than the deleted
+    version (inserted again after the deletion, even stamped before it), not one the batch
+    replaces, and nothing for an id the ledger does not hold."""
+    at = [datetime(2026, 11, 2, hour, tzinfo=UTC) for hour in range(5)]
     book = pl.DataFrame(
         {
-            "judgment_id": ["db", "file", "again", "batch"],
-            "source": [None, "f", None, None],
-            "updated_at": [at[0], at[0], at[2], at[0]],
+            "judgment_id": ["db", "edited", "file", "again", "early", "batch"],
+            "source": [None, None, "f", None, None, None],
+            "updated_at": [at[0], at[0], at[0], at[2], at[2], at[0]],
         }
     )
     tombstones = pl.DataFrame(
         {
-            "judgment_id": ["db", "db", "file", "again", "batch", "unknown"],
-            "deleted_at": [at[1], at[3], at[1], at[2], at[1], at[1]],
+            "judgment_id": ["db", "edited", "file", "again", "early", "batch", "unknown"],
+            # The version each deleted: `edited` was edited after the ledger read it.
+            "updated_at": [at[0], at[1], at[0], at[0], at[0], at[0], at[0]],
+            "deleted_at": [at[1], at[2], at[1], at[1], at[3], at[1], at[1]],
         }
     )
     new = pl.DataFrame({"judgment_id": ["batch"]})
     gone = ledger.deleted(book, new, tombstones)
-    assert gone.get_column("judgment_id").to_list() == ["db"]
+    # `again` was inserted again after its deletion, `early` too though its transaction began
+    # before the deletion (at[2] < at[3]): both newer than the version deleted.
+    assert gone.get_column("judgment_id").to_list() == ["db", "edited"]
     assert gone.columns == book.columns
     assert ledger.deleted(book, new, tombstones.head(0)).height == 0
+    # Read twice, the tombstones withdraw each row once.
+    twice = ledger.deleted(book, new, pl.concat([tombstones, tombstones]))
+    assert twice.get_column("judgment_id").to_list() == ["db", "edited"]
 
 
 def test_gold_deleted_only_the_dbs_and_not_given_again() -> None:

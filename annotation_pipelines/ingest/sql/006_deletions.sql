@@ -32,9 +32,19 @@ CREATE INDEX IF NOT EXISTS judgment_deletions_deleted_at ON judgment_deletions (
 CREATE INDEX IF NOT EXISTS gold_label_deletions_deleted_at ON gold_label_deletions (deleted_at);
 
 -- One statement-level trigger per table: a bulk delete writes its tombstones in one INSERT.
--- The tombstone table is the deleted table's own schema's (the trigger runs under the
--- deleting session's search_path).
-CREATE OR REPLACE FUNCTION record_deletions() RETURNS trigger AS $$
+-- The tombstone table is the deleted table's own schema's. SECURITY DEFINER: the trigger runs
+-- as whoever deletes (the tool's role), which need not be allowed to write the tombstone
+-- tables; the function writes them as the role that applied this migration, which created
+-- them. Its search_path is fixed (only pg_catalog, every name it writes qualified) so a
+-- deleting session's search_path cannot put its own objects in the definer's hands, and its
+-- name carries the project's prefix so it cannot replace a function of the tool's.
+-- This migration needs a role that owns `judgments` and `gold_labels` (CREATE TRIGGER); a
+-- live run whose role does not skips it and says so (`annotation-pipelines migrate`).
+CREATE OR REPLACE FUNCTION annotation_pipelines_record_deletions() RETURNS trigger
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF TG_TABLE_NAME = 'judgments' THEN
         EXECUTE format(
@@ -54,7 +64,10 @@ BEGIN
     END IF;
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql;
+$$;
+
+-- Only its triggers call it (a trigger's firing checks no EXECUTE privilege).
+REVOKE ALL ON FUNCTION annotation_pipelines_record_deletions() FROM PUBLIC;
 
 DO $$
 DECLARE name text;
@@ -66,7 +79,7 @@ BEGIN
         ) THEN
             EXECUTE format(
                 'CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS gone '
-                'FOR EACH STATEMENT EXECUTE FUNCTION record_deletions()',
+                'FOR EACH STATEMENT EXECUTE FUNCTION annotation_pipelines_record_deletions()',
                 name || '_deleted', name
             );
         END IF;
