@@ -171,7 +171,8 @@ def code_loaded(url: str) -> bool:
 def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
     """`database` brought to migration 5 by the superuser, the tool's own role owning
     `judgments` and `gold_labels`, and a pipelines' role that may read and write every table
-    (create in the schema, see every session) but owns neither; yields (tool DSN, pipelines
+    (create in the schema, see every session) and owns the write-back's tables but neither of
+    those; yields (tool DSN, pipelines
     DSN). The roles are dropped afterwards."""
     import psycopg
 
@@ -194,6 +195,12 @@ def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
             for statement in (
                 f"ALTER TABLE judgments OWNER TO {tool}",
                 f"ALTER TABLE gold_labels OWNER TO {tool}",
+                # The write-back's own tables and function are the pipelines', as when the
+                # pipelines' role applied migrations 2-5 itself: later migrations alter them.
+                f"ALTER TABLE task_requests OWNER TO {pipelines}",
+                f"ALTER TABLE annotator_actions OWNER TO {pipelines}",
+                f"ALTER TABLE schema_migrations OWNER TO {pipelines}",
+                f"ALTER FUNCTION annotator_actions_keep_revoked() OWNER TO {pipelines}",
                 f"GRANT USAGE ON SCHEMA public TO {tool}",
                 f"GRANT CREATE, USAGE ON SCHEMA public TO {pipelines}",
                 f'GRANT CREATE ON DATABASE "{database}" TO {pipelines}',
