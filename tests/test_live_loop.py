@@ -162,7 +162,7 @@ query {
   runsOrError(filter: {pipelineName: "live_quality_job"}) { ... on Runs { count } }
   assetOrError(assetKey: {path: ["live_quality_state"]}) {
     ... on Asset {
-      assetMaterializations(limit: 1) {
+      assetMaterializations(limit: 5) {
         metadataEntries { label ... on JsonMetadataEntry { jsonString } }
       }
     }
@@ -175,12 +175,18 @@ def _what_the_ui_shows(url: str) -> dict[str, object]:
     """The live sensor's status, the live runs and the newest live state version, as the
     webserver serves them to the UI."""
     data = graphql(url, _UI_QUERY)
-    newest = data["assetOrError"]["assetMaterializations"]
-    entries = {e["label"]: e.get("jsonString") for e in newest[0]["metadataEntries"]}
+    # A run that found nothing new once it had the live lock (a second run queued behind the
+    # one that folded the last judgments) materializes with no state versions: the newest
+    # version is that of the newest materialization that wrote one.
+    versions = {}
+    for materialization in data["assetOrError"]["assetMaterializations"]:
+        entries = {e["label"]: e.get("jsonString") for e in materialization["metadataEntries"]}
+        if versions := json.loads(entries["versions"]):
+            break
     return {
         "sensor": data["sensorOrError"]["sensorState"]["status"],
         "runs": data["runsOrError"]["count"],
-        "versions": json.loads(entries["versions"]),
+        "versions": versions,
     }
 
 
