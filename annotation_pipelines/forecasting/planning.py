@@ -255,7 +255,8 @@ def spread_note(spreads: pl.DataFrame) -> str:
     return (
         f"{note}; {SHORT}*: fewer than {MIN_FIT_DAYS} days since the first nonzero value, too "
         f"few for a trend, so planned flat at the mean of its last {FLAT_LEVEL_DAYS} days: "
-        f"{', '.join(short)} (spread pooled as pooled_* from fits on {MIN_FIT_DAYS} days)"
+        f"{', '.join(short)} (spread pooled as pooled_* from that flat rule's errors on the "
+        "others)"
     )
 
 

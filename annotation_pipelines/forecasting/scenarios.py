@@ -32,8 +32,10 @@ demand. A series with fewer than `MIN_FIT_DAYS` days from its first nonzero valu
 last week) has no fit either (`too_short`): a trend from ten days carried half a year ahead is
 that week's noise times 18. It is planned flat at its current level, the mean of its last
 `FLAT_LEVEL_DAYS` days (all of them if fewer; `flat_level`), its launches added, and its P90
-spread is pooled as a young series' is at the shortest fitted age, `MIN_FIT_DAYS` (source
-`short_` + the pool's). In a sum it is added to the rest, fit and reconciled without it. Each
+spread is the q90 of the pooled relative errors of that same flat rule on the other series
+(`flat_errors`: the spread of a trend fit's errors over-covered, 0.99 of test days at or
+below P90 for 0.90), peers else fleet as a young series' is (source `short_` + the pool's).
+In a sum it is added to the rest, fit and reconciled without it. Each
 band says where its spread came from (`SPREAD_SOURCES`). Planned
 launches (a config file; known future events) add their accelerators on their start day, ramped
 linearly over `ramp_days`. Weekly bands come from the errors of weekly means.
@@ -42,7 +44,7 @@ linearly over `ramp_days`. Weekly bands come from the errors of weekly means.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -399,7 +401,7 @@ def scenario_paths(
     series to its peer group), unless `pool_spreads` is off (then it has none, and says so).
     Each series starts at its first nonzero value (`started`); one zero on every day has not
     started (`not_started_paths`), one with fewer than `MIN_FIT_DAYS` days is planned flat
-    (`short_series_paths`) and fits on that many days give its pooled spread.
+    (`short_series_paths`), its spread pooled from the flat rule's errors on the others.
     """
     history, idle = started(daily)
     short = too_short(history)
@@ -434,7 +436,7 @@ def scenario_paths(
     # has (`truncated_errors`), one pool per age in weeks.
     ages = {f.ids[0]: age_bucket(f.values.shape[1]) for f in fits if f.ids[0] in young}
     donors: dict[int, dict[str, np.ndarray]] = {}
-    for age in _pool_ages(ages.values(), short=bool(short)) if pool_spreads else ():
+    for age in set(ages.values()) if pool_spreads else ():
         donors[age] = {}
         for fit in fits:
             if fit.ids[0] not in young:
@@ -456,9 +458,11 @@ def scenario_paths(
     )
     for (last,), rows in short_rows.partition_by("last", as_dict=True).items():
         first = as_date(last, what="last day of a series") + dt.timedelta(days=1)
+        flat = partial(_series_flat_donors, [f for f in fits if f.ids[0] not in young],
+                       first=first, horizon_days=horizon_days,
+                       pool_spreads=pool_spreads)  # fmt: skip
         bands = short_series_paths(rows, launches=launches, first=first,
-                                   horizon_days=horizon_days, peers=peers,
-                                   donors=donors.get(MIN_FIT_DAYS, {}))  # fmt: skip
+                                   horizon_days=horizon_days, peers=peers, donors=flat)  # fmt: skip
         found.update({series_id: paths for series_id, (paths, _) in bands.items()})
     for fit in fits:
         spreads = {}
@@ -496,6 +500,18 @@ class _CalendarFit:
     weekday: np.ndarray
 
 
+def _series_flat_donors(fits: Sequence[_CalendarFit], window: int, *, first: dt.date,
+                        horizon_days: int, pool_spreads: bool,
+                        ) -> dict[str, np.ndarray]:  # fmt: skip
+    """`flat_donors` of the series of `fits` (each calendar's rows from their first day); none
+    with `pool_spreads` off."""
+    found: dict[str, np.ndarray] = {}
+    for fit in fits if pool_spreads else ():
+        found.update(flat_donors(fit.values, fit.weekday, fit.ids, window, first=first,
+                                 horizon_days=horizon_days))  # fmt: skip
+    return found
+
+
 def _young_series(fits: Sequence[_CalendarFit]) -> set[str]:
     """The series whose calendar leaves fewer than `MIN_OWN_ORIGINS` backtest origins."""
     return {s for fit in fits if fit.errors.shape[1] < MIN_OWN_ORIGINS for s in fit.ids}
@@ -506,12 +522,6 @@ def age_bucket(days: int) -> int:
     length its donors' fits are cut to (`truncated_errors`), so that young series of about the
     same age share one pool."""
     return max(MIN_FIT_DAYS, 7 * round(days / 7))
-
-
-def _pool_ages(ages: Iterable[int], *, short: bool) -> set[int]:
-    """The ages to pool donors' errors at: the young series' (`age_bucket`), and
-    `MIN_FIT_DAYS` for series too short for a fit."""
-    return set(ages) | ({MIN_FIT_DAYS} if short else set())
 
 
 def too_short(history: pl.DataFrame) -> list[str]:
@@ -533,30 +543,87 @@ def flat_level(values: np.ndarray) -> float:
     return float(np.mean(values[-FLAT_LEVEL_DAYS:]))
 
 
+def flat_errors(values: np.ndarray, weekday: np.ndarray, *, window: int, first_weekday: int,
+                horizon_days: int, starts: np.ndarray | None = None,
+                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """([rows, origins, horizon] errors, [rows, origins] levels) of the flat rule of a series
+    too short for a fit (`flat_level`: the mean of the `window` days before an origin, carried
+    flat) at every origin of `values` ([rows, days], one calendar, `weekday` its days') that
+    falls on `first_weekday` with a month of history before it (what `_backtestable` asks);
+    NaN before a row's first day plus that month (`starts`) and where the horizon runs past
+    the data. The level is the flat forecast itself: errors over it are the flat rule's
+    relative errors.
+
+    The origins fall on the short series' first forecast weekday, so each step ahead is the
+    same weekday for donors and for it: a flat level misses a weekday-shaped series by its
+    weekday's effect, and a pool over mixed weekdays would spread that across every step."""
+    n = values.shape[1]
+    day = np.arange(n)
+    origins = np.flatnonzero((weekday == first_weekday) & (day >= 28) & (day < n - 1))
+    windows = np.lib.stride_tricks.sliding_window_view(values, window, axis=1)
+    levels = windows[:, origins - window].mean(axis=-1)
+    ahead = origins[:, None] + np.arange(horizon_days)[None, :]
+    errors = values[:, np.minimum(ahead, n - 1)] - levels[..., None]
+    errors[:, ahead >= n] = np.nan
+    if starts is not None:
+        early = origins[None, :] < starts[:, None] + 28
+        errors[early], levels[early] = np.nan, np.nan
+    return errors, levels
+
+
+FlatDonors = Callable[[int], Mapping[str, np.ndarray]]
+
+
+def flat_donors(values: np.ndarray, weekday: np.ndarray, ids: Sequence[str], window: int, *,
+                first: dt.date, horizon_days: int,
+                starts: np.ndarray | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """Per row of `values` (its id in `ids`), the relative errors of the flat rule on `window`
+    days (`flat_errors`) at origins on `first`'s weekday: a donor's errors as a series too
+    short for a fit, planned flat from `first`, makes them."""
+    errors, levels = flat_errors(values, weekday, window=window, first_weekday=first.weekday(),
+                                 horizon_days=horizon_days, starts=starts)  # fmt: skip
+    return dict(zip(ids, relative_errors(errors, levels), strict=True))
+
+
 def short_spread(spread: Spread) -> Spread:
     """`spread` as a series too short for a fit carries it: its source prefixed `SHORT`."""
     return Spread(daily=spread.daily, weekly=spread.weekly, source=f"{SHORT}{spread.source}")
 
 
 def short_series_paths(rows: pl.DataFrame, *, launches: Sequence[Launch], first: dt.date,
-                       horizon_days: int, donors: Mapping[str, np.ndarray],
+                       horizon_days: int, donors: FlatDonors,
                        peers: Mapping[str, str] | None,
                        ) -> dict[str, tuple[SeriesPaths, Spread]]:  # fmt: skip
     """Per series of `rows` ([id, time, value], each too short for a fit, `too_short`), its
     bands from `first` and their spread: its `flat_level` plus its launches, and above that P50
-    the pooled spread (`_young_spreads`) of `donors` (the relative errors of fits on
-    `MIN_FIT_DAYS` days) at that level. One pool serves them all."""
-    levels = {
-        str(series_id): flat_level(frame.sort("time").get_column("value").to_numpy())
+    the pooled spread (`_young_spreads`) at that level of `donors(window)`: the relative errors
+    of the flat rule on `window` days (`flat_donors`), the days its level is the mean of. The
+    rule depends on a series' age only through that window, so series of a week or more (up to
+    `MIN_FIT_DAYS`) share one pool, and a younger one takes the pool of its own few days. One
+    pool per window serves every series of `rows`.
+
+    The spread is the pool's q90, not q90 - q50: the P50 is the flat level itself, without the
+    pool's median offset (a growing fleet's flat level is low; a fitted series' P50 takes its
+    median error, and q90 - q50 above it is q90 above its point). Above the level, q90 - q50
+    left the P90 short of a growth it cannot see: 0.86 / 0.80 of test days at or below it for
+    0.90 on the bench's 10-day series (seeds 0 / 1), 0.94 / 0.91 with q90."""
+    history = {
+        str(series_id): frame.sort("time").get_column("value").to_numpy()
         for (series_id,), frame in rows.partition_by("id", as_dict=True).items()
     }
-    pooled = _young_spreads(donors, levels, peers=peers, first=first, horizon_days=horizon_days)
+    levels = {series_id: flat_level(values) for series_id, values in history.items()}
+    spreads: dict[str, Spread] = {}
+    for window in sorted({min(FLAT_LEVEL_DAYS, v.size) for v in history.values()}):
+        of_window = {s: levels[s] for s, v in history.items()
+                     if min(FLAT_LEVEL_DAYS, v.size) == window}  # fmt: skip
+        spreads.update(_young_spreads(donors(window), of_window, peers=peers, first=first,
+                                      horizon_days=horizon_days, centered=False))  # fmt: skip
     found = {}
     for series_id, level in levels.items():
         point = np.full(horizon_days, level) + _launches(
             launches, series_id, first=first, horizon_days=horizon_days
         )
-        spread = short_spread(pooled[series_id])
+        spread = short_spread(spreads[series_id])
         paths = paths_from_errors(point, np.zeros((0, horizon_days)), first=first, spread=spread)
         found[series_id] = (paths, spread)
     return found
@@ -733,6 +800,7 @@ def pooled_spreads(
     peers: Mapping[str, str] | None,
     first: dt.date,
     horizon_days: int,
+    centered: bool = True,
 ) -> dict[str, Spread]:
     """Per series in `wanting`, the P90 spread of a series at level 1 from the pooled relative
     errors ([origins, horizon] each, `relative_errors`) of the series in `relative`: of its
@@ -742,7 +810,8 @@ def pooled_spreads(
     The spread is q90 - q50 per step ahead of the pool, as a series' own is of its errors
     (`paths_from_errors`): a new series' errors are taken to be one more draw from those of
     the series like it. Every origin of every donor is one error, so each step has many and
-    is not widened to the week around it."""
+    is not widened to the week around it. Not `centered`: q90 alone, the P90 offset above a P50
+    that took no median offset from the pool (`short_series_paths`)."""
     peers = peers or {}
     _, week_of, weeks = _forecast_weeks(first, horizon_days)
     found: dict[tuple[str, str | None], Spread] = {}
@@ -757,22 +826,22 @@ def pooled_spreads(
             key = ("pooled_fleet", None) if donors else ("none", None)
         if key not in found:
             found[key] = _pool_spread([relative[d] for d in donors], source=key[0],
-                                      week_of=week_of, weeks=weeks)  # fmt: skip
+                                      week_of=week_of, weeks=weeks, centered=centered)  # fmt: skip
         spreads[series_id] = found[key]
     return spreads
 
 
-def _pool_spread(
-    pool: Sequence[np.ndarray], *, source: str, week_of: np.ndarray, weeks: np.ndarray
-) -> Spread:
-    """q90 - q50 per step (and per week, of weekly means) of the stacked errors in `pool`."""
+def _pool_spread(pool: Sequence[np.ndarray], *, source: str, week_of: np.ndarray,
+                 weeks: np.ndarray, centered: bool = True) -> Spread:  # fmt: skip
+    """q90 - q50 (not `centered`: q90) per step (and per week, of weekly means) of the stacked
+    errors in `pool`, at least 0."""
     if not pool:
         return Spread(daily=np.zeros(week_of.size), weekly=np.zeros(weeks.size), source=source)
     stacked = np.concatenate(pool, axis=0)
     spread = {}
     for name, errors in (("daily", stacked), ("weekly", _weekly_means(stacked, week_of, weeks))):
         high, middle = _quantiles_by_step(errors, (0.9, 0.5), window=1)
-        spread[name] = np.maximum(0.0, high - middle)
+        spread[name] = np.maximum(0.0, high - middle if centered else high)
     return Spread(daily=spread["daily"], weekly=spread["weekly"], source=source)
 
 
@@ -783,13 +852,15 @@ def _young_spreads(
     peers: Mapping[str, str] | None,
     first: dt.date,
     horizon_days: int,
+    centered: bool = True,
 ) -> dict[str, Spread]:
     """Per series in `today` (the young ones and their raw level today), its pooled spread
-    (`pooled_spreads`) at its own level today (at least 1, as in `level_ratios`)."""
+    (`pooled_spreads`, `centered` as there) at its own level today (at least 1, as in
+    `level_ratios`)."""
     if not today:
         return {}
     pooled = pooled_spreads(relative, list(today), peers=peers, first=first,
-                            horizon_days=horizon_days)  # fmt: skip
+                            horizon_days=horizon_days, centered=centered)  # fmt: skip
     return {s: pooled[s].times(max(1.0, level)) for s, level in today.items()}
 
 
@@ -897,8 +968,9 @@ def reconciled_scenarios(
     A series too short for a fit (`too_short`) is left out of the fit and the reconciliation
     (with it every node only it set apart, `Hierarchy.without`): it has no errors to weigh and
     no trend to reconcile. It is planned flat (`short_series_paths`, its spread pooled from the
-    reconciled errors of fits on `MIN_FIT_DAYS` days) and added to each node above it
-    (`plus_paths`); every other node's bands are those of the fleet without it.
+    errors of the flat rule on the series with errors of their own, not reconciled as it is
+    not) and added to each node above it (`plus_paths`); every other node's bands are those of
+    the fleet without it.
     """
     history, _ = started(daily)
     history = history.with_columns(pl.col("time").cast(pl.Date))
@@ -909,13 +981,13 @@ def reconciled_scenarios(
         _reconciled, launches=launches, method=method, horizon_days=horizon_days,
         changepoint_every=changepoint_every, ridge=ridge, damping=damping,
         origin_step=origin_step, level_scaled=level_scaled, spread_scaled=spread_scaled,
-        peers=peers, pool_spreads=pool_spreads, short=bool(short),
+        peers=peers, pool_spreads=pool_spreads,
     )  # fmt: skip
     if not short:
         scenarios, _ = reconcile(history, daily, hierarchy)
         return scenarios
     base: ReconciledScenarios | None = None
-    donors: dict[str, np.ndarray] = {}
+    donors: FlatDonors = _no_donors
     if rest.bottom:
         base, donors = reconcile(history.filter(fitted), daily.filter(fitted), rest)
     first = (
@@ -933,11 +1005,15 @@ def _reconciled(history: pl.DataFrame, daily: pl.DataFrame, hierarchy: Hierarchy
                 horizon_days: int, launches: Sequence[Launch], method: str,
                 changepoint_every: int, ridge: float, damping: float, origin_step: int,
                 level_scaled: bool, spread_scaled: bool, peers: Mapping[str, str] | None,
-                pool_spreads: bool, short: bool,
-                ) -> tuple[ReconciledScenarios, dict[str, np.ndarray]]:  # fmt: skip
+                pool_spreads: bool,
+                ) -> tuple[ReconciledScenarios, FlatDonors]:  # fmt: skip
     """`reconciled_scenarios` of a hierarchy of series fit long enough (`history`, `started`'s
-    rows of `daily`), and the relative reconciled errors of its series fit on `MIN_FIT_DAYS`
-    days (`_truncated_donors`) when `short` asks them for series too short for a fit."""
+    rows of `daily`), and the donors of a series too short for a fit planned flat from the day
+    after its calendar (`flat_donors` of its series with errors of their own; none with
+    `pool_spreads` off).
+
+    A short series is not reconciled (`reconciled_scenarios`), so its donors' errors are
+    those of the flat rule on their own demand, not reconciled ones."""
     # A fleet none of whose series has started keeps its calendar, every node zero on it.
     values, times = node_values(
         history if history.height else daily.with_columns(pl.col("time").cast(pl.Date)),
@@ -980,15 +1056,12 @@ def _reconciled(history: pl.DataFrame, daily: pl.DataFrame, hierarchy: Hierarchy
     ages = {b: age_bucket(len(calendar) - int(starts[offset + hierarchy.bottom.index(b)]))
             for b in young}  # fmt: skip
     spreads = {b: _no_spread(first, horizon_days) for b in idle}
-    short_donors: dict[str, np.ndarray] = {}
-    for age in _pool_ages(ages.values(), short=short):
+    for age in set(ages.values()):
         donors = _truncated_donors(
             values, calendar, hierarchy, projector, base_errors, backtestable & own[:, None],
             starts=starts, length=age, horizon_days=horizon_days, origin_step=origin_step,
             changepoint_every=changepoint_every, ridge=ridge, damping=damping,
         ) if pool_spreads else {}  # fmt: skip
-        if age == MIN_FIT_DAYS:
-            short_donors = donors
         of_age = {b: today for b, today in young.items() if ages[b] == age}
         spreads.update(_young_spreads(donors, of_age, peers=peers, first=first,
                                       horizon_days=horizon_days))  # fmt: skip
@@ -1017,7 +1090,17 @@ def _reconciled(history: pl.DataFrame, daily: pl.DataFrame, hierarchy: Hierarchy
         if spreads and not own[row]:
             members = np.flatnonzero(hierarchy.summing[row])
             paths[node] = scenarios.combination({hierarchy.bottom[m]: 1.0 for m in members})
-    return scenarios, short_donors
+    weekday = np.array([d.weekday() for d in calendar])
+    rows = [offset + k for k in range(len(hierarchy.bottom)) if own[offset + k]]
+    short_donors = partial(flat_donors, values[rows], weekday,
+                           [hierarchy.bottom[row - offset] for row in rows], first=first,
+                           horizon_days=horizon_days, starts=starts[rows])  # fmt: skip
+    return scenarios, short_donors if pool_spreads else _no_donors
+
+
+def _no_donors(window: int) -> dict[str, np.ndarray]:
+    """No donor for a series too short for a fit, whatever its window: nothing to pool."""
+    return {}
 
 
 def _with_short(base: ReconciledScenarios | None, hierarchy: Hierarchy,

@@ -16,6 +16,7 @@ from annotation_pipelines.forecasting.scenarios import (
     MIN_FIT_DAYS,
     Launch,
     SeriesPaths,
+    pooled_spreads,
     reconciled_scenarios,
     scenario_backtest,
     scenario_paths,
@@ -201,6 +202,31 @@ def _relative_spread(path: SeriesPaths, level: float) -> np.ndarray:
     return (path.bands["weekly_p90"] - path.bands["weekly_p50"]) / level
 
 
+def _flat_rule_pool(daily: pl.DataFrame, donors: list[str], *, window: int,
+                    horizon_days: int) -> np.ndarray:  # fmt: skip
+    """The weekly pooled q90 at level 1 of the flat rule's relative errors of `donors`: at
+    every day of a donor a month or more after its first that is the weekday the forecast
+    starts on, the mean of its `window` days before, carried flat `horizon_days` ahead."""
+    first = daily["time"].max() + dt.timedelta(days=1)
+    relative = {}
+    for donor in donors:
+        rows = daily.filter(pl.col("id") == donor).sort("time")
+        values, days = rows["value"].to_numpy(), rows["time"].to_list()
+        errors = []
+        for origin in range(28, values.size - 1):
+            if days[origin].weekday() != first.weekday():
+                continue
+            level = values[origin - window : origin].mean()
+            ahead = np.full(horizon_days, np.nan)
+            seen = values[origin : origin + horizon_days]
+            ahead[: seen.size] = (seen - level) / max(1.0, level)
+            errors.append(ahead)
+        relative[donor] = np.array(errors)
+    (spread,) = pooled_spreads(relative, ["new"], peers=None, first=first,
+                               horizon_days=horizon_days, centered=False).values()  # fmt: skip
+    return spread.weekly
+
+
 SHORT_OPTIONS = {
     "horizon_days": 56,
     "peers": {**{f"s{k}": "x" for k in range(5)}, "late": "x", "young": "x", "y14": "x"},
@@ -211,9 +237,9 @@ SHORT_OPTIONS = {
 
 def test_a_series_too_short_for_a_fit_is_planned_flat_at_its_last_weeks_mean():
     # A series 10 days old stopped the months-ahead plan of the whole fleet. It is planned at
-    # its current level, flat, its launch added; its P90 spread is pooled as a young series' of
-    # the shortest fitted age is, and its source says both. The others keep their bands to the
-    # last bit, and a zero-filled export is the same fleet.
+    # its current level, flat, its launch added; its P90 spread is pooled from the errors of
+    # that flat rule on the other series, and its source says both. The others keep their
+    # bands to the last bit, and a zero-filled export is the same fleet.
     rows = _short_fleet()
     without = rows.filter(pl.col("id") != "young")
     paths = scenario_paths(rows, **SHORT_OPTIONS)
@@ -231,11 +257,35 @@ def test_a_series_too_short_for_a_fit_is_planned_flat_at_its_last_weeks_mean():
     np.testing.assert_allclose(band["p50"][-1], level + 10, rtol=1e-12)
     np.testing.assert_array_equal(band["mean"], band["p50"])
     assert np.all(band["p90"] > band["p50"])
-    # Its spread relative to its level is the 14-day series': the same pool, fits on
-    # `MIN_FIT_DAYS` days before each origin.
+    # Its spread relative to its level is the pool of the errors the flat rule itself makes on
+    # the series with errors of their own (the 14-day `y14` is not one of them).
+    donors = [f"s{k}" for k in range(5)] + ["late"]
+    pool = _flat_rule_pool(rows, donors, window=7, horizon_days=56)
+    np.testing.assert_allclose(_relative_spread(short, level), pool, rtol=1e-10)
+    # Narrower than the pool of trend fits on `MIN_FIT_DAYS` days (the 14-day series'), which
+    # miss by more than a flat level does and over-covered (0.99 of test days at or below P90).
     y14_level = float(rows.filter(pl.col("id") == "y14")["value"].mean())
-    np.testing.assert_allclose(_relative_spread(short, level),
-                               _relative_spread(paths["y14"], y14_level), rtol=1e-10)  # fmt: skip
+    assert np.mean(pool) < 0.8 * np.mean(_relative_spread(paths["y14"], y14_level))
+
+
+@pytest.mark.parametrize("path", ["series", "reconciled"])
+def test_a_series_younger_than_a_week_pools_the_flat_rule_on_as_many_days(path):
+    # Planned at the mean of its 3 days, its spread is that rule's on the donors: the mean of
+    # their 3 days before each origin. The 10-day series keeps the pool of the week's mean.
+    rows = pl.concat([_short_fleet(), _series("baby", 137, 140, 60.0, seed=13)])
+    options = {**SHORT_OPTIONS, "peers": {**SHORT_OPTIONS["peers"], "baby": "x"}}
+    paths = (
+        scenario_paths(rows, **options)
+        if path == "series"
+        else reconciled_scenarios(rows, _hierarchy(rows), **options).paths
+    )
+    donors = [f"s{k}" for k in range(5)] + ["late"]
+    for series_id, window in (("baby", 3), ("young", 7)):
+        assert paths[series_id].spread_source == "short_pooled_class"
+        level = _last_week_mean(rows, series_id)
+        np.testing.assert_allclose(_relative_spread(paths[series_id], level),
+                                   _flat_rule_pool(rows, donors, window=window, horizon_days=56),
+                                   rtol=1e-10)  # fmt: skip
 
 
 def test_a_series_too_short_for_a_fit_is_summed_into_the_reconciled_nodes_above_it():
@@ -248,15 +298,13 @@ def test_a_series_too_short_for_a_fit_is_summed_into_the_reconciled_nodes_above_
                                       **SHORT_OPTIONS).paths, reconciled.paths)  # fmt: skip
     short = reconciled.paths["young"]
     assert short.spread_source == "short_pooled_class"
-    # Its P50 is the series path's (no fit to reconcile), its spread the reconciled pool's.
+    # Its P50 is the series path's (no fit to reconcile), and so is its spread: it is not
+    # reconciled, so its donors' errors are the flat rule's on their own demand.
     series = scenario_paths(rows, **SHORT_OPTIONS)["young"]
     np.testing.assert_array_equal(short.bands["p50"], series.bands["p50"])
     assert np.all(short.bands["p90"] > short.bands["p50"])
-    level = _last_week_mean(rows, "young")
-    y14_level = float(rows.filter(pl.col("id") == "y14")["value"].mean())
-    np.testing.assert_allclose(_relative_spread(short, level),
-                               _relative_spread(reconciled.paths["y14"], y14_level),
-                               rtol=1e-10)  # fmt: skip
+    np.testing.assert_allclose(short.bands["p90"], series.bands["p90"], rtol=1e-12)
+    np.testing.assert_allclose(short.bands["weekly_p90"], series.bands["weekly_p90"], rtol=1e-12)
     # Every node without it is the fleet's without it, to the last bit; a node with it is that
     # node's bands plus its own (its spread added, as if it peaked with them).
     above = {"x", "total"}

@@ -364,7 +364,11 @@ def test_capacity_plan_plans_a_series_too_short_for_a_fit_at_its_last_weeks_mean
     level = float(history.sort("time")["value"].tail(7).mean())
     bands = plan.daily.filter(pl.col("id") == short_id)
     np.testing.assert_allclose(bands["p50"].to_numpy(), level, rtol=1e-12)
-    assert (bands["p90"] > bands["p50"]).all()
+    # Its P90 is the flat rule's q90 above the week's mean: on a Sunday of a series busier on
+    # weekdays, the mean itself can be above that, and the P90 stays at the P50.
+    assert (bands["p90"] >= bands["p50"]).all()
+    working = bands.filter(pl.col("time").dt.weekday() <= 5)
+    assert (working["p90"] > working["p50"]).all()
     assert set(bands["spread_source"]) == {"short_pooled_fleet"}
     assert {s for i, s in plan.weekly.select("id", "spread_source").unique().iter_rows()
             if i != short_id} == {"own"}  # fmt: skip
