@@ -229,26 +229,33 @@ def _recorded(
 
 def _attempt_rows(
     cursor: psycopg.Cursor[Any], schema: str, states: Collection[StateWrite]
-) -> list[tuple[str, str, str]]:
-    """(decision_id, state, what) of the rows written or withdrawn by a live write of
-    `states` above their `base`: attempts that never committed. `what` is `open` (a request
+) -> list[tuple[str, str, str, str | None]]:
+    """(decision_id, state, what, row state) of the rows written or withdrawn by a live write
+    of `states` above their `base`: attempts that never committed. `what` is `open` (a request
     such a write inserted), `withdrawn` (a request it withdrew) or `active` (a block it
-    inserted). None at all but after a failed attempt; each part reads a partial index."""
+    inserted); `row state` is the state that wrote the row (null for a daily request). None at
+    all but after a failed attempt.
+
+    One query per state with scalar parameters, each part on its partial index: with the
+    states and bases as arrays the planner joins them by hash to every withdrawn request
+    (0.4-0.9 s at 2M rows with 8 states, against 0.3 ms this way)."""
     quoted = validate_identifier(schema)
-    writers = "unnest(%(w_states)s::text[], %(w_bases)s::bigint[]) AS w(state, base)"
-    cursor.execute(
-        f'SELECT t.decision_id, w.state, t.status FROM "{quoted}".task_requests AS t '
-        f"JOIN {writers} ON t.state = w.state AND t.state_version > w.base "
-        "WHERE t.status = 'open' "
-        f'UNION ALL SELECT t.decision_id, w.state, t.status FROM "{quoted}".task_requests AS t '
-        f"JOIN {writers} ON t.withdrawn_state = w.state AND t.withdrawn_version > w.base "
-        "WHERE t.status = 'withdrawn' "
-        f'UNION ALL SELECT a.decision_id, w.state, a.status FROM "{quoted}".annotator_actions '
-        f"AS a JOIN {writers} ON a.state = w.state AND a.state_version > w.base "
-        "WHERE a.status = 'active'",
-        _writers(states),
+    query = (
+        f'SELECT decision_id, status, state FROM "{quoted}".task_requests '
+        "WHERE status = 'open' AND state IS NOT NULL AND state = %(state)s "
+        "AND state_version > %(base)s "
+        f'UNION ALL SELECT decision_id, status, state FROM "{quoted}".task_requests '
+        "WHERE status = 'withdrawn' AND withdrawn_state IS NOT NULL "
+        "AND withdrawn_state = %(state)s AND withdrawn_version > %(base)s "
+        f'UNION ALL SELECT decision_id, status, state FROM "{quoted}".annotator_actions '
+        "WHERE status = 'active' AND state IS NOT NULL AND state = %(state)s "
+        "AND state_version > %(base)s"
     )
-    return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+    found: list[tuple[str, str, str, str | None]] = []
+    for write in sorted(states, key=lambda w: w.state):
+        cursor.execute(query, {"state": write.state, "base": write.base})
+        found.extend((row[0], write.state, row[1], row[2]) for row in cursor.fetchall())
+    return found
 
 
 def _supersede_attempts(
@@ -280,17 +287,17 @@ def _supersede_attempts(
 
     stale = [
         (decision, writes[state].version)
-        for decision, state, what in found
+        for decision, state, what, _ in found
         if what == "open" and decision not in requests and decision not in keeps(state)
     ]
     gone = [
         decision
-        for decision, state, what in found
+        for decision, state, what, _ in found
         if what == "active" and decision not in blocks and decision not in keeps(state)
     ]
     reopen = reopen | {
         decision
-        for decision, state, what in found
+        for decision, state, what, _ in found
         if what == "withdrawn" and (decision in requests or decision in keeps(state))
     }
     quoted = validate_identifier(schema)

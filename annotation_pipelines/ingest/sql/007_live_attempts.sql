@@ -30,11 +30,15 @@ ALTER TABLE annotator_actions ADD COLUMN IF NOT EXISTS state_version bigint;
 ALTER TABLE annotator_actions ADD COLUMN IF NOT EXISTS withdrawn_at timestamptz;
 
 -- A live write looks these up by state and version above the one it started from: few rows,
--- none at all but after a failed attempt.
+-- none at all but after a failed attempt. The daily requests (null state) and the requests a
+-- daily write withdrew stay out of the indexes, which hold only what a live write may look up.
 CREATE INDEX IF NOT EXISTS task_requests_live_open ON task_requests (state, state_version)
-    WHERE status = 'open';
+    WHERE status = 'open' AND state IS NOT NULL;
 CREATE INDEX IF NOT EXISTS task_requests_live_withdrawn
-    ON task_requests (withdrawn_state, withdrawn_version) WHERE status = 'withdrawn';
+    ON task_requests (withdrawn_state, withdrawn_version)
+    WHERE status = 'withdrawn' AND withdrawn_state IS NOT NULL;
+CREATE INDEX IF NOT EXISTS annotator_actions_live_active
+    ON annotator_actions (state, state_version) WHERE status = 'active' AND state IS NOT NULL;
 
 ALTER TABLE annotator_actions DROP CONSTRAINT IF EXISTS annotator_actions_status_check;
 ALTER TABLE annotator_actions DROP CONSTRAINT IF EXISTS annotator_actions_revocation;
