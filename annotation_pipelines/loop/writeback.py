@@ -20,8 +20,12 @@ same committed version) may decide otherwise, having folded the judgments that a
 meanwhile. The rows record the state and version that wrote them, and the requests the state
 and version that withdrew them; the retry withdraws the `open` requests and `active` blocks
 written above its starting version that it neither decides again nor keeps, and re-opens the
-withdrawn requests it decides or lists again, in the transaction of its inserts. It never
-touches an acknowledged, fulfilled or revoked row: those are the tool's.
+requests withdrawn there that another writer wrote or that it decides or lists again, before
+its own withdrawals, in the transaction of its inserts: what it withdraws is then what it
+does not want. A request is not re-opened over a newer one of its task (but a newer one the
+attempt withdrew), the re-opened tasks keep their newest request, and a daily write takes
+over the attempt's withdrawals it would have made itself, so that no retry re-opens those.
+It never touches an acknowledged, fulfilled or revoked row: those are the tool's.
 
 Two writers ask about the same tasks: the live layer and the daily kind queue. A task keeps
 at most one open (or acknowledged) request whoever wrote it, and the newer decision stands:
@@ -266,17 +270,24 @@ def _supersede_attempts(
     requests: set[str],
     blocks: set[str],
     reopen: set[str],
-) -> dict[str, int]:
-    """Make this write authoritative for its state versions: the `open` requests and `active`
-    blocks an attempt that never committed wrote, that this write neither decides (`requests`,
-    `blocks`) nor keeps (`StateWrite.keeps`), are withdrawn; the requests such an attempt
-    withdrew that this write decides or keeps, and `reopen` (decided again, withdrawn by a
-    live write), are open again, unless a newer request of their task is open. An acknowledged,
-    fulfilled or revoked row is the tool's and left alone."""
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Make this write authoritative for its state versions, before it applies withdrawals of
+    its own: the `open` requests and `active` blocks an attempt that never committed wrote,
+    that this write neither decides (`requests`, `blocks`) nor keeps (`StateWrite.keeps`), are
+    withdrawn; the requests such an attempt withdrew are open again when another writer wrote
+    them (a daily request, a row older than the state columns) or this write decides or keeps
+    them, as is `reopen` (decided again, withdrawn by a live write): this write's own
+    withdrawals then take back only what it does not want. A request is not re-opened while
+    its task has a newer request in any status but withdrawn by an attempt this write
+    supersedes. An acknowledged, fulfilled or revoked row is the tool's and left alone.
+
+    With the counts come the tasks of the re-opened requests (`projects`, `tasks`), for the
+    newest-wins pass of the write."""
     counts = {"stale": 0, "reopened": 0, "blocks_withdrawn": 0}
+    reopened: dict[str, list[str]] = {"projects": [], "tasks": []}
     found = _attempt_rows(cursor, schema, states) if states else []
     if not found and not reopen:
-        return counts
+        return counts, reopened
     writes = {w.state: w for w in states}
     kept: dict[str, Collection[str]] = {}
 
@@ -297,8 +308,9 @@ def _supersede_attempts(
     ]
     reopen = reopen | {
         decision
-        for decision, state, what, _ in found
-        if what == "withdrawn" and (decision in requests or decision in keeps(state))
+        for decision, state, what, wrote in found
+        if what == "withdrawn"
+        and (wrote not in writes or decision in requests or decision in keeps(state))
     }
     quoted = validate_identifier(schema)
     table = f'"{quoted}".task_requests'
@@ -319,17 +331,73 @@ def _supersede_attempts(
         )
         counts["blocks_withdrawn"] = max(cursor.rowcount, 0)
     if reopen:
+        # Runs after the stale withdrawals, so that the attempt's own newer requests no
+        # longer stand in the way.
         cursor.execute(
             f"UPDATE {table} AS t SET status = 'open', closed_at = NULL, "
             "withdrawn_state = NULL, withdrawn_version = NULL "
-            "WHERE t.decision_id = ANY(%s) AND t.status = 'withdrawn' AND NOT EXISTS ("
+            "WHERE t.decision_id = ANY(%(ids)s) AND t.status = 'withdrawn' AND NOT EXISTS ("
             f"  SELECT 1 FROM {table} AS o WHERE o.project = t.project "
-            "  AND o.task_id = t.task_id AND o.status IN ('open', 'acknowledged')"
-            "  AND (o.created_at, o.request_id) > (t.created_at, t.request_id))",
-            (sorted(reopen),),
+            "  AND o.task_id = t.task_id"
+            "  AND (o.created_at, o.request_id) > (t.created_at, t.request_id)"
+            "  AND NOT (o.status = 'withdrawn' AND EXISTS ("
+            "    SELECT 1 FROM unnest(%(w_states)s::text[], %(w_bases)s::bigint[])"
+            "      AS w(state, base)"
+            "    WHERE o.withdrawn_state = w.state AND o.withdrawn_version > w.base))) "
+            "RETURNING t.project, t.task_id",
+            {"ids": sorted(reopen), **_writers(states)},
         )
-        counts["reopened"] = max(cursor.rowcount, 0)
-    return counts
+        rows = cursor.fetchall()
+        counts["reopened"] = len(rows)
+        reopened = {
+            "projects": [project for project, _ in rows],
+            "tasks": [task for _, task in rows],
+        }
+    return counts, reopened
+
+
+def _taken_over(table: str) -> str:
+    """For a daily write: the requests a live attempt withdrew that this write would have
+    withdrawn had they been open (its closed ids; of its settled tasks and of its closed ids'
+    tasks, those it does not ask about, decided before `decided_at`; of the tasks it asks
+    about, all but the newest open, acknowledged or attempt-withdrawn request) become this
+    write's withdrawals, so that a retry of the attempt does not re-open them."""
+    live_withdrawn = "r.status = 'withdrawn' AND r.withdrawn_state IS NOT NULL"
+    return (
+        f"UPDATE {table} AS t SET withdrawn_state = NULL, withdrawn_version = NULL "
+        "FROM ("
+        f"  SELECT r.request_id FROM {table} AS r WHERE r.decision_id = ANY(%(withdrawn)s)"
+        "  UNION SELECT gone.request_id FROM ("
+        "    SELECT project, task_id"
+        "    FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
+        f"    UNION SELECT project, task_id FROM {table} WHERE decision_id = ANY(%(withdrawn)s)"
+        "    EXCEPT SELECT project, task_id"
+        "    FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[])"
+        "      AS a(project, task_id)"
+        "  ) AS s"
+        "  CROSS JOIN LATERAL ("
+        f"    SELECT r.request_id FROM {table} AS r"
+        f"    WHERE r.project = s.project AND r.task_id = s.task_id AND {live_withdrawn}"
+        "    AND (%(decided_at)s::timestamptz IS NULL"
+        "      OR r.created_at < %(decided_at)s::timestamptz)"
+        "    OFFSET 0"
+        "  ) AS gone"
+        "  UNION SELECT older.request_id"
+        "  FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[]) AS s(project, task_id)"
+        "  CROSS JOIN LATERAL ("
+        f"    SELECT r.request_id FROM {table} AS r"
+        f"    WHERE r.project = s.project AND r.task_id = s.task_id AND {live_withdrawn}"
+        f"    AND EXISTS (SELECT 1 FROM {table} AS n"
+        "      WHERE n.project = r.project AND n.task_id = r.task_id"
+        "      AND (n.status IN ('open', 'acknowledged')"
+        "        OR (n.status = 'withdrawn' AND n.withdrawn_state IS NOT NULL))"
+        "      AND (n.created_at, n.request_id) > (r.created_at, r.request_id))"
+        "    OFFSET 0"
+        "  ) AS older"
+        ") AS taken "
+        "WHERE t.request_id = taken.request_id AND t.status = 'withdrawn' "
+        "AND t.withdrawn_state IS NOT NULL"
+    )
 
 
 def write_requests(
@@ -466,7 +534,7 @@ def write_requests_recorded(
                     "WHERE decision_id = ANY(%s) AND status = 'withdrawn'",
                     (sorted(set(frame["decision_id"]) - inserted),),
                 )
-        superseded = _supersede_attempts(
+        superseded, reopened = _supersede_attempts(
             cursor,
             schema,
             states,
@@ -484,6 +552,18 @@ def write_requests_recorded(
         written["reopened"] += superseded["reopened"]
         written["blocks_withdrawn"] += superseded["blocks_withdrawn"]
         ids = sorted(withdrawn)
+        asked = _pairs(task_requests)
+        if not states and (ids or settled.height or task_requests.height):
+            cursor.execute(
+                _taken_over(table),
+                {
+                    **_pairs(settled),
+                    "withdrawn": ids,
+                    "asked_projects": asked["projects"],
+                    "asked_tasks": asked["tasks"],
+                    "decided_at": decided_at,
+                },
+            )
         if ids:
             cursor.execute(
                 f"UPDATE {table} AS t SET status = 'withdrawn', {_withdrawn_by(bool(states))} "
@@ -491,7 +571,6 @@ def write_requests_recorded(
                 {"ids": ids, **writers},
             )
             written["withdrawn"] += max(cursor.rowcount, 0)
-        asked = _pairs(task_requests)
         if ids or settled.height:
             cursor.execute(
                 _settled(table, live=bool(states)),
@@ -505,8 +584,20 @@ def write_requests_recorded(
                 },
             )
             written["withdrawn"] += max(cursor.rowcount, 0)
-        if task_requests.height:
-            cursor.execute(_superseded(table, live=bool(states)), {**asked, **writers})
+        # The re-opened requests' tasks too: each may meet a request written meanwhile.
+        newest = _pairs(
+            pl.concat(
+                [
+                    task_requests.select("project", "task_id"),
+                    pl.DataFrame(
+                        {"project": reopened["projects"], "task_id": reopened["tasks"]},
+                        schema=_TASK_KEY,
+                    ),
+                ]
+            )
+        )
+        if newest["tasks"]:
+            cursor.execute(_superseded(table, live=bool(states)), {**newest, **writers})
             written["withdrawn"] += max(cursor.rowcount, 0)
         connection.commit()
     return written, recorded

@@ -8,11 +8,13 @@
 --                                         row written before this migration
 --   withdrawn_state, withdrawn_version    (task_requests) the live state and version whose
 --                                         write withdrew the request; null when a daily write
---                                         withdrew it
+--                                         withdrew it, or took over a live attempt's
+--                                         withdrawal it would have made itself
 -- A retry withdraws the `open` requests and `active` blocks of its state written at a version
 -- above the one it started from that it neither decides again nor lists, and re-opens the
--- withdrawn requests it lists again. These columns are the pipelines' bookkeeping: the tool
--- reads `status` as before.
+-- requests withdrawn at such a version that another writer wrote or that it lists again
+-- (unless a newer request of the task stands). These columns are the pipelines'
+-- bookkeeping: the tool reads `status` as before.
 --
 -- A block gets a third status, set by the pipelines with `withdrawn_at`:
 --   withdrawn  the block came from a run that never committed, and its retry did not block
