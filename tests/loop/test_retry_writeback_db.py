@@ -12,7 +12,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.ingest.postgres import apply_schema, migration_files
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, TASK_REQUESTS, decision_id
 from annotation_pipelines.loop.writeback import (
     LiveLockLost,
@@ -414,3 +414,49 @@ def test_a_newer_request_in_any_status_keeps_an_older_one_withdrawn() -> None:
         assert written["reopened"] == 0
         assert _rows(dsn)[listed]["status"] == "withdrawn"
         assert _open(dsn) == set()
+
+
+def _schema_of(dsn: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn) as connection:
+        return connection.execute(
+            "SELECT 'constraint', conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid IN ('annotator_actions'::regclass, 'task_requests'::regclass) "
+            "UNION ALL SELECT 'index', indexrelid::regclass::text, pg_get_indexdef(indexrelid) "
+            "FROM pg_index "
+            "WHERE indrelid IN ('annotator_actions'::regclass, 'task_requests'::regclass) "
+            "UNION ALL SELECT 'function', proname, prosrc FROM pg_proc "
+            "WHERE proname = 'annotator_actions_keep_revoked' "
+            "UNION ALL SELECT 'trigger', tgname, tgrelid::regclass::text FROM pg_trigger "
+            "WHERE NOT tgisinternal ORDER BY 1, 2"
+        ).fetchall()
+
+
+def test_every_migration_run_again_over_withdrawn_and_revoked_kind_blocks_changes_nothing() -> None:
+    """Running the migration files again in order (as with psql) over a database holding a
+    withdrawn block and a revoked kind block: no error, the same schema."""
+    with fresh_database("retry_writeback_migrations") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        before = _schema_of(dsn)
+        with psycopg.connect(dsn) as connection:
+            connection.execute(
+                "INSERT INTO annotator_actions (annotator_id, project, action, reason, evidence, "
+                "decision_id, status, withdrawn_at) VALUES ('a', %(p)s, 'block', 'r', "
+                """'{"kind": "boxes"}', 'gone', 'withdrawn', now()), ('b', %(p)s, 'block', """
+                """'r', '{"kind": "boxes"}', 'lifted', 'active', NULL)""",
+                {"p": PROJECT},
+            )
+            connection.execute(
+                "UPDATE annotator_actions SET status = 'revoked', revoked_at = now(), "
+                "revoked_by = 'lead' WHERE decision_id = 'lifted'"
+            )
+        for _ in range(2):
+            for _version, path in migration_files():
+                with psycopg.connect(dsn) as connection:
+                    connection.execute(path.read_text())
+        assert _schema_of(dsn) == before
+        actions = _rows(dsn, "annotator_actions")
+        assert (actions["gone"]["status"], actions["lifted"]["status"]) == (
+            "withdrawn",
+            "revoked",
+        )
