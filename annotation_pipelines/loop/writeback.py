@@ -696,6 +696,9 @@ class LiveLock:
     connection: psycopg.Connection[Any]
     key: int
     dsn: str
+    # The lock session's start (pg_stat_activity.backend_start): with its pid, it names the
+    # session, where a pid alone may be reused by a later backend.
+    backend_start: datetime | None = None
 
     def verify(self) -> None:
         """Raise `LiveLockLost` unless this session is alive and still holds the lock.
@@ -725,12 +728,13 @@ class LiveLock:
         another session's `cursor` (a write's transaction: the check and the write are then
         one step for every other writer, which waits on the write-back lock)."""
         pid = self.connection.info.backend_pid
-        cursor.execute(_HELD_BY, (self.key, pid))
+        cursor.execute(_HELD_BY, {"key": self.key, "pid": pid, "started": self.backend_start})
         row = cursor.fetchone()
         if not row or not row[0]:
             raise LiveLockLost(
-                f"live lock on {describe(self.dsn)} no longer held by backend {pid}; not "
-                "writing the annotation DB: the next run decides these rows"
+                f"live lock on {describe(self.dsn)} no longer held by backend {pid} (started "
+                f"{self.backend_start}); not writing the annotation DB: the next run decides "
+                "these rows"
             )
 
 
@@ -742,7 +746,13 @@ _LOCK_ROWS = (
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 _HELD = f"SELECT EXISTS (SELECT 1 {_LOCK_ROWS} AND pid = pg_backend_pid())"
-_HELD_BY = f"SELECT EXISTS (SELECT 1 {_LOCK_ROWS} AND pid = %s)"
+_HELD_BY = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+    "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = %(key)s "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND pid = %(pid)s AND EXISTS (SELECT 1 FROM pg_stat_activity AS a "
+    "WHERE a.pid = %(pid)s AND a.backend_start = %(started)s::timestamptz))"
+)
 _HOLDER = f"SELECT pid {_LOCK_ROWS}"
 
 
@@ -770,8 +780,13 @@ def live_lock(dsn: str, *, key: int = LIVE_LOCK_KEY) -> Iterator[LiveLock]:
                 f"{holder[0] if holder else '(gone)'} after this run's wait "
                 f"({first_line(error)}); the run is retried"
             ) from error
+        row = connection.execute(
+            "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        ).fetchone()
         try:
-            yield LiveLock(connection=connection, key=key, dsn=dsn)
+            yield LiveLock(
+                connection=connection, key=key, dsn=dsn, backend_start=row[0] if row else None
+            )
         finally:
             if not connection.closed and not connection.broken:
                 # A lost session has no lock to release.

@@ -6,6 +6,7 @@ touched; a block of the first attempt that the retry does not decide is withdraw
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -414,6 +415,38 @@ def test_a_newer_request_in_any_status_keeps_an_older_one_withdrawn() -> None:
         assert written["reopened"] == 0
         assert _rows(dsn)[listed]["status"] == "withdrawn"
         assert _open(dsn) == set()
+
+
+def test_a_lock_held_by_the_same_pid_in_another_session_is_not_this_run_s() -> None:
+    """A backend that took over the pid of the run's lock session (the session died, its pid
+    reused) is not the run's session: the write is refused."""
+    with fresh_database("retry_writeback_pid") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        state = [StateWrite(STATE, PROJECT, 4, 5)]
+        with live_lock(dsn) as lock:
+            assert lock.backend_start is not None
+            written = write_requests(
+                dsn,
+                task_requests=_requests({"a": 5}, START),
+                annotator_actions=NO_ACTIONS,
+                states=state,
+                lock=lock,
+            )
+            assert written["task_requests"] == 1
+            # The same pid, holding the lock, but a session started at another time.
+            recycled = dataclasses.replace(
+                lock, backend_start=lock.backend_start - timedelta(seconds=1)
+            )
+            with pytest.raises(LiveLockLost, match="no longer held by backend"):
+                write_requests(
+                    dsn,
+                    task_requests=_requests({"b": 5}, START),
+                    annotator_actions=NO_ACTIONS,
+                    states=state,
+                    lock=recycled,
+                )
+        assert set(_rows(dsn)) == set(_requests({"a": 5}, START)["decision_id"])
 
 
 def _schema_of(dsn: str) -> list[tuple[object, ...]]:
