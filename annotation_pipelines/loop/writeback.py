@@ -360,13 +360,14 @@ def _taken_over(table: str) -> str:
     """For a daily write: the requests a live attempt withdrew that this write would have
     withdrawn had they been open (its closed ids; of its settled tasks and of its closed ids'
     tasks, those it does not ask about, decided before `decided_at`; of the tasks it asks
-    about, all but the newest open, acknowledged or attempt-withdrawn request) become this
-    write's withdrawals, so that a retry of the attempt does not re-open them."""
+    about, all but the newest open, acknowledged or attempt-withdrawn request): their
+    `request_id`s, to become this write's withdrawals, so that a retry of the attempt does not
+    re-open them. Read apart from the update, which mostly has nothing to do: joined to the
+    update, the planner reads every request a live write ever withdrew."""
     live_withdrawn = "r.status = 'withdrawn' AND r.withdrawn_state IS NOT NULL"
     return (
-        f"UPDATE {table} AS t SET withdrawn_state = NULL, withdrawn_version = NULL "
-        "FROM ("
-        f"  SELECT r.request_id FROM {table} AS r WHERE r.decision_id = ANY(%(withdrawn)s)"
+        f"SELECT r.request_id FROM {table} AS r WHERE r.decision_id = ANY(%(withdrawn)s)"
+        f"  AND {live_withdrawn}"
         "  UNION SELECT gone.request_id FROM ("
         "    SELECT project, task_id"
         "    FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
@@ -394,9 +395,6 @@ def _taken_over(table: str) -> str:
         "      AND (n.created_at, n.request_id) > (r.created_at, r.request_id))"
         "    OFFSET 0"
         "  ) AS older"
-        ") AS taken "
-        "WHERE t.request_id = taken.request_id AND t.status = 'withdrawn' "
-        "AND t.withdrawn_state IS NOT NULL"
     )
 
 
@@ -564,6 +562,14 @@ def write_requests_recorded(
                     "decided_at": decided_at,
                 },
             )
+            taken = sorted(row[0] for row in cursor.fetchall())
+            if taken:
+                cursor.execute(
+                    f"UPDATE {table} SET withdrawn_state = NULL, withdrawn_version = NULL "
+                    "WHERE request_id = ANY(%s) AND status = 'withdrawn' "
+                    "AND withdrawn_state IS NOT NULL",
+                    (taken,),
+                )
         if ids:
             cursor.execute(
                 f"UPDATE {table} AS t SET status = 'withdrawn', {_withdrawn_by(bool(states))} "

@@ -39,6 +39,11 @@ CREATE INDEX IF NOT EXISTS task_requests_live_open ON task_requests (state, stat
 CREATE INDEX IF NOT EXISTS task_requests_live_withdrawn
     ON task_requests (withdrawn_state, withdrawn_version)
     WHERE status = 'withdrawn' AND withdrawn_state IS NOT NULL;
+-- A daily write looks up, per task it decides on, the requests a live write withdrew (to take
+-- over those it would have withdrawn itself): without this index, and the statistics stale,
+-- the planner reads every request of the project for each task.
+CREATE INDEX IF NOT EXISTS task_requests_live_withdrawn_task ON task_requests (project, task_id)
+    WHERE status = 'withdrawn' AND withdrawn_state IS NOT NULL;
 CREATE INDEX IF NOT EXISTS annotator_actions_live_active
     ON annotator_actions (state, state_version) WHERE status = 'active' AND state IS NOT NULL;
 
