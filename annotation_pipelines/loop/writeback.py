@@ -717,7 +717,7 @@ class LiveLock:
         import psycopg
 
         try:
-            row = self.connection.execute(_HELD, (self.key,)).fetchone()
+            row = self.connection.execute(_HELD, {"key": self.key}).fetchone()
         except psycopg.Error as error:
             raise LiveLockLost(
                 f"live lock on {describe(self.dsn)} lost (its session failed: "
@@ -748,15 +748,14 @@ class LiveLock:
 # 32 bits, with objsubid 1.
 _LOCK_ROWS = (
     "FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
-    "AND ((classid::bigint << 32) | objid::bigint) = %s "
+    "AND ((classid::bigint << 32) | objid::bigint) = %(key)s "
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 _HELD = f"SELECT EXISTS (SELECT 1 {_LOCK_ROWS} AND pid = pg_backend_pid())"
+# A pid alone may name a later backend that took over a dead session's pid (and the lock).
 _HELD_BY = (
-    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
-    "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = %(key)s "
-    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    "AND pid = %(pid)s AND EXISTS (SELECT 1 FROM pg_stat_activity AS a "
+    f"SELECT EXISTS (SELECT 1 {_LOCK_ROWS} AND pid = %(pid)s AND EXISTS ("
+    "SELECT 1 FROM pg_stat_activity AS a "
     "WHERE a.pid = %(pid)s AND a.backend_start = %(started)s::timestamptz))"
 )
 _HOLDER = f"SELECT pid {_LOCK_ROWS}"
@@ -780,7 +779,7 @@ def live_lock(dsn: str, *, key: int = LIVE_LOCK_KEY) -> Iterator[LiveLock]:
         try:
             connection.execute("SELECT pg_advisory_lock(%s)", (key,))
         except psycopg.errors.LockNotAvailable as error:
-            holder = connection.execute(_HOLDER, (key,)).fetchone()
+            holder = connection.execute(_HOLDER, {"key": key}).fetchone()
             raise LiveLockTimeout(
                 f"live lock on {describe(dsn)} still held by backend "
                 f"{holder[0] if holder else '(gone)'} after this run's wait "
