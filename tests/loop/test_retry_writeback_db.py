@@ -417,6 +417,46 @@ def test_a_newer_request_in_any_status_keeps_an_older_one_withdrawn() -> None:
         assert _open(dsn) == set()
 
 
+def test_a_newer_daily_request_takes_over_the_attempt_s_withdrawal() -> None:
+    """The attempt closed r0; the daily queue then asks about T with a newer decision (it
+    would have replaced r0): r0 becomes the daily write's withdrawal, and the retry that keeps
+    r0 leaves it withdrawn and the daily request open."""
+    with fresh_database("retry_writeback_newer_daily") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        r0 = _requests({"T": 4}, START)
+        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
+        listed = _ids(r0)["T"]
+        none = _requests({}, START + timedelta(hours=1))
+        _write(dsn, none, base=4, keeps=set(), withdrawn=[listed])
+        daily = _daily({"T": 1}, START + timedelta(hours=2))
+        _write_daily(dsn, daily, decided_at=START + timedelta(hours=2))
+        row = _rows(dsn)[listed]
+        assert (row["status"], row["withdrawn_state"], row["withdrawn_version"]) == (
+            "withdrawn",
+            None,
+            None,
+        )
+        written, _ = _write(dsn, _requests({}, START + timedelta(hours=3)), base=4, keeps={listed})
+        assert written["reopened"] == 0
+        assert _open(dsn) == {_ids(daily)["T"]}
+
+
+def test_a_request_from_before_the_state_columns_is_restored_like_a_daily_one() -> None:
+    """A live request written before migration 7 (no state) that the attempt withdrew, and
+    the retry neither closes nor replaces: open again."""
+    with fresh_database("retry_writeback_unstamped") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        old = _requests({"T": 2}, START).drop("state")
+        write_requests(dsn, task_requests=old, annotator_actions=NO_ACTIONS)
+        first = _requests({"T": 5}, START + timedelta(hours=1))
+        _write(dsn, first, base=4, keeps=set(_ids(first).values()))
+        assert _open(dsn) == set(_ids(first).values())
+        _write(dsn, _requests({}, START + timedelta(hours=2)), base=4, keeps={_ids(old)["T"]})
+        assert _open(dsn) == {_ids(old)["T"]}
+
+
 def test_a_lock_held_by_the_same_pid_in_another_session_is_not_this_run_s() -> None:
     """A backend that took over the pid of the run's lock session (the session died, its pid
     reused) is not the run's session: the write is refused."""
