@@ -6,13 +6,14 @@ touched; a block of the first attempt that the retry does not decide is withdraw
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import psycopg
 import pytest
 
-from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.ingest.postgres import apply_schema, migration_files
 from annotation_pipelines.loop.live import ANNOTATOR_ACTIONS, TASK_REQUESTS, decision_id
 from annotation_pipelines.loop.writeback import (
     LiveLockLost,
@@ -274,3 +275,261 @@ def test_a_run_that_lost_the_live_lock_writes_nothing() -> None:
                     dsn, task_requests=later, annotator_actions=NO_ACTIONS, states=state, lock=lock
                 )
         assert set(_rows(dsn)) == set(first["decision_id"])
+
+
+_TASKS = {"project": pl.String(), "task_id": pl.String()}
+
+
+def _daily(decided: dict[str, int], at: datetime) -> pl.DataFrame:
+    """The daily kind queue's requests (no state; their own decision ids)."""
+    frame = _requests(decided, at).drop("state")
+    return frame.with_columns(
+        decision_id=pl.Series(
+            [decision_id("kind_request", PROJECT, task, day) for task, day in decided.items()]
+        )
+    )
+
+
+def _write_daily(
+    dsn: str,
+    requests: pl.DataFrame,
+    *,
+    decided_at: datetime,
+    settled: list[str] | None = None,
+) -> dict[str, int]:
+    return write_requests(
+        dsn,
+        task_requests=requests,
+        annotator_actions=NO_ACTIONS,
+        settled=pl.DataFrame(
+            {"project": [PROJECT] * len(settled or []), "task_id": settled or []}, schema=_TASKS
+        ),
+        decided_at=decided_at,
+    )
+
+
+def test_a_daily_request_the_failed_attempt_replaced_is_open_again_after_the_retry() -> None:
+    """The attempt's request on T withdrew the daily one; the retry asks nothing about T: the
+    daily request is open again, as if the attempt never ran."""
+    with fresh_database("retry_writeback_daily_restored") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        daily = _daily({"T": 1}, START)
+        _write_daily(dsn, daily, decided_at=START)
+        first = _requests({"T": 5}, START + timedelta(hours=1))
+        _write(dsn, first, base=4, keeps=set(_ids(first).values()))
+        assert _rows(dsn)[_ids(daily)["T"]]["withdrawn_state"] == STATE
+
+        written, _ = _write(dsn, _requests({}, START + timedelta(hours=2)), base=4, keeps=set())
+        rows = _rows(dsn)
+        assert _open(dsn) == {_ids(daily)["T"]}
+        assert written["reopened"] == 1 and written["withdrawn"] == 1
+        restored = rows[_ids(daily)["T"]]
+        assert (restored["closed_at"], restored["withdrawn_state"]) == (None, None)
+        assert rows[_ids(first)["T"]]["status"] == "withdrawn"
+
+
+def test_a_retry_that_closes_what_the_attempt_closed_withdraws_it_again() -> None:
+    """A daily request the attempt withdrew by closing its task, and the retry closes it too:
+    it ends withdrawn (this write's, stamped with its version), not open."""
+    with fresh_database("retry_writeback_daily_closed") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        daily = _daily({"T": 1}, START)
+        _write_daily(dsn, daily, decided_at=START)
+        closed = [_ids(daily)["T"]]
+        none = _requests({}, START + timedelta(hours=1))
+        _write(dsn, none, base=4, keeps=set(), withdrawn=closed)
+        _write(dsn, none, base=4, keeps=set(), withdrawn=closed)
+        row = _rows(dsn)[_ids(daily)["T"]]
+        assert (row["status"], row["withdrawn_state"], row["withdrawn_version"]) == (
+            "withdrawn",
+            STATE,
+            5,
+        )
+
+
+def test_a_re_opened_request_does_not_leave_two_open_on_its_task() -> None:
+    """Committed r0 on T; the attempt closes it; the daily queue, deciding before r0, asks
+    about T (the only open request, so it stays); the retry keeps r0: r0 is open again and
+    the older daily request withdrawn, newest wins."""
+    with fresh_database("retry_writeback_two_open") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        r0 = _requests({"T": 4}, START + timedelta(minutes=30))
+        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
+        listed = _ids(r0)["T"]
+        _write(
+            dsn, _requests({}, START + timedelta(hours=1)), base=4, keeps=set(), withdrawn=[listed]
+        )
+        daily = _daily({"T": 1}, START)
+        _write_daily(dsn, daily, decided_at=START)
+        assert _open(dsn) == {_ids(daily)["T"]}
+
+        _write(dsn, _requests({}, START + timedelta(hours=2)), base=4, keeps={listed})
+        assert _open(dsn) == {listed}
+        assert _rows(dsn)[_ids(daily)["T"]]["status"] == "withdrawn"
+
+
+def test_a_request_the_daily_queue_settled_meanwhile_stays_withdrawn() -> None:
+    """The attempt closed r0; the daily queue then settles T (it would have withdrawn r0): the
+    retry that keeps r0 does not bring it back."""
+    with fresh_database("retry_writeback_settled") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        r0 = _requests({"T": 4}, START)
+        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
+        listed = _ids(r0)["T"]
+        _write(
+            dsn, _requests({}, START + timedelta(hours=1)), base=4, keeps=set(), withdrawn=[listed]
+        )
+        _write_daily(dsn, _daily({}, START), decided_at=START + timedelta(hours=2), settled=["T"])
+        row = _rows(dsn)[listed]
+        assert (row["status"], row["withdrawn_state"]) == ("withdrawn", None)
+
+        written, _ = _write(dsn, _requests({}, START + timedelta(hours=3)), base=4, keeps={listed})
+        assert written["reopened"] == 0
+        assert _open(dsn) == set()
+
+
+def test_a_newer_request_in_any_status_keeps_an_older_one_withdrawn() -> None:
+    """A newer request on the task, done by the tool since the attempt withdrew r0: r0 stays
+    withdrawn (the task has had its answer)."""
+    with fresh_database("retry_writeback_newer_done") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        r0 = _requests({"T": 4}, START)
+        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
+        listed = _ids(r0)["T"]
+        _write(
+            dsn, _requests({}, START + timedelta(hours=1)), base=4, keeps=set(), withdrawn=[listed]
+        )
+        with psycopg.connect(dsn) as connection:
+            connection.execute(
+                "INSERT INTO task_requests (task_id, project, request, reason, decision_id, "
+                "created_at, status, closed_at) VALUES ('T', %s, 'expert_review', 'tool', "
+                "'tool-T', %s, 'fulfilled', now())",
+                (PROJECT, START + timedelta(minutes=10)),
+            )
+        written, _ = _write(dsn, _requests({}, START + timedelta(hours=2)), base=4, keeps={listed})
+        assert written["reopened"] == 0
+        assert _rows(dsn)[listed]["status"] == "withdrawn"
+        assert _open(dsn) == set()
+
+
+def test_a_newer_daily_request_takes_over_the_attempt_s_withdrawal() -> None:
+    """The attempt closed r0; the daily queue then asks about T with a newer decision (it
+    would have replaced r0): r0 becomes the daily write's withdrawal, and the retry that keeps
+    r0 leaves it withdrawn and the daily request open."""
+    with fresh_database("retry_writeback_newer_daily") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        r0 = _requests({"T": 4}, START)
+        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
+        listed = _ids(r0)["T"]
+        none = _requests({}, START + timedelta(hours=1))
+        _write(dsn, none, base=4, keeps=set(), withdrawn=[listed])
+        daily = _daily({"T": 1}, START + timedelta(hours=2))
+        _write_daily(dsn, daily, decided_at=START + timedelta(hours=2))
+        row = _rows(dsn)[listed]
+        assert (row["status"], row["withdrawn_state"], row["withdrawn_version"]) == (
+            "withdrawn",
+            None,
+            None,
+        )
+        written, _ = _write(dsn, _requests({}, START + timedelta(hours=3)), base=4, keeps={listed})
+        assert written["reopened"] == 0
+        assert _open(dsn) == {_ids(daily)["T"]}
+
+
+def test_a_request_from_before_the_state_columns_is_restored_like_a_daily_one() -> None:
+    """A live request written before migration 7 (no state) that the attempt withdrew, and
+    the retry neither closes nor replaces: open again."""
+    with fresh_database("retry_writeback_unstamped") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        old = _requests({"T": 2}, START).drop("state")
+        write_requests(dsn, task_requests=old, annotator_actions=NO_ACTIONS)
+        first = _requests({"T": 5}, START + timedelta(hours=1))
+        _write(dsn, first, base=4, keeps=set(_ids(first).values()))
+        assert _open(dsn) == set(_ids(first).values())
+        _write(dsn, _requests({}, START + timedelta(hours=2)), base=4, keeps={_ids(old)["T"]})
+        assert _open(dsn) == {_ids(old)["T"]}
+
+
+def test_a_lock_held_by_the_same_pid_in_another_session_is_not_this_run_s() -> None:
+    """A backend that took over the pid of the run's lock session (the session died, its pid
+    reused) is not the run's session: the write is refused."""
+    with fresh_database("retry_writeback_pid") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        state = [StateWrite(STATE, PROJECT, 4, 5)]
+        with live_lock(dsn) as lock:
+            assert lock.backend_start is not None
+            written = write_requests(
+                dsn,
+                task_requests=_requests({"a": 5}, START),
+                annotator_actions=NO_ACTIONS,
+                states=state,
+                lock=lock,
+            )
+            assert written["task_requests"] == 1
+            # The same pid, holding the lock, but a session started at another time.
+            recycled = dataclasses.replace(
+                lock, backend_start=lock.backend_start - timedelta(seconds=1)
+            )
+            with pytest.raises(LiveLockLost, match="no longer held by backend"):
+                write_requests(
+                    dsn,
+                    task_requests=_requests({"b": 5}, START),
+                    annotator_actions=NO_ACTIONS,
+                    states=state,
+                    lock=recycled,
+                )
+        assert set(_rows(dsn)) == set(_requests({"a": 5}, START)["decision_id"])
+
+
+def _schema_of(dsn: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn) as connection:
+        return connection.execute(
+            "SELECT 'constraint', conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid IN ('annotator_actions'::regclass, 'task_requests'::regclass) "
+            "UNION ALL SELECT 'index', indexrelid::regclass::text, pg_get_indexdef(indexrelid) "
+            "FROM pg_index "
+            "WHERE indrelid IN ('annotator_actions'::regclass, 'task_requests'::regclass) "
+            "UNION ALL SELECT 'function', proname, prosrc FROM pg_proc "
+            "WHERE proname = 'annotator_actions_keep_revoked' "
+            "UNION ALL SELECT 'trigger', tgname, tgrelid::regclass::text FROM pg_trigger "
+            "WHERE NOT tgisinternal ORDER BY 1, 2"
+        ).fetchall()
+
+
+def test_every_migration_run_again_over_withdrawn_and_revoked_kind_blocks_changes_nothing() -> None:
+    """Running the migration files again in order (as with psql) over a database holding a
+    withdrawn block and a revoked kind block: no error, the same schema."""
+    with fresh_database("retry_writeback_migrations") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        before = _schema_of(dsn)
+        with psycopg.connect(dsn) as connection:
+            connection.execute(
+                "INSERT INTO annotator_actions (annotator_id, project, action, reason, evidence, "
+                "decision_id, status, withdrawn_at) VALUES ('a', %(p)s, 'block', 'r', "
+                """'{"kind": "boxes"}', 'gone', 'withdrawn', now()), ('b', %(p)s, 'block', """
+                """'r', '{"kind": "boxes"}', 'lifted', 'active', NULL)""",
+                {"p": PROJECT},
+            )
+            connection.execute(
+                "UPDATE annotator_actions SET status = 'revoked', revoked_at = now(), "
+                "revoked_by = 'lead' WHERE decision_id = 'lifted'"
+            )
+        for _ in range(2):
+            for _version, path in migration_files():
+                with psycopg.connect(dsn) as connection:
+                    connection.execute(path.read_text())
+        assert _schema_of(dsn) == before
+        actions = _rows(dsn, "annotator_actions")
+        assert (actions["gone"]["status"], actions["lifted"]["status"]) == (
+            "withdrawn",
+            "revoked",
+        )

@@ -8,11 +8,13 @@
 --                                         row written before this migration
 --   withdrawn_state, withdrawn_version    (task_requests) the live state and version whose
 --                                         write withdrew the request; null when a daily write
---                                         withdrew it
+--                                         withdrew it, or took over a live attempt's
+--                                         withdrawal it would have made itself
 -- A retry withdraws the `open` requests and `active` blocks of its state written at a version
 -- above the one it started from that it neither decides again nor lists, and re-opens the
--- withdrawn requests it lists again. These columns are the pipelines' bookkeeping: the tool
--- reads `status` as before.
+-- requests withdrawn at such a version that another writer wrote or that it lists again
+-- (unless a newer request of the task stands). These columns are the pipelines'
+-- bookkeeping: the tool reads `status` as before.
 --
 -- A block gets a third status, set by the pipelines with `withdrawn_at`:
 --   withdrawn  the block came from a run that never committed, and its retry did not block
@@ -30,11 +32,20 @@ ALTER TABLE annotator_actions ADD COLUMN IF NOT EXISTS state_version bigint;
 ALTER TABLE annotator_actions ADD COLUMN IF NOT EXISTS withdrawn_at timestamptz;
 
 -- A live write looks these up by state and version above the one it started from: few rows,
--- none at all but after a failed attempt.
+-- none at all but after a failed attempt. The daily requests (null state) and the requests a
+-- daily write withdrew stay out of the indexes, which hold only what a live write may look up.
 CREATE INDEX IF NOT EXISTS task_requests_live_open ON task_requests (state, state_version)
-    WHERE status = 'open';
+    WHERE status = 'open' AND state IS NOT NULL;
 CREATE INDEX IF NOT EXISTS task_requests_live_withdrawn
-    ON task_requests (withdrawn_state, withdrawn_version) WHERE status = 'withdrawn';
+    ON task_requests (withdrawn_state, withdrawn_version)
+    WHERE status = 'withdrawn' AND withdrawn_state IS NOT NULL;
+-- A daily write looks up, per task it decides on, the requests a live write withdrew (to take
+-- over those it would have withdrawn itself): without this index, and the statistics stale,
+-- the planner reads every request of the project for each task.
+CREATE INDEX IF NOT EXISTS task_requests_live_withdrawn_task ON task_requests (project, task_id)
+    WHERE status = 'withdrawn' AND withdrawn_state IS NOT NULL;
+CREATE INDEX IF NOT EXISTS annotator_actions_live_active
+    ON annotator_actions (state, state_version) WHERE status = 'active' AND state IS NOT NULL;
 
 ALTER TABLE annotator_actions DROP CONSTRAINT IF EXISTS annotator_actions_status_check;
 ALTER TABLE annotator_actions DROP CONSTRAINT IF EXISTS annotator_actions_revocation;
