@@ -222,29 +222,23 @@ def apply_schema(
             name = path.name.removesuffix(".sql")
             try:
                 connection.execute(path.read_text())
-            except (errors.InsufficientPrivilege, errors.LockNotAvailable) as error:
-                if strict or version not in OPTIONAL_MIGRATIONS:
+            except errors.Error as error:
+                cause = _cause(error, lock_timeout)
+                skippable = isinstance(
+                    error, (errors.InsufficientPrivilege, errors.LockNotAvailable)
+                )
+                if strict or not skippable or version not in OPTIONAL_MIGRATIONS:
                     raise MigrationFailed(
-                        version=version,
-                        name=name,
-                        where=_where(dsn, schema),
-                        cause=_cause(error, lock_timeout),
+                        version=version, name=name, where=_where(dsn, schema), cause=cause
                     ) from error
                 skipped.append(
                     SkippedMigration(
                         version=version,
                         name=name,
-                        cause=_cause(error, lock_timeout),
+                        cause=cause,
                         locked=isinstance(error, errors.LockNotAvailable),
                     )
                 )
-            except errors.Error as error:
-                raise MigrationFailed(
-                    version=version,
-                    name=name,
-                    where=_where(dsn, schema),
-                    cause=_cause(error, lock_timeout),
-                ) from error
     return skipped
 
 

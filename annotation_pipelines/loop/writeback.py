@@ -183,6 +183,19 @@ def _superseded(table: str, *, live: bool) -> str:
     )
 
 
+def _settled_tasks(table: str) -> str:
+    """The (project, task_id) a write settles: its settled tasks and the tasks of the
+    `decision_id`s it withdraws, less those it asks about."""
+    return (
+        "    SELECT project, task_id"
+        "    FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
+        f"    UNION SELECT project, task_id FROM {table} WHERE decision_id = ANY(%(withdrawn)s)"
+        "    EXCEPT SELECT project, task_id"
+        "    FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[])"
+        "      AS a(project, task_id)"
+    )
+
+
 def _settled(table: str, *, live: bool) -> str:
     """Withdraw the open requests of the given tasks, and of the tasks of the withdrawn
     `decision_id`s, that no request of this write replaces and that were decided before
@@ -191,12 +204,7 @@ def _settled(table: str, *, live: bool) -> str:
         f"UPDATE {table} AS t SET status = 'withdrawn', {_withdrawn_by(live)} "
         "FROM ("
         "  SELECT gone.request_id FROM ("
-        "    SELECT project, task_id"
-        "    FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
-        f"    UNION SELECT project, task_id FROM {table} WHERE decision_id = ANY(%(withdrawn)s)"
-        "    EXCEPT SELECT project, task_id"
-        "    FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[])"
-        "      AS a(project, task_id)"
+        f"{_settled_tasks(table)}"
         "  ) AS s"
         "  CROSS JOIN LATERAL ("
         f"    SELECT r.request_id FROM {table} AS r"
@@ -369,12 +377,7 @@ def _taken_over(table: str) -> str:
         f"SELECT r.request_id FROM {table} AS r WHERE r.decision_id = ANY(%(withdrawn)s)"
         f"  AND {live_withdrawn}"
         "  UNION SELECT gone.request_id FROM ("
-        "    SELECT project, task_id"
-        "    FROM unnest(%(projects)s::text[], %(tasks)s::text[]) AS s(project, task_id)"
-        f"    UNION SELECT project, task_id FROM {table} WHERE decision_id = ANY(%(withdrawn)s)"
-        "    EXCEPT SELECT project, task_id"
-        "    FROM unnest(%(asked_projects)s::text[], %(asked_tasks)s::text[])"
-        "      AS a(project, task_id)"
+        f"{_settled_tasks(table)}"
         "  ) AS s"
         "  CROSS JOIN LATERAL ("
         f"    SELECT r.request_id FROM {table} AS r"
