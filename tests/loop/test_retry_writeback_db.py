@@ -371,18 +371,23 @@ def test_a_re_opened_request_does_not_leave_two_open_on_its_task() -> None:
         assert _rows(dsn)[_ids(daily)["T"]]["status"] == "withdrawn"
 
 
+def _r0_closed_by_an_attempt(dsn: str) -> str:
+    """The schema applied, version 4 committed with one request r0 on task T (listed), then an
+    attempt from version 4 that closed r0 and never committed; returns r0's decision id."""
+    apply_schema(dsn)
+    r0 = _requests({"T": 4}, START)
+    _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
+    listed = _ids(r0)["T"]
+    _write(dsn, _requests({}, START + timedelta(hours=1)), base=4, keeps=set(), withdrawn=[listed])
+    return listed
+
+
 def test_a_request_the_daily_queue_settled_meanwhile_stays_withdrawn() -> None:
     """The attempt closed r0; the daily queue then settles T (it would have withdrawn r0): the
     retry that keeps r0 does not bring it back."""
     with fresh_database("retry_writeback_settled") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        apply_schema(dsn)
-        r0 = _requests({"T": 4}, START)
-        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
-        listed = _ids(r0)["T"]
-        _write(
-            dsn, _requests({}, START + timedelta(hours=1)), base=4, keeps=set(), withdrawn=[listed]
-        )
+        listed = _r0_closed_by_an_attempt(dsn)
         _write_daily(dsn, _daily({}, START), decided_at=START + timedelta(hours=2), settled=["T"])
         row = _rows(dsn)[listed]
         assert (row["status"], row["withdrawn_state"]) == ("withdrawn", None)
@@ -397,13 +402,7 @@ def test_a_newer_request_in_any_status_keeps_an_older_one_withdrawn() -> None:
     withdrawn (the task has had its answer)."""
     with fresh_database("retry_writeback_newer_done") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        apply_schema(dsn)
-        r0 = _requests({"T": 4}, START)
-        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
-        listed = _ids(r0)["T"]
-        _write(
-            dsn, _requests({}, START + timedelta(hours=1)), base=4, keeps=set(), withdrawn=[listed]
-        )
+        listed = _r0_closed_by_an_attempt(dsn)
         with psycopg.connect(dsn) as connection:
             connection.execute(
                 "INSERT INTO task_requests (task_id, project, request, reason, decision_id, "
@@ -423,12 +422,7 @@ def test_a_newer_daily_request_takes_over_the_attempt_s_withdrawal() -> None:
     r0 leaves it withdrawn and the daily request open."""
     with fresh_database("retry_writeback_newer_daily") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        apply_schema(dsn)
-        r0 = _requests({"T": 4}, START)
-        _write(dsn, r0, base=3, keeps=set(_ids(r0).values()))
-        listed = _ids(r0)["T"]
-        none = _requests({}, START + timedelta(hours=1))
-        _write(dsn, none, base=4, keeps=set(), withdrawn=[listed])
+        listed = _r0_closed_by_an_attempt(dsn)
         daily = _daily({"T": 1}, START + timedelta(hours=2))
         _write_daily(dsn, daily, decided_at=START + timedelta(hours=2))
         row = _rows(dsn)[listed]
