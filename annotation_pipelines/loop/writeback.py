@@ -144,11 +144,13 @@ def _writers(states: Collection[StateWrite]) -> dict[str, list[Any]]:
 def _withdrawn_by(live: bool) -> str:
     """What a withdrawal sets besides its status: for a live write, which state and version
     withdrew the request (the row's own state when this write commits it, else this write's
-    state of the row's project: a daily request one of its tasks replaced)."""
+    state of the row's project: a daily request one of its tasks replaced) and the status it
+    withdrew it from, which a retry that re-opens the request gives back (the SET reads the
+    row as it was)."""
     if not live:
-        return "closed_at = now()"
+        return "closed_at = now(), withdrawn_from = NULL"
     return (
-        "closed_at = now(), (withdrawn_state, withdrawn_version) = ("
+        "closed_at = now(), withdrawn_from = t.status, (withdrawn_state, withdrawn_version) = ("
         "SELECT w.state, w.version"
         " FROM unnest(%(w_states)s::text[], %(w_projects)s::text[], %(w_versions)s::bigint[])"
         " AS w(state, project, version)"
@@ -282,7 +284,8 @@ def _supersede_attempts(
     """Make this write authoritative for its state versions, before it applies withdrawals of
     its own: the `open` requests and `active` blocks an attempt that never committed wrote,
     that this write neither decides (`requests`, `blocks`) nor keeps (`StateWrite.keeps`), are
-    withdrawn; the requests such an attempt withdrew are open again when another writer wrote
+    withdrawn; the requests such an attempt withdrew are back in the status it withdrew them
+    from (`open`, or `acknowledged`: the tool keeps what it took) when another writer wrote
     them (a daily request, a row older than the state columns) or this write decides or keeps
     them, as is `reopen` (decided again, withdrawn by a live write): this write's own
     withdrawals then take back only what it does not want. A request is not re-opened while
@@ -325,7 +328,7 @@ def _supersede_attempts(
     if stale:
         cursor.execute(
             f"UPDATE {table} AS t SET status = 'withdrawn', closed_at = now(), "
-            "withdrawn_state = t.state, withdrawn_version = s.version "
+            "withdrawn_state = t.state, withdrawn_version = s.version, withdrawn_from = t.status "
             "FROM unnest(%(ids)s::text[], %(versions)s::bigint[]) AS s(decision_id, version) "
             "WHERE t.decision_id = s.decision_id AND t.status = 'open'",
             {"ids": [d for d, _ in stale], "versions": [v for _, v in stale]},
@@ -342,8 +345,9 @@ def _supersede_attempts(
         # Runs after the stale withdrawals, so that the attempt's own newer requests no
         # longer stand in the way.
         cursor.execute(
-            f"UPDATE {table} AS t SET status = 'open', closed_at = NULL, "
-            "withdrawn_state = NULL, withdrawn_version = NULL "
+            f"UPDATE {table} AS t SET status = COALESCE(t.withdrawn_from, 'open'), "
+            "closed_at = NULL, withdrawn_state = NULL, withdrawn_version = NULL, "
+            "withdrawn_from = NULL "
             "WHERE t.decision_id = ANY(%(ids)s) AND t.status = 'withdrawn' AND NOT EXISTS ("
             f"  SELECT 1 FROM {table} AS o WHERE o.project = t.project "
             "  AND o.task_id = t.task_id"
@@ -568,7 +572,8 @@ def write_requests_recorded(
             taken = sorted(row[0] for row in cursor.fetchall())
             if taken:
                 cursor.execute(
-                    f"UPDATE {table} SET withdrawn_state = NULL, withdrawn_version = NULL "
+                    f"UPDATE {table} SET withdrawn_state = NULL, withdrawn_version = NULL, "
+                    "withdrawn_from = NULL "
                     "WHERE request_id = ANY(%s) AND status = 'withdrawn' "
                     "AND withdrawn_state IS NOT NULL",
                     (taken,),

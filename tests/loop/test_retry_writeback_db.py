@@ -200,6 +200,49 @@ def test_the_tool_s_rows_stay_as_the_tool_left_them() -> None:
         assert rows[ids["k"]] == before[ids["k"]]
 
 
+def test_a_re_opened_request_gets_back_the_status_the_attempt_withdrew_it_from() -> None:
+    """Committed requests on k (the tool took it: acknowledged) and o (open); the attempt
+    replaces k with a new decision and closes o; the retry keeps both: k is acknowledged
+    again, so the tool keeps it as taken, and o open."""
+    with fresh_database("retry_writeback_acknowledged") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        committed = _requests({"k": 4, "o": 4}, START)
+        listed = _ids(committed)
+        _write(dsn, committed, base=3, keeps=set(listed.values()))
+        with psycopg.connect(dsn) as connection:
+            connection.execute(
+                "UPDATE task_requests SET status = 'acknowledged' WHERE decision_id = %s",
+                (listed["k"],),
+            )
+        first = _requests({"k": 5}, START + timedelta(minutes=1))
+        _write(dsn, first, base=4, keeps=set(_ids(first).values()), withdrawn=[listed["o"]])
+        rows = _rows(dsn)
+        assert [(rows[listed[t]]["status"], rows[listed[t]]["withdrawn_from"]) for t in "ko"] == [
+            ("withdrawn", "acknowledged"),
+            ("withdrawn", "open"),
+        ]
+
+        written, _ = _write(
+            dsn, _requests({}, START + timedelta(minutes=2)), base=4, keeps=set(listed.values())
+        )
+        rows = _rows(dsn)
+        assert written["reopened"] == 2
+        assert [(rows[listed[t]]["status"], rows[listed[t]]["withdrawn_from"]) for t in "ko"] == [
+            ("acknowledged", None),
+            ("open", None),
+        ]
+        for task in "ko":
+            row = rows[listed[task]]
+            assert (row["closed_at"], row["withdrawn_state"], row["withdrawn_version"]) == (
+                None,
+                None,
+                None,
+            )
+        stale = rows[_ids(first)["k"]]
+        assert (stale["status"], stale["withdrawn_from"]) == ("withdrawn", "open")
+
+
 def test_a_block_the_retry_does_not_decide_is_withdrawn_and_back_in_force_if_decided_again():
     with fresh_database("retry_writeback_blocks") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
@@ -390,7 +433,11 @@ def test_a_request_the_daily_queue_settled_meanwhile_stays_withdrawn() -> None:
         listed = _r0_closed_by_an_attempt(dsn)
         _write_daily(dsn, _daily({}, START), decided_at=START + timedelta(hours=2), settled=["T"])
         row = _rows(dsn)[listed]
-        assert (row["status"], row["withdrawn_state"]) == ("withdrawn", None)
+        assert (row["status"], row["withdrawn_state"], row["withdrawn_from"]) == (
+            "withdrawn",
+            None,
+            None,
+        )
 
         written, _ = _write(dsn, _requests({}, START + timedelta(hours=3)), base=4, keeps={listed})
         assert written["reopened"] == 0
@@ -426,11 +473,12 @@ def test_a_newer_daily_request_takes_over_the_attempt_s_withdrawal() -> None:
         daily = _daily({"T": 1}, START + timedelta(hours=2))
         _write_daily(dsn, daily, decided_at=START + timedelta(hours=2))
         row = _rows(dsn)[listed]
-        assert (row["status"], row["withdrawn_state"], row["withdrawn_version"]) == (
-            "withdrawn",
-            None,
-            None,
-        )
+        assert (
+            row["status"],
+            row["withdrawn_state"],
+            row["withdrawn_version"],
+            row["withdrawn_from"],
+        ) == ("withdrawn", None, None, None)
         written, _ = _write(dsn, _requests({}, START + timedelta(hours=3)), base=4, keeps={listed})
         assert written["reopened"] == 0
         assert _open(dsn) == {_ids(daily)["T"]}

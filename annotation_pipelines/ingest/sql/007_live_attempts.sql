@@ -10,10 +10,14 @@
 --                                         write withdrew the request; null when a daily write
 --                                         withdrew it, or took over a live attempt's
 --                                         withdrawal it would have made itself
+--   withdrawn_from                        (task_requests) the status that write withdrew the
+--                                         request from, `open` or `acknowledged`; null
+--                                         alongside withdrawn_state
 -- A retry withdraws the `open` requests and `active` blocks of its state written at a version
 -- above the one it started from that it neither decides again nor lists, and re-opens the
 -- requests withdrawn at such a version that another writer wrote or that it lists again
--- (unless a newer request of the task stands). These columns are the pipelines'
+-- (unless a newer request of the task stands), in the status they were withdrawn from: a
+-- request the tool had acknowledged stays taken. These columns are the pipelines'
 -- bookkeeping: the tool reads `status` as before.
 --
 -- A block gets a third status, set by the pipelines with `withdrawn_at`:
@@ -27,6 +31,9 @@ ALTER TABLE task_requests ADD COLUMN IF NOT EXISTS state text;
 ALTER TABLE task_requests ADD COLUMN IF NOT EXISTS state_version bigint;
 ALTER TABLE task_requests ADD COLUMN IF NOT EXISTS withdrawn_state text;
 ALTER TABLE task_requests ADD COLUMN IF NOT EXISTS withdrawn_version bigint;
+ALTER TABLE task_requests ADD COLUMN IF NOT EXISTS withdrawn_from text
+    CONSTRAINT task_requests_withdrawn_from
+    CHECK (withdrawn_from IS NULL OR withdrawn_from IN ('open', 'acknowledged'));
 ALTER TABLE annotator_actions ADD COLUMN IF NOT EXISTS state text;
 ALTER TABLE annotator_actions ADD COLUMN IF NOT EXISTS state_version bigint;
 ALTER TABLE annotator_actions ADD COLUMN IF NOT EXISTS withdrawn_at timestamptz;
