@@ -151,29 +151,6 @@ class AnnotationDatabase(ConfigurableResource):
             overlap=overlap,
         )
 
-    def write_requests(
-        self,
-        *,
-        task_requests: pl.DataFrame,
-        annotator_actions: pl.DataFrame,
-        withdrawn: Collection[str] = (),
-        settled: pl.DataFrame | None = None,
-        decided_at: datetime | None = None,
-        states: Collection[StateWrite] = (),
-        lock: LiveLock | None = None,
-    ) -> dict[str, int]:
-        """Insert task requests and annotator actions once per `decision_id`, and withdraw
-        the requests no longer wanted (`loop.writeback.write_requests`)."""
-        return self.write_requests_recorded(
-            task_requests=task_requests,
-            annotator_actions=annotator_actions,
-            withdrawn=withdrawn,
-            settled=settled,
-            decided_at=decided_at,
-            states=states,
-            lock=lock,
-        )[0]
-
     def write_requests_recorded(
         self,
         *,
@@ -185,8 +162,9 @@ class AnnotationDatabase(ConfigurableResource):
         states: Collection[StateWrite] = (),
         lock: LiveLock | None = None,
     ) -> tuple[dict[str, int], dict[str, datetime]]:
-        """`write_requests`, with the `created_at` the DB already held for requests written
-        before at another time (`loop.writeback.write_requests_recorded`)."""
+        """Insert task requests and annotator actions once per `decision_id` and withdraw the
+        requests no longer wanted: the counts, and the `created_at` the DB already held for
+        requests written before at another time (`loop.writeback.write_requests_recorded`)."""
         self._ensure_schema()
         return write_requests_recorded(
             self.work_dsn,

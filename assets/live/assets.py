@@ -576,7 +576,7 @@ def write_decisions(
     """Write a run's decisions to the annotation DB and give the request lists in `writes`
     (the run's lake commit, still to come) the `created_at` the DB kept for a decision it
     already held (`restamp_requests`), so that lake and DB order requests alike; the counts
-    written (`AnnotationDatabase.write_requests`). The write stands for `states`' versions:
+    written (`AnnotationDatabase.write_requests_recorded`). The write stands for `states`' versions:
     what an earlier attempt of theirs that never committed left in the DB is settled by it,
     and only while `lock` is still held."""
     written, recorded = annotation_db.write_requests_recorded(

@@ -314,7 +314,7 @@ def kind_task_requests(
         # A later day may have found settled a task this day queues, and a settled decision
         # leaves no row that would withdraw this day's request: written now, it would stay
         # open. The day still withdraws what it settled (only requests older than its end).
-        counts = annotation_db.write_requests(
+        counts, _ = annotation_db.write_requests_recorded(
             task_requests=requests if later is None else requests.clear(),
             annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
             settled=settled_tasks(kind_aggregated_labels, kind_reannotation_queue),
