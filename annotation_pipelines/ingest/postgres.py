@@ -112,6 +112,11 @@ GOLD_DELETIONS: dict[str, pl.DataType] = {
     "updated_at": UTC_TIMESTAMP,
     "deleted_at": UTC_TIMESTAMP,
 }
+# Tombstone table -> its columns.
+TOMBSTONE_COLUMNS: dict[str, dict[str, pl.DataType]] = {
+    "judgment_deletions": DELETIONS,
+    "gold_label_deletions": GOLD_DELETIONS,
+}
 SEEN: dict[str, pl.DataType] = {
     "table": pl.String(),
     "key": pl.String(),
@@ -509,7 +514,7 @@ def read_deletions_since(
     frames: dict[str, pl.DataFrame] = {}
     with connect(dsn, autocommit=True) as connection:
         for table in DELETION_TABLES:
-            columns = DELETIONS if table == "judgment_deletions" else GOLD_DELETIONS
+            columns = TOMBSTONE_COLUMNS[table]
             qualified = f"{_quoted(schema)}.{_quoted(table)}"
             exists = connection.execute(
                 "SELECT coalesce(has_table_privilege(to_regclass(%s), 'SELECT'), false)",
@@ -690,10 +695,8 @@ def extract_since(
     found = read_deletions_since(dsn, since=start, until=until, schema=schema)
     tracked = set(found) == set(DELETION_TABLES)
     tombstones = {
-        table: found.get(
-            table, pl.DataFrame(schema=DELETIONS if rows == "judgments" else GOLD_DELETIONS)
-        )
-        for table, rows in DELETION_TABLES.items()
+        table: found.get(table, pl.DataFrame(schema=columns))
+        for table, columns in TOMBSTONE_COLUMNS.items()
     }
     recent = [prior]
     raw = dict(read)
