@@ -558,17 +558,16 @@ def write_requests_recorded(
         written["blocks_withdrawn"] += superseded["blocks_withdrawn"]
         ids = sorted(withdrawn)
         asked = _pairs(task_requests)
+        # The parameters of the settled-task lookups (`_settled_tasks`).
+        settling = {
+            **_pairs(settled),
+            "withdrawn": ids,
+            "asked_projects": asked["projects"],
+            "asked_tasks": asked["tasks"],
+            "decided_at": decided_at,
+        }
         if not states and (ids or settled.height or task_requests.height):
-            cursor.execute(
-                _taken_over(table),
-                {
-                    **_pairs(settled),
-                    "withdrawn": ids,
-                    "asked_projects": asked["projects"],
-                    "asked_tasks": asked["tasks"],
-                    "decided_at": decided_at,
-                },
-            )
+            cursor.execute(_taken_over(table), settling)
             taken = sorted(row[0] for row in cursor.fetchall())
             if taken:
                 cursor.execute(
@@ -586,17 +585,7 @@ def write_requests_recorded(
             )
             written["withdrawn"] += max(cursor.rowcount, 0)
         if ids or settled.height:
-            cursor.execute(
-                _settled(table, live=bool(states)),
-                {
-                    **_pairs(settled),
-                    "withdrawn": ids,
-                    "asked_projects": asked["projects"],
-                    "asked_tasks": asked["tasks"],
-                    "decided_at": decided_at,
-                    **writers,
-                },
-            )
+            cursor.execute(_settled(table, live=bool(states)), {**settling, **writers})
             written["withdrawn"] += max(cursor.rowcount, 0)
         # The re-opened requests' tasks too: each may meet a request written meanwhile.
         newest = _pairs(
