@@ -53,6 +53,7 @@ from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.ingest.postgres import MIGRATION_FIX
+from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
@@ -692,7 +693,8 @@ def live_quality_state(
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
         from_files = files.judgments
-        from_db = extract.result.judgments.with_columns(source=pl.lit(None, pl.String))
+        # The categorical engine takes the DB's categorical rows only.
+        from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
             [
                 from_db.select(_JUDGMENT_COLUMNS),
@@ -703,7 +705,7 @@ def live_quality_state(
         gold = pl.concat(
             [
                 # The DB's gold names no file: no file edit withdraws it.
-                extract.result.gold.select(
+                of_kind(extract.result.gold).select(
                     "task_id", "project", "label", source=pl.lit(None, pl.String)
                 ),
                 *([files.gold] if files.gold.height else []),
