@@ -16,6 +16,7 @@ import pytest
 
 from assets.common.alerts import (
     WEBHOOK_ATTEMPTS,
+    WEBHOOK_DEADLINE,
     WEBHOOK_MAX_WAIT,
     WEBHOOK_TIMEOUT,
     post_alerts,
@@ -172,6 +173,33 @@ def test_a_webhook_that_never_answers_costs_at_most_the_budget(log, caplog):
     [error] = lines(caplog, logging.ERROR)
     assert error.startswith(f"alert webhook {url} failed after 3 attempt(s): ")
     assert "timed out" in error
+
+
+def test_a_webhook_whose_name_lookup_hangs_costs_at_most_the_deadline(log, caplog, monkeypatch):
+    """No socket timeout bounds getaddrinfo: a resolver that never answers would hold the tick
+    for as long as the system's resolver retries. The lookup is made to hang (the one stand-in
+    here: a real hanging DNS server cannot be put in this process's resolver path)."""
+    released = threading.Event()
+    resolve = socket.getaddrinfo
+
+    def hanging(host, *args, **kwargs):
+        if host == "hook.hanging-dns.test":
+            released.wait(60)
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    url = "http://hook.hanging-dns.test/hook"
+    started = time.monotonic()
+    try:
+        assert not post_alerts(url, ALERTS, log=log)
+        elapsed = time.monotonic() - started
+    finally:
+        released.set()
+    assert WEBHOOK_DEADLINE - 0.1 <= elapsed < WEBHOOK_DEADLINE + 0.5
+    assert lines(caplog, logging.ERROR) == [
+        f"alert webhook {url} gave no answer within {WEBHOOK_DEADLINE:g} s (the host's name "
+        "lookup or connection hangs); giving up"
+    ]
 
 
 def test_the_webhook_goes_through_the_proxy_the_environment_names(webhook, log, monkeypatch):

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import threading
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
@@ -27,6 +28,13 @@ from resources.lake import Lake
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_TIMEOUT = 1.5
 WEBHOOK_MAX_WAIT = 1
+# urllib3's timeouts start once a connection is being made: the host's name lookup before it
+# (getaddrinfo, which no socket option bounds) is not counted. The POST runs in a thread the
+# tick waits for at most the budget above plus a little, so a resolver that hangs costs the
+# same bounded time as a dead webhook.
+WEBHOOK_DEADLINE = (
+    WEBHOOK_ATTEMPTS * WEBHOOK_TIMEOUT + (WEBHOOK_ATTEMPTS - 1) * WEBHOOK_MAX_WAIT + 0.5
+)
 # Transient answers only: a 4xx other than 429 says the request itself is wrong.
 WEBHOOK_RETRY_STATUSES = frozenset({429, *range(500, 600)})
 
@@ -129,10 +137,49 @@ def _pool_for(url: str) -> urllib3.PoolManager:
     return urllib3.PoolManager()
 
 
+class _HeldLog:
+    """The lines of a POST running in its own thread, logged by the caller once it returns in
+    time: a late thread never writes to a log its tick has closed."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def warning(self, msg: str, /) -> object:
+        self.lines.append(("warning", msg))
+        return None
+
+    def error(self, msg: str, /) -> object:
+        self.lines.append(("error", msg))
+        return None
+
+
 def post_alerts(url: str, alerts: list[dict[str, object]], *, log: AlertLog) -> bool:
     """POST `alerts` to the webhook at `url`, retrying transient failures within the budget
-    above; True when the webhook took them. Every failure is logged, none is raised: the alerts
-    are already in the lake's alerts table and the log."""
+    above, the name lookup included (`WEBHOOK_DEADLINE`); True when the webhook took them.
+    Every failure is logged, none is raised: the alerts are already in the lake's alerts table
+    and the log. A POST still running at the deadline is left to finish on its own (it may yet
+    deliver: a duplicate alert beats a lost one) and reported as failed."""
+    held = _HeldLog()
+    outcome: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(_post(url, alerts, log=held)),
+        name="alert-webhook",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(WEBHOOK_DEADLINE)
+    if worker.is_alive():
+        log.error(
+            f"alert webhook {url} gave no answer within {WEBHOOK_DEADLINE:g} s (the host's name "
+            "lookup or connection hangs); giving up"
+        )
+        return False
+    for level, line in held.lines:
+        getattr(log, level)(line)
+    return bool(outcome and outcome[0])
+
+
+def _post(url: str, alerts: list[dict[str, object]], *, log: AlertLog) -> bool:
     body = json.dumps({"alerts": alerts}, default=str).encode()
     retry = _WebhookRetry(
         total=WEBHOOK_ATTEMPTS - 1,
