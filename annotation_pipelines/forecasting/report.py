@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from annotation_pipelines.forecasting.scalars import as_float
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -119,6 +121,57 @@ def cluster_figure(
     axis.set_title(f"{cluster}: accelerators (demand = running + pending)")
     axis.legend(loc="upper left", fontsize=7)
     axis.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    return figure
+
+
+def type_figure(required: pl.DataFrame, plan: pl.DataFrame, *, cluster: str) -> Figure:
+    """One cluster, one panel per accelerator type: the accelerators to own per day (P50 and the
+    P50-P90 band), the type's fleet, the fleet with each scenario's order from the day it
+    lands, and the day each scenario runs short. These are the numbers of the plan itself, so
+    a run-short line falls on the first day its curve is above the fleet, which the cluster
+    chart (weekly means, every type pooled) cannot show.
+
+    required: [accelerator_type, time, p50, p90] daily; plan: procurement.PLAN_COLUMNS rows of
+    the cluster.
+    """
+    from matplotlib.dates import date2num
+    from matplotlib.figure import Figure
+
+    types = required.get_column("accelerator_type").unique().sort().to_list()
+    figure = Figure(figsize=(8, 2.4 * max(1, len(types))))
+    axes = figure.subplots(max(1, len(types)), 1, squeeze=False, sharex=True)[:, 0]
+    styles = {"p50": ("--", "#e15759"), "p90": (":", "#b07aa1")}
+    for axis, accelerator_type in zip(axes, types, strict=False):
+        need = required.filter(pl.col("accelerator_type") == accelerator_type).sort("time")
+        days = need.get_column("time").to_list()
+        axis.fill_between(days, need["p50"].to_list(), need["p90"].to_list(), color="#f28e2b",
+                          alpha=0.3, label="P50–P90 to own")  # fmt: skip
+        axis.plot(days, need["p50"].to_list(), color="#f28e2b", lw=1.2, label="P50 to own")
+        rows = plan.filter(pl.col("accelerator_type") == accelerator_type)
+        fleet = (
+            as_float(
+                rows.get_column("fleet").first(), what=f"fleet of {cluster} {accelerator_type}"
+            )
+            if rows.height
+            else None
+        )
+        if fleet is not None:
+            axis.plot([days[0], days[-1]], [fleet, fleet], color="#4e79a7", lw=1.5,
+                      label=f"fleet {fleet:,.0f}")  # fmt: skip
+        for row in rows.sort("scenario").iter_rows(named=True):
+            style, color = styles.get(row["scenario"], ("-.", "#76b7b2"))
+            name = str(row["scenario"]).upper()
+            if fleet is not None and row["to_order"] and row["arrives"] is not None:
+                owned = [fleet + (row["to_order"] if day >= row["arrives"] else 0) for day in days]
+                axis.step(days, owned, where="post", color="#4e79a7", ls=style, lw=1,
+                          label=f"fleet + {name} order of {row['to_order']:,}")  # fmt: skip
+            if row["runs_short_on"] is not None:
+                axis.axvline(date2num(row["runs_short_on"]), color=color, ls=style, lw=1,
+                             label=f"{name} runs short: {row['runs_short_on']}")  # fmt: skip
+        axis.set_title(f"{cluster} {accelerator_type}: accelerators to own per day", fontsize=9)
+        axis.legend(loc="upper left", fontsize=6)
+        axis.grid(alpha=0.3)
     figure.autofmt_xdate()
     return figure
 

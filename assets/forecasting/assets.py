@@ -34,6 +34,7 @@ from annotation_pipelines.forecasting.report import (
     cluster_figure,
     png,
     render_capacity_report,
+    type_figure,
     utilization_figure,
 )
 from annotation_pipelines.forecasting.supply import procurement, supply_crossing
@@ -251,6 +252,18 @@ def procurement_plan(
                     .select("scenario", "runs_short_on")
                     .iter_rows()
                 ),
+            ),
+        )
+        for cluster in clusters
+    ]
+    # Beside each cluster's overview, its types on the plan's own daily figures.
+    figures += [
+        (
+            f"{cluster} by accelerator type",
+            type_figure(
+                plan.required.filter(pl.col("cluster") == cluster),
+                plan.plan.filter(pl.col("cluster") == cluster),
+                cluster=cluster,
             ),
         )
         for cluster in clusters

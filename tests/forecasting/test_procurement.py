@@ -34,7 +34,11 @@ from annotation_pipelines.forecasting.procurement import (
     series_profiles,
     unpriced_types,
 )
-from annotation_pipelines.forecasting.report import cluster_figure, render_capacity_report
+from annotation_pipelines.forecasting.report import (
+    cluster_figure,
+    render_capacity_report,
+    type_figure,
+)
 from annotation_pipelines.forecasting.scenarios import (
     MIN_FIT_DAYS,
     Launch,
@@ -928,3 +932,30 @@ def test_cluster_chart_marks_the_days_the_plan_says_the_cluster_runs_short():
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert f"P90 runs short (plan, daily, any type): {weeks[3]}" in labels
     assert not any(label.startswith("P50 runs short") for label in labels)
+
+
+def test_type_chart_puts_each_run_short_line_where_its_curve_crosses_the_fleet():
+    # The plan's own daily numbers per type: each run-short line is the first day its
+    # scenario's curve is above that type's fleet, and an order's step lands on its arrival.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=2)
+    plan = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    required = plan.required.filter(pl.col("cluster") == "mars")
+    rows = plan.plan.filter(pl.col("cluster") == "mars")
+    figure = type_figure(required, rows, cluster="mars")
+    [axis] = figure.axes
+    labels = [text.get_text() for text in axis.get_legend().get_texts()]
+    for row in rows.iter_rows(named=True):
+        need = required.filter(pl.col(row["scenario"]) > row["fleet"])
+        first = need["time"].min() if need.height else None
+        assert first == row["runs_short_on"]
+        line = f"{row['scenario'].upper()} runs short: {row['runs_short_on']}"
+        assert (line in labels) == (first is not None)
+        if row["to_order"]:
+            assert f"fleet + {row['scenario'].upper()} order of {row['to_order']:,}" in labels
+    assert "fleet 160" in labels
+    on_earth = pl.col("cluster") == "earth"
+    earth = type_figure(plan.required.filter(on_earth), plan.plan.filter(on_earth), cluster="earth")
+    assert [a.get_title() for a in earth.axes] == [
+        "earth H100: accelerators to own per day",
+        "earth L4: accelerators to own per day",
+    ]
