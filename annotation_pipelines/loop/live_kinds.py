@@ -355,14 +355,6 @@ def kind_db_rows(judgments: pl.DataFrame, gold: pl.DataFrame) -> tuple[pl.DataFr
     return _kind_rows(judgments, gold, updated_at=pl.col("updated_at"), source=None)
 
 
-def is_kind_row(frame: pl.DataFrame) -> pl.Expr:
-    """True where a row of `frame` is of another kind than categorical (`kind` absent or
-    null: categorical)."""
-    if "kind" not in frame.columns:
-        return pl.lit(False)
-    return pl.col("kind").fill_null(DEFAULT_KIND) != DEFAULT_KIND
-
-
 def _kind_rows(
     judgments: pl.DataFrame, gold: pl.DataFrame, *, updated_at: pl.Expr, source: str | None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -2469,7 +2461,6 @@ __all__ = [
     "full_fit_due",
     "full_fit_labels",
     "held_deletions",
-    "is_kind_row",
     "kind_db_rows",
     "kind_file_rows",
     "kind_prefix",

@@ -57,6 +57,7 @@ from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.ingest.postgres import MIGRATION_FIX
+from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
@@ -90,7 +91,6 @@ from annotation_pipelines.loop.live_kinds import (
     KindState,
     due_kind_reversals,
     held_deletions,
-    is_kind_row,
     kind_db_rows,
     kind_file_rows,
     kind_prefix,
@@ -749,13 +749,12 @@ def live_quality_state(
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
         from_files = files.judgments
-        db_judgments, db_gold = extract.result.judgments, extract.result.gold
         # The DB's rows of the other kinds go to their kind states only: a kind judgment has
         # no label, and is never a categorical vote.
         kind_batch = _load_kinds(
             lake,
             files,
-            kind_db_rows(db_judgments, db_gold),
+            kind_db_rows(extract.result.judgments, extract.result.gold),
             config,
             kind_reversals,
             (extract.deletions, extract.gold_deletions),
@@ -769,9 +768,8 @@ def live_quality_state(
         deleted_gold = extract.gold_deletions.join(
             kind_deleted_gold.select("task_id", "project"), on=["task_id", "project"], how="anti"
         )
-        from_db = db_judgments.filter(~is_kind_row(db_judgments)).with_columns(
-            source=pl.lit(None, pl.String)
-        )
+        # The categorical engine takes the DB's categorical rows only.
+        from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
             [
                 from_db.select(_JUDGMENT_COLUMNS),
@@ -782,7 +780,7 @@ def live_quality_state(
         gold = pl.concat(
             [
                 # The DB's gold names no file: no file edit withdraws it.
-                db_gold.filter(~is_kind_row(db_gold)).select(
+                of_kind(extract.result.gold).select(
                     "task_id", "project", "label", source=pl.lit(None, pl.String)
                 ),
                 *([files.gold] if files.gold.height else []),
@@ -930,7 +928,7 @@ def live_quality_state(
         lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.
-    first = db_judgments["submitted_at"].min()
+    first = extract.result.judgments["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
     unknown_deletions = extract.ignored_deletions + sum(
         e.unknown_deletions for e in [*events.values(), *kinds.events.values()]

@@ -10,14 +10,13 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
-from annotation_pipelines.kinds import KIND_COLUMNS, SPAN, VALUE_COLUMNS
+from annotation_pipelines.kinds import KIND_COLUMNS, SPAN, VALUE_COLUMNS, of_kind
 from annotation_pipelines.loop.live_kinds import (
     KindLiveOptions,
     KindState,
     adopt_fit,
     fit_snapshot,
     held_deletions,
-    is_kind_row,
     kind_db_rows,
     kind_state_objects,
     load_kind_state,
@@ -103,11 +102,8 @@ def test_db_rows_of_the_other_kinds_leave_categorical_to_its_engine():
     assert rows["updated_at"].to_list() == canonical["updated_at"].to_list()[1:]
     assert rows["source"].is_null().all() and golden["source"].is_null().all()
     assert golden["kind"].to_list() == ["spans", "numeric"]
-    categorical = canonical.filter(~is_kind_row(canonical))
-    assert categorical["judgment_id"].to_list() == ["1"]
-    # A frame with no kind column is all categorical (every source before kinds).
-    plain = canonical.select("judgment_id", "label")
-    assert plain.filter(~is_kind_row(plain)).height == 3
+    # What the categorical engine takes (`kinds.of_kind`) is the rest.
+    assert of_kind(canonical)["judgment_id"].to_list() == ["1"]
     assert kind_db_rows(canonical.head(0).drop("updated_at"), gold.head(0))[0].height == 0
 
 
