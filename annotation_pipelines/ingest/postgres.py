@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -55,7 +56,9 @@ import pyarrow as pa
 
 from annotation_pipelines.ingest.connection import connect, connect_arrow
 from annotation_pipelines.ingest.result import IngestResult, assemble
+from annotation_pipelines.ingest.tables import _value_rows
 from annotation_pipelines.ingest.validation import PROJECT_NAME, encode_record
+from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -79,6 +82,16 @@ EXTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
     "tasks": ("task_id", "project", "payload", "created_at"),
     "gold_labels": ("task_id", "project", "label"),
     "projects": ("project", "label_set"),
+}
+# Columns of migration 8 (`sql/008_kind_answers.sql`), read where the database has them: the
+# kind of a judgment or gold label and, for every kind but categorical, its value as JSON.
+KIND_ANSWER_COLUMNS = ("kind", "answer")
+KIND_TABLES = ("judgments", "gold_labels")
+# What a boxes answer may say of how it is measured, beside its boxes.
+_BOX_CONTEXT: dict[str, pl.DataType] = {
+    "coordinates": pl.String(),
+    "image_width": pl.Float64(),
+    "image_height": pl.Float64(),
 }
 # The key each extracted table is upserted by.
 EXTRACT_KEYS: dict[str, str] = {
@@ -141,22 +154,28 @@ def migration_files() -> list[tuple[int, Path]]:
     return [(1, SQL_DIR / "schema.sql"), *sorted(numbered)]
 
 
-# Migrations the pipelines can run without (migration 6's triggers sit on the tool's own
-# tables, so it needs a role owning them): one a live run may not apply is skipped, and tried
-# again on the next run. The others create and change the pipelines' own tables, which the
-# live runs cannot work without.
-OPTIONAL_MIGRATIONS: frozenset[int] = frozenset({6})
+# Migrations the pipelines can run without, and what is missing until one is applied: both
+# change the tool's own tables (migration 6 puts triggers on them, 8 adds columns), so they
+# need a role owning them. One a live run may not apply is skipped, and tried again on the
+# next run. The others create and change the pipelines' own tables, which the live runs
+# cannot work without.
+OPTIONAL_MIGRATIONS: Mapping[int, str] = {
+    6: "the tool's hard deletes are not tracked (deletions_tracked: false)",
+    8: "judgments and gold labels of every kind but categorical are not read (kind_answers: false)",
+}
 # A migration's DDL waits for its table's lock behind every open transaction that touched the
 # table, and every later writer (an annotator's INSERT) queues behind it: the tool stalls as
 # long as the migration waits. A few seconds, then give up; the daemon's next run retries.
 MIGRATION_LOCK_TIMEOUT = timedelta(seconds=3)
-# What a DBA does about a migration the pipelines' role cannot apply.
+# What a DBA does about migration 6 when the pipelines' role cannot apply it.
 MIGRATION_FIX = (
     "run `annotation-pipelines migrate --dsn …` as a role owning `judgments` and "
     "`gold_labels` and GRANT SELECT ON judgment_deletions, gold_label_deletions to the "
     "pipelines' role, or GRANT TRIGGER ON judgments, gold_labels to the pipelines' role (the "
     "next live run applies it)"
 )
+# ... and about another migration of the tool's tables.
+OWNER_FIX = "run `annotation-pipelines migrate --dsn …` as a role owning the tool's tables"
 
 
 @dataclass(frozen=True)
@@ -173,8 +192,7 @@ class SkippedMigration:
         """One line for a run's log: what was skipped, why, what it costs, what to do."""
         return (
             f"migration {self.version} ({self.name}) skipped: {self.cause}; the next run tries "
-            "again. Until it is applied the tool's hard deletes are not tracked "
-            "(deletions_tracked: false)"
+            f"again. Until it is applied {OPTIONAL_MIGRATIONS[self.version]}"
         )
 
 
@@ -228,7 +246,7 @@ def apply_schema(
             try:
                 connection.execute(path.read_text())
             except errors.Error as error:
-                cause = _cause(error, lock_timeout)
+                cause = _cause(error, lock_timeout, version)
                 skippable = isinstance(
                     error, (errors.InsufficientPrivilege, errors.LockNotAvailable)
                 )
@@ -253,7 +271,7 @@ def _where(dsn: str, schema: str) -> str:
     return f"{describe(dsn)} (schema {schema})"
 
 
-def _cause(error: BaseException, lock_timeout: timedelta) -> str:
+def _cause(error: BaseException, lock_timeout: timedelta, version: int) -> str:
     """The driver's first line, and what to do about a privilege or a lock."""
     from psycopg import errors
 
@@ -261,7 +279,7 @@ def _cause(error: BaseException, lock_timeout: timedelta) -> str:
 
     cause = first_line(error)
     if isinstance(error, errors.InsufficientPrivilege):
-        return f"{cause}; {MIGRATION_FIX}"
+        return f"{cause}; {MIGRATION_FIX if version == 6 else OWNER_FIX}"
     if isinstance(error, errors.LockNotAvailable):
         return (
             f"{cause} (waited {lock_timeout.total_seconds():g} s for a table lock behind an "
@@ -414,6 +432,9 @@ class DatabaseExtract:
     # False when the database has no tombstone tables (migration 6 not applied): its hard
     # deletes are not seen, which the assets report rather than pass over.
     deletions_tracked: bool = True
+    # False when `judgments` and `gold_labels` lack migration 8's `kind` and `answer`: every
+    # row read is categorical.
+    kind_answers: bool = True
 
     @property
     def watermark(self) -> datetime:
@@ -453,8 +474,19 @@ def _window(*, placeholder: str, resubmitted: bool) -> str:
     return condition
 
 
-def _select(table: str, schema: str, *, placeholder: str, resubmitted: bool = False) -> str:
-    columns = ", ".join(_quoted(c) for c in (*EXTRACT_COLUMNS[table], "updated_at"))
+def _read_columns(table: str, *, kinds: bool) -> tuple[str, ...]:
+    extra = KIND_ANSWER_COLUMNS if kinds and table in KIND_TABLES else ()
+    return (*EXTRACT_COLUMNS[table], *extra, "updated_at")
+
+
+def _select(
+    table: str, schema: str, *, placeholder: str, resubmitted: bool = False, kinds: bool = False
+) -> str:
+    # jsonb as its text: every read method hands it on as a string, parsed by the validation.
+    columns = ", ".join(
+        f"{_quoted(c)}::text AS {_quoted(c)}" if c == "answer" else _quoted(c)
+        for c in _read_columns(table, kinds=kinds)
+    )
     condition = _window(placeholder=placeholder, resubmitted=resubmitted)
     return f"SELECT {columns} FROM {_quoted(schema)}.{_quoted(table)} WHERE {condition}"
 
@@ -468,11 +500,13 @@ def read_table_since(
     schema: str = "public",
     method: str = "adbc",
     submitted_after: datetime | None = None,
+    kinds: bool = False,
 ) -> pl.DataFrame:
     """Rows of `table` with `since < updated_at <= until`, as a Polars frame, read in bulk.
 
     `submitted_after` (judgments only) also reads rows submitted after it with
-    `updated_at <= until`, whatever their `updated_at`.
+    `updated_at <= until`, whatever their `updated_at`. `kinds` also reads `kind` and
+    `answer` (as JSON text) of judgments and gold labels (migration 8; `has_kind_answers`).
     """
     if table not in EXTRACT_COLUMNS:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(EXTRACT_COLUMNS)}")
@@ -485,16 +519,16 @@ def read_table_since(
     resubmitted = submitted_after is not None
     parameters = (since, until, submitted_after, until) if resubmitted else (since, until)
     if method == "adbc":
-        select = _select(table, schema, placeholder="${}", resubmitted=resubmitted)
+        select = _select(table, schema, placeholder="${}", resubmitted=resubmitted, kinds=kinds)
         with connect_arrow(dsn) as connection, connection.cursor() as cursor:
             cursor.execute(select, parameters=parameters)
             arrow = cursor.fetch_arrow_table()
         frame = pl.from_arrow(arrow)
         assert isinstance(frame, pl.DataFrame)
     elif method == "copy":
-        frame = _read_copy(dsn, table, schema=schema, parameters=parameters)
+        frame = _read_copy(dsn, table, schema=schema, parameters=parameters, kinds=kinds)
     elif method == "fetch":
-        frame = _read_fetch(dsn, table, schema=schema, parameters=parameters)
+        frame = _read_fetch(dsn, table, schema=schema, parameters=parameters, kinds=kinds)
     else:
         raise ValueError(f"unknown method {method!r}; expected adbc, copy or fetch")
     return _normalize(frame)
@@ -530,6 +564,87 @@ def read_deletions_since(
             frame = pl.DataFrame(rows, schema=list(columns), orient="row")
             frames[table] = _normalize(frame).cast(pl.Schema(columns))
     return frames
+
+
+def has_kind_answers(dsn: str, *, schema: str = "public") -> bool:
+    """Whether `judgments` and `gold_labels` have migration 8's `kind` and `answer` columns
+    (without them every row is categorical)."""
+    tables = [f"{_quoted(validate_identifier(schema))}.{_quoted(t)}" for t in KIND_TABLES]
+    query = (
+        "SELECT count(*) FROM pg_attribute WHERE attrelid IN (to_regclass(%s), to_regclass(%s)) "
+        "AND attname = ANY(%s) AND attnum > 0 AND NOT attisdropped"
+    )
+    with connect(dsn, autocommit=True) as connection:
+        row = connection.execute(query, (*tables, list(KIND_ANSWER_COLUMNS))).fetchone()
+    return row is not None and row[0] == len(KIND_TABLES) * len(KIND_ANSWER_COLUMNS)
+
+
+def _answer_cells(kind: str, answer: str | None) -> tuple[dict[str, Any], str | None]:
+    """The canonical cells of one row's JSON `answer` (column -> value, as `values.normalize`
+    takes them) and the error of an answer that is no shape of `kind`."""
+    value = None if answer is None else json.loads(answer)
+    if isinstance(value, dict):
+        return value, None
+    if kind == "pairwise":
+        return {}, f"answer: expected an object {{left, right, winner}}, got {value!r:.80}"
+    if kind in VALUE_COLUMNS:
+        return {VALUE_COLUMNS[kind][0]: value}, None
+    return {}, None
+
+
+def _box_context(cells: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | None]:
+    """Where a boxes answer is measured (`coordinates`, `image_width`, `image_height`), and the
+    error and field of one that is not a unit or a positive size."""
+    found = {name: cells.get(name) for name in _BOX_CONTEXT}
+    unit = found["coordinates"]
+    if unit is not None and unit not in COORDINATE_UNITS:
+        return (
+            {},
+            f"coordinates: expected one of {', '.join(COORDINATE_UNITS)}, got {unit!r:.80}",
+            "coordinates",
+        )
+    for name in ("image_width", "image_height"):
+        size = found[name]
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int | float) or not size > 0:
+            return {}, f"{name}: expected a positive number, got {size!r:.80}", name
+        found[name] = float(size)
+    return found, None, None
+
+
+def _kind_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (with `kind` and `answer`) staged with each kind's canonical value columns, as a
+    file's rows are (`tables._value_rows`): a row whose answer is not its kind's shape carries
+    `label_error` and the canonical field it fails in `error_field`, which the validation
+    quarantines. Only the rows of another kind than categorical are parsed, one by one: a
+    JSON value per row, where the categorical rows (the bulk) stay columnar."""
+    frame = frame.with_columns(kind=pl.col("kind").fill_null(DEFAULT_KIND)).with_row_index("_row")
+    others = frame.filter(pl.col("kind") != DEFAULT_KIND)
+    cells: list[dict[str, Any]] = []
+    extra: list[dict[str, Any]] = []
+    for row_kind, answer in others.select("kind", "answer").iter_rows():
+        found, failure = _answer_cells(row_kind, answer)
+        failed_field = "answer" if failure else None
+        context: dict[str, Any] = {}
+        if failure is None and row_kind == "boxes":
+            context, failure, failed_field = _box_context(found)
+        cells.append(found)
+        extra.append({**context, "_failure": failure, "_failed_field": failed_field})
+    values = _value_rows(cells, others["kind"].to_list(), text_cells=False)
+    schema = {**_BOX_CONTEXT, "_failure": pl.String(), "_failed_field": pl.String()}
+    parsed = pl.concat(
+        [others.select("_row"), values.drop("kind"), pl.DataFrame(extra, schema=schema)],
+        how="horizontal",
+    ).with_columns(
+        label_error=pl.coalesce("_failure", "label_error"),
+        error_field=pl.coalesce("_failed_field", "error_field"),
+    )
+    return (
+        frame.join(parsed.drop("_failure", "_failed_field"), on="_row", how="left")
+        .sort("_row")
+        .drop("_row", "answer")
+    )
 
 
 def _ordered(read: pl.DataFrame, tombstones: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -584,17 +699,23 @@ def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
             "annotator_id",
             "label",
             "project",
+            *KIND_ANSWER_COLUMNS,
         ):
             casts.append(pl.col(name).cast(pl.String))
     return frame.with_columns(casts) if casts else frame
 
 
 def _read_copy(
-    dsn: str, table: str, *, schema: str, parameters: tuple[datetime | None, ...]
+    dsn: str,
+    table: str,
+    *,
+    schema: str,
+    parameters: tuple[datetime | None, ...],
+    kinds: bool = False,
 ) -> pl.DataFrame:
     from psycopg import sql
 
-    columns = (*EXTRACT_COLUMNS[table], "updated_at")
+    columns = _read_columns(table, kinds=kinds)
     timestamps = {"submitted_at", "created_at", "updated_at"}
     # COPY cannot take bind parameters; the window is passed as psycopg-quoted literals
     # (sql.Literal, escaped by the driver), never by string formatting of user text.
@@ -610,7 +731,11 @@ def _read_copy(
                     sql.Identifier(c), sql.Identifier(c)
                 )
                 if c == "label_set"
-                else sql.Identifier(c)
+                else (
+                    sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c))
+                    if c == "answer"
+                    else sql.Identifier(c)
+                )
             )
             for c in columns
         ),
@@ -651,14 +776,34 @@ def _read_copy(
 
 
 def _read_fetch(
-    dsn: str, table: str, *, schema: str, parameters: tuple[datetime | None, ...]
+    dsn: str,
+    table: str,
+    *,
+    schema: str,
+    parameters: tuple[datetime | None, ...],
+    kinds: bool = False,
 ) -> pl.DataFrame:
     """The baseline a user would otherwise write: fetch rows, build columns in Python."""
-    columns = (*EXTRACT_COLUMNS[table], "updated_at")
-    select = _select(table, schema, placeholder="%s", resubmitted=len(parameters) > 2)
+    columns = _read_columns(table, kinds=kinds)
+    select = _select(table, schema, placeholder="%s", resubmitted=len(parameters) > 2, kinds=kinds)
     with connect(dsn) as connection, connection.cursor() as cursor:
         cursor.execute(select, parameters)
         rows = cursor.fetchall()
+    if not rows:
+        # Nothing to infer types from: the types the rows would have had.
+        timestamps = {"submitted_at", "created_at", "updated_at"}
+        return pl.DataFrame(
+            schema={
+                c: UTC_TIMESTAMP
+                if c in timestamps
+                else pl.Float64()
+                if c == "duration_s"
+                else pl.List(pl.String())
+                if c == "label_set"
+                else pl.String()
+                for c in columns
+            }
+        )
     return pl.DataFrame(rows, schema=list(columns), orient="row", infer_schema_length=None)
 
 
@@ -685,12 +830,16 @@ def extract_since(
     until = max(until or safe_upper_bound(dsn, lag=lag), since)
     start = since - overlap
     prior = pl.DataFrame(schema=SEEN) if seen is None else seen.cast(pl.Schema(SEEN))
+    kinds = has_kind_answers(dsn, schema=schema)
     read_window = functools.partial(
         read_table_since, dsn, since=start, until=until, schema=schema, method=method
     )
-    judgments = read_window("judgments", submitted_after=since)
+    judgments = read_window("judgments", submitted_after=since, kinds=kinds)
     tasks = read_window("tasks")
-    gold = read_window("gold_labels")
+    gold = read_window("gold_labels", kinds=kinds)
+    if not kinds:
+        absent = [pl.lit(None, pl.String).alias(c) for c in KIND_ANSWER_COLUMNS]
+        judgments, gold = judgments.with_columns(absent), gold.with_columns(absent)
     read = {"judgments": judgments, "tasks": tasks, "gold_labels": gold}
     found = read_deletions_since(dsn, since=start, until=until, schema=schema)
     tracked = set(found) == set(DELETION_TABLES)
@@ -754,18 +903,22 @@ def extract_since(
     )
     label_set = _label_union(projects, judgments)
     source_file = f"postgres:{schema}.judgments"
-    staged = judgments.with_columns(
-        source_line=pl.lit(None, pl.Int64),
-        reason=pl.lit(None, pl.String),
-        field=pl.lit(None, pl.String),
-        record=pl.struct(judgments.columns),
+    staged = _kind_values(
+        judgments.with_columns(
+            source_line=pl.lit(None, pl.Int64),
+            reason=pl.lit(None, pl.String),
+            field=pl.lit(None, pl.String),
+            record=pl.struct(judgments.columns),
+        )
     )
-    staged_gold = gold.with_columns(
-        submitted_at=pl.col("updated_at"),
-        source_line=pl.lit(None, pl.Int64),
-        reason=pl.lit(None, pl.String),
-        field=pl.lit(None, pl.String),
-        record=pl.struct(gold.columns),
+    staged_gold = _kind_values(
+        gold.with_columns(
+            submitted_at=pl.col("updated_at"),
+            source_line=pl.lit(None, pl.Int64),
+            reason=pl.lit(None, pl.String),
+            field=pl.lit(None, pl.String),
+            record=pl.struct(gold.columns),
+        )
     )
     staged_tasks = tasks.select(
         "task_id",
@@ -813,6 +966,7 @@ def extract_since(
         gold_deletions=gold_deletions,
         ignored_deletions=ignored,
         deletions_tracked=tracked,
+        kind_answers=kinds,
     )
 
 
@@ -844,22 +998,33 @@ def _label_union(projects: pl.DataFrame, judgments: pl.DataFrame) -> list[str] |
 
 
 def _per_project_labels(staged: pl.DataFrame, projects: pl.DataFrame) -> pl.DataFrame:
-    """Quarantine labels outside their own project's set (several projects per extract)."""
+    """Quarantine labels outside their own project's set (several projects per extract): a
+    categorical `label`, and any of a multilabel judgment's `labels`."""
     if projects.height == 0 or "label_set" not in projects.columns:
         return staged
     sets = projects.select("project", _labels=pl.col("label_set").cast(pl.List(pl.String)))
     joined = staged.join(sets, on="project", how="left")
-    unknown = (
-        (pl.col("_labels").list.len() > 0)
+    declared = pl.col("_labels").list.len() > 0
+    unknown_label = (
+        declared
+        & (pl.col("kind") == DEFAULT_KIND)
         & pl.col("label").is_not_null()
         & ~pl.col("_labels").list.contains(pl.col("label")).fill_null(False)
     )
+    unknown_labels = (
+        declared
+        & (pl.col("kind") == "multilabel")
+        & (pl.col("labels").list.set_difference(pl.col("_labels")).list.len() > 0).fill_null(False)
+    )
+    unknown = unknown_label | unknown_labels
     return joined.with_columns(
         reason=pl.when(pl.col("reason").is_null() & unknown)
         .then(pl.lit("unknown_label"))
         .otherwise(pl.col("reason")),
-        field=pl.when(pl.col("reason").is_null() & unknown)
+        field=pl.when(pl.col("reason").is_null() & unknown_label)
         .then(pl.lit("label"))
+        .when(pl.col("reason").is_null() & unknown_labels)
+        .then(pl.lit("labels"))
         .otherwise(pl.col("field")),
     ).drop("_labels")
 
@@ -919,6 +1084,7 @@ __all__ = [
     "applied_migrations",
     "apply_schema",
     "extract_since",
+    "has_kind_answers",
     "merge_partition",
     "migration_files",
     "partition_by_day",

@@ -106,7 +106,8 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
         assert numeric.ledger.height == 14 and spans.ledger.height == 12
         assert numeric.ledger["source"].is_null().all() and spans.ledger["source"].is_null().all()
         assert sorted(categorical.ledger["task_id"].unique()) == ["c0", "c1", "c2"]
-        assert numeric.gold["task_id"].to_list() == ["n0"] and numeric.gold["gold_sources"].is_null().all()
+        assert numeric.gold["task_id"].to_list() == ["n0"]
+        assert numeric.gold["gold_sources"].is_null().all()
         assert categorical.tasks.filter(pl.col("task_id") == "c0")["gold"].item() == "pos"
         assert numeric.annotators["n_gold"].sum() == 3
         # The kind states' requests are written back as the file-fed ones are.

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS gold_label_deletions (
     deletion_id  bigserial PRIMARY KEY,
     task_id      text NOT NULL,
     project      text NOT NULL,
-    label        text NOT NULL,
+    -- null for a gold label of a kind whose value is not a label (migration 8)
+    label        text,
     updated_at   timestamptz NOT NULL,
     deleted_at   timestamptz NOT NULL DEFAULT now()
 );

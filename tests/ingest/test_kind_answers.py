@@ -1,0 +1,209 @@
+"""Judgments and gold labels of every kind in the annotation DB (migration 8: `kind` and a JSON
+`answer`), on the real local Postgres: read by the extract with the categorical rows, validated
+like an export's rows (a bad answer quarantined naming its table, key and field), in every
+read method, and left out, said so, where the database predates the migration."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import psycopg
+import pytest
+
+from annotation_pipelines.ingest.postgres import (
+    OPTIONAL_MIGRATIONS,
+    apply_schema,
+    extract_since,
+    has_kind_answers,
+    migration_files,
+)
+from annotation_pipelines.kinds import KINDS
+
+pytestmark = pytest.mark.services
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WHEN = datetime(2026, 11, 2, 10, tzinfo=UTC)
+INSERT = (
+    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, kind, answer, "
+    "submitted_at) VALUES (%s, %s, 'p', %s, %s, %s, %s::jsonb, %s)"
+)
+GOLD = (
+    "INSERT INTO gold_labels (task_id, project, label, kind, answer) VALUES (%s, 'p', %s, %s, %s)"
+)
+
+# One answer of each kind, as the tool would store it, and the canonical value it reads as.
+ANSWERS: dict[str, tuple[object, dict[str, object]]] = {
+    "multilabel": (["cat", "dog"], {"labels": ["cat", "dog"]}),
+    "numeric": (4, {"value": 4.0}),
+    "ranking": (["b", "a", "c"], {"ranking": ["b", "a", "c"]}),
+    "pairwise": (
+        {"left": "x", "right": "y", "winner": "y"},
+        {"left": "x", "right": "y", "winner": "right"},
+    ),
+    "spans": (
+        [{"start": 0, "end": 5, "label": "PER"}],
+        {"spans": [{"start": 0, "end": 5, "label": "PER"}]},
+    ),
+    "boxes": (
+        {
+            "boxes": [{"label": "car", "x_min": 1, "y_min": 2, "x_max": 30, "y_max": 40}],
+            "coordinates": "percent",
+            "image_width": 640,
+            "image_height": 480,
+        },
+        {
+            "boxes": [{"label": "car", "x_min": 1.0, "y_min": 2.0, "x_max": 30.0, "y_max": 40.0}],
+            "coordinates": "percent",
+            "image_width": 640.0,
+            "image_height": 480.0,
+        },
+    ),
+    "text": ("a cat on a mat", {"text": "a cat on a mat"}),
+}
+
+
+def _run(dsn: str, schema: str, *statements: tuple[str, tuple]) -> None:
+    with psycopg.connect(dsn) as connection:
+        connection.execute(f"SET search_path TO {schema}")
+        for statement, parameters in statements:
+            connection.execute(statement, parameters)
+
+
+def _judgment(
+    judgment_id: str, kind: str | None, answer: object, *, label: str | None = None
+) -> tuple[str, tuple]:
+    text = None if answer is None else json.dumps(answer)
+    return INSERT, (judgment_id, f"t-{judgment_id}", "a1", label, kind, text, WHEN)
+
+
+def test_every_kind_is_read_with_its_canonical_value_in_every_read_method(postgres_dsn):
+    schema = "kind_answers_all"
+    apply_schema(postgres_dsn, schema=schema)
+    assert has_kind_answers(postgres_dsn, schema=schema)
+    statements = [
+        _judgment("c1", None, None, label="cat"),
+        _judgment("c2", "categorical", None, label="dog"),
+    ]
+    statements += [_judgment(kind, kind, answer) for kind, (answer, _) in ANSWERS.items()]
+    _run(postgres_dsn, schema, *statements)
+    for method in ("adbc", "copy", "fetch"):
+        extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, method=method)
+        assert extract.kind_answers
+        assert extract.result.quarantine.height == 0, extract.result.quarantine.to_dicts()
+        judgments = extract.result.judgments.sort("judgment_id")
+        assert set(judgments["kind"]) == set(KINDS)
+        categorical = judgments.filter(pl.col("kind") == "categorical")
+        assert dict(zip(categorical["judgment_id"], categorical["label"], strict=True)) == {
+            "c1": "cat",
+            "c2": "dog",
+        }
+        for kind, (_, expected) in ANSWERS.items():
+            row = judgments.filter(pl.col("judgment_id") == kind).row(0, named=True)
+            assert {name: row[name] for name in expected} == expected, (method, kind)
+            assert row["label"] is None
+
+
+def test_kind_gold_labels_are_read_and_a_categorical_gold_keeps_its_label(postgres_dsn):
+    schema = "kind_answers_gold"
+    apply_schema(postgres_dsn, schema=schema)
+    _run(
+        postgres_dsn,
+        schema,
+        _judgment("j1", "spans", [{"start": 0, "end": 3, "label": "ORG"}]),
+        (GOLD, ("t-j1", None, "spans", json.dumps([{"start": 0, "end": 3, "label": "ORG"}]))),
+        (GOLD, ("t-other", "cat", None, None)),
+        (GOLD, ("t-rated", None, "numeric", "3.5")),
+    )
+    gold = extract_since(postgres_dsn, since=EPOCH, schema=schema).result.gold.sort("task_id")
+    rows = {row["task_id"]: row for row in gold.iter_rows(named=True)}
+    assert rows["t-j1"]["kind"] == "spans"
+    assert rows["t-j1"]["spans"] == [{"start": 0, "end": 3, "label": "ORG"}]
+    assert rows["t-other"]["label"] == "cat" and rows["t-other"]["kind"] == "categorical"
+    assert rows["t-rated"]["value"] == 3.5
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "field"),
+    [
+        ("numeric", "four", "value"),
+        ("spans", [{"start": 5, "end": 2, "label": "PER"}], "spans"),
+        ("ranking", ["a", "a"], "ranking"),
+        ("pairwise", "left", "answer"),
+        ("pairwise", {"left": "x", "right": "y", "winner": "z"}, "winner"),
+        ("boxes", {"boxes": [], "coordinates": "inches"}, "coordinates"),
+        ("boxes", {"boxes": [], "image_width": -3}, "image_width"),
+        ("multilabel", None, "labels"),
+        ("sentiment", ["x"], "kind"),
+    ],
+)
+def test_a_bad_answer_is_quarantined_naming_its_table_key_and_field(
+    postgres_dsn, kind, answer, field
+):
+    schema = f"kind_answers_bad_{abs(hash((kind, field))) % 10_000}"
+    apply_schema(postgres_dsn, schema=schema)
+    _run(postgres_dsn, schema, _judgment("bad", kind, answer), _judgment("good", "numeric", 2))
+    extract = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    assert extract.result.judgments["judgment_id"].to_list() == ["good"]
+    (bad,) = extract.result.quarantine.to_dicts()
+    assert bad["field"] == field, bad
+    assert bad["source_file"] == f"postgres:{schema}.judgments"
+    assert '"judgment_id":"bad"' in bad["raw"].replace(" ", "")
+
+
+def test_a_multilabel_label_outside_its_projects_set_is_quarantined(postgres_dsn):
+    schema = "kind_answers_label_set"
+    apply_schema(postgres_dsn, schema=schema)
+    _run(
+        postgres_dsn,
+        schema,
+        ("INSERT INTO projects (project, label_set) VALUES ('p', '{cat,dog}')", ()),
+        ("INSERT INTO projects (project, label_set) VALUES ('q', '{}')", ()),
+        _judgment("in", "multilabel", ["cat"]),
+        _judgment("out", "multilabel", ["cat", "eel"]),
+        (INSERT.replace("'p'", "'q'"), ("q1", "tq", "a1", "eel", None, None, WHEN)),
+    )
+    extract = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    assert sorted(extract.result.judgments["judgment_id"]) == ["in", "q1"]
+    (bad,) = extract.result.quarantine.to_dicts()
+    assert (bad["reason"], bad["field"]) == ("unknown_label", "labels")
+
+
+def test_an_edit_of_an_answer_is_read_again_as_the_newer_version(postgres_dsn):
+    schema = "kind_answers_edit"
+    apply_schema(postgres_dsn, schema=schema)
+    _run(postgres_dsn, schema, _judgment("j1", "numeric", 2))
+    first = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    assert first.result.judgments["value"].to_list() == [2.0]
+    _run(postgres_dsn, schema, ("UPDATE judgments SET answer = '5' WHERE judgment_id = 'j1'", ()))
+    second = extract_since(
+        postgres_dsn, since=first.watermark, seen=first.seen, overlap=timedelta(0), schema=schema
+    )
+    assert second.result.judgments["value"].to_list() == [5.0]
+
+
+def test_a_database_without_migration_8_is_read_as_categorical_and_says_so(postgres_dsn):
+    schema = "kind_answers_absent"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        connection.execute(f"SET search_path TO {schema}")
+        for version, path in migration_files():
+            if version < 8:
+                connection.execute(path.read_text())
+    assert not has_kind_answers(postgres_dsn, schema=schema)
+    _run(
+        postgres_dsn,
+        schema,
+        (
+            "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+            "submitted_at) VALUES ('j1', 't1', 'p', 'a1', 'cat', %s)",
+            (WHEN,),
+        ),
+    )
+    extract = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    assert not extract.kind_answers
+    assert extract.result.judgments["kind"].to_list() == ["categorical"]
+    assert 8 in OPTIONAL_MIGRATIONS
+    apply_schema(postgres_dsn, schema=schema)
+    assert has_kind_answers(postgres_dsn, schema=schema)
