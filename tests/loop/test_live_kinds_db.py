@@ -18,6 +18,7 @@ import pytest
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import STREAM_PREFIX, load_state
 from annotation_pipelines.loop.live_kinds import load_kind_state
+from assets.definitions import build_definitions
 from tests.loop.test_live_writeback import QUIET
 from tests.services import fresh_database
 from tests.support import lake_reader, live_quality_job
@@ -74,13 +75,14 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
                 for t in range(3)
                 for a, rater in enumerate(RATERS)
             ),
-            # Numeric: four tasks of three votes, one of two (the policy asks for a third).
+            # Numeric: four tasks of three votes, and one whose votes disagree (the policy
+            # asks for another).
             *(
                 _judgment(f"n{t}-{a}", f"n{t}", rater, "numeric", 3 + t + a % 2)
                 for t in range(4)
                 for a, rater in enumerate(RATERS)
             ),
-            *(_judgment(f"n9-{a}", "n9", RATERS[a], "numeric", 4) for a in range(2)),
+            *(_judgment(f"n9-{a}", "n9", r, "numeric", 1 + 4 * a) for a, r in enumerate(RATERS)),
             # Spans: four tasks of three votes.
             *(
                 _judgment(f"s{t}-{a}", f"s{t}", rater, "spans", _span(0, 4 + (a == 2)))
@@ -98,12 +100,12 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
             return _metadata(result)
 
         first = run()
-        assert first["kind_db_judgments"] == 26 and first["kind_new_judgments"] == 26
+        assert first["kind_db_judgments"] == 27 and first["kind_new_judgments"] == 27
         assert first["new_judgments"] == 9  # the categorical rows only
         numeric = load_kind_state(PROJECT, "numeric", read)
         spans = load_kind_state(PROJECT, "spans", read)
         categorical = load_state(PROJECT, read)
-        assert numeric.ledger.height == 14 and spans.ledger.height == 12
+        assert numeric.ledger.height == 15 and spans.ledger.height == 12
         assert numeric.ledger["source"].is_null().all() and spans.ledger["source"].is_null().all()
         assert sorted(categorical.ledger["task_id"].unique()) == ["c0", "c1", "c2"]
         assert numeric.gold["task_id"].to_list() == ["n0"]
@@ -113,15 +115,17 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
         # The kind states' requests are written back as the file-fed ones are.
         with psycopg.connect(dsn) as connection:
             asked = connection.execute(
-                "SELECT task_id FROM task_requests WHERE task_id = 'n9'"
+                "SELECT request, reason FROM task_requests WHERE task_id = 'n9'"
             ).fetchall()
-        assert asked == [("n9",)]
+        assert [(r, reason.split(":")[0]) for r, reason in asked] == [
+            ("another_judgment", "numeric")
+        ]
 
         # The stream forgets what it read at the end of its window: the next run reads the
         # same rows again (the overlap), and counts none of them twice.
         (lake / STREAM_PREFIX / "seen.parquet").unlink()
         again = run()
-        assert again["kind_db_judgments"] == 26 and again["kind_new_judgments"] == 0
+        assert again["kind_db_judgments"] == 27 and again["kind_new_judgments"] == 0
         assert load_kind_state(PROJECT, "numeric", read).version == numeric.version
         assert load_kind_state(PROJECT, "spans", read).version == spans.version
         assert load_state(PROJECT, read).version == categorical.version
@@ -131,7 +135,7 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
         edited = run()
         assert edited["kind_new_judgments"] == 1 and edited["new_judgments"] == 0
         numeric = load_kind_state(PROJECT, "numeric", read)
-        assert numeric.ledger.height == 14
+        assert numeric.ledger.height == 15
         assert numeric.ledger.filter(pl.col("judgment_id") == "n1-0")["value"].item() == 9.0
         assert numeric.tasks.filter(pl.col("task_id") == "n1")["n_votes"].item() == 3
 
@@ -163,3 +167,19 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
         assert last["kind_withdrawn_judgments"] == 0 and last["kind_withdrawn_gold"] == 0
         assert last["kind_new_judgments"] == 0
         assert load_kind_state(PROJECT, "spans", read).version == spans.version
+
+        # A re-base day asks every kind state for a full fit; the kind fit job fits the states
+        # holding DB rows whole and keeps what the DB deleted out.
+        rebase = {"ops": {"live_quality_state": {"config": {"kind_rebase_days": ["2026-11-02"]}}}}
+        asked = job.execute_in_process(instance=instance, run_config={**rebase, **QUIET})
+        assert asked.success
+        fit_job = build_definitions(profile="local").resolve_job_def("live_kind_fit_job")
+        assert fit_job.execute_in_process(instance=instance, run_config=QUIET).success
+        for kind, before in (("spans", spans), ("numeric", numeric)):
+            fitted = load_kind_state(PROJECT, kind, read)
+            assert fitted.fitted_version == fitted.version > before.version
+            assert not fitted.fit_requested
+            assert fitted.ledger.sort("judgment_id").equals(before.ledger.sort("judgment_id"))
+        fitted = load_kind_state(PROJECT, "spans", read)
+        assert fitted.tasks.filter(pl.col("task_id") == "s1")["n_votes"].item() == 2
+        assert load_state(PROJECT, read).version == categorical.version
