@@ -807,8 +807,8 @@ def held_deletions(
     """The DB's tombstones (`deleted`: `judgment_id`, with `project`; `deleted_gold`:
     `task_id`, with `project`) of the judgments and gold a kind state holds, each with that
     state's `kind`: a tombstone names no kind, so the states of its project are looked in.
-    `states` must hold every kind state of the tombstones' projects; the tombstones left over
-    are the categorical engine's (or of nothing held)."""
+    `states` must hold every kind state holding one (`states_holding` finds them); the
+    tombstones left over are the categorical engine's (or of nothing held)."""
 
     def found(
         tombstones: pl.DataFrame, key: str, held: Callable[[KindState], pl.Series]
@@ -2435,6 +2435,54 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
     )
 
 
+def states_holding(
+    index: Mapping[str, Collection[str]],
+    deleted: pl.DataFrame,
+    deleted_gold: pl.DataFrame,
+    read: Callable[[str], bytes | None],
+) -> set[tuple[str, str]]:
+    """The stored kind states (of the kinds `index`) that hold a judgment of the DB's
+    tombstones `deleted` or gold of `deleted_gold` (each with `project`), found from the ids
+    alone (`judgment_id` of the ledger segments, `task_id` of the gold), so a run with
+    tombstones does not load every kind state of their projects whole."""
+    found: set[tuple[str, str]] = set()
+    projects = {
+        p for frame in (deleted, deleted_gold) for p in frame.get_column("project").unique()
+    }
+    for project in sorted(projects & set(index)):
+        ids = deleted.filter(pl.col("project") == project).get_column("judgment_id")
+        tasks = deleted_gold.filter(pl.col("project") == project).get_column("task_id")
+        for kind in sorted(index[project]):
+            judged, golden = _stored_ids(project, kind, read)
+            if ids.is_in(judged.implode()).any() or tasks.is_in(golden.implode()).any():
+                found.add((project, kind))
+    return found
+
+
+def _stored_ids(
+    project: str, kind: str, read: Callable[[str], bytes | None]
+) -> tuple[pl.Series, pl.Series]:
+    """(the judgments the stored ledger holds, the tasks its gold holds); empty when none is
+    stored. Reads the id columns only."""
+    none = pl.Series([], dtype=pl.String)
+    prefix = kind_prefix(project, kind)
+    raw = read(f"{prefix}/state.json")
+    if raw is None:
+        return none, none
+    columns = ["judgment_id", *SEGMENT_EXTRA]
+    parts = [pl.DataFrame(schema={c: _segment_schema(kind)[c] for c in columns})]
+    for entry in json.loads(raw)["ledger"]:
+        data = read(entry["key"])
+        if data is None:
+            raise FileNotFoundError(f"{entry['key']} missing: {prefix}/state.json lists it")
+        parts.append(pl.read_parquet(io.BytesIO(data), columns=columns))
+    judged = lake_ledger.resolved(pl.concat(parts, how="vertical")).get_column("judgment_id")
+    gold = read(f"{prefix}/gold.parquet")
+    if gold is None:
+        return judged, none
+    return judged, pl.read_parquet(io.BytesIO(gold), columns=["task_id"]).get_column("task_id")
+
+
 def load_kinds_index(read: Callable[[str], bytes | None]) -> dict[str, list[str]]:
     """project → the kinds it has a live state of."""
     raw = read(KINDS_INDEX)
@@ -2474,6 +2522,7 @@ __all__ = [
     "rebase_kind",
     "rebase_kind_projects",
     "refit_labels",
+    "states_holding",
     "update_kind",
     "update_kind_projects",
 ]

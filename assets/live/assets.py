@@ -31,7 +31,7 @@ and blocks in the same DB write and commits them in the same `Lake.commit`, so e
 holds for them too: a DB row is versioned by its `updated_at` (read again in the overlap, it
 counts once; an update replaces it), and a file's rows by the file. A file's record names the
 kinds it held, so an edit that drops a kind still withdraws it; a DB tombstone names no kind,
-so the run loads every kind state of its project and the state holding the row withdraws it
+so the run looks up which kind state holds its row (by ids alone), and that state withdraws it
 (`loop.live_kinds.held_deletions`); the categorical state gets the tombstones left over.
 When a day's `kind_aggregated_labels` materializes, the sensor names the day in the next run
 (as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
@@ -102,6 +102,7 @@ from annotation_pipelines.loop.live_kinds import (
     merged_events,
     rebase_kind_projects,
     settled_frame,
+    states_holding,
     update_kind_projects,
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
@@ -614,7 +615,7 @@ class KindBatch:
     """What this run folds into the kind states: the export files' and the DB's judgments and
     gold of the other kinds, the files read whole, and the kind states it loaded (`states`,
     with the kinds `index`): those its rows, reversals and re-base days touch, and every kind
-    state of a project with DB tombstones (a tombstone names no kind)."""
+    state holding a row of the DB's tombstones (a tombstone names no kind)."""
 
     judgments: pl.DataFrame
     gold: pl.DataFrame
@@ -629,10 +630,11 @@ def _load_kinds(
     from_db: tuple[pl.DataFrame, pl.DataFrame],
     config: LiveConfig,
     reversals: pl.DataFrame,
-    deleted: Iterable[pl.DataFrame],
+    deleted: tuple[pl.DataFrame, pl.DataFrame],
 ) -> KindBatch:
     """The run's kind rows (files first, then the DB's: `kind_db_rows`) and the kind states
-    they, the `reversals`, the re-base days and the `deleted` tombstones' projects touch."""
+    they, the `reversals` and the re-base days touch, and those holding a judgment or gold of
+    the DB's tombstones (`deleted`: judgments', gold's; `states_holding`)."""
     read = lake.get_if_exists
     index = load_kinds_index(read)
     judgments = [frame for frame in (files.kind_judgments, from_db[0]) if frame.height]
@@ -640,14 +642,9 @@ def _load_kinds(
     keys = set(files.kind_resynced) | set(reversals.select("project", "kind").unique().iter_rows())
     for frame in (*judgments, *gold):
         keys |= set(frame.select("project", "kind").unique().iter_rows())
-    tombstoned = {p for frame in deleted for p in frame.get_column("project").unique().to_list()}
-    rebasing = config.rebase_days or config.kind_rebase_days
-    keys |= {
-        (project, kind)
-        for project, kinds in index.items()
-        for kind in kinds
-        if rebasing or project in tombstoned
-    }
+    if config.rebase_days or config.kind_rebase_days:
+        keys |= {(project, kind) for project, kinds in index.items() for kind in kinds}
+    keys |= states_holding(index, *deleted, read)
     return KindBatch(
         judgments=pl.concat(judgments, how="vertical_relaxed") if judgments else pl.DataFrame(),
         gold=pl.concat(gold, how="vertical_relaxed") if gold else pl.DataFrame(),

@@ -20,6 +20,7 @@ from annotation_pipelines.loop.live_kinds import (
     kind_db_rows,
     kind_state_objects,
     load_kind_state,
+    states_holding,
     update_kind,
     update_kind_projects,
 )
@@ -270,3 +271,29 @@ def test_a_full_fit_of_a_state_holding_db_rows_keeps_the_deletion():
     assert "j0" not in ours.ledger["judgment_id"].to_list()
     assert _votes(ours, "t0") == 2 and ours.fitted_version == ours.version
     assert ours.ledger["source"].is_null().all()
+
+
+def test_the_stored_states_holding_a_tombstone_s_row_are_found_from_their_ids():
+    store: dict[str, bytes] = {}
+    for kind in ("numeric", "spans"):
+        rows = db_rows(kind).with_columns(judgment_id=pl.lit(kind[0]) + pl.col("judgment_id"))
+        gold = gold_rows(kind, [(f"{kind[0]}-gold", ANSWERS[kind][0])])
+        state, _ = update_kind(KindState(project=PROJECT, kind=kind), rows, gold, OPTIONS)
+        store.update(kind_state_objects(state, store.get)[0])
+        # One judgment deleted since: its tombstone in the next segment, no longer held.
+        state = load_kind_state(PROJECT, kind, store.get)
+        state, _ = update_kind(state, rows.head(0), None, OPTIONS, deleted=tombstones(rows.head(1)))
+        store.update(kind_state_objects(state, store.get)[0])
+        assert len(load_kind_state(PROJECT, kind, store.get).segments) == 2
+    index = {PROJECT: ["numeric", "spans"], "other": ["numeric"]}
+    deleted = pl.DataFrame(
+        {"judgment_id": ["sj3", "nj0", "cj1", "sj3"], "project": [PROJECT] * 3 + ["other"]}
+    )
+    gold = pl.DataFrame({"task_id": ["n-gold", "x"], "project": [PROJECT, PROJECT]})
+    # nj0 was deleted (no longer held); sj3 is held by spans; the numeric gold by numeric.
+    assert states_holding(index, deleted, gold.head(0), store.get) == {(PROJECT, "spans")}
+    assert states_holding(index, deleted, gold, store.get) == {
+        (PROJECT, "spans"),
+        (PROJECT, "numeric"),
+    }
+    assert states_holding(index, deleted.head(0), gold.head(0), store.get) == set()
