@@ -37,10 +37,10 @@ When a day's `kind_aggregated_labels` materializes, the sensor names the day in 
 (as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
 takes the daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind
 labels are the daily kind labels too, and every kind state records a request for a full refit
-of its annotator parameters. The runs never fit a kind state whole but for its first fit: a full fit
-due (that request, or the growth rule of `KindLiveOptions`) is left to `live_kind_fit_job`
-(`assets.live.kind_fits`), which the live sensor launches; it re-applies the recorded re-base
-days after the fit.
+of its annotator parameters. The runs never fit a kind state whole but for its first fit: a
+full fit due (that request, or the growth rule of `KindLiveOptions`) is left to
+`live_kind_fit_job` (`assets.live.kind_fits`), which the live sensor launches; it re-applies the
+recorded re-base days after the fit.
 """
 
 import json
