@@ -216,6 +216,25 @@ def deleted(ledger: pl.DataFrame, new: pl.DataFrame, tombstones: pl.DataFrame) -
     return rows
 
 
+def gone(
+    ledger: pl.DataFrame,
+    new: pl.DataFrame,
+    resynced: Collection[str],
+    tombstones: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, int]:
+    """(the ledger rows a batch withdraws, one per judgment: those a `resynced` source no
+    longer holds (`withdrawn`) and those the DB deleted (`deleted`); how many judgments the
+    `tombstones` name withdrew nothing: never held, already withdrawn, inserted again, or
+    a file's). Both engines withdraw this way."""
+    if tombstones is None or tombstones.height == 0:
+        return withdrawn(ledger, new, resynced), 0
+    by_deletion = deleted(ledger, new, tombstones)
+    rows = pl.concat([withdrawn(ledger, new, resynced), by_deletion]).unique(
+        "judgment_id", maintain_order=True
+    )
+    return rows, tombstones.get_column("judgment_id").n_unique() - by_deletion.height
+
+
 # Gold sources ------------------------------------------------------------------------------
 #
 # A task's stored gold names the export files that give its answer (`gold_sources`, sorted);
@@ -318,6 +337,22 @@ def gold_deleted(stored: pl.DataFrame, batch: pl.DataFrame, deleted: pl.Series) 
     return gone.select(pl.col("task_id"), gold_sources=pl.lit([], GOLD_SOURCES)).sort("task_id")
 
 
+def gold_gone(
+    held: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str], deleted: pl.Series
+) -> tuple[pl.DataFrame, int]:
+    """(`task_id`, `gold_sources` left) of the `held` gold (`task_id`, `gold_sources` of the
+    tasks holding gold) that the `resynced` files no longer give (`gold_withdrawn`) or the DB
+    deleted (`deleted`: its gold tombstones' tasks; `gold_deleted`), an empty list where none
+    gives it any more; and how many tombstoned tasks lost no gold by it."""
+    gone = gold_withdrawn(held, batch, resynced)
+    if deleted.len() == 0:
+        return gone, 0
+    by_deletion = gold_deleted(held, batch, deleted)
+    if by_deletion.height:
+        gone = pl.concat([gone, by_deletion]).unique("task_id", keep="first", maintain_order=True)
+    return gone, deleted.n_unique() - by_deletion.height
+
+
 # Revoked blocks ----------------------------------------------------------------------------
 
 
@@ -386,7 +421,9 @@ __all__ = [
     "gold_batch",
     "gold_changes",
     "gold_deleted",
+    "gold_gone",
     "gold_withdrawn",
+    "gone",
     "group_ending",
     "level",
     "lift_retried",

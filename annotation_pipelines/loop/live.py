@@ -410,12 +410,7 @@ def update(
     unchanged = state
     state, unblocked, unblocked_tasks = _unblock(state, reversals, options, version)
     incoming = _incoming(state, new_judgments)
-    tombstones = pl.DataFrame(schema=_TOMBSTONES) if deleted is None else deleted
-    by_deletion = lake_ledger.deleted(state.ledger, new_judgments, tombstones)
-    withdrawn = pl.concat(
-        [lake_ledger.withdrawn(state.ledger, new_judgments, resynced), by_deletion]
-    ).unique("judgment_id", maintain_order=True)
-    unknown = tombstones.get_column("judgment_id").n_unique() - by_deletion.height
+    withdrawn, unknown = lake_ledger.gone(state.ledger, new_judgments, resynced, deleted)
     batch_gold = _gold_batch(gold)
     # Labels first (padding posteriors leaves the gold alone): a gold answer of the batch that
     # is no label yet is a new answer, since every earlier gold answer became a label.
@@ -426,11 +421,9 @@ def update(
         else deleted_gold.get_column("task_id").cast(pl.String)
     )
     held = padded.tasks.filter(pl.col("gold").is_not_null()).select("task_id", "gold_sources")
-    gold_deleted = lake_ledger.gold_deleted(held, batch_gold, gold_tombstones)
-    unknown += gold_tombstones.n_unique() - gold_deleted.height
-    kept_gold, gold_lost = _without_withdrawn_gold(
-        padded.tasks, batch_gold, resynced, version, deleted=gold_deleted
-    )
+    gold_gone, unknown_gold = lake_ledger.gold_gone(held, batch_gold, resynced, gold_tombstones)
+    unknown += unknown_gold
+    kept_gold, gold_lost = _without_withdrawn_gold(padded.tasks, gold_gone, version)
     gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
     if (
         incoming.height == 0
@@ -782,12 +775,6 @@ def _with_tasks_of(state: LiveState, annotators: pl.Series) -> LiveState:
     )
 
 
-# The DB's tombstones `update` reads (`ingest.postgres.DELETIONS` has more columns).
-_TOMBSTONES: dict[str, pl.DataType] = {
-    "judgment_id": pl.String(),
-    "updated_at": UTC_TIMESTAMP,
-    "deleted_at": UTC_TIMESTAMP,
-}
 _GOLD_BATCH: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "label": pl.String(),
@@ -829,19 +816,13 @@ def _new_gold(tasks: pl.DataFrame, batch: pl.DataFrame) -> tuple[pl.DataFrame, p
 
 def _without_withdrawn_gold(
     tasks: pl.DataFrame,
-    batch: pl.DataFrame,
-    resynced: Collection[str],
+    gone: pl.DataFrame,
     version: int,
-    *,
-    deleted: pl.DataFrame,
 ) -> tuple[pl.DataFrame, pl.Series]:
-    """(`tasks` without the gold the `resynced` files no longer give and the DB's gold it
-    `deleted` (`ledger.gold_deleted`), the tasks whose gold went); `tasks` itself when nothing
-    went. A task some other file still gives the gold of keeps it with fewer sources; every
-    task changed is at `version`."""
-    gone = lake_ledger.gold_withdrawn(tasks, batch, resynced)
-    if deleted.height:
-        gone = pl.concat([gone, deleted]).unique("task_id", keep="first", maintain_order=True)
+    """(`tasks` without the gold that is `gone` (`ledger.gold_gone`: withdrawn by a file or
+    deleted by the DB), the tasks whose gold went); `tasks` itself when nothing went. A task
+    some other file still gives the gold of keeps it with fewer sources; every task changed
+    is at `version`."""
     lost = gone.filter(pl.col("gold_sources").list.len() == 0).get_column("task_id")
     if gone.height == 0:
         return tasks, lost

@@ -338,6 +338,26 @@ def kind_file_rows(
     """An ingested export's non-categorical judgments and gold (with `kind`, `project` and the
     value columns), stamped like `loop.live.file_rows`: `updated_at` = when the content was
     read, `source` = the file (on the gold too), so an edited file replaces and withdraws."""
+    return _kind_rows(
+        judgments, gold, updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP), source=source
+    )
+
+
+def kind_db_rows(judgments: pl.DataFrame, gold: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The annotation DB's non-categorical judgments and gold of an extract (canonical frames
+    with `kind`, the value columns and the DB's `updated_at`), as `update_kind_projects` takes
+    them: versioned by the DB's `updated_at`, `source` null (no file: the DB's tombstones, not
+    a file edit, withdraw them)."""
+    if "updated_at" not in judgments.columns:
+        if judgments.height:
+            raise ValueError("annotation DB judgments: missing column updated_at")
+        judgments = judgments.with_columns(updated_at=pl.lit(None, UTC_TIMESTAMP))
+    return _kind_rows(judgments, gold, updated_at=pl.col("updated_at"), source=None)
+
+
+def _kind_rows(
+    judgments: pl.DataFrame, gold: pl.DataFrame, *, updated_at: pl.Expr, source: str | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     kind = pl.col("kind").fill_null(DEFAULT_KIND) if "kind" in judgments.columns else None
     if kind is None or judgments.height == 0:
         rows = judgments.head(0)
@@ -349,7 +369,7 @@ def kind_file_rows(
         *base,
         "kind",
         *values,
-        updated_at=pl.lit(read_at).cast(UTC_TIMESTAMP),
+        updated_at=updated_at.cast(UTC_TIMESTAMP),
         source=pl.lit(source, pl.String),
     )
     golden = gold
@@ -446,12 +466,11 @@ def _new_gold(
 
 
 def _without_withdrawn_gold(
-    gold: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str]
+    gold: pl.DataFrame, gone: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.Series]:
-    """(the stored `gold` without what the `resynced` files no longer give, the tasks whose
-    gold went); `gold` itself when nothing went. Gold another file still gives stays with
-    fewer sources."""
-    gone = lake_ledger.gold_withdrawn(gold, batch, resynced)
+    """(the stored `gold` without what is `gone` (`ledger.gold_gone`: what the resynced files
+    no longer give, and the DB's gold it deleted), the tasks whose gold went); `gold` itself
+    when nothing went. Gold another file still gives stays with fewer sources."""
     lost = gone.filter(pl.col("gold_sources").list.len() == 0).get_column("task_id")
     if gone.height == 0:
         return gold, lost
@@ -475,6 +494,8 @@ def update_kind(
     full_fit: bool = False,
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
+    deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> tuple[KindState, LiveEvents]:
     """Fold a batch of `state.kind` judgments (and gold) of `state.project` into the state.
 
@@ -489,15 +510,29 @@ def update_kind(
     record the request (`fit_requested`). `reversals` (`loop.live.REVERSALS`) are blocks the
     tool reversed; each one of this kind's block in force lifts it first (`_unblock`), and one
     already applied or of an earlier block is skipped, as in `loop.live.update`.
+    `deleted` / `deleted_gold` are the DB's tombstones (`judgment_id`, `updated_at`,
+    `deleted_at`; `task_id`) of this state's judgments and gold (`held_deletions` finds the
+    state of each): a judgment or gold the DB gave and deleted is withdrawn by the categorical
+    engine's rules (`ledger.gone`, `ledger.gold_gone`), and a tombstone that withdraws nothing
+    is counted in `unknown_deletions`.
     """
     options = options or KindLiveOptions()
     now = now or datetime.now(UTC)
     unchanged = state
     state, unblocked, unblocked_tasks = _unblock(state, reversals, options, state.version + 1)
     incoming = _incoming(state, new_judgments)
-    withdrawn = lake_ledger.withdrawn(state.ledger, new_judgments, resynced)
+    withdrawn, unknown = lake_ledger.gone(state.ledger, new_judgments, resynced, deleted)
     batch_gold = _gold_batch(state, gold)
-    kept_gold, gold_lost = _without_withdrawn_gold(state.gold, batch_gold, resynced)
+    gold_tombstones = (
+        pl.Series("task_id", [], pl.String)
+        if deleted_gold is None or deleted_gold.height == 0
+        else deleted_gold.get_column("task_id").cast(pl.String)
+    )
+    gone_gold, unknown_gold = lake_ledger.gold_gone(
+        state.gold.select("task_id", "gold_sources"), batch_gold, resynced, gold_tombstones
+    )
+    unknown += unknown_gold
+    kept_gold, gold_lost = _without_withdrawn_gold(state.gold, gone_gold)
     gold_rows, relabelled = _new_gold(state.kind, kept_gold, batch_gold)
     if (
         incoming.height == 0
@@ -507,7 +542,7 @@ def update_kind(
         and not full_fit
         and not unblocked
     ):
-        return unchanged, no_events()
+        return unchanged, replace(no_events(), unknown_deletions=unknown)
     version = state.version + 1
     blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
     added = incoming.with_columns(
@@ -583,6 +618,7 @@ def update_kind(
         refitted_tasks=final.tasks.height if refit_all else affected.len(),
         withdrawn_judgments=withdrawn.height,
         withdrawn_gold=gold_lost.len(),
+        unknown_deletions=unknown,
         settled_tasks=settled.cast(pl.String).sort(),
         unblocked=unblocked,
     )
@@ -721,13 +757,16 @@ def update_kind_projects(
     full_fit: bool = False,
     now: datetime | None = None,
     reversals: pl.DataFrame | None = None,
+    deleted: pl.DataFrame | None = None,
+    deleted_gold: pl.DataFrame | None = None,
 ) -> tuple[dict[tuple[str, str], KindState], dict[tuple[str, str], LiveEvents]]:
     """`update_kind` per (project, kind) in `judgments` / `gold` (`project` and `kind` columns),
-    in `resynced`, in `reversals` (`KIND_REVERSALS`: each lifts its kind's block), or (with
-    `full_fit`) in `states`."""
+    in `resynced`, in `reversals` (`KIND_REVERSALS`: each lifts its kind's block), in the DB's
+    tombstones `deleted` / `deleted_gold` (with the `kind` of the state holding each:
+    `held_deletions`), or (with `full_fit`) in `states`."""
     resynced = resynced or {}
     keys: set[tuple[str, str]] = set()
-    for frame in (judgments, gold):
+    for frame in (judgments, gold, deleted, deleted_gold):
         if frame is not None and frame.height:
             keys |= {(p, k) for p, k in frame.select("project", "kind").unique().iter_rows()}
     keys |= {key for key, sources in resynced.items() if sources}
@@ -756,8 +795,40 @@ def update_kind_projects(
             reversals=None
             if reversals is None
             else reversals.filter(pl.col("kind") == kind).select(list(REVERSALS)),
+            deleted=mine(deleted),
+            deleted_gold=mine(deleted_gold),
         )
     return next_states, events
+
+
+def held_deletions(
+    states: Mapping[tuple[str, str], KindState], deleted: pl.DataFrame, deleted_gold: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The DB's tombstones (`deleted`: `judgment_id`, with `project`; `deleted_gold`:
+    `task_id`, with `project`) of the judgments and gold a kind state holds, each with that
+    state's `kind`: a tombstone names no kind, so the states of its project are looked in.
+    `states` must hold every kind state holding one (`states_holding` finds them); the
+    tombstones left over are the categorical engine's (or of nothing held)."""
+
+    def found(
+        tombstones: pl.DataFrame, key: str, held: Callable[[KindState], pl.Series]
+    ) -> pl.DataFrame:
+        parts = [tombstones.head(0).with_columns(kind=pl.lit(None, pl.String))]
+        if tombstones.height:
+            for (project, kind), state in sorted(states.items()):
+                ids = held(state)
+                parts.append(
+                    tombstones.filter(
+                        (pl.col("project") == project)
+                        & pl.col(key).cast(pl.String).is_in(ids.implode())
+                    ).with_columns(kind=pl.lit(kind, pl.String))
+                )
+        return pl.concat(parts, how="vertical")
+
+    return (
+        found(deleted, "judgment_id", lambda s: s.ledger.get_column("judgment_id")),
+        found(deleted_gold, "task_id", lambda s: s.gold.get_column("task_id")),
+    )
 
 
 # The end-of-day re-base -----------------------------------------------------------------------
@@ -2364,6 +2435,54 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
     )
 
 
+def states_holding(
+    index: Mapping[str, Collection[str]],
+    deleted: pl.DataFrame,
+    deleted_gold: pl.DataFrame,
+    read: Callable[[str], bytes | None],
+) -> set[tuple[str, str]]:
+    """The stored kind states (of the kinds `index`) that hold a judgment of the DB's
+    tombstones `deleted` or gold of `deleted_gold` (each with `project`), found from the ids
+    alone (`judgment_id` of the ledger segments, `task_id` of the gold), so a run with
+    tombstones does not load every kind state of their projects whole."""
+    found: set[tuple[str, str]] = set()
+    projects = {
+        p for frame in (deleted, deleted_gold) for p in frame.get_column("project").unique()
+    }
+    for project in sorted(projects & set(index)):
+        ids = deleted.filter(pl.col("project") == project).get_column("judgment_id")
+        tasks = deleted_gold.filter(pl.col("project") == project).get_column("task_id")
+        for kind in sorted(index[project]):
+            judged, golden = _stored_ids(project, kind, read)
+            if ids.is_in(judged.implode()).any() or tasks.is_in(golden.implode()).any():
+                found.add((project, kind))
+    return found
+
+
+def _stored_ids(
+    project: str, kind: str, read: Callable[[str], bytes | None]
+) -> tuple[pl.Series, pl.Series]:
+    """(the judgments the stored ledger holds, the tasks its gold holds); empty when none is
+    stored. Reads the id columns only."""
+    none = pl.Series([], dtype=pl.String)
+    prefix = kind_prefix(project, kind)
+    raw = read(f"{prefix}/state.json")
+    if raw is None:
+        return none, none
+    columns = ["judgment_id", *SEGMENT_EXTRA]
+    parts = [pl.DataFrame(schema={c: _segment_schema(kind)[c] for c in columns})]
+    for entry in json.loads(raw)["ledger"]:
+        data = read(entry["key"])
+        if data is None:
+            raise FileNotFoundError(f"{entry['key']} missing: {prefix}/state.json lists it")
+        parts.append(pl.read_parquet(io.BytesIO(data), columns=columns))
+    judged = lake_ledger.resolved(pl.concat(parts, how="vertical")).get_column("judgment_id")
+    gold = read(f"{prefix}/gold.parquet")
+    if gold is None:
+        return judged, none
+    return judged, pl.read_parquet(io.BytesIO(gold), columns=["task_id"]).get_column("task_id")
+
+
 def load_kinds_index(read: Callable[[str], bytes | None]) -> dict[str, list[str]]:
     """project → the kinds it has a live state of."""
     raw = read(KINDS_INDEX)
@@ -2389,6 +2508,8 @@ __all__ = [
     "fit_snapshot",
     "full_fit_due",
     "full_fit_labels",
+    "held_deletions",
+    "kind_db_rows",
     "kind_file_rows",
     "kind_prefix",
     "kind_requests_update",
@@ -2401,6 +2522,7 @@ __all__ = [
     "rebase_kind",
     "rebase_kind_projects",
     "refit_labels",
+    "states_holding",
     "update_kind",
     "update_kind_projects",
 ]

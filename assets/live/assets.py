@@ -23,20 +23,24 @@ The daily layers stay the record of truth: when a day's `aggregated_labels` mate
 sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
 so at the end of a day the live labels are the daily labels.
 
-Every other kind (multilabel, numeric, ranking, pairwise, spans, boxes, text) arrives as export
-files only (the DB's judgments table holds categorical labels). The same run folds a file's
-rows of those kinds into one state per (project, kind) (`loop.live_kinds`, under
-`live/<project>/kinds/<kind>/`), writes their requests and blocks in the same DB write and
-commits them in the same `Lake.commit`, so exactly once holds for them too. A file's record
-names the kinds it held, so an edit that drops a kind still withdraws it. When a day's
-`kind_aggregated_labels` materializes, the sensor names the day in the next run (as for
-`aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly takes the
-daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind labels are
-the daily kind labels too, and every kind state records a request for a full refit of its
-annotator parameters. The runs never fit a kind state whole but for its first fit: a full fit
-due (that request, or the growth rule of `KindLiveOptions`) is left to `live_kind_fit_job`
-(`assets.live.kind_fits`), which the live sensor launches; it re-applies the recorded re-base
-days after the fit.
+Every other kind (multilabel, numeric, ranking, pairwise, spans, boxes, text) arrives in export
+files and in the DB's judgments and gold tables (a row's `kind` and its value columns). The
+same run folds the rows of those kinds into one state per (project, kind) (`loop.live_kinds`,
+under `live/<project>/kinds/<kind>/`), never into the categorical state, writes their requests
+and blocks in the same DB write and commits them in the same `Lake.commit`, so exactly once
+holds for them too: a DB row is versioned by its `updated_at` (read again in the overlap, it
+counts once; an update replaces it), and a file's rows by the file. A file's record names the
+kinds it held, so an edit that drops a kind still withdraws it; a DB tombstone names no kind,
+so the run looks up which kind state holds its row (by ids alone), and that state withdraws it
+(`loop.live_kinds.held_deletions`); the categorical state gets the tombstones left over.
+When a day's `kind_aggregated_labels` materializes, the sensor names the day in the next run
+(as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
+takes the daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind
+labels are the daily kind labels too, and every kind state records a request for a full refit
+of its annotator parameters. The runs never fit a kind state whole but for its first fit: a
+full fit due (that request, or the growth rule of `KindLiveOptions`) is left to
+`live_kind_fit_job` (`assets.live.kind_fits`), which the live sensor launches; it re-applies the
+recorded re-base days after the fit.
 """
 
 import json
@@ -86,6 +90,8 @@ from annotation_pipelines.loop.live_kinds import (
     KindLiveOptions,
     KindState,
     due_kind_reversals,
+    held_deletions,
+    kind_db_rows,
     kind_file_rows,
     kind_prefix,
     kind_requests_update,
@@ -96,6 +102,7 @@ from annotation_pipelines.loop.live_kinds import (
     merged_events,
     rebase_kind_projects,
     settled_frame,
+    states_holding,
     update_kind_projects,
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
@@ -603,39 +610,85 @@ def write_decisions(
     return written
 
 
-def _update_kinds(
-    lake: Lake, files: FileBatch, config: LiveConfig, now: datetime, reversals: pl.DataFrame
-) -> KindUpdate:
-    """Fold the export files' non-categorical judgments into their (project, kind) states
-    (`loop.live_kinds`), lifting the kind blocks the tool revoked (`reversals`, due ones:
-    `due_kind_reversals`); on a re-base day the day's kind tasks are re-based on
-    `kind_aggregated_labels`, and every kind state records a full fit request with the days to
-    re-apply after it (`live_kind_fit_job` fits it)."""
+@dataclass(frozen=True)
+class KindBatch:
+    """What this run folds into the kind states: the export files' and the DB's judgments and
+    gold of the other kinds, the files read whole, and the kind states it loaded (`states`,
+    with the kinds `index`): those its rows, reversals and re-base days touch, and every kind
+    state holding a row of the DB's tombstones (a tombstone names no kind)."""
+
+    judgments: pl.DataFrame
+    gold: pl.DataFrame
+    resynced: dict[tuple[str, str], list[str]]
+    states: dict[tuple[str, str], KindState]
+    index: dict[str, list[str]]
+
+
+def _load_kinds(
+    lake: Lake,
+    files: FileBatch,
+    from_db: tuple[pl.DataFrame, pl.DataFrame],
+    config: LiveConfig,
+    reversals: pl.DataFrame,
+    deleted: tuple[pl.DataFrame, pl.DataFrame],
+) -> KindBatch:
+    """The run's kind rows (files first, then the DB's: `kind_db_rows`) and the kind states
+    they, the `reversals` and the re-base days touch, and those holding a judgment or gold of
+    the DB's tombstones (`deleted`: judgments', gold's; `states_holding`)."""
     read = lake.get_if_exists
     index = load_kinds_index(read)
+    judgments = [frame for frame in (files.kind_judgments, from_db[0]) if frame.height]
+    gold = [frame for frame in (files.kind_gold, from_db[1]) if frame.height]
     keys = set(files.kind_resynced) | set(reversals.select("project", "kind").unique().iter_rows())
-    for frame in (files.kind_judgments, files.kind_gold):
-        if frame.height:
-            keys |= set(frame.select("project", "kind").unique().iter_rows())
-    rebasing = config.rebase_days or config.kind_rebase_days
-    if rebasing:
+    for frame in (*judgments, *gold):
+        keys |= set(frame.select("project", "kind").unique().iter_rows())
+    if config.rebase_days or config.kind_rebase_days:
         keys |= {(project, kind) for project, kinds in index.items() for kind in kinds}
+    keys |= states_holding(index, *deleted, read)
+    return KindBatch(
+        judgments=pl.concat(judgments, how="vertical_relaxed") if judgments else pl.DataFrame(),
+        gold=pl.concat(gold, how="vertical_relaxed") if gold else pl.DataFrame(),
+        resynced=files.kind_resynced,
+        states={key: load_kind_state(key[0], key[1], read) for key in sorted(keys)},
+        index=index,
+    )
+
+
+def _update_kinds(
+    lake: Lake,
+    batch: KindBatch,
+    config: LiveConfig,
+    now: datetime,
+    reversals: pl.DataFrame,
+    *,
+    deleted: pl.DataFrame,
+    deleted_gold: pl.DataFrame,
+) -> KindUpdate:
+    """Fold the batch's non-categorical judgments into their (project, kind) states
+    (`loop.live_kinds`), lifting the kind blocks the tool revoked (`reversals`, due ones:
+    `due_kind_reversals`) and withdrawing what the DB deleted (`deleted` / `deleted_gold`: the
+    tombstones of what a kind state holds, with its `kind`: `held_deletions`); on a re-base
+    day the day's kind tasks are re-based on `kind_aggregated_labels`, and every kind state
+    records a full fit request with the days to re-apply after it (`live_kind_fit_job` fits
+    it)."""
+    rebasing = config.rebase_days or config.kind_rebase_days
     daily = {
         day: lake.read_table(KIND_DAILY_LABELS, day=day)
         for day in sorted(set(config.kind_rebase_days))
         if lake.has_table(KIND_DAILY_LABELS, day=day)
     }
-    states = {key: load_kind_state(key[0], key[1], read) for key in sorted(keys)}
-    loaded = {key: state.version for key, state in states.items()}
+    loaded = {key: state.version for key, state in batch.states.items()}
     states, events = update_kind_projects(
-        states,
-        files.kind_judgments,
-        files.kind_gold,
+        batch.states,
+        batch.judgments,
+        batch.gold,
         config.kind_options(),
-        resynced=files.kind_resynced,
+        resynced=batch.resynced,
         full_fit=bool(rebasing),
         now=now,
         reversals=reversals,
+        deleted=deleted,
+        deleted_gold=deleted_gold,
     )
     states, rebased = rebase_kind_projects(states, daily, config.kind_options(), now=now)
     for key, found in rebased.items():
@@ -647,7 +700,7 @@ def _update_kinds(
             else state
             for key, state in states.items()
         }
-    return KindUpdate(states=states, loaded=loaded, events=events, index=index)
+    return KindUpdate(states=states, loaded=loaded, events=events, index=batch.index)
 
 
 @asset(
@@ -693,6 +746,25 @@ def live_quality_state(
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
         from_files = files.judgments
+        # The DB's rows of the other kinds go to their kind states only: a kind judgment has
+        # no label, and is never a categorical vote.
+        kind_batch = _load_kinds(
+            lake,
+            files,
+            kind_db_rows(extract.result.judgments, extract.result.gold),
+            config,
+            kind_reversals,
+            (extract.deletions, extract.gold_deletions),
+        )
+        kind_deleted, kind_deleted_gold = held_deletions(
+            kind_batch.states, extract.deletions, extract.gold_deletions
+        )
+        deleted = extract.deletions.join(
+            kind_deleted.select("judgment_id", "project"), on=["judgment_id", "project"], how="anti"
+        )
+        deleted_gold = extract.gold_deletions.join(
+            kind_deleted_gold.select("task_id", "project"), on=["task_id", "project"], how="anti"
+        )
         # The categorical engine takes the DB's categorical rows only.
         from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
@@ -717,8 +789,8 @@ def live_quality_state(
             | set(gold["project"].unique())
             | set(files.resynced)
             | set(reversals["project"].unique())
-            | set(extract.deletions["project"].unique())
-            | set(extract.gold_deletions["project"].unique())
+            | set(deleted["project"].unique())
+            | set(deleted_gold["project"].unique())
         )
         states = _load_states(
             lake,
@@ -727,8 +799,8 @@ def live_quality_state(
             gold,
             files.resynced,
             whole=bool(config.rebase_days),
-            deleted=extract.deletions,
-            deleted_gold=extract.gold_deletions,
+            deleted=deleted,
+            deleted_gold=deleted_gold,
         )
         states, events = update_projects(
             states,
@@ -739,14 +811,22 @@ def live_quality_state(
             watermark=extract.until,
             now=now,
             reversals=reversals,
-            deleted=extract.deletions,
-            deleted_gold=extract.gold_deletions,
+            deleted=deleted,
+            deleted_gold=deleted_gold,
         )
         unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
         for line in unblock_lines(reversals, unblocked, options.min_judgments):
             context.log.warning(f"live: {line}")
         rebased = _rebase_days(lake, states, config.rebase_days, options, now)
-        kinds = _update_kinds(lake, files, config, now, kind_reversals)
+        kinds = _update_kinds(
+            lake,
+            kind_batch,
+            config,
+            now,
+            kind_reversals,
+            deleted=kind_deleted,
+            deleted_gold=kind_deleted_gold,
+        )
         kind_unblocked = {key: list(e.unblocked) for key, e in kinds.events.items() if e.unblocked}
         for (project, kind), ids in sorted(kind_unblocked.items()):
             for line in unblock_lines(
@@ -845,10 +925,10 @@ def live_quality_state(
         lake.commit(writes, deletes=deletes)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.
-    first = from_db["submitted_at"].min()
+    first = extract.result.judgments["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
     unknown_deletions = extract.ignored_deletions + sum(
-        e.unknown_deletions for e in events.values()
+        e.unknown_deletions for e in [*events.values(), *kinds.events.values()]
     )
     if unknown_deletions:
         context.log.info(f"live: {unknown_deletions} deletion(s) of rows not held: ignored")
@@ -862,7 +942,8 @@ def live_quality_state(
         f"live ({since}, {extract.until}]: {from_db.height} judgment(s) from the DB, "
         f"{from_files.height} from {len(files.paths)} file(s), "
         f"{sum(e.withdrawn_judgments for e in events.values())} withdrawn, "
-        f"{files.kind_judgments.height} of other kinds in {len(kinds.events)} kind state(s), "
+        f"{kind_batch.judgments.height} of other kinds ({files.kind_judgments.height} from "
+        f"files) in {len(kinds.events)} kind state(s), "
         f"{written['task_requests']} request(s), {written['withdrawn']} withdrawn, "
         f"{written['annotator_actions']} block(s)"
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
@@ -906,6 +987,11 @@ def live_quality_state(
             "blocks_withdrawn": MetadataValue.int(written["blocks_withdrawn"]),
             "oldest_judgment_lag_s": figure(float(lag), digits=1),
             "versions": MetadataValue.json({p: s.version for p, s in states.items()}),
+            "kind_db_judgments": MetadataValue.int(
+                kind_batch.judgments.filter(pl.col("source").is_null()).height
+                if kind_batch.judgments.height
+                else 0
+            ),
             "kind_new_judgments": MetadataValue.int(
                 sum(e.new_judgments for e in kinds.events.values())
             ),

@@ -115,6 +115,47 @@ def test_gold_deleted_only_the_dbs_and_not_given_again() -> None:
     assert gone.rows() == [("db", [])]
 
 
+def test_gone_joins_a_file_s_withdrawals_and_the_db_s_deletions_and_counts_the_unknown() -> None:
+    """What both engines withdraw in one batch: the rows a re-read file lost and the rows the
+    DB deleted, each judgment once, and how many tombstoned judgments withdrew nothing."""
+    at = [datetime(2026, 11, 2, hour, tzinfo=UTC) for hour in range(3)]
+    book = pl.DataFrame(
+        {
+            "judgment_id": ["kept", "lost", "db", "newer"],
+            "source": ["f", "f", None, None],
+            "updated_at": [at[0], at[0], at[0], at[2]],
+        }
+    )
+    new = pl.DataFrame({"judgment_id": ["kept"]})
+    tombstones = pl.DataFrame(
+        {
+            "judgment_id": ["db", "db", "newer", "lost", "unknown"],
+            "updated_at": [at[0], at[0], at[0], at[0], at[0]],
+            "deleted_at": [at[1]] * 5,
+        }
+    )
+    rows, unknown = ledger.gone(book, new, ["f"], tombstones)
+    assert rows.get_column("judgment_id").to_list() == ["lost", "db"]
+    # `newer` was inserted again, `lost` is a file's, `unknown` never held.
+    assert unknown == 3
+    rows, unknown = ledger.gone(book, new, ["f"], None)
+    assert rows.get_column("judgment_id").to_list() == ["lost"] and unknown == 0
+
+
+def test_gold_gone_joins_a_file_s_withdrawals_and_the_db_s_deletions() -> None:
+    held = pl.DataFrame(
+        {"task_id": ["db", "file", "both"], "gold_sources": [None, ["f"], ["f", "g"]]},
+        schema={"task_id": pl.String(), "gold_sources": ledger.GOLD_SOURCES},
+    )
+    batch = ledger.gold_batch(
+        pl.DataFrame({"task_id": ["both"], "label": ["x"], "source": ["g"]}), pl.col("label")
+    )
+    gone, unknown = ledger.gold_gone(held, batch, ["f"], pl.Series(["db", "file", "unknown"]))
+    assert sorted(gone.rows()) == [("both", ["g"]), ("db", []), ("file", [])]
+    # `file` went with its file, not by the tombstone; `unknown` held no gold.
+    assert unknown == 2
+
+
 def test_appended_replaces_in_place_and_tombstones_the_withdrawn() -> None:
     book = pl.DataFrame(
         {"judgment_id": ["a", "b", "c"], "task_id": ["t1", "t1", "t2"], "flagged": [False] * 3}
