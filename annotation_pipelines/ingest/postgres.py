@@ -57,7 +57,13 @@ import pyarrow as pa
 from annotation_pipelines.ingest.connection import connect, connect_arrow
 from annotation_pipelines.ingest.result import IngestResult, assemble
 from annotation_pipelines.ingest.tables import _value_rows
-from annotation_pipelines.ingest.validation import PROJECT_NAME, encode_record
+from annotation_pipelines.ingest.validation import (
+    MAX_RECORD_BYTES,
+    OVERSIZED_FIELD,
+    PROJECT_NAME,
+    encode_record,
+)
+from annotation_pipelines.ingest.values import _finite
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
@@ -83,7 +89,7 @@ EXTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
     "gold_labels": ("task_id", "project", "label"),
     "projects": ("project", "label_set"),
 }
-# Columns of migration 8 (`sql/008_kind_answers.sql`), read where the database has them: the
+# Columns of migration 9 (`sql/009_kind_answers.sql`), read where the database has them: the
 # kind of a judgment or gold label and, for every kind but categorical, its value as JSON.
 KIND_ANSWER_COLUMNS = ("kind", "answer")
 KIND_TABLES = ("judgments", "gold_labels")
@@ -154,14 +160,16 @@ def migration_files() -> list[tuple[int, Path]]:
     return [(1, SQL_DIR / "schema.sql"), *sorted(numbered)]
 
 
-# Migrations the pipelines can run without, and what is missing until one is applied: both
-# change the tool's own tables (migration 6 puts triggers on them, 8 adds columns), so they
-# need a role owning them. One a live run may not apply is skipped, and tried again on the
-# next run. The others create and change the pipelines' own tables, which the live runs
-# cannot work without.
+# Migrations the pipelines can run without, and what is missing until one is applied. Each
+# changes tables the pipelines' role need not own: migration 6 puts triggers on the tool's
+# tables, 8 changes the tombstone tables (owned by whoever applied 6), 9 adds columns to the
+# tool's tables. One a live run may not apply is skipped, and tried again on the next run. The
+# others create and change the pipelines' own tables, which the live runs cannot work without.
 OPTIONAL_MIGRATIONS: Mapping[int, str] = {
     6: "the tool's hard deletes are not tracked (deletions_tracked: false)",
-    8: "judgments and gold labels of every kind but categorical are not read (kind_answers: false)",
+    8: "migration 9 cannot follow, so judgments and gold labels of every kind but categorical "
+    "are not read (kind_answers: false)",
+    9: "judgments and gold labels of every kind but categorical are not read (kind_answers: false)",
 }
 # A migration's DDL waits for its table's lock behind every open transaction that touched the
 # table, and every later writer (an annotator's INSERT) queues behind it: the tool stalls as
@@ -174,8 +182,14 @@ MIGRATION_FIX = (
     "pipelines' role, or GRANT TRIGGER ON judgments, gold_labels to the pipelines' role (the "
     "next live run applies it)"
 )
-# ... and about another migration of the tool's tables.
-OWNER_FIX = "run `annotation-pipelines migrate --dsn …` as a role owning the tool's tables"
+# ... and about the others.
+MIGRATION_FIXES: Mapping[int, str] = {
+    6: MIGRATION_FIX,
+    8: "run `annotation-pipelines migrate --dsn …` as the owner of gold_label_deletions (the "
+    "role that applied migration 6)",
+    9: "run `annotation-pipelines migrate --dsn …` as a role owning `judgments` and "
+    "`gold_labels`; a `kind` or `answer` column they already have must be renamed first",
+}
 
 
 @dataclass(frozen=True)
@@ -248,7 +262,8 @@ def apply_schema(
             except errors.Error as error:
                 cause = _cause(error, lock_timeout, version)
                 skippable = isinstance(
-                    error, (errors.InsufficientPrivilege, errors.LockNotAvailable)
+                    error,
+                    (errors.InsufficientPrivilege, errors.LockNotAvailable, errors.DuplicateColumn),
                 )
                 if strict or not skippable or version not in OPTIONAL_MIGRATIONS:
                     raise MigrationFailed(
@@ -279,7 +294,9 @@ def _cause(error: BaseException, lock_timeout: timedelta, version: int) -> str:
 
     cause = first_line(error)
     if isinstance(error, errors.InsufficientPrivilege):
-        return f"{cause}; {MIGRATION_FIX if version == 6 else OWNER_FIX}"
+        return f"{cause}; {MIGRATION_FIXES.get(version, MIGRATION_FIX)}"
+    if isinstance(error, errors.DuplicateColumn):
+        return f"{cause}; {MIGRATION_FIXES.get(version, '')}".removesuffix("; ")
     if isinstance(error, errors.LockNotAvailable):
         return (
             f"{cause} (waited {lock_timeout.total_seconds():g} s for a table lock behind an "
@@ -432,7 +449,7 @@ class DatabaseExtract:
     # False when the database has no tombstone tables (migration 6 not applied): its hard
     # deletes are not seen, which the assets report rather than pass over.
     deletions_tracked: bool = True
-    # False when `judgments` and `gold_labels` lack migration 8's `kind` and `answer`: every
+    # False when `judgments` and `gold_labels` lack migration 9's `kind` and `answer`: every
     # row read is categorical.
     kind_answers: bool = True
 
@@ -506,7 +523,7 @@ def read_table_since(
 
     `submitted_after` (judgments only) also reads rows submitted after it with
     `updated_at <= until`, whatever their `updated_at`. `kinds` also reads `kind` and
-    `answer` (as JSON text) of judgments and gold labels (migration 8; `has_kind_answers`).
+    `answer` (as JSON text) of judgments and gold labels (migration 9; `has_kind_answers`).
     """
     if table not in EXTRACT_COLUMNS:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(EXTRACT_COLUMNS)}")
@@ -567,22 +584,30 @@ def read_deletions_since(
 
 
 def has_kind_answers(dsn: str, *, schema: str = "public") -> bool:
-    """Whether `judgments` and `gold_labels` have migration 8's `kind` and `answer` columns
+    """Whether `judgments` and `gold_labels` have migration 9's `kind` and `answer` columns
     (without them every row is categorical)."""
     tables = [f"{_quoted(validate_identifier(schema))}.{_quoted(t)}" for t in KIND_TABLES]
+    # By type too: columns of the same names the tool had of its own are not these.
     query = (
         "SELECT count(*) FROM pg_attribute WHERE attrelid IN (to_regclass(%s), to_regclass(%s)) "
-        "AND attname = ANY(%s) AND attnum > 0 AND NOT attisdropped"
+        "AND attnum > 0 AND NOT attisdropped "
+        "AND ((attname = 'kind' AND atttypid = 'text'::regtype) "
+        "OR (attname = 'answer' AND atttypid = 'jsonb'::regtype))"
     )
     with connect(dsn, autocommit=True) as connection:
-        row = connection.execute(query, (*tables, list(KIND_ANSWER_COLUMNS))).fetchone()
+        row = connection.execute(query, tables).fetchone()
     return row is not None and row[0] == len(KIND_TABLES) * len(KIND_ANSWER_COLUMNS)
 
 
 def _answer_cells(kind: str, answer: str | None) -> tuple[dict[str, Any], str | None]:
     """The canonical cells of one row's JSON `answer` (column -> value, as `values.normalize`
     takes them) and the error of an answer that is no shape of `kind`."""
-    value = None if answer is None else json.loads(answer)
+    if answer is not None and len(answer) > MAX_RECORD_BYTES:
+        return {}, f"answer: {len(answer):,} characters, more than a record may hold"
+    try:
+        value = None if answer is None else json.loads(answer)
+    except (ValueError, RecursionError) as error:  # nested too deep, or an int too long
+        return {}, f"answer: unreadable JSON ({type(error).__name__}: {error!s:.80})"
     if isinstance(value, dict):
         return value, None
     if kind == "pairwise":
@@ -604,12 +629,12 @@ def _box_context(cells: dict[str, Any]) -> tuple[dict[str, Any], str | None, str
             "coordinates",
         )
     for name in ("image_width", "image_height"):
-        size = found[name]
-        if size is None:
+        if found[name] is None:
             continue
-        if isinstance(size, bool) or not isinstance(size, int | float) or not size > 0:
-            return {}, f"{name}: expected a positive number, got {size!r:.80}", name
-        found[name] = float(size)
+        size = _finite(found[name])
+        if size is None or not size > 0:
+            return {}, f"{name}: expected a positive number, got {found[name]!r:.80}", name
+        found[name] = size
     return found, None, None
 
 
@@ -640,9 +665,17 @@ def _kind_values(frame: pl.DataFrame) -> pl.DataFrame:
         label_error=pl.coalesce("_failure", "label_error"),
         error_field=pl.coalesce("_failed_field", "error_field"),
     )
+    # Quarantined as a file's oversized record is, whatever its kind.
+    oversized = pl.col("reason").is_null() & (
+        pl.col("answer").str.len_bytes() > MAX_RECORD_BYTES
+    ).fill_null(False)
     return (
         frame.join(parsed.drop("_failure", "_failed_field"), on="_row", how="left")
         .sort("_row")
+        .with_columns(
+            reason=pl.when(oversized).then(pl.lit(OVERSIZED_FIELD)).otherwise("reason"),
+            field=pl.when(oversized).then(pl.lit("answer")).otherwise("field"),
+        )
         .drop("_row", "answer")
     )
 

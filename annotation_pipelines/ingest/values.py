@@ -18,9 +18,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from annotation_pipelines.kinds import WINNERS, check_kind
+
+# A plain decimal number as text: sign, digits, optional fraction and exponent.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Span offsets are stored as Int64: a larger one would be read back as null.
+_MAX_OFFSET = (1 << 63) - 1
 
 
 class ValueShapeError(ValueError):
@@ -38,9 +44,21 @@ def _decoded(raw: Any, *, text_cells: bool) -> Any:
             return None
         try:
             return json.loads(stripped)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # not JSON, nested too deep, an int too long
             return raw
     return raw
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, None for anything else: a boolean, a non-number, an integer
+    beyond a float's range (JSON has no limit on digits; `float` raises on them)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _string(value: Any) -> str | None:
@@ -48,8 +66,10 @@ def _string(value: Any) -> str | None:
         return value
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return str(int(value)) if float(value).is_integer() else repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else repr(value)
     return None
 
 
@@ -71,9 +91,12 @@ def _number(field: str, raw: Any) -> float | None:
         return None
     if isinstance(raw, bool):
         raise ValueShapeError(field, f"{field}: expected a number, got a boolean")
+    # `float` also takes "1_000", padded and non-ASCII digits: a cell is a plain decimal.
+    if isinstance(raw, str) and not _DECIMAL.fullmatch(raw.strip()):
+        raise ValueShapeError(field, f"{field}: expected a number, got {raw!r:.80}")
     try:
         number = float(raw.strip() if isinstance(raw, str) else raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueShapeError(field, f"{field}: expected a number, got {raw!r:.80}") from None
     if not math.isfinite(number):
         raise ValueShapeError(field, f"{field}: expected a finite number, got {raw!r:.80}")
@@ -95,7 +118,7 @@ def span(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueShapeError("spans", f"spans: expected an object, got {raw!r:.80}")
     start, end = _offset(raw.get("start")), _offset(raw.get("end"))
-    if start is None or end is None or start < 0 or end <= start:
+    if start is None or end is None or start < 0 or end <= start or end > _MAX_OFFSET:
         raise ValueShapeError(
             "spans", f"spans: need integer offsets 0 <= start < end, got {raw!r:.120}"
         )
@@ -111,14 +134,10 @@ def box(raw: Any) -> dict[str, Any]:
         raise ValueShapeError("boxes", f"boxes: expected an object, got {raw!r:.80}")
     coordinates = {}
     for name in ("x_min", "y_min", "x_max", "y_max"):
-        value = raw.get(name)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        value = _finite(raw.get(name))
+        if value is None:
             raise ValueShapeError("boxes", f"boxes: {name} must be a finite number in {raw!r:.120}")
-        coordinates[name] = float(value)
+        coordinates[name] = value
     if coordinates["x_max"] < coordinates["x_min"] or coordinates["y_max"] < coordinates["y_min"]:
         raise ValueShapeError(
             "boxes", f"boxes: need x_min <= x_max and y_min <= y_max: {raw!r:.120}"

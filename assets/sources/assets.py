@@ -241,7 +241,7 @@ def annotation_db_changes(
             "deletions_applied": MetadataValue.int(deleted),
             "deletions_unknown": MetadataValue.int(unknown),
             "deletions_tracked": MetadataValue.bool(extract.deletions_tracked),
-            # False: the DB predates migration 8, and every row it gives is categorical.
+            # False: the DB predates migration 9, and every row it gives is categorical.
             "kind_answers": MetadataValue.bool(extract.kind_answers),
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],

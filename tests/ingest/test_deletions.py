@@ -375,13 +375,13 @@ def test_migration_6_needs_a_role_that_may_trigger_on_the_tool_tables():
         assert (skipped.version, skipped.name, skipped.locked) == (6, "006_deletions", False)
         assert "permission denied for table judgments" in skipped.cause
         assert "GRANT TRIGGER ON judgments, gold_labels" in skipped.message()
-        # Migration 8 adds columns to the same tables: skipped too, with its own consequence.
-        assert (columns.version, columns.locked) == (8, False)
+        # Migration 9 adds columns to the same tables: skipped too, with its own consequence.
+        assert (columns.version, columns.locked) == (9, False)
         assert "must be owner of table judgments" in columns.cause
-        assert "as a role owning the tool's tables" in columns.message()
+        assert "as a role owning `judgments` and `gold_labels`" in columns.message()
         assert "kind_answers: false" in columns.message()
         # The skipped ones only: the migrations between touch the pipelines' own tables.
-        assert applied_migrations(pipelines) == ALL_MIGRATIONS - {6, 8}
+        assert applied_migrations(pipelines) == ALL_MIGRATIONS - {6, 9}
         # The migration is one transaction: none of its tables is left behind.
         run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
         extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
@@ -391,7 +391,7 @@ def test_migration_6_needs_a_role_that_may_trigger_on_the_tool_tables():
         assert "migration 6 (006_deletions)" in output and "permission denied" in output
 
         code, output = _migrate(owner)
-        assert code == 0 and json.loads(output)["applied"] == [6, 8], output
+        assert code == 0 and json.loads(output)["applied"] == [6, 9], output
         # Tombstone tables the pipelines' role may not read yet: untracked, no error.
         extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
         assert not extract.deletions_tracked
@@ -418,8 +418,8 @@ def test_a_pipelines_role_granted_trigger_applies_migration_6_itself():
         role = pipelines.split("//")[1].split("@")[0]
         with psycopg.connect(owner, autocommit=True) as connection:
             connection.execute(f"GRANT TRIGGER ON judgments, gold_labels TO {role}")
-        # Migration 8 adds columns, which only an owner may: TRIGGER is not enough for it.
-        assert [skipped.version for skipped in apply_schema(pipelines)] == [8]
+        # Migration 9 adds columns, which only an owner may: TRIGGER is not enough for it.
+        assert [skipped.version for skipped in apply_schema(pipelines)] == [9]
         run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
         run(tool, "public", delete("j1"), ("DELETE FROM gold_labels", ()))
         extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
@@ -466,12 +466,12 @@ def test_a_migration_waits_seconds_for_a_lock_behind_an_open_tool_transaction():
             batch.commit()
             batch.close()
         limit = MIGRATION_LOCK_TIMEOUT.total_seconds()
-        # Migrations 6 and 8 each wait for the lock in turn; one INSERT waits behind one.
+        # Migrations 6 and 9 each wait for the lock in turn; one INSERT waits behind one.
         assert outcome["seconds"] < 2 * limit + 2 and waited < limit + 1
         skipped, columns = outcome["skipped"]
         assert skipped.version == 6 and skipped.locked and "lock timeout" in skipped.cause
-        assert columns.version == 8 and columns.locked
-        assert applied_migrations(dsn) == ALL_MIGRATIONS - {6, 8}
+        assert columns.version == 9 and columns.locked
+        assert applied_migrations(dsn) == ALL_MIGRATIONS - {6, 9}
         # Next time, with the tool quiet, it applies.
         assert apply_schema(work) == []
         assert 6 in applied_migrations(dsn)

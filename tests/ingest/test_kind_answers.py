@@ -1,4 +1,4 @@
-"""Judgments and gold labels of every kind in the annotation DB (migration 8: `kind` and a JSON
+"""Judgments and gold labels of every kind in the annotation DB (migration 9: `kind` and a JSON
 `answer`), on the real local Postgres: read by the extract with the categorical rows, validated
 like an export's rows (a bad answer quarantined naming its table, key and field), in every
 read method, and left out, said so, where the database predates the migration."""
@@ -20,6 +20,7 @@ from annotation_pipelines.ingest.postgres import (
     migration_files,
 )
 from annotation_pipelines.kinds import KINDS
+from tests.services import fresh_database, tool_and_pipelines_roles
 
 pytestmark = pytest.mark.services
 
@@ -189,7 +190,7 @@ def test_a_database_without_migration_8_is_read_as_categorical_and_says_so(postg
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         connection.execute(f"SET search_path TO {schema}")
         for version, path in migration_files():
-            if version < 8:
+            if version < 9:
                 connection.execute(path.read_text())
     assert not has_kind_answers(postgres_dsn, schema=schema)
     _run(
@@ -204,6 +205,128 @@ def test_a_database_without_migration_8_is_read_as_categorical_and_says_so(postg
     extract = extract_since(postgres_dsn, since=EPOCH, schema=schema)
     assert not extract.kind_answers
     assert extract.result.judgments["kind"].to_list() == ["categorical"]
-    assert 8 in OPTIONAL_MIGRATIONS
+    assert 9 in OPTIONAL_MIGRATIONS
     apply_schema(postgres_dsn, schema=schema)
+    assert has_kind_answers(postgres_dsn, schema=schema)
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "field"),
+    [
+        ("multilabel", "[" * 3000 + "]" * 3000, "answer"),
+        ("numeric", "1" + "0" * 5000, "answer"),
+        ("numeric", "1e400", "value"),
+        ("numeric", "-1e400", "value"),
+        ("boxes", '[{"label": "a", "x_min": 0, "y_min": 0, "x_max": 1e400, "y_max": 1}]', "boxes"),
+        ("boxes", '{"boxes": [], "image_width": 1e400}', "image_width"),
+        ("spans", '[{"start": 0, "end": 9223372036854775808, "label": "PER"}]', "spans"),
+        ("text", json.dumps("x" * (16 * 1024 * 1024 + 1)), "answer"),
+    ],
+    ids=[
+        "nested",
+        "long-int",
+        "1e400",
+        "ranking-1e400",
+        "box-1e400",
+        "width-1e400",
+        "span-overflow",
+        "oversized",
+    ],
+)
+def test_a_hostile_answer_is_quarantined_not_fatal(postgres_dsn, kind, answer, field):
+    """jsonb keeps numbers beyond a float's range (its text prints 1e400 as 401 digits), depth
+    and sizes no float or Int64 holds: each is one quarantined row, the rest of the window
+    loads, in every read method."""
+    schema = f"kind_answers_hostile_{abs(hash((kind, field, len(answer)))) % 100_000}"
+    apply_schema(postgres_dsn, schema=schema)
+    with psycopg.connect(postgres_dsn) as connection:
+        connection.execute(f"SET search_path TO {schema}")
+        connection.execute(INSERT, ("bad", "t-bad", "a1", None, kind, answer, WHEN), prepare=False)
+        connection.execute(*_judgment("good", "numeric", 2))
+    for method in ("adbc", "copy", "fetch"):
+        extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, method=method)
+        assert extract.result.judgments["judgment_id"].to_list() == ["good"], method
+        (bad,) = extract.result.quarantine.to_dicts()
+        assert bad["field"] == field, (method, bad["field"], bad["reason"])
+
+
+def _skipped(dsn: str) -> list[int]:
+    return [skipped.version for skipped in apply_schema(dsn)]
+
+
+def test_each_owner_applies_its_own_step_when_the_pipelines_role_owns_the_tombstones():
+    """The pipelines' role granted TRIGGER applied migration 6 itself and owns the tombstone
+    tables, whose gold label an older release made NOT NULL; the tool's owner owns `judgments`
+    and `gold_labels`. Neither could apply the columns and the tombstones' change as one
+    migration; as two, each applies its own (9 waits for 8), and the tool then deletes a kind
+    gold label, whose tombstone has no label."""
+    with (
+        fresh_database("kind_answers_roles") as database,
+        tool_and_pipelines_roles(database) as (tool, pipelines),
+    ):
+        owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        role = pipelines.split("//")[1].split("@")[0]
+        tool_role = tool.split("//")[1].split("@")[0]
+        with psycopg.connect(owner, autocommit=True) as connection:
+            connection.execute(f"GRANT TRIGGER ON judgments, gold_labels TO {role}")
+            connection.execute(f"GRANT INSERT ON schema_migrations TO {tool_role}")
+            # `apply_schema` creates its schema if need be, which asks for this even when it is
+            # there.
+            connection.execute(f'GRANT CREATE ON DATABASE "{database}" TO {tool_role}')
+        assert _skipped(pipelines) == [9]  # 6 and 8 are its own
+        with psycopg.connect(pipelines, autocommit=True) as connection:
+            connection.execute("ALTER TABLE gold_label_deletions ALTER COLUMN label SET NOT NULL")
+            connection.execute("DELETE FROM schema_migrations WHERE version = 8")
+
+        skipped = apply_schema(tool)
+        assert [(s.version, s.locked) for s in skipped] == [(8, False), (9, False)]
+        assert "must be owner of table gold_label_deletions" in skipped[0].cause
+        assert "as the owner of gold_label_deletions" in skipped[0].message()
+        assert "apply migration 8 first" in skipped[1].cause
+        assert not has_kind_answers(pipelines)
+
+        assert _skipped(pipelines) == [9]  # its own step, 8
+        assert _skipped(tool) == []  # then the tool owner's, 9
+        assert has_kind_answers(pipelines)
+        _run(tool, "public", (GOLD, ("t1", None, "numeric", "3")))
+        _run(tool, "public", ("DELETE FROM gold_labels WHERE task_id = 't1'", ()))
+        extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
+        assert extract.kind_answers
+        assert extract.gold_deletions["task_id"].to_list() == ["t1"]
+
+
+def test_a_kind_or_answer_column_the_tool_already_has_is_refused_not_reinterpreted(postgres_dsn):
+    schema = "kind_answers_taken"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        connection.execute(f"SET search_path TO {schema}")
+        for version, path in migration_files():
+            if version < 9:
+                connection.execute(path.read_text())
+        connection.execute("ALTER TABLE judgments ADD COLUMN answer text")
+    [skipped] = apply_schema(postgres_dsn, schema=schema)
+    assert skipped.version == 9 and "judgments.answer exists already" in skipped.cause
+    assert not has_kind_answers(postgres_dsn, schema=schema)
+    _run(
+        postgres_dsn,
+        schema,
+        (
+            "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+            "submitted_at, answer) VALUES ('j1', 't1', 'p', 'a1', 'cat', %s, 'free text')",
+            (WHEN,),
+        ),
+    )
+    extract = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    assert extract.result.judgments["label"].to_list() == ["cat"] and not extract.kind_answers
+
+
+def test_every_migration_file_run_twice_in_order_changes_nothing(postgres_dsn):
+    schema = "kind_answers_twice"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        connection.execute(f"SET search_path TO {schema}")
+        for _ in range(2):
+            for _, path in migration_files():
+                connection.execute(path.read_text())
+    assert apply_schema(postgres_dsn, schema=schema) == []
     assert has_kind_answers(postgres_dsn, schema=schema)

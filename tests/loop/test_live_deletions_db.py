@@ -367,7 +367,7 @@ def test_a_pipelines_role_that_cannot_trigger_on_the_tool_tables_runs_live_untra
             assert result.success
             metadata = _metadata(result)
             assert metadata["deletions_tracked"] is False
-            assert metadata["migrations_skipped"] == [6, 8]
+            assert metadata["migrations_skipped"] == [6, 9]
             assert _logged(instance, result, "migration 6 (006_deletions) skipped")
             assert _logged(instance, result, "annotation-pipelines migrate")
         assert load_state(PROJECT, lake_reader(lake)).ledger.height == 9
@@ -430,7 +430,7 @@ def test_a_live_run_is_not_stalled_by_an_open_tool_transaction_nor_stalls_the_to
             batch.close()
         assert result.success
         metadata = _metadata(result)
-        assert metadata["migrations_skipped"] == [6, 8] and metadata["deletions_tracked"] is False
+        assert metadata["migrations_skipped"] == [6, 9] and metadata["deletions_tracked"] is False
         assert _logged(instance, result, "lock timeout")
         limit = MIGRATION_LOCK_TIMEOUT.total_seconds()
         assert waits and max(waits) < limit + 1.5, waits

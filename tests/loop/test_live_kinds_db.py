@@ -1,4 +1,4 @@
-"""The annotation DB's judgments and gold of the other kinds (migration 8: `kind`, `answer`) in
+"""The annotation DB's judgments and gold of the other kinds (migration 9: `kind`, `answer`) in
 the live layer, against a real PostgreSQL DB and a real Dagster materialization of
 `live_quality_state`: numeric and spans rows reach their kind states (never the categorical
 one), the same rows read again count once, an UPDATE replaces its judgment, a DELETE withdraws

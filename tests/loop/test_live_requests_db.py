@@ -24,7 +24,7 @@ from tests.support import live_quality_job, retried_after_the_db_write
 
 pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-MIGRATIONS = [1, 2, 3, 4, 5, 6, 7, 8]
+MIGRATIONS = [1, 2, 3, 4, 5, 6, 7, 8, 9]
 
 
 def _judgments() -> pl.DataFrame:
