@@ -6,11 +6,12 @@ read method, and left out, said so, where the database predates the migration.""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import psycopg
 import pytest
+from polars.testing import assert_frame_equal
 
 from annotation_pipelines.ingest.postgres import (
     OPTIONAL_MIGRATIONS,
@@ -18,8 +19,10 @@ from annotation_pipelines.ingest.postgres import (
     extract_since,
     has_kind_answers,
     migration_files,
+    seed_database,
 )
-from annotation_pipelines.kinds import KINDS
+from annotation_pipelines.kinds import KIND_COLUMNS, KINDS
+from annotation_pipelines.synthetic import generate_workload
 
 pytestmark = pytest.mark.services
 
@@ -207,3 +210,75 @@ def test_a_database_without_migration_8_is_read_as_categorical_and_says_so(postg
     assert 8 in OPTIONAL_MIGRATIONS
     apply_schema(postgres_dsn, schema=schema)
     assert has_kind_answers(postgres_dsn, schema=schema)
+
+
+# What a judgment or gold label of any kind holds: its kind, its value and where boxes are
+# measured. `polygons` and `control` have no place in the DB's row.
+KIND_VALUES = ["kind", *(c for c in KIND_COLUMNS if c not in ("kind", "polygons", "control"))]
+
+
+def _values(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    columns = [key, "label", *KIND_VALUES]
+    return (
+        frame.select(columns)
+        .with_columns(pl.col("kind").fill_null("categorical"))
+        .sort(key)
+        .cast({name: KIND_COLUMNS.get(name, pl.String()) for name in columns})
+    )
+
+
+def test_a_seeded_kinds_workload_reads_back_with_the_same_values_in_every_read_method(
+    postgres_dsn, tmp_path
+):
+    schema = "kind_answers_seeded"
+    summary = generate_workload(
+        tmp_path,
+        judgments=150,
+        start=date(2026, 11, 2),
+        days=1,
+        seed=4,
+        kinds=True,
+        judgments_per_kind=300,
+    )
+    judgments, tasks, gold = (
+        pl.read_parquet(tmp_path / table / "**" / "*.parquet")
+        for table in ("judgments", "tasks", "gold_labels")
+    )
+    assert set(judgments["kind"].fill_null("categorical")) == set(KINDS)
+    assert set(gold["kind"].fill_null("categorical")) == set(KINDS)
+    counts = seed_database(postgres_dsn, judgments=judgments, tasks=tasks, gold=gold, schema=schema)
+    assert (counts["judgments"], counts["gold_labels"]) == (summary.judgments, gold.height)
+    for method in ("adbc", "copy", "fetch"):
+        extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, method=method)
+        assert extract.result.quarantine.height == 0, extract.result.quarantine.to_dicts()
+        read = extract.result
+        assert_frame_equal(
+            _values(read.judgments, "judgment_id"), _values(judgments, "judgment_id")
+        )
+        assert_frame_equal(_values(read.gold, "task_id"), _values(gold, "task_id"))
+
+
+def test_seeding_refuses_what_an_answer_cannot_hold(postgres_dsn):
+    row = {
+        "judgment_id": "j1",
+        "task_id": "t1",
+        "project": "p",
+        "annotator_id": "a1",
+        "label": None,
+        "submitted_at": WHEN,
+        "duration_s": 1.0,
+    }
+    polygons = pl.DataFrame(
+        [{**row, "kind": "boxes", "boxes": [], "polygons": [{"label": "x", "points": []}]}],
+        schema_overrides={"polygons": KIND_COLUMNS["polygons"], "boxes": KIND_COLUMNS["boxes"]},
+    )
+    with pytest.raises(
+        ValueError, match=r"judgments: row judgment_id='j1' \(boxes\) has `polygons`"
+    ):
+        seed_database(postgres_dsn, judgments=polygons, schema="kind_answers_refused")
+    nan = pl.DataFrame([{**row, "kind": "numeric", "value": float("nan")}])
+    with pytest.raises(ValueError, match=r"judgment_id='j1' \(numeric\): a value is not a finite"):
+        seed_database(postgres_dsn, judgments=nan, schema="kind_answers_refused")
+    unknown = pl.DataFrame([{**row, "kind": "sentiment"}])
+    with pytest.raises(ValueError, match="has kind 'sentiment'; expected one of"):
+        seed_database(postgres_dsn, judgments=unknown, schema="kind_answers_refused")
