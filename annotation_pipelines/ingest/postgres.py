@@ -58,6 +58,7 @@ from annotation_pipelines.ingest.connection import connect, connect_arrow
 from annotation_pipelines.ingest.result import IngestResult, assemble
 from annotation_pipelines.ingest.tables import _value_rows
 from annotation_pipelines.ingest.validation import PROJECT_NAME, encode_record
+from annotation_pipelines.ingest.values import finite as _finite
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
@@ -676,7 +677,13 @@ def has_kind_answers(dsn: str, *, schema: str = "public") -> bool:
 def _answer_cells(kind: str, answer: str | None) -> tuple[dict[str, Any], str | None]:
     """The canonical cells of one row's JSON `answer` (column -> value, as `values.normalize`
     takes them) and the error of an answer that is no shape of `kind`."""
-    value = None if answer is None else json.loads(answer)
+    try:
+        value = None if answer is None else json.loads(answer)
+    except (ValueError, RecursionError) as error:
+        # jsonb holds what Python's reader refuses: numbers of thousands of digits, arrays
+        # nested deeper than its recursion limit. One such row is quarantined, not the extract
+        # failed (every later run would read it again and fail the same way).
+        return {}, f"answer: JSON this reader cannot take ({error}), got {answer!r:.80}"
     if isinstance(value, dict):
         return value, None
     if kind == "pairwise":
@@ -701,9 +708,10 @@ def _box_context(cells: dict[str, Any]) -> tuple[dict[str, Any], str | None, str
         size = found[name]
         if size is None:
             continue
-        if isinstance(size, bool) or not isinstance(size, int | float) or not size > 0:
+        number = _finite(size)
+        if number is None or not number > 0:
             return {}, f"{name}: expected a positive number, got {size!r:.80}", name
-        found[name] = float(size)
+        found[name] = number
     return found, None, None
 
 
@@ -734,11 +742,14 @@ def _kind_values(frame: pl.DataFrame) -> pl.DataFrame:
         label_error=pl.coalesce("_failure", "label_error"),
         error_field=pl.coalesce("_failed_field", "error_field"),
     )
-    return (
-        frame.join(parsed.drop("_failure", "_failed_field"), on="_row", how="left")
-        .sort("_row")
-        .drop("_row", "answer")
-    )
+    parsed = parsed.drop("_failure", "_failed_field")
+    if others.height == 0:
+        # All categorical (the bulk of a large extract): no join, only the empty columns.
+        nulls = [
+            pl.lit(None, dtype).alias(name) for name, dtype in parsed.drop("_row").schema.items()
+        ]
+        return frame.drop("_row", "answer").with_columns(nulls)
+    return frame.join(parsed, on="_row", how="left", maintain_order="left").drop("_row", "answer")
 
 
 def _ordered(read: pl.DataFrame, tombstones: pl.DataFrame, key: str) -> pl.DataFrame:

@@ -38,19 +38,30 @@ def _decoded(raw: Any, *, text_cells: bool) -> Any:
             return None
         try:
             return json.loads(stripped)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # a JSONDecodeError, or an integer too long
             return raw
     return raw
+
+
+def finite(value: Any) -> float | None:
+    """`value` as a finite float, or None: not a number (a boolean is not), infinite, NaN, or
+    an integer too large for a float (JSON readers give arbitrary-precision integers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _string(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, bool):
+    number = finite(value)
+    if number is None:
         return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return str(int(value)) if float(value).is_integer() else repr(value)
-    return None
+    return str(int(value)) if number.is_integer() else repr(value)
 
 
 def _strings(field: str, raw: Any, *, text_cells: bool) -> list[str] | None:
@@ -73,21 +84,26 @@ def _number(field: str, raw: Any) -> float | None:
         raise ValueShapeError(field, f"{field}: expected a number, got a boolean")
     try:
         number = float(raw.strip() if isinstance(raw, str) else raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueShapeError(field, f"{field}: expected a number, got {raw!r:.80}") from None
     if not math.isfinite(number):
         raise ValueShapeError(field, f"{field}: expected a finite number, got {raw!r:.80}")
     return number
 
 
+# Offsets are stored as Int64: a larger one would become null on the way into a frame.
+_OFFSET_LIMIT = 2**63
+
+
 def _offset(raw: Any) -> int | None:
     if type(raw) is int:  # the common case, checked first: this runs once per span end
-        return raw
+        return raw if -_OFFSET_LIMIT <= raw < _OFFSET_LIMIT else None
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         return None
     if isinstance(raw, float) and not (math.isfinite(raw) and raw.is_integer()):
         return None
-    return int(raw)
+    offset = int(raw)
+    return offset if -_OFFSET_LIMIT <= offset < _OFFSET_LIMIT else None
 
 
 def span(raw: Any) -> dict[str, Any]:
@@ -111,14 +127,10 @@ def box(raw: Any) -> dict[str, Any]:
         raise ValueShapeError("boxes", f"boxes: expected an object, got {raw!r:.80}")
     coordinates = {}
     for name in ("x_min", "y_min", "x_max", "y_max"):
-        value = raw.get(name)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        value = finite(raw.get(name))
+        if value is None:
             raise ValueShapeError("boxes", f"boxes: {name} must be a finite number in {raw!r:.120}")
-        coordinates[name] = float(value)
+        coordinates[name] = value
     if coordinates["x_max"] < coordinates["x_min"] or coordinates["y_max"] < coordinates["y_min"]:
         raise ValueShapeError(
             "boxes", f"boxes: need x_min <= x_max and y_min <= y_max: {raw!r:.120}"

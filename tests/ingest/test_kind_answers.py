@@ -155,6 +155,40 @@ def test_a_bad_answer_is_quarantined_naming_its_table_key_and_field(
     assert '"judgment_id":"bad"' in bad["raw"].replace(" ", "")
 
 
+# JSON a jsonb column holds but Python cannot take as the canonical value (numbers past a
+# float or an Int64 offset, thousands of digits, nesting past the recursion limit): each is one
+# quarantined row, never an extract that fails on it run after run.
+@pytest.mark.parametrize(
+    ("kind", "text", "field"),
+    [
+        ("numeric", "1e400", "value"),
+        ("numeric", "1" + "0" * 5000, "answer"),
+        ("multilabel", '["a", 1e400]', "labels"),
+        ("spans", '[{"start": 0, "end": 99999999999999999999, "label": "PER"}]', "spans"),
+        (
+            "boxes",
+            '[{"label": "car", "x_min": 0, "y_min": 0, "x_max": 1e400, "y_max": 1}]',
+            "boxes",
+        ),
+        ("boxes", '{"boxes": [], "image_width": 1e400}', "image_width"),
+        ("ranking", "[" * 3000 + "]" * 3000, "answer"),
+    ],
+)
+def test_an_answer_python_cannot_hold_is_quarantined_not_fatal(postgres_dsn, kind, text, field):
+    schema = f"kind_answers_huge_{abs(hash((kind, text))) % 10_000}"
+    apply_schema(postgres_dsn, schema=schema)
+    _run(
+        postgres_dsn,
+        schema,
+        (INSERT, ("bad", "t-bad", "a1", None, kind, text, WHEN)),
+        _judgment("good", "numeric", 2),
+    )
+    extract = extract_since(postgres_dsn, since=EPOCH, schema=schema)
+    assert extract.result.judgments["judgment_id"].to_list() == ["good"]
+    (bad,) = extract.result.quarantine.to_dicts()
+    assert (bad["reason"], bad["field"]) == ("wrong_type", field), bad
+
+
 def test_a_multilabel_label_outside_its_projects_set_is_quarantined(postgres_dsn):
     schema = "kind_answers_label_set"
     apply_schema(postgres_dsn, schema=schema)
