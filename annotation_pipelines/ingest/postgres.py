@@ -447,8 +447,13 @@ def _split_kinds(frame: pl.DataFrame, *, table: str) -> tuple[pl.DataFrame, pl.D
         return frame, empty.with_columns(answer=pl.lit(None, pl.String))
     key = EXTRACT_KEYS[table]
     for name in _UNSTORED_CONTEXT:
-        if name in others.columns and others[name].null_count() < others.height:
-            row = others.filter(pl.col(name).is_not_null()).row(0, named=True)
+        if name not in others.columns:
+            continue
+        held = pl.col(name).is_not_null()
+        if isinstance(others.schema[name], pl.List):
+            held &= pl.col(name).list.len() > 0
+        if others.select(held.any()).item():
+            row = others.filter(held).row(0, named=True)
             raise ValueError(
                 f"{table}: row {key}={row[key]!r} ({row['kind']}) has `{name}`, which the "
                 "annotation DB's `answer` cannot hold"

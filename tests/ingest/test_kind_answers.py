@@ -310,6 +310,12 @@ def test_seeding_refuses_what_an_answer_cannot_hold(postgres_dsn):
         ValueError, match=r"judgments: row judgment_id='j1' \(boxes\) has `polygons`"
     ):
         seed_database(postgres_dsn, judgments=polygons, schema="kind_answers_refused")
+    # An empty outline list is no outline: nothing is lost.
+    outlines = polygons.with_columns(pl.lit([], KIND_COLUMNS["polygons"]).alias("polygons"))
+    assert (
+        seed_database(postgres_dsn, judgments=outlines, schema="kind_answers_outlines")["judgments"]
+        == 1
+    )
     nan = pl.DataFrame([{**row, "kind": "numeric", "value": float("nan")}])
     with pytest.raises(ValueError, match=r"judgment_id='j1' \(numeric\): a value is not a finite"):
         seed_database(postgres_dsn, judgments=nan, schema="kind_answers_refused")
