@@ -63,7 +63,7 @@ from annotation_pipelines.ingest.validation import (
     PROJECT_NAME,
     encode_record,
 )
-from annotation_pipelines.ingest.values import _finite
+from annotation_pipelines.ingest.values import finite
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
@@ -355,7 +355,10 @@ def seed_database(
     the watermark needs. Bulk insert through ADBC (binary COPY); tables that already hold rows
     get only the new ones (`ON CONFLICT DO NOTHING`), so a workload can be seeded in batches.
     `assignments=False` skips the one table the ingest never reads (faster 10M-row seeds).
-    Returns rows inserted per table.
+    Judgments and gold of another kind than categorical (a `kind` column and the kind's value
+    columns, `annotation_pipelines.kinds`) are written with their `kind` and JSON `answer`
+    (migration 9; `_answer_json`); categorical rows keep `kind` null. Returns rows inserted
+    per table.
     """
     validate_identifier(schema)
     apply_schema(dsn, schema=schema)
@@ -391,12 +394,17 @@ def seed_database(
         .group_by("task_id", "annotator_id")
         .agg(assigned_at=pl.col("submitted_at").min())
         .with_columns(updated_at=stamp),
-        "judgments": judgments.select(EXTRACT_COLUMNS["judgments"]).with_columns(updated_at=stamp),
     }
-    if gold is not None:
-        frames["gold_labels"] = gold.select(EXTRACT_COLUMNS["gold_labels"]).with_columns(
-            updated_at=stamp
-        )
+    # Rows of another kind than categorical go their own way (`answers`); the categorical
+    # rows (the bulk) are copied as they always were.
+    answers: dict[str, pl.DataFrame] = {}
+    for table, frame in (("judgments", judgments), ("gold_labels", gold)):
+        if frame is None:
+            continue
+        categorical, others = _split_kinds(frame, table=table)
+        frames[table] = categorical.select(EXTRACT_COLUMNS[table]).with_columns(updated_at=stamp)
+        if others.height:
+            answers[table] = others.with_columns(updated_at=stamp)
     counts: dict[str, int] = {}
     with connect_arrow(dsn) as connection, connection.cursor() as cursor:
         for table, frame in frames.items():
@@ -418,8 +426,99 @@ def seed_database(
                 f"SELECT {columns} FROM {_quoted(staging)} ON CONFLICT DO NOTHING"
             )
             counts[table] = cursor.rowcount if cursor.rowcount >= 0 else frame.height
+        for table, frame in answers.items():
+            # Binary COPY writes a string column as text, which a jsonb column refuses: the
+            # answers are staged as text and cast on the way in.
+            staging = f"seed_{table}_answers"
+            cursor.adbc_ingest(staging, _arrow_for_postgres(frame), mode="replace", temporary=True)
+            columns = ", ".join(_quoted(c) for c in frame.columns)
+            selected = ", ".join(
+                f"{_quoted(c)}::jsonb" if c == "answer" else _quoted(c) for c in frame.columns
+            )
+            # Judgments are new submissions (a duplicate is an error, as on the COPY above).
+            conflict = "" if table == "judgments" else " ON CONFLICT DO NOTHING"
+            cursor.execute(
+                f"INSERT INTO {_quoted(schema)}.{_quoted(table)} ({columns}) "
+                f"SELECT {selected} FROM {_quoted(staging)}{conflict}"
+            )
+            counts[table] += cursor.rowcount if cursor.rowcount >= 0 else frame.height
         connection.commit()
     return counts
+
+
+# Kind columns with no place in a DB row: an `answer` holds a kind's value (and a boxes
+# answer where its boxes are measured), nothing else.
+_UNSTORED_CONTEXT = ("polygons", "control")
+
+
+def _split_kinds(frame: pl.DataFrame, *, table: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the categorical rows of `frame`, the others with `kind` and `answer` as JSON text, in
+    the columns the DB's row has). A frame with no `kind` is categorical throughout."""
+    empty = pl.DataFrame(schema={**frame.select(EXTRACT_COLUMNS[table]).schema, "kind": pl.String})
+    if "kind" not in frame.columns:
+        return frame, empty.with_columns(answer=pl.lit(None, pl.String))
+    other = pl.col("kind").is_not_null() & (pl.col("kind") != DEFAULT_KIND)
+    others = frame.filter(other)
+    if others.height == 0:
+        return frame, empty.with_columns(answer=pl.lit(None, pl.String))
+    key = EXTRACT_KEYS[table]
+    for name in _UNSTORED_CONTEXT:
+        if name not in others.columns:
+            continue
+        held = pl.col(name).is_not_null()
+        if isinstance(others.schema[name], pl.List):
+            held &= pl.col(name).list.len() > 0
+        if others.select(held.any()).item():
+            row = others.filter(held).row(0, named=True)
+            raise ValueError(
+                f"{table}: row {key}={row[key]!r} ({row['kind']}) has `{name}`, which the "
+                "annotation DB's `answer` cannot hold"
+            )
+    texts = _answer_texts(others, table=table)
+    return (
+        frame.filter(~other),
+        others.select(*EXTRACT_COLUMNS[table], "kind").with_columns(answer=texts),
+    )
+
+
+def _answer_texts(frame: pl.DataFrame, *, table: str) -> pl.Series:
+    """The `answer` of each row of `frame` (none categorical) as JSON text, in row order."""
+    key = EXTRACT_KEYS[table]
+    texts: list[str | None] = [None] * frame.height
+    indexed = frame.with_row_index("_row")
+    for (kind,), part in indexed.partition_by("kind", as_dict=True).items():
+        kind = str(kind)
+        if kind not in VALUE_COLUMNS:
+            raise ValueError(
+                f"{table}: row {key}={part[key][0]!r} has kind {kind!r}; expected one of "
+                f"{', '.join(VALUE_COLUMNS)}"
+            )
+        columns = [*VALUE_COLUMNS[kind], *(_BOX_CONTEXT if kind == "boxes" else ())]
+        present = [c for c in columns if c in part.columns]
+        for row, identifier, *cells in part.select("_row", key, *present).iter_rows():
+            value = _answer_json(kind, dict(zip(present, cells, strict=True)))
+            try:
+                texts[row] = None if value is None else json.dumps(value, allow_nan=False)
+            except ValueError:
+                raise ValueError(
+                    f"{table}: row {key}={identifier!r} ({kind}): a value is not a finite "
+                    f"number, which JSON cannot hold: {value!r:.120}"
+                ) from None
+    return pl.Series("answer", texts, dtype=pl.String)
+
+
+def _answer_json(kind: str, cells: dict[str, Any]) -> Any:
+    """The JSON `answer` of one row of `kind` from its canonical cells: the inverse of
+    `_answer_cells` (None where the row has no value). Pairwise is always `{left, right,
+    winner}`; boxes are an object only when the row says where they are measured."""
+    if kind == "pairwise":
+        return {name: cells.get(name) for name in VALUE_COLUMNS[kind]}
+    value = cells.get(VALUE_COLUMNS[kind][0])
+    if kind == "boxes":
+        context = {name: cells[name] for name in _BOX_CONTEXT if cells.get(name) is not None}
+        if context:
+            return {"boxes": value, **context}
+    return value
 
 
 @dataclass(frozen=True)
@@ -606,8 +705,11 @@ def _answer_cells(kind: str, answer: str | None) -> tuple[dict[str, Any], str | 
         return {}, f"answer: {len(answer):,} characters, more than a record may hold"
     try:
         value = None if answer is None else json.loads(answer)
-    except (ValueError, RecursionError) as error:  # nested too deep, or an int too long
-        return {}, f"answer: unreadable JSON ({type(error).__name__}: {error!s:.80})"
+    except (ValueError, RecursionError) as error:
+        # jsonb holds what Python's reader refuses: numbers of thousands of digits, arrays
+        # nested deeper than its recursion limit. One such row is quarantined, not the extract
+        # failed (every later run would read it again and fail the same way).
+        return {}, f"answer: JSON this reader cannot take ({error!s:.80}), got {answer!r:.80}"
     if isinstance(value, dict):
         return value, None
     if kind == "pairwise":
@@ -631,7 +733,7 @@ def _box_context(cells: dict[str, Any]) -> tuple[dict[str, Any], str | None, str
     for name in ("image_width", "image_height"):
         if found[name] is None:
             continue
-        size = _finite(found[name])
+        size = finite(found[name])
         if size is None or not size > 0:
             return {}, f"{name}: expected a positive number, got {found[name]!r:.80}", name
         found[name] = size
@@ -665,13 +767,21 @@ def _kind_values(frame: pl.DataFrame) -> pl.DataFrame:
         label_error=pl.coalesce("_failure", "label_error"),
         error_field=pl.coalesce("_failed_field", "error_field"),
     )
+    parsed = parsed.drop("_failure", "_failed_field")
+    if others.height == 0:
+        # All categorical (the bulk of a large extract): no join, only the empty columns.
+        nulls = [
+            pl.lit(None, dtype).alias(name) for name, dtype in parsed.drop("_row").schema.items()
+        ]
+        return frame.drop("_row", "answer").with_columns(nulls)
     # Quarantined as a file's oversized record is, whatever its kind.
-    oversized = pl.col("reason").is_null() & (
-        pl.col("answer").str.len_bytes() > MAX_RECORD_BYTES
-    ).fill_null(False)
+    oversized = (
+        pl.col("reason").is_null()
+        & (pl.col("kind") != DEFAULT_KIND)
+        & (pl.col("answer").str.len_bytes() > MAX_RECORD_BYTES).fill_null(False)
+    )
     return (
-        frame.join(parsed.drop("_failure", "_failed_field"), on="_row", how="left")
-        .sort("_row")
+        frame.join(parsed, on="_row", how="left", maintain_order="left")
         .with_columns(
             reason=pl.when(oversized).then(pl.lit(OVERSIZED_FIELD)).otherwise("reason"),
             field=pl.when(oversized).then(pl.lit("answer")).otherwise("field"),

@@ -49,7 +49,7 @@ def _decoded(raw: Any, *, text_cells: bool) -> Any:
     return raw
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
     """`value` as a finite float, None for anything else: a boolean, a non-number, an integer
     beyond a float's range (JSON has no limit on digits; `float` raises on them)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -64,13 +64,10 @@ def _finite(value: Any) -> float | None:
 def _string(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, bool):
+    number = finite(value)
+    if number is None:  # a boolean, a non-number, or a number no float holds
         return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return str(int(value)) if value.is_integer() else repr(value)
-    return None
+    return str(int(value)) if number.is_integer() else repr(value)
 
 
 def _strings(field: str, raw: Any, *, text_cells: bool) -> list[str] | None:
@@ -134,7 +131,7 @@ def box(raw: Any) -> dict[str, Any]:
         raise ValueShapeError("boxes", f"boxes: expected an object, got {raw!r:.80}")
     coordinates = {}
     for name in ("x_min", "y_min", "x_max", "y_max"):
-        value = _finite(raw.get(name))
+        value = finite(raw.get(name))
         if value is None:
             raise ValueShapeError("boxes", f"boxes: {name} must be a finite number in {raw!r:.120}")
         coordinates[name] = value
