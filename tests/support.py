@@ -108,3 +108,9 @@ def retried_after_the_db_write(
         between()
     assert run()
     return stamped
+
+
+def first_metadata(result) -> dict[str, object]:
+    """The values of the first asset materialization's metadata of an in-process run."""
+    event = result.get_asset_materialization_events()[0].materialization
+    return {key: value.value for key, value in event.metadata.items()}

@@ -226,14 +226,19 @@ def test_an_edit_of_an_answer_is_read_again_as_the_newer_version(postgres_dsn):
     assert second.result.judgments["value"].to_list() == [5.0]
 
 
-def test_a_database_without_migration_9_is_read_as_categorical_and_says_so(postgres_dsn):
-    schema = "kind_answers_absent"
-    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+def _migrated_before_9(dsn: str, schema: str) -> None:
+    """`schema` as a release before the kind columns left it."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         connection.execute(f"SET search_path TO {schema}")
         for version, path in migration_files():
             if version < 9:
                 connection.execute(path.read_text())
+
+
+def test_a_database_without_migration_9_is_read_as_categorical_and_says_so(postgres_dsn):
+    schema = "kind_answers_absent"
+    _migrated_before_9(postgres_dsn, schema)
     assert not has_kind_answers(postgres_dsn, schema=schema)
     _run(
         postgres_dsn,
@@ -299,13 +304,8 @@ def test_each_owner_applies_its_own_step_when_the_pipelines_role_owns_the_tombst
 
 def test_a_kind_or_answer_column_the_tool_already_has_is_refused_not_reinterpreted(postgres_dsn):
     schema = "kind_answers_taken"
-    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        connection.execute(f"SET search_path TO {schema}")
-        for version, path in migration_files():
-            if version < 9:
-                connection.execute(path.read_text())
-        connection.execute("ALTER TABLE judgments ADD COLUMN answer text")
+    _migrated_before_9(postgres_dsn, schema)
+    _run(postgres_dsn, schema, ("ALTER TABLE judgments ADD COLUMN answer text", ()))
     [skipped] = apply_schema(postgres_dsn, schema=schema)
     assert skipped.version == 9 and "judgments.answer exists already" in skipped.cause
     assert not has_kind_answers(postgres_dsn, schema=schema)

@@ -33,7 +33,7 @@ from annotation_pipelines.loop.live import (
 )
 from tests.loop.test_live_writeback import QUIET, _launch, _tick
 from tests.services import fresh_database, tool_and_pipelines_roles
-from tests.support import lake_reader, live_quality_job
+from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 PROJECT = "reviews"
@@ -56,11 +56,6 @@ def _run(dsn: str, *statements: tuple[str, tuple]) -> None:
 
 def _delete(judgment_id: str) -> tuple[str, tuple]:
     return "DELETE FROM judgments WHERE judgment_id = %s", (judgment_id,)
-
-
-def _metadata(result) -> dict[str, object]:
-    event = result.get_asset_materialization_events()[0].materialization
-    return {key: value.value for key, value in event.metadata.items()}
 
 
 def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monkeypatch):
@@ -94,7 +89,7 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
             assert raw.success
             day = pl.read_parquet(lake / "judgments" / f"day={DAY}" / "data.parquet")
             gold = pl.read_parquet(lake / "gold_labels" / f"day={DAY}" / "data.parquet")
-            return _metadata(staged), day, gold
+            return first_metadata(staged), day, gold
 
         tick = _tick(defs, instance)
         _launch(job, instance, tick)
@@ -125,7 +120,7 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
 
         tick = _tick(defs, instance, tick.cursor)
         [run] = _launch(job, instance, tick)
-        live = _metadata(run)
+        live = first_metadata(run)
         assert live["withdrawn_judgments"] == 1 and live["new_judgments"] == 1
         assert live["withdrawn_gold"] == 1
         assert live["deletions_read"] == 3 and live["deletions_unknown"] == 1
@@ -152,7 +147,7 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
         # The stream forgets what it read at the end of its window: the next run reads the
         # overlap's tombstones again and withdraws nothing twice.
         (lake / STREAM_PREFIX / "seen.parquet").unlink()
-        again = _metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        again = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
         assert again["deletions_read"] == 3 and again["deletions_unknown"] == 3
         assert again["withdrawn_judgments"] == 0 and again["new_judgments"] == 0
         assert again["withdrawn_gold"] == 0
@@ -165,7 +160,7 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
         _run(dsn, (INSERT, ("j0-0", "t0", PROJECT, "a0", "neg", WHEN)))
         tick = _tick(defs, instance, tick.cursor)
         [back] = _launch(job, instance, tick)
-        assert _metadata(back)["new_judgments"] == 1
+        assert first_metadata(back)["new_judgments"] == 1
         returned = load_state(PROJECT, lake_reader(lake))
         assert returned.ledger.filter(pl.col("judgment_id") == "j0-0")["label"].item() == "neg"
         assert returned.tasks.filter(pl.col("task_id") == "t0")["n_votes"].item() == 3
@@ -174,7 +169,7 @@ def test_deleted_judgments_leave_the_live_state_and_the_day_alike(tmp_path, monk
         _run(dsn, _delete("j0-0"))
         tick = _tick(defs, instance, tick.cursor)
         [alone] = _launch(job, instance, tick)
-        assert _metadata(alone)["withdrawn_judgments"] == 1
+        assert first_metadata(alone)["withdrawn_judgments"] == 1
         last = load_state(PROJECT, lake_reader(lake))
         assert "j0-0" not in last.ledger["judgment_id"].to_list()
         _, day, _ = daily()
@@ -245,7 +240,7 @@ def test_a_key_inserted_again_by_a_transaction_begun_before_its_deletion_stays_l
         def live() -> dict[str, object]:
             result = job.execute_in_process(instance=instance, run_config=QUIET)
             assert result.success
-            return _metadata(result)
+            return first_metadata(result)
 
         def staged() -> dict[str, str]:
             assert changes.execute_in_process(instance=instance, run_config=QUIET).success
@@ -365,7 +360,7 @@ def test_a_pipelines_role_that_cannot_trigger_on_the_tool_tables_runs_live_untra
         for _ in range(2):  # tried again on the next run
             result = job.execute_in_process(instance=instance, run_config=QUIET)
             assert result.success
-            metadata = _metadata(result)
+            metadata = first_metadata(result)
             assert metadata["deletions_tracked"] is False
             assert metadata["migrations_skipped"] == [6, 9]
             assert _logged(instance, result, "migration 6 (006_deletions) skipped")
@@ -379,7 +374,7 @@ def test_a_pipelines_role_that_cannot_trigger_on_the_tool_tables_runs_live_untra
         _run(tool, _delete("j0-0"))
         result = job.execute_in_process(instance=instance, run_config=QUIET)
         assert result.success
-        metadata = _metadata(result)
+        metadata = first_metadata(result)
         assert metadata["deletions_tracked"] is True and metadata["migrations_skipped"] == []
         assert metadata["withdrawn_judgments"] == 1
         assert "j0-0" not in load_state(PROJECT, lake_reader(lake)).ledger["judgment_id"]
@@ -429,12 +424,12 @@ def test_a_live_run_is_not_stalled_by_an_open_tool_transaction_nor_stalls_the_to
             batch.commit()
             batch.close()
         assert result.success
-        metadata = _metadata(result)
+        metadata = first_metadata(result)
         assert metadata["migrations_skipped"] == [6, 9] and metadata["deletions_tracked"] is False
         assert _logged(instance, result, "lock timeout")
         limit = MIGRATION_LOCK_TIMEOUT.total_seconds()
         assert waits and max(waits) < limit + 1.5, waits
         assert took < 60, took
         result = job.execute_in_process(instance=instance, run_config=QUIET)
-        assert result.success and _metadata(result)["migrations_skipped"] == []
+        assert result.success and first_metadata(result)["migrations_skipped"] == []
         assert 6 in applied_migrations(dsn)

@@ -14,7 +14,7 @@ from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import load_state
 from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job
+from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 PROJECT = "reviews"
@@ -59,11 +59,6 @@ def _tasks(gold_tasks: range) -> list[dict]:
     return tasks
 
 
-def _metadata(result) -> dict[str, object]:
-    event = result.get_asset_materialization_events()[0].materialization
-    return {key: value.value for key, value in event.metadata.items()}
-
-
 def test_gold_an_edited_export_no_longer_holds_leaves_the_live_state(tmp_path, monkeypatch):
     export = tmp_path / "data" / "landing" / "exports" / PROJECT / "label-studio" / "batch.json"
     export.parent.mkdir(parents=True)
@@ -89,7 +84,7 @@ def test_gold_an_edited_export_no_longer_holds_leaves_the_live_state(tmp_path, m
         # Edited: tasks 1000–1004 lose their ground truth, their judgments stay.
         export.write_text(json.dumps(_tasks(range(5, 10))))
         tick = _tick(defs, instance, tick.cursor)
-        edited_run = _metadata(_launch(job, instance, tick)[0])
+        edited_run = first_metadata(_launch(job, instance, tick)[0])
         assert edited_run["withdrawn_gold"] == 5
         assert edited_run["withdrawn_judgments"] == 0 and edited_run["new_judgments"] == 0
         edited = state()
@@ -104,7 +99,7 @@ def test_gold_an_edited_export_no_longer_holds_leaves_the_live_state(tmp_path, m
         # Emptied: every judgment and every gold label goes, and so do the tasks.
         export.write_text("[]")
         tick = _tick(defs, instance, tick.cursor)
-        emptied_run = _metadata(_launch(job, instance, tick)[0])
+        emptied_run = first_metadata(_launch(job, instance, tick)[0])
         assert emptied_run["withdrawn_gold"] == 5
         emptied = state()
         assert emptied.tasks.height == 0 and emptied.ledger.height == 0

@@ -17,7 +17,7 @@ from annotation_pipelines.loop.live_kinds import load_kind_state
 from tests.loop.test_live_kinds import _synthetic
 from tests.loop.test_live_writeback import QUIET, _launch, _rows, _tick
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job, retried_after_the_db_write
+from tests.support import first_metadata, lake_reader, live_quality_job, retried_after_the_db_write
 
 pytestmark = pytest.mark.services
 PROJECT = "entities"
@@ -28,11 +28,6 @@ def _export(path, frame: pl.DataFrame) -> None:
     frame.select(
         "judgment_id", "task_id", "annotator_id", "kind", "spans", "submitted_at", "duration_s"
     ).write_parquet(path)
-
-
-def _metadata(result) -> dict[str, object]:
-    event = result.get_asset_materialization_events()[0].materialization
-    return {key: value.value for key, value in event.metadata.items()}
 
 
 def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_path, monkeypatch):
@@ -58,7 +53,7 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         shutil.copytree(lake, snapshot) if lake.exists() else snapshot.mkdir()
         tick = _tick(defs, instance)
         assert len(tick.run_requests) == 1
-        first = _metadata(_launch(job, instance, tick)[0])
+        first = first_metadata(_launch(job, instance, tick)[0])
         folded = state()
         assert folded.ledger.height == rows.height
         assert set(folded.ledger["judgment_id"]) == set(rows["judgment_id"])
@@ -90,7 +85,7 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         shutil.copytree(lake, after_first)
         shutil.rmtree(lake)
         shutil.copytree(snapshot, lake)
-        retried = _metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        retried = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
         assert retried["kind_new_judgments"] == rows.height
         assert retried["task_requests_written"] == 0 and retried["blocks_written"] == 0
         assert _rows(dsn, "task_requests") == requests
@@ -105,7 +100,7 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
 
         # Nothing new: the sensor skips; a run anyway folds nothing and moves no state.
         assert not _tick(defs, instance, tick.cursor).run_requests
-        again = _metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        again = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
         assert again["kind_new_judgments"] == 0 and again["task_requests_written"] == 0
         assert state().version == folded.version
 
@@ -114,7 +109,7 @@ def test_a_spans_export_reaches_the_live_state_once_and_an_edit_withdraws(tmp_pa
         dropped = rows.head(30)
         _export(exports / "batch-1.parquet", rows.slice(30))
         tick = _tick(defs, instance, tick.cursor)
-        edited_run = _metadata(_launch(job, instance, tick)[0])
+        edited_run = first_metadata(_launch(job, instance, tick)[0])
         assert edited_run["kind_withdrawn_judgments"] == 30
         assert edited_run["kind_new_judgments"] == 0
         edited = state()
@@ -182,7 +177,7 @@ def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp
         apply_schema(dsn)
         defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
         tick = _tick(defs, instance)
-        first = _metadata(_launch(job, instance, tick)[0])
+        first = first_metadata(_launch(job, instance, tick)[0])
         assert first["new_judgments"] == 30 and first["kind_new_judgments"] == ratings.height
         assert load_state("mixed", read).ledger.height == 30
         assert load_kind_state("mixed", "numeric", read).ledger.height == ratings.height
@@ -193,7 +188,7 @@ def test_a_mixed_export_feeds_both_engines_and_an_edit_can_drop_a_whole_kind(tmp
         # the categorical judgments are neither new nor withdrawn.
         labels.select(*columns, "label").write_parquet(path)
         tick = _tick(defs, instance, tick.cursor)
-        edited = _metadata(_launch(job, instance, tick)[0])
+        edited = first_metadata(_launch(job, instance, tick)[0])
         assert edited["kind_withdrawn_judgments"] == ratings.height
         assert edited["withdrawn_judgments"] == 0 and edited["new_judgments"] == 0
         numeric = load_kind_state("mixed", "numeric", read)
@@ -410,7 +405,7 @@ def test_a_daily_request_is_withdrawn_when_new_evidence_settles_its_task_live(
         assert after["daily-old"] == (task, "withdrawn")
         assert not [d for d, (t, s) in after.items() if t == task and s == "open"]
         assert after["daily-new"] == (replaced_task, "open")
-        assert _metadata(result)["task_requests_withdrawn"] >= 1
+        assert first_metadata(result)["task_requests_withdrawn"] >= 1
 
 
 def test_a_kinds_retry_that_decides_otherwise_leaves_open_only_what_it_lists(tmp_path, monkeypatch):
@@ -472,7 +467,7 @@ def test_a_kinds_retry_that_decides_otherwise_leaves_open_only_what_it_lists(tmp
         assert set(listed()) == {d for d, (status, _) in requests.items() if status == "open"}
         assert not set(listed().values()) & set(gone.values())
         assert blocks == [(spammer, "withdrawn", True)]
-        retry = _metadata(runs[-1])
+        retry = first_metadata(runs[-1])
         assert retry["blocks_withdrawn"] == 1
         assert retry["task_requests_withdrawn"] >= len(gone)
         state = load_kind_state(PROJECT, "spans", lake_reader(lake))

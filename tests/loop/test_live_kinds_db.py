@@ -21,7 +21,7 @@ from annotation_pipelines.loop.live_kinds import load_kind_state
 from assets.definitions import build_definitions
 from tests.loop.test_live_writeback import QUIET
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job
+from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 PROJECT = "mixed"
@@ -53,11 +53,6 @@ def _judgment(
 
 def _span(start: int, end: int) -> list[dict[str, object]]:
     return [{"start": start, "end": end, "label": "PER"}]
-
-
-def _metadata(result) -> dict[str, object]:
-    event = result.get_asset_materialization_events()[0].materialization
-    return {key: value.value for key, value in event.metadata.items()}
 
 
 def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_path, monkeypatch):
@@ -97,7 +92,7 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
         def run() -> dict[str, object]:
             result = job.execute_in_process(instance=instance, run_config=QUIET)
             assert result.success
-            return _metadata(result)
+            return first_metadata(result)
 
         first = run()
         assert first["kind_db_judgments"] == 27 and first["kind_new_judgments"] == 27

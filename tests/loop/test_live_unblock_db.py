@@ -19,7 +19,7 @@ from annotation_pipelines.loop.live import load_state
 from tests.loop.test_live import stream
 from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job
+from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -58,11 +58,6 @@ def _blocks(connection: psycopg.Connection) -> list[tuple]:
         "SELECT decision_id, annotator_id, status, revoked_at, revoked_by, updated_at "
         "FROM annotator_actions ORDER BY action_id"
     ).fetchall()
-
-
-def _metadata(result) -> dict[str, object]:
-    event = result.get_asset_materialization_events()[0]
-    return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
 def _card(data, annotator: str = "s00") -> dict[str, object]:
@@ -108,7 +103,7 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
 
         # The reversal alone starts a run.
         (lifted,) = _launch(job, instance, _tick(defs, instance))
-        assert _metadata(lifted)["unblocked"] == {"reviews": ["s00"]}
+        assert first_metadata(lifted)["unblocked"] == {"reviews": ["s00"]}
         logged = [entry.user_message for entry in instance.all_logs(lifted.run_id)]
         assert any(f"annotator s00 unblocked (block revoked by {LEAD}" in m for m in logged)
         card = _card(data)
@@ -128,7 +123,7 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
             )
         # A restarted daemon (a new instance) re-reads the overlap: nothing more happens.
         again = job.execute_in_process(instance=DagsterInstance.ephemeral(), run_config=QUIET)
-        assert _metadata(again)["unblocked"] == {}
+        assert first_metadata(again)["unblocked"] == {}
         assert load_state("reviews", lake_reader(data / "lake")).version == version
         assert not (data / "lake" / "live" / "ghost").exists()
         with psycopg.connect(dsn, autocommit=True) as connection:
@@ -137,12 +132,12 @@ def test_the_tool_revokes_a_block_and_the_live_run_lifts_it_once(tmp_path, monke
         # Twenty random answers after the reversal: too few to judge, whatever they are.
         seed_database(dsn, judgments=_spam(0, 20))
         few = job.execute_in_process(instance=instance, run_config=QUIET)
-        assert _metadata(few)["blocks_written"] == 0
+        assert first_metadata(few)["blocks_written"] == 0
         assert not _card(data)["blocked"]
         # Past thirty new ones the rules decide again: a new block, its own decision.
         seed_database(dsn, judgments=_spam(20, 60))
         more = job.execute_in_process(instance=instance, run_config=QUIET)
-        assert _metadata(more)["blocks_written"] == 1
+        assert first_metadata(more)["blocks_written"] == 1
         with psycopg.connect(dsn, autocommit=True) as connection:
             first, _, second = _blocks(connection)
         assert first[0] == decision and first[2] == "revoked"
