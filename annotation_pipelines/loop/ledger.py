@@ -221,18 +221,19 @@ def gone(
     new: pl.DataFrame,
     resynced: Collection[str],
     tombstones: pl.DataFrame | None,
-) -> tuple[pl.DataFrame, int]:
+) -> tuple[pl.DataFrame, frozenset[str]]:
     """(the ledger rows a batch withdraws, one per judgment: those a `resynced` source no
-    longer holds (`withdrawn`) and those the DB deleted (`deleted`); how many judgments the
-    `tombstones` name withdrew nothing: never held, already withdrawn, inserted again, or
+    longer holds (`withdrawn`) and those the DB deleted (`deleted`); the judgments the
+    `tombstones` name that withdrew nothing: never held, already withdrawn, inserted again, or
     a file's). Both engines withdraw this way."""
     if tombstones is None or tombstones.height == 0:
-        return withdrawn(ledger, new, resynced), 0
+        return withdrawn(ledger, new, resynced), frozenset()
     by_deletion = deleted(ledger, new, tombstones)
     rows = pl.concat([withdrawn(ledger, new, resynced), by_deletion]).unique(
         "judgment_id", maintain_order=True
     )
-    return rows, tombstones.get_column("judgment_id").n_unique() - by_deletion.height
+    named = set(tombstones.get_column("judgment_id").to_list())
+    return rows, frozenset(named - set(by_deletion.get_column("judgment_id").to_list()))
 
 
 # Gold sources ------------------------------------------------------------------------------
@@ -339,18 +340,19 @@ def gold_deleted(stored: pl.DataFrame, batch: pl.DataFrame, deleted: pl.Series) 
 
 def gold_gone(
     held: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str], deleted: pl.Series
-) -> tuple[pl.DataFrame, int]:
+) -> tuple[pl.DataFrame, frozenset[str]]:
     """(`task_id`, `gold_sources` left) of the `held` gold (`task_id`, `gold_sources` of the
     tasks holding gold) that the `resynced` files no longer give (`gold_withdrawn`) or the DB
     deleted (`deleted`: its gold tombstones' tasks; `gold_deleted`), an empty list where none
-    gives it any more; and how many tombstoned tasks lost no gold by it."""
+    gives it any more; and the tombstoned tasks that lost no gold by it."""
     gone = gold_withdrawn(held, batch, resynced)
     if deleted.len() == 0:
-        return gone, 0
+        return gone, frozenset()
     by_deletion = gold_deleted(held, batch, deleted)
     if by_deletion.height:
         gone = pl.concat([gone, by_deletion]).unique("task_id", keep="first", maintain_order=True)
-    return gone, deleted.n_unique() - by_deletion.height
+    lost = set(by_deletion.get_column("task_id").to_list())
+    return gone, frozenset(set(deleted.to_list()) - lost)
 
 
 # Revoked blocks ----------------------------------------------------------------------------

@@ -358,12 +358,25 @@ class LiveEvents:
     withdrawn_judgments: int = 0
     withdrawn_gold: int = 0
     # Tombstones of the batch that withdrew nothing: a judgment or gold never folded in,
-    # already withdrawn, or a file's.
+    # already withdrawn, or a file's; how many, and their judgment and task ids (a run that
+    # hands a tombstone to both engines counts it unknown only when neither withdrew it).
     unknown_deletions: int = 0
+    unknown_deleted: frozenset[str] = frozenset()
+    unknown_deleted_gold: frozenset[str] = frozenset()
     unblocked: tuple[str, ...] = ()
     # Tasks with new evidence after which the policy wants no request: the write-back withdraws
     # any older open request of theirs, a daily one included (the live lists know only theirs).
     settled_tasks: pl.Series = field(default_factory=lambda: pl.Series("task_id", [], pl.String))
+
+
+def with_unknown(events: LiveEvents, judgments: frozenset[str], gold: frozenset[str]) -> LiveEvents:
+    """`events` with the tombstones that withdrew nothing: judgment ids, gold task ids."""
+    return replace(
+        events,
+        unknown_deletions=len(judgments) + len(gold),
+        unknown_deleted=judgments,
+        unknown_deleted_gold=gold,
+    )
 
 
 def decision_id(kind: str, project: str, subject: str, version: int) -> str:
@@ -422,7 +435,6 @@ def update(
     )
     held = padded.tasks.filter(pl.col("gold").is_not_null()).select("task_id", "gold_sources")
     gold_gone, unknown_gold = lake_ledger.gold_gone(held, batch_gold, resynced, gold_tombstones)
-    unknown += unknown_gold
     kept_gold, gold_lost = _without_withdrawn_gold(padded.tasks, gold_gone, version)
     gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
     if (
@@ -432,7 +444,7 @@ def update(
         and kept_gold is padded.tasks
         and not unblocked
     ):
-        empty = replace(no_events(), unknown_deletions=unknown)
+        empty = with_unknown(no_events(), unknown, unknown_gold)
         return replace(unchanged, watermark=watermark or unchanged.watermark), empty
     state = padded
     old_ledger = state.ledger
@@ -511,16 +523,19 @@ def update(
     final = replace(
         fitted, version=version, watermark=watermark or state.watermark, versions=versions
     )
-    events = LiveEvents(
-        task_requests=requests,
-        annotator_actions=actions,
-        alerts=alerts,
-        new_judgments=incoming.height,
-        refitted_tasks=affected.len(),
-        withdrawn_judgments=withdrawn.height,
-        withdrawn_gold=gold_lost.len(),
-        unknown_deletions=unknown,
-        unblocked=unblocked,
+    events = with_unknown(
+        LiveEvents(
+            task_requests=requests,
+            annotator_actions=actions,
+            alerts=alerts,
+            new_judgments=incoming.height,
+            refitted_tasks=affected.len(),
+            withdrawn_judgments=withdrawn.height,
+            withdrawn_gold=gold_lost.len(),
+            unblocked=unblocked,
+        ),
+        unknown,
+        unknown_gold,
     )
     return final, events
 

@@ -129,6 +129,7 @@ from annotation_pipelines.loop.live import (
     relisted_requests,
     request_lists,
     state_prefix,
+    with_unknown,
 )
 from annotation_pipelines.loop.policy import (
     ESCALATE,
@@ -531,7 +532,6 @@ def update_kind(
     gone_gold, unknown_gold = lake_ledger.gold_gone(
         state.gold.select("task_id", "gold_sources"), batch_gold, resynced, gold_tombstones
     )
-    unknown += unknown_gold
     kept_gold, gold_lost = _without_withdrawn_gold(state.gold, gone_gold)
     gold_rows, relabelled = _new_gold(state.kind, kept_gold, batch_gold)
     if (
@@ -542,7 +542,7 @@ def update_kind(
         and not full_fit
         and not unblocked
     ):
-        return unchanged, replace(no_events(), unknown_deletions=unknown)
+        return unchanged, with_unknown(no_events(), unknown, unknown_gold)
     version = state.version + 1
     blocked = state.annotators.filter(pl.col("blocked")).get_column("annotator_id")
     added = incoming.with_columns(
@@ -610,17 +610,20 @@ def update_kind(
             folded_since_fit=state.folded_since_fit + incoming.height,
             fit_requested=state.fit_requested or full_fit,
         )
-    events = LiveEvents(
-        task_requests=requests,
-        annotator_actions=actions,
-        alerts=alerts,
-        new_judgments=incoming.height,
-        refitted_tasks=final.tasks.height if refit_all else affected.len(),
-        withdrawn_judgments=withdrawn.height,
-        withdrawn_gold=gold_lost.len(),
-        unknown_deletions=unknown,
-        settled_tasks=settled.cast(pl.String).sort(),
-        unblocked=unblocked,
+    events = with_unknown(
+        LiveEvents(
+            task_requests=requests,
+            annotator_actions=actions,
+            alerts=alerts,
+            new_judgments=incoming.height,
+            refitted_tasks=final.tasks.height if refit_all else affected.len(),
+            withdrawn_judgments=withdrawn.height,
+            withdrawn_gold=gold_lost.len(),
+            settled_tasks=settled.cast(pl.String).sort(),
+            unblocked=unblocked,
+        ),
+        unknown,
+        unknown_gold,
     )
     return final, events
 
@@ -1205,6 +1208,9 @@ def merged_events(events: Collection[LiveEvents]) -> LiveEvents:
         rebased_tasks=sum(e.rebased_tasks for e in events),
         withdrawn_judgments=sum(e.withdrawn_judgments for e in events),
         withdrawn_gold=sum(e.withdrawn_gold for e in events),
+        unknown_deletions=sum(e.unknown_deletions for e in events),
+        unknown_deleted=frozenset().union(*(e.unknown_deleted for e in events)),
+        unknown_deleted_gold=frozenset().union(*(e.unknown_deleted_gold for e in events)),
         settled_tasks=pl.concat(
             [pl.Series("task_id", [], pl.String), *(e.settled_tasks for e in events)]
         )

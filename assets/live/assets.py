@@ -32,7 +32,8 @@ holds for them too: a DB row is versioned by its `updated_at` (read again in the
 counts once; an update replaces it), and a file's rows by the file. A file's record names the
 kinds it held, so an edit that drops a kind still withdraws it; a DB tombstone names no kind,
 so the run looks up which kind state holds its row (by ids alone), and that state withdraws it
-(`loop.live_kinds.held_deletions`); the categorical state gets the tombstones left over.
+(`loop.live_kinds.held_deletions`); the categorical state gets every tombstone, since one id
+can be held by both (a judgment whose kind the DB changed).
 When a day's `kind_aggregated_labels` materializes, the sensor names the day in the next run
 (as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
 takes the daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind
@@ -703,6 +704,31 @@ def _update_kinds(
     return KindUpdate(states=states, loaded=loaded, events=events, index=batch.index)
 
 
+def unknown_to_both(
+    events: Mapping[str, LiveEvents],
+    kind_events: Mapping[tuple[str, str], LiveEvents],
+    kind_deleted: pl.DataFrame,
+    kind_deleted_gold: pl.DataFrame,
+) -> int:
+    """How many of a run's tombstones withdrew nothing in either engine: the categorical one
+    gets every tombstone, the kind states those of ids they hold (`kind_deleted`,
+    `kind_deleted_gold`), so one is unknown when the categorical engine found nothing and the
+    kind states either did not take it or found nothing either."""
+    total = 0
+    for column, held, attribute in (
+        ("judgment_id", kind_deleted, "unknown_deleted"),
+        ("task_id", kind_deleted_gold, "unknown_deleted_gold"),
+    ):
+        taken = {(p, i) for p, i in held.select("project", column).iter_rows()}
+        kind_unknown = {
+            (project, i) for (project, _), e in kind_events.items() for i in getattr(e, attribute)
+        }
+        for project, e in events.items():
+            for i in getattr(e, attribute):
+                total += (project, i) not in taken or (project, i) in kind_unknown
+    return total
+
+
 @asset(
     group_name=LIVE_GROUP,
     # The quality team acts on the running scorecards, blocks and requests.
@@ -759,12 +785,11 @@ def live_quality_state(
         kind_deleted, kind_deleted_gold = held_deletions(
             kind_batch.states, extract.deletions, extract.gold_deletions
         )
-        deleted = extract.deletions.join(
-            kind_deleted.select("judgment_id", "project"), on=["judgment_id", "project"], how="anti"
-        )
-        deleted_gold = extract.gold_deletions.join(
-            kind_deleted_gold.select("task_id", "project"), on=["task_id", "project"], how="anti"
-        )
+        # Every tombstone goes to the categorical engine too: one id can be held by both (a
+        # judgment whose kind the DB changed, a file's id equal to a DB row's), and the ledger
+        # removes only a DB version at or below the one deleted, so a tombstone the kind
+        # states took withdraws nothing else there.
+        deleted, deleted_gold = extract.deletions, extract.gold_deletions
         # The categorical engine takes the DB's categorical rows only.
         from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
@@ -927,8 +952,8 @@ def live_quality_state(
     # judgments from long ago: the lag is the change stream's.
     first = extract.result.judgments["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
-    unknown_deletions = extract.ignored_deletions + sum(
-        e.unknown_deletions for e in [*events.values(), *kinds.events.values()]
+    unknown_deletions = extract.ignored_deletions + unknown_to_both(
+        events, kinds.events, kind_deleted, kind_deleted_gold
     )
     if unknown_deletions:
         context.log.info(f"live: {unknown_deletions} deletion(s) of rows not held: ignored")

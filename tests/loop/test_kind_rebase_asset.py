@@ -18,10 +18,9 @@ from assets.aggregation.kinds import kind_aggregated_labels
 from assets.common.partitions import daily_partitions
 from resources.lake import LakeIOManager, LocalLake
 from tests.loop.test_kind_rebase import DAY, agreement
-from tests.loop.test_live_kinds_asset import _metadata
 from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job
+from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 TASKS = 80
@@ -98,7 +97,7 @@ def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monk
         assert tick.run_requests, tick.skip_message
         config = tick.run_requests[0].run_config["ops"]["live_quality_state"]["config"]
         assert config["kind_rebase_days"] == [day] and config["rebase_days"] == []
-        result = _metadata(_launch(job, instance, tick)[0])
+        result = first_metadata(_launch(job, instance, tick)[0])
         after = figures()
         for kind in LIVE_KINDS:
             print(

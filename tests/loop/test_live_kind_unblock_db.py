@@ -16,10 +16,10 @@ from dagster import DagsterInstance
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live_kinds import load_kind_state
 from tests.loop.test_live_kinds import _synthetic
-from tests.loop.test_live_kinds_asset import PROJECT, _export, _metadata
+from tests.loop.test_live_kinds_asset import PROJECT, _export
 from tests.loop.test_live_writeback import QUIET, _launch, _tick
 from tests.services import fresh_database
-from tests.support import lake_reader, live_quality_job
+from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 LEAD = "lead@example.org"
@@ -69,7 +69,7 @@ def test_the_tool_revokes_a_kind_block_and_the_live_run_lifts_it_once(tmp_path, 
 
         # The reversal alone starts a run, which lifts the block in the spans state.
         (lifted,) = _launch(job, instance, _tick(defs, instance))
-        metadata = _metadata(lifted)
+        metadata = first_metadata(lifted)
         assert metadata["kind_unblocked"] == {f"{PROJECT}/spans": [spammer]}
         assert metadata["unblocked"] == {}
         logged = [entry.user_message for entry in instance.all_logs(lifted.run_id)]
@@ -85,18 +85,18 @@ def test_the_tool_revokes_a_kind_block_and_the_live_run_lifts_it_once(tmp_path, 
 
         # A restarted daemon (a new instance) re-reads the overlap: nothing more happens.
         again = job.execute_in_process(instance=DagsterInstance.ephemeral(), run_config=QUIET)
-        assert _metadata(again)["kind_unblocked"] == {}
+        assert first_metadata(again)["kind_unblocked"] == {}
         assert load_kind_state(PROJECT, "spans", lake_reader(lake)).version == version
         assert len(_blocks(dsn)) == 1
 
         # Twenty more answers of the spammer: too few after the reversal, whatever they are.
         _export(exports / "batch-2.parquet", late.head(20))
         few = job.execute_in_process(instance=instance, run_config=QUIET)
-        assert _metadata(few)["blocks_written"] == 0 and not card()["blocked"]
+        assert first_metadata(few)["blocks_written"] == 0 and not card()["blocked"]
         # Past the minimum after the reversal the rules decide again: a new block of its own.
         _export(exports / "batch-3.parquet", late.tail(40))
         more = job.execute_in_process(instance=instance, run_config=QUIET)
-        assert _metadata(more)["blocks_written"] == 1
+        assert first_metadata(more)["blocks_written"] == 1
         first, second = _blocks(dsn)
         assert first[0] == decision and first[2] == "revoked"
         assert second[0] != decision and second[1:3] == (spammer, "active")

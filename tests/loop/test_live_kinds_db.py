@@ -178,3 +178,66 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
         fitted = load_kind_state(PROJECT, "spans", read)
         assert fitted.tasks.filter(pl.col("task_id") == "s1")["n_votes"].item() == 2
         assert load_state(PROJECT, read).version == categorical.version
+
+
+def test_a_judgment_whose_kind_changed_leaves_both_states_when_deleted(tmp_path, monkeypatch):
+    """One `judgment_id` held by the categorical state and a kind state (the DB changed its kind
+    in between): its tombstone reaches both engines and withdraws every version at or below
+    the one deleted, counted unknown by neither; gold whose kind changed leaves both too."""
+    data = tmp_path / "data"
+    read = lake_reader(data / "lake")
+    with fresh_database("live_kind_change") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+
+        def run() -> dict[str, object]:
+            result = job.execute_in_process(instance=instance, run_config=QUIET)
+            assert result.success
+            return first_metadata(result)
+
+        _run(
+            dsn,
+            *(_judgment(f"c{t}-{a}", f"c{t}", a, None, "pos") for t in range(3) for a in RATERS),
+            *(
+                _judgment(f"n{t}-{a}", f"n{t}", a, "numeric", 3 + t)
+                for t in range(3)
+                for a in RATERS
+            ),
+            (GOLD, ("c0", PROJECT, "pos", None, None)),
+        )
+        run()
+        _run(
+            dsn,
+            (
+                "UPDATE judgments SET kind = 'numeric', label = NULL, answer = '7', task_id = 'n2' "
+                "WHERE judgment_id = 'c0-a0'",
+                (),
+            ),
+            (
+                "UPDATE gold_labels SET kind = 'numeric', label = NULL, answer = '4' "
+                "WHERE task_id = 'c0'",
+                (),
+            ),
+        )
+        run()
+        held = load_state(PROJECT, read).ledger["judgment_id"].to_list()
+        assert "c0-a0" in held  # the categorical version: the known gap until its tombstone
+        assert "c0-a0" in load_kind_state(PROJECT, "numeric", read).ledger["judgment_id"]
+        _run(
+            dsn,
+            ("DELETE FROM judgments WHERE judgment_id = 'c0-a0'", ()),
+            ("DELETE FROM gold_labels WHERE task_id = 'c0'", ()),
+        )
+        metadata = run()
+        assert metadata["deletions_read"] == 2 and metadata["deletions_unknown"] == 0
+        categorical = load_state(PROJECT, read)
+        numeric = load_kind_state(PROJECT, "numeric", read)
+        assert "c0-a0" not in categorical.ledger["judgment_id"].to_list()
+        assert "c0-a0" not in numeric.ledger["judgment_id"].to_list()
+        assert categorical.tasks.filter(pl.col("task_id") == "c0")["gold"].item() is None
+        assert "c0" not in numeric.gold["task_id"].to_list()
+        # Read again in a later run's overlap, they withdraw nothing more and are not unknown
+        # twice over.
+        _run(dsn, _judgment("later", "c1", "a9", None, "pos"))
+        assert run()["withdrawn_judgments"] == 0
