@@ -6,6 +6,7 @@ read method, and left out, said so, where the database predates the migration.""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -145,7 +146,7 @@ def test_kind_gold_labels_are_read_and_a_categorical_gold_keeps_its_label(postgr
 def test_a_bad_answer_is_quarantined_naming_its_table_key_and_field(
     postgres_dsn, kind, answer, field
 ):
-    schema = f"kind_answers_bad_{abs(hash((kind, field))) % 10_000}"
+    schema = f"kind_answers_bad_{uuid.uuid4().hex[:12]}"
     apply_schema(postgres_dsn, schema=schema)
     _run(postgres_dsn, schema, _judgment("bad", kind, answer), _judgment("good", "numeric", 2))
     extract = extract_since(postgres_dsn, since=EPOCH, schema=schema)
@@ -180,7 +181,7 @@ def test_a_bad_answer_is_quarantined_naming_its_table_key_and_field(
 def test_an_answer_python_cannot_hold_is_quarantined_not_fatal(
     postgres_dsn, kind, text, reason, field
 ):
-    schema = f"kind_answers_huge_{abs(hash((kind, text))) % 10_000}"
+    schema = f"kind_answers_huge_{uuid.uuid4().hex[:12]}"
     apply_schema(postgres_dsn, schema=schema)
     _run(
         postgres_dsn,
