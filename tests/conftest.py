@@ -50,6 +50,7 @@ LONG_FILES = (
     "test_live_instance.py",
     "test_demo.py",
     "test_graph.py",
+    "test_kinds_db_daily.py",
 )
 
 

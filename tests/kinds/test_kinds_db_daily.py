@@ -94,7 +94,7 @@ def test_a_kinds_day_through_the_db_equals_it_through_files_and_follows_deletion
         days=1,
         seed=SEED,
         kinds=True,
-        judgments_per_kind=600,
+        judgments_per_kind=300,
     ) as (defs, instance, files):
         _daily(defs, instance)
     workload = _workload(files / "landing" / "synthetic")
