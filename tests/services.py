@@ -67,6 +67,22 @@ def fresh_database(prefix: str) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def migrated_before(dsn: str, version: int, *, schema: str | None = None) -> None:
+    """The migration files before `version` run in order, as `psql -f` would: the database as a
+    release before `version` left it (`schema` created and used when given)."""
+    import psycopg
+
+    from annotation_pipelines.ingest.postgres import migration_files
+
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        if schema is not None:
+            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            connection.execute(f"SET search_path TO {schema}")
+        for number, path in migration_files():
+            if number < version:
+                connection.execute(path.read_text())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -176,8 +192,6 @@ def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
     DSN). The roles are dropped afterwards."""
     import psycopg
 
-    from annotation_pipelines.ingest.postgres import migration_files
-
     suffix = uuid.uuid4().hex[:8]
     tool, pipelines = f"tool_{suffix}", f"pipelines_{suffix}"
     owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
@@ -188,10 +202,8 @@ def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
         # the clock less a lag.
         connection.execute(f"GRANT pg_read_all_stats TO {pipelines}")
     try:
+        migrated_before(owner, 6)
         with psycopg.connect(owner, autocommit=True) as connection:
-            for version, path in migration_files():
-                if version < 6:
-                    connection.execute(path.read_text())
             for statement in (
                 f"ALTER TABLE judgments OWNER TO {tool}",
                 f"ALTER TABLE gold_labels OWNER TO {tool}",

@@ -339,15 +339,20 @@ def gold_deleted(stored: pl.DataFrame, batch: pl.DataFrame, deleted: pl.Series) 
 
 
 def gold_gone(
-    held: pl.DataFrame, batch: pl.DataFrame, resynced: Collection[str], deleted: pl.Series
+    held: pl.DataFrame,
+    batch: pl.DataFrame,
+    resynced: Collection[str],
+    tombstones: pl.DataFrame | None,
 ) -> tuple[pl.DataFrame, frozenset[str]]:
     """(`task_id`, `gold_sources` left) of the `held` gold (`task_id`, `gold_sources` of the
     tasks holding gold) that the `resynced` files no longer give (`gold_withdrawn`) or the DB
-    deleted (`deleted`: its gold tombstones' tasks; `gold_deleted`), an empty list where none
-    gives it any more; and the tombstoned tasks that lost no gold by it."""
+    deleted (`tombstones`: its gold tombstones, by `task_id`; `gold_deleted`), an empty list
+    where none gives it any more; and the tombstoned tasks that lost no gold by it. Both
+    engines withdraw gold this way."""
     gone = gold_withdrawn(held, batch, resynced)
-    if deleted.len() == 0:
+    if tombstones is None or tombstones.height == 0:
         return gone, frozenset()
+    deleted = tombstones.get_column("task_id").cast(pl.String)
     by_deletion = gold_deleted(held, batch, deleted)
     if by_deletion.height:
         gone = pl.concat([gone, by_deletion]).unique("task_id", keep="first", maintain_order=True)

@@ -428,13 +428,8 @@ def update(
     # Labels first (padding posteriors leaves the gold alone): a gold answer of the batch that
     # is no label yet is a new answer, since every earlier gold answer became a label.
     padded = _with_labels(state, incoming, batch_gold)
-    gold_tombstones = (
-        pl.Series("task_id", [], pl.String)
-        if deleted_gold is None
-        else deleted_gold.get_column("task_id").cast(pl.String)
-    )
     held = padded.tasks.filter(pl.col("gold").is_not_null()).select("task_id", "gold_sources")
-    gold_gone, unknown_gold = lake_ledger.gold_gone(held, batch_gold, resynced, gold_tombstones)
+    gold_gone, unknown_gold = lake_ledger.gold_gone(held, batch_gold, resynced, deleted_gold)
     kept_gold, gold_lost = _without_withdrawn_gold(padded.tasks, gold_gone, version)
     gold_rows, relabelled = _new_gold(kept_gold, batch_gold)
     if (

@@ -524,13 +524,8 @@ def update_kind(
     incoming = _incoming(state, new_judgments)
     withdrawn, unknown = lake_ledger.gone(state.ledger, new_judgments, resynced, deleted)
     batch_gold = _gold_batch(state, gold)
-    gold_tombstones = (
-        pl.Series("task_id", [], pl.String)
-        if deleted_gold is None or deleted_gold.height == 0
-        else deleted_gold.get_column("task_id").cast(pl.String)
-    )
     gone_gold, unknown_gold = lake_ledger.gold_gone(
-        state.gold.select("task_id", "gold_sources"), batch_gold, resynced, gold_tombstones
+        state.gold.select("task_id", "gold_sources"), batch_gold, resynced, deleted_gold
     )
     kept_gold, gold_lost = _without_withdrawn_gold(state.gold, gone_gold)
     gold_rows, relabelled = _new_gold(state.kind, kept_gold, batch_gold)
@@ -810,8 +805,8 @@ def held_deletions(
     """The DB's tombstones (`deleted`: `judgment_id`, with `project`; `deleted_gold`:
     `task_id`, with `project`) of the judgments and gold a kind state holds, each with that
     state's `kind`: a tombstone names no kind, so the states of its project are looked in.
-    `states` must hold every kind state holding one (`states_holding` finds them); the
-    tombstones left over are the categorical engine's (or of nothing held)."""
+    `states` must hold every kind state holding one (`states_holding` finds them). The
+    categorical engine gets every tombstone, these too: one id can be held by both."""
 
     def found(
         tombstones: pl.DataFrame, key: str, held: Callable[[KindState], pl.Series]

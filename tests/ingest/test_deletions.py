@@ -29,7 +29,7 @@ from annotation_pipelines.ingest.postgres import (
 )
 from assets.sources.assets import withdraw_counted, withdraw_deleted
 from resources.lake import LocalLake
-from tests.services import fresh_database, tool_and_pipelines_roles
+from tests.services import fresh_database, migrated_before, tool_and_pipelines_roles
 
 pytestmark = pytest.mark.services
 
@@ -441,10 +441,7 @@ def test_a_migration_waits_seconds_for_a_lock_behind_an_open_tool_transaction():
     migration whose lock does not come fails, naming itself."""
     with fresh_database("deletion_lock") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            for version, path in migration_files():
-                if version < 6:
-                    connection.execute(path.read_text())
+        migrated_before(dsn, 6)
         # The live runs' own settings: statement and lock timeouts of 600 s.
         work = conninfo(dsn, Timeouts(connect=10, statement=600, lock=600))
         batch = psycopg.connect(dsn)

@@ -24,7 +24,7 @@ from annotation_pipelines.ingest.postgres import (
 )
 from annotation_pipelines.kinds import KIND_COLUMNS, KINDS
 from annotation_pipelines.synthetic import generate_workload
-from tests.services import fresh_database, tool_and_pipelines_roles
+from tests.services import fresh_database, migrated_before, tool_and_pipelines_roles
 
 pytestmark = pytest.mark.services
 
@@ -227,19 +227,9 @@ def test_an_edit_of_an_answer_is_read_again_as_the_newer_version(postgres_dsn):
     assert second.result.judgments["value"].to_list() == [5.0]
 
 
-def _migrated_before_9(dsn: str, schema: str) -> None:
-    """`schema` as a release before the kind columns left it."""
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        connection.execute(f"SET search_path TO {schema}")
-        for version, path in migration_files():
-            if version < 9:
-                connection.execute(path.read_text())
-
-
 def test_a_database_without_migration_9_is_read_as_categorical_and_says_so(postgres_dsn):
     schema = "kind_answers_absent"
-    _migrated_before_9(postgres_dsn, schema)
+    migrated_before(postgres_dsn, 9, schema=schema)
     assert not has_kind_answers(postgres_dsn, schema=schema)
     _run(
         postgres_dsn,
@@ -305,7 +295,7 @@ def test_each_owner_applies_its_own_step_when_the_pipelines_role_owns_the_tombst
 
 def test_a_kind_or_answer_column_the_tool_already_has_is_refused_not_reinterpreted(postgres_dsn):
     schema = "kind_answers_taken"
-    _migrated_before_9(postgres_dsn, schema)
+    migrated_before(postgres_dsn, 9, schema=schema)
     _run(postgres_dsn, schema, ("ALTER TABLE judgments ADD COLUMN answer text", ()))
     [skipped] = apply_schema(postgres_dsn, schema=schema)
     assert skipped.version == 9 and "judgments.answer exists already" in skipped.cause

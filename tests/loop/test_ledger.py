@@ -150,7 +150,8 @@ def test_gold_gone_joins_a_file_s_withdrawals_and_the_db_s_deletions() -> None:
     batch = ledger.gold_batch(
         pl.DataFrame({"task_id": ["both"], "label": ["x"], "source": ["g"]}), pl.col("label")
     )
-    gone, unknown = ledger.gold_gone(held, batch, ["f"], pl.Series(["db", "file", "unknown"]))
+    tombstones = pl.DataFrame({"task_id": ["db", "file", "unknown"]})
+    gone, unknown = ledger.gold_gone(held, batch, ["f"], tombstones)
     assert sorted(gone.rows()) == [("both", ["g"]), ("db", []), ("file", [])]
     # `file` went with its file, not by the tombstone; `unknown` held no gold.
     assert unknown == {"file", "unknown"}

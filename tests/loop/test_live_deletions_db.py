@@ -22,7 +22,6 @@ from annotation_pipelines.ingest.postgres import (
     applied_migrations,
     apply_schema,
     extract_since,
-    migration_files,
 )
 from annotation_pipelines.loop.live import (
     STREAM_PREFIX,
@@ -32,7 +31,7 @@ from annotation_pipelines.loop.live import (
     update,
 )
 from tests.loop.test_live_writeback import QUIET, _launch, _tick
-from tests.services import fresh_database, tool_and_pipelines_roles
+from tests.services import fresh_database, migrated_before, tool_and_pipelines_roles
 from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
@@ -389,10 +388,7 @@ def test_a_live_run_is_not_stalled_by_an_open_tool_transaction_nor_stalls_the_to
     data = tmp_path / "data"
     with fresh_database("live_lock") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            for version, path in migration_files():
-                if version < 6:
-                    connection.execute(path.read_text())
+        migrated_before(dsn, 6)
         _seeded(dsn)
         _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
         batch = psycopg.connect(dsn)
