@@ -2441,11 +2441,14 @@ def states_holding(
     deleted: pl.DataFrame,
     deleted_gold: pl.DataFrame,
     read: Callable[[str], bytes | None],
+    *,
+    known: Collection[tuple[str, str]] = (),
 ) -> set[tuple[str, str]]:
     """The stored kind states (of the kinds `index`) that hold a judgment of the DB's
     tombstones `deleted` or gold of `deleted_gold` (each with `project`), found from the ids
     alone (`judgment_id` of the ledger segments, `task_id` of the gold), so a run with
-    tombstones does not load every kind state of their projects whole."""
+    tombstones does not load every kind state of their projects whole. The states `known`
+    (loaded whole by the run anyway) are not read for it."""
     found: set[tuple[str, str]] = set()
     projects = {
         p for frame in (deleted, deleted_gold) for p in frame.get_column("project").unique()
@@ -2454,6 +2457,8 @@ def states_holding(
         ids = deleted.filter(pl.col("project") == project).get_column("judgment_id")
         tasks = deleted_gold.filter(pl.col("project") == project).get_column("task_id")
         for kind in sorted(index[project]):
+            if (project, kind) in known:
+                continue
             judged, golden = _stored_ids(project, kind, read)
             if ids.is_in(judged.implode()).any() or tasks.is_in(golden.implode()).any():
                 found.add((project, kind))

@@ -645,7 +645,7 @@ def _load_kinds(
         keys |= set(frame.select("project", "kind").unique().iter_rows())
     if config.rebase_days or config.kind_rebase_days:
         keys |= {(project, kind) for project, kinds in index.items() for kind in kinds}
-    keys |= states_holding(index, *deleted, read)
+    keys |= states_holding(index, *deleted, read, known=keys)
     return KindBatch(
         judgments=pl.concat(judgments, how="vertical_relaxed") if judgments else pl.DataFrame(),
         gold=pl.concat(gold, how="vertical_relaxed") if gold else pl.DataFrame(),
@@ -785,11 +785,6 @@ def live_quality_state(
         kind_deleted, kind_deleted_gold = held_deletions(
             kind_batch.states, extract.deletions, extract.gold_deletions
         )
-        # Every tombstone goes to the categorical engine too: one id can be held by both (a
-        # judgment whose kind the DB changed, a file's id equal to a DB row's), and the ledger
-        # removes only a DB version at or below the one deleted, so a tombstone the kind
-        # states took withdraws nothing else there.
-        deleted, deleted_gold = extract.deletions, extract.gold_deletions
         # The categorical engine takes the DB's categorical rows only.
         from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
@@ -814,8 +809,8 @@ def live_quality_state(
             | set(gold["project"].unique())
             | set(files.resynced)
             | set(reversals["project"].unique())
-            | set(deleted["project"].unique())
-            | set(deleted_gold["project"].unique())
+            | set(extract.deletions["project"].unique())
+            | set(extract.gold_deletions["project"].unique())
         )
         states = _load_states(
             lake,
@@ -824,8 +819,8 @@ def live_quality_state(
             gold,
             files.resynced,
             whole=bool(config.rebase_days),
-            deleted=deleted,
-            deleted_gold=deleted_gold,
+            deleted=extract.deletions,
+            deleted_gold=extract.gold_deletions,
         )
         states, events = update_projects(
             states,
@@ -836,8 +831,11 @@ def live_quality_state(
             watermark=extract.until,
             now=now,
             reversals=reversals,
-            deleted=deleted,
-            deleted_gold=deleted_gold,
+            # Every tombstone, those the kind states take too: one id can be held by both (a
+            # judgment whose kind the DB changed, a file's id equal to a DB row's), and the
+            # ledger removes only a DB version at or below the one deleted.
+            deleted=extract.deletions,
+            deleted_gold=extract.gold_deletions,
         )
         unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
         for line in unblock_lines(reversals, unblocked, options.min_judgments):
