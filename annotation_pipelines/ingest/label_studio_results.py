@@ -250,6 +250,8 @@ def _size(results: list[dict]) -> tuple[float | None, float | None]:
             and isinstance(height, int | float)
             and not isinstance(width, bool)
             and not isinstance(height, bool)
+            and math.isfinite(width)
+            and math.isfinite(height)
             and width > 0
             and height > 0
         ):
@@ -270,8 +272,12 @@ def _rectangle(
     x, y = _number(value, "x"), _number(value, "y")
     w, h = _number(value, "width"), _number(value, "height")
     rotation = value.get("rotation") or 0.0
-    if isinstance(rotation, bool) or not isinstance(rotation, int | float):
-        raise ValueShapeError("boxes", "boxes: rotation must be a number")
+    if (
+        isinstance(rotation, bool)
+        or not isinstance(rotation, int | float)
+        or not math.isfinite(rotation)
+    ):
+        raise ValueShapeError("boxes", "boxes: rotation must be a finite number")
     if rotation % 360 == 0:
         return x, y, x + w, y + h
     # Rotate the corners about (x, y) in pixel units (percent when the size is unknown).

@@ -44,7 +44,7 @@ from annotation_pipelines.ingest.validation import (
     UNSUPPORTED_KIND,
     cap_raw_bytes,
 )
-from annotation_pipelines.ingest.values import ValueShapeError, normalize
+from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.tabular import check_column_count
 
@@ -622,13 +622,12 @@ def _consolidated_value(kind: str, value: Any, metadata: dict) -> dict[str, Any]
             size = value.get("image_size")
             size = size[0] if isinstance(size, list) and size else size
             size = size if isinstance(size, dict) else {}
-            width, height = _text(size.get("width"))[0], _text(size.get("height"))[0]
             return {
                 "kind": kind,
                 **normalize(kind, {"boxes": boxes}),
                 "coordinates": "pixel",
-                "image_width": float(width) if width else None,
-                "image_height": float(height) if height else None,
+                "image_width": image_size("image_width", size.get("width")),
+                "image_height": image_size("image_height", size.get("height")),
             }
         if kind == "spans":
             annotations = value.get("annotations") if isinstance(value, dict) else None
@@ -668,8 +667,8 @@ def _answer_value(kind: str, content: Any) -> dict[str, Any]:
                 "kind": kind,
                 **normalize(kind, {"boxes": boxes}),
                 "coordinates": "pixel",
-                "image_width": float(width) if isinstance(width, int | float) else None,
-                "image_height": float(height) if isinstance(height, int | float) else None,
+                "image_width": image_size("image_width", width),
+                "image_height": image_size("image_height", height),
             }
         if kind == "spans":
             return {

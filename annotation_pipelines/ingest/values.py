@@ -100,6 +100,15 @@ def _number(field: str, raw: Any) -> float | None:
     return number
 
 
+def image_size(field: str, raw: Any) -> float | None:
+    """An image's width or height in pixels (None when not given): a positive finite number or
+    its plain decimal text, else a `ValueShapeError` on `field`."""
+    size = _number(field, raw)
+    if size is not None and not size > 0:
+        raise ValueShapeError(field, f"{field}: expected a positive number, got {raw!r:.80}")
+    return size
+
+
 def _offset(raw: Any) -> int | None:
     if type(raw) is int:  # the common case, checked first: this runs once per span end
         return raw

@@ -587,6 +587,84 @@ def test_sagemaker_worker_responses_of_boxes_are_one_judgment_per_worker():
     assert [b[0]["x_min"] for b in result.judgments.get_column("boxes").to_list()] == [11.0, 12.0]
 
 
+@pytest.mark.parametrize("size", ["abc", -5, 0, [1], True])
+def test_sagemaker_image_size_that_is_not_a_positive_number_quarantines_its_row(size):
+    def record(width: Any) -> dict:
+        return {
+            "source-ref": "s3://bucket/images/dog.jpg",
+            "dogs": {
+                "image_size": [{"width": width, "height": 400, "depth": 3}],
+                "annotations": [{"class_id": 0, "left": 1, "top": 2, "width": 3, "height": 4}],
+            },
+            "dogs-metadata": {
+                "class-map": {"0": "dog"},
+                "type": "groundtruth/object-detection",
+                "creation-date": "2026-05-01T22:18:13.527256",
+                "job-name": "identify-dogs",
+            },
+        }
+
+    result = sagemaker([record(size), record("500")])
+    assert result.quarantine.select("source_line", "reason", "field").rows() == [
+        (1, "wrong_type", "image_width")
+    ]
+    assert result.judgments.select("image_width", "image_height").rows() == [(500.0, 400.0)]
+
+
+@pytest.mark.parametrize("size", ["abc", -5, float("inf")])
+def test_sagemaker_worker_image_size_that_is_not_a_positive_number_quarantines_its_row(size):
+    response = {
+        "workerId": "private.us-east-1.w1",
+        "submissionTime": "2026-05-01T22:10:00.000Z",
+        "answerContent": {
+            "annotatedResult": {
+                "boundingBoxes": [{"label": "dog", "left": 1, "top": 2, "width": 3, "height": 4}],
+                "inputImageProperties": {"height": 400, "width": size},
+            }
+        },
+    }
+    record = {
+        "source-ref": "s3://bucket/images/dog.jpg",
+        "dogs": {"annotations": []},
+        "dogs-metadata": {
+            "class-map": {"0": "dog"},
+            "type": "groundtruth/object-detection",
+            "creation-date": "2026-05-01T22:18:13.527256",
+            "job-name": "identify-dogs",
+            "worker-responses": [response],
+        },
+    }
+    result = sagemaker([record])
+    assert result.judgments.height == 0
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "image_width")]
+
+
+@pytest.mark.parametrize("rotation", [float("inf"), float("-inf"), float("nan")])
+def test_label_studio_rotation_that_is_not_finite_quarantines_the_box(rotation):
+    tasks = [
+        task(
+            7,
+            {"image": "s3://bucket/7.jpg"},
+            [
+                annotation(71, 1, [rectangle(10, 20, 30, 40, "Car", rotation=rotation)]),
+                annotation(72, 2, [rectangle(10, 20, 30, 40, "Car", rotation=90)]),
+            ],
+        )
+    ]
+    result = ingest_label_studio(tasks)
+    assert result.judgments.get_column("judgment_id").to_list() == ["label-studio:72"]
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "boxes")]
+
+
+def test_label_studio_image_size_that_is_not_finite_is_not_read_as_the_size():
+    huge = rectangle(10, 20, 30, 40, "Car", original_width=float("inf"))
+    result = ingest_label_studio(
+        [task(7, {"image": "s3://bucket/7.jpg"}, [annotation(71, 1, [huge])])]
+    )
+    row = result.judgments.row(0, named=True)
+    assert (row["image_width"], row["image_height"]) == (None, None)
+
+
 def test_label_studio_hypertext_spans_use_global_offsets():
     region = control(
         "ner",
