@@ -46,6 +46,8 @@ from annotation_pipelines.ingest.label_studio_tolerant import (
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
     CANCELLED,
+    NON_UTF8,
+    lone_surrogate,
     quarantine_rows,
 )
 from annotation_pipelines.kinds import KIND_COLUMNS, VALUE_DTYPES
@@ -261,12 +263,13 @@ _CONTROL_SCHEMA: dict[str, pl.DataType] = {
 
 def _written_annotation(
     data: bytes, row: dict, cache: dict[tuple[int, int], dict]
-) -> dict[str, Any]:
-    """The annotation as written in the file (see `task_start` in ANNOTATION_SCHEMA)."""
+) -> tuple[dict[str, Any], str | bytes]:
+    """The annotation as written in the file (see `task_start` in ANNOTATION_SCHEMA), and the
+    JSON text it was read from (its task's, or its own)."""
     start, end = row["task_start"], row["task_end"]
     if start is None or end is None:
         parsed = json.loads(row["record"])
-        return parsed if isinstance(parsed, dict) else {}
+        return (parsed if isinstance(parsed, dict) else {}), row["record"]
     key = (start, end)
     if key not in cache:
         cache.clear()  # tasks arrive in order: one parsed task at a time
@@ -276,7 +279,7 @@ def _written_annotation(
         (task[k] for k in ANNOTATION_KEYS if isinstance(task.get(k), list)), []
     )
     annotation = listed[row["position"]] if row["position"] < len(listed) else None
-    return annotation if isinstance(annotation, dict) else {}
+    return (annotation if isinstance(annotation, dict) else {}), data[start:end]
 
 
 def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
@@ -308,10 +311,13 @@ def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
     keep = [c for c in general.columns if c not in ("choices", "control", "task_start", "task_end")]
     cache: dict[tuple[int, int], dict] = {}
     for annotation in general.iter_rows(named=True):
-        parsed = _written_annotation(data, annotation, cache)
-        controls = expand_results(
-            parsed.get("result"), annotation_id=parsed.get("id"), task_id=annotation["task_id"]
-        )
+        parsed, text = _written_annotation(data, annotation, cache)
+        if lone_surrogate(text, parsed):
+            controls = [_unwritable(parsed)]
+        else:
+            controls = expand_results(
+                parsed.get("result"), annotation_id=parsed.get("id"), task_id=annotation["task_id"]
+            )
         for position, control in enumerate(controls):
             row = {name: annotation[name] for name in keep}
             row.update({key: control[key] for key in ROW_KEYS if key != "record"})
@@ -336,6 +342,16 @@ def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
         .otherwise(pl.col("label")),
         label_error=pl.lit(None, pl.String),
     )
+
+
+def _unwritable(annotation: dict[str, Any]) -> dict[str, Any]:
+    """The quarantined row of an annotation holding half a surrogate pair, which no UTF-8
+    table can hold: its record keeps the escape as written."""
+    return {
+        **dict.fromkeys(ROW_KEYS),
+        "reason": NON_UTF8,
+        "record": json.dumps(annotation, ensure_ascii=True, default=str),
+    }
 
 
 def _is_task_object(data: bytes) -> bool:

@@ -60,7 +60,7 @@ import math
 from typing import Any
 
 from annotation_pipelines.ingest.validation import UNSUPPORTED_KIND, WRONG_TYPE
-from annotation_pipelines.ingest.values import ValueShapeError, box, normalize, span
+from annotation_pipelines.ingest.values import ValueShapeError, box, finite, normalize, span
 
 SPAN_TYPES = ("labels", "hypertextlabels")
 BOX_TYPES = (
@@ -121,6 +121,7 @@ def expand_results(
         if isinstance(result, dict)
         and result.get("type") not in SINGLE_TYPES
         and isinstance(result.get("id"), str)
+        and isinstance(result.get("from_name"), str)
     }
     groups: dict[str, list[Any]] = {}
     for position, result in enumerate(results):
@@ -154,7 +155,10 @@ def _control_row(
     if per_region:
         control = control.removeprefix("\x00per-region:")
     row["control"] = None if control.startswith("\x00") else control
-    types = {r.get("type") if isinstance(r, dict) else None for r in results}
+    types = {
+        r.get("type") if isinstance(r, dict) and isinstance(r.get("type"), str) else None
+        for r in results
+    }
     if control == "\x00relation":
         return _refuse(row, UNSUPPORTED_KIND, "result.type=relation", annotation_id, results)
     if control.startswith("\x00malformed") or len(types) != 1 or None in types:
@@ -245,23 +249,14 @@ def _spans(value: dict, kind_type: str) -> list[dict[str, Any]]:
 def _size(results: list[dict]) -> tuple[float | None, float | None]:
     for result in results:
         width, height = result.get("original_width"), result.get("original_height")
-        if (
-            isinstance(width, int | float)
-            and isinstance(height, int | float)
-            and not isinstance(width, bool)
-            and not isinstance(height, bool)
-            and math.isfinite(width)
-            and math.isfinite(height)
-            and width > 0
-            and height > 0
-        ):
-            return float(width), float(height)
+        if (size := (finite(width), finite(height)))[0] and size[1] and size[0] > 0 and size[1] > 0:
+            return size[0], size[1]
     return None, None
 
 
 def _number(value: dict, name: str) -> float:
     number = value.get(name)
-    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+    if finite(number) is None:
         raise ValueShapeError("boxes", f"boxes: {name} must be a finite number, got {number!r:.40}")
     return float(number)
 
@@ -272,11 +267,7 @@ def _rectangle(
     x, y = _number(value, "x"), _number(value, "y")
     w, h = _number(value, "width"), _number(value, "height")
     rotation = value.get("rotation") or 0.0
-    if (
-        isinstance(rotation, bool)
-        or not isinstance(rotation, int | float)
-        or not math.isfinite(rotation)
-    ):
+    if isinstance(rotation, bool) or finite(rotation) is None:
         raise ValueShapeError("boxes", "boxes: rotation must be a finite number")
     if rotation % 360 == 0:
         return x, y, x + w, y + h

@@ -23,6 +23,7 @@ from annotation_pipelines.ingest.validation import (
     OVERSIZED_RECORD,
     TRUNCATED_FILE,
     cap_raw_bytes,
+    lone_surrogate,
 )
 
 # Where a task keeps its annotations: `completions` in exports of Label Studio before 1.0.
@@ -163,6 +164,11 @@ def stage_tolerant(
                 }
             )
             continue
+        if lone_surrogate(text, task):
+            failures.append(
+                {"source_line": line, "field": None, "reason": NON_UTF8, "record": text[:2000]}
+            )
+            continue
         if task.keys() >= JSON_MIN_KEYS and not task.keys() & set(ANNOTATION_KEYS):
             raise UnreadableFileError(
                 f"{source_file}: a Label Studio JSON-MIN export (line {line}): it drops the "
@@ -212,7 +218,7 @@ def stage_tolerant(
                     and (not isinstance(first, dict) or first.get("type") != "choices")
                 )
             )
-            for result in annotation.get("result") or []:
+            for result in results if isinstance(results, list) else []:
                 if isinstance(result, dict) and result.get("type") == "choices":
                     value = result.get("value") or {}
                     raw_choices = value.get("choices") if isinstance(value, dict) else None

@@ -43,6 +43,7 @@ from annotation_pipelines.ingest.validation import (
     TRUNCATED_FILE,
     UNSUPPORTED_KIND,
     cap_raw_bytes,
+    lone_surrogate,
 )
 from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
@@ -422,6 +423,9 @@ def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], 
                 {"source_line": number, "reason": MALFORMED_JSON, "record": text[:2000]}
             )
             continue
+        if lone_surrogate(text, record):
+            failures.append({"source_line": number, "reason": NON_UTF8, "record": text[:2000]})
+            continue
         records.append((number, record))
     if not records and failures:
         reasons = ", ".join(sorted({f["reason"] for f in failures}))
@@ -575,7 +579,7 @@ def _boxes_from(items: Any, class_map: Any, *, label_key: str) -> list[dict[str,
         try:
             left, top = float(item["left"]), float(item["top"])
             width, height = float(item["width"]), float(item["height"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise ValueShapeError(
                 "boxes", f"boxes: need left, top, width, height: {item!r:.120}"
             ) from None

@@ -33,8 +33,11 @@ holds exactly, and `duplicates` is the number of quarantined copies.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import polars as pl
 
@@ -300,6 +303,26 @@ def cap_raw(text: str, *, size: int | None = None, digest: str | None = None) ->
     size = len(data) if size is None else size
     digest = digest or hashlib.sha256(data).hexdigest()
     return f"{text[:MAX_RAW_CHARS]}…[truncated: {size} bytes, sha256={digest}]"
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(text: str | bytes, decoded: Any) -> bool:
+    """Whether JSON `text` (decoded as `decoded`) escapes half a surrogate pair, `"\\ud800"`:
+    valid JSON, but no Unicode text, so nothing downstream can write it as UTF-8. Checked in
+    full only where the text has such an escape (a whole pair decodes to one character)."""
+    if isinstance(text, bytes):
+        if b"\\u" not in text or _SURROGATE_ESCAPE_BYTES.search(text) is None:
+            return False
+    elif "\\u" not in text or _SURROGATE_ESCAPE.search(text) is None:
+        return False
+    try:
+        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def cap_raw_bytes(data: bytes) -> str:

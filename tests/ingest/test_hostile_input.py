@@ -324,3 +324,94 @@ def test_staging_refuses_rows_with_no_day_naming_the_table_and_column():
     )
     with pytest.raises(ValueError, match=r"raw_tasks: 1 row\(s\) with no created_at"):
         partition_by_day(frame, column="created_at", name="raw_tasks")
+
+
+# A JSON escape of half a surrogate pair (`"\ud800"`) is valid JSON but no Unicode text: it
+# cannot be written as UTF-8, so its record is quarantined as non-UTF-8 like a raw bad byte.
+LONE = '"\\ud800"'
+
+
+def test_jsonl_line_with_a_lone_surrogate_escape_is_quarantined_and_the_rest_load():
+    good = json.dumps({**LINE, "task_id": "t1", "label": "\U0001f600"})
+    bad = json.dumps({**LINE, "task_id": "t2"}).replace('"pos"', LONE)
+    result = ingest_bytes(jsonl(good, bad), format="jsonl", source_file="s.jsonl", now=None)
+    assert result.judgments["label"].to_list() == ["\U0001f600"]
+    assert result.quarantine.select("source_line", "reason").rows() == [(2, "non_utf8")]
+    assert balanced(result)
+
+
+def test_sagemaker_line_with_a_lone_surrogate_escape_is_quarantined():
+    record = {
+        "source": "t",
+        "cls": 1,
+        "cls-metadata": {
+            "job-name": "c",
+            "class-name": "dog",
+            "type": "groundtruth/text-classification",
+            "creation-date": "2026-05-01T22:18:13.527256",
+            "human-annotated": "yes",
+        },
+    }
+    bad = json.dumps({**record, "source": "x"}).replace('"x"', LONE)
+    result = ingest_bytes(
+        jsonl(json.dumps(record), bad), format="sagemaker-gt", source_file="o.manifest"
+    )
+    assert result.judgments.height == 1
+    assert result.quarantine.select("source_line", "reason").rows() == [(2, "non_utf8")]
+    assert balanced(result)
+
+
+def test_label_studio_task_with_a_lone_surrogate_escape_is_quarantined_and_the_rest_load():
+    tasks = label_studio_tasks()
+    body = json.dumps(tasks, indent=1)
+    bad = body.replace('"meh"', LONE)
+    result = ingest_bytes(bad.encode(), format="label-studio", source_file="s.json")
+    plain = ingest_bytes(body.encode(), format="label-studio", source_file="s.json")
+    first = plain.judgments.filter(pl.col("task_id") == "101")
+    assert result.judgments.sort("judgment_id").equals(first.sort("judgment_id"))
+    assert result.reasons.get("non_utf8") == 1
+    assert balanced(result)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"from_name": ["a"], "to_name": "text", "type": "choices", "value": {"choices": ["pos"]}},
+        {"from_name": "s", "to_name": "text", "type": ["choices"], "value": {"choices": ["pos"]}},
+        {"id": "r", "from_name": {"a": 1}, "type": "labels", "value": {"start": 0, "end": 1}},
+        {"from_name": "s", "type": "rectanglelabels", "value": {"x": 10**400, "y": 1}},
+        {"from_name": "s", "type": "rectanglelabels", "original_width": 10**400, "value": {}},
+    ],
+    ids=["list-from-name", "list-type", "dict-region-name", "huge-x", "huge-width"],
+)
+def test_label_studio_result_of_any_shape_is_quarantined_not_a_failed_file(result):
+    tasks = label_studio_tasks()
+    tasks[1]["annotations"][0]["result"] = [result, {**result, "id": "other"}]
+    tasks[1]["annotations"][3]["result"] = 1.5
+    plain = ingest_bytes(
+        json.dumps(label_studio_tasks()).encode(), format="label-studio", source_file="s.json"
+    )
+    found = ingest_bytes(json.dumps(tasks).encode(), format="label-studio", source_file="s.json")
+    kept = set(found.judgments["judgment_id"])
+    assert kept == set(plain.judgments["judgment_id"]) - {"label-studio:5", "label-studio:8"}
+    assert balanced(found)
+
+
+def test_sagemaker_box_coordinate_no_float_holds_is_quarantined():
+    record = {
+        "source-ref": "s3://b/d.jpg",
+        "dogs": {
+            "annotations": [{"class_id": 0, "left": 10**400, "top": 1, "width": 2, "height": 3}]
+        },
+        "dogs-metadata": {
+            "class-map": {"0": "dog"},
+            "type": "groundtruth/object-detection",
+            "creation-date": "2026-05-01T22:18:13.527256",
+            "job-name": "j",
+        },
+    }
+    result = ingest_bytes(
+        jsonl(json.dumps(record)), format="sagemaker-gt", source_file="o.manifest"
+    )
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "boxes")]
+    assert balanced(result)
