@@ -255,10 +255,12 @@ def _size(results: list[dict]) -> tuple[float | None, float | None]:
 
 
 def _number(value: dict, name: str) -> float:
-    number = value.get(name)
-    if finite(number) is None:
-        raise ValueShapeError("boxes", f"boxes: {name} must be a finite number, got {number!r:.40}")
-    return float(number)
+    number = finite(value.get(name))
+    if number is None:
+        raise ValueShapeError(
+            "boxes", f"boxes: {name} must be a finite number, got {value.get(name)!r:.40}"
+        )
+    return number
 
 
 def _rectangle(
