@@ -33,10 +33,11 @@ ceiling on the masked share (MaskedShareError above it). Span payloads are maske
 character for character (`MASK_CHARACTER`, whitespace kept), so every span's offsets still slice
 out its (masked) text and the CoNLL tokens are the masked text's, as many as before. JSON
 payloads (pairwise prompt and responses, box image references) are masked inside their string
-values and stay valid JSON; other payloads are masked as text, with `[redacted]`. A `text`
-project's aggregated answer is annotator-written free text: it is masked like the payload, and
-a task counts once in the masked share whichever of the two held the match. The trainer files
-are written from the masked rows, never from the raw tasks.
+values, object keys and integers (`curation.masking`) and stay valid JSON; other payloads are
+masked as text, with `[redacted]`. A `text` project's aggregated answer is annotator-written
+free text: it is masked like the payload, and a task counts once in the masked share whichever
+of the two held the match. The trainer files are written from the masked rows, never from the
+raw tasks.
 """
 
 from __future__ import annotations

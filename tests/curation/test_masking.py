@@ -183,6 +183,30 @@ def test_json_payloads_have_their_string_values_masked_and_stay_json():
     assert (counts.rows, counts.rows_masked, counts.email, counts.phone) == (5, 3, 3, 1)
 
 
+def test_json_payloads_have_their_keys_and_integers_masked_and_ordinary_numbers_kept():
+    texts = [
+        # A phone number stored as a JSON number, beside a rating, an id and coordinates.
+        '{"customer_phone": 4155550132, "rating": 4, "id": 12345678, '
+        '"at": [37.7749295, -122.4194155]}',
+        # Addresses as object keys, which collide with each other and a key once masked.
+        '{"notes": {"jane.doe@example.com": "asked", "bo@example.org": "paid", "[redacted]": 1}}',
+        '{"rating": 4, "id": 123456789, "when": 20261122, "flag": true, "score": 4155550132.5}',
+    ]
+    masked, counts = _mask(texts, structured=True)
+    out = masked["payload"].to_list()
+    assert json.loads(out[0]) == {
+        "customer_phone": MASK,
+        "rating": 4,
+        "id": 12345678,
+        "at": [37.7749295, -122.4194155],
+    }
+    assert json.loads(out[1]) == {"notes": {MASK + " (2)": "asked", MASK + " (3)": "paid", MASK: 1}}
+    assert out[2] == texts[2]
+    assert (counts.rows_masked, counts.email, counts.phone) == (2, 1, 1)
+    again, _ = _mask(texts, structured=True)
+    assert again["payload"].to_list() == out
+
+
 def _judgments(rows):
     return pl.DataFrame(
         rows, schema=["task_id", "annotator_id", "label", "submitted_at"], orient="row"
