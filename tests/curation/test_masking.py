@@ -240,6 +240,47 @@ def test_snapshot_above_the_masked_share_ceiling_fails_clearly():
         assert part in message
 
 
+def test_snapshot_masks_json_payloads_inside_their_values_and_plain_text_payloads_as_text():
+    # Label Studio and SageMaker payloads are the task's data as JSON; a CSV or Postgres payload
+    # is whatever text the column holds, JSON or not.
+    payloads = [
+        json.dumps({"text": "Thanks!\njane.doe@example.com"}),
+        '{"text": "write to jane\\u0040example.com"}',
+        '{ "text":  "nothing personal",\n "n": 3 }',
+        "plain text from a CSV: call 415-555-0132",
+        "[draft] not JSON, mail bo@example.org",
+        "[1, 2, 3] then some words",
+    ]
+    ids = [f"t{i}" for i in range(len(payloads))]
+    tasks = pl.DataFrame(
+        {
+            "task_id": ids,
+            "payload": payloads,
+            "payload_hash": [f"h{i}" for i in range(len(payloads))],
+            "created_at": [None] * len(payloads),
+        },
+        schema_overrides={"created_at": pl.Datetime("us", "UTC")},
+    )
+    rows = [(t, f"a{i}", "x", "2026-11-02T10:00:00") for t in ids for i in (1, 2)]
+    snapshot = build_snapshot(
+        _judgments(rows),
+        tasks,
+        method="majority_vote",
+        pseudonym_key=b"k",
+        phone_region="US",
+        max_masked_share=1.0,
+    )
+    out = dict(snapshot.rows.select("task_id", "payload").iter_rows())
+    assert json.loads(out["t0"]) == {"text": f"Thanks!\n{MASK}"}
+    assert json.loads(out["t1"]) == {"text": f"write to {MASK}"}
+    assert out["t2"] == payloads[2]  # nothing masked: the item's text, byte for byte
+    assert out["t3"] == f"plain text from a CSV: call {MASK}"
+    assert out["t4"] == f"[draft] not JSON, mail {MASK}"
+    assert out["t5"] == payloads[5]
+    assert snapshot.stats["masked"] == {"email": 3, "phone": 1, "custom": 0}
+    assert snapshot.stats["masked_rows"] == 4
+
+
 def test_demo_sized_snapshot_keeps_the_items_own_text(tmp_path):
     """Synthetic payloads carry no e-mail or phone number, so nothing may be masked."""
     generate_workload(tmp_path, judgments=20_000, start=date(2026, 11, 20), days=3, seed=5)
