@@ -30,6 +30,7 @@ from annotation_pipelines import lake as layout
 from annotation_pipelines.api import problems
 from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenStore
+from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader, content_tag
@@ -540,13 +541,19 @@ def _routes(app: FastAPI, context: Context) -> None:
 
     def own_columns(labels: pl.DataFrame) -> pl.DataFrame:
         """One project's labels without the columns of the kinds it is not (a categorical
-        table has no `kind` column and is served as it is)."""
+        table has no `kind` column and is served as it is). A `text` project's answers are
+        annotator-written free text, masked as its dataset snapshots mask them; this runs once
+        per file version, whose parsed pages are cached."""
         if "kind" not in labels.columns or labels.height == 0:
             return labels
-        wanted = kind_label_columns(str(labels["kind"][0]))
-        return labels.select(
-            [column for column in (*wanted, "project") if column in labels.columns]
-        )
+        kind = str(labels["kind"][0])
+        wanted = kind_label_columns(kind)
+        own = labels.select([column for column in (*wanted, "project") if column in labels.columns])
+        if kind == "text":
+            own, _ = mask_personal_data(
+                own, columns=("text",), phone_region=settings.phone_region, structured=True
+            )
+        return own
 
     def label_page(
         project: str,
@@ -661,7 +668,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         - spans: `spans`, a list of `{start, end, label, confidence}` (character offsets, end
           exclusive);
         - boxes: `boxes`, a list of `{label, x_min, y_min, x_max, y_max, confidence}`;
-        - text: `text`.
+        - text: `text`, with e-mail addresses and phone numbers (read in the configured phone
+          region) masked as `[redacted]`, as its dataset snapshots export it.
         """
         return await on_lake(
             lambda: labels_answer(

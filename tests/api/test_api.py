@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io
 import json
 import os
@@ -13,11 +15,16 @@ import httpx
 import polars as pl
 import pytest
 from dagster import AssetKey
+from fastapi.testclient import TestClient
 
 from annotation_pipelines import lake as layout
+from annotation_pipelines.api import create_app
 from annotation_pipelines.api.app import approved, kind_label_columns
+from annotation_pipelines.api.tokens import issue_token
+from annotation_pipelines.curation import MASK
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.settings import load_settings
 from annotation_pipelines.storage import atomic_write_parquet
 from tests.api.conftest import DAYS, KIND_PROJECTS, LATE_DAY, PROJECT, Served, start_server
 from tests.support import QUIET
@@ -111,6 +118,49 @@ def test_kind_labels_carry_the_kind_value_columns_as_the_snapshots_export_them(s
     assert not other_values & set(items[0])
     if kind == "spans":
         assert {"start", "end", "label", "confidence"} == set(items[0]["spans"][0])
+
+
+def test_text_answers_are_served_masked_as_their_snapshots_export_them(tmp_path):
+    # A `text` project's answer is annotator-written free text: /labels must not serve what
+    # its dataset snapshot masks.
+    lake = tmp_path / "data" / "lake"
+    day = dt.date(2026, 11, 16)
+    quality = lake / layout.partition_key("kind_quality_report", day.isoformat())
+    quality.parent.mkdir(parents=True)
+    pl.DataFrame(
+        {"project": ["transcripts"], "day": [day], "kind": ["text"], "gates_passed": [True]}
+    ).write_parquet(quality)
+    answers = [
+        "call me at +1 415-555-0132 or jane.doe@example.com",
+        "nothing personal here",
+    ]
+    labels = lake / layout.partition_key("kind_aggregated_labels", day.isoformat())
+    labels.parent.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "task_id": ["t1", "t2"],
+            "project": ["transcripts"] * 2,
+            "kind": ["text"] * 2,
+            "text": answers,
+            "confidence": [0.9, 0.8],
+            "n_votes": [3, 3],
+            "method": ["medoid"] * 2,
+        }
+    ).write_parquet(labels)
+    settings = dataclasses.replace(
+        load_settings(),
+        data_dir=tmp_path / "data",
+        bucket=None,
+        api_token_store=tmp_path / "tokens.json",
+        phone_region="US",
+    )
+    token = issue_token(settings.api_token_store, scopes=["labels:read"])
+    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
+    for _ in range(2):  # the second answer comes from the cached, already masked frame
+        response = client.get("/v1/projects/transcripts/labels", params={"day": str(day)})
+        assert response.status_code == 200, response.text
+        texts = [item["text"] for item in response.json()["items"]]
+        assert texts == [f"call me at {MASK} or {MASK}", answers[1]]
 
 
 def test_kind_labels_page_and_filter_like_the_categorical_ones(served):
