@@ -44,7 +44,11 @@ Authenticate with `Authorization: Bearer <token>` (make one with
 Responses carry an ETag; send it back in If-None-Match to get 304 when nothing changed.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,127}$"
+# A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
+# would refuse is a 422 naming the parameter, as any other bad name. No `..` (one dot at a time:
+# the validator's regex has no look-ahead); the length is capped by NAME_MAX_LENGTH.
+PROJECT_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_=+-])*\.?$"
+NAME_MAX_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -476,7 +480,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         tables = tables_for(str(index[project]["kind"]))
         return tables, reports[tables.quality]
 
-    ProjectPath = Annotated[str, Path(pattern=PROJECT_PATTERN, description="The project name.")]
+    ProjectPath = Annotated[
+        str,
+        Path(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH, description="The project name."),
+    ]
     Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
     Limit = Annotated[int, Query(ge=1, le=settings.api_max_page_size, description="Rows per page.")]
 
@@ -1047,7 +1054,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                 return versions, snapshot
         raise Problem(404, f"project {project!r} has no snapshot {version!r}")
 
-    VersionPath = Annotated[str, Path(pattern=PROJECT_PATTERN)]
+    VersionPath = Annotated[str, Path(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)]
 
     @app.get(f"/{API_VERSION}/datasets/{{project}}/{{version}}", tags=["datasets"])
     def dataset_version(
@@ -1163,7 +1170,9 @@ def _routes(app: FastAPI, context: Context) -> None:
     def workforce_forecast(
         request: Request,
         _: Capacity,
-        project: Annotated[str | None, Query(pattern=PROJECT_PATTERN)] = None,
+        project: Annotated[
+            str | None, Query(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)
+        ] = None,
         limit: Limit = settings.api_max_page_size,
     ) -> Response:
         """The latest task volume forecast per project, with intervals."""
@@ -1175,7 +1184,9 @@ def _routes(app: FastAPI, context: Context) -> None:
     def workforce_plan(
         request: Request,
         _: Capacity,
-        project: Annotated[str | None, Query(pattern=PROJECT_PATTERN)] = None,
+        project: Annotated[
+            str | None, Query(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)
+        ] = None,
         limit: Limit = settings.api_max_page_size,
     ) -> Response:
         """Per project: annotator-hours needed per week, the gap, the backlog clear date, risk."""

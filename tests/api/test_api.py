@@ -446,6 +446,12 @@ def test_authentication_and_scopes(served):
         (f"/projects/{PROJECT}/quality", {"start": "2026-11-17", "end": "2026-11-16"}, 422),
         (f"/projects/{PROJECT}/scorecards", {"day": "2020-01-01"}, 404),
         ("/projects/x' OR '1'='1/labels", {}, 422),
+        # Names the lake refuses as a key segment are refused as parameters, as other bad names.
+        ("/projects/a..b/labels", {}, 422),
+        ("/datasets/a..b", {}, 422),
+        ("/datasets/a..b/latest", {}, 422),
+        (f"/datasets/{PROJECT}/v..1", {}, 422),
+        (f"/datasets/{PROJECT}/v1/files/card..md", {}, 422),
         ("/no/such/route", {}, 404),
     ],
 )
@@ -453,6 +459,8 @@ def test_errors_are_problem_details(served, path, params, status):
     body = assert_problem(get(served, path, params=params), status)
     if status == 422:
         assert body["detail"]
+        if ".." in path:
+            assert body["errors"] and all(error["parameter"] for error in body["errors"])
 
 
 def test_etag_gives_304_and_a_new_materialization_is_visible_at_once(served):
