@@ -716,6 +716,9 @@ def _routes(app: FastAPI, context: Context) -> None:
                 for value, bound in zip(asked, (first, last), strict=True)
             ):
                 raise Problem(422, "the cursor belongs to another day range; drop it or the range")
+            # The API only issues cursors for ranges it served, but a client can make one: its
+            # range is held to the same limits as a range asked for directly.
+            _range(first, last, available=list(parts), max_days=settings.api_max_days)
         else:
             if day is not None:
                 _parse_day(day, parameter="day")

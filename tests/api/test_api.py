@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import io
@@ -429,6 +430,12 @@ def test_authentication_and_scopes(served):
     assert_problem(get(served, "/capacity/forecast", token="raw"), 403)
 
 
+def _cursor(start: str, end: str) -> str:
+    """A cursor of the API's shape, made by hand: the range, then the keyset position."""
+    raw = json.dumps([start, end, start, ""]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status"),
     [
@@ -452,6 +459,9 @@ def test_authentication_and_scopes(served):
         ("/datasets/a..b/latest", {}, 422),
         (f"/datasets/{PROJECT}/v..1", {}, 422),
         (f"/datasets/{PROJECT}/v1/files/card..md", {}, 422),
+        # A cursor made by hand carries a range no request may ask for.
+        (f"/projects/{PROJECT}/labels", {"cursor": _cursor("2000-01-01", "2099-12-31")}, 422),
+        (f"/projects/{PROJECT}/labels", {"cursor": _cursor(DAYS[1], DAYS[0])}, 422),
         ("/no/such/route", {}, 404),
     ],
 )
