@@ -30,6 +30,7 @@ from annotation_pipelines import lake as layout
 from annotation_pipelines.api import problems
 from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenStore
+from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader, content_tag
@@ -43,7 +44,11 @@ Authenticate with `Authorization: Bearer <token>` (make one with
 Responses carry an ETag; send it back in If-None-Match to get 304 when nothing changed.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
-PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.=+-]{0,127}$"
+# A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
+# would refuse is a 422 naming the parameter, as any other bad name. No `..` (one dot at a time:
+# the validator's regex has no look-ahead); the length is capped by NAME_MAX_LENGTH.
+PROJECT_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_=+-])*\.?$"
+NAME_MAX_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -475,7 +480,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         tables = tables_for(str(index[project]["kind"]))
         return tables, reports[tables.quality]
 
-    ProjectPath = Annotated[str, Path(pattern=PROJECT_PATTERN, description="The project name.")]
+    ProjectPath = Annotated[
+        str,
+        Path(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH, description="The project name."),
+    ]
     Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
     Limit = Annotated[int, Query(ge=1, le=settings.api_max_page_size, description="Rows per page.")]
 
@@ -540,13 +548,19 @@ def _routes(app: FastAPI, context: Context) -> None:
 
     def own_columns(labels: pl.DataFrame) -> pl.DataFrame:
         """One project's labels without the columns of the kinds it is not (a categorical
-        table has no `kind` column and is served as it is)."""
+        table has no `kind` column and is served as it is). A `text` project's answers are
+        annotator-written free text, masked as its dataset snapshots mask them; this runs once
+        per file version, whose parsed pages are cached."""
         if "kind" not in labels.columns or labels.height == 0:
             return labels
-        wanted = kind_label_columns(str(labels["kind"][0]))
-        return labels.select(
-            [column for column in (*wanted, "project") if column in labels.columns]
-        )
+        kind = str(labels["kind"][0])
+        wanted = kind_label_columns(kind)
+        own = labels.select([column for column in (*wanted, "project") if column in labels.columns])
+        if kind == "text":
+            own, _ = mask_personal_data(
+                own, columns=("text",), phone_region=settings.phone_region, structured=True
+            )
+        return own
 
     def label_page(
         project: str,
@@ -661,7 +675,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         - spans: `spans`, a list of `{start, end, label, confidence}` (character offsets, end
           exclusive);
         - boxes: `boxes`, a list of `{label, x_min, y_min, x_max, y_max, confidence}`;
-        - text: `text`.
+        - text: `text`, with e-mail addresses and phone numbers (read in the configured phone
+          region) masked as `[redacted]`, as its dataset snapshots export it.
         """
         return await on_lake(
             lambda: labels_answer(
@@ -701,6 +716,9 @@ def _routes(app: FastAPI, context: Context) -> None:
                 for value, bound in zip(asked, (first, last), strict=True)
             ):
                 raise Problem(422, "the cursor belongs to another day range; drop it or the range")
+            # The API only issues cursors for ranges it served, but a client can make one: its
+            # range is held to the same limits as a range asked for directly.
+            _range(first, last, available=list(parts), max_days=settings.api_max_days)
         else:
             if day is not None:
                 _parse_day(day, parameter="day")
@@ -1039,7 +1057,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                 return versions, snapshot
         raise Problem(404, f"project {project!r} has no snapshot {version!r}")
 
-    VersionPath = Annotated[str, Path(pattern=PROJECT_PATTERN)]
+    VersionPath = Annotated[str, Path(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)]
 
     @app.get(f"/{API_VERSION}/datasets/{{project}}/{{version}}", tags=["datasets"])
     def dataset_version(
@@ -1155,7 +1173,9 @@ def _routes(app: FastAPI, context: Context) -> None:
     def workforce_forecast(
         request: Request,
         _: Capacity,
-        project: Annotated[str | None, Query(pattern=PROJECT_PATTERN)] = None,
+        project: Annotated[
+            str | None, Query(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)
+        ] = None,
         limit: Limit = settings.api_max_page_size,
     ) -> Response:
         """The latest task volume forecast per project, with intervals."""
@@ -1167,7 +1187,9 @@ def _routes(app: FastAPI, context: Context) -> None:
     def workforce_plan(
         request: Request,
         _: Capacity,
-        project: Annotated[str | None, Query(pattern=PROJECT_PATTERN)] = None,
+        project: Annotated[
+            str | None, Query(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)
+        ] = None,
         limit: Limit = settings.api_max_page_size,
     ) -> Response:
         """Per project: annotator-hours needed per week, the gap, the backlog clear date, risk."""

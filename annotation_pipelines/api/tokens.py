@@ -58,7 +58,7 @@ def parse_scopes(text: str) -> list[str]:
     return scopes
 
 
-def _read_entries(path: Path) -> list[dict[str, object]]:
+def _read_entries(path: Path) -> list[object]:
     if not path.is_file():
         return []
     try:
@@ -78,6 +78,30 @@ def _entry_scopes(entry: dict[str, object], *, path: Path) -> frozenset[str]:
             f"{path}: token {entry.get('id')!r}: field 'scopes' must be a list of scope names"
         )
     return frozenset(str(scope) for scope in scopes)
+
+
+def _entry(entry: object, *, index: int, path: Path) -> TokenEntry:
+    """One entry of the store; a store edited by hand must still give each token its id, salt
+    (hex), hash and scopes, or no request could be checked against it."""
+    if not isinstance(entry, dict):
+        raise TokenError(f"{path}: token #{index + 1}: expected a JSON object")
+    token_id = entry.get("id")
+    name = repr(token_id) if isinstance(token_id, str) and token_id else f"#{index + 1}"
+    for field in ("id", "salt", "sha256"):
+        value = entry.get(field)
+        if not isinstance(value, str) or not value:
+            problem = "is missing" if value is None else "must be a non-empty string"
+            raise TokenError(f"{path}: token {name}: field {field!r} {problem}")
+    try:
+        bytes.fromhex(str(entry["salt"]))
+    except ValueError:
+        raise TokenError(f"{path}: token {name}: field 'salt' must be hexadecimal") from None
+    return TokenEntry(
+        token_id=str(token_id),
+        salt=str(entry["salt"]),
+        digest=str(entry["sha256"]),
+        scopes=_entry_scopes(entry, path=path),
+    )
 
 
 def issue_token(store: Path, *, scopes: list[str], note: str = "") -> str:
@@ -137,15 +161,11 @@ class TokenStore:
             stamp = (0, 0)
         with self._lock:
             if stamp != self._stamp:
-                self._entries = {
-                    str(entry["id"]): TokenEntry(
-                        token_id=str(entry["id"]),
-                        salt=str(entry["salt"]),
-                        digest=str(entry["sha256"]),
-                        scopes=_entry_scopes(entry, path=self._path),
-                    )
-                    for entry in _read_entries(self._path)
-                }
+                entries = [
+                    _entry(entry, index=index, path=self._path)
+                    for index, entry in enumerate(_read_entries(self._path))
+                ]
+                self._entries = {entry.token_id: entry for entry in entries}
                 self._stamp = stamp
             return self._entries
 

@@ -3,7 +3,8 @@
 A kind project's snapshot is built from its aggregated labels over every judged day:
 1. hold back every task judged on a day whose quality gates failed (`gates_passed` false),
    with its labels of every other day, as the categorical snapshots do;
-2. keep tasks whose aggregate has at least `min_confidence`, and gold tasks only on request;
+2. take each task's newest aggregate, and keep the task when that aggregate has at least
+   `min_confidence` (an older day's answer never stands in for it), gold tasks only on request;
 3. assign a stable hash split (the categorical snapshots' splitter) and version by content.
 
 Every snapshot has `data.parquet` and `data.jsonl` (one row per task: the task's `payload`,
@@ -32,10 +33,11 @@ ceiling on the masked share (MaskedShareError above it). Span payloads are maske
 character for character (`MASK_CHARACTER`, whitespace kept), so every span's offsets still slice
 out its (masked) text and the CoNLL tokens are the masked text's, as many as before. JSON
 payloads (pairwise prompt and responses, box image references) are masked inside their string
-values and stay valid JSON; other payloads are masked as text, with `[redacted]`. A `text`
-project's aggregated answer is annotator-written free text: it is masked like the payload, and
-a task counts once in the masked share whichever of the two held the match. The trainer files
-are written from the masked rows, never from the raw tasks.
+values, object keys and integers (`curation.masking`) and stay valid JSON; other payloads are
+masked as text, with `[redacted]`. A `text` project's aggregated answer is annotator-written
+free text: it is masked like the payload, and a task counts once in the masked share whichever
+of the two held the match. The trainer files are written from the masked rows, never from the
+raw tasks.
 """
 
 from __future__ import annotations
@@ -103,12 +105,15 @@ def build_kind_snapshot(
     gold_ids = task_rows.filter(pl.col("is_gold"))["task_id"]
     method = str(own.sort("day")["method"][-1])
     held_tasks = own.filter(pl.col("day").cast(pl.String).is_in(held_back))["task_id"]
+    # A task's newest aggregate supersedes its older ones, so it is chosen before the confidence
+    # filter: a newest aggregate below min_confidence leaves the task out rather than letting an
+    # older day's answer, which the newer judgments overrode, into the snapshot.
     selected = (
         own.filter(~pl.col("task_id").is_in(held_tasks.implode()))
-        .filter(pl.col("confidence") >= min_confidence)
-        .filter(pl.lit(include_gold) | ~pl.col("task_id").is_in(gold_ids.implode()))
         .sort("day", "task_id")
         .unique("task_id", keep="last", maintain_order=True)
+        .filter(pl.col("confidence") >= min_confidence)
+        .filter(pl.lit(include_gold) | ~pl.col("task_id").is_in(gold_ids.implode()))
     )
     ratios = ratios or dict(DEFAULT_RATIOS)
     rows = (

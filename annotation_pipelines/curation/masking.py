@@ -17,11 +17,17 @@ Two options serve the exported formats. `preserve_length` replaces each match by
 `MASK_CHARACTER` once per character it covers, keeping the match's whitespace: a text whose
 span labels are character offsets keeps every offset, and keeps its tokens (a masked
 "(415) 555-0132" is "***** ********", two tokens as before), so token-level tags do not move.
-`structured` masks a text that is a JSON object or array inside its string values: masking the
-JSON text itself could break it (in `"line\\njane@example.com"` the address pattern starts at the
-`n` of the escape, leaving `\\[redacted]`, an invalid escape) and misses values written with
-escapes (`jane\\u0040example.com`). Such a text is re-encoded only when something in it was
-masked; every other text is kept byte for byte.
+`structured` masks a text that is a JSON object or array inside its string values, its object
+keys and its integers: masking the JSON text itself could break it (in
+`"line\\njane@example.com"` the address pattern starts at the `n` of the escape, leaving
+`\\[redacted]`, an invalid escape) and misses values written with escapes
+(`jane\\u0040example.com`). An integer is read as its digits, as the phone matcher reads a bare
+run of digits in text (a rating or an id too short or not valid as a number is kept); one with a
+match becomes the masked text, a JSON string. A masked key that collides with another key of its
+object gets a ` (2)`, ` (3)`... suffix in key order. Numbers with a fraction or an exponent are
+measurements and are not read. A text that is not a JSON object or array is masked as text. A
+JSON text is re-encoded only when something in it was masked; every other text is kept byte for
+byte.
 """
 
 from __future__ import annotations
@@ -154,12 +160,22 @@ def _mask_texts(
     return final, {kind: flags.fill_null(False) for kind, flags in changed.items()}
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _strings_of(value: Any) -> Iterator[str]:
-    """The string values of decoded JSON, depth first (object keys are not values)."""
+    """The texts of decoded JSON the detectors read, depth first: every string value, every
+    object key (before its value) and the digits of every integer. A phone number stored as a
+    JSON number is an integer; a number with a fraction or exponent is a measurement
+    (coordinates, a score), not read."""
     if isinstance(value, str):
         yield value
+    elif _is_integer(value):
+        yield str(value)
     elif isinstance(value, dict):
-        for item in value.values():
+        for key, item in value.items():
+            yield key
             yield from _strings_of(item)
     elif isinstance(value, list):
         for item in value:
@@ -167,11 +183,28 @@ def _strings_of(value: Any) -> Iterator[str]:
 
 
 def _with_strings(value: Any, strings: Iterator[str]) -> Any:
-    """`value` with its string values replaced, in `_strings_of` order, from `strings`."""
+    """`value` with the texts `_strings_of` reads replaced, in its order, from `strings`. An
+    integer whose text changed becomes that (masked) text; a masked key that collides with
+    another key of its object takes the first free ` (n)` suffix, in key order."""
     if isinstance(value, str):
         return next(strings)
+    if _is_integer(value):
+        text = next(strings)
+        return value if text == str(value) else text
     if isinstance(value, dict):
-        return {key: _with_strings(item, strings) for key, item in value.items()}
+        items = [(key, next(strings), _with_strings(item, strings)) for key, item in value.items()]
+        taken = {key for key, new, _ in items if new == key}
+        out = {}
+        for key, new, item in items:
+            if new != key:
+                name, n = new, 1
+                while name in taken:
+                    n += 1
+                    name = f"{new} ({n})"
+                taken.add(name)
+                new = name
+            out[new] = item
+        return out
     if isinstance(value, list):
         return [_with_strings(item, strings) for item in value]
     return value

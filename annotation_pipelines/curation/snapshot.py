@@ -95,9 +95,10 @@ def build_snapshot(
     """Build a snapshot from a project's judgments (schema.JUDGMENTS) and tasks (RAW_TASKS).
 
     Payloads are masked for e-mail addresses, phone numbers (`phone_region` reads numbers
-    without a country code) and the extra regex `mask_patterns`; more than `max_masked_share`
-    of rows masked raises MaskedShareError, since a dataset that is mostly "[redacted]" is
-    either a masking fault or data that should not be exported as text.
+    without a country code) and the extra regex `mask_patterns`, a JSON object or array inside
+    its values and keys (`mask_personal_data(structured=True)`), other text as text; more than
+    `max_masked_share` of rows masked raises MaskedShareError, since a dataset that is mostly
+    "[redacted]" is either a masking fault or data that should not be exported as text.
     """
     project = judgments["project"][0] if judgments.height else ""
     days = judgments.with_columns(day=pl.col("submitted_at").dt.date().cast(pl.String))
@@ -160,8 +161,15 @@ def build_snapshot(
         )
         .sort("task_id")
     )
+    # A payload is JSON from Label Studio and SageMaker and any text from a table or Postgres:
+    # JSON is masked inside its values, so it stays valid JSON and escaped addresses are found;
+    # any other text is masked as text.
     rows, masked = mask_personal_data(
-        rows, columns=("payload",), phone_region=phone_region, patterns=mask_patterns
+        rows,
+        columns=("payload",),
+        phone_region=phone_region,
+        patterns=mask_patterns,
+        structured=True,
     )
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     rows = rows.drop([c for c in drop_fields if c in rows.columns])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import datetime as dt
 import io
 import json
 import os
@@ -13,11 +16,16 @@ import httpx
 import polars as pl
 import pytest
 from dagster import AssetKey
+from fastapi.testclient import TestClient
 
 from annotation_pipelines import lake as layout
+from annotation_pipelines.api import create_app
 from annotation_pipelines.api.app import approved, kind_label_columns
+from annotation_pipelines.api.tokens import issue_token
+from annotation_pipelines.curation import MASK
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.settings import load_settings
 from annotation_pipelines.storage import atomic_write_parquet
 from tests.api.conftest import DAYS, KIND_PROJECTS, LATE_DAY, PROJECT, Served, start_server
 from tests.support import QUIET
@@ -111,6 +119,49 @@ def test_kind_labels_carry_the_kind_value_columns_as_the_snapshots_export_them(s
     assert not other_values & set(items[0])
     if kind == "spans":
         assert {"start", "end", "label", "confidence"} == set(items[0]["spans"][0])
+
+
+def test_text_answers_are_served_masked_as_their_snapshots_export_them(tmp_path):
+    # A `text` project's answer is annotator-written free text: /labels must not serve what
+    # its dataset snapshot masks.
+    lake = tmp_path / "data" / "lake"
+    day = dt.date(2026, 11, 16)
+    quality = lake / layout.partition_key("kind_quality_report", day.isoformat())
+    quality.parent.mkdir(parents=True)
+    pl.DataFrame(
+        {"project": ["transcripts"], "day": [day], "kind": ["text"], "gates_passed": [True]}
+    ).write_parquet(quality)
+    answers = [
+        "call me at +1 415-555-0132 or jane.doe@example.com",
+        "nothing personal here",
+    ]
+    labels = lake / layout.partition_key("kind_aggregated_labels", day.isoformat())
+    labels.parent.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "task_id": ["t1", "t2"],
+            "project": ["transcripts"] * 2,
+            "kind": ["text"] * 2,
+            "text": answers,
+            "confidence": [0.9, 0.8],
+            "n_votes": [3, 3],
+            "method": ["medoid"] * 2,
+        }
+    ).write_parquet(labels)
+    settings = dataclasses.replace(
+        load_settings(),
+        data_dir=tmp_path / "data",
+        bucket=None,
+        api_token_store=tmp_path / "tokens.json",
+        phone_region="US",
+    )
+    token = issue_token(settings.api_token_store, scopes=["labels:read"])
+    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
+    for _ in range(2):  # the second answer comes from the cached, already masked frame
+        response = client.get("/v1/projects/transcripts/labels", params={"day": str(day)})
+        assert response.status_code == 200, response.text
+        texts = [item["text"] for item in response.json()["items"]]
+        assert texts == [f"call me at {MASK} or {MASK}", answers[1]]
 
 
 def test_kind_labels_page_and_filter_like_the_categorical_ones(served):
@@ -379,6 +430,12 @@ def test_authentication_and_scopes(served):
     assert_problem(get(served, "/capacity/forecast", token="raw"), 403)
 
 
+def _cursor(start: str, end: str) -> str:
+    """A cursor of the API's shape, made by hand: the range, then the keyset position."""
+    raw = json.dumps([start, end, start, ""]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("path", "params", "status"),
     [
@@ -396,6 +453,15 @@ def test_authentication_and_scopes(served):
         (f"/projects/{PROJECT}/quality", {"start": "2026-11-17", "end": "2026-11-16"}, 422),
         (f"/projects/{PROJECT}/scorecards", {"day": "2020-01-01"}, 404),
         ("/projects/x' OR '1'='1/labels", {}, 422),
+        # Names the lake refuses as a key segment are refused as parameters, as other bad names.
+        ("/projects/a..b/labels", {}, 422),
+        ("/datasets/a..b", {}, 422),
+        ("/datasets/a..b/latest", {}, 422),
+        (f"/datasets/{PROJECT}/v..1", {}, 422),
+        (f"/datasets/{PROJECT}/v1/files/card..md", {}, 422),
+        # A cursor made by hand carries a range no request may ask for.
+        (f"/projects/{PROJECT}/labels", {"cursor": _cursor("2000-01-01", "2099-12-31")}, 422),
+        (f"/projects/{PROJECT}/labels", {"cursor": _cursor(DAYS[1], DAYS[0])}, 422),
         ("/no/such/route", {}, 404),
     ],
 )
@@ -403,6 +469,8 @@ def test_errors_are_problem_details(served, path, params, status):
     body = assert_problem(get(served, path, params=params), status)
     if status == 422:
         assert body["detail"]
+        if ".." in path:
+            assert body["errors"] and all(error["parameter"] for error in body["errors"])
 
 
 def test_etag_gives_304_and_a_new_materialization_is_visible_at_once(served):

@@ -1,4 +1,4 @@
-"""The token store read directly: a hand-edited store with malformed scopes is refused."""
+"""The token store read directly: a hand-edited store with a malformed entry is refused."""
 
 from __future__ import annotations
 
@@ -28,5 +28,22 @@ def test_scopes_written_as_one_string_are_an_error_naming_the_store_and_token(
     store.write_text(json.dumps(entries))
     token_id = entries[0]["id"]
     with pytest.raises(TokenError, match=rf"tokens\.json.*{token_id}.*scopes"):
+        TokenStore(store).scopes(token)
+    assert not TokenStore(store).readable()
+
+
+@pytest.mark.parametrize("field", ["salt", "sha256", "id"])
+def test_an_entry_missing_a_field_is_an_error_naming_the_store_token_and_field(
+    tmp_path: Path, field: str
+) -> None:
+    # Read unchecked, the KeyError failed every request and the readiness probe with a 500.
+    store = tmp_path / "tokens.json"
+    token = issue_token(store, scopes=["labels:read"])
+    issue_token(store, scopes=["labels:read"])
+    entries = json.loads(store.read_text())
+    token_id = entries[1]["id"] if field != "id" else "#2"
+    del entries[1][field]
+    store.write_text(json.dumps(entries))
+    with pytest.raises(TokenError, match=rf"tokens\.json: token '?{token_id}'?: field '{field}'"):
         TokenStore(store).scopes(token)
     assert not TokenStore(store).readable()

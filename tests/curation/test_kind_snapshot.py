@@ -182,6 +182,27 @@ def test_a_task_judged_on_a_held_back_day_stays_out_even_when_judged_again_later
     assert snapshot.rows.height == 0 and snapshot.stats["tasks_held_back"] == N
 
 
+def test_a_task_whose_newest_aggregate_is_not_confident_is_left_out_not_taken_from_older_days():
+    # The newest aggregate supersedes the older ones: below min_confidence, the task has no
+    # confident label now, and an older day's answer must not be exported in its place.
+    tasks = _tasks("rate", lambda i: f"response {i}")
+    first = _labels("rate", "numeric", {"value": [1.0] * N})
+    later = first.head(5).with_columns(
+        day=pl.lit(date(2026, 11, 3)), value=pl.lit(5.0), confidence=pl.lit(0.3)
+    )
+    snapshot = build_kind_snapshot(
+        pl.concat([first, later]), tasks, project="rate", kind="numeric", min_confidence=0.5
+    )
+    superseded = set(later["task_id"])
+    assert snapshot.rows.height == N - 5
+    assert not superseded & set(snapshot.rows["task_id"])
+    everything = build_kind_snapshot(
+        pl.concat([first, later]), tasks, project="rate", kind="numeric", min_confidence=0.0
+    )
+    newest = everything.rows.filter(pl.col("task_id").is_in(list(superseded)))
+    assert newest["value"].to_list() == [5.0] * 5
+
+
 # Ten of the N tasks carry an e-mail address and a phone number, one inside a labelled span and
 # the other outside it; the other tasks carry neither.
 PERSONAL = 10

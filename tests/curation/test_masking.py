@@ -183,6 +183,30 @@ def test_json_payloads_have_their_string_values_masked_and_stay_json():
     assert (counts.rows, counts.rows_masked, counts.email, counts.phone) == (5, 3, 3, 1)
 
 
+def test_json_payloads_have_their_keys_and_integers_masked_and_ordinary_numbers_kept():
+    texts = [
+        # A phone number stored as a JSON number, beside a rating, an id and coordinates.
+        '{"customer_phone": 4155550132, "rating": 4, "id": 12345678, '
+        '"at": [37.7749295, -122.4194155]}',
+        # Addresses as object keys, which collide with each other and a key once masked.
+        '{"notes": {"jane.doe@example.com": "asked", "bo@example.org": "paid", "[redacted]": 1}}',
+        '{"rating": 4, "id": 123456789, "when": 20261122, "flag": true, "score": 4155550132.5}',
+    ]
+    masked, counts = _mask(texts, structured=True)
+    out = masked["payload"].to_list()
+    assert json.loads(out[0]) == {
+        "customer_phone": MASK,
+        "rating": 4,
+        "id": 12345678,
+        "at": [37.7749295, -122.4194155],
+    }
+    assert json.loads(out[1]) == {"notes": {MASK + " (2)": "asked", MASK + " (3)": "paid", MASK: 1}}
+    assert out[2] == texts[2]
+    assert (counts.rows_masked, counts.email, counts.phone) == (2, 1, 1)
+    again, _ = _mask(texts, structured=True)
+    assert again["payload"].to_list() == out
+
+
 def _judgments(rows):
     return pl.DataFrame(
         rows, schema=["task_id", "annotator_id", "label", "submitted_at"], orient="row"
@@ -214,6 +238,47 @@ def test_snapshot_above_the_masked_share_ceiling_fails_clearly():
     message = str(raised.value)
     for part in ("'p'", "50.0%", "25.0%", "ANNOTATION_PIPELINES_MAX_MASKED_SHARE"):
         assert part in message
+
+
+def test_snapshot_masks_json_payloads_inside_their_values_and_plain_text_payloads_as_text():
+    # Label Studio and SageMaker payloads are the task's data as JSON; a CSV or Postgres payload
+    # is whatever text the column holds, JSON or not.
+    payloads = [
+        json.dumps({"text": "Thanks!\njane.doe@example.com"}),
+        '{"text": "write to jane\\u0040example.com"}',
+        '{ "text":  "nothing personal",\n "n": 3 }',
+        "plain text from a CSV: call 415-555-0132",
+        "[draft] not JSON, mail bo@example.org",
+        "[1, 2, 3] then some words",
+    ]
+    ids = [f"t{i}" for i in range(len(payloads))]
+    tasks = pl.DataFrame(
+        {
+            "task_id": ids,
+            "payload": payloads,
+            "payload_hash": [f"h{i}" for i in range(len(payloads))],
+            "created_at": [None] * len(payloads),
+        },
+        schema_overrides={"created_at": pl.Datetime("us", "UTC")},
+    )
+    rows = [(t, f"a{i}", "x", "2026-11-02T10:00:00") for t in ids for i in (1, 2)]
+    snapshot = build_snapshot(
+        _judgments(rows),
+        tasks,
+        method="majority_vote",
+        pseudonym_key=b"k",
+        phone_region="US",
+        max_masked_share=1.0,
+    )
+    out = dict(snapshot.rows.select("task_id", "payload").iter_rows())
+    assert json.loads(out["t0"]) == {"text": f"Thanks!\n{MASK}"}
+    assert json.loads(out["t1"]) == {"text": f"write to {MASK}"}
+    assert out["t2"] == payloads[2]  # nothing masked: the item's text, byte for byte
+    assert out["t3"] == f"plain text from a CSV: call {MASK}"
+    assert out["t4"] == f"[draft] not JSON, mail {MASK}"
+    assert out["t5"] == payloads[5]
+    assert snapshot.stats["masked"] == {"email": 3, "phone": 1, "custom": 0}
+    assert snapshot.stats["masked_rows"] == 4
 
 
 def test_demo_sized_snapshot_keeps_the_items_own_text(tmp_path):
