@@ -11,6 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -29,12 +30,14 @@ from starlette.concurrency import run_in_threadpool
 from annotation_pipelines import lake as layout
 from annotation_pipelines.api import problems
 from annotation_pipelines.api.problems import Problem
-from annotation_pipelines.api.tokens import TokenStore
+from annotation_pipelines.api.tokens import TokenError, TokenStore
 from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.kinds import DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader, content_tag
 from annotation_pipelines.settings import Settings, load_settings
+
+_log = logging.getLogger(__name__)
 
 API_VERSION = "v1"
 DESCRIPTION = """Labels, quality, datasets and capacity from the annotation-pipelines lake.
@@ -388,6 +391,15 @@ def create_app(
         context.health.failed(error)
         detail, item = lake_file_problem(error)
         return problems.problem_response(request, 503, detail, errors=[item])
+
+    @app.exception_handler(TokenError)
+    async def _tokens_unreadable(request: Request, error: TokenError) -> Response:
+        # A store edited into a bad shape locks everyone out until it is fixed: an outage of
+        # the API's own files (503, as /v1/ready says), named in the server log, not the body.
+        _log.error("%s", error)
+        return problems.problem_response(
+            request, 503, "the token store cannot be read; the server log names the entry"
+        )
 
     if context.settings.api_cors_origins:
         app.add_middleware(

@@ -726,3 +726,24 @@ def test_dataset_versions_says_each_snapshots_kind(served):
     assert kinds[PROJECT] == "categorical"
     for project, kind in KIND_PROJECTS.items():
         assert kinds[project] == kind
+
+
+def test_an_unreadable_token_store_makes_requests_unavailable_not_failed(tmp_path):
+    # A store edited by hand into a bad shape is an outage of the API's own files, like an
+    # unreadable partition: 503, so clients retry and monitors see the store, not a bug.
+    settings = dataclasses.replace(
+        load_settings(),
+        data_dir=tmp_path / "data",
+        bucket=None,
+        api_token_store=tmp_path / "tokens.json",
+    )
+    token = issue_token(settings.api_token_store, scopes=["labels:read"])
+    entries = json.loads(settings.api_token_store.read_text())
+    del entries[0]["salt"]
+    settings.api_token_store.write_text(json.dumps(entries))
+    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
+    response = client.get("/v1/projects")
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "token store" in response.json()["detail"]
+    assert str(tmp_path) not in response.text
