@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from annotation_pipelines.loop.live_kinds import kind_prefix
 from assets.live.compaction import live_compaction_job
@@ -96,11 +96,26 @@ def test_the_daemon_retries_a_failed_kind_fit_run_until_it_succeeds(tmp_path):
         def retried() -> list:
             return instance.get_runs(RunsFilter(tags={"dagster/root_run_id": first.run_id}))
 
-        wait_for(
-            lambda: any(run.status == DagsterRunStatus.SUCCESS for run in retried()),
-            timeout=120,
-            what=f"a retry of {first.run_id} to succeed (see {tmp_path / 'daemon.log'})",
-        )
+        try:
+            wait_for(
+                lambda: any(run.status == DagsterRunStatus.SUCCESS for run in retried()),
+                timeout=120,
+                what=f"a retry of {first.run_id} to succeed (see {tmp_path / 'daemon.log'})",
+            )
+        except AssertionError as error:
+            # What the daemon decided lives in the instance, which pytest's temporary folder
+            # does not keep for long: the failure says it.
+            original = instance.get_run_by_id(first.run_id)
+            tags = {k: v for k, v in (original.tags if original else {}).items() if "retr" in k}
+            events = [
+                record.event_log_entry.user_message
+                for record in instance.get_records_for_run(
+                    first.run_id, of_type=DagsterEventType.ENGINE_EVENT
+                ).records
+            ]
+            runs = [(run.run_id, run.status.value) for run in retried()]
+            detail = f"retry tags {tags}; runs {runs}; engine events {events}"
+            raise AssertionError(f"{error}; {detail}") from None
         elapsed = time.monotonic() - started
         retries = sorted(retried(), key=lambda run: int(run.tags["dagster/retry_number"]))
         retry = retries[0]
