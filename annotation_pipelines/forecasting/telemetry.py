@@ -206,44 +206,59 @@ def with_detail_columns(usage: pl.DataFrame) -> pl.DataFrame:
 
 def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") -> pl.DataFrame:
     """Per cluster, workload class and accelerator type per period (`every`; None: one period,
-    the whole frame, each sample weighing the same): what allocation shows and what the
-    accelerators actually did.
+    the whole frame): what allocation shows and what the accelerators actually did.
 
-    allocated = mean running accelerators; busy = mean running x SM-busy share (accelerators'
+    allocated = the sum over the group's series of each one's mean running accelerators (over
+    its own samples in the period); busy = mean running x SM-busy share (accelerators'
     worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
     hides: reserved, not computing); unallocated = mean total - allocated (free, if the series
     reports its total). busy and idle_allocated are null where SM activity is not reported.
     """
+    keys = ["cluster", "workload_class", "accelerator_type"]
+    detail = with_detail_columns(usage).with_columns(
+        pl.col("workload_class").fill_null("unknown"),
+        pl.col("accelerator_type").fill_null("unknown"),
+    )
+    # Each series' mean over its own samples, then the sum over the group's series: series
+    # sampled at different rates (one per minute, one per five) weigh the same, where the
+    # group's summed samples over its distinct timestamps undercounted the sparser series.
+    means = [
+        pl.col("running").mean().alias("_running"),
+        pl.col("total").mean().alias("_total"),
+        ((pl.col("running") * pl.col("sm_busy")).sum() / pl.len()).alias("_busy"),
+        pl.col("sm_busy").is_not_null().any().alias("_reported"),
+        ((pl.col("memory_used") * pl.col("running")).sum() / pl.len()).alias("_memory"),
+    ]
+    if every:
+        per_series = (
+            detail.sort("time")
+            .group_by_dynamic("time", every=every, group_by=[*keys, "series_id"])
+            .agg(means)
+        )
+    else:
+        # One period, the whole frame, labelled by its first sample.
+        per_series = (
+            detail.group_by(*keys, "series_id")
+            .agg(means)
+            .with_columns(
+                pl.lit(detail.get_column("time").min(), dtype=detail.schema["time"]).alias("time")
+            )
+        )
     return (
-        with_detail_columns(usage)
-        .with_columns(
-            pl.col("workload_class").fill_null("unknown"),
-            pl.col("accelerator_type").fill_null("unknown"),
-        )
-        .sort("time")
-        .group_by_dynamic(
-            "time",
-            every=every or f"{_span_days(usage) + 1}d",
-            group_by=["cluster", "workload_class", "accelerator_type"],
-            start_by="window" if every else "datapoint",
-        )
+        per_series.group_by("time", *keys)
         .agg(
-            # Sum over the group's series at each sample, then the mean over samples.
-            pl.col("running").sum().alias("_running"),
-            pl.col("total").sum().alias("_total"),
-            (pl.col("running") * pl.col("sm_busy")).sum().alias("_busy"),
-            pl.col("sm_busy").is_not_null().any().alias("_reported"),
-            (pl.col("memory_used") * pl.col("running")).sum().alias("_memory"),
-            pl.col("time").n_unique().alias("_samples"),
+            pl.col("_running").sum(),
+            pl.col("_total").sum(),
+            pl.col("_busy").sum(),
+            pl.col("_reported").any(),
+            pl.col("_memory").sum(),
         )
         .select(
             pl.col("time").alias("period"),
-            "cluster",
-            "workload_class",
-            "accelerator_type",
-            (pl.col("_running") / pl.col("_samples")).alias("allocated"),
-            pl.when(pl.col("_reported")).then(pl.col("_busy") / pl.col("_samples")).alias("busy"),
-            (pl.col("_total") / pl.col("_samples")).alias("total"),
+            *keys,
+            pl.col("_running").alias("allocated"),
+            pl.when(pl.col("_reported")).then(pl.col("_busy")).alias("busy"),
+            pl.col("_total").alias("total"),
             pl.when(pl.col("_reported") & (pl.col("_running") > 0))
             .then(pl.col("_memory") / pl.col("_running"))
             .alias("memory_used"),
@@ -253,15 +268,8 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
             (pl.col("total") - pl.col("allocated")).alias("unallocated"),
             (pl.col("busy") / pl.col("allocated")).alias("sm_busy"),
         )
-        .sort("cluster", "workload_class", "accelerator_type", "period")
+        .sort(*keys, "period")
     )
-
-
-def _span_days(usage: pl.DataFrame) -> int:
-    """Whole days from the first sample to the last."""
-    if usage.height == 0:
-        return 0
-    return int(usage.select((pl.col("time").max() - pl.col("time").min()).dt.total_days()).item())
 
 
 def class_shares(usage: pl.DataFrame) -> pl.DataFrame:

@@ -56,7 +56,12 @@ from annotation_pipelines.forecasting.scenarios import (
     scenario_paths,
     truncated_errors,
 )
-from annotation_pipelines.forecasting.telemetry import to_series, with_detail_columns
+from annotation_pipelines.forecasting.telemetry import (
+    allocation_vs_utilization,
+    normalize_usage,
+    to_series,
+    with_detail_columns,
+)
 from annotation_pipelines.quality.render import is_self_contained
 from annotation_pipelines.synthetic import generate_compute_usage
 
@@ -959,3 +964,20 @@ def test_type_chart_puts_each_run_short_line_where_its_curve_crosses_the_fleet()
         "earth H100: accelerators to own per day",
         "earth L4: accelerators to own per day",
     ]
+
+
+def test_allocation_sums_each_series_mean_when_series_sample_at_different_times():
+    # Dividing the group's summed samples by its distinct timestamps read a 1-minute and a
+    # 5-minute series, each 10 of 16 all day, as 12 of 19.2.
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    every_minute = pl.DataFrame({"time": [start + dt.timedelta(minutes=i) for i in range(1440)],
+                                 "running": 10.0, "total": 16.0, "series_id": "a"})  # fmt: skip
+    every_five = pl.DataFrame({"time": [start + dt.timedelta(minutes=5 * i) for i in range(288)],
+                               "running": 10.0, "total": 16.0, "series_id": "b"})  # fmt: skip
+    usage = pl.concat([normalize_usage(f, cluster="earth") for f in (every_minute, every_five)])
+    for every in (None, "1d"):
+        found = allocation_vs_utilization(usage, every=every)
+        assert found.height == 1
+        row = found.row(0, named=True)
+        assert row["allocated"] == pytest.approx(20.0) and row["total"] == pytest.approx(32.0)
+        assert row["unallocated"] == pytest.approx(12.0)
