@@ -238,6 +238,19 @@ def procurement_plan(
         if judgments is not None and aggregated is not None and judgments.height
         else None
     )
+    cost_notes = []
+    if costs is not None:
+        partly = costs.filter(pl.col("duration_share") < 1.0)
+        if partly.height:
+            named = ", ".join(
+                f"{project} ({share:.0%})"
+                for project, share in partly.select("project", "duration_share").iter_rows()
+            )
+            cost_notes.append(
+                "Annotation cost: a project's hours are its timed judgments' mean duration "
+                "times all its judgments; share of judgments with a duration below 100% for "
+                f"{named} (none timed: hours and cost blank)."
+            )
     clusters = plan.cluster_weekly.get_column("cluster").unique().sort().to_list()
     figures = [
         (
@@ -304,6 +317,7 @@ def procurement_plan(
             f"P90 spread: {spread}.",
             f"Prices (USD per accelerator-hour): {prices}.",
             *(f"Launch {note}." for note in plan.launch_notes),
+            *cost_notes,
         ],
     )
     key = capacity_report_key(as_of.isoformat())
@@ -325,5 +339,7 @@ def procurement_plan(
     }
     if costs is not None:
         metadata["annotation_cost"] = markdown_table(costs)
+    if cost_notes:
+        metadata["annotation_cost_note"] = MetadataValue.text(cost_notes[0])
     context.log.info(f"capacity report at {lake.uri(key)}")
     return Output(plan.plan, metadata=metadata)

@@ -981,3 +981,25 @@ def test_allocation_sums_each_series_mean_when_series_sample_at_different_times(
         row = found.row(0, named=True)
         assert row["allocated"] == pytest.approx(20.0) and row["total"] == pytest.approx(32.0)
         assert row["unallocated"] == pytest.approx(12.0)
+
+
+def test_annotation_costs_scale_from_the_judgments_with_a_duration_and_say_their_share():
+    # A judgment without a duration counted as no time: a project that reports none cost $0.
+    config = CapacityConfig(annotator_hour_price={"standard": 36.0})
+    judgments = pl.DataFrame(
+        {"project": ["tox"] * 4 + ["med"] * 4,
+         "duration_s": [None] * 4 + [60.0, 60.0, None, None]},
+        schema={"project": pl.String, "duration_s": pl.Float64},
+    )  # fmt: skip
+    aggregated = pl.DataFrame({"project": ["tox", "med"], "is_tie": [False, False]})
+    costs = {
+        r["project"]: r
+        for r in annotation_costs(judgments, aggregated, None, config=config).to_dicts()
+    }
+    assert costs["tox"]["duration_share"] == 0.0
+    assert costs["tox"]["annotator_hours"] is None and costs["tox"]["cost_usd"] is None
+    assert costs["tox"]["cost_per_curated_label"] is None
+    # Half of med's judgments were timed: the four are priced at the timed ones' mean.
+    assert costs["med"]["duration_share"] == 0.5
+    assert costs["med"]["annotator_hours"] == pytest.approx(4 * 60 / 3600)
+    assert costs["med"]["cost_usd"] == pytest.approx(4 * 60 / 3600 * 36.0)
