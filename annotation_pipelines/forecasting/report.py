@@ -47,7 +47,9 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def html_table(frame: pl.DataFrame, *, max_rows: int = 60) -> str:
+def html_table(frame: pl.DataFrame, *, max_rows: int | None = None, name: str = "") -> str:
+    """Every row of `frame`; with `max_rows`, the first that many and a line saying how many
+    more there are and where (`name`, the lake table): a plan row is never dropped unsaid."""
     if frame.height == 0:
         return '<p class="muted">none</p>'
     numeric = {n for n, d in frame.schema.items() if d.is_numeric()}
@@ -61,9 +63,14 @@ def html_table(frame: pl.DataFrame, *, max_rows: int = 60) -> str:
             for n, v in row.items()
         )
         + "</tr>"
-        for row in frame.head(max_rows).iter_rows(named=True)
+        for row in (frame if max_rows is None else frame.head(max_rows)).iter_rows(named=True)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    if max_rows is None or frame.height <= max_rows:
+        return table
+    more = frame.height - max_rows
+    where = f" (see {html.escape(name)} in the lake)" if name else ""
+    return f'{table}<p class="muted">… {more:,} more rows{where}</p>'
 
 
 def svg(figure: Figure, *, name: str) -> str:

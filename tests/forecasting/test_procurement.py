@@ -36,6 +36,7 @@ from annotation_pipelines.forecasting.procurement import (
 )
 from annotation_pipelines.forecasting.report import (
     cluster_figure,
+    html_table,
     render_capacity_report,
     type_figure,
 )
@@ -1003,3 +1004,14 @@ def test_annotation_costs_scale_from_the_judgments_with_a_duration_and_say_their
     assert costs["med"]["duration_share"] == 0.5
     assert costs["med"]["annotator_hours"] == pytest.approx(4 * 60 / 3600)
     assert costs["med"]["cost_usd"] == pytest.approx(4 * 60 / 3600 * 36.0)
+
+
+def test_capacity_report_tables_drop_no_row_silently():
+    # Every table was cut at 60 rows without a word: a plan row past the 60th vanished.
+    frame = pl.DataFrame({"cluster": [f"c{i:03d}" for i in range(130)], "to_order": range(130)})
+    page = render_capacity_report(title="t", as_of="2026-11-29", charts=[],
+                                  sections=[("Procurement plan", frame)])  # fmt: skip
+    assert page.count("<tr>") == 131 and "c129" in page
+    cut = html_table(frame, max_rows=100, name="procurement_plan")
+    assert cut.count("<tr>") == 101
+    assert "… 30 more rows (see procurement_plan in the lake)" in cut
