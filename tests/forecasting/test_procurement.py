@@ -1015,3 +1015,42 @@ def test_capacity_report_tables_drop_no_row_silently():
     cut = html_table(frame, max_rows=100, name="procurement_plan")
     assert cut.count("<tr>") == 101
     assert "… 30 more rows (see procurement_plan in the lake)" in cut
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # NaN and inf passed every bound check: a NaN target planned NaN accelerators, an
+        # infinite price costed the plan at inf.
+        ("training = 0.85", "training = nan", r"capacity.toml: target_utilization.training: nan "
+         r"is not a finite number"),
+        ("H100 = 2.90", "H100 = nan", r"capacity.toml: accelerator_hour_price.H100: nan is not"),
+        ("H100 = 2.90", "H100 = inf", r"capacity.toml: accelerator_hour_price.H100: inf is not"),
+        ("accelerators = 32", "accelerators = inf",
+         r"capacity.toml: launches\[1\].accelerators: inf is not a finite number"),
+        # A TOML date-time loaded and crashed the plan comparing a datetime with a date.
+        ('start = "2027-02-01"', "start = 2027-02-01T09:00:00",
+         r"capacity.toml: launches\[1\].start: 2027-02-01 09:00:00 is a date and time; give the "
+         r"day alone"),
+        ('start = "2027-02-01"', "start = 09:00:00", r"launches\[1\].start: expected a date"),
+    ],
+)  # fmt: skip
+def test_config_numbers_are_finite_and_a_start_is_a_day(tmp_path, old, new, message):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("launches = [1, 2]\n", r"bad.toml: launches\[1\]: expected a table, found 1"),
+        ('[launches]\nname = "x"\n', r"bad.toml: launches: expected an array of tables"),
+        ('launches = "x"\n', r"bad.toml: launches: expected an array of tables"),
+        ("[project_tier]\np = 3\n", r"bad.toml: project_tier.p: expected a tier name, found 3"),
+    ],
+)
+def test_config_launches_are_tables(tmp_path, text, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(bad)
