@@ -36,6 +36,7 @@ from annotation_pipelines.forecasting.procurement import (
     runs_short,
     series_profiles,
     target_utilization,
+    unknown_fleet_notes,
 )
 from annotation_pipelines.forecasting.scalars import as_date
 from annotation_pipelines.forecasting.scenarios import (
@@ -72,6 +73,8 @@ class CapacityPlan:
     hierarchy_weekly: pl.DataFrame
     reconciliation: str | None  # the method (None: series forecast alone, clusters summed)
     launch_notes: tuple[str, ...] = ()  # launches under way: only the rest of the ramp added
+    # What the plan could not see and how it planned around it (unknown fleets, stale series)
+    notes: tuple[str, ...] = ()
 
 
 HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
@@ -176,7 +179,14 @@ def capacity_plan(
     # too rather than dropping out of the supply line.
     targets = target_utilization(latest.get_column("workload_class"), config=config)
     carried = latest.with_columns((pl.col("total") * targets).alias("carried"))
-    supply_level = carried.group_by("cluster").agg(pl.col("carried").sum().alias("supply"))
+    # A series with no total leaves its cluster's supply unknown, not the others' alone.
+    supply_level = carried.group_by("cluster").agg(
+        pl.when(pl.col("carried").is_null().any())
+        .then(None)
+        .otherwise(pl.col("carried").sum())
+        .cast(pl.Float64)
+        .alias("supply")
+    )
     supply = (
         cluster_weekly.select("cluster", "time")
         .vstack(history_weekly.select("cluster", "time"))
@@ -203,6 +213,7 @@ def capacity_plan(
         hierarchy_weekly=hierarchy_weekly,
         reconciliation=reconciliation,
         launch_notes=tuple(config.launches_under_way(first_day=first_day)),
+        notes=tuple(unknown_fleet_notes(fleet)),
     )
 
 

@@ -118,7 +118,7 @@ def cluster_figure(
     axis.fill_between(times, weekly["p50"].to_list(), weekly["p90"].to_list(), color="#f28e2b",
                       alpha=0.3, label="P50–P90")  # fmt: skip
     axis.plot(times, weekly["p50"].to_list(), color="#f28e2b", lw=1.5, label="P50")
-    if supply.height:
+    if supply.height and supply["supply"].is_not_null().any():
         axis.step(supply["time"].to_list(), supply["supply"].to_list(), where="post",
                   color="#4e79a7", lw=1.5, label="supply at target utilization")  # fmt: skip
     for (scenario, day), style in zip((runs_short or {}).items(), ("--", ":"), strict=False):
@@ -156,11 +156,11 @@ def type_figure(required: pl.DataFrame, plan: pl.DataFrame, *, cluster: str) -> 
                           alpha=0.3, label="P50–P90 to own")  # fmt: skip
         axis.plot(days, need["p50"].to_list(), color="#f28e2b", lw=1.2, label="P50 to own")
         rows = plan.filter(pl.col("accelerator_type") == accelerator_type)
+        # Null where a series of the type reports no total: no fleet line to draw.
+        known = rows.get_column("fleet").drop_nulls()
         fleet = (
-            as_float(
-                rows.get_column("fleet").first(), what=f"fleet of {cluster} {accelerator_type}"
-            )
-            if rows.height
+            as_float(known.first(), what=f"fleet of {cluster} {accelerator_type}")
+            if known.len()
             else None
         )
         if fleet is not None:

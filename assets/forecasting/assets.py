@@ -218,6 +218,8 @@ def procurement_plan(
     per_series = series_spreads(plan.weekly)
     pooled = spread_note(per_series)
     spread = f"{spread}; {pooled}"
+    for note in plan.notes:
+        context.log.warning(f"procurement plan: {note}")
     unpriced = unpriced_types(plan.plan)
     prices = (
         f"no price for {', '.join(unpriced)} in [accelerator_hour_price] of "
@@ -317,6 +319,7 @@ def procurement_plan(
             f"P90 spread: {spread}.",
             f"Prices (USD per accelerator-hour): {prices}.",
             *(f"Launch {note}." for note in plan.launch_notes),
+            *(f"Telemetry: {note}." for note in plan.notes),
             *cost_notes,
         ],
     )
@@ -329,6 +332,7 @@ def procurement_plan(
         "p90_spread": MetadataValue.text(spread),
         "p90_spread_by_series": markdown_table(per_series, rows=60),
         "prices": MetadataValue.text(prices),
+        "telemetry_notes": MetadataValue.json(list(plan.notes)),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),

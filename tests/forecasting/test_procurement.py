@@ -29,6 +29,7 @@ from annotation_pipelines.forecasting.planning import (
 )
 from annotation_pipelines.forecasting.procurement import (
     PLAN_COLUMNS,
+    current_fleet,
     procurement_plan,
     runs_short,
     series_profiles,
@@ -1054,3 +1055,48 @@ def test_config_launches_are_tables(tmp_path, text, message):
     bad.write_text(text)
     with pytest.raises(CapacityConfigError, match=message):
         load_capacity_config(bad)
+
+
+def test_a_series_with_no_total_leaves_its_fleet_unknown_not_zero():
+    # A missing total is "supply unknown"; summed as nothing, mars' 160 accelerators became 64
+    # and the P50 ordered 112 where it needs 16.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    mars = usage.filter(pl.col("cluster") == "mars")
+    unknown = mars["series_id"].unique().sort()[0]
+    blank = usage.with_columns(
+        pl.when(pl.col("series_id") == unknown).then(None).otherwise(pl.col("total")).alias("total")
+    )
+    fleet = current_fleet(blank)
+    row = fleet.filter(pl.col("cluster") == "mars").row(0, named=True)
+    assert row["fleet"] is None and row["fleet_unknown"] == unknown
+    plan = capacity_plan(blank, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    rows = plan.plan.filter(pl.col("cluster") == "mars")
+    assert rows.height == 2 and rows["fleet"].is_null().all() and rows["to_order"].is_null().all()
+    assert rows["scenario_cost_usd"].is_null().all() and rows["runs_short_on"].is_null().all()
+    assert rows["peak_required"].is_not_null().all()
+    assert all(f"series {unknown} report(s) no total" in s for s in rows["status"])
+    assert plan.supply.filter(pl.col("cluster") == "mars")["supply"].is_null().all()
+    assert any(unknown in note and "mars" in note for note in plan.notes)
+    # The other clusters are planned as before.
+    earth = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    assert plan.plan.filter(pl.col("cluster") == "earth").equals(
+        earth.plan.filter(pl.col("cluster") == "earth")
+    )
+
+
+def test_procurement_plan_asset_says_which_fleet_is_unknown(tmp_path, monkeypatch):
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    unknown = usage.filter(pl.col("cluster") == "mars")["series_id"].unique().sort()[0]
+    blank = usage.with_columns(
+        pl.when(pl.col("series_id") == unknown).then(None).otherwise(pl.col("total")).alias("total")
+    )
+    metadata, lake = _materialize_plan(tmp_path, monkeypatch, blank)
+    assert any(unknown in note for note in metadata["telemetry_notes"].value)
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert f"series {unknown} report(s) no total" in report.read_text()
+    assert (
+        lake.read_table("procurement_plan")
+        .filter(pl.col("cluster") == "mars")["to_order"]
+        .is_null()
+        .all()
+    )
