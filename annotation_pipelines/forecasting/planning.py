@@ -51,6 +51,7 @@ from annotation_pipelines.forecasting.scenarios import (
 )
 from annotation_pipelines.forecasting.telemetry import (
     allocation_vs_utilization,
+    carry_to_end,
     to_series,
     with_detail_columns,
 )
@@ -99,7 +100,7 @@ def capacity_plan(
             f"unknown reconciliation {reconciliation!r}; choose from {', '.join(METHODS)} or None"
         )
     usage = with_detail_columns(usage)
-    daily_history = to_series(usage, freq="1d")
+    daily_history, stale = carry_to_end(to_series(usage, freq="1d"), freq="1d")
     days = daily_history.get_column("time").n_unique()
     if days < MIN_HISTORY_DAYS:
         raise ValueError(
@@ -213,8 +214,19 @@ def capacity_plan(
         hierarchy_weekly=hierarchy_weekly,
         reconciliation=reconciliation,
         launch_notes=tuple(config.launches_under_way(first_day=first_day)),
-        notes=tuple(unknown_fleet_notes(fleet)),
+        notes=tuple(_stale_notes(stale, first_day=first_day) + unknown_fleet_notes(fleet)),
     )
+
+
+def _stale_notes(stale: pl.DataFrame, *, first_day: dt.date) -> list[str]:
+    """A note per series that stopped reporting before the fleet's last day (`carry_to_end`)."""
+    last_day = first_day - dt.timedelta(days=1)
+    return [
+        f"series {series_id} has reported nothing since {as_date(last, what='last day'):%Y-%m-%d}"
+        f": its demand is carried at that day's level to {last_day.isoformat()} (a gap is no "
+        "change, not zero) and forecast from there with the rest of the fleet"
+        for series_id, last in stale.iter_rows()
+    ]
 
 
 def peer_groups(profiles: pl.DataFrame) -> dict[str, str]:

@@ -157,6 +157,30 @@ def regularize(series: pl.DataFrame, *, freq: str) -> pl.DataFrame:
     )
 
 
+def carry_to_end(series: pl.DataFrame, *, freq: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`series` [id, time, value] with every id that stopped before the last time of any id
+    carried forward at its last value to that time, [id, last] of the ids carried).
+
+    As `to_series` reads a gap inside a series, a series that stopped reporting has had no
+    change reported, not zero use: read as zero, three missing days dropped a cluster's demand
+    by that series' and turned an order into "enough"."""
+    if series.height == 0:
+        return series, pl.DataFrame(schema={"id": pl.String, "last": series.schema["time"]})
+    end = series.get_column("time").max()
+    stale = (
+        series.group_by("id")
+        .agg(pl.col("time").max().alias("last"))
+        .filter(pl.col("last") < end)
+        .sort("id")
+    )
+    if stale.height == 0:
+        return series, stale
+    ends = stale.select(
+        "id", pl.lit(end, dtype=series.schema["time"]).alias("time"), pl.lit(None).alias("value")
+    ).cast({"id": series.schema["id"], "value": series.schema["value"]})
+    return regularize(pl.concat([series, ends.select(series.columns)]), freq=freq), stale
+
+
 def summarize_usage(usage: pl.DataFrame, *, every: str = "1d") -> pl.DataFrame:
     """Utilization and queueing per series per period (`every`: "1d" by day, "1h" by hour).
 

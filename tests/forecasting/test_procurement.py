@@ -1100,3 +1100,26 @@ def test_procurement_plan_asset_says_which_fleet_is_unknown(tmp_path, monkeypatc
         .is_null()
         .all()
     )
+
+
+@pytest.mark.parametrize("reconciliation", [None, "mint_shrink"])
+def test_a_series_that_stopped_reporting_is_carried_to_the_fleets_last_day(reconciliation):
+    # Three missing days read as zero demand (mars' P50 order of 16 became "enough"), and
+    # alone each series was forecast from its own last day, three days off the others.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=49, step_minutes=60, seed=3)
+    stale = usage.filter(pl.col("cluster") == "mars")["series_id"].unique().sort()[0]
+    cut = usage.filter(
+        (pl.col("series_id") != stale) | (pl.col("time").dt.date() <= dt.date(2026, 11, 25))
+    )
+    config = load_capacity_config()
+    full = capacity_plan(usage, config=config, as_of=dt.date(2026, 11, 29),
+                         reconciliation=reconciliation)  # fmt: skip
+    plan = capacity_plan(cut, config=config, as_of=dt.date(2026, 11, 29),
+                         reconciliation=reconciliation)  # fmt: skip
+    first = plan.daily.group_by("id").agg(pl.col("time").min())["time"].unique().to_list()
+    assert first == [dt.date(2026, 11, 29)] and plan.required["time"].min() == first[0]
+    assert any(stale in note and "2026-11-25" in note for note in plan.notes)
+    assert not full.notes
+    mars = plan.plan.filter(pl.col("cluster") == "mars", pl.col("scenario") == "p50")
+    was = full.plan.filter(pl.col("cluster") == "mars", pl.col("scenario") == "p50")
+    assert mars["peak_required"].item() == pytest.approx(was["peak_required"].item(), rel=0.1)
