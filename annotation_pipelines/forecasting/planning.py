@@ -53,6 +53,7 @@ from annotation_pipelines.forecasting.telemetry import (
     allocation_vs_utilization,
     carry_to_end,
     to_series,
+    validate_usage,
     with_detail_columns,
 )
 
@@ -99,7 +100,9 @@ def capacity_plan(
         raise ValueError(
             f"unknown reconciliation {reconciliation!r}; choose from {', '.join(METHODS)} or None"
         )
-    usage = with_detail_columns(usage)
+    # Samples written before telemetry was validated on the way in (a NaN, a negative count, a
+    # misspelt class) are set aside here too: one crashed the plan converting NaN to an order.
+    usage, invalid = validate_usage(with_detail_columns(usage), source="compute_usage")
     daily_history, stale = carry_to_end(to_series(usage, freq="1d"), freq="1d")
     days = daily_history.get_column("time").n_unique()
     if days < MIN_HISTORY_DAYS:
@@ -214,8 +217,30 @@ def capacity_plan(
         hierarchy_weekly=hierarchy_weekly,
         reconciliation=reconciliation,
         launch_notes=tuple(config.launches_under_way(first_day=first_day)),
-        notes=tuple(_stale_notes(stale, first_day=first_day) + unknown_fleet_notes(fleet)),
+        notes=tuple(
+            _invalid_notes(invalid)
+            + _stale_notes(stale, first_day=first_day)
+            + unknown_fleet_notes(fleet)
+        ),
     )
+
+
+def _invalid_notes(invalid: pl.DataFrame) -> list[str]:
+    """One note on the samples `validate_usage` set aside, by field and reason."""
+    if not invalid.height:
+        return []
+    counts = (
+        invalid.group_by("field", "reason")
+        .len()
+        .sort("field", "reason")
+        .select(pl.format("{} {}: {}", "field", "reason", "len"))
+        .to_series()
+        .to_list()
+    )
+    return [
+        f"{invalid.height:,} telemetry sample(s) set aside as invalid ({', '.join(counts)}); "
+        f"the first: {invalid.row(0, named=True)['raw']}"
+    ]
 
 
 def _stale_notes(stale: pl.DataFrame, *, first_day: dt.date) -> list[str]:

@@ -1123,3 +1123,23 @@ def test_a_series_that_stopped_reporting_is_carried_to_the_fleets_last_day(recon
     mars = plan.plan.filter(pl.col("cluster") == "mars", pl.col("scenario") == "p50")
     was = full.plan.filter(pl.col("cluster") == "mars", pl.col("scenario") == "p50")
     assert mars["peak_required"].item() == pytest.approx(was["peak_required"].item(), rel=0.1)
+
+
+def test_the_plan_sets_aside_a_sample_that_is_not_a_count_and_says_so():
+    # A NaN pending sample (in a partition written before telemetry was validated) crashed the
+    # plan converting NaN to an integer order.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    bad = (
+        usage.with_row_index("r")
+        .with_columns(
+            pl.when(pl.col("r") == usage.height - 5)
+            .then(float("nan"))
+            .otherwise(pl.col("pending"))
+            .alias("pending")
+        )
+        .drop("r")
+    )
+    assert bad["pending"].is_nan().sum() == 1
+    plan = capacity_plan(bad, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    assert plan.plan["to_order"].is_not_null().all() and not plan.daily["p50"].is_nan().any()
+    assert any("1 telemetry sample" in note and "not_finite" in note for note in plan.notes)
