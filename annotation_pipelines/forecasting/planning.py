@@ -103,8 +103,8 @@ def capacity_plan(
     # Samples written before telemetry was validated on the way in (a NaN, a negative count, a
     # misspelt class) are set aside here too: one crashed the plan converting NaN to an order.
     usage, invalid = validate_usage(with_detail_columns(usage), source="compute_usage")
-    daily_history, stale = carry_to_end(to_series(usage, freq="1d"), freq="1d")
-    days = daily_history.get_column("time").n_unique()
+    reported = to_series(usage, freq="1d")
+    days = reported.get_column("time").n_unique()
     if days < MIN_HISTORY_DAYS:
         raise ValueError(
             f"the capacity plan needs at least {MIN_HISTORY_DAYS} days of telemetry to "
@@ -119,9 +119,12 @@ def capacity_plan(
             ).iter_rows()
         }
     )
-    first_day = as_date(
-        daily_history.get_column("time").dt.date().max(), what="last telemetry day"
-    ) + dt.timedelta(days=1)
+    # The plan starts on the day it is made: telemetry that ends before it (empty trailing
+    # partitions) is carried, as a gap is, rather than forecast into days already past.
+    last_reported = as_date(reported.get_column("time").dt.date().max(), what="last telemetry day")
+    through = max(last_reported, as_of - dt.timedelta(days=1))
+    daily_history, stale = carry_to_end(reported, freq="1d", through=through)
+    first_day = through + dt.timedelta(days=1)
     fleet = current_fleet(usage)
     by_cluster = profiles.select("id", "cluster")
     hierarchy_weekly = pl.DataFrame(
@@ -219,7 +222,8 @@ def capacity_plan(
         launch_notes=tuple(config.launches_under_way(first_day=first_day)),
         notes=tuple(
             _invalid_notes(invalid)
-            + _stale_notes(stale, first_day=first_day)
+            + _ended_notes(last_reported, through=through, as_of=as_of)
+            + _stale_notes(stale, last_reported=last_reported, first_day=first_day)
             + unknown_fleet_notes(fleet)
         ),
     )
@@ -243,9 +247,21 @@ def _invalid_notes(invalid: pl.DataFrame) -> list[str]:
     ]
 
 
-def _stale_notes(stale: pl.DataFrame, *, first_day: dt.date) -> list[str]:
+def _ended_notes(last_reported: dt.date, *, through: dt.date, as_of: dt.date) -> list[str]:
+    """A note when no series reported after `last_reported`, days before the plan's `as_of`."""
+    if through <= last_reported:
+        return []
+    return [
+        f"no telemetry after {last_reported.isoformat()}: every series is carried at its last "
+        f"day's level through {through.isoformat()} (a gap is no change, not zero), so the "
+        f"forecast starts on the plan's day, {as_of.isoformat()}"
+    ]
+
+
+def _stale_notes(stale: pl.DataFrame, *, last_reported: dt.date, first_day: dt.date) -> list[str]:
     """A note per series that stopped reporting before the fleet's last day (`carry_to_end`)."""
     last_day = first_day - dt.timedelta(days=1)
+    stale = stale.filter(pl.col("last").cast(pl.Date) < last_reported)
     return [
         f"series {series_id} has reported nothing since {as_date(last, what='last day'):%Y-%m-%d}"
         f": its demand is carried at that day's level to {last_day.isoformat()} (a gap is no "

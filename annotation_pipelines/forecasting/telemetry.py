@@ -22,6 +22,7 @@ into the canonical form here so the rest of the engine never sees a trace's own 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -295,9 +296,12 @@ def regularize(series: pl.DataFrame, *, freq: str) -> pl.DataFrame:
     )
 
 
-def carry_to_end(series: pl.DataFrame, *, freq: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def carry_to_end(
+    series: pl.DataFrame, *, freq: str, through: dt.date | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(`series` [id, time, value] with every id that stopped before the last time of any id
-    carried forward at its last value to that time, [id, last] of the ids carried).
+    (or `through`, when later) carried forward at its last value to that time, [id, last] of
+    the ids carried).
 
     As `to_series` reads a gap inside a series, a series that stopped reporting has had no
     change reported, not zero use: read as zero, three missing days dropped a cluster's demand
@@ -305,6 +309,9 @@ def carry_to_end(series: pl.DataFrame, *, freq: str) -> tuple[pl.DataFrame, pl.D
     if series.height == 0:
         return series, pl.DataFrame(schema={"id": pl.String, "last": series.schema["time"]})
     end = series.get_column("time").max()
+    if through is not None:
+        later = pl.select(pl.lit(through).cast(series.schema["time"])).item()
+        end = max(end, later)
     stale = (
         series.group_by("id")
         .agg(pl.col("time").max().alias("last"))

@@ -1143,3 +1143,42 @@ def test_the_plan_sets_aside_a_sample_that_is_not_a_count_and_says_so():
     plan = capacity_plan(bad, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
     assert plan.plan["to_order"].is_not_null().all() and not plan.daily["p50"].is_nan().any()
     assert any("1 telemetry sample" in note and "not_finite" in note for note in plan.notes)
+
+
+def test_a_plan_made_after_the_telemetry_ends_starts_on_its_own_day():
+    # Empty trailing compute_usage partitions put as_of days after the last telemetry: the
+    # forecast started on the day after the telemetry, so a plan could run short before the
+    # day it was made on and its horizon ended short of as_of + 26 weeks.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    as_of = dt.date(2026, 12, 1)
+    plan = capacity_plan(usage, config=load_capacity_config(), as_of=as_of)
+    assert plan.daily["time"].min() == as_of and plan.required["time"].min() == as_of
+    assert plan.required["time"].max() == as_of + dt.timedelta(weeks=26, days=-1)
+    assert (plan.plan["runs_short_on"].drop_nulls() >= as_of).all()
+    assert any("2026-11-28" in note and "2026-11-30" in note for note in plan.notes)
+
+
+def test_procurement_plan_asset_with_empty_trailing_partitions_plans_from_its_as_of(
+    tmp_path, monkeypatch
+):
+    from annotation_pipelines import schema
+    from assets.forecasting.assets import procurement_plan as asset
+    from resources.lake import LakeIOManager, LocalLake
+
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    for day in ("2026-11-29", "2026-11-30"):
+        lake.write_table("compute_usage", pl.DataFrame(schema=schema.COMPUTE_USAGE), day=day)
+    result = materialize(
+        [asset], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["as_of"].value == "2026-12-01"
+    assert any("no telemetry after 2026-11-28" in n for n in metadata["telemetry_notes"].value)
+    written = lake.read_table("procurement_plan")
+    assert (written["runs_short_on"].drop_nulls() >= dt.date(2026, 12, 1)).all()
