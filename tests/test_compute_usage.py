@@ -137,3 +137,44 @@ def test_synthetic_classes_behave_like_their_workloads():
     assert ((training["running"] + training["pending"]) % 8 == 0).all()  # whole-node gangs
     assert training["sm_busy"].mean() > 0.75 > 0.5 > inference["sm_busy"].mean()
     assert set(usage["accelerator_type"]) == {"H100", "L4", "A100"}
+
+
+def test_a_bad_telemetry_sample_is_quarantined_not_the_partition(tmp_path, monkeypatch):
+    # "n/a" failed the partition with a Polars cast error naming no file or row; NaN, a
+    # negative count and a class with a trailing space were accepted and crashed the plan.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "landing" / "telemetry" / "earth"
+    folder.mkdir(parents=True)
+    header = "time,running,pending,total,workload_class,accelerator_type\n"
+    rows = [f"2026-11-02T{hour:02d}:00:00Z,10,0,64,training,H100\n" for hour in range(24)]
+    rows[3] = "2026-11-02T03:00:00Z,n/a,0,64,training,H100\n"
+    rows[5] = "2026-11-02T05:00:00Z,-500,0,64,training,H100\n"
+    rows[7] = "2026-11-02T07:00:00Z,10,NaN,64,training,H100\n"
+    rows[9] = "2026-11-02T09:00:00Z,10,0,64,Training ,H100\n"
+    (folder / "team-a.csv").write_text(header + "".join(rows))
+    _age(folder / "team-a.csv", 3600)
+    result = (
+        build_definitions(profile="local")
+        .resolve_job_def("compute_usage_job")
+        .execute_in_process(
+            partition_key="2026-11-02", instance=DagsterInstance.ephemeral(), run_config=QUIET
+        )
+    )
+    assert result.success
+    usage = pl.read_parquet(tmp_path / "lake" / "compute_usage" / "day=2026-11-02" / "data.parquet")
+    assert usage.height == 20 and usage["running"].is_finite().all()
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rows_quarantined"].value == 4
+    assert metadata["quarantine_reasons"].value == {
+        "wrong_type": 1, "negative": 1, "not_finite": 1, "unknown_workload_class": 1
+    }  # fmt: skip
+    quarantine = pl.read_parquet(
+        tmp_path / "lake" / "quarantine" / "source=telemetry" / "2026-11-02.parquet"
+    ).sort("source_line")
+    assert quarantine.select("source_file", "source_line", "field", "reason").rows() == [
+        ("telemetry/earth/team-a.csv", 5, "running", "wrong_type"),
+        ("telemetry/earth/team-a.csv", 7, "running", "negative"),
+        ("telemetry/earth/team-a.csv", 9, "pending", "not_finite"),
+        ("telemetry/earth/team-a.csv", 11, "workload_class", "unknown_workload_class"),
+    ]
+    assert "team-a.csv" in metadata["quarantine_preview"].value

@@ -8,6 +8,7 @@ and the field.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,6 +129,9 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
     def number(value: object, where: str, *, low: float = 0.0, high: float | None = None) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise CapacityConfigError(f"{path}: {where}: expected a number, found {value!r}")
+        # TOML has nan and inf; both pass a bound check (nan compares false) and plan nonsense.
+        if not math.isfinite(value):
+            raise CapacityConfigError(f"{path}: {where}: {value} is not a finite number")
         if value < low or (high is not None and value > high):
             bound = f"[{low}, {high}]" if high is not None else f">= {low}"
             raise CapacityConfigError(f"{path}: {where}: {value} is outside {bound}")
@@ -153,8 +157,16 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
                 f"{', '.join(CLASSES)}"
             )
     launches = []
-    for index, entry in enumerate(raw.get("launches", []), start=1):
+    entries = raw.get("launches", [])
+    if not isinstance(entries, list):
+        raise CapacityConfigError(
+            f"{path}: launches: expected an array of tables ([[launches]] per launch), found "
+            f"{type(entries).__name__}"
+        )
+    for index, entry in enumerate(entries, start=1):
         where = f"launches[{index}]"
+        if not isinstance(entry, dict):
+            raise CapacityConfigError(f"{path}: {where}: expected a table, found {entry!r}")
         known(entry, LAUNCH_KEYS, f"{where}: ")
         workload_class = entry.get("workload_class")
         if workload_class is not None and workload_class not in CLASSES:
@@ -173,8 +185,15 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
                 raise CapacityConfigError(
                     f"{path}: {where}.start: {start!r} is not a YYYY-MM-DD date"
                 ) from error
+        # A TOML date-time is a datetime, itself a date to isinstance, and crashed the plan
+        # comparing it with the forecast's days: refused rather than cut to its day unsaid.
+        if isinstance(start, dt.datetime):
+            raise CapacityConfigError(
+                f"{path}: {where}.start: {start} is a date and time; give the day alone "
+                f"(start = {start.date().isoformat()})"
+            )
         if not isinstance(start, dt.date):
-            raise CapacityConfigError(f"{path}: {where}.start: expected a date")
+            raise CapacityConfigError(f"{path}: {where}.start: expected a date, found {start!r}")
         launches.append(
             Launch(
                 name=str(entry["name"]),
@@ -191,6 +210,10 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
     if not isinstance(tiers, dict):
         raise CapacityConfigError(f"{path}: [project_tier]: expected a table")
     for project, tier in tiers.items():
+        if not isinstance(tier, str):
+            raise CapacityConfigError(
+                f"{path}: project_tier.{project}: expected a tier name, found {tier!r}"
+            )
         if annotator_prices and tier not in annotator_prices:
             raise CapacityConfigError(
                 f"{path}: project_tier.{project}: {tier!r} has no price in "

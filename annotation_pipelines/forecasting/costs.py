@@ -1,12 +1,14 @@
 """Annotation spend in money: cost per curated label and per point of agreement, by project.
 
 Annotator hours are the judgments' own durations (`duration_s`), priced at the configured
-hourly rate of the project's tier (`capacity_config`). A curated label is an aggregated label
-that is not a tie, or an aggregated item of any other kind (a task's boxes, spans, ranking...).
-A point of agreement is one percentage point of the project's mean percent
-agreement over the period, so cost_per_agreement_point = cost / (100 x percent_agreement): what
-one point of consensus costs at today's spend (a comparison across projects, not a marginal
-price).
+hourly rate of the project's tier (`capacity_config`). A judgment with no duration is not
+free: a project's hours are its timed judgments' mean duration times all its judgments, and
+`duration_share` says what share of them had a duration (hours and cost are null when none
+did). A curated label is an aggregated label that is not a tie, or an aggregated item of any
+other kind (a task's boxes, spans, ranking...). A point of agreement is one percentage point of
+the project's mean percent agreement over the period, so
+cost_per_agreement_point = cost / (100 x percent_agreement): what one point of consensus costs
+at today's spend (a comparison across projects, not a marginal price).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ COST_COLUMNS = (
     "project",
     "tier",
     "annotator_hours",
+    "duration_share",
     "cost_usd",
     "curated_labels",
     "cost_per_curated_label",
@@ -37,8 +40,14 @@ def annotation_costs(
 ) -> pl.DataFrame:
     """One row per project; columns COST_COLUMNS (null where a price or count is missing).
     `kind_aggregated`: the other kinds' aggregated items (`kind_aggregated_labels`)."""
-    hours = judgments.group_by("project").agg(
-        (pl.col("duration_s").fill_null(0.0).sum() / 3600).alias("annotator_hours")
+    timed = pl.col("duration_s").is_not_null() & pl.col("duration_s").is_finite()
+    hours = (
+        judgments.group_by("project")
+        .agg(
+            (pl.col("duration_s").filter(timed).mean() * pl.len() / 3600).alias("annotator_hours"),
+            timed.mean().alias("duration_share"),
+        )
+        .with_columns(pl.col("annotator_hours").cast(pl.Float64))
     )
     curated = [aggregated.filter(~pl.col("is_tie").fill_null(False)).select("project")]
     if kind_aggregated is not None:

@@ -149,8 +149,9 @@ def build_hierarchy(
 
 
 def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFrame:
-    """[id, time, value] for every node: the sum of its series at each time (a series with no
-    value at a time counts zero: demand that did not exist yet)."""
+    """[id, time, value] for every node: the sum of its series at each time (a series counts
+    zero before its first value, demand that did not exist yet, and its last value after its
+    last: a telemetry gap is no change, not zero)."""
     every, times = node_values(history, hierarchy)
     return pl.DataFrame(
         {
@@ -166,15 +167,19 @@ def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFra
 def node_values(history: pl.DataFrame, hierarchy: Hierarchy) -> tuple[np.ndarray, pl.Series]:
     """[nodes, times] of every node's sum of its series (`aggregate_history`), and the times."""
     bottom = list(hierarchy.bottom)
+    # Summed before the pivot: the pivot's own sum fills a day a series has no row with 0.
     wide = (
         history.filter(pl.col("id").is_in(bottom))
-        .pivot(on="id", index="time", values="value", aggregate_function="sum")
+        .group_by("id", "time")
+        .agg(pl.col("value").sum())
+        .pivot(on="id", index="time", values="value")
         .sort("time")
     )
     for series_id in bottom:
         if series_id not in wide.columns:
             wide = wide.with_columns(pl.lit(0.0).alias(series_id))
-    values = wide.select(bottom).fill_null(0.0).to_numpy().T  # [bottom, time]
+    # Forward first: only the days before a series' first value are left to count zero.
+    values = wide.select(bottom).fill_null(strategy="forward").fill_null(0.0).to_numpy().T
     return hierarchy.children_sum(values), wide.get_column("time")
 
 

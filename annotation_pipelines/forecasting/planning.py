@@ -36,6 +36,7 @@ from annotation_pipelines.forecasting.procurement import (
     runs_short,
     series_profiles,
     target_utilization,
+    unknown_fleet_notes,
 )
 from annotation_pipelines.forecasting.scalars import as_date
 from annotation_pipelines.forecasting.scenarios import (
@@ -50,7 +51,9 @@ from annotation_pipelines.forecasting.scenarios import (
 )
 from annotation_pipelines.forecasting.telemetry import (
     allocation_vs_utilization,
+    carry_to_end,
     to_series,
+    validate_usage,
     with_detail_columns,
 )
 
@@ -72,6 +75,8 @@ class CapacityPlan:
     hierarchy_weekly: pl.DataFrame
     reconciliation: str | None  # the method (None: series forecast alone, clusters summed)
     launch_notes: tuple[str, ...] = ()  # launches under way: only the rest of the ramp added
+    # What the plan could not see and how it planned around it (unknown fleets, stale series)
+    notes: tuple[str, ...] = ()
 
 
 HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
@@ -95,9 +100,11 @@ def capacity_plan(
         raise ValueError(
             f"unknown reconciliation {reconciliation!r}; choose from {', '.join(METHODS)} or None"
         )
-    usage = with_detail_columns(usage)
-    daily_history = to_series(usage, freq="1d")
-    days = daily_history.get_column("time").n_unique()
+    # Samples written before telemetry was validated on the way in (a NaN, a negative count, a
+    # misspelt class) are set aside here too: one crashed the plan converting NaN to an order.
+    usage, invalid = validate_usage(with_detail_columns(usage), source="compute_usage")
+    reported = to_series(usage, freq="1d")
+    days = reported.get_column("time").n_unique()
     if days < MIN_HISTORY_DAYS:
         raise ValueError(
             f"the capacity plan needs at least {MIN_HISTORY_DAYS} days of telemetry to "
@@ -112,9 +119,12 @@ def capacity_plan(
             ).iter_rows()
         }
     )
-    first_day = as_date(
-        daily_history.get_column("time").dt.date().max(), what="last telemetry day"
-    ) + dt.timedelta(days=1)
+    # The plan starts on the day it is made: telemetry that ends before it (empty trailing
+    # partitions) is carried, as a gap is, rather than forecast into days already past.
+    last_reported = as_date(reported.get_column("time").dt.date().max(), what="last telemetry day")
+    through = max(last_reported, as_of - dt.timedelta(days=1))
+    daily_history, stale = carry_to_end(reported, freq="1d", through=through)
+    first_day = through + dt.timedelta(days=1)
     fleet = current_fleet(usage)
     by_cluster = profiles.select("id", "cluster")
     hierarchy_weekly = pl.DataFrame(
@@ -176,7 +186,14 @@ def capacity_plan(
     # too rather than dropping out of the supply line.
     targets = target_utilization(latest.get_column("workload_class"), config=config)
     carried = latest.with_columns((pl.col("total") * targets).alias("carried"))
-    supply_level = carried.group_by("cluster").agg(pl.col("carried").sum().alias("supply"))
+    # A series with no total leaves its cluster's supply unknown, not the others' alone.
+    supply_level = carried.group_by("cluster").agg(
+        pl.when(pl.col("carried").is_null().any())
+        .then(None)
+        .otherwise(pl.col("carried").sum())
+        .cast(pl.Float64)
+        .alias("supply")
+    )
     supply = (
         cluster_weekly.select("cluster", "time")
         .vstack(history_weekly.select("cluster", "time"))
@@ -203,7 +220,54 @@ def capacity_plan(
         hierarchy_weekly=hierarchy_weekly,
         reconciliation=reconciliation,
         launch_notes=tuple(config.launches_under_way(first_day=first_day)),
+        notes=tuple(
+            _invalid_notes(invalid)
+            + _ended_notes(last_reported, through=through, as_of=as_of)
+            + _stale_notes(stale, last_reported=last_reported, first_day=first_day)
+            + unknown_fleet_notes(fleet)
+        ),
     )
+
+
+def _invalid_notes(invalid: pl.DataFrame) -> list[str]:
+    """One note on the samples `validate_usage` set aside, by field and reason."""
+    if not invalid.height:
+        return []
+    counts = (
+        invalid.group_by("field", "reason")
+        .len()
+        .sort("field", "reason")
+        .select(pl.format("{} {}: {}", "field", "reason", "len"))
+        .to_series()
+        .to_list()
+    )
+    return [
+        f"{invalid.height:,} telemetry sample(s) set aside as invalid ({', '.join(counts)}); "
+        f"the first: {invalid.row(0, named=True)['raw']}"
+    ]
+
+
+def _ended_notes(last_reported: dt.date, *, through: dt.date, as_of: dt.date) -> list[str]:
+    """A note when no series reported after `last_reported`, days before the plan's `as_of`."""
+    if through <= last_reported:
+        return []
+    return [
+        f"no telemetry after {last_reported.isoformat()}: every series is carried at its last "
+        f"day's level through {through.isoformat()} (a gap is no change, not zero), so the "
+        f"forecast starts on the plan's day, {as_of.isoformat()}"
+    ]
+
+
+def _stale_notes(stale: pl.DataFrame, *, last_reported: dt.date, first_day: dt.date) -> list[str]:
+    """A note per series that stopped reporting before the fleet's last day (`carry_to_end`)."""
+    last_day = first_day - dt.timedelta(days=1)
+    stale = stale.filter(pl.col("last").cast(pl.Date) < last_reported)
+    return [
+        f"series {series_id} has reported nothing since {as_date(last, what='last day'):%Y-%m-%d}"
+        f": its demand is carried at that day's level to {last_day.isoformat()} (a gap is no "
+        "change, not zero) and forecast from there with the rest of the fleet"
+        for series_id, last in stale.iter_rows()
+    ]
 
 
 def peer_groups(profiles: pl.DataFrame) -> dict[str, str]:

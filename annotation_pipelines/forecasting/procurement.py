@@ -70,8 +70,10 @@ def series_profiles(usage: pl.DataFrame) -> pl.DataFrame:
 
 
 def current_fleet(usage: pl.DataFrame) -> pl.DataFrame:
-    """[cluster, accelerator_type, fleet]: the accelerators each series may use at its latest
-    sample, summed by cluster and type."""
+    """[cluster, accelerator_type, fleet, fleet_unknown]: the accelerators each series may use
+    at its latest sample, summed by cluster and type. A series that never reports a total has
+    an unknown supply, so its cluster and type's fleet is unknown (null) too, not the others'
+    sum: `fleet_unknown` names those series (null when every series reports one)."""
     latest = (
         usage.sort("time")
         .group_by("series_id")
@@ -84,9 +86,39 @@ def current_fleet(usage: pl.DataFrame) -> pl.DataFrame:
     return (
         latest.with_columns(pl.col("accelerator_type").fill_null("unknown"))
         .group_by("cluster", "accelerator_type")
-        .agg(pl.col("total").sum().alias("fleet"))
+        .agg(
+            pl.when(pl.col("total").is_null().any())
+            .then(None)
+            .otherwise(pl.col("total").sum())
+            .cast(pl.Float64)
+            .alias("fleet"),
+            pl.col("series_id")
+            .filter(pl.col("total").is_null())
+            .sort()
+            .str.join(", ")
+            .alias("fleet_unknown"),
+        )
+        .with_columns(
+            pl.when(pl.col("fleet_unknown") != "")
+            .then(pl.col("fleet_unknown"))
+            .alias("fleet_unknown")
+        )
         .sort("cluster", "accelerator_type")
     )
+
+
+def unknown_fleet_notes(fleet: pl.DataFrame) -> list[str]:
+    """A note per cluster and type whose fleet is unknown (`current_fleet`), naming the series."""
+    if "fleet_unknown" not in fleet.columns:
+        return []
+    return [
+        f"fleet of {cluster} {accelerator_type} unknown: series {series} report(s) no total "
+        "(supply unknown), so its fleet, order and cost are blank rather than planned on the "
+        "other series' accelerators alone"
+        for cluster, accelerator_type, series in fleet.filter(pl.col("fleet_unknown").is_not_null())
+        .select("cluster", "accelerator_type", "fleet_unknown")
+        .iter_rows()
+    ]
 
 
 def target_utilization(classes: pl.Series, *, config: CapacityConfig) -> pl.Series:
@@ -135,17 +167,27 @@ def procurement_plan(
     "own" unless a series in it was too young for errors of its own)."""
     lead = dt.timedelta(weeks=config.lead_time_weeks)
     rows = []
+    if "fleet_unknown" not in fleet.columns:
+        fleet = fleet.with_columns(pl.lit(None, dtype=pl.String).alias("fleet_unknown"))
+    # A type missing from the fleet owns none; one whose series' supply is unknown is unknown.
     joined = required.join(fleet, on=["cluster", "accelerator_type"], how="left").with_columns(
-        pl.col("fleet").fill_null(0.0)
+        pl.when(pl.col("fleet_unknown").is_null()).then(pl.col("fleet").fill_null(0.0))
     )
     for (cluster, accelerator_type), frame in joined.group_by(
         "cluster", "accelerator_type", maintain_order=True
     ):
         frame = frame.sort("time")
-        fleet_size = as_float(frame.get_column("fleet").first(), what=f"fleet of {cluster}")
         source = (
             frame.get_column("spread_source").first() if "spread_source" in frame.columns else None
         )
+        unknown = frame.get_column("fleet_unknown").first()
+        if unknown is not None:
+            rows += [
+                _unknown_fleet_row(frame, scenario, as_of=as_of, series=str(unknown), source=source)
+                for scenario in SCENARIOS
+            ]
+            continue
+        fleet_size = as_float(frame.get_column("fleet").first(), what=f"fleet of {cluster}")
         price = config.accelerator_price(accelerator_type)
         days = frame.get_column("time").cast(pl.Date)
         for scenario in SCENARIOS:
@@ -214,6 +256,29 @@ def procurement_plan(
         "spread_source": pl.String,
     }  # fmt: skip
     return pl.DataFrame(rows, schema=schema).sort("cluster", "accelerator_type", "scenario")
+
+
+def _unknown_fleet_row(
+    frame: pl.DataFrame, scenario: str, *, as_of: dt.date, series: str, source: object
+) -> dict[str, object]:
+    """A plan row of a cluster and type whose fleet is unknown: the need, and nothing that
+    would compare it with a fleet."""
+    return {
+        "as_of": as_of,
+        "cluster": frame.get_column("cluster").first(),
+        "accelerator_type": frame.get_column("accelerator_type").first(),
+        "scenario": scenario,
+        "fleet": None,
+        "peak_required": as_float(frame.get_column(scenario).max(), what=f"peak {scenario}"),
+        "runs_short_on": None,
+        "to_order": None,
+        "order_by": None,
+        "arrives": None,
+        "status": f"fleet unknown: series {series} report(s) no total, so no order is computed",
+        "scenario_cost_usd": None,
+        "order_cost_per_month_usd": None,
+        "spread_source": source,
+    }
 
 
 def _cents(amount: float) -> float:

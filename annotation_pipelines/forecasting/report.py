@@ -47,7 +47,9 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def html_table(frame: pl.DataFrame, *, max_rows: int = 60) -> str:
+def html_table(frame: pl.DataFrame, *, max_rows: int | None = None, name: str = "") -> str:
+    """Every row of `frame`; with `max_rows`, the first that many and a line saying how many
+    more there are and where (`name`, the lake table): a plan row is never dropped unsaid."""
     if frame.height == 0:
         return '<p class="muted">none</p>'
     numeric = {n for n, d in frame.schema.items() if d.is_numeric()}
@@ -61,9 +63,14 @@ def html_table(frame: pl.DataFrame, *, max_rows: int = 60) -> str:
             for n, v in row.items()
         )
         + "</tr>"
-        for row in frame.head(max_rows).iter_rows(named=True)
+        for row in (frame if max_rows is None else frame.head(max_rows)).iter_rows(named=True)
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    if max_rows is None or frame.height <= max_rows:
+        return table
+    more = frame.height - max_rows
+    where = f" (see {html.escape(name)} in the lake)" if name else ""
+    return f'{table}<p class="muted">… {more:,} more rows{where}</p>'
 
 
 def svg(figure: Figure, *, name: str) -> str:
@@ -111,7 +118,7 @@ def cluster_figure(
     axis.fill_between(times, weekly["p50"].to_list(), weekly["p90"].to_list(), color="#f28e2b",
                       alpha=0.3, label="P50–P90")  # fmt: skip
     axis.plot(times, weekly["p50"].to_list(), color="#f28e2b", lw=1.5, label="P50")
-    if supply.height:
+    if supply.height and supply["supply"].is_not_null().any():
         axis.step(supply["time"].to_list(), supply["supply"].to_list(), where="post",
                   color="#4e79a7", lw=1.5, label="supply at target utilization")  # fmt: skip
     for (scenario, day), style in zip((runs_short or {}).items(), ("--", ":"), strict=False):
@@ -149,11 +156,11 @@ def type_figure(required: pl.DataFrame, plan: pl.DataFrame, *, cluster: str) -> 
                           alpha=0.3, label="P50–P90 to own")  # fmt: skip
         axis.plot(days, need["p50"].to_list(), color="#f28e2b", lw=1.2, label="P50 to own")
         rows = plan.filter(pl.col("accelerator_type") == accelerator_type)
+        # Null where a series of the type reports no total: no fleet line to draw.
+        known = rows.get_column("fleet").drop_nulls()
         fleet = (
-            as_float(
-                rows.get_column("fleet").first(), what=f"fleet of {cluster} {accelerator_type}"
-            )
-            if rows.height
+            as_float(known.first(), what=f"fleet of {cluster} {accelerator_type}")
+            if known.len()
             else None
         )
         if fleet is not None:

@@ -22,6 +22,7 @@ into the canonical form here so the rest of the engine never sees a trace's own 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -42,6 +43,17 @@ WORKLOAD_CLASSES = ("training", "inference", "other")
 _HELIOS_NAME = re.compile(r"^helios_(?P<cluster>[^_]+)_(?P<series>.+)$")
 
 
+# Quarantine reasons of a telemetry sample (`validate_usage`).
+MISSING_FIELD = "missing_field"
+WRONG_TYPE = "wrong_type"
+NOT_FINITE = "not_finite"
+NEGATIVE = "negative"
+OUT_OF_RANGE = "out_of_range"
+UNKNOWN_CLASS = "unknown_workload_class"
+# A class a sample may report: the planned ones, and "unknown" (as a null reads).
+USAGE_CLASSES = (*WORKLOAD_CLASSES, "unknown")
+
+
 def normalize_usage(
     frame: pl.DataFrame,
     *,
@@ -51,13 +63,143 @@ def normalize_usage(
     total_column: str = "total",
     cluster: str | None = None,
     series_id: str | None = None,
+    source: str = "telemetry",
 ) -> pl.DataFrame:
     """Canonical `compute_usage` from any frame; Helios column names are recognised.
 
     `cluster` / `series_id` fill those columns when the frame has none (a Helios file holds one
     virtual cluster and names it only in its file name). A missing `pending` column is zero
-    (telemetry without a queue), a missing `total` is null (supply unknown).
+    (telemetry without a queue), a missing `total` is null (supply unknown). A sample
+    `validate_usage` would quarantine is a ValueError naming `source`, its row and field.
     """
+    usage, quarantine = validate_usage(
+        frame, time_column=time_column, running_column=running_column,
+        pending_column=pending_column, total_column=total_column, cluster=cluster,
+        series_id=series_id, source=source,
+    )  # fmt: skip
+    if quarantine.height:
+        first = quarantine.row(0, named=True)
+        raise ValueError(
+            f"{source}: {quarantine.height:,} bad sample(s); the first, row "
+            f"{first['source_line']}, {first['field']}: {first['reason']} ({first['raw']})"
+        )
+    return usage
+
+
+def validate_usage(
+    frame: pl.DataFrame,
+    *,
+    time_column: str = "time",
+    running_column: str = "running",
+    pending_column: str = "pending",
+    total_column: str = "total",
+    cluster: str | None = None,
+    series_id: str | None = None,
+    source: str = "telemetry",
+    first_line: int = 1,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(canonical `compute_usage` of the good samples, the others as `schema.QUARANTINE` rows
+    plus their `time` where it parses).
+
+    A sample is quarantined, with the first failing field, when its time is missing or not a
+    time, its running count is missing, a number is not a number or not finite, running /
+    pending / total is negative, sm_busy / memory_used is outside [0, 1], or its workload class
+    is not one of `USAGE_CLASSES` (a "Training " read as a class of its own, planned at the
+    unknown class's target). `source_line` is the sample's row counted from `first_line` (2 for
+    a CSV with a header: its line in the file). One bad sample costs that sample, not the file.
+    """
+    frame = _canonical_columns(
+        frame, time_column=time_column, running_column=running_column,
+        pending_column=pending_column, total_column=total_column, cluster=cluster,
+        series_id=series_id,
+    )  # fmt: skip
+    raw = frame.columns
+    parsed = frame.with_row_index("_row", offset=first_line).with_columns(
+        _parse_time(frame.schema["time"]).alias("_time"),
+        *(
+            pl.col(c).cast(pl.Float64, strict=False).alias(f"_{c}")
+            for c in ("running", "pending", "total", "sm_busy", "memory_used")
+        ),
+    )
+    checks: list[tuple[str, str, pl.Expr]] = [
+        ("time", MISSING_FIELD, pl.col("time").is_null()),
+        ("time", WRONG_TYPE, pl.col("_time").is_null()),
+        ("running", MISSING_FIELD, pl.col("running").is_null()),
+    ]
+    for column in ("running", "pending", "total", "sm_busy", "memory_used"):
+        value = pl.col(f"_{column}")
+        checks += [
+            (column, WRONG_TYPE, pl.col(column).is_not_null() & value.is_null()),
+            (column, NOT_FINITE, value.is_not_null() & ~value.is_finite()),
+        ]
+        if column in ("sm_busy", "memory_used"):
+            checks.append((column, OUT_OF_RANGE, (value < 0) | (value > 1)))
+        else:
+            checks.append((column, NEGATIVE, value < 0))
+    checks.append(
+        (
+            "workload_class",
+            UNKNOWN_CLASS,
+            pl.col("workload_class").is_not_null()
+            & ~pl.col("workload_class").cast(pl.String).is_in(USAGE_CLASSES),
+        )
+    )
+    judged = parsed.with_columns(
+        pl.coalesce([pl.when(bad.fill_null(False)).then(pl.lit(f)) for f, _, bad in checks])
+        .alias("_field"),
+        pl.coalesce([pl.when(bad.fill_null(False)).then(pl.lit(r)) for _, r, bad in checks])
+        .alias("_reason"),
+    )  # fmt: skip
+    good = judged.filter(pl.col("_reason").is_null()).with_columns(
+        pl.col("_time").alias("time"),
+        *(
+            pl.col(f"_{c}").alias(c)
+            for c in ("running", "pending", "total", "sm_busy", "memory_used")
+        ),
+    )
+    usage = schema.conform(
+        good.select(list(schema.COMPUTE_USAGE)), schema.COMPUTE_USAGE, name="compute_usage"
+    ).sort("series_id", "time")
+    bad = judged.filter(pl.col("_reason").is_not_null())
+    quarantine = bad.select(
+        pl.lit("compute_usage").alias("table"),
+        pl.lit("telemetry").alias("source"),
+        pl.lit(source).alias("source_file"),
+        pl.col("_row").cast(pl.Int64).alias("source_line"),
+        pl.col("_field").alias("field"),
+        pl.col("_reason").alias("reason"),
+        pl.concat_str(
+            [pl.lit(f"{c}=") + pl.col(c).cast(pl.String).fill_null("") for c in raw],
+            separator=", ",
+        ).alias("raw"),
+        pl.col("_time").alias("time"),
+    )
+    return usage, quarantine
+
+
+def _parse_time(dtype: pl.DataType) -> pl.Expr:
+    """The time column as UTC; text that is not a time is null (`schema.to_utc` raises)."""
+    if isinstance(dtype, pl.Datetime | pl.Date):
+        return schema.to_utc(pl.col("time"), dtype)
+    return (
+        pl.col("time")
+        .cast(pl.String)
+        .str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+    )
+
+
+def _canonical_columns(
+    frame: pl.DataFrame,
+    *,
+    time_column: str,
+    running_column: str,
+    pending_column: str,
+    total_column: str,
+    cluster: str | None,
+    series_id: str | None,
+) -> pl.DataFrame:
+    """`frame` with the canonical column names (Helios' recognised), the absent ones filled,
+    values as read."""
     renames = {
         k: v for k, v in HELIOS_COLUMNS.items() if k in frame.columns and v not in frame.columns
     }
@@ -87,10 +229,7 @@ def normalize_usage(
         if column not in frame.columns:
             fill.append(pl.lit(None, dtype=schema.COMPUTE_USAGE[column]).alias(column))
     frame = frame.with_columns(fill) if fill else frame
-    frame = frame.with_columns(schema.to_utc(pl.col("time"), frame.schema["time"]).alias("time"))
-    return schema.conform(
-        frame.select(list(schema.COMPUTE_USAGE)), schema.COMPUTE_USAGE, name="compute_usage"
-    ).sort("series_id", "time")
+    return frame.select(list(schema.COMPUTE_USAGE))
 
 
 def load_helios(
@@ -157,6 +296,36 @@ def regularize(series: pl.DataFrame, *, freq: str) -> pl.DataFrame:
     )
 
 
+def carry_to_end(
+    series: pl.DataFrame, *, freq: str, through: dt.date | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`series` [id, time, value] with every id that stopped before the last time of any id
+    (or `through`, when later) carried forward at its last value to that time, [id, last] of
+    the ids carried).
+
+    As `to_series` reads a gap inside a series, a series that stopped reporting has had no
+    change reported, not zero use: read as zero, three missing days dropped a cluster's demand
+    by that series' and turned an order into "enough"."""
+    if series.height == 0:
+        return series, pl.DataFrame(schema={"id": pl.String, "last": series.schema["time"]})
+    end = series.get_column("time").max()
+    if through is not None:
+        later = pl.select(pl.lit(through).cast(series.schema["time"])).item()
+        end = max(end, later)
+    stale = (
+        series.group_by("id")
+        .agg(pl.col("time").max().alias("last"))
+        .filter(pl.col("last") < end)
+        .sort("id")
+    )
+    if stale.height == 0:
+        return series, stale
+    ends = stale.select(
+        "id", pl.lit(end, dtype=series.schema["time"]).alias("time"), pl.lit(None).alias("value")
+    ).cast({"id": series.schema["id"], "value": series.schema["value"]})
+    return regularize(pl.concat([series, ends.select(series.columns)]), freq=freq), stale
+
+
 def summarize_usage(usage: pl.DataFrame, *, every: str = "1d") -> pl.DataFrame:
     """Utilization and queueing per series per period (`every`: "1d" by day, "1h" by hour).
 
@@ -206,44 +375,59 @@ def with_detail_columns(usage: pl.DataFrame) -> pl.DataFrame:
 
 def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") -> pl.DataFrame:
     """Per cluster, workload class and accelerator type per period (`every`; None: one period,
-    the whole frame, each sample weighing the same): what allocation shows and what the
-    accelerators actually did.
+    the whole frame): what allocation shows and what the accelerators actually did.
 
-    allocated = mean running accelerators; busy = mean running x SM-busy share (accelerators'
+    allocated = the sum over the group's series of each one's mean running accelerators (over
+    its own samples in the period); busy = mean running x SM-busy share (accelerators'
     worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
     hides: reserved, not computing); unallocated = mean total - allocated (free, if the series
     reports its total). busy and idle_allocated are null where SM activity is not reported.
     """
+    keys = ["cluster", "workload_class", "accelerator_type"]
+    detail = with_detail_columns(usage).with_columns(
+        pl.col("workload_class").fill_null("unknown"),
+        pl.col("accelerator_type").fill_null("unknown"),
+    )
+    # Each series' mean over its own samples, then the sum over the group's series: series
+    # sampled at different rates (one per minute, one per five) weigh the same, where the
+    # group's summed samples over its distinct timestamps undercounted the sparser series.
+    means = [
+        pl.col("running").mean().alias("_running"),
+        pl.col("total").mean().alias("_total"),
+        ((pl.col("running") * pl.col("sm_busy")).sum() / pl.len()).alias("_busy"),
+        pl.col("sm_busy").is_not_null().any().alias("_reported"),
+        ((pl.col("memory_used") * pl.col("running")).sum() / pl.len()).alias("_memory"),
+    ]
+    if every:
+        per_series = (
+            detail.sort("time")
+            .group_by_dynamic("time", every=every, group_by=[*keys, "series_id"])
+            .agg(means)
+        )
+    else:
+        # One period, the whole frame, labelled by its first sample.
+        per_series = (
+            detail.group_by(*keys, "series_id")
+            .agg(means)
+            .with_columns(
+                pl.lit(detail.get_column("time").min(), dtype=detail.schema["time"]).alias("time")
+            )
+        )
     return (
-        with_detail_columns(usage)
-        .with_columns(
-            pl.col("workload_class").fill_null("unknown"),
-            pl.col("accelerator_type").fill_null("unknown"),
-        )
-        .sort("time")
-        .group_by_dynamic(
-            "time",
-            every=every or f"{_span_days(usage) + 1}d",
-            group_by=["cluster", "workload_class", "accelerator_type"],
-            start_by="window" if every else "datapoint",
-        )
+        per_series.group_by("time", *keys)
         .agg(
-            # Sum over the group's series at each sample, then the mean over samples.
-            pl.col("running").sum().alias("_running"),
-            pl.col("total").sum().alias("_total"),
-            (pl.col("running") * pl.col("sm_busy")).sum().alias("_busy"),
-            pl.col("sm_busy").is_not_null().any().alias("_reported"),
-            (pl.col("memory_used") * pl.col("running")).sum().alias("_memory"),
-            pl.col("time").n_unique().alias("_samples"),
+            pl.col("_running").sum(),
+            pl.col("_total").sum(),
+            pl.col("_busy").sum(),
+            pl.col("_reported").any(),
+            pl.col("_memory").sum(),
         )
         .select(
             pl.col("time").alias("period"),
-            "cluster",
-            "workload_class",
-            "accelerator_type",
-            (pl.col("_running") / pl.col("_samples")).alias("allocated"),
-            pl.when(pl.col("_reported")).then(pl.col("_busy") / pl.col("_samples")).alias("busy"),
-            (pl.col("_total") / pl.col("_samples")).alias("total"),
+            *keys,
+            pl.col("_running").alias("allocated"),
+            pl.when(pl.col("_reported")).then(pl.col("_busy")).alias("busy"),
+            pl.col("_total").alias("total"),
             pl.when(pl.col("_reported") & (pl.col("_running") > 0))
             .then(pl.col("_memory") / pl.col("_running"))
             .alias("memory_used"),
@@ -253,15 +437,8 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
             (pl.col("total") - pl.col("allocated")).alias("unallocated"),
             (pl.col("busy") / pl.col("allocated")).alias("sm_busy"),
         )
-        .sort("cluster", "workload_class", "accelerator_type", "period")
+        .sort(*keys, "period")
     )
-
-
-def _span_days(usage: pl.DataFrame) -> int:
-    """Whole days from the first sample to the last."""
-    if usage.height == 0:
-        return 0
-    return int(usage.select((pl.col("time").max() - pl.col("time").min()).dt.total_days()).item())
 
 
 def class_shares(usage: pl.DataFrame) -> pl.DataFrame:

@@ -15,10 +15,12 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from annotation_pipelines import schema
-from annotation_pipelines.forecasting import hour_of_day_profile, normalize_usage, summarize_usage
-from annotation_pipelines.forecasting.telemetry import allocation_vs_utilization
+from annotation_pipelines.forecasting import hour_of_day_profile, summarize_usage
+from annotation_pipelines.forecasting.telemetry import allocation_vs_utilization, validate_usage
+from annotation_pipelines.lake import quarantine_key
 from assets.common.metadata import figure, markdown_table
 from assets.common.partitions import daily_partitions
+from resources.lake import Lake
 from resources.landing import LandingZone
 
 
@@ -26,25 +28,37 @@ def _is_telemetry(path: str) -> bool:
     return len(path.split("/")) == 3 and path.endswith((".csv", ".parquet"))
 
 
-def _telemetry_drops(landing: LandingZone, day: dt.date) -> tuple[list[pl.DataFrame], list[str]]:
-    """(the day's rows of every settled telemetry drop, the drops not read because they were
-    written to within the landing zone's settle time)."""
+def _telemetry_drops(
+    landing: LandingZone, day: dt.date
+) -> tuple[list[pl.DataFrame], pl.DataFrame, list[str]]:
+    """(the day's rows of every settled telemetry drop, the day's samples of them that
+    `validate_usage` quarantined, the drops not read because they were written to within the
+    landing zone's settle time).
+
+    A quarantined sample belongs to its day; one whose time is not a time has none and is
+    reported with every partition that reads its file."""
     start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    in_day = (pl.col("time") >= start) & (pl.col("time") < start + dt.timedelta(days=1))
     frames = []
+    quarantined = [schema.empty(schema.QUARANTINE)]
     settled, waiting = landing.scan_settled("telemetry/")
     for path, _ in settled:
         parts = path.split("/")
         if not _is_telemetry(path):
             continue
         data = io.BytesIO(landing.read_bytes(path))
-        raw = pl.read_parquet(data) if path.endswith(".parquet") else pl.read_csv(data)
-        usage = normalize_usage(raw, cluster=parts[1], series_id=parts[2].rsplit(".", 1)[0])
-        frames.append(
-            usage.filter(
-                (pl.col("time") >= start) & (pl.col("time") < start + dt.timedelta(days=1))
-            )
+        parquet = path.endswith(".parquet")
+        # Read as text, so a cell that is not a number is that sample's problem, not the file's.
+        raw = pl.read_parquet(data) if parquet else pl.read_csv(data, infer_schema=False)
+        usage, quarantine = validate_usage(
+            raw, cluster=parts[1], series_id=parts[2].rsplit(".", 1)[0], source=path,
+            first_line=1 if parquet else 2,
+        )  # fmt: skip
+        frames.append(usage.filter(in_day))
+        quarantined.append(
+            quarantine.filter(in_day | pl.col("time").is_null()).select(list(schema.QUARANTINE))
         )
-    return frames, [path for path in waiting if _is_telemetry(path)]
+    return frames, pl.concat(quarantined), [path for path in waiting if _is_telemetry(path)]
 
 
 @asset(
@@ -54,17 +68,33 @@ def _telemetry_drops(landing: LandingZone, day: dt.date) -> tuple[list[pl.DataFr
     kinds={"polars", "parquet"},
     description="Accelerator telemetry for the day: running, pending and total GPUs per series.",
 )
-def compute_usage(context: AssetExecutionContext, landing: LandingZone) -> Output[pl.DataFrame]:
+def compute_usage(
+    context: AssetExecutionContext, landing: LandingZone, lake: Lake
+) -> Output[pl.DataFrame]:
     day = context.partition_key
     parts = [landing.read_synthetic("compute_usage", day, schema.COMPUTE_USAGE)]
-    drops, waiting = _telemetry_drops(landing, dt.date.fromisoformat(day))
+    drops, quarantine, waiting = _telemetry_drops(landing, dt.date.fromisoformat(day))
     parts += drops
     if waiting:
         # A half-written drop would land truncated rows; the next materialization reads it.
         context.log.warning(
             landing.unsettled_note(waiting, what="telemetry file(s)", then="not read yet")
         )
-    unsettled = {"unsettled_files": MetadataValue.json(waiting)}
+    # The day's quarantine replaces the previous run's, empty or not, so a fixed drop clears it.
+    lake.put_frame(quarantine_key("telemetry", day), quarantine)
+    if quarantine.height:
+        context.log.warning(
+            f"compute_usage {day}: {quarantine.height:,} telemetry sample(s) quarantined "
+            f"(first: {quarantine['source_file'][0]} row {quarantine['source_line'][0]}, "
+            f"{quarantine['field'][0]}: {quarantine['reason'][0]})"
+        )
+    reasons = dict(quarantine.group_by("reason").len().sort("reason").iter_rows())
+    unsettled = {
+        "unsettled_files": MetadataValue.json(waiting),
+        "rows_quarantined": MetadataValue.int(quarantine.height),
+        "quarantine_reasons": MetadataValue.json(reasons),
+        "quarantine_preview": markdown_table(quarantine.drop("raw")),
+    }
     frame = schema.conform(
         pl.concat(
             [schema.conform(p, schema.COMPUTE_USAGE, name="compute_usage") for p in parts],

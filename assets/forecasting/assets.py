@@ -218,6 +218,8 @@ def procurement_plan(
     per_series = series_spreads(plan.weekly)
     pooled = spread_note(per_series)
     spread = f"{spread}; {pooled}"
+    for note in plan.notes:
+        context.log.warning(f"procurement plan: {note}")
     unpriced = unpriced_types(plan.plan)
     prices = (
         f"no price for {', '.join(unpriced)} in [accelerator_hour_price] of "
@@ -238,6 +240,19 @@ def procurement_plan(
         if judgments is not None and aggregated is not None and judgments.height
         else None
     )
+    cost_notes = []
+    if costs is not None:
+        partly = costs.filter(pl.col("duration_share") < 1.0)
+        if partly.height:
+            named = ", ".join(
+                f"{project} ({share:.0%})"
+                for project, share in partly.select("project", "duration_share").iter_rows()
+            )
+            cost_notes.append(
+                "Annotation cost: a project's hours are its timed judgments' mean duration "
+                "times all its judgments; share of judgments with a duration below 100% for "
+                f"{named} (none timed: hours and cost blank)."
+            )
     clusters = plan.cluster_weekly.get_column("cluster").unique().sort().to_list()
     figures = [
         (
@@ -304,6 +319,8 @@ def procurement_plan(
             f"P90 spread: {spread}.",
             f"Prices (USD per accelerator-hour): {prices}.",
             *(f"Launch {note}." for note in plan.launch_notes),
+            *(f"Telemetry: {note}." for note in plan.notes),
+            *cost_notes,
         ],
     )
     key = capacity_report_key(as_of.isoformat())
@@ -315,6 +332,7 @@ def procurement_plan(
         "p90_spread": MetadataValue.text(spread),
         "p90_spread_by_series": markdown_table(per_series, rows=60),
         "prices": MetadataValue.text(prices),
+        "telemetry_notes": MetadataValue.json(list(plan.notes)),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),
@@ -325,5 +343,7 @@ def procurement_plan(
     }
     if costs is not None:
         metadata["annotation_cost"] = markdown_table(costs)
+    if cost_notes:
+        metadata["annotation_cost_note"] = MetadataValue.text(cost_notes[0])
     context.log.info(f"capacity report at {lake.uri(key)}")
     return Output(plan.plan, metadata=metadata)

@@ -448,3 +448,17 @@ def test_helios_cluster_band_is_its_own_not_the_sum_of_its_virtual_clusters():
     }
     assert scores["own"]["winkler_95"] < 0.9 * scores["summed"]["winkler_95"]
     assert 0.95 <= scores["own"]["coverage_95"] < scores["summed"]["coverage_95"]
+
+
+def test_aggregate_history_carries_a_series_that_stopped_reporting():
+    # Zero before a series starts is demand that did not exist yet; after its last report it
+    # is a telemetry gap, "no change", and read as zero it dropped the cluster by its demand.
+    hierarchy = build_hierarchy(PROFILES.head(2), levels=["cluster"])
+    days = [dt.date(2026, 1, d) for d in (1, 2, 3)]
+    history = pl.DataFrame(
+        {"id": ["a", "a", "a", "b", "b"], "time": days + days[:2],
+         "value": [1.0, 2.0, 3.0, 5.0, 6.0]}
+    )  # fmt: skip
+    nodes = aggregate_history(history, hierarchy).sort("id", "time")
+    assert nodes.filter(pl.col("id") == "b")["value"].to_list() == [5.0, 6.0, 6.0]
+    assert nodes.filter(pl.col("id") == "x")["value"].to_list() == [6.0, 8.0, 9.0]

@@ -29,6 +29,7 @@ from annotation_pipelines.forecasting.planning import (
 )
 from annotation_pipelines.forecasting.procurement import (
     PLAN_COLUMNS,
+    current_fleet,
     procurement_plan,
     runs_short,
     series_profiles,
@@ -36,6 +37,7 @@ from annotation_pipelines.forecasting.procurement import (
 )
 from annotation_pipelines.forecasting.report import (
     cluster_figure,
+    html_table,
     render_capacity_report,
     type_figure,
 )
@@ -56,7 +58,12 @@ from annotation_pipelines.forecasting.scenarios import (
     scenario_paths,
     truncated_errors,
 )
-from annotation_pipelines.forecasting.telemetry import to_series, with_detail_columns
+from annotation_pipelines.forecasting.telemetry import (
+    allocation_vs_utilization,
+    normalize_usage,
+    to_series,
+    with_detail_columns,
+)
 from annotation_pipelines.quality.render import is_self_contained
 from annotation_pipelines.synthetic import generate_compute_usage
 
@@ -959,3 +966,219 @@ def test_type_chart_puts_each_run_short_line_where_its_curve_crosses_the_fleet()
         "earth H100: accelerators to own per day",
         "earth L4: accelerators to own per day",
     ]
+
+
+def test_allocation_sums_each_series_mean_when_series_sample_at_different_times():
+    # Dividing the group's summed samples by its distinct timestamps read a 1-minute and a
+    # 5-minute series, each 10 of 16 all day, as 12 of 19.2.
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    every_minute = pl.DataFrame({"time": [start + dt.timedelta(minutes=i) for i in range(1440)],
+                                 "running": 10.0, "total": 16.0, "series_id": "a"})  # fmt: skip
+    every_five = pl.DataFrame({"time": [start + dt.timedelta(minutes=5 * i) for i in range(288)],
+                               "running": 10.0, "total": 16.0, "series_id": "b"})  # fmt: skip
+    usage = pl.concat([normalize_usage(f, cluster="earth") for f in (every_minute, every_five)])
+    for every in (None, "1d"):
+        found = allocation_vs_utilization(usage, every=every)
+        assert found.height == 1
+        row = found.row(0, named=True)
+        assert row["allocated"] == pytest.approx(20.0) and row["total"] == pytest.approx(32.0)
+        assert row["unallocated"] == pytest.approx(12.0)
+
+
+def test_annotation_costs_scale_from_the_judgments_with_a_duration_and_say_their_share():
+    # A judgment without a duration counted as no time: a project that reports none cost $0.
+    config = CapacityConfig(annotator_hour_price={"standard": 36.0})
+    judgments = pl.DataFrame(
+        {"project": ["tox"] * 4 + ["med"] * 4,
+         "duration_s": [None] * 4 + [60.0, 60.0, None, None]},
+        schema={"project": pl.String, "duration_s": pl.Float64},
+    )  # fmt: skip
+    aggregated = pl.DataFrame({"project": ["tox", "med"], "is_tie": [False, False]})
+    costs = {
+        r["project"]: r
+        for r in annotation_costs(judgments, aggregated, None, config=config).to_dicts()
+    }
+    assert costs["tox"]["duration_share"] == 0.0
+    assert costs["tox"]["annotator_hours"] is None and costs["tox"]["cost_usd"] is None
+    assert costs["tox"]["cost_per_curated_label"] is None
+    # Half of med's judgments were timed: the four are priced at the timed ones' mean.
+    assert costs["med"]["duration_share"] == 0.5
+    assert costs["med"]["annotator_hours"] == pytest.approx(4 * 60 / 3600)
+    assert costs["med"]["cost_usd"] == pytest.approx(4 * 60 / 3600 * 36.0)
+
+
+def test_capacity_report_tables_drop_no_row_silently():
+    # Every table was cut at 60 rows without a word: a plan row past the 60th vanished.
+    frame = pl.DataFrame({"cluster": [f"c{i:03d}" for i in range(130)], "to_order": range(130)})
+    page = render_capacity_report(title="t", as_of="2026-11-29", charts=[],
+                                  sections=[("Procurement plan", frame)])  # fmt: skip
+    assert page.count("<tr>") == 131 and "c129" in page
+    cut = html_table(frame, max_rows=100, name="procurement_plan")
+    assert cut.count("<tr>") == 101
+    assert "… 30 more rows (see procurement_plan in the lake)" in cut
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        # NaN and inf passed every bound check: a NaN target planned NaN accelerators, an
+        # infinite price costed the plan at inf.
+        ("training = 0.85", "training = nan", r"capacity.toml: target_utilization.training: nan "
+         r"is not a finite number"),
+        ("H100 = 2.90", "H100 = nan", r"capacity.toml: accelerator_hour_price.H100: nan is not"),
+        ("H100 = 2.90", "H100 = inf", r"capacity.toml: accelerator_hour_price.H100: inf is not"),
+        ("accelerators = 32", "accelerators = inf",
+         r"capacity.toml: launches\[1\].accelerators: inf is not a finite number"),
+        # A TOML date-time loaded and crashed the plan comparing a datetime with a date.
+        ('start = "2027-02-01"', "start = 2027-02-01T09:00:00",
+         r"capacity.toml: launches\[1\].start: 2027-02-01 09:00:00 is a date and time; give the "
+         r"day alone"),
+        ('start = "2027-02-01"', "start = 09:00:00", r"launches\[1\].start: expected a date"),
+    ],
+)  # fmt: skip
+def test_config_numbers_are_finite_and_a_start_is_a_day(tmp_path, old, new, message):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("launches = [1, 2]\n", r"bad.toml: launches\[1\]: expected a table, found 1"),
+        ('[launches]\nname = "x"\n', r"bad.toml: launches: expected an array of tables"),
+        ('launches = "x"\n', r"bad.toml: launches: expected an array of tables"),
+        ("[project_tier]\np = 3\n", r"bad.toml: project_tier.p: expected a tier name, found 3"),
+    ],
+)
+def test_config_launches_are_tables(tmp_path, text, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(bad)
+
+
+def test_a_series_with_no_total_leaves_its_fleet_unknown_not_zero():
+    # A missing total is "supply unknown"; summed as nothing, mars' 160 accelerators became 64
+    # and the P50 ordered 112 where it needs 16.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    mars = usage.filter(pl.col("cluster") == "mars")
+    unknown = mars["series_id"].unique().sort()[0]
+    blank = usage.with_columns(
+        pl.when(pl.col("series_id") == unknown).then(None).otherwise(pl.col("total")).alias("total")
+    )
+    fleet = current_fleet(blank)
+    row = fleet.filter(pl.col("cluster") == "mars").row(0, named=True)
+    assert row["fleet"] is None and row["fleet_unknown"] == unknown
+    plan = capacity_plan(blank, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    rows = plan.plan.filter(pl.col("cluster") == "mars")
+    assert rows.height == 2 and rows["fleet"].is_null().all() and rows["to_order"].is_null().all()
+    assert rows["scenario_cost_usd"].is_null().all() and rows["runs_short_on"].is_null().all()
+    assert rows["peak_required"].is_not_null().all()
+    assert all(f"series {unknown} report(s) no total" in s for s in rows["status"])
+    assert plan.supply.filter(pl.col("cluster") == "mars")["supply"].is_null().all()
+    assert any(unknown in note and "mars" in note for note in plan.notes)
+    # The other clusters are planned as before.
+    earth = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    assert plan.plan.filter(pl.col("cluster") == "earth").equals(
+        earth.plan.filter(pl.col("cluster") == "earth")
+    )
+
+
+def test_procurement_plan_asset_says_which_fleet_is_unknown(tmp_path, monkeypatch):
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    unknown = usage.filter(pl.col("cluster") == "mars")["series_id"].unique().sort()[0]
+    blank = usage.with_columns(
+        pl.when(pl.col("series_id") == unknown).then(None).otherwise(pl.col("total")).alias("total")
+    )
+    metadata, lake = _materialize_plan(tmp_path, monkeypatch, blank)
+    assert any(unknown in note for note in metadata["telemetry_notes"].value)
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert f"series {unknown} report(s) no total" in report.read_text()
+    assert (
+        lake.read_table("procurement_plan")
+        .filter(pl.col("cluster") == "mars")["to_order"]
+        .is_null()
+        .all()
+    )
+
+
+@pytest.mark.parametrize("reconciliation", [None, "mint_shrink"])
+def test_a_series_that_stopped_reporting_is_carried_to_the_fleets_last_day(reconciliation):
+    # Three missing days read as zero demand (mars' P50 order of 16 became "enough"), and
+    # alone each series was forecast from its own last day, three days off the others.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=49, step_minutes=60, seed=3)
+    stale = usage.filter(pl.col("cluster") == "mars")["series_id"].unique().sort()[0]
+    cut = usage.filter(
+        (pl.col("series_id") != stale) | (pl.col("time").dt.date() <= dt.date(2026, 11, 25))
+    )
+    config = load_capacity_config()
+    full = capacity_plan(usage, config=config, as_of=dt.date(2026, 11, 29),
+                         reconciliation=reconciliation)  # fmt: skip
+    plan = capacity_plan(cut, config=config, as_of=dt.date(2026, 11, 29),
+                         reconciliation=reconciliation)  # fmt: skip
+    first = plan.daily.group_by("id").agg(pl.col("time").min())["time"].unique().to_list()
+    assert first == [dt.date(2026, 11, 29)] and plan.required["time"].min() == first[0]
+    assert any(stale in note and "2026-11-25" in note for note in plan.notes)
+    assert not full.notes
+    mars = plan.plan.filter(pl.col("cluster") == "mars", pl.col("scenario") == "p50")
+    was = full.plan.filter(pl.col("cluster") == "mars", pl.col("scenario") == "p50")
+    assert mars["peak_required"].item() == pytest.approx(was["peak_required"].item(), rel=0.1)
+
+
+def test_the_plan_sets_aside_a_sample_that_is_not_a_count_and_says_so():
+    # A NaN pending sample (in a partition written before telemetry was validated) crashed the
+    # plan converting NaN to an integer order.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    bad = (
+        usage.with_row_index("r")
+        .with_columns(
+            pl.when(pl.col("r") == usage.height - 5)
+            .then(float("nan"))
+            .otherwise(pl.col("pending"))
+            .alias("pending")
+        )
+        .drop("r")
+    )
+    assert bad["pending"].is_nan().sum() == 1
+    plan = capacity_plan(bad, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
+    assert plan.plan["to_order"].is_not_null().all() and not plan.daily["p50"].is_nan().any()
+    assert any("1 telemetry sample" in note and "not_finite" in note for note in plan.notes)
+
+
+def test_a_plan_made_after_the_telemetry_ends_starts_on_its_own_day():
+    # Empty trailing compute_usage partitions put as_of days after the last telemetry: the
+    # forecast started on the day after the telemetry, so a plan could run short before the
+    # day it was made on and its horizon ended short of as_of + 26 weeks.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    as_of = dt.date(2026, 12, 1)
+    plan = capacity_plan(usage, config=load_capacity_config(), as_of=as_of)
+    assert plan.daily["time"].min() == as_of and plan.required["time"].min() == as_of
+    assert plan.required["time"].max() == as_of + dt.timedelta(weeks=26, days=-1)
+    assert (plan.plan["runs_short_on"].drop_nulls() >= as_of).all()
+    assert any("2026-11-28" in note and "2026-11-30" in note for note in plan.notes)
+
+
+def test_procurement_plan_asset_with_empty_trailing_partitions_plans_from_its_as_of(
+    tmp_path, monkeypatch
+):
+    from annotation_pipelines import schema
+    from assets.forecasting.assets import procurement_plan as asset
+    from resources.lake import LakeIOManager, LocalLake
+
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    for day in ("2026-11-29", "2026-11-30"):
+        lake.write_table("compute_usage", pl.DataFrame(schema=schema.COMPUTE_USAGE), day=day)
+    result = materialize(
+        [asset], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["as_of"].value == "2026-12-01"
+    assert any("no telemetry after 2026-11-28" in n for n in metadata["telemetry_notes"].value)
+    written = lake.read_table("procurement_plan")
+    assert (written["runs_short_on"].drop_nulls() >= dt.date(2026, 12, 1)).all()
