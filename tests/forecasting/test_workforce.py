@@ -72,7 +72,8 @@ def test_throughput_by_hand():
             ("p", "t2", "a", _at(D1, 14), 3600.0),
             ("p", "t2", "a", _at(D2, 9), 600.0),  # a repeat: a judgment, not overlap
             ("p", "t3", "b", _at(D2, 10), 900.0),
-            ("p", "t3", "c", _at(D2, 11), None),  # t3 complete on day 2; null duration is 0
+            # t3 complete on day 2; a null duration stands at the day's timed mean (600 s)
+            ("p", "t3", "c", _at(D2, 11), None),
             ("p", "t5", "a", _at(D2, 12), 300.0),  # t5 has no task row: exists from here
             ("p", "t2", "c", _at(D3, 10), 1200.0),  # t2 complete on day 3
             ("q", "u1", "z", _at(D2, 9), 7200.0),
@@ -88,8 +89,8 @@ def test_throughput_by_hand():
             "judgments": [3, 4, 1, 1, 0],
             "tasks_completed": [1, 1, 1, 1, 0],
             "annotators": [2, 3, 1, 1, 0],
-            "annotator_hours": [2.0, 0.5, 1 / 3, 2.0, 0.0],
-            "judgments_per_annotator_hour": [1.5, 8.0, 3.0, 0.5, None],
+            "annotator_hours": [2.0, 2 / 3, 1 / 3, 2.0, 0.0],
+            "judgments_per_annotator_hour": [1.5, 6.0, 3.0, 0.5, None],
             "backlog": [1, 2, 2, 0, 0],
         },
         schema=THROUGHPUT_COLUMNS,
@@ -244,6 +245,33 @@ def test_plan_by_hand_and_short_histories():
     )
     assert plan["tiny"]["model"] == "Naive" and not scores["tiny"]["held_out"]
     assert "3 days of history" in scores["tiny"]["reason"]
+
+
+def test_days_whose_judgments_have_no_duration_neither_lower_the_hours_nor_raise_the_rate():
+    # Counted as zero hours, untimed judgments made a project look twice as fast per hour
+    # and half as staffed as it is.
+    judgments = _judgments(
+        [
+            ("q", "u1", "z", _at(D1, 9), 3600.0),
+            ("q", "u2", "z", _at(D1, 10), 3600.0),
+            ("q", "u3", "z", _at(D2, 9), None),
+            ("q", "u4", "z", _at(D2, 10), None),
+        ]
+    )
+    table = workforce_throughput(judgments, _tasks([]), PROJECTS)
+    assert table.select("day", "judgments", "annotator_hours").rows() == [
+        (D1, 2, 2.0),
+        (D2, 2, None),
+    ]
+    throughput = _constant_throughput("s", days=70, hours=8.0, backlog=0).with_columns(
+        annotator_hours=pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.col("annotator_hours"))
+    )
+    result = workforce_forecast(
+        throughput, PROJECTS.with_columns(project=pl.lit("s")).head(1), models=["AutoETS"]
+    )
+    [plan] = result.plan.iter_rows(named=True)
+    assert plan["judgments_per_annotator_hour"] == 10.0
+    assert plan["current_hours_per_week"] == 56.0
 
 
 def test_plan_rejects_unconfigured_projects_and_gaps():

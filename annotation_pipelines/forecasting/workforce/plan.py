@@ -109,13 +109,20 @@ def _plan_row(
     if not isinstance(as_of, dt.date):
         raise ValueError(f"throughput: project {project!r} has no day to plan from")
     recent = days.tail(recent_days)
-    # The caller casts these columns to Float64, so each sum is a float.
-    hours = float(recent.get_column("annotator_hours").sum())
-    all_hours = float(days.get_column("annotator_hours").sum())
-    rate: float | None = float(recent.get_column("judgments").sum()) / hours if hours > 0 else None
+    # A day whose judgments have no duration (null hours) says nothing about the rate or the
+    # hours worked: both come from the days that have hours. The caller casts these columns to
+    # Float64, so each sum is a float.
+    timed = recent.filter(pl.col("annotator_hours").is_not_null())
+    all_timed = days.filter(pl.col("annotator_hours").is_not_null())
+    hours = float(timed.get_column("annotator_hours").sum())
+    all_hours = float(all_timed.get_column("annotator_hours").sum())
+    rate: float | None = float(timed.get_column("judgments").sum()) / hours if hours > 0 else None
     if rate is None and all_hours > 0:
-        rate = float(days.get_column("judgments").sum()) / all_hours
-    current = hours * 7.0 / recent.height if staffed is None else float(staffed)
+        rate = float(all_timed.get_column("judgments").sum()) / all_hours
+    if staffed is not None:
+        current = float(staffed)
+    else:
+        current = hours * 7.0 / timed.height if timed.height else 0.0
     backlog = float(days.get_column("backlog").tail(1).item())
     arrivals = predicted.get_column("forecast").to_list()
     weekly = sum(arrivals) * 7.0 / horizon_days

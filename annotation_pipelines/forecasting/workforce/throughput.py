@@ -36,7 +36,9 @@ def workforce_throughput(
       only in judgments, or judged before its recorded creation, exists from that judgment);
     - it is completed when its `overlap`-th distinct annotator first judges it (repeat
       judgments by one annotator count as judgments and hours, not toward overlap);
-    - `annotator_hours` = sum(duration_s) / 3600 (null durations count as 0);
+    - `annotator_hours` = the day's judgments × the mean of their known `duration_s` / 3600
+      (a judgment with no duration is taken to have the mean; null when none of the day's
+      judgments has one, 0 on a day without judgments);
       `judgments_per_annotator_hour` = judgments / annotator_hours (null when no hours);
     - `backlog` = tasks existing and not completed at the end of the day, so
       backlog[d] = backlog[d-1] + tasks_created[d] - tasks_completed[d] exactly.
@@ -55,7 +57,7 @@ def workforce_throughput(
         schema.to_utc(pl.col("submitted_at"), judgments.schema["submitted_at"]).alias(
             "submitted_at"
         ),
-        pl.col("duration_s").cast(pl.Float64).fill_null(0.0),
+        pl.col("duration_s").cast(pl.Float64),
     ).drop_nulls(["project", "task_id", "submitted_at"])
     negative = judged.filter(pl.col("duration_s") < 0)
     if negative.height:
@@ -128,7 +130,9 @@ def workforce_throughput(
     per_day_work = judged.group_by("project", "day").agg(
         pl.len().alias("judgments"),
         pl.col("annotator_id").n_unique().alias("annotators"),
-        (pl.col("duration_s").sum() / 3600.0).alias("annotator_hours"),
+        # A judgment with no duration took time too: the day's timed judgments' mean stands
+        # for it (counted as zero, it made the hours short and the rate per hour high).
+        (pl.col("duration_s").mean() * pl.len() / 3600.0).alias("annotator_hours"),
     )
     starts = pl.concat(
         [
@@ -150,7 +154,11 @@ def workforce_throughput(
         .join(per_day_work, on=["project", "day"], how="left")
         .with_columns(
             pl.col("tasks_created", "tasks_completed", "judgments", "annotators").fill_null(0),
-            pl.col("annotator_hours").fill_null(0.0),
+            # Null only where the day has judgments and none of them has a duration.
+            pl.when(pl.col("judgments").is_null())
+            .then(0.0)
+            .otherwise(pl.col("annotator_hours"))
+            .alias("annotator_hours"),
         )
         .sort("project", "day")
         .with_columns(
