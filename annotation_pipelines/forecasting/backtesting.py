@@ -18,7 +18,7 @@ windows used to choose would flatter the winner.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -29,6 +29,7 @@ from annotation_pipelines.forecasting.candidates import (
     check_model_names,
     default_extra_seasonalities,
 )
+from annotation_pipelines.forecasting.conformal import ordered_bands
 from annotation_pipelines.forecasting.metrics import LEVELS, score_windows
 from annotation_pipelines.forecasting.selection import choose_members, score_chosen
 from annotation_pipelines.forecasting.statsforecast_adapter import (
@@ -37,6 +38,21 @@ from annotation_pipelines.forecasting.statsforecast_adapter import (
     statsforecast_engine,
     to_statsforecast,
 )
+
+
+def shipped_bands(frame: pl.DataFrame, *, models: Sequence[str], nonnegative: bool) -> pl.DataFrame:
+    """Each model's `<model>` / `<model>-lo-80` ... columns as they are shipped: ordered, and
+    for counts clipped at zero with the point."""
+    for model in models:
+        frame = ordered_bands(frame, nonnegative=nonnegative, point=model, bound=_bound_of(model))
+    return frame
+
+
+def _bound_of(model: str) -> Callable[[str, int], str]:
+    def name(side: str, level: int) -> str:
+        return f"{model}-{side}-{level}"
+
+    return name
 
 
 @dataclass(frozen=True)
@@ -98,13 +114,16 @@ def backtest(
     extra_seasonalities: Sequence[int] | None = None,
     combine: int = 3,
     n_jobs: int = 1,
+    nonnegative: bool = False,
 ) -> BacktestResult:
     """Rolling-origin backtest of every candidate over `windows` origins `horizon` steps apart.
 
     series: [id, time, value] on a regular `freq` grid (see `telemetry.to_series`).
     The choice is made on the first `windows - evaluation_windows` windows and scored on the
     rest. With `windows == 1` there is nothing to hold out: the model is chosen and scored on
-    the same window and `held_out` is False in the scores.
+    the same window and `held_out` is False in the scores. With `nonnegative` every candidate's
+    point and bounds are clipped and ordered as `forecaster.forecast` ships them
+    (`conformal.ordered_bands`), so the scores are of the bands that are shipped.
     """
     if windows < 1 or horizon < 1 or season_length < 1 or combine < 1:
         raise ValueError("windows, horizon, season_length and combine must be positive")
@@ -140,6 +159,7 @@ def backtest(
     cross_validation = from_statsforecast(pl.DataFrame(raw)).with_columns(
         pl.col("id").cast(pl.String), pl.col("time", "cutoff").cast(pl.Datetime("us"))
     )
+    cross_validation = shipped_bands(cross_validation, models=names, nonnegative=nonnegative)
     cutoffs = cross_validation.get_column("cutoff").unique().sort()
     evaluation_cutoffs = cutoffs.tail(evaluation_windows) if evaluation_windows else cutoffs.head(0)
     role = (

@@ -48,6 +48,7 @@ intervals only as long as they still cover.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import polars as pl
@@ -156,8 +157,9 @@ def calibration_quantiles(
 def apply_quantiles(
     forecast: pl.DataFrame, quantiles: pl.DataFrame, *, nonnegative: bool = True
 ) -> pl.DataFrame:
-    """lo_L / hi_L = forecast -/+ q_L (a + b sqrt(step)) per series (clipped at zero for
-    counts); without a `step` column the steps are counted per series from its first time."""
+    """lo_L / hi_L = forecast -/+ q_L (a + b sqrt(step)) per series, ordered by `ordered_bands`
+    (for counts the point is clipped at zero first); without a `step` column the steps are
+    counted per series from its first time."""
     counted = "step" not in forecast.columns
     if counted:
         forecast = with_step(forecast, over=["id"])
@@ -166,13 +168,58 @@ def apply_quantiles(
     bounds = []
     for level in LEVELS:
         half = pl.col(f"q_{level}") * scale
-        lo = pl.col("forecast") - half
         bounds += [
-            (lo.clip(lower_bound=0.0) if nonnegative else lo).alias(f"lo_{level}"),
+            (pl.col("forecast") - half).alias(f"lo_{level}"),
             (pl.col("forecast") + half).alias(f"hi_{level}"),
         ]
     dropped = ["a", "b", *[f"q_{level}" for level in LEVELS], *(["step"] if counted else [])]
-    return joined.with_columns(bounds).drop(dropped)
+    return ordered_bands(joined.with_columns(bounds).drop(dropped), nonnegative=nonnegative)
+
+
+def bound_name(side: str, level: int) -> str:
+    return f"{side}_{level}"
+
+
+def ordered_bands(
+    frame: pl.DataFrame,
+    *,
+    nonnegative: bool,
+    point: str = "forecast",
+    bound: Callable[[str, int], str] = bound_name,
+    shift: pl.Expr | None = None,
+) -> pl.DataFrame:
+    """`frame` with lo_95 <= lo_80 <= point <= hi_80 <= hi_95 on every row whose bounds are set.
+
+    For counts (`nonnegative`) a negative point is raised to zero and its bounds move with it
+    (by `shift` when given: a reconciled hierarchy raises its aggregates by what their leaves
+    were raised), as if the band had been built around the clipped point; then the lower
+    bounds are clipped at zero. Clipping the point after the band was built left bands wholly
+    below a zero forecast. Null or NaN bounds (nothing to calibrate on) stay as they are.
+    """
+    lows = [bound("lo", level) for level in sorted(LEVELS, reverse=True)]
+    highs = [bound("hi", level) for level in sorted(LEVELS, reverse=True)]
+    if nonnegative:
+        raise_by = (-pl.col(point)).clip(lower_bound=0.0) if shift is None else shift
+        frame = frame.with_columns(
+            (pl.col(c) + raise_by.fill_null(0.0)).alias(c) for c in [point, *lows, *highs]
+        ).with_columns(pl.col(lows).clip(lower_bound=0.0))
+
+    def unset(name: str) -> pl.Expr:
+        return pl.col(name).is_null() | pl.col(name).is_nan()
+
+    # Innermost first: each bound is pushed out past the one inside it.
+    inner = {lows[-1]: point, highs[-1]: point}
+    inner.update({lows[k]: lows[k + 1] for k in range(len(lows) - 1)})
+    inner.update({highs[k]: highs[k + 1] for k in range(len(highs) - 1)})
+    for name in [lows[-1], highs[-1], *reversed(lows[:-1]), *reversed(highs[:-1])]:
+        pick = pl.min_horizontal if name in lows else pl.max_horizontal
+        frame = frame.with_columns(
+            pl.when(unset(name) | unset(inner[name]))
+            .then(pl.col(name))
+            .otherwise(pick(name, inner[name]))
+            .alias(name)
+        )
+    return frame
 
 
 def winkler(*, value: pl.Expr, lo: pl.Expr, hi: pl.Expr, level: int) -> pl.Expr:

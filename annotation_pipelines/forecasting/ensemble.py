@@ -38,6 +38,7 @@ from annotation_pipelines.forecasting.candidates import (
 from annotation_pipelines.forecasting.conformal import (
     apply_quantiles,
     calibration_quantiles,
+    ordered_bands,
     winkler,
     with_step,
 )
@@ -286,18 +287,23 @@ def _top_members(
 
 
 def calibrated_backtest(
-    rule_frame: pl.DataFrame, *, horizon_span: dt.timedelta, calibration_windows: int
+    rule_frame: pl.DataFrame,
+    *,
+    horizon_span: dt.timedelta,
+    calibration_windows: int,
+    nonnegative: bool = True,
 ) -> pl.DataFrame:
     """Per origin, the rule's forecast with conformal bands from origins whose horizon ended
     at or before it: [id, time, cutoff, value, forecast, lo_80, hi_80, lo_95, hi_95]. Origins
-    with no such earlier origin get null bounds."""
+    with no such earlier origin get null bounds. For counts (`nonnegative`) the point and the
+    bands are clipped as the shipped forecast's are, so the scores are of what is shipped."""
     residuals = _residuals(rule_frame)
     frames = []
     for origin in rule_frame.get_column("cutoff").unique().sort():
         window = rule_frame.filter(pl.col("cutoff") == origin)
         past = residuals.filter(pl.col("cutoff") + horizon_span <= origin)
         quantiles = calibration_quantiles(past, windows=calibration_windows)
-        frames.append(apply_quantiles(window, quantiles))
+        frames.append(apply_quantiles(window, quantiles, nonnegative=nonnegative))
     return pl.concat(frames, how="diagonal_relaxed")
 
 
@@ -374,6 +380,9 @@ def forecast_calibrated(
     of theirs); the learned model has none, so it is then left out.
     """
     history = naive_utc(series)
+    # A series that goes negative (a net flow, a difference) is not a count: clipping it at
+    # zero would move its forecast and bands away from every value it has.
+    nonnegative = nonnegative and not bool((history.get_column("value") < 0).any())
     names = candidate_names(season_length=season_length)
     chosen_models = list(models) if models else list(names)
     if BASELINE not in chosen_models:
@@ -418,15 +427,17 @@ def forecast_calibrated(
     )  # fmt: skip
     if hierarchy is None:
         backtested = calibrated_backtest(
-            ruled, horizon_span=span, calibration_windows=calibration_windows
-        )
+            ruled, horizon_span=span, calibration_windows=calibration_windows,
+            nonnegative=nonnegative,
+        )  # fmt: skip
     else:
         backtested = reconciled_backtest(
             ruled, hierarchy, horizon_span=span, calibration_windows=calibration_windows,
             method=reconciliation,
         )  # fmt: skip
-        if nonnegative:
-            backtested = backtested.with_columns(pl.col("lo_80", "lo_95").clip(lower_bound=0.0))
+        backtested = _coherent_bands(
+            backtested, hierarchy, nonnegative=nonnegative, over=["cutoff", "time"]
+        )
     backtested = backtested.join(
         cross_validation.select("id", "time", "cutoff", BASELINE), on=["id", "time", "cutoff"]
     )
@@ -450,15 +461,39 @@ def forecast_calibrated(
             point.select("id", "time", "forecast"), ruled, hierarchy,
             calibration_windows=calibration_windows, method=reconciliation,
         ).join(point.select("id", "time", "model"), on=["id", "time"])  # fmt: skip
-        if nonnegative:
-            table = table.with_columns(pl.col("lo_80", "lo_95").clip(lower_bound=0.0))
+        table = _coherent_bands(table, hierarchy, nonnegative=nonnegative, over=["time"])
         table = table.with_columns(
             pl.format("{} reconciled ({})", "model", pl.lit(reconciliation)).alias("model")
         )
-    # Reconciled points stay as they are: clipping a negative series at zero would break the sums.
     return _finish(table, scores=scores, cross_validation=backtested, history=history,
-                   rule=rule, models=chosen_models,
-                   nonnegative=nonnegative and hierarchy is None)  # fmt: skip
+                   rule=rule, models=chosen_models)  # fmt: skip
+
+
+def _coherent_bands(
+    frame: pl.DataFrame, hierarchy: Hierarchy, *, nonnegative: bool, over: list[str]
+) -> pl.DataFrame:
+    """Reconciled forecasts with ordered bands; for counts every leaf's negative point is
+    raised to zero and every aggregate by the sum of what its leaves were raised, so the
+    points still add up (clipping each node on its own would break the sums)."""
+    if not nonnegative:
+        return ordered_bands(frame, nonnegative=False)
+    bottom = list(hierarchy.bottom)
+    raised = (
+        frame.filter(pl.col("id").is_in(bottom))
+        .select(*over, "id", (-pl.col("forecast")).clip(lower_bound=0.0).fill_null(0.0))
+        .pivot("id", index=over, values="forecast")
+    )
+    for leaf in bottom:
+        if leaf not in raised.columns:
+            raised = raised.with_columns(pl.lit(0.0).alias(leaf))
+    leaves = raised.select(bottom).fill_null(0.0).to_numpy()
+    by_node = hierarchy.children_sum(leaves.T)  # [nodes, rows]
+    shifts = pl.concat(
+        raised.select(*over, pl.lit(node).alias("id"), pl.Series("shift", by_node[row]))
+        for row, node in enumerate(hierarchy.nodes)
+    )
+    joined = frame.join(shifts, on=["id", *over], how="left")
+    return ordered_bands(joined, nonnegative=True, shift=pl.col("shift")).drop("shift")
 
 
 def _final_point(
@@ -614,11 +649,8 @@ def _finish(
     history: pl.DataFrame,
     rule: str,
     models: list[str],
-    nonnegative: bool,
 ) -> CalibratedForecast:
     table = table.with_columns(pl.col("time").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
-    if nonnegative:
-        table = table.with_columns(pl.col("forecast").clip(lower_bound=0.0))
     table = schema.conform(
         table.select(list(schema.CAPACITY_FORECAST)), schema.CAPACITY_FORECAST,
         name="capacity_forecast",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from annotation_pipelines import schema
-from annotation_pipelines.forecasting.backtesting import BacktestResult, backtest
+from annotation_pipelines.forecasting.backtesting import BacktestResult, backtest, shipped_bands
 from annotation_pipelines.forecasting.candidates import (
     candidate_models,
     default_extra_seasonalities,
@@ -27,8 +27,6 @@ from annotation_pipelines.forecasting.statsforecast_adapter import (
     statsforecast_engine,
     to_statsforecast,
 )
-
-_BOUNDS = [f"{side}_{level}" for level in LEVELS for side in ("lo", "hi")]
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,13 @@ def forecast(
 
     Returns the `capacity_forecast` table (id, time, forecast, lo_80, hi_80, lo_95, hi_95, model)
     and the per-series held-out scores. The model used is the one whose held-out scores are
-    reported, so the figures describe the forecast that is shipped.
+    reported, so the figures describe the forecast that is shipped. With `nonnegative` and no
+    negative value in `series` (counts), each member's point is clipped at zero with its bounds
+    moved along before they are averaged, in the backtest that scores them as in the forecast.
     """
+    history = naive_utc(series)
+    # Only counts are clipped: a series with negative values keeps its negative forecasts.
+    nonnegative = nonnegative and not bool((history.get_column("value") < 0).any())
     result = backtest(
         series,
         horizon=horizon,
@@ -90,6 +93,7 @@ def forecast(
         extra_seasonalities=extra_seasonalities,
         combine=combine,
         n_jobs=n_jobs,
+        nonnegative=nonnegative,
     )
     extra = (
         default_extra_seasonalities(season_length)
@@ -102,7 +106,6 @@ def forecast(
         extra_seasonalities=extra,
         arima="AutoARIMA" in result.models,
     )
-    history = naive_utc(series)
     tables = []
     for model, ids in result.scores.group_by("model").agg(pl.col("id")).iter_rows():
         members = result.members[model]
@@ -114,7 +117,10 @@ def forecast(
                 h=horizon,
                 level=list(LEVELS),
             )
-        frame = from_statsforecast(pl.DataFrame(raw))
+        # Members clipped and ordered first, as in the backtest that scored them.
+        frame = shipped_bands(
+            from_statsforecast(pl.DataFrame(raw)), models=members, nonnegative=nonnegative
+        )
         tables.append(
             frame.select(
                 pl.col("id").cast(pl.String),
@@ -133,10 +139,6 @@ def forecast(
     table = pl.concat(tables).with_columns(
         pl.col("time").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     )
-    if nonnegative:
-        # Accelerator counts and task volumes cannot be negative; a Gaussian interval around a
-        # low level can. Clipping changes no coverage figure (every observed value is >= 0).
-        table = table.with_columns(pl.col("forecast", *_BOUNDS).clip(lower_bound=0.0))
     table = schema.conform(table, schema.CAPACITY_FORECAST, name="capacity_forecast").sort(
         "id", "time"
     )
