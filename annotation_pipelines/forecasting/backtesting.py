@@ -160,14 +160,9 @@ def backtest(
         pl.col("id").cast(pl.String), pl.col("time", "cutoff").cast(pl.Datetime("us"))
     )
     cross_validation = shipped_bands(cross_validation, models=names, nonnegative=nonnegative)
-    cutoffs = cross_validation.get_column("cutoff").unique().sort()
-    evaluation_cutoffs = cutoffs.tail(evaluation_windows) if evaluation_windows else cutoffs.head(0)
-    role = (
-        pl.when(pl.col("cutoff").is_in(evaluation_cutoffs.implode()))
-        .then(pl.lit("evaluation"))
-        .otherwise(pl.lit("selection"))
-        .alias("role")
-    )
+    # Each series' own latest origins: a series that ends early has earlier ones.
+    latest = pl.col("cutoff").rank("dense", descending=True).over("id") <= evaluation_windows
+    role = pl.when(latest).then(pl.lit("evaluation")).otherwise(pl.lit("selection")).alias("role")
     window_scores = score_windows(
         cross_validation, history, models=names, season_length=season_length
     ).with_columns(role)

@@ -218,7 +218,14 @@ def forecast_command(
         raise click.BadParameter(str(error), param_hint="--models") from error
     except (ValueError, pl.exceptions.PolarsError) as error:
         raise click.ClickException(f"{input_path}: {error}") from error
-    windows = result.cross_validation.get_column("cutoff").n_unique()
+    # Per series: series that end at different times have their origins at different times.
+    windows = as_int(
+        result.cross_validation.group_by("id")
+        .agg(pl.col("cutoff").n_unique())
+        .get_column("cutoff")
+        .max(),
+        what="backtest windows",
+    )
     if calibrate and result.scores.get_column("coverage_80").is_null().any():
         step = default_step(horizon=horizon, season_length=season_length)
         click.echo(
@@ -238,6 +245,7 @@ def forecast_command(
         )
         crossing = supply_crossing(result.forecast, supply, supply_column="supply")
         for series_id, first in crossing.select("id", "first_exceeds_hi_95").iter_rows():
+            summary.setdefault(series_id, _unscored(result.forecast, series_id))
             summary[series_id]["first_exceeds_supply"] = (
                 first.isoformat() if first is not None else None
             )
@@ -327,6 +335,17 @@ def _summary(scores: pl.DataFrame, forecast: pl.DataFrame) -> dict[str, dict[str
             },
         }
     return out
+
+
+def _unscored(forecast: pl.DataFrame, series_id: str) -> dict[str, object]:
+    """The summary entry of a series without held-out scores: its model, null scores."""
+    models = forecast.filter(pl.col("id") == series_id).get_column("model")
+    return {
+        "model": models.item(0) if models.len() else None,
+        **dict.fromkeys(
+            ("mase", "seasonal_naive_mase", "relative_mase", "coverage_80", "coverage_95")
+        ),
+    }
 
 
 def _filled_notes(resampled: pl.DataFrame, series: pl.DataFrame) -> list[str]:

@@ -534,12 +534,17 @@ def _final_point(
 def _held_out_scores(
     backtested: pl.DataFrame, history: pl.DataFrame, *, rule: str, season_length: int
 ) -> pl.DataFrame:
-    """Per series on the last origin: MASE (Hyndman & Koehler, 2006) of the rule and of the
-    seasonal naive, their ratio, and coverage / Winkler score at 80 and 95%."""
-    last = backtested.get_column("cutoff").max()
-    points = backtested.filter(pl.col("cutoff") == last)
+    """Per series on its own last origin: MASE (Hyndman & Koehler, 2006) of the rule and of the
+    seasonal naive, their ratio, and coverage / Winkler score at 80 and 95%.
+
+    Series that end at different times have different last origins (statsforecast cuts each
+    series back from its own end): scoring only the latest origin overall left the others
+    without scores."""
+    points = _at_last_origin(backtested)
+    last = points.group_by("id").agg(pl.col("cutoff").max())
     scale = (
-        history.filter(pl.col("time") <= last)
+        history.join(last, on="id")
+        .filter(pl.col("time") <= pl.col("cutoff"))
         .sort("id", "time")
         .group_by("id")
         .agg((pl.col("value") - pl.col("value").shift(season_length)).abs().mean().alias("scale"))
@@ -562,6 +567,11 @@ def _held_out_scores(
         )
         .sort("id")
     )
+
+
+def _at_last_origin(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of each series' own last backtest origin."""
+    return frame.filter(pl.col("cutoff") == pl.col("cutoff").max().over("id"))
 
 
 def _span(freq: str, *, steps: int) -> dt.timedelta:
@@ -613,12 +623,9 @@ def _uncalibrated(
 
 
 def _own_interval_winkler(cross_validation: pl.DataFrame, *, chosen: pl.DataFrame) -> pl.DataFrame:
-    """[id, winkler_80, winkler_95] of each series' chosen model's own intervals on the last
+    """[id, winkler_80, winkler_95] of each series' chosen model's own intervals on its last
     origin, the one its coverage is scored on."""
-    last = cross_validation.get_column("cutoff").max()
-    points = cross_validation.filter(pl.col("cutoff") == last).join(
-        chosen.select("id", "model"), on="id"
-    )
+    points = _at_last_origin(cross_validation).join(chosen.select("id", "model"), on="id")
     frames = [
         points.filter(pl.col("model") == model)
         .group_by("id")

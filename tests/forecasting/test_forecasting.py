@@ -396,3 +396,26 @@ def test_cli_says_how_many_missing_steps_it_filled(tmp_path):
         "note: series 'value': 10 of 144 steps had no sample and carry the previous value "
         "forward (longest gap 10 steps, from 2024-01-02 06:00:00)" in run.stderr
     )
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_scores_a_series_that_ends_early_at_its_own_last_origin(tmp_path, calibrate):
+    hours = 24 * 14
+    frame = (
+        _synthetic(hours=hours)
+        .filter((pl.col("id") == "a") | (pl.col("time") < START + dt.timedelta(hours=hours - 100)))
+        .with_columns(pl.lit(60.0).alias("supply"))
+    )
+    source = tmp_path / "ends.csv"
+    frame.write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--id-col", "id",
+         "--horizon", "24", "--models", "SeasonalNaive", "--supply-col", "supply", calibrate],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert set(report["series"]) == {"a", "b"}
+    for entry in report["series"].values():
+        assert entry["mase"] is not None and entry["coverage_95"] is not None
+        assert "first_exceeds_supply" in entry
