@@ -55,14 +55,30 @@ _FREQ = re.compile(r"[1-9][0-9]*[smhdw]")
 # Every candidate name a season length can produce (SeasonalNaive<N> for extra seasons).
 _MODEL = re.compile(r"SeasonalNaive[0-9]*|AutoETS|AutoTheta|MSTL|AutoARIMA|LightGBM")
 
-_SEASON_BY_UNIT = {"h": 24, "d": 7, "w": 52, "m": 60}
-_HORIZON_BY_UNIT = {"h": 168, "d": 28, "w": 13, "m": 60}
+# Steps of a day or longer: a week's season of daily data, a year's of weekly; four weeks and
+# a quarter ahead.
+_SEASON_BY_UNIT = {"d": 7, "w": 52}
+_HORIZON_BY_UNIT = {"d": 28, "w": 13}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+_DAY, _WEEK = 86_400, 604_800
 
 
-def _infer_freq(times: pl.Series) -> str:
-    seconds = times.sort().unique().diff().dt.total_seconds().drop_nulls()
-    step = as_int(seconds.median(), what="median time step") if seconds.len() else 86_400
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+def _infer_freq(frame: pl.DataFrame) -> str:
+    """The median over series of each series' median step between its own times.
+
+    Pooling the times of every series would halve the step of two hourly series sampled half an
+    hour apart; a daily step when no series has two times."""
+    steps = (
+        frame.select("id", "time")
+        .unique()
+        .sort("id", "time")
+        .group_by("id")
+        .agg(pl.col("time").diff().dt.total_seconds().median().alias("step"))
+        .get_column("step")
+        .drop_nulls()
+    )
+    step = round(as_float(steps.median(), what="median time step")) if steps.len() else _DAY
+    for unit, size in (("d", _DAY), ("h", 3_600), ("m", 60)):
         if step >= size and step % size == 0:
             return f"{step // size}{unit}"
     return f"{max(step, 1)}s"
@@ -70,6 +86,18 @@ def _infer_freq(times: pl.Series) -> str:
 
 def _unit(freq: str) -> str:
     return freq.lstrip("0123456789")[:1] or "d"
+
+
+def default_season_and_horizon(freq: str) -> tuple[int, int]:
+    """Steps in a day and in a week for steps shorter than a day (24 and 168 hourly, 96 and
+    672 quarter-hourly); 7 and 28 for daily data, 52 and 13 for weekly."""
+    unit = _unit(freq)
+    step = int(freq[: len(freq) - len(freq.lstrip("0123456789"))] or 1) * _UNIT_SECONDS[unit]
+    if step < _DAY:
+        return max(1, round(_DAY / step)), max(1, round(_WEEK / step))
+    # As before for whole days and weeks: the inferred step of weekly data is "7d" (7 and 28).
+    whole = "w" if unit == "w" else "d"
+    return _SEASON_BY_UNIT[whole], _HORIZON_BY_UNIT[whole]
 
 
 @click.command("forecast")
@@ -86,13 +114,17 @@ def _unit(freq: str) -> str:
     "(default: the data's).",
 )
 @click.option(
-    "--horizon", type=click.IntRange(min=1), default=None, help="Steps ahead (default: a week)."
+    "--horizon",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Steps ahead (default: a week of sub-daily steps, 28 daily, 13 weekly).",
 )
 @click.option(
     "--season-length",
     type=click.IntRange(min=1),
     default=None,
-    help="Steps per season (24 hourly, 7 daily).",
+    help="Steps per season (default: a day of sub-daily steps, e.g. 24 hourly or 96 every "
+    "15 minutes; 7 daily, 52 weekly).",
 )
 @click.option(
     "--backtest-windows",
@@ -185,10 +217,11 @@ def forecast_command(
         )
     except InputError as error:
         raise click.ClickException(str(error)) from error
-    freq = freq or _infer_freq(frame.get_column("time"))
-    unit = _unit(freq)
-    season_length = season_length or _SEASON_BY_UNIT.get(unit, 1)
-    horizon = horizon or _HORIZON_BY_UNIT.get(unit, 2 * season_length)
+    freq = freq or _infer_freq(frame)
+    horizon_given = horizon is not None
+    default_season, default_horizon = default_season_and_horizon(freq)
+    season_length = season_length or default_season
+    horizon = horizon or default_horizon
     try:
         resampled = (
             frame.sort("id", "time")
@@ -217,7 +250,8 @@ def forecast_command(
     except UnknownModelError as error:
         raise click.BadParameter(str(error), param_hint="--models") from error
     except (ValueError, pl.exceptions.PolarsError) as error:
-        raise click.ClickException(f"{input_path}: {error}") from error
+        default = "" if horizon_given else f" (the default --horizon is {horizon} steps of {freq})"
+        raise click.ClickException(f"{input_path}: {error}{default}") from error
     # Per series: series that end at different times have their origins at different times.
     windows = as_int(
         result.cross_validation.group_by("id")

@@ -419,3 +419,53 @@ def test_cli_scores_a_series_that_ends_early_at_its_own_last_origin(tmp_path, ca
     for entry in report["series"].values():
         assert entry["mase"] is not None and entry["coverage_95"] is not None
         assert "first_exceeds_supply" in entry
+
+
+@pytest.mark.parametrize(
+    ("freq", "season", "horizon"),
+    [("1h", 24, 168), ("1d", 7, 28), ("1w", 52, 13), ("15m", 96, 672), ("2h", 12, 84),
+     ("30m", 48, 336), ("90m", 16, 112), ("1m", 1440, 10080), ("1440m", 7, 28), ("2d", 7, 28),
+     ("7d", 7, 28)],
+)  # fmt: skip
+def test_default_season_is_a_day_and_horizon_a_week_of_sub_daily_steps(freq, season, horizon):
+    from annotation_pipelines.forecasting.command import default_season_and_horizon
+
+    assert default_season_and_horizon(freq) == (season, horizon)
+
+
+def test_frequency_is_inferred_per_series():
+    from annotation_pipelines.forecasting.command import _infer_freq
+
+    hourly = _synthetic(hours=48)
+    # Series b sampled on the half hour: pooled, the times are 30 minutes apart.
+    offset = hourly.with_columns(
+        pl.when(pl.col("id") == "b")
+        .then(pl.col("time") + dt.timedelta(minutes=30))
+        .otherwise(pl.col("time"))
+    )
+    assert _infer_freq(offset) == "1h"
+    # Each series' own step, the median over series: one 15-minute series among hourly ones.
+    quarter = pl.DataFrame(
+        {"id": "q", "time": [START + dt.timedelta(minutes=15 * k) for k in range(192)],
+         "value": 1.0}
+    )  # fmt: skip
+    assert _infer_freq(pl.concat([hourly, quarter.head(10)])) == "1h"
+    assert _infer_freq(quarter) == "15m"
+    assert _infer_freq(hourly.head(1)) == "1d"
+
+
+def test_cli_defaults_for_quarter_hourly_data_are_a_day_long_season(tmp_path):
+    t = np.arange(96 * 10)
+    source = tmp_path / "q15.csv"
+    pl.DataFrame(
+        {"time": [START + dt.timedelta(minutes=15 * int(k)) for k in t],
+         "value": 50 + 10 * np.sin(2 * np.pi * t / 96)}
+    ).write_csv(source)  # fmt: skip
+    args = [str(source), "--time-col", "time", "--value-col", "value", "--models", "SeasonalNaive"]
+    run = CliRunner().invoke(forecast_command, [*args, "--horizon", "96"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert (report["freq"], report["season_length"], report["horizon"]) == ("15m", 96, 96)
+    # Ten days are too few for the default week ahead (672 steps): a clear error, not 15 hours.
+    run = CliRunner().invoke(forecast_command, args)
+    assert run.exit_code == 1 and "shorter --horizon" in run.output
