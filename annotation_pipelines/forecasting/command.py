@@ -33,6 +33,7 @@ models' own intervals.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -312,7 +313,7 @@ def forecast_command(
         "winkler_95": _json_float(_mean(scores, "winkler_95")),
         "series": summary,
     }
-    click.echo(json.dumps(report, indent=2))
+    click.echo(json.dumps(report, indent=2, allow_nan=False))
 
 
 def _check_models(
@@ -342,7 +343,9 @@ def _check_models(
 
 
 def _json_float(value: float | None) -> float | None:
-    return None if value is None or value != value else round(value, 6)
+    """Null for NaN and for +-inf (an infinite MASE when the naive's in-sample error is zero):
+    json.dumps would print them as NaN / Infinity, which no strict JSON parser reads."""
+    return None if value is None or not math.isfinite(value) else round(value, 6)
 
 
 def _mean(scores: pl.DataFrame, column: str) -> float | None:

@@ -469,3 +469,29 @@ def test_cli_defaults_for_quarter_hourly_data_are_a_day_long_season(tmp_path):
     # Ten days are too few for the default week ahead (672 steps): a clear error, not 15 hours.
     run = CliRunner().invoke(forecast_command, args)
     assert run.exit_code == 1 and "shorter --horizon" in run.output
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_cli_prints_null_for_a_score_that_is_not_finite(tmp_path):
+    # Flat at 10 until the last day, then a step to 30: the seasonal naive's in-sample scale is
+    # zero before the step, so its MASE (and the ratio) are infinite on the held-out window.
+    hours = 24 * 20
+    source = tmp_path / "step.csv"
+    pl.DataFrame(
+        {"time": [START + dt.timedelta(hours=h) for h in range(hours)],
+         "value": [10.0] * (hours - 24) + [30.0] * 24}
+    ).write_csv(source)  # fmt: skip
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--models", "SeasonalNaive",
+         "--horizon", "24"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = _strict_json(run.stdout)
+    assert report["series"]["value"]["mase"] is None
