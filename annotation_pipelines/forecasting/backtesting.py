@@ -48,6 +48,31 @@ def shipped_bands(frame: pl.DataFrame, *, models: Sequence[str], nonnegative: bo
     return frame
 
 
+COMBINE = ("mean", "median")
+
+
+def combined_columns(
+    members: Sequence[str], *, how: str, point: str, bound: Callable[[str, int], str]
+) -> list[pl.Expr]:
+    """Per row, the members' mean or median of their points (`<model>`), as `point`, and of
+    each bound (`<model>-lo-80` ...), as `bound(side, level)`. Like the mean, the median of
+    ordered bands is ordered."""
+
+    def combine(columns: list[str]) -> pl.Expr:
+        if how == "median":
+            return pl.concat_list(columns).list.median()
+        return pl.mean_horizontal(columns)
+
+    return [
+        combine(list(members)).alias(point),
+        *[
+            combine([f"{m}-{side}-{level}" for m in members]).alias(bound(side, level))
+            for level in LEVELS
+            for side in ("lo", "hi")
+        ],
+    ]
+
+
 def _bound_of(model: str) -> Callable[[str, int], str]:
     def name(side: str, level: int) -> str:
         return f"{model}-{side}-{level}"
@@ -115,6 +140,7 @@ def backtest(
     combine: int = 3,
     n_jobs: int = 1,
     nonnegative: bool = False,
+    combination: str = "mean",
 ) -> BacktestResult:
     """Rolling-origin backtest of every candidate over `windows` origins `horizon` steps apart.
 
@@ -123,8 +149,11 @@ def backtest(
     rest. With `windows == 1` there is nothing to hold out: the model is chosen and scored on
     the same window and `held_out` is False in the scores. With `nonnegative` every candidate's
     point and bounds are clipped and ordered as `forecaster.forecast` ships them
-    (`conformal.ordered_bands`), so the scores are of the bands that are shipped.
+    (`conformal.ordered_bands`), so the scores are of the bands that are shipped. A
+    combination's point and bounds are its members' `combination` ("mean" or "median").
     """
+    if combination not in COMBINE:
+        raise ValueError(f"combination {combination!r}: use {' or '.join(COMBINE)}")
     if windows < 1 or horizon < 1 or season_length < 1 or combine < 1:
         raise ValueError("windows, horizon, season_length and combine must be positive")
     evaluation_windows = min(evaluation_windows, windows - 1) if windows > 1 else 0
@@ -172,19 +201,12 @@ def backtest(
         if len(parts) == 1:
             continue
         # Quantile averaging (Lichtendahl, Grushka-Cockayne & Winkler, 2013): the combination's
-        # bounds are the mean of its members' bounds at each level.
+        # bounds are the mean (or median) of its members' bounds at each level.
         combined = cross_validation.filter(pl.col("id").is_in(ids)).select(
             "id",
             "time",
             "cutoff",
-            pl.mean_horizontal(parts).alias(name),
-            *[
-                pl.mean_horizontal([f"{m}-{side}-{level}" for m in parts]).alias(
-                    f"{name}-{side}-{level}"
-                )
-                for level in LEVELS
-                for side in ("lo", "hi")
-            ],
+            *combined_columns(parts, how=combination, point=name, bound=_bound_of(name)),
         )
         cross_validation = cross_validation.join(combined, on=["id", "time", "cutoff"], how="left")
         window_scores = pl.concat(

@@ -604,6 +604,7 @@ def _uncalibrated(
         history, horizon=horizon, season_length=season_length, freq=freq,
         backtest_windows=max(2, min(windows, 3)), evaluation_windows=HELD_OUT_WINDOWS,
         models=members, combine=combine, nonnegative=nonnegative, n_jobs=n_jobs,
+        combination="median" if rule == "median" else "mean",
     )  # fmt: skip
     scores = result.scores.select(
         "id", "mase", "seasonal_naive_mase", "relative_mase", "coverage_80", "coverage_95",
@@ -612,9 +613,11 @@ def _uncalibrated(
         _own_interval_winkler(result.backtest.cross_validation, chosen=result.scores),
         on="id", how="left",
     )  # fmt: skip
-    # One name per combination whichever path made it: the members' mean is `mean(a+b)`.
+    # One name per combination whichever path made it: the members' mean is `mean(a+b)`, their
+    # median `median(a+b)`.
+    combined = "median" if rule == "median" else "mean"
     table = result.forecast.with_columns(
-        pl.col("model").str.replace(r"^Combination\((.*)\)$", "mean($1)")
+        pl.col("model").str.replace(r"^Combination\((.*)\)$", f"{combined}($1)")
     )
     return CalibratedForecast(
         forecast=table, scores=scores, cross_validation=result.backtest.cross_validation,

@@ -15,11 +15,17 @@ from dataclasses import dataclass
 import polars as pl
 
 from annotation_pipelines import schema
-from annotation_pipelines.forecasting.backtesting import BacktestResult, backtest, shipped_bands
+from annotation_pipelines.forecasting.backtesting import (
+    BacktestResult,
+    backtest,
+    combined_columns,
+    shipped_bands,
+)
 from annotation_pipelines.forecasting.candidates import (
     candidate_models,
     default_extra_seasonalities,
 )
+from annotation_pipelines.forecasting.conformal import bound_name
 from annotation_pipelines.forecasting.metrics import LEVELS
 from annotation_pipelines.forecasting.statsforecast_adapter import (
     from_statsforecast,
@@ -70,6 +76,7 @@ def forecast(
     nonnegative: bool = True,
     combine: int = 3,
     n_jobs: int = 1,
+    combination: str = "mean",
 ) -> ForecastResult:
     """Backtest, refit each series' chosen model (or combination's members) on its whole history.
 
@@ -94,6 +101,7 @@ def forecast(
         combine=combine,
         n_jobs=n_jobs,
         nonnegative=nonnegative,
+        combination=combination,
     )
     extra = (
         default_extra_seasonalities(season_length)
@@ -125,14 +133,7 @@ def forecast(
             frame.select(
                 pl.col("id").cast(pl.String),
                 "time",
-                pl.mean_horizontal(members).alias("forecast"),
-                *[
-                    pl.mean_horizontal([f"{m}-{side}-{level}" for m in members]).alias(
-                        f"{side}_{level}"
-                    )
-                    for level in LEVELS
-                    for side in ("lo", "hi")
-                ],
+                *combined_columns(members, how=combination, point="forecast", bound=bound_name),
                 pl.lit(model).alias("model"),
             )
         )

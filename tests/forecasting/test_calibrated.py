@@ -435,3 +435,34 @@ def test_reconciled_bands_are_ordered_nonnegative_and_still_add_up():
     leaves = wide.get_column("a") + wide.get_column("b")
     for node in hierarchy.aggregates:
         np.testing.assert_allclose(wide.get_column(node), leaves, rtol=1e-9, atol=1e-9)
+
+
+def test_uncalibrated_median_ships_the_median_of_its_members_point_and_bounds():
+    import warnings
+
+    from annotation_pipelines.forecasting.candidates import candidate_models
+    from annotation_pipelines.forecasting.statsforecast_adapter import (
+        from_statsforecast,
+        naive_utc,
+        statsforecast_engine,
+        to_statsforecast,
+    )
+
+    series = _synthetic(ids=("a",))
+    members = ["SeasonalNaive", "AutoETS", "AutoTheta"]
+    result = forecast_calibrated(
+        series, horizon=24, season_length=24, freq="1h", rule="median", models=members[1:],
+        backtest_windows=3, calibrate=False,
+    )  # fmt: skip
+    table = result.forecast
+    assert table.get_column("model").unique().to_list() == ["median(" + "+".join(members) + ")"]
+    factories = candidate_models(season_length=24, horizon=24, extra_seasonalities=())
+    engine = statsforecast_engine([factories[m]() for m in members], freq="1h", n_jobs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = engine.forecast(df=to_statsforecast(naive_utc(series)), h=24, level=[80, 95])
+    own = from_statsforecast(pl.DataFrame(raw))
+    for column, suffix in [("forecast", ""), ("lo_80", "-lo-80"), ("hi_80", "-hi-80"),
+                           ("lo_95", "-lo-95"), ("hi_95", "-hi-95")]:  # fmt: skip
+        expected = np.median(own.select([m + suffix for m in members]).to_numpy(), axis=1)
+        np.testing.assert_allclose(table.get_column(column).to_numpy(), expected, rtol=1e-9)
