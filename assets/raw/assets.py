@@ -1,7 +1,9 @@
 """Raw layer: every source lands in the day's canonical tasks, judgments and gold labels.
 
-Duplicate rule across sources: one judgment per (task_id, annotator_id); the latest
-`submitted_at` wins (ties: the later source in path order), and the rest are counted.
+Duplicate rule across sources: one judgment per (project, task_id, annotator_id); the latest
+`submitted_at` wins (ties: the later source in path order), and the rest are counted. A task
+id is unique only within its project (tools number tasks per project), so tasks, judgments
+and gold are keyed by (project, task_id) throughout.
 """
 
 import polars as pl
@@ -56,10 +58,14 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
         )
         frames[table] = stacked
     judgments = frames["judgments"].sort(["submitted_at", "source_file"])
-    deduplicated = judgments.unique(["task_id", "annotator_id"], keep="last", maintain_order=True)
+    deduplicated = judgments.unique(
+        ["project", "task_id", "annotator_id"], keep="last", maintain_order=True
+    )
     duplicates = judgments.height - deduplicated.height
     tasks = (
-        frames["raw_tasks"].sort("created_at").unique("task_id", keep="last", maintain_order=True)
+        frames["raw_tasks"]
+        .sort("created_at")
+        .unique(["project", "task_id"], keep="last", maintain_order=True)
     )
     # Gold labels are keyed to the day's judged tasks, whatever day the gold itself was set.
     gold_all = frames["gold_labels"]
@@ -67,9 +73,13 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
         if staging_day(key) != day and key.endswith(".parquet"):
             gold_all = pl.concat([gold_all, lake.get_frame(key).select(list(schema.GOLD_LABELS))])
     gold = (
-        gold_all.join(deduplicated.select("task_id").unique(), on="task_id", how="semi")
+        gold_all.join(
+            deduplicated.select("project", "task_id").unique(),
+            on=["project", "task_id"],
+            how="semi",
+        )
         .sort("updated_at")
-        .unique("task_id", keep="last", maintain_order=True)
+        .unique(["project", "task_id"], keep="last", maintain_order=True)
     )
     yield Output(
         tasks,
@@ -85,4 +95,4 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
             "projects": MetadataValue.json(sorted(deduplicated["project"].unique().to_list())),
         },
     )
-    yield Output(gold.sort("task_id"), output_name="gold_labels")
+    yield Output(gold.sort("project", "task_id"), output_name="gold_labels")

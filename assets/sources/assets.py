@@ -398,7 +398,9 @@ def gold_sets(
             )
         )
     gold = pl.concat(frames, how="diagonal_relaxed") if frames else schema.empty(schema.GOLD_LABELS)
-    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique("task_id", keep="last")
+    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique(
+        ["project", "task_id"], keep="last"
+    )
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit({target: parquet_bytes(gold)}, deletes=[key for key in previous if key != target])
     # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.
