@@ -1,9 +1,10 @@
 """The annotation-database source through the asset: a real Postgres seeded with the synthetic
 workload, extracted by watermark into the right days, idempotent on re-run, then the raw layer."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import polars as pl
+import psycopg
 import pytest
 from dagster import AssetKey, DagsterInstance
 
@@ -54,9 +55,31 @@ def test_db_changes_land_in_their_days_and_reruns_change_nothing(tmp_path, monke
             partition_key="2026-11-02", instance=instance, run_config=QUIET
         )
         assert raw.success
-    day = pl.read_parquet(
-        tmp_path / "data" / "lake" / "judgments" / "day=2026-11-02" / "data.parquet"
-    )
-    expected = judgments.filter(pl.col("submitted_at").dt.date() == date(2026, 11, 2))
-    assert day.height == expected.height
-    assert set(day["source"]) == {"postgres"}
+        lake_dir = tmp_path / "data" / "lake"
+        day = pl.read_parquet(lake_dir / "judgments" / "day=2026-11-02" / "data.parquet")
+        expected = judgments.filter(pl.col("submitted_at").dt.date() == date(2026, 11, 2))
+        assert day.height == expected.height
+        assert set(day["source"]) == {"postgres"}
+
+        # A corrected submitted_at moves a judgment to the next day: its former day, which
+        # still stages the older version, is reported and drops it when rebuilt.
+        moved = day.item(0, "judgment_id")
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "UPDATE judgments SET submitted_at = %s WHERE judgment_id = %s",
+                (datetime(2026, 11, 3, 0, 30, tzinfo=UTC), moved),
+            )
+        third = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert third.success
+        metadata = third.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["days"].value == ["2026-11-02", "2026-11-03"]
+        for rebuilt in metadata["days"].value:
+            assert (
+                defs.resolve_job_def("raw_job")
+                .execute_in_process(partition_key=rebuilt, instance=instance, run_config=QUIET)
+                .success
+            )
+    both = pl.read_parquet(lake_dir / "judgments" / "*" / "data.parquet", include_file_paths="f")
+    copies = both.filter(pl.col("judgment_id") == moved)
+    assert copies.height == 1 and copies.item(0, "f").endswith("day=2026-11-03/data.parquet")
+    assert both.height == judgments.height

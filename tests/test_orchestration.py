@@ -617,3 +617,115 @@ def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_th
     assert f"Cause: UnreadableFileError: {path}: empty file" in first, first
     assert "(attempt 1 of 5; the landing sensor retries it)" in first
     assert "(attempt 5 of 5; no retry left: fix or replace the file)" in last
+
+
+def _ingest_all(defs, instance, cursor=None):
+    requested, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
+    paths = [r.partition_key for r in requested.run_requests]
+    instance.add_dynamic_partitions("export_files", paths)
+    runs = {path: _run(defs, instance, "ingest_export_job", path) for path in paths}
+    assert all(run.success for run in runs.values())
+    return runs, requested.cursor
+
+
+def test_two_projects_reusing_task_ids_keep_each_others_rows_through_the_daily_graph(env):
+    """Task ids are unique per tool and project only: every layer keys a task by project too."""
+    defs, instance, landing = env
+    other = landing / "exports" / "toxicity"
+    (other / "csv").mkdir(parents=True)
+    (other / "project.json").write_text(json.dumps({"label_set": ["toxic", "ok"]}))
+    rows = {"reviews": ("pos", "neg"), "toxicity": ("toxic", "ok")}
+    for project, (yes, no) in rows.items():
+        lines = [  # the same task ids and annotators in both projects; t2 is the gold task
+            f"t{task},a{annotator},{yes if (task + annotator) % 4 else no},"
+            f"2026-11-02T1{annotator}:{task:02d}:00Z,{annotator + 2}\n"
+            for task in range(1, 7)
+            for annotator in range(4)
+        ]
+        (landing / "exports" / project / "csv" / "batch.csv").write_text(HEADER + "".join(lines))
+        gold = landing / "gold" / project
+        gold.mkdir(parents=True)
+        (gold / "gold.csv").write_text(f"task_id,label\nt2,{no}\n")
+    _ingest_all(defs, instance)
+    assert _run_unpartitioned(defs, instance, "gold_sets_job").success
+    day = "2026-11-02"
+    for job in ("raw_job", "aggregation_job", "quality_job"):
+        assert _run(defs, instance, job, day).success, job
+    lake_dir = landing.parent / "lake"
+
+    def table(name):
+        frame = pl.read_parquet(lake_dir / name / f"day={day}" / "data.parquet")
+        return {p: frame.filter(pl.col("project") == p) for p in rows}
+
+    judgments, tasks, gold = table("judgments"), table("raw_tasks"), table("gold_labels")
+    labels, report = table("aggregated_labels"), table("quality_report")
+    for project, (yes, no) in rows.items():
+        assert judgments[project].height == 24, project
+        assert set(judgments[project]["label"]) == {yes, no}
+        assert sorted(tasks[project]["task_id"]) == [f"t{task}" for task in range(1, 7)]
+        assert gold[project].select("task_id", "label").rows() == [("t2", no)]
+        assert labels[project].height == 6 and set(labels[project]["label"]) <= {yes, no}
+        assert labels[project]["n_votes"].to_list() == [4] * 6
+        [quality] = report[project].iter_rows(named=True)
+        assert (quality["n_tasks"], quality["n_judgments"]) == (6, 24)
+        assert quality["n_gold_judgments"] == 4
+
+    instance.add_dynamic_partitions("projects", list(rows))
+    for project, (yes, no) in rows.items():
+        assert _run(defs, instance, "curation_job", project).success, project
+        current = json.loads((lake_dir / "datasets" / project / "current.json").read_text())
+        folder = lake_dir / "datasets" / project / current["version_id"]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert set(manifest["label_set"]) == {yes, no}
+        curated = pl.concat(pl.read_parquet(path) for path in folder.glob("*.parquet"))
+        assert set(curated["label"]) <= {yes, no}
+
+
+def test_a_judgment_in_two_exports_counts_once_and_the_day_losing_its_copy_is_rebuilt(env):
+    """A corrected re-export under a new name carries the same judgment ids: the version
+    ingested last wins in every day, and the day that held the older copy is rebuilt."""
+    defs, instance, landing = env
+    folder = landing / "exports" / "reviews" / "csv"
+    header = "judgment_id,task_id,annotator_id,label,submitted_at,duration_s\n"
+    (folder / "export-1.csv").write_text(
+        header + "j1,t1,a1,pos,2026-11-02T23:55:00Z,3\nj2,t2,a2,pos,2026-11-02T12:00:00Z,3\n"
+    )
+    _, cursor = _ingest_all(defs, instance)
+    staged, _ = _tick(raw_sensors.staged_days_sensor, defs, instance)
+    assert [r.partition_key for r in staged.run_requests] == ["2026-11-02"]
+    assert _run(defs, instance, "raw_job", "2026-11-02").success
+
+    # j1 moved past midnight and relabelled, j2's annotator id corrected.
+    (folder / "export-2.csv").write_text(
+        header + "j1,t1,a1,neg,2026-11-03T00:05:00Z,3\nj2,t2,a2-fixed,pos,2026-11-02T12:00:00Z,3\n"
+    )
+    second, cursor = _ingest_all(defs, instance, cursor)
+    [run] = second.values()
+    days = run.get_asset_materialization_events()[0].materialization.metadata["days"].value
+    assert days == ["2026-11-02", "2026-11-03"]
+    again, _ = _tick(raw_sensors.staged_days_sensor, defs, instance, staged.cursor)
+    rebuilt = sorted(r.partition_key for r in again.run_requests)
+    assert rebuilt == ["2026-11-02", "2026-11-03"]
+    for day in rebuilt:
+        assert _run(defs, instance, "raw_job", day).success
+    lake_dir = landing.parent / "lake"
+    judgments = pl.read_parquet(lake_dir / "judgments" / "*" / "data.parquet")
+    assert judgments.sort("judgment_id").select("judgment_id", "annotator_id", "label").rows() == [
+        ("j1", "a1", "neg"),
+        ("j2", "a2-fixed", "pos"),
+    ]
+
+    # An emptied re-export gives the judgments back to the first one, in their own days.
+    (folder / "export-2.csv").write_text(header)
+    os.utime(folder / "export-2.csv", (1, 1))
+    emptied, _ = _ingest_all(defs, instance, cursor)
+    [run] = emptied.values()
+    days = run.get_asset_materialization_events()[0].materialization.metadata["days"].value
+    assert days == ["2026-11-02", "2026-11-03"]
+    for day in days:
+        assert _run(defs, instance, "raw_job", day).success
+    judgments = pl.read_parquet(lake_dir / "judgments" / "*" / "data.parquet")
+    assert judgments.sort("judgment_id").select("judgment_id", "annotator_id", "label").rows() == [
+        ("j1", "a1", "pos"),
+        ("j2", "a2", "pos"),
+    ]

@@ -1,7 +1,11 @@
 """Raw layer: every source lands in the day's canonical tasks, judgments and gold labels.
 
-Duplicate rule across sources: one judgment per (task_id, annotator_id); the latest
-`submitted_at` wins (ties: the later source in path order), and the rest are counted.
+A judgment (project, judgment_id) counts once across every staged day and source: its newest
+version wins (`assets.sources.assets.JUDGMENT_VERSION`), and a day whose copy is older drops it.
+Then one judgment per (project, task_id, annotator_id); the latest
+`submitted_at` wins (ties: the later source in path order), and the rest are counted. A task
+id is unique only within its project (tools number tasks per project), so tasks, judgments
+and gold are keyed by (project, task_id) throughout.
 """
 
 import polars as pl
@@ -11,7 +15,13 @@ from annotation_pipelines import schema
 from annotation_pipelines.lake import staging_day, staging_prefix
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
-from assets.sources.assets import OWNERS, STAGED_TABLES
+from assets.sources.assets import (
+    JUDGMENT_KEY,
+    JUDGMENT_VERSION,
+    OWNERS,
+    STAGED_TABLES,
+    staged_judgment_versions,
+)
 from resources.lake import Lake
 from resources.landing import LandingZone
 
@@ -46,20 +56,66 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
     """Union the day's staged rows from every source with the synthetic parts."""
     day = context.partition_key
     frames: dict[str, pl.DataFrame] = {}
+    versions: list[pl.DataFrame] = []
     for table, table_schema, _ in STAGED_TABLES:
         folder = {"raw_tasks": "tasks"}.get(table, table)
-        parts = [landing.read_synthetic(folder, day, table_schema)]
+        parts = [("", landing.read_synthetic(folder, day, table_schema))]
         keys = [k for k in lake.list_keys(staging_prefix(table, day)) if k.endswith(".parquet")]
-        parts += [lake.get_frame(key) for key in keys]
-        stacked = pl.concat(
-            [schema.conform(p, table_schema, name=table).select(list(table_schema)) for p in parts]
+        parts += [(key, lake.get_frame(key)) for key in keys]
+        conformed = [
+            (key, part, schema.conform(part, table_schema, name=table).select(list(table_schema)))
+            for key, part in parts
+        ]
+        frames[table] = pl.concat([frame for _, _, frame in conformed])
+        if table == "judgments":
+            versions = [
+                frame.select(
+                    *JUDGMENT_KEY,
+                    updated_at=(
+                        part.get_column("updated_at").cast(schema.UTC_TIMESTAMP)
+                        if "updated_at" in part.columns
+                        else pl.lit(None, schema.UTC_TIMESTAMP)
+                    ),
+                    submitted_at=pl.col("submitted_at"),
+                    source_file=pl.col("source_file"),
+                    key=pl.lit(key),
+                )
+                for key, part, frame in conformed
+            ]
+    # Each judgment counts once across every staged day and source: the day keeps its rows
+    # only where no newer version of the judgment is staged anywhere.
+    own = pl.concat(versions).with_row_index("_row")
+    elsewhere = staged_judgment_versions(
+        lake,
+        [
+            key
+            for key in lake.list_keys(staging_prefix("judgments"))
+            if key.endswith(".parquet") and staging_day(key) != day
+        ],
+        own.select(JUDGMENT_KEY).unique(),
+    )
+    newest = (
+        pl.concat(
+            [own, elsewhere.with_columns(_row=pl.lit(None, own.schema["_row"])).select(own.columns)]
         )
-        frames[table] = stacked
-    judgments = frames["judgments"].sort(["submitted_at", "source_file"])
-    deduplicated = judgments.unique(["task_id", "annotator_id"], keep="last", maintain_order=True)
-    duplicates = judgments.height - deduplicated.height
+        .sort([*JUDGMENT_VERSION, "key"], nulls_last=False)
+        .unique(list(JUDGMENT_KEY), keep="last")
+        .get_column("_row")
+        .drop_nulls()
+    )
+    current = (
+        frames["judgments"].with_row_index("_row").filter(pl.col("_row").is_in(newest.implode()))
+    )
+    superseded = frames["judgments"].height - current.height
+    judgments = current.drop("_row").sort(["submitted_at", "source_file"])
+    deduplicated = judgments.unique(
+        ["project", "task_id", "annotator_id"], keep="last", maintain_order=True
+    )
+    duplicates = frames["judgments"].height - deduplicated.height
     tasks = (
-        frames["raw_tasks"].sort("created_at").unique("task_id", keep="last", maintain_order=True)
+        frames["raw_tasks"]
+        .sort("created_at")
+        .unique(["project", "task_id"], keep="last", maintain_order=True)
     )
     # Gold labels are keyed to the day's judged tasks, whatever day the gold itself was set.
     gold_all = frames["gold_labels"]
@@ -67,9 +123,13 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
         if staging_day(key) != day and key.endswith(".parquet"):
             gold_all = pl.concat([gold_all, lake.get_frame(key).select(list(schema.GOLD_LABELS))])
     gold = (
-        gold_all.join(deduplicated.select("task_id").unique(), on="task_id", how="semi")
+        gold_all.join(
+            deduplicated.select("project", "task_id").unique(),
+            on=["project", "task_id"],
+            how="semi",
+        )
         .sort("updated_at")
-        .unique("task_id", keep="last", maintain_order=True)
+        .unique(["project", "task_id"], keep="last", maintain_order=True)
     )
     yield Output(
         tasks,
@@ -81,8 +141,9 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
         output_name="judgments",
         metadata={
             "duplicates_resolved": MetadataValue.int(duplicates),
+            "superseded_versions": MetadataValue.int(superseded),
             "annotators": MetadataValue.int(deduplicated["annotator_id"].n_unique()),
             "projects": MetadataValue.json(sorted(deduplicated["project"].unique().to_list())),
         },
     )
-    yield Output(gold.sort("task_id"), output_name="gold_labels")
+    yield Output(gold.sort("project", "task_id"), output_name="gold_labels")

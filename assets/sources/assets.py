@@ -11,9 +11,11 @@ The daily `raw_annotations` (assets/raw) then unions the day's staged rows and s
 """
 
 import hashlib
+import io
 import json
 from datetime import UTC, datetime
 
+import duckdb
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -64,6 +66,94 @@ STAGED_TABLES: tuple[tuple[str, dict[str, pl.DataType], str], ...] = (
 )
 
 
+# A judgment is one row in the daily layers however many sources staged it: per
+# (project, judgment_id) the newest version wins, the live ledger's rule. A version is its
+# `updated_at`: the tool's row version for the DB, the moment its file was ingested for an
+# export (the live loop stamps a file's rows with the moment it read them); then the later
+# `submitted_at`, then the later source file in path order.
+JUDGMENT_KEY = ("project", "judgment_id")
+JUDGMENT_VERSION = ("updated_at", "submitted_at", "source_file")
+
+
+def staged_judgment_versions(lake: Lake, keys: list[str], ids: pl.DataFrame) -> pl.DataFrame:
+    """The versions (`JUDGMENT_KEY`, `JUDGMENT_VERSION`, `key`) of the judgments `ids` names
+    (`JUDGMENT_KEY` columns) staged under `keys`. Only those columns are read; on a local
+    lake DuckDB streams them through one hash join with `ids`, so a day's ten million ids
+    against every staged day costs a column scan, not a read of the staged rows. A file
+    staged before exports carried `updated_at` has a null one, older than any."""
+    columns = [*JUDGMENT_KEY, *JUDGMENT_VERSION]
+    types = {c: schema.JUDGMENTS.get(c, schema.UTC_TIMESTAMP) for c in columns}
+    empty = pl.DataFrame(schema={**types, "key": pl.String()})
+    if not keys or ids.height == 0:
+        return empty
+    wanted = ids.select(JUDGMENT_KEY).unique()
+    paths = {key: lake.local_path(key) for key in keys}
+    local = {str(path): key for key, path in paths.items() if path is not None}
+    found = [empty]
+    if local:
+        connection = duckdb.connect()
+        try:
+            connection.register("wanted", wanted.to_arrow())
+            connection.execute("SET preserve_insertion_order = false")
+            listed = list(local)
+            present = {
+                row[0]
+                for row in connection.execute(
+                    "DESCRIBE SELECT * FROM read_parquet(?, union_by_name = true)", [listed]
+                ).fetchall()
+            }
+            selected = ", ".join(
+                f"s.{c}" if c in present else f"NULL AS {c}" for c in JUDGMENT_VERSION
+            )
+            rows = connection.execute(
+                f"SELECT s.project, s.judgment_id, {selected}, s.filename AS path "
+                "FROM read_parquet(?, union_by_name = true, filename = true) AS s "
+                "SEMI JOIN wanted USING (project, judgment_id)",
+                [listed],
+            ).to_arrow_table()
+        finally:
+            connection.close()
+        found.append(
+            pl.DataFrame(pl.from_arrow(rows)).select(
+                *[pl.col(c).cast(t) for c, t in types.items()],
+                key=pl.col("path").replace_strict(local, return_dtype=pl.String),
+            )
+        )
+    for key, path in paths.items():
+        if path is None:
+            staged = pl.read_parquet(io.BytesIO(lake.get(key)))
+            found.append(
+                staged.join(wanted, on=list(JUDGMENT_KEY), how="semi").select(
+                    *[
+                        pl.col(c).cast(t) if c in staged.columns else pl.lit(None, t).alias(c)
+                        for c, t in types.items()
+                    ],
+                    key=pl.lit(key, pl.String),
+                )
+            )
+    return pl.concat(found, how="vertical")
+
+
+def days_sharing_judgments(lake: Lake, ids: pl.DataFrame, *, skip: set[str]) -> set[str]:
+    """The staged days, other than the keys in `skip`, that hold a version of a judgment
+    `ids` names: one of them may just have lost its copy (or got it back), so it is rebuilt."""
+    keys = [
+        key
+        for key in lake.list_keys(staging_prefix("judgments"))
+        if key.endswith(".parquet") and key not in skip
+    ]
+    found = staged_judgment_versions(lake, keys, ids)
+    return {staging_day(key) for key in found.get_column("key").unique().to_list()}
+
+
+def _staged_ids(lake: Lake, key: str) -> pl.DataFrame:
+    """The `JUDGMENT_KEY` columns of one staged judgments file, reading no other column."""
+    path = lake.local_path(key)
+    if path is not None:
+        return pl.scan_parquet(path).select(JUDGMENT_KEY).collect()
+    return pl.read_parquet(io.BytesIO(lake.get(key)), columns=list(JUDGMENT_KEY))
+
+
 def source_id(path: str) -> str:
     """A short stable id for a source file, used as its staged file name."""
     return hashlib.sha1(path.encode()).hexdigest()[:16]
@@ -84,16 +174,30 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     writes: dict[str, bytes] = {}
     previous: list[str] = []
     tasks = result.tasks.filter(pl.col("created_at").is_not_null())
+    ingested = datetime.now(UTC)
+    judgments = result.judgments
+    if "updated_at" not in judgments.columns:
+        judgments = judgments.with_columns(updated_at=pl.lit(ingested, schema.UTC_TIMESTAMP))
     for table, _, column in STAGED_TABLES:
         for key in lake.list_keys(staging_prefix(table)):
             if staging_source(key) == source:
                 days.add(staging_day(key))
                 previous.append(key)
-        frame = {"judgments": result.judgments, "raw_tasks": tasks}.get(table, result.gold)
+        frame = {"judgments": judgments, "raw_tasks": tasks}.get(table, result.gold)
         for day, part in partition_by_day(frame, column=column, name=table).items():
             writes[staging_key(table, day.isoformat(), source)] = parquet_bytes(part)
             days.add(day.isoformat())
     writes[quarantine_key(source)] = parquet_bytes(result.quarantine)
+    # The judgments this source gives now or gave before: every other day holding one of them
+    # may now keep or lose its copy.
+    own = [key for key in previous if key.startswith(staging_prefix("judgments"))]
+    given = pl.concat(
+        [
+            judgments.select(JUDGMENT_KEY),
+            *(_staged_ids(lake, key) for key in own),
+        ]
+    ).unique()
+    days |= days_sharing_judgments(lake, given, skip=set(own))
     lake.commit(writes, deletes=[key for key in previous if key not in writes])
     return sorted(days)
 
@@ -215,6 +319,8 @@ def annotation_db_changes(
             version = "updated_at" if "updated_at" in part.columns else column
             lake.put_frame(key, merge_partition(existing, part, key=key_columns, version=version))
             days.add(day.isoformat())
+    # A row whose submitted_at moved leaves its older version in its former day's staging.
+    days |= days_sharing_judgments(lake, result.judgments.select(JUDGMENT_KEY), skip=set())
     deleted, unknown, deleted_days = withdraw_counted(lake, extract, since=since)
     days |= deleted_days
     if unknown:
@@ -398,7 +504,9 @@ def gold_sets(
             )
         )
     gold = pl.concat(frames, how="diagonal_relaxed") if frames else schema.empty(schema.GOLD_LABELS)
-    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique("task_id", keep="last")
+    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique(
+        ["project", "task_id"], keep="last"
+    )
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit({target: parquet_bytes(gold)}, deletes=[key for key in previous if key != target])
     # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.
