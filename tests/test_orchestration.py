@@ -617,3 +617,53 @@ def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_th
     assert f"Cause: UnreadableFileError: {path}: empty file" in first, first
     assert "(attempt 1 of 5; the landing sensor retries it)" in first
     assert "(attempt 5 of 5; no retry left: fix or replace the file)" in last
+
+
+def _evaluate(sensor_name, defs, instance, cursor=None):
+    """A tick the way the daemon evaluates it: every request is resolved against the job's
+    partitions, so a request for a day that is not a partition fails the whole tick."""
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as context:
+        return sensor.evaluate_tick(context)
+
+
+def test_staged_days_sensor_requests_only_partitions_and_holds_today_until_it_is_one(
+    env, monkeypatch
+):
+    defs, instance, landing = env
+    today = datetime.now(UTC)
+    path = "exports/reviews/csv/intraday.csv"
+    (landing / path).write_text(
+        HEADER
+        + "t1,a1,pos,2026-08-31T23:59:00Z,3\n"  # before the start date: never a partition
+        + "t2,a1,pos,2026-11-03T10:00:00Z,3\n"
+        + f"t3,a1,pos,{today:%Y-%m-%dT%H:%M:%SZ},3\n"  # today: a partition once the day ends
+    )
+    instance.add_dynamic_partitions("export_files", [path])
+    assert _run(defs, instance, "ingest_export_job", path).success
+
+    first = _evaluate("staged_days_sensor", defs, instance)
+    assert [r.partition_key for r in first.run_requests] == ["2026-11-03"]
+    again = _evaluate("staged_days_sensor", defs, instance, first.cursor)
+    assert not again.run_requests
+    assert f"1 staged day(s) not partitions yet ({today:%Y-%m-%d})" in again.skip_message
+    # A row before the start date never reaches a day: the sensor says so instead of failing.
+    assert "1 staged day(s) before the start date 2026-09-01 never rebuilt" in again.skip_message
+    assert again.skip_message.endswith("2026-08-31")
+
+    # A later file for an ordinary day is still requested; today waits in the cursor.
+    late = "exports/reviews/csv/late.csv"
+    (landing / late).write_text(HEADER + "t9,a1,neg,2026-11-05T10:00:00Z,3\n")
+    instance.add_dynamic_partitions("export_files", [late])
+    assert _run(defs, instance, "ingest_export_job", late).success
+    later = _evaluate("staged_days_sensor", defs, instance, again.cursor)
+    assert [r.partition_key for r in later.run_requests] == ["2026-11-05"]
+
+    # Once today has ended it is a partition, and it is requested exactly once (called
+    # directly: the daemon's own check of the partition would read the real clock).
+    tomorrow = datetime.fromtimestamp(today.timestamp() + 86_400, UTC)
+    monkeypatch.setattr(raw_sensors, "_now", lambda: tomorrow)
+    ended, _ = _tick(raw_sensors.staged_days_sensor, defs, instance, later.cursor)
+    assert [r.partition_key for r in ended.run_requests] == [f"{today:%Y-%m-%d}"]
+    after, _ = _tick(raw_sensors.staged_days_sensor, defs, instance, ended.cursor)
+    assert not after.run_requests
