@@ -17,6 +17,7 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     DagsterRunStatus,
+    RunsFilter,
     build_run_status_sensor_context,
     build_schedule_context,
     build_sensor_context,
@@ -667,3 +668,45 @@ def test_staged_days_sensor_requests_only_partitions_and_holds_today_until_it_is
     assert [r.partition_key for r in ended.run_requests] == [f"{today:%Y-%m-%d}"]
     after, _ = _tick(raw_sensors.staged_days_sensor, defs, instance, ended.cursor)
     assert not after.run_requests
+
+
+def _launch(defs, instance, request):
+    """Run a sensor's request the way the daemon launches it (its run key among the tags);
+    the daemon skips a request whose run key an earlier run already has."""
+    used = instance.get_runs(RunsFilter(tags={"dagster/run_key": request.run_key}))
+    assert not used, f"run key {request.run_key} reused: the daemon would skip it"
+    instance.add_dynamic_partitions("export_files", [request.partition_key])
+    return defs.resolve_job_def("ingest_export_job").execute_in_process(
+        partition_key=request.partition_key,
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+        tags={**request.tags, "dagster/run_key": request.run_key},
+    )
+
+
+def _staged_labels(landing):
+    parts = (landing.parent / "lake" / "staging" / "judgments").rglob("*.parquet")
+    return sorted(pl.concat([pl.read_parquet(p) for p in parts])["label"].to_list())
+
+
+def test_landing_sensor_ingests_a_file_reverted_to_an_earlier_version_again(env):
+    defs, instance, landing = env
+    export = landing / "exports" / "reviews" / "csv" / "batch.csv"
+    versions = {
+        label: HEADER
+        + f"t1,a1,{label},2026-11-02T10:00:00Z,3\nt2,a1,{label},2026-11-02T10:01:00Z,3\n"
+        for label in ("pos", "neg")
+    }
+    cursor = None
+    # v1, a correction (v2), then v1 restored with its mtime (cp -p; on S3 the same ETag).
+    for label, mtime in (("pos", 1_790_000_000), ("neg", 1_790_000_100), ("pos", 1_790_000_000)):
+        export.write_text(versions[label])
+        os.utime(export, (mtime, mtime))
+        tick, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
+        [request] = tick.run_requests
+        assert _launch(defs, instance, request).success
+        idle, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, tick.cursor)
+        assert idle.run_requests == []
+        cursor = idle.cursor
+        assert _staged_labels(landing) == [label, label]

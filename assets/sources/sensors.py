@@ -4,6 +4,7 @@ import hashlib
 import json
 
 from dagster import (
+    AssetRecordsFilter,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -11,11 +12,12 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    TextMetadataValue,
     sensor,
 )
 
 from assets.common.cursors import load_cursor
-from assets.sources.assets import EXPORT_FILES, export_files
+from assets.sources.assets import EXPORT_FILES, export_files, landing_exports
 from assets.sources.jobs import gold_sets_job, ingest_export_job
 from resources.landing import LandingZone
 
@@ -26,6 +28,9 @@ MAX_ATTEMPTS = 5
 # that will be retried from the last one.
 ATTEMPT_TAG = "annotation_pipelines/attempt"
 MAX_ATTEMPTS_TAG = "annotation_pipelines/max_attempts"
+# The version of the file a run was asked to ingest.
+FINGERPRINT_TAG = "annotation_pipelines/fingerprint"
+IN_PROGRESS = (DagsterRunStatus.QUEUED, DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)
 
 
 def _latest_run_status(context: SensorEvaluationContext, partition: str) -> DagsterRunStatus | None:
@@ -33,6 +38,25 @@ def _latest_run_status(context: SensorEvaluationContext, partition: str) -> Dags
         RunsFilter(job_name=ingest_export_job.name, tags={"dagster/partition": partition}), limit=1
     )
     return runs[0].status if runs else None
+
+
+def _ingested(context: SensorEvaluationContext, path: str) -> str | None:
+    """The fingerprint of the file as its partition's latest materialization ingested it: the
+    one the run listed, else the one the sensor asked the run for; None when unknown."""
+    result = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=landing_exports.key, asset_partitions=[path]),
+        limit=1,
+        ascending=False,
+    )
+    if not result.records:
+        return None
+    record = result.records[0]
+    materialization = record.asset_materialization
+    listed = materialization.metadata.get("fingerprint") if materialization else None
+    if isinstance(listed, TextMetadataValue) and listed.value:
+        return listed.value
+    run = context.instance.get_run_by_id(record.run_id)
+    return run.tags.get(FINGERPRINT_TAG) if run else None
 
 
 @sensor(
@@ -43,47 +67,70 @@ def _latest_run_status(context: SensorEvaluationContext, partition: str) -> Dags
 )
 def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) -> SensorResult:
     state = load_cursor(context.cursor)
+    # What the sensor saw ingested for each path, and what it last asked for: {path: version}
+    # and {path: [version, attempts]}.
     done: dict[str, str] = state.get("done", {})
-    attempts: dict[str, int] = state.get("attempts", {})
+    asked: dict[str, list] = state.get("asked", {})
+    # Every launch of a path gets the next number, never reset: the daemon skips a request
+    # whose run key an earlier run has, so a file reverted to a version ingested before
+    # would otherwise never be ingested again.
+    launches: dict[str, int] = state.get("launches", {})
     known = set(context.instance.get_dynamic_partitions(EXPORT_FILES))
     new_partitions, requests = [], []
     settled, waiting = landing.scan_exports()
+    present = {export.path for export in settled} | set(waiting)
     for export in settled:
-        key = f"{export.path}@{export.fingerprint}"
-        if done.get(export.path) == export.fingerprint:
+        path, version = export.path, export.fingerprint
+        if done.get(path) == version:
             continue
-        status = _latest_run_status(context, export.path)
-        tried = attempts.get(key, 0)
-        if status == DagsterRunStatus.SUCCESS and tried:
-            done[export.path] = export.fingerprint
-            attempts.pop(key, None)
+        # Done is what the partition's latest materialization ingested, whatever launched it:
+        # a successful run of an older version (or of this one, before a revert) is not.
+        ingested = _ingested(context, path)
+        status = _latest_run_status(context, path)
+        previous, tried = asked.get(path, [None, 0])
+        # A run that says neither (launched by hand) counts when it succeeded after the sensor
+        # asked for this version.
+        if ingested == version or (
+            ingested is None and previous == version and status == DagsterRunStatus.SUCCESS
+        ):
+            done[path] = version
+            asked.pop(path, None)
             continue
-        if status in (DagsterRunStatus.QUEUED, DagsterRunStatus.STARTED, DagsterRunStatus.STARTING):
+        if status in IN_PROGRESS:
             continue
+        tried = tried if previous == version else 0
         if tried >= MAX_ATTEMPTS:
-            context.log.error(f"{export.path}: ingest failed {tried} times; fix or replace it")
+            context.log.error(f"{path}: ingest failed {tried} times; fix or replace it")
             continue
-        if export.path not in known:
-            new_partitions.append(export.path)
-            known.add(export.path)
-        attempts[key] = tried + 1
+        if path not in known:
+            new_partitions.append(path)
+            known.add(path)
+        asked[path] = [version, tried + 1]
+        launches[path] = launches.get(path, 0) + 1
         requests.append(
             RunRequest(
-                run_key=f"{key}#{tried + 1}",
-                partition_key=export.path,
-                tags={ATTEMPT_TAG: str(tried + 1), MAX_ATTEMPTS_TAG: str(MAX_ATTEMPTS)},
+                run_key=f"{path}@{version}#{launches[path]}",
+                partition_key=path,
+                tags={
+                    ATTEMPT_TAG: str(tried + 1),
+                    MAX_ATTEMPTS_TAG: str(MAX_ATTEMPTS),
+                    FINGERPRINT_TAG: version,
+                },
             )
         )
     if waiting:
         context.log.info(landing.unsettled_note(waiting, then="offered once they settle"))
-    given_up = sorted(key.split("@")[0] for key, tried in attempts.items() if tried >= MAX_ATTEMPTS)
+    # A file removed from the zone is forgotten, but not its launch count.
+    done = {path: version for path, version in done.items() if path in present}
+    asked = {path: entry for path, entry in asked.items() if path in present}
+    given_up = sorted(path for path, (_, tried) in asked.items() if tried >= MAX_ATTEMPTS)
     return SensorResult(
         run_requests=requests,
         skip_reason=None if requests else _idle_reason(done, waiting, given_up, landing),
         dynamic_partitions_requests=[export_files.build_add_request(new_partitions)]
         if new_partitions
         else [],
-        cursor=json.dumps({"done": done, "attempts": attempts}, sort_keys=True),
+        cursor=json.dumps({"done": done, "asked": asked, "launches": launches}, sort_keys=True),
     )
 
 
