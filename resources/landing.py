@@ -63,6 +63,17 @@ def parse_export_path(path: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+@dataclass(frozen=True)
+class ExportScan:
+    """A listing of `exports/`: the settled export files, the export paths held back because
+    they were written to within `settle_seconds`, and each project's settings fingerprint
+    ("" without a project.json)."""
+
+    exports: list[ExportFile]
+    waiting: list[str]
+    settings: dict[str, str]
+
+
 def project_settings_path(project: str) -> str:
     """Where a project's settings live in the landing zone (its column mapping, label set,
     plan and quality gate floors)."""
@@ -122,6 +133,22 @@ class LandingZone(ConfigurableResource):
             if (parsed := parse_export_path(path))
         ]
         return exports, [path for path in unsettled if parse_export_path(path)]
+
+    def scan_export_zone(self, *, now: float | None = None) -> ExportScan:
+        """`scan_exports` with each project's settings fingerprint, from the same listing.
+        A project.json counts as soon as it is listed: the ingest reads it whole or fails."""
+        entries, unsettled = self.scan_settled_entries("exports/", now=now)
+        exports, settings = [], {}
+        for path, fingerprint, _ in entries:
+            if parsed := parse_export_path(path):
+                exports.append(ExportFile(path, fingerprint, *parsed))
+        for path, fingerprint, _ in self.list_entries("exports/") if unsettled else entries:
+            project = path.split("/")[1] if path.count("/") == 2 else None
+            if project and path == project_settings_path(project):
+                settings[project] = fingerprint
+        for export in exports:
+            settings.setdefault(export.project, "")
+        return ExportScan(exports, [p for p in unsettled if parse_export_path(p)], settings)
 
     def exports(self, *, now: float | None = None) -> list[ExportFile]:
         """The export files that have settled (see the module's docstring), as of `now`."""

@@ -710,3 +710,35 @@ def test_landing_sensor_ingests_a_file_reverted_to_an_earlier_version_again(env)
         assert idle.run_requests == []
         cursor = idle.cursor
         assert _staged_labels(landing) == [label, label]
+
+
+def test_landing_sensor_ingests_a_projects_files_again_when_its_project_json_changes(env):
+    defs, instance, landing = env
+    settings = landing / "exports" / "reviews" / "project.json"
+    settings.unlink()  # the export arrives before its project's settings
+    path = "exports/reviews/csv/batch.csv"
+    (landing / path).write_text(
+        HEADER
+        + "t1,a1,pos,2026-11-02T10:00:00Z,3\n"
+        + "t1,a2,postive,2026-11-02T10:01:00Z,3\n"  # outside the label set, once there is one
+    )
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    [request] = first.run_requests
+    assert request.tags["annotation_pipelines/reason"] == "new file"
+    assert _launch(defs, instance, request).success
+    idle, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
+    assert idle.run_requests == []
+    assert _staged_labels(landing) == ["pos", "postive"]
+
+    settings.write_text(json.dumps({"label_set": ["pos", "neg"]}))
+    changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, idle.cursor)
+    [request] = changed.run_requests
+    assert request.partition_key == path
+    assert request.tags["annotation_pipelines/reason"] == "project settings changed"
+    run = _launch(defs, instance, request)
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["quarantine_reasons"].value == {"unknown_label": 1}
+    assert _staged_labels(landing) == ["pos"]
+    after, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, changed.cursor)
+    assert after.run_requests == []
