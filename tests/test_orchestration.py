@@ -591,7 +591,7 @@ def _alert_run_failure(defs, instance, run_id):
 def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_the_cause(env):
     defs, instance, landing = env
     path = "exports/reviews/csv/broken.csv"
-    (landing / path).write_bytes(b"")
+    (landing / path).write_bytes(b"task_id\n")
     job = defs.resolve_job_def("ingest_export_job")
     cursor = None
     for _ in range(source_sensors.MAX_ATTEMPTS):
@@ -615,7 +615,7 @@ def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_th
     assert alerts["severity"].to_list() == ["WARNING", "ERROR"]
     assert (alerts["partition"] == path).all()
     first, last = alerts["message"]
-    assert f"Cause: UnreadableFileError: {path}: empty file" in first, first
+    assert f"Cause: UnreadableFileError: {path}: missing column(s)" in first, first
     assert "(attempt 1 of 5; the landing sensor retries it)" in first
     assert "(attempt 5 of 5; no retry left: fix or replace the file)" in last
 
@@ -742,3 +742,54 @@ def test_landing_sensor_ingests_a_projects_files_again_when_its_project_json_cha
     assert _staged_labels(landing) == ["pos"]
     after, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, changed.cursor)
     assert after.run_requests == []
+
+
+def test_an_emptied_export_takes_its_rows_back_in_every_format(env):
+    defs, instance, landing = env
+    line = (
+        '{"task_id":"t1","annotator_id":"a1","label":"pos","submitted_at":"2026-11-02T10:00:00Z"}'
+    )
+    manifest = json.dumps(
+        {
+            "source": "s3://x/1.txt",
+            "label": 0,
+            "label-metadata": {
+                "class-name": "pos",
+                "job-name": "j",
+                "creation-date": "2026-11-02T10:00:00.000000",
+                "type": "groundtruth/text-classification",
+                "human-annotated": "yes",
+            },
+        }
+    )
+    files = {
+        "exports/reviews/jsonl/a.jsonl": (line + "\n", b""),
+        "exports/reviews/sagemaker-gt/b.manifest": (manifest + "\n", b"\n"),
+        "exports/reviews/csv/c.csv": (HEADER + "t3,a1,pos,2026-11-02T10:00:00Z,3\n", b""),
+    }
+    for path, (content, _) in files.items():
+        (landing / path).parent.mkdir(parents=True, exist_ok=True)
+        (landing / path).write_text(content)
+    tick, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    for request in tick.run_requests:
+        assert _launch(defs, instance, request).success
+    lake = defs.resources["lake"]
+    staged = {source_id(path) for path in files}
+    assert {
+        k for k in lake.list_keys(staging_prefix("judgments")) if k.split("/")[-1][:16] in staged
+    }
+    for path, (_, emptied) in files.items():
+        (landing / path).write_bytes(emptied)
+        os.utime(landing / path, (2_000_000_000, 2_000_000_000))
+    again, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, tick.cursor)
+    assert sorted(r.partition_key for r in again.run_requests) == sorted(files)
+    for request in again.run_requests:
+        run = _launch(defs, instance, request)
+        assert run.success
+        metadata = run.get_asset_materialization_events()[0].materialization.metadata
+        assert (metadata["rows_read"].value, metadata["rows_loaded"].value) == (0, 0)
+        # The day that held the file's rows is rebuilt without them.
+        assert metadata["days"].value == ["2026-11-02"]
+    for table in ("judgments", "raw_tasks"):
+        keys = lake.list_keys(staging_prefix(table))
+        assert not [k for k in keys if k.split("/")[-1][:16] in staged], keys

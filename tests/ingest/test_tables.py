@@ -259,3 +259,20 @@ def test_a_column_mapping_cannot_drop_a_field_every_table_needs(field):
 def test_a_column_mapping_may_drop_an_optional_field_and_rename_others():
     mapping = ColumnMapping.from_dict({"task_id": "item", "duration_s": None})
     assert mapping.task_id == "item" and mapping.duration_s is None
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl", "sagemaker-gt", "label-studio"])
+@pytest.mark.parametrize("data", [b"", b" \n\t\r\n"])
+def test_an_emptied_export_is_zero_rows_where_the_caller_allows_it(fmt, data, tmp_path):
+    # Emptying a file in the landing zone is how its rows are taken back.
+    result = ingest_bytes(data, format=fmt, source_file=f"exports/p/{fmt}/f")
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (0, 0, 0)
+    assert result.judgments.height == result.tasks.height == result.quarantine.height == 0
+    assert result.files == (f"exports/p/{fmt}/f",)
+    # A file given by hand (the ingest command) that is empty is more likely a mistake.
+    with pytest.raises(UnreadableFileError, match=r"exports/p/.*: empty file"):
+        ingest_bytes(data, format=fmt, source_file=f"exports/p/{fmt}/f", allow_empty=False)
+    path = tmp_path / "empty"
+    path.write_bytes(data)
+    with pytest.raises(UnreadableFileError, match="empty: empty file"):
+        ingest_path(path, format=fmt)
