@@ -793,3 +793,21 @@ def test_an_emptied_export_takes_its_rows_back_in_every_format(env):
     for table in ("judgments", "raw_tasks"):
         keys = lake.list_keys(staging_prefix(table))
         assert not [k for k in keys if k.split("/")[-1][:16] in staged], keys
+
+
+def test_landing_sensor_names_files_dropped_outside_a_format_folder(env):
+    defs, instance, landing = env
+    project = landing / "exports" / "reviews"
+    for rel in ("CSV/a.csv", "label_studio/b.json", "c.csv", "csvs/d.csv", "sagemaker/e.manifest"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    (project / "csv" / "f.csv.part").write_text(HEADER)  # an upload in progress: not misplaced
+    result, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    assert result.run_requests == []
+    assert result.skip_reason.skip_message == (
+        "no new or changed export file; 5 file(s) under exports/ not in a format "
+        "folder (exports/<project>/<format>/<file>, format one of label-studio, sagemaker-gt, "
+        "csv, tsv, parquet, jsonl), never offered: exports/reviews/CSV/a.csv, "
+        "exports/reviews/c.csv, exports/reviews/csvs/d.csv, exports/reviews/label_studio/b.json, "
+        "exports/reviews/sagemaker/e.manifest"
+    )

@@ -16,6 +16,7 @@ from dagster import (
     sensor,
 )
 
+from annotation_pipelines.ingest import FORMATS
 from assets.common.cursors import load_cursor
 from assets.sources.assets import EXPORT_FILES, export_files, landing_exports
 from assets.sources.jobs import gold_sets_job, ingest_export_job
@@ -154,13 +155,17 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
     waiting = scan.waiting
     if waiting:
         context.log.info(landing.unsettled_note(waiting, then="offered once they settle"))
+    if scan.misplaced:
+        context.log.warning(_misplaced_note(scan.misplaced))
     # A file removed from the zone is forgotten, but not its launch count.
     done = {path: version for path, version in done.items() if path in present}
     asked = {path: entry for path, entry in asked.items() if path in present}
     given_up = sorted(path for path, entry in asked.items() if entry[1] >= MAX_ATTEMPTS)
     return SensorResult(
         run_requests=requests,
-        skip_reason=None if requests else _idle_reason(done, waiting, given_up, landing),
+        skip_reason=None
+        if requests
+        else _idle_reason(done, waiting, given_up, landing, scan.misplaced),
         dynamic_partitions_requests=[export_files.build_add_request(new_partitions)]
         if new_partitions
         else [],
@@ -180,8 +185,22 @@ def _launch_reason(before: list | None, version: list[str | None], tried: int) -
     return "file changed"
 
 
+def _misplaced_note(paths: list[str]) -> str:
+    """Files under exports/ that are not where an export goes, in the words the Automation
+    page and the log show: how many, where they belong, the first five."""
+    return (
+        f"{len(paths)} file(s) under exports/ not in a format folder "
+        f"(exports/<project>/<format>/<file>, format one of {', '.join(FORMATS)}), never "
+        f"offered: {', '.join(paths[:5])}"
+    )
+
+
 def _idle_reason(
-    done: dict[str, list[str | None]], waiting: list[str], given_up: list[str], landing: LandingZone
+    done: dict[str, list[str | None]],
+    waiting: list[str],
+    given_up: list[str],
+    landing: LandingZone,
+    misplaced: list[str],
 ) -> str:
     """Why a tick launched nothing, in the words the Automation page shows."""
     parts = []
@@ -192,6 +211,8 @@ def _idle_reason(
             f"{len(given_up)} failed {MAX_ATTEMPTS} times, not retried until fixed or "
             f"replaced: {', '.join(given_up[:5])}"
         )
+    if misplaced:
+        parts.append(_misplaced_note(misplaced))
     if not parts:
         return f"no new or changed export file ({len(done)} ingested)"
     return "no new or changed export file; " + "; ".join(parts)
