@@ -811,3 +811,32 @@ def test_landing_sensor_names_files_dropped_outside_a_format_folder(env):
         "exports/reviews/c.csv, exports/reviews/csvs/d.csv, exports/reviews/label_studio/b.json, "
         "exports/reviews/sagemaker/e.manifest"
     )
+
+
+def test_landing_sensor_with_a_fresh_cursor_does_not_ingest_what_was_ingested_again(env):
+    # A reset cursor, or a run that says which file version it read but not which settings
+    # (launched by hand with the version's tag): the partition's materialization decides.
+    defs, instance, landing = env
+    path = "exports/reviews/csv/batch.csv"
+    (landing / path).write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    [request] = first.run_requests
+    tags = {source_sensors.FINGERPRINT_TAG: request.tags[source_sensors.FINGERPRINT_TAG]}
+    instance.add_dynamic_partitions("export_files", [path])
+    assert (
+        defs.resolve_job_def("ingest_export_job")
+        .execute_in_process(partition_key=path, instance=instance, run_config=QUIET, tags=tags)
+        .success
+    )
+    fresh, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    assert fresh.run_requests == []
+    assert fresh.skip_reason.skip_message == "no new or changed export file (1 ingested)"
+
+    # Its project.json changes and the run that applies it fails: that run ingested nothing, and
+    # the older run says nothing of settings, so the file is retried, not taken as done.
+    (landing / "exports" / "reviews" / "project.json").write_text("{not json")
+    changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, fresh.cursor)
+    [request] = changed.run_requests
+    assert not _launch(defs, instance, request).success
+    retry, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, changed.cursor)
+    assert [r.tags[source_sensors.ATTEMPT_TAG] for r in retry.run_requests] == ["2"]

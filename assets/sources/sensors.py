@@ -47,10 +47,10 @@ def _latest_run(
     return (runs[0].status, runs[0].run_id) if runs else (None, "")
 
 
-def _ingested(context: SensorEvaluationContext, path: str) -> list[str | None] | None:
-    """[file fingerprint, settings fingerprint] the partition's latest materialization
-    ingested: the file's as the run listed it, else as the sensor asked the run for it, the
-    settings' as the sensor asked (None when the run does not say); None when unknown."""
+def _ingested(context: SensorEvaluationContext, path: str) -> tuple[str, str | None, str] | None:
+    """(file fingerprint, settings fingerprint, run id) of the partition's latest
+    materialization: the file's as the run listed it, else as the sensor asked the run for it,
+    the settings' as the sensor asked (None when the run does not say); None when unknown."""
     result = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=landing_exports.key, asset_partitions=[path]),
         limit=1,
@@ -67,7 +67,7 @@ def _ingested(context: SensorEvaluationContext, path: str) -> list[str | None] |
         fingerprint: str | None = listed.value
     else:
         fingerprint = tags.get(FINGERPRINT_TAG)
-    return [fingerprint, tags.get(SETTINGS_TAG)] if fingerprint else None
+    return (fingerprint, tags.get(SETTINGS_TAG), record.run_id) if fingerprint else None
 
 
 @sensor(
@@ -109,10 +109,18 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
         entry = asked.get(path, [None, 0, ""])
         previous, tried, before = entry[0], entry[1], entry[2] if len(entry) > 2 else ""
         if ingested is not None:
-            # A run that does not say which settings it applied (launched by hand) is taken to
-            # have applied the ones asked for, or the current ones if none were.
-            applied = ingested[1] if ingested[1] is not None else (previous or version)[1]
-            current = ingested[0] == version[0] and applied == version[1]
+            fingerprint, applied, run_id = ingested
+            if applied is None:
+                # A run that does not say which settings it applied (launched by hand): the
+                # ones the sensor asked for if it came after it asked, else the ones last seen
+                # applied, else (nothing known) the current ones.
+                if previous is not None and run_id != before:
+                    applied = previous[1]
+                elif path in done:
+                    applied = done[path][1]
+                elif previous is None:
+                    applied = version[1]
+            current = fingerprint == version[0] and applied == version[1]
         else:
             # Nor which file version: it counts when it came after the sensor asked for this
             # version, and succeeded.
@@ -132,7 +140,11 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
         if path not in known:
             new_partitions.append(path)
             known.add(path)
-        reason = _launch_reason(done.get(path) or previous or ingested, version, tried)
+        reason = _launch_reason(
+            done.get(path) or previous or (list(ingested[:2]) if ingested else None),
+            version,
+            tried,
+        )
         if reason == "project settings changed":
             context.log.info(
                 f"{path}: {project_settings_path(export.project)} changed, ingested again"
