@@ -63,6 +63,20 @@ def parse_export_path(path: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+@dataclass(frozen=True)
+class ExportScan:
+    """A listing of `exports/`: the settled export files, the export paths held back because
+    they were written to within `settle_seconds`, each project's settings fingerprint ("" without
+    a project.json) and the files that are not where an export goes."""
+
+    exports: list[ExportFile]
+    waiting: list[str]
+    settings: dict[str, str]
+    # Files that are neither an export path nor a project.json (a format folder misspelt, a
+    # file straight in the project folder): never offered, so someone must be told.
+    misplaced: list[str]
+
+
 def project_settings_path(project: str) -> str:
     """Where a project's settings live in the landing zone (its column mapping, label set,
     plan and quality gate floors)."""
@@ -100,9 +114,15 @@ class LandingZone(ConfigurableResource):
         self, prefix: str, *, now: float | None = None
     ) -> tuple[list[tuple[str, str, float]], list[str]]:
         """`scan_settled` with each settled file's last-modified time (epoch seconds) too."""
+        return self._settle(self.list_entries(prefix), now=now)
+
+    def _settle(
+        self, entries: list[tuple[str, str, float]], *, now: float | None
+    ) -> tuple[list[tuple[str, str, float]], list[str]]:
+        """`scan_settled_entries` of a listing already made."""
         cutoff = (time.time() if now is None else now) - self.settle_seconds
         settled, unsettled = [], []
-        for path, fingerprint, modified in self.list_entries(prefix):
+        for path, fingerprint, modified in entries:
             if is_upload_in_progress(path.rsplit("/", 1)[-1]):
                 continue
             # Without a settle time the clocks are not compared: an object store's may be ahead.
@@ -122,6 +142,27 @@ class LandingZone(ConfigurableResource):
             if (parsed := parse_export_path(path))
         ]
         return exports, [path for path in unsettled if parse_export_path(path)]
+
+    def scan_export_zone(self, *, now: float | None = None) -> ExportScan:
+        """`scan_exports` with each project's settings fingerprint and the misplaced files,
+        from one listing. A project.json counts as soon as it is listed: the ingest reads it
+        whole or fails."""
+        entries = self.list_entries("exports/")
+        settled, unsettled = self._settle(entries, now=now)
+        exports, settings, misplaced = [], {}, []
+        for path, fingerprint, _ in settled:
+            if parsed := parse_export_path(path):
+                exports.append(ExportFile(path, fingerprint, *parsed))
+        for path, fingerprint, _ in entries:
+            project = path.split("/")[1] if path.count("/") == 2 else None
+            if project and path == project_settings_path(project):
+                settings[project] = fingerprint
+            elif not parse_export_path(path) and not is_upload_in_progress(path.split("/")[-1]):
+                misplaced.append(path)
+        for export in exports:
+            settings.setdefault(export.project, "")
+        waiting = [path for path in unsettled if parse_export_path(path)]
+        return ExportScan(exports, waiting, settings, misplaced)
 
     def exports(self, *, now: float | None = None) -> list[ExportFile]:
         """The export files that have settled (see the module's docstring), as of `now`."""

@@ -17,6 +17,7 @@ from dagster import (
     AssetKey,
     DagsterInstance,
     DagsterRunStatus,
+    RunsFilter,
     build_run_status_sensor_context,
     build_schedule_context,
     build_sensor_context,
@@ -590,7 +591,7 @@ def _alert_run_failure(defs, instance, run_id):
 def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_the_cause(env):
     defs, instance, landing = env
     path = "exports/reviews/csv/broken.csv"
-    (landing / path).write_bytes(b"")
+    (landing / path).write_bytes(b"task_id\n")
     job = defs.resolve_job_def("ingest_export_job")
     cursor = None
     for _ in range(source_sensors.MAX_ATTEMPTS):
@@ -614,7 +615,7 @@ def test_a_file_failing_every_retry_alerts_at_its_first_and_last_attempt_with_th
     assert alerts["severity"].to_list() == ["WARNING", "ERROR"]
     assert (alerts["partition"] == path).all()
     first, last = alerts["message"]
-    assert f"Cause: UnreadableFileError: {path}: empty file" in first, first
+    assert f"Cause: UnreadableFileError: {path}: missing column(s)" in first, first
     assert "(attempt 1 of 5; the landing sensor retries it)" in first
     assert "(attempt 5 of 5; no retry left: fix or replace the file)" in last
 
@@ -729,3 +730,225 @@ def test_a_judgment_in_two_exports_counts_once_and_the_day_losing_its_copy_is_re
         ("j1", "a1", "pos"),
         ("j2", "a2", "pos"),
     ]
+
+
+def _evaluate(sensor_name, defs, instance, cursor=None):
+    """A tick the way the daemon evaluates it: every request is resolved against the job's
+    partitions, so a request for a day that is not a partition fails the whole tick."""
+    sensor = defs.resolve_sensor_def(sensor_name)
+    with build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as context:
+        return sensor.evaluate_tick(context)
+
+
+def test_staged_days_sensor_requests_only_partitions_and_holds_today_until_it_is_one(
+    env, monkeypatch
+):
+    defs, instance, landing = env
+    today = datetime.now(UTC)
+    path = "exports/reviews/csv/intraday.csv"
+    (landing / path).write_text(
+        HEADER
+        + "t1,a1,pos,2026-08-31T23:59:00Z,3\n"  # before the start date: never a partition
+        + "t2,a1,pos,2026-11-03T10:00:00Z,3\n"
+        + f"t3,a1,pos,{today:%Y-%m-%dT%H:%M:%SZ},3\n"  # today: a partition once the day ends
+    )
+    instance.add_dynamic_partitions("export_files", [path])
+    assert _run(defs, instance, "ingest_export_job", path).success
+
+    first = _evaluate("staged_days_sensor", defs, instance)
+    assert [r.partition_key for r in first.run_requests] == ["2026-11-03"]
+    again = _evaluate("staged_days_sensor", defs, instance, first.cursor)
+    assert not again.run_requests
+    assert f"1 staged day(s) not partitions yet ({today:%Y-%m-%d})" in again.skip_message
+    # A row before the start date never reaches a day: the sensor says so instead of failing.
+    assert "1 staged day(s) before the start date 2026-09-01 never rebuilt" in again.skip_message
+    assert again.skip_message.endswith("2026-08-31")
+
+    # A later file for an ordinary day is still requested; today waits in the cursor.
+    late = "exports/reviews/csv/late.csv"
+    (landing / late).write_text(HEADER + "t9,a1,neg,2026-11-05T10:00:00Z,3\n")
+    instance.add_dynamic_partitions("export_files", [late])
+    assert _run(defs, instance, "ingest_export_job", late).success
+    later = _evaluate("staged_days_sensor", defs, instance, again.cursor)
+    assert [r.partition_key for r in later.run_requests] == ["2026-11-05"]
+
+    # Once today has ended it is a partition, and it is requested exactly once (called
+    # directly: the daemon's own check of the partition would read the real clock).
+    tomorrow = datetime.fromtimestamp(today.timestamp() + 86_400, UTC)
+    monkeypatch.setattr(raw_sensors, "_now", lambda: tomorrow)
+    ended, _ = _tick(raw_sensors.staged_days_sensor, defs, instance, later.cursor)
+    assert [r.partition_key for r in ended.run_requests] == [f"{today:%Y-%m-%d}"]
+    after, _ = _tick(raw_sensors.staged_days_sensor, defs, instance, ended.cursor)
+    assert not after.run_requests
+
+
+def _launch(defs, instance, request):
+    """Run a sensor's request the way the daemon launches it (its run key among the tags);
+    the daemon skips a request whose run key an earlier run already has."""
+    used = instance.get_runs(RunsFilter(tags={"dagster/run_key": request.run_key}))
+    assert not used, f"run key {request.run_key} reused: the daemon would skip it"
+    instance.add_dynamic_partitions("export_files", [request.partition_key])
+    return defs.resolve_job_def("ingest_export_job").execute_in_process(
+        partition_key=request.partition_key,
+        instance=instance,
+        run_config=QUIET,
+        raise_on_error=False,
+        tags={**request.tags, "dagster/run_key": request.run_key},
+    )
+
+
+def _staged_labels(landing):
+    parts = (landing.parent / "lake" / "staging" / "judgments").rglob("*.parquet")
+    return sorted(pl.concat([pl.read_parquet(p) for p in parts])["label"].to_list())
+
+
+def test_landing_sensor_ingests_a_file_reverted_to_an_earlier_version_again(env):
+    defs, instance, landing = env
+    export = landing / "exports" / "reviews" / "csv" / "batch.csv"
+    versions = {
+        label: HEADER
+        + f"t1,a1,{label},2026-11-02T10:00:00Z,3\nt2,a1,{label},2026-11-02T10:01:00Z,3\n"
+        for label in ("pos", "neg")
+    }
+    cursor = None
+    # v1, a correction (v2), then v1 restored with its mtime (cp -p; on S3 the same ETag).
+    for label, mtime in (("pos", 1_790_000_000), ("neg", 1_790_000_100), ("pos", 1_790_000_000)):
+        export.write_text(versions[label])
+        os.utime(export, (mtime, mtime))
+        tick, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, cursor)
+        [request] = tick.run_requests
+        assert _launch(defs, instance, request).success
+        idle, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, tick.cursor)
+        assert idle.run_requests == []
+        cursor = idle.cursor
+        assert _staged_labels(landing) == [label, label]
+
+
+def test_landing_sensor_ingests_a_projects_files_again_when_its_project_json_changes(env):
+    defs, instance, landing = env
+    settings = landing / "exports" / "reviews" / "project.json"
+    settings.unlink()  # the export arrives before its project's settings
+    path = "exports/reviews/csv/batch.csv"
+    (landing / path).write_text(
+        HEADER
+        + "t1,a1,pos,2026-11-02T10:00:00Z,3\n"
+        + "t1,a2,postive,2026-11-02T10:01:00Z,3\n"  # outside the label set, once there is one
+    )
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    [request] = first.run_requests
+    assert request.tags["annotation_pipelines/reason"] == "new file"
+    assert _launch(defs, instance, request).success
+    idle, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
+    assert idle.run_requests == []
+    assert _staged_labels(landing) == ["pos", "postive"]
+
+    settings.write_text(json.dumps({"label_set": ["pos", "neg"]}))
+    changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, idle.cursor)
+    [request] = changed.run_requests
+    assert request.partition_key == path
+    assert request.tags["annotation_pipelines/reason"] == "project settings changed"
+    run = _launch(defs, instance, request)
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["quarantine_reasons"].value == {"unknown_label": 1}
+    assert _staged_labels(landing) == ["pos"]
+    after, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, changed.cursor)
+    assert after.run_requests == []
+
+
+def test_an_emptied_export_takes_its_rows_back_in_every_format(env):
+    defs, instance, landing = env
+    line = (
+        '{"task_id":"t1","annotator_id":"a1","label":"pos","submitted_at":"2026-11-02T10:00:00Z"}'
+    )
+    manifest = json.dumps(
+        {
+            "source": "s3://x/1.txt",
+            "label": 0,
+            "label-metadata": {
+                "class-name": "pos",
+                "job-name": "j",
+                "creation-date": "2026-11-02T10:00:00.000000",
+                "type": "groundtruth/text-classification",
+                "human-annotated": "yes",
+            },
+        }
+    )
+    files = {
+        "exports/reviews/jsonl/a.jsonl": (line + "\n", b""),
+        "exports/reviews/sagemaker-gt/b.manifest": (manifest + "\n", b"\n"),
+        "exports/reviews/csv/c.csv": (HEADER + "t3,a1,pos,2026-11-02T10:00:00Z,3\n", b""),
+    }
+    for path, (content, _) in files.items():
+        (landing / path).parent.mkdir(parents=True, exist_ok=True)
+        (landing / path).write_text(content)
+    tick, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    for request in tick.run_requests:
+        assert _launch(defs, instance, request).success
+    lake = defs.resources["lake"]
+    staged = {source_id(path) for path in files}
+    assert {
+        k for k in lake.list_keys(staging_prefix("judgments")) if k.split("/")[-1][:16] in staged
+    }
+    for path, (_, emptied) in files.items():
+        (landing / path).write_bytes(emptied)
+        os.utime(landing / path, (2_000_000_000, 2_000_000_000))
+    again, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, tick.cursor)
+    assert sorted(r.partition_key for r in again.run_requests) == sorted(files)
+    for request in again.run_requests:
+        run = _launch(defs, instance, request)
+        assert run.success
+        metadata = run.get_asset_materialization_events()[0].materialization.metadata
+        assert (metadata["rows_read"].value, metadata["rows_loaded"].value) == (0, 0)
+        # The day that held the file's rows is rebuilt without them.
+        assert metadata["days"].value == ["2026-11-02"]
+    for table in ("judgments", "raw_tasks"):
+        keys = lake.list_keys(staging_prefix(table))
+        assert not [k for k in keys if k.split("/")[-1][:16] in staged], keys
+
+
+def test_landing_sensor_names_files_dropped_outside_a_format_folder(env):
+    defs, instance, landing = env
+    project = landing / "exports" / "reviews"
+    for rel in ("CSV/a.csv", "label_studio/b.json", "c.csv", "csvs/d.csv", "sagemaker/e.manifest"):
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    (project / "csv" / "f.csv.part").write_text(HEADER)  # an upload in progress: not misplaced
+    result, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    assert result.run_requests == []
+    assert result.skip_reason.skip_message == (
+        "no new or changed export file; 5 file(s) under exports/ not in a format "
+        "folder (exports/<project>/<format>/<file>, format one of label-studio, sagemaker-gt, "
+        "csv, tsv, parquet, jsonl), never offered: exports/reviews/CSV/a.csv, "
+        "exports/reviews/c.csv, exports/reviews/csvs/d.csv, exports/reviews/label_studio/b.json, "
+        "exports/reviews/sagemaker/e.manifest"
+    )
+
+
+def test_landing_sensor_with_a_fresh_cursor_does_not_ingest_what_was_ingested_again(env):
+    # A reset cursor, or a run that says which file version it read but not which settings
+    # (launched by hand with the version's tag): the partition's materialization decides.
+    defs, instance, landing = env
+    path = "exports/reviews/csv/batch.csv"
+    (landing / path).write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    [request] = first.run_requests
+    tags = {source_sensors.FINGERPRINT_TAG: request.tags[source_sensors.FINGERPRINT_TAG]}
+    instance.add_dynamic_partitions("export_files", [path])
+    assert (
+        defs.resolve_job_def("ingest_export_job")
+        .execute_in_process(partition_key=path, instance=instance, run_config=QUIET, tags=tags)
+        .success
+    )
+    fresh, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    assert fresh.run_requests == []
+    assert fresh.skip_reason.skip_message == "no new or changed export file (1 ingested)"
+
+    # Its project.json changes and the run that applies it fails: that run ingested nothing, and
+    # the older run says nothing of settings, so the file is retried, not taken as done.
+    (landing / "exports" / "reviews" / "project.json").write_text("{not json")
+    changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, fresh.cursor)
+    [request] = changed.run_requests
+    assert not _launch(defs, instance, request).success
+    retry, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, changed.cursor)
+    assert [r.tags[source_sensors.ATTEMPT_TAG] for r in retry.run_requests] == ["2"]

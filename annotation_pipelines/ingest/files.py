@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TypedDict
@@ -44,15 +45,24 @@ def ingest_bytes(
     now: datetime | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     kind: str | None = None,
+    allow_empty: bool = True,
 ) -> IngestResult:
     """Validate and normalize one export held in memory; `source_file` names it in provenance.
 
     `kind` (tables only): every row's kind; None reads a `kind` column or infers it from the
     value columns present. Label Studio and SageMaker exports say their kinds themselves.
 
+    `allow_empty`: an empty file (nothing but whitespace), in any format, is zero rows. In the
+    landing zone emptying a file is how its rows are taken back, so that is the default; a
+    caller given a file by hand passes False and gets `UnreadableFileError`.
+
     Raises `UnreadableFileError` (an `InputError`) naming `source_file` when nothing in it can
     be read; otherwise bad rows are in `result.quarantine` and good rows still load.
     """
+    if not data.strip():
+        if not allow_empty:
+            raise UnreadableFileError(f"{source_file}: empty file")
+        return replace(combine([]), files=(source_file,))
     labels = list(label_set) if label_set is not None else None
     options: _ParseOptions = {
         "project": project,
@@ -86,8 +96,10 @@ def ingest_path(
     now: datetime | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     kind: str | None = None,
+    allow_empty: bool = False,
 ) -> IngestResult:
-    """Ingest a file, or every file of `format` in a folder (sorted by name, not recursive)."""
+    """Ingest a file, or every file of `format` in a folder (sorted by name, not recursive).
+    An empty file is an `UnreadableFileError` unless `allow_empty` (see `ingest_bytes`)."""
     path = Path(path)
     if not path.exists():
         raise UnreadableFileError(f"{path}: no such file or folder")
@@ -116,6 +128,7 @@ def ingest_path(
                 now=now,
                 max_field_bytes=max_field_bytes,
                 kind=kind,
+                allow_empty=allow_empty,
             )
         )
     return combine(results)

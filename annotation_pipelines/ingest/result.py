@@ -265,3 +265,60 @@ def build_tasks(
         )
     )
     return conform(tasks, RAW_TASKS, name="raw_tasks")
+
+
+def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
+    """`result` with its judgments and gold labels dated before `start_date` (YYYY-MM-DD,
+    UTC: the platform's first partition) moved to the quarantine, reason
+    `before_start_date (<start_date>)`: no daily partition would ever hold them, and staged on
+    their own day they would vanish without a word. A task dated before it moves to its first
+    day in range, or has no day when nothing of it is left. `result` itself when nothing is
+    before the start date."""
+    cutoff = pl.lit(datetime.fromisoformat(start_date).date())
+    reason = f"before_start_date ({start_date})"
+    tables = (
+        ("judgments", result.judgments, "submitted_at"),
+        ("gold_labels", result.gold, "updated_at"),
+    )
+    early = [
+        (name, frame.filter(pl.col(column).dt.date() < cutoff), column)
+        for name, frame, column in tables
+    ]
+    if not any(frame.height for _, frame, _ in early):
+        return result
+    judgments = result.judgments.filter(~(pl.col("submitted_at").dt.date() < cutoff))
+    gold = result.gold.filter(~(pl.col("updated_at").dt.date() < cutoff))
+    set_aside = [
+        frame.select(
+            table=pl.lit(name, pl.String),
+            source=pl.col("source"),
+            source_file=pl.col("source_file"),
+            source_line=pl.col("source_line"),
+            field=pl.lit(column, pl.String),
+            reason=pl.lit(reason, pl.String),
+            raw=pl.struct(pl.all().cast(pl.String)).struct.json_encode(),
+        )
+        for name, frame, column in early
+        if frame.height
+    ]
+    first = (
+        pl.concat(
+            [
+                judgments.select("task_id", _at=pl.col("submitted_at")),
+                gold.select("task_id", _at=pl.col("updated_at")),
+            ]
+        )
+        .group_by("task_id")
+        .agg(_first=pl.col("_at").min())
+    )
+    tasks = (
+        result.tasks.join(first, on="task_id", how="left")
+        .with_columns(
+            created_at=pl.when(pl.col("created_at").dt.date() < cutoff)
+            .then(pl.col("_first"))
+            .otherwise(pl.col("created_at"))
+        )
+        .drop("_first")
+    )
+    quarantine = pl.concat([result.quarantine, *(q.cast(pl.Schema(QUARANTINE)) for q in set_aside)])
+    return IngestResult(judgments, tasks, gold, quarantine, result.rows_read, result.files)

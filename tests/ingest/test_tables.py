@@ -259,3 +259,47 @@ def test_a_column_mapping_cannot_drop_a_field_every_table_needs(field):
 def test_a_column_mapping_may_drop_an_optional_field_and_rename_others():
     mapping = ColumnMapping.from_dict({"task_id": "item", "duration_s": None})
     assert mapping.task_id == "item" and mapping.duration_s is None
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "parquet", "jsonl", "sagemaker-gt", "label-studio"])
+@pytest.mark.parametrize("data", [b"", b" \n\t\r\n"])
+def test_an_emptied_export_is_zero_rows_where_the_caller_allows_it(fmt, data, tmp_path):
+    # Emptying a file in the landing zone is how its rows are taken back.
+    result = ingest_bytes(data, format=fmt, source_file=f"exports/p/{fmt}/f")
+    assert (result.rows_read, result.rows_loaded, result.rows_quarantined) == (0, 0, 0)
+    assert result.judgments.height == result.tasks.height == result.quarantine.height == 0
+    assert result.files == (f"exports/p/{fmt}/f",)
+    # A file given by hand (the ingest command) that is empty is more likely a mistake.
+    with pytest.raises(UnreadableFileError, match=r"exports/p/.*: empty file"):
+        ingest_bytes(data, format=fmt, source_file=f"exports/p/{fmt}/f", allow_empty=False)
+    path = tmp_path / "empty"
+    path.write_bytes(data)
+    with pytest.raises(UnreadableFileError, match="empty: empty file"):
+        ingest_path(path, format=fmt)
+
+
+def test_rows_before_the_start_date_are_set_aside_in_the_quarantine_naming_it():
+    from annotation_pipelines.ingest.result import set_aside_before
+
+    data = (
+        b"task_id,annotator_id,label,submitted_at,duration_s\n"
+        b"t1,a1,pos,2026-10-31T23:59:00Z,3\n"  # before: quarantined
+        b"t1,a2,neg,2026-11-02T10:00:00Z,3\n"  # the task moves to its first day in range
+        b"t2,a1,pos,2026-10-30T10:00:00Z,3\n"  # t2 has nothing left: no day
+        b"t3,a1,pos,2026-11-01T00:00:00Z,3\n"  # the start date itself is in range
+    )
+    result = ingest_bytes(data, format="csv", source_file="exports/p/csv/f.csv", project="p")
+    kept = set_aside_before(result, "2026-11-01")
+    assert kept.rows_read == 4 and (kept.rows_loaded, kept.rows_quarantined) == (2, 2)
+    assert sorted(kept.judgments["task_id"]) == ["t1", "t3"]
+    assert kept.reasons == {"before_start_date (2026-11-01)": 2}
+    assert sorted(kept.quarantine["source_line"]) == [2, 4]
+    assert set(kept.quarantine["field"]) == {"submitted_at"}
+    created = dict(kept.tasks.select("task_id", pl.col("created_at").dt.date()).rows())
+    assert {k: str(v) if v else None for k, v in created.items()} == {
+        "t1": "2026-11-02",
+        "t2": None,
+        "t3": "2026-11-01",
+    }
+    # Nothing before the start date: the result is returned as it is.
+    assert set_aside_before(kept, "2026-11-01") is kept
