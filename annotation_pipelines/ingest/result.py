@@ -280,14 +280,16 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
         ("judgments", result.judgments, "submitted_at"),
         ("gold_labels", result.gold, "updated_at"),
     )
-    early = [
-        (name, frame.filter(pl.col(column).dt.date() < cutoff), column)
-        for name, frame, column in tables
-    ]
+
+    # A row with no date is not before anything: it stays where it is.
+    def before(column: str) -> pl.Expr:
+        return (pl.col(column).dt.date() < cutoff).fill_null(False)
+
+    early = [(name, frame.filter(before(column)), column) for name, frame, column in tables]
     if not any(frame.height for _, frame, _ in early):
         return result
-    judgments = result.judgments.filter(~(pl.col("submitted_at").dt.date() < cutoff))
-    gold = result.gold.filter(~(pl.col("updated_at").dt.date() < cutoff))
+    judgments = result.judgments.filter(~before("submitted_at"))
+    gold = result.gold.filter(~before("updated_at"))
     set_aside = [
         frame.select(
             table=pl.lit(name, pl.String),
@@ -304,15 +306,15 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
     first = (
         pl.concat(
             [
-                judgments.select("task_id", _at=pl.col("submitted_at")),
-                gold.select("task_id", _at=pl.col("updated_at")),
+                judgments.select("project", "task_id", _at=pl.col("submitted_at")),
+                gold.select("project", "task_id", _at=pl.col("updated_at")),
             ]
         )
-        .group_by("task_id")
+        .group_by("project", "task_id")
         .agg(_first=pl.col("_at").min())
     )
     tasks = (
-        result.tasks.join(first, on="task_id", how="left")
+        result.tasks.join(first, on=["project", "task_id"], how="left", nulls_equal=True)
         .with_columns(
             created_at=pl.when(pl.col("created_at").dt.date() < cutoff)
             .then(pl.col("_first"))

@@ -114,6 +114,40 @@ _STAGED: dict[str, pl.DataType] = {
 }
 
 
+def named_by_line() -> pl.Expr:
+    """Whether a judgment's id is one ingest made for a file without ids: `<file name>:<line>`,
+    or `<path>:<line>` once `path_line_ids` named it by its path (its `source_file` beside it).
+    Files of one name in two folders (daily drops in dated folders) share the first form
+    without sharing a judgment, so such a row is only its own file's: only an id a source gave
+    can name one judgment in two sources."""
+    source = pl.col("source_file").str.replace_all("\\", "/", literal=True)
+    judgment = pl.col("judgment_id")
+
+    def numbered(prefix: pl.Expr) -> pl.Expr:
+        return judgment.str.starts_with(prefix) & judgment.str.strip_prefix(prefix).str.contains(
+            r"^[0-9]+$"
+        )
+
+    named = numbered(source.str.split("/").list.last() + ":")
+    return (named | numbered(source + ":")).fill_null(False)
+
+
+def path_line_ids(judgments: pl.DataFrame) -> pl.DataFrame:
+    """`judgments` with each id ingest made from its file's name and line made from its path
+    (`source_file`) and line: what the landing zone's daily and live layers key a judgment by,
+    so that the next day's `labels.csv` in another folder is not this one. The path is the
+    file's place in the landing zone, which moving the zone does not change."""
+    return judgments.with_columns(
+        judgment_id=pl.when(named_by_line())
+        .then(
+            pl.col("source_file").str.replace_all("\\", "/", literal=True)
+            + ":"
+            + pl.col("judgment_id").str.extract(r":([0-9]+)$")
+        )
+        .otherwise(pl.col("judgment_id"))
+    )
+
+
 def _stem(source_file: str) -> str:
     name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
     return name.split(".", 1)[0] or "default"

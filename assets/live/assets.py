@@ -58,6 +58,7 @@ from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.ingest.postgres import MIGRATION_FIX
+from annotation_pipelines.ingest.tables import path_line_ids
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
@@ -392,9 +393,13 @@ def _fold_files(
                 "kinds": ",".join(sorted(_recorded_kinds(record))),
             }
             continue
-        rows, golden = file_rows(result.judgments, result.gold, read_at=read_at, source=export.path)
+        # Named by path as the daily layer names them (`landing_exports`): the ledger keys a
+        # judgment by its id alone, and the next day's file of the same name in another folder
+        # must not replace these votes.
+        judged = path_line_ids(result.judgments)
+        rows, golden = file_rows(judged, result.gold, read_at=read_at, source=export.path)
         kind_rows, kind_golden = kind_file_rows(
-            result.judgments, result.gold, read_at=read_at, source=export.path
+            judged, result.gold, read_at=read_at, source=export.path
         )
         kinds = _kinds_of(rows, kind_rows)
         # A file is resynced for each kind it holds now or held before (an edit may drop one).

@@ -20,6 +20,8 @@ from assets.sources.assets import (
     JUDGMENT_VERSION,
     OWNERS,
     STAGED_TABLES,
+    judgment_identity,
+    shareable,
     staged_judgment_versions,
 )
 from resources.lake import Lake
@@ -92,12 +94,13 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
             for key in lake.list_keys(staging_prefix("judgments"))
             if key.endswith(".parquet") and staging_day(key) != day
         ],
-        own.select(JUDGMENT_KEY).unique(),
+        shareable(own).unique(),
     )
     newest = (
         pl.concat(
             [own, elsewhere.with_columns(_row=pl.lit(None, own.schema["_row"])).select(own.columns)]
         )
+        .with_columns(judgment_identity())
         .sort([*JUDGMENT_VERSION, "key"], nulls_last=False)
         .unique(list(JUDGMENT_KEY), keep="last")
         .get_column("_row")

@@ -10,6 +10,7 @@ Three sources, one path:
 The daily `raw_annotations` (assets/raw) then unions the day's staged rows and synthetic parts.
 """
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -36,6 +37,8 @@ from annotation_pipelines.ingest.postgres import (
     merge_partition,
     partition_by_day,
 )
+from annotation_pipelines.ingest.result import set_aside_before
+from annotation_pipelines.ingest.tables import named_by_line, path_line_ids
 from annotation_pipelines.lake import (
     ANNOTATION_DB_SEEN_KEY,
     ANNOTATION_DB_WATERMARK_KEY,
@@ -47,6 +50,7 @@ from annotation_pipelines.lake import (
     staging_source,
 )
 from assets.common.metadata import markdown_table
+from assets.common.partitions import START_DATE
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake, parquet_bytes
 from resources.landing import LandingZone, parse_export_path
@@ -73,6 +77,24 @@ STAGED_TABLES: tuple[tuple[str, dict[str, pl.DataType], str], ...] = (
 # `submitted_at`, then the later source file in path order.
 JUDGMENT_KEY = ("project", "judgment_id")
 JUDGMENT_VERSION = ("updated_at", "submitted_at", "source_file")
+
+
+def judgment_identity() -> list[pl.Expr]:
+    """`JUDGMENT_KEY` as one judgment's identity across sources: an id named by its line is
+    told apart by its file (`named_by_line`)."""
+    return [
+        pl.col("project"),
+        pl.when(named_by_line())
+        .then(pl.col("judgment_id") + "\x00" + pl.col("source_file"))
+        .otherwise(pl.col("judgment_id"))
+        .alias("judgment_id"),
+    ]
+
+
+def shareable(frame: pl.DataFrame) -> pl.DataFrame:
+    """The `JUDGMENT_KEY` of `frame`'s rows (with `source_file`) that another source can
+    stage too: not those named by their line."""
+    return frame.filter(~named_by_line()).select(JUDGMENT_KEY)
 
 
 def staged_judgment_versions(lake: Lake, keys: list[str], ids: pl.DataFrame) -> pl.DataFrame:
@@ -147,11 +169,12 @@ def days_sharing_judgments(lake: Lake, ids: pl.DataFrame, *, skip: set[str]) -> 
 
 
 def _staged_ids(lake: Lake, key: str) -> pl.DataFrame:
-    """The `JUDGMENT_KEY` columns of one staged judgments file, reading no other column."""
+    """The `JUDGMENT_KEY` and `source_file` columns of one staged judgments file."""
+    columns = [*JUDGMENT_KEY, "source_file"]
     path = lake.local_path(key)
     if path is not None:
-        return pl.scan_parquet(path).select(JUDGMENT_KEY).collect()
-    return pl.read_parquet(io.BytesIO(lake.get(key)), columns=list(JUDGMENT_KEY))
+        return pl.scan_parquet(path).select(columns).collect()
+    return pl.read_parquet(io.BytesIO(lake.get(key)), columns=columns)
 
 
 def source_id(path: str) -> str:
@@ -193,8 +216,8 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     own = [key for key in previous if key.startswith(staging_prefix("judgments"))]
     given = pl.concat(
         [
-            judgments.select(JUDGMENT_KEY),
-            *(_staged_ids(lake, key) for key in own),
+            shareable(judgments.select(*JUDGMENT_KEY, "source_file")),
+            *(shareable(_staged_ids(lake, key)) for key in own),
         ]
     ).unique()
     days |= days_sharing_judgments(lake, given, skip=set(own))
@@ -263,6 +286,18 @@ def landing_exports(
         label_set=settings.get("label_set"),
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
     )
+    # A row before the start date has no daily partition: quarantined, not staged on a day
+    # that nothing ever rebuilds.
+    result = set_aside_before(result, START_DATE)
+    early = sum(n for reason, n in result.reasons.items() if reason.startswith("before_start"))
+    if early:
+        context.log.warning(
+            f"{path}: {early} row(s) dated before the start date {START_DATE} "
+            "(ANNOTATION_PIPELINES_START_DATE) quarantined: no daily partition holds them"
+        )
+    # Ids made from the file's name and line are made from its path, as the live loop keys
+    # them: the next day's file of the same name in another folder is another judgment.
+    result = dataclasses.replace(result, judgments=path_line_ids(result.judgments))
     days = stage(lake, result, source=source_id(path))
     undated = undated_tasks(result)
     if undated:
@@ -270,7 +305,8 @@ def landing_exports(
             f"{path}: {undated} task(s) with no created_at and no valid judgment not staged "
             f"(quarantine reasons: {result.reasons or 'none'})"
         )
-    fingerprint = dict(landing.list_files(path)).get(path, "")
+    # Listed from its folder: a local zone lists nothing under a file's own path.
+    fingerprint = dict(landing.list_files(path.rsplit("/", 1)[0] + "/")).get(path, "")
     return MaterializeResult(
         metadata={
             **reconciliation(result),

@@ -140,6 +140,27 @@ def _export(path, frame: pl.DataFrame) -> None:
     ).write_parquet(path)
 
 
+def test_files_of_one_name_in_two_folders_each_keep_their_votes_live(tmp_path, monkeypatch):
+    # A file without judgment ids names its rows `<file name>:<line>`: a second day's drop
+    # named alike must not replace the first's votes.
+    exports = tmp_path / "data" / "landing" / "exports" / "reviews" / "csv"
+    header = "task_id,annotator_id,label,submitted_at,duration_s\n"
+    for day in ("2026-11-02", "2026-11-03"):
+        (exports / day).mkdir(parents=True)
+        (exports / day / "labels.csv").write_text(
+            header + f"t-{day},a1,c1,{day}T10:00:00Z,3\nt-{day},a2,c1,{day}T11:00:00Z,3\n"
+        )
+    with fresh_database("live_same_names") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        seed_database(dsn, judgments=_judgments().head(0), label_sets={"reviews": ["c0", "c1"]})
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=tmp_path / "data")
+        _launch(job, instance, _tick(defs, instance))
+        state = load_state("reviews", lake_reader(tmp_path / "data" / "lake"))
+    assert state.ledger.height == 4
+    votes = dict(state.tasks.select("task_id", "n_votes").iter_rows())
+    assert votes == {"t-2026-11-02": 2, "t-2026-11-03": 2}
+
+
 def test_landing_zone_exports_are_folded_into_the_live_state_once_per_content(
     tmp_path, monkeypatch
 ):
