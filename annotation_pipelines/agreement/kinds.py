@@ -230,6 +230,16 @@ def _alpha(observed: float, expected: float) -> float | None:
     return 1.0 - observed / expected
 
 
+def _distinct_counts(values: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """The distinct values (in order of first appearance) and how often each occurs; every
+    value once, counted once, where its type cannot be grouped."""
+    try:
+        grouped = values.to_frame("value").group_by("value", maintain_order=True).len()
+    except pl.exceptions.PolarsError:
+        return values, np.ones(values.len())
+    return grouped.get_column("value"), grouped.get_column("len").to_numpy().astype(np.float64)
+
+
 def _expected_distance(
     values: pl.Series, name: str, function: PairDistance, *, seed: int
 ) -> tuple[float, bool]:
@@ -248,15 +258,26 @@ def _expected_distance(
         return total / (n * (n - 1.0)), True
     n_pairs = n * (n - 1) // 2
     if n_pairs <= EXACT_PAIRS:
-        first, second = np.triu_indices(n, k=1)
+        # Values repeat (rankings of a few items, the same span set): each pair of distinct
+        # values is measured once, weighted by how many value pairs it stands for, c_p·c_q
+        # between two values and c_p(c_p − 1)/2 within one. The same sum over all n(n − 1)/2
+        # pairs, with one distance per distinct pair instead of one per pair.
+        distinct, counts = _distinct_counts(values)
+        first, second = np.triu_indices(distinct.len(), k=0)
+        weights = np.where(
+            first == second,
+            counts[first] * (counts[first] - 1.0) / 2.0,
+            counts[first] * counts[second],
+        )
+        used = weights > 0
+        first, second, weights = first[used], second[used], weights[used]
         total = 0.0
         for start in range(0, first.size, _BLOCK_PAIRS):
             stop = start + _BLOCK_PAIRS
-            total += float(
-                np.sum(
-                    function(values.gather(first[start:stop]), values.gather(second[start:stop]))
-                )
+            distances = function(
+                distinct.gather(first[start:stop]), distinct.gather(second[start:stop])
             )
+            total += float(np.dot(np.asarray(distances, np.float64), weights[start:stop]))
         return total / n_pairs, True
     rng = np.random.default_rng(seed)
     first = rng.integers(0, n, SAMPLED_PAIRS)
