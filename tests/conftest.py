@@ -8,12 +8,28 @@ such skip into a failure, so CI cannot pass without running the real thing.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 
 NO_SKIPS = os.environ.get("ANNOTATION_PIPELINES_NO_SKIPS") == "1"
+
+# The tests' instances and lakes live under tmp_path, and both sync to disk on every write:
+# Dagster's SQLite storage commits each event, the lake fsyncs each file. That durability is
+# what the product needs, but on a disk that others share it made the suite wait on I/O (a
+# file of four daily runs: 46 s on disk, 32 s in memory). Where a RAM-backed /dev/shm has room
+# (Docker's default 64 MB has not), the temporary folders go there; the code paths are the
+# same, only the syncs cost nothing. PYTEST_DEBUG_TEMPROOT or --basetemp, if given, win.
+SHM, SHM_MIN_FREE = "/dev/shm", 4 << 30
+if (
+    "PYTEST_DEBUG_TEMPROOT" not in os.environ
+    and os.path.isdir(SHM)
+    and os.access(SHM, os.W_OK)
+    and shutil.disk_usage(SHM).free >= SHM_MIN_FREE
+):
+    os.environ["PYTEST_DEBUG_TEMPROOT"] = SHM
 # Property tests draw the same examples on every machine and run, so `make test` and CI give
 # one verdict for one commit; `HYPOTHESIS_PROFILE=explore` draws new ones to hunt for cases
 # (a case found that way is pinned with `@example`).

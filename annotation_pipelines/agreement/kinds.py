@@ -230,6 +230,20 @@ def _alpha(observed: float, expected: float) -> float | None:
     return 1.0 - observed / expected
 
 
+def _distinct_values(values: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """The distinct values (in order of first appearance) and each value's index among them;
+    every value its own where the type cannot be grouped."""
+    rows = values.to_frame("value").with_row_index("row")
+    try:
+        grouped = rows.group_by("value", maintain_order=True).agg(pl.col("row"))
+    except pl.exceptions.PolarsError:
+        return values, np.arange(values.len())
+    members = grouped.with_row_index("code").select("code", "row").explode("row")
+    codes = np.empty(values.len(), dtype=np.int64)
+    codes[members.get_column("row").to_numpy()] = members.get_column("code").to_numpy()
+    return grouped.get_column("value"), codes
+
+
 def _expected_distance(
     values: pl.Series, name: str, function: PairDistance, *, seed: int
 ) -> tuple[float, bool]:
@@ -248,21 +262,39 @@ def _expected_distance(
         return total / (n * (n - 1.0)), True
     n_pairs = n * (n - 1) // 2
     if n_pairs <= EXACT_PAIRS:
-        first, second = np.triu_indices(n, k=1)
+        # Values repeat (rankings of a few items, the same span set): each pair of distinct
+        # values is measured once, weighted by how many value pairs it stands for, c_p·c_q
+        # between two values and c_p(c_p − 1)/2 within one. The same sum over all n(n − 1)/2
+        # pairs, with one distance per distinct pair instead of one per pair.
+        distinct, codes = _distinct_values(values)
+        counts = np.bincount(codes, minlength=distinct.len()).astype(np.float64)
+        first, second = np.triu_indices(distinct.len(), k=0)
+        weights = np.where(
+            first == second,
+            counts[first] * (counts[first] - 1.0) / 2.0,
+            counts[first] * counts[second],
+        )
+        used = weights > 0
+        first, second, weights = first[used], second[used], weights[used]
         total = 0.0
         for start in range(0, first.size, _BLOCK_PAIRS):
             stop = start + _BLOCK_PAIRS
-            total += float(
-                np.sum(
-                    function(values.gather(first[start:stop]), values.gather(second[start:stop]))
-                )
+            distances = function(
+                distinct.gather(first[start:stop]), distinct.gather(second[start:stop])
             )
+            total += float(np.dot(np.asarray(distances, np.float64), weights[start:stop]))
         return total / n_pairs, True
     rng = np.random.default_rng(seed)
     first = rng.integers(0, n, SAMPLED_PAIRS)
     # A uniform partner among the n − 1 other values.
     second = (first + rng.integers(1, n, SAMPLED_PAIRS)) % n
-    distances = np.asarray(function(values.gather(first), values.gather(second)), np.float64)
+    # The same sampled pairs, each distinct (value, value) pair among them measured once.
+    distinct, codes = _distinct_values(values)
+    k = distinct.len()
+    measured, back = np.unique(codes[first] * k + codes[second], return_inverse=True)
+    distances = np.asarray(
+        function(distinct.gather(measured // k), distinct.gather(measured % k)), np.float64
+    )[back]
     return float(distances.mean()), False
 
 

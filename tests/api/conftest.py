@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import os
+import shutil
 import socket
 import threading
 import time
@@ -14,11 +17,12 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from dagster import AssetKey
+from dagster import AssetKey, DagsterInstance
 
 from annotation_pipelines.api import create_app
 from annotation_pipelines.api.tokens import issue_token
 from annotation_pipelines.settings import Settings, load_settings
+from assets.definitions import build_definitions
 from assets.demo import write_compute_landing
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
@@ -28,6 +32,7 @@ LATE_DAY = "2026-11-18"
 PROJECT = "sentiment"
 # Every other kind has its own project in the workload; these are served like the categorical.
 KIND_PROJECTS = {"detection": "boxes", "entities": "spans", "ratings": "numeric"}
+SEED = 17
 
 
 def free_port() -> int:
@@ -91,7 +96,7 @@ def make_lake(root: Path) -> Iterator[tuple[object, object, Path]]:
         judgments=6_000,
         start=date(2026, 11, 16),
         days=3,
-        seed=17,
+        seed=SEED,
         kinds=True,
         judgments_per_kind=600,
     ) as env:
@@ -137,10 +142,51 @@ def make_lake(root: Path) -> Iterator[tuple[object, object, Path]]:
         yield env
 
 
+def built_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with make_lake's data and instance, built once per test session.
+
+    The API files each need this lake (half a minute of Dagster runs), and `--dist loadfile`
+    often hands them to different xdist workers, each of which built it again. Under xdist it
+    is built once, under a lock, in the folder the session's workers share; every user copies
+    it before it changes anything.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        shared = tmp_path_factory.mktemp("api-lake")
+    else:
+        shared = tmp_path_factory.getbasetemp().parent / "api-lake"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "built"
+        if not done.exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            with make_lake(shared):
+                pass
+            done.touch()
+    return shared
+
+
+@contextmanager
+def lake_copy(source: Path, root: Path) -> Iterator[tuple[object, object, Path]]:
+    """(definitions, instance, data folder) on a copy of the lake and instance in `source`,
+    with the environment make_lake built them in."""
+    for name in ("data", "home"):
+        shutil.copytree(source / name, root / name)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(root / "data"))
+    patch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", f"test-key-{SEED}")
+    # The same persistent instance make_lake ran on, in its copied folder.
+    instance = DagsterInstance.local_temp(str(root / "home"))
+    try:
+        yield build_definitions(profile="local"), instance, root / "data"
+    finally:
+        instance.dispose()
+        patch.undo()
+
+
 @pytest.fixture(scope="package")
 def served(tmp_path_factory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("api")
-    with make_lake(root) as (defs, instance, data):
+    with lake_copy(built_lake(tmp_path_factory), root) as (defs, instance, data):
         settings = dataclasses.replace(
             load_settings(), api_token_store=root / "tokens.json", api_max_days=31
         )
