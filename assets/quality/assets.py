@@ -207,9 +207,8 @@ def quality(  # noqa: ANN201
         n_resamples=config.bootstrap_resamples,
     )
     floors = project_floors(landing, report["project"].unique().sort().to_list())
-    gates = _gates(
-        report, aggregated_labels, _gold_projects(lake, gold, config), config, floors=floors
-    )
+    required = gold_projects(lake, gold, config.gold_required_projects)
+    gates = _gates(report, aggregated_labels, required, config, floors=floors)
     report = gate_verdicts(report, gates)
     items = item_disagreement(judgments)
     queue = reannotation_queue(
@@ -420,11 +419,14 @@ def _gates(
     )
 
 
-def _gold_projects(lake: Lake, gold: pl.DataFrame, config: QualityConfig) -> set[str]:
-    """Projects that require gold: configured, or with gold judged on any day in the lake."""
+def gold_projects(lake: Lake, gold: pl.DataFrame, required: list[str]) -> set[str]:
+    """Projects that require gold: configured (`required`), with gold in the day's `gold`, or
+    with gold judged on any day in the lake. A day's gold alone would not do: a day on which
+    none of a project's gold tasks is judged has no gold rows of that project, and would
+    pass as the day of a project without a gold set."""
     past = lake.scan_all("gold_labels")
     seen = past.select("project").unique().collect() if past.collect_schema() else gold
-    return {*config.gold_required_projects, *gold["project"], *seen["project"]}
+    return {*required, *gold["project"], *seen["project"]}
 
 
 def _check_result(check: GateCheck) -> AssetCheckResult:
