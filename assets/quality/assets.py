@@ -174,6 +174,7 @@ def quality(  # noqa: ANN201
 ):
     """Score the day: who is reliable, how much annotators agree, what goes back."""
     day = context.partition_key
+    judged_any = judgments.height > 0
     # Other kinds have their own quality layer (assets/quality/kinds.py).
     judgments = of_kind(judgments)
     gold_labels = of_kind(gold_labels)
@@ -263,7 +264,12 @@ def quality(  # noqa: ANN201
     report = report.sort("project")
     queue = in_queue_order(queue, per_project=True)
     drift_frame = drift_frame.sort("project")
-    checks = [_check_result(check) for check in gate_checks(gates)]
+    if report.height == 0 and judged_any:
+        # Only other kinds were judged: kind_quality gates them, and the engine's "the day has
+        # no judgments" would fail (and alert) a day that is not empty.
+        checks = [_nothing_to_gate(spec.name) for spec in GATE_SPECS]
+    else:
+        checks = [_check_result(check) for check in gate_checks(gates)]
     summary = markdown_summary(report, scorecards=shown_cards, queue=queue, drift=drift_frame)
     pairs = _pair_agreement(judgments, min_overlap=config.kappa_min_overlap)
     tables = {
@@ -427,6 +433,16 @@ def gold_projects(lake: Lake, gold: pl.DataFrame, required: list[str]) -> set[st
     past = lake.scan_all("gold_labels")
     seen = past.select("project").unique().collect() if past.collect_schema() else gold
     return {*required, *gold["project"], *seen["project"]}
+
+
+def _nothing_to_gate(name: str) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name,
+        asset_key=AssetKey("quality_report"),
+        passed=True,
+        severity=AssetCheckSeverity.WARN,
+        description="no categorical project judged this day",
+    )
 
 
 def _check_result(check: GateCheck) -> AssetCheckResult:

@@ -280,3 +280,20 @@ def test_a_kind_project_with_a_gold_set_is_held_back_on_a_day_without_gold(kinds
     report = pl.read_parquet(data / "lake" / "kind_quality_report" / f"day={day}" / "*.parquet")
     verdict = dict(report.select("project", "failed_gates").rows())
     assert "gold_accuracy_floor" in verdict["rankings"]
+
+
+def test_a_day_with_only_other_kinds_judged_passes_the_categorical_gates(kinds_graph):
+    # The categorical report of such a day is empty, but the day is not: its row-count gate
+    # must not fail (and alert) as for a day without any judgment.
+    _, _, data, runs = kinds_graph
+    day = KIND_DAYS[2]
+    judged = pl.read_parquet(data / "lake" / "judgments" / f"day={day}" / "*.parquet")
+    assert judged.height and not (judged["kind"] == "categorical").any()
+    checks = _checks_of(runs[day], "quality_report")
+    assert set(checks) == {"agreement_floor", "gold_accuracy_floor",
+                           "flagged_annotator_share", "row_counts_sane"}  # fmt: skip
+    for check in checks.values():
+        assert check.passed, (check.check_name, check.description)
+        assert check.description == "no categorical project judged this day"
+    kinds = _checks_of(runs[day], "kind_quality_report")
+    assert kinds["row_counts_sane"].passed
