@@ -14,13 +14,20 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
     DagsterInstance,
     DagsterRunStatus,
+    DailyPartitionsDefinition,
+    Output,
     RunsFilter,
+    asset,
     build_run_status_sensor_context,
     build_schedule_context,
     build_sensor_context,
+    materialize,
 )
 
 from annotation_pipelines.cli import main
@@ -331,6 +338,44 @@ def test_quality_alert_sensor_records_failed_gates(env):
     _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
     again = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
     assert sorted(again.sort("raised_at")["check"][alerts.height :]) == sorted(alerts["check"])
+
+
+def _gate_run(instance, report, check, *, failing, day="2026-11-02"):
+    """A run that evaluates `check` of `report` for `day` the way the quality steps do: failed
+    with ERROR for the projects `failing` (one clause each), passed when there are none."""
+    clauses = {project: f"alpha 0.3{i} < floor 0.99 (project.json)" for i, project in
+               enumerate(failing)}  # fmt: skip
+
+    @asset(name=report, check_specs=[AssetCheckSpec(check, asset=report)],
+           partitions_def=DailyPartitionsDefinition(start_date="2026-11-01"))  # fmt: skip
+    def gated():
+        yield Output(None)
+        yield AssetCheckResult(
+            check_name=check,
+            passed=not failing,
+            severity=AssetCheckSeverity.ERROR,
+            description="; ".join(f"{p}: {text}" for p, text in clauses.items()) or "ok",
+            metadata={"failing": list(failing), "warned": []},
+        )
+
+    run = materialize([gated], instance=instance, partition_key=day, raise_on_error=False)
+    assert run.success
+
+
+def _alerts(landing):
+    return pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
+
+
+def test_quality_alert_sensor_records_a_failed_kind_gate(env):
+    defs, instance, landing = env
+    _gate_run(instance, "kind_quality_report", "agreement_floor", failing=["ratings"])
+    _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    [alert] = _alerts(landing).rows(named=True)
+    assert (alert["asset"], alert["check"], alert["severity"]) == (
+        "kind_quality_report", "agreement_floor", "ERROR")  # fmt: skip
+    assert alert["message"].startswith(
+        "kind_quality_report:agreement_floor failed for 2026-11-02: ratings: alpha 0.30"
+    )
 
 
 def test_run_failure_sensor_writes_an_alert(env):

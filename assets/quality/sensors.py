@@ -36,13 +36,15 @@ from assets.common.cursors import load_cursor
 from assets.common.partitions import daily_partitions
 from assets.quality.assets import GATES, quality
 from assets.quality.jobs import quality_job
-from assets.quality.kinds import kind_quality
+from assets.quality.kinds import KIND_GATES, kind_quality
 from resources.lake import Lake
 from resources.landing import LandingZone, project_settings_path
 
-# The checks whose failures are alerts: the quality gates and the ingest reconciliations.
+# The checks whose failures are alerts: the quality gates of every kind and the ingest
+# reconciliations.
 ALERTING_CHECKS = (
     *(AssetCheckKey(AssetKey("quality_report"), spec.name) for spec in GATES),
+    *(AssetCheckKey(AssetKey("kind_quality_report"), spec.name) for spec in KIND_GATES),
     AssetCheckKey(AssetKey("landing_exports"), "rows_reconcile"),
     AssetCheckKey(AssetKey("annotation_db_changes"), "rows_reconcile"),
 )
