@@ -378,6 +378,52 @@ def test_quality_alert_sensor_records_a_failed_kind_gate(env):
     )
 
 
+def test_a_project_newly_failing_a_gate_already_failing_that_day_is_alerted(env):
+    # A floor raised for a second project fails the gate that a first one already fails: the
+    # second is alerted, naming it alone; a rebuild failing the same projects is not.
+    defs, instance, landing = env
+    check = ("quality_report", "agreement_floor")
+    _gate_run(instance, *check, failing=["intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    _gate_run(instance, *check, failing=["intent", "sentiment"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    messages = _alerts(landing)["message"].to_list()
+    assert len(messages) == 2, messages
+    assert "intent" in messages[0] and "sentiment" not in messages[0]
+    assert messages[1] == (
+        "quality_report:agreement_floor failed for 2026-11-02: "
+        "sentiment: alpha 0.31 < floor 0.99 (project.json)"
+    )
+    _gate_run(instance, *check, failing=["sentiment", "intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert _alerts(landing).height == 2
+    # A project that stopped failing and fails again is new again.
+    _gate_run(instance, *check, failing=["intent"])
+    _gate_run(instance, *check, failing=["intent", "sentiment"])
+    _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert _alerts(landing)["message"].to_list()[2:] == messages[1:]
+
+
+def test_a_cursor_without_projects_adopts_them_without_alerting_again(env):
+    # A cursor written before the projects were kept names the alerting run only.
+    defs, instance, landing = env
+    check = ("quality_report", "agreement_floor")
+    _gate_run(instance, *check, failing=["intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    state = json.loads(context.cursor)
+    state["failing"] = {key: open_["run"] for key, open_ in state["failing"].items()}
+    _gate_run(instance, *check, failing=["intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, json.dumps(state))
+    assert _alerts(landing).height == 1
+    _gate_run(instance, *check, failing=["intent", "sentiment"])
+    _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert (
+        _alerts(landing)["message"]
+        .to_list()[1]
+        .endswith("sentiment: alpha 0.31 < floor 0.99 (project.json)")
+    )
+
+
 def test_run_failure_sensor_writes_an_alert(env):
     defs, instance, landing = env
     instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/absent.csv"])
