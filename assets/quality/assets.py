@@ -32,7 +32,7 @@ from pydantic import Field
 
 from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.curation.privacy import safe_for_display
-from annotation_pipelines.kinds import of_kind
+from annotation_pipelines.kinds import DEFAULT_KIND, of_kind
 from annotation_pipelines.lake import partition_key, quality_report_html_key
 from annotation_pipelines.quality import (
     GATE_SPECS,
@@ -175,6 +175,7 @@ def quality(  # noqa: ANN201
     """Score the day: who is reliable, how much annotators agree, what goes back."""
     day = context.partition_key
     judged_any = judgments.height > 0
+    mixed = _mixed_kinds(judgments)
     # Other kinds have their own quality layer (assets/quality/kinds.py).
     judgments = of_kind(judgments)
     gold_labels = of_kind(gold_labels)
@@ -209,7 +210,7 @@ def quality(  # noqa: ANN201
     )
     floors = project_floors(landing, report["project"].unique().sort().to_list())
     required = gold_projects(lake, gold, config.gold_required_projects)
-    gates = _gates(report, aggregated_labels, required, config, floors=floors)
+    gates = _gates(report, aggregated_labels, required, config, floors=floors, mixed=mixed)
     report = gate_verdicts(report, gates)
     items = item_disagreement(judgments)
     queue = reannotation_queue(
@@ -397,6 +398,7 @@ def _gates(
     config: QualityConfig,
     *,
     floors: dict[str, dict[str, float]],
+    mixed: dict[str, list[str]],
 ) -> pl.DataFrame:
     picked: dict[str, dict[str, Floor]] = {"min_alpha": {}, "min_gold_accuracy": {}}
     for name, run_per_project in (
@@ -422,7 +424,21 @@ def _gates(
         min_gold_accuracy_per_project=picked["min_gold_accuracy"],
         gold_projects=gold_projects,
         aggregated=aggregated,
+        mixed_kinds=mixed,
     )
+
+
+def _mixed_kinds(judgments: pl.DataFrame) -> dict[str, list[str]]:
+    """Project → its kinds, for the projects judged in several kinds on the day."""
+    if "kind" not in judgments.columns:
+        return {}
+    kinds = judgments.group_by("project").agg(
+        pl.col("kind").fill_null(DEFAULT_KIND).unique().sort().alias("kinds")
+    )
+    return {
+        project: list(kinds)
+        for project, kinds in kinds.filter(pl.col("kinds").list.len() > 1).iter_rows()
+    }
 
 
 def gold_projects(lake: Lake, gold: pl.DataFrame, required: list[str]) -> set[str]:
