@@ -14,13 +14,20 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetKey,
     DagsterInstance,
     DagsterRunStatus,
+    DailyPartitionsDefinition,
+    Output,
     RunsFilter,
+    asset,
     build_run_status_sensor_context,
     build_schedule_context,
     build_sensor_context,
+    materialize,
 )
 
 from annotation_pipelines.cli import main
@@ -333,6 +340,90 @@ def test_quality_alert_sensor_records_failed_gates(env):
     _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
     again = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet")
     assert sorted(again.sort("raised_at")["check"][alerts.height :]) == sorted(alerts["check"])
+
+
+def _gate_run(instance, report, check, *, failing, day="2026-11-02"):
+    """A run that evaluates `check` of `report` for `day` the way the quality steps do: failed
+    with ERROR for the projects `failing` (one clause each), passed when there are none."""
+    clauses = {project: f"alpha 0.3{i} < floor 0.99 (project.json)" for i, project in
+               enumerate(failing)}  # fmt: skip
+
+    @asset(name=report, check_specs=[AssetCheckSpec(check, asset=report)],
+           partitions_def=DailyPartitionsDefinition(start_date="2026-11-01"))  # fmt: skip
+    def gated():
+        yield Output(None)
+        yield AssetCheckResult(
+            check_name=check,
+            passed=not failing,
+            severity=AssetCheckSeverity.ERROR,
+            description="; ".join(f"{p}: {text}" for p, text in clauses.items()) or "ok",
+            metadata={"failing": list(failing), "warned": []},
+        )
+
+    run = materialize([gated], instance=instance, partition_key=day, raise_on_error=False)
+    assert run.success
+
+
+def _alerts(landing):
+    return pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").sort("raised_at")
+
+
+def test_quality_alert_sensor_records_a_failed_kind_gate(env):
+    defs, instance, landing = env
+    _gate_run(instance, "kind_quality_report", "agreement_floor", failing=["ratings"])
+    _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    [alert] = _alerts(landing).rows(named=True)
+    assert (alert["asset"], alert["check"], alert["severity"]) == (
+        "kind_quality_report", "agreement_floor", "ERROR")  # fmt: skip
+    assert alert["message"].startswith(
+        "kind_quality_report:agreement_floor failed for 2026-11-02: ratings: alpha 0.30"
+    )
+
+
+def test_a_project_newly_failing_a_gate_already_failing_that_day_is_alerted(env):
+    # A floor raised for a second project fails the gate that a first one already fails: the
+    # second is alerted, naming it alone; a rebuild failing the same projects is not.
+    defs, instance, landing = env
+    check = ("quality_report", "agreement_floor")
+    _gate_run(instance, *check, failing=["intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    _gate_run(instance, *check, failing=["intent", "sentiment"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    messages = _alerts(landing)["message"].to_list()
+    assert len(messages) == 2, messages
+    assert "intent" in messages[0] and "sentiment" not in messages[0]
+    assert messages[1] == (
+        "quality_report:agreement_floor failed for 2026-11-02: "
+        "sentiment: alpha 0.31 < floor 0.99 (project.json)"
+    )
+    _gate_run(instance, *check, failing=["sentiment", "intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert _alerts(landing).height == 2
+    # A project that stopped failing and fails again is new again.
+    _gate_run(instance, *check, failing=["intent"])
+    _gate_run(instance, *check, failing=["intent", "sentiment"])
+    _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert _alerts(landing)["message"].to_list()[2:] == messages[1:]
+
+
+def test_a_cursor_without_projects_adopts_them_without_alerting_again(env):
+    # A cursor written before the projects were kept names the alerting run only.
+    defs, instance, landing = env
+    check = ("quality_report", "agreement_floor")
+    _gate_run(instance, *check, failing=["intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    state = json.loads(context.cursor)
+    state["failing"] = {key: open_["run"] for key, open_ in state["failing"].items()}
+    _gate_run(instance, *check, failing=["intent"])
+    _, context = _tick(quality_sensors.quality_alert_sensor, defs, instance, json.dumps(state))
+    assert _alerts(landing).height == 1
+    _gate_run(instance, *check, failing=["intent", "sentiment"])
+    _tick(quality_sensors.quality_alert_sensor, defs, instance, context.cursor)
+    assert (
+        _alerts(landing)["message"]
+        .to_list()[1]
+        .endswith("sentiment: alpha 0.31 < floor 0.99 (project.json)")
+    )
 
 
 def test_run_failure_sensor_writes_an_alert(env):

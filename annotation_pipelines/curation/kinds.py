@@ -1,8 +1,9 @@
 """Curated snapshots of the non-categorical kinds, in the formats trainers read.
 
 A kind project's snapshot is built from its aggregated labels over every judged day:
-1. hold back every task judged on a day whose quality gates failed (`gates_passed` false),
-   with its labels of every other day, as the categorical snapshots do;
+1. hold back every task judged on a day without a passing quality verdict (`gates_passed`
+   false, or no quality report for the project), with its labels of every other day, as the
+   categorical snapshots do;
 2. take each task's newest aggregate, and keep the task when that aggregate has at least
    `min_confidence` (an older day's answer never stands in for it), gold tasks only on request;
 3. assign a stable hash split (the categorical snapshots' splitter) and version by content.
@@ -51,7 +52,12 @@ import polars as pl
 from annotation_pipelines.curation.formats_bio import to_conll, with_offsets
 from annotation_pipelines.curation.formats_coco import to_coco
 from annotation_pipelines.curation.masking import mask_personal_data
-from annotation_pipelines.curation.snapshot import check_masked_share
+from annotation_pipelines.curation.snapshot import (
+    check_masked_share,
+    held_back_reasons,
+    shown_held_back,
+    source_days,
+)
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
@@ -71,6 +77,8 @@ class KindSnapshot:
     files: dict[str, bytes]
     held_back_days: list[str]
     stats: dict[str, object]
+    # Day → why it is held back: the gates it failed, or "no quality report".
+    held_back_reasons: dict[str, str]
 
 
 def build_kind_snapshot(
@@ -88,19 +96,21 @@ def build_kind_snapshot(
     mask_patterns: Sequence[str] = (),
 ) -> KindSnapshot:
     """The snapshot of one kind project from its `labels` (kind_aggregated_labels rows, with
-    `day`) and `tasks` (raw_tasks rows of the project); `quality` is its kind_quality_report.
+    `day`) and `tasks` (raw_tasks rows of the project); `quality` is its kind_quality_report,
+    and every judged day without a passing verdict in it is held back (None: nothing is).
 
     Personal data is masked as `build_snapshot` masks it (`phone_region`, `mask_patterns`);
     more than `max_masked_share` of the rows masked raises MaskedShareError."""
     check_kind(kind)
     columns = list(VALUE_COLUMNS[kind])
-    held_back: list[str] = []
-    if quality is not None and quality.height and "gates_passed" in quality.columns:
-        failed = quality.filter((pl.col("project") == project) & ~pl.col("gates_passed"))
-        held_back = sorted(failed["day"].cast(pl.String).unique().to_list())
     own = labels.filter(pl.col("project") == project)
     if own.height == 0:
         raise ValueError(f"project {project!r}: no aggregated labels of kind {kind!r}")
+    reasons: dict[str, str] = {}
+    if quality is not None:
+        judged = own["day"].cast(pl.String).unique().to_list()
+        reasons = held_back_reasons(source_days(judged, quality, project=project))
+    held_back = sorted(reasons)
     task_rows = tasks.filter(pl.col("project") == project).unique("task_id", keep="last")
     gold_ids = task_rows.filter(pl.col("is_gold"))["task_id"]
     method = str(own.sort("day")["method"][-1])
@@ -181,6 +191,7 @@ def build_kind_snapshot(
         files=files,
         held_back_days=held_back,
         stats=stats,
+        held_back_reasons=reasons,
     )
 
 
@@ -306,7 +317,8 @@ def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location:
             f"{float(stats['max_masked_share']):.1%}.",  # type: ignore[arg-type]
         ]
     if snapshot.held_back_days:
-        lines += ["", f"Held back (failed gates): {', '.join(snapshot.held_back_days)}."]
+        shown = shown_held_back(snapshot.held_back_days, snapshot.held_back_reasons)
+        lines += ["", f"Held back (no passing quality verdict): {shown}."]
     return "\n".join(lines) + "\n"
 
 

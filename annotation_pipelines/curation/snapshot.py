@@ -1,7 +1,8 @@
 """One curated, versioned dataset snapshot of a project, from all of its judged days.
 
 The recipe, in order:
-1. hold back every task judged on a (project, day) that failed its quality gates;
+1. hold back every task judged on a (project, day) without a passing quality verdict: its
+   gates failed, or it has no quality report (its quality step failed or has not run);
 2. drop every judgment of an annotator flagged on any scored day (conservative: one bad day
    is enough to distrust the whole history), then re-aggregate the remaining votes;
 3. keep tasks whose new label is confident and well supported, and gold tasks only on request;
@@ -14,7 +15,7 @@ The recipe, in order:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NotRequired, TypedDict
 
@@ -27,6 +28,9 @@ from annotation_pipelines.curation.selection import deduplicate, select_tasks
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.settings import MAX_MASKED_SHARE
+
+# Why a judged day without a quality report for its project is held back.
+NO_QUALITY_REPORT = "no quality report"
 
 # The aggregated labels when no judgment is left to aggregate.
 _NO_LABELS = pl.Schema(
@@ -71,6 +75,8 @@ class Snapshot:
     stats: SnapshotStats
     held_back_days: list[str] = field(default_factory=list)
     excluded_annotators: int = 0
+    # Day → why it is held back (`held_back_reasons`); a day without one is shown bare.
+    held_back_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def build_snapshot(
@@ -80,6 +86,7 @@ def build_snapshot(
     gold: pl.DataFrame | None = None,
     flagged_annotators: Sequence[str] = (),
     held_back_days: Sequence[str] = (),
+    held_back_reasons: Mapping[str, str] | None = None,
     method: str = "auto",
     min_confidence: float = 0.7,
     min_votes: int = 2,
@@ -94,6 +101,9 @@ def build_snapshot(
 ) -> Snapshot:
     """Build a snapshot from a project's judgments (schema.JUDGMENTS) and tasks (RAW_TASKS).
 
+    The tasks judged on `held_back_days` and on the days of `held_back_reasons` (day → why,
+    as `held_back_reasons` gives it) are held back whole.
+
     Payloads are masked for e-mail addresses, phone numbers (`phone_region` reads numbers
     without a country code) and the extra regex `mask_patterns`, a JSON object or array inside
     its values and keys (`mask_personal_data(structured=True)`), other text as text; more than
@@ -101,6 +111,8 @@ def build_snapshot(
     "[redacted]" is either a masking fault or data that should not be exported as text.
     """
     project = judgments["project"][0] if judgments.height else ""
+    reasons = dict(held_back_reasons or {})
+    held_back_days = sorted({*held_back_days, *reasons})
     days = judgments.with_columns(day=pl.col("submitted_at").dt.date().cast(pl.String))
     held = days.filter(pl.col("day").is_in(list(held_back_days))).select("task_id").unique()
     kept = days.join(held, on="task_id", how="anti")
@@ -206,8 +218,9 @@ def build_snapshot(
         version_id=content_version(rows),
         method=chosen,
         stats=stats,
-        held_back_days=sorted(held_back_days),
+        held_back_days=held_back_days,
         excluded_annotators=excluded_annotators.n_unique(),
+        held_back_reasons=reasons,
     )
 
 
@@ -247,6 +260,26 @@ def source_days(
             "gate_reasons": str(row.get("gate_reasons") or ""),
         }
     return result
+
+
+def held_back_reasons(days: Mapping[str, SourceDay]) -> dict[str, str]:
+    """Day → why it is held back, for each of `days` (as `source_days` gives them) without a
+    passing verdict: the gates it failed ("agreement_floor, row_counts_sane"), or
+    NO_QUALITY_REPORT. A day nothing vouched for is held back as a failed one is: its quality
+    step failed or has not run, and curating it would publish labels no gate has seen."""
+    reasons = {}
+    for day, verdict in sorted(days.items()):
+        if verdict["gates_passed"] is None:
+            reasons[day] = NO_QUALITY_REPORT
+        elif not verdict["gates_passed"]:
+            reasons[day] = ", ".join(verdict["failed_gates"]) or "failed quality gates"
+    return reasons
+
+
+def shown_held_back(days: Sequence[str], reasons: Mapping[str, str]) -> str:
+    """The held-back days as a card names them: "2026-11-03 (agreement_floor), 2026-11-04 (no
+    quality report)"."""
+    return ", ".join(f"{day} ({reasons[day]})" if day in reasons else day for day in days)
 
 
 def current_pointer(version_id: str, run_id: str) -> bytes:
@@ -291,7 +324,8 @@ def _empty_reason(
     if trusted == 0:
         return (
             f"no judgments left to aggregate: {held_back_tasks:,} task(s) held back (judged on "
-            f"days that failed quality gates) and {flagged:,} flagged annotator(s) removed"
+            f"days without a passing quality verdict) and {flagged:,} flagged annotator(s) "
+            "removed"
         )
     if selected == 0:
         gold = "" if include_gold else " (gold tasks excluded)"
@@ -364,9 +398,8 @@ def dataset_card(
     lines += [f"- {name}: {value}" for name, value in filters.items()]
     caveats = []
     if snapshot.held_back_days:
-        caveats.append(
-            f"tasks judged on {', '.join(snapshot.held_back_days)} held back (failed quality gates)"
-        )
+        shown = shown_held_back(snapshot.held_back_days, snapshot.held_back_reasons)
+        caveats.append(f"tasks judged on {shown} held back (no passing quality verdict)")
     if snapshot.excluded_annotators:
         caveats.append(
             f"{snapshot.excluded_annotators} flagged annotator(s)' votes removed "

@@ -13,6 +13,10 @@ was shown to meet the floor:
   a WARN failure instead, so it is told every day that nothing checks its labels against gold
   but is not held back for ever for a gold set it never had.
 
+A project judged in several kinds on the day (e.g. a Label Studio project with a choices and a
+rating control) fails row_counts_sane (ERROR): a report holds one kind's answers, so its
+figures would describe part of the project's day.
+
 A project's own floors live with the project, in the `quality_gates` object of its settings
 file (the landing zone's `exports/<project>/project.json`), so every run of a day, an automatic
 rebuild too, applies them: `project_gate_floors` validates that object and `pick_floor` says
@@ -29,7 +33,7 @@ Each gate row names where its floor came from (`threshold_source`, shown after t
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -179,6 +183,7 @@ def quality_gates(
     min_gold_accuracy_per_project: Mapping[str, float | Floor] | None = None,
     gold_projects: Collection[str] = (),
     aggregated: pl.DataFrame | None = None,
+    mixed_kinds: Mapping[str, Sequence[str]] | None = None,
 ) -> pl.DataFrame:
     """One row per (project, day, gate) of a quality report; columns GATES.
 
@@ -187,6 +192,8 @@ def quality_gates(
     "per-project" for a plain number). `gold_projects` are the projects that have a gold set: for
     them a day without gold judgments fails with ERROR. With `aggregated` (one label per task), the
     row-count gate also checks that each project has as many labels as judged tasks.
+    `mixed_kinds` (project → its kinds) names the projects judged in several kinds on the day:
+    their row-count gate fails, since no report holds all of such a project's answers.
     """
     require(report, "report", ("project", "day", "n_tasks", "n_judgments", "krippendorff_alpha"))
     require(report, "report", ("gold_accuracy",))
@@ -204,7 +211,11 @@ def quality_gates(
                 requires_gold=project in gold_projects,
             ),
             _flagged(row, ceiling=max_flagged_share),
-            _row_counts(row, labels=None if labels is None else labels.get(project, 0)),
+            _row_counts(
+                row,
+                labels=None if labels is None else labels.get(project, 0),
+                kinds=(mixed_kinds or {}).get(project),
+            ),
         ):
             rows.append((project, row["day"], *gate))
     return pl.DataFrame(rows, schema=GATES, orient="row")
@@ -376,10 +387,17 @@ def _flagged(row: dict[str, object], *, ceiling: float) -> tuple[object, ...]:
     )
 
 
-def _row_counts(row: dict[str, object], *, labels: int | None) -> tuple[object, ...]:
+def _row_counts(
+    row: dict[str, object], *, labels: int | None, kinds: Sequence[str] | None = None
+) -> tuple[object, ...]:
     judgments = int(_number(row["n_judgments"]) or 0)
     tasks = int(_number(row["n_tasks"]) or 0)
-    if judgments == 0:
+    if kinds is not None and len(kinds) > 1:
+        shown = ", ".join(sorted(kinds))
+        passed = False
+        text = f"judgments of several kinds ({shown}): a project holds one kind; give each "
+        text += "control its own project"
+    elif judgments == 0:
         passed, text = False, "no judgments"
     elif labels is not None and labels != tasks:
         passed, text = False, f"{labels:,} aggregated labels for {tasks:,} judged tasks"

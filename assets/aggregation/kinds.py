@@ -31,6 +31,37 @@ class KindAggregationConfig(Config):
     methods_per_project: dict[str, str] = Field(default_factory=dict)
 
 
+class MixedKindProjectError(ValueError):
+    """A project with judgments of more than one kind on a day (e.g. a Label Studio project
+    with a choices and a rating control). Every layer keys a project's answers, gates and
+    snapshots by the project alone, so such a project cannot be aggregated as one kind."""
+
+
+def project_kind(rows: pl.DataFrame, *, project: str, day: dt.date) -> str:
+    """The one kind of `rows` (one project's judgments of the day); MixedKindProjectError,
+    naming each kind with its controls and counts, when there are several."""
+    kinds = rows["kind"].fill_null(CATEGORICAL).unique().sort().to_list()
+    if len(kinds) == 1:
+        return str(kinds[0])
+    control = pl.col("control") if "control" in rows.columns else pl.lit(None, pl.String)
+    per_kind = (
+        rows.group_by(pl.col("kind").fill_null(CATEGORICAL))
+        .agg(pl.len().alias("n"), control.drop_nulls().unique().sort().alias("controls"))
+        .sort("kind")
+    )
+    shown = "; ".join(
+        f"{kind}: {n:,} judgments" + (f" (control {', '.join(controls)})" if controls else "")
+        for kind, n, controls in per_kind.iter_rows()
+    )
+    raise MixedKindProjectError(
+        f"project {project!r} has judgments of {len(kinds)} kinds on {day}: {shown}. A project "
+        "holds one kind (its aggregates, gates and curated snapshot are keyed by the project): "
+        "give each control its own project (in Label Studio, one project per control, or "
+        "one export per control under its own exports/<project>/ folder). The raw layer "
+        "keeps one judgment per (task, annotator), so part of these answers is already lost."
+    )
+
+
 def kind_projects(judgments: pl.DataFrame) -> list[str]:
     """Projects with judgments of a non-categorical kind, sorted."""
     rows = judgments.filter(pl.col("kind") != CATEGORICAL)
@@ -72,7 +103,7 @@ def kind_aggregated_labels(  # noqa: ANN201
     labels, items, annotators, summary = [], [], [], []
     for project in kind_projects(judgments):
         rows = judgments.filter(pl.col("project") == project)
-        kind = str(rows["kind"][0])
+        kind = project_kind(rows, project=project, day=day)
         method = config.methods_per_project.get(project, config.methods_per_kind.get(kind))
         result = aggregate_kind_day(
             rows,

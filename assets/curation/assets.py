@@ -26,6 +26,7 @@ from annotation_pipelines.curation.snapshot import (
     column_schema,
     current_pointer,
     dataset_card,
+    held_back_reasons,
     source_days,
 )
 from annotation_pipelines.kinds import of_kind
@@ -85,7 +86,7 @@ class CurationConfig(Config):
     freshness_policy=FreshnessPolicy.time_window(fail_window=timedelta(hours=36)),
     description=(
         "A project's curated dataset: confident labels re-aggregated without flagged annotators, "
-        "failed days held back, deduplicated, split train/validation/test by task hash, "
+        "failed or ungated days held back, deduplicated, split train/validation/test by task hash, "
         "versioned by content and exported as Parquet and JSON Lines with a dataset card."
     ),
 )
@@ -111,15 +112,9 @@ def curated_dataset(
         raise ValueError(f"project {project!r} has no judgments in the lake")
     report = of_project("quality_report")
     cards = of_project("annotator_scorecards")
-    failed_days = (
-        report.filter(~pl.col("gates_passed"))
-        .group_by(pl.col("day").cast(pl.String))
-        .agg(pl.col("failed_gates").str.split(",").explode().unique().sort())
-        .sort("day")
-        if "gates_passed" in report.columns
-        else pl.DataFrame(schema={"day": pl.String, "failed_gates": pl.List(pl.String)})
-    )
-    held_back = failed_days["day"].to_list()
+    judged_days = judgments["submitted_at"].dt.date().cast(pl.String).unique().to_list()
+    # Every judged day without a passing verdict: failed, or not gated at all (no report).
+    reasons = held_back_reasons(source_days(judged_days, report, project=project))
     flagged = cards.filter(pl.col("flagged"))["annotator_id"].unique().to_list()
     settings = load_settings()
     snapshot = build_snapshot(
@@ -127,7 +122,7 @@ def curated_dataset(
         of_project("raw_tasks"),
         gold=of_project("gold_labels"),
         flagged_annotators=flagged,
-        held_back_days=held_back,
+        held_back_reasons=reasons,
         method=config.method,
         min_confidence=config.min_confidence,
         min_votes=config.min_votes,
@@ -191,6 +186,7 @@ def curated_dataset(
             "schema": column_schema(snapshot.rows),
             "filters": filters,
             "held_back_days": snapshot.held_back_days,
+            "held_back_reasons": snapshot.held_back_reasons,
             "source_days": source_days(list(lineage), report, project=project),
             "input_judgment_versions": dict(sorted(lineage.items())),
             "stats": snapshot.stats,
@@ -218,12 +214,7 @@ def curated_dataset(
             "method": MetadataValue.text(snapshot.method),
             "held_back_days": MetadataValue.json(snapshot.held_back_days),
             "held_back_reasons": MetadataValue.text(
-                "; ".join(
-                    f"{day}: {', '.join(gates)}"
-                    for day, gates in failed_days.filter(
-                        pl.col("day").is_in(snapshot.held_back_days)
-                    ).iter_rows()
-                )
+                "; ".join(f"{day}: {why}" for day, why in snapshot.held_back_reasons.items())
                 or "none"
             ),
             "masked_share": figure(float(snapshot.stats["masked_share"])),

@@ -86,7 +86,8 @@ class KindCurationConfig(Config):
     automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
     description=(
         "Every non-categorical project's curated snapshot: confident aggregates of the days "
-        "that passed their gates, split by task hash, versioned by content, exported as Parquet, "
+        "that passed their gates (a day without a quality report is held back), split by "
+        "task hash, versioned by content, exported as Parquet, "
         "JSON Lines and the kind's trainer format (COCO, CoNLL/BIO, preference pairs)."
     ),
 )
@@ -160,6 +161,7 @@ def kind_curated_dataset(
                     "split_ratios": config.split_ratios,
                 },
                 "held_back_days": snapshot.held_back_days,
+                "held_back_reasons": snapshot.held_back_reasons,
                 "source_days": source_days(list(lineage), quality, project=project),
                 "input_judgment_versions": dict(sorted(lineage.items())),
                 "stats": snapshot.stats,

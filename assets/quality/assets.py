@@ -32,7 +32,7 @@ from pydantic import Field
 
 from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.curation.privacy import safe_for_display
-from annotation_pipelines.kinds import of_kind
+from annotation_pipelines.kinds import DEFAULT_KIND, of_kind
 from annotation_pipelines.lake import partition_key, quality_report_html_key
 from annotation_pipelines.quality import (
     GATE_SPECS,
@@ -174,6 +174,8 @@ def quality(  # noqa: ANN201
 ):
     """Score the day: who is reliable, how much annotators agree, what goes back."""
     day = context.partition_key
+    judged_any = judgments.height > 0
+    mixed = _mixed_kinds(judgments)
     # Other kinds have their own quality layer (assets/quality/kinds.py).
     judgments = of_kind(judgments)
     gold_labels = of_kind(gold_labels)
@@ -207,9 +209,8 @@ def quality(  # noqa: ANN201
         n_resamples=config.bootstrap_resamples,
     )
     floors = project_floors(landing, report["project"].unique().sort().to_list())
-    gates = _gates(
-        report, aggregated_labels, _gold_projects(lake, gold, config), config, floors=floors
-    )
+    required = gold_projects(lake, gold, config.gold_required_projects)
+    gates = _gates(report, aggregated_labels, required, config, floors=floors, mixed=mixed)
     report = gate_verdicts(report, gates)
     items = item_disagreement(judgments)
     queue = reannotation_queue(
@@ -264,7 +265,12 @@ def quality(  # noqa: ANN201
     report = report.sort("project")
     queue = in_queue_order(queue, per_project=True)
     drift_frame = drift_frame.sort("project")
-    checks = [_check_result(check) for check in gate_checks(gates)]
+    if report.height == 0 and judged_any:
+        # Only other kinds were judged: kind_quality gates them, and the engine's "the day has
+        # no judgments" would fail (and alert) a day that is not empty.
+        checks = [_nothing_to_gate(spec.name) for spec in GATE_SPECS]
+    else:
+        checks = [_check_result(check) for check in gate_checks(gates)]
     summary = markdown_summary(report, scorecards=shown_cards, queue=queue, drift=drift_frame)
     pairs = _pair_agreement(judgments, min_overlap=config.kappa_min_overlap)
     tables = {
@@ -392,6 +398,7 @@ def _gates(
     config: QualityConfig,
     *,
     floors: dict[str, dict[str, float]],
+    mixed: dict[str, list[str]],
 ) -> pl.DataFrame:
     picked: dict[str, dict[str, Floor]] = {"min_alpha": {}, "min_gold_accuracy": {}}
     for name, run_per_project in (
@@ -417,14 +424,41 @@ def _gates(
         min_gold_accuracy_per_project=picked["min_gold_accuracy"],
         gold_projects=gold_projects,
         aggregated=aggregated,
+        mixed_kinds=mixed,
     )
 
 
-def _gold_projects(lake: Lake, gold: pl.DataFrame, config: QualityConfig) -> set[str]:
-    """Projects that require gold: configured, or with gold judged on any day in the lake."""
+def _mixed_kinds(judgments: pl.DataFrame) -> dict[str, list[str]]:
+    """Project → its kinds, for the projects judged in several kinds on the day."""
+    if "kind" not in judgments.columns:
+        return {}
+    kinds = judgments.group_by("project").agg(
+        pl.col("kind").fill_null(DEFAULT_KIND).unique().sort().alias("kinds")
+    )
+    return {
+        project: list(kinds)
+        for project, kinds in kinds.filter(pl.col("kinds").list.len() > 1).iter_rows()
+    }
+
+
+def gold_projects(lake: Lake, gold: pl.DataFrame, required: list[str]) -> set[str]:
+    """Projects that require gold: configured (`required`), with gold in the day's `gold`, or
+    with gold judged on any day in the lake. A day's gold alone would not do: a day on which
+    none of a project's gold tasks is judged has no gold rows of that project, and would
+    pass as the day of a project without a gold set."""
     past = lake.scan_all("gold_labels")
     seen = past.select("project").unique().collect() if past.collect_schema() else gold
-    return {*config.gold_required_projects, *gold["project"], *seen["project"]}
+    return {*required, *gold["project"], *seen["project"]}
+
+
+def _nothing_to_gate(name: str) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=name,
+        asset_key=AssetKey("quality_report"),
+        passed=True,
+        severity=AssetCheckSeverity.WARN,
+        description="no categorical project judged this day",
+    )
 
 
 def _check_result(check: GateCheck) -> AssetCheckResult:

@@ -60,7 +60,7 @@ from assets.aggregation.kinds import kind_projects
 from assets.common.metadata import per_subject_figures
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
-from assets.quality.assets import explicit_floor, project_floors
+from assets.quality.assets import explicit_floor, gold_projects, project_floors
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake
 from resources.landing import LandingZone
@@ -85,6 +85,11 @@ class KindQualityConfig(Config):
     )
     min_gold_score_per_project: dict[str, float] = Field(default_factory=dict)
     max_flagged_share: float = DEFAULT_MAX_FLAGGED_SHARE
+    gold_required_projects: list[str] = Field(
+        default_factory=list,
+        description="Projects whose days fail (ERROR) without gold judgments. Projects with "
+        "gold in the lake require it anyway; for the others a day without gold is a WARN.",
+    )
     annotator_min_consensus_alpha: float = DEFAULT_MIN_CONSENSUS_ALPHA
     annotator_min_gold_score: float = DEFAULT_MIN_GOLD_SCORE
     max_box_looseness: float = DEFAULT_MAX_BOX_LOOSENESS
@@ -171,7 +176,9 @@ def kind_quality(  # noqa: ANN201
     report = pl.concat(reports) if reports else pl.DataFrame(schema=KIND_QUALITY_REPORT)
     scorecards = pl.concat(cards) if cards else pl.DataFrame(schema=KIND_SCORECARDS)
     queue = pl.concat(queues) if queues else pl.DataFrame(schema=KIND_QUEUE)
-    gold_projects = set(gold_labels.filter(pl.col("kind") != "categorical")["project"])
+    required = gold_projects(
+        lake, gold_labels.filter(pl.col("kind") != "categorical"), config.gold_required_projects
+    )
     alpha_floors, gold_floors = _kind_floors(
         config, project_floors(landing, report["project"].to_list()), report
     )
@@ -183,7 +190,7 @@ def kind_quality(  # noqa: ANN201
         min_gold_score=config.min_gold_score,
         min_gold_score_per_project=gold_floors,
         max_flagged_share=config.max_flagged_share,
-        gold_projects=gold_projects,
+        gold_projects=required,
     )
     report = gate_verdicts(report, gates).sort("project")
     key = load_settings().pseudonym_key

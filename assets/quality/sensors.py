@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Set as AbstractSet
+from typing import TypedDict, cast
 
 import polars as pl
 from dagster import (
@@ -36,13 +37,15 @@ from assets.common.cursors import load_cursor
 from assets.common.partitions import daily_partitions
 from assets.quality.assets import GATES, quality
 from assets.quality.jobs import quality_job
-from assets.quality.kinds import kind_quality
+from assets.quality.kinds import KIND_GATES, kind_quality
 from resources.lake import Lake
 from resources.landing import LandingZone, project_settings_path
 
-# The checks whose failures are alerts: the quality gates and the ingest reconciliations.
+# The checks whose failures are alerts: the quality gates of every kind and the ingest
+# reconciliations.
 ALERTING_CHECKS = (
     *(AssetCheckKey(AssetKey("quality_report"), spec.name) for spec in GATES),
+    *(AssetCheckKey(AssetKey("kind_quality_report"), spec.name) for spec in KIND_GATES),
     AssetCheckKey(AssetKey("landing_exports"), "rows_reconcile"),
     AssetCheckKey(AssetKey("annotation_db_changes"), "rows_reconcile"),
 )
@@ -64,8 +67,9 @@ def quality_alert_sensor(context: SensorEvaluationContext, lake: Lake) -> SkipRe
     state = load_cursor(context.cursor)
     # A day's quality layer is rebuilt by every run that restages it (one per export file), and
     # each rebuild evaluates its gates again: a gate already failing for that day with the same
-    # severity is alerted once, and again only after an evaluation has passed it.
-    failing: dict[str, str] = state.get("failing", {})
+    # severity is alerted once per failing project, and again only after an evaluation has
+    # passed it (or no longer names the project).
+    failing = _open_failures(state.get("failing", {}))
     alerts: list[dict[str, object]] = []
     for status in (DagsterEventType.RUN_SUCCESS, DagsterEventType.RUN_FAILURE):
         result = context.instance.fetch_run_status_changes(
@@ -84,10 +88,31 @@ def quality_alert_sensor(context: SensorEvaluationContext, lake: Lake) -> SkipRe
     return SkipReason(f"{len(alerts)} alert(s) recorded" if alerts else "no failed checks")
 
 
+class OpenFailure(TypedDict):
+    """A failing (check, day, severity) as the cursor keeps it: the run that alerted it last,
+    and the projects that fail or warn it as last evaluated (None: not known)."""
+
+    run: str
+    projects: list[str] | None
+
+
+def _open_failures(stored: dict[str, object]) -> dict[str, OpenFailure]:
+    """The cursor's failing keys. A cursor written before the projects were kept holds the run
+    id alone: its projects are unknown, and the next failure of the key adopts its projects
+    without alerting them again."""
+    return {
+        key: cast(OpenFailure, value)
+        if isinstance(value, dict)
+        else OpenFailure(run=str(value), projects=None)
+        for key, value in stored.items()
+    }
+
+
 def _failed_check_alerts(
-    context: SensorEvaluationContext, run_id: str, failing: dict[str, str]
+    context: SensorEvaluationContext, run_id: str, failing: dict[str, OpenFailure]
 ) -> list[dict[str, object]]:
-    """The run's failed alerting checks not already alerted; `failing` (key → run) updated."""
+    """The run's failed alerting checks not already alerted, or failed by a project that was
+    not failing them before; `failing` (key → run and projects) updated."""
     entries = context.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
     alerts: list[dict[str, object]] = []
     for entry in entries:
@@ -104,10 +129,23 @@ def _failed_check_alerts(
                 failing.pop(f"{name}|{partition}|{severity.value}", None)
             continue
         key = f"{name}|{partition}|{evaluation.severity.value}"
-        if key in failing:
-            context.log.info(f"{name} for {partition} still failing (alerted from {failing[key]})")
-            continue
-        failing[key] = run_id
+        projects = _projects(evaluation)
+        known = failing.get(key)
+        if known is not None:
+            before = known["projects"]
+            new = [] if before is None else [p for p in projects if p not in before]
+            # The set as now evaluated: a project that left it and comes back is new again.
+            known["projects"] = projects
+            if not new:
+                context.log.info(
+                    f"{name} for {partition} still failing (alerted from {known['run']})"
+                )
+                continue
+            known["run"] = run_id
+            reason = _reason(evaluation, only=new)
+        else:
+            failing[key] = {"run": run_id, "projects": projects}
+            reason = _reason(evaluation)
         alerts.append(
             {
                 "kind": "quality_gate",
@@ -116,16 +154,26 @@ def _failed_check_alerts(
                 "partition": partition,
                 "severity": evaluation.severity.value,
                 "run_id": run_id,
-                "message": f"{name} failed for {partition}: {_reason(evaluation)}",
+                "message": f"{name} failed for {partition}: {reason}",
             }
         )
     return alerts
 
 
-def _reason(evaluation: AssetCheckEvaluation) -> str:
+def _projects(evaluation: AssetCheckEvaluation) -> list[str]:
+    """The projects a gate failed or warned (sorted); [] for a check that names none."""
+    named: set[str] = set()
+    for label in ("failing", "warned"):
+        value = evaluation.metadata.get(label)
+        if isinstance(value, JsonMetadataValue) and isinstance(value.value, list):
+            named.update(str(project) for project in value.value)
+    return sorted(named)
+
+
+def _reason(evaluation: AssetCheckEvaluation, *, only: list[str] | None = None) -> str:
     """Why the check failed: its description (a gate's names each project with its figure and
     threshold), then its scalar figures; its JSON figures (projects, values, thresholds) when
-    it has no description."""
+    it has no description. With `only`, the description's clauses of those projects alone."""
     metadata = evaluation.metadata
     # `<project>/value` and `<project>/floor` are there for the check's plots; the description
     # already words each failing project's figure and floor.
@@ -136,6 +184,14 @@ def _reason(evaluation: AssetCheckEvaluation) -> str:
         and "/" not in label
     ]
     parts = [evaluation.description] if evaluation.description else []
+    if parts and only is not None:
+        # A gate's description is "<project>: <reason>" clauses joined by "; ".
+        clauses = [
+            clause
+            for clause in parts[0].split("; ")
+            if any(clause.startswith(f"{project}: ") for project in only)
+        ]
+        parts = ["; ".join(clauses)] if clauses else parts
     if not parts:
         parts = [
             f"{label} {value.value}"

@@ -447,3 +447,33 @@ def test_a_kind_project_above_the_ceiling_fails_the_asset_and_writes_no_snapshot
     assert not (tmp_path / "lake" / "datasets" / "transcripts").exists()
     # A project within the ceiling is not held hostage by another project's data.
     assert list((tmp_path / "lake" / "datasets" / "ratings").glob("*/manifest.json"))
+
+
+def test_a_judged_day_without_a_quality_report_is_held_back(tmp_path, monkeypatch):
+    # Its kind quality step failed or has not run: nothing vouched for the day.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    later = date(2026, 11, 3)
+    first = _labels("rate", "numeric", {"value": [1.0] * N})
+    again = first.head(5).with_columns(day=pl.lit(later), value=pl.lit(2.0))
+    fresh = _labels("rate", "numeric", {"value": [3.0] * N}).with_columns(
+        task_id=pl.format("rate-new-{}", pl.col("task_id")), day=pl.lit(later)
+    )
+    tasks = pl.concat([_tasks("rate", lambda i: f"r {i}"),
+                       _tasks("rate", lambda i: f"n {i}").with_columns(
+                           task_id=pl.format("rate-new-{}", pl.col("task_id")))])  # fmt: skip
+    lake = _lake_with(tmp_path, {"rate": (first, tasks)})
+    # The second day has labels and no kind_quality_report.
+    lake.write_table("kind_aggregated_labels", pl.concat([again, fresh]), day=later.isoformat())
+    result = _curate(lake)
+    assert result.success
+    [manifest_path] = (tmp_path / "lake" / "datasets" / "rate").glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["held_back_days"] == [later.isoformat()]
+    assert manifest["held_back_reasons"] == {later.isoformat(): "no quality report"}
+    assert manifest["source_days"][later.isoformat()]["gates_passed"] is None
+    rows = pl.read_parquet(manifest_path.parent / "data.parquet")
+    # Neither the new tasks nor those judged again on the ungated day.
+    assert rows.height == N - 5 and not rows["task_id"].str.starts_with("rate-new").any()
+    assert (
+        f"{later.isoformat()} (no quality report)" in (manifest_path.parent / "card.md").read_text()
+    )

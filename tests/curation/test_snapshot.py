@@ -6,9 +6,12 @@ from datetime import date
 
 import polars as pl
 import pytest
+from dagster import DagsterInstance, materialize
 
 from annotation_pipelines.curation import build_snapshot, dataset_card
 from annotation_pipelines.curation.snapshot import source_days
+from assets.curation.assets import curated_dataset
+from resources.lake import LocalLake
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
 KEY = b"snapshot-test-key"
@@ -344,3 +347,50 @@ def test_a_snapshot_appears_whole_or_not_at_all(exported):
     assert {path.name for path in folders.iterdir()} == before | {version}
     manifest = json.loads((folders / version / "manifest.json").read_text())
     assert sorted(path.name for path in (folders / version).iterdir()) == manifest["files"]
+
+
+def test_a_judged_day_without_a_quality_report_is_held_back(tmp_path, monkeypatch):
+    # Its quality step failed or has not run: nothing vouched for the day, which must not
+    # reach the curated dataset as if it had passed.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    monkeypatch.setenv("ANNOTATION_PIPELINES_MAX_MASKED_SHARE", "1")
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    rows = [("t1", f"a{i}", "x", "2026-11-02T10:00:00") for i in range(3)]
+    rows += [("t2", f"a{i}", "y", "2026-11-03T10:00:00") for i in range(3)]
+    judgments = _judgments(rows)
+    for day in ("2026-11-02", "2026-11-03"):
+        judged = judgments.filter(pl.col("submitted_at").dt.date().cast(pl.String) == day)
+        lake.write_table("judgments", judged, day=day)
+        lake.write_table("raw_tasks", TASKS.with_columns(project=pl.lit("p")), day=day)
+        lake.write_table(
+            "gold_labels", pl.DataFrame(schema={"task_id": pl.String, "project": pl.String,
+                                                "label": pl.String}), day=day)  # fmt: skip
+        lake.write_table(
+            "annotator_scorecards",
+            pl.DataFrame({"project": "p", "annotator_id": ["a0"], "flagged": [False]}),
+            day=day,
+        )
+    # Only the first day has its report.
+    report = pl.DataFrame(
+        {"project": ["p"], "day": [date(2026, 11, 2)], "gates_passed": [True],
+         "failed_gates": [""], "gate_reasons": [""], "krippendorff_alpha": [0.5],
+         "gold_accuracy": [None]},
+        schema_overrides={"gold_accuracy": pl.Float64},
+    )  # fmt: skip
+    lake.write_table("quality_report", report, day="2026-11-02")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("projects", ["p"])
+    result = materialize(
+        [curated_dataset], resources={"lake": lake}, instance=instance, partition_key="p"
+    )
+    metadata = result.asset_materializations_for_node("curated_dataset")[0].metadata
+    assert metadata["held_back_days"].value == ["2026-11-03"]
+    assert metadata["held_back_reasons"].value == "2026-11-03: no quality report"
+    folder = tmp_path / "lake" / "datasets" / "p" / metadata["version_id"].value
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["held_back_days"] == ["2026-11-03"]
+    assert manifest["held_back_reasons"] == {"2026-11-03": "no quality report"}
+    assert manifest["source_days"]["2026-11-03"]["gates_passed"] is None
+    exported = pl.concat([pl.read_parquet(p) for p in folder.glob("*.parquet")])
+    assert exported["task_id"].to_list() == ["t1"]
+    assert "2026-11-03 (no quality report)" in (folder / "card.md").read_text()

@@ -5,10 +5,15 @@ from datetime import date
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, build_asset_context
 from pycocotools.coco import COCO
 
 from annotation_pipelines.synthetic import KIND_PROJECTS
+from assets.aggregation.kinds import (
+    KindAggregationConfig,
+    MixedKindProjectError,
+    kind_aggregated_labels,
+)
 from assets.definitions import build_definitions
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
@@ -278,3 +283,35 @@ def test_every_kind_manifest_says_what_a_trainer_needs(with_kinds):
     folder, manifest = _snapshot(data, "detection")
     categories = json.loads((folder / "coco.json").read_text())["categories"]
     assert [c["name"] for c in categories] == manifest["label_set"]
+
+
+def test_a_project_with_controls_of_two_kinds_fails_its_aggregation_naming_them():
+    # A Label Studio project with a choices and a rating control yields categorical and
+    # numeric judgments of one project; no layer can hold both under one project name.
+    day = date(2026, 11, 2)
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2", "t2"],
+            "project": "mixed",
+            "annotator_id": ["a1", "a2", "a1", "a2"],
+            "kind": ["categorical", "numeric", "numeric", "categorical"],
+            "control": ["sentiment", "quality", "quality", "sentiment"],
+            "label": ["pos", None, None, "neg"],
+            "value": [None, 4.0, 2.0, None],
+        }
+    )
+    context = build_asset_context(partition_key=day.isoformat())
+    with pytest.raises(MixedKindProjectError) as raised:
+        list(
+            kind_aggregated_labels(
+                context,
+                KindAggregationConfig(),
+                judgments=judgments,
+                gold_labels=pl.DataFrame(schema={"task_id": pl.String, "project": pl.String}),
+                raw_tasks=pl.DataFrame(schema={"task_id": pl.String, "project": pl.String}),
+            )
+        )
+    assert str(raised.value).startswith(
+        "project 'mixed' has judgments of 2 kinds on 2026-11-02: categorical: 2 judgments "
+        "(control sentiment); numeric: 2 judgments (control quality). A project holds one kind"
+    )

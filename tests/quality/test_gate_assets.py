@@ -210,3 +210,90 @@ def test_a_malformed_project_json_fails_the_run_in_one_line_naming_file_and_fiel
         )
     finally:
         settings.unlink(missing_ok=True)
+
+
+KIND_DAYS = ("2026-11-16", "2026-11-17", "2026-11-18")
+QUICK = {
+    **QUIET,
+    "ops": {
+        "quality": {"config": {"min_alpha": 0.0, "bootstrap_resamples": 0}},
+        "kind_quality": {"config": {"bootstrap_resamples": 0}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def kinds_graph(tmp_path_factory):
+    """Three days with every kind: on the second no gold task of `rankings` is judged; on the
+    third only non-categorical projects are judged. Each day's daily run, by day."""
+    root = tmp_path_factory.mktemp("kind_gates")
+    first, no_gold, kinds_only = KIND_DAYS
+    with local_graph(
+        root,
+        judgments=1_500,
+        start=date.fromisoformat(first),
+        days=3,
+        seed=11,
+        kinds=True,
+        judgments_per_kind=300,
+    ) as (defs, instance, data):
+        synthetic = data / "landing" / "synthetic"
+        gold = pl.concat(
+            [pl.read_parquet(p) for p in (synthetic / "gold_labels" / f"day={no_gold}").glob("*")],
+            how="diagonal_relaxed",
+        )
+        dropped = gold.filter(pl.col("project") == "rankings")["task_id"].implode()
+        for part in (synthetic / "judgments" / f"day={no_gold}").glob("*.parquet"):
+            frame = pl.read_parquet(part)
+            frame.filter(~pl.col("task_id").is_in(dropped)).write_parquet(part)
+        for table in ("judgments", "gold_labels"):
+            for part in (synthetic / table / f"day={kinds_only}").glob("*.parquet"):
+                frame = pl.read_parquet(part)
+                frame.filter(pl.col("kind") != "categorical").write_parquet(part)
+        daily = defs.resolve_job_def("daily_annotation_job")
+        runs = {
+            day: daily.execute_in_process(
+                partition_key=day, instance=instance, run_config=QUICK, raise_on_error=False
+            )
+            for day in KIND_DAYS
+        }
+        yield defs, instance, data, runs
+
+
+def _checks_of(run, asset: str) -> dict[str, object]:
+    return {
+        check.check_name: check
+        for check in run.get_asset_check_evaluations()
+        if check.asset_key == AssetKey(asset)
+    }
+
+
+def test_a_kind_project_with_a_gold_set_is_held_back_on_a_day_without_gold(kinds_graph):
+    # rankings has gold in the lake (judged on the first day): a day on which none of its gold
+    # tasks is judged checks nothing against gold, and fails as a categorical project's would.
+    _, _, data, runs = kinds_graph
+    day = KIND_DAYS[1]
+    gold = _checks_of(runs[day], "kind_quality_report")["gold_accuracy_floor"]
+    assert not gold.passed and gold.severity.value == "ERROR"
+    assert "rankings" in gold.metadata["failing"].value
+    assert "rankings: undefined: no gold task judged this day" in gold.description
+    report = pl.read_parquet(data / "lake" / "kind_quality_report" / f"day={day}" / "*.parquet")
+    verdict = dict(report.select("project", "failed_gates").rows())
+    assert "gold_accuracy_floor" in verdict["rankings"]
+
+
+def test_a_day_with_only_other_kinds_judged_passes_the_categorical_gates(kinds_graph):
+    # The categorical report of such a day is empty, but the day is not: its row-count gate
+    # must not fail (and alert) as for a day without any judgment.
+    _, _, data, runs = kinds_graph
+    day = KIND_DAYS[2]
+    judged = pl.read_parquet(data / "lake" / "judgments" / f"day={day}" / "*.parquet")
+    assert judged.height and not (judged["kind"] == "categorical").any()
+    checks = _checks_of(runs[day], "quality_report")
+    assert set(checks) == {"agreement_floor", "gold_accuracy_floor",
+                           "flagged_annotator_share", "row_counts_sane"}  # fmt: skip
+    for check in checks.values():
+        assert check.passed, (check.check_name, check.description)
+        assert check.description == "no categorical project judged this day"
+    kinds = _checks_of(runs[day], "kind_quality_report")
+    assert kinds["row_counts_sane"].passed

@@ -200,3 +200,18 @@ def test_consensus_on_gold_is_scored_held_out_not_against_the_clamped_labels(tmp
     mine = held_out.filter(pl.col("task_id").is_in(fold.implode())).sort("task_id")
     theirs = refit.join(mine.select("task_id"), on="task_id").sort("task_id")
     assert mine["label"].to_list() == theirs["label"].to_list()
+
+
+def test_a_project_judged_in_several_kinds_fails_the_row_count_gate(toy_day):
+    # Its other kind's answers are not in this report, and the raw layer kept one judgment
+    # per (task, annotator) of them all: the categorical figures describe part of the day.
+    gates = quality_gates(
+        _report(toy_day), min_alpha=0.0, mixed_kinds={"toy": ["categorical", "numeric"]}
+    )
+    row = gates.filter(pl.col("gate") == "row_counts_sane").row(0, named=True)
+    assert not row["passed"] and row["severity"] == "ERROR"
+    assert row["description"].startswith(
+        "judgments of several kinds (categorical, numeric): a project holds one kind"
+    )
+    verdict = gate_verdicts(_report(toy_day), gates).row(0, named=True)
+    assert not verdict["gates_passed"] and verdict["failed_gates"] == "row_counts_sane"
