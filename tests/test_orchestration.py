@@ -1075,3 +1075,43 @@ def test_landing_sensor_with_a_fresh_cursor_does_not_ingest_what_was_ingested_ag
     assert not _launch(defs, instance, request).success
     retry, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, changed.cursor)
     assert [r.tags[source_sensors.ATTEMPT_TAG] for r in retry.run_requests] == ["2"]
+
+
+def test_the_raw_layer_names_a_project_answering_through_several_controls(env):
+    """One answer per task and annotator: a second control's answers cannot be kept, and the
+    day says which project lost them and through which controls."""
+    defs, instance, landing = env
+    folder = landing / "exports" / "survey" / "label-studio"
+    folder.mkdir(parents=True)
+
+    def annotation(number: int, annotator: int, label: str, rating: int) -> dict:
+        return {
+            "id": number,
+            "completed_by": annotator,
+            "created_at": "2026-11-02T10:00:00Z",
+            "updated_at": "2026-11-02T10:00:00Z",
+            "lead_time": 2.0,
+            "result": [
+                {"from_name": "sentiment", "to_name": "text", "type": "choices",
+                 "value": {"choices": [label]}},
+                {"from_name": "quality", "to_name": "text", "type": "rating",
+                 "value": {"rating": rating}},
+            ],
+        }  # fmt: skip
+
+    tasks = [
+        {"id": 1, "data": {"text": "x"}, "annotations": [annotation(11, 1, "pos", 4)]},
+        {"id": 2, "data": {"text": "y"}, "annotations": [annotation(12, 1, "neg", 2)]},
+    ]
+    (folder / "export.json").write_text(json.dumps(tasks))
+    _ingest_all(defs, instance)
+    run = _run(defs, instance, "raw_job", "2026-11-02")
+    assert run.success
+    [judged] = [
+        event.materialization
+        for event in run.get_asset_materialization_events()
+        if event.materialization.asset_key.path[-1] == "judgments"
+    ]
+    assert judged.metadata["projects_with_several_controls"].value == {
+        "survey": ["quality", "sentiment"]
+    }

@@ -115,6 +115,31 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
         ["project", "task_id", "annotator_id"], keep="last", maintain_order=True
     )
     duplicates = frames["judgments"].height - deduplicated.height
+    # One judgment per (task, annotator) holds one answer: a second control's answer on the
+    # same task (a Label Studio project asking two questions) is dropped with the duplicates.
+    # Said by name, since a project has to be split per control to keep it.
+    controls = (
+        judgments.filter(pl.col("control").is_not_null())
+        .group_by("project")
+        .agg(pl.col("control").unique().sort())
+        .filter(pl.col("control").list.len() > 1)
+    )
+    lost = {
+        project: names
+        for project, names in controls.iter_rows()
+        if judgments.filter(pl.col("project") == project)
+        .group_by("task_id", "annotator_id")
+        .agg(pl.col("control").n_unique())
+        .filter(pl.col("control") > 1)
+        .height
+    }
+    for project, names in lost.items():
+        context.log.warning(
+            f"project {project!r} answers tasks through several controls ({', '.join(names)}): "
+            "the daily layers keep one answer per task and annotator, so the other controls' "
+            "answers are dropped; give each control its own project (its own exports/<project>/ "
+            "folder or Label Studio project)"
+        )
     tasks = (
         frames["raw_tasks"]
         .sort("created_at")
@@ -145,6 +170,7 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
         metadata={
             "duplicates_resolved": MetadataValue.int(duplicates),
             "superseded_versions": MetadataValue.int(superseded),
+            "projects_with_several_controls": MetadataValue.json(lost),
             "annotators": MetadataValue.int(deduplicated["annotator_id"].n_unique()),
             "projects": MetadataValue.json(sorted(deduplicated["project"].unique().to_list())),
         },
