@@ -672,8 +672,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         Every item has `gates_passed`, its day's quality gate verdict (as `/quality` gives
         it): false for a day whose gates failed, which the curated datasets hold back, null
         for a day with no quality report yet. The page's `held_back_days` lists the days of
-        the range whose gates failed. With `gated=true` only the days whose gates passed are
-        served.
+        the range the curated datasets hold back: those whose gates failed and those with no
+        quality report. With `gated=true` only the days whose gates passed are served.
 
         A categorical project's item has `task_id`, `label`, `confidence`, `n_votes`, `is_tie`,
         `method`, `day`. Any other kind's item has `task_id`, `kind`, the kind's value
@@ -744,7 +744,8 @@ def _routes(app: FastAPI, context: Context) -> None:
             after_day, after_task = first, None
         in_range = [d for d in parts if first <= d <= last]
         verdicts = gate_verdicts(reports, in_range, project)
-        held_back = [d for d in in_range if verdicts.get(d) is False]
+        # The curated datasets hold back every judged day without a passing verdict.
+        held_back = [d for d in in_range if verdicts.get(d) is not True]
         days = [d for d in in_range if d >= after_day and (verdicts.get(d) or not gated)]
         # A day's gate verdict is part of the answer: a re-run quality report is a new ETag.
         versions = tuple(

@@ -317,6 +317,12 @@ def test_labels_carry_their_day_s_gate_verdict_and_gated_serves_only_passed_days
         assert all(page["held_back_days"] == [DAYS[1]] for page in gated)
         only_failed = get(served, path, params={"day": DAYS[1], "gated": "true"}).json()
         assert only_failed["items"] == [] and only_failed["next_cursor"] is None
+        # A day with no quality report for the project is held back as the curated datasets
+        # hold it back, though its items say null, not false.
+        atomic_write_parquet(original.filter(pl.col("project") != project), partition)
+        unreported = get(served, path, params={"day": DAYS[1], "limit": 5}).json()
+        assert unreported["held_back_days"] == [DAYS[1]]
+        assert {item["gates_passed"] for item in unreported["items"]} == {None}
     finally:
         atomic_write_parquet(original, partition)
     restored = get(served, path, params=params)
