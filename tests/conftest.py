@@ -55,12 +55,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 # The files that drive real daemons, webservers and whole-graph runs for minutes. Collected
-# first, they are the first work the two xdist workers take (`--dist loadfile` hands out files
+# first, they are the first work the xdist workers take (`--dist loadfile` hands out files
 # in collection order only with `--no-loadscope-reorder`, set in pyproject.toml; by default
 # xdist hands out the files with the most tests first, which put these last), so the rest of
 # the suite runs beside them instead of one worker finishing the longest file alone at the end.
-# A worker with at most two tests pending takes the next file at once: the first worker gets
-# the live loop and the demo, the second the live instance and then the graph.
+# A worker with at most two tests pending takes the next file at once, so the live loop, the
+# live instance and the demo start together and the rest of the suite fills in beside them.
 LONG_FILES = (
     "test_live_loop.py",
     "test_live_instance.py",
