@@ -242,17 +242,31 @@ def _trainer_files(
             "conll.txt": to_conll(labelled, texts).encode("utf-8"),
         }
     if kind == "pairwise":
-        texts = _payload_fields(
-            rows, {"prompt": pl.String(), "left_text": pl.String(), "right_text": pl.String()}
-        ).drop("split")
+        fields: dict[str, pl.DataType] = {
+            "prompt": pl.String(),
+            "left_text": pl.String(),
+            "right_text": pl.String(),
+            # The items the texts are of, when the payload names them: the aggregate's
+            # left/right is how the task's judgments showed the pair, which may be the other
+            # way round.
+            "left": pl.String(),
+            "right": pl.String(),
+        }
+        texts = _payload_fields(rows, fields).drop("split")
+        texts = texts.rename({"left": "_text_left", "right": "_text_right"})
         decided = rows.filter(pl.col("winner") != "tie").join(texts, on="task_id", how="left")
-        missing = decided.filter(pl.col("prompt").is_null())
+        missing = decided.filter(
+            pl.any_horizontal(pl.col("prompt", "left_text", "right_text").is_null())
+        )
         if missing.height:
             raise ValueError(
                 f"raw_tasks: task {missing['task_id'][0]!r} has no prompt/left_text/right_text "
                 "in its payload"
             )
-        left_won = pl.col("winner") == "left"
+        swapped = (pl.col("_text_left") == pl.col("right")) & (
+            pl.col("_text_right") == pl.col("left")
+        )
+        left_won = (pl.col("winner") == "left") ^ swapped.fill_null(False)
         pairs = decided.select(
             "task_id",
             "prompt",

@@ -236,7 +236,18 @@ def per_task_labels(
         if "n_votes" in labels.columns:
             return labels
         return labels.join(_votes(judgments), on="task_id", how="left", maintain_order="left")
-    pairs = judgments.select("task_id", "left", "right").unique("task_id", keep="first")
+    # The task's pair as most of its judgments showed it (ties: the first shown), since the
+    # payload's left and right texts are of the orientation the task was made with, which a
+    # tool randomizing the display shows to only some annotators.
+    pairs = (
+        judgments.select("task_id", "left", "right")
+        .with_row_index("_shown")
+        .group_by("task_id", "left", "right")
+        .agg(pl.len().alias("_times"), pl.col("_shown").min())
+        .sort(["_times", "_shown"], descending=[True, False])
+        .unique("task_id", keep="first")
+        .select("task_id", "left", "right")
+    )
     majority = preference_majority(
         judgments.select("task_id", "annotator_id", "left", "right", "winner"),
         reliability=aggregation.annotators.select("annotator_id", "reliability"),

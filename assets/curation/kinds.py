@@ -107,6 +107,7 @@ def kind_curated_dataset(
     settings = load_settings()
     summary = []
     refused: list[MaskedShareError] = []
+    unusable: list[str] = []
     stats_of: dict[str, dict[str, object]] = {}
     for project, kind in projects:
         try:
@@ -126,6 +127,12 @@ def kind_curated_dataset(
         except MaskedShareError as error:
             context.log.error(str(error))
             refused.append(error)
+            continue
+        except ValueError as error:
+            # One project's unusable tasks (a pairwise payload without its texts) must not
+            # hold back the other projects' snapshots: they are written, then the asset fails.
+            context.log.error(f"{project}: no snapshot: {error}")
+            unusable.append(f"{project}: {error}")
             continue
         folder = dataset_folder(project, snapshot.version_id)
         manifest_key = dataset_file_key(project, snapshot.version_id, MANIFEST_FILE)
@@ -190,8 +197,12 @@ def kind_curated_dataset(
         )
     if refused:
         raise MaskedShareError(
-            "\n".join(str(error) for error in refused)
+            "\n".join([*(str(error) for error in refused), *unusable])
             + f"\n{len(summary)} other project(s)' snapshots were written."
+        )
+    if unusable:
+        raise ValueError(
+            "\n".join(unusable) + f"\n{len(summary)} other project(s)' snapshots were written."
         )
     frame = pl.DataFrame(summary)
     metadata: dict[str, Any] = {

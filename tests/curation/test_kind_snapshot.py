@@ -114,6 +114,36 @@ def test_preference_pairs_name_their_task_and_split():
         assert all(pair["prompt"] == f"p{int(pair['task_id'].split('-')[1])}" for pair in pairs)
 
 
+def test_preference_pairs_map_the_winner_by_item_id_when_the_payload_names_the_items():
+    # The aggregate's left/right is one judgment's view of the pair; the payload says which
+    # text is which item, so a pair seen the other way round is not flipped.
+    def payload(i):
+        return json.dumps(
+            {"prompt": f"p{i}", "left": "good", "right": "bad", "left_text": "GOOD",
+             "right_text": "BAD"}
+        )  # fmt: skip
+
+    values = {"left": ["bad"] * N, "right": ["good"] * N, "winner": ["right"] * N}
+    snapshot = build_kind_snapshot(
+        _labels("prefs", "pairwise", values), _tasks("prefs", payload), project="prefs",
+        kind="pairwise",
+    )  # fmt: skip
+    pairs = _jsonl(snapshot.files["preference_pairs.jsonl"])
+    assert len(pairs) == N and {(p["chosen"], p["rejected"]) for p in pairs} == {("GOOD", "BAD")}
+
+
+def test_a_pair_whose_payload_lacks_a_response_text_is_refused_naming_the_task():
+    def payload(i):
+        return json.dumps({"prompt": f"p{i}", "answer_a": "x", "answer_b": "y"})
+
+    values = {"left": ["a"] * N, "right": ["b"] * N, "winner": ["left"] * N}
+    with pytest.raises(ValueError, match=r"prefs-000.*left_text"):
+        build_kind_snapshot(
+            _labels("prefs", "pairwise", values), _tasks("prefs", payload), project="prefs",
+            kind="pairwise",
+        )  # fmt: skip
+
+
 def _boxes_snapshot(car_confidence: float, tmp_path, name: str):
     def payload(i):
         return json.dumps({"file_name": f"{i}.jpg", "width": 100, "height": 100})
@@ -477,3 +507,31 @@ def test_a_judged_day_without_a_quality_report_is_held_back(tmp_path, monkeypatc
     assert (
         f"{later.isoformat()} (no quality report)" in (manifest_path.parent / "card.md").read_text()
     )
+
+
+def test_one_projects_unusable_payload_does_not_hold_back_the_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    values = {"left": ["a"] * N, "right": ["b"] * N, "winner": ["left"] * N}
+    prefs = (_labels("prefs", "pairwise", values), _tasks("prefs", lambda i: '{"q": 1}'))
+    lake = _lake_with(tmp_path, {"prefs": prefs, "transcripts": _transcripts()})
+    result = _curate(lake)
+    assert not result.success
+    assert list((tmp_path / "lake" / "datasets" / "transcripts").glob("*/manifest.json"))
+    assert not (tmp_path / "lake" / "datasets" / "prefs").exists()
+
+
+def test_a_pair_shown_both_ways_takes_the_orientation_most_judgments_saw():
+    # The first judgment saw the pair swapped; the payload's texts are in the task's own
+    # order, which the other two saw: the preferred response must come out as chosen.
+    from annotation_pipelines.quality.kinds import aggregate_kind_day
+
+    rows = [
+        {"task_id": f"t{t}", "project": "prefs", "annotator_id": a, "kind": "pairwise",
+         "left": "bad" if a == "a1" else "good", "right": "good" if a == "a1" else "bad",
+         "winner": "right" if a == "a1" else "left", "submitted_at": DAY}
+        for t in range(3)
+        for a in ("a1", "a2", "a3")
+    ]  # fmt: skip
+    judgments = pl.DataFrame(rows)
+    labels = aggregate_kind_day(judgments, project="prefs", day=DAY, kind="pairwise").labels
+    assert labels.select("left", "right", "winner").unique().rows() == [("good", "bad", "left")]
