@@ -22,7 +22,8 @@ per judgment) with `image_width`/`image_height` (pixels, where the source gives 
 
 from __future__ import annotations
 
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -120,3 +121,43 @@ def value_missing(kind: str) -> pl.Expr:
     return pl.any_horizontal(
         [pl.col(column).is_null() for column in VALUE_COLUMNS[check_kind(kind)]]
     )
+
+
+def document_text(payload: str | None, to_name: str | None = None) -> str | None:
+    """The document a task's span offsets index, from its stored payload.
+
+    Tools that hand over the task's data object (Label Studio, SageMaker) leave its JSON
+    encoding as the payload; the offsets index one string value of it, not the encoding: the
+    value under `to_name` (the data key the labelled object reads) when given, else `text`,
+    else the object's only string value; None when the object names no single document. Any
+    other payload (a CSV's text column) is the document itself.
+    """
+    if payload is None or not payload.lstrip().startswith("{"):
+        return payload
+    try:
+        data: Any = json.loads(payload)
+    except (ValueError, RecursionError):
+        return payload
+    if not isinstance(data, dict):
+        return payload
+    for key in (to_name, "text"):
+        if key is not None and isinstance(data.get(key), str):
+            return str(data[key])
+    strings = [value for value in data.values() if isinstance(value, str)]
+    return strings[0] if len(strings) == 1 else None
+
+
+def document_texts(tasks: pl.DataFrame) -> pl.DataFrame:
+    """`task_id`, `text`: each task's document (see document_text) from its `payload`; an error
+    naming the task whose JSON payload holds no single document string."""
+    payloads = tasks["payload"].cast(pl.String).to_list()
+    texts = tasks.select("task_id").with_columns(
+        text=pl.Series([document_text(payload) for payload in payloads], dtype=pl.String)
+    )
+    unresolved = texts.filter(pl.col("text").is_null() & tasks["payload"].is_not_null())
+    if unresolved.height:
+        raise ValueError(
+            f"task {unresolved['task_id'][0]!r}: its payload is a JSON object with no `text` "
+            "and not exactly one string value, so which one the span offsets index is unknown"
+        )
+    return texts

@@ -60,7 +60,7 @@ from annotation_pipelines.curation.snapshot import (
 )
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
-from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind, document_texts
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 
@@ -232,7 +232,7 @@ def _trainer_files(
         coco = to_coco(rows.select("task_id", "boxes"), images=images, categories=label_set)
         return {"coco.json": json.dumps(coco, indent=1, sort_keys=True).encode("utf-8")}
     if kind == "spans":
-        texts = rows.select("task_id", pl.col("payload").alias("text"))
+        texts = document_texts(rows)
         labelled = rows.select("task_id", "spans", "confidence")
         documents = with_offsets(labelled, texts).join(
             rows.select("task_id", "split"), on="task_id", how="left", maintain_order="left"

@@ -44,7 +44,7 @@ from annotation_pipelines.aggregation.by_kind import aggregate_kind
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.pairwise import preference_majority
 from annotation_pipelines.agreement.kinds import DEFAULT_DISTANCE, agreement, resolve_distance
-from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind, document_texts
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
 from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
 from annotation_pipelines.quality.gates import DEFAULT_MIN_ALPHA, Floor, quality_gates
@@ -187,8 +187,8 @@ def project_kind(judgments: pl.DataFrame, project: str) -> str:
 
 
 def task_texts(tasks: pl.DataFrame) -> pl.DataFrame:
-    """`task_id`, `text` (the task payload): the text spans are offsets into."""
-    return tasks.select("task_id", pl.col("payload").alias("text")).unique("task_id", keep="last")
+    """`task_id`, `text`: the document of each task's payload, which spans are offsets into."""
+    return document_texts(tasks.select("task_id", "payload").unique("task_id", keep="last"))
 
 
 def aggregate_project(

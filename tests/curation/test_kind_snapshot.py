@@ -15,8 +15,11 @@ from annotation_pipelines.aggregation.spans import SCORED_SPAN
 from annotation_pipelines.curation import MASK, MaskedShareError
 from annotation_pipelines.curation.kinds import build_kind_snapshot as _build
 from annotation_pipelines.curation.masking import MASK_CHARACTER
+from annotation_pipelines.kinds import document_text, document_texts
+from annotation_pipelines.quality.kinds import aggregate_kind_day
 from assets.curation.kinds import kind_curated_dataset
 from resources.lake import LocalLake
+from tests.kinds.test_ingest_kinds import annotation, ingest_label_studio, ner, task
 
 SPLITS = ("train", "validation", "test")
 N = 60
@@ -535,3 +538,53 @@ def test_a_pair_shown_both_ways_takes_the_orientation_most_judgments_saw():
     judgments = pl.DataFrame(rows)
     labels = aggregate_kind_day(judgments, project="prefs", day=DAY, kind="pairwise").labels
     assert labels.select("left", "right", "winner").unique().rows() == [("good", "bad", "left")]
+
+
+def test_label_studio_ner_offsets_index_the_task_text_not_its_json_payload(tmp_path, monkeypatch):
+    """Label Studio hands over the task's data object, which ingest keeps JSON-encoded as the
+    payload: aggregation snaps and the snapshot writes spans against its `text`, not against
+    the encoding (where 24:30 would be "met Bob")."""
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    tasks = []
+    for t in range(1, 9):
+        data = {"text": f"Zoë Lovelace met Bob in London {t}", "source": "wire", "page": t}
+        spans = [ner(0, 12, "Zoë Lovelace", "PER", f"r{t}"), ner(24, 30, "London", "LOC", f"s{t}")]
+        tasks.append(task(t, data, [annotation(100 * t + a, a, spans) for a in (1, 2, 3)]))
+    ingested = ingest_label_studio(tasks, project="ls-ner")
+    assert json.loads(ingested.tasks["payload"][0])["text"] == "Zoë Lovelace met Bob in London 1"
+    labels = aggregate_kind_day(
+        ingested.judgments, project="ls-ner", day=DAY, tasks=ingested.tasks, kind="spans"
+    ).labels
+    assert labels["spans"].list.len().to_list() == [2] * 8
+    lake = _lake_with(tmp_path, {"ls-ner": (labels, ingested.tasks)})
+    assert _curate(lake).success
+    [manifest] = (tmp_path / "lake" / "datasets" / "ls-ner").glob("*/manifest.json")
+    documents = _jsonl((manifest.parent / "spans.jsonl").read_bytes())
+    assert len(documents) == 8
+    for document in documents:
+        assert document["text"] == f"Zoë Lovelace met Bob in London {document['task_id']}"
+        assert [(s["text"], s["label"]) for s in document["spans"]] == [
+            ("Zoë Lovelace", "PER"),
+            ("London", "LOC"),
+        ]
+    conll = (manifest.parent / "conll.txt").read_text().split("\n\n")
+    assert conll[1].splitlines() == [
+        "Zoë B-PER",
+        "Lovelace I-PER",
+        "met O",
+        "Bob O",
+        "in O",
+        "London B-LOC",
+        f"{documents[0]['task_id']} O",
+    ]
+
+
+def test_document_text_reads_the_named_then_the_text_then_the_only_string_value():
+    assert document_text("Ada met Bob") == "Ada met Bob"  # a CSV's text column
+    assert document_text('{"text": "Ada", "source": "wire"}') == "Ada"
+    assert document_text('{"text": "Ada", "body": "Bob"}', to_name="body") == "Bob"
+    assert document_text('{"source": "Ada met Bob", "page": 3}') == "Ada met Bob"
+    assert document_text('{"title": "A", "body": "B"}') is None
+    assert document_text("{not json") == "{not json"
+    with pytest.raises(ValueError, match="'t1'"):
+        document_texts(pl.DataFrame({"task_id": ["t1"], "payload": ['{"a": "x", "b": "y"}']}))
