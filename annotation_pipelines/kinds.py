@@ -89,6 +89,8 @@ CONTEXT_DTYPES: dict[str, pl.DataType] = {
     "image_height": pl.Float64(),
     "control": pl.String(),
 }
+# The context of a box: the unit of its coordinates and the size of the image they measure.
+BOX_CONTEXT: tuple[str, ...] = ("coordinates", "image_width", "image_height")
 # Every column a kind adds to the judgments and gold tables, in table order.
 KIND_COLUMNS: dict[str, pl.DataType] = {
     "kind": pl.String(),

@@ -3,14 +3,16 @@
 The object-detection format of T.-Y. Lin et al., "Microsoft COCO: Common Objects in Context",
 ECCV 2014 (cocodataset.org/#format-data): `images` (one per task: `id`, `file_name`, `width`,
 `height`), `categories` (`id`, `name`, `supercategory`) and `annotations` (`id`, `image_id`,
-`category_id`, `bbox` = [x, y, width, height] in the task's coordinates, `area`, `iscrowd` 0,
+`category_id`, `bbox` = [x, y, width, height] in pixels, `area`, `iscrowd` 0,
 and `score` = the fused box's confidence, as in COCO's detection-results files). Image ids
 follow the task order of the aggregate; category ids follow `categories` (a label set, so
 that ids do not depend on which labels one export happens to contain) and then the sorted names
 of any other label; a box with a null label gets the category `"object"`. Width and height come
 from the optional `images` frame (`task_id`, `width`, `height`, optionally `file_name` and
 `split`, which each image then carries); without them they are 0, which pycocotools accepts and
-evaluators treat as unknown.
+evaluators treat as unknown. An image whose `coordinates` (also from `images`) are "percent"
+has its boxes scaled to pixels by its width and height; one without a known size keeps them in
+percent, and `info.images_in_percent` counts those images.
 """
 
 from __future__ import annotations
@@ -36,9 +38,17 @@ def to_coco(
     if images is not None:
         extra = images.select(
             "task_id",
-            *[c for c in ("width", "height", "file_name", "split") if c in images.columns],
+            *[
+                c
+                for c in ("width", "height", "file_name", "split", "coordinates")
+                if c in images.columns
+            ],
         )
         tasks = tasks.join(extra, on="task_id", how="left", maintain_order="left")
+    if "coordinates" not in tasks.columns:
+        tasks = tasks.with_columns(pl.lit(None, pl.String).alias("coordinates"))
+    percent = pl.col("coordinates") == "percent"
+    known = (pl.col("width") > 0) & (pl.col("height") > 0)
     tasks = tasks.with_columns(
         pl.col("width").fill_null(0).cast(pl.Int64)
         if "width" in tasks.columns
@@ -51,12 +61,25 @@ def to_coco(
             pl.col("task_id"),
         ).alias("file_name"),
     )
+    # Percent of the image size (Label Studio) becomes pixels where the size is known; without
+    # it the numbers stay as they are and `info.images_in_percent` counts those images.
+    scale = tasks.select(
+        "task_id",
+        "image_id",
+        pl.when(percent & known).then(pl.col("width") / 100).otherwise(1.0).alias("x_scale"),
+        pl.when(percent & known).then(pl.col("height") / 100).otherwise(1.0).alias("y_scale"),
+    )
+    in_percent = tasks.filter(percent & ~known).height
     boxes = (
         labels.select("task_id", "boxes")
-        .join(tasks.select("task_id", "image_id"), on="task_id", maintain_order="left")
+        .join(scale, on="task_id", maintain_order="left")
         .explode("boxes", keep_nulls=False)
         .unnest("boxes")
-        .with_columns(pl.col("label").fill_null(UNLABELLED))
+        .with_columns(
+            pl.col("label").fill_null(UNLABELLED),
+            *(pl.col(c) * pl.col("x_scale") for c in ("x_min", "x_max")),
+            *(pl.col(c) * pl.col("y_scale") for c in ("y_min", "y_max")),
+        )
     )
     names = list(dict.fromkeys(categories or ()))
     names += sorted(set(boxes["label"].unique().to_list()) - set(names))
@@ -74,7 +97,11 @@ def to_coco(
         *([pl.col("confidence").alias("score")] if confidence else []),
     )
     return {
-        "info": {"description": "aggregated boxes", "version": "1.0"},
+        "info": {
+            "description": "aggregated boxes",
+            "version": "1.0",
+            "images_in_percent": in_percent,
+        },
         "licenses": [],
         "images": tasks.select(
             pl.col("image_id").cast(pl.Int64).alias("id"),

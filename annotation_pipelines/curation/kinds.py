@@ -24,7 +24,12 @@ a trainer file never reads the test split by accident:
 The preference pairs come from each task's reliability-weighted majority (the `winner` of
 the aggregated labels); ties are left out. Task payloads carry what the formats need: the text
 for spans, `prompt`/`left_text`/`right_text` (JSON) for pairwise, the image's `file_name`,
-`width` and `height` (JSON) for boxes. COCO category ids number the project's whole label set
+`width` and `height` (JSON) for boxes; a box payload without `file_name` names its image by
+`image` (Label Studio) or `source-ref` (SageMaker Ground Truth), and one without a size takes the
+judgments' `image_width`/`image_height`. Boxes measured in percent (Label Studio) are scaled to
+pixels in COCO; where no size is known they stay in percent, counted in the stats
+(`tasks_in_percent`) and said on the card. Box rows also carry `coordinates`, `image_width` and
+`image_height`. COCO category ids number the project's whole label set
 (every label its aggregates have on any day), not the labels left in one version, so a class
 index means the same class in every version as long as no new label arrives.
 
@@ -60,7 +65,13 @@ from annotation_pipelines.curation.snapshot import (
 )
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
-from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind, document_texts
+from annotation_pipelines.kinds import (
+    BOX_CONTEXT,
+    CONTEXT_DTYPES,
+    VALUE_COLUMNS,
+    check_kind,
+    document_texts,
+)
 
 DEFAULT_MIN_CONFIDENCE = 0.5
 
@@ -126,9 +137,14 @@ def build_kind_snapshot(
         .filter(pl.lit(include_gold) | ~pl.col("task_id").is_in(gold_ids.implode()))
     )
     ratios = ratios or dict(DEFAULT_RATIOS)
+    # The unit and image size boxes are measured in; aggregates written before they were kept
+    # have neither, and their boxes are taken as they are.
+    context = [c for c in BOX_CONTEXT if c in own.columns] if kind == "boxes" else []
     rows = (
         assign_split(
-            selected.select("task_id", "project", "kind", *columns, "confidence", "method", "day"),
+            selected.select(
+                "task_id", "project", "kind", *columns, *context, "confidence", "method", "day"
+            ),
             ratios=ratios,
             salt=project,
         )
@@ -139,6 +155,7 @@ def build_kind_snapshot(
             "kind",
             "payload",
             *columns,
+            *context,
             "confidence",
             "method",
             "day",
@@ -158,10 +175,11 @@ def build_kind_snapshot(
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     version_id = content_version(rows)
     label_set = _label_set(own, kind)
+    trainer_files = _trainer_files(rows, kind=kind, label_set=label_set)
     files = {
         "data.parquet": _parquet(rows),
         "data.jsonl": rows.write_ndjson().encode("utf-8"),
-        **_trainer_files(rows, kind=kind, label_set=label_set),
+        **trainer_files,
     }
     for split in ratios:
         part = rows.filter(pl.col("split") == split)
@@ -182,6 +200,10 @@ def build_kind_snapshot(
         "phone_region": phone_region,
         "max_masked_share": max_masked_share,
     }
+    if kind == "boxes":
+        stats["tasks_in_percent"] = json.loads(trainer_files["coco.json"])["info"][
+            "images_in_percent"
+        ]
     return KindSnapshot(
         project=project,
         kind=kind,
@@ -210,6 +232,25 @@ def _payload_fields(rows: pl.DataFrame, fields: dict[str, pl.DataType]) -> pl.Da
     ).unnest("decoded")
 
 
+# Where a payload names its image when it has no `file_name`: Label Studio's `image` data
+# field, SageMaker Ground Truth's `source-ref`.
+IMAGE_KEYS = ("image", "source-ref")
+
+
+def _image_size(rows: pl.DataFrame) -> list[pl.Expr]:
+    """`width`, `height` (the payload's, else the judgments') and `coordinates` of each row of
+    a boxes snapshot, as expressions over `_payload_fields` joined back to the rows."""
+    judged = {
+        c: rows[c] if c in rows.columns else pl.Series(c, [None] * rows.height, CONTEXT_DTYPES[c])
+        for c in BOX_CONTEXT
+    }
+    return [
+        pl.coalesce("width", pl.lit(judged["image_width"])).alias("width"),
+        pl.coalesce("height", pl.lit(judged["image_height"])).alias("height"),
+        pl.lit(judged["coordinates"]).alias("coordinates"),
+    ]
+
+
 def _label_set(labels: pl.DataFrame, kind: str) -> list[str] | None:
     """Every label a kind project's aggregates name on any day (None: the kind has no labels)."""
     if kind in ("boxes", "spans"):
@@ -226,8 +267,17 @@ def _trainer_files(
 ) -> dict[str, bytes]:
     """The kind's trainer files, from the snapshot's (masked) rows."""
     if kind == "boxes":
-        images = _payload_fields(
-            rows, {"file_name": pl.String(), "width": pl.Float64(), "height": pl.Float64()}
+        fields: dict[str, pl.DataType] = {
+            "file_name": pl.String(),
+            "width": pl.Float64(),
+            "height": pl.Float64(),
+            **{key: pl.String() for key in IMAGE_KEYS},
+        }
+        images = _payload_fields(rows, fields).select(
+            "task_id",
+            "split",
+            pl.coalesce("file_name", *IMAGE_KEYS).alias("file_name"),
+            *_image_size(rows),
         )
         coco = to_coco(rows.select("task_id", "boxes"), images=images, categories=label_set)
         return {"coco.json": json.dumps(coco, indent=1, sort_keys=True).encode("utf-8")}
@@ -242,7 +292,7 @@ def _trainer_files(
             "conll.txt": to_conll(labelled, texts).encode("utf-8"),
         }
     if kind == "pairwise":
-        fields: dict[str, pl.DataType] = {
+        pair_fields: dict[str, pl.DataType] = {
             "prompt": pl.String(),
             "left_text": pl.String(),
             "right_text": pl.String(),
@@ -252,7 +302,7 @@ def _trainer_files(
             "left": pl.String(),
             "right": pl.String(),
         }
-        texts = _payload_fields(rows, fields).drop("split")
+        texts = _payload_fields(rows, pair_fields).drop("split")
         texts = texts.rename({"left": "_text_left", "right": "_text_right"})
         decided = rows.filter(pl.col("winner") != "tie").join(texts, on="task_id", how="left")
         missing = decided.filter(
@@ -329,6 +379,13 @@ def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location:
             f"without a country code read as {stats['phone_region']}), configured patterns in "
             f"{masked.get('custom', 0):,}. A snapshot fails above "
             f"{float(stats['max_masked_share']):.1%}.",  # type: ignore[arg-type]
+        ]
+    in_percent = stats.get("tasks_in_percent")
+    if isinstance(in_percent, int) and in_percent:
+        lines += [
+            "",
+            f"Boxes of {in_percent:,} of {rows.height:,} tasks stay in percent of the image size "
+            "in coco.json: neither the task payload nor the judgments give the image's size.",
         ]
     if snapshot.held_back_days:
         shown = shown_held_back(snapshot.held_back_days, snapshot.held_back_reasons)

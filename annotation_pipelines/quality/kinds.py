@@ -44,7 +44,13 @@ from annotation_pipelines.aggregation.by_kind import aggregate_kind
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.pairwise import preference_majority
 from annotation_pipelines.agreement.kinds import DEFAULT_DISTANCE, agreement, resolve_distance
-from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind, document_texts
+from annotation_pipelines.kinds import (
+    BOX_CONTEXT,
+    CONTEXT_DTYPES,
+    VALUE_COLUMNS,
+    check_kind,
+    document_texts,
+)
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
 from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
 from annotation_pipelines.quality.gates import DEFAULT_MIN_ALPHA, Floor, quality_gates
@@ -224,7 +230,8 @@ def per_task_labels(
 ) -> pl.DataFrame:
     """One row per judged task: `task_id`, the kind's value column(s), `confidence`, `n_votes`
     (the judgments the fit saw: the live layer re-bases a task on this row only when it holds
-    exactly that many, all of the day).
+    exactly that many, all of the day). Boxes also carry `coordinates`, `image_width` and
+    `image_height` (`box_context`), which the COCO export needs to give boxes in pixels.
 
     Pairwise aggregates score items; the per-task answer is the reliability-weighted majority
     of the task's votes (`winner` left/right/tie of the task's left and right items).
@@ -233,9 +240,13 @@ def per_task_labels(
         keep = ["task_id", *VALUE_COLUMNS[kind], "confidence"]
         extra = [c for c in ("lo", "hi", "n_votes") if c in aggregation.labels.columns]
         labels = aggregation.labels.select(*keep, *extra)
-        if "n_votes" in labels.columns:
-            return labels
-        return labels.join(_votes(judgments), on="task_id", how="left", maintain_order="left")
+        if "n_votes" not in labels.columns:
+            labels = labels.join(_votes(judgments), on="task_id", how="left", maintain_order="left")
+        if kind == "boxes":
+            labels = labels.join(
+                box_context(judgments), on="task_id", how="left", maintain_order="left"
+            )
+        return labels
     # The task's pair as most of its judgments showed it (ties: the first shown), since the
     # payload's left and right texts are of the orientation the task was made with, which a
     # tool randomizing the display shows to only some annotators.
@@ -265,6 +276,19 @@ def per_task_labels(
         .select("task_id", "left", "right", "winner", "confidence", "n_votes")
         .sort("task_id")
     )
+
+
+def box_context(judgments: pl.DataFrame) -> pl.DataFrame:
+    """`task_id`, `coordinates`, `image_width`, `image_height`: per task the most common
+    non-null value of each among its judgments (null where none has one), so the fused boxes
+    keep the unit and image size they are measured in."""
+    present = [c for c in BOX_CONTEXT if c in judgments.columns]
+    context = judgments.group_by("task_id").agg(
+        pl.col(c).drop_nulls().mode().sort().first().alias(c) for c in present
+    )
+    return context.with_columns(
+        pl.lit(None, CONTEXT_DTYPES[c]).alias(c) for c in BOX_CONTEXT if c not in present
+    ).select("task_id", *(pl.col(c).cast(CONTEXT_DTYPES[c]) for c in BOX_CONTEXT))
 
 
 def _plain_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:

@@ -14,6 +14,7 @@ from annotation_pipelines.aggregation.boxes import FUSED_BOX
 from annotation_pipelines.aggregation.spans import SCORED_SPAN
 from annotation_pipelines.curation import MASK, MaskedShareError
 from annotation_pipelines.curation.kinds import build_kind_snapshot as _build
+from annotation_pipelines.curation.kinds import kind_card
 from annotation_pipelines.curation.masking import MASK_CHARACTER
 from annotation_pipelines.kinds import document_text, document_texts
 from annotation_pipelines.quality.kinds import aggregate_kind_day
@@ -588,3 +589,102 @@ def test_document_text_reads_the_named_then_the_text_then_the_only_string_value(
     assert document_text("{not json") == "{not json"
     with pytest.raises(ValueError, match="'t1'"):
         document_texts(pl.DataFrame({"task_id": ["t1"], "payload": ['{"a": "x", "b": "y"}']}))
+
+
+def _ingested_boxes(result) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The aggregated labels and raw tasks of an ingested boxes export, as the lake holds them."""
+    from annotation_pipelines.quality.kinds import aggregate_kind_day
+
+    [project] = result.judgments["project"].unique().to_list()
+    labels = aggregate_kind_day(
+        result.judgments, project=project, day=DAY, tasks=result.tasks, kind="boxes"
+    ).labels
+    return labels, result.tasks
+
+
+def test_label_studio_percent_boxes_reach_coco_in_pixels_with_the_image_reference(tmp_path):
+    from tests.kinds.test_ingest_kinds import annotation, ingest_label_studio, rectangle, task
+
+    # Label Studio measures rectangles in percent of the image; original_width/height 800x600.
+    tasks = [
+        task(
+            t,
+            {"image": f"s3://bucket/{t}.jpg"},
+            [annotation(100 * t + a, a, [rectangle(10, 20, 30, 40, "Car")]) for a in (1, 2, 3)],
+        )
+        for t in range(1, 7)
+    ]
+    labels, raw = _ingested_boxes(ingest_label_studio(tasks, project="ls-boxes"))
+    assert labels["coordinates"].unique().to_list() == ["percent"]
+    snapshot = build_kind_snapshot(labels, raw, project="ls-boxes", kind="boxes", min_confidence=0)
+    path = tmp_path / "coco.json"
+    path.write_bytes(snapshot.files["coco.json"])
+    coco = COCO(str(path))
+    assert coco.dataset["images"]
+    for image in coco.dataset["images"]:
+        assert (image["width"], image["height"]) == (800, 600)
+        assert image["file_name"] == f"s3://bucket/{image['task_id']}.jpg"
+    for box in coco.dataset["annotations"]:
+        assert box["bbox"] == pytest.approx([80, 120, 240, 240])
+        assert box["area"] == pytest.approx(240 * 240)
+    assert snapshot.stats["tasks_in_percent"] == 0
+    assert "percent" not in kind_card(snapshot, quality=None, location="here")
+
+
+def test_ground_truth_pixel_boxes_take_the_image_size_from_the_judgments(tmp_path):
+    from tests.kinds.test_ingest_kinds import sagemaker
+
+    records = [
+        {
+            "source-ref": f"s3://bucket/images/dog{i}.jpg",
+            "dogs": {
+                "image_size": [{"width": 500, "height": 400, "depth": 3}],
+                "annotations": [
+                    {"class_id": 0, "left": 111, "top": 134, "width": 61, "height": 128}
+                ],
+            },
+            "dogs-metadata": {
+                "objects": [{"confidence": 0.8}],
+                "class-map": {"0": "dog"},
+                "type": "groundtruth/object-detection",
+                "human-annotated": "yes",
+                "creation-date": "2026-05-01T22:18:13.527256",
+                "job-name": "identify-dogs",
+            },
+        }
+        for i in range(6)
+    ]
+    labels, raw = _ingested_boxes(sagemaker(records))
+    [project] = labels["project"].unique().to_list()
+    snapshot = build_kind_snapshot(labels, raw, project=project, kind="boxes", min_confidence=0)
+    coco = json.loads(snapshot.files["coco.json"])
+    assert coco["images"]
+    for image in coco["images"]:
+        assert (image["width"], image["height"]) == (500, 400)
+        assert image["file_name"].startswith("s3://bucket/images/dog")
+    assert [box["bbox"] for box in coco["annotations"]] == [[111, 134, 61, 128]] * len(
+        coco["annotations"]
+    )
+
+
+def test_percent_boxes_without_an_image_size_stay_in_percent_and_the_card_says_so():
+    box = {"label": "car", "x_min": 10.0, "y_min": 20.0, "x_max": 40.0, "y_max": 60.0}
+    labels = _labels(
+        "pct",
+        "boxes",
+        {
+            "boxes": [[{**box, "confidence": 0.9}]] * N,
+            "coordinates": ["percent"] * N,
+            "image_width": [None] * N,
+            "image_height": [None] * N,
+        },
+        boxes=pl.List(FUSED_BOX),
+        image_width=pl.Float64,
+        image_height=pl.Float64,
+    )
+    tasks = _tasks("pct", lambda i: json.dumps({"image": f"{i}.jpg"}))
+    snapshot = build_kind_snapshot(labels, tasks, project="pct", kind="boxes")
+    coco = json.loads(snapshot.files["coco.json"])
+    assert {tuple(box["bbox"]) for box in coco["annotations"]} == {(10.0, 20.0, 30.0, 40.0)}
+    assert snapshot.stats["tasks_in_percent"] == N
+    assert "percent" in kind_card(snapshot, quality=None, location="here")
