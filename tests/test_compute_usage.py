@@ -29,15 +29,7 @@ def test_helios_named_telemetry_becomes_canonical_usage(tmp_path, monkeypatch):
             "idle_gpu_num": 0,
         }
     ).write_csv(folder / "vc6YE.csv")
-    result = (
-        build_definitions(profile="local")
-        .resolve_job_def("compute_usage_job")
-        .execute_in_process(
-            partition_key="2026-11-02", instance=DagsterInstance.ephemeral(), run_config=QUIET
-        )
-    )
-    assert result.success
-    usage = pl.read_parquet(tmp_path / "lake" / "compute_usage" / "day=2026-11-02" / "data.parquet")
+    result, usage = _usage_day(tmp_path, "2026-11-02")
     assert dict(usage.schema) == schema.COMPUTE_USAGE
     assert usage.height == 1440  # only the partition's day
     assert set(usage["series_id"]) == {"vc6YE"} and set(usage["cluster"]) == {"earth"}
@@ -77,6 +69,21 @@ def test_a_telemetry_drop_is_read_only_once_it_has_settled(tmp_path, monkeypatch
     frame, metadata = usage()
     assert frame.height == 24 and metadata["unsettled_files"].value == []
     assert set(frame["series_id"]) == {"a"}
+
+
+def _usage_day(lake_root, day: str):
+    """`compute_usage_job` run in process for `day`, and the partition it wrote."""
+    result = (
+        build_definitions(profile="local")
+        .resolve_job_def("compute_usage_job")
+        .execute_in_process(
+            partition_key=day, instance=DagsterInstance.ephemeral(), run_config=QUIET
+        )
+    )
+    assert result.success
+    return result, pl.read_parquet(
+        lake_root / "lake" / "compute_usage" / f"day={day}" / "data.parquet"
+    )
 
 
 def _age(path, seconds):
@@ -153,15 +160,7 @@ def test_a_bad_telemetry_sample_is_quarantined_not_the_partition(tmp_path, monke
     rows[9] = "2026-11-02T09:00:00Z,10,0,64,Training ,H100\n"
     (folder / "team-a.csv").write_text(header + "".join(rows))
     _age(folder / "team-a.csv", 3600)
-    result = (
-        build_definitions(profile="local")
-        .resolve_job_def("compute_usage_job")
-        .execute_in_process(
-            partition_key="2026-11-02", instance=DagsterInstance.ephemeral(), run_config=QUIET
-        )
-    )
-    assert result.success
-    usage = pl.read_parquet(tmp_path / "lake" / "compute_usage" / "day=2026-11-02" / "data.parquet")
+    result, usage = _usage_day(tmp_path, "2026-11-02")
     assert usage.height == 20 and usage["running"].is_finite().all()
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rows_quarantined"].value == 4

@@ -50,6 +50,8 @@ NOT_FINITE = "not_finite"
 NEGATIVE = "negative"
 OUT_OF_RANGE = "out_of_range"
 UNKNOWN_CLASS = "unknown_workload_class"
+# The sample columns read as numbers (counts, then utilization shares).
+_NUMBERS = ("running", "pending", "total", "sm_busy", "memory_used")
 # A class a sample may report: the planned ones, and "unknown" (as a null reads).
 USAGE_CLASSES = (*WORKLOAD_CLASSES, "unknown")
 
@@ -116,17 +118,14 @@ def validate_usage(
     raw = frame.columns
     parsed = frame.with_row_index("_row", offset=first_line).with_columns(
         _parse_time(frame.schema["time"]).alias("_time"),
-        *(
-            pl.col(c).cast(pl.Float64, strict=False).alias(f"_{c}")
-            for c in ("running", "pending", "total", "sm_busy", "memory_used")
-        ),
+        *(pl.col(c).cast(pl.Float64, strict=False).alias(f"_{c}") for c in _NUMBERS),
     )
     checks: list[tuple[str, str, pl.Expr]] = [
         ("time", MISSING_FIELD, pl.col("time").is_null()),
         ("time", WRONG_TYPE, pl.col("_time").is_null()),
         ("running", MISSING_FIELD, pl.col("running").is_null()),
     ]
-    for column in ("running", "pending", "total", "sm_busy", "memory_used"):
+    for column in _NUMBERS:
         value = pl.col(f"_{column}")
         checks += [
             (column, WRONG_TYPE, pl.col(column).is_not_null() & value.is_null()),
@@ -152,10 +151,7 @@ def validate_usage(
     )  # fmt: skip
     good = judged.filter(pl.col("_reason").is_null()).with_columns(
         pl.col("_time").alias("time"),
-        *(
-            pl.col(f"_{c}").alias(c)
-            for c in ("running", "pending", "total", "sm_busy", "memory_used")
-        ),
+        *(pl.col(f"_{c}").alias(c) for c in _NUMBERS),
     )
     usage = schema.conform(
         good.select(list(schema.COMPUTE_USAGE)), schema.COMPUTE_USAGE, name="compute_usage"
