@@ -80,7 +80,12 @@ def test_the_daemon_retries_a_failed_kind_fit_run_until_it_succeeds(tmp_path):
         launch += ["-j", live_kind_fit_job.name, "--config-json", json.dumps(run_config)]
         launched = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, timeout=120)
         assert launched.returncode == 0, launched.stderr.decode()[-3000:]
-        [first] = instance.get_runs(RunsFilter(job_name=live_kind_fit_job.name))
+        # The launched run, not a retry of it: on a loaded machine the daemon can already have
+        # failed and retried it while the launch command was still shutting down.
+        runs = instance.get_runs(RunsFilter(job_name=live_kind_fit_job.name))
+        roots = [run for run in runs if "dagster/parent_run_id" not in run.tags]
+        assert len(roots) == 1, [(run.run_id, run.status, run.tags) for run in runs]
+        [first] = roots
 
         failed = wait_for(
             lambda: (run := instance.get_run_by_id(first.run_id)) and run.status in DONE and run,
