@@ -947,6 +947,35 @@ def test_landing_sensor_ingests_a_file_reverted_to_an_earlier_version_again(env)
         assert _staged_labels(landing) == [label, label]
 
 
+def test_landing_sensor_cursor_holds_only_present_files_and_never_reuses_a_run_key(env):
+    defs, instance, landing = env
+    export = landing / "exports" / "reviews" / "csv" / "gone.csv"
+    export.write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    [request] = first.run_requests
+    assert _launch(defs, instance, request).success
+    export.unlink()
+    idle, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
+    # Thousands of files a day for a year must not pile up in the cursor.
+    assert "gone.csv" not in idle.cursor
+    # The same file back with the same content is a new launch under a new key.
+    export.write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    again, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, idle.cursor)
+    [request] = again.run_requests
+    assert _launch(defs, instance, request).success
+    # A cursor written with one count per path starts above every key those counts gave.
+    path = "exports/reviews/csv/gone.csv"
+    old = json.loads(again.cursor)
+    old.pop("launched")
+    old["launches"] = {path: 2, "exports/reviews/csv/other.csv": 7}
+    old["done"].pop(path, None)
+    export.write_text(HEADER + "t1,a1,neg,2026-11-02T10:00:00Z,3\n")
+    changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, json.dumps(old))
+    [request] = changed.run_requests
+    assert request.run_key.endswith("#8")
+    assert _launch(defs, instance, request).success
+
+
 def test_landing_sensor_ingests_a_projects_files_again_when_its_project_json_changes(env):
     defs, instance, landing = env
     settings = landing / "exports" / "reviews" / "project.json"

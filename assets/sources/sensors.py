@@ -87,10 +87,12 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
         for path, version in state.get("done", {}).items()
     }
     asked: dict[str, list] = state.get("asked", {})
-    # Every launch of a path gets the next number, never reset: the daemon skips a request
-    # whose run key an earlier run has, so a file reverted to a version ingested before
-    # would otherwise never be ingested again.
-    launches: dict[str, int] = state.get("launches", {})
+    # Every launch gets the next number of one counter, never reset: the daemon skips a
+    # request whose run key an earlier run has, so a file reverted to a version ingested
+    # before would otherwise never be ingested again. One number, not one per path, so the
+    # cursor holds only the paths present. A cursor of per-path counts starts above them all,
+    # so no key it gave is given again.
+    launched: int = state.get("launched", max(state.get("launches", {}).values(), default=0))
     known = set(context.instance.get_dynamic_partitions(EXPORT_FILES))
     new_partitions, requests = [], []
     scan = landing.scan_export_zone()
@@ -150,10 +152,10 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
                 f"{path}: {project_settings_path(export.project)} changed, ingested again"
             )
         asked[path] = [version, tried + 1, latest]
-        launches[path] = launches.get(path, 0) + 1
+        launched += 1
         requests.append(
             RunRequest(
-                run_key=f"{path}@{export.fingerprint}#{launches[path]}",
+                run_key=f"{path}@{export.fingerprint}#{launched}",
                 partition_key=path,
                 tags={
                     ATTEMPT_TAG: str(tried + 1),
@@ -169,7 +171,7 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
         context.log.info(landing.unsettled_note(waiting, then="offered once they settle"))
     if scan.misplaced:
         context.log.warning(_misplaced_note(scan.misplaced))
-    # A file removed from the zone is forgotten, but not its launch count.
+    # A file removed from the zone is forgotten.
     done = {path: version for path, version in done.items() if path in present}
     asked = {path: entry for path, entry in asked.items() if path in present}
     given_up = sorted(path for path, entry in asked.items() if entry[1] >= MAX_ATTEMPTS)
@@ -181,7 +183,7 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing: LandingZone) 
         dynamic_partitions_requests=[export_files.build_add_request(new_partitions)]
         if new_partitions
         else [],
-        cursor=json.dumps({"done": done, "asked": asked, "launches": launches}, sort_keys=True),
+        cursor=json.dumps({"done": done, "asked": asked, "launched": launched}, sort_keys=True),
     )
 
 
