@@ -83,3 +83,38 @@ def test_db_changes_land_in_their_days_and_reruns_change_nothing(tmp_path, monke
     copies = both.filter(pl.col("judgment_id") == moved)
     assert copies.height == 1 and copies.item(0, "f").endswith("day=2026-11-03/data.parquet")
     assert both.height == judgments.height
+
+
+def test_db_rows_before_the_start_date_are_quarantined_by_name(tmp_path, monkeypatch):
+    workload = tmp_path / "workload"
+    generate_workload(workload, judgments=200, start=date(2026, 11, 2), days=1, seed=7)
+    judgments = pl.read_parquet(workload / "judgments" / "**" / "*.parquet")
+    with fresh_database("annotation_db") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        seed_database(dsn, judgments=judgments)
+        early = judgments.item(0, "judgment_id")
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "UPDATE judgments SET submitted_at = %s WHERE judgment_id = %s",
+                (datetime(2026, 8, 31, 23, 59, tzinfo=UTC), early),
+            )
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        defs = build_definitions(profile="local")
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={AssetKey("annotation_db_changes")}
+        )
+        run = job.execute_in_process(instance=DagsterInstance.ephemeral(), run_config=QUIET)
+        assert run.success
+        metadata = run.get_asset_materialization_events()[0].materialization.metadata
+        # No partition holds 2026-08-31: staged there, the row would never reach a layer.
+        assert metadata["days"].value == ["2026-11-02"]
+        assert metadata["quarantine_reasons"].value == {"before_start_date (2026-09-01)": 1}
+        assert metadata["rows_read"].value == metadata["rows_loaded"].value + 1
+        [check] = run.get_asset_check_evaluations()
+        assert check.passed
+        staged = pl.read_parquet(
+            tmp_path / "data" / "lake" / "staging" / "judgments" / "**" / "*.parquet"
+        )
+        assert early not in staged["judgment_id"].to_list()
+        assert staged.height == judgments.height - 1

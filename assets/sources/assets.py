@@ -340,7 +340,14 @@ def annotation_db_changes(
         )
     seen = lake.get_frame(ANNOTATION_DB_SEEN_KEY) if lake.exists(ANNOTATION_DB_SEEN_KEY) else None
     extract = annotation_db.extract(since=since, seen=seen)
-    result = extract.result
+    # As for a landing file: a row before the start date has no daily partition.
+    result = set_aside_before(extract.result, START_DATE)
+    early = sum(n for reason, n in result.reasons.items() if reason.startswith("before_start"))
+    if early:
+        context.log.warning(
+            f"annotation DB: {early} row(s) dated before the start date {START_DATE} "
+            "(ANNOTATION_PIPELINES_START_DATE) quarantined: no daily partition holds them"
+        )
     days: set[str] = set()
     for table, _, column in STAGED_TABLES:
         incoming = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(
