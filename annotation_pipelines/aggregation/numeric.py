@@ -277,23 +277,40 @@ def aggregate_numeric_kind(
     annotators, annotator_values = encode_values(judgments.get_column("annotator_id"), sort=True)
     n_tasks, n_annotators = task_values.len(), annotator_values.len()
     counts = np.bincount(tasks, minlength=n_tasks).astype(np.float64)
-    spread = float(ratings.max() - ratings.min()) if ratings.size else 0.0
+    spread = rating_range(ratings)
     if method == "bias_noise":
         gold_values = _gold_vector(gold, task_values)
+        # The model is the same on any affine scale of the answers, and squares of answers
+        # past 1e154 overflow: such answers are fitted centred and scaled by a power of two,
+        # which is exact. Ordinary scales are fitted as they are, bit for bit.
+        centre, unit = 0.0, 1.0
+        magnitude = float(np.max(np.abs(ratings))) if ratings.size else 0.0
+        if magnitude > 1e6:
+            centre = float(np.median(ratings))
+            with np.errstate(over="ignore"):
+                largest = float(np.max(np.abs(ratings - centre)))
+            unit = 2.0 ** math.ceil(math.log2(min(largest, np.finfo(np.float64).max) / 1e3))
         fit = _bias_noise(
-            ratings,
+            (ratings - centre) / unit,
             tasks,
             annotators,
             n_tasks=n_tasks,
             n_annotators=n_annotators,
-            gold_values=gold_values,
+            gold_values=(gold_values - centre) / unit,
             prior_strength=prior_strength,
             max_iter=max_iter,
             tol=tol,
         )
         truth, variance, bias, noise, iterations, converged = fit
         z = float(ndtri(1 - (1 - confidence) / 2))
-        low, high = truth - z * np.sqrt(variance), truth + z * np.sqrt(variance)
+        with np.errstate(over="ignore"):
+            # Standard deviations are scaled back, not variances, which would overflow first.
+            truth, bias, sd = centre + truth * unit, bias * unit, np.sqrt(variance) * unit
+            noise_sd = np.sqrt(noise) * unit
+            low, high = truth - z * sd, truth + z * sd
+            noise = noise_sd * noise_sd
+            # From the sd, not high − low, which rounds to 0 beside a value near 1e200.
+            width = 2.0 * z * sd
         reliability = 1.0 / noise
     else:
         table = aggregate_numeric(
@@ -316,8 +333,10 @@ def aggregate_numeric_kind(
         noise = noise / n_by_annotator - bias**2
         reliability = 1.0 / np.maximum(noise + bias**2, 1e-12)
         iterations, converged = 0, True
-    width = high - low
+        width = high - low
     task_confidence = np.clip(1.0 - width / spread, 0.0, 1.0) if spread > 0 else np.ones(n_tasks)
+    # An interval the fit could not compute is no confidence, never full confidence.
+    task_confidence = np.where(np.isfinite(width), task_confidence, 0.0)
     labels = pl.DataFrame(
         {
             "task_id": task_values,
@@ -346,6 +365,41 @@ def aggregate_numeric_kind(
         converged=converged,
         iterations=iterations,
     )
+
+
+def rating_bounds(values: np.ndarray) -> tuple[float, float] | None:
+    """The lowest and highest value of the rating scale as the answers show it, so that one
+    answer far off the scale (a 500 on a 1–5 scale) cannot stretch it: the extremes of the
+    answers inside Tukey's far-out fences (quartiles ± 3 interquartile ranges); where those
+    hold a single value (most answers equal), of the middle 90 %; where that does too, of all.
+    None for fewer than two finite answers."""
+    finite = np.sort(values[np.isfinite(values)])
+    n = finite.size
+    if n < 2:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        q1, q3 = np.quantile(finite, [0.25, 0.75])
+        reach = 3.0 * (q3 - q1)
+        inside = finite[(finite >= q1 - reach) & (finite <= q3 + reach)]
+    candidates = [
+        (inside[0], inside[-1]) if inside.size else (finite[0], finite[0]),
+        (finite[math.ceil(0.05 * (n - 1))], finite[math.floor(0.95 * (n - 1))]),
+    ]
+    for low, high in candidates:
+        if high > low:
+            return float(low), float(high)
+    return float(finite[0]), float(finite[-1])
+
+
+def rating_range(values: np.ndarray) -> float:
+    """`rating_bounds`' width (0 when there are none); a width past the largest float (two
+    answers near its limits) is read as the largest float."""
+    bounds = rating_bounds(values)
+    if bounds is None:
+        return 0.0
+    with np.errstate(over="ignore"):
+        spread = float(np.float64(bounds[1]) - np.float64(bounds[0]))
+    return spread if math.isfinite(spread) else float(np.finfo(np.float64).max)
 
 
 def gold_score(judgments: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:

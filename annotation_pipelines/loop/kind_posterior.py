@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri
 
+from annotation_pipelines.aggregation.numeric import rating_bounds, rating_range
 from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.live import TASK_REQUESTS, decision_id
 
@@ -116,12 +117,16 @@ def policy_confidence(kind: str, labels: pl.DataFrame, judgments: pl.DataFrame) 
 
 
 def numeric_tolerance(values: pl.Series) -> float:
-    """Half a step of the rating scale or 5 % of the answers' range, whichever is larger."""
-    distinct = np.unique(values.drop_nulls().drop_nans().to_numpy())
-    if distinct.size < 2:
+    """Half a step of the rating scale or 5 % of its range, whichever is larger, both read
+    inside `rating_bounds` (one answer far off the scale cannot widen them)."""
+    answers = values.drop_nulls().drop_nans().cast(pl.Float64).to_numpy()
+    distinct = np.unique(answers)
+    bounds = rating_bounds(answers)
+    if bounds is None or distinct.size < 2:
         return 0.5
-    step = float(np.diff(distinct).min())
-    return max(step / 2.0, 0.05 * float(distinct[-1] - distinct[0]))
+    inside = distinct[(distinct >= bounds[0]) & (distinct <= bounds[1])]
+    step = float(np.diff(inside if inside.size >= 2 else distinct).min())
+    return max(step / 2.0, 0.05 * rating_range(answers))
 
 
 def numeric_confidence(
@@ -131,7 +136,8 @@ def numeric_confidence(
     standard_error = (hi - lo) / (2.0 * float(ndtri(0.5 + level / 2.0)))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(standard_error > 0, tolerance / standard_error, np.inf)
-    return np.clip(2.0 * ndtr(z) - 1.0, 0.0, 1.0)
+    # An interval the fit could not compute (NaN) is no confidence, never certainty.
+    return np.where(np.isnan(standard_error), 0.0, np.clip(2.0 * ndtr(z) - 1.0, 0.0, 1.0))
 
 
 class PairwiseConfidence:

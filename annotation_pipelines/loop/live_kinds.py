@@ -1571,11 +1571,9 @@ def _numeric_posterior(
         value=pl.col("weighted") / pl.col("precision"),
         sd=1.0 / pl.col("precision").sqrt(),
     ).with_columns(lo=pl.col("value") - z * pl.col("sd"), hi=pl.col("value") + z * pl.col("sd"))
-    confidence = numeric_confidence(
-        per_task.get_column("lo").to_numpy(),
-        per_task.get_column("hi").to_numpy(),
-        tolerance=tolerance,
-    )
+    # The interval centred on zero: beside a value near 1e200, hi − lo rounds to 0.
+    sd = per_task.get_column("sd").to_numpy()
+    confidence = numeric_confidence(-z * sd, z * sd, tolerance=tolerance)
     labels = per_task.select("task_id", "value", confidence=pl.Series(confidence))
     golden = gold.select("task_id", "value", confidence=pl.lit(1.0))
     return pl.concat(

@@ -178,6 +178,11 @@ def decide(
             confidence.get_column("runner_up_votes").fill_null(0).to_numpy(),
         )
         frame = frame.with_columns(pl.Series("confidence", values, dtype=pl.Float64))
+    # A confidence the fit could not compute (NaN, null) is read as none: never `done`.
+    unknown = ~np.isfinite(values)
+    if unknown.any():
+        values = np.where(unknown, 0.0, values)
+        frame = frame.with_columns(pl.Series("confidence", values, dtype=pl.Float64))
     votes = frame.get_column("n_votes").to_numpy()
     below = values < options.target_confidence
     at_max = votes >= options.max_votes

@@ -110,3 +110,38 @@ def test_unknown_method_and_missing_column_are_named() -> None:
         aggregate_numeric_kind(judgments, method="mode")
     with pytest.raises(ValueError, match="missing column"):
         aggregate_numeric_kind(judgments.drop("value"))
+
+
+def test_one_answer_far_off_the_scale_does_not_make_the_other_tasks_confident() -> None:
+    """Confidence is 1 − interval width / the scale's range: a typo of 500 on a 1–5 scale once
+    stretched the range a hundredfold and every split task read as nearly certain."""
+    split = [
+        (f"t{i}", rater, value)
+        for i in range(6)
+        for rater, value in zip("abc", (2, 3, 5), strict=True)
+    ]
+
+    def confidence(stray: float) -> list[float]:
+        rows = [*split, ("t9", "d", stray)]
+        frame = pl.DataFrame(rows, schema=["task_id", "annotator_id", "value"], orient="row")
+        labels = aggregate_numeric_kind(frame.with_columns(pl.col("value").cast(pl.Float64)))
+        return labels.labels.filter(pl.col("task_id") != "t9")["confidence"].to_list()
+
+    assert confidence(500.0) == confidence(5.0)
+    assert max(confidence(500.0)) < 0.5
+
+
+def test_answers_whose_squares_overflow_are_fitted_without_nan() -> None:
+    frame = pl.DataFrame(
+        {
+            "task_id": ["a", "a", "a", "b", "b", "b"],
+            "annotator_id": ["x", "y", "z"] * 2,
+            "value": [1e160, 2e160, 3e160, 4e160, 5e160, 6e160],
+        }
+    )
+    labels = aggregate_numeric_kind(frame).labels
+    scaled = aggregate_numeric_kind(frame.with_columns(pl.col("value") / 1e160)).labels
+    # The model is the same on any scale: the fit scales back exactly.
+    np.testing.assert_allclose(labels["value"].to_numpy() / 1e160, scaled["value"], rtol=1e-9)
+    np.testing.assert_allclose(labels["confidence"], scaled["confidence"], rtol=1e-9)
+    assert labels["lo"].is_finite().all() and labels["hi"].is_finite().all()

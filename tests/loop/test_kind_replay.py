@@ -112,6 +112,11 @@ def test_numeric_confidence_is_the_normal_probability_within_tolerance() -> None
     assert got[2] == 1.0  # a zero-width interval is certain
     assert numeric_tolerance(pl.Series([1.0, 2.0, 3.0, 5.0])) == 0.5  # half a Likert step
     assert numeric_tolerance(pl.Series(np.arange(0.0, 101.0))) == 5.0  # 5 % of a 0–100 slider
+    # One answer far off a 1–5 scale does not stretch it.
+    assert numeric_tolerance(pl.Series([3.0, 4.0, 5.0] * 6 + [500.0])) == 0.5
+    assert numeric_tolerance(pl.Series([3.0, 4.0, 5.0] * 6 + [1e160])) == 0.5
+    # An interval the fit could not compute is no confidence.
+    assert numeric_confidence(np.array([np.nan]), np.array([np.nan]), tolerance=0.5)[0] == 0.0
 
 
 def test_pairwise_winner_is_mirrored_when_the_pair_is_shown_the_other_way() -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from annotation_pipelines.aggregation.boxes import aggregate_boxes
 from annotation_pipelines.aggregation.ranking import aggregate_ranking
@@ -27,8 +28,10 @@ from annotation_pipelines.loop.live_kinds import (
     kind_file_rows,
     kind_state_objects,
     load_kind_state,
+    open_kind_requests,
     refit_labels,
     update_kind,
+    update_kind_projects,
 )
 from annotation_pipelines.synthetic.kinds import draw_project_day
 
@@ -652,3 +655,37 @@ def test_kind_gold_stored_before_gold_sources_is_never_withdrawn_by_a_file():
     assert loaded.gold["gold_sources"].is_null().all()
     kept, events = update_kind(loaded, batch.head(0), None, OPTIONS, resynced=[FILE_A], now=NOW)
     assert kept is loaded and events.withdrawn_gold == 0
+
+
+@pytest.mark.parametrize("outlier", [500.0, 1e200])
+def test_one_answer_far_off_the_scale_leaves_the_other_numeric_tasks_as_they_were(outlier):
+    """A typo of 500 on a 1–5 scale once made every task's interval look narrow against the
+    scale it stretched: the whole project read as settled and its requests were withdrawn."""
+
+    def rows(answers, first):
+        return judgments("numeric", answers, first=first).with_columns(
+            project=pl.lit("p"), kind=pl.lit("numeric"), source=pl.lit(None, pl.String)
+        )
+
+    def run(stray: float) -> KindState:
+        split = [
+            (f"t{i}", r, float(v)) for i in range(6) for r, v in zip("abc", (3, 4, 5), strict=True)
+        ]
+        states, _ = update_kind_projects({}, rows(split, 0), None, OPTIONS, now=NOW)
+        for batch, first in (([("t9", "d", stray)], 100), ([("t0", "e", 3.0)], 200)):
+            states, _ = update_kind_projects(states, rows(batch, first), None, OPTIONS, now=NOW)
+        return states[("p", "numeric")]
+
+    on_scale, off_scale = run(5.0), run(outlier)
+    others = pl.col("task_id") != "t9"
+    assert_frame_equal(
+        off_scale.tasks.filter(others).select("task_id", "value", "confidence").sort("task_id"),
+        on_scale.tasks.filter(others).select("task_id", "value", "confidence").sort("task_id"),
+    )
+    asked = open_kind_requests(off_scale, OPTIONS, now=NOW)["task_id"].sort().to_list()
+    assert asked == [f"t{i}" for i in range(6)]
+    # The stray answer's own task is no surer than any other single vote.
+    single = off_scale.tasks.filter(pl.col("task_id") == "t9")["confidence"].item()
+    assert single == pytest.approx(
+        on_scale.tasks.filter(pl.col("task_id") == "t9")["confidence"].item()
+    )

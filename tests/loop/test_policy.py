@@ -41,6 +41,19 @@ def test_done_another_and_escalate_at_max_votes() -> None:
     assert "after max_votes 5" in decided.get_column("reason")[2]
 
 
+def test_a_confidence_the_fit_could_not_compute_is_never_done() -> None:
+    options = PolicyOptions(min_votes=3, max_votes=5, target_confidence=0.9)
+    tasks = _tasks([float("nan"), 0.95, float("nan")], [3, 3, 5]).with_columns(
+        pl.when(pl.col("task_id") == "t2")
+        .then(None)
+        .otherwise(pl.col("confidence"))
+        .alias("confidence")
+    )
+    decided = decide(tasks, options)
+    assert _decisions(decided) == [NEEDS_ANOTHER_JUDGMENT, DONE, ESCALATE]
+    assert decided.get_column("confidence").to_list() == [0.0, 0.95, 0.0]
+
+
 def test_budget_serves_the_least_confident_first_and_defers_the_rest() -> None:
     options = PolicyOptions(target_confidence=0.9)
     decided = decide(_tasks([0.7, 0.5, 0.8, 0.6], [3, 3, 3, 3]), options, budget_left=2)
