@@ -744,6 +744,11 @@ def _routes(app: FastAPI, context: Context) -> None:
             after_day, after_task = first, None
         in_range = [d for d in parts if first <= d <= last]
         verdicts = gate_verdicts(reports, in_range, project)
+        # Labels rewritten after their day's report (late rows, a re-run aggregation) are not
+        # what the verdict saw: no verdict until the report is rebuilt, as for the snapshots.
+        verdicts = {
+            d: passed for d, passed in verdicts.items() if parts[d].mtime_ns <= reports[d].mtime_ns
+        }
         # The curated datasets hold back every judged day without a passing verdict.
         held_back = [d for d in in_range if verdicts.get(d) is not True]
         days = [d for d in in_range if d >= after_day and (verdicts.get(d) or not gated)]

@@ -64,7 +64,7 @@ from annotation_pipelines.curation.snapshot import (
     source_days,
 )
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
-from annotation_pipelines.curation.versioning import content_version
+from annotation_pipelines.curation.versioning import aggregate_fingerprints, content_version
 from annotation_pipelines.kinds import (
     BOX_CONTEXT,
     CONTEXT_DTYPES,
@@ -120,7 +120,14 @@ def build_kind_snapshot(
     reasons: dict[str, str] = {}
     if quality is not None:
         judged = own["day"].cast(pl.String).unique().to_list()
-        reasons = held_back_reasons(source_days(judged, quality, project=project))
+        made_from = {
+            day: fingerprint
+            for (owner, day), fingerprint in aggregate_fingerprints(own).items()
+            if owner == project
+        }
+        reasons = held_back_reasons(
+            source_days(judged, quality, project=project, fingerprints=made_from)
+        )
     held_back = sorted(reasons)
     task_rows = tasks.filter(pl.col("project") == project).unique("task_id", keep="last")
     gold_ids = task_rows.filter(pl.col("is_gold"))["task_id"]

@@ -31,6 +31,8 @@ from annotation_pipelines.settings import MAX_MASKED_SHARE
 
 # Why a judged day without a quality report for its project is held back.
 NO_QUALITY_REPORT = "no quality report"
+# The day's rows changed after its report was made: the verdict is of other rows.
+STALE_QUALITY_REPORT = "quality report older than the day's rows"
 
 # The aggregated labels when no judgment is left to aggregate.
 _NO_LABELS = pl.Schema(
@@ -233,12 +235,19 @@ class SourceDay(TypedDict):
 
 
 def source_days(
-    days: Sequence[str], quality: pl.DataFrame | None, *, project: str
+    days: Sequence[str],
+    quality: pl.DataFrame | None,
+    *,
+    project: str,
+    fingerprints: Mapping[str, str] | None = None,
 ) -> dict[str, SourceDay]:
     """Per judged day (sorted), the verdict of the project's quality report for that day.
 
     A day without a report has `gates_passed` None: nothing vouched for it, which a consumer
-    must be able to tell from a day that passed.
+    must be able to tell from a day that passed. So has a day whose report was made from
+    other rows than those the snapshot reads: `fingerprints` (day → `rows_fingerprint` of the
+    rows read) against the report's `input_fingerprint` (reports without one are taken as
+    they are); its `gate_reasons` is STALE_QUALITY_REPORT.
     """
     verdicts: dict[str, dict[str, object]] = {}
     if quality is not None and quality.height and "gates_passed" in quality.columns:
@@ -252,6 +261,14 @@ def source_days(
         if row is None:
             result[day] = {"gates_passed": None, "failed_gates": [], "gate_reasons": None}
             continue
+        made_from = row.get("input_fingerprint")
+        if fingerprints is not None and made_from and fingerprints.get(day) != made_from:
+            result[day] = {
+                "gates_passed": None,
+                "failed_gates": [],
+                "gate_reasons": STALE_QUALITY_REPORT,
+            }
+            continue
         failed = str(row.get("failed_gates") or "")
         passed = row["gates_passed"]
         result[day] = {
@@ -264,13 +281,14 @@ def source_days(
 
 def held_back_reasons(days: Mapping[str, SourceDay]) -> dict[str, str]:
     """Day → why it is held back, for each of `days` (as `source_days` gives them) without a
-    passing verdict: the gates it failed ("agreement_floor, row_counts_sane"), or
-    NO_QUALITY_REPORT. A day nothing vouched for is held back as a failed one is: its quality
-    step failed or has not run, and curating it would publish labels no gate has seen."""
+    passing verdict: the gates it failed ("agreement_floor, row_counts_sane"),
+    STALE_QUALITY_REPORT, or NO_QUALITY_REPORT. A day nothing vouched for is held back as a
+    failed one is: its quality step failed, has not run, or has not yet run on the day's
+    current rows, and curating it would publish labels no gate has seen."""
     reasons = {}
     for day, verdict in sorted(days.items()):
         if verdict["gates_passed"] is None:
-            reasons[day] = NO_QUALITY_REPORT
+            reasons[day] = verdict["gate_reasons"] or NO_QUALITY_REPORT
         elif not verdict["gates_passed"]:
             reasons[day] = ", ".join(verdict["failed_gates"]) or "failed quality gates"
     return reasons

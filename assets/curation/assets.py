@@ -29,6 +29,7 @@ from annotation_pipelines.curation.snapshot import (
     held_back_reasons,
     source_days,
 )
+from annotation_pipelines.curation.versioning import judged_fingerprints
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import (
     DATASET_SPLIT_FORMATS,
@@ -112,9 +113,17 @@ def curated_dataset(
         raise ValueError(f"project {project!r} has no judgments in the lake")
     report = of_project("quality_report")
     cards = of_project("annotator_scorecards")
-    judged_days = judgments["submitted_at"].dt.date().cast(pl.String).unique().to_list()
-    # Every judged day without a passing verdict: failed, or not gated at all (no report).
-    reasons = held_back_reasons(source_days(judged_days, report, project=project))
+    by_day = judgments.with_columns(day=pl.col("submitted_at").dt.date().cast(pl.String))
+    # Each day's rows as its verdict would have read them: a day whose judgments changed
+    # since (late rows, a correction) is held back until its report is rebuilt.
+    fingerprints = {
+        str(day): judged_fingerprints(rows.drop("day"))[project]
+        for (day,), rows in by_day.group_by("day")
+    }
+    verdicts = source_days(list(fingerprints), report, project=project, fingerprints=fingerprints)
+    # Every judged day without a passing verdict: failed, not gated at all (no report), or
+    # gated on other rows.
+    reasons = held_back_reasons(verdicts)
     flagged = cards.filter(pl.col("flagged"))["annotator_id"].unique().to_list()
     settings = load_settings()
     snapshot = build_snapshot(
@@ -187,7 +196,7 @@ def curated_dataset(
             "filters": filters,
             "held_back_days": snapshot.held_back_days,
             "held_back_reasons": snapshot.held_back_reasons,
-            "source_days": source_days(list(lineage), report, project=project),
+            "source_days": verdicts,
             "input_judgment_versions": dict(sorted(lineage.items())),
             "stats": snapshot.stats,
             "created_by_run": context.run.run_id,

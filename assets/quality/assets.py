@@ -32,6 +32,7 @@ from pydantic import Field
 
 from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.curation.privacy import safe_for_display
+from annotation_pipelines.curation.versioning import judged_fingerprints
 from annotation_pipelines.kinds import DEFAULT_KIND, of_kind
 from annotation_pipelines.lake import partition_key, quality_report_html_key
 from annotation_pipelines.quality import (
@@ -212,6 +213,14 @@ def quality(  # noqa: ANN201
     required = gold_projects(lake, gold, config.gold_required_projects)
     gates = _gates(report, aggregated_labels, required, config, floors=floors, mixed=mixed)
     report = gate_verdicts(report, gates)
+    # What the verdict was made from: a curated dataset holds the day back once its
+    # judgments change, until this report is rebuilt from them.
+    fingerprints = judged_fingerprints(judgments)
+    report = report.with_columns(
+        input_fingerprint=pl.col("project").replace_strict(
+            fingerprints, default=None, return_dtype=pl.String
+        )
+    )
     items = item_disagreement(judgments)
     queue = reannotation_queue(
         items,

@@ -32,6 +32,7 @@ from dagster import (
 from pydantic import Field
 
 from annotation_pipelines.curation.privacy import safe_for_display
+from annotation_pipelines.curation.versioning import aggregate_fingerprints
 from annotation_pipelines.lake import kind_report_key, kind_requests_key
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
@@ -193,6 +194,17 @@ def kind_quality(  # noqa: ANN201
         gold_projects=required,
     )
     report = gate_verdicts(report, gates).sort("project")
+    # What the verdict was made from: a kind snapshot holds the day back once the day's
+    # aggregates change, until this report is rebuilt from them.
+    made_from = {
+        project: fingerprint
+        for (project, _), fingerprint in aggregate_fingerprints(kind_aggregated_labels).items()
+    }
+    report = report.with_columns(
+        input_fingerprint=pl.col("project").replace_strict(
+            made_from, default=None, return_dtype=pl.String
+        )
+    )
     key = load_settings().pseudonym_key
     shown = safe_for_display(scorecards, key=key)
     html = render_kind_report(

@@ -327,6 +327,18 @@ def test_labels_carry_their_day_s_gate_verdict_and_gated_serves_only_passed_days
         atomic_write_parquet(original, partition)
     restored = get(served, path, params=params)
     assert {item["gates_passed"] for item in restored.json()["items"]} == {True}
+    # Labels rewritten after their day's report (late rows) are not what it vouched for.
+    table = "aggregated_labels" if report == "quality_report" else "kind_aggregated_labels"
+    labels = served.data / "lake" / layout.partition_key(table, DAYS[1])
+    stamp = labels.stat()
+    later = partition.stat().st_mtime_ns + 1_000_000_000
+    try:
+        os.utime(labels, ns=(later, later))
+        stale = get(served, path, params={"day": DAYS[1], "limit": 5}).json()
+        assert stale["held_back_days"] == [DAYS[1]]
+        assert {item["gates_passed"] for item in stale["items"]} == {None}
+    finally:
+        os.utime(labels, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
 
 
 def test_quality_has_gate_results_per_day_in_the_range(served):

@@ -212,6 +212,41 @@ def test_a_malformed_project_json_fails_the_run_in_one_line_naming_file_and_fiel
         settings.unlink(missing_ok=True)
 
 
+def test_a_day_whose_judgments_changed_since_its_verdict_is_held_back_until_it_is_rebuilt(graph):
+    """Late rows for a day that passed reach the lake before its quality step runs again (or
+    that step fails): the verdict is of other rows, so it cannot vouch for the day."""
+    defs, instance, data = graph
+    curation = defs.resolve_job_def("curation_job")
+    instance.add_dynamic_partitions("projects", ["sentiment"])
+
+    def curate() -> dict:
+        result = curation.execute_in_process(
+            partition_key="sentiment", instance=instance, run_config=QUIET
+        )
+        version = result.get_asset_materialization_events()[0].materialization.metadata
+        folder = data / "lake" / "datasets" / "sentiment" / version["version_id"].value
+        return json.loads((folder / "manifest.json").read_text())
+
+    def quality(day: str) -> None:
+        job = defs.resolve_job_def("quality_job")
+        assert job.execute_in_process(
+            partition_key=day, instance=instance, run_config=LENIENT_GATES
+        ).success
+
+    quality(GOOD)
+    assert GOOD not in curate()["held_back_days"]
+    part = data / "lake" / "judgments" / f"day={GOOD}" / "data.parquet"
+    judged = pl.read_parquet(part)
+    late = judged.filter(pl.col("project") == "sentiment").head(1)
+    late = late.with_columns(judgment_id=pl.lit("late-1"), annotator_id=pl.lit("late-annotator"))
+    pl.concat([judged, late]).write_parquet(part)
+    manifest = curate()
+    assert manifest["held_back_reasons"][GOOD] == "quality report older than the day's rows"
+    assert manifest["source_days"][GOOD]["gates_passed"] is None
+    quality(GOOD)
+    assert GOOD not in curate()["held_back_days"]
+
+
 KIND_DAYS = ("2026-11-16", "2026-11-17", "2026-11-18")
 QUICK = {
     **QUIET,
@@ -297,3 +332,31 @@ def test_a_day_with_only_other_kinds_judged_passes_the_categorical_gates(kinds_g
         assert check.description == "no categorical project judged this day"
     kinds = _checks_of(runs[day], "kind_quality_report")
     assert kinds["row_counts_sane"].passed
+
+
+def test_a_kind_day_whose_aggregates_changed_since_its_verdict_is_held_back(kinds_graph):
+    defs, instance, data, _ = kinds_graph
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={AssetKey("kind_curated_dataset")}
+    )
+
+    def manifest_of(project: str) -> dict:
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        current = data / "lake" / "datasets" / project / "current.json"
+        version = json.loads(current.read_text())["version_id"]
+        folder = data / "lake" / "datasets" / project / version
+        return json.loads((folder / "manifest.json").read_text())
+
+    day = KIND_DAYS[0]
+    before = manifest_of("ratings")
+    assert day not in before["held_back_days"], before["held_back_reasons"]
+    part = data / "lake" / "kind_aggregated_labels" / f"day={day}" / "data.parquet"
+    labels = pl.read_parquet(part)
+    changed = pl.col("project") == "ratings"
+    labels.with_columns(
+        value=pl.when(changed).then(pl.col("value") + 1.0).otherwise(pl.col("value"))
+    ).write_parquet(part)
+    after = manifest_of("ratings")
+    assert after["held_back_reasons"][day] == "quality report older than the day's rows"
+    # Other projects' days keep their verdicts.
+    assert day not in manifest_of("detection")["held_back_days"]
