@@ -45,6 +45,9 @@ DESCRIPTION = """Labels, quality, datasets and capacity from the annotation-pipe
 Authenticate with `Authorization: Bearer <token>` (make one with
 `annotation-pipelines token --scopes quality:read,...`). Errors are RFC 9457 problem details.
 Responses carry an ETag; send it back in If-None-Match to get 304 when nothing changed.
+Lists come in pages: pass an answer's `next_cursor` back as `cursor` for the next one (it is
+null on the last). A capacity cursor is refused with 409 once its table is rewritten: start
+again without it.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
@@ -114,6 +117,27 @@ HOW_TO_BUILD = {
         "of compute_usage, and `make demo` builds it)"
     ),
 }
+
+
+@dataclass(frozen=True)
+class PagedTable:
+    """An unpartitioned table an endpoint serves in pages. `keys` order its rows (ties keep
+    the file's order, which a cursor pinned to one file version makes stable); `column` names
+    each row's series, which a client filters by as the query parameter `parameter` and which
+    the endpoint's listing lists."""
+
+    table: str
+    keys: tuple[str, ...]
+    column: str
+    parameter: str
+
+
+COMPUTE_FORECAST = PagedTable("compute_capacity_forecast", ("id", "time"), "id", "id")
+WORKFORCE_FORECAST = PagedTable("workforce_capacity_forecast", ("id", "time"), "id", "project")
+WORKFORCE_PLAN = PagedTable("workforce_plan", ("project",), "project", "project")
+PROCUREMENT_PLAN = PagedTable(
+    "procurement_plan", ("cluster", "accelerator_type", "scenario"), "cluster", "cluster"
+)
 
 
 # How long /v1/ready reuses its verdict on the lake's files: a probe every few seconds lists the
@@ -362,6 +386,58 @@ def _decode_cursor(cursor: str) -> tuple[str, str, str, str]:
             errors=[{"parameter": "cursor", "message": "malformed cursor"}],
         ) from None
     return start, end, day, task_id
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where the next page of a paged table starts: the view it pages (a table, or a table's
+    listing), the fingerprint of the file version it was issued for, the series filter of
+    the request that issued it, and the row offset in that version's order."""
+
+    view: str
+    version: str
+    value: str | None
+    offset: int
+
+
+def _version_fingerprint(version: FileVersion) -> str:
+    # A digest, not the token: the token names the lake key, which a client need not learn.
+    return content_tag([version.token])[:16]
+
+
+def _encode_page_cursor(cursor: PageCursor) -> str:
+    raw = _json_bytes(
+        {
+            "view": cursor.view,
+            "version": cursor.version,
+            "filter": cursor.value,
+            "at": cursor.offset,
+        }
+    )
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page_cursor(cursor: str) -> PageCursor:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        fields = json.loads(raw)
+        if not isinstance(fields, dict) or set(fields) != {"view", "version", "filter", "at"}:
+            raise TypeError
+        view, version, value, offset = (fields[k] for k in ("view", "version", "filter", "at"))
+        if not (isinstance(view, str) and isinstance(version, str)):
+            raise TypeError
+        if value is not None and not isinstance(value, str):
+            raise TypeError
+        # bool is an int to Python; a cursor the API issued always holds a positive offset.
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 1:
+            raise TypeError
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise Problem(
+            422,
+            "cursor is not one this API issued; start again without it",
+            errors=[{"parameter": "cursor", "message": "malformed cursor"}],
+        ) from None
+    return PageCursor(view, version, value, offset)
 
 
 # The application -----------------------------------------------------------------------------
@@ -1143,75 +1219,259 @@ def _routes(app: FastAPI, context: Context) -> None:
 
     # Capacity -----------------------------------------------------------------------------
 
-    def whole_table(
-        request: Request, table: str, *, filters: dict[str, str | None], limit: int
-    ) -> Response:
+    def table_version(table: str) -> FileVersion:
         version = reader.stat(layout.partition_key(table))
         if version is None:
             how = HOW_TO_BUILD.get(table, f"`dg launch --assets {table}`")
             raise Problem(404, f"{table} is not in the lake yet; materialize it with {how}")
+        return version
+
+    def ordered_rows(paged: PagedTable, version: FileVersion) -> pl.DataFrame:
+        """The table's rows in page order: by its key columns, ties in file order."""
+
+        def build() -> pl.DataFrame:
+            frame = reader.frame(version)
+            keys = [key for key in paged.keys if key in frame.columns]
+            return frame.sort(keys, maintain_order=True, nulls_last=True) if keys else frame
+
+        return reader.cached(("paged", paged.table, version.token), build)
+
+    def series_rows(paged: PagedTable, version: FileVersion) -> pl.DataFrame:
+        """One row per series of the table, in the order its pages serve them: the series
+        (named as the parameter that filters by it), its row count and, for a time series,
+        its first and last time."""
+
+        def build() -> pl.DataFrame:
+            frame = reader.frame(version)
+            if paged.column not in frame.columns:
+                return pl.DataFrame(schema={paged.parameter: pl.String, "rows": pl.UInt32})
+            aggregates = [pl.len().alias("rows")]
+            if "time" in frame.columns:
+                aggregates += [
+                    pl.col("time").min().alias("first_time"),
+                    pl.col("time").max().alias("last_time"),
+                ]
+            return (
+                frame.group_by(paged.column)
+                .agg(aggregates)
+                .sort(paged.column, nulls_last=True)
+                .rename({paged.column: paged.parameter})
+            )
+
+        return reader.cached(("paged-series", paged.table, version.token), build)
+
+    def whole_table(
+        request: Request,
+        paged: PagedTable,
+        *,
+        value: str | None,
+        limit: int,
+        cursor: str | None,
+        listing: bool = False,
+    ) -> Response:
+        """One page of an unpartitioned table (or, with `listing`, of its series), with the
+        cursor of the next page. A cursor holds a fingerprint of the file version it was
+        issued for: once the table is rewritten it is refused (409) rather than continued in
+        another version's rows, which would skip or repeat some."""
+        allowed = {"limit", "cursor"} if listing else {"limit", "cursor", paged.parameter}
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            # Ignored, an `offset` or `page` would serve the first page again as the next one.
+            raise Problem(
+                422,
+                f"unknown parameter(s): {', '.join(unknown)}; page with `cursor` "
+                f"(this endpoint takes {', '.join(sorted(allowed))})",
+                errors=[{"parameter": name, "message": "unknown parameter"} for name in unknown],
+            )
+        version = table_version(paged.table)
+        view = f"{paged.table}/series" if listing else paged.table
+        fingerprint = _version_fingerprint(version)
+        offset = 0
+        if cursor is not None:
+            position = _decode_page_cursor(cursor)
+            if position.view != view or (listing and position.value is not None):
+                raise Problem(
+                    422,
+                    "the cursor belongs to another endpoint; start again without it",
+                    errors=[{"parameter": "cursor", "message": "cursor of another endpoint"}],
+                )
+            if value is not None and value != position.value:
+                raise Problem(
+                    422,
+                    f"the cursor belongs to another {paged.parameter}; "
+                    f"drop it or the {paged.parameter}",
+                    errors=[{"parameter": "cursor", "message": f"another {paged.parameter}"}],
+                )
+            if position.version != fingerprint:
+                raise Problem(
+                    409,
+                    f"{paged.table} was rewritten after this cursor was issued; start again "
+                    "without cursor to page the new version",
+                    errors=[{"parameter": "cursor", "message": "cursor of a replaced version"}],
+                )
+            value, offset = position.value, position.offset
         tag, cached = _conditional(request, [version])
         if cached:
             return cached
-        frame = reader.frame(version)
-        for column, value in filters.items():
-            if value is not None:
-                frame = frame.filter(pl.col(column) == value)
-        body = _items_body(
-            frame.head(limit),
-            updated_at=version.modified.isoformat(),
-            total=frame.height,
-            truncated=frame.height > limit,
-        )
-        return _answer(body, tag)
+        frame = series_rows(paged, version) if listing else ordered_rows(paged, version)
+        if value is not None:
+            frame = (
+                frame.filter(pl.col(paged.column).cast(pl.String) == value)
+                if paged.column in frame.columns
+                else frame.clear()
+            )
+        if offset and offset >= frame.height:
+            # Only a cursor made by hand points at or past the end: the last page has none.
+            raise Problem(
+                422,
+                "cursor is not one this API issued; start again without it",
+                errors=[{"parameter": "cursor", "message": "cursor past the last row"}],
+            )
+
+        def build() -> bytes:
+            following = offset + limit
+            next_cursor = None
+            if following < frame.height:
+                next_cursor = _encode_page_cursor(PageCursor(view, fingerprint, value, following))
+            return _items_body(
+                frame.slice(offset, limit),
+                updated_at=version.modified.isoformat(),
+                total=frame.height,
+                truncated=next_cursor is not None,
+                next_cursor=next_cursor,
+            )
+
+        key = ("paged", view, value, offset, limit, version.token)
+        return _answer(context.bodies.get(key, build), tag)
 
     Capacity = Annotated[frozenset[str], Depends(scope("capacity:read"))]
+    PageCursorParameter = Annotated[
+        str | None,
+        Query(
+            max_length=2048,
+            description="`next_cursor` of the previous page; omit it for the first page.",
+        ),
+    ]
+    ProjectFilter = Annotated[
+        str | None,
+        Query(
+            pattern=PROJECT_PATTERN,
+            max_length=NAME_MAX_LENGTH,
+            description="Only this project's rows.",
+        ),
+    ]
 
     @app.get(f"/{API_VERSION}/capacity/forecast", tags=["capacity"])
     def compute_forecast(
         request: Request,
         _: Capacity,
-        series: Annotated[str | None, Query(alias="id", max_length=256)] = None,
+        series: Annotated[
+            str | None,
+            Query(
+                alias="id",
+                max_length=256,
+                description="Only this series (ids from /v1/capacity/forecast/series).",
+            ),
+        ] = None,
         limit: Limit = settings.api_max_page_size,
+        cursor: PageCursorParameter = None,
     ) -> Response:
-        """The latest accelerator demand forecast, per series and hour, with 80/95% intervals."""
+        """The latest accelerator demand forecast, per series and hour, with 80/95% intervals.
+
+        Rows come in (`id`, `time`) order, `limit` per page. The answer has `items`, `total`
+        (rows matching the filter), `truncated` (more pages follow), `updated_at` (when the
+        forecast was written) and `next_cursor`: pass it as `cursor` for the next page; it
+        is null on the last page. A cursor continues only the forecast it was issued for:
+        once the weekly forecast_job rewrites it, the cursor is answered 409 and paging starts
+        again without it. A malformed cursor, one of another endpoint or another `id`, or an
+        unknown parameter (there is no `offset`) is a 422 naming the parameter.
+        `/v1/capacity/forecast/series` lists the series ids."""
+        return whole_table(request, COMPUTE_FORECAST, value=series, limit=limit, cursor=cursor)
+
+    @app.get(f"/{API_VERSION}/capacity/forecast/series", tags=["capacity"])
+    def compute_forecast_series(
+        request: Request,
+        _: Capacity,
+        limit: Limit = settings.api_max_page_size,
+        cursor: PageCursorParameter = None,
+    ) -> Response:
+        """The series of the latest accelerator demand forecast (hierarchy nodes included), in
+        `id` order: each `id` with its number of `rows` and its `first_time` and `last_time`.
+        Paged as /v1/capacity/forecast is, with `next_cursor`."""
         return whole_table(
-            request, "compute_capacity_forecast", filters={"id": series}, limit=limit
+            request, COMPUTE_FORECAST, value=None, limit=limit, cursor=cursor, listing=True
         )
 
     @app.get(f"/{API_VERSION}/capacity/procurement", tags=["capacity"])
     def procurement_plan(
-        request: Request, _: Capacity, limit: Limit = settings.api_max_page_size
+        request: Request,
+        _: Capacity,
+        cluster: Annotated[
+            str | None, Query(max_length=256, description="Only this cluster's rows.")
+        ] = None,
+        limit: Limit = settings.api_max_page_size,
+        cursor: PageCursorParameter = None,
     ) -> Response:
         """The procurement plan: accelerators to order per cluster, accelerator type and
-        scenario (P50, P90), with the date each runs short, the order-by date and the cost."""
-        return whole_table(request, "procurement_plan", filters={}, limit=limit)
+        scenario (P50, P90), with the date each runs short, the order-by date and the cost.
+
+        Rows come in (`cluster`, `accelerator_type`, `scenario`) order and page with
+        `next_cursor` as /v1/capacity/forecast does (409 once the plan is rewritten).
+        `/v1/capacity/procurement/clusters` lists the clusters."""
+        return whole_table(request, PROCUREMENT_PLAN, value=cluster, limit=limit, cursor=cursor)
+
+    @app.get(f"/{API_VERSION}/capacity/procurement/clusters", tags=["capacity"])
+    def procurement_clusters(
+        request: Request,
+        _: Capacity,
+        limit: Limit = settings.api_max_page_size,
+        cursor: PageCursorParameter = None,
+    ) -> Response:
+        """The clusters of the procurement plan, in order, each with its number of `rows`.
+        Paged with `next_cursor`."""
+        return whole_table(
+            request, PROCUREMENT_PLAN, value=None, limit=limit, cursor=cursor, listing=True
+        )
 
     @app.get(f"/{API_VERSION}/workforce/forecast", tags=["capacity"])
     def workforce_forecast(
         request: Request,
         _: Capacity,
-        project: Annotated[
-            str | None, Query(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)
-        ] = None,
+        project: ProjectFilter = None,
         limit: Limit = settings.api_max_page_size,
+        cursor: PageCursorParameter = None,
     ) -> Response:
-        """The latest task volume forecast per project, with intervals."""
+        """The latest task volume forecast per project, with intervals; a row's `id` is its
+        project. Rows come in (`id`, `time`) order and page with `next_cursor` as
+        /v1/capacity/forecast does (409 once the forecast is rewritten).
+        `/v1/workforce/forecast/projects` lists the projects."""
+        return whole_table(request, WORKFORCE_FORECAST, value=project, limit=limit, cursor=cursor)
+
+    @app.get(f"/{API_VERSION}/workforce/forecast/projects", tags=["capacity"])
+    def workforce_forecast_projects(
+        request: Request,
+        _: Capacity,
+        limit: Limit = settings.api_max_page_size,
+        cursor: PageCursorParameter = None,
+    ) -> Response:
+        """The projects of the latest task volume forecast, in order: each `project` with its
+        number of `rows` and its `first_time` and `last_time`. Paged with `next_cursor`."""
         return whole_table(
-            request, "workforce_capacity_forecast", filters={"id": project}, limit=limit
+            request, WORKFORCE_FORECAST, value=None, limit=limit, cursor=cursor, listing=True
         )
 
     @app.get(f"/{API_VERSION}/workforce/plan", tags=["capacity"])
     def workforce_plan(
         request: Request,
         _: Capacity,
-        project: Annotated[
-            str | None, Query(pattern=PROJECT_PATTERN, max_length=NAME_MAX_LENGTH)
-        ] = None,
+        project: ProjectFilter = None,
         limit: Limit = settings.api_max_page_size,
+        cursor: PageCursorParameter = None,
     ) -> Response:
-        """Per project: annotator-hours needed per week, the gap, the backlog clear date, risk."""
-        return whole_table(request, "workforce_plan", filters={"project": project}, limit=limit)
+        """Per project: annotator-hours needed per week, the gap, the backlog clear date, risk.
+        One row per project, in `project` order, paged with `next_cursor` as
+        /v1/capacity/forecast does (409 once the plan is rewritten)."""
+        return whole_table(request, WORKFORCE_PLAN, value=project, limit=limit, cursor=cursor)
 
 
 def approved(manifest: dict[str, object]) -> bool:

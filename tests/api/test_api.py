@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ from dagster import AssetKey
 from fastapi.testclient import TestClient
 
 from annotation_pipelines import lake as layout
+from annotation_pipelines import schema
 from annotation_pipelines.api import create_app
 from annotation_pipelines.api.app import approved, kind_label_columns
 from annotation_pipelines.api.tokens import issue_token
@@ -65,6 +68,13 @@ def test_health_needs_no_token_and_names_the_freshest_partition_per_table(served
     assert httpx.get(f"{served.url}/docs").status_code == 200
     paths = httpx.get(f"{served.url}/openapi.json").json()["paths"]
     assert "/v1/projects/{project}/labels" in paths and "/v1/capacity/forecast" in paths
+    assert {
+        "/v1/capacity/forecast/series",
+        "/v1/capacity/procurement/clusters",
+        "/v1/workforce/forecast/projects",
+    } <= set(paths)
+    forecast = {p["name"] for p in paths["/v1/capacity/forecast"]["get"]["parameters"]}
+    assert {"id", "limit", "cursor"} <= forecast
 
 
 def test_projects_lists_every_project_with_its_days(served):
@@ -404,6 +414,155 @@ def test_procurement_plan_is_served_once_it_is_in_the_lake(served):
         key.unlink()
 
 
+SERIES = [f"s{i:02d}" for i in range(40)]
+HOURS = 168
+
+
+def wide_forecast(value: float = 1.0) -> pl.DataFrame:
+    """40 series x 168 hours, the default horizon: more rows than a page of 5,000. The file
+    holds the series out of order, so the pages' order is the API's, not the file's."""
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    ids = SERIES[::-1]
+    frame = pl.DataFrame(
+        {
+            "id": [series for series in ids for _ in range(HOURS)],
+            "time": [start + dt.timedelta(hours=h) for _ in ids for h in range(HOURS)],
+            "forecast": value,
+            "lo_80": 0.5,
+            "hi_80": 1.5,
+            "lo_95": 0.2,
+            "hi_95": 2.0,
+            "model": "seasonal_naive",
+        }
+    )
+    return schema.conform(frame, schema.CAPACITY_FORECAST, name="compute_capacity_forecast")
+
+
+@contextmanager
+def replaced_table(served: Served, table: str, frame: pl.DataFrame) -> Iterator[Path]:
+    """`table` holds `frame` inside the block, and what it held before after it."""
+    key = served.data / "lake" / layout.partition_key(table)
+    original = pl.read_parquet(key) if key.exists() else None
+    atomic_write_parquet(frame, key)
+    try:
+        yield key
+    finally:
+        if original is None:
+            key.unlink()
+        else:
+            atomic_write_parquet(original, key)
+
+
+def every_page(served: Served, path: str, params: dict[str, object]) -> list[dict[str, object]]:
+    pages = [get(served, path, params=params).json()]
+    while pages[-1]["next_cursor"]:
+        cursor = pages[-1]["next_cursor"]
+        pages.append(get(served, path, params={**params, "cursor": cursor}).json())
+    return pages
+
+
+def test_capacity_forecast_pages_40_series_of_168_hours_each_row_exactly_once(served):
+    with replaced_table(served, "compute_capacity_forecast", wide_forecast()):
+        # The default page: 5,000 rows, then the rest, which a client could not fetch before.
+        pages = every_page(served, "/capacity/forecast", {})
+        assert [len(page["items"]) for page in pages] == [5000, 1720]
+        assert [page["truncated"] for page in pages] == [True, False]
+        assert all(page["total"] == len(SERIES) * HOURS for page in pages)
+        pages = every_page(served, "/capacity/forecast", {"limit": 1000})
+        assert len(pages) == 7 and pages[-1]["next_cursor"] is None
+        rows = [(item["id"], item["time"]) for page in pages for item in page["items"]]
+        assert len(rows) == len(set(rows)) == len(SERIES) * HOURS
+        assert rows == sorted(rows)  # (id, time) order, whatever the file's order
+        assert {series for series, _ in rows} == set(SERIES)
+
+
+def test_capacity_forecast_filters_by_series_and_lists_the_series(served):
+    with replaced_table(served, "compute_capacity_forecast", wide_forecast()):
+        listed = every_page(served, "/capacity/forecast/series", {"limit": 15})
+        assert [len(page["items"]) for page in listed] == [15, 15, 10]
+        items = [item for page in listed for item in page["items"]]
+        assert [item["id"] for item in items] == SERIES
+        assert all(item["rows"] == HOURS for item in items)
+        assert items[0]["first_time"].startswith("2026-12-01T00:00:00")
+        assert items[0]["last_time"].startswith("2026-12-07T23:00:00")
+        # The last series, past the first page of the whole table, by its listed id.
+        last = every_page(served, "/capacity/forecast", {"id": SERIES[-1], "limit": 100})
+        assert [len(page["items"]) for page in last] == [100, 68]
+        assert {item["id"] for page in last for item in page["items"]} == {SERIES[-1]}
+        assert last[0]["total"] == HOURS
+        # A cursor keeps the series it was issued for, and refuses another.
+        cursor = last[0]["next_cursor"]
+        kept = get(served, "/capacity/forecast", params={"cursor": cursor}).json()
+        assert {item["id"] for item in kept["items"]} == {SERIES[-1]}
+        other = get(served, "/capacity/forecast", params={"id": SERIES[0], "cursor": cursor})
+        assert assert_problem(other, 422)["errors"][0]["parameter"] == "cursor"
+        # A listing cursor does not page the table, nor the table's cursor the listing.
+        foreign = get(served, "/capacity/forecast", params={"cursor": listed[0]["next_cursor"]})
+        assert assert_problem(foreign, 422)["errors"][0]["parameter"] == "cursor"
+        foreign = get(served, "/capacity/forecast/series", params={"cursor": cursor})
+        assert_problem(foreign, 422)
+        # A cursor edited to point past the last row is not one the API issued.
+        fields = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        edited = json.dumps({**fields, "at": HOURS}).encode()
+        past = base64.urlsafe_b64encode(edited).decode().rstrip("=")
+        assert_problem(get(served, "/capacity/forecast", params={"cursor": past}), 422)
+
+
+def test_a_cursor_of_a_rewritten_forecast_is_refused_not_mixed(served):
+    with replaced_table(served, "compute_capacity_forecast", wide_forecast()) as key:
+        first = get(served, "/capacity/forecast", params={"limit": 1000}).json()
+        before = key.stat().st_mtime_ns
+        atomic_write_parquet(wide_forecast(2.0), key)  # the weekly forecast_job runs again
+        assert key.stat().st_mtime_ns != before
+        stale = get(served, "/capacity/forecast", params={"cursor": first["next_cursor"]})
+        body = assert_problem(stale, 409)
+        assert "start again without cursor" in str(body["detail"])
+        assert body["errors"] == [
+            {"parameter": "cursor", "message": "cursor of a replaced version"}
+        ]
+        again = every_page(served, "/capacity/forecast", {"limit": 1000})
+        values = {item["forecast"] for page in again for item in page["items"]}
+        assert values == {2.0}
+
+
+def test_workforce_and_procurement_endpoints_page_and_list_their_series(served):
+    projects = get(served, "/workforce/forecast/projects", params={"limit": 1}).json()
+    listed = every_page(served, "/workforce/forecast/projects", {"limit": 1})
+    names = [item["project"] for page in listed for item in page["items"]]
+    assert PROJECT in names and names == sorted(names) and projects["total"] == len(names)
+    pages = every_page(served, "/workforce/forecast", {"limit": 5})
+    rows = [(item["id"], item["time"]) for page in pages for item in page["items"]]
+    assert rows == sorted(set(rows)) and len(rows) == pages[0]["total"]
+    own = every_page(served, "/workforce/forecast", {"project": PROJECT, "limit": 2})
+    count = next(
+        item["rows"] for page in listed for item in page["items"] if item["project"] == PROJECT
+    )
+    assert sum(len(page["items"]) for page in own) == count
+    plan = every_page(served, "/workforce/plan", {"limit": 1})
+    assert [item["project"] for page in plan for item in page["items"]] == sorted(names)
+    procurement = pl.DataFrame(
+        {
+            "cluster": ["west", "east", "east", "west"],
+            "accelerator_type": ["a100", "h100", "a100", "a100"],
+            "scenario": ["P90", "P50", "P50", "P50"],
+            "to_order": [4, 1, 2, 3],
+        }
+    )
+    with replaced_table(served, "procurement_plan", procurement):
+        pages = every_page(served, "/capacity/procurement", {"limit": 3})
+        assert [item["to_order"] for page in pages for item in page["items"]] == [2, 1, 3, 4]
+        west = get(served, "/capacity/procurement", params={"cluster": "west"}).json()
+        assert [item["to_order"] for item in west["items"]] == [3, 4]
+        clusters = get(served, "/capacity/procurement/clusters").json()["items"]
+        assert clusters == [{"cluster": "east", "rows": 2}, {"cluster": "west", "rows": 2}]
+
+
+def _page_cursor(view: str, offset: int) -> str:
+    """A cursor of the capacity endpoints' shape, made by hand."""
+    raw = json.dumps({"view": view, "version": "0" * 16, "filter": None, "at": offset})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 def test_datasets_latest_version_card_and_files(served):
     versions = pl.read_parquet(served.data / "lake" / layout.partition_key("dataset_versions"))
     [version] = versions.filter(pl.col("project") == PROJECT)["version_id"].to_list()
@@ -481,12 +640,26 @@ def _cursor(start: str, end: str) -> str:
         (f"/projects/{PROJECT}/labels", {"cursor": _cursor("2000-01-01", "2099-12-31")}, 422),
         (f"/projects/{PROJECT}/labels", {"cursor": _cursor(DAYS[1], DAYS[0])}, 422),
         ("/no/such/route", {}, 404),
+        # The capacity endpoints page with a cursor too, and say so of anything else.
+        ("/capacity/forecast", {"cursor": "not-a-cursor"}, 422),
+        ("/capacity/forecast", {"cursor": _cursor(DAYS[0], DAYS[1])}, 422),
+        ("/capacity/forecast", {"cursor": _page_cursor("compute_capacity_forecast", 0)}, 422),
+        ("/capacity/forecast", {"cursor": _page_cursor("workforce_plan", 5)}, 422),
+        ("/capacity/forecast", {"offset": 100}, 422),
+        ("/capacity/forecast/series", {"id": "s00"}, 422),
+        ("/workforce/forecast", {"cursor": "e30"}, 422),
+        ("/workforce/plan", {"cursor": "x"}, 422),
+        (f"/projects/{PROJECT}/labels", {"cursor": _page_cursor("workforce_plan", 5)}, 422),
     ],
 )
 def test_errors_are_problem_details(served, path, params, status):
     body = assert_problem(get(served, path, params=params), status)
     if status == 422:
         assert body["detail"]
+        if path.startswith("/capacity") or path.startswith("/workforce"):
+            # Which parameter is wrong: the cursor, or the one the endpoint does not take.
+            wrong = "cursor" if "cursor" in params else next(iter(params))
+            assert [error["parameter"] for error in body["errors"]] == [wrong]
         if ".." in path:
             assert body["errors"] and all(error["parameter"] for error in body["errors"])
 
