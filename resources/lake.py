@@ -128,9 +128,13 @@ class Lake(ConfigurableResource):
         """Move `source` over `target`; False if `source` is gone (someone moved it already)."""
         raise NotImplementedError
 
+    def modified_at(self, key: str) -> float:
+        """When `key` was last written, in seconds since the epoch."""
+        raise NotImplementedError
+
     def age_seconds(self, key: str) -> float:
         """Seconds since `key` was last written."""
-        raise NotImplementedError
+        return time.time() - self.modified_at(key)
 
     # Commits --------------------------------------------------------------------------------
 
@@ -317,8 +321,8 @@ class LocalLake(Lake):
             return False
         return True
 
-    def age_seconds(self, key: str) -> float:
-        return time.time() - self._path(key).stat().st_mtime
+    def modified_at(self, key: str) -> float:
+        return self._path(key).stat().st_mtime
 
     def _forget_commit(self, folder: str) -> None:
         with contextlib.suppress(FileNotFoundError, OSError):

@@ -7,7 +7,6 @@ S3 profile imports this module.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from dagster_aws.s3 import S3Resource
@@ -53,9 +52,9 @@ class S3Lake(Lake):
         client.delete_object(Bucket=self.bucket, Key=self._key(source))
         return True
 
-    def age_seconds(self, key: str) -> float:
+    def modified_at(self, key: str) -> float:
         head = self._s3().head_object(Bucket=self.bucket, Key=self._key(key))
-        return time.time() - head["LastModified"].timestamp()
+        return float(head["LastModified"].timestamp())
 
     def get(self, key: str) -> bytes:
         client = self._s3()

@@ -208,6 +208,38 @@ def test_project_sensor_adds_new_projects_once(env, tmp_path):
     assert not getattr(again, "run_requests", None)
 
 
+def test_project_sensor_finds_a_project_on_any_day_and_reads_only_days_written_since(env):
+    defs, instance, landing = env
+    lake = defs.resources["lake"]
+
+    def day_of(project: str, day: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"judgment_id": [f"{project}-{day}"], "task_id": ["t1"], "project": [project],
+             "annotator_id": ["a1"], "label": ["pos"]}
+        )  # fmt: skip
+
+    days = [f"2026-11-{d:02d}" for d in range(3, 13)]
+    for day in days:
+        lake.write_table("judgments", day_of("reviews", day), day=day)
+    first, _ = _tick(curation_sensors.project_sensor, defs, instance)
+    assert first.dynamic_partitions_requests[0].partition_keys == ["reviews"]
+    instance.add_dynamic_partitions("projects", ["reviews"])
+    # A project backfilled on a day older than the latest week still becomes a partition.
+    lake.write_table("judgments", day_of("legacy", "2026-11-02"), day="2026-11-02")
+    backfilled, _ = _tick(curation_sensors.project_sensor, defs, instance, first.cursor)
+    assert backfilled.dynamic_partitions_requests[0].partition_keys == ["legacy"]
+    assert [r.partition_key for r in backfilled.run_requests] == ["legacy"]
+    instance.add_dynamic_partitions("projects", ["legacy"])
+    # So does one that a rewrite of an old day brings.
+    rewritten = pl.concat([day_of("reviews", days[0]), day_of("archive", days[0])])
+    lake.write_table("judgments", rewritten, day=days[0])
+    later, _ = _tick(curation_sensors.project_sensor, defs, instance, backfilled.cursor)
+    assert later.dynamic_partitions_requests[0].partition_keys == ["archive"]
+    instance.add_dynamic_partitions("projects", ["archive"])
+    idle, _ = _tick(curation_sensors.project_sensor, defs, instance, later.cursor)
+    assert not idle.run_requests and idle.skip_reason.skip_message == "no new projects"
+
+
 def test_gold_set_sensor_fires_on_change_only(env):
     defs, instance, landing = env
     gold = landing / "gold" / "reviews"
