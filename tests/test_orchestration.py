@@ -209,7 +209,7 @@ def test_project_sensor_adds_new_projects_once(env, tmp_path):
 
 
 def test_project_sensor_finds_a_project_on_any_day_and_reads_only_days_written_since(env):
-    defs, instance, landing = env
+    defs, instance, _ = env
     lake = defs.resources["lake"]
 
     def day_of(project: str, day: str) -> pl.DataFrame:

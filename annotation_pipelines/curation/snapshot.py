@@ -49,6 +49,8 @@ class SnapshotStats(TypedDict):
 
     judgments_in: int
     judgments_used: int
+    # Earlier submissions by the same annotator on the same task, on other days.
+    resubmissions_superseded: int
     tasks_aggregated: int
     tasks_selected: int
     duplicates_collapsed: int
@@ -123,6 +125,14 @@ def build_snapshot(
     )
     trusted = kept.join(flagged, on="annotator_id", how="anti")
     excluded_annotators = kept.join(flagged, on="annotator_id", how="semi")["annotator_id"]
+    # One vote per task and annotator across days, the newest, as the raw layer keeps within a
+    # day: a re-export whose times moved past midnight (ids named by its own lines) is a
+    # resubmission, not a second vote that would inflate the task's confidence.
+    voted = trusted.height
+    order = ["submitted_at", "judgment_id"] if "judgment_id" in trusted.columns else "submitted_at"
+    trusted = trusted.sort(order, maintain_order=True, nulls_last=False).unique(
+        ["task_id", "annotator_id"], keep="last", maintain_order=True
+    )
     gold_pairs = gold.select("task_id", "label") if gold is not None and gold.height else None
     if trusted.height:
         result = fit(
@@ -190,6 +200,7 @@ def build_snapshot(
     stats: SnapshotStats = {
         "judgments_in": judgments.height,
         "judgments_used": trusted.height,
+        "resubmissions_superseded": voted - trusted.height,
         "tasks_aggregated": labels.height,
         "tasks_selected": selected.height,
         "duplicates_collapsed": joined.height - deduplicated.height,

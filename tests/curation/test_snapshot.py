@@ -39,6 +39,29 @@ TASKS = pl.DataFrame(
 )
 
 
+def test_an_annotators_resubmission_on_a_later_day_replaces_their_vote():
+    """A re-export whose times moved past midnight lands on the next day under new line-named
+    ids: counted as a second vote, it doubled every task's votes and inflated its confidence."""
+    first = [("t1", f"a{i}", "x", "2026-11-02T23:50:00") for i in range(3)]
+    first += [("t2", "a0", "x", "2026-11-02T23:50:00"), ("t2", "a1", "y", "2026-11-02T23:51:00")]
+    again = [("t1", f"a{i}", "x", "2026-11-03T00:10:00") for i in range(3)]
+    # a1 changed their mind on t2: the newer answer is their vote.
+    again += [("t2", "a1", "x", "2026-11-03T00:11:00")]
+    snapshot = build_snapshot(
+        _judgments(first + again),
+        TASKS,
+        method="majority_vote",
+        min_confidence=0,
+        min_votes=1,
+        **PRIVACY,
+    )
+    votes = dict(snapshot.rows.select("task_id", "n_votes").iter_rows())
+    assert votes == {"t1": 3, "t2": 2}
+    assert dict(snapshot.rows.select("task_id", "label").iter_rows())["t2"] == "x"
+    assert snapshot.stats["judgments_used"] == 5
+    assert snapshot.stats["resubmissions_superseded"] == 4
+
+
 def test_flagged_annotators_votes_do_not_reach_the_labels():
     # Two honest annotators say "a"; three flagged ones say "b" and would win a plain vote.
     rows = [("t1", f"good{i}", "a", "2026-11-02T10:00:00") for i in range(2)]
