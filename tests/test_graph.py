@@ -105,6 +105,9 @@ def test_whole_graph_then_identical_rematerialization(graph, daily):
     assert event.materialization.metadata["dagster/uri"].value == str(table_path.resolve())
     table = pl.read_parquet(table_path)
     assert table["version_id"].to_list() == [version.value]
+    # Which version is each project's current one, and when each was made.
+    assert table["current"].to_list() == [True]
+    assert table["created_at"].null_count() == 0
 
     # Re-materializing a day gives byte-for-byte the same content, and the same snapshot id.
     before = _lake_hashes(lake, DAYS[0])

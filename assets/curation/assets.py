@@ -6,7 +6,7 @@ ever written with its lineage.
 """
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from dagster import (
@@ -246,9 +246,17 @@ def curated_dataset(
     description="Every dataset snapshot ever written, with its inputs' versions and method.",
 )
 def dataset_versions(lake: Lake) -> MaterializeResult:
-    manifests = [
-        json.loads(lake.get(key)) for key in dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))
-    ]
+    keys = dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))
+    manifests = [json.loads(lake.get(key)) for key in keys]
+    # A manifest is written once, with its version: its write time is when the version was
+    # made. A version made again later (the same content) keeps its first time, and `current`
+    # says which version each project's last curation produced.
+    created = [datetime.fromtimestamp(lake.modified_at(key), UTC) for key in keys]
+    current: dict[str, str] = {}
+    for project in {m["project"] for m in manifests}:
+        pointer = lake.get_if_exists(dataset_current_key(project))
+        if pointer:
+            current[project] = json.loads(pointer)["version_id"]
     frame = pl.DataFrame(
         [
             {
@@ -263,13 +271,15 @@ def dataset_versions(lake: Lake) -> MaterializeResult:
                 "input_days": len(m["input_judgment_versions"]),
                 "input_judgment_versions": json.dumps(m["input_judgment_versions"]),
                 "created_by_run": m["created_by_run"],
+                "created_at": made,
+                "current": current.get(m["project"]) == m["version_id"],
             }
-            for m in manifests
+            for m, made in zip(manifests, created, strict=True)
         ],
-        schema_overrides={"rows": pl.Int64},
+        schema_overrides={"rows": pl.Int64, "created_at": pl.Datetime("us", "UTC")},
     )
     if frame.height:
-        frame = frame.sort("project", "version_id")
+        frame = frame.sort("project", "created_at", "version_id")
     key = lake.write_table("dataset_versions", frame)
     return MaterializeResult(
         metadata={
