@@ -60,7 +60,9 @@ def workforce_throughput_daily(
         .select("task_id", "project", "created_at")
         .collect()
     )
-    plans = _plans_for(landing, judgments["project"])
+    # A project whose tasks land before its first judgment needs a plan too, or the whole day
+    # fails for every project.
+    plans = _plans_for(landing, pl.concat([judgments["project"], tasks["project"]]))
     throughput = workforce_throughput(judgments, tasks, plans, through=day)
     today = throughput.filter(pl.col("day") == day)
     return Output(

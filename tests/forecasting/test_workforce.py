@@ -283,9 +283,17 @@ def test_plan_rejects_unconfigured_projects_and_gaps():
             horizon_days=7,
             backtest_windows=2,
         )
-    with pytest.raises(ValueError, match="one row per day"):
+    # The operator has to know which project's partitions to rebuild.
+    with pytest.raises(ValueError, match=r"one row per day.*'p': missing 2024-01-05$"):
         workforce_forecast(
             throughput.filter(pl.col("day") != dt.date(2024, 1, 5)),
+            pl.DataFrame({"project": ["p"], "overlap": [1], "sla_days": [1]}),
+            horizon_days=7,
+            backtest_windows=2,
+        )
+    with pytest.raises(ValueError, match=r"'p': repeated 2024-01-03$"):
+        workforce_forecast(
+            pl.concat([throughput, throughput.filter(pl.col("day") == dt.date(2024, 1, 3))]),
             pl.DataFrame({"project": ["p"], "overlap": [1], "sla_days": [1]}),
             horizon_days=7,
             backtest_windows=2,

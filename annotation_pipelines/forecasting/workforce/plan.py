@@ -195,6 +195,37 @@ def _plan_row(
     }
 
 
+def _require_one_row_per_day(history: pl.DataFrame) -> None:
+    """ValueError naming each project whose days are not one row each from its first to its
+    last, with the missing and repeated days, so the operator knows which partitions to rebuild."""
+    problems = []
+    for (project,), days in history.group_by("project", maintain_order=True):
+        seen = days.get_column("day")
+        first, last = seen.min(), seen.max()
+        if not isinstance(first, dt.date) or not isinstance(last, dt.date):
+            continue
+        expected = {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
+        missing = sorted(expected - set(seen.to_list()))
+        repeated = sorted(seen.filter(seen.is_duplicated()).unique().to_list())
+        if missing or repeated:
+            parts = []
+            if missing:
+                parts.append(f"missing {_day_list(missing)}")
+            if repeated:
+                parts.append(f"repeated {_day_list(repeated)}")
+            problems.append(f"project {project!r}: {', '.join(parts)}")
+    if problems:
+        raise ValueError(
+            "throughput: each project needs one row per day (no gaps, no repeats); "
+            + "; ".join(problems)
+        )
+
+
+def _day_list(days: list[dt.date], *, most: int = 10) -> str:
+    shown = ", ".join(day.isoformat() for day in days[:most])
+    return shown if len(days) <= most else f"{shown} and {len(days) - most} more"
+
+
 def workforce_forecast(
     throughput: pl.DataFrame,
     projects: pl.DataFrame,
@@ -262,11 +293,7 @@ def workforce_forecast(
                 schema={"id": pl.String, "time": schema.UTC_TIMESTAMP, "value": pl.Float64}
             ),
         )
-    gaps = history_table.group_by("project").agg(
-        ((pl.col("day").max() - pl.col("day").min()).dt.total_days() + 1 - pl.len()).alias("gap")
-    )
-    if gaps.filter(pl.col("gap") != 0).height:
-        raise ValueError("throughput: each project needs one row per day (no gaps, no repeats)")
+    _require_one_row_per_day(history_table)
     history = history_table.select(
         pl.col("project").alias("id"),
         pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("time"),
