@@ -375,3 +375,33 @@ def test_short_histories_say_no_interval_instead_of_a_zero_width_one():
     assert len(panels["ten"].collections) == 2
     bare = forecast_figure(result.history, result.forecast.filter(pl.col("id") == "day"))
     assert bare.axes[0].get_legend().get_texts()[0].get_text() == "no interval"
+
+
+def test_durations_and_hours_that_are_not_finite_count_as_unknown():
+    # Ingest quarantines them now, but a lake written before may hold them: an infinite hour
+    # made the rate 0 and the plan divide by zero, a NaN blanked the whole plan row.
+    rows = [
+        ("q", "u1", "z", _at(D1, 9), 3600.0),
+        ("q", "u2", "z", _at(D1, 10), float("nan")),
+        ("q", "u3", "z", _at(D2, 9), 1800.0),
+        ("q", "u4", "z", _at(D2, 10), float("inf")),
+        ("q", "u5", "z", _at(D3, 9), float("-inf")),
+    ]
+    unknown = [(*row[:4], row[4] if row[4] in (3600.0, 1800.0) else None) for row in rows]
+    table = workforce_throughput(_judgments(rows), _tasks([]), PROJECTS)
+    assert table.equals(workforce_throughput(_judgments(unknown), _tasks([]), PROJECTS))
+    assert table.select("day", "annotator_hours").rows() == [(D1, 2.0), (D2, 1.0), (D3, None)]
+
+    throughput = _constant_throughput("s", days=70, hours=8.0, backlog=5)
+    poisoned = throughput.with_columns(
+        annotator_hours=pl.when(pl.col("day") == pl.col("day").max())
+        .then(float("inf"))
+        .when(pl.col("day") == pl.col("day").max() - dt.timedelta(days=1))
+        .then(float("nan"))
+        .otherwise(pl.col("annotator_hours"))
+    )
+    projects = PROJECTS.with_columns(project=pl.lit("s")).head(1)
+    [plan] = workforce_forecast(poisoned, projects, models=["Naive"]).plan.iter_rows(named=True)
+    assert plan["judgments_per_annotator_hour"] == 10.0
+    assert plan["current_hours_per_week"] == 56.0
+    assert plan["hours_needed_per_week"] is not None

@@ -272,7 +272,11 @@ def workforce_forecast(
         pl.col("day").cast(pl.Date),
         pl.col("tasks_created").cast(pl.Float64),
         pl.col("judgments").cast(pl.Float64),
-        pl.col("annotator_hours").cast(pl.Float64),
+        # Hours that are NaN or infinite (a partition written before durations were checked)
+        # are no measurement: such a day counts as one without hours.
+        pl.when(pl.col("annotator_hours").cast(pl.Float64).is_finite())
+        .then(pl.col("annotator_hours").cast(pl.Float64))
+        .alias("annotator_hours"),
         pl.col("backlog").cast(pl.Float64),
     ).sort("project", "day")
     unconfigured = sorted(
