@@ -144,6 +144,7 @@ def workforce_capacity_forecast(
                     "backlog",
                     "judgments_per_annotator_hour",
                     "current_hours_per_week",
+                    "staffing_reason",
                     "hours_needed_per_week",
                     "hours_gap_per_week",
                     "backlog_clear_date",

@@ -405,3 +405,33 @@ def test_durations_and_hours_that_are_not_finite_count_as_unknown():
     assert plan["judgments_per_annotator_hour"] == 10.0
     assert plan["current_hours_per_week"] == 56.0
     assert plan["hours_needed_per_week"] is not None
+
+
+def test_recent_days_without_durations_estimate_staffing_from_the_rate_they_fall_back_to():
+    # A tool that stops sending durations: the rate falls back to the whole history, and
+    # staffing used to read 0 h/week, so a backlog never cleared at "current staffing".
+    throughput = _constant_throughput("s", days=70, hours=8.0, backlog=5)
+    untimed_tail = throughput.with_columns(
+        annotator_hours=pl.when(pl.int_range(pl.len()) < 56).then(pl.col("annotator_hours"))
+    )
+    projects = PROJECTS.with_columns(project=pl.lit("s")).head(1)
+    [plan] = workforce_forecast(untimed_tail, projects, models=["Naive"]).plan.iter_rows(named=True)
+    assert plan["judgments_per_annotator_hour"] == 10.0
+    assert plan["current_hours_per_week"] == pytest.approx(56.0)  # 80 judgments/day ÷ 10/h
+    assert plan["backlog_clear_date"] is not None
+    assert plan["staffing_reason"] == (
+        "14 of the last 14 days have no durations: their hours are estimated as their 1120 "
+        "judgments at the whole history's 10.0 judgments per annotator-hour"
+    )
+    # Measured staffing has no reason; no hours at all is unknown staffing, not zero.
+    [measured] = workforce_forecast(throughput, projects, models=["Naive"]).plan.iter_rows(
+        named=True
+    )
+    assert measured["staffing_reason"] is None and measured["current_hours_per_week"] == 56.0
+    never_timed = throughput.with_columns(annotator_hours=pl.lit(None, pl.Float64))
+    [unknown] = workforce_forecast(never_timed, projects, models=["Naive"]).plan.iter_rows(
+        named=True
+    )
+    assert unknown["current_hours_per_week"] is None
+    assert unknown["staffing_reason"] == "no annotator-hours recorded: current staffing unknown"
+    assert unknown["at_risk"] and "judgments per hour unknown" in unknown["risk_reason"]
