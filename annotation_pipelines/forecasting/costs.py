@@ -4,8 +4,9 @@ Annotator hours are the judgments' own durations (`duration_s`), priced at the c
 hourly rate of the project's tier (`capacity_config`). A judgment with no duration is not
 free: a project's hours are its timed judgments' mean duration times all its judgments, and
 `duration_share` says what share of them had a duration (hours and cost are null when none
-did). A curated label is an aggregated label that is not a tie, or an aggregated item of any
-other kind (a task's boxes, spans, ranking...). A point of agreement is one percentage point of
+did). A curated label is a task whose newest aggregated label is not a tie, or a task with an
+aggregated item of any other kind (its boxes, spans, ranking...), each counted once over the
+period however many days it was aggregated on. A point of agreement is one percentage point of
 the project's mean percent agreement over the period, so
 cost_per_agreement_point = cost / (100 x percent_agreement): what one point of consensus costs
 at today's spend (a comparison across projects, not a marginal price).
@@ -49,9 +50,11 @@ def annotation_costs(
         )
         .with_columns(pl.col("annotator_hours").cast(pl.Float64))
     )
-    curated = [aggregated.filter(~pl.col("is_tie").fill_null(False)).select("project")]
+    curated = [
+        _newest_per_task(aggregated).filter(~pl.col("is_tie").fill_null(False)).select("project")
+    ]
     if kind_aggregated is not None:
-        curated.append(kind_aggregated.select("project"))
+        curated.append(_newest_per_task(kind_aggregated).select("project"))
     labels = (
         pl.concat(curated).group_by("project").agg(pl.len().cast(pl.Int64).alias("curated_labels"))
     )
@@ -83,3 +86,15 @@ def annotation_costs(
         .select(COST_COLUMNS)
         .sort("project")
     )
+
+
+def _newest_per_task(aggregated: pl.DataFrame) -> pl.DataFrame:
+    """A task's newest aggregate only: the daily layers aggregate each day's judgments, so a
+    task judged across UTC midnight has a row on each day but is one curated label, as in a
+    curated snapshot. Rows come in day order (`day` sorts them when present)."""
+    if "task_id" not in aggregated.columns:
+        return aggregated
+    ordered = (
+        aggregated.sort("day", maintain_order=True) if "day" in aggregated.columns else aggregated
+    )
+    return ordered.unique(["project", "task_id"], keep="last", maintain_order=True)

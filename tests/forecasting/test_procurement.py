@@ -250,6 +250,31 @@ def test_annotation_costs_per_curated_label_and_agreement_point():
     assert costs["med"]["cost_usd"] == 50.0 and costs["med"]["cost_per_curated_label"] == 25.0
 
 
+def test_a_task_aggregated_on_two_days_is_one_curated_label():
+    # The daily layers aggregate each day's judgments, so a task judged across UTC midnight has
+    # a row on each day; counted as rows it was two labels and each label looked cheaper.
+    config = CapacityConfig(annotator_hour_price={"standard": 36.0})
+    judgments = pl.DataFrame({"project": ["p"] * 8, "duration_s": [100.0] * 8})
+    aggregated = pl.DataFrame(
+        {"project": ["p"] * 4, "task_id": ["t1", "t2", "t1", "t3"],
+         "day": ["2026-11-16", "2026-11-16", "2026-11-17", "2026-11-17"],
+         "is_tie": [False, False, False, True]}
+    )  # fmt: skip
+    # t4: a tie on its first day, settled on the next; t5: the reverse (its newest is a tie).
+    later = pl.DataFrame(
+        {"project": ["p"] * 4, "task_id": ["t4", "t5", "t4", "t5"],
+         "day": ["2026-11-17", "2026-11-16", "2026-11-16", "2026-11-17"],
+         "is_tie": [False, False, True, True]}
+    )  # fmt: skip
+    kinds = pl.DataFrame({"project": ["p"] * 3, "task_id": ["b1", "b1", "b2"],
+                          "day": ["2026-11-16", "2026-11-17", "2026-11-17"]})  # fmt: skip
+    [row] = annotation_costs(
+        judgments, pl.concat([aggregated, later]), None, config=config, kind_aggregated=kinds
+    ).to_dicts()
+    assert row["curated_labels"] == 5  # t1, t2, t4, b1, b2
+    assert row["cost_per_curated_label"] == pytest.approx(8 * 100 / 3600 * 36.0 / 5)
+
+
 def test_capacity_report_is_self_contained_and_reproducible():
     usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=2)
     plan = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
