@@ -98,3 +98,27 @@ def _newest_per_task(aggregated: pl.DataFrame) -> pl.DataFrame:
         aggregated.sort("day", maintain_order=True) if "day" in aggregated.columns else aggregated
     )
     return ordered.unique(["project", "task_id"], keep="last", maintain_order=True)
+
+
+def unpriced_tiers(costs: pl.DataFrame, config: CapacityConfig) -> dict[str, list[str]]:
+    """{tier: its projects} of `costs` (`annotation_costs` rows) whose tier has no price in
+    [annotator_hour_price]: their costs are blank, and the plan names them."""
+    unpriced = costs.filter(~pl.col("tier").is_in(list(config.annotator_hour_price)))
+    return {
+        str(tier): sorted(projects)
+        for tier, projects in unpriced.group_by("tier")
+        .agg(pl.col("project"))
+        .sort("tier")
+        .iter_rows()
+    }
+
+
+def describe_unpriced_tiers(unpriced: dict[str, list[str]], *, source: str) -> str:
+    """The plan's one line on annotator prices: each unpriced tier with its projects."""
+    if not unpriced:
+        return "every project's tier priced"
+    named = "; ".join(f"{tier} ({', '.join(projects)})" for tier, projects in unpriced.items())
+    return (
+        f"no price for tier(s) {named} in [annotator_hour_price] of {source}: "
+        "their annotation costs are blank"
+    )

@@ -18,7 +18,7 @@ from annotation_pipelines.forecasting.capacity_config import (
     CapacityConfigError,
     load_capacity_config,
 )
-from annotation_pipelines.forecasting.costs import annotation_costs
+from annotation_pipelines.forecasting.costs import annotation_costs, unpriced_tiers
 from annotation_pipelines.forecasting.hierarchy import build_hierarchy, node_values
 from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
@@ -822,6 +822,65 @@ def test_config_names_a_project_tier_without_a_price(tmp_path):
         r"\[annotator_hour_price\] \(standard, expert\)",
     ):
         load_capacity_config(path)
+
+
+def test_a_listed_tier_needs_a_price_even_when_no_price_is_given(tmp_path):
+    # Without an [annotator_hour_price] table the listed tier was accepted and its costs blank.
+    path = tmp_path / "capacity.toml"
+    path.write_text('[project_tier]\nmedical = "expert"\n')
+    with pytest.raises(
+        CapacityConfigError,
+        match=r"capacity.toml: project_tier.medical: 'expert' has no price in "
+        r"\[annotator_hour_price\] \(empty\)",
+    ):
+        load_capacity_config(path)
+
+
+def test_procurement_plan_names_the_tiers_it_cannot_price(tmp_path, monkeypatch):
+    # A project not in [project_tier] is `standard`; with no standard price its costs were
+    # blank and nothing said why, unlike an unpriced accelerator type.
+    config = _example_with(tmp_path, "standard = 18.0\n", "")
+    config.write_text(config.read_text().replace('toxicity = "standard"\n', "", 1))
+    assert unpriced_tiers(
+        annotation_costs(
+            pl.DataFrame({"project": ["tox", "medical-ner"], "duration_s": [60.0, 60.0]}),
+            pl.DataFrame({"project": ["tox", "medical-ner"], "is_tie": [False, False]}),
+            None,
+            config=load_capacity_config(config),
+        ),
+        load_capacity_config(config),
+    ) == {"standard": ["tox"]}
+    monkeypatch.setenv("ANNOTATION_PIPELINES_CAPACITY_CONFIG", str(config))
+    from assets.forecasting.assets import procurement_plan as asset
+    from resources.lake import LakeIOManager, LocalLake
+
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    day = "2026-11-28"
+    lake.write_table("judgments", pl.DataFrame({"project": ["tox", "medical-ner", "alpha"],
+                                                "duration_s": [60.0] * 3}), day=day)  # fmt: skip
+    lake.write_table("aggregated_labels", pl.DataFrame({"project": ["tox", "medical-ner", "alpha"],
+                     "task_id": ["t", "m", "a"], "is_tie": [False] * 3}), day=day)  # fmt: skip
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [asset], instance=instance,
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    named = (
+        "no price for tier(s) standard (alpha, tox) in [annotator_hour_price] of capacity.toml: "
+        "their annotation costs are blank"
+    )
+    assert metadata["annotator_prices"].value == named
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert named in report.read_text()
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert f"annotation cost: {named}" in logs
+    assert "medical-ner" not in named  # its expert tier is priced
 
 
 @pytest.mark.parametrize(
