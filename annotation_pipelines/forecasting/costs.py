@@ -79,9 +79,10 @@ def annotation_costs(
         .with_columns((pl.col("annotator_hours") * pl.col("price")).alias("cost_usd"))
         .with_columns(
             (pl.col("cost_usd") / pl.col("curated_labels")).alias("cost_per_curated_label"),
-            (pl.col("cost_usd") / (100 * pl.col("percent_agreement"))).alias(
-                "cost_per_agreement_point"
-            ),
+            # No agreement has no cost per point (it read inf); the plan's notes name them.
+            pl.when(pl.col("percent_agreement") > 0)
+            .then(pl.col("cost_usd") / (100 * pl.col("percent_agreement")))
+            .alias("cost_per_agreement_point"),
         )
         .select(COST_COLUMNS)
         .sort("project")

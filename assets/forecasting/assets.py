@@ -258,6 +258,12 @@ def procurement_plan(
                 "times all its judgments; share of judgments with a duration below 100% for "
                 f"{named} (none timed: hours and cost blank)."
             )
+        disagreeing = costs.filter(pl.col("percent_agreement") <= 0)["project"].to_list()
+        if disagreeing:
+            cost_notes.append(
+                "Annotation cost: no cost per agreement point for "
+                f"{', '.join(disagreeing)}: their percent agreement is 0."
+            )
         # As with an unpriced accelerator type: blank costs, named in the report, the
         # metadata and the log (a project not in [project_tier] is `standard`, which may
         # have no price).
@@ -361,6 +367,6 @@ def procurement_plan(
     if annotator_prices is not None:
         metadata["annotator_prices"] = MetadataValue.text(annotator_prices)
     if cost_notes:
-        metadata["annotation_cost_note"] = MetadataValue.text(cost_notes[0])
+        metadata["annotation_cost_note"] = MetadataValue.text(" ".join(cost_notes))
     context.log.info(f"capacity report at {lake.uri(key)}")
     return Output(plan.plan, metadata=metadata)

@@ -4,6 +4,8 @@ monthly `procurement_plan` asset."""
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 from functools import partial
 from typing import Any
 
@@ -40,6 +42,7 @@ from annotation_pipelines.forecasting.report import (
     html_table,
     render_capacity_report,
     type_figure,
+    utilization_figure,
 )
 from annotation_pipelines.forecasting.scenarios import (
     MIN_FIT_DAYS,
@@ -1266,3 +1269,61 @@ def test_procurement_plan_asset_with_empty_trailing_partitions_plans_from_its_as
     assert any("no telemetry after 2026-11-28" in n for n in metadata["telemetry_notes"].value)
     written = lake.read_table("procurement_plan")
     assert (written["runs_short_on"].drop_nulls() >= dt.date(2026, 12, 1)).all()
+
+
+def _drawn_text(figure) -> str:
+    """The text elements of `figure`'s SVG, one a line (the SVG also keeps a math text's
+    source in a comment, so the whole document would not do)."""
+    import io
+
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg")
+    return "\n".join(html.unescape(t) for t in re.findall(r">([^<>]*)</text>", buffer.getvalue()))
+
+
+@pytest.mark.parametrize("name", ["gpu$pool", "a$\\frac$b", "$x$"])
+def test_names_with_dollars_are_drawn_as_written(name):
+    # Two dollars make mathtext: `a$\frac$b` failed the whole procurement plan, `$x$` lost its
+    # dollars and `gpu$pool` was fine only while it had one.
+    weeks = [START + dt.timedelta(weeks=w) for w in range(4)]
+    history = pl.DataFrame({"time": weeks[:2], "value": [1.0, 2.0]})
+    bands = pl.DataFrame({"time": weeks[2:], "p50": [2.0, 3.0], "p90": [3.0, 4.0]})
+    supply = pl.DataFrame({"time": weeks, "supply": [5.0] * 4})
+    cluster = cluster_figure(history, bands, supply, cluster=name, runs_short={})
+    assert f"{name}: accelerators" in _drawn_text(cluster)
+    days = [START + dt.timedelta(days=d) for d in range(3)]
+    required = pl.DataFrame({"accelerator_type": [name] * 3, "time": days,
+                             "p50": [1.0, 2.0, 3.0], "p90": [2.0, 3.0, 4.0]})  # fmt: skip
+    plan = pl.DataFrame({"accelerator_type": [name], "scenario": ["p50"], "fleet": [2.0],
+                         "to_order": [0], "arrives": [None], "runs_short_on": [days[1]]},
+                        schema_overrides={"arrives": pl.Date})  # fmt: skip
+    assert f"{name} {name}: accelerators to own" in _drawn_text(
+        type_figure(required, plan, cluster=name)
+    )
+    classes = pl.DataFrame({"cluster": [name], "workload_class": ["training"],
+                            "allocated": [2.0], "busy": [1.0]})  # fmt: skip
+    assert name in _drawn_text(utilization_figure(classes))
+    document = render_capacity_report(title="t", as_of="2026-11-30", charts=[(name, cluster)],
+                                      sections=[])  # fmt: skip
+    assert "<svg" in document
+
+
+def test_report_cells_never_read_a_share_as_whole_nor_show_inf():
+    # 0.996 rounded to "1.00" said every judgment was timed; a cost per point of an agreement
+    # of 0 read "inf".
+    frame = pl.DataFrame({"project": ["p", "q"], "duration_share": [0.996, 1.0],
+                          "percent_agreement": [0.9999, 0.0], "cost_usd": [12.345, 3.0],
+                          "cost_per_agreement_point": [0.5, float("inf")]})  # fmt: skip
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", html_table(frame))
+    assert cells == ["p", "0.996", "0.999", "12.35", "0.50", "q", "1.000", "0.000", "3.00", "—"]
+    config = CapacityConfig(annotator_hour_price={"standard": 36.0})
+    costs = annotation_costs(
+        pl.DataFrame({"project": ["p", "q"], "duration_s": [3600.0, 3600.0]}),
+        pl.DataFrame({"project": ["p", "q"], "is_tie": [False, False]}),
+        pl.DataFrame({"project": ["p", "q"], "percent_agreement": [0.5, 0.0]}),
+        config=config,
+    )
+    assert costs["cost_per_agreement_point"].to_list() == [36.0 / 50, None]
