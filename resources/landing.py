@@ -23,6 +23,7 @@ S3 zone needs no settle time by default.
 
 import io
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,22 @@ def project_settings_path(project: str) -> str:
     """Where a project's settings live in the landing zone (its column mapping, label set,
     plan and quality gate floors)."""
     return f"exports/{project}/project.json"
+
+
+def _whole_number(value: object, *, low: int) -> int | None:
+    """`value` as a whole number >= `low`, or None. JSON true is a number to Python; 3.0 is 3."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value != int(value) or value < low:
+        return None
+    return int(value)
+
+
+def _positive_number(value: object) -> float | None:
+    """`value` as a finite number > 0, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 class LandingZone(ConfigurableResource):
@@ -204,24 +221,51 @@ class LandingZone(ConfigurableResource):
 
     def project_plans(
         self, *, default_overlap: int = 3, default_sla_days: float = 2.0
-    ) -> pl.DataFrame:
-        """[project, overlap, sla_days] for every known project: the generator's catalogue and
-        each export project's project.json ("overlap", "sla_days"), with defaults."""
+    ) -> tuple[pl.DataFrame, list[str]]:
+        """([project, overlap, sla_days] for every known project, notes): the generator's
+        catalogue and each export project's project.json ("overlap", "sla_days"), with
+        defaults. A project.json that cannot be read, or an overlap that is not a whole number
+        >= 1 or an sla_days that is not a number > 0, gives that project the default for that
+        field and a note naming the file and the field: one project's typo must not stop the
+        workforce plan of every project."""
         rows: dict[str, dict[str, object]] = {}
+        notes: list[str] = []
         if any(p == "synthetic/projects.parquet" for p, _ in self.list_files("synthetic/")):
             catalogue = pl.read_parquet(io.BytesIO(self.read_bytes("synthetic/projects.parquet")))
             for row in catalogue.iter_rows(named=True):
                 rows[row["project"]] = {"overlap": row["overlap"], "sla_days": row["sla_days"]}
         for project in sorted({export.project for export in self.exports()}):
-            settings = self.project_settings(project)
-            rows[project] = {
-                "overlap": settings.get("overlap", default_overlap),
-                "sla_days": settings.get("sla_days", default_sla_days),
-            }
-        return pl.DataFrame(
+            path = project_settings_path(project)
+            try:
+                settings = self.project_settings(project)
+            except ValueError as error:
+                notes.append(
+                    f"{error}; project {project!r} gets the default overlap {default_overlap} "
+                    f"and sla_days {default_sla_days:g}"
+                )
+                settings = {}
+            given_overlap = settings.get("overlap", default_overlap)
+            overlap = _whole_number(given_overlap, low=1)
+            if overlap is None:
+                notes.append(
+                    f"{path}: overlap: expected a whole number >= 1, got {given_overlap!r}; "
+                    f"using the default {default_overlap}"
+                )
+                overlap = default_overlap
+            given_sla = settings.get("sla_days", default_sla_days)
+            sla_days = _positive_number(given_sla)
+            if sla_days is None:
+                notes.append(
+                    f"{path}: sla_days: expected a number > 0, got {given_sla!r}; "
+                    f"using the default {default_sla_days:g}"
+                )
+                sla_days = default_sla_days
+            rows[project] = {"overlap": overlap, "sla_days": sla_days}
+        plans = pl.DataFrame(
             [{"project": name, **values} for name, values in sorted(rows.items())],
             schema={"project": pl.String, "overlap": pl.Int64, "sla_days": pl.Float64},
         )
+        return plans, notes
 
     def read_synthetic(self, table: str, day: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
         """Canonical Parquet parts the generator wrote for `table` on `day` (empty if none)."""

@@ -214,10 +214,13 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             raise CapacityConfigError(
                 f"{path}: project_tier.{project}: expected a tier name, found {tier!r}"
             )
-        if annotator_prices and tier not in annotator_prices:
+        # A tier exists to be priced: one without a price is a typo or a missing table, found
+        # here rather than as a blank cost months later. Projects not listed are `standard`,
+        # whose price may be missing; the plan names those instead (`costs.unpriced_tiers`).
+        if tier not in annotator_prices:
             raise CapacityConfigError(
                 f"{path}: project_tier.{project}: {tier!r} has no price in "
-                f"[annotator_hour_price] ({', '.join(annotator_prices)})"
+                f"[annotator_hour_price] ({', '.join(annotator_prices) or 'empty'})"
             )
     lead_time_weeks = whole(raw.get("lead_time_weeks", 16), "lead_time_weeks")
     horizon_weeks = whole(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)

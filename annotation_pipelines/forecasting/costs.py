@@ -4,8 +4,9 @@ Annotator hours are the judgments' own durations (`duration_s`), priced at the c
 hourly rate of the project's tier (`capacity_config`). A judgment with no duration is not
 free: a project's hours are its timed judgments' mean duration times all its judgments, and
 `duration_share` says what share of them had a duration (hours and cost are null when none
-did). A curated label is an aggregated label that is not a tie, or an aggregated item of any
-other kind (a task's boxes, spans, ranking...). A point of agreement is one percentage point of
+did). A curated label is a task whose newest aggregated label is not a tie, or a task with an
+aggregated item of any other kind (its boxes, spans, ranking...), each counted once over the
+period however many days it was aggregated on. A point of agreement is one percentage point of
 the project's mean percent agreement over the period, so
 cost_per_agreement_point = cost / (100 x percent_agreement): what one point of consensus costs
 at today's spend (a comparison across projects, not a marginal price).
@@ -49,9 +50,11 @@ def annotation_costs(
         )
         .with_columns(pl.col("annotator_hours").cast(pl.Float64))
     )
-    curated = [aggregated.filter(~pl.col("is_tie").fill_null(False)).select("project")]
+    curated = [
+        _newest_per_task(aggregated).filter(~pl.col("is_tie").fill_null(False)).select("project")
+    ]
     if kind_aggregated is not None:
-        curated.append(kind_aggregated.select("project"))
+        curated.append(_newest_per_task(kind_aggregated).select("project"))
     labels = (
         pl.concat(curated).group_by("project").agg(pl.len().cast(pl.Int64).alias("curated_labels"))
     )
@@ -76,10 +79,47 @@ def annotation_costs(
         .with_columns((pl.col("annotator_hours") * pl.col("price")).alias("cost_usd"))
         .with_columns(
             (pl.col("cost_usd") / pl.col("curated_labels")).alias("cost_per_curated_label"),
-            (pl.col("cost_usd") / (100 * pl.col("percent_agreement"))).alias(
-                "cost_per_agreement_point"
-            ),
+            # No agreement has no cost per point (it read inf); the plan's notes name them.
+            pl.when(pl.col("percent_agreement") > 0)
+            .then(pl.col("cost_usd") / (100 * pl.col("percent_agreement")))
+            .alias("cost_per_agreement_point"),
         )
         .select(COST_COLUMNS)
         .sort("project")
+    )
+
+
+def _newest_per_task(aggregated: pl.DataFrame) -> pl.DataFrame:
+    """A task's newest aggregate only: the daily layers aggregate each day's judgments, so a
+    task judged across UTC midnight has a row on each day but is one curated label, as in a
+    curated snapshot. Rows come in day order (`day` sorts them when present)."""
+    if "task_id" not in aggregated.columns:
+        return aggregated
+    ordered = (
+        aggregated.sort("day", maintain_order=True) if "day" in aggregated.columns else aggregated
+    )
+    return ordered.unique(["project", "task_id"], keep="last", maintain_order=True)
+
+
+def unpriced_tiers(costs: pl.DataFrame, config: CapacityConfig) -> dict[str, list[str]]:
+    """{tier: its projects} of `costs` (`annotation_costs` rows) whose tier has no price in
+    [annotator_hour_price]: their costs are blank, and the plan names them."""
+    unpriced = costs.filter(~pl.col("tier").is_in(list(config.annotator_hour_price)))
+    return {
+        str(tier): sorted(projects)
+        for tier, projects in unpriced.group_by("tier")
+        .agg(pl.col("project"))
+        .sort("tier")
+        .iter_rows()
+    }
+
+
+def describe_unpriced_tiers(unpriced: dict[str, list[str]], *, source: str) -> str:
+    """The plan's one line on annotator prices: each unpriced tier with its projects."""
+    if not unpriced:
+        return "every project's tier priced"
+    named = "; ".join(f"{tier} ({', '.join(projects)})" for tier, projects in unpriced.items())
+    return (
+        f"no price for tier(s) {named} in [annotator_hour_price] of {source}: "
+        "their annotation costs are blank"
     )

@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 NO_INTERVAL = "no interval"
 
 
+def literal(text: object) -> str:
+    """`text` as matplotlib should draw it, character for character. A name with two `$` is
+    mathtext to matplotlib: `gpu$a$` is drawn in italics without the dollars and `a$\\frac$b`
+    fails the whole figure. An escaped dollar is drawn as a dollar."""
+    return str(text).replace("$", r"\$")
+
+
 def _values(frame: pl.DataFrame, column: str) -> list[float]:
     # Null bounds become NaN, which matplotlib leaves out of a band instead of failing on.
     return frame.get_column(column).cast(pl.Float64).fill_null(float("nan")).to_list()
@@ -59,7 +66,8 @@ def forecast_figure(
         bounds = ahead.select("lo_80", "hi_80", "lo_95", "hi_95")
         if bounds.null_count().sum_horizontal().item() == bounds.height * bounds.width:
             # An empty handle: the legend states the absence instead of naming a band not drawn.
-            axis.plot([], [], linestyle="none", label=(notes or {}).get(series_id, NO_INTERVAL))
+            note = (notes or {}).get(series_id, NO_INTERVAL)
+            axis.plot([], [], linestyle="none", label=literal(note))
         else:
             axis.fill_between(
                 time, _values(ahead, "lo_95"), _values(ahead, "hi_95"), alpha=0.2, label="95%"
@@ -82,7 +90,7 @@ def forecast_figure(
                 )
                 start = past.get_column("time").min() if past.height else time[0]
                 axis.set_xlim(start, time[-1])
-        axis.set_title(f"{title} {series_id}".strip(), fontsize=9)
+        axis.set_title(literal(f"{title} {series_id}".strip()), fontsize=9)
         axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     return figure

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from annotation_pipelines.forecasting.plot import literal
 from annotation_pipelines.forecasting.scalars import as_float
 
 if TYPE_CHECKING:
@@ -35,12 +36,23 @@ th{background:#f6f8fa}td.text,th.text{text-align:left}.charts figure{margin:0}
 """
 
 
-def _format(value: object) -> str:
+def _is_share(column: str) -> bool:
+    """A column holding a fraction of a whole (0..1)."""
+    return column.endswith("share") or column.startswith("percent_") or column == "utilization"
+
+
+def _format(value: object, *, share: bool = False) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        if math.isnan(value):
+        # NaN or infinity is no figure (a cost per point of an agreement of 0): a dash, and
+        # the report's notes say why.
+        if not math.isfinite(value):
             return "—"
+        if share:
+            # Rounded, 0.996 read 1.00: every judgment timed, every answer agreed. Floored at
+            # three digits, a share below the whole never reads as the whole.
+            return f"{math.floor(round(value * 1000, 6)) / 1000:.3f}"
         return f"{value:.2f}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
@@ -59,7 +71,8 @@ def html_table(frame: pl.DataFrame, *, max_rows: int | None = None, name: str = 
     rows = "".join(
         "<tr>"
         + "".join(
-            f'<td class="{"" if n in numeric else "text"}">{html.escape(_format(v))}</td>'
+            f'<td class="{"" if n in numeric else "text"}">'
+            f"{html.escape(_format(v, share=_is_share(n)))}</td>"
             for n, v in row.items()
         )
         + "</tr>"
@@ -123,9 +136,9 @@ def cluster_figure(
                   color="#4e79a7", lw=1.5, label="supply at target utilization")  # fmt: skip
     for (scenario, day), style in zip((runs_short or {}).items(), ("--", ":"), strict=False):
         if day is not None:
-            label = f"{scenario.upper()} runs short (plan, daily, any type): {day}"
+            label = literal(f"{scenario.upper()} runs short (plan, daily, any type): {day}")
             axis.axvline(date2num(day), color="#e15759", ls=style, lw=1, label=label)
-    axis.set_title(f"{cluster}: accelerators (demand = running + pending)")
+    axis.set_title(literal(f"{cluster}: accelerators (demand = running + pending)"))
     axis.legend(loc="upper left", fontsize=7)
     axis.grid(alpha=0.3)
     figure.autofmt_xdate()
@@ -168,7 +181,7 @@ def type_figure(required: pl.DataFrame, plan: pl.DataFrame, *, cluster: str) -> 
                       label=f"fleet {fleet:,.0f}")  # fmt: skip
         for row in rows.sort("scenario").iter_rows(named=True):
             style, color = styles.get(row["scenario"], ("-.", "#76b7b2"))
-            name = str(row["scenario"]).upper()
+            name = literal(str(row["scenario"]).upper())
             if fleet is not None and row["to_order"] and row["arrives"] is not None:
                 owned = [fleet + (row["to_order"] if day >= row["arrives"] else 0) for day in days]
                 axis.step(days, owned, where="post", color="#4e79a7", ls=style, lw=1,
@@ -176,7 +189,9 @@ def type_figure(required: pl.DataFrame, plan: pl.DataFrame, *, cluster: str) -> 
             if row["runs_short_on"] is not None:
                 axis.axvline(date2num(row["runs_short_on"]), color=color, ls=style, lw=1,
                              label=f"{name} runs short: {row['runs_short_on']}")  # fmt: skip
-        axis.set_title(f"{cluster} {accelerator_type}: accelerators to own per day", fontsize=9)
+        axis.set_title(
+            literal(f"{cluster} {accelerator_type}: accelerators to own per day"), fontsize=9
+        )
         axis.legend(loc="upper left", fontsize=6)
         axis.grid(alpha=0.3)
     figure.autofmt_xdate()
@@ -190,7 +205,9 @@ def utilization_figure(classes: pl.DataFrame) -> Figure:
 
     figure = Figure(figsize=(8, 3))
     axis = figure.subplots()
-    labels = [f"{c}\n{w}" for c, w in classes.select("cluster", "workload_class").iter_rows()]
+    labels = [
+        literal(f"{c}\n{w}") for c, w in classes.select("cluster", "workload_class").iter_rows()
+    ]
     positions = list(range(len(labels)))
     allocated = classes["allocated"].fill_null(0.0).to_list()
     busy = classes["busy"].fill_null(float("nan")).to_list()

@@ -190,8 +190,14 @@ def validate(
         frame = frame.with_columns(_duration=duration)
         checks.append(
             (
+                # NaN and infinity are numbers to a parser but not a time anyone worked: kept,
+                # they made the workforce hours NaN or infinite and the staffing plan divide by 0.
                 pl.col("duration_s").is_not_null()
-                & (pl.col("_duration").is_null() | (pl.col("_duration") < 0)),
+                & (
+                    pl.col("_duration").is_null()
+                    | ~pl.col("_duration").is_finite()
+                    | (pl.col("_duration") < 0)
+                ),
                 "duration_s",
                 WRONG_TYPE,
             )

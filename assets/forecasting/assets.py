@@ -17,7 +17,11 @@ from pydantic import Field
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import relative_mase, to_series
 from annotation_pipelines.forecasting.capacity_config import load_capacity_config
-from annotation_pipelines.forecasting.costs import annotation_costs
+from annotation_pipelines.forecasting.costs import (
+    annotation_costs,
+    describe_unpriced_tiers,
+    unpriced_tiers,
+)
 from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
 from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
@@ -241,6 +245,7 @@ def procurement_plan(
         else None
     )
     cost_notes = []
+    annotator_prices = None
     if costs is not None:
         partly = costs.filter(pl.col("duration_share") < 1.0)
         if partly.height:
@@ -253,6 +258,22 @@ def procurement_plan(
                 "times all its judgments; share of judgments with a duration below 100% for "
                 f"{named} (none timed: hours and cost blank)."
             )
+        disagreeing = costs.filter(pl.col("percent_agreement") <= 0)["project"].to_list()
+        if disagreeing:
+            cost_notes.append(
+                "Annotation cost: no cost per agreement point for "
+                f"{', '.join(disagreeing)}: their percent agreement is 0."
+            )
+        # As with an unpriced accelerator type: blank costs, named in the report, the
+        # metadata and the log (a project not in [project_tier] is `standard`, which may
+        # have no price).
+        unpriced_tier = unpriced_tiers(costs, planning)
+        annotator_prices = describe_unpriced_tiers(
+            unpriced_tier, source=settings.capacity_config.name
+        )
+        if unpriced_tier:
+            context.log.warning(f"annotation cost: {annotator_prices}")
+            cost_notes.append(f"Annotator prices (USD per annotator-hour): {annotator_prices}.")
     clusters = plan.cluster_weekly.get_column("cluster").unique().sort().to_list()
     figures = [
         (
@@ -343,7 +364,9 @@ def procurement_plan(
     }
     if costs is not None:
         metadata["annotation_cost"] = markdown_table(costs)
+    if annotator_prices is not None:
+        metadata["annotator_prices"] = MetadataValue.text(annotator_prices)
     if cost_notes:
-        metadata["annotation_cost_note"] = MetadataValue.text(cost_notes[0])
+        metadata["annotation_cost_note"] = MetadataValue.text(" ".join(cost_notes))
     context.log.info(f"capacity report at {lake.uri(key)}")
     return Output(plan.plan, metadata=metadata)

@@ -1,6 +1,7 @@
 """Annotation workforce: daily throughput and backlog, and the hours each project needs."""
 
 import datetime as dt
+from dataclasses import dataclass
 
 import polars as pl
 from dagster import (
@@ -60,8 +61,10 @@ def workforce_throughput_daily(
         .select("task_id", "project", "created_at")
         .collect()
     )
-    plans = _plans_for(landing, judgments["project"])
-    throughput = workforce_throughput(judgments, tasks, plans, through=day)
+    # A project whose tasks land before its first judgment needs a plan too, or the whole day
+    # fails for every project.
+    plans = _plans_for(context, landing, pl.concat([judgments["project"], tasks["project"]]))
+    throughput = workforce_throughput(judgments, tasks, plans.table, through=day)
     today = throughput.filter(pl.col("day") == day)
     return Output(
         today,
@@ -69,25 +72,36 @@ def workforce_throughput_daily(
             "annotator_hours": figure(float(today["annotator_hours"].sum()), digits=1),
             "backlog": MetadataValue.int(int(today["backlog"].sum())),
             "per_project": markdown_table(today),
+            "plan_notes": MetadataValue.json(plans.notes),
         },
     )
 
 
-def _plans_for(landing: LandingZone, projects: pl.Series) -> pl.DataFrame:
+@dataclass(frozen=True)
+class _Plans:
+    table: pl.DataFrame  # [project, overlap, sla_days]
+    notes: list[str]  # each project.json field that fell back to the default, and why
+
+
+def _plans_for(context: AssetExecutionContext, landing: LandingZone, projects: pl.Series) -> _Plans:
     """[project, overlap, sla_days] for every project in `projects`.
 
     Projects that arrive only through the annotation DB have no plan in the landing zone; they
-    get the deployment's defaults rather than failing the day.
+    get the deployment's defaults rather than failing the day. So does a field of a
+    project.json that is not a valid plan, with a warning naming the file and the field.
     """
     settings = load_settings()
-    configured = landing.project_plans(
+    configured, notes = landing.project_plans(
         default_overlap=settings.default_overlap, default_sla_days=settings.default_sla_days
     )
+    for note in notes:
+        context.log.warning(f"workforce plan: {note}")
     wanted = pl.DataFrame({"project": projects.unique().sort()})
-    return wanted.join(configured, on="project", how="left").with_columns(
+    table = wanted.join(configured, on="project", how="left").with_columns(
         pl.col("overlap").fill_null(settings.default_overlap),
         pl.col("sla_days").fill_null(settings.default_sla_days),
     )
+    return _Plans(table=table, notes=notes)
 
 
 class WorkforceForecastConfig(Config):
@@ -119,10 +133,10 @@ def workforce_capacity_forecast(
         raise FileNotFoundError(
             "workforce_throughput_daily has no partitions; materialize it first"
         )
-    plans = _plans_for(landing, history["project"])
+    plans = _plans_for(context, landing, history["project"])
     result = workforce_forecast(
         history,
-        plans,
+        plans.table,
         horizon_days=config.horizon_days,
         backtest_windows=config.backtest_windows,
         staffing_hours_per_week=config.staffing_hours_per_week or None,
@@ -142,6 +156,7 @@ def workforce_capacity_forecast(
                     "backlog",
                     "judgments_per_annotator_hour",
                     "current_hours_per_week",
+                    "staffing_reason",
                     "hours_needed_per_week",
                     "hours_gap_per_week",
                     "backlog_clear_date",
@@ -151,6 +166,7 @@ def workforce_capacity_forecast(
                 )
             ),
             "projects_at_risk": MetadataValue.json(at_risk),
+            "plan_notes": MetadataValue.json(plans.notes),
             "scores": markdown_table(result.scores),
             "plot": png_markdown(
                 plot_forecast(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -62,3 +63,23 @@ def test_the_same_plot_is_the_same_png_in_every_process():
     assert first == sample_png()
     digests = {hashlib.sha256(png).hexdigest() for png in (first, *map(_png_in_subprocess, "12"))}
     assert len(digests) == 1
+
+
+def test_a_series_named_with_dollars_is_drawn_as_written():
+    # Two dollars are mathtext to matplotlib: `a$\frac$b` failed the figure, `$x$` lost them.
+    from annotation_pipelines.forecasting.plot import forecast_figure
+
+    ids = ["a$\\frac$b", "$x$"]
+    history = pl.DataFrame({"id": ids, "time": [START] * 2, "value": [1.0, 2.0]})
+    forecast = pl.DataFrame(
+        {"id": ids, "time": [START + dt.timedelta(hours=1)] * 2, "forecast": [1.0, 2.0],
+         "lo_80": [None, None], "hi_80": [None, None], "lo_95": [None, None],
+         "hi_95": [None, None], "model": ["Naive"] * 2},
+        schema_overrides={c: pl.Float64 for c in ("lo_80", "hi_80", "lo_95", "hi_95")},
+    )  # fmt: skip
+    figure = forecast_figure(history, forecast, notes={"$x$": "too short: $5$ days"})
+    titles = {axis.get_title() for axis in figure.axes}
+    assert titles == {r"a\$\frac\$b", r"\$x\$"}  # escaped: drawn as written
+    figure.savefig(io.BytesIO(), format="png")  # a$\frac$b failed here
+    legends = [t.get_text() for axis in figure.axes for t in axis.get_legend().get_texts()]
+    assert r"too short: \$5\$ days" in legends

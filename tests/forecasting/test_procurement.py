@@ -4,6 +4,8 @@ monthly `procurement_plan` asset."""
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 from functools import partial
 from typing import Any
 
@@ -18,7 +20,7 @@ from annotation_pipelines.forecasting.capacity_config import (
     CapacityConfigError,
     load_capacity_config,
 )
-from annotation_pipelines.forecasting.costs import annotation_costs
+from annotation_pipelines.forecasting.costs import annotation_costs, unpriced_tiers
 from annotation_pipelines.forecasting.hierarchy import build_hierarchy, node_values
 from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
@@ -40,6 +42,7 @@ from annotation_pipelines.forecasting.report import (
     html_table,
     render_capacity_report,
     type_figure,
+    utilization_figure,
 )
 from annotation_pipelines.forecasting.scenarios import (
     MIN_FIT_DAYS,
@@ -248,6 +251,31 @@ def test_annotation_costs_per_curated_label_and_agreement_point():
     assert costs["tox"]["cost_usd"] == 20.0 and costs["tox"]["cost_per_curated_label"] == 20.0
     assert costs["tox"]["cost_per_agreement_point"] == pytest.approx(20.0 / 80)
     assert costs["med"]["cost_usd"] == 50.0 and costs["med"]["cost_per_curated_label"] == 25.0
+
+
+def test_a_task_aggregated_on_two_days_is_one_curated_label():
+    # The daily layers aggregate each day's judgments, so a task judged across UTC midnight has
+    # a row on each day; counted as rows it was two labels and each label looked cheaper.
+    config = CapacityConfig(annotator_hour_price={"standard": 36.0})
+    judgments = pl.DataFrame({"project": ["p"] * 8, "duration_s": [100.0] * 8})
+    aggregated = pl.DataFrame(
+        {"project": ["p"] * 4, "task_id": ["t1", "t2", "t1", "t3"],
+         "day": ["2026-11-16", "2026-11-16", "2026-11-17", "2026-11-17"],
+         "is_tie": [False, False, False, True]}
+    )  # fmt: skip
+    # t4: a tie on its first day, settled on the next; t5: the reverse (its newest is a tie).
+    later = pl.DataFrame(
+        {"project": ["p"] * 4, "task_id": ["t4", "t5", "t4", "t5"],
+         "day": ["2026-11-17", "2026-11-16", "2026-11-16", "2026-11-17"],
+         "is_tie": [False, False, True, True]}
+    )  # fmt: skip
+    kinds = pl.DataFrame({"project": ["p"] * 3, "task_id": ["b1", "b1", "b2"],
+                          "day": ["2026-11-16", "2026-11-17", "2026-11-17"]})  # fmt: skip
+    [row] = annotation_costs(
+        judgments, pl.concat([aggregated, later]), None, config=config, kind_aggregated=kinds
+    ).to_dicts()
+    assert row["curated_labels"] == 5  # t1, t2, t4, b1, b2
+    assert row["cost_per_curated_label"] == pytest.approx(8 * 100 / 3600 * 36.0 / 5)
 
 
 def test_capacity_report_is_self_contained_and_reproducible():
@@ -799,6 +827,65 @@ def test_config_names_a_project_tier_without_a_price(tmp_path):
         load_capacity_config(path)
 
 
+def test_a_listed_tier_needs_a_price_even_when_no_price_is_given(tmp_path):
+    # Without an [annotator_hour_price] table the listed tier was accepted and its costs blank.
+    path = tmp_path / "capacity.toml"
+    path.write_text('[project_tier]\nmedical = "expert"\n')
+    with pytest.raises(
+        CapacityConfigError,
+        match=r"capacity.toml: project_tier.medical: 'expert' has no price in "
+        r"\[annotator_hour_price\] \(empty\)",
+    ):
+        load_capacity_config(path)
+
+
+def test_procurement_plan_names_the_tiers_it_cannot_price(tmp_path, monkeypatch):
+    # A project not in [project_tier] is `standard`; with no standard price its costs were
+    # blank and nothing said why, unlike an unpriced accelerator type.
+    config = _example_with(tmp_path, "standard = 18.0\n", "")
+    config.write_text(config.read_text().replace('toxicity = "standard"\n', "", 1))
+    assert unpriced_tiers(
+        annotation_costs(
+            pl.DataFrame({"project": ["tox", "medical-ner"], "duration_s": [60.0, 60.0]}),
+            pl.DataFrame({"project": ["tox", "medical-ner"], "is_tie": [False, False]}),
+            None,
+            config=load_capacity_config(config),
+        ),
+        load_capacity_config(config),
+    ) == {"standard": ["tox"]}
+    monkeypatch.setenv("ANNOTATION_PIPELINES_CAPACITY_CONFIG", str(config))
+    from assets.forecasting.assets import procurement_plan as asset
+    from resources.lake import LakeIOManager, LocalLake
+
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    for (day,), frame in usage.group_by(pl.col("time").dt.date(), maintain_order=True):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    day = "2026-11-28"
+    lake.write_table("judgments", pl.DataFrame({"project": ["tox", "medical-ner", "alpha"],
+                                                "duration_s": [60.0] * 3}), day=day)  # fmt: skip
+    lake.write_table("aggregated_labels", pl.DataFrame({"project": ["tox", "medical-ner", "alpha"],
+                     "task_id": ["t", "m", "a"], "is_tie": [False] * 3}), day=day)  # fmt: skip
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [asset], instance=instance,
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    named = (
+        "no price for tier(s) standard (alpha, tox) in [annotator_hour_price] of capacity.toml: "
+        "their annotation costs are blank"
+    )
+    assert metadata["annotator_prices"].value == named
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert named in report.read_text()
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert f"annotation cost: {named}" in logs
+    assert "medical-ner" not in named  # its expert tier is priced
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -1182,3 +1269,61 @@ def test_procurement_plan_asset_with_empty_trailing_partitions_plans_from_its_as
     assert any("no telemetry after 2026-11-28" in n for n in metadata["telemetry_notes"].value)
     written = lake.read_table("procurement_plan")
     assert (written["runs_short_on"].drop_nulls() >= dt.date(2026, 12, 1)).all()
+
+
+def _drawn_text(figure) -> str:
+    """The text elements of `figure`'s SVG, one a line (the SVG also keeps a math text's
+    source in a comment, so the whole document would not do)."""
+    import io
+
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg")
+    return "\n".join(html.unescape(t) for t in re.findall(r">([^<>]*)</text>", buffer.getvalue()))
+
+
+@pytest.mark.parametrize("name", ["gpu$pool", "a$\\frac$b", "$x$"])
+def test_names_with_dollars_are_drawn_as_written(name):
+    # Two dollars make mathtext: `a$\frac$b` failed the whole procurement plan, `$x$` lost its
+    # dollars and `gpu$pool` was fine only while it had one.
+    weeks = [START + dt.timedelta(weeks=w) for w in range(4)]
+    history = pl.DataFrame({"time": weeks[:2], "value": [1.0, 2.0]})
+    bands = pl.DataFrame({"time": weeks[2:], "p50": [2.0, 3.0], "p90": [3.0, 4.0]})
+    supply = pl.DataFrame({"time": weeks, "supply": [5.0] * 4})
+    cluster = cluster_figure(history, bands, supply, cluster=name, runs_short={})
+    assert f"{name}: accelerators" in _drawn_text(cluster)
+    days = [START + dt.timedelta(days=d) for d in range(3)]
+    required = pl.DataFrame({"accelerator_type": [name] * 3, "time": days,
+                             "p50": [1.0, 2.0, 3.0], "p90": [2.0, 3.0, 4.0]})  # fmt: skip
+    plan = pl.DataFrame({"accelerator_type": [name], "scenario": ["p50"], "fleet": [2.0],
+                         "to_order": [0], "arrives": [None], "runs_short_on": [days[1]]},
+                        schema_overrides={"arrives": pl.Date})  # fmt: skip
+    assert f"{name} {name}: accelerators to own" in _drawn_text(
+        type_figure(required, plan, cluster=name)
+    )
+    classes = pl.DataFrame({"cluster": [name], "workload_class": ["training"],
+                            "allocated": [2.0], "busy": [1.0]})  # fmt: skip
+    assert name in _drawn_text(utilization_figure(classes))
+    document = render_capacity_report(title="t", as_of="2026-11-30", charts=[(name, cluster)],
+                                      sections=[])  # fmt: skip
+    assert "<svg" in document
+
+
+def test_report_cells_never_read_a_share_as_whole_nor_show_inf():
+    # 0.996 rounded to "1.00" said every judgment was timed; a cost per point of an agreement
+    # of 0 read "inf".
+    frame = pl.DataFrame({"project": ["p", "q"], "duration_share": [0.996, 1.0],
+                          "percent_agreement": [0.9999, 0.0], "cost_usd": [12.345, 3.0],
+                          "cost_per_agreement_point": [0.5, float("inf")]})  # fmt: skip
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", html_table(frame))
+    assert cells == ["p", "0.996", "0.999", "12.35", "0.50", "q", "1.000", "0.000", "3.00", "—"]
+    config = CapacityConfig(annotator_hour_price={"standard": 36.0})
+    costs = annotation_costs(
+        pl.DataFrame({"project": ["p", "q"], "duration_s": [3600.0, 3600.0]}),
+        pl.DataFrame({"project": ["p", "q"], "is_tie": [False, False]}),
+        pl.DataFrame({"project": ["p", "q"], "percent_agreement": [0.5, 0.0]}),
+        config=config,
+    )
+    assert costs["cost_per_agreement_point"].to_list() == [36.0 / 50, None]

@@ -283,9 +283,17 @@ def test_plan_rejects_unconfigured_projects_and_gaps():
             horizon_days=7,
             backtest_windows=2,
         )
-    with pytest.raises(ValueError, match="one row per day"):
+    # The operator has to know which project's partitions to rebuild.
+    with pytest.raises(ValueError, match=r"one row per day.*'p': missing 2024-01-05$"):
         workforce_forecast(
             throughput.filter(pl.col("day") != dt.date(2024, 1, 5)),
+            pl.DataFrame({"project": ["p"], "overlap": [1], "sla_days": [1]}),
+            horizon_days=7,
+            backtest_windows=2,
+        )
+    with pytest.raises(ValueError, match=r"'p': repeated 2024-01-03$"):
+        workforce_forecast(
+            pl.concat([throughput, throughput.filter(pl.col("day") == dt.date(2024, 1, 3))]),
             pl.DataFrame({"project": ["p"], "overlap": [1], "sla_days": [1]}),
             horizon_days=7,
             backtest_windows=2,
@@ -367,3 +375,63 @@ def test_short_histories_say_no_interval_instead_of_a_zero_width_one():
     assert len(panels["ten"].collections) == 2
     bare = forecast_figure(result.history, result.forecast.filter(pl.col("id") == "day"))
     assert bare.axes[0].get_legend().get_texts()[0].get_text() == "no interval"
+
+
+def test_durations_and_hours_that_are_not_finite_count_as_unknown():
+    # Ingest quarantines them now, but a lake written before may hold them: an infinite hour
+    # made the rate 0 and the plan divide by zero, a NaN blanked the whole plan row.
+    rows = [
+        ("q", "u1", "z", _at(D1, 9), 3600.0),
+        ("q", "u2", "z", _at(D1, 10), float("nan")),
+        ("q", "u3", "z", _at(D2, 9), 1800.0),
+        ("q", "u4", "z", _at(D2, 10), float("inf")),
+        ("q", "u5", "z", _at(D3, 9), float("-inf")),
+    ]
+    unknown = [(*row[:4], row[4] if row[4] in (3600.0, 1800.0) else None) for row in rows]
+    table = workforce_throughput(_judgments(rows), _tasks([]), PROJECTS)
+    assert table.equals(workforce_throughput(_judgments(unknown), _tasks([]), PROJECTS))
+    assert table.select("day", "annotator_hours").rows() == [(D1, 2.0), (D2, 1.0), (D3, None)]
+
+    throughput = _constant_throughput("s", days=70, hours=8.0, backlog=5)
+    poisoned = throughput.with_columns(
+        annotator_hours=pl.when(pl.col("day") == pl.col("day").max())
+        .then(float("inf"))
+        .when(pl.col("day") == pl.col("day").max() - dt.timedelta(days=1))
+        .then(float("nan"))
+        .otherwise(pl.col("annotator_hours"))
+    )
+    projects = PROJECTS.with_columns(project=pl.lit("s")).head(1)
+    [plan] = workforce_forecast(poisoned, projects, models=["Naive"]).plan.iter_rows(named=True)
+    assert plan["judgments_per_annotator_hour"] == 10.0
+    assert plan["current_hours_per_week"] == 56.0
+    assert plan["hours_needed_per_week"] is not None
+
+
+def test_recent_days_without_durations_estimate_staffing_from_the_rate_they_fall_back_to():
+    # A tool that stops sending durations: the rate falls back to the whole history, and
+    # staffing used to read 0 h/week, so a backlog never cleared at "current staffing".
+    throughput = _constant_throughput("s", days=70, hours=8.0, backlog=5)
+    untimed_tail = throughput.with_columns(
+        annotator_hours=pl.when(pl.int_range(pl.len()) < 56).then(pl.col("annotator_hours"))
+    )
+    projects = PROJECTS.with_columns(project=pl.lit("s")).head(1)
+    [plan] = workforce_forecast(untimed_tail, projects, models=["Naive"]).plan.iter_rows(named=True)
+    assert plan["judgments_per_annotator_hour"] == 10.0
+    assert plan["current_hours_per_week"] == pytest.approx(56.0)  # 80 judgments/day ÷ 10/h
+    assert plan["backlog_clear_date"] is not None
+    assert plan["staffing_reason"] == (
+        "14 of the last 14 days have no durations: their hours are estimated as their 1120 "
+        "judgments at the whole history's 10.0 judgments per annotator-hour"
+    )
+    # Measured staffing has no reason; no hours at all is unknown staffing, not zero.
+    [measured] = workforce_forecast(throughput, projects, models=["Naive"]).plan.iter_rows(
+        named=True
+    )
+    assert measured["staffing_reason"] is None and measured["current_hours_per_week"] == 56.0
+    never_timed = throughput.with_columns(annotator_hours=pl.lit(None, pl.Float64))
+    [unknown] = workforce_forecast(never_timed, projects, models=["Naive"]).plan.iter_rows(
+        named=True
+    )
+    assert unknown["current_hours_per_week"] is None
+    assert unknown["staffing_reason"] == "no annotator-hours recorded: current staffing unknown"
+    assert unknown["at_risk"] and "judgments per hour unknown" in unknown["risk_reason"]

@@ -245,3 +245,21 @@ def test_a_chunk_of_tasks_without_annotations_stays_on_the_native_path():
     assert staged.get_column("task_id").to_list() == ["1", "2"]
     result = ingest(json.dumps(tasks).encode(), project="sentiment")
     assert result.rows_read == 0 and result.judgments.height == 0
+
+
+@pytest.mark.parametrize("lead_time", [float("nan"), float("inf")])
+def test_a_lead_time_that_is_not_a_finite_number_is_quarantined(lead_time):
+    # Python's json writes these as NaN / Infinity, which Label Studio's reader accepts too.
+    tasks = [
+        {
+            "id": 300,
+            "data": {"text": "t"},
+            "annotations": [
+                annotation(30, 31, "pos"),
+                annotation(31, 32, "pos", lead_time=lead_time),
+            ],
+        }
+    ]
+    result = ingest(json.dumps(tasks).encode())
+    assert result.judgments.get_column("annotator_id").to_list() == ["31"]
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "duration_s")]

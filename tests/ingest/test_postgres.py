@@ -298,3 +298,35 @@ def test_the_extract_marks_the_set_aside_rows_it_will_read_again(postgres_dsn, m
         "ahead-huge": True,
         "ahead-good": True,
     }
+
+
+@pytest.mark.parametrize("method", ["adbc", "copy", "fetch"])
+def test_the_extract_quarantines_a_duration_that_is_not_a_finite_number(postgres_dsn, method):
+    """double precision holds NaN and Infinity; loaded, they made the workforce hours NaN or
+    infinite and the staffing plan divide by zero."""
+    schema = f"nonfinite_{method}"
+    apply_schema(postgres_dsn, schema=schema)
+    durations = {"good": 3.0, "nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")}
+    with psycopg.connect(postgres_dsn) as connection:
+        connection.execute(f"SET search_path TO {schema}")
+        connection.execute("INSERT INTO projects (project) VALUES ('p')")
+        connection.execute(
+            "INSERT INTO tasks (task_id, project, created_at, updated_at) "
+            "VALUES ('t1', 'p', %(at)s, %(at)s)",
+            {"at": T0 - timedelta(hours=2)},
+        )
+        for annotator, duration in durations.items():
+            connection.execute(
+                "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+                "submitted_at, duration_s, updated_at) "
+                "VALUES (%s, 't1', 'p', %s, 'cat', %s, %s, %s)",
+                (annotator, annotator, T0 - timedelta(hours=1), duration, T0 - timedelta(hours=1)),
+            )
+    extract = extract_since(
+        postgres_dsn, since=T0 - timedelta(days=1), until=T0, now=T0, schema=schema, method=method
+    )
+    assert extract.result.judgments.select("judgment_id", "duration_s").rows() == [("good", 3.0)]
+    assert (
+        extract.result.quarantine.select("reason", "field").rows()
+        == [("wrong_type", "duration_s")] * 3
+    )

@@ -303,3 +303,38 @@ def test_rows_before_the_start_date_are_set_aside_in_the_quarantine_naming_it():
     }
     # Nothing before the start date: the result is returned as it is.
     assert set_aside_before(kept, "2026-11-01") is kept
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_a_duration_that_is_not_a_finite_number_is_quarantined_naming_the_field(fmt, tmp_path):
+    # NaN or infinity parse as floats; kept, they made a day's annotator-hours NaN or infinite
+    # and the staffing plan divide by zero.
+    durations = [1.5, float("nan"), float("inf"), float("-inf")]
+    frame = pl.DataFrame(
+        {
+            "task_id": ["t1", "t2", "t3", "t4"],
+            "annotator_id": ["a"] * 4,
+            "label": ["pos"] * 4,
+            "submitted_at": ["2026-05-01T10:00:00Z"] * 4,
+            "duration_s": durations,
+        }
+    )
+    if fmt == "csv":
+        raw = ["1.5", "NaN", "inf", "-Infinity"]
+        text = HEADER + "".join(
+            f"t{n},a,pos,2026-05-01T10:00:00Z,{raw[n - 1]}\n" for n in (1, 2, 3, 4)
+        )
+        data = text.encode()
+    elif fmt == "jsonl":
+        data = "\n".join(json.dumps(row) for row in frame.iter_rows(named=True)).encode()
+    else:
+        frame.with_columns(pl.col("submitted_at").str.to_datetime(time_zone="UTC")).write_parquet(
+            tmp_path / "export.parquet"
+        )
+        data = (tmp_path / "export.parquet").read_bytes()
+    result = ingest(data, fmt)
+    assert result.judgments.select("task_id", "duration_s").rows() == [("t1", 1.5)]
+    assert (
+        sorted(result.quarantine.select("reason", "field").rows())
+        == [("wrong_type", "duration_s")] * 3
+    )

@@ -33,6 +33,8 @@ PLAN_COLUMNS: dict[str, pl.DataType] = {
     "backlog": pl.UInt32(),  # open tasks at the end of as_of
     "judgments_per_annotator_hour": pl.Float64(),  # over the last `recent_days`
     "current_hours_per_week": pl.Float64(),  # given staffing, or recent annotator-hours
+    # null when current staffing is given or measured; else how it was estimated, or why unknown
+    "staffing_reason": pl.String(),
     # what the SLA needs
     "forecast_tasks_per_week": pl.Float64(),  # mean weekly volume over the horizon
     "forecast_tasks_per_week_hi_80": pl.Float64(),  # daily upper 80% bounds summed: cautious
@@ -119,10 +121,28 @@ def _plan_row(
     rate: float | None = float(timed.get_column("judgments").sum()) / hours if hours > 0 else None
     if rate is None and all_hours > 0:
         rate = float(all_timed.get_column("judgments").sum()) / all_hours
+    # Recent days with judgments but no durations were worked too: their hours are their
+    # judgments at the rate (the whole history's when the recent days have none), so a tool
+    # that stops sending durations does not read as nobody staffed and a backlog never cleared.
+    untimed = recent.filter(pl.col("annotator_hours").is_null())
+    untimed_judgments = float(untimed.get_column("judgments").sum())
+    staffing_reason: str | None = None
+    current: float | None
     if staffed is not None:
         current = float(staffed)
+    elif untimed.height == 0:
+        current = hours * 7.0 / recent.height
+    elif rate is not None:
+        current = (hours + untimed_judgments / rate) * 7.0 / recent.height
+        measured = f"the last {recent.height} days'" if hours > 0 else "the whole history's"
+        staffing_reason = (
+            f"{untimed.height} of the last {recent.height} days have no durations: their "
+            f"hours are estimated as their {untimed_judgments:.0f} judgments at {measured} "
+            f"{rate:.1f} judgments per annotator-hour"
+        )
     else:
-        current = hours * 7.0 / timed.height if timed.height else 0.0
+        current = None
+        staffing_reason = "no annotator-hours recorded: current staffing unknown"
     backlog = float(days.get_column("backlog").tail(1).item())
     arrivals = predicted.get_column("forecast").to_list()
     weekly = sum(arrivals) * 7.0 / horizon_days
@@ -137,7 +157,8 @@ def _plan_row(
     )
     deadline = as_of + dt.timedelta(days=math.floor(sla_days))
     reasons = []
-    if rate is None:
+    # A rate exists only where hours exist, and then so does current staffing.
+    if rate is None or current is None:
         steady = backlog_hours = needed = needed_hi_80 = gap = None
         clear, extrapolated = (as_of, False) if backlog <= 0 else (None, False)
         reasons.append("no annotator-hours recorded: judgments per hour unknown")
@@ -180,6 +201,7 @@ def _plan_row(
         "backlog": int(backlog),
         "judgments_per_annotator_hour": rate,
         "current_hours_per_week": current,
+        "staffing_reason": staffing_reason,
         "forecast_tasks_per_week": weekly,
         "forecast_tasks_per_week_hi_80": weekly_hi_80,
         "steady_hours_per_week": steady,
@@ -193,6 +215,37 @@ def _plan_row(
         "at_risk": bool(reasons),
         "risk_reason": "; ".join(reasons) or None,
     }
+
+
+def _require_one_row_per_day(history: pl.DataFrame) -> None:
+    """ValueError naming each project whose days are not one row each from its first to its
+    last, with the missing and repeated days, so the operator knows which partitions to rebuild."""
+    problems = []
+    for (project,), days in history.group_by("project", maintain_order=True):
+        seen = days.get_column("day")
+        first, last = seen.min(), seen.max()
+        if not isinstance(first, dt.date) or not isinstance(last, dt.date):
+            continue
+        expected = {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
+        missing = sorted(expected - set(seen.to_list()))
+        repeated = sorted(seen.filter(seen.is_duplicated()).unique().to_list())
+        if missing or repeated:
+            parts = []
+            if missing:
+                parts.append(f"missing {_day_list(missing)}")
+            if repeated:
+                parts.append(f"repeated {_day_list(repeated)}")
+            problems.append(f"project {project!r}: {', '.join(parts)}")
+    if problems:
+        raise ValueError(
+            "throughput: each project needs one row per day (no gaps, no repeats); "
+            + "; ".join(problems)
+        )
+
+
+def _day_list(days: list[dt.date], *, most: int = 10) -> str:
+    shown = ", ".join(day.isoformat() for day in days[:most])
+    return shown if len(days) <= most else f"{shown} and {len(days) - most} more"
 
 
 def workforce_forecast(
@@ -219,7 +272,9 @@ def workforce_forecast(
       in the forecast and the `hi_80` plan columns, and `interval_reason` says why;
     - rate = sum(judgments) / sum(annotator_hours) over the last `recent_days` days (the whole
       history when those have no hours); current staffing = `staffing_hours_per_week[project]`
-      or the annotator-hours of the last `recent_days` days scaled to a week;
+      or the annotator-hours of the last `recent_days` days scaled to a week, where a day
+      whose judgments have no durations counts its judgments ÷ rate (`staffing_reason` says
+      so; null staffing, with the reason, when no rate can be measured either);
     - hours_needed_per_week = (forecast_tasks_per_week × overlap + backlog × overlap × 7 /
       sla_days) / rate: the arrivals plus clearing today's backlog within the SLA (after the
       backlog is cleared, steady_hours_per_week suffices);
@@ -241,7 +296,11 @@ def workforce_forecast(
         pl.col("day").cast(pl.Date),
         pl.col("tasks_created").cast(pl.Float64),
         pl.col("judgments").cast(pl.Float64),
-        pl.col("annotator_hours").cast(pl.Float64),
+        # Hours that are NaN or infinite (a partition written before durations were checked)
+        # are no measurement: such a day counts as one without hours.
+        pl.when(pl.col("annotator_hours").cast(pl.Float64).is_finite())
+        .then(pl.col("annotator_hours").cast(pl.Float64))
+        .alias("annotator_hours"),
         pl.col("backlog").cast(pl.Float64),
     ).sort("project", "day")
     unconfigured = sorted(
@@ -262,11 +321,7 @@ def workforce_forecast(
                 schema={"id": pl.String, "time": schema.UTC_TIMESTAMP, "value": pl.Float64}
             ),
         )
-    gaps = history_table.group_by("project").agg(
-        ((pl.col("day").max() - pl.col("day").min()).dt.total_days() + 1 - pl.len()).alias("gap")
-    )
-    if gaps.filter(pl.col("gap") != 0).height:
-        raise ValueError("throughput: each project needs one row per day (no gaps, no repeats)")
+    _require_one_row_per_day(history_table)
     history = history_table.select(
         pl.col("project").alias("id"),
         pl.col("day").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("time"),

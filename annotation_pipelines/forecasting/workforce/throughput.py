@@ -57,7 +57,12 @@ def workforce_throughput(
         schema.to_utc(pl.col("submitted_at"), judgments.schema["submitted_at"]).alias(
             "submitted_at"
         ),
-        pl.col("duration_s").cast(pl.Float64),
+        # A NaN or infinite duration (ingest quarantines them, older lakes may hold them) is
+        # no measurement: it counts as unknown, as in annotation costs, instead of making the
+        # day's hours NaN or infinite.
+        pl.when(pl.col("duration_s").cast(pl.Float64).is_finite())
+        .then(pl.col("duration_s").cast(pl.Float64))
+        .alias("duration_s"),
     ).drop_nulls(["project", "task_id", "submitted_at"])
     negative = judged.filter(pl.col("duration_s") < 0)
     if negative.height:
