@@ -17,6 +17,8 @@ from typing import Any
 
 import polars as pl
 
+from annotation_pipelines.forecasting.plot import literal
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
@@ -122,7 +124,8 @@ def _charts(
         )
         figure = Figure(figsize=(5, 3))
         axes = figure.subplots()
-        axes.bar([str(x) for x in shares["label"]], shares["n"].to_list(), color="#0969da")
+        # Labels are the annotators' text: `$…$` in one would be read as mathtext.
+        axes.bar([literal(x) for x in shares["label"]], shares["n"].to_list(), color="#0969da")
         axes.set_ylabel("judgments")
         axes.set_title("Label distribution")
         axes.tick_params(axis="x", rotation=45)
@@ -165,7 +168,10 @@ def _charts(
         for (project,), part in drift.drop_nulls("js_distance").group_by(["project"]):
             part = part.sort("day")
             axes.plot(
-                part["day"].to_list(), part["js_distance"].to_list(), marker="o", label=project
+                part["day"].to_list(),
+                part["js_distance"].to_list(),
+                marker="o",
+                label=literal(project),
             )
         axes.set_ylabel("JS distance to trailing weeks")
         axes.set_title("Label drift")

@@ -91,3 +91,25 @@ def test_inline_charts_do_not_share_ids():
     ids = re.findall(r'<clipPath id="([^"]+)"', document)
     assert ids and len(ids) == len(set(ids))
     assert "<dc:date>" not in document
+
+
+def test_labels_and_projects_with_dollars_are_drawn_as_written():
+    # Two `$` make matplotlib read a label as mathtext: `a$\frac$b` failed the whole report.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2"],
+            "project": "p$x$",
+            "annotator_id": ["a", "b", "a"],
+            "label": ["a$\\frac$b", "$5", "plain"],
+            "day": [DAY] * 3,
+        }
+    )
+    aggregated = majority(judgments)
+    report = quality_report(judgments, aggregated, judgments.head(0).select("task_id", "project",
+                                                                            "label"))  # fmt: skip
+    history = pl.concat(
+        [judgments.with_columns(pl.lit(DAY - dt.timedelta(days=d)).alias("day")) for d in range(9)]
+    )
+    trend = drift(label_distribution(history), min_baseline_days=3)
+    page = render_html_report(report, judgments=judgments, drift=trend)
+    assert len(re.findall(r"<svg\b", page)) >= 1
