@@ -132,6 +132,40 @@ def test_pairwise_winner_is_mirrored_when_the_pair_is_shown_the_other_way() -> N
     assert oriented_winners(judgments)["label"].to_list() == ["left", "left", "tie"]
 
 
+def test_pairwise_gold_is_oriented_like_the_judgments_not_like_itself() -> None:
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["p1", "p1"],
+            "annotator_id": ["a", "b"],
+            "left": ["x", "x"],
+            "right": ["y", "y"],
+            "winner": ["left", "left"],
+        }
+    )
+    # x wins, shown y|x: in the judgments' orientation (x|y) that is "left".
+    gold = pl.DataFrame({"task_id": ["p1"], "left": ["y"], "right": ["x"], "winner": ["right"]})
+    assert oriented_winners(gold, like=judgments)["label"].to_list() == ["left"]
+    assert oriented_winners(gold)["label"].to_list() == ["right"]
+
+
+def test_cli_pairwise_gold_shown_the_other_way_clamps_the_same_item(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text(
+        "task_id,annotator_id,left,right,winner\n"
+        "P,a1,A,B,left\nP,a2,A,B,left\nP,a3,A,B,left\n"
+        "Q,a1,C,D,right\nQ,a2,C,D,right\nQ,a3,C,D,left\n"
+    )
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task_id,left,right,winner\nP,B,A,right\n")
+    out = tmp_path / "out.csv"
+    code, _, err = _invoke(
+        str(data), "--kind", "pairwise", "--gold", str(gold), "--output", str(out)
+    )
+    assert code == 0, err
+    row = pl.read_csv(out).filter(pl.col("task_id") == "P").row(0, named=True)
+    assert (row["winner"], row["confidence"]) == ("left", 1.0)
+
+
 def _invoke(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, ["replay", *args])
     return result.exit_code, result.stdout, result.stderr
