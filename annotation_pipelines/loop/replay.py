@@ -127,14 +127,18 @@ def replay(
 def _initial_reveal(
     rank: np.ndarray, task: np.ndarray, n_tasks: int, min_votes: int, budget: int
 ) -> np.ndarray:
-    """Rows revealed per task before the first round: `min_votes` each, within the budget.
+    """Rows revealed per task before the first round: `min_votes` each (all its rows when it
+    has fewer), within the budget.
 
-    When the budget cannot pay `min_votes` for every task, every task starts with as many as
-    it can pay evenly (at least one), and the policy places the rest: on a budget, a second
-    vote is worth more on a task whose first votes disagree than on one whose votes agree
-    (Sheng, Provost and Ipeirotis, "Get another label?", KDD 2008). When even one vote per
-    task exceeds the budget, first votes are revealed in file order until it is spent.
+    When the budget cannot pay that, every task starts with as many as it can pay evenly (at
+    least one), and the policy places the rest: on a budget, a second vote is worth more on a
+    task whose first votes disagree than on one whose votes agree (Sheng, Provost and
+    Ipeirotis, "Get another label?", KDD 2008). When even one vote per task exceeds the
+    budget, first votes are revealed in file order until it is spent.
     """
+    first = rank < min_votes
+    if int(first.sum()) <= budget:
+        return np.bincount(task[first], minlength=n_tasks)
     start = max(1, min(min_votes, budget // max(n_tasks, 1)))
     first = rank < start
     if int(first.sum()) > budget:
