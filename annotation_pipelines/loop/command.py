@@ -7,7 +7,10 @@
 INPUT rows are the judgments annotators would give, in arrival order (CSV, TSV, Parquet or
 JSON Lines). `--output` receives the final labels (`task_id,label,confidence`, as `aggregate`
 writes them); standard output is one JSON object with `judgments_used`,
-`judgments_available`, `tasks`, `rounds` and the policy's parameters.
+`judgments_available`, `tasks`, `rounds` and the policy's parameters. A budget below one
+judgment per task still writes every task: those it paid nothing for have an empty label and
+confidence 0 (`tasks_unlabelled` counts them, `deferred` among the decisions); a budget that
+pays no judgment at all is a usage error.
 
 Every kind replays: `--kind` reads INPUT as `aggregate --kind` does (the kind's value column,
 which `--label-col` renames for one-column kinds; rows of the wrong shape are quarantined and
@@ -18,6 +21,7 @@ the task's confidence. Nested values (spans, boxes, lists) need `.parquet` or `.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,12 +31,13 @@ import polars as pl
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS
-from annotation_pipelines.loop.policy import RECOMMENDED
+from annotation_pipelines.loop.policy import RECOMMENDED, budget_judgments
 from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
+    quarantine_path,
     read_kind_inputs,
     write_output,
 )
@@ -168,6 +173,17 @@ def replay_command(
             annotator_col=annotator_col,
             label_col=label_col,
         )
+        if budget_judgments(judgments.height, options) < 1:
+            # Nothing was replayed: no quarantine file may describe this run.
+            if output_path is not None:
+                quarantine_path(output_path).unlink(missing_ok=True)
+            raise click.BadParameter(
+                f"{budget:g} of {judgments.height} judgment(s) pays none: the smallest budget "
+                f"is {_ceil_share(1, judgments.height)}, and "
+                f"{_ceil_share(judgments['task_id'].n_unique(), judgments.height)} "
+                "pays one judgment per task",
+                param_hint="--budget",
+            )
         try:
             result = replay(
                 judgments,
@@ -189,6 +205,13 @@ def replay_command(
             write_output(labels, output_path)
     except InputError as error:
         raise click.ClickException(str(error)) from error
+    if result.tasks_unlabelled:
+        click.echo(
+            f"{input_path}: --budget {budget:g} pays {result.judgments_used} judgment(s) for "
+            f"{result.tasks} tasks: {result.tasks_unlabelled} task(s) have no label "
+            f"(--budget {_ceil_share(result.tasks, result.judgments_available)} pays one each)",
+            err=True,
+        )
     summary = {
         **result.summary(),
         "kind": kind,
@@ -196,6 +219,11 @@ def replay_command(
         or ("dawid_skene" if kind in ("categorical", "pairwise") else methods_for(kind)[0]),
     }
     click.echo(json.dumps(summary))
+
+
+def _ceil_share(count: int, total: int) -> str:
+    """The smallest budget, to 6 decimals rounded up, that pays `count` of `total` rows."""
+    return f"{math.ceil(count / total * 1e6) / 1e6:g}"
 
 
 def replay_methods(kind: str) -> tuple[str, ...]:
