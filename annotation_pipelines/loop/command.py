@@ -149,7 +149,9 @@ def replay_command(
         )
     try:
         if output_path is not None:
-            check_output_path(output_path, list_columns=_list_columns(kind))
+            check_output_path(
+                output_path, list_columns=_list_columns(kind), inputs=(input_path, gold_path)
+            )
         try:
             options = replace(
                 RECOMMENDED,

@@ -171,3 +171,12 @@ def test_a_budget_that_pays_no_judgment_is_a_usage_error(
     assert "--budget" in printed and "pays none" in printed
     assert not output.exists()
     assert not (tmp_path / "labels.csv.quarantine.jsonl").exists()
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("task_id,annotator_id,label\nt1,a1,x\nt1,a2,x\nt2,a1,y\n")
+    before = path.read_text()
+    code, printed = _invoke(str(path), "--output", str(tmp_path / "." / "in.csv"))
+    assert code == 1 and "would overwrite the input" in printed
+    assert path.read_text() == before
