@@ -116,3 +116,28 @@ def test_categorical_names_its_distance_and_raw_agreement(tmp_path, toy_crowd):
     # Categorical keeps no bootstrap by default; the keys are there all the same, null.
     assert "ci_low" in payload and "ci_high" in payload
     assert payload["ci_low"] is None and payload["ci_high"] is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "values", "statistic", "expected"),
+    [
+        # a1 and a2 disagree on every task; a1's repeats would "agree" with themselves.
+        ("categorical", "label", ["x", "y", "x", "y", "y", "x"], "percent_agreement", 0.0),
+        ("numeric", "value", ["1", "5", "2", "6", "3", "7"], "n_pairs", 3),
+    ],
+)
+def test_an_annotators_repeated_rows_are_not_paired_with_themselves(
+    tmp_path, kind, header, values, statistic, expected
+):
+    tasks = ["t1", "t1", "t2", "t2", "t3", "t3"]
+    annotators = ["a1", "a2"] * 3
+    rows = [f"{t},{a},{v}" for t, a, v in zip(tasks, annotators, values, strict=True)]
+    repeats = [rows[0]] * 3 + [rows[2]] * 2
+    path = tmp_path / "judgments.csv"
+    path.write_text("\n".join([f"task_id,annotator_id,{header}", *repeats, *rows]) + "\n")
+    result = CliRunner().invoke(main, ["agreement", str(path), "--kind", kind, "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload[statistic] == expected
+    assert payload["n_judgments"] == 6 and payload["repeated_rows_set_aside"] == 5
+    assert "5 repeated row(s)" in result.stderr
