@@ -27,6 +27,7 @@ no row is valid.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -133,7 +134,7 @@ def agreement_command(
             confidence=confidence,
             seed=seed,
         )
-    click.echo(json.dumps(summary))
+    click.echo(json.dumps(_json_safe(summary), allow_nan=False))
 
 
 def _categorical(
@@ -226,6 +227,15 @@ def _kind(
         # callers that read it, and the honest name sits beside it.
         result["mean_absolute_difference"] = result["mean_pairwise_agreement"]
     return result
+
+
+def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
+    """A figure that is not a finite number (NaN, ±inf) is null, as the contract says for an
+    undefined statistic: bare NaN and Infinity are not JSON."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in summary.items()
+    }
 
 
 def last_per_annotator(rows: pl.DataFrame, *, input_path: str) -> tuple[pl.DataFrame, int]:

@@ -141,3 +141,31 @@ def test_an_annotators_repeated_rows_are_not_paired_with_themselves(
     assert payload[statistic] == expected
     assert payload["n_judgments"] == 6 and payload["repeated_rows_set_aside"] == 5
     assert "5 repeated row(s)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("rows", "alpha", "difference"),
+    [
+        # Divided by 1e200 the krippendorff package gives 0.0 (and -0.5 below, by 1e308).
+        ("t1,a1,3\nt1,a2,4\nt1,a3,3\nt2,a1,5\nt2,a2,5\nt2,a3,4\nt3,a1,2\nt3,a2,1e200\n"
+         "t3,a3,2\n", 0.0, 2.0 / 9.0 * 1e200),
+        ("t1,a1,1e308\nt1,a2,-1e308\nt2,a1,1\nt2,a2,2\n", -0.5, 1e308),
+    ],
+)  # fmt: skip
+def test_huge_finite_numeric_answers_give_finite_json(tmp_path, rows, alpha, difference):
+    path = tmp_path / "judgments.csv"
+    path.write_text("task_id,annotator_id,value\n" + rows)
+    result = CliRunner().invoke(main, ["agreement", str(path), "--kind", "numeric"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout, parse_constant=pytest.fail)
+    assert payload["krippendorff_alpha"] == pytest.approx(alpha, abs=1e-12)
+    assert payload["mean_absolute_difference"] == pytest.approx(difference, rel=1e-12)
+
+
+def test_a_difference_beyond_the_largest_float_is_null(tmp_path):
+    path = tmp_path / "judgments.csv"
+    path.write_text("task_id,annotator_id,value\nt1,a1,1.7e308\nt1,a2,-1.7e308\n")
+    result = CliRunner().invoke(main, ["agreement", str(path), "--kind", "numeric"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout, parse_constant=pytest.fail)
+    assert payload["mean_absolute_difference"] is None
