@@ -662,7 +662,7 @@ def _plain_value(kind: str) -> list[pl.Expr]:
     if kind == "numeric":
         return [pl.col("value").is_finite()]
     if kind == "pairwise":
-        return [pl.col("winner").is_in(list(WINNERS))]
+        return [pl.col("winner").is_in(list(WINNERS)), pl.col("left") != pl.col("right")]
     if kind == "spans":
         element = pl.element().struct
         bad = (
@@ -781,6 +781,12 @@ def _value(
             raise _Refused(source, MISSING_FIELD, "empty value")
     if kind == "categorical" and not str(value["label"]).strip():
         raise _Refused(sources["label"], MISSING_FIELD, "empty value")
+    if kind == "pairwise" and value["left"] == value["right"]:
+        # A comparison of an item with itself says nothing about either side and has no
+        # orientation; the aggregation cannot take it.
+        raise _Refused(
+            sources["right"], WRONG_TYPE, f"the same item as left ({value['left']!r:.80})"
+        )
     return value
 
 

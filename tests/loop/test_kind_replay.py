@@ -312,3 +312,16 @@ def test_cli_leaves_no_quarantine_file_when_the_output_cannot_be_written(tmp_pat
     code, out, err = _invoke(str(path), "--kind", "spans", "--output", str(output))
     assert code == 1 and str(output) in out + err and "cannot write" in out + err
     assert not (tmp_path / "labels.jsonl.quarantine.jsonl").exists()
+
+
+def test_cli_quarantines_a_pair_of_an_item_with_itself(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text(
+        "task_id,annotator_id,left,right,winner\n"
+        "P,a1,A,B,left\nP,a2,A,B,left\nS,a1,C,C,left\nS,a2,C,C,left\n"
+    )
+    out = tmp_path / "out.jsonl"
+    code, _, err = _invoke(str(data), "--kind", "pairwise", "--output", str(out))
+    assert code == 0, err
+    assert "row 3 (line 4), field 'right'" in err and "the same item as left" in err
+    assert pl.read_ndjson(out).get_column("task_id").to_list() == ["P"]
