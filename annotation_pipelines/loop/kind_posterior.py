@@ -150,21 +150,23 @@ class PairwiseConfidence:
     ) -> None:
         from annotation_pipelines.loop.posterior import CategoricalConfidence
 
-        self._method = method if method not in (None, "bradley_terry") else "dawid_skene"
         self._gold = gold
-        self._categorical = CategoricalConfidence(method=self._method)
+        self._categorical = CategoricalConfidence(
+            method=method if method not in (None, "bradley_terry") else "dawid_skene"
+        )
 
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:
         if self._gold is not None:
-            from annotation_pipelines.loop.posterior import CategoricalConfidence
-
             # A gold winner is a label in the judgments' orientation of its pair: a gold row
             # that shows the pair the other way round must clamp the same item, not the
-            # same side.
-            self._categorical = CategoricalConfidence(
-                method=self._method, gold=oriented_winners(self._gold, like=judgments)
-            )
+            # same side. Set on the one fit, which keeps the method `auto` chose.
+            self._categorical.gold = oriented_winners(self._gold, like=judgments)
         return self._categorical(oriented_winners(judgments))
+
+    @property
+    def chosen(self) -> str | None:
+        """The method the winners are fitted with (with `auto`, the one the first call chose)."""
+        return self._categorical.chosen
 
     @property
     def posterior(self) -> pl.DataFrame | None:

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from annotation_pipelines.aggregation.registry import methods_for
 from annotation_pipelines.cli import main
 from annotation_pipelines.loop.policy import RECOMMENDED
 from tests.inputs import write_input
@@ -180,3 +181,12 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path: Pat
     code, printed = _invoke(str(path), "--output", str(tmp_path / "." / "in.csv"))
     assert code == 1 and "would overwrite the input" in printed
     assert path.read_text() == before
+
+
+def test_method_auto_reports_the_method_it_chose(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=40, votes=5)
+    path = write_input(judgments, tmp_path / "in.csv")
+    code, printed = _invoke(str(path), "--method", "auto")
+    assert code == 0, printed
+    method = json.loads(printed)["method"]
+    assert method != "auto" and method in methods_for("categorical")

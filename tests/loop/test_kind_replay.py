@@ -15,6 +15,7 @@ from scipy import stats
 from annotation_pipelines.aggregation.by_kind import aggregate_kind
 from annotation_pipelines.cli import main
 from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS
+from annotation_pipelines.loop.command import replay_methods
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
     numeric_confidence,
@@ -200,7 +201,7 @@ def test_cli_replays_pairwise_winners_and_refuses_csv_for_nested_kinds(tmp_path:
     output = tmp_path / "winners.csv"
     code, out, err = _invoke(str(path), "--kind", "pairwise", "--output", str(output))
     assert code == 0, out + err
-    assert pl.read_csv(output).columns == ["task_id", "winner", "confidence"]
+    assert pl.read_csv(output).columns == ["task_id", "winner", "confidence", "left", "right"]
     # Smaller rounds were measured on categorical crowd sets only: other kinds ask every task
     # below target each round, as their benchmark did.
     assert json.loads(out)["round_share"] is None
@@ -325,3 +326,38 @@ def test_cli_quarantines_a_pair_of_an_item_with_itself(tmp_path: Path) -> None:
     assert code == 0, err
     assert "row 3 (line 4), field 'right'" in err and "the same item as left" in err
     assert pl.read_ndjson(out).get_column("task_id").to_list() == ["P"]
+
+
+def test_cli_label_col_label_names_a_numeric_value_column(tmp_path: Path) -> None:
+    data = tmp_path / "ratings.csv"
+    data.write_text("task_id,annotator_id,label\nt1,a1,3\nt1,a2,4\nt2,a1,5\n")
+    for option in ("--label-col", "--value-col"):
+        code, out, err = _invoke(str(data), "--kind", "numeric", option, "label")
+        assert code == 0, err
+        assert json.loads(out)["judgments_available"] == 3
+
+
+def test_cli_label_col_does_not_apply_to_pairwise(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text("task_id,annotator_id,left,right,winner\nP,a1,A,B,left\n")
+    code, _, err = _invoke(str(data), "--kind", "pairwise", "--label-col", "winner")
+    assert code == 2 and "--label-col" in err and "does not apply to pairwise" in err
+
+
+def test_cli_pairwise_output_names_the_pair_its_winner_refers_to(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text(
+        "task_id,annotator_id,left,right,winner\n"
+        "P,a1,A,B,left\nP,a2,B,A,left\nP,a3,B,A,left\nP,a4,B,A,left\nP,a5,B,A,left\n"
+    )
+    out = tmp_path / "out.csv"
+    code, summary, err = _invoke(
+        str(data), "--kind", "pairwise", "--method", "auto", "--output", str(out)
+    )
+    assert code == 0, err
+    labels = pl.read_csv(out)
+    assert labels.columns == ["task_id", "winner", "confidence", "left", "right"]
+    # Four of five prefer B, shown as the right item of the task's first row (A|B).
+    assert labels.select("winner", "left", "right").row(0) == ("right", "A", "B")
+    assert json.loads(summary)["method"] in replay_methods("categorical")
+    assert json.loads(summary)["method"] != "auto"
