@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -300,10 +301,22 @@ def write_table(frame: pl.DataFrame, path: str | Path) -> None:
 OUTPUT_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".csv")
 
 
-def check_output_path(path: str | Path, *, list_columns: Sequence[str] = ()) -> Path:
+def check_output_path(
+    path: str | Path,
+    *,
+    list_columns: Sequence[str] = (),
+    inputs: Sequence[str | Path | None] = (),
+) -> Path:
     """`path` if `write_rows` can write it (by extension) with `list_columns` among its
-    columns, else InputError naming it: called before the work, which can take minutes."""
+    columns, and neither it nor its quarantine file is one of the command's `inputs`, else
+    InputError naming it: called before the work, which can take minutes."""
     path = Path(path)
+    for source in inputs:
+        if source is None:
+            continue
+        for written in (path, quarantine_path(path)):
+            if _same_file(written, Path(source)):
+                raise InputError(f"{written}: would overwrite the input {source}; write elsewhere")
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
     if list_columns and path.suffix.lower() == ".csv":
@@ -312,6 +325,13 @@ def check_output_path(path: str | Path, *, list_columns: Sequence[str] = ()) -> 
             "write .jsonl or .parquet"
         )
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
 
 
 def write_rows(frame: pl.DataFrame, path: str | Path) -> None:
@@ -642,7 +662,7 @@ def _plain_value(kind: str) -> list[pl.Expr]:
     if kind == "numeric":
         return [pl.col("value").is_finite()]
     if kind == "pairwise":
-        return [pl.col("winner").is_in(list(WINNERS))]
+        return [pl.col("winner").is_in(list(WINNERS)), pl.col("left") != pl.col("right")]
     if kind == "spans":
         element = pl.element().struct
         bad = (
@@ -761,6 +781,12 @@ def _value(
             raise _Refused(source, MISSING_FIELD, "empty value")
     if kind == "categorical" and not str(value["label"]).strip():
         raise _Refused(sources["label"], MISSING_FIELD, "empty value")
+    if kind == "pairwise" and value["left"] == value["right"]:
+        # A comparison of an item with itself says nothing about either side and has no
+        # orientation; the aggregation cannot take it.
+        raise _Refused(
+            sources["right"], WRONG_TYPE, f"the same item as left ({value['left']!r:.80})"
+        )
     return value
 
 

@@ -124,7 +124,7 @@ def aggregate_command(
     try:
         if output_path is not None:
             nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]
-            check_output_path(output_path, list_columns=nested)
+            check_output_path(output_path, list_columns=nested, inputs=(input_path, gold_path))
         if kind == DEFAULT_KIND:
             result = _aggregate_categorical(
                 input_path,

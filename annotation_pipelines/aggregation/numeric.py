@@ -455,7 +455,7 @@ def _bias_noise(
     has_gold = ~np.isnan(gold_values)
     task_mean = np.bincount(tasks, weights=ratings, minlength=n_tasks) / n_by_task
     truth = np.where(has_gold, gold_values, task_mean)
-    pooled = float(np.mean((ratings - task_mean[tasks]) ** 2))
+    pooled = _robust_mean_square(ratings - task_mean[tasks])
     pooled = pooled if pooled > 0 else max(float(np.var(ratings)), 1e-6)
     k = prior_strength
     bias = np.zeros(n_annotators)
@@ -470,9 +470,9 @@ def _bias_noise(
             n_by_annotator + k
         )
         if not has_gold.any():
-            # Truth and biases share an unidentified offset: fix it at the average rater.
-            shift = float(np.sum(bias * n_by_annotator) / np.sum(n_by_annotator))
-            bias -= shift
+            # Truth and biases share an unidentified offset: fix it at the median rater (by
+            # judgments), which one annotator's huge bias cannot move as it moves the mean.
+            bias -= _weighted_median(bias, n_by_annotator)
         squared = (residual - bias[annotators]) ** 2 + variance[tasks]
         sum_squared = np.bincount(annotators, weights=squared, minlength=n_annotators)
         # MAP of σ² under Inverse-Gamma(k/2, k/2 · pooled) plus the bias prior's k/σ² · b².
@@ -491,3 +491,35 @@ def _bias_noise(
             converged = True
             break
     return truth, variance, bias, noise, iterations, converged
+
+
+# Residuals beyond this many robust standard deviations (1.4826 × MAD) from their median are
+# pulled in to it before the prior noise level is taken from them: a typed 1e4 on a 0–100
+# scale is then one large residual, not the one that sets every annotator's noise. At 12 the
+# Snow affect sets' own residuals are hardly touched (mean task confidence 0.515 → 0.516 on
+# anger); at 5 they were (0.549).
+_CLIP_SD = 12.0
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The value with half the weight on either side; midway between two that split it
+    exactly (two raters with as many judgments each: their midpoint, not the lower one)."""
+    order = np.argsort(values, kind="stable")
+    ordered, cumulative = values[order], np.cumsum(weights[order])
+    half = 0.5 * cumulative[-1]
+    index = int(np.searchsorted(cumulative, half))
+    if index + 1 < ordered.size and cumulative[index] == half:
+        return float(0.5 * (ordered[index] + ordered[index + 1]))
+    return float(ordered[index])
+
+
+def _robust_mean_square(residuals: np.ndarray) -> float:
+    """The mean square of `residuals` with outlying ones clipped (`_CLIP_SD`): on ordinary
+    answers the plain mean square, but one answer far off the scale does not inflate it."""
+    if residuals.size == 0:
+        return 0.0
+    centre = float(np.median(residuals))
+    spread = 1.4826 * float(np.median(np.abs(residuals - centre)))
+    if spread > 0:
+        residuals = np.clip(residuals, centre - _CLIP_SD * spread, centre + _CLIP_SD * spread)
+    return float(np.mean(residuals**2))

@@ -14,6 +14,11 @@ no bootstrap unless asked, each statistic's interval as `<statistic>_low`/`_high
 `distance` (the level), `mean_pairwise_agreement` (the share of agreeing pairs of labels within
 tasks) and `ci_low`/`ci_high`: alpha's interval, null without `--bootstrap`.
 
+Agreement pairs different annotators only: an annotator's repeated rows on one task are set
+aside but the last (one value per coder per unit, as Krippendorff's reliability data hold
+it), counted in `repeated_rows_set_aside` and reported on stderr; `n_judgments` counts the
+rows kept.
+
 Rows of a non-categorical kind with a missing id or value, or a value of the wrong shape, are
 left out and reported on stderr by row and field (see `aggregate`); the command fails only when
 no row is valid.
@@ -22,9 +27,11 @@ no row is valid.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
+import polars as pl
 
 from annotation_pipelines.agreement._encoding import LEVELS, non_numbers
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
@@ -127,7 +134,7 @@ def agreement_command(
             confidence=confidence,
             seed=seed,
         )
-    click.echo(json.dumps(summary))
+    click.echo(json.dumps(_json_safe(summary), allow_nan=False))
 
 
 def _categorical(
@@ -158,6 +165,7 @@ def _categorical(
         )
     except InputError as error:
         raise click.ClickException(str(error)) from error
+    rows, repeated = last_per_annotator(rows, input_path=input_path)
     judgments = rows.drop("row")
     try:
         summary = agreement_summary(
@@ -179,6 +187,7 @@ def _categorical(
         # Every kind's JSON has the same interval keys: here alpha's, as for the other kinds.
         "ci_low": summary.get("krippendorff_alpha_low"),
         "ci_high": summary.get("krippendorff_alpha_high"),
+        "repeated_rows_set_aside": repeated,
     }
 
 
@@ -205,9 +214,11 @@ def _kind(
             value_column=value_col,
             warn=lambda summary: click.echo(summary, err=True),
         )
+        rows, repeated = last_per_annotator(rows, input_path=input_path)
         result = agreement(
             rows, kind=kind, n_resamples=n_resamples, seed=seed, confidence=confidence
         )
+        result["repeated_rows_set_aside"] = repeated
     except (InputError, ValueError) as error:
         message = str(error) if isinstance(error, InputError) else f"{input_path}: {error}"
         raise click.ClickException(message) from error
@@ -216,3 +227,30 @@ def _kind(
         # callers that read it, and the honest name sits beside it.
         result["mean_absolute_difference"] = result["mean_pairwise_agreement"]
     return result
+
+
+def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
+    """A figure that is not a finite number (NaN, ±inf) is null, as the contract says for an
+    undefined statistic: bare NaN and Infinity are not JSON."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in summary.items()
+    }
+
+
+def last_per_annotator(rows: pl.DataFrame, *, input_path: str) -> tuple[pl.DataFrame, int]:
+    """(`rows` with one judgment per task and annotator, the last in the file; how many earlier
+    ones were set aside, reported on stderr). Agreement is between annotators: one value per
+    coder per unit, as Krippendorff's reliability data hold it. A repeated row would be paired
+    with its own annotator and count as agreement; the last is kept, as ingest keeps the latest
+    submission and `aggregate` keeps the last span or box judgment."""
+    last = rows.select(pl.struct("task_id", "annotator_id").is_last_distinct()).to_series()
+    repeated = int((~last).sum())
+    if repeated:
+        click.echo(
+            f"{input_path}: {repeated} repeated row(s) of an annotator on a task set aside "
+            "(the last of each is kept): agreement pairs different annotators only",
+            err=True,
+        )
+        rows = rows.filter(last)
+    return rows, repeated

@@ -181,6 +181,9 @@ def agreement(
     }
     if values.height == 0:
         return result
+    scale = 0
+    if name == "interval":
+        values, scale = _power_of_two_scaled(values)
 
     left = values.select("task_id", "position", value_a="value")
     right = values.select("task_id", position_b="position", value_b="value")
@@ -211,7 +214,8 @@ def agreement(
     if name == "interval":
         a = pairs.get_column("value_a").cast(pl.Float64).to_numpy()
         b = pairs.get_column("value_b").cast(pl.Float64).to_numpy()
-        result["mean_pairwise_agreement"] = float(np.mean(np.abs(a - b)))
+        difference = float(np.ldexp(np.mean(np.abs(a - b)), scale))
+        result["mean_pairwise_agreement"] = difference if math.isfinite(difference) else None
     else:
         result["mean_pairwise_agreement"] = 1.0 - float(within.mean())
     result["krippendorff_alpha"] = _alpha(observed, expected)
@@ -221,6 +225,19 @@ def agreement(
         )
         result["ci_low"], result["ci_high"] = low, high
     return result
+
+
+def _power_of_two_scaled(values: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """(`values` with `value` divided by the power of two 2^k that brings the largest into
+    [0.5, 1), k): squared differences of finite answers near 1e200 or ±1e308 overflow, and
+    alpha, a ratio of squared differences, does not change with the scale. A power of two
+    divides exactly, so ordinary answers give the very same figures."""
+    x = values.get_column("value").cast(pl.Float64).to_numpy()
+    largest = float(np.max(np.abs(x))) if x.size else 0.0
+    if largest == 0.0 or not math.isfinite(largest):
+        return values, 0
+    _, exponent = math.frexp(largest)
+    return values.with_columns(value=pl.Series(np.ldexp(x, -exponent))), exponent
 
 
 def _alpha(observed: float, expected: float) -> float | None:

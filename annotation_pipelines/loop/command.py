@@ -7,17 +7,24 @@
 INPUT rows are the judgments annotators would give, in arrival order (CSV, TSV, Parquet or
 JSON Lines). `--output` receives the final labels (`task_id,label,confidence`, as `aggregate`
 writes them); standard output is one JSON object with `judgments_used`,
-`judgments_available`, `tasks`, `rounds` and the policy's parameters.
+`judgments_available`, `tasks`, `rounds` and the policy's parameters. A budget below one
+judgment per task still writes every task: those it paid nothing for have an empty label and
+confidence 0 (`tasks_unlabelled` counts them, `deferred` among the decisions); a budget that
+pays no judgment at all is a usage error.
 
 Every kind replays: `--kind` reads INPUT as `aggregate --kind` does (the kind's value column,
 which `--label-col` renames for one-column kinds; rows of the wrong shape are quarantined and
-reported), and the output holds the kind's value column (pairwise: each pair's `winner`) with
-the task's confidence. Nested values (spans, boxes, lists) need `.parquet` or `.jsonl`.
+reported), and the output holds the kind's value column with the task's confidence. Pairwise
+writes `task_id,winner,confidence,left,right`: `winner` is left, right or tie of the pair as
+`left`,`right` show it (the task's first row in INPUT); `--label-col` does not apply to it.
+With `--method auto` the JSON's `method` is the one the first round chose. Nested values
+(spans, boxes, lists) need `.parquet` or `.jsonl`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,13 +33,14 @@ import polars as pl
 
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
-from annotation_pipelines.loop.kind_posterior import KIND_TARGETS
-from annotation_pipelines.loop.policy import RECOMMENDED
+from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, pairwise_orientation
+from annotation_pipelines.loop.policy import RECOMMENDED, budget_judgments
 from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
+    quarantine_path,
     read_kind_inputs,
     write_output,
 )
@@ -50,10 +58,9 @@ _DEFAULTS = RECOMMENDED
     "--label-col",
     "--value-col",
     "label_col",
-    default="label",
-    show_default=True,
-    help="Value column in INPUT (categorical: the label; other one-column kinds: default the "
-    "kind's, e.g. value, spans).",
+    default=None,
+    help="Value column in INPUT (default: the kind's, label for categorical, e.g. value, spans; "
+    "not for pairwise).",
 )
 @click.option(
     "--kind",
@@ -114,7 +121,7 @@ def replay_command(
     input_path: Path,
     task_col: str,
     annotator_col: str,
-    label_col: str,
+    label_col: str | None,
     kind: str,
     method: str | None,
     min_votes: int,
@@ -142,9 +149,16 @@ def replay_command(
         raise click.BadParameter(
             f"{max_votes} is below --min-votes ({min_votes})", param_hint="--max-votes"
         )
+    if label_col is not None and len(VALUE_COLUMNS[kind]) > 1:
+        raise click.BadParameter(
+            f"does not apply to {kind}, whose columns are {', '.join(VALUE_COLUMNS[kind])}",
+            param_hint="--label-col",
+        )
     try:
         if output_path is not None:
-            check_output_path(output_path, list_columns=_list_columns(kind))
+            check_output_path(
+                output_path, list_columns=_list_columns(kind), inputs=(input_path, gold_path)
+            )
         try:
             options = replace(
                 RECOMMENDED,
@@ -168,17 +182,25 @@ def replay_command(
             annotator_col=annotator_col,
             label_col=label_col,
         )
-        try:
-            result = replay(
-                judgments,
-                confidence=confidence_function(
-                    kind,
-                    method=method,
-                    gold=gold,
-                    label_set=judgments["label"].unique() if kind == "categorical" else None,
-                ),
-                options=options,
+        if budget_judgments(judgments.height, options) < 1:
+            # Nothing was replayed: no quarantine file may describe this run.
+            if output_path is not None:
+                quarantine_path(output_path).unlink(missing_ok=True)
+            raise click.BadParameter(
+                f"{budget:g} of {judgments.height} judgment(s) pays none: the smallest budget "
+                f"is {_ceil_share(1, judgments.height)}, and "
+                f"{_ceil_share(judgments['task_id'].n_unique(), judgments.height)} "
+                "pays one judgment per task",
+                param_hint="--budget",
             )
+        confidence = confidence_function(
+            kind,
+            method=method,
+            gold=gold,
+            label_set=judgments["label"].unique() if kind == "categorical" else None,
+        )
+        try:
+            result = replay(judgments, confidence=confidence, options=options)
         except ValueError as error:
             raise InputError(f"{input_path}: {error}") from error
         if output_path is not None:
@@ -186,16 +208,39 @@ def replay_command(
             if kind != "categorical":
                 value = "winner" if kind == "pairwise" else VALUE_COLUMNS[kind][0]
                 labels = labels.rename({"label": value})
+            if kind == "pairwise":
+                # `winner` is left or right of the pair as the task's first row shows it: the
+                # pair itself, so the winner reads without INPUT.
+                labels = labels.join(
+                    pairwise_orientation(judgments).rename({"_left": "left", "_right": "right"}),
+                    on="task_id",
+                    how="left",
+                    maintain_order="left",
+                )
             write_output(labels, output_path)
     except InputError as error:
         raise click.ClickException(str(error)) from error
+    if result.tasks_unlabelled:
+        click.echo(
+            f"{input_path}: --budget {budget:g} pays {result.judgments_used} judgment(s) for "
+            f"{result.tasks} tasks: {result.tasks_unlabelled} task(s) have no label "
+            f"(--budget {_ceil_share(result.tasks, result.judgments_available)} pays one each)",
+            err=True,
+        )
     summary = {
         **result.summary(),
         "kind": kind,
-        "method": method
+        # With auto, the method the first round chose: what the labels came from.
+        "method": getattr(confidence, "chosen", None)
+        or method
         or ("dawid_skene" if kind in ("categorical", "pairwise") else methods_for(kind)[0]),
     }
     click.echo(json.dumps(summary))
+
+
+def _ceil_share(count: int, total: int) -> str:
+    """The smallest budget, to 6 decimals rounded up, that pays `count` of `total` rows."""
+    return f"{math.ceil(count / total * 1e6) / 1e6:g}"
 
 
 def replay_methods(kind: str) -> tuple[str, ...]:
@@ -215,16 +260,14 @@ def _kind_input(
     output_path: Path | None,
     task_col: str,
     annotator_col: str,
-    label_col: str,
+    label_col: str | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    # `--label-col` names the value column of a one-column kind; its default means "the kind's".
-    value_col = None if label_col == "label" or len(VALUE_COLUMNS[kind]) > 1 else label_col
     return read_kind_inputs(
         input_path,
         kind=kind,
         task_column=task_col,
         annotator_column=annotator_col,
-        value_column=value_col,
+        value_column=label_col,
         gold_path=gold_path,
         output_path=output_path,
         warn=lambda summary: click.echo(summary, err=True),

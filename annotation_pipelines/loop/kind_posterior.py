@@ -150,13 +150,23 @@ class PairwiseConfidence:
     ) -> None:
         from annotation_pipelines.loop.posterior import CategoricalConfidence
 
+        self._gold = gold
         self._categorical = CategoricalConfidence(
-            method=method if method not in (None, "bradley_terry") else "dawid_skene",
-            gold=None if gold is None else oriented_winners(gold),
+            method=method if method not in (None, "bradley_terry") else "dawid_skene"
         )
 
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:
+        if self._gold is not None:
+            # A gold winner is a label in the judgments' orientation of its pair: a gold row
+            # that shows the pair the other way round must clamp the same item, not the
+            # same side. Set on the one fit, which keeps the method `auto` chose.
+            self._categorical.gold = oriented_winners(self._gold, like=judgments)
         return self._categorical(oriented_winners(judgments))
+
+    @property
+    def chosen(self) -> str | None:
+        """The method the winners are fitted with (with `auto`, the one the first call chose)."""
+        return self._categorical.chosen
 
     @property
     def posterior(self) -> pl.DataFrame | None:
@@ -165,12 +175,18 @@ class PairwiseConfidence:
         return self._categorical.posterior
 
 
-def oriented_winners(judgments: pl.DataFrame) -> pl.DataFrame:
+def oriented_winners(judgments: pl.DataFrame, *, like: pl.DataFrame | None = None) -> pl.DataFrame:
     """`task_id`, (`annotator_id`,) `label` = the winner as seen from the task's first row's
-    orientation: a judgment that shows the pair swapped has left and right exchanged."""
-    first = judgments.group_by("task_id", maintain_order=True).agg(
-        pl.col("left").first().alias("_left")
-    )
+    orientation: a judgment that shows the pair swapped has left and right exchanged.
+
+    With `like` (the judgments, when orienting gold), a task's orientation is its first row
+    in `like`, so the labels of both frames read alike; a task `like` lacks keeps its own."""
+    first = pairwise_orientation(judgments)
+    if like is not None:
+        first = pl.concat(
+            [pairwise_orientation(like).cast(first.schema, strict=False), first],
+            how="vertical",
+        ).unique("task_id", keep="first", maintain_order=True)
     swapped = pl.col("left") != pl.col("_left")
     winner = (
         pl.when(swapped & (pl.col("winner") == "left"))
@@ -184,6 +200,13 @@ def oriented_winners(judgments: pl.DataFrame) -> pl.DataFrame:
         judgments.join(first, on="task_id", how="left", maintain_order="left")
         .select(*keep, winner.alias("label"))
         .filter(pl.col("label").is_not_null())
+    )
+
+
+def pairwise_orientation(judgments: pl.DataFrame) -> pl.DataFrame:
+    """`task_id`, `_left`, `_right`: each pair as the task's first row shows it."""
+    return judgments.group_by("task_id", maintain_order=True).agg(
+        pl.col("left").first().alias("_left"), pl.col("right").first().alias("_right")
     )
 
 

@@ -195,6 +195,8 @@ def decide(
     decision = np.full(values.shape, DONE, dtype=object)
     decision[below & ~at_max] = NEEDS_ANOTHER_JUDGMENT
     decision[below & (at_max | expert_cheaper)] = ESCALATE
+    # However confident, a task with fewer than `min_votes` is not yet a consensus.
+    decision[(votes < options.min_votes) & (decision == DONE)] = NEEDS_ANOTHER_JUDGMENT
     exhausted = (
         confidence.get_column("exhausted").fill_null(False).to_numpy().astype(bool)
         if "exhausted" in confidence.columns
@@ -309,6 +311,8 @@ def _reasons(
             reasons.append(f"confidence {value:.3f} < target {target:g}; no judgment left")
         elif kind == DONE:
             reasons.append(f"confidence {value:.3f} >= target {target:g} with {count} vote(s)")
+        elif kind == NEEDS_ANOTHER_JUDGMENT and value >= target:
+            reasons.append(f"{count} vote(s) < min_votes {options.min_votes}")
         elif kind == NEEDS_ANOTHER_JUDGMENT:
             reasons.append(f"confidence {value:.3f} < target {target:g} with {count} vote(s)")
         elif kind == DEFERRED:

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from annotation_pipelines.loop.policy import (
+    DEFERRED,
     DONE,
     NEEDS_ANOTHER_JUDGMENT,
     RECOMMENDED,
@@ -42,6 +43,8 @@ class ReplayResult:
     exhausted: int = 0
     # The revealed judgments, in file order: what a live project would have paid for.
     revealed: pl.DataFrame | None = None
+    # Tasks the budget paid no judgment for (empty label, confidence 0, counted `deferred`).
+    tasks_unlabelled: int = 0
 
     def summary(self) -> dict[str, object]:
         """The standard-output JSON of `annotation-pipelines replay`."""
@@ -54,6 +57,7 @@ class ReplayResult:
             **self.options.as_dict(),
             "decisions": self.decisions,
             "exhausted": self.exhausted,
+            "tasks_unlabelled": self.tasks_unlabelled,
         }
 
 
@@ -79,6 +83,11 @@ def replay(
     n_tasks = int(task.max()) + 1
     available = np.bincount(task, minlength=n_tasks)
     budget = budget_judgments(judgments.height, options)
+    if budget < 1:
+        raise ValueError(
+            f"budget {options.budget:g} pays no judgment of {judgments.height} "
+            f"(at least {1 / judgments.height:.6g} pays one)"
+        )
     revealed = _initial_reveal(rank, task, n_tasks, options.min_votes, budget)
     rounds = 0
     content = judgments.columns
@@ -111,30 +120,50 @@ def replay(
         revealed[codes[wanted]] += 1
     below_target = decided.get_column("confidence").to_numpy() < options.target_confidence
     done = decided.get_column("decision").to_numpy() == DONE
+    labels = per_task.select("task_id", "label", "confidence")
+    # A budget below one judgment per task leaves tasks unseen: they are still written, with
+    # no label and no confidence, so the output covers every task the JSON counts.
+    unseen = (
+        ordered.filter(pl.Series(revealed[task] == 0))
+        .select("task_id")
+        .unique(maintain_order=True)
+        .with_columns(
+            label=pl.lit(None, labels.schema["label"]), confidence=pl.lit(0.0, pl.Float64)
+        )
+    )
+    decisions = Counter(decided.get_column("decision").to_list())
+    if unseen.height:
+        labels = pl.concat([labels, unseen.cast(labels.schema)], how="vertical")
+        decisions[DEFERRED] += unseen.height
     return ReplayResult(
-        labels=per_task.select("task_id", "label", "confidence"),
+        labels=labels,
         judgments_used=used,
         judgments_available=judgments.height,
         tasks=n_tasks,
         rounds=rounds,
         options=options,
-        decisions=dict(sorted(Counter(decided.get_column("decision").to_list()).items())),
+        decisions=dict(sorted(decisions.items())),
         revealed=visible.select(content),
         exhausted=int((done & exhausted & below_target).sum()),
+        tasks_unlabelled=unseen.height,
     )
 
 
 def _initial_reveal(
     rank: np.ndarray, task: np.ndarray, n_tasks: int, min_votes: int, budget: int
 ) -> np.ndarray:
-    """Rows revealed per task before the first round: `min_votes` each, within the budget.
+    """Rows revealed per task before the first round: `min_votes` each (all its rows when it
+    has fewer), within the budget.
 
-    When the budget cannot pay `min_votes` for every task, every task starts with as many as
-    it can pay evenly (at least one), and the policy places the rest: on a budget, a second
-    vote is worth more on a task whose first votes disagree than on one whose votes agree
-    (Sheng, Provost and Ipeirotis, "Get another label?", KDD 2008). When even one vote per
-    task exceeds the budget, first votes are revealed in file order until it is spent.
+    When the budget cannot pay that, every task starts with as many as it can pay evenly (at
+    least one), and the policy places the rest: on a budget, a second vote is worth more on a
+    task whose first votes disagree than on one whose votes agree (Sheng, Provost and
+    Ipeirotis, "Get another label?", KDD 2008). When even one vote per task exceeds the
+    budget, first votes are revealed in file order until it is spent.
     """
+    first = rank < min_votes
+    if int(first.sum()) <= budget:
+        return np.bincount(task[first], minlength=n_tasks)
     start = max(1, min(min_votes, budget // max(n_tasks, 1)))
     first = rank < start
     if int(first.sum()) > budget:

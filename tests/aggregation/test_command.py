@@ -164,6 +164,21 @@ def test_bad_output_suffix(tmp_path: Path) -> None:
     assert result.exit_code != 0 and ".parquet or .csv" in result.output
 
 
+@pytest.mark.parametrize("target", ["input", "gold", "link"])
+def test_an_output_that_is_an_input_file_is_refused(tmp_path: Path, target: str) -> None:
+    path = write_input(JUDGMENTS, tmp_path / "judgments.csv")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task_id,label\n007,cat\n")
+    (tmp_path / "link.csv").symlink_to(path)
+    output = {"input": path, "gold": gold, "link": tmp_path / "link.csv"}[target]
+    before = output.read_text()
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--gold", str(gold), "--output", str(output)]
+    )
+    assert result.exit_code != 0 and "would overwrite the input" in result.output
+    assert output.read_text() == before
+
+
 def test_value_col_and_json_lines_output_for_categorical(tmp_path: Path) -> None:
     """`--value-col` is the kind-neutral name of `--label-col`; `.jsonl` output works too."""
     renamed = JUDGMENTS.rename({"label": "answer"})

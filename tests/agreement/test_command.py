@@ -116,3 +116,56 @@ def test_categorical_names_its_distance_and_raw_agreement(tmp_path, toy_crowd):
     # Categorical keeps no bootstrap by default; the keys are there all the same, null.
     assert "ci_low" in payload and "ci_high" in payload
     assert payload["ci_low"] is None and payload["ci_high"] is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "header", "values", "statistic", "expected"),
+    [
+        # a1 and a2 disagree on every task; a1's repeats would "agree" with themselves.
+        ("categorical", "label", ["x", "y", "x", "y", "y", "x"], "percent_agreement", 0.0),
+        ("numeric", "value", ["1", "5", "2", "6", "3", "7"], "n_pairs", 3),
+    ],
+)
+def test_an_annotators_repeated_rows_are_not_paired_with_themselves(
+    tmp_path, kind, header, values, statistic, expected
+):
+    tasks = ["t1", "t1", "t2", "t2", "t3", "t3"]
+    annotators = ["a1", "a2"] * 3
+    rows = [f"{t},{a},{v}" for t, a, v in zip(tasks, annotators, values, strict=True)]
+    repeats = [rows[0]] * 3 + [rows[2]] * 2
+    path = tmp_path / "judgments.csv"
+    path.write_text("\n".join([f"task_id,annotator_id,{header}", *repeats, *rows]) + "\n")
+    result = CliRunner().invoke(main, ["agreement", str(path), "--kind", kind, "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload[statistic] == expected
+    assert payload["n_judgments"] == 6 and payload["repeated_rows_set_aside"] == 5
+    assert "5 repeated row(s)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("rows", "alpha", "difference"),
+    [
+        # Divided by 1e200 the krippendorff package gives 0.0 (and -0.5 below, by 1e308).
+        ("t1,a1,3\nt1,a2,4\nt1,a3,3\nt2,a1,5\nt2,a2,5\nt2,a3,4\nt3,a1,2\nt3,a2,1e200\n"
+         "t3,a3,2\n", 0.0, 2.0 / 9.0 * 1e200),
+        ("t1,a1,1e308\nt1,a2,-1e308\nt2,a1,1\nt2,a2,2\n", -0.5, 1e308),
+    ],
+)  # fmt: skip
+def test_huge_finite_numeric_answers_give_finite_json(tmp_path, rows, alpha, difference):
+    path = tmp_path / "judgments.csv"
+    path.write_text("task_id,annotator_id,value\n" + rows)
+    result = CliRunner().invoke(main, ["agreement", str(path), "--kind", "numeric"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout, parse_constant=pytest.fail)
+    assert payload["krippendorff_alpha"] == pytest.approx(alpha, abs=1e-12)
+    assert payload["mean_absolute_difference"] == pytest.approx(difference, rel=1e-12)
+
+
+def test_a_difference_beyond_the_largest_float_is_null(tmp_path):
+    path = tmp_path / "judgments.csv"
+    path.write_text("task_id,annotator_id,value\nt1,a1,1.7e308\nt1,a2,-1.7e308\n")
+    result = CliRunner().invoke(main, ["agreement", str(path), "--kind", "numeric"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout, parse_constant=pytest.fail)
+    assert payload["mean_absolute_difference"] is None

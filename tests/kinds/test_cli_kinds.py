@@ -285,6 +285,11 @@ BAD_ROWS: dict[str, tuple[str, dict[str, Any], str]] = {
         {"left": "a", "right": "b", "winner": "neither"},
         "winner",
     ),
+    "pair_of_an_item_with_itself": (
+        "pairwise",
+        {"left": "a", "right": "a", "winner": "left"},
+        "right",
+    ),
     "non_numeric_value": ("numeric", {"value": "very good"}, "value"),
     "labels_not_a_list": ("multilabel", {"labels": {"x": 1}}, "labels"),
     "text_not_a_string": ("text", {"text": ["a", "b"]}, "text"),
@@ -341,6 +346,15 @@ def test_wrong_shape_rows_in_parquet_are_quarantined(
     assert result.exit_code == 0, result.output
     assert f"row 4, field {field!r}" in result.stderr
     assert len(result.stdout.splitlines()) == len(VALUES[kind])
+
+
+def test_a_pair_of_an_item_with_itself_in_parquet_is_quarantined(tmp_path: Path) -> None:
+    bad = {"left": "a", "right": "a", "winner": "tie"}
+    frame = pl.DataFrame(_with_bad_row("pairwise", bad), schema=judgments("pairwise").schema)
+    path = write_input(frame, tmp_path / "judgments.parquet")
+    result = _invoke(aggregate_command, [str(path), "--kind", "pairwise"])
+    assert result.exit_code == 0, result.output
+    assert "row 4, field 'right'" in result.stderr and "same item as left" in result.stderr
 
 
 def test_csv_reads_scalars_and_json_encoded_lists(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
+from annotation_pipelines.aggregation.registry import methods_for
 from annotation_pipelines.cli import main
 from annotation_pipelines.loop.policy import RECOMMENDED
 from tests.inputs import write_input
@@ -131,3 +133,60 @@ def test_tasks_that_run_out_below_target_are_counted_as_exhausted(tmp_path: Path
     # t1's two votes disagree and there is no third: done for lack of data, not for confidence.
     assert summary["decisions"] == {"done": 2}
     assert 1 <= summary["exhausted"] <= 2
+
+
+def test_a_budget_below_one_judgment_per_task_still_writes_every_task(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=40, votes=5)  # 200 rows: 0.1 pays 20 judgments for 40 tasks
+    path = write_input(judgments, tmp_path / "in.csv")
+    output = tmp_path / "labels.csv"
+    result = CliRunner().invoke(
+        main, ["replay", str(path), "--budget", "0.1", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["tasks"], summary["tasks_unlabelled"]) == (40, 20)
+    assert summary["decisions"] == {"deferred": 40}
+    labels = pl.read_csv(output)
+    assert labels.height == 40
+    unseen = labels.filter(pl.col("label").is_null())
+    assert unseen.height == 20 and unseen["confidence"].to_list() == [0.0] * 20
+    assert "20 task(s) have no label" in result.stderr and "--budget 0.2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "rows"),
+    [
+        ("categorical", "task_id,annotator_id,label\nt1,a1,x\nt1,a2,y\nt2,a1,\n"),
+        ("pairwise", "task_id,annotator_id,left,right,winner\nt1,a1,A,B,left\nt2,a1,A,B,up\n"),
+        ("numeric", "task_id,annotator_id,value\nt1,a1,3\nt1,a2,4\nt2,a1,x\n"),
+    ],
+)
+def test_a_budget_that_pays_no_judgment_is_a_usage_error(
+    tmp_path: Path, kind: str, rows: str
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(rows)  # the last row is quarantined
+    output = tmp_path / "labels.csv"
+    code, printed = _invoke(str(path), "--kind", kind, "--budget", "0.1", "--output", str(output))
+    assert code == 2, printed
+    assert "--budget" in printed and "pays none" in printed
+    assert not output.exists()
+    assert not (tmp_path / "labels.csv.quarantine.jsonl").exists()
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("task_id,annotator_id,label\nt1,a1,x\nt1,a2,x\nt2,a1,y\n")
+    before = path.read_text()
+    code, printed = _invoke(str(path), "--output", str(tmp_path / "." / "in.csv"))
+    assert code == 1 and "would overwrite the input" in printed
+    assert path.read_text() == before
+
+
+def test_method_auto_reports_the_method_it_chose(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=40, votes=5)
+    path = write_input(judgments, tmp_path / "in.csv")
+    code, printed = _invoke(str(path), "--method", "auto")
+    assert code == 0, printed
+    method = json.loads(printed)["method"]
+    assert method != "auto" and method in methods_for("categorical")

@@ -15,6 +15,7 @@ from scipy import stats
 from annotation_pipelines.aggregation.by_kind import aggregate_kind
 from annotation_pipelines.cli import main
 from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS
+from annotation_pipelines.loop.command import replay_methods
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
     numeric_confidence,
@@ -132,6 +133,40 @@ def test_pairwise_winner_is_mirrored_when_the_pair_is_shown_the_other_way() -> N
     assert oriented_winners(judgments)["label"].to_list() == ["left", "left", "tie"]
 
 
+def test_pairwise_gold_is_oriented_like_the_judgments_not_like_itself() -> None:
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["p1", "p1"],
+            "annotator_id": ["a", "b"],
+            "left": ["x", "x"],
+            "right": ["y", "y"],
+            "winner": ["left", "left"],
+        }
+    )
+    # x wins, shown y|x: in the judgments' orientation (x|y) that is "left".
+    gold = pl.DataFrame({"task_id": ["p1"], "left": ["y"], "right": ["x"], "winner": ["right"]})
+    assert oriented_winners(gold, like=judgments)["label"].to_list() == ["left"]
+    assert oriented_winners(gold)["label"].to_list() == ["right"]
+
+
+def test_cli_pairwise_gold_shown_the_other_way_clamps_the_same_item(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text(
+        "task_id,annotator_id,left,right,winner\n"
+        "P,a1,A,B,left\nP,a2,A,B,left\nP,a3,A,B,left\n"
+        "Q,a1,C,D,right\nQ,a2,C,D,right\nQ,a3,C,D,left\n"
+    )
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task_id,left,right,winner\nP,B,A,right\n")
+    out = tmp_path / "out.csv"
+    code, _, err = _invoke(
+        str(data), "--kind", "pairwise", "--gold", str(gold), "--output", str(out)
+    )
+    assert code == 0, err
+    row = pl.read_csv(out).filter(pl.col("task_id") == "P").row(0, named=True)
+    assert (row["winner"], row["confidence"]) == ("left", 1.0)
+
+
 def _invoke(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, ["replay", *args])
     return result.exit_code, result.stdout, result.stderr
@@ -166,7 +201,7 @@ def test_cli_replays_pairwise_winners_and_refuses_csv_for_nested_kinds(tmp_path:
     output = tmp_path / "winners.csv"
     code, out, err = _invoke(str(path), "--kind", "pairwise", "--output", str(output))
     assert code == 0, out + err
-    assert pl.read_csv(output).columns == ["task_id", "winner", "confidence"]
+    assert pl.read_csv(output).columns == ["task_id", "winner", "confidence", "left", "right"]
     # Smaller rounds were measured on categorical crowd sets only: other kinds ask every task
     # below target each round, as their benchmark did.
     assert json.loads(out)["round_share"] is None
@@ -278,3 +313,51 @@ def test_cli_leaves_no_quarantine_file_when_the_output_cannot_be_written(tmp_pat
     code, out, err = _invoke(str(path), "--kind", "spans", "--output", str(output))
     assert code == 1 and str(output) in out + err and "cannot write" in out + err
     assert not (tmp_path / "labels.jsonl.quarantine.jsonl").exists()
+
+
+def test_cli_quarantines_a_pair_of_an_item_with_itself(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text(
+        "task_id,annotator_id,left,right,winner\n"
+        "P,a1,A,B,left\nP,a2,A,B,left\nS,a1,C,C,left\nS,a2,C,C,left\n"
+    )
+    out = tmp_path / "out.jsonl"
+    code, _, err = _invoke(str(data), "--kind", "pairwise", "--output", str(out))
+    assert code == 0, err
+    assert "row 3 (line 4), field 'right'" in err and "the same item as left" in err
+    assert pl.read_ndjson(out).get_column("task_id").to_list() == ["P"]
+
+
+def test_cli_label_col_label_names_a_numeric_value_column(tmp_path: Path) -> None:
+    data = tmp_path / "ratings.csv"
+    data.write_text("task_id,annotator_id,label\nt1,a1,3\nt1,a2,4\nt2,a1,5\n")
+    for option in ("--label-col", "--value-col"):
+        code, out, err = _invoke(str(data), "--kind", "numeric", option, "label")
+        assert code == 0, err
+        assert json.loads(out)["judgments_available"] == 3
+
+
+def test_cli_label_col_does_not_apply_to_pairwise(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text("task_id,annotator_id,left,right,winner\nP,a1,A,B,left\n")
+    code, _, err = _invoke(str(data), "--kind", "pairwise", "--label-col", "winner")
+    assert code == 2 and "--label-col" in err and "does not apply to pairwise" in err
+
+
+def test_cli_pairwise_output_names_the_pair_its_winner_refers_to(tmp_path: Path) -> None:
+    data = tmp_path / "pairs.csv"
+    data.write_text(
+        "task_id,annotator_id,left,right,winner\n"
+        "P,a1,A,B,left\nP,a2,B,A,left\nP,a3,B,A,left\nP,a4,B,A,left\nP,a5,B,A,left\n"
+    )
+    out = tmp_path / "out.csv"
+    code, summary, err = _invoke(
+        str(data), "--kind", "pairwise", "--method", "auto", "--output", str(out)
+    )
+    assert code == 0, err
+    labels = pl.read_csv(out)
+    assert labels.columns == ["task_id", "winner", "confidence", "left", "right"]
+    # Four of five prefer B, shown as the right item of the task's first row (A|B).
+    assert labels.select("winner", "left", "right").row(0) == ("right", "A", "B")
+    assert json.loads(summary)["method"] in replay_methods("categorical")
+    assert json.loads(summary)["method"] != "auto"

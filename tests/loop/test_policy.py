@@ -78,6 +78,13 @@ def test_expert_when_cheaper_than_the_expected_crowd_votes() -> None:
     assert _decisions(dear_expert)[2] == NEEDS_ANOTHER_JUDGMENT
 
 
+def test_a_confident_task_below_min_votes_needs_another_unless_exhausted() -> None:
+    tasks = _tasks([0.99, 0.99, 0.99], [1, 2, 2], exhausted=[False, False, True])
+    decided = decide(tasks, PolicyOptions(min_votes=3, target_confidence=0.9))
+    assert _decisions(decided) == [NEEDS_ANOTHER_JUDGMENT, NEEDS_ANOTHER_JUDGMENT, DONE]
+    assert decided.get_column("reason")[0] == "1 vote(s) < min_votes 3"
+
+
 def test_exhausted_task_is_done_as_it_stands() -> None:
     decided = decide(_tasks([0.6, 0.6], [3, 3], exhausted=[True, False]), PolicyOptions())
     assert _decisions(decided) == [DONE, NEEDS_ANOTHER_JUDGMENT]

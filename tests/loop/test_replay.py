@@ -156,3 +156,19 @@ def test_a_lone_vote_does_not_stop_a_task_when_the_budget_cannot_pay_min_votes()
     confidence = CategoricalConfidence(label_set=judgments["label"].unique())
     result = replay(judgments, confidence=confidence, options=RECOMMENDED)
     assert result.judgments_used == 3
+
+
+def test_a_task_short_of_min_votes_does_not_cut_every_task_at_a_full_budget() -> None:
+    # B and C have one row each: they cannot use a share of min_votes, and A must still
+    # start with its first three (x, x, y) rather than stop on two agreeing votes.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["A"] * 5 + ["B", "C"],
+            "annotator_id": ["a1", "a2", "a3", "a4", "a5", "a1", "a2"],
+            "label": ["x", "x", "y", "y", "y", "x", "y"],
+        }
+    )
+    options = PolicyOptions(min_votes=3, target_confidence=0.6, budget=1.0)
+    result = replay(judgments, confidence=CategoricalConfidence(), options=options)
+    per_task = dict(result.revealed.group_by("task_id").len().iter_rows())
+    assert per_task["A"] >= 3 and per_task["B"] == per_task["C"] == 1
