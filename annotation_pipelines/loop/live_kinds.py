@@ -114,6 +114,7 @@ from annotation_pipelines.loop.live import (
     BLOCK,
     EXPERT_REVIEW,
     LEDGER_FOLDER,
+    MOVED,
     REVERSALS,
     TASK_REQUESTS,
     BlockRule,
@@ -2489,6 +2490,51 @@ def _stored_ids(
     return judged, pl.read_parquet(io.BytesIO(gold), columns=["task_id"]).get_column("task_id")
 
 
+def moved_kind_judgments(
+    states: Mapping[tuple[str, str], KindState],
+    judgments: pl.DataFrame,
+    index: Mapping[str, Collection[str]],
+    read: Callable[[str], bytes | None],
+) -> tuple[pl.DataFrame, dict[tuple[str, str], KindState]]:
+    """(tombstones, as `held_deletions` gives them: the DB's shape with the `kind` of the
+    state holding each; the kind states loaded for them) of the judgments a stored state of
+    another project holds of a kind that the batch's DB rows (`judgments`, with `project` and
+    `kind`) now file under a loaded state (`states`): the tool re-filed them, and the newer
+    version wins across projects as `loop.live.moved_judgments` says. Only the ids a
+    receiving state does not hold are looked for, in the same kind's states of the other
+    projects (`index`): in those loaded already, else in the stored ids (`_stored_ids`, as a
+    tombstone is), each loaded only when it holds one."""
+    shape = {**MOVED, "kind": pl.String()}
+    tombstones = [pl.DataFrame(schema=shape)]
+    loaded: dict[tuple[str, str], KindState] = {}
+    if judgments.height == 0:
+        return tombstones[0], loaded
+    parts = [
+        pl.DataFrame(schema={**lake_ledger.ARRIVALS, "project": pl.String(), "kind": pl.String()})
+    ]
+    for (project, kind), state in sorted(states.items()):
+        mine = judgments.filter((pl.col("project") == project) & (pl.col("kind") == kind))
+        found = lake_ledger.arrivals(mine, state.ledger.get_column("judgment_id"))
+        parts.append(found.with_columns(project=pl.lit(project), kind=pl.lit(kind)))
+    arrivals = pl.concat(parts)
+    if arrivals.height == 0:
+        return tombstones[0], loaded
+    held = {(p, k) for p, kinds in index.items() for k in kinds} | set(states)
+    for project, kind in sorted(held):
+        theirs = arrivals.filter((pl.col("kind") == kind) & (pl.col("project") != project))
+        if theirs.height == 0:
+            continue
+        state = states.get((project, kind))
+        if state is None:
+            judged, _ = _stored_ids(project, kind, read)
+            if not theirs.get_column("judgment_id").is_in(judged.implode()).any():
+                continue
+            state = loaded[(project, kind)] = load_kind_state(project, kind, read)
+        found = lake_ledger.moved(state.ledger, theirs.drop("project", "kind"), project)
+        tombstones.append(found.with_columns(kind=pl.lit(kind, pl.String)))
+    return pl.concat(tombstones).cast(pl.Schema(shape)), loaded
+
+
 def load_kinds_index(read: Callable[[str], bytes | None]) -> dict[str, list[str]]:
     """project → the kinds it has a live state of."""
     raw = read(KINDS_INDEX)
@@ -2524,6 +2570,7 @@ __all__ = [
     "load_kind_state",
     "load_kinds_index",
     "merged_events",
+    "moved_kind_judgments",
     "open_kind_requests",
     "rebase_kind",
     "rebase_kind_projects",
