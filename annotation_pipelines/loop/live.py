@@ -39,7 +39,9 @@ actions, alerts). Nothing is recomputed from the whole history:
   segment has an id index sorted by judgment. A live run loads only its batch's part of the
   state (`load_touched`): the annotators table, and the ledger and tasks rows of the tasks
   its batch touches, found through the row groups' min/max statistics (the id index answers
-  exactly once's "is this version held?" for the batch's ids). Merges larger than
+  exactly once's "is this version held?" for the batch's ids; the segment's sorted id
+  fingerprints, `.ids.fp`, answer "does another project hold it?" for a judgment the DB moved,
+  without reading the index's row groups that random ids all fall in). Merges larger than
   `max_inline_rows` are left to a maintenance run (`plan_merge` builds one without the live
   lock, `merge_objects` commits it against the listing stored then), so the day's largest
   merges are off the live latency.
@@ -1767,8 +1769,38 @@ def _index_bytes(rows: pl.DataFrame) -> bytes:
     return _sorted_parquet(rows.select(list(INDEX)), ("judgment_id",))
 
 
+def _fingerprints_key(key: str) -> str:
+    return key.removesuffix(".parquet") + ".ids.fp"
+
+
+def fingerprints(ids: pl.Series) -> np.ndarray:
+    """The 32-bit FNV-1a hash of each id's UTF-8 bytes. Stored, so a hash of its own: polars'
+    may change between its versions."""
+    if ids.len() == 0:
+        return np.zeros(0, dtype=np.uint32)
+    ids = ids.cast(pl.String)
+    lengths = ids.str.len_bytes().to_numpy()
+    width = max(int(lengths.max()), 1)
+    raw = np.array(ids.cast(pl.Binary).to_list(), dtype=f"S{width}")
+    codes = raw.view(np.uint8).reshape(len(raw), width)
+    hashes = np.full(len(raw), 2166136261, dtype=np.uint32)
+    for column in range(width):
+        stepped = (hashes ^ codes[:, column]) * np.uint32(16777619)
+        hashes = np.where(column < lengths, stepped, hashes)
+    return hashes
+
+
+def _fingerprints_bytes(rows: pl.DataFrame) -> bytes:
+    """A ledger segment's id fingerprints, sorted, distinct, little-endian: 4 bytes a row, so
+    a probe for ids another project's state holds (`StoredState.held_judgments`) reads these
+    instead of the id index's every row group, which random ids all fall in."""
+    return np.unique(fingerprints(rows.get_column("judgment_id"))).astype("<u4").tobytes()
+
+
 def _objects_of(segment: Segment) -> list[str]:
-    return [segment.key, _index_key(segment.key)] if segment.indexed else [segment.key]
+    if not segment.indexed:
+        return [segment.key]
+    return [segment.key, _index_key(segment.key), _fingerprints_key(segment.key)]
 
 
 def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
@@ -1931,6 +1963,7 @@ def _appended_segments(
             writes[segment.key] = _segment_bytes(fresh[segment.key], table)
             if segment.indexed:
                 writes[_index_key(segment.key)] = _index_bytes(fresh[segment.key])
+                writes[_fingerprints_key(segment.key)] = _fingerprints_bytes(fresh[segment.key])
     return segments, writes
 
 
@@ -2252,6 +2285,8 @@ class StoredState:
     tasks: tuple[Segment, ...]
     open_segment: OpenSegment
     k: int
+    # Reads a segment's id fingerprints (`held_judgments`); without it the id index is read.
+    read: Callable[[str], bytes | None] | None = None
     # Each object's footer is parsed once per load, not once per lookup.
     opened: dict[str, pq.ParquetFile] = field(default_factory=dict, compare=False, repr=False)
 
@@ -2278,10 +2313,26 @@ class StoredState:
         column alone: the probe for judgments another project's state takes in, which mostly
         finds none."""
         keys = _sorted_keys(ids)
+        hashes = fingerprints(pl.Series(keys, dtype=pl.String))
         found = [pl.Series("judgment_id", [], pl.String)]
         for segment in self.ledger if keys else ():
+            candidates = keys
+            stored = None
+            if segment.indexed and self.read is not None:
+                stored = self.read(_fingerprints_key(segment.key))
+            if stored is not None:
+                # Sorted fingerprints: a binary search each; only a match (the id, or 1 in
+                # 2^32 of the others per id held) reads the index.
+                held = np.frombuffer(stored, dtype="<u4")
+                at = np.minimum(np.searchsorted(held, hashes), max(held.size - 1, 0))
+                match = held[at] == hashes if held.size else np.zeros(len(keys), dtype=bool)
+                candidates = [key for key, hit in zip(keys, match, strict=True) if hit]
+                if not candidates:
+                    continue
             key = _index_key(segment.key) if segment.indexed else segment.key
-            rows = _lookup(self.open(key), INDEX, "judgment_id", keys, columns=["judgment_id"])
+            rows = _lookup(
+                self.open(key), INDEX, "judgment_id", candidates, columns=["judgment_id"]
+            )
             found.append(rows.get_column("judgment_id"))
         return pl.concat(found).unique()
 
@@ -2449,6 +2500,7 @@ def moved_away(
         tasks=(),
         open_segment=open_segment or segment_opener(read),
         k=len(meta["labels"]),
+        read=read,
     )
     found = stored.held_judgments(arrivals.get_column("judgment_id"))
     if found.len() == 0:
@@ -2546,6 +2598,7 @@ def plan_merge(
         objects = {merged.key: _segment_bytes(rows, table)}
         if merged.indexed:
             objects[_index_key(merged.key)] = _index_bytes(rows)
+            objects[_fingerprints_key(merged.key)] = _fingerprints_bytes(rows)
         return Merge(
             project=project, table=table.name, parts=tuple(parts), merged=merged, objects=objects
         )
