@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import polars as pl
 
 State = TypeVar("State")
@@ -284,6 +285,45 @@ def moved(held: pl.DataFrame, arrivals: pl.DataFrame, project: str) -> pl.DataFr
     )
 
 
+# Id fingerprints ----------------------------------------------------------------------------
+#
+# Beside each ledger segment, its ids' sorted 32-bit FNV-1a hashes (4 bytes a row): whether
+# another project's state holds one of a run's ids is a binary search in them, not a read of its
+# id index or ledger, whose row groups random ids all fall in. Stored, so a fixed hash: polars'
+# may change between its versions.
+
+
+def fingerprints(ids: pl.Series) -> np.ndarray:
+    """The 32-bit FNV-1a hash of each id's UTF-8 bytes."""
+    if ids.len() == 0:
+        return np.zeros(0, dtype=np.uint32)
+    ids = ids.cast(pl.String)
+    lengths = ids.str.len_bytes().to_numpy()
+    width = max(int(lengths.max()), 1)
+    raw = np.array(ids.cast(pl.Binary).to_list(), dtype=f"S{width}")
+    codes = raw.view(np.uint8).reshape(len(raw), width)
+    hashes = np.full(len(raw), 2166136261, dtype=np.uint32)
+    for column in range(width):
+        stepped = (hashes ^ codes[:, column]) * np.uint32(16777619)
+        hashes = np.where(column < lengths, stepped, hashes)
+    return hashes
+
+
+def fingerprint_bytes(ids: pl.Series) -> bytes:
+    """A segment's fingerprints object: its ids' hashes, sorted, distinct, little-endian."""
+    return np.unique(fingerprints(ids)).astype("<u4").tobytes()
+
+
+def fingerprinted(stored: bytes, hashes: np.ndarray) -> np.ndarray:
+    """Which `hashes` (`fingerprints`) a fingerprints object holds: every id the segment holds,
+    and about 1 in 2^32 of the others per id it holds."""
+    held = np.frombuffer(stored, dtype="<u4")
+    if held.size == 0:
+        return np.zeros(len(hashes), dtype=bool)
+    at = np.minimum(np.searchsorted(held, hashes), held.size - 1)
+    return held[at] == hashes
+
+
 # Gold sources ------------------------------------------------------------------------------
 #
 # A task's stored gold names the export files that give its answer (`gold_sources`, sorted);
@@ -475,6 +515,9 @@ __all__ = [
     "check_project",
     "deleted",
     "due_reversals",
+    "fingerprint_bytes",
+    "fingerprinted",
+    "fingerprints",
     "gold_batch",
     "gold_changes",
     "gold_deleted",

@@ -1773,28 +1773,11 @@ def _fingerprints_key(key: str) -> str:
     return key.removesuffix(".parquet") + ".ids.fp"
 
 
-def fingerprints(ids: pl.Series) -> np.ndarray:
-    """The 32-bit FNV-1a hash of each id's UTF-8 bytes. Stored, so a hash of its own: polars'
-    may change between its versions."""
-    if ids.len() == 0:
-        return np.zeros(0, dtype=np.uint32)
-    ids = ids.cast(pl.String)
-    lengths = ids.str.len_bytes().to_numpy()
-    width = max(int(lengths.max()), 1)
-    raw = np.array(ids.cast(pl.Binary).to_list(), dtype=f"S{width}")
-    codes = raw.view(np.uint8).reshape(len(raw), width)
-    hashes = np.full(len(raw), 2166136261, dtype=np.uint32)
-    for column in range(width):
-        stepped = (hashes ^ codes[:, column]) * np.uint32(16777619)
-        hashes = np.where(column < lengths, stepped, hashes)
-    return hashes
-
-
 def _fingerprints_bytes(rows: pl.DataFrame) -> bytes:
     """A ledger segment's id fingerprints, sorted, distinct, little-endian: 4 bytes a row, so
     a probe for ids another project's state holds (`StoredState.held_judgments`) reads these
     instead of the id index's every row group, which random ids all fall in."""
-    return np.unique(fingerprints(rows.get_column("judgment_id"))).astype("<u4").tobytes()
+    return lake_ledger.fingerprint_bytes(rows.get_column("judgment_id"))
 
 
 def _objects_of(segment: Segment) -> list[str]:
@@ -2313,7 +2296,7 @@ class StoredState:
         column alone: the probe for judgments another project's state takes in, which mostly
         finds none."""
         keys = _sorted_keys(ids)
-        hashes = fingerprints(pl.Series(keys, dtype=pl.String))
+        hashes = lake_ledger.fingerprints(pl.Series(keys, dtype=pl.String))
         found = [pl.Series("judgment_id", [], pl.String)]
         for segment in self.ledger if keys else ():
             candidates = keys
@@ -2321,11 +2304,8 @@ class StoredState:
             if segment.indexed and self.read is not None:
                 stored = self.read(_fingerprints_key(segment.key))
             if stored is not None:
-                # Sorted fingerprints: a binary search each; only a match (the id, or 1 in
-                # 2^32 of the others per id held) reads the index.
-                held = np.frombuffer(stored, dtype="<u4")
-                at = np.minimum(np.searchsorted(held, hashes), max(held.size - 1, 0))
-                match = held[at] == hashes if held.size else np.zeros(len(keys), dtype=bool)
+                # Only a match (the id, or 1 in 2^32 of the others per id held) reads the index.
+                match = lake_ledger.fingerprinted(stored, hashes)
                 candidates = [key for key, hit in zip(keys, match, strict=True) if hit]
                 if not candidates:
                     continue

@@ -2360,8 +2360,16 @@ def kind_state_objects(
     for segment in segments:
         if segment.key in fresh:
             writes[segment.key] = lake_ledger.parquet(fresh[segment.key])
+            writes[_fingerprints_key(segment.key)] = lake_ledger.fingerprint_bytes(
+                fresh[segment.key].get_column("judgment_id")
+            )
     kept = {s.key for s in segments}
-    deletes = [s.key for s in state.segments if s.key not in kept]
+    deletes = [
+        key
+        for s in state.segments
+        if s.key not in kept
+        for key in (s.key, _fingerprints_key(s.key))
+    ]
     meta = {
         "project": state.project,
         "kind": state.kind,
@@ -2377,6 +2385,29 @@ def kind_state_objects(
 
 def _segment_key(prefix: str, first: int, last: int) -> str:
     return lake_ledger.segment_key(prefix, LEDGER_FOLDER, first, last)
+
+
+def _fingerprints_key(key: str) -> str:
+    """A ledger segment's id fingerprints (`ledger.fingerprint_bytes`), beside it."""
+    return key.removesuffix(".parquet") + ".ids.fp"
+
+
+def _may_hold(project: str, kind: str, ids: pl.Series, read: Callable[[str], bytes | None]) -> bool:
+    """Whether the stored state may hold one of `ids`: from its segments' fingerprints (a
+    match may be another id, 1 in 2^32 per id held), or, where a segment written before them
+    has none, from its stored ids (`_stored_ids`)."""
+    raw = read(f"{kind_prefix(project, kind)}/state.json")
+    if raw is None:
+        return False
+    hashes = lake_ledger.fingerprints(ids)
+    for entry in json.loads(raw)["ledger"]:
+        stored = read(_fingerprints_key(entry["key"]))
+        if stored is None:
+            judged, _ = _stored_ids(project, kind, read)
+            return bool(ids.is_in(judged.implode()).any())
+        if lake_ledger.fingerprinted(stored, hashes).any():
+            return True
+    return False
 
 
 def _in_key_order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -2502,8 +2533,8 @@ def moved_kind_judgments(
     `kind`) now file under a loaded state (`states`): the tool re-filed them, and the newer
     version wins across projects as `loop.live.moved_judgments` says. Only the ids a
     receiving state does not hold are looked for, in the same kind's states of the other
-    projects (`index`): in those loaded already, else in the stored ids (`_stored_ids`, as a
-    tombstone is), each loaded only when it holds one."""
+    projects (`index`): in those loaded already, else in their segments' id fingerprints
+    (`_may_hold`), each loaded only when it may hold one."""
     shape = {**MOVED, "kind": pl.String()}
     tombstones = [pl.DataFrame(schema=shape)]
     loaded: dict[tuple[str, str], KindState] = {}
@@ -2526,8 +2557,7 @@ def moved_kind_judgments(
             continue
         state = states.get((project, kind))
         if state is None:
-            judged, _ = _stored_ids(project, kind, read)
-            if not theirs.get_column("judgment_id").is_in(judged.implode()).any():
+            if not _may_hold(project, kind, theirs.get_column("judgment_id"), read):
                 continue
             state = loaded[(project, kind)] = load_kind_state(project, kind, read)
         found = lake_ledger.moved(state.ledger, theirs.drop("project", "kind"), project)

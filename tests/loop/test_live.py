@@ -21,7 +21,6 @@ from annotation_pipelines.loop.live import (
     LiveState,
     due_merges,
     file_rows,
-    fingerprints,
     load_state,
     load_touched,
     merge_objects,
@@ -974,12 +973,6 @@ def test_a_rewritten_list_carries_unwritten_ids_and_names_the_requests_that_left
         ids = before["decision_id"].to_list()
         assert listed["decision_id"].to_list() == [written[0], *ids[1:3], *ids[4:]]
         assert closed == sorted([ids[0], ids[3]])
-
-
-def test_fingerprints_are_fnv_1a_of_the_utf8_bytes():
-    # Stored with each segment, so fixed: the published FNV-1a 32-bit values.
-    found = fingerprints(pl.Series(["", "a", "foobar"])).tolist()
-    assert found == [0x811C9DC5, 0xE40C292C, 0xBF9CF968]
 
 
 def test_a_judgment_filed_under_another_project_is_found_where_an_older_version_is_held():
