@@ -4,6 +4,7 @@
                                                [--history 0] [--lake DIR [--maintain]]
                                                [--revisit 0.0 [--window 0]]
                                                [--history-parts 1]
+                                               [--other-projects 0 [--random-ids]]
 
 Synthetic arrivals (3 classes, 60 annotators of mixed skill, 5 votes per task, a spammer from
 the middle) at `--rate` judgments/s, folded into one project's `LiveState` every `--tick`
@@ -17,11 +18,17 @@ With `--lake DIR`, each tick is what a live run does with the lake instead: load
 the state its batch touches from a local lake folder, update it, and commit its objects
 (`Lake.commit`), each timed, with the rows read and the bytes written; the cold fit is left
 out. `--maintain` does the merges left for maintenance between ticks and times them apart.
+`--other-projects N` stores N more projects holding a history as large (other judgment ids)
+and times, per tick, the look-up a live run makes for judgments the DB moved from one of them
+(`moved_judgments`: the tick's ids new to its project, in each other project's id index);
+`--random-ids` gives every judgment a hashed id, so new ids fall inside every segment's id
+range (sequential ids skip them by their fences).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from datetime import UTC, datetime
@@ -41,6 +48,7 @@ from annotation_pipelines.loop.live import (
     load_state,
     load_touched,
     merge_objects,
+    moved_judgments,
     plan_merge,
     state_objects,
     update,
@@ -74,6 +82,12 @@ def arrivals(n: int, *, seed: int = 3, annotators: int = 60) -> pl.DataFrame:
     ).with_columns(updated_at=pl.col("submitted_at"))
 
 
+def hashed_ids(frame: pl.DataFrame, salt: str = "") -> pl.DataFrame:
+    """`frame` with each judgment id replaced by a hash of it (and `salt`): ids in no order."""
+    ids = [hashlib.sha1(f"{i}{salt}".encode()).hexdigest()[:16] for i in frame["judgment_id"]]
+    return frame.with_columns(judgment_id=pl.Series(ids, dtype=pl.String))
+
+
 def revisited(
     frame: pl.DataFrame, *, history: int, fraction: float, window: int, seed: int = 5
 ) -> pl.DataFrame:
@@ -101,6 +115,8 @@ def persisted(
     per_tick: int,
     maintain: bool,
     parts: int = 1,
+    others: int = 0,
+    random_ids: bool = False,
 ) -> None:
     """Per tick what a live run does: load the touched part of the state from the lake
     (`load_touched`, scanning the local segments in place), update, build its objects (merges
@@ -120,6 +136,18 @@ def persisted(
         assert path is not None
         return pq.ParquetFile(path)
 
+    others_began = time.perf_counter()
+    projects = [f"other{o}" for o in range(others)]
+    for o, project in enumerate(projects):
+        rows = frame.head(history).with_columns(judgment_id=pl.col("judgment_id") + f"-p{o}")
+        if random_ids:
+            rows = hashed_ids(frame.head(history), f"-p{o}")
+        state = load_touched(project, read, judgments=rows, open_segment=open_segment)
+        state, _ = update(state, rows)
+        objects = state_objects(state, read, compaction=LIVE_COMPACTION)
+        lake.commit(objects.writes, deletes=objects.deletes)
+    if others:
+        print(f"{others} other project(s) stored in {time.perf_counter() - others_began:.1f} s")
     began = time.perf_counter()
     size = -(-history // parts)
     for part in range(parts):
@@ -137,10 +165,10 @@ def persisted(
     print(f"history of {history:,} folded and committed in {time.perf_counter() - began:.1f} s\n")
     print(
         "| tick | judgments | rows read (ledger + tasks) | load s | update s | objects s "
-        "| commit s | run s | run CPU s | MB written | maintenance s |"
+        "| commit s | run s | run CPU s | MB written | maintenance s | move check s |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    totals, cpu, written, maintenance = [], [], [], []
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    totals, cpu, written, maintenance, checks = [], [], [], [], []
     for number, start in enumerate(range(history, frame.height, per_tick), start=1):
         batch = frame.slice(start, per_tick)
         cpu_began = time.process_time()
@@ -148,6 +176,7 @@ def persisted(
         state = load_touched("bench", read, judgments=batch, open_segment=open_segment)
         loaded = state.ledger.height + state.tasks.height
         marks.append(time.perf_counter())
+        loaded_state = state
         state, _ = update(state, batch)
         marks.append(time.perf_counter())
         objects = state_objects(state, read, compaction=LIVE_COMPACTION)
@@ -158,6 +187,21 @@ def persisted(
         totals.append(marks[-1] - marks[0])
         cpu.append(time.process_time() - cpu_began)
         written.append(sum(len(data) for data in objects.writes.values()) / 1e6)
+        check = 0.0
+        if others:
+            # Timed apart (and added to no other column): the look-up a run makes with the
+            # state as loaded, before its update; no judgment moved, so it loads nothing more.
+            check_began = time.perf_counter()
+            found = moved_judgments(
+                {"bench": loaded_state},
+                batch.with_columns(project=pl.lit("bench")),
+                projects,
+                read,
+                open_segment=open_segment,
+            )
+            assert found.height == 0
+            check = time.perf_counter() - check_began
+            checks.append(check)
         merged = 0.0
         if maintain:
             began = time.perf_counter()
@@ -170,7 +214,7 @@ def persisted(
         cells = " | ".join(f"{s:.3f}" for s in steps)
         print(
             f"| {number} | {batch.height:,} | {loaded:,} | {cells} | {totals[-1]:.3f} | "
-            f"{cpu[-1]:.3f} | {written[-1]:.2f} | {merged:.3f} |"
+            f"{cpu[-1]:.3f} | {written[-1]:.2f} | {merged:.3f} | {check:.3f} |"
         )
     final = load_state("bench", read)
     print(
@@ -181,6 +225,12 @@ def persisted(
         f"{len(final.segments)} ledger and {len(final.task_segments)} tasks segment(s); "
         f"merges due for maintenance: {due_merges('bench', read, LIVE_COMPACTION)}"
         + (f"; maintenance {np.sum(maintenance):.3f} s in all" if maintain else "")
+        + (
+            f"; move check over {others} other project(s) mean {np.mean(checks):.3f} s, "
+            f"max {np.max(checks):.3f} s per run"
+            if checks
+            else ""
+        )
     )
 
 
@@ -198,6 +248,10 @@ def main() -> None:
         "--history-parts", type=int, default=1, help="with --lake: commit the history in N runs"
     )
     parser.add_argument(
+        "--other-projects", type=int, default=0, help="with --lake: time the move look-up"
+    )
+    parser.add_argument("--random-ids", action="store_true", help="hashed judgment ids")
+    parser.add_argument(
         "--revisit", type=float, default=0.0, help="share of new judgments on earlier tasks"
     )
     parser.add_argument(
@@ -206,8 +260,11 @@ def main() -> None:
     arguments = parser.parse_args()
     per_tick = arguments.rate * arguments.tick
     total = arguments.history + arguments.rate * arguments.seconds
+    frame = arrivals(total)
+    if arguments.random_ids:
+        frame = hashed_ids(frame)
     frame = revisited(
-        arrivals(total),
+        frame,
         history=arguments.history,
         fraction=arguments.revisit,
         window=arguments.window,
@@ -220,6 +277,8 @@ def main() -> None:
             per_tick=per_tick,
             maintain=arguments.maintain,
             parts=arguments.history_parts,
+            others=arguments.other_projects,
+            random_ids=arguments.random_ids,
         )
         return
     state = LiveState(project="bench")

@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import polars as pl
 
 State = TypeVar("State")
@@ -236,6 +237,93 @@ def gone(
     return rows, frozenset(named - set(by_deletion.get_column("judgment_id").to_list()))
 
 
+ARRIVALS: dict[str, pl.DataType] = {
+    "judgment_id": pl.String(),
+    "updated_at": pl.Datetime("us", "UTC"),
+}
+
+
+def arrivals(rows: pl.DataFrame, held: pl.Series) -> pl.DataFrame:
+    """(`judgment_id`, `updated_at`) of the DB's versions (null `source`) among a state's
+    incoming `rows` whose judgment its ledger does not hold (`held`: the ids of the rows it
+    loaded, which hold every id of the batch it has): only those can come from another
+    project's state, so only those are looked for in the others (`moved`)."""
+    if rows.height == 0:
+        return pl.DataFrame(schema=ARRIVALS)
+    db = rows.filter(pl.col("source").is_null()) if "source" in rows.columns else rows
+    return (
+        db.filter(~pl.col("judgment_id").is_in(held.implode()))
+        .select([pl.col(c).cast(t) for c, t in ARRIVALS.items()])
+        .sort("updated_at")
+        .unique("judgment_id", keep="last", maintain_order=True)
+    )
+
+
+def moved(held: pl.DataFrame, arrivals: pl.DataFrame, project: str) -> pl.DataFrame:
+    """Tombstones, in the shape of the DB's (`judgment_id`, `task_id`, `project`,
+    `annotator_id`, `submitted_at`, `updated_at`, `deleted_at`), of the `held` ledger rows of
+    `project` that a newer DB version filed under another project replaces (`arrivals`:
+    `judgment_id`, `updated_at` of that version). A judgment's id is the DB's key whatever its
+    project, so its newest version wins across projects as within one: the tombstone names
+    the held version (`updated_at`) and is dated by the newer one (`deleted_at`), so `deleted`
+    withdraws that version and nothing newer, like a deletion. A file's version is the file's
+    to withdraw, and a held version as new as the arrival stays."""
+    newer = arrivals.select(pl.col("judgment_id").cast(pl.String), _newer="updated_at")
+    return (
+        held.filter(pl.col("source").is_null())
+        .join(newer, on="judgment_id", how="inner")
+        .filter(pl.col("updated_at") < pl.col("_newer"))
+        .select(
+            "judgment_id",
+            "task_id",
+            pl.lit(project, pl.String).alias("project"),
+            "annotator_id",
+            "submitted_at",
+            "updated_at",
+            deleted_at="_newer",
+        )
+    )
+
+
+# Id fingerprints ----------------------------------------------------------------------------
+#
+# Beside each ledger segment, its ids' sorted 32-bit FNV-1a hashes (4 bytes a row): whether
+# another project's state holds one of a run's ids is a binary search in them, not a read of its
+# id index or ledger, whose row groups random ids all fall in. Stored, so a fixed hash: polars'
+# may change between its versions.
+
+
+def fingerprints(ids: pl.Series) -> np.ndarray:
+    """The 32-bit FNV-1a hash of each id's UTF-8 bytes."""
+    if ids.len() == 0:
+        return np.zeros(0, dtype=np.uint32)
+    ids = ids.cast(pl.String)
+    lengths = ids.str.len_bytes().to_numpy()
+    width = max(int(lengths.max()), 1)
+    raw = np.array(ids.cast(pl.Binary).to_list(), dtype=f"S{width}")
+    codes = raw.view(np.uint8).reshape(len(raw), width)
+    hashes = np.full(len(raw), 2166136261, dtype=np.uint32)
+    for column in range(width):
+        stepped = (hashes ^ codes[:, column]) * np.uint32(16777619)
+        hashes = np.where(column < lengths, stepped, hashes)
+    return hashes
+
+
+def fingerprint_bytes(ids: pl.Series) -> bytes:
+    """A segment's fingerprints object: its ids' hashes, sorted, distinct, little-endian."""
+    return np.unique(fingerprints(ids)).astype("<u4").tobytes()
+
+
+def fingerprinted(stored: bytes, hashes: np.ndarray) -> np.ndarray:
+    """Which `hashes` (`fingerprints`) a fingerprints object holds: every id the segment holds,
+    and about 1 in 2^32 of the others per id it holds."""
+    held = np.frombuffer(stored, dtype="<u4")
+    if held.size == 0:
+        return np.zeros(len(hashes), dtype=bool)
+    at = np.minimum(np.searchsorted(held, hashes), held.size - 1)
+    return held[at] == hashes
+
+
 # Gold sources ------------------------------------------------------------------------------
 #
 # A task's stored gold names the export files that give its answer (`gold_sources`, sorted);
@@ -419,12 +507,17 @@ def lift_retried(
 
 
 __all__ = [
+    "ARRIVALS",
     "GOLD_SOURCES",
     "affected_tasks",
     "appended",
+    "arrivals",
     "check_project",
     "deleted",
     "due_reversals",
+    "fingerprint_bytes",
+    "fingerprinted",
+    "fingerprints",
     "gold_batch",
     "gold_changes",
     "gold_deleted",
@@ -435,6 +528,7 @@ __all__ = [
     "level",
     "lift_retried",
     "merged_rows",
+    "moved",
     "newest_versions",
     "parquet",
     "resolved",

@@ -22,7 +22,9 @@ actions, alerts). Nothing is recomputed from the whole history:
   the DB): when a file is read again after an edit (`resynced`), the judgments whose newest
   version came from it and that it no longer holds are withdrawn and their tasks refitted; a
   judgment whose newest version came from the DB and that the DB then deleted (a tombstone
-  newer than that version, `deleted`) is withdrawn the same way.
+  newer than that version, `deleted`) is withdrawn the same way, and so is one a newer DB
+  version filed under another project (the DB keys a judgment by its id alone, so the newest
+  version wins across projects: `moved_judgments` dates a tombstone by it).
   Gold is withdrawn alike: each task's gold names the files that give it (`gold_sources`;
   null when the DB gives it), and gold that no file gives any more leaves the task, whose
   posterior is refitted from its votes and whose annotators' gold counts are recounted.
@@ -37,7 +39,9 @@ actions, alerts). Nothing is recomputed from the whole history:
   segment has an id index sorted by judgment. A live run loads only its batch's part of the
   state (`load_touched`): the annotators table, and the ledger and tasks rows of the tasks
   its batch touches, found through the row groups' min/max statistics (the id index answers
-  exactly once's "is this version held?" for the batch's ids). Merges larger than
+  exactly once's "is this version held?" for the batch's ids; the segment's sorted id
+  fingerprints, `.ids.fp`, answer "does another project hold it?" for a judgment the DB moved,
+  without reading the index's row groups that random ids all fall in). Merges larger than
   `max_inline_rows` are left to a maintenance run (`plan_merge` builds one without the live
   lock, `merge_objects` commits it against the listing stored then), so the day's largest
   merges are off the live latency.
@@ -91,7 +95,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from annotation_pipelines.aggregation.result import best_in_label_order
-from annotation_pipelines.ingest.postgres import EXTRACT_COLUMNS
+from annotation_pipelines.ingest.postgres import DELETIONS, EXTRACT_COLUMNS
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.policy import (
@@ -1752,6 +1756,11 @@ class _Table:
 INDEX: dict[str, pl.DataType] = {"judgment_id": pl.String(), "task_id": pl.String()}
 
 
+# A judgment a newer DB version moved to another project is withdrawn from the one holding it
+# by a tombstone of the DB's shape (`moved_judgments`).
+MOVED = DELETIONS
+
+
 def _index_key(key: str) -> str:
     return key.removesuffix(".parquet") + ".ids.parquet"
 
@@ -1760,8 +1769,21 @@ def _index_bytes(rows: pl.DataFrame) -> bytes:
     return _sorted_parquet(rows.select(list(INDEX)), ("judgment_id",))
 
 
+def _fingerprints_key(key: str) -> str:
+    return key.removesuffix(".parquet") + ".ids.fp"
+
+
+def _fingerprints_bytes(rows: pl.DataFrame) -> bytes:
+    """A ledger segment's id fingerprints, sorted, distinct, little-endian: 4 bytes a row, so
+    a probe for ids another project's state holds (`StoredState.held_judgments`) reads these
+    instead of the id index's every row group, which random ids all fall in."""
+    return lake_ledger.fingerprint_bytes(rows.get_column("judgment_id"))
+
+
 def _objects_of(segment: Segment) -> list[str]:
-    return [segment.key, _index_key(segment.key)] if segment.indexed else [segment.key]
+    if not segment.indexed:
+        return [segment.key]
+    return [segment.key, _index_key(segment.key), _fingerprints_key(segment.key)]
 
 
 def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
@@ -1924,6 +1946,7 @@ def _appended_segments(
             writes[segment.key] = _segment_bytes(fresh[segment.key], table)
             if segment.indexed:
                 writes[_index_key(segment.key)] = _index_bytes(fresh[segment.key])
+                writes[_fingerprints_key(segment.key)] = _fingerprints_bytes(fresh[segment.key])
     return segments, writes
 
 
@@ -2245,6 +2268,8 @@ class StoredState:
     tasks: tuple[Segment, ...]
     open_segment: OpenSegment
     k: int
+    # Reads a segment's id fingerprints (`held_judgments`); without it the id index is read.
+    read: Callable[[str], bytes | None] | None = None
     # Each object's footer is parsed once per load, not once per lookup.
     opened: dict[str, pq.ParquetFile] = field(default_factory=dict, compare=False, repr=False)
 
@@ -2265,6 +2290,31 @@ class StoredState:
             )
             found.append(rows.get_column("task_id"))
         return pl.concat(found)
+
+    def held_judgments(self, ids: pl.Series) -> pl.Series:
+        """The judgments of `ids` some stored version is of, from the id indexes' judgment
+        column alone: the probe for judgments another project's state takes in, which mostly
+        finds none."""
+        keys = _sorted_keys(ids)
+        hashes = lake_ledger.fingerprints(pl.Series(keys, dtype=pl.String))
+        found = [pl.Series("judgment_id", [], pl.String)]
+        for segment in self.ledger if keys else ():
+            candidates = keys
+            stored = None
+            if segment.indexed and self.read is not None:
+                stored = self.read(_fingerprints_key(segment.key))
+            if stored is not None:
+                # Only a match (the id, or 1 in 2^32 of the others per id held) reads the index.
+                match = lake_ledger.fingerprinted(stored, hashes)
+                candidates = [key for key, hit in zip(keys, match, strict=True) if hit]
+                if not candidates:
+                    continue
+            key = _index_key(segment.key) if segment.indexed else segment.key
+            rows = _lookup(
+                self.open(key), INDEX, "judgment_id", candidates, columns=["judgment_id"]
+            )
+            found.append(rows.get_column("judgment_id"))
+        return pl.concat(found).unique()
 
     def tasks_where(self, column: str, values: Collection[str]) -> pl.Series:
         """The tasks of the stored rows whose `column` is one of `values`, every version: a
@@ -2403,6 +2453,73 @@ def load_touched(
     )
 
 
+def moved_away(
+    project: str,
+    read: Callable[[str], bytes | None],
+    arrivals: pl.DataFrame,
+    *,
+    open_segment: OpenSegment | None = None,
+) -> pl.DataFrame:
+    """The tombstones (`ledger.moved`) of the judgments `project`'s stored state holds in an
+    older DB version than `arrivals` (`ledger.ARRIVALS`: DB versions another project's state
+    takes in). A lookup of the ids in each ledger segment's id index (sorted by judgment: an
+    id it does not hold skips it), and only on a hit a read of those tasks' rows."""
+    raw = read(f"{state_prefix(project)}/state.json") if arrivals.height else None
+    if raw is None:
+        return pl.DataFrame(schema=MOVED)
+    meta = json.loads(raw)
+    if "ledger" in meta:
+        # `state.json` alone: the small frames `_header` reads too are not needed here.
+        segments = tuple(Segment(**entry) for entry in meta["ledger"])
+    else:
+        header = _header(project, read)
+        assert header is not None
+        segments = header.segments
+    stored = StoredState(
+        ledger=segments,
+        tasks=(),
+        open_segment=open_segment or segment_opener(read),
+        k=len(meta["labels"]),
+        read=read,
+    )
+    found = stored.held_judgments(arrivals.get_column("judgment_id"))
+    if found.len() == 0:
+        return pl.DataFrame(schema=MOVED)
+    tasks = stored.tasks_of_judgments(found)
+    held = stored.ledger_of_tasks(tasks, pl.Series([], dtype=pl.String))
+    return lake_ledger.moved(held, arrivals, project).cast(pl.Schema(MOVED))
+
+
+def moved_judgments(
+    states: Mapping[str, LiveState],
+    judgments: pl.DataFrame,
+    projects: Collection[str],
+    read: Callable[[str], bytes | None],
+    *,
+    open_segment: OpenSegment | None = None,
+) -> pl.DataFrame:
+    """Tombstones (`MOVED`, the shape of the DB's) of the judgments the stored states of the
+    other `projects` hold that the batch's DB rows (`judgments`, with `project`) now file
+    under the project of a loaded state (`states`): the tool re-filed them. The DB keys a
+    judgment by its id alone, so its newest version wins across projects; `update` withdraws
+    the older one from its project as it withdraws a deleted one (`deleted`). Only the ids a
+    receiving state does not hold are looked for (an id it holds was withdrawn elsewhere when
+    it came), each in the others' id indexes."""
+    if judgments.height == 0:
+        return pl.DataFrame(schema=MOVED)
+    parts = [pl.DataFrame(schema={**lake_ledger.ARRIVALS, "project": pl.String()})]
+    for project, state in sorted(states.items()):
+        mine = judgments.filter(pl.col("project") == project)
+        found = lake_ledger.arrivals(mine, state.ledger.get_column("judgment_id"))
+        parts.append(found.with_columns(project=pl.lit(project, pl.String)))
+    arrivals = pl.concat(parts)
+    tombstones = [pl.DataFrame(schema=MOVED)]
+    for other in sorted(projects) if arrivals.height else ():
+        theirs = arrivals.filter(pl.col("project") != other).drop("project")
+        tombstones.append(moved_away(other, read, theirs, open_segment=open_segment))
+    return pl.concat(tombstones)
+
+
 # Maintenance: merges above `max_inline_rows`, done off the live runs' path ------------------
 
 
@@ -2461,6 +2578,7 @@ def plan_merge(
         objects = {merged.key: _segment_bytes(rows, table)}
         if merged.indexed:
             objects[_index_key(merged.key)] = _index_bytes(rows)
+            objects[_fingerprints_key(merged.key)] = _fingerprints_bytes(rows)
         return Merge(
             project=project, table=table.name, parts=tuple(parts), merged=merged, objects=objects
         )
@@ -2520,6 +2638,20 @@ def load_stream(read: Callable[[str], bytes | None]) -> tuple[datetime, pl.DataF
     seen = read(f"{STREAM_PREFIX}/seen.parquet")
     frame = None if seen is None else pl.read_parquet(io.BytesIO(seen))
     return datetime.fromisoformat(json.loads(raw)["watermark"]), frame
+
+
+PROJECTS_KEY = f"{STREAM_PREFIX}/projects.json"
+
+
+def load_projects(read: Callable[[str], bytes | None]) -> list[str] | None:
+    """The projects with a stored categorical state; None when no run recorded them yet."""
+    raw = read(PROJECTS_KEY)
+    return None if raw is None else sorted(json.loads(raw))
+
+
+def projects_object(projects: Collection[str]) -> dict[str, bytes]:
+    """The projects record as a lake object, committed with the states it lists."""
+    return {PROJECTS_KEY: json.dumps(sorted(set(projects))).encode()}
 
 
 FILES_KEY = f"{STREAM_PREFIX}/files.json"
@@ -2795,6 +2927,8 @@ def label_studio_requests(requests: pl.DataFrame) -> bytes:
 __all__ = [
     "ANNOTATOR_ACTIONS",
     "LIVE_COMPACTION",
+    "MOVED",
+    "PROJECTS_KEY",
     "REVERSALS",
     "TASK_REQUESTS",
     "LedgerCompaction",
@@ -2817,12 +2951,16 @@ __all__ = [
     "label_studio_requests",
     "lift_columns",
     "load_files",
+    "load_projects",
     "load_state",
     "load_stream",
     "load_touched",
     "merge_objects",
+    "moved_away",
+    "moved_judgments",
     "open_requests",
     "plan_merge",
+    "projects_object",
     "rebase",
     "relisted_requests",
     "request_lists",

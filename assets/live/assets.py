@@ -34,6 +34,11 @@ kinds it held, so an edit that drops a kind still withdraws it; a DB tombstone n
 so the run looks up which kind state holds its row (by ids alone), and that state withdraws it
 (`loop.live_kinds.held_deletions`); the categorical state gets every tombstone, since one id
 can be held by both (a judgment whose kind the DB changed).
+A DB row the tool moved to another project (`UPDATE judgments SET project = ...`) is withdrawn
+from the state of the project that held it, categorical or of its kind, as a deleted row is:
+the ids new to a receiving state are looked up in the other projects' stored ids
+(`loop.live.moved_judgments`, `loop.live_kinds.moved_kind_judgments`), whose projects the lake
+records (`live/_stream/projects.json`, listed once when absent).
 When a day's `kind_aggregated_labels` materializes, the sensor names the day in the next run
 (as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
 takes the daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind
@@ -76,9 +81,12 @@ from annotation_pipelines.loop.live import (
     file_rows,
     files_object,
     load_files,
+    load_projects,
     load_state,
     load_stream,
     load_touched,
+    moved_judgments,
+    projects_object,
     rebase,
     requests_update,
     restamp_requests,
@@ -102,6 +110,7 @@ from annotation_pipelines.loop.live_kinds import (
     load_kind_state,
     load_kinds_index,
     merged_events,
+    moved_kind_judgments,
     rebase_kind_projects,
     settled_frame,
     states_holding,
@@ -112,6 +121,7 @@ from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWri
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import record_alert
 from assets.common.metadata import figure
+from assets.live.compaction import live_projects
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake, parquet_bytes
 from resources.landing import LandingZone
@@ -790,6 +800,14 @@ def live_quality_state(
         kind_deleted, kind_deleted_gold = held_deletions(
             kind_batch.states, extract.deletions, extract.gold_deletions
         )
+        # A kind judgment the DB moved to another project: withdrawn from the state holding
+        # it as the categorical engine withdraws one (`moved_judgments` below).
+        kind_moved, kind_moved_states = moved_kind_judgments(
+            kind_batch.states, kind_batch.judgments, kind_batch.index, lake.get_if_exists
+        )
+        if kind_moved.height:
+            kind_batch.states.update(kind_moved_states)
+            kind_deleted = pl.concat([kind_deleted, kind_moved], how="diagonal_relaxed")
         # The categorical engine takes the DB's categorical rows only.
         from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
@@ -827,6 +845,39 @@ def live_quality_state(
             deleted=extract.deletions,
             deleted_gold=extract.gold_deletions,
         )
+        # A DB row re-filed under another project (the tool moved its task) is withdrawn
+        # from the project that held it, as a deleted one is: its tombstone is dated by the
+        # newer version. That project's state is loaded for it, with those tasks' rows.
+        recorded = load_projects(read)
+        # Not recorded yet: listed once, then committed with the states.
+        stored = live_projects(lake) if recorded is None else recorded
+        moved = moved_judgments(
+            states, judgments, stored, lake.get_if_exists, open_segment=_opener(lake)
+        )
+        deleted = extract.deletions
+        if moved.height:
+            deleted = pl.concat([extract.deletions, moved], how="diagonal_relaxed")
+            states.update(
+                _load_states(
+                    lake,
+                    set(moved["project"].unique()),
+                    judgments,
+                    gold,
+                    files.resynced,
+                    whole=bool(config.rebase_days),
+                    deleted=deleted,
+                    deleted_gold=extract.gold_deletions,
+                )
+            )
+            context.log.info(
+                f"live: {moved.height} judgment(s) the DB moved to another project withdrawn "
+                "from the one holding them"
+            )
+        if kind_moved.height:
+            context.log.info(
+                f"live: {kind_moved.height} judgment(s) of other kinds the DB moved to another "
+                "project withdrawn from the one holding them"
+            )
         states, events = update_projects(
             states,
             judgments,
@@ -839,7 +890,7 @@ def live_quality_state(
             # Every tombstone, those the kind states take too: one id can be held by both (a
             # judgment whose kind the DB changed, a file's id equal to a DB row's), and the
             # ledger removes only a DB version at or below the one deleted.
-            deleted=extract.deletions,
+            deleted=deleted,
             deleted_gold=extract.gold_deletions,
         )
         unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
@@ -872,6 +923,8 @@ def live_quality_state(
             ]
         )
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
+        if recorded is None or not set(states) <= set(stored):
+            writes.update(projects_object({*stored, *states}))
         # The extract reads a judgment dated after its window again on every run until the
         # clock catches up, whatever else is wrong with it, so setting it aside here would
         # write it again on every run: it is set aside by the run whose window holds its time.
@@ -986,6 +1039,7 @@ def live_quality_state(
             "watermark": MetadataValue.text(extract.until.isoformat()),
             "judgments": MetadataValue.int(judgments.height),
             "files_read": MetadataValue.json(files.paths),
+            "moved_judgments": MetadataValue.int(moved.height + kind_moved.height),
             "withdrawn_judgments": MetadataValue.int(
                 sum(e.withdrawn_judgments for e in events.values())
             ),

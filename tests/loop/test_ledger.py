@@ -186,3 +186,16 @@ def test_appended_replaces_in_place_and_tombstones_the_withdrawn() -> None:
         added, added.head(0), earlier, gone.with_columns(task_id=pl.lit("t4"))
     )
     assert sorted(affected) == ["t1", "t2", "t3", "t4"] and only_withdrawn.to_list() == ["t4"]
+
+
+def test_fingerprints_are_fnv_1a_of_the_utf8_bytes_and_find_every_id_held():
+    # Stored beside each segment, so fixed: the published FNV-1a 32-bit values.
+    found = ledger.fingerprints(pl.Series(["", "a", "foobar"])).tolist()
+    assert found == [0x811C9DC5, 0xE40C292C, 0xBF9CF968]
+    held = pl.Series([f"j{i}" for i in range(1000)] + ["é-ü"])
+    stored = ledger.fingerprint_bytes(held)
+    assert len(stored) == 4 * 1001
+    probe = pl.Series(["j5", "é-ü", "k5", "j999", "nope"])
+    hits = ledger.fingerprinted(stored, ledger.fingerprints(probe)).tolist()
+    assert hits == [True, True, False, True, False]
+    assert not ledger.fingerprinted(b"", ledger.fingerprints(probe)).any()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -24,6 +24,7 @@ from annotation_pipelines.loop.live import (
     load_state,
     load_touched,
     merge_objects,
+    moved_judgments,
     open_requests,
     plan_merge,
     rebase,
@@ -398,10 +399,14 @@ def _commit(store: dict[str, bytes], objects) -> None:
 
 
 def _segment_keys(store: dict[str, bytes]) -> set[str]:
-    """The ledger segments in `store`, each checked to have its id index and no more."""
+    """The ledger segments in `store`, each checked to have its id index and its id
+    fingerprints and no more."""
     ledger = [key for key in store if key.startswith(f"{state_prefix('p')}/ledger/")]
-    segments = {key for key in ledger if not key.endswith(".ids.parquet")}
-    assert set(ledger) - segments == {k.removesuffix(".parquet") + ".ids.parquet" for k in segments}
+    beside = (".ids.parquet", ".ids.fp")
+    segments = {key for key in ledger if not key.endswith(beside)}
+    assert set(ledger) - segments == {
+        k.removesuffix(".parquet") + suffix for k in segments for suffix in beside
+    }
     return segments
 
 
@@ -661,7 +666,7 @@ def test_runs_reading_only_their_tasks_keep_the_state_a_whole_load_keeps():
         objects = state_objects(state, store.get, compaction=compaction)
         # A run writes no segment (its own or a merge) of more than max_inline_rows rows.
         for key, data in objects.writes.items():
-            if "/ledger/" in key or "/tasks/" in key:
+            if key.endswith(".parquet") and ("/ledger/" in key or "/tasks/" in key):
                 assert pl.read_parquet(io.BytesIO(data)).height <= 300, key
         _commit(store, objects)
         due = due_merges("p", store.get, compaction)
@@ -968,3 +973,32 @@ def test_a_rewritten_list_carries_unwritten_ids_and_names_the_requests_that_left
         ids = before["decision_id"].to_list()
         assert listed["decision_id"].to_list() == [written[0], *ids[1:3], *ids[4:]]
         assert closed == sorted([ids[0], ids[3]])
+
+
+def test_a_judgment_filed_under_another_project_is_found_where_an_older_version_is_held():
+    judgments, _ = stream(n_tasks=40)
+    rows = judgments.with_columns(updated_at=pl.col("submitted_at"))
+    store: dict[str, bytes] = {}
+    held, _ = update(LiveState(project="a"), rows, now=NOW)
+    _commit(store, state_objects(held, store.get))
+    later = NOW + timedelta(hours=1)
+    moving = rows.filter(pl.col("task_id") == "t0003").with_columns(
+        project=pl.lit("b"), updated_at=pl.lit(later)
+    )
+    receiving = {"b": LiveState(project="b")}
+    found = moved_judgments(receiving, moving, ["a", "b"], store.get)
+    assert sorted(found["judgment_id"]) == sorted(moving["judgment_id"])
+    assert (found["project"] == "a").all() and (found["deleted_at"] == later).all()
+    # Dated by the newer version; naming the version held, which is all it withdraws.
+    before = rows.filter(pl.col("task_id") == "t0003").sort("judgment_id")["updated_at"]
+    assert (found.sort("judgment_id")["updated_at"] == before).all()
+    # An index without fingerprints (written before them) is read instead: the same.
+    legacy = {k: v for k, v in store.items() if not k.endswith(".ids.fp")}
+    assert moved_judgments(receiving, moving, ["a"], legacy.get).equals(found)
+    # A version as old as the one held, a file's row, or a state holding it: nothing moves.
+    same = moving.with_columns(updated_at=pl.col("submitted_at"))
+    assert moved_judgments(receiving, same, ["a"], store.get).height == 0
+    filed = moving.with_columns(source=pl.lit("exports/b/a.csv"))
+    assert moved_judgments(receiving, filed, ["a"], store.get).height == 0
+    holding = {"b": replace(held, project="b")}
+    assert moved_judgments(holding, moving, ["a"], store.get).height == 0

@@ -428,7 +428,11 @@ def test_merges_left_by_the_live_runs_are_done_by_the_compaction_job_and_its_sen
     for name in ("ledger", "tasks", "annotators", "versions"):
         assert same_frame(after, before, name), name
     listed = {s.key for s in (*after.segments, *after.task_segments)}
-    indexes = {s.key.removesuffix(".parquet") + ".ids.parquet" for s in after.segments}
+    indexes = {
+        s.key.removesuffix(".parquet") + suffix
+        for s in after.segments
+        for suffix in (".ids.parquet", ".ids.fp")
+    }
     stored = {k for k in lake.list_keys("live/reviews/") if "/ledger/" in k or "/tasks/" in k}
     assert stored == listed | indexes
     assert len(after.segments) < len(before.segments)

@@ -1,0 +1,181 @@
+"""A judgment the annotation tool moves to another project (`UPDATE judgments SET project = ...`,
+a mis-filed task re-filed), against a real PostgreSQL DB and the live job: the DB keys a
+judgment by its id alone, so its newest version wins across projects. The project that held it
+withdraws it as it withdraws a deleted one (its task leaves when no vote is left, its open
+request is withdrawn, its annotators' counts drop), the receiving project counts it once, a
+later deletion withdraws it from the receiving project, and a move back returns it. The same
+holds in a kind (numeric) state."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+import psycopg
+import pytest
+
+from annotation_pipelines.ingest.postgres import apply_schema
+from annotation_pipelines.loop.live import load_state
+from annotation_pipelines.loop.live_kinds import load_kind_state
+from tests.loop.test_live_writeback import QUIET
+from tests.services import fresh_database
+from tests.support import first_metadata, lake_reader, live_quality_job
+
+pytestmark = pytest.mark.services
+WHEN = datetime(2026, 11, 2, 10, tzinfo=UTC)
+INSERT = (
+    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, kind, answer, "
+    "submitted_at, duration_s) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, 2.0)"
+)
+RATERS = ("w0", "w1", "w2")
+
+
+def _run(dsn: str, *statements: tuple[str, tuple]) -> None:
+    """The statements in one committed transaction; a few ms apart from the next one's stamp."""
+    with psycopg.connect(dsn) as connection:
+        for statement, parameters in statements:
+            connection.execute(statement, parameters)
+    time.sleep(0.01)
+
+
+def _vote(judgment_id: str, task: str, project: str, annotator: str, label: str):
+    return INSERT, (judgment_id, task, project, annotator, label, None, None, WHEN)
+
+
+def _number(judgment_id: str, task: str, project: str, annotator: str, value: float):
+    return INSERT, (judgment_id, task, project, annotator, None, "numeric", json.dumps(value), WHEN)
+
+
+def _requests(dsn: str, task: str) -> dict[str, str]:
+    """project → the status of its newest request for `task`."""
+    with psycopg.connect(dsn) as connection:
+        rows = connection.execute(
+            "SELECT project, status FROM task_requests WHERE task_id = %s ORDER BY created_at",
+            (task,),
+        ).fetchall()
+    return dict(rows)
+
+
+def _votes(state) -> dict[str, int]:
+    return dict(state.tasks.select("task_id", "n_votes").iter_rows())
+
+
+def _counts(state) -> dict[str, int]:
+    return dict(state.annotators.select("annotator_id", "n_judgments").iter_rows())
+
+
+def test_a_judgment_moved_to_another_project_counts_once_there(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    read = lake_reader(data / "lake")
+    with fresh_database("live_moves") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        # A: three tasks of two agreeing votes and one dissent (the policy asks for another
+        # judgment of each); B: a task of its own, so both states are stored.
+        _run(
+            dsn,
+            *(
+                _vote(f"j{t}{a}", f"t{t}", "A", rater, "pos" if a < 2 else "neg")
+                for t in range(3)
+                for a, rater in enumerate(RATERS)
+            ),
+            *(_vote(f"b{a}", "b0", "B", rater, "neg") for a, rater in enumerate(RATERS)),
+        )
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+
+        def run() -> dict[str, object]:
+            result = job.execute_in_process(instance=instance, run_config=QUIET)
+            assert result.success
+            return first_metadata(result)
+
+        run()
+        assert _votes(load_state("A", read)) == {"t0": 3, "t1": 3, "t2": 3}
+        assert _requests(dsn, "t0") == {"A": "open"}
+
+        # The tool re-files t0 under B (updated_at left to the trigger), while A gets a new
+        # vote elsewhere: A is loaded for its own batch and for what it lost.
+        _run(dsn, ("UPDATE judgments SET project = 'B' WHERE task_id = 't0'", ()))
+        _run(dsn, _vote("j33", "t3", "A", "w0", "pos"))
+        moved = run()
+        a, b = load_state("A", read), load_state("B", read)
+        assert _votes(a) == {"t1": 3, "t2": 3, "t3": 1}
+        assert _votes(b) == {"b0": 3, "t0": 3}
+        assert not a.ledger["judgment_id"].is_in(["j00", "j01", "j02"]).any()
+        assert _counts(a) == {"w0": 3, "w1": 2, "w2": 2}
+        assert _counts(b) == {"w0": 2, "w1": 2, "w2": 2}
+        assert _requests(dsn, "t0") == {"A": "withdrawn", "B": "open"}
+        assert moved["moved_judgments"] == 3
+
+        # Read again in the overlap: nothing moves twice.
+        again = run()
+        assert again["moved_judgments"] == 0 and again["withdrawn_judgments"] == 0
+        assert _votes(load_state("A", read)) == {"t1": 3, "t2": 3, "t3": 1}
+
+        # A deletion now carries B, which holds it: withdrawn there, A untouched.
+        _run(dsn, ("DELETE FROM judgments WHERE judgment_id = 'j00'", ()))
+        deleted = run()
+        assert deleted["withdrawn_judgments"] == 1 and deleted["deletions_unknown"] == 0
+        a, b = load_state("A", read), load_state("B", read)
+        assert _votes(b) == {"b0": 3, "t0": 2}
+        assert _counts(b)["w0"] == 1
+        assert _votes(a) == {"t1": 3, "t2": 3, "t3": 1}
+
+        # Moved back: B loses the two left, A holds them again.
+        _run(dsn, ("UPDATE judgments SET project = 'A' WHERE task_id = 't0'", ()))
+        back = run()
+        assert back["moved_judgments"] == 2
+        a, b = load_state("A", read), load_state("B", read)
+        assert _votes(a) == {"t0": 2, "t1": 3, "t2": 3, "t3": 1}
+        assert _votes(b) == {"b0": 3}
+        assert a.ledger.height + b.ledger.height == 12
+
+
+def test_a_kind_judgment_moved_to_another_project_counts_once_there(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    read = lake_reader(data / "lake")
+    with fresh_database("live_kind_moves") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        _run(
+            dsn,
+            # A: n0's votes disagree (a request for another judgment), n1's agree; B holds a
+            # numeric task of its own.
+            *(_number(f"n0{a}", "n0", "A", r, 1 + 4 * a) for a, r in enumerate(RATERS)),
+            *(_number(f"n1{a}", "n1", "A", r, 3) for a, r in enumerate(RATERS)),
+            *(_number(f"m{a}", "m0", "B", r, 7) for a, r in enumerate(RATERS)),
+            _vote("c0", "c0", "A", "w0", "pos"),
+        )
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+
+        def run() -> dict[str, object]:
+            result = job.execute_in_process(instance=instance, run_config=QUIET)
+            assert result.success
+            return first_metadata(result)
+
+        run()
+        before = load_kind_state("A", "numeric", read)
+        assert sorted(before.ledger["task_id"].unique()) == ["n0", "n1"]
+        asked = _requests(dsn, "n0")
+        assert asked == {"A": "open"}
+
+        _run(dsn, ("UPDATE judgments SET project = 'B' WHERE task_id = 'n0'", ()))
+        moved = run()
+        a, b = load_kind_state("A", "numeric", read), load_kind_state("B", "numeric", read)
+        assert a.ledger["task_id"].to_list() == ["n1"] * 3
+        assert sorted(b.ledger["task_id"].to_list()) == ["m0"] * 3 + ["n0"] * 3
+        assert a.annotators["n_judgments"].to_list() == [1, 1, 1]
+        assert _requests(dsn, "n0")["A"] != "open"
+        assert moved["moved_judgments"] == 3
+        # The categorical state of A is not touched by it.
+        assert load_state("A", read).ledger["judgment_id"].to_list() == ["c0"]
+
+        again = run()
+        assert again["moved_judgments"] == 0
+
+        _run(dsn, ("DELETE FROM judgments WHERE judgment_id = 'n00'", ()))
+        run()
+        a, b = load_kind_state("A", "numeric", read), load_kind_state("B", "numeric", read)
+        assert b.ledger.filter(pl.col("task_id") == "n0").height == 2
+        assert a.ledger.height == 3
