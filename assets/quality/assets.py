@@ -119,6 +119,10 @@ with warnings.catch_warnings():
     )
 
 
+# Metadata of `annotator_scorecards`: how many days back the day's trends read.
+HISTORY_WINDOW_METADATA = "history_window_days"
+
+
 def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
     end = dt.date.fromisoformat(day)
     wanted = [(end - dt.timedelta(days=offset)).isoformat() for offset in range(days, 0, -1)]
@@ -181,6 +185,8 @@ def quality(  # noqa: ANN201
     judgments = of_kind(judgments)
     gold_labels = of_kind(gold_labels)
     gold = gold_labels.select("task_id", "project", "label")
+    # Earlier days' scorecards are read from the lake, not declared as inputs: when one of
+    # them changes later, `scorecard_history_sensor` rebuilds this day if its trends differ.
     history = _history(lake, "annotator_scorecards", day, config.trailing_days)
     cards = annotator_scorecards(
         judgments,
@@ -298,7 +304,12 @@ def quality(  # noqa: ANN201
             "mean_alpha": figure(_mean(report, "krippendorff_alpha")),
             "mean_gold_accuracy": figure(_mean(report, "gold_accuracy")),
         },
-        "annotator_scorecards": {"flagged": MetadataValue.int(int(cards["flagged"].sum()))},
+        "annotator_scorecards": {
+            "flagged": MetadataValue.int(int(cards["flagged"].sum())),
+            # The trailing window the trends were computed over, which
+            # `scorecard_history_sensor` checks the day against when earlier days change.
+            HISTORY_WINDOW_METADATA: MetadataValue.int(config.trailing_days),
+        },
         "reannotation_queue": {"tasks_to_reannotate": MetadataValue.int(queue.height)},
         "annotator_pair_agreement": {
             "pairs": MetadataValue.int(pairs.height),

@@ -10,9 +10,10 @@ import random
 
 import polars as pl
 import pytest
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, build_sensor_context
 
 from assets.definitions import build_definitions
+from assets.quality import sensors as quality_sensors
 from assets.sources import sensors as source_sensors
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -118,3 +119,92 @@ def test_a_project_with_a_staged_gold_set_gets_one_gold_verdict_whatever_the_run
     assert _verdict(landing, "2026-11-03")[:2] == (True, "")
     _run(defs, instance, "daily_annotation_job", "2026-11-02")
     assert _verdict(landing, "2026-11-02")[:2] == held
+
+
+FLAG_CONFIG = {**QUIET, "ops": {"quality": {"config": {"bootstrap_resamples": 0}}}}
+
+
+def _cards(landing, day):
+    return _table(landing, "annotator_scorecards", day)
+
+
+def test_days_run_out_of_order_end_with_the_flags_of_the_days_run_in_order(env):
+    # a3 judges well on 11-02 and worse on 11-03: in order, its consensus agreement on 11-03
+    # fell against its own trailing history and it is flagged. Run 11-03 first, it has no
+    # history then; the sensor rebuilds 11-03 once 11-02 is written, and only that.
+    defs, instance, landing = env
+    sensor = quality_sensors.scorecard_history_sensor
+    cursor = _tick(sensor, defs, instance).cursor  # the first tick: a baseline
+    _write_day(landing, "2026-11-02", prefix="A", accuracy=[1.0] * 5, seed=1)
+    _write_day(landing, "2026-11-03", prefix="B", accuracy=[1.0, 1.0, 1.0, 0.7, 1.0], seed=2)
+    _ingest(defs, instance)
+    for day in ("2026-11-03", "2026-11-02"):
+        _run(defs, instance, "daily_annotation_job", day, FLAG_CONFIG)
+    early = _cards(landing, "2026-11-03").filter(pl.col("annotator_id") == "a3").row(0, named=True)
+    assert (early["history_days"], early["flagged"]) == (0, False)
+
+    result = _tick(sensor, defs, instance, cursor)
+    [request] = result.run_requests
+    assert request.partition_key == "2026-11-03"
+    assert {key.to_user_string() for key in request.asset_selection} == {
+        "quality_report", "annotator_scorecards", "reannotation_queue",
+        "annotator_pair_agreement", "label_drift",
+    }  # fmt: skip
+    _run(
+        defs,
+        instance,
+        "quality_job",
+        request.partition_key,
+        {**FLAG_CONFIG, **request.run_config},
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+    )
+    rebuilt = _cards(landing, "2026-11-03")
+    late = rebuilt.filter(pl.col("annotator_id") == "a3").row(0, named=True)
+    assert late["flagged"] and late["history_days"] == 1
+    assert "consensus agreement fell" in late["flag_reason"]
+    # ...and what is curated follows the flag (automation re-curates after the rebuild).
+    instance.add_dynamic_partitions("projects", ["reviews"])
+    _run(defs, instance, "curation_job", "reviews")
+    datasets = landing.parent / "lake" / "datasets" / "reviews"
+    version = json.loads((datasets / "current.json").read_text())["version_id"]
+    manifest = json.loads((datasets / version / "manifest.json").read_text())
+    assert manifest["filters"]["excluded_flagged_annotators"] == 1  # a3 on 11-03
+
+    # The rebuilt day is current: nothing more is asked, and the day run again in order (its
+    # history in place) writes the very same scorecards.
+    quiet = _tick(sensor, defs, instance, result.cursor)
+    assert not quiet.run_requests
+    assert "every trailing history current" in quiet.skip_reason.skip_message
+    _run(defs, instance, "daily_annotation_job", "2026-11-03", FLAG_CONFIG)
+    assert _cards(landing, "2026-11-03").equals(rebuilt)
+    # Days run again with unchanged inputs launch nothing either.
+    _run(defs, instance, "daily_annotation_job", "2026-11-02", FLAG_CONFIG)
+    again = _tick(sensor, defs, instance, quiet.cursor)
+    assert not again.run_requests, [r.partition_key for r in again.run_requests]
+
+
+def test_a_day_is_not_checked_while_a_run_of_its_window_is_unfinished(env):
+    defs, instance, landing = env
+    sensor = quality_sensors.scorecard_history_sensor
+    cursor = _tick(sensor, defs, instance).cursor
+    _write_day(landing, "2026-11-02", prefix="A", accuracy=[1.0] * 5, seed=1)
+    _write_day(landing, "2026-11-03", prefix="B", accuracy=[1.0, 1.0, 1.0, 0.7, 1.0], seed=2)
+    _ingest(defs, instance)
+    for day in ("2026-11-03", "2026-11-02"):
+        _run(defs, instance, "daily_annotation_job", day, FLAG_CONFIG)
+    # A run of 11-02 not started yet: 11-03 would read its history before it lands.
+    job = defs.resolve_job_def("daily_annotation_job")
+    instance.create_run_for_job(
+        job,
+        run_config=FLAG_CONFIG,
+        tags={"dagster/partition": "2026-11-02"},
+        status=DagsterRunStatus.NOT_STARTED,
+    )
+    waiting = _tick(sensor, defs, instance, cursor)
+    assert not waiting.run_requests
+    assert "waiting for unfinished runs: 2026-11-02, 2026-11-03" in waiting.skip_reason.skip_message
+    for run in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.NOT_STARTED])):
+        instance.delete_run(run.run_id)
+    [request] = _tick(sensor, defs, instance, waiting.cursor).run_requests
+    assert request.partition_key == "2026-11-03"
