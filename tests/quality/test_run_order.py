@@ -7,9 +7,11 @@ the daemon would.
 
 import json
 import random
+from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, build_sensor_context
 
 from assets.definitions import build_definitions
@@ -208,3 +210,13 @@ def test_a_day_is_not_checked_while_a_run_of_its_window_is_unfinished(env):
         instance.delete_run(run.run_id)
     [request] = _tick(sensor, defs, instance, waiting.cursor).run_requests
     assert request.partition_key == "2026-11-03"
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "dagster.production.yaml"])
+def test_the_run_queue_limits_the_history_rebuilds(config):
+    # Keyed by the tag the sensor sets: a late day can queue a rebuild for each later day of
+    # its window, which must not take every run slot on two cores.
+    root = Path(__file__).resolve().parents[2]
+    runs = yaml.safe_load((root / config).read_text())["concurrency"]["runs"]
+    limits = {limit["key"]: limit["limit"] for limit in runs["tag_concurrency_limits"]}
+    assert limits[quality_sensors.STALE_HISTORY_TAG] < runs["max_concurrent_runs"]
