@@ -103,6 +103,7 @@ SENSOR_NAMES = {
     "quality_alert_sensor",
     "run_failure_alert_sensor",
     "run_summary_sensor",
+    "scorecard_history_sensor",
     "staged_days_sensor",
 }
 # What the daily job ran when it was "everything but forecasting, sources, curation and

@@ -186,6 +186,38 @@ def annotator_scorecards(
     ).sort(KEYS)
 
 
+# The scorecard columns a day reads from its trailing history (`_attach_history`): the only part
+# of a day's scorecards (and so of its flags) that earlier days' scorecards decide.
+HISTORY_COLUMNS = ("history_consensus_agreement", "history_gold_accuracy", "history_days")
+
+
+def stale_history(
+    cards: pl.DataFrame,
+    history: pl.DataFrame | None,
+    *,
+    history_days: int = 28,
+    tolerance: float = 1e-9,
+) -> pl.DataFrame:
+    """The scorecards of `cards` (stored ones, of any days) whose trailing-history columns
+    differ from those `history` (earlier scorecards, as the lake holds them now) gives: KEYS,
+    the stored HISTORY_COLUMNS and the recomputed ones (suffix `_now`). Empty when every card
+    was built with the history there is now, i.e. rebuilding those days would not change them.
+    The history columns depend only on earlier days' own judgments (never on their history),
+    so a day rebuilt after this check stays current however its neighbours' trends move."""
+    require(cards, "cards", (*KEYS, *HISTORY_COLUMNS))
+    base = cards.select(*KEYS, "consensus_agreement", "gold_accuracy")
+    now = _attach_history(
+        base, history if history is not None and history.height else None, history_days=history_days
+    ).select(*KEYS, *(pl.col(c).alias(f"{c}_now") for c in HISTORY_COLUMNS))
+    joined = cards.select(*KEYS, *HISTORY_COLUMNS).join(now, on=KEYS, how="left")
+    differs = [
+        (pl.col(c).is_null() != pl.col(f"{c}_now").is_null())
+        | ((pl.col(c).cast(pl.Float64) - pl.col(f"{c}_now").cast(pl.Float64)).abs() > tolerance)
+        for c in HISTORY_COLUMNS
+    ]
+    return joined.filter(pl.any_horizontal([d.fill_null(False) for d in differs])).sort(KEYS)
+
+
 def _attach_skill(cards: pl.DataFrame, skill: pl.DataFrame | None) -> pl.DataFrame:
     if skill is None:
         return cards.with_columns(pl.lit(None, dtype=pl.Float64).alias("skill"))

@@ -12,6 +12,7 @@ instead.
 """
 
 import datetime as dt
+import io
 import warnings
 
 import polars as pl
@@ -34,7 +35,7 @@ from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.curation.versioning import judged_fingerprints
 from annotation_pipelines.kinds import DEFAULT_KIND, of_kind
-from annotation_pipelines.lake import partition_key, quality_report_html_key
+from annotation_pipelines.lake import partition_key, quality_report_html_key, staging_prefix
 from annotation_pipelines.quality import (
     GATE_SPECS,
     GateCheck,
@@ -90,7 +91,7 @@ class QualityConfig(Config):
     gold_required_projects: list[str] = Field(
         default_factory=list,
         description="Projects whose days fail (ERROR) without gold judgments. Projects with "
-        "gold in the lake require it anyway; for the others a day without gold is a WARN.",
+        "a gold set staged require it anyway; for the others a day without gold is a WARN.",
     )
     held_out_folds: int = Field(default=5, description="Folds to score consensus on gold.")
     annotator_min_gold_accuracy: float = 0.7
@@ -117,6 +118,10 @@ with warnings.catch_warnings():
         )
         for spec in GATE_SPECS
     )
+
+
+# Metadata of `annotator_scorecards`: how many days back the day's trends read.
+HISTORY_WINDOW_METADATA = "history_window_days"
 
 
 def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
@@ -181,6 +186,8 @@ def quality(  # noqa: ANN201
     judgments = of_kind(judgments)
     gold_labels = of_kind(gold_labels)
     gold = gold_labels.select("task_id", "project", "label")
+    # Earlier days' scorecards are read from the lake, not declared as inputs: when one of
+    # them changes later, `scorecard_history_sensor` rebuilds this day if its trends differ.
     history = _history(lake, "annotator_scorecards", day, config.trailing_days)
     cards = annotator_scorecards(
         judgments,
@@ -210,7 +217,7 @@ def quality(  # noqa: ANN201
         n_resamples=config.bootstrap_resamples,
     )
     floors = project_floors(landing, report["project"].unique().sort().to_list())
-    required = gold_projects(lake, gold, config.gold_required_projects)
+    required = gold_projects(lake, landing, config.gold_required_projects)
     gates = _gates(report, aggregated_labels, required, config, floors=floors, mixed=mixed)
     report = gate_verdicts(report, gates)
     # What the verdict was made from: a curated dataset holds the day back once its
@@ -306,7 +313,12 @@ def quality(  # noqa: ANN201
             "mean_alpha": figure(_mean(report, "krippendorff_alpha")),
             "mean_gold_accuracy": figure(_mean(report, "gold_accuracy")),
         },
-        "annotator_scorecards": {"flagged": MetadataValue.int(int(cards["flagged"].sum()))},
+        "annotator_scorecards": {
+            "flagged": MetadataValue.int(int(cards["flagged"].sum())),
+            # The trailing window the trends were computed over, which
+            # `scorecard_history_sensor` checks the day against when earlier days change.
+            HISTORY_WINDOW_METADATA: MetadataValue.int(config.trailing_days),
+        },
         "reannotation_queue": {"tasks_to_reannotate": MetadataValue.int(queue.height)},
         "annotator_pair_agreement": {
             "pairs": MetadataValue.int(pairs.height),
@@ -450,14 +462,23 @@ def _mixed_kinds(judgments: pl.DataFrame) -> dict[str, list[str]]:
     }
 
 
-def gold_projects(lake: Lake, gold: pl.DataFrame, required: list[str]) -> set[str]:
-    """Projects that require gold: configured (`required`), with gold in the day's `gold`, or
-    with gold judged on any day in the lake. A day's gold alone would not do: a day on which
-    none of a project's gold tasks is judged has no gold rows of that project, and would
-    pass as the day of a project without a gold set."""
-    past = lake.scan_all("gold_labels")
-    seen = past.select("project").unique().collect() if past.collect_schema() else gold
-    return {*required, *gold["project"], *seen["project"]}
+def gold_projects(lake: Lake, landing: LandingZone, required: list[str]) -> set[str]:
+    """Projects that require gold: configured (`required`), or with a gold set, i.e. gold rows
+    staged by any source (gold sets, the annotation DB) or written by the synthetic generator,
+    whatever day those rows are for. Read from those inputs rather than from the daily
+    `gold_labels` partitions materialized so far, so that whether a day is held back for
+    judging no gold task depends on that day and the gold sets alone, not on which other days
+    happen to have run before it."""
+    projects = set(required)
+    for key in lake.list_keys(staging_prefix("gold_labels")):
+        frame = lake.get_frame(key) if key.endswith(".parquet") else pl.DataFrame()
+        if "project" in frame.columns:
+            projects.update(frame.get_column("project").unique().to_list())
+    for path, _ in landing.list_files("synthetic/gold_labels/"):
+        if path.endswith(".parquet"):
+            part = pl.read_parquet(io.BytesIO(landing.read_bytes(path)), columns=["project"])
+            projects.update(part.get_column("project").unique().to_list())
+    return {project for project in projects if project is not None}
 
 
 def _nothing_to_gate(name: str) -> AssetCheckResult:

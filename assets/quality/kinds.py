@@ -89,7 +89,7 @@ class KindQualityConfig(Config):
     gold_required_projects: list[str] = Field(
         default_factory=list,
         description="Projects whose days fail (ERROR) without gold judgments. Projects with "
-        "gold in the lake require it anyway; for the others a day without gold is a WARN.",
+        "a gold set staged require it anyway; for the others a day without gold is a WARN.",
     )
     annotator_min_consensus_alpha: float = DEFAULT_MIN_CONSENSUS_ALPHA
     annotator_min_gold_score: float = DEFAULT_MIN_GOLD_SCORE
@@ -177,9 +177,7 @@ def kind_quality(  # noqa: ANN201
     report = pl.concat(reports) if reports else pl.DataFrame(schema=KIND_QUALITY_REPORT)
     scorecards = pl.concat(cards) if cards else pl.DataFrame(schema=KIND_SCORECARDS)
     queue = pl.concat(queues) if queues else pl.DataFrame(schema=KIND_QUEUE)
-    required = gold_projects(
-        lake, gold_labels.filter(pl.col("kind") != "categorical"), config.gold_required_projects
-    )
+    required = gold_projects(lake, landing, config.gold_required_projects)
     alpha_floors, gold_floors = _kind_floors(
         config, project_floors(landing, report["project"].to_list()), report
     )

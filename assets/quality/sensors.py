@@ -1,5 +1,6 @@
 """Sensors of the quality layer: a failed gate or reconciliation becomes an alert; a project's
-changed gate floors re-evaluate the days they apply to."""
+changed gate floors re-evaluate the days they apply to; a day whose scorecards changed rebuilds
+the later days whose trailing history that changes."""
 
 import datetime as dt
 import hashlib
@@ -14,6 +15,7 @@ from dagster import (
     AssetCheckKey,
     AssetCheckSeverity,
     AssetKey,
+    AssetRecordsFilter,
     DagsterEventType,
     DagsterRunStatus,
     DefaultSensorStatus,
@@ -31,11 +33,12 @@ from dagster import (
 )
 
 from annotation_pipelines.quality.gates import project_gate_floors
+from annotation_pipelines.quality.scorecards import HISTORY_COLUMNS, stale_history
 from annotation_pipelines.settings import load_settings
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
 from assets.common.partitions import daily_partitions
-from assets.quality.assets import GATES, quality
+from assets.quality.assets import GATES, HISTORY_WINDOW_METADATA, QualityConfig, quality
 from assets.quality.jobs import quality_job
 from assets.quality.kinds import KIND_GATES, kind_quality
 from resources.lake import Lake
@@ -496,3 +499,158 @@ def _shown(floors: dict[str, float] | None) -> str:
 
 def _unread_note(unread: dict[str, str]) -> str:
     return "".join(f"; not read: {unread[project]}" for project in sorted(unread))
+
+
+SCORECARDS = AssetKey("annotator_scorecards")
+# The window a day's trends read when its materialization does not say (the config default).
+DEFAULT_HISTORY_WINDOW: int = QualityConfig.model_fields["trailing_days"].default
+# Tag of a run that rebuilds a day whose trailing history changed: how many of its scorecards
+# (project, annotator) read a different history now.
+STALE_HISTORY_TAG = "annotation_pipelines/stale_history_scorecards"
+# A run in one of these states may still write a day's scorecards.
+UNFINISHED = [
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
+
+
+@sensor(
+    job=quality_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="A day's annotator scorecards were written (a late day, days run out of order, "
+    "a rebuild) → rebuild the quality of each materialized day within the trailing window after "
+    "it whose annotators' trailing history now differs from the one it was scored with, once no "
+    "run of that day or its window is unfinished.",
+)
+def scorecard_history_sensor(context: SensorEvaluationContext, lake: Lake) -> SensorResult:
+    # Each day's trends (and the "consensus agreement fell" flag) read the scorecards of the
+    # days before it straight from the lake, a dependency the asset graph does not declare (a
+    # self-dependency would serialize every backfill and have automation rebuild all 28 later
+    # days on any change). The cursor holds the last materialization read and the days still to
+    # check; a day is rebuilt only when its stored history columns differ from those the lake
+    # gives now, so a rebuild with unchanged figures, or a change to annotators a later day
+    # did not judge, launches nothing.
+    state = load_cursor(context.cursor)
+    if "after" not in state:
+        latest = context.instance.fetch_materializations(SCORECARDS, limit=1, ascending=False)
+        after = latest.records[0].storage_id if latest.records else 0
+        return SensorResult(
+            skip_reason="first tick: scorecards written from now on are checked against the "
+            "later days' history",
+            cursor=json.dumps({"after": after, "pending": []}),
+        )
+    result = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=SCORECARDS, after_storage_id=int(state["after"])),
+        limit=200,
+        ascending=True,
+    )
+    pending = set(state.get("pending", []))
+    windows: dict[str, int] = {}
+    materialized = context.instance.get_materialized_partitions(SCORECARDS)
+    for record in result.records:
+        day = record.partition_key
+        if not day:
+            continue
+        windows[day] = _window_of(record)
+        # The day itself too: a run that read its history while an earlier day was rewritten.
+        pending.add(day)
+        start = dt.date.fromisoformat(day)
+        for offset in range(1, DEFAULT_HISTORY_WINDOW + 1):
+            later = (start + dt.timedelta(days=offset)).isoformat()
+            if later in materialized:
+                pending.add(later)
+    after = result.records[-1].storage_id if result.records else int(state["after"])
+    busy = {
+        day
+        for run in context.instance.get_runs(RunsFilter(statuses=UNFINISHED))
+        if (day := run.tags.get(PARTITION_TAG))
+    }
+    checked, waiting, requests = [], [], []
+    ready: dict[int, list[str]] = {}
+    for day in sorted(pending):
+        window = windows.get(day) or _latest_window(context, day)
+        if window is None or not lake.has_table("annotator_scorecards", day=day):
+            continue  # not built (or wiped): its first build reads the history there is then
+        if busy & {day, *_window_days(day, window)}:
+            waiting.append(day)
+            continue
+        ready.setdefault(window, []).append(day)
+    for window, days in sorted(ready.items()):
+        cards = lake.read_days("annotator_scorecards", days)
+        past = sorted({d for day in days for d in _window_days(day, window)})
+        stale = stale_history(
+            cards, lake.read_days("annotator_scorecards", past), history_days=window
+        )
+        checked += days
+        for (day,), rows in stale.partition_by("day", as_dict=True, maintain_order=True).items():
+            day = day.isoformat()
+            context.log.info(
+                f"{day}: the trailing history of {rows.height} scorecard(s) changed since it "
+                f"was scored ({_shown_change(rows)}); rebuilding its quality"
+            )
+            requests.append(_history_request(day, rows, window))
+    cursor = json.dumps({"after": after, "pending": waiting}, sort_keys=True)
+    if requests:
+        return SensorResult(run_requests=requests, cursor=cursor)
+    done = (
+        f"{len(checked)} day(s) checked, every trailing history current"
+        if checked
+        else "no day to check"
+    )
+    note = f"; waiting for unfinished runs: {', '.join(waiting)}" if waiting else ""
+    return SensorResult(skip_reason=done + note, cursor=cursor)
+
+
+def _window_of(record: object) -> int:
+    materialization = getattr(record, "asset_materialization", None)
+    value = materialization.metadata.get(HISTORY_WINDOW_METADATA) if materialization else None
+    return (
+        value.value
+        if isinstance(value, IntMetadataValue) and value.value
+        else (DEFAULT_HISTORY_WINDOW)
+    )
+
+
+def _latest_window(context: SensorEvaluationContext, day: str) -> int | None:
+    """The window the day's latest scorecards read; None when it has none."""
+    latest = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=SCORECARDS, asset_partitions=[day]), limit=1, ascending=False
+    )
+    return _window_of(latest.records[0]) if latest.records else None
+
+
+def _window_days(day: str, window: int) -> list[str]:
+    end = dt.date.fromisoformat(day)
+    return [(end - dt.timedelta(days=back)).isoformat() for back in range(window, 0, -1)]
+
+
+def _shown_change(rows: pl.DataFrame) -> str:
+    """A few of the changed scorecards, e.g. "reviews/a3: 0 -> 1 day(s)"."""
+    shown = [
+        f"{project}/{annotator}: {before} -> {now} day(s)"
+        for project, annotator, before, now in rows.select(
+            "project", "annotator_id", "history_days", "history_days_now"
+        )
+        .head(3)
+        .iter_rows()
+    ]
+    return ", ".join(shown) + (f", {rows.height - 3} more" if rows.height > 3 else "")
+
+
+def _history_request(day: str, rows: pl.DataFrame, window: int) -> RunRequest:
+    """The run that rebuilds the quality of `day`, keyed by the history it will read, so a tick
+    evaluated twice, or the same change seen again, queues the day once."""
+    now = rows.select("project", "annotator_id", *(f"{c}_now" for c in HISTORY_COLUMNS))
+    digest = hashlib.sha256(json.dumps(now.rows(), default=str).encode()).hexdigest()[:16]
+    config = {"ops": {"quality": {"config": {"trailing_days": window}}}}
+    return RunRequest(
+        run_key=f"history:{day}:{digest}",
+        partition_key=day,
+        asset_selection=sorted(quality.keys, key=lambda key: key.to_user_string()),
+        run_config=config if window != DEFAULT_HISTORY_WINDOW else {},
+        tags={STALE_HISTORY_TAG: str(rows.height), PRIORITY_TAG: RECHECK_PRIORITY},
+    )

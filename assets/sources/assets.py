@@ -550,15 +550,26 @@ def gold_sets(
     gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique(
         ["project", "task_id"], keep="last"
     )
+    had_gold = {
+        project
+        for frame in map(lake.get_frame, previous)
+        if "project" in frame.columns
+        for project in frame.get_column("project").unique().to_list()
+    }
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit({target: parquet_bytes(gold)}, deletes=[key for key in previous if key != target])
-    # The days to rebuild are the days that judged a gold task; the scan pushes the filter down.
+    # The days to rebuild are the days that judged a gold task, and every judged day of a
+    # project that gained or lost its gold set: whether such a project's day without gold is
+    # held back (the gold floor) changed with it. The scan pushes the filter down.
+    turned = sorted(had_gold ^ set(gold["project"].unique().to_list()))
     judged = (
         lake.scan_all("judgments")
-        .filter(pl.col("task_id").is_in(gold["task_id"].implode()))
+        .filter(
+            pl.col("task_id").is_in(gold["task_id"].implode()) | pl.col("project").is_in(turned)
+        )
         .select(pl.col("submitted_at").dt.date().cast(pl.String).unique())
         .collect()
-        if lake.days("judgments") and gold.height
+        if lake.days("judgments") and (gold.height or turned)
         else pl.DataFrame({"submitted_at": []})
     )
     days = sorted(judged.to_series().to_list())

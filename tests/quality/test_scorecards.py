@@ -11,6 +11,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from annotation_pipelines import schema
 from annotation_pipelines.quality import annotator_scorecards, spammer_scores
+from annotation_pipelines.quality.scorecards import stale_history
 from tests.agreement.conftest import TOY_TRUTH
 from tests.quality.conftest import DAY, majority
 
@@ -130,6 +131,25 @@ def test_trend_against_own_history():
     assert "fell" in row["flag_reason"]
     good = cards.filter(pl.col("annotator_id") == "good1").row(0, named=True)
     assert good["consensus_agreement_change"] == pytest.approx(0.0) and not good["flagged"]
+
+
+def test_stale_history_names_the_cards_scored_with_another_history():
+    judgments, gold = crowd_with_profiles()
+    aggregated = majority(judgments)
+    alone = annotator_scorecards(judgments, aggregated, gold)
+    earlier = alone.with_columns(pl.lit(DAY - dt.timedelta(days=1)).alias("day"))
+    # Scored before the earlier day existed: every card's history differs now.
+    stale = stale_history(alone, earlier)
+    assert stale.height == alone.height
+    assert stale["history_days"].to_list() == [0] * alone.height
+    assert stale["history_days_now"].to_list() == [1] * alone.height
+    # Scored with it: current, whether the history is read again or is outside the window.
+    scored = annotator_scorecards(judgments, aggregated, gold, history=earlier)
+    assert stale_history(scored, earlier).is_empty()
+    assert stale_history(alone, earlier, history_days=0).is_empty()
+    # Only the annotators whose own history changed are named.
+    one = earlier.filter(pl.col("annotator_id") == "random")
+    assert stale_history(alone, one)["annotator_id"].to_list() == ["random"]
 
 
 def test_days_come_from_submitted_at_in_utc():
