@@ -616,6 +616,10 @@ def _canonical(
         "source_file": pl.lit(f"synthetic/{day.isoformat()}/{spec.name}"),
     }
     is_gold = rng.random(count) < spec.gold_share
+    # A project with gold mixes some into every day's batch, as the quality gates require of
+    # it: a small day can otherwise draw none.
+    if spec.gold_share > 0 and count and not is_gold.any():
+        is_gold[int(rng.integers(count))] = True
     tasks = drawn.tasks.with_columns(
         task_id=task_ids,
         is_gold=pl.Series(is_gold),
