@@ -2553,12 +2553,12 @@ def moved_kind_judgments(
         theirs = arrivals.filter((pl.col("kind") == kind) & (pl.col("project") != project))
         if theirs.height == 0:
             continue
-        state = states.get((project, kind))
-        if state is None:
+        holder = states.get((project, kind))
+        if holder is None:
             if not _may_hold(project, kind, theirs.get_column("judgment_id"), read):
                 continue
-            state = loaded[(project, kind)] = load_kind_state(project, kind, read)
-        found = lake_ledger.moved(state.ledger, theirs.drop("project", "kind"), project)
+            holder = loaded[(project, kind)] = load_kind_state(project, kind, read)
+        found = lake_ledger.moved(holder.ledger, theirs.drop("project", "kind"), project)
         tombstones.append(found.with_columns(kind=pl.lit(kind, pl.String)))
     return pl.concat(tombstones).cast(pl.Schema(shape)), loaded
 
