@@ -1,6 +1,6 @@
 """The annotation tool's database (PostgreSQL / Aurora), read in bulk as Arrow."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
@@ -23,6 +23,7 @@ from annotation_pipelines.loop.writeback import (
     changed_rows,
     live_lock,
     read_reversals,
+    revoked_attempts,
     write_requests_recorded,
 )
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
@@ -188,6 +189,12 @@ class AnnotationDatabase(ConfigurableResource):
         return read_reversals(
             self.work_dsn, since=since, until=until, overlap=overlap, schema=self.db_schema
         )
+
+    def revoked_attempts(self, states: Mapping[str, int]) -> pl.DataFrame:
+        """The blocks uncommitted attempts of the live `states` (prefix → committed version)
+        wrote and the tool revoked since (see `loop.writeback.revoked_attempts`)."""
+        self._ensure_schema()
+        return revoked_attempts(self.work_dsn, states, schema=self.db_schema)
 
     def live_lock(self) -> AbstractContextManager[LiveLock]:
         """The advisory lock that serializes live updates (see `loop.writeback.live_lock`),

@@ -1032,6 +1032,7 @@ def adopt_fit(
     *,
     daily: Mapping[str, pl.DataFrame] | None = None,
     now: datetime | None = None,
+    reversals: pl.DataFrame | None = None,
 ) -> tuple[KindState, LiveEvents] | None:
     """`current` (version w, read under the live lock) with the full fit of its snapshot
     (version v ≤ w) adopted, at version w + 1; None when another fit was adopted since the
@@ -1051,6 +1052,10 @@ def adopt_fit(
     state's rows of that day's `kind_aggregated_labels`) are applied again, so the day's tasks
     keep the daily answers. Requests: on the blocked annotators' tasks, and on every other task
     only where the policy's answer differs from `current`'s, so no decision is requested twice.
+
+    `reversals` (`loop.live.REVERSALS`): blocks the tool revoked that an earlier attempt of
+    this adoption decided and wrote before failing (`loop.writeback.revoked_attempts`); the
+    same block decided again is lifted (`loop.ledger.lift_retried`), not adopted in force.
     """
     options = options or KindLiveOptions()
     now = now or datetime.now(UTC)
@@ -1113,6 +1118,15 @@ def adopt_fit(
         if rows is not None and rows.height:
             adopted, event = rebase_kind(adopted, rows, day, options, now=now)
             rebased += event.rebased_tasks
+    lift = partial(_unblock, options=options, version=version)
+    adopted, unblocked, unblocked_tasks = lake_ledger.lift_retried(
+        adopted, actions, reversals, unblock=lift, unblocked=(), tasks=fresh.head(0)
+    )
+    if unblocked:
+        # The tool lifted that block already: no alert raises it again (one alert per action).
+        ids = actions.get_column("annotator_id").to_list()
+        alerts = [alert for a, alert in zip(ids, alerts, strict=True) if a not in unblocked]
+        fresh = pl.concat([fresh, unblocked_tasks]).unique()
     empty = pl.Series("task_id", [], dtype=pl.String)
     requests = _requests_after_change(current, adopted, options, now, fresh, empty, everything=True)
     events = LiveEvents(
@@ -1121,6 +1135,7 @@ def adopt_fit(
         alerts=alerts,
         refitted_tasks=adopted.tasks.height,
         rebased_tasks=rebased,
+        unblocked=unblocked,
     )
     return adopted, events
 

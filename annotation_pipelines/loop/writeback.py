@@ -532,6 +532,7 @@ def write_requests_recorded(
                 # A daily write deciding again (a re-run of its day) revives nothing.
                 reopen = again if states else set()
             if name == "annotator_actions" and len(inserted) < frame.height and states:
+                _refuse_revoked_in_force(cursor, schema, frame, inserted, by_state)
                 # A block decided again is in force again, if an earlier retry withdrew it.
                 cursor.execute(
                     f'UPDATE "{validate_identifier(schema)}".annotator_actions '
@@ -684,6 +685,74 @@ def read_reversals(
     return pl.DataFrame(rows, schema={**REVERSALS, "kind": pl.String()}, orient="row")
 
 
+def revoked_attempts(dsn: str, states: Mapping[str, int], schema: str = "public") -> pl.DataFrame:
+    """The blocks an attempt of the live `states` (lake prefix → the committed version a run
+    loaded) wrote above that version, never committed, and the tool revoked since
+    (`loop.live.REVERSALS`, `kind` and `state`, oldest revocation first).
+
+    A retry of such an attempt decides the same block again (same version, same decision id),
+    and its insert meets the revoked row; the revocation may lie behind the stream position
+    already (a run that decided nothing consumed it), so the window's reversals do not give it.
+    Passed as reversals to the retry's update, they lift the block it decides again
+    (`loop.ledger.lift_retried`)."""
+    schema_ = {**REVERSALS, "kind": pl.String(), "state": pl.String()}
+    if not states:
+        return pl.DataFrame(schema=schema_)
+    names = sorted(states)
+    quoted = f'"{validate_identifier(schema)}"."annotator_actions"'
+    query = (
+        "SELECT a.project, a.annotator_id, a.decision_id, a.revoked_at, a.revoked_by, "
+        f"a.evidence ->> 'kind', a.state FROM {quoted} AS a "
+        "JOIN unnest(%(states)s::text[], %(bases)s::bigint[]) AS s(state, base) "
+        "ON a.state = s.state AND a.state_version > s.base "
+        "WHERE a.action = 'block' AND a.status = 'revoked' ORDER BY a.revoked_at, a.action_id"
+    )
+    with connect(dsn, autocommit=True) as connection:
+        rows = connection.execute(
+            query, {"states": names, "bases": [states[n] for n in names]}
+        ).fetchall()
+    return pl.DataFrame(rows, schema=schema_, orient="row")
+
+
+class RevokedBlockInForce(RuntimeError):
+    """A live write would commit a state holding in force a block the tool has revoked."""
+
+
+def _refuse_revoked_in_force(
+    cursor: psycopg.Cursor[Any],
+    schema: str,
+    frame: pl.DataFrame,
+    inserted: Collection[str],
+    by_state: Mapping[str, StateWrite],
+) -> None:
+    """Refuse the write (nothing of it is committed) when a block it decides again meets a
+    row the tool revoked and the state it commits keeps that block in force: the tool lifted
+    it, and no later run would read that revocation again. The run fails; its retry reads the
+    revocation (`revoked_attempts`) and lifts the block. Its own update lifts one it knew of
+    before deciding it, so this is the revocation that came in between."""
+    if "state" not in frame.columns:
+        return
+    again = frame.filter(~pl.col("decision_id").is_in(list(inserted)))
+    cursor.execute(
+        f'SELECT decision_id FROM "{validate_identifier(schema)}".annotator_actions '
+        "WHERE decision_id = ANY(%s) AND status = 'revoked'",
+        (sorted(again["decision_id"]),),
+    )
+    revoked = {row[0] for row in cursor.fetchall()}
+    if not revoked:
+        return
+    kept = sorted(
+        decision
+        for decision, state in again.select("decision_id", "state").iter_rows()
+        if decision in revoked and state in by_state and decision in by_state[state].keeps()
+    )
+    if kept:
+        raise RevokedBlockInForce(
+            f"{len(kept)} block(s) this run decides again were revoked by the tool meanwhile "
+            f"({', '.join(k[:12] for k in kept)}): not writing; the retry lifts them"
+        )
+
+
 class LiveLockTimeout(TimeoutError):
     """Another session held the live lock for longer than this one may wait."""
 
@@ -802,10 +871,12 @@ __all__ = [
     "LiveLock",
     "LiveLockLost",
     "LiveLockTimeout",
+    "RevokedBlockInForce",
     "StateWrite",
     "changed_rows",
     "live_lock",
     "read_reversals",
+    "revoked_attempts",
     "write_requests",
     "write_requests_recorded",
 ]

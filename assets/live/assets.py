@@ -878,6 +878,25 @@ def live_quality_state(
                 f"live: {kind_moved.height} judgment(s) of other kinds the DB moved to another "
                 "project withdrawn from the one holding them"
             )
+        # The blocks an uncommitted attempt of these versions wrote that the tool revoked
+        # since: a revocation an earlier run consumed without deciding the block lies behind
+        # the stream position, and this run may decide the same block again.
+        revoked = annotation_db.revoked_attempts(
+            {
+                **{state_prefix(p): s.committed for p, s in states.items()},
+                **{kind_prefix(*key): s.version for key, s in kind_batch.states.items()},
+            }
+        )
+        if revoked.height:
+            reversals = pl.concat(
+                [reversals, revoked.filter(pl.col("kind").is_null()).select(reversals.columns)]
+            ).unique(maintain_order=True)
+            kind_reversals = pl.concat(
+                [
+                    kind_reversals,
+                    revoked.filter(pl.col("kind").is_not_null()).select(kind_reversals.columns),
+                ]
+            ).unique(maintain_order=True)
         states, events = update_projects(
             states,
             judgments,

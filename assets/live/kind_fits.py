@@ -30,6 +30,7 @@ import polars as pl
 from dagster import OpExecutionContext, job, op
 from pydantic import Field
 
+from annotation_pipelines.loop.live import REVERSALS
 from annotation_pipelines.loop.live_kinds import (
     KindState,
     adopt_fit,
@@ -131,11 +132,26 @@ def fit_kind_states(
             lake.recover()
             now = datetime.now(UTC)
             current = load_kind_state(project, kind, read)
-            adopted = adopt_fit(fit, current, options, daily=_daily_rows(lake, current), now=now)
+            # An earlier attempt of this adoption that wrote the DB and failed: the blocks it
+            # wrote that the tool revoked since are lifted when decided again, not adopted.
+            revoked = annotation_db.revoked_attempts({kind_prefix(project, kind): current.version})
+            adopted = adopt_fit(
+                fit,
+                current,
+                options,
+                daily=_daily_rows(lake, current),
+                now=now,
+                reversals=revoked.select(list(REVERSALS)),
+            )
             if adopted is None:
                 context.log.info(f"{key}: another fit was adopted since version {snapshot.version}")
                 continue
             state, events = adopted
+            if events.unblocked:
+                context.log.warning(
+                    f"{key}: block(s) of {', '.join(events.unblocked)} an earlier attempt wrote "
+                    "and the tool revoked since: decided again and lifted"
+                )
             update = KindUpdate(
                 states={(project, kind): state},
                 loaded={(project, kind): current.version},
