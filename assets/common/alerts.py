@@ -18,7 +18,7 @@ from urllib3.util.retry import Retry
 
 from annotation_pipelines.lake import alert_key
 from annotation_pipelines.settings import load_settings
-from resources.lake import Lake
+from resources.lake import Lake, parquet_bytes
 
 # The webhook is called inside a sensor tick, which must stay short. At most WEBHOOK_ATTEMPTS
 # attempts of at most WEBHOOK_TIMEOUT s each, and at most WEBHOOK_MAX_WAIT s between two
@@ -49,11 +49,25 @@ class AlertLog(Protocol):
 
 def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: AlertLog) -> None:
     """Append alerts to the lake's alerts table, log them, and POST them to the webhook."""
+    for key, data in alert_objects(alerts).items():
+        lake.put(key, data)
+    announce_alerts(alerts, log=log)
+
+
+def alert_objects(alerts: list[dict[str, object]]) -> dict[str, bytes]:
+    """The alerts table's object holding `alerts` (none without any), for a run to commit with
+    the state that raised them (`Lake.commit`): a run that never commits records none."""
     if not alerts:
-        return
+        return {}
     stamp = datetime.now(UTC)
     frame = pl.DataFrame(alerts).with_columns(raised_at=pl.lit(stamp))
-    lake.put_frame(alert_key(stamp), frame)
+    return {alert_key(stamp): parquet_bytes(frame)}
+
+
+def announce_alerts(alerts: list[dict[str, object]], *, log: AlertLog) -> None:
+    """Log `alerts` and POST them to the webhook: once they are recorded (committed)."""
+    if not alerts:
+        return
     for alert in alerts:
         log.warning(f"ALERT {alert['kind']}: {alert['message']}")
     url = load_settings().alert_webhook

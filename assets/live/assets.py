@@ -119,7 +119,7 @@ from annotation_pipelines.loop.live_kinds import (
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
 from annotation_pipelines.tabular import InputError
-from assets.common.alerts import record_alert
+from assets.common.alerts import alert_objects, announce_alerts
 from assets.common.metadata import figure
 from assets.live.compaction import live_projects
 from resources.annotation_db import AnnotationDatabase
@@ -1020,9 +1020,12 @@ def live_quality_state(
             label="live",
         )
         alerts = [a for e in [*events.values(), *kinds.events.values()] for a in e.alerts]
-        record_alert(lake, alerts, log=context.log)
+        # Recorded with the state that raised them and sent only once it is committed: an
+        # attempt that never commits raises nothing, and its retry raises them once.
+        writes.update(alert_objects(alerts))
         fence(lock, lake, position)
         lake.commit(writes, deletes=deletes)
+    announce_alerts(alerts, log=context.log)
     # A Datetime column's min is a datetime, or None when the frame is empty. Files may hold
     # judgments from long ago: the lag is the change stream's.
     first = extract.result.judgments["submitted_at"].min()

@@ -42,7 +42,7 @@ from annotation_pipelines.loop.live_kinds import (
     load_kinds_index,
     settled_frame,
 )
-from assets.common.alerts import record_alert
+from assets.common.alerts import alert_objects, announce_alerts
 from assets.live.assets import (
     KIND_DAILY_LABELS,
     KindThresholds,
@@ -174,9 +174,11 @@ def fit_kind_states(
                 log=context.log,
                 label=key,
             )
-            record_alert(lake, events.alerts, log=context.log)
+            # Recorded with the state and sent once committed: a failed attempt raises none.
+            writes.update(alert_objects(events.alerts))
             lock.verify()
             lake.commit(writes, deletes=deletes)
+        announce_alerts(events.alerts, log=context.log)
         held = (datetime.now(UTC) - now).total_seconds()
         context.log.info(
             f"{key}: full fit of version {snapshot.version} "

@@ -99,6 +99,8 @@ def test_a_fit_retry_lifts_its_block_the_tool_revoked_between_attempts(tmp_path,
         ((decision, annotator, status),) = _blocks(dsn)
         assert (annotator, status) == (spammer, "active")
         assert load_kind_state(project, KIND, read).version == state.version
+        # An attempt that never committed raised no alert.
+        assert not list((lake_root / "alerts").rglob("*.parquet"))
 
         # The lead revokes it; the live run for the reversal decides no block and moves the
         # stream position past the revocation.
@@ -123,6 +125,8 @@ def test_a_fit_retry_lifts_its_block_the_tool_revoked_between_attempts(tmp_path,
         assert _blocks(dsn) == [(decision, spammer, "revoked")]
         logged = [entry.user_message for entry in instance.all_logs(retried.run_id)]
         assert any(f"{spammer} an earlier attempt wrote and the tool revoked" in m for m in logged)
+        # Nor did the retry: the block it decided is lifted.
+        assert not list((lake_root / "alerts").rglob("*.parquet"))
 
         # Later live runs read nothing that changes it.
         again = live_job.execute_in_process(instance=instance, run_config=QUIET)
