@@ -28,6 +28,7 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_DB_PROBE_TIMEOUT | seconds a sensor's query may run (tick limit: 60 s) | 5 |
 | ANNOTATION_DB_STATEMENT_TIMEOUT | seconds an extract's or write-back's query may run | 600 |
 | ANNOTATION_DB_LOCK_TIMEOUT | seconds a live run waits for the live lock, then fails | 180 |
+| ANNOTATION_PIPELINES_LIVE_MAX_ROWS | DB rows one live run reads (a backlog: slices) | 500000 |
 | DAGSTER_HOME | where the local pseudonym key file lives | ./.dagster_home |
 | ANNOTATION_PIPELINES_CAPACITY_CONFIG | capacity-planning TOML (prices, launches) | an example |
 | ANNOTATION_PIPELINES_API_TOKEN_STORE | API token store (hashes, scopes) | see below |
@@ -91,6 +92,7 @@ ANNOTATION_DB_CONNECT_TIMEOUT = "ANNOTATION_DB_CONNECT_TIMEOUT"
 ANNOTATION_DB_PROBE_TIMEOUT = "ANNOTATION_DB_PROBE_TIMEOUT"
 ANNOTATION_DB_STATEMENT_TIMEOUT = "ANNOTATION_DB_STATEMENT_TIMEOUT"
 ANNOTATION_DB_LOCK_TIMEOUT = "ANNOTATION_DB_LOCK_TIMEOUT"
+LIVE_MAX_ROWS = "ANNOTATION_PIPELINES_LIVE_MAX_ROWS"
 DAGSTER_HOME = "DAGSTER_HOME"
 # Test hook only: `staged` or `moved:N` makes a lake commit SIGKILL its own process there, the
 # way a killed run worker dies, so the recovery of a half-done commit is tested for real.
@@ -151,6 +153,9 @@ class Settings:
     annotation_db_probe_timeout: int = 5
     annotation_db_statement_timeout: int = 600
     annotation_db_lock_timeout: int = 180
+    # A live run after an outage reads the backlog in slices of about this many rows (about
+    # 1.3 GB of memory per million): each commits its position and the next starts at once.
+    live_max_rows: int = 500_000
 
     @property
     def lake_dir(self) -> Path:
@@ -248,6 +253,7 @@ def load_settings(
         annotation_db_lock_timeout=_positive_int(
             text(ANNOTATION_DB_LOCK_TIMEOUT), name=ANNOTATION_DB_LOCK_TIMEOUT, default=180
         ),
+        live_max_rows=_positive_int(text(LIVE_MAX_ROWS), name=LIVE_MAX_ROWS, default=500_000),
     )
 
 

@@ -138,6 +138,7 @@ def resources_for(settings: Settings) -> dict[str, object]:
         probe_timeout_seconds=settings.annotation_db_probe_timeout,
         statement_timeout_seconds=settings.annotation_db_statement_timeout,
         lock_timeout_seconds=settings.annotation_db_lock_timeout,
+        live_max_rows=settings.live_max_rows,
     )
     return {
         "io_manager": LakeIOManager(lake=lake),

@@ -52,6 +52,8 @@ class AnnotationDatabase(ConfigurableResource):
     probe_timeout_seconds: int = 5
     statement_timeout_seconds: int = 600
     lock_timeout_seconds: int = 180
+    # The most rows one live extract reads (`extract_live`), ties at its end aside.
+    live_max_rows: int = 500_000
     # Dagster gives each run its own copy of a resource, so these are per run.
     _schema_current: bool = PrivateAttr(default=False)
     _skipped: list[SkippedMigration] = PrivateAttr(default_factory=list)
@@ -141,7 +143,9 @@ class AnnotationDatabase(ConfigurableResource):
         seen: pl.DataFrame | None = None,
         overlap: timedelta = LIVE_OVERLAP,
     ) -> DatabaseExtract:
-        """`extract` with the short overlap a tick every few seconds wants."""
+        """`extract` with the short overlap a tick every few seconds wants, bounded to about
+        `live_max_rows` rows (`extract_since`'s `max_rows`): after an outage the backlog is
+        read in slices, one per run, each committing its position."""
         return extract_since(
             self.work_dsn,
             since=since,
@@ -150,6 +154,7 @@ class AnnotationDatabase(ConfigurableResource):
             method=self.method,
             seen=seen,
             overlap=overlap,
+            max_rows=self.live_max_rows,
         )
 
     def write_requests_recorded(

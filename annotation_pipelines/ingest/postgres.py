@@ -551,6 +551,8 @@ class DatabaseExtract:
     # False when `judgments` and `gold_labels` lack migration 9's `kind` and `answer`: every
     # row read is categorical.
     kind_answers: bool = True
+    # True when `max_rows` ended the window before the safe bound: changes remain after `until`.
+    capped: bool = False
 
     @property
     def watermark(self) -> datetime:
@@ -950,6 +952,46 @@ def _read_fetch(
     return pl.DataFrame(rows, schema=list(columns), orient="row", infer_schema_length=None)
 
 
+def slice_end(
+    dsn: str, *, since: datetime, until: datetime, max_rows: int, schema: str = "public"
+) -> datetime | None:
+    """The `updated_at` of the `max_rows`-th change after `since` (a judgment, task or gold
+    label stamped in `(since, until]`, or a tombstone deleted then), or None when the window
+    holds no more. A window ending there holds at most `max_rows` changes after `since` plus
+    those stamped at that same moment: a slice ends on a timestamp, never between two rows
+    sharing it, so the overlap and `seen` (by key and stamp) dedupe across slices as across
+    any two windows. Each table's first `max_rows` stamps come from its `updated_at` (or
+    `deleted_at`) index."""
+    quoted = _quoted(validate_identifier(schema))
+    columns = {
+        **{table: "updated_at" for table in ("judgments", "tasks", "gold_labels")},
+        **{table: "deleted_at" for table in DELETION_TABLES},
+    }
+    with connect(dsn, autocommit=True) as connection:
+        readable = [
+            table
+            for table in columns
+            if (
+                row := connection.execute(
+                    "SELECT coalesce(has_table_privilege(to_regclass(%s), 'SELECT'), false)",
+                    (f"{quoted}.{_quoted(table)}",),
+                ).fetchone()
+            )
+            and row[0]
+        ]
+        parts = " UNION ALL ".join(
+            f"(SELECT {columns[t]} AS stamp FROM {quoted}.{_quoted(t)} "
+            f"WHERE {columns[t]} > %(since)s AND {columns[t]} <= %(until)s "
+            f"ORDER BY {columns[t]} LIMIT %(rows)s)"
+            for t in readable
+        )
+        row = connection.execute(
+            f"SELECT stamp FROM ({parts}) AS changes ORDER BY stamp OFFSET %(skip)s LIMIT 1",
+            {"since": since, "until": until, "rows": max_rows, "skip": max_rows - 1},
+        ).fetchone()
+    return None if row is None else row[0].astimezone(UTC)
+
+
 def extract_since(
     dsn: str,
     *,
@@ -961,6 +1003,7 @@ def extract_since(
     overlap: timedelta = DEFAULT_OVERLAP,
     lag: timedelta = DEFAULT_LAG,
     seen: pl.DataFrame | None = None,
+    max_rows: int | None = None,
 ) -> DatabaseExtract:
     """Judgments, tasks and gold labels changed in `(since, until]`, validated like a file.
 
@@ -969,8 +1012,18 @@ def extract_since(
     The project's label set comes from `projects.label_set` (empty: any label). Rows keep an
     extra `updated_at` column for `merge_partition`. The window's tombstones come with them,
     ordered against them by time (see the module docstring).
+
+    With `max_rows`, a window holding more changes after `since` ends earlier, at
+    `slice_end` (`capped`): the rows, the tombstones and the next `seen` all stop at that
+    `until`, and the next extract, from it, reads the rest. A backlog is read in slices of
+    about `max_rows` rows, each bounded in memory, none read twice or skipped.
     """
     until = max(until or safe_upper_bound(dsn, lag=lag), since)
+    capped = False
+    if max_rows is not None and until > since:
+        end = slice_end(dsn, since=since, until=until, max_rows=max_rows, schema=schema)
+        if end is not None and end < until:
+            until, capped = end, True
     start = since - overlap
     prior = pl.DataFrame(schema=SEEN) if seen is None else seen.cast(pl.Schema(SEEN))
     kinds = has_kind_answers(dsn, schema=schema)
@@ -1110,6 +1163,7 @@ def extract_since(
         ignored_deletions=ignored,
         deletions_tracked=tracked,
         kind_answers=kinds,
+        capped=capped,
     )
 
 
@@ -1235,5 +1289,6 @@ __all__ = [
     "read_table_since",
     "safe_upper_bound",
     "seed_database",
+    "slice_end",
     "validate_identifier",
 ]

@@ -226,7 +226,9 @@ class LiveConfig(KindThresholds):
     """Set by the sensor; the thresholds are the project lead's (see `LiveOptions`)."""
 
     until: str | None = Field(
-        default=None, description="Window end the sensor saw (the run reads at least to it)."
+        default=None,
+        description="Window end the sensor saw (informational: the run reads to the DB's safe "
+        "bound when it takes the lock, or a slice of a backlog: `live_max_rows`).",
     )
     min_gold_accuracy: float = 0.6
     max_spammer_score: float = 0.8
@@ -1049,6 +1051,12 @@ def live_quality_state(
         f"files) in {len(kinds.events)} kind state(s), "
         f"{written['task_requests']} request(s), {written['withdrawn']} withdrawn, "
         f"{written['annotator_actions']} block(s)"
+        + (
+            f"; a slice of a backlog ({annotation_db.live_max_rows:,} rows at most): the next "
+            "run reads on from here"
+            if extract.capped
+            else ""
+        )
         + (f", re-based on {', '.join(config.rebase_days)}" if config.rebase_days else "")
         + (
             f", kinds re-based on {', '.join(config.kind_rebase_days)}"
@@ -1059,6 +1067,15 @@ def live_quality_state(
     return MaterializeResult(
         metadata={
             "watermark": MetadataValue.text(extract.until.isoformat()),
+            "db_rows_read": MetadataValue.int(
+                extract.result.judgments.height
+                + extract.result.gold.height
+                + extract.result.tasks.height
+                + extract.result.quarantine.height
+                + extract.deletions.height
+                + extract.gold_deletions.height
+            ),
+            "backlog_remains": MetadataValue.bool(extract.capped),
             "judgments": MetadataValue.int(judgments.height),
             "files_read": MetadataValue.json(files.paths),
             "moved_judgments": MetadataValue.int(moved.height + kind_moved.height),
