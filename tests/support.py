@@ -114,3 +114,19 @@ def first_metadata(result) -> dict[str, object]:
     """The values of the first asset materialization's metadata of an in-process run."""
     event = result.get_asset_materialization_events()[0].materialization
     return {key: value.value for key, value in event.metadata.items()}
+
+
+@contextmanager
+def state_commit_lost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Inside the block, every lake commit that writes a live state fails, as an object
+    store's 503 would: the attempt's DB writes are made, its lake commit is not."""
+    real = LocalLake.commit
+    with monkeypatch.context() as patched:
+
+        def lost(self: LocalLake, writes, *, deletes=()):
+            if any(key.endswith("state.json") for key in writes):
+                raise OSError("object store: 503 Slow Down")
+            return real(self, writes, deletes=deletes)
+
+        patched.setattr(LocalLake, "commit", lost)
+        yield

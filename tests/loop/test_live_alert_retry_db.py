@@ -14,10 +14,9 @@ import pytest
 
 import assets.common.alerts as alerts_module
 from annotation_pipelines.ingest.postgres import apply_schema, seed_database
-from resources.lake import LocalLake
 from tests.loop.test_live_writeback import QUIET, _judgments
 from tests.services import fresh_database
-from tests.support import live_quality_job
+from tests.support import live_quality_job, state_commit_lost
 
 pytestmark = pytest.mark.services
 SPAMMER = "s00"
@@ -55,15 +54,7 @@ def test_a_failed_attempt_raises_no_alert_and_its_retry_raises_it_once(
         apply_schema(dsn)
         seed_database(dsn, judgments=_judgments(), label_sets={"reviews": ["c0", "c1", "c2"]})
         _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
-        real = LocalLake.commit
-        with monkeypatch.context() as patched:
-
-            def lost(self, writes, *, deletes=()):
-                if any(key.endswith("state.json") for key in writes):
-                    raise OSError("object store: 503 Slow Down")
-                return real(self, writes, deletes=deletes)
-
-            patched.setattr(LocalLake, "commit", lost)
+        with state_commit_lost(monkeypatch):
             failed = job.execute_in_process(
                 instance=instance, run_config=QUIET, raise_on_error=False
             )

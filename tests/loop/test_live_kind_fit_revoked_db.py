@@ -30,7 +30,7 @@ from tests.loop.test_live_writeback import QUIET
 from tests.loop.test_retry_writeback_db import START, STATE, _requests, _write
 from tests.loop.test_retry_writeback_db import _blocks as _block_rows
 from tests.services import fresh_database
-from tests.support import first_metadata, lake_reader, live_quality_job
+from tests.support import first_metadata, lake_reader, live_quality_job, state_commit_lost
 
 pytestmark = pytest.mark.services
 KIND = "multilabel"
@@ -83,15 +83,7 @@ def test_a_fit_retry_lifts_its_block_the_tool_revoked_between_attempts(tmp_path,
         config = {"ops": {"fit_kind_states": {"config": {"states": [f"{project}/{KIND}"]}}}}
 
         # Attempt 1 writes the block to the DB; its lake commit is lost.
-        real = LocalLake.commit
-        with monkeypatch.context() as patched:
-
-            def lost(self, writes, *, deletes=()):
-                if any(key.endswith("state.json") for key in writes):
-                    raise OSError("object store: 503 Slow Down")
-                return real(self, writes, deletes=deletes)
-
-            patched.setattr(LocalLake, "commit", lost)
+        with state_commit_lost(monkeypatch):
             failed = fit_job.execute_in_process(
                 instance=instance, run_config={**config, **QUIET}, raise_on_error=False
             )
