@@ -47,7 +47,8 @@ Authenticate with `Authorization: Bearer <token>` (make one with
 Responses carry an ETag; send it back in If-None-Match to get 304 when nothing changed.
 Lists come in pages: pass an answer's `next_cursor` back as `cursor` for the next one (it is
 null on the last). A capacity cursor is refused with 409 once its table is rewritten: start
-again without it.
+again without it. A labels cursor is refused with 409 once a day it already served is
+rewritten: the problem names the day (`rewritten_day`) and the `restart` range to page again.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
@@ -366,26 +367,56 @@ def _range(
     return first.isoformat(), last.isoformat()
 
 
-def _encode_cursor(*, start: str, end: str, day: str, task_id: str) -> str:
-    raw = _json_bytes([start, end, day, task_id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+# Hex digits of one day's digest in a labels cursor: enough that a rewrite goes unnoticed once
+# in four billion, short enough that a 92-day range keeps the cursor well under 2 KB.
+DAY_DIGEST_WIDTH = 8
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str, str, str]:
+@dataclass(frozen=True)
+class LabelCursor:
+    """Where the next page of labels starts: the range, the keyset position (day, task_id),
+    and `served`, one digest per day from `start` through `day` of the versions of that day's
+    labels and quality report when the cursor was issued (None in a cursor of an older API,
+    which is continued unchecked)."""
+
+    start: str
+    end: str
+    day: str
+    task_id: str
+    served: str | None
+
+
+def _encode_cursor(cursor: LabelCursor) -> str:
+    fields = [cursor.start, cursor.end, cursor.day, cursor.task_id]
+    if cursor.served is not None:
+        fields.append(cursor.served)
+    return base64.urlsafe_b64encode(_json_bytes(fields)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> LabelCursor:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        start, end, day, task_id = json.loads(raw)
-        for value in (start, end, day):
-            dt.date.fromisoformat(value)
+        fields = json.loads(raw)
+        if not isinstance(fields, list) or len(fields) not in (4, 5):
+            raise TypeError
+        start, end, day, task_id = fields[:4]
+        first, _, current = (dt.date.fromisoformat(value) for value in (start, end, day))
         if not isinstance(task_id, str):
             raise TypeError
+        served = fields[4] if len(fields) == 5 else None
+        if served is not None:
+            days = (current - first).days + 1
+            if not isinstance(served, str) or days < 1 or len(served) != days * DAY_DIGEST_WIDTH:
+                raise TypeError
+            if served.strip("0123456789abcdef"):
+                raise ValueError
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         raise Problem(
             422,
             "cursor is not one this API issued; start again without it",
             errors=[{"parameter": "cursor", "message": "malformed cursor"}],
         ) from None
-    return start, end, day, task_id
+    return LabelCursor(start, end, day, task_id, served)
 
 
 @dataclass(frozen=True)
@@ -400,9 +431,9 @@ class PageCursor:
     offset: int
 
 
-def _version_fingerprint(version: FileVersion) -> str:
-    # A digest, not the token: the token names the lake key, which a client need not learn.
-    return content_tag([version.token])[:16]
+def _version_fingerprint(*versions: FileVersion | None, width: int = 16) -> str:
+    # A digest, not the tokens: a token names the lake key, which a client need not learn.
+    return content_tag([version.token if version else "-" for version in versions])[:width]
 
 
 def _encode_page_cursor(cursor: PageCursor) -> str:
@@ -661,10 +692,11 @@ def _routes(app: FastAPI, context: Context) -> None:
         limit: int,
         verdicts: dict[str, bool],
         held_back_days: list[str],
+        served_through: Callable[[str], str],
     ) -> bytes:
         """One page of labels as JSON: rows after the keyset position `after`, in (day,
         task_id) order, each with its day's gate verdict, with the cursor of the next page
-        when there is one."""
+        when there is one, which carries `served_through(its day)`."""
         after_day, after_task = after
         pages: list[pl.DataFrame] = []
         taken = 0
@@ -693,7 +725,13 @@ def _routes(app: FastAPI, context: Context) -> None:
             page = page.head(limit)
             last_row = page.row(-1, named=True)
             next_cursor = _encode_cursor(
-                start=first, end=last, day=last_row["day"], task_id=last_row["task_id"]
+                LabelCursor(
+                    start=first,
+                    end=last,
+                    day=last_row["day"],
+                    task_id=last_row["task_id"],
+                    served=served_through(last_row["day"]),
+                )
             )
         return _items_body(
             page,
@@ -743,7 +781,13 @@ def _routes(app: FastAPI, context: Context) -> None:
         """Aggregated labels of a project, by day (or a day range), ordered by (day, task_id).
 
         Pages follow `next_cursor`, a keyset position: a partition landing while a client
-        pages never shifts or repeats rows of the pages already read.
+        pages never shifts or repeats rows of the pages already read. A cursor also holds a
+        digest of the days it has served (through the day of its last row): once one of them
+        is rewritten (late rows rebuild its labels, or a re-run quality report changes its
+        verdict), the cursor is answered 409 with the earliest such day as `rewritten_day` and
+        `restart`, the `start` and `end` to page again from that day without cursor (or start
+        again without cursor). A day after the cursor's is served as it is when reached. A
+        cursor issued before cursors held the digest is continued unchecked.
 
         Every item has `gates_passed`, its day's quality gate verdict (as `/quality` gives
         it): false for a day whose gates failed, which the curated datasets hold back, null
@@ -796,8 +840,12 @@ def _routes(app: FastAPI, context: Context) -> None:
         parts = reader.partitions(tables.labels)
         if day is not None and (start or end):
             raise Problem(422, "give either day or start/end, not both")
+        served: str | None = None
         if cursor is not None:
-            first, last, after_day, after_task = _decode_cursor(cursor)
+            position = _decode_cursor(cursor)
+            first, last, after_day = position.start, position.end, position.day
+            after_task: str | None = position.task_id
+            served = position.served
             asked = (day, day) if day else (start, end)
             if any(
                 value is not None and value != bound
@@ -818,6 +866,41 @@ def _routes(app: FastAPI, context: Context) -> None:
                 if start is None and end is None:
                     first = last  # no range asked: the freshest day
             after_day, after_task = first, None
+
+        def day_digests(through: str) -> list[tuple[str, str]]:
+            """Each day from `first` through `through` (the days a cursor at `through` has
+            served) with the digest of its labels and quality report versions."""
+            origin = dt.date.fromisoformat(first)
+            days = (dt.date.fromisoformat(through) - origin).days + 1
+            every = [(origin + dt.timedelta(n)).isoformat() for n in range(days)]
+            return [
+                (d, _version_fingerprint(parts.get(d), reports.get(d), width=DAY_DIGEST_WIDTH))
+                for d in every
+            ]
+
+        def served_through(through: str) -> str:
+            return "".join(digest for _, digest in day_digests(through))
+
+        if served is not None:
+            # The pages already read hold these days as they were: rows of a day rewritten since
+            # (late rows, a re-run aggregation or quality report) would be mixed with the old
+            # ones without the client knowing, so it is told which day to read again. A day
+            # after the cursor's is read in its new version, as a partition landing is.
+            for n, (rewritten, digest) in enumerate(day_digests(after_day)):
+                if served[n * DAY_DIGEST_WIDTH : (n + 1) * DAY_DIGEST_WIDTH] == digest:
+                    continue
+                raise Problem(
+                    409,
+                    f"labels of {rewritten}, a day this cursor already served, were rewritten "
+                    "(late rows, a re-run aggregation or quality report) after it was issued; "
+                    f"page again from that day with start={rewritten}&end={last} without "
+                    "cursor, or start again without cursor",
+                    errors=[{"parameter": "cursor", "message": "cursor of a rewritten day"}],
+                    extensions={
+                        "rewritten_day": rewritten,
+                        "restart": {"start": rewritten, "end": last},
+                    },
+                )
         in_range = [d for d in parts if first <= d <= last]
         verdicts = gate_verdicts(reports, in_range, project)
         # Labels rewritten after their day's report (late rows, a re-run aggregation) are not
@@ -845,6 +928,9 @@ def _routes(app: FastAPI, context: Context) -> None:
             min_confidence,
             limit,
             gated,
+            # The next cursor's digest covers days whose labels are not in `versions` (those
+            # before this page's, those `gated` leaves out).
+            served_through(last),
         )
 
         def build() -> bytes:
@@ -858,6 +944,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                 limit=limit,
                 verdicts=verdicts,
                 held_back_days=held_back,
+                served_through=served_through,
             )
 
         body = context.bodies.get((*key, *versions), build)

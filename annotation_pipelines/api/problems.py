@@ -31,12 +31,15 @@ class Problem(Exception):
         *,
         headers: dict[str, str] | None = None,
         errors: list[dict[str, object]] | None = None,
+        extensions: dict[str, object] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers or {}
         self.errors = errors
+        # Members a client can act on without parsing `detail` (RFC 9457 extension members).
+        self.extensions = extensions
 
 
 def problem_response(
@@ -68,7 +71,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> JSONResponse:
         return problem_response(
-            request, error.status, error.detail, headers=error.headers, errors=error.errors
+            request,
+            error.status,
+            error.detail,
+            headers=error.headers,
+            errors=error.errors,
+            extensions=error.extensions,
         )
 
     @app.exception_handler(RequestValidationError)

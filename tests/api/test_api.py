@@ -607,9 +607,10 @@ def test_authentication_and_scopes(served):
     assert_problem(get(served, "/capacity/forecast", token="raw"), 403)
 
 
-def _cursor(start: str, end: str) -> str:
-    """A cursor of the API's shape, made by hand: the range, then the keyset position."""
-    raw = json.dumps([start, end, start, ""]).encode()
+def _cursor(start: str, end: str, *served: object) -> str:
+    """A cursor of the API's shape, made by hand: the range, then the keyset position, then
+    the digest of the days served (none in a cursor of an older API)."""
+    raw = json.dumps([start, end, start, "", *served]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -639,6 +640,10 @@ def _cursor(start: str, end: str) -> str:
         # A cursor made by hand carries a range no request may ask for.
         (f"/projects/{PROJECT}/labels", {"cursor": _cursor("2000-01-01", "2099-12-31")}, 422),
         (f"/projects/{PROJECT}/labels", {"cursor": _cursor(DAYS[1], DAYS[0])}, 422),
+        # A digest of the days served is eight hex digits a day, no other length or text.
+        (f"/projects/{PROJECT}/labels", {"cursor": _cursor(DAYS[0], DAYS[1], "0" * 7)}, 422),
+        (f"/projects/{PROJECT}/labels", {"cursor": _cursor(DAYS[0], DAYS[1], "0x" * 4)}, 422),
+        (f"/projects/{PROJECT}/labels", {"cursor": _cursor(DAYS[0], DAYS[1], 12345678)}, 422),
         ("/no/such/route", {}, 404),
         # The capacity endpoints page with a cursor too, and say so of anything else.
         ("/capacity/forecast", {"cursor": "not-a-cursor"}, 422),
@@ -716,6 +721,133 @@ def test_pagination_is_consistent_while_a_new_partition_lands(served):
     # A cursor only continues the range it was issued for.
     other = {"start": DAYS[1], "end": LATE_DAY, "cursor": pages[0]["next_cursor"]}
     assert_problem(get(served, path, params=other), 422)
+
+
+@contextmanager
+def _rewritten(path: Path, frame: pl.DataFrame | None = None) -> Iterator[None]:
+    """`path` rewritten as a materialization would (with `frame`, or as it is), then put back
+    byte for byte with its modification time, so its version is the one it had before."""
+    original, stamp = path.read_bytes(), path.stat()
+    atomic_write_parquet(pl.read_parquet(path) if frame is None else frame, path)
+    assert path.stat().st_mtime_ns != stamp.st_mtime_ns
+    try:
+        yield
+    finally:
+        spare = path.with_name(f"{path.name}.restore")
+        spare.write_bytes(original)
+        os.utime(spare, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        spare.replace(path)
+
+
+def _day_rows(served: Served, day: str) -> list[str]:
+    lake = served.data / "lake" / layout.partition_key("aggregated_labels", day)
+    return sorted(pl.read_parquet(lake).filter(pl.col("project") == PROJECT)["task_id"].to_list())
+
+
+def _labels_partition(served: Served, table: str, day: str) -> Path:
+    return served.data / "lake" / layout.partition_key(table, day)
+
+
+def test_a_labels_cursor_is_refused_once_a_day_it_served_is_rewritten(served):
+    path = f"/projects/{PROJECT}/labels"
+    params = {"start": DAYS[0], "end": DAYS[1], "limit": 50}
+    first = get(served, path, params=params).json()
+    assert {item["day"] for item in first["items"]} == {DAYS[0]}
+    # A page reaching into the second day: the first is served whole, the second in part.
+    into_second = {**params, "limit": len(_day_rows(served, DAYS[0])) - 50 + 10}
+    second = get(served, path, params={**into_second, "cursor": first["next_cursor"]}).json()
+    assert second["items"][-1]["day"] == DAYS[1] and second["next_cursor"]
+    with _rewritten(_labels_partition(served, "aggregated_labels", DAYS[0])):  # late rows
+        for cursor in (first["next_cursor"], second["next_cursor"]):
+            stale = get(served, path, params={**params, "cursor": cursor})
+            body = assert_problem(stale, 409)
+            assert DAYS[0] in str(body["detail"]) and "without cursor" in str(body["detail"])
+            assert f"start={DAYS[0]}" in str(body["detail"])
+            assert body["rewritten_day"] == DAYS[0]
+            assert body["restart"] == {"start": DAYS[0], "end": DAYS[1]}
+            assert body["errors"] == [
+                {"parameter": "cursor", "message": "cursor of a rewritten day"}
+            ]
+        # Paging again from the day named reads every row of the range once.
+        restart = {**params, **body["restart"]}
+        pages = _paged(served, path, restart)
+        rows = [(item["day"], item["task_id"]) for page in pages for item in page["items"]]
+        assert rows == [(day, task) for day in DAYS for task in _day_rows(served, day)]
+    # A rewrite of the second day once its page was served is refused too.
+    with _rewritten(_labels_partition(served, "aggregated_labels", DAYS[1])):
+        stale = get(served, path, params={**params, "cursor": second["next_cursor"]})
+        assert assert_problem(stale, 409)["rewritten_day"] == DAYS[1]
+        # A cursor still in the first day has not read the second: it goes on.
+        assert get(served, path, params={**params, "cursor": first["next_cursor"]}).is_success
+    # Put back as it was, the day is the one the cursors served: they go on.
+    assert get(served, path, params={**params, "cursor": second["next_cursor"]}).is_success
+
+
+def test_a_day_rewritten_before_the_cursor_reaches_it_is_served_new(served):
+    path = f"/projects/{PROJECT}/labels"
+    params = {"start": DAYS[0], "end": DAYS[1], "limit": 50}
+    first = get(served, path, params=params).json()
+    assert {item["day"] for item in first["items"]} == {DAYS[0]}
+    partition = _labels_partition(served, "aggregated_labels", DAYS[1])
+    original = pl.read_parquet(partition)
+    task = _day_rows(served, DAYS[1])[0]
+    relabelled = original.with_columns(
+        label=pl.when((pl.col("task_id") == task) & (pl.col("project") == PROJECT))
+        .then(pl.lit("relabelled"))
+        .otherwise(pl.col("label"))
+    )
+    with _rewritten(partition, relabelled):
+        pages = [first]
+        while pages[-1]["next_cursor"]:
+            following = get(served, path, params={**params, "cursor": pages[-1]["next_cursor"]})
+            assert following.status_code == 200, following.text
+            pages.append(following.json())
+    items = [item for page in pages for item in page["items"]]
+    assert [(item["day"], item["task_id"]) for item in items] == [
+        (day, task) for day in DAYS for task in _day_rows(served, day)
+    ]
+    assert [item["label"] for item in items if item["task_id"] == task] == ["relabelled"]
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_a_re_run_quality_report_of_a_served_day_refuses_the_cursor(served, gated):
+    path = f"/projects/{PROJECT}/labels"
+    params = {"start": DAYS[0], "end": DAYS[1], "limit": 50, "gated": str(gated).lower()}
+    first = get(served, path, params=params).json()
+    assert {(item["day"], item["gates_passed"]) for item in first["items"]} == {(DAYS[0], True)}
+    report = _labels_partition(served, "quality_report", DAYS[0])
+    failed = pl.read_parquet(report).with_columns(
+        gates_passed=pl.when(pl.col("project") == PROJECT)
+        .then(False)
+        .otherwise(pl.col("gates_passed"))
+    )
+    for rerun in (None, failed):  # re-run as it was, or with gates that now fail
+        with _rewritten(report, rerun):
+            stale = get(served, path, params={**params, "cursor": first["next_cursor"]})
+            body = assert_problem(stale, 409)
+            assert body["rewritten_day"] == DAYS[0] and DAYS[0] in str(body["detail"])
+    # A re-run report of a day not yet reached is no conflict.
+    with _rewritten(_labels_partition(served, "quality_report", DAYS[1]), None):
+        assert get(served, path, params={**params, "cursor": first["next_cursor"]}).is_success
+
+
+def test_a_labels_cursor_without_a_digest_is_continued_as_before(served):
+    path = f"/projects/{PROJECT}/labels"
+    params = {"start": DAYS[0], "end": DAYS[1], "limit": 50}
+    cursor = get(served, path, params=params).json()["next_cursor"]
+    fields = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    assert len(fields) == 5 and len(fields[4]) == 8  # one day served, one digest
+    older = base64.urlsafe_b64encode(json.dumps(fields[:4]).encode()).decode().rstrip("=")
+    current = get(served, path, params={**params, "cursor": cursor}).json()
+    continued = get(served, path, params={**params, "cursor": older})
+    assert continued.status_code == 200, continued.text
+    assert continued.json()["items"] == current["items"]
+    # Its next cursor holds the digest, from the versions as they are now.
+    assert continued.json()["next_cursor"] == current["next_cursor"]
+    # Without a digest, nothing tells what the client read: it is continued unchecked.
+    with _rewritten(_labels_partition(served, "aggregated_labels", DAYS[0])):
+        assert get(served, path, params={**params, "cursor": older}).status_code == 200
+        assert_problem(get(served, path, params={**params, "cursor": cursor}), 409)
 
 
 def test_token_command_prints_a_token_once_and_stores_only_its_hash(served, tmp_path):
