@@ -285,7 +285,9 @@ class Lake(ConfigurableResource):
         paths = [self.local_path(partition_key(table, day)) for day in days]
         local = [path for path in paths if path is not None]
         if len(local) == len(paths):
-            return pl.scan_parquet(local, missing_columns="insert", extra_columns="ignore")
+            # One scan per file, each with its own schema: a single scan takes the first
+            # (oldest) file's and drops a column newer files added (a new report field).
+            return pl.concat([pl.scan_parquet(path) for path in local], how="diagonal_relaxed")
         return self.read_days(table, days).lazy()
 
     def read_days(self, table: str, days: Iterable[str]) -> pl.DataFrame:

@@ -264,3 +264,15 @@ def test_lake_maintenance_sweeps_temporaries_in_every_folder(tmp_path):
     os.utime(orphan, (long_ago, long_ago))
     assert lake.maintain() == ["t/day=2026-11-01/.data.parquet.zz"]
     assert not orphan.exists() and lake.get("t/day=2026-11-01/data.parquet") == b"x"
+
+
+def test_scanning_every_day_keeps_a_column_only_newer_days_have(tmp_path):
+    # A field added to a table (a report's `input_fingerprint`) is in the newer days only; a
+    # scan that took the oldest day's schema dropped it for every day, so readers never saw it.
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    lake.write_table("t", pl.DataFrame({"project": ["p"], "n": [1]}), day="2026-01-01")
+    newer = pl.DataFrame({"project": ["p"], "n": [2], "added": ["x"]})
+    lake.write_table("t", newer, day="2026-01-02")
+    scanned = lake.scan_all("t").filter(pl.col("project") == "p").collect().sort("n")
+    assert scanned["added"].to_list() == [None, "x"]
+    assert scanned.equals(lake.read_days("t", lake.days("t")).sort("n"))

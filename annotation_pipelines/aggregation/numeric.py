@@ -42,11 +42,13 @@ the debiased ratings (reliability-weighted: an annotator counts with 1/σ_j²); 
 b_j and σ_j² to their MAP values under priors that keep an annotator with few ratings near the
 crowd: b_j ~ N(0, σ_j² / k) (k = `prior_strength` pseudo-ratings pull the bias toward 0) and
 σ_j² ~ Inverse-Gamma(k/2, k/2 · s²) (s² the pooled residual variance around the per-task
-mean: k pseudo-ratings at the crowd's noise level). Biases are centred to a rating-weighted
-mean of zero each step, so the truth lives on the average annotator's scale (the offset of
-truth and biases is otherwise not identified); when `gold` is given, gold tasks' t_i are fixed
-to the gold value and the biases are measured against it instead. The interval is the
-posterior mean ± z · posterior sd.
+mean, residuals clipped at 12 robust standard deviations (1.4826 · MAD) so one answer far off
+the scale cannot inflate every annotator's noise: k pseudo-ratings at the crowd's noise
+level). Biases are centred each step so that the rating-weighted median bias is zero, so the
+truth lives on the median annotator's scale (the offset of truth and biases is otherwise not
+identified; a mean would let one wildly biased annotator move every task); when `gold` is
+given, gold tasks' t_i are fixed to the gold value and the biases are measured against it
+instead. The interval is the posterior mean ± z · posterior sd.
 """
 
 from __future__ import annotations
@@ -253,10 +255,11 @@ def aggregate_numeric_kind(
     """Numeric ratings (`task_id`, `annotator_id`, `value`) to one value per task.
 
     `labels`: `task_id`, `value`, `lo`, `hi` (interval at `confidence`), `confidence`
-    (1 − interval width / the range of all ratings, clipped to [0, 1]: a narrow interval
-    relative to the scale is a confident value), `n_votes`. `annotators`: `annotator_id`,
-    `reliability` (1/σ², the weight the model gives the annotator; for the plain statistics
-    1 / mean squared deviation from the task value), `n_judgments`, `bias`, `noise_sd`.
+    (1 − interval width / the scale's range as `rating_range` reads it, clipped to [0, 1]: a
+    narrow interval relative to the scale is a confident value), `n_votes`. `annotators`:
+    `annotator_id`, `reliability` (1/σ², the weight the model gives the annotator; for the
+    plain statistics 1 / mean squared deviation from the task value), `n_judgments`, `bias`,
+    `noise_sd`.
     `method`: `bias_noise` (the model above), or `mean`/`median`/`trimmed_mean` with
     bootstrap intervals. `gold` (`task_id`, `value`) anchors the bias-and-noise fit.
     """
@@ -281,15 +284,16 @@ def aggregate_numeric_kind(
     if method == "bias_noise":
         gold_values = _gold_vector(gold, task_values)
         # The model is the same on any affine scale of the answers, and squares of answers
-        # past 1e154 overflow: such answers are fitted centred and scaled by a power of two,
-        # which is exact. Ordinary scales are fitted as they are, bit for bit.
+        # past 1e154 overflow: answers past 1e6 are fitted centred on their median and scaled by a
+        # power of two (exact). Ordinary scales are fitted as they are, bit for bit.
         centre, unit = 0.0, 1.0
         magnitude = float(np.max(np.abs(ratings))) if ratings.size else 0.0
         if magnitude > 1e6:
             centre = float(np.median(ratings))
             with np.errstate(over="ignore"):
                 largest = float(np.max(np.abs(ratings - centre)))
-            unit = 2.0 ** math.ceil(math.log2(min(largest, np.finfo(np.float64).max) / 1e3))
+            if largest > 0:  # every answer equal: centring alone leaves nothing to overflow
+                unit = 2.0 ** math.ceil(math.log2(min(largest, np.finfo(np.float64).max) / 1e3))
         fit = _bias_noise(
             (ratings - centre) / unit,
             tasks,

@@ -12,6 +12,7 @@ import binascii
 import datetime as dt
 import json
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +34,7 @@ from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenError, TokenStore
 from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.privacy import pseudonymize
+from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.kinds import DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader, content_tag
 from annotation_pipelines.settings import Settings, load_settings
@@ -384,6 +386,14 @@ class LabelCursor:
     day: str
     task_id: str
     served: str | None
+
+
+def _label_cursor_max_length(max_days: int) -> int:
+    """The longest labels cursor the API issues: base64 of its JSON, with a task id of the
+    longest field ingest keeps (JSON may double it with escapes) and a digest per day of the
+    longest range served, so no cursor it gives is refused when sent back."""
+    longest = 128 + 2 * DEFAULT_MAX_FIELD_BYTES + DAY_DIGEST_WIDTH * max_days
+    return 4 * math.ceil(longest / 3)
 
 
 def _encode_cursor(cursor: LabelCursor) -> str:
@@ -772,7 +782,9 @@ def _routes(app: FastAPI, context: Context) -> None:
         end: Day = None,
         min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
         limit: Limit = 1000,
-        cursor: Annotated[str | None, Query(max_length=2048)] = None,
+        cursor: Annotated[
+            str | None, Query(max_length=_label_cursor_max_length(settings.api_max_days))
+        ] = None,
         gated: Annotated[
             bool,
             Query(description="Only days whose quality gates passed (`gates_passed` true)."),

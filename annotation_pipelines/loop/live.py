@@ -2292,11 +2292,13 @@ class StoredState:
         return pl.concat(found)
 
     def held_judgments(self, ids: pl.Series) -> pl.Series:
-        """The judgments of `ids` some stored version is of, from the id indexes' judgment
-        column alone: the probe for judgments another project's state takes in, which mostly
-        finds none."""
+        """The judgments of `ids` some stored version is of: the probe for judgments another
+        project's state takes in, which mostly finds none. Each segment's id fingerprints
+        (4 bytes a row) are checked first; only a match reads the id index's judgment column
+        (segments written before the fingerprints read it directly)."""
         keys = _sorted_keys(ids)
         hashes = lake_ledger.fingerprints(pl.Series(keys, dtype=pl.String))
+        every_key = np.asarray(keys, dtype=object)
         found = [pl.Series("judgment_id", [], pl.String)]
         for segment in self.ledger if keys else ():
             candidates = keys
@@ -2306,7 +2308,7 @@ class StoredState:
             if stored is not None:
                 # Only a match (the id, or 1 in 2^32 of the others per id held) reads the index.
                 match = lake_ledger.fingerprinted(stored, hashes)
-                candidates = [key for key, hit in zip(keys, match, strict=True) if hit]
+                candidates = every_key[match].tolist()
                 if not candidates:
                     continue
             key = _index_key(segment.key) if segment.indexed else segment.key
@@ -2462,8 +2464,9 @@ def moved_away(
 ) -> pl.DataFrame:
     """The tombstones (`ledger.moved`) of the judgments `project`'s stored state holds in an
     older DB version than `arrivals` (`ledger.ARRIVALS`: DB versions another project's state
-    takes in). A lookup of the ids in each ledger segment's id index (sorted by judgment: an
-    id it does not hold skips it), and only on a hit a read of those tasks' rows."""
+    takes in). Each ledger segment's id fingerprints are checked first, then, for a match (or a
+    segment written before the fingerprints), its id index (sorted by judgment: an id it does
+    not hold skips it), and only on a hit a read of those tasks' rows."""
     raw = read(f"{state_prefix(project)}/state.json") if arrivals.height else None
     if raw is None:
         return pl.DataFrame(schema=MOVED)

@@ -297,11 +297,14 @@ def _reasons(
     reasons = []
     rows = zip(decision, confidence, votes, remaining, exhausted, spending, waiting, strict=True)
     for kind, value, count, more, no_more, spent, waits in rows:
+        # What a wanted judgment is wanted for: a low confidence, or too few votes to trust one.
+        wanted = (
+            f"{count} vote(s) < min_votes {options.min_votes}"
+            if value >= target
+            else f"confidence {value:.3f} < target {target:g}"
+        )
         if waits:
-            reasons.append(
-                f"confidence {value:.3f} < target {target:g}; waits for a later round "
-                "(less confident tasks first)"
-            )
+            reasons.append(f"{wanted}; waits for a later round (less confident tasks first)")
         elif spent:
             reasons.append(
                 f"confidence {value:.3f} >= target {target:g}; among the least confident "
@@ -316,7 +319,7 @@ def _reasons(
         elif kind == NEEDS_ANOTHER_JUDGMENT:
             reasons.append(f"confidence {value:.3f} < target {target:g} with {count} vote(s)")
         elif kind == DEFERRED:
-            reasons.append(f"confidence {value:.3f} < target {target:g}; budget spent")
+            reasons.append(f"{wanted}; budget spent")
         elif count >= options.max_votes:
             reasons.append(
                 f"confidence {value:.3f} < target {target:g} after max_votes {options.max_votes}"

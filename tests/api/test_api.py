@@ -23,10 +23,19 @@ from fastapi.testclient import TestClient
 from annotation_pipelines import lake as layout
 from annotation_pipelines import schema
 from annotation_pipelines.api import create_app
-from annotation_pipelines.api.app import approved, kind_label_columns
+from annotation_pipelines.api.app import (
+    DAY_DIGEST_WIDTH,
+    LabelCursor,
+    _decode_cursor,
+    _encode_cursor,
+    _label_cursor_max_length,
+    approved,
+    kind_label_columns,
+)
 from annotation_pipelines.api.tokens import issue_token
 from annotation_pipelines.curation import MASK
 from annotation_pipelines.curation.privacy import pseudonymize
+from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.settings import load_settings
 from annotation_pipelines.storage import atomic_write_parquet
@@ -1070,3 +1079,22 @@ def test_an_unreadable_token_store_makes_requests_unavailable_not_failed(tmp_pat
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "token store" in response.json()["detail"]
     assert str(tmp_path) not in response.text
+
+
+@pytest.mark.parametrize("max_days", [92, 400])
+def test_the_longest_labels_cursor_issued_is_accepted_back(max_days):
+    # A digest per day served and the longest task id ingest keeps (JSON-escaped quotes double
+    # it): a cursor past the parameter's limit was refused with a 422 on the next page.
+    first = dt.date(2026, 1, 1)
+    last = first + dt.timedelta(days=max_days - 1)
+    cursor = _encode_cursor(
+        LabelCursor(
+            first.isoformat(),
+            last.isoformat(),
+            last.isoformat(),
+            '"' * DEFAULT_MAX_FIELD_BYTES,
+            "0" * DAY_DIGEST_WIDTH * max_days,
+        )
+    )
+    assert len(cursor) <= _label_cursor_max_length(max_days)
+    assert _decode_cursor(cursor).task_id == '"' * DEFAULT_MAX_FIELD_BYTES

@@ -158,3 +158,12 @@ def test_one_answer_far_off_the_scale_does_not_move_the_other_tasks() -> None:
     shift = (others["value"] - others["value_typo"]).abs()
     assert shift.median() < 0.05, shift.median()
     assert labels["confidence"].mean() > 0.9 * clean["confidence"].mean()
+
+
+def test_equal_answers_past_the_scaling_threshold_are_fitted() -> None:
+    # Centred, they are all zero: a scale taken from their spread was log2(0).
+    frame = pl.DataFrame(
+        {"task_id": ["a", "a", "b"], "annotator_id": ["x", "y", "x"], "value": [2.5e6] * 3}
+    )
+    labels = aggregate_numeric_kind(frame).labels
+    assert labels["value"].to_list() == [2.5e6, 2.5e6]

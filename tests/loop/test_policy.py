@@ -198,3 +198,10 @@ def test_options_are_checked(options: dict, message: str) -> None:
 def test_missing_column_is_named() -> None:
     with pytest.raises(ValueError, match="n_votes"):
         decide(pl.DataFrame({"task_id": ["t"], "confidence": [0.5]}), PolicyOptions())
+
+
+def test_a_confident_task_short_of_min_votes_says_so_when_it_waits_or_the_budget_is_spent() -> None:
+    options = PolicyOptions(min_votes=3, max_votes=5, target_confidence=0.9)
+    decided = decide(_tasks([0.99], [1]), options, budget_left=0)
+    assert _decisions(decided) == [DEFERRED]
+    assert decided.get_column("reason")[0] == "1 vote(s) < min_votes 3; budget spent"
