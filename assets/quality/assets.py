@@ -470,10 +470,15 @@ def gold_projects(lake: Lake, landing: LandingZone, required: list[str]) -> set[
     judging no gold task depends on that day and the gold sets alone, not on which other days
     happen to have run before it."""
     projects = set(required)
+    # Only the project column of each staged file is decoded: every quality run reads them all.
     for key in lake.list_keys(staging_prefix("gold_labels")):
-        frame = lake.get_frame(key) if key.endswith(".parquet") else pl.DataFrame()
-        if "project" in frame.columns:
-            projects.update(frame.get_column("project").unique().to_list())
+        if not key.endswith(".parquet"):
+            continue
+        data = io.BytesIO(lake.get(key))
+        if "project" in pl.read_parquet_schema(data):
+            data.seek(0)
+            part = pl.read_parquet(data, columns=["project"])
+            projects.update(part.get_column("project").unique().to_list())
     for path, _ in landing.list_files("synthetic/gold_labels/"):
         if path.endswith(".parquet"):
             part = pl.read_parquet(io.BytesIO(landing.read_bytes(path)), columns=["project"])
