@@ -293,6 +293,11 @@ def moved(held: pl.DataFrame, arrivals: pl.DataFrame, project: str) -> pl.DataFr
 # may change between its versions.
 
 
+def fingerprints_key(segment_key: str) -> str:
+    """The key of a ledger segment's fingerprints object, beside the segment."""
+    return segment_key.removesuffix(".parquet") + ".ids.fp"
+
+
 def fingerprints(ids: pl.Series) -> np.ndarray:
     """The 32-bit FNV-1a hash of each id's UTF-8 bytes."""
     if ids.len() == 0:
@@ -518,6 +523,7 @@ __all__ = [
     "fingerprint_bytes",
     "fingerprinted",
     "fingerprints",
+    "fingerprints_key",
     "gold_batch",
     "gold_changes",
     "gold_deleted",

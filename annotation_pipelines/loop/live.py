@@ -1769,10 +1769,6 @@ def _index_bytes(rows: pl.DataFrame) -> bytes:
     return _sorted_parquet(rows.select(list(INDEX)), ("judgment_id",))
 
 
-def _fingerprints_key(key: str) -> str:
-    return key.removesuffix(".parquet") + ".ids.fp"
-
-
 def _fingerprints_bytes(rows: pl.DataFrame) -> bytes:
     """A ledger segment's id fingerprints, sorted, distinct, little-endian: 4 bytes a row, so
     a probe for ids another project's state holds (`StoredState.held_judgments`) reads these
@@ -1783,7 +1779,7 @@ def _fingerprints_bytes(rows: pl.DataFrame) -> bytes:
 def _objects_of(segment: Segment) -> list[str]:
     if not segment.indexed:
         return [segment.key]
-    return [segment.key, _index_key(segment.key), _fingerprints_key(segment.key)]
+    return [segment.key, _index_key(segment.key), lake_ledger.fingerprints_key(segment.key)]
 
 
 def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
@@ -1946,7 +1942,9 @@ def _appended_segments(
             writes[segment.key] = _segment_bytes(fresh[segment.key], table)
             if segment.indexed:
                 writes[_index_key(segment.key)] = _index_bytes(fresh[segment.key])
-                writes[_fingerprints_key(segment.key)] = _fingerprints_bytes(fresh[segment.key])
+                writes[lake_ledger.fingerprints_key(segment.key)] = _fingerprints_bytes(
+                    fresh[segment.key]
+                )
     return segments, writes
 
 
@@ -2304,7 +2302,7 @@ class StoredState:
             candidates = keys
             stored = None
             if segment.indexed and self.read is not None:
-                stored = self.read(_fingerprints_key(segment.key))
+                stored = self.read(lake_ledger.fingerprints_key(segment.key))
             if stored is not None:
                 # Only a match (the id, or 1 in 2^32 of the others per id held) reads the index.
                 match = lake_ledger.fingerprinted(stored, hashes)
@@ -2507,7 +2505,7 @@ def moved_judgments(
     judgment by its id alone, so its newest version wins across projects; `update` withdraws
     the older one from its project as it withdraws a deleted one (`deleted`). Only the ids a
     receiving state does not hold are looked for (an id it holds was withdrawn elsewhere when
-    it came), each in the others' id indexes."""
+    it came), in the others' segments (`moved_away`)."""
     if judgments.height == 0:
         return pl.DataFrame(schema=MOVED)
     parts = [pl.DataFrame(schema={**lake_ledger.ARRIVALS, "project": pl.String()})]
@@ -2581,7 +2579,7 @@ def plan_merge(
         objects = {merged.key: _segment_bytes(rows, table)}
         if merged.indexed:
             objects[_index_key(merged.key)] = _index_bytes(rows)
-            objects[_fingerprints_key(merged.key)] = _fingerprints_bytes(rows)
+            objects[lake_ledger.fingerprints_key(merged.key)] = _fingerprints_bytes(rows)
         return Merge(
             project=project, table=table.name, parts=tuple(parts), merged=merged, objects=objects
         )

@@ -2373,7 +2373,7 @@ def kind_state_objects(
     for segment in segments:
         if segment.key in fresh:
             writes[segment.key] = lake_ledger.parquet(fresh[segment.key])
-            writes[_fingerprints_key(segment.key)] = lake_ledger.fingerprint_bytes(
+            writes[lake_ledger.fingerprints_key(segment.key)] = lake_ledger.fingerprint_bytes(
                 fresh[segment.key].get_column("judgment_id")
             )
     kept = {s.key for s in segments}
@@ -2381,7 +2381,7 @@ def kind_state_objects(
         key
         for s in state.segments
         if s.key not in kept
-        for key in (s.key, _fingerprints_key(s.key))
+        for key in (s.key, lake_ledger.fingerprints_key(s.key))
     ]
     meta = {
         "project": state.project,
@@ -2400,11 +2400,6 @@ def _segment_key(prefix: str, first: int, last: int) -> str:
     return lake_ledger.segment_key(prefix, LEDGER_FOLDER, first, last)
 
 
-def _fingerprints_key(key: str) -> str:
-    """A ledger segment's id fingerprints (`ledger.fingerprint_bytes`), beside it."""
-    return key.removesuffix(".parquet") + ".ids.fp"
-
-
 def _may_hold(project: str, kind: str, ids: pl.Series, read: Callable[[str], bytes | None]) -> bool:
     """Whether the stored state may hold one of `ids`: from its segments' fingerprints (a
     match may be another id, 1 in 2^32 per id held), or, where a segment written before them
@@ -2414,7 +2409,7 @@ def _may_hold(project: str, kind: str, ids: pl.Series, read: Callable[[str], byt
         return False
     hashes = lake_ledger.fingerprints(ids)
     for entry in json.loads(raw)["ledger"]:
-        stored = read(_fingerprints_key(entry["key"]))
+        stored = read(lake_ledger.fingerprints_key(entry["key"]))
         if stored is None:
             judged, _ = _stored_ids(project, kind, read)
             return bool(ids.is_in(judged.implode()).any())
