@@ -65,6 +65,7 @@ from annotation_pipelines.settings import load_settings
 from assets.common.metadata import figure, markdown_table, mean_or, per_subject_figures
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
+from assets.sources.assets import staged_projects
 from resources.lake import Lake, parquet_bytes, table_metadata
 from resources.landing import LandingZone, project_settings_path
 
@@ -470,15 +471,7 @@ def gold_projects(lake: Lake, landing: LandingZone, required: list[str]) -> set[
     judging no gold task depends on that day and the gold sets alone, not on which other days
     happen to have run before it."""
     projects = set(required)
-    # Only the project column of each staged file is decoded: every quality run reads them all.
-    for key in lake.list_keys(staging_prefix("gold_labels")):
-        if not key.endswith(".parquet"):
-            continue
-        data = io.BytesIO(lake.get(key))
-        if "project" in pl.read_parquet_schema(data):
-            data.seek(0)
-            part = pl.read_parquet(data, columns=["project"])
-            projects.update(part.get_column("project").unique().to_list())
+    projects |= staged_projects(lake, lake.list_keys(staging_prefix("gold_labels")))
     for path, _ in landing.list_files("synthetic/gold_labels/"):
         if path.endswith(".parquet"):
             part = pl.read_parquet(io.BytesIO(landing.read_bytes(path)), columns=["project"])

@@ -177,6 +177,37 @@ def _staged_ids(lake: Lake, key: str) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(lake.get(key)), columns=columns)
 
 
+def within_partitions(
+    context: AssetExecutionContext, result: IngestResult, *, name: str
+) -> IngestResult:
+    """`result` with its rows dated before the start date quarantined (`set_aside_before`),
+    said in the log naming the source: such a row has no daily partition, and staged on its
+    day nothing would ever rebuild it."""
+    result = set_aside_before(result, START_DATE)
+    early = sum(n for reason, n in result.reasons.items() if reason.startswith("before_start"))
+    if early:
+        context.log.warning(
+            f"{name}: {early} row(s) dated before the start date {START_DATE} "
+            "(ANNOTATION_PIPELINES_START_DATE) quarantined: no daily partition holds them"
+        )
+    return result
+
+
+def staged_projects(lake: Lake, keys: list[str]) -> set[str]:
+    """The projects the staged Parquet files `keys` hold rows of, reading their project column
+    alone."""
+    projects: set[str] = set()
+    for key in keys:
+        if not key.endswith(".parquet"):
+            continue
+        data = io.BytesIO(lake.get(key))
+        if "project" in pl.read_parquet_schema(data):
+            data.seek(0)
+            part = pl.read_parquet(data, columns=["project"])
+            projects.update(part.get_column("project").drop_nulls().unique().to_list())
+    return projects
+
+
 def source_id(path: str) -> str:
     """A short stable id for a source file, used as its staged file name."""
     return hashlib.sha1(path.encode()).hexdigest()[:16]
@@ -286,15 +317,7 @@ def landing_exports(
         label_set=settings.get("label_set"),
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
     )
-    # A row before the start date has no daily partition: quarantined, not staged on a day
-    # that nothing ever rebuilds.
-    result = set_aside_before(result, START_DATE)
-    early = sum(n for reason, n in result.reasons.items() if reason.startswith("before_start"))
-    if early:
-        context.log.warning(
-            f"{path}: {early} row(s) dated before the start date {START_DATE} "
-            "(ANNOTATION_PIPELINES_START_DATE) quarantined: no daily partition holds them"
-        )
+    result = within_partitions(context, result, name=path)
     # Ids made from the file's name and line are made from its path, as the live loop keys
     # them: the next day's file of the same name in another folder is another judgment.
     result = dataclasses.replace(result, judgments=path_line_ids(result.judgments))
@@ -340,14 +363,7 @@ def annotation_db_changes(
         )
     seen = lake.get_frame(ANNOTATION_DB_SEEN_KEY) if lake.exists(ANNOTATION_DB_SEEN_KEY) else None
     extract = annotation_db.extract(since=since, seen=seen)
-    # As for a landing file: a row before the start date has no daily partition.
-    result = set_aside_before(extract.result, START_DATE)
-    early = sum(n for reason, n in result.reasons.items() if reason.startswith("before_start"))
-    if early:
-        context.log.warning(
-            f"annotation DB: {early} row(s) dated before the start date {START_DATE} "
-            "(ANNOTATION_PIPELINES_START_DATE) quarantined: no daily partition holds them"
-        )
+    result = within_partitions(context, extract.result, name="annotation DB")
     days: set[str] = set()
     for table, _, column in STAGED_TABLES:
         incoming = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(
@@ -550,12 +566,7 @@ def gold_sets(
     gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique(
         ["project", "task_id"], keep="last"
     )
-    had_gold = {
-        project
-        for frame in map(lake.get_frame, previous)
-        if "project" in frame.columns
-        for project in frame.get_column("project").unique().to_list()
-    }
+    had_gold = staged_projects(lake, previous)
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit({target: parquet_bytes(gold)}, deletes=[key for key in previous if key != target])
     # The days to rebuild are the days that judged a gold task, and every judged day of a
