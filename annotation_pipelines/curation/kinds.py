@@ -58,6 +58,7 @@ from annotation_pipelines.curation.formats_bio import to_conll, with_offsets
 from annotation_pipelines.curation.formats_coco import to_coco
 from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.snapshot import (
+    SourceDay,
     check_masked_share,
     held_back_reasons,
     shown_held_back,
@@ -90,6 +91,9 @@ class KindSnapshot:
     stats: dict[str, object]
     # Day → why it is held back: the gates it failed, or "no quality report".
     held_back_reasons: dict[str, str]
+    # Each judged day's verdict as the manifest records it (`source_days`; empty without
+    # `quality`).
+    source_days: dict[str, SourceDay]
 
 
 def build_kind_snapshot(
@@ -117,7 +121,7 @@ def build_kind_snapshot(
     own = labels.filter(pl.col("project") == project)
     if own.height == 0:
         raise ValueError(f"project {project!r}: no aggregated labels of kind {kind!r}")
-    reasons: dict[str, str] = {}
+    verdicts: dict[str, SourceDay] = {}
     if quality is not None:
         judged = own["day"].cast(pl.String).unique().to_list()
         made_from = {
@@ -125,9 +129,8 @@ def build_kind_snapshot(
             for (owner, day), fingerprint in aggregate_fingerprints(own).items()
             if owner == project
         }
-        reasons = held_back_reasons(
-            source_days(judged, quality, project=project, fingerprints=made_from)
-        )
+        verdicts = source_days(judged, quality, project=project, fingerprints=made_from)
+    reasons = held_back_reasons(verdicts)
     held_back = sorted(reasons)
     task_rows = tasks.filter(pl.col("project") == project).unique("task_id", keep="last")
     gold_ids = task_rows.filter(pl.col("is_gold"))["task_id"]
@@ -221,6 +224,7 @@ def build_kind_snapshot(
         held_back_days=held_back,
         stats=stats,
         held_back_reasons=reasons,
+        source_days=verdicts,
     )
 
 

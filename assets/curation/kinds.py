@@ -41,10 +41,9 @@ from annotation_pipelines.curation.snapshot import (
     MaskedShareError,
     column_schema,
     current_pointer,
-    source_days,
 )
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS
-from annotation_pipelines.curation.versioning import aggregate_fingerprints, content_version
+from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.lake import (
     MANIFEST_FILE,
     dataset_current_key,
@@ -169,15 +168,7 @@ def kind_curated_dataset(
                 },
                 "held_back_days": snapshot.held_back_days,
                 "held_back_reasons": snapshot.held_back_reasons,
-                "source_days": source_days(
-                    list(lineage),
-                    quality,
-                    project=project,
-                    fingerprints={
-                        day: fingerprint
-                        for (_, day), fingerprint in aggregate_fingerprints(own).items()
-                    },
-                ),
+                "source_days": snapshot.source_days,
                 "input_judgment_versions": dict(sorted(lineage.items())),
                 "stats": snapshot.stats,
                 "created_by_run": context.run.run_id,
