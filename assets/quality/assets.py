@@ -125,10 +125,14 @@ with warnings.catch_warnings():
 HISTORY_WINDOW_METADATA = "history_window_days"
 
 
-def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
+def trailing_days(day: str, days: int) -> list[str]:
+    """The `days` days before `day`, oldest first: the history a day's trends read."""
     end = dt.date.fromisoformat(day)
-    wanted = [(end - dt.timedelta(days=offset)).isoformat() for offset in range(days, 0, -1)]
-    return lake.read_days(table, wanted)
+    return [(end - dt.timedelta(days=offset)).isoformat() for offset in range(days, 0, -1)]
+
+
+def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
+    return lake.read_days(table, trailing_days(day, days))
 
 
 @multi_asset(

@@ -38,7 +38,13 @@ from annotation_pipelines.settings import load_settings
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
 from assets.common.partitions import daily_partitions
-from assets.quality.assets import GATES, HISTORY_WINDOW_METADATA, QualityConfig, quality
+from assets.quality.assets import (
+    GATES,
+    HISTORY_WINDOW_METADATA,
+    QualityConfig,
+    quality,
+    trailing_days,
+)
 from assets.quality.jobs import quality_job
 from assets.quality.kinds import KIND_GATES, kind_quality
 from resources.lake import Lake
@@ -575,13 +581,13 @@ def scorecard_history_sensor(context: SensorEvaluationContext, lake: Lake) -> Se
         window = windows.get(day) or _latest_window(context, day)
         if window is None or not lake.has_table("annotator_scorecards", day=day):
             continue  # not built (or wiped): its first build reads the history there is then
-        if busy & {day, *_window_days(day, window)}:
+        if busy & {day, *trailing_days(day, window)}:
             waiting.append(day)
             continue
         ready.setdefault(window, []).append(day)
     for window, days in sorted(ready.items()):
         cards = lake.read_days("annotator_scorecards", days)
-        past = sorted({d for day in days for d in _window_days(day, window)})
+        past = sorted({d for day in days for d in trailing_days(day, window)})
         stale = stale_history(
             cards, lake.read_days("annotator_scorecards", past), history_days=window
         )
@@ -611,7 +617,7 @@ def _window_of(record: object) -> int:
     return (
         value.value
         if isinstance(value, IntMetadataValue) and value.value
-        else (DEFAULT_HISTORY_WINDOW)
+        else DEFAULT_HISTORY_WINDOW
     )
 
 
@@ -621,11 +627,6 @@ def _latest_window(context: SensorEvaluationContext, day: str) -> int | None:
         AssetRecordsFilter(asset_key=SCORECARDS, asset_partitions=[day]), limit=1, ascending=False
     )
     return _window_of(latest.records[0]) if latest.records else None
-
-
-def _window_days(day: str, window: int) -> list[str]:
-    end = dt.date.fromisoformat(day)
-    return [(end - dt.timedelta(days=back)).isoformat() for back in range(window, 0, -1)]
 
 
 def _shown_change(rows: pl.DataFrame) -> str:
