@@ -396,17 +396,38 @@ def _label_cursor_max_length(max_days: int) -> int:
     return 4 * math.ceil(longest / 3)
 
 
+def _opaque(fields: object) -> str:
+    """A cursor as a client holds it: its fields' JSON, base64url without padding."""
+    return base64.urlsafe_b64encode(_json_bytes(fields)).decode().rstrip("=")
+
+
+def _opened(cursor: str) -> object:
+    """The fields of an `_opaque` cursor; what is not one raises one of `_NOT_A_CURSOR`."""
+    return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+
+
+# What a cursor that is not one the API issued raises while it is read.
+_NOT_A_CURSOR = (binascii.Error, ValueError, TypeError, UnicodeDecodeError)
+
+
+def _malformed() -> Problem:
+    return Problem(
+        422,
+        "cursor is not one this API issued; start again without it",
+        errors=[{"parameter": "cursor", "message": "malformed cursor"}],
+    )
+
+
 def _encode_cursor(cursor: LabelCursor) -> str:
     fields = [cursor.start, cursor.end, cursor.day, cursor.task_id]
     if cursor.served is not None:
         fields.append(cursor.served)
-    return base64.urlsafe_b64encode(_json_bytes(fields)).decode().rstrip("=")
+    return _opaque(fields)
 
 
 def _decode_cursor(cursor: str) -> LabelCursor:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        fields = json.loads(raw)
+        fields = _opened(cursor)
         if not isinstance(fields, list) or len(fields) not in (4, 5):
             raise TypeError
         start, end, day, task_id = fields[:4]
@@ -420,12 +441,8 @@ def _decode_cursor(cursor: str) -> LabelCursor:
                 raise TypeError
             if served.strip("0123456789abcdef"):
                 raise ValueError
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise Problem(
-            422,
-            "cursor is not one this API issued; start again without it",
-            errors=[{"parameter": "cursor", "message": "malformed cursor"}],
-        ) from None
+    except _NOT_A_CURSOR:
+        raise _malformed() from None
     return LabelCursor(start, end, day, task_id, served)
 
 
@@ -447,7 +464,7 @@ def _version_fingerprint(*versions: FileVersion | None, width: int = 16) -> str:
 
 
 def _encode_page_cursor(cursor: PageCursor) -> str:
-    raw = _json_bytes(
+    return _opaque(
         {
             "view": cursor.view,
             "version": cursor.version,
@@ -455,13 +472,11 @@ def _encode_page_cursor(cursor: PageCursor) -> str:
             "at": cursor.offset,
         }
     )
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _decode_page_cursor(cursor: str) -> PageCursor:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        fields = json.loads(raw)
+        fields = _opened(cursor)
         if not isinstance(fields, dict) or set(fields) != {"view", "version", "filter", "at"}:
             raise TypeError
         view, version, value, offset = (fields[k] for k in ("view", "version", "filter", "at"))
@@ -472,12 +487,8 @@ def _decode_page_cursor(cursor: str) -> PageCursor:
         # bool is an int to Python; a cursor the API issued always holds a positive offset.
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 1:
             raise TypeError
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise Problem(
-            422,
-            "cursor is not one this API issued; start again without it",
-            errors=[{"parameter": "cursor", "message": "malformed cursor"}],
-        ) from None
+    except _NOT_A_CURSOR:
+        raise _malformed() from None
     return PageCursor(view, version, value, offset)
 
 
