@@ -23,7 +23,6 @@ S3 zone needs no settle time by default.
 
 import io
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import polars as pl
 from dagster import ConfigurableResource
 
 from annotation_pipelines.ingest import FORMATS
+from annotation_pipelines.ingest.values import finite
 
 
 @dataclass(frozen=True)
@@ -85,19 +85,17 @@ def project_settings_path(project: str) -> str:
 
 
 def _whole_number(value: object, *, low: int) -> int | None:
-    """`value` as a whole number >= `low`, or None. JSON true is a number to Python; 3.0 is 3."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """`value` as a whole number >= `low`, or None (`finite` reads it). 3.0 is 3."""
+    number = finite(value)
+    if number is None or not number.is_integer() or number < low:
         return None
-    if not math.isfinite(value) or value != int(value) or value < low:
-        return None
-    return int(value)
+    return int(number)
 
 
 def _positive_number(value: object) -> float | None:
-    """`value` as a finite number > 0, or None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) and value > 0 else None
+    """`value` as a finite number > 0, or None (`finite` reads it)."""
+    number = finite(value)
+    return number if number is not None and number > 0 else None
 
 
 class LandingZone(ConfigurableResource):

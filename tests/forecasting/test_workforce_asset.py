@@ -91,3 +91,22 @@ def test_a_bad_project_json_plan_falls_back_for_that_project_alone(tmp_path, cap
     tasks = judgments.select("task_id", "project", created_at="submitted_at")
     table = workforce_throughput(judgments, tasks, plans.table, through=at.date())
     assert table["project"].to_list() == names
+
+
+def test_a_plan_number_no_float_holds_falls_back_too(tmp_path):
+    # JSON has no limit on digits: an integer past a float's range is no overlap either.
+    from dagster import build_asset_context
+
+    from assets.workforce.assets import _plans_for
+    from resources.landing import LocalLandingZone
+
+    (tmp_path / "exports" / "huge" / "jsonl").mkdir(parents=True)
+    (tmp_path / "exports" / "huge" / "jsonl" / "x.jsonl").write_text("")
+    digits = "9" * 400
+    (tmp_path / "exports" / "huge" / "project.json").write_text(
+        f'{{"overlap": {digits}, "sla_days": {digits}}}'
+    )
+    landing = LocalLandingZone(path=str(tmp_path), settle_seconds=0)
+    plans = _plans_for(build_asset_context(), landing, pl.Series(["huge"]))
+    assert plans.table.rows() == [("huge", 3, 2.0)]
+    assert len(plans.notes) == 2
