@@ -13,6 +13,11 @@ from the optional `images` frame (`task_id`, `width`, `height`, optionally `file
 evaluators treat as unknown. An image whose `coordinates` (also from `images`) are "percent"
 has its boxes scaled to pixels by its width and height; one without a known size keeps them in
 percent, and `info.images_in_percent` counts those images.
+
+Image and annotation ids are positive and unique (pycocotools' evaluator takes an annotation id
+0 for "unmatched"). A split's file (`to_coco_by_split`) is the whole file's images of that split
+with their annotations, ids unchanged, and every category: a prediction made on `train` joins
+`coco.json` by image id, and a class id means one class in every file.
 """
 
 from __future__ import annotations
@@ -34,6 +39,40 @@ def to_coco(
     categories: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The COCO dict for an aggregate with `task_id` and `boxes` (List of fused boxes)."""
+    tasks, annotations, category = _coco_frames(labels, images=images, categories=categories)
+    return _render(tasks, annotations, category)
+
+
+def to_coco_by_split(
+    labels: pl.DataFrame,
+    *,
+    images: pl.DataFrame,
+    splits: Sequence[str],
+    categories: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per split, the COCO dict of the images whose `split` (in `images`) it is, with the image,
+    annotation and category ids of `to_coco` of the same arguments, so a split's file joins
+    the whole one by id. Every split lists every category, as COCO's own splits do."""
+    tasks, annotations, category = _coco_frames(labels, images=images, categories=categories)
+    by_split = {}
+    for split in splits:
+        part = tasks.filter(pl.col("split") == split)
+        by_split[split] = _render(
+            part,
+            annotations.filter(pl.col("image_id").is_in(part["image_id"].implode())),
+            category,
+        )
+    return by_split
+
+
+def _coco_frames(
+    labels: pl.DataFrame,
+    *,
+    images: pl.DataFrame | None,
+    categories: Sequence[str] | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """The images (one row per task, with `image_id` and `in_percent`), the annotations (with
+    their `id`) and the category ids of an aggregate."""
     tasks = labels.select("task_id").with_row_index("image_id", offset=1)
     if images is not None:
         extra = images.select(
@@ -69,7 +108,7 @@ def to_coco(
         pl.when(percent & known).then(pl.col("width") / 100).otherwise(1.0).alias("x_scale"),
         pl.when(percent & known).then(pl.col("height") / 100).otherwise(1.0).alias("y_scale"),
     )
-    in_percent = tasks.filter(percent & ~known).height
+    tasks = tasks.with_columns((percent & ~known).fill_null(False).alias("in_percent"))
     boxes = (
         labels.select("task_id", "boxes")
         .join(scale, on="task_id", maintain_order="left")
@@ -96,11 +135,17 @@ def to_coco(
         pl.lit(0).alias("iscrowd"),
         *([pl.col("confidence").alias("score")] if confidence else []),
     )
+    return tasks, annotations, category
+
+
+def _render(
+    tasks: pl.DataFrame, annotations: pl.DataFrame, category: dict[str, int]
+) -> dict[str, Any]:
     return {
         "info": {
             "description": "aggregated boxes",
             "version": "1.0",
-            "images_in_percent": in_percent,
+            "images_in_percent": int(tasks["in_percent"].sum()),
         },
         "licenses": [],
         "images": tasks.select(

@@ -21,6 +21,9 @@ a trainer file never reads the test split by accident:
 | spans    | `spans.jsonl`, `conll.txt` | JSONL with character offsets, CoNLL BIO tags         |
 | pairwise | `preference_pairs.jsonl`   | `task_id, prompt, chosen, rejected, confidence, split` |
 
+A split's COCO file is the whole file's images of that split, with the same image, annotation
+and category ids, so the two join by id.
+
 The preference pairs come from each task's reliability-weighted majority (the `winner` of
 the aggregated labels); ties are left out. Task payloads carry what the formats need: the text
 for spans, `prompt`/`left_text`/`right_text` (JSON) for pairwise, the image's `file_name`,
@@ -55,7 +58,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from annotation_pipelines.curation.formats_bio import to_conll, with_offsets
-from annotation_pipelines.curation.formats_coco import to_coco
+from annotation_pipelines.curation.formats_coco import to_coco, to_coco_by_split
 from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.snapshot import (
     SourceDay,
@@ -185,18 +188,18 @@ def build_kind_snapshot(
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     version_id = content_version(rows)
     label_set = _label_set(own, kind)
-    trainer_files = _trainer_files(rows, kind=kind, label_set=label_set)
+    trainer_files, trainer_stats = _trainer_files(
+        rows, kind=kind, label_set=label_set, splits=list(ratios)
+    )
     files = {
         "data.parquet": _parquet(rows),
         "data.jsonl": rows.write_ndjson().encode("utf-8"),
-        **trainer_files,
     }
     for split in ratios:
         part = rows.filter(pl.col("split") == split)
         files[f"{split}.parquet"] = _parquet(part)
         files[f"{split}.jsonl"] = part.write_ndjson().encode("utf-8")
-        for name, data in _trainer_files(part, kind=kind, label_set=label_set).items():
-            files[f"{split}.{name}"] = data
+    files.update(trainer_files)
     stats: dict[str, object] = {
         "labels": own.height,
         "selected": rows.height,
@@ -214,6 +217,7 @@ def build_kind_snapshot(
         stats["tasks_in_percent"] = json.loads(trainer_files["coco.json"])["info"][
             "images_in_percent"
         ]
+    stats.update(trainer_stats)
     return KindSnapshot(
         project=project,
         kind=kind,
@@ -274,34 +278,71 @@ def _label_set(labels: pl.DataFrame, kind: str) -> list[str] | None:
 
 
 def _trainer_files(
-    rows: pl.DataFrame, *, kind: str, label_set: list[str] | None
-) -> dict[str, bytes]:
-    """The kind's trainer files, from the snapshot's (masked) rows."""
+    rows: pl.DataFrame, *, kind: str, label_set: list[str] | None, splits: list[str]
+) -> tuple[dict[str, bytes], dict[str, object]]:
+    """The kind's trainer files from the snapshot's (masked) rows, whole (`<file>`) and per
+    split (`<split>.<file>`), and what the format could not hold (stats, by format)."""
+    whole, stats = _trainer_format(rows, kind=kind, label_set=label_set)
+    files = dict(whole)
     if kind == "boxes":
-        fields: dict[str, pl.DataType] = {
-            "file_name": pl.String(),
-            "width": pl.Float64(),
-            "height": pl.Float64(),
-            **{key: pl.String() for key in IMAGE_KEYS},
-        }
-        images = _payload_fields(rows, fields).select(
-            "task_id",
-            "split",
-            pl.coalesce("file_name", *IMAGE_KEYS).alias("file_name"),
-            *_image_size(rows),
+        # A split's COCO file keeps the whole file's ids, which numbering the split's rows
+        # alone would not.
+        images = _coco_images(rows)
+        by_split = to_coco_by_split(
+            rows.select("task_id", "boxes"), images=images, splits=splits, categories=label_set
         )
-        coco = to_coco(rows.select("task_id", "boxes"), images=images, categories=label_set)
-        return {"coco.json": json.dumps(coco, indent=1, sort_keys=True).encode("utf-8")}
+        for split, coco in by_split.items():
+            files[f"{split}.coco.json"] = _coco_json(coco)
+        return files, stats
+    for split in splits:
+        part, _ = _trainer_format(
+            rows.filter(pl.col("split") == split), kind=kind, label_set=label_set
+        )
+        files.update({f"{split}.{name}": data for name, data in part.items()})
+    return files, stats
+
+
+def _coco_json(coco: dict) -> bytes:
+    return json.dumps(coco, indent=1, sort_keys=True).encode("utf-8")
+
+
+def _coco_images(rows: pl.DataFrame) -> pl.DataFrame:
+    """`task_id`, `split`, `file_name`, `width`, `height` and `coordinates` of each row of a
+    boxes snapshot, from its payload and judgments."""
+    fields: dict[str, pl.DataType] = {
+        "file_name": pl.String(),
+        "width": pl.Float64(),
+        "height": pl.Float64(),
+        **{key: pl.String() for key in IMAGE_KEYS},
+    }
+    return _payload_fields(rows, fields).select(
+        "task_id",
+        "split",
+        pl.coalesce("file_name", *IMAGE_KEYS).alias("file_name"),
+        *_image_size(rows),
+    )
+
+
+def _trainer_format(
+    rows: pl.DataFrame, *, kind: str, label_set: list[str] | None
+) -> tuple[dict[str, bytes], dict[str, object]]:
+    """The kind's trainer files for `rows`, and their stats."""
+    if kind == "boxes":
+        coco = to_coco(
+            rows.select("task_id", "boxes"), images=_coco_images(rows), categories=label_set
+        )
+        return {"coco.json": _coco_json(coco)}, {}
     if kind == "spans":
         texts = document_texts(rows)
         labelled = rows.select("task_id", "spans", "confidence")
         documents = with_offsets(labelled, texts).join(
             rows.select("task_id", "split"), on="task_id", how="left", maintain_order="left"
         )
-        return {
+        files = {
             "spans.jsonl": documents.write_ndjson().encode("utf-8"),
             "conll.txt": to_conll(labelled, texts).encode("utf-8"),
         }
+        return files, {}
     if kind == "pairwise":
         pair_fields: dict[str, pl.DataType] = {
             "prompt": pl.String(),
@@ -336,8 +377,8 @@ def _trainer_files(
             "confidence",
             "split",
         )
-        return {"preference_pairs.jsonl": pairs.write_ndjson().encode("utf-8")}
-    return {}
+        return {"preference_pairs.jsonl": pairs.write_ndjson().encode("utf-8")}, {}
+    return {}, {}
 
 
 def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location: str) -> str:

@@ -176,6 +176,11 @@ def test_every_kind_has_its_snapshot_in_the_trainer_format(with_kinds):
     assert len(coco.getAnnIds()) > 0
     assert {c["name"] for c in coco.loadCats(coco.getCatIds())} <= {"car", "dog", "person"}
     assert coco.imgs[1]["width"] == 640
+    for split in ("train", "validation", "test"):
+        part = json.loads((folder / f"{split}.coco.json").read_text())
+        assert part["categories"] == coco.dataset["categories"]
+        assert all(image == coco.imgs[image["id"]] for image in part["images"])
+        assert all(box == coco.anns[box["id"]] for box in part["annotations"])
 
     folder, _ = _snapshot(data, "entities")
     documents = 0
