@@ -23,6 +23,10 @@ a trainer file never reads the test split by accident:
 
 A split's COCO file is the whole file's images of that split, with the same image, annotation
 and category ids, so the two join by id.
+`conll.txt` holds one tag per token: the spans it cannot hold (sharing a token with a span
+kept, or inside one token) and what it rewrites (tokens a reader would take for a document
+break, whitespace in labels) are counted in the stats as `conll` and said on the card
+(`curation.formats_bio`); `spans.jsonl` keeps every span.
 
 The preference pairs come from each task's reliability-weighted majority (the `winner` of
 the aggregated labels); ties are left out. Task payloads carry what the formats need: the text
@@ -57,7 +61,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from annotation_pipelines.curation.formats_bio import to_conll, with_offsets
+from annotation_pipelines.curation.formats_bio import conll_export, with_offsets
 from annotation_pipelines.curation.formats_coco import to_coco, to_coco_by_split
 from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.snapshot import (
@@ -338,11 +342,12 @@ def _trainer_format(
         documents = with_offsets(labelled, texts).join(
             rows.select("task_id", "split"), on="task_id", how="left", maintain_order="left"
         )
+        conll = conll_export(labelled, texts)
         files = {
             "spans.jsonl": documents.write_ndjson().encode("utf-8"),
-            "conll.txt": to_conll(labelled, texts).encode("utf-8"),
+            "conll.txt": conll.text.encode("utf-8"),
         }
-        return files, {}
+        return files, {"conll": conll.stats()}
     if kind == "pairwise":
         pair_fields: dict[str, pl.DataType] = {
             "prompt": pl.String(),
@@ -439,10 +444,37 @@ def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location:
             f"Boxes of {in_percent:,} of {rows.height:,} tasks stay in percent of the image size "
             "in coco.json: neither the task payload nor the judgments give the image's size.",
         ]
+    conll = stats.get("conll")
+    if isinstance(conll, dict) and (notes := _conll_notes(conll)):
+        lines += ["", "## CoNLL", "", *notes]
     if snapshot.held_back_days:
         shown = shown_held_back(snapshot.held_back_days, snapshot.held_back_reasons)
         lines += ["", f"Held back (no passing quality verdict): {shown}."]
     return "\n".join(lines) + "\n"
+
+
+def _conll_notes(conll: dict) -> list[str]:
+    """What `conll.txt` does not hold as `spans.jsonl` does, one sentence each (none: all)."""
+    notes = []
+    dropped = conll["spans_dropped"]
+    lost = dropped["overlapping"] + dropped["without_token"]
+    if lost:
+        notes.append(
+            f"- {lost:,} of {conll['spans']:,} spans are in spans.jsonl but not in conll.txt, "
+            "whose BIO tags hold one span per token: "
+            f"{dropped['overlapping']:,} share a token with a span kept (kept: "
+            f"{conll['kept_when_overlapping']}), {dropped['without_token']:,} lie inside one "
+            "token."
+        )
+    if conll["tokens_rewritten"]:
+        notes.append(
+            f"- {conll['tokens_rewritten']:,} tokens starting with -DOCSTART-, which CoNLL-2003 "
+            "readers take for a document break, are written with `_` for their first `-`."
+        )
+    if conll["tags_renamed"]:
+        renamed = ", ".join(f"{label!r} as {tag}" for label, tag in conll["tags_renamed"].items())
+        notes.append(f"- Labels holding whitespace are tagged with `_` for it: {renamed}.")
+    return notes
 
 
 def _figure(value: object) -> str:

@@ -88,11 +88,10 @@ def test_each_split_has_its_own_trainer_files_and_no_task_crosses_them():
         assert sorted(frame["task_id"]) == sorted(by_split[split])
         documents = _jsonl(snapshot.files[f"{split}.spans.jsonl"])
         assert sorted(d["task_id"] for d in documents) == sorted(by_split[split])
-        conll = snapshot.files[f"{split}.conll.txt"].decode()
-        named = [
-            line.split(" ", 1)[1] for line in conll.splitlines() if line.startswith("-DOCSTART-")
-        ]
-        assert sorted(named) == sorted(by_split[split])
+        # The n-th CoNLL document is the n-th line of spans.jsonl: "Ada met Bob <i>".
+        conll = snapshot.files[f"{split}.conll.txt"].decode().split("-DOCSTART- O\n\n")[1:]
+        numbers = [int(block.splitlines()[3].split(" ")[0]) for block in conll]
+        assert [f"entities-{i:03d}" for i in numbers] == [d["task_id"] for d in documents]
     whole = _jsonl(snapshot.files["spans.jsonl"])
     assert {d["task_id"]: d["split"] for d in whole} == dict(
         snapshot.rows.select("task_id", "split").iter_rows()
@@ -305,9 +304,10 @@ def test_span_payloads_are_masked_in_place_and_every_offset_still_holds():
     assert contact == ["Ada Lovelace " + MASK_CHARACTER * len(EMAIL)] * (PERSONAL // 2)
 
     documents: dict[str, list[tuple[str, str]]] = {}
+    in_order = iter(document["task_id"] for document in _jsonl(snapshot.files["spans.jsonl"]))
     for line in snapshot.files["conll.txt"].decode().splitlines():
         if line.startswith("-DOCSTART- "):
-            current = documents.setdefault(line.split(" ", 1)[1], [])
+            current = documents.setdefault(next(in_order), [])
         elif line:
             token, tag = line.rsplit(" ", 1)
             current.append((token, tag))

@@ -61,7 +61,7 @@ def test_conll_bio_tags_tokens_by_their_first_character():
     # Span 20–24 starts inside "Bob" (18–21): "Bob" starts before it, so it is O; "Paris"
     # (22) starts inside it.
     assert to_conll(_labels(), TEXTS).splitlines() == [
-        "-DOCSTART- a",
+        "-DOCSTART- O",
         "",
         "Ada B-PER",
         "Lovel I-PER",
@@ -70,7 +70,7 @@ def test_conll_bio_tags_tokens_by_their_first_character():
         "Bob O",
         "Paris B-ENTITY",
         "",
-        "-DOCSTART- b",
+        "-DOCSTART- O",
         "",
         "nothing O",
         "here O",

@@ -182,7 +182,12 @@ def test_every_kind_has_its_snapshot_in_the_trainer_format(with_kinds):
         assert all(image == coco.imgs[image["id"]] for image in part["images"])
         assert all(box == coco.anns[box["id"]] for box in part["annotations"])
 
-    folder, _ = _snapshot(data, "entities")
+    folder, manifest = _snapshot(data, "entities")
+    conll = manifest["stats"]["conll"]
+    dropped = conll["spans_dropped"]
+    assert conll["spans_written"] + dropped["overlapping"] + dropped["without_token"] == sum(
+        len(spans) for spans in pl.read_parquet(folder / "data.parquet")["spans"]
+    )
     documents = 0
     previous = "O"
     for line in (folder / "conll.txt").read_text().splitlines():
