@@ -62,6 +62,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+from annotation_pipelines.ingest.command import where_in_export
 from annotation_pipelines.ingest.postgres import MIGRATION_FIX
 from annotation_pipelines.ingest.tables import path_line_ids
 from annotation_pipelines.kinds import of_kind
@@ -118,13 +119,15 @@ from annotation_pipelines.loop.live_kinds import (
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
+from annotation_pipelines.scale import project_scale
+from annotation_pipelines.schema import QUARANTINE
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import alert_objects, announce_alerts
 from assets.common.metadata import figure
 from assets.live.compaction import live_projects
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake, parquet_bytes
-from resources.landing import LandingZone
+from resources.landing import LandingZone, parse_export_path, project_settings_path
 
 # The daily table the live state is re-based on at the end of a day.
 DAILY_LABELS = "aggregated_labels"
@@ -187,6 +190,19 @@ def quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
         found = re.search(rf'"{column}":("(?:[^"\\]|\\.)*"|null)', row["raw"] or "")
         value = json.loads(found.group(1)) if found else None
         lines.append(f"{row['table']} {column}={value!r}: {row['field']}: {row['reason']}")
+    if quarantined.height > limit:
+        lines.append(f"... and {quarantined.height - limit} more row(s)")
+    return lines
+
+
+def file_quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
+    """The first `limit` rows an export's ingest set aside, each as `file, where: field:
+    reason` (where as the `ingest` command names it), and how many more."""
+    lines = []
+    for row in quarantined.head(limit).iter_rows(named=True):
+        parsed = parse_export_path(row["source_file"])
+        where = where_in_export(parsed[1] if parsed else "", row["source_line"])
+        lines.append(f"{row['source_file']}, {where}: {row['field']}: {row['reason']}")
     if quarantined.height > limit:
         lines.append(f"... and {quarantined.height - limit} more row(s)")
     return lines
@@ -351,6 +367,9 @@ class FileBatch:
     kind_gold: pl.DataFrame
     kind_resynced: dict[tuple[str, str], list[str]]
     paths: list[str]
+    # The rows the files' ingest set aside (a label outside the label set, an answer outside
+    # the declared scale, ...): never folded in, and counted in the run's metadata.
+    quarantine: pl.DataFrame
 
 
 def _fold_files(
@@ -369,7 +388,7 @@ def _fold_files(
     reports it and retries it for the daily layers), so it never stalls the live state; its
     rows stay as the last readable version gave them.
     """
-    judgments, gold, kind_judgments, kind_gold = [], [], [], []
+    judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
     resynced: dict[str, list[str]] = {}
     kind_resynced: dict[tuple[str, str], list[str]] = {}
     paths: list[str] = []
@@ -393,6 +412,7 @@ def _fold_files(
                 source_file=export.path,
                 project=export.project,
                 label_set=label_set if isinstance(label_set, list) else None,
+                scale=project_scale(settings, source=project_settings_path(export.project)),
                 mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
             )
         except (InputError, ValueError) as error:
@@ -408,6 +428,8 @@ def _fold_files(
         # Named by path as the daily layer names them (`landing_exports`): the ledger keys a
         # judgment by its id alone, and the next day's file of the same name in another folder
         # must not replace these votes.
+        if result.quarantine.height:
+            quarantine.append(result.quarantine)
         judged = path_line_ids(result.judgments)
         rows, golden = file_rows(judged, result.gold, read_at=read_at, source=export.path)
         kind_rows, kind_golden = kind_file_rows(
@@ -442,6 +464,7 @@ def _fold_files(
         kind_gold=pl.concat(kind_gold, how="vertical_relaxed") if kind_gold else pl.DataFrame(),
         kind_resynced=kind_resynced,
         paths=sorted(paths),
+        quarantine=pl.concat(quarantine) if quarantine else pl.DataFrame(schema=QUARANTINE),
     )
 
 
@@ -789,6 +812,8 @@ def live_quality_state(
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
         from_files = files.judgments
+        for line in file_quarantine_lines(files.quarantine):
+            context.log.warning(f"live: not folded in: {line}")
         # The DB's rows of the other kinds go to their kind states only: a kind judgment has
         # no label, and is never a categorical vote.
         kind_batch = _load_kinds(
@@ -1100,6 +1125,12 @@ def live_quality_state(
                 {f"{p}/{k}": ids for (p, k), ids in kind_unblocked.items()}
             ),
             "quarantined": MetadataValue.int(quarantined.height),
+            # The files' rows their ingest set aside; the landing asset quarantines them for
+            # the daily layers.
+            "files_quarantined": MetadataValue.int(files.quarantine.height),
+            "files_quarantine_reasons": MetadataValue.json(
+                dict(files.quarantine.group_by("reason").len().sort("reason").iter_rows())
+            ),
             "deferred": MetadataValue.int(deferred),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),
