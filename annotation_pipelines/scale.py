@@ -18,10 +18,10 @@ a malformed `quality_gates` floor does: a scale nobody meant would quarantine go
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
 from annotation_pipelines.ingest.values import finite
@@ -55,9 +55,8 @@ class RatingScale:
     @property
     def width(self) -> float:
         """max − min; two bounds near a float's limits give the largest float, not infinity."""
-        with np.errstate(over="ignore"):
-            spread = float(np.float64(self.high) - np.float64(self.low))
-        return spread if math.isfinite(spread) else float(np.finfo(np.float64).max)
+        spread = self.high - self.low
+        return spread if math.isfinite(spread) else sys.float_info.max
 
     def describe(self) -> str:
         """How quarantine reasons and messages name it: "scale [1, 5] step 1"."""

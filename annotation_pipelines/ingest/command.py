@@ -10,7 +10,6 @@ import click
 
 from annotation_pipelines.ingest.formats import FORMATS, TABLE_FORMATS
 from annotation_pipelines.kinds import KINDS
-from annotation_pipelines.scale import RatingScale, project_scale
 from annotation_pipelines.tabular import InputError, position
 
 if TYPE_CHECKING:
@@ -102,6 +101,7 @@ def ingest_command(
     """
     from annotation_pipelines.ingest.files import ingest_path
     from annotation_pipelines.ingest.tables import ColumnMapping
+    from annotation_pipelines.scale import RatingScale, project_scale
 
     columns = {
         "task_id": task_col,
@@ -173,6 +173,7 @@ def _project_settings(path: Path) -> dict[str, object]:
     # The gate floors are checked by the code the quality step reads them with, so a file this
     # command accepts never fails that step later.
     from annotation_pipelines.quality.gates import project_gate_floors
+    from annotation_pipelines.scale import project_scale
 
     try:
         project_gate_floors(settings, source=str(path))
