@@ -127,7 +127,12 @@ from assets.common.metadata import figure
 from assets.live.compaction import live_projects
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake, parquet_bytes
-from resources.landing import LandingZone, parse_export_path, project_settings_path
+from resources.landing import (
+    ExportFile,
+    LandingZone,
+    parse_export_path,
+    project_settings_path,
+)
 
 # The daily table the live state is re-based on at the end of a day.
 DAILY_LABELS = "aggregated_labels"
@@ -346,12 +351,25 @@ def _load_states(
 
 
 def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> list[str]:
-    """`path@fingerprint` of every export whose listing differs from the folded record."""
+    """`path@fingerprint` of every export whose listing, or whose project's settings, differ
+    from the folded record."""
+    scan = landing.scan_export_zone()
     return [
         f"{export.path}@{export.fingerprint}"
-        for export in landing.exports()
-        if folded.get(export.path, {}).get("fingerprint") != export.fingerprint
+        for export in scan.exports
+        if not _folded_as_listed(folded.get(export.path, {}), export, scan.settings)
     ]
+
+
+def _folded_as_listed(
+    record: Mapping[str, str], export: ExportFile, settings: Mapping[str, str]
+) -> bool:
+    """Whether `record` folded `export` as listed now, under its project's settings as they
+    are now: a label set or scale declared or changed after a file was folded applies to it
+    (a record without settings was folded without a project.json)."""
+    return record.get("fingerprint") == export.fingerprint and record.get(
+        "settings", ""
+    ) == settings.get(export.project, "")
 
 
 @dataclass(frozen=True)
@@ -386,19 +404,23 @@ def _fold_files(
     its gold rows carry the file in `source`, so the gold it no longer gives is withdrawn. A
     file the live loop cannot read is recorded with its error and skipped (the ingest sensor
     reports it and retries it for the daily layers), so it never stalls the live state; its
-    rows stay as the last readable version gave them.
+    rows stay as the last readable version gave them. A file is read again whole when its
+    project's settings (project.json) change, as the ingest restages it: answers a new label
+    set or scale refuses are withdrawn, and a file refused for bad settings is retried.
     """
     judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
     resynced: dict[str, list[str]] = {}
     kind_resynced: dict[tuple[str, str], list[str]] = {}
     paths: list[str] = []
-    for export in landing.exports():
+    scan = landing.scan_export_zone()
+    for export in scan.exports:
         record = folded.get(export.path, {})
-        if record.get("fingerprint") == export.fingerprint:
+        if _folded_as_listed(record, export, scan.settings):
             continue
+        settings_version = scan.settings.get(export.project, "")
         data = landing.read_bytes(export.path)
         digest = content_hash(data)
-        if record.get("sha256") == digest:
+        if record.get("sha256") == digest and record.get("settings", "") == settings_version:
             folded[export.path] = {**record, "fingerprint": export.fingerprint}
             continue
         try:
@@ -420,6 +442,7 @@ def _fold_files(
             folded[export.path] = {
                 "fingerprint": export.fingerprint,
                 "sha256": digest,
+                "settings": settings_version,
                 "error": str(error)[:500],
                 # What its last readable version gave stays; its next one resyncs those kinds.
                 "kinds": ",".join(sorted(_recorded_kinds(record))),
@@ -452,6 +475,7 @@ def _fold_files(
         folded[export.path] = {
             "fingerprint": export.fingerprint,
             "sha256": digest,
+            "settings": settings_version,
             "kinds": ",".join(sorted(kinds)),
         }
     return FileBatch(

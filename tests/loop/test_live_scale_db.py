@@ -2,7 +2,8 @@
 DB and a real Dagster materialization of `live_quality_state`: an export's answers outside the
 scale its project.json declares never reach the numeric kind state and are counted in the run's
 metadata; the same answers of a project without a scale are folded in as before; a project.json
-whose scale is not a scale keeps its files out, the error naming the file and the field."""
+whose scale is not a scale keeps its files out, the error naming the file and the field; and a
+scale declared or fixed later reads the project's files again, withdrawing what it refuses."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import load_files
 from annotation_pipelines.loop.live_kinds import load_kind_state
+from assets.live.assets import pending_files
+from resources.landing import LocalLandingZone
 from tests.loop.test_live_writeback import QUIET
 from tests.services import fresh_database
 from tests.support import first_metadata, lake_reader, live_quality_job
@@ -63,7 +66,34 @@ def test_answers_outside_the_declared_scale_never_reach_the_live_numeric_state(
         result = job.execute_in_process(instance=instance, run_config=QUIET)
         assert result.success
         metadata = first_metadata(result)
+        _check_first_run(lake, metadata)
+        folded = load_files(lake_reader(lake))
+        assert pending_files(LocalLandingZone(path=str(landing), settle_seconds=0), folded) == []
 
+        # The scale declared later, and the broken one fixed: each project's file is read
+        # again whole, so the answer off the new scale is withdrawn and the refused file folds.
+        scale = {"scale": {"min": 1, "max": 5, "step": 1}}
+        (landing / "exports" / "unscaled" / "project.json").write_text(json.dumps(scale))
+        (landing / "exports" / "broken" / "project.json").write_text(json.dumps(scale))
+        pending = pending_files(LocalLandingZone(path=str(landing), settle_seconds=0), folded)
+        assert sorted(p.split("@")[0] for p in pending) == [
+            "exports/broken/jsonl/batch.jsonl",
+            "exports/unscaled/jsonl/batch.jsonl",
+        ]
+        again = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert again["files_read"] == sorted(p.split("@")[0] for p in pending)
+        assert again["files_quarantine_reasons"] == {"outside_scale": 4}
+        assert again["kind_withdrawn_judgments"] == 2
+        read = lake_reader(lake)
+        for project in ("scaled", "unscaled", "broken"):
+            state = load_kind_state(project, "numeric", read)
+            assert state.ledger.height == 10 and state.ledger["value"].max() == 5.0, project
+        assert "error" not in load_files(read)["exports/broken/jsonl/batch.jsonl"]
+        quiet = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert quiet["files_read"] == [] and quiet["files_quarantined"] == 0
+
+
+def _check_first_run(lake: Path, metadata: dict[str, object]) -> None:
     read = lake_reader(lake)
     scaled = load_kind_state("scaled", "numeric", read)
     unscaled = load_kind_state("unscaled", "numeric", read)
