@@ -505,15 +505,38 @@ def aggregate_kind_day(
     )
 
 
-def outside_scale(
-    frame: pl.DataFrame, scale: RatingScale | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the rows of `frame` whose numeric `value` is on `scale`, the others). Exports are
-    checked at ingest; the annotation DB's and the generator's rows reach the day unchecked."""
-    if scale is None or frame.height == 0 or "value" not in frame.columns:
-        return frame, frame.head(0)
-    off = frame.select(scale.outside(pl.col("value")).fill_null(False)).to_series()
-    return frame.filter(~off), frame.filter(off)
+def within_scale(
+    judgments: pl.DataFrame, gold: pl.DataFrame, scale: RatingScale | None
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, object] | None]:
+    """(a numeric project's judgments and gold whose `value` is on `scale`, what was set aside:
+    the scale, how many judgments and gold values, the first judgment ids; None when nothing
+    was). Exports are checked at ingest; the annotation DB's and the generator's rows reach the
+    day unchecked."""
+    if scale is None:
+        return judgments, gold, None
+
+    def split(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if frame.height == 0 or "value" not in frame.columns:
+            return frame, frame.head(0)
+        off = frame.select(scale.outside(pl.col("value")).fill_null(False)).to_series()
+        return frame.filter(~off), frame.filter(off)
+
+    (kept, off_judgments), (kept_gold, off_gold) = split(judgments), split(gold)
+    if off_judgments.height == 0 and off_gold.height == 0:
+        return kept, kept_gold, None
+    first = (
+        off_judgments.head(3).get_column("judgment_id").to_list() if off_judgments.height else []
+    )
+    return (
+        kept,
+        kept_gold,
+        {
+            "scale": scale.describe(),
+            "judgments": off_judgments.height,
+            "gold": off_gold.height,
+            "first": first,
+        },
+    )
 
 
 def assess_kind_day(

@@ -12,7 +12,7 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, multi_asset
 from pydantic import Field
 
-from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day, outside_scale
+from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day, within_scale
 from annotation_pipelines.scale import project_scale
 from assets.common.metadata import markdown_table
 from assets.common.outs import table_out
@@ -117,20 +117,10 @@ def kind_aggregated_labels(  # noqa: ANN201
             scale = project_scale(
                 landing.project_settings(project), source=project_settings_path(project)
             )
-            rows, off_rows = outside_scale(rows, scale)
-            gold, off_gold = outside_scale(gold, scale)
-            if off_rows.height or off_gold.height:
-                assert scale is not None
-                set_aside[project] = {
-                    "scale": scale.describe(),
-                    "judgments": off_rows.height,
-                    "gold": off_gold.height,
-                }
-                context.log.warning(
-                    f"{project}: {off_rows.height} judgment(s) and {off_gold.height} gold "
-                    f"value(s) outside its declared {scale.describe()} not aggregated (first: "
-                    f"{off_rows.head(3).select('judgment_id', 'value').rows()})"
-                )
+            rows, gold, off_scale = within_scale(rows, gold, scale)
+            if off_scale is not None:
+                set_aside[project] = off_scale
+                context.log.warning(f"{project}: answers off its declared scale: {off_scale}")
             if rows.height == 0:
                 continue
         result = aggregate_kind_day(

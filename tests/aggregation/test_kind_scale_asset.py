@@ -91,7 +91,7 @@ def test_a_declared_scale_sets_unchecked_answers_off_it_aside_and_is_the_range(t
     scale = {"min": 1, "max": 5, "step": 1}
     labels, metadata = _aggregate(tmp_path, {"scaled": {"scale": scale}, "unscaled": {}})
     assert metadata["outside_scale"] == {
-        "scaled": {"scale": "scale [1, 5] step 1", "judgments": 1, "gold": 0}
+        "scaled": {"scale": "scale [1, 5] step 1", "judgments": 1, "gold": 0, "first": ["t3-b"]}
     }
     scaled = labels.filter(pl.col("project") == "scaled").sort("task_id")
     np.testing.assert_allclose(scaled["value"], [3.33, 4.67, 2.0], atol=0.35)
