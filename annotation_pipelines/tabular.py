@@ -35,6 +35,7 @@ from annotation_pipelines.ingest.validation import (
     MISSING_FIELD,
     NESTING_TOO_DEEP,
     NUL_BYTE,
+    OUTSIDE_SCALE,
     OVERSIZED_RECORD,
     WRONG_TYPE,
     cap_raw,
@@ -47,6 +48,7 @@ from annotation_pipelines.kinds import (
     WINNERS,
     check_kind,
 )
+from annotation_pipelines.scale import RatingScale
 
 FORMATS = {
     ".csv": "csv",
@@ -412,6 +414,7 @@ def read_kind_table(
     annotator_column: str | None = "annotator_id",
     value_column: str | None = None,
     row_column: str | None = None,
+    scale: RatingScale | None = None,
 ) -> KindTable:
     """Judgments (or, with `annotator_column=None`, gold) of `kind` from `path`.
 
@@ -427,6 +430,10 @@ def read_kind_table(
     annotator: the last valid one in the file, as ingest keeps the latest submission; each
     earlier one is quarantined as `duplicate` (field: the task and annotator columns) naming the
     row that replaced it.
+
+    `scale` (numeric only): the declared rating scale; a value outside it (or off its step) is
+    quarantined as `outside_scale`, the message naming the scale, before duplicates are
+    resolved, as ingest checks it.
     """
     path = Path(path)
     check_kind(kind)
@@ -491,6 +498,9 @@ def read_kind_table(
         raise InputError(f"{path}: no data rows")
     checked = pl.DataFrame(rows, schema=plain.schema)
     result = (pl.concat([plain, checked]) if plain.height else checked).sort(_ROW)
+    if scale is not None and kind == "numeric":
+        result, off_scale = _on_scale(result, scale, ids=ids, sources=sources)
+        quarantined += off_scale
     replaced = pl.DataFrame()
     if annotator_column is not None and kind in ONE_JUDGMENT_PER_ANNOTATOR:
         result, replaced = _latest_judgments(result)
@@ -569,6 +579,34 @@ def _duplicates(
             )
         )
     return entries
+
+
+def _on_scale(
+    rows: pl.DataFrame,
+    scale: RatingScale,
+    *,
+    ids: Mapping[str, str],
+    sources: Mapping[str, str],
+) -> tuple[pl.DataFrame, list[QuarantinedRow]]:
+    """(`rows` whose value is on `scale`, an `outside_scale` entry for each of the others, in
+    the file's column names)."""
+    off = rows.select(scale.outside(pl.col("value")).fill_null(False)).to_series()
+    if not off.any():
+        return rows, []
+    entries = []
+    for row in rows.filter(off).iter_rows(named=True):
+        number = int(row.pop(_ROW))
+        record = {ids.get(name, sources.get(name, name)): value for name, value in row.items()}
+        entries.append(
+            QuarantinedRow(
+                row=number,
+                field=sources["value"],
+                reason=OUTSIDE_SCALE,
+                message=f"{row['value']!r} is outside the declared {scale.describe()}",
+                record=_record_text(record),
+            )
+        )
+    return rows.filter(~off), entries
 
 
 def _read_parquet(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:
@@ -883,11 +921,12 @@ def read_kind_inputs(
     output_path: str | Path | None = None,
     warn: Callable[[str], None],
     row_column: str | None = None,
+    scale: RatingScale | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """A command's judgments of `kind` (quarantine summary to `warn`, quarantined rows beside
-    `output_path`; `row_column`: see `read_kind_table`) and its gold, if any. InputError when
-    no judgment is valid or a gold row is bad: gold is the yardstick, a bad gold row is an
-    error to fix, not a row to skip."""
+    `output_path`; `row_column` and `scale`: see `read_kind_table`) and its gold, if any.
+    InputError when no judgment is valid or a gold row is bad: gold is the yardstick, a bad gold
+    row is an error to fix, not a row to skip."""
     table = read_kind_table(
         input_path,
         kind=kind,
@@ -895,6 +934,7 @@ def read_kind_inputs(
         annotator_column=annotator_column,
         value_column=value_column,
         row_column=row_column,
+        scale=scale,
     )
     summary = report_quarantine(table, output_path=output_path)
     if summary is not None:
@@ -909,6 +949,7 @@ def read_kind_inputs(
         task_column=task_column,
         annotator_column=None,
         value_column=value_column,
+        scale=scale,
     )
     if gold.quarantined:
         raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")

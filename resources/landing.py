@@ -6,7 +6,8 @@ Layout (the same on a local folder and under an S3 prefix):
     exports/<project>/<format>/<file>                      drops from the annotation tools
     exports/<project>/project.json                         optional: {"label_set": [...],
                                                            "mapping": {canonical: column},
-                                                           "quality_gates": {floor: value}}
+                                                           "quality_gates": {floor: value},
+                                                           "scale": {"min": 1, "max": 5}}
     gold/<project>/<file>.{csv,parquet}                    gold sets
     telemetry/<cluster>/<series>.{csv,parquet}             accelerator telemetry
 
@@ -80,7 +81,7 @@ class ExportScan:
 
 def project_settings_path(project: str) -> str:
     """Where a project's settings live in the landing zone (its column mapping, label set,
-    plan and quality gate floors)."""
+    rating scale, plan and quality gate floors)."""
     return f"exports/{project}/project.json"
 
 

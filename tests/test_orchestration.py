@@ -1040,6 +1040,50 @@ def test_landing_sensor_ingests_a_projects_files_again_when_its_project_json_cha
     assert after.run_requests == []
 
 
+def test_a_declared_scale_quarantines_the_ratings_outside_it_and_a_bad_one_fails_naming_it(env):
+    defs, instance, landing = env
+    project = landing / "exports" / "ratings"
+    (project / "csv").mkdir(parents=True)
+    settings = project / "project.json"
+    settings.write_text(json.dumps({"scale": {"min": 1, "max": 5, "step": 1}}))
+    path = "exports/ratings/csv/batch.csv"
+    (landing / path).write_text(
+        "task_id,annotator_id,kind,value,submitted_at\n"
+        "t1,a1,numeric,4,2026-11-02T10:00:00Z\n"
+        "t1,a2,numeric,1e200,2026-11-02T10:01:00Z\n"
+        "t1,a3,numeric,3.5,2026-11-02T10:02:00Z\n"
+    )
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    [request] = first.run_requests
+    run = _launch(defs, instance, request)
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rows_read"].value == 3 and metadata["rows_loaded"].value == 1
+    assert metadata["quarantine_reasons"].value == {"outside_scale": 2}
+    quarantine = pl.read_parquet(
+        landing.parent / "lake" / f"{quarantine_key(source_id(path))}"
+    ).sort("source_line")
+    assert quarantine.select("source_file", "source_line", "field", "reason").rows() == [
+        (path, 3, "value (scale [1, 5] step 1)", "outside_scale"),
+        (path, 4, "value (scale [1, 5] step 1)", "outside_scale"),
+    ]
+    staged = (landing.parent / "lake" / "staging" / "judgments").rglob("*.parquet")
+    assert pl.concat([pl.read_parquet(p) for p in staged])["value"].to_list() == [4.0]
+
+    # A scale that is not one fails the run naming the file and the field, as a malformed
+    # gate floor does; what the last good settings staged stays staged.
+    settings.write_text(json.dumps({"scale": {"min": 5, "max": 5}}))
+    changed, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
+    [request] = changed.run_requests
+    assert request.tags["annotation_pipelines/reason"] == "project settings changed"
+    failed = _launch(defs, instance, request)
+    assert not failed.success
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "exports/ratings/project.json: scale: min must be below max, got min 5 and max 5" in str(
+        failure.step_failure_data.error
+    )
+
+
 def test_an_emptied_export_takes_its_rows_back_in_every_format(env):
     defs, instance, landing = env
     line = (

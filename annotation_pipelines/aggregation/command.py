@@ -2,6 +2,7 @@
 
     annotation-pipelines aggregate INPUT --kind KIND [--method NAME] [--task-col C]
         [--annotator-col C] [--value-col C] [--gold PATH] [--output PATH]
+        [--scale MIN:MAX[:STEP]]
 
 KIND is one of `annotation_pipelines.kinds.KINDS`; `categorical` is the default and behaves as
 before (`--label-col` still names its value column).
@@ -27,6 +28,11 @@ stderr with the first reasons by row and field, and with `--output` written in f
 `<output>.quarantine.jsonl`. The command succeeds when at least one row is valid. Spans and
 boxes take one judgment per task and annotator: a later row by the same annotator on the same
 task replaces the earlier one, which is quarantined as `duplicate` naming the later row.
+
+`--scale` (numeric only) declares the rating scale, as a project's `scale` in its project.json
+does: a value outside it, or off its step, is quarantined as `outside_scale` (a gold value
+outside it is an error), the scale's range replaces the one estimated from the answers in the
+confidence, and values and intervals stay inside it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import polars as pl
 from annotation_pipelines.aggregation.api import aggregate
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
@@ -100,6 +107,14 @@ def output_columns(kind: str) -> tuple[str, ...]:
     help="Write here (.parquet, .jsonl or .csv) instead of stdout; quarantined rows go to "
     "<output>.quarantine.jsonl.",
 )
+@click.option(
+    "--scale",
+    "scale_text",
+    default=None,
+    metavar="MIN:MAX[:STEP]",
+    help="Numeric only: the rating scale; values outside it (or off its step) are quarantined, "
+    "and confidence reads its range instead of the answers'.",
+)
 def aggregate_command(
     input_path: Path,
     kind: str,
@@ -109,6 +124,7 @@ def aggregate_command(
     value_col: str | None,
     gold_path: Path | None,
     output_path: Path | None,
+    scale_text: str | None,
 ) -> None:
     """Aggregate the judgments in INPUT into one label per task, with its confidence.
 
@@ -116,6 +132,7 @@ def aggregate_command(
     with its confidence; rows of the wrong shape for the kind are quarantined and reported.
     """
     method = _checked_method(kind, method)
+    scale = checked_scale(kind, scale_text)
     if kind == "pairwise" and value_col is not None:
         raise click.BadParameter(
             f"does not apply to pairwise, whose columns are {', '.join(VALUE_COLUMNS[kind])}",
@@ -143,6 +160,7 @@ def aggregate_command(
                 value_col=value_col,
                 gold_path=gold_path,
                 output_path=output_path,
+                scale=scale,
             )
         if output_path is not None:
             write_output(result, output_path)
@@ -152,6 +170,19 @@ def aggregate_command(
             sys.stdout.write(result.write_csv())
     except InputError as error:
         raise click.ClickException(str(error)) from error
+
+
+def checked_scale(kind: str, text: str | None) -> RatingScale | None:
+    """`--scale` read for `kind`: None when not given; a usage error for a kind other than
+    numeric or a text that is not a scale."""
+    if text is None:
+        return None
+    if kind != "numeric":
+        raise click.BadParameter(f"applies to numeric ratings, not {kind}", param_hint="--scale")
+    try:
+        return RatingScale.parse(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--scale") from error
 
 
 def _checked_method(kind: str, method: str | None) -> str:
@@ -200,6 +231,7 @@ def _aggregate_kind(
     value_col: str | None,
     gold_path: Path | None,
     output_path: Path | None,
+    scale: RatingScale | None,
 ) -> pl.DataFrame:
     rows, gold = read_kind_inputs(
         input_path,
@@ -210,12 +242,14 @@ def _aggregate_kind(
         gold_path=gold_path,
         output_path=output_path,
         warn=lambda summary: click.echo(summary, err=True),
+        scale=scale,
     )
     # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
     from annotation_pipelines.aggregation.by_kind import aggregate_kind
 
     try:
-        result = aggregate_kind(rows, kind=kind, method=method, gold=gold)
+        options = {} if scale is None else {"scale": scale}
+        result = aggregate_kind(rows, kind=kind, method=method, gold=gold, **options)
     except ValueError as error:
         raise InputError(f"{input_path}: {error}") from error
     return result.labels.select(output_columns(kind))

@@ -65,6 +65,7 @@ from scipy.special import ndtri
 from annotation_pipelines.aggregation.encoding import encode_column
 from annotation_pipelines.aggregation.kinds_codes import encode_values
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
+from annotation_pipelines.scale import RatingScale
 
 STATISTICS = ("mean", "median", "trimmed_mean")
 NUMERIC_METHODS = ("bias_noise", "mean", "median", "trimmed_mean")
@@ -251,6 +252,7 @@ def aggregate_numeric_kind(
     tol: float = 1e-6,
     n_resamples: int = 1000,
     seed: int = 0,
+    scale: RatingScale | None = None,
 ) -> KindAggregation:
     """Numeric ratings (`task_id`, `annotator_id`, `value`) to one value per task.
 
@@ -262,6 +264,11 @@ def aggregate_numeric_kind(
     `noise_sd`.
     `method`: `bias_noise` (the model above), or `mean`/`median`/`trimmed_mean` with
     bootstrap intervals. `gold` (`task_id`, `value`) anchors the bias-and-noise fit.
+    `scale`: the project's declared rating scale. Its range replaces the estimated one in
+    `confidence`, and values and intervals are kept inside it (a truth off the scale is no
+    answer anyone could give; the confidence still reads the fit's own interval width). An
+    answer or gold value outside it is a ValueError naming the row: quarantine those first
+    (`RatingScale.outside`).
     """
     if method not in NUMERIC_METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(NUMERIC_METHODS)}")
@@ -276,11 +283,15 @@ def aggregate_numeric_kind(
             f"have {', '.join(judgments.columns)}"
         )
     ratings = _ratings(judgments.select(pl.col("value").alias("label")))
+    if scale is not None:
+        _check_on_scale(judgments, scale, name="judgments")
+        if gold is not None:
+            _check_on_scale(gold, scale, name="gold")
     tasks, task_values = encode_values(judgments.get_column("task_id"), sort=False)
     annotators, annotator_values = encode_values(judgments.get_column("annotator_id"), sort=True)
     n_tasks, n_annotators = task_values.len(), annotator_values.len()
     counts = np.bincount(tasks, minlength=n_tasks).astype(np.float64)
-    spread = rating_range(ratings)
+    spread = rating_range(ratings) if scale is None else scale.width
     if method == "bias_noise":
         gold_values = _gold_vector(gold, task_values)
         # The model is the same on any affine scale of the answers, and squares of answers
@@ -341,6 +352,8 @@ def aggregate_numeric_kind(
     task_confidence = np.clip(1.0 - width / spread, 0.0, 1.0) if spread > 0 else np.ones(n_tasks)
     # An interval the fit could not compute is no confidence, never full confidence.
     task_confidence = np.where(np.isfinite(width), task_confidence, 0.0)
+    if scale is not None:
+        truth, low, high = (np.clip(a, scale.low, scale.high) for a in (truth, low, high))
     labels = pl.DataFrame(
         {
             "task_id": task_values,
@@ -369,6 +382,17 @@ def aggregate_numeric_kind(
         converged=converged,
         iterations=iterations,
     )
+
+
+def _check_on_scale(frame: pl.DataFrame, scale: RatingScale, *, name: str) -> None:
+    """A ValueError naming the first row of `frame` whose `value` is not on `scale`."""
+    off = frame.select(scale.outside(pl.col("value")).fill_null(False)).to_series()
+    if off.any():
+        row = int(off.arg_true()[0])
+        raise ValueError(
+            f"{name}: row {row} column 'value': {frame['value'][row]!r} is outside the declared "
+            f"{scale.describe()}"
+        )
 
 
 def rating_bounds(values: np.ndarray) -> tuple[float, float] | None:

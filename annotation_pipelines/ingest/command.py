@@ -37,6 +37,14 @@ SHOWN = 5
     help="Comma-separated labels the project allows; other labels are quarantined.",
 )
 @click.option(
+    "--scale",
+    "scale_text",
+    default=None,
+    metavar="MIN:MAX[:STEP]",
+    help="The rating scale of the project's numeric answers; others are quarantined as "
+    "outside_scale (overrides the settings' `scale`).",
+)
+@click.option(
     "--kind",
     type=click.Choice(list(KINDS)),
     default=None,
@@ -50,8 +58,9 @@ SHOWN = 5
     default=None,
     help="A project.json as the landing zone holds it (exports/<project>/project.json), read "
     "as the landing asset reads it, for every format: its `label_set` (--label-set overrides "
-    "it), its column `mapping` (tables only; the column options override it) and its "
-    "`quality_gates` floors, checked as the quality step checks them.",
+    "it), its `scale` (--scale overrides it), its column `mapping` (tables only; the column "
+    "options override it) and its `quality_gates` floors, checked as the quality step checks "
+    "them.",
 )
 @click.option("--task-col", default=None, help="Tables: the task id column [task_id].")
 @click.option("--annotator-col", default=None, help="Tables: the annotator column [annotator_id].")
@@ -73,6 +82,7 @@ def ingest_command(
     format_: str,
     project: str | None,
     label_set: str | None,
+    scale_text: str | None,
     kind: str | None,
     settings_path: Path | None,
     task_col: str | None,
@@ -91,6 +101,7 @@ def ingest_command(
     """
     from annotation_pipelines.ingest.files import ingest_path
     from annotation_pipelines.ingest.tables import ColumnMapping
+    from annotation_pipelines.scale import RatingScale, project_scale
 
     columns = {
         "task_id": task_col,
@@ -111,6 +122,12 @@ def ingest_command(
     listed = settings.get("label_set")
     if labels is None and isinstance(listed, list):
         labels = [str(label) for label in listed]
+    scale = project_scale(settings, source=str(settings_path))
+    if scale_text is not None:
+        try:
+            scale = RatingScale.parse(scale_text)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--scale") from error
     mapped = settings.get("mapping")
     try:
         mapping = (
@@ -122,7 +139,13 @@ def ingest_command(
         raise click.UsageError(f"{settings_path}: {error}") from error
     try:
         result = ingest_path(
-            path, format=format_, project=project, label_set=labels, kind=kind, mapping=mapping
+            path,
+            format=format_,
+            project=project,
+            label_set=labels,
+            scale=scale,
+            kind=kind,
+            mapping=mapping,
         )
     except InputError as error:
         raise click.ClickException(str(error)) from error
@@ -150,9 +173,11 @@ def _project_settings(path: Path) -> dict[str, object]:
     # The gate floors are checked by the code the quality step reads them with, so a file this
     # command accepts never fails that step later.
     from annotation_pipelines.quality.gates import project_gate_floors
+    from annotation_pipelines.scale import project_scale
 
     try:
         project_gate_floors(settings, source=str(path))
+        project_scale(settings, source=str(path))
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     return settings

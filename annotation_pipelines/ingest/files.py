@@ -13,6 +13,7 @@ from annotation_pipelines.ingest.label_studio import parse_label_studio
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, combine
 from annotation_pipelines.ingest.tables import ColumnMapping, parse_sagemaker, parse_table
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
+from annotation_pipelines.scale import RatingScale
 
 # Which files of a folder belong to a format; anything else in the folder is ignored.
 SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -30,6 +31,7 @@ class _ParseOptions(TypedDict):
 
     project: str | None
     label_set: list[str] | None
+    scale: RatingScale | None
     now: datetime | None
     max_field_bytes: int
 
@@ -41,6 +43,7 @@ def ingest_bytes(
     source_file: str,
     project: str | None = None,
     label_set: Sequence[str] | None = None,
+    scale: RatingScale | None = None,
     mapping: ColumnMapping | None = None,
     now: datetime | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
@@ -67,6 +70,7 @@ def ingest_bytes(
     options: _ParseOptions = {
         "project": project,
         "label_set": labels,
+        "scale": scale,
         "now": now,
         "max_field_bytes": max_field_bytes,
     }
@@ -92,6 +96,7 @@ def ingest_path(
     format: str,
     project: str | None = None,
     label_set: Sequence[str] | None = None,
+    scale: RatingScale | None = None,
     mapping: ColumnMapping | None = None,
     now: datetime | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
@@ -124,6 +129,7 @@ def ingest_path(
                 source_file=str(file),
                 project=project,
                 label_set=label_set,
+                scale=scale,
                 mapping=mapping,
                 now=now,
                 max_field_bytes=max_field_bytes,

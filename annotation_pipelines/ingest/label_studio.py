@@ -51,6 +51,7 @@ from annotation_pipelines.ingest.validation import (
     quarantine_rows,
 )
 from annotation_pipelines.kinds import KIND_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.scale import RatingScale
 
 SOURCE = "label-studio"
 
@@ -63,6 +64,7 @@ def parse_label_studio(
     source_file: str,
     project: str | None = None,
     label_set: list[str] | None = None,
+    scale: RatingScale | None = None,
     now: datetime | None = None,
     max_field_bytes: int = 4096,
 ) -> IngestResult:
@@ -138,6 +140,7 @@ def parse_label_studio(
         staged_tasks=staged_tasks,
         preset_quarantine=preset,
         label_set=label_set,
+        scale=scale,
         now=now,
         max_field_bytes=max_field_bytes,
         source=SOURCE,

@@ -12,6 +12,7 @@ import polars as pl
 
 from annotation_pipelines.ingest.validation import PROJECT_NAME, parse_utc, validate
 from annotation_pipelines.kinds import KIND_COLUMNS
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import (
     GOLD_LABELS,
     JUDGMENTS,
@@ -129,6 +130,7 @@ def assemble(
     staged_tasks: pl.DataFrame | None = None,
     preset_quarantine: pl.DataFrame | None = None,
     label_set: list[str] | None,
+    scale: RatingScale | None = None,
     now: datetime | None,
     max_field_bytes: int,
     source: str,
@@ -142,6 +144,7 @@ def assemble(
     good, quarantined = validate(
         staged_judgments,
         label_set=label_set,
+        scale=scale,
         now=now,
         max_field_bytes=max_field_bytes,
         source=source,
@@ -169,6 +172,7 @@ def assemble(
         good_gold, bad_gold = validate(
             staged_gold,
             label_set=label_set,
+            scale=scale,
             now=now,
             max_field_bytes=max_field_bytes,
             duplicate_key=("task_id",),

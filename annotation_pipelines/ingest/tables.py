@@ -47,6 +47,7 @@ from annotation_pipelines.ingest.validation import (
 )
 from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import check_column_count
 
 _REQUIRED_FIELDS = frozenset({"task_id", "annotator_id", "label", "submitted_at"})
@@ -174,6 +175,7 @@ def parse_table(
     mapping: ColumnMapping | None = None,
     project: str | None = None,
     label_set: list[str] | None = None,
+    scale: RatingScale | None = None,
     now: datetime | None = None,
     max_field_bytes: int = 4096,
     kind: str | None = None,
@@ -240,6 +242,7 @@ def parse_table(
         staged_judgments=staged.drop("payload"),
         staged_tasks=tasks if mapping.payload else None,
         label_set=label_set,
+        scale=scale,
         now=now,
         max_field_bytes=max_field_bytes,
         source=source,
@@ -725,6 +728,7 @@ def parse_sagemaker(
     project: str | None = None,
     label_attribute: str | None = None,
     label_set: list[str] | None = None,
+    scale: RatingScale | None = None,
     now: datetime | None = None,
     max_field_bytes: int = 4096,
 ) -> IngestResult:
@@ -843,6 +847,7 @@ def parse_sagemaker(
         staged_judgments=staged.drop("payload"),
         staged_tasks=tasks,
         label_set=label_set,
+        scale=scale,
         now=now,
         max_field_bytes=max_field_bytes,
         source="sagemaker-gt",

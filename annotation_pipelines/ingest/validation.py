@@ -10,8 +10,9 @@ Studio export or as a CSV:
 1. preset parser reason; 2. missing required field (a missing annotator has its own reason);
 3. oversized field; 4. NUL byte in an id, label or project; 5. project name that is not a safe
 identifier (it becomes a path segment in the lake); 6. wrong type; 7. timestamp without a
-timezone; 8. timestamp in the future; 9. label outside the project's label set; 10. duplicate
-submission.
+timezone; 8. timestamp in the future; 9. label outside the project's label set, or a numeric value
+outside the project's declared scale (`annotation_pipelines.scale`), the field naming the scale;
+10. duplicate submission.
 
 Kinds: when the staged rows carry a `kind` column, a required `label` means "the kind's
 value": each row must have its own kind's value column(s) (`labels`, `value`, `spans`, ...),
@@ -42,6 +43,7 @@ from typing import Any
 import polars as pl
 
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import QUARANTINE, UTC_TIMESTAMP
 
 MALFORMED_JSON = "malformed_json"
@@ -61,6 +63,7 @@ INVALID_PROJECT = "invalid_project"
 NESTING_TOO_DEEP = "nesting_too_deep"
 OVERSIZED_RECORD = "oversized_record"
 UNSUPPORTED_KIND = "unsupported_kind"
+OUTSIDE_SCALE = "outside_scale"
 
 REASONS = (
     MALFORMED_JSON,
@@ -80,6 +83,7 @@ REASONS = (
     NESTING_TOO_DEEP,
     OVERSIZED_RECORD,
     UNSUPPORTED_KIND,
+    OUTSIDE_SCALE,
 )
 
 # A project name becomes a path segment (lake keys, exports): no separators, no `..`.
@@ -131,6 +135,7 @@ def validate(
     staged: pl.DataFrame,
     *,
     label_set: Sequence[str] | None,
+    scale: RatingScale | None = None,
     now: datetime | None = None,
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     duplicate_key: Sequence[str] = ("task_id", "annotator_id"),
@@ -145,7 +150,8 @@ def validate(
     `record` (the row as written: a String or a Struct, encoded only for quarantined rows),
     and the raw text of `task_id`, `label`, `submitted_at` and optionally `annotator_id`,
     `duration_s`. `submitted_at` may already be a Datetime (Parquet, Postgres): a naive one is
-    then a timestamp without a timezone.
+    then a timestamp without a timezone. `scale`: the project's declared rating scale; a numeric
+    row's `value` outside it is `outside_scale`, its field `value (scale [1, 5] step 1)`.
     """
     now = now or datetime.now(UTC)
     horizon = now + DEFAULT_FUTURE_TOLERANCE
@@ -244,6 +250,14 @@ def validate(
         if has_kind and "labels" in frame.columns:
             outside = pl.col("labels").list.eval(~pl.element().is_in(allowed.implode())).list.any()
             checks.append(((pl.col("kind") == "multilabel") & outside, "labels", UNKNOWN_LABEL))
+    if scale is not None and has_kind and "value" in frame.columns:
+        checks.append(
+            (
+                (pl.col("kind") == "numeric") & scale.outside(pl.col("value")),
+                f"value ({scale.describe()})",
+                OUTSIDE_SCALE,
+            )
+        )
 
     reason_expr = pl.col("reason")
     field_expr = pl.col("field")

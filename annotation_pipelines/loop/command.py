@@ -3,6 +3,7 @@
     annotation-pipelines replay INPUT [--task-col C] [--annotator-col C] [--label-col C]
         [--kind KIND] [--method NAME] [--min-votes K] [--max-votes K]
         [--target-confidence P] [--budget FRACTION] [--gold PATH] [--output PATH]
+        [--scale MIN:MAX[:STEP]]
 
 INPUT rows are the judgments annotators would give, in arrival order (CSV, TSV, Parquet or
 JSON Lines). `--output` receives the final labels (`task_id,label,confidence`, as `aggregate`
@@ -19,6 +20,10 @@ writes `task_id,winner,confidence,left,right`: `winner` is left, right or tie of
 `left`,`right` show it (the task's first row in INPUT); `--label-col` does not apply to it.
 With `--method auto` the JSON's `method` is the one the first round chose. Nested values
 (spans, boxes, lists) need `.parquet` or `.jsonl`.
+
+`--scale` (numeric only) declares the rating scale as `aggregate --scale` does: values outside it
+are quarantined before the replay, and the confidence's tolerance reads the declared range (and
+step) instead of the answers'.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from pathlib import Path
 import click
 import polars as pl
 
+from annotation_pipelines.aggregation.command import checked_scale
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, pairwise_orientation
 from annotation_pipelines.loop.policy import RECOMMENDED, budget_judgments
 from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
@@ -117,6 +124,14 @@ _DEFAULTS = RECOMMENDED
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the final labels here (.parquet, .jsonl or .csv).",
 )
+@click.option(
+    "--scale",
+    "scale_text",
+    default=None,
+    metavar="MIN:MAX[:STEP]",
+    help="Numeric only: the rating scale; values outside it (or off its step) are quarantined, "
+    "and confidence reads its range instead of the answers'.",
+)
 def replay_command(
     input_path: Path,
     task_col: str,
@@ -130,6 +145,7 @@ def replay_command(
     budget: float,
     gold_path: Path | None,
     output_path: Path | None,
+    scale_text: str | None,
 ) -> None:
     """Replay INPUT's judgments through the adaptive-redundancy policy; print the cost as JSON.
 
@@ -138,6 +154,7 @@ def replay_command(
     budget was spent). exhausted counts the done tasks that ran out of judgments in INPUT
     below the target confidence.
     """
+    scale = checked_scale(kind, scale_text)
     if method is not None and method not in replay_methods(kind):
         raise click.BadParameter(
             f"{method!r} does not aggregate kind {kind!r} in a replay; its methods are "
@@ -181,6 +198,7 @@ def replay_command(
             task_col=task_col,
             annotator_col=annotator_col,
             label_col=label_col,
+            scale=scale,
         )
         if budget_judgments(judgments.height, options) < 1:
             # Nothing was replayed: no quarantine file may describe this run.
@@ -198,6 +216,7 @@ def replay_command(
             method=method,
             gold=gold,
             label_set=judgments["label"].unique() if kind == "categorical" else None,
+            scale=scale,
         )
         try:
             result = replay(judgments, confidence=confidence, options=options)
@@ -261,6 +280,7 @@ def _kind_input(
     task_col: str,
     annotator_col: str,
     label_col: str | None,
+    scale: RatingScale | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     return read_kind_inputs(
         input_path,
@@ -271,4 +291,5 @@ def _kind_input(
         gold_path=gold_path,
         output_path=output_path,
         warn=lambda summary: click.echo(summary, err=True),
+        scale=scale,
     )

@@ -43,6 +43,7 @@ from scipy.special import ndtr, ndtri
 from annotation_pipelines.aggregation.numeric import rating_bounds, rating_range
 from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.live import TASK_REQUESTS, decision_id
+from annotation_pipelines.scale import RatingScale
 
 # The target confidence each kind's replay and policy default to (`policy.RECOMMENDED` holds the
 # categorical one). Measured with `benchmarks/bench_replay_kinds.py` (synthetic projects of
@@ -89,13 +90,22 @@ class KindConfidence:
         result = aggregate_kind(
             judgments, kind=self.kind, method=self.method, gold=self.gold, **self.options
         )
-        return policy_confidence(self.kind, result.labels, judgments)
+        return policy_confidence(
+            self.kind, result.labels, judgments, scale=self.options.get("scale")
+        )
 
 
-def policy_confidence(kind: str, labels: pl.DataFrame, judgments: pl.DataFrame) -> pl.DataFrame:
+def policy_confidence(
+    kind: str,
+    labels: pl.DataFrame,
+    judgments: pl.DataFrame,
+    *,
+    scale: RatingScale | None = None,
+) -> pl.DataFrame:
     """What the policy reads — `task_id`, `label`, `confidence`, `n_votes` — from a kind's
     aggregate (`labels`, one row per task as `aggregate_kind` returns it) and the judgments
-    behind it. Pairwise refits the pairs' winners (its aggregate is per item, not per pair)."""
+    behind it. Pairwise refits the pairs' winners (its aggregate is per item, not per pair).
+    `scale` (numeric): the declared rating scale the tolerance reads (`numeric_tolerance`)."""
     if kind == "pairwise":
         return PairwiseConfidence()(judgments)
     (value_column,) = VALUE_COLUMNS[kind]
@@ -106,7 +116,7 @@ def policy_confidence(kind: str, labels: pl.DataFrame, judgments: pl.DataFrame) 
                 numeric_confidence(
                     labels.get_column("lo").to_numpy(),
                     labels.get_column("hi").to_numpy(),
-                    tolerance=numeric_tolerance(judgments.get_column("value")),
+                    tolerance=numeric_tolerance(judgments.get_column("value"), scale=scale),
                 ),
                 dtype=pl.Float64,
             )
@@ -116,10 +126,18 @@ def policy_confidence(kind: str, labels: pl.DataFrame, judgments: pl.DataFrame) 
     )
 
 
-def numeric_tolerance(values: pl.Series) -> float:
+def numeric_tolerance(values: pl.Series, *, scale: RatingScale | None = None) -> float:
     """Half a step of the rating scale or 5 % of its range, whichever is larger, both read
-    inside `rating_bounds` (one answer far off the scale cannot widen them)."""
+    inside `rating_bounds` (one answer far off the scale cannot widen them). A declared `scale`
+    gives the range, and the step when it declares one (whole numbers: a step of 1); else the
+    step is read from the answers inside it."""
     answers = values.drop_nulls().drop_nans().cast(pl.Float64).to_numpy()
+    if scale is not None:
+        step = scale.step if scale.step is not None else (1.0 if scale.integer else None)
+        if step is None:
+            inside = np.unique(answers[(answers >= scale.low) & (answers <= scale.high)])
+            step = float(np.diff(inside).min()) if inside.size >= 2 else 0.0
+        return max(step / 2.0, 0.05 * scale.width)
     distinct = np.unique(answers)
     bounds = rating_bounds(answers)
     if bounds is None or distinct.size < 2:

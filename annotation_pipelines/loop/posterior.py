@@ -21,6 +21,7 @@ from annotation_pipelines.aggregation.warm_start import WarmStart
 from annotation_pipelines.kinds import KINDS as ALL_KINDS
 from annotation_pipelines.loop.kind_posterior import KindConfidence, PairwiseConfidence
 from annotation_pipelines.loop.policy import ConfidenceFunction
+from annotation_pipelines.scale import RatingScale
 
 DIAGONAL_PSEUDO_COUNT = 1.0
 
@@ -141,10 +142,11 @@ def confidence_function(
     method: str | None = None,
     gold: pl.DataFrame | None = None,
     label_set: pl.Series | None = None,
+    scale: RatingScale | None = None,
 ) -> ConfidenceFunction:
     """The confidence function for `kind` with `method` (default: the kind's default method);
     a ValueError naming the supported kinds otherwise. `label_set` (categorical only): every
-    label a task could get."""
+    label a task could get. `scale` (numeric only): the declared rating scale."""
     try:
         factory = CONFIDENCE_FUNCTIONS[kind]
     except KeyError:
@@ -154,4 +156,6 @@ def confidence_function(
         options["method"] = method
     if kind == CategoricalConfidence.kind and label_set is not None:
         options["label_set"] = label_set
+    if kind == "numeric" and scale is not None:
+        options["scale"] = scale
     return factory(**options)

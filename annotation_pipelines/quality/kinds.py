@@ -54,6 +54,7 @@ from annotation_pipelines.kinds import (
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
 from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
 from annotation_pipelines.quality.gates import DEFAULT_MIN_ALPHA, Floor, quality_gates
+from annotation_pipelines.scale import RatingScale
 
 # Every kind the per-kind pipeline scores (categorical has its own, richer path).
 SCORED_KINDS: tuple[str, ...] = (
@@ -204,12 +205,16 @@ def aggregate_project(
     gold: pl.DataFrame | None = None,
     tasks: pl.DataFrame | None = None,
     method: str | None = None,
+    scale: RatingScale | None = None,
 ) -> KindAggregation:
-    """The kind's aggregation of one project's judgments (spans read the task texts)."""
+    """The kind's aggregation of one project's judgments (spans read the task texts; numeric
+    the project's declared `scale`, its range replacing the one estimated from the answers)."""
     columns = VALUE_COLUMNS[check_kind(kind)]
     options: dict[str, Any] = {}
     if kind == "spans" and tasks is not None:
         options["texts"] = task_texts(tasks)
+    if kind == "numeric" and scale is not None:
+        options["scale"] = scale
     anchors = gold.select("task_id", *columns) if gold is not None and gold.height else None
     return aggregate_kind(
         judgments.select("task_id", "annotator_id", *columns),
@@ -466,13 +471,17 @@ def aggregate_kind_day(
     tasks: pl.DataFrame | None = None,
     kind: str | None = None,
     method: str | None = None,
+    scale: RatingScale | None = None,
 ) -> KindScores:
     """The aggregate of one kind project on one day: `labels`, `items` (pairwise) and
-    `annotators` (reliability and the kind's own columns); the quality frames are empty."""
+    `annotators` (reliability and the kind's own columns); the quality frames are empty.
+    `scale`: a numeric project's declared scale (`outside_scale` sets its rows off it aside)."""
     rows = _project_rows(judgments, project=project, day=day)
     kind = kind or project_kind(rows, project)
     gold_rows = _project_gold(gold, rows, project=project, kind=kind)
-    aggregation = aggregate_project(rows, kind=kind, gold=gold_rows, tasks=tasks, method=method)
+    aggregation = aggregate_project(
+        rows, kind=kind, gold=gold_rows, tasks=tasks, method=method, scale=scale
+    )
     labels = per_task_labels(aggregation, rows, kind=kind)
     stamp = {
         "project": pl.lit(project),
@@ -493,6 +502,40 @@ def aggregate_kind_day(
         scorecards=pl.DataFrame(schema=KIND_SCORECARDS),
         queue=pl.DataFrame(schema=KIND_QUEUE),
         method=aggregation.method,
+    )
+
+
+def within_scale(
+    judgments: pl.DataFrame, gold: pl.DataFrame, scale: RatingScale | None
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, object] | None]:
+    """(a numeric project's judgments and gold whose `value` is on `scale`, what was set aside:
+    the scale, how many judgments and gold values, the first judgment ids; None when nothing
+    was). Exports are checked at ingest; the annotation DB's and the generator's rows reach the
+    day unchecked."""
+    if scale is None:
+        return judgments, gold, None
+
+    def split(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        if frame.height == 0 or "value" not in frame.columns:
+            return frame, frame.head(0)
+        off = frame.select(scale.outside(pl.col("value")).fill_null(False)).to_series()
+        return frame.filter(~off), frame.filter(off)
+
+    (kept, off_judgments), (kept_gold, off_gold) = split(judgments), split(gold)
+    if off_judgments.height == 0 and off_gold.height == 0:
+        return kept, kept_gold, None
+    first = (
+        off_judgments.head(3).get_column("judgment_id").to_list() if off_judgments.height else []
+    )
+    return (
+        kept,
+        kept_gold,
+        {
+            "scale": scale.describe(),
+            "judgments": off_judgments.height,
+            "gold": off_gold.height,
+            "first": first,
+        },
     )
 
 

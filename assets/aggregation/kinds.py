@@ -12,10 +12,12 @@ import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, multi_asset
 from pydantic import Field
 
-from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day
+from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day, within_scale
+from annotation_pipelines.scale import project_scale
 from assets.common.metadata import markdown_table
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
+from resources.landing import LandingZone, project_settings_path
 
 GROUP = "aggregation"
 OWNERS = ["team:annotation-quality"]
@@ -97,22 +99,39 @@ def kind_aggregated_labels(  # noqa: ANN201
     judgments: pl.DataFrame,
     gold_labels: pl.DataFrame,
     raw_tasks: pl.DataFrame,
+    landing: LandingZone,
 ):
-    """Aggregate each non-categorical project of the day with its kind's method."""
+    """Aggregate each non-categorical project of the day with its kind's method; a numeric
+    project with a declared scale (its project.json) is aggregated on that scale."""
     day = dt.date.fromisoformat(context.partition_key)
     labels, items, annotators, summary = [], [], [], []
+    set_aside: dict[str, dict[str, object]] = {}
     for project in kind_projects(judgments):
         rows = judgments.filter(pl.col("project") == project)
+        gold = gold_labels.filter(pl.col("project") == project)
         kind = project_kind(rows, project=project, day=day)
         method = config.methods_per_project.get(project, config.methods_per_kind.get(kind))
+        scale = None
+        if kind == "numeric":
+            # A malformed scale fails the run naming the file and field, as at ingest.
+            scale = project_scale(
+                landing.project_settings(project), source=project_settings_path(project)
+            )
+            rows, gold, off_scale = within_scale(rows, gold, scale)
+            if off_scale is not None:
+                set_aside[project] = off_scale
+                context.log.warning(f"{project}: answers off its declared scale: {off_scale}")
+            if rows.height == 0:
+                continue
         result = aggregate_kind_day(
             rows,
             project=project,
             day=day,
-            gold=gold_labels.filter(pl.col("project") == project),
+            gold=gold,
             tasks=raw_tasks.filter(pl.col("project") == project),
             kind=kind,
             method=method,
+            scale=scale,
         )
         context.log.info(f"{project} ({kind}): {result.method} on {rows.height:,} judgments")
         labels.append(result.labels)
@@ -136,6 +155,9 @@ def kind_aggregated_labels(  # noqa: ANN201
         metadata={
             "methods": markdown_table(pl.DataFrame(summary) if summary else pl.DataFrame()),
             "projects": MetadataValue.json([row["project"] for row in summary]),
+            # Numeric answers off their project's declared scale that no ingest checked (the
+            # annotation DB's, the generator's): counted per project, never aggregated.
+            "outside_scale": MetadataValue.json(set_aside),
         },
     )
     yield Output(item_frame, output_name="kind_item_scores")

@@ -62,6 +62,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+from annotation_pipelines.ingest.command import where_in_export
 from annotation_pipelines.ingest.postgres import MIGRATION_FIX
 from annotation_pipelines.ingest.tables import path_line_ids
 from annotation_pipelines.kinds import of_kind
@@ -118,13 +119,20 @@ from annotation_pipelines.loop.live_kinds import (
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
+from annotation_pipelines.scale import project_scale
+from annotation_pipelines.schema import QUARANTINE
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import alert_objects, announce_alerts
 from assets.common.metadata import figure
 from assets.live.compaction import live_projects
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake, parquet_bytes
-from resources.landing import LandingZone
+from resources.landing import (
+    ExportFile,
+    LandingZone,
+    parse_export_path,
+    project_settings_path,
+)
 
 # The daily table the live state is re-based on at the end of a day.
 DAILY_LABELS = "aggregated_labels"
@@ -187,6 +195,19 @@ def quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
         found = re.search(rf'"{column}":("(?:[^"\\]|\\.)*"|null)', row["raw"] or "")
         value = json.loads(found.group(1)) if found else None
         lines.append(f"{row['table']} {column}={value!r}: {row['field']}: {row['reason']}")
+    if quarantined.height > limit:
+        lines.append(f"... and {quarantined.height - limit} more row(s)")
+    return lines
+
+
+def file_quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
+    """The first `limit` rows an export's ingest set aside, each as `file, where: field:
+    reason` (where as the `ingest` command names it), and how many more."""
+    lines = []
+    for row in quarantined.head(limit).iter_rows(named=True):
+        parsed = parse_export_path(row["source_file"])
+        where = where_in_export(parsed[1] if parsed else "", row["source_line"])
+        lines.append(f"{row['source_file']}, {where}: {row['field']}: {row['reason']}")
     if quarantined.height > limit:
         lines.append(f"... and {quarantined.height - limit} more row(s)")
     return lines
@@ -330,12 +351,25 @@ def _load_states(
 
 
 def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> list[str]:
-    """`path@fingerprint` of every export whose listing differs from the folded record."""
+    """`path@fingerprint` of every export whose listing, or whose project's settings, differ
+    from the folded record."""
+    scan = landing.scan_export_zone()
     return [
         f"{export.path}@{export.fingerprint}"
-        for export in landing.exports()
-        if folded.get(export.path, {}).get("fingerprint") != export.fingerprint
+        for export in scan.exports
+        if not _folded_as_listed(folded.get(export.path, {}), export, scan.settings)
     ]
+
+
+def _folded_as_listed(
+    record: Mapping[str, str], export: ExportFile, settings: Mapping[str, str]
+) -> bool:
+    """Whether `record` folded `export` as listed now, under its project's settings as they
+    are now: a label set or scale declared or changed after a file was folded applies to it
+    (a record without settings was folded without a project.json)."""
+    return record.get("fingerprint") == export.fingerprint and record.get(
+        "settings", ""
+    ) == settings.get(export.project, "")
 
 
 @dataclass(frozen=True)
@@ -351,6 +385,9 @@ class FileBatch:
     kind_gold: pl.DataFrame
     kind_resynced: dict[tuple[str, str], list[str]]
     paths: list[str]
+    # The rows the files' ingest set aside (a label outside the label set, an answer outside
+    # the declared scale, ...): never folded in, and counted in the run's metadata.
+    quarantine: pl.DataFrame
 
 
 def _fold_files(
@@ -367,19 +404,23 @@ def _fold_files(
     its gold rows carry the file in `source`, so the gold it no longer gives is withdrawn. A
     file the live loop cannot read is recorded with its error and skipped (the ingest sensor
     reports it and retries it for the daily layers), so it never stalls the live state; its
-    rows stay as the last readable version gave them.
+    rows stay as the last readable version gave them. A file is read again whole when its
+    project's settings (project.json) change, as the ingest restages it: answers a new label
+    set or scale refuses are withdrawn, and a file refused for bad settings is retried.
     """
-    judgments, gold, kind_judgments, kind_gold = [], [], [], []
+    judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
     resynced: dict[str, list[str]] = {}
     kind_resynced: dict[tuple[str, str], list[str]] = {}
     paths: list[str] = []
-    for export in landing.exports():
+    scan = landing.scan_export_zone()
+    for export in scan.exports:
         record = folded.get(export.path, {})
-        if record.get("fingerprint") == export.fingerprint:
+        if _folded_as_listed(record, export, scan.settings):
             continue
+        settings_version = scan.settings.get(export.project, "")
         data = landing.read_bytes(export.path)
         digest = content_hash(data)
-        if record.get("sha256") == digest:
+        if record.get("sha256") == digest and record.get("settings", "") == settings_version:
             folded[export.path] = {**record, "fingerprint": export.fingerprint}
             continue
         try:
@@ -393,6 +434,7 @@ def _fold_files(
                 source_file=export.path,
                 project=export.project,
                 label_set=label_set if isinstance(label_set, list) else None,
+                scale=project_scale(settings, source=project_settings_path(export.project)),
                 mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
             )
         except (InputError, ValueError) as error:
@@ -400,6 +442,7 @@ def _fold_files(
             folded[export.path] = {
                 "fingerprint": export.fingerprint,
                 "sha256": digest,
+                "settings": settings_version,
                 "error": str(error)[:500],
                 # What its last readable version gave stays; its next one resyncs those kinds.
                 "kinds": ",".join(sorted(_recorded_kinds(record))),
@@ -408,6 +451,8 @@ def _fold_files(
         # Named by path as the daily layer names them (`landing_exports`): the ledger keys a
         # judgment by its id alone, and the next day's file of the same name in another folder
         # must not replace these votes.
+        if result.quarantine.height:
+            quarantine.append(result.quarantine)
         judged = path_line_ids(result.judgments)
         rows, golden = file_rows(judged, result.gold, read_at=read_at, source=export.path)
         kind_rows, kind_golden = kind_file_rows(
@@ -430,6 +475,7 @@ def _fold_files(
         folded[export.path] = {
             "fingerprint": export.fingerprint,
             "sha256": digest,
+            "settings": settings_version,
             "kinds": ",".join(sorted(kinds)),
         }
     return FileBatch(
@@ -442,6 +488,7 @@ def _fold_files(
         kind_gold=pl.concat(kind_gold, how="vertical_relaxed") if kind_gold else pl.DataFrame(),
         kind_resynced=kind_resynced,
         paths=sorted(paths),
+        quarantine=pl.concat(quarantine) if quarantine else pl.DataFrame(schema=QUARANTINE),
     )
 
 
@@ -789,6 +836,8 @@ def live_quality_state(
         folded = load_files(read)
         files = _fold_files(landing, folded, read_at=now, log=context.log)
         from_files = files.judgments
+        for line in file_quarantine_lines(files.quarantine):
+            context.log.warning(f"live: not folded in: {line}")
         # The DB's rows of the other kinds go to their kind states only: a kind judgment has
         # no label, and is never a categorical vote.
         kind_batch = _load_kinds(
@@ -1100,6 +1149,12 @@ def live_quality_state(
                 {f"{p}/{k}": ids for (p, k), ids in kind_unblocked.items()}
             ),
             "quarantined": MetadataValue.int(quarantined.height),
+            # The files' rows their ingest set aside; the landing asset quarantines them for
+            # the daily layers.
+            "files_quarantined": MetadataValue.int(files.quarantine.height),
+            "files_quarantine_reasons": MetadataValue.json(
+                dict(files.quarantine.group_by("reason").len().sort("reason").iter_rows())
+            ),
             "deferred": MetadataValue.int(deferred),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),

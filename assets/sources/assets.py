@@ -49,11 +49,12 @@ from annotation_pipelines.lake import (
     staging_prefix,
     staging_source,
 )
+from annotation_pipelines.scale import project_scale
 from assets.common.metadata import markdown_table
 from assets.common.partitions import START_DATE
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake, parquet_bytes
-from resources.landing import LandingZone, parse_export_path
+from resources.landing import LandingZone, parse_export_path, project_settings_path
 
 SOURCES_GROUP = "sources"
 OWNERS = ["team:annotation-platform"]
@@ -306,6 +307,9 @@ def landing_exports(
     project, format_name = parsed
     settings = landing.project_settings(project)
     mapping = settings.get("mapping")
+    # A malformed scale fails the run naming the file and field, as a malformed gate floor
+    # does: a scale nobody meant would quarantine good answers.
+    scale = project_scale(settings, source=project_settings_path(project))
     context.log.info(f"ingesting {path} as {format_name} for project {project}")
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
@@ -315,6 +319,7 @@ def landing_exports(
         source_file=path,
         project=project,
         label_set=settings.get("label_set"),
+        scale=scale,
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
     )
     result = within_partitions(context, result, name=path)

@@ -292,3 +292,39 @@ def test_settings_apply_to_every_format_as_the_landing_asset_applies_them(tmp_pa
     settings.write_text(json.dumps({"quality_gates": {"min_alpha": "high"}}))
     bad = run(str(path), "--format", "label-studio", "--settings", str(settings))
     assert bad.exit_code == 2 and "quality_gates.min_alpha" in bad.output
+
+
+def test_a_declared_scale_quarantines_numeric_answers_outside_it_as_the_landing_asset_does(
+    tmp_path,
+):
+    path = tmp_path / "ratings.csv"
+    path.write_text(
+        "task_id,annotator_id,kind,value,submitted_at\n"
+        "t1,a1,numeric,4,2026-05-01T10:00:00Z\n"
+        "t1,a2,numeric,1e200,2026-05-01T10:00:00Z\n"
+        "t1,a3,numeric,4.5,2026-05-01T10:00:00Z\n"
+    )
+    settings = tmp_path / "project.json"
+    settings.write_text(json.dumps({"scale": {"min": 1, "max": 5, "step": 1}}))
+    unchecked = run(str(path), "--format", "csv")
+    assert unchecked.exit_code == 0 and summary(unchecked.stdout)["rows_quarantined"] == 0
+    given = run(str(path), "--format", "csv", "--settings", str(settings))
+    assert given.exit_code == 0, given.output
+    assert summary(given.stdout)["reasons"] == {"outside_scale": 2}
+    assert given.stderr.splitlines()[1:] == [
+        f"  {path}: row 2 (line 3), field 'value (scale [1, 5] step 1)': outside_scale",
+        f"  {path}: row 3 (line 4), field 'value (scale [1, 5] step 1)': outside_scale",
+    ]
+    # The option overrides the file's scale: half steps are answers on 1:5:0.5.
+    option = run(str(path), "--format", "csv", "--settings", str(settings), "--scale", "1:5:0.5")
+    assert summary(option.stdout)["reasons"] == {"outside_scale": 1}
+    for bad, error in [
+        ({"scale": {"min": 5, "max": 1}}, "scale: min must be below max"),
+        ({"scale": {"min": 1, "max": "5"}}, "scale.max: expected a finite number, got '5'"),
+    ]:
+        settings.write_text(json.dumps(bad))
+        refused = run(str(path), "--format", "csv", "--settings", str(settings))
+        assert refused.exit_code == 2
+        assert f"{settings}: {error}" in " ".join(refused.stderr.split())
+    refused = run(str(path), "--format", "csv", "--scale", "5:1")
+    assert refused.exit_code == 2 and "min must be below max" in refused.stderr

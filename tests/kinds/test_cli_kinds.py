@@ -709,3 +709,49 @@ def test_other_kinds_keep_every_judgment_as_a_vote(tmp_path: Path, kind: str) ->
     records = judgments(kind).to_dicts()
     table = _read([*records, records[0]], kind, tmp_path / "j.jsonl")
     assert table.rows.height == 10 and not table.quarantined
+
+
+def test_numeric_aggregate_with_a_declared_scale_sets_answers_off_it_aside(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_text(
+        "task_id,annotator_id,rating\n"
+        "t1,a1,3\nt1,a2,4\nt1,a3,3\nt2,a1,5\nt2,a2,5\nt2,a3,4\nt3,a1,2\nt3,a2,1e200\nt3,a3,2\n"
+        "t3,a4,2.5\n"
+    )
+    base = [str(path), "--kind", "numeric", "--value-col", "rating"]
+    unchecked = _invoke(aggregate_command, base)
+    assert unchecked.exit_code == 0 and not unchecked.stderr
+    assert pl.read_csv(io.StringIO(unchecked.stdout))["confidence"].max() == 0.0
+    output = tmp_path / "labels.parquet"
+    result = _invoke(aggregate_command, [*base, "--scale", "1:5:1", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    quarantine = output.with_name("labels.parquet.quarantine.jsonl")
+    assert result.stderr.splitlines() == [
+        f"{path}: 2 of 10 rows quarantined (all in {quarantine}):",
+        "  row 8 (line 9), field 'rating': outside_scale: 1e+200 is outside the declared "
+        "scale [1, 5] step 1",
+        "  row 10 (line 11), field 'rating': outside_scale: 2.5 is outside the declared "
+        "scale [1, 5] step 1",
+    ]
+    written = [json.loads(line) for line in quarantine.read_text().splitlines()]
+    assert written[0]["record"] == json.dumps(
+        {"task_id": "t3", "annotator_id": "a2", "rating": 1e200}
+    )
+    labels = pl.read_parquet(output).sort("task_id")
+    assert labels.columns == ["task_id", "value", "confidence", "lo", "hi"]
+    np.testing.assert_allclose(labels["value"], [3.33, 4.67, 2.0], atol=0.35)
+    assert labels["confidence"].min() > 0.5
+    assert labels["lo"].min() >= 1.0 and labels["hi"].max() <= 5.0
+    # Half steps are answers on a 0.5 step; nothing else changes without --scale.
+    halves = _invoke(aggregate_command, [*base, "--scale", "1:5:0.5"])
+    assert halves.stderr.count("outside_scale") == 1
+    for scale, error in [
+        ("5:1", "'5:1': min must be below max"),
+        ("1:x", "MAX of '1:x': 'x' is not a number"),
+        ("1:nan", "MAX of '1:nan': expected a finite number"),
+        ("1", "expected MIN:MAX or MIN:MAX:STEP"),
+    ]:
+        refused = CliRunner().invoke(aggregate_command, [*base, "--scale", scale])
+        assert refused.exit_code == 2 and error in refused.output, refused.output
+    other = CliRunner().invoke(aggregate_command, [str(path), "--scale", "1:5"])
+    assert other.exit_code == 2 and "applies to numeric ratings, not categorical" in other.output

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from annotation_pipelines.ingest import UnreadableFileError, ingest_bytes
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import GOLD_LABELS, JUDGMENTS
 
 NOW = datetime.fromisoformat("2026-06-01T00:00:00+00:00")
@@ -690,3 +691,101 @@ def test_label_studio_hypertext_spans_use_global_offsets():
         [{"start": 10, "end": 13, "label": "PER"}]
     ]
     assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "spans")]
+
+
+def test_numeric_answers_outside_the_declared_scale_are_quarantined_naming_it():
+    lines = [
+        {
+            "task_id": "t1",
+            "annotator_id": "a",
+            "kind": "numeric",
+            "value": 4,
+            "submitted_at": CREATED,
+        },
+        {
+            "task_id": "t1",
+            "annotator_id": "b",
+            "kind": "numeric",
+            "value": 1e200,
+            "submitted_at": CREATED,
+        },
+        {
+            "task_id": "t2",
+            "annotator_id": "a",
+            "kind": "numeric",
+            "value": 2.5,
+            "submitted_at": CREATED,
+        },
+        {
+            "task_id": "t2",
+            "annotator_id": "b",
+            "kind": "numeric",
+            "value": 0,
+            "submitted_at": CREATED,
+        },
+        {
+            "task_id": "t3",
+            "annotator_id": "a",
+            "kind": "numeric",
+            "value": 5,
+            "submitted_at": CREATED,
+        },
+        {
+            "task_id": "t3",
+            "annotator_id": "b",
+            "kind": "categorical",
+            "label": "keep",
+            "submitted_at": CREATED,
+        },
+    ]
+    data = "\n".join(json.dumps(line) for line in lines).encode()
+
+    def ingest(scale: RatingScale | None):
+        return ingest_bytes(
+            data,
+            format="jsonl",
+            source_file="exports/r/jsonl/day.jsonl",
+            project="r",
+            now=NOW,
+            scale=scale,
+        )
+
+    unchecked = ingest(None)
+    assert unchecked.rows_quarantined == 0 and unchecked.judgments.height == 6
+    result = ingest(RatingScale(1, 5, step=1))
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined == 6
+    quarantine = result.quarantine.sort("source_line")
+    assert quarantine.select("source_file", "source_line", "field", "reason").rows() == [
+        ("exports/r/jsonl/day.jsonl", 2, "value (scale [1, 5] step 1)", "outside_scale"),
+        ("exports/r/jsonl/day.jsonl", 3, "value (scale [1, 5] step 1)", "outside_scale"),
+        ("exports/r/jsonl/day.jsonl", 4, "value (scale [1, 5] step 1)", "outside_scale"),
+    ]
+    assert "1e+200" in quarantine["raw"][0]
+    assert result.reasons == {"outside_scale": 3}
+    # A categorical answer in the same file is not a rating: the scale leaves it alone.
+    assert sorted(result.judgments["value"].drop_nulls().to_list()) == [4.0, 5.0]
+    assert result.judgments.filter(pl.col("kind") == "categorical")["label"].to_list() == ["keep"]
+
+
+def test_label_studio_ratings_and_gold_outside_the_declared_scale_are_quarantined():
+    tasks = [
+        task(
+            7,
+            {"text": "x"},
+            [
+                annotation(71, 1, [control("quality", "rating", {"rating": 4})]),
+                annotation(72, 2, [control("quality", "rating", {"rating": 11})]),
+                annotation(
+                    73, 3, [control("quality", "rating", {"rating": 12})], ground_truth=True
+                ),
+            ],
+        )
+    ]
+    result = ingest_label_studio(tasks, scale=RatingScale(1, 10, integer=True))
+    assert result.judgments["value"].to_list() == [4.0]
+    assert result.gold.height == 0
+    assert sorted(result.quarantine.select("table", "reason", "field").rows()) == [
+        ("gold_labels", "outside_scale", "value (scale [1, 10] whole numbers)"),
+        ("judgments", "outside_scale", "value (scale [1, 10] whole numbers)"),
+    ]
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined

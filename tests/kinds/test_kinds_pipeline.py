@@ -15,6 +15,7 @@ from assets.aggregation.kinds import (
     kind_aggregated_labels,
 )
 from assets.definitions import build_definitions
+from resources.landing import LocalLandingZone
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
 DAY = "2026-11-16"
@@ -295,7 +296,7 @@ def test_every_kind_manifest_says_what_a_trainer_needs(with_kinds):
     assert [c["name"] for c in categories] == manifest["label_set"]
 
 
-def test_a_project_with_controls_of_two_kinds_fails_its_aggregation_naming_them():
+def test_a_project_with_controls_of_two_kinds_fails_its_aggregation_naming_them(tmp_path):
     # A Label Studio project with a choices and a rating control yields categorical and
     # numeric judgments of one project; no layer can hold both under one project name.
     day = date(2026, 11, 2)
@@ -319,6 +320,7 @@ def test_a_project_with_controls_of_two_kinds_fails_its_aggregation_naming_them(
                 judgments=judgments,
                 gold_labels=pl.DataFrame(schema={"task_id": pl.String, "project": pl.String}),
                 raw_tasks=pl.DataFrame(schema={"task_id": pl.String, "project": pl.String}),
+                landing=LocalLandingZone(path=str(tmp_path)),
             )
         )
     assert str(raised.value).startswith(

@@ -11,6 +11,7 @@ from annotation_pipelines.aggregation.numeric import (
     aggregate_numeric_kind,
     gold_score,
 )
+from annotation_pipelines.scale import RatingScale
 
 
 def _biased(seed: int = 0, n_tasks: int = 400) -> tuple[pl.DataFrame, np.ndarray, dict]:
@@ -167,3 +168,52 @@ def test_equal_answers_past_the_scaling_threshold_are_fitted() -> None:
     )
     labels = aggregate_numeric_kind(frame).labels
     assert labels["value"].to_list() == [2.5e6, 2.5e6]
+
+
+# Three tasks, one answer typed far off a 1-5 scale: the smallest project where it matters.
+FEW = [
+    ("t1", "a1", 3.0),
+    ("t1", "a2", 4.0),
+    ("t1", "a3", 3.0),
+    ("t2", "a1", 5.0),
+    ("t2", "a2", 5.0),
+    ("t2", "a3", 4.0),
+    ("t3", "a1", 2.0),
+    ("t3", "a2", 1e200),
+    ("t3", "a3", 2.0),
+]
+
+
+def _few(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=["task_id", "annotator_id", "value"], orient="row")
+
+
+def test_a_declared_scale_is_the_range_confidence_reads_and_bounds_the_values() -> None:
+    on_scale = _few([row for row in FEW if row[2] != 1e200])
+    estimated = aggregate_numeric_kind(on_scale).labels
+    declared = aggregate_numeric_kind(on_scale, scale=RatingScale(1, 5, 1)).labels
+    # The answers span 2-5; the scale 1-5: the same intervals read against a wider range.
+    width = (estimated["hi"] - estimated["lo"]).to_numpy()
+    np.testing.assert_allclose(declared["confidence"], np.clip(1 - width / 4, 0, 1), rtol=1e-12)
+    assert (declared["confidence"] > estimated["confidence"]).all()
+    np.testing.assert_allclose(declared["value"], estimated["value"], rtol=1e-12)
+    assert declared["hi"].max() <= 5.0 and declared["lo"].min() >= 1.0
+    for method in ("mean", "median", "trimmed_mean"):
+        plain = aggregate_numeric_kind(on_scale, method=method, scale=RatingScale(1, 5))
+        assert plain.labels["hi"].max() <= 5.0 and plain.labels["lo"].min() >= 1.0
+
+
+def test_the_few_tasks_with_one_answer_far_off_get_sensible_values_once_it_is_set_aside() -> None:
+    unchecked = aggregate_numeric_kind(_few(FEW)).labels
+    assert unchecked["confidence"].max() == 0.0 and unchecked["value"].abs().max() > 1e100
+    scale = RatingScale(1, 5, 1)
+    with pytest.raises(ValueError, match=r"judgments: row 7 column 'value': 1e\+200 is outside"):
+        aggregate_numeric_kind(_few(FEW), scale=scale)
+    frame = _few(FEW)
+    kept = frame.filter(~scale.outside(pl.col("value")))
+    labels = aggregate_numeric_kind(kept, scale=scale).labels.sort("task_id")
+    np.testing.assert_allclose(labels["value"], [3.33, 4.67, 2.0], atol=0.35)
+    assert labels["confidence"].min() > 0.5
+    gold = pl.DataFrame({"task_id": ["t1"], "value": [7.0]})
+    with pytest.raises(ValueError, match=r"gold: row 0 column 'value': 7\.0 is outside"):
+        aggregate_numeric_kind(kept, gold=gold, scale=scale)

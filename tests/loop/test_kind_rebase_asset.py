@@ -17,6 +17,7 @@ from annotation_pipelines.synthetic.kinds import draw_project_day
 from assets.aggregation.kinds import kind_aggregated_labels
 from assets.common.partitions import daily_partitions
 from resources.lake import LakeIOManager, LocalLake
+from resources.landing import LocalLandingZone
 from tests.loop.test_kind_rebase import DAY, agreement
 from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
@@ -74,7 +75,11 @@ def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monk
         assert materialize(
             [*sources, kind_aggregated_labels],
             partition_key=day,
-            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+            resources={
+                "lake": lake,
+                "io_manager": LakeIOManager(lake=lake),
+                "landing": LocalLandingZone(path=str(exports.parent)),
+            },
             instance=instance,
             selection=["kind_aggregated_labels", "kind_item_scores", "kind_annotator_reliability"],
         ).success

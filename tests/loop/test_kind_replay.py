@@ -34,6 +34,7 @@ from annotation_pipelines.loop.policy import (
 from annotation_pipelines.loop.posterior import confidence_function
 from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.quality.kinds import policy_queue, truth_accuracy
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.synthetic.kinds import (
     KindProjectSpec,
     draw_kind_day,
@@ -361,3 +362,42 @@ def test_cli_pairwise_output_names_the_pair_its_winner_refers_to(tmp_path: Path)
     assert labels.select("winner", "left", "right").row(0) == ("right", "A", "B")
     assert json.loads(summary)["method"] in replay_methods("categorical")
     assert json.loads(summary)["method"] != "auto"
+
+
+SCALE_CASE = (
+    "task_id,annotator_id,value\n"
+    "t1,a1,3\nt1,a2,4\nt1,a3,3\nt2,a1,5\nt2,a2,5\nt2,a3,4\nt3,a1,2\nt3,a2,1e200\nt3,a3,2\n"
+)
+
+
+def test_cli_replay_with_a_declared_scale_sets_the_answer_off_it_aside(tmp_path: Path) -> None:
+    path = tmp_path / "ratings.csv"
+    path.write_text(SCALE_CASE)
+    output = tmp_path / "labels.csv"
+    args = (str(path), "--kind", "numeric", "--output", str(output))
+    code, out, err = _invoke(*args)
+    assert code == 0, out + err
+    assert pl.read_csv(output)["confidence"].max() == 0.0  # nonsense, and nothing says why
+    code, out, err = _invoke(*args, "--scale", "1:5:1")
+    assert code == 0, out + err
+    assert json.loads(out)["judgments_available"] == 8
+    assert "row 8 (line 9), field 'value': outside_scale: 1e+200 is outside the declared " in err
+    labels = pl.read_csv(output).sort("task_id")
+    np.testing.assert_allclose(labels["value"], [3.33, 4.67, 2.0], atol=0.35)
+    assert labels["confidence"].min() > 0.5
+    quarantined = [json.loads(line) for line in output.with_name("labels.csv.quarantine.jsonl")
+                   .read_text().splitlines()]  # fmt: skip
+    assert [(q["row"], q["reason"]) for q in quarantined] == [(8, "outside_scale")]
+    code, _, err = _invoke(*args, "--scale", "1:1")
+    assert code == 2 and "min must be below max" in err
+    code, _, err = _invoke(str(path), "--kind", "spans", "--scale", "1:5")
+    assert code == 2 and "applies to numeric ratings, not spans" in err
+
+
+def test_a_declared_scale_gives_the_tolerance_its_range_and_step() -> None:
+    answers = pl.Series([2.0, 3.0, 4.0])
+    assert numeric_tolerance(answers, scale=RatingScale(0, 100)) == 5.0
+    assert numeric_tolerance(answers, scale=RatingScale(1, 5, 1)) == 0.5
+    assert numeric_tolerance(answers, scale=RatingScale(1, 5, integer=True)) == 0.5
+    # No step declared: the smallest gap between the answers on the scale, as before.
+    assert numeric_tolerance(pl.Series([2.0, 2.5, 1e200]), scale=RatingScale(1, 5)) == 0.25

@@ -1,0 +1,120 @@
+"""The daily kind aggregation of a numeric project with a declared scale, as a real Dagster
+materialization over a local lake and landing zone: answers no ingest checked (the annotation
+DB's, the generator's) that fall outside the project.json's scale are set aside and counted,
+the scale's range is the one confidence reads, and a project without a scale is aggregated as
+before."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import numpy as np
+import polars as pl
+from dagster import AssetSpec, DagsterInstance, materialize
+
+from annotation_pipelines import schema
+from annotation_pipelines.aggregation.numeric import aggregate_numeric_kind
+from annotation_pipelines.ingest import ingest_bytes
+from annotation_pipelines.scale import RatingScale
+from assets.aggregation.kinds import kind_aggregated_labels
+from assets.common.partitions import daily_partitions
+from resources.lake import LakeIOManager, LocalLake
+from resources.landing import LocalLandingZone
+
+DAY = date(2026, 11, 2)
+ANSWERS = {"t1": (3, 4, 3), "t2": (5, 5, 4), "t3": (2, 1e200, 2)}
+
+
+def _judgments(project: str) -> pl.DataFrame:
+    lines = [
+        {
+            "judgment_id": f"{task}-{rater}",
+            "task_id": task,
+            "annotator_id": rater,
+            "kind": "numeric",
+            "value": value,
+            "submitted_at": f"{DAY}T10:00:00Z",
+        }
+        for task, values in ANSWERS.items()
+        for rater, value in zip("abc", values, strict=True)
+    ]
+    data = "\n".join(json.dumps(line) for line in lines).encode()
+    result = ingest_bytes(data, format="jsonl", source_file="db", project=project)
+    return result.judgments
+
+
+def _aggregate(tmp_path, settings: dict[str, dict]) -> tuple[pl.DataFrame | None, dict]:
+    """(the day's kind_aggregated_labels, the materialization's metadata), or (None,
+    {"failure": the run}) when it failed."""
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    landing = tmp_path / "landing"
+    for project, content in settings.items():
+        (landing / "exports" / project / "jsonl").mkdir(parents=True)
+        (landing / "exports" / project / "project.json").write_text(json.dumps(content))
+    day = DAY.isoformat()
+    lake.write_table(
+        "judgments", pl.concat([_judgments("scaled"), _judgments("unscaled")]), day=day
+    )
+    lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day)
+    lake.write_table("raw_tasks", schema.empty(schema.RAW_TASKS), day=day)
+    sources = [
+        AssetSpec(name, partitions_def=daily_partitions)
+        for name in ("judgments", "gold_labels", "raw_tasks")
+    ]
+    result = materialize(
+        [*sources, kind_aggregated_labels],
+        partition_key=day,
+        resources={
+            "lake": lake,
+            "io_manager": LakeIOManager(lake=lake),
+            "landing": LocalLandingZone(path=str(landing)),
+        },
+        instance=DagsterInstance.ephemeral(),
+        selection=["kind_aggregated_labels", "kind_item_scores", "kind_annotator_reliability"],
+        raise_on_error=False,
+    )
+    metadata = {}
+    if result.success:
+        [event] = [
+            e
+            for e in result.get_asset_materialization_events()
+            if e.asset_key.path == ["kind_aggregated_labels"]
+        ]
+        metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    return (lake.read_table("kind_aggregated_labels", day=day) if result.success else None), (
+        metadata or {"failure": result}
+    )
+
+
+def test_a_declared_scale_sets_unchecked_answers_off_it_aside_and_is_the_range(tmp_path):
+    scale = {"min": 1, "max": 5, "step": 1}
+    labels, metadata = _aggregate(tmp_path, {"scaled": {"scale": scale}, "unscaled": {}})
+    assert metadata["outside_scale"] == {
+        "scaled": {"scale": "scale [1, 5] step 1", "judgments": 1, "gold": 0, "first": ["t3-b"]}
+    }
+    scaled = labels.filter(pl.col("project") == "scaled").sort("task_id")
+    np.testing.assert_allclose(scaled["value"], [3.33, 4.67, 2.0], atol=0.35)
+    assert scaled["confidence"].min() > 0.5
+    on_scale = (
+        _judgments("scaled").filter(pl.col("value") < 10).select("task_id", "annotator_id", "value")
+    )
+    expected = aggregate_numeric_kind(on_scale, scale=RatingScale(1, 5, 1)).labels.sort("task_id")
+    np.testing.assert_allclose(scaled["confidence"], expected["confidence"], rtol=1e-12)
+    # Without a scale the project is aggregated as it always was: every answer, nonsense too.
+    unscaled = labels.filter(pl.col("project") == "unscaled").sort("task_id")
+    plain = aggregate_numeric_kind(
+        _judgments("unscaled").select("task_id", "annotator_id", "value")
+    ).labels.sort("task_id")
+    np.testing.assert_allclose(unscaled["value"], plain["value"], rtol=1e-12)
+    assert unscaled["confidence"].max() == 0.0
+
+
+def test_a_scale_that_is_not_one_fails_the_day_naming_the_file_and_the_field(tmp_path):
+    labels, metadata = _aggregate(tmp_path, {"scaled": {"scale": {"min": 1, "max": "five"}}})
+    assert labels is None
+    failure = metadata["failure"]
+    [event] = [e for e in failure.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "exports/scaled/project.json: scale.max: expected a finite number, got 'five'" in str(
+        event.step_failure_data.error
+    )
