@@ -296,6 +296,14 @@ def dataset_manifest_keys(keys: Iterable[str]) -> list[str]:
     return [key for key in keys if key.endswith(f"/{MANIFEST_FILE}")]
 
 
+def manifest_created_at(manifest: dict[str, object], modified: dt.datetime) -> dt.datetime:
+    """When a snapshot version was made: its manifest's `created_at`, which a manifest rewritten
+    after the version was made (its trainer files brought to a newer format) carries, else the
+    time the manifest was written (`modified`), once, with its version."""
+    stamp = manifest.get("created_at")
+    return dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) else modified
+
+
 def alert_key(stamp: dt.datetime) -> str:
     """One batch of alerts, named by when it was raised (sorts in time order)."""
     return f"{ALERTS}/{stamp:%Y%m%dT%H%M%S%f}.parquet"

@@ -1112,11 +1112,13 @@ def _routes(app: FastAPI, context: Context) -> None:
             for version in manifests:
                 manifest = json.loads(reader.read_bytes(version.key))
                 folder = version.key.rsplit("/", 1)[0] + "/"
+                # A manifest rewritten with its trainer files says when its version was made.
+                created = layout.manifest_created_at(manifest, version.modified)
                 found.append(
                     {
                         "project": manifest["project"],
                         "version_id": manifest["version_id"],
-                        "created_at": version.modified.isoformat(),
+                        "created_at": created.isoformat(),
                         "approved": approved(manifest),
                         "current": current.get(manifest["project"]) == manifest["version_id"],
                         "method": manifest.get("method"),
@@ -1126,7 +1128,8 @@ def _routes(app: FastAPI, context: Context) -> None:
                         "files": sorted(
                             key[len(folder) :] for key in files if key.startswith(folder)
                         ),
-                        "_created": version.mtime_ns,
+                        "trainer_files": manifest.get("trainer_files"),
+                        "_created": created,
                         "_days": sorted(manifest.get("input_judgment_versions", {})),
                     }
                 )

@@ -28,6 +28,14 @@ kept, or inside one token) and what it rewrites (tokens a reader would take for 
 break, whitespace in labels) are counted in the stats as `conll` and said on the card
 (`curation.formats_bio`); `spans.jsonl` keeps every span.
 
+The trainer files are derived from the rows, which the version id names: a change of how they
+are written is a new trainer-file format (`TRAINER_FILES_FORMAT`, per kind), not a new version.
+The manifest's `trainer_files` records the format a version's files are in and their SHA-256; a
+manifest without it was written in format 1. `rewrite_trainer_files` brings an older version's
+files to the current format from that version's own `data.parquet`, which must still hash to
+its id, and returns the files that change (the card's CoNLL section with them) and the manifest
+saying when and from which format; the rows, the id and `created_at` stay as they were.
+
 The preference pairs come from each task's reliability-weighted majority (the `winner` of
 the aggregated labels); ties are left out. Task payloads carry what the formats need: the text
 for spans, `prompt`/`left_text`/`right_text` (JSON) for pairwise, the image's `file_name`,
@@ -55,8 +63,10 @@ raw tasks.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -80,8 +90,18 @@ from annotation_pipelines.kinds import (
     check_kind,
     document_texts,
 )
+from annotation_pipelines.lake import CARD_FILE
 
 DEFAULT_MIN_CONFIDENCE = 0.5
+# The kinds with trainer files and the version of how each writes them: raised whenever the same
+# rows would be written differently, so that the versions written before are rewritten.
+# boxes 2: a split's COCO file keeps the whole file's ids and every category. spans 2: conll.txt
+# separates documents with `-DOCSTART- O`, rewrites tokens starting with -DOCSTART- and
+# whitespace in tags, keeps the longest of overlapping spans and counts what it drops.
+TRAINER_FILES_FORMAT = {"boxes": 2, "spans": 2, "pairwise": 1}
+# What `trainer_files.format` a manifest without the field was written in.
+FIRST_FORMAT = 1
+HELD_BACK_NOTE = "Held back (no passing quality verdict)"
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,8 @@ class KindSnapshot:
     # Each judged day's verdict as the manifest records it (`source_days`; empty without
     # `quality`).
     source_days: dict[str, SourceDay]
+    # The manifest's `trainer_files` (`trainer_files_record`; None: the kind has none).
+    trainer_files: dict[str, object] | None
 
 
 def build_kind_snapshot(
@@ -192,7 +214,7 @@ def build_kind_snapshot(
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     version_id = content_version(rows)
     label_set = _label_set(own, kind)
-    trainer_files, trainer_stats = _trainer_files(
+    trainer, trainer_stats = trainer_files(
         rows, kind=kind, label_set=label_set, splits=list(ratios)
     )
     files = {
@@ -203,7 +225,7 @@ def build_kind_snapshot(
         part = rows.filter(pl.col("split") == split)
         files[f"{split}.parquet"] = _parquet(part)
         files[f"{split}.jsonl"] = part.write_ndjson().encode("utf-8")
-    files.update(trainer_files)
+    files.update(trainer)
     stats: dict[str, object] = {
         "labels": own.height,
         "selected": rows.height,
@@ -218,9 +240,7 @@ def build_kind_snapshot(
         "max_masked_share": max_masked_share,
     }
     if kind == "boxes":
-        stats["tasks_in_percent"] = json.loads(trainer_files["coco.json"])["info"][
-            "images_in_percent"
-        ]
+        stats["tasks_in_percent"] = json.loads(trainer["coco.json"])["info"]["images_in_percent"]
     stats.update(trainer_stats)
     return KindSnapshot(
         project=project,
@@ -233,12 +253,11 @@ def build_kind_snapshot(
         stats=stats,
         held_back_reasons=reasons,
         source_days=verdicts,
+        trainer_files=trainer_files_record(trainer, kind=kind),
     )
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd", statistics=True)
     return buffer.getvalue()
@@ -281,8 +300,8 @@ def _label_set(labels: pl.DataFrame, kind: str) -> list[str] | None:
     return sorted(names.drop_nulls().unique().to_list())
 
 
-def _trainer_files(
-    rows: pl.DataFrame, *, kind: str, label_set: list[str] | None, splits: list[str]
+def trainer_files(
+    rows: pl.DataFrame, *, kind: str, label_set: list[str] | None, splits: Sequence[str]
 ) -> tuple[dict[str, bytes], dict[str, object]]:
     """The kind's trainer files from the snapshot's (masked) rows, whole (`<file>`) and per
     split (`<split>.<file>`), and what the format could not hold (stats, by format)."""
@@ -304,6 +323,92 @@ def _trainer_files(
         )
         files.update({f"{split}.{name}": data for name, data in part.items()})
     return files, stats
+
+
+def trainer_files_record(files: Mapping[str, bytes], *, kind: str) -> dict[str, object] | None:
+    """What a manifest's `trainer_files` says of a kind's trainer files: the format they are
+    written in and each one's SHA-256, so a copy taken before a rewrite can be told apart from
+    the version's files now (None: the kind has no trainer files)."""
+    if kind not in TRAINER_FILES_FORMAT:
+        return None
+    return {
+        "format": TRAINER_FILES_FORMAT[kind],
+        "sha256": {name: hashlib.sha256(files[name]).hexdigest() for name in sorted(files)},
+    }
+
+
+def trainer_files_format(manifest: Mapping[str, object]) -> int:
+    """The trainer-file format a snapshot's manifest says its files are in."""
+    record = manifest.get("trainer_files")
+    return int(record["format"]) if isinstance(record, dict) else FIRST_FORMAT
+
+
+def trainer_files_outdated(manifest: Mapping[str, object]) -> bool:
+    """Whether a snapshot's trainer files were written in an older format than today's."""
+    kind = manifest.get("kind")
+    current = TRAINER_FILES_FORMAT.get(kind) if isinstance(kind, str) else None
+    return current is not None and trainer_files_format(manifest) < current
+
+
+@dataclass(frozen=True)
+class TrainerFilesRewrite:
+    """What bringing one version's trainer files to the current format writes."""
+
+    # File name → its new bytes: the trainer files whose bytes change and the card if it does.
+    files: dict[str, bytes]
+    # The version's manifest, its `trainer_files` and trainer stats brought up to date.
+    manifest: dict[str, object]
+
+
+def rewrite_trainer_files(
+    manifest: Mapping[str, object],
+    rows: pl.DataFrame,
+    *,
+    stored: Callable[[str], bytes | None],
+    rewritten_at: str,
+    run_id: str,
+) -> TrainerFilesRewrite:
+    """The current format's trainer files of the version `manifest` describes, from `rows`
+    (its `data.parquet`), which must still hash to its version id (ValueError otherwise: the
+    files would describe other rows than the id names). `stored` reads one of the version's
+    files as it is now, by name (None: missing); only the trainer files and the card are read.
+    The manifest keeps every other field, its `created_at` (the caller sets it from the
+    manifest's first write when it lacks one) and `files`, which name the same files."""
+    kind = str(manifest["kind"])
+    if content_version(rows) != manifest["version_id"]:
+        raise ValueError("data.parquet does not hash to the version id")
+    label_set = manifest.get("label_set")
+    splits = manifest.get("splits")
+    files, trainer_stats = trainer_files(
+        rows,
+        kind=kind,
+        label_set=list(label_set) if isinstance(label_set, list) else None,
+        splits=list(splits) if isinstance(splits, dict) else [],
+    )
+    changed = {name: data for name, data in files.items() if stored(name) != data}
+    before = manifest.get("stats")
+    stats = {**(before if isinstance(before, dict) else {}), **trainer_stats}
+    card = stored(CARD_FILE)
+    conll = trainer_stats.get("conll")
+    if card is not None and isinstance(conll, dict):
+        updated = card_with_conll_notes(card.decode("utf-8"), conll).encode("utf-8")
+        if updated != card:
+            changed[CARD_FILE] = updated
+    record = trainer_files_record(files, kind=kind) or {}
+    record.update(
+        {
+            "previous_format": trainer_files_format(manifest),
+            "rewritten": sorted(changed),
+            "rewritten_at": rewritten_at,
+            "rewritten_by_run": run_id,
+        }
+    )
+    listed = manifest.get("files")
+    names = sorted({*(listed if isinstance(listed, list) else []), *files})
+    return TrainerFilesRewrite(
+        files=changed,
+        manifest={**manifest, "files": names, "stats": stats, "trainer_files": record},
+    )
 
 
 def _coco_json(coco: dict) -> bytes:
@@ -449,7 +554,27 @@ def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location:
         lines += ["", "## CoNLL", "", *notes]
     if snapshot.held_back_days:
         shown = shown_held_back(snapshot.held_back_days, snapshot.held_back_reasons)
-        lines += ["", f"Held back (no passing quality verdict): {shown}."]
+        lines += ["", f"{HELD_BACK_NOTE}: {shown}."]
+    return "\n".join(lines) + "\n"
+
+
+def card_with_conll_notes(card: str, conll: dict) -> str:
+    """`card` (a `kind_card`) with its CoNLL section saying what `conll` (the stats of the
+    version's conll.txt) says, where `kind_card` puts it."""
+    lines = card.removesuffix("\n").split("\n")
+    if "## CoNLL" in lines:
+        start = lines.index("## CoNLL") - 1
+        end = start + 2
+        while end < len(lines) and not lines[end].startswith(("## ", HELD_BACK_NOTE)):
+            end += 1
+        # The blank line before the next section stays.
+        del lines[start : end - 1 if end < len(lines) else end]
+    notes = _conll_notes(conll)
+    if notes:
+        at = next(
+            (n - 1 for n, line in enumerate(lines) if line.startswith(HELD_BACK_NOTE)), len(lines)
+        )
+        lines[at:at] = ["", "## CoNLL", "", *notes]
     return "\n".join(lines) + "\n"
 
 

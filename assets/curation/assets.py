@@ -38,6 +38,7 @@ from annotation_pipelines.lake import (
     dataset_current_key,
     dataset_folder,
     dataset_manifest_keys,
+    manifest_created_at,
 )
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
@@ -248,10 +249,14 @@ def curated_dataset(
 def dataset_versions(lake: Lake) -> MaterializeResult:
     keys = dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))
     manifests = [json.loads(lake.get(key)) for key in keys]
-    # A manifest is written once, with its version: its write time is when the version was
-    # made. A version made again later (the same content) keeps its first time, and `current`
-    # says which version each project's last curation produced.
-    created = [datetime.fromtimestamp(lake.modified_at(key), UTC) for key in keys]
+    # A manifest is written with its version: its write time is when the version was made,
+    # unless it says otherwise (one rewritten with its trainer files keeps its first time). A
+    # version made again later (the same content) keeps its first time, and `current` says
+    # which version each project's last curation produced.
+    created = [
+        manifest_created_at(m, datetime.fromtimestamp(lake.modified_at(key), UTC))
+        for m, key in zip(manifests, keys, strict=True)
+    ]
     current: dict[str, str] = {}
     for project in {m["project"] for m in manifests}:
         pointer = lake.get_if_exists(dataset_current_key(project))

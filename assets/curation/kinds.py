@@ -5,7 +5,15 @@ place and manifest as the categorical snapshots, so `dataset_versions` lists the
 and JSON Lines (whole and per split), the kind's trainer format (COCO JSON for boxes; JSONL with
 offsets and CoNLL BIO for spans; preference pairs for pairwise; whole and per split) and a card
 naming the kind and its agreement.
-Snapshots are immutable: the same content keeps its version id and its files.
+Snapshots are immutable: the same content keeps its version id and its files, with one
+exception. The trainer files are derived from the rows, and when how they are written changes
+(`TRAINER_FILES_FORMAT`) every version whose manifest names an older format (a manifest without
+`trainer_files` was written in format 1), of any project and current or not, has them rewritten
+first, from its own `data.parquet`, in one lake commit per version: the rows, the version id,
+`created_at` and the `current` pointer stay; the manifest's `trainer_files` gets the format,
+the files' SHA-256, which files changed and when (`rewritten_at`), and the materialization's
+`trainer_files_rewritten` lists the versions. A version whose rows no longer hash to its id is
+left as it is and fails the asset once every other project is written.
 
 Personal data is masked as in the categorical snapshots (`curation.kinds` says how per kind),
 and the masked share and counts per kind are recorded in each manifest's `stats` and in the
@@ -15,7 +23,10 @@ written first, since one asset curates them all and one project's data must not 
 others'.
 """
 
+import io
 import json
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -36,6 +47,9 @@ from annotation_pipelines.curation.kinds import (
     DEFAULT_MIN_CONFIDENCE,
     build_kind_snapshot,
     kind_card,
+    rewrite_trainer_files,
+    trainer_files_format,
+    trainer_files_outdated,
 )
 from annotation_pipelines.curation.snapshot import (
     MaskedShareError,
@@ -45,10 +59,13 @@ from annotation_pipelines.curation.snapshot import (
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS
 from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.lake import (
+    DATASETS,
     MANIFEST_FILE,
     dataset_current_key,
     dataset_file_key,
     dataset_folder,
+    dataset_manifest_keys,
+    manifest_created_at,
 )
 from annotation_pipelines.settings import load_settings
 from assets.common.automation import REBUILD_ON_UPSTREAM_CHANGE
@@ -107,6 +124,7 @@ def kind_curated_dataset(
     summary = []
     refused: list[MaskedShareError] = []
     unusable: list[str] = []
+    rewritten = _rewrite_outdated_trainer_files(context, lake, unusable)
     stats_of: dict[str, dict[str, object]] = {}
     for project, kind in projects:
         try:
@@ -171,7 +189,9 @@ def kind_curated_dataset(
                 "source_days": snapshot.source_days,
                 "input_judgment_versions": dict(sorted(lineage.items())),
                 "stats": snapshot.stats,
+                **({"trainer_files": snapshot.trainer_files} if snapshot.trainer_files else {}),
                 "created_by_run": context.run.run_id,
+                "created_at": datetime.now(UTC).isoformat(),
             }
             # One commit, the manifest moved last: no reader sees a version folder half written.
             writes[manifest_key] = json.dumps(manifest, indent=2, default=str).encode("utf-8")
@@ -214,8 +234,62 @@ def kind_curated_dataset(
         "masked": MetadataValue.json(
             {project: stats["masked"] for project, stats in stats_of.items()}
         ),
+        "trainer_files_rewritten": MetadataValue.json(rewritten),
     }
     return MaterializeResult(metadata=metadata)
+
+
+def _rewrite_outdated_trainer_files(
+    context: AssetExecutionContext, lake: Lake, unusable: list[str]
+) -> dict[str, dict[str, object]]:
+    """Bring every kind snapshot whose manifest names an older trainer-file format to the
+    current one (`rewrite_trainer_files`), one commit per version with the manifest moved last;
+    returns `<project>/<version>` → the formats it went from and to and the files written. A
+    version that cannot be rewritten is appended to `unusable` and left as it is."""
+    done: dict[str, dict[str, object]] = {}
+    for key in sorted(dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))):
+        manifest = json.loads(lake.get(key))
+        if not trainer_files_outdated(manifest):
+            continue
+        project, version_id = manifest["project"], manifest["version_id"]
+        name = f"{project}/{version_id}"
+        folder = key.removesuffix(MANIFEST_FILE)
+        try:
+            rows = pl.read_parquet(io.BytesIO(lake.get(folder + "data.parquet")))
+            rewrite = rewrite_trainer_files(
+                {
+                    **manifest,
+                    "created_at": manifest_created_at(
+                        manifest, datetime.fromtimestamp(lake.modified_at(key), UTC)
+                    ).isoformat(),
+                },
+                rows,
+                stored=_files_of(lake, folder),
+                rewritten_at=datetime.now(UTC).isoformat(),
+                run_id=context.run.run_id,
+            )
+        except (OSError, ValueError, pl.exceptions.PolarsError) as error:
+            context.log.error(f"{name}: trainer files not rewritten: {error}")
+            unusable.append(f"{name}: trainer files not rewritten: {error}")
+            continue
+        writes = {folder + file: data for file, data in sorted(rewrite.files.items())}
+        writes[key] = json.dumps(rewrite.manifest, indent=2, default=str).encode("utf-8")
+        lake.commit(writes)
+        done[name] = {
+            "from_format": trainer_files_format(manifest),
+            "to_format": trainer_files_format(rewrite.manifest),
+            "files": sorted(rewrite.files),
+        }
+        context.log.info(
+            f"{name}: trainer files rewritten from format {done[name]['from_format']} to "
+            f"{done[name]['to_format']}: {', '.join(sorted(rewrite.files)) or 'no file changed'}"
+        )
+    return done
+
+
+def _files_of(lake: Lake, folder: str) -> Callable[[str], bytes | None]:
+    """A reader of one version folder's files by name (None: no such file)."""
+    return lambda name: lake.get_if_exists(folder + name)
 
 
 kind_curation_job = define_asset_job(

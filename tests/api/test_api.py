@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -34,12 +35,14 @@ from annotation_pipelines.api.app import (
 )
 from annotation_pipelines.api.tokens import issue_token
 from annotation_pipelines.curation import MASK
+from annotation_pipelines.curation.kinds import TRAINER_FILES_FORMAT
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.settings import load_settings
 from annotation_pipelines.storage import atomic_write_parquet
 from tests.api.conftest import DAYS, KIND_PROJECTS, LATE_DAY, PROJECT, Served, start_server
+from tests.curation.test_trainer_files_upgrade import _age
 from tests.support import QUIET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1044,6 +1047,37 @@ def test_kind_snapshot_files_are_served_as_written_with_their_media_types(served
         answer = httpx.get(names[name], headers=headers)
         assert answer.status_code == 200 and answer.headers["content-type"] == media, name
         assert answer.content == (folder / name).read_bytes(), name
+
+
+def test_a_snapshot_whose_trainer_files_are_rewritten_keeps_its_id_and_created_at(served):
+    job = served.defs.resolve_job_def("kind_curation_job")  # type: ignore[attr-defined]
+    assert job.execute_in_process(instance=served.instance, run_config=QUIET).success
+    latest = get(served, "/datasets/entities/latest").json()
+    version = latest["version_id"]
+    folder = served.data / "lake" / layout.dataset_prefix("entities", version)
+    # Whole seconds, which every clock the lake's times pass through holds exactly.
+    made = dt.datetime.fromtimestamp((folder / "manifest.json").stat().st_mtime_ns // 10**9, dt.UTC)
+    _age(folder, made=made)
+    listed = get(served, "/datasets/entities").json()["items"]
+    old = next(item for item in listed if item["version_id"] == version)
+    assert old["trainer_files"] is None and old["created_at"] == made.isoformat()
+
+    assert job.execute_in_process(instance=served.instance, run_config=QUIET).success
+    after = get(served, "/datasets/entities").json()["items"]
+    assert [item["version_id"] for item in after] == [item["version_id"] for item in listed]
+    new = next(item for item in after if item["version_id"] == version)
+    assert new["created_at"] == old["created_at"] and new["current"] is True
+    assert new["trainer_files"]["format"] == TRAINER_FILES_FORMAT["spans"]
+    assert new["trainer_files"]["previous_format"] == 1
+    conll = get(served, f"/datasets/entities/{version}/files/conll.txt")
+    assert conll.content.startswith(b"-DOCSTART- O\n")
+    assert hashlib.sha256(conll.content).hexdigest() == new["trainer_files"]["sha256"]["conll.txt"]
+    versions_job = served.defs.resolve_implicit_global_asset_job_def().get_subset(  # type: ignore[attr-defined]
+        asset_selection={AssetKey("dataset_versions")}
+    )
+    assert versions_job.execute_in_process(instance=served.instance, run_config=QUIET).success
+    table = pl.read_parquet(served.data / "lake" / layout.partition_key("dataset_versions"))
+    assert table.filter(pl.col("version_id") == version)["created_at"].to_list() == [made]
 
 
 def test_dataset_versions_says_each_snapshots_kind(served):
