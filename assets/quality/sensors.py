@@ -17,7 +17,6 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     DagsterEventType,
-    DagsterRunStatus,
     DefaultSensorStatus,
     FloatMetadataValue,
     IntMetadataValue,
@@ -39,6 +38,7 @@ from annotation_pipelines.settings import load_settings
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
 from assets.common.partitions import daily_partitions
+from assets.common.runs import NOT_STARTED_YET, UNFINISHED
 from assets.quality.assets import (
     GATES,
     HISTORY_WINDOW_METADATA,
@@ -467,7 +467,7 @@ def _waiting_rechecks(
     runs = context.instance.get_runs(
         RunsFilter(
             job_name=quality_job.name,
-            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED],
+            statuses=NOT_STARTED_YET,
         )
     )
     waiting: dict[str, list[AbstractSet[AssetKey] | None]] = {}
@@ -517,14 +517,6 @@ DEFAULT_HISTORY_WINDOW: int = QualityConfig.model_fields["trailing_days"].defaul
 # a different baseline. Every such run carries the first, which the run queue limits.
 STALE_HISTORY_TAG = "annotation_pipelines/stale_history_scorecards"
 STALE_DRIFT_TAG = "annotation_pipelines/stale_drift_baselines"
-# A run in one of these states may still write a day's scorecards.
-UNFINISHED = [
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
 
 
 @sensor(
