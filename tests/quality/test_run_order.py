@@ -126,6 +126,19 @@ def test_a_project_with_a_staged_gold_set_gets_one_gold_verdict_whatever_the_run
 FLAG_CONFIG = {**QUIET, "ops": {"quality": {"config": {"bootstrap_resamples": 0}}}}
 
 
+def _run_request(defs, instance, request):
+    """The rebuild the sensor asked for, as the daemon would launch it."""
+    return _run(
+        defs,
+        instance,
+        "quality_job",
+        request.partition_key,
+        {**FLAG_CONFIG, **request.run_config},
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+    )
+
+
 def _cards(landing, day):
     return _table(landing, "annotator_scorecards", day)
 
@@ -152,15 +165,7 @@ def test_days_run_out_of_order_end_with_the_flags_of_the_days_run_in_order(env):
         "quality_report", "annotator_scorecards", "reannotation_queue",
         "annotator_pair_agreement", "label_drift",
     }  # fmt: skip
-    _run(
-        defs,
-        instance,
-        "quality_job",
-        request.partition_key,
-        {**FLAG_CONFIG, **request.run_config},
-        asset_selection=request.asset_selection,
-        tags=request.tags,
-    )
+    _run_request(defs, instance, request)
     rebuilt = _cards(landing, "2026-11-03")
     late = rebuilt.filter(pl.col("annotator_id") == "a3").row(0, named=True)
     assert late["flagged"] and late["history_days"] == 1
@@ -243,15 +248,7 @@ def test_a_changed_earlier_day_rebuilds_the_later_drift_that_reads_it(env):
     for request in result.run_requests:
         assert request.tags[quality_sensors.STALE_DRIFT_TAG] == "1"
         assert request.tags[quality_sensors.STALE_HISTORY_TAG] == "0"
-        _run(
-            defs,
-            instance,
-            "quality_job",
-            request.partition_key,
-            {**FLAG_CONFIG, **request.run_config},
-            asset_selection=request.asset_selection,
-            tags=request.tags,
-        )
+        _run_request(defs, instance, request)
     after = _drift(landing, "2026-11-08")
     assert after["label_drift"] and after["js_distance"] > 0.1
     assert "label distribution moved" in after["reason"]
