@@ -40,14 +40,16 @@ BASELINE_COLUMNS = ("baseline_days", "baseline_label_counts", "baseline_alpha")
 MIN_BASELINE_DAYS = 7
 
 
-def label_distribution(judgments: pl.DataFrame) -> pl.DataFrame:
-    """Judgments per (project, day, label): the small daily table drift is computed from."""
+def label_distribution(judgments: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Judgments per (project, day, label): the small daily table drift is computed from. A
+    LazyFrame (a scan of many days) is read for the three columns this needs only."""
     return (
-        with_day(judgments)
+        with_day(judgments.lazy())
         .filter(pl.col("label").is_not_null())
         .group_by("project", "day", "label")
         .agg(pl.len().cast(pl.UInt32).alias("n_judgments"))
         .sort("project", "day", "label")
+        .collect()
     )
 
 

@@ -386,14 +386,12 @@ def _mean(frame: pl.DataFrame, column: str) -> float:
 def label_counts(lake: Lake, days: list[str]) -> pl.DataFrame:
     """The categorical judgments of `days` per (project, day, label), as drift reads them (no
     columns when none of the days has judgments)."""
-    # Drift needs five columns of the trailing weeks, not whole judgment tables: project the
-    # scan so the Parquet reader skips everything else.
+    # Drift needs counts of the trailing weeks, not whole judgment tables: grouped on the scan,
+    # the Parquet reader reads the few columns they come from and skips everything else.
     past = lake.scan_days("judgments", days)
     if not past.collect_schema():
         return pl.DataFrame()
-    columns = ("task_id", "annotator_id", "project", "label", "submitted_at")
-    past = of_kind(past)
-    return label_distribution(past.select(columns).collect())
+    return label_distribution(of_kind(past))
 
 
 def _drift_flags(frame: pl.DataFrame) -> list[str]:
