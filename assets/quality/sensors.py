@@ -532,12 +532,13 @@ def scorecard_history_sensor(context: SensorEvaluationContext, lake: Lake) -> Se
     # Each day's trends (and the "consensus agreement fell" flag) read the scorecards of the
     # days before it straight from the lake, and its label drift their judgments and reports'
     # alphas: dependencies the asset graph does not declare (a self-dependency would serialize
-    # every backfill and have automation rebuild all 28 later days on any change). All are
-    # written by the earlier day's quality run (its judgments before it), so its scorecards'
-    # materialization is the one watched. The cursor holds the last materialization read and
-    # the days still to check; a day is rebuilt only when its stored history columns or drift
-    # baseline differ from those the lake gives now, so a rebuild with unchanged figures, or a
-    # change to annotators or projects a later day did not judge, launches nothing.
+    # every backfill and have automation rebuild all 28 later days on any change). The
+    # earlier day's quality run writes its scorecards and report after the judgments it read,
+    # so that run's scorecards materialization is the one watched. The cursor holds the last
+    # materialization read and the days still to check; a day is rebuilt only when its stored
+    # history columns or drift baseline differ from those the lake gives now, so a rebuild
+    # with unchanged figures, or a change to annotators or projects a later day did not
+    # judge, launches nothing.
     state = load_cursor(context.cursor)
     if "after" not in state:
         latest = context.instance.fetch_materializations(SCORECARDS, limit=1, ascending=False)
