@@ -33,7 +33,7 @@ import polars as pl
 from dagster import ConfigurableResource
 
 from annotation_pipelines.ingest import FORMATS
-from annotation_pipelines.ingest.values import finite
+from annotation_pipelines.numbers import finite
 
 
 @dataclass(frozen=True)

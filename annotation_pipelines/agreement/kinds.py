@@ -50,6 +50,7 @@ import numpy as np
 import polars as pl
 
 from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+from annotation_pipelines.numbers import finite
 
 PairDistance = Callable[[pl.Series, pl.Series], np.ndarray]
 
@@ -215,7 +216,7 @@ def agreement(
         a = pairs.get_column("value_a").cast(pl.Float64).to_numpy()
         b = pairs.get_column("value_b").cast(pl.Float64).to_numpy()
         difference = float(np.ldexp(np.mean(np.abs(a - b)), scale))
-        result["mean_pairwise_agreement"] = difference if math.isfinite(difference) else None
+        result["mean_pairwise_agreement"] = finite(difference)
     else:
         result["mean_pairwise_agreement"] = 1.0 - float(within.mean())
     result["krippendorff_alpha"] = _alpha(observed, expected)
@@ -340,7 +341,4 @@ def _bootstrap(
         alphas[index] = 1.0 - float(drawn[0]) / float(drawn[1]) / expected
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(alphas, [tail, 1.0 - tail])
-    return (
-        float(low) if math.isfinite(low) else None,
-        float(high) if math.isfinite(high) else None,
-    )
+    return finite(low), finite(high)

@@ -18,6 +18,7 @@ import polars as pl
 
 from annotation_pipelines.agreement._encoding import check_columns, check_level, task_value_counts
 from annotation_pipelines.agreement.metrics import AlphaKernel, FleissKernel
+from annotation_pipelines.numbers import finite
 
 METRICS = ("krippendorff_alpha", "fleiss_kappa", "percent_agreement")
 
@@ -79,7 +80,7 @@ def agreement_summary(
     labelled = judgments.filter(pl.col("label").is_not_null())
     nominal, fleiss, statistics = _kernels(labelled, level)
     summary: dict[str, float | int | str | None] = {
-        name: _finite(statistic(None)) for name, statistic in statistics.items()
+        name: finite(statistic(None)) for name, statistic in statistics.items()
     }
     summary.update(
         n_tasks=nominal.n_tasks,
@@ -97,7 +98,7 @@ def agreement_summary(
         )
         for column, name in enumerate(statistics):
             low, high = percentile_interval(replicates[:, column], confidence)
-            summary[f"{name}_low"], summary[f"{name}_high"] = _finite(low), _finite(high)
+            summary[f"{name}_low"], summary[f"{name}_high"] = finite(low), finite(high)
         summary["n_resamples"] = n_resamples
         summary["confidence"] = confidence
     return summary
@@ -133,7 +134,3 @@ def agreement_intervals(
             "ci_high": pl.Float64,
         },
     )
-
-
-def _finite(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)

@@ -7,7 +7,6 @@ history and forecasts with 80/95% intervals.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from annotation_pipelines.forecasting.statsforecast_adapter import (
     statsforecast_engine,
     to_statsforecast,
 )
+from annotation_pipelines.numbers import finite
 
 
 @dataclass(frozen=True)
@@ -50,17 +50,13 @@ class ForecastResult:
         for row in self.scores.iter_rows(named=True):
             out[row["id"]] = {
                 "model": row["model"],
-                "mase": _finite(row["mase"]),
-                "seasonal_naive_mase": _finite(row["seasonal_naive_mase"]),
-                "relative_mase": _finite(row["relative_mase"]),
-                "coverage_80": _finite(row["coverage_80"]),
-                "coverage_95": _finite(row["coverage_95"]),
+                "mase": finite(row["mase"]),
+                "seasonal_naive_mase": finite(row["seasonal_naive_mase"]),
+                "relative_mase": finite(row["relative_mase"]),
+                "coverage_80": finite(row["coverage_80"]),
+                "coverage_95": finite(row["coverage_95"]),
             }
         return out
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def forecast(

@@ -60,7 +60,8 @@ import math
 from typing import Any
 
 from annotation_pipelines.ingest.validation import UNSUPPORTED_KIND, WRONG_TYPE
-from annotation_pipelines.ingest.values import ValueShapeError, box, finite, normalize, span
+from annotation_pipelines.ingest.values import ValueShapeError, box, normalize, span
+from annotation_pipelines.numbers import finite
 
 SPAN_TYPES = ("labels", "hypertextlabels")
 BOX_TYPES = (

@@ -63,8 +63,8 @@ from annotation_pipelines.ingest.validation import (
     PROJECT_NAME,
     encode_record,
 )
-from annotation_pipelines.ingest.values import finite
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
+from annotation_pipelines.numbers import finite
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from annotation_pipelines.kinds import WINNERS, check_kind
+from annotation_pipelines.numbers import finite
 
 # A plain decimal number as text: sign, digits, optional fraction and exponent.
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -47,18 +48,6 @@ def _decoded(raw: Any, *, text_cells: bool) -> Any:
         except (ValueError, RecursionError):  # not JSON, nested too deep, an int too long
             return raw
     return raw
-
-
-def finite(value: Any) -> float | None:
-    """`value` as a finite float, None for anything else: a boolean, a non-number, an integer
-    beyond a float's range (JSON has no limit on digits; `float` raises on them)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _string(value: Any) -> str | None:

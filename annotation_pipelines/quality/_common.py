@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 from statistics import NormalDist
+from typing import TypeVar
 
 import polars as pl
 
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
-def require(frame: pl.DataFrame, name: str, columns: tuple[str, ...]) -> None:
-    missing = [column for column in columns if column not in frame.columns]
+
+def require(frame: pl.DataFrame | pl.LazyFrame, name: str, columns: tuple[str, ...]) -> None:
+    names = frame.collect_schema().names()
+    missing = [column for column in columns if column not in names]
     if missing:
         raise ValueError(
             f"{name}: missing column(s) {', '.join(repr(c) for c in missing)}; "
-            f"have {', '.join(repr(c) for c in frame.columns) or 'no columns'}"
+            f"have {', '.join(repr(c) for c in names) or 'no columns'}"
         )
 
 
-def with_day(judgments: pl.DataFrame) -> pl.DataFrame:
+def with_day(judgments: FrameT) -> FrameT:
     """Judgments with a `day` (pl.Date): kept if present, else the UTC date of submitted_at."""
     require(judgments, "judgments", ("task_id", "project", "annotator_id", "label"))
-    if "day" in judgments.columns:
+    schema = judgments.collect_schema()
+    if "day" in schema:
         return judgments.with_columns(pl.col("day").cast(pl.Date))
-    if "submitted_at" not in judgments.columns:
+    if "submitted_at" not in schema:
         raise ValueError("judgments: need a 'day' or a 'submitted_at' column to assign days")
     submitted = pl.col("submitted_at")
-    dtype = judgments.schema["submitted_at"]
+    dtype = schema["submitted_at"]
     if isinstance(dtype, pl.Datetime) and dtype.time_zone not in (None, "UTC"):
         submitted = submitted.dt.convert_time_zone("UTC")
     return judgments.with_columns(submitted.dt.date().alias("day"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 import numpy as np
 import polars as pl
@@ -21,6 +20,9 @@ DRIFT: dict[str, pl.DataType] = {
     "project": pl.String(),
     "day": pl.Date(),
     "baseline_days": pl.UInt32(),
+    # The baseline's labels, pooled over its days, sorted by label: with `baseline_days` and
+    # `baseline_alpha`, all a day's drift reads of the days before it.
+    "baseline_label_counts": pl.List(pl.Struct({"label": pl.String, "n_judgments": pl.Int64})),
     "js_distance": pl.Float64(),
     "chi_square": pl.Float64(),
     "chi_square_p_value": pl.Float64(),
@@ -32,16 +34,22 @@ DRIFT: dict[str, pl.DataType] = {
     "flagged": pl.Boolean(),
     "reason": pl.String(),
 }
+# The columns of a drift row that earlier days decide (`stale_baselines` compares them).
+BASELINE_COLUMNS = ("baseline_days", "baseline_label_counts", "baseline_alpha")
+# Fewer baseline days than this give no statistics (a week: one of each weekday).
+MIN_BASELINE_DAYS = 7
 
 
-def label_distribution(judgments: pl.DataFrame) -> pl.DataFrame:
-    """Judgments per (project, day, label): the small daily table drift is computed from."""
+def label_distribution(judgments: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Judgments per (project, day, label): the small daily table drift is computed from. A
+    LazyFrame (a scan of many days) is read for the three columns this needs only."""
     return (
-        with_day(judgments)
+        with_day(judgments.lazy())
         .filter(pl.col("label").is_not_null())
         .group_by("project", "day", "label")
         .agg(pl.len().cast(pl.UInt32).alias("n_judgments"))
         .sort("project", "day", "label")
+        .collect()
     )
 
 
@@ -51,7 +59,7 @@ def drift(
     quality: pl.DataFrame | None = None,
     day: dt.date | None = None,
     trailing_days: int = 28,
-    min_baseline_days: int = 7,
+    min_baseline_days: int = MIN_BASELINE_DAYS,
     max_js_distance: float = 0.1,
     max_alpha_drop: float = 0.1,
 ) -> pl.DataFrame:
@@ -68,69 +76,186 @@ def drift(
     get null statistics and are not flagged. `day` restricts the output to that day.
     """
     require(label_counts, "label_counts", ("project", "day", "label", "n_judgments"))
-    counts = label_counts.with_columns(pl.col("day").cast(pl.Date))
-    alphas: dict[tuple[str, dt.date], float] = {}
-    if quality is not None and quality.height:
-        require(quality, "quality", ("project", "day", "krippendorff_alpha"))
-        for project, quality_day, alpha in quality.select(
-            "project", pl.col("day").cast(pl.Date), "krippendorff_alpha"
-        ).iter_rows():
-            if alpha is not None and math.isfinite(alpha):
-                alphas[(project, quality_day)] = alpha
+    counts = _counts(label_counts)
+    alphas = _alphas(quality)
+    keys = counts.select("project", "day").unique()
+    if day is not None:
+        keys = keys.filter(pl.col("day") == day)
+    base = _baselines(counts, alphas, keys, trailing_days, min_baseline_days)
+    own_counts = {
+        (project, current, label): n
+        for project, current, label, n in counts.join(keys, on=["project", "day"])
+        .group_by("project", "day", "label")
+        .agg(pl.col("n_judgments").sum())
+        .iter_rows()
+    }
+    own_alphas = {
+        (project, current): alpha
+        for project, current, alpha in alphas.join(keys, on=["project", "day"]).iter_rows()
+    }
     rows = []
-    for (project,), per_project in counts.group_by(["project"], maintain_order=True):
-        # Prefixed so that no label can collide with the `day` index column.
-        keyed = per_project.with_columns(pl.concat_str(pl.lit("label:"), pl.col("label")))
-        labels = sorted(keyed.get_column("label").unique().to_list())
-        wide = keyed.pivot(on="label", index="day", values="n_judgments", aggregate_function="sum")
-        wide = wide.fill_null(0).select("day", *[pl.col(c).cast(pl.Float64) for c in labels])
-        wide = wide.sort("day")
-        days = wide.get_column("day").to_list()
-        matrix = wide.drop("day").to_numpy()
-        for index, current in enumerate(days):
-            if day is not None and current != day:
-                continue
-            start = current - dt.timedelta(days=trailing_days)
-            baseline_rows = [i for i, d in enumerate(days) if start <= d < current]
-            rows.append(
-                _compare(
-                    project,
-                    current,
-                    matrix[index],
-                    matrix[baseline_rows].sum(axis=0) if baseline_rows else None,
-                    len(baseline_rows),
-                    alpha=alphas.get((project, current)),
-                    baseline_alpha=[
-                        alphas[(project, days[i])]
-                        for i in baseline_rows
-                        if (project, days[i]) in alphas
-                    ],
-                    min_baseline_days=min_baseline_days,
-                    max_js_distance=max_js_distance,
-                    max_alpha_drop=max_alpha_drop,
-                )
+    for project, current, baseline_days, pooled, baseline_alpha in base.iter_rows():
+        baseline = {entry["label"]: entry["n_judgments"] for entry in pooled}
+        labels = sorted(
+            {label for (p, d, label) in own_counts if (p, d) == (project, current)} | set(baseline)
+        )
+        today = np.array(
+            [own_counts.get((project, current, label), 0) for label in labels], dtype=float
+        )
+        rows.append(
+            _compare(
+                project,
+                current,
+                today,
+                np.array([baseline.get(label, 0) for label in labels], dtype=float),
+                baseline_days,
+                pooled,
+                alpha=own_alphas.get((project, current)),
+                mean_alpha=baseline_alpha,
+                min_baseline_days=min_baseline_days,
+                max_js_distance=max_js_distance,
+                max_alpha_drop=max_alpha_drop,
             )
+        )
     return pl.DataFrame(rows, schema=DRIFT, orient="row")
+
+
+def stale_baselines(
+    stored: pl.DataFrame,
+    label_counts: pl.DataFrame,
+    *,
+    quality: pl.DataFrame | None,
+    trailing_days: int = 28,
+    min_baseline_days: int = MIN_BASELINE_DAYS,
+    tolerance: float = 1e-9,
+) -> pl.DataFrame:
+    """The rows of `stored` (drift rows as written, of any days) whose baseline differs from
+    the one `label_counts` and `quality` (the earlier days as the lake holds them now) give:
+    project, day, the stored BASELINE_COLUMNS and the recomputed ones (suffix `_now`). Empty
+    when every row was computed from the baseline there is now, i.e. recomputing it would give
+    the same figures. A row written without `baseline_label_counts` has no known baseline and
+    is always listed. The baseline reads only earlier days' judgments and alphas, never their
+    drift, so a day recomputed after this check stays current however its neighbours move."""
+    require(stored, "stored", ("project", "day", "baseline_days", "baseline_alpha"))
+    if "baseline_label_counts" not in stored.columns:
+        stored = stored.with_columns(
+            pl.lit(None, dtype=DRIFT["baseline_label_counts"]).alias("baseline_label_counts")
+        )
+    stored = stored.select(pl.col("project"), pl.col("day").cast(pl.Date), *BASELINE_COLUMNS)
+    counts = _counts(label_counts)
+    keys = stored.select("project", "day").unique()
+    now = _baselines(counts, _alphas(quality), keys, trailing_days, min_baseline_days)
+    joined = stored.join(
+        now.rename({c: f"{c}_now" for c in BASELINE_COLUMNS}), on=["project", "day"], how="left"
+    )
+    alpha, alpha_now = pl.col("baseline_alpha"), pl.col("baseline_alpha_now")
+    differs = [
+        pl.col("baseline_days").ne_missing(pl.col("baseline_days_now")),
+        pl.col("baseline_label_counts").ne_missing(pl.col("baseline_label_counts_now")),
+        (alpha.is_null() != alpha_now.is_null()) | ((alpha - alpha_now).abs() > tolerance),
+    ]
+    return joined.filter(pl.any_horizontal([d.fill_null(False) for d in differs])).sort(
+        "project", "day"
+    )
+
+
+def _counts(label_counts: pl.DataFrame) -> pl.DataFrame:
+    if not label_counts.columns:  # no earlier day has been read
+        return pl.DataFrame(schema={**LABEL_DISTRIBUTION, "n_judgments": pl.Int64()})
+    return label_counts.select(
+        pl.col("project"),
+        pl.col("day").cast(pl.Date),
+        pl.col("label"),
+        pl.col("n_judgments").cast(pl.Int64),
+    )
+
+
+def _alphas(quality: pl.DataFrame | None) -> pl.DataFrame:
+    """(project, day, krippendorff_alpha) of `quality`, finite alphas only, one per day."""
+    schema = {"project": pl.String, "day": pl.Date, "krippendorff_alpha": pl.Float64}
+    if quality is None or quality.height == 0:
+        return pl.DataFrame(schema=schema)
+    require(quality, "quality", ("project", "day", "krippendorff_alpha"))
+    return (
+        quality.select(
+            pl.col("project"),
+            pl.col("day").cast(pl.Date),
+            pl.col("krippendorff_alpha").cast(pl.Float64),
+        )
+        .filter(pl.col("krippendorff_alpha").is_finite())
+        .unique(["project", "day"], keep="last", maintain_order=True)
+    )
+
+
+def _baselines(
+    counts: pl.DataFrame,
+    alphas: pl.DataFrame,
+    keys: pl.DataFrame,
+    trailing_days: int,
+    min_baseline_days: int,
+) -> pl.DataFrame:
+    """Per (project, day) of `keys`: BASELINE_COLUMNS, from the days of `counts` among the
+    `trailing_days` before it (the days the project has labels on), sorted by project and day.
+    The mean alpha is null below `min_baseline_days` baseline days, as the drift it feeds is."""
+    window = keys.join(counts.rename({"day": "baseline_day"}), on="project", how="inner").filter(
+        (pl.col("baseline_day") < pl.col("day"))
+        & (pl.col("baseline_day") >= pl.col("day") - dt.timedelta(days=trailing_days))
+    )
+    pooled = (
+        window.group_by("project", "day", "label")
+        .agg(pl.col("n_judgments").sum())
+        .group_by("project", "day")
+        .agg(pl.struct("label", "n_judgments").sort_by("label").alias("baseline_label_counts"))
+    )
+    days = window.select("project", "day", "baseline_day").unique()
+    mean_alpha = (
+        days.join(
+            alphas.rename({"day": "baseline_day"}), on=["project", "baseline_day"], how="inner"
+        )
+        .group_by("project", "day")
+        .agg(pl.col("krippendorff_alpha").mean().alias("baseline_alpha"))
+    )
+    return (
+        keys.join(
+            days.group_by("project", "day").agg(pl.len().cast(pl.UInt32).alias("baseline_days")),
+            on=["project", "day"],
+            how="left",
+        )
+        .join(pooled, on=["project", "day"], how="left")
+        .join(mean_alpha, on=["project", "day"], how="left")
+        .select(
+            "project",
+            "day",
+            pl.col("baseline_days").fill_null(0),
+            pl.coalesce(
+                pl.col("baseline_label_counts").cast(DRIFT["baseline_label_counts"]),
+                pl.lit([], dtype=DRIFT["baseline_label_counts"]),
+            ),
+            pl.when(pl.col("baseline_days") >= min_baseline_days).then(pl.col("baseline_alpha")),
+        )
+        .sort("project", "day")
+    )
 
 
 def _compare(
     project: str,
     current: dt.date,
     today: np.ndarray,
-    baseline: np.ndarray | None,
+    baseline: np.ndarray,
     baseline_days: int,
+    baseline_label_counts: list[dict[str, object]],
     *,
     alpha: float | None,
-    baseline_alpha: list[float],
+    mean_alpha: float | None,
     min_baseline_days: int,
     max_js_distance: float,
     max_alpha_drop: float,
 ) -> tuple:
-    enough = baseline is not None and baseline_days >= min_baseline_days
+    enough = baseline_days >= min_baseline_days
     js: float | None = None
     chi_square: float | None = None
     p_value: float | None = None
-    if enough and baseline is not None and today.sum() > 0 and baseline.sum() > 0:
+    if enough and today.sum() > 0 and baseline.sum() > 0:
         # Imported here rather than with the module: every Dagster run process imports the
         # code location, and SciPy's statistics are about a tenth of that load.
         from scipy.spatial.distance import jensenshannon
@@ -144,7 +269,6 @@ def _compare(
             chi_square, p_value = float(statistic), float(p)
         else:
             chi_square, p_value = 0.0, 1.0
-    mean_alpha = float(np.mean(baseline_alpha)) if enough and baseline_alpha else None
     change = alpha - mean_alpha if alpha is not None and mean_alpha is not None else None
     label_drift = js is not None and js > max_js_distance
     agreement_drift = change is not None and change < -max_alpha_drop
@@ -163,6 +287,7 @@ def _compare(
         project,
         current,
         baseline_days,
+        baseline_label_counts,
         js,
         chi_square,
         p_value,

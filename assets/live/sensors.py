@@ -36,7 +36,6 @@ from datetime import UTC, datetime, timedelta
 from dagster import (
     AssetKey,
     Config,
-    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
     RunConfig,
@@ -60,6 +59,7 @@ from annotation_pipelines.loop.live_kinds import KindLiveOptions, due_full_fits
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
+from assets.common.runs import ON_ITS_WAY, UNDERWAY
 from assets.live.assets import (
     DAILY_LABELS,
     KIND_DAILY_LABELS,
@@ -85,7 +85,6 @@ MAX_WAITING_RUNS = 2
 # A run still waiting after this long was orphaned (its daemon or worker died, e.g. killed
 # with the daemon): it no longer holds back the next one.
 STARTING_STALE_SECONDS = 90
-_WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING]
 # The alert kind of an annotation DB the live sensor cannot reach.
 DB_UNREACHABLE = "annotation_db_unreachable"
 
@@ -93,7 +92,7 @@ DB_UNREACHABLE = "annotation_db_unreachable"
 def _waiting_runs(context: SensorEvaluationContext) -> int:
     since = datetime.now(UTC) - timedelta(seconds=STARTING_STALE_SECONDS)
     runs = context.instance.get_runs(
-        RunsFilter(job_name=live_quality_job.name, statuses=_WAITING, created_after=since),
+        RunsFilter(job_name=live_quality_job.name, statuses=ON_ITS_WAY, created_after=since),
         limit=MAX_WAITING_RUNS,
     )
     return len(runs)
@@ -110,9 +109,7 @@ def _maintenance_request(
 ) -> RunRequest | None:
     """A `job` run for the `due` work, unless one is on its way or running; its run key
     (`key_prefix`:hash) hashes `due`, so a tick evaluated twice launches it once."""
-    busy = context.instance.get_runs(
-        RunsFilter(job_name=job.name, statuses=[*_WAITING, DagsterRunStatus.STARTED]), limit=1
-    )
+    busy = context.instance.get_runs(RunsFilter(job_name=job.name, statuses=UNDERWAY), limit=1)
     if busy:
         return None
     key = hashlib.sha256(json.dumps(due, sort_keys=True).encode()).hexdigest()[:32]

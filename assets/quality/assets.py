@@ -121,7 +121,8 @@ with warnings.catch_warnings():
     )
 
 
-# Metadata of `annotator_scorecards`: how many days back the day's trends read.
+# Metadata of `annotator_scorecards` and `label_drift`: how many days back the day's trends
+# and drift baseline read.
 HISTORY_WINDOW_METADATA = "history_window_days"
 
 
@@ -242,10 +243,10 @@ def quality(  # noqa: ANN201
         judgments=judgments,
         min_confidence=config.queue_min_confidence,
     )
-    past_judgments_counts = _past_label_counts(lake, day, config.trailing_days)
-    counts = pl.concat(
-        [past_judgments_counts, label_distribution(judgments)], how="diagonal_relaxed"
-    )
+    # Earlier days' judgments and reports are read from the lake too: `scorecard_history_sensor`
+    # rebuilds this day when the baseline they give its drift changes.
+    past_counts = label_counts(lake, trailing_days(day, config.trailing_days))
+    counts = pl.concat([past_counts, label_distribution(judgments)], how="diagonal_relaxed")
     past_reports = _history(lake, "quality_report", day, config.trailing_days)
     drift_frame = drift(
         counts,
@@ -331,7 +332,10 @@ def quality(  # noqa: ANN201
                 safe_for_display(pairs.sort("kappa").head(10), key=display_key)
             ),
         },
-        "label_drift": {"flagged": MetadataValue.json(_drift_flags(drift_frame))},
+        "label_drift": {
+            "flagged": MetadataValue.json(_drift_flags(drift_frame)),
+            HISTORY_WINDOW_METADATA: MetadataValue.int(config.trailing_days),
+        },
     }
     for name, frame in tables.items():
         uri = MetadataValue.path(lake.uri(partition_key(name, day)))
@@ -379,17 +383,15 @@ def _mean(frame: pl.DataFrame, column: str) -> float:
     return mean_or(frame[column], float("nan"))
 
 
-def _past_label_counts(lake: Lake, day: str, days: int) -> pl.DataFrame:
-    # Drift needs five columns of the trailing weeks, not whole judgment tables: project the
-    # scan so the Parquet reader skips everything else.
-    end = dt.date.fromisoformat(day)
-    wanted = [(end - dt.timedelta(days=offset)).isoformat() for offset in range(days, 0, -1)]
-    past = lake.scan_days("judgments", wanted)
+def label_counts(lake: Lake, days: list[str]) -> pl.DataFrame:
+    """The categorical judgments of `days` per (project, day, label), as drift reads them (no
+    columns when none of the days has judgments)."""
+    # Drift needs counts of the trailing weeks, not whole judgment tables: grouped on the scan,
+    # the Parquet reader reads the few columns they come from and skips everything else.
+    past = lake.scan_days("judgments", days)
     if not past.collect_schema():
         return pl.DataFrame()
-    columns = ("task_id", "annotator_id", "project", "label", "submitted_at")
-    past = of_kind(past)
-    return label_distribution(past.select(columns).collect())
+    return label_distribution(of_kind(past))
 
 
 def _drift_flags(frame: pl.DataFrame) -> list[str]:

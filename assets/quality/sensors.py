@@ -1,6 +1,6 @@
 """Sensors of the quality layer: a failed gate or reconciliation becomes an alert; a project's
-changed gate floors re-evaluate the days they apply to; a day whose scorecards changed rebuilds
-the later days whose trailing history that changes."""
+changed gate floors re-evaluate the days they apply to; a day whose quality was rewritten
+rebuilds the later days whose trailing history (scorecard trends, drift baseline) that changes."""
 
 import datetime as dt
 import hashlib
@@ -17,7 +17,6 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     DagsterEventType,
-    DagsterRunStatus,
     DefaultSensorStatus,
     FloatMetadataValue,
     IntMetadataValue,
@@ -32,16 +31,19 @@ from dagster import (
     sensor,
 )
 
+from annotation_pipelines.quality.drift import BASELINE_COLUMNS, stale_baselines
 from annotation_pipelines.quality.gates import project_gate_floors
 from annotation_pipelines.quality.scorecards import HISTORY_COLUMNS, stale_history
 from annotation_pipelines.settings import load_settings
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
 from assets.common.partitions import daily_partitions
+from assets.common.runs import NOT_STARTED_YET, UNFINISHED
 from assets.quality.assets import (
     GATES,
     HISTORY_WINDOW_METADATA,
     QualityConfig,
+    label_counts,
     quality,
     trailing_days,
 )
@@ -465,7 +467,7 @@ def _waiting_rechecks(
     runs = context.instance.get_runs(
         RunsFilter(
             job_name=quality_job.name,
-            statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED],
+            statuses=NOT_STARTED_YET,
         )
     )
     waiting: dict[str, list[AbstractSet[AssetKey] | None]] = {}
@@ -510,36 +512,33 @@ def _unread_note(unread: dict[str, str]) -> str:
 SCORECARDS = AssetKey("annotator_scorecards")
 # The window a day's trends read when its materialization does not say (the config default).
 DEFAULT_HISTORY_WINDOW: int = QualityConfig.model_fields["trailing_days"].default
-# Tag of a run that rebuilds a day whose trailing history changed: how many of its scorecards
-# (project, annotator) read a different history now.
+# Tags of a run that rebuilds a day whose trailing history changed: how many of its scorecards
+# (project, annotator) read a different history now, and how many of its drift rows (project)
+# a different baseline. Every such run carries the first, which the run queue limits.
 STALE_HISTORY_TAG = "annotation_pipelines/stale_history_scorecards"
-# A run in one of these states may still write a day's scorecards.
-UNFINISHED = [
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-    DagsterRunStatus.CANCELING,
-]
+STALE_DRIFT_TAG = "annotation_pipelines/stale_drift_baselines"
 
 
 @sensor(
     job=quality_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    description="A day's annotator scorecards were written (a late day, days run out of order, "
-    "a rebuild) → rebuild the quality of each materialized day within the trailing window after "
-    "it whose annotators' trailing history now differs from the one it was scored with, once no "
-    "run of that day or its window is unfinished.",
+    description="A day's quality was written (a late day, days run out of order, a rebuild) → "
+    "rebuild the quality of each materialized day within the trailing window after it whose "
+    "annotators' trailing history or label-drift baseline now differs from the one it was "
+    "computed with, once no run of that day or its window is unfinished.",
 )
 def scorecard_history_sensor(context: SensorEvaluationContext, lake: Lake) -> SensorResult:
     # Each day's trends (and the "consensus agreement fell" flag) read the scorecards of the
-    # days before it straight from the lake, a dependency the asset graph does not declare (a
-    # self-dependency would serialize every backfill and have automation rebuild all 28 later
-    # days on any change). The cursor holds the last materialization read and the days still to
-    # check; a day is rebuilt only when its stored history columns differ from those the lake
-    # gives now, so a rebuild with unchanged figures, or a change to annotators a later day
-    # did not judge, launches nothing.
+    # days before it straight from the lake, and its label drift their judgments and reports'
+    # alphas: dependencies the asset graph does not declare (a self-dependency would serialize
+    # every backfill and have automation rebuild all 28 later days on any change). The
+    # earlier day's quality run writes its scorecards and report after the judgments it read,
+    # so that run's scorecards materialization is the one watched. The cursor holds the last
+    # materialization read and the days still to check; a day is rebuilt only when its stored
+    # history columns or drift baseline differ from those the lake gives now, so a rebuild
+    # with unchanged figures, or a change to annotators or projects a later day did not
+    # judge, launches nothing.
     state = load_cursor(context.cursor)
     if "after" not in state:
         latest = context.instance.fetch_materializations(SCORECARDS, limit=1, ascending=False)
@@ -586,24 +585,36 @@ def scorecard_history_sensor(context: SensorEvaluationContext, lake: Lake) -> Se
             continue
         ready.setdefault(window, []).append(day)
     for window, days in sorted(ready.items()):
-        cards = lake.read_days("annotator_scorecards", days)
         past = sorted({d for day in days for d in trailing_days(day, window)})
-        stale = stale_history(
-            cards, lake.read_days("annotator_scorecards", past), history_days=window
-        )
-        checked += days
-        for (day,), rows in stale.partition_by("day", as_dict=True, maintain_order=True).items():
-            day = day.isoformat()
-            context.log.info(
-                f"{day}: the trailing history of {rows.height} scorecard(s) changed since it "
-                f"was scored ({_shown_change(rows)}); rebuilding its quality"
+        stale_cards = _by_day(
+            stale_history(
+                lake.read_days("annotator_scorecards", days),
+                lake.read_days("annotator_scorecards", past),
+                history_days=window,
             )
-            requests.append(_history_request(day, rows, window))
+        )
+        stale_drift = _by_day(_stale_drift(lake, days, past, window))
+        checked += days
+        for day in sorted({*stale_cards, *stale_drift}):
+            cards, drift = stale_cards.get(day), stale_drift.get(day)
+            changes = []
+            if cards is not None:
+                changes.append(
+                    f"the trailing history of {cards.height} scorecard(s) changed since it was "
+                    f"scored ({_shown_change(cards)})"
+                )
+            if drift is not None:
+                changes.append(
+                    f"the drift baseline of {drift.height} project(s) changed since it was "
+                    f"computed ({_shown_baseline(drift)})"
+                )
+            context.log.info(f"{day}: {'; '.join(changes)}; rebuilding its quality")
+            requests.append(_history_request(day, cards, drift, window))
     cursor = json.dumps({"after": after, "pending": waiting}, sort_keys=True)
     if requests:
         return SensorResult(run_requests=requests, cursor=cursor)
     done = (
-        f"{len(checked)} day(s) checked, every trailing history current"
+        f"{len(checked)} day(s) checked, every trailing history and drift baseline current"
         if checked
         else "no day to check"
     )
@@ -642,16 +653,71 @@ def _shown_change(rows: pl.DataFrame) -> str:
     return ", ".join(shown) + (f", {rows.height - 3} more" if rows.height > 3 else "")
 
 
-def _history_request(day: str, rows: pl.DataFrame, window: int) -> RunRequest:
-    """The run that rebuilds the quality of `day`, keyed by the history it will read, so a tick
-    evaluated twice, or the same change seen again, queues the day once."""
-    now = rows.select("project", "annotator_id", *(f"{c}_now" for c in HISTORY_COLUMNS))
-    digest = hashlib.sha256(json.dumps(now.rows(), default=str).encode()).hexdigest()[:16]
+def _by_day(stale: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    return {
+        day.isoformat(): rows
+        for (day,), rows in stale.partition_by("day", as_dict=True, maintain_order=True).items()
+    }
+
+
+def _stale_drift(lake: Lake, days: list[str], past: list[str], window: int) -> pl.DataFrame:
+    """The drift rows of `days` whose baseline the lake's `past` days no longer give."""
+    stored = lake.read_days("label_drift", days)
+    if stored.is_empty():
+        return pl.DataFrame(schema={"day": pl.Date})
+    return stale_baselines(
+        stored,
+        label_counts(lake, past),
+        quality=lake.read_days("quality_report", past),
+        trailing_days=window,
+    )
+
+
+def _shown_baseline(rows: pl.DataFrame) -> str:
+    """A few of the changed baselines, e.g. "reviews: 3 -> 4 day(s), 120 -> 150 judgment(s)"."""
+
+    def judgments(counts: list[dict[str, int]] | None) -> str:
+        return "?" if counts is None else str(sum(entry["n_judgments"] for entry in counts))
+
+    shown = [
+        f"{project}: {before} -> {now} day(s), {judgments(counts)} -> "
+        f"{judgments(counts_now)} judgment(s)"
+        for project, before, now, counts, counts_now in rows.select(
+            "project",
+            "baseline_days",
+            "baseline_days_now",
+            "baseline_label_counts",
+            "baseline_label_counts_now",
+        )
+        .head(3)
+        .iter_rows()
+    ]
+    return ", ".join(shown) + (f", {rows.height - 3} more" if rows.height > 3 else "")
+
+
+def _history_request(
+    day: str, cards: pl.DataFrame | None, drift: pl.DataFrame | None, window: int
+) -> RunRequest:
+    """The run that rebuilds the quality of `day`, keyed by the history and baseline it will
+    read, so a tick evaluated twice, or the same change seen again, queues the day once."""
+    now = [
+        rows.select(*keys, *(f"{c}_now" for c in columns)).rows()
+        for rows, keys, columns in (
+            (cards, ("project", "annotator_id"), HISTORY_COLUMNS),
+            (drift, ("project",), BASELINE_COLUMNS),
+        )
+        if rows is not None
+    ]
+    digest = hashlib.sha256(json.dumps(now, default=str).encode()).hexdigest()[:16]
     config = {"ops": {"quality": {"config": {"trailing_days": window}}}}
     return RunRequest(
         run_key=f"history:{day}:{digest}",
         partition_key=day,
         asset_selection=sorted(quality.keys, key=lambda key: key.to_user_string()),
         run_config=config if window != DEFAULT_HISTORY_WINDOW else {},
-        tags={STALE_HISTORY_TAG: str(rows.height), PRIORITY_TAG: RECHECK_PRIORITY},
+        tags={
+            STALE_HISTORY_TAG: str(cards.height if cards is not None else 0),
+            STALE_DRIFT_TAG: str(drift.height if drift is not None else 0),
+            PRIORITY_TAG: RECHECK_PRIORITY,
+        },
     )

@@ -21,7 +21,7 @@ from annotation_pipelines.quality import (
     reannotation_queue,
     render_html_report,
 )
-from annotation_pipelines.quality.drift import drift
+from annotation_pipelines.quality.drift import drift, stale_baselines
 from annotation_pipelines.quality.render import is_self_contained
 from tests.agreement.conftest import TOY_TRUTH
 from tests.quality.conftest import DAY, majority
@@ -173,6 +173,50 @@ def test_drift_flags_a_moved_label_distribution_and_falling_agreement():
     assert last["chi_square_p_value"] < 1e-6
     only = drift(counts, day=shifted_day, max_js_distance=0.9, max_alpha_drop=0.5)
     assert only.height == 1 and not only["flagged"][0]
+
+
+def test_stale_baselines_names_the_days_whose_earlier_days_changed():
+    start = dt.date(2026, 11, 1)
+    shares = {start + dt.timedelta(days=d): [0.5, 0.3, 0.2] for d in range(12)}
+    counts = label_distribution(daily_judgments(shares))
+    quality = pl.DataFrame(
+        {"project": "p", "day": list(shares), "krippendorff_alpha": [0.8] * len(shares)}
+    )
+    stored = drift(counts, quality=quality)
+    last = stored.row(-1, named=True)
+    assert last["baseline_days"] == 11
+    assert [entry["label"] for entry in last["baseline_label_counts"]] == ["a", "b", "c"]
+    assert sum(e["n_judgments"] for e in last["baseline_label_counts"]) == 11 * 2000
+    # Recomputed from the same earlier days: nothing to rebuild.
+    assert stale_baselines(stored, counts, quality=quality).is_empty()
+
+    # One more judgment on day 3: the days whose 28-day baseline holds day 3, and only those.
+    changed_day = start + dt.timedelta(days=3)
+    more = pl.concat(
+        [counts, pl.DataFrame({"project": ["p"], "day": [changed_day], "label": ["a"],
+                               "n_judgments": [1]}, schema_overrides={"n_judgments": pl.UInt32})]
+    )  # fmt: skip
+    stale = stale_baselines(stored, more, quality=quality)
+    assert stale["day"].to_list() == [start + dt.timedelta(days=d) for d in range(4, 12)]
+    assert (
+        stale.row(0, named=True)["baseline_days_now"] == stale.row(0, named=True)["baseline_days"]
+    )
+    # A shorter window does not reach day 3 from day 11.
+    short = drift(counts, quality=quality, trailing_days=7)
+    assert stale_baselines(short, more, quality=quality, trailing_days=7)["day"].max() == (
+        start + dt.timedelta(days=10)
+    )
+    # An earlier day's alpha moves the mean only once there are enough baseline days (7).
+    lower = quality.with_columns(
+        krippendorff_alpha=pl.when(pl.col("day") == changed_day)
+        .then(0.2)
+        .otherwise(pl.col("krippendorff_alpha"))
+    )
+    moved = stale_baselines(stored, counts, quality=lower)["day"].to_list()
+    assert moved == [start + dt.timedelta(days=d) for d in range(7, 12)]
+    # A row written without its baseline's labels cannot be vouched for.
+    legacy = stored.drop("baseline_label_counts")
+    assert stale_baselines(legacy, counts, quality=quality).height == stored.height
 
 
 def test_html_report_is_self_contained_and_escaped(toy_day, toy_gold):

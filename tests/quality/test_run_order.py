@@ -126,6 +126,19 @@ def test_a_project_with_a_staged_gold_set_gets_one_gold_verdict_whatever_the_run
 FLAG_CONFIG = {**QUIET, "ops": {"quality": {"config": {"bootstrap_resamples": 0}}}}
 
 
+def _run_request(defs, instance, request):
+    """The rebuild the sensor asked for, as the daemon would launch it."""
+    return _run(
+        defs,
+        instance,
+        "quality_job",
+        request.partition_key,
+        {**FLAG_CONFIG, **request.run_config},
+        asset_selection=request.asset_selection,
+        tags=request.tags,
+    )
+
+
 def _cards(landing, day):
     return _table(landing, "annotator_scorecards", day)
 
@@ -152,15 +165,7 @@ def test_days_run_out_of_order_end_with_the_flags_of_the_days_run_in_order(env):
         "quality_report", "annotator_scorecards", "reannotation_queue",
         "annotator_pair_agreement", "label_drift",
     }  # fmt: skip
-    _run(
-        defs,
-        instance,
-        "quality_job",
-        request.partition_key,
-        {**FLAG_CONFIG, **request.run_config},
-        asset_selection=request.asset_selection,
-        tags=request.tags,
-    )
+    _run_request(defs, instance, request)
     rebuilt = _cards(landing, "2026-11-03")
     late = rebuilt.filter(pl.col("annotator_id") == "a3").row(0, named=True)
     assert late["flagged"] and late["history_days"] == 1
@@ -177,7 +182,7 @@ def test_days_run_out_of_order_end_with_the_flags_of_the_days_run_in_order(env):
     # history in place) writes the very same scorecards.
     quiet = _tick(sensor, defs, instance, result.cursor)
     assert not quiet.run_requests
-    assert "every trailing history current" in quiet.skip_reason.skip_message
+    assert "every trailing history and drift baseline current" in quiet.skip_reason.skip_message
     _run(defs, instance, "daily_annotation_job", "2026-11-03", FLAG_CONFIG)
     assert _cards(landing, "2026-11-03").equals(rebuilt)
     # Days run again with unchanged inputs launch nothing either.
@@ -210,6 +215,55 @@ def test_a_day_is_not_checked_while_a_run_of_its_window_is_unfinished(env):
         instance.delete_run(run.run_id)
     [request] = _tick(sensor, defs, instance, waiting.cursor).run_requests
     assert request.partition_key == "2026-11-03"
+
+
+def _drift(landing, day):
+    return _table(landing, "label_drift", day).row(0, named=True)
+
+
+def test_a_changed_earlier_day_rebuilds_the_later_drift_that_reads_it(env):
+    # Seven days of even pos/neg, then 11-08 alike: no drift. A late export adds 1,500 "pos"
+    # judgments to 11-04 by an annotator who judges nothing on 11-08, so 11-08's scorecards'
+    # history is unchanged but its drift baseline is not: rebuilt, it is flagged.
+    defs, instance, landing = env
+    sensor = quality_sensors.scorecard_history_sensor
+    days = [f"2026-11-0{d}" for d in range(1, 9)]
+    for seed, day in enumerate(days):
+        _write_day(landing, day, prefix=f"D{seed}", accuracy=[1.0] * 4, seed=seed, tasks=20)
+    _ingest(defs, instance)
+    for day in days:
+        _run(defs, instance, "daily_annotation_job", day, FLAG_CONFIG)
+    before = _drift(landing, "2026-11-08")
+    assert (before["baseline_days"], before["label_drift"]) == (7, False)
+    cursor = _tick(sensor, defs, instance).cursor  # the first tick: a baseline
+    cards = _cards(landing, "2026-11-08")
+
+    late = "".join(f"L-t{task},a9,pos,2026-11-04T15:00:00Z,3\n" for task in range(1500))
+    (landing / "exports" / "reviews" / "csv" / "late.csv").write_text(HEADER + late)
+    _ingest(defs, instance)
+    _run(defs, instance, "daily_annotation_job", "2026-11-04", FLAG_CONFIG)
+    result = _tick(sensor, defs, instance, cursor)
+    # Every built day after 11-04 reads it, and none of them is rebuilt for its scorecards.
+    assert [r.partition_key for r in result.run_requests] == days[4:]
+    for request in result.run_requests:
+        assert request.tags[quality_sensors.STALE_DRIFT_TAG] == "1"
+        assert request.tags[quality_sensors.STALE_HISTORY_TAG] == "0"
+        _run_request(defs, instance, request)
+    after = _drift(landing, "2026-11-08")
+    assert after["label_drift"] and after["js_distance"] > 0.1
+    assert "label distribution moved" in after["reason"]
+    assert _cards(landing, "2026-11-08").equals(cards)
+
+    # Current now and no cascade: nothing more is asked, 11-04 run again with unchanged inputs
+    # launches nothing, and 11-08 run again in order writes the same drift.
+    quiet = _tick(sensor, defs, instance, result.cursor)
+    assert not quiet.run_requests
+    assert "every trailing history and drift baseline current" in quiet.skip_reason.skip_message
+    _run(defs, instance, "daily_annotation_job", "2026-11-04", FLAG_CONFIG)
+    again = _tick(sensor, defs, instance, quiet.cursor)
+    assert not again.run_requests, [r.partition_key for r in again.run_requests]
+    _run(defs, instance, "daily_annotation_job", "2026-11-08", FLAG_CONFIG)
+    assert _drift(landing, "2026-11-08") == after
 
 
 @pytest.mark.parametrize("config", ["dagster.yaml", "dagster.production.yaml"])
