@@ -4,7 +4,8 @@
                                                [--history 0] [--lake DIR [--maintain]]
                                                [--revisit 0.0 [--window 0]]
                                                [--history-parts 1]
-                                               [--other-projects 0 [--random-ids]]
+                                               [--other-projects 0 [--random-ids]
+                                                [--gold-every 20]]
 
 Synthetic arrivals (3 classes, 60 annotators of mixed skill, 5 votes per task, a spammer from
 the middle) at `--rate` judgments/s, folded into one project's `LiveState` every `--tick`
@@ -19,8 +20,11 @@ the state its batch touches from a local lake folder, update it, and commit its 
 (`Lake.commit`), each timed, with the rows read and the bytes written; the cold fit is left
 out. `--maintain` does the merges left for maintenance between ticks and times them apart.
 `--other-projects N` stores N more projects holding a history as large (other judgment ids)
-and times, per tick, the look-up a live run makes for judgments the DB moved from one of them
-(`moved_judgments`: the tick's ids new to its project, in each other project's id index);
+and times, per tick, the look-up a live run makes for judgments and gold the DB moved from one
+of them, to another project or kind (`loop.moves.moved`: the tick's ids new to its project, in
+each other project's id fingerprints and every kind state's; DB gold on as many tasks as one
+in `--gold-every` of the tick's, of task ids the other projects hold too, in each other
+project's tasks segments);
 `--random-ids` gives every judgment a hashed id, so new ids fall inside every segment's id
 range (sequential ids skip them by their fences).
 """
@@ -48,11 +52,11 @@ from annotation_pipelines.loop.live import (
     load_state,
     load_touched,
     merge_objects,
-    moved_judgments,
     plan_merge,
     state_objects,
     update,
 )
+from annotation_pipelines.loop.moves import moved
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
 
@@ -80,6 +84,24 @@ def arrivals(n: int, *, seed: int = 3, annotators: int = 60) -> pl.DataFrame:
     return frame.with_columns(
         submitted_at=pl.lit(START) + pl.duration(microseconds=pl.int_range(n) * 5000),
     ).with_columns(updated_at=pl.col("submitted_at"))
+
+
+def gold_of(batch: pl.DataFrame, *, held_tasks: int, every: int) -> pl.DataFrame:
+    """The DB's gold on as many tasks as one in `every` of a batch's (none at 0), spread over
+    the first `held_tasks` task ids, which the other projects hold too (tools number tasks
+    alike): the gold a run's look-up checks in the other projects' tasks segments, whose
+    fences admit those ids."""
+    tasks = batch.select("task_id").unique(maintain_order=True)
+    tasks = tasks.gather_every(every) if every > 0 else tasks.head(0)
+    number = (tasks["task_id"].str.slice(1).cast(pl.Int64) * 7919) % max(held_tasks, 1)
+    return pl.DataFrame(
+        {
+            "task_id": number.map_elements(lambda t: f"t{t:07d}", return_dtype=pl.String),
+            "project": "bench",
+            "label": ((number * 7919) % 3).map_elements(lambda c: f"c{c}", return_dtype=pl.String),
+            "source": pl.Series([None] * number.len(), dtype=pl.String),
+        }
+    )
 
 
 def hashed_ids(frame: pl.DataFrame, salt: str = "") -> pl.DataFrame:
@@ -117,6 +139,7 @@ def persisted(
     parts: int = 1,
     others: int = 0,
     random_ids: bool = False,
+    gold_every: int = 20,
 ) -> None:
     """Per tick what a live run does: load the touched part of the state from the lake
     (`load_touched`, scanning the local segments in place), update, build its objects (merges
@@ -192,14 +215,19 @@ def persisted(
             # Timed apart (and added to no other column): the look-up a run makes with the
             # state as loaded, before its update; no judgment moved, so it loads nothing more.
             check_began = time.perf_counter()
-            found = moved_judgments(
+            found = moved(
                 {"bench": loaded_state},
                 batch.with_columns(project=pl.lit("bench")),
-                projects,
-                read,
+                gold_of(batch, held_tasks=history // 5, every=gold_every),
+                {},
+                pl.DataFrame(),
+                pl.DataFrame(),
+                projects=projects,
+                index={},
+                read=read,
                 open_segment=open_segment,
             )
-            assert found.height == 0
+            assert found.judgments.height == 0 and found.gold.height == 0
             check = time.perf_counter() - check_began
             checks.append(check)
         merged = 0.0
@@ -252,6 +280,12 @@ def main() -> None:
     )
     parser.add_argument("--random-ids", action="store_true", help="hashed judgment ids")
     parser.add_argument(
+        "--gold-every",
+        type=int,
+        default=20,
+        help="with --other-projects: the look-up checks DB gold on 1 in N tick tasks (0: none)",
+    )
+    parser.add_argument(
         "--revisit", type=float, default=0.0, help="share of new judgments on earlier tasks"
     )
     parser.add_argument(
@@ -279,6 +313,7 @@ def main() -> None:
             parts=arguments.history_parts,
             others=arguments.other_projects,
             random_ids=arguments.random_ids,
+            gold_every=arguments.gold_every,
         )
         return
     state = LiveState(project="bench")

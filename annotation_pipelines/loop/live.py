@@ -23,8 +23,8 @@ actions, alerts). Nothing is recomputed from the whole history:
   version came from it and that it no longer holds are withdrawn and their tasks refitted; a
   judgment whose newest version came from the DB and that the DB then deleted (a tombstone
   newer than that version, `deleted`) is withdrawn the same way, and so is one a newer DB
-  version filed under another project (the DB keys a judgment by its id alone, so the newest
-  version wins across projects: `moved_judgments` dates a tombstone by it).
+  version filed under another project or kind (the DB keys a judgment by its id alone, so the
+  newest version wins across states: `loop.moves` dates a tombstone by it).
   Gold is withdrawn alike: each task's gold names the files that give it (`gold_sources`;
   null when the DB gives it), and gold that no file gives any more leaves the task, whose
   posterior is refitted from its votes and whose annotators' gold counts are recounted.
@@ -95,7 +95,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from annotation_pipelines.aggregation.result import best_in_label_order
-from annotation_pipelines.ingest.postgres import DELETIONS, EXTRACT_COLUMNS
+from annotation_pipelines.ingest.postgres import DELETIONS, EXTRACT_COLUMNS, GOLD_DELETIONS
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.policy import (
@@ -1756,8 +1756,8 @@ class _Table:
 INDEX: dict[str, pl.DataType] = {"judgment_id": pl.String(), "task_id": pl.String()}
 
 
-# A judgment a newer DB version moved to another project is withdrawn from the one holding it
-# by a tombstone of the DB's shape (`moved_judgments`).
+# A judgment a newer DB version moved to another project or kind is withdrawn from the state
+# holding it by a tombstone of the DB's shape (`loop.moves`).
 MOVED = DELETIONS
 
 
@@ -2465,24 +2465,9 @@ def moved_away(
     takes in). Each ledger segment's id fingerprints are checked first, then, for a match (or a
     segment written before the fingerprints), its id index (sorted by judgment: an id it does
     not hold skips it), and only on a hit a read of those tasks' rows."""
-    raw = read(f"{state_prefix(project)}/state.json") if arrivals.height else None
-    if raw is None:
+    stored = _stored(project, read, open_segment) if arrivals.height else None
+    if stored is None:
         return pl.DataFrame(schema=MOVED)
-    meta = json.loads(raw)
-    if "ledger" in meta:
-        # `state.json` alone: the small frames `_header` reads too are not needed here.
-        segments = tuple(Segment(**entry) for entry in meta["ledger"])
-    else:
-        header = _header(project, read)
-        assert header is not None
-        segments = header.segments
-    stored = StoredState(
-        ledger=segments,
-        tasks=(),
-        open_segment=open_segment or segment_opener(read),
-        k=len(meta["labels"]),
-        read=read,
-    )
     found = stored.held_judgments(arrivals.get_column("judgment_id"))
     if found.len() == 0:
         return pl.DataFrame(schema=MOVED)
@@ -2491,34 +2476,56 @@ def moved_away(
     return lake_ledger.moved(held, arrivals, project).cast(pl.Schema(MOVED))
 
 
-def moved_judgments(
-    states: Mapping[str, LiveState],
-    judgments: pl.DataFrame,
-    projects: Collection[str],
+def _stored(
+    project: str, read: Callable[[str], bytes | None], open_segment: OpenSegment | None
+) -> StoredState | None:
+    """`project`'s committed segments, for a lookup in a state the run did not load; None for
+    a state never stored."""
+    raw = read(f"{state_prefix(project)}/state.json")
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    if "ledger" in meta and "tasks" in meta:
+        # `state.json` alone: the small frames `_header` reads too are not needed here.
+        ledger = tuple(Segment(**entry) for entry in meta["ledger"])
+        tasks = tuple(Segment(**entry) for entry in meta["tasks"])
+    else:
+        header = _header(project, read)
+        assert header is not None
+        ledger, tasks = header.segments, header.task_segments
+    return StoredState(
+        ledger=ledger,
+        tasks=tasks,
+        open_segment=open_segment or segment_opener(read),
+        k=len(meta["labels"]),
+        read=read,
+    )
+
+
+def moved_gold_away(
+    project: str,
     read: Callable[[str], bytes | None],
+    tasks: pl.Series,
     *,
     open_segment: OpenSegment | None = None,
 ) -> pl.DataFrame:
-    """Tombstones (`MOVED`, the shape of the DB's) of the judgments the stored states of the
-    other `projects` hold that the batch's DB rows (`judgments`, with `project`) now file
-    under the project of a loaded state (`states`): the tool re-filed them. The DB keys a
-    judgment by its id alone, so its newest version wins across projects; `update` withdraws
-    the older one from its project as it withdraws a deleted one (`deleted`). Only the ids a
-    receiving state does not hold are looked for (an id it holds was withdrawn elsewhere when
-    it came), in the others' segments (`moved_away`)."""
-    if judgments.height == 0:
-        return pl.DataFrame(schema=MOVED)
-    parts = [pl.DataFrame(schema={**lake_ledger.ARRIVALS, "project": pl.String()})]
-    for project, state in sorted(states.items()):
-        mine = judgments.filter(pl.col("project") == project)
-        found = lake_ledger.arrivals(mine, state.ledger.get_column("judgment_id"))
-        parts.append(found.with_columns(project=pl.lit(project, pl.String)))
-    arrivals = pl.concat(parts)
-    tombstones = [pl.DataFrame(schema=MOVED)]
-    for other in sorted(projects) if arrivals.height else ():
-        theirs = arrivals.filter(pl.col("project") != other).drop("project")
-        tombstones.append(moved_away(other, read, theirs, open_segment=open_segment))
-    return pl.concat(tombstones)
+    """Tombstones (`GOLD_DELETIONS`, the shape of the DB's: `task_id`, `project`, `label`; no
+    versions, which the stored gold does not keep) of the gold the DB gave (null
+    `gold_sources`) that `project`'s stored state holds on `tasks`: tasks whose DB gold
+    another state takes in. A read of the row groups of the tasks segments whose statistics
+    admit those tasks; gold a file gives is that file's to withdraw."""
+    stored = _stored(project, read, open_segment) if tasks.len() else None
+    if stored is None:
+        return pl.DataFrame(schema=GOLD_DELETIONS)
+    rows = stored.tasks_rows(tasks.cast(pl.String).unique())
+    held = rows.filter(pl.col("gold").is_not_null() & pl.col("gold_sources").is_null())
+    return held.select(
+        "task_id",
+        project=pl.lit(project, pl.String),
+        label="gold",
+        updated_at=pl.lit(None, GOLD_DELETIONS["updated_at"]),
+        deleted_at=pl.lit(None, GOLD_DELETIONS["deleted_at"]),
+    )
 
 
 # Maintenance: merges above `max_inline_rows`, done off the live runs' path ------------------
@@ -2958,7 +2965,7 @@ __all__ = [
     "load_touched",
     "merge_objects",
     "moved_away",
-    "moved_judgments",
+    "moved_gold_away",
     "open_requests",
     "plan_merge",
     "projects_object",

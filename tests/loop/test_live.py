@@ -24,7 +24,6 @@ from annotation_pipelines.loop.live import (
     load_state,
     load_touched,
     merge_objects,
-    moved_judgments,
     open_requests,
     plan_merge,
     rebase,
@@ -33,6 +32,7 @@ from annotation_pipelines.loop.live import (
     state_prefix,
     update,
 )
+from annotation_pipelines.loop.moves import moved
 from annotation_pipelines.loop.policy import RECOMMENDED
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
@@ -986,6 +986,13 @@ def test_a_judgment_filed_under_another_project_is_found_where_an_older_version_
         project=pl.lit("b"), updated_at=pl.lit(later)
     )
     receiving = {"b": LiveState(project="b")}
+
+    def moved_judgments(states, batch, projects, read):
+        nothing = pl.DataFrame()
+        return moved(
+            states, batch, nothing, {}, nothing, nothing, projects=projects, index={}, read=read
+        ).judgments
+
     found = moved_judgments(receiving, moving, ["a", "b"], store.get)
     assert sorted(found["judgment_id"]) == sorted(moving["judgment_id"])
     assert (found["project"] == "a").all() and (found["deleted_at"] == later).all()
