@@ -247,22 +247,27 @@ SEGMENT: dict[str, pl.DataType] = {
 @dataclass(frozen=True, kw_only=True)
 class Segment:
     """One committed segment: the rows of the state versions `first`..`last`. An `indexed`
-    ledger segment has an id index next to it (`_index_key`)."""
+    ledger segment has an id index next to it (`_index_key`); a `golden` tasks segment the
+    fingerprints of its tasks holding the DB's gold (`ledger.gold_fingerprints_key`)."""
 
     key: str
     rows: int
     first: int
     last: int
     indexed: bool = False
+    golden: bool = False
 
     def as_json(self) -> dict[str, object]:
-        return {
+        listed: dict[str, object] = {
             "key": self.key,
             "rows": self.rows,
             "first": self.first,
             "last": self.last,
             "indexed": self.indexed,
         }
+        if self.golden:
+            listed["golden"] = True
+        return listed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1748,6 +1753,7 @@ class _Table:
     order: tuple[str, ...]
     merge: Callable[[pl.DataFrame, bool], pl.DataFrame]
     indexed: bool = False
+    golden: bool = False
 
 
 # A ledger segment's id index: its judgments and their tasks, sorted by judgment, so that the
@@ -1776,10 +1782,33 @@ def _fingerprints_bytes(rows: pl.DataFrame) -> bytes:
     return lake_ledger.fingerprint_bytes(rows.get_column("judgment_id"))
 
 
+def _gold_fingerprints_bytes(rows: pl.DataFrame) -> bytes:
+    """A tasks segment's fingerprints of the tasks whose row holds the DB's gold (null
+    `gold_sources`): a probe for gold another state takes in (`StoredState.held_gold`) reads
+    these, not the segment's row groups, which tasks numbered alike in every project fall in."""
+    db_gold = pl.col("gold").is_not_null() & pl.col("gold_sources").is_null() & ~pl.col("deleted")
+    return lake_ledger.fingerprint_bytes(rows.filter(db_gold).get_column("task_id"))
+
+
+def _side_objects(segment: Segment, rows: pl.DataFrame) -> dict[str, bytes]:
+    """The objects kept beside a segment of `rows`: a ledger segment's id index and
+    fingerprints, a tasks segment's gold fingerprints."""
+    objects = {}
+    if segment.indexed:
+        objects[_index_key(segment.key)] = _index_bytes(rows)
+        objects[lake_ledger.fingerprints_key(segment.key)] = _fingerprints_bytes(rows)
+    if segment.golden:
+        objects[lake_ledger.gold_fingerprints_key(segment.key)] = _gold_fingerprints_bytes(rows)
+    return objects
+
+
 def _objects_of(segment: Segment) -> list[str]:
-    if not segment.indexed:
-        return [segment.key]
-    return [segment.key, _index_key(segment.key), lake_ledger.fingerprints_key(segment.key)]
+    keys = [segment.key]
+    if segment.indexed:
+        keys += [_index_key(segment.key), lake_ledger.fingerprints_key(segment.key)]
+    if segment.golden:
+        keys.append(lake_ledger.gold_fingerprints_key(segment.key))
+    return keys
 
 
 def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
@@ -1809,6 +1838,7 @@ _TASKS_TABLE = _Table(
     schema=TASK_SEGMENT,
     order=("task_id",),
     merge=_merged_tasks,
+    golden=True,
 )
 _TABLES = {table.name: table for table in (_LEDGER_TABLE, _TASKS_TABLE)}
 
@@ -1913,6 +1943,7 @@ def _appended_segments(
                 first=first,
                 last=last,
                 indexed=table.indexed,
+                golden=table.golden,
             )
             fresh[segment.key] = rows
             segments.append(segment)
@@ -1940,11 +1971,7 @@ def _appended_segments(
     for segment in segments:
         if segment.key in fresh:
             writes[segment.key] = _segment_bytes(fresh[segment.key], table)
-            if segment.indexed:
-                writes[_index_key(segment.key)] = _index_bytes(fresh[segment.key])
-                writes[lake_ledger.fingerprints_key(segment.key)] = _fingerprints_bytes(
-                    fresh[segment.key]
-                )
+            writes.update(_side_objects(segment, fresh[segment.key]))
     return segments, writes
 
 
@@ -1955,6 +1982,7 @@ def _merged_segment(prefix: str, table: _Table, parts: list[Segment], rows: int)
         first=parts[0].first,
         last=parts[-1].last,
         indexed=table.indexed,
+        golden=table.golden,
     )
 
 
@@ -2316,6 +2344,28 @@ class StoredState:
             found.append(rows.get_column("judgment_id"))
         return pl.concat(found).unique()
 
+    def held_gold(self, tasks: pl.Series) -> pl.DataFrame:
+        """The rows of the `tasks` whose newest row holds the DB's gold (null `gold_sources`): the
+        probe for gold another state takes in, which mostly finds none. Each tasks segment's
+        gold fingerprints are checked first; only the tasks some segment may hold gold on are
+        read (all of them where a segment was written before the fingerprints)."""
+        keys = _sorted_keys(tasks)
+        hashes = lake_ledger.fingerprints(pl.Series(keys, dtype=pl.String))
+        candidates = np.zeros(len(keys), dtype=bool)
+        for segment in self.tasks if keys else ():
+            stored = None
+            if segment.golden and self.read is not None:
+                stored = self.read(lake_ledger.gold_fingerprints_key(segment.key))
+            if stored is None:
+                candidates[:] = True
+                break
+            candidates |= lake_ledger.fingerprinted(stored, hashes)
+        if not candidates.any():
+            return pl.DataFrame(schema=TASKS)
+        chosen = np.asarray(keys, dtype=object)[candidates].tolist()
+        rows = self.tasks_rows(pl.Series("task_id", chosen, pl.String))
+        return rows.filter(pl.col("gold").is_not_null() & pl.col("gold_sources").is_null())
+
     def tasks_where(self, column: str, values: Collection[str]) -> pl.Series:
         """The tasks of the stored rows whose `column` is one of `values`, every version: a
         read of two columns of every segment, for the rare lookups (a block reads its
@@ -2512,13 +2562,12 @@ def moved_gold_away(
     """Tombstones (`GOLD_DELETIONS`, the shape of the DB's: `task_id`, `project`, `label`; no
     versions, which the stored gold does not keep) of the gold the DB gave (null
     `gold_sources`) that `project`'s stored state holds on `tasks`: tasks whose DB gold
-    another state takes in. A read of the row groups of the tasks segments whose statistics
-    admit those tasks; gold a file gives is that file's to withdraw."""
+    another state takes in, found through the tasks segments' gold fingerprints
+    (`StoredState.held_gold`); gold a file gives is that file's to withdraw."""
     stored = _stored(project, read, open_segment) if tasks.len() else None
     if stored is None:
         return pl.DataFrame(schema=GOLD_DELETIONS)
-    rows = stored.tasks_rows(tasks.cast(pl.String).unique())
-    held = rows.filter(pl.col("gold").is_not_null() & pl.col("gold_sources").is_null())
+    held = stored.held_gold(tasks.cast(pl.String).unique())
     return held.select(
         "task_id",
         project=pl.lit(project, pl.String),
@@ -2583,10 +2632,7 @@ def plan_merge(
             frames.append(_read_frame(data, table.schema))
         rows = table.merge(pl.concat(frames), group[0] == 0)
         merged = _merged_segment(prefix, table, list(parts), rows.height)
-        objects = {merged.key: _segment_bytes(rows, table)}
-        if merged.indexed:
-            objects[_index_key(merged.key)] = _index_bytes(rows)
-            objects[lake_ledger.fingerprints_key(merged.key)] = _fingerprints_bytes(rows)
+        objects = {merged.key: _segment_bytes(rows, table), **_side_objects(merged, rows)}
         return Merge(
             project=project, table=table.name, parts=tuple(parts), merged=merged, objects=objects
         )
