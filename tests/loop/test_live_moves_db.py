@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import polars as pl
 import psycopg
 import pytest
+from dagster import AssetKey
 
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import load_projects, load_state
@@ -418,3 +419,84 @@ def test_gold_moved_to_another_project_or_kind_leaves_the_old_state(tmp_path, mo
         )
         assert gold_counts == {"w0": 1, "w1": 1, "w2": 1}
         assert "t0" not in load_state("B", read).tasks["task_id"].to_list()
+
+
+DAY = "2026-11-02"
+
+
+def test_moves_leave_the_live_state_and_the_day_alike(tmp_path, monkeypatch):
+    """The daily layers keep each DB row's newest version: after a judgment moved with its
+    kind changed and a gold label moved to another project on a later day than it was set,
+    the day's judgments and gold are where the live states hold them."""
+    data = tmp_path / "data"
+    lake = data / "lake"
+    read = lake_reader(lake)
+    with fresh_database("live_moves_daily") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        _run(
+            dsn,
+            *(
+                _vote(f"j{t}{a}", f"t{t}", "A", rater, "pos")
+                for t in range(3)
+                for a, rater in enumerate(RATERS)
+            ),
+            *(_vote(f"b{a}", "b0", "B", rater, "neg") for a, rater in enumerate(RATERS)),
+            # Set on the day judged: staged under that day.
+            (
+                "INSERT INTO gold_labels (task_id, project, label, updated_at) "
+                "VALUES ('t0', 'A', 'pos', %s), ('t2', 'A', 'pos', %s)",
+                (WHEN, WHEN),
+            ),
+        )
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        changes = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={AssetKey("annotation_db_changes")}
+        )
+        raw_job = defs.resolve_job_def("raw_job")
+
+        def run() -> dict[str, object]:
+            result = job.execute_in_process(instance=instance, run_config=QUIET)
+            assert result.success
+            return first_metadata(result)
+
+        def daily() -> tuple[dict[str, tuple[str, str]], set[tuple[str, str]]]:
+            assert changes.execute_in_process(instance=instance, run_config=QUIET).success
+            raw = raw_job.execute_in_process(partition_key=DAY, instance=instance, run_config=QUIET)
+            assert raw.success
+            day = pl.read_parquet(lake / "judgments" / f"day={DAY}" / "data.parquet")
+            gold = pl.read_parquet(lake / "gold_labels" / f"day={DAY}" / "data.parquet")
+            kinds = day.select("judgment_id", "project", pl.col("kind").fill_null("categorical"))
+            return (
+                {j: (p, k) for j, p, k in kinds.iter_rows()},
+                set(gold.select("project", "task_id").iter_rows()),
+            )
+
+        def live() -> tuple[dict[str, tuple[str, str]], set[tuple[str, str]]]:
+            """The live holders, gold on the tasks with votes (the day keys gold to them)."""
+            judged, golden = _holders(read)
+            voted = {
+                (project, task)
+                for project in ("A", "B")
+                for task in load_state(project, read).tasks.filter(pl.col("n_votes") > 0)["task_id"]
+            }
+            return judged, {(p, t) for t, (p, _) in golden.items() if (p, t) in voted}
+
+        run()
+        assert daily() == live()
+        # Today (a later day than the gold's): t0's gold to B, t1's votes to B as ratings.
+        _run(
+            dsn,
+            ("UPDATE gold_labels SET project = 'B' WHERE task_id = 't0'", ()),
+            (
+                "UPDATE judgments SET project = 'B', kind = 'numeric', label = NULL, "
+                "answer = '4' WHERE task_id = 't1'",
+                (),
+            ),
+        )
+        moved = run()
+        assert moved["moved_judgments"] == 3 and moved["moved_gold"] == 1
+        judged, golden = daily()
+        assert (judged, golden) == live()
+        assert golden == {("A", "t2")}
+        assert {judged[f"j1{a}"] for a in range(3)} == {("B", "numeric")}
