@@ -2509,14 +2509,17 @@ def moved_away(
     arrivals: pl.DataFrame,
     *,
     open_segment: OpenSegment | None = None,
+    stored: StoredState | None = None,
 ) -> pl.DataFrame:
     """The tombstones (`ledger.moved`) of the judgments `project`'s stored state holds in an
     older DB version than `arrivals` (`ledger.ARRIVALS`: DB versions another project's state
     takes in). Each ledger segment's id fingerprints are checked first, then, for a match (or a
     segment written before the fingerprints), its id index (sorted by judgment: an id it does
-    not hold skips it), and only on a hit a read of those tasks' rows."""
-    stored = _stored(project, read, open_segment) if arrivals.height else None
-    if stored is None:
+    not hold skips it), and only on a hit a read of those tasks' rows. `stored`: its segments
+    as `stored_state` read them already."""
+    if stored is None and arrivals.height:
+        stored = stored_state(project, read, open_segment)
+    if stored is None or arrivals.height == 0:
         return pl.DataFrame(schema=MOVED)
     found = stored.held_judgments(arrivals.get_column("judgment_id"))
     if found.len() == 0:
@@ -2526,8 +2529,8 @@ def moved_away(
     return lake_ledger.moved(held, arrivals, project).cast(pl.Schema(MOVED))
 
 
-def _stored(
-    project: str, read: Callable[[str], bytes | None], open_segment: OpenSegment | None
+def stored_state(
+    project: str, read: Callable[[str], bytes | None], open_segment: OpenSegment | None = None
 ) -> StoredState | None:
     """`project`'s committed segments, for a lookup in a state the run did not load; None for
     a state never stored."""
@@ -2558,14 +2561,17 @@ def moved_gold_away(
     tasks: pl.Series,
     *,
     open_segment: OpenSegment | None = None,
+    stored: StoredState | None = None,
 ) -> pl.DataFrame:
     """Tombstones (`GOLD_DELETIONS`, the shape of the DB's: `task_id`, `project`, `label`; no
     versions, which the stored gold does not keep) of the gold the DB gave (null
     `gold_sources`) that `project`'s stored state holds on `tasks`: tasks whose DB gold
     another state takes in, found through the tasks segments' gold fingerprints
-    (`StoredState.held_gold`); gold a file gives is that file's to withdraw."""
-    stored = _stored(project, read, open_segment) if tasks.len() else None
-    if stored is None:
+    (`StoredState.held_gold`); gold a file gives is that file's to withdraw. `stored`: its
+    segments as `stored_state` read them already."""
+    if stored is None and tasks.len():
+        stored = stored_state(project, read, open_segment)
+    if stored is None or tasks.len() == 0:
         return pl.DataFrame(schema=GOLD_DELETIONS)
     held = stored.held_gold(tasks.cast(pl.String).unique())
     return held.select(
@@ -3023,6 +3029,7 @@ __all__ = [
     "segment_opener",
     "state_objects",
     "state_prefix",
+    "stored_state",
     "stream_files",
     "update",
     "update_projects",

@@ -33,6 +33,7 @@ from annotation_pipelines.loop.live import (
     OpenSegment,
     moved_away,
     moved_gold_away,
+    stored_state,
 )
 from annotation_pipelines.loop.live_kinds import (
     KindState,
@@ -184,9 +185,12 @@ def moved(
     )
     for project in sorted(projects):
         theirs = _not_of(arriving, project, None).select(list(lake_ledger.ARRIVALS))
-        tombstones.append(moved_away(project, read, theirs, open_segment=open_segment))
         tasks = _not_of(golden, project, None).get_column("task_id")
-        gold_tombstones.append(moved_gold_away(project, read, tasks, open_segment=open_segment))
+        stored = stored_state(project, read, open_segment) if theirs.height or tasks.len() else None
+        if stored is None:
+            continue
+        tombstones.append(moved_away(project, read, theirs, stored=stored))
+        gold_tombstones.append(moved_gold_away(project, read, tasks, stored=stored))
     kind_tombstones = [pl.DataFrame(schema=KIND_MOVED)]
     kind_gold_tombstones = [pl.DataFrame(schema=KIND_GOLD_MOVED)]
     loaded: dict[tuple[str, str], KindState] = {}
