@@ -41,7 +41,8 @@ actions, alerts). Nothing is recomputed from the whole history:
   its batch touches, found through the row groups' min/max statistics (the id index answers
   exactly once's "is this version held?" for the batch's ids; the segment's sorted id
   fingerprints, `.ids.fp`, answer "does another project hold it?" for a judgment the DB moved,
-  without reading the index's row groups that random ids all fall in). Merges larger than
+  without reading the index's row groups that random ids all fall in; each tasks segment's
+  `.gold.fp` answers the same for the DB's gold on a task). Merges larger than
   `max_inline_rows` are left to a maintenance run (`plan_merge` builds one without the live
   lock, `merge_objects` commits it against the listing stored then), so the day's largest
   merges are off the live latency.
