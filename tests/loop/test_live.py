@@ -29,6 +29,7 @@ from annotation_pipelines.loop.live import (
     plan_merge,
     rebase,
     requests_update,
+    segment_opener,
     state_objects,
     state_prefix,
     update,
@@ -1035,6 +1036,19 @@ def test_gold_another_state_takes_in_is_found_where_the_db_gave_it():
     assert (found["project"] == "a").all() and (found["label"] == "c0").all()
     legacy = {k: v for k, v in store.items() if not k.endswith(".gold.fp")}
     assert moved_gold_away("a", legacy.get, asked).equals(found)
+    # Tasks without the DB's gold (numbered like the state's own) open no tasks segment; a
+    # segment written before the fingerprints is read for them.
+    opened: list[str] = []
+
+    def opener(read):
+        fetch = segment_opener(read)
+        return lambda key: opened.append(key) or fetch(key)
+
+    unheld = pl.Series(["t0002", "t0004", "t0005"])
+    assert moved_gold_away("a", store.get, unheld, open_segment=opener(store.get)).height == 0
+    assert opened == []
+    assert moved_gold_away("a", legacy.get, unheld, open_segment=opener(legacy.get)).height == 0
+    assert opened and all("/tasks/" in key for key in opened)
     # A later version without t0003's gold (the DB deleted it): only t0001 is held.
     loaded = load_state("a", store.get)
     tombstone = pl.DataFrame({"task_id": ["t0003"], "project": ["a"]})
