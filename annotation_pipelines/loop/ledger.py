@@ -298,6 +298,11 @@ def fingerprints_key(segment_key: str) -> str:
     return segment_key.removesuffix(".parquet") + ".ids.fp"
 
 
+def gold_fingerprints_key(segment_key: str) -> str:
+    """The key of a tasks segment's gold fingerprints (its tasks holding the DB's gold)."""
+    return segment_key.removesuffix(".parquet") + ".gold.fp"
+
+
 def fingerprints(ids: pl.Series) -> np.ndarray:
     """The 32-bit FNV-1a hash of each id's UTF-8 bytes."""
     if ids.len() == 0:
@@ -527,6 +532,7 @@ __all__ = [
     "gold_batch",
     "gold_changes",
     "gold_deleted",
+    "gold_fingerprints_key",
     "gold_gone",
     "gold_withdrawn",
     "gone",

@@ -23,8 +23,8 @@ actions, alerts). Nothing is recomputed from the whole history:
   version came from it and that it no longer holds are withdrawn and their tasks refitted; a
   judgment whose newest version came from the DB and that the DB then deleted (a tombstone
   newer than that version, `deleted`) is withdrawn the same way, and so is one a newer DB
-  version filed under another project (the DB keys a judgment by its id alone, so the newest
-  version wins across projects: `moved_judgments` dates a tombstone by it).
+  version filed under another project or kind (the DB keys a judgment by its id alone, so the
+  newest version wins across states: `loop.moves` dates a tombstone by it).
   Gold is withdrawn alike: each task's gold names the files that give it (`gold_sources`;
   null when the DB gives it), and gold that no file gives any more leaves the task, whose
   posterior is refitted from its votes and whose annotators' gold counts are recounted.
@@ -41,7 +41,8 @@ actions, alerts). Nothing is recomputed from the whole history:
   its batch touches, found through the row groups' min/max statistics (the id index answers
   exactly once's "is this version held?" for the batch's ids; the segment's sorted id
   fingerprints, `.ids.fp`, answer "does another project hold it?" for a judgment the DB moved,
-  without reading the index's row groups that random ids all fall in). Merges larger than
+  without reading the index's row groups that random ids all fall in; each tasks segment's
+  `.gold.fp` answers the same for the DB's gold on a task). Merges larger than
   `max_inline_rows` are left to a maintenance run (`plan_merge` builds one without the live
   lock, `merge_objects` commits it against the listing stored then), so the day's largest
   merges are off the live latency.
@@ -95,7 +96,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from annotation_pipelines.aggregation.result import best_in_label_order
-from annotation_pipelines.ingest.postgres import DELETIONS, EXTRACT_COLUMNS
+from annotation_pipelines.ingest.postgres import DELETIONS, EXTRACT_COLUMNS, GOLD_DELETIONS
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.policy import (
@@ -247,22 +248,27 @@ SEGMENT: dict[str, pl.DataType] = {
 @dataclass(frozen=True, kw_only=True)
 class Segment:
     """One committed segment: the rows of the state versions `first`..`last`. An `indexed`
-    ledger segment has an id index next to it (`_index_key`)."""
+    ledger segment has an id index next to it (`_index_key`); a `golden` tasks segment the
+    fingerprints of its tasks holding the DB's gold (`ledger.gold_fingerprints_key`)."""
 
     key: str
     rows: int
     first: int
     last: int
     indexed: bool = False
+    golden: bool = False
 
     def as_json(self) -> dict[str, object]:
-        return {
+        listed: dict[str, object] = {
             "key": self.key,
             "rows": self.rows,
             "first": self.first,
             "last": self.last,
             "indexed": self.indexed,
         }
+        if self.golden:
+            listed["golden"] = True
+        return listed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1748,6 +1754,7 @@ class _Table:
     order: tuple[str, ...]
     merge: Callable[[pl.DataFrame, bool], pl.DataFrame]
     indexed: bool = False
+    golden: bool = False
 
 
 # A ledger segment's id index: its judgments and their tasks, sorted by judgment, so that the
@@ -1756,8 +1763,8 @@ class _Table:
 INDEX: dict[str, pl.DataType] = {"judgment_id": pl.String(), "task_id": pl.String()}
 
 
-# A judgment a newer DB version moved to another project is withdrawn from the one holding it
-# by a tombstone of the DB's shape (`moved_judgments`).
+# A judgment a newer DB version moved to another project or kind is withdrawn from the state
+# holding it by a tombstone of the DB's shape (`loop.moves`).
 MOVED = DELETIONS
 
 
@@ -1776,10 +1783,33 @@ def _fingerprints_bytes(rows: pl.DataFrame) -> bytes:
     return lake_ledger.fingerprint_bytes(rows.get_column("judgment_id"))
 
 
+def _gold_fingerprints_bytes(rows: pl.DataFrame) -> bytes:
+    """A tasks segment's fingerprints of the tasks whose row holds the DB's gold (null
+    `gold_sources`): a probe for gold another state takes in (`StoredState.held_gold`) reads
+    these, not the segment's row groups, which tasks numbered alike in every project fall in."""
+    db_gold = pl.col("gold").is_not_null() & pl.col("gold_sources").is_null() & ~pl.col("deleted")
+    return lake_ledger.fingerprint_bytes(rows.filter(db_gold).get_column("task_id"))
+
+
+def _side_objects(segment: Segment, rows: pl.DataFrame) -> dict[str, bytes]:
+    """The objects kept beside a segment of `rows`: a ledger segment's id index and
+    fingerprints, a tasks segment's gold fingerprints."""
+    objects = {}
+    if segment.indexed:
+        objects[_index_key(segment.key)] = _index_bytes(rows)
+        objects[lake_ledger.fingerprints_key(segment.key)] = _fingerprints_bytes(rows)
+    if segment.golden:
+        objects[lake_ledger.gold_fingerprints_key(segment.key)] = _gold_fingerprints_bytes(rows)
+    return objects
+
+
 def _objects_of(segment: Segment) -> list[str]:
-    if not segment.indexed:
-        return [segment.key]
-    return [segment.key, _index_key(segment.key), lake_ledger.fingerprints_key(segment.key)]
+    keys = [segment.key]
+    if segment.indexed:
+        keys += [_index_key(segment.key), lake_ledger.fingerprints_key(segment.key)]
+    if segment.golden:
+        keys.append(lake_ledger.gold_fingerprints_key(segment.key))
+    return keys
 
 
 def _merged(rows: pl.DataFrame, oldest: bool) -> pl.DataFrame:
@@ -1809,6 +1839,7 @@ _TASKS_TABLE = _Table(
     schema=TASK_SEGMENT,
     order=("task_id",),
     merge=_merged_tasks,
+    golden=True,
 )
 _TABLES = {table.name: table for table in (_LEDGER_TABLE, _TASKS_TABLE)}
 
@@ -1913,6 +1944,7 @@ def _appended_segments(
                 first=first,
                 last=last,
                 indexed=table.indexed,
+                golden=table.golden,
             )
             fresh[segment.key] = rows
             segments.append(segment)
@@ -1940,11 +1972,7 @@ def _appended_segments(
     for segment in segments:
         if segment.key in fresh:
             writes[segment.key] = _segment_bytes(fresh[segment.key], table)
-            if segment.indexed:
-                writes[_index_key(segment.key)] = _index_bytes(fresh[segment.key])
-                writes[lake_ledger.fingerprints_key(segment.key)] = _fingerprints_bytes(
-                    fresh[segment.key]
-                )
+            writes.update(_side_objects(segment, fresh[segment.key]))
     return segments, writes
 
 
@@ -1955,6 +1983,7 @@ def _merged_segment(prefix: str, table: _Table, parts: list[Segment], rows: int)
         first=parts[0].first,
         last=parts[-1].last,
         indexed=table.indexed,
+        golden=table.golden,
     )
 
 
@@ -2316,6 +2345,28 @@ class StoredState:
             found.append(rows.get_column("judgment_id"))
         return pl.concat(found).unique()
 
+    def held_gold(self, tasks: pl.Series) -> pl.DataFrame:
+        """The rows of the `tasks` whose newest row holds the DB's gold (null `gold_sources`): the
+        probe for gold another state takes in, which mostly finds none. Each tasks segment's
+        gold fingerprints are checked first; only the tasks some segment may hold gold on are
+        read (all of them where a segment was written before the fingerprints)."""
+        keys = _sorted_keys(tasks)
+        hashes = lake_ledger.fingerprints(pl.Series(keys, dtype=pl.String))
+        candidates = np.zeros(len(keys), dtype=bool)
+        for segment in self.tasks if keys else ():
+            stored = None
+            if segment.golden and self.read is not None:
+                stored = self.read(lake_ledger.gold_fingerprints_key(segment.key))
+            if stored is None:
+                candidates[:] = True
+                break
+            candidates |= lake_ledger.fingerprinted(stored, hashes)
+        if not candidates.any():
+            return pl.DataFrame(schema=TASKS)
+        chosen = np.asarray(keys, dtype=object)[candidates].tolist()
+        rows = self.tasks_rows(pl.Series("task_id", chosen, pl.String))
+        return rows.filter(pl.col("gold").is_not_null() & pl.col("gold_sources").is_null())
+
     def tasks_where(self, column: str, values: Collection[str]) -> pl.Series:
         """The tasks of the stored rows whose `column` is one of `values`, every version: a
         read of two columns of every segment, for the rare lookups (a block reads its
@@ -2459,30 +2510,18 @@ def moved_away(
     arrivals: pl.DataFrame,
     *,
     open_segment: OpenSegment | None = None,
+    stored: StoredState | None = None,
 ) -> pl.DataFrame:
     """The tombstones (`ledger.moved`) of the judgments `project`'s stored state holds in an
     older DB version than `arrivals` (`ledger.ARRIVALS`: DB versions another project's state
     takes in). Each ledger segment's id fingerprints are checked first, then, for a match (or a
     segment written before the fingerprints), its id index (sorted by judgment: an id it does
-    not hold skips it), and only on a hit a read of those tasks' rows."""
-    raw = read(f"{state_prefix(project)}/state.json") if arrivals.height else None
-    if raw is None:
+    not hold skips it), and only on a hit a read of those tasks' rows. `stored`: its segments
+    as `stored_state` read them already."""
+    if stored is None and arrivals.height:
+        stored = stored_state(project, read, open_segment)
+    if stored is None or arrivals.height == 0:
         return pl.DataFrame(schema=MOVED)
-    meta = json.loads(raw)
-    if "ledger" in meta:
-        # `state.json` alone: the small frames `_header` reads too are not needed here.
-        segments = tuple(Segment(**entry) for entry in meta["ledger"])
-    else:
-        header = _header(project, read)
-        assert header is not None
-        segments = header.segments
-    stored = StoredState(
-        ledger=segments,
-        tasks=(),
-        open_segment=open_segment or segment_opener(read),
-        k=len(meta["labels"]),
-        read=read,
-    )
     found = stored.held_judgments(arrivals.get_column("judgment_id"))
     if found.len() == 0:
         return pl.DataFrame(schema=MOVED)
@@ -2491,34 +2530,58 @@ def moved_away(
     return lake_ledger.moved(held, arrivals, project).cast(pl.Schema(MOVED))
 
 
-def moved_judgments(
-    states: Mapping[str, LiveState],
-    judgments: pl.DataFrame,
-    projects: Collection[str],
+def stored_state(
+    project: str, read: Callable[[str], bytes | None], open_segment: OpenSegment | None = None
+) -> StoredState | None:
+    """`project`'s committed segments, for a lookup in a state the run did not load; None for
+    a state never stored."""
+    raw = read(f"{state_prefix(project)}/state.json")
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    if "ledger" in meta and "tasks" in meta:
+        # `state.json` alone: the small frames `_header` reads too are not needed here.
+        ledger = tuple(Segment(**entry) for entry in meta["ledger"])
+        tasks = tuple(Segment(**entry) for entry in meta["tasks"])
+    else:
+        header = _header(project, read)
+        assert header is not None
+        ledger, tasks = header.segments, header.task_segments
+    return StoredState(
+        ledger=ledger,
+        tasks=tasks,
+        open_segment=open_segment or segment_opener(read),
+        k=len(meta["labels"]),
+        read=read,
+    )
+
+
+def moved_gold_away(
+    project: str,
     read: Callable[[str], bytes | None],
+    tasks: pl.Series,
     *,
     open_segment: OpenSegment | None = None,
+    stored: StoredState | None = None,
 ) -> pl.DataFrame:
-    """Tombstones (`MOVED`, the shape of the DB's) of the judgments the stored states of the
-    other `projects` hold that the batch's DB rows (`judgments`, with `project`) now file
-    under the project of a loaded state (`states`): the tool re-filed them. The DB keys a
-    judgment by its id alone, so its newest version wins across projects; `update` withdraws
-    the older one from its project as it withdraws a deleted one (`deleted`). Only the ids a
-    receiving state does not hold are looked for (an id it holds was withdrawn elsewhere when
-    it came), in the others' segments (`moved_away`)."""
-    if judgments.height == 0:
-        return pl.DataFrame(schema=MOVED)
-    parts = [pl.DataFrame(schema={**lake_ledger.ARRIVALS, "project": pl.String()})]
-    for project, state in sorted(states.items()):
-        mine = judgments.filter(pl.col("project") == project)
-        found = lake_ledger.arrivals(mine, state.ledger.get_column("judgment_id"))
-        parts.append(found.with_columns(project=pl.lit(project, pl.String)))
-    arrivals = pl.concat(parts)
-    tombstones = [pl.DataFrame(schema=MOVED)]
-    for other in sorted(projects) if arrivals.height else ():
-        theirs = arrivals.filter(pl.col("project") != other).drop("project")
-        tombstones.append(moved_away(other, read, theirs, open_segment=open_segment))
-    return pl.concat(tombstones)
+    """Tombstones (`GOLD_DELETIONS`, the shape of the DB's: `task_id`, `project`, `label`; no
+    versions, which the stored gold does not keep) of the gold the DB gave (null
+    `gold_sources`) that `project`'s stored state holds on `tasks`: tasks whose DB gold
+    another state takes in, found through the tasks segments' gold fingerprints
+    (`StoredState.held_gold`); gold a file gives is that file's to withdraw. `stored`: its
+    segments as `stored_state` read them already."""
+    if stored is None and tasks.len():
+        stored = stored_state(project, read, open_segment)
+    if stored is None or tasks.len() == 0:
+        return pl.DataFrame(schema=GOLD_DELETIONS)
+    held = stored.held_gold(tasks.cast(pl.String).unique())
+    return held.select(
+        "task_id",
+        project=pl.lit(project, pl.String),
+        label="gold",
+        updated_at=pl.lit(None, GOLD_DELETIONS["updated_at"]),
+        deleted_at=pl.lit(None, GOLD_DELETIONS["deleted_at"]),
+    )
 
 
 # Maintenance: merges above `max_inline_rows`, done off the live runs' path ------------------
@@ -2576,10 +2639,7 @@ def plan_merge(
             frames.append(_read_frame(data, table.schema))
         rows = table.merge(pl.concat(frames), group[0] == 0)
         merged = _merged_segment(prefix, table, list(parts), rows.height)
-        objects = {merged.key: _segment_bytes(rows, table)}
-        if merged.indexed:
-            objects[_index_key(merged.key)] = _index_bytes(rows)
-            objects[lake_ledger.fingerprints_key(merged.key)] = _fingerprints_bytes(rows)
+        objects = {merged.key: _segment_bytes(rows, table), **_side_objects(merged, rows)}
         return Merge(
             project=project, table=table.name, parts=tuple(parts), merged=merged, objects=objects
         )
@@ -2958,7 +3018,7 @@ __all__ = [
     "load_touched",
     "merge_objects",
     "moved_away",
-    "moved_judgments",
+    "moved_gold_away",
     "open_requests",
     "plan_merge",
     "projects_object",
@@ -2970,6 +3030,7 @@ __all__ = [
     "segment_opener",
     "state_objects",
     "state_prefix",
+    "stored_state",
     "stream_files",
     "update",
     "update_projects",

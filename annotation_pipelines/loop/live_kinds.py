@@ -114,7 +114,6 @@ from annotation_pipelines.loop.live import (
     BLOCK,
     EXPERT_REVIEW,
     LEDGER_FOLDER,
-    MOVED,
     REVERSALS,
     TASK_REQUESTS,
     BlockRule,
@@ -2400,7 +2399,7 @@ def _segment_key(prefix: str, first: int, last: int) -> str:
     return lake_ledger.segment_key(prefix, LEDGER_FOLDER, first, last)
 
 
-def _may_hold(project: str, kind: str, ids: pl.Series, read: Callable[[str], bytes | None]) -> bool:
+def may_hold(project: str, kind: str, ids: pl.Series, read: Callable[[str], bytes | None]) -> bool:
     """Whether the stored state may hold one of `ids`: from its segments' fingerprints (a
     match may be another id, 1 in 2^32 per id held), or, where a segment written before them
     has none, from its stored ids (`_stored_ids`)."""
@@ -2416,6 +2415,18 @@ def _may_hold(project: str, kind: str, ids: pl.Series, read: Callable[[str], byt
         if lake_ledger.fingerprinted(stored, hashes).any():
             return True
     return False
+
+
+def held_db_gold(project: str, kind: str, read: Callable[[str], bytes | None]) -> pl.Series:
+    """The tasks whose gold the stored state holds from the DB (null `gold_sources`; a state
+    stored before sources were recorded holds only such gold), from its small gold table."""
+    data = read(f"{kind_prefix(project, kind)}/gold.parquet")
+    if data is None:
+        return pl.Series("task_id", [], pl.String)
+    gold = pl.read_parquet(io.BytesIO(data))
+    if "gold_sources" in gold.columns:
+        gold = gold.filter(pl.col("gold_sources").is_null())
+    return gold.get_column("task_id").cast(pl.String)
 
 
 def _in_key_order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -2529,50 +2540,6 @@ def _stored_ids(
     return judged, pl.read_parquet(io.BytesIO(gold), columns=["task_id"]).get_column("task_id")
 
 
-def moved_kind_judgments(
-    states: Mapping[tuple[str, str], KindState],
-    judgments: pl.DataFrame,
-    index: Mapping[str, Collection[str]],
-    read: Callable[[str], bytes | None],
-) -> tuple[pl.DataFrame, dict[tuple[str, str], KindState]]:
-    """(tombstones, as `held_deletions` gives them: the DB's shape with the `kind` of the
-    state holding each; the kind states loaded for them) of the judgments a stored state of
-    another project holds of a kind that the batch's DB rows (`judgments`, with `project` and
-    `kind`) now file under a loaded state (`states`): the tool re-filed them, and the newer
-    version wins across projects as `loop.live.moved_judgments` says. Only the ids a
-    receiving state does not hold are looked for, in the same kind's states of the other
-    projects (`index`): in those loaded already, else in their segments' id fingerprints
-    (`_may_hold`), each loaded only when it may hold one."""
-    shape = {**MOVED, "kind": pl.String()}
-    tombstones = [pl.DataFrame(schema=shape)]
-    loaded: dict[tuple[str, str], KindState] = {}
-    if judgments.height == 0:
-        return tombstones[0], loaded
-    parts = [
-        pl.DataFrame(schema={**lake_ledger.ARRIVALS, "project": pl.String(), "kind": pl.String()})
-    ]
-    for (project, kind), state in sorted(states.items()):
-        mine = judgments.filter((pl.col("project") == project) & (pl.col("kind") == kind))
-        found = lake_ledger.arrivals(mine, state.ledger.get_column("judgment_id"))
-        parts.append(found.with_columns(project=pl.lit(project), kind=pl.lit(kind)))
-    arrivals = pl.concat(parts)
-    if arrivals.height == 0:
-        return tombstones[0], loaded
-    held = {(p, k) for p, kinds in index.items() for k in kinds} | set(states)
-    for project, kind in sorted(held):
-        theirs = arrivals.filter((pl.col("kind") == kind) & (pl.col("project") != project))
-        if theirs.height == 0:
-            continue
-        holder = states.get((project, kind))
-        if holder is None:
-            if not _may_hold(project, kind, theirs.get_column("judgment_id"), read):
-                continue
-            holder = loaded[(project, kind)] = load_kind_state(project, kind, read)
-        found = lake_ledger.moved(holder.ledger, theirs.drop("project", "kind"), project)
-        tombstones.append(found.with_columns(kind=pl.lit(kind, pl.String)))
-    return pl.concat(tombstones).cast(pl.Schema(shape)), loaded
-
-
 def load_kinds_index(read: Callable[[str], bytes | None]) -> dict[str, list[str]]:
     """project → the kinds it has a live state of."""
     raw = read(KINDS_INDEX)
@@ -2598,6 +2565,7 @@ __all__ = [
     "fit_snapshot",
     "full_fit_due",
     "full_fit_labels",
+    "held_db_gold",
     "held_deletions",
     "kind_db_rows",
     "kind_file_rows",
@@ -2607,8 +2575,8 @@ __all__ = [
     "kinds_index_object",
     "load_kind_state",
     "load_kinds_index",
+    "may_hold",
     "merged_events",
-    "moved_kind_judgments",
     "open_kind_requests",
     "rebase_kind",
     "rebase_kind_projects",

@@ -33,12 +33,13 @@ counts once; an update replaces it), and a file's rows by the file. A file's rec
 kinds it held, so an edit that drops a kind still withdraws it; a DB tombstone names no kind,
 so the run looks up which kind state holds its row (by ids alone), and that state withdraws it
 (`loop.live_kinds.held_deletions`); the categorical state gets every tombstone, since one id
-can be held by both (a judgment whose kind the DB changed).
-A DB row the tool moved to another project (`UPDATE judgments SET project = ...`) is withdrawn
-from the state of the project that held it, categorical or of its kind, as a deleted row is:
-the ids new to a receiving state are looked up in the other projects' stored ids
-(`loop.live.moved_judgments`, `loop.live_kinds.moved_kind_judgments`), whose projects the lake
-records (`live/_stream/projects.json`, listed once when absent).
+can be held by both (a state written before kind changes were followed).
+A DB row the tool moved to another project or kind, or both (`UPDATE judgments SET project =
+..., kind = ...`; a gold label the same way) is withdrawn from the state that held it,
+categorical or of any kind, as a deleted row is: the judgments and gold tasks new to a
+receiving state are looked up in every other stored state (`loop.moves.moved`), whose
+projects and kinds the lake records (`live/_stream/projects.json`, listed once when absent, and
+the kinds index).
 When a day's `kind_aggregated_labels` materializes, the sensor names the day in the next run
 (as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
 takes the daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind
@@ -86,7 +87,6 @@ from annotation_pipelines.loop.live import (
     load_state,
     load_stream,
     load_touched,
-    moved_judgments,
     projects_object,
     rebase,
     requests_update,
@@ -111,12 +111,12 @@ from annotation_pipelines.loop.live_kinds import (
     load_kind_state,
     load_kinds_index,
     merged_events,
-    moved_kind_judgments,
     rebase_kind_projects,
     settled_frame,
     states_holding,
     update_kind_projects,
 )
+from annotation_pipelines.loop.moves import moved
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
 from annotation_pipelines.scale import project_scale
@@ -851,14 +851,6 @@ def live_quality_state(
         kind_deleted, kind_deleted_gold = held_deletions(
             kind_batch.states, extract.deletions, extract.gold_deletions
         )
-        # A kind judgment the DB moved to another project: withdrawn from the state holding
-        # it as the categorical engine withdraws one (`moved_judgments` below).
-        kind_moved, kind_moved_states = moved_kind_judgments(
-            kind_batch.states, kind_batch.judgments, kind_batch.index, lake.get_if_exists
-        )
-        if kind_moved.height:
-            kind_batch.states.update(kind_moved_states)
-            kind_deleted = pl.concat([kind_deleted, kind_moved], how="diagonal_relaxed")
         # The categorical engine takes the DB's categorical rows only.
         from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
@@ -896,38 +888,53 @@ def live_quality_state(
             deleted=extract.deletions,
             deleted_gold=extract.gold_deletions,
         )
-        # A DB row re-filed under another project (the tool moved its task) is withdrawn
-        # from the project that held it, as a deleted one is: its tombstone is dated by the
-        # newer version. That project's state is loaded for it, with those tasks' rows.
+        # A DB row re-filed under another project or kind (the tool moved its task, or
+        # changed what it asks) is withdrawn from the state that held it, categorical or of a
+        # kind, as a deleted one is: a judgment's tombstone is dated by the newer version.
+        # A categorical state is loaded for it with those tasks' rows, a kind state whole.
         recorded = load_projects(read)
         # Not recorded yet: listed once, then committed with the states.
         stored = live_projects(lake) if recorded is None else recorded
-        moved = moved_judgments(
-            states, judgments, stored, lake.get_if_exists, open_segment=_opener(lake)
+        moves = moved(
+            states,
+            judgments,
+            gold,
+            kind_batch.states,
+            kind_batch.judgments,
+            kind_batch.gold,
+            projects=stored,
+            index=kind_batch.index,
+            read=lake.get_if_exists,
+            open_segment=_opener(lake),
         )
-        deleted = extract.deletions
-        if moved.height:
-            deleted = pl.concat([extract.deletions, moved], how="diagonal_relaxed")
+        deleted, deleted_gold = extract.deletions, extract.gold_deletions
+        if moves.projects:
+            deleted = pl.concat([deleted, moves.judgments], how="diagonal_relaxed")
+            deleted_gold = pl.concat([deleted_gold, moves.gold], how="diagonal_relaxed")
             states.update(
                 _load_states(
                     lake,
-                    set(moved["project"].unique()),
+                    moves.projects,
                     judgments,
                     gold,
                     files.resynced,
                     whole=bool(config.rebase_days),
                     deleted=deleted,
-                    deleted_gold=extract.gold_deletions,
+                    deleted_gold=deleted_gold,
                 )
             )
-            context.log.info(
-                f"live: {moved.height} judgment(s) the DB moved to another project withdrawn "
-                "from the one holding them"
+        if moves.kind_judgments.height or moves.kind_gold.height:
+            kind_batch.states.update(moves.kind_states)
+            kind_deleted = pl.concat([kind_deleted, moves.kind_judgments], how="diagonal_relaxed")
+            kind_deleted_gold = pl.concat(
+                [kind_deleted_gold, moves.kind_gold], how="diagonal_relaxed"
             )
-        if kind_moved.height:
+        moved_judgments = moves.judgments.height + moves.kind_judgments.height
+        moved_gold = moves.gold.height + moves.kind_gold.height
+        if moved_judgments or moved_gold:
             context.log.info(
-                f"live: {kind_moved.height} judgment(s) of other kinds the DB moved to another "
-                "project withdrawn from the one holding them"
+                f"live: {moved_judgments} judgment(s) and {moved_gold} gold label(s) the DB "
+                "moved to another project or kind withdrawn from the state holding them"
             )
         # The blocks an uncommitted attempt of these versions wrote that the tool revoked
         # since: a revocation an earlier run consumed without deciding the block lies behind
@@ -958,10 +965,11 @@ def live_quality_state(
             now=now,
             reversals=reversals,
             # Every tombstone, those the kind states take too: one id can be held by both (a
-            # judgment whose kind the DB changed, a file's id equal to a DB row's), and the
-            # ledger removes only a DB version at or below the one deleted.
+            # state written before a kind change withdrew the older version, a file's id equal
+            # to a DB row's), and the ledger removes only a DB version at or below the one
+            # deleted.
             deleted=deleted,
-            deleted_gold=extract.gold_deletions,
+            deleted_gold=deleted_gold,
         )
         unblocked = {p: list(e.unblocked) for p, e in events.items() if e.unblocked}
         for line in unblock_lines(reversals, unblocked, options.min_judgments):
@@ -1127,7 +1135,8 @@ def live_quality_state(
             "backlog_remains": MetadataValue.bool(extract.capped),
             "judgments": MetadataValue.int(judgments.height),
             "files_read": MetadataValue.json(files.paths),
-            "moved_judgments": MetadataValue.int(moved.height + kind_moved.height),
+            "moved_judgments": MetadataValue.int(moved_judgments),
+            "moved_gold": MetadataValue.int(moved_gold),
             "withdrawn_judgments": MetadataValue.int(
                 sum(e.withdrawn_judgments for e in events.values())
             ),

@@ -12,6 +12,7 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, multi_asset
 
 from annotation_pipelines import schema
+from annotation_pipelines.ingest.postgres import SOURCE as DATABASE_SOURCE
 from annotation_pipelines.lake import staging_day, staging_prefix
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
@@ -150,6 +151,18 @@ def raw_annotations(context: AssetExecutionContext, landing: LandingZone, lake: 
     for key in lake.list_keys(staging_prefix("gold_labels")):
         if staging_day(key) != day and key.endswith(".parquet"):
             gold_all = pl.concat([gold_all, lake.get_frame(key).select(list(schema.GOLD_LABELS))])
+    # The annotation DB keys a gold label by its task alone: one moved to another project is
+    # staged on the day it moved, and only its newest version across the staged days is the
+    # DB's, as for a judgment.
+    from_db = pl.col("source") == DATABASE_SOURCE
+    gold_all = pl.concat(
+        [
+            gold_all.filter(~from_db | pl.col("source").is_null()),
+            gold_all.filter(from_db)
+            .sort("updated_at")
+            .unique("task_id", keep="last", maintain_order=True),
+        ]
+    )
     gold = (
         gold_all.join(
             deduplicated.select("project", "task_id").unique(),

@@ -24,15 +24,17 @@ from annotation_pipelines.loop.live import (
     load_state,
     load_touched,
     merge_objects,
-    moved_judgments,
+    moved_gold_away,
     open_requests,
     plan_merge,
     rebase,
     requests_update,
+    segment_opener,
     state_objects,
     state_prefix,
     update,
 )
+from annotation_pipelines.loop.moves import moved
 from annotation_pipelines.loop.policy import RECOMMENDED
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
@@ -876,7 +878,7 @@ def test_a_state_stored_before_gold_sources_loads_and_keeps_its_gold():
     state, _ = update(LiveState(project="p"), judgments, gold, now=NOW)
     store: dict[str, bytes] = {}
     _commit(store, state_objects(state, store.get))
-    for key in [k for k in store if "/tasks/" in k]:
+    for key in [k for k in store if "/tasks/" in k and k.endswith(".parquet")]:
         frame = pl.read_parquet(io.BytesIO(store[key])).drop("gold_sources")
         buffer = io.BytesIO()
         frame.write_parquet(buffer)
@@ -986,6 +988,13 @@ def test_a_judgment_filed_under_another_project_is_found_where_an_older_version_
         project=pl.lit("b"), updated_at=pl.lit(later)
     )
     receiving = {"b": LiveState(project="b")}
+
+    def moved_judgments(states, batch, projects, read):
+        nothing = pl.DataFrame()
+        return moved(
+            states, batch, nothing, {}, nothing, nothing, projects=projects, index={}, read=read
+        ).judgments
+
     found = moved_judgments(receiving, moving, ["a", "b"], store.get)
     assert sorted(found["judgment_id"]) == sorted(moving["judgment_id"])
     assert (found["project"] == "a").all() and (found["deleted_at"] == later).all()
@@ -1002,3 +1011,50 @@ def test_a_judgment_filed_under_another_project_is_found_where_an_older_version_
     assert moved_judgments(receiving, filed, ["a"], store.get).height == 0
     holding = {"b": replace(held, project="b")}
     assert moved_judgments(holding, moving, ["a"], store.get).height == 0
+
+
+def test_gold_another_state_takes_in_is_found_where_the_db_gave_it():
+    """`moved_gold_away` finds the tasks whose newest row holds the DB's gold, through the
+    tasks segments' gold fingerprints (or their rows, for segments written before those):
+    not a file's gold, not gold a newer segment took away."""
+    judgments, _ = stream(n_tasks=40)
+    rows = judgments.with_columns(updated_at=pl.col("submitted_at"))
+    gold = pl.DataFrame(
+        {
+            "task_id": ["t0001", "t0002", "t0003"],
+            "project": "a",
+            "label": "c0",
+            "source": [None, "exports/a/csv/g.csv", None],
+        }
+    )
+    store: dict[str, bytes] = {}
+    held, _ = update(LiveState(project="a"), rows, gold, now=NOW)
+    _commit(store, state_objects(held, store.get))
+    asked = pl.Series(["t0001", "t0002", "t0003", "t0004", "zz"])
+    found = moved_gold_away("a", store.get, asked)
+    assert found.sort("task_id")["task_id"].to_list() == ["t0001", "t0003"]
+    assert (found["project"] == "a").all() and (found["label"] == "c0").all()
+    legacy = {k: v for k, v in store.items() if not k.endswith(".gold.fp")}
+    assert moved_gold_away("a", legacy.get, asked).equals(found)
+    # Tasks without the DB's gold (numbered like the state's own) open no tasks segment; a
+    # segment written before the fingerprints is read for them.
+    opened: list[str] = []
+
+    def opener(read):
+        fetch = segment_opener(read)
+        return lambda key: opened.append(key) or fetch(key)
+
+    unheld = pl.Series(["t0002", "t0004", "t0005"])
+    assert moved_gold_away("a", store.get, unheld, open_segment=opener(store.get)).height == 0
+    assert opened == []
+    assert moved_gold_away("a", legacy.get, unheld, open_segment=opener(legacy.get)).height == 0
+    assert opened and all("/tasks/" in key for key in opened)
+    # A later version without t0003's gold (the DB deleted it): only t0001 is held.
+    loaded = load_state("a", store.get)
+    tombstone = pl.DataFrame({"task_id": ["t0003"], "project": ["a"]})
+    later, _ = update(loaded, rows.head(0), now=NOW, deleted_gold=tombstone)
+    _commit(store, state_objects(later, store.get))
+    assert moved_gold_away("a", store.get, asked)["task_id"].to_list() == ["t0001"]
+    # Nothing asked, or a state never stored: nothing read.
+    assert moved_gold_away("a", store.get, asked.head(0)).height == 0
+    assert moved_gold_away("b", store.get, asked).height == 0

@@ -180,10 +180,11 @@ def test_db_kind_rows_reach_their_kind_states_once_and_leave_when_deleted(tmp_pa
         assert load_state(PROJECT, read).version == categorical.version
 
 
-def test_a_judgment_whose_kind_changed_leaves_both_states_when_deleted(tmp_path, monkeypatch):
-    """One `judgment_id` held by the categorical state and a kind state (the DB changed its kind
-    in between): its tombstone reaches both engines and withdraws every version at or below
-    the one deleted, counted unknown by neither; gold whose kind changed leaves both too."""
+def test_a_judgment_whose_kind_changed_leaves_the_old_kind_at_once(tmp_path, monkeypatch):
+    """A `judgment_id` whose kind the DB changed (categorical → numeric) leaves the categorical
+    state in the run that folds the new version, as the daily layers take the new version;
+    gold whose kind changed too. A later deletion withdraws it from the numeric state, the only
+    one holding it, and is not counted unknown."""
     data = tmp_path / "data"
     read = lake_reader(data / "lake")
     with fresh_database("live_kind_change") as database:
@@ -220,10 +221,14 @@ def test_a_judgment_whose_kind_changed_leaves_both_states_when_deleted(tmp_path,
                 (),
             ),
         )
-        run()
-        held = load_state(PROJECT, read).ledger["judgment_id"].to_list()
-        assert "c0-a0" in held  # the categorical version: the known gap until its tombstone
-        assert "c0-a0" in load_kind_state(PROJECT, "numeric", read).ledger["judgment_id"]
+        changed = run()
+        assert changed["moved_judgments"] == 1 and changed["moved_gold"] == 1
+        categorical = load_state(PROJECT, read)
+        assert "c0-a0" not in categorical.ledger["judgment_id"].to_list()
+        assert categorical.tasks.filter(pl.col("task_id") == "c0")["gold"].to_list() == [None]
+        numeric = load_kind_state(PROJECT, "numeric", read)
+        assert "c0-a0" in numeric.ledger["judgment_id"]
+        assert "c0" in numeric.gold["task_id"].to_list()
         _run(
             dsn,
             ("DELETE FROM judgments WHERE judgment_id = 'c0-a0'", ()),

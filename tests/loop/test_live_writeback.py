@@ -79,7 +79,9 @@ def test_the_live_asset_writes_each_decision_once(tmp_path, monkeypatch):
         )
         assert not (lake / "reviews" / "tasks.parquet").exists()
         assert {p.name for p in (lake / "reviews" / "tasks").iterdir()} == {
-            s.key.rsplit("/", 1)[1] for s in state.task_segments
+            s.key.rsplit("/", 1)[1].removesuffix(".parquet") + suffix
+            for s in state.task_segments
+            for suffix in (".parquet", ".gold.fp")
         }
         # A retried write of the same decisions inserts nothing.
         frame = pl.DataFrame(
@@ -432,7 +434,7 @@ def test_merges_left_by_the_live_runs_are_done_by_the_compaction_job_and_its_sen
         s.key.removesuffix(".parquet") + suffix
         for s in after.segments
         for suffix in (".ids.parquet", ".ids.fp")
-    }
+    } | {s.key.removesuffix(".parquet") + ".gold.fp" for s in after.task_segments}
     stored = {k for k in lake.list_keys("live/reviews/") if "/ledger/" in k or "/tasks/" in k}
     assert stored == listed | indexes
     assert len(after.segments) < len(before.segments)

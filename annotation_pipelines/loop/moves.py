@@ -1,0 +1,243 @@
+"""Rows the annotation DB re-files: a judgment or a gold label moved to another project, given
+another kind, or both, counted once, in the state where the DB has it now.
+
+The DB keys a judgment by its `judgment_id` and a gold label by its `task_id`, whatever their
+project and kind, and the daily layers keep the newest version of each. The live layer keeps
+one state per project (categorical, `loop.live`) and one per project and kind
+(`loop.live_kinds`), so a row the tool re-filed (`UPDATE judgments SET project = ..., kind =
+...`) arrives in one state while an older version sits in another. Each state is a key
+(`project`, `kind`), `kind` null for the categorical one.
+
+A state's arrivals are the DB's rows of its batch whose key it does not hold (a row it holds
+replaces its own version). They are looked up in every other stored state: a judgment in its
+ledger segments' id fingerprints (`.ids.fp`, 4 bytes a row) before any id index, a gold label in
+the tasks segments' row groups (categorical) or the small gold table (kinds). What another
+state holds becomes a tombstone of the DB's shape, so each engine withdraws it exactly as it
+withdraws a deleted row (`ledger.deleted`, `ledger.gold_deleted`): a judgment's tombstone names
+the version held and is dated by the newer one, so a version as new as the arrival stays; a
+file's version or gold is the file's to withdraw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from annotation_pipelines.ingest.postgres import GOLD_DELETIONS
+from annotation_pipelines.loop import ledger as lake_ledger
+from annotation_pipelines.loop.live import (
+    MOVED,
+    LiveState,
+    OpenSegment,
+    moved_away,
+    moved_gold_away,
+    stored_state,
+)
+from annotation_pipelines.loop.live_kinds import (
+    KindState,
+    held_db_gold,
+    load_kind_state,
+    may_hold,
+)
+
+# A judgment's DB version arriving in the state (`project`, `kind`; null kind: categorical).
+ARRIVING: dict[str, pl.DataType] = {
+    **lake_ledger.ARRIVALS,
+    "project": pl.String(),
+    "kind": pl.String(),
+}
+# A task whose DB gold arrives in the state (`project`, `kind`).
+GOLD_ARRIVING: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "project": pl.String(),
+    "kind": pl.String(),
+}
+KIND_MOVED: dict[str, pl.DataType] = {**MOVED, "kind": pl.String()}
+KIND_GOLD_MOVED: dict[str, pl.DataType] = {**GOLD_DELETIONS, "kind": pl.String()}
+
+
+def _from_db(frame: pl.DataFrame) -> pl.DataFrame:
+    """The DB's rows of a batch (null `source`: a file's rows are the file's)."""
+    return frame.filter(pl.col("source").is_null()) if "source" in frame.columns else frame
+
+
+def _of(frame: pl.DataFrame, project: str, kind: str | None) -> pl.DataFrame:
+    if frame.height == 0:
+        return frame
+    mine = frame.filter(pl.col("project") == project)
+    if kind is not None:
+        mine = mine.filter(pl.col("kind") == kind)
+    return mine
+
+
+def _keyed(frame: pl.DataFrame, project: str, kind: str | None) -> pl.DataFrame:
+    return frame.with_columns(project=pl.lit(project, pl.String), kind=pl.lit(kind, pl.String))
+
+
+def judgment_arrivals(
+    states: Mapping[str, LiveState],
+    judgments: pl.DataFrame,
+    kind_states: Mapping[tuple[str, str], KindState],
+    kind_judgments: pl.DataFrame,
+) -> pl.DataFrame:
+    """(`ARRIVING`) The DB's judgments of the batch that the loaded state of their project and
+    kind does not hold: categorical rows (`judgments`, with `project`) in `states`, the other
+    kinds' (`kind_judgments`, with `project` and `kind`) in `kind_states`. A loaded state holds
+    every stored version of its batch's judgments (the rows of their tasks, found by id)."""
+    parts = [pl.DataFrame(schema=ARRIVING)]
+    for project, state in sorted(states.items()):
+        mine = _of(judgments, project, None)
+        found = lake_ledger.arrivals(mine, state.ledger.get_column("judgment_id"))
+        parts.append(_keyed(found, project, None))
+    for (project, kind), kind_state in sorted(kind_states.items()):
+        mine = _of(kind_judgments, project, kind)
+        found = lake_ledger.arrivals(mine, kind_state.ledger.get_column("judgment_id"))
+        parts.append(_keyed(found, project, kind))
+    return pl.concat(parts).cast(pl.Schema(ARRIVING))
+
+
+def gold_arrivals(
+    states: Mapping[str, LiveState],
+    gold: pl.DataFrame,
+    kind_states: Mapping[tuple[str, str], KindState],
+    kind_gold: pl.DataFrame,
+) -> pl.DataFrame:
+    """(`GOLD_ARRIVING`) The tasks of the DB's gold of the batch whose loaded state (its
+    project and kind) does not hold the DB's gold on them already: categorical `gold` in
+    `states` (their tasks rows, loaded for the batch's gold), the other kinds' `kind_gold` in
+    `kind_states` (whole)."""
+    parts = [pl.DataFrame(schema=GOLD_ARRIVING)]
+    for project, state in sorted(states.items()):
+        mine = _from_db(_of(gold, project, None))
+        held = state.tasks.filter(
+            pl.col("gold").is_not_null() & pl.col("gold_sources").is_null()
+        ).get_column("task_id")
+        parts.append(_arriving_gold(mine, held, project, None))
+    for (project, kind), kind_state in sorted(kind_states.items()):
+        mine = _from_db(_of(kind_gold, project, kind))
+        held = kind_state.gold.filter(pl.col("gold_sources").is_null()).get_column("task_id")
+        parts.append(_arriving_gold(mine, held, project, kind))
+    return pl.concat(parts).cast(pl.Schema(GOLD_ARRIVING))
+
+
+def _arriving_gold(
+    mine: pl.DataFrame, held: pl.Series, project: str, kind: str | None
+) -> pl.DataFrame:
+    if mine.height == 0:
+        return pl.DataFrame(schema=GOLD_ARRIVING)
+    tasks = mine.select(pl.col("task_id").cast(pl.String)).unique(maintain_order=True)
+    return _keyed(tasks.filter(~pl.col("task_id").is_in(held.implode())), project, kind)
+
+
+def _not_of(frame: pl.DataFrame, project: str, kind: str | None) -> pl.DataFrame:
+    """The arrivals of every state but (`project`, `kind`): those it may hold an older
+    version of."""
+    return frame.filter(~((pl.col("project") == project) & pl.col("kind").eq_missing(kind)))
+
+
+@dataclass(frozen=True)
+class Moves:
+    """The tombstones of what the other states hold of a batch's arrivals: `judgments` and
+    `gold` for the categorical engine (the DB's shapes, `MOVED` and `GOLD_DELETIONS`), and
+    `kind_judgments` / `kind_gold` for the kind states (the same with the holder's `kind`),
+    with `kind_states`: the kind states loaded for them that the run had not loaded."""
+
+    judgments: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=MOVED))
+    gold: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS))
+    kind_judgments: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KIND_MOVED))
+    kind_gold: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KIND_GOLD_MOVED))
+    kind_states: dict[tuple[str, str], KindState] = field(default_factory=dict)
+
+    @property
+    def projects(self) -> set[str]:
+        """The projects whose categorical state loses a judgment or gold."""
+        return set(self.judgments["project"].unique()) | set(self.gold["project"].unique())
+
+
+def moved(
+    states: Mapping[str, LiveState],
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame,
+    kind_states: Mapping[tuple[str, str], KindState],
+    kind_judgments: pl.DataFrame,
+    kind_gold: pl.DataFrame,
+    *,
+    projects: Collection[str],
+    index: Mapping[str, Collection[str]],
+    read: Callable[[str], bytes | None],
+    open_segment: OpenSegment | None = None,
+) -> Moves:
+    """What the stored states hold of the judgments and gold the batch files under another
+    state (`judgment_arrivals`, `gold_arrivals`), as tombstones for the states holding it: the
+    categorical states of `projects` and the kind states of `index` (project → kinds), each
+    looked in for the arrivals of every state but itself. A categorical state is read through
+    its segments (`moved_away`, `moved_gold_away`); a kind state not loaded yet is read only
+    where its fingerprints or gold table may hold one, and then loaded whole."""
+    arriving = judgment_arrivals(states, judgments, kind_states, kind_judgments)
+    golden = gold_arrivals(states, gold, kind_states, kind_gold)
+    if arriving.height == 0 and golden.height == 0:
+        return Moves()
+    tombstones, gold_tombstones = (
+        [pl.DataFrame(schema=MOVED)],
+        [pl.DataFrame(schema=GOLD_DELETIONS)],
+    )
+    for project in sorted(projects):
+        theirs = _not_of(arriving, project, None).select(list(lake_ledger.ARRIVALS))
+        tasks = _not_of(golden, project, None).get_column("task_id")
+        stored = stored_state(project, read, open_segment) if theirs.height or tasks.len() else None
+        if stored is None:
+            continue
+        tombstones.append(moved_away(project, read, theirs, stored=stored))
+        gold_tombstones.append(moved_gold_away(project, read, tasks, stored=stored))
+    kind_tombstones = [pl.DataFrame(schema=KIND_MOVED)]
+    kind_gold_tombstones = [pl.DataFrame(schema=KIND_GOLD_MOVED)]
+    loaded: dict[tuple[str, str], KindState] = {}
+    held = {(p, k) for p, kinds in index.items() for k in kinds} | set(kind_states)
+    for project, kind in sorted(held):
+        theirs = _not_of(arriving, project, kind).select(list(lake_ledger.ARRIVALS))
+        tasks = _not_of(golden, project, kind).get_column("task_id")
+        holder = kind_states.get((project, kind))
+        if holder is None:
+            judged = theirs.height > 0 and may_hold(
+                project, kind, theirs.get_column("judgment_id"), read
+            )
+            if not judged and not (
+                tasks.len() > 0 and tasks.is_in(held_db_gold(project, kind, read).implode()).any()
+            ):
+                continue
+            holder = loaded[(project, kind)] = load_kind_state(project, kind, read)
+        found = lake_ledger.moved(holder.ledger, theirs, project)
+        kind_tombstones.append(found.with_columns(kind=pl.lit(kind, pl.String)))
+        kind_gold_tombstones.append(
+            holder.gold.filter(
+                pl.col("gold_sources").is_null() & pl.col("task_id").is_in(tasks.implode())
+            ).select(
+                "task_id",
+                project=pl.lit(project, pl.String),
+                label=pl.lit(None, GOLD_DELETIONS["label"]),
+                updated_at=pl.lit(None, GOLD_DELETIONS["updated_at"]),
+                deleted_at=pl.lit(None, GOLD_DELETIONS["deleted_at"]),
+                kind=pl.lit(kind, pl.String),
+            )
+        )
+    return Moves(
+        judgments=pl.concat(tombstones).cast(pl.Schema(MOVED)),
+        gold=pl.concat(gold_tombstones).cast(pl.Schema(GOLD_DELETIONS)),
+        kind_judgments=pl.concat(kind_tombstones).cast(pl.Schema(KIND_MOVED)),
+        kind_gold=pl.concat(kind_gold_tombstones).cast(pl.Schema(KIND_GOLD_MOVED)),
+        kind_states=loaded,
+    )
+
+
+__all__ = [
+    "ARRIVING",
+    "GOLD_ARRIVING",
+    "KIND_GOLD_MOVED",
+    "KIND_MOVED",
+    "Moves",
+    "gold_arrivals",
+    "judgment_arrivals",
+    "moved",
+]
