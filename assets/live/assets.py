@@ -121,7 +121,7 @@ from annotation_pipelines.loop.live_kinds import (
 )
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
-from annotation_pipelines.scale import RatingScale, project_scale
+from annotation_pipelines.scale import RatingScale, agreed_scale, project_scale
 from annotation_pipelines.schema import QUARANTINE
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import alert_objects, announce_alerts
@@ -223,22 +223,15 @@ def scale_key(scale: RatingScale) -> str:
     return json.dumps([scale.low, scale.high, scale.step, scale.integer])
 
 
-def agreed_scale(
+def file_scale(
     project: str, settings: Mapping[str, object], db_scales: Mapping[str, RatingScale]
 ) -> RatingScale | None:
-    """The scale `project`'s export files are read with: its project.json's. Where the
-    annotation DB declares one too (`projects.scale`) the two must be the same scale: one that
-    differs is refused (ValueError naming both) rather than either silently winning, since
-    one of them quarantines answers nobody meant to."""
+    """The scale `project`'s export files are read with: its project.json's, as the landing
+    asset reads them. Where the annotation DB declares one too (`projects.scale`) the two must
+    be the same (`scale.agreed_scale`: a ValueError naming both otherwise)."""
     source = project_settings_path(project)
     declared = project_scale(settings, source=source)
-    other = db_scales.get(project)
-    if declared is not None and other is not None and declared != other:
-        raise ValueError(
-            f"{source}: scale: {declared.describe()} disagrees with the annotation DB's "
-            f"projects.scale for {project!r} ({other.describe()}); declare one, or the same in "
-            "both"
-        )
+    agreed_scale(declared, db_scales.get(project), source=source, project=project)
     return declared
 
 
@@ -473,7 +466,7 @@ def _fold_files(
     project's settings (project.json) change, as the ingest restages it: answers a new label
     set or scale refuses are withdrawn, and a file refused for bad settings is retried. A
     project.json scale that disagrees with the annotation DB's (`db_scales`) is such a bad
-    setting (`agreed_scale`).
+    setting (`file_scale`).
     """
     judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
     resynced: dict[str, list[str]] = {}
@@ -501,7 +494,7 @@ def _fold_files(
                 source_file=export.path,
                 project=export.project,
                 label_set=label_set if isinstance(label_set, list) else None,
-                scale=agreed_scale(export.project, settings, db_scales or {}),
+                scale=file_scale(export.project, settings, db_scales or {}),
                 mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
             )
         except (InputError, ValueError) as error:
