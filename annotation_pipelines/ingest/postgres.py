@@ -1090,7 +1090,10 @@ def extract_since(
 
     `until` defaults to `safe_upper_bound` (see the module docstring); the read starts
     `overlap` before `since`, less the rows in `seen` (the previous extract's `seen`).
-    The project's label set comes from `projects.label_set` (empty: any label). Rows keep an
+    The project's label set comes from `projects.label_set` (empty: any label), its rating
+    scale from `projects.scale` (migration 10; `project_scales`): a numeric judgment or gold
+    label off it is quarantined as `outside_scale`, and an edit that moved one off it is handed
+    on as the withdrawal of the versions read before (`off_scale`). Rows keep an
     extra `updated_at` column for `merge_partition`. The window's tombstones come with them,
     ordered against them by time (see the module docstring).
 

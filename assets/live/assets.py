@@ -34,6 +34,12 @@ kinds it held, so an edit that drops a kind still withdraws it; a DB tombstone n
 so the run looks up which kind state holds its row (by ids alone), and that state withdraws it
 (`loop.live_kinds.held_deletions`); the categorical state gets every tombstone, since one id
 can be held by both (a judgment whose kind the DB changed).
+A numeric DB row off the scale its project declares in the DB (`projects.scale`) is set aside
+by the extract and counted (`outside_scale`); an edit that moved a folded row off it, and a
+scale declared or changed later, withdraw what the numeric state holds of it once
+(`outside_scale_withdrawn`; the scales taken in are recorded with the stream position,
+`DB_SCALES_KEY`). An export's project.json scale that disagrees with the DB's keeps the
+project's files out, naming both (`file_scale`).
 A DB row the tool moved to another project (`UPDATE judgments SET project = ...`) is withdrawn
 from the state of the project that held it, categorical or of its kind, as a deleted row is:
 the ids new to a receiving state are looked up in the other projects' stored ids
@@ -251,9 +257,10 @@ def rescaled(
     record = {project: scale_key(scale) for project, scale in sorted(scales.items())}
     judged = [pl.DataFrame(schema=DELETIONS)]
     golden = [pl.DataFrame(schema=GOLD_DELETIONS)]
-    index = load_kinds_index(read)
-    for project, key in record.items():
-        if recorded.get(project) == key or "numeric" not in index.get(project, ()):
+    changed = [project for project, key in record.items() if recorded.get(project) != key]
+    index = load_kinds_index(read) if changed else {}
+    for project in changed:
+        if "numeric" not in index.get(project, ()):
             continue
         state = load_kind_state(project, "numeric", read)
         refused, refused_gold = refused_by_scale(state, scales[project], at=at)
