@@ -147,6 +147,10 @@ ANNOTATION_DB_SEEN_KEY = f"{STATE}/annotation_db_seen.parquet"
 # The keys the daily extract's tombstones removed from staging, with the window's start: a
 # retry of the window counts those an attempt that failed already removed.
 ANNOTATION_DB_WITHDRAWN_KEY = f"{STATE}/annotation_db_withdrawn.json"
+# The rating scales the annotation DB's projects declare (`projects.scale`), as the daily
+# extract last read them: project -> its scale as settings declare one. The daily kind
+# aggregation reads them beside each project.json.
+ANNOTATION_DB_SCALES_KEY = f"{STATE}/annotation_db_scales.json"
 DATASET_SPLIT_FORMATS = ("parquet", "jsonl")
 MANIFEST_FILE = "manifest.json"
 CARD_FILE = "card.md"

@@ -79,6 +79,15 @@ class RatingScale:
             off = off | ((number - number.round()).abs() > _STEP_TOLERANCE * number.abs().clip(1.0))
         return off
 
+    def settings(self) -> dict[str, object]:
+        """The scale as a project's settings declare it (`project_scale` reads it back)."""
+        declared: dict[str, object] = {"min": self.low, "max": self.high}
+        if self.step is not None:
+            declared["step"] = self.step
+        if self.integer:
+            declared["integer"] = True
+        return declared
+
     @classmethod
     def parse(cls, text: str) -> RatingScale:
         """`MIN:MAX` or `MIN:MAX:STEP` (a command's option). ValueError saying what is wrong."""
@@ -142,3 +151,19 @@ def project_scale(settings: Mapping[str, object], *, source: str) -> RatingScale
             f"and max {given['max']!r}"
         )
     return RatingScale(low, high, numbers["step"], integer)
+
+
+def agreed_scale(
+    declared: RatingScale | None, db: RatingScale | None, *, source: str, project: str
+) -> RatingScale | None:
+    """The one scale of `project`, declared in its project.json (`declared`, read from
+    `source`), in the annotation DB's `projects.scale` (`db`), or in both alike. Two that
+    differ are refused, a ValueError naming both, rather than either silently winning: one of
+    them would quarantine answers nobody meant to."""
+    if declared is not None and db is not None and declared != db:
+        raise ValueError(
+            f"{source}: {SETTINGS_KEY}: {declared.describe()} disagrees with the annotation "
+            f"DB's projects.scale for {project!r} ({db.describe()}); declare one, or the same "
+            "in both"
+        )
+    return declared if declared is not None else db

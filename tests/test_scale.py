@@ -3,7 +3,7 @@ import math
 import polars as pl
 import pytest
 
-from annotation_pipelines.scale import RatingScale, project_scale
+from annotation_pipelines.scale import RatingScale, agreed_scale, project_scale
 
 SOURCE = "exports/ratings/project.json"
 
@@ -90,3 +90,21 @@ def test_it_describes_itself_as_quarantine_reasons_name_it():
     assert RatingScale(0, 1, 0.25).describe() == "scale [0, 1] step 0.25"
     assert RatingScale(1, 10, integer=True).describe() == "scale [1, 10] whole numbers"
     assert RatingScale(-1e308, 1e308).width == pytest.approx(1.7976931348623157e308)
+
+
+@pytest.mark.parametrize(
+    "scale", [RatingScale(1, 5), RatingScale(0, 1, 0.1), RatingScale(1, 10, None, True)]
+)
+def test_a_scale_recorded_as_settings_reads_back_the_same(scale):
+    assert project_scale({"scale": scale.settings()}, source=SOURCE) == scale
+
+
+def test_a_project_has_one_scale_wherever_it_is_declared():
+    five, ten = RatingScale(1, 5, 1), RatingScale(0, 10)
+    kwargs = {"source": SOURCE, "project": "ratings"}
+    assert agreed_scale(None, None, **kwargs) is None
+    assert agreed_scale(five, None, **kwargs) == five
+    assert agreed_scale(None, five, **kwargs) == five
+    assert agreed_scale(five, RatingScale(1.0, 5.0, 1.0), **kwargs) == five
+    with pytest.raises(ValueError, match=r"^exports/ratings/project.json: scale: scale \[0, 10\] "):
+        agreed_scale(ten, five, **kwargs)

@@ -59,12 +59,14 @@ from annotation_pipelines.ingest.result import IngestResult, assemble
 from annotation_pipelines.ingest.tables import _value_rows
 from annotation_pipelines.ingest.validation import (
     MAX_RECORD_BYTES,
+    OUTSIDE_SCALE,
     OVERSIZED_FIELD,
     PROJECT_NAME,
     encode_record,
 )
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.numbers import finite
+from annotation_pipelines.scale import SETTINGS_KEY, RatingScale, project_scale
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -162,14 +164,15 @@ def migration_files() -> list[tuple[int, Path]]:
 
 # Migrations the pipelines can run without, and what is missing until one is applied. Each
 # changes tables the pipelines' role need not own: migration 6 puts triggers on the tool's
-# tables, 8 changes the tombstone tables (owned by whoever applied 6), 9 adds columns to the
-# tool's tables. One a live run may not apply is skipped, and tried again on the next run. The
+# tables, 8 changes the tombstone tables (owned by whoever applied 6), 9 and 10 add columns to
+# the tool's tables. One a live run may not apply is skipped, and tried again on the next run. The
 # others create and change the pipelines' own tables, which the live runs cannot work without.
 OPTIONAL_MIGRATIONS: Mapping[int, str] = {
     6: "the tool's hard deletes are not tracked (deletions_tracked: false)",
     8: "migration 9 cannot follow, so judgments and gold labels of every kind but categorical "
     "are not read (kind_answers: false)",
     9: "judgments and gold labels of every kind but categorical are not read (kind_answers: false)",
+    10: "no project declares a scale in the annotation DB (project_scales: false)",
 }
 # A migration's DDL waits for its table's lock behind every open transaction that touched the
 # table, and every later writer (an annotator's INSERT) queues behind it: the tool stalls as
@@ -189,6 +192,8 @@ MIGRATION_FIXES: Mapping[int, str] = {
     "role that applied migration 6)",
     9: "run `annotation-pipelines migrate --dsn …` as a role owning `judgments` and "
     "`gold_labels`; a `kind` or `answer` column they already have must be renamed first",
+    10: "run `annotation-pipelines migrate --dsn …` as a role owning `projects`; a `scale` "
+    "column it already has must be renamed first",
 }
 
 
@@ -553,6 +558,18 @@ class DatabaseExtract:
     kind_answers: bool = True
     # True when `max_rows` ended the window before the safe bound: changes remain after `until`.
     capped: bool = False
+    # Project -> the rating scale its `projects.scale` declares (`project_scales`); None when
+    # the database has no such column (migration 10 not applied).
+    scales: Mapping[str, RatingScale] | None = None
+    # The window's numeric judgments and gold labels quarantined as `outside_scale`, as
+    # tombstones (`DELETIONS`, `GOLD_DELETIONS`) of every version of their key older than the
+    # one read, dated by it (`loop.ledger.moved`'s rule): an edit that moves a row off its
+    # project's scale withdraws the answer an earlier window read, as a deletion would. Those
+    # submitted after `until` are left to the window that holds their time (`read_again`).
+    off_scale: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DELETIONS))
+    off_scale_gold: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
+    )
 
     @property
     def watermark(self) -> datetime:
@@ -698,6 +715,70 @@ def has_kind_answers(dsn: str, *, schema: str = "public") -> bool:
     with connect(dsn, autocommit=True) as connection:
         row = connection.execute(query, tables).fetchone()
     return row is not None and row[0] == len(KIND_TABLES) * len(KIND_ANSWER_COLUMNS)
+
+
+def project_scales(dsn: str, *, schema: str = "public") -> dict[str, RatingScale] | None:
+    """Project -> the rating scale its `projects.scale` declares (migration 10), for those
+    declaring one; None when `projects` has no such column (a `scale` of the tool's own, which
+    the migration refuses, is not read as one). A declaration that is not a scale (the
+    migration's CHECK refuses one, so it can only be a bound no float holds) raises the
+    ValueError a malformed project.json scale raises, naming the table and the project."""
+    quoted = f"{_quoted(validate_identifier(schema))}.{_quoted('projects')}"
+    ours = (
+        "SELECT count(*) FROM pg_attribute a JOIN pg_constraint k ON k.conrelid = a.attrelid "
+        "AND k.conname = 'projects_scale_is_a_scale' WHERE a.attrelid = to_regclass(%s) "
+        "AND a.attname = 'scale' AND a.atttypid = 'jsonb'::regtype AND NOT a.attisdropped"
+    )
+    with connect(dsn, autocommit=True) as connection:
+        found = connection.execute(ours, (quoted,)).fetchone()
+        if not (found and found[0]):
+            return None
+        rows = connection.execute(
+            f"SELECT project, scale::text FROM {quoted} WHERE scale IS NOT NULL ORDER BY project"
+        ).fetchall()
+    scales: dict[str, RatingScale] = {}
+    for project, text in rows:
+        where = f"postgres:{schema}.projects (project {project!r})"
+        scale = project_scale({SETTINGS_KEY: json.loads(text)}, source=where)
+        if scale is not None:
+            scales[str(project)] = scale
+    return scales
+
+
+def _outside_scales(staged: pl.DataFrame, scales: Mapping[str, RatingScale] | None) -> pl.DataFrame:
+    """Quarantine each numeric row whose value is outside its own project's scale (several
+    projects per extract) as `outside_scale`, its field naming the scale as an export's does
+    (`answer (scale [1, 5] step 1)`: the DB holds the value in `answer`). A row already bad
+    for another reason keeps it."""
+    if not scales or "value" not in staged.columns or staged.height == 0:
+        return staged
+    for project, scale in scales.items():
+        off = (
+            pl.col("reason").is_null()
+            & (pl.col("project") == project)
+            & (pl.col("kind") == "numeric")
+            & scale.outside(pl.col("value")).fill_null(False)
+        )
+        staged = staged.with_columns(
+            reason=pl.when(off).then(pl.lit(OUTSIDE_SCALE)).otherwise(pl.col("reason")),
+            field=pl.when(off)
+            .then(pl.lit(f"answer ({scale.describe()})"))
+            .otherwise(pl.col("field")),
+        )
+    return staged
+
+
+def _off_scale_versions(
+    staged: pl.DataFrame, schema: Mapping[str, pl.DataType], *, until: datetime
+) -> pl.DataFrame:
+    """Tombstones (`schema`) of the older versions of the `staged` rows quarantined as
+    `outside_scale`: named and dated by the version read, so every version older than it goes
+    (`loop.ledger.deleted`, `assets.sources.withdraw_deleted`) and nothing newer."""
+    off = staged.filter(
+        (pl.col("reason") == OUTSIDE_SCALE).fill_null(False) & (pl.col("submitted_at") <= until)
+    )
+    columns = [c for c in schema if c != "deleted_at"]
+    return off.select(*columns, deleted_at=pl.col("updated_at")).cast(pl.Schema(schema))
 
 
 def _answer_cells(kind: str, answer: str | None) -> tuple[dict[str, Any], str | None]:
@@ -1009,7 +1090,10 @@ def extract_since(
 
     `until` defaults to `safe_upper_bound` (see the module docstring); the read starts
     `overlap` before `since`, less the rows in `seen` (the previous extract's `seen`).
-    The project's label set comes from `projects.label_set` (empty: any label). Rows keep an
+    The project's label set comes from `projects.label_set` (empty: any label), its rating
+    scale from `projects.scale` (migration 10; `project_scales`): a numeric judgment or gold
+    label off it is quarantined as `outside_scale`, and an edit that moved one off it is handed
+    on as the withdrawal of the versions read before (`off_scale`). Rows keep an
     extra `updated_at` column for `merge_partition`. The window's tombstones come with them,
     ordered against them by time (see the module docstring).
 
@@ -1098,6 +1182,7 @@ def extract_since(
         method="adbc" if method == "adbc" else "fetch",
     )
     label_set = _label_union(projects, judgments)
+    scales = project_scales(dsn, schema=schema)
     source_file = f"postgres:{schema}.judgments"
     staged = _kind_values(
         judgments.with_columns(
@@ -1123,8 +1208,10 @@ def extract_since(
         created_at=pl.col("created_at").dt.to_string("%Y-%m-%dT%H:%M:%S%.f+00:00"),
         source_line=pl.lit(None, pl.Int64),
     )
+    staged = _outside_scales(_per_project_labels(staged, projects), scales)
+    staged_gold = _outside_scales(staged_gold, scales)
     result = assemble(
-        staged_judgments=_per_project_labels(staged, projects),
+        staged_judgments=staged,
         staged_gold=staged_gold,
         staged_tasks=staged_tasks,
         label_set=label_set,
@@ -1164,6 +1251,9 @@ def extract_since(
         deletions_tracked=tracked,
         kind_answers=kinds,
         capped=capped,
+        scales=scales,
+        off_scale=_off_scale_versions(staged, DELETIONS, until=until),
+        off_scale_gold=_off_scale_versions(staged_gold, GOLD_DELETIONS, until=until),
     )
 
 
@@ -1285,6 +1375,7 @@ __all__ = [
     "merge_partition",
     "migration_files",
     "partition_by_day",
+    "project_scales",
     "read_deletions_since",
     "read_table_since",
     "safe_upper_bound",

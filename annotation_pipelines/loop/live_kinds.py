@@ -140,6 +140,7 @@ from annotation_pipelines.loop.policy import (
 )
 from annotation_pipelines.quality._common import wilson_bounds
 from annotation_pipelines.quality.kinds import GOLD_METRICS, SCORED_KINDS, judgment_distances
+from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
 LIVE_KINDS: tuple[str, ...] = SCORED_KINDS
@@ -827,6 +828,40 @@ def held_deletions(
         found(deleted, "judgment_id", lambda s: s.ledger.get_column("judgment_id")),
         found(deleted_gold, "task_id", lambda s: s.gold.get_column("task_id")),
     )
+
+
+def refused_by_scale(
+    state: KindState, scale: RatingScale, *, at: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Tombstones, in the shape of the DB's (`DELETIONS`, `GOLD_DELETIONS` of
+    `ingest.postgres`), of the judgments and gold a numeric `state` holds from the DB (null
+    `source`) that `scale` refuses, dated `at`: the scale a project declares in the DB after
+    they were folded withdraws them as the extract would have quarantined them. Each names
+    the version held, so a newer one read in the same run stays. Rows of export files follow
+    their project.json, whose change reads their files again (`assets.live`)."""
+    project = pl.lit(state.project, pl.String)
+    moment = pl.lit(at).cast(UTC_TIMESTAMP)
+    judged = state.ledger.filter(
+        pl.col("source").is_null() & scale.outside(pl.col("value")).fill_null(False)
+    ).select(
+        "judgment_id",
+        "task_id",
+        project.alias("project"),
+        "annotator_id",
+        "submitted_at",
+        "updated_at",
+        moment.alias("deleted_at"),
+    )
+    gold = state.gold.filter(
+        pl.col("gold_sources").is_null() & scale.outside(pl.col("value")).fill_null(False)
+    ).select(
+        "task_id",
+        project.alias("project"),
+        pl.lit(None, pl.String).alias("label"),
+        moment.alias("updated_at"),
+        moment.alias("deleted_at"),
+    )
+    return judged, gold
 
 
 # The end-of-day re-base -----------------------------------------------------------------------

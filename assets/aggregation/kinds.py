@@ -7,16 +7,19 @@ typed value columns (the other kinds' columns null).
 """
 
 import datetime as dt
+import json
 
 import polars as pl
 from dagster import AssetExecutionContext, Config, MetadataValue, Output, multi_asset
 from pydantic import Field
 
+from annotation_pipelines.lake import ANNOTATION_DB_SCALES_KEY
 from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day, within_scale
-from annotation_pipelines.scale import project_scale
+from annotation_pipelines.scale import SETTINGS_KEY, RatingScale, agreed_scale, project_scale
 from assets.common.metadata import markdown_table
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
+from resources.lake import Lake
 from resources.landing import LandingZone, project_settings_path
 
 GROUP = "aggregation"
@@ -100,10 +103,14 @@ def kind_aggregated_labels(  # noqa: ANN201
     gold_labels: pl.DataFrame,
     raw_tasks: pl.DataFrame,
     landing: LandingZone,
+    lake: Lake,
 ):
     """Aggregate each non-categorical project of the day with its kind's method; a numeric
-    project with a declared scale (its project.json) is aggregated on that scale."""
+    project with a declared scale (its project.json, or the annotation DB's `projects.scale`
+    as the daily extract last read it; both alike when both declare one) is aggregated on that
+    scale."""
     day = dt.date.fromisoformat(context.partition_key)
+    db_scales = annotation_db_scales(lake)
     labels, items, annotators, summary = [], [], [], []
     set_aside: dict[str, dict[str, object]] = {}
     for project in kind_projects(judgments):
@@ -113,9 +120,14 @@ def kind_aggregated_labels(  # noqa: ANN201
         method = config.methods_per_project.get(project, config.methods_per_kind.get(kind))
         scale = None
         if kind == "numeric":
-            # A malformed scale fails the run naming the file and field, as at ingest.
-            scale = project_scale(
-                landing.project_settings(project), source=project_settings_path(project)
+            # A malformed scale fails the run naming the file and field, as at ingest, and so
+            # does one the annotation DB declares otherwise.
+            source = project_settings_path(project)
+            scale = agreed_scale(
+                project_scale(landing.project_settings(project), source=source),
+                db_scales.get(project),
+                source=source,
+                project=project,
             )
             rows, gold, off_scale = within_scale(rows, gold, scale)
             if off_scale is not None:
@@ -162,6 +174,21 @@ def kind_aggregated_labels(  # noqa: ANN201
     )
     yield Output(item_frame, output_name="kind_item_scores")
     yield Output(annotator_frame, output_name="kind_annotator_reliability")
+
+
+def annotation_db_scales(lake: Lake) -> dict[str, RatingScale]:
+    """Project -> the scale the annotation DB declares for it, as the daily extract recorded
+    it (none before the first extract of a database with `projects.scale`)."""
+    raw = lake.get_if_exists(ANNOTATION_DB_SCALES_KEY)
+    if raw is None:
+        return {}
+    scales = {}
+    for project, declared in json.loads(raw).items():
+        source = f"{ANNOTATION_DB_SCALES_KEY} (project {project!r})"
+        scale = project_scale({SETTINGS_KEY: declared}, source=source)
+        if scale is not None:
+            scales[project] = scale
+    return scales
 
 
 _EMPTY_LABELS: dict[str, pl.DataType] = {

@@ -34,6 +34,12 @@ kinds it held, so an edit that drops a kind still withdraws it; a DB tombstone n
 so the run looks up which kind state holds its row (by ids alone), and that state withdraws it
 (`loop.live_kinds.held_deletions`); the categorical state gets every tombstone, since one id
 can be held by both (a state written before kind changes were followed).
+A numeric DB row off the scale its project declares in the DB (`projects.scale`) is set aside
+by the extract and counted (`outside_scale`); an edit that moved a folded row off it, and a
+scale declared or changed later, withdraw what the numeric state holds of it once
+(`outside_scale_withdrawn`; the scales taken in are recorded with the stream position,
+`DB_SCALES_KEY`). An export's project.json scale that disagrees with the DB's keeps the
+project's files out, naming both (`file_scale`).
 A DB row the tool moved to another project or kind, or both (`UPDATE judgments SET project =
 ..., kind = ...`; a gold label the same way) is withdrawn from the state that held it,
 categorical or of any kind, as a deleted row is: the judgments and gold tasks new to a
@@ -64,8 +70,9 @@ from pydantic import Field
 
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.ingest.command import where_in_export
-from annotation_pipelines.ingest.postgres import MIGRATION_FIX
+from annotation_pipelines.ingest.postgres import DELETIONS, GOLD_DELETIONS, MIGRATION_FIX
 from annotation_pipelines.ingest.tables import path_line_ids
+from annotation_pipelines.ingest.validation import OUTSIDE_SCALE
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
@@ -112,6 +119,7 @@ from annotation_pipelines.loop.live_kinds import (
     load_kinds_index,
     merged_events,
     rebase_kind_projects,
+    refused_by_scale,
     settled_frame,
     states_holding,
     update_kind_projects,
@@ -119,7 +127,7 @@ from annotation_pipelines.loop.live_kinds import (
 from annotation_pipelines.loop.moves import moved
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
-from annotation_pipelines.scale import project_scale
+from annotation_pipelines.scale import RatingScale, agreed_scale, project_scale
 from annotation_pipelines.schema import QUARANTINE
 from annotation_pipelines.tabular import InputError
 from assets.common.alerts import alert_objects, announce_alerts
@@ -154,6 +162,9 @@ _JUDGMENT_COLUMNS = (
 LIVE_GROUP = "live"
 # The lake's quarantine source of the rows the live runs set aside from the annotation DB.
 LIVE_QUARANTINE_SOURCE = "annotation_db_live"
+# The scales the annotation DB's projects declared (`projects.scale`) when the live state last
+# took them in: a scale declared or changed since withdraws the DB's answers it refuses.
+DB_SCALES_KEY = f"{STREAM_PREFIX}/db_scales.json"
 # The key column each table of the annotation DB names a row by.
 _ROW_KEYS = {"judgments": "judgment_id", "gold_labels": "task_id", "raw_tasks": "task_id"}
 
@@ -211,6 +222,55 @@ def file_quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str
     if quarantined.height > limit:
         lines.append(f"... and {quarantined.height - limit} more row(s)")
     return lines
+
+
+def scale_key(scale: RatingScale) -> str:
+    """A scale as its record names it: exact, where `describe` rounds."""
+    return json.dumps([scale.low, scale.high, scale.step, scale.integer])
+
+
+def file_scale(
+    project: str, settings: Mapping[str, object], db_scales: Mapping[str, RatingScale]
+) -> RatingScale | None:
+    """The scale `project`'s export files are read with: its project.json's, as the landing
+    asset reads them. Where the annotation DB declares one too (`projects.scale`) the two must
+    be the same (`scale.agreed_scale`: a ValueError naming both otherwise)."""
+    source = project_settings_path(project)
+    declared = project_scale(settings, source=source)
+    agreed_scale(declared, db_scales.get(project), source=source, project=project)
+    return declared
+
+
+def rescaled(
+    read: Callable[[str], bytes | None],
+    scales: Mapping[str, RatingScale],
+    *,
+    at: datetime,
+) -> tuple[dict[str, str], pl.DataFrame, pl.DataFrame]:
+    """(the record of `scales` to commit, tombstones of the DB's numeric judgments and gold
+    the live state holds that a scale declared or changed since the last record refuses:
+    `refused_by_scale`). The first run that reads a DB with scales (no record yet) checks
+    every project declaring one, an idempotent resync. A scale removed or widened withdraws
+    nothing, and brings back nothing an earlier scale set aside."""
+    raw = read(DB_SCALES_KEY)
+    recorded = {} if raw is None else dict(json.loads(raw))
+    record = {project: scale_key(scale) for project, scale in sorted(scales.items())}
+    judged = [pl.DataFrame(schema=DELETIONS)]
+    golden = [pl.DataFrame(schema=GOLD_DELETIONS)]
+    changed = [project for project, key in record.items() if recorded.get(project) != key]
+    index = load_kinds_index(read) if changed else {}
+    for project in changed:
+        if "numeric" not in index.get(project, ()):
+            continue
+        state = load_kind_state(project, "numeric", read)
+        refused, refused_gold = refused_by_scale(state, scales[project], at=at)
+        judged.append(refused)
+        golden.append(refused_gold)
+    return (
+        record,
+        pl.concat(judged, how="vertical_relaxed").cast(pl.Schema(DELETIONS)),
+        pl.concat(golden, how="vertical_relaxed").cast(pl.Schema(GOLD_DELETIONS)),
+    )
 
 
 class KindThresholds(Config):
@@ -391,7 +451,12 @@ class FileBatch:
 
 
 def _fold_files(
-    landing: LandingZone, folded: dict[str, dict[str, str]], *, read_at: datetime, log: Logger
+    landing: LandingZone,
+    folded: dict[str, dict[str, str]],
+    *,
+    read_at: datetime,
+    log: Logger,
+    db_scales: Mapping[str, RatingScale] | None = None,
 ) -> FileBatch:
     """The rows of the export files not folded in yet; `folded` updated.
 
@@ -406,7 +471,9 @@ def _fold_files(
     reports it and retries it for the daily layers), so it never stalls the live state; its
     rows stay as the last readable version gave them. A file is read again whole when its
     project's settings (project.json) change, as the ingest restages it: answers a new label
-    set or scale refuses are withdrawn, and a file refused for bad settings is retried.
+    set or scale refuses are withdrawn, and a file refused for bad settings is retried. A
+    project.json scale that disagrees with the annotation DB's (`db_scales`) is such a bad
+    setting (`file_scale`).
     """
     judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
     resynced: dict[str, list[str]] = {}
@@ -434,7 +501,7 @@ def _fold_files(
                 source_file=export.path,
                 project=export.project,
                 label_set=label_set if isinstance(label_set, list) else None,
-                scale=project_scale(settings, source=project_settings_path(export.project)),
+                scale=file_scale(export.project, settings, db_scales or {}),
                 mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
             )
         except (InputError, ValueError) as error:
@@ -768,6 +835,24 @@ def _update_kinds(
     return KindUpdate(states=states, loaded=loaded, events=events, index=batch.index)
 
 
+def _off_scale_held(
+    held: pl.DataFrame, held_gold: pl.DataFrame, off_scale: pl.DataFrame, off_gold: pl.DataFrame
+) -> int:
+    """How many of the tombstones the kind states took (`held_deletions`) are of rows off
+    their project's scale (`off_scale`, `off_gold`), not deletions."""
+    judged = held.join(
+        off_scale.select("project", "judgment_id", "updated_at"),
+        on=["project", "judgment_id", "updated_at"],
+        how="semi",
+    )
+    golden = held_gold.join(
+        off_gold.select("project", "task_id", "deleted_at"),
+        on=["project", "task_id", "deleted_at"],
+        how="semi",
+    )
+    return judged.height + golden.height
+
+
 def unknown_to_both(
     events: Mapping[str, LiveEvents],
     kind_events: Mapping[tuple[str, str], LiveEvents],
@@ -834,10 +919,22 @@ def live_quality_state(
         kind_reversals = due_kind_reversals(revoked.filter(~categorical), lake.get_if_exists)
         now = datetime.now(UTC)
         folded = load_files(read)
-        files = _fold_files(landing, folded, read_at=now, log=context.log)
+        db_scales = extract.scales or {}
+        files = _fold_files(landing, folded, read_at=now, log=context.log, db_scales=db_scales)
         from_files = files.judgments
         for line in file_quarantine_lines(files.quarantine):
             context.log.warning(f"live: not folded in: {line}")
+        # A numeric DB row off its project's scale withdraws what the state holds of it: the
+        # version an edit moved off it (`extract.off_scale`), and, when a project declares or
+        # changes its scale, every answer of the DB the state holds that it refuses. The kind
+        # states only: a categorical vote has no scale.
+        scale_record, refused, refused_gold = rescaled(read, db_scales, at=now)
+        off_scale = pl.concat([extract.off_scale, refused], how="vertical_relaxed")
+        off_scale_gold = pl.concat([extract.off_scale_gold, refused_gold], how="vertical_relaxed")
+        kind_tombstones = pl.concat([extract.deletions, off_scale], how="vertical_relaxed")
+        kind_gold_tombstones = pl.concat(
+            [extract.gold_deletions, off_scale_gold], how="vertical_relaxed"
+        )
         # The DB's rows of the other kinds go to their kind states only: a kind judgment has
         # no label, and is never a categorical vote.
         kind_batch = _load_kinds(
@@ -846,10 +943,13 @@ def live_quality_state(
             kind_db_rows(extract.result.judgments, extract.result.gold),
             config,
             kind_reversals,
-            (extract.deletions, extract.gold_deletions),
+            (kind_tombstones, kind_gold_tombstones),
         )
         kind_deleted, kind_deleted_gold = held_deletions(
-            kind_batch.states, extract.deletions, extract.gold_deletions
+            kind_batch.states, kind_tombstones, kind_gold_tombstones
+        )
+        withdrawn_off_scale = _off_scale_held(
+            kind_deleted, kind_deleted_gold, off_scale, off_scale_gold
         )
         # The categorical engine takes the DB's categorical rows only.
         from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
@@ -1001,6 +1101,10 @@ def live_quality_state(
             ]
         )
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
+        if lake.get_if_exists(DB_SCALES_KEY) != (
+            encoded := json.dumps(scale_record, sort_keys=True).encode()
+        ):
+            writes[DB_SCALES_KEY] = encoded
         if recorded is None or not set(states) <= set(stored):
             writes.update(projects_object({*stored, *states}))
         # The extract reads a judgment dated after its window again on every run until the
@@ -1158,6 +1262,18 @@ def live_quality_state(
                 {f"{p}/{k}": ids for (p, k), ids in kind_unblocked.items()}
             ),
             "quarantined": MetadataValue.int(quarantined.height),
+            "quarantine_reasons": MetadataValue.json(
+                dict(quarantined.group_by("reason").len().sort("reason").iter_rows())
+            ),
+            # The DB's numeric rows off their project's scale (`projects.scale`): set aside,
+            # and what the live state held of them withdrawn (judgments and gold).
+            "outside_scale": MetadataValue.int(
+                quarantined.filter(pl.col("reason") == OUTSIDE_SCALE).height
+            ),
+            "outside_scale_withdrawn": MetadataValue.int(withdrawn_off_scale),
+            "db_scales": MetadataValue.json(
+                {p: scale.describe() for p, scale in sorted(db_scales.items())}
+            ),
             # The files' rows their ingest set aside; the landing asset quarantines them for
             # the daily layers.
             "files_quarantined": MetadataValue.int(files.quarantine.height),

@@ -40,6 +40,7 @@ from annotation_pipelines.ingest.postgres import (
 from annotation_pipelines.ingest.result import set_aside_before
 from annotation_pipelines.ingest.tables import named_by_line, path_line_ids
 from annotation_pipelines.lake import (
+    ANNOTATION_DB_SCALES_KEY,
     ANNOTATION_DB_SEEN_KEY,
     ANNOTATION_DB_WATERMARK_KEY,
     ANNOTATION_DB_WITHDRAWN_KEY,
@@ -387,6 +388,17 @@ def annotation_db_changes(
     days |= days_sharing_judgments(lake, result.judgments.select(JUDGMENT_KEY), skip=set())
     deleted, unknown, deleted_days = withdraw_counted(lake, extract, since=since)
     days |= deleted_days
+    # An edit that moved a numeric row off its project's scale was quarantined: the version
+    # staged before it leaves its day as a deleted one does.
+    off_scale, off_scale_days = _withdrawn(
+        lake,
+        dataclasses.replace(
+            extract, deletions=extract.off_scale, gold_deletions=extract.off_scale_gold
+        ),
+    )
+    days |= off_scale_days
+    scale_days, scale_record = scales_changed(lake, extract)
+    days |= scale_days
     if unknown:
         context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
     if not extract.deletions_tracked:
@@ -402,6 +414,9 @@ def annotation_db_changes(
     lake.put(
         ANNOTATION_DB_WATERMARK_KEY, json.dumps({"watermark": extract.until.isoformat()}).encode()
     )
+    if scale_record is not None:
+        # After the watermark: a retry of a run that failed before it names the days again.
+        lake.put(ANNOTATION_DB_SCALES_KEY, scale_record)
     context.log.info(f"extracted ({since}, {extract.until}]: {result.rows_read:,} rows")
     return MaterializeResult(
         metadata={
@@ -413,9 +428,36 @@ def annotation_db_changes(
             "deletions_tracked": MetadataValue.bool(extract.deletions_tracked),
             # False: the DB predates migration 9, and every row it gives is categorical.
             "kind_answers": MetadataValue.bool(extract.kind_answers),
+            # Staged versions an edit off the project's scale (`projects.scale`) withdrew.
+            "outside_scale_withdrawn": MetadataValue.int(len(off_scale)),
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],
     )
+
+
+def scales_changed(lake: Lake, extract: DatabaseExtract) -> tuple[set[str], bytes | None]:
+    """(the days holding judgments of a project whose scale the annotation DB declared,
+    changed or removed since the recorded one (`ANNOTATION_DB_SCALES_KEY`), to rebuild on it:
+    rows staged before it are set aside there, or no longer; the new record for the daily kind
+    aggregation, None when unchanged). Nothing without `projects.scale` (migration 10)."""
+    if extract.scales is None:
+        return set(), None
+    record = {project: scale.settings() for project, scale in sorted(extract.scales.items())}
+    raw = lake.get_if_exists(ANNOTATION_DB_SCALES_KEY)
+    before = {} if raw is None else json.loads(raw)
+    if record == before:
+        return set(), None
+    changed = sorted(p for p in {*record, *before} if record.get(p) != before.get(p))
+    days: set[str] = set()
+    if lake.days("judgments"):
+        judged = (
+            lake.scan_all("judgments")
+            .filter(pl.col("project").is_in(changed))
+            .select(pl.col("submitted_at").dt.date().cast(pl.String).unique())
+            .collect()
+        )
+        days = set(judged.to_series().to_list())
+    return days, json.dumps(record, sort_keys=True).encode()
 
 
 def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str]]:

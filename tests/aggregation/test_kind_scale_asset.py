@@ -16,6 +16,7 @@ from dagster import AssetSpec, DagsterInstance, materialize
 from annotation_pipelines import schema
 from annotation_pipelines.aggregation.numeric import aggregate_numeric_kind
 from annotation_pipelines.ingest import ingest_bytes
+from annotation_pipelines.lake import ANNOTATION_DB_SCALES_KEY
 from annotation_pipelines.scale import RatingScale
 from assets.aggregation.kinds import kind_aggregated_labels
 from assets.common.partitions import daily_partitions
@@ -44,10 +45,15 @@ def _judgments(project: str) -> pl.DataFrame:
     return result.judgments
 
 
-def _aggregate(tmp_path, settings: dict[str, dict]) -> tuple[pl.DataFrame | None, dict]:
+def _aggregate(
+    tmp_path, settings: dict[str, dict], db_scales: dict[str, dict] | None = None
+) -> tuple[pl.DataFrame | None, dict]:
     """(the day's kind_aggregated_labels, the materialization's metadata), or (None,
-    {"failure": the run}) when it failed."""
+    {"failure": the run}) when it failed. `db_scales`: the annotation DB's, as the daily
+    extract records them."""
     lake = LocalLake(base_path=str(tmp_path / "lake"))
+    if db_scales is not None:
+        lake.put(ANNOTATION_DB_SCALES_KEY, json.dumps(db_scales).encode())
     landing = tmp_path / "landing"
     for project, content in settings.items():
         (landing / "exports" / project / "jsonl").mkdir(parents=True)
@@ -118,3 +124,33 @@ def test_a_scale_that_is_not_one_fails_the_day_naming_the_file_and_the_field(tmp
     assert "exports/scaled/project.json: scale.max: expected a finite number, got 'five'" in str(
         event.step_failure_data.error
     )
+
+
+def test_a_scale_the_annotation_db_declares_is_read_as_project_jsons_is(tmp_path):
+    scale = {"min": 1, "max": 5, "step": 1}
+    labels, metadata = _aggregate(tmp_path, {"scaled": {}}, db_scales={"scaled": scale})
+    assert metadata["outside_scale"] == {
+        "scaled": {"scale": "scale [1, 5] step 1", "judgments": 1, "gold": 0, "first": ["t3-b"]}
+    }
+    scaled = labels.filter(pl.col("project") == "scaled").sort("task_id")
+    assert scaled["value"].max() <= 5.0 and scaled["confidence"].min() > 0.5
+    # Declared alike in both: the same scale.
+    same, alike = _aggregate(
+        tmp_path / "alike", {"scaled": {"scale": scale}}, db_scales={"scaled": scale}
+    )
+    assert alike["outside_scale"] == metadata["outside_scale"]
+    assert same.equals(labels)
+
+
+def test_a_project_json_scale_the_annotation_db_contradicts_fails_the_day_naming_both(tmp_path):
+    labels, metadata = _aggregate(
+        tmp_path,
+        {"scaled": {"scale": {"min": 0, "max": 10}}},
+        db_scales={"scaled": {"min": 1, "max": 5, "step": 1}},
+    )
+    assert labels is None
+    [event] = [e for e in metadata["failure"].all_events if e.event_type_value == "STEP_FAILURE"]
+    assert (
+        "exports/scaled/project.json: scale: scale [0, 10] disagrees with the annotation DB's "
+        "projects.scale for 'scaled' (scale [1, 5] step 1); declare one, or the same in both"
+    ) in str(event.step_failure_data.error)

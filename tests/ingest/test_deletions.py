@@ -371,7 +371,7 @@ def test_migration_6_needs_a_role_that_may_trigger_on_the_tool_tables():
         ),
     ):
         owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
-        skipped, columns = apply_schema(pipelines)
+        skipped, columns, scale = apply_schema(pipelines)
         assert (skipped.version, skipped.name, skipped.locked) == (6, "006_deletions", False)
         assert "permission denied for table judgments" in skipped.cause
         assert "GRANT TRIGGER ON judgments, gold_labels" in skipped.message()
@@ -380,8 +380,11 @@ def test_migration_6_needs_a_role_that_may_trigger_on_the_tool_tables():
         assert "must be owner of table judgments" in columns.cause
         assert "as a role owning `judgments` and `gold_labels`" in columns.message()
         assert "kind_answers: false" in columns.message()
+        # And migration 10, which adds a column to `projects`.
+        assert (scale.version, scale.locked) == (10, False)
+        assert "as a role owning `projects`" in scale.message()
         # The skipped ones only: the migrations between touch the pipelines' own tables.
-        assert applied_migrations(pipelines) == ALL_MIGRATIONS - {6, 9}
+        assert applied_migrations(pipelines) == ALL_MIGRATIONS - {6, 9, 10}
         # The migration is one transaction: none of its tables is left behind.
         run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
         extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
@@ -391,7 +394,7 @@ def test_migration_6_needs_a_role_that_may_trigger_on_the_tool_tables():
         assert "migration 6 (006_deletions)" in output and "permission denied" in output
 
         code, output = _migrate(owner)
-        assert code == 0 and json.loads(output)["applied"] == [6, 9], output
+        assert code == 0 and json.loads(output)["applied"] == [6, 9, 10], output
         # Tombstone tables the pipelines' role may not read yet: untracked, no error.
         extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))
         assert not extract.deletions_tracked
@@ -418,8 +421,8 @@ def test_a_pipelines_role_granted_trigger_applies_migration_6_itself():
         role = pipelines.split("//")[1].split("@")[0]
         with psycopg.connect(owner, autocommit=True) as connection:
             connection.execute(f"GRANT TRIGGER ON judgments, gold_labels TO {role}")
-        # Migration 9 adds columns, which only an owner may: TRIGGER is not enough for it.
-        assert [skipped.version for skipped in apply_schema(pipelines)] == [9]
+        # Migrations 9 and 10 add columns, which only an owner may: TRIGGER is not enough.
+        assert [skipped.version for skipped in apply_schema(pipelines)] == [9, 10]
         run(tool, "public", insert("j1", "t1", "p", "a1", "cat", WHEN))
         run(tool, "public", delete("j1"), ("DELETE FROM gold_labels", ()))
         extract = extract_since(pipelines, since=EPOCH, until=datetime.now(UTC))

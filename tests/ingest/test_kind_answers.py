@@ -271,20 +271,22 @@ def test_each_owner_applies_its_own_step_when_the_pipelines_role_owns_the_tombst
             # `apply_schema` creates its schema if need be, which asks for this even when it is
             # there.
             connection.execute(f'GRANT CREATE ON DATABASE "{database}" TO {tool_role}')
-        assert _skipped(pipelines) == [9]  # 6 and 8 are its own
+        # 6 and 8 are its own; 9 and 10 change the tool's tables.
+        assert _skipped(pipelines) == [9, 10]
         with psycopg.connect(pipelines, autocommit=True) as connection:
             connection.execute("ALTER TABLE gold_label_deletions ALTER COLUMN label SET NOT NULL")
             connection.execute("DELETE FROM schema_migrations WHERE version = 8")
 
         skipped = apply_schema(tool)
-        assert [(s.version, s.locked) for s in skipped] == [(8, False), (9, False)]
+        assert [(s.version, s.locked) for s in skipped] == [(8, False), (9, False), (10, False)]
         assert "must be owner of table gold_label_deletions" in skipped[0].cause
         assert "as the owner of gold_label_deletions" in skipped[0].message()
         assert "apply migration 8 first" in skipped[1].cause
         assert not has_kind_answers(pipelines)
 
-        assert _skipped(pipelines) == [9]  # its own step, 8
-        assert _skipped(tool) == []  # then the tool owner's, 9
+        assert _skipped(pipelines) == [9, 10]  # its own step, 8
+        # Then the tool owner's, 9; `projects` (10) is the database owner's here.
+        assert _skipped(tool) == [10]
         assert has_kind_answers(pipelines)
         _run(tool, "public", (GOLD, ("t1", None, "numeric", "3")))
         _run(tool, "public", ("DELETE FROM gold_labels WHERE task_id = 't1'", ()))

@@ -15,6 +15,7 @@ from assets.aggregation.kinds import (
     kind_aggregated_labels,
 )
 from assets.definitions import build_definitions
+from resources.lake import LocalLake
 from resources.landing import LocalLandingZone
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
@@ -321,6 +322,7 @@ def test_a_project_with_controls_of_two_kinds_fails_its_aggregation_naming_them(
                 gold_labels=pl.DataFrame(schema={"task_id": pl.String, "project": pl.String}),
                 raw_tasks=pl.DataFrame(schema={"task_id": pl.String, "project": pl.String}),
                 landing=LocalLandingZone(path=str(tmp_path)),
+                lake=LocalLake(base_path=str(tmp_path / "lake")),
             )
         )
     assert str(raised.value).startswith(

@@ -361,7 +361,7 @@ def test_a_pipelines_role_that_cannot_trigger_on_the_tool_tables_runs_live_untra
             assert result.success
             metadata = first_metadata(result)
             assert metadata["deletions_tracked"] is False
-            assert metadata["migrations_skipped"] == [6, 9]
+            assert metadata["migrations_skipped"] == [6, 9, 10]
             assert _logged(instance, result, "migration 6 (006_deletions) skipped")
             assert _logged(instance, result, "annotation-pipelines migrate")
         assert load_state(PROJECT, lake_reader(lake)).ledger.height == 9
