@@ -8,6 +8,12 @@ cut a token thus label it by where it starts; a span that covers no token's firs
 is lost), `B-` on the first token of a span and `I-` on the following ones, `O` elsewhere; a
 null label is written `ENTITY`. Documents are separated by a `-DOCSTART-` line naming the task.
 
+Labels and task ids are whatever the annotation tool held, and a CoNLL reader splits lines on
+line breaks and fields on whitespace, so either could add token lines no text has. A tag is one
+field: each run of whitespace in a label is written `_` (`New York` → `B-New_York`; the exact
+label stays in the JSONL), and two labels that would give one tag are refused. A task id that is
+not one plain field is written as a JSON string (ASCII), which reads back exactly.
+
 JSONL with offsets: one object per task with `task_id`, `text`, `confidence` and `spans`, each
 span with `start`, `end` (characters, end exclusive), `label`, `confidence` and the covered
 `text`, so a consumer can check the offsets.
@@ -23,6 +29,7 @@ import polars as pl
 
 UNLABELLED = "ENTITY"
 _TOKEN = re.compile(r"\S+")
+_WHITESPACE = re.compile(r"\s+")
 
 
 def to_conll(labels: pl.DataFrame, texts: pl.DataFrame) -> str:
@@ -30,9 +37,10 @@ def to_conll(labels: pl.DataFrame, texts: pl.DataFrame) -> str:
     joined = labels.select("task_id", "spans").join(
         texts.select("task_id", "text"), on="task_id", how="inner", maintain_order="left"
     )
+    tags = _tags(joined.get_column("spans"))
     lines: list[str] = []
     for task_id, spans, text in joined.iter_rows():
-        lines.append(f"-DOCSTART- {task_id}")
+        lines.append(f"-DOCSTART- {_document_id(task_id)}")
         lines.append("")
         ordered = sorted(spans or [], key=lambda span: (span["start"], span["end"]))
         cursor = 0
@@ -44,13 +52,35 @@ def to_conll(labels: pl.DataFrame, texts: pl.DataFrame) -> str:
             tag = "O"
             if cursor < len(ordered) and ordered[cursor]["start"] <= first:
                 label = ordered[cursor]["label"] or UNLABELLED
-                tag = ("I-" if previous_span == cursor else "B-") + label
+                tag = ("I-" if previous_span == cursor else "B-") + tags[label]
                 previous_span = cursor
             else:
                 previous_span = -1
             lines.append(f"{match.group()} {tag}")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _tags(spans: pl.Series) -> dict[str, str]:
+    """Each label's tag body; ValueError when two labels would be written as one tag."""
+    labels = spans.explode().struct.field("label").drop_nulls().unique().sort().to_list()
+    tags: dict[str, str] = {UNLABELLED: UNLABELLED}
+    owner: dict[str, str] = {UNLABELLED: UNLABELLED}
+    for label in labels:
+        tag = _WHITESPACE.sub("_", label)
+        if owner.setdefault(tag, label) != label:
+            raise ValueError(
+                f"conll: labels {owner[tag]!r} and {label!r} would both be written as the tag "
+                f"{tag!r} (a tag cannot hold whitespace); rename one in the labelling config"
+            )
+        tags[label] = tag
+    return tags
+
+
+def _document_id(task_id: str) -> str:
+    if _TOKEN.fullmatch(task_id) and not task_id.startswith('"'):
+        return task_id
+    return json.dumps(task_id)
 
 
 def write_conll(labels: pl.DataFrame, texts: pl.DataFrame, path: str | Path) -> Path:
