@@ -183,15 +183,24 @@ def kappa_square(pairs: pl.DataFrame) -> pl.DataFrame:
         ]
     )
     annotators = sorted(set(both.get_column("annotator_a").to_list()))
+    if "annotator_id" in annotators:
+        raise ValueError(
+            "kappa_square: an annotator named 'annotator_id' cannot be a column beside the "
+            "annotator_id column; use the pairs (cohen_kappa_matrix) as they are"
+        )
     diagonal = pl.DataFrame(
         {"annotator_a": annotators, "annotator_b": annotators, "kappa": [1.0] * len(annotators)},
         schema={"annotator_a": pl.String, "annotator_b": pl.String, "kappa": pl.Float64},
     )
-    square = pl.concat([both, diagonal]).pivot(
-        on="annotator_b", index="annotator_a", values="kappa", sort_columns=True
+    # Pivoted on prefixed ids: an annotator named like the index column (`annotator_a`) would
+    # otherwise be a second column of that name.
+    square = (
+        pl.concat([both, diagonal])
+        .with_columns((pl.lit("annotator:") + pl.col("annotator_b")).alias("annotator_b"))
+        .pivot(on="annotator_b", index="annotator_a", values="kappa")
     )
     return (
         square.rename({"annotator_a": "annotator_id"})
         .sort("annotator_id")
-        .select("annotator_id", *annotators)
+        .select("annotator_id", *[pl.col(f"annotator:{a}").alias(a) for a in annotators])
     )

@@ -27,6 +27,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from annotation_pipelines import lake as layout
 from annotation_pipelines.api import problems
@@ -495,6 +496,29 @@ def _decode_page_cursor(cursor: str) -> PageCursor:
 # The application -----------------------------------------------------------------------------
 
 
+class NoSniffing:
+    """Every answer says `X-Content-Type-Options: nosniff`: a body holds what annotators wrote
+    (a card's labels, served inline as Markdown), and a browser must never guess it is HTML.
+    Plain ASGI rather than an `http` middleware, which would put a task and a queue between
+    every endpoint and the client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -537,6 +561,7 @@ def create_app(
             allow_headers=["Authorization", "If-None-Match"],
             expose_headers=["ETag"],
         )
+    app.add_middleware(NoSniffing)
     _routes(app, context)
     return app
 

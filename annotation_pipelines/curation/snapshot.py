@@ -27,6 +27,7 @@ from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.curation.selection import deduplicate, select_tasks
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
+from annotation_pipelines.markdown import markdown_text
 from annotation_pipelines.settings import MAX_MASKED_SHARE
 
 # Why a judged day without a quality report for its project is held back.
@@ -393,7 +394,12 @@ def dataset_card(
             "| label | " + " | ".join(table.columns[1:]) + " |",
             "|" + "---|" * len(table.columns),
         ]
-        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.iter_rows()]
+        # A label is the annotators' text: escaped, so it can neither add cells or rows nor
+        # render as a link, an image or HTML.
+        lines += [
+            f"| {markdown_text(str(label))} | " + " | ".join(str(n) for n in counts) + " |"
+            for label, *counts in table.iter_rows()
+        ]
     else:
         lines += ["", f"**Empty snapshot**: {stats.get('empty_reason', 'nothing selected')}."]
     masked = stats.get("masked", {})
@@ -424,7 +430,7 @@ def dataset_card(
             f"- Days: {quality.height}",
         ]
     lines += ["", "## Filters", ""]
-    lines += [f"- {name}: {value}" for name, value in filters.items()]
+    lines += [f"- {name}: {markdown_text(str(value))}" for name, value in filters.items()]
     caveats = []
     if snapshot.held_back_days:
         shown = shown_held_back(snapshot.held_back_days, snapshot.held_back_reasons)
@@ -439,7 +445,8 @@ def dataset_card(
     if table is not None:
         rare = table.filter(pl.sum_horizontal(pl.exclude("label")) < 50)["label"].to_list()
         if rare:
-            caveats.append(f"fewer than 50 items for label(s): {', '.join(map(str, rare))}")
+            names = ", ".join(markdown_text(str(label)) for label in rare)
+            caveats.append(f"fewer than 50 items for label(s): {names}")
     caveats.append(
         "annotator ids are keyed pseudonyms; e-mail addresses and phone numbers in payloads "
         "are masked"

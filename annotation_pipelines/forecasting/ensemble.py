@@ -47,6 +47,8 @@ from annotation_pipelines.forecasting.hierarchy import (
     Hierarchy,
     reconciled_backtest,
     reconciled_forecast,
+    wide_column,
+    wide_ids,
 )
 from annotation_pipelines.forecasting.learned import (
     LEARNED,
@@ -480,13 +482,18 @@ def _coherent_bands(
     bottom = list(hierarchy.bottom)
     raised = (
         frame.filter(pl.col("id").is_in(bottom))
-        .select(*over, "id", (-pl.col("forecast")).clip(lower_bound=0.0).fill_null(0.0))
+        .select(
+            *over,
+            wide_ids(),
+            (-pl.col("forecast")).clip(lower_bound=0.0).fill_null(0.0),
+        )
         .pivot("id", index=over, values="forecast")
     )
-    for leaf in bottom:
-        if leaf not in raised.columns:
-            raised = raised.with_columns(pl.lit(0.0).alias(leaf))
-    leaves = raised.select(bottom).fill_null(0.0).to_numpy()
+    columns = [wide_column(leaf) for leaf in bottom]
+    for column in columns:
+        if column not in raised.columns:
+            raised = raised.with_columns(pl.lit(0.0).alias(column))
+    leaves = raised.select(columns).fill_null(0.0).to_numpy()
     by_node = hierarchy.children_sum(leaves.T)  # [nodes, rows]
     shifts = pl.concat(
         raised.select(*over, pl.lit(node).alias("id"), pl.Series("shift", by_node[row]))

@@ -44,6 +44,22 @@ DEFAULT_METHOD = "mint_shrink"
 SEPARATOR = "/"
 
 
+# Ids are names from telemetry (a Helios file `helios_earth_time.csv` is series `time`), so a
+# long frame's ids are prefixed before it is pivoted on them: a node named like the pivot's
+# index column would otherwise be a second column of that name.
+_WIDE_PREFIX = "id:"
+
+
+def wide_column(node: str) -> str:
+    """The column a node's values take in a frame pivoted on `wide_ids()`."""
+    return _WIDE_PREFIX + node
+
+
+def wide_ids() -> pl.Expr:
+    """`id` as the column names `wide_column` gives, to pivot on."""
+    return (pl.lit(_WIDE_PREFIX) + pl.col("id")).alias("id")
+
+
 @dataclass(frozen=True)
 class Hierarchy:
     """Nodes (aggregates top-down, then the bottom series), each node's level name, and S."""
@@ -172,14 +188,16 @@ def node_values(history: pl.DataFrame, hierarchy: Hierarchy) -> tuple[np.ndarray
         history.filter(pl.col("id").is_in(bottom))
         .group_by("id", "time")
         .agg(pl.col("value").sum())
+        .with_columns(wide_ids())
         .pivot(on="id", index="time", values="value")
         .sort("time")
     )
-    for series_id in bottom:
-        if series_id not in wide.columns:
-            wide = wide.with_columns(pl.lit(0.0).alias(series_id))
+    columns = [wide_column(series_id) for series_id in bottom]
+    for column in columns:
+        if column not in wide.columns:
+            wide = wide.with_columns(pl.lit(0.0).alias(column))
     # Forward first: only the days before a series' first value are left to count zero.
-    values = wide.select(bottom).fill_null(strategy="forward").fill_null(0.0).to_numpy().T
+    values = wide.select(columns).fill_null(strategy="forward").fill_null(0.0).to_numpy().T
     return hierarchy.children_sum(values), wide.get_column("time")
 
 
@@ -270,11 +288,12 @@ def reconcile(base: np.ndarray, hierarchy: Hierarchy, p: np.ndarray) -> np.ndarr
 
 def _matrix(frame: pl.DataFrame, hierarchy: Hierarchy, column: str) -> tuple[np.ndarray, list]:
     """[nodes, times] of `column` from a long [id, time, column] frame, and the times."""
-    wide = frame.pivot(on="id", index="time", values=column).sort("time")
-    absent = [n for n in hierarchy.nodes if n not in wide.columns]
+    wide = frame.with_columns(wide_ids()).pivot(on="id", index="time", values=column).sort("time")
+    absent = [n for n in hierarchy.nodes if wide_column(n) not in wide.columns]
     if absent:
         raise ValueError(f"reconciliation: no forecast for node(s) {', '.join(absent[:5])}")
-    return wide.select(list(hierarchy.nodes)).to_numpy().T, wide.get_column("time").to_list()
+    nodes = wide.select([wide_column(n) for n in hierarchy.nodes])
+    return nodes.to_numpy().T, wide.get_column("time").to_list()
 
 
 def reconciled_backtest(

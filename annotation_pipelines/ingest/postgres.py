@@ -61,8 +61,8 @@ from annotation_pipelines.ingest.validation import (
     MAX_RECORD_BYTES,
     OUTSIDE_SCALE,
     OVERSIZED_FIELD,
-    PROJECT_NAME,
     encode_record,
+    safe_project,
 )
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.numbers import finite
@@ -1157,9 +1157,7 @@ def extract_since(
         tombstones[table] = _ordered(raw[DELETION_TABLES[table]], tombstones[table], key)
     tombstones = _without_reinserted(dsn, tombstones, until=until, schema=schema)
     judgments, tasks, gold = read["judgments"], read["tasks"], read["gold_labels"]
-    safe = pl.col("project").str.contains(PROJECT_NAME).fill_null(False) & ~pl.col(
-        "project"
-    ).str.contains("..", literal=True)
+    safe = safe_project(pl.col("project"))
     deletions = tombstones["judgment_deletions"].filter(safe)
     gold_deletions = tombstones["gold_label_deletions"].filter(safe)
     ignored = sum(

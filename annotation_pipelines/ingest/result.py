@@ -10,7 +10,7 @@ from datetime import datetime
 
 import polars as pl
 
-from annotation_pipelines.ingest.validation import PROJECT_NAME, parse_utc, validate
+from annotation_pipelines.ingest.validation import parse_utc, safe_project, validate
 from annotation_pipelines.kinds import KIND_COLUMNS
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import (
@@ -243,11 +243,8 @@ def build_tasks(
         )
     # A task whose project is not a safe name never becomes a path; its judgments are
     # quarantined with reason invalid_project by validation.
-    project = pl.col("project").cast(pl.String)
     staged_tasks = staged_tasks.filter(
-        pl.col("task_id").is_not_null()
-        & project.str.contains(PROJECT_NAME).fill_null(False)
-        & ~project.str.contains("..", literal=True).fill_null(False)
+        pl.col("task_id").is_not_null() & safe_project(pl.col("project").cast(pl.String))
     ).unique("task_id", keep="first", maintain_order=True)
     parsed, _, _ = parse_utc(pl.col("created_at"))
     tasks = (

@@ -88,6 +88,10 @@ REASONS = (
 
 # A project name becomes a path segment (lake keys, exports): no separators, no `..`.
 PROJECT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# Nor a name Windows keeps for a device (`CON`, `aux.v2`: with any extension) or strips a
+# trailing dot from (`p.` is `p`): a lake or dataset copied to a Windows disk could not hold
+# that project's folder, or would hold it in another project's.
+WINDOWS_UNSAFE_NAME = r"(?i)^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$|\.$"
 # A record (a line, a task) larger than this is quarantined unparsed: parsing it would cost
 # many times its size in memory, and no real submission is anywhere near it.
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -102,6 +106,24 @@ DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
 _TIMEZONE_SUFFIX = r"(?i)(z|[+-]\d{2}(:?\d{2})?)$"
 _ISO_WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%z"
 _ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
+
+
+def safe_project(project: pl.Expr) -> pl.Expr:
+    """Whether each `project` (text) may name a lake folder; false for a missing one."""
+    return (
+        project.str.contains(PROJECT_NAME)
+        & ~project.str.contains("..", literal=True)
+        & ~project.str.contains(WINDOWS_UNSAFE_NAME)
+    ).fill_null(False)
+
+
+def is_safe_project(project: str) -> bool:
+    """`safe_project` of one name."""
+    return (
+        re.match(PROJECT_NAME, project) is not None
+        and ".." not in project
+        and re.search(WINDOWS_UNSAFE_NAME, project) is None
+    )
 
 
 def parse_utc(column: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
@@ -177,12 +199,7 @@ def validate(
         if name in frame.columns and frame.schema[name] == pl.String:
             checks.append((pl.col(name).str.contains("\x00", literal=True), name, NUL_BYTE))
     if "project" in frame.columns:
-        project = pl.col("project").cast(pl.String)
-        unsafe = (
-            project.is_null()
-            | ~project.str.contains(PROJECT_NAME)
-            | project.str.contains("..", literal=True)
-        )
+        unsafe = ~safe_project(pl.col("project").cast(pl.String))
         checks.append((unsafe, "project", INVALID_PROJECT))
     if "label_error" in frame.columns:
         error_field: str | pl.Expr = "label"

@@ -84,7 +84,6 @@ import bisect
 import hashlib
 import io
 import json
-import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -97,6 +96,7 @@ import pyarrow.parquet as pq
 
 from annotation_pipelines.aggregation.result import best_in_label_order
 from annotation_pipelines.ingest.postgres import DELETIONS, EXTRACT_COLUMNS, GOLD_DELETIONS
+from annotation_pipelines.ingest.validation import is_safe_project
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.policy import (
@@ -113,7 +113,6 @@ LIVE_PREFIX = "live"
 ANOTHER_JUDGMENT = "another_judgment"
 EXPERT_REVIEW = "expert_review"
 BLOCK = "block"
-_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _FLOOR = 1e-300
 
 LEDGER: dict[str, pl.DataType] = {
@@ -621,9 +620,10 @@ def update_projects(
 
 
 def _check_project(project: str) -> None:
-    if not _PROJECT.match(project):
+    if not is_safe_project(project):
         raise ValueError(
-            f"project {project!r}: use letters, digits, '.', '_' or '-' (it names lake keys)"
+            f"project {project!r}: use letters, digits, '.', '_' or '-', no '..', no trailing "
+            "'.' and no name Windows keeps for a device (it names lake keys)"
         )
 
 

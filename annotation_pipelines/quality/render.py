@@ -18,6 +18,7 @@ from typing import Any
 import polars as pl
 
 from annotation_pipelines.forecasting.plot import literal
+from annotation_pipelines.markdown import markdown_text
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
@@ -75,11 +76,11 @@ def _markdown_table(frame: pl.DataFrame, *, max_rows: int) -> str:
     if frame.height == 0:
         return "_none_"
     lines = [
-        "| " + " | ".join(frame.columns) + " |",
+        "| " + " | ".join(markdown_text(name) for name in frame.columns) + " |",
         "|" + "|".join("---" for _ in frame.columns) + "|",
     ]
     for row in frame.head(max_rows).iter_rows():
-        lines.append("| " + " | ".join(_format(v).replace("|", "\\|") for v in row) + " |")
+        lines.append("| " + " | ".join(markdown_text(_format(v)) for v in row) + " |")
     if frame.height > max_rows:
         lines.append(f"\n_{frame.height - max_rows:,} more rows_")
     return "\n".join(lines)

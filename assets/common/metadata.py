@@ -5,7 +5,7 @@ import base64
 import polars as pl
 from dagster import MetadataValue
 
-from annotation_pipelines.markdown import frame_to_markdown
+from annotation_pipelines.markdown import frame_to_markdown, markdown_text
 
 
 def markdown_table(frame: pl.DataFrame, *, rows: int = 20) -> MetadataValue:
@@ -14,9 +14,10 @@ def markdown_table(frame: pl.DataFrame, *, rows: int = 20) -> MetadataValue:
 
 
 def png_markdown(png: bytes, *, alt: str) -> MetadataValue:
-    """An inline PNG the Dagster UI renders in the metadata panel."""
+    """An inline PNG the Dagster UI renders in the metadata panel; `alt` (a cluster's name,
+    from telemetry) is its text only."""
     encoded = base64.b64encode(png).decode("ascii")
-    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+    return MetadataValue.md(f"![{markdown_text(alt)}](data:image/png;base64,{encoded})")
 
 
 def figure(value: float, *, digits: int = 4) -> MetadataValue:

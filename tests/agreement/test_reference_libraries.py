@@ -167,3 +167,27 @@ def test_cohen_min_overlap_and_duplicates():
     ]
     with pytest.raises(ValueError, match="weights must be"):
         cohen_kappa_matrix(judgments, weights="cubic")
+
+
+def test_kappa_square_takes_any_annotator_id():
+    """The square pivots on annotator ids: an annotator named like the index column
+    (`annotator_a`) was a duplicate column."""
+    from annotation_pipelines.agreement.cohen import kappa_square
+
+    pairs = pl.DataFrame(
+        {
+            "annotator_a": ["annotator_a", "annotator_b"],
+            "annotator_b": ["x", "x"],
+            "kappa": [0.5, 0.4],
+        }
+    )
+    square = kappa_square(pairs)
+    assert square.columns == ["annotator_id", "annotator_a", "annotator_b", "x"]
+    assert square.rows() == [
+        ("annotator_a", 1.0, None, 0.5),
+        ("annotator_b", None, 1.0, 0.4),
+        ("x", 0.5, 0.4, 1.0),
+    ]
+    named_like_the_index = pairs.with_columns(pl.col("annotator_b").replace("x", "annotator_id"))
+    with pytest.raises(ValueError, match="'annotator_id' cannot be a column"):
+        kappa_square(named_like_the_index)

@@ -1132,3 +1132,21 @@ def test_the_longest_labels_cursor_issued_is_accepted_back(max_days):
     )
     assert len(cursor) <= _label_cursor_max_length(max_days)
     assert _decode_cursor(cursor).task_id == '"' * DEFAULT_MAX_FIELD_BYTES
+
+
+def test_every_answer_forbids_content_sniffing(tmp_path):
+    """A card serves annotators' labels inline as Markdown: no answer may be guessed as HTML."""
+    settings = dataclasses.replace(
+        load_settings(), data_dir=tmp_path / "data", api_token_store=tmp_path / "tokens.json"
+    )
+    token = issue_token(settings.api_token_store, scopes=["datasets:read"])
+    client = TestClient(create_app(settings))
+    bearer = {"Authorization": f"Bearer {token}"}
+    answers = [
+        client.get("/v1/health"),
+        client.get("/v1/datasets"),  # 401: no token
+        client.get("/v1/datasets/p/v/card", headers=bearer),  # 404
+        client.get("/v1/datasets/p%3Cb%3E/v/card", headers=bearer),  # 422
+    ]
+    assert [a.status_code for a in answers] == [200, 401, 404, 422]
+    assert all(a.headers["x-content-type-options"] == "nosniff" for a in answers)

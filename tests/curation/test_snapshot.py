@@ -12,6 +12,7 @@ from annotation_pipelines.curation import build_snapshot, dataset_card
 from annotation_pipelines.curation.snapshot import source_days
 from assets.curation.assets import curated_dataset
 from resources.lake import LocalLake
+from tests.markdown_render import rendered
 from tests.support import LENIENT_GATES, QUIET, local_graph
 
 KEY = b"snapshot-test-key"
@@ -105,6 +106,41 @@ def test_held_back_days_and_privacy():
     assert "payload" not in masked.rows.columns
     phone = build_snapshot(_judgments(rows), TASKS, method="majority_vote", **PRIVACY)
     assert "555" not in phone.rows.filter(pl.col("task_id") == "t2")["payload"][0]
+
+
+def test_the_card_shows_each_label_as_its_text():
+    """Labels went into the card's table raw: `pos|neg` added a column, a line break forged a
+    row ("forged: 999"), and HTML or an image in a label rendered as such."""
+    labels = [
+        "pos|neg",
+        "a\n| forged | 999 |",
+        "<img src=x onerror=alert(1)>",
+        "![](https://e.vil)",
+    ]
+    rows = [
+        (f"t{n}", f"a{i}", label, "2026-11-02T10:00:00")
+        for n, label in enumerate(labels)
+        for i in range(2)
+    ]
+    tasks = pl.DataFrame(
+        {
+            "task_id": [f"t{n}" for n in range(len(labels))],
+            "payload": ["p"] * len(labels),
+            "payload_hash": [f"h{n}" for n in range(len(labels))],
+            "created_at": [None] * len(labels),
+        },
+        schema_overrides={"created_at": pl.Datetime("us", "UTC")},
+    )
+    snapshot = build_snapshot(
+        _judgments(rows), tasks, method="majority_vote", min_confidence=0, **PRIVACY
+    )
+    card = dataset_card(snapshot, project="p", quality=None, location="/x", filters={})
+    tables, elements = rendered(card)
+    [counts] = tables
+    expected = sorted(label.replace("\n", "↵") for label in labels)
+    assert sorted(row[0] for row in counts[1:]) == expected
+    assert all(sum(int(v) for v in row[1:]) == 1 for row in counts[1:])
+    assert elements == []
 
 
 def test_tasks_without_a_payload_stay_one_row_each():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from annotation_pipelines.forecasting.capacity_config import CapacityConfig, load_capacity_config
 from annotation_pipelines.forecasting.hierarchy import (
@@ -462,3 +463,42 @@ def test_aggregate_history_carries_a_series_that_stopped_reporting():
     nodes = aggregate_history(history, hierarchy).sort("id", "time")
     assert nodes.filter(pl.col("id") == "b")["value"].to_list() == [5.0, 6.0, 6.0]
     assert nodes.filter(pl.col("id") == "x")["value"].to_list() == [6.0, 8.0, 9.0]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "cluster"),
+    [("time", "cutoff", "x"), ("a", "b", "time"), ("id", "value", "cutoff")],
+)
+def test_series_and_clusters_named_like_a_column_forecast_as_any_other(first, second, cluster):
+    """Series and clusters are named by telemetry (a Helios file `helios_earth_time.csv` is
+    series `time`): one named like a column of the long frames failed the pivots, and with them
+    the forecast and plan of every series."""
+    from annotation_pipelines.forecasting.ensemble import forecast_calibrated
+
+    rng = np.random.default_rng(5)
+    hours = 24 * 8
+    start = dt.datetime(2026, 1, 1)
+    values = [level + rng.normal(0, 2, hours) for level in (40.0, 60.0, 30.0)]
+
+    def run(ids, group):
+        times = [start + dt.timedelta(hours=h) for h in range(hours)]
+        series = pl.concat(
+            pl.DataFrame({"id": i, "time": times, "value": v})
+            for i, v in zip(ids, values, strict=True)
+        )
+        profiles = pl.DataFrame({"id": list(ids), "cluster": [group, group, "y"]})
+        hierarchy = build_hierarchy(profiles, levels=["cluster"])
+        nodes = aggregate_history(series, hierarchy)
+        result = forecast_calibrated(
+            nodes, horizon=24, season_length=24, freq="1h", models=["SeasonalNaive"],
+            backtest_windows=3, calibration_windows=2, hierarchy=hierarchy,
+        )  # fmt: skip
+        return nodes, result.forecast
+
+    plain = run(("a", "b", "c"), "x")
+    named = run((first, second, "c"), cluster)
+    rename = {"a": first, "b": second, "x": cluster}
+    for before, after in zip(plain, named, strict=True):
+        expected = before.with_columns(pl.col("id").replace_strict(rename, default=pl.col("id")))
+        # Equal up to float summation order: the series sort differently by name.
+        assert_frame_equal(after.sort("id", "time"), expected.sort("id", "time"), rel_tol=1e-9)

@@ -130,7 +130,7 @@ def test_nul_bytes_in_ids_and_labels_are_quarantined():
         f"t3,a\x001,pos,{NOW}\n"
         f"t4,a1,po\x00s,{NOW}\n"
     ).encode()
-    result = ingest_bytes(data, format="csv", source_file="nul.csv")
+    result = ingest_bytes(data, format="csv", source_file="nul-bytes.csv")
     assert result.judgments["task_id"].to_list() == ["t1"]
     assert dict(zip(result.quarantine["source_line"], result.quarantine["field"], strict=True)) == {
         3: "task_id",
@@ -155,9 +155,14 @@ def test_label_studio_file_of_bare_nested_arrays_is_refused(tmp_path):
     assert ingest_path(empty, format="label-studio").rows_read == 0
 
 
-@pytest.mark.parametrize(
-    "name", ["../../etc", "a/b", "..", "x\x00y", ".hidden", "a..b", "with space", "p" * 129]
-)
+# The last four are folders a Windows disk cannot hold or merges with another (`p.` is `p`).
+UNSAFE_PROJECTS = [
+    *("../../etc", "a/b", "..", "x\x00y", ".hidden", "a..b", "with space", "p" * 129),
+    *("CON", "aux.v2", "com1", "p."),
+]
+
+
+@pytest.mark.parametrize("name", UNSAFE_PROJECTS)
 def test_unsafe_project_names_are_quarantined_from_tables(name):
     frame = pl.DataFrame(
         {
@@ -175,6 +180,20 @@ def test_unsafe_project_names_are_quarantined_from_tables(name):
     assert row["field"] == "project"
     assert row["reason"] in ("invalid_project", "nul_byte")
     assert balanced(result)
+
+
+@pytest.mark.parametrize("name", UNSAFE_PROJECTS)
+def test_the_live_loop_refuses_the_project_names_ingest_quarantines(name):
+    from annotation_pipelines.loop.live import state_prefix
+
+    with pytest.raises(ValueError, match="it names lake keys"):
+        state_prefix(name)
+
+
+def test_names_that_only_look_like_device_names_are_projects():
+    from annotation_pipelines.ingest.validation import is_safe_project
+
+    assert all(is_safe_project(n) for n in ("console", "conan", "com10", "aux2", "p.v2", "Nul-x"))
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:

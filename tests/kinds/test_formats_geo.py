@@ -90,3 +90,61 @@ def test_jsonl_keeps_offsets_and_the_covered_text(tmp_path):
     }
     assert rows[0]["text"] == "Ada Lovel ace met Bob Paris"
     assert rows[1]["spans"] == []
+
+
+def _read_conll(text: str) -> tuple[list[str], list[list[str]]]:
+    """(document ids, token lines split into fields) as a CoNLL reader sees the file."""
+    ids, tokens = [], []
+    for line in text.splitlines():
+        if line.startswith("-DOCSTART-"):
+            ids.append(line.split(" ", 1)[1])
+        elif line:
+            tokens.append(line.split())
+    return ids, tokens
+
+
+def test_conll_has_one_line_per_token_whatever_ids_and_labels_hold():
+    """A line break in a task id or a span label wrote extra token lines (training tokens no
+    text has), and a space in a label a third column whose last word readers took as the tag."""
+    labels = pl.DataFrame(
+        {
+            "task_id": ["doc-1\nEvil B-PER", "doc 2"],
+            "spans": [
+                [{"start": 0, "end": 4, "label": "LOC\nInjected B-ORG", "confidence": 1.0}],
+                [{"start": 0, "end": 8, "label": "New York", "confidence": 1.0}],
+            ],
+            "confidence": [1.0, 1.0],
+        },
+        schema={"task_id": pl.String, "spans": pl.List(SCORED_SPAN), "confidence": pl.Float64},
+    )
+    texts = pl.DataFrame(
+        {"task_id": ["doc-1\nEvil B-PER", "doc 2"], "text": ["Rome is", "New York"]}
+    )
+    ids, tokens = _read_conll(to_conll(labels, texts))
+    assert tokens == [
+        ["Rome", "B-LOC_Injected_B-ORG"],
+        ["is", "O"],
+        ["New", "B-New_York"],
+        ["York", "I-New_York"],
+    ]
+    # An id that is not one plain word is written as a JSON string, so it reads back exactly.
+    assert [json.loads(i) for i in ids] == ["doc-1\nEvil B-PER", "doc 2"]
+
+
+def test_conll_refuses_two_labels_that_would_be_one_tag():
+    labels = pl.DataFrame(
+        {
+            "task_id": ["a"],
+            "spans": [
+                [
+                    {"start": 0, "end": 3, "label": "New York", "confidence": 1.0},
+                    {"start": 4, "end": 7, "label": "New_York", "confidence": 1.0},
+                ]
+            ],
+            "confidence": [1.0],
+        },
+        schema={"task_id": pl.String, "spans": pl.List(SCORED_SPAN), "confidence": pl.Float64},
+    )
+    texts = pl.DataFrame({"task_id": ["a"], "text": ["one two"]})
+    with pytest.raises(ValueError, match="'New York' and 'New_York'"):
+        to_conll(labels, texts)

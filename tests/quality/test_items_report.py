@@ -24,6 +24,7 @@ from annotation_pipelines.quality import (
 from annotation_pipelines.quality.drift import drift, stale_baselines
 from annotation_pipelines.quality.render import is_self_contained
 from tests.agreement.conftest import TOY_TRUTH
+from tests.markdown_render import rendered
 from tests.quality.conftest import DAY, majority
 
 
@@ -289,3 +290,25 @@ def test_an_empty_day_yields_empty_tables_not_errors():
         schema.conform(frame, table, name="empty")
     assert quality_gates(report).height == 0
     assert is_self_contained(render_html_report(report, scorecards=cards, queue=queue))
+
+
+def test_the_summary_shows_task_ids_and_labels_as_their_text():
+    """`|` was escaped but a line break still ended the table, and a link or image in a task
+    id or label rendered as one in the UI."""
+    report = pl.DataFrame({"project": ["p"], "day": [DAY], "n_tasks": [2]})
+    task_ids = ["t1\n| forged | 1.0 | gold | x |", "![](https://e.vil/b.png)"]
+    queue = pl.DataFrame(
+        {
+            "task_id": task_ids,
+            "priority": [0.5, 0.4],
+            "reason": ["contested", "contested"],
+            "label": ["[x](https://e.vil)", "a|b"],
+        }
+    )
+    tables, elements = rendered(markdown_summary(report, queue=queue))
+    assert tables[1] == [
+        ["task_id", "priority", "reason", "label"],
+        ["t1↵| forged | 1.0 | gold | x |", "0.500", "contested", "[x](https://e.vil)"],
+        ["![](https://e.vil/b.png)", "0.400", "contested", "a|b"],
+    ]
+    assert elements == []
