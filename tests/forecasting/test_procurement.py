@@ -33,6 +33,7 @@ from annotation_pipelines.forecasting.procurement import (
     PLAN_COLUMNS,
     current_fleet,
     procurement_plan,
+    required_accelerators,
     runs_short,
     series_profiles,
     unpriced_types,
@@ -1327,3 +1328,31 @@ def test_report_cells_never_read_a_share_as_whole_nor_show_inf():
         config=config,
     )
     assert costs["cost_per_agreement_point"].to_list() == [36.0 / 50, None]
+
+
+def test_a_requirement_equal_to_the_fleet_is_enough_whatever_the_rounding():
+    # 4.2 inference accelerators at 0.60 need 7.000000000000001 to own: seven, the fleet. Read
+    # exactly, the fleet "ran short" on day 20 with nothing to order and a status that called
+    # an order due in a week too late.
+    config = CapacityConfig(lead_time_weeks=2, target_utilization={"inference": 0.6})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(28)]
+    demand = [3.0] * 20 + [4.2] * 8
+    bands = pl.DataFrame({"id": "s", "time": days, "p50": demand, "p90": demand})
+    profiles = pl.DataFrame({"id": ["s"], "cluster": ["earth"], "workload_class": ["inference"],
+                             "accelerator_type": ["H100"]})  # fmt: skip
+    required = required_accelerators(bands, profiles, config=config)
+    assert required["p50"].max() > 7.0  # what float division gives
+    fleet = pl.DataFrame({"cluster": ["earth"], "accelerator_type": ["H100"], "fleet": [7.0]})
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    for row in plan.iter_rows(named=True):
+        assert row["status"] == "enough" and row["runs_short_on"] is None
+        assert row["to_order"] == 0
+    assert runs_short(plan)["runs_short_on"].is_null().all()
+    # One more accelerator's worth is short, and ordered.
+    more = bands.with_columns(pl.col("p90") + pl.when(pl.col("time") >= days[20]).then(0.6)
+                              .otherwise(0.0))  # fmt: skip
+    plan = procurement_plan(required_accelerators(more, profiles, config=config), fleet,
+                            config=config, as_of=dt.date(2027, 1, 1))  # fmt: skip
+    p90 = plan.filter(pl.col("scenario") == "p90").row(0, named=True)
+    assert p90["runs_short_on"] == days[20] and p90["to_order"] == 1
+    assert p90["status"] == "order by 2027-01-07"
