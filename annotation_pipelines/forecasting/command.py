@@ -43,6 +43,7 @@ import polars as pl
 from annotation_pipelines.forecasting.scalars import as_float, as_int
 from annotation_pipelines.tabular import (
     InputError,
+    check_output_path,
     check_table_path,
     read_table,
     where,
@@ -196,6 +197,7 @@ def forecast_command(
     if output is not None:
         try:
             check_table_path(output)
+            check_output_path(output, inputs=(input_path,))
         except InputError as error:
             raise click.ClickException(str(error)) from error
     required = [
@@ -321,6 +323,12 @@ def _check_models(
 ) -> None:
     """`--models` as a usage error naming the option; which candidates a season length has is
     checked again once it is known."""
+    # statsforecast refuses a repeated model only after the input is read and the fit begun.
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise click.BadParameter(
+            f"{', '.join(repeated)} given twice; name each model once", param_hint="--models"
+        )
     rules = [name for name in names if name in combinations]
     if rules and len(names) > 1:
         raise click.BadParameter(

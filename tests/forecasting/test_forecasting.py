@@ -495,3 +495,31 @@ def test_cli_prints_null_for_a_score_that_is_not_finite(tmp_path):
     assert run.exit_code == 0, run.output
     report = _strict_json(run.stdout)
     assert report["series"]["value"]["mase"] is None
+
+
+def test_cli_refuses_to_write_the_forecast_over_its_input(tmp_path, monkeypatch):
+    source = tmp_path / "usage.csv"
+    _synthetic(ids=("a",), hours=24 * 6).drop("id").write_csv(source)
+    before = source.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    # Any spelling of the same file: the telemetry was replaced by 24 forecast rows.
+    for output in ("usage.csv", "./usage.csv", str(source)):
+        run = CliRunner().invoke(
+            forecast_command,
+            ["usage.csv", "--time-col", "time", "--value-col", "value", "--horizon", "24",
+             "--backtest-windows", "2", "--models", "SeasonalNaive", "--output", output],
+        )  # fmt: skip
+        # As `aggregate` and `replay` refuse theirs: before any work, the input untouched.
+        assert run.exit_code == 1, run.output
+        assert "would overwrite the input usage.csv; write elsewhere" in run.output
+        assert source.read_bytes() == before
+
+
+def test_cli_names_a_model_given_twice_before_reading_the_input(tmp_path):
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(tmp_path / "absent.csv"), "--time-col", "time", "--value-col", "value",
+         "--models", "AutoETS,SeasonalNaive,AutoETS"],
+    )  # fmt: skip
+    assert run.exit_code == 2, run.output
+    assert "--models" in run.output and "AutoETS given twice" in run.output
