@@ -32,6 +32,7 @@ models' own intervals.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -54,6 +55,12 @@ from annotation_pipelines.tabular import (
 RATIO_TOLERANCE = 1e-9
 # What `_span` and the season defaults understand: a count and one of s, m(inute), h, d, w.
 _FREQ = re.compile(r"[1-9][0-9]*[smhdw]")
+# Beyond about 1e154 a value's square overflows: LightGBM's forecast and the statsforecast
+# models' own intervals read NaN. Larger series are fit divided by a power of two, which is
+# exact, and every figure in the series' units is multiplied back.
+_LARGEST_FIT_AS_GIVEN = 2.0**64
+_UNIT_COLUMNS = ("forecast", "lo_80", "hi_80", "lo_95", "hi_95")
+_UNIT_SCORES = ("mae", "baseline_mae", "scale", "winkler_80", "winkler_95")
 # Every candidate name a season length can produce (SeasonalNaive<N> for extra seasons).
 _MODEL = re.compile(r"SeasonalNaive[0-9]*|AutoETS|AutoTheta|MSTL|AutoARIMA|LightGBM")
 
@@ -225,9 +232,11 @@ def forecast_command(
     default_season, default_horizon = default_season_and_horizon(freq)
     season_length = season_length or default_season
     horizon = horizon or default_horizon
+    scale = _power_of_two_scale(frame.get_column("value"))
+    fitted = frame.with_columns(pl.col("value") / scale) if scale != 1.0 else frame
     try:
         resampled = (
-            frame.sort("id", "time")
+            fitted.sort("id", "time")
             .group_by_dynamic("time", every=freq, group_by="id")
             .agg(pl.col("value").mean())
         )
@@ -255,6 +264,12 @@ def forecast_command(
     except (ValueError, pl.exceptions.PolarsError) as error:
         default = "" if horizon_given else f" (the default --horizon is {horizon} steps of {freq})"
         raise click.ClickException(f"{input_path}: {error}{default}") from error
+    if scale != 1.0:
+        result = dataclasses.replace(
+            result,
+            forecast=_times(result.forecast, _UNIT_COLUMNS, scale),
+            scores=_times(result.scores, _UNIT_SCORES, scale),
+        )
     # Per series: series that end at different times have their origins at different times.
     windows = as_int(
         result.cross_validation.group_by("id")
@@ -316,6 +331,19 @@ def forecast_command(
         "series": summary,
     }
     click.echo(json.dumps(report, indent=2, allow_nan=False))
+
+
+def _power_of_two_scale(values: pl.Series) -> float:
+    """1 for values a fit takes as given, else the power of two that brings the largest
+    magnitude into [0.5, 1)."""
+    largest = as_float(values.abs().max(), what="largest value")
+    if largest <= _LARGEST_FIT_AS_GIVEN:
+        return 1.0
+    return 2.0 ** math.frexp(largest)[1]
+
+
+def _times(frame: pl.DataFrame, columns: tuple[str, ...], scale: float) -> pl.DataFrame:
+    return frame.with_columns(pl.col(c) * scale for c in columns if c in frame.columns)
 
 
 def _check_models(

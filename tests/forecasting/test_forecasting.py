@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import math
 
 import numpy as np
 import polars as pl
@@ -523,3 +525,39 @@ def test_cli_names_a_model_given_twice_before_reading_the_input(tmp_path):
     )  # fmt: skip
     assert run.exit_code == 2, run.output
     assert "--models" in run.output and "AutoETS given twice" in run.output
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_forecasts_huge_values_without_nan(tmp_path, calibrate):
+    # Finite, but squares overflow: LightGBM's forecast and the models' own intervals were NaN
+    # at 1e300, shipped with exit 0 and coverage figures.
+    frame = _synthetic(ids=("a",), hours=24 * 12).drop("id")
+    # Below 1 at most, so that 2**1000 times it is fit as these very values, scaled back.
+    frame = frame.with_columns(pl.col("value") / 2.0 ** math.frexp(frame["value"].max())[1])
+    rows = {}
+    for scale in (1.0, 2.0**1000):
+        source = tmp_path / "usage.csv"
+        output = tmp_path / "forecast.csv"
+        frame.with_columns(pl.col("value") * scale).write_csv(source)
+        run = CliRunner().invoke(
+            forecast_command,
+            [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "24",
+             "--backtest-windows", "2" if calibrate == "--no-calibrate" else "5", calibrate,
+             "--output", str(output)],
+        )  # fmt: skip
+        assert run.exit_code == 0, run.output
+        report = _strict_json(run.stdout)
+        written = pl.read_csv(output)
+        bounds = ["lo_95", "lo_80", "forecast", "hi_80", "hi_95"]
+        assert written.select(pl.all_horizontal(pl.col(bounds).is_finite())).to_series().all()
+        for low, high in itertools.pairwise(bounds):
+            assert (written[low] <= written[high]).all()
+        rows[scale] = (written.select(bounds) / scale, report)
+    (small, small_report), (huge, huge_report) = rows.values()
+    # A power of two scales every figure exactly; the scores are the same figures.
+    assert np.array_equal(small.to_numpy(), huge.to_numpy())
+    assert (
+        huge_report["series"]["value"]["coverage_95"]
+        == (small_report["series"]["value"]["coverage_95"])
+    )
+    assert huge_report["winkler_95"] == pytest.approx(small_report["winkler_95"] * 2.0**1000)
