@@ -1356,3 +1356,34 @@ def test_a_requirement_equal_to_the_fleet_is_enough_whatever_the_rounding():
     p90 = plan.filter(pl.col("scenario") == "p90").row(0, named=True)
     assert p90["runs_short_on"] == days[20] and p90["to_order"] == 1
     assert p90["status"] == "order by 2027-01-07"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("horizon", 0), ("season_length", 0), ("backtest_windows", 0), ("lead_time_days", -3),
+     ("queueing_target", -1.0), ("queueing_target", float("nan"))],
+)  # fmt: skip
+def test_weekly_forecast_config_refuses_what_it_cannot_plan_with(field, value):
+    # A negative lead time dated the rental before the forecast began; a NaN queue blanked
+    # every series' headroom; a zero horizon failed deep in the engine.
+    from pydantic import ValidationError
+
+    from assets.forecasting.assets import ComputeForecastConfig
+
+    with pytest.raises(ValidationError, match=field):
+        ComputeForecastConfig(**{field: value})
+
+
+def test_weekly_forecast_refuses_a_negative_lead_time_before_reading_the_lake(tmp_path):
+    from pydantic import ValidationError
+
+    from assets.forecasting.assets import compute_capacity_forecast
+    from resources.lake import LakeIOManager, LocalLake
+
+    lake = LocalLake(base_path=str(tmp_path / "lake"))  # empty: reading it would fail otherwise
+    with pytest.raises(ValidationError, match=r"lead_time_days\n.*greater than or equal to 0"):
+        materialize(
+            [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
+            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+            run_config={"ops": {"compute_capacity_forecast": {"config": {"lead_time_days": -3}}}},
+        )  # fmt: skip
