@@ -1387,3 +1387,55 @@ def test_weekly_forecast_refuses_a_negative_lead_time_before_reading_the_lake(tm
             resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
             run_config={"ops": {"compute_capacity_forecast": {"config": {"lead_time_days": -3}}}},
         )  # fmt: skip
+
+
+def test_config_that_cannot_be_read_as_text_names_the_file(tmp_path):
+    # A directory or a file that is not UTF-8 crashed the plan with Python's own error, the
+    # second without the file's name.
+    folder = tmp_path / "capacity.toml"
+    folder.mkdir()
+    with pytest.raises(CapacityConfigError, match=r"capacity.toml: capacity config .*directory"):
+        load_capacity_config(folder)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfelead_time_weeks = 16\n")
+    with pytest.raises(CapacityConfigError, match=r"binary.toml: not UTF-8 text"):
+        load_capacity_config(binary)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('accelerator_type = "L4"', "accelerator_type = 100",
+         r"capacity.toml: launches\[1\].accelerator_type: expected a name, found 100"),
+        ('accelerator_type = "L4"', 'accelerator_type = ["L4"]',
+         r"capacity.toml: launches\[1\].accelerator_type: expected a name, found \['L4'\]"),
+        ('series_id = "llm-inference"', "series_id = 5",
+         r"capacity.toml: launches\[1\].series_id: expected a name, found 5"),
+        ('name = "assistant v2 rollout"', "name = {x = 1}",
+         r"capacity.toml: launches\[1\].name: expected a name, found \{'x': 1\}"),
+        ('name = "assistant v2 rollout"', 'name = " "',
+         r"capacity.toml: launches\[1\].name: expected a name, found ' '"),
+    ],
+)  # fmt: skip
+def test_config_launch_names_are_strings(tmp_path, old, new, message):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
+
+
+def test_config_names_a_launch_given_twice(tmp_path):
+    # A block pasted twice added its accelerators twice. One launch may span series under one
+    # name; on one series a name says which launch it is.
+    text = EXAMPLE.read_text()
+    block = text[text.index('[[launches]]\nname = "vision') :]
+    path = tmp_path / "capacity.toml"
+    path.write_text(text + "\n" + block)
+    with pytest.raises(
+        CapacityConfigError,
+        match=r"capacity.toml: launches\[3\].name: 'vision foundation model' on series "
+        r"'vision-training' is launches\[2\] too",
+    ):
+        load_capacity_config(path)
+    path.write_text(text + "\n" + block.replace('"vision-training"', '"llm-inference"'))
+    assert [launch.series_id for launch in load_capacity_config(path).launches] == [
+        "llm-inference", "vision-training", "llm-inference"
+    ]  # fmt: skip
