@@ -94,6 +94,17 @@ class CapacityConfig:
             if launch.start < first_day
         ]
 
+    def launches_after_horizon(self, *, first_day: dt.date) -> list[str]:
+        """A note per launch that starts after the last forecast day: it adds nothing to this
+        plan, which must say so rather than count it among its launches."""
+        last_day = first_day + dt.timedelta(days=7 * self.horizon_weeks - 1)
+        return [
+            f"{launch.name} (starts {launch.start}): after the last forecast day "
+            f"({last_day}), so not in this plan"
+            for launch in self.launches
+            if launch.start > last_day
+        ]
+
     def utilization(self, workload_class: str | None) -> float:
         table = self.target_utilization
         return table.get(workload_class or "unknown", table.get("unknown", 0.8))

@@ -1358,37 +1358,6 @@ def test_a_requirement_equal_to_the_fleet_is_enough_whatever_the_rounding():
     assert p90["status"] == "order by 2027-01-07"
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [("horizon", 0), ("season_length", 0), ("backtest_windows", 0), ("lead_time_days", -3),
-     ("queueing_target", -1.0), ("queueing_target", float("nan"))],
-)  # fmt: skip
-def test_weekly_forecast_config_refuses_what_it_cannot_plan_with(field, value):
-    # A negative lead time dated the rental before the forecast began; a NaN queue blanked
-    # every series' headroom; a zero horizon failed deep in the engine.
-    from pydantic import ValidationError
-
-    from assets.forecasting.assets import ComputeForecastConfig
-
-    with pytest.raises(ValidationError, match=field):
-        ComputeForecastConfig(**{field: value})
-
-
-def test_weekly_forecast_refuses_a_negative_lead_time_before_reading_the_lake(tmp_path):
-    from pydantic import ValidationError
-
-    from assets.forecasting.assets import compute_capacity_forecast
-    from resources.lake import LakeIOManager, LocalLake
-
-    lake = LocalLake(base_path=str(tmp_path / "lake"))  # empty: reading it would fail otherwise
-    with pytest.raises(ValidationError, match=r"lead_time_days\n.*greater than or equal to 0"):
-        materialize(
-            [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
-            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
-            run_config={"ops": {"compute_capacity_forecast": {"config": {"lead_time_days": -3}}}},
-        )  # fmt: skip
-
-
 def test_config_that_cannot_be_read_as_text_names_the_file(tmp_path):
     # A directory or a file that is not UTF-8 crashed the plan with Python's own error, the
     # second without the file's name.
@@ -1439,3 +1408,57 @@ def test_config_names_a_launch_given_twice(tmp_path):
     assert [launch.series_id for launch in load_capacity_config(path).launches] == [
         "llm-inference", "vision-training", "llm-inference"
     ]  # fmt: skip
+
+
+def test_a_launch_after_the_horizon_is_named_not_dropped_unsaid():
+    config = CapacityConfig(
+        horizon_weeks=4,
+        launches=(
+            Launch(name="soon", series_id="a", start=dt.date(2027, 1, 10), accelerators=1),
+            Launch(name="later", series_id="a", start=dt.date(2027, 1, 29), accelerators=1),
+        ),
+    )
+    first = dt.date(2027, 1, 1)  # 28 forecast days: the last is 2027-01-28
+    assert config.launches_after_horizon(first_day=first) == [
+        "later (starts 2027-01-29): after the last forecast day (2027-01-28), so not in this plan"
+    ]
+    # The plan says it beside the launches under way.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    late = Launch(name="far", series_id="llm-inference", start=dt.date(2027, 9, 1),
+                  accelerators=32.0)  # fmt: skip
+    plan = capacity_plan(usage, config=CapacityConfig(launches=(late,)),
+                         as_of=dt.date(2026, 11, 29))  # fmt: skip
+    assert plan.launch_notes == (
+        "far (starts 2027-09-01): after the last forecast day (2027-05-29), so not in this plan",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("horizon", 0), ("season_length", 0), ("backtest_windows", 0), ("lead_time_days", -3),
+     ("queueing_target", -1.0), ("queueing_target", float("nan"))],
+)  # fmt: skip
+def test_weekly_forecast_config_refuses_what_it_cannot_plan_with(field, value):
+    # A negative lead time dated the rental before the forecast began; a NaN queue blanked
+    # every series' headroom; a zero horizon failed deep in the engine.
+    from pydantic import ValidationError
+
+    from assets.forecasting.assets import ComputeForecastConfig
+
+    with pytest.raises(ValidationError, match=field):
+        ComputeForecastConfig(**{field: value})
+
+
+def test_weekly_forecast_refuses_a_negative_lead_time_before_reading_the_lake(tmp_path):
+    from pydantic import ValidationError
+
+    from assets.forecasting.assets import compute_capacity_forecast
+    from resources.lake import LakeIOManager, LocalLake
+
+    lake = LocalLake(base_path=str(tmp_path / "lake"))  # empty: reading it would fail otherwise
+    with pytest.raises(ValidationError, match=r"lead_time_days\n.*greater than or equal to 0"):
+        materialize(
+            [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
+            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+            run_config={"ops": {"compute_capacity_forecast": {"config": {"lead_time_days": -3}}}},
+        )  # fmt: skip
