@@ -411,6 +411,15 @@ def forecast_calibrated(
         )
     span = _span(freq, steps=horizon)
     if not calibrate:
+        if backtest_windows is None:
+            # The models' own intervals are scored on origins a whole horizon apart, not a
+            # season: as many of those as the shortest series holds, or 28 hourly days failed
+            # asking for three weeks' origins where two fit.
+            shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
+            fitting = (
+                shortest - fit_length(horizon=horizon, season_length=season_length)
+            ) // horizon
+            windows = min(windows, max(fitting, 2))
         return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
                              rule=rule, models=chosen_models, windows=windows,
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip

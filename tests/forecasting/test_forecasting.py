@@ -561,3 +561,18 @@ def test_cli_forecasts_huge_values_without_nan(tmp_path, calibrate):
         == (small_report["series"]["value"]["coverage_95"])
     )
     assert huge_report["winkler_95"] == pytest.approx(small_report["winkler_95"] * 2.0**1000)
+
+
+def test_cli_without_calibration_backtests_on_as_many_horizons_as_fit(tmp_path):
+    # 28 hourly days hold two week-long origins after the fit's 240 hours, not three: the
+    # default asked for three and stopped ("needs at least 744") on input two fit.
+    source = tmp_path / "four_weeks.csv"
+    _synthetic(ids=("a",), hours=24 * 28).drop("id").write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--no-calibrate",
+         "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = _strict_json(run.stdout)
+    assert report["horizon"] == 168 and report["backtest_windows"] == 2
