@@ -8,7 +8,12 @@ Prints one JSON object:
      "coverage_95": 0.97, "winkler_80": 41.2, "winkler_95": 55.0,
      "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
                          "relative_mase": 0.89, "coverage_80": 0.83, "coverage_95": 0.95,
-                         "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}}}
+                         "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}},
+     "set_aside": {"<id>": "30 points; a 168-step backtest over 1 window(s) needs ..."}}
+
+`set_aside` names each series too short for the fewest backtest windows the options allow
+(also on stderr): it has no forecast and the others are forecast as usual. When every series
+is too short, the backtest's error says what it takes.
 
 `first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
 bound is above the supply column's last value for that series.
@@ -243,6 +248,15 @@ def forecast_command(
         series = regularize(resampled, freq=freq)
         for note in _filled_notes(resampled, series):
             click.echo(note, err=True)
+        series, set_aside = _set_aside_short(
+            series,
+            horizon=horizon,
+            season_length=season_length,
+            backtest_windows=backtest_windows,
+            calibrate=calibrate,
+        )
+        for series_id, reason in set_aside.items():
+            click.echo(f"note: series {series_id!r} set aside: {reason}", err=True)
         if len(names) == 1 and names[0] in COMBINATIONS:
             rule, candidates = names[0], None
         elif len(names) == 1:
@@ -329,8 +343,46 @@ def forecast_command(
         "winkler_80": _json_float(_mean(scores, "winkler_80")),
         "winkler_95": _json_float(_mean(scores, "winkler_95")),
         "series": summary,
+        "set_aside": set_aside,
     }
     click.echo(json.dumps(report, indent=2, allow_nan=False))
+
+
+def _set_aside_short(
+    series: pl.DataFrame,
+    *,
+    horizon: int,
+    season_length: int,
+    backtest_windows: int | None,
+    calibrate: bool,
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """(the series long enough for the fewest backtest windows the options allow, {id: why}
+    for the others). One young series stopped the forecast of every other; when none is long
+    enough all are kept, and the backtest's own error says what it takes."""
+    from annotation_pipelines.forecasting.backtesting import minimum_history
+    from annotation_pipelines.forecasting.ensemble import default_step, fit_length
+
+    if calibrate:
+        windows = backtest_windows or 1
+        step = default_step(horizon=horizon, season_length=season_length)
+        minimum = (
+            (windows - 1) * step
+            + horizon
+            + fit_length(horizon=horizon, season_length=season_length)
+        )
+    else:
+        windows = max(2, min(backtest_windows or 2, 3))
+        minimum = minimum_history(windows=windows, horizon=horizon, season_length=season_length)
+    lengths = series.group_by("id").len()
+    short = lengths.filter(pl.col("len") < minimum).sort("id")
+    if not short.height or short.height == lengths.height:
+        return series, {}
+    reasons = {
+        str(series_id): f"{length} points; a {horizon}-step backtest over {windows} window(s) "
+        f"needs at least {minimum}, so it has no forecast"
+        for series_id, length in short.iter_rows()
+    }
+    return series.filter(~pl.col("id").is_in(short.get_column("id").to_list())), reasons
 
 
 def _power_of_two_scale(values: pl.Series) -> float:

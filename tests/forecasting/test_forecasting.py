@@ -576,3 +576,42 @@ def test_cli_without_calibration_backtests_on_as_many_horizons_as_fit(tmp_path):
     assert run.exit_code == 0, run.output
     report = _strict_json(run.stdout)
     assert report["horizon"] == 168 and report["backtest_windows"] == 2
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_sets_a_series_too_short_aside_and_forecasts_the_others(tmp_path, calibrate):
+    # A series that joined a day ago stopped the forecast of every other series.
+    frame = pl.concat([_synthetic(ids=("a", "b"), hours=24 * 12),
+                       _synthetic(ids=("young",), hours=30)])  # fmt: skip
+    source = tmp_path / "fleet.csv"
+    frame.write_csv(source)
+    output = tmp_path / "forecast.csv"
+    args = [
+        str(source),
+        "--time-col",
+        "time",
+        "--value-col",
+        "value",
+        "--id-col",
+        "id",
+        "--horizon",
+        "24",
+        "--models",
+        "SeasonalNaive",
+        calibrate,
+        "--output",
+        str(output),
+    ]
+    run = CliRunner().invoke(forecast_command, args)  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = _strict_json(run.stdout)
+    assert set(report["series"]) == {"a", "b"}
+    assert list(report["set_aside"]) == ["young"]
+    assert report["set_aside"]["young"].startswith("30 points; a 24-step backtest over")
+    assert "note: series 'young' set aside: 30 points" in run.stderr
+    assert set(pl.read_csv(output)["id"]) == {"a", "b"}
+    # With every series too short, the backtest's own error as before.
+    alone = tmp_path / "young.csv"
+    _synthetic(ids=("young",), hours=30).write_csv(alone)
+    run = CliRunner().invoke(forecast_command, [str(alone), *args[1:]])
+    assert run.exit_code == 1 and "series 'young' has 30 points" in run.output
