@@ -193,6 +193,7 @@ def forecast_command(
         HELD_OUT_WINDOWS,
         default_step,
         forecast_calibrated,
+        set_aside_short,
     )
     from annotation_pipelines.forecasting.learned import LEARNED
     from annotation_pipelines.forecasting.supply import supply_crossing
@@ -248,7 +249,7 @@ def forecast_command(
         series = regularize(resampled, freq=freq)
         for note in _filled_notes(resampled, series):
             click.echo(note, err=True)
-        series, set_aside = _set_aside_short(
+        series, set_aside = set_aside_short(
             series,
             horizon=horizon,
             season_length=season_length,
@@ -346,43 +347,6 @@ def forecast_command(
         "set_aside": set_aside,
     }
     click.echo(json.dumps(report, indent=2, allow_nan=False))
-
-
-def _set_aside_short(
-    series: pl.DataFrame,
-    *,
-    horizon: int,
-    season_length: int,
-    backtest_windows: int | None,
-    calibrate: bool,
-) -> tuple[pl.DataFrame, dict[str, str]]:
-    """(the series long enough for the fewest backtest windows the options allow, {id: why}
-    for the others). One young series stopped the forecast of every other; when none is long
-    enough all are kept, and the backtest's own error says what it takes."""
-    from annotation_pipelines.forecasting.backtesting import minimum_history
-    from annotation_pipelines.forecasting.ensemble import default_step, fit_length
-
-    if calibrate:
-        windows = backtest_windows or 1
-        step = default_step(horizon=horizon, season_length=season_length)
-        minimum = (
-            (windows - 1) * step
-            + horizon
-            + fit_length(horizon=horizon, season_length=season_length)
-        )
-    else:
-        windows = max(2, min(backtest_windows or 2, 3))
-        minimum = minimum_history(windows=windows, horizon=horizon, season_length=season_length)
-    lengths = series.group_by("id").len()
-    short = lengths.filter(pl.col("len") < minimum).sort("id")
-    if not short.height or short.height == lengths.height:
-        return series, {}
-    reasons = {
-        str(series_id): f"{length} points; a {horizon}-step backtest over {windows} window(s) "
-        f"needs at least {minimum}, so it has no forecast"
-        for series_id, length in short.iter_rows()
-    }
-    return series.filter(~pl.col("id").is_in(short.get_column("id").to_list())), reasons
 
 
 def _power_of_two_scale(values: pl.Series) -> float:

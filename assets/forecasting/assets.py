@@ -22,7 +22,11 @@ from annotation_pipelines.forecasting.costs import (
     describe_unpriced_tiers,
     unpriced_tiers,
 )
-from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
+from annotation_pipelines.forecasting.ensemble import (
+    DEFAULT_RULE,
+    forecast_calibrated,
+    set_aside_short,
+)
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
 from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
 from annotation_pipelines.forecasting.planning import (
@@ -114,6 +118,19 @@ def compute_capacity_forecast(
             supply = aggregate_history(supply, hierarchy)
         else:
             hierarchy = None
+    set_aside: dict[str, str] = {}
+    if hierarchy is None:
+        # On its own calendar a series younger than the backtest stopped the whole fleet's
+        # forecast; the reconciled path lays every series on the fleet's calendar instead.
+        history, set_aside = set_aside_short(
+            history,
+            horizon=config.horizon,
+            season_length=config.season_length,
+            backtest_windows=config.backtest_windows,
+            calibrate=config.calibrate,
+        )
+        for series_id, reason in set_aside.items():
+            context.log.warning(f"series {series_id!r} set aside: {reason}")
     result = forecast_calibrated(
         history,
         horizon=config.horizon,
@@ -163,6 +180,7 @@ def compute_capacity_forecast(
                 alt="history, forecast and intervals",
             ),
             "history_days": MetadataValue.int(len(days)),
+            "set_aside": MetadataValue.json(set_aside),
         },
     )
 

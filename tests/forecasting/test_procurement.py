@@ -1462,3 +1462,34 @@ def test_weekly_forecast_refuses_a_negative_lead_time_before_reading_the_lake(tm
             resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
             run_config={"ops": {"compute_capacity_forecast": {"config": {"lead_time_days": -3}}}},
         )  # fmt: skip
+
+
+def test_weekly_forecast_sets_a_young_series_aside_instead_of_failing_the_fleet(tmp_path):
+    # Each series alone (no reconciliation), one that joined 20 hours ago failed the run.
+    from assets.forecasting.assets import compute_capacity_forecast
+    from resources.lake import LakeIOManager, LocalLake
+
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=14, step_minutes=30, seed=5)
+    young = usage.filter(
+        (pl.col("series_id") == "research")
+        & (pl.col("time") >= pl.col("time").max() - dt.timedelta(hours=20))
+    ).with_columns(pl.lit("new-team").alias("series_id"))
+    for (day,), frame in pl.concat([usage, young]).group_by(
+        pl.col("time").dt.date(), maintain_order=True
+    ):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    result = materialize(
+        [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+        run_config={"ops": {"compute_capacity_forecast": {"config": {
+            "horizon": 24, "history_days": 14, "backtest_windows": 5, "reconciliation": None,
+            "rule": "SeasonalNaive"}}}},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert list(metadata["set_aside"].value) == ["new-team"]
+    assert metadata["set_aside"].value["new-team"].startswith("21 points")
+    forecast = lake.read_table("compute_capacity_forecast")
+    assert set(forecast["id"]) == {"llm-inference", "research", "speech-training",
+                                   "vision-training"}  # fmt: skip
