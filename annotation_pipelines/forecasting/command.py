@@ -489,10 +489,21 @@ def _prepare(
         bad = parsed.is_null() & time.is_not_null()
         if bad.any():
             row = _first_true_row(bad)
-            raise InputError(
-                f"{path}: {where(path, row)}, column {time_col!r}: "
-                f"not a timestamp: {time[row - 1]!r}"
+            value = time[row - 1]
+            # The column's format is inferred from its first times, so a time given with a
+            # zone among times given without one (or the reverse) fails to parse on its own.
+            try:
+                alone = pl.Series([value]).str.to_datetime(time_unit="us", strict=False)
+                parses = alone.null_count() == 0
+            except pl.exceptions.PolarsError:  # no format found for it either
+                parses = False
+            why = (
+                "a time in another form than the column's first (with or without a time zone); "
+                "give every time the same way"
+                if parses
+                else "not a timestamp"
             )
+            raise InputError(f"{path}: {where(path, row)}, column {time_col!r}: {why}: {value!r}")
         time = parsed
     elif time.dtype == pl.Date:
         time = time.cast(pl.Datetime("us"))

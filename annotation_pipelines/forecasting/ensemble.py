@@ -442,7 +442,7 @@ def forecast_calibrated(
         raise ValueError(
             f"series {series_id!r} has {length} points; the backtest needs at least {minimum} "
             "(windows x step + horizon + room to fit). "
-            "Use fewer --backtest-windows or a shorter --horizon."
+            "Use fewer --backtest-windows, a shorter --horizon or a shorter --season-length."
         )
     span = _span(freq, steps=horizon)
     if not calibrate:

@@ -615,3 +615,27 @@ def test_cli_sets_a_series_too_short_aside_and_forecasts_the_others(tmp_path, ca
     _synthetic(ids=("young",), hours=30).write_csv(alone)
     run = CliRunner().invoke(forecast_command, [str(alone), *args[1:]])
     assert run.exit_code == 1 and "series 'young' has 30 points" in run.output
+
+
+def test_cli_names_a_time_zone_given_for_some_times_only(tmp_path):
+    # "2024-01-01T01:00:00" was called "not a timestamp" because the first time had a zone.
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("time,value\n2024-01-01T00:00:00Z,1\n2024-01-01T01:00:00,2\n")
+    run = CliRunner().invoke(
+        forecast_command, [str(mixed), "--time-col", "time", "--value-col", "value"]
+    )
+    assert run.exit_code == 1, run.output
+    assert (
+        "row 2 (line 3), column 'time': a time in another form than the column's first (with or "
+        "without a time zone); give every time the same way: '2024-01-01T01:00:00'"
+    ) in run.output
+
+
+def test_cli_names_the_season_length_among_what_makes_the_history_short(tmp_path):
+    source = tmp_path / "usage.csv"
+    _synthetic(ids=("a",), hours=24 * 12).drop("id").write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--season-length", "1000"],
+    )
+    assert run.exit_code == 1 and "a shorter --season-length" in run.output
