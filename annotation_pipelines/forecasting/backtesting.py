@@ -123,7 +123,7 @@ def _check_series(series: pl.DataFrame, *, minimum: int) -> None:
         raise ValueError(
             f"series {worst[0]!r} has {worst[1]} points; the backtest needs at least {minimum} "
             "(windows x horizon + one season to fit on). "
-            "Use fewer --backtest-windows or a shorter --horizon."
+            "Use fewer --backtest-windows, a shorter --horizon or a shorter --season-length."
         )
 
 

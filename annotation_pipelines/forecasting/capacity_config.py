@@ -94,6 +94,17 @@ class CapacityConfig:
             if launch.start < first_day
         ]
 
+    def launches_after_horizon(self, *, first_day: dt.date) -> list[str]:
+        """A note per launch that starts after the last forecast day: it adds nothing to this
+        plan, which must say so rather than count it among its launches."""
+        last_day = first_day + dt.timedelta(days=7 * self.horizon_weeks - 1)
+        return [
+            f"{launch.name} (starts {launch.start}): after the last forecast day "
+            f"({last_day}), so not in this plan"
+            for launch in self.launches
+            if launch.start > last_day
+        ]
+
     def utilization(self, workload_class: str | None) -> float:
         table = self.target_utilization
         return table.get(workload_class or "unknown", table.get("unknown", 0.8))
@@ -111,9 +122,17 @@ class CapacityConfig:
 def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise CapacityConfigError(f"{path}: capacity config not found") from error
+    except OSError as error:  # a directory, no permission: Python's error names no config
+        raise CapacityConfigError(
+            f"{path}: capacity config cannot be read: {error.strerror or error}"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise CapacityConfigError(
+            f"{path}: not UTF-8 text (byte {error.start}); TOML files are UTF-8"
+        ) from error
     except tomllib.TOMLDecodeError as error:
         raise CapacityConfigError(f"{path}: not valid TOML: {error}") from error
 
@@ -137,6 +156,13 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             raise CapacityConfigError(f"{path}: {where}: {value} is outside {bound}")
         return float(value)
 
+    def identifier(value: object, where: str) -> str:
+        # str() made `series_id = 5` "5" and `name = {x = 1}` "{'x': 1}"; a type of 100 or
+        # ["L4"] went into the plan as it was.
+        if not isinstance(value, str) or not value.strip():
+            raise CapacityConfigError(f"{path}: {where}: expected a name, found {value!r}")
+        return value
+
     def whole(value: object, where: str, *, low: float = 0.0) -> int:
         found = number(value, where, low=low)
         if not found.is_integer():
@@ -156,7 +182,10 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
                 f"{path}: target_utilization.{name}: unknown workload class; expected one of "
                 f"{', '.join(CLASSES)}"
             )
-    launches = []
+    launches: list[Launch] = []
+    # One launch may span series under one name; on one series a name says which launch it
+    # is, so a repeat is a block given twice, which added its accelerators twice.
+    named: dict[tuple[str, str], int] = {}
     entries = raw.get("launches", [])
     if not isinstance(entries, list):
         raise CapacityConfigError(
@@ -177,6 +206,17 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
         for required in ("name", "series_id", "start", "accelerators"):
             if required not in entry:
                 raise CapacityConfigError(f"{path}: {where}: missing field {required!r}")
+        launch_name = identifier(entry["name"], f"{where}.name")
+        series_id = identifier(entry["series_id"], f"{where}.series_id")
+        accelerator_type = entry.get("accelerator_type")
+        if accelerator_type is not None:
+            accelerator_type = identifier(accelerator_type, f"{where}.accelerator_type")
+        if (launch_name, series_id) in named:
+            raise CapacityConfigError(
+                f"{path}: {where}.name: {launch_name!r} on series {series_id!r} is "
+                f"launches[{named[launch_name, series_id]}] too; give each launch its own name"
+            )
+        named[launch_name, series_id] = index
         start = entry["start"]
         if isinstance(start, str):
             try:
@@ -196,13 +236,13 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             raise CapacityConfigError(f"{path}: {where}.start: expected a date, found {start!r}")
         launches.append(
             Launch(
-                name=str(entry["name"]),
-                series_id=str(entry["series_id"]),
+                name=launch_name,
+                series_id=series_id,
                 start=start,
                 accelerators=number(entry["accelerators"], f"{where}.accelerators"),
                 ramp_days=whole(entry.get("ramp_days", 14), f"{where}.ramp_days"),
                 workload_class=workload_class,
-                accelerator_type=entry.get("accelerator_type"),
+                accelerator_type=accelerator_type,
             )
         )
     tiers = raw.get("project_tier", {})

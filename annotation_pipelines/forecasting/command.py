@@ -8,7 +8,12 @@ Prints one JSON object:
      "coverage_95": 0.97, "winkler_80": 41.2, "winkler_95": 55.0,
      "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
                          "relative_mase": 0.89, "coverage_80": 0.83, "coverage_95": 0.95,
-                         "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}}}
+                         "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}},
+     "set_aside": {"<id>": "30 points; a 168-step backtest over 1 window(s) needs ..."}}
+
+`set_aside` names each series too short for the fewest backtest windows the options allow
+(also on stderr): it has no forecast and the others are forecast as usual. When every series
+is too short, the backtest's error says what it takes.
 
 `first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
 bound is above the supply column's last value for that series.
@@ -32,6 +37,7 @@ models' own intervals.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -43,6 +49,7 @@ import polars as pl
 from annotation_pipelines.forecasting.scalars import as_float, as_int
 from annotation_pipelines.tabular import (
     InputError,
+    check_output_path,
     check_table_path,
     read_table,
     where,
@@ -53,6 +60,12 @@ from annotation_pipelines.tabular import (
 RATIO_TOLERANCE = 1e-9
 # What `_span` and the season defaults understand: a count and one of s, m(inute), h, d, w.
 _FREQ = re.compile(r"[1-9][0-9]*[smhdw]")
+# Beyond about 1e154 a value's square overflows: LightGBM's forecast and the statsforecast
+# models' own intervals read NaN. Larger series are fit divided by a power of two, which is
+# exact, and every figure in the series' units is multiplied back.
+_LARGEST_FIT_AS_GIVEN = 2.0**64
+_UNIT_COLUMNS = ("forecast", "lo_80", "hi_80", "lo_95", "hi_95")
+_UNIT_SCORES = ("mae", "baseline_mae", "scale", "winkler_80", "winkler_95")
 # Every candidate name a season length can produce (SeasonalNaive<N> for extra seasons).
 _MODEL = re.compile(r"SeasonalNaive[0-9]*|AutoETS|AutoTheta|MSTL|AutoARIMA|LightGBM")
 
@@ -180,6 +193,7 @@ def forecast_command(
         HELD_OUT_WINDOWS,
         default_step,
         forecast_calibrated,
+        set_aside_short,
     )
     from annotation_pipelines.forecasting.learned import LEARNED
     from annotation_pipelines.forecasting.supply import supply_crossing
@@ -196,6 +210,7 @@ def forecast_command(
     if output is not None:
         try:
             check_table_path(output)
+            check_output_path(output, inputs=(input_path,))
         except InputError as error:
             raise click.ClickException(str(error)) from error
     required = [
@@ -223,15 +238,26 @@ def forecast_command(
     default_season, default_horizon = default_season_and_horizon(freq)
     season_length = season_length or default_season
     horizon = horizon or default_horizon
+    scale = _power_of_two_scale(frame.get_column("value"))
+    fitted = frame.with_columns(pl.col("value") / scale) if scale != 1.0 else frame
     try:
         resampled = (
-            frame.sort("id", "time")
+            fitted.sort("id", "time")
             .group_by_dynamic("time", every=freq, group_by="id")
             .agg(pl.col("value").mean())
         )
         series = regularize(resampled, freq=freq)
         for note in _filled_notes(resampled, series):
             click.echo(note, err=True)
+        series, set_aside = set_aside_short(
+            series,
+            horizon=horizon,
+            season_length=season_length,
+            backtest_windows=backtest_windows,
+            calibrate=calibrate,
+        )
+        for series_id, reason in set_aside.items():
+            click.echo(f"note: series {series_id!r} set aside: {reason}", err=True)
         if len(names) == 1 and names[0] in COMBINATIONS:
             rule, candidates = names[0], None
         elif len(names) == 1:
@@ -253,6 +279,12 @@ def forecast_command(
     except (ValueError, pl.exceptions.PolarsError) as error:
         default = "" if horizon_given else f" (the default --horizon is {horizon} steps of {freq})"
         raise click.ClickException(f"{input_path}: {error}{default}") from error
+    if scale != 1.0:
+        result = dataclasses.replace(
+            result,
+            forecast=_times(result.forecast, _UNIT_COLUMNS, scale),
+            scores=_times(result.scores, _UNIT_SCORES, scale),
+        )
     # Per series: series that end at different times have their origins at different times.
     windows = as_int(
         result.cross_validation.group_by("id")
@@ -312,8 +344,22 @@ def forecast_command(
         "winkler_80": _json_float(_mean(scores, "winkler_80")),
         "winkler_95": _json_float(_mean(scores, "winkler_95")),
         "series": summary,
+        "set_aside": set_aside,
     }
     click.echo(json.dumps(report, indent=2, allow_nan=False))
+
+
+def _power_of_two_scale(values: pl.Series) -> float:
+    """1 for values a fit takes as given, else the power of two that brings the largest
+    magnitude into [0.5, 1)."""
+    largest = as_float(values.abs().max(), what="largest value")
+    if largest <= _LARGEST_FIT_AS_GIVEN:
+        return 1.0
+    return 2.0 ** math.frexp(largest)[1]
+
+
+def _times(frame: pl.DataFrame, columns: tuple[str, ...], scale: float) -> pl.DataFrame:
+    return frame.with_columns(pl.col(c) * scale for c in columns if c in frame.columns)
 
 
 def _check_models(
@@ -321,6 +367,12 @@ def _check_models(
 ) -> None:
     """`--models` as a usage error naming the option; which candidates a season length has is
     checked again once it is known."""
+    # statsforecast refuses a repeated model only after the input is read and the fit begun.
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise click.BadParameter(
+            f"{', '.join(repeated)} given twice; name each model once", param_hint="--models"
+        )
     rules = [name for name in names if name in combinations]
     if rules and len(names) > 1:
         raise click.BadParameter(
@@ -437,10 +489,21 @@ def _prepare(
         bad = parsed.is_null() & time.is_not_null()
         if bad.any():
             row = _first_true_row(bad)
-            raise InputError(
-                f"{path}: {where(path, row)}, column {time_col!r}: "
-                f"not a timestamp: {time[row - 1]!r}"
+            value = time[row - 1]
+            # The column's format is inferred from its first times, so a time given with a
+            # zone among times given without one (or the reverse) fails to parse on its own.
+            try:
+                alone = pl.Series([value]).str.to_datetime(time_unit="us", strict=False)
+                parses = alone.null_count() == 0
+            except pl.exceptions.PolarsError:  # no format found for it either
+                parses = False
+            why = (
+                "a time in another form than the column's first (with or without a time zone); "
+                "give every time the same way"
+                if parses
+                else "not a timestamp"
             )
+            raise InputError(f"{path}: {where(path, row)}, column {time_col!r}: {why}: {value!r}")
         time = parsed
     elif time.dtype == pl.Date:
         time = time.cast(pl.Datetime("us"))

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from annotation_pipelines import schema
+from annotation_pipelines.forecasting.backtesting import minimum_history
 from annotation_pipelines.forecasting.candidates import (
     BASELINE,
     candidate_models,
@@ -108,6 +109,40 @@ def auto_windows(series: pl.DataFrame, *, horizon: int, season_length: int, step
     )
     room = shortest - horizon - fit_length(horizon=horizon, season_length=season_length)
     return max(1, min(MAX_WINDOWS, room // step + 1))
+
+
+def set_aside_short(
+    series: pl.DataFrame,
+    *,
+    horizon: int,
+    season_length: int,
+    backtest_windows: int | None,
+    calibrate: bool,
+) -> tuple[pl.DataFrame, dict[str, str]]:
+    """(the series long enough for the fewest backtest windows the options allow, {id: why}
+    for the others). One young series stopped the forecast of every other; when none is long
+    enough all are kept, and the backtest's own error says what it takes."""
+    if calibrate:
+        windows = backtest_windows or 1
+        step = default_step(horizon=horizon, season_length=season_length)
+        minimum = (
+            (windows - 1) * step
+            + horizon
+            + fit_length(horizon=horizon, season_length=season_length)
+        )
+    else:
+        windows = max(2, min(backtest_windows or 2, 3))
+        minimum = minimum_history(windows=windows, horizon=horizon, season_length=season_length)
+    lengths = series.group_by("id").len()
+    short = lengths.filter(pl.col("len") < minimum).sort("id")
+    if not short.height or short.height == lengths.height:
+        return series, {}
+    reasons = {
+        str(series_id): f"{length} points; a {horizon}-step backtest over {windows} window(s) "
+        f"needs at least {minimum}, so it has no forecast"
+        for series_id, length in short.iter_rows()
+    }
+    return series.filter(~pl.col("id").is_in(short.get_column("id").to_list())), reasons
 
 
 def _statsforecast_names(models: Sequence[str]) -> list[str]:
@@ -409,10 +444,19 @@ def forecast_calibrated(
         raise ValueError(
             f"series {series_id!r} has {length} points; the backtest needs at least {minimum} "
             "(windows x step + horizon + room to fit). "
-            "Use fewer --backtest-windows or a shorter --horizon."
+            "Use fewer --backtest-windows, a shorter --horizon or a shorter --season-length."
         )
     span = _span(freq, steps=horizon)
     if not calibrate:
+        if backtest_windows is None:
+            # The models' own intervals are scored on origins a whole horizon apart, not a
+            # season: as many of those as the shortest series holds, or 28 hourly days failed
+            # asking for three weeks' origins where two fit.
+            shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
+            fitting = (
+                shortest - fit_length(horizon=horizon, season_length=season_length)
+            ) // horizon
+            windows = min(windows, max(fitting, 2))
         return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
                              rule=rule, models=chosen_models, windows=windows,
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip

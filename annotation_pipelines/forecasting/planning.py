@@ -74,7 +74,8 @@ class CapacityPlan:
     # hierarchy (empty without reconciliation)
     hierarchy_weekly: pl.DataFrame
     reconciliation: str | None  # the method (None: series forecast alone, clusters summed)
-    launch_notes: tuple[str, ...] = ()  # launches under way: only the rest of the ramp added
+    # Launches under way (only the rest of the ramp added) and after the horizon (none of it).
+    launch_notes: tuple[str, ...] = ()
     # What the plan could not see and how it planned around it (unknown fleets, stale series)
     notes: tuple[str, ...] = ()
 
@@ -219,7 +220,10 @@ def capacity_plan(
         supply=supply,
         hierarchy_weekly=hierarchy_weekly,
         reconciliation=reconciliation,
-        launch_notes=tuple(config.launches_under_way(first_day=first_day)),
+        launch_notes=tuple(
+            config.launches_under_way(first_day=first_day)
+            + config.launches_after_horizon(first_day=first_day)
+        ),
         notes=tuple(
             _invalid_notes(invalid)
             + _ended_notes(last_reported, through=through, as_of=as_of)

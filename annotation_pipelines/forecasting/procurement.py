@@ -31,6 +31,9 @@ from annotation_pipelines.forecasting.scalars import as_date, as_float
 from annotation_pipelines.forecasting.scenarios import SCENARIOS, combined_source
 
 HOURS_PER_MONTH = 730.0
+# Relative tolerance between accelerators to own and the fleet: far above float noise, far
+# below a thousandth of an accelerator on any fleet.
+SLACK = 1e-9
 
 PLAN_COLUMNS = (
     "as_of",
@@ -190,9 +193,12 @@ def procurement_plan(
         fleet_size = as_float(frame.get_column("fleet").first(), what=f"fleet of {cluster}")
         price = config.accelerator_price(accelerator_type)
         days = frame.get_column("time").cast(pl.Date)
+        # Demand / target carries division noise (4.2 / 0.6 = 7.000000000000001): a need equal
+        # to the fleet up to it is not short, or the plan dates a shortfall it orders nothing for.
+        enough = fleet_size + SLACK * max(1.0, abs(fleet_size))
         for scenario in SCENARIOS:
             need = frame.get_column(scenario)
-            short = frame.filter(pl.col(scenario) > pl.col("fleet"))
+            short = frame.filter(pl.col(scenario) > enough)
             runs_short_on = (
                 as_date(short.get_column("time").min(), what=f"{scenario} demand day")
                 if short.height
@@ -209,7 +215,7 @@ def procurement_plan(
                 after = need.filter(days >= arrives)
                 if after.len():
                     last = as_float(after.max(), what=f"peak {scenario} demand after arrival")
-                    to_order = max(0, math.ceil(last - fleet_size - 1e-9))
+                    to_order = max(0, math.ceil(last - enough))
                 if to_order == 0:
                     # Only a late order can come to nothing: the shortfall ends before it lands.
                     until = as_date(

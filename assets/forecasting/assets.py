@@ -22,7 +22,11 @@ from annotation_pipelines.forecasting.costs import (
     describe_unpriced_tiers,
     unpriced_tiers,
 )
-from annotation_pipelines.forecasting.ensemble import DEFAULT_RULE, forecast_calibrated
+from annotation_pipelines.forecasting.ensemble import (
+    DEFAULT_RULE,
+    forecast_calibrated,
+    set_aside_short,
+)
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
 from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
 from annotation_pipelines.forecasting.planning import (
@@ -51,21 +55,28 @@ from resources.lake import Lake
 class ComputeForecastConfig(Config):
     history_days: int = Field(default=28, ge=14, description="Days of telemetry to learn from.")
     freq: str = "1h"
-    horizon: int = Field(default=168, description="Steps ahead (168 hours = one week).")
-    season_length: int = 24
+    horizon: int = Field(default=168, ge=1, description="Steps ahead (168 hours = one week).")
+    season_length: int = Field(default=24, ge=1, description="Steps per season (24 hours).")
     backtest_windows: int | None = Field(
-        default=None, description="Backtest origins a season apart (default: as many as fit)."
+        default=None,
+        ge=1,
+        description="Backtest origins a season apart (default: as many as fit).",
     )
     rule: str = Field(default=DEFAULT_RULE, description="mean, median, top3 or one model.")
     calibrate: bool = Field(default=True, description="Conformal bands from backtest residuals.")
+    # A negative lead time dated the rental before the forecast began; a NaN queue blanked every
+    # series' headroom as if the horizon were too short.
     lead_time_days: int = Field(
         default=2,
+        ge=0,
         description=(
             "Days from a short-term request (a rental, a move between clusters) to usable "
             "accelerators; purchases, months ahead, are the monthly procurement_plan's."
         ),
     )
-    queueing_target: float = Field(default=0.0, description="Accelerators allowed to queue.")
+    queueing_target: float = Field(
+        default=0.0, ge=0.0, allow_inf_nan=False, description="Accelerators allowed to queue."
+    )
     reconciliation: str | None = Field(
         default=DEFAULT_RECONCILIATION,
         description=(
@@ -107,6 +118,19 @@ def compute_capacity_forecast(
             supply = aggregate_history(supply, hierarchy)
         else:
             hierarchy = None
+    set_aside: dict[str, str] = {}
+    if hierarchy is None:
+        # On its own calendar a series younger than the backtest stopped the whole fleet's
+        # forecast; the reconciled path lays every series on the fleet's calendar instead.
+        history, set_aside = set_aside_short(
+            history,
+            horizon=config.horizon,
+            season_length=config.season_length,
+            backtest_windows=config.backtest_windows,
+            calibrate=config.calibrate,
+        )
+        for series_id, reason in set_aside.items():
+            context.log.warning(f"series {series_id!r} set aside: {reason}")
     result = forecast_calibrated(
         history,
         horizon=config.horizon,
@@ -156,6 +180,7 @@ def compute_capacity_forecast(
                 alt="history, forecast and intervals",
             ),
             "history_days": MetadataValue.int(len(days)),
+            "set_aside": MetadataValue.json(set_aside),
         },
     )
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import math
 
 import numpy as np
 import polars as pl
@@ -495,3 +497,145 @@ def test_cli_prints_null_for_a_score_that_is_not_finite(tmp_path):
     assert run.exit_code == 0, run.output
     report = _strict_json(run.stdout)
     assert report["series"]["value"]["mase"] is None
+
+
+def test_cli_refuses_to_write_the_forecast_over_its_input(tmp_path, monkeypatch):
+    source = tmp_path / "usage.csv"
+    _synthetic(ids=("a",), hours=24 * 6).drop("id").write_csv(source)
+    before = source.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    # Any spelling of the same file: the telemetry was replaced by 24 forecast rows.
+    for output in ("usage.csv", "./usage.csv", str(source)):
+        run = CliRunner().invoke(
+            forecast_command,
+            ["usage.csv", "--time-col", "time", "--value-col", "value", "--horizon", "24",
+             "--backtest-windows", "2", "--models", "SeasonalNaive", "--output", output],
+        )  # fmt: skip
+        # As `aggregate` and `replay` refuse theirs: before any work, the input untouched.
+        assert run.exit_code == 1, run.output
+        assert "would overwrite the input usage.csv; write elsewhere" in run.output
+        assert source.read_bytes() == before
+
+
+def test_cli_names_a_model_given_twice_before_reading_the_input(tmp_path):
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(tmp_path / "absent.csv"), "--time-col", "time", "--value-col", "value",
+         "--models", "AutoETS,SeasonalNaive,AutoETS"],
+    )  # fmt: skip
+    assert run.exit_code == 2, run.output
+    assert "--models" in run.output and "AutoETS given twice" in run.output
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_forecasts_huge_values_without_nan(tmp_path, calibrate):
+    # Finite, but squares overflow: LightGBM's forecast and the models' own intervals were NaN
+    # at 1e300, shipped with exit 0 and coverage figures.
+    frame = _synthetic(ids=("a",), hours=24 * 12).drop("id")
+    # Below 1 at most, so that 2**1000 times it is fit as these very values, scaled back.
+    frame = frame.with_columns(pl.col("value") / 2.0 ** math.frexp(frame["value"].max())[1])
+    rows = {}
+    for scale in (1.0, 2.0**1000):
+        source = tmp_path / "usage.csv"
+        output = tmp_path / "forecast.csv"
+        frame.with_columns(pl.col("value") * scale).write_csv(source)
+        run = CliRunner().invoke(
+            forecast_command,
+            [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "24",
+             "--backtest-windows", "2" if calibrate == "--no-calibrate" else "5", calibrate,
+             "--output", str(output)],
+        )  # fmt: skip
+        assert run.exit_code == 0, run.output
+        report = _strict_json(run.stdout)
+        written = pl.read_csv(output)
+        bounds = ["lo_95", "lo_80", "forecast", "hi_80", "hi_95"]
+        assert written.select(pl.all_horizontal(pl.col(bounds).is_finite())).to_series().all()
+        for low, high in itertools.pairwise(bounds):
+            assert (written[low] <= written[high]).all()
+        rows[scale] = (written.select(bounds) / scale, report)
+    (small, small_report), (huge, huge_report) = rows.values()
+    # A power of two scales every figure exactly; the scores are the same figures.
+    assert np.array_equal(small.to_numpy(), huge.to_numpy())
+    assert (
+        huge_report["series"]["value"]["coverage_95"]
+        == (small_report["series"]["value"]["coverage_95"])
+    )
+    assert huge_report["winkler_95"] == pytest.approx(small_report["winkler_95"] * 2.0**1000)
+
+
+def test_cli_without_calibration_backtests_on_as_many_horizons_as_fit(tmp_path):
+    # 28 hourly days hold two week-long origins after the fit's 240 hours, not three: the
+    # default asked for three and stopped ("needs at least 744") on input two fit.
+    source = tmp_path / "four_weeks.csv"
+    _synthetic(ids=("a",), hours=24 * 28).drop("id").write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--no-calibrate",
+         "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = _strict_json(run.stdout)
+    assert report["horizon"] == 168 and report["backtest_windows"] == 2
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_sets_a_series_too_short_aside_and_forecasts_the_others(tmp_path, calibrate):
+    # A series that joined a day ago stopped the forecast of every other series.
+    frame = pl.concat([_synthetic(ids=("a", "b"), hours=24 * 12),
+                       _synthetic(ids=("young",), hours=30)])  # fmt: skip
+    source = tmp_path / "fleet.csv"
+    frame.write_csv(source)
+    output = tmp_path / "forecast.csv"
+    args = [
+        str(source),
+        "--time-col",
+        "time",
+        "--value-col",
+        "value",
+        "--id-col",
+        "id",
+        "--horizon",
+        "24",
+        "--models",
+        "SeasonalNaive",
+        calibrate,
+        "--output",
+        str(output),
+    ]
+    run = CliRunner().invoke(forecast_command, args)  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = _strict_json(run.stdout)
+    assert set(report["series"]) == {"a", "b"}
+    assert list(report["set_aside"]) == ["young"]
+    assert report["set_aside"]["young"].startswith("30 points; a 24-step backtest over")
+    assert "note: series 'young' set aside: 30 points" in run.stderr
+    assert set(pl.read_csv(output)["id"]) == {"a", "b"}
+    # With every series too short, the backtest's own error as before.
+    alone = tmp_path / "young.csv"
+    _synthetic(ids=("young",), hours=30).write_csv(alone)
+    run = CliRunner().invoke(forecast_command, [str(alone), *args[1:]])
+    assert run.exit_code == 1 and "series 'young' has 30 points" in run.output
+
+
+def test_cli_names_a_time_zone_given_for_some_times_only(tmp_path):
+    # "2024-01-01T01:00:00" was called "not a timestamp" because the first time had a zone.
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("time,value\n2024-01-01T00:00:00Z,1\n2024-01-01T01:00:00,2\n")
+    run = CliRunner().invoke(
+        forecast_command, [str(mixed), "--time-col", "time", "--value-col", "value"]
+    )
+    assert run.exit_code == 1, run.output
+    assert (
+        "row 2 (line 3), column 'time': a time in another form than the column's first (with or "
+        "without a time zone); give every time the same way: '2024-01-01T01:00:00'"
+    ) in run.output
+
+
+def test_cli_names_the_season_length_among_what_makes_the_history_short(tmp_path):
+    source = tmp_path / "usage.csv"
+    _synthetic(ids=("a",), hours=24 * 12).drop("id").write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--season-length", "1000"],
+    )
+    assert run.exit_code == 1 and "a shorter --season-length" in run.output

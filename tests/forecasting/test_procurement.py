@@ -33,6 +33,7 @@ from annotation_pipelines.forecasting.procurement import (
     PLAN_COLUMNS,
     current_fleet,
     procurement_plan,
+    required_accelerators,
     runs_short,
     series_profiles,
     unpriced_types,
@@ -1327,3 +1328,168 @@ def test_report_cells_never_read_a_share_as_whole_nor_show_inf():
         config=config,
     )
     assert costs["cost_per_agreement_point"].to_list() == [36.0 / 50, None]
+
+
+def test_a_requirement_equal_to_the_fleet_is_enough_whatever_the_rounding():
+    # 4.2 inference accelerators at 0.60 need 7.000000000000001 to own: seven, the fleet. Read
+    # exactly, the fleet "ran short" on day 20 with nothing to order and a status that called
+    # an order due in a week too late.
+    config = CapacityConfig(lead_time_weeks=2, target_utilization={"inference": 0.6})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(28)]
+    demand = [3.0] * 20 + [4.2] * 8
+    bands = pl.DataFrame({"id": "s", "time": days, "p50": demand, "p90": demand})
+    profiles = pl.DataFrame({"id": ["s"], "cluster": ["earth"], "workload_class": ["inference"],
+                             "accelerator_type": ["H100"]})  # fmt: skip
+    required = required_accelerators(bands, profiles, config=config)
+    assert required["p50"].max() > 7.0  # what float division gives
+    fleet = pl.DataFrame({"cluster": ["earth"], "accelerator_type": ["H100"], "fleet": [7.0]})
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    for row in plan.iter_rows(named=True):
+        assert row["status"] == "enough" and row["runs_short_on"] is None
+        assert row["to_order"] == 0
+    assert runs_short(plan)["runs_short_on"].is_null().all()
+    # One more accelerator's worth is short, and ordered.
+    more = bands.with_columns(pl.col("p90") + pl.when(pl.col("time") >= days[20]).then(0.6)
+                              .otherwise(0.0))  # fmt: skip
+    plan = procurement_plan(required_accelerators(more, profiles, config=config), fleet,
+                            config=config, as_of=dt.date(2027, 1, 1))  # fmt: skip
+    p90 = plan.filter(pl.col("scenario") == "p90").row(0, named=True)
+    assert p90["runs_short_on"] == days[20] and p90["to_order"] == 1
+    assert p90["status"] == "order by 2027-01-07"
+
+
+def test_config_that_cannot_be_read_as_text_names_the_file(tmp_path):
+    # A directory or a file that is not UTF-8 crashed the plan with Python's own error, the
+    # second without the file's name.
+    folder = tmp_path / "capacity.toml"
+    folder.mkdir()
+    with pytest.raises(CapacityConfigError, match=r"capacity.toml: capacity config .*directory"):
+        load_capacity_config(folder)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfelead_time_weeks = 16\n")
+    with pytest.raises(CapacityConfigError, match=r"binary.toml: not UTF-8 text"):
+        load_capacity_config(binary)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('accelerator_type = "L4"', "accelerator_type = 100",
+         r"capacity.toml: launches\[1\].accelerator_type: expected a name, found 100"),
+        ('accelerator_type = "L4"', 'accelerator_type = ["L4"]',
+         r"capacity.toml: launches\[1\].accelerator_type: expected a name, found \['L4'\]"),
+        ('series_id = "llm-inference"', "series_id = 5",
+         r"capacity.toml: launches\[1\].series_id: expected a name, found 5"),
+        ('name = "assistant v2 rollout"', "name = {x = 1}",
+         r"capacity.toml: launches\[1\].name: expected a name, found \{'x': 1\}"),
+        ('name = "assistant v2 rollout"', 'name = " "',
+         r"capacity.toml: launches\[1\].name: expected a name, found ' '"),
+    ],
+)  # fmt: skip
+def test_config_launch_names_are_strings(tmp_path, old, new, message):
+    with pytest.raises(CapacityConfigError, match=message):
+        load_capacity_config(_example_with(tmp_path, old, new))
+
+
+def test_config_names_a_launch_given_twice(tmp_path):
+    # A block pasted twice added its accelerators twice. One launch may span series under one
+    # name; on one series a name says which launch it is.
+    text = EXAMPLE.read_text()
+    block = text[text.index('[[launches]]\nname = "vision') :]
+    path = tmp_path / "capacity.toml"
+    path.write_text(text + "\n" + block)
+    with pytest.raises(
+        CapacityConfigError,
+        match=r"capacity.toml: launches\[3\].name: 'vision foundation model' on series "
+        r"'vision-training' is launches\[2\] too",
+    ):
+        load_capacity_config(path)
+    path.write_text(text + "\n" + block.replace('"vision-training"', '"llm-inference"'))
+    assert [launch.series_id for launch in load_capacity_config(path).launches] == [
+        "llm-inference", "vision-training", "llm-inference"
+    ]  # fmt: skip
+
+
+def test_a_launch_after_the_horizon_is_named_not_dropped_unsaid():
+    config = CapacityConfig(
+        horizon_weeks=4,
+        launches=(
+            Launch(name="soon", series_id="a", start=dt.date(2027, 1, 10), accelerators=1),
+            Launch(name="later", series_id="a", start=dt.date(2027, 1, 29), accelerators=1),
+        ),
+    )
+    first = dt.date(2027, 1, 1)  # 28 forecast days: the last is 2027-01-28
+    assert config.launches_after_horizon(first_day=first) == [
+        "later (starts 2027-01-29): after the last forecast day (2027-01-28), so not in this plan"
+    ]
+    # The plan says it beside the launches under way.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    late = Launch(name="far", series_id="llm-inference", start=dt.date(2027, 9, 1),
+                  accelerators=32.0)  # fmt: skip
+    plan = capacity_plan(usage, config=CapacityConfig(launches=(late,)),
+                         as_of=dt.date(2026, 11, 29))  # fmt: skip
+    assert plan.launch_notes == (
+        "far (starts 2027-09-01): after the last forecast day (2027-05-29), so not in this plan",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("horizon", 0), ("season_length", 0), ("backtest_windows", 0), ("lead_time_days", -3),
+     ("queueing_target", -1.0), ("queueing_target", float("nan"))],
+)  # fmt: skip
+def test_weekly_forecast_config_refuses_what_it_cannot_plan_with(field, value):
+    # A negative lead time dated the rental before the forecast began; a NaN queue blanked
+    # every series' headroom; a zero horizon failed deep in the engine.
+    from pydantic import ValidationError
+
+    from assets.forecasting.assets import ComputeForecastConfig
+
+    with pytest.raises(ValidationError, match=field):
+        ComputeForecastConfig(**{field: value})
+
+
+def test_weekly_forecast_refuses_a_negative_lead_time_before_reading_the_lake(tmp_path):
+    from pydantic import ValidationError
+
+    from assets.forecasting.assets import compute_capacity_forecast
+    from resources.lake import LakeIOManager, LocalLake
+
+    lake = LocalLake(base_path=str(tmp_path / "lake"))  # empty: reading it would fail otherwise
+    with pytest.raises(ValidationError, match=r"lead_time_days\n.*greater than or equal to 0"):
+        materialize(
+            [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
+            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+            run_config={"ops": {"compute_capacity_forecast": {"config": {"lead_time_days": -3}}}},
+        )  # fmt: skip
+
+
+def test_weekly_forecast_sets_a_young_series_aside_instead_of_failing_the_fleet(tmp_path):
+    # Each series alone (no reconciliation), one that joined 20 hours ago failed the run.
+    from assets.forecasting.assets import compute_capacity_forecast
+    from resources.lake import LakeIOManager, LocalLake
+
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=14, step_minutes=30, seed=5)
+    young = usage.filter(
+        (pl.col("series_id") == "research")
+        & (pl.col("time") >= pl.col("time").max() - dt.timedelta(hours=20))
+    ).with_columns(pl.lit("new-team").alias("series_id"))
+    for (day,), frame in pl.concat([usage, young]).group_by(
+        pl.col("time").dt.date(), maintain_order=True
+    ):
+        lake.write_table("compute_usage", frame, day=day.isoformat())
+    result = materialize(
+        [compute_capacity_forecast], instance=DagsterInstance.ephemeral(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+        run_config={"ops": {"compute_capacity_forecast": {"config": {
+            "horizon": 24, "history_days": 14, "backtest_windows": 5, "reconciliation": None,
+            "rule": "SeasonalNaive"}}}},
+    )  # fmt: skip
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert list(metadata["set_aside"].value) == ["new-team"]
+    assert metadata["set_aside"].value["new-team"].startswith("21 points")
+    forecast = lake.read_table("compute_capacity_forecast")
+    assert set(forecast["id"]) == {"llm-inference", "research", "speech-training",
+                                   "vision-training"}  # fmt: skip
