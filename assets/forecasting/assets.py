@@ -49,6 +49,7 @@ from annotation_pipelines.forecasting.supply import procurement, supply_crossing
 from annotation_pipelines.lake import capacity_report_key
 from annotation_pipelines.settings import load_settings
 from assets.common.metadata import markdown_table, png_markdown
+from assets.common.schedules import SCHEDULE_TIMEZONE
 from resources.lake import Lake
 
 
@@ -211,7 +212,11 @@ def _recent(lake: Lake, table: str, *, days: int) -> pl.DataFrame | None:
     deps=["compute_usage"],
     # Monthly: on the 1st (the automation sensor evaluates it); the weekly forecast job is
     # the "forecasting" group only.
-    automation_condition=AutomationCondition.cron_tick_passed("0 7 1 * *")
+    # In the schedules' zone: in UTC, a zone west of it would plan on the last evening of the
+    # month, before that day's compute_usage partition closes.
+    automation_condition=AutomationCondition.cron_tick_passed(
+        "0 7 1 * *", cron_timezone=SCHEDULE_TIMEZONE
+    )
     & ~AutomationCondition.in_progress(),
     description=(
         "Months ahead: daily/weekly demand 26 weeks ahead with P50/P90 bands and planned "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import re
 from functools import partial
 from typing import Any
@@ -1493,3 +1494,42 @@ def test_weekly_forecast_sets_a_young_series_aside_instead_of_failing_the_fleet(
     forecast = lake.read_table("compute_capacity_forecast")
     assert set(forecast["id"]) == {"llm-inference", "research", "speech-training",
                                    "vision-training"}  # fmt: skip
+
+
+SCHEDULE_ZONES = """
+import json
+from assets.forecasting.assets import procurement_plan
+from assets.forecasting.jobs import weekly_forecast_schedule
+[condition] = procurement_plan.automation_conditions_by_key.values()
+[cron] = [c for c in condition.operands if hasattr(c, "cron_timezone")]
+print("RESULT " + json.dumps({
+    "weekly": [weekly_forecast_schedule.cron_schedule, weekly_forecast_schedule.execution_timezone],
+    "monthly": [cron.cron_schedule, cron.cron_timezone],
+}))
+"""
+
+
+def test_the_monthly_plan_and_the_weekly_forecast_run_in_the_settings_time_zone():
+    # The zone is read when the definitions are imported: a fresh process per setting. In UTC
+    # the monthly plan ran at 23:00 on the last day of the month in Los Angeles, before that
+    # day's compute_usage partition closed.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for zone in ("America/Los_Angeles", "Asia/Tokyo"):
+        child = subprocess.run(
+            [sys.executable, "-c", SCHEDULE_ZONES],
+            cwd=root,
+            env={**os.environ, "ANNOTATION_PIPELINES_TIMEZONE": zone},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = next(x for x in child.stdout.splitlines() if x.startswith("RESULT "))
+        assert json.loads(line.removeprefix("RESULT ")) == {
+            "weekly": ["0 6 * * 1", zone],
+            "monthly": ["0 7 1 * *", zone],
+        }
