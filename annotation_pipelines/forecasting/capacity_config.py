@@ -40,6 +40,9 @@ LAUNCH_KEYS = (
 )
 # Target utilization is looked up by a series' class; "unknown" is a series that reports none.
 CLASSES = (*WORKLOAD_CLASSES, "unknown")
+# The plan forecasts every day of the horizon for every series and node: two years is as far
+# as a procurement cycle looks (100,000 weeks would be 700,000 days per series).
+MAX_HORIZON_WEEKS = 104
 
 
 class CapacityConfigError(ValueError):
@@ -264,6 +267,11 @@ def load_capacity_config(path: Path | str = EXAMPLE) -> CapacityConfig:
             )
     lead_time_weeks = whole(raw.get("lead_time_weeks", 16), "lead_time_weeks")
     horizon_weeks = whole(raw.get("horizon_weeks", 26), "horizon_weeks", low=1)
+    if horizon_weeks > MAX_HORIZON_WEEKS:
+        raise CapacityConfigError(
+            f"{path}: horizon_weeks: {horizon_weeks} weeks is more than {MAX_HORIZON_WEEKS} "
+            "(two years), the furthest the plan forecasts every day of"
+        )
     if lead_time_weeks >= horizon_weeks:
         raise CapacityConfigError(
             f"{path}: lead_time_weeks: {lead_time_weeks} weeks is not shorter than horizon_weeks "

@@ -1496,6 +1496,21 @@ def test_weekly_forecast_sets_a_young_series_aside_instead_of_failing_the_fleet(
                                    "vision-training"}  # fmt: skip
 
 
+def test_config_horizon_is_at_most_two_years(tmp_path):
+    # 100,000 weeks loaded and asked the plan for 700,000 days of every series.
+    assert load_capacity_config(
+        _example_with(tmp_path, "horizon_weeks = 26", "horizon_weeks = 104")
+    ).horizon_weeks == 104  # fmt: skip
+    for weeks in (105, 100000):
+        with pytest.raises(
+            CapacityConfigError,
+            match=rf"capacity.toml: horizon_weeks: {weeks} weeks is more than 104 \(two years\)",
+        ):
+            load_capacity_config(
+                _example_with(tmp_path, "horizon_weeks = 26", f"horizon_weeks = {weeks}")
+            )
+
+
 SCHEDULE_ZONES = """
 import json
 from assets.forecasting.assets import procurement_plan
