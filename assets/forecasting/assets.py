@@ -254,6 +254,8 @@ def procurement_plan(
     spread = f"{spread}; {pooled}"
     for note in plan.notes:
         context.log.warning(f"procurement plan: {note}")
+    for note in plan.target_notes:
+        context.log.warning(f"procurement plan: {note}")
     unpriced = unpriced_types(plan.plan)
     prices = (
         f"no price for {', '.join(unpriced)} in [accelerator_hour_price] of "
@@ -370,6 +372,7 @@ def procurement_plan(
             f"P90 spread: {spread}.",
             f"Prices (USD per accelerator-hour): {prices}.",
             *(f"Launch {note}." for note in plan.launch_notes),
+            *(f"Target utilization: {note}." for note in plan.target_notes),
             *(f"Telemetry: {note}." for note in plan.notes),
             *cost_notes,
         ],
@@ -384,6 +387,7 @@ def procurement_plan(
         "p90_spread_by_series": markdown_table(per_series, rows=60),
         "prices": MetadataValue.text(prices),
         "telemetry_notes": MetadataValue.json(list(plan.notes)),
+        "target_utilization_notes": MetadataValue.json(list(plan.target_notes)),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),

@@ -1496,6 +1496,41 @@ def test_weekly_forecast_sets_a_young_series_aside_instead_of_failing_the_fleet(
                                    "vision-training"}  # fmt: skip
 
 
+def test_a_class_without_a_target_is_planned_at_unknowns_and_the_plan_says_so(
+    tmp_path, monkeypatch
+):
+    # With inference left out of [target_utilization], llm-inference was planned at unknown's
+    # 0.80 instead of the example's 0.60 (a third fewer accelerators), and nothing said so.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    note = (
+        "workload class inference (series llm-inference) has no target in [target_utilization] "
+        "of capacity.toml: planned at unknown's 0.80"
+    )
+    config = load_capacity_config(_example_with(tmp_path, "inference = 0.60\n", ""))
+    plan = capacity_plan(usage, config=config, as_of=dt.date(2026, 11, 29), reconciliation=None)
+    assert plan.target_notes == (note,)
+    # Nor "unknown": the built-in target, named as such, for every class the table leaves out.
+    bare = capacity_plan(
+        usage, config=CapacityConfig(target_utilization={"training": 0.9}),
+        as_of=dt.date(2026, 11, 29), reconciliation=None,
+    )  # fmt: skip
+    assert bare.target_notes == tuple(
+        f"workload class {c} (series {s}) has no target in [target_utilization] of capacity "
+        "config: planned at the built-in 0.80 (no unknown target either)"
+        for c, s in (("inference", "llm-inference"), ("other", "research"))
+    )
+    # Every class listed: nothing to say.
+    listed = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29),
+                           reconciliation=None)  # fmt: skip
+    assert listed.target_notes == ()
+    # The asset says it in its metadata and the HTML report, beside the other plan notes.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_CAPACITY_CONFIG", config.source)
+    metadata, _ = _materialize_plan(tmp_path, monkeypatch, usage)
+    assert metadata["target_utilization_notes"].value == [note]
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert html.escape(f"Target utilization: {note}.") in report.read_text()
+
+
 def test_config_horizon_is_at_most_two_years(tmp_path):
     # 100,000 weeks loaded and asked the plan for 700,000 days of every series.
     assert load_capacity_config(
