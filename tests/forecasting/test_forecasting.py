@@ -489,6 +489,26 @@ def test_cli_reads_weekly_data_in_weeks_a_year_a_season_and_a_quarter_ahead(tmp_
     assert json.loads(given.stdout) == report
 
 
+@pytest.mark.parametrize(
+    ("freq", "step"),
+    [("1h", dt.timedelta(hours=1)), ("15m", dt.timedelta(minutes=15)),
+     ("1d", dt.timedelta(days=1)), ("1w", dt.timedelta(weeks=1))],
+)  # fmt: skip
+def test_lightgbm_forecasts_the_steps_after_the_history_at_any_step(freq, step):
+    # The step reached mlforecast in pandas' spelling ("1D", "15min", "1W"), which the polars
+    # frames' continuity check refused: the default rule failed on all but hourly data.
+    from annotation_pipelines.forecasting.learned import LEARNED, learned_forecast
+
+    t = np.arange(300)
+    history = pl.DataFrame(
+        {"id": "a", "time": [START + int(k) * step for k in t],
+         "value": 100 + 10 * np.sin(2 * np.pi * t / 7)}
+    )  # fmt: skip
+    result = learned_forecast(history, horizon=3, freq=freq, season_length=7)
+    assert result["time"].to_list() == [START + (299 + k) * step for k in (1, 2, 3)]
+    assert result[LEARNED].is_finite().all()
+
+
 def test_cli_defaults_for_quarter_hourly_data_are_a_day_long_season(tmp_path):
     t = np.arange(96 * 10)
     source = tmp_path / "q15.csv"
