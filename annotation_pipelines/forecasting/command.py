@@ -78,7 +78,8 @@ _DAY, _WEEK = 86_400, 604_800
 
 
 def _infer_freq(frame: pl.DataFrame) -> str:
-    """The median over series of each series' median step between its own times.
+    """The median over series of each series' median step between its own times; "1w" for a
+    step of a week.
 
     Pooling the times of every series would halve the step of two hourly series sampled half an
     hour apart; a daily step when no series has two times."""
@@ -92,6 +93,11 @@ def _infer_freq(frame: pl.DataFrame) -> str:
         .drop_nulls()
     )
     step = round(as_float(steps.median(), what="median time step")) if steps.len() else _DAY
+    # Weekly data is read in weeks, as `--freq 1w` reads it: a year's season and a quarter
+    # ahead, each time on the Monday of its week. "7d" would give it a daily season (7 and 28)
+    # and move its times to 7-day windows counted from 1970-01-01, a Thursday.
+    if step == _WEEK:
+        return "1w"
     for unit, size in (("d", _DAY), ("h", 3_600), ("m", 60)):
         if step >= size and step % size == 0:
             return f"{step // size}{unit}"
@@ -109,7 +115,6 @@ def default_season_and_horizon(freq: str) -> tuple[int, int]:
     step = int(freq[: len(freq) - len(freq.lstrip("0123456789"))] or 1) * _UNIT_SECONDS[unit]
     if step < _DAY:
         return max(1, round(_DAY / step)), max(1, round(_WEEK / step))
-    # As before for whole days and weeks: the inferred step of weekly data is "7d" (7 and 28).
     whole = "w" if unit == "w" else "d"
     return _SEASON_BY_UNIT[whole], _HORIZON_BY_UNIT[whole]
 

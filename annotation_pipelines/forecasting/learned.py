@@ -68,7 +68,9 @@ def _engine(*, freq: str, season_length: int, seed: int, shortest: int) -> MLFor
     )
     return MLForecast(
         models={LEARNED: model},
-        freq=_pandas_freq(freq),
+        # Polars' own offset ("1d", "15m", "1w"): the frames are polars, and mlforecast checks
+        # their continuity with polars, which knows no pandas alias ("1D", "15min", "1W").
+        freq=freq,
         lags=lags,
         # mlforecast types a lag transform as a callable, but its own transform classes
         # (RollingMean here, as its documentation shows) are objects with `transform` methods.
@@ -76,13 +78,6 @@ def _engine(*, freq: str, season_length: int, seed: int, shortest: int) -> MLFor
         date_features=calendar,
         target_transforms=[LocalStandardScaler()],
     )
-
-
-def _pandas_freq(freq: str) -> str:
-    """Polars' "1h" / "1d" / "1w" as the pandas offsets mlforecast expects."""
-    count = freq.rstrip("abcdefghijklmnopqrstuvwxyz") or "1"
-    unit = freq[len(count) :]
-    return f"{count}{ {'h': 'h', 'd': 'D', 'w': 'W', 'm': 'min', 'mo': 'MS'}.get(unit, unit) }"
 
 
 def _to_mlforecast(history: pl.DataFrame) -> pl.DataFrame:

@@ -78,6 +78,8 @@ class CapacityPlan:
     launch_notes: tuple[str, ...] = ()
     # What the plan could not see and how it planned around it (unknown fleets, stale series)
     notes: tuple[str, ...] = ()
+    # Workload classes planned at a target the config gives another class (or none gives).
+    target_notes: tuple[str, ...] = ()
 
 
 HIERARCHY_LEVELS = ("cluster", "accelerator_type", "workload_class")
@@ -223,6 +225,16 @@ def capacity_plan(
         launch_notes=tuple(
             config.launches_under_way(first_day=first_day)
             + config.launches_after_horizon(first_day=first_day)
+        ),
+        target_notes=tuple(
+            config.unlisted_classes(
+                {
+                    str(workload_class): [str(s) for s in members]
+                    for workload_class, members in profiles.group_by("workload_class")
+                    .agg(pl.col("id"))
+                    .iter_rows()
+                }
+            )
         ),
         notes=tuple(
             _invalid_notes(invalid)

@@ -49,6 +49,7 @@ from annotation_pipelines.forecasting.supply import procurement, supply_crossing
 from annotation_pipelines.lake import capacity_report_key
 from annotation_pipelines.settings import load_settings
 from assets.common.metadata import markdown_table, png_markdown
+from assets.common.schedules import SCHEDULE_TIMEZONE
 from resources.lake import Lake
 
 
@@ -211,7 +212,11 @@ def _recent(lake: Lake, table: str, *, days: int) -> pl.DataFrame | None:
     deps=["compute_usage"],
     # Monthly: on the 1st (the automation sensor evaluates it); the weekly forecast job is
     # the "forecasting" group only.
-    automation_condition=AutomationCondition.cron_tick_passed("0 7 1 * *")
+    # In the schedules' zone: in UTC, a zone west of it would plan on the last evening of the
+    # month, before that day's compute_usage partition closes.
+    automation_condition=AutomationCondition.cron_tick_passed(
+        "0 7 1 * *", cron_timezone=SCHEDULE_TIMEZONE
+    )
     & ~AutomationCondition.in_progress(),
     description=(
         "Months ahead: daily/weekly demand 26 weeks ahead with P50/P90 bands and planned "
@@ -248,6 +253,8 @@ def procurement_plan(
     pooled = spread_note(per_series)
     spread = f"{spread}; {pooled}"
     for note in plan.notes:
+        context.log.warning(f"procurement plan: {note}")
+    for note in plan.target_notes:
         context.log.warning(f"procurement plan: {note}")
     unpriced = unpriced_types(plan.plan)
     prices = (
@@ -365,6 +372,7 @@ def procurement_plan(
             f"P90 spread: {spread}.",
             f"Prices (USD per accelerator-hour): {prices}.",
             *(f"Launch {note}." for note in plan.launch_notes),
+            *(f"Target utilization: {note}." for note in plan.target_notes),
             *(f"Telemetry: {note}." for note in plan.notes),
             *cost_notes,
         ],
@@ -379,6 +387,7 @@ def procurement_plan(
         "p90_spread_by_series": markdown_table(per_series, rows=60),
         "prices": MetadataValue.text(prices),
         "telemetry_notes": MetadataValue.json(list(plan.notes)),
+        "target_utilization_notes": MetadataValue.json(list(plan.target_notes)),
         "runs_short": markdown_table(plan.runs_short),
         "allocation_vs_utilization": markdown_table(plan.utilization),
         "html_report": MetadataValue.path(lake.uri(key)),

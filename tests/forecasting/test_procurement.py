@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import re
 from functools import partial
 from typing import Any
@@ -1493,3 +1494,92 @@ def test_weekly_forecast_sets_a_young_series_aside_instead_of_failing_the_fleet(
     forecast = lake.read_table("compute_capacity_forecast")
     assert set(forecast["id"]) == {"llm-inference", "research", "speech-training",
                                    "vision-training"}  # fmt: skip
+
+
+def test_a_class_without_a_target_is_planned_at_unknowns_and_the_plan_says_so(
+    tmp_path, monkeypatch
+):
+    # With inference left out of [target_utilization], llm-inference was planned at unknown's
+    # 0.80 instead of the example's 0.60 (a third fewer accelerators), and nothing said so.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
+    note = (
+        "workload class inference (series llm-inference) has no target in [target_utilization] "
+        "of capacity.toml: planned at unknown's 0.80"
+    )
+    config = load_capacity_config(_example_with(tmp_path, "inference = 0.60\n", ""))
+    plan = capacity_plan(usage, config=config, as_of=dt.date(2026, 11, 29), reconciliation=None)
+    assert plan.target_notes == (note,)
+    # Nor "unknown": the built-in target, named as such, for every class the table leaves out.
+    bare = capacity_plan(
+        usage, config=CapacityConfig(target_utilization={"training": 0.9}),
+        as_of=dt.date(2026, 11, 29), reconciliation=None,
+    )  # fmt: skip
+    assert bare.target_notes == tuple(
+        f"workload class {c} (series {s}) has no target in [target_utilization] of capacity "
+        "config: planned at the built-in 0.80 (no unknown target either)"
+        for c, s in (("inference", "llm-inference"), ("other", "research"))
+    )
+    # Every class listed: nothing to say.
+    listed = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29),
+                           reconciliation=None)  # fmt: skip
+    assert listed.target_notes == ()
+    # The asset says it in its metadata and the HTML report, beside the other plan notes.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_CAPACITY_CONFIG", config.source)
+    metadata, _ = _materialize_plan(tmp_path, monkeypatch, usage)
+    assert metadata["target_utilization_notes"].value == [note]
+    report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
+    assert html.escape(f"Target utilization: {note}.") in report.read_text()
+
+
+def test_config_horizon_is_at_most_two_years(tmp_path):
+    # 100,000 weeks loaded and asked the plan for 700,000 days of every series.
+    assert load_capacity_config(
+        _example_with(tmp_path, "horizon_weeks = 26", "horizon_weeks = 104")
+    ).horizon_weeks == 104  # fmt: skip
+    for weeks in (105, 100000):
+        with pytest.raises(
+            CapacityConfigError,
+            match=rf"capacity.toml: horizon_weeks: {weeks} weeks is more than 104 \(two years\)",
+        ):
+            load_capacity_config(
+                _example_with(tmp_path, "horizon_weeks = 26", f"horizon_weeks = {weeks}")
+            )
+
+
+SCHEDULE_ZONES = """
+import json
+from assets.forecasting.assets import procurement_plan
+from assets.forecasting.jobs import weekly_forecast_schedule
+[condition] = procurement_plan.automation_conditions_by_key.values()
+[cron] = [c for c in condition.operands if hasattr(c, "cron_timezone")]
+print("RESULT " + json.dumps({
+    "weekly": [weekly_forecast_schedule.cron_schedule, weekly_forecast_schedule.execution_timezone],
+    "monthly": [cron.cron_schedule, cron.cron_timezone],
+}))
+"""
+
+
+def test_the_monthly_plan_and_the_weekly_forecast_run_in_the_settings_time_zone():
+    # The zone is read when the definitions are imported: a fresh process per setting. In UTC
+    # the monthly plan ran at 23:00 on the last day of the month in Los Angeles, before that
+    # day's compute_usage partition closed.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for zone in ("America/Los_Angeles", "Asia/Tokyo"):
+        child = subprocess.run(
+            [sys.executable, "-c", SCHEDULE_ZONES],
+            cwd=root,
+            env={**os.environ, "ANNOTATION_PIPELINES_TIMEZONE": zone},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        line = next(x for x in child.stdout.splitlines() if x.startswith("RESULT "))
+        assert json.loads(line.removeprefix("RESULT ")) == {
+            "weekly": ["0 6 * * 1", zone],
+            "monthly": ["0 7 1 * *", zone],
+        }
