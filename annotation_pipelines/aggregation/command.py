@@ -67,6 +67,17 @@ def output_columns(kind: str) -> tuple[str, ...]:
     return ("task_id", *VALUE_COLUMNS[kind], "confidence", *bounds)
 
 
+# `aggregate` and `replay` read a numeric project's scale the same way (`checked_scale`).
+scale_option = click.option(
+    "--scale",
+    "scale_text",
+    default=None,
+    metavar="MIN:MAX[:STEP]",
+    help="Numeric only: the rating scale; values outside it (or off its step) are quarantined, "
+    "and confidence reads its range instead of the answers'.",
+)
+
+
 @click.command("aggregate")
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -107,14 +118,7 @@ def output_columns(kind: str) -> tuple[str, ...]:
     help="Write here (.parquet, .jsonl or .csv) instead of stdout; quarantined rows go to "
     "<output>.quarantine.jsonl.",
 )
-@click.option(
-    "--scale",
-    "scale_text",
-    default=None,
-    metavar="MIN:MAX[:STEP]",
-    help="Numeric only: the rating scale; values outside it (or off its step) are quarantined, "
-    "and confidence reads its range instead of the answers'.",
-)
+@scale_option
 def aggregate_command(
     input_path: Path,
     kind: str,

@@ -36,7 +36,7 @@ from pathlib import Path
 import click
 import polars as pl
 
-from annotation_pipelines.aggregation.command import checked_scale
+from annotation_pipelines.aggregation.command import checked_scale, scale_option
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, pairwise_orientation
@@ -124,14 +124,7 @@ _DEFAULTS = RECOMMENDED
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the final labels here (.parquet, .jsonl or .csv).",
 )
-@click.option(
-    "--scale",
-    "scale_text",
-    default=None,
-    metavar="MIN:MAX[:STEP]",
-    help="Numeric only: the rating scale; values outside it (or off its step) are quarantined, "
-    "and confidence reads its range instead of the answers'.",
-)
+@scale_option
 def replay_command(
     input_path: Path,
     task_col: str,
