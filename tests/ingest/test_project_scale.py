@@ -66,6 +66,11 @@ def test_a_declaration_that_is_not_a_scale_is_refused_by_the_database(postgres_d
         '{"min": "1", "max": 5}',
         # jsonb holds any number of digits; no float does.
         '{"min": 1, "max": 1e400}',
+        # Distinct as numbers, one float (the scale the extract would read is 1 to 1).
+        '{"min": 1, "max": 1.00000000000000000001}',
+        # Above zero as a number, zero as a float.
+        '{"min": 0, "max": 1, "step": 1e-400}',
+        '{"min": 1e-400, "max": 1}',
         '{"min": 1, "max": 5, "step": 0}',
         '{"min": 1, "max": 5, "step": null}',
         '{"min": 1, "max": 5, "integer": "yes"}',

@@ -51,8 +51,19 @@ BEGIN
                       OR abs((scale ->> 'max')::numeric) > 1.7976931348623157e308
                       OR abs(coalesce((scale ->> 'step')::numeric, 1)) > 1.7976931348623157e308
                         THEN false
-                    ELSE (scale ->> 'min')::numeric < (scale ->> 'max')::numeric
-                     AND coalesce((scale ->> 'step')::numeric > 0, true)
+                    -- Below a float's smallest normal number and not zero: the extract would
+                    -- read another value (1e-400 reads as 0), and float8 refuses the cast.
+                    WHEN (scale ->> 'min')::numeric <> 0
+                         AND abs((scale ->> 'min')::numeric) < 2.2250738585072014e-308
+                      OR (scale ->> 'max')::numeric <> 0
+                         AND abs((scale ->> 'max')::numeric) < 2.2250738585072014e-308
+                      OR coalesce((scale ->> 'step')::numeric, 1) <> 0
+                         AND abs(coalesce((scale ->> 'step')::numeric, 1)) < 2.2250738585072014e-308
+                        THEN false
+                    -- Compared as the floats the extract reads: bounds only a numeric tells
+                    -- apart (1 and 1.00000000000000000001) are one float, no scale.
+                    ELSE (scale ->> 'min')::numeric::float8 < (scale ->> 'max')::numeric::float8
+                     AND coalesce((scale ->> 'step')::numeric::float8 > 0, true)
                 END
             );
     END IF;
