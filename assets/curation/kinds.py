@@ -247,11 +247,21 @@ def _rewrite_outdated_trainer_files(
     returns `<project>/<version>` → the formats it went from and to and the files written. A
     version that cannot be rewritten is appended to `unusable` and left as it is."""
     done: dict[str, dict[str, object]] = {}
+    # A commit killed after its marker is half applied until some commit recovers it: finish
+    # it before comparing stored files, or the files it had moved would not be listed as
+    # rewritten, and readers would meanwhile see new files under an old manifest.
+    lake.recover()
     for key in sorted(dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))):
-        manifest = json.loads(lake.get(key))
-        if not trainer_files_outdated(manifest):
+        try:
+            manifest = json.loads(lake.get(key))
+            if not trainer_files_outdated(manifest):
+                continue
+            project, version_id = manifest["project"], manifest["version_id"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            # Any project's manifest is listed here, categorical ones too: one that cannot be
+            # read is not this asset's to judge and holds back no other version.
+            context.log.warning(f"{key}: manifest not read for its trainer files: {error!r}")
             continue
-        project, version_id = manifest["project"], manifest["version_id"]
         name = f"{project}/{version_id}"
         folder = key.removesuffix(MANIFEST_FILE)
         try:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from annotation_pipelines.curation.kinds import (
 )
 from annotation_pipelines.kinds import document_texts
 from annotation_pipelines.lake import manifest_created_at
+from resources.lake import CRASH_POINT_ENV, LocalLake
 from tests.curation.test_kind_snapshot import (
     DAY,
     SPLITS,
@@ -333,3 +337,52 @@ def test_the_cards_conll_section_is_put_where_kind_card_puts_it_and_replaced_in_
         "tags_renamed": {},
     }
     assert card_with_conll_notes(card, nothing_lost) == without
+
+
+def test_a_manifest_that_cannot_be_read_holds_back_no_other_version(aged):
+    # Another project's torn manifest (a categorical snapshot, say) is not this asset's to
+    # judge: the kind versions around it are still brought up to date and the run succeeds.
+    lake, root, _ = aged
+    torn = root / "datasets" / "catproj" / "abc" / "manifest.json"
+    torn.parent.mkdir(parents=True)
+    torn.write_text('{"project": "catproj", "vers')
+    assert _curate(lake).success
+    det = json.loads((_folder(root, "det") / "manifest.json").read_text())
+    assert det["trainer_files"]["format"] == 2
+
+
+_CURATE = """
+import sys
+from resources.lake import LocalLake
+from tests.curation.test_kind_snapshot import _curate
+_curate(LocalLake(base_path=sys.argv[1]))
+"""
+
+
+def test_a_rewrite_killed_mid_commit_is_finished_and_listed_whole_by_the_next_run(aged, tmp_path):
+    # Killed after two of its files moved: the next run finishes that commit before comparing
+    # files, so the manifest lists every file the rewrite replaced, as an uninterrupted run does.
+    lake, root, _ = aged
+    clean = tmp_path / "clean"
+    shutil.copytree(root, clean)
+    assert _curate(LocalLake(base_path=str(clean))).success
+    expected = {
+        p: json.loads((_folder(clean, p) / "manifest.json").read_text())
+        for p in ("det", "entities")
+    }
+    env = {k: v for k, v in os.environ.items() if k != CRASH_POINT_ENV}
+    killed = subprocess.run(
+        [sys.executable, "-c", _CURATE, str(root)],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**env, CRASH_POINT_ENV: "moved:2"},
+        check=False,
+        capture_output=True,
+    )
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert _curate(lake).success
+    for project in ("det", "entities"):
+        after = json.loads((_folder(root, project) / "manifest.json").read_text())
+        assert (
+            after["trainer_files"]["rewritten"] == expected[project]["trainer_files"]["rewritten"]
+        )
+        assert after["trainer_files"]["sha256"] == expected[project]["trainer_files"]["sha256"]
