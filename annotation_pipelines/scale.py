@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import polars as pl
 
-from annotation_pipelines.ingest.values import finite
+from annotation_pipelines.numbers import finite
 
 # The key of a project's settings that declares its scale.
 SETTINGS_KEY = "scale"
@@ -151,6 +151,19 @@ def project_scale(settings: Mapping[str, object], *, source: str) -> RatingScale
             f"and max {given['max']!r}"
         )
     return RatingScale(low, high, numbers["step"], integer)
+
+
+def declared_scales(
+    declarations: Iterable[tuple[str, object]], *, source: Callable[[str], str]
+) -> dict[str, RatingScale]:
+    """Project -> its scale, from (project, declared `scale` object) pairs, for those declaring
+    one; the ValueError of `project_scale` names `source(project)`."""
+    scales: dict[str, RatingScale] = {}
+    for project, declared in declarations:
+        scale = project_scale({SETTINGS_KEY: declared}, source=source(project))
+        if scale is not None:
+            scales[project] = scale
+    return scales
 
 
 def agreed_scale(

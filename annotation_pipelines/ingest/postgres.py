@@ -66,7 +66,7 @@ from annotation_pipelines.ingest.validation import (
 )
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.numbers import finite
-from annotation_pipelines.scale import SETTINGS_KEY, RatingScale, project_scale
+from annotation_pipelines.scale import RatingScale, declared_scales
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -736,13 +736,10 @@ def project_scales(dsn: str, *, schema: str = "public") -> dict[str, RatingScale
         rows = connection.execute(
             f"SELECT project, scale::text FROM {quoted} WHERE scale IS NOT NULL ORDER BY project"
         ).fetchall()
-    scales: dict[str, RatingScale] = {}
-    for project, text in rows:
-        where = f"postgres:{schema}.projects (project {project!r})"
-        scale = project_scale({SETTINGS_KEY: json.loads(text)}, source=where)
-        if scale is not None:
-            scales[str(project)] = scale
-    return scales
+    return declared_scales(
+        ((str(project), json.loads(text)) for project, text in rows),
+        source=lambda project: f"postgres:{schema}.projects (project {project!r})",
+    )
 
 
 def _outside_scales(staged: pl.DataFrame, scales: Mapping[str, RatingScale] | None) -> pl.DataFrame:

@@ -15,7 +15,12 @@ from pydantic import Field
 
 from annotation_pipelines.lake import ANNOTATION_DB_SCALES_KEY
 from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day, within_scale
-from annotation_pipelines.scale import SETTINGS_KEY, RatingScale, agreed_scale, project_scale
+from annotation_pipelines.scale import (
+    RatingScale,
+    agreed_scale,
+    declared_scales,
+    project_scale,
+)
 from assets.common.metadata import markdown_table
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
@@ -182,13 +187,10 @@ def annotation_db_scales(lake: Lake) -> dict[str, RatingScale]:
     raw = lake.get_if_exists(ANNOTATION_DB_SCALES_KEY)
     if raw is None:
         return {}
-    scales = {}
-    for project, declared in json.loads(raw).items():
-        source = f"{ANNOTATION_DB_SCALES_KEY} (project {project!r})"
-        scale = project_scale({SETTINGS_KEY: declared}, source=source)
-        if scale is not None:
-            scales[project] = scale
-    return scales
+    return declared_scales(
+        json.loads(raw).items(),
+        source=lambda project: f"{ANNOTATION_DB_SCALES_KEY} (project {project!r})",
+    )
 
 
 _EMPTY_LABELS: dict[str, pl.DataType] = {
