@@ -3,7 +3,10 @@
 Cells hold what annotators, export files and telemetry wrote: labels, ids, file names, free
 text. Each is shown as its text: markdown and HTML syntax in it is escaped, so a `|` stays in
 its cell and `![](https://…)` is no image the viewer's browser fetches; a line break, which no
-table cell can hold, is shown as `↵`.
+table cell can hold, is shown as `↵`. A GFM renderer (the Dagster UI's remark-gfm, GitHub's
+cmark-gfm) also makes links of bare addresses in text, escaped or not (`https://…`, `www.…`,
+`a@b.c`): a zero-width word joiner inside `://`, after `www` and after `@` keeps each from
+matching, and the text reads as it did.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 # The ASCII punctuation that opens or closes inline markdown or HTML (CommonMark lets a
 # backslash escape any of it); `_` only where it can, not inside a word (`n_judgments`).
 _SYNTAX = re.compile(r"[\\`*~\[\]<>|&]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# U+2060 is drawn as nothing and joins, so no line breaks there. remark-gfm finds autolink
+# literals in the parsed text, after escapes and entities are decoded, so only a character that
+# stays in the text can break them: before the `:` of any `scheme://`, between `www` and its
+# `.`, and after an email's `@` (which also covers `mailto:` and `xmpp:`).
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?=://)|(?i:(?<=www)(?=\.))|(?<=@)")
 
 
 def markdown_text(text: str) -> str:
     """`text` as inline markdown that renders as `text`, on one line."""
-    return _SYNTAX.sub(r"\\\g<0>", _LINE_BREAK.sub(LINE_BREAK, text))
+    escaped = _SYNTAX.sub(r"\\\g<0>", _LINE_BREAK.sub(LINE_BREAK, text))
+    return _AUTOLINK.sub(WORD_JOINER, escaped)
 
 
 def frame_to_markdown(frame: pl.DataFrame, *, rows: int = 20, text_width: int = 400) -> str:

@@ -1,15 +1,17 @@
 """Markdown as a GitHub-flavoured renderer shows it: the cells of its tables and the elements
-the viewer's browser would act on (images it fetches, links, raw HTML)."""
+the viewer's browser would act on (images it fetches, links, raw HTML).
+
+The renderer is GitHub's cmark-gfm with every GFM extension, autolink literals among them: the
+Dagster UI (react-markdown with remark-gfm) makes links of the same bare addresses."""
 
 from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from markdown_it import MarkdownIt
+import cmarkgfm
+from cmarkgfm.cmark import Options
 
-# CommonMark with GFM's tables and strikethrough: what the Dagster UI (react-markdown with
-# remark-gfm) and GitHub render.
-_RENDERER = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+from annotation_pipelines.markdown import WORD_JOINER
 
 
 class _Rendered(HTMLParser):
@@ -31,7 +33,8 @@ class _Rendered(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("td", "th") and self._cell is not None:
-            self.tables[-1][-1].append("".join(self._cell))
+            # What the viewer reads: a browser draws no word joiner.
+            self.tables[-1][-1].append("".join(self._cell).replace(WORD_JOINER, ""))
             self._cell = None
 
     def handle_data(self, data: str) -> None:
@@ -43,5 +46,7 @@ def rendered(markdown: str) -> tuple[list[list[list[str]]], list[str]]:
     """(every table as rows of cell texts, the tags other than text structure: `img`, `a`,
     `em`, `script`, ...) of `markdown` rendered."""
     parser = _Rendered()
-    parser.feed(_RENDERER.render(markdown))
+    # Raw HTML kept, so that any that got through shows as an element.
+    html = cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+    parser.feed(html)
     return parser.tables, parser.elements

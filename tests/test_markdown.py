@@ -3,7 +3,7 @@
 import polars as pl
 from markdown_it import MarkdownIt
 
-from annotation_pipelines.markdown import frame_to_markdown
+from annotation_pipelines.markdown import WORD_JOINER, frame_to_markdown
 from tests.markdown_render import rendered
 
 
@@ -105,3 +105,30 @@ def test_a_chart_name_is_its_alt_text_not_markup():
     html = MarkdownIt("commonmark").render(markdown)
     assert html.count("<img") == 1 and "e.vil" not in html.split('alt="', 1)[0]
     assert 'src="data:image/png;base64,' in html
+
+
+# Addresses a GFM renderer links with no markup around them (autolink literals).
+ADDRESSES = [
+    "https://e.vil/x",
+    "[t](http://e.vil)",
+    "see www.e.vil.",
+    "a.b+c@e.vil",
+    "mailto:a@e.vil",
+    "xmpp:a@e.vil/r",
+    "ftp://e.vil/f",
+]
+
+
+def test_a_bare_address_in_a_cell_is_text_not_a_link():
+    """Escaping kept `[t](http://h)` from being a link, but GFM's autolink literals (remark-gfm
+    in the Dagster UI, cmark-gfm on GitHub) still made a link the viewer could click of the
+    address, and of any bare `https://…`, `www.…` or email address."""
+    for text in ADDRESSES:
+        frame = pl.DataFrame({"label": [text]})
+        markdown = frame_to_markdown(frame)
+        # The cell as escaping alone wrote it: the renderer links it.
+        _, elements = rendered(markdown.replace(WORD_JOINER, ""))
+        assert elements == ["a"], text
+        [table], elements = rendered(markdown)
+        assert elements == [], text
+        assert table == [["label"], [text]]
