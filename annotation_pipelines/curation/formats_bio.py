@@ -144,15 +144,24 @@ def _bio_tags(
     return tags
 
 
+class ConllTagClash(ValueError):
+    """Two span labels that would be written as one CoNLL tag."""
+
+    def __init__(self, labels: tuple[str, str], tag: str) -> None:
+        self.labels = labels
+        self.tag = tag
+        super().__init__(
+            f"span labels {labels[0]!r} and {labels[1]!r} would both be written as the CoNLL "
+            f"tag {tag!r}"
+        )
+
+
 def _tag_name(label: str, tag_of: dict[str, str]) -> str:
     if label not in tag_of:
         name = _WHITESPACE.sub("_", label)
         for other, taken in tag_of.items():
             if taken == name:
-                raise ValueError(
-                    f"span labels {min(other, label)!r} and {max(other, label)!r} would both be "
-                    f"written as the CoNLL tag {name!r}"
-                )
+                raise ConllTagClash((min(other, label), max(other, label)), name)
         tag_of[label] = name
     return tag_of[label]
 

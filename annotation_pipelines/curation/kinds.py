@@ -66,7 +66,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -101,6 +101,12 @@ DEFAULT_MIN_CONFIDENCE = 0.5
 TRAINER_FILES_FORMAT = {"boxes": 2, "spans": 2, "pairwise": 1}
 # What `trainer_files.format` a manifest without the field was written in.
 FIRST_FORMAT = 1
+# Each kind's trainer files by the whole snapshot's name (a split's is `<split>.<name>`).
+TRAINER_FILE_NAMES = {
+    "boxes": ("coco.json",),
+    "spans": ("spans.jsonl", "conll.txt"),
+    "pairwise": ("preference_pairs.jsonl",),
+}
 HELD_BACK_NOTE = "Held back (no passing quality verdict)"
 
 
@@ -341,6 +347,25 @@ def trainer_files_format(manifest: Mapping[str, object]) -> int:
     """The trainer-file format a snapshot's manifest says its files are in."""
     record = manifest.get("trainer_files")
     return int(record["format"]) if isinstance(record, dict) else FIRST_FORMAT
+
+
+def lists_trainer_files(manifest: Mapping[str, object]) -> bool:
+    """Whether a snapshot's manifest lists a file only a kind with trainer files writes."""
+    listed = manifest.get("files")
+    names = [name for names in TRAINER_FILE_NAMES.values() for name in names]
+    return isinstance(listed, list) and any(
+        isinstance(file, str) and (file == name or file.endswith("." + name))
+        for file in listed
+        for name in names
+    )
+
+
+def kind_of_columns(columns: Iterable[str]) -> str | None:
+    """The kind whose snapshot rows have `columns`: the one kind whose value columns are all
+    among them (None when no kind's are, or more than one kind's)."""
+    present = set(columns)
+    kinds = [kind for kind, names in VALUE_COLUMNS.items() if present.issuperset(names)]
+    return kinds[0] if len(kinds) == 1 else None
 
 
 def trainer_files_outdated(manifest: Mapping[str, object]) -> bool:

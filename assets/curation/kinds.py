@@ -13,7 +13,14 @@ first, from its own `data.parquet`, in one lake commit per version: the rows, th
 `created_at` and the `current` pointer stay; the manifest's `trainer_files` gets the format,
 the files' SHA-256, which files changed and when (`rewritten_at`), and the materialization's
 `trainer_files_rewritten` lists the versions. A version whose rows no longer hash to its id is
-left as it is and fails the asset once every other project is written.
+left as it is and fails the asset once every other project is written. A version whose span
+labels today's CoNLL tags would merge (`a b` and `a_b`, which the first format wrote as two
+tags) keeps its old files: its manifest's `trainer_files.not_rewritten` names the labels, the
+tag and the format it was not brought to, the materialization's `trainer_files_not_rewritten`
+lists it, a warning says it, and the run goes on. A manifest written before manifests named
+their `kind` but listing trainer files gets the kind its `data.parquet` columns tell (the one
+kind whose value columns they hold; `kind_from` says so) and is rewritten as that kind; where
+the columns tell no single kind it is left as it is, with a warning.
 
 Personal data is masked as in the categorical snapshots (`curation.kinds` says how per kind),
 and the masked share and counts per kind are recorded in each manifest's `stats` and in the
@@ -43,10 +50,14 @@ from dagster import (
 )
 from pydantic import Field
 
+from annotation_pipelines.curation.formats_bio import ConllTagClash
 from annotation_pipelines.curation.kinds import (
     DEFAULT_MIN_CONFIDENCE,
+    TRAINER_FILES_FORMAT,
     build_kind_snapshot,
     kind_card,
+    kind_of_columns,
+    lists_trainer_files,
     rewrite_trainer_files,
     trainer_files_format,
     trainer_files_outdated,
@@ -124,7 +135,8 @@ def kind_curated_dataset(
     summary = []
     refused: list[MaskedShareError] = []
     unusable: list[str] = []
-    rewritten = _rewrite_outdated_trainer_files(context, lake, unusable)
+    not_rewritten: dict[str, dict[str, Any]] = {}
+    rewritten = _rewrite_outdated_trainer_files(context, lake, unusable, not_rewritten)
     stats_of: dict[str, dict[str, object]] = {}
     for project, kind in projects:
         try:
@@ -235,25 +247,33 @@ def kind_curated_dataset(
             {project: stats["masked"] for project, stats in stats_of.items()}
         ),
         "trainer_files_rewritten": MetadataValue.json(rewritten),
+        "trainer_files_not_rewritten": MetadataValue.json(not_rewritten),
     }
     return MaterializeResult(metadata=metadata)
 
 
 def _rewrite_outdated_trainer_files(
-    context: AssetExecutionContext, lake: Lake, unusable: list[str]
+    context: AssetExecutionContext,
+    lake: Lake,
+    unusable: list[str],
+    kept: dict[str, dict[str, Any]],
 ) -> dict[str, dict[str, object]]:
     """Bring every kind snapshot whose manifest names an older trainer-file format to the
     current one (`rewrite_trainer_files`), one commit per version with the manifest moved last;
     returns `<project>/<version>` → the formats it went from and to and the files written. A
-    version that cannot be rewritten is appended to `unusable` and left as it is."""
+    version that cannot be rewritten is appended to `unusable` and left as it is; one whose span
+    labels today's CoNLL tags would merge keeps its files, and `kept` gets why."""
     done: dict[str, dict[str, object]] = {}
     # A commit killed after its marker is half applied until some commit recovers it: finish
     # it before comparing stored files, or the files it had moved would not be listed as
     # rewritten, and readers would meanwhile see new files under an old manifest.
     lake.recover()
     for key in sorted(dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))):
+        folder = key.removesuffix(MANIFEST_FILE)
         try:
             manifest = json.loads(lake.get(key))
+            if "kind" not in manifest and lists_trainer_files(manifest):
+                manifest = _with_kind_of_rows(context, lake, key, manifest)
             if not trainer_files_outdated(manifest):
                 continue
             project, version_id = manifest["project"], manifest["version_id"]
@@ -263,21 +283,32 @@ def _rewrite_outdated_trainer_files(
             context.log.warning(f"{key}: manifest not read for its trainer files: {error!r}")
             continue
         name = f"{project}/{version_id}"
-        folder = key.removesuffix(MANIFEST_FILE)
+        # The manifest is written again below: its first write's time is its creation time.
+        manifest = {
+            **manifest,
+            "created_at": manifest_created_at(
+                manifest, datetime.fromtimestamp(lake.modified_at(key), UTC)
+            ).isoformat(),
+        }
         try:
             rows = pl.read_parquet(io.BytesIO(lake.get(folder + "data.parquet")))
             rewrite = rewrite_trainer_files(
-                {
-                    **manifest,
-                    "created_at": manifest_created_at(
-                        manifest, datetime.fromtimestamp(lake.modified_at(key), UTC)
-                    ).isoformat(),
-                },
+                manifest,
                 rows,
                 stored=_files_of(lake, folder),
                 rewritten_at=datetime.now(UTC).isoformat(),
                 run_id=context.run.run_id,
             )
+        except ConllTagClash as error:
+            # The old format wrote each label as it was; today's tags replace whitespace, so
+            # two of this version's labels would become one class. Its old files still say
+            # what they did, and a newer version of the project is not held back by it.
+            kept[name] = _trainer_files_kept(lake, key, manifest, error, context.run.run_id)
+            context.log.warning(
+                f"{name}: trainer files left in format {kept[name]['format']}, not rewritten "
+                f"to {kept[name]['to_format']}: {error}"
+            )
+            continue
         except (OSError, ValueError, pl.exceptions.PolarsError) as error:
             context.log.error(f"{name}: trainer files not rewritten: {error}")
             unusable.append(f"{name}: trainer files not rewritten: {error}")
@@ -295,6 +326,50 @@ def _rewrite_outdated_trainer_files(
             f"{done[name]['to_format']}: {', '.join(sorted(rewrite.files)) or 'no file changed'}"
         )
     return done
+
+
+def _with_kind_of_rows(
+    context: AssetExecutionContext, lake: Lake, key: str, manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """A manifest that names no kind but lists trainer files, with the kind its version's
+    `data.parquet` columns tell (as it was where they tell none or more than one)."""
+    folder = key.removesuffix(MANIFEST_FILE)
+    columns = pl.read_parquet_schema(io.BytesIO(lake.get(folder + "data.parquet")))
+    kind = kind_of_columns(columns)
+    if kind is None:
+        context.log.warning(
+            f"{key}: names no kind and its data.parquet columns ({', '.join(columns)}) tell "
+            "none: its trainer files are left as they are"
+        )
+        return manifest
+    return {**manifest, "kind": kind, "kind_from": "data.parquet columns"}
+
+
+def _trainer_files_kept(
+    lake: Lake, key: str, manifest: dict[str, Any], error: ConllTagClash, run_id: str
+) -> dict[str, Any]:
+    """Record in a version's manifest that its trainer files stay in their format, and why;
+    returns the record. The manifest is written only when the record is new."""
+    before = manifest.get("trainer_files")
+    record = dict(before) if isinstance(before, dict) else {}
+    kept = {
+        "to_format": TRAINER_FILES_FORMAT[str(manifest["kind"])],
+        "reason": str(error),
+        "labels": list(error.labels),
+        "tag": error.tag,
+    }
+    previous = record.get("not_rewritten")
+    if isinstance(previous, dict) and {k: previous.get(k) for k in kept} == kept:
+        return {"format": trainer_files_format(manifest), **previous}
+    record.update(
+        {
+            "format": trainer_files_format(manifest),
+            "not_rewritten": {**kept, "recorded_by_run": run_id},
+        }
+    )
+    updated = {**manifest, "trainer_files": record}
+    lake.commit({key: json.dumps(updated, indent=2, default=str).encode("utf-8")})
+    return {"format": record["format"], **kept, "recorded_by_run": run_id}
 
 
 def _files_of(lake: Lake, folder: str) -> Callable[[str], bytes | None]:

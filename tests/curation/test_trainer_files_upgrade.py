@@ -27,7 +27,9 @@ from annotation_pipelines.curation.kinds import (
     TRAINER_FILES_FORMAT,
     card_with_conll_notes,
     kind_card,
+    kind_of_columns,
 )
+from annotation_pipelines.curation.versioning import content_version
 from annotation_pipelines.kinds import document_texts
 from annotation_pipelines.lake import manifest_created_at
 from resources.lake import CRASH_POINT_ENV, LocalLake
@@ -386,3 +388,94 @@ def test_a_rewrite_killed_mid_commit_is_finished_and_listed_whole_by_the_next_ru
             after["trainer_files"]["rewritten"] == expected[project]["trainer_files"]["rewritten"]
         )
         assert after["trainer_files"]["sha256"] == expected[project]["trainer_files"]["sha256"]
+
+
+def _with_labels_one_tag_would_merge(folder: Path) -> Path:
+    """The aged version remade as one whose rows hold the span labels `a b` and `a_b` (which
+    the first format wrote as two tags, and today's as one), under its own id."""
+    rows = pl.read_parquet(folder / "data.parquet")
+    records = rows.to_dicts()
+    for record, label in zip(records, ["a b", "a_b"], strict=False):
+        # The span over "Bob ...", which BIO keeps.
+        record["spans"][-1]["label"] = label
+    changed = pl.DataFrame(records, schema=rows.schema)
+    version = content_version(changed)
+    moved = folder.with_name(version)
+    folder.rename(moved)
+    changed.write_parquet(moved / "data.parquet")
+    (moved / "conll.txt").write_bytes(_old_conll(changed))
+    manifest = json.loads((moved / "manifest.json").read_text())
+    (moved / "manifest.json").write_text(json.dumps({**manifest, "version_id": version}, indent=2))
+    stamp = int(MADE.timestamp()) * 10**9
+    os.utime(moved / "manifest.json", ns=(stamp, stamp))
+    return moved
+
+
+def test_an_old_version_whose_labels_would_share_a_tag_keeps_its_files_and_the_run_succeeds(
+    aged,
+):
+    """Such a version could not be rewritten, and the asset failed on every run until it was
+    removed."""
+    lake, root, _ = aged
+    old = _with_labels_one_tag_would_merge(_folder(root, "entities"))
+    files = {name: data for name, data in _contents(old).items() if name != "manifest.json"}
+
+    result = _curate(lake)
+    assert result.success
+    # The old files stay as the old format wrote them: two tags, as the labels were.
+    assert {n: d for n, d in _contents(old).items() if n != "manifest.json"} == files
+    manifest = json.loads((old / "manifest.json").read_text())
+    record = manifest["trainer_files"]
+    assert record["format"] == 1
+    assert record["not_rewritten"]["labels"] == ["a b", "a_b"]
+    assert record["not_rewritten"]["tag"] == "a_b"
+    assert record["not_rewritten"]["to_format"] == TRAINER_FILES_FORMAT["spans"]
+    assert "'a b' and 'a_b'" in record["not_rewritten"]["reason"]
+    assert manifest["created_at"] == MADE.isoformat()
+    metadata = result.asset_materializations_for_node("kind_curated_dataset")[0].metadata
+    [(name, kept)] = metadata["trainer_files_not_rewritten"].value.items()
+    assert name == f"entities/{old.name}"
+    assert kept["labels"] == ["a b", "a_b"] and kept["format"] == 1
+    # The project's current version and the other project's old one are written as ever.
+    assert (root / "datasets" / "entities" / _current(root, "entities") / "conll.txt").exists()
+    det = json.loads((_folder(root, "det") / "manifest.json").read_text())
+    assert det["trainer_files"]["format"] == 2
+
+    # Recorded once: the next run writes no file of the version and says it again.
+    times = _times(old)
+    again = _curate(lake)
+    assert again.success
+    assert _times(old) == times
+    metadata = again.asset_materializations_for_node("kind_curated_dataset")[0].metadata
+    assert list(metadata["trainer_files_not_rewritten"].value) == [f"entities/{old.name}"]
+
+
+def test_a_manifest_naming_no_kind_is_rewritten_as_the_kind_its_rows_tell(aged):
+    """Kind snapshots written before manifests named their kind were taken as categorical and
+    never rewritten."""
+    lake, root, written = aged
+    for project in ("entities", "det", "transcripts"):
+        path = _folder(root, project) / "manifest.json"
+        stamp = path.stat().st_mtime_ns
+        manifest = json.loads(path.read_text())
+        assert (
+            kind_of_columns(pl.read_parquet_schema(path.with_name("data.parquet")))
+            == (manifest["kind"])
+        )
+        manifest.pop("kind")
+        path.write_text(json.dumps(manifest, indent=2))
+        os.utime(path, ns=(stamp, stamp))
+    transcripts = _times(_folder(root, "transcripts"))
+
+    assert _curate(lake).success
+    for project, kind in (("entities", "spans"), ("det", "boxes")):
+        folder = _folder(root, project)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["kind"] == kind
+        assert manifest["kind_from"] == "data.parquet columns"
+        assert manifest["trainer_files"]["format"] == TRAINER_FILES_FORMAT[kind]
+        for name, data in written[project].items():
+            if name not in ("manifest.json", "card.md"):
+                assert (folder / name).read_bytes() == data, (project, name)
+    # A kind without trainer files lists none, so nothing of it is read or written.
+    assert _times(_folder(root, "transcripts")) == transcripts
