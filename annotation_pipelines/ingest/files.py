@@ -10,7 +10,12 @@ from typing import TypedDict
 
 from annotation_pipelines.ingest.formats import FORMATS, TABLE_FORMATS
 from annotation_pipelines.ingest.label_studio import parse_label_studio
-from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, combine
+from annotation_pipelines.ingest.result import (
+    IngestResult,
+    UnreadableFileError,
+    combine,
+    set_aside_case_twins,
+)
 from annotation_pipelines.ingest.tables import ColumnMapping, parse_sagemaker, parse_table
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.scale import RatingScale
@@ -137,4 +142,4 @@ def ingest_path(
                 allow_empty=allow_empty,
             )
         )
-    return combine(results)
+    return set_aside_case_twins(combine(results))

@@ -10,7 +10,12 @@ from datetime import datetime
 
 import polars as pl
 
-from annotation_pipelines.ingest.validation import parse_utc, safe_project, validate
+from annotation_pipelines.ingest.validation import (
+    INVALID_PROJECT,
+    parse_utc,
+    safe_project,
+    validate,
+)
 from annotation_pipelines.kinds import KIND_COLUMNS
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import (
@@ -325,3 +330,65 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
     )
     quarantine = pl.concat([result.quarantine, *(q.cast(pl.Schema(QUARANTINE)) for q in set_aside)])
     return IngestResult(judgments, tasks, gold, quarantine, result.rows_read, result.files)
+
+
+def set_aside_case_twins(result: IngestResult, known: Iterable[str] = ()) -> IngestResult:
+    """`result` with every judgment and gold label whose project differs only in case from a
+    `known` project (one already in the lake) or from a project of a row before it (file by
+    file, line by line) moved to the quarantine, reason `invalid_project`, its field naming the
+    other project: on a case-insensitive disk (macOS, Windows) the two would share one folder.
+    Their tasks go with them. `result` itself when no row is such a twin."""
+    tables = (("judgments", result.judgments), ("gold_labels", result.gold))
+    order = {name: n for n, name in enumerate(result.files)}
+    rows = pl.concat(
+        [
+            frame.select(
+                "project",
+                _file=pl.col("source_file").replace_strict(order, default=len(order)),
+                _line=pl.col("source_line"),
+            )
+            for _, frame in tables
+        ]
+    )
+    # The first spelling of each case-folded name holds it: the lake's, else the input's first.
+    # Twins the lake already holds (staged before this check) stay: moving them would not
+    # make them one folder.
+    lake = set(known)
+    holder = {name.casefold(): name for name in sorted(lake, reverse=True)}
+    for (project,) in rows.sort("_file", "_line", nulls_last=True).select("project").iter_rows():
+        if project is not None:
+            holder.setdefault(project.casefold(), project)
+    twins = {
+        project: holder[project.casefold()]
+        for project in rows.get_column("project").drop_nulls().unique().to_list()
+        if project not in lake and holder[project.casefold()] != project
+    }
+    if not twins:
+        return result
+    named = pl.col("project").replace_strict(
+        {p: f"project (differs only in case from project {h!r})" for p, h in twins.items()},
+        default=None,
+        return_dtype=pl.String,
+    )
+    twin = pl.col("project").is_in(list(twins))
+    set_aside = [
+        frame.filter(twin).select(
+            table=pl.lit(name, pl.String),
+            source=pl.col("source"),
+            source_file=pl.col("source_file"),
+            source_line=pl.col("source_line"),
+            field=named,
+            reason=pl.lit(INVALID_PROJECT, pl.String),
+            raw=pl.struct(pl.all().cast(pl.String)).struct.json_encode(),
+        )
+        for name, frame in tables
+    ]
+    quarantine = pl.concat([result.quarantine, *(q.cast(pl.Schema(QUARANTINE)) for q in set_aside)])
+    return IngestResult(
+        result.judgments.filter(~twin),
+        result.tasks.filter(~twin.fill_null(False)),
+        result.gold.filter(~twin),
+        quarantine,
+        result.rows_read,
+        result.files,
+    )

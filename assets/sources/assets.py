@@ -37,7 +37,7 @@ from annotation_pipelines.ingest.postgres import (
     merge_partition,
     partition_by_day,
 )
-from annotation_pipelines.ingest.result import set_aside_before
+from annotation_pipelines.ingest.result import set_aside_before, set_aside_case_twins
 from annotation_pipelines.ingest.tables import named_by_line, path_line_ids
 from annotation_pipelines.lake import (
     ANNOTATION_DB_SCALES_KEY,
@@ -180,11 +180,37 @@ def _staged_ids(lake: Lake, key: str) -> pl.DataFrame:
 
 
 def within_partitions(
-    context: AssetExecutionContext, result: IngestResult, *, name: str
+    context: AssetExecutionContext,
+    result: IngestResult,
+    *,
+    name: str,
+    lake: Lake,
+    replaces: str | None = None,
 ) -> IngestResult:
     """`result` with its rows dated before the start date quarantined (`set_aside_before`),
     said in the log naming the source: such a row has no daily partition, and staged on its
-    day nothing would ever rebuild it."""
+    day nothing would ever rebuild it. Rows whose project differs only in case from one the
+    lake's staged rows hold (other than those of source `replaces`, which `result` replaces) or
+    from an earlier row's are quarantined too (`set_aside_case_twins`)."""
+    known = staged_projects(
+        lake,
+        [
+            key
+            for table in ("judgments", "gold_labels")
+            for key in lake.list_keys(staging_prefix(table))
+            if replaces is None or staging_source(key) != replaces
+        ],
+    )
+    result = set_aside_case_twins(result, known)
+    twins = result.quarantine.filter(
+        pl.col("field").str.starts_with("project (differs only in case")
+    )
+    if twins.height:
+        context.log.warning(
+            f"{name}: {twins.height} row(s) quarantined whose project differs only in case from "
+            "another's (one folder on a case-insensitive disk): "
+            + "; ".join(sorted(set(twins.get_column("field").to_list()))[:5])
+        )
     result = set_aside_before(result, START_DATE)
     early = sum(n for reason, n in result.reasons.items() if reason.startswith("before_start"))
     if early:
@@ -323,7 +349,7 @@ def landing_exports(
         scale=scale,
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
     )
-    result = within_partitions(context, result, name=path)
+    result = within_partitions(context, result, name=path, lake=lake, replaces=source_id(path))
     # Ids made from the file's name and line are made from its path, as the live loop keys
     # them: the next day's file of the same name in another folder is another judgment.
     result = dataclasses.replace(result, judgments=path_line_ids(result.judgments))
@@ -369,7 +395,7 @@ def annotation_db_changes(
         )
     seen = lake.get_frame(ANNOTATION_DB_SEEN_KEY) if lake.exists(ANNOTATION_DB_SEEN_KEY) else None
     extract = annotation_db.extract(since=since, seen=seen)
-    result = within_partitions(context, extract.result, name="annotation DB")
+    result = within_partitions(context, extract.result, name="annotation DB", lake=lake)
     days: set[str] = set()
     for table, _, column in STAGED_TABLES:
         incoming = {"judgments": result.judgments, "raw_tasks": result.tasks}.get(
