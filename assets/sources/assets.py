@@ -39,6 +39,7 @@ from annotation_pipelines.ingest.postgres import (
 )
 from annotation_pipelines.ingest.result import set_aside_before, set_aside_case_twins
 from annotation_pipelines.ingest.tables import named_by_line, path_line_ids
+from annotation_pipelines.ingest.validation import is_safe_project, validate
 from annotation_pipelines.lake import (
     ANNOTATION_DB_SCALES_KEY,
     ANNOTATION_DB_SEEN_KEY,
@@ -582,7 +583,9 @@ def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: 
     description=(
         "Gold sets maintained by the quality team (landing zone gold/<project>/*.csv or "
         ".parquet with task_id, label), staged so every day that judged those tasks rebuilds; "
-        "a file still being written keeps its last staged rows until it settles."
+        "a file still being written keeps its last staged rows until it settles. Each row is "
+        "checked as an export's gold rows are; a bad one is quarantined naming file, row and "
+        "field."
     ),
 )
 def gold_sets(
@@ -598,6 +601,11 @@ def gold_sets(
     ]
     settled, waiting = landing.scan_settled("gold/")
     waiting = [path for path in waiting if _is_gold_set(path)]
+    quarantined: list[pl.DataFrame] = []
+    if waiting and lake.exists(quarantine_key("gold_sets")):
+        # A waiting file's rows quarantined when it was last read stay with its staged ones.
+        before = lake.get_frame(quarantine_key("gold_sets"))
+        quarantined.append(before.filter(pl.col("source_file").is_in(waiting)))
     if waiting:
         # A file still being written is not read: its rows from the last restage stay.
         context.log.warning(
@@ -624,24 +632,30 @@ def gold_sets(
         missing = {"task_id", "label"} - set(frame.columns)
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-        frames.append(
-            frame.select(
-                pl.col("task_id").cast(pl.String),
-                pl.lit(parts[1]).alias("project"),
-                pl.col("label").cast(pl.String),
-                pl.lit(now).alias("updated_at"),
-                pl.lit("gold_set").alias("source"),
-                pl.lit(path).alias("source_file"),
-                pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("source_line"),
-            )
-        )
+        good, bad = _validated_gold(landing, frame, project=parts[1], path=path, now=now)
+        frames.append(good)
+        quarantined.append(bad)
     gold = pl.concat(frames, how="diagonal_relaxed") if frames else schema.empty(schema.GOLD_LABELS)
     gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique(
         ["project", "task_id"], keep="last"
     )
+    quarantine = (
+        pl.concat([q.cast(pl.Schema(schema.QUARANTINE)) for q in quarantined])
+        if quarantined
+        else schema.empty(schema.QUARANTINE)
+    )
+    if quarantine.height:
+        reasons = quarantine.group_by("reason").len().sort("reason").rows()
+        context.log.warning(
+            f"{quarantine.height} gold row(s) quarantined: "
+            + ", ".join(f"{reason} {n}" for reason, n in reasons)
+        )
     had_gold = staged_projects(lake, previous)
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
-    lake.commit({target: parquet_bytes(gold)}, deletes=[key for key in previous if key != target])
+    lake.commit(
+        {target: parquet_bytes(gold), quarantine_key("gold_sets"): parquet_bytes(quarantine)},
+        deletes=[key for key in previous if key != target],
+    )
     # The days to rebuild are the days that judged a gold task, and every judged day of a
     # project that gained or lost its gold set: whether such a project's day without gold is
     # held back (the gold floor) changed with it. The scan pushes the filter down.
@@ -664,8 +678,51 @@ def gold_sets(
             "days": MetadataValue.json(days),
             "projects": MetadataValue.json(sorted(gold["project"].unique().to_list())),
             "unsettled_files": MetadataValue.json(waiting),
+            "rows_quarantined": MetadataValue.int(quarantine.height),
+            "quarantine_preview": markdown_table(quarantine.drop("raw")),
         }
     )
+
+
+def _validated_gold(
+    landing: LandingZone, frame: pl.DataFrame, *, project: str, path: str, now: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the gold labels of one gold set file, its quarantined rows), each row checked as an
+    export's gold rows are (`validate`): a missing or oversized task id or label, a NUL byte, a
+    project name no folder can hold, a label outside the project's label set, a task given
+    twice (the later row wins). `source_line` is the row's number in the file, from 1."""
+    settings = landing.project_settings(project) if is_safe_project(project) else {}
+    label_set = settings.get("label_set")
+    staged = frame.select(
+        task_id=pl.col("task_id").cast(pl.String),
+        label=pl.col("label").cast(pl.String),
+        project=pl.lit(project, pl.String),
+        submitted_at=pl.lit(now.isoformat(), pl.String),
+        source_line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+        reason=pl.lit(None, pl.String),
+        field=pl.lit(None, pl.String),
+        record=pl.struct(pl.all().cast(pl.String)),
+    )
+    good, bad = validate(
+        staged,
+        label_set=[str(label) for label in label_set] if isinstance(label_set, list) else None,
+        now=now,
+        duplicate_key=("task_id",),
+        required=("task_id", "label", "submitted_at"),
+        table="gold_labels",
+        source="gold_set",
+        source_file=path,
+    )
+    gold = good.select(
+        "task_id",
+        "project",
+        "label",
+        updated_at=pl.lit(now),
+        source=pl.lit("gold_set"),
+        source_file=pl.lit(path),
+        source_line="source_line",
+    )
+    return gold, bad
 
 
 def _is_gold_set(path: str) -> bool:

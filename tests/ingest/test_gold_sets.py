@@ -1,0 +1,61 @@
+"""Gold sets from the landing zone (`gold/<project>/<file>`) are checked row by row as an
+export's gold rows are: a bad row is quarantined naming its file, row and field, and the rest
+of the file is staged."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from dagster import materialize
+
+from annotation_pipelines.lake import quarantine_key
+from assets.sources.assets import gold_sets
+from resources.lake import LocalLake
+from resources.landing import LocalLandingZone
+
+
+def _gold_file(root, project: str, name: str, text: str) -> None:
+    folder = root / "landing" / "gold" / project
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    # Past the local landing zone's settle time: a file that fresh is not read yet.
+    os.utime(folder / name, (1, 1))
+
+
+def test_bad_gold_rows_are_quarantined_row_by_row(tmp_path):
+    """Gold rows were staged as they were: an empty task id or label, a label outside the
+    project's label set and a project no folder can hold all became gold."""
+    settings = tmp_path / "landing" / "exports" / "p" / "project.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"label_set": ["pos", "neg"]}))
+    _gold_file(
+        tmp_path,
+        "p",
+        "gold.csv",
+        "task_id,label\nt1,pos\n,neg\nt3,\nt4,maybe\nt5,neg\nt5,pos\n",
+    )
+    _gold_file(tmp_path, "CON", "gold.csv", "task_id,label\nt9,pos\n")
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    result = materialize([gold_sets], resources={"lake": lake, "landing": landing})
+    assert result.success
+
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    staged = lake.get_frame(key).sort("task_id")
+    assert staged.select("project", "task_id", "label").rows() == [
+        ("p", "t1", "pos"),
+        ("p", "t5", "pos"),
+    ]
+    quarantine = lake.get_frame(quarantine_key("gold_sets")).sort("source_file", "source_line")
+    assert quarantine.select("table", "source_file", "source_line", "field", "reason").rows() == [
+        ("gold_labels", "gold/CON/gold.csv", 1, "project", "invalid_project"),
+        ("gold_labels", "gold/p/gold.csv", 2, "task_id", "missing_field"),
+        ("gold_labels", "gold/p/gold.csv", 3, "label", "missing_field"),
+        ("gold_labels", "gold/p/gold.csv", 4, "label", "unknown_label"),
+        ("gold_labels", "gold/p/gold.csv", 5, "task_id", "duplicate"),
+    ]
+    assert json.loads(quarantine["raw"][3]) == {"task_id": "t4", "label": "maybe"}
+    metadata = result.asset_materializations_for_node("gold_sets")[0].metadata
+    assert metadata["rows_quarantined"].value == 5
+    assert metadata["dagster/row_count"].value == 2
