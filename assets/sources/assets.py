@@ -636,14 +636,37 @@ def gold_sets(
         frames.append(good)
         quarantined.append(bad)
     gold = pl.concat(frames, how="diagonal_relaxed") if frames else schema.empty(schema.GOLD_LABELS)
-    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique(
-        ["project", "task_id"], keep="last"
-    )
+    gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets")
     quarantine = (
         pl.concat([q.cast(pl.Schema(schema.QUARANTINE)) for q in quarantined])
         if quarantined
         else schema.empty(schema.QUARANTINE)
     )
+    # A gold folder spelled as a project of the lake in another case would share its folder
+    # on a case-insensitive disk; the gold sets' own earlier spellings are replaced here.
+    known = staged_projects(
+        lake,
+        [
+            key
+            for table in ("judgments", "gold_labels")
+            for key in lake.list_keys(staging_prefix(table))
+            if staging_source(key) != "gold_sets"
+        ],
+    )
+    files = tuple(sorted(set(gold.get_column("source_file").to_list())))
+    checked = set_aside_case_twins(
+        IngestResult(
+            schema.empty(schema.JUDGMENTS),
+            schema.empty(schema.RAW_TASKS),
+            gold,
+            quarantine,
+            gold.height + quarantine.height,
+            files,
+        ),
+        known,
+    )
+    gold = checked.gold.unique(["project", "task_id"], keep="last")
+    quarantine = checked.quarantine
     if quarantine.height:
         reasons = quarantine.group_by("reason").len().sort("reason").rows()
         context.log.warning(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 
+import polars as pl
 from dagster import materialize
 
 from annotation_pipelines.lake import quarantine_key
@@ -59,3 +60,26 @@ def test_bad_gold_rows_are_quarantined_row_by_row(tmp_path):
     metadata = result.asset_materializations_for_node("gold_sets")[0].metadata
     assert metadata["rows_quarantined"].value == 5
     assert metadata["dagster/row_count"].value == 2
+
+
+def test_a_gold_folder_spelled_as_a_lake_project_in_another_case_is_quarantined(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    lake.put_frame(
+        "staging/judgments/day=2026-11-02/abc.parquet",
+        pl.DataFrame({"project": ["Intent"], "task_id": ["t1"]}),
+    )
+    _gold_file(tmp_path, "intent", "gold.csv", "task_id,label\nt1,pos\n")
+    _gold_file(tmp_path, "Intent", "more.csv", "task_id,label\nt2,pos\n")
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    assert materialize([gold_sets], resources={"lake": lake, "landing": landing}).success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("project", "task_id").rows() == [("Intent", "t2")]
+    quarantine = lake.get_frame(quarantine_key("gold_sets"))
+    assert quarantine.select("source_file", "source_line", "field", "reason").rows() == [
+        (
+            "gold/intent/gold.csv",
+            1,
+            "project (differs only in case from project 'Intent')",
+            "invalid_project",
+        )
+    ]
