@@ -355,9 +355,13 @@ def set_aside_case_twins(result: IngestResult, known: Iterable[str] = ()) -> Ing
     # make them one folder.
     lake = set(known)
     holder = {name.casefold(): name for name in sorted(lake, reverse=True)}
-    for (project,) in rows.sort("_file", "_line", nulls_last=True).select("project").iter_rows():
-        if project is not None:
-            holder.setdefault(project.casefold(), project)
+    first_seen = (
+        rows.drop_nulls("project")
+        .sort("_file", "_line", nulls_last=True)
+        .unique("project", keep="first", maintain_order=True)
+    )
+    for project in first_seen.get_column("project").to_list():
+        holder.setdefault(project.casefold(), project)
     twins = {
         project: holder[project.casefold()]
         for project in rows.get_column("project").drop_nulls().unique().to_list()

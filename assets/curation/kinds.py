@@ -277,7 +277,14 @@ def _rewrite_outdated_trainer_files(
             if not trainer_files_outdated(manifest):
                 continue
             project, version_id = manifest["project"], manifest["version_id"]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            pl.exceptions.PolarsError,
+        ) as error:
             # Any project's manifest is listed here, categorical ones too: one that cannot be
             # read is not this asset's to judge and holds back no other version.
             context.log.warning(f"{key}: manifest not read for its trainer files: {error!r}")
