@@ -5,8 +5,8 @@ text. Each is shown as its text: markdown and HTML syntax in it is escaped, so a
 its cell and `![](https://…)` is no image the viewer's browser fetches; a line break, which no
 table cell can hold, is shown as `↵`. A GFM renderer (the Dagster UI's remark-gfm, GitHub's
 cmark-gfm) also makes links of bare addresses in text, escaped or not (`https://…`, `www.…`,
-`a@b.c`): a zero-width word joiner inside `://`, after `www` and after `@` keeps each from
-matching, and the text reads as it did.
+`a@b.c`): a zero-width word joiner before the `://` of those schemes, after `www` and after `@`
+keeps each from matching, and the text reads as it did.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ _LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 _SYNTAX = re.compile(r"[\\`*~\[\]<>|&]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 # U+2060 is drawn as nothing and joins, so no line breaks there. remark-gfm finds autolink
 # literals in the parsed text, after escapes and entities are decoded, so only a character that
-# stays in the text can break them: before the `:` of any `scheme://`, between `www` and its
-# `.`, and after an email's `@` (which also covers `mailto:` and `xmpp:`).
+# stays in the text can break them: before the `:` of `http://`, `https://` and `ftp://` (the
+# schemes GFM links; `s3://` and `file://` locations stay as they are, to be copied), between
+# `www` and its `.`, and after an email's `@` (which also covers `mailto:` and `xmpp:`).
 WORD_JOINER = "\u2060"
-_AUTOLINK = re.compile(r"(?=://)|(?i:(?<=www)(?=\.))|(?<=@)")
+_AUTOLINK = re.compile(r"(?i:(?<=http)|(?<=https)|(?<=ftp))(?=://)|(?i:(?<=www)(?=\.))|(?<=@)")
 
 
 def markdown_text(text: str) -> str:

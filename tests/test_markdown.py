@@ -132,3 +132,10 @@ def test_a_bare_address_in_a_cell_is_text_not_a_link():
         [table], elements = rendered(markdown)
         assert elements == [], text
         assert table == [["label"], [text]]
+
+
+def test_a_location_no_renderer_links_is_left_to_copy():
+    # A snapshot's location is copied from the table into a shell: no joiner in it.
+    for location in ("s3://lake/datasets/p/v1", "file:///data/lake/datasets/p/v1", "gs://b/x"):
+        assert WORD_JOINER not in frame_to_markdown(pl.DataFrame({"location": [location]}))
+    assert WORD_JOINER in frame_to_markdown(pl.DataFrame({"location": ["HTTPS://e.vil"]}))
