@@ -724,7 +724,7 @@ def _validated_gold(
         source_line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
         reason=pl.lit(None, pl.String),
         field=pl.lit(None, pl.String),
-        record=pl.struct(pl.all().cast(pl.String)),
+        record=pl.struct(pl.all()),
     )
     good, bad = validate(
         staged,

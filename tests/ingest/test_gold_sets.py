@@ -83,3 +83,22 @@ def test_a_gold_folder_spelled_as_a_lake_project_in_another_case_is_quarantined(
             "invalid_project",
         )
     ]
+
+
+def test_a_parquet_gold_set_is_checked_as_a_csv_one(tmp_path):
+    folder = tmp_path / "landing" / "gold" / "p"
+    folder.mkdir(parents=True)
+    frame = pl.DataFrame({"task_id": [1, None, 3], "label": ["pos", "neg", None]})
+    frame.write_parquet(folder / "gold.parquet")
+    os.utime(folder / "gold.parquet", (1, 1))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    assert materialize([gold_sets], resources={"lake": lake, "landing": landing}).success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("task_id", "label").rows() == [("1", "pos")]
+    quarantine = lake.get_frame(quarantine_key("gold_sets")).sort("source_line")
+    assert quarantine.select("source_line", "field", "reason").rows() == [
+        (2, "task_id", "missing_field"),
+        (3, "label", "missing_field"),
+    ]
+    assert json.loads(quarantine["raw"][0]) == {"task_id": None, "label": "neg"}
