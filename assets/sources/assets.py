@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import io
 import json
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import duckdb
@@ -195,14 +196,14 @@ def within_partitions(
     return result
 
 
-def staged_projects(lake: Lake, keys: list[str]) -> set[str]:
-    """The projects the staged Parquet files `keys` hold rows of, reading their project column
-    alone."""
+def staged_projects(keys: Iterable[str], *, read: Callable[[str], bytes]) -> set[str]:
+    """The projects the Parquet files `keys` hold rows of, reading each once through `read`
+    and parsing its project column alone (a file without one holds no project)."""
     projects: set[str] = set()
     for key in keys:
         if not key.endswith(".parquet"):
             continue
-        data = io.BytesIO(lake.get(key))
+        data = io.BytesIO(read(key))
         if "project" in pl.read_parquet_schema(data):
             data.seek(0)
             part = pl.read_parquet(data, columns=["project"])
@@ -613,7 +614,7 @@ def gold_sets(
     gold = schema.conform(gold, schema.GOLD_LABELS, name="gold_sets").unique(
         ["project", "task_id"], keep="last"
     )
-    had_gold = staged_projects(lake, previous)
+    had_gold = staged_projects(previous, read=lake.get)
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit({target: parquet_bytes(gold)}, deletes=[key for key in previous if key != target])
     # The days to rebuild are the days that judged a gold task, and every judged day of a
