@@ -105,3 +105,16 @@ def test_a_chart_name_is_its_alt_text_not_markup():
     html = MarkdownIt("commonmark").render(markdown)
     assert html.count("<img") == 1 and "e.vil" not in html.split('alt="', 1)[0]
     assert 'src="data:image/png;base64,' in html
+
+
+def test_a_cell_formatter_writes_every_cell_and_the_rest_of_the_table_stays():
+    frame = pl.DataFrame({"a|b": [1, 2, 3], "c": [None, "x", "y"]})
+    table = frame_to_markdown(frame, rows=2, cell=lambda value: f"<{value}>")
+    assert table.splitlines() == [
+        "| a\\|b | c |",
+        "|---|---|",
+        "| <1> | <None> |",
+        "| <2> | <x> |",
+        "",
+        "_1 more rows_",
+    ]
