@@ -905,6 +905,9 @@ def live_quality_state(
         position = stream_position(lake)
         # The position's two objects as just read (the state the fence checks), not again.
         held = dict(zip((f"{STREAM_PREFIX}/watermark.json", FILES_KEY), position, strict=True))
+        # The DB scales record is compared with the run's scales and rewritten at the commit
+        # only: read once for both.
+        held[DB_SCALES_KEY] = lake.get_if_exists(DB_SCALES_KEY)
 
         def read(key: str) -> bytes | None:
             return held[key] if key in held else lake.get_if_exists(key)
@@ -1101,9 +1104,7 @@ def live_quality_state(
             ]
         )
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
-        if lake.get_if_exists(DB_SCALES_KEY) != (
-            encoded := json.dumps(scale_record, sort_keys=True).encode()
-        ):
+        if read(DB_SCALES_KEY) != (encoded := json.dumps(scale_record, sort_keys=True).encode()):
             writes[DB_SCALES_KEY] = encoded
         if recorded is None or not set(states) <= set(stored):
             writes.update(projects_object({*stored, *states}))
