@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import math
 import re
+from collections.abc import Callable
 
 import polars as pl
 
@@ -40,18 +41,26 @@ def markdown_text(text: str) -> str:
     return _AUTOLINK.sub(WORD_JOINER, escaped)
 
 
-def frame_to_markdown(frame: pl.DataFrame, *, rows: int = 20, text_width: int = 400) -> str:
+def frame_to_markdown(
+    frame: pl.DataFrame,
+    *,
+    rows: int = 20,
+    text_width: int = 400,
+    cell: Callable[[object], str] | None = None,
+) -> str:
     """The first `rows` rows of `frame` as a GitHub-flavoured markdown table, every column,
     thousands grouped, missing values as "—", text longer than `text_width` cut with "…",
-    and a note counting the rows left out."""
+    and a note counting the rows left out. `cell`, when given, writes each cell instead (its
+    text is put in the table as it is: it escapes what it must)."""
     if not frame.columns:
         return "_none_"
+    written = cell or (lambda value: _cell(value, text_width))
     lines = [
         "| " + " | ".join(markdown_text(name) for name in frame.columns) + " |",
         "|" + "|".join("---" for _ in frame.columns) + "|",
     ]
     for row in frame.head(rows).iter_rows():
-        lines.append("| " + " | ".join(_cell(value, text_width) for value in row) + " |")
+        lines.append("| " + " | ".join(written(value) for value in row) + " |")
     hidden = frame.height - rows
     return "\n".join(lines) + (f"\n\n_{hidden:,} more rows_" if hidden > 0 else "")
 

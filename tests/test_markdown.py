@@ -139,3 +139,16 @@ def test_a_location_no_renderer_links_is_left_to_copy():
     for location in ("s3://lake/datasets/p/v1", "file:///data/lake/datasets/p/v1", "gs://b/x"):
         assert WORD_JOINER not in frame_to_markdown(pl.DataFrame({"location": [location]}))
     assert WORD_JOINER in frame_to_markdown(pl.DataFrame({"location": ["HTTPS://e.vil"]}))
+
+
+def test_a_cell_formatter_writes_every_cell_and_the_rest_of_the_table_stays():
+    frame = pl.DataFrame({"a|b": [1, 2, 3], "c": [None, "x", "y"]})
+    table = frame_to_markdown(frame, rows=2, cell=lambda value: f"<{value}>")
+    assert table.splitlines() == [
+        "| a\\|b | c |",
+        "|---|---|",
+        "| <1> | <None> |",
+        "| <2> | <x> |",
+        "",
+        "_1 more rows_",
+    ]

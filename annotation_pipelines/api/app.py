@@ -915,16 +915,23 @@ def _routes(app: FastAPI, context: Context) -> None:
                     first = last  # no range asked: the freshest day
             after_day, after_task = first, None
 
+        origin = dt.date.fromisoformat(first)
+        # Each day from `first` with the digest of its labels and quality report versions,
+        # through the last day any digest is asked of (the range's, or a cursor's past it):
+        # computed once per request, when first asked, and sliced per `through`.
+        digests: list[tuple[str, str]] = []
+
         def day_digests(through: str) -> list[tuple[str, str]]:
             """Each day from `first` through `through` (the days a cursor at `through` has
-            served) with the digest of its labels and quality report versions."""
-            origin = dt.date.fromisoformat(first)
+            served) with its digest."""
             days = (dt.date.fromisoformat(through) - origin).days + 1
-            every = [(origin + dt.timedelta(n)).isoformat() for n in range(days)]
-            return [
-                (d, _version_fingerprint(parts.get(d), reports.get(d), width=DAY_DIGEST_WIDTH))
-                for d in every
-            ]
+            if not digests:
+                every = max(days, (dt.date.fromisoformat(max(last, after_day)) - origin).days + 1)
+                digests.extend(
+                    (d, _version_fingerprint(parts.get(d), reports.get(d), width=DAY_DIGEST_WIDTH))
+                    for d in ((origin + dt.timedelta(n)).isoformat() for n in range(every))
+                )
+            return digests[: max(days, 0)]
 
         def served_through(through: str) -> str:
             return "".join(digest for _, digest in day_digests(through))

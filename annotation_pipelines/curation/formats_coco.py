@@ -15,7 +15,7 @@ has its boxes scaled to pixels by its width and height; one without a known size
 percent, and `info.images_in_percent` counts those images.
 
 Image and annotation ids are positive and unique (pycocotools' evaluator takes an annotation id
-0 for "unmatched"). A split's file (`to_coco_by_split`) is the whole file's images of that split
+0 for "unmatched"). A split's file (`to_coco_with_splits`) is the whole file's images of that split
 with their annotations, ids unchanged, and every category: a prediction made on `train` joins
 `coco.json` by image id, and a class id means one class in every file.
 """
@@ -43,16 +43,17 @@ def to_coco(
     return _render(tasks, annotations, category)
 
 
-def to_coco_by_split(
+def to_coco_with_splits(
     labels: pl.DataFrame,
     *,
     images: pl.DataFrame,
     splits: Sequence[str],
     categories: Sequence[str] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Per split, the COCO dict of the images whose `split` (in `images`) it is, with the image,
-    annotation and category ids of `to_coco` of the same arguments, so a split's file joins
-    the whole one by id. Every split lists every category, as COCO's own splits do."""
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """`to_coco` of the same arguments and, per split, the COCO dict of the images whose
+    `split` (in `images`) it is, with the whole dict's image, annotation and category ids, so a
+    split's file joins the whole one by id. Every split lists every category, as COCO's own
+    splits do. The frames are built once for all of them."""
     tasks, annotations, category = _coco_frames(labels, images=images, categories=categories)
     by_split = {}
     for split in splits:
@@ -62,7 +63,7 @@ def to_coco_by_split(
             annotations.filter(pl.col("image_id").is_in(part["image_id"].implode())),
             category,
         )
-    return by_split
+    return _render(tasks, annotations, category), by_split
 
 
 def _coco_frames(

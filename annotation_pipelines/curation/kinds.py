@@ -72,7 +72,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from annotation_pipelines.curation.formats_bio import conll_export, with_offsets
-from annotation_pipelines.curation.formats_coco import to_coco, to_coco_by_split
+from annotation_pipelines.curation.formats_coco import to_coco_with_splits
 from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.snapshot import (
     SourceDay,
@@ -220,7 +220,7 @@ def build_kind_snapshot(
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     version_id = content_version(rows)
     label_set = _label_set(own, kind)
-    trainer, trainer_stats = trainer_files(
+    trainer, trainer_stats, in_percent = _trainer_files(
         rows, kind=kind, label_set=label_set, splits=list(ratios)
     )
     files = {
@@ -245,8 +245,8 @@ def build_kind_snapshot(
         "phone_region": phone_region,
         "max_masked_share": max_masked_share,
     }
-    if kind == "boxes":
-        stats["tasks_in_percent"] = json.loads(trainer["coco.json"])["info"]["images_in_percent"]
+    if in_percent is not None:
+        stats["tasks_in_percent"] = in_percent
     stats.update(trainer_stats)
     return KindSnapshot(
         project=project,
@@ -311,24 +311,36 @@ def trainer_files(
 ) -> tuple[dict[str, bytes], dict[str, object]]:
     """The kind's trainer files from the snapshot's (masked) rows, whole (`<file>`) and per
     split (`<split>.<file>`), and what the format could not hold (stats, by format)."""
-    whole, stats = _trainer_format(rows, kind=kind, label_set=label_set)
-    files = dict(whole)
+    files, stats, _ = _trainer_files(rows, kind=kind, label_set=label_set, splits=splits)
+    return files, stats
+
+
+def _trainer_files(
+    rows: pl.DataFrame, *, kind: str, label_set: list[str] | None, splits: Sequence[str]
+) -> tuple[dict[str, bytes], dict[str, object], int | None]:
+    """`trainer_files`, and for boxes how many images keep their boxes in percent (None for
+    the other kinds)."""
     if kind == "boxes":
         # A split's COCO file keeps the whole file's ids, which numbering the split's rows
         # alone would not.
-        images = _coco_images(rows)
-        by_split = to_coco_by_split(
-            rows.select("task_id", "boxes"), images=images, splits=splits, categories=label_set
+        whole, by_split = to_coco_with_splits(
+            rows.select("task_id", "boxes"),
+            images=_coco_images(rows),
+            splits=splits,
+            categories=label_set,
         )
+        files = {"coco.json": _coco_json(whole)}
         for split, coco in by_split.items():
             files[f"{split}.coco.json"] = _coco_json(coco)
-        return files, stats
+        return files, {}, int(whole["info"]["images_in_percent"])
+    whole_files, stats = _trainer_format(rows, kind=kind, label_set=label_set)
+    files = dict(whole_files)
     for split in splits:
         part, _ = _trainer_format(
             rows.filter(pl.col("split") == split), kind=kind, label_set=label_set
         )
         files.update({f"{split}.{name}": data for name, data in part.items()})
-    return files, stats
+    return files, stats, None
 
 
 def trainer_files_record(files: Mapping[str, bytes], *, kind: str) -> dict[str, object] | None:
@@ -460,12 +472,7 @@ def _coco_images(rows: pl.DataFrame) -> pl.DataFrame:
 def _trainer_format(
     rows: pl.DataFrame, *, kind: str, label_set: list[str] | None
 ) -> tuple[dict[str, bytes], dict[str, object]]:
-    """The kind's trainer files for `rows`, and their stats."""
-    if kind == "boxes":
-        coco = to_coco(
-            rows.select("task_id", "boxes"), images=_coco_images(rows), categories=label_set
-        )
-        return {"coco.json": _coco_json(coco)}, {}
+    """The kind's trainer files for `rows`, and their stats (boxes: `_trainer_files`)."""
     if kind == "spans":
         texts = document_texts(rows)
         labelled = rows.select("task_id", "spans", "confidence")

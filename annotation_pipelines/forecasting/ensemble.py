@@ -102,6 +102,11 @@ def default_step(*, horizon: int, season_length: int) -> int:
     return max(1, min(horizon, season_length))
 
 
+def backtest_minimum(*, windows: int, step: int, horizon: int, season_length: int) -> int:
+    """Points a series needs for `windows` backtest origins `step` apart and room to fit."""
+    return (windows - 1) * step + horizon + fit_length(horizon=horizon, season_length=season_length)
+
+
 def auto_windows(series: pl.DataFrame, *, horizon: int, season_length: int, step: int) -> int:
     """As many origins `step` apart as the shortest series allows, at most MAX_WINDOWS."""
     shortest = as_int(
@@ -125,10 +130,8 @@ def set_aside_short(
     if calibrate:
         windows = backtest_windows or 1
         step = default_step(horizon=horizon, season_length=season_length)
-        minimum = (
-            (windows - 1) * step
-            + horizon
-            + fit_length(horizon=horizon, season_length=season_length)
+        minimum = backtest_minimum(
+            windows=windows, step=step, horizon=horizon, season_length=season_length
         )
     else:
         windows = max(2, min(backtest_windows or 2, 3))
@@ -435,8 +438,8 @@ def forecast_calibrated(
     windows = backtest_windows or auto_windows(
         history, horizon=horizon, season_length=season_length, step=step
     )
-    minimum = (
-        (windows - 1) * step + horizon + fit_length(horizon=horizon, season_length=season_length)
+    minimum = backtest_minimum(
+        windows=windows, step=step, horizon=horizon, season_length=season_length
     )
     lengths = history.group_by("id").len().sort("len")
     if lengths.height and lengths.item(0, "len") < minimum:

@@ -749,20 +749,24 @@ def _outside_scales(staged: pl.DataFrame, scales: Mapping[str, RatingScale] | No
     for another reason keeps it."""
     if not scales or "value" not in staged.columns or staged.height == 0:
         return staged
-    for project, scale in scales.items():
-        off = (
-            pl.col("reason").is_null()
+    # One pass over the extract: a row is of one project, so at most one scale's test holds.
+    candidate = pl.col("reason").is_null() & (pl.col("kind") == "numeric")
+    offs = [
+        (
+            candidate
             & (pl.col("project") == project)
-            & (pl.col("kind") == "numeric")
-            & scale.outside(pl.col("value")).fill_null(False)
+            & scale.outside(pl.col("value")).fill_null(False),
+            pl.lit(f"answer ({scale.describe()})"),
         )
-        staged = staged.with_columns(
-            reason=pl.when(off).then(pl.lit(OUTSIDE_SCALE)).otherwise(pl.col("reason")),
-            field=pl.when(off)
-            .then(pl.lit(f"answer ({scale.describe()})"))
-            .otherwise(pl.col("field")),
-        )
-    return staged
+        for project, scale in scales.items()
+    ]
+    off_scale = pl.any_horizontal(off for off, _ in offs)
+    return staged.with_columns(
+        reason=pl.when(off_scale).then(pl.lit(OUTSIDE_SCALE)).otherwise(pl.col("reason")),
+        field=pl.when(off_scale)
+        .then(pl.coalesce(pl.when(off).then(named) for off, named in offs))
+        .otherwise(pl.col("field")),
+    )
 
 
 def _off_scale_versions(

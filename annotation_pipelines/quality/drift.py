@@ -82,13 +82,15 @@ def drift(
     if day is not None:
         keys = keys.filter(pl.col("day") == day)
     base = _baselines(counts, alphas, keys, trailing_days, min_baseline_days)
-    own_counts = {
-        (project, current, label): n
-        for project, current, label, n in counts.join(keys, on=["project", "day"])
+    # (project, day) → {label: judgments}: each row below reads its own day's counts.
+    own_counts: dict[tuple[str, dt.date], dict[str, int]] = {}
+    for project, current, label, n in (
+        counts.join(keys, on=["project", "day"])
         .group_by("project", "day", "label")
         .agg(pl.col("n_judgments").sum())
         .iter_rows()
-    }
+    ):
+        own_counts.setdefault((project, current), {})[label] = n
     own_alphas = {
         (project, current): alpha
         for project, current, alpha in alphas.join(keys, on=["project", "day"]).iter_rows()
@@ -96,12 +98,9 @@ def drift(
     rows = []
     for project, current, baseline_days, pooled, baseline_alpha in base.iter_rows():
         baseline = {entry["label"]: entry["n_judgments"] for entry in pooled}
-        labels = sorted(
-            {label for (p, d, label) in own_counts if (p, d) == (project, current)} | set(baseline)
-        )
-        today = np.array(
-            [own_counts.get((project, current, label), 0) for label in labels], dtype=float
-        )
+        own = own_counts.get((project, current), {})
+        labels = sorted(set(own) | set(baseline))
+        today = np.array([own.get(label, 0) for label in labels], dtype=float)
         rows.append(
             _compare(
                 project,

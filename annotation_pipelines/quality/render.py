@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from annotation_pipelines.forecasting.plot import literal
-from annotation_pipelines.markdown import markdown_text
+from annotation_pipelines.markdown import frame_to_markdown, markdown_text
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1f2328}
@@ -75,15 +75,8 @@ def _html_table(frame: pl.DataFrame, *, max_rows: int, flag_column: str | None =
 def _markdown_table(frame: pl.DataFrame, *, max_rows: int) -> str:
     if frame.height == 0:
         return "_none_"
-    lines = [
-        "| " + " | ".join(markdown_text(name) for name in frame.columns) + " |",
-        "|" + "|".join("---" for _ in frame.columns) + "|",
-    ]
-    for row in frame.head(max_rows).iter_rows():
-        lines.append("| " + " | ".join(markdown_text(_format(v)) for v in row) + " |")
-    if frame.height > max_rows:
-        lines.append(f"\n_{frame.height - max_rows:,} more rows_")
-    return "\n".join(lines)
+    # The report's cells read as its HTML tables do (`_format`), escaped for markdown.
+    return frame_to_markdown(frame, rows=max_rows, cell=lambda value: markdown_text(_format(value)))
 
 
 def _svg(figure: Any, *, name: str) -> str:  # a matplotlib Figure, imported lazily

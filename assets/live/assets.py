@@ -246,12 +246,14 @@ def rescaled(
     scales: Mapping[str, RatingScale],
     *,
     at: datetime,
+    loaded: dict[tuple[str, str], KindState] | None = None,
 ) -> tuple[dict[str, str], pl.DataFrame, pl.DataFrame]:
     """(the record of `scales` to commit, tombstones of the DB's numeric judgments and gold
     the live state holds that a scale declared or changed since the last record refuses:
     `refused_by_scale`). The first run that reads a DB with scales (no record yet) checks
     every project declaring one, an idempotent resync. A scale removed or widened withdraws
-    nothing, and brings back nothing an earlier scale set aside."""
+    nothing, and brings back nothing an earlier scale set aside. The numeric states it loads
+    are put in `loaded`, for the run to apply the tombstones to without loading them again."""
     raw = read(DB_SCALES_KEY)
     recorded = {} if raw is None else dict(json.loads(raw))
     record = {project: scale_key(scale) for project, scale in sorted(scales.items())}
@@ -263,6 +265,8 @@ def rescaled(
         if "numeric" not in index.get(project, ()):
             continue
         state = load_kind_state(project, "numeric", read)
+        if loaded is not None:
+            loaded[(project, "numeric")] = state
         refused, refused_gold = refused_by_scale(state, scales[project], at=at)
         judged.append(refused)
         golden.append(refused_gold)
@@ -763,10 +767,12 @@ def _load_kinds(
     config: LiveConfig,
     reversals: pl.DataFrame,
     deleted: tuple[pl.DataFrame, pl.DataFrame],
+    loaded: Mapping[tuple[str, str], KindState] | None = None,
 ) -> KindBatch:
     """The run's kind rows (files first, then the DB's: `kind_db_rows`) and the kind states
     they, the `reversals` and the re-base days touch, and those holding a judgment or gold of
-    the DB's tombstones (`deleted`: judgments', gold's; `states_holding`)."""
+    the DB's tombstones (`deleted`: judgments', gold's; `states_holding`). A state the run
+    has `loaded` already (unchanged since) is taken from there."""
     read = lake.get_if_exists
     index = load_kinds_index(read)
     judgments = [frame for frame in (files.kind_judgments, from_db[0]) if frame.height]
@@ -781,7 +787,10 @@ def _load_kinds(
         judgments=pl.concat(judgments, how="vertical_relaxed") if judgments else pl.DataFrame(),
         gold=pl.concat(gold, how="vertical_relaxed") if gold else pl.DataFrame(),
         resynced=files.kind_resynced,
-        states={key: load_kind_state(key[0], key[1], read) for key in sorted(keys)},
+        states={
+            key: loaded[key] if loaded and key in loaded else load_kind_state(key[0], key[1], read)
+            for key in sorted(keys)
+        },
         index=index,
     )
 
@@ -905,6 +914,9 @@ def live_quality_state(
         position = stream_position(lake)
         # The position's two objects as just read (the state the fence checks), not again.
         held = dict(zip((f"{STREAM_PREFIX}/watermark.json", FILES_KEY), position, strict=True))
+        # The DB scales record is compared with the run's scales and rewritten at the commit
+        # only: read once for both.
+        held[DB_SCALES_KEY] = lake.get_if_exists(DB_SCALES_KEY)
 
         def read(key: str) -> bytes | None:
             return held[key] if key in held else lake.get_if_exists(key)
@@ -928,7 +940,10 @@ def live_quality_state(
         # version an edit moved off it (`extract.off_scale`), and, when a project declares or
         # changes its scale, every answer of the DB the state holds that it refuses. The kind
         # states only: a categorical vote has no scale.
-        scale_record, refused, refused_gold = rescaled(read, db_scales, at=now)
+        rescaled_states: dict[tuple[str, str], KindState] = {}
+        scale_record, refused, refused_gold = rescaled(
+            read, db_scales, at=now, loaded=rescaled_states
+        )
         off_scale = pl.concat([extract.off_scale, refused], how="vertical_relaxed")
         off_scale_gold = pl.concat([extract.off_scale_gold, refused_gold], how="vertical_relaxed")
         kind_tombstones = pl.concat([extract.deletions, off_scale], how="vertical_relaxed")
@@ -944,6 +959,7 @@ def live_quality_state(
             config,
             kind_reversals,
             (kind_tombstones, kind_gold_tombstones),
+            rescaled_states,
         )
         kind_deleted, kind_deleted_gold = held_deletions(
             kind_batch.states, kind_tombstones, kind_gold_tombstones
@@ -1101,9 +1117,7 @@ def live_quality_state(
             ]
         )
         writes = {**stream_files(extract.until, extract.seen), **files_object(folded)}
-        if lake.get_if_exists(DB_SCALES_KEY) != (
-            encoded := json.dumps(scale_record, sort_keys=True).encode()
-        ):
+        if read(DB_SCALES_KEY) != (encoded := json.dumps(scale_record, sort_keys=True).encode()):
             writes[DB_SCALES_KEY] = encoded
         if recorded is None or not set(states) <= set(stored):
             writes.update(projects_object({*stored, *states}))

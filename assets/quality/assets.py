@@ -12,7 +12,6 @@ instead.
 """
 
 import datetime as dt
-import io
 import warnings
 
 import polars as pl
@@ -223,7 +222,9 @@ def quality(  # noqa: ANN201
         n_resamples=config.bootstrap_resamples,
     )
     floors = project_floors(landing, report["project"].unique().sort().to_list())
-    required = gold_projects(lake, landing, config.gold_required_projects)
+    required = gold_projects(
+        lake, landing, config.gold_required_projects, run_id=context.run.run_id
+    )
     gates = _gates(report, aggregated_labels, required, config, floors=floors, mixed=mixed)
     report = gate_verdicts(report, gates)
     # What the verdict was made from: a curated dataset holds the day back once its
@@ -469,20 +470,36 @@ def _mixed_kinds(judgments: pl.DataFrame) -> dict[str, list[str]]:
     }
 
 
-def gold_projects(lake: Lake, landing: LandingZone, required: list[str]) -> set[str]:
+# The gold projects a run found, by what it listed: `quality` and `kind_quality` both ask, and
+# in one process (the in-process executor) the second asker reuses the first's reading rather
+# than downloading every gold file again. One run's entry is kept at a time.
+_GOLD_OF_RUN: dict[tuple[object, ...], frozenset[str]] = {}
+
+
+def gold_projects(
+    lake: Lake, landing: LandingZone, required: list[str], *, run_id: str | None = None
+) -> set[str]:
     """Projects that require gold: configured (`required`), or with a gold set, i.e. gold rows
     staged by any source (gold sets, the annotation DB) or written by the synthetic generator,
     whatever day those rows are for. Read from those inputs rather than from the daily
     `gold_labels` partitions materialized so far, so that whether a day is held back for
     judging no gold task depends on that day and the gold sets alone, not on which other days
-    happen to have run before it."""
-    projects = set(required)
-    projects |= staged_projects(lake, lake.list_keys(staging_prefix("gold_labels")))
-    for path, _ in landing.list_files("synthetic/gold_labels/"):
-        if path.endswith(".parquet"):
-            part = pl.read_parquet(io.BytesIO(landing.read_bytes(path)), columns=["project"])
-            projects.update(part.get_column("project").unique().to_list())
-    return {project for project in projects if project is not None}
+    happen to have run before it.
+
+    Within run `run_id` each gold file is read once while the listing stays the same."""
+    staged = lake.list_keys(staging_prefix("gold_labels"))
+    synthetic = landing.list_files("synthetic/gold_labels/")
+    listed = (run_id, tuple(staged), tuple(synthetic))
+    found = _GOLD_OF_RUN.get(listed) if run_id is not None else None
+    if found is None:
+        found = frozenset(
+            staged_projects(staged, read=lake.get)
+            | staged_projects([path for path, _ in synthetic], read=landing.read_bytes)
+        )
+        if run_id is not None:
+            _GOLD_OF_RUN.clear()
+            _GOLD_OF_RUN[listed] = found
+    return {project for project in set(required) | found if project is not None}
 
 
 def _nothing_to_gate(name: str) -> AssetCheckResult:

@@ -177,7 +177,9 @@ def kind_quality(  # noqa: ANN201
     report = pl.concat(reports) if reports else pl.DataFrame(schema=KIND_QUALITY_REPORT)
     scorecards = pl.concat(cards) if cards else pl.DataFrame(schema=KIND_SCORECARDS)
     queue = pl.concat(queues) if queues else pl.DataFrame(schema=KIND_QUEUE)
-    required = gold_projects(lake, landing, config.gold_required_projects)
+    required = gold_projects(
+        lake, landing, config.gold_required_projects, run_id=context.run.run_id
+    )
     alpha_floors, gold_floors = _kind_floors(
         config, project_floors(landing, report["project"].to_list()), report
     )

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import io
 import json
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import duckdb
@@ -193,15 +194,7 @@ def within_partitions(
     day nothing would ever rebuild it. Rows whose project differs only in case from one the
     lake's staged rows hold (other than those of source `replaces`, which `result` replaces) or
     from an earlier row's are quarantined too (`set_aside_case_twins`)."""
-    known = staged_projects(
-        lake,
-        [
-            key
-            for table in ("judgments", "gold_labels")
-            for key in lake.list_keys(staging_prefix(table))
-            if replaces is None or staging_source(key) != replaces
-        ],
-    )
+    known = projects_staged(lake, besides=replaces)
     result = set_aside_case_twins(result, known)
     twins = result.quarantine.filter(
         pl.col("field").str.starts_with("project (differs only in case")
@@ -222,19 +215,31 @@ def within_partitions(
     return result
 
 
-def staged_projects(lake: Lake, keys: list[str]) -> set[str]:
-    """The projects the staged Parquet files `keys` hold rows of, reading their project column
-    alone."""
+def staged_projects(keys: Iterable[str], *, read: Callable[[str], bytes]) -> set[str]:
+    """The projects the Parquet files `keys` hold rows of, reading each once through `read`
+    and parsing its project column alone (a file without one holds no project)."""
     projects: set[str] = set()
     for key in keys:
         if not key.endswith(".parquet"):
             continue
-        data = io.BytesIO(lake.get(key))
+        data = io.BytesIO(read(key))
         if "project" in pl.read_parquet_schema(data):
             data.seek(0)
             part = pl.read_parquet(data, columns=["project"])
             projects.update(part.get_column("project").drop_nulls().unique().to_list())
     return projects
+
+
+def projects_staged(lake: Lake, *, besides: str | None = None) -> set[str]:
+    """The projects of every staged judgments and gold file, but for those of source `besides`
+    (the source whose rows the caller is about to replace)."""
+    keys = [
+        key
+        for table in ("judgments", "gold_labels")
+        for key in lake.list_keys(staging_prefix(table))
+        if besides is None or staging_source(key) != besides
+    ]
+    return staged_projects(keys, read=lake.get)
 
 
 def source_id(path: str) -> str:
@@ -644,15 +649,7 @@ def gold_sets(
     )
     # A gold folder spelled as a project of the lake in another case would share its folder
     # on a case-insensitive disk; the gold sets' own earlier spellings are replaced here.
-    known = staged_projects(
-        lake,
-        [
-            key
-            for table in ("judgments", "gold_labels")
-            for key in lake.list_keys(staging_prefix(table))
-            if staging_source(key) != "gold_sets"
-        ],
-    )
+    known = projects_staged(lake, besides="gold_sets")
     files = tuple(sorted(set(gold.get_column("source_file").to_list())))
     checked = set_aside_case_twins(
         IngestResult(
@@ -673,7 +670,7 @@ def gold_sets(
             f"{quarantine.height} gold row(s) quarantined: "
             + ", ".join(f"{reason} {n}" for reason, n in reasons)
         )
-    had_gold = staged_projects(lake, previous)
+    had_gold = staged_projects(previous, read=lake.get)
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit(
         {target: parquet_bytes(gold), quarantine_key("gold_sets"): parquet_bytes(quarantine)},

@@ -249,3 +249,30 @@ def test_on_s3_a_truncated_partition_makes_the_api_unready_and_is_named(
         s3.put_object(Bucket="lake-api", Key=f"lake/{key}", Body=original)
         assert client.get("/v1/ready").json()["status"] == "ready"
         assert client.get(f"/v1/projects/{project}/quality").status_code == 200
+
+
+def test_a_labels_request_digests_each_day_of_its_range_once(served, monkeypatch):
+    # The cursor check, the body cache key and the next cursor all need the days' digests: one
+    # computation per day and request serves the three.
+    from annotation_pipelines.api import app as api
+
+    digested: list[tuple[object, ...]] = []
+    fingerprint = api._version_fingerprint
+
+    def counted(*versions: FileVersion | None, width: int = 16) -> str:
+        digested.append(versions)
+        return fingerprint(*versions, width=width)
+
+    monkeypatch.setattr(api, "_version_fingerprint", counted)
+    path = f"/v1/projects/{PROJECT}/labels"
+    params = {"start": DAYS[0], "end": DAYS[1], "limit": 50}
+    client, _ = counting_client(served)
+    first = client.get(path, params=params)
+    assert first.status_code == 200, first.text
+    assert len(digested) == len(DAYS)
+    digested.clear()
+    # A fresh app, so the page is built rather than answered from the body cache.
+    client, _ = counting_client(served)
+    second = client.get(path, params={**params, "cursor": first.json()["next_cursor"]})
+    assert second.status_code == 200, second.text
+    assert len(digested) == len(DAYS)

@@ -23,7 +23,8 @@ from pycocotools.cocoeval import COCOeval
 from annotation_pipelines.aggregation.boxes import FUSED_BOX
 from annotation_pipelines.aggregation.spans import SCORED_SPAN
 from annotation_pipelines.curation.formats_bio import conll_export, to_conll
-from annotation_pipelines.curation.kinds import kind_card
+from annotation_pipelines.curation.formats_coco import to_coco
+from annotation_pipelines.curation.kinds import _coco_images, _coco_json, kind_card
 from tests.curation.test_kind_snapshot import SPLITS, _jsonl, _labels, _tasks, build_kind_snapshot
 
 Document = tuple[list[str], list[str]]
@@ -369,3 +370,17 @@ def test_cocoeval_scores_each_split_file_against_its_own_boxes_perfectly(tmp_pat
             evaluation.accumulate()
             evaluation.summarize()
         assert evaluation.stats[0] == pytest.approx(1.0), split
+
+
+def test_coco_json_is_the_whole_file_coco_and_the_snapshot_counts_its_percent_images():
+    # The whole file and the split files come from one build of the COCO frames.
+    snapshot = _boxes_snapshot()
+    rows = snapshot.rows
+    label_set = snapshot.stats["label_set"]
+    whole = to_coco(
+        rows.select("task_id", "boxes"),
+        images=_coco_images(rows),
+        categories=label_set if isinstance(label_set, list) else None,
+    )
+    assert snapshot.files["coco.json"] == _coco_json(whole)
+    assert snapshot.stats["tasks_in_percent"] == whole["info"]["images_in_percent"] == 12

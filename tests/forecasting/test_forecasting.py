@@ -692,3 +692,23 @@ def test_cli_names_the_season_length_among_what_makes_the_history_short(tmp_path
         [str(source), "--time-col", "time", "--value-col", "value", "--season-length", "1000"],
     )
     assert run.exit_code == 1 and "a shorter --season-length" in run.output
+
+
+def test_set_aside_short_keeps_a_series_the_calibrated_backtest_can_take():
+    # The series set aside and the backtest's own refusal read one minimum.
+    from annotation_pipelines.forecasting.ensemble import (
+        backtest_minimum,
+        default_step,
+        set_aside_short,
+    )
+
+    step = default_step(horizon=24, season_length=24)
+    minimum = backtest_minimum(windows=2, step=step, horizon=24, season_length=24)
+    assert minimum == step + 24 + 3 * 24 + 24
+    frame = pl.concat(
+        [_synthetic(ids=("enough",), hours=minimum), _synthetic(ids=("short",), hours=minimum - 1)]
+    )
+    kept, reasons = set_aside_short(
+        frame, horizon=24, season_length=24, backtest_windows=2, calibrate=True
+    )
+    assert kept["id"].unique().to_list() == ["enough"] and list(reasons) == ["short"]

@@ -312,3 +312,34 @@ def test_the_summary_shows_task_ids_and_labels_as_their_text():
         ["![](https://e.vil/b.png)", "0.400", "contested", "a|b"],
     ]
     assert elements == []
+
+
+def test_each_project_days_drift_reads_its_own_days_counts_only():
+    # Counts of other projects and days, with labels of their own, change no row's figures.
+    start = dt.date(2026, 10, 1)
+    frames = []
+    for project, labels in (("p", ["a", "b", "c"]), ("q", ["a", "x"]), ("r", ["y"])):
+        for d in range(10):
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "project": project,
+                        "day": start + dt.timedelta(days=d),
+                        "label": labels + (["late"] if d == 9 and project == "p" else []),
+                        "n_judgments": [10 + d * (i + 1) for i in range(len(labels))]
+                        + ([5] if d == 9 and project == "p" else []),
+                    },
+                    schema_overrides={"n_judgments": pl.UInt32},
+                )
+            )
+    counts = pl.concat(frames)
+    together = drift(counts, min_baseline_days=3).sort("project", "day")
+    alone = pl.concat(
+        [
+            drift(counts.filter(pl.col("project") == project), min_baseline_days=3)
+            for project in ("p", "q", "r")
+        ]
+    ).sort("project", "day")
+    assert together.equals(alone)
+    last = together.filter((pl.col("project") == "p") & (pl.col("day") == start + dt.timedelta(9)))
+    assert last["js_distance"][0] > 0  # the day's own label, not in its baseline, is counted
