@@ -512,8 +512,8 @@ def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypa
     """A DB tombstone and an off-scale quarantine carry the row's new project and kind, which
     hold nothing of it: a rating moved into a project whose scale refuses it, a categorical
     vote given an off-scale numeric answer, and a vote moved and then deleted before the next
-    run each leave the state that held them, as the daily layers drop them, and are counted
-    once (the moved-then-deleted one is no unknown deletion)."""
+    run (gold labels alike) each leave the state that held them, as the daily layers drop
+    them, and are counted once (the moved-then-deleted one is no unknown deletion)."""
     data = tmp_path / "data"
     read = lake_reader(data / "lake")
     with fresh_database("live_departures") as database:
@@ -527,6 +527,8 @@ def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypa
             *(_vote(f"c{a}", "c0", "S", r, "pos") for a, r in enumerate(RATERS)),
             *(_vote(f"d{a}", "d0", "A", r, "neg") for a, r in enumerate(RATERS)),
             *(_vote(f"b{a}", "b0", "B", r, "pos") for a, r in enumerate(RATERS)),
+            (GOLD, ("c0", "S", "pos", None, None)),
+            (GOLD, ("d0", "A", "neg", None, None)),
         )
         _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
 
@@ -536,7 +538,7 @@ def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypa
             return first_metadata(result)
 
         run()
-        assert _holders(read)[0] == _in_the_db(dsn)[0]
+        assert _holders(read) == _in_the_db(dsn)
 
         _run(
             dsn,
@@ -548,16 +550,32 @@ def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypa
                 "WHERE judgment_id = 'c0'",
                 (),
             ),
+            # So is S's gold on c0.
+            (
+                "UPDATE gold_labels SET kind = 'numeric', label = NULL, answer = '50' "
+                "WHERE task_id = 'c0'",
+                (),
+            ),
         )
-        # Re-filed under B and deleted there, both before the next run.
-        _run(dsn, ("UPDATE judgments SET project = 'B' WHERE judgment_id = 'd0'", ()))
-        _run(dsn, ("DELETE FROM judgments WHERE judgment_id = 'd0'", ()))
+        # Re-filed under B and deleted there, both before the next run, with A's gold on d0.
+        _run(
+            dsn,
+            ("UPDATE judgments SET project = 'B' WHERE judgment_id = 'd0'", ()),
+            ("UPDATE gold_labels SET project = 'B' WHERE task_id = 'd0'", ()),
+        )
+        _run(
+            dsn,
+            ("DELETE FROM judgments WHERE judgment_id = 'd0'", ()),
+            ("DELETE FROM gold_labels WHERE task_id = 'd0'", ()),
+        )
         left = run()
         off_scale = {"n2", "c0"}
         expected = {j: h for j, h in _in_the_db(dsn)[0].items() if j not in off_scale}
-        assert _holders(read)[0] == expected
-        assert left["outside_scale"] == 2
-        assert left["outside_scale_withdrawn"] == 2
+        judged, golden = _holders(read)
+        assert judged == expected and golden == {}
+        assert _in_the_db(dsn)[1] == {"c0": ("S", "numeric")}
+        assert left["outside_scale"] == 3
+        assert left["outside_scale_withdrawn"] == 3
         assert left["deletions_unknown"] == 0
         numeric = load_kind_state("A", "numeric", read)
         assert sorted(numeric.ledger["judgment_id"]) == ["n0", "n1"]
@@ -570,4 +588,5 @@ def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypa
         again = run()
         assert again["outside_scale_withdrawn"] == 0 and again["deletions_unknown"] == 0
         assert again["withdrawn_judgments"] == 0 and again["kind_withdrawn_judgments"] == 0
-        assert _holders(read)[0] == expected
+        assert again["withdrawn_gold"] == 0
+        assert _holders(read) == (expected, {})
