@@ -39,13 +39,16 @@ by the extract and counted (`outside_scale`); an edit that moved a folded row of
 scale declared or changed later, withdraw what the numeric state holds of it once
 (`outside_scale_withdrawn`; the scales taken in are recorded with the stream position,
 `DB_SCALES_KEY`). An export's project.json scale that disagrees with the DB's keeps the
-project's files out, naming both (`file_scale`).
+project's files out, naming both (`file_scale`); a file is read with the DB's scale where its
+project.json declares none, and read again when the DB's scale of its project changes.
 A DB row the tool moved to another project or kind, or both (`UPDATE judgments SET project =
 ..., kind = ...`; a gold label the same way) is withdrawn from the state that held it,
 categorical or of any kind, as a deleted row is: the judgments and gold tasks new to a
 receiving state are looked up in every other stored state (`loop.moves.moved`), whose
 projects and kinds the lake records (`live/_stream/projects.json`, listed once when absent, and
-the kinds index).
+the kinds index). So are the DB's tombstones and its rows set aside off a scale, which name the
+row's project now (`loop.moves.departures`): a row moved and then deleted, or moved off a scale,
+between two runs leaves the state holding its earlier version.
 When a day's `kind_aggregated_labels` materializes, the sensor names the day in the next run
 (as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
 takes the daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind
