@@ -183,6 +183,8 @@ def departures(
 def _departing(frame: pl.DataFrame, project: str, *, categorical: bool) -> pl.DataFrame:
     """The departures a state of `project` may hold an older version of: another project's,
     and, for its categorical state, its own off-scale rows."""
+    if frame.height == 0:
+        return frame
     others = pl.col("project") != project
     if categorical:
         others = others | pl.col("own_categorical")
@@ -191,12 +193,20 @@ def _departing(frame: pl.DataFrame, project: str, *, categorical: bool) -> pl.Da
 
 def _theirs(arriving: pl.DataFrame, departing: pl.DataFrame) -> pl.DataFrame:
     """Arrivals and departures as one `ARRIVALS` frame, the newest version of each id."""
+    if departing.height == 0:
+        return arriving.select(list(lake_ledger.ARRIVALS))
     rows = pl.concat(
         [arriving.select(list(lake_ledger.ARRIVALS)), departing.select(list(lake_ledger.ARRIVALS))]
     )
-    if departing.height == 0:
-        return rows
     return rows.sort("updated_at").unique("judgment_id", keep="last", maintain_order=True)
+
+
+def _tasks(golden: pl.DataFrame, departing: pl.DataFrame) -> pl.Series:
+    """The tasks of arriving and departing gold as one series."""
+    tasks = golden.get_column("task_id")
+    if departing.height == 0:
+        return tasks
+    return pl.concat([tasks, departing.get_column("task_id")])
 
 
 @dataclass(frozen=True)
@@ -255,11 +265,8 @@ def moved(
         theirs = _theirs(
             _not_of(arriving, project, None), _departing(leaving, project, categorical=True)
         )
-        tasks = pl.concat(
-            [
-                _not_of(golden, project, None).get_column("task_id"),
-                _departing(leaving_gold, project, categorical=True).get_column("task_id"),
-            ]
+        tasks = _tasks(
+            _not_of(golden, project, None), _departing(leaving_gold, project, categorical=True)
         )
         stored = stored_state(project, read, open_segment) if theirs.height or tasks.len() else None
         if stored is None:
@@ -274,11 +281,8 @@ def moved(
         theirs = _theirs(
             _not_of(arriving, project, kind), _departing(leaving, project, categorical=False)
         )
-        tasks = pl.concat(
-            [
-                _not_of(golden, project, kind).get_column("task_id"),
-                _departing(leaving_gold, project, categorical=False).get_column("task_id"),
-            ]
+        tasks = _tasks(
+            _not_of(golden, project, kind), _departing(leaving_gold, project, categorical=False)
         )
         holder = kind_states.get((project, kind))
         if holder is None:
