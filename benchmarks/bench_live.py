@@ -5,7 +5,8 @@
                                                [--revisit 0.0 [--window 0]]
                                                [--history-parts 1]
                                                [--other-projects 0 [--random-ids]
-                                                [--gold-every 20] [--other-kinds 0]]
+                                                [--gold-every 20] [--other-kinds 0]
+                                                [--deleted-every 0]]
 
 Synthetic arrivals (3 classes, 60 annotators of mixed skill, 5 votes per task, a spammer from
 the middle) at `--rate` judgments/s, folded into one project's `LiveState` every `--tick`
@@ -27,7 +28,10 @@ in `--gold-every` of the tick's, of task ids the other projects hold too, in eac
 project's tasks segments); `--other-kinds N` stores a numeric kind state of N judgments in
 each of them as well, which the tick's judgments and gold are looked up in too;
 `--random-ids` gives every judgment a hashed id, so new ids fall inside every segment's id
-range (sequential ids skip them by their fences).
+range (sequential ids skip them by their fences); `--deleted-every N` adds, as the DB's
+tombstones of the bench project, one in N of the judgments its history holds (as many as one
+in N of the tick's), which the look-up follows into every other state (a row moved and then
+deleted before the run: `loop.moves.departures`).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from annotation_pipelines.loop.live import (
     state_objects,
     update,
 )
-from annotation_pipelines.loop.moves import moved
+from annotation_pipelines.loop.moves import DEPARTING, moved
 
 START = datetime(2026, 11, 10, 9, tzinfo=UTC)
 
@@ -142,6 +146,7 @@ def persisted(
     random_ids: bool = False,
     gold_every: int = 20,
     other_kinds: int = 0,
+    deleted_every: int = 0,
 ) -> None:
     """Per tick what a live run does: load the touched part of the state from the lake
     (`load_touched`, scanning the local segments in place), update, build its objects (merges
@@ -232,6 +237,14 @@ def persisted(
             # state as loaded, before its update; no judgment moved, so it loads nothing more.
             # The median of five, as the machine's other work moves single calls a lot.
             gold = gold_of(batch, held_tasks=history // 5, every=gold_every)
+            departing = {}
+            if deleted_every > 0:
+                gone = frame.head(history).gather_every(deleted_every, offset=number)
+                gone = gone.head(-(-per_tick // deleted_every))
+                tombstones = gone.select(
+                    "judgment_id", "updated_at", project=pl.lit("bench")
+                ).with_columns(own_categorical=pl.lit(False))
+                departing = {"departing": tombstones.cast(pl.Schema(DEPARTING))}
             samples = []
             for _ in range(5):
                 check_began = time.perf_counter()
@@ -246,6 +259,7 @@ def persisted(
                     index=index,
                     read=read,
                     open_segment=open_segment,
+                    **departing,
                 )
                 samples.append(time.perf_counter() - check_began)
             assert found.judgments.height == 0 and found.gold.height == 0
@@ -314,6 +328,12 @@ def main() -> None:
         help="with --other-projects: each also holds a numeric kind state of N judgments",
     )
     parser.add_argument(
+        "--deleted-every",
+        type=int,
+        default=0,
+        help="with --other-projects: 1 in N of a tick's count as DB tombstones looked up too",
+    )
+    parser.add_argument(
         "--revisit", type=float, default=0.0, help="share of new judgments on earlier tasks"
     )
     parser.add_argument(
@@ -343,6 +363,7 @@ def main() -> None:
             random_ids=arguments.random_ids,
             gold_every=arguments.gold_every,
             other_kinds=arguments.other_kinds,
+            deleted_every=arguments.deleted_every,
         )
         return
     state = LiveState(project="bench")

@@ -16,6 +16,14 @@ state holds becomes a tombstone of the DB's shape, so each engine withdraws it e
 withdraws a deleted row (`ledger.deleted`, `ledger.gold_deleted`): a judgment's tombstone names
 the version held and is dated by the newer one, so a version as new as the arrival stays; a
 file's version or gold is the file's to withdraw.
+
+A row can also leave for no state: a DB tombstone and a numeric row the extract set aside as
+off its project's scale name the row's project now, whose states withdraw it themselves (the
+categorical one takes every tombstone, the kind states those of ids they hold), while the
+version folded before may sit in another project's state, or, for a vote given an off-scale
+numeric answer, in its own project's categorical one. These departures are looked up in the
+same way, each in every state but those that withdraw it already, and dated as the tombstone
+is: the version deleted, or the off-scale version read.
 """
 
 from __future__ import annotations
@@ -53,6 +61,20 @@ GOLD_ARRIVING: dict[str, pl.DataType] = {
     "task_id": pl.String(),
     "project": pl.String(),
     "kind": pl.String(),
+}
+# A judgment's DB version leaving for no state (deleted, or set aside off its project's scale):
+# looked up in every state of another project and, with `own_categorical`, in its own
+# project's categorical state, which takes no off-scale tombstone.
+DEPARTING: dict[str, pl.DataType] = {
+    **lake_ledger.ARRIVALS,
+    "project": pl.String(),
+    "own_categorical": pl.Boolean(),
+}
+# A task whose DB gold leaves for no state, looked up the same way.
+GOLD_DEPARTING: dict[str, pl.DataType] = {
+    "task_id": pl.String(),
+    "project": pl.String(),
+    "own_categorical": pl.Boolean(),
 }
 KIND_MOVED: dict[str, pl.DataType] = {**MOVED, "kind": pl.String()}
 KIND_GOLD_MOVED: dict[str, pl.DataType] = {**GOLD_DELETIONS, "kind": pl.String()}
@@ -137,6 +159,56 @@ def _not_of(frame: pl.DataFrame, project: str, kind: str | None) -> pl.DataFrame
     return frame.filter(~((pl.col("project") == project) & pl.col("kind").eq_missing(kind)))
 
 
+def departures(
+    deleted: pl.DataFrame, off_scale: pl.DataFrame, schema: Mapping[str, pl.DataType]
+) -> pl.DataFrame:
+    """(`schema`: `DEPARTING` or `GOLD_DEPARTING`) The run's DB tombstones (`deleted`) and its
+    rows set aside off their project's scale (`off_scale`, as tombstones of the DB's shape),
+    each dated by the version it names. The categorical state of a tombstone's project takes
+    it already; that of an off-scale row's project does not."""
+    columns = [c for c in schema if c != "own_categorical"]
+    return pl.concat(
+        [
+            pl.DataFrame(schema=schema),
+            *(
+                frame.select(columns).with_columns(own_categorical=pl.lit(own))
+                for frame, own in ((deleted, False), (off_scale, True))
+                if frame.height
+            ),
+        ],
+        how="vertical_relaxed",
+    ).cast(pl.Schema(schema))
+
+
+def _departing(frame: pl.DataFrame, project: str, *, categorical: bool) -> pl.DataFrame:
+    """The departures a state of `project` may hold an older version of: another project's,
+    and, for its categorical state, its own off-scale rows."""
+    if frame.height == 0:
+        return frame
+    others = pl.col("project") != project
+    if categorical:
+        others = others | pl.col("own_categorical")
+    return frame.filter(others)
+
+
+def _theirs(arriving: pl.DataFrame, departing: pl.DataFrame) -> pl.DataFrame:
+    """Arrivals and departures as one `ARRIVALS` frame, the newest version of each id."""
+    if departing.height == 0:
+        return arriving.select(list(lake_ledger.ARRIVALS))
+    rows = pl.concat(
+        [arriving.select(list(lake_ledger.ARRIVALS)), departing.select(list(lake_ledger.ARRIVALS))]
+    )
+    return rows.sort("updated_at").unique("judgment_id", keep="last", maintain_order=True)
+
+
+def _tasks(golden: pl.DataFrame, departing: pl.DataFrame) -> pl.Series:
+    """The tasks of arriving and departing gold as one series."""
+    tasks = golden.get_column("task_id")
+    if departing.height == 0:
+        return tasks
+    return pl.concat([tasks, departing.get_column("task_id")])
+
+
 @dataclass(frozen=True)
 class Moves:
     """The tombstones of what the other states hold of a batch's arrivals: `judgments` and
@@ -168,24 +240,34 @@ def moved(
     index: Mapping[str, Collection[str]],
     read: Callable[[str], bytes | None],
     open_segment: OpenSegment | None = None,
+    departing: pl.DataFrame | None = None,
+    departing_gold: pl.DataFrame | None = None,
 ) -> Moves:
     """What the stored states hold of the judgments and gold the batch files under another
     state (`judgment_arrivals`, `gold_arrivals`), as tombstones for the states holding it: the
     categorical states of `projects` and the kind states of `index` (project → kinds), each
     looked in for the arrivals of every state but itself. A categorical state is read through
     its segments (`moved_away`, `moved_gold_away`); a kind state not loaded yet is read only
-    where its fingerprints or gold table may hold one, and then loaded whole."""
+    where its fingerprints or gold table may hold one, and then loaded whole. `departing` /
+    `departing_gold` (`DEPARTING`, `GOLD_DEPARTING`: `departures`) are looked up in every state
+    but those of their own project (its categorical one too for an off-scale row)."""
     arriving = judgment_arrivals(states, judgments, kind_states, kind_judgments)
     golden = gold_arrivals(states, gold, kind_states, kind_gold)
-    if arriving.height == 0 and golden.height == 0:
+    leaving = pl.DataFrame(schema=DEPARTING) if departing is None else departing
+    leaving_gold = pl.DataFrame(schema=GOLD_DEPARTING) if departing_gold is None else departing_gold
+    if not (arriving.height or golden.height or leaving.height or leaving_gold.height):
         return Moves()
     tombstones, gold_tombstones = (
         [pl.DataFrame(schema=MOVED)],
         [pl.DataFrame(schema=GOLD_DELETIONS)],
     )
     for project in sorted(projects):
-        theirs = _not_of(arriving, project, None).select(list(lake_ledger.ARRIVALS))
-        tasks = _not_of(golden, project, None).get_column("task_id")
+        theirs = _theirs(
+            _not_of(arriving, project, None), _departing(leaving, project, categorical=True)
+        )
+        tasks = _tasks(
+            _not_of(golden, project, None), _departing(leaving_gold, project, categorical=True)
+        )
         stored = stored_state(project, read, open_segment) if theirs.height or tasks.len() else None
         if stored is None:
             continue
@@ -196,8 +278,12 @@ def moved(
     loaded: dict[tuple[str, str], KindState] = {}
     held = {(p, k) for p, kinds in index.items() for k in kinds} | set(kind_states)
     for project, kind in sorted(held):
-        theirs = _not_of(arriving, project, kind).select(list(lake_ledger.ARRIVALS))
-        tasks = _not_of(golden, project, kind).get_column("task_id")
+        theirs = _theirs(
+            _not_of(arriving, project, kind), _departing(leaving, project, categorical=False)
+        )
+        tasks = _tasks(
+            _not_of(golden, project, kind), _departing(leaving_gold, project, categorical=False)
+        )
         holder = kind_states.get((project, kind))
         if holder is None:
             judged = theirs.height > 0 and may_hold(
@@ -233,10 +319,13 @@ def moved(
 
 __all__ = [
     "ARRIVING",
+    "DEPARTING",
     "GOLD_ARRIVING",
+    "GOLD_DEPARTING",
     "KIND_GOLD_MOVED",
     "KIND_MOVED",
     "Moves",
+    "departures",
     "gold_arrivals",
     "judgment_arrivals",
     "moved",

@@ -39,13 +39,16 @@ by the extract and counted (`outside_scale`); an edit that moved a folded row of
 scale declared or changed later, withdraw what the numeric state holds of it once
 (`outside_scale_withdrawn`; the scales taken in are recorded with the stream position,
 `DB_SCALES_KEY`). An export's project.json scale that disagrees with the DB's keeps the
-project's files out, naming both (`file_scale`).
+project's files out, naming both (`file_scale`); a file is read with the DB's scale where its
+project.json declares none, and read again when the DB's scale of its project changes.
 A DB row the tool moved to another project or kind, or both (`UPDATE judgments SET project =
 ..., kind = ...`; a gold label the same way) is withdrawn from the state that held it,
 categorical or of any kind, as a deleted row is: the judgments and gold tasks new to a
 receiving state are looked up in every other stored state (`loop.moves.moved`), whose
 projects and kinds the lake records (`live/_stream/projects.json`, listed once when absent, and
-the kinds index).
+the kinds index). So are the DB's tombstones and its rows set aside off a scale, which name the
+row's project now (`loop.moves.departures`): a row moved and then deleted, or moved off a scale,
+between two runs leaves the state holding its earlier version.
 When a day's `kind_aggregated_labels` materializes, the sensor names the day in the next run
 (as for `aggregated_labels`): each of that day's tasks whose votes the daily fit saw exactly
 takes the daily answer (`loop.live_kinds.rebase_kind`), so at the end of a day the live kind
@@ -124,7 +127,7 @@ from annotation_pipelines.loop.live_kinds import (
     states_holding,
     update_kind_projects,
 )
-from annotation_pipelines.loop.moves import moved
+from annotation_pipelines.loop.moves import DEPARTING, GOLD_DEPARTING, departures, moved
 from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
 from annotation_pipelines.scale import RatingScale, agreed_scale, project_scale
@@ -232,13 +235,19 @@ def scale_key(scale: RatingScale) -> str:
 def file_scale(
     project: str, settings: Mapping[str, object], db_scales: Mapping[str, RatingScale]
 ) -> RatingScale | None:
-    """The scale `project`'s export files are read with: its project.json's, as the landing
-    asset reads them. Where the annotation DB declares one too (`projects.scale`) the two must
-    be the same (`scale.agreed_scale`: a ValueError naming both otherwise)."""
+    """The scale `project`'s export files are read with: its project.json's, or the one the
+    annotation DB declares (`projects.scale`) where project.json declares none, as the daily
+    kind aggregation sets their answers aside; where both declare one the two must be the same
+    (`scale.agreed_scale`: a ValueError naming both otherwise)."""
     source = project_settings_path(project)
     declared = project_scale(settings, source=source)
-    agreed_scale(declared, db_scales.get(project), source=source, project=project)
-    return declared
+    return agreed_scale(declared, db_scales.get(project), source=source, project=project)
+
+
+def db_scale_key(project: str, db_scales: Mapping[str, RatingScale]) -> str:
+    """The annotation DB's scale of `project` as a file's record names it ("" for none)."""
+    scale = db_scales.get(project)
+    return "" if scale is None else scale_key(scale)
 
 
 def rescaled(
@@ -416,7 +425,8 @@ def _load_states(
 
 def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> list[str]:
     """`path@fingerprint` of every export whose listing, or whose project's settings, differ
-    from the folded record."""
+    from the folded record (the annotation DB's scales, which the sensor does not read, are
+    compared by the run)."""
     scan = landing.scan_export_zone()
     return [
         f"{export.path}@{export.fingerprint}"
@@ -426,14 +436,20 @@ def pending_files(landing: LandingZone, folded: dict[str, dict[str, str]]) -> li
 
 
 def _folded_as_listed(
-    record: Mapping[str, str], export: ExportFile, settings: Mapping[str, str]
+    record: Mapping[str, str],
+    export: ExportFile,
+    settings: Mapping[str, str],
+    db_scale: str | None = None,
 ) -> bool:
     """Whether `record` folded `export` as listed now, under its project's settings as they
     are now: a label set or scale declared or changed after a file was folded applies to it
-    (a record without settings was folded without a project.json)."""
-    return record.get("fingerprint") == export.fingerprint and record.get(
-        "settings", ""
-    ) == settings.get(export.project, "")
+    (a record without settings was folded without a project.json), and so does a scale the
+    annotation DB declares or changes (`db_scale`, `db_scale_key`; None: not compared)."""
+    return (
+        record.get("fingerprint") == export.fingerprint
+        and record.get("settings", "") == settings.get(export.project, "")
+        and (db_scale is None or record.get("db_scale", "") == db_scale)
+    )
 
 
 @dataclass(frozen=True)
@@ -477,7 +493,9 @@ def _fold_files(
     project's settings (project.json) change, as the ingest restages it: answers a new label
     set or scale refuses are withdrawn, and a file refused for bad settings is retried. A
     project.json scale that disagrees with the annotation DB's (`db_scales`) is such a bad
-    setting (`file_scale`).
+    setting (`file_scale`), and a file is read again when the DB's scale of its project is
+    declared, changed or removed: a file it refused is retried, and a folded file's answers
+    off a scale the DB declares later are withdrawn.
     """
     judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
     resynced: dict[str, list[str]] = {}
@@ -486,12 +504,17 @@ def _fold_files(
     scan = landing.scan_export_zone()
     for export in scan.exports:
         record = folded.get(export.path, {})
-        if _folded_as_listed(record, export, scan.settings):
+        db_scale = db_scale_key(export.project, db_scales or {})
+        if _folded_as_listed(record, export, scan.settings, db_scale):
             continue
         settings_version = scan.settings.get(export.project, "")
         data = landing.read_bytes(export.path)
         digest = content_hash(data)
-        if record.get("sha256") == digest and record.get("settings", "") == settings_version:
+        if (
+            record.get("sha256") == digest
+            and record.get("settings", "") == settings_version
+            and record.get("db_scale", "") == db_scale
+        ):
             folded[export.path] = {**record, "fingerprint": export.fingerprint}
             continue
         try:
@@ -514,6 +537,7 @@ def _fold_files(
                 "fingerprint": export.fingerprint,
                 "sha256": digest,
                 "settings": settings_version,
+                **({"db_scale": db_scale} if db_scale else {}),
                 "error": str(error)[:500],
                 # What its last readable version gave stays; its next one resyncs those kinds.
                 "kinds": ",".join(sorted(_recorded_kinds(record))),
@@ -547,6 +571,7 @@ def _fold_files(
             "fingerprint": export.fingerprint,
             "sha256": digest,
             "settings": settings_version,
+            **({"db_scale": db_scale} if db_scale else {}),
             "kinds": ",".join(sorted(kinds)),
         }
     return FileBatch(
@@ -844,47 +869,59 @@ def _update_kinds(
     return KindUpdate(states=states, loaded=loaded, events=events, index=batch.index)
 
 
-def _off_scale_held(
-    held: pl.DataFrame, held_gold: pl.DataFrame, off_scale: pl.DataFrame, off_gold: pl.DataFrame
-) -> int:
-    """How many of the tombstones the kind states took (`held_deletions`) are of rows off
-    their project's scale (`off_scale`, `off_gold`), not deletions."""
-    judged = held.join(
-        off_scale.select("project", "judgment_id", "updated_at"),
-        on=["project", "judgment_id", "updated_at"],
-        how="semi",
-    )
-    golden = held_gold.join(
-        off_gold.select("project", "task_id", "deleted_at"),
-        on=["project", "task_id", "deleted_at"],
-        how="semi",
-    )
-    return judged.height + golden.height
+@dataclass(frozen=True)
+class Tombstoned:
+    """The judgment ids and gold task ids a run's tombstones withdrew from some state, of
+    either engine: one id is counted once however many tombstones named it (a deletion and the
+    look-up of the state it left, an edit off a scale and the scale changed in one run)."""
+
+    judgments: frozenset[str]
+    gold: frozenset[str]
+
+    def unknown(self, deleted: pl.DataFrame, deleted_gold: pl.DataFrame) -> int:
+        """How many of the DB's tombstones (`deleted`, `deleted_gold`) withdrew nothing."""
+        return _count_outside(deleted, "judgment_id", self.judgments) + _count_outside(
+            deleted_gold, "task_id", self.gold
+        )
+
+    def among(self, judged: pl.DataFrame, golden: pl.DataFrame) -> int:
+        """How many distinct judgments of `judged` and gold tasks of `golden` were withdrawn."""
+        return len(set(judged.get_column("judgment_id").to_list()) & self.judgments) + len(
+            set(golden.get_column("task_id").to_list()) & self.gold
+        )
 
 
-def unknown_to_both(
+def _count_outside(tombstones: pl.DataFrame, column: str, withdrawn: frozenset[str]) -> int:
+    keys = set(tombstones.select("project", column).iter_rows())
+    return sum(key not in withdrawn for _, key in keys)
+
+
+def tombstoned(
     events: Mapping[str, LiveEvents],
     kind_events: Mapping[tuple[str, str], LiveEvents],
-    kind_deleted: pl.DataFrame,
-    kind_deleted_gold: pl.DataFrame,
-) -> int:
-    """How many of a run's tombstones withdrew nothing in either engine: the categorical one
-    gets every tombstone, the kind states those of ids they hold (`kind_deleted`,
-    `kind_deleted_gold`), so one is unknown when the categorical engine found nothing and the
-    kind states either did not take it or found nothing either."""
-    total = 0
-    for column, held, attribute in (
-        ("judgment_id", kind_deleted, "unknown_deleted"),
-        ("task_id", kind_deleted_gold, "unknown_deleted_gold"),
-    ):
-        taken = {(p, i) for p, i in held.select("project", column).iter_rows()}
-        kind_unknown = {
-            (project, i) for (project, _), e in kind_events.items() for i in getattr(e, attribute)
-        }
-        for project, e in events.items():
-            for i in getattr(e, attribute):
-                total += (project, i) not in taken or (project, i) in kind_unknown
-    return total
+    tombstones: tuple[pl.DataFrame, pl.DataFrame],
+    kind_tombstones: tuple[pl.DataFrame, pl.DataFrame],
+) -> Tombstoned:
+    """What the tombstones each state was given (`tombstones`: the categorical states', by
+    `project`; `kind_tombstones`: the kind states', by `project` and `kind`) withdrew: those
+    its update names as having withdrawn nothing (`LiveEvents.unknown_deleted`) aside."""
+    judged: set[str] = set()
+    golden: set[str] = set()
+    given: list[tuple[pl.Expr, pl.DataFrame, pl.DataFrame, LiveEvents]] = [
+        (pl.col("project") == project, *tombstones, e) for project, e in events.items()
+    ]
+    given += [
+        ((pl.col("project") == project) & (pl.col("kind") == kind), *kind_tombstones, e)
+        for (project, kind), e in kind_events.items()
+    ]
+    for mine, deleted, deleted_gold, e in given:
+        if deleted.height:
+            named = set(deleted.filter(mine).get_column("judgment_id").to_list())
+            judged |= named - e.unknown_deleted
+        if deleted_gold.height:
+            named = set(deleted_gold.filter(mine).get_column("task_id").to_list())
+            golden |= named - e.unknown_deleted_gold
+    return Tombstoned(judgments=frozenset(judged), gold=frozenset(golden))
 
 
 @asset(
@@ -964,9 +1001,6 @@ def live_quality_state(
         kind_deleted, kind_deleted_gold = held_deletions(
             kind_batch.states, kind_tombstones, kind_gold_tombstones
         )
-        withdrawn_off_scale = _off_scale_held(
-            kind_deleted, kind_deleted_gold, off_scale, off_scale_gold
-        )
         # The categorical engine takes the DB's categorical rows only.
         from_db = of_kind(extract.result.judgments).with_columns(source=pl.lit(None, pl.String))
         judgments = pl.concat(
@@ -1011,6 +1045,12 @@ def live_quality_state(
         recorded = load_projects(read)
         # Not recorded yet: listed once, then committed with the states.
         stored = live_projects(lake) if recorded is None else recorded
+        # A row deleted or set aside off its project's scale names its project now, whose
+        # states hold nothing of it when the tool moved it (or gave a vote an off-scale
+        # answer) since the last run: the state holding the version before is found the same
+        # way.
+        departing = departures(extract.deletions, extract.off_scale, DEPARTING)
+        departing_gold = departures(extract.gold_deletions, extract.off_scale_gold, GOLD_DEPARTING)
         moves = moved(
             states,
             judgments,
@@ -1022,6 +1062,8 @@ def live_quality_state(
             index=kind_batch.index,
             read=lake.get_if_exists,
             open_segment=_opener(lake),
+            departing=departing,
+            departing_gold=departing_gold,
         )
         deleted, deleted_gold = extract.deletions, extract.gold_deletions
         if moves.projects:
@@ -1045,12 +1087,27 @@ def live_quality_state(
             kind_deleted_gold = pl.concat(
                 [kind_deleted_gold, moves.kind_gold], how="diagonal_relaxed"
             )
-        moved_judgments = moves.judgments.height + moves.kind_judgments.height
-        moved_gold = moves.gold.height + moves.kind_gold.height
+        left_ids = departing.get_column("judgment_id").implode()
+        left_tasks = departing_gold.get_column("task_id").implode()
+        left = sum(
+            frame.filter(pl.col("judgment_id").is_in(left_ids)).height
+            for frame in (moves.judgments, moves.kind_judgments)
+        )
+        left_gold = sum(
+            frame.filter(pl.col("task_id").is_in(left_tasks)).height
+            for frame in (moves.gold, moves.kind_gold)
+        )
+        moved_judgments = moves.judgments.height + moves.kind_judgments.height - left
+        moved_gold = moves.gold.height + moves.kind_gold.height - left_gold
         if moved_judgments or moved_gold:
             context.log.info(
                 f"live: {moved_judgments} judgment(s) and {moved_gold} gold label(s) the DB "
                 "moved to another project or kind withdrawn from the state holding them"
+            )
+        if left or left_gold:
+            context.log.info(
+                f"live: {left} judgment(s) and {left_gold} gold label(s) the DB deleted or set "
+                "aside off a scale after moving them withdrawn from the state holding them"
             )
         # The blocks an uncommitted attempt of these versions wrote that the tool revoked
         # since: a revocation an earlier run consumed without deciding the block lies behind
@@ -1207,9 +1264,13 @@ def live_quality_state(
     # judgments from long ago: the lag is the change stream's.
     first = extract.result.judgments["submitted_at"].min()
     lag = (now - first).total_seconds() if isinstance(first, datetime) else 0.0
-    unknown_deletions = extract.ignored_deletions + unknown_to_both(
-        events, kinds.events, kind_deleted, kind_deleted_gold
+    withdrawn_by = tombstoned(
+        events, kinds.events, (deleted, deleted_gold), (kind_deleted, kind_deleted_gold)
     )
+    unknown_deletions = extract.ignored_deletions + withdrawn_by.unknown(
+        extract.deletions, extract.gold_deletions
+    )
+    withdrawn_off_scale = withdrawn_by.among(off_scale, off_scale_gold)
     if unknown_deletions:
         context.log.info(f"live: {unknown_deletions} deletion(s) of rows not held: ignored")
     if not extract.deletions_tracked and not annotation_db.skipped_migrations:

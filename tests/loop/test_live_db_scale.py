@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 
+import polars as pl
 import psycopg
 import pytest
 
@@ -31,6 +32,7 @@ INSERT = (
 GOLD = "INSERT INTO gold_labels (task_id, project, kind, answer) VALUES (%s, %s, 'numeric', %s)"
 RATERS = ("a0", "a1", "a2")
 SCALE = {"min": 1, "max": 5, "step": 1}
+BATCH = "exports/%s/jsonl/batch.jsonl"
 
 
 def _run(dsn: str, *statements: tuple[str, tuple]) -> None:
@@ -86,10 +88,14 @@ def test_db_answers_off_their_projects_scale_never_stay_in_the_live_numeric_stat
             _declare("later", None),
             *_ratings("rated", {"t1": (3, 4, 3), "t2": (5, 5, 50)}),
             *_ratings("later", {"t1": (3, 4, 9)}),
+            *_ratings("twice", {"t1": (3, 4, 9)}),
+            *_ratings("back", {"t1": (3, 4, 9)}),
             (GOLD, ("rated-t1", "rated", "3")),
             (GOLD, ("rated-t2", "rated", "9")),
             (GOLD, ("later-t1", "later", "9")),
         )
+        # An export of a project declaring no scale anywhere yet: folded as it is.
+        _export(landing, "filed", None)
         _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
         first = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
         # Set aside and counted, never folded: the answer of 50 and the gold of 9.
@@ -141,3 +147,45 @@ def test_db_answers_off_their_projects_scale_never_stay_in_the_live_numeric_stat
         agreed = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
         assert agreed["files_read"] == ["exports/rated/jsonl/batch.jsonl"]
         assert agreed["files_quarantine_reasons"] == {"outside_scale": 2}
+
+        # In one window, a scale declared for two projects whose answer of 9 it refuses, the
+        # one edited further off it and the other edited onto it: the first answer is
+        # withdrawn and counted once (the edit's tombstone and the scale's both name it), the
+        # second is replaced by its new version and withdrawn by neither.
+        # The export's project.json is changed to disagree with the DB again: refused.
+        _run(
+            dsn,
+            _declare("twice", SCALE),
+            _declare("back", SCALE),
+            _edit("twice-t1-a2", 10),
+            _edit("back-t1-a2", 4),
+        )
+        wide = {"scale": {"min": 0, "max": 10}}
+        (landing / "exports" / "rated" / "project.json").write_text(json.dumps(wide))
+        both = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert both["files_read"] == []
+        assert "disagrees" in load_files(lake_reader(lake))[BATCH % "rated"]["error"]
+        assert both["outside_scale"] == 1
+        assert both["outside_scale_withdrawn"] == 1
+        assert both["kind_withdrawn_judgments"] == 1
+        assert _values(lake, "twice") == {"twice-t1-a0": 3, "twice-t1-a1": 4}
+        assert _values(lake, "back") == {"back-t1-a0": 3, "back-t1-a1": 4, "back-t1-a2": 4}
+
+        # The DB's side changed to agree with the refused file's, and a scale declared in the
+        # DB for the project whose file was folded without one: both files are read again,
+        # the first folded, the second's answers off the DB's scale withdrawn (as the daily
+        # kind aggregation sets them aside).
+        assert load_kind_state("filed", "numeric", lake_reader(lake)).ledger.height == 12
+        _run(dsn, _declare("rated", wide["scale"]), _declare("filed", SCALE))
+        rescaled = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert rescaled["files_read"] == [BATCH % "filed", BATCH % "rated"]
+        assert rescaled["files_quarantine_reasons"] == {"outside_scale": 3}
+        assert rescaled["kind_withdrawn_judgments"] == 2
+        files = load_files(lake_reader(lake))
+        assert "error" not in files[BATCH % "rated"] and "error" not in files[BATCH % "filed"]
+        filed = load_kind_state("filed", "numeric", lake_reader(lake)).ledger
+        assert filed.height == 10 and filed["value"].max() == 5.0
+        rated = load_kind_state("rated", "numeric", lake_reader(lake)).ledger
+        assert rated.filter(pl.col("source").is_not_null()).height == 11
+        quiet = first_metadata(job.execute_in_process(instance=instance, run_config=QUIET))
+        assert quiet["files_read"] == [] and quiet["kind_withdrawn_judgments"] == 0

@@ -500,3 +500,93 @@ def test_moves_leave_the_live_state_and_the_day_alike(tmp_path, monkeypatch):
         assert (judged, golden) == live()
         assert golden == {("A", "t2")}
         assert {judged[f"j1{a}"] for a in range(3)} == {("B", "numeric")}
+
+
+SCALED = (
+    "INSERT INTO projects (project, scale) VALUES ('S', '{\"min\": 1, \"max\": 5}'::jsonb) "
+    "ON CONFLICT (project) DO UPDATE SET scale = excluded.scale, updated_at = now()"
+)
+
+
+def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypatch):
+    """A DB tombstone and an off-scale quarantine carry the row's new project and kind, which
+    hold nothing of it: a rating moved into a project whose scale refuses it, a categorical
+    vote given an off-scale numeric answer, and a vote moved and then deleted before the next
+    run (gold labels alike) each leave the state that held them, as the daily layers drop
+    them, and are counted once (the moved-then-deleted one is no unknown deletion)."""
+    data = tmp_path / "data"
+    read = lake_reader(data / "lake")
+    with fresh_database("live_departures") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        _run(
+            dsn,
+            (SCALED, ()),
+            *(_number(f"n{a}", "n0", "A", r, 3 + 3 * a) for a, r in enumerate(RATERS)),
+            *(_number(f"s{a}", "s0", "S", r, 2) for a, r in enumerate(RATERS)),
+            *(_vote(f"c{a}", "c0", "S", r, "pos") for a, r in enumerate(RATERS)),
+            *(_vote(f"d{a}", "d0", "A", r, "neg") for a, r in enumerate(RATERS)),
+            *(_vote(f"b{a}", "b0", "B", r, "pos") for a, r in enumerate(RATERS)),
+            (GOLD, ("c0", "S", "pos", None, None)),
+            (GOLD, ("d0", "A", "neg", None, None)),
+        )
+        _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+
+        def run() -> dict[str, object]:
+            result = job.execute_in_process(instance=instance, run_config=QUIET)
+            assert result.success
+            return first_metadata(result)
+
+        run()
+        assert _holders(read) == _in_the_db(dsn)
+
+        _run(
+            dsn,
+            # The rating of 9 into S, whose scale (1 to 5) refuses it.
+            ("UPDATE judgments SET project = 'S' WHERE judgment_id = 'n2'", ()),
+            # S's vote c0 made a numeric answer off S's scale.
+            (
+                "UPDATE judgments SET kind = 'numeric', label = NULL, answer = '50' "
+                "WHERE judgment_id = 'c0'",
+                (),
+            ),
+            # So is S's gold on c0.
+            (
+                "UPDATE gold_labels SET kind = 'numeric', label = NULL, answer = '50' "
+                "WHERE task_id = 'c0'",
+                (),
+            ),
+        )
+        # Re-filed under B and deleted there, both before the next run, with A's gold on d0.
+        _run(
+            dsn,
+            ("UPDATE judgments SET project = 'B' WHERE judgment_id = 'd0'", ()),
+            ("UPDATE gold_labels SET project = 'B' WHERE task_id = 'd0'", ()),
+        )
+        _run(
+            dsn,
+            ("DELETE FROM judgments WHERE judgment_id = 'd0'", ()),
+            ("DELETE FROM gold_labels WHERE task_id = 'd0'", ()),
+        )
+        left = run()
+        off_scale = {"n2", "c0"}
+        expected = {j: h for j, h in _in_the_db(dsn)[0].items() if j not in off_scale}
+        judged, golden = _holders(read)
+        assert judged == expected and golden == {}
+        assert _in_the_db(dsn)[1] == {"c0": ("S", "numeric")}
+        assert left["outside_scale"] == 3
+        assert left["outside_scale_withdrawn"] == 3
+        assert left["deletions_unknown"] == 0
+        numeric = load_kind_state("A", "numeric", read)
+        assert sorted(numeric.ledger["judgment_id"]) == ["n0", "n1"]
+        assert numeric.annotators["n_judgments"].to_list() == [1, 1, 0]
+        assert _votes(load_state("S", read)) == {"c0": 2}
+        assert _votes(load_state("A", read)) == {"d0": 2}
+        assert _counts(load_state("A", read)) == {"w0": 0, "w1": 1, "w2": 1}
+
+        # Read again in the overlap: nothing is withdrawn or counted twice.
+        again = run()
+        assert again["outside_scale_withdrawn"] == 0 and again["deletions_unknown"] == 0
+        assert again["withdrawn_judgments"] == 0 and again["kind_withdrawn_judgments"] == 0
+        assert again["withdrawn_gold"] == 0
+        assert _holders(read) == (expected, {})
