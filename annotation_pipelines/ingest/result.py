@@ -304,7 +304,7 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
             source_line=pl.col("source_line"),
             field=pl.lit(column, pl.String),
             reason=pl.lit(reason, pl.String),
-            raw=pl.struct(pl.all().cast(pl.String)).struct.json_encode(),
+            raw=_raw_row(),
         )
         for name, frame, column in early
         if frame.height
@@ -332,6 +332,12 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
     return IngestResult(judgments, tasks, gold, quarantine, result.rows_read, result.files)
 
 
+def _raw_row() -> pl.Expr:
+    """A set-aside row as JSON: list and struct values (labels, rankings, spans, boxes) as JSON
+    values, which no cast to text can hold."""
+    return pl.struct(pl.all()).struct.json_encode()
+
+
 def set_aside_case_twins(result: IngestResult, known: Iterable[str] = ()) -> IngestResult:
     """`result` with every judgment and gold label whose project differs only in case from a
     `known` project (one already in the lake) or from a project of a row before it (file by
@@ -357,7 +363,9 @@ def set_aside_case_twins(result: IngestResult, known: Iterable[str] = ()) -> Ing
     holder = {name.casefold(): name for name in sorted(lake, reverse=True)}
     first_seen = (
         rows.drop_nulls("project")
-        .sort("_file", "_line", nulls_last=True)
+        # The name breaks ties where rows carry no line (a DB extract's), so the winner does
+        # not depend on the order the database returned them in.
+        .sort("_file", "_line", "project", nulls_last=True)
         .unique("project", keep="first", maintain_order=True)
     )
     for project in first_seen.get_column("project").to_list():
@@ -383,7 +391,7 @@ def set_aside_case_twins(result: IngestResult, known: Iterable[str] = ()) -> Ing
             source_line=pl.col("source_line"),
             field=named,
             reason=pl.lit(INVALID_PROJECT, pl.String),
-            raw=pl.struct(pl.all().cast(pl.String)).struct.json_encode(),
+            raw=_raw_row(),
         )
         for name, frame in tables
     ]

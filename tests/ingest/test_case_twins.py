@@ -101,3 +101,48 @@ def test_an_export_whose_project_the_lake_holds_in_another_case_is_quarantined(e
     assert again.success
     metadata = again.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rows_loaded"].value == 3 and metadata["rows_quarantined"].value == 0
+
+
+def test_a_twin_row_holding_a_list_value_is_quarantined_whole():
+    # A ranking (or labels, spans, boxes) is a list no cast to text holds: the set-aside row
+    # keeps it as JSON rather than failing the whole ingest.
+    from datetime import UTC, datetime
+
+    from annotation_pipelines import schema
+    from annotation_pipelines.ingest.result import IngestResult, set_aside_case_twins
+
+    judgments = schema.conform(
+        pl.DataFrame(
+            {
+                "judgment_id": ["j1", "j2"],
+                "task_id": ["t1", "t2"],
+                "project": ["foo", "bar"],
+                "annotator_id": ["a1", "a1"],
+                "label": [None, None],
+                "submitted_at": [datetime(2026, 11, 20, tzinfo=UTC)] * 2,
+                "duration_s": [None, None],
+                "source": ["annotation_db"] * 2,
+                "source_file": [None, None],
+                "source_line": [None, None],
+                "kind": ["ranking", "ranking"],
+                "ranking": [["a", "b"], ["b", "a"]],
+            },
+            schema_overrides={"label": pl.String, "source_file": pl.String},
+        ),
+        schema.JUDGMENTS,
+        name="judgments",
+    )
+    result = IngestResult(
+        judgments, schema.empty(schema.RAW_TASKS), schema.empty(schema.GOLD_LABELS),
+        schema.empty(schema.QUARANTINE), 2,
+    )  # fmt: skip
+    checked = set_aside_case_twins(result, {"Foo"})
+    assert checked.judgments["project"].to_list() == ["bar"]
+    [raw] = checked.quarantine["raw"].to_list()
+    assert json.loads(raw)["ranking"] == ["a", "b"]
+    # Both spellings first seen in one extract, whose rows carry no line: the name decides.
+    for order in (["Baz", "baz"], ["baz", "Baz"]):
+        rows = judgments.head(2).with_columns(project=pl.Series(order))
+        empty = [schema.empty(t) for t in (schema.RAW_TASKS, schema.GOLD_LABELS, schema.QUARANTINE)]
+        once = set_aside_case_twins(IngestResult(rows, *empty, 2))
+        assert once.judgments["project"].to_list() == ["Baz"], order
