@@ -16,6 +16,7 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -215,16 +216,19 @@ def within_partitions(
     return result
 
 
-def staged_projects(keys: Iterable[str], *, read: Callable[[str], bytes]) -> set[str]:
+def staged_projects(keys: Iterable[str], *, read: Callable[[str], bytes | Path]) -> set[str]:
     """The projects the Parquet files `keys` hold rows of, reading each once through `read`
-    and parsing its project column alone (a file without one holds no project)."""
+    and parsing its project column alone (a file without one holds no project). Where `read`
+    gives a local path, only the footer and the project column are read from disk."""
     projects: set[str] = set()
     for key in keys:
         if not key.endswith(".parquet"):
             continue
-        data = io.BytesIO(read(key))
+        found = read(key)
+        data: io.BytesIO | Path = io.BytesIO(found) if isinstance(found, bytes) else found
         if "project" in pl.read_parquet_schema(data):
-            data.seek(0)
+            if isinstance(data, io.BytesIO):
+                data.seek(0)
             part = pl.read_parquet(data, columns=["project"])
             projects.update(part.get_column("project").drop_nulls().unique().to_list())
     return projects
@@ -239,7 +243,7 @@ def projects_staged(lake: Lake, *, besides: str | None = None) -> set[str]:
         for key in lake.list_keys(staging_prefix(table))
         if besides is None or staging_source(key) != besides
     ]
-    return staged_projects(keys, read=lake.get)
+    return staged_projects(keys, read=lambda key: lake.local_path(key) or lake.get(key))
 
 
 def source_id(path: str) -> str:
@@ -637,7 +641,9 @@ def gold_sets(
         missing = {"task_id", "label"} - set(frame.columns)
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-        good, bad = _validated_gold(landing, frame, project=parts[1], path=path, now=now)
+        good, bad = _validated_gold(
+            landing, frame, project=parts[1], path=path, now=now, warn=context.log.warning
+        )
         frames.append(good)
         quarantined.append(bad)
     gold = pl.concat(frames, how="diagonal_relaxed") if frames else schema.empty(schema.GOLD_LABELS)
@@ -705,13 +711,25 @@ def gold_sets(
 
 
 def _validated_gold(
-    landing: LandingZone, frame: pl.DataFrame, *, project: str, path: str, now: datetime
+    landing: LandingZone,
+    frame: pl.DataFrame,
+    *,
+    project: str,
+    path: str,
+    now: datetime,
+    warn: Callable[[str], None],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the gold labels of one gold set file, its quarantined rows), each row checked as an
     export's gold rows are (`validate`): a missing or oversized task id or label, a NUL byte, a
     project name no folder can hold, a label outside the project's label set, a task given
     twice (the later row wins). `source_line` is the row's number in the file, from 1."""
-    settings = landing.project_settings(project) if is_safe_project(project) else {}
+    try:
+        settings = landing.project_settings(project) if is_safe_project(project) else {}
+    except ValueError as error:
+        # One project's unreadable project.json must not stop every project's gold: this
+        # project's rows are staged without the label-set check, and the log says why.
+        warn(f"{path}: labels not checked against the label set: {error}")
+        settings = {}
     label_set = settings.get("label_set")
     staged = frame.select(
         task_id=pl.col("task_id").cast(pl.String),

@@ -102,3 +102,24 @@ def test_a_parquet_gold_set_is_checked_as_a_csv_one(tmp_path):
         (3, "label", "missing_field"),
     ]
     assert json.loads(quarantine["raw"][0]) == {"task_id": None, "label": "neg"}
+
+
+def test_an_unreadable_project_json_stops_no_other_projects_gold(tmp_path):
+    # The gold sets are one asset for every project: one project's typo in its settings file
+    # stages that project's gold unchecked (said in the log) and every other project's as usual.
+    settings = tmp_path / "landing" / "exports" / "p" / "project.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"label_set": ["pos", "neg"],}')
+    _gold_file(tmp_path, "p", "gold.csv", "task_id,label\nt1,pos\nt2,maybe\n")
+    _gold_file(tmp_path, "q", "gold.csv", "task_id,label\nt1,neg\n")
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    result = materialize([gold_sets], resources={"lake": lake, "landing": landing})
+    assert result.success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    staged = lake.get_frame(key).sort("project", "task_id")
+    assert staged.select("project", "task_id", "label").rows() == [
+        ("p", "t1", "pos"),
+        ("p", "t2", "maybe"),
+        ("q", "t1", "neg"),
+    ]

@@ -4,6 +4,7 @@ downloaded once per run, though both quality assets of the run ask."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import polars as pl
 
@@ -14,7 +15,7 @@ from resources.landing import LocalLandingZone
 
 
 class CountingLake(LocalLake):
-    """The local lake, counting the objects it hands out."""
+    """The local lake, counting the objects it hands out, whole or as a path to read from."""
 
     def model_post_init(self, context: object) -> None:
         super().model_post_init(context)
@@ -23,6 +24,10 @@ class CountingLake(LocalLake):
     def get(self, key: str) -> bytes:
         self._reads[key] += 1
         return super().get(key)
+
+    def local_path(self, key: str) -> Path | None:
+        self._reads[key] += 1
+        return super().local_path(key)
 
 
 class CountingLanding(LocalLandingZone):
