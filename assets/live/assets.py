@@ -1316,6 +1316,8 @@ def live_quality_state(
             "files_read": MetadataValue.json(files.paths),
             "moved_judgments": MetadataValue.int(moved_judgments),
             "moved_gold": MetadataValue.int(moved_gold),
+            "departed_judgments": MetadataValue.int(left),
+            "departed_gold": MetadataValue.int(left_gold),
             "withdrawn_judgments": MetadataValue.int(
                 sum(e.withdrawn_judgments for e in events.values())
             ),

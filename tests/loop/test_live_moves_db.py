@@ -577,6 +577,8 @@ def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypa
         assert left["outside_scale"] == 3
         assert left["outside_scale_withdrawn"] == 3
         assert left["deletions_unknown"] == 0
+        # n2, c0 and d0, c0's and d0's gold: counted apart from the moves.
+        assert (left["departed_judgments"], left["departed_gold"]) == (3, 2)
         numeric = load_kind_state("A", "numeric", read)
         assert sorted(numeric.ledger["judgment_id"]) == ["n0", "n1"]
         assert numeric.annotators["n_judgments"].to_list() == [1, 1, 0]
@@ -587,6 +589,7 @@ def test_a_row_leaving_for_no_state_leaves_the_one_holding_it(tmp_path, monkeypa
         # Read again in the overlap: nothing is withdrawn or counted twice.
         again = run()
         assert again["outside_scale_withdrawn"] == 0 and again["deletions_unknown"] == 0
+        assert again["departed_judgments"] == 0 and again["departed_gold"] == 0
         assert again["withdrawn_judgments"] == 0 and again["kind_withdrawn_judgments"] == 0
         assert again["withdrawn_gold"] == 0
         assert _holders(read) == (expected, {})
