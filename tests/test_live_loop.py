@@ -213,6 +213,55 @@ def _live_runs_in_flight(instance_db: str) -> int:
     return sum(1 for run in _live_runs(instance_db) if run[0] not in ended)
 
 
+def _live_runs_by_status(instance_db: str) -> dict[str, int]:
+    statuses: dict[str, int] = {}
+    for run in _live_runs(instance_db):
+        statuses[run[0]] = statuses.get(run[0], 0) + 1
+    return statuses
+
+
+def _launched_runs_in_flight(
+    instance_db: str, statuses: tuple[str, ...] = ("STARTING", "STARTED", "CANCELING")
+) -> list[str]:
+    """Ids of the live runs in `statuses` (by default: past the queue, not ended)."""
+    dsn = f"postgresql://postgres@127.0.0.1:5432/{instance_db}"
+    with psycopg.connect(dsn) as connection:
+        rows = connection.execute(
+            "SELECT run_id FROM runs WHERE pipeline_name = 'live_quality_job' AND status = ANY(%s)",
+            (list(statuses),),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+_FAIL_ORPHANS = """
+import sys
+from dagster import DagsterInstance, DagsterRunStatus
+ENDED = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+with DagsterInstance.get() as instance:
+    for run_id in sys.argv[1:]:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status not in ENDED:
+            instance.report_run_failed(run, message="its run worker died with the daemon")
+            print(run_id)
+"""
+
+
+def _fail_orphans(env: dict[str, str], run_ids: list[str]) -> list[str]:
+    """Fail the runs whose workers died with the stopped daemon and that have not ended.
+
+    Production's run monitoring does this: the ECS launcher's health check sees the task gone.
+    The default launcher this test runs on has no health check, so a run the restart caught
+    past its start would show as running for ever, and the UI would never settle.
+    """
+    if not run_ids:
+        return []
+    done = subprocess.run(
+        [sys.executable, "-c", _FAIL_ORPHANS, *run_ids],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return done.stdout.split()
+
+
 def _run_timings(instance_db: str) -> dict[str, object]:
     """Per live run: queued → started (launch: a process importing the code location) and
     started → ended (the work), from the instance's run storage."""
@@ -286,8 +335,16 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
             load.start()
             simulator.start()
             time.sleep(workload.restart_at)
+            # Restart while a run is launching: its worker dies with the daemon before it can
+            # record anything, its rows go to the next runs, and it is left for run monitoring.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if _launched_runs_in_flight(instance_db, ("STARTING",)):
+                    break
+                time.sleep(0.1)
             restart = (time.time(), None)
             _stop(daemon)
+            orphans = _launched_runs_in_flight(instance_db)
             daemon = _daemon(env, log)
             restart = (restart[0], time.time())
             simulator.join(timeout=workload.seconds + 30)
@@ -309,10 +366,11 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
             # The run that folded the last judgments may still be recording its materialization
             # after its lake commit (seen at load 7); the UI is read once every run has ended.
             # No run is launched after this, so the UI and the run storage read the same runs.
+            orphans = _fail_orphans(env, orphans)
             wait_for(
                 lambda: _live_runs_in_flight(instance_db) == 0,
                 timeout=180,
-                what="the last live runs to end",
+                what=f"the last live runs to end: {_live_runs_by_status(instance_db)}",
                 interval=1.0,
             )
             state = _state(lake)
@@ -378,6 +436,7 @@ def run_live_loop(root: Path, workload: Workload, *, name: str = "live-loop") ->
         "versions": state.version,
         "agreement_with_full_fit": round(_agreement_with_full_fit(state, database, workload), 4),
         **timings,
+        "runs_orphaned_by_restart": len(orphans),
         "load_average_1m_mean": round(float(np.mean(load.samples)), 2) if load.samples else None,
         "load_average_1m_max": round(float(np.max(load.samples)), 2) if load.samples else None,
         "cores": os.cpu_count(),
