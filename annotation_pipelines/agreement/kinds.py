@@ -215,7 +215,9 @@ def agreement(
     if name == "interval":
         a = pairs.get_column("value_a").cast(pl.Float64).to_numpy()
         b = pairs.get_column("value_b").cast(pl.Float64).to_numpy()
-        difference = float(np.ldexp(np.mean(np.abs(a - b)), scale))
+        # Beyond the largest float the difference is infinite, which `finite` reports as null.
+        with np.errstate(over="ignore"):
+            difference = float(np.ldexp(np.mean(np.abs(a - b)), scale))
         result["mean_pairwise_agreement"] = finite(difference)
     else:
         result["mean_pairwise_agreement"] = 1.0 - float(within.mean())

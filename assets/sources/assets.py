@@ -132,11 +132,12 @@ def staged_judgment_versions(lake: Lake, keys: list[str], ids: pl.DataFrame) -> 
             selected = ", ".join(
                 f"s.{c}" if c in present else f"NULL AS {c}" for c in JUDGMENT_VERSION
             )
-            rows = connection.execute(
+            # A relation, not a DB-API result: DuckDB hands its Arrow over without copying.
+            rows = connection.sql(
                 f"SELECT s.project, s.judgment_id, {selected}, s.filename AS path "
                 "FROM read_parquet(?, union_by_name = true, filename = true) AS s "
                 "SEMI JOIN wanted USING (project, judgment_id)",
-                [listed],
+                params=[listed],
             ).to_arrow_table()
         finally:
             connection.close()
