@@ -380,7 +380,14 @@ def encode_record(frame: pl.DataFrame) -> pl.Expr:
         return pl.lit(None, pl.String)
     dtype = frame.schema["record"]
     if isinstance(dtype, pl.Struct):
-        text = pl.col("record").struct.json_encode()
+        record = pl.col("record")
+        # Polars writes no bytes as JSON (it panics, naming no file): they go in as hex.
+        binary = [field.name for field in dtype.fields if field.dtype == pl.Binary]
+        if binary:
+            record = record.struct.with_fields(
+                *[pl.field(name).bin.encode("hex") for name in binary]
+            )
+        text = record.struct.json_encode()
     else:
         text = pl.col("record").cast(pl.String)
     # Only the rare long records go through Python; the rest stay vectorized. The margin

@@ -104,6 +104,29 @@ def test_a_parquet_gold_set_is_checked_as_a_csv_one(tmp_path):
     assert json.loads(quarantine["raw"][0]) == {"task_id": None, "label": "neg"}
 
 
+def test_a_parquet_gold_set_with_a_bytes_column_is_checked_and_its_bad_rows_keep_the_bytes(
+    tmp_path,
+):
+    """Polars writes no bytes as JSON: a digest column stopped every project's gold."""
+    folder = tmp_path / "landing" / "gold" / "p"
+    folder.mkdir(parents=True)
+    frame = pl.DataFrame(
+        {"task_id": ["t1", "t2"], "label": ["pos", None], "md5": [b"\x01\xff", b"\x03"]}
+    )
+    frame.write_parquet(folder / "gold.parquet")
+    os.utime(folder / "gold.parquet", (1, 1))
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    assert materialize([gold_sets], resources={"lake": lake, "landing": landing}).success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("task_id", "label").rows() == [("t1", "pos")]
+    quarantine = lake.get_frame(quarantine_key("gold_sets"))
+    assert quarantine.select("source_line", "field", "reason").rows() == [
+        (2, "label", "missing_field")
+    ]
+    assert json.loads(quarantine["raw"][0]) == {"task_id": "t2", "label": None, "md5": "03"}
+
+
 def test_an_unreadable_project_json_stops_no_other_projects_gold(tmp_path):
     # The gold sets are one asset for every project: one project's typo in its settings file
     # stages that project's gold unchecked (said in the log) and every other project's as usual.
