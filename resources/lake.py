@@ -124,6 +124,13 @@ class Lake(ConfigurableResource):
         """A path a reader can open directly, when the lake is on this machine."""
         return None
 
+    def path_or_bytes(self, key: str) -> Path | bytes:
+        """`key` as a Parquet reader should take it. A local lake gives its path: the reader
+        opens the file in place and reads the footer and the columns it asks for, column by
+        column, rather than the whole file. An object store gives the object's bytes: it is
+        downloaded whole (`get`), as this resource reads no byte ranges."""
+        return self.local_path(key) or self.get(key)
+
     def move(self, source: str, target: str) -> bool:
         """Move `source` over `target`; False if `source` is gone (someone moved it already)."""
         raise NotImplementedError

@@ -297,15 +297,7 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
     judgments = result.judgments.filter(~before("submitted_at"))
     gold = result.gold.filter(~before("updated_at"))
     set_aside = [
-        frame.select(
-            table=pl.lit(name, pl.String),
-            source=pl.col("source"),
-            source_file=pl.col("source_file"),
-            source_line=pl.col("source_line"),
-            field=pl.lit(column, pl.String),
-            reason=pl.lit(reason, pl.String),
-            raw=_raw_row(),
-        )
+        _set_aside(frame, table=name, field=column, reason=reason)
         for name, frame, column in early
         if frame.height
     ]
@@ -328,8 +320,24 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
         )
         .drop("_first")
     )
-    quarantine = pl.concat([result.quarantine, *(q.cast(pl.Schema(QUARANTINE)) for q in set_aside)])
+    quarantine = pl.concat([result.quarantine, *set_aside])
     return IngestResult(judgments, tasks, gold, quarantine, result.rows_read, result.files)
+
+
+def _set_aside(
+    frame: pl.DataFrame, *, table: str, field: str | pl.Expr, reason: str
+) -> pl.DataFrame:
+    """`frame`'s rows (of canonical table `table`) as quarantine rows, each whole in `raw`:
+    `field` names what is wrong (a column's name, or an expression naming it row by row)."""
+    return frame.select(
+        table=pl.lit(table, pl.String),
+        source=pl.col("source"),
+        source_file=pl.col("source_file"),
+        source_line=pl.col("source_line"),
+        field=pl.lit(field, pl.String) if isinstance(field, str) else field,
+        reason=pl.lit(reason, pl.String),
+        raw=_raw_row(),
+    ).cast(pl.Schema(QUARANTINE))
 
 
 def _raw_row() -> pl.Expr:
@@ -384,18 +392,10 @@ def set_aside_case_twins(result: IngestResult, known: Iterable[str] = ()) -> Ing
     )
     twin = pl.col("project").is_in(list(twins))
     set_aside = [
-        frame.filter(twin).select(
-            table=pl.lit(name, pl.String),
-            source=pl.col("source"),
-            source_file=pl.col("source_file"),
-            source_line=pl.col("source_line"),
-            field=named,
-            reason=pl.lit(INVALID_PROJECT, pl.String),
-            raw=_raw_row(),
-        )
+        _set_aside(frame.filter(twin), table=name, field=named, reason=INVALID_PROJECT)
         for name, frame in tables
     ]
-    quarantine = pl.concat([result.quarantine, *(q.cast(pl.Schema(QUARANTINE)) for q in set_aside)])
+    quarantine = pl.concat([result.quarantine, *set_aside])
     return IngestResult(
         result.judgments.filter(~twin),
         result.tasks.filter(~twin.fill_null(False)),

@@ -62,7 +62,7 @@ recorded re-base days after the fit.
 import json
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from logging import Logger
 
@@ -74,6 +74,7 @@ from pydantic import Field
 from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
 from annotation_pipelines.ingest.command import where_in_export
 from annotation_pipelines.ingest.postgres import DELETIONS, GOLD_DELETIONS, MIGRATION_FIX
+from annotation_pipelines.ingest.result import set_aside_case_twins
 from annotation_pipelines.ingest.tables import path_line_ids
 from annotation_pipelines.ingest.validation import OUTSIDE_SCALE
 from annotation_pipelines.kinds import of_kind
@@ -136,6 +137,7 @@ from annotation_pipelines.tabular import InputError
 from assets.common.alerts import alert_objects, announce_alerts
 from assets.common.metadata import figure
 from assets.live.compaction import live_projects
+from assets.sources.assets import projects_staged
 from resources.annotation_db import AnnotationDatabase
 from resources.lake import Lake, parquet_bytes
 from resources.landing import (
@@ -468,6 +470,30 @@ class FileBatch:
     # The rows the files' ingest set aside (a label outside the label set, an answer outside
     # the declared scale, ...): never folded in, and counted in the run's metadata.
     quarantine: pl.DataFrame
+    # file → its rows set aside because their project differs only in case from a known one.
+    case_twins: dict[str, int] = field(default_factory=dict)
+
+
+class ProjectSpellings:
+    """The known spellings of project names, against which a live run checks its export files'
+    projects (`set_aside_case_twins`). A known name is never a twin itself, so each of
+    `sources` (cheapest first: the live states' projects, then the lake's staged ones, which
+    cost a read of every staged file) is asked only once a file holds a project none of the
+    names known so far spell exactly. The projects of each file folded are added as it goes."""
+
+    def __init__(self, *sources: Callable[[], Iterable[str]]) -> None:
+        self._sources = list(sources)
+        self.names: set[str] = set()
+
+    def covering(self, projects: Collection[str]) -> set[str]:
+        """The names known, after asking as many sources as it takes to know `projects` (or
+        every source, when some of them are new)."""
+        while self._sources and not set(projects) <= self.names:
+            self.names |= set(self._sources.pop(0)())
+        return self.names
+
+    def add(self, projects: Iterable[str]) -> None:
+        self.names |= set(projects)
 
 
 def _fold_files(
@@ -477,6 +503,7 @@ def _fold_files(
     read_at: datetime,
     log: Logger,
     db_scales: Mapping[str, RatingScale] | None = None,
+    spellings: ProjectSpellings | None = None,
 ) -> FileBatch:
     """The rows of the export files not folded in yet; `folded` updated.
 
@@ -496,7 +523,15 @@ def _fold_files(
     setting (`file_scale`), and a file is read again when the DB's scale of its project is
     declared, changed or removed: a file it refused is retried, and a folded file's answers
     off a scale the DB declares later are withdrawn.
+
+    A row whose project differs only in case from one `spellings` knows (a live state's, a
+    staged one's, an earlier file's of this run) is set aside as the daily ingest sets it
+    aside (`set_aside_case_twins`: reason `invalid_project`, its field naming the other
+    spelling), never folded: on a case-insensitive disk the two would share one folder. A
+    project both spellings of which are known already (folded before this check) stays.
     """
+    spellings = spellings or ProjectSpellings()
+    twins: dict[str, int] = {}
     judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
     resynced: dict[str, list[str]] = {}
     kind_resynced: dict[tuple[str, str], list[str]] = {}
@@ -543,6 +578,22 @@ def _fold_files(
                 "kinds": ",".join(sorted(_recorded_kinds(record))),
             }
             continue
+        projects = {
+            *result.judgments.get_column("project").drop_nulls().to_list(),
+            *result.gold.get_column("project").drop_nulls().to_list(),
+        }
+        checked = set_aside_case_twins(result, spellings.covering(projects))
+        if checked is not result:
+            set_aside = checked.quarantine.slice(result.quarantine.height)
+            twins[export.path] = set_aside.height
+            log.warning(
+                f"live: {export.path}: {set_aside.height} row(s) not folded whose project "
+                "differs only in case from another's (one folder on a case-insensitive disk): "
+                + "; ".join(sorted(set(set_aside.get_column("field").to_list())))
+            )
+            result = checked
+        spellings.add(result.judgments.get_column("project").drop_nulls().to_list())
+        spellings.add(result.gold.get_column("project").drop_nulls().to_list())
         # Named by path as the daily layer names them (`landing_exports`): the ledger keys a
         # judgment by its id alone, and the next day's file of the same name in another folder
         # must not replace these votes.
@@ -585,6 +636,7 @@ def _fold_files(
         kind_resynced=kind_resynced,
         paths=sorted(paths),
         quarantine=pl.concat(quarantine) if quarantine else pl.DataFrame(schema=QUARANTINE),
+        case_twins=twins,
     )
 
 
@@ -969,7 +1021,22 @@ def live_quality_state(
         now = datetime.now(UTC)
         folded = load_files(read)
         db_scales = extract.scales or {}
-        files = _fold_files(landing, folded, read_at=now, log=context.log, db_scales=db_scales)
+        recorded = load_projects(read)
+        # Not recorded yet: listed once, then committed with the states.
+        stored = live_projects(lake) if recorded is None else recorded
+        # An export project spelled as a known one in another case is refused as the daily
+        # ingest refuses it; the staged projects are read only for a project no state holds.
+        spellings = ProjectSpellings(
+            lambda: [*stored, *load_kinds_index(read)], lambda: projects_staged(lake)
+        )
+        files = _fold_files(
+            landing,
+            folded,
+            read_at=now,
+            log=context.log,
+            db_scales=db_scales,
+            spellings=spellings,
+        )
         from_files = files.judgments
         for line in file_quarantine_lines(files.quarantine):
             context.log.warning(f"live: not folded in: {line}")
@@ -1042,9 +1109,6 @@ def live_quality_state(
         # changed what it asks) is withdrawn from the state that held it, categorical or of a
         # kind, as a deleted one is: a judgment's tombstone is dated by the newer version.
         # A categorical state is loaded for it with those tasks' rows, a kind state whole.
-        recorded = load_projects(read)
-        # Not recorded yet: listed once, then committed with the states.
-        stored = live_projects(lake) if recorded is None else recorded
         # A row deleted or set aside off its project's scale names its project now, whose
         # states hold nothing of it when the tool moved it (or gave a vote an off-scale
         # answer) since the last run: the state holding the version before is found the same
@@ -1357,6 +1421,8 @@ def live_quality_state(
             "files_quarantine_reasons": MetadataValue.json(
                 dict(files.quarantine.group_by("reason").len().sort("reason").iter_rows())
             ),
+            # Of those, by file, the rows whose project differs only in case from a known one.
+            "files_case_twins": MetadataValue.json(files.case_twins),
             "deferred": MetadataValue.int(deferred),
             "task_requests_written": MetadataValue.int(written["task_requests"]),
             "blocks_written": MetadataValue.int(written["annotator_actions"]),

@@ -493,7 +493,7 @@ def gold_projects(
     found = _GOLD_OF_RUN.get(listed) if run_id is not None else None
     if found is None:
         found = frozenset(
-            staged_projects(staged, read=lambda key: lake.local_path(key) or lake.get(key))
+            staged_projects(staged, read=lake.path_or_bytes)
             | staged_projects([path for path, _ in synthetic], read=landing.read_bytes)
         )
         if run_id is not None:

@@ -244,7 +244,7 @@ def projects_staged(lake: Lake, *, besides: str | None = None) -> set[str]:
         for key in lake.list_keys(staging_prefix(table))
         if besides is None or staging_source(key) != besides
     ]
-    return staged_projects(keys, read=lambda key: lake.local_path(key) or lake.get(key))
+    return staged_projects(keys, read=lake.path_or_bytes)
 
 
 def source_id(path: str) -> str:

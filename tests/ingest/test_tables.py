@@ -305,6 +305,47 @@ def test_rows_before_the_start_date_are_set_aside_in_the_quarantine_naming_it():
     assert set_aside_before(kept, "2026-11-01") is kept
 
 
+def test_both_set_asides_give_a_gold_label_the_quarantine_row_they_give_a_judgment():
+    from annotation_pipelines import schema
+    from annotation_pipelines.ingest.result import (
+        IngestResult,
+        set_aside_before,
+        set_aside_case_twins,
+    )
+
+    day = datetime.fromisoformat("2026-10-31T10:00:00+00:00")
+    where = {"source": ["gold_sets"], "source_file": ["gold/P/g.csv"], "source_line": [2]}
+    judgments = schema.conform(
+        pl.DataFrame(
+            {"judgment_id": ["j1"], "task_id": ["t1"], "project": ["P"], "annotator_id": ["a1"],
+             "label": ["pos"], "submitted_at": [day], "duration_s": [1.0], **where}
+        ),
+        schema.JUDGMENTS,
+        name="judgments",
+    )  # fmt: skip
+    gold = schema.conform(
+        pl.DataFrame(
+            {"task_id": ["t1"], "project": ["P"], "label": ["pos"], "updated_at": [day], **where}
+        ),
+        schema.GOLD_LABELS,
+        name="gold_labels",
+    )
+    result = IngestResult(
+        judgments, schema.empty(schema.RAW_TASKS), gold, schema.empty(schema.QUARANTINE), 2
+    )
+    early = set_aside_before(result, "2026-11-01").quarantine
+    twins = set_aside_case_twins(result, {"p"}).quarantine
+    for quarantine in (early, twins):
+        assert quarantine.schema == pl.Schema(schema.QUARANTINE)
+        assert quarantine["table"].to_list() == ["judgments", "gold_labels"]
+        assert quarantine["source_file"].to_list() == ["gold/P/g.csv"] * 2
+        assert json.loads(quarantine["raw"][1])["label"] == "pos"
+    assert early["field"].to_list() == ["submitted_at", "updated_at"]
+    assert set(early["reason"]) == {"before_start_date (2026-11-01)"}
+    assert set(twins["field"]) == {"project (differs only in case from project 'p')"}
+    assert set(twins["reason"]) == {"invalid_project"}
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 def test_a_duration_that_is_not_a_finite_number_is_quarantined_naming_the_field(fmt, tmp_path):
     # NaN or infinity parse as floats; kept, they made a day's annotator-hours NaN or infinite

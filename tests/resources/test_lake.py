@@ -32,3 +32,25 @@ def test_a_crashed_write_leaves_the_previous_version(tmp_path, monkeypatch):
         atomic_write_bytes(b"new", target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in target.parent.iterdir()] == ["data.parquet"]
+
+
+class BytesLake(LocalLake):
+    """The local lake as an object store shows itself: no path, only the object's bytes."""
+
+    def local_path(self, key):
+        return None
+
+
+def test_a_local_lake_hands_readers_a_path_and_an_object_store_the_bytes(tmp_path):
+    from assets.sources.assets import staged_projects
+
+    key = "staging/judgments/day=2026-11-02/s.parquet"
+    local = LocalLake(base_path=str(tmp_path))
+    local.put_frame(key, pl.DataFrame({"project": ["reviews", None], "label": ["a", "b"]}))
+    remote = BytesLake(base_path=str(tmp_path))
+    assert local.path_or_bytes(key) == (tmp_path / key).resolve()
+    assert remote.path_or_bytes(key) == (tmp_path / key).read_bytes()
+    for lake in (local, remote):
+        assert staged_projects([key], read=lake.path_or_bytes) == {"reviews"}
+    with pytest.raises(FileNotFoundError):
+        remote.path_or_bytes("staging/judgments/day=2026-11-02/gone.parquet")
