@@ -107,6 +107,14 @@ def aggregate_numeric(
             f"have {', '.join(judgments.columns)}"
         )
     ratings = _ratings(judgments)
+    # Sums of answers near the largest float overflow (two answers of 1e308 had a mean of
+    # inf): such answers are summarised divided by a power of two, which is exact, and
+    # multiplied back. Ordinary scales are computed as they are, bit for bit.
+    unit = 1.0
+    magnitude = float(np.max(np.abs(ratings))) if ratings.size else 0.0
+    if math.isfinite(magnitude) and magnitude > 2.0**900:
+        unit = 2.0 ** (math.ceil(math.log2(magnitude)) - 900)
+        ratings = ratings / unit
     task_codes, task_values = encode_column(judgments.get_column("task_id"), sort=False)
     n_tasks = task_values.len()
     order = np.argsort(task_codes, kind="stable")
@@ -147,6 +155,8 @@ def aggregate_numeric(
     # design's weighted sums can overshoot the extremes by an ulp (3.0000000000000004 of 3s).
     low = np.maximum(low, np.minimum.reduceat(sorted_ratings, starts))
     high = np.minimum(high, np.maximum.reduceat(sorted_ratings, starts))
+    if unit != 1.0:
+        value, low, high = value * unit, low * unit, high * unit
     return pl.DataFrame(
         {
             "task_id": task_values,
