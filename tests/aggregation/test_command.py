@@ -226,3 +226,21 @@ def test_rows_are_named_by_data_row_and_the_line_they_start_on(tmp_path: Path) -
     bad.write_text('{"task_id": "1", "annotator_id": "w", "label": "a"}\n\n{"task_id": "2"}\n')
     result = CliRunner().invoke(aggregate_command, [str(bad), "--method", "majority_vote"])
     assert "row 2 (line 3), field 'annotator_id'" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_boolean_labels_are_read_as_ingest_reads_them(tmp_path: Path, suffix: str) -> None:
+    # A yes/no project exported with typed booleans: ingest stores them as "true"/"false",
+    # while aggregate quarantined every row ("expected a scalar, got True") and exited 1.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t1", "t2", "t2"],
+            "annotator_id": ["w1", "w2", "w3", "w1", "w2"],
+            "label": [True, True, False, False, False],
+        }
+    )
+    path = write_input(judgments, tmp_path / f"judgments{suffix}")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    out = pl.read_csv(io.StringIO(result.stdout), schema_overrides={"label": pl.String})
+    assert dict(out.select("task_id", "label").iter_rows()) == {"t1": "true", "t2": "false"}
