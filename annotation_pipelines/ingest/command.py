@@ -101,6 +101,7 @@ def ingest_command(
     """
     from annotation_pipelines.ingest.files import ingest_path
     from annotation_pipelines.ingest.tables import ColumnMapping
+    from annotation_pipelines.ingest.validation import project_label_set
     from annotation_pipelines.scale import RatingScale, project_scale
 
     columns = {
@@ -119,9 +120,9 @@ def ingest_command(
     labels = (
         [label.strip() for label in label_set.split(",") if label.strip()] if label_set else None
     )
-    listed = settings.get("label_set")
-    if labels is None and isinstance(listed, list):
-        labels = [str(label) for label in listed]
+    listed = project_label_set(settings, source=str(settings_path))
+    if labels is None:
+        labels = listed
     scale = project_scale(settings, source=str(settings_path))
     if scale_text is not None:
         try:
@@ -172,12 +173,14 @@ def _project_settings(path: Path) -> dict[str, object]:
         raise click.BadParameter(f"{path}: expected a JSON object", param_hint="--settings")
     # The gate floors are checked by the code the quality step reads them with, so a file this
     # command accepts never fails that step later.
+    from annotation_pipelines.ingest.validation import project_label_set
     from annotation_pipelines.quality.gates import project_gate_floors
     from annotation_pipelines.scale import project_scale
 
     try:
         project_gate_floors(settings, source=str(path))
         project_scale(settings, source=str(path))
+        project_label_set(settings, source=str(path))
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     return settings
