@@ -950,10 +950,43 @@ def read_kind_inputs(
         annotator_column=None,
         value_column=value_column,
         scale=scale,
+        row_column=_ROW,
     )
     if gold.quarantined:
         raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")
-    return table.rows, gold.rows
+    return table.rows, _one_gold_answer(gold.rows, kind=kind, path=gold_path)
+
+
+def _one_gold_answer(gold: pl.DataFrame, *, kind: str, path: str | Path) -> pl.DataFrame:
+    """`gold` (with its `_ROW` numbers) with each task once: the same answer given twice is
+    one answer, and two different answers are an InputError naming the file and both rows.
+    A fit anchored on either of two answers would be wrong for one of them, so this is not
+    settled by taking the last, as numeric, multilabel and text once silently did."""
+    if gold.get_column("task_id").n_unique() == gold.height:
+        return gold.drop(_ROW)
+    seen: dict[str, tuple[int, str]] = {}
+    keep: list[int] = []
+    for record in gold.iter_rows(named=True):
+        row = int(record[_ROW])
+        values = {name: record[name] for name in VALUE_COLUMNS[kind]}
+        if kind == "pairwise":
+            # A pair may be shown either way round: its answer is the item that won.
+            winner = values["winner"]
+            named = values.get(winner) if winner in ("left", "right") else winner
+            values = {"pair": sorted((values["left"], values["right"])), "winner": named}
+        answer = json.dumps(values, sort_keys=True, default=str)
+        task = str(record["task_id"])
+        if task not in seen:
+            seen[task] = (row, answer)
+            keep.append(row)
+        elif seen[task][1] != answer:
+            first = seen[task][0]
+            lines = row_lines(path, [first, row])
+            raise InputError(
+                f"{path}: {position(row, lines.get(row))}: task {task!r} already has another "
+                f"gold answer at {position(first, lines.get(first))}; give each task one"
+            )
+    return gold.filter(pl.col(_ROW).is_in(keep)).drop(_ROW)
 
 
 def report_quarantine(table: KindTable, *, output_path: str | Path | None) -> str | None:
