@@ -328,3 +328,18 @@ def test_a_declared_scale_quarantines_numeric_answers_outside_it_as_the_landing_
         assert f"{settings}: {error}" in " ".join(refused.stderr.split())
     refused = run(str(path), "--format", "csv", "--scale", "5:1")
     assert refused.exit_code == 2 and "min must be below max" in refused.stderr
+
+
+def test_a_row_after_a_cell_over_two_lines_is_named_by_the_line_it_starts_on(tmp_path):
+    # The message said `row 3 (line 4)` (the stored source_line, data row + 1) where an
+    # editor, and `aggregate` on the same file, show line 5.
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "task_id,annotator_id,label,submitted_at\n"
+        't1,a1,"pos\nstill pos",2026-05-01T10:00:00Z\n'
+        "t1,a2,pos,2026-05-01T10:00:00Z\n"
+        "t1,a3,pos,not a time\n"
+    )
+    result = run(str(path), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert f"{path}: row 3 (line 5), field 'submitted_at': wrong_type" in result.stderr
