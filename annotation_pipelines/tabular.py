@@ -15,6 +15,7 @@ is quarantined as a `duplicate` naming the row that replaced it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -68,6 +69,14 @@ class InputError(ValueError):
 MAX_COLUMNS = 10_000
 # The header is looked for within this many bytes (10,000 columns of long names fit).
 _HEADER_BYTES = 4 * 1024 * 1024
+
+
+def check_encoding(data: bytes, *, source: object, error: type[InputError] = InputError) -> None:
+    """Raise `error` naming `source` when `data` starts with a UTF-16 byte order mark (UTF-32
+    starts with one too): Excel saves "Unicode Text" so, and read as UTF-8 such a file is a
+    header of garbled names with a NUL between every two letters."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise error(f"{source}: the file is UTF-16 text; save it as UTF-8 (CSV UTF-8)")
 
 
 def check_column_count(
@@ -167,6 +176,7 @@ def read_table(
     if kind in ("csv", "tsv"):
         with path.open("rb") as handle:
             head = handle.read(_HEADER_BYTES + 1)
+        check_encoding(head, source=path)
         check_column_count(head, separator=b"\t" if kind == "tsv" else b",", source=path)
     try:
         if kind in ("csv", "tsv"):
@@ -247,7 +257,10 @@ def unreadable_delimited(path: Path, fmt: str, error: BaseException) -> InputErr
     (only on this path, never for a good file) for the first record with more fields than the
     header or a quote that is never closed.
     """
-    found = _first_bad_record(path, separator="\t" if fmt == "tsv" else ",")
+    separator = "\t" if fmt == "tsv" else ","
+    found = _first_non_utf8(path, separator=separator) or _first_bad_record(
+        path, separator=separator
+    )
     if found is not None:
         return InputError(f"{path}: {found}")
     # Polars' message can quote a whole multi-line field; one line of it, whole words.
@@ -255,6 +268,35 @@ def unreadable_delimited(path: Path, fmt: str, error: BaseException) -> InputErr
     if len(reason) > 200:
         reason = reason[:200].rsplit(" ", 1)[0] + " ..."
     return InputError(f"{path}: unreadable {fmt}: {reason}")
+
+
+def _first_non_utf8(path: Path, *, separator: str) -> str | None:
+    """Where the first byte that is not UTF-8 is (a Latin-1 or Windows-1252 export), as the
+    row it belongs to and the line it starts on; None when the file is UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as error:
+        offset = error.start
+    line = data.count(b"\n", 0, offset) + 1
+    reason = f"not UTF-8 text (byte 0x{data[offset]:02x}); save the file as UTF-8"
+    if line == 1:
+        return f"line 1 (header): {reason}"
+    text = data.decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    row, start = -1, 1  # the header is row 0
+    try:
+        for _record in reader:
+            if reader.line_num >= line:
+                return f"{position(row + 1, start)}: {reason}"
+            row, start = row + 1, reader.line_num + 1
+    except csv.Error:
+        pass
+    return f"line {line}: {reason}"
 
 
 def _first_bad_record(path: Path, *, separator: str) -> str | None:
@@ -744,6 +786,7 @@ def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataF
     separator = "\t" if fmt == "tsv" else ","
     with path.open("rb") as handle:
         head = handle.read(_HEADER_BYTES + 1)
+    check_encoding(head, source=path)
     check_column_count(head, separator=separator.encode(), source=path)
     try:
         frame = pl.read_csv(path, separator=separator, infer_schema=False)

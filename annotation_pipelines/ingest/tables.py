@@ -48,7 +48,7 @@ from annotation_pipelines.ingest.validation import (
 from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.scale import RatingScale
-from annotation_pipelines.tabular import check_column_count
+from annotation_pipelines.tabular import check_column_count, check_encoding
 
 _REQUIRED_FIELDS = frozenset({"task_id", "annotator_id", "label", "submitted_at"})
 
@@ -271,8 +271,15 @@ def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
         )
     delimiter = separator.decode()
     header_end = data.find(b"\n")
-    header = next(csv.reader([data[:header_end].decode("utf-8", "replace")], delimiter=delimiter))
-    last = next(csv.reader([data[line:].decode("utf-8", "replace")], delimiter=delimiter), [])
+    try:
+        header = next(
+            csv.reader([data[:header_end].decode("utf-8", "replace")], delimiter=delimiter)
+        )
+        last = next(csv.reader([data[line:].decode("utf-8", "replace")], delimiter=delimiter), [])
+    except csv.Error:
+        # A stray carriage return inside a line: which record is cut cannot be told here, and
+        # the reader quarantines what it cannot read row by row.
+        return
     if last and len(last) < len(header):
         raise UnreadableFileError(
             f"{source_file}: file ends mid-record (line {number}: {len(last)} of "
@@ -283,6 +290,7 @@ def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
 
 def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
     separator = b"\t" if format == "tsv" else b","
+    check_encoding(data, source=source_file, error=UnreadableFileError)
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
     check_complete(data, separator=separator, source_file=source_file)
     try:

@@ -244,3 +244,20 @@ def test_boolean_labels_are_read_as_ingest_reads_them(tmp_path: Path, suffix: st
     assert result.exit_code == 0, result.output
     out = pl.read_csv(io.StringIO(result.stdout), schema_overrides={"label": pl.String})
     assert dict(out.select("task_id", "label").iter_rows()) == {"t1": "true", "t2": "false"}
+
+
+def test_text_that_is_not_utf8_is_named_by_its_row_and_line(tmp_path: Path) -> None:
+    # A Latin-1 export: the message was "unreadable csv: invalid utf-8 sequence", naming no
+    # row; a UTF-16 one was read as a header of garbled column names.
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("task_id,annotator_id,label\nt1,a,cat\nt1,Zoé,café\n".encode("latin-1"))
+    result = CliRunner().invoke(aggregate_command, [str(latin)])
+    assert result.exit_code == 1, result.output
+    assert f"{latin}: row 2 (line 3): not UTF-8 text (byte 0xe9); save the file as UTF-8" in (
+        " ".join(result.output.split())
+    )
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes("task_id,annotator_id,label\nt1,a,cat\n".encode("utf-16"))
+    result = CliRunner().invoke(aggregate_command, [str(wide)])
+    assert result.exit_code == 1, result.output
+    assert f"{wide}: the file is UTF-16 text; save it as UTF-8" in " ".join(result.output.split())

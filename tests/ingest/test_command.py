@@ -343,3 +343,14 @@ def test_a_row_after_a_cell_over_two_lines_is_named_by_the_line_it_starts_on(tmp
     result = run(str(path), "--format", "csv")
     assert result.exit_code == 0, result.output
     assert f"{path}: row 3 (line 5), field 'submitted_at': wrong_type" in result.stderr
+
+
+def test_a_utf16_export_is_refused_naming_the_file_and_the_encoding(tmp_path):
+    # Excel's "Unicode Text" is UTF-16 with a byte order mark: ingest (and so the landing
+    # run) stopped with a bare csv.Error traceback naming neither the file nor the cause.
+    path = tmp_path / "export.tsv"
+    text = "task_id\tannotator_id\tlabel\tsubmitted_at\r\nt1\ta1\tpos\t2026-05-01T10:00:00Z\r\n"
+    path.write_bytes(text.encode("utf-16"))
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "tsv"])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: the file is UTF-16 text; save it as UTF-8" in result.stderr
