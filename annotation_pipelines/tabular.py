@@ -196,6 +196,9 @@ def read_table(
         if kind in ("csv", "tsv") and isinstance(error, pl.exceptions.PolarsError):
             raise unreadable_delimited(path, kind, error) from error
         raise InputError(f"{path}: unreadable {kind}: {first_line(error)}") from error
+    repeated = repeated_column(frame.columns, [*required_columns, *string_columns])
+    if repeated is not None:
+        raise InputError(f"{path}: {repeated}")
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
         raise InputError(
@@ -772,7 +775,24 @@ def _checked_format(path: Path) -> str:
     return fmt
 
 
+def repeated_column(have: Sequence[str], columns: Iterable[str]) -> str | None:
+    """Why a header that names one of `columns` more than once cannot be read, or None.
+    Polars reads the second `label` as `label_duplicated_0`: which of the two holds the
+    answers is not known, so neither is taken."""
+    for column in columns:
+        copies = sum(1 for name in have if name.startswith(f"{column}_duplicated_"))
+        if copies and column in have:
+            return (
+                f"line 1 (header): column {column!r} appears {copies + 1} times; "
+                "rename or remove all but one"
+            )
+    return None
+
+
 def _missing_columns(path: Path, have: Sequence[str], columns: Sequence[str]) -> None:
+    repeated = repeated_column(have, columns)
+    if repeated is not None:
+        raise InputError(f"{path}: {repeated}")
     missing = [column for column in columns if column not in have]
     if missing:
         raise InputError(

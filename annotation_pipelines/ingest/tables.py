@@ -48,7 +48,7 @@ from annotation_pipelines.ingest.validation import (
 from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.scale import RatingScale
-from annotation_pipelines.tabular import check_column_count, check_encoding
+from annotation_pipelines.tabular import check_column_count, check_encoding, repeated_column
 
 _REQUIRED_FIELDS = frozenset({"task_id", "annotator_id", "label", "submitted_at"})
 
@@ -353,6 +353,10 @@ def _stage_frame(
     typed: bool,
     kind: str | None = None,
 ) -> pl.DataFrame:
+    read = [column for column in vars(mapping).values() if isinstance(column, str)]
+    repeated = repeated_column(frame.columns, read)
+    if repeated is not None:
+        raise UnreadableFileError(f"{source_file}: {repeated}")
     table_kind = _table_kind(frame.columns, mapping, kind)
     required = [mapping.task_id, mapping.annotator_id, mapping.submitted_at]
     if table_kind == DEFAULT_KIND:

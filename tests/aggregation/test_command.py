@@ -261,3 +261,18 @@ def test_text_that_is_not_utf8_is_named_by_its_row_and_line(tmp_path: Path) -> N
     result = CliRunner().invoke(aggregate_command, [str(wide)])
     assert result.exit_code == 1, result.output
     assert f"{wide}: the file is UTF-16 text; save it as UTF-8" in " ".join(result.output.split())
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    # Polars reads the second `label` as `label_duplicated_0`, so the first was aggregated
+    # without a word, whichever of the two held the answers.
+    path = tmp_path / "twice.csv"
+    path.write_text("task_id,annotator_id,label,notes,label,notes\nt1,a,cat,x,dog,y\n")
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: line 1 (header): column 'label' appears 2 times" in " ".join(
+        result.output.split()
+    )
+    # A repeated column the command does not read is no ambiguity.
+    path.write_text("task_id,annotator_id,label,notes,notes\nt1,a,cat,x,y\n")
+    assert CliRunner().invoke(aggregate_command, [str(path)]).exit_code == 0

@@ -354,3 +354,13 @@ def test_a_utf16_export_is_refused_naming_the_file_and_the_encoding(tmp_path):
     result = CliRunner().invoke(main, ["ingest", str(path), "--format", "tsv"])
     assert result.exit_code == 1, result.output
     assert f"{path}: the file is UTF-16 text; save it as UTF-8" in result.stderr
+
+
+def test_a_header_naming_a_mapped_column_twice_is_refused(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "task_id,annotator_id,label,submitted_at,label\nt1,a1,pos,2026-05-01T10:00:00Z,neg\n"
+    )
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: line 1 (header): column 'label' appears 2 times" in result.stderr
