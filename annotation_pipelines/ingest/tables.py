@@ -425,6 +425,21 @@ def _stage_frame(
         .then(label_error)
         .otherwise(pl.col("label_error"))
     )
+    for canonical in _ID_FIELDS:
+        name = getattr(mapping, canonical)
+        if name is None or name not in frame.columns:
+            continue
+        dtype = frame.schema[name]
+        if not (dtype.is_nested() or dtype == pl.Boolean):
+            continue
+        shown = "a boolean" if dtype == pl.Boolean else "an object or a list"
+        bad = frame.get_column(name).is_not_null()
+        values = values.with_columns(
+            label_error=pl.when(bad)
+            .then(pl.lit(f"{canonical}: expected a string or a number, got {shown}"))
+            .otherwise(pl.col("label_error")),
+            error_field=pl.when(bad).then(pl.lit(canonical)).otherwise(pl.col("error_field")),
+        )
     return pl.concat([staged.drop("label_error"), values], how="horizontal")
 
 
@@ -513,6 +528,7 @@ def _stage_records(
             "source_line": number,
             "record": json.dumps(record, ensure_ascii=False),
         }
+        id_error: tuple[str, str] | None = None
         for canonical in (
             "judgment_id",
             "task_id",
@@ -523,8 +539,11 @@ def _stage_records(
             "payload",
         ):
             name = getattr(mapping, canonical)
-            value, _ = _text(record.get(name)) if name else (None, True)
+            raw_value = record.get(name) if name else None
+            value, scalar = _text(raw_value)
             row[canonical] = value
+            if canonical in _ID_FIELDS and id_error is None and not _is_id(raw_value, scalar):
+                id_error = (canonical, f"{canonical}: {_not_an_id(raw_value)}")
         row_kind = table_kind
         if row_kind is None:
             row_kind = _text(record.get(mapping.kind))[0] if mapping.kind else None
@@ -544,8 +563,30 @@ def _stage_records(
             except ValueShapeError as error:
                 row["label_error"] = str(error)
                 row["error_field"] = error.field
+        if id_error is not None:
+            row["error_field"], row["label_error"] = id_error
         rows.append(row)
     return pl.DataFrame(rows, schema=_STAGED)
+
+
+# The fields that name a judgment, task, project or annotator: a string or a number. An
+# object's or a list's JSON text is no id (`{"id": 5, "email": ...}` would put the address
+# in every judgment's annotator id, and change with it), nor is true or false.
+_ID_FIELDS = ("judgment_id", "task_id", "project", "annotator_id")
+
+
+def _is_id(value: Any, scalar: bool) -> bool:
+    return value is None or (scalar and not isinstance(value, bool))
+
+
+def _not_an_id(value: Any) -> str:
+    if isinstance(value, bool):
+        shown = "a boolean"
+    elif isinstance(value, dict):
+        shown = "an object"
+    else:
+        shown = "a list"
+    return f"expected a string or a number, got {shown}"
 
 
 def _label_attribute(record: dict) -> str | None:
