@@ -362,6 +362,10 @@ def aggregate_numeric_kind(
     task_confidence = np.clip(1.0 - width / spread, 0.0, 1.0) if spread > 0 else np.ones(n_tasks)
     # An interval the fit could not compute is no confidence, never full confidence.
     task_confidence = np.where(np.isfinite(width), task_confidence, 0.0)
+    if method != "bias_noise":
+        # One rating's bootstrap interval has no width, which is no evidence of agreement:
+        # 0.5, as for free text, not the 1.0 that ranked it above every agreed task.
+        task_confidence = np.where(counts == 1, 0.5, task_confidence)
     if scale is not None:
         truth, low, high = (np.clip(a, scale.low, scale.high) for a in (truth, low, high))
     labels = pl.DataFrame(
