@@ -71,12 +71,17 @@ MAX_COLUMNS = 10_000
 _HEADER_BYTES = 4 * 1024 * 1024
 
 
-def check_encoding(data: bytes, *, source: object, error: type[InputError] = InputError) -> None:
-    """Raise `error` naming `source` when `data` starts with a UTF-16 byte order mark (UTF-32
-    starts with one too): Excel saves "Unicode Text" so, and read as UTF-8 such a file is a
-    header of garbled names with a NUL between every two letters."""
+def check_encoding(
+    data: bytes, *, source: object, error: type[InputError] = InputError, fmt: str = "csv"
+) -> None:
+    """Raise `error` naming `source` when delimited `data` is not text it can read: a UTF-16
+    byte order mark (UTF-32 starts with one too; Excel saves "Unicode Text" so, and read as
+    UTF-8 it is a header of garbled names), or a Parquet file under a text name or folder
+    (read as text it "ends mid-record", as a file still being written does)."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise error(f"{source}: the file is UTF-16 text; save it as UTF-8 (CSV UTF-8)")
+    if data.startswith(b"PAR1"):
+        raise error(f"{source}: this is a Parquet file, not {fmt} text; read it as parquet")
 
 
 def check_column_count(
@@ -176,7 +181,7 @@ def read_table(
     if kind in ("csv", "tsv"):
         with path.open("rb") as handle:
             head = handle.read(_HEADER_BYTES + 1)
-        check_encoding(head, source=path)
+        check_encoding(head, source=path, fmt=kind)
         check_column_count(head, separator=b"\t" if kind == "tsv" else b",", source=path)
     try:
         if kind in ("csv", "tsv"):
@@ -806,7 +811,7 @@ def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataF
     separator = "\t" if fmt == "tsv" else ","
     with path.open("rb") as handle:
         head = handle.read(_HEADER_BYTES + 1)
-    check_encoding(head, source=path)
+    check_encoding(head, source=path, fmt=fmt)
     check_column_count(head, separator=separator.encode(), source=path)
     try:
         frame = pl.read_csv(path, separator=separator, infer_schema=False)

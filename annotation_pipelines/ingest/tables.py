@@ -290,7 +290,7 @@ def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
 
 def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
     separator = b"\t" if format == "tsv" else b","
-    check_encoding(data, source=source_file, error=UnreadableFileError)
+    check_encoding(data, source=source_file, error=UnreadableFileError, fmt=format)
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
     check_complete(data, separator=separator, source_file=source_file)
     try:

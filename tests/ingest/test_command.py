@@ -364,3 +364,19 @@ def test_a_header_naming_a_mapped_column_twice_is_refused(tmp_path):
     result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
     assert result.exit_code == 1, result.output
     assert f"{path}: line 1 (header): column 'label' appears 2 times" in result.stderr
+
+
+def test_a_parquet_file_read_as_csv_says_so(tmp_path):
+    # It was "file ends mid-record ...; it is still being written or was cut short": in the
+    # landing zone (a Parquet file dropped in a csv/ folder) an operator waits for an upload
+    # that has long finished.
+    path = tmp_path / "export.csv"
+    pl.DataFrame({"task_id": ["t1"], "label": ["pos"]}).write_parquet(path)
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: this is a Parquet file, not csv text" in result.stderr
+    from annotation_pipelines.aggregation.command import aggregate_command
+
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code == 1
+    assert f"{path}: this is a Parquet file, not csv text" in " ".join(result.output.split())
