@@ -853,6 +853,12 @@ def parse_sagemaker(
                     row.update(label=label, label_error=None if scalar else "not a scalar")
                 else:
                     row.update(_answer_value(kind, answer.get("answerContent", answer)))
+                worker = answer.get("workerId")
+                if not _is_id(worker, _text(worker)[1]):
+                    row.update(
+                        error_field="annotator_id",
+                        label_error=f"annotator_id: {_not_an_id(worker)}",
+                    )
                 rows.append(row)
             continue
         value_columns: dict[str, Any] = {}

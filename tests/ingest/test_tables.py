@@ -384,3 +384,23 @@ def test_a_parquet_id_column_of_objects_or_booleans_is_quarantined_as_wrong_type
             (line, field) for line in lines
         ]
         assert "a@b.c" not in " ".join(result.judgments.get_column("annotator_id").to_list())
+
+
+def test_a_sagemaker_worker_id_that_is_an_object_or_a_boolean_is_quarantined():
+    answers = [
+        {"workerId": {"id": "w1", "email": "ann@example.org"}, "submissionTime": NOW,
+         "answerContent": {"crowd-classifier": {"label": "pos"}}},
+        {"workerId": True, "submissionTime": NOW,
+         "answerContent": {"crowd-classifier": {"label": "pos"}}},
+        {"workerId": "w3", "submissionTime": NOW,
+         "answerContent": {"crowd-classifier": {"label": "neg"}}},
+    ]  # fmt: skip
+    line = manifest_line("s3://bucket/a.txt", "pos", **{"worker-responses": answers})
+    result = ingest_bytes(
+        line.encode() + b"\n", format="sagemaker-gt", source_file="out.manifest", now=NOW_DT
+    )
+    assert result.quarantine.select("field", "reason").rows() == [
+        ("annotator_id", "wrong_type"),
+        ("annotator_id", "wrong_type"),
+    ]
+    assert result.judgments.get_column("annotator_id").to_list() == ["w3"]
