@@ -380,3 +380,23 @@ def test_a_parquet_file_read_as_csv_says_so(tmp_path):
     result = CliRunner().invoke(aggregate_command, [str(path)])
     assert result.exit_code == 1
     assert f"{path}: this is a Parquet file, not csv text" in " ".join(result.output.split())
+
+
+def test_a_folder_is_read_as_the_landing_zone_lists_it(tmp_path):
+    # The landing zone never offers a dotfile or a name an upload is still writing; `ingest`
+    # of the same folder read them and stopped at the first (exit 1). An office lock file
+    # (`~$export.csv`, written beside a CSV open in Excel) is never data either.
+    from resources.landing import is_upload_in_progress
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "export.csv").write_text(
+        "task_id,annotator_id,label,submitted_at\nt1,a1,pos,2026-05-01T10:00:00Z\n"
+    )
+    (folder / ".export.csv").write_text("task_id,label\nt1,pos\n")
+    (folder / "~$export.csv").write_bytes(b"\x08owner\x00\x00")
+    (folder / "next.csv.part").write_text("task_id")
+    result = run(str(folder), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["files"] == 1
+    assert is_upload_in_progress("~$export.csv")
