@@ -1029,7 +1029,7 @@ def _one_gold_answer(gold: pl.DataFrame, *, kind: str, path: str | Path) -> pl.D
     """`gold` (with its `_ROW` numbers) with each task once: the same answer given twice is
     one answer, and two different answers are an InputError naming the file and both rows.
     A fit anchored on either of two answers would be wrong for one of them, so this is not
-    settled by taking the last, as numeric, multilabel and text once silently did."""
+    settled by taking the last."""
     if gold.get_column("task_id").n_unique() == gold.height:
         return gold.drop(_ROW)
     seen: dict[str, tuple[int, str]] = {}

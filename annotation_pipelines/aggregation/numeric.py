@@ -107,7 +107,7 @@ def aggregate_numeric(
             f"have {', '.join(judgments.columns)}"
         )
     ratings = _ratings(judgments)
-    # Sums of answers near the largest float overflow (two answers of 1e308 had a mean of
+    # Sums of answers near the largest float overflow (the mean of two answers of 1e308 is
     # inf): such answers are summarised divided by a power of two, which is exact, and
     # multiplied back. Ordinary scales are computed as they are, bit for bit.
     unit = 1.0
@@ -364,7 +364,7 @@ def aggregate_numeric_kind(
     task_confidence = np.where(np.isfinite(width), task_confidence, 0.0)
     if method != "bias_noise":
         # One rating's bootstrap interval has no width, which is no evidence of agreement:
-        # 0.5, as for free text, not the 1.0 that ranked it above every agreed task.
+        # 0.5, as for free text; 1.0 would rank it above every task the crowd agreed on.
         task_confidence = np.where(counts == 1, 0.5, task_confidence)
     if scale is not None:
         truth, low, high = (np.clip(a, scale.low, scale.high) for a in (truth, low, high))

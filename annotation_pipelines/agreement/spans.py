@@ -75,8 +75,8 @@ def _overlapped(spans: pl.DataFrame, others: pl.DataFrame) -> pl.DataFrame:
 
     A span [s, e) overlaps one of `others` when some other starts before e and ends after s:
     among the others of its pair and label that start before e (an as-of join on start), the
-    largest end so far must pass s. Sorting makes it O(n log n); the join of every span with
-    every span of its label that it replaced held n² rows (6,000 spans a side: 7.8 GB)."""
+    largest end so far must pass s. Sorting makes it O(n log n), where joining every span
+    with every span of its label holds n² rows (6,000 spans a side: 7.8 GB)."""
     side = "a" if "a_span" in spans.columns else "b"
     keys = [
         pl.col("pair"),

@@ -114,7 +114,7 @@ def project_label_set(settings: Mapping[str, object], *, source: str) -> list[st
     CSV cell spells it (1 and 2.0 are "1" and "2"); None without one. ValueError in one line
     naming `source` (the file) and the field otherwise: every reader of project.json goes
     through here, so a malformed set is refused alike rather than read as each reader
-    guessed (a string was taken as its characters, and every label quarantined)."""
+    guesses (a string read as its characters would quarantine every label)."""
     given = settings.get("label_set")
     if given is None:
         return None

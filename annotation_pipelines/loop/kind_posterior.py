@@ -115,8 +115,9 @@ def policy_confidence(
         confidence = numeric_confidence(
             lo, hi, tolerance=numeric_tolerance(judgments.get_column("value"), scale=scale)
         )
-        # A lone rating's bootstrap interval has no width: read as certainty it ended every
-        # task after its first judgment. It is no evidence either way, as the aggregate says.
+        # A lone rating's bootstrap interval has no width: read as certainty it would end
+        # every task after its first judgment. It is no evidence either way, as the
+        # aggregate says.
         alone = (
             labels.select("task_id")
             .join(votes, on="task_id", how="left", maintain_order="left")
