@@ -15,6 +15,7 @@ is quarantined as a `duplicate` naming the row that replaced it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -68,6 +69,19 @@ class InputError(ValueError):
 MAX_COLUMNS = 10_000
 # The header is looked for within this many bytes (10,000 columns of long names fit).
 _HEADER_BYTES = 4 * 1024 * 1024
+
+
+def check_encoding(
+    data: bytes, *, source: object, error: type[InputError] = InputError, fmt: str = "csv"
+) -> None:
+    """Raise `error` naming `source` when delimited `data` is not text it can read: a UTF-16
+    byte order mark (UTF-32 starts with one too; Excel saves "Unicode Text" so, and read as
+    UTF-8 it is a header of garbled names), or a Parquet file under a text name or folder
+    (read as text it "ends mid-record", as a file still being written does)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise error(f"{source}: the file is UTF-16 text; save it as UTF-8 (CSV UTF-8)")
+    if data.startswith(b"PAR1"):
+        raise error(f"{source}: this is a Parquet file, not {fmt} text; read it as parquet")
 
 
 def check_column_count(
@@ -167,6 +181,7 @@ def read_table(
     if kind in ("csv", "tsv"):
         with path.open("rb") as handle:
             head = handle.read(_HEADER_BYTES + 1)
+        check_encoding(head, source=path, fmt=kind)
         check_column_count(head, separator=b"\t" if kind == "tsv" else b",", source=path)
     try:
         if kind in ("csv", "tsv"):
@@ -186,6 +201,9 @@ def read_table(
         if kind in ("csv", "tsv") and isinstance(error, pl.exceptions.PolarsError):
             raise unreadable_delimited(path, kind, error) from error
         raise InputError(f"{path}: unreadable {kind}: {first_line(error)}") from error
+    repeated = repeated_column(frame.columns, [*required_columns, *string_columns])
+    if repeated is not None:
+        raise InputError(f"{path}: {repeated}")
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
         raise InputError(
@@ -247,7 +265,10 @@ def unreadable_delimited(path: Path, fmt: str, error: BaseException) -> InputErr
     (only on this path, never for a good file) for the first record with more fields than the
     header or a quote that is never closed.
     """
-    found = _first_bad_record(path, separator="\t" if fmt == "tsv" else ",")
+    separator = "\t" if fmt == "tsv" else ","
+    found = _first_non_utf8(path, separator=separator) or _first_bad_record(
+        path, separator=separator
+    )
     if found is not None:
         return InputError(f"{path}: {found}")
     # Polars' message can quote a whole multi-line field; one line of it, whole words.
@@ -255,6 +276,35 @@ def unreadable_delimited(path: Path, fmt: str, error: BaseException) -> InputErr
     if len(reason) > 200:
         reason = reason[:200].rsplit(" ", 1)[0] + " ..."
     return InputError(f"{path}: unreadable {fmt}: {reason}")
+
+
+def _first_non_utf8(path: Path, *, separator: str) -> str | None:
+    """Where the first byte that is not UTF-8 is (a Latin-1 or Windows-1252 export), as the
+    row it belongs to and the line it starts on; None when the file is UTF-8."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as error:
+        offset = error.start
+    line = data.count(b"\n", 0, offset) + 1
+    reason = f"not UTF-8 text (byte 0x{data[offset]:02x}); save the file as UTF-8"
+    if line == 1:
+        return f"line 1 (header): {reason}"
+    text = data.decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    row, start = -1, 1  # the header is row 0
+    try:
+        for _record in reader:
+            if reader.line_num >= line:
+                return f"{position(row + 1, start)}: {reason}"
+            row, start = row + 1, reader.line_num + 1
+    except csv.Error:
+        pass
+    return f"line {line}: {reason}"
 
 
 def _first_bad_record(path: Path, *, separator: str) -> str | None:
@@ -730,7 +780,24 @@ def _checked_format(path: Path) -> str:
     return fmt
 
 
+def repeated_column(have: Sequence[str], columns: Iterable[str]) -> str | None:
+    """Why a header that names one of `columns` more than once cannot be read, or None.
+    Polars reads the second `label` as `label_duplicated_0`: which of the two holds the
+    answers is not known, so neither is taken."""
+    for column in columns:
+        copies = sum(1 for name in have if name.startswith(f"{column}_duplicated_"))
+        if copies and column in have:
+            return (
+                f"line 1 (header): column {column!r} appears {copies + 1} times; "
+                "rename or remove all but one"
+            )
+    return None
+
+
 def _missing_columns(path: Path, have: Sequence[str], columns: Sequence[str]) -> None:
+    repeated = repeated_column(have, columns)
+    if repeated is not None:
+        raise InputError(f"{path}: {repeated}")
     missing = [column for column in columns if column not in have]
     if missing:
         raise InputError(
@@ -744,6 +811,7 @@ def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataF
     separator = "\t" if fmt == "tsv" else ","
     with path.open("rb") as handle:
         head = handle.read(_HEADER_BYTES + 1)
+    check_encoding(head, source=path, fmt=fmt)
     check_column_count(head, separator=separator.encode(), source=path)
     try:
         frame = pl.read_csv(path, separator=separator, infer_schema=False)
@@ -950,10 +1018,43 @@ def read_kind_inputs(
         annotator_column=None,
         value_column=value_column,
         scale=scale,
+        row_column=_ROW,
     )
     if gold.quarantined:
         raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")
-    return table.rows, gold.rows
+    return table.rows, _one_gold_answer(gold.rows, kind=kind, path=gold_path)
+
+
+def _one_gold_answer(gold: pl.DataFrame, *, kind: str, path: str | Path) -> pl.DataFrame:
+    """`gold` (with its `_ROW` numbers) with each task once: the same answer given twice is
+    one answer, and two different answers are an InputError naming the file and both rows.
+    A fit anchored on either of two answers would be wrong for one of them, so this is not
+    settled by taking the last."""
+    if gold.get_column("task_id").n_unique() == gold.height:
+        return gold.drop(_ROW)
+    seen: dict[str, tuple[int, str]] = {}
+    keep: list[int] = []
+    for record in gold.iter_rows(named=True):
+        row = int(record[_ROW])
+        values = {name: record[name] for name in VALUE_COLUMNS[kind]}
+        if kind == "pairwise":
+            # A pair may be shown either way round: its answer is the item that won.
+            winner = values["winner"]
+            named = values.get(winner) if winner in ("left", "right") else winner
+            values = {"pair": sorted((values["left"], values["right"])), "winner": named}
+        answer = json.dumps(values, sort_keys=True, default=str)
+        task = str(record["task_id"])
+        if task not in seen:
+            seen[task] = (row, answer)
+            keep.append(row)
+        elif seen[task][1] != answer:
+            first = seen[task][0]
+            lines = row_lines(path, [first, row])
+            raise InputError(
+                f"{path}: {position(row, lines.get(row))}: task {task!r} already has another "
+                f"gold answer at {position(first, lines.get(first))}; give each task one"
+            )
+    return gold.filter(pl.col(_ROW).is_in(keep)).drop(_ROW)
 
 
 def report_quarantine(table: KindTable, *, output_path: str | Path | None) -> str | None:

@@ -301,11 +301,24 @@ def summarize(root: Path, days: list[date]) -> str:
 
 
 @click.command("demo")
-@click.option("--judgments", default=200_000, show_default=True, help="Synthetic judgments.")
-@click.option("--days", default=7, show_default=True, help="Daily partitions to materialize.")
+@click.option(
+    "--judgments",
+    type=click.IntRange(min=1),
+    default=200_000,
+    show_default=True,
+    help="Synthetic judgments.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="Daily partitions to materialize.",
+)
 @click.option("--seed", default=7, show_default=True)
 @click.option(
     "--judgments-per-kind",
+    type=click.IntRange(min=0),
     default=3_000,
     show_default=True,
     help="Synthetic judgments of each non-categorical kind (0: categorical only).",

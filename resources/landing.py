@@ -18,8 +18,8 @@ Only files that have settled are offered, exports, gold sets and telemetry alike
 (`scan_settled`): a file written to within the last `settle_seconds` may still be growing (a
 copy or an append in progress), and its name must not be one that upload tools give a file
 before it is complete (a leading dot, `.tmp`, `.part`, `.partial`, `.crdownload`,
-`._COPYING_`). An S3 object appears only once its upload (multipart too) is complete, so the
-S3 zone needs no settle time by default.
+`._COPYING_`) nor an office lock file (`~$export.csv`). An S3 object appears only once its
+upload (multipart too) is complete, so the S3 zone needs no settle time by default.
 """
 
 import io
@@ -33,6 +33,7 @@ import polars as pl
 from dagster import ConfigurableResource
 
 from annotation_pipelines.ingest import FORMATS
+from annotation_pipelines.ingest.files import is_upload_in_progress
 from annotation_pipelines.numbers import finite
 
 
@@ -44,15 +45,6 @@ class ExportFile:
     fingerprint: str
     project: str
     format: str
-
-
-# Names that upload tools give a file until it is complete, then rename it from.
-UPLOAD_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "._COPYING_")
-
-
-def is_upload_in_progress(name: str) -> bool:
-    """Whether a file name is one that a copy or download gives a file still being written."""
-    return name.startswith(".") or name.lower().endswith(tuple(s.lower() for s in UPLOAD_SUFFIXES))
 
 
 def parse_export_path(path: str) -> tuple[str, str] | None:

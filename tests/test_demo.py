@@ -3,6 +3,7 @@
 from datetime import date
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.cli import main
@@ -71,3 +72,18 @@ def test_demo_builds_the_procurement_plan_from_six_weeks_of_telemetry(tmp_path, 
     build_procurement_plan(defs, instance, telemetry_days=COMPUTE_HISTORY_DAYS, echo=lines.append)
     assert lines == ["  materialized the procurement plan"]
     assert lake.read_table("procurement_plan").height > 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--judgments", "0"), ("--days", "0"), ("--days", "-3"), ("--judgments-per-kind", "-1")],
+)
+def test_demo_refuses_counts_it_cannot_use_before_any_work(tmp_path, monkeypatch, option, value):
+    # --days 0 ended in an IndexError traceback and --judgments 0 in a ValueError one, after
+    # the instance and data folder were set up; -1 judgments per kind ran as 0.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(main, ["demo", option, value])
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert not (tmp_path / "data").exists()

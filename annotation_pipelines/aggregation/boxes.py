@@ -20,7 +20,9 @@ Model, per task:
 - Confidence of a kept box: support × the weighted mean IoU of its members with the fused box;
   high when many reliable annotators drew it and agreed on where. Task confidence: the mean over
   the task's clusters of the probability the keep/drop decision is right (support if kept,
-  1 − support if dropped); 1 for a task where nobody drew a box.
+  1 − support if dropped); 1 for a task where nobody drew a box. A task one annotator judged
+  (without gold) has confidence 0.5, and so have its boxes: full support from a single
+  annotator is no evidence either way, as for free text.
 - Reliability of annotator w: F1 of (precision = share of w's boxes in kept clusters, recall =
   share of the kept objects of w's tasks that w drew) × w's mean IoU with the fused boxes,
   floored at `min_reliability` so a spammer's votes shrink but never vanish. `looseness` is w's
@@ -57,6 +59,8 @@ FUSED_BOX = pl.Struct({**dict(BOX), "confidence": pl.Float64})
 COORDINATES = ("x_min", "y_min", "x_max", "y_max")
 METHODS = ("weighted_fusion", "majority")
 _GOLD_ANNOTATOR = "\x00gold"
+# A task one annotator judged: no evidence either way, as for free text.
+LONE_CONFIDENCE = 0.5
 _GOLD_WEIGHT = 1e6
 # Internal stand-in for a null label, so labels factorize as one string column.
 _NULL_LABEL = "\x00null"
@@ -364,7 +368,8 @@ def aggregate_boxes(
         if converged:
             break
 
-    labels_frame = _labels_frame(state, tasks, labels)
+    lone = np.bincount(task_code, minlength=tasks.len()) == 1
+    labels_frame = _labels_frame(state, tasks, labels, lone=lone)
     n_judgments = np.bincount(annotator_code, minlength=n_annotators)
     annotator_frame = pl.DataFrame(
         {
@@ -510,10 +515,12 @@ def _annotator_scores(
 
 
 def _labels_frame(
-    state: dict[str, np.ndarray], tasks: pl.Series, labels: pl.Series
+    state: dict[str, np.ndarray], tasks: pl.Series, labels: pl.Series, *, lone: np.ndarray
 ) -> pl.DataFrame:
+    """`lone`: per task, whether one annotator (and no gold) judged it: a lone annotator's
+    boxes have full support by construction, which is no evidence that anyone would agree."""
     keep = state["keep"]
-    support = state["support"]
+    support = np.where(lone[state["cluster_task"]], LONE_CONFIDENCE, state["support"])
     n_tasks = tasks.len()
     cluster_task = state["cluster_task"]
     confidence = support * state["cluster_mean_iou"]
@@ -526,6 +533,7 @@ def _labels_frame(
     task_confidence = np.divide(
         decision_sum, n_clusters, out=np.ones(n_tasks), where=n_clusters > 0
     )
+    task_confidence[lone] = LONE_CONFIDENCE
     objects = pl.DataFrame(
         {
             "task": cluster_task[kept],

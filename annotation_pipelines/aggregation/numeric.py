@@ -107,6 +107,14 @@ def aggregate_numeric(
             f"have {', '.join(judgments.columns)}"
         )
     ratings = _ratings(judgments)
+    # Sums of answers near the largest float overflow (the mean of two answers of 1e308 is
+    # inf): such answers are summarised divided by a power of two, which is exact, and
+    # multiplied back. Ordinary scales are computed as they are, bit for bit.
+    unit = 1.0
+    magnitude = float(np.max(np.abs(ratings))) if ratings.size else 0.0
+    if math.isfinite(magnitude) and magnitude > 2.0**900:
+        unit = 2.0 ** (math.ceil(math.log2(magnitude)) - 900)
+        ratings = ratings / unit
     task_codes, task_values = encode_column(judgments.get_column("task_id"), sort=False)
     n_tasks = task_values.len()
     order = np.argsort(task_codes, kind="stable")
@@ -147,6 +155,8 @@ def aggregate_numeric(
     # design's weighted sums can overshoot the extremes by an ulp (3.0000000000000004 of 3s).
     low = np.maximum(low, np.minimum.reduceat(sorted_ratings, starts))
     high = np.minimum(high, np.maximum.reduceat(sorted_ratings, starts))
+    if unit != 1.0:
+        value, low, high = value * unit, low * unit, high * unit
     return pl.DataFrame(
         {
             "task_id": task_values,
@@ -352,6 +362,10 @@ def aggregate_numeric_kind(
     task_confidence = np.clip(1.0 - width / spread, 0.0, 1.0) if spread > 0 else np.ones(n_tasks)
     # An interval the fit could not compute is no confidence, never full confidence.
     task_confidence = np.where(np.isfinite(width), task_confidence, 0.0)
+    if method != "bias_noise":
+        # One rating's bootstrap interval has no width, which is no evidence of agreement:
+        # 0.5, as for free text; 1.0 would rank it above every task the crowd agreed on.
+        task_confidence = np.where(counts == 1, 0.5, task_confidence)
     if scale is not None:
         truth, low, high = (np.clip(a, scale.low, scale.high) for a in (truth, low, high))
     labels = pl.DataFrame(

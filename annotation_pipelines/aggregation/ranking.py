@@ -25,7 +25,8 @@ rankings of 1 − the Fagin Kendall distance to the consensus (`agreement.distan
 (τ + 1) / 2, shrunk toward the crowd's mean with `prior_strength` pseudo-rankings; the
 weight is max(2 · agreement − 1, 0.05) (Kendall τ floored), and the consensus is recomputed
 with those weights for `n_rounds` rounds. Confidence per task: the reliability-weighted mean
-of (τ + 1) / 2 between the task's rankings and its consensus.
+of (τ + 1) / 2 between the task's rankings and its consensus; 0.5 for a task ranked once
+(outside gold), as for free text: one ranking agrees with itself, which is no evidence.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ RANKING_METHODS = ("plackett_luce", "borda")
 _PRIOR_SHAPE = 2.0
 _PRIOR_RATE = 1.0
 _WEIGHT_FLOOR = 0.05
+LONE_CONFIDENCE = 0.5
 
 
 def aggregate_ranking(
@@ -114,6 +116,14 @@ def aggregate_ranking(
     confidence = np.bincount(tasks, weights=row_weights * agreement, minlength=n_tasks) / (
         np.bincount(tasks, weights=row_weights, minlength=n_tasks)
     )
+    # A lone ranking agrees with the consensus it alone made: no evidence either way, as for
+    # free text (on a gold task the agreement is with the gold ranking, which is evidence).
+    lone = np.bincount(tasks, minlength=n_tasks) == 1
+    if gold_rankings is not None:
+        lone &= ~np.bincount(
+            tasks, weights=gold_rankings.is_not_null().to_numpy(), minlength=n_tasks
+        ).astype(bool)
+    confidence[lone] = LONE_CONFIDENCE
     return KindAggregation(
         labels=pl.DataFrame(
             {

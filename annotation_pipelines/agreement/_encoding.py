@@ -87,20 +87,26 @@ def first_rows(codes: np.ndarray) -> np.ndarray:
 
 
 def _as_numbers(labels: pl.Series) -> pl.Series:
-    return labels.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    """Labels as Float64, null where one is not a finite number: 'nan' and 'inf' parse as
+    numbers, but no distance between answers is defined on them (alpha came out NaN)."""
+    if labels.dtype.is_numeric():
+        values = labels.cast(pl.Float64)
+    else:
+        values = labels.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.Series(
+        labels.name,
+        values.to_frame().select(pl.when(pl.first().is_finite()).then(pl.first())).to_series(),
+        dtype=pl.Float64,
+    )
 
 
 def non_numbers(labels: pl.Series) -> pl.Series:
-    """True where a label is not a number as `numeric_labels` reads it."""
-    if labels.dtype.is_numeric():
-        return pl.Series(labels.name, [False] * labels.len(), dtype=pl.Boolean)
+    """True where a label is not a finite number as `numeric_labels` reads it."""
     return _as_numbers(labels).is_null() & labels.is_not_null()
 
 
 def numeric_labels(labels: pl.Series, level: str) -> pl.Series:
-    """Labels as Float64; a clear error naming the first label that is not a number."""
-    if labels.dtype.is_numeric():
-        return labels.cast(pl.Float64)
+    """Labels as Float64; a clear error naming the first label that is not a finite number."""
     values = _as_numbers(labels)
     bad = values.is_null() & labels.is_not_null()
     if bad.any():
@@ -108,7 +114,7 @@ def numeric_labels(labels: pl.Series, level: str) -> pl.Series:
         examples = ", ".join(repr(v) for v in offending.unique(maintain_order=True).head(3))
         raise ValueError(
             f"level {level!r} treats labels as numbers, but label {offending[0]!r} is not a "
-            f"number ({int(bad.sum())} such distinct label(s), e.g. {examples}); "
+            f"finite number ({int(bad.sum())} such distinct label(s), e.g. {examples}); "
             f"use level='nominal' for categorical labels"
         )
     return values

@@ -27,6 +27,16 @@ _DENSE_MAX_VALUES = 64
 _GRAM_DOT_MAX_ROWS = 12
 
 
+def _within_range(domain: np.ndarray) -> np.ndarray:
+    """`domain` divided by a power of two (exact) when its squared differences would overflow:
+    interval and ratio alpha do not change with the unit of the answers, and labels near 1e308
+    printed alpha null."""
+    magnitude = float(np.max(np.abs(domain))) if domain.size else 0.0
+    if not math.isfinite(magnitude) or magnitude <= 2.0**480:
+        return domain
+    return domain / 2.0 ** (math.ceil(math.log2(magnitude)) - 480)
+
+
 class AlphaKernel:
     """Krippendorff's alpha, evaluable under per-task weights.
 
@@ -44,7 +54,9 @@ class AlphaKernel:
     def __init__(self, counts: TaskValueCounts, level: str) -> None:
         self.level = level
         self.n_values = counts.n_values
-        self.domain = counts.domain
+        self.domain = (
+            _within_range(counts.domain) if level in ("interval", "ratio") else (counts.domain)
+        )
         self.dense = (
             level != "nominal"
             and counts.n_values <= _DENSE_MAX_VALUES

@@ -49,11 +49,10 @@ def span_f1(values_a: pl.Series, values_b: pl.Series, *, match: str = "overlap")
             pl.col("a_span").n_unique().alias("a"), pl.col("b_span").n_unique().alias("b")
         )
     elif match == "overlap":
-        joined = a.join(b, on=["pair", "label"], nulls_equal=True).filter(
-            (pl.col("start") < pl.col("end_right")) & (pl.col("start_right") < pl.col("end"))
-        )
-        matched = joined.group_by("pair").agg(
-            pl.col("a_span").n_unique().alias("a"), pl.col("b_span").n_unique().alias("b")
+        matched = (
+            _overlapped(a, b)
+            .join(_overlapped(b, a), on="pair", how="full", coalesce=True)
+            .select("pair", pl.col("a", "b").fill_null(0))
         )
     else:
         raise ValueError(f"span_f1: match must be 'exact' or 'overlap', not {match!r}")
@@ -68,6 +67,44 @@ def span_f1(values_a: pl.Series, values_b: pl.Series, *, match: str = "overlap")
     f1 = np.divide(2 * precision * recall, total, out=np.zeros(pairs), where=total > 0)
     f1[(n_a == 0) & (n_b == 0)] = 1.0
     return f1
+
+
+def _overlapped(spans: pl.DataFrame, others: pl.DataFrame) -> pl.DataFrame:
+    """Per pair, how many of `spans` overlap a span of the same label in `others` (as column
+    `a` for `spans` from side a, `b` from side b).
+
+    A span [s, e) overlaps one of `others` when some other starts before e and ends after s:
+    among the others of its pair and label that start before e (an as-of join on start), the
+    largest end so far must pass s. Sorting makes it O(n log n), where joining every span
+    with every span of its label holds n² rows (6,000 spans a side: 7.8 GB)."""
+    side = "a" if "a_span" in spans.columns else "b"
+    keys = [
+        pl.col("pair"),
+        pl.col("label").is_null().alias("no_label"),
+        pl.col("label").fill_null(""),
+    ]
+    reach = (
+        others.select(*keys, "start", "end")
+        .sort("pair", "no_label", "label", "start")
+        .with_columns(reach=pl.col("end").cum_max().over("pair", "no_label", "label"))
+        .select("pair", "no_label", "label", "start", "reach")
+    )
+    found = (
+        spans.select(*keys, pl.col("start").alias("own_start"), pl.col("end"))
+        .sort("end")
+        .join_asof(
+            reach.sort("start"),
+            left_on="end",
+            right_on="start",
+            by=["pair", "no_label", "label"],
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+    )
+    return found.group_by("pair").agg(
+        (pl.col("reach") > pl.col("own_start")).fill_null(False).sum().alias(side)
+    )
 
 
 def span_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndarray:

@@ -10,7 +10,7 @@ import click
 
 from annotation_pipelines.ingest.formats import FORMATS, TABLE_FORMATS
 from annotation_pipelines.kinds import KINDS
-from annotation_pipelines.tabular import InputError, position
+from annotation_pipelines.tabular import InputError, position, row_lines
 
 if TYPE_CHECKING:
     import polars as pl
@@ -101,6 +101,7 @@ def ingest_command(
     """
     from annotation_pipelines.ingest.files import ingest_path
     from annotation_pipelines.ingest.tables import ColumnMapping
+    from annotation_pipelines.ingest.validation import project_label_set
     from annotation_pipelines.scale import RatingScale, project_scale
 
     columns = {
@@ -119,9 +120,9 @@ def ingest_command(
     labels = (
         [label.strip() for label in label_set.split(",") if label.strip()] if label_set else None
     )
-    listed = settings.get("label_set")
-    if labels is None and isinstance(listed, list):
-        labels = [str(label) for label in listed]
+    listed = project_label_set(settings, source=str(settings_path))
+    if labels is None:
+        labels = listed
     scale = project_scale(settings, source=str(settings_path))
     if scale_text is not None:
         try:
@@ -172,24 +173,27 @@ def _project_settings(path: Path) -> dict[str, object]:
         raise click.BadParameter(f"{path}: expected a JSON object", param_hint="--settings")
     # The gate floors are checked by the code the quality step reads them with, so a file this
     # command accepts never fails that step later.
+    from annotation_pipelines.ingest.validation import project_label_set
     from annotation_pipelines.quality.gates import project_gate_floors
     from annotation_pipelines.scale import project_scale
 
     try:
         project_gate_floors(settings, source=str(path))
         project_scale(settings, source=str(path))
+        project_label_set(settings, source=str(path))
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     return settings
 
 
-def where_in_export(format_: str, source_line: int | None) -> str:
-    """`source_line` as the other commands name a row: ingest stores a CSV row's file line
-    (its data row + 1), a Parquet row's number and a JSON source's line."""
+def where_in_export(format_: str, source_line: int | None, *, line: int | None = None) -> str:
+    """`source_line` as the other commands name a row: ingest stores a CSV row's data row + 1
+    (the file line until a quoted cell spans lines; `line`, when known, is the line the row
+    really starts on), a Parquet row's number and a JSON source's line."""
     if source_line is None:
         return "no line"
     if format_ in ("csv", "tsv"):
-        return position(source_line - 1, source_line)
+        return position(source_line - 1, source_line if line is None else line)
     if format_ == "parquet":
         return position(source_line)
     return f"line {source_line}"
@@ -198,8 +202,21 @@ def where_in_export(format_: str, source_line: int | None) -> str:
 def quarantine_lines(quarantine: pl.DataFrame, *, format_: str, rows_read: int) -> str:
     """The first quarantined rows, one line each: file, where, field, reason."""
     lines = [f"{quarantine.height} of {rows_read} rows quarantined (all with --output):"]
-    for row in quarantine.head(SHOWN).iter_rows(named=True):
-        where = where_in_export(format_, row["source_line"])
+    shown = quarantine.head(SHOWN)
+    # A quoted cell over two lines puts every later row further down the file than its
+    # stored number says: the lines an editor shows are counted in the file itself.
+    starts: dict[tuple[str, int], int] = {}
+    if format_ in ("csv", "tsv"):
+        for (source_file,), rows in shown.group_by("source_file"):
+            numbers = [n - 1 for n in rows.get_column("source_line").drop_nulls()]
+            if source_file is not None:
+                for row_number, start in row_lines(str(source_file), numbers).items():
+                    starts[(str(source_file), row_number)] = start
+    for row in shown.iter_rows(named=True):
+        line = None
+        if row["source_line"] is not None:
+            line = starts.get((str(row["source_file"]), row["source_line"] - 1))
+        where = where_in_export(format_, row["source_line"], line=line)
         field = f", field {row['field']!r}" if row["field"] else ""
         lines.append(f"  {row['source_file']}: {where}{field}: {row['reason']}")
     if quarantine.height > SHOWN:

@@ -41,6 +41,19 @@ class _ParseOptions(TypedDict):
     max_field_bytes: int
 
 
+# Names that upload tools give a file until it is complete, then rename it from.
+UPLOAD_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "._COPYING_")
+
+
+def is_upload_in_progress(name: str) -> bool:
+    """Whether a file name is not an export to read: one that a copy or download gives a file
+    still being written (a leading dot, `UPLOAD_SUFFIXES`), or an office lock file (`~$`
+    before the name of a file open in Excel or LibreOffice), which holds no rows."""
+    return name.startswith((".", "~$")) or name.lower().endswith(
+        tuple(s.lower() for s in UPLOAD_SUFFIXES)
+    )
+
+
 def ingest_bytes(
     data: bytes,
     *,
@@ -114,8 +127,13 @@ def ingest_path(
     if not path.exists():
         raise UnreadableFileError(f"{path}: no such file or folder")
     if path.is_dir():
+        # As the landing zone lists a folder: never a file still being written or a lock file.
         files = sorted(
-            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES[format]
+            p
+            for p in path.iterdir()
+            if p.is_file()
+            and p.suffix.lower() in SUFFIXES[format]
+            and not is_upload_in_progress(p.name)
         )
         if not files:
             raise UnreadableFileError(f"{path}: no {format} files ({', '.join(SUFFIXES[format])})")

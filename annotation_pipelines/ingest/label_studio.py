@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,12 @@ from annotation_pipelines.kinds import KIND_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.scale import RatingScale
 
 SOURCE = "label-studio"
+# Polars' reader turns a completed_by of true into 1 beside integer ids (another annotator's
+# id): a chunk holding a boolean or a list there is read by the tolerant reader, which
+# quarantines that annotation.
+_ANNOTATOR_NOT_AN_ID = re.compile(
+    rb'"completed_by"\s*:\s*(?:true|false|\[|\{[^{}]*"id"\s*:\s*(?:true|false|\[|\{))'
+)
 
 __all__ = ["ArrayScan", "parse_label_studio", "scan_json_array"]
 
@@ -183,6 +190,8 @@ def _stage_objects(
     if one_line and len(data) <= CHUNK_BYTES:
         # A small minified export: every task is on line 1, no structural scan needed.
         try:
+            if _ANNOTATOR_NOT_AN_ID.search(data):
+                raise ValueError("completed_by is not an id")
             tasks = pl.read_json(io.BytesIO(data), infer_schema_length=None)
             scan = scan_json_array(data)
             if scan.starts.size != tasks.height:
@@ -243,6 +252,8 @@ def _stage_chunk(
             )
             + b"]"
         )
+        if _ANNOTATOR_NOT_AN_ID.search(body):
+            raise ValueError("completed_by is not an id")
         tasks = pl.read_json(io.BytesIO(body), infer_schema_length=None)
         del body
         if tasks.height != chunk.starts.size:
@@ -428,6 +439,11 @@ def _stage_native(
         # nulls): there is nothing to stage, which is no reason to leave the native path.
         return empty_annotations(), staged_tasks.cast(pl.Schema(TASK_SCHEMA))
     completed = _field_type(annotation_type, "completed_by")
+    identity = _field_type(completed, "id") if isinstance(completed, pl.Struct) else completed
+    if identity is not None and (identity.is_nested() or identity == pl.Boolean):
+        # An annotator given as a list, an object or true/false: the tolerant reader
+        # quarantines those annotations one by one.
+        raise ValueError("completed_by is not an id")
     if isinstance(completed, pl.Struct):
         annotator = pl.col("a").struct.field("completed_by").struct.field("id").cast(pl.String)
     elif completed is None:

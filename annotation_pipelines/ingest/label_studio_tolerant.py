@@ -22,6 +22,7 @@ from annotation_pipelines.ingest.validation import (
     NON_UTF8,
     OVERSIZED_RECORD,
     TRUNCATED_FILE,
+    WRONG_TYPE,
     cap_raw_bytes,
     lone_surrogate,
 )
@@ -207,6 +208,17 @@ def stage_tolerant(
             completed_by = annotation.get("completed_by")
             if isinstance(completed_by, dict):
                 completed_by = completed_by.get("id")
+            if isinstance(completed_by, bool | list | dict):
+                # Its JSON text is no annotator id: one per spelling, never the person.
+                failures.append(
+                    {
+                        "source_line": line,
+                        "field": "annotator_id",
+                        "reason": WRONG_TYPE,
+                        "record": json.dumps(annotation, ensure_ascii=False),
+                    }
+                )
+                continue
             choices = None
             results = annotation.get("result")
             first = results[0] if isinstance(results, list) and results else None

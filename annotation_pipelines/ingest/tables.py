@@ -48,7 +48,7 @@ from annotation_pipelines.ingest.validation import (
 from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.scale import RatingScale
-from annotation_pipelines.tabular import check_column_count
+from annotation_pipelines.tabular import check_column_count, check_encoding, repeated_column
 
 _REQUIRED_FIELDS = frozenset({"task_id", "annotator_id", "label", "submitted_at"})
 
@@ -271,8 +271,15 @@ def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
         )
     delimiter = separator.decode()
     header_end = data.find(b"\n")
-    header = next(csv.reader([data[:header_end].decode("utf-8", "replace")], delimiter=delimiter))
-    last = next(csv.reader([data[line:].decode("utf-8", "replace")], delimiter=delimiter), [])
+    try:
+        header = next(
+            csv.reader([data[:header_end].decode("utf-8", "replace")], delimiter=delimiter)
+        )
+        last = next(csv.reader([data[line:].decode("utf-8", "replace")], delimiter=delimiter), [])
+    except csv.Error:
+        # A stray carriage return inside a line: which record is cut cannot be told here, and
+        # the reader quarantines what it cannot read row by row.
+        return
     if last and len(last) < len(header):
         raise UnreadableFileError(
             f"{source_file}: file ends mid-record (line {number}: {len(last)} of "
@@ -283,6 +290,7 @@ def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
 
 def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
     separator = b"\t" if format == "tsv" else b","
+    check_encoding(data, source=source_file, error=UnreadableFileError, fmt=format)
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
     check_complete(data, separator=separator, source_file=source_file)
     try:
@@ -345,6 +353,10 @@ def _stage_frame(
     typed: bool,
     kind: str | None = None,
 ) -> pl.DataFrame:
+    read = [column for column in vars(mapping).values() if isinstance(column, str)]
+    repeated = repeated_column(frame.columns, read)
+    if repeated is not None:
+        raise UnreadableFileError(f"{source_file}: {repeated}")
     table_kind = _table_kind(frame.columns, mapping, kind)
     required = [mapping.task_id, mapping.annotator_id, mapping.submitted_at]
     if table_kind == DEFAULT_KIND:
@@ -413,6 +425,21 @@ def _stage_frame(
         .then(label_error)
         .otherwise(pl.col("label_error"))
     )
+    for canonical in _ID_FIELDS:
+        name = getattr(mapping, canonical)
+        if name is None or name not in frame.columns:
+            continue
+        dtype = frame.schema[name]
+        if not (dtype.is_nested() or dtype == pl.Boolean):
+            continue
+        shown = "a boolean" if dtype == pl.Boolean else "an object or a list"
+        bad = frame.get_column(name).is_not_null()
+        values = values.with_columns(
+            label_error=pl.when(bad)
+            .then(pl.lit(f"{canonical}: expected a string or a number, got {shown}"))
+            .otherwise(pl.col("label_error")),
+            error_field=pl.when(bad).then(pl.lit(canonical)).otherwise(pl.col("error_field")),
+        )
     return pl.concat([staged.drop("label_error"), values], how="horizontal")
 
 
@@ -501,6 +528,7 @@ def _stage_records(
             "source_line": number,
             "record": json.dumps(record, ensure_ascii=False),
         }
+        id_error: tuple[str, str] | None = None
         for canonical in (
             "judgment_id",
             "task_id",
@@ -511,8 +539,11 @@ def _stage_records(
             "payload",
         ):
             name = getattr(mapping, canonical)
-            value, _ = _text(record.get(name)) if name else (None, True)
+            raw_value = record.get(name) if name else None
+            value, scalar = _text(raw_value)
             row[canonical] = value
+            if canonical in _ID_FIELDS and id_error is None and not _is_id(raw_value, scalar):
+                id_error = (canonical, f"{canonical}: {_not_an_id(raw_value)}")
         row_kind = table_kind
         if row_kind is None:
             row_kind = _text(record.get(mapping.kind))[0] if mapping.kind else None
@@ -532,8 +563,30 @@ def _stage_records(
             except ValueShapeError as error:
                 row["label_error"] = str(error)
                 row["error_field"] = error.field
+        if id_error is not None:
+            row["error_field"], row["label_error"] = id_error
         rows.append(row)
     return pl.DataFrame(rows, schema=_STAGED)
+
+
+# The fields that name a judgment, task, project or annotator: a string or a number. An
+# object's or a list's JSON text is no id (`{"id": 5, "email": ...}` would put the address
+# in every judgment's annotator id, and change with it), nor is true or false.
+_ID_FIELDS = ("judgment_id", "task_id", "project", "annotator_id")
+
+
+def _is_id(value: Any, scalar: bool) -> bool:
+    return value is None or (scalar and not isinstance(value, bool))
+
+
+def _not_an_id(value: Any) -> str:
+    if isinstance(value, bool):
+        shown = "a boolean"
+    elif isinstance(value, dict):
+        shown = "an object"
+    else:
+        shown = "a list"
+    return f"expected a string or a number, got {shown}"
 
 
 def _label_attribute(record: dict) -> str | None:
@@ -800,6 +853,12 @@ def parse_sagemaker(
                     row.update(label=label, label_error=None if scalar else "not a scalar")
                 else:
                     row.update(_answer_value(kind, answer.get("answerContent", answer)))
+                worker = answer.get("workerId")
+                if not _is_id(worker, _text(worker)[1]):
+                    row.update(
+                        error_field="annotator_id",
+                        label_error=f"annotator_id: {_not_an_id(worker)}",
+                    )
                 rows.append(row)
             continue
         value_columns: dict[str, Any] = {}

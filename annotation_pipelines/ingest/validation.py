@@ -36,13 +36,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
+from annotation_pipelines.numbers import finite
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import QUARANTINE, UTC_TIMESTAMP
 
@@ -106,6 +107,38 @@ DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
 _TIMEZONE_SUFFIX = r"(?i)(z|[+-]\d{2}(:?\d{2})?)$"
 _ISO_WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%z"
 _ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
+
+
+def project_label_set(settings: Mapping[str, object], *, source: str) -> list[str] | None:
+    """The labels a project's settings allow (their `label_set` list), each as text the way a
+    CSV cell spells it (1 and 2.0 are "1" and "2"); None without one. ValueError in one line
+    naming `source` (the file) and the field otherwise: every reader of project.json goes
+    through here, so a malformed set is refused alike rather than read as each reader
+    guesses (a string read as its characters would quarantine every label)."""
+    given = settings.get("label_set")
+    if given is None:
+        return None
+    if not isinstance(given, list):
+        raise ValueError(
+            f'{source}: label_set: expected a list of labels like ["pos", "neg"], '
+            f"got {type(given).__name__}"
+        )
+    labels = []
+    for index, label in enumerate(given):
+        number = finite(label)
+        if isinstance(label, str):
+            text: str | None = label
+        elif number is not None:
+            text = str(int(number)) if number.is_integer() else repr(number)
+        else:
+            text = None
+        if text is None or not text.strip():
+            raise ValueError(
+                f"{source}: label_set[{index}]: expected a label (text or a number), "
+                f"got {label!r:.80}"
+            )
+        labels.append(text)
+    return labels
 
 
 def safe_project(project: pl.Expr) -> pl.Expr:

@@ -161,6 +161,10 @@ def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> di
     check_kind(kind)
     if kind == "categorical":
         label = raw.get("label")
+        if isinstance(label, bool):
+            # Spelled as ingest stores a typed boolean label, so a yes/no export aggregates
+            # the same from the lake and from the command line.
+            return {"label": "true" if label else "false"}
         if label is not None and _string(label) is None:
             raise ValueShapeError("label", f"label: expected a scalar, got {label!r:.80}")
         return {"label": _string(label)}

@@ -111,16 +111,23 @@ def policy_confidence(
     (value_column,) = VALUE_COLUMNS[kind]
     votes = judgments.group_by("task_id").agg(pl.len().cast(pl.Int64).alias("n_votes"))
     if kind == "numeric":
-        labels = labels.with_columns(
-            confidence=pl.Series(
-                numeric_confidence(
-                    labels.get_column("lo").to_numpy(),
-                    labels.get_column("hi").to_numpy(),
-                    tolerance=numeric_tolerance(judgments.get_column("value"), scale=scale),
-                ),
-                dtype=pl.Float64,
-            )
+        lo, hi = labels.get_column("lo").to_numpy(), labels.get_column("hi").to_numpy()
+        confidence = numeric_confidence(
+            lo, hi, tolerance=numeric_tolerance(judgments.get_column("value"), scale=scale)
         )
+        # A lone rating's bootstrap interval has no width: read as certainty it would end
+        # every task after its first judgment. It is no evidence either way, as the
+        # aggregate says.
+        alone = (
+            labels.select("task_id")
+            .join(votes, on="task_id", how="left", maintain_order="left")
+            .get_column("n_votes")
+            .fill_null(0)
+            .to_numpy()
+            == 1
+        )
+        confidence = np.where(alone & (hi == lo), 0.5, confidence)
+        labels = labels.with_columns(confidence=pl.Series(confidence, dtype=pl.Float64))
     return labels.select("task_id", pl.col(value_column).alias("label"), "confidence").join(
         votes, on="task_id", how="left", maintain_order="left"
     )

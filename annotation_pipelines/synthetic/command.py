@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import date
 from pathlib import Path
@@ -11,9 +12,23 @@ import click
 from annotation_pipelines.synthetic.workload import generate_workload
 
 
+def _positive_finite(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    # FloatRange lets NaN through (no comparison with it is true), and a pool of 0 or fewer
+    # annotators is no pool: the generator would clamp it to its floor without a word.
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"expected a finite number > 0, got {value}")
+    return value
+
+
 @click.command("generate")
 @click.argument("output", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--judgments", default=100_000, show_default=True, help="About this many.")
+@click.option(
+    "--judgments",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="About this many.",
+)
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day.")
 @click.option(
     "--days",
@@ -23,8 +38,21 @@ from annotation_pipelines.synthetic.workload import generate_workload
     help="Daily partitions from --start, the judgments spread over them.",
 )
 @click.option("--seed", default=0, show_default=True, help="Same seed and options, same files.")
-@click.option("--annotators-scale", default=1.0, show_default=True, help="Pool size multiplier.")
-@click.option("--chunk", default=2_000_000, show_default=True, help="Judgments per part file.")
+@click.option(
+    "--annotators-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    callback=_positive_finite,
+    help="Pool size multiplier (> 0).",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=2_000_000,
+    show_default=True,
+    help="Judgments per part file.",
+)
 def generate_command(
     output: Path,
     judgments: int,

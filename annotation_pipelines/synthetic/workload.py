@@ -133,6 +133,11 @@ def generate_workload(
     """
     if judgments < 1 or days < 1:
         raise ValueError("judgments and days must be positive")
+    # A chunk of no judgments never advances: the writer would loop for ever.
+    if chunk_judgments < 1:
+        raise ValueError(f"chunk_judgments must be positive, got {chunk_judgments}")
+    if not math.isfinite(annotators_scale) or annotators_scale <= 0:
+        raise ValueError(f"annotators_scale must be a finite number > 0, got {annotators_scale}")
     total_share = sum(p.share_of_volume for p in projects)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ from annotation_pipelines.ingest.command import where_in_export
 from annotation_pipelines.ingest.postgres import DELETIONS, GOLD_DELETIONS, MIGRATION_FIX
 from annotation_pipelines.ingest.result import set_aside_case_twins
 from annotation_pipelines.ingest.tables import path_line_ids
-from annotation_pipelines.ingest.validation import OUTSIDE_SCALE
+from annotation_pipelines.ingest.validation import OUTSIDE_SCALE, project_label_set
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import quarantine_key
 from annotation_pipelines.loop.live import (
@@ -556,13 +556,13 @@ def _fold_files(
             state_prefix(export.project)
             settings = landing.project_settings(export.project)
             mapping = settings.get("mapping")
-            label_set = settings.get("label_set")
+            label_set = project_label_set(settings, source=project_settings_path(export.project))
             result = ingest_bytes(
                 data,
                 format=export.format,
                 source_file=export.path,
                 project=export.project,
-                label_set=label_set if isinstance(label_set, list) else None,
+                label_set=label_set,
                 scale=file_scale(export.project, settings, db_scales or {}),
                 mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
             )

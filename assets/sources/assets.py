@@ -41,7 +41,11 @@ from annotation_pipelines.ingest.postgres import (
 )
 from annotation_pipelines.ingest.result import set_aside_before, set_aside_case_twins
 from annotation_pipelines.ingest.tables import named_by_line, path_line_ids
-from annotation_pipelines.ingest.validation import is_safe_project, validate
+from annotation_pipelines.ingest.validation import (
+    is_safe_project,
+    project_label_set,
+    validate,
+)
 from annotation_pipelines.lake import (
     ANNOTATION_DB_SCALES_KEY,
     ANNOTATION_DB_SEEN_KEY,
@@ -348,6 +352,7 @@ def landing_exports(
     # A malformed scale fails the run naming the file and field, as a malformed gate floor
     # does: a scale nobody meant would quarantine good answers.
     scale = project_scale(settings, source=project_settings_path(project))
+    label_set = project_label_set(settings, source=project_settings_path(project))
     context.log.info(f"ingesting {path} as {format_name} for project {project}")
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
@@ -356,7 +361,7 @@ def landing_exports(
         format=format_name,
         source_file=path,
         project=project,
-        label_set=settings.get("label_set"),
+        label_set=label_set,
         scale=scale,
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
     )
@@ -726,12 +731,12 @@ def _validated_gold(
     twice (the later row wins). `source_line` is the row's number in the file, from 1."""
     try:
         settings = landing.project_settings(project) if is_safe_project(project) else {}
+        label_set = project_label_set(settings, source=project_settings_path(project))
     except ValueError as error:
         # One project's unreadable project.json must not stop every project's gold: this
         # project's rows are staged without the label-set check, and the log says why.
         warn(f"{path}: labels not checked against the label set: {error}")
-        settings = {}
-    label_set = settings.get("label_set")
+        label_set = None
     staged = frame.select(
         task_id=pl.col("task_id").cast(pl.String),
         label=pl.col("label").cast(pl.String),
@@ -744,7 +749,7 @@ def _validated_gold(
     )
     good, bad = validate(
         staged,
-        label_set=[str(label) for label in label_set] if isinstance(label_set, list) else None,
+        label_set=label_set,
         now=now,
         duplicate_key=("task_id",),
         required=("task_id", "label", "submitted_at"),

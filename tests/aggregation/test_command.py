@@ -226,3 +226,53 @@ def test_rows_are_named_by_data_row_and_the_line_they_start_on(tmp_path: Path) -
     bad.write_text('{"task_id": "1", "annotator_id": "w", "label": "a"}\n\n{"task_id": "2"}\n')
     result = CliRunner().invoke(aggregate_command, [str(bad), "--method", "majority_vote"])
     assert "row 2 (line 3), field 'annotator_id'" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_boolean_labels_are_read_as_ingest_reads_them(tmp_path: Path, suffix: str) -> None:
+    # A yes/no project exported with typed booleans: ingest stores them as "true"/"false",
+    # while aggregate quarantined every row ("expected a scalar, got True") and exited 1.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t1", "t2", "t2"],
+            "annotator_id": ["w1", "w2", "w3", "w1", "w2"],
+            "label": [True, True, False, False, False],
+        }
+    )
+    path = write_input(judgments, tmp_path / f"judgments{suffix}")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    out = pl.read_csv(io.StringIO(result.stdout), schema_overrides={"label": pl.String})
+    assert dict(out.select("task_id", "label").iter_rows()) == {"t1": "true", "t2": "false"}
+
+
+def test_text_that_is_not_utf8_is_named_by_its_row_and_line(tmp_path: Path) -> None:
+    # A Latin-1 export: the message was "unreadable csv: invalid utf-8 sequence", naming no
+    # row; a UTF-16 one was read as a header of garbled column names.
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("task_id,annotator_id,label\nt1,a,cat\nt1,Zoé,café\n".encode("latin-1"))
+    result = CliRunner().invoke(aggregate_command, [str(latin)])
+    assert result.exit_code == 1, result.output
+    assert f"{latin}: row 2 (line 3): not UTF-8 text (byte 0xe9); save the file as UTF-8" in (
+        " ".join(result.output.split())
+    )
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes("task_id,annotator_id,label\nt1,a,cat\n".encode("utf-16"))
+    result = CliRunner().invoke(aggregate_command, [str(wide)])
+    assert result.exit_code == 1, result.output
+    assert f"{wide}: the file is UTF-16 text; save it as UTF-8" in " ".join(result.output.split())
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
+    # Polars reads the second `label` as `label_duplicated_0`, so the first was aggregated
+    # without a word, whichever of the two held the answers.
+    path = tmp_path / "twice.csv"
+    path.write_text("task_id,annotator_id,label,notes,label,notes\nt1,a,cat,x,dog,y\n")
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: line 1 (header): column 'label' appears 2 times" in " ".join(
+        result.output.split()
+    )
+    # A repeated column the command does not read is no ambiguity.
+    path.write_text("task_id,annotator_id,label,notes,notes\nt1,a,cat,x,y\n")
+    assert CliRunner().invoke(aggregate_command, [str(path)]).exit_code == 0

@@ -123,3 +123,17 @@ def test_exact_bootstrap_equals_brute_force_enumeration(statistic: str, values: 
     ).row(0, named=True)
     assert result["low"] == pytest.approx(inverse(0.05), abs=1e-12)
     assert result["high"] == pytest.approx(inverse(0.95), abs=1e-12)
+
+
+@pytest.mark.parametrize("statistic", ["mean", "median", "trimmed_mean"])
+def test_answers_near_the_largest_float_stay_finite(statistic: str) -> None:
+    # Two answers of 1e308 summed overflow to inf, so the task's value was printed as `inf`.
+    frame = _frame({"a": [1e308, 1e308, 1.7e308], "b": [-1e308, -1.5e308], "c": [1.0, 3.0]})
+    result = _by_task(aggregate_numeric(frame, statistic=statistic, n_resamples=50))
+    for task, values in {"a": [1e308, 1e308, 1.7e308], "b": [-1e308, -1.5e308]}.items():
+        row = result[task]
+        assert all(np.isfinite([row["value"], row["low"], row["high"]])), (task, row)
+        assert min(values) <= row["low"] <= row["value"] <= row["high"] <= max(values)
+    assert result["b"]["value"] == pytest.approx(-1.25e308)
+    # Ordinary answers beside them are computed as they are, bit for bit.
+    assert result["c"]["value"] == 2.0

@@ -169,3 +169,36 @@ def test_a_difference_beyond_the_largest_float_is_null(tmp_path):
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout, parse_constant=pytest.fail)
     assert payload["mean_absolute_difference"] is None
+
+
+@pytest.mark.parametrize("level", ["ordinal", "interval", "ratio"])
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity"])
+def test_a_label_that_is_not_a_finite_number_is_named_at_numeric_levels(tmp_path, level, bad):
+    # 'nan' parsed as a number: interval and ratio alpha came out null without a word, and
+    # ordinal ranked NaN among the answers (0.606).
+    path = tmp_path / "rated.csv"
+    path.write_text(
+        f"task_id,annotator_id,label\nt1,a,1\nt1,b,2\nt2,a,3\nt2,b,3\nt3,a,{bad}\nt3,b,3\n"
+    )
+    result = CliRunner().invoke(agreement_command, [str(path), "--level", level])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: row 5 (line 6), column 'label'" in result.output
+    assert "not a finite number" in result.output
+
+
+@pytest.mark.parametrize("level", ["interval", "ratio"])
+def test_huge_labels_at_numeric_levels_give_the_alpha_of_the_same_answers_scaled(tmp_path, level):
+    # The --kind numeric path divided answers by a power of two; --level interval did not,
+    # so squares near 1e308 overflowed and alpha was printed null (with RuntimeWarnings).
+    import krippendorff
+    import numpy as np
+
+    rows = "t1,a1,1e308\nt1,a2,-1e308\nt2,a1,1\nt2,a2,2\nt3,a1,1e307\nt3,a2,1e307\n"
+    path = tmp_path / "judgments.csv"
+    path.write_text("task_id,annotator_id,label\n" + rows)
+    result = CliRunner().invoke(agreement_command, [str(path), "--level", level])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout, parse_constant=pytest.fail)["krippendorff_alpha"]
+    scaled = np.array([[1.0, 1e-300, 1e-1], [-1.0, 2e-300, 1e-1]])
+    expected = krippendorff.alpha(reliability_data=scaled, level_of_measurement=level)
+    assert got == pytest.approx(expected, rel=1e-9)

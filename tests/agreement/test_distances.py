@@ -92,3 +92,64 @@ def test_pairwise_aligns_swapped_order() -> None:
         dtype=pair,
     )
     np.testing.assert_allclose(pairwise_pair_distances(a, b), [0.0, 1.0, 0.0, 1.0])
+
+
+def _span_lists(rng: np.random.Generator, n: int) -> pl.Series:
+    from annotation_pipelines.kinds import SPAN
+
+    values = []
+    for _ in range(n):
+        spans = []
+        for _ in range(int(rng.integers(0, 6))):
+            start = int(rng.integers(0, 40))
+            label = [None, "PER", "ORG"][int(rng.integers(0, 3))]
+            spans.append({"start": start, "end": start + int(rng.integers(1, 8)), "label": label})
+        values.append(spans)
+    return pl.Series(values, dtype=pl.List(SPAN))
+
+
+def _brute_overlap_f1(a: list[dict], b: list[dict]) -> float:
+    if not a and not b:
+        return 1.0
+
+    def hits(xs: list[dict], ys: list[dict]) -> int:
+        return sum(
+            any(
+                x["label"] == y["label"] and x["start"] < y["end"] and y["start"] < x["end"]
+                for y in ys
+            )
+            for x in xs
+        )
+
+    precision = hits(a, b) / len(a) if a else 0.0
+    recall = hits(b, a) / len(b) if b else 0.0
+    total = precision + recall
+    return 2 * precision * recall / total if total else 0.0
+
+
+def test_overlap_span_f1_matches_a_brute_force_count():
+    from annotation_pipelines.agreement.spans import span_f1
+
+    rng = np.random.default_rng(3)
+    a, b = _span_lists(rng, 400), _span_lists(rng, 400)
+    expected = [_brute_overlap_f1(x, y) for x, y in zip(a.to_list(), b.to_list(), strict=True)]
+    np.testing.assert_allclose(span_f1(a, b, match="overlap"), expected, rtol=0, atol=1e-15)
+
+
+def test_overlap_span_f1_of_long_documents_is_not_quadratic():
+    # Every span of one list was joined with every span of the same label in the other:
+    # 6,000 spans a side took 7.8 GB and 13 s in `agreement --kind spans`, 10,000 more
+    # memory than the machine has.
+    import time
+
+    from annotation_pipelines.agreement.spans import span_f1
+    from annotation_pipelines.kinds import SPAN
+
+    n = 40_000
+    spans = [{"start": 10 * i, "end": 10 * i + 5, "label": "PER"} for i in range(n)]
+    shifted = [{"start": 10 * i + 4, "end": 10 * i + 9, "label": "PER"} for i in range(n)]
+    a = pl.Series([spans], dtype=pl.List(SPAN))
+    b = pl.Series([shifted], dtype=pl.List(SPAN))
+    started = time.perf_counter()
+    assert span_f1(a, b, match="overlap").tolist() == [1.0]
+    assert time.perf_counter() - started < 5.0

@@ -76,7 +76,7 @@ def test_undefined_statistics_are_nan():
 def test_numeric_levels_name_the_offending_label(krippendorff_2011):
     bad = pl.concat([krippendorff_2011, frame([("unit1", "coderE", "high")])])
     for level in ("ordinal", "interval", "ratio"):
-        with pytest.raises(ValueError, match=r"label 'high' is not a number"):
+        with pytest.raises(ValueError, match=r"label 'high' is not a finite number"):
             krippendorff_alpha(bad, level)
     assert math.isfinite(krippendorff_alpha(bad, "nominal"))
 

@@ -328,3 +328,75 @@ def test_a_declared_scale_quarantines_numeric_answers_outside_it_as_the_landing_
         assert f"{settings}: {error}" in " ".join(refused.stderr.split())
     refused = run(str(path), "--format", "csv", "--scale", "5:1")
     assert refused.exit_code == 2 and "min must be below max" in refused.stderr
+
+
+def test_a_row_after_a_cell_over_two_lines_is_named_by_the_line_it_starts_on(tmp_path):
+    # The message said `row 3 (line 4)` (the stored source_line, data row + 1) where an
+    # editor, and `aggregate` on the same file, show line 5.
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "task_id,annotator_id,label,submitted_at\n"
+        't1,a1,"pos\nstill pos",2026-05-01T10:00:00Z\n'
+        "t1,a2,pos,2026-05-01T10:00:00Z\n"
+        "t1,a3,pos,not a time\n"
+    )
+    result = run(str(path), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert f"{path}: row 3 (line 5), field 'submitted_at': wrong_type" in result.stderr
+
+
+def test_a_utf16_export_is_refused_naming_the_file_and_the_encoding(tmp_path):
+    # Excel's "Unicode Text" is UTF-16 with a byte order mark: ingest (and so the landing
+    # run) stopped with a bare csv.Error traceback naming neither the file nor the cause.
+    path = tmp_path / "export.tsv"
+    text = "task_id\tannotator_id\tlabel\tsubmitted_at\r\nt1\ta1\tpos\t2026-05-01T10:00:00Z\r\n"
+    path.write_bytes(text.encode("utf-16"))
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "tsv"])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: the file is UTF-16 text; save it as UTF-8" in result.stderr
+
+
+def test_a_header_naming_a_mapped_column_twice_is_refused(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "task_id,annotator_id,label,submitted_at,label\nt1,a1,pos,2026-05-01T10:00:00Z,neg\n"
+    )
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: line 1 (header): column 'label' appears 2 times" in result.stderr
+
+
+def test_a_parquet_file_read_as_csv_says_so(tmp_path):
+    # It was "file ends mid-record ...; it is still being written or was cut short": in the
+    # landing zone (a Parquet file dropped in a csv/ folder) an operator waits for an upload
+    # that has long finished.
+    path = tmp_path / "export.csv"
+    pl.DataFrame({"task_id": ["t1"], "label": ["pos"]}).write_parquet(path)
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: this is a Parquet file, not csv text" in result.stderr
+    from annotation_pipelines.aggregation.command import aggregate_command
+
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code == 1
+    assert f"{path}: this is a Parquet file, not csv text" in " ".join(result.output.split())
+
+
+def test_a_folder_is_read_as_the_landing_zone_lists_it(tmp_path):
+    # The landing zone never offers a dotfile or a name an upload is still writing; `ingest`
+    # of the same folder read them and stopped at the first (exit 1). An office lock file
+    # (`~$export.csv`, written beside a CSV open in Excel) is never data either.
+    from resources.landing import is_upload_in_progress
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "export.csv").write_text(
+        "task_id,annotator_id,label,submitted_at\nt1,a1,pos,2026-05-01T10:00:00Z\n"
+    )
+    (folder / ".export.csv").write_text("task_id,label\nt1,pos\n")
+    (folder / "~$export.csv").write_bytes(b"\x08owner\x00\x00")
+    (folder / "next.csv.part").write_text("task_id")
+    result = run(str(folder), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["files"] == 1
+    assert is_upload_in_progress("~$export.csv")

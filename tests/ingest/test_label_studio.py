@@ -263,3 +263,35 @@ def test_a_lead_time_that_is_not_a_finite_number_is_quarantined(lead_time):
     result = ingest(json.dumps(tasks).encode())
     assert result.judgments.get_column("annotator_id").to_list() == ["31"]
     assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "duration_s")]
+
+
+def test_an_annotator_that_is_a_list_an_object_or_a_boolean_is_quarantined():
+    # completed_by [5], true or {"id": {...}} was loaded as the annotator ids "[5]", "true"
+    # and '{"x": 1}'; an {"email": ...} without id stays a missing annotator.
+    def submitted(number: int, completed_by: object) -> dict:
+        return {
+            "id": number,
+            "completed_by": completed_by,
+            "created_at": "2026-05-01T10:00:00Z",
+            "result": [
+                {"from_name": "s", "to_name": "text", "type": "choices",
+                 "value": {"choices": ["pos"]}}
+            ],
+        }  # fmt: skip
+
+    for index, bad in enumerate([[5], True, {"id": {"x": 1}}, {"id": False}]):
+        export = [
+            {
+                "id": 1,
+                "data": {"text": "a"},
+                "annotations": [submitted(10, bad), submitted(11, 7)],
+            }
+        ]
+        result = ingest_bytes(
+            json.dumps(export).encode(), format="label-studio", source_file=f"e{index}.json"
+        )
+        assert result.quarantine.select("field", "reason").rows() == [
+            ("annotator_id", "wrong_type")
+        ], bad
+        assert result.judgments.get_column("annotator_id").to_list() == ["7"], bad
+        assert result.rows_read == result.rows_loaded + result.rows_quarantined == 2

@@ -379,3 +379,69 @@ def test_a_duration_that_is_not_a_finite_number_is_quarantined_naming_the_field(
         sorted(result.quarantine.select("reason", "field").rows())
         == [("wrong_type", "duration_s")] * 3
     )
+
+
+def _ids_quarantine(result) -> list[tuple[int, str, str]]:
+    return sorted(result.quarantine.select("source_line", "field", "reason").rows())
+
+
+def test_an_id_that_is_an_object_a_list_or_a_boolean_is_quarantined_as_wrong_type():
+    # An export naming its annotator as {"id": 5, "email": ...} (as Label Studio's
+    # completed_by does) was loaded with the object's text as the annotator id: the
+    # e-mail address in every judgment's id, and a new "annotator" when it changes.
+    lines = [
+        {"task_id": "t1", "annotator_id": {"id": 5, "email": "ann@example.org"}},
+        {"task_id": ["t2"], "annotator_id": "a2"},
+        {"task_id": True, "annotator_id": "a3"},
+        {"task_id": "t4", "annotator_id": "a4"},
+        {"task_id": 5, "annotator_id": 7},
+    ]
+    data = "".join(
+        json.dumps({**line, "label": "pos", "submitted_at": NOW}) + "\n" for line in lines
+    ).encode()
+    result = ingest_bytes(data, format="jsonl", source_file="e.jsonl", now=NOW_DT)
+    assert _ids_quarantine(result) == [
+        (1, "annotator_id", "wrong_type"),
+        (2, "task_id", "wrong_type"),
+        (3, "task_id", "wrong_type"),
+    ]
+    assert result.judgments.select("task_id", "annotator_id").rows() == [("t4", "a4"), ("5", "7")]
+
+
+def test_a_parquet_id_column_of_objects_or_booleans_is_quarantined_as_wrong_type(tmp_path):
+    rows = {"label": ["pos", "neg"], "submitted_at": [NOW, NOW]}
+    struct = pl.DataFrame(
+        {"task_id": ["t1", "t2"], "annotator_id": [{"id": 5, "email": "a@b.c"}, None], **rows}
+    )
+    boolean = pl.DataFrame({"task_id": [True, False], "annotator_id": ["a1", "a2"], **rows})
+    for frame, field, lines in ((struct, "annotator_id", [1]), (boolean, "task_id", [1, 2])):
+        path = tmp_path / f"{field}.parquet"
+        frame.write_parquet(path)
+        result = ingest_bytes(
+            path.read_bytes(), format="parquet", source_file=path.name, now=NOW_DT
+        )
+        quarantined = _ids_quarantine(result)
+        assert [(line, f) for line, f, reason in quarantined if reason == "wrong_type"] == [
+            (line, field) for line in lines
+        ]
+        assert "a@b.c" not in " ".join(result.judgments.get_column("annotator_id").to_list())
+
+
+def test_a_sagemaker_worker_id_that_is_an_object_or_a_boolean_is_quarantined():
+    answers = [
+        {"workerId": {"id": "w1", "email": "ann@example.org"}, "submissionTime": NOW,
+         "answerContent": {"crowd-classifier": {"label": "pos"}}},
+        {"workerId": True, "submissionTime": NOW,
+         "answerContent": {"crowd-classifier": {"label": "pos"}}},
+        {"workerId": "w3", "submissionTime": NOW,
+         "answerContent": {"crowd-classifier": {"label": "neg"}}},
+    ]  # fmt: skip
+    line = manifest_line("s3://bucket/a.txt", "pos", **{"worker-responses": answers})
+    result = ingest_bytes(
+        line.encode() + b"\n", format="sagemaker-gt", source_file="out.manifest", now=NOW_DT
+    )
+    assert result.quarantine.select("field", "reason").rows() == [
+        ("annotator_id", "wrong_type"),
+        ("annotator_id", "wrong_type"),
+    ]
+    assert result.judgments.get_column("annotator_id").to_list() == ["w3"]

@@ -85,3 +85,44 @@ def test_method_lists_derive_from_the_registry():
     assert methods_for("categorical")[0] == "auto"
     with pytest.raises(ValueError, match="expected one of"):
         aggregate_kind(FRAMES["text"], kind="text", method="glad")
+
+
+# One more task, t3, judged once: its one answer is no evidence of agreement.
+LONE = {
+    "numeric": 3.0,
+    "ranking": ["r", "p", "q"],
+    "boxes": [_box(20, 20)],
+    "text": "a bird",
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [
+        (declared.kind, declared.name)
+        for declared in KIND_REGISTRY
+        if declared.kind in LONE and declared.name != "bias_noise"
+    ],
+)
+def test_a_task_judged_once_is_not_more_confident_than_one_the_crowd_agreed_on(kind, method):
+    # A lone ranking, box set or rating agreed with itself: confidence 1.0, above every task
+    # three annotators agreed on, so a min_confidence filter kept exactly the least supported
+    # labels and the replay stopped each task after its first judgment. Free text already said
+    # 0.5 (no evidence either way); the others now do too.
+    lone = pl.DataFrame(
+        [
+            {
+                "task_id": "t3",
+                "annotator_id": "a",
+                kind if kind != "numeric" else "value": LONE[kind],
+            }
+        ],
+        schema=FRAMES[kind].schema,
+    )
+    frame = pl.concat([FRAMES[kind], lone])
+    labels = aggregate_kind(frame, kind=kind, method=method).labels
+    confidence = dict(labels.select("task_id", "confidence").iter_rows())
+    assert confidence["t3"] == 0.5
+    if kind == "boxes":
+        [box] = labels.filter(pl.col("task_id") == "t3")["boxes"].item().to_list()
+        assert box["confidence"] <= 0.5

@@ -755,3 +755,45 @@ def test_numeric_aggregate_with_a_declared_scale_sets_answers_off_it_aside(tmp_p
         assert refused.exit_code == 2 and error in refused.output, refused.output
     other = CliRunner().invoke(aggregate_command, [str(path), "--scale", "1:5"])
     assert other.exit_code == 2 and "applies to numeric ratings, not categorical" in other.output
+
+
+@pytest.mark.parametrize(
+    ("kind", "answer", "other", "same"),
+    [
+        ("categorical", {"label": "cat"}, {"label": "dog"}, {"label": "cat"}),
+        ("numeric", {"value": 1.0}, {"value": 9.0}, {"value": 1}),
+        ("multilabel", {"labels": ["x"]}, {"labels": ["x", "y"]}, {"labels": ["x"]}),
+        ("text", {"text": "a"}, {"text": "b"}, {"text": "a"}),
+        # The same pair shown the other way round, with the same winner, is the same answer.
+        (
+            "pairwise",
+            {"left": "a", "right": "b", "winner": "left"},
+            {"left": "a", "right": "b", "winner": "right"},
+            {"left": "b", "right": "a", "winner": "a"},
+        ),
+    ],
+)
+def test_a_task_given_two_gold_answers_is_an_error_naming_the_gold_file_and_rows(
+    tmp_path: Path, kind: str, answer: dict, other: dict, same: dict
+) -> None:
+    # Before: numeric, multilabel and text kept the last answer without a word; categorical
+    # and pairwise failed naming INPUT ("judgments.jsonl: gold: task 't1' has more than one
+    # gold label"), not the gold file or its rows.
+    path = write_input(judgments(kind), tmp_path / "judgments.jsonl")
+    gold = _write_lines(
+        tmp_path / "gold.jsonl",
+        [{"task_id": "t1", **answer}, {"task_id": "t2", **answer}, {"task_id": "t1", **other}],
+    )
+    command = ["replay"] if kind == "pairwise" else ["aggregate"]
+    result = CliRunner().invoke(main, [*command, str(path), "--kind", kind, "--gold", str(gold)])
+    assert result.exit_code == 1, result.output
+    assert (
+        f"{gold}: row 3 (line 3): task 't1' already has another gold answer at row 1 (line 1)"
+        in " ".join(result.output.split())
+    )
+    # The same answer given twice is one gold answer.
+    twice = _write_lines(
+        tmp_path / "twice.jsonl", [{"task_id": "t1", **answer}, {"task_id": "t1", **same}]
+    )
+    result = CliRunner().invoke(main, [*command, str(path), "--kind", kind, "--gold", str(twice)])
+    assert result.exit_code == 0, result.output

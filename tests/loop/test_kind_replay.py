@@ -401,3 +401,33 @@ def test_a_declared_scale_gives_the_tolerance_its_range_and_step() -> None:
     assert numeric_tolerance(answers, scale=RatingScale(1, 5, integer=True)) == 0.5
     # No step declared: the smallest gap between the answers on the scale, as before.
     assert numeric_tolerance(pl.Series([2.0, 2.5, 1e200]), scale=RatingScale(1, 5)) == 0.25
+
+
+@pytest.mark.parametrize(
+    ("kind", "method"),
+    [("numeric", "mean"), ("numeric", "median"), ("ranking", "borda"), ("boxes", "majority")],
+)
+def test_a_lone_judgment_never_ends_a_task_at_min_votes_one(kind: str, method: str) -> None:
+    # One rating (or ranking, or box set) agreed with itself at confidence 1.0, so a replay at
+    # --min-votes 1 marked every task done after its first judgment (30 of 88 ratings).
+    column = VALUE_COLUMNS[kind][0]
+    values = {
+        "numeric": [3.0, 3.0, 4.0],
+        "ranking": [["a", "b"], ["a", "b"], ["b", "a"]],
+        "boxes": [[{"label": "car", "x_min": 0.0, "y_min": 0.0, "x_max": 9.0, "y_max": 9.0}]] * 3,
+    }[kind]
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t2", "t2"],
+            "annotator_id": ["a1", "a1", "a2"],
+            column: [values[0], values[1], values[2]],
+        }
+    )
+    labels = aggregate_kind(judgments, kind=kind, method=method).labels
+    read = dict(policy_confidence(kind, labels, judgments).select("task_id", "confidence").rows())
+    assert read["t1"] == 0.5
+    decided = decide(
+        policy_confidence(kind, labels, judgments),
+        PolicyOptions(min_votes=1, target_confidence=KIND_TARGETS[kind]),
+    )
+    assert dict(decided.select("task_id", "decision").rows())["t1"] == NEEDS_ANOTHER_JUDGMENT

@@ -1,3 +1,4 @@
+import math
 from datetime import date
 
 import polars as pl
@@ -157,3 +158,41 @@ def test_hundred_million_judgments_stream_in_bounded_memory(tmp_path):
     assert summary.judgments > 95_000_000
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     assert peak_gib < 8, peak_gib
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        # --chunk 0 looped forever writing nothing; the others ended in a traceback
+        # (ValueError, "cannot convert float NaN to integer") or ran with a pool clamped
+        # to its floor without a word.
+        ("--chunk", "0"),
+        ("--chunk", "-1"),
+        ("--judgments", "0"),
+        ("--judgments", "-5"),
+        ("--annotators-scale", "0"),
+        ("--annotators-scale", "-1"),
+        ("--annotators-scale", "nan"),
+        ("--annotators-scale", "inf"),
+    ],
+)
+def test_generate_refuses_an_option_it_cannot_use_before_writing(tmp_path, option, value):
+    from click.testing import CliRunner
+
+    from annotation_pipelines.cli import main
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["generate", str(out), "--start", "2026-11-02", option, value]
+    )
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "options", [{"chunk_judgments": 0}, {"annotators_scale": 0.0}, {"annotators_scale": math.nan}]
+)
+def test_generate_workload_refuses_a_chunk_or_pool_it_cannot_use(tmp_path, options):
+    with pytest.raises(ValueError, match="must be"):
+        generate_workload(tmp_path, judgments=100, start=START, days=1, **options)
