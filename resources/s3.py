@@ -7,13 +7,106 @@ S3 profile imports this module.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
 from typing import Any
 
+import polars as pl
+import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from resources.lake import Lake, check_key
+from resources.lake import Lake, check_key, columns_of
 from resources.landing import LandingZone
+
+# What the first request of a ranged read fetches from the object's end: Parquet readers read
+# the footer from there first (pyarrow asks for the last 64 KiB), so one GET gives both the
+# object's size and the footer; a small object comes whole in that one request.
+TAIL_BYTES = 64 * 1024
+
+
+class RangedObject(io.RawIOBase):
+    """One S3 object as a seekable, read-only file whose reads are ranged GETs.
+
+    Handed to `pyarrow.parquet.ParquetFile`, only the footer and the column chunks read are
+    fetched, not the object. Why not `pyarrow.fs.S3FileSystem` or s3fs: both sign and send
+    their own requests, so they would need the credentials, endpoint, TLS and retry settings
+    of dagster-aws's `S3Resource` translated into theirs (and refreshed credentials, from a
+    role or a profile, would not follow); s3fs also pins aiobotocore to an exact botocore.
+    Going through the resource's boto3 client keeps one configuration for every S3 call.
+
+    Raises FileNotFoundError when the object is gone. An object replaced between two reads
+    (a commit moving a new version over it) fails the read rather than mixing versions: every
+    range after the first is conditional on the first one's ETag.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, *, uri: str) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key, self._uri = client, bucket, key, uri
+        self._position = 0
+        self._etag = ""
+        tail = self._get(f"bytes=-{TAIL_BYTES}", first=True)
+        self._tail = tail["Body"].read()
+        # "bytes 0-99/100"; an empty object has no range to give and is read by its size.
+        total = str(tail.get("ContentRange") or "").rpartition("/")[2]
+        self.size = int(total) if total.isdigit() else len(self._tail)
+        self._tail_start = self.size - len(self._tail)
+        self.requests = 1
+        self.fetched = len(self._tail)
+
+    def _get(self, byte_range: str, *, first: bool = False) -> Any:
+        client = self._client
+        extra = {} if first else {"IfMatch": self._etag}
+        try:
+            response = client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=byte_range, **extra
+            )
+        except client.exceptions.NoSuchKey as error:
+            raise FileNotFoundError(f"{self._uri}: no such object") from error
+        except client.exceptions.ClientError as error:
+            if first and error.response.get("Error", {}).get("Code") == "InvalidRange":
+                # An empty object: there is no last byte to start from.
+                response = client.get_object(Bucket=self._bucket, Key=self._key)
+            else:
+                raise
+        if first:
+            self._etag = response["ETag"]
+        return response
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"{self._uri}: seek before the start")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._position
+        end = self.size if size is None or size < 0 else min(self.size, start + size)
+        if end <= start:
+            return b""
+        if start >= self._tail_start:
+            data = self._tail[start - self._tail_start : end - self._tail_start]
+        else:
+            data = self._get(f"bytes={start}-{end - 1}")["Body"].read()
+            self.requests += 1
+            self.fetched += len(data)
+        self._position = start + len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 class S3Lake(Lake):
@@ -83,6 +176,23 @@ class S3Lake(Lake):
 
     def delete(self, key: str) -> None:
         self._s3().delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def open_parquet(self, key: str) -> pq.ParquetFile:
+        """The object read by byte ranges (`RangedObject`): its footer, then only the row
+        groups and columns asked for; `read_columns` goes through here."""
+        return pq.ParquetFile(
+            RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
+        )
+
+    def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
+        client = self._s3()
+        try:
+            return columns_of(self.open_parquet(key), columns)
+        except client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                raise
+        # A commit moved a new version over the object between two of its ranges: read that.
+        return columns_of(self.open_parquet(key), columns)
 
 
 class S3LandingZone(LandingZone):
