@@ -12,11 +12,9 @@ The daily `raw_annotations` (assets/raw) then unions the day's staged rows and s
 
 import dataclasses
 import hashlib
-import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -149,7 +147,7 @@ def staged_judgment_versions(lake: Lake, keys: list[str], ids: pl.DataFrame) -> 
         )
     for key, path in paths.items():
         if path is None:
-            staged = pl.read_parquet(io.BytesIO(lake.get(key)))
+            staged = lake.read_columns(key, columns)
             found.append(
                 staged.join(wanted, on=list(JUDGMENT_KEY), how="semi").select(
                     *[
@@ -177,10 +175,7 @@ def days_sharing_judgments(lake: Lake, ids: pl.DataFrame, *, skip: set[str]) -> 
 def _staged_ids(lake: Lake, key: str) -> pl.DataFrame:
     """The `JUDGMENT_KEY` and `source_file` columns of one staged judgments file."""
     columns = [*JUDGMENT_KEY, "source_file"]
-    path = lake.local_path(key)
-    if path is not None:
-        return pl.scan_parquet(path).select(columns).collect()
-    return pl.read_parquet(io.BytesIO(lake.get(key)), columns=columns)
+    return lake.read_columns(key, columns).select(columns)
 
 
 def within_partitions(
@@ -217,20 +212,18 @@ def within_partitions(
     return result
 
 
-def staged_projects(keys: Iterable[str], *, read: Callable[[str], bytes | Path]) -> set[str]:
-    """The projects the Parquet files `keys` hold rows of, reading each once through `read`
-    and parsing its project column alone (a file without one holds no project). Where `read`
-    gives a local path, only the footer and the project column are read from disk."""
+def staged_projects(
+    keys: Iterable[str], *, read: Callable[[str, Sequence[str]], pl.DataFrame]
+) -> set[str]:
+    """The projects the Parquet files `keys` hold rows of, reading each one's project column
+    alone through `read` (`Lake.read_columns`: a local file in place, an object store's by
+    byte ranges); a file without one holds no project."""
     projects: set[str] = set()
     for key in keys:
         if not key.endswith(".parquet"):
             continue
-        found = read(key)
-        data: io.BytesIO | Path = io.BytesIO(found) if isinstance(found, bytes) else found
-        if "project" in pl.read_parquet_schema(data):
-            if isinstance(data, io.BytesIO):
-                data.seek(0)
-            part = pl.read_parquet(data, columns=["project"])
+        part = read(key, ["project"])
+        if "project" in part.columns:
             projects.update(part.get_column("project").drop_nulls().unique().to_list())
     return projects
 
@@ -244,7 +237,7 @@ def projects_staged(lake: Lake, *, besides: str | None = None) -> set[str]:
         for key in lake.list_keys(staging_prefix(table))
         if besides is None or staging_source(key) != besides
     ]
-    return staged_projects(keys, read=lake.path_or_bytes)
+    return staged_projects(keys, read=lake.read_columns)
 
 
 def source_id(path: str) -> str:
@@ -677,7 +670,7 @@ def gold_sets(
             f"{quarantine.height} gold row(s) quarantined: "
             + ", ".join(f"{reason} {n}" for reason, n in reasons)
         )
-    had_gold = staged_projects(previous, read=lake.get)
+    had_gold = staged_projects(previous, read=lake.read_columns)
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit(
         {target: parquet_bytes(gold), quarantine_key("gold_sets"): parquet_bytes(quarantine)},
