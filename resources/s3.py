@@ -8,7 +8,8 @@ S3 profile imports this module.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
@@ -23,6 +24,13 @@ from resources.landing import LandingZone
 # the footer from there first (pyarrow asks for the last 64 KiB), so one GET gives both the
 # object's size and the footer; a small object comes whole in that one request.
 TAIL_BYTES = 64 * 1024
+# Column chunks closer than this are fetched in one request, gap included: below it a second
+# request's round trip costs more than the bytes. Not below pyarrow's own coalescing (8 KiB),
+# so every read it makes falls inside one fetched range.
+MERGE_GAP = 64 * 1024
+# Ranges of one object fetched at once: S3 serves each connection at a fraction of what a host
+# can take, and botocore's pool holds 10 connections by default.
+PARALLEL_RANGES = 8
 
 
 class RangedObject(io.RawIOBase):
@@ -46,13 +54,12 @@ class RangedObject(io.RawIOBase):
         self._position = 0
         self._etag = ""
         tail = self._get(f"bytes=-{TAIL_BYTES}", first=True)
-        self._tail = tail["Body"].read()
+        data = tail["Body"].read()
         # "bytes 0-99/100"; an empty object has no range to give and is read by its size.
         total = str(tail.get("ContentRange") or "").rpartition("/")[2]
-        self.size = int(total) if total.isdigit() else len(self._tail)
-        self._tail_start = self.size - len(self._tail)
-        self.requests = 1
-        self.fetched = len(self._tail)
+        self.size = int(total) if total.isdigit() else len(data)
+        # Fetched ranges, (start, bytes): reads inside one are served from memory.
+        self._fetched: list[tuple[int, bytes]] = [(self.size - len(data), data)]
 
     def _get(self, byte_range: str, *, first: bool = False) -> Any:
         client = self._client
@@ -72,6 +79,35 @@ class RangedObject(io.RawIOBase):
         if first:
             self._etag = response["ETag"]
         return response
+
+    def _range(self, start: int, end: int) -> bytes:
+        return bytes(self._get(f"bytes={start}-{end - 1}")["Body"].read())
+
+    def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """Fetch the byte ranges `[start, end)` a reader is about to read, at once: those
+        closer than `MERGE_GAP` in one request, up to `PARALLEL_RANGES` requests in flight, so
+        reading many column chunks costs about one round trip rather than one each."""
+        merged: list[list[int]] = []
+        for start, end in sorted(ranges):
+            if merged and start - merged[-1][1] <= MERGE_GAP:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        wanted = [(a, b) for a, b in merged if self._cached(a, b) is None]
+        if len(wanted) <= 1:
+            self._fetched.extend((a, self._range(a, b)) for a, b in wanted)
+            return
+        with ThreadPoolExecutor(min(PARALLEL_RANGES, len(wanted))) as pool:
+            for (a, _), data in zip(
+                wanted, pool.map(lambda r: self._range(*r), wanted), strict=True
+            ):
+                self._fetched.append((a, data))
+
+    def _cached(self, start: int, end: int) -> bytes | None:
+        for offset, data in self._fetched:
+            if offset <= start and end <= offset + len(data):
+                return data[start - offset : end - offset]
+        return None
 
     def readable(self) -> bool:
         return True
@@ -94,12 +130,9 @@ class RangedObject(io.RawIOBase):
         end = self.size if size is None or size < 0 else min(self.size, start + size)
         if end <= start:
             return b""
-        if start >= self._tail_start:
-            data = self._tail[start - self._tail_start : end - self._tail_start]
-        else:
-            data = self._get(f"bytes={start}-{end - 1}")["Body"].read()
-            self.requests += 1
-            self.fetched += len(data)
+        data = self._cached(start, end)
+        if data is None:
+            data = self._range(start, end)
         self._position = start + len(data)
         return data
 
@@ -107,6 +140,27 @@ class RangedObject(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+def chunk_ranges(metadata: pq.FileMetaData, columns: Iterable[str]) -> list[tuple[int, int]]:
+    """The byte ranges `[start, end)` of the column chunks of `columns` (top-level names; a
+    nested column has one chunk per leaf) in every row group."""
+    wanted = set(columns)
+    leaves = [
+        number
+        for number in range(metadata.num_columns)
+        if metadata.schema.column(number).path.split(".")[0] in wanted
+    ]
+    ranges = []
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for number in leaves:
+            chunk = row_group.column(number)
+            start = chunk.data_page_offset
+            if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+                start = min(start, chunk.dictionary_page_offset)
+            ranges.append((start, start + chunk.total_compressed_size))
+    return ranges
 
 
 class S3Lake(Lake):
@@ -187,12 +241,19 @@ class S3Lake(Lake):
     def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
         client = self._s3()
         try:
-            return columns_of(self.open_parquet(key), columns)
+            return self._read_columns(key, columns)
         except client.exceptions.ClientError as error:
             if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
                 raise
         # A commit moved a new version over the object between two of its ranges: read that.
-        return columns_of(self.open_parquet(key), columns)
+        return self._read_columns(key, columns)
+
+    def _read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
+        source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
+        parquet = pq.ParquetFile(source)
+        # Every chunk the read needs, fetched at once before pyarrow asks for them one by one.
+        source.prefetch(chunk_ranges(parquet.metadata, columns))
+        return columns_of(parquet, columns)
 
 
 class S3LandingZone(LandingZone):

@@ -216,6 +216,7 @@ def staged_judgments(lake, *, rows: int = 3) -> list[str]:
         "judgment_id": [f"j{i}" for i in range(rows)],
         "project": ["reviews"] * (rows - 1) + ["ads"],
         "label": ["a"] * rows,
+        "labels": [["a", "b"]] * rows,
         "submitted_at": pl.Series([datetime(2026, 11, 1, tzinfo=UTC)] * rows),
         "source_file": ["exports/reviews/a.csv"] * rows,
     }
@@ -250,7 +251,7 @@ def test_s3_column_reads_equal_the_local_lakes_on_the_same_files(s3_lake, tmp_pa
     assert staged_judgments(s3_lake) == keys
     ids = pl.DataFrame({"project": ["reviews", "ads"], "judgment_id": ["j0", "j2"]})
     for key in keys:
-        asked = ["updated_at", "judgment_id", "project"]
+        asked = ["updated_at", "judgment_id", "labels", "project"]
         assert s3_lake.read_columns(key, asked).equals(local.read_columns(key, asked))
         assert _staged_ids(s3_lake, key).equals(_staged_ids(local, key))
     assert s3_lake.read_columns(keys[0], ["updated_at"]).equals(pl.DataFrame())
