@@ -36,7 +36,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -103,13 +103,13 @@ def columns_of(parquet: pq.ParquetFile, columns: Sequence[str]) -> pl.DataFrame:
 
 def columns_from_bytes(
     read: Callable[[str], bytes],
-) -> Callable[[str, Sequence[str]], pl.DataFrame]:
-    """`Lake.read_columns` for a store that only reads whole objects (`read`)."""
+) -> Callable[[Sequence[str], Sequence[str]], Iterator[pl.DataFrame]]:
+    """`Lake.read_columns_each` for a store that only reads whole objects (`read`)."""
 
-    def read_columns(key: str, columns: Sequence[str]) -> pl.DataFrame:
-        return columns_of(pq.ParquetFile(io.BytesIO(read(key))), columns)
+    def read_columns_each(keys: Sequence[str], columns: Sequence[str]) -> Iterator[pl.DataFrame]:
+        return (columns_of(pq.ParquetFile(io.BytesIO(read(key))), columns) for key in keys)
 
-    return read_columns
+    return read_columns_each
 
 
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
@@ -166,6 +166,13 @@ class Lake(ConfigurableResource):
             return columns_of(self.open_parquet(key), columns)
         present = [c for c in columns if c in pl.read_parquet_schema(path)]
         return pl.read_parquet(path, columns=present) if present else pl.DataFrame()
+
+    def read_columns_each(
+        self, keys: Sequence[str], columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        """`read_columns` of each of `keys`, in their order (an object store reads several
+        at once)."""
+        return (self.read_columns(key, columns) for key in keys)
 
     def open_parquet(self, key: str) -> pq.ParquetFile:
         """The Parquet object `key` opened for reading its footer, then the row groups and

@@ -8,8 +8,9 @@ S3 profile imports this module.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
@@ -28,9 +29,9 @@ TAIL_BYTES = 64 * 1024
 # request's round trip costs more than the bytes. Not below pyarrow's own coalescing (8 KiB),
 # so every read it makes falls inside one fetched range.
 MERGE_GAP = 64 * 1024
-# Ranges of one object fetched at once: S3 serves each connection at a fraction of what a host
-# can take, and botocore's pool holds 10 connections by default.
-PARALLEL_RANGES = 8
+# Requests in flight at once, over the ranges of one object or several objects: S3 serves each
+# connection at a fraction of what a host can take, and botocore's pool holds 10 connections.
+PARALLEL_REQUESTS = 8
 
 
 class RangedObject(io.RawIOBase):
@@ -83,9 +84,9 @@ class RangedObject(io.RawIOBase):
     def _range(self, start: int, end: int) -> bytes:
         return bytes(self._get(f"bytes={start}-{end - 1}")["Body"].read())
 
-    def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
+    def prefetch(self, ranges: Iterable[tuple[int, int]], *, parallel: int) -> None:
         """Fetch the byte ranges `[start, end)` a reader is about to read, at once: those
-        closer than `MERGE_GAP` in one request, up to `PARALLEL_RANGES` requests in flight, so
+        closer than `MERGE_GAP` in one request, up to `parallel` requests in flight, so
         reading many column chunks costs about one round trip rather than one each."""
         merged: list[list[int]] = []
         for start, end in sorted(ranges):
@@ -94,10 +95,10 @@ class RangedObject(io.RawIOBase):
             else:
                 merged.append([start, end])
         wanted = [(a, b) for a, b in merged if self._cached(a, b) is None]
-        if len(wanted) <= 1:
+        if len(wanted) <= 1 or parallel <= 1:
             self._fetched.extend((a, self._range(a, b)) for a, b in wanted)
             return
-        with ThreadPoolExecutor(min(PARALLEL_RANGES, len(wanted))) as pool:
+        with ThreadPoolExecutor(min(parallel, len(wanted))) as pool:
             for (a, _), data in zip(
                 wanted, pool.map(lambda r: self._range(*r), wanted), strict=True
             ):
@@ -239,20 +240,47 @@ class S3Lake(Lake):
         )
 
     def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
+        return self._read_columns(key, columns, parallel=PARALLEL_REQUESTS)
+
+    def read_columns_each(
+        self, keys: Sequence[str], columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        """Several objects read at once (`PARALLEL_REQUESTS` requests in flight, shared by the
+        objects and their ranges): each object's reads wait on round trips, not on this host.
+        At most that many objects' columns are held ahead of the caller."""
+        keys = list(keys)
+        if len(keys) <= 1:
+            yield from (self.read_columns(key, columns) for key in keys)
+            return
+        self._s3()  # one client for every thread, made before them
+        workers = min(PARALLEL_REQUESTS, len(keys))
+        each = max(1, PARALLEL_REQUESTS // workers)
+        with ThreadPoolExecutor(workers) as pool:
+            ahead: deque[Future[pl.DataFrame]] = deque()
+            for key in keys:
+                ahead.append(pool.submit(self._read_columns, key, columns, parallel=each))
+                if len(ahead) >= workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+
+    def _read_columns(self, key: str, columns: Sequence[str], *, parallel: int) -> pl.DataFrame:
         client = self._s3()
         try:
-            return self._read_columns(key, columns)
+            return self._read_columns_once(key, columns, parallel=parallel)
         except client.exceptions.ClientError as error:
             if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
                 raise
         # A commit moved a new version over the object between two of its ranges: read that.
-        return self._read_columns(key, columns)
+        return self._read_columns_once(key, columns, parallel=parallel)
 
-    def _read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
+    def _read_columns_once(
+        self, key: str, columns: Sequence[str], *, parallel: int
+    ) -> pl.DataFrame:
         source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
         parquet = pq.ParquetFile(source)
         # Every chunk the read needs, fetched at once before pyarrow asks for them one by one.
-        source.prefetch(chunk_ranges(parquet.metadata, columns))
+        source.prefetch(chunk_ranges(parquet.metadata, columns), parallel=parallel)
         return columns_of(parquet, columns)
 
 

@@ -493,7 +493,7 @@ def gold_projects(
     found = _GOLD_OF_RUN.get(listed) if run_id is not None else None
     if found is None:
         found = frozenset(
-            staged_projects(staged, read=lake.read_columns)
+            staged_projects(staged, read=lake.read_columns_each)
             | staged_projects(
                 [path for path, _ in synthetic], read=columns_from_bytes(landing.read_bytes)
             )

@@ -69,7 +69,7 @@ def test_read_columns_gives_the_asked_columns_a_file_has_whatever_the_store(tmp_
         assert asked.columns == ["label", "project"]
         assert asked.equals(pl.DataFrame({"label": ["a", "b"], "project": ["reviews", None]}))
         assert lake.read_columns(new, ["project"]).equals(pl.DataFrame())
-        assert staged_projects([old, new], read=lake.read_columns) == {"reviews"}
+        assert staged_projects([old, new], read=lake.read_columns_each) == {"reviews"}
         assert lake.open_parquet(old).read(columns=["label"]).num_rows == 2
         with pytest.raises(FileNotFoundError):
             lake.read_columns("staging/judgments/day=2026-11-02/gone.parquet", ["project"])
