@@ -143,9 +143,11 @@ class RangedObject(io.RawIOBase):
         return len(data)
 
 
-def chunk_ranges(metadata: pq.FileMetaData, columns: Iterable[str]) -> list[tuple[int, int]]:
+def chunk_ranges(
+    metadata: pq.FileMetaData, columns: Iterable[str], groups: Iterable[int] | None = None
+) -> list[tuple[int, int]]:
     """The byte ranges `[start, end)` of the column chunks of `columns` (top-level names; a
-    nested column has one chunk per leaf) in every row group."""
+    nested column has one chunk per leaf) in row groups `groups` (default: all)."""
     wanted = set(columns)
     leaves = [
         number
@@ -153,7 +155,7 @@ def chunk_ranges(metadata: pq.FileMetaData, columns: Iterable[str]) -> list[tupl
         if metadata.schema.column(number).path.split(".")[0] in wanted
     ]
     ranges = []
-    for group in range(metadata.num_row_groups):
+    for group in range(metadata.num_row_groups) if groups is None else groups:
         row_group = metadata.row_group(group)
         for number in leaves:
             chunk = row_group.column(number)
@@ -162,6 +164,33 @@ def chunk_ranges(metadata: pq.FileMetaData, columns: Iterable[str]) -> list[tupl
                 start = min(start, chunk.dictionary_page_offset)
             ranges.append((start, start + chunk.total_compressed_size))
     return ranges
+
+
+class RangedParquetFile(pq.ParquetFile):
+    """A Parquet object read by byte ranges (`RangedObject`): each read first fetches, at once,
+    every column chunk it will decode; pyarrow would ask for them one after another."""
+
+    def __init__(self, source: RangedObject, *, parallel: int = PARALLEL_REQUESTS) -> None:
+        super().__init__(source)
+        self._ranged, self._parallel = source, parallel
+
+    def _prefetch(self, columns: Iterable[str] | None, groups: Iterable[int] | None) -> None:
+        names = self.schema_arrow.names if columns is None else columns
+        self._ranged.prefetch(chunk_ranges(self.metadata, names, groups), parallel=self._parallel)
+
+    def read(self, columns: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._prefetch(columns, None)
+        return super().read(columns, *args, **kwargs)
+
+    def read_row_group(self, i: int, columns: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._prefetch(columns, [i])
+        return super().read_row_group(i, columns, *args, **kwargs)
+
+    def read_row_groups(
+        self, row_groups: Any, columns: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        self._prefetch(columns, row_groups)
+        return super().read_row_groups(row_groups, columns, *args, **kwargs)
 
 
 class S3Lake(Lake):
@@ -233,11 +262,10 @@ class S3Lake(Lake):
         self._s3().delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def open_parquet(self, key: str) -> pq.ParquetFile:
-        """The object read by byte ranges (`RangedObject`): its footer, then only the row
-        groups and columns asked for; `read_columns` goes through here."""
-        return pq.ParquetFile(
-            RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
-        )
+        """The object read by byte ranges (`RangedParquetFile`): its footer, then only the
+        row groups and columns asked for, each read's chunks fetched at once."""
+        source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
+        return RangedParquetFile(source)
 
     def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
         return self._read_columns(key, columns, parallel=PARALLEL_REQUESTS)
@@ -278,10 +306,7 @@ class S3Lake(Lake):
         self, key: str, columns: Sequence[str], *, parallel: int
     ) -> pl.DataFrame:
         source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
-        parquet = pq.ParquetFile(source)
-        # Every chunk the read needs, fetched at once before pyarrow asks for them one by one.
-        source.prefetch(chunk_ranges(parquet.metadata, columns), parallel=parallel)
-        return columns_of(parquet, columns)
+        return columns_of(RangedParquetFile(source, parallel=parallel), columns)
 
 
 class S3LandingZone(LandingZone):
