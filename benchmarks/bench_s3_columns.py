@@ -13,6 +13,11 @@ spread over the files) and `projects_staged` run twice on the same lake:
   footer), then the asked column chunks' ranges, fetched at once;
 - ranged: `S3Lake.read_columns_each` as shipped: the same, several objects at once.
 
+moto serves a ranged GET by reading the whole object (from a temporary file above 5 MB unless
+MOTO_S3_DEFAULT_KEY_BUFFER_SIZE says otherwise; this script keeps objects up to 1 GiB in
+memory), so on moto a range costs time in proportion to its object's size, which on S3 it does
+not: with large files the ranged modes' wall times here are pessimistic.
+
 Bytes are what the server sent (the Content-Length of every GetObject reply), counted by a
 botocore event hook on the lake's own client. Moto runs in-process on loopback, so wall times
 show bytes moved and parsed, not a network's round trips: on real S3 each extra request costs a
@@ -149,6 +154,7 @@ def main() -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(name, "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("MOTO_S3_DEFAULT_KEY_BUFFER_SIZE", str(2**30))
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()

@@ -25,9 +25,10 @@ from resources.landing import LandingZone
 # the footer from there first (pyarrow asks for the last 64 KiB), so one GET gives both the
 # object's size and the footer; a small object comes whole in that one request.
 TAIL_BYTES = 64 * 1024
-# Column chunks closer than this are fetched in one request, gap included: below it a second
-# request's round trip costs more than the bytes. Not below pyarrow's own coalescing (8 KiB),
-# so every read it makes falls inside one fetched range.
+# Column chunks closer than this are fetched in one request, gap included: a gap this small
+# costs less than a request. Wider ones are left out, since the ranges are fetched in parallel
+# and their round trips overlap. Not below pyarrow's own coalescing (8 KiB), so every read it
+# makes falls inside one fetched range.
 MERGE_GAP = 64 * 1024
 # Requests in flight at once, over the ranges of one object or several objects: S3 serves each
 # connection at a fraction of what a host can take, and botocore's pool holds 10 connections.
