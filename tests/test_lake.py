@@ -301,6 +301,26 @@ def test_s3_column_reads_never_mix_two_versions_of_an_object(s3_lake):
 
 
 @pytest.mark.services
+def test_an_s3_column_read_overtaken_by_a_commit_reads_the_new_version(s3_lake, monkeypatch):
+    from resources import s3
+
+    key = "staging/judgments/day=2026-11-02/s.parquet"
+    scattered = [i * 2_654_435_761 % 2**32 for i in range(100_000)]
+    s3_lake.put_frame(key, pl.DataFrame({"n": scattered}))
+    prefetch = s3.RangedObject.prefetch
+    replaced = []
+
+    def overtaken(self, ranges, *, parallel):
+        if not replaced:  # a commit moves a new version in after the footer was read
+            replaced.append(True)
+            s3_lake.put_frame(key, pl.DataFrame({"n": [7, 8]}))
+        prefetch(self, ranges, parallel=parallel)
+
+    monkeypatch.setattr(s3.RangedObject, "prefetch", overtaken)
+    assert s3_lake.read_columns(key, ["n"])["n"].to_list() == [7, 8]
+
+
+@pytest.mark.services
 def test_live_segments_on_s3_are_opened_by_range(s3_lake, tmp_path):
     from assets.live.assets import _opener
 
