@@ -36,10 +36,11 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 from dagster import (
     ConfigurableIOManager,
     ConfigurableResource,
@@ -89,6 +90,28 @@ def _crash_if_asked(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def columns_of(parquet: pq.ParquetFile, columns: Sequence[str]) -> pl.DataFrame:
+    """`Lake.read_columns` over an opened Parquet file: the asked columns it has."""
+    names = set(parquet.schema_arrow.names)
+    present = [c for c in columns if c in names]
+    if not present:
+        return pl.DataFrame()
+    frame = pl.from_arrow(parquet.read(columns=present))
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def columns_from_bytes(
+    read: Callable[[str], bytes],
+) -> Callable[[Sequence[str], Sequence[str]], Iterator[pl.DataFrame]]:
+    """`Lake.read_columns_each` for a store that only reads whole objects (`read`)."""
+
+    def read_columns_each(keys: Sequence[str], columns: Sequence[str]) -> Iterator[pl.DataFrame]:
+        return (columns_of(pq.ParquetFile(io.BytesIO(read(key))), columns) for key in keys)
+
+    return read_columns_each
+
+
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, compression="zstd", statistics=True)
@@ -125,11 +148,38 @@ class Lake(ConfigurableResource):
         return None
 
     def path_or_bytes(self, key: str) -> Path | bytes:
-        """`key` as a Parquet reader should take it. A local lake gives its path: the reader
-        opens the file in place and reads the footer and the columns it asks for, column by
-        column, rather than the whole file. An object store gives the object's bytes: it is
-        downloaded whole (`get`), as this resource reads no byte ranges."""
+        """`key` as a Parquet reader should take it: a local lake's path (opened in place), or
+        the object's bytes, downloaded whole. Readers that want some columns of a Parquet
+        object use `read_columns` or `open_parquet`, which an object store serves by range."""
         return self.local_path(key) or self.get(key)
+
+    def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
+        """The `columns` of the Parquet object `key`, in the order asked, but for those it
+        lacks (a file staged before the column existed): those are left out, for the caller to
+        say what their absence means. With none of them present, an empty frame.
+
+        Only the footer and the asked columns' chunks are read: a local lake opens the file in
+        place; an object store reads byte ranges (`open_parquet`), so the bytes fetched follow
+        the columns asked, not the object's size. Raises FileNotFoundError if `key` is gone."""
+        path = self.local_path(key)
+        if path is None:
+            return columns_of(self.open_parquet(key), columns)
+        present = [c for c in columns if c in pl.read_parquet_schema(path)]
+        return pl.read_parquet(path, columns=present) if present else pl.DataFrame()
+
+    def read_columns_each(
+        self, keys: Sequence[str], columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        """`read_columns` of each of `keys`, in their order (an object store reads several
+        at once)."""
+        return (self.read_columns(key, columns) for key in keys)
+
+    def open_parquet(self, key: str) -> pq.ParquetFile:
+        """The Parquet object `key` opened for reading its footer, then the row groups and
+        columns asked for. Here: opened in place on a local lake, else fetched whole; an
+        object store that reads byte ranges overrides it."""
+        path = self.local_path(key)
+        return pq.ParquetFile(path if path is not None else io.BytesIO(self.get(key)))
 
     def move(self, source: str, target: str) -> bool:
         """Move `source` over `target`; False if `source` is gone (someone moved it already)."""

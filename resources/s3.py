@@ -7,13 +7,191 @@ S3 profile imports this module.
 
 from __future__ import annotations
 
+import io
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import polars as pl
+import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from resources.lake import Lake, check_key
+from resources.lake import Lake, check_key, columns_of
 from resources.landing import LandingZone
+
+# What the first request of a ranged read fetches from the object's end: Parquet readers read
+# the footer from there first (pyarrow asks for the last 64 KiB), so one GET gives both the
+# object's size and the footer; a small object comes whole in that one request.
+TAIL_BYTES = 64 * 1024
+# Column chunks closer than this are fetched in one request, gap included: a gap this small
+# costs less than a request. Wider ones are left out, since the ranges are fetched in parallel
+# and their round trips overlap. Not below pyarrow's own coalescing (8 KiB), so every read it
+# makes falls inside one fetched range.
+MERGE_GAP = 64 * 1024
+# Requests in flight at once, over the ranges of one object or several objects: S3 serves each
+# connection at a fraction of what a host can take, and botocore's pool holds 10 connections.
+PARALLEL_REQUESTS = 8
+
+
+class RangedObject(io.RawIOBase):
+    """One S3 object as a seekable, read-only file whose reads are ranged GETs.
+
+    Handed to `pyarrow.parquet.ParquetFile`, only the footer and the column chunks read are
+    fetched, not the object. Why not `pyarrow.fs.S3FileSystem` or s3fs: both sign and send
+    their own requests, so they would need the credentials, endpoint, TLS and retry settings
+    of dagster-aws's `S3Resource` translated into theirs (and refreshed credentials, from a
+    role or a profile, would not follow); s3fs also pins aiobotocore to an exact botocore.
+    Going through the resource's boto3 client keeps one configuration for every S3 call.
+
+    Raises FileNotFoundError when the object is gone. An object replaced between two reads
+    (a commit moving a new version over it) fails the read rather than mixing versions: every
+    range after the first is conditional on the first one's ETag.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str, *, uri: str) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key, self._uri = client, bucket, key, uri
+        self._position = 0
+        self._etag = ""
+        tail = self._get(f"bytes=-{TAIL_BYTES}", first=True)
+        data = tail["Body"].read()
+        # "bytes 0-99/100"; an empty object has no range to give and is read by its size.
+        total = str(tail.get("ContentRange") or "").rpartition("/")[2]
+        self.size = int(total) if total.isdigit() else len(data)
+        # Fetched ranges, (start, bytes): reads inside one are served from memory.
+        self._fetched: list[tuple[int, bytes]] = [(self.size - len(data), data)]
+
+    def _get(self, byte_range: str, *, first: bool = False) -> Any:
+        client = self._client
+        extra = {} if first else {"IfMatch": self._etag}
+        try:
+            response = client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=byte_range, **extra
+            )
+        except client.exceptions.NoSuchKey as error:
+            raise FileNotFoundError(f"{self._uri}: no such object") from error
+        except client.exceptions.ClientError as error:
+            if first and error.response.get("Error", {}).get("Code") == "InvalidRange":
+                # An empty object: there is no last byte to start from.
+                response = client.get_object(Bucket=self._bucket, Key=self._key)
+            else:
+                raise
+        if first:
+            self._etag = response["ETag"]
+        return response
+
+    def _range(self, start: int, end: int) -> bytes:
+        return bytes(self._get(f"bytes={start}-{end - 1}")["Body"].read())
+
+    def prefetch(self, ranges: Iterable[tuple[int, int]], *, parallel: int) -> None:
+        """Fetch the byte ranges `[start, end)` a reader is about to read, at once: those
+        closer than `MERGE_GAP` in one request, up to `parallel` requests in flight, so
+        reading many column chunks costs about one round trip rather than one each."""
+        merged: list[list[int]] = []
+        for start, end in sorted(ranges):
+            if merged and start - merged[-1][1] <= MERGE_GAP:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        wanted = [(a, b) for a, b in merged if self._cached(a, b) is None]
+        if len(wanted) <= 1 or parallel <= 1:
+            self._fetched.extend((a, self._range(a, b)) for a, b in wanted)
+            return
+        with ThreadPoolExecutor(min(parallel, len(wanted))) as pool:
+            for (a, _), data in zip(
+                wanted, pool.map(lambda r: self._range(*r), wanted), strict=True
+            ):
+                self._fetched.append((a, data))
+
+    def _cached(self, start: int, end: int) -> bytes | None:
+        for offset, data in self._fetched:
+            if offset <= start and end <= offset + len(data):
+                return data[start - offset : end - offset]
+        return None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"{self._uri}: seek before the start")
+        self._position = base + offset
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        start = self._position
+        end = self.size if size is None or size < 0 else min(self.size, start + size)
+        if end <= start:
+            return b""
+        data = self._cached(start, end)
+        if data is None:
+            data = self._range(start, end)
+        self._position = start + len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def chunk_ranges(
+    metadata: pq.FileMetaData, columns: Iterable[str], groups: Iterable[int] | None = None
+) -> list[tuple[int, int]]:
+    """The byte ranges `[start, end)` of the column chunks of `columns` (top-level names; a
+    nested column has one chunk per leaf) in row groups `groups` (default: all)."""
+    wanted = set(columns)
+    leaves = [
+        number
+        for number in range(metadata.num_columns)
+        if metadata.schema.column(number).path.split(".")[0] in wanted
+    ]
+    ranges = []
+    for group in range(metadata.num_row_groups) if groups is None else groups:
+        row_group = metadata.row_group(group)
+        for number in leaves:
+            chunk = row_group.column(number)
+            start = chunk.data_page_offset
+            if chunk.has_dictionary_page and chunk.dictionary_page_offset:
+                start = min(start, chunk.dictionary_page_offset)
+            ranges.append((start, start + chunk.total_compressed_size))
+    return ranges
+
+
+class RangedParquetFile(pq.ParquetFile):
+    """A Parquet object read by byte ranges (`RangedObject`): each read first fetches, at once,
+    every column chunk it will decode; pyarrow would ask for them one after another."""
+
+    def __init__(self, source: RangedObject, *, parallel: int = PARALLEL_REQUESTS) -> None:
+        super().__init__(source)
+        self._ranged, self._parallel = source, parallel
+
+    def _prefetch(self, columns: Iterable[str] | None, groups: Iterable[int] | None) -> None:
+        names = self.schema_arrow.names if columns is None else columns
+        self._ranged.prefetch(chunk_ranges(self.metadata, names, groups), parallel=self._parallel)
+
+    def read(self, columns: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._prefetch(columns, None)
+        return super().read(columns, *args, **kwargs)
+
+    def read_row_group(self, i: int, columns: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._prefetch(columns, [i])
+        return super().read_row_group(i, columns, *args, **kwargs)
+
+    def read_row_groups(
+        self, row_groups: Any, columns: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        self._prefetch(columns, row_groups)
+        return super().read_row_groups(row_groups, columns, *args, **kwargs)
 
 
 class S3Lake(Lake):
@@ -83,6 +261,53 @@ class S3Lake(Lake):
 
     def delete(self, key: str) -> None:
         self._s3().delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def open_parquet(self, key: str) -> pq.ParquetFile:
+        """The object read by byte ranges (`RangedParquetFile`): its footer, then only the
+        row groups and columns asked for, each read's chunks fetched at once."""
+        source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
+        return RangedParquetFile(source)
+
+    def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
+        return self._read_columns(key, columns, parallel=PARALLEL_REQUESTS)
+
+    def read_columns_each(
+        self, keys: Sequence[str], columns: Sequence[str]
+    ) -> Iterator[pl.DataFrame]:
+        """Several objects read at once (`PARALLEL_REQUESTS` requests in flight, shared by the
+        objects and their ranges): each object's reads wait on round trips, not on this host.
+        At most that many objects' columns are held ahead of the caller."""
+        keys = list(keys)
+        if len(keys) <= 1:
+            yield from (self.read_columns(key, columns) for key in keys)
+            return
+        self._s3()  # one client for every thread, made before them
+        workers = min(PARALLEL_REQUESTS, len(keys))
+        each = max(1, PARALLEL_REQUESTS // workers)
+        with ThreadPoolExecutor(workers) as pool:
+            ahead: deque[Future[pl.DataFrame]] = deque()
+            for key in keys:
+                ahead.append(pool.submit(self._read_columns, key, columns, parallel=each))
+                if len(ahead) >= workers:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+
+    def _read_columns(self, key: str, columns: Sequence[str], *, parallel: int) -> pl.DataFrame:
+        client = self._s3()
+        try:
+            return self._read_columns_once(key, columns, parallel=parallel)
+        except client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                raise
+        # A commit moved a new version over the object between two of its ranges: read that.
+        return self._read_columns_once(key, columns, parallel=parallel)
+
+    def _read_columns_once(
+        self, key: str, columns: Sequence[str], *, parallel: int
+    ) -> pl.DataFrame:
+        source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
+        return columns_of(RangedParquetFile(source, parallel=parallel), columns)
 
 
 class S3LandingZone(LandingZone):

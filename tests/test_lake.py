@@ -1,10 +1,12 @@
 """The lake refuses keys that leave its root, commits multi-object writes all or nothing (even
 when the writer is SIGKILLed mid-commit), and sweeps what killed writers leave behind."""
 
+import io
 import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -200,6 +202,145 @@ def test_s3_commit_rolls_forward_and_sweeps_orphans(s3_lake):
     assert s3_lake.get("a") == b"2" and not s3_lake.exists("b")
     assert s3_lake.maintain(older_than_seconds=0) == ["_commits/2-y/00000"]
     assert s3_lake.list_keys("_commits/") == []
+
+
+# Column reads: an object store fetches the footer and the columns asked, not the object -------
+
+
+def staged_judgments(lake, *, rows: int = 3) -> list[str]:
+    """Two staged judgments files, the older one from before exports carried `updated_at`."""
+    from annotation_pipelines.lake import staging_key
+
+    old = staging_key("judgments", "2026-11-01", "old")
+    new = staging_key("judgments", "2026-11-02", "new")
+    base = {
+        "judgment_id": [f"j{i}" for i in range(rows)],
+        "project": ["reviews"] * (rows - 1) + ["ads"],
+        "label": ["a"] * rows,
+        "labels": [["a", "b"]] * rows,
+        "submitted_at": pl.Series([datetime(2026, 11, 1, tzinfo=UTC)] * rows),
+        "source_file": ["exports/reviews/a.csv"] * rows,
+    }
+    lake.put_frame(old, pl.DataFrame(base))
+    updated = pl.Series([datetime(2026, 11, 2, tzinfo=UTC)] * rows)
+    lake.put_frame(new, pl.DataFrame({**base, "updated_at": updated}))
+    return [old, new]
+
+
+def counted_gets(lake) -> list[int]:
+    """The bytes of each GET the S3 lake's client receives from now on, as the server sends
+    them (its Content-Length)."""
+    fetched: list[int] = []
+    lake._s3().meta.events.register(
+        "after-call.s3.GetObject",
+        lambda http_response, **_: fetched.append(int(http_response.headers["Content-Length"])),
+    )
+    return fetched
+
+
+@pytest.mark.services
+def test_s3_column_reads_equal_the_local_lakes_on_the_same_files(s3_lake, tmp_path):
+    from assets.sources.assets import (
+        _staged_ids,
+        projects_staged,
+        staged_judgment_versions,
+        staged_projects,
+    )
+
+    local = LocalLake(base_path=str(tmp_path / "lake"))
+    keys = staged_judgments(local)
+    assert staged_judgments(s3_lake) == keys
+    ids = pl.DataFrame({"project": ["reviews", "ads"], "judgment_id": ["j0", "j2"]})
+    for key in keys:
+        asked = ["updated_at", "judgment_id", "labels", "project"]
+        assert s3_lake.read_columns(key, asked).equals(local.read_columns(key, asked))
+    assert s3_lake.read_columns(keys[0], ["updated_at"]).equals(pl.DataFrame())
+    pairs = zip(_staged_ids(s3_lake, keys), _staged_ids(local, keys), strict=True)
+    assert all(remote.equals(here) for remote, here in pairs)
+    order = ["key", "project", "judgment_id"]
+    versions = staged_judgment_versions(s3_lake, keys, ids).sort(order)
+    assert versions.equals(staged_judgment_versions(local, keys, ids).sort(order))
+    assert versions.height == 4 and versions["updated_at"].null_count() == 2
+    assert projects_staged(s3_lake) == projects_staged(local) == {"reviews", "ads"}
+    assert staged_projects(keys, read=s3_lake.read_columns_each) == {"reviews", "ads"}
+    with pytest.raises(FileNotFoundError, match="no such object"):
+        s3_lake.read_columns("staging/judgments/day=2026-11-03/gone.parquet", ["project"])
+
+
+@pytest.mark.services
+def test_s3_column_reads_fetch_a_fraction_of_the_object(s3_lake):
+    key = "staging/judgments/day=2026-11-02/big.parquet"
+    rows = 200_000
+    # Text that does not compress away, beside a project column that does.
+    texts = [f"{i * 7919 % 1_000_003:07d}-{i * 104729 % 999_983:06d}" * 4 for i in range(rows)]
+    s3_lake.put_frame(key, pl.DataFrame({"project": ["reviews"] * rows, "text": texts}))
+    fetched = counted_gets(s3_lake)
+    whole = len(s3_lake.get(key))
+    assert fetched == [whole] and whole > 1_000_000
+    fetched.clear()
+    assert s3_lake.read_columns(key, ["project"])["project"].unique().to_list() == ["reviews"]
+    # The object's last 64 KiB (footer included), then the project column's chunk.
+    assert sum(fetched) < whole / 10 and len(fetched) <= 3
+    fetched.clear()
+    assert s3_lake.read_columns(key, ["text"]).height == rows
+    assert sum(fetched) < whole + 64 * 1024
+
+
+@pytest.mark.services
+def test_s3_column_reads_never_mix_two_versions_of_an_object(s3_lake):
+    key = "staging/judgments/day=2026-11-02/s.parquet"
+    rows = 100_000
+    scattered = [i * 2_654_435_761 % 2**32 for i in range(rows)]  # no run compresses away
+    s3_lake.put_frame(key, pl.DataFrame({"n": scattered, "m": scattered}))
+    opened = s3_lake.open_parquet(key)
+    s3_lake.put_frame(key, pl.DataFrame({"n": range(5), "m": range(5)}))
+    # Its footer describes the first version: reading on would decode the second's bytes.
+    with pytest.raises(Exception, match="PreconditionFailed"):
+        opened.read(columns=["n"])
+    assert s3_lake.read_columns(key, ["n"])["n"].to_list() == list(range(5))
+
+
+@pytest.mark.services
+def test_an_s3_column_read_overtaken_by_a_commit_reads_the_new_version(s3_lake, monkeypatch):
+    from resources import s3
+
+    key = "staging/judgments/day=2026-11-02/s.parquet"
+    scattered = [i * 2_654_435_761 % 2**32 for i in range(100_000)]
+    s3_lake.put_frame(key, pl.DataFrame({"n": scattered}))
+    prefetch = s3.RangedObject.prefetch
+    replaced = []
+
+    def overtaken(self, ranges, *, parallel):
+        if not replaced:  # a commit moves a new version in after the footer was read
+            replaced.append(True)
+            s3_lake.put_frame(key, pl.DataFrame({"n": [7, 8]}))
+        prefetch(self, ranges, parallel=parallel)
+
+    monkeypatch.setattr(s3.RangedObject, "prefetch", overtaken)
+    assert s3_lake.read_columns(key, ["n"])["n"].to_list() == [7, 8]
+
+
+@pytest.mark.services
+def test_live_segments_on_s3_are_opened_by_range(s3_lake, tmp_path):
+    from assets.live.assets import _opener
+
+    key = "live/segment.parquet"
+    rows = 200_000
+    ids = [f"t{i * 2_654_435_761 % 2**32:010d}" for i in range(rows)]  # no run compresses
+    buffer = io.BytesIO()
+    pl.DataFrame({"task_id": ids, "n": range(rows)}).write_parquet(buffer, row_group_size=50_000)
+    s3_lake.put(key, buffer.getvalue())
+    local = LocalLake(base_path=str(tmp_path))
+    local.put(key, buffer.getvalue())
+    open_segment = _opener(s3_lake)
+    segment = open_segment(key)
+    fetched = counted_gets(s3_lake)
+    # A lookup reads the row groups it names: their chunks in one request, not one each.
+    lookup = segment.read_row_groups([1, 2], columns=["task_id"])
+    assert lookup.equals(_opener(local)(key).read_row_groups([1, 2], columns=["task_id"]))
+    assert len(fetched) == 1 and sum(fetched) < len(buffer.getvalue()) / 2
+    with pytest.raises(FileNotFoundError, match="the state lists it"):
+        open_segment("live/gone.parquet")
 
 
 # Landing zones: only settled files are offered ---------------------------------------------------

@@ -102,7 +102,6 @@ from annotation_pipelines.loop.live import (
     rebase,
     requests_update,
     restamp_requests,
-    segment_opener,
     state_objects,
     state_prefix,
     stream_files,
@@ -382,13 +381,14 @@ def fence(lock: LiveLock, lake: Lake, position: tuple[bytes | None, bytes | None
 
 
 def _opener(lake: Lake) -> OpenSegment:
-    """Segments opened in place on a local lake (a lookup by task reads only the row groups
-    that may hold it); fetched whole from an object store."""
-    fetch = segment_opener(lake.get_if_exists)
+    """Segments opened for lookups that read only the row groups which may hold what they
+    look for: in place on a local lake, by byte ranges on an object store."""
 
     def open_segment(key: str) -> pq.ParquetFile:
-        path = lake.local_path(key)
-        return fetch(key) if path is None else pq.ParquetFile(path)
+        try:
+            return lake.open_parquet(key)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{key} missing: the state lists it") from error
 
     return open_segment
 

@@ -65,7 +65,7 @@ from assets.common.metadata import figure, markdown_table, mean_or, per_subject_
 from assets.common.outs import table_out
 from assets.common.partitions import daily_partitions
 from assets.sources.assets import staged_projects
-from resources.lake import Lake, parquet_bytes, table_metadata
+from resources.lake import Lake, columns_from_bytes, parquet_bytes, table_metadata
 from resources.landing import LandingZone, project_settings_path
 
 GROUP = "quality"
@@ -471,8 +471,8 @@ def _mixed_kinds(judgments: pl.DataFrame) -> dict[str, list[str]]:
 
 
 # The gold projects a run found, by what it listed: `quality` and `kind_quality` both ask, and
-# in one process (the in-process executor) the second asker reuses the first's reading rather
-# than downloading every gold file again. One run's entry is kept at a time.
+# in one process (the in-process executor) the second asker reuses what the first read rather
+# than reading every gold file's project column again. One run's entry is kept at a time.
 _GOLD_OF_RUN: dict[tuple[object, ...], frozenset[str]] = {}
 
 
@@ -493,8 +493,10 @@ def gold_projects(
     found = _GOLD_OF_RUN.get(listed) if run_id is not None else None
     if found is None:
         found = frozenset(
-            staged_projects(staged, read=lake.path_or_bytes)
-            | staged_projects([path for path, _ in synthetic], read=landing.read_bytes)
+            staged_projects(staged, read=lake.read_columns_each)
+            | staged_projects(
+                [path for path, _ in synthetic], read=columns_from_bytes(landing.read_bytes)
+            )
         )
         if run_id is not None:
             _GOLD_OF_RUN.clear()

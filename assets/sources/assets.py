@@ -12,11 +12,9 @@ The daily `raw_annotations` (assets/raw) then unions the day's staged rows and s
 
 import dataclasses
 import hashlib
-import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -110,7 +108,8 @@ def staged_judgment_versions(lake: Lake, keys: list[str], ids: pl.DataFrame) -> 
     """The versions (`JUDGMENT_KEY`, `JUDGMENT_VERSION`, `key`) of the judgments `ids` names
     (`JUDGMENT_KEY` columns) staged under `keys`. Only those columns are read; on a local
     lake DuckDB streams them through one hash join with `ids`, so a day's ten million ids
-    against every staged day costs a column scan, not a read of the staged rows. A file
+    against every staged day costs a column scan, not a read of the staged rows; an object
+    store's files are read by byte ranges, several at once (`Lake.read_columns_each`). A file
     staged before exports carried `updated_at` has a null one, older than any."""
     columns = [*JUDGMENT_KEY, *JUDGMENT_VERSION]
     types = {c: schema.JUDGMENTS.get(c, schema.UTC_TIMESTAMP) for c in columns}
@@ -151,18 +150,17 @@ def staged_judgment_versions(lake: Lake, keys: list[str], ids: pl.DataFrame) -> 
                 key=pl.col("path").replace_strict(local, return_dtype=pl.String),
             )
         )
-    for key, path in paths.items():
-        if path is None:
-            staged = pl.read_parquet(io.BytesIO(lake.get(key)))
-            found.append(
-                staged.join(wanted, on=list(JUDGMENT_KEY), how="semi").select(
-                    *[
-                        pl.col(c).cast(t) if c in staged.columns else pl.lit(None, t).alias(c)
-                        for c, t in types.items()
-                    ],
-                    key=pl.lit(key, pl.String),
-                )
+    remote = [key for key, path in paths.items() if path is None]
+    for key, staged in zip(remote, lake.read_columns_each(remote, columns), strict=True):
+        found.append(
+            staged.join(wanted, on=list(JUDGMENT_KEY), how="semi").select(
+                *[
+                    pl.col(c).cast(t) if c in staged.columns else pl.lit(None, t).alias(c)
+                    for c, t in types.items()
+                ],
+                key=pl.lit(key, pl.String),
             )
+        )
     return pl.concat(found, how="vertical")
 
 
@@ -178,13 +176,10 @@ def days_sharing_judgments(lake: Lake, ids: pl.DataFrame, *, skip: set[str]) -> 
     return {staging_day(key) for key in found.get_column("key").unique().to_list()}
 
 
-def _staged_ids(lake: Lake, key: str) -> pl.DataFrame:
-    """The `JUDGMENT_KEY` and `source_file` columns of one staged judgments file."""
+def _staged_ids(lake: Lake, keys: list[str]) -> Iterator[pl.DataFrame]:
+    """The `JUDGMENT_KEY` and `source_file` columns of each staged judgments file `keys`."""
     columns = [*JUDGMENT_KEY, "source_file"]
-    path = lake.local_path(key)
-    if path is not None:
-        return pl.scan_parquet(path).select(columns).collect()
-    return pl.read_parquet(io.BytesIO(lake.get(key)), columns=columns)
+    return (frame.select(columns) for frame in lake.read_columns_each(keys, columns))
 
 
 def within_partitions(
@@ -221,20 +216,17 @@ def within_partitions(
     return result
 
 
-def staged_projects(keys: Iterable[str], *, read: Callable[[str], bytes | Path]) -> set[str]:
-    """The projects the Parquet files `keys` hold rows of, reading each once through `read`
-    and parsing its project column alone (a file without one holds no project). Where `read`
-    gives a local path, only the footer and the project column are read from disk."""
+def staged_projects(
+    keys: Iterable[str],
+    *,
+    read: Callable[[Sequence[str], Sequence[str]], Iterable[pl.DataFrame]],
+) -> set[str]:
+    """The projects the Parquet files `keys` hold rows of, reading each one's project column
+    alone through `read` (`Lake.read_columns_each`: a local file in place, an object store's
+    by byte ranges, several at once); a file without one holds no project."""
     projects: set[str] = set()
-    for key in keys:
-        if not key.endswith(".parquet"):
-            continue
-        found = read(key)
-        data: io.BytesIO | Path = io.BytesIO(found) if isinstance(found, bytes) else found
-        if "project" in pl.read_parquet_schema(data):
-            if isinstance(data, io.BytesIO):
-                data.seek(0)
-            part = pl.read_parquet(data, columns=["project"])
+    for part in read([key for key in keys if key.endswith(".parquet")], ["project"]):
+        if "project" in part.columns:
             projects.update(part.get_column("project").drop_nulls().unique().to_list())
     return projects
 
@@ -248,7 +240,7 @@ def projects_staged(lake: Lake, *, besides: str | None = None) -> set[str]:
         for key in lake.list_keys(staging_prefix(table))
         if besides is None or staging_source(key) != besides
     ]
-    return staged_projects(keys, read=lake.path_or_bytes)
+    return staged_projects(keys, read=lake.read_columns_each)
 
 
 def source_id(path: str) -> str:
@@ -291,7 +283,7 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     given = pl.concat(
         [
             shareable(judgments.select(*JUDGMENT_KEY, "source_file")),
-            *(shareable(_staged_ids(lake, key)) for key in own),
+            *(shareable(ids) for ids in _staged_ids(lake, own)),
         ]
     ).unique()
     days |= days_sharing_judgments(lake, given, skip=set(own))
@@ -682,7 +674,7 @@ def gold_sets(
             f"{quarantine.height} gold row(s) quarantined: "
             + ", ".join(f"{reason} {n}" for reason, n in reasons)
         )
-    had_gold = staged_projects(previous, read=lake.get)
+    had_gold = staged_projects(previous, read=lake.read_columns_each)
     # The new gold set replaces the old in one commit: a killed run keeps the previous one.
     lake.commit(
         {target: parquet_bytes(gold), quarantine_key("gold_sets"): parquet_bytes(quarantine)},

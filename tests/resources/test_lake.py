@@ -42,15 +42,34 @@ class BytesLake(LocalLake):
 
 
 def test_a_local_lake_hands_readers_a_path_and_an_object_store_the_bytes(tmp_path):
-    from assets.sources.assets import staged_projects
-
     key = "staging/judgments/day=2026-11-02/s.parquet"
     local = LocalLake(base_path=str(tmp_path))
     local.put_frame(key, pl.DataFrame({"project": ["reviews", None], "label": ["a", "b"]}))
     remote = BytesLake(base_path=str(tmp_path))
     assert local.path_or_bytes(key) == (tmp_path / key).resolve()
     assert remote.path_or_bytes(key) == (tmp_path / key).read_bytes()
-    for lake in (local, remote):
-        assert staged_projects([key], read=lake.path_or_bytes) == {"reviews"}
     with pytest.raises(FileNotFoundError):
         remote.path_or_bytes("staging/judgments/day=2026-11-02/gone.parquet")
+
+
+def test_read_columns_gives_the_asked_columns_a_file_has_whatever_the_store(tmp_path):
+    from assets.sources.assets import staged_projects
+
+    old, new = (
+        "staging/judgments/day=2026-11-01/s.parquet",
+        "staging/judgments/day=2026-11-02/s.parquet",
+    )
+    local = LocalLake(base_path=str(tmp_path))
+    # A file staged before exports carried `updated_at`, and one without a project column.
+    local.put_frame(old, pl.DataFrame({"project": ["reviews", None], "label": ["a", "b"]}))
+    local.put_frame(new, pl.DataFrame({"label": ["c"], "updated_at": [1]}))
+    remote = BytesLake(base_path=str(tmp_path))
+    for lake in (local, remote):
+        asked = lake.read_columns(old, ["updated_at", "label", "project"])
+        assert asked.columns == ["label", "project"]
+        assert asked.equals(pl.DataFrame({"label": ["a", "b"], "project": ["reviews", None]}))
+        assert lake.read_columns(new, ["project"]).equals(pl.DataFrame())
+        assert staged_projects([old, new], read=lake.read_columns_each) == {"reviews"}
+        assert lake.open_parquet(old).read(columns=["label"]).num_rows == 2
+        with pytest.raises(FileNotFoundError):
+            lake.read_columns("staging/judgments/day=2026-11-02/gone.parquet", ["project"])
