@@ -123,6 +123,11 @@ def project_label_set(settings: Mapping[str, object], *, source: str) -> list[st
             f'{source}: label_set: expected a list of labels like ["pos", "neg"], '
             f"got {type(given).__name__}"
         )
+    if not given:
+        # An empty set allows no label: every judgment would be quarantined as unknown_label.
+        raise ValueError(
+            f'{source}: label_set: expected at least one label like ["pos", "neg"], got []'
+        )
     labels = []
     for index, label in enumerate(given):
         number = finite(label)

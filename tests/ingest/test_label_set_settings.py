@@ -46,6 +46,8 @@ def test_a_label_set_is_a_list_of_labels(settings, labels):
         (["pos", True], "label_set[1]: expected a label (text or a number), got True"),
         (["pos", ["neg"]], "label_set[1]: expected a label (text or a number), got ['neg']"),
         (["pos", " "], "label_set[1]: expected a label (text or a number), got ' '"),
+        # An empty set allows no label, so every judgment would be quarantined.
+        ([], 'label_set: expected at least one label like ["pos", "neg"], got []'),
     ],
 )
 def test_a_label_set_that_is_not_one_names_the_file_and_the_field(tmp_path, given, error):
