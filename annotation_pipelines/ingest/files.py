@@ -122,7 +122,8 @@ def ingest_path(
     allow_empty: bool = False,
 ) -> IngestResult:
     """Ingest a file, or every file of `format` in a folder (sorted by name, not recursive).
-    An empty file is an `UnreadableFileError` unless `allow_empty` (see `ingest_bytes`)."""
+    An empty file given alone is an `UnreadableFileError` unless `allow_empty` (see
+    `ingest_bytes`); in a folder it is zero rows, as the landing zone reads the same folder."""
     path = Path(path)
     if not path.exists():
         raise UnreadableFileError(f"{path}: no such file or folder")
@@ -137,6 +138,7 @@ def ingest_path(
         )
         if not files:
             raise UnreadableFileError(f"{path}: no {format} files ({', '.join(SUFFIXES[format])})")
+        allow_empty = True
     else:
         files = [path]
     results = []

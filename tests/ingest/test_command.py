@@ -400,3 +400,22 @@ def test_a_folder_is_read_as_the_landing_zone_lists_it(tmp_path):
     assert result.exit_code == 0, result.output
     assert summary(result.stdout)["files"] == 1
     assert is_upload_in_progress("~$export.csv")
+
+
+def test_an_empty_file_in_a_folder_is_zero_rows_as_the_landing_zone_reads_it(tmp_path):
+    # Emptying a file is how the landing zone takes its rows back, so it reads one as zero
+    # rows; the same folder given to `ingest` stopped at it (exit 1).
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "a.csv").write_text(
+        "task_id,annotator_id,label,submitted_at\nt1,a1,pos,2026-05-01T10:00:00Z\n"
+    )
+    (folder / "b.csv").write_bytes(b"")
+    (folder / "c.csv").write_text("\n  \n")
+    result = run(str(folder), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    counts = summary(result.stdout)
+    assert counts["files"] == 3 and counts["rows_read"] == 1 and counts["rows_loaded"] == 1
+    # A file named on its own is still refused: asking to ingest an empty file is a slip.
+    result = CliRunner().invoke(main, ["ingest", str(folder / "b.csv"), "--format", "csv"])
+    assert result.exit_code == 1 and "b.csv: empty file" in result.output
