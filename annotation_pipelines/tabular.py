@@ -15,6 +15,7 @@ is quarantined as a `duplicate` naming the row that replaced it.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
@@ -23,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 from polars.datatypes import DataTypeClass
@@ -62,6 +63,55 @@ FORMATS = {
 
 class InputError(ValueError):
     """Bad user input; the message names the file and, where known, the row and column."""
+
+
+# A text export compressed for transfer (`answers.csv.gz`) is read as what it holds, as ingest
+# reads it; Parquet compresses its own columns, so a gzipped one is not taken.
+GZIP_SUFFIX = ".gz"
+
+
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == GZIP_SUFFIX
+
+
+def _format_suffix(path: Path) -> str:
+    """The suffix that names `path`'s format: `.csv` for `answers.csv` and `answers.csv.gz`."""
+    if _gzipped(path):
+        inner = path.with_suffix("").suffix.lower()
+        return inner if inner != ".parquet" else path.suffix.lower()
+    return path.suffix.lower()
+
+
+def read_input(path: str | Path) -> bytes:
+    """The bytes of the table at `path`, decompressed when it is gzipped; InputError naming the
+    file when it cannot be read."""
+    path = Path(path)
+    try:
+        if _gzipped(path):
+            return gzip.decompress(path.read_bytes())
+        return path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        what = "not a readable gzip file" if _gzipped(path) else "cannot read"
+        raise InputError(f"{path}: {what} ({first_line(error)})") from error
+
+
+def _open_input(path: Path) -> IO[bytes]:
+    return io.BytesIO(read_input(path)) if _gzipped(path) else path.open("rb")
+
+
+def _open_text(path: Path) -> IO[str]:
+    return io.TextIOWrapper(_open_input(path), encoding="utf-8", errors="replace", newline="")
+
+
+def _csv_source(path: Path) -> Path | bytes:
+    """What Polars reads a delimited file from: the file itself unless it must be unpacked."""
+    return read_input(path) if _gzipped(path) else path
+
+
+def _is_empty(path: Path) -> bool:
+    if _gzipped(path):
+        return not read_input(path)
+    return path.stat().st_size == 0
 
 
 # A header wider than this is refused before parsing: a million-column CSV would take minutes
@@ -117,13 +167,13 @@ def row_lines(path: str | Path, rows: Iterable[int]) -> dict[int, int]:
     when a row is reported; quoted cells spanning lines are counted right."""
     path = Path(path)
     wanted = set(rows)
-    fmt = FORMATS.get(path.suffix.lower())
+    fmt = FORMATS.get(_format_suffix(path))
     if not wanted or fmt is None or fmt == "parquet" or not path.is_file():
         return {}
     last = max(wanted)
     found: dict[int, int] = {}
     if fmt == "jsonl":
-        with path.open("rb") as handle:
+        with _open_input(path) as handle:
             row = 0
             for number, raw in enumerate(handle, start=1):
                 if raw.strip():
@@ -133,7 +183,7 @@ def row_lines(path: str | Path, rows: Iterable[int]) -> dict[int, int]:
                     if row >= last:
                         break
         return found
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    with _open_text(path) as handle:
         reader = csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",")
         row, start = -1, 1  # the header is row 0
         try:
@@ -155,9 +205,13 @@ def where(path: str | Path, row: int) -> str:
 
 
 def format_of(path: Path) -> str:
-    suffix = path.suffix.lower()
+    suffix = _format_suffix(path)
     if suffix not in FORMATS:
-        raise InputError(f"{path}: unknown format {suffix!r}; expected one of {', '.join(FORMATS)}")
+        gzipped = ", ".join(s + GZIP_SUFFIX for s in FORMATS if s != ".parquet")
+        raise InputError(
+            f"{path}: unknown format {suffix!r}; expected one of {', '.join(FORMATS)}, "
+            f"or a text one gzipped ({gzipped})"
+        )
     return FORMATS[suffix]
 
 
@@ -176,17 +230,17 @@ def read_table(
     if not path.exists():
         raise InputError(f"{path}: no such file")
     kind = format_of(path)
-    if path.stat().st_size == 0:
+    if _is_empty(path):
         raise InputError(f"{path}: empty file")
     if kind in ("csv", "tsv"):
-        with path.open("rb") as handle:
+        with _open_input(path) as handle:
             head = handle.read(_HEADER_BYTES + 1)
         check_encoding(head, source=path, fmt=kind)
         check_column_count(head, separator=b"\t" if kind == "tsv" else b",", source=path)
     try:
         if kind in ("csv", "tsv"):
             frame = pl.read_csv(
-                path,
+                _csv_source(path),
                 separator="\t" if kind == "tsv" else ",",
                 schema_overrides={column: pl.String for column in string_columns},
                 infer_schema_length=10_000,
@@ -239,7 +293,7 @@ def _read_jsonl(path: Path) -> pl.DataFrame:
     # Polars' NDJSON reader reports a byte offset at best; parse line by line so a bad row is
     # reported by its line number and the person can jump straight to it.
     records: list[dict[str, Any]] = []
-    with path.open("rb") as handle:
+    with _open_input(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
@@ -282,8 +336,8 @@ def _first_non_utf8(path: Path, *, separator: str) -> str | None:
     """Where the first byte that is not UTF-8 is (a Latin-1 or Windows-1252 export), as the
     row it belongs to and the line it starts on; None when the file is UTF-8."""
     try:
-        data = path.read_bytes()
-    except OSError:
+        data = read_input(path)
+    except InputError:
         return None
     try:
         data.decode("utf-8")
@@ -308,7 +362,7 @@ def _first_non_utf8(path: Path, *, separator: str) -> str | None:
 
 
 def _first_bad_record(path: Path, *, separator: str) -> str | None:
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+    with _open_text(path) as handle:
         reader = csv.reader(handle, delimiter=separator, strict=True)
         row, start = 0, 1
         try:
@@ -775,7 +829,7 @@ def _checked_format(path: Path) -> str:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     fmt = format_of(path)
-    if path.stat().st_size == 0:
+    if _is_empty(path):
         raise InputError(f"{path}: empty file")
     return fmt
 
@@ -809,12 +863,12 @@ def _missing_columns(path: Path, have: Sequence[str], columns: Sequence[str]) ->
 def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:
     """`columns` of a CSV or TSV file, every cell as text exactly as written."""
     separator = "\t" if fmt == "tsv" else ","
-    with path.open("rb") as handle:
+    with _open_input(path) as handle:
         head = handle.read(_HEADER_BYTES + 1)
     check_encoding(head, source=path, fmt=fmt)
     check_column_count(head, separator=separator.encode(), source=path)
     try:
-        frame = pl.read_csv(path, separator=separator, infer_schema=False)
+        frame = pl.read_csv(_csv_source(path), separator=separator, infer_schema=False)
     except pl.exceptions.PolarsError as error:
         raise unreadable_delimited(path, fmt, error) from error
     except (OSError, UnicodeDecodeError) as error:
@@ -830,7 +884,7 @@ def _jsonl_records(
     # the whole file is read first so a column no line has is an error, not N quarantined rows.
     records: list[tuple[int, dict[str, Any] | _Refused]] = []
     seen: set[str] = set()
-    with path.open("rb") as handle:
+    with _open_input(path) as handle:
         for raw in handle:
             if not raw.strip():
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import polars as pl
@@ -10,7 +11,13 @@ from annotation_pipelines.tabular import format_of
 
 
 def write_input(frame: pl.DataFrame, path: Path) -> Path:
-    """`frame` written to `path` as CSV, TSV, Parquet or JSON Lines (by its extension)."""
+    """`frame` written to `path` as CSV, TSV, Parquet or JSON Lines (by its extension), gzipped
+    when the name ends in `.gz` (`judgments.csv.gz`)."""
+    if path.suffix.lower() == ".gz":
+        inner = write_input(frame, path.with_suffix(""))
+        path.write_bytes(gzip.compress(inner.read_bytes()))
+        inner.unlink()
+        return path
     fmt = format_of(path)
     if fmt == "csv":
         frame.write_csv(path)

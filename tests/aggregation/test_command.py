@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from pathlib import Path
@@ -276,3 +277,33 @@ def test_a_header_naming_a_column_twice_is_refused(tmp_path: Path) -> None:
     # A repeated column the command does not read is no ambiguity.
     path.write_text("task_id,annotator_id,label,notes,notes\nt1,a,cat,x,y\n")
     assert CliRunner().invoke(aggregate_command, [str(path)]).exit_code == 0
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".tsv.gz", ".jsonl.gz"])
+def test_gzipped_text_is_read_as_ingest_reads_it(tmp_path: Path, suffix: str) -> None:
+    path = write_input(JUDGMENTS, tmp_path / f"judgments{suffix}")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    out = pl.read_csv(io.StringIO(result.stdout), schema_overrides={"task_id": pl.String})
+    assert dict(out.select("task_id", "label").iter_rows()) == {
+        "007": "cat",
+        "008": "dog",
+        "009": "cat",
+    }
+
+
+def test_a_bad_row_of_a_gzipped_csv_is_named_by_file_row_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv.gz"
+    path.write_bytes(gzip.compress(b'task_id,annotator_id,label\n1,w1,"a\nb"\n1,w2,\n1,w3,a\n'))
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    assert str(path) in result.stderr and "row 2 (line 4), field 'label': missing" in result.stderr
+    empty = tmp_path / "empty.csv.gz"
+    empty.write_bytes(gzip.compress(b""))
+    result = CliRunner().invoke(aggregate_command, [str(empty)])
+    assert result.exit_code != 0 and f"{empty}: empty file" in result.output
+    corrupt = tmp_path / "corrupt.csv.gz"
+    corrupt.write_bytes(b"task_id,annotator_id,label\n")
+    result = CliRunner().invoke(aggregate_command, [str(corrupt)])
+    assert result.exit_code != 0 and str(corrupt) in result.output, result.output
+    assert "Traceback" not in result.output

@@ -12,7 +12,9 @@ from annotation_pipelines.cli import main
 from tests.inputs import write_input
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl"])
+@pytest.mark.parametrize(
+    "suffix", [".csv", ".tsv", ".parquet", ".jsonl", ".csv.gz", ".tsv.gz", ".jsonl.gz"]
+)
 def test_every_format_prints_the_same_json(tmp_path, krippendorff_2011, suffix):
     path = tmp_path / f"judgments{suffix}"
     write_input(krippendorff_2011, path)

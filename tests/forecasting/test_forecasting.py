@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import itertools
 import json
 import math
@@ -312,6 +313,13 @@ def test_cli_without_id_or_supply_and_bad_input(tmp_path):
     )
     assert run.exit_code == 1
     assert "row 2 (line 3), column 'time'" in run.output
+    gzipped = tmp_path / "bad.csv.gz"
+    gzipped.write_bytes(gzip.compress(bad.read_bytes()))
+    run = CliRunner().invoke(
+        forecast_command, [str(gzipped), "--time-col", "time", "--value-col", "value"]
+    )
+    assert run.exit_code == 1
+    assert f"{gzipped}: row 2 (line 3), column 'time'" in " ".join(run.output.split())
     run = CliRunner().invoke(
         forecast_command, [str(source), "--time-col", "nope", "--value-col", "value"]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -82,6 +83,15 @@ def test_empty_label_is_quarantined_with_file_row_and_field(tmp_path: Path) -> N
     path.write_text("task_id,annotator_id,label\nt1,w1,\n")
     code, printed = _invoke(str(path))
     assert code != 0 and "no valid rows" in printed
+
+
+def test_a_gzipped_csv_is_read_and_a_bad_row_named(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv.gz"
+    path.write_bytes(gzip.compress(b"task_id,annotator_id,label\nt1,w1,a\nt1,w2,\n"))
+    result = CliRunner().invoke(main, ["replay", str(path)])
+    assert result.exit_code == 0, result.output
+    assert str(path) in result.stderr and "row 2 (line 3), field 'label'" in result.stderr
+    assert json.loads(result.stdout)["judgments_available"] == 1
 
 
 def test_missing_column_and_bad_options(tmp_path: Path) -> None:
