@@ -19,6 +19,7 @@ from annotation_pipelines.ingest.result import (
 from annotation_pipelines.ingest.tables import ColumnMapping, parse_sagemaker, parse_table
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.scale import RatingScale
+from annotation_pipelines.tabular import read_input
 
 # Which files of a folder belong to a format; anything else in the folder is ignored.
 SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -143,10 +144,9 @@ def ingest_path(
         files = [path]
     results = []
     for file in files:
-        try:
-            data = file.read_bytes()
-        except OSError as error:
-            raise UnreadableFileError(f"{file}: cannot read: {error}") from error
+        # Unpacked here, not by the parsers: their checks (a cut-short file, the encoding)
+        # read the bytes, and Polars would otherwise unpack a gzipped CSV but not JSON Lines.
+        data = read_input(file)
         results.append(
             ingest_bytes(
                 data,

@@ -419,3 +419,20 @@ def test_an_empty_file_in_a_folder_is_zero_rows_as_the_landing_zone_reads_it(tmp
     # A file named on its own is still refused: asking to ingest an empty file is a slip.
     result = CliRunner().invoke(main, ["ingest", str(folder / "b.csv"), "--format", "csv"])
     assert result.exit_code == 1 and "b.csv: empty file" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".tsv.gz", ".jsonl.gz"])
+def test_a_gzipped_export_is_read_as_the_other_commands_read_it(tmp_path, suffix):
+    # Polars unpacked a gzipped CSV by itself, but a gzipped JSON Lines file was read as
+    # binary and every line quarantined as non_utf8.
+    import gzip
+
+    plain = write_input(pl.read_csv((HEADER + ROWS).encode()), tmp_path / f"e{suffix[:-3]}")
+    path = tmp_path / f"e{suffix}"
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    result = run(str(path), "--format", suffix.split(".")[1], "--label-set", "pos,neg")
+    assert result.exit_code == 0, result.output
+    counts = summary(result.stdout)
+    assert counts["rows_read"] == 2 and counts["rows_loaded"] == 1
+    where = "line 2" if suffix == ".jsonl.gz" else "row 2 (line 3)"
+    assert f"{path}: {where}, field 'label': unknown_label" in result.stderr, result.stderr
