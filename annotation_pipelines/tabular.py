@@ -1070,13 +1070,61 @@ def read_kind_inputs(
         kind=kind,
         task_column=task_column,
         annotator_column=None,
-        value_column=value_column,
+        value_column=_gold_value_column(
+            Path(gold_path), kind=kind, task_column=task_column, value_column=value_column
+        ),
         scale=scale,
         row_column=_ROW,
     )
     if gold.quarantined:
         raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")
     return table.rows, _one_gold_answer(gold.rows, kind=kind, path=gold_path)
+
+
+def _gold_value_column(
+    path: Path, *, kind: str, task_column: str, value_column: str | None
+) -> str | None:
+    """The column of the gold file at `path` that holds the answers: INPUT's value column when
+    the file has it, else the one column beside `task_column` in a file of exactly two (truth
+    files name it their own way, `truth` say). InputError naming the columns expected and
+    found when neither holds; kinds with several value columns must use INPUT's names."""
+    wanted = value_column if value_column is not None else VALUE_COLUMNS[kind][0]
+    if value_column is None and len(VALUE_COLUMNS[kind]) > 1:
+        return value_column
+    have = _header(path)
+    if have is None or (task_column in have and wanted in have):
+        return value_column  # the reader says what is wrong with an unreadable file
+    others = [name for name in have if name != task_column]
+    if task_column in have and len(others) == 1:
+        return others[0]
+    raise InputError(
+        f"{path}: gold needs INPUT's task column {task_column!r} and value column {wanted!r}, "
+        f"or {task_column!r} and exactly one other column; "
+        f"the file has {', '.join(repr(name) for name in have) or 'no columns'}"
+    )
+
+
+def _header(path: Path) -> list[str] | None:
+    """The column names of the table at `path` (every key any JSON line has, in order of first
+    appearance); None when it cannot be read, for the reader to report why."""
+    try:
+        fmt = format_of(path)
+        if fmt == "parquet":
+            return list(pl.read_parquet_schema(path))
+        if fmt == "jsonl":
+            names: dict[str, None] = {}
+            with _open_input(path) as handle:
+                for raw in handle:
+                    record = json.loads(raw) if raw.strip() else None
+                    if isinstance(record, dict):
+                        names.update(dict.fromkeys(record))
+            return list(names)
+        separator = "\t" if fmt == "tsv" else ","
+        return pl.read_csv(
+            _csv_source(path), separator=separator, n_rows=0, infer_schema=False
+        ).columns
+    except (InputError, OSError, ValueError, pl.exceptions.PolarsError):
+        return None
 
 
 def _one_gold_answer(gold: pl.DataFrame, *, kind: str, path: str | Path) -> pl.DataFrame:

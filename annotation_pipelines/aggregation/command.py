@@ -109,7 +109,10 @@ scale_option = click.option(
     "--gold",
     "gold_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Known answers (task and value columns, same names as INPUT) to anchor the fit.",
+    help=(
+        "Known answers to anchor the fit: INPUT's task and value columns, or its task "
+        "column and one other (a truth file's `truth`)."
+    ),
 )
 @click.option(
     "--output",

@@ -116,7 +116,10 @@ _DEFAULTS = RECOMMENDED
     "--gold",
     "gold_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Known labels (task and label columns, same names as INPUT) to anchor the fit.",
+    help=(
+        "Known labels to anchor the fit: INPUT's task and label columns, or its task "
+        "column and one other (a truth file's `truth`)."
+    ),
 )
 @click.option(
     "--output",

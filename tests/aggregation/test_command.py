@@ -307,3 +307,51 @@ def test_a_bad_row_of_a_gzipped_csv_is_named_by_file_row_line_and_field(tmp_path
     result = CliRunner().invoke(aggregate_command, [str(corrupt)])
     assert result.exit_code != 0 and str(corrupt) in result.output, result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv.gz", ".parquet", ".jsonl"])
+def test_a_gold_file_of_the_task_column_and_one_other_reads_that_one_as_the_label(
+    tmp_path: Path, suffix: str
+) -> None:
+    # Shared truth files name their answer column `truth`, not INPUT's `label`.
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
+    gold = write_input(
+        pl.DataFrame({"task_id": ["009"], "truth": ["dog"]}), tmp_path / f"gold{suffix}"
+    )
+    result = CliRunner().invoke(aggregate_command, [str(path), "--gold", str(gold)])
+    assert result.exit_code == 0, result.output
+    assert "009,dog,1.0" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("columns", "found"),
+    [
+        ({"q": ["009"], "truth": ["dog"]}, "'q', 'truth'"),
+        ({"task_id": ["009"], "truth": ["dog"], "note": ["x"]}, "'task_id', 'truth', 'note'"),
+    ],
+)
+def test_a_gold_file_that_is_not_unambiguous_names_the_columns_expected_and_found(
+    tmp_path: Path, columns: dict[str, list[str]], found: str
+) -> None:
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
+    gold = write_input(pl.DataFrame(columns), tmp_path / "gold.csv")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--gold", str(gold)])
+    assert result.exit_code != 0
+    message = " ".join(result.output.split())
+    assert (
+        f"{gold}: gold needs INPUT's task column 'task_id' and value column 'label', or "
+        f"'task_id' and exactly one other column; the file has {found}"
+    ) in message, message
+
+
+def test_the_shared_truth_files_are_gold_as_they_are() -> None:
+    from tests.realdata import CROWD_DIR, require_shared
+
+    require_shared("crowd", "d_jn_product/truth.csv")
+    folder = CROWD_DIR / "d_jn_product"
+    columns = ["--task-col", "question", "--annotator-col", "worker", "--label-col", "answer"]
+    result = CliRunner().invoke(
+        aggregate_command,
+        [str(folder / "answer.csv"), *columns, "--gold", str(folder / "truth.csv")],
+    )
+    assert result.exit_code == 0, result.output

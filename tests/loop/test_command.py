@@ -200,3 +200,12 @@ def test_method_auto_reports_the_method_it_chose(tmp_path: Path) -> None:
     assert code == 0, printed
     method = json.loads(printed)["method"]
     assert method != "auto" and method in methods_for("categorical")
+
+
+def test_a_gold_file_with_its_own_label_column_name_is_read(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=5, votes=3)
+    path = write_input(judgments, tmp_path / "in.csv")
+    first = judgments["task_id"][0]
+    gold = write_input(pl.DataFrame({"task_id": [first], "truth": ["a"]}), tmp_path / "g.csv")
+    code, printed = _invoke(str(path), "--gold", str(gold))
+    assert code == 0, printed
