@@ -170,32 +170,44 @@ def row_lines(path: str | Path, rows: Iterable[int]) -> dict[int, int]:
     fmt = FORMATS.get(_format_suffix(path))
     if not wanted or fmt is None or fmt == "parquet" or not path.is_file():
         return {}
+    with _open_input(path) as handle:
+        return _row_lines_in(handle, fmt, wanted)
+
+
+def data_row_lines(data: bytes, fmt: str, rows: Iterable[int]) -> dict[int, int]:
+    """`row_lines` of an export of format `fmt` held in memory (a landing zone's file)."""
+    wanted = set(rows)
+    if not wanted or fmt not in ("csv", "tsv", "jsonl"):
+        return {}
+    return _row_lines_in(io.BytesIO(data), fmt, wanted)
+
+
+def _row_lines_in(handle: IO[bytes], fmt: str, wanted: set[int]) -> dict[int, int]:
     last = max(wanted)
     found: dict[int, int] = {}
     if fmt == "jsonl":
-        with _open_input(path) as handle:
-            row = 0
-            for number, raw in enumerate(handle, start=1):
-                if raw.strip():
-                    row += 1
-                    if row in wanted:
-                        found[row] = number
-                    if row >= last:
-                        break
-        return found
-    with _open_text(path) as handle:
-        reader = csv.reader(handle, delimiter="\t" if fmt == "tsv" else ",")
-        row, start = -1, 1  # the header is row 0
-        try:
-            for _record in reader:
-                row += 1  # a blank line too: Polars reads it as a row of nulls
+        row = 0
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                row += 1
                 if row in wanted:
-                    found[row] = start
+                    found[row] = number
                 if row >= last:
                     break
-                start = reader.line_num + 1
-        except csv.Error:
-            pass  # a cell beyond the csv module's limit: the lines found so far stand
+        return found
+    text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+    reader = csv.reader(text, delimiter="\t" if fmt == "tsv" else ",")
+    row, start = -1, 1  # the header is row 0
+    try:
+        for _record in reader:
+            row += 1  # a blank line too: Polars reads it as a row of nulls
+            if row in wanted:
+                found[row] = start
+            if row >= last:
+                break
+            start = reader.line_num + 1
+    except csv.Error:
+        pass  # a cell beyond the csv module's limit: the lines found so far stand
     return found
 
 

@@ -132,7 +132,7 @@ from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
 from annotation_pipelines.scale import RatingScale, agreed_scale, project_scale
 from annotation_pipelines.schema import QUARANTINE
-from annotation_pipelines.tabular import InputError
+from annotation_pipelines.tabular import InputError, data_row_lines
 from assets.common.alerts import alert_objects, announce_alerts
 from assets.common.metadata import figure
 from assets.live.compaction import live_projects
@@ -215,17 +215,29 @@ def quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
     return lines
 
 
-def file_quarantine_lines(quarantined: pl.DataFrame, limit: int = 5) -> list[str]:
+# How many rows an export's ingest set aside a live run logs one by one.
+FILE_QUARANTINE_SHOWN = 5
+
+
+def file_quarantine_lines(
+    quarantined: pl.DataFrame,
+    limit: int = FILE_QUARANTINE_SHOWN,
+    *,
+    lines: Mapping[tuple[str, int], int] | None = None,
+) -> list[str]:
     """The first `limit` rows an export's ingest set aside, each as `file, where: field:
-    reason` (where as the `ingest` command names it), and how many more."""
-    lines = []
+    reason` (where as the `ingest` command names it, `lines` giving the line a row of a
+    delimited file really starts on: `FileBatch.lines`), and how many more."""
+    lines = lines or {}
+    out = []
     for row in quarantined.head(limit).iter_rows(named=True):
         parsed = parse_export_path(row["source_file"])
-        where = where_in_export(parsed[1] if parsed else "", row["source_line"])
-        lines.append(f"{row['source_file']}, {where}: {row['field']}: {row['reason']}")
+        line = lines.get((row["source_file"], row["source_line"]))
+        where = where_in_export(parsed[1] if parsed else "", row["source_line"], line=line)
+        out.append(f"{row['source_file']}, {where}: {row['field']}: {row['reason']}")
     if quarantined.height > limit:
-        lines.append(f"... and {quarantined.height - limit} more row(s)")
-    return lines
+        out.append(f"... and {quarantined.height - limit} more row(s)")
+    return out
 
 
 def scale_key(scale: RatingScale) -> str:
@@ -472,6 +484,9 @@ class FileBatch:
     quarantine: pl.DataFrame
     # file → its rows set aside because their project differs only in case from a known one.
     case_twins: dict[str, int] = field(default_factory=dict)
+    # (file, source_line) → the line the row starts on, for the quarantined CSV/TSV rows the
+    # run logs: a quoted cell over two lines puts later rows below their stored line.
+    lines: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 class ProjectSpellings:
@@ -532,7 +547,9 @@ def _fold_files(
     """
     spellings = spellings or ProjectSpellings()
     twins: dict[str, int] = {}
-    judgments, gold, kind_judgments, kind_gold, quarantine = [], [], [], [], []
+    lines: dict[tuple[str, int], int] = {}
+    judgments, gold, kind_judgments, kind_gold = [], [], [], []
+    quarantine: list[pl.DataFrame] = []
     resynced: dict[str, list[str]] = {}
     kind_resynced: dict[tuple[str, str], list[str]] = {}
     paths: list[str] = []
@@ -598,6 +615,12 @@ def _fold_files(
         # judgment by its id alone, and the next day's file of the same name in another folder
         # must not replace these votes.
         if result.quarantine.height:
+            # Counted while the file's bytes are at hand, for the rows the run will log only.
+            logged = FILE_QUARANTINE_SHOWN - sum(frame.height for frame in quarantine)
+            if logged > 0 and export.format in ("csv", "tsv"):
+                stored = result.quarantine.head(logged).get_column("source_line").drop_nulls()
+                starts = data_row_lines(data, export.format, [n - 1 for n in stored])
+                lines.update({(export.path, row + 1): at for row, at in starts.items()})
             quarantine.append(result.quarantine)
         judged = path_line_ids(result.judgments)
         rows, golden = file_rows(judged, result.gold, read_at=read_at, source=export.path)
@@ -637,6 +660,7 @@ def _fold_files(
         paths=sorted(paths),
         quarantine=pl.concat(quarantine) if quarantine else pl.DataFrame(schema=QUARANTINE),
         case_twins=twins,
+        lines=lines,
     )
 
 
@@ -1038,7 +1062,7 @@ def live_quality_state(
             spellings=spellings,
         )
         from_files = files.judgments
-        for line in file_quarantine_lines(files.quarantine):
+        for line in file_quarantine_lines(files.quarantine, lines=files.lines):
             context.log.warning(f"live: not folded in: {line}")
         # A numeric DB row off its project's scale withdraws what the state holds of it: the
         # version an edit moved off it (`extract.off_scale`), and, when a project declares or
