@@ -1,4 +1,5 @@
-"""Read a user's table (CSV, TSV, Parquet, JSON Lines) with errors that name file, row and column.
+"""Read a user's table (CSV, TSV, Parquet, JSON Lines; the text ones gzipped too) with errors
+that name file, row and column.
 
 Shared by every command-line entry point so `aggregate`, `agreement`, `forecast` and `ingest`
 accept the same formats and fail the same way.
