@@ -30,7 +30,10 @@ configuration for every data set, no ground truth needed:
    answers worse, so τ falls below 1 exactly as far as the crowd's own disagreement
    warrants (the same held-out criterion `auto` uses to choose a method). s and τ are
    estimated on a hash-chosen sample of at most `TEMPERATURE_SAMPLE_TASKS` tasks, so the
-   cost stays linear on large inputs.
+   cost stays linear on large inputs. It is still judgments × K per grid point (6 × 62): no
+   class's e_w(a | c) is shared with another's (soft labels and per-class totals), so each
+   prediction sums over all K classes; with many classes that sum runs compiled
+   (`calibration_kernel`).
 
 The method's label is kept (accuracy is unchanged); its confidence becomes the calibrated
 probability of that label, reported as is even where the calibrated posterior prefers another
@@ -45,6 +48,7 @@ crowd sets, Dawid–Skene labels; `expected_calibration_error`): D_Product .0260
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +87,10 @@ _BLOCK = 1 << 20
 _ROWS_CELLS = 1 << 21
 # Cells per block of the temperature search: its four K × block arrays then fit in L2, so the
 # 62 passes per shrinkage run from cache instead of streaming K × judgments arrays from memory.
-_SEARCH_CELLS = 1 << 14
+_SEARCH_CELLS = 1 << 17
+# From this many cells (held-out judgments × classes) on, the temperature search runs
+# compiled (`calibration_kernel`): below it, importing Numba costs more than it saves.
+COMPILED_MIN_CELLS = 1 << 21
 _FLOOR = 1e-300
 
 
@@ -313,6 +320,11 @@ def _held_out_log_likelihoods_on_grid(
     """
     k = log_errors.shape[1]
     scores = np.empty((TEMPERATURE_GRID.size, tasks.size))
+    if tasks.size * k >= COMPILED_MIN_CELLS:
+        kernel = _compiled_search()
+        if kernel is not None:
+            kernel(tasks, log_errors, task_sums, log_prior, TEMPERATURE_GRID, scores)
+            return scores
     # NumPy sums a single column pairwise, not in class order: no block is one column wide.
     width = max(2, _SEARCH_CELLS // k)
     start = 0
@@ -346,6 +358,16 @@ def _selection_judgments(encoded: Encoded) -> np.ndarray:
         threshold = np.sort(hashes[sampled_task])[TEMPERATURE_SAMPLE_TASKS - 1]
         sampled_task &= hashes <= threshold
     return np.flatnonzero(sampled_task[encoded.tasks])
+
+
+def _compiled_search() -> Callable[..., None] | None:
+    try:
+        from annotation_pipelines.aggregation.calibration_kernel import (
+            held_out_log_likelihoods_on_grid,
+        )
+    except ImportError:  # pragma: no cover - Numba is a dependency; guard exotic platforms
+        return None
+    return held_out_log_likelihoods_on_grid
 
 
 def _largest_near_best(scores: list[float]) -> int:

@@ -48,10 +48,19 @@ def _both(encoded: Encoded, soft: np.ndarray) -> tuple[tuple[float, float], tupl
     )
 
 
+def _compiled(monkeypatch: pytest.MonkeyPatch, compiled: bool) -> None:
+    """Force the compiled search (or the NumPy one) whatever the input's size."""
+    monkeypatch.setattr(calibration, "COMPILED_MIN_CELLS", 0 if compiled else 1 << 62)
+
+
 @pytest.mark.parametrize("classes", [2, 5, 50, 300])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("method", ["majority_vote", "dawid_skene"])
-def test_search_equals_the_dense_reference(classes: int, seed: int, method: str) -> None:
+@pytest.mark.parametrize("compiled", [False, True])
+def test_search_equals_the_dense_reference(
+    classes: int, seed: int, method: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compiled(monkeypatch, compiled)
     encoded = encode(_problem(classes, seed))
     soft = run_kernel(encoded, method).posteriors
     new, old = _both(encoded, soft)
@@ -60,6 +69,7 @@ def test_search_equals_the_dense_reference(classes: int, seed: int, method: str)
 
 @pytest.mark.parametrize("classes", [2, 50, 300])
 def test_scores_are_the_same_bits(classes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    _compiled(monkeypatch, False)
     encoded = encode(_problem(classes, 5))
     k = encoded.n_classes
     # Small blocks so that several blocks, and a ragged last one, are exercised.
@@ -84,8 +94,30 @@ def test_scores_are_the_same_bits(classes: int, monkeypatch: pytest.MonkeyPatch)
         assert np.array_equal(scores[row], dense), row
 
 
+@pytest.mark.parametrize("classes", [2, 50, 300])
+def test_compiled_scores_are_within_rounding(classes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded = encode(_problem(classes, 7))
+    k = encoded.n_classes
+    soft = np.random.default_rng(7).dirichlet(np.ones(k), encoded.n_tasks)
+    counts = _counts(encoded, soft)
+    log_prior = _held_out_log_prior(soft)
+    chosen = _selection_judgments(encoded)
+    tasks = encoded.tasks[chosen]
+    log_errors = _held_out_log_errors(encoded, counts, chosen, 2.0 * k)
+    sums = _task_sums(encoded, chosen, log_errors)
+    _compiled(monkeypatch, False)
+    dense = _held_out_log_likelihoods_on_grid(tasks, log_errors, sums, log_prior)
+    _compiled(monkeypatch, True)
+    compiled = _held_out_log_likelihoods_on_grid(tasks, log_errors, sums, log_prior)
+    assert np.max(np.abs(compiled - dense)) < 1e-12
+
+
 @pytest.mark.realdata
-def test_search_equals_the_dense_reference_on_a_shared_set() -> None:
+@pytest.mark.parametrize("compiled", [False, True])
+def test_search_equals_the_dense_reference_on_a_shared_set(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compiled(monkeypatch, compiled)
     judgments, _ = load_crowd("duck")
     encoded = encode(judgments)
     soft = run_kernel(encoded, "dawid_skene").posteriors
