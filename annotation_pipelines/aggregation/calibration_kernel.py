@@ -29,12 +29,18 @@ _EXACT_REDUCTION = {"nsz", "arcp", "contract"}
 
 @numba.njit(cache=True, nogil=True, fastmath=_EXACT_REDUCTION)
 def _exp_into(
-    values: np.ndarray, mantissas: np.ndarray, exponents: np.ndarray
+    scale: float,
+    values: np.ndarray,
+    offsets: np.ndarray,
+    shift: float,
+    mantissas: np.ndarray,
+    exponents: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
-    """exp(values) as mantissas · 2^k, k's bits written as a float64's exponent into
-    `exponents` (viewed as float64 by the caller), in one vectorisable loop."""
+    """exp(scale · values + offsets − shift) as mantissas · 2^k, k's bits written as a
+    float64's exponent into `exponents` (viewed as float64 by the caller), in one
+    vectorisable loop."""
     for c in range(values.shape[0]):
-        y = min(max(values[c], -708.0), 709.0)
+        y = min(max(scale * values[c] + offsets[c] - shift, -708.0), 709.0)
         k = np.floor(y * _LOG2E + 0.5)
         r = y - k * _LN2_HI - k * _LN2_LO
         # Taylor series to r^13 / 13!: |r| ≤ ln 2 / 2, so the truncation is below 1e-17.
@@ -70,7 +76,7 @@ def held_out_log_likelihoods_on_grid(
     others = np.empty(k)
     prior = np.empty(k)
     answer = np.empty(k)
-    weights = np.empty(k)
+    zeros = np.zeros(k)
     mantissas = np.empty(k)
     exponents = np.empty(k, dtype=np.int64)
     scales = exponents.view(np.float64)
@@ -79,18 +85,15 @@ def held_out_log_likelihoods_on_grid(
         for c in range(k):
             others[c] = task_sums[t, c] - log_errors[j, c]
             prior[c] = log_prior[t, c]
-        _exp_into(log_errors[j], mantissas, exponents)
+        _exp_into(1.0, log_errors[j], zeros, 0.0, mantissas, exponents)
         for c in range(k):
             answer[c] = mantissas[c] * scales[c]
         for row in range(temperatures.shape[0]):
             temperature = temperatures[row]
             top = -np.inf
             for c in range(k):
-                weights[c] = temperature * others[c] + prior[c]
-                top = max(top, weights[c])
-            for c in range(k):
-                weights[c] -= top
-            _exp_into(weights, mantissas, exponents)
+                top = max(top, temperature * others[c] + prior[c])
+            _exp_into(temperature, others, prior, top, mantissas, exponents)
             numerator = 0.0
             denominator = 0.0
             for c in range(k):
