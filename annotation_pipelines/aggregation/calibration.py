@@ -30,7 +30,10 @@ configuration for every data set, no ground truth needed:
    answers worse, so τ falls below 1 exactly as far as the crowd's own disagreement
    warrants (the same held-out criterion `auto` uses to choose a method). s and τ are
    estimated on a hash-chosen sample of at most `TEMPERATURE_SAMPLE_TASKS` tasks, so the
-   cost stays linear on large inputs.
+   cost stays linear on large inputs. It is still judgments × K per grid point (6 × 62): no
+   class's e_w(a | c) is shared with another's (soft labels and per-class totals), so each
+   prediction sums over all K classes; with many classes that sum runs compiled
+   (`calibration_kernel`).
 
 The method's label is kept (accuracy is unchanged); its confidence becomes the calibrated
 probability of that label, reported as is even where the calibrated posterior prefers another
@@ -45,6 +48,7 @@ crowd sets, Dawid–Skene labels; `expected_calibration_error`): D_Product .0260
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +81,16 @@ TEMPERATURE_SAMPLE_TASKS = 50_000
 TEMPERATURE_GRID = np.exp(np.linspace(np.log(MIN_TEMPERATURE), 0.0, 62))
 # Judgments processed per block when the per-judgment arrays would be large.
 _BLOCK = 1 << 20
+# Cells (judgments × classes) per sub-block of the held-out rows: their half-dozen
+# temporaries then stay near 100 MB whatever K is, where a whole block of them took
+# gigabytes at a thousand classes.
+_ROWS_CELLS = 1 << 21
+# Cells per block of the temperature search: its four K × block arrays then fit in L2, so the
+# 62 passes per shrinkage run from cache instead of streaming K × judgments arrays from memory.
+_SEARCH_CELLS = 1 << 17
+# From this many cells (held-out judgments × classes) on, the temperature search runs
+# compiled (`calibration_kernel`): below it, importing Numba costs more than it saves.
+COMPILED_MIN_CELLS = 1 << 21
 _FLOOR = 1e-300
 
 
@@ -117,7 +131,7 @@ def calibrate(
     for block in _blocks(encoded.n_judgments):
         indices = np.arange(block.start, block.stop)
         evidence += _task_sums(
-            encoded, indices, _held_out_log_errors(encoded, counts, indices, shrinkage)
+            encoded, indices, _held_out_log_errors_blocked(encoded, counts, indices, shrinkage)
         )
     calibrated = _softmax(temperature * evidence + log_prior)
     if gold_codes is not None:
@@ -201,6 +215,25 @@ def _held_out_log_errors(
     return np.log(np.maximum(numerator, _FLOOR) / denominator)
 
 
+def _held_out_log_errors_blocked(
+    encoded: Encoded, counts: _Counts, indices: np.ndarray, shrinkage: float
+) -> np.ndarray:
+    """`_held_out_log_errors`, computed `_ROWS_CELLS` cells at a time.
+
+    Every step is elementwise, so the values are the same bits as in one pass; only the
+    temporaries shrink to one sub-block.
+    """
+    k = encoded.n_classes
+    log_errors = np.empty((indices.size, k))
+    rows = max(1, _ROWS_CELLS // k)
+    for start in range(0, indices.size, rows):
+        stop = min(start + rows, indices.size)
+        log_errors[start:stop] = _held_out_log_errors(
+            encoded, counts, indices[start:stop], shrinkage
+        )
+    return log_errors
+
+
 def _held_out_rows(
     encoded: Encoded, counts: _Counts, indices: np.ndarray, shrinkage: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -245,23 +278,14 @@ def _choose_shrinkage_and_temperature(
         return DEFAULT_SHRINKAGE * encoded.n_classes, 1.0
     tasks = encoded.tasks[chosen]
     sampled = np.unique(tasks)
-    # Class-major (K × judgments) arrays: reductions over the few classes are then row-wise
-    # sums of long contiguous rows, several times faster than over a short last axis.
-    prior = np.ascontiguousarray(log_prior[tasks].T)
     temperatures: list[float] = []
     totals: list[float] = []
     per_task: list[np.ndarray] = []  # Σ log P(held-out answer) per sampled task, at the best τ
     strengths = [per_class * encoded.n_classes for per_class in SHRINKAGE_GRID]
     for shrinkage in strengths:
-        log_errors = _held_out_log_errors(encoded, counts, chosen, shrinkage)
-        others = np.ascontiguousarray(
-            (_task_sums(encoded, chosen, log_errors)[tasks] - log_errors).T
-        )
-        answer_probabilities = np.exp(log_errors.T)
-        scores = [
-            _held_out_log_likelihoods(temperature, others, prior, answer_probabilities)
-            for temperature in TEMPERATURE_GRID
-        ]
+        log_errors = _held_out_log_errors_blocked(encoded, counts, chosen, shrinkage)
+        task_sums = _task_sums(encoded, chosen, log_errors)
+        scores = _held_out_log_likelihoods_on_grid(tasks, log_errors, task_sums, log_prior)
         column = _largest_near_best([float(score.sum()) for score in scores])
         temperatures.append(float(TEMPERATURE_GRID[column]))
         totals.append(float(scores[column].sum()))
@@ -281,6 +305,50 @@ def _choose_shrinkage_and_temperature(
     return float(strengths[row]), temperatures[row]
 
 
+def _held_out_log_likelihoods_on_grid(
+    tasks: np.ndarray, log_errors: np.ndarray, task_sums: np.ndarray, log_prior: np.ndarray
+) -> np.ndarray:
+    """log Σ_c P_τ(c | the task's other votes) · e_w(answer | c) per held-out judgment, for
+    every τ of `TEMPERATURE_GRID` (rows) and judgment (columns).
+
+    There is no sparse form to exploit: soft labels, the held-out corrections and the class
+    totals in each row's denominator make every class's log e_w(a | c) its own number, so
+    each (τ, judgment) needs its full K-term sum. What the search can avoid is memory
+    traffic: judgments go in blocks whose class-major (K × block) arrays stay in cache across
+    the whole τ grid. Each column is summed over classes in class order, as one dense
+    class-major pass would, so the scores are the same bits as that pass.
+    """
+    k = log_errors.shape[1]
+    scores = np.empty((TEMPERATURE_GRID.size, tasks.size))
+    if tasks.size * k >= COMPILED_MIN_CELLS:
+        kernel = _compiled_search()
+        if kernel is not None:
+            kernel(tasks, log_errors, task_sums, log_prior, TEMPERATURE_GRID, scores)
+            return scores
+    # NumPy sums a single column pairwise, not in class order: no block is one column wide.
+    width = max(2, _SEARCH_CELLS // k)
+    start = 0
+    while start < tasks.size:
+        stop = tasks.size if tasks.size - start <= width + 1 else start + width
+        block_tasks = tasks[start:stop]
+        block_errors = log_errors[start:stop]
+        others = np.ascontiguousarray((task_sums[block_tasks] - block_errors).T)
+        prior = np.ascontiguousarray(log_prior[block_tasks].T)
+        answer_probabilities = np.ascontiguousarray(np.exp(block_errors.T))
+        weights = np.empty_like(others)
+        products = np.empty_like(others)
+        for row, temperature in enumerate(TEMPERATURE_GRID):
+            np.multiply(temperature, others, out=weights)
+            weights += prior
+            weights -= weights.max(axis=0)
+            np.exp(weights, out=weights)
+            np.multiply(weights, answer_probabilities, out=products)
+            predicted = products.sum(axis=0) / weights.sum(axis=0)
+            scores[row, start:stop] = np.log(np.maximum(predicted, _FLOOR))
+        start = stop
+    return scores
+
+
 def _selection_judgments(encoded: Encoded) -> np.ndarray:
     """Judgments of the tasks with two or more votes (at most a hash-chosen sample of them)."""
     sampled_task = encoded.votes_per_task() >= 2
@@ -292,18 +360,14 @@ def _selection_judgments(encoded: Encoded) -> np.ndarray:
     return np.flatnonzero(sampled_task[encoded.tasks])
 
 
-def _held_out_log_likelihoods(
-    temperature: float,
-    others: np.ndarray,
-    prior: np.ndarray,
-    answer_probabilities: np.ndarray,
-) -> np.ndarray:
-    """log Σ_c P_τ(c | the task's other votes) · e_w(answer | c) per held-out judgment."""
-    weights = temperature * others + prior
-    weights -= weights.max(axis=0)
-    np.exp(weights, out=weights)
-    predicted = (weights * answer_probabilities).sum(axis=0) / weights.sum(axis=0)
-    return np.log(np.maximum(predicted, _FLOOR))
+def _compiled_search() -> Callable[..., None] | None:
+    try:
+        from annotation_pipelines.aggregation.calibration_kernel import (
+            held_out_log_likelihoods_on_grid,
+        )
+    except ImportError:  # pragma: no cover - Numba is a dependency; guard exotic platforms
+        return None
+    return held_out_log_likelihoods_on_grid
 
 
 def _largest_near_best(scores: list[float]) -> int:
