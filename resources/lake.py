@@ -30,6 +30,7 @@ Rolling forward was chosen over readers picking "the newest complete set" becaus
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -64,6 +65,9 @@ from annotation_pipelines.storage import (
 )
 
 COMMITS = "_commits"
+# The lock that staging runs hold while they check project names against the staged ones and
+# commit their own (`Lake.staging_lock`).
+STAGING_LOCK = "_locks/staging.lock"
 CRASH_POINT_ENV = CRASH_IN_COMMIT
 
 
@@ -146,6 +150,17 @@ class Lake(ConfigurableResource):
     def local_path(self, key: str) -> Path | None:
         """A path a reader can open directly, when the lake is on this machine."""
         return None
+
+    def staging_lock(
+        self, *, log: Callable[[str], None] | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Held by a run from reading the staged projects to committing its own staging.
+
+        Two runs that stage at the same moment (two export files of one sensor tick, an export
+        beside the DB extract) would otherwise each check a new project's name against staging
+        without the other's rows, and both spellings of a case twin would be staged. `log` is
+        told once when the run has to wait. A lake that cannot lock stages without one."""
+        return contextlib.nullcontext()
 
     def path_or_bytes(self, key: str) -> Path | bytes:
         """`key` as a Parquet reader should take it: a local lake's path (opened in place), or
@@ -401,6 +416,24 @@ class LocalLake(Lake):
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    @contextlib.contextmanager
+    def staging_lock(self, *, log: Callable[[str], None] | None = None) -> Iterator[None]:
+        """An exclusive `flock` on `_locks/staging.lock`: every process on this machine sees
+        it, and the kernel releases it when its holder dies, so a killed run blocks no one."""
+        path = self._path(STAGING_LOCK)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if log is not None:
+                    log("waiting for another run to finish staging")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

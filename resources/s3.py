@@ -7,9 +7,13 @@ S3 profile imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import time
+import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -18,8 +22,14 @@ import pyarrow.parquet as pq
 from dagster_aws.s3 import S3Resource
 from pydantic import PrivateAttr
 
-from resources.lake import Lake, check_key, columns_of
+from resources.lake import STAGING_LOCK, Lake, check_key, columns_of
 from resources.landing import LandingZone
+
+# A staging lock older than this was left by a run that died holding it (a staging step ends
+# well within the ingest runs' 30-minute limit): the next run takes it over.
+STAGING_LOCK_STALE_SECONDS = 1800
+# How often a run waiting for the staging lock asks for it again.
+STAGING_LOCK_POLL_SECONDS = 0.5
 
 # What the first request of a ranged read fetches from the object's end: Parquet readers read
 # the footer from there first (pyarrow asks for the last 64 KiB), so one GET gives both the
@@ -261,6 +271,46 @@ class S3Lake(Lake):
 
     def delete(self, key: str) -> None:
         self._s3().delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    @contextlib.contextmanager
+    def staging_lock(self, *, log: Callable[[str], None] | None = None) -> Iterator[None]:
+        """`_locks/staging.lock` created with a conditional PUT (`If-None-Match: *`), which S3
+        lets only one writer win, and deleted on release. A lock older than
+        `STAGING_LOCK_STALE_SECONDS` is a dead run's and is taken over."""
+        client = self._s3()
+        key = self._key(STAGING_LOCK)
+        owner = uuid.uuid4().hex
+        body = json.dumps({"owner": owner, "taken_at": time.time()}).encode()
+        told = False
+        while True:
+            try:
+                client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+                break
+            except client.exceptions.ClientError as error:
+                code = error.response.get("Error", {}).get("Code")
+                if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise
+            try:
+                held_since = client.head_object(Bucket=self.bucket, Key=key)["LastModified"]
+            except client.exceptions.ClientError:
+                continue  # released between the two requests
+            if time.time() - held_since.timestamp() > STAGING_LOCK_STALE_SECONDS:
+                with contextlib.suppress(client.exceptions.ClientError):
+                    client.delete_object(Bucket=self.bucket, Key=key)
+                continue
+            if log is not None and not told:
+                log("waiting for another run to finish staging")
+                told = True
+            time.sleep(STAGING_LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            # Deleted only while it is still this run's: a run that held it past the stale
+            # age may have lost it to another.
+            with contextlib.suppress(client.exceptions.ClientError):
+                held = json.loads(client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+                if held.get("owner") == owner:
+                    client.delete_object(Bucket=self.bucket, Key=key)
 
     def open_parquet(self, key: str) -> pq.ParquetFile:
         """The object read by byte ranges (`RangedParquetFile`): its footer, then only the

@@ -5,6 +5,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from annotation_pipelines.storage import atomic_write_bytes
-from resources.lake import CRASH_POINT_ENV, LocalLake, UnsafeKeyError
+from resources import s3 as s3_module
+from resources.lake import CRASH_POINT_ENV, STAGING_LOCK, LocalLake, UnsafeKeyError
 from resources.landing import LocalLandingZone
 from resources.s3 import S3Lake, S3LandingZone
 from tests.services import moto_s3
@@ -417,3 +419,43 @@ def test_scanning_every_day_keeps_a_column_only_newer_days_have(tmp_path):
     scanned = lake.scan_all("t").filter(pl.col("project") == "p").collect().sort("n")
     assert scanned["added"].to_list() == [None, "x"]
     assert scanned.equals(lake.read_days("t", lake.days("t")).sort("n"))
+
+
+def _second_holder_waits(lake) -> list[str]:
+    """What happens when a second holder asks for the staging lock one holder has: it is
+    told once that it waits, and gets the lock only after the first lets go."""
+    said: list[str] = []
+    order: list[str] = []
+    with lake.staging_lock():
+
+        def second() -> None:
+            with lake.staging_lock(log=said.append):
+                order.append("second")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(1.5)
+        order.append("first done")
+    thread.join(timeout=30)
+    assert order == ["first done", "second"]
+    return said
+
+
+def test_the_local_staging_lock_makes_a_second_holder_wait(tmp_path):
+    said = _second_holder_waits(LocalLake(base_path=str(tmp_path / "lake")))
+    assert said == ["waiting for another run to finish staging"]
+
+
+def test_the_s3_staging_lock_makes_a_second_holder_wait_and_is_gone_after(s3_lake):
+    said = _second_holder_waits(s3_lake)
+    assert said == ["waiting for another run to finish staging"]
+    assert not s3_lake.exists(STAGING_LOCK)
+
+
+def test_a_dead_runs_s3_staging_lock_is_taken_over_once_stale(s3_lake, monkeypatch):
+    # A run killed while it held the lock never deletes it.
+    s3_lake.put(STAGING_LOCK, b'{"owner": "dead", "taken_at": 0}')
+    monkeypatch.setattr(s3_module, "STAGING_LOCK_STALE_SECONDS", 0.0)
+    with s3_lake.staging_lock():
+        assert s3_lake.get(STAGING_LOCK) != b'{"owner": "dead", "taken_at": 0}'
+    assert not s3_lake.exists(STAGING_LOCK)

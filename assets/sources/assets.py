@@ -357,11 +357,12 @@ def landing_exports(
         scale=scale,
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
     )
-    result = within_partitions(context, result, name=path, lake=lake, replaces=source_id(path))
-    # Ids made from the file's name and line are made from its path, as the live loop keys
-    # them: the next day's file of the same name in another folder is another judgment.
-    result = dataclasses.replace(result, judgments=path_line_ids(result.judgments))
-    days = stage(lake, result, source=source_id(path))
+    with lake.staging_lock(log=context.log.info):
+        result = within_partitions(context, result, name=path, lake=lake, replaces=source_id(path))
+        # Ids made from the file's name and line are made from its path, as the live loop
+        # keys them: the next day's file of the same name in another folder is another one.
+        result = dataclasses.replace(result, judgments=path_line_ids(result.judgments))
+        days = stage(lake, result, source=source_id(path))
     undated = undated_tasks(result)
     if undated:
         context.log.warning(
@@ -403,6 +404,15 @@ def annotation_db_changes(
         )
     seen = lake.get_frame(ANNOTATION_DB_SEEN_KEY) if lake.exists(ANNOTATION_DB_SEEN_KEY) else None
     extract = annotation_db.extract(since=since, seen=seen)
+    with lake.staging_lock(log=context.log.info):
+        return _stage_db_extract(context, lake, extract, since=since)
+
+
+def _stage_db_extract(
+    context: AssetExecutionContext, lake: Lake, extract: DatabaseExtract, *, since: datetime
+) -> MaterializeResult:
+    """`annotation_db_changes` from its extract on: the rows checked, staged and the watermark
+    moved, under the staging lock."""
     result = within_partitions(context, extract.result, name="annotation DB", lake=lake)
     days: set[str] = set()
     for table, _, column in STAGED_TABLES:
@@ -598,6 +608,15 @@ def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: 
 def gold_sets(
     context: AssetExecutionContext, landing: LandingZone, lake: Lake
 ) -> MaterializeResult:
+    with lake.staging_lock(log=context.log.info):
+        return _stage_gold_sets(context, landing, lake)
+
+
+def _stage_gold_sets(
+    context: AssetExecutionContext, landing: LandingZone, lake: Lake
+) -> MaterializeResult:
+    """`gold_sets`, under the staging lock: its project-name check reads the staged projects
+    and its commit must land before another run reads them."""
     now = datetime.now(UTC)
     frames = []
     target = staging_key("gold_labels", now.date().isoformat(), "gold_sets")

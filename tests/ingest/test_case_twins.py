@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 
 import polars as pl
 import pytest
@@ -14,6 +16,7 @@ from annotation_pipelines.ingest import ingest_path
 from annotation_pipelines.lake import quarantine_key
 from assets.definitions import build_definitions
 from assets.sources.assets import source_id
+from resources.lake import LocalLake
 from tests.ingest.conftest import NOW
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -146,3 +149,38 @@ def test_a_twin_row_holding_a_list_value_is_quarantined_whole():
         empty = [schema.empty(t) for t in (schema.RAW_TASKS, schema.GOLD_LABELS, schema.QUARANTINE)]
         once = set_aside_case_twins(IngestResult(rows, *empty, 2))
         assert once.judgments["project"].to_list() == ["Baz"], order
+
+
+def test_two_exports_staging_twin_spellings_at_once_stage_one(env):
+    """Two runs at the same moment each checked the other's spelling against a staging that
+    did not hold it yet, and both were staged. The staging lock makes the second run's check
+    read the first run's commit."""
+    defs, instance, landing = env
+    header = "task_id,annotator_id,label,submitted_at\n"
+    rows = header + "t1,a1,pos,2026-11-02T10:00:00Z\n"
+    paths = ["exports/reviews/csv/batch-1.csv", "exports/Reviews/csv/batch-2.csv"]
+    for path in paths:
+        (landing / path).write_text(rows)
+    instance.add_dynamic_partitions("export_files", paths)
+    lake = LocalLake(base_path=str(landing.parent / "lake"))
+    runs: dict[str, bool] = {}
+
+    def ingest(path: str) -> None:
+        result = defs.resolve_job_def("ingest_export_job").execute_in_process(
+            partition_key=path, instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        runs[path] = result.success
+
+    # Both runs read and validate their file while the lock is held here, then stage as
+    # soon as it is released: the moment the two checks used to overlap.
+    with lake.staging_lock():
+        threads = [threading.Thread(target=ingest, args=(path,)) for path in paths]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)
+    for thread in threads:
+        thread.join(timeout=120)
+    assert runs == {path: True for path in paths}
+    staged = sorted((landing.parent / "lake" / "staging").rglob("*.parquet"))
+    projects = set(pl.concat([pl.read_parquet(p, columns=["project"]) for p in staged])["project"])
+    assert len(projects) == 1, projects
