@@ -110,9 +110,23 @@ def _csv_source(path: Path) -> Path | bytes:
 
 
 def _is_empty(path: Path) -> bool:
-    if _gzipped(path):
-        return not read_input(path)
-    return path.stat().st_size == 0
+    """Whether `path` holds no rows at all; a gzipped file is unpacked only as far as its
+    first byte (its readers unpack it once, whole)."""
+    if not _gzipped(path):
+        return path.stat().st_size == 0
+    try:
+        with gzip.open(path, "rb") as handle:
+            return not handle.read(1)
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        raise InputError(f"{path}: not a readable gzip file ({first_line(error)})") from error
+
+
+def _delimited_head(source: Path | bytes) -> bytes:
+    """The start of a delimited file (`_csv_source`), as far as its header checks read."""
+    if isinstance(source, bytes):
+        return source[: _HEADER_BYTES + 1]
+    with source.open("rb") as handle:
+        return handle.read(_HEADER_BYTES + 1)
 
 
 # A header wider than this is refused before parsing: a million-column CSV would take minutes
@@ -246,14 +260,14 @@ def read_table(
     if _is_empty(path):
         raise InputError(f"{path}: empty file")
     if kind in ("csv", "tsv"):
-        with _open_input(path) as handle:
-            head = handle.read(_HEADER_BYTES + 1)
+        source = _csv_source(path)
+        head = _delimited_head(source)
         check_encoding(head, source=path, fmt=kind)
         check_column_count(head, separator=b"\t" if kind == "tsv" else b",", source=path)
     try:
         if kind in ("csv", "tsv"):
             frame = pl.read_csv(
-                _csv_source(path),
+                source,
                 separator="\t" if kind == "tsv" else ",",
                 schema_overrides={column: pl.String for column in string_columns},
                 infer_schema_length=10_000,
@@ -876,12 +890,12 @@ def _missing_columns(path: Path, have: Sequence[str], columns: Sequence[str]) ->
 def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:
     """`columns` of a CSV or TSV file, every cell as text exactly as written."""
     separator = "\t" if fmt == "tsv" else ","
-    with _open_input(path) as handle:
-        head = handle.read(_HEADER_BYTES + 1)
+    source = _csv_source(path)
+    head = _delimited_head(source)
     check_encoding(head, source=path, fmt=fmt)
     check_column_count(head, separator=separator.encode(), source=path)
     try:
-        frame = pl.read_csv(_csv_source(path), separator=separator, infer_schema=False)
+        frame = pl.read_csv(source, separator=separator, infer_schema=False)
     except pl.exceptions.PolarsError as error:
         raise unreadable_delimited(path, fmt, error) from error
     except (OSError, UnicodeDecodeError) as error:
