@@ -162,12 +162,6 @@ class Lake(ConfigurableResource):
         told once when the run has to wait. A lake that cannot lock stages without one."""
         return contextlib.nullcontext()
 
-    def path_or_bytes(self, key: str) -> Path | bytes:
-        """`key` as a Parquet reader should take it: a local lake's path (opened in place), or
-        the object's bytes, downloaded whole. Readers that want some columns of a Parquet
-        object use `read_columns` or `open_parquet`, which an object store serves by range."""
-        return self.local_path(key) or self.get(key)
-
     def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
         """The `columns` of the Parquet object `key`, in the order asked, but for those it
         lacks (a file staged before the column existed): those are left out, for the caller to
