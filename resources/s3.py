@@ -315,8 +315,7 @@ class S3Lake(Lake):
     def open_parquet(self, key: str) -> pq.ParquetFile:
         """The object read by byte ranges (`RangedParquetFile`): its footer, then only the
         row groups and columns asked for, each read's chunks fetched at once."""
-        source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
-        return RangedParquetFile(source)
+        return self._ranged(key, parallel=PARALLEL_REQUESTS)
 
     def read_columns(self, key: str, columns: Sequence[str]) -> pl.DataFrame:
         return self._read_columns(key, columns, parallel=PARALLEL_REQUESTS)
@@ -356,8 +355,11 @@ class S3Lake(Lake):
     def _read_columns_once(
         self, key: str, columns: Sequence[str], *, parallel: int
     ) -> pl.DataFrame:
+        return columns_of(self._ranged(key, parallel=parallel), columns)
+
+    def _ranged(self, key: str, *, parallel: int) -> RangedParquetFile:
         source = RangedObject(self._s3(), self.bucket, self._key(key), uri=self.uri(key))
-        return columns_of(RangedParquetFile(source, parallel=parallel), columns)
+        return RangedParquetFile(source, parallel=parallel)
 
 
 class S3LandingZone(LandingZone):
