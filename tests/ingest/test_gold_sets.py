@@ -85,18 +85,24 @@ def test_a_gold_folder_spelled_as_a_lake_project_in_another_case_is_quarantined(
     ]
 
 
-def test_a_parquet_gold_set_is_checked_as_a_csv_one(tmp_path):
-    folder = tmp_path / "landing" / "gold" / "p"
+def _stage_parquet_gold(root, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the staged gold, the gold sets' quarantine by line) after `gold_sets` read `frame` as
+    project p's Parquet gold set."""
+    folder = root / "landing" / "gold" / "p"
     folder.mkdir(parents=True)
-    frame = pl.DataFrame({"task_id": [1, None, 3], "label": ["pos", "neg", None]})
     frame.write_parquet(folder / "gold.parquet")
     os.utime(folder / "gold.parquet", (1, 1))
-    lake = LocalLake(base_path=str(tmp_path / "lake"))
-    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    lake = LocalLake(base_path=str(root / "lake"))
+    landing = LocalLandingZone(path=str(root / "landing"))
     assert materialize([gold_sets], resources={"lake": lake, "landing": landing}).success
     [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
-    assert lake.get_frame(key).select("task_id", "label").rows() == [("1", "pos")]
-    quarantine = lake.get_frame(quarantine_key("gold_sets")).sort("source_line")
+    return lake.get_frame(key), lake.get_frame(quarantine_key("gold_sets")).sort("source_line")
+
+
+def test_a_parquet_gold_set_is_checked_as_a_csv_one(tmp_path):
+    frame = pl.DataFrame({"task_id": [1, None, 3], "label": ["pos", "neg", None]})
+    staged, quarantine = _stage_parquet_gold(tmp_path, frame)
+    assert staged.select("task_id", "label").rows() == [("1", "pos")]
     assert quarantine.select("source_line", "field", "reason").rows() == [
         (2, "task_id", "missing_field"),
         (3, "label", "missing_field"),
@@ -108,19 +114,11 @@ def test_a_parquet_gold_set_with_a_bytes_column_is_checked_and_its_bad_rows_keep
     tmp_path,
 ):
     """Polars writes no bytes as JSON: a digest column stopped every project's gold."""
-    folder = tmp_path / "landing" / "gold" / "p"
-    folder.mkdir(parents=True)
     frame = pl.DataFrame(
         {"task_id": ["t1", "t2"], "label": ["pos", None], "md5": [b"\x01\xff", b"\x03"]}
     )
-    frame.write_parquet(folder / "gold.parquet")
-    os.utime(folder / "gold.parquet", (1, 1))
-    lake = LocalLake(base_path=str(tmp_path / "lake"))
-    landing = LocalLandingZone(path=str(tmp_path / "landing"))
-    assert materialize([gold_sets], resources={"lake": lake, "landing": landing}).success
-    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
-    assert lake.get_frame(key).select("task_id", "label").rows() == [("t1", "pos")]
-    quarantine = lake.get_frame(quarantine_key("gold_sets"))
+    staged, quarantine = _stage_parquet_gold(tmp_path, frame)
+    assert staged.select("task_id", "label").rows() == [("t1", "pos")]
     assert quarantine.select("source_line", "field", "reason").rows() == [
         (2, "label", "missing_field")
     ]
