@@ -41,6 +41,8 @@ import dataclasses
 import json
 import math
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -74,7 +76,7 @@ _MODEL = re.compile(r"SeasonalNaive[0-9]*|AutoETS|AutoTheta|MSTL|AutoARIMA|Light
 _SEASON_BY_UNIT = {"d": 7, "w": 52}
 _HORIZON_BY_UNIT = {"d": 28, "w": 13}
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-_DAY, _WEEK = 86_400, 604_800
+_HOUR, _DAY, _WEEK = 3_600, 86_400, 604_800
 
 
 def _infer_freq(frame: pl.DataFrame) -> str:
@@ -112,7 +114,7 @@ def default_season_and_horizon(freq: str) -> tuple[int, int]:
     """Steps in a day and in a week for steps shorter than a day (24 and 168 hourly, 96 and
     672 quarter-hourly); 7 and 28 for daily data, 52 and 13 for weekly."""
     unit = _unit(freq)
-    step = int(freq[: len(freq) - len(freq.lstrip("0123456789"))] or 1) * _UNIT_SECONDS[unit]
+    step = _step_seconds(freq)
     if step < _DAY:
         return max(1, round(_DAY / step)), max(1, round(_WEEK / step))
     whole = "w" if unit == "w" else "d"
@@ -218,6 +220,7 @@ def forecast_command(
             check_output_path(output, inputs=(input_path,))
         except InputError as error:
             raise click.ClickException(str(error)) from error
+    progress = _progress_printer()
     required = [
         time_col,
         value_col,
@@ -238,11 +241,19 @@ def forecast_command(
         )
     except InputError as error:
         raise click.ClickException(str(error)) from error
+    freq_given = freq is not None
     freq = freq or _infer_freq(frame)
     horizon_given = horizon is not None
     default_season, default_horizon = default_season_and_horizon(freq)
     season_length = season_length or default_season
     horizon = horizon or default_horizon
+    if not freq_given and _step_seconds(freq) < _HOUR:
+        click.echo(
+            f"note: the data's step is {freq}, so the default season is {season_length} steps "
+            f"and the horizon {horizon}; backtesting at that resolution can take many minutes "
+            "per model (the stages are shown below); --freq 1h forecasts the same demand hourly",
+            err=True,
+        )
     scale = _power_of_two_scale(frame.get_column("value"))
     fitted = frame.with_columns(pl.col("value") / scale) if scale != 1.0 else frame
     try:
@@ -263,6 +274,12 @@ def forecast_command(
         )
         for series_id, reason in set_aside.items():
             click.echo(f"note: series {series_id!r} set aside: {reason}", err=True)
+        lengths = series.group_by("id").len().get_column("len")
+        longest = as_int(lengths.max(), what="longest series")
+        progress(
+            f"read {table.height:,} row{'' if table.height == 1 else 's'}: {lengths.len()} "
+            f"series of up to {longest:,} step{'' if longest == 1 else 's'} of {freq}"
+        )
         if len(names) == 1 and names[0] in COMBINATIONS:
             rule, candidates = names[0], None
         elif len(names) == 1:
@@ -278,6 +295,7 @@ def forecast_command(
             models=candidates,
             backtest_windows=backtest_windows,
             calibrate=calibrate,
+            progress=progress,
         )
     except UnknownModelError as error:
         raise click.BadParameter(str(error), param_hint="--models") from error
@@ -352,6 +370,22 @@ def forecast_command(
         "set_aside": set_aside,
     }
     click.echo(json.dumps(report, indent=2, allow_nan=False))
+
+
+def _step_seconds(freq: str) -> int:
+    count = freq[: len(freq) - len(freq.lstrip("0123456789"))] or "1"
+    return int(count) * _UNIT_SECONDS[_unit(freq)]
+
+
+def _progress_printer() -> Callable[[str], None]:
+    """Prints each stage on stderr with the time since the forecast began."""
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        minutes, seconds = divmod(round(time.monotonic() - started), 60)
+        click.echo(f"progress [{minutes}:{seconds:02d}] {message}", err=True)
+
+    return progress
 
 
 def _power_of_two_scale(values: pl.Series) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -162,18 +162,38 @@ def candidate_cross_validation(
     step: int,
     models: Sequence[str],
     n_jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
-    """[id, time, cutoff, value, <model>...] at `windows` origins `step` apart (naive UTC)."""
-    engine = _engine(models, season_length=season_length, horizon=horizon, freq=freq, n_jobs=n_jobs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        raw = engine.cross_validation(
-            df=to_statsforecast(history), h=horizon, n_windows=windows, step_size=step
+    """[id, time, cutoff, value, <model>...] at `windows` origins `step` apart (naive UTC).
+
+    `progress` is told each candidate as its backtest starts."""
+    # One engine per candidate: each model's fit is independent of the others', so the columns
+    # are those of one engine over all of them, and a long backtest can say where it is.
+    frame: pl.DataFrame | None = None
+    members = _statsforecast_names(models)
+    for number, name in enumerate(members, start=1):
+        if progress is not None:
+            progress(f"backtest {number}/{len(models)}: {name} at {windows} origins")
+        engine = _engine([name], season_length=season_length, horizon=horizon, freq=freq,
+                         n_jobs=n_jobs)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = engine.cross_validation(
+                df=to_statsforecast(history), h=horizon, n_windows=windows, step_size=step
+            )
+        one = from_statsforecast(pl.DataFrame(raw)).with_columns(
+            pl.col("id").cast(pl.String), pl.col("time", "cutoff").cast(pl.Datetime("us"))
         )
-    frame = from_statsforecast(pl.DataFrame(raw)).with_columns(
-        pl.col("id").cast(pl.String), pl.col("time", "cutoff").cast(pl.Datetime("us"))
-    )
+        frame = (
+            one
+            if frame is None
+            else frame.join(one.select("id", "time", "cutoff", name), on=["id", "time", "cutoff"])
+        )
+    if frame is None:
+        raise ValueError("no statsforecast candidate to backtest: the baseline is always one")
     if LEARNED in models:
+        if progress is not None:
+            progress(f"backtest {len(models)}/{len(models)}: {LEARNED} at {windows} origins")
         cutoffs = frame.get_column("cutoff").unique().sort().to_list()
         learned = learned_cross_validation(
             history, horizon=horizon, freq=freq, season_length=season_length, cutoffs=cutoffs
@@ -205,8 +225,11 @@ def candidate_forecasts(
     freq: str,
     models: Sequence[str],
     n_jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """[id, time, <model>...] for the `horizon` steps after each series' last point."""
+    if progress is not None:
+        progress(f"forecast: {len(models)} candidates on the whole history")
     engine = _engine(models, season_length=season_length, horizon=horizon, freq=freq, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -404,8 +427,11 @@ def forecast_calibrated(
     n_jobs: int = 1,
     hierarchy: Hierarchy | None = None,
     reconciliation: str = DEFAULT_METHOD,
+    progress: Callable[[str], None] | None = None,
 ) -> CalibratedForecast:
     """Backtest every candidate, score the rule on the last origin, forecast with bands.
+
+    `progress`, when given, is told each stage as it starts (a backtest can take minutes).
 
     With a `hierarchy`, `series` holds every node of it (`hierarchy.aggregate_history`): the
     rule's forecasts of all nodes are reconciled with `reconciliation` at every origin and in
@@ -465,7 +491,7 @@ def forecast_calibrated(
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip
     cross_validation = candidate_cross_validation(
         history, horizon=horizon, season_length=season_length, freq=freq, windows=windows,
-        step=step, models=chosen_models, n_jobs=n_jobs,
+        step=step, models=chosen_models, n_jobs=n_jobs, progress=progress,
     )  # fmt: skip
     scores_by_window = window_mase(
         cross_validation, history, models=chosen_models, season_length=season_length
@@ -493,7 +519,7 @@ def forecast_calibrated(
     scores = _held_out_scores(backtested, history, rule=rule, season_length=season_length)
     future = candidate_forecasts(
         history, horizon=horizon, season_length=season_length, freq=freq, models=chosen_models,
-        n_jobs=n_jobs,
+        n_jobs=n_jobs, progress=progress,
     )  # fmt: skip
     last_members = (
         ruled.sort("cutoff").group_by("id").agg(pl.col("members").last())
