@@ -31,6 +31,7 @@ import polars as pl
 from polars.datatypes import DataTypeClass
 
 from annotation_pipelines.ingest.connection import first_line
+from annotation_pipelines.ingest.ids import number_text, spelled_as_text, typed_text
 from annotation_pipelines.ingest.validation import (
     DUPLICATE,
     MALFORMED_JSON,
@@ -593,6 +594,7 @@ def read_kind_table(
         # the kind's values are text (categorical, text): a million labels load at CSV speed.
         read = _read_delimited if fmt in ("csv", "tsv") else _read_parquet
         frame = read(path, fmt=fmt, columns=needed).with_row_index(_ROW, offset=1)
+        frame = _typed_ids_as_text(frame, ids.values())
         split = _plain_rows(frame, kind=kind, ids=ids, sources=sources)
         if split is not None:
             plain, frame = split
@@ -746,6 +748,13 @@ def _read_parquet(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFra
         return pl.read_parquet(path, columns=list(columns))
     except (pl.exceptions.PolarsError, OSError) as error:
         raise InputError(f"{path}: unreadable parquet: {first_line(error)}") from error
+
+
+def _typed_ids_as_text(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
+    """`frame` with its typed id `columns` (a Parquet file's float ids, say) cast to text as
+    ingest casts them, so `1.0` is "1.0" and a Float32 0.1 is "0.1" here as in the lake."""
+    cast = [typed_text(pl.col(name)) for name in columns if spelled_as_text(frame.schema[name])]
+    return frame.with_columns(cast) if cast else frame
 
 
 def _frame_records(frame: pl.DataFrame) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
@@ -949,9 +958,10 @@ def _identifier(record: Mapping[str, Any], column: str) -> str:
     if value is None:
         raise _Refused(column, MISSING_FIELD, "empty value")
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        return number_text(value)
     if isinstance(value, float) and math.isfinite(value):
-        return str(int(value)) if value.is_integer() else repr(value)
+        # As ingest stores it (`1.0` stays "1.0"), so a result joins back to the lake's rows.
+        return number_text(value)
     raise _Refused(column, WRONG_TYPE, f"expected a string or a number, got {value!r:.80}")
 
 

@@ -355,3 +355,63 @@ def test_the_shared_truth_files_are_gold_as_they_are() -> None:
         [str(folder / "answer.csv"), *columns, "--gold", str(folder / "truth.csv")],
     )
     assert result.exit_code == 0, result.output
+
+
+# Whole-number floats, a fraction, and floats whose spelling differs between Python's repr
+# (JSON Lines) and Polars' cast (Parquet): `1e-07` against `1e-7`, and a Float32 0.1.
+FLOAT_IDS = [1.0, 2.0, 2.5, 1e20, 1e-7]
+
+
+def _ingested_ids(path: Path, fmt: str, tmp_path: Path) -> set[tuple[str, str]]:
+    from annotation_pipelines.cli import main
+
+    out = tmp_path / "ingested"
+    result = CliRunner().invoke(
+        main, ["ingest", str(path), "--format", fmt, "--project", "p", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    staged = pl.read_parquet(out / "judgments.parquet")
+    return set(staged.select("task_id", "annotator_id").iter_rows())
+
+
+def _float_id_rows() -> list[dict[str, object]]:
+    return [
+        {
+            "task_id": task,
+            "annotator_id": annotator,
+            "label": "cat" if annotator != 3.0 else "dog",
+            "submitted_at": "2026-05-01T10:00:00Z",
+        }
+        for task in FLOAT_IDS
+        for annotator in (1.0, 2.0, 3.0)
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "parquet-float32"])
+def test_float_ids_are_spelled_as_ingest_stores_them(tmp_path: Path, fmt: str) -> None:
+    # Ingest keeps `1.0` as "1.0" (renaming it would rename ids already in the lake), so the
+    # commands read the same file to the same ids: a result joins back to the lake's rows.
+    rows = _float_id_rows()
+    if fmt == "jsonl":
+        path = tmp_path / "judgments.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        dtype = pl.Float32 if fmt == "parquet-float32" else pl.Float64
+        frame = pl.DataFrame(rows).with_columns(pl.col("task_id", "annotator_id").cast(dtype))
+        path = tmp_path / "judgments.parquet"
+        frame.write_parquet(path)
+    stored = _ingested_ids(path, fmt.split("-")[0], tmp_path)
+    assert ("1.0", "1.0") in stored
+    output = tmp_path / "labels.parquet"
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--method", "majority_vote", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert set(pl.read_parquet(output)["task_id"]) == {task for task, _ in stored}
+
+    from annotation_pipelines.loop.command import replay_command
+
+    replayed = tmp_path / "replayed.parquet"
+    result = CliRunner().invoke(replay_command, [str(path), "--output", str(replayed)])
+    assert result.exit_code == 0, result.output
+    assert set(pl.read_parquet(replayed)["task_id"]) == {task for task, _ in stored}
