@@ -415,3 +415,56 @@ def test_float_ids_are_spelled_as_ingest_stores_them(tmp_path: Path, fmt: str) -
     result = CliRunner().invoke(replay_command, [str(path), "--output", str(replayed)])
     assert result.exit_code == 0, result.output
     assert set(pl.read_parquet(replayed)["task_id"]) == {task for task, _ in stored}
+
+
+PADDED = pl.DataFrame(
+    {
+        "task_id": ["t1", "t1", "t1 ", "t2"],
+        "annotator_id": ["w1", " w2", "w1", "w2"],
+        "label": ["cat", " cat", "cat", "dog\t"],
+        "submitted_at": ["2026-05-01T10:00:00Z"] * 4,
+    }
+)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_whitespace_around_ids_and_labels_is_kept_as_ingest_keeps_it_and_named(
+    tmp_path: Path, suffix: str
+) -> None:
+    # Ingest keeps " cat" as written (stripping would change rows already staged when an old
+    # export is read again), so the commands keep it too, and say so: four padded values,
+    # the first named by file, row and field.
+    path = write_input(PADDED, tmp_path / f"judgments{suffix}")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    out = pl.read_csv(io.StringIO(result.stdout))
+    assert sorted(out["task_id"]) == ["t1", "t1 ", "t2"]
+    first = {".csv": "row 2 (line 3)", ".parquet": "row 2", ".jsonl": "row 2 (line 2)"}[suffix]
+    assert (
+        f"{path}: 4 ids or labels have whitespace around them, kept as written as ingest "
+        f"keeps them (' cat' and 'cat' are two labels); first: {first}, field 'annotator_id': "
+        "' w2'"
+    ) in result.stderr, result.stderr
+
+    from annotation_pipelines.cli import main
+
+    for command in ("agreement", "replay"):
+        other = CliRunner().invoke(main, [command, str(path)])
+        assert other.exit_code == 0, other.output
+        assert f"{path}: 4 ids or labels have whitespace around them" in other.stderr
+    fmt = suffix.lstrip(".")
+    ingested = CliRunner().invoke(main, ["ingest", str(path), "--format", fmt, "--project", "p"])
+    assert ingested.exit_code == 0, ingested.output
+    where = {".csv": "row 2 (line 3)", ".parquet": "row 2", ".jsonl": "line 2"}[suffix]
+    assert (
+        "4 ids or labels have whitespace around them, kept as written as the commands keep "
+        f"them (' cat' and 'cat' are two labels); first: {path}: {where}, field "
+        "'annotator_id': ' w2'"
+    ) in ingested.stderr, ingested.stderr
+
+
+def test_no_whitespace_no_note(tmp_path: Path) -> None:
+    path = write_input(JUDGMENTS, tmp_path / "judgments.csv")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
