@@ -552,14 +552,7 @@ def padded_values(
 ) -> tuple[int, str, str, tuple[Any, ...]] | None:
     """(how many values of the text columns `fields` of `frame` have whitespace around them,
     and the first in `order`: its column, value and `order` values); None when none has."""
-    # Comparing lengths is twice as fast as a regular expression (0.06 s for three columns of
-    # a million rows).
-    masks = {
-        name: (
-            pl.col(name).str.strip_chars().str.len_bytes() != pl.col(name).str.len_bytes()
-        ).fill_null(False)
-        for name in fields
-    }
+    masks = _padded_masks(fields)
     counts = frame.select(**{name: mask.sum() for name, mask in masks.items()}).row(0)
     total = int(sum(counts))
     if not total:
@@ -574,6 +567,25 @@ def padded_values(
             first = (key, name, hit[name])
     assert first is not None
     return total, first[1], first[2], first[0]
+
+
+def _padded_masks(fields: Sequence[str]) -> dict[str, pl.Expr]:
+    # Comparing lengths is twice as fast as a regular expression (0.06 s for three columns of
+    # a million rows).
+    return {
+        name: (
+            pl.col(name).str.strip_chars().str.len_bytes() != pl.col(name).str.len_bytes()
+        ).fill_null(False)
+        for name in fields
+    }
+
+
+def padded_count(frame: pl.DataFrame, fields: Sequence[str]) -> int:
+    """How many values of the text columns `fields` of `frame` have whitespace around them."""
+    masks = _padded_masks([name for name in fields if name in frame.columns])
+    if not masks:
+        return 0
+    return int(sum(frame.select(mask.sum() for mask in masks.values()).row(0)))
 
 
 @dataclass(frozen=True)
