@@ -672,7 +672,8 @@ def read_kind_table(
         # the kind's values are text (categorical, text): a million labels load at CSV speed.
         read = _read_delimited if fmt in ("csv", "tsv") else _read_parquet
         frame = read(path, fmt=fmt, columns=needed).with_row_index(_ROW, offset=1)
-        frame = _typed_ids_as_text(frame, ids.values())
+        label = [sources["label"]] if kind == "categorical" else []
+        frame = _typed_as_text(frame, [*ids.values(), *label])
         split = _plain_rows(frame, kind=kind, ids=ids, sources=sources)
         if split is not None:
             plain, frame = split
@@ -839,9 +840,10 @@ def _read_parquet(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFra
         raise InputError(f"{path}: unreadable parquet: {first_line(error)}") from error
 
 
-def _typed_ids_as_text(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
-    """`frame` with its typed id `columns` (a Parquet file's float ids, say) cast to text as
-    ingest casts them, so `1.0` is "1.0" and a Float32 0.1 is "0.1" here as in the lake."""
+def _typed_as_text(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
+    """`frame` with its typed id and categorical label `columns` (a Parquet file's float ids,
+    say) cast to text as ingest casts them: `1.0` is "1.0" and a Float32 0.1 is "0.1" here as
+    in the lake."""
     cast = [typed_text(pl.col(name)) for name in columns if spelled_as_text(frame.schema[name])]
     return frame.with_columns(cast) if cast else frame
 

@@ -468,3 +468,38 @@ def test_no_whitespace_no_note(tmp_path: Path) -> None:
     result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "parquet-float32"])
+def test_float_labels_are_spelled_as_ingest_stores_them(tmp_path: Path, fmt: str) -> None:
+    # Class codes exported as floats (a pandas column with a gap is float): the lake holds
+    # "1.0", so the commands' labels and gold must say "1.0" too to join with it.
+    at = "2026-05-01T10:00:00Z"
+    rows = [
+        {"task_id": task, "annotator_id": annotator, "label": label, "submitted_at": at}
+        for task, answers in {"t1": [1.0, 1.0, 2.0], "t2": [0.1, 0.1, 2.0]}.items()
+        for annotator, label in zip(("w1", "w2", "w3"), answers, strict=True)
+    ]
+    if fmt == "jsonl":
+        path = tmp_path / "judgments.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        dtype = pl.Float32 if fmt == "parquet-float32" else pl.Float64
+        path = tmp_path / "judgments.parquet"
+        pl.DataFrame(rows).with_columns(pl.col("label").cast(dtype)).write_parquet(path)
+    from annotation_pipelines.cli import main
+
+    out = tmp_path / "ingested"
+    result = CliRunner().invoke(
+        main, ["ingest", str(path), "--format", fmt.split("-")[0], "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    stored = set(pl.read_parquet(out / "judgments.parquet")["label"])
+    assert "1.0" in stored
+    output = tmp_path / "labels.parquet"
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--method", "majority_vote", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert stored == {"1.0", "2.0", "0.1"}
+    assert set(pl.read_parquet(output)["label"]) == {"1.0", "0.1"}
