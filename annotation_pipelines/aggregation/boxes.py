@@ -66,17 +66,68 @@ _GOLD_WEIGHT = 1e6
 _NULL_LABEL = "\x00null"
 
 
+# IoU does not change when either axis is scaled. Where areas of boxes with coordinates near
+# the largest float overflow, an axis whose coordinates pass `_HUGE_AXIS` is multiplied by
+# `_AXIS_SHRINK` (a power of two, exact) and the IoU computed again: identical huge boxes then
+# match with IoU 1 instead of an undefined inf / inf. Every other pair is computed as it always
+# was, bit for bit. Widths and heights below 2^501 cannot make an area or a sum overflow.
+_HUGE_AXIS = 2.0**500
+_AXIS_SHRINK = 2.0**-600
+# Fusion sums reliability-weighted coordinates (gold weighs 1e6): coordinates past this are
+# fused divided by a power of two and multiplied back.
+_FUSION_LIMIT = 2.0**900
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise IoU of two (n, 4) arrays of (x_min, y_min, x_max, y_max); 0 where both are empty."""
-    width = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
-    height = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
-    intersection = np.clip(width, 0, None) * np.clip(height, 0, None)
-    union = _area(a) + _area(b) - intersection
+    intersection, union = _overlap(a, b)
+    huge = ~(np.isfinite(intersection) & np.isfinite(union))
+    if huge.any():
+        intersection[huge], union[huge] = _overlap(*_shrunk_axes(a[huge], b[huge]))
     return np.divide(intersection, union, out=np.zeros_like(union), where=union > 0)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise (intersection, union) areas; not finite where they overflow."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        width = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+        height = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+        intersection = np.clip(width, 0, None) * np.clip(height, 0, None)
+        union = _area(a) + _area(b) - intersection
+    return intersection, union
+
+
+def _shrunk_axes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`a` and `b` with each row's axis shrunk where its coordinates pass `_HUGE_AXIS`."""
+    factors = []
+    for low, high in ((0, 2), (1, 3)):
+        largest = np.max(np.abs(np.column_stack([a[:, low], a[:, high], b[:, low], b[:, high]])), 1)
+        factors.append(np.where(largest > _HUGE_AXIS, _AXIS_SHRINK, 1.0))
+    scale = np.column_stack([*factors, *factors])
+    return a * scale, b * scale
 
 
 def _area(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _area_ratio(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Row-wise area of `boxes` over area of `reference` (1 where the reference has none), as
+    the ratio of widths times the ratio of heights where an area overflows."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        area, reference_area = _area(boxes), _area(reference)
+        ratio = np.divide(area, reference_area, out=np.ones_like(area), where=reference_area > 0)
+    huge = ~(np.isfinite(area) & np.isfinite(reference_area))
+    if huge.any():
+        # Halved before subtracting (exact): a width past the largest float stays finite.
+        half, reference_half = boxes[huge] / 2.0, reference[huge] / 2.0
+        sides = half[:, 2:] - half[:, :2]
+        reference_sides = reference_half[:, 2:] - reference_half[:, :2]
+        empty = np.any(reference_sides <= 0, axis=1)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            products = np.prod(sides / reference_sides, axis=1)
+        ratio[huge] = np.where(empty, 1.0, products)
+    return ratio
 
 
 @numba.njit(cache=True, nogil=True)
@@ -91,6 +142,30 @@ def _iou_one(a: np.ndarray, i: int, b: np.ndarray, j: int) -> float:  # pragma: 
         + (b[j, 2] - b[j, 0]) * (b[j, 3] - b[j, 1])
         - intersection
     )
+    if not (np.isfinite(intersection) and np.isfinite(union)):
+        return _iou_shrunk(a, i, b, j)
+    return intersection / union if union > 0.0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _axis_factor(p: float, q: float, r: float, s: float) -> float:  # pragma: no cover
+    largest = max(max(abs(p), abs(q)), max(abs(r), abs(s)))
+    return _AXIS_SHRINK if largest > _HUGE_AXIS else 1.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _iou_shrunk(a: np.ndarray, i: int, b: np.ndarray, j: int) -> float:  # pragma: no cover
+    """`_iou_one` of a pair whose areas overflow, with its huge axes shrunk."""
+    fx = _axis_factor(a[i, 0], a[i, 2], b[j, 0], b[j, 2])
+    fy = _axis_factor(a[i, 1], a[i, 3], b[j, 1], b[j, 3])
+    ax0, ay0, ax1, ay1 = a[i, 0] * fx, a[i, 1] * fy, a[i, 2] * fx, a[i, 3] * fy
+    bx0, by0, bx1, by1 = b[j, 0] * fx, b[j, 1] * fy, b[j, 2] * fx, b[j, 3] * fy
+    width = min(ax1, bx1) - max(ax0, bx0)
+    height = min(ay1, by1) - max(ay0, by0)
+    if width <= 0.0 or height <= 0.0:
+        return 0.0
+    intersection = width * height
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - intersection
     return intersection / union if union > 0.0 else 0.0
 
 
@@ -325,6 +400,11 @@ def aggregate_boxes(
     tasks, task_code = dense_codes(frame["task_id"])
     annotators, annotator_code = dense_codes(frame["annotator_id"])
     offsets, labels, coordinates = flatten_boxes(frame["boxes"])
+    magnitude = float(np.max(np.abs(coordinates))) if coordinates.size else 0.0
+    unit = 1.0
+    if magnitude > _FUSION_LIMIT:
+        unit = 2.0 ** (np.ceil(np.log2(magnitude)) - np.log2(_FUSION_LIMIT))
+        coordinates = coordinates / unit
     lengths = np.diff(offsets)
     box_task = np.repeat(task_code, lengths)
     box_annotator = np.repeat(annotator_code, lengths)
@@ -369,6 +449,8 @@ def aggregate_boxes(
             break
 
     lone = np.bincount(task_code, minlength=tasks.len()) == 1
+    if unit != 1.0:
+        state = {**state, "fused": state["fused"] * unit}
     labels_frame = _labels_frame(state, tasks, labels, lone=lone)
     n_judgments = np.bincount(annotator_code, minlength=n_annotators)
     annotator_frame = pl.DataFrame(
@@ -496,9 +578,8 @@ def _annotator_scores(
     member_iou = state["member_iou"]
     iou_sum = np.bincount(box_annotator, weights=member_iou * in_kept, minlength=n_annotators)
     mean_iou = np.divide(iou_sum, kept_boxes, out=np.zeros(n_annotators), where=kept_boxes > 0)
-    fused_area = _area(state["fused"])[cluster] if cluster.size else np.zeros(0)
-    ratio = np.divide(
-        _area(state["coordinates"]), fused_area, out=np.ones_like(fused_area), where=fused_area > 0
+    ratio = (
+        _area_ratio(state["coordinates"], state["fused"][cluster]) if cluster.size else np.zeros(0)
     )
     ratio_sum = np.bincount(box_annotator, weights=(ratio - 1.0) * in_kept, minlength=n_annotators)
     looseness = np.divide(

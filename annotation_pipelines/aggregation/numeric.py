@@ -351,14 +351,33 @@ def aggregate_numeric_kind(
         truth = table.get_column("value").to_numpy()
         low = table.get_column("low").to_numpy()
         high = table.get_column("high").to_numpy()
-        residual = ratings - truth[tasks]
-        n_by_annotator = np.bincount(annotators, minlength=n_annotators)
-        bias = np.bincount(annotators, weights=residual, minlength=n_annotators) / n_by_annotator
-        noise = np.bincount(annotators, weights=residual**2, minlength=n_annotators)
-        noise = noise / n_by_annotator - bias**2
-        reliability = 1.0 / np.maximum(noise + bias**2, 1e-12)
+        unit = _statistics_unit(ratings)
+        if unit == 1.0:
+            residual = ratings - truth[tasks]
+            n_by_annotator = np.bincount(annotators, minlength=n_annotators)
+            bias = (
+                np.bincount(annotators, weights=residual, minlength=n_annotators) / n_by_annotator
+            )
+            noise = np.bincount(annotators, weights=residual**2, minlength=n_annotators)
+            noise = noise / n_by_annotator - bias**2
+            reliability = 1.0 / np.maximum(noise + bias**2, 1e-12)
+            noise_sd = np.sqrt(np.maximum(noise, 0.0))
+            width = high - low
+        else:
+            bias, noise_sd, reliability, width, spread = _scaled_statistics(
+                ratings,
+                truth,
+                low,
+                high,
+                tasks=tasks,
+                annotators=annotators,
+                n_annotators=n_annotators,
+                unit=unit,
+                scale=scale,
+            )
+            with np.errstate(over="ignore"):
+                noise = noise_sd * noise_sd
         iterations, converged = 0, True
-        width = high - low
     task_confidence = np.clip(1.0 - width / spread, 0.0, 1.0) if spread > 0 else np.ones(n_tasks)
     # An interval the fit could not compute is no confidence, never full confidence.
     task_confidence = np.where(np.isfinite(width), task_confidence, 0.0)
@@ -386,7 +405,11 @@ def aggregate_numeric_kind(
                 np.bincount(annotators, minlength=n_annotators), dtype=pl.UInt32
             ),
             "bias": pl.Series(bias, dtype=pl.Float64),
-            "noise_sd": pl.Series(np.sqrt(np.maximum(noise, 0.0)), dtype=pl.Float64),
+            # A variance past the largest float has its sd, computed before it was squared.
+            "noise_sd": pl.Series(
+                np.where(np.isfinite(noise), np.sqrt(np.maximum(noise, 0.0)), noise_sd),
+                dtype=pl.Float64,
+            ),
         }
     )
     return KindAggregation(
@@ -396,6 +419,49 @@ def aggregate_numeric_kind(
         converged=converged,
         iterations=iterations,
     )
+
+
+# Answers past this magnitude have squares (summed over an annotator's answers) near the
+# largest float: the plain statistics' annotator figures are then computed on the answers
+# divided by a power of two. Below it they are computed as they always were, bit for bit.
+_STATISTICS_LIMIT = 2.0**400
+
+
+def _statistics_unit(ratings: np.ndarray) -> float:
+    """1.0, or the power of two that brings the largest answer down to `_STATISTICS_LIMIT`."""
+    magnitude = float(np.max(np.abs(ratings))) if ratings.size else 0.0
+    if not magnitude > _STATISTICS_LIMIT:
+        return 1.0
+    return 2.0 ** (math.ceil(math.log2(magnitude)) - math.log2(_STATISTICS_LIMIT))
+
+
+def _scaled_statistics(
+    ratings: np.ndarray,
+    truth: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    *,
+    tasks: np.ndarray,
+    annotators: np.ndarray,
+    n_annotators: int,
+    unit: float,
+    scale: RatingScale | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(bias, noise sd, reliability, interval width, scale width) of the plain statistics, the
+    last two in `unit`s (they are only compared), computed on everything divided by `unit`, a
+    power of two (exact): squares of answers near the largest float would overflow."""
+    residual = ratings / unit - (truth / unit)[tasks]
+    n_by_annotator = np.bincount(annotators, minlength=n_annotators)
+    bias = np.bincount(annotators, weights=residual, minlength=n_annotators) / n_by_annotator
+    squares = np.bincount(annotators, weights=residual**2, minlength=n_annotators)
+    noise = squares / n_by_annotator - bias**2
+    mean_square = np.maximum(noise + bias**2, np.finfo(np.float64).tiny)
+    # 1 / (mean square · unit²), at most 1e12 as below; small enough to round to 0 quietly.
+    reliability = np.minimum(1.0 / mean_square / unit / unit, 1e12)
+    width = high / unit - low / unit
+    spread = rating_range(ratings / unit) if scale is None else scale.width / unit
+    with np.errstate(over="ignore"):  # a bias past the largest float is one
+        return bias * unit, np.sqrt(np.maximum(noise, 0.0)) * unit, reliability, width, spread
 
 
 def _check_on_scale(frame: pl.DataFrame, scale: RatingScale, *, name: str) -> None:

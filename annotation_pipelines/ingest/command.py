@@ -10,7 +10,13 @@ import click
 
 from annotation_pipelines.ingest.formats import FORMATS, TABLE_FORMATS
 from annotation_pipelines.kinds import KINDS
-from annotation_pipelines.tabular import InputError, position, row_lines
+from annotation_pipelines.tabular import (
+    InputError,
+    PaddedValues,
+    padded_values,
+    position,
+    row_lines,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -155,6 +161,9 @@ def ingest_command(
             quarantine_lines(result.quarantine, format_=format_, rows_read=result.rows_read),
             err=True,
         )
+    padded = padded_note(result.judgments, format_=format_)
+    if padded is not None:
+        click.echo(padded, err=True)
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         result.judgments.write_parquet(output / "judgments.parquet")
@@ -184,6 +193,21 @@ def _project_settings(path: Path) -> dict[str, object]:
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     return settings
+
+
+def padded_note(judgments: pl.DataFrame, *, format_: str) -> str | None:
+    """How many ids and categorical labels of the loaded `judgments` have whitespace around
+    them, naming the first, in the words the other commands use; None when none has. They
+    are stored as written (`tabular.PaddedValues` says why)."""
+    fields = ["task_id", "annotator_id", "label"]
+    found = padded_values(judgments, fields, order=["source_file", "source_line"])
+    if found is None:
+        return None
+    count, field, value, (source_file, source_line) = found
+    where = f"{source_file}: {where_in_export(format_, source_line)}"
+    return PaddedValues(count=count, field=field, value=value, where=where).note(
+        kept_by="the commands"
+    )
 
 
 def where_in_export(format_: str, source_line: int | None, *, line: int | None = None) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 
+from annotation_pipelines.ingest.ids import number_text, typed_text
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
     MALFORMED_JSON,
@@ -163,7 +164,7 @@ def _text(value: Any) -> tuple[str | None, bool]:
     if isinstance(value, bool):
         return ("true" if value else "false"), True
     if isinstance(value, int | float):
-        return repr(value), True
+        return number_text(value), True
     return json.dumps(value, ensure_ascii=False), False
 
 
@@ -380,7 +381,7 @@ def _stage_frame(
             return pl.col(name)
         if dtype.is_nested():
             return pl.col(name).cast(pl.String, strict=False)
-        return pl.col(name).cast(pl.String)
+        return typed_text(pl.col(name))
 
     label_dtype = frame.schema.get(mapping.label, pl.String())
     original = [c for c in frame.columns if not c.startswith("_")]

@@ -21,6 +21,7 @@ import math
 import re
 from typing import Any
 
+from annotation_pipelines.ingest.ids import number_text
 from annotation_pipelines.kinds import WINNERS, check_kind
 from annotation_pipelines.numbers import finite
 
@@ -165,6 +166,9 @@ def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> di
             # Spelled as ingest stores a typed boolean label, so a yes/no export aggregates
             # the same from the lake and from the command line.
             return {"label": "true" if label else "false"}
+        if isinstance(label, float) and math.isfinite(label):
+            # And a float one as ingest stores it (class codes 1.0, 2.0 stay "1.0", "2.0").
+            return {"label": number_text(label)}
         if label is not None and _string(label) is None:
             raise ValueShapeError("label", f"label: expected a scalar, got {label!r:.80}")
         return {"label": _string(label)}

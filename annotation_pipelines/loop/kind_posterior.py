@@ -158,7 +158,9 @@ def numeric_confidence(
     lo: np.ndarray, hi: np.ndarray, *, tolerance: float, level: float = 0.95
 ) -> np.ndarray:
     """P(|estimate − truth| ≤ tolerance) when [lo, hi] is a normal interval at `level`."""
-    standard_error = (hi - lo) / (2.0 * float(ndtri(0.5 + level / 2.0)))
+    # Halved before the subtraction (exact), so an interval wider than the largest float has
+    # a finite standard error; the same figure, bit for bit, as (hi − lo) / (2 z).
+    standard_error = (hi / 2.0 - lo / 2.0) / float(ndtri(0.5 + level / 2.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(standard_error > 0, tolerance / standard_error, np.inf)
     # An interval the fit could not compute (NaN) is no confidence, never certainty.

@@ -56,6 +56,7 @@ from annotation_pipelines.lake import (
     staging_source,
 )
 from annotation_pipelines.scale import project_scale
+from annotation_pipelines.tabular import padded_count
 from assets.common.metadata import markdown_table
 from assets.common.partitions import START_DATE
 from resources.annotation_db import AnnotationDatabase
@@ -303,6 +304,11 @@ def reconciliation(result: IngestResult) -> dict[str, MetadataValue]:
         "rows_quarantined": MetadataValue.int(result.rows_quarantined),
         "duplicates": MetadataValue.int(result.duplicates),
         "quarantine_reasons": MetadataValue.json(result.reasons),
+        # Ids and categorical labels staged with whitespace around them, as written (why:
+        # `tabular.PaddedValues`); `ingest` and the other commands name the first.
+        "padded_values": MetadataValue.int(
+            padded_count(result.judgments, ["task_id", "annotator_id", "label"])
+        ),
     }
 
 

@@ -355,3 +355,151 @@ def test_the_shared_truth_files_are_gold_as_they_are() -> None:
         [str(folder / "answer.csv"), *columns, "--gold", str(folder / "truth.csv")],
     )
     assert result.exit_code == 0, result.output
+
+
+# Whole-number floats, a fraction, and floats whose spelling differs between Python's repr
+# (JSON Lines) and Polars' cast (Parquet): `1e-07` against `1e-7`, and a Float32 0.1.
+FLOAT_IDS = [1.0, 2.0, 2.5, 1e20, 1e-7]
+
+
+def _ingested_ids(path: Path, fmt: str, tmp_path: Path) -> set[tuple[str, str]]:
+    from annotation_pipelines.cli import main
+
+    out = tmp_path / "ingested"
+    result = CliRunner().invoke(
+        main, ["ingest", str(path), "--format", fmt, "--project", "p", "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    staged = pl.read_parquet(out / "judgments.parquet")
+    return set(staged.select("task_id", "annotator_id").iter_rows())
+
+
+def _float_id_rows() -> list[dict[str, object]]:
+    return [
+        {
+            "task_id": task,
+            "annotator_id": annotator,
+            "label": "cat" if annotator != 3.0 else "dog",
+            "submitted_at": "2026-05-01T10:00:00Z",
+        }
+        for task in FLOAT_IDS
+        for annotator in (1.0, 2.0, 3.0)
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "parquet-float32"])
+def test_float_ids_are_spelled_as_ingest_stores_them(tmp_path: Path, fmt: str) -> None:
+    # Ingest keeps `1.0` as "1.0" (renaming it would rename ids already in the lake), so the
+    # commands read the same file to the same ids: a result joins back to the lake's rows.
+    rows = _float_id_rows()
+    if fmt == "jsonl":
+        path = tmp_path / "judgments.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        dtype = pl.Float32 if fmt == "parquet-float32" else pl.Float64
+        frame = pl.DataFrame(rows).with_columns(pl.col("task_id", "annotator_id").cast(dtype))
+        path = tmp_path / "judgments.parquet"
+        frame.write_parquet(path)
+    stored = _ingested_ids(path, fmt.split("-")[0], tmp_path)
+    assert ("1.0", "1.0") in stored
+    output = tmp_path / "labels.parquet"
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--method", "majority_vote", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert set(pl.read_parquet(output)["task_id"]) == {task for task, _ in stored}
+
+    from annotation_pipelines.loop.command import replay_command
+
+    replayed = tmp_path / "replayed.parquet"
+    result = CliRunner().invoke(replay_command, [str(path), "--output", str(replayed)])
+    assert result.exit_code == 0, result.output
+    assert set(pl.read_parquet(replayed)["task_id"]) == {task for task, _ in stored}
+
+
+PADDED = pl.DataFrame(
+    {
+        "task_id": ["t1", "t1", "t1 ", "t2"],
+        "annotator_id": ["w1", " w2", "w1", "w2"],
+        "label": ["cat", " cat", "cat", "dog\t"],
+        "submitted_at": ["2026-05-01T10:00:00Z"] * 4,
+    }
+)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_whitespace_around_ids_and_labels_is_kept_as_ingest_keeps_it_and_named(
+    tmp_path: Path, suffix: str
+) -> None:
+    # Ingest keeps " cat" as written (stripping would change rows already staged when an old
+    # export is read again), so the commands keep it too, and say so: four padded values,
+    # the first named by file, row and field.
+    path = write_input(PADDED, tmp_path / f"judgments{suffix}")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    out = pl.read_csv(io.StringIO(result.stdout))
+    assert sorted(out["task_id"]) == ["t1", "t1 ", "t2"]
+    first = {".csv": "row 2 (line 3)", ".parquet": "row 2", ".jsonl": "row 2 (line 2)"}[suffix]
+    assert (
+        f"{path}: 4 ids or labels have whitespace around them, kept as written as ingest "
+        f"keeps them (' cat' and 'cat' are two labels); first: {first}, field 'annotator_id': "
+        "' w2'"
+    ) in result.stderr, result.stderr
+
+    from annotation_pipelines.cli import main
+
+    for command in ("agreement", "replay"):
+        other = CliRunner().invoke(main, [command, str(path)])
+        assert other.exit_code == 0, other.output
+        assert f"{path}: 4 ids or labels have whitespace around them" in other.stderr
+    fmt = suffix.lstrip(".")
+    ingested = CliRunner().invoke(main, ["ingest", str(path), "--format", fmt, "--project", "p"])
+    assert ingested.exit_code == 0, ingested.output
+    where = {".csv": "row 2 (line 3)", ".parquet": "row 2", ".jsonl": "line 2"}[suffix]
+    assert (
+        "4 ids or labels have whitespace around them, kept as written as the commands keep "
+        f"them (' cat' and 'cat' are two labels); first: {path}: {where}, field "
+        "'annotator_id': ' w2'"
+    ) in ingested.stderr, ingested.stderr
+
+
+def test_no_whitespace_no_note(tmp_path: Path) -> None:
+    path = write_input(JUDGMENTS, tmp_path / "judgments.csv")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "parquet-float32"])
+def test_float_labels_are_spelled_as_ingest_stores_them(tmp_path: Path, fmt: str) -> None:
+    # Class codes exported as floats (a pandas column with a gap is float): the lake holds
+    # "1.0", so the commands' labels and gold must say "1.0" too to join with it.
+    at = "2026-05-01T10:00:00Z"
+    rows = [
+        {"task_id": task, "annotator_id": annotator, "label": label, "submitted_at": at}
+        for task, answers in {"t1": [1.0, 1.0, 2.0], "t2": [0.1, 0.1, 2.0]}.items()
+        for annotator, label in zip(("w1", "w2", "w3"), answers, strict=True)
+    ]
+    if fmt == "jsonl":
+        path = tmp_path / "judgments.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        dtype = pl.Float32 if fmt == "parquet-float32" else pl.Float64
+        path = tmp_path / "judgments.parquet"
+        pl.DataFrame(rows).with_columns(pl.col("label").cast(dtype)).write_parquet(path)
+    from annotation_pipelines.cli import main
+
+    out = tmp_path / "ingested"
+    result = CliRunner().invoke(
+        main, ["ingest", str(path), "--format", fmt.split("-")[0], "--output", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    stored = set(pl.read_parquet(out / "judgments.parquet")["label"])
+    assert "1.0" in stored
+    output = tmp_path / "labels.parquet"
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--method", "majority_vote", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert stored == {"1.0", "2.0", "0.1"}
+    assert set(pl.read_parquet(output)["label"]) == {"1.0", "0.1"}

@@ -445,3 +445,18 @@ def test_a_sagemaker_worker_id_that_is_an_object_or_a_boolean_is_quarantined():
         ("annotator_id", "wrong_type"),
     ]
     assert result.judgments.get_column("annotator_id").to_list() == ["w3"]
+
+
+def test_whitespace_around_ids_and_labels_is_staged_as_written_and_counted():
+    # Stripped, an old export read again would give its staged judgments another task or
+    # label under the same id: edits that never happened. So the values stay as written and
+    # the landing asset's metadata counts them (the commands name the first).
+    from assets.sources.assets import reconciliation
+
+    rows = ["t1 ,a1,pos,2026-05-01T10:00:00Z,1", "t1,a2, neg,2026-05-01T10:00:00Z,1"]
+    data = (HEADER + "\n".join(rows) + "\n").encode()
+    result = ingest_bytes(data, format="csv", source_file="export.csv", now=NOW_DT)
+    assert result.judgments.select("task_id", "label").rows() == [("t1 ", "pos"), ("t1", " neg")]
+    assert reconciliation(result)["padded_values"].value == 2
+    plain = ingest(HEADER.encode() + GOOD[0].encode() + b"\n", "csv")
+    assert reconciliation(plain)["padded_values"].value == 0
