@@ -43,6 +43,14 @@ def _series(*, steps: int, season: int, every: dt.timedelta, ids=("a",), seed=0)
     )
 
 
+def test_ets_searches_seasonal_models_up_to_a_week_of_hourly_steps():
+    from annotation_pipelines.forecasting.candidates import ETS_LONGEST_SEASON
+
+    assert ETS_LONGEST_SEASON == 168
+    for season, model in ((24, "ZZZ"), (96, "ZZZ"), (168, "ZZZ"), (169, "ZZN"), (1440, "ZZN")):
+        assert candidate_models(season_length=season, horizon=24)["AutoETS"]().model == model
+
+
 def test_one_backtest_per_candidate_equals_one_engine_over_all():
     history = _series(steps=24 * 10, season=24, every=dt.timedelta(hours=1), ids=("a", "b"))
     models = ["SeasonalNaive", "AutoETS", "AutoTheta"]
