@@ -248,11 +248,13 @@ def read_table(
     *,
     required_columns: Sequence[str] = (),
     string_columns: Sequence[str] = (),
+    column_options: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Read `path` by its extension; `string_columns` are read as text, exactly as written.
 
     Row numbers in errors are 1-based data rows (the header of a CSV is not counted), which is
-    what a person sees when they open the file in a spreadsheet.
+    what a person sees when they open the file in a spreadsheet. `column_options` maps a
+    required column to the command-line option that named it, for a missing column's error.
     """
     path = Path(path)
     if not path.exists():
@@ -288,10 +290,7 @@ def read_table(
         raise InputError(f"{path}: {repeated}")
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
-            f"the file has {', '.join(repr(c) for c in frame.columns) or 'no columns'}"
-        )
+        raise InputError(_missing_message(path, missing, frame.columns, column_options or {}))
     if frame.height == 0:
         raise InputError(f"{path}: no data rows")
     for column in required_columns:
@@ -310,6 +309,19 @@ def read_table(
                     f"{path}: {where(path, row)}, column {column!r}: contains a NUL byte"
                 )
     return frame
+
+
+def _missing_message(
+    path: Path, missing: Sequence[str], have: Sequence[str], options: Mapping[str, str]
+) -> str:
+    """Missing columns, each by the option that named it when one did: the option is what the
+    user typed and will change."""
+    has = ", ".join(repr(c) for c in have) or "no columns"
+    if all(column in options for column in missing):
+        named = ", ".join(f"{options[column]} {column!r}" for column in missing)
+        plural = "s" if len(missing) > 1 else ""
+        return f"{path}: {named}: no such column{plural}; the file has {has}"
+    return f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; the file has {has}"
 
 
 def _first_true(mask: pl.Series) -> int:
