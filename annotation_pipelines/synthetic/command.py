@@ -91,8 +91,8 @@ def generate_command(
             f"{_PER_DAY} judgments a day); writing about {floor:,}",
             err=True,
         )
-    # Sized by what will be written, not what was asked: below the floor the bar was full
-    # after the first day and the rest ran without a sign.
+    # Sized by what will be written, not what was asked: below the floor a bar sized by
+    # --judgments would be full after the first day, and the other days would show nothing.
     expected = max(judgments, floor)
     started = time.perf_counter()
     with click.progressbar(
