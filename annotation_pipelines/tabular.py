@@ -248,11 +248,13 @@ def read_table(
     *,
     required_columns: Sequence[str] = (),
     string_columns: Sequence[str] = (),
+    column_options: Mapping[str, str] | None = None,
 ) -> pl.DataFrame:
     """Read `path` by its extension; `string_columns` are read as text, exactly as written.
 
     Row numbers in errors are 1-based data rows (the header of a CSV is not counted), which is
-    what a person sees when they open the file in a spreadsheet.
+    what a person sees when they open the file in a spreadsheet. `column_options` maps a
+    required column to the command-line option that named it, for a missing column's error.
     """
     path = Path(path)
     if not path.exists():
@@ -288,10 +290,7 @@ def read_table(
         raise InputError(f"{path}: {repeated}")
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
-            f"the file has {', '.join(repr(c) for c in frame.columns) or 'no columns'}"
-        )
+        raise InputError(_missing_message(path, missing, frame.columns, column_options or {}))
     if frame.height == 0:
         raise InputError(f"{path}: no data rows")
     for column in required_columns:
@@ -310,6 +309,19 @@ def read_table(
                     f"{path}: {where(path, row)}, column {column!r}: contains a NUL byte"
                 )
     return frame
+
+
+def _missing_message(
+    path: Path, missing: Sequence[str], have: Sequence[str], options: Mapping[str, str]
+) -> str:
+    """Missing columns, each by the option that named it when one did: the option is what the
+    user typed and will change."""
+    has = ", ".join(repr(c) for c in have) or "no columns"
+    if all(column in options for column in missing):
+        named = ", ".join(f"{options[column]} {column!r}" for column in missing)
+        plural = "s" if len(missing) > 1 else ""
+        return f"{path}: {named}: no such column{plural}; the file has {has}"
+    return f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; the file has {has}"
 
 
 def _first_true(mask: pl.Series) -> int:
@@ -625,6 +637,7 @@ def read_kind_table(
     value_column: str | None = None,
     row_column: str | None = None,
     scale: RatingScale | None = None,
+    column_options: Mapping[str, str] | None = None,
 ) -> KindTable:
     """Judgments (or, with `annotator_column=None`, gold) of `kind` from `path`.
 
@@ -634,7 +647,8 @@ def read_kind_table(
     InputError naming the file; a row whose task or annotator is missing, or whose value is
     missing or of the wrong shape for `kind`, is quarantined with its row and field. In CSV and
     TSV, list and object values are JSON text in the cell. `row_column` keeps each row's data
-    row number (see `position`) in a column of that name.
+    row number (see `position`) in a column of that name. `column_options` maps a column to the
+    command-line option that named it, for a missing column's error.
 
     Judgments of a kind in `kinds.ONE_JUDGMENT_PER_ANNOTATOR` keep one row per task and
     annotator: the last valid one in the file, as ingest keeps the latest submission; each
@@ -666,12 +680,14 @@ def read_kind_table(
     schema.update({name: VALUE_DTYPES[name] for name in canonical})
     plain = pl.DataFrame(schema={**schema, _ROW: pl.Int64()})
     if fmt == "jsonl":
-        records = _jsonl_records(path, columns=needed)
+        records = _jsonl_records(path, columns=needed, options=column_options)
     else:
         # Text cells of a CSV are checked the same vectorised way as a typed Parquet file when
         # the kind's values are text (categorical, text): a million labels load at CSV speed.
         read = _read_delimited if fmt in ("csv", "tsv") else _read_parquet
-        frame = read(path, fmt=fmt, columns=needed).with_row_index(_ROW, offset=1)
+        frame = read(path, fmt=fmt, columns=needed, options=column_options).with_row_index(
+            _ROW, offset=1
+        )
         label = [sources["label"]] if kind == "categorical" else []
         frame = _typed_as_text(frame, [*ids.values(), *label])
         split = _plain_rows(frame, kind=kind, ids=ids, sources=sources)
@@ -832,9 +848,11 @@ def _on_scale(
     return rows.filter(~off), entries
 
 
-def _read_parquet(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:
+def _read_parquet(
+    path: Path, *, fmt: str, columns: Sequence[str], options: Mapping[str, str] | None = None
+) -> pl.DataFrame:
     try:
-        _missing_columns(path, list(pl.read_parquet_schema(path)), columns)
+        _missing_columns(path, list(pl.read_parquet_schema(path)), columns, options)
         return pl.read_parquet(path, columns=list(columns))
     except (pl.exceptions.PolarsError, OSError) as error:
         raise InputError(f"{path}: unreadable parquet: {first_line(error)}") from error
@@ -975,19 +993,34 @@ def repeated_column(have: Sequence[str], columns: Iterable[str]) -> str | None:
     return None
 
 
-def _missing_columns(path: Path, have: Sequence[str], columns: Sequence[str]) -> None:
+def _missing_columns(
+    path: Path,
+    have: Sequence[str],
+    columns: Sequence[str],
+    options: Mapping[str, str] | None = None,
+) -> None:
     repeated = repeated_column(have, columns)
     if repeated is not None:
         raise InputError(f"{path}: {repeated}")
     missing = [column for column in columns if column not in have]
     if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
-            f"the file has {', '.join(repr(c) for c in have) or 'no columns'}"
-        )
+        raise InputError(_missing_message(path, missing, have, options or {}))
 
 
-def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataFrame:
+def column_options(
+    *, task: str, annotator: str, value: str | None, value_option: str = "--value-col"
+) -> dict[str, str]:
+    """The judgment columns a command reads, each mapped to the option that names it (for
+    `read_kind_inputs`' `column_options`)."""
+    options = {task: "--task-col", annotator: "--annotator-col"}
+    if value is not None:
+        options[value] = value_option
+    return options
+
+
+def _read_delimited(
+    path: Path, *, fmt: str, columns: Sequence[str], options: Mapping[str, str] | None = None
+) -> pl.DataFrame:
     """`columns` of a CSV or TSV file, every cell as text exactly as written."""
     separator = "\t" if fmt == "tsv" else ","
     source = _csv_source(path)
@@ -1000,12 +1033,12 @@ def _read_delimited(path: Path, *, fmt: str, columns: Sequence[str]) -> pl.DataF
         raise unreadable_delimited(path, fmt, error) from error
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: unreadable {fmt}: {first_line(error)}") from error
-    _missing_columns(path, frame.columns, columns)
+    _missing_columns(path, frame.columns, columns, options)
     return frame.select(columns)
 
 
 def _jsonl_records(
-    path: Path, *, columns: Sequence[str]
+    path: Path, *, columns: Sequence[str], options: Mapping[str, str] | None = None
 ) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
     # Parsed line by line so a bad line is quarantined by its line number and the others load;
     # the whole file is read first so a column no line has is an error, not N quarantined rows.
@@ -1020,7 +1053,7 @@ def _jsonl_records(
             if isinstance(last, dict):
                 seen.update(last)
     if records and seen:
-        _missing_columns(path, sorted(seen), columns)
+        _missing_columns(path, sorted(seen), columns, options)
     yield from records
 
 
@@ -1143,6 +1176,7 @@ def read_categorical_inputs(
     output_path: str | Path | None = None,
     warn: Callable[[str], None],
     row_column: str | None = None,
+    column_options: Mapping[str, str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """A categorical command's judgments (`task_id`, `annotator_id`, `label`) and its gold
     (`task_id`, `label`), if any, from the user's column names: `read_kind_inputs` of the
@@ -1157,6 +1191,7 @@ def read_categorical_inputs(
         output_path=output_path,
         warn=warn,
         row_column=row_column,
+        column_options=column_options,
     )
 
 
@@ -1172,9 +1207,11 @@ def read_kind_inputs(
     warn: Callable[[str], None],
     row_column: str | None = None,
     scale: RatingScale | None = None,
+    column_options: Mapping[str, str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """A command's judgments of `kind` (quarantine summary to `warn`, quarantined rows beside
-    `output_path`; `row_column` and `scale`: see `read_kind_table`) and its gold, if any.
+    `output_path`; `row_column`, `scale` and `column_options`, for the judgments: see
+    `read_kind_table`) and its gold, if any.
     InputError when no judgment is valid or a gold row is bad: gold is the yardstick, a bad gold
     row is an error to fix, not a row to skip."""
     table = read_kind_table(
@@ -1185,6 +1222,7 @@ def read_kind_inputs(
         value_column=value_column,
         row_column=row_column,
         scale=scale,
+        column_options=column_options,
     )
     summary = report_quarantine(table, output_path=output_path)
     if summary is not None:

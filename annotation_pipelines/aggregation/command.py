@@ -50,6 +50,7 @@ from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
+    column_options,
     read_categorical_inputs,
     read_kind_inputs,
     write_output,
@@ -221,6 +222,7 @@ def _aggregate_categorical(
         gold_path=gold_path,
         output_path=output_path,
         warn=lambda summary: click.echo(summary, err=True),
+        column_options=column_options(task=task_col, annotator=annotator_col, value=label_col),
     )
     try:
         return aggregate(judgments, method, gold=gold)
@@ -250,6 +252,7 @@ def _aggregate_kind(
         output_path=output_path,
         warn=lambda summary: click.echo(summary, err=True),
         scale=scale,
+        column_options=column_options(task=task_col, annotator=annotator_col, value=value_col),
     )
     # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
     from annotation_pipelines.aggregation.by_kind import aggregate_kind

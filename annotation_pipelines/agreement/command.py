@@ -149,7 +149,12 @@ def _categorical(
 
     from annotation_pipelines.agreement.kinds import agreement
     from annotation_pipelines.agreement.summary import agreement_summary
-    from annotation_pipelines.tabular import InputError, read_categorical_inputs, where
+    from annotation_pipelines.tabular import (
+        InputError,
+        column_options,
+        read_categorical_inputs,
+        where,
+    )
 
     task_col, annotator_col, label_col = columns
     if len(set(columns)) < 3:
@@ -162,6 +167,7 @@ def _categorical(
             label_column=label_col,
             warn=lambda summary: click.echo(summary, err=True),
             row_column="row",
+            column_options=column_options(task=task_col, annotator=annotator_col, value=label_col),
         )
     except InputError as error:
         raise click.ClickException(str(error)) from error
@@ -203,7 +209,7 @@ def _kind(
     seed: int,
 ) -> dict[str, Any]:
     from annotation_pipelines.agreement.kinds import agreement
-    from annotation_pipelines.tabular import InputError, read_kind_inputs
+    from annotation_pipelines.tabular import InputError, column_options, read_kind_inputs
 
     try:
         rows, _ = read_kind_inputs(
@@ -213,6 +219,7 @@ def _kind(
             annotator_column=annotator_col,
             value_column=value_col,
             warn=lambda summary: click.echo(summary, err=True),
+            column_options=column_options(task=task_col, annotator=annotator_col, value=value_col),
         )
         rows, repeated = last_per_annotator(rows, input_path=input_path)
         result = agreement(

@@ -77,14 +77,16 @@ _SEASON_BY_UNIT = {"d": 7, "w": 52}
 _HORIZON_BY_UNIT = {"d": 28, "w": 13}
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
 _HOUR, _DAY, _WEEK = 3_600, 86_400, 604_800
+# How much finer than the data's median step a --freq may be before it is refused.
+_STEP_TOLERANCE = 0.05
 
 
-def _infer_freq(frame: pl.DataFrame) -> str:
-    """The median over series of each series' median step between its own times; "1w" for a
-    step of a week.
+def _median_step(frame: pl.DataFrame) -> int | None:
+    """The median over series of each series' median step between its own times, in seconds;
+    None when no series has two times.
 
     Pooling the times of every series would halve the step of two hourly series sampled half an
-    hour apart; a daily step when no series has two times."""
+    hour apart."""
     steps = (
         frame.select("id", "time")
         .unique()
@@ -94,7 +96,13 @@ def _infer_freq(frame: pl.DataFrame) -> str:
         .get_column("step")
         .drop_nulls()
     )
-    step = round(as_float(steps.median(), what="median time step")) if steps.len() else _DAY
+    return round(as_float(steps.median(), what="median time step")) if steps.len() else None
+
+
+def _infer_freq(frame: pl.DataFrame) -> str:
+    """The data's median step (`_median_step`) as a frequency; "1w" for a step of a week, a
+    daily step when no series has two times."""
+    step = _median_step(frame) or _DAY
     # Weekly data is read in weeks, as `--freq 1w` reads it: a year's season and a quarter
     # ahead, each time on the Monday of its week. "7d" would give it a daily season (7 and 28)
     # and move its times to 7-day windows counted from 1970-01-01, a Thursday.
@@ -104,6 +112,20 @@ def _infer_freq(frame: pl.DataFrame) -> str:
         if step >= size and step % size == 0:
             return f"{step // size}{unit}"
     return f"{max(step, 1)}s"
+
+
+def _check_not_finer(freq: str, *, data_freq: str, step: int | None) -> None:
+    """A --freq finer than the data's own step is refused: resampling would carry each sample
+    forward over the steps between (1s on hourly data: 3,600 steps per sample, gigabytes)."""
+    # Times logged a second or two late still have the step they were meant to have.
+    if step is None or _step_seconds(freq) >= step * (1 - _STEP_TOLERANCE):
+        return
+    raise click.BadParameter(
+        f"{freq!r} is finer than the data's own step of {data_freq}: each sample would be "
+        f"carried forward over about {step / _step_seconds(freq):,.0f} steps; give "
+        f"{data_freq} or coarser, or leave --freq out",
+        param_hint="--freq",
+    )
 
 
 def _unit(freq: str) -> str:
@@ -221,15 +243,22 @@ def forecast_command(
         except InputError as error:
             raise click.ClickException(str(error)) from error
     progress = _progress_printer()
-    required = [
-        time_col,
-        value_col,
-        *([id_col] if id_col else []),
-        *([supply_col] if supply_col else []),
-    ]
+    # A missing column is named by the option that gave it (the first, if two gave it).
+    options: dict[str, str] = {}
+    for option, column in (
+        ("--time-col", time_col),
+        ("--value-col", value_col),
+        ("--id-col", id_col),
+        ("--supply-col", supply_col),
+    ):
+        if column:
+            options.setdefault(column, option)
     try:
         table = read_table(
-            input_path, required_columns=required, string_columns=[id_col] if id_col else []
+            input_path,
+            required_columns=list(options),
+            string_columns=[id_col] if id_col else [],
+            column_options=options,
         )
         frame = _prepare(
             table,
@@ -242,7 +271,18 @@ def forecast_command(
     except InputError as error:
         raise click.ClickException(str(error)) from error
     freq_given = freq is not None
-    freq = freq or _infer_freq(frame)
+    data_freq = _infer_freq(frame)
+    if freq is not None:
+        _check_not_finer(freq, data_freq=data_freq, step=_median_step(frame))
+    freq = freq or data_freq
+    if output is None:
+        # Said once the input is known good and before the work, not after it: a forecast can
+        # take minutes, and without a table the scores on stdout are all that is left of it.
+        click.echo(
+            "note: no --output: the forecast table will not be written, only the scores "
+            "printed; --output PATH (.csv or .parquet) writes it",
+            err=True,
+        )
     horizon_given = horizon is not None
     default_season, default_horizon = default_season_and_horizon(freq)
     season_length = season_length or default_season

@@ -20,12 +20,17 @@ import click
 @click.option(
     "--dsn",
     envvar="ANNOTATION_DB_DSN",
-    required=True,
-    help="The annotation tool's PostgreSQL (default: $ANNOTATION_DB_DSN).",
+    show_envvar=True,
+    help="The annotation tool's PostgreSQL, e.g. postgresql://user@host:5432/db; taken from "
+    "$ANNOTATION_DB_DSN when not given, and one of the two is needed.",
 )
 @click.option("--schema", default="public", show_default=True, help="Schema of its tables.")
-def migrate_command(dsn: str, schema: str) -> None:
+def migrate_command(dsn: str | None, schema: str) -> None:
     """Apply the annotation DB's migrations (idempotent); print the versions applied as JSON."""
+    # Not `required=True`: click's "Missing option '--dsn'" would not say that the variable
+    # is the other way to give it.
+    if not dsn:
+        raise click.UsageError("give --dsn or set ANNOTATION_DB_DSN to the annotation DB's DSN")
     from annotation_pipelines.ingest.postgres import (
         MigrationFailed,
         applied_migrations,

@@ -1,20 +1,38 @@
 """Seed the annotation database with a workload: `python -m annotation_pipelines.ingest.seed`.
 
 Loads canonical judgments (and optionally tasks and gold labels) from Parquet files, or a
-generated workload of `--judgments N` rows, into Postgres through `seed_database`.
+generated workload of `--judgments N` rows, into Postgres through `seed_database`, in one
+transaction: all of it or, on an error, nothing. Judgments are submissions, so seeding one
+that the database already holds is refused (rather than skipped) and nothing is written;
+tasks, projects and annotators already there are kept as they are.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import click
 import numpy as np
 import polars as pl
 
-from annotation_pipelines.ingest.postgres import seed_database
+from annotation_pipelines.ingest.connection import DatabaseUnreachable, first_line
+from annotation_pipelines.ingest.postgres import (
+    EXTRACT_COLUMNS,
+    MigrationFailed,
+    seed_database,
+    validate_identifier,
+)
 from annotation_pipelines.schema import UTC_TIMESTAMP
+
+_COUNT = re.compile(r"[+-]?[0-9]+")
+# PostgreSQL's detail of a unique violation: `Key (judgment_id)=(0000000000) already exists.`
+_DUPLICATE_KEY = re.compile(r"Key \((?P<columns>[^)]*)\)=\((?P<values>.*?)\) already exists")
+_PARQUET_MAGIC = b"PAR1"
+_GLOB = re.compile(r"[*?\[]")
 
 
 def synthetic_judgments(
@@ -62,35 +80,151 @@ def synthetic_judgments(
     ).with_columns(pl.col("submitted_at").cast(UTC_TIMESTAMP))
 
 
+def _label_sets(
+    _ctx: click.Context, _param: click.Parameter, items: tuple[str, ...]
+) -> dict[str, Sequence[str]]:
+    label_sets: dict[str, Sequence[str]] = {}
+    for item in items:
+        project, equals, labels = item.partition("=")
+        named = [label.strip() for label in labels.split(",") if label.strip()]
+        if not equals or not project.strip() or not named:
+            raise click.BadParameter(
+                f"{item!r}: expected PROJECT=LABEL,LABEL,... e.g. reviews=pos,neg"
+            )
+        label_sets[project.strip()] = named
+    return label_sets
+
+
+def _read_parquet(source: str, *, option: str, table: str) -> pl.DataFrame:
+    """`source` (a Parquet file, a folder or a glob of them) with `table`'s columns, or an error
+    naming the option and the file."""
+    path = Path(source)
+    if not _GLOB.search(source) and not path.exists():
+        raise click.ClickException(f"{option} {source}: no such file")
+    if path.is_file():
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if magic != _PARQUET_MAGIC:
+            raise click.ClickException(
+                f"{option} {source}: not a Parquet file; the seed reads {table} in the "
+                "canonical schema as Parquet"
+            )
+    try:
+        frame = pl.read_parquet(source)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise click.ClickException(f"{option} {source}: unreadable: {first_line(error)}") from error
+    missing = [column for column in EXTRACT_COLUMNS[table] if column not in frame.columns]
+    if missing:
+        raise click.ClickException(
+            f"{option} {source}: missing column(s) {', '.join(repr(c) for c in missing)} of "
+            f"canonical {table}; the file has {', '.join(repr(c) for c in frame.columns)}"
+        )
+    return frame
+
+
+def _judgments(source: str) -> pl.DataFrame:
+    if _COUNT.fullmatch(source.strip()):
+        count = int(source)
+        if count < 1:
+            raise click.BadParameter(
+                f"a row count must be 1 or more, got {count}", param_hint="--judgments"
+            )
+        return synthetic_judgments(count)
+    frame = _read_parquet(source, option="--judgments", table="judgments")
+    if frame.height == 0:
+        raise click.ClickException(f"--judgments {source}: no judgments to seed")
+    return frame
+
+
+def _refusal(error: Exception, *, schema: str) -> str:
+    """A database's refusal in one line; a judgment already seeded said as such."""
+    text = str(error)
+    duplicate = _DUPLICATE_KEY.search(text)
+    if duplicate and "judgments_pkey" in text:
+        return (
+            f"{duplicate['columns']} {duplicate['values']!r} is already in {schema}.judgments "
+            "(or given twice): a judgment is seeded once, so nothing was written; seed new "
+            "judgments, or into another --schema"
+        )
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
+@click.command("seed", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--dsn",
+    envvar="ANNOTATION_DB_DSN",
+    show_envvar=True,
+    help="postgresql://user@host:port/db; taken from $ANNOTATION_DB_DSN when not given.",
+)
+@click.option("--schema", default="public", show_default=True, help="Schema of the tables.")
+@click.option(
+    "--judgments",
+    "judgments_source",
+    required=True,
+    metavar="PATH|N",
+    help="Canonical judgments as Parquet (a file, folder or glob), or a count of synthetic "
+    "ones to make.",
+)
+@click.option("--tasks", default=None, metavar="PATH", help="Canonical raw_tasks Parquet.")
+@click.option("--gold", default=None, metavar="PATH", help="Canonical gold_labels Parquet.")
+@click.option(
+    "--label-set",
+    "label_sets",
+    multiple=True,
+    metavar="PROJECT=A,B,C",
+    callback=_label_sets,
+    help="A project's labels; repeat for more projects.",
+)
+def seed_command(
+    dsn: str | None,
+    schema: str,
+    judgments_source: str,
+    tasks: str | None,
+    gold: str | None,
+    label_sets: dict[str, Sequence[str]],
+) -> None:
+    """Seed the annotation database with a workload; print the rows written per table as JSON.
+
+    All or nothing: a judgment the database already holds is refused and nothing is written.
+    """
+    if not dsn:
+        raise click.UsageError("give --dsn or set ANNOTATION_DB_DSN to the annotation DB's DSN")
+    try:
+        validate_identifier(schema)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--schema") from error
+    judgments = _judgments(judgments_source)
+    task_frame = None if tasks is None else _read_parquet(tasks, option="--tasks", table="tasks")
+    gold_frame = None if gold is None else _read_parquet(gold, option="--gold", table="gold_labels")
+    import adbc_driver_manager
+    import psycopg
+
+    try:
+        counts = seed_database(
+            dsn,
+            judgments=judgments,
+            tasks=task_frame,
+            gold=gold_frame,
+            label_sets=label_sets,
+            schema=schema,
+            updated_at=datetime.now(UTC) - timedelta(seconds=1),
+        )
+    except (DatabaseUnreachable, MigrationFailed) as error:
+        raise click.ClickException(str(error)) from error
+    # seed_database names the row of an answer it refuses; the drivers name the cause.
+    except (ValueError, adbc_driver_manager.Error, psycopg.Error) as error:
+        raise click.ClickException(_refusal(error, schema=schema)) from error
+    click.echo(json.dumps(counts))
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dsn", required=True, help="postgresql://user@host:port/db")
-    parser.add_argument("--schema", default="public")
-    parser.add_argument("--judgments", help="canonical judgments Parquet, or a row count")
-    parser.add_argument("--tasks", help="canonical raw_tasks Parquet")
-    parser.add_argument("--gold", help="canonical gold_labels Parquet")
-    parser.add_argument("--label-set", action="append", default=[], help="project=a,b,c")
-    args = parser.parse_args(argv)
-    if args.judgments and args.judgments.isdigit():
-        judgments = synthetic_judgments(int(args.judgments))
-    elif args.judgments:
-        judgments = pl.read_parquet(args.judgments)
-    else:
-        parser.error("--judgments is required")
-    label_sets = {}
-    for item in args.label_set:
-        project, _, labels = item.partition("=")
-        label_sets[project] = labels.split(",")
-    counts = seed_database(
-        args.dsn,
-        judgments=judgments,
-        tasks=pl.read_parquet(args.tasks) if args.tasks else None,
-        gold=pl.read_parquet(args.gold) if args.gold else None,
-        label_sets=label_sets,
-        schema=args.schema,
-        updated_at=datetime.now(UTC) - timedelta(seconds=1),
-    )
-    print(json.dumps(counts))
+    """The command as `python -m` runs it; returns (rather than exits) when it succeeds, so a
+    caller in Python goes on."""
+    try:
+        seed_command.main(args=argv, prog_name="python -m annotation_pipelines.ingest.seed")
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
+    column_options,
     quarantine_path,
     read_kind_inputs,
     write_output,
@@ -288,4 +289,7 @@ def _kind_input(
         output_path=output_path,
         warn=lambda summary: click.echo(summary, err=True),
         scale=scale,
+        column_options=column_options(
+            task=task_col, annotator=annotator_col, value=label_col, value_option="--label-col"
+        ),
     )

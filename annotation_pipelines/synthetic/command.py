@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from datetime import date
 from pathlib import Path
 
 import click
 
-from annotation_pipelines.synthetic.workload import generate_workload
+from annotation_pipelines.synthetic.workload import (
+    DEFAULT_PROJECTS,
+    GENERATED_ENTRIES,
+    generate_workload,
+    judgments_floor,
+)
+
+_PER_DAY = judgments_floor(1, DEFAULT_PROJECTS)
 
 
 def _positive_finite(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
@@ -27,7 +35,8 @@ def _positive_finite(_ctx: click.Context, _param: click.Parameter, value: float)
     type=click.IntRange(min=1),
     default=100_000,
     show_default=True,
-    help="About this many.",
+    help=f"About this many, and at least about {_PER_DAY} a day: every project gets a task "
+    f"each day, so --days D writes at least about {_PER_DAY} x D.",
 )
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True, help="First day.")
 @click.option(
@@ -47,6 +56,12 @@ def _positive_finite(_ctx: click.Context, _param: click.Parameter, value: float)
     help="Pool size multiplier (> 0).",
 )
 @click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete what an earlier run wrote in OUTPUT first (its tables, projects.parquet, "
+    "annotators.parquet); other files are kept. Without it OUTPUT must be new or empty.",
+)
+@click.option(
     "--chunk",
     type=click.IntRange(min=1),
     default=2_000_000,
@@ -61,20 +76,38 @@ def generate_command(
     seed: int,
     annotators_scale: float,
     chunk: int,
+    overwrite: bool,
 ) -> None:
     """Write tasks, judgments, gold labels and ground truth as day-partitioned Parquet.
 
     Streams in chunks, so 100 million judgments need no more memory than one chunk.
     """
+    _clear_or_refuse(output, overwrite=overwrite)
+    floor = judgments_floor(days, DEFAULT_PROJECTS)
+    if judgments < floor:
+        click.echo(
+            f"note: --judgments {judgments:,} is below the floor of {floor:,} for {days:,} "
+            f"day{'' if days == 1 else 's'} (every project gets a task each day, about "
+            f"{_PER_DAY} judgments a day); writing about {floor:,}",
+            err=True,
+        )
+    # Sized by what will be written, not what was asked: below the floor a bar sized by
+    # --judgments would be full after the first day, and the other days would show nothing.
+    expected = max(judgments, floor)
     started = time.perf_counter()
-    with click.progressbar(length=judgments, label="generating", show_pos=True) as bar:
+    with click.progressbar(
+        length=expected,
+        label="generating",
+        show_pos=True,
+        item_show_func=lambda day: day,
+    ) as bar:
         done = 0
 
         def progress(message: str) -> None:
             nonlocal done
             count = int(message.rsplit(": ", 1)[1].split()[0].replace(",", ""))
-            bar.update(max(0, min(count, judgments) - done))
-            done = max(done, min(count, judgments))
+            bar.update(max(0, min(count, expected) - done), current_item=message.split()[0])
+            done = max(done, min(count, expected))
 
         summary = generate_workload(
             output,
@@ -91,3 +124,32 @@ def generate_command(
         f"{summary.annotators:,} annotators in {summary.files} files under {summary.out_dir} "
         f"({time.perf_counter() - started:.1f} s)"
     )
+
+
+def _clear_or_refuse(output: Path, *, overwrite: bool) -> None:
+    """OUTPUT new or empty, or with --overwrite cleared of what generate writes.
+
+    Every file of an earlier run that this run does not rewrite (its other days, another seed's
+    parts) would otherwise be read back with this one as one workload."""
+    if not output.is_dir():
+        return
+    present = sorted(entry.name for entry in output.iterdir())
+    if not present:
+        return
+    if not overwrite:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise click.BadParameter(
+            f"{output} is not empty ({shown}): this run's files would mix with what is "
+            "there; give a new or empty folder, or --overwrite to delete an earlier run's "
+            "files there first",
+            param_hint="OUTPUT",
+        )
+    removed = [name for name in GENERATED_ENTRIES if name in present]
+    for name in removed:
+        entry = output / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if removed:
+        click.echo(f"note: --overwrite: deleted {', '.join(removed)} in {output}", err=True)

@@ -92,6 +92,19 @@ DEFAULT_PROJECTS: tuple[ProjectSpec, ...] = (
     ),
 )
 
+# Everything `generate_workload` writes under its folder (with `kinds` too), and nothing else:
+# what `generate --overwrite` clears before a new run.
+GENERATED_ENTRIES = (
+    "projects.parquet",
+    "annotators.parquet",
+    "kind_items.parquet",
+    "tasks",
+    "judgments",
+    "gold_labels",
+    "truth",
+    "kind_truth",
+)
+
 # Activity falls at the weekend (Saturday, Sunday) as it does on real annotation platforms.
 WEEKDAY_WEIGHT = (1.0, 1.05, 1.05, 1.0, 0.9, 0.45, 0.35)
 
@@ -108,6 +121,13 @@ class WorkloadSummary:
     per_project: dict[str, int] = field(default_factory=dict)
     # Judgments per project of the non-categorical kinds (empty unless `kinds=True`).
     kind_projects: dict[str, int] = field(default_factory=dict)
+
+
+def judgments_floor(days: int, projects: Sequence[ProjectSpec] = DEFAULT_PROJECTS) -> int:
+    """About the fewest judgments a workload of `days` days holds, whatever was asked: every
+    project gets at least one task a day, judged `overlap` times (a task still in progress has
+    fewer)."""
+    return days * sum(spec.overlap for spec in projects)
 
 
 def generate_workload(

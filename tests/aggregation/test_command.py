@@ -503,3 +503,28 @@ def test_float_labels_are_spelled_as_ingest_stores_them(tmp_path: Path, fmt: str
     assert result.exit_code == 0, result.output
     assert stored == {"1.0", "2.0", "0.1"}
     assert set(pl.read_parquet(output)["label"]) == {"1.0", "0.1"}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+@pytest.mark.parametrize(
+    ("kind", "value", "option"),
+    [
+        ("categorical", "label", "--task-col"),
+        ("categorical", "label", "--value-col"),
+        ("numeric", "value", "--annotator-col"),
+        ("numeric", "value", "--value-col"),
+    ],
+)
+def test_a_missing_column_is_named_by_its_option(tmp_path, suffix, kind, value, option):
+    frame = pl.DataFrame({"task_id": ["t1", "t1"], "annotator_id": ["a", "b"], value: ["1", "2"]})
+    source = tmp_path / f"answers{suffix}"
+    if suffix == ".csv":
+        frame.write_csv(source)
+    elif suffix == ".parquet":
+        frame.write_parquet(source)
+    else:
+        frame.write_ndjson(source)
+    run = CliRunner().invoke(aggregate_command, [str(source), "--kind", kind, option, "nope"])
+    assert run.exit_code == 1, run.output
+    message = " ".join(run.output.split())
+    assert f"{option} 'nope': no such column; the file has" in message, message

@@ -204,3 +204,17 @@ def test_huge_labels_at_numeric_levels_give_the_alpha_of_the_same_answers_scaled
     scaled = np.array([[1.0, 1e-300, 1e-1], [-1.0, 2e-300, 1e-1]])
     expected = krippendorff.alpha(reliability_data=scaled, level_of_measurement=level)
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kind", "option"),
+    [("categorical", "--annotator-col"), ("categorical", "--label-col"), ("text", "--task-col")],
+)
+def test_a_missing_column_is_named_by_its_option(tmp_path, kind, option):
+    source = tmp_path / "answers.csv"
+    value = "label" if kind == "categorical" else "text"
+    source.write_text(f"task_id,annotator_id,{value}\nt1,a,x\nt1,b,y\n")
+    run = CliRunner().invoke(main, ["agreement", str(source), "--kind", kind, option, "nope"])
+    assert run.exit_code == 1, run.output
+    named = "--value-col" if option == "--label-col" else option
+    assert f"{named} 'nope': no such column" in " ".join(run.output.split()), run.output

@@ -91,7 +91,8 @@ def test_cli_names_each_stage_and_says_when_the_data_is_finer_than_hourly(tmp_pa
         "backtest 2/2: AutoETS at 15 origins",
         "forecast: 2 candidates on the whole history",
     ]
-    # Resampled by request: nothing to suggest.
-    hourly = CliRunner().invoke(forecast_command, [*common, "--freq", "1h", *options])
+    # Resampled by request, the table written: nothing to suggest.
+    output = ["--output", str(tmp_path / "forecast.csv")]
+    hourly = CliRunner().invoke(forecast_command, [*common, "--freq", "1h", *options, *output])
     assert hourly.exit_code == 0, hourly.output
     assert "note:" not in hourly.stderr and "progress [" in hourly.stderr

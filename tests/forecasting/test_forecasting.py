@@ -323,7 +323,60 @@ def test_cli_without_id_or_supply_and_bad_input(tmp_path):
     run = CliRunner().invoke(
         forecast_command, [str(source), "--time-col", "nope", "--value-col", "value"]
     )
-    assert run.exit_code == 1 and "missing column" in run.output
+    assert run.exit_code == 1 and "--time-col 'nope': no such column" in run.output
+
+
+def test_cli_says_the_forecast_table_is_not_written_without_output(tmp_path):
+    source = tmp_path / "one.csv"
+    _synthetic(ids=("a",), hours=24 * 6).drop("id").write_csv(source)
+    common = [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "24",
+              "--backtest-windows", "2", "--models", "SeasonalNaive"]  # fmt: skip
+    run = CliRunner().invoke(forecast_command, common)
+    assert run.exit_code == 0, run.output
+    # The scores stay the whole of stdout: that is what scripts parse.
+    assert set(json.loads(run.stdout)["series"]) == {"value"}
+    note = " ".join(line for line in run.stderr.splitlines() if line.startswith("note:"))
+    assert "forecast table" in note and "--output PATH" in note, run.stderr
+    output = tmp_path / "forecast.csv"
+    written = CliRunner().invoke(forecast_command, [*common, "--output", str(output)])
+    assert written.exit_code == 0 and "note:" not in written.stderr, written.stderr
+    assert pl.read_csv(output).height == 24
+
+
+def test_cli_refuses_a_freq_finer_than_the_data(tmp_path):
+    source = tmp_path / "hourly.csv"
+    _synthetic(ids=("a",), hours=24 * 6).drop("id").write_csv(source)
+    common = [str(source), "--time-col", "time", "--value-col", "value"]
+    run = CliRunner().invoke(forecast_command, [*common, "--freq", "1s"])
+    assert run.exit_code == 2, run.output
+    message = " ".join(run.output.split())
+    assert "--freq" in message and "'1s'" in message and "1h" in message, message
+    # As fine as the data, or coarser, is what resampling is for.
+    coarser = CliRunner().invoke(
+        forecast_command,
+        [*common, "--freq", "2h", "--horizon", "12", "--backtest-windows", "2",
+         "--models", "SeasonalNaive", "--output", str(tmp_path / "f.csv")],
+    )  # fmt: skip
+    assert coarser.exit_code == 0, coarser.output
+    assert json.loads(coarser.stdout)["freq"] == "2h"
+
+
+@pytest.mark.parametrize("option", ["--time-col", "--value-col", "--id-col", "--supply-col"])
+def test_cli_names_the_option_of_a_missing_column(tmp_path, option):
+    source = tmp_path / "usage.csv"
+    _synthetic(ids=("a",), hours=48).write_csv(source)
+    columns = {"--time-col": "time", "--value-col": "value", "--id-col": "id"}
+    args = [str(source), *itertools.chain.from_iterable(columns.items())]
+    given = dict(zip(args[1::2], args[2::2], strict=True))
+    given[option] = "nope"
+    run = CliRunner().invoke(
+        forecast_command, [str(source), *itertools.chain.from_iterable(given.items())]
+    )
+    assert run.exit_code == 1, run.output
+    message = " ".join(run.output.split())
+    assert f"{option} 'nope': no such column; the file has 'id', 'time', 'value'" in message, (
+        message
+    )
 
 
 def _helios_series(days: int | None = None) -> pl.DataFrame:

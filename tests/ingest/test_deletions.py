@@ -229,6 +229,21 @@ def test_migrate_names_a_bad_schema_and_an_unreachable_database(postgres_dsn):
     assert down.exit_code == 1 and "127.0.0.1" in down.output, down.output
 
 
+def test_migrate_takes_its_dsn_from_the_environment_and_says_so(postgres_dsn):
+    runner = CliRunner()
+    schema = "migrate_from_env"
+    taken = runner.invoke(
+        main, ["migrate", "--schema", schema], env={"ANNOTATION_DB_DSN": postgres_dsn}
+    )
+    assert taken.exit_code == 0, taken.output
+    assert json.loads(taken.output)["schema"] == schema
+    unset = runner.invoke(main, ["migrate"], env={"ANNOTATION_DB_DSN": None})
+    assert unset.exit_code == 2
+    assert "--dsn" in unset.output and "ANNOTATION_DB_DSN" in unset.output, unset.output
+    help_text = " ".join(runner.invoke(main, ["migrate", "--help"]).output.split())
+    assert "ANNOTATION_DB_DSN" in help_text and "[required]" not in help_text, help_text
+
+
 GOLD = "INSERT INTO gold_labels (task_id, project, label) VALUES (%s, 'p', %s)"
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -185,6 +188,69 @@ def test_seed_script(postgres_dsn, capsys):
         ).fetchone()
     assert count == (500,)
     assert labels == (["bird", "cat", "dog"],)
+
+
+def _seed(*args: str):
+    """`python -m annotation_pipelines.ingest.seed`, as the README runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "annotation_pipelines.ingest.seed", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _refused(completed, code: int, *needles: str) -> None:
+    """One `Error:` line naming what to fix, no traceback, and the given exit code."""
+    said = " ".join(completed.stderr.split())
+    assert completed.returncode == code, completed.stderr
+    assert "Traceback" not in completed.stderr and "Error: " in said, completed.stderr
+    for needle in needles:
+        assert needle in said, completed.stderr
+
+
+def test_seed_script_says_what_is_wrong_in_one_line(postgres_dsn, tmp_path):
+    common = ["--dsn", postgres_dsn, "--schema", "seed_mistakes"]
+    _refused(_seed(*common, "--judgments", "-5"), 2, "--judgments", "-5", "1 or more")
+    _refused(_seed(*common, "--judgments", "0"), 2, "--judgments", "1 or more")
+    absent = tmp_path / "absent.parquet"
+    _refused(_seed(*common, "--judgments", str(absent)), 1, "--judgments", str(absent), "no such")
+    as_csv = tmp_path / "judgments.csv"
+    synthetic_judgments(10).write_csv(as_csv)
+    _refused(_seed(*common, "--judgments", str(as_csv)), 1, str(as_csv), "not a Parquet file")
+    short = tmp_path / "short.parquet"
+    synthetic_judgments(10).drop("submitted_at").write_parquet(short)
+    _refused(_seed(*common, "--judgments", str(short)), 1, str(short), "'submitted_at'")
+    tasks = tmp_path / "tasks.parquet"
+    pl.DataFrame({"task_id": ["1"]}).write_parquet(tasks)
+    _refused(_seed(*common, "--judgments", "10", "--tasks", str(tasks)), 1, "--tasks", "'project'")
+    for label_set in ("garbage", "p=", "=a,b"):
+        _refused(_seed(*common, "--judgments", "10", "--label-set", label_set), 2, "--label-set")
+    with psycopg.connect(postgres_dsn) as connection:
+        seeded = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'seed_mistakes'"
+        ).fetchone()
+    # Refused before the database was touched.
+    assert seeded == (0,)
+
+
+def test_seed_script_refuses_to_seed_the_same_judgments_twice(postgres_dsn):
+    common = ["--dsn", postgres_dsn, "--schema", "seed_twice", "--judgments", "100"]
+    first = _seed(*common)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["judgments"] == 100
+    again = _seed(*common, "--label-set", "project-0=cat,dog,bird")
+    _refused(again, 1, "judgment_id '0000000000'", "seed_twice.judgments", "nothing was written")
+    with psycopg.connect(postgres_dsn) as connection:
+        counts = connection.execute("SELECT count(*) FROM seed_twice.judgments").fetchone()
+        labels = connection.execute(
+            "SELECT label_set FROM seed_twice.projects WHERE project = 'project-0'"
+        ).fetchone()
+    assert counts == (100,) and labels == ([],)
+    down = _seed("--dsn", "postgresql://postgres@127.0.0.1:1/none?connect_timeout=2",
+                 "--judgments", "10")  # fmt: skip
+    _refused(down, 1, "127.0.0.1")
 
 
 def test_the_migrations_say_their_version_and_apply_again_unchanged(postgres_dsn):

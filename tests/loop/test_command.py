@@ -209,3 +209,12 @@ def test_a_gold_file_with_its_own_label_column_name_is_read(tmp_path: Path) -> N
     gold = write_input(pl.DataFrame({"task_id": [first], "truth": ["a"]}), tmp_path / "g.csv")
     code, printed = _invoke(str(path), "--gold", str(gold))
     assert code == 0, printed
+
+
+@pytest.mark.parametrize("option", ["--task-col", "--annotator-col", "--label-col"])
+def test_a_missing_column_is_named_by_its_option(tmp_path, option):
+    source = tmp_path / "answers.csv"
+    source.write_text("task_id,annotator_id,label\nt1,a,x\nt1,b,y\n")
+    run = CliRunner().invoke(main, ["replay", str(source), option, "nope"])
+    assert run.exit_code == 1, run.output
+    assert f"{option} 'nope': no such column" in " ".join(run.output.split()), run.output

@@ -196,3 +196,102 @@ def test_generate_refuses_an_option_it_cannot_use_before_writing(tmp_path, optio
 def test_generate_workload_refuses_a_chunk_or_pool_it_cannot_use(tmp_path, options):
     with pytest.raises(ValueError, match="must be"):
         generate_workload(tmp_path, judgments=100, start=START, days=1, **options)
+
+
+def _generate(out, *options):
+    from click.testing import CliRunner
+
+    from annotation_pipelines.cli import main
+
+    return CliRunner().invoke(main, ["generate", str(out), "--start", "2026-11-02", *options])
+
+
+def test_generate_refuses_a_folder_holding_an_earlier_run_unless_told_to_overwrite(tmp_path):
+    out = tmp_path / "out"
+    first = _generate(out, "--days", "3", "--judgments", "200")
+    assert first.exit_code == 0, first.output
+    # A second run into the same folder used to add its files to the first run's: 3 days of
+    # seed 0 and 1 day of seed 5, read back as one workload.
+    again = _generate(out, "--days", "1", "--judgments", "500", "--seed", "5")
+    assert again.exit_code == 2, again.output
+    message = " ".join(again.output.split())
+    assert "OUTPUT" in message and "not empty" in message and "--overwrite" in message, message
+    assert sorted(p.name for p in (out / "judgments").iterdir()) == [
+        "day=2026-11-02", "day=2026-11-03", "day=2026-11-04"
+    ]  # fmt: skip
+    # --overwrite clears what generate writes and keeps anything else in the folder.
+    (out / "notes.txt").write_text("mine")
+    replaced = _generate(out, "--days", "1", "--judgments", "500", "--seed", "5", "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert [p.name for p in (out / "judgments").iterdir()] == ["day=2026-11-02"]
+    assert {p.parent.name for p in out.glob("*/day=*/*.parquet")} == {"day=2026-11-02"}
+    assert (out / "notes.txt").read_text() == "mine"
+    alone = _generate(tmp_path / "fresh", "--days", "1", "--judgments", "500", "--seed", "5")
+    assert (
+        _read(out, "judgments")
+        .sort("judgment_id")
+        .equals(_read(tmp_path / "fresh", "judgments").sort("judgment_id"))
+    )
+    assert alone.exit_code == 0
+    # An empty folder is as good as a new one.
+    (tmp_path / "empty").mkdir()
+    assert _generate(tmp_path / "empty", "--days", "1", "--judgments", "100").exit_code == 0
+
+
+def test_generate_states_its_daily_floor_and_says_when_a_request_is_below_it(tmp_path):
+    from click.testing import CliRunner
+
+    from annotation_pipelines.cli import main
+
+    per_day = sum(spec.overlap for spec in DEFAULT_PROJECTS)
+    help_text = " ".join(CliRunner().invoke(main, ["generate", "--help"]).output.split())
+    assert f"at least about {per_day} a day" in help_text, help_text
+    below = _generate(tmp_path / "below", "--days", "3", "--judgments", "1")
+    assert below.exit_code == 0, below.output
+    assert f"note: --judgments 1 is below the floor of {3 * per_day} for 3 days" in below.stderr, (
+        below.stderr
+    )
+    written = _read(tmp_path / "below", "judgments").height
+    assert 3 * per_day * 0.9 <= written <= 3 * per_day
+    above = _generate(tmp_path / "above", "--days", "1", "--judgments", "500")
+    assert above.exit_code == 0 and "note:" not in above.stderr, above.stderr
+
+
+def test_generate_shows_its_progress_day_by_day_on_a_terminal(tmp_path):
+    """Below the floor the bar (sized by --judgments) was full after the first day and the
+    remaining days ran without a sign; on a terminal it now counts to the real total and
+    names the day being written."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    command = "from annotation_pipelines.cli import main; main(prog_name='annotation-pipelines')"
+    args = ["generate", str(tmp_path / "out"), "--start", "2026-11-02", "--days", "6",
+            "--judgments", "1"]  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-c", command, *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=120,
+        check=False,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert completed.returncode == 0, completed.stderr
+    screen = b"".join(chunks).decode()
+    unseen = [f"2026-11-{day:02d}" for day in range(2, 8) if f"2026-11-{day:02d}" not in screen]
+    assert not unseen, screen
+    positions = {part.split("/")[0].split()[-1] for part in screen.split("\r") if "/" in part}
+    assert len(positions) >= 6, screen
