@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from annotation_pipelines import lake as layout
-from annotation_pipelines.api import problems
+from annotation_pipelines.api import parameters, problems
 from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenError, TokenStore
 from annotation_pipelines.curation.masking import mask_personal_data
@@ -52,6 +52,7 @@ Lists come in pages: pass an answer's `next_cursor` back as `cursor` for the nex
 null on the last). A capacity cursor is refused with 409 once its table is rewritten: start
 again without it. A labels cursor is refused with 409 once a day it already served is
 rewritten: the problem names the day (`rewritten_day`) and the `restart` range to page again.
+A query parameter an endpoint does not take is a 422 naming it.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
@@ -533,9 +534,11 @@ def create_app(
         description=DESCRIPTION,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        # Every endpoint refuses the query parameters it does not take (see `parameters`).
+        dependencies=[Depends(parameters.refuse_unknown)],
     )
     app.state.context = context
-    problems.install(app)
+    problems.install(app, describe=parameters.range_message)
 
     @app.exception_handler(LakeFileError)
     async def _unreadable(request: Request, error: LakeFileError) -> Response:
@@ -816,7 +819,15 @@ def _routes(app: FastAPI, context: Context) -> None:
         day: Day = None,
         start: Day = None,
         end: Day = None,
-        min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        min_confidence: Annotated[
+            float,
+            Query(
+                ge=0.0,
+                le=1.0,
+                allow_inf_nan=False,
+                description="Only labels at least this confident (0 to 1).",
+            ),
+        ] = 0.0,
         limit: Limit = 1000,
         cursor: Annotated[
             str | None, Query(max_length=_label_cursor_max_length(settings.api_max_days))
@@ -1418,16 +1429,6 @@ def _routes(app: FastAPI, context: Context) -> None:
         cursor of the next page. A cursor holds a fingerprint of the file version it was
         issued for: once the table is rewritten it is refused (409) rather than continued in
         another version's rows, which would skip or repeat some."""
-        allowed = {"limit", "cursor"} if listing else {"limit", "cursor", paged.parameter}
-        unknown = sorted(set(request.query_params) - allowed)
-        if unknown:
-            # Ignored, an `offset` or `page` would serve the first page again as the next one.
-            raise Problem(
-                422,
-                f"unknown parameter(s): {', '.join(unknown)}; page with `cursor` "
-                f"(this endpoint takes {', '.join(sorted(allowed))})",
-                errors=[{"parameter": name, "message": "unknown parameter"} for name in unknown],
-            )
         version = table_version(paged.table)
         view = f"{paged.table}/series" if listing else paged.table
         fingerprint = _version_fingerprint(version)
