@@ -1,17 +1,144 @@
-"""Unknown parameters and numbers out of range, over real HTTP on the demo lake."""
+"""Cursors bound to what they page, the queue's pages, unknown parameters and numbers out of
+range, over real HTTP on the demo lake."""
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import cast
 
+import polars as pl
 import pytest
 
-from tests.api.conftest import DAYS, PROJECT
-from tests.api.test_api import assert_problem, get
+from annotation_pipelines import lake as layout
+from annotation_pipelines.storage import atomic_write_parquet
+from tests.api.conftest import DAYS, PROJECT, Served
+from tests.api.test_api import assert_problem, every_page, get
+
+
+def categorical_projects(served: Served) -> list[str]:
+    items = get(served, "/projects").json()["items"]
+    return [item["project"] for item in items if item["kind"] == "categorical"]
+
+
+def first_labels_cursor(served: Served, project: str, **params: object) -> str:
+    page = get(served, f"/projects/{project}/labels", params={"limit": 5, **params}).json()
+    assert page["next_cursor"], page
+    return str(page["next_cursor"])
 
 
 def errors(body: dict[str, object]) -> list[dict[str, object]]:
     return cast(list[dict[str, object]], body["errors"])
+
+
+def refused_cursor(response, message: str) -> str:
+    body = assert_problem(response, 422)
+    assert body["errors"] == [{"parameter": "cursor", "message": message}], body
+    return str(body["detail"])
+
+
+# Cursors ----------------------------------------------------------------------------------
+
+
+def test_a_labels_cursor_is_refused_on_another_project(served):
+    other = next(p for p in categorical_projects(served) if p != PROJECT)
+    params = {"day": DAYS[0], "limit": 5}
+    mine = first_labels_cursor(served, PROJECT, day=DAYS[0])
+    # It served an empty last page, which reads as "the project has no more labels".
+    foreign = get(served, f"/projects/{other}/labels", params={**params, "cursor": mine})
+    assert "another project" in refused_cursor(foreign, "another project")
+    # The other way round it served the project's first rows again, as if they were the rest.
+    theirs = first_labels_cursor(served, other, day=DAYS[0])
+    foreign = get(served, f"/projects/{PROJECT}/labels", params={**params, "cursor": theirs})
+    refused_cursor(foreign, "another project")
+    # On a project of another kind it was a 409 saying a day was rewritten; none was.
+    foreign = get(served, "/projects/detection/labels", params={**params, "cursor": mine})
+    refused_cursor(foreign, "another project")
+
+
+def test_a_labels_cursor_keeps_its_filters_and_refuses_others(served):
+    path = f"/projects/{PROJECT}/labels"
+    params = {"day": DAYS[0], "limit": 5, "min_confidence": 0.9}
+    cursor = first_labels_cursor(served, PROJECT, day=DAYS[0], min_confidence=0.9)
+    again = get(served, path, params={**params, "cursor": cursor}).json()
+    # Left out, the filters are the cursor's: the same page as with them.
+    alone = get(served, path, params={"cursor": cursor, "limit": 5}).json()
+    assert alone["items"] == again["items"] and alone["next_cursor"] == again["next_cursor"]
+    assert all(item["confidence"] >= 0.9 for item in alone["items"])
+    other = get(served, path, params={**params, "min_confidence": 0.5, "cursor": cursor})
+    assert "min_confidence" in refused_cursor(other, "another min_confidence")
+    other = get(served, path, params={**params, "gated": "true", "cursor": cursor})
+    refused_cursor(other, "another gated")
+    other = get(served, path, params={**params, "day": DAYS[1], "cursor": cursor})
+    refused_cursor(other, "another day range")
+
+
+def test_a_cursor_is_refused_by_every_other_endpoint(served):
+    labels = first_labels_cursor(served, PROJECT, day=DAYS[0])
+    queue = get(served, f"/projects/{PROJECT}/queue", params={"day": DAYS[0], "limit": 2}).json()
+    forecast = get(served, "/capacity/forecast", params={"limit": 2}).json()
+    cursors = {
+        f"/projects/{PROJECT}/labels": labels,
+        f"/projects/{PROJECT}/queue": queue["next_cursor"],
+        "/capacity/forecast": forecast["next_cursor"],
+    }
+    for path in cursors:
+        for issuer, cursor in cursors.items():
+            if issuer != path:
+                refused = get(served, path, params={"cursor": cursor})
+                refused_cursor(refused, "cursor of another endpoint")
+
+
+def test_a_labels_cursor_of_an_earlier_api_is_refused_as_unbound(served):
+    # The earlier shape: [start, end, day, task_id, digest], with no project to check.
+    raw = json.dumps([DAYS[0], DAYS[0], DAYS[0], "", "0" * 8]).encode()
+    older = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    refused = get(served, f"/projects/{PROJECT}/labels", params={"cursor": older})
+    assert "start again without it" in refused_cursor(refused, "cursor of an earlier API version")
+
+
+# The queue's pages ------------------------------------------------------------------------
+
+
+def lake_queue(served: Served, day: str) -> pl.DataFrame:
+    path = served.data / "lake" / layout.partition_key("reannotation_queue", day)
+    return pl.read_parquet(path).filter(pl.col("project") == PROJECT)
+
+
+def test_the_queue_pages_every_task_once_in_its_order(served):
+    path = f"/projects/{PROJECT}/queue"
+    lake = lake_queue(served, DAYS[0])
+    assert lake.height > 25
+    pages = every_page(served, path, {"day": DAYS[0], "limit": 10})
+    assert len(pages) == -(-lake.height // 10)
+    assert [page["truncated"] for page in pages] == [True] * (len(pages) - 1) + [False]
+    assert all(page["total"] == lake.height and page["day"] == DAYS[0] for page in pages)
+    tasks = [item["task_id"] for page in pages for item in cast(list[dict], page["items"])]
+    assert tasks == lake["task_id"].to_list()  # the queue's order, each task once
+    # A cursor goes on with its day although the request leaves it out, and no other.
+    cursor = pages[0]["next_cursor"]
+    alone = get(served, path, params={"cursor": cursor, "limit": 10}).json()
+    assert alone["items"] == pages[1]["items"] and alone["day"] == DAYS[0]
+    refused_cursor(get(served, path, params={"day": DAYS[1], "cursor": cursor}), "another day")
+    other = next(p for p in categorical_projects(served) if p != PROJECT)
+    refused = get(served, f"/projects/{other}/queue", params={"cursor": cursor})
+    refused_cursor(refused, "another project")
+
+
+def test_a_queue_cursor_of_a_rewritten_day_is_refused_not_mixed(served):
+    path = f"/projects/{PROJECT}/queue"
+    first = get(served, path, params={"day": DAYS[0], "limit": 10}).json()
+    key = served.data / "lake" / layout.partition_key("reannotation_queue", DAYS[0])
+    original = pl.read_parquet(key)
+    atomic_write_parquet(original.reverse(), key)
+    try:
+        stale = get(served, path, params={"cursor": first["next_cursor"]})
+        body = assert_problem(stale, 409)
+        assert body["errors"] == [
+            {"parameter": "cursor", "message": "cursor of a replaced version"}
+        ]
+    finally:
+        atomic_write_parquet(original, key)
 
 
 # Unknown parameters -----------------------------------------------------------------------
