@@ -54,7 +54,8 @@ range, filter or id is a 422 (a filter left out of the request is the cursor's).
 queue cursor is refused with 409 once its table is rewritten: start again without it. A labels
 cursor is refused with 409 once a day it already served is rewritten: the problem names the day
 (`rewritten_day`) and the `restart` range to page again. A query parameter an endpoint does not
-take is a 422 naming it.
+take is a 422 naming it, and a filter value a capacity table does not hold is a 404 naming some
+it does.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
@@ -137,14 +138,31 @@ class PagedTable:
     keys: tuple[str, ...]
     column: str
     parameter: str
+    listing: str  # the endpoint that lists the values of `parameter`
 
 
-COMPUTE_FORECAST = PagedTable("compute_capacity_forecast", ("id", "time"), "id", "id")
-WORKFORCE_FORECAST = PagedTable("workforce_capacity_forecast", ("id", "time"), "id", "project")
-WORKFORCE_PLAN = PagedTable("workforce_plan", ("project",), "project", "project")
-PROCUREMENT_PLAN = PagedTable(
-    "procurement_plan", ("cluster", "accelerator_type", "scenario"), "cluster", "cluster"
+COMPUTE_FORECAST = PagedTable(
+    "compute_capacity_forecast", ("id", "time"), "id", "id", "/v1/capacity/forecast/series"
 )
+WORKFORCE_FORECAST = PagedTable(
+    "workforce_capacity_forecast",
+    ("id", "time"),
+    "id",
+    "project",
+    "/v1/workforce/forecast/projects",
+)
+WORKFORCE_PLAN = PagedTable(
+    "workforce_plan", ("project",), "project", "project", "/v1/workforce/plan"
+)
+PROCUREMENT_PLAN = PagedTable(
+    "procurement_plan",
+    ("cluster", "accelerator_type", "scenario"),
+    "cluster",
+    "cluster",
+    "/v1/capacity/procurement/clusters",
+)
+# How many of the values a table holds a 404 for an unknown one names.
+UNKNOWN_SHOWN = 10
 
 
 # How long /v1/ready reuses its verdict on the lake's files: a probe every few seconds lists the
@@ -1596,6 +1614,21 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         return reader.cached(("paged-series", paged.table, version.token), build)
 
+    def unknown_series(paged: PagedTable, version: FileVersion, value: str) -> Problem:
+        """A 404 for a filter value the table holds no row of, naming some it holds: an empty
+        page would read as "no data yet" for a typo."""
+        known = series_rows(paged, version)[paged.parameter].cast(pl.String).to_list()
+        shown = ", ".join(repr(name) for name in known[:UNKNOWN_SHOWN])
+        more = f" and {len(known) - UNKNOWN_SHOWN} more" if len(known) > UNKNOWN_SHOWN else ""
+        holds = f"it holds {shown}{more}" if known else "it holds none"
+        return Problem(
+            404,
+            f"no {paged.parameter} {value!r} in {paged.table}; {holds} ({paged.listing} "
+            "lists them)",
+            errors=[{"parameter": paged.parameter, "message": f"unknown {paged.parameter}"}],
+            extensions={"known": known[:UNKNOWN_SHOWN]},
+        )
+
     def whole_table(
         request: Request,
         paged: PagedTable,
@@ -1636,6 +1669,8 @@ def _routes(app: FastAPI, context: Context) -> None:
                 if paged.column in frame.columns
                 else frame.clear()
             )
+            if not frame.height:
+                raise unknown_series(paged, version, value)
         _check_offset(offset, frame.height)
         bound: dict[str, str | None] = {} if listing else {paged.parameter: value}
 
@@ -1686,7 +1721,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         is null on the last page. A cursor continues only the forecast it was issued for:
         once the weekly forecast_job rewrites it, the cursor is answered 409 and paging starts
         again without it. A malformed cursor, one of another endpoint or another `id`, or an
-        unknown parameter (there is no `offset`) is a 422 naming the parameter.
+        unknown parameter (there is no `offset`) is a 422 naming the parameter. An `id` the
+        forecast does not hold is a 404 naming some it does;
         `/v1/capacity/forecast/series` lists the series ids."""
         return whole_table(request, COMPUTE_FORECAST, value=series, limit=limit, cursor=cursor)
 
@@ -1719,7 +1755,8 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         Rows come in (`cluster`, `accelerator_type`, `scenario`) order and page with
         `next_cursor` as /v1/capacity/forecast does (409 once the plan is rewritten).
-        `/v1/capacity/procurement/clusters` lists the clusters."""
+        `/v1/capacity/procurement/clusters` lists the clusters; a `cluster` the plan does not
+        hold is a 404 naming some it does."""
         return whole_table(request, PROCUREMENT_PLAN, value=cluster, limit=limit, cursor=cursor)
 
     @app.get(f"/{API_VERSION}/capacity/procurement/clusters", tags=["capacity"])
@@ -1746,7 +1783,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         """The latest task volume forecast per project, with intervals; a row's `id` is its
         project. Rows come in (`id`, `time`) order and page with `next_cursor` as
         /v1/capacity/forecast does (409 once the forecast is rewritten).
-        `/v1/workforce/forecast/projects` lists the projects."""
+        `/v1/workforce/forecast/projects` lists the projects; a `project` the forecast does
+        not hold is a 404 naming some it does."""
         return whole_table(request, WORKFORCE_FORECAST, value=project, limit=limit, cursor=cursor)
 
     @app.get(f"/{API_VERSION}/workforce/forecast/projects", tags=["capacity"])
@@ -1772,7 +1810,8 @@ def _routes(app: FastAPI, context: Context) -> None:
     ) -> Response:
         """Per project: annotator-hours needed per week, the gap, the backlog clear date, risk.
         One row per project, in `project` order, paged with `next_cursor` as
-        /v1/capacity/forecast does (409 once the plan is rewritten)."""
+        /v1/capacity/forecast does (409 once the plan is rewritten). A `project` the plan
+        does not hold is a 404 naming some it does."""
         return whole_table(request, WORKFORCE_PLAN, value=project, limit=limit, cursor=cursor)
 
 

@@ -1,5 +1,5 @@
-"""Cursors bound to what they page, the queue's pages, unknown parameters and numbers out of
-range, over real HTTP on the demo lake."""
+"""Cursors bound to what they page, unknown parameters and ids, and the queue's pages, over real
+HTTP on the demo lake."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from annotation_pipelines import lake as layout
 from annotation_pipelines.storage import atomic_write_parquet
 from tests.api.conftest import DAYS, PROJECT, Served
-from tests.api.test_api import assert_problem, every_page, get
+from tests.api.test_api import assert_problem, every_page, get, replaced_table, wide_forecast
 
 
 def categorical_projects(served: Served) -> list[str]:
@@ -176,6 +176,45 @@ def test_an_unknown_parameter_names_the_one_meant_and_a_paging_word_the_cursor(s
     assert "min_confidence" in str(offset["detail"])  # what the endpoint takes
     none = assert_problem(get(served, "/datasets", params={"x": 1}), 422)
     assert "takes no query parameter" in str(none["detail"])
+
+
+# Unknown ids ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter", "listing"),
+    [
+        ("/capacity/forecast", "id", "/v1/capacity/forecast/series"),
+        ("/workforce/forecast", "project", "/v1/workforce/forecast/projects"),
+        ("/workforce/plan", "project", "/v1/workforce/plan"),
+    ],
+)
+def test_an_unknown_id_is_a_404_naming_it_and_some_known_ones(served, path, parameter, listing):
+    body = assert_problem(get(served, path, params={parameter: "nope"}), 404)
+    detail = str(body["detail"])
+    assert f"no {parameter} 'nope'" in detail and listing in detail
+    known = body["known"]
+    assert isinstance(known, list) and known and all(f"'{name}'" in detail for name in known)
+    assert body["errors"] == [{"parameter": parameter, "message": f"unknown {parameter}"}]
+    # A known one is served as before.
+    assert get(served, path, params={parameter: known[0]}).json()["items"]
+
+
+def test_an_unknown_procurement_cluster_is_a_404_naming_the_clusters(served):
+    plan = pl.DataFrame(
+        {"cluster": ["west", "east"], "accelerator_type": ["a100", "h100"], "scenario": "P50"}
+    )
+    with replaced_table(served, "procurement_plan", plan):
+        body = assert_problem(get(served, "/capacity/procurement", params={"cluster": "nope"}), 404)
+        assert body["known"] == ["east", "west"]
+        assert "'east', 'west'" in str(body["detail"])
+
+
+def test_a_404_for_an_unknown_id_names_ten_of_many(served):
+    with replaced_table(served, "compute_capacity_forecast", wide_forecast()):
+        body = assert_problem(get(served, "/capacity/forecast", params={"id": "s99"}), 404)
+        assert body["known"] == [f"s{i:02d}" for i in range(10)]
+        assert "and 30 more" in str(body["detail"])
 
 
 # Number parameters ------------------------------------------------------------------------
