@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, cast
 
@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from annotation_pipelines import lake as layout
-from annotation_pipelines.api import problems
+from annotation_pipelines.api import parameters, problems
 from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenError, TokenStore
 from annotation_pipelines.curation.masking import mask_personal_data
@@ -49,9 +49,13 @@ Authenticate with `Authorization: Bearer <token>` (make one with
 `annotation-pipelines token --scopes quality:read,...`). Errors are RFC 9457 problem details.
 Responses carry an ETag; send it back in If-None-Match to get 304 when nothing changed.
 Lists come in pages: pass an answer's `next_cursor` back as `cursor` for the next one (it is
-null on the last). A capacity cursor is refused with 409 once its table is rewritten: start
-again without it. A labels cursor is refused with 409 once a day it already served is
-rewritten: the problem names the day (`rewritten_day`) and the `restart` range to page again.
+null on the last). A cursor pages only what it was issued for: another endpoint, project, day,
+range, filter or id is a 422 (a filter left out of the request is the cursor's). A capacity or
+queue cursor is refused with 409 once its table is rewritten: start again without it. A labels
+cursor is refused with 409 once a day it already served is rewritten: the problem names the day
+(`rewritten_day`) and the `restart` range to page again. A query parameter an endpoint does not
+take is a 422 naming it, and a filter value a capacity table does not hold is a 404 naming some
+it does.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
@@ -134,14 +138,31 @@ class PagedTable:
     keys: tuple[str, ...]
     column: str
     parameter: str
+    listing: str  # the endpoint that lists the values of `parameter`
 
 
-COMPUTE_FORECAST = PagedTable("compute_capacity_forecast", ("id", "time"), "id", "id")
-WORKFORCE_FORECAST = PagedTable("workforce_capacity_forecast", ("id", "time"), "id", "project")
-WORKFORCE_PLAN = PagedTable("workforce_plan", ("project",), "project", "project")
-PROCUREMENT_PLAN = PagedTable(
-    "procurement_plan", ("cluster", "accelerator_type", "scenario"), "cluster", "cluster"
+COMPUTE_FORECAST = PagedTable(
+    "compute_capacity_forecast", ("id", "time"), "id", "id", "/v1/capacity/forecast/series"
 )
+WORKFORCE_FORECAST = PagedTable(
+    "workforce_capacity_forecast",
+    ("id", "time"),
+    "id",
+    "project",
+    "/v1/workforce/forecast/projects",
+)
+WORKFORCE_PLAN = PagedTable(
+    "workforce_plan", ("project",), "project", "project", "/v1/workforce/plan"
+)
+PROCUREMENT_PLAN = PagedTable(
+    "procurement_plan",
+    ("cluster", "accelerator_type", "scenario"),
+    "cluster",
+    "cluster",
+    "/v1/capacity/procurement/clusters",
+)
+# How many of the values a table holds a 404 for an unknown one names.
+UNKNOWN_SHOWN = 10
 
 
 # How long /v1/ready reuses its verdict on the lake's files: a probe every few seconds lists the
@@ -374,27 +395,9 @@ def _range(
 # in four billion, short enough that a 92-day range keeps the cursor well under 2 KB.
 DAY_DIGEST_WIDTH = 8
 
-
-@dataclass(frozen=True)
-class LabelCursor:
-    """Where the next page of labels starts: the range, the keyset position (day, task_id),
-    and `served`, one digest per day from `start` through `day` of the versions of that day's
-    labels and quality report when the cursor was issued (None in a cursor of an older API,
-    which is continued unchecked)."""
-
-    start: str
-    end: str
-    day: str
-    task_id: str
-    served: str | None
-
-
-def _label_cursor_max_length(max_days: int) -> int:
-    """The longest labels cursor the API issues: base64 of its JSON, with a task id of the
-    longest field ingest keeps (JSON may double it with escapes) and a digest per day of the
-    longest range served, so no cursor it gives is refused when sent back."""
-    longest = 128 + 2 * DEFAULT_MAX_FIELD_BYTES + DAY_DIGEST_WIDTH * max_days
-    return 4 * math.ceil(longest / 3)
+# The endpoints whose cursors are not named after a table (the capacity ones are).
+LABELS_VIEW = "labels"
+QUEUE_VIEW = "queue"
 
 
 def _opaque(fields: object) -> str:
@@ -419,43 +422,159 @@ def _malformed() -> Problem:
     )
 
 
+def _open_cursor(cursor: str, *, view: str) -> dict[str, object]:
+    """The fields of a cursor the endpoint `view` issued. Every cursor names the endpoint that
+    issued it (`view`) and holds what its rows were chosen by (`of`: the project, day or
+    version, filters); one of another endpoint is a 422, never read as a position in rows it
+    does not index."""
+    try:
+        fields = _opened(cursor)
+    except _NOT_A_CURSOR:
+        raise _malformed() from None
+    if isinstance(fields, list) and view == LABELS_VIEW:
+        # Such a cursor does not say which project it pages: read on another project it served
+        # nothing, or that project's rows again, as if they were the rest.
+        raise Problem(
+            422,
+            "the cursor was issued by an earlier version of this API and does not say which "
+            "project it pages; start again without it",
+            errors=[{"parameter": "cursor", "message": "cursor of an earlier API version"}],
+        )
+    if not (
+        isinstance(fields, dict)
+        and isinstance(fields.get("view"), str)
+        and isinstance(fields.get("of"), dict)
+    ):
+        raise _malformed()
+    if fields["view"] != view:
+        raise Problem(
+            422,
+            "the cursor belongs to another endpoint; start again without it",
+            errors=[{"parameter": "cursor", "message": "cursor of another endpoint"}],
+        )
+    return fields
+
+
+def _held_to(
+    bound: Mapping[str, object],
+    asked: Mapping[str, object],
+    *,
+    fixed: frozenset[str] = frozenset(),
+    called: dict[str, str] | None = None,
+) -> None:
+    """Refuses (422) a cursor used with another value of what it is `bound` to. `asked` holds
+    the request's values, None where the request leaves them to the cursor; `fixed` names
+    path parameters, which a request cannot leave out; `called` names a value in the message
+    (`start` and `end` are the "day range")."""
+    for name, value in asked.items():
+        if name not in bound:
+            raise _malformed()
+        if value is None or value == bound[name]:
+            continue
+        what = (called or {}).get(name, name)
+        advice = "start again without it" if name in fixed else f"drop it or the {what}"
+        raise Problem(
+            422,
+            f"the cursor belongs to another {what}; {advice}",
+            errors=[{"parameter": "cursor", "message": f"another {what}"}],
+        )
+
+
+@dataclass(frozen=True)
+class LabelCursor:
+    """Where the next page of labels starts: what the pages hold (the project, the range and
+    the filters of the request that issued it), the keyset position (day, task_id), and
+    `served`, one digest per day from `start` through `day` of the versions of that day's
+    labels and quality report when the cursor was issued."""
+
+    project: str
+    start: str
+    end: str
+    min_confidence: float
+    gated: bool
+    day: str
+    task_id: str
+    served: str
+
+    def bound(self) -> dict[str, object]:
+        return {
+            "project": self.project,
+            "start": self.start,
+            "end": self.end,
+            "min_confidence": self.min_confidence,
+            "gated": self.gated,
+        }
+
+
+def _label_cursor_max_length(max_days: int) -> int:
+    """The longest labels cursor the API issues: base64 of its JSON, with the longest project
+    name, a task id of the longest field ingest keeps (JSON may double it with escapes) and a
+    digest per day of the longest range served, so no cursor it gives is refused when sent
+    back."""
+    longest = 256 + NAME_MAX_LENGTH + 2 * DEFAULT_MAX_FIELD_BYTES + DAY_DIGEST_WIDTH * max_days
+    return 4 * math.ceil(longest / 3)
+
+
 def _encode_cursor(cursor: LabelCursor) -> str:
-    fields = [cursor.start, cursor.end, cursor.day, cursor.task_id]
-    if cursor.served is not None:
-        fields.append(cursor.served)
-    return _opaque(fields)
+    return _opaque(
+        {
+            "view": LABELS_VIEW,
+            "of": cursor.bound(),
+            "day": cursor.day,
+            "task_id": cursor.task_id,
+            "served": cursor.served,
+        }
+    )
 
 
 def _decode_cursor(cursor: str) -> LabelCursor:
+    fields = _open_cursor(cursor, view=LABELS_VIEW)
+    bound = fields["of"]
     try:
-        fields = _opened(cursor)
-        if not isinstance(fields, list) or len(fields) not in (4, 5):
+        if set(fields) != {"view", "of", "day", "task_id", "served"} or not isinstance(bound, dict):
             raise TypeError
-        start, end, day, task_id = fields[:4]
-        first, _, current = (dt.date.fromisoformat(value) for value in (start, end, day))
-        if not isinstance(task_id, str):
+        if set(bound) != {"project", "start", "end", "min_confidence", "gated"}:
             raise TypeError
-        served = fields[4] if len(fields) == 5 else None
-        if served is not None:
-            days = (current - first).days + 1
-            if not isinstance(served, str) or days < 1 or len(served) != days * DAY_DIGEST_WIDTH:
-                raise TypeError
-            if served.strip("0123456789abcdef"):
-                raise ValueError
+        project, start, end = bound["project"], bound["start"], bound["end"]
+        day, task_id, served = fields["day"], fields["task_id"], fields["served"]
+        min_confidence, gated = bound["min_confidence"], bound["gated"]
+        if not all(isinstance(value, str) for value in (project, start, end, day, task_id)):
+            raise TypeError
+        first, _, current = (dt.date.fromisoformat(str(value)) for value in (start, end, day))
+        # bool is an int to Python: the flag must be one, the threshold must not.
+        if not isinstance(gated, bool) or isinstance(min_confidence, bool):
+            raise TypeError
+        if not isinstance(min_confidence, int | float) or not 0 <= min_confidence <= 1:
+            raise TypeError
+        days = (current - first).days + 1
+        if not isinstance(served, str) or days < 1 or len(served) != days * DAY_DIGEST_WIDTH:
+            raise TypeError
+        if served.strip("0123456789abcdef"):
+            raise ValueError
     except _NOT_A_CURSOR:
         raise _malformed() from None
-    return LabelCursor(start, end, day, task_id, served)
+    return LabelCursor(
+        str(project),
+        str(start),
+        str(end),
+        float(min_confidence),
+        gated,
+        str(day),
+        str(task_id),
+        served,
+    )
 
 
 @dataclass(frozen=True)
 class PageCursor:
-    """Where the next page of a paged table starts: the view it pages (a table, or a table's
-    listing), the fingerprint of the file version it was issued for, the series filter of
-    the request that issued it, and the row offset in that version's order."""
+    """Where the next page of a paged table starts: the view it pages (a table, a table's
+    listing, a project's queue), what the rows were chosen by (`bound`: the filter, project
+    or day of the request that issued it), the fingerprint of the file version it was issued
+    for, and the row offset in that version's order."""
 
     view: str
+    bound: dict[str, str | None]
     version: str
-    value: str | None
     offset: int
 
 
@@ -466,31 +585,57 @@ def _version_fingerprint(*versions: FileVersion | None, width: int = 16) -> str:
 
 def _encode_page_cursor(cursor: PageCursor) -> str:
     return _opaque(
-        {
-            "view": cursor.view,
-            "version": cursor.version,
-            "filter": cursor.value,
-            "at": cursor.offset,
-        }
+        {"view": cursor.view, "of": cursor.bound, "version": cursor.version, "at": cursor.offset}
     )
 
 
-def _decode_page_cursor(cursor: str) -> PageCursor:
+def _decode_page_cursor(cursor: str, *, view: str) -> PageCursor:
+    fields = _open_cursor(cursor, view=view)
     try:
-        fields = _opened(cursor)
-        if not isinstance(fields, dict) or set(fields) != {"view", "version", "filter", "at"}:
+        if set(fields) != {"view", "of", "version", "at"}:
             raise TypeError
-        view, version, value, offset = (fields[k] for k in ("view", "version", "filter", "at"))
-        if not (isinstance(view, str) and isinstance(version, str)):
+        bound, version, offset = fields["of"], fields["version"], fields["at"]
+        if not isinstance(bound, dict) or not isinstance(version, str):
             raise TypeError
-        if value is not None and not isinstance(value, str):
+        if not all(value is None or isinstance(value, str) for value in bound.values()):
             raise TypeError
         # bool is an int to Python; a cursor the API issued always holds a positive offset.
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 1:
             raise TypeError
     except _NOT_A_CURSOR:
         raise _malformed() from None
-    return PageCursor(view, version, value, offset)
+    return PageCursor(view, bound, version, offset)
+
+
+def _page_body(
+    frame: pl.DataFrame,
+    *,
+    offset: int,
+    limit: int,
+    cursor_at: Callable[[int], str],
+    **extra: object,
+) -> bytes:
+    """`limit` rows of `frame` from `offset`, with `extra` fields, the `total` rows, whether
+    more follow and the cursor of the next page (`cursor_at` its offset), null on the last."""
+    following = offset + limit
+    next_cursor = cursor_at(following) if following < frame.height else None
+    return _items_body(
+        frame.slice(offset, limit),
+        **extra,
+        total=frame.height,
+        truncated=next_cursor is not None,
+        next_cursor=next_cursor,
+    )
+
+
+def _check_offset(offset: int, rows: int) -> None:
+    if offset and offset >= rows:
+        # Only a cursor made by hand points at or past the end: the last page has none.
+        raise Problem(
+            422,
+            "cursor is not one this API issued; start again without it",
+            errors=[{"parameter": "cursor", "message": "cursor past the last row"}],
+        )
 
 
 # The application -----------------------------------------------------------------------------
@@ -533,9 +678,11 @@ def create_app(
         description=DESCRIPTION,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        # Every endpoint refuses the query parameters it does not take (see `parameters`).
+        dependencies=[Depends(parameters.refuse_unknown)],
     )
     app.state.context = context
-    problems.install(app)
+    problems.install(app, describe=parameters.range_message)
 
     @app.exception_handler(LakeFileError)
     async def _unreadable(request: Request, error: LakeFileError) -> Response:
@@ -651,6 +798,13 @@ def _routes(app: FastAPI, context: Context) -> None:
     ]
     Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
     Limit = Annotated[int, Query(ge=1, le=settings.api_max_page_size, description="Rows per page.")]
+    PageCursorParameter = Annotated[
+        str | None,
+        Query(
+            max_length=2048,
+            description="`next_cursor` of the previous page; omit it for the first page.",
+        ),
+    ]
 
     # Health -------------------------------------------------------------------------------
 
@@ -735,6 +889,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         last: str,
         after: tuple[str, str | None],
         min_confidence: float,
+        gated: bool,
         limit: int,
         verdicts: dict[str, bool],
         held_back_days: list[str],
@@ -772,8 +927,11 @@ def _routes(app: FastAPI, context: Context) -> None:
             last_row = page.row(-1, named=True)
             next_cursor = _encode_cursor(
                 LabelCursor(
+                    project=project,
                     start=first,
                     end=last,
+                    min_confidence=min_confidence,
+                    gated=gated,
                     day=last_row["day"],
                     task_id=last_row["task_id"],
                     served=served_through(last_row["day"]),
@@ -816,7 +974,15 @@ def _routes(app: FastAPI, context: Context) -> None:
         day: Day = None,
         start: Day = None,
         end: Day = None,
-        min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+        min_confidence: Annotated[
+            float,
+            Query(
+                ge=0.0,
+                le=1.0,
+                allow_inf_nan=False,
+                description="Only labels at least this confident (0 to 1).",
+            ),
+        ] = 0.0,
         limit: Limit = 1000,
         cursor: Annotated[
             str | None, Query(max_length=_label_cursor_max_length(settings.api_max_days))
@@ -834,8 +1000,12 @@ def _routes(app: FastAPI, context: Context) -> None:
         is rewritten (late rows rebuild its labels, or a re-run quality report changes its
         verdict), the cursor is answered 409 with the earliest such day as `rewritten_day` and
         `restart`, the `start` and `end` to page again from that day without cursor (or start
-        again without cursor). A day after the cursor's is served as it is when reached. A
-        cursor issued before cursors held the digest is continued unchecked.
+        again without cursor). A day after the cursor's is served as it is when reached.
+
+        A cursor pages only the project, range, `min_confidence` and `gated` it was issued
+        for: left out of the request they are the cursor's, and another value (or another
+        project, or a cursor of another endpoint) is a 422. A cursor of an earlier version of
+        the API, which did not hold its project, is a 422 too: start again without it.
 
         Every item has `gates_passed`, its day's quality gate verdict (as `/quality` gives
         it): false for a day whose gates failed, which the curated datasets hold back, null
@@ -891,15 +1061,24 @@ def _routes(app: FastAPI, context: Context) -> None:
         served: str | None = None
         if cursor is not None:
             position = _decode_cursor(cursor)
+            # A filter the request leaves out is the cursor's; one it gives must be the same.
+            given = request.query_params
+            _held_to(
+                position.bound(),
+                {
+                    "project": project,
+                    "start": day or start,
+                    "end": day or end,
+                    "min_confidence": min_confidence if "min_confidence" in given else None,
+                    "gated": gated if "gated" in given else None,
+                },
+                fixed=frozenset({"project"}),
+                called={"start": "day range", "end": "day range"},
+            )
             first, last, after_day = position.start, position.end, position.day
             after_task: str | None = position.task_id
             served = position.served
-            asked = (day, day) if day else (start, end)
-            if any(
-                value is not None and value != bound
-                for value, bound in zip(asked, (first, last), strict=True)
-            ):
-                raise Problem(422, "the cursor belongs to another day range; drop it or the range")
+            min_confidence, gated = position.min_confidence, position.gated
             # The API only issues cursors for ranges it served, but a client can make one: its
             # range is held to the same limits as a range asked for directly.
             _range(first, last, available=list(parts), max_days=settings.api_max_days)
@@ -996,6 +1175,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                 last=last,
                 after=(after_day, after_task),
                 min_confidence=min_confidence,
+                gated=gated,
                 limit=limit,
                 verdicts=verdicts,
                 held_back_days=held_back,
@@ -1107,22 +1287,51 @@ def _routes(app: FastAPI, context: Context) -> None:
         _: Annotated[frozenset[str], Depends(scope("quality:read"))],
         day: Day = None,
         limit: Limit = 1000,
+        cursor: PageCursorParameter = None,
     ) -> Response:
         """The re-annotation queue of a project for a day (default: the freshest), in the
         order tasks should go back, highest priority first. A non-categorical project's item
         has `kind`, `task_id`, `confidence`, `n_judgments`, the policy's `decision` and
-        `reason`, and `priority`."""
-        day, version = one_day(known_project(project)[0].queue, day)
+        `reason`, and `priority`.
+
+        `limit` tasks per page; the answer has `total` (tasks queued that day), `truncated`
+        (more pages follow) and `next_cursor`: pass it as `cursor` for the next page, which
+        continues the cursor's day (null on the last page). A cursor continues only the
+        version of the queue it was issued for: once the day's queue is rewritten it is
+        answered 409, and paging starts again without it. A cursor of another project, day or
+        endpoint is a 422."""
+        tables = known_project(project)[0]
+        position = None
+        if cursor is not None:
+            position = _decode_page_cursor(cursor, view=QUEUE_VIEW)
+            _held_to(position.bound, {"project": project, "day": day}, fixed=frozenset({"project"}))
+            day = position.bound["day"]
+        day, version = one_day(tables.queue, day)
+        fingerprint = _version_fingerprint(version)
+        if position is not None and position.version != fingerprint:
+            raise Problem(
+                409,
+                f"the re-annotation queue of {day} was rewritten after this cursor was issued; "
+                "start again without cursor to page the new version",
+                errors=[{"parameter": "cursor", "message": "cursor of a replaced version"}],
+            )
         tag, cached = _conditional(request, [version])
         if cached:
             return cached
-        frame = reader.frame(version).filter(pl.col("project") == project).drop("project")
-        body = _items_body(
-            frame.head(limit),
-            project=project,
-            day=day,
-            total=frame.height,
-            truncated=frame.height > limit,
+
+        def rows() -> pl.DataFrame:
+            return reader.frame(version).filter(pl.col("project") == project).drop("project")
+
+        frame = reader.cached(("queue", version.token, project), rows)
+        offset = position.offset if position is not None else 0
+        _check_offset(offset, frame.height)
+
+        def cursor_at(following: int) -> str:
+            bound: dict[str, str | None] = {"project": project, "day": day}
+            return _encode_page_cursor(PageCursor(QUEUE_VIEW, bound, fingerprint, following))
+
+        body = _page_body(
+            frame, offset=offset, limit=limit, cursor_at=cursor_at, project=project, day=day
         )
         return _answer(body, tag)
 
@@ -1405,6 +1614,21 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         return reader.cached(("paged-series", paged.table, version.token), build)
 
+    def unknown_series(paged: PagedTable, version: FileVersion, value: str) -> Problem:
+        """A 404 for a filter value the table holds no row of, naming some it holds: an empty
+        page would read as "no data yet" for a typo."""
+        known = series_rows(paged, version)[paged.parameter].cast(pl.String).to_list()
+        shown = ", ".join(repr(name) for name in known[:UNKNOWN_SHOWN])
+        more = f" and {len(known) - UNKNOWN_SHOWN} more" if len(known) > UNKNOWN_SHOWN else ""
+        holds = f"it holds {shown}{more}" if known else "it holds none"
+        return Problem(
+            404,
+            f"no {paged.parameter} {value!r} in {paged.table}; {holds} ({paged.listing} "
+            "lists them)",
+            errors=[{"parameter": paged.parameter, "message": f"unknown {paged.parameter}"}],
+            extensions={"known": known[:UNKNOWN_SHOWN]},
+        )
+
     def whole_table(
         request: Request,
         paged: PagedTable,
@@ -1418,35 +1642,15 @@ def _routes(app: FastAPI, context: Context) -> None:
         cursor of the next page. A cursor holds a fingerprint of the file version it was
         issued for: once the table is rewritten it is refused (409) rather than continued in
         another version's rows, which would skip or repeat some."""
-        allowed = {"limit", "cursor"} if listing else {"limit", "cursor", paged.parameter}
-        unknown = sorted(set(request.query_params) - allowed)
-        if unknown:
-            # Ignored, an `offset` or `page` would serve the first page again as the next one.
-            raise Problem(
-                422,
-                f"unknown parameter(s): {', '.join(unknown)}; page with `cursor` "
-                f"(this endpoint takes {', '.join(sorted(allowed))})",
-                errors=[{"parameter": name, "message": "unknown parameter"} for name in unknown],
-            )
         version = table_version(paged.table)
         view = f"{paged.table}/series" if listing else paged.table
         fingerprint = _version_fingerprint(version)
         offset = 0
         if cursor is not None:
-            position = _decode_page_cursor(cursor)
-            if position.view != view or (listing and position.value is not None):
-                raise Problem(
-                    422,
-                    "the cursor belongs to another endpoint; start again without it",
-                    errors=[{"parameter": "cursor", "message": "cursor of another endpoint"}],
-                )
-            if value is not None and value != position.value:
-                raise Problem(
-                    422,
-                    f"the cursor belongs to another {paged.parameter}; "
-                    f"drop it or the {paged.parameter}",
-                    errors=[{"parameter": "cursor", "message": f"another {paged.parameter}"}],
-                )
+            position = _decode_page_cursor(cursor, view=view)
+            if not listing:
+                _held_to(position.bound, {paged.parameter: value})
+                value = position.bound[paged.parameter]
             if position.version != fingerprint:
                 raise Problem(
                     409,
@@ -1454,7 +1658,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                     "without cursor to page the new version",
                     errors=[{"parameter": "cursor", "message": "cursor of a replaced version"}],
                 )
-            value, offset = position.value, position.offset
+            offset = position.offset
         tag, cached = _conditional(request, [version])
         if cached:
             return cached
@@ -1465,38 +1669,26 @@ def _routes(app: FastAPI, context: Context) -> None:
                 if paged.column in frame.columns
                 else frame.clear()
             )
-        if offset and offset >= frame.height:
-            # Only a cursor made by hand points at or past the end: the last page has none.
-            raise Problem(
-                422,
-                "cursor is not one this API issued; start again without it",
-                errors=[{"parameter": "cursor", "message": "cursor past the last row"}],
-            )
+            if not frame.height:
+                raise unknown_series(paged, version, value)
+        _check_offset(offset, frame.height)
+        bound: dict[str, str | None] = {} if listing else {paged.parameter: value}
 
         def build() -> bytes:
-            following = offset + limit
-            next_cursor = None
-            if following < frame.height:
-                next_cursor = _encode_page_cursor(PageCursor(view, fingerprint, value, following))
-            return _items_body(
-                frame.slice(offset, limit),
+            return _page_body(
+                frame,
+                offset=offset,
+                limit=limit,
+                cursor_at=lambda following: _encode_page_cursor(
+                    PageCursor(view, bound, fingerprint, following)
+                ),
                 updated_at=version.modified.isoformat(),
-                total=frame.height,
-                truncated=next_cursor is not None,
-                next_cursor=next_cursor,
             )
 
         key = ("paged", view, value, offset, limit, version.token)
         return _answer(context.bodies.get(key, build), tag)
 
     Capacity = Annotated[frozenset[str], Depends(scope("capacity:read"))]
-    PageCursorParameter = Annotated[
-        str | None,
-        Query(
-            max_length=2048,
-            description="`next_cursor` of the previous page; omit it for the first page.",
-        ),
-    ]
     ProjectFilter = Annotated[
         str | None,
         Query(
@@ -1529,7 +1721,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         is null on the last page. A cursor continues only the forecast it was issued for:
         once the weekly forecast_job rewrites it, the cursor is answered 409 and paging starts
         again without it. A malformed cursor, one of another endpoint or another `id`, or an
-        unknown parameter (there is no `offset`) is a 422 naming the parameter.
+        unknown parameter (there is no `offset`) is a 422 naming the parameter. An `id` the
+        forecast does not hold is a 404 naming some it does;
         `/v1/capacity/forecast/series` lists the series ids."""
         return whole_table(request, COMPUTE_FORECAST, value=series, limit=limit, cursor=cursor)
 
@@ -1562,7 +1755,8 @@ def _routes(app: FastAPI, context: Context) -> None:
 
         Rows come in (`cluster`, `accelerator_type`, `scenario`) order and page with
         `next_cursor` as /v1/capacity/forecast does (409 once the plan is rewritten).
-        `/v1/capacity/procurement/clusters` lists the clusters."""
+        `/v1/capacity/procurement/clusters` lists the clusters; a `cluster` the plan does not
+        hold is a 404 naming some it does."""
         return whole_table(request, PROCUREMENT_PLAN, value=cluster, limit=limit, cursor=cursor)
 
     @app.get(f"/{API_VERSION}/capacity/procurement/clusters", tags=["capacity"])
@@ -1589,7 +1783,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         """The latest task volume forecast per project, with intervals; a row's `id` is its
         project. Rows come in (`id`, `time`) order and page with `next_cursor` as
         /v1/capacity/forecast does (409 once the forecast is rewritten).
-        `/v1/workforce/forecast/projects` lists the projects."""
+        `/v1/workforce/forecast/projects` lists the projects; a `project` the forecast does
+        not hold is a 404 naming some it does."""
         return whole_table(request, WORKFORCE_FORECAST, value=project, limit=limit, cursor=cursor)
 
     @app.get(f"/{API_VERSION}/workforce/forecast/projects", tags=["capacity"])
@@ -1615,7 +1810,8 @@ def _routes(app: FastAPI, context: Context) -> None:
     ) -> Response:
         """Per project: annotator-hours needed per week, the gap, the backlog clear date, risk.
         One row per project, in `project` order, paged with `next_cursor` as
-        /v1/capacity/forecast does (409 once the plan is rewritten)."""
+        /v1/capacity/forecast does (409 once the plan is rewritten). A `project` the plan
+        does not hold is a 404 naming some it does."""
         return whole_table(request, WORKFORCE_PLAN, value=project, limit=limit, cursor=cursor)
 
 

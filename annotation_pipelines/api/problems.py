@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -65,8 +67,12 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def install(app: FastAPI) -> None:
-    """Route every error, ours, FastAPI's and unexpected ones, to a problem-details body."""
+def install(
+    app: FastAPI, *, describe: Callable[[Request, str, str], str | None] | None = None
+) -> None:
+    """Route every error, ours, FastAPI's and unexpected ones, to a problem-details body.
+    `describe(request, parameter, error type)` may word a parameter's error better than the
+    validator does (None keeps the validator's message)."""
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> JSONResponse:
@@ -82,12 +88,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         # The location and message of each error; never the input echoed back.
-        errors = [
-            {"parameter": ".".join(str(part) for part in item["loc"][1:]), "message": item["msg"]}
-            for item in error.errors()
-        ]
-        names = ", ".join(str(item["parameter"]) for item in errors)
-        return problem_response(request, 422, f"invalid parameter(s): {names}", errors=errors)
+        errors: list[dict[str, object]] = []
+        for item in error.errors():
+            parameter = ".".join(str(part) for part in item["loc"][1:])
+            worded = describe(request, parameter, str(item["type"])) if describe else None
+            errors.append({"parameter": parameter, "message": worded or item["msg"]})
+        detail = "; ".join(f"{item['parameter']}: {item['message']}" for item in errors)
+        return problem_response(request, 422, f"invalid parameter(s): {detail}", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
