@@ -958,6 +958,38 @@ def _plain_value(kind: str) -> list[pl.Expr]:
     return []
 
 
+def refused_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """The rows of `frame` (canonical value columns of `kind`, as the lake holds them) whose
+    value ingest would refuse today: `row` (index in `frame`), `field`, `reason`, `message`.
+    Rows staged before a check existed, or written by no ingest, are checked by the same
+    function (`normalize`); the vectorized test of `read_kind_table` passes the plain ones."""
+    columns = VALUE_COLUMNS[check_kind(kind)]
+    empty = pl.DataFrame(
+        schema={"row": pl.Int64, "field": pl.String, "reason": pl.String, "message": pl.String}
+    )
+    if frame.height == 0 or kind == "categorical" or not set(columns) <= set(frame.columns):
+        return empty
+    plain = frame.select(
+        pl.all_horizontal(*(pl.col(c).is_not_null() for c in columns), *_plain_value(kind))
+        .fill_null(False)
+        .alias("plain")
+    ).to_series()
+    if plain.all():
+        return empty
+    found = []
+    doubtful = frame.with_row_index("_row").filter(~plain).select("_row", *columns)
+    for row in doubtful.iter_rows(named=True):
+        try:
+            value = normalize(kind, {c: row[c] for c in columns})
+        except ValueShapeError as error:
+            found.append((row["_row"], error.field, error.reason, str(error)))
+            continue
+        missing = [c for c in columns if value.get(c) is None]
+        if missing:  # a blank answer reads as none
+            found.append((row["_row"], missing[0], MISSING_FIELD, "empty value"))
+    return pl.DataFrame(found, schema=empty.schema, orient="row")
+
+
 def _checked_format(path: Path) -> str:
     if not path.exists():
         raise InputError(f"{path}: no such file")
