@@ -23,6 +23,7 @@ per judgment) with `image_width`/`image_height` (pixels, where the source gives 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 import polars as pl
@@ -100,6 +101,22 @@ KIND_COLUMNS: dict[str, pl.DataType] = {
 
 
 FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+
+# Characters that show nothing and are not whitespace to `str.strip`: an answer of only these
+# and whitespace (a stray keystroke, a pasted zero-width space) is blank, no answer.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+_BLANK = re.compile(rf"[\s{_INVISIBLE}]*")
+_BLANK_PATTERN = r"^[\s\x{200B}\x{200C}\x{200D}\x{2060}\x{FEFF}]*$"
+
+
+def blank(text: str) -> bool:
+    """Whether `text` is empty or only whitespace and zero-width characters."""
+    return _BLANK.fullmatch(text) is not None
+
+
+def blank_text(text: pl.Expr) -> pl.Expr:
+    """`blank` over a String column (null stays null)."""
+    return text.str.contains(_BLANK_PATTERN)
 
 
 def of_kind(frame: FrameT, kind: str = DEFAULT_KIND) -> FrameT:

@@ -50,6 +50,8 @@ from annotation_pipelines.kinds import (
     VALUE_COLUMNS,
     VALUE_DTYPES,
     WINNERS,
+    blank,
+    blank_text,
     check_kind,
 )
 from annotation_pipelines.scale import RatingScale
@@ -937,12 +939,14 @@ def _compatible(source: _Dtype, target: _Dtype) -> bool:
 
 
 def _plain_value(kind: str) -> list[pl.Expr]:
-    """Conditions under which a value of `kind` (already cast, not null) is certainly valid."""
-    if kind == "categorical":
-        return [pl.col("label").str.strip_chars() != ""]
+    """Conditions under which a value of `kind` (already cast, not null) is certainly valid.
+    What they leave out goes through `normalize`, which says why it is refused."""
+    if kind in ("categorical", "text"):
+        return [~blank_text(pl.col("label" if kind == "categorical" else "text"))]
     if kind in ("multilabel", "ranking"):
         column = pl.col("labels" if kind == "multilabel" else "ranking")
-        conditions = [column.list.eval(pl.element().is_null().any()).list.first().not_()]
+        unclear = pl.element().is_null() | blank_text(pl.element())
+        conditions = [column.list.eval(unclear.any()).list.first().not_()]
         if kind == "ranking":
             conditions.append(column.list.n_unique() == column.list.len())
         return conditions
@@ -950,24 +954,58 @@ def _plain_value(kind: str) -> list[pl.Expr]:
         return [pl.col("value").is_finite()]
     if kind == "pairwise":
         return [pl.col("winner").is_in(list(WINNERS)), pl.col("left") != pl.col("right")]
+    element = pl.element().struct
+    blank_label = blank_text(element.field("label")).fill_null(False)
     if kind == "spans":
-        element = pl.element().struct
         bad = (
             element.field("start").is_null()
             | element.field("end").is_null()
             | (element.field("start") < 0)
             | (element.field("end") <= element.field("start"))
+            | blank_label
         )
         return [pl.col("spans").list.eval(bad.fill_null(True).any()).list.first().not_()]
     if kind == "boxes":
-        element = pl.element().struct
         coordinates = [element.field(name) for name in ("x_min", "y_min", "x_max", "y_max")]
         bad = pl.any_horizontal(*(c.is_null() | ~c.is_finite() for c in coordinates)) | (
-            (element.field("x_max") < element.field("x_min"))
-            | (element.field("y_max") < element.field("y_min"))
+            (element.field("x_max") <= element.field("x_min"))
+            | (element.field("y_max") <= element.field("y_min"))
+            | blank_label
         )
         return [pl.col("boxes").list.eval(bad.fill_null(True).any()).list.first().not_()]
     return []
+
+
+def refused_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """The rows of `frame` (canonical value columns of `kind`, as the lake holds them) whose
+    value ingest would refuse today: `row` (index in `frame`), `field`, `reason`, `message`.
+    Rows staged before a check existed, or written by no ingest, are checked by the same
+    function (`normalize`); the vectorized test of `read_kind_table` passes the plain ones."""
+    columns = VALUE_COLUMNS[check_kind(kind)]
+    empty = pl.DataFrame(
+        schema={"row": pl.Int64, "field": pl.String, "reason": pl.String, "message": pl.String}
+    )
+    if frame.height == 0 or kind == "categorical" or not set(columns) <= set(frame.columns):
+        return empty
+    plain = frame.select(
+        pl.all_horizontal(*(pl.col(c).is_not_null() for c in columns), *_plain_value(kind))
+        .fill_null(False)
+        .alias("plain")
+    ).to_series()
+    if plain.all():
+        return empty
+    found = []
+    doubtful = frame.with_row_index("_row").filter(~plain).select("_row", *columns)
+    for row in doubtful.iter_rows(named=True):
+        try:
+            value = normalize(kind, {c: row[c] for c in columns})
+        except ValueShapeError as error:
+            found.append((row["_row"], error.field, error.reason, str(error)))
+            continue
+        missing = [c for c in columns if value.get(c) is None]
+        if missing:  # a blank answer reads as none
+            found.append((row["_row"], missing[0], MISSING_FIELD, "empty value"))
+    return pl.DataFrame(found, schema=empty.schema, orient="row")
 
 
 def _checked_format(path: Path) -> str:
@@ -1096,11 +1134,11 @@ def _value(
     try:
         value = normalize(kind, raw, text_cells=text_cells)
     except ValueShapeError as error:
-        raise _Refused(sources.get(error.field, error.field), WRONG_TYPE, str(error)) from None
+        raise _Refused(sources.get(error.field, error.field), error.reason, str(error)) from None
     for name, source in sources.items():
         if value.get(name) is None:
             raise _Refused(source, MISSING_FIELD, "empty value")
-    if kind == "categorical" and not str(value["label"]).strip():
+    if kind == "categorical" and blank(str(value["label"])):
         raise _Refused(sources["label"], MISSING_FIELD, "empty value")
     if kind == "pairwise" and value["left"] == value["right"]:
         # A comparison of an item with itself says nothing about either side and has no

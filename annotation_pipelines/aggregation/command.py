@@ -21,9 +21,11 @@ rows go to stdout: CSV when every column is a scalar (categorical, numeric, pair
 JSON Lines otherwise (multilabel, ranking, spans, boxes). Categorical tasks and labels are
 written exactly as they appear in the input (read as text from CSV/TSV so "007" stays "007").
 
-Rows of a non-categorical kind that are missing an id or a value, or whose value has the wrong
-shape (a span ending before it starts, a box with x_max < x_min, a ranking naming an item twice,
-a winner other than left/right/tie, a value that is not a number), are quarantined: counted on
+Rows of a non-categorical kind that are missing an id or a value (a blank text answer, or a
+blank label of a span, box or multilabel set, is missing: `missing_field`), whose box has no
+width or height (`empty_box`), or whose value has the wrong shape (a span ending before it
+starts, a box with x_max < x_min, a ranking naming an item twice, a winner other than
+left/right/tie, a value that is not a number), are quarantined: counted on
 stderr with the first reasons by row and field, and with `--output` written in full to
 `<output>.quarantine.jsonl`. The command succeeds when at least one row is valid. Spans and
 boxes take one judgment per task and annotator: a later row by the same annotator on the same

@@ -16,7 +16,8 @@ or empty text means "none of the classes" and still counts as a judgment.
 
 `aggregate_multilabel_kind` is the same model behind the `KindAggregation` surface: a task's
 confidence is the model's probability that its whole set is right, Π_c max(p_c, 1 − p_c)
-(classes independent, as the model assumes); an annotator's reliability is their mean Jaccard
+(classes independent, as the model assumes), and 0.5 for a task judged once (one set agrees
+with itself: no evidence either way); an annotator's reliability is their mean Jaccard
 similarity to the aggregated sets. Distances for agreement are MASI and Jaccard
 (`agreement.distances`).
 """
@@ -33,6 +34,9 @@ from annotation_pipelines.aggregation.encoding import Encoded, encode_column, va
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.registry import AUTO, CATEGORICAL_METHODS, run_kernel
 from annotation_pipelines.agreement.distances import jaccard_pair_distances, masi_pair_distances
+
+# The confidence of a task judged once (outside gold): no evidence either way.
+LONE_CONFIDENCE = 0.5
 
 
 def aggregate_multilabel(
@@ -191,10 +195,17 @@ def aggregate_multilabel_kind(
                 for name in fields
             ],
         )
+    # One judgment is no evidence of agreement: 0.5, as for every kind, not the near-certainty
+    # a per-class fit of one vote gives it.
+    lone = pl.col("n_votes") == 1
     labels = table.select(
         "task_id",
         "labels",
-        confidence.cast(pl.Float64).alias("confidence"),
+        pl.when(lone)
+        .then(LONE_CONFIDENCE)
+        .otherwise(confidence)
+        .cast(pl.Float64)
+        .alias("confidence"),
         "n_votes",
         "probability",
     )

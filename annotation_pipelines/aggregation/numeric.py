@@ -315,6 +315,13 @@ def aggregate_numeric_kind(
                 largest = float(np.max(np.abs(ratings - centre)))
             if largest > 0:  # every answer equal: centring alone leaves nothing to overflow
                 unit = 2.0 ** math.ceil(math.log2(min(largest, np.finfo(np.float64).max) / 1e3))
+        # No task rated twice and every answer equal: nothing measures anyone's noise. A
+        # declared scale's spread (a uniform answer's variance) stands in; without one the
+        # interval is unknown, not the near-zero width of the floor the fit runs on.
+        unmeasured = not (counts > 1).any() and bool(np.all(ratings == ratings[:1]))
+        unmeasured_variance = None
+        if unmeasured and scale is not None:
+            unmeasured_variance = (scale.width / unit) ** 2 / 12.0
         fit = _bias_noise(
             (ratings - centre) / unit,
             tasks,
@@ -325,6 +332,7 @@ def aggregate_numeric_kind(
             prior_strength=prior_strength,
             max_iter=max_iter,
             tol=tol,
+            unmeasured_variance=unmeasured_variance,
         )
         truth, variance, bias, noise, iterations, converged = fit
         z = float(ndtri(1 - (1 - confidence) / 2))
@@ -336,7 +344,11 @@ def aggregate_numeric_kind(
             noise = noise_sd * noise_sd
             # From the sd, not high − low, which rounds to 0 beside a value near 1e200.
             width = 2.0 * z * sd
+        unknown_interval = unmeasured and scale is None
+        if unknown_interval:
+            low = high = np.full(n_tasks, np.nan)
         reliability = 1.0 / noise
+        lone = (counts == 1) & np.isnan(gold_values)
     else:
         table = aggregate_numeric(
             judgments.select("task_id", pl.col("value").alias("label")),
@@ -378,21 +390,24 @@ def aggregate_numeric_kind(
             with np.errstate(over="ignore"):
                 noise = noise_sd * noise_sd
         iterations, converged = 0, True
+        lone = counts == 1
+        unknown_interval = False
     task_confidence = np.clip(1.0 - width / spread, 0.0, 1.0) if spread > 0 else np.ones(n_tasks)
     # An interval the fit could not compute is no confidence, never full confidence.
     task_confidence = np.where(np.isfinite(width), task_confidence, 0.0)
-    if method != "bias_noise":
-        # One rating's bootstrap interval has no width, which is no evidence of agreement:
-        # 0.5, as for free text; 1.0 would rank it above every task the crowd agreed on.
-        task_confidence = np.where(counts == 1, 0.5, task_confidence)
+    # One rating is no evidence of agreement: 0.5, as for free text; its interval (none for a
+    # bootstrap, its annotator's noise for the model) would rank it with or above every task
+    # the crowd agreed on. A gold task's value is known, whatever its ratings.
+    task_confidence = np.where(lone, 0.5, task_confidence)
     if scale is not None:
         truth, low, high = (np.clip(a, scale.low, scale.high) for a in (truth, low, high))
+    # An interval nothing measured is null, not NaN (an interval the fit failed on).
     labels = pl.DataFrame(
         {
             "task_id": task_values,
             "value": pl.Series(truth, dtype=pl.Float64),
-            "lo": pl.Series(low, dtype=pl.Float64),
-            "hi": pl.Series(high, dtype=pl.Float64),
+            "lo": pl.Series(low, dtype=pl.Float64, nan_to_null=unknown_interval),
+            "hi": pl.Series(high, dtype=pl.Float64, nan_to_null=unknown_interval),
             "confidence": pl.Series(task_confidence, dtype=pl.Float64),
             "n_votes": pl.Series(counts, dtype=pl.UInt32),
         }
@@ -555,16 +570,23 @@ def _bias_noise(
     prior_strength: float,
     max_iter: int,
     tol: float,
+    unmeasured_variance: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """EM for x_ij = t_i + b_j + N(0, σ_j²): (truth, posterior variance, bias, σ², iterations,
-    converged)."""
+    converged). `unmeasured_variance`: the prior noise level where the answers measure none
+    (no task rated twice, every answer equal), instead of a near-zero floor."""
     n_by_task = np.bincount(tasks, minlength=n_tasks).astype(np.float64)
     n_by_annotator = np.bincount(annotators, minlength=n_annotators).astype(np.float64)
     has_gold = ~np.isnan(gold_values)
     task_mean = np.bincount(tasks, weights=ratings, minlength=n_tasks) / n_by_task
     truth = np.where(has_gold, gold_values, task_mean)
     pooled = _robust_mean_square(ratings - task_mean[tasks])
-    pooled = pooled if pooled > 0 else max(float(np.var(ratings)), 1e-6)
+    if not pooled > 0:
+        spread = float(np.var(ratings))
+        if spread > 0 or unmeasured_variance is None:
+            pooled = max(spread, 1e-6)
+        else:
+            pooled = unmeasured_variance
     k = prior_strength
     bias = np.zeros(n_annotators)
     noise = np.full(n_annotators, pooled)

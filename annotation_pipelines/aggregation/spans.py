@@ -29,7 +29,9 @@ Decoding: the MAP class per interval; consecutive intervals with the same label 
 span, except at a boundary where more annotators start a span than continue one across it
 (so two adjacent entities of one label stay two). A span's confidence is its label's posterior
 averaged over its characters; a task's confidence is the MAP posterior averaged over its
-modelled characters (1 when nobody drew a span).
+modelled characters (1 when nobody drew a span). A task one annotator judged (outside gold) has
+confidence 0.5, and so have its spans: one markup agrees with itself, which is no evidence
+either way (the same for every kind).
 
 Annotators: `reliability` is the character-level F1 of the annotator against the fitted
 consensus (expected counts, O excluded), with its `precision` and `recall`. Gold spans clamp the
@@ -56,6 +58,8 @@ SCORED_SPAN = pl.Struct({**dict(SPAN), "confidence": pl.Float64})
 METHODS = ("dawid_skene", "majority")
 _EPSILON = 1e-10
 _NULL_LABEL = "\x00null"
+# A task one annotator judged: no evidence either way.
+LONE_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -417,7 +421,7 @@ def aggregate_spans(
     else:
         posteriors, counts, iterations, converged = _fit(seg, matrices, max_iter=max_iter, tol=tol)
     return KindAggregation(
-        labels=_decode(seg, posteriors),
+        labels=_judged_once(_decode(seg, posteriors), judgments, gold),
         annotators=_annotator_frame(seg, counts),
         method=method,
         converged=converged,
@@ -466,7 +470,7 @@ def fit_spans(
         counts = _expected_counts(seg, matrices, posteriors)
         iterations, converged = 1, True
     fitted = KindAggregation(
-        labels=_decode(seg, posteriors),
+        labels=_judged_once(_decode(seg, posteriors), judgments, gold),
         annotators=_annotator_frame(seg, counts),
         method="dawid_skene",
         converged=converged,
@@ -580,6 +584,32 @@ def _decode(seg: Segmented, posteriors: np.ndarray) -> pl.DataFrame:
             .list.sort(),
             pl.Series("confidence", confidence),
         )
+    )
+
+
+def _judged_once(
+    labels: pl.DataFrame, judgments: pl.DataFrame, gold: pl.DataFrame | None
+) -> pl.DataFrame:
+    """`labels` with the tasks one annotator judged (and no gold clamps) at `LONE_CONFIDENCE`,
+    their spans too: the posterior of a lone markup echoes it, as near 1 as the fit allows."""
+    annotators = judgments.group_by("task_id").agg(pl.col("annotator_id").n_unique().alias("_n"))
+    lone = (
+        labels.select("task_id")
+        .join(annotators, on="task_id", how="left", maintain_order="left")
+        .get_column("_n")
+        .fill_null(0)
+        == 1
+    )
+    if gold is not None and gold.height:
+        lone = lone & ~labels.get_column("task_id").is_in(gold.get_column("task_id").implode())
+    if not lone.any():
+        return labels
+    halved = pl.col("spans").list.eval(
+        pl.element().struct.with_fields(pl.lit(LONE_CONFIDENCE).alias("confidence"))
+    )
+    return labels.with_columns(
+        spans=pl.when(lone).then(halved).otherwise(pl.col("spans")),
+        confidence=pl.when(lone).then(LONE_CONFIDENCE).otherwise(pl.col("confidence")),
     )
 
 

@@ -33,6 +33,10 @@ pivot lacks unless a weighted majority inserts it).
 Confidence per task: 1 − the reliability-weighted mean distance of the other answers to the
 chosen one (1 when all agree); a task with a single answer has confidence 0.5 (no evidence
 either way).
+
+Answers are compared, fused and written in Unicode NFC: an accent typed as a combining mark
+(NFD input, as macOS produces) is the same answer as the precomposed letter, and the aggregate
+spells it one way whichever form its annotators typed (the judgments keep theirs).
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def aggregate_text(
             f"judgments: missing column(s) {', '.join(missing)}; "
             f"have {', '.join(judgments.columns)}"
         )
-    texts = judgments.get_column("text").cast(pl.String).fill_null("")
+    texts = judgments.get_column("text").cast(pl.String).fill_null("").str.normalize("NFC")
     tasks, task_values = encode_values(judgments.get_column("task_id"), sort=False)
     annotators, annotator_values = encode_values(judgments.get_column("annotator_id"), sort=True)
     n_tasks, n_annotators = task_values.len(), annotator_values.len()

@@ -89,12 +89,14 @@ def masi_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndarray:
 
 
 def edit_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndarray:
-    """Normalized Levenshtein distance per pair of strings, in [0, 1]."""
+    """Normalized Levenshtein distance per pair of strings, in [0, 1], compared in Unicode
+    NFC: "é" as one code point and as "e" + a combining accent (what NFD input such as macOS
+    produces) are the same text, not two edits apart."""
     _check_lengths(values_a, values_b)
     if values_a.len() == 0:
         return np.zeros(0)
-    left = values_a.cast(pl.String).fill_null("").to_list()
-    right = values_b.cast(pl.String).fill_null("").to_list()
+    left = values_a.cast(pl.String).fill_null("").str.normalize("NFC").to_list()
+    right = values_b.cast(pl.String).fill_null("").str.normalize("NFC").to_list()
     return np.asarray(
         process.cpdist(left, right, scorer=Levenshtein.normalized_distance, workers=-1),
         dtype=np.float64,

@@ -186,7 +186,7 @@ def _control_row(
         else:
             row.update(_single(results[0], values[0], kind_type, task_id))
     except ValueShapeError as error:
-        return _refuse(row, WRONG_TYPE, error.field, annotation_id, results)
+        return _refuse(row, error.reason, error.field, annotation_id, results)
     except _Unsupported as unsupported:
         return _refuse(row, UNSUPPORTED_KIND, unsupported.field, annotation_id, results)
     return row

@@ -850,6 +850,7 @@ def _kind_values(frame: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(
         label_error=pl.coalesce("_failure", "label_error"),
         error_field=pl.coalesce("_failed_field", "error_field"),
+        error_reason=pl.when(pl.col("_failure").is_null()).then("error_reason"),
     )
     parsed = parsed.drop("_failure", "_failed_field")
     if others.height == 0:

@@ -108,6 +108,7 @@ _STAGED: dict[str, pl.DataType] = {
     "record": pl.String(),
     "payload": pl.String(),
     "error_field": pl.String(),
+    "error_reason": pl.String(),
     "kind": pl.String(),
     **{name: VALUE_DTYPES[name] for name in VALUE_DTYPES if name != "label"},
     "coordinates": pl.String(),
@@ -335,12 +336,15 @@ def _value_rows(
             try:
                 row.update(normalize(kind, raw, text_cells=text_cells))
             except ValueShapeError as error:
-                row.update(label_error=str(error), error_field=error.field)
+                row.update(
+                    label_error=str(error), error_field=error.field, error_reason=error.reason
+                )
         rows.append(row)
     schema = {
         "kind": pl.String(),
         "label_error": pl.String(),
         "error_field": pl.String(),
+        "error_reason": pl.String(),
         **{name: dtype for name, dtype in VALUE_DTYPES.items() if name != "label"},
     }
     return pl.DataFrame(rows, schema=schema)
@@ -440,6 +444,7 @@ def _stage_frame(
             .then(pl.lit(f"{canonical}: expected a string or a number, got {shown}"))
             .otherwise(pl.col("label_error")),
             error_field=pl.when(bad).then(pl.lit(canonical)).otherwise(pl.col("error_field")),
+            error_reason=pl.when(bad).then(None).otherwise(pl.col("error_reason")),
         )
     return pl.concat([staged.drop("label_error"), values], how="horizontal")
 
@@ -564,8 +569,10 @@ def _stage_records(
             except ValueShapeError as error:
                 row["label_error"] = str(error)
                 row["error_field"] = error.field
+                row["error_reason"] = error.reason
         if id_error is not None:
             row["error_field"], row["label_error"] = id_error
+            row["error_reason"] = None
         rows.append(row)
     return pl.DataFrame(rows, schema=_STAGED)
 
@@ -657,7 +664,8 @@ def _class_name(class_map: Any, class_id: Any) -> str | None:
 def _shape_error(kind: str, error: ValueShapeError | None = None) -> dict[str, Any]:
     field = error.field if error else VALUE_COLUMNS[kind][0]
     message = str(error) if error else f"{field}: not a {kind} value"
-    return {"kind": kind, "label_error": message, "error_field": field}
+    reason = error.reason if error else None
+    return {"kind": kind, "label_error": message, "error_field": field, "error_reason": reason}
 
 
 def _boxes_from(items: Any, class_map: Any, *, label_key: str) -> list[dict[str, Any]]:

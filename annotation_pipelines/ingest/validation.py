@@ -18,7 +18,10 @@ Kinds: when the staged rows carry a `kind` column, a required `label` means "the
 value": each row must have its own kind's value column(s) (`labels`, `value`, `spans`, ...),
 and a label set applies to categorical labels and to each of a multilabel row's labels. A
 parser that found a value of the wrong shape sets `label_error` and, for a column other than
-`label`, `error_field`. Rows of one annotation tool control (`control`) are distinct
+`label`, `error_field`, and for a reason other than ``wrong_type`` (a blank label is
+``missing_field``, a box with no area ``empty_box``: `values.ValueShapeError`) `error_reason`.
+A blank value (empty, or only whitespace and zero-width characters: `kinds.blank`) is missing,
+a text answer's as a label's. Rows of one annotation tool control (`control`) are distinct
 submissions: the duplicate key includes it when present.
 
 What a quarantine row keeps of the record is capped (`MAX_RAW_CHARS`): a longer record keeps
@@ -42,7 +45,7 @@ from typing import Any
 
 import polars as pl
 
-from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
+from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, blank_text
 from annotation_pipelines.numbers import finite
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import QUARANTINE, UTC_TIMESTAMP
@@ -65,6 +68,7 @@ NESTING_TOO_DEEP = "nesting_too_deep"
 OVERSIZED_RECORD = "oversized_record"
 UNSUPPORTED_KIND = "unsupported_kind"
 OUTSIDE_SCALE = "outside_scale"
+EMPTY_BOX = "empty_box"
 
 REASONS = (
     MALFORMED_JSON,
@@ -85,6 +89,7 @@ REASONS = (
     OVERSIZED_RECORD,
     UNSUPPORTED_KIND,
     OUTSIDE_SCALE,
+    EMPTY_BOX,
 )
 
 # A project name becomes a path segment (lake keys, exports): no separators, no `..`.
@@ -216,7 +221,7 @@ def validate(
     now = now or datetime.now(UTC)
     horizon = now + DEFAULT_FUTURE_TOLERANCE
     frame = staged.with_row_index("_order")
-    checks: list[tuple[pl.Expr, str | pl.Expr, str]] = []
+    checks: list[tuple[pl.Expr, str | pl.Expr, str | pl.Expr]] = []
     has_kind = "kind" in frame.columns
     if has_kind:
         frame = frame.with_columns(pl.col("kind").fill_null(DEFAULT_KIND))
@@ -228,7 +233,8 @@ def validate(
         value = pl.col(name)
         empty = value.is_null()
         if frame.schema[name] == pl.String:
-            empty = empty | (value.str.strip_chars() == "")
+            spaces = value.str.strip_chars() == ""
+            empty = empty | (blank_text(value) if name == "label" else spaces)
         checks.append((empty, name, reason))
     for name in ("task_id", "annotator_id", "label", "payload"):
         if name in frame.columns and frame.schema[name] == pl.String:
@@ -243,7 +249,10 @@ def validate(
         error_field: str | pl.Expr = "label"
         if "error_field" in frame.columns:
             error_field = pl.coalesce(pl.col("error_field"), pl.lit("label"))
-        checks.append((pl.col("label_error").is_not_null(), error_field, WRONG_TYPE))
+        error_reason: str | pl.Expr = WRONG_TYPE
+        if "error_reason" in frame.columns:
+            error_reason = pl.coalesce(pl.col("error_reason"), pl.lit(WRONG_TYPE))
+        checks.append((pl.col("label_error").is_not_null(), error_field, error_reason))
     if "duration_s" in frame.columns:
         duration = pl.col("duration_s").cast(pl.Float64, strict=False)
         if frame.schema["duration_s"] == pl.String:
@@ -321,7 +330,8 @@ def validate(
         hit = condition.fill_null(False)
         named = pl.lit(checked) if isinstance(checked, str) else checked
         failed = pl.col("reason").is_null() & hit
-        reason_expr = pl.when(failed).then(pl.lit(why)).otherwise(reason_expr)
+        because = pl.lit(why) if isinstance(why, str) else why
+        reason_expr = pl.when(failed).then(because).otherwise(reason_expr)
         field_expr = pl.when(failed).then(named).otherwise(field_expr)
     frame = frame.with_columns(reason=reason_expr, field=field_expr)
 
@@ -345,9 +355,9 @@ def validate(
     return good, quarantine
 
 
-def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str]]:
+def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str | pl.Expr]]:
     """Each row has its own kind's value; an unknown kind is a wrong type of `kind`."""
-    checks: list[tuple[pl.Expr, str | pl.Expr, str]] = [
+    checks: list[tuple[pl.Expr, str | pl.Expr, str | pl.Expr]] = [
         (~pl.col("kind").is_in(list(KINDS)), "kind", WRONG_TYPE)
     ]
     # A value the parser refused is null but not missing: its wrong type is reported instead.
@@ -361,8 +371,8 @@ def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str
                 checks.append((is_kind, column, MISSING_FIELD))
                 continue
             empty = pl.col(column).is_null()
-            if frame.schema[column] == pl.String and kind != "text":
-                empty = empty | (pl.col(column).str.strip_chars() == "")
+            if frame.schema[column] == pl.String:
+                empty = empty | blank_text(pl.col(column))
             checks.append((is_kind & empty, column, MISSING_FIELD))
     return checks
 

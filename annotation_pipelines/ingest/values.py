@@ -4,13 +4,23 @@ Every source that carries non-categorical values (Label Studio results, SageMake
 manifests, CSV/Parquet/JSON Lines value columns) goes through `normalize`, so a value is
 accepted or refused the same way wherever it came from. A value of the wrong shape is
 reported with the canonical field it belongs to (validation then quarantines the row with
-reason ``wrong_type`` and that field); a missing value stays None (``missing_field``).
+the error's reason, ``wrong_type`` unless it says otherwise, and that field); a missing value
+stays None (``missing_field``).
+
+Blank is missing: a text answer, or a label of a multilabel set, a span or a box, that is empty
+or holds only whitespace and zero-width characters (what a stray keystroke or a pasted
+zero-width space leaves; `blank`) is refused as ``missing_field``: nobody answered. A span or
+box with no `label` at all is an unlabelled region (Label Studio's plain `rectangle` tool, a
+one-class project) and is kept. A box with no area (x_min == x_max or y_min == y_max) is almost
+always a click without a drag: it is refused as ``empty_box``, as a box with x_max < x_min is
+refused, since no two boxes of zero area can overlap and two annotators' identical ones would
+never match.
 
 Shapes (see `annotation_pipelines.kinds`): multilabel and ranking are lists of strings (a
 ranking may not repeat an item); numeric is a finite float; pairwise is `left`, `right` and a
 `winner` in {left, right, tie} (a winner naming the left or right item is accepted and
 mapped); spans are `{start, end, label}` with integer offsets 0 ≤ start < end; boxes are
-`{label, x_min, y_min, x_max, y_max}` with finite coordinates, x_min ≤ x_max, y_min ≤ y_max;
+`{label, x_min, y_min, x_max, y_max}` with finite coordinates, x_min < x_max, y_min < y_max;
 text is a string. In CSV cells, list and struct values are JSON text.
 """
 
@@ -22,7 +32,8 @@ import re
 from typing import Any
 
 from annotation_pipelines.ingest.ids import number_text
-from annotation_pipelines.kinds import WINNERS, check_kind
+from annotation_pipelines.ingest.validation import EMPTY_BOX, MISSING_FIELD, WRONG_TYPE
+from annotation_pipelines.kinds import WINNERS, blank, check_kind
 from annotation_pipelines.numbers import finite
 
 # A plain decimal number as text: sign, digits, optional fraction and exponent.
@@ -32,11 +43,29 @@ _MAX_OFFSET = (1 << 63) - 1
 
 
 class ValueShapeError(ValueError):
-    """A value of the wrong shape; `field` is the canonical column it belongs to."""
+    """A value of the wrong shape; `field` is the canonical column it belongs to and `reason`
+    the quarantine reason (`wrong_type`, or `missing_field` for a blank label, `empty_box`)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, reason: str = WRONG_TYPE) -> None:
         super().__init__(message)
         self.field = field
+        self.reason = reason
+
+
+def _label(field: str, raw: dict[str, Any]) -> str | None:
+    """A span's or box's label: None when it has none (an unlabelled region), else text that
+    is not blank."""
+    label = raw.get("label")
+    if label is None:
+        return None
+    text = _string(label)
+    if text is None:
+        raise ValueShapeError(field, f"{field}: label must be a string, got {label!r:.80}")
+    if blank(text):
+        raise ValueShapeError(
+            field, f"{field}: blank label {label!r:.40} in {raw!r:.120}", reason=MISSING_FIELD
+        )
+    return text
 
 
 def _decoded(raw: Any, *, text_cells: bool) -> Any:
@@ -70,6 +99,10 @@ def _strings(field: str, raw: Any, *, text_cells: bool) -> list[str] | None:
     strings = [item for item in out if item is not None]
     if len(strings) != len(out):
         raise ValueShapeError(field, f"{field}: every element must be a string or number")
+    if any(blank(item) for item in strings):
+        raise ValueShapeError(
+            field, f"{field}: a blank element in {value!r:.120}", reason=MISSING_FIELD
+        )
     return strings
 
 
@@ -118,10 +151,7 @@ def span(raw: Any) -> dict[str, Any]:
         raise ValueShapeError(
             "spans", f"spans: need integer offsets 0 <= start < end, got {raw!r:.120}"
         )
-    label = raw.get("label")
-    if label is not None and _string(label) is None:
-        raise ValueShapeError("spans", f"spans: label must be a string, got {label!r:.80}")
-    return {"start": start, "end": end, "label": _string(label)}
+    return {"start": start, "end": end, "label": _label("spans", raw)}
 
 
 def box(raw: Any) -> dict[str, Any]:
@@ -138,10 +168,11 @@ def box(raw: Any) -> dict[str, Any]:
         raise ValueShapeError(
             "boxes", f"boxes: need x_min <= x_max and y_min <= y_max: {raw!r:.120}"
         )
-    label = raw.get("label")
-    if label is not None and _string(label) is None:
-        raise ValueShapeError("boxes", f"boxes: label must be a string, got {label!r:.80}")
-    return {"label": _string(label), **coordinates}
+    if coordinates["x_max"] == coordinates["x_min"] or coordinates["y_max"] == coordinates["y_min"]:
+        raise ValueShapeError(
+            "boxes", f"boxes: a box with no width or height: {raw!r:.120}", reason=EMPTY_BOX
+        )
+    return {"label": _label("boxes", raw), **coordinates}
 
 
 def _objects(field: str, raw: Any, one: Any, *, text_cells: bool) -> list[dict] | None:
@@ -187,7 +218,8 @@ def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> di
             if _string(text) is None:
                 raise ValueShapeError("text", f"text: expected a string, got {text!r:.80}")
             text = _string(text)
-        return {"text": text}
+        # A blank answer is no answer: missing, as an empty categorical label is.
+        return {"text": None if text is None or blank(text) else text}
     if kind == "pairwise":
         values = {}
         for name in ("left", "right", "winner"):

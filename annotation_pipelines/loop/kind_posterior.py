@@ -115,9 +115,9 @@ def policy_confidence(
         confidence = numeric_confidence(
             lo, hi, tolerance=numeric_tolerance(judgments.get_column("value"), scale=scale)
         )
-        # A lone rating's bootstrap interval has no width: read as certainty it would end
-        # every task after its first judgment. It is no evidence either way, as the
-        # aggregate says.
+        # A lone rating is no evidence of agreement, as the aggregate says: its interval (none
+        # for a bootstrap, its annotator's noise for the model) read as certainty would end
+        # every task after its first judgment.
         alone = (
             labels.select("task_id")
             .join(votes, on="task_id", how="left", maintain_order="left")
@@ -126,7 +126,7 @@ def policy_confidence(
             .to_numpy()
             == 1
         )
-        confidence = np.where(alone & (hi == lo), 0.5, confidence)
+        confidence = np.where(alone, 0.5, confidence)
         labels = labels.with_columns(confidence=pl.Series(confidence, dtype=pl.Float64))
     return labels.select("task_id", pl.col(value_column).alias("label"), "confidence").join(
         votes, on="task_id", how="left", maintain_order="left"

@@ -505,6 +505,34 @@ def aggregate_kind_day(
     )
 
 
+def valid_values(
+    judgments: pl.DataFrame, kind: str
+) -> tuple[pl.DataFrame, dict[str, object] | None]:
+    """(a kind project's judgments whose value ingest accepts, what was set aside: how many per
+    reason and field, the first judgment ids; None when nothing was). Exports and the
+    annotation DB are checked when they are staged; the generator's rows, and rows staged
+    before a check existed (a box with no area, a blank answer), reach the day unchecked."""
+    from annotation_pipelines.tabular import refused_values
+
+    refused = refused_values(judgments, kind)
+    if refused.height == 0:
+        return judgments, None
+    bad = np.zeros(judgments.height, dtype=bool)
+    bad[refused.get_column("row").to_numpy()] = True
+    mask = pl.Series(bad)
+    reasons = refused.group_by("reason", "field").len().sort("reason", "field")
+    first = (
+        judgments.filter(mask).head(3).get_column("judgment_id").to_list()
+        if "judgment_id" in judgments.columns
+        else []
+    )
+    return judgments.filter(~mask), {
+        "judgments": refused.height,
+        "reasons": {f"{r}:{f}": n for r, f, n in reasons.iter_rows()},
+        "first": first,
+    }
+
+
 def within_scale(
     judgments: pl.DataFrame, gold: pl.DataFrame, scale: RatingScale | None
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, object] | None]:

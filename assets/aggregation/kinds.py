@@ -14,7 +14,12 @@ from dagster import AssetExecutionContext, Config, MetadataValue, Output, multi_
 from pydantic import Field
 
 from annotation_pipelines.lake import ANNOTATION_DB_SCALES_KEY
-from annotation_pipelines.quality.kinds import KIND_ITEM_SCORES, aggregate_kind_day, within_scale
+from annotation_pipelines.quality.kinds import (
+    KIND_ITEM_SCORES,
+    aggregate_kind_day,
+    valid_values,
+    within_scale,
+)
 from annotation_pipelines.scale import (
     RatingScale,
     agreed_scale,
@@ -118,11 +123,18 @@ def kind_aggregated_labels(  # noqa: ANN201
     db_scales = annotation_db_scales(lake)
     labels, items, annotators, summary = [], [], [], []
     set_aside: dict[str, dict[str, object]] = {}
+    refused: dict[str, dict[str, object]] = {}
     for project in kind_projects(judgments):
         rows = judgments.filter(pl.col("project") == project)
         gold = gold_labels.filter(pl.col("project") == project)
         kind = project_kind(rows, project=project, day=day)
         method = config.methods_per_project.get(project, config.methods_per_kind.get(kind))
+        rows, refused_here = valid_values(rows, kind)
+        if refused_here is not None:
+            refused[project] = refused_here
+            context.log.warning(f"{project}: answers ingest refuses: {refused_here}")
+            if rows.height == 0:
+                continue
         scale = None
         if kind == "numeric":
             # A malformed scale fails the run naming the file and field, as at ingest, and so
@@ -175,6 +187,9 @@ def kind_aggregated_labels(  # noqa: ANN201
             # Numeric answers off their project's declared scale that no ingest checked (the
             # annotation DB's, the generator's): counted per project, never aggregated.
             "outside_scale": MetadataValue.json(set_aside),
+            # Answers the shared value check refuses (a box with no area, a blank answer) that
+            # no ingest checked: the generator's, or staged before the check. Never aggregated.
+            "refused_values": MetadataValue.json(refused),
         },
     )
     yield Output(item_frame, output_name="kind_item_scores")

@@ -196,6 +196,32 @@ def test_an_answer_python_cannot_hold_is_quarantined_not_fatal(
         assert (bad["reason"], bad["field"]) == (reason, field), (method, bad)
 
 
+# What the commands and file ingest refuse by the same check (`values.normalize`): a box with
+# no area, a blank text answer, a blank label (`tests/kinds/test_blank_and_empty_values.py`).
+@pytest.mark.parametrize(
+    ("kind", "answer", "reason", "field"),
+    [
+        ("boxes", [{"label": "car", "x_min": 5, "y_min": 0, "x_max": 5, "y_max": 9}], "empty_box",
+         "boxes"),
+        ("text", " \u200b ", "missing_field", "text"),
+        ("spans", [{"start": 0, "end": 2, "label": ""}], "missing_field", "spans"),
+        ("multilabel", [" "], "missing_field", "labels"),
+    ],
+    ids=["empty-box", "blank-text", "blank-span-label", "blank-multilabel"],
+)  # fmt: skip
+def test_an_empty_box_or_blank_answer_is_quarantined_as_from_a_file(
+    postgres_dsn, kind, answer, reason, field
+):
+    schema = f"kind_answers_blank_{uuid.uuid4().hex[:12]}"
+    apply_schema(postgres_dsn, schema=schema)
+    _run(postgres_dsn, schema, _judgment("bad", kind, answer), _judgment("good", "numeric", 2))
+    for method in ("adbc", "copy", "fetch"):
+        extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, method=method)
+        assert extract.result.judgments["judgment_id"].to_list() == ["good"], method
+        (bad,) = extract.result.quarantine.to_dicts()
+        assert (bad["reason"], bad["field"]) == (reason, field), (method, bad)
+
+
 def test_a_multilabel_label_outside_its_projects_set_is_quarantined(postgres_dsn):
     schema = "kind_answers_label_set"
     apply_schema(postgres_dsn, schema=schema)

@@ -5,7 +5,7 @@ import pytest
 
 from annotation_pipelines.aggregation.by_kind import aggregate_kind
 from annotation_pipelines.aggregation.registry import KIND_REGISTRY, methods_for
-from annotation_pipelines.kinds import BOX, SPAN
+from annotation_pipelines.kinds import BOX, SPAN, VALUE_COLUMNS
 
 ANNOTATORS = ["a", "b", "c"]
 
@@ -89,8 +89,10 @@ def test_method_lists_derive_from_the_registry():
 
 # One more task, t3, judged once: its one answer is no evidence of agreement.
 LONE = {
+    "multilabel": ["a"],
     "numeric": 3.0,
     "ranking": ["r", "p", "q"],
+    "spans": [_span(2, 7)],
     "boxes": [_box(20, 20)],
     "text": "a bird",
 }
@@ -98,11 +100,7 @@ LONE = {
 
 @pytest.mark.parametrize(
     ("kind", "method"),
-    [
-        (declared.kind, declared.name)
-        for declared in KIND_REGISTRY
-        if declared.kind in LONE and declared.name != "bias_noise"
-    ],
+    [(declared.kind, declared.name) for declared in KIND_REGISTRY if declared.kind in LONE],
 )
 def test_a_task_judged_once_is_not_more_confident_than_one_the_crowd_agreed_on(kind, method):
     # A lone ranking, box set or rating agreed with itself: confidence 1.0, above every task
@@ -114,7 +112,7 @@ def test_a_task_judged_once_is_not_more_confident_than_one_the_crowd_agreed_on(k
             {
                 "task_id": "t3",
                 "annotator_id": "a",
-                kind if kind != "numeric" else "value": LONE[kind],
+                VALUE_COLUMNS[kind][0]: LONE[kind],
             }
         ],
         schema=FRAMES[kind].schema,
@@ -123,6 +121,33 @@ def test_a_task_judged_once_is_not_more_confident_than_one_the_crowd_agreed_on(k
     labels = aggregate_kind(frame, kind=kind, method=method).labels
     confidence = dict(labels.select("task_id", "confidence").iter_rows())
     assert confidence["t3"] == 0.5
-    if kind == "boxes":
-        [box] = labels.filter(pl.col("task_id") == "t3")["boxes"].item().to_list()
-        assert box["confidence"] <= 0.5
+    if kind in ("boxes", "spans"):
+        [region] = labels.filter(pl.col("task_id") == "t3")[kind].item().to_list()
+        assert region["confidence"] <= 0.5
+
+
+def test_a_lone_rating_has_the_interval_of_its_annotators_noise():
+    # The bias-and-noise model's interval of one rating is its annotator's noise (±1.96 σ), not
+    # the ±0.05 % a file with no second rating anywhere gave it.
+    lone = pl.DataFrame(
+        [{"task_id": "t3", "annotator_id": "a", "value": 3.0}], schema=FRAMES["numeric"].schema
+    )
+    result = aggregate_kind(pl.concat([FRAMES["numeric"], lone]), kind="numeric")
+    row = result.labels.filter(pl.col("task_id") == "t3").row(0, named=True)
+    noise = result.annotators.filter(pl.col("annotator_id") == "a")["noise_sd"].item()
+    assert row["hi"] - row["value"] == pytest.approx(1.959964 * noise, rel=1e-5)
+    assert row["value"] - row["lo"] == pytest.approx(1.959964 * noise, rel=1e-5)
+
+
+def test_a_rating_with_no_measure_of_noise_has_no_interval():
+    # One rating in all: nothing measures anyone's noise. The interval is unknown (null), not
+    # a width of nothing; with a declared scale it is the scale's spread.
+    from annotation_pipelines.scale import RatingScale
+
+    alone = pl.DataFrame({"task_id": ["t1"], "annotator_id": ["a"], "value": [3.0]})
+    labels = aggregate_kind(alone, kind="numeric").labels
+    assert labels.select("value", "lo", "hi", "confidence").row(0) == (3.0, None, None, 0.5)
+    scaled = aggregate_kind(alone, kind="numeric", scale=RatingScale(1, 5, step=1)).labels
+    row = scaled.row(0, named=True)
+    assert (row["value"], row["confidence"]) == (3.0, 0.5)
+    assert row["lo"] < 2.0 and row["hi"] > 4.0

@@ -133,3 +133,38 @@ def test_unknown_method_is_named() -> None:
     judgments, _ = _crowd(n_tasks=2)
     with pytest.raises(ValueError, match="unknown method 'vote'"):
         aggregate_text(judgments, method="vote")
+
+
+# "é" typed as one code point (most keyboards) and as "e" + a combining accent (macOS and other
+# NFD input): the same visible text.
+COMPOSED, DECOMPOSED = "caf\u00e9 cr\u00e8me", "cafe\u0301 cre\u0300me"
+
+
+@pytest.mark.parametrize("method", ["consensus", "medoid", "rover"])
+def test_answers_equal_under_unicode_normalization_agree(method: str) -> None:
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2", "t2"],
+            "annotator_id": ["a", "b", "a", "b"],
+            "text": [COMPOSED, DECOMPOSED, DECOMPOSED, DECOMPOSED],
+        }
+    )
+    labels = aggregate_text(judgments, method=method).labels
+    assert labels["confidence"].to_list() == [1.0, 1.0]
+    # The aggregate is written in one form (NFC) whichever the annotators typed.
+    assert labels["text"].to_list() == [COMPOSED, COMPOSED]
+
+
+def test_gold_and_agreement_compare_text_under_unicode_normalization() -> None:
+    from annotation_pipelines.agreement.kinds import agreement
+
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t2", "t2"],
+            "annotator_id": ["a", "b", "a", "b"],
+            "text": [COMPOSED, DECOMPOSED, "x", "x"],
+        }
+    )
+    scores = gold_score(judgments, pl.DataFrame({"task_id": ["t1"], "text": [DECOMPOSED]}))
+    assert scores["exact_match"].to_list() == [1.0, 1.0]
+    assert agreement(judgments, kind="text")["mean_pairwise_agreement"] == 1.0

@@ -405,7 +405,16 @@ def test_a_declared_scale_gives_the_tolerance_its_range_and_step() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "method"),
-    [("numeric", "mean"), ("numeric", "median"), ("ranking", "borda"), ("boxes", "majority")],
+    [
+        ("numeric", "mean"),
+        ("numeric", "median"),
+        ("numeric", "bias_noise"),
+        ("ranking", "borda"),
+        ("boxes", "majority"),
+        ("spans", "dawid_skene"),
+        ("spans", "majority"),
+        ("multilabel", "dawid_skene"),
+    ],
 )
 def test_a_lone_judgment_never_ends_a_task_at_min_votes_one(kind: str, method: str) -> None:
     # One rating (or ranking, or box set) agreed with itself at confidence 1.0, so a replay at
@@ -415,6 +424,8 @@ def test_a_lone_judgment_never_ends_a_task_at_min_votes_one(kind: str, method: s
         "numeric": [3.0, 3.0, 4.0],
         "ranking": [["a", "b"], ["a", "b"], ["b", "a"]],
         "boxes": [[{"label": "car", "x_min": 0.0, "y_min": 0.0, "x_max": 9.0, "y_max": 9.0}]] * 3,
+        "spans": [[{"start": 0, "end": 4, "label": "PER"}]] * 3,
+        "multilabel": [["x"], ["x"], ["x", "y"]],
     }[kind]
     judgments = pl.DataFrame(
         {
