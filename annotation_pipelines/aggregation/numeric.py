@@ -556,15 +556,15 @@ def gross_errors(ratings: np.ndarray, tasks: np.ndarray, *, n_tasks: int) -> np.
 
     Far off the scale: below low − width or above high + width of the scale the answers show
     (`_answered_scale`; a 1–5 scale: below −3 or above 9). Far from its task: further than
-    max(`_GROSS_SD` · s, width) from the median of the task's answers that are on the scale,
-    s = 1.4826 · the median absolute deviation of those answers from their tasks' medians
-    (tasks with two or more), the crowd's ordinary disagreement measured so that the errors
-    cannot inflate it. This is a MAD-scaled rejection rule (F. R. Hampel, E. M. Ronchetti,
-    P. J. Rousseeuw and W. A. Stahel, "Robust Statistics: The Approach Based on Influence
-    Functions", Wiley, 1986, §1.4) at a far larger cut than the usual 3 to 5 MADs, so that
-    only errors, never disagreement, are rejected. A task whose answers are all off the scale
-    has nothing to compare them with and keeps them (answers around 1e23 on one task and 1–5
-    on another are two scales, not an error), so every task keeps at least one answer."""
+    max(`_GROSS_SD` · s, width) from the median of the task's answers, s = 1.4826 · the median
+    absolute deviation of the answers on the scale from their tasks' medians (tasks with two
+    or more), the crowd's ordinary disagreement measured so that the errors cannot inflate
+    it. This is a MAD-scaled rejection rule (F. R. Hampel, E. M. Ronchetti, P. J. Rousseeuw
+    and W. A. Stahel, "Robust Statistics: The Approach Based on Influence Functions", Wiley,
+    1986, §1.4) at a far larger cut than the usual 3 to 5 MADs, so that only errors, never
+    disagreement, are rejected. The task's median counts every answer, so the task's majority
+    decides (answers around 1e23 on one task and 1–5 on another are two scales, not errors),
+    and every task keeps the answer nearest its median."""
     gross = np.zeros(ratings.shape[0], dtype=bool)
     finite = np.isfinite(ratings)
     ordered = np.sort(ratings[finite])
@@ -575,24 +575,36 @@ def gross_errors(ratings: np.ndarray, tasks: np.ndarray, *, n_tasks: int) -> np.
         far = ~finite | (ratings < low - width) | (ratings > high + width)
     if not far.any():
         return gross
+    # The crowd's ordinary disagreement: answers on the scale around their tasks' medians.
     on_scale = pl.DataFrame({"task": tasks[~far], "value": ratings[~far]})
     per_task = on_scale.group_by("task").agg(
         pl.col("value").median().alias("median"), pl.len().alias("n")
     )
-    reference = np.full(n_tasks, np.nan)
-    reference[per_task["task"].to_numpy()] = per_task["median"].to_numpy()
+    centre = np.full(n_tasks, np.nan)
+    centre[per_task["task"].to_numpy()] = per_task["median"].to_numpy()
     shared = np.zeros(n_tasks, dtype=bool)
     shared[per_task.filter(pl.col("n") > 1)["task"].to_numpy()] = True
     ordinary = ~far & shared[tasks]
-    residual = ratings[ordinary] - reference[tasks[ordinary]]
+    residual = ratings[ordinary] - centre[tasks[ordinary]]
     spread = 0.0
     if residual.size:
         spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
     threshold = max(_GROSS_SD * spread, width)
+    # The task's own consensus, every answer counted: two answers of 55 and 60 beside a 5 on a
+    # count scale of mostly 0-20 are the task's value, not two errors.
+    every = pl.DataFrame({"task": tasks[finite], "value": ratings[finite]})
+    medians = every.group_by("task").agg(pl.col("value").median())
+    reference = np.full(n_tasks, np.nan)
+    reference[medians["task"].to_numpy()] = medians["value"].to_numpy()
     with np.errstate(over="ignore", invalid="ignore"):
         distance = np.abs(ratings - reference[tasks])
-    # NaN where the task has no answer on the scale: nothing to compare with, kept.
     gross[far] = distance[far] > threshold
+    # A task with every answer set aside (±1e17 alone on it) keeps those nearest its median.
+    emptied = np.bincount(tasks[finite & ~gross], minlength=n_tasks) == 0
+    if (emptied[tasks] & gross).any():
+        nearest = np.full(n_tasks, np.inf)
+        np.minimum.at(nearest, tasks[finite], distance[finite])
+        gross &= ~(emptied[tasks] & finite & (distance == nearest[tasks]))
     return gross
 
 

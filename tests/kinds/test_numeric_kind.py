@@ -302,3 +302,12 @@ def test_answers_of_very_different_magnitudes_keep_their_precision() -> None:
     assert values["t2"] == pytest.approx(1.5)
     assert values["t1"] == pytest.approx(1e23)
     assert fitted.set_aside is None or fitted.set_aside.height == 0
+
+
+def test_a_task_keeps_an_answer_and_its_majority_decides() -> None:
+    rows = [*PASTED, ("t5", "a", -1e17), ("t5", "c", 1e17)]
+    rows += [("t6", "a", 60.0), ("t6", "b", 55.0), ("t6", "c", 5.0)]
+    fitted = aggregate_numeric_kind(_few(rows))
+    # t5 keeps both its answers (equally near its median); t6's two large answers are its value.
+    assert fitted.set_aside is not None and fitted.set_aside["row"].to_list() == [1]
+    assert fitted.labels["value"].is_finite().all()
