@@ -35,7 +35,7 @@ outside it is an error), the scale's range replaces the one estimated from the a
 confidence, and values and intervals stay inside it.
 
 The numeric default, `bias_noise`, sets aside answers that are gross errors (far off the scale
-the answers show and far from their task's other answers: a pasted id, 55 typed on a 1–5
+the answers show and far from their task's median: a pasted id, 55 typed on a 1–5
 scale) before its fit; how many, and the first by row and field, are said on stderr. They
 are valid rows, so they are not quarantined; `--scale` quarantines the ones off a declared
 scale before they reach the model.
@@ -297,7 +297,7 @@ def set_aside_summary(
     at = position(row, row_lines(path, [row]).get(row))
     return (
         f"{path}: {set_aside.height} of {rows.len()} answers set aside by {method} as gross "
-        "errors (far off the scale the answers show and from their task's other answers), "
+        "errors (far off the scale the answers show and from their task's median), "
         f"not fitted; first:\n  {at}, field {field!r}: {first['value']!r} "
         f"(task {first['task_id']!r}, annotator {first['annotator_id']!r})"
     )

@@ -55,18 +55,21 @@ at all (an id pasted into the value column, 55 typed for 5): its residual alone 
 annotator's bias and noise, and through them move every task that annotator rated (one pasted
 1e17 put tasks answered 1 and 2 at 4.2 million). Before the fit, such answers are set aside
 (`gross_errors`): an answer that lies both far off the scale the answers show (more than the
-scale's width beyond it) and further than 12 robust standard deviations (1.4826 · MAD) of the
-crowd's ordinary disagreement from the median of its task's other answers, the skipped-mean
-idea of a MAD rejection rule (Hampel, Ronchetti, Rousseeuw and Stahel, "Robust Statistics: The
-Approach Based on Influence Functions", Wiley, 1986, §1.4) applied before the model, not in
-it. Rejection rather than a heavy-tailed (Student-t) noise model keeps the published model
-exactly on data without such errors (every answer of Snow et al.'s affect sets is kept, and
-their figures are the Gaussian fit's), where a t model would re-weight every honest
-disagreement; and an answer off by orders of magnitude carries no information a t model
-could use. The rows set aside are returned (`KindAggregation.set_aside`) for the commands to
-report. Values and intervals then stay within the answers the fit kept (within the declared
-scale when there is one): a value is a weighted average of debiased answers and may pass the
-answers at the ends only through the biases.
+scale's width beyond it) and further from its task's median than 12 robust standard
+deviations (1.4826 · MAD) of the crowd's ordinary disagreement and than the scale's width.
+This is a MAD rejection rule (F. R. Hampel, E. M. Ronchetti, P. J. Rousseeuw and W. A.
+Stahel, "Robust Statistics: The Approach Based on Influence Functions", Wiley, 1986, §1.4)
+applied before the model, not in it. Rejection rather than a heavy-tailed (Student-t) noise
+model keeps the published model exactly on data without such errors (every answer of Snow et
+al.'s affect sets is kept, and the fit is the Gaussian one, bit for bit), where a t model
+would re-weight every honest disagreement; and an answer off by orders of magnitude carries
+no information a t model could use. Answers off the scale by less (8 or 10 typed on a 1–5
+scale) are left to the model, which reads them as noise: they lower their annotator's
+reliability and so move that annotator's other tasks a little (up to 0.4 on 1–5). The rows
+set aside are returned (`KindAggregation.set_aside`) for the commands to report. Values and
+intervals stay within the answers the fit kept (within the declared scale when there is one):
+a value is a weighted average of debiased answers and may pass the answers at the ends of the
+scale only through the biases.
 """
 
 from __future__ import annotations

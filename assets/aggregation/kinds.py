@@ -156,7 +156,7 @@ def kind_aggregated_labels(  # noqa: ANN201
             gross_errors[project] = _gross_errors(result.set_aside, method=result.method)
             context.log.warning(
                 f"{project}: answers set aside as gross errors (far off the scale the answers "
-                f"show and from their task's other answers): {gross_errors[project]}"
+                f"show and from their task's median): {gross_errors[project]}"
             )
         labels.append(result.labels)
         items.append(result.items)

@@ -724,7 +724,7 @@ def test_numeric_aggregate_with_a_declared_scale_sets_answers_off_it_aside(tmp_p
     assert unchecked.exit_code == 0
     assert unchecked.stderr.splitlines() == [
         f"{path}: 1 of 10 answers set aside by bias_noise as gross errors (far off the "
-        "scale the answers show and from their task's other answers), not fitted; first:",
+        "scale the answers show and from their task's median), not fitted; first:",
         "  row 8 (line 9), field 'rating': 1e+200 (task 't3', annotator 'a2')",
     ]
     assert pl.read_csv(io.StringIO(unchecked.stdout))["confidence"].min() > 0.3
