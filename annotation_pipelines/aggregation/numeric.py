@@ -299,7 +299,8 @@ def aggregate_numeric_kind(
     `confidence`, and values and intervals are kept inside it (a truth off the scale is no
     answer anyone could give; the confidence still reads the fit's own interval width). An
     answer or gold value outside it is a ValueError naming the row: quarantine those first
-    (`RatingScale.outside`).
+    (`RatingScale.outside`). With a scale, no answer is set aside as a gross error (every one
+    is on it); without one, `set_aside` lists those `gross_errors` found (see above).
     """
     if method not in NUMERIC_METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(NUMERIC_METHODS)}")
@@ -326,7 +327,13 @@ def aggregate_numeric_kind(
     set_aside = None
     if method == "bias_noise":
         gold_values = _gold_vector(gold, task_values)
-        gross = gross_errors(ratings, tasks, n_tasks=n_tasks)
+        # A declared scale has quarantined every answer off it: the rest are answers anyone
+        # could give, however far from the others.
+        gross = (
+            gross_errors(ratings, tasks, n_tasks=n_tasks)
+            if scale is None
+            else np.zeros(ratings.shape[0], dtype=bool)
+        )
         kept = ~gross
         fitted = ratings[kept]
         set_aside = _set_aside_rows(judgments, gross)

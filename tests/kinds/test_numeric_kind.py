@@ -311,3 +311,18 @@ def test_a_task_keeps_an_answer_and_its_majority_decides() -> None:
     # t5 keeps both its answers (equally near its median); t6's two large answers are its value.
     assert fitted.set_aside is not None and fitted.set_aside["row"].to_list() == [1]
     assert fitted.labels["value"].is_finite().all()
+
+
+def test_a_declared_scale_is_the_scale_gross_errors_are_judged_on() -> None:
+    # On a declared 0-100 scale a 55 among answers of 1-5 is an answer anyone could give.
+    rows = [
+        (f"t{i}", rater, float(v))
+        for i in range(6)
+        for rater, v in zip("abc", (2, 3, 4), strict=True)
+    ]
+    rows.append(("t0", "d", 55.0))
+    frame = _few(rows)
+    estimated = aggregate_numeric_kind(frame)
+    assert estimated.set_aside is not None and estimated.set_aside["row"].to_list() == [18]
+    declared = aggregate_numeric_kind(frame, scale=RatingScale(0, 100))
+    assert declared.set_aside is not None and declared.set_aside.height == 0
