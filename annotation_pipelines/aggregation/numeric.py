@@ -553,14 +553,14 @@ def _typical_bounds(finite: np.ndarray) -> tuple[float, float] | None:
 
 
 # An answer is a gross error (`gross_errors`) only when it lies further than this many robust
-# standard deviations of the ordinary answers' disagreement from its task's other answers (and
-# at least the scale's width from the scale): the level `_CLIP_SD` clips residuals at.
+# standard deviations of the ordinary answers' disagreement from its task's median (and more
+# than the scale's width off the scale): the level `_CLIP_SD` clips residuals at.
 _GROSS_SD = 12.0
 
 
 def gross_errors(ratings: np.ndarray, tasks: np.ndarray, *, n_tasks: int) -> np.ndarray:
     """Which answers are gross errors (a pasted id, a 55 typed for a 5): both far off the scale
-    the answers show and far from the other answers to the same task. Such an answer is no
+    the answers show and far from the median of its task's answers. Such an answer is no
     noisy reading of the task, and in a Gaussian fit it is the one residual that sets its
     annotator's bias and noise, and through them every other task that annotator rated.
 
