@@ -35,6 +35,12 @@ task replaces the earlier one, which is quarantined as `duplicate` naming the la
 does: a value outside it, or off its step, is quarantined as `outside_scale` (a gold value
 outside it is an error), the scale's range replaces the one estimated from the answers in the
 confidence, and values and intervals stay inside it.
+
+The numeric default, `bias_noise`, sets aside answers that are gross errors (far off the scale
+the answers show and far from their task's median: a pasted id, 55 typed on a 1–5
+scale) before its fit; how many, and the first by row and field, are said on stderr. They
+are valid rows, so they are not quarantined; `--scale` quarantines the ones off a declared
+scale before they reach the model.
 """
 
 from __future__ import annotations
@@ -53,8 +59,10 @@ from annotation_pipelines.tabular import (
     InputError,
     check_output_path,
     column_options,
+    position,
     read_categorical_inputs,
     read_kind_inputs,
+    row_lines,
     write_output,
 )
 
@@ -255,13 +263,46 @@ def _aggregate_kind(
         warn=lambda summary: click.echo(summary, err=True),
         scale=scale,
         column_options=column_options(task=task_col, annotator=annotator_col, value=value_col),
+        row_column=_FILE_ROW,
     )
     # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
     from annotation_pipelines.aggregation.by_kind import aggregate_kind
 
     try:
         options = {} if scale is None else {"scale": scale}
-        result = aggregate_kind(rows, kind=kind, method=method, gold=gold, **options)
+        result = aggregate_kind(
+            rows.drop(_FILE_ROW), kind=kind, method=method, gold=gold, **options
+        )
     except ValueError as error:
         raise InputError(f"{input_path}: {error}") from error
+    if result.set_aside is not None and result.set_aside.height:
+        click.echo(
+            set_aside_summary(
+                result.set_aside,
+                rows=rows.get_column(_FILE_ROW),
+                path=input_path,
+                field=value_col or VALUE_COLUMNS[kind][0],
+                method=result.method,
+            ),
+            err=True,
+        )
     return result.labels.select(output_columns(kind))
+
+
+_FILE_ROW = "__file_row"
+
+
+def set_aside_summary(
+    set_aside: pl.DataFrame, *, rows: pl.Series, path: Path, field: str, method: str
+) -> str:
+    """Two lines for stderr: how many answers the model set aside as gross errors, and the
+    first by its row in the file (`rows`: the file row of each judgment the model saw)."""
+    first = set_aside.row(0, named=True)
+    row = int(rows[int(first["row"])])
+    at = position(row, row_lines(path, [row]).get(row))
+    return (
+        f"{path}: {set_aside.height} of {rows.len()} answers set aside by {method} as gross "
+        "errors (far off the scale the answers show and from their task's median), "
+        f"not fitted; first:\n  {at}, field {field!r}: {first['value']!r} "
+        f"(task {first['task_id']!r}, annotator {first['annotator_id']!r})"
+    )

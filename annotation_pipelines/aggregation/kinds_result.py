@@ -17,6 +17,9 @@ class KindAggregation:
     `annotators`: one row per annotator — `annotator_id`, `reliability` (the model's weight or
     skill), `n_judgments`, plus the kind's own columns (a box drawer's looseness, a rater's
     bias and noise).
+    `set_aside`: judgments the model left out of its fit as gross errors (numeric
+    `bias_noise`: `row`, the judgment's 0-based position in the input, `task_id`,
+    `annotator_id`, `value`), empty when none was; None for methods that set nothing aside.
     """
 
     labels: pl.DataFrame
@@ -24,3 +27,4 @@ class KindAggregation:
     method: str
     converged: bool
     iterations: int
+    set_aside: pl.DataFrame | None = None

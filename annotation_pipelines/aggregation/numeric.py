@@ -49,6 +49,27 @@ truth lives on the median annotator's scale (the offset of truth and biases is o
 identified; a mean would let one wildly biased annotator move every task); when `gold` is
 given, gold tasks' t_i are fixed to the gold value and the biases are measured against it
 instead. The interval is the posterior mean ± z · posterior sd.
+
+Gross errors. The Gaussian model has no room for an answer that is not a reading of the task
+at all (an id pasted into the value column, 55 typed for 5): its residual alone would set the
+annotator's bias and noise, and through them move every task that annotator rated (one pasted
+1e17 put tasks answered 1 and 2 at 4.2 million). Before the fit, such answers are set aside
+(`gross_errors`): an answer that lies both far off the scale the answers show (more than the
+scale's width beyond it) and further from its task's median than 12 robust standard
+deviations (1.4826 · MAD) of the crowd's ordinary disagreement and than the scale's width.
+This is a MAD rejection rule (F. R. Hampel, E. M. Ronchetti, P. J. Rousseeuw and W. A.
+Stahel, "Robust Statistics: The Approach Based on Influence Functions", Wiley, 1986, §1.4)
+applied before the model, not in it. Rejection rather than a heavy-tailed (Student-t) noise
+model keeps the published model exactly on data without such errors (every answer of Snow et
+al.'s affect sets is kept, and the fit is the Gaussian one, bit for bit), where a t model
+would re-weight every honest disagreement; and an answer off by orders of magnitude carries
+no information a t model could use. Answers off the scale by less (8 or 10 typed on a 1–5
+scale) are left to the model, which reads them as noise: they lower their annotator's
+reliability and so move that annotator's other tasks a little (up to 0.4 on 1–5). The rows
+set aside are returned (`KindAggregation.set_aside`) for the commands to report. Values and
+intervals stay within the answers the fit kept (within the declared scale when there is one):
+a value is a weighted average of debiased answers and may pass the answers at the ends of the
+scale only through the biases.
 """
 
 from __future__ import annotations
@@ -278,7 +299,8 @@ def aggregate_numeric_kind(
     `confidence`, and values and intervals are kept inside it (a truth off the scale is no
     answer anyone could give; the confidence still reads the fit's own interval width). An
     answer or gold value outside it is a ValueError naming the row: quarantine those first
-    (`RatingScale.outside`).
+    (`RatingScale.outside`). With a scale, no answer is set aside as a gross error (every one
+    is on it); without one, `set_aside` lists those `gross_errors` found (see above).
     """
     if method not in NUMERIC_METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(NUMERIC_METHODS)}")
@@ -302,30 +324,46 @@ def aggregate_numeric_kind(
     n_tasks, n_annotators = task_values.len(), annotator_values.len()
     counts = np.bincount(tasks, minlength=n_tasks).astype(np.float64)
     spread = rating_range(ratings) if scale is None else scale.width
+    set_aside = None
     if method == "bias_noise":
         gold_values = _gold_vector(gold, task_values)
+        # A declared scale has quarantined every answer off it: the rest are answers anyone
+        # could give, however far from the others.
+        gross = (
+            gross_errors(ratings, tasks, n_tasks=n_tasks)
+            if scale is None
+            else np.zeros(ratings.shape[0], dtype=bool)
+        )
+        kept = ~gross
+        fitted = ratings[kept]
+        set_aside = _set_aside_rows(judgments, gross)
         # The model is the same on any affine scale of the answers, and squares of answers
-        # past 1e154 overflow: answers past 1e6 are fitted centred on their median and scaled by a
-        # power of two (exact). Ordinary scales are fitted as they are, bit for bit.
+        # past 1e154 overflow: answers past 1e6 are fitted centred on their lower median and
+        # scaled by a power of two (exact). The centre is an answer, not a midpoint between
+        # two: an answer far smaller than a midpoint of 1e23 would lose its digits (1 and 2
+        # both −5e22), one near an answer keeps them. Ordinary scales are fitted as they are,
+        # bit for bit.
         centre, unit = 0.0, 1.0
-        magnitude = float(np.max(np.abs(ratings))) if ratings.size else 0.0
+        magnitude = float(np.max(np.abs(fitted))) if fitted.size else 0.0
         if magnitude > 1e6:
-            centre = float(np.median(ratings))
+            centre = float(np.partition(fitted, (fitted.size - 1) // 2)[(fitted.size - 1) // 2])
             with np.errstate(over="ignore"):
-                largest = float(np.max(np.abs(ratings - centre)))
+                largest = float(np.max(np.abs(fitted - centre)))
             if largest > 0:  # every answer equal: centring alone leaves nothing to overflow
                 unit = 2.0 ** math.ceil(math.log2(min(largest, np.finfo(np.float64).max) / 1e3))
         # No task rated twice and every answer equal: nothing measures anyone's noise. A
         # declared scale's spread (a uniform answer's variance) stands in; without one the
         # interval is unknown, not the near-zero width of the floor the fit runs on.
-        unmeasured = not (counts > 1).any() and bool(np.all(ratings == ratings[:1]))
+        # Answers set aside as gross errors measure nothing: counts and spread are the kept ones'.
+        kept_counts = np.bincount(tasks[kept], minlength=n_tasks)
+        unmeasured = not (kept_counts > 1).any() and bool(np.all(fitted == fitted[:1]))
         unmeasured_variance = None
         if unmeasured and scale is not None:
             unmeasured_variance = (scale.width / unit) ** 2 / 12.0
         fit = _bias_noise(
-            (ratings - centre) / unit,
-            tasks,
-            annotators,
+            (fitted - centre) / unit,
+            tasks[kept],
+            annotators[kept],
             n_tasks=n_tasks,
             n_annotators=n_annotators,
             gold_values=(gold_values - centre) / unit,
@@ -348,7 +386,16 @@ def aggregate_numeric_kind(
         if unknown_interval:
             low = high = np.full(n_tasks, np.nan)
         reliability = 1.0 / noise
-        lone = (counts == 1) & np.isnan(gold_values)
+        lone = (kept_counts == 1) & np.isnan(gold_values)
+        if scale is None and fitted.size:
+            # Every task keeps an answer (`gross_errors`), so its value is a reliability-
+            # weighted average of debiased answers; bias correction may carry it past the
+            # answers at the ends of the scale, but a truth beyond every answer anyone gave
+            # is no rating: values and intervals stay within the answers the fit kept, as
+            # they stay within a declared scale.
+            truth, low, high = (
+                np.clip(a, float(fitted.min()), float(fitted.max())) for a in (truth, low, high)
+            )
     else:
         table = aggregate_numeric(
             judgments.select("task_id", pl.col("value").alias("label")),
@@ -433,6 +480,7 @@ def aggregate_numeric_kind(
         method=method,
         converged=converged,
         iterations=iterations,
+        set_aside=set_aside,
     )
 
 
@@ -497,9 +545,16 @@ def rating_bounds(values: np.ndarray) -> tuple[float, float] | None:
     hold a single value (most answers equal), of the middle 90 %; where that does too, of all.
     None for fewer than two finite answers."""
     finite = np.sort(values[np.isfinite(values)])
-    n = finite.size
-    if n < 2:
+    if finite.size < 2:
         return None
+    typical = _typical_bounds(finite)
+    return typical if typical is not None else (float(finite[0]), float(finite[-1]))
+
+
+def _typical_bounds(finite: np.ndarray) -> tuple[float, float] | None:
+    """`rating_bounds` of sorted finite answers before its last resort: None where the answers
+    inside the fences and the middle 90 % are each a single value."""
+    n = finite.size
     with np.errstate(over="ignore", invalid="ignore"):
         q1, q3 = np.quantile(finite, [0.25, 0.75])
         reach = 3.0 * (q3 - q1)
@@ -511,7 +566,106 @@ def rating_bounds(values: np.ndarray) -> tuple[float, float] | None:
     for low, high in candidates:
         if high > low:
             return float(low), float(high)
-    return float(finite[0]), float(finite[-1])
+    return None
+
+
+# An answer is a gross error (`gross_errors`) only when it lies further than this many robust
+# standard deviations of the ordinary answers' disagreement from its task's median (and more
+# than the scale's width off the scale): the level `_CLIP_SD` clips residuals at.
+_GROSS_SD = 12.0
+
+
+def gross_errors(ratings: np.ndarray, tasks: np.ndarray, *, n_tasks: int) -> np.ndarray:
+    """Which answers are gross errors (a pasted id, a 55 typed for a 5): both far off the scale
+    the answers show and far from the median of its task's answers. Such an answer is no
+    noisy reading of the task, and in a Gaussian fit it is the one residual that sets its
+    annotator's bias and noise, and through them every other task that annotator rated.
+
+    Far off the scale: below low − width or above high + width of the scale the answers show
+    (`_answered_scale`; a 1–5 scale: below −3 or above 9). Far from its task: further than
+    max(`_GROSS_SD` · s, width) from the median of the task's answers, s = 1.4826 · the median
+    absolute deviation of the answers on the scale from their tasks' medians (tasks with two
+    or more), the crowd's ordinary disagreement measured so that the errors cannot inflate
+    it. This is a MAD-scaled rejection rule (F. R. Hampel, E. M. Ronchetti, P. J. Rousseeuw
+    and W. A. Stahel, "Robust Statistics: The Approach Based on Influence Functions", Wiley,
+    1986, §1.4) at a far larger cut than the usual 3 to 5 MADs, so that only errors, never
+    disagreement, are rejected. The task's median counts every answer, so the task's majority
+    decides (answers around 1e23 on one task and 1–5 on another are two scales, not errors),
+    and every task keeps the answer nearest its median."""
+    gross = np.zeros(ratings.shape[0], dtype=bool)
+    finite = np.isfinite(ratings)
+    ordered = np.sort(ratings[finite])
+    if ordered.size < 2:
+        return gross
+    low, high, width = _answered_scale(ordered)
+    with np.errstate(over="ignore", invalid="ignore"):
+        far = ~finite | (ratings < low - width) | (ratings > high + width)
+    if not far.any():
+        return gross
+    # The crowd's ordinary disagreement: answers on the scale around their tasks' medians.
+    on_scale = pl.DataFrame({"task": tasks[~far], "value": ratings[~far]})
+    per_task = on_scale.group_by("task").agg(
+        pl.col("value").median().alias("median"), pl.len().alias("n")
+    )
+    centre = np.full(n_tasks, np.nan)
+    centre[per_task["task"].to_numpy()] = per_task["median"].to_numpy()
+    shared = np.zeros(n_tasks, dtype=bool)
+    shared[per_task.filter(pl.col("n") > 1)["task"].to_numpy()] = True
+    ordinary = ~far & shared[tasks]
+    residual = ratings[ordinary] - centre[tasks[ordinary]]
+    spread = 0.0
+    if residual.size:
+        spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    threshold = max(_GROSS_SD * spread, width)
+    # The task's own consensus, every answer counted: two answers of 55 and 60 beside a 5 on a
+    # count scale of mostly 0-20 are the task's value, not two errors.
+    every = pl.DataFrame({"task": tasks[finite], "value": ratings[finite]})
+    medians = every.group_by("task").agg(pl.col("value").median())
+    reference = np.full(n_tasks, np.nan)
+    reference[medians["task"].to_numpy()] = medians["value"].to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        distance = np.abs(ratings - reference[tasks])
+    gross[far] = distance[far] > threshold
+    # A task with every answer set aside (±1e17 alone on it) keeps those nearest its median.
+    emptied = np.bincount(tasks[finite & ~gross], minlength=n_tasks) == 0
+    if (emptied[tasks] & gross).any():
+        nearest = np.full(n_tasks, np.inf)
+        np.minimum.at(nearest, tasks[finite], distance[finite])
+        gross &= ~(emptied[tasks] & finite & (distance == nearest[tasks]))
+    return gross
+
+
+def _answered_scale(ordered: np.ndarray) -> tuple[float, float, float]:
+    """(low, high, width) of the scale sorted finite answers show: `rating_bounds` widened
+    while answers lie within one width of it. The fences read a skewed scale narrowly (Snow
+    et al.'s fear ratings: mostly 0, quartiles 0 and 5, fences' extremes 0–20), but its other
+    answers follow at steps no longer than the scale read so far (20, 40, 80: all of 0–100);
+    an error is a jump past all of that (55 after 1–5, 1e17 after anything). Where nearly
+    every answer is one value c the width is 10 · max(|c|, 1)."""
+    bounds = _typical_bounds(ordered)
+    if bounds is None:
+        common = float(ordered[(ordered.size - 1) // 2])
+        return common, common, 10.0 * max(abs(common), 1.0)
+    low, high = bounds
+    while True:
+        with np.errstate(over="ignore", invalid="ignore"):
+            width = high - low
+            reach_low, reach_high = low - width, high + width
+        wider_low = float(ordered[np.searchsorted(ordered, reach_low, side="left")])
+        wider_high = float(ordered[np.searchsorted(ordered, reach_high, side="right") - 1])
+        if wider_low == low and wider_high == high:
+            return low, high, width
+        low, high = wider_low, wider_high
+
+
+def _set_aside_rows(judgments: pl.DataFrame, gross: np.ndarray) -> pl.DataFrame:
+    """`row` (0-based), `task_id`, `annotator_id`, `value` of the judgments `gross` marks."""
+    return (
+        judgments.select("task_id", "annotator_id", pl.col("value").cast(pl.Float64))
+        .with_row_index("row")
+        .filter(pl.Series(gross))
+        .with_columns(pl.col("row").cast(pl.Int64))
+    )
 
 
 def rating_range(values: np.ndarray) -> float:

@@ -197,6 +197,8 @@ def replay_command(
             label_col=label_col,
             scale=scale,
         )
+        file_rows = judgments.get_column(_FILE_ROW)
+        judgments = judgments.drop(_FILE_ROW)
         if budget_judgments(judgments.height, options) < 1:
             # Nothing was replayed: no quarantine file may describe this run.
             if output_path is not None:
@@ -236,6 +238,17 @@ def replay_command(
             write_output(labels, output_path)
     except InputError as error:
         raise click.ClickException(str(error)) from error
+    set_aside = getattr(confidence, "set_aside", None)
+    if set_aside is not None and set_aside.height:
+        note = _set_aside_note(
+            set_aside,
+            judgments,
+            file_rows,
+            path=input_path,
+            field=label_col or VALUE_COLUMNS[kind][0],
+            method=str(getattr(confidence, "method", kind)),
+        )
+        click.echo(note, err=True)
     if result.tasks_unlabelled:
         click.echo(
             f"{input_path}: --budget {budget:g} pays {result.judgments_used} judgment(s) for "
@@ -268,6 +281,33 @@ def _list_columns(kind: str) -> list[str]:
     return [c for c in VALUE_COLUMNS[kind][:1] if VALUE_DTYPES[c].is_nested()]
 
 
+def _set_aside_note(
+    set_aside: pl.DataFrame,
+    judgments: pl.DataFrame,
+    file_rows: pl.Series,
+    *,
+    path: Path,
+    field: str,
+    method: str,
+) -> str:
+    """`aggregate`'s note on the answers the final fit set aside, found in `judgments` (whose
+    file rows `file_rows` holds) by task, annotator and value."""
+    from annotation_pipelines.aggregation.command import set_aside_summary
+
+    keys = ["task_id", "annotator_id", "value"]
+    located = (
+        set_aside.join(
+            judgments.select(*keys[:2], pl.col("value").cast(pl.Float64)).with_row_index("_at"),
+            on=keys,
+            how="left",
+            maintain_order="left",
+        )
+        .unique("row", keep="first", maintain_order=True)
+        .select(pl.col("_at").alias("row"), *keys)
+    )
+    return set_aside_summary(located, rows=file_rows, path=path, field=field, method=method)
+
+
 def _kind_input(
     input_path: Path,
     gold_path: Path | None,
@@ -292,4 +332,8 @@ def _kind_input(
         column_options=column_options(
             task=task_col, annotator=annotator_col, value=label_col, value_option="--label-col"
         ),
+        row_column=_FILE_ROW,
     )
+
+
+_FILE_ROW = "__file_row"

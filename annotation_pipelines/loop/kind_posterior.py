@@ -83,6 +83,9 @@ class KindConfidence:
         self.gold = gold
         self.options = options
         (self.value_column,) = VALUE_COLUMNS[kind]
+        # The judgments the last fit set aside as gross errors (`KindAggregation.set_aside`:
+        # `task_id`, `annotator_id`, `value`), for a replay to report what its labels left out.
+        self.set_aside: pl.DataFrame | None = None
 
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:
         from annotation_pipelines.aggregation.by_kind import aggregate_kind
@@ -90,6 +93,7 @@ class KindConfidence:
         result = aggregate_kind(
             judgments, kind=self.kind, method=self.method, gold=self.gold, **self.options
         )
+        self.set_aside = result.set_aside
         return policy_confidence(
             self.kind, result.labels, judgments, scale=self.options.get("scale")
         )

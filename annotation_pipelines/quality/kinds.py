@@ -183,6 +183,9 @@ class KindScores:
     scorecards: pl.DataFrame
     queue: pl.DataFrame
     method: str
+    # Judgments the model set aside as gross errors (`KindAggregation.set_aside`, with the
+    # judgment's `judgment_id` when the rows have one); None when the method sets none aside.
+    set_aside: pl.DataFrame | None = None
 
 
 def project_kind(judgments: pl.DataFrame, project: str) -> str:
@@ -502,6 +505,7 @@ def aggregate_kind_day(
         scorecards=pl.DataFrame(schema=KIND_SCORECARDS),
         queue=pl.DataFrame(schema=KIND_QUEUE),
         method=aggregation.method,
+        set_aside=_set_aside_judgments(aggregation.set_aside, rows),
     )
 
 
@@ -531,6 +535,14 @@ def valid_values(
         "reasons": {f"{r}:{f}": n for r, f, n in reasons.iter_rows()},
         "first": first,
     }
+
+
+def _set_aside_judgments(set_aside: pl.DataFrame | None, rows: pl.DataFrame) -> pl.DataFrame | None:
+    """`set_aside` (rows by position in `rows`) with each judgment's `judgment_id`, if any."""
+    if set_aside is None or "judgment_id" not in rows.columns:
+        return set_aside
+    ids = rows.get_column("judgment_id").gather(set_aside.get_column("row"))
+    return set_aside.with_columns(judgment_id=ids)
 
 
 def within_scale(

@@ -124,6 +124,7 @@ def kind_aggregated_labels(  # noqa: ANN201
     labels, items, annotators, summary = [], [], [], []
     set_aside: dict[str, dict[str, object]] = {}
     refused: dict[str, dict[str, object]] = {}
+    gross_errors: dict[str, dict[str, object]] = {}
     for project in kind_projects(judgments):
         rows = judgments.filter(pl.col("project") == project)
         gold = gold_labels.filter(pl.col("project") == project)
@@ -163,6 +164,12 @@ def kind_aggregated_labels(  # noqa: ANN201
             scale=scale,
         )
         context.log.info(f"{project} ({kind}): {result.method} on {rows.height:,} judgments")
+        if result.set_aside is not None and result.set_aside.height:
+            gross_errors[project] = _gross_errors(result.set_aside, method=result.method)
+            context.log.warning(
+                f"{project}: answers set aside as gross errors (far off the scale the answers "
+                f"show and from their task's median): {gross_errors[project]}"
+            )
         labels.append(result.labels)
         items.append(result.items)
         annotators.append(result.annotators)
@@ -190,10 +197,24 @@ def kind_aggregated_labels(  # noqa: ANN201
             # Answers the shared value check refuses (a box with no area, a blank answer) that
             # no ingest checked: the generator's, or staged before the check. Never aggregated.
             "refused_values": MetadataValue.json(refused),
+            # Answers the model left out of its fit as gross errors (a pasted id, 55 typed on
+            # a 1-5 scale): counted per project with the first judgment ids.
+            "gross_errors": MetadataValue.json(gross_errors),
         },
     )
     yield Output(item_frame, output_name="kind_item_scores")
     yield Output(annotator_frame, output_name="kind_annotator_reliability")
+
+
+def _gross_errors(set_aside: pl.DataFrame, *, method: str) -> dict[str, object]:
+    """The method, how many judgments it set aside and the first three (judgment ids where the
+    rows have them, else task and annotator)."""
+    first: list[object] = (
+        set_aside.get_column("judgment_id").head(3).to_list()
+        if "judgment_id" in set_aside.columns
+        else [list(row) for row in set_aside.select("task_id", "annotator_id").head(3).rows()]
+    )
+    return {"method": method, "judgments": set_aside.height, "first": first}
 
 
 def annotation_db_scales(lake: Lake) -> dict[str, RatingScale]:

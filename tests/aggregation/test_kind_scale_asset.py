@@ -1,8 +1,8 @@
 """The daily kind aggregation of a numeric project with a declared scale, as a real Dagster
 materialization over a local lake and landing zone: answers no ingest checked (the annotation
 DB's, the generator's) that fall outside the project.json's scale are set aside and counted,
-the scale's range is the one confidence reads, and a project without a scale is aggregated as
-before."""
+the scale's range is the one confidence reads; in a project without a scale the model sets
+such an answer aside as a gross error, counted in the metadata."""
 
 from __future__ import annotations
 
@@ -107,13 +107,17 @@ def test_a_declared_scale_sets_unchecked_answers_off_it_aside_and_is_the_range(t
     )
     expected = aggregate_numeric_kind(on_scale, scale=RatingScale(1, 5, 1)).labels.sort("task_id")
     np.testing.assert_allclose(scaled["confidence"], expected["confidence"], rtol=1e-12)
-    # Without a scale the project is aggregated as it always was: every answer, nonsense too.
+    # Without a scale the model sets the 1e200 aside as a gross error, and the day says so.
     unscaled = labels.filter(pl.col("project") == "unscaled").sort("task_id")
     plain = aggregate_numeric_kind(
         _judgments("unscaled").select("task_id", "annotator_id", "value")
     ).labels.sort("task_id")
     np.testing.assert_allclose(unscaled["value"], plain["value"], rtol=1e-12)
-    assert unscaled["confidence"].max() == 0.0
+    np.testing.assert_allclose(unscaled["value"], [3.33, 4.67, 2.0], atol=0.35)
+    assert unscaled["confidence"].min() > 0.5
+    assert metadata["gross_errors"] == {
+        "unscaled": {"method": "bias_noise", "judgments": 1, "first": ["t3-b"]}
+    }
 
 
 def test_a_scale_that_is_not_one_fails_the_day_naming_the_file_and_the_field(tmp_path):

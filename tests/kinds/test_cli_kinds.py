@@ -719,9 +719,15 @@ def test_numeric_aggregate_with_a_declared_scale_sets_answers_off_it_aside(tmp_p
         "t3,a4,2.5\n"
     )
     base = [str(path), "--kind", "numeric", "--value-col", "rating"]
+    # Without the scale the 1e200 is a gross error the model sets aside, and says so.
     unchecked = _invoke(aggregate_command, base)
-    assert unchecked.exit_code == 0 and not unchecked.stderr
-    assert pl.read_csv(io.StringIO(unchecked.stdout))["confidence"].max() == 0.0
+    assert unchecked.exit_code == 0
+    assert unchecked.stderr.splitlines() == [
+        f"{path}: 1 of 10 answers set aside by bias_noise as gross errors (far off the "
+        "scale the answers show and from their task's median), not fitted; first:",
+        "  row 8 (line 9), field 'rating': 1e+200 (task 't3', annotator 'a2')",
+    ]
+    assert pl.read_csv(io.StringIO(unchecked.stdout))["confidence"].min() > 0.3
     output = tmp_path / "labels.parquet"
     result = _invoke(aggregate_command, [*base, "--scale", "1:5:1", "--output", str(output)])
     assert result.exit_code == 0, result.output
@@ -797,3 +803,21 @@ def test_a_task_given_two_gold_answers_is_an_error_naming_the_gold_file_and_rows
     )
     result = CliRunner().invoke(main, [*command, str(path), "--kind", kind, "--gold", str(twice)])
     assert result.exit_code == 0, result.output
+
+
+def test_numeric_aggregate_names_the_answers_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "outlier.csv"
+    path.write_text(
+        "task_id,annotator_id,value\nt1,a,3\nt1,b,100000000000000000\nt2,a,1\nt2,b,2\n"
+        "t3,a,4\nt3,b,5\nt4,a,4\nt4,c,5\n"
+    )
+    result = _invoke(aggregate_command, [str(path), "--kind", "numeric"])
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[1] == (
+        "  row 2 (line 3), field 'value': 1e+17 (task 't1', annotator 'b')"
+    )
+    labels = pl.read_csv(io.StringIO(result.stdout)).sort("task_id")
+    np.testing.assert_allclose(labels["value"], [3.0, 1.5, 4.5, 4.5], atol=0.5)
+    # The plain statistics set nothing aside and say nothing.
+    mean = _invoke(aggregate_command, [str(path), "--kind", "numeric", "--method", "mean"])
+    assert mean.exit_code == 0 and not mean.stderr

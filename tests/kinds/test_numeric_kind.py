@@ -193,8 +193,10 @@ def test_a_declared_scale_is_the_range_confidence_reads_and_bounds_the_values() 
     estimated = aggregate_numeric_kind(on_scale).labels
     declared = aggregate_numeric_kind(on_scale, scale=RatingScale(1, 5, 1)).labels
     # The answers span 2-5; the scale 1-5: the same intervals read against a wider range.
-    width = (estimated["hi"] - estimated["lo"]).to_numpy()
-    np.testing.assert_allclose(declared["confidence"], np.clip(1 - width / 4, 0, 1), rtol=1e-12)
+    assert ((estimated["confidence"] > 0) & (estimated["confidence"] < 1)).all()
+    np.testing.assert_allclose(
+        1 - declared["confidence"], (1 - estimated["confidence"]) * 3 / 4, rtol=1e-12
+    )
     assert (declared["confidence"] > estimated["confidence"]).all()
     np.testing.assert_allclose(declared["value"], estimated["value"], rtol=1e-12)
     assert declared["hi"].max() <= 5.0 and declared["lo"].min() >= 1.0
@@ -203,9 +205,14 @@ def test_a_declared_scale_is_the_range_confidence_reads_and_bounds_the_values() 
         assert plain.labels["hi"].max() <= 5.0 and plain.labels["lo"].min() >= 1.0
 
 
-def test_the_few_tasks_with_one_answer_far_off_get_sensible_values_once_it_is_set_aside() -> None:
-    unchecked = aggregate_numeric_kind(_few(FEW)).labels
-    assert unchecked["confidence"].max() == 0.0 and unchecked["value"].abs().max() > 1e100
+def test_the_few_tasks_with_one_answer_far_off_get_sensible_values() -> None:
+    # Without a scale the 1e200 is set aside as a gross error; with one it is an error.
+    unchecked = aggregate_numeric_kind(_few(FEW))
+    assert unchecked.set_aside is not None and unchecked.set_aside["row"].to_list() == [7]
+    np.testing.assert_allclose(
+        unchecked.labels.sort("task_id")["value"], [3.33, 4.67, 2.0], atol=0.35
+    )
+    assert unchecked.labels["confidence"].min() > 0.5
     scale = RatingScale(1, 5, 1)
     with pytest.raises(ValueError, match=r"judgments: row 7 column 'value': 1e\+200 is outside"):
         aggregate_numeric_kind(_few(FEW), scale=scale)
@@ -217,3 +224,105 @@ def test_the_few_tasks_with_one_answer_far_off_get_sensible_values_once_it_is_se
     gold = pl.DataFrame({"task_id": ["t1"], "value": [7.0]})
     with pytest.raises(ValueError, match=r"gold: row 0 column 'value': 7\.0 is outside"):
         aggregate_numeric_kind(kept, gold=gold, scale=scale)
+
+
+# One pasted id among 1-5 ratings (the smallest case: every task rated twice).
+PASTED = [
+    ("t1", "a", 3.0),
+    ("t1", "b", 1e17),
+    ("t2", "a", 1.0),
+    ("t2", "b", 2.0),
+    ("t3", "a", 4.0),
+    ("t3", "b", 5.0),
+    ("t4", "a", 4.0),
+    ("t4", "c", 5.0),
+]
+
+
+def test_a_pasted_id_is_set_aside_and_moves_no_other_task() -> None:
+    fitted = aggregate_numeric_kind(_few(PASTED))
+    values = dict(zip(fitted.labels["task_id"], fitted.labels["value"], strict=True))
+    # The mean and median of the other tasks' answers: 1.5, 4.5, 4.5.
+    for task, expected in (("t2", 1.5), ("t3", 4.5), ("t4", 4.5)):
+        assert values[task] == pytest.approx(expected, abs=0.5), (task, values)
+    assert values["t1"] == pytest.approx(3.0, abs=0.5)
+    assert fitted.labels["confidence"].min() > 0.0
+    assert fitted.labels["hi"].max() <= 5.0 and fitted.labels["lo"].min() >= 1.0
+    assert fitted.annotators["bias"].abs().max() < 2.0
+    assert fitted.set_aside is not None
+    assert fitted.set_aside.to_dicts() == [
+        {"row": 1, "task_id": "t1", "annotator_id": "b", "value": 1e17}
+    ]
+
+
+def _ratings(seed: int = 0, n_tasks: int = 50) -> pl.DataFrame:
+    """1-5 ratings by eight raters, three per task, some harsh or lenient."""
+    rng = np.random.default_rng(seed)
+    bias = dict(zip("abcdefgh", (-1.0, -0.5, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0), strict=True))
+    rows = []
+    for task in range(n_tasks):
+        truth = rng.uniform(1.5, 4.5)
+        for name in rng.choice(list(bias), size=3, replace=False):
+            value = np.clip(np.round(truth + bias[name] + rng.normal(0, 0.6)), 1, 5)
+            rows.append((f"t{task}", str(name), float(value)))
+    return _few(rows)
+
+
+def test_a_rating_typo_moves_no_task_it_is_not_in() -> None:
+    clean = _ratings()
+    typed = clean.with_columns(
+        value=pl.when(pl.int_range(pl.len()) == 0).then(55.0).otherwise("value")
+    )
+    before = aggregate_numeric_kind(clean).labels
+    after = aggregate_numeric_kind(typed)
+    joined = before.join(after.labels, on="task_id", suffix="_typo")
+    others = joined.filter(pl.col("task_id") != clean["task_id"][0])
+    shift = (others["value"] - others["value_typo"]).abs()
+    assert shift.max() < 0.05, shift.max()
+    assert after.set_aside is not None and after.set_aside["row"].to_list() == [0]
+    typo_task = joined.filter(pl.col("task_id") == clean["task_id"][0])
+    assert 1.0 <= typo_task["value_typo"][0] <= 5.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_values_stay_within_the_answers(seed: int) -> None:
+    judgments = _ratings(seed=seed)
+    fitted = aggregate_numeric_kind(judgments)
+    labels = fitted.labels
+    assert labels["value"].min() >= 1.0 and labels["value"].max() <= 5.0
+    assert labels["lo"].min() >= 1.0 and labels["hi"].max() <= 5.0
+    assert fitted.set_aside is None or fitted.set_aside.height == 0
+
+
+def test_answers_of_very_different_magnitudes_keep_their_precision() -> None:
+    # Two self-consistent tasks 1e23 apart: neither is an outlier of the other.
+    frame = _few([("t1", "a", 1e23), ("t1", "b", 1e23), ("t2", "a", 1.0), ("t2", "b", 2.0)])
+    fitted = aggregate_numeric_kind(frame)
+    values = dict(zip(fitted.labels["task_id"], fitted.labels["value"], strict=True))
+    assert values["t2"] == pytest.approx(1.5)
+    assert values["t1"] == pytest.approx(1e23)
+    assert fitted.set_aside is None or fitted.set_aside.height == 0
+
+
+def test_a_task_keeps_an_answer_and_its_majority_decides() -> None:
+    rows = [*PASTED, ("t5", "a", -1e17), ("t5", "c", 1e17)]
+    rows += [("t6", "a", 60.0), ("t6", "b", 55.0), ("t6", "c", 5.0)]
+    fitted = aggregate_numeric_kind(_few(rows))
+    # t5 keeps both its answers (equally near its median); t6's two large answers are its value.
+    assert fitted.set_aside is not None and fitted.set_aside["row"].to_list() == [1]
+    assert fitted.labels["value"].is_finite().all()
+
+
+def test_a_declared_scale_is_the_scale_gross_errors_are_judged_on() -> None:
+    # On a declared 0-100 scale a 55 among answers of 1-5 is an answer anyone could give.
+    rows = [
+        (f"t{i}", rater, float(v))
+        for i in range(6)
+        for rater, v in zip("abc", (2, 3, 4), strict=True)
+    ]
+    rows.append(("t0", "d", 55.0))
+    frame = _few(rows)
+    estimated = aggregate_numeric_kind(frame)
+    assert estimated.set_aside is not None and estimated.set_aside["row"].to_list() == [18]
+    declared = aggregate_numeric_kind(frame, scale=RatingScale(0, 100))
+    assert declared.set_aside is not None and declared.set_aside.height == 0
