@@ -15,6 +15,9 @@ import polars as pl
 from annotation_pipelines.aggregation.encoding import Encoded
 from annotation_pipelines.aggregation.warm_start import WarmStart
 
+# Rows of (observed, truth) label pairs gathered at once for the `confusion` column.
+_PAIR_ROWS = 1 << 20
+
 # Posteriors closer than this are a tie: EM posteriors are floats, so exact equality would
 # miss ties that differ only by summation order.
 TIE_TOLERANCE = 1e-9
@@ -182,7 +185,10 @@ def _confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
     Every annotator has the same K × K (observed, truth) pairs, so one block of them is
     repeated and the flat rows are cut into equal lists; at 1,000 classes and 50 annotators
     that is 50 million rows, where grouping them by a per-row annotator column (and the int64
-    index columns to gather the labels) took 5 GB and 19 s.
+    index columns to gather the labels) took 5 GB and 19 s. The block is repeated by a gather
+    up to `_PAIR_ROWS` rows and by concatenation beyond: one gather index over every row is
+    200 MB at 1,000 classes, and one concatenated block per annotator is slow for thousands
+    of annotators.
     """
     n_annotators, k, _ = confusion.shape
     pairs = pl.DataFrame(
@@ -191,7 +197,10 @@ def _confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
             "truth": encoded.label_values.gather(np.tile(np.arange(k), k)),
         }
     )
-    flat = pl.concat([pairs] * max(n_annotators, 1)).head(n_annotators * k * k)
+    per_block = max(1, min(n_annotators, _PAIR_ROWS // (k * k)))
+    block = pairs[np.tile(np.arange(k * k), per_block)]
+    blocks = max(1, -(-n_annotators // per_block))
+    flat = pl.concat([block] * blocks).head(n_annotators * k * k)
     entries = flat.select(
         pl.struct(
             "observed", "truth", pl.Series("probability", confusion.reshape(-1), dtype=pl.Float64)

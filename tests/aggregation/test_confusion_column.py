@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from annotation_pipelines.aggregation import result
 from annotation_pipelines.aggregation.encoding import Encoded, encode
 from annotation_pipelines.aggregation.result import _confusion_column
 
@@ -31,8 +32,13 @@ def _grouped(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
 
 
 @pytest.mark.parametrize("labels", [["b", "a", "c", "a"], [3, 1, 2, 2], ["x", "y"]])
-@pytest.mark.parametrize("annotators", [0, 1, 4])
-def test_confusion_column_equals_the_grouped_rows(labels: list[object], annotators: int) -> None:
+@pytest.mark.parametrize("annotators", [0, 1, 4, 7])
+# 1 << 20: one gathered block; 10: blocks of two or one annotator, the last one cut short.
+@pytest.mark.parametrize("pair_rows", [1 << 20, 10])
+def test_confusion_column_equals_the_grouped_rows(
+    labels: list[object], annotators: int, pair_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(result, "_PAIR_ROWS", pair_rows)
     judgments = pl.DataFrame(
         {
             "task_id": [f"t{index}" for index in range(len(labels))],
