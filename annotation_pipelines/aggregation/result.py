@@ -183,12 +183,11 @@ def _confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
     """Each annotator's matrix as a list of {observed, truth, probability}, answer-major.
 
     Every annotator has the same K × K (observed, truth) pairs, so one block of them is
-    repeated and the flat rows are cut into equal lists; at 1,000 classes and 50 annotators
-    that is 50 million rows, where grouping them by a per-row annotator column (and the int64
-    index columns to gather the labels) took 5 GB and 19 s. The block is repeated by a gather
-    up to `_PAIR_ROWS` rows and by concatenation beyond: one gather index over every row is
-    200 MB at 1,000 classes, and one concatenated block per annotator is slow for thousands
-    of annotators.
+    repeated and the flat rows are cut into equal lists, with no per-row annotator column or
+    index columns: at 1,000 classes and 50 annotators there are 50 million rows, and grouping
+    them by annotator needs 5 GB. The block is repeated by a gather up to `_PAIR_ROWS` rows and
+    by concatenation beyond: a gather index over every row would be 200 MB at 1,000 classes,
+    and one concatenated block per annotator is slow for thousands of annotators.
     """
     n_annotators, k, _ = confusion.shape
     pairs = pl.DataFrame(

@@ -131,9 +131,9 @@ def test_same_bits_on_the_shared_crowd_sets(name: str) -> None:
 
 def test_peak_memory_stays_near_one_dense_confusion_array() -> None:
     # 300 classes, 20 annotators: the dense A × K × K array (the result's `confusion`) is
-    # 14.4 MB, while the 2,400 judgments answer at most 2,400 of its 6,000 rows. The dense EM
-    # held two M-steps' counts, floored matrices and logs at once: 104 MB at its peak, where
-    # the stored rows' EM measured 26 MB.
+    # 14.4 MB, while the 2,400 judgments answer at most 2,400 of its 6,000 rows. The dense
+    # reference, holding two M-steps' counts, floored matrices and logs at once, peaks at
+    # 104 MB here; the stored rows' EM at 26 MB.
     judgments = _problem(300, tasks=800, annotators=20, votes=3, seed=7)
     encoded = _with_unanswered_class(judgments, 300)
     dense = encoded.n_annotators * encoded.n_classes**2 * 8
