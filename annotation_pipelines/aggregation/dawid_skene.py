@@ -13,12 +13,14 @@ and iteration counts match it. With gold labels, gold tasks' posteriors are clam
 known class at initialisation and after every E-step, which anchors the confusion matrices.
 
 The kernel never builds a dense tasks × annotators matrix: every sum over judgments is a
-product with one sparse tasks × (annotator, answer) count matrix built once per fit.
+product with one sparse tasks × (annotator, answer) count matrix built once per fit. Nor does
+it keep dense A × K × K arrays while it iterates: a confusion row (w, answer) that no judgment
+has is ε / column total in every column, so EM stores only the answered rows (see
+`ConfusionRows`) and writes each M-step into the same buffers; the dense matrices are built
+once, for the result.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -36,29 +38,50 @@ from annotation_pipelines.aggregation.encoding import Encoded
 from annotation_pipelines.aggregation.kernel import DEFAULT_OPTIONS, FitOptions
 from annotation_pipelines.aggregation.result import Fitted
 
+# Cells (rows × classes) per block where a per-row gather would otherwise make a temporary as
+# large as the stored rows.
+_BLOCK_CELLS = 1 << 18
 
-def answer_matrix(encoded: Encoded) -> sparse.csr_array:
-    """Sparse (n_tasks × n_annotators·K) count of judgments per task and (annotator, answer).
+
+def stored_cells(encoded: Encoded, *, every_row: bool = False) -> np.ndarray:
+    """The confusion rows `w * K + answer` that EM keeps, ascending: those some judgment has,
+    or with `every_row` all of them (a diagonal prior puts mass in every row)."""
+    n_cells = encoded.n_annotators * encoded.n_classes
+    if every_row:
+        return np.arange(n_cells, dtype=np.int64)
+    answered = np.zeros(n_cells, dtype=bool)
+    answered[_cells(encoded)] = True
+    return np.flatnonzero(answered)
+
+
+def answer_matrix(encoded: Encoded, cells: np.ndarray) -> sparse.csr_array:
+    """Sparse (n_tasks × len(cells)) count of judgments per task and stored (annotator, answer).
 
     Both EM steps are products with this matrix and a K-column dense one, which SciPy runs
     as one pass over the judgments (instead of K `bincount` passes with K gathered weights):
     E-step `M @ log_errors` sums each task's log-likelihoods; M-step `Mᵀ @ posteriors` sums
     the posteriors of the tasks each (annotator, answer) was given to. `Mᵀ` is a CSC view,
     whose product walks tasks in order, reading the large posterior array sequentially and
-    scattering into the small count table, which stays in cache.
+    scattering into the small count table, which stays in cache. `cells` is ascending, so a
+    task's entries keep the order of the cells and each sum the order of the dense one.
     """
-    k = encoded.n_classes
     index_type = np.int32 if max(encoded.n_judgments, encoded.n_tasks) < 2**31 - 1 else np.int64
     rows = encoded.tasks.astype(index_type)
-    columns = (encoded.annotators * k + encoded.labels).astype(index_type)
+    column_of_cell = np.empty(encoded.n_annotators * encoded.n_classes, dtype=index_type)
+    column_of_cell[cells] = np.arange(cells.size, dtype=index_type)
     return sparse.csr_array(
-        (np.ones(encoded.n_judgments), (rows, columns)),
-        shape=(encoded.n_tasks, encoded.n_annotators * k),
+        (np.ones(encoded.n_judgments), (rows, column_of_cell[_cells(encoded)])),
+        shape=(encoded.n_tasks, cells.size),
     )
 
 
+def _cells(encoded: Encoded) -> np.ndarray:
+    """Each judgment's confusion row, `annotator * K + answer`."""
+    return encoded.annotators.astype(np.int64) * encoded.n_classes + encoded.labels
+
+
 def expected_counts(matrix: sparse.csr_array, posteriors: np.ndarray) -> np.ndarray:
-    """counts[w * K + answer, truth] = Σ over w's answers of P(task's truth = truth)."""
+    """counts[row, truth] = Σ over the row's (annotator, answer) of P(task's truth = truth)."""
     return np.asarray(matrix.T @ posteriors)
 
 
@@ -71,8 +94,90 @@ def task_log_likelihoods(
     return scores
 
 
+class ConfusionRows:
+    """Every annotator's confusion matrix, e_w[a, c] = max(n_w[a, c], ε) / Σ_a' max(n_w[a', c], ε),
+    kept as the stored rows `cells` and the column totals; each M-step rewrites it in place.
+
+    A row that is not stored has no counts, so it is ε / total in every column and needs no
+    storage: at 1,000 classes and 50 annotators the dense A × K × K array is 400 MB, the
+    answered rows of 30,000 judgments less than half of it. The totals are summed in answer
+    order, adding ε for each row not stored, as a sum over the dense array's answer axis adds
+    its rows, so the matrices and their logs are the bits the dense arrays would hold. That
+    sum still costs A × K² additions per M-step, in one A × K buffer. When every row is stored
+    (few classes, or a diagonal prior) the rows are the dense array and are used as one.
+    """
+
+    def __init__(self, encoded: Encoded, cells: np.ndarray) -> None:
+        k, n_annotators = encoded.n_classes, encoded.n_annotators
+        self.cells = cells
+        self.annotators = cells // k
+        self.every_row = cells.size == n_annotators * k
+        # The floored counts, and after them one row of ε that stands for every row not stored.
+        self.floored = np.empty((cells.size + 1, k))
+        self.floored[-1] = EPSILON
+        self.log_errors = np.empty((cells.size, k))
+        self.totals = np.empty((n_annotators, k))
+        # Per answer, the floored row each annotator adds to the totals.
+        self._rows_by_answer = np.full((k, n_annotators), cells.size, dtype=np.int64)
+        self._rows_by_answer[cells % k, self.annotators] = np.arange(cells.size)
+        self._addend = np.empty((n_annotators, k))
+
+    def update(
+        self, counts: np.ndarray, diagonal: tuple[tuple[np.ndarray, np.ndarray], float] | None
+    ) -> None:
+        """Re-estimate from expected counts (stored rows × K); `diagonal` (cells, pseudo-count)
+        adds the Dirichlet prior's pseudo-counts first."""
+        floored = self.floored[:-1]
+        if diagonal is None:
+            np.maximum(counts, EPSILON, out=floored)
+        else:
+            cells, pseudo_count = diagonal
+            floored[...] = counts
+            floored[cells] += pseudo_count
+            np.maximum(floored, EPSILON, out=floored)
+        n_annotators, k = self.totals.shape
+        if self.every_row:
+            by_annotator = floored.reshape(n_annotators, k, k)
+            np.sum(by_annotator, axis=1, out=self.totals)
+            log_errors = self.log_errors.reshape(n_annotators, k, k)
+            np.divide(by_annotator, self.totals[:, None, :], out=log_errors)
+            with np.errstate(divide="ignore"):
+                np.log(log_errors, out=log_errors)
+            return
+        self.totals.fill(0.0)
+        for rows in self._rows_by_answer:
+            np.take(self.floored, rows, axis=0, out=self._addend, mode="clip")
+            self.totals += self._addend
+        for block in self._blocks():
+            log_errors = self.log_errors[block]
+            np.divide(floored[block], self.totals[self.annotators[block]], out=log_errors)
+            with np.errstate(divide="ignore"):
+                np.log(log_errors, out=log_errors)
+
+    def into_dense(self) -> np.ndarray:
+        """The (n_annotators, K answer, K truth) matrices, once EM is over: the logs' buffer
+        is released and the floored rows become the stored rows' matrices in place, so that
+        neither is held a second time beside the dense array."""
+        n_annotators, k = self.totals.shape
+        self.log_errors = np.empty((0, k))
+        if self.every_row:
+            errors = self.floored[:-1].reshape(n_annotators, k, k)
+            errors /= self.totals[:, None, :]
+            return errors
+        errors = np.empty((n_annotators, k, k))
+        errors[...] = (EPSILON / self.totals)[:, None, :]
+        flat, rows = errors.reshape(-1, k), self.floored[:-1]
+        for block in self._blocks():
+            np.divide(rows[block], self.totals[self.annotators[block]], out=rows[block])
+            flat[self.cells[block]] = rows[block]
+        return errors
+
+    def _blocks(self) -> list[slice]:
+        rows = max(1, _BLOCK_CELLS // self.totals.shape[1])
+        return [slice(start, start + rows) for start in range(0, self.cells.size, rows)]
+
+
 def evidence_lower_bound(
-    encoded: Encoded,
     posteriors: np.ndarray,
     counts: np.ndarray,
     log_errors: np.ndarray,
@@ -82,92 +187,73 @@ def evidence_lower_bound(
     """E_q[log p(answers, z)] + H(q), as crowd-kit computes it (prior counted per judgment).
 
     `counts` are the M-step's expected counts, so the answer term needs no pass over the
-    judgments: Σ_j Σ_c q_jc log e[w_j, y_j, c] = Σ_{w,y,c} counts · log e.
+    judgments: Σ_j Σ_c q_jc log e[w_j, y_j, c] = Σ_{w,y,c} counts · log e. They are
+    overwritten (with that product): the M-step has used them, and a fresh product would be
+    another array of their size.
     """
     observed = row_sum(counts) > 0
-    joint = float(np.sum(counts[observed] * log_errors[observed]))
+    if observed.all():
+        joint = float(np.sum(np.multiply(counts, log_errors, out=counts)))
+    else:
+        joint = float(np.sum(counts[observed] * log_errors[observed]))
     joint += float((votes_per_task @ posteriors) @ log_prior)
     clipped = np.maximum(posteriors, EPSILON).reshape(-1)
     entropy = -float(clipped @ np.log(clipped))
     return joint + entropy
 
 
-def _confusion_from_counts(encoded: Encoded, counts: np.ndarray) -> np.ndarray:
-    # Every (answer, truth) cell gets the 1e-10 floor, including answers an annotator never
-    # gave. crowd-kit floors only the answers given; the two agree to ~1e-10 wherever a truth
-    # column has mass, but where it has none (an annotator never saw that class) crowd-kit
-    # makes the annotator say their one answer with probability 1 under every truth, which
-    # lets the prior outvote a unanimous task. Flooring all cells gives that column 1/K.
-    errors = np.maximum(counts, EPSILON).reshape(encoded.n_annotators, encoded.n_classes, -1)
-    errors /= errors.sum(axis=1, keepdims=True)
-    return errors
-
-
 def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> Fitted:
     k = encoded.n_classes
     gold_codes = options.gold_codes
-    matrix = answer_matrix(encoded)
-    votes_per_task = encoded.votes_per_task().astype(np.float64)
-
     diagonal = options.diagonal_pseudo_count
-    # Rows `w * K + c`, column `c`: annotator w answering the true class c.
+    cells = stored_cells(encoded, every_row=bool(diagonal))
+    matrix = answer_matrix(encoded, cells)
+    confusion = ConfusionRows(encoded, cells)
+    votes_per_task = encoded.votes_per_task().astype(np.float64)
+    # With a diagonal prior every row is stored, so row `w * K + c`, column `c` is annotator w
+    # answering the true class c.
     diagonal_cells = (
         np.arange(encoded.n_annotators)[:, None] * k + np.arange(k)[None, :],
         np.arange(k)[None, :],
     )
 
-    def m_step(posteriors: np.ndarray) -> _Parameters:
-        prior = column_mean(posteriors)
+    def m_step(posteriors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(class prior, expected counts); the confusion matrices are re-estimated in place."""
         counts = expected_counts(matrix, posteriors)
-        if diagonal:
-            smoothed = counts.copy()
-            smoothed[diagonal_cells] += diagonal
-            errors = _confusion_from_counts(encoded, smoothed)
-        else:
-            errors = _confusion_from_counts(encoded, counts)
-        with np.errstate(divide="ignore"):
-            log_errors = np.log(errors.reshape(-1, k))
-        return _Parameters(prior, np.log(np.maximum(prior, EPSILON)), counts, errors, log_errors)
+        confusion.update(counts, (diagonal_cells, diagonal) if diagonal else None)
+        return column_mean(posteriors), counts
 
-    def step(state: tuple[np.ndarray, _Parameters]) -> tuple[tuple[np.ndarray, _Parameters], float]:
-        _, parameters = state
-        scores = task_log_likelihoods(matrix, parameters.log_errors, parameters.log_prior)
+    # The state is (posteriors, prior): the counts are used up by the bound within a step, so
+    # the loop never holds two iterations' counts.
+    def step(state: tuple[np.ndarray, np.ndarray]) -> tuple[tuple[np.ndarray, np.ndarray], float]:
+        _, prior = state
+        scores = task_log_likelihoods(matrix, confusion.log_errors, _log_prior(prior))
         posteriors = clamp_gold(normalise_log(scores), gold_codes)
-        parameters = m_step(posteriors)
+        prior, counts = m_step(posteriors)
         bound = evidence_lower_bound(
-            encoded,
-            posteriors,
-            parameters.counts,
-            parameters.log_errors,
-            parameters.log_prior,
-            votes_per_task,
+            posteriors, counts, confusion.log_errors, _log_prior(prior), votes_per_task
         )
         if diagonal:
             # The Dirichlet prior's log density (up to a constant): the MAP objective.
-            bound += diagonal * float(parameters.log_errors[diagonal_cells].sum())
-        return (posteriors, parameters), bound / encoded.n_judgments
+            bound += diagonal * float(confusion.log_errors[diagonal_cells].sum())
+        return (posteriors, prior), bound / encoded.n_judgments
 
     start = options.initial_posteriors
     posteriors = clamp_gold(vote_shares(encoded) if start is None else start.copy(), gold_codes)
-    (posteriors, parameters), convergence = iterate(
-        step, (posteriors, m_step(posteriors)), max_iter=options.max_iter, tol=options.tol
+    (posteriors, prior), convergence = iterate(
+        step, (posteriors, m_step(posteriors)[0]), max_iter=options.max_iter, tol=options.tol
     )
-    skills = np.einsum("wcc,c->w", parameters.errors, parameters.prior)
+    errors = confusion.into_dense()
+    skills = np.einsum("wcc,c->w", errors, prior)
     return Fitted(
         posteriors=posteriors,
         skills=skills,
         iterations=convergence.iterations,
         converged=convergence.converged,
         log_likelihood=float(convergence.objective * encoded.n_judgments),
-        confusion=parameters.errors,
+        confusion=errors,
     )
 
 
-class _Parameters(NamedTuple):
-    """The M-step's output: prior, its log, expected counts, confusion matrices, their log."""
-
-    prior: np.ndarray
-    log_prior: np.ndarray
-    counts: np.ndarray
-    errors: np.ndarray
-    log_errors: np.ndarray
+def _log_prior(prior: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(prior, EPSILON))

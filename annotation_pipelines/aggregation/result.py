@@ -15,6 +15,9 @@ import polars as pl
 from annotation_pipelines.aggregation.encoding import Encoded
 from annotation_pipelines.aggregation.warm_start import WarmStart
 
+# Rows of (observed, truth) label pairs gathered at once for the `confusion` column.
+_PAIR_ROWS = 1 << 20
+
 # Posteriors closer than this are a tie: EM posteriors are floats, so exact equality would
 # miss ties that differ only by summation order.
 TIE_TOLERANCE = 1e-9
@@ -177,21 +180,34 @@ def _unique_names(names: list[str]) -> list[str]:
 
 
 def _confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
+    """Each annotator's matrix as a list of {observed, truth, probability}, answer-major.
+
+    Every annotator has the same K × K (observed, truth) pairs, so one block of them is
+    repeated and the flat rows are cut into equal lists, with no per-row annotator column or
+    index columns: at 1,000 classes and 50 annotators there are 50 million rows, and grouping
+    them by annotator needs 5 GB. The block is repeated by a gather up to `_PAIR_ROWS` rows and
+    by concatenation beyond: a gather index over every row would be 200 MB at 1,000 classes,
+    and one concatenated block per annotator is slow for thousands of annotators.
+    """
     n_annotators, k, _ = confusion.shape
-    observed = np.tile(np.repeat(np.arange(k), k), n_annotators)
-    truth = np.tile(np.arange(k), n_annotators * k)
-    flat = pl.DataFrame(
+    pairs = pl.DataFrame(
         {
-            "annotator": np.repeat(np.arange(n_annotators), k * k),
-            "observed": encoded.label_values.gather(observed),
-            "truth": encoded.label_values.gather(truth),
-            "probability": confusion.reshape(-1),
+            "observed": encoded.label_values.gather(np.repeat(np.arange(k), k)),
+            "truth": encoded.label_values.gather(np.tile(np.arange(k), k)),
         }
     )
-    nested = flat.group_by("annotator", maintain_order=True).agg(
-        pl.struct("observed", "truth", "probability").alias("confusion")
-    )
-    return nested.get_column("confusion")
+    per_block = max(1, min(n_annotators, _PAIR_ROWS // (k * k)))
+    block = pairs[np.tile(np.arange(k * k), per_block)]
+    blocks = max(1, -(-n_annotators // per_block))
+    flat = pl.concat([block] * blocks).head(n_annotators * k * k)
+    entries = flat.select(
+        pl.struct(
+            "observed", "truth", pl.Series("probability", confusion.reshape(-1), dtype=pl.Float64)
+        ).alias("confusion")
+    ).to_series()
+    if n_annotators == 0:
+        return pl.Series("confusion", [], dtype=pl.List(entries.dtype))
+    return entries.reshape((n_annotators, k * k)).cast(pl.List(entries.dtype))
 
 
 def _gold_skill(encoded: Encoded, gold_codes: np.ndarray) -> list[pl.Series]:
