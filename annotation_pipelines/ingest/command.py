@@ -107,9 +107,16 @@ def ingest_command(
     """
     from annotation_pipelines.ingest.files import ingest_path
     from annotation_pipelines.ingest.tables import ColumnMapping
-    from annotation_pipelines.ingest.validation import project_label_set
+    from annotation_pipelines.ingest.validation import (
+        PROJECT_NAME_RULE,
+        is_safe_project,
+        project_label_set,
+    )
     from annotation_pipelines.scale import RatingScale, project_scale
 
+    if project is not None and not is_safe_project(project):
+        # Every row would be quarantined as invalid_project: the option is wrong, not the data.
+        raise click.BadParameter(f"{project!r}: {PROJECT_NAME_RULE}", param_hint="'--project'")
     columns = {
         "task_id": task_col,
         "annotator_id": annotator_col,

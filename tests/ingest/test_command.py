@@ -436,3 +436,15 @@ def test_a_gzipped_export_is_read_as_the_other_commands_read_it(tmp_path, suffix
     assert counts["rows_read"] == 2 and counts["rows_loaded"] == 1
     where = "line 2" if suffix == ".jsonl.gz" else "row 2 (line 3)"
     assert f"{path}: {where}, field 'label': unknown_label" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("project", ["my project", "café", "a+b", "_x", "a/b", "..", "con", "p."])
+def test_a_project_that_cannot_name_a_lake_folder_is_a_usage_error_before_reading(
+    tmp_path, project
+):
+    # The input does not exist: the option is refused before it is read.
+    result = run(str(tmp_path / "absent.csv"), "--format", "csv", "--project", project)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--project'" in result.output
+    assert repr(project) in result.output
+    assert "letters, digits" in result.output
