@@ -467,6 +467,69 @@ def test_parquet_typed_lists_and_structs_with_the_kind_option(tmp_path):
     assert loaded.judgments.row(0, named=True)["kind"] == "spans"
 
 
+def _box_rows(**context: Any) -> list[dict[str, Any]]:
+    box = {"label": "car", "x_min": 10.0, "y_min": 20.0, "x_max": 40.0, "y_max": 60.0}
+    return [
+        {
+            "task_id": "t1",
+            "annotator_id": annotator,
+            "submitted_at": CREATED,
+            "boxes": [box],
+            "coordinates": "percent",
+            "image_width": 640,
+            "image_height": 480,
+        }
+        | context
+        for annotator in ("a", "b")
+    ]
+
+
+def _table_bytes(rows: list[dict[str, Any]], format: str, tmp_path) -> bytes:
+    if format == "jsonl":
+        return "\n".join(json.dumps(row) for row in rows).encode()
+    if format == "csv":
+        frame = pl.DataFrame(rows).with_columns(
+            boxes=pl.col("boxes").map_elements(
+                lambda boxes: json.dumps(boxes.to_list()), return_dtype=pl.String
+            )
+        )
+        return frame.write_csv().encode()
+    path = tmp_path / "boxes.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("format", ["jsonl", "csv", "parquet"])
+def test_table_boxes_keep_their_unit_and_image_size(tmp_path, format):
+    result = ingest_table(_table_bytes(_box_rows(), format, tmp_path), format)
+    assert result.rows_quarantined == 0
+    assert (
+        result.judgments.select("coordinates", "image_width", "image_height").rows()
+        == [("percent", 640.0, 480.0)] * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("context", "field"),
+    [
+        ({"coordinates": "inches"}, "coordinates"),
+        ({"coordinates": "Percent"}, "coordinates"),
+        ({"image_width": 0}, "image_width"),
+        ({"image_height": -480}, "image_height"),
+        ({"image_width": "wide"}, "image_width"),
+    ],
+)
+@pytest.mark.parametrize("format", ["jsonl", "csv"])
+def test_table_boxes_whose_unit_or_image_size_cannot_be_kept_are_quarantined(
+    tmp_path, format, context, field
+):
+    rows = _box_rows()
+    rows[1] |= context
+    result = ingest_table(_table_bytes(rows, format, tmp_path), format)
+    assert result.judgments.get_column("annotator_id").to_list() == ["a"]
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", field)]
+
+
 def test_table_of_a_kind_without_its_value_column_names_the_column():
     text = f"task_id,annotator_id,submitted_at,label\nt1,a,{CREATED},x\n"
     with pytest.raises(UnreadableFileError, match=r"missing column.*'value'"):
