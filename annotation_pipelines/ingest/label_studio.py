@@ -111,7 +111,7 @@ def parse_label_studio(
     )
     staged_tasks = staged_tasks.with_columns(project=project_expr)
     annotations = annotations.with_columns(project=project_expr)
-    annotations = _expand_controls(annotations, data)
+    annotations = _expand_controls(annotations, data, tasks=staged_tasks)
     annotations = annotations.with_columns(
         reason=pl.coalesce(
             pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit(CANCELLED)),
@@ -276,14 +276,14 @@ _CONTROL_SCHEMA: dict[str, pl.DataType] = {
 
 
 def _written_annotation(
-    data: bytes, row: dict, cache: dict[tuple[int, int], dict]
-) -> tuple[dict[str, Any], str | bytes]:
-    """The annotation as written in the file (see `task_start` in ANNOTATION_SCHEMA), and the
-    JSON text it was read from (its task's, or its own)."""
+    data: bytes, row: dict, cache: dict[tuple[int, int], dict], payloads: _Payloads
+) -> tuple[dict[str, Any], str | bytes, Any]:
+    """The annotation as written in the file (see `task_start` in ANNOTATION_SCHEMA), the
+    JSON text it was read from (its task's, or its own), and its task's data object."""
     start, end = row["task_start"], row["task_end"]
     if start is None or end is None:
         parsed = json.loads(row["record"])
-        return (parsed if isinstance(parsed, dict) else {}), row["record"]
+        return (parsed if isinstance(parsed, dict) else {}), row["record"], payloads.data(row)
     key = (start, end)
     if key not in cache:
         cache.clear()  # tasks arrive in order: one parsed task at a time
@@ -293,10 +293,33 @@ def _written_annotation(
         (task[k] for k in ANNOTATION_KEYS if isinstance(task.get(k), list)), []
     )
     annotation = listed[row["position"]] if row["position"] < len(listed) else None
-    return (annotation if isinstance(annotation, dict) else {}), data[start:end]
+    return (annotation if isinstance(annotation, dict) else {}), data[start:end], task.get("data")
 
 
-def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
+class _Payloads:
+    """The staged tasks' data objects by project and task id, read only when an annotation
+    the tolerant reader staged (which keeps no task text) needs its task's."""
+
+    def __init__(self, tasks: pl.DataFrame | None) -> None:
+        self._tasks = tasks
+        self._by_task: dict[tuple[str | None, str | None], str | None] | None = None
+
+    def data(self, row: dict[str, Any]) -> Any:
+        if self._tasks is None:
+            return None
+        if self._by_task is None:
+            frame = self._tasks.select("project", "task_id", "payload")
+            self._by_task = {(p, t): payload for p, t, payload in frame.iter_rows()}
+        payload = self._by_task.get((row["project"], row["task_id"]))
+        try:
+            return None if payload is None else json.loads(payload)
+        except (ValueError, RecursionError):
+            return None
+
+
+def _expand_controls(
+    annotations: pl.DataFrame, data: bytes, *, tasks: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """One row per annotation and control, with the control's kind and typed value.
 
     Annotations holding one `choices` result keep their row (the common, fast case); the
@@ -324,13 +347,17 @@ def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
     rows: list[dict] = []
     keep = [c for c in general.columns if c not in ("choices", "control", "task_start", "task_end")]
     cache: dict[tuple[int, int], dict] = {}
+    payloads = _Payloads(tasks)
     for annotation in general.iter_rows(named=True):
-        parsed, text = _written_annotation(data, annotation, cache)
+        parsed, text, task_data = _written_annotation(data, annotation, cache, payloads)
         if lone_surrogate(text, parsed):
             controls = [_unwritable(parsed)]
         else:
             controls = expand_results(
-                parsed.get("result"), annotation_id=parsed.get("id"), task_id=annotation["task_id"]
+                parsed.get("result"),
+                annotation_id=parsed.get("id"),
+                task_id=annotation["task_id"],
+                data=task_data,
             )
         for position, control in enumerate(controls):
             row = {name: annotation[name] for name in keep}

@@ -57,6 +57,9 @@ WRONG_TYPE = "wrong_type"
 TIMESTAMP_WITHOUT_TIMEZONE = "timestamp_without_timezone"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 UNKNOWN_LABEL = "unknown_label"
+# A span whose offsets reach past the end of the task's text: it marks characters that are not
+# there (an offset counted in another text, or a hand-edited export).
+OUTSIDE_TEXT = "outside_text"
 DUPLICATE = "duplicate"
 CANCELLED = "cancelled"
 NUL_BYTE = "nul_byte"
@@ -77,6 +80,7 @@ REASONS = (
     TIMESTAMP_WITHOUT_TIMEZONE,
     TIMESTAMP_IN_FUTURE,
     UNKNOWN_LABEL,
+    OUTSIDE_TEXT,
     DUPLICATE,
     CANCELLED,
     NUL_BYTE,

@@ -306,6 +306,60 @@ def test_native_and_tolerant_paths_agree_on_kinds():
     assert tolerant.judgments.drop("source_line").equals(native.judgments.drop("source_line"))
 
 
+def _spans_past_the_text() -> list[dict]:
+    text = "Alice met Bob"  # 13 characters
+    return [
+        task(
+            2,
+            {"text": text},
+            [
+                annotation(21, 1, [ner(0, 5, "Alice", "PER", "a"), ner(10, 99, "Bob", "PER", "b")]),
+                annotation(22, 2, [ner(0, 5, "Alice", "PER", "c"), ner(10, 13, "Bob", "PER", "d")]),
+                annotation(23, 3, [ner(13, 14, "", "PER", "e")]),
+            ],
+        ),
+        # No text in the task's data: the offsets cannot be checked, and are kept.
+        task(
+            3, {"image": "a.jpg", "url": "b.jpg"}, [annotation(31, 1, [ner(10, 99, "?", "X", "f")])]
+        ),
+    ]
+
+
+def test_label_studio_spans_past_the_end_of_the_task_text_are_quarantined():
+    result = ingest_label_studio(_spans_past_the_text())
+    assert sorted(result.judgments.get_column("judgment_id").to_list()) == [
+        "label-studio:22",
+        "label-studio:31",
+    ]
+    assert result.quarantine.select("reason", "field").rows() == [
+        ("outside_text", "spans (end 99 past the 13 characters of data.text)"),
+        ("outside_text", "spans (end 14 past the 13 characters of data.text)"),
+    ]
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined
+
+
+def test_label_studio_spans_past_the_text_are_quarantined_on_the_tolerant_path_too():
+    export = _spans_past_the_text()
+    native = ingest_label_studio(export)
+    broken = json.dumps(export, indent=2)[:-2] + "\n  ,{]"
+    tolerant = ingest_bytes(
+        broken.encode(), format="label-studio", source_file="export.json", now=NOW
+    )
+    assert tolerant.judgments.drop("source_line").equals(native.judgments.drop("source_line"))
+    assert tolerant.reasons["outside_text"] == 2
+
+
+def test_label_studio_rotated_box_is_its_extent_clipped_to_the_image():
+    # 30 % x 20 % of 640x480 at (90 %, 10 %) turned 45°: its extent reaches 111 % of the width.
+    turned = rectangle(90, 10, 30, 20, "Car", rotation=45, original_width=640, original_height=480)
+    result = ingest_label_studio([task(1, {"image": "a.jpg"}, [annotation(11, 1, [turned])])])
+    [box] = result.judgments.row(0, named=True)["boxes"]
+    assert box["x_max"] == 100.0
+    assert box["x_min"] == pytest.approx(90 - 96 * 2**0.5 / 2 / 6.4)  # 96 px tall, turned
+    assert 0.0 <= box["y_min"] < box["y_max"] <= 100.0
+    assert result.judgments.row(0, named=True)["coordinates"] == "percent"
+
+
 def test_categorical_exports_load_as_before_with_kind_categorical():
     tasks = [
         task(
