@@ -159,11 +159,19 @@ def document_text(payload: str | None, to_name: str | None = None) -> str | None
         return payload
     if not isinstance(data, dict):
         return payload
+    key = document_key(data, to_name)
+    return None if key is None else str(data[key])
+
+
+def document_key(data: dict[str, Any], to_name: str | None = None) -> str | None:
+    """The key of a task's data object whose string value span offsets index (see
+    document_text): `to_name`, else `text`, else the only key holding a string; None when
+    the object names no single document."""
     for key in (to_name, "text"):
         if key is not None and isinstance(data.get(key), str):
-            return str(data[key])
-    strings = [value for value in data.values() if isinstance(value, str)]
-    return strings[0] if len(strings) == 1 else None
+            return key
+    keys = [key for key, value in data.items() if isinstance(value, str)]
+    return keys[0] if len(keys) == 1 else None
 
 
 def document_texts(tasks: pl.DataFrame) -> pl.DataFrame:

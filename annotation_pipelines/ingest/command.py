@@ -107,9 +107,16 @@ def ingest_command(
     """
     from annotation_pipelines.ingest.files import ingest_path
     from annotation_pipelines.ingest.tables import ColumnMapping
-    from annotation_pipelines.ingest.validation import project_label_set
+    from annotation_pipelines.ingest.validation import (
+        PROJECT_NAME_RULE,
+        is_safe_project,
+        project_label_set,
+    )
     from annotation_pipelines.scale import RatingScale, project_scale
 
+    if project is not None and not is_safe_project(project):
+        # Every row would be quarantined as invalid_project: the option is wrong, not the data.
+        raise click.BadParameter(f"{project!r}: {PROJECT_NAME_RULE}", param_hint="'--project'")
     columns = {
         "task_id": task_col,
         "annotator_id": annotator_col,
@@ -158,7 +165,12 @@ def ingest_command(
         raise click.ClickException(str(error)) from error
     if result.rows_quarantined:
         click.echo(
-            quarantine_lines(result.quarantine, format_=format_, rows_read=result.rows_read),
+            quarantine_lines(
+                result.quarantine,
+                format_=format_,
+                rows_read=result.rows_read,
+                details=result.quarantine_details(),
+            ),
             err=True,
         )
     padded = padded_note(result.judgments, format_=format_)
@@ -223,10 +235,20 @@ def where_in_export(format_: str, source_line: int | None, *, line: int | None =
     return f"line {source_line}"
 
 
-def quarantine_lines(quarantine: pl.DataFrame, *, format_: str, rows_read: int) -> str:
-    """The first quarantined rows, one line each: file, where, field, reason."""
+def quarantine_lines(
+    quarantine: pl.DataFrame,
+    *,
+    format_: str,
+    rows_read: int,
+    details: pl.DataFrame | None = None,
+) -> str:
+    """The first quarantined rows, one line each: file, where, field, reason, and the reason
+    in words where the parser gave one (`details`: `result.IngestResult.quarantine_details`,
+    whose `where` names a row a line cannot, a Label Studio task and annotation)."""
     lines = [f"{quarantine.height} of {rows_read} rows quarantined (all with --output):"]
     shown = quarantine.head(SHOWN)
+    if details is not None:
+        shown = shown.hstack(details.head(SHOWN))
     # A quoted cell over two lines puts every later row further down the file than its
     # stored number says: the lines an editor shows are counted in the file itself.
     starts: dict[tuple[str, int], int] = {}
@@ -240,9 +262,10 @@ def quarantine_lines(quarantine: pl.DataFrame, *, format_: str, rows_read: int) 
         line = None
         if row["source_line"] is not None:
             line = starts.get((str(row["source_file"]), row["source_line"] - 1))
-        where = where_in_export(format_, row["source_line"], line=line)
+        where = row.get("where") or where_in_export(format_, row["source_line"], line=line)
         field = f", field {row['field']!r}" if row["field"] else ""
-        lines.append(f"  {row['source_file']}: {where}{field}: {row['reason']}")
+        message = f": {row['message']}" if row.get("message") else ""
+        lines.append(f"  {row['source_file']}: {where}{field}: {row['reason']}{message}")
     if quarantine.height > SHOWN:
         lines.append(f"  ... and {quarantine.height - SHOWN} more")
     return "\n".join(lines)

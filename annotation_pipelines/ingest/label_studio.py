@@ -86,7 +86,7 @@ def parse_label_studio(
         what = "empty file" if not head else f"expected a JSON array of tasks, found {head!r}"
         raise UnreadableFileError(f"{source_file}: not a Label Studio export: {what}")
     default_project = project
-    annotations, staged_tasks, failures = _stage_chunks(data, source_file)
+    annotations, staged_tasks, failures, task_starts = _stage_chunks(data, source_file)
     reasons = set(failures.get_column("reason").to_list())
     if (
         annotations.height == 0
@@ -110,8 +110,12 @@ def parse_label_studio(
         else pl.coalesce(pl.col("project").cast(pl.String), pl.lit(_stem(source_file)))
     )
     staged_tasks = staged_tasks.with_columns(project=project_expr)
-    annotations = annotations.with_columns(project=project_expr)
-    annotations = _expand_controls(annotations, data)
+    annotations = annotations.with_columns(
+        project=project_expr,
+        task_place=_task_places(annotations, task_starts),
+        annotation_place=pl.col("position") + 1,
+    )
+    annotations = _expand_controls(annotations, data, tasks=staged_tasks)
     annotations = annotations.with_columns(
         reason=pl.coalesce(
             pl.when(pl.col("was_cancelled").fill_null(False)).then(pl.lit(CANCELLED)),
@@ -136,6 +140,9 @@ def parse_label_studio(
         "reason",
         "field",
         "record",
+        "task_place",
+        "annotation_place",
+        "annotation_id",
         *KIND_COLUMNS,
     ]
     staged_gold = annotations.filter(gold_mask).select(columns)
@@ -161,15 +168,30 @@ def parse_label_studio(
 CHUNK_BYTES = 64 * 1024 * 1024
 
 
-def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Stage every task: native per chunk, tolerant for a chunk the native reader refuses.
+def _task_places(annotations: pl.DataFrame, task_starts: np.ndarray) -> pl.Series:
+    """Each annotation's task by its place among the export's tasks (1-based; null where the
+    reader did not say where the task starts): with the task's id and line and the
+    annotation's place and id, what names a row of a Label Studio export (`result._details`),
+    where a line alone cannot: a task holds many annotations, and a minified export has every
+    task on line 1."""
+    offsets = annotations.get_column("task_offset").fill_null(-1).to_numpy()
+    places = np.searchsorted(task_starts, offsets) + 1
+    known = (offsets >= 0) & (places <= task_starts.size)
+    return pl.Series(np.where(known, places, 0), dtype=pl.Int64).replace(0, None)
+
+
+def _stage_chunks(
+    data: bytes, source_file: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, np.ndarray]:
+    """Stage every task: native per chunk, tolerant for a chunk the native reader refuses;
+    and the byte offset where each task starts.
 
     Top-level elements that are not objects are quarantined (`not_a_task`), so every element
     read is accounted for.
     """
-    annotations, staged_tasks, failures, stray = _stage_objects(data, source_file)
+    annotations, staged_tasks, failures, stray, starts = _stage_objects(data, source_file)
     if not stray.size:
-        return annotations, staged_tasks, failures
+        return annotations, staged_tasks, failures, starts
     strays = pl.DataFrame(
         {
             "source_line": stray,
@@ -179,13 +201,14 @@ def _stage_chunks(data: bytes, source_file: str) -> tuple[pl.DataFrame, pl.DataF
         },
         schema=failures.schema,
     )
-    return annotations, staged_tasks, pl.concat([failures, strays])
+    return annotations, staged_tasks, pl.concat([failures, strays]), starts
 
 
 def _stage_objects(
     data: bytes, source_file: str
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, np.ndarray]:
-    """The staged objects and the lines of the elements that are not objects."""
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, np.ndarray, np.ndarray]:
+    """The staged objects, the lines of the elements that are not objects and the byte offset
+    where each object starts."""
     one_line = data.count(b"\n", 0, max(len(data) - 1, 0)) == 0
     if one_line and len(data) <= CHUNK_BYTES:
         # A small minified export: every task is on line 1, no structural scan needed.
@@ -200,7 +223,13 @@ def _stage_objects(
                 tasks, np.ones(tasks.height, np.int64), scan.starts, scan.ends
             )
             # Polars reads an array only when every element is an object: nothing stray.
-            return annotations, staged_tasks, empty_failures(), np.zeros(0, np.int64)
+            return (
+                annotations,
+                staged_tasks,
+                empty_failures(),
+                np.zeros(0, np.int64),
+                scan.starts,
+            )
         except Exception:
             pass
     scan = scan_json_array(data)
@@ -235,6 +264,7 @@ def _stage_objects(
         pl.concat([p[1] for p in parts]),
         pl.concat([p[2] for p in parts]),
         scan.stray_lines,
+        scan.starts,
     )
 
 
@@ -276,14 +306,14 @@ _CONTROL_SCHEMA: dict[str, pl.DataType] = {
 
 
 def _written_annotation(
-    data: bytes, row: dict, cache: dict[tuple[int, int], dict]
-) -> tuple[dict[str, Any], str | bytes]:
-    """The annotation as written in the file (see `task_start` in ANNOTATION_SCHEMA), and the
-    JSON text it was read from (its task's, or its own)."""
+    data: bytes, row: dict, cache: dict[tuple[int, int], dict], payloads: _Payloads
+) -> tuple[dict[str, Any], str | bytes, Any]:
+    """The annotation as written in the file (see `task_start` in ANNOTATION_SCHEMA), the
+    JSON text it was read from (its task's, or its own), and its task's data object."""
     start, end = row["task_start"], row["task_end"]
     if start is None or end is None:
         parsed = json.loads(row["record"])
-        return (parsed if isinstance(parsed, dict) else {}), row["record"]
+        return (parsed if isinstance(parsed, dict) else {}), row["record"], payloads.data(row)
     key = (start, end)
     if key not in cache:
         cache.clear()  # tasks arrive in order: one parsed task at a time
@@ -293,10 +323,33 @@ def _written_annotation(
         (task[k] for k in ANNOTATION_KEYS if isinstance(task.get(k), list)), []
     )
     annotation = listed[row["position"]] if row["position"] < len(listed) else None
-    return (annotation if isinstance(annotation, dict) else {}), data[start:end]
+    return (annotation if isinstance(annotation, dict) else {}), data[start:end], task.get("data")
 
 
-def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
+class _Payloads:
+    """The staged tasks' data objects by project and task id, read only when an annotation
+    the tolerant reader staged (which keeps no task text) needs its task's."""
+
+    def __init__(self, tasks: pl.DataFrame | None) -> None:
+        self._tasks = tasks
+        self._by_task: dict[tuple[str | None, str | None], str | None] | None = None
+
+    def data(self, row: dict[str, Any]) -> Any:
+        if self._tasks is None:
+            return None
+        if self._by_task is None:
+            frame = self._tasks.select("project", "task_id", "payload")
+            self._by_task = {(p, t): payload for p, t, payload in frame.iter_rows()}
+        payload = self._by_task.get((row["project"], row["task_id"]))
+        try:
+            return None if payload is None else json.loads(payload)
+        except (ValueError, RecursionError):
+            return None
+
+
+def _expand_controls(
+    annotations: pl.DataFrame, data: bytes, *, tasks: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """One row per annotation and control, with the control's kind and typed value.
 
     Annotations holding one `choices` result keep their row (the common, fast case); the
@@ -324,13 +377,17 @@ def _expand_controls(annotations: pl.DataFrame, data: bytes) -> pl.DataFrame:
     rows: list[dict] = []
     keep = [c for c in general.columns if c not in ("choices", "control", "task_start", "task_end")]
     cache: dict[tuple[int, int], dict] = {}
+    payloads = _Payloads(tasks)
     for annotation in general.iter_rows(named=True):
-        parsed, text = _written_annotation(data, annotation, cache)
+        parsed, text, task_data = _written_annotation(data, annotation, cache, payloads)
         if lone_surrogate(text, parsed):
             controls = [_unwritable(parsed)]
         else:
             controls = expand_results(
-                parsed.get("result"), annotation_id=parsed.get("id"), task_id=annotation["task_id"]
+                parsed.get("result"),
+                annotation_id=parsed.get("id"),
+                task_id=annotation["task_id"],
+                data=task_data,
             )
         for position, control in enumerate(controls):
             row = {name: annotation[name] for name in keep}
@@ -491,6 +548,7 @@ def _stage_native(
             record=pl.col("a").struct.json_encode(),
             task_start=pl.col("_start"),
             task_end=pl.col("_end"),
+            task_offset=pl.col("_start"),
         ).cast(pl.Schema(ANNOTATION_SCHEMA)),
         staged_tasks.cast(pl.Schema(TASK_SCHEMA)),
     )

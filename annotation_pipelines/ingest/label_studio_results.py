@@ -11,13 +11,18 @@ Result type → kind, value:
 - labels → spans: `value.start`/`end` character offsets (end exclusive; code points, as
   Python indexes a str, so an emoji is one character), one span per label in
   `value.labels`. On a HyperText object `start`/`end` are XPaths and the character offsets
-  are `value.globalOffsets`, as for hypertextlabels.
+  are `value.globalOffsets`, as for hypertextlabels. A Text span ending past the end of its
+  task's text (the data value its `to_name` reads, found as the snapshot finds a span's
+  document: `kinds.document_text`) is quarantined as ``outside_text``, its field naming the end
+  and the text's length; the whole control goes, as for a region of the wrong shape. A text
+  given by address (valueType="url") is not checked.
 - hypertextlabels → spans: `value.globalOffsets.start`/`end` (character offsets in the
   document's text); a region without them is refused as `wrong_type`. Exports from before
   the tag's rename keep the labels under `htmllabels`.
 - rectanglelabels (and the unlabelled rectangle tool) → boxes: `x`, `y`, `width`, `height`
   in percent of the image, rotated by `rotation` degrees about (x, y); the box is the
-  rotated rectangle's axis-aligned extent.
+  rotated rectangle's axis-aligned extent, clipped to the image (0–100 %), since a turned
+  rectangle near an edge reaches past it.
 - polygonlabels (and polygon) → boxes + polygons: the polygon's bounding box in `boxes`, its
   outline in `polygons`.
 - keypointlabels (and keypoint) → boxes: a square centred on the point whose side is the
@@ -57,11 +62,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
-from annotation_pipelines.ingest.validation import UNSUPPORTED_KIND, WRONG_TYPE
+from annotation_pipelines.ingest.validation import OUTSIDE_TEXT, UNSUPPORTED_KIND, WRONG_TYPE
 from annotation_pipelines.ingest.values import ValueShapeError, box, normalize, span
+from annotation_pipelines.kinds import document_key
 from annotation_pipelines.numbers import finite
+
+# A Text object configured with valueType="url" holds the document's address, not the document:
+# offsets into the fetched text cannot be checked against it.
+_ADDRESS = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|/data/)\S*")
 
 SPAN_TYPES = ("labels", "hypertextlabels")
 BOX_TYPES = (
@@ -109,9 +120,12 @@ class _Unsupported(Exception):
 
 
 def expand_results(
-    results: Any, *, annotation_id: Any = None, task_id: Any = None
+    results: Any, *, annotation_id: Any = None, task_id: Any = None, data: Any = None
 ) -> list[dict[str, Any]]:
-    """One row per control of an annotation's `result` list (see the module docstring)."""
+    """One row per control of an annotation's `result` list (see the module docstring).
+
+    `data`: the task's data object, when known; a text span whose end is past the end of the
+    text it labels is then refused as ``outside_text``."""
     if not isinstance(results, list) or not results:
         return [{**dict.fromkeys(ROW_KEYS), "kind": "categorical"}]
     # Ids of regions drawn by a region control: a single-value result sharing one describes
@@ -142,10 +156,35 @@ def expand_results(
             ):
                 key = f"\x00per-region:{key}"
         groups.setdefault(key, []).append(result)
-    return [
+    rows = [
         _control_row(control, members, annotation_id, task_id)
         for control, members in groups.items()
     ]
+    if isinstance(data, dict):
+        for row, members in zip(rows, groups.values(), strict=True):
+            past = _past_the_text(members, data) if row["kind"] == "spans" else None
+            if past is not None:
+                _refuse(row, OUTSIDE_TEXT, past, annotation_id, members)
+    return rows
+
+
+def _past_the_text(results: list[Any], data: dict[str, Any]) -> str | None:
+    """The field of the quarantine row naming the first span of `results` (Text `labels`,
+    whose offsets index the data value their `to_name` reads) that ends past that text, or
+    None. HyperText offsets index the page as the browser renders it, which the export does
+    not hold: they are not checked."""
+    for result in results:
+        value = result["value"]
+        if result.get("type") != "labels" or isinstance(value.get("start"), str):
+            continue
+        to_name = result.get("to_name")
+        key = document_key(data, to_name if isinstance(to_name, str) else None)
+        if key is None or _ADDRESS.fullmatch(data[key]):
+            continue
+        length = len(data[key])
+        if value["end"] > length:
+            return f"spans (end {value['end']} past the {length} characters of data.{key})"
+    return None
 
 
 def _control_row(
@@ -274,6 +313,9 @@ def _rectangle(
         raise ValueShapeError("boxes", "boxes: rotation must be a finite number")
     if rotation % 360 == 0:
         return x, y, x + w, y + h
+    # The extent of a turned rectangle near an edge reaches past the image (a box of 111 % of
+    # its width); what lies outside holds no pixel of the object, so the box is clipped to the
+    # image, as detection pipelines clip boxes (torchvision's clip_boxes_to_image).
     # Rotate the corners about (x, y) in pixel units (percent when the size is unknown).
     sx, sy = (width / 100.0, height / 100.0) if width and height else (1.0, 1.0)
     theta = math.radians(rotation)
@@ -282,7 +324,12 @@ def _rectangle(
     for dx, dy in ((0.0, 0.0), (w * sx, 0.0), (w * sx, h * sy), (0.0, h * sy)):
         xs.append(x + (dx * cos - dy * sin) / sx)
         ys.append(y + (dx * sin + dy * cos) / sy)
-    return min(xs), min(ys), max(xs), max(ys)
+    return (
+        min(max(min(xs), 0.0), 100.0),
+        min(max(min(ys), 0.0), 100.0),
+        min(max(max(xs), 0.0), 100.0),
+        min(max(max(ys), 0.0), 100.0),
+    )
 
 
 def _boxes(results: list[dict], kind_type: str) -> dict[str, Any]:

@@ -67,6 +67,8 @@ ANNOTATION_SCHEMA: dict[str, pl.DataType] = {
     # the results are expanded from the task as written, not from the staged record.
     "task_start": pl.Int64(),
     "task_end": pl.Int64(),
+    # Where the task starts in the file, on either path: its place among the export's tasks.
+    "task_offset": pl.Int64(),
 }
 TASK_SCHEMA: dict[str, pl.DataType] = {
     "task_id": pl.String(),
@@ -259,6 +261,7 @@ def stage_tolerant(
                     "record": json.dumps(annotation, ensure_ascii=False),
                     "task_start": None,
                     "task_end": None,
+                    "task_offset": start,
                 }
             )
     if not scan.closed and (not failures or failures[-1]["reason"] != TRUNCATED_FILE):

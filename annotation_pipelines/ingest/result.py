@@ -34,6 +34,12 @@ class UnreadableFileError(InputError):
     """The whole file could not be read; the message names it. Retry it on the next run."""
 
 
+# What the messages say of a quarantined row beyond the lake's columns: `where` it is in a
+# source whose rows a line cannot name (a Label Studio task and annotation), and the `message`
+# of a value refused for its shape, as the other commands print it. Never written to the lake.
+DETAILS: dict[str, pl.DataType] = {"where": pl.String(), "message": pl.String()}
+
+
 @dataclass(frozen=True)
 class IngestResult:
     """The canonical tables read from one or more files, and their reconciliation.
@@ -53,6 +59,9 @@ class IngestResult:
     quarantine: pl.DataFrame
     rows_read: int
     files: tuple[str, ...] = field(default=())
+    # The DETAILS of the first `details.height` quarantined rows, row for row (rows set aside
+    # later are appended to the quarantine, with none); None when no row has any.
+    details: pl.DataFrame | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # Counted by the parser before validation: a row validation dropped would show here.
@@ -62,6 +71,14 @@ class IngestResult:
                 f"{self.rows_read} != loaded {self.rows_loaded} + quarantined "
                 f"{self.rows_quarantined}"
             )
+
+    def quarantine_details(self) -> pl.DataFrame:
+        """DETAILS of every quarantined row, row for row with `quarantine` (nulls where none)."""
+        known = self.details if self.details is not None else empty(DETAILS)
+        missing = self.quarantine.height - known.height
+        if missing <= 0:
+            return known.head(self.quarantine.height)
+        return pl.concat([known, pl.DataFrame({n: [None] * missing for n in DETAILS}, DETAILS)])
 
     @property
     def rows_loaded(self) -> int:
@@ -107,6 +124,9 @@ def combine(results: Iterable[IngestResult]) -> IngestResult:
         frames = [frame.select(list(table)) for frame in frames if frame.height]
         return pl.concat(frames) if frames else empty(table)
 
+    details = None
+    if any(r.details is not None for r in results):
+        details = pl.concat([r.quarantine_details() for r in results])
     return IngestResult(
         judgments=stack([r.judgments for r in results], JUDGMENTS),
         tasks=stack([r.tasks for r in results], RAW_TASKS),
@@ -114,6 +134,7 @@ def combine(results: Iterable[IngestResult]) -> IngestResult:
         quarantine=stack([r.quarantine for r in results], QUARANTINE),
         rows_read=sum(r.rows_read for r in results),
         files=tuple(f for r in results for f in r.files),
+        details=details,
     )
 
 
@@ -172,6 +193,7 @@ def assemble(
         name="judgments",
     )
     quarantines = [quarantined]
+    details = [_details(staged_judgments, good, quarantined)]
     gold = empty(GOLD_LABELS)
     if staged_gold is not None and staged_gold.height:
         good_gold, bad_gold = validate(
@@ -200,6 +222,7 @@ def assemble(
             name="gold_labels",
         )
         quarantines.append(bad_gold)
+        details.append(_details(staged_gold, good_gold, bad_gold))
     if preset_quarantine is not None and preset_quarantine.height:
         quarantines.append(preset_quarantine.select(list(QUARANTINE)))
     quarantine = pl.concat([q.cast(pl.Schema(QUARANTINE)) for q in quarantines])
@@ -207,7 +230,51 @@ def assemble(
     rows_read = staged_judgments.height
     rows_read += 0 if staged_gold is None else staged_gold.height
     rows_read += 0 if preset_quarantine is None else preset_quarantine.height
-    return IngestResult(judgments, tasks, gold, quarantine, rows_read, files=(source_file,))
+    return IngestResult(
+        judgments,
+        tasks,
+        gold,
+        quarantine,
+        rows_read,
+        files=(source_file,),
+        details=pl.concat(details),
+    )
+
+
+def _details(staged: pl.DataFrame, good: pl.DataFrame, quarantined: pl.DataFrame) -> pl.DataFrame:
+    """DETAILS of the `quarantined` rows of `staged` (validation keeps them in staged order,
+    and the rows it kept carry their `_order`): where a Label Studio row is (its task's place,
+    id and line, its annotation's place and id, when staged), and the parser's message where
+    the row was refused for the value it described."""
+    if not quarantined.height:
+        return empty(DETAILS)
+    kept = good.get_column("_order").implode()
+    bad = staged.with_row_index("_order").filter(~pl.col("_order").is_in(kept))
+
+    def column(name: str) -> pl.Expr:
+        return pl.col(name) if name in bad.columns else pl.lit(None, pl.String)
+
+    def shown(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.String).fill_null("none")
+
+    where = pl.lit(None, pl.String)
+    if {"task_place", "annotation_place", "annotation_id"} <= set(bad.columns):
+        task = pl.when(pl.col("task_place").is_not_null()).then(pl.format("task {} ", "task_place"))
+        where = pl.format(
+            "{}(id {}, line {}), annotation {} (id {})",
+            task.otherwise(pl.lit("task ")),
+            shown("task_id"),
+            shown("source_line"),
+            shown("annotation_place"),
+            shown("annotation_id"),
+        )
+    refused_field = pl.coalesce(column("error_field"), pl.lit("label"))
+    return bad.select(
+        where=where,
+        message=pl.when(pl.Series(quarantined.get_column("field")) == refused_field)
+        .then(column("label_error"))
+        .cast(pl.String),
+    )
 
 
 def _kind_columns(frame: pl.DataFrame) -> dict[str, pl.Expr]:
@@ -321,7 +388,9 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
         .drop("_first")
     )
     quarantine = pl.concat([result.quarantine, *set_aside])
-    return IngestResult(judgments, tasks, gold, quarantine, result.rows_read, result.files)
+    return IngestResult(
+        judgments, tasks, gold, quarantine, result.rows_read, result.files, result.details
+    )
 
 
 def _set_aside(
@@ -403,4 +472,5 @@ def set_aside_case_twins(result: IngestResult, known: Iterable[str] = ()) -> Ing
         quarantine,
         result.rows_read,
         result.files,
+        result.details,
     )

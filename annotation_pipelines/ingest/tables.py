@@ -19,7 +19,10 @@ Kinds: the bounding-box, named-entity and multi-label task types (recognised by 
 `type`, else by the label's shape; see `_sagemaker_kind`) become `boxes` (pixel coordinates,
 with the image size), `spans` and `multilabel` judgments. Plain tables carry a kind's value in
 its canonical column (`labels`, `value`, `ranking`, `left`/`right`/`winner`, `spans`,
-`boxes`, `text`), typed in Parquet and JSON Lines and JSON text in CSV cells.
+`boxes`, `text`), typed in Parquet and JSON Lines and JSON text in CSV cells. A boxes row
+keeps where it is measured, as the Label Studio and Ground Truth readers keep it: `coordinates`
+("pixel" or "percent") and `image_width`/`image_height`; a unit or size it cannot keep
+quarantines the row as ``wrong_type`` on that field.
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ from annotation_pipelines.ingest.validation import (
     lone_surrogate,
 )
 from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
-from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.kinds import (
+    COORDINATE_UNITS,
+    DEFAULT_KIND,
+    KINDS,
+    VALUE_COLUMNS,
+    VALUE_DTYPES,
+)
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import check_column_count, check_encoding, repeated_column
 
@@ -78,6 +87,10 @@ class ColumnMapping:
     spans: str | None = "spans"
     boxes: str | None = "boxes"
     text: str | None = "text"
+    # Where a boxes row is measured: its unit ("pixel" or "percent") and the image's size.
+    coordinates: str | None = "coordinates"
+    image_width: str | None = "image_width"
+    image_height: str | None = "image_height"
 
     @classmethod
     def from_dict(cls, mapping: dict[str, str | None]) -> ColumnMapping:
@@ -350,6 +363,64 @@ def _value_rows(
     return pl.DataFrame(rows, schema=schema)
 
 
+# The staged columns of a boxes row's context, and the error and field of one not kept.
+_BOX_CONTEXT: dict[str, pl.DataType] = {
+    "coordinates": pl.String(),
+    "image_width": pl.Float64(),
+    "image_height": pl.Float64(),
+    "_context_error": pl.String(),
+    "_context_field": pl.String(),
+}
+
+
+def _box_context(raw: dict[str, Any]) -> dict[str, Any]:
+    """Where a boxes row is measured: `coordinates` (one of COORDINATE_UNITS) and the image's
+    `image_width`/`image_height` in pixels, each None when not given. One that cannot be kept
+    is a ValueShapeError on its field, never dropped: a box in percent read as pixels is a box
+    of another place and size."""
+    unit = raw.get("coordinates")
+    if isinstance(unit, str) and not unit.strip():
+        unit = None
+    if unit is not None and unit not in COORDINATE_UNITS:
+        raise ValueShapeError(
+            "coordinates",
+            f"coordinates: expected one of {', '.join(COORDINATE_UNITS)}, got {unit!r:.80}",
+        )
+    return {
+        "coordinates": unit,
+        "image_width": image_size("image_width", raw.get("image_width")),
+        "image_height": image_size("image_height", raw.get("image_height")),
+    }
+
+
+def _box_contexts(cells: list[dict[str, Any]], kinds: list[str | None]) -> pl.DataFrame:
+    """`_box_context` of each boxes row (the others: nulls), with the error of one not kept."""
+    rows: list[dict[str, Any]] = []
+    for raw, kind in zip(cells, kinds, strict=True):
+        if kind != "boxes":
+            rows.append({})
+            continue
+        try:
+            rows.append(_box_context(raw))
+        except ValueShapeError as error:
+            rows.append({"_context_error": str(error), "_context_field": error.field})
+    return pl.DataFrame(rows, schema=_BOX_CONTEXT)
+
+
+def _with_box_context(values: pl.DataFrame, context: pl.DataFrame) -> pl.DataFrame:
+    """`values` with the box context columns; a context error stands where the value has none,
+    so a row is refused for its value first."""
+    refused = pl.col("label_error").is_null() & pl.col("_context_error").is_not_null()
+    return (
+        pl.concat([values, context], how="horizontal")
+        .with_columns(
+            label_error=pl.when(refused).then("_context_error").otherwise("label_error"),
+            error_field=pl.when(refused).then("_context_field").otherwise("error_field"),
+        )
+        .drop("_context_error", "_context_field")
+    )
+
+
 def _stage_frame(
     frame: pl.DataFrame,
     mapping: ColumnMapping,
@@ -409,6 +480,19 @@ def _stage_frame(
             [pl.col(source).alias(canonical) for canonical, source in value_sources.items()]
         ).to_dicts()
         values = _value_rows(cells, kinds, text_cells=not typed)
+    context_sources = {
+        name: source
+        for name in ("coordinates", "image_width", "image_height")
+        if (source := getattr(mapping, name)) and source in frame.columns
+    }
+    context_cells = (
+        frame.select(
+            [pl.col(source).alias(name) for name, source in context_sources.items()]
+        ).to_dicts()
+        if context_sources
+        else [{}] * frame.height
+    )
+    values = _with_box_context(values, _box_contexts(context_cells, kinds))
     staged = frame.select(
         judgment_id=column(mapping.judgment_id),
         task_id=column(mapping.task_id),
@@ -554,6 +638,16 @@ def _stage_records(
         if row_kind is None:
             row_kind = _text(record.get(mapping.kind))[0] if mapping.kind else None
         row["kind"] = row_kind
+        if row_kind == "boxes":
+            context = {
+                name: record.get(source)
+                for name in ("coordinates", "image_width", "image_height")
+                if (source := getattr(mapping, name))
+            }
+            try:
+                row.update(_box_context(context))
+            except ValueShapeError as error:
+                row["label_error"], row["error_field"] = str(error), error.field
         if row_kind == DEFAULT_KIND or row_kind is None:
             label, scalar = _text(record.get(mapping.label))
             row["label"] = label

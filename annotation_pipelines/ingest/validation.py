@@ -60,6 +60,9 @@ WRONG_TYPE = "wrong_type"
 TIMESTAMP_WITHOUT_TIMEZONE = "timestamp_without_timezone"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
 UNKNOWN_LABEL = "unknown_label"
+# A span whose offsets reach past the end of the task's text: it marks characters that are not
+# there (an offset counted in another text, or a hand-edited export).
+OUTSIDE_TEXT = "outside_text"
 DUPLICATE = "duplicate"
 CANCELLED = "cancelled"
 NUL_BYTE = "nul_byte"
@@ -81,6 +84,7 @@ REASONS = (
     TIMESTAMP_WITHOUT_TIMEZONE,
     TIMESTAMP_IN_FUTURE,
     UNKNOWN_LABEL,
+    OUTSIDE_TEXT,
     DUPLICATE,
     CANCELLED,
     NUL_BYTE,
@@ -98,6 +102,12 @@ PROJECT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 # trailing dot from (`p.` is `p`): a lake or dataset copied to a Windows disk could not hold
 # that project's folder, or would hold it in another project's.
 WINDOWS_UNSAFE_NAME = r"(?i)^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$|\.$"
+# The rule above in words, for the messages that refuse a name.
+PROJECT_NAME_RULE = (
+    "a project name starts with a letter or digit and holds only letters, digits, '.', '_' "
+    "and '-' (at most 128 characters), with no '..', no trailing '.' and no name Windows "
+    "keeps for a device (con, nul, com1, ...): it names the project's folders in the lake"
+)
 # A record (a line, a task) larger than this is quarantined unparsed: parsing it would cost
 # many times its size in memory, and no real submission is anywhere near it.
 MAX_RECORD_BYTES = 16 * 1024 * 1024

@@ -631,6 +631,41 @@ def test_label_studio_percent_boxes_reach_coco_in_pixels_with_the_image_referenc
     assert "percent" not in kind_card(snapshot, quality=None, location="here")
 
 
+def test_a_table_of_percent_boxes_reaches_coco_in_pixels_of_its_image_size(tmp_path):
+    from annotation_pipelines.ingest import ingest_path
+
+    # A JSON Lines file of boxes in percent of a 640x480 image, as a team's own tool writes it.
+    box = {"label": "car", "x_min": 10, "y_min": 20, "x_max": 40, "y_max": 60}
+    rows = [
+        {
+            "task_id": f"img{t}",
+            "annotator_id": f"a{a}",
+            "submitted_at": f"{DAY}T10:00:00Z",
+            "boxes": [box],
+            "coordinates": "percent",
+            "image_width": 640,
+            "image_height": 480,
+        }
+        for t in range(6)
+        for a in range(3)
+    ]
+    path = tmp_path / "boxes.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows))
+    result = ingest_path(path, format="jsonl", project="det")
+    assert result.rows_quarantined == 0
+    staged = result.judgments.select("coordinates", "image_width", "image_height").unique()
+    assert staged.rows() == [("percent", 640.0, 480.0)]
+    labels, raw = _ingested_boxes(result)
+    snapshot = build_kind_snapshot(labels, raw, project="det", kind="boxes", min_confidence=0)
+    coco = json.loads(snapshot.files["coco.json"])
+    assert {(image["width"], image["height"]) for image in coco["images"]} == {(640, 480)}
+    assert len(coco["annotations"]) == 6
+    for fused in coco["annotations"]:
+        # 10 % of 640 px is 64 px, not 10 px.
+        assert fused["bbox"] == pytest.approx([64, 96, 192, 192])
+    assert snapshot.stats["tasks_in_percent"] == 0
+
+
 def test_ground_truth_pixel_boxes_take_the_image_size_from_the_judgments(tmp_path):
     from tests.kinds.test_ingest_kinds import sagemaker
 

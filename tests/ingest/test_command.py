@@ -436,3 +436,89 @@ def test_a_gzipped_export_is_read_as_the_other_commands_read_it(tmp_path, suffix
     assert counts["rows_read"] == 2 and counts["rows_loaded"] == 1
     where = "line 2" if suffix == ".jsonl.gz" else "row 2 (line 3)"
     assert f"{path}: {where}, field 'label': unknown_label" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("project", ["my project", "café", "a+b", "_x", "a/b", "..", "con", "p."])
+def test_a_project_that_cannot_name_a_lake_folder_is_a_usage_error_before_reading(
+    tmp_path, project
+):
+    # The input does not exist: the option is refused before it is read.
+    result = run(str(tmp_path / "absent.csv"), "--format", "csv", "--project", project)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--project'" in result.output
+    assert repr(project) in result.output
+    assert "letters, digits" in result.output
+
+
+def test_a_refused_kind_value_is_named_with_the_reason_text_aggregate_prints(tmp_path):
+    path = tmp_path / "boxes.csv"
+    box = '"[{""label"": ""car"", ""x_min"": 10, ""y_min"": 10, ""x_max"": 5, ""y_max"": 20}]"'
+    path.write_text(
+        "task_id,annotator_id,submitted_at,boxes\n"
+        f"b1,a,2026-11-30T10:00:00Z,{box}\n"
+        'b1,b,2026-11-30T10:00:00Z,"[]"\n'
+    )
+    ingested = CliRunner().invoke(
+        main, ["ingest", str(path), "--format", "csv", "--kind", "boxes", "--project", "det"]
+    )
+    aggregated = CliRunner().invoke(main, ["aggregate", "--kind", "boxes", str(path)])
+    [named] = [line for line in aggregated.stderr.splitlines() if "wrong_type" in line]
+    assert "x_min <= x_max" in named
+    assert f"  {path}: {named.strip()}" in ingested.stderr.splitlines()
+
+
+def test_label_studio_rows_are_named_by_task_and_annotation(tmp_path):
+    tasks = [
+        {
+            "id": 7,
+            "data": {"text": "Alice met Bob"},
+            "annotations": [
+                {"id": 70, "completed_by": 1, "created_at": "2026-05-01T10:00:00Z", "result": []},
+                {
+                    "id": 71,
+                    "completed_by": 2,
+                    "created_at": "2026-05-01T10:00:00Z",
+                    "was_cancelled": True,
+                    "result": [],
+                },
+            ],
+        },
+        {
+            "id": 8,
+            "data": {"text": "Alice met Bob"},
+            "annotations": [
+                {
+                    "id": 80,
+                    "completed_by": 1,
+                    "created_at": "2026-05-01T10:00:00Z",
+                    "result": [
+                        {
+                            "from_name": "ner",
+                            "to_name": "text",
+                            "type": "labels",
+                            "value": {"start": 10, "end": 99, "labels": ["PER"]},
+                        }
+                    ],
+                }
+            ],
+        },
+    ]
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(tasks, indent=1))
+    text = path.read_text().splitlines()
+    line = next(n for n, row in enumerate(text, start=1) if '"id": 8' in row) - 1
+    result = run(str(path), "--format", "label-studio")
+    assert result.exit_code == 0, result.output
+    shown = result.stderr.splitlines()
+    assert f"  {path}: task 1 (id 7, line 2), annotation 1 (id 70), field 'label': " in "\n".join(
+        shown
+    )
+    assert (
+        f"  {path}: task 1 (id 7, line 2), annotation 2 (id 71), field 'was_cancelled': cancelled"
+        in shown
+    )
+    assert any(
+        row.startswith(f"  {path}: task 2 (id 8, line {line}), annotation 1 (id 80), field 'spans")
+        and row.endswith(": outside_text")
+        for row in shown
+    ), shown

@@ -306,6 +306,60 @@ def test_native_and_tolerant_paths_agree_on_kinds():
     assert tolerant.judgments.drop("source_line").equals(native.judgments.drop("source_line"))
 
 
+def _spans_past_the_text() -> list[dict]:
+    text = "Alice met Bob"  # 13 characters
+    return [
+        task(
+            2,
+            {"text": text},
+            [
+                annotation(21, 1, [ner(0, 5, "Alice", "PER", "a"), ner(10, 99, "Bob", "PER", "b")]),
+                annotation(22, 2, [ner(0, 5, "Alice", "PER", "c"), ner(10, 13, "Bob", "PER", "d")]),
+                annotation(23, 3, [ner(13, 14, "", "PER", "e")]),
+            ],
+        ),
+        # No text in the task's data: the offsets cannot be checked, and are kept.
+        task(
+            3, {"image": "a.jpg", "url": "b.jpg"}, [annotation(31, 1, [ner(10, 99, "?", "X", "f")])]
+        ),
+    ]
+
+
+def test_label_studio_spans_past_the_end_of_the_task_text_are_quarantined():
+    result = ingest_label_studio(_spans_past_the_text())
+    assert sorted(result.judgments.get_column("judgment_id").to_list()) == [
+        "label-studio:22",
+        "label-studio:31",
+    ]
+    assert result.quarantine.select("reason", "field").rows() == [
+        ("outside_text", "spans (end 99 past the 13 characters of data.text)"),
+        ("outside_text", "spans (end 14 past the 13 characters of data.text)"),
+    ]
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined
+
+
+def test_label_studio_spans_past_the_text_are_quarantined_on_the_tolerant_path_too():
+    export = _spans_past_the_text()
+    native = ingest_label_studio(export)
+    broken = json.dumps(export, indent=2)[:-2] + "\n  ,{]"
+    tolerant = ingest_bytes(
+        broken.encode(), format="label-studio", source_file="export.json", now=NOW
+    )
+    assert tolerant.judgments.drop("source_line").equals(native.judgments.drop("source_line"))
+    assert tolerant.reasons["outside_text"] == 2
+
+
+def test_label_studio_rotated_box_is_its_extent_clipped_to_the_image():
+    # 30 % x 20 % of 640x480 at (90 %, 10 %) turned 45°: its extent reaches 111 % of the width.
+    turned = rectangle(90, 10, 30, 20, "Car", rotation=45, original_width=640, original_height=480)
+    result = ingest_label_studio([task(1, {"image": "a.jpg"}, [annotation(11, 1, [turned])])])
+    [box] = result.judgments.row(0, named=True)["boxes"]
+    assert box["x_max"] == 100.0
+    assert box["x_min"] == pytest.approx(90 - 96 * 2**0.5 / 2 / 6.4)  # 96 px tall, turned
+    assert 0.0 <= box["y_min"] < box["y_max"] <= 100.0
+    assert result.judgments.row(0, named=True)["coordinates"] == "percent"
+
+
 def test_categorical_exports_load_as_before_with_kind_categorical():
     tasks = [
         task(
@@ -465,6 +519,69 @@ def test_parquet_typed_lists_and_structs_with_the_kind_option(tmp_path):
     loaded = ingest_table(path.read_bytes(), "parquet")
     assert loaded.judgments.row(0, named=True)["spans"] == [{"start": 0, "end": 2, "label": "X"}]
     assert loaded.judgments.row(0, named=True)["kind"] == "spans"
+
+
+def _box_rows(**context: Any) -> list[dict[str, Any]]:
+    box = {"label": "car", "x_min": 10.0, "y_min": 20.0, "x_max": 40.0, "y_max": 60.0}
+    return [
+        {
+            "task_id": "t1",
+            "annotator_id": annotator,
+            "submitted_at": CREATED,
+            "boxes": [box],
+            "coordinates": "percent",
+            "image_width": 640,
+            "image_height": 480,
+        }
+        | context
+        for annotator in ("a", "b")
+    ]
+
+
+def _table_bytes(rows: list[dict[str, Any]], format: str, tmp_path) -> bytes:
+    if format == "jsonl":
+        return "\n".join(json.dumps(row) for row in rows).encode()
+    if format == "csv":
+        frame = pl.DataFrame(rows).with_columns(
+            boxes=pl.col("boxes").map_elements(
+                lambda boxes: json.dumps(boxes.to_list()), return_dtype=pl.String
+            )
+        )
+        return frame.write_csv().encode()
+    path = tmp_path / "boxes.parquet"
+    pl.DataFrame(rows).write_parquet(path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("format", ["jsonl", "csv", "parquet"])
+def test_table_boxes_keep_their_unit_and_image_size(tmp_path, format):
+    result = ingest_table(_table_bytes(_box_rows(), format, tmp_path), format)
+    assert result.rows_quarantined == 0
+    assert (
+        result.judgments.select("coordinates", "image_width", "image_height").rows()
+        == [("percent", 640.0, 480.0)] * 2
+    )
+
+
+@pytest.mark.parametrize(
+    ("context", "field"),
+    [
+        ({"coordinates": "inches"}, "coordinates"),
+        ({"coordinates": "Percent"}, "coordinates"),
+        ({"image_width": 0}, "image_width"),
+        ({"image_height": -480}, "image_height"),
+        ({"image_width": "wide"}, "image_width"),
+    ],
+)
+@pytest.mark.parametrize("format", ["jsonl", "csv"])
+def test_table_boxes_whose_unit_or_image_size_cannot_be_kept_are_quarantined(
+    tmp_path, format, context, field
+):
+    rows = _box_rows()
+    rows[1] |= context
+    result = ingest_table(_table_bytes(rows, format, tmp_path), format)
+    assert result.judgments.get_column("annotator_id").to_list() == ["a"]
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", field)]
 
 
 def test_table_of_a_kind_without_its_value_column_names_the_column():
