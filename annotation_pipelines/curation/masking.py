@@ -2,11 +2,18 @@
 
 Phone numbers are found by Google's libphonenumber matcher (`phonenumbers`) at
 `STRICT_GROUPING` leniency: a candidate must be a valid number for its country (national
-numbers are read in the default region; `+CC` and `00CC` numbers in any region) and, when
+numbers are read in the default region; `+CC` and `00CC` numbers in any region, and numbers
+dialled with the region's own exit code, such as `011CC` in the US and Canada) and, when
 written with separators, grouped as that country groups its numbers. That rejects dates
 (2026-11-22), item ids (20261122-10), versions, prices and most order numbers, which a digit-run
 regex cannot tell from phone numbers. What it cannot reject is a bare run of digits that is a
 valid number (an order number 2025550173 is a valid US number): masking those is the safe side.
+
+libphonenumber reads only the default region's exit code as international: in the US (011),
+Japan (010) or Australia (0011), `0044 20 7946 0958` is read as an invalid national number. So
+the matcher also reads the text with each `00` that opens a number written as `+`; a `00` after
+a letter, a digit, a decimal point or an id's `-` or `/`, or a `00` group inside a number, is not
+an exit code. A number found in either reading is masked.
 
 The matcher is pure Python (about 10k texts/s), so it only runs on texts that contain a run of
 at least `PHONE_MIN_DIGITS` digits (separators allowed) — a vectorized Polars prefilter; text
@@ -32,6 +39,7 @@ byte.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -58,6 +66,10 @@ EMAIL_PATTERN = (
 PHONE_MIN_DIGITS = 7
 PHONE_CANDIDATE = r"\d(?:[\s().\-/]{0,3}\d){" + str(PHONE_MIN_DIGITS - 1) + ",}"
 PHONE_LENIENCY = phonenumbers.Leniency.STRICT_GROUPING
+# `00` opening a number and followed by a country code (which starts 1-9), with at most one
+# separator between them: `0044 20…`, `00 44 20…`, `(0049) 30…`. Not a `00` group inside a
+# number (`01 42 68 00 53`), which the `+` would split.
+_EXIT_CODE_00 = re.compile(r"(?<![\w.,+\-/])(?<!\d[ .\-/])00[ .\-]?(?=[1-9])")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,14 +102,59 @@ def _same_length(matched: str) -> str:
     return "".join(ch if ch.isspace() else MASK_CHARACTER for ch in matched)
 
 
+@functools.cache
+def _exit_code_00_is_native(region: str) -> bool:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    prefix = metadata.international_prefix if metadata is not None else None
+    return prefix is not None and re.fullmatch(prefix, "00") is not None
+
+
+def _with_plus_for_00(text: str) -> tuple[str, dict[int, int]]:
+    """`text` with each `00` exit code (and a separator after it) written as spaces and a `+`,
+    so every other character keeps its position; and, per `+`, where its `00` starts."""
+    starts: dict[int, int] = {}
+    pieces: list[str] = []
+    cursor = 0
+    for match in _EXIT_CODE_00.finditer(text):
+        plus = match.end() - 1
+        starts[plus] = match.start()
+        pieces += [text[cursor : match.start()], " " * (plus - match.start()), "+"]
+        cursor = match.end()
+    pieces.append(text[cursor:])
+    return "".join(pieces), starts
+
+
+def _phone_number_spans(text: str, *, region: str) -> list[tuple[int, int]]:
+    """The (start, end) of each phone number in `text`, in order, overlapping ones joined."""
+    found = [
+        (match.start, match.end)
+        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=PHONE_LENIENCY)
+    ]
+    if not _exit_code_00_is_native(region):
+        rewritten, starts = _with_plus_for_00(text)
+        if starts:
+            found += [
+                (starts.get(match.start, match.start), match.end)
+                for match in phonenumbers.PhoneNumberMatcher(
+                    rewritten, region, leniency=PHONE_LENIENCY
+                )
+            ]
+            found.sort()
+    spans: list[tuple[int, int]] = []
+    for start, end in found:
+        if spans and start < spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+        else:
+            spans.append((start, end))
+    return spans
+
+
 def mask_phone_numbers(text: str, *, region: str, preserve_length: bool = False) -> str:
     """`text` with every phone number the matcher finds replaced by MASK (with
     `preserve_length`: by MASK_CHARACTER for each character but whitespace)."""
-    matches = list(phonenumbers.PhoneNumberMatcher(text, region, leniency=PHONE_LENIENCY))
-    for match in reversed(matches):
-        found = text[match.start : match.end]
-        replacement = _same_length(found) if preserve_length else MASK
-        text = text[: match.start] + replacement + text[match.end :]
+    for start, end in reversed(_phone_number_spans(text, region=region)):
+        replacement = _same_length(text[start:end]) if preserve_length else MASK
+        text = text[:start] + replacement + text[end:]
     return text
 
 

@@ -4,6 +4,7 @@ versions stay; the masked share is counted per kind and capped."""
 import json
 from datetime import date
 
+import phonenumbers
 import polars as pl
 import pytest
 
@@ -56,6 +57,42 @@ NOT_PHONE_NUMBERS = [
     "from 1999-2026",
     "open 12:30-14:45",
     "uuid 550e8400-e29b-41d4-a716-446655440000",
+    # Leading zeros that are no exit code: too short for a number, or part of a time, a date, a
+    # decimal or an id.
+    "order 0044207946",
+    "at 00:44 on 2020-05-01",
+    "rate 0.0049 per unit",
+    "ISO 3166 code 0044, 0033 and 0049",
+    "batch 2000 2001 2002",
+]
+
+# Where the exit code is not 00, `00` after a decimal point or inside an id is not read as one.
+# (Where it is 00, libphonenumber reads these as numbers and masks them: the safe side.)
+NOT_DIALLED_WITH_00 = [
+    "ratio 0.00442079460958",
+    "amount 1,00442079460958",
+    "item-00442079460958",
+    "ref 7/00442079460958",
+    "id x00442079460958",
+]
+
+# International numbers written with the `00` exit code, as most of Europe, Africa and Asia dial
+# them, with and without a space after it.
+NUMBERS_DIALLED_WITH_00 = [
+    "call 0044 20 7946 0958",
+    "call 00 44 20 7946 0958",
+    "appelez le 0033 1 42 68 53 00",
+    "appelez le 00 33 1 42 68 53 00",
+    "Tel. 0049 30 1234567",
+    "Tel. 00 49 30 1234567",
+    "call 0081 3-1234-5678",
+    "call 00 81 3-1234-5678",
+    "call 0091 98765 43210",
+    "call 00442079460958",
+    "tel:0044-20-7946-0958",
+    "(0049) 30 1234567",
+    # A `00` group inside the number is no second exit code.
+    "appelez le 0033 1 42 68 00 53",
 ]
 
 EMAILS = [
@@ -90,12 +127,69 @@ def test_phone_numbers_are_masked(text, region):
     assert counts.phone == 1 and counts.rows_masked == 1
 
 
-@pytest.mark.parametrize("region", ["US", "GB", "DE", "FR", "IN"])
+@pytest.mark.parametrize("region", ["US", "GB", "DE", "FR", "IN", "JP"])
 @pytest.mark.parametrize("text", NOT_PHONE_NUMBERS)
 def test_ids_dates_prices_and_versions_are_kept(text, region):
     masked, counts = _mask([text], region=region)
     assert masked["payload"][0] == text
     assert counts.rows_masked == 0
+
+
+def _masks_every_digit(text, *, region):
+    masked, counts = _mask([text], region=region)
+    out = masked["payload"][0]
+    return MASK in out and not any(ch.isdigit() for ch in out.replace(MASK, "")), counts
+
+
+# Each region's own exit code reads `00CC` as a national number (011 in the US and Canada, 010 in
+# Japan, 0011 in Australia, 00 and a carrier code in Brazil); a number is international whatever
+# the text's default region.
+@pytest.mark.parametrize("region", ["US", "CA", "GB", "DE", "FR", "JP", "IN", "AU", "BR"])
+@pytest.mark.parametrize("text", NUMBERS_DIALLED_WITH_00)
+def test_numbers_dialled_with_00_are_masked_in_every_region(text, region):
+    masked_all, counts = _masks_every_digit(text, region=region)
+    assert masked_all, text
+    assert counts.phone == 1 and counts.rows_masked == 1
+
+
+@pytest.mark.parametrize("region", sorted(phonenumbers.SUPPORTED_REGIONS))
+def test_a_number_dialled_with_00_is_masked_whatever_the_default_region(region):
+    for text in ("call 0044 20 7946 0958", "call 00 33 1 42 68 53 00"):
+        assert _masks_every_digit(text, region=region)[0], (text, region)
+
+
+@pytest.mark.parametrize("region", ["US", "CA", "JP", "AU", "BR"])
+@pytest.mark.parametrize("text", NOT_DIALLED_WITH_00)
+def test_00_inside_a_number_or_an_id_is_no_exit_code(text, region):
+    masked, counts = _mask([text], region=region)
+    assert masked["payload"][0] == text
+    assert counts.rows_masked == 0
+
+
+@pytest.mark.parametrize("region", sorted(phonenumbers.region_codes_for_country_code(1)))
+def test_numbers_dialled_with_011_are_masked_in_north_american_regions(region):
+    for text in ("call 011 44 20 7946 0958", "call 01133 1 42 68 53 00"):
+        assert _masks_every_digit(text, region=region)[0], (text, region)
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "DE", "FR", "JP"])
+def test_every_number_of_a_list_is_masked_whatever_its_exit_code(region):
+    text = "UK 0044 20 7946 0958, FR 00 33 1 42 68 00 53 / DE +49 30 1234567\n0049 30 901820\n"
+    masked, counts = _mask([text], region=region)
+    assert masked["payload"][0] == f"UK {MASK}, FR {MASK} / DE {MASK}\n{MASK}\n"
+    assert counts.phone == 1
+
+
+def test_length_preserving_masks_cover_the_00_exit_code():
+    texts = ["call 0044 20 7946 0958 or +1 415 555 0100", "call 00 49 30 1234567."]
+    masked, counts = _mask(texts, region="US", preserve_length=True)
+    star = MASK_CHARACTER
+    assert masked["payload"].to_list() == [
+        f"call {star * 4} {star * 2} {star * 4} {star * 4} or {star * 2} {star * 3} {star * 3} "
+        f"{star * 4}",
+        f"call {star * 2} {star * 2} {star * 2} {star * 7}.",
+    ]
+    assert counts.phone == 2
 
 
 @pytest.mark.parametrize("text", EMAILS)

@@ -164,3 +164,34 @@ def test_days_come_from_submitted_at_in_utc():
     assert cards["day"].unique().to_list() == [DAY]
     with pytest.raises(ValueError, match="'day' or a 'submitted_at'"):
         annotator_scorecards(judgments.drop("day"), majority(judgments), gold)
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_none_right_has_a_lower_bound_of_zero_and_all_right_an_upper_bound_of_one(confidence):
+    # Per annotator n gold answers, all wrong ("none-n") or all right ("all-n"); the bounds at
+    # the ends are exact, not 2.8e-17 or 0.9999999999999998, and the others match statsmodels.
+    rows, gold_rows = [], []
+    for n in range(1, 41):
+        for i in range(n):
+            task = f"g{n}-{i}"
+            gold_rows.append((task, "p", "right"))
+            rows.append((task, "p", f"none-{n}", "wrong", DAY))
+            rows.append((task, "p", f"all-{n}", "right", DAY))
+            rows.append((task, "p", f"half-{n}", "right" if i % 2 else "wrong", DAY))
+    judgments = pl.DataFrame(
+        rows, schema=["task_id", "project", "annotator_id", "label", "day"], orient="row"
+    )
+    gold = pl.DataFrame(gold_rows, schema=["task_id", "project", "label"], orient="row")
+    cards = annotator_scorecards(judgments, majority(judgments), gold, confidence=confidence)
+    assert cards.height == 120
+    for row in cards.iter_rows(named=True):
+        profile, n = row["annotator_id"].split("-")[0], row["n_gold"]
+        correct = {"none": 0, "all": n, "half": n // 2}[profile]
+        assert row["gold_accuracy"] == correct / n
+        if profile == "none":
+            assert row["gold_accuracy_low"] == 0.0
+        if profile == "all":
+            assert row["gold_accuracy_high"] == 1.0
+        low, high = proportion_confint(correct, n, alpha=1 - confidence, method="wilson")
+        assert row["gold_accuracy_low"] == pytest.approx(low, abs=1e-12)
+        assert row["gold_accuracy_high"] == pytest.approx(high, abs=1e-12)
