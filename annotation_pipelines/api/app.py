@@ -664,6 +664,9 @@ class NoSniffing:
         await self.app(scope, receive, send_marked)
 
 
+_DEFAULT_PAGE = 1000
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -798,6 +801,8 @@ def _routes(app: FastAPI, context: Context) -> None:
     ]
     Day = Annotated[str | None, Query(pattern=DAY_PATTERN, description="YYYY-MM-DD")]
     Limit = Annotated[int, Query(ge=1, le=settings.api_max_page_size, description="Rows per page.")]
+    # An operator's lower cap bounds the default page too, not only a `limit` asked for.
+    default_page = min(_DEFAULT_PAGE, settings.api_max_page_size)
     PageCursorParameter = Annotated[
         str | None,
         Query(
@@ -983,7 +988,7 @@ def _routes(app: FastAPI, context: Context) -> None:
                 description="Only labels at least this confident (0 to 1).",
             ),
         ] = 0.0,
-        limit: Limit = 1000,
+        limit: Limit = default_page,
         cursor: Annotated[
             str | None, Query(max_length=_label_cursor_max_length(settings.api_max_days))
         ] = None,
@@ -1286,7 +1291,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         project: ProjectPath,
         _: Annotated[frozenset[str], Depends(scope("quality:read"))],
         day: Day = None,
-        limit: Limit = 1000,
+        limit: Limit = default_page,
         cursor: PageCursorParameter = None,
     ) -> Response:
         """The re-annotation queue of a project for a day (default: the freshest), in the

@@ -908,6 +908,23 @@ def test_cors_is_off_by_default_and_on_for_configured_origins(served):
         allowed.stop()
 
 
+def test_a_lower_page_cap_bounds_the_default_page_of_labels_and_queue(served):
+    import dataclasses
+
+    capped = start_server(dataclasses.replace(served.settings, api_max_page_size=10))
+    try:
+        headers = {"Authorization": f"Bearer {served.tokens['all']}"}
+        for path in (f"/projects/{PROJECT}/labels", f"/projects/{PROJECT}/queue"):
+            response = httpx.get(
+                f"{capped.url}/v1{path}", params={"day": DAYS[-1]}, headers=headers, timeout=30
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert len(body["items"]) == 10 and body["next_cursor"], path
+    finally:
+        capped.stop()
+
+
 def test_an_empty_snapshot_is_not_approved():
     # Every day held back, or curated while its days were being rebuilt: nothing to vouch for.
     assert approved({"held_back_days": [], "rows": 120})
