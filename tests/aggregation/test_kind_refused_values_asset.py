@@ -9,14 +9,10 @@ import json
 from datetime import date
 
 import polars as pl
-from dagster import AssetSpec, DagsterInstance, materialize
 
-from annotation_pipelines import schema
 from annotation_pipelines.ingest import ingest_bytes
-from assets.aggregation.kinds import kind_aggregated_labels
-from assets.common.partitions import daily_partitions
-from resources.lake import LakeIOManager, LocalLake
-from resources.landing import LocalLandingZone
+from resources.lake import LocalLake
+from tests.aggregation.kind_day import materialize_kind_day
 
 DAY = date(2026, 11, 2)
 BOX = {"label": "car", "x_min": 0.0, "y_min": 0.0, "x_max": 10.0, "y_max": 10.0}
@@ -62,25 +58,8 @@ def test_answers_ingest_refuses_are_set_aside_and_counted(tmp_path):
     )
     lake = LocalLake(base_path=str(tmp_path / "lake"))
     day = DAY.isoformat()
-    lake.write_table("judgments", judgments, day=day)
-    lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day)
-    lake.write_table("raw_tasks", schema.empty(schema.RAW_TASKS), day=day)
     (tmp_path / "landing").mkdir()
-    sources = [
-        AssetSpec(name, partitions_def=daily_partitions)
-        for name in ("judgments", "gold_labels", "raw_tasks")
-    ]
-    result = materialize(
-        [*sources, kind_aggregated_labels],
-        partition_key=day,
-        resources={
-            "lake": lake,
-            "io_manager": LakeIOManager(lake=lake),
-            "landing": LocalLandingZone(path=str(tmp_path / "landing")),
-        },
-        instance=DagsterInstance.ephemeral(),
-        selection=["kind_aggregated_labels", "kind_item_scores", "kind_annotator_reliability"],
-    )
+    result = materialize_kind_day(lake, judgments, day=day, landing=tmp_path / "landing")
     [event] = [
         e
         for e in result.get_asset_materialization_events()

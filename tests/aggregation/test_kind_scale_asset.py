@@ -11,17 +11,13 @@ from datetime import date
 
 import numpy as np
 import polars as pl
-from dagster import AssetSpec, DagsterInstance, materialize
 
-from annotation_pipelines import schema
 from annotation_pipelines.aggregation.numeric import aggregate_numeric_kind
 from annotation_pipelines.ingest import ingest_bytes
 from annotation_pipelines.lake import ANNOTATION_DB_SCALES_KEY
 from annotation_pipelines.scale import RatingScale
-from assets.aggregation.kinds import kind_aggregated_labels
-from assets.common.partitions import daily_partitions
-from resources.lake import LakeIOManager, LocalLake
-from resources.landing import LocalLandingZone
+from resources.lake import LocalLake
+from tests.aggregation.kind_day import materialize_kind_day
 
 DAY = date(2026, 11, 2)
 ANSWERS = {"t1": (3, 4, 3), "t2": (5, 5, 4), "t3": (2, 1e200, 2)}
@@ -59,27 +55,8 @@ def _aggregate(
         (landing / "exports" / project / "jsonl").mkdir(parents=True)
         (landing / "exports" / project / "project.json").write_text(json.dumps(content))
     day = DAY.isoformat()
-    lake.write_table(
-        "judgments", pl.concat([_judgments("scaled"), _judgments("unscaled")]), day=day
-    )
-    lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day)
-    lake.write_table("raw_tasks", schema.empty(schema.RAW_TASKS), day=day)
-    sources = [
-        AssetSpec(name, partitions_def=daily_partitions)
-        for name in ("judgments", "gold_labels", "raw_tasks")
-    ]
-    result = materialize(
-        [*sources, kind_aggregated_labels],
-        partition_key=day,
-        resources={
-            "lake": lake,
-            "io_manager": LakeIOManager(lake=lake),
-            "landing": LocalLandingZone(path=str(landing)),
-        },
-        instance=DagsterInstance.ephemeral(),
-        selection=["kind_aggregated_labels", "kind_item_scores", "kind_annotator_reliability"],
-        raise_on_error=False,
-    )
+    judgments = pl.concat([_judgments("scaled"), _judgments("unscaled")])
+    result = materialize_kind_day(lake, judgments, day=day, landing=landing, raise_on_error=False)
     metadata = {}
     if result.success:
         [event] = [

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from dagster import AssetSpec, materialize
 
-from annotation_pipelines import schema
 from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.kinds import VALUE_COLUMNS
 from annotation_pipelines.loop.live_kinds import LIVE_KINDS, load_kind_state
 from annotation_pipelines.synthetic.kinds import draw_project_day
-from assets.aggregation.kinds import kind_aggregated_labels
-from assets.common.partitions import daily_partitions
-from resources.lake import LakeIOManager, LocalLake
-from resources.landing import LocalLandingZone
+from resources.lake import LocalLake
+from tests.aggregation.kind_day import materialize_kind_day
 from tests.loop.test_kind_rebase import DAY, agreement
 from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
@@ -65,23 +61,13 @@ def test_a_day_s_kind_aggregation_re_bases_every_kind_state_on_it(tmp_path, monk
         # from the same files (no gold in either layer).
         lake = LocalLake(base_path=str(lake_dir))
         day = DAY.isoformat()
-        lake.write_table("judgments", pl.concat(judgments, how="diagonal_relaxed"), day=day)
-        lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day)
-        lake.write_table("raw_tasks", pl.concat(tasks, how="diagonal_relaxed"), day=day)
-        sources = [
-            AssetSpec(name, partitions_def=daily_partitions)
-            for name in ("judgments", "gold_labels", "raw_tasks")
-        ]
-        assert materialize(
-            [*sources, kind_aggregated_labels],
-            partition_key=day,
-            resources={
-                "lake": lake,
-                "io_manager": LakeIOManager(lake=lake),
-                "landing": LocalLandingZone(path=str(exports.parent)),
-            },
+        assert materialize_kind_day(
+            lake,
+            pl.concat(judgments, how="diagonal_relaxed"),
+            day=day,
+            landing=exports.parent,
+            tasks=pl.concat(tasks, how="diagonal_relaxed"),
             instance=instance,
-            selection=["kind_aggregated_labels", "kind_item_scores", "kind_annotator_reliability"],
         ).success
         daily = lake.read_table("kind_aggregated_labels", day=day)
 
