@@ -100,9 +100,14 @@ def _median_step(frame: pl.DataFrame) -> int | None:
 
 
 def _infer_freq(frame: pl.DataFrame) -> str:
-    """The data's median step (`_median_step`) as a frequency; "1w" for a step of a week, a
-    daily step when no series has two times."""
-    step = _median_step(frame) or _DAY
+    """The data's median step (`_median_step`) as a frequency."""
+    return _freq_of_step(_median_step(frame))
+
+
+def _freq_of_step(step: int | None) -> str:
+    """A step in seconds as a frequency; "1w" for a step of a week, daily for None (no series
+    has two times)."""
+    step = step or _DAY
     # Weekly data is read in weeks, as `--freq 1w` reads it: a year's season and a quarter
     # ahead, each time on the Monday of its week. "7d" would give it a daily season (7 and 28)
     # and move its times to 7-day windows counted from 1970-01-01, a Thursday.
@@ -271,9 +276,10 @@ def forecast_command(
     except InputError as error:
         raise click.ClickException(str(error)) from error
     freq_given = freq is not None
-    data_freq = _infer_freq(frame)
+    data_step = _median_step(frame)
+    data_freq = _freq_of_step(data_step)
     if freq is not None:
-        _check_not_finer(freq, data_freq=data_freq, step=_median_step(frame))
+        _check_not_finer(freq, data_freq=data_freq, step=data_step)
     freq = freq or data_freq
     if output is None:
         # Said once the input is known good and before the work, not after it: a forecast can
