@@ -308,10 +308,13 @@ def test_a_run_that_lost_the_live_lock_writes_nothing() -> None:
                 dsn, task_requests=first, annotator_actions=NO_ACTIONS, states=state, lock=lock
             )
             assert written["task_requests"] == 1
+            # Without a timeout the call only signals the backend, and on a loaded machine the
+            # write below could still find it alive; with one, it returns once the backend is gone.
             with psycopg.connect(dsn, autocommit=True) as other:
-                other.execute(
-                    "SELECT pg_terminate_backend(%s)", (lock.connection.info.backend_pid,)
-                )
+                ended = other.execute(
+                    "SELECT pg_terminate_backend(%s, 10000)", (lock.connection.info.backend_pid,)
+                ).fetchone()
+            assert ended == (True,)
             later = _requests({"b": 5}, START)
             with pytest.raises(LiveLockLost, match="no longer held by backend"):
                 write_requests(
