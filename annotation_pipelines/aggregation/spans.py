@@ -28,14 +28,23 @@ the same model runs over tokens instead of characters.
 Decoding: the MAP class per interval; consecutive intervals with the same label merge into one
 span, except at a boundary where more annotators start a span than continue one across it
 (so two adjacent entities of one label stay two). A span's confidence is its label's posterior
-averaged over its characters; a task's confidence is the MAP posterior averaged over its
-modelled characters (1 when nobody drew a span). A task one annotator judged (outside gold) has
-confidence 0.5, and so have its spans: one markup agrees with itself, which is no evidence
-either way (the same for every kind).
+averaged over its characters. A task's confidence is the probability that its whole span set is
+right, as the policy and the snapshots read it: the product over its modelled intervals of the
+MAP posterior (1 when nobody drew a span). The model reads each interval alone, so annotators
+who each mark an entity in a different place look like as many false positives and "no spans"
+would read as certain; when the decoded set is empty but some annotator marked a span, the
+confidence is capped by the probability that the task holds no entity at all, from a
+task-level two-class Dawid–Skene over "marked something" (`_entity_posterior`). Every annotator
+marking somewhere else thus gives an empty set at a low confidence — no consensus, which the
+policy asks again about and the snapshots leave out — while an empty set that nobody disputes
+stays at 1 (no entity). A task one annotator judged (outside gold) has confidence 0.5, and so
+have its spans: one markup agrees with itself, which is no evidence either way (the same for
+every kind).
 
 Annotators: `reliability` is the character-level F1 of the annotator against the fitted
 consensus (expected counts, O excluded), with its `precision` and `recall`. Gold spans clamp the
-posterior of their tasks' intervals, anchoring the confusion matrices.
+posterior of their tasks' intervals, anchoring the confusion matrices; a gold task with no
+spans clamps its intervals to O.
 
 Method `majority` is the baseline: per character, the class most of the task's annotators gave
 (O included, ties to O).
@@ -70,7 +79,8 @@ class Segmented:
     interval × annotator who covered it with a span): `tag_interval`, `tag_annotator`,
     `tag_class` (1-based label code), `tag_first` (the interval is the first of that span).
     `pairs_task`/`pairs_annotator`: every (task, annotator) judgment. `classes`: the label per
-    class code (code 0 is O, not listed).
+    class code (code 0 is O, not listed). `gold_class`: per interval, the gold class code, −1
+    outside gold tasks; `gold_task`: per task, whether gold holds it (its spans may be none).
     """
 
     task: np.ndarray
@@ -87,6 +97,7 @@ class Segmented:
     annotators: pl.Series
     classes: list[str | None]
     tokens: np.ndarray | None = None
+    gold_task: np.ndarray | None = None
 
     @property
     def length(self) -> np.ndarray:
@@ -140,12 +151,14 @@ def segment(
     offsets, flat = flatten_spans(judgments["spans"])
     span_task = np.repeat(task_code, np.diff(offsets))
     span_annotator = np.repeat(annotator_code, np.diff(offsets))
+    gold_tasks = None
     if gold is not None and gold.height:
         gold = gold.join(judgments.select("task_id").unique(), on="task_id", how="semi")
         gold_offsets, gold_flat = flatten_spans(gold["spans"])
-        gold_task = np.repeat(
-            np.searchsorted(tasks.to_numpy(), gold["task_id"].to_numpy()), np.diff(gold_offsets)
-        ).astype(np.int64)
+        gold_codes = np.searchsorted(tasks.to_numpy(), gold["task_id"].to_numpy())
+        gold_task = np.repeat(gold_codes, np.diff(gold_offsets)).astype(np.int64)
+        gold_tasks = np.zeros(tasks.len(), dtype=bool)
+        gold_tasks[gold_codes] = True
     else:
         gold_flat = flat.clear()
         gold_task = np.zeros(0, dtype=np.int64)
@@ -189,10 +202,9 @@ def segment(
     interval_start = (keys[:-1] % stride)[opens]
     interval_end = (keys[1:] % stride)[opens]
     gold_class = None
-    if tag_gold.any():
+    # A gold task with no spans clamps its intervals to O: "no entity" is a gold answer too.
+    if gold_tasks is not None and gold_tasks.any():
         gold_class = np.full(interval_task.shape[0], -1, dtype=np.int64)
-        gold_tasks = np.zeros(tasks.len(), dtype=bool)
-        gold_tasks[gold_task] = True
         gold_class[gold_tasks[interval_task]] = 0
         gold_class[tag_interval[tag_gold]] = tag_class[tag_gold]
     # One tag per (interval, annotator): the smallest label code where an annotator overlaps.
@@ -221,6 +233,7 @@ def segment(
         pairs_task=task_code,
         pairs_annotator=annotator_code,
         gold_class=gold_class,
+        gold_task=gold_tasks,
         tasks=tasks,
         annotators=annotators,
         classes=[None if name == _NULL_LABEL else name for name in class_names.to_list()],
@@ -569,9 +582,9 @@ def _decode(seg: Segmented, posteriors: np.ndarray) -> pl.DataFrame:
     grouped = spans.group_by("task").agg(
         pl.struct("start", "end", "label", "confidence").alias("spans")
     )
-    task_length = np.bincount(seg.task, weights=length, minlength=n_tasks)
-    task_mass = np.bincount(seg.task, weights=length * best_probability, minlength=n_tasks)
-    confidence = np.divide(task_mass, task_length, out=np.ones(n_tasks), where=task_length > 0)
+    empty = np.ones(n_tasks, dtype=bool)
+    empty[seg.task[heads][keep_runs]] = False
+    confidence = _set_confidence(seg, best_probability, empty=empty)
     return (
         pl.DataFrame({"task": np.arange(n_tasks), "task_id": seg.tasks})
         .join(grouped, on="task", how="left")
@@ -585,6 +598,87 @@ def _decode(seg: Segmented, posteriors: np.ndarray) -> pl.DataFrame:
             pl.Series("confidence", confidence),
         )
     )
+
+
+def _set_confidence(
+    seg: Segmented, best_probability: np.ndarray, *, empty: np.ndarray
+) -> np.ndarray:
+    """Per task, the probability that its decoded span set is right: that every interval's
+    class is (the product of the intervals' MAP posteriors; an interval with no token, which
+    no span can hold, left out), and, for an empty set some annotator marked a span in, that
+    the task holds no entity at all (`_entity_posterior`), whichever is lower.
+
+    The characters model reads each interval alone, so annotators who each mark a different
+    place look like as many false positives, and "no spans" would read as certain; that they
+    all saw an entity is evidence about the task as a whole, which only the cap weighs.
+    """
+    weighed = seg.length > 0
+    log_right = np.log(np.clip(best_probability, _EPSILON, 1.0)) * weighed
+    intervals = np.exp(np.bincount(seg.task, weights=log_right, minlength=seg.tasks.len()))
+    marked = _marked(seg)
+    n_marked = np.bincount(seg.pairs_task, weights=marked, minlength=seg.tasks.len())
+    disputed = empty & (n_marked > 0)
+    if not disputed.any():
+        return intervals
+    no_entity = 1.0 - _entity_posterior(seg, marked=marked, empty=empty)
+    return np.where(disputed, np.minimum(intervals, no_entity), intervals)
+
+
+def _marked(seg: Segmented) -> np.ndarray:
+    """Per (task, annotator) judgment: 1.0 where the annotator marked any span in the task."""
+    n_annotators = max(seg.annotators.len(), 1)
+    marked_keys = np.unique(seg.task[seg.tag_interval] * n_annotators + seg.tag_annotator)
+    pair_keys = seg.pairs_task * n_annotators + seg.pairs_annotator
+    return np.isin(pair_keys, marked_keys).astype(np.float64)
+
+
+def _entity_posterior(seg: Segmented, *, marked: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """P(a task holds at least one entity), from whether each of its annotators marked a span.
+
+    Two-class Dawid–Skene with its parameters read off the decoded sets (gold where known)
+    rather than fitted by EM: per annotator, the share of tasks with a decoded span where they
+    marked one (sensitivity) and of tasks without where they marked one anyway (false alarm),
+    one pseudo-count per cell. Fitted freely, the two classes drift to "easy" and "hard" tasks
+    when nearly every task holds an entity (the second class then reads a missed entity as
+    none); anchored on the consensus, they keep meaning entity and no entity.
+    """
+    n_tasks = seg.tasks.len()
+    n_annotators = max(seg.annotators.len(), 1)
+    gold = _gold_entity(seg)
+    reference = np.where(gold >= 0, gold, (~empty).astype(np.float64))
+    has = reference[seg.pairs_task]
+    by_annotator = {
+        name: np.bincount(seg.pairs_annotator, weights=weights, minlength=n_annotators)
+        for name, weights in (
+            ("hits", has * marked),
+            ("positives", has),
+            ("alarms", (1.0 - has) * marked),
+            ("negatives", 1.0 - has),
+        )
+    }
+    sensitivity = (by_annotator["hits"] + 1.0) / (by_annotator["positives"] + 2.0)
+    false_alarm = (by_annotator["alarms"] + 1.0) / (by_annotator["negatives"] + 2.0)
+    prior = (reference.sum() + 1.0) / (n_tasks + 2.0)
+    evidence = np.where(
+        marked > 0,
+        np.log(sensitivity / false_alarm)[seg.pairs_annotator],
+        np.log((1.0 - sensitivity) / (1.0 - false_alarm))[seg.pairs_annotator],
+    )
+    log_odds = np.log(prior / (1.0 - prior)) + np.bincount(
+        seg.pairs_task, weights=evidence, minlength=n_tasks
+    )
+    return np.where(gold >= 0, gold, 1.0 / (1.0 + np.exp(-log_odds)))
+
+
+def _gold_entity(seg: Segmented) -> np.ndarray:
+    """Per task: 1 where gold holds a span, 0 where gold holds none, −1 outside gold."""
+    gold = np.full(seg.tasks.len(), -1.0)
+    if seg.gold_task is None:
+        return gold
+    gold[seg.gold_task] = 0.0
+    if seg.gold_class is not None:
+        gold[seg.task[seg.gold_class > 0]] = 1.0
+    return gold
 
 
 def _judged_once(

@@ -9,7 +9,7 @@ policy needs nothing else, so the same `decide` and `replay` serve every kind:
 | numeric    | probability the value is within a tolerance of the truth (below)                  |
 | ranking    | reliability-weighted agreement of the judgments with the consensus order          |
 | pairwise   | Dawid–Skene posterior of the pair's winner (left / right / tie)                   |
-| spans      | posterior of the decoded class, averaged over the task's modelled characters      |
+| spans      | probability the whole span set is right: Π over intervals of the MAP posterior     |
 | boxes      | mean confidence of the fused boxes (share of reliable annotators who drew them)   |
 | text       | 1 − the chosen answer's reliability-weighted edit distance to the others           |
 

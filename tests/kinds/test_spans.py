@@ -43,7 +43,8 @@ def test_majority_is_character_level_with_ties_to_o():
     assert result.labels["spans"][0].to_list() == [
         {"start": 5, "end": 10, "label": "PER", "confidence": 0.75}
     ]
-    assert result.labels["confidence"][0] == pytest.approx((5 * 0.75 + 5 * 0.75 + 5 * 0.75) / 15)
+    # The set is right when every interval's class is: 0.75 for each of the three.
+    assert result.labels["confidence"][0] == pytest.approx(0.75**3)
 
 
 def test_adjacent_entities_of_one_label_stay_two_spans():
@@ -158,7 +159,7 @@ def test_token_mode_snaps_to_whitespace_tokens_and_weighs_tokens():
     assert result.labels["spans"][0].to_list() == [
         {"start": 0, "end": 12, "label": "PER", "confidence": pytest.approx(2 / 3)}
     ]
-    # Tokens: "Ada Lovelace" (2 at 2/3), "met" (1 at 1), "Bob" (1 at 2/3 for O).
-    assert result.labels["confidence"][0] == pytest.approx((2 * 2 / 3 + 1 + 2 / 3) / 4)
+    # Intervals: "Ada Lovelace" (PER at 2/3), "met" (O at 1), "Bob" (O at 2/3).
+    assert result.labels["confidence"][0] == pytest.approx(2 / 3 * 1 * 2 / 3)
     with pytest.raises(ValueError, match="no text for task_id 't'"):
         aggregate_spans(judgments, texts=texts.clear())
