@@ -586,8 +586,7 @@ def _spans_inside_text(staged: pl.DataFrame) -> pl.DataFrame:
         # Only a data object, or a plain text some span ends past, needs a closer look: the
         # bulk (spans inside their text) is passed here, without a Python step per row.
         .filter(
-            pl.col("_document").str.starts_with("{").fill_null(False)
-            | pl.col("_document").str.strip_chars_start().str.starts_with("{")
+            pl.col("_document").str.strip_chars_start().str.starts_with("{")
             | (end > pl.col("_document").str.len_chars())
         )
     )
