@@ -151,16 +151,24 @@ def document_text(payload: str | None, to_name: str | None = None) -> str | None
     else the object's only string value; None when the object names no single document. Any
     other payload (a CSV's text column) is the document itself.
     """
+    return document_and_key(payload, to_name)[0]
+
+
+def document_and_key(
+    payload: str | None, to_name: str | None = None
+) -> tuple[str | None, str | None]:
+    """`document_text` of `payload`, and the key of the data object it was read from (None when
+    the payload is the document itself, or names none)."""
     if payload is None or not payload.lstrip().startswith("{"):
-        return payload
+        return payload, None
     try:
         data: Any = json.loads(payload)
     except (ValueError, RecursionError):
-        return payload
+        return payload, None
     if not isinstance(data, dict):
-        return payload
+        return payload, None
     key = document_key(data, to_name)
-    return None if key is None else str(data[key])
+    return (None, None) if key is None else (str(data[key]), key)
 
 
 def document_key(data: dict[str, Any], to_name: str | None = None) -> str | None:

@@ -46,6 +46,8 @@ from annotation_pipelines.ingest.validation import (
 )
 from annotation_pipelines.ingest.values import ValueShapeError, normalize
 from annotation_pipelines.kinds import (
+    BOX_CONTEXT,
+    COORDINATE_UNITS,
     ONE_JUDGMENT_PER_ANNOTATOR,
     VALUE_COLUMNS,
     VALUE_DTYPES,
@@ -976,6 +978,37 @@ def _plain_value(kind: str) -> list[pl.Expr]:
     return []
 
 
+def _inside_image(frame: pl.DataFrame) -> list[pl.Expr]:
+    """Conditions under which each row's boxes certainly lie inside the image its
+    `coordinates`, `image_width` and `image_height` (those `frame` has) say; `values.inside_image`
+    decides the others."""
+
+    def given(name: str) -> pl.Expr:
+        return pl.col(name) if name in frame.columns else pl.lit(None)
+
+    unit = given("coordinates").cast(pl.String)
+    element = pl.element().struct
+    boxes = pl.col("boxes")
+
+    def extreme(names: tuple[str, ...], *, low: bool) -> pl.Expr:
+        fields = [element.field(name) for name in names]
+        reduced = pl.min_horizontal(*fields) if low else pl.max_horizontal(*fields)
+        found = boxes.list.eval(reduced)
+        return found.list.min() if low else found.list.max()
+
+    def limit(size: str) -> pl.Expr:
+        pixels = given(size).cast(pl.Float64, strict=False)
+        return pl.when(unit == "percent").then(pl.lit(100.0)).otherwise(pixels)
+
+    unchecked = ~unit.is_in(list(COORDINATE_UNITS)).fill_null(False)
+    inside = (
+        (extreme(("x_min", "y_min", "x_max", "y_max"), low=True) >= 0)
+        & (extreme(("x_min", "x_max"), low=False) <= limit("image_width")).fill_null(True)
+        & (extreme(("y_min", "y_max"), low=False) <= limit("image_height")).fill_null(True)
+    )
+    return [unchecked | (boxes.list.len() == 0) | inside.fill_null(False)]
+
+
 def refused_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
     """The rows of `frame` (canonical value columns of `kind`, as the lake holds them) whose
     value ingest would refuse today: `row` (index in `frame`), `field`, `reason`, `message`.
@@ -987,18 +1020,24 @@ def refused_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
     )
     if frame.height == 0 or kind == "categorical" or not set(columns) <= set(frame.columns):
         return empty
+    # Boxes are checked against the image their row says they are measured on.
+    context = [c for c in BOX_CONTEXT if kind == "boxes" and c in frame.columns]
     plain = frame.select(
-        pl.all_horizontal(*(pl.col(c).is_not_null() for c in columns), *_plain_value(kind))
+        pl.all_horizontal(
+            *(pl.col(c).is_not_null() for c in columns),
+            *_plain_value(kind),
+            *(_inside_image(frame) if context else ()),
+        )
         .fill_null(False)
         .alias("plain")
     ).to_series()
     if plain.all():
         return empty
     found = []
-    doubtful = frame.with_row_index("_row").filter(~plain).select("_row", *columns)
+    doubtful = frame.with_row_index("_row").filter(~plain).select("_row", *columns, *context)
     for row in doubtful.iter_rows(named=True):
         try:
-            value = normalize(kind, {c: row[c] for c in columns})
+            value = normalize(kind, {c: row[c] for c in (*columns, *context)})
         except ValueShapeError as error:
             found.append((row["_row"], error.field, error.reason, str(error)))
             continue

@@ -134,6 +134,7 @@ def parse_label_studio(
         "annotator_id",
         "label",
         "label_error",
+        "error_field",
         "submitted_at",
         "duration_s",
         "source_line",
@@ -302,6 +303,8 @@ _CONTROL_SCHEMA: dict[str, pl.DataType] = {
     "reason": pl.String(),
     "field": pl.String(),
     "record": pl.String(),
+    "label_error": pl.String(),
+    "error_field": pl.String(),
 }
 
 
@@ -411,7 +414,6 @@ def _expand_controls(
         label=pl.when(is_choice & ~multiple & (choices.list.len() == 1))
         .then(choices.list.first())
         .otherwise(pl.col("label")),
-        label_error=pl.lit(None, pl.String),
     )
 
 

@@ -62,17 +62,19 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from annotation_pipelines.ingest.validation import OUTSIDE_TEXT, UNSUPPORTED_KIND, WRONG_TYPE
-from annotation_pipelines.ingest.values import ValueShapeError, box, normalize, span
+from annotation_pipelines.ingest.values import (
+    ValueShapeError,
+    box,
+    inside_image,
+    normalize,
+    span,
+    span_past_text,
+)
 from annotation_pipelines.kinds import document_key
 from annotation_pipelines.numbers import finite
-
-# A Text object configured with valueType="url" holds the document's address, not the document:
-# offsets into the fetched text cannot be checked against it.
-_ADDRESS = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|/data/)\S*")
 
 SPAN_TYPES = ("labels", "hypertextlabels")
 BOX_TYPES = (
@@ -108,6 +110,9 @@ ROW_KEYS = (
     "reason",
     "field",
     "record",
+    # Why a refused control was refused, in words, and the field they are about.
+    "label_error",
+    "error_field",
 )
 
 
@@ -164,26 +169,32 @@ def expand_results(
         for row, members in zip(rows, groups.values(), strict=True):
             past = _past_the_text(members, data) if row["kind"] == "spans" else None
             if past is not None:
-                _refuse(row, OUTSIDE_TEXT, past, annotation_id, members)
+                _refuse(row, OUTSIDE_TEXT, past[0], annotation_id, members, message=past[1])
     return rows
 
 
-def _past_the_text(results: list[Any], data: dict[str, Any]) -> str | None:
-    """The field of the quarantine row naming the first span of `results` (Text `labels`,
-    whose offsets index the data value their `to_name` reads) that ends past that text, or
-    None. HyperText offsets index the page as the browser renders it, which the export does
-    not hold: they are not checked."""
-    for result in results:
+def _past_the_text(results: list[Any], data: dict[str, Any]) -> tuple[str, str] | None:
+    """The field and message of the quarantine row naming the first span of `results` (Text
+    `labels`, whose offsets index the data value their `to_name` reads) that ends past that
+    text, or None. HyperText offsets index the page as the browser renders it, which the
+    export does not hold: they are not checked."""
+    for position, result in enumerate(results, start=1):
         value = result["value"]
         if result.get("type") != "labels" or isinstance(value.get("start"), str):
             continue
         to_name = result.get("to_name")
         key = document_key(data, to_name if isinstance(to_name, str) else None)
-        if key is None or _ADDRESS.fullmatch(data[key]):
+        if key is None:
             continue
-        length = len(data[key])
-        if value["end"] > length:
-            return f"spans (end {value['end']} past the {length} characters of data.{key})"
+        labels = value.get("labels")
+        shown = {
+            "start": value.get("start"),
+            "end": value["end"],
+            "label": ", ".join(map(str, labels)) if isinstance(labels, list) else None,
+        }
+        past = span_past_text([shown], data[key], name=f"data.{key}", first=position)
+        if past is not None:
+            return past
     return None
 
 
@@ -202,7 +213,9 @@ def _control_row(
     if control == "\x00relation":
         return _refuse(row, UNSUPPORTED_KIND, "result.type=relation", annotation_id, results)
     if control.startswith("\x00malformed") or len(types) != 1 or None in types:
-        return _refuse(row, WRONG_TYPE, "result.type", annotation_id, results)
+        return _refuse(
+            row, WRONG_TYPE, "result.type", annotation_id, results, message=_malformed(results)
+        )
     kind_type = str(next(iter(types)))
     if kind_type not in SUPPORTED_TYPES:
         return _refuse(row, UNSUPPORTED_KIND, f"result.type={kind_type}", annotation_id, results)
@@ -213,7 +226,15 @@ def _control_row(
         )
     values = [r.get("value") for r in results]
     if not all(isinstance(v, dict) for v in values):
-        return _refuse(row, WRONG_TYPE, "result.value", annotation_id, results)
+        found = next(v for v in values if not isinstance(v, dict))
+        return _refuse(
+            row,
+            WRONG_TYPE,
+            "result.value",
+            annotation_id,
+            results,
+            message=f"result.value: expected an object, got {_shown(found)}",
+        )
     try:
         if kind_type == "labels" and all(_is_region(v) for v in values):
             # Labels applied to image regions (the OCR template): boxes, not text spans.
@@ -225,14 +246,20 @@ def _control_row(
         else:
             row.update(_single(results[0], values[0], kind_type, task_id))
     except ValueShapeError as error:
-        return _refuse(row, error.reason, error.field, annotation_id, results)
+        return _refuse(row, error.reason, error.field, annotation_id, results, message=str(error))
     except _Unsupported as unsupported:
         return _refuse(row, UNSUPPORTED_KIND, unsupported.field, annotation_id, results)
     return row
 
 
 def _refuse(
-    row: dict[str, Any], reason: str, field: str, annotation_id: Any, results: list[Any]
+    row: dict[str, Any],
+    reason: str,
+    field: str,
+    annotation_id: Any,
+    results: list[Any],
+    *,
+    message: str | None = None,
 ) -> dict[str, Any]:
     # The refused control's own results are what the quarantine keeps (a loaded row keeps
     # its whole annotation as the record, should validation refuse it later).
@@ -242,8 +269,30 @@ def _refuse(
         field=field,
         kind=None,
         record=json.dumps(record, ensure_ascii=False, default=str),
+        label_error=message,
+        error_field=None if message is None else field,
     )
     return row
+
+
+def _shown(value: Any) -> str:
+    """A found value in a message: its JSON type, and the value itself when short."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    what = "null" if value is None else names.get(type(value), "a number")
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return what if value is None else f"{what} {text:.80}"
+
+
+def _malformed(results: list[Any]) -> str:
+    """Why a control's results name no one result type, in words."""
+    for result in results:
+        if not isinstance(result, dict):
+            return f"result: expected an object, got {_shown(result)}"
+        for name in ("from_name", "type"):
+            if not isinstance(result.get(name), str):
+                return f"result.{name}: expected a string, got {_shown(result.get(name))}"
+    types = sorted({str(r["type"]) for r in results})
+    return f"result.type: one control's results have several types ({', '.join(types)})"
 
 
 def _is_region(value: dict) -> bool:
@@ -357,9 +406,18 @@ def _boxes(results: list[dict], kind_type: str) -> dict[str, Any]:
             polygons.extend({"label": label, "points": outline} for label in labels)
         elif shape == "keypoint":
             x, y = _number(value, "x"), _number(value, "y")
+            point = {"x_min": x, "y_min": y, "x_max": x, "y_max": y}
+            inside_image([point], coordinates="percent")
             half = value.get("width") or 0.0
             half = _number({"width": half}, "width") / 2.0
-            extent = (x - half, y - half, x + half, y + half)
+            # The square drawn around a point near an edge reaches past it, as a turned
+            # rectangle does: clipped to the image the same way.
+            extent = (
+                max(x - half, 0.0),
+                max(y - half, 0.0),
+                min(x + half, 100.0),
+                min(y + half, 100.0),
+            )
         else:
             extent = _rectangle(value, width, height)
         for label in labels:
@@ -376,7 +434,7 @@ def _boxes(results: list[dict], kind_type: str) -> dict[str, Any]:
             )
     return {
         "kind": "boxes",
-        "boxes": boxes,
+        "boxes": inside_image(boxes, coordinates="percent"),
         "polygons": polygons or None,
         "coordinates": "percent",
         "image_width": width,

@@ -23,6 +23,12 @@ its canonical column (`labels`, `value`, `ranking`, `left`/`right`/`winner`, `sp
 keeps where it is measured, as the Label Studio and Ground Truth readers keep it: `coordinates`
 ("pixel" or "percent") and `image_width`/`image_height`; a unit or size it cannot keep
 quarantines the row as ``wrong_type`` on that field.
+
+A spans row whose task text is known (a table's `payload` column, a manifest's data object) is
+checked against it as Label Studio's are: a span ending past the end of the text is
+``outside_text``, its field naming the end and the text's length. The text is found as the
+snapshot finds a span's document (`kinds.document_text`); a payload that names no single
+document, or is an address (`s3://...`), is not checked.
 """
 
 from __future__ import annotations
@@ -43,19 +49,26 @@ from annotation_pipelines.ingest.validation import (
     MAX_RECORD_BYTES,
     NESTING_TOO_DEEP,
     NON_UTF8,
+    OUTSIDE_TEXT,
     OVERSIZED_RECORD,
     TRUNCATED_FILE,
     UNSUPPORTED_KIND,
     cap_raw_bytes,
     lone_surrogate,
 )
-from annotation_pipelines.ingest.values import ValueShapeError, image_size, normalize
+from annotation_pipelines.ingest.values import (
+    ValueShapeError,
+    image_size,
+    normalize,
+    span_past_text,
+)
 from annotation_pipelines.kinds import (
     COORDINATE_UNITS,
     DEFAULT_KIND,
     KINDS,
     VALUE_COLUMNS,
     VALUE_DTYPES,
+    document_and_key,
 )
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import check_column_count, check_encoding, repeated_column
@@ -246,6 +259,7 @@ def parse_table(
     )
     if project:
         staged = staged.with_columns(project=pl.lit(project, pl.String))
+    staged = _spans_inside_text(staged)
     tasks = staged.filter(pl.col("reason").is_null()).select(
         "task_id",
         "project",
@@ -473,13 +487,6 @@ def _stage_frame(
         and getattr(mapping, canonical)
         and getattr(mapping, canonical) in frame.columns
     }
-    if table_kind == DEFAULT_KIND or not value_sources:
-        values = _value_rows([{}] * frame.height, kinds, text_cells=not typed)
-    else:
-        cells = frame.select(
-            [pl.col(source).alias(canonical) for canonical, source in value_sources.items()]
-        ).to_dicts()
-        values = _value_rows(cells, kinds, text_cells=not typed)
     context_sources = {
         name: source
         for name in ("coordinates", "image_width", "image_height")
@@ -492,6 +499,18 @@ def _stage_frame(
         if context_sources
         else [{}] * frame.height
     )
+    if table_kind == DEFAULT_KIND or not value_sources:
+        values = _value_rows([{}] * frame.height, kinds, text_cells=not typed)
+    else:
+        cells = frame.select(
+            [pl.col(source).alias(canonical) for canonical, source in value_sources.items()]
+        ).to_dicts()
+        # A box is checked against the image its row says it is measured on.
+        cells = [
+            {**cell, **context} if kind == "boxes" else cell
+            for cell, context, kind in zip(cells, context_cells, kinds, strict=True)
+        ]
+        values = _value_rows(cells, kinds, text_cells=not typed)
     values = _with_box_context(values, _box_contexts(context_cells, kinds))
     staged = frame.select(
         judgment_id=column(mapping.judgment_id),
@@ -531,6 +550,68 @@ def _stage_frame(
             error_reason=pl.when(bad).then(None).otherwise(pl.col("error_reason")),
         )
     return pl.concat([staged.drop("label_error"), values], how="horizontal")
+
+
+def _outside_text(spans: Any, payload: str | None, *, column: str | None) -> dict[str, Any]:
+    """The error columns of a spans row one of whose `spans` ends past its task's text (the
+    document of `payload`, read from `column`, or from the data object's key when None), else
+    nothing."""
+    if not spans:
+        return {}
+    text, key = document_and_key(payload)
+    name = ".".join(part for part in (column, key) if part) or "payload"
+    past = span_past_text(spans, text, name=name)
+    if past is None:
+        return {}
+    return {"label_error": past[1], "error_field": past[0], "error_reason": OUTSIDE_TEXT}
+
+
+def _spans_inside_text(staged: pl.DataFrame) -> pl.DataFrame:
+    """`staged` with each spans row refused (`_outside_text`) whose spans end past its task's
+    text: the row's `payload`, else the first the task has in the file."""
+    document = pl.coalesce(
+        pl.col("payload"), pl.col("payload").drop_nulls().first().over("task_id")
+    )
+    end = pl.col("spans").list.eval(pl.element().struct.field("end")).list.max()
+    candidates = (
+        staged.with_row_index("_row")
+        .with_columns(_document=document)
+        .filter(
+            (pl.col("kind") == "spans")
+            & pl.col("reason").is_null()
+            & pl.col("label_error").is_null()
+            & pl.col("spans").is_not_null()
+            & pl.col("_document").is_not_null()
+        )
+        # Only a data object, or a plain text some span ends past, needs a closer look: the
+        # bulk (spans inside their text) is passed here, without a Python step per row.
+        .filter(
+            pl.col("_document").str.strip_chars_start().str.starts_with("{")
+            | (end > pl.col("_document").str.len_chars())
+        )
+    )
+    refused = [
+        {"_row": row, **error}
+        for row, spans, payload in candidates.select("_row", "spans", "_document").iter_rows()
+        if (error := _outside_text(spans, payload, column="payload"))
+    ]
+    if not refused:
+        return staged
+    errors = pl.DataFrame(
+        refused,
+        schema={
+            "_row": pl.UInt32,
+            "label_error": pl.String,
+            "error_field": pl.String,
+            "error_reason": pl.String,
+        },
+    )
+    found = staged.with_row_index("_row").join(
+        errors, on="_row", how="left", suffix="_text", maintain_order="left"
+    )
+    return found.with_columns(
+        [pl.coalesce(f"{name}_text", name).alias(name) for name in errors.columns[1:]]
+    ).select(staged.columns)
 
 
 def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], list[dict]]:
@@ -638,6 +719,7 @@ def _stage_records(
         if row_kind is None:
             row_kind = _text(record.get(mapping.kind))[0] if mapping.kind else None
         row["kind"] = row_kind
+        context: dict[str, Any] = {}
         if row_kind == "boxes":
             context = {
                 name: record.get(source)
@@ -659,7 +741,7 @@ def _stage_records(
                 if getattr(mapping, canonical)
             }
             try:
-                row.update(normalize(row_kind, raw))
+                row.update(normalize(row_kind, {**raw, **context}))
             except ValueShapeError as error:
                 row["label_error"] = str(error)
                 row["error_field"] = error.field
@@ -808,6 +890,19 @@ def _spans_from(entities: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _pixel_boxes(boxes: list[dict[str, Any]], width: Any, height: Any) -> dict[str, Any]:
+    """The kind columns of Ground Truth boxes: pixels of an image of `width` x `height`."""
+    given = {"coordinates": "pixel", "image_width": width, "image_height": height}
+    value = normalize("boxes", {"boxes": boxes, **given})
+    return {
+        "kind": "boxes",
+        **value,
+        "coordinates": "pixel",
+        "image_width": image_size("image_width", width),
+        "image_height": image_size("image_height", height),
+    }
+
+
 def _consolidated_value(kind: str, value: Any, metadata: dict) -> dict[str, Any]:
     """The kind columns of Ground Truth's consolidated label (boxes in pixels)."""
     class_map = metadata.get("class-map")
@@ -819,13 +914,7 @@ def _consolidated_value(kind: str, value: Any, metadata: dict) -> dict[str, Any]
             size = value.get("image_size")
             size = size[0] if isinstance(size, list) and size else size
             size = size if isinstance(size, dict) else {}
-            return {
-                "kind": kind,
-                **normalize(kind, {"boxes": boxes}),
-                "coordinates": "pixel",
-                "image_width": image_size("image_width", size.get("width")),
-                "image_height": image_size("image_height", size.get("height")),
-            }
+            return _pixel_boxes(boxes, size.get("width"), size.get("height"))
         if kind == "spans":
             annotations = value.get("annotations") if isinstance(value, dict) else None
             entities = annotations.get("entities") if isinstance(annotations, dict) else None
@@ -860,13 +949,7 @@ def _answer_value(kind: str, content: Any) -> dict[str, Any]:
             size = _find(content, "inputImageProperties") or {}
             width = size.get("width") if isinstance(size, dict) else None
             height = size.get("height") if isinstance(size, dict) else None
-            return {
-                "kind": kind,
-                **normalize(kind, {"boxes": boxes}),
-                "coordinates": "pixel",
-                "image_width": image_size("image_width", width),
-                "image_height": image_size("image_height", height),
-            }
+            return _pixel_boxes(boxes, width, height)
         if kind == "spans":
             return {
                 "kind": kind,
@@ -919,11 +1002,12 @@ def parse_sagemaker(
                 {**base, "reason": MALFORMED_JSON, "field": f"{attribute or '<label>'}-metadata"}
             )
             continue
+        task_payload = json.dumps(payload, ensure_ascii=False)
         task_rows.append(
             {
                 "task_id": task_id,
                 "project": default_project,
-                "payload": json.dumps(payload, ensure_ascii=False),
+                "payload": task_payload,
                 "created_at": None,
                 "source_line": number,
             }
@@ -956,6 +1040,8 @@ def parse_sagemaker(
                     row.update(label=label, label_error=None if scalar else "not a scalar")
                 else:
                     row.update(_answer_value(kind, answer.get("answerContent", answer)))
+                    if kind == "spans" and row["label_error"] is None:
+                        row.update(_outside_text(row["spans"], task_payload, column=None))
                 worker = answer.get("workerId")
                 if not _is_id(worker, _text(worker)[1]):
                     row.update(
@@ -972,6 +1058,10 @@ def parse_sagemaker(
                 label, scalar = _text(metadata["class-map"].get(str(record.get(attribute))))
         else:
             value_columns = _consolidated_value(kind, record.get(attribute), metadata)
+            if kind == "spans" and value_columns.get("label_error") is None:
+                value_columns.update(
+                    _outside_text(value_columns.get("spans"), task_payload, column=None)
+                )
         created, _ = _text(metadata.get("creation-date"))
         if (
             created is not None

@@ -63,6 +63,9 @@ UNKNOWN_LABEL = "unknown_label"
 # A span whose offsets reach past the end of the task's text: it marks characters that are not
 # there (an offset counted in another text, or a hand-edited export).
 OUTSIDE_TEXT = "outside_text"
+# A box reaching past the image it is drawn on (a percent coordinate above 100, a negative one):
+# it marks pixels that are not there (a coordinate in another unit, a hand-edited export).
+OUTSIDE_IMAGE = "outside_image"
 DUPLICATE = "duplicate"
 CANCELLED = "cancelled"
 NUL_BYTE = "nul_byte"
@@ -85,6 +88,7 @@ REASONS = (
     TIMESTAMP_IN_FUTURE,
     UNKNOWN_LABEL,
     OUTSIDE_TEXT,
+    OUTSIDE_IMAGE,
     DUPLICATE,
     CANCELLED,
     NUL_BYTE,

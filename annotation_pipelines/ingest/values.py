@@ -22,6 +22,12 @@ ranking may not repeat an item); numeric is a finite float; pairwise is `left`, 
 mapped); spans are `{start, end, label}` with integer offsets 0 ≤ start < end; boxes are
 `{label, x_min, y_min, x_max, y_max}` with finite coordinates, x_min < x_max, y_min < y_max;
 text is a string. In CSV cells, list and struct values are JSON text.
+
+Where a value is measured against what it marks, it must lie inside it, checked here once for
+every reader. A box whose unit is known (`coordinates`, given beside the boxes) lies inside the
+image: 0 to 100 in percent, 0 to the image's width and height in pixels (no upper bound when
+the size is not given), else ``outside_image`` on field `boxes`; without a unit it is not
+checked. A span ends within its task's text (`span_past_text`), else ``outside_text``.
 """
 
 from __future__ import annotations
@@ -32,14 +38,25 @@ import re
 from typing import Any
 
 from annotation_pipelines.ingest.ids import number_text
-from annotation_pipelines.ingest.validation import EMPTY_BOX, MISSING_FIELD, WRONG_TYPE
-from annotation_pipelines.kinds import WINNERS, blank, check_kind
+from annotation_pipelines.ingest.validation import (
+    EMPTY_BOX,
+    MISSING_FIELD,
+    OUTSIDE_IMAGE,
+    WRONG_TYPE,
+)
+from annotation_pipelines.kinds import COORDINATE_UNITS, WINNERS, blank, check_kind
 from annotation_pipelines.numbers import finite
 
 # A plain decimal number as text: sign, digits, optional fraction and exponent.
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # Span offsets are stored as Int64: a larger one would be read back as null.
 _MAX_OFFSET = (1 << 63) - 1
+# A document given by address (Label Studio's valueType="url", an S3 object) is not the text
+# the offsets index: they cannot be checked against it.
+ADDRESS = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*://|/data/)\S*")
+# How far past an image's edge a coordinate may lie, relative to the image's extent: float
+# arithmetic on the way to a stored box (Label Studio's x + width) lands a hair past 100 %.
+EDGE_TOLERANCE = 1e-9
 
 
 class ValueShapeError(ValueError):
@@ -175,6 +192,88 @@ def box(raw: Any) -> dict[str, Any]:
     return {"label": _label("boxes", raw), **coordinates}
 
 
+def _image_limit(unit: str, size: float | None) -> float | None:
+    return 100.0 if unit == "percent" else size
+
+
+def inside_image(
+    boxes: list[dict[str, Any]],
+    *,
+    coordinates: str | None,
+    image_width: float | None = None,
+    image_height: float | None = None,
+) -> list[dict[str, Any]]:
+    """`boxes` ({x_min, y_min, x_max, y_max}) when each lies inside the image it is drawn on,
+    measured in `coordinates` (see the module docstring); a ValueShapeError
+    (``outside_image``, field `boxes`) naming the first coordinate outside otherwise. A unit
+    that is not one of COORDINATE_UNITS is not checked here: the reader refuses it."""
+    if coordinates not in COORDINATE_UNITS:
+        return boxes
+    limits = {
+        "x": _image_limit(coordinates, image_width),
+        "y": _image_limit(coordinates, image_height),
+    }
+    for number, item in enumerate(boxes, start=1):
+        for name in ("x_min", "y_min", "x_max", "y_max"):
+            value, limit = item[name], limits[name[0]]
+            slack = EDGE_TOLERANCE * (limit or 1.0)
+            if value >= -slack and (limit is None or value <= limit + slack):
+                continue
+            if coordinates == "percent":
+                image = "0 to 100 percent of the image"
+            elif limit is None:
+                image = "the image starts at pixel 0"
+            else:
+                side = "width" if name[0] == "x" else "height"
+                image = f"0 to {limit:g} pixels, the image's {side}"
+            raise ValueShapeError(
+                "boxes",
+                f"boxes: box {number} has {name} {value:g}, outside the image ({image})",
+                reason=OUTSIDE_IMAGE,
+            )
+    return boxes
+
+
+def _context(raw: dict[str, Any]) -> dict[str, Any]:
+    """The unit and image size given beside `raw`'s boxes, as far as they can be read: one
+    that cannot (an unknown unit, a size that is not a positive number) is the reader's to
+    refuse, and is not checked against here."""
+    unit = raw.get("coordinates")
+    sizes: dict[str, float | None] = {}
+    for name in ("image_width", "image_height"):
+        try:
+            sizes[name] = image_size(name, raw.get(name))
+        except ValueShapeError:
+            sizes[name] = None
+    return {"coordinates": unit.strip() if isinstance(unit, str) else None, **sizes}
+
+
+def _past_message(number: int, item: dict[str, Any]) -> str:
+    label = item.get("label")
+    shown = f"[{item['start']}, {item['end']})" + (f" {label}" if label else "")
+    return f"spans: span {number} {shown} ends past the text"
+
+
+def span_past_text(
+    spans: list[dict[str, Any]], text: str | None, *, name: str, first: int = 1
+) -> tuple[str, str] | None:
+    """(quarantine field, message) naming the first of `spans` ({start, end}, offsets checked)
+    that ends past the end of `text`, the task's document read from `name` (``outside_text``);
+    None when every span fits, or the text is not known or is an address (`ADDRESS`). Spans
+    are numbered from `first` in the message."""
+    if text is None or ADDRESS.fullmatch(text):
+        return None
+    length = len(text)
+    for number, item in enumerate(spans, start=first):
+        end = item["end"]
+        if end > length:
+            return (
+                f"spans (end {end} past the {length} characters of {name})",
+                _past_message(number, item),
+            )
+    return None
+
+
 def _objects(field: str, raw: Any, one: Any, *, text_cells: bool) -> list[dict] | None:
     value = _decoded(raw, text_cells=text_cells)
     if value is None:
@@ -185,7 +284,9 @@ def _objects(field: str, raw: Any, one: Any, *, text_cells: bool) -> list[dict] 
 
 
 def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> dict[str, Any]:
-    """The canonical value columns of `kind` from `raw` (column → cell as read).
+    """The canonical value columns of `kind` from `raw` (column → cell as read; for boxes,
+    also `coordinates`, `image_width` and `image_height` when the source gives them, to check
+    the boxes lie inside the image).
 
     `text_cells`: cells are text as in CSV, so list and object values are JSON text.
     Raises ValueShapeError naming the column of a value of the wrong shape.
@@ -242,4 +343,7 @@ def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> di
         return values
     if kind == "spans":
         return {"spans": _objects("spans", raw.get("spans"), span, text_cells=text_cells)}
-    return {"boxes": _objects("boxes", raw.get("boxes"), box, text_cells=text_cells)}
+    boxes = _objects("boxes", raw.get("boxes"), box, text_cells=text_cells)
+    if boxes is not None:
+        boxes = inside_image(boxes, **_context(raw))
+    return {"boxes": boxes}

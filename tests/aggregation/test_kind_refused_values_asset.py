@@ -1,6 +1,7 @@
 """The daily kind aggregation sets aside, by the check ingest uses, answers that reached the lake
-without it (the generator's, or rows staged before the check existed): a box with no area and a
-blank text answer are counted in the run's metadata and never aggregated. A real Dagster
+without it (the generator's, or rows staged before the check existed): a box with no area, a
+box outside its image and a blank text answer are counted in the run's metadata and never
+aggregated. A real Dagster
 materialization over a local lake."""
 
 from __future__ import annotations
@@ -75,3 +76,25 @@ def test_answers_ingest_refuses_are_set_aside_and_counted(tmp_path):
         ("detection", "t1"),
         ("transcripts", "t1"),
     ]
+
+
+def test_a_percent_box_staged_outside_its_image_is_set_aside(tmp_path):
+    boxes = _staged("detection", "boxes", [BOX]).with_columns(coordinates=pl.lit("percent"))
+    past = _unchecked(boxes, "boxes", [dict(BOX, x_max=120.0)])
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    day = DAY.isoformat()
+    (tmp_path / "landing").mkdir()
+    result = materialize_kind_day(
+        lake, pl.concat([boxes, past]), day=day, landing=tmp_path / "landing"
+    )
+    [event] = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path == ["kind_aggregated_labels"]
+    ]
+    metadata = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert metadata["refused_values"] == {
+        "detection": {"judgments": 1, "reasons": {"outside_image:boxes": 1}, "first": ["bad"]},
+    }
+    labels = lake.read_table("kind_aggregated_labels", day=day)
+    assert labels.select("project", "task_id").rows() == [("detection", "t1")]

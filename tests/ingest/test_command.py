@@ -519,6 +519,6 @@ def test_label_studio_rows_are_named_by_task_and_annotation(tmp_path):
     )
     assert any(
         row.startswith(f"  {path}: task 2 (id 8, line {line}), annotation 1 (id 80), field 'spans")
-        and row.endswith(": outside_text")
+        and row.endswith(": outside_text: spans: span 1 [10, 99) PER ends past the text")
         for row in shown
     ), shown

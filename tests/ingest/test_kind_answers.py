@@ -197,7 +197,8 @@ def test_an_answer_python_cannot_hold_is_quarantined_not_fatal(
 
 
 # What the commands and file ingest refuse by the same check (`values.normalize`): a box with
-# no area, a blank text answer, a blank label (`tests/kinds/test_blank_and_empty_values.py`).
+# no area, a blank text answer, a blank label (`tests/kinds/test_blank_and_empty_values.py`),
+# a box outside the image its answer names (`tests/ingest/test_inside_the_task.py`).
 @pytest.mark.parametrize(
     ("kind", "answer", "reason", "field"),
     [
@@ -206,8 +207,13 @@ def test_an_answer_python_cannot_hold_is_quarantined_not_fatal(
         ("text", " \u200b ", "missing_field", "text"),
         ("spans", [{"start": 0, "end": 2, "label": ""}], "missing_field", "spans"),
         ("multilabel", [" "], "missing_field", "labels"),
+        ("boxes", {"boxes": [{"label": "car", "x_min": 90, "y_min": 0, "x_max": 120, "y_max": 9}],
+                   "coordinates": "percent"}, "outside_image", "boxes"),
+        ("boxes", {"boxes": [{"label": "car", "x_min": -2, "y_min": 0, "x_max": 20, "y_max": 9}],
+                   "coordinates": "pixel"}, "outside_image", "boxes"),
     ],
-    ids=["empty-box", "blank-text", "blank-span-label", "blank-multilabel"],
+    ids=["empty-box", "blank-text", "blank-span-label", "blank-multilabel", "box-past-100-percent",
+         "box-at-a-negative-pixel"],
 )  # fmt: skip
 def test_an_empty_box_or_blank_answer_is_quarantined_as_from_a_file(
     postgres_dsn, kind, answer, reason, field
