@@ -111,74 +111,130 @@ def interval_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndar
     return (a - b) ** 2
 
 
+def _item_codes(lists_a: pl.Series, lists_b: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Every item of both sides' lists, flattened in list order, as one integer code per
+    distinct id shared by both sides (−1 for a null item)."""
+    flat = pl.concat(
+        [
+            lists_a.explode(empty_as_null=False, keep_nulls=False),
+            lists_b.explode(empty_as_null=False, keep_nulls=False),
+        ]
+    )
+    # A local Enum, not a Categorical: its ids do not stay in a process-wide cache.
+    codes = (
+        flat.cast(pl.Enum(flat.drop_nulls().unique()))
+        .to_physical()
+        .cast(pl.Int64)
+        .fill_null(-1)
+        .to_numpy()
+    )
+    size_a = int(lists_a.list.len().sum())
+    return codes[:size_a], codes[size_a:]
+
+
+def _best_positions(
+    codes: np.ndarray, lengths: np.ndarray, n_codes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(key, pair, position) of each item the lists name, ascending by key = pair × n_codes +
+    code: the list's index is its pair, and an item a list names twice keeps its best
+    position."""
+    pair = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(codes.size, dtype=np.int64) - starts
+    named = codes >= 0
+    key = pair[named] * n_codes + codes[named]
+    # Stable, so of an item's repeats the best-placed (first in its list) leads.
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    first = np.ones(key.size, dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    kept = order[first]
+    return key[first], pair[named][kept], position[named][kept]
+
+
+def _lookup(keys: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each key is in the sorted `table`, its index there where it is)."""
+    if table.size == 0:
+        return np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=np.int64)
+    index = np.minimum(np.searchsorted(table, keys), table.size - 1)
+    return table[index] == keys, index
+
+
+def _segment_inversions(segment: np.ndarray, values: np.ndarray, n_segments: int) -> np.ndarray:
+    """Per segment (a run of equal, non-decreasing `segment` ids), the number of index pairs
+    i < j inside it with values[i] > values[j] (ties are not inversions).
+
+    A bottom-up merge sort run on every segment at once: at width w each block of 2w places
+    is a sorted left half and a sorted right half; each right-half value counts the left-half
+    values above it by binary search, then the block is sorted. Memory stays linear in the
+    number of values and time is O(N log² N) at worst; segments too short for the current
+    width leave the arrays, so short rankings cost a level or two."""
+    counts = np.zeros(n_segments, dtype=np.float64)
+    if segment.size == 0:
+        return counts
+    sizes = np.bincount(segment, minlength=n_segments)
+    rank = np.arange(segment.size, dtype=np.int64) - (np.cumsum(sizes) - sizes)[segment]
+    values = values.astype(np.int64)
+    # Block start × scale + value orders by block, then by value within it.
+    scale = int(values.max()) + 1
+    width = 1
+    while True:
+        kept = sizes[segment] > width
+        if not kept.any():
+            return counts
+        segment, rank, values = segment[kept], rank[kept], values[kept]
+        block = (np.arange(segment.size, dtype=np.int64) - (rank & (2 * width - 1))) * scale
+        right = (rank & width) != 0
+        left_keys = (block + values)[~right]
+        right_block = block[right]
+        above = np.searchsorted(left_keys, right_block + scale, side="left") - np.searchsorted(
+            left_keys, right_block + values[right], side="right"
+        )
+        counts += np.bincount(segment[right], weights=above, minlength=n_segments)
+        # The halves are sorted runs, which the stable sort merges in about linear time.
+        values = values[np.argsort(block + values, kind="stable")]
+        width *= 2
+
+
 def kendall_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndarray:
     """Fagin's K^(1/2) Kendall distance per pair of rankings (lists of item ids, best first),
-    normalized by the number of item pairs in the union of the two lists."""
+    normalized by the number of item pairs in the union of the two lists.
+
+    Computed without enumerating the pairs of items, so memory is linear in the rankings'
+    length: each item of the union gets its position in either list (an unnamed item the
+    list's length, tied below everything the list names). Sorted by the first list's position
+    and then the second's, the pairs ordered oppositely are the inversions of the second
+    list's positions (Knight's algorithm; ties are never inversions). Only unnamed items tie,
+    and never in both lists, so the pairs tied in exactly one list, costing 1/2 each, are the
+    pairs of items only one of the lists names."""
     _check_lengths(values_a, values_b)
     n = values_a.len()
     if n == 0:
         return np.zeros(0)
-
-    def positions(values: pl.Series, name: str) -> pl.DataFrame:
-        lists = values.cast(pl.List(pl.String)).fill_null([])
-        return (
-            pl.DataFrame({"pair": np.arange(n, dtype=np.int64), "item": lists})
-            .with_columns(
-                pl.col("item").list.len().alias(f"length_{name}"),
-                pl.int_ranges(0, pl.col("item").list.len()).alias(f"position_{name}"),
-            )
-            .explode("item", f"position_{name}")
-            .drop_nulls("item")
-            # A list that names an item twice keeps its best position.
-            .group_by("pair", "item")
-            .agg(pl.col(f"position_{name}").min(), pl.col(f"length_{name}").first())
-        )
-
-    a = positions(values_a, "a")
-    b = positions(values_b, "b")
-    lengths = pl.DataFrame(
-        {
-            "pair": np.arange(n, dtype=np.int64),
-            "length_a": values_a.cast(pl.List(pl.String)).fill_null([]).list.len(),
-            "length_b": values_b.cast(pl.List(pl.String)).fill_null([]).list.len(),
-        }
-    )
-    union = (
-        a.drop("length_a")
-        .join(b.drop("length_b"), on=["pair", "item"], how="full", coalesce=True)
-        .join(lengths, on="pair")
-        .select(
-            "pair",
-            "item",
-            # An unnamed item ties below every named one.
-            pl.col("position_a").fill_null(pl.col("length_a")).alias("a"),
-            pl.col("position_b").fill_null(pl.col("length_b")).alias("b"),
-        )
-    )
-    pairs = (
-        union.join(union, on="pair", suffix="_other")
-        .filter(pl.col("item") < pl.col("item_other"))
-        .select(
-            "pair",
-            (pl.col("a") - pl.col("a_other")).sign().alias("order_a"),
-            (pl.col("b") - pl.col("b_other")).sign().alias("order_b"),
-        )
-        .select(
-            "pair",
-            pl.when(pl.col("order_a") * pl.col("order_b") < 0)
-            .then(1.0)
-            .when((pl.col("order_a") == 0) != (pl.col("order_b") == 0))
-            .then(0.5)
-            .otherwise(0.0)
-            .alias("cost"),
-        )
-    )
-    cost = np.bincount(
-        pairs.get_column("pair").to_numpy(),
-        weights=pairs.get_column("cost").to_numpy(),
-        minlength=n,
-    )
-    size = np.bincount(union.get_column("pair").to_numpy(), minlength=n).astype(np.float64)
+    lists_a = values_a.cast(pl.List(pl.String)).fill_null([])
+    lists_b = values_b.cast(pl.List(pl.String)).fill_null([])
+    length_a = lists_a.list.len().to_numpy().astype(np.int64)
+    length_b = lists_b.list.len().to_numpy().astype(np.int64)
+    codes_a, codes_b = _item_codes(lists_a, lists_b)
+    n_codes = int(max(codes_a.max(initial=0), codes_b.max(initial=0))) + 1
+    key_a, pair_a, position_a = _best_positions(codes_a, length_a, n_codes)
+    key_b, pair_b, position_b = _best_positions(codes_b, length_b, n_codes)
+    in_b, index_in_b = _lookup(key_a, key_b)
+    only_b = ~_lookup(key_b, key_a)[0]
+    b_of_a = length_b[pair_a]
+    b_of_a[in_b] = position_b[index_in_b[in_b]]
+    # The union: the items list a names, then those only list b names (at list a's length).
+    pair = np.concatenate([pair_a, pair_b[only_b]])
+    a = np.concatenate([position_a, length_a[pair_b[only_b]]])
+    b = np.concatenate([b_of_a, position_b[only_b]])
+    order = np.lexsort((b, a, pair))
+    pair = pair[order]
+    discordant = _segment_inversions(pair, b[order], n)
+    only_a = np.bincount(pair_a[~in_b], minlength=n).astype(np.float64)
+    only_b_count = np.bincount(pair_b[only_b], minlength=n).astype(np.float64)
+    # Integers and halves far below 2^53: every sum here is exact, whatever its order.
+    cost = discordant + 0.5 * (only_a * (only_a - 1) / 2 + only_b_count * (only_b_count - 1) / 2)
+    size = np.bincount(pair, minlength=n).astype(np.float64)
     total = size * (size - 1) / 2
     return np.where(total > 0, cost / np.maximum(total, 1.0), 0.0)
 
