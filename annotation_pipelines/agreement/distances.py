@@ -134,30 +134,49 @@ def _item_codes(lists_a: pl.Series, lists_b: pl.Series) -> tuple[np.ndarray, np.
 
 def _best_positions(
     codes: np.ndarray, lengths: np.ndarray, n_codes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(key, pair, position) of each item the lists name, ascending by key = pair × n_codes +
-    code: the list's index is its pair, and an item a list names twice keeps its best
-    position."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(key, pair, position, by_key) of each item the lists name, in list order: the list's
+    index is its pair, key = pair × n_codes + code, an item a list names twice keeps its best
+    position, and `by_key` orders the entries by key."""
     pair = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    position = np.arange(codes.size, dtype=np.int64) - starts
+    position = np.arange(codes.size, dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
     named = codes >= 0
-    key = pair[named] * n_codes + codes[named]
+    key, pair, position = pair[named] * n_codes + codes[named], pair[named], position[named]
     # Stable, so of an item's repeats the best-placed (first in its list) leads.
     order = np.argsort(key, kind="stable")
-    key = key[order]
     first = np.ones(key.size, dtype=bool)
-    first[1:] = key[1:] != key[:-1]
-    kept = order[first]
-    return key[first], pair[named][kept], position[named][kept]
+    first[1:] = key[order[1:]] != key[order[:-1]]
+    kept = np.zeros(key.size, dtype=bool)
+    kept[order[first]] = True
+    by_key = (np.cumsum(kept) - 1)[order[first]]
+    return key[kept], pair[kept], position[kept], by_key
 
 
-def _lookup(keys: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(whether each key is in the sorted `table`, its index there where it is)."""
-    if table.size == 0:
-        return np.zeros(keys.size, dtype=bool), np.zeros(keys.size, dtype=np.int64)
-    index = np.minimum(np.searchsorted(table, keys), table.size - 1)
-    return table[index] == keys, index
+def _match(
+    keys: np.ndarray,
+    by_key: np.ndarray,
+    other_keys: np.ndarray,
+    other_by_key: np.ndarray,
+    other_positions: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each of `keys` is among `other_keys`, its position on that side where it is,
+    else 0). Both sides are searched in key order, which keeps the binary searches in cache."""
+    found = np.zeros(keys.size, dtype=bool)
+    positions = np.zeros(keys.size, dtype=np.int64)
+    if other_keys.size == 0 or keys.size == 0:
+        return found, positions
+    table = other_keys[other_by_key]
+    index = np.minimum(np.searchsorted(table, keys[by_key]), table.size - 1)
+    found[by_key] = table[index] == keys[by_key]
+    positions[by_key] = other_positions[other_by_key[index]]
+    return found, positions
+
+
+def _index_in_pair(pair: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each entry's index among the entries of its pair (`pair` non-decreasing)."""
+    return np.arange(pair.size, dtype=np.int64) - (np.cumsum(counts) - counts)[pair]
 
 
 def _segment_inversions(segment: np.ndarray, values: np.ndarray, n_segments: int) -> np.ndarray:
@@ -165,10 +184,10 @@ def _segment_inversions(segment: np.ndarray, values: np.ndarray, n_segments: int
     i < j inside it with values[i] > values[j] (ties are not inversions).
 
     A bottom-up merge sort run on every segment at once: at width w each block of 2w places
-    is a sorted left half and a sorted right half; each right-half value counts the left-half
-    values above it by binary search, then the block is sorted. Memory stays linear in the
-    number of values and time is O(N log² N) at worst; segments too short for the current
-    width leave the arrays, so short rankings cost a level or two."""
+    holds a sorted left half and a sorted right half, and a stable sort of the block moves
+    each right-half value left past exactly the left-half values above it. Memory stays
+    linear in the number of values; segments too short for the current width leave the
+    arrays, so short rankings cost a level or two."""
     counts = np.zeros(n_segments, dtype=np.float64)
     if segment.size == 0:
         return counts
@@ -182,17 +201,19 @@ def _segment_inversions(segment: np.ndarray, values: np.ndarray, n_segments: int
         kept = sizes[segment] > width
         if not kept.any():
             return counts
-        segment, rank, values = segment[kept], rank[kept], values[kept]
-        block = (np.arange(segment.size, dtype=np.int64) - (rank & (2 * width - 1))) * scale
-        right = (rank & width) != 0
-        left_keys = (block + values)[~right]
-        right_block = block[right]
-        above = np.searchsorted(left_keys, right_block + scale, side="left") - np.searchsorted(
-            left_keys, right_block + values[right], side="right"
-        )
-        counts += np.bincount(segment[right], weights=above, minlength=n_segments)
+        if not kept.all():
+            segment, rank, values = segment[kept], rank[kept], values[kept]
+        place = np.arange(segment.size, dtype=np.int64)
+        block = (place - (rank & (2 * width - 1))) * scale
         # The halves are sorted runs, which the stable sort merges in about linear time.
-        values = values[np.argsort(block + values, kind="stable")]
+        order = np.argsort(block + values, kind="stable")
+        moved_to = np.empty_like(place)
+        moved_to[order] = place
+        right = (rank & width) != 0
+        counts += np.bincount(
+            segment[right], weights=(place - moved_to)[right], minlength=n_segments
+        )
+        values = values[order]
         width *= 2
 
 
@@ -217,25 +238,32 @@ def kendall_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndarr
     length_b = lists_b.list.len().to_numpy().astype(np.int64)
     codes_a, codes_b = _item_codes(lists_a, lists_b)
     n_codes = int(max(codes_a.max(initial=0), codes_b.max(initial=0))) + 1
-    key_a, pair_a, position_a = _best_positions(codes_a, length_a, n_codes)
-    key_b, pair_b, position_b = _best_positions(codes_b, length_b, n_codes)
-    in_b, index_in_b = _lookup(key_a, key_b)
-    only_b = ~_lookup(key_b, key_a)[0]
-    b_of_a = length_b[pair_a]
-    b_of_a[in_b] = position_b[index_in_b[in_b]]
-    # The union: the items list a names, then those only list b names (at list a's length).
-    pair = np.concatenate([pair_a, pair_b[only_b]])
-    a = np.concatenate([position_a, length_a[pair_b[only_b]]])
-    b = np.concatenate([b_of_a, position_b[only_b]])
-    order = np.lexsort((b, a, pair))
-    pair = pair[order]
-    discordant = _segment_inversions(pair, b[order], n)
-    only_a = np.bincount(pair_a[~in_b], minlength=n).astype(np.float64)
-    only_b_count = np.bincount(pair_b[only_b], minlength=n).astype(np.float64)
+    key_a, pair_a, position_a, by_key_a = _best_positions(codes_a, length_a, n_codes)
+    key_b, pair_b, position_b, by_key_b = _best_positions(codes_b, length_b, n_codes)
+    in_b, position_in_b = _match(key_a, by_key_a, key_b, by_key_b, position_b)
+    only_b = ~_match(key_b, by_key_b, key_a, by_key_a, position_a)[0]
+    b_of_a = np.where(in_b, position_in_b, length_b[pair_a])
+    # The union, per pair in the first list's order: the items it names, then those only the
+    # second names (tied at the first list's length), which keep the second list's order.
+    pair_only_b = pair_b[only_b]
+    count_a = np.bincount(pair_a, minlength=n)
+    count_only_b = np.bincount(pair_only_b, minlength=n)
+    size = count_a + count_only_b
+    start = np.cumsum(size) - size
+    into_union_a = start[pair_a] + _index_in_pair(pair_a, count_a)
+    into_union_b = (
+        start[pair_only_b] + count_a[pair_only_b] + _index_in_pair(pair_only_b, count_only_b)
+    )
+    b = np.empty(int(size.sum()), dtype=np.int64)
+    b[into_union_a] = b_of_a
+    b[into_union_b] = position_b[only_b]
+    discordant = _segment_inversions(np.repeat(np.arange(n, dtype=np.int64), size), b, n)
+    only_a = (count_a - np.bincount(pair_a[in_b], minlength=n)).astype(np.float64)
+    only_b_count = count_only_b.astype(np.float64)
     # Integers and halves far below 2^53: every sum here is exact, whatever its order.
     cost = discordant + 0.5 * (only_a * (only_a - 1) / 2 + only_b_count * (only_b_count - 1) / 2)
-    size = np.bincount(pair, minlength=n).astype(np.float64)
-    total = size * (size - 1) / 2
+    union_size = size.astype(np.float64)
+    total = union_size * (union_size - 1) / 2
     return np.where(total > 0, cost / np.maximum(total, 1.0), 0.0)
 
 
