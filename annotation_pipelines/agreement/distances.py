@@ -111,75 +111,159 @@ def interval_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndar
     return (a - b) ** 2
 
 
+def _item_codes(lists_a: pl.Series, lists_b: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Every item of both sides' lists, flattened in list order, as one integer code per
+    distinct id shared by both sides (−1 for a null item)."""
+    flat = pl.concat(
+        [
+            lists_a.explode(empty_as_null=False, keep_nulls=False),
+            lists_b.explode(empty_as_null=False, keep_nulls=False),
+        ]
+    )
+    # A local Enum, not a Categorical: its ids do not stay in a process-wide cache.
+    codes = (
+        flat.cast(pl.Enum(flat.drop_nulls().unique()))
+        .to_physical()
+        .cast(pl.Int64)
+        .fill_null(-1)
+        .to_numpy()
+    )
+    size_a = int(lists_a.list.len().sum())
+    return codes[:size_a], codes[size_a:]
+
+
+def _best_positions(
+    codes: np.ndarray, lengths: np.ndarray, n_codes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(key, pair, position, by_key) of each item the lists name, in list order: the list's
+    index is its pair, key = pair × n_codes + code, an item a list names twice keeps its best
+    position, and `by_key` orders the entries by key."""
+    pair = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
+    position = np.arange(codes.size, dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+    named = codes >= 0
+    key, pair, position = pair[named] * n_codes + codes[named], pair[named], position[named]
+    # Stable, so of an item's repeats the best-placed (first in its list) leads.
+    order = np.argsort(key, kind="stable")
+    first = np.ones(key.size, dtype=bool)
+    first[1:] = key[order[1:]] != key[order[:-1]]
+    kept = np.zeros(key.size, dtype=bool)
+    kept[order[first]] = True
+    by_key = (np.cumsum(kept) - 1)[order[first]]
+    return key[kept], pair[kept], position[kept], by_key
+
+
+def _match(
+    keys: np.ndarray,
+    by_key: np.ndarray,
+    other_keys: np.ndarray,
+    other_by_key: np.ndarray,
+    other_positions: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each of `keys` is among `other_keys`, its position on that side where it is,
+    else 0). Both sides are searched in key order, which keeps the binary searches in cache."""
+    found = np.zeros(keys.size, dtype=bool)
+    positions = np.zeros(keys.size, dtype=np.int64)
+    if other_keys.size == 0 or keys.size == 0:
+        return found, positions
+    table = other_keys[other_by_key]
+    index = np.minimum(np.searchsorted(table, keys[by_key]), table.size - 1)
+    found[by_key] = table[index] == keys[by_key]
+    positions[by_key] = other_positions[other_by_key[index]]
+    return found, positions
+
+
+def _index_in_pair(pair: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each entry's index among the entries of its pair (`pair` non-decreasing)."""
+    return np.arange(pair.size, dtype=np.int64) - (np.cumsum(counts) - counts)[pair]
+
+
+def _segment_inversions(segment: np.ndarray, values: np.ndarray, n_segments: int) -> np.ndarray:
+    """Per segment (a run of equal, non-decreasing `segment` ids), the number of index pairs
+    i < j inside it with values[i] > values[j] (ties are not inversions).
+
+    A bottom-up merge sort run on every segment at once: at width w each block of 2w places
+    holds a sorted left half and a sorted right half, and a stable sort of the block moves
+    each right-half value left past exactly the left-half values above it. Memory stays
+    linear in the number of values; segments too short for the current width leave the
+    arrays, so short rankings cost a level or two."""
+    counts = np.zeros(n_segments, dtype=np.float64)
+    if segment.size == 0:
+        return counts
+    sizes = np.bincount(segment, minlength=n_segments)
+    rank = np.arange(segment.size, dtype=np.int64) - (np.cumsum(sizes) - sizes)[segment]
+    values = values.astype(np.int64)
+    # Block start × scale + value orders by block, then by value within it.
+    scale = int(values.max()) + 1
+    width = 1
+    while True:
+        kept = sizes[segment] > width
+        if not kept.any():
+            return counts
+        if not kept.all():
+            segment, rank, values = segment[kept], rank[kept], values[kept]
+        place = np.arange(segment.size, dtype=np.int64)
+        block = (place - (rank & (2 * width - 1))) * scale
+        # The halves are sorted runs, which the stable sort merges in about linear time.
+        order = np.argsort(block + values, kind="stable")
+        moved_to = np.empty_like(place)
+        moved_to[order] = place
+        right = (rank & width) != 0
+        counts += np.bincount(
+            segment[right], weights=(place - moved_to)[right], minlength=n_segments
+        )
+        values = values[order]
+        width *= 2
+
+
 def kendall_pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndarray:
     """Fagin's K^(1/2) Kendall distance per pair of rankings (lists of item ids, best first),
-    normalized by the number of item pairs in the union of the two lists."""
+    normalized by the number of item pairs in the union of the two lists.
+
+    Computed without enumerating the pairs of items, so memory is linear in the rankings'
+    length: each item of the union gets its position in either list (an unnamed item the
+    list's length, tied below everything the list names). Sorted by the first list's position
+    and then the second's, the pairs ordered oppositely are the inversions of the second
+    list's positions (Knight's algorithm; ties are never inversions). Only unnamed items tie,
+    and never in both lists, so the pairs tied in exactly one list, costing 1/2 each, are the
+    pairs of items only one of the lists names."""
     _check_lengths(values_a, values_b)
     n = values_a.len()
     if n == 0:
         return np.zeros(0)
-
-    def positions(values: pl.Series, name: str) -> pl.DataFrame:
-        lists = values.cast(pl.List(pl.String)).fill_null([])
-        return (
-            pl.DataFrame({"pair": np.arange(n, dtype=np.int64), "item": lists})
-            .with_columns(
-                pl.col("item").list.len().alias(f"length_{name}"),
-                pl.int_ranges(0, pl.col("item").list.len()).alias(f"position_{name}"),
-            )
-            .explode("item", f"position_{name}")
-            .drop_nulls("item")
-            # A list that names an item twice keeps its best position.
-            .group_by("pair", "item")
-            .agg(pl.col(f"position_{name}").min(), pl.col(f"length_{name}").first())
-        )
-
-    a = positions(values_a, "a")
-    b = positions(values_b, "b")
-    lengths = pl.DataFrame(
-        {
-            "pair": np.arange(n, dtype=np.int64),
-            "length_a": values_a.cast(pl.List(pl.String)).fill_null([]).list.len(),
-            "length_b": values_b.cast(pl.List(pl.String)).fill_null([]).list.len(),
-        }
+    lists_a = values_a.cast(pl.List(pl.String)).fill_null([])
+    lists_b = values_b.cast(pl.List(pl.String)).fill_null([])
+    length_a = lists_a.list.len().to_numpy().astype(np.int64)
+    length_b = lists_b.list.len().to_numpy().astype(np.int64)
+    codes_a, codes_b = _item_codes(lists_a, lists_b)
+    n_codes = int(max(codes_a.max(initial=0), codes_b.max(initial=0))) + 1
+    key_a, pair_a, position_a, by_key_a = _best_positions(codes_a, length_a, n_codes)
+    key_b, pair_b, position_b, by_key_b = _best_positions(codes_b, length_b, n_codes)
+    in_b, position_in_b = _match(key_a, by_key_a, key_b, by_key_b, position_b)
+    only_b = ~_match(key_b, by_key_b, key_a, by_key_a, position_a)[0]
+    b_of_a = np.where(in_b, position_in_b, length_b[pair_a])
+    # The union, per pair in the first list's order: the items it names, then those only the
+    # second names (tied at the first list's length), which keep the second list's order.
+    pair_only_b = pair_b[only_b]
+    count_a = np.bincount(pair_a, minlength=n)
+    count_only_b = np.bincount(pair_only_b, minlength=n)
+    size = count_a + count_only_b
+    start = np.cumsum(size) - size
+    into_union_a = start[pair_a] + _index_in_pair(pair_a, count_a)
+    into_union_b = (
+        start[pair_only_b] + count_a[pair_only_b] + _index_in_pair(pair_only_b, count_only_b)
     )
-    union = (
-        a.drop("length_a")
-        .join(b.drop("length_b"), on=["pair", "item"], how="full", coalesce=True)
-        .join(lengths, on="pair")
-        .select(
-            "pair",
-            "item",
-            # An unnamed item ties below every named one.
-            pl.col("position_a").fill_null(pl.col("length_a")).alias("a"),
-            pl.col("position_b").fill_null(pl.col("length_b")).alias("b"),
-        )
-    )
-    pairs = (
-        union.join(union, on="pair", suffix="_other")
-        .filter(pl.col("item") < pl.col("item_other"))
-        .select(
-            "pair",
-            (pl.col("a") - pl.col("a_other")).sign().alias("order_a"),
-            (pl.col("b") - pl.col("b_other")).sign().alias("order_b"),
-        )
-        .select(
-            "pair",
-            pl.when(pl.col("order_a") * pl.col("order_b") < 0)
-            .then(1.0)
-            .when((pl.col("order_a") == 0) != (pl.col("order_b") == 0))
-            .then(0.5)
-            .otherwise(0.0)
-            .alias("cost"),
-        )
-    )
-    cost = np.bincount(
-        pairs.get_column("pair").to_numpy(),
-        weights=pairs.get_column("cost").to_numpy(),
-        minlength=n,
-    )
-    size = np.bincount(union.get_column("pair").to_numpy(), minlength=n).astype(np.float64)
-    total = size * (size - 1) / 2
+    b = np.empty(int(size.sum()), dtype=np.int64)
+    b[into_union_a] = b_of_a
+    b[into_union_b] = position_b[only_b]
+    discordant = _segment_inversions(np.repeat(np.arange(n, dtype=np.int64), size), b, n)
+    only_a = (count_a - np.bincount(pair_a[in_b], minlength=n)).astype(np.float64)
+    only_b_count = count_only_b.astype(np.float64)
+    # Integers and halves far below 2^53: every sum here is exact, whatever its order.
+    cost = discordant + 0.5 * (only_a * (only_a - 1) / 2 + only_b_count * (only_b_count - 1) / 2)
+    union_size = size.astype(np.float64)
+    total = union_size * (union_size - 1) / 2
     return np.where(total > 0, cost / np.maximum(total, 1.0), 0.0)
 
 
