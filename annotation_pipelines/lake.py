@@ -510,11 +510,17 @@ class LakeReader:
         def build() -> frozenset[str]:
             try:
                 with self._fs.open_input_file(self._path(version.key)) as handle:
-                    table = pq.ParquetFile(handle).read(columns=[column])
+                    # Read as a dictionary: the distinct values are its entries that are used,
+                    # found without hashing every row's string.
+                    table = pq.ParquetFile(handle, read_dictionary=[column]).read(columns=[column])
             except (OSError, ValueError) as error:  # pyarrow's IO and ArrowInvalid errors
                 raise self._file_error(version.key, error) from error
-            values = pc.unique(table[column]).to_pylist()
-            return frozenset(str(value) for value in values if value is not None)
+            return frozenset(
+                str(value)
+                for chunk in table[column].chunks
+                for value in chunk.dictionary.take(pc.unique(chunk.indices)).to_pylist()
+                if value is not None
+            )
 
         return self.cached(("distinct", column, version.token), build)
 
