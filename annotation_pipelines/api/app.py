@@ -719,9 +719,10 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(context.settings.api_cors_origins),
-            allow_methods=["GET"],
-            allow_headers=["Authorization", "If-None-Match"],
-            expose_headers=["ETag"],
+            allow_methods=["GET", "HEAD"],
+            # Range and If-Range resume a download; its answer says which part it holds.
+            allow_headers=["Authorization", "If-None-Match", "Range", "If-Range"],
+            expose_headers=["ETag", "Content-Range", "Accept-Ranges", "Content-Disposition"],
         )
     app.add_middleware(NoSniffing)
     _routes(app, context)

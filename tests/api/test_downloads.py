@@ -131,3 +131,26 @@ def test_a_download_from_an_s3_lake_answers_head_and_byte_ranges(served, monkeyp
 
         check_downloads(fetch, file.read_bytes())
         assert "lake-downloads" not in fetch("GET", {"Range": "bytes=999999999-"}).text
+
+
+def test_a_browser_on_an_allowed_origin_may_ask_for_ranges_and_read_them(served):
+    path, file = snapshot_file(served)
+    origin = "https://dashboard.example"
+    settings = dataclasses.replace(served.settings, api_cors_origins=(origin,))
+    client = TestClient(create_app(settings))
+    preflight = client.options(
+        f"/v1{path}",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "HEAD",
+            "Access-Control-Request-Headers": "authorization, range, if-range",
+        },
+    )
+    assert preflight.status_code == 200, preflight.text
+    allowed = preflight.headers["access-control-allow-headers"].lower()
+    assert {"range", "if-range"} <= {name.strip() for name in allowed.split(",")}
+    headers = {"Origin": origin, "Authorization": f"Bearer {served.tokens['all']}"}
+    part = client.get(f"/v1{path}", headers={**headers, "Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == file.read_bytes()[:10]
+    exposed = {h.strip().lower() for h in part.headers["access-control-expose-headers"].split(",")}
+    assert {"etag", "content-range", "accept-ranges", "content-disposition"} <= exposed
