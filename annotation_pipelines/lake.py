@@ -491,13 +491,38 @@ class LakeReader:
         with self._fs.open_input_file(self._path(key)) as handle:
             return handle.read()
 
-    def open(self, key: str):  # noqa: ANN201 - a pyarrow NativeFile, read in chunks
-        return self._fs.open_input_stream(self._path(key))
+    def open(self, key: str):  # noqa: ANN201 - a pyarrow NativeFile: seek, read in chunks
+        """The file at `key` for random access (on S3 each read is a ranged GET)."""
+        return self._fs.open_input_file(self._path(key))
 
     def frame(self, version: FileVersion) -> pl.DataFrame:
         """The Parquet file at `version`, parsed once per version; LakeFileError when it
         cannot be."""
         return self.cached(("frame", version.token), lambda: self._read_parquet(version.key))
+
+    def distinct(self, version: FileVersion, column: str) -> frozenset[str]:
+        """The values of `column` in the Parquet file at `version`, reading that column alone
+        (on S3 its byte ranges, not the file), once per version; LakeFileError when it cannot
+        be read."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        def build() -> frozenset[str]:
+            try:
+                with self._fs.open_input_file(self._path(version.key)) as handle:
+                    # Read as a dictionary: the distinct values are its entries that are used,
+                    # found without hashing every row's string.
+                    table = pq.ParquetFile(handle, read_dictionary=[column]).read(columns=[column])
+            except (OSError, ValueError) as error:  # pyarrow's IO and ArrowInvalid errors
+                raise self._file_error(version.key, error) from error
+            return frozenset(
+                str(value)
+                for chunk in table[column].chunks
+                for value in chunk.dictionary.take(pc.unique(chunk.indices)).to_pylist()
+                if value is not None
+            )
+
+        return self.cached(("distinct", column, version.token), build)
 
     def check_footer(self, version: FileVersion) -> None:
         """Read the Parquet footer of `version` (its last few kB: schema and row groups), the

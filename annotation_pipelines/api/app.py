@@ -25,12 +25,12 @@ import orjson
 import polars as pl
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from annotation_pipelines import lake as layout
 from annotation_pipelines.api import parameters, problems
+from annotation_pipelines.api.downloads import LakeFileResponse, RangeError
 from annotation_pipelines.api.problems import Problem
 from annotation_pipelines.api.tokens import TokenError, TokenStore
 from annotation_pipelines.curation.masking import mask_personal_data
@@ -55,7 +55,9 @@ queue cursor is refused with 409 once its table is rewritten: start again withou
 cursor is refused with 409 once a day it already served is rewritten: the problem names the day
 (`rewritten_day`) and the `restart` range to page again. A query parameter an endpoint does not
 take is a 422 naming it, and a filter value a capacity table does not hold is a 404 naming some
-it does.
+it does. A day with no data for the project (no partition that day, or none of its rows) is a
+200 with no items, named in the answer's `days_without_data`, on every project endpoint; a day
+that is not a date (YYYY-MM-DD) is a 422.
 """
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # A project, version or file name: one lake key segment (`lake.segment`), so a name the lake
@@ -391,6 +393,16 @@ def _range(
     return first.isoformat(), last.isoformat()
 
 
+def days_without_data(first: str, last: str, with_data: Iterable[str]) -> list[str]:
+    """The days from `first` through `last` (ISO days) not in `with_data`: an answer's
+    `days_without_data`, which every project endpoint gives, so that an empty page of a day
+    the lake holds nothing for the project is told apart from a filter that left no rows."""
+    have = set(with_data)
+    origin, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    days = (origin + dt.timedelta(n) for n in range((end - origin).days + 1))
+    return [day.isoformat() for day in days if day.isoformat() not in have]
+
+
 # Hex digits of one day's digest in a labels cursor: enough that a rewrite goes unnoticed once
 # in four billion, short enough that a 92-day range keeps the cursor well under 2 KB.
 DAY_DIGEST_WIDTH = 8
@@ -707,9 +719,10 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(context.settings.api_cors_origins),
-            allow_methods=["GET"],
-            allow_headers=["Authorization", "If-None-Match"],
-            expose_headers=["ETag"],
+            allow_methods=["GET", "HEAD"],
+            # Range and If-Range resume a download; its answer says which part it holds.
+            allow_headers=["Authorization", "If-None-Match", "Range", "If-Range"],
+            expose_headers=["ETag", "Content-Range", "Accept-Ranges", "Content-Disposition"],
         )
     app.add_middleware(NoSniffing)
     _routes(app, context)
@@ -814,14 +827,27 @@ def _routes(app: FastAPI, context: Context) -> None:
     # Health -------------------------------------------------------------------------------
 
     @app.get(f"/{API_VERSION}/health", tags=["health"])
-    def health() -> dict[str, object]:
-        """Liveness and the freshest partition per table; no token needed."""
-        reachable = reader.reachable()
-        return {
-            "status": "ok" if reachable else "degraded",
-            "lake_reachable": reachable,
-            "tables": reader.freshest() if reachable else {},
-        }
+    async def health(request: Request) -> Response:
+        """Liveness: `{"status": "ok"}` while the process answers, for a load balancer; no
+        token needed, and nothing else is said without one.
+
+        With a valid bearer token (any scope) the answer also has `lake_reachable` and
+        `tables`, the freshest partition and last write of every lake table (`status` is
+        `degraded` when the lake cannot be reached). An invalid token is a 401."""
+        if "authorization" not in request.headers:
+            return Response(_json_bytes({"status": "ok"}), media_type="application/json")
+        await caller(request)
+
+        def detailed() -> Response:
+            reachable = reader.reachable()
+            body = {
+                "status": "ok" if reachable else "degraded",
+                "lake_reachable": reachable,
+                "tables": reader.freshest() if reachable else {},
+            }
+            return Response(_json_bytes(body), media_type="application/json")
+
+        return await on_lake(detailed)
 
     @app.get(f"/{API_VERSION}/ready", tags=["health"])
     def ready(request: Request) -> Response:
@@ -898,6 +924,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         limit: int,
         verdicts: dict[str, bool],
         held_back_days: list[str],
+        without_data: list[str],
         served_through: Callable[[str], str],
     ) -> bytes:
         """One page of labels as JSON: rows after the keyset position `after`, in (day,
@@ -949,6 +976,7 @@ def _routes(app: FastAPI, context: Context) -> None:
             end=last,
             next_cursor=next_cursor,
             held_back_days=held_back_days,
+            days_without_data=without_data,
         )
 
     def gate_verdicts(
@@ -1017,6 +1045,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         for a day with no quality report yet. The page's `held_back_days` lists the days of
         the range the curated datasets hold back: those whose gates failed and those with no
         quality report. With `gated=true` only the days whose gates passed are served.
+        `days_without_data` lists the days of the range that hold no label of the project (no
+        partition, or none of its rows): a range of such days is a 200 with no items.
 
         A categorical project's item has `task_id`, `label`, `confidence`, `n_votes`, `is_tie`,
         `method`, `day`. Any other kind's item has `task_id`, `kind`, the kind's value
@@ -1151,8 +1181,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         held_back = [d for d in in_range if verdicts.get(d) is not True]
         days = [d for d in in_range if d >= after_day and (verdicts.get(d) or not gated)]
         # A day's gate verdict is part of the answer: a re-run quality report is a new ETag.
+        # Every day's labels are too (whether it holds rows of the project), served or not.
         versions = tuple(
-            [parts[d].token for d in days] + [reports[d].token for d in in_range if d in reports]
+            [parts[d].token for d in in_range]
+            + [reports[d].token for d in in_range if d in reports]
         )
         tag, cached = _conditional(request, versions)
         if cached:
@@ -1184,6 +1216,11 @@ def _routes(app: FastAPI, context: Context) -> None:
                 limit=limit,
                 verdicts=verdicts,
                 held_back_days=held_back,
+                without_data=days_without_data(
+                    first,
+                    last,
+                    (d for d in in_range if project in reader.distinct(parts[d], "project")),
+                ),
                 served_through=served_through,
             )
 
@@ -1203,7 +1240,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         """Quality summaries of a project over a day range, each day with its gate results.
         A non-categorical project's days carry its `kind`, the agreement `distance` and its
         gold metric (`gold_metric_name`, `gold_metric`; `gold_accuracy` is the same figure on
-        [0, 1]) instead of the categorical Fleiss' kappa and percent agreement."""
+        [0, 1]) instead of the categorical Fleiss' kappa and percent agreement.
+        `days_without_data` lists the days of the range with no quality report of the project."""
         reports = known_project(project)[1]
         first, last = _range(start, end, available=list(reports), max_days=settings.api_max_days)
         parts = {d: v for d, v in reports.items() if first <= d <= last}
@@ -1236,19 +1274,26 @@ def _routes(app: FastAPI, context: Context) -> None:
             )
         passed = int(rows["gates_passed"].sum()) if rows.height else 0
         summary = {"days": rows.height, "days_passed": passed, "days_failed": rows.height - passed}
-        body = _items_body(rows, project=project, start=first, end=last, summary=summary)
+        reported = rows["day"].cast(pl.String).to_list() if rows.height else []
+        body = _items_body(
+            rows,
+            project=project,
+            start=first,
+            end=last,
+            summary=summary,
+            days_without_data=days_without_data(first, last, reported),
+        )
         return _answer(body, tag)
 
-    def one_day(table: str, day: str | None) -> tuple[str, FileVersion]:
+    def one_day(table: str, day: str | None) -> tuple[str, FileVersion | None]:
+        """The day asked for (default: the table's freshest, today before it has any) and its
+        partition of `table`, None when the lake has none: a day without data is an empty
+        answer that says so, as on the range endpoints, not a 404."""
         parts = reader.partitions(table)
         if day is None:
-            if not parts:
-                raise Problem(404, f"{table} has no partition in the lake yet")
-            day = next(reversed(parts))
+            day = next(reversed(parts)) if parts else dt.date.today().isoformat()
         _parse_day(day, parameter="day")
-        if day not in parts:
-            raise Problem(404, f"{table} has no partition for {day}")
-        return day, parts[day]
+        return day, parts.get(day)
 
     @app.get(f"/{API_VERSION}/projects/{{project}}/scorecards", tags=["quality"])
     async def scorecards(
@@ -1263,7 +1308,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         A non-categorical project's scorecard has `kind`, `reliability`, `consensus_agreement`,
         `consensus_alpha`, the kind's gold metric (`gold_metric_name`, `gold_metric`,
         `gold_score` on [0, 1]), `box_looseness` (boxes) and `rating_bias` (numeric), with
-        `flagged` and `flag_reason` as for categorical projects."""
+        `flagged` and `flag_reason` as for categorical projects.
+
+        A day with no scorecard of the project is a 200 with no items and `days_without_data`
+        naming it (empty when the day has data)."""
         return await on_lake(lambda: scorecards_answer(request, project, scopes=scopes, day=day))
 
     def scorecards_answer(
@@ -1271,17 +1319,32 @@ def _routes(app: FastAPI, context: Context) -> None:
     ) -> Response:
         day, version = one_day(known_project(project)[0].scorecards, day)
         raw = "annotators:raw" in scopes
-        tag, cached = _conditional(request, [version], variant=f"raw={raw}")
+        tag, cached = _conditional(request, [version] if version else [], variant=f"raw={raw}")
         if cached:
             return cached
+        if version is None:
+            body = _items_body(
+                pl.DataFrame(),
+                project=project,
+                day=day,
+                raw_annotator_ids=raw,
+                days_without_data=[day],
+            )
+            return _answer(body, tag)
 
-        def build() -> bytes:
+        def build(version: FileVersion = version) -> bytes:
             frame = reader.frame(version).filter(pl.col("project") == project).drop("project")
             if not raw:
                 frame = pseudonymize(frame, key=settings.pseudonym_key).drop(
                     "annotator_pseudonym", strict=False
                 )
-            return _items_body(frame, project=project, day=day, raw_annotator_ids=raw)
+            return _items_body(
+                frame,
+                project=project,
+                day=day,
+                raw_annotator_ids=raw,
+                days_without_data=[] if frame.height else [day],
+            )
 
         return _answer(reader.cached(("scorecards", version.token, project, raw), build), tag)
 
@@ -1304,7 +1367,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         continues the cursor's day (null on the last page). A cursor continues only the
         version of the queue it was issued for: once the day's queue is rewritten it is
         answered 409, and paging starts again without it. A cursor of another project, day or
-        endpoint is a 422."""
+        endpoint is a 422. A day with no queue for the project is a 200 with no items and
+        `days_without_data` naming it (empty when the day has data)."""
         tables = known_project(project)[0]
         position = None
         if cursor is not None:
@@ -1320,14 +1384,18 @@ def _routes(app: FastAPI, context: Context) -> None:
                 "start again without cursor to page the new version",
                 errors=[{"parameter": "cursor", "message": "cursor of a replaced version"}],
             )
-        tag, cached = _conditional(request, [version])
+        tag, cached = _conditional(request, [version] if version else [])
         if cached:
             return cached
 
-        def rows() -> pl.DataFrame:
+        def rows(version: FileVersion) -> pl.DataFrame:
             return reader.frame(version).filter(pl.col("project") == project).drop("project")
 
-        frame = reader.cached(("queue", version.token, project), rows)
+        frame = (
+            reader.cached(("queue", version.token, project), lambda: rows(version))
+            if version is not None
+            else pl.DataFrame()
+        )
         offset = position.offset if position is not None else 0
         _check_offset(offset, frame.height)
 
@@ -1336,7 +1404,13 @@ def _routes(app: FastAPI, context: Context) -> None:
             return _encode_page_cursor(PageCursor(QUEUE_VIEW, bound, fingerprint, following))
 
         body = _page_body(
-            frame, offset=offset, limit=limit, cursor_at=cursor_at, project=project, day=day
+            frame,
+            offset=offset,
+            limit=limit,
+            cursor_at=cursor_at,
+            project=project,
+            day=day,
+            days_without_data=[] if frame.height else [day],
         )
         return _answer(body, tag)
 
@@ -1371,9 +1445,11 @@ def _routes(app: FastAPI, context: Context) -> None:
                         "rows": manifest.get("rows"),
                         "splits": manifest.get("splits", {}),
                         "held_back_days": manifest.get("held_back_days", []),
-                        "files": sorted(
-                            key[len(folder) :] for key in files if key.startswith(folder)
-                        ),
+                        "files": [
+                            {"name": key[len(folder) :], "size": files[key].size}
+                            for key in sorted(files)
+                            if key.startswith(folder)
+                        ],
                         "trainer_files": manifest.get("trainer_files"),
                         "_created": created,
                         "_days": sorted(manifest.get("input_judgment_versions", {})),
@@ -1419,39 +1495,42 @@ def _routes(app: FastAPI, context: Context) -> None:
         return [v for per_day in reports.values() for v in per_day.values()], judged
 
     def snapshot_files(snapshot: dict[str, object]) -> list[str]:
-        # `snapshots` above always stores the file names as a sorted list.
-        files = snapshot["files"]
-        return [str(name) for name in files] if isinstance(files, list) else []
+        """The names of the snapshot's files, in name order."""
+        return [str(item["name"]) for item in cast(list[dict[str, object]], snapshot["files"])]
 
-    def public(snapshot: dict[str, object]) -> dict[str, object]:
-        return {k: v for k, v in snapshot.items() if not k.startswith("_")}
-
-    def with_links(request: Request, snapshot: dict[str, object]) -> dict[str, object]:
+    def public(request: Request, snapshot: dict[str, object]) -> dict[str, object]:
+        """A snapshot as every dataset endpoint gives it: its manifest fields, `card_url`, and
+        `files` as `{name, url, size}` (url absolute, size in bytes), in name order."""
         base = f"/{API_VERSION}/datasets/{snapshot['project']}/{snapshot['version_id']}"
         files = [
             {
-                "name": name,
+                "name": item["name"],
                 "url": str(
                     request.url_for(
                         "dataset_file",
                         project=snapshot["project"],
                         version=snapshot["version_id"],
-                        name=name,
+                        name=item["name"],
                     )
                 ),
+                "size": item["size"],
             }
-            for name in snapshot_files(snapshot)
+            for item in cast(list[dict[str, object]], snapshot["files"])
         ]
-        return {**public(snapshot), "files": files, "card_url": f"{base}/card"}
+        fields = {k: v for k, v in snapshot.items() if not k.startswith("_")}
+        return {**fields, "files": files, "card_url": f"{base}/card"}
 
     @app.get(f"/{API_VERSION}/datasets", tags=["datasets"])
     def datasets(
         request: Request, _: Annotated[frozenset[str], Depends(scope("datasets:read"))]
     ) -> Response:
-        """Every dataset snapshot of every project, oldest first."""
+        """Every dataset snapshot of every project, oldest first. Each has `files` as
+        `{name, url, size}` objects and `card_url`, as `/latest` and `/{version}` give them."""
         versions, found = snapshots()
         tag, cached = _conditional(request, versions)
-        return cached or _answer(_json_bytes({"items": [public(s) for s in found]}), tag)
+        if cached:
+            return cached
+        return _answer(_json_bytes({"items": [public(request, s) for s in found]}), tag)
 
     def project_snapshots(project: str) -> tuple[list[FileVersion], list[dict[str, object]]]:
         versions, found = snapshots(project)
@@ -1466,10 +1545,13 @@ def _routes(app: FastAPI, context: Context) -> None:
         project: ProjectPath,
         _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
     ) -> Response:
-        """A project's snapshots, oldest first."""
+        """A project's snapshots, oldest first, each with `files` as `{name, url, size}`
+        objects and `card_url`, as `/latest` and `/{version}` give them."""
         versions, found = project_snapshots(project)
         tag, cached = _conditional(request, versions)
-        return cached or _answer(_json_bytes({"items": [public(s) for s in found]}), tag)
+        if cached:
+            return cached
+        return _answer(_json_bytes({"items": [public(request, s) for s in found]}), tag)
 
     def snapshot_answer(
         request: Request, versions: list[FileVersion], snapshot: dict[str, object]
@@ -1480,7 +1562,7 @@ def _routes(app: FastAPI, context: Context) -> None:
             return cached
         has_card = layout.CARD_FILE in snapshot_files(snapshot)
         card = reader.read_bytes(card_key).decode() if has_card else None
-        return _answer(_json_bytes({**with_links(request, snapshot), "card": card}), tag)
+        return _answer(_json_bytes({**public(request, snapshot), "card": card}), tag)
 
     @app.get(f"/{API_VERSION}/datasets/{{project}}/latest", tags=["datasets"])
     def latest_dataset(
@@ -1492,8 +1574,9 @@ def _routes(app: FastAPI, context: Context) -> None:
         ] = False,
     ) -> Response:
         """The project's current snapshot, the one its last curation run produced (with
-        `approved=true`: that one if approved, else the newest approved one): its version id,
-        card and file links."""
+        `approved=true`: that one if approved, else the newest approved one): the fields the
+        listings give (`files` as `{name, url, size}` objects, `card_url`) and the `card`
+        text."""
         versions, found = project_snapshots(project)
         candidates = [s for s in found if s["approved"]] if approved_only else found
         if not candidates:
@@ -1519,7 +1602,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         version: VersionPath,
         _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
     ) -> Response:
-        """One snapshot: its manifest fields, card and file links."""
+        """One snapshot: the fields the listings give (`files` as `{name, url, size}`
+        objects, `card_url`) and the `card` text."""
         versions, snapshot = find_snapshot(project, version)
         return snapshot_answer(request, versions, snapshot)
 
@@ -1550,7 +1634,16 @@ def _routes(app: FastAPI, context: Context) -> None:
         name: VersionPath,
         _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
     ) -> Response:
-        """One file of a snapshot (a split as Parquet or JSON Lines, the card, the manifest)."""
+        """One file of a snapshot (a split as Parquet or JSON Lines, the card, the manifest),
+        as an attachment, from a local or an S3 lake alike.
+
+        `HEAD` answers the same headers without the body (`Content-Length`, `ETag`,
+        `Last-Modified`, `Accept-Ranges: bytes`). A `Range: bytes=...` request is answered
+        206 with `Content-Range` (several ranges as `multipart/byteranges`), so a download can
+        resume; a range starting past the end is a 416 with `Content-Range: bytes */<size>`,
+        a malformed one a 400. With `If-Range` (the `ETag` or `Last-Modified` of the copy a
+        client holds) a file changed since is sent whole. A range in another unit is ignored.
+        """
         versions, snapshot = find_snapshot(project, version)
         if name not in snapshot_files(snapshot):
             raise Problem(404, f"snapshot {version!r} has no file {name!r}")
@@ -1566,15 +1659,25 @@ def _routes(app: FastAPI, context: Context) -> None:
             "md": "text/markdown; charset=utf-8",
             "txt": "text/plain; charset=utf-8",
         }.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+        headers = {
+            **_cache_headers(tag),
+            "Content-Disposition": f'attachment; filename="{project}-{version}-{name}"',
+        }
+        response = LakeFileResponse(reader, file_version, headers=headers, media_type=media)
+        try:
+            response.check_range(request.headers.get("range"), request.headers.get("if-range"))
+        except RangeError as error:
+            extra = {"Content-Range": f"bytes */{error.size}"} if error.status == 416 else {}
+            raise Problem(error.status, str(error), headers=extra) from None
+        return response
 
-        def chunks() -> Iterable[bytes]:
-            with reader.open(key) as stream:
-                while chunk := stream.read(1 << 20):
-                    yield chunk
-
-        headers = {**_cache_headers(tag), "Content-Length": str(file_version.size)}
-        headers["Content-Disposition"] = f'attachment; filename="{project}-{version}-{name}"'
-        return StreamingResponse(chunks(), media_type=media, headers=headers)
+    # The same answer without its body: a client learns the size and version before fetching.
+    app.head(
+        f"/{API_VERSION}/datasets/{{project}}/{{version}}/files/{{name}}",
+        tags=["datasets"],
+        name="dataset_file_head",
+        summary="Dataset File Headers",
+    )(dataset_file)
 
     # Capacity -----------------------------------------------------------------------------
 

@@ -6,6 +6,9 @@ data stack; each command imports what it uses when it runs.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import cast
+
 import click
 
 
@@ -44,21 +47,99 @@ def application():  # noqa: ANN201 - uvicorn's factory: the app on the process's
     return create_app()
 
 
-@click.command("token")
+def _token_store() -> Path:
+    from annotation_pipelines.settings import load_settings
+
+    return load_settings().api_token_store
+
+
+@click.group("token", invoke_without_command=True)
 @click.option(
     "--scopes",
-    required=True,
+    default=None,
     help="Comma-separated: labels:read, quality:read, datasets:read, capacity:read, "
     "annotators:raw.",
 )
 @click.option("--note", default="", help="Who or what the token is for (kept in the store).")
-def token_command(scopes: str, note: str) -> None:
-    """Make a bearer token with SCOPES for the API; prints it once, stores only its hash."""
+@click.option(
+    "--name",
+    default=None,
+    help="A unique name to list and revoke the token by (its id works too).",
+)
+@click.pass_context
+def token_command(ctx: click.Context, scopes: str | None, note: str, name: str | None) -> None:
+    """Make a bearer token with SCOPES for the API; prints it once, stores only its hash.
+
+    `token list` shows the tokens of the store (never their secrets or hashes); `token revoke
+    ID_OR_NAME` removes one, and a running API refuses it from its next request on.
+    """
+    if ctx.invoked_subcommand is not None:
+        if scopes is not None or note or name is not None:
+            raise click.UsageError(
+                f"--scopes, --note and --name make a token; `token {ctx.invoked_subcommand}` "
+                "takes none of them"
+            )
+        return
+    if scopes is None:
+        raise click.UsageError(
+            "give --scopes to make a token, or a command: `token list`, `token revoke ID_OR_NAME`"
+        )
     from annotation_pipelines.api.tokens import TokenError, issue_token, parse_scopes
-    from annotation_pipelines.settings import load_settings
 
     try:
-        token = issue_token(load_settings().api_token_store, scopes=parse_scopes(scopes), note=note)
+        parsed = parse_scopes(scopes)
     except TokenError as error:
         raise click.BadParameter(str(error), param_hint="--scopes") from None
+    try:
+        token = issue_token(_token_store(), scopes=parsed, note=note, name=name)
+    except TokenError as error:
+        raise click.BadParameter(str(error), param_hint="--name") from None
     click.echo(token)
+
+
+@token_command.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list instead of a table.")
+def token_list_command(as_json: bool) -> None:
+    """List the tokens: id, name, when made, scopes, note. Never a token or its hash."""
+    import json
+
+    from annotation_pipelines.api.tokens import TokenError, list_tokens
+
+    try:
+        tokens = list_tokens(_token_store())
+    except TokenError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(tokens, indent=2))
+        return
+    rows = [
+        (
+            str(item["id"]),
+            str(item["name"] or "-"),
+            str(item["created_at"] or "-"),
+            ",".join(str(scope) for scope in cast(list[str], item["scopes"])),
+            str(item["note"] or ""),
+        )
+        for item in tokens
+    ]
+    header = ("ID", "NAME", "CREATED", "SCOPES", "NOTE")
+    widths = [max(len(row[n]) for row in [header, *rows]) for n in range(len(header) - 1)]
+    for row in [header, *rows]:
+        click.echo(
+            "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        )
+
+
+@token_command.command("revoke")
+@click.argument("which", metavar="ID_OR_NAME")
+def token_revoke_command(which: str) -> None:
+    """Revoke the token ID_OR_NAME (its id, its name, or the token itself): it is removed from
+    the store, and a running API refuses it from its next request on."""
+    from annotation_pipelines.api.tokens import TokenError, revoke_token
+
+    try:
+        revoked = revoke_token(_token_store(), which)
+    except TokenError as error:
+        raise click.ClickException(str(error)) from None
+    name = f" ({revoked['name']})" if revoked["name"] else ""
+    click.echo(f"revoked {revoked['id']}{name}")
