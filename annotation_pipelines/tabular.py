@@ -467,10 +467,18 @@ def check_output_path(
                 raise InputError(f"{written}: would overwrite the input {source}; write elsewhere")
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
+    return check_list_output(path, list_columns)
+
+
+def check_list_output(path: str | Path, list_columns: Sequence[str]) -> Path:
+    """`path` if its format holds `list_columns`, else InputError naming the formats that do.
+    A command checks this once its input is read, before its work: whether the input's rows
+    are valid is what its user needs to know first, and it costs a read, not a fit."""
+    path = Path(path)
     if list_columns and path.suffix.lower() == ".csv":
         raise InputError(
             f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, list_columns))}; "
-            "write .jsonl or .parquet"
+            "write JSON Lines (.jsonl) or Parquet (.parquet), which hold lists"
         )
     return path
 

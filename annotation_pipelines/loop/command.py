@@ -46,6 +46,7 @@ from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
     InputError,
+    check_list_output,
     check_output_path,
     column_options,
     quarantine_path,
@@ -170,9 +171,8 @@ def replay_command(
         )
     try:
         if output_path is not None:
-            check_output_path(
-                output_path, list_columns=_list_columns(kind), inputs=(input_path, gold_path)
-            )
+            # Whether the format holds the kind's lists is checked once INPUT is read.
+            check_output_path(output_path, inputs=(input_path, gold_path))
         try:
             options = replace(
                 RECOMMENDED,
@@ -197,6 +197,8 @@ def replay_command(
             label_col=label_col,
             scale=scale,
         )
+        if output_path is not None:
+            check_list_output(output_path, _list_columns(kind))
         file_rows = judgments.get_column(_FILE_ROW)
         judgments = judgments.drop(_FILE_ROW)
         if budget_judgments(judgments.height, options) < 1:
