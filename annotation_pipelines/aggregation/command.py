@@ -56,6 +56,7 @@ from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
+    GoldJudgesNothing,
     InputError,
     check_list_output,
     check_output_path,
@@ -187,6 +188,8 @@ def aggregate_command(
             sys.stdout.write(result.write_ndjson())
         else:
             sys.stdout.write(result.write_csv())
+    except GoldJudgesNothing as error:
+        raise click.BadParameter(str(error), param_hint="--gold") from error
     except InputError as error:
         raise click.ClickException(str(error)) from error
 

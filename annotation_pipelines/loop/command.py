@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,6 +46,8 @@ from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
+    GoldCoverage,
+    GoldJudgesNothing,
     InputError,
     check_list_output,
     check_output_path,
@@ -187,6 +190,7 @@ def replay_command(
             )
         except ValueError as error:
             raise click.UsageError(str(error)) from error
+        coverage: list[GoldCoverage] = []
         judgments, gold = _kind_input(
             input_path,
             gold_path,
@@ -196,6 +200,7 @@ def replay_command(
             annotator_col=annotator_col,
             label_col=label_col,
             scale=scale,
+            on_gold=coverage.append,
         )
         if output_path is not None:
             check_list_output(output_path, _list_columns(kind))
@@ -238,6 +243,8 @@ def replay_command(
                     maintain_order="left",
                 )
             write_output(labels, output_path)
+    except GoldJudgesNothing as error:
+        raise click.BadParameter(str(error), param_hint="--gold") from error
     except InputError as error:
         raise click.ClickException(str(error)) from error
     set_aside = getattr(confidence, "set_aside", None)
@@ -265,6 +272,9 @@ def replay_command(
         "method": getattr(confidence, "chosen", None)
         or method
         or ("dawid_skene" if kind in ("categorical", "pairwise") else methods_for(kind)[0]),
+        # How much of --gold anchored the fit (null without it): only the tasks INPUT judged.
+        "gold_tasks": coverage[0].tasks if coverage else None,
+        "gold_tasks_in_input": coverage[0].in_input if coverage else None,
     }
     click.echo(json.dumps(summary))
 
@@ -320,6 +330,7 @@ def _kind_input(
     annotator_col: str,
     label_col: str | None,
     scale: RatingScale | None,
+    on_gold: Callable[[GoldCoverage], None],
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     return read_kind_inputs(
         input_path,
@@ -335,6 +346,7 @@ def _kind_input(
             task=task_col, annotator=annotator_col, value=label_col, value_option="--label-col"
         ),
         row_column=_FILE_ROW,
+        on_gold=on_gold,
     )
 
 
