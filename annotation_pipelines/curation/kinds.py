@@ -644,6 +644,9 @@ def _raw_figure(row: dict[str, object]) -> str:
     mean distance, named so that nobody reads it as one."""
     share = row.get("mean_pairwise_agreement")
     distance = row.get("mean_pairwise_distance")
+    if row.get("raw_measure") == "mean_absolute_difference" and distance is None:
+        # A numeric day reported before the distance had its own column held it here.
+        share, distance = None, share
     if share is None and distance is not None:
         return f"{row.get('raw_measure') or 'mean distance'} {_figure(distance)}"
     return _figure(share)

@@ -749,6 +749,13 @@ def test_a_numeric_card_names_its_mean_distance_and_never_calls_it_agreement():
         },
         schema_overrides={"mean_pairwise_agreement": pl.Float64},
     )
-    card = kind_card(snapshot, quality=quality, location="here")
-    [row] = [line for line in card.splitlines() if line.startswith(f"| {DAY}")]
-    assert "| mean_absolute_difference 17.234 |" in row, row
+    # A day reported before the distance had its own column held it in the share's.
+    earlier = quality.with_columns(
+        day=pl.lit(date(2026, 11, 1)), mean_pairwise_agreement=pl.lit(12.5)
+    ).drop("mean_pairwise_distance")
+    card = kind_card(
+        snapshot, quality=pl.concat([earlier, quality], how="diagonal"), location="here"
+    )
+    rows = [line for line in card.splitlines() if line.startswith("| 2026-11-0")]
+    assert "| mean_absolute_difference 12.500 |" in rows[0], rows
+    assert "| mean_absolute_difference 17.234 |" in rows[1], rows
