@@ -313,6 +313,12 @@ def alert_key(stamp: dt.datetime) -> str:
     return f"{ALERTS}/{stamp:%Y%m%dT%H%M%S%f}.parquet"
 
 
+def alert_record_key(identity: str) -> str:
+    """One alert a sensor raised, named by what it says (`assets.common.alerts.alert_identity`),
+    so that evaluating the sensor again from the same cursor writes the same object."""
+    return f"{ALERTS}/alert-{identity}.parquet"
+
+
 def run_summary_key(run_id: str) -> str:
     """The summary table of one successful run."""
     return f"{RUN_SUMMARIES}/{segment(run_id, field='run_id')}.parquet"

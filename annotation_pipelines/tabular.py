@@ -71,6 +71,20 @@ class InputError(ValueError):
     """Bad user input; the message names the file and, where known, the row and column."""
 
 
+class GoldJudgesNothing(InputError):
+    """A `--gold` file none of whose tasks INPUT judged: it would anchor nothing, and the
+    results would equal a run without it; a usage error of the option."""
+
+
+@dataclass(frozen=True)
+class GoldCoverage:
+    """How much of a `--gold` file a command's INPUT judged: its `tasks`, and of them
+    `in_input`, the ones INPUT has a valid judgment of (only those anchor the fit)."""
+
+    tasks: int
+    in_input: int
+
+
 # A text export compressed for transfer (`answers.csv.gz`) is read as what it holds, as ingest
 # reads it; Parquet compresses its own columns, so a gzipped one is not taken.
 GZIP_SUFFIX = ".gz"
@@ -469,10 +483,18 @@ def check_output_path(
                 raise InputError(f"{written}: would overwrite the input {source}; write elsewhere")
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
+    return check_list_output(path, list_columns)
+
+
+def check_list_output(path: str | Path, list_columns: Sequence[str]) -> Path:
+    """`path` if its format holds `list_columns`, else InputError naming the formats that do.
+    A command checks this once its input is read, before its work: whether the input's rows
+    are valid is what its user needs to know first, and it costs a read, not a fit."""
+    path = Path(path)
     if list_columns and path.suffix.lower() == ".csv":
         raise InputError(
             f"{path}: CSV cannot hold the list column(s) {', '.join(map(repr, list_columns))}; "
-            "write .jsonl or .parquet"
+            "write JSON Lines (.jsonl) or Parquet (.parquet), which hold lists"
         )
     return path
 
@@ -1285,12 +1307,14 @@ def read_kind_inputs(
     row_column: str | None = None,
     scale: RatingScale | None = None,
     column_options: Mapping[str, str] | None = None,
+    on_gold: Callable[[GoldCoverage], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """A command's judgments of `kind` (quarantine summary to `warn`, quarantined rows beside
     `output_path`; `row_column`, `scale` and `column_options`, for the judgments: see
-    `read_kind_table`) and its gold, if any.
+    `read_kind_table`) and its gold, if any: the rows of the tasks the judgments hold, with the
+    others named to `warn` and the count given to `on_gold`.
     InputError when no judgment is valid or a gold row is bad: gold is the yardstick, a bad gold
-    row is an error to fix, not a row to skip."""
+    row is an error to fix, not a row to skip; GoldJudgesNothing when no gold task is judged."""
     table = read_kind_table(
         input_path,
         kind=kind,
@@ -1325,7 +1349,90 @@ def read_kind_inputs(
         raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")
     if gold.padded is not None:
         warn(f"{gold.path}: {gold.padded.note(kept_by='ingest')}")
-    return table.rows, _one_gold_answer(gold.rows, kind=kind, path=gold_path)
+    answers = _one_gold_answer(gold.rows, kind=kind, path=gold_path)
+    judged = _judged_gold(
+        answers, table.rows, gold_path=gold_path, input_path=input_path, task_column=task_column
+    )
+    if judged.height < answers.height:
+        warn(_unjudged_note(answers, judged, gold_path=gold_path, input_path=input_path))
+    if kind == "categorical":
+        note = _unanswered_label_note(judged, table.rows, gold_path=gold_path, input=input_path)
+        if note is not None:
+            warn(note)
+    if on_gold is not None:
+        on_gold(GoldCoverage(tasks=answers.height, in_input=judged.height))
+    return table.rows, judged.drop(_ROW)
+
+
+def _shown_ids(ids: Sequence[object], *, shown: int = 3) -> str:
+    text = ", ".join(repr(str(value)) for value in ids[:shown])
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+
+
+def _judged_gold(
+    gold: pl.DataFrame,
+    rows: pl.DataFrame,
+    *,
+    gold_path: str | Path,
+    input_path: str | Path,
+    task_column: str,
+) -> pl.DataFrame:
+    """The rows of `gold` whose task `rows` judges. A gold answer of another task anchors
+    nothing, and must not shape the fit either (a label only it names would be a class of the
+    model); GoldJudgesNothing when none is judged, naming a few of each file's task ids, as ids
+    written another way (`7` for `007`, another column) are the usual cause."""
+    tasks = rows.get_column("task_id").unique()
+    judged = gold.filter(pl.col("task_id").is_in(tasks.implode()))
+    if judged.height or gold.height == 0:
+        return judged
+    one = gold.height == 1
+    raise GoldJudgesNothing(
+        f"{gold_path}: none of its {gold.height} gold task{'' if one else 's'} is judged in "
+        f"{input_path} (both read from column {task_column!r}): "
+        f"{_shown_ids(gold.get_column('task_id').to_list())}; INPUT's tasks are like "
+        f"{_shown_ids(rows.get_column('task_id').unique(maintain_order=True).to_list())}. "
+        "Gold anchors only tasks INPUT judged: name tasks the same way in both (the column, "
+        "zero padding, a prefix)"
+    )
+
+
+def _unjudged_note(
+    gold: pl.DataFrame, judged: pl.DataFrame, *, gold_path: str | Path, input_path: str | Path
+) -> str:
+    """One line for stderr: how many gold tasks INPUT judged, and the first it did not."""
+    others = gold.filter(~pl.col("task_id").is_in(judged.get_column("task_id").implode()))
+    verb = "is" if judged.height == 1 else "are"
+    anchors = "anchors" if others.height == 1 else "anchor"
+    return (
+        f"{gold_path}: {judged.height} of {gold.height} gold tasks {verb} judged in "
+        f"{input_path}; the other {others.height} {anchors} nothing: "
+        f"{_shown_ids(others.get_column('task_id').to_list())}"
+    )
+
+
+def _unanswered_label_note(
+    gold: pl.DataFrame, rows: pl.DataFrame, *, gold_path: str | Path, input: str | Path
+) -> str | None:
+    """A note for stderr naming, by row, the gold labels no judgment in `rows` gave; None when
+    there is none. Gold is the truth, so such a label is its task's answer; but it is more
+    often a typo or another coding (`7` on a 0/1 task), which the user should see."""
+    given = rows.get_column("label").unique().implode()
+    unanswered = gold.filter(~pl.col("label").is_in(given)).sort(_ROW)
+    if unanswered.height == 0:
+        return None
+    first = [int(row) for row in unanswered.get_column(_ROW).head(3)]
+    lines = row_lines(gold_path, first)
+    count = unanswered.height
+    shown = "; ".join(
+        f"{position(row, lines.get(row))}: task {task!r}, label {label!r}"
+        for row, task, label in unanswered.select(_ROW, "task_id", "label").head(3).iter_rows()
+    )
+    more = f"; and {count - 3} more" if count > 3 else ""
+    return (
+        f"{gold_path}: {count} gold label{'' if count == 1 else 's'} no annotator gave in "
+        f"{input}, kept as {'its' if count == 1 else 'their'} task's answer (the fit counts "
+        f"{'it' if count == 1 else 'each'} as a class): {shown}{more}"
+    )
 
 
 def _gold_value_column(
@@ -1375,12 +1482,12 @@ def _header(path: Path) -> list[str] | None:
 
 
 def _one_gold_answer(gold: pl.DataFrame, *, kind: str, path: str | Path) -> pl.DataFrame:
-    """`gold` (with its `_ROW` numbers) with each task once: the same answer given twice is
+    """`gold` (with its `_ROW` numbers, kept) with each task once: the same answer given twice is
     one answer, and two different answers are an InputError naming the file and both rows.
     A fit anchored on either of two answers would be wrong for one of them, so this is not
     settled by taking the last."""
     if gold.get_column("task_id").n_unique() == gold.height:
-        return gold.drop(_ROW)
+        return gold
     seen: dict[str, tuple[int, str]] = {}
     keep: list[int] = []
     for record in gold.iter_rows(named=True):
@@ -1403,7 +1510,7 @@ def _one_gold_answer(gold: pl.DataFrame, *, kind: str, path: str | Path) -> pl.D
                 f"{path}: {position(row, lines.get(row))}: task {task!r} already has another "
                 f"gold answer at {position(first, lines.get(first))}; give each task one"
             )
-    return gold.filter(pl.col(_ROW).is_in(keep)).drop(_ROW)
+    return gold.filter(pl.col(_ROW).is_in(keep))
 
 
 def report_quarantine(table: KindTable, *, output_path: str | Path | None) -> str | None:

@@ -1220,3 +1220,17 @@ def test_the_raw_layer_names_a_project_answering_through_several_controls(env):
     assert judged.metadata["projects_with_several_controls"].value == {
         "survey": ["quality", "sentiment"]
     }
+
+
+def test_an_alert_sensor_evaluated_twice_from_one_cursor_records_its_alert_once(env):
+    # A preview (`dagster sensor preview`) evaluates the sensor without keeping its cursor, and
+    # the daemon's tick then evaluates it again from the same cursor: the alert is one record
+    # and one announcement, not one per evaluation.
+    defs, instance, landing = env
+    _gate_run(instance, "quality_report", "agreement_floor", failing=["intent"])
+    first, _ = _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    second, _ = _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    [alert] = _alerts(landing).rows(named=True)
+    assert alert["message"].startswith("quality_report:agreement_floor failed for 2026-11-02")
+    assert "1 alert(s) recorded" in first.skip_message
+    assert "already recorded" in second.skip_message

@@ -116,6 +116,10 @@ def _check_gold(gold: pl.DataFrame | None, judgments: pl.DataFrame) -> pl.DataFr
     if conflicting.height:
         first = conflicting.get_column("task_id")[0]
         raise ValueError(f"gold: task {first!r} has more than one gold label")
+    # Only a judged task's gold anchors anything; the others' labels would still be classes of
+    # the model (a label no annotator gave, of a task nobody judged, reshaping every task's fit).
+    if "task_id" in judgments.columns:
+        gold = gold.filter(pl.col("task_id").is_in(judgments.get_column("task_id").implode()))
     return gold.unique("task_id")
 
 

@@ -56,7 +56,9 @@ from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
+    GoldJudgesNothing,
     InputError,
+    check_list_output,
     check_output_path,
     column_options,
     position,
@@ -158,8 +160,8 @@ def aggregate_command(
         )
     try:
         if output_path is not None:
-            nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]
-            check_output_path(output_path, list_columns=nested, inputs=(input_path, gold_path))
+            # Whether the format holds the kind's lists is checked once INPUT is read.
+            check_output_path(output_path, inputs=(input_path, gold_path))
         if kind == DEFAULT_KIND:
             result = _aggregate_categorical(
                 input_path,
@@ -186,6 +188,8 @@ def aggregate_command(
             sys.stdout.write(result.write_ndjson())
         else:
             sys.stdout.write(result.write_csv())
+    except GoldJudgesNothing as error:
+        raise click.BadParameter(str(error), param_hint="--gold") from error
     except InputError as error:
         raise click.ClickException(str(error)) from error
 
@@ -265,6 +269,9 @@ def _aggregate_kind(
         column_options=column_options(task=task_col, annotator=annotator_col, value=value_col),
         row_column=_FILE_ROW,
     )
+    if output_path is not None:
+        nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]
+        check_list_output(output_path, nested)
     # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
     from annotation_pipelines.aggregation.by_kind import aggregate_kind
 

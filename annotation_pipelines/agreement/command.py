@@ -4,15 +4,19 @@
         [--value-col C]
 
 Every kind prints `krippendorff_alpha` over the kind's distance (named in `distance`), the raw
-`mean_pairwise_agreement`, `n_tasks`, `n_annotators`, `n_judgments` and the bootstrap interval
-`ci_low`/`ci_high` (1000 resamples over tasks unless `--bootstrap` says otherwise). For numeric
-the distance is interval and the raw figure is the mean absolute difference (`raw_measure`),
-also printed as `mean_absolute_difference`: lower is better.
+`mean_pairwise_agreement` (a share in [0, 1], higher is better) and `mean_pairwise_distance`
+(the mean distance between two annotators' answers to a task, lower is better; 1 − the share),
+`n_tasks`, `n_annotators`, `n_judgments` and the bootstrap interval `ci_low`/`ci_high` (1000
+resamples over tasks unless `--bootstrap` says otherwise). For numeric the distance is interval,
+which has no share: `mean_pairwise_agreement` is null and `mean_pairwise_distance` is the mean
+absolute difference in the answers' unit (`raw_measure`), also printed as
+`mean_absolute_difference`.
 
 `categorical` (the default) keeps its statistics (`fleiss_kappa`, `percent_agreement`, `--level`,
 no bootstrap unless asked, each statistic's interval as `<statistic>_low`/`_high`) and adds
 `distance` (the level), `mean_pairwise_agreement` (the share of agreeing pairs of labels within
-tasks) and `ci_low`/`ci_high`: alpha's interval, null without `--bootstrap`.
+tasks), `mean_pairwise_distance` (1 − that share) and `ci_low`/`ci_high`: alpha's interval,
+null without `--bootstrap`.
 
 Agreement pairs different annotators only: an annotator's repeated rows on one task are set
 aside but the last (one value per coder per unit, as Krippendorff's reliability data hold
@@ -101,8 +105,9 @@ def agreement_command(
     """Agreement of the judgments in INPUT (CSV, TSV, Parquet or JSON Lines).
 
     Prints one JSON object with krippendorff_alpha over the kind's distance (named in
-    distance), mean_pairwise_agreement, n_tasks, n_annotators, n_judgments and the bootstrap
-    interval ci_low, ci_high (null when a statistic is undefined).
+    distance), mean_pairwise_agreement (a share, higher is better; null for numeric),
+    mean_pairwise_distance (lower is better), n_tasks, n_annotators, n_judgments and the
+    bootstrap interval ci_low, ci_high (null when a statistic is undefined).
     """
     if kind == DEFAULT_KIND:
         summary = _categorical(
@@ -190,6 +195,7 @@ def _categorical(
         **summary,
         "distance": level,
         "mean_pairwise_agreement": raw["mean_pairwise_agreement"],
+        "mean_pairwise_distance": raw["mean_pairwise_distance"],
         # Every kind's JSON has the same interval keys: here alpha's, as for the other kinds.
         "ci_low": summary.get("krippendorff_alpha_low"),
         "ci_high": summary.get("krippendorff_alpha_high"),
@@ -230,9 +236,8 @@ def _kind(
         message = str(error) if isinstance(error, InputError) else f"{input_path}: {error}"
         raise click.ClickException(message) from error
     if result.get("raw_measure") == "mean_absolute_difference":
-        # Lower is better for this figure, which its contract name hides; the name stays for the
-        # callers that read it, and the honest name sits beside it.
-        result["mean_absolute_difference"] = result["mean_pairwise_agreement"]
+        # The metric's own name, which earlier releases printed beside the figure.
+        result["mean_absolute_difference"] = result["mean_pairwise_distance"]
     return result
 
 

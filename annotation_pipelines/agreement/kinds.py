@@ -29,10 +29,13 @@ How each part is computed:
   are resampled: group totals are i.i.d. like the tasks, so the interval is the same to
   O(1/groups) and the cost per resample no longer grows with the number of tasks.
 
-`mean_pairwise_agreement` is the raw, uncorrected figure: 1 − the mean distance over all
-within-task pairs (what Label Studio reports), for distances in [0, 1]. The interval distance
-(squared difference) is unbounded, so for it the field holds the mean absolute difference
-|a − b| over within-task pairs instead, and `raw_measure` says which one it is.
+`mean_pairwise_distance` is the raw, uncorrected figure: the mean distance over all
+within-task pairs, lower is better; `mean_pairwise_agreement` is 1 − it (what Label Studio
+reports), a share in [0, 1], higher is better, for distances in [0, 1]. The interval distance
+(squared difference) is unbounded: for it `mean_pairwise_distance` is the mean absolute
+difference |a − b| over within-task pairs, in the answers' own unit, and
+`mean_pairwise_agreement` is None, so that a reader of that field across kinds never takes a
+distance for a share. `raw_measure` says which figure the kind has.
 
 Per-kind distance functions take the two sides of the pairs and return one distance each:
 `def pair_distances(values_a: pl.Series, values_b: pl.Series) -> np.ndarray`. They are
@@ -150,7 +153,8 @@ def agreement(
     value are not pairable and are left out. `distance` is a name from `DISTANCES`, a function
     `pair_distances(values_a, values_b) -> np.ndarray`, or None for the kind's default. For a
     multi-column kind (pairwise) the function receives a struct Series of its columns.
-    Returns `krippendorff_alpha`, `distance`, `mean_pairwise_agreement`, `raw_measure`,
+    Returns `krippendorff_alpha`, `distance`, `mean_pairwise_agreement`,
+    `mean_pairwise_distance`, `raw_measure`,
     `n_tasks`, `n_annotators`, `n_judgments`, `n_pairs`, `ci_low`, `ci_high`, `confidence`,
     `expected_distance_exact` (see the module docstring). Statistics that need two values in
     one task are None when no task has them.
@@ -168,6 +172,7 @@ def agreement(
         "krippendorff_alpha": None,
         "distance": name,
         "mean_pairwise_agreement": None,
+        "mean_pairwise_distance": None,
         "raw_measure": "mean_absolute_difference"
         if name == "interval"
         else "1 - mean_pairwise_distance",
@@ -218,8 +223,9 @@ def agreement(
         # Beyond the largest float the difference is infinite, which `finite` reports as null.
         with np.errstate(over="ignore"):
             difference = float(np.ldexp(np.mean(np.abs(a - b)), scale))
-        result["mean_pairwise_agreement"] = finite(difference)
+        result["mean_pairwise_distance"] = finite(difference)
     else:
+        result["mean_pairwise_distance"] = float(within.mean())
         result["mean_pairwise_agreement"] = 1.0 - float(within.mean())
     result["krippendorff_alpha"] = _alpha(observed, expected)
     if n_resamples > 0 and expected > 0:

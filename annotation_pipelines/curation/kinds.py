@@ -548,14 +548,15 @@ def kind_card(snapshot: KindSnapshot, *, quality: pl.DataFrame | None, location:
             "",
             "## Agreement and gold per day",
             "",
-            "| day | distance | alpha | 95% CI | raw agreement | gold metric | gold value |",
+            "| day | distance | alpha | 95% CI | raw agreement (or mean distance) | gold metric "
+            "| gold value |",
             "|---|---|---|---|---|---|---|",
         ]
         for row in own.iter_rows(named=True):
             lines.append(
                 f"| {row['day']} | {row['distance']} | {_figure(row['krippendorff_alpha'])} | "
                 f"{_figure(row['alpha_low'])}–{_figure(row['alpha_high'])} | "
-                f"{_figure(row['mean_pairwise_agreement'])} | {row['gold_metric_name']} | "
+                f"{_raw_figure(row)} | {row['gold_metric_name']} | "
                 f"{_figure(row['gold_metric'])} |"
             )
     stats = snapshot.stats
@@ -636,3 +637,16 @@ def _conll_notes(conll: dict) -> list[str]:
 
 def _figure(value: object) -> str:
     return "n/a" if value is None else f"{float(value):.3f}"  # type: ignore[arg-type]
+
+
+def _raw_figure(row: dict[str, object]) -> str:
+    """A day's raw agreement, a share; for a kind whose distance has no share (numeric), its
+    mean distance, named so that nobody reads it as one."""
+    share = row.get("mean_pairwise_agreement")
+    distance = row.get("mean_pairwise_distance")
+    if row.get("raw_measure") == "mean_absolute_difference" and distance is None:
+        # A numeric day reported before the distance had its own column held it here.
+        share, distance = None, share
+    if share is None and distance is not None:
+        return f"{row.get('raw_measure') or 'mean distance'} {_figure(distance)}"
+    return _figure(share)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,7 +46,10 @@ from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
+    GoldCoverage,
+    GoldJudgesNothing,
     InputError,
+    check_list_output,
     check_output_path,
     column_options,
     quarantine_path,
@@ -170,9 +174,8 @@ def replay_command(
         )
     try:
         if output_path is not None:
-            check_output_path(
-                output_path, list_columns=_list_columns(kind), inputs=(input_path, gold_path)
-            )
+            # Whether the format holds the kind's lists is checked once INPUT is read.
+            check_output_path(output_path, inputs=(input_path, gold_path))
         try:
             options = replace(
                 RECOMMENDED,
@@ -187,6 +190,7 @@ def replay_command(
             )
         except ValueError as error:
             raise click.UsageError(str(error)) from error
+        coverage: list[GoldCoverage] = []
         judgments, gold = _kind_input(
             input_path,
             gold_path,
@@ -196,7 +200,10 @@ def replay_command(
             annotator_col=annotator_col,
             label_col=label_col,
             scale=scale,
+            on_gold=coverage.append,
         )
+        if output_path is not None:
+            check_list_output(output_path, _list_columns(kind))
         file_rows = judgments.get_column(_FILE_ROW)
         judgments = judgments.drop(_FILE_ROW)
         if budget_judgments(judgments.height, options) < 1:
@@ -236,6 +243,8 @@ def replay_command(
                     maintain_order="left",
                 )
             write_output(labels, output_path)
+    except GoldJudgesNothing as error:
+        raise click.BadParameter(str(error), param_hint="--gold") from error
     except InputError as error:
         raise click.ClickException(str(error)) from error
     set_aside = getattr(confidence, "set_aside", None)
@@ -263,6 +272,9 @@ def replay_command(
         "method": getattr(confidence, "chosen", None)
         or method
         or ("dawid_skene" if kind in ("categorical", "pairwise") else methods_for(kind)[0]),
+        # How much of --gold anchored the fit (null without it): only the tasks INPUT judged.
+        "gold_tasks": coverage[0].tasks if coverage else None,
+        "gold_tasks_in_input": coverage[0].in_input if coverage else None,
     }
     click.echo(json.dumps(summary))
 
@@ -318,6 +330,7 @@ def _kind_input(
     annotator_col: str,
     label_col: str | None,
     scale: RatingScale | None,
+    on_gold: Callable[[GoldCoverage], None],
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     return read_kind_inputs(
         input_path,
@@ -333,6 +346,7 @@ def _kind_input(
             task=task_col, annotator=annotator_col, value=label_col, value_option="--label-col"
         ),
         row_column=_FILE_ROW,
+        on_gold=on_gold,
     )
 
 

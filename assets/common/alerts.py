@@ -1,5 +1,6 @@
 """Alerts shared by the sensors of several layers: a lake record, a log line, a webhook."""
 
+import hashlib
 import json
 import logging
 import threading
@@ -16,7 +17,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from annotation_pipelines.lake import alert_key
+from annotation_pipelines.lake import alert_key, alert_record_key
 from annotation_pipelines.settings import load_settings
 from resources.lake import Lake, parquet_bytes
 
@@ -47,11 +48,32 @@ class AlertLog(Protocol):
     def error(self, msg: str, /) -> object: ...
 
 
-def record_alert(lake: Lake, alerts: list[dict[str, object]], *, log: AlertLog) -> None:
-    """Append alerts to the lake's alerts table, log them, and POST them to the webhook."""
-    for key, data in alert_objects(alerts).items():
-        lake.put(key, data)
-    announce_alerts(alerts, log=log)
+def record_alert(
+    lake: Lake, alerts: list[dict[str, object]], *, log: AlertLog
+) -> list[dict[str, object]]:
+    """Append to the lake's alerts table the `alerts` it does not hold yet, log them and POST
+    them to the webhook; return those. A sensor is evaluated more than once from one cursor (a
+    `dagster sensor preview` keeps no cursor, a tick that failed before its cursor was stored
+    runs again), and each evaluation finds the same alerts: each is an object named by its
+    identity, written and announced by the first evaluation only."""
+    stamp = datetime.now(UTC)
+    new = []
+    for alert in alerts:
+        key = alert_record_key(alert_identity(alert))
+        if lake.exists(key):
+            continue
+        frame = pl.DataFrame([alert]).with_columns(raised_at=pl.lit(stamp))
+        lake.put(key, parquet_bytes(frame))
+        new.append(alert)
+    announce_alerts(new, log=log)
+    return new
+
+
+def alert_identity(alert: dict[str, object]) -> str:
+    """What an alert says (kind, check, day, severity, the run that raised it, its message), as
+    a digest: the same failure seen again by another evaluation has the same identity."""
+    text = json.dumps(alert, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def alert_objects(alerts: list[dict[str, object]]) -> dict[str, bytes]:

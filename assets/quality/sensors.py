@@ -93,10 +93,14 @@ def quality_alert_sensor(context: SensorEvaluationContext, lake: Lake) -> SkipRe
             alerts.extend(_failed_check_alerts(context, record.run_id, failing))
         if result.records:
             state[status.value] = result.cursor
-    record_alert(lake, alerts, log=context.log)
+    recorded = record_alert(lake, alerts, log=context.log)
     state["failing"] = dict(list(failing.items())[-MAX_OPEN_FAILURES:])
     context.update_cursor(json.dumps(state, sort_keys=True))
-    return SkipReason(f"{len(alerts)} alert(s) recorded" if alerts else "no failed checks")
+    if not alerts:
+        return SkipReason("no failed checks")
+    held = len(alerts) - len(recorded)
+    again = f"; {held} already recorded by an earlier evaluation of this cursor" if held else ""
+    return SkipReason(f"{len(recorded)} alert(s) recorded{again}")
 
 
 class OpenFailure(TypedDict):

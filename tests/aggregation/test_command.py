@@ -528,3 +528,54 @@ def test_a_missing_column_is_named_by_its_option(tmp_path, suffix, kind, value, 
     assert run.exit_code == 1, run.output
     message = " ".join(run.output.split())
     assert f"{option} 'nope': no such column; the file has" in message, message
+
+
+def test_a_gold_file_naming_no_task_of_input_is_refused_naming_both_and_the_column(
+    tmp_path: Path,
+) -> None:
+    # The usual mistake: gold keyed by ids in another format ("7" for "007"); it would anchor
+    # nothing, and the results would equal a run without it.
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task_id,label\n7,cat\n8,dog\n")
+    result = CliRunner().invoke(aggregate_command, [str(path), "--gold", str(gold)])
+    assert result.exit_code == 2, result.output
+    assert "--gold" in result.output
+    assert f"{gold}: none of its 2 gold tasks is judged in {path}" in result.output
+    assert "column 'task_id'" in result.output
+    assert "'7', '8'" in result.output and "'007'" in result.output
+
+
+def test_gold_tasks_input_does_not_judge_are_named_and_do_not_shape_the_fit(
+    tmp_path: Path,
+) -> None:
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
+    alone = tmp_path / "alone.csv"
+    alone.write_text("task_id,label\n009,dog\n")
+    gold = tmp_path / "gold.csv"
+    # A task nobody judged, with a label nobody gave: it must not become a class of the fit.
+    gold.write_text("task_id,label\n009,dog\nzzz1,bird\nzzz2,cat\n")
+    expected = CliRunner().invoke(aggregate_command, [str(path), "--gold", str(alone)])
+    result = CliRunner().invoke(aggregate_command, [str(path), "--gold", str(gold)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{gold}: 1 of 3 gold tasks is judged in {path}; the other 2 anchor nothing: "
+        "'zzz1', 'zzz2'" in result.stderr
+    )
+    assert result.stdout == expected.stdout
+
+
+def test_a_gold_label_no_annotator_gave_is_kept_and_named_by_its_row(tmp_path: Path) -> None:
+    path = write_input(JUDGMENTS, tmp_path / "in.csv")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("task_id,label\n008,dog\n009,bird\n")
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--gold", str(gold), "--method", "dawid_skene"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "009,bird,1.0" in result.stdout
+    assert (
+        f"{gold}: 1 gold label no annotator gave in {path}, kept as its task's answer"
+        in result.stderr
+    )
+    assert "row 2 (line 3): task '009', label 'bird'" in result.stderr

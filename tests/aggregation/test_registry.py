@@ -48,3 +48,16 @@ def test_paired_standard_errors() -> None:
     assert paired_standard_errors(challenger, incumbent) == pytest.approx(1.0)
     assert paired_standard_errors(np.ones(3), np.zeros(3)) == np.inf
     assert paired_standard_errors(np.ones(1), np.zeros(1)) == 0.0
+
+
+@pytest.mark.parametrize("name", [m for m in METHODS if m != "auto"])
+def test_gold_of_tasks_not_judged_does_not_shape_the_fit(name: str) -> None:
+    # The daily graph hands each project's gold to the fit, judged that day or not: a gold
+    # label of a task nobody judged (here one no annotator gave) must not become a class.
+    import polars as pl
+
+    anchor = pl.DataFrame({"task_id": ["t1"], "label": ["yes"]})
+    unjudged = pl.DataFrame({"task_id": ["t9", "t8"], "label": ["maybe", "no"]})
+    alone = fit(TOY, name, gold=anchor)
+    mixed = fit(TOY, name, gold=pl.concat([anchor, unjudged]))
+    assert mixed.labels.equals(alone.labels)

@@ -115,6 +115,9 @@ def test_categorical_names_its_distance_and_raw_agreement(tmp_path, toy_crowd):
     payload = json.loads(result.output)
     assert payload["distance"] == "nominal"
     assert 0.0 <= payload["mean_pairwise_agreement"] <= 1.0
+    assert payload["mean_pairwise_distance"] == pytest.approx(
+        1 - payload["mean_pairwise_agreement"], abs=1e-12
+    )
     # Categorical keeps no bootstrap by default; the keys are there all the same, null.
     assert "ci_low" in payload and "ci_high" in payload
     assert payload["ci_low"] is None and payload["ci_high"] is None

@@ -723,3 +723,39 @@ def test_percent_boxes_without_an_image_size_stay_in_percent_and_the_card_says_s
     assert {tuple(box["bbox"]) for box in coco["annotations"]} == {(10.0, 20.0, 30.0, 40.0)}
     assert snapshot.stats["tasks_in_percent"] == N
     assert "percent" in kind_card(snapshot, quality=None, location="here")
+
+
+def test_a_numeric_card_names_its_mean_distance_and_never_calls_it_agreement():
+    # Numeric agreement has a distance in the answers' unit (bigger is worse), not a share.
+    snapshot = build_kind_snapshot(
+        _labels("rate", "numeric", {"value": [3.0] * N}),
+        _tasks("rate", str),
+        project="rate",
+        kind="numeric",
+    )
+    quality = pl.DataFrame(
+        {
+            "project": ["rate"],
+            "day": [DAY],
+            "distance": ["interval"],
+            "krippendorff_alpha": [0.35],
+            "alpha_low": [0.3],
+            "alpha_high": [0.4],
+            "mean_pairwise_agreement": [None],
+            "mean_pairwise_distance": [17.234],
+            "raw_measure": ["mean_absolute_difference"],
+            "gold_metric_name": ["mae"],
+            "gold_metric": [8.6],
+        },
+        schema_overrides={"mean_pairwise_agreement": pl.Float64},
+    )
+    # A day reported before the distance had its own column held it in the share's.
+    earlier = quality.with_columns(
+        day=pl.lit(date(2026, 11, 1)), mean_pairwise_agreement=pl.lit(12.5)
+    ).drop("mean_pairwise_distance")
+    card = kind_card(
+        snapshot, quality=pl.concat([earlier, quality], how="diagonal"), location="here"
+    )
+    rows = [line for line in card.splitlines() if line.startswith("| 2026-11-0")]
+    assert "| mean_absolute_difference 12.500 |" in rows[0], rows
+    assert "| mean_absolute_difference 17.234 |" in rows[1], rows

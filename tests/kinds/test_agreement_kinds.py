@@ -68,7 +68,10 @@ def test_numeric_interval_alpha_equals_krippendorff_package(seed: int) -> None:
         pl.col("annotator_id") < pl.col("annotator_id_right")
     )
     mad = (frame.get_column("value") - frame.get_column("value_right")).abs().mean()
-    assert named["mean_pairwise_agreement"] == pytest.approx(mad, abs=1e-12)
+    assert named["mean_pairwise_distance"] == pytest.approx(mad, abs=1e-12)
+    # A distance is not a share of agreeing pairs: the field every kind reads as one, higher
+    # better, stays empty rather than holding it.
+    assert named["mean_pairwise_agreement"] is None
 
 
 def test_categorical_nominal_alpha_equals_existing_metric() -> None:
@@ -94,6 +97,8 @@ def test_categorical_nominal_alpha_equals_existing_metric() -> None:
     )
     raw = (pairs.get_column("label") == pairs.get_column("label_right")).mean()
     assert result["mean_pairwise_agreement"] == pytest.approx(raw, abs=1e-12)
+    assert result["mean_pairwise_distance"] == pytest.approx(1 - raw, abs=1e-12)
+    assert result["raw_measure"] == "1 - mean_pairwise_distance"
 
 
 def test_sampled_expected_distance_is_close_to_exact() -> None:
@@ -170,4 +175,5 @@ def test_undefined_alpha_is_none_not_a_number() -> None:
     same = pl.DataFrame({"task_id": ["t1", "t1"], "annotator_id": ["a", "b"], "value": [2.0, 2.0]})
     constant = agreement(same, kind="numeric")
     assert constant["krippendorff_alpha"] is None and constant["ci_low"] is None
-    assert constant["mean_pairwise_agreement"] == 0.0  # mean absolute difference
+    assert constant["mean_pairwise_distance"] == 0.0  # mean absolute difference
+    assert constant["mean_pairwise_agreement"] is None

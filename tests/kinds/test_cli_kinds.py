@@ -239,7 +239,13 @@ def test_agreement_prints_the_contract_json(tmp_path: Path, kind: str, suffix: s
     payload = json.loads(result.stdout)
     assert payload["distance"] == DISTANCES[kind]
     assert isinstance(payload["krippendorff_alpha"], float)
-    assert isinstance(payload["mean_pairwise_agreement"], float)
+    # One meaning per field across kinds: a share of agreeing pairs (numeric, whose distance
+    # is unbounded, has none), and the mean distance between two annotators' answers.
+    share = payload["mean_pairwise_agreement"]
+    assert share is None if kind == "numeric" else 0.0 <= share <= 1.0
+    assert isinstance(payload["mean_pairwise_distance"], float)
+    if share is not None:
+        assert payload["mean_pairwise_distance"] == pytest.approx(1 - share, abs=1e-12)
     assert payload["n_tasks"] == len(VALUES[kind])
     assert payload["n_annotators"] == len(ANNOTATORS)
     assert payload["n_judgments"] == frame.height
@@ -270,9 +276,11 @@ def test_numeric_alpha_equals_the_krippendorff_package(tmp_path: Path, suffix: s
     assert payload["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
     assert payload["distance"] == "interval"
     assert payload["n_judgments"] == len(rows)
-    # The raw figure is a distance (lower is better): named so, beside its contract name.
+    # The raw figure is a distance (lower is better): named so, and not under the name that
+    # holds a share of agreeing pairs (higher is better) for the other kinds.
     assert payload["raw_measure"] == "mean_absolute_difference"
-    assert payload["mean_absolute_difference"] == payload["mean_pairwise_agreement"] > 0.5
+    assert payload["mean_absolute_difference"] == payload["mean_pairwise_distance"] > 0.5
+    assert payload["mean_pairwise_agreement"] is None
 
 
 # One bad row per case: (kind, the bad row's values, the field that is named).
@@ -821,3 +829,44 @@ def test_numeric_aggregate_names_the_answers_set_aside(tmp_path: Path) -> None:
     # The plain statistics set nothing aside and say nothing.
     mean = _invoke(aggregate_command, [str(path), "--kind", "numeric", "--method", "mean"])
     assert mean.exit_code == 0 and not mean.stderr
+
+
+@pytest.mark.parametrize("kind", ["multilabel", "ranking", "spans", "boxes"])
+def test_a_list_kind_to_csv_reports_its_invalid_rows_before_refusing_the_format(
+    tmp_path: Path, kind: str
+) -> None:
+    # Every row holds a scalar where the kind wants a list: that is what the user must fix
+    # first, not the output's extension; the quarantine says which rows, as for any output.
+    (column,) = VALUE_COLUMNS[kind]
+    path = tmp_path / "answers.csv"
+    path.write_text(f"task_id,annotator_id,{column}\nt1,a1,0\nt1,a2,1\nt2,a1,1\n")
+    output = tmp_path / "out.csv"
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--kind", kind, "--output", str(output)]
+    )
+    assert result.exit_code == 1
+    assert "no valid rows: all 3 were quarantined" in result.output, result.output
+    assert "CSV cannot hold" not in result.output
+    quarantined = (tmp_path / "out.csv.quarantine.jsonl").read_text().splitlines()
+    assert len(quarantined) == 3 and not output.exists()
+
+
+def test_a_list_kind_to_csv_with_some_valid_rows_names_the_formats_that_hold_lists(
+    tmp_path: Path,
+) -> None:
+    path = _write_lines(
+        tmp_path / "answers.jsonl",
+        [
+            {"task_id": "t1", "annotator_id": "a1", "labels": ["x"]},
+            {"task_id": "t1", "annotator_id": "a2", "labels": 7},
+        ],
+    )
+    output = tmp_path / "out.csv"
+    result = CliRunner().invoke(
+        aggregate_command, [str(path), "--kind", "multilabel", "--output", str(output)]
+    )
+    assert result.exit_code == 1
+    assert "1 of 2 rows quarantined" in result.output, result.output
+    assert "CSV cannot hold the list column(s) 'labels'" in result.output
+    assert "JSON Lines (.jsonl) or Parquet (.parquet)" in result.output
+    assert (tmp_path / "out.csv.quarantine.jsonl").exists() and not output.exists()

@@ -93,7 +93,11 @@ def test_every_kind_is_aggregated_scored_and_gated(with_kinds):
     assert report["krippendorff_alpha"].null_count() == 0
     assert (report["krippendorff_alpha"] > 0.2).all()
     assert (report["alpha_low"] <= report["krippendorff_alpha"]).all()
-    assert report["mean_pairwise_agreement"].null_count() == 0
+    assert report["mean_pairwise_distance"].null_count() == 0
+    # A share of agreeing pairs for every kind, in [0, 1]; numeric has a distance instead.
+    shares = report.filter(pl.col("kind") != "numeric")["mean_pairwise_agreement"]
+    assert shares.null_count() == 0 and shares.is_between(0, 1).all()
+    assert report.filter(pl.col("kind") == "numeric")["mean_pairwise_agreement"].is_null().all()
     assert dict(report.select("kind", "distance").iter_rows()) == {
         "multilabel": "masi",
         "numeric": "interval",

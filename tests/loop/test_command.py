@@ -121,9 +121,9 @@ def test_option_errors_are_usage_errors_named_by_option_before_reading(tmp_path:
         assert result.exit_code == 2, result.output
         assert "--method" in result.output and "dawid_skene" in result.output
         assert "no such file" not in result.output
+    # A CSV output for a list kind is refused once INPUT is read: its rows come first.
     result = CliRunner().invoke(main, ["replay", absent, "--kind", "spans", "--output", "s.csv"])
-    assert result.exit_code == 1 and "CSV cannot hold" in result.output, result.output
-    assert "no such file" not in result.output
+    assert result.exit_code == 1 and "CSV cannot hold" not in result.output, result.output
 
 
 def test_value_col_names_the_label_column_too(tmp_path: Path) -> None:
@@ -218,3 +218,22 @@ def test_a_missing_column_is_named_by_its_option(tmp_path, option):
     run = CliRunner().invoke(main, ["replay", str(source), option, "nope"])
     assert run.exit_code == 1, run.output
     assert f"{option} 'nope': no such column" in " ".join(run.output.split()), run.output
+
+
+def test_replay_says_how_many_gold_tasks_input_judged(tmp_path: Path) -> None:
+    judgments, _ = crowd(n_tasks=10, votes=3)
+    path = tmp_path / "in.csv"
+    judgments.write_csv(path)
+    first = judgments["task_id"][0]
+    gold = tmp_path / "gold.csv"
+    gold.write_text(f"task_id,label\n{first},{judgments['label'][0]}\nnot-a-task,x\n")
+    result = CliRunner().invoke(main, ["replay", str(path), "--gold", str(gold)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["gold_tasks"], summary["gold_tasks_in_input"]) == (2, 1)
+    assert "the other 1 anchors nothing: 'not-a-task'" in result.stderr
+    without = json.loads(CliRunner().invoke(main, ["replay", str(path)]).stdout)
+    assert (without["gold_tasks"], without["gold_tasks_in_input"]) == (None, None)
+    gold.write_text("task_id,label\nnot-a-task,x\n")
+    result = CliRunner().invoke(main, ["replay", str(path), "--gold", str(gold)])
+    assert result.exit_code == 2 and "none of its 1 gold task is judged" in result.output
