@@ -55,8 +55,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	test -s $(KEY_FILE) || (umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $(KEY_FILE))
 
+# Other options through DEMO_ARGS, e.g. make demo DEMO_ARGS="--days 3 --judgments 20000".
+# --fresh: a demo over an earlier demo's different workload (other options, or another day's
+# default --until) starts from a clean slate instead of mixing the two; the same workload is
+# rebuilt in place. It never deletes landing files the demo did not write (it refuses instead).
+DEMO_ARGS ?=
+
 demo: setup-runtime
-	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines demo
+	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines demo --fresh $(DEMO_ARGS)
 
 # dg ships in the dev group (it is a developer tool), so `make dev` syncs that group too.
 dev: setup
