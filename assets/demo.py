@@ -104,9 +104,9 @@ def prepare_data_folder(
     *,
     fresh: bool,
     echo: Callable[[str], object] = click.echo,
-) -> None:
+) -> bool:
     """Leave `root` ready for `workload`: empty, or holding this same workload, or (`fresh`)
-    cleared of an earlier demo's output.
+    cleared of an earlier demo's output; True when it cleared one.
 
     The generator rewrites only the files it writes and every daily run reads what the landing
     zone and the lake hold, so an earlier, different workload left in place would be read back
@@ -116,11 +116,11 @@ def prepare_data_folder(
     landing, lake = root / "landing", root / "lake"
     synthetic = landing / "synthetic"
     if not _filled(synthetic) and not _filled(lake):
-        return
+        return False
     recorded = _read_record(root)
     if recorded == workload:
         echo(f"Rebuilding the same demo workload already in {root}")
-        return
+        return False
     earlier = _describe_workload(recorded)
     if not fresh:
         raise click.ClickException(
@@ -155,6 +155,7 @@ def prepare_data_folder(
     (root / START_DATE_FILE).unlink(missing_ok=True)
     (root / DEMO_RECORD).unlink(missing_ok=True)
     echo(f"--fresh: deleted the earlier demo's landing files and lake in {root} ({earlier})")
+    return True
 
 
 class DemoOutcome(TypedDict):
@@ -186,7 +187,7 @@ def run_demo(
         judgments_per_kind=judgments_per_kind,
         compute_days=compute_days,
     )
-    prepare_data_folder(root, workload, fresh=fresh, echo=echo)
+    cleared = prepare_data_folder(root, workload, fresh=fresh, echo=echo)
     root.mkdir(parents=True, exist_ok=True)
     (root / DEMO_RECORD).write_text(json.dumps(workload, indent=2) + "\n")
     # Daily partitions start where this data starts; recorded before the definitions (and
@@ -215,6 +216,10 @@ def run_demo(
     echo(f"  {summary.judgments:,} judgments, {summary.tasks:,} tasks, {rows:,} telemetry rows")
 
     instance = DagsterInstance.get()
+    if cleared:
+        # The instance would otherwise show the deleted lake's partitions as materialized;
+        # the runs themselves stay in its history.
+        instance.wipe_assets(list(defs.resolve_asset_graph().get_all_asset_keys()))
     daily = defs.resolve_job_def("daily_annotation_job")
     held_back: list[date] = []
     for day in day_list:

@@ -142,6 +142,11 @@ def test_demo_over_another_workload_refuses_or_starts_fresh_and_reports_only_its
     assert rows == generated
     assert f"  {'judgments':<32} {rows:>10,}" in fresh.output
     assert (data / "start_date").read_text().strip() == "2026-11-14"
+    # The instance forgets the deleted partitions too, so the UI does not show them as built.
+    from dagster import AssetKey, DagsterInstance
+
+    materialized = DagsterInstance.get().get_materialized_partitions(AssetKey("judgments"))
+    assert materialized == {"2026-11-30"}
 
     # The same workload again (what a second `make demo` on the same day is) rebuilds it in place.
     again = _demo("--days", "1", "--fresh")
@@ -194,13 +199,13 @@ def test_fresh_clears_an_unrecorded_earlier_demo_and_the_same_workload_stays(tmp
     # A data folder filled by a demo that kept no record holds no one else's files either.
     _earlier_demo(tmp_path, record=None)
     lines: list[str] = []
-    prepare_data_folder(tmp_path, WORKLOAD, fresh=True, echo=lines.append)
+    assert prepare_data_folder(tmp_path, WORKLOAD, fresh=True, echo=lines.append)
     assert not (tmp_path / "lake").exists()
     assert list((tmp_path / "landing" / "synthetic").iterdir()) == []
     assert not (tmp_path / "start_date").exists()
     assert "a workload no demo recorded" in lines[0]
 
     _earlier_demo(tmp_path, record=WORKLOAD)
-    prepare_data_folder(tmp_path, WORKLOAD, fresh=True, echo=lines.append)
+    assert not prepare_data_folder(tmp_path, WORKLOAD, fresh=True, echo=lines.append)
     assert (tmp_path / "lake" / "procurement_plan" / "data.parquet").exists()
     assert lines[-1].startswith("Rebuilding the same demo workload")
