@@ -23,6 +23,8 @@ export ANNOTATION_PIPELINES_PSEUDONYM_KEY ?= $(shell cat $(KEY_FILE) 2>/dev/null
 help:
 	@echo "make setup  - install uv, the locked dependencies (dev tools included) and DAGSTER_HOME"
 	@echo "make demo   - install, generate a synthetic workload, materialize the whole graph"
+	@echo "              (over an earlier demo's other workload: from a clean slate;"
+	@echo "              other options: make demo DEMO_ARGS=\"--days 3\")"
 	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [JOB=daily_annotation_job]"
 	@echo "             - queue one run per day of a partitioned job (the daemon runs them)"
 	@echo "make dev    - open the Dagster UI on the same local instance"

@@ -79,8 +79,9 @@ def _describe_workload(workload: dict[str, object] | None) -> str:
     days, telemetry = workload.get("days"), workload.get("telemetry_days")
     if not (isinstance(days, list) and days and isinstance(telemetry, list) and telemetry):
         return "a workload in a record this version cannot read"
+    span = str(days[0]) if len(days) == 1 else f"{days[0]} … {days[-1]}"
     return (
-        f"{workload.get('judgments'):,} judgments over {days[0]} … {days[-1]}, seed "
+        f"{workload.get('judgments'):,} judgments over {span}, seed "
         f"{workload.get('seed')}, {workload.get('judgments_per_kind'):,} per other kind, "
         f"telemetry {telemetry[0]} … {telemetry[-1]}"
     )
