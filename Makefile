@@ -18,11 +18,15 @@ DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg
 KEY_FILE := $(DAGSTER_HOME)/pseudonym.key
 export ANNOTATION_PIPELINES_PSEUDONYM_KEY ?= $(shell cat $(KEY_FILE) 2>/dev/null)
 
-.PHONY: help setup setup-runtime demo dev serve test typecheck test-scale test-all lint format clean clean-secrets
+.PHONY: help setup setup-runtime demo backfill dev serve test typecheck test-scale test-all lint format clean clean-secrets
 
 help:
 	@echo "make setup  - install uv, the locked dependencies (dev tools included) and DAGSTER_HOME"
 	@echo "make demo   - install, generate a synthetic workload, materialize the whole graph"
+	@echo "              (over an earlier demo's other workload: from a clean slate;"
+	@echo "              other options: make demo DEMO_ARGS=\"--days 3\")"
+	@echo "make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [JOB=daily_annotation_job]"
+	@echo "             - queue one run per day of a partitioned job (the daemon runs them)"
 	@echo "make dev    - open the Dagster UI on the same local instance"
 	@echo "make serve  - the REST API on the demo's lake (http://127.0.0.1:8000/docs)"
 	@echo "make test   - run the test suite (what CI runs)"
@@ -55,8 +59,26 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	test -s $(KEY_FILE) || (umask 077 && $(PYTHON) -c "import secrets; print(secrets.token_hex(32))" > $(KEY_FILE))
 
+# Other options through DEMO_ARGS, e.g. make demo DEMO_ARGS="--days 3 --judgments 20000".
+# --fresh: a demo over an earlier demo's different workload (other options, or another day's
+# default --until) starts from a clean slate instead of mixing the two; the same workload is
+# rebuilt in place. It never deletes landing files the demo did not write (it refuses instead).
+DEMO_ARGS ?=
+
 demo: setup-runtime
-	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines demo
+	ANNOTATION_PIPELINES_PSEUDONYM_KEY=$$(cat $(KEY_FILE)) $(VENV)/bin/annotation-pipelines demo --fresh $(DEMO_ARGS)
+
+# A multi-day backfill from the command line: `dagster asset materialize --partition-range`
+# takes only assets with a single-run backfill policy, and every per-day layer here runs one day
+# per run. This queues one run per day, as a backfill from the UI does (the dagster/backfill tag,
+# so dagster.yaml's limit of one backfill run at a time applies); the daemon runs them: `make dev`,
+# or on a headless box `dagster-daemon run -w workspace.yaml` with the same DAGSTER_HOME.
+JOB ?= daily_annotation_job
+
+backfill:
+	@test -n "$(FROM)" -a -n "$(TO)" || \
+		{ echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [JOB=$(JOB)]" >&2; exit 2; }
+	$(VENV)/bin/dagster job backfill -w workspace.yaml -j $(JOB) --from $(FROM) --to $(TO) --noprompt
 
 # dg ships in the dev group (it is a developer tool), so `make dev` syncs that group too.
 dev: setup

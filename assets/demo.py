@@ -6,6 +6,8 @@ Dagster UI (`make dev`) afterwards.
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -15,9 +17,10 @@ from typing import TYPE_CHECKING, TypedDict
 import click
 import polars as pl
 
-from annotation_pipelines.settings import load_settings, write_start_date
+from annotation_pipelines.settings import START_DATE_FILE, load_settings, write_start_date
 from annotation_pipelines.storage import atomic_write_parquet
 from annotation_pipelines.synthetic import generate_compute_usage, generate_workload
+from annotation_pipelines.synthetic.workload import GENERATED_ENTRIES
 
 if TYPE_CHECKING:
     # Only for annotations: dagster is imported inside `run_demo`, after the start date is set.
@@ -31,6 +34,11 @@ COMPUTE_HISTORY_DAYS = 42
 MIN_COMPUTE_HISTORY_DAYS = 17
 # The demo prints one progress line per step; Dagster's per-event console log stays in the UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# The options and days of the workload a demo generated, beside the lake and landing zone it
+# filled: a later demo rebuilds that same workload in place, and refuses any other one.
+DEMO_RECORD = "demo_workload.json"
+# Everything the demo writes under the landing zone's synthetic/ folder.
+DEMO_LANDING_ENTRIES = (*GENERATED_ENTRIES, "compute_usage")
 
 
 def last_days(count: int, *, today: date | None = None) -> list[date]:
@@ -45,6 +53,110 @@ def write_compute_landing(landing: Path, *, end: date, days: int, seed: int) -> 
         target = landing / "synthetic" / "compute_usage" / f"day={day}" / "part-00000.parquet"
         atomic_write_parquet(frame, target)
     return usage.height
+
+
+def workload_identity(
+    *,
+    judgments: int,
+    days: list[date],
+    seed: int,
+    judgments_per_kind: int,
+    compute_days: list[date],
+) -> dict[str, object]:
+    """What makes two demo workloads the same, as JSON."""
+    return {
+        "judgments": judgments,
+        "days": [day.isoformat() for day in days],
+        "seed": seed,
+        "judgments_per_kind": judgments_per_kind,
+        "telemetry_days": [compute_days[0].isoformat(), compute_days[-1].isoformat()],
+    }
+
+
+def _describe_workload(workload: dict[str, object] | None) -> str:
+    if workload is None:
+        return "a workload no demo recorded"
+    days, telemetry = workload.get("days"), workload.get("telemetry_days")
+    if not (isinstance(days, list) and days and isinstance(telemetry, list) and telemetry):
+        return "a workload in a record this version cannot read"
+    span = str(days[0]) if len(days) == 1 else f"{days[0]} … {days[-1]}"
+    return (
+        f"{workload.get('judgments'):,} judgments over {span}, seed "
+        f"{workload.get('seed')}, {workload.get('judgments_per_kind'):,} per other kind, "
+        f"telemetry {telemetry[0]} … {telemetry[-1]}"
+    )
+
+
+def _read_record(root: Path) -> dict[str, object] | None:
+    try:
+        recorded = json.loads((root / DEMO_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _filled(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def prepare_data_folder(
+    root: Path,
+    workload: dict[str, object],
+    *,
+    fresh: bool,
+    echo: Callable[[str], object] = click.echo,
+) -> bool:
+    """Leave `root` ready for `workload`: empty, or holding this same workload, or (`fresh`)
+    cleared of an earlier demo's output; True when it cleared one.
+
+    The generator rewrites only the files it writes and every daily run reads what the landing
+    zone and the lake hold, so an earlier, different workload left in place would be read back
+    with this one as one, and the summary would count it too. `fresh` deletes only demo
+    output: the demo's files under landing/synthetic/, and the lake, which is the demo's output
+    as long as the landing zone holds nothing else."""
+    landing, lake = root / "landing", root / "lake"
+    synthetic = landing / "synthetic"
+    if not _filled(synthetic) and not _filled(lake):
+        return False
+    recorded = _read_record(root)
+    if recorded == workload:
+        echo(f"Rebuilding the same demo workload already in {root}")
+        return False
+    earlier = _describe_workload(recorded)
+    if not fresh:
+        raise click.ClickException(
+            f"{root} already holds {earlier}; this demo ({_describe_workload(workload)}) "
+            "would be read back mixed with it. Run `make clean` first (deletes the data folder "
+            "and the Dagster instance), pass --fresh to delete the earlier demo's landing files "
+            "and lake, or set ANNOTATION_PIPELINES_DATA_DIR to a new folder"
+        )
+    others = sorted(
+        [f"landing/{entry.name}" for entry in landing.iterdir() if entry.name != "synthetic"]
+        + [
+            f"landing/synthetic/{entry.name}"
+            for entry in (synthetic.iterdir() if synthetic.is_dir() else [])
+            if entry.name not in DEMO_LANDING_ENTRIES
+        ]
+    )
+    if others:
+        raise click.ClickException(
+            f"--fresh deletes only demo output, and {root} also holds {', '.join(others)}, "
+            "which the demo did not write: the lake was built from them too. Move them out, "
+            "run `make clean`, or set ANNOTATION_PIPELINES_DATA_DIR to a new folder"
+        )
+    for name in DEMO_LANDING_ENTRIES:
+        entry = synthetic / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+    if lake.exists():
+        shutil.rmtree(lake)
+    # The earlier workload's first day, which `write_start_date` would otherwise keep.
+    (root / START_DATE_FILE).unlink(missing_ok=True)
+    (root / DEMO_RECORD).unlink(missing_ok=True)
+    echo(f"--fresh: deleted the earlier demo's landing files and lake in {root} ({earlier})")
+    return True
 
 
 class DemoOutcome(TypedDict):
@@ -62,12 +174,23 @@ def run_demo(
     judgments_per_kind: int = 3_000,
     telemetry_days: int = COMPUTE_HISTORY_DAYS,
     until: date | None = None,
+    fresh: bool = False,
     echo: Callable[[str], object] = click.echo,
 ) -> DemoOutcome:
     started = time.perf_counter()
     day_list = last_days(days, today=None if until is None else until + timedelta(days=1))
     compute_days = [day_list[-1] - timedelta(days=i) for i in range(telemetry_days)][::-1]
     root = load_settings().data_dir
+    workload = workload_identity(
+        judgments=judgments,
+        days=day_list,
+        seed=seed,
+        judgments_per_kind=judgments_per_kind,
+        compute_days=compute_days,
+    )
+    cleared = prepare_data_folder(root, workload, fresh=fresh, echo=echo)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_RECORD).write_text(json.dumps(workload, indent=2) + "\n")
     # Daily partitions start where this data starts; recorded before the definitions (and
     # their partitions) are imported, and read again by `make dev` from the same folder.
     write_start_date(root, min(day_list[0], compute_days[0]))
@@ -94,6 +217,10 @@ def run_demo(
     echo(f"  {summary.judgments:,} judgments, {summary.tasks:,} tasks, {rows:,} telemetry rows")
 
     instance = DagsterInstance.get()
+    if cleared:
+        # The instance would otherwise show the deleted lake's partitions as materialized;
+        # the runs themselves stay in its history.
+        instance.wipe_assets(list(defs.resolve_asset_graph().get_all_asset_keys()))
     daily = defs.resolve_job_def("daily_annotation_job")
     held_back: list[date] = []
     for day in day_list:
@@ -340,6 +467,12 @@ def summarize(root: Path, days: list[date]) -> str:
     help="The last UTC day to build (default: yesterday). The synthetic workload follows the "
     "calendar (quieter weekends), so the same --until and --seed give the same figures.",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Delete an earlier demo's landing files and lake first when they hold another "
+    "workload (without it the demo refuses to mix with them); `make demo` passes it.",
+)
 def demo_command(
     judgments: int,
     days: int,
@@ -347,6 +480,7 @@ def demo_command(
     judgments_per_kind: int,
     telemetry_days: int,
     until: datetime | None,
+    fresh: bool,
 ) -> None:
     """Generate a synthetic workload and materialize the whole asset graph on it."""
     if load_settings().dagster_home is None:
@@ -361,6 +495,7 @@ def demo_command(
         judgments_per_kind=judgments_per_kind,
         telemetry_days=telemetry_days,
         until=last,
+        fresh=fresh,
     )
     click.echo(summarize(outcome["root"], outcome["days"]))
     click.echo(kind_accuracy(outcome["root"], outcome["days"]))

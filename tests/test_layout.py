@@ -266,3 +266,34 @@ def test_lake_keys_are_named_in_the_lake_module_only():
                 assert not node.value.startswith(folders), (
                     f"{path.relative_to(ROOT)}:{node.lineno}: lake key {node.value!r}"
                 )
+
+
+# Tables one step builds together and commits as one (the quality tables and their HTML pages in
+# one lake commit; labels with the skills of the same fit; gold keyed to the same deduplicated
+# judgments): materialized together or not at all. The README's command-line recipe lists them.
+BUILT_TOGETHER = {
+    "raw_annotations": {"gold_labels", "judgments", "raw_tasks"},
+    "aggregated_labels": {"aggregated_labels", "annotator_skill"},
+    "kind_aggregated_labels": {
+        "kind_aggregated_labels",
+        "kind_annotator_reliability",
+        "kind_item_scores",
+    },
+    "quality": {
+        "annotator_pair_agreement",
+        "annotator_scorecards",
+        "label_drift",
+        "quality_report",
+        "reannotation_queue",
+    },
+    "kind_quality": {"kind_quality_report", "kind_reannotation_queue", "kind_scorecards"},
+}
+
+
+def test_the_assets_built_together_are_the_ones_the_readme_lists(defs):
+    together = {
+        node.node_def.name: {key.to_user_string() for key in node.keys}
+        for node in defs.resolve_asset_graph().assets_defs
+        if len(node.keys) > 1 and not node.can_subset
+    }
+    assert together == BUILT_TOGETHER

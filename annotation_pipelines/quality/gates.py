@@ -13,6 +13,10 @@ was shown to meet the floor:
   a WARN failure instead, so it is told every day that nothing checks its labels against gold
   but is not held back for ever for a gold set it never had.
 
+A day with no judgment at all fails row_counts_sane at WARN, not ERROR: there is no row to hold
+back, and a quiet day (a holiday) is not an outage; the failure is still alerted every such
+day, so a source that stopped sending shows.
+
 A project judged in several kinds on the day (e.g. a Label Studio project with a choices and a
 rating control) fails row_counts_sane (ERROR): a report holds one kind's answers, so its
 figures would describe part of the project's day.
@@ -242,7 +246,7 @@ def gate_checks(gates: pl.DataFrame) -> list[GateCheck]:
 
     The description is the reason in words, one clause per project that failed (all projects
     when none did), e.g. "sentiment: alpha 0.210 < floor 0.300 (per-project)". A day without
-    a single project (no judgments) fails the row-count gate. The floor's source follows it
+    a single project (no judgments) fails the row-count gate at WARN. The floor's source follows it
     in brackets when it is not the default: "(project.json)", "(run config)".
     """
     require(gates, "gates", tuple(GATES))
@@ -255,7 +259,9 @@ def gate_checks(gates: pl.DataFrame) -> list[GateCheck]:
                 GateCheck(
                     name=spec.name,
                     passed=not empty_fails,
-                    severity="ERROR" if spec.holds_back else "WARN",
+                    # A day with no rows holds nothing back, and a quiet day is not an outage;
+                    # failing at WARN still alerts every such day, so a feed that stopped shows.
+                    severity="WARN",
                     description="the day has no judgments"
                     if empty_fails
                     else "no project judged this day",

@@ -156,10 +156,13 @@ def test_warn_failures_are_reported_but_do_not_hold_the_day_back(toy_day):
     assert "gold_accuracy_floor (WARN): undefined" in verdict["gate_reasons"]
 
 
-def test_a_day_without_judgments_fails_the_row_count_gate_only():
+def test_a_day_without_judgments_fails_the_row_count_gate_only_as_a_warning():
+    # Nothing is held back on a day with no rows, and a quiet day (a holiday) is not an
+    # outage: the failure is still alerted every such day, at WARN, so a feed that stopped shows.
     empty = quality_gates(_report(_day([]).cast({"day": pl.Date})))
     checks = {c.name: c for c in gate_checks(empty)}
     assert not checks["row_counts_sane"].passed
+    assert checks["row_counts_sane"].severity == "WARN"
     assert checks["row_counts_sane"].description == "the day has no judgments"
     assert all(c.passed for name, c in checks.items() if name != "row_counts_sane")
 
