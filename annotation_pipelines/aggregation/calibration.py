@@ -178,8 +178,14 @@ def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
     """
     k = encoded.n_classes
     cell = encoded.annotators.astype(np.int64) * k + encoded.labels
-    cells, judgment_rows = np.unique(cell, return_inverse=True)
-    judgment_rows = judgment_rows.reshape(-1)
+    # With few classes the dense table is no larger than the judgments, and finding the
+    # answered rows (a sort of the judgments) would cost more than the zeros it saves.
+    dense = encoded.n_annotators * k <= encoded.n_judgments
+    if dense:
+        cells, judgment_rows = np.arange(encoded.n_annotators * k), cell
+    else:
+        cells, judgment_rows = np.unique(cell, return_inverse=True)
+        judgment_rows = judgment_rows.reshape(-1)
     sizes = encoded.votes_per_task()
     weights = np.where((sizes >= 2)[:, None], soft, 0.0)
     # Class-major, so that each class's pass gathers from one contiguous row.
@@ -192,13 +198,17 @@ def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
             judgment_rows, weights=by_class[truth][encoded.tasks], minlength=cells.size
         )
     del by_class
-    annotator_totals = np.zeros((encoded.n_annotators, k))
-    pooled = np.zeros((k, k))
-    # The dense table summed its answer axis (and its annotator axis) one row at a time in
-    # ascending order, and a row of zeros adds nothing: adding the stored rows in ascending
-    # (w, a) order gives every total the same bits.
-    np.add.at(annotator_totals, cells // k, answered)
-    np.add.at(pooled, cells % k, answered)
+    if dense:
+        table = answered.reshape(encoded.n_annotators, k, k)
+        annotator_totals, pooled = table.sum(axis=1), table.sum(axis=0)
+    else:
+        annotator_totals = np.zeros((encoded.n_annotators, k))
+        pooled = np.zeros((k, k))
+        # The dense table summed its answer axis (and its annotator axis) one row at a time
+        # in ascending order, and a row of zeros adds nothing: adding the stored rows in
+        # ascending (w, a) order gives every total the same bits.
+        np.add.at(annotator_totals, cells // k, answered)
+        np.add.at(pooled, cells % k, answered)
     pooled += np.full((k, k), POOLED_PSEUDO_COUNT) + POOLED_DIAGONAL_EXTRA * np.eye(k)
     return _Counts(
         soft=weights,
