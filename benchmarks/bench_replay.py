@@ -155,8 +155,11 @@ def _oracle_bound(dataset: str, budget: float) -> list[str]:
     for annotator, cells in zip(
         result.annotators["annotator_id"], result.annotators["confusion"], strict=True
     ):
-        for cell in cells:
-            confusion[who[annotator], code[cell["truth"]], code[cell["observed"]]] = max(
+        # With many classes the column lists a truth's floor once, observed null, for every
+        # answer it does not list: set it first, then the listed cells over it.
+        for cell in sorted(cells, key=lambda cell: cell["observed"] is not None):
+            answers = slice(None) if cell["observed"] is None else code[cell["observed"]]
+            confusion[who[annotator], code[cell["truth"]], answers] = max(
                 cell["probability"], 1e-12
             )
     log_confusion = np.log(confusion)

@@ -105,10 +105,17 @@ class Calibrated:
 
 @dataclass(frozen=True)
 class _Counts:
-    """Expected counts from the method's soft labels, from which held-out parameters are cut."""
+    """Expected counts from the method's soft labels, from which held-out parameters are cut.
+
+    An annotator's confusion counts n_w(a, ·) are kept only for the answers a that w gave: a
+    row (w, a) with no judgment is all zeros and no held-out row ever reads it, so storing
+    the dense annotators × K × K array (6 GB at 2,000 classes and 200 annotators) bought
+    nothing. The stored rows are at most one per judgment.
+    """
 
     soft: np.ndarray  # (n_tasks, K): the method's posteriors, 0 on the tasks not counted
-    annotator: np.ndarray  # (n_annotators, K answer, K truth)
+    answered: np.ndarray  # (n_answered, K truth): n_w(a, ·) per answered (w, a), ascending
+    judgment_rows: np.ndarray  # (n_judgments,): each judgment's row of `answered`
     annotator_totals: np.ndarray  # (n_annotators, K truth)
     pooled: np.ndarray  # (K answer, K truth), with the pooled prior's pseudo-counts
     pooled_totals: np.ndarray  # (K truth), with the pooled prior's pseudo-counts
@@ -170,21 +177,44 @@ def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
     task, where 57 % of them are right. Only tasks with other votes measure an annotator.
     """
     k = encoded.n_classes
-    cell = encoded.annotators * k + encoded.labels
-    flat = np.empty((encoded.n_annotators * k, k))
+    cell = encoded.annotators.astype(np.int64) * k + encoded.labels
+    # With few classes the dense table is no larger than the judgments, and finding the
+    # answered rows (a sort of the judgments) would cost more than the zeros it saves.
+    dense = encoded.n_annotators * k <= encoded.n_judgments
+    if dense:
+        cells, judgment_rows = np.arange(encoded.n_annotators * k), cell
+    else:
+        cells, judgment_rows = np.unique(cell, return_inverse=True)
+        judgment_rows = judgment_rows.reshape(-1)
     sizes = encoded.votes_per_task()
     weights = np.where((sizes >= 2)[:, None], soft, 0.0)
+    # Class-major, so that each class's pass gathers from one contiguous row.
+    by_class = np.ascontiguousarray(weights.T)
+    answered = np.empty((cells.size, k))
     for truth in range(k):
-        flat[:, truth] = np.bincount(
-            cell, weights=weights[encoded.tasks, truth], minlength=encoded.n_annotators * k
+        # One ordered pass over the judgments per class, as the dense table's bincount made:
+        # each stored count is the same sum in the same order.
+        answered[:, truth] = np.bincount(
+            judgment_rows, weights=by_class[truth][encoded.tasks], minlength=cells.size
         )
-    annotator = flat.reshape(encoded.n_annotators, k, k)
-    pooled_prior = np.full((k, k), POOLED_PSEUDO_COUNT) + POOLED_DIAGONAL_EXTRA * np.eye(k)
-    pooled = annotator.sum(axis=0) + pooled_prior
+    del by_class
+    if dense:
+        table = answered.reshape(encoded.n_annotators, k, k)
+        annotator_totals, pooled = table.sum(axis=1), table.sum(axis=0)
+    else:
+        annotator_totals = np.zeros((encoded.n_annotators, k))
+        pooled = np.zeros((k, k))
+        # The dense table summed its answer axis (and its annotator axis) one row at a time
+        # in ascending order, and a row of zeros adds nothing: adding the stored rows in
+        # ascending (w, a) order gives every total the same bits.
+        np.add.at(annotator_totals, cells // k, answered)
+        np.add.at(pooled, cells % k, answered)
+    pooled += np.full((k, k), POOLED_PSEUDO_COUNT) + POOLED_DIAGONAL_EXTRA * np.eye(k)
     return _Counts(
         soft=weights,
-        annotator=annotator,
-        annotator_totals=annotator.sum(axis=1),
+        answered=answered,
+        judgment_rows=judgment_rows,
+        annotator_totals=annotator_totals,
         pooled=pooled,
         pooled_totals=pooled.sum(axis=0),
         task_votes=encoded.votes(),
@@ -245,7 +275,7 @@ def _held_out_rows(
     own = counts.soft[tasks]
     pooled = counts.pooled[answers, :] - counts.task_votes[tasks, answers][:, None] * own
     pooled_totals = counts.pooled_totals[None, :] - counts.task_sizes[tasks][:, None] * own
-    numerator = counts.annotator[annotators, answers, :] - own
+    numerator = counts.answered[counts.judgment_rows[indices]] - own
     numerator += shrinkage * np.maximum(pooled, _FLOOR) / pooled_totals
     denominator = counts.annotator_totals[annotators] - own + shrinkage
     return numerator, denominator

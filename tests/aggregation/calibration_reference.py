@@ -1,6 +1,7 @@
-"""The calibration's grid search as it was before it was blocked: dense arrays over every
-sampled judgment and class, one pass per (shrinkage, temperature). Kept only to prove the
-blocked search in the package chooses exactly the same (s, τ)."""
+"""The calibration as it was before it was blocked and stored sparsely: dense arrays over every
+sampled judgment and class, one pass per (shrinkage, temperature), and the dense annotators ×
+K × K count table. Kept only to prove the package's blocked search chooses exactly the same
+(s, τ) and its answered rows hold exactly the dense table's counts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 from annotation_pipelines.aggregation.calibration import (
     _FLOOR,
     DEFAULT_SHRINKAGE,
+    POOLED_DIAGONAL_EXTRA,
+    POOLED_PSEUDO_COUNT,
     SHRINKAGE_GRID,
     TEMPERATURE_GRID,
     _Counts,
@@ -71,3 +74,33 @@ def held_out_log_likelihoods(
     np.exp(weights, out=weights)
     predicted = (weights * answer_probabilities).sum(axis=0) / weights.sum(axis=0)
     return np.log(np.maximum(predicted, _FLOOR))
+
+
+def dense_counts(encoded: Encoded, soft: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(annotator table (n_annotators, K answer, K truth), its totals over answers, the pooled
+    table with its prior) as the calibration built them densely, one bincount per class."""
+    k = encoded.n_classes
+    cell = encoded.annotators * k + encoded.labels
+    flat = np.empty((encoded.n_annotators * k, k))
+    weights = np.where((encoded.votes_per_task() >= 2)[:, None], soft, 0.0)
+    for truth in range(k):
+        flat[:, truth] = np.bincount(
+            cell, weights=weights[encoded.tasks, truth], minlength=encoded.n_annotators * k
+        )
+    annotator = flat.reshape(encoded.n_annotators, k, k)
+    pooled_prior = np.full((k, k), POOLED_PSEUDO_COUNT) + POOLED_DIAGONAL_EXTRA * np.eye(k)
+    return annotator, annotator.sum(axis=1), annotator.sum(axis=0) + pooled_prior
+
+
+def dense_held_out_rows(
+    encoded: Encoded, counts: _Counts, annotator: np.ndarray, shrinkage: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """`calibration._held_out_rows` for every judgment, reading the dense annotator table."""
+    tasks, annotators, answers = encoded.tasks, encoded.annotators, encoded.labels
+    own = counts.soft[tasks]
+    pooled = counts.pooled[answers, :] - counts.task_votes[tasks, answers][:, None] * own
+    pooled_totals = counts.pooled_totals[None, :] - counts.task_sizes[tasks][:, None] * own
+    numerator = annotator[annotators, answers, :] - own
+    numerator += shrinkage * np.maximum(pooled, _FLOOR) / pooled_totals
+    denominator = annotator.sum(axis=1)[annotators] - own + shrinkage
+    return numerator, denominator
