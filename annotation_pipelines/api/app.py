@@ -167,6 +167,9 @@ PROCUREMENT_PLAN = PagedTable(
 UNKNOWN_SHOWN = 10
 
 
+# What /v1/ready says of a failing check to a caller without a token.
+NOT_READY = "not ready; a request with a bearer token is told which check failed"
+
 # How long /v1/ready reuses its verdict on the lake's files: a probe every few seconds lists the
 # served tables at most this often, and reads a footer only of a file version not read before.
 READY_CHECK_SECONDS = 15.0
@@ -738,6 +741,9 @@ def _routes(app: FastAPI, context: Context) -> None:
     # threadpool hop each. The hot read endpoints (labels, scorecards) are `async` and go
     # through `on_lake`; the others are synchronous and run in the threadpool.
     async def caller(request: Request) -> frozenset[str]:
+        return authenticated(request)
+
+    def authenticated(request: Request) -> frozenset[str]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="annotation-pipelines"'}
@@ -853,8 +859,16 @@ def _routes(app: FastAPI, context: Context) -> None:
     def ready(request: Request) -> Response:
         """Ready to serve: the lake is reachable, the token store is readable, and the files
         the API serves can be read (the newest partition of each table, checked every 15 s at
-        most, and any file a request failed to read). Otherwise 503 with a problem body naming
-        each unreadable file."""
+        most, and any file a request failed to read). Otherwise 503 with a problem body.
+
+        No token needed: without one the answer says only ready or not ready. With a valid
+        bearer token (any scope) it also has the `checks`, and a 503 names each unreadable
+        file (table, partition, file, error). An invalid token is a 401."""
+        # The lake's table names, partitions and file keys are for callers the API knows; a
+        # probe without a token learns only whether to route traffic here.
+        detailed = "authorization" in request.headers
+        if detailed:
+            authenticated(request)
         checks = {"lake": reader.reachable(), "tokens": context.tokens.readable()}
         unreadable: list[LakeFileError] = []
         if checks["lake"]:
@@ -864,8 +878,12 @@ def _routes(app: FastAPI, context: Context) -> None:
                 checks["lake"] = False
             checks["lake_files"] = checks["lake"] and not unreadable
         if all(checks.values()):
-            body = {"status": "ready", "checks": checks}
+            body: dict[str, object] = {"status": "ready"}
+            if detailed:
+                body["checks"] = checks
             return Response(_json_bytes(body), media_type="application/json")
+        if not detailed:
+            return problems.problem_response(request, 503, NOT_READY)
         found = [lake_file_problem(error) for error in unreadable]
         failing = [name for name, ok in checks.items() if not ok]
         detail = "; ".join(d for d, _ in found) or f"not ready: {', '.join(failing)} failed"

@@ -413,7 +413,11 @@ def gold_scores(
             "gold_score": pl.Float64,
         }
     )
-    gold = gold.select("task_id", *columns)
+    # Only gold the day judged is evidence: a numeric gold value of another task would still
+    # stretch the spread every annotator's error is scored against.
+    gold = gold.select("task_id", *columns).join(
+        judgments.select("task_id").unique(), on="task_id", how="semi"
+    )
     judged = judgments.select("task_id", "annotator_id", *columns).join(
         gold.select("task_id"), on="task_id", how="semi"
     )
@@ -455,7 +459,12 @@ def _normalized(column: pl.Expr, metric: GoldMetric, spread: float) -> pl.Expr:
 def _project_gold(gold: pl.DataFrame | None, rows: pl.DataFrame, *, project: str, kind: str):  # noqa: ANN202
     columns = VALUE_COLUMNS[kind]
     if gold is not None and gold.height:
-        return gold.filter(pl.col("project") == project).select("task_id", *columns)
+        # As the categorical fit: gold of a task the day did not judge anchors nothing of it.
+        return (
+            gold.filter(pl.col("project") == project)
+            .select("task_id", *columns)
+            .join(rows.select("task_id").unique(), on="task_id", how="semi")
+        )
     return pl.DataFrame(schema=rows.select("task_id", *columns).schema)
 
 

@@ -141,6 +141,28 @@ def test_ready_is_unavailable_while_a_newest_partition_is_truncated(own_lake):
         server.stop()
 
 
+def test_ready_without_a_token_says_only_not_ready(own_lake):
+    lake = own_lake.data / "lake"
+    app = create_app(own_lake.settings, ready_check_seconds=0)
+    anonymous = TestClient(app)
+    known = TestClient(app, headers={"Authorization": f"Bearer {own_lake.tokens['all']}"})
+    assert anonymous.get("/v1/ready").json() == {"status": "ready"}
+    assert known.get("/v1/ready").json()["checks"]["lake_files"] is True
+    day, key = newest_partition(lake, "quality_report")
+    truncate(lake / key)
+
+    response = anonymous.get("/v1/ready")
+    body = assert_problem(response, 503)
+    assert set(body) == {"type", "title", "status", "detail", "instance"}
+    for secret in (key, day, "quality_report", "magic bytes", "lake_files"):
+        assert secret not in response.text
+    # An invalid token is refused, not answered as anonymous.
+    invalid = anonymous.get("/v1/ready", headers={"Authorization": "Bearer not-a-token"})
+    assert assert_problem(invalid, 401)["detail"] == "the bearer token is not valid"
+    [error] = assert_problem(known.get("/v1/ready"), 503)["errors"]
+    assert (error["table"], error["partition"], error["file"]) == ("quality_report", day, key)
+
+
 def test_a_request_that_fails_to_read_a_file_makes_the_api_unready_until_it_reads(own_lake):
     lake = own_lake.data / "lake"
     every = 1.0
