@@ -59,8 +59,11 @@ def env(tmp_path, monkeypatch):
     (project / "csv").mkdir(parents=True)
     (project / "project.json").write_text(json.dumps({"label_set": ["pos", "neg"]}))
     defs = build_definitions(profile="local")
+    # The folder is for the two-process test's own on-disk instances. These tests' instance is
+    # in memory: the sensors read the same SQL run and event storage, without an engine and a
+    # connection per stored event.
     (tmp_path / "home").mkdir()
-    instance = DagsterInstance.local_temp(str(tmp_path / "home"))
+    instance = DagsterInstance.ephemeral()
     yield defs, instance, landing
     instance.dispose()
 

@@ -98,6 +98,7 @@ def make_lake(root: Path) -> Iterator[tuple[object, object, Path]]:
         days=3,
         seed=SEED,
         kinds=True,
+        persistent=True,
         judgments_per_kind=600,
     ) as env:
         defs, instance, data = env

@@ -251,7 +251,10 @@ def _cli_source(tmp_path, frame=None):
 
 
 def test_cli_no_calibrate_reports_every_score_and_one_combination_name(tmp_path):
-    common = [*_cli_source(tmp_path), "--horizon", "24", "--backtest-windows", "3"]
+    # Eight days: the 96 hours of fit before three 24-step origins and a day to spare; the
+    # scores and names reported do not depend on how long each model fit is.
+    source = _cli_source(tmp_path, _synthetic(hours=24 * 8))
+    common = [*source, "--horizon", "24", "--backtest-windows", "3"]
     run = CliRunner().invoke(forecast_command, [*common, "--no-calibrate", "--models", "mean"])
     assert run.exit_code == 0, run.output
     report = json.loads(run.stdout)
@@ -268,7 +271,10 @@ def test_cli_no_calibrate_reports_every_score_and_one_combination_name(tmp_path)
 
 
 def test_cli_reports_the_windows_it_used_and_says_when_bands_cannot_be_scored(tmp_path):
-    common = [*_cli_source(tmp_path), "--models", "AutoETS"]
+    # Nine days: exactly what three 48-step windows a day apart need after their 120 hours of
+    # fit, and room for five 24-step origins by default (fourteen days gave ten, every one an
+    # AutoETS fit per series, for the same statement).
+    common = [*_cli_source(tmp_path, _synthetic(hours=24 * 9)), "--models", "AutoETS"]
     run = CliRunner().invoke(forecast_command, [*common, "--horizon", "24"])
     assert run.exit_code == 0, run.output
     report = json.loads(run.stdout)

@@ -73,8 +73,9 @@ def env(tmp_path, monkeypatch):
     landing = tmp_path / "data" / "landing"
     (landing / "exports" / "p" / "csv").mkdir(parents=True)
     defs = build_definitions(profile="local")
-    (tmp_path / "home").mkdir()
-    instance = DagsterInstance.local_temp(str(tmp_path / "home"))
+    # In memory: the same SQL event log the sensors read, without the on-disk one's engine and
+    # connection per stored event.
+    instance = DagsterInstance.ephemeral()
     yield defs, instance, landing
     instance.dispose()
 

@@ -33,8 +33,9 @@ def env(tmp_path, monkeypatch):
     (project / "csv").mkdir(parents=True)
     (project / "project.json").write_text(json.dumps({"label_set": list(LABELS)}))
     defs = build_definitions(profile="local")
-    (tmp_path / "home").mkdir()
-    instance = DagsterInstance.local_temp(str(tmp_path / "home"))
+    # In memory: the sensors read the same SQL event log either way, and the on-disk SQLite
+    # instance spent over a third of these tests' CPU storing events (the daemon tests cover it).
+    instance = DagsterInstance.ephemeral()
     yield defs, instance, landing
     instance.dispose()
 
