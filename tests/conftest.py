@@ -65,6 +65,7 @@ LONG_FILES = (
     "test_live_loop.py",
     "test_live_instance.py",
     "test_demo.py",
+    "test_backfill.py",
     "test_graph.py",
     "test_kinds_db_daily.py",
 )
