@@ -10,6 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import DagsterInstance, Definitions, JobDefinition
 
 from annotation_pipelines.synthetic import generate_workload
@@ -136,3 +137,18 @@ def state_commit_lost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
         patched.setattr(LocalLake, "commit", lost)
         yield
+
+
+def quick_queue_home(tmp_path: Path, *, root: Path) -> tuple[Path, Path]:
+    """A DAGSTER_HOME with the shipped `dagster.yaml` but a 1-s dequeue instead of 5 s, so a
+    test whose runs go through the daemon's queue takes seconds; and the data folder beside it."""
+    config = yaml.safe_load((root / "dagster.yaml").read_text())
+    config["run_coordinator"] = {
+        "module": "dagster.core.run_coordinator",
+        "class": "QueuedRunCoordinator",
+        "config": {"dequeue_interval_seconds": 1},
+    }
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return home, data

@@ -23,6 +23,7 @@ from assets.live.compaction import live_compaction_job
 from assets.live.jobs import LIVE_MAX_RETRIES, live_quality_job
 from assets.live.kind_fits import live_kind_fit_job
 from tests.services import stop_tree, wait_for
+from tests.support import quick_queue_home
 
 pytestmark = pytest.mark.services
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,16 +42,7 @@ def test_both_instances_retry_only_the_live_jobs():
 
 
 def test_the_daemon_retries_a_failed_kind_fit_run_until_it_succeeds(tmp_path):
-    config = yaml.safe_load((ROOT / "dagster.yaml").read_text())
-    # The shipped queue with a 1-s dequeue instead of 5 s, so the test takes seconds.
-    config["run_coordinator"] = {
-        "module": "dagster.core.run_coordinator",
-        "class": "QueuedRunCoordinator",
-        "config": {"dequeue_interval_seconds": 1},
-    }
-    home, data = tmp_path / "home", tmp_path / "data"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    home, data = quick_queue_home(tmp_path, root=ROOT)
     state = data / "lake" / kind_prefix("reviews", "text") / "state.json"
     state.parent.mkdir(parents=True)
     state.write_text("{not json")
