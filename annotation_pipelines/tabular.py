@@ -18,8 +18,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,7 +31,13 @@ import polars as pl
 from polars.datatypes import DataTypeClass
 
 from annotation_pipelines.ingest.connection import first_line
-from annotation_pipelines.ingest.ids import number_text, spelled_as_text, typed_text
+from annotation_pipelines.ingest.ids import (
+    non_finite_text,
+    not_an_id,
+    number_text,
+    spelled_as_text,
+    typed_text,
+)
 from annotation_pipelines.ingest.validation import (
     DUPLICATE,
     MALFORMED_JSON,
@@ -715,11 +721,14 @@ def read_kind_table(
             _ROW, offset=1
         )
         label = [sources["label"]] if kind == "categorical" else []
+        frame, non_finite = _split_non_finite(frame, [*ids.values(), *label])
         frame = _typed_as_text(frame, [*ids.values(), *label])
         split = _plain_rows(frame, kind=kind, ids=ids, sources=sources)
         if split is not None:
             plain, frame = split
-        records = _frame_records(frame)
+        # The rows cast to text would spell a NaN id "NaN": they go through the per-row
+        # check with their floats, which refuses them as it refuses a JSON NaN.
+        records = itertools.chain(_frame_records(non_finite), _frame_records(frame))
     rows: list[dict[str, Any]] = []
     quarantined: list[QuarantinedRow] = []
     text_cells = fmt in ("csv", "tsv")
@@ -890,6 +899,21 @@ def _typed_as_text(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
     in the lake."""
     cast = [typed_text(pl.col(name)) for name in columns if spelled_as_text(frame.schema[name])]
     return frame.with_columns(cast) if cast else frame
+
+
+def _split_non_finite(
+    frame: pl.DataFrame, columns: Iterable[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`frame` without the rows whose float id or label `columns` hold a NaN or an infinity;
+    those rows, as read)."""
+    floats = [name for name in columns if frame.schema[name].is_float()]
+    if not floats:
+        return frame, frame.clear()
+    bad = pl.any_horizontal(non_finite_text(pl.col(name)).is_not_null() for name in floats)
+    mask = frame.select(bad.fill_null(False)).to_series()
+    if not mask.any():
+        return frame, frame.clear()
+    return frame.filter(~mask), frame.filter(mask)
 
 
 def _frame_records(frame: pl.DataFrame) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
@@ -1180,12 +1204,11 @@ def _identifier(record: Mapping[str, Any], column: str) -> str:
         return value
     if value is None:
         raise _Refused(column, MISSING_FIELD, "empty value")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return number_text(value)
-    if isinstance(value, float) and math.isfinite(value):
-        # As ingest stores it (`1.0` stays "1.0"), so a result joins back to the lake's rows.
-        return number_text(value)
-    raise _Refused(column, WRONG_TYPE, f"expected a string or a number, got {value!r:.80}")
+    refused = not_an_id(value)
+    if refused is not None:
+        raise _Refused(column, WRONG_TYPE, refused)
+    # As ingest stores it (`1.0` stays "1.0"), so a result joins back to the lake's rows.
+    return number_text(value)
 
 
 def _value(

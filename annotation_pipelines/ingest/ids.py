@@ -12,6 +12,9 @@ lake's rows.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import polars as pl
 from polars.datatypes import DataTypeClass
 
@@ -31,3 +34,31 @@ def spelled_as_text(dtype: pl.DataType | DataTypeClass) -> bool:
 def typed_text(column: pl.Expr) -> pl.Expr:
     """A typed (Parquet) column as ingest stores it in a text column."""
     return column.cast(pl.String)
+
+
+def not_an_id(value: Any) -> str | None:
+    """Why `value`, as JSON or a typed cell gives it, names no judgment, task, project or
+    annotator; None when it does (text, a finite number, or nothing: a missing id is the
+    caller's to report). NaN and infinity are numbers to a parser but name nothing: spelled
+    "nan", every NaN id would be one task or one annotator."""
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, bool):
+        shown = "a boolean"
+    elif isinstance(value, dict):
+        shown = "an object"
+    elif isinstance(value, list | tuple):
+        shown = "a list"
+    elif isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return None
+    else:
+        shown = f"{value!r:.80}"
+    return f"expected a string or a number, got {shown}"
+
+
+def non_finite_text(column: pl.Expr) -> pl.Expr:
+    """`repr` of each NaN or infinite float of `column` ("nan", "inf", "-inf"), null for every
+    other value: a typed column's values that `not_an_id` refuses, as it names them."""
+    return pl.when(column.is_nan() | column.is_infinite()).then(
+        column.cast(pl.String).str.to_lowercase()
+    )

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -163,6 +164,38 @@ def project_label_set(settings: Mapping[str, object], *, source: str) -> list[st
             )
         labels.append(text)
     return labels
+
+
+# A plain decimal number, as a CSV cell, `repr` of a JSON float or a Parquet float cast to text
+# spells one: no padding (kept as written, " 1" is its own label), no "nan" or "inf".
+_DECIMAL_LABEL = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+
+
+def spelled_as_label_set(labels: pl.Expr, label_set: Sequence[str]) -> pl.Expr:
+    """Each of `labels` (text) as `label_set` spells it: unchanged when the set holds it as
+    written, else, when it is a number equal to one label of the set that is a number, that
+    label ("1.0" is "1" against [1, 2]; "1.5" stays "1.5"). A float class code is spelled
+    "1.0" by every reader (`ids.number_text`), a project.json `label_set` of [1] reads "1":
+    unmapped, every such label would be unknown. A number two labels of the set equal ("1"
+    and "01") is left as it is: which one it meant cannot be told."""
+    numbers: dict[float, str | None] = {}
+    for text in label_set:
+        if re.fullmatch(_DECIMAL_LABEL, text) is None:
+            continue
+        value = float(text) + 0.0  # -0.0 and 0.0 are one key
+        if math.isfinite(value):
+            numbers[value] = None if value in numbers else text
+    known = {value: text for value, text in numbers.items() if text is not None}
+    if not known:
+        return labels
+    number = pl.when(labels.str.contains(_DECIMAL_LABEL)).then(
+        labels.cast(pl.Float64, strict=False) + 0.0
+    )
+    spelled = number.replace_strict(
+        list(known), list(known.values()), default=None, return_dtype=pl.String
+    )
+    allowed = pl.Series(list(label_set), dtype=pl.String).implode()
+    return pl.when(labels.is_in(allowed)).then(labels).otherwise(pl.coalesce(spelled, labels))
 
 
 def safe_project(project: pl.Expr) -> pl.Expr:
@@ -318,6 +351,16 @@ def validate(
     if label_set is not None:
         allowed = pl.Series(list(label_set), dtype=pl.String)
         categorical = pl.col("kind") == DEFAULT_KIND if has_kind else pl.lit(True)
+        label = pl.col("label").cast(pl.String)
+        frame = frame.with_columns(
+            label=pl.when(categorical).then(spelled_as_label_set(label, label_set)).otherwise(label)
+        )
+        if has_kind and "labels" in frame.columns:
+            frame = frame.with_columns(
+                labels=pl.when(pl.col("kind") == "multilabel")
+                .then(pl.col("labels").list.eval(spelled_as_label_set(pl.element(), label_set)))
+                .otherwise(pl.col("labels"))
+            )
         checks.append(
             (
                 categorical & ~pl.col("label").cast(pl.String).is_in(allowed.implode()),
