@@ -59,12 +59,12 @@ from annotation_pipelines.ingest.validation import (
 )
 from annotation_pipelines.ingest.values import (
     ValueShapeError,
+    box_context,
     image_size,
     normalize,
     span_past_text,
 )
 from annotation_pipelines.kinds import (
-    COORDINATE_UNITS,
     DEFAULT_KIND,
     KINDS,
     VALUE_COLUMNS,
@@ -388,26 +388,6 @@ _BOX_CONTEXT: dict[str, pl.DataType] = {
 }
 
 
-def _box_context(raw: dict[str, Any]) -> dict[str, Any]:
-    """Where a boxes row is measured: `coordinates` (one of COORDINATE_UNITS) and the image's
-    `image_width`/`image_height` in pixels, each None when not given. One that cannot be kept
-    is a ValueShapeError on its field, never dropped: a box in percent read as pixels is a box
-    of another place and size."""
-    unit = raw.get("coordinates")
-    if isinstance(unit, str) and not unit.strip():
-        unit = None
-    if unit is not None and unit not in COORDINATE_UNITS:
-        raise ValueShapeError(
-            "coordinates",
-            f"coordinates: expected one of {', '.join(COORDINATE_UNITS)}, got {unit!r:.80}",
-        )
-    return {
-        "coordinates": unit,
-        "image_width": image_size("image_width", raw.get("image_width")),
-        "image_height": image_size("image_height", raw.get("image_height")),
-    }
-
-
 def _box_contexts(cells: list[dict[str, Any]], kinds: list[str | None]) -> pl.DataFrame:
     """`_box_context` of each boxes row (the others: nulls), with the error of one not kept."""
     rows: list[dict[str, Any]] = []
@@ -416,7 +396,7 @@ def _box_contexts(cells: list[dict[str, Any]], kinds: list[str | None]) -> pl.Da
             rows.append({})
             continue
         try:
-            rows.append(_box_context(raw))
+            rows.append(box_context(raw))
         except ValueShapeError as error:
             rows.append({"_context_error": str(error), "_context_field": error.field})
     return pl.DataFrame(rows, schema=_BOX_CONTEXT)
@@ -745,7 +725,7 @@ def _stage_records(
                 if (source := getattr(mapping, name))
             }
             try:
-                row.update(_box_context(context))
+                row.update(box_context(context))
             except ValueShapeError as error:
                 row["label_error"], row["error_field"] = str(error), error.field
         if row_kind == DEFAULT_KIND or row_kind is None:
