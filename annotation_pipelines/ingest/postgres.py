@@ -1325,13 +1325,11 @@ def _spelled_per_project(joined: pl.DataFrame, sets: pl.DataFrame) -> pl.DataFra
         if not labels:
             continue
         mine = pl.col("project") == project
-        joined = joined.with_columns(
-            label=pl.when(mine & (pl.col("kind") == DEFAULT_KIND))
-            .then(spelled_as_label_set(pl.col("label"), labels))
-            .otherwise(pl.col("label")),
-            labels=pl.when(mine & (pl.col("kind") == "multilabel"))
-            .then(pl.col("labels").list.eval(spelled_as_label_set(pl.element(), labels)))
-            .otherwise(pl.col("labels")),
+        joined = spelled_as_label_set(
+            joined,
+            labels,
+            categorical=mine & (pl.col("kind") == DEFAULT_KIND),
+            multilabel=mine & (pl.col("kind") == "multilabel"),
         )
     return joined
 
