@@ -7,7 +7,9 @@ included: a number from JSON (a Python number) as Python's `repr` (`1.0` stays "
 `1e-07`), a typed column (Parquet) as Polars casts it to text (`1.0`, `1e-7`, a Float32 `0.1`
 as "0.1"). A whole-number float is not shortened to "1": that would rename every id and label
 already staged from such a file, and a command's result would no longer join back to the
-lake's rows.
+lake's rows. The one exception is a categorical label checked against a project's label set:
+one equal as a number to a label of the set is stored as the set spells it
+(`validation.label_set_spellings`), since it was quarantined before.
 """
 
 from __future__ import annotations
