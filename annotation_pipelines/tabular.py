@@ -18,8 +18,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,7 +31,13 @@ import polars as pl
 from polars.datatypes import DataTypeClass
 
 from annotation_pipelines.ingest.connection import first_line
-from annotation_pipelines.ingest.ids import number_text, spelled_as_text, typed_text
+from annotation_pipelines.ingest.ids import (
+    non_finite_text,
+    not_an_id,
+    number_text,
+    spelled_as_text,
+    typed_text,
+)
 from annotation_pipelines.ingest.validation import (
     DUPLICATE,
     MALFORMED_JSON,
@@ -44,7 +50,7 @@ from annotation_pipelines.ingest.validation import (
     WRONG_TYPE,
     cap_raw,
 )
-from annotation_pipelines.ingest.values import ValueShapeError, normalize
+from annotation_pipelines.ingest.values import ValueShapeError, box_context, normalize
 from annotation_pipelines.kinds import (
     BOX_CONTEXT,
     COORDINATE_UNITS,
@@ -711,15 +717,19 @@ def read_kind_table(
         # Text cells of a CSV are checked the same vectorised way as a typed Parquet file when
         # the kind's values are text (categorical, text): a million labels load at CSV speed.
         read = _read_delimited if fmt in ("csv", "tsv") else _read_parquet
-        frame = read(path, fmt=fmt, columns=needed, options=column_options).with_row_index(
-            _ROW, offset=1
-        )
+        context = _box_context_columns(path, kind=kind, taken=needed)
+        frame = read(
+            path, fmt=fmt, columns=[*needed, *context], options=column_options
+        ).with_row_index(_ROW, offset=1)
         label = [sources["label"]] if kind == "categorical" else []
+        frame, non_finite = _split_non_finite(frame, [*ids.values(), *label])
         frame = _typed_as_text(frame, [*ids.values(), *label])
-        split = _plain_rows(frame, kind=kind, ids=ids, sources=sources)
+        split = _plain_rows(frame, kind=kind, ids=ids, sources=sources, context=context)
         if split is not None:
             plain, frame = split
-        records = _frame_records(frame)
+        # The rows cast to text would spell a NaN id "NaN": they go through the per-row
+        # check with their floats, which refuses them as it refuses a JSON NaN.
+        records = itertools.chain(_frame_records(non_finite), _frame_records(frame))
     rows: list[dict[str, Any]] = []
     quarantined: list[QuarantinedRow] = []
     text_cells = fmt in ("csv", "tsv")
@@ -892,14 +902,43 @@ def _typed_as_text(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
     return frame.with_columns(cast) if cast else frame
 
 
+def _split_non_finite(
+    frame: pl.DataFrame, columns: Iterable[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`frame` without the rows whose float id or label `columns` hold a NaN or an infinity;
+    those rows, as read)."""
+    floats = [name for name in columns if frame.schema[name].is_float()]
+    if not floats:
+        return frame, frame.clear()
+    bad = pl.any_horizontal(non_finite_text(pl.col(name)).is_not_null() for name in floats)
+    mask = frame.select(bad.fill_null(False)).to_series()
+    if not mask.any():
+        return frame, frame.clear()
+    return frame.filter(~mask), frame.filter(mask)
+
+
 def _frame_records(frame: pl.DataFrame) -> Iterator[tuple[int, dict[str, Any] | _Refused]]:
     for offset in range(0, frame.height, _BATCH_ROWS):
         for record in frame.slice(offset, _BATCH_ROWS).iter_rows(named=True):
             yield int(record.pop(_ROW)), record
 
 
+def _box_context_columns(path: Path, *, kind: str, taken: Sequence[str]) -> list[str]:
+    """The columns of a boxes table at `path` that say what image its boxes measure
+    (`kinds.BOX_CONTEXT`, the names ingest reads), each read when the file has it."""
+    if kind != "boxes":
+        return []
+    header = _header(path) or []
+    return [name for name in BOX_CONTEXT if name in header and name not in taken]
+
+
 def _plain_rows(
-    frame: pl.DataFrame, *, kind: str, ids: Mapping[str, str], sources: Mapping[str, str]
+    frame: pl.DataFrame,
+    *,
+    kind: str,
+    ids: Mapping[str, str],
+    sources: Mapping[str, str],
+    context: Sequence[str] = (),
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """(rows that are plainly valid, in canonical columns; the other rows as read), or None
     when the file's dtypes are not the kind's.
@@ -920,6 +959,7 @@ def _plain_rows(
     columns += [
         pl.col(source).cast(VALUE_DTYPES[name]).alias(name) for name, source in sources.items()
     ]
+    columns += [pl.col(name).cast(BOX_CONTEXT_DTYPES[name]) for name in context]
     try:
         typed = frame.select(*columns, _ROW)
     except pl.exceptions.PolarsError:
@@ -932,8 +972,9 @@ def _plain_rows(
             for name in ids
         ),
         *_plain_value(kind),
+        *(_plain_context(typed) if context else ()),
     ).fill_null(False)
-    good = typed.filter(plain)
+    good = typed.filter(plain).drop(context)
     doubtful = frame.join(good.select(_ROW), on=_ROW, how="anti", maintain_order="left")
     return good, doubtful
 
@@ -998,6 +1039,30 @@ def _plain_value(kind: str) -> list[pl.Expr]:
         )
         return [pl.col("boxes").list.eval(bad.fill_null(True).any()).list.first().not_()]
     return []
+
+
+# The dtypes a boxes row's context is read in on the vectorised path; a column of another
+# dtype that does not cast (a size given as text) sends every row to the per-row check.
+BOX_CONTEXT_DTYPES: dict[str, pl.DataType] = {
+    "coordinates": pl.String(),
+    "image_width": pl.Float64(),
+    "image_height": pl.Float64(),
+}
+
+
+def _plain_context(frame: pl.DataFrame) -> list[pl.Expr]:
+    """Conditions under which each row's unit and image size (the `BOX_CONTEXT` columns
+    `frame` has) are certainly valid and its boxes inside the image; `box_context` and
+    `values.inside_image` decide the others, and say why."""
+    conditions = _inside_image(frame)
+    if "coordinates" in frame.columns:
+        unit = pl.col("coordinates")
+        conditions.append(unit.is_null() | unit.is_in(list(COORDINATE_UNITS)))
+    for name in ("image_width", "image_height"):
+        if name in frame.columns:
+            size = pl.col(name)
+            conditions.append(size.is_null() | (size.is_finite() & (size > 0)))
+    return conditions
 
 
 def _inside_image(frame: pl.DataFrame) -> list[pl.Expr]:
@@ -1180,12 +1245,11 @@ def _identifier(record: Mapping[str, Any], column: str) -> str:
         return value
     if value is None:
         raise _Refused(column, MISSING_FIELD, "empty value")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return number_text(value)
-    if isinstance(value, float) and math.isfinite(value):
-        # As ingest stores it (`1.0` stays "1.0"), so a result joins back to the lake's rows.
-        return number_text(value)
-    raise _Refused(column, WRONG_TYPE, f"expected a string or a number, got {value!r:.80}")
+    refused = not_an_id(value)
+    if refused is not None:
+        raise _Refused(column, WRONG_TYPE, refused)
+    # As ingest stores it (`1.0` stays "1.0"), so a result joins back to the lake's rows.
+    return number_text(value)
 
 
 def _value(
@@ -1193,6 +1257,9 @@ def _value(
 ) -> dict[str, Any]:
     raw = {name: record.get(source) for name, source in sources.items()}
     try:
+        if kind == "boxes":
+            # Checked against the image the row says its boxes measure, as ingest checks.
+            raw.update(box_context({name: record.get(name) for name in BOX_CONTEXT}))
         value = normalize(kind, raw, text_cells=text_cells)
     except ValueShapeError as error:
         raise _Refused(sources.get(error.field, error.field), error.reason, str(error)) from None

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from annotation_pipelines.ingest.ids import not_an_id
 from annotation_pipelines.ingest.json_scan import ArrayScan
 from annotation_pipelines.ingest.result import UnreadableFileError
 from annotation_pipelines.ingest.validation import (
@@ -178,6 +179,13 @@ def stage_tolerant(
                 "result types, so a choice and a text answer cannot be told apart; export the "
                 "project as JSON instead"
             )
+        if not_an_id(task.get("id")) is not None:
+            # NaN or infinity (Python's JSON reads them; Polars' does not) names no task: its
+            # annotations go with it, one quarantined row, as an unreadable task does.
+            failures.append(
+                {"source_line": line, "field": "task_id", "reason": WRONG_TYPE, "record": text}
+            )
+            continue
         task_id = _text(task.get("id"))
         task_project = _text(task.get("project"))
         task_rows.append(
@@ -210,12 +218,15 @@ def stage_tolerant(
             completed_by = annotation.get("completed_by")
             if isinstance(completed_by, dict):
                 completed_by = completed_by.get("id")
-            if isinstance(completed_by, bool | list | dict):
-                # Its JSON text is no annotator id: one per spelling, never the person.
+            ids = {"annotator_id": completed_by, "judgment_id": annotation.get("id")}
+            field = next((name for name, value in ids.items() if not_an_id(value)), None)
+            if field is not None:
+                # Its JSON text is no id: one per spelling (or "nan" for every NaN), never
+                # the person or the submission.
                 failures.append(
                     {
                         "source_line": line,
-                        "field": "annotator_id",
+                        "field": field,
                         "reason": WRONG_TYPE,
                         "record": json.dumps(annotation, ensure_ascii=False),
                     }

@@ -63,6 +63,7 @@ from annotation_pipelines.ingest.validation import (
     OVERSIZED_FIELD,
     encode_record,
     safe_project,
+    spelled_as_label_set,
 )
 from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
 from annotation_pipelines.numbers import finite
@@ -1290,7 +1291,7 @@ def _per_project_labels(staged: pl.DataFrame, projects: pl.DataFrame) -> pl.Data
     if projects.height == 0 or "label_set" not in projects.columns:
         return staged
     sets = projects.select("project", _labels=pl.col("label_set").cast(pl.List(pl.String)))
-    joined = staged.join(sets, on="project", how="left")
+    joined = _spelled_per_project(staged.join(sets, on="project", how="left"), sets)
     declared = pl.col("_labels").list.len() > 0
     unknown_label = (
         declared
@@ -1314,6 +1315,23 @@ def _per_project_labels(staged: pl.DataFrame, projects: pl.DataFrame) -> pl.Data
         .then(pl.lit("labels"))
         .otherwise(pl.col("field")),
     ).drop("_labels")
+
+
+def _spelled_per_project(joined: pl.DataFrame, sets: pl.DataFrame) -> pl.DataFrame:
+    """`joined` with each categorical `label` and multilabel `labels` spelled as its own
+    project's set spells it (`spelled_as_label_set`: "1.0" is "1" where the set holds 1)."""
+    present = sets.filter(pl.col("project").is_in(joined.get_column("project").unique().implode()))
+    for project, labels in present.iter_rows():
+        if not labels:
+            continue
+        mine = pl.col("project") == project
+        joined = spelled_as_label_set(
+            joined,
+            labels,
+            categorical=mine & (pl.col("kind") == DEFAULT_KIND),
+            multilabel=mine & (pl.col("kind") == "multilabel"),
+        )
+    return joined
 
 
 def partition_by_day(

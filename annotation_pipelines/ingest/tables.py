@@ -36,13 +36,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import polars as pl
 
-from annotation_pipelines.ingest.ids import number_text, typed_text
+from annotation_pipelines.ingest.ids import non_finite_text, not_an_id, number_text, typed_text
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
     MALFORMED_JSON,
@@ -58,12 +59,12 @@ from annotation_pipelines.ingest.validation import (
 )
 from annotation_pipelines.ingest.values import (
     ValueShapeError,
+    box_context,
     image_size,
     normalize,
     span_past_text,
 )
 from annotation_pipelines.kinds import (
-    COORDINATE_UNITS,
     DEFAULT_KIND,
     KINDS,
     VALUE_COLUMNS,
@@ -387,26 +388,6 @@ _BOX_CONTEXT: dict[str, pl.DataType] = {
 }
 
 
-def _box_context(raw: dict[str, Any]) -> dict[str, Any]:
-    """Where a boxes row is measured: `coordinates` (one of COORDINATE_UNITS) and the image's
-    `image_width`/`image_height` in pixels, each None when not given. One that cannot be kept
-    is a ValueShapeError on its field, never dropped: a box in percent read as pixels is a box
-    of another place and size."""
-    unit = raw.get("coordinates")
-    if isinstance(unit, str) and not unit.strip():
-        unit = None
-    if unit is not None and unit not in COORDINATE_UNITS:
-        raise ValueShapeError(
-            "coordinates",
-            f"coordinates: expected one of {', '.join(COORDINATE_UNITS)}, got {unit!r:.80}",
-        )
-    return {
-        "coordinates": unit,
-        "image_width": image_size("image_width", raw.get("image_width")),
-        "image_height": image_size("image_height", raw.get("image_height")),
-    }
-
-
 def _box_contexts(cells: list[dict[str, Any]], kinds: list[str | None]) -> pl.DataFrame:
     """`_box_context` of each boxes row (the others: nulls), with the error of one not kept."""
     rows: list[dict[str, Any]] = []
@@ -415,7 +396,7 @@ def _box_contexts(cells: list[dict[str, Any]], kinds: list[str | None]) -> pl.Da
             rows.append({})
             continue
         try:
-            rows.append(_box_context(raw))
+            rows.append(box_context(raw))
         except ValueShapeError as error:
             rows.append({"_context_error": str(error), "_context_field": error.field})
     return pl.DataFrame(rows, schema=_BOX_CONTEXT)
@@ -518,7 +499,7 @@ def _stage_frame(
         project=column(mapping.project),
         annotator_id=column(mapping.annotator_id),
         label=column(mapping.label),
-        label_error=pl.lit("not a scalar") if label_dtype.is_nested() else pl.lit(None, pl.String),
+        label_error=_typed_label_error(mapping.label, label_dtype),
         submitted_at=column(mapping.submitted_at, keep_type=typed),
         duration_s=column(mapping.duration_s, keep_type=typed),
         source_line=pl.col("_line"),
@@ -538,18 +519,35 @@ def _stage_frame(
         if name is None or name not in frame.columns:
             continue
         dtype = frame.schema[name]
-        if not (dtype.is_nested() or dtype == pl.Boolean):
+        expected = f"{canonical}: expected a string or a number, got "
+        if dtype.is_float():
+            shown = frame.select(non_finite_text(pl.col(name))).to_series()
+            bad = shown.is_not_null()
+            message = pl.lit(expected) + pl.lit(shown)
+        elif dtype.is_nested() or dtype == pl.Boolean:
+            bad = frame.get_column(name).is_not_null()
+            message = pl.lit(
+                expected + ("a boolean" if dtype == pl.Boolean else "an object or a list")
+            )
+        else:
             continue
-        shown = "a boolean" if dtype == pl.Boolean else "an object or a list"
-        bad = frame.get_column(name).is_not_null()
         values = values.with_columns(
-            label_error=pl.when(bad)
-            .then(pl.lit(f"{canonical}: expected a string or a number, got {shown}"))
-            .otherwise(pl.col("label_error")),
+            label_error=pl.when(bad).then(message).otherwise(pl.col("label_error")),
             error_field=pl.when(bad).then(pl.lit(canonical)).otherwise(pl.col("error_field")),
             error_reason=pl.when(bad).then(None).otherwise(pl.col("error_reason")),
         )
     return pl.concat([staged.drop("label_error"), values], how="horizontal")
+
+
+def _typed_label_error(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Why each categorical label of the typed column `name` is refused, as the commands say
+    it (`values.normalize`): a list or struct, or a float that is NaN or infinite (spelled
+    "NaN", every such label would be one class). Null for the others."""
+    if dtype.is_nested():
+        return pl.lit("not a scalar")
+    if dtype.is_float():
+        return pl.lit("label: expected a scalar, got ") + non_finite_text(pl.col(name))
+    return pl.lit(None, pl.String)
 
 
 def _outside_text(spans: Any, payload: str | None, *, column: str | None) -> dict[str, Any]:
@@ -711,10 +709,10 @@ def _stage_records(
         ):
             name = getattr(mapping, canonical)
             raw_value = record.get(name) if name else None
-            value, scalar = _text(raw_value)
-            row[canonical] = value
-            if canonical in _ID_FIELDS and id_error is None and not _is_id(raw_value, scalar):
-                id_error = (canonical, f"{canonical}: {_not_an_id(raw_value)}")
+            row[canonical] = _text(raw_value)[0]
+            refused = not_an_id(raw_value) if canonical in _ID_FIELDS else None
+            if refused is not None and id_error is None:
+                id_error = (canonical, f"{canonical}: {refused}")
         row_kind = table_kind
         if row_kind is None:
             row_kind = _text(record.get(mapping.kind))[0] if mapping.kind else None
@@ -727,13 +725,11 @@ def _stage_records(
                 if (source := getattr(mapping, name))
             }
             try:
-                row.update(_box_context(context))
+                row.update(box_context(context))
             except ValueShapeError as error:
                 row["label_error"], row["error_field"] = str(error), error.field
         if row_kind == DEFAULT_KIND or row_kind is None:
-            label, scalar = _text(record.get(mapping.label))
-            row["label"] = label
-            row["label_error"] = None if scalar else "not a scalar"
+            row.update(_label_cell(record.get(mapping.label)))
         elif row_kind in KINDS:
             raw = {
                 canonical: record.get(getattr(mapping, canonical))
@@ -759,18 +755,16 @@ def _stage_records(
 _ID_FIELDS = ("judgment_id", "task_id", "project", "annotator_id")
 
 
-def _is_id(value: Any, scalar: bool) -> bool:
-    return value is None or (scalar and not isinstance(value, bool))
-
-
-def _not_an_id(value: Any) -> str:
-    if isinstance(value, bool):
-        shown = "a boolean"
-    elif isinstance(value, dict):
-        shown = "an object"
-    else:
-        shown = "a list"
-    return f"expected a string or a number, got {shown}"
+def _label_cell(value: Any) -> dict[str, Any]:
+    """The staged `label` and `label_error` of a categorical label as JSON gives it: refused
+    when it is a container, or a number that is NaN or infinite (as `values.normalize`
+    refuses it for the commands: "nan" would be one class of every such label)."""
+    label, scalar = _text(value)
+    if not scalar:
+        return {"label": label, "label_error": "not a scalar"}
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"label": label, "label_error": f"label: expected a scalar, got {value!r:.80}"}
+    return {"label": label, "label_error": None}
 
 
 def _label_attribute(record: dict) -> str | None:
@@ -780,16 +774,17 @@ def _label_attribute(record: dict) -> str | None:
     return None
 
 
-def _answer_label(content: Any) -> tuple[str | None, bool]:
-    """The label inside a worker's `answerContent` (`{"crowd-...": {"label": ...}}`)."""
+def _answer_label(content: Any) -> Any:
+    """The label inside a worker's `answerContent` (`{"crowd-...": {"label": ...}}`), as
+    the JSON gives it."""
     if isinstance(content, dict):
         if "label" in content:
-            return _text(content["label"])
+            return content["label"]
         for value in content.values():
-            label, scalar = _answer_label(value)
+            label = _answer_label(value)
             if label is not None:
-                return label, scalar
-    return None, True
+                return label
+    return None
 
 
 # Ground Truth's built-in task types this ingest reads; another `type` (semantic
@@ -983,6 +978,16 @@ def parse_sagemaker(
         metadata = record.get(f"{attribute}-metadata") if attribute else None
         source = record.get("source-ref") or record.get("source")
         task_id = _text(record.get("id"))[0] if record.get("id") is not None else None
+        refused_id = not_an_id(record.get("id"))
+        task_error = (
+            {}
+            if refused_id is None
+            else {
+                "label_error": f"task_id: {refused_id}",
+                "error_field": "task_id",
+                "error_reason": None,
+            }
+        )
         if task_id is None and isinstance(source, str):
             task_id = (
                 source
@@ -1036,26 +1041,27 @@ def parse_sagemaker(
                     "record": json.dumps(answer, ensure_ascii=False),
                 }
                 if kind == DEFAULT_KIND:
-                    label, scalar = _answer_label(answer.get("answerContent", answer))
-                    row.update(label=label, label_error=None if scalar else "not a scalar")
+                    row.update(_label_cell(_answer_label(answer.get("answerContent", answer))))
                 else:
                     row.update(_answer_value(kind, answer.get("answerContent", answer)))
                     if kind == "spans" and row["label_error"] is None:
                         row.update(_outside_text(row["spans"], task_payload, column=None))
-                worker = answer.get("workerId")
-                if not _is_id(worker, _text(worker)[1]):
+                worker = not_an_id(answer.get("workerId"))
+                if worker is not None:
                     row.update(
                         error_field="annotator_id",
-                        label_error=f"annotator_id: {_not_an_id(worker)}",
+                        label_error=f"annotator_id: {worker}",
+                        error_reason=None,
                     )
-                rows.append(row)
+                rows.append({**row, **task_error})
             continue
         value_columns: dict[str, Any] = {}
-        label, scalar = None, True
+        label_cell: dict[str, Any] = {"label": None, "label_error": None}
         if kind == DEFAULT_KIND:
-            label, scalar = _text(metadata.get("class-name"))
-            if label is None and isinstance(metadata.get("class-map"), dict):
-                label, scalar = _text(metadata["class-map"].get(str(record.get(attribute))))
+            class_name = metadata.get("class-name")
+            if class_name is None and isinstance(metadata.get("class-map"), dict):
+                class_name = metadata["class-map"].get(str(record.get(attribute)))
+            label_cell = _label_cell(class_name)
         else:
             value_columns = _consolidated_value(kind, record.get(attribute), metadata)
             if kind == "spans" and value_columns.get("label_error") is None:
@@ -1076,10 +1082,10 @@ def parse_sagemaker(
                 **base,
                 "judgment_id": f"sagemaker:{job}:{task_id}",
                 "annotator_id": f"sagemaker:{job}" if job else None,
-                "label": label,
-                "label_error": None if scalar else "not a scalar",
+                **label_cell,
                 "submitted_at": created,
                 **value_columns,
+                **task_error,
             }
         )
     staged = pl.DataFrame(rows, schema=_STAGED).with_columns(

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -163,6 +164,46 @@ def project_label_set(settings: Mapping[str, object], *, source: str) -> list[st
             )
         labels.append(text)
     return labels
+
+
+# A plain decimal number, as a CSV cell, `repr` of a JSON float or a Parquet float cast to text
+# spells one: no padding (kept as written, " 1" is its own label), no "nan" or "inf".
+_DECIMAL_LABEL = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+
+
+def label_set_spellings(labels: pl.Series, label_set: Sequence[str]) -> dict[str, str]:
+    """For each distinct label of `labels` (text) that `label_set` does not hold as written
+    but that is a number equal to one label of the set that is a number: that label, as the
+    set spells it ("1.0" is "1" against [1, 2]; "1.5" is not mapped). A float class code is
+    spelled "1.0" by every reader (`ids.number_text`), a project.json `label_set` of [1] reads
+    "1": unmapped, every such label would be unknown. A number two labels of the set equal
+    ("1" and "01") is not mapped: which one it meant cannot be told. Worked out on the
+    distinct labels, so a million rows of a few classes cost one `unique`."""
+    numbers: dict[float, str | None] = {}
+    for text in label_set:
+        value = _decimal(text)
+        if value is not None:
+            numbers[value] = None if value in numbers else text
+    known = {value: text for value, text in numbers.items() if text is not None}
+    if not known:
+        return {}
+    allowed = pl.Series(list(label_set), dtype=pl.String).implode()
+    others = labels.cast(pl.String).drop_nulls().unique()
+    others = others.filter(~others.is_in(allowed))
+    spellings = {}
+    for text in others.to_list():
+        value = _decimal(text)
+        if value is not None and value in known:
+            spellings[text] = known[value]
+    return spellings
+
+
+def _decimal(text: str) -> float | None:
+    """`text` as a finite number when it is a plain decimal (`_DECIMAL_LABEL`), else None."""
+    if re.fullmatch(_DECIMAL_LABEL, text) is None:
+        return None
+    value = float(text) + 0.0  # -0.0 and 0.0 are one number
+    return value if math.isfinite(value) else None
 
 
 def safe_project(project: pl.Expr) -> pl.Expr:
@@ -318,6 +359,9 @@ def validate(
     if label_set is not None:
         allowed = pl.Series(list(label_set), dtype=pl.String)
         categorical = pl.col("kind") == DEFAULT_KIND if has_kind else pl.lit(True)
+        frame = spelled_as_label_set(
+            frame, label_set, categorical=categorical, multilabel=pl.col("kind") == "multilabel"
+        )
         checks.append(
             (
                 categorical & ~pl.col("label").cast(pl.String).is_in(allowed.implode()),
@@ -367,6 +411,34 @@ def validate(
     bad = frame.filter(pl.col("reason").is_not_null())
     quarantine = quarantine_rows(bad, table=table, source=source, source_file=source_file)
     return good, quarantine
+
+
+def spelled_as_label_set(
+    frame: pl.DataFrame, label_set: Sequence[str], *, categorical: pl.Expr, multilabel: pl.Expr
+) -> pl.DataFrame:
+    """`frame` with the `label` of its `categorical` rows and each of the `labels` of its
+    `multilabel` rows (when it has `labels` and `kind` columns) spelled as `label_set` spells
+    them (`label_set_spellings`)."""
+    has_labels = "labels" in frame.columns and "kind" in frame.columns
+    found = [frame.select(pl.col("label").cast(pl.String).filter(categorical)).to_series()]
+    if has_labels:
+        chosen = frame.select(pl.col("labels").filter(multilabel).explode()).to_series()
+        found.append(chosen.cast(pl.String))
+    spellings = label_set_spellings(pl.concat(found), label_set)
+    if not spellings:
+        return frame
+    frame = frame.with_columns(
+        label=pl.when(categorical)
+        .then(pl.col("label").cast(pl.String).replace(spellings))
+        .otherwise(pl.col("label"))
+    )
+    if has_labels:
+        frame = frame.with_columns(
+            labels=pl.when(multilabel)
+            .then(pl.col("labels").list.eval(pl.element().replace(spellings)))
+            .otherwise(pl.col("labels"))
+        )
+    return frame
 
 
 def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str | pl.Expr]]:

@@ -248,6 +248,27 @@ def _context(raw: dict[str, Any]) -> dict[str, Any]:
     return {"coordinates": unit.strip() if isinstance(unit, str) else None, **sizes}
 
 
+def box_context(raw: dict[str, Any]) -> dict[str, Any]:
+    """Where a boxes row is measured: `coordinates` (one of COORDINATE_UNITS) and the image's
+    `image_width`/`image_height` in pixels, each None when not given (a blank unit is none).
+    One that cannot be kept is a ValueShapeError on its field, never dropped: a box in percent
+    read as pixels is a box of another place and size. Every reader of a boxes table (ingest
+    and the commands) reads the row's context here."""
+    unit = raw.get("coordinates")
+    if isinstance(unit, str) and not unit.strip():
+        unit = None
+    if unit is not None and unit not in COORDINATE_UNITS:
+        raise ValueShapeError(
+            "coordinates",
+            f"coordinates: expected one of {', '.join(COORDINATE_UNITS)}, got {unit!r:.80}",
+        )
+    return {
+        "coordinates": unit,
+        "image_width": image_size("image_width", raw.get("image_width")),
+        "image_height": image_size("image_height", raw.get("image_height")),
+    }
+
+
 def _past_message(number: int, item: dict[str, Any]) -> str:
     label = item.get("label")
     shown = f"[{item['start']}, {item['end']})" + (f" {label}" if label else "")

@@ -31,6 +31,7 @@ from dagster import (
 
 from annotation_pipelines import schema
 from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
+from annotation_pipelines.ingest.ids import non_finite_text
 from annotation_pipelines.ingest.postgres import (
     MIGRATION_FIX,
     DatabaseExtract,
@@ -733,6 +734,29 @@ def _stage_gold_sets(
     )
 
 
+def _non_finite_error(frame: pl.DataFrame) -> dict[str, pl.Expr]:
+    """`label_error` and `error_field` (as `validate` reads them) of each row of a typed gold
+    set whose float `task_id` or `label` is NaN or infinite: cast to text, every NaN task would
+    be the task "NaN". Worded as the file readers and the commands word it."""
+    messages = {
+        "task_id": "task_id: expected a string or a number, got ",
+        "label": "label: expected a scalar, got ",
+    }
+    errors = [
+        (name, pl.lit(message) + non_finite_text(pl.col(name)))
+        for name, message in messages.items()
+        if frame.schema[name].is_float()
+    ]
+    if not errors:
+        return {}
+    return {
+        "label_error": pl.coalesce(error for _, error in errors),
+        "error_field": pl.coalesce(
+            pl.when(error.is_not_null()).then(pl.lit(name)) for name, error in errors
+        ),
+    }
+
+
 def _validated_gold(
     landing: LandingZone,
     frame: pl.DataFrame,
@@ -763,6 +787,7 @@ def _validated_gold(
         reason=pl.lit(None, pl.String),
         field=pl.lit(None, pl.String),
         record=pl.struct(pl.all()),
+        **_non_finite_error(frame),
     )
     good, bad = validate(
         staged,

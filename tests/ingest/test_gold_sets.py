@@ -144,3 +144,16 @@ def test_an_unreadable_project_json_stops_no_other_projects_gold(tmp_path):
         ("p", "t2", "maybe"),
         ("q", "t1", "neg"),
     ]
+
+
+def test_a_parquet_gold_set_with_a_nan_task_id_or_label_quarantines_them_as_wrong_type(tmp_path):
+    # Cast to text, NaN was the task "NaN" (every NaN one task) and the label "NaN".
+    nan = float("nan")
+    frame = pl.DataFrame({"task_id": [1.0, nan, 3.0, 4.0], "label": [1.0, 2.0, nan, float("inf")]})
+    staged, quarantine = _stage_parquet_gold(tmp_path, frame)
+    assert staged.select("task_id", "label").rows() == [("1.0", "1.0")]
+    assert quarantine.select("source_line", "field", "reason").rows() == [
+        (2, "task_id", "wrong_type"),
+        (3, "label", "wrong_type"),
+        (4, "label", "wrong_type"),
+    ]

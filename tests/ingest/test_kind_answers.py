@@ -435,3 +435,32 @@ def test_seeding_refuses_what_an_answer_cannot_hold(postgres_dsn):
     unknown = pl.DataFrame([{**row, "kind": "sentiment"}])
     with pytest.raises(ValueError, match="has kind 'sentiment'; expected one of"):
         seed_database(postgres_dsn, judgments=unknown, schema="kind_answers_refused")
+
+
+def test_a_number_equal_to_a_label_of_its_projects_set_is_spelled_as_the_set_spells_it(
+    postgres_dsn,
+):
+    # A tool that wrote a class code as "1.0" against a label set of {1,2}: the label is
+    # the set's "1", as from a file; "1.5" is still unknown_label.
+    schema = "kind_answers_numeric_labels"
+    apply_schema(postgres_dsn, schema=schema)
+    _run(
+        postgres_dsn,
+        schema,
+        ("INSERT INTO projects (project, label_set) VALUES ('p', '{1,2}')", ()),
+        ("INSERT INTO projects (project, label_set) VALUES ('q', '{cat}')", ()),
+        (INSERT, ("c1", "t1", "a1", "1.0", None, None, WHEN)),
+        (INSERT, ("c2", "t2", "a1", "1.5", None, None, WHEN)),
+        _judgment("m1", "multilabel", [2.0, 1]),
+        (INSERT.replace("'p'", "'q'"), ("q1", "tq", "a1", "cat", None, None, WHEN)),
+    )
+    for method in ("adbc", "copy", "fetch"):
+        extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, method=method)
+        judged = extract.result.judgments.sort("judgment_id")
+        assert judged.select("judgment_id", "label", "labels").rows() == [
+            ("c1", "1", None),
+            ("m1", None, ["2", "1"]),
+            ("q1", "cat", None),
+        ], method
+        (bad,) = extract.result.quarantine.to_dicts()
+        assert (bad["reason"], bad["field"]) == ("unknown_label", "label"), method
