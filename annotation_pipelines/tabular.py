@@ -483,7 +483,25 @@ def check_output_path(
                 raise InputError(f"{written}: would overwrite the input {source}; write elsewhere")
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
+    check_output_folder(path)
     return check_list_output(path, list_columns)
+
+
+def check_output_folder(path: str | Path) -> None:
+    """InputError naming `path` when its folder cannot be made or written: a file where a
+    folder of the path should be, or a folder that is not writable. Missing folders are fine
+    (the writers make them). Checked up front, or the failure came after the work, as a bare
+    OS error or a traceback."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            return
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write here: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write here: the folder {folder} is not writable")
 
 
 def check_list_output(path: str | Path, list_columns: Sequence[str]) -> Path:

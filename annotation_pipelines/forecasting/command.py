@@ -388,8 +388,11 @@ def forecast_command(
     if output:
         try:
             write_table(result.forecast.drop("model"), output)
-        except (InputError, OSError) as error:
+        except InputError as error:
             raise click.ClickException(str(error)) from error
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise click.ClickException(f"{output}: cannot write: {reason}") from error
     scores = result.scores
     from annotation_pipelines.forecasting.metrics import geometric_mean_ratio
 
