@@ -240,6 +240,14 @@ def forecast_command(
             param_hint="--freq",
         )
     names = [name.strip() for name in (models or "").split(",") if name.strip()]
+    if models is not None and not names:
+        # An empty list (`--models ""`, `--models ,`, a shell variable left unset) ran the
+        # default rule as if the option had not been given.
+        raise click.BadParameter(
+            f"{models!r} names no model; give a rule (mean, median, top3) or a comma-separated "
+            "list of models, or leave --models out for the default",
+            param_hint="--models",
+        )
     _check_models(names, combinations=COMBINATIONS, calibrate=calibrate, learned=LEARNED)
     if output is not None:
         try:
