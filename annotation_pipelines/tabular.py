@@ -267,8 +267,10 @@ def read_table(
     required_columns: Sequence[str] = (),
     string_columns: Sequence[str] = (),
     column_options: Mapping[str, str] | None = None,
+    nullable_columns: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Read `path` by its extension; `string_columns` are read as text, exactly as written.
+    A required column may have empty cells only if it is among `nullable_columns`.
 
     Row numbers in errors are 1-based data rows (the header of a CSV is not counted), which is
     what a person sees when they open the file in a spreadsheet. `column_options` maps a
@@ -312,6 +314,8 @@ def read_table(
     if frame.height == 0:
         raise InputError(f"{path}: no data rows")
     for column in required_columns:
+        if column in nullable_columns:
+            continue
         nulls = frame.get_column(column).is_null()
         if nulls.any():
             row = _first_true(nulls)

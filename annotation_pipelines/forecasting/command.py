@@ -272,6 +272,11 @@ def forecast_command(
             required_columns=list(options),
             string_columns=[id_col] if id_col else [],
             column_options=options,
+            # Supply is often logged only when it changes: its last known value stands (unless
+            # the column is also the time, value or id, which every row needs).
+            nullable_columns=[supply_col]
+            if supply_col and options.get(supply_col) == "--supply-col"
+            else [],
         )
         frame = _prepare(
             table,
@@ -388,6 +393,12 @@ def forecast_command(
             .agg(pl.col("time").last(), pl.col("supply").last())
         )
         crossing = supply_crossing(result.forecast, supply, supply_column="supply")
+        for series_id in sorted(set(result.forecast.get_column("id")) - set(supply["id"])):
+            click.echo(
+                f"note: series {series_id!r}: column {supply_col!r} is empty on every row, so "
+                "it has no first_exceeds_supply",
+                err=True,
+            )
         for series_id, first in crossing.select("id", "first_exceeds_hi_95").iter_rows():
             summary.setdefault(series_id, _unscored(result.forecast, series_id))
             summary[series_id]["first_exceeds_supply"] = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.conftest import DAYS, PROJECT
-from tests.api.test_api import assert_problem, get
+from tests.api.test_api import _cursor, assert_problem, get
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,13 @@ def test_a_refused_day_range_names_its_parameter(served, params, parameter):
             continue
         body = assert_problem(get(served, f"/projects/{PROJECT}/{endpoint}", params=params), 422)
         assert [error["parameter"] for error in body["errors"]] == [parameter], body
+
+
+@pytest.mark.parametrize(("start", "end"), [("2000-01-01", "2099-12-31"), (DAYS[1], DAYS[0])])
+def test_a_hand_made_cursor_with_a_refused_range_names_the_cursor(served, start, end):
+    params = {"cursor": _cursor(start, end)}
+    body = assert_problem(get(served, f"/projects/{PROJECT}/labels", params=params), 422)
+    assert [error["parameter"] for error in body["errors"]] == ["cursor"], body
 
 
 def test_a_range_past_the_end_of_a_file_is_titled_as_its_status(served):
