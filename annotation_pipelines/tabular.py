@@ -273,8 +273,10 @@ def read_table(
     required_columns: Sequence[str] = (),
     string_columns: Sequence[str] = (),
     column_options: Mapping[str, str] | None = None,
+    nullable_columns: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Read `path` by its extension; `string_columns` are read as text, exactly as written.
+    A required column may have empty cells only if it is among `nullable_columns`.
 
     Row numbers in errors are 1-based data rows (the header of a CSV is not counted), which is
     what a person sees when they open the file in a spreadsheet. `column_options` maps a
@@ -318,6 +320,8 @@ def read_table(
     if frame.height == 0:
         raise InputError(f"{path}: no data rows")
     for column in required_columns:
+        if column in nullable_columns:
+            continue
         nulls = frame.get_column(column).is_null()
         if nulls.any():
             row = _first_true(nulls)
@@ -489,7 +493,25 @@ def check_output_path(
                 raise InputError(f"{written}: would overwrite the input {source}; write elsewhere")
     if path.suffix.lower() not in OUTPUT_SUFFIXES:
         raise InputError(f"{path}: output must end in .parquet or .csv, or .jsonl/.ndjson")
+    check_output_folder(path)
     return check_list_output(path, list_columns)
+
+
+def check_output_folder(path: str | Path) -> None:
+    """InputError naming `path` when its folder cannot be made or written: a file where a
+    folder of the path should be, or a folder that is not writable. Missing folders are fine
+    (the writers make them). Checked up front, or the failure came after the work, as a bare
+    OS error or a traceback."""
+    path = Path(path)
+    folder = path.parent
+    while not folder.exists():
+        if folder.parent == folder:
+            return
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write here: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write here: the folder {folder} is not writable")
 
 
 def check_list_output(path: str | Path, list_columns: Sequence[str]) -> Path:

@@ -374,9 +374,17 @@ def _parse_day(value: str, *, parameter: str) -> dt.date:
 
 
 def _range(
-    start: str | None, end: str | None, *, available: list[str], max_days: int
+    start: str | None,
+    end: str | None,
+    *,
+    available: list[str],
+    max_days: int,
+    from_cursor: bool = False,
 ) -> tuple[str, str]:
-    """[start, end] as ISO days: defaults to the week ending at the freshest partition."""
+    """[start, end] as ISO days: defaults to the week ending at the freshest partition.
+
+    A refusal names the parameter to change in `errors`, as every other 422 does: the range's
+    own (`start`, `end`), or `cursor` for the range a cursor carries."""
     last = _parse_day(end, parameter="end") if end else None
     first = _parse_day(start, parameter="start") if start else None
     if last is None:
@@ -386,12 +394,22 @@ def _range(
     if first is None:
         first = last - dt.timedelta(days=min(max_days, 7) - 1)
     if first > last:
-        raise Problem(422, f"start={first} is after end={last}")
-    if (last - first).days + 1 > max_days:
         raise Problem(
             422,
-            f"the range {first}..{last} spans {(last - first).days + 1} days; "
-            f"at most {max_days} per request",
+            f"start={first} is after end={last}",
+            errors=[{"parameter": "cursor" if from_cursor else "start", "message": "after end"}],
+        )
+    if (last - first).days + 1 > max_days:
+        spans = (last - first).days + 1
+        raise Problem(
+            422,
+            f"the range {first}..{last} spans {spans} days; at most {max_days} per request",
+            errors=[
+                {
+                    "parameter": "cursor" if from_cursor else "end" if end else "start",
+                    "message": f"the range spans {spans} days; at most {max_days}",
+                }
+            ],
         )
     return first.isoformat(), last.isoformat()
 
@@ -1110,7 +1128,11 @@ def _routes(app: FastAPI, context: Context) -> None:
         tables, reports = known_project(project)
         parts = reader.partitions(tables.labels)
         if day is not None and (start or end):
-            raise Problem(422, "give either day or start/end, not both")
+            raise Problem(
+                422,
+                "give either day or start/end, not both",
+                errors=[{"parameter": "day", "message": "given with start/end; give one"}],
+            )
         served: str | None = None
         if cursor is not None:
             position = _decode_cursor(cursor)
@@ -1134,7 +1156,10 @@ def _routes(app: FastAPI, context: Context) -> None:
             min_confidence, gated = position.min_confidence, position.gated
             # The API only issues cursors for ranges it served, but a client can make one: its
             # range is held to the same limits as a range asked for directly.
-            _range(first, last, available=list(parts), max_days=settings.api_max_days)
+            _range(
+                first, last, available=list(parts), max_days=settings.api_max_days,
+                from_cursor=True,
+            )  # fmt: skip
         else:
             if day is not None:
                 _parse_day(day, parameter="day")

@@ -71,6 +71,7 @@ async def refuse_unknown(request: Request) -> None:
     taken = declared(route)
     unknown = sorted(set(request.query_params) - set(taken))
     if not unknown:
+        _refuse_repeated(request)
         return
     pages = "cursor" in taken and PAGING_WORDS & set(unknown)
     names = ", ".join(sorted(taken)) or "no query parameter"
@@ -80,6 +81,26 @@ async def refuse_unknown(request: Request) -> None:
         + ("; page with `cursor`" if pages else "")
         + f" (this endpoint takes {names})",
         errors=[{"parameter": name, "message": _unknown(name, taken)} for name in unknown],
+    )
+
+
+def _refuse_repeated(request: Request) -> None:
+    """A 422 naming every parameter given more than once: every one the API takes is a single
+    value, and the validator kept the last silently (`day=A&day=B` served B alone)."""
+    counts: dict[str, int] = {}
+    for name, _ in request.query_params.multi_items():
+        counts[name] = counts.get(name, 0) + 1
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if not repeated:
+        return
+    raise Problem(
+        422,
+        f"parameter(s) given more than once: {', '.join(repeated)}; each takes one value "
+        "(for several days use start and end)",
+        errors=[
+            {"parameter": name, "message": f"given {counts[name]} times; give it once"}
+            for name in repeated
+        ],
     )
 
 

@@ -17,6 +17,7 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    416: "Range not satisfiable",
     422: "Invalid parameter",
     500: "Internal error",
     503: "Unavailable",

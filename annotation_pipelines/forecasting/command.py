@@ -240,6 +240,14 @@ def forecast_command(
             param_hint="--freq",
         )
     names = [name.strip() for name in (models or "").split(",") if name.strip()]
+    if models is not None and not names:
+        # An empty list (`--models ""`, `--models ,`, a shell variable left unset) ran the
+        # default rule as if the option had not been given.
+        raise click.BadParameter(
+            f"{models!r} names no model; give a rule (mean, median, top3) or a comma-separated "
+            "list of models, or leave --models out for the default",
+            param_hint="--models",
+        )
     _check_models(names, combinations=COMBINATIONS, calibrate=calibrate, learned=LEARNED)
     if output is not None:
         try:
@@ -264,6 +272,11 @@ def forecast_command(
             required_columns=list(options),
             string_columns=[id_col] if id_col else [],
             column_options=options,
+            # Supply is often logged only when it changes: its last known value stands (unless
+            # the column is also the time, value or id, which every row needs).
+            nullable_columns=[supply_col]
+            if supply_col and options.get(supply_col) == "--supply-col"
+            else [],
         )
         frame = _prepare(
             table,
@@ -380,6 +393,12 @@ def forecast_command(
             .agg(pl.col("time").last(), pl.col("supply").last())
         )
         crossing = supply_crossing(result.forecast, supply, supply_column="supply")
+        for series_id in sorted(set(result.forecast.get_column("id")) - set(supply["id"])):
+            click.echo(
+                f"note: series {series_id!r}: column {supply_col!r} is empty on every row, so "
+                "it has no first_exceeds_supply",
+                err=True,
+            )
         for series_id, first in crossing.select("id", "first_exceeds_hi_95").iter_rows():
             summary.setdefault(series_id, _unscored(result.forecast, series_id))
             summary[series_id]["first_exceeds_supply"] = (
@@ -388,8 +407,11 @@ def forecast_command(
     if output:
         try:
             write_table(result.forecast.drop("model"), output)
-        except (InputError, OSError) as error:
+        except InputError as error:
             raise click.ClickException(str(error)) from error
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise click.ClickException(f"{output}: cannot write: {reason}") from error
     scores = result.scores
     from annotation_pipelines.forecasting.metrics import geometric_mean_ratio
 

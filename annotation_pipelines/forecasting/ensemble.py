@@ -73,6 +73,17 @@ COMBINATIONS = ("mean", "median", "top3")
 DEFAULT_RULE = "mean"
 CALIBRATION_WINDOWS = 4
 MAX_WINDOWS = 15
+# A split-conformal 95% band needs 19 errors (rank ceil((n + 1) 0.95) <= n): with fewer it is
+# the largest error seen, and at a horizon of 1 so is the 80% band (4 windows, 4 errors: the
+# two bands were one).
+MIN_CALIBRATION_ERRORS = 19
+
+
+def calibration_windows_for(horizon: int, windows: int = CALIBRATION_WINDOWS) -> int:
+    """`windows`, or as many as hold MIN_CALIBRATION_ERRORS errors of a short horizon."""
+    return max(windows, -(-MIN_CALIBRATION_ERRORS // max(horizon, 1)))
+
+
 # Held-out scores are on the last backtest origin; the earlier ones choose and calibrate.
 HELD_OUT_WINDOWS = 1
 
@@ -107,13 +118,22 @@ def backtest_minimum(*, windows: int, step: int, horizon: int, season_length: in
     return (windows - 1) * step + horizon + fit_length(horizon=horizon, season_length=season_length)
 
 
-def auto_windows(series: pl.DataFrame, *, horizon: int, season_length: int, step: int) -> int:
-    """As many origins `step` apart as the shortest series allows, at most MAX_WINDOWS."""
+def auto_windows(
+    series: pl.DataFrame,
+    *,
+    horizon: int,
+    season_length: int,
+    step: int,
+    calibration_windows: int = CALIBRATION_WINDOWS,
+) -> int:
+    """As many origins `step` apart as the shortest series allows, at most MAX_WINDOWS, or
+    more when the last origin needs them to have `calibration_windows` ended before it."""
     shortest = as_int(
         series.group_by("id").len().get_column("len").min(), what="shortest series length"
     )
     room = shortest - horizon - fit_length(horizon=horizon, season_length=season_length)
-    return max(1, min(MAX_WINDOWS, room // step + 1))
+    most = max(MAX_WINDOWS, calibration_windows + -(-horizon // step))
+    return max(1, min(most, room // step + 1))
 
 
 def set_aside_short(
@@ -461,9 +481,11 @@ def forecast_calibrated(
             f"unknown rule {rule!r}; choose from {', '.join([*COMBINATIONS, *chosen_models])}"
         )
     step = default_step(horizon=horizon, season_length=season_length)
+    calibration_windows = calibration_windows_for(horizon, calibration_windows)
     windows = backtest_windows or auto_windows(
-        history, horizon=horizon, season_length=season_length, step=step
-    )
+        history, horizon=horizon, season_length=season_length, step=step,
+        calibration_windows=calibration_windows,
+    )  # fmt: skip
     minimum = backtest_minimum(
         windows=windows, step=step, horizon=horizon, season_length=season_length
     )
