@@ -123,7 +123,18 @@ def kind_curated_dataset(
 ) -> MaterializeResult:
     labels = lake.read_days("kind_aggregated_labels", lake.days("kind_aggregated_labels"))
     if labels.height == 0:
-        raise ValueError("kind_aggregated_labels is empty: no non-categorical project is judged")
+        # Automation rebuilds this asset after every day's kind aggregation, also on days that
+        # judged only categorical projects: nothing to curate is a success, not a failed run
+        # and an alert each day.
+        context.log.info("no non-categorical project is judged: no kind snapshot to write")
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": 0,
+                "snapshots": MetadataValue.md(
+                    "No snapshot: no non-categorical project is judged in `kind_aggregated_labels`."
+                ),
+            }
+        )
     quality = lake.read_days("kind_quality_report", lake.days("kind_quality_report"))
     projects = labels.select("project", "kind").unique().sort("project").rows()
     tasks = (

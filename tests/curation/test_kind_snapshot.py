@@ -759,3 +759,18 @@ def test_a_numeric_card_names_its_mean_distance_and_never_calls_it_agreement():
     rows = [line for line in card.splitlines() if line.startswith("| 2026-11-0")]
     assert "| mean_absolute_difference 12.500 |" in rows[0], rows
     assert "| mean_absolute_difference 17.234 |" in rows[1], rows
+
+
+def test_a_lake_without_kind_judgments_curates_nothing_and_the_run_succeeds(tmp_path):
+    # Automation asks for this asset whenever a day's kind aggregation is rebuilt, also on a
+    # day that judged only categorical projects: failing then was a failed run and an alert
+    # every day for a platform that has no other kinds.
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    empty = pl.DataFrame(schema={"project": pl.String, "kind": pl.String, "task_id": pl.String})
+    lake.write_table("kind_aggregated_labels", empty, day=DAY.isoformat())
+    result = _curate(lake)
+    assert result.success
+    metadata = result.asset_materializations_for_node("kind_curated_dataset")[0].metadata
+    assert metadata["dagster/row_count"].value == 0
+    assert "no non-categorical project" in metadata["snapshots"].value
+    assert not (tmp_path / "lake" / "datasets").exists()
