@@ -177,13 +177,21 @@ class PairwiseConfidence:
     kind = "pairwise"
 
     def __init__(
-        self, *, method: str = "dawid_skene", gold: pl.DataFrame | None = None, **_: Any
+        self,
+        *,
+        method: str = "dawid_skene",
+        gold: pl.DataFrame | None = None,
+        label_set: pl.Series | None = None,
+        **_: Any,
     ) -> None:
         from annotation_pipelines.loop.posterior import CategoricalConfidence
 
         self._gold = gold
+        # `label_set`: every winner a pair could have (a replay's whole file's, oriented): a
+        # fit of first votes that all name one side is then not certain of it.
         self._categorical = CategoricalConfidence(
-            method=method if method not in (None, "bradley_terry") else "dawid_skene"
+            method=method if method not in (None, "bradley_terry") else "dawid_skene",
+            label_set=label_set,
         )
 
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:

@@ -445,3 +445,33 @@ def test_a_lone_judgment_never_ends_a_task_at_min_votes_one(kind: str, method: s
         PolicyOptions(min_votes=1, target_confidence=KIND_TARGETS[kind]),
     )
     assert dict(decided.select("task_id", "decision").rows())["t1"] == NEEDS_ANOTHER_JUDGMENT
+
+
+def test_cli_pairwise_first_votes_all_one_side_do_not_read_as_certain(tmp_path: Path) -> None:
+    # Every pair's first vote says `left`; the later votes split. Revealed alone, the first
+    # votes name one winner only, and a fit that knows no other class reads it as certain: the
+    # replay must know that a pair can go either way, as the categorical replay knows the
+    # file's labels.
+    rng = np.random.default_rng(1)
+    rows = ["task_id,annotator_id,left,right,winner"]
+    for task in range(20):
+        for vote, annotator in enumerate("abcde"):
+            winner = "left" if vote == 0 else rng.choice(["left", "right"])
+            rows.append(f"t{task},{annotator},X{task},Y{task},{winner}")
+    data = tmp_path / "pairs.csv"
+    data.write_text("\n".join(rows) + "\n")
+    first = tmp_path / "first.csv"
+    first.write_text("\n".join(rows[:1] + rows[1::5]) + "\n")
+    out = tmp_path / "out.csv"
+    code, _, err = _invoke(str(first), "--kind", "pairwise", "--output", str(out))
+    assert code == 0, err
+    # The first votes alone: one vote a pair reads short of certain.
+    assert pl.read_csv(out)["confidence"].max() < 0.99
+    code, summary, err = _invoke(
+        str(data), "--kind", "pairwise", "--min-votes", "1", "--max-votes", "5",
+        "--target-confidence", "0.99",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(summary)
+    assert result["judgments_used"] > 20
+    assert result["decisions"].get("done", 0) < 20
