@@ -299,6 +299,12 @@ def settled_tasks(labels: pl.DataFrame, queue: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _json_number(value: float | None) -> float | None:
+    """`value` as JSON can hold it: PostgreSQL's jsonb refuses NaN and Infinity, and one such
+    number would fail the whole write of the day's requests."""
+    return value if value is None or np.isfinite(value) else None
+
+
 def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame:
     """The annotation DB's `task_requests` rows (`loop.live.TASK_REQUESTS`) for a day's
     policy queue (`quality.kinds.policy_queue` rows with `project` and `day`).
@@ -317,7 +323,8 @@ def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame
             "reason": f"{row['kind']}: {row['reason']}",
             "confidence": row["confidence"],
             "posterior": json.dumps(
-                {"confidence": row["confidence"], "n_judgments": row["n_judgments"]}
+                {"confidence": _json_number(row["confidence"]), "n_judgments": row["n_judgments"]},
+                allow_nan=False,
             ),
             "decision_id": decision_id(
                 f"daily_{_REQUESTS[row['decision']]}",

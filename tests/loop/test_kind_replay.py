@@ -475,3 +475,29 @@ def test_cli_pairwise_first_votes_all_one_side_do_not_read_as_certain(tmp_path: 
     result = json.loads(summary)
     assert result["judgments_used"] > 20
     assert result["decisions"].get("done", 0) < 20
+
+
+def test_queue_requests_write_a_confidence_that_is_no_number_as_json_null() -> None:
+    # PostgreSQL's jsonb refuses NaN: one such posterior failed the whole day's write.
+    queue = pl.DataFrame(
+        {
+            "project": ["p", "p"],
+            "day": [date(2026, 11, 20)] * 2,
+            "kind": ["text", "text"],
+            "task_id": ["t1", "t2"],
+            "confidence": [float("nan"), 0.4],
+            "n_judgments": [5, 2],
+            "decision": ["escalate", "needs_another_judgment"],
+            "reason": ["max", "low"],
+        }
+    )
+    requests = queue_requests(queue, created_at=datetime(2026, 11, 21, tzinfo=UTC))
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    posteriors = [json.loads(p, parse_constant=refuse) for p in requests["posterior"]]
+    assert posteriors == [
+        {"confidence": None, "n_judgments": 5},
+        {"confidence": 0.4, "n_judgments": 2},
+    ]
