@@ -285,13 +285,11 @@ def replay_command(
 
 def _label_set(judgments: pl.DataFrame, kind: str) -> pl.Series | None:
     """Every label INPUT gives a task (pairwise: every winner, in each pair's first row's
-    orientation, and left and right, which every pair can have): the first votes revealed may
-    all say one of them."""
+    orientation; the fit adds left and right): the first votes revealed may all say one."""
     if kind == "categorical":
         return judgments["label"].unique()
     if kind == "pairwise":
-        winners = oriented_winners(judgments)["label"]
-        return pl.concat([pl.Series("label", ["left", "right"]), winners]).unique().sort()
+        return oriented_winners(judgments)["label"].unique()
     return None
 
 

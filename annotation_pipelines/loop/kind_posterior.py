@@ -187,11 +187,15 @@ class PairwiseConfidence:
         from annotation_pipelines.loop.posterior import CategoricalConfidence
 
         self._gold = gold
-        # `label_set`: every winner a pair could have (a replay's whole file's, oriented): a
-        # fit of first votes that all name one side is then not certain of it.
+        # Every winner a pair could have: left and right always, and `label_set` (a replay's
+        # whole file's, oriented). A fit whose pairs' votes all name one side is then not
+        # certain of it, as a categorical fit that knows the project's labels is not.
+        sides = pl.Series("label", ["left", "right"], dtype=pl.String)
         self._categorical = CategoricalConfidence(
             method=method if method not in (None, "bradley_terry") else "dawid_skene",
-            label_set=label_set,
+            label_set=sides
+            if label_set is None
+            else pl.concat([sides, label_set.cast(pl.String).rename("label")]).unique().sort(),
         )
 
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:

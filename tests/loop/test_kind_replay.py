@@ -501,3 +501,23 @@ def test_queue_requests_write_a_confidence_that_is_no_number_as_json_null() -> N
         {"confidence": None, "n_judgments": 5},
         {"confidence": 0.4, "n_judgments": 2},
     ]
+
+
+def test_pairwise_policy_reads_no_certainty_when_every_vote_names_one_side() -> None:
+    # A day whose pairs' votes all say `left`: the daily queue and the live layer read the
+    # winners through the same fit, which knew no other winner and read every pair as certain
+    # (a lone vote too), so nothing was asked again.
+    rows = pl.DataFrame(
+        {
+            "task_id": ["p1", "p1", "p2", "p2", "p3"],
+            "annotator_id": ["a", "b", "a", "b", "c"],
+            "left": ["A", "A", "C", "C", "E"],
+            "right": ["B", "B", "D", "D", "F"],
+            "winner": ["left"] * 5,
+        }
+    )
+    table = policy_confidence("pairwise", pl.DataFrame(), rows)
+    assert table["label"].to_list() == ["left"] * 3
+    assert table["confidence"].max() < 0.99
+    lone = table.filter(pl.col("task_id") == "p3")["confidence"].item()
+    assert lone < table.filter(pl.col("task_id") == "p1")["confidence"].item()
