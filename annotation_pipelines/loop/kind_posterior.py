@@ -214,7 +214,8 @@ class PairwiseConfidence:
     @property
     def posterior(self) -> pl.DataFrame | None:
         """The last call's Dawid–Skene posterior per pair (`task_id`, `posterior`: a struct
-        with P(left), P(right), P(tie) for the winners seen), as the first row shows the pair."""
+        with P(left) and P(right) always, and P(tie) when a tie was seen), as the first row
+        shows the pair."""
         return self._categorical.posterior
 
 
