@@ -40,7 +40,11 @@ import polars as pl
 from annotation_pipelines.aggregation.command import checked_scale, scale_option
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
-from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, pairwise_orientation
+from annotation_pipelines.loop.kind_posterior import (
+    KIND_TARGETS,
+    oriented_winners,
+    pairwise_orientation,
+)
 from annotation_pipelines.loop.policy import RECOMMENDED, budget_judgments
 from annotation_pipelines.loop.posterior import KINDS, confidence_function
 from annotation_pipelines.loop.replay import replay
@@ -221,7 +225,7 @@ def replay_command(
             kind,
             method=method,
             gold=gold,
-            label_set=judgments["label"].unique() if kind == "categorical" else None,
+            label_set=_label_set(judgments, kind),
             scale=scale,
         )
         try:
@@ -277,6 +281,16 @@ def replay_command(
         "gold_tasks_in_input": coverage[0].in_input if coverage else None,
     }
     click.echo(json.dumps(summary))
+
+
+def _label_set(judgments: pl.DataFrame, kind: str) -> pl.Series | None:
+    """Every label INPUT gives a task (pairwise: every winner, in each pair's first row's
+    orientation; the fit adds left and right): the first votes revealed may all say one."""
+    if kind == "categorical":
+        return judgments["label"].unique()
+    if kind == "pairwise":
+        return oriented_winners(judgments)["label"].unique()
+    return None
 
 
 def _ceil_share(count: int, total: int) -> str:

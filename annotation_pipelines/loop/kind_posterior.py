@@ -177,13 +177,25 @@ class PairwiseConfidence:
     kind = "pairwise"
 
     def __init__(
-        self, *, method: str = "dawid_skene", gold: pl.DataFrame | None = None, **_: Any
+        self,
+        *,
+        method: str = "dawid_skene",
+        gold: pl.DataFrame | None = None,
+        label_set: pl.Series | None = None,
+        **_: Any,
     ) -> None:
         from annotation_pipelines.loop.posterior import CategoricalConfidence
 
         self._gold = gold
+        # Every winner a pair could have: left and right always, and `label_set` (a replay's
+        # whole file's, oriented). A fit whose pairs' votes all name one side is then not
+        # certain of it, as a categorical fit that knows the project's labels is not.
+        sides = pl.Series("label", ["left", "right"], dtype=pl.String)
         self._categorical = CategoricalConfidence(
-            method=method if method not in (None, "bradley_terry") else "dawid_skene"
+            method=method if method not in (None, "bradley_terry") else "dawid_skene",
+            label_set=sides
+            if label_set is None
+            else pl.concat([sides, label_set.cast(pl.String).rename("label")]).unique().sort(),
         )
 
     def __call__(self, judgments: pl.DataFrame) -> pl.DataFrame:
@@ -202,7 +214,8 @@ class PairwiseConfidence:
     @property
     def posterior(self) -> pl.DataFrame | None:
         """The last call's Dawid–Skene posterior per pair (`task_id`, `posterior`: a struct
-        with P(left), P(right), P(tie) for the winners seen), as the first row shows the pair."""
+        with P(left) and P(right) always, and P(tie) when a tie was seen), as the first row
+        shows the pair."""
         return self._categorical.posterior
 
 
@@ -291,6 +304,12 @@ def settled_tasks(labels: pl.DataFrame, queue: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _json_number(value: float | None) -> float | None:
+    """`value` as JSON can hold it: PostgreSQL's jsonb refuses NaN and Infinity, and one such
+    number would fail the whole write of the day's requests."""
+    return value if value is None or np.isfinite(value) else None
+
+
 def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame:
     """The annotation DB's `task_requests` rows (`loop.live.TASK_REQUESTS`) for a day's
     policy queue (`quality.kinds.policy_queue` rows with `project` and `day`).
@@ -309,7 +328,8 @@ def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame
             "reason": f"{row['kind']}: {row['reason']}",
             "confidence": row["confidence"],
             "posterior": json.dumps(
-                {"confidence": row["confidence"], "n_judgments": row["n_judgments"]}
+                {"confidence": _json_number(row["confidence"]), "n_judgments": row["n_judgments"]},
+                allow_nan=False,
             ),
             "decision_id": decision_id(
                 f"daily_{_REQUESTS[row['decision']]}",

@@ -145,8 +145,9 @@ def confidence_function(
     scale: RatingScale | None = None,
 ) -> ConfidenceFunction:
     """The confidence function for `kind` with `method` (default: the kind's default method);
-    a ValueError naming the supported kinds otherwise. `label_set` (categorical only): every
-    label a task could get. `scale` (numeric only): the declared rating scale."""
+    a ValueError naming the supported kinds otherwise. `label_set` (categorical, and pairwise
+    winners as `oriented_winners` reads them): every label a task could get. `scale` (numeric
+    only): the declared rating scale."""
     try:
         factory = CONFIDENCE_FUNCTIONS[kind]
     except KeyError:
@@ -154,7 +155,7 @@ def confidence_function(
     options: dict[str, object] = {"gold": gold}
     if method is not None:
         options["method"] = method
-    if kind == CategoricalConfidence.kind and label_set is not None:
+    if kind in (CategoricalConfidence.kind, PairwiseConfidence.kind) and label_set is not None:
         options["label_set"] = label_set
     if kind == "numeric" and scale is not None:
         options["scale"] = scale

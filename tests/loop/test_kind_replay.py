@@ -445,3 +445,79 @@ def test_a_lone_judgment_never_ends_a_task_at_min_votes_one(kind: str, method: s
         PolicyOptions(min_votes=1, target_confidence=KIND_TARGETS[kind]),
     )
     assert dict(decided.select("task_id", "decision").rows())["t1"] == NEEDS_ANOTHER_JUDGMENT
+
+
+def test_cli_pairwise_first_votes_all_one_side_do_not_read_as_certain(tmp_path: Path) -> None:
+    # Every pair's first vote says `left`; the later votes split. Revealed alone, the first
+    # votes name one winner only, and a fit that knows no other class reads it as certain: the
+    # replay must know that a pair can go either way, as the categorical replay knows the
+    # file's labels.
+    rng = np.random.default_rng(1)
+    rows = ["task_id,annotator_id,left,right,winner"]
+    for task in range(20):
+        for vote, annotator in enumerate("abcde"):
+            winner = "left" if vote == 0 else rng.choice(["left", "right"])
+            rows.append(f"t{task},{annotator},X{task},Y{task},{winner}")
+    data = tmp_path / "pairs.csv"
+    data.write_text("\n".join(rows) + "\n")
+    first = tmp_path / "first.csv"
+    first.write_text("\n".join(rows[:1] + rows[1::5]) + "\n")
+    out = tmp_path / "out.csv"
+    code, _, err = _invoke(str(first), "--kind", "pairwise", "--output", str(out))
+    assert code == 0, err
+    # The first votes alone: one vote a pair reads short of certain.
+    assert pl.read_csv(out)["confidence"].max() < 0.99
+    code, summary, err = _invoke(
+        str(data), "--kind", "pairwise", "--min-votes", "1", "--max-votes", "5",
+        "--target-confidence", "0.99",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(summary)
+    assert result["judgments_used"] > 20
+    assert result["decisions"].get("done", 0) < 20
+
+
+def test_queue_requests_write_a_confidence_that_is_no_number_as_json_null() -> None:
+    # PostgreSQL's jsonb refuses NaN: one such posterior failed the whole day's write.
+    queue = pl.DataFrame(
+        {
+            "project": ["p", "p"],
+            "day": [date(2026, 11, 20)] * 2,
+            "kind": ["text", "text"],
+            "task_id": ["t1", "t2"],
+            "confidence": [float("nan"), 0.4],
+            "n_judgments": [5, 2],
+            "decision": ["escalate", "needs_another_judgment"],
+            "reason": ["max", "low"],
+        }
+    )
+    requests = queue_requests(queue, created_at=datetime(2026, 11, 21, tzinfo=UTC))
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    posteriors = [json.loads(p, parse_constant=refuse) for p in requests["posterior"]]
+    assert posteriors == [
+        {"confidence": None, "n_judgments": 5},
+        {"confidence": 0.4, "n_judgments": 2},
+    ]
+
+
+def test_pairwise_policy_reads_no_certainty_when_every_vote_names_one_side() -> None:
+    # A day whose pairs' votes all say `left`: the daily queue and the live layer read the
+    # winners through the same fit, which knew no other winner and read every pair as certain
+    # (a lone vote too), so nothing was asked again.
+    rows = pl.DataFrame(
+        {
+            "task_id": ["p1", "p1", "p2", "p2", "p3"],
+            "annotator_id": ["a", "b", "a", "b", "c"],
+            "left": ["A", "A", "C", "C", "E"],
+            "right": ["B", "B", "D", "D", "F"],
+            "winner": ["left"] * 5,
+        }
+    )
+    table = policy_confidence("pairwise", pl.DataFrame(), rows)
+    assert table["label"].to_list() == ["left"] * 3
+    assert table["confidence"].max() < 0.99
+    lone = table.filter(pl.col("task_id") == "p3")["confidence"].item()
+    assert lone < table.filter(pl.col("task_id") == "p1")["confidence"].item()
