@@ -433,7 +433,7 @@ def test_reconciled_bands_are_ordered_nonnegative_and_still_add_up():
     hierarchy = build_hierarchy(profiles, levels=("cluster", "workload_class"))
     result = forecast_calibrated(
         aggregate_history(_declining(), hierarchy), horizon=72, season_length=24, freq="1h",
-        rule="AutoETS", models=["AutoETS"], hierarchy=hierarchy,
+        rule="AutoETS", models=["AutoETS"], hierarchy=hierarchy, backtest_windows=5,
     )  # fmt: skip
     table = result.forecast
     _assert_ordered(table)
