@@ -27,7 +27,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from annotation_pipelines.aggregation.confusion import SparseConfusion
+from annotation_pipelines.aggregation.confusion import (
+    ANSWERED_ROWS_MIN_CELLS,
+    LONG_GAP,
+    SparseConfusion,
+)
 from annotation_pipelines.aggregation.em import (
     EPSILON,
     clamp_gold,
@@ -39,19 +43,7 @@ from annotation_pipelines.aggregation.em import (
 )
 from annotation_pipelines.aggregation.encoding import Encoded
 from annotation_pipelines.aggregation.kernel import DEFAULT_OPTIONS, FitOptions
-from annotation_pipelines.aggregation.result import DENSE_CONFUSION_CELLS, Fitted
-
-# Confusion cells (annotators × K²) above which the column totals are summed compiled, with
-# no A × K² buffer or pass, and the fit returns the answered rows as a `SparseConfusion` (the
-# result's `confusion` column lists them sparsely from this size on too). Both paths give
-# the same bits; below it NumPy's answer-order sums are faster than paying for Numba's import
-# (TIMING_BELOW).
-ANSWERED_ROWS_MIN_CELLS = DENSE_CONFUSION_CELLS
-
-# Runs of this many rows not stored or more are added column by column in closed form: one
-# such column costs about as much as 1,000–2,000 rows added lane by lane (measured at 2,000
-# classes, 200 annotators, 1,000–12,000 stored rows).
-_LONG_GAP = 1024
+from annotation_pipelines.aggregation.result import Fitted
 
 # Cells (rows × classes) per block where a per-row gather would otherwise make a temporary as
 # large as the stored rows.
@@ -123,7 +115,7 @@ class ConfusionRows:
     the dense array's answer axis adds its rows, so the matrices and their logs are the bits
     the dense arrays would hold. With `answer_order` that is NumPy's A × K² additions per
     M-step, in one A × K buffer. Without it a compiled pass adds the stored rows and, for each
-    run of rows not stored, either ε row by row in registers or, for a run of `_LONG_GAP` rows
+    run of rows not stored, either ε row by row in registers or, for a run of `LONG_GAP` rows
     or more, the run's rounded sum in a few steps per column (`compiled`): no A × K × K
     memory anywhere (`into_sparse`), and time between (stored rows + A) × K and A × K² cheap
     additions. When every row is stored (few classes, or a diagonal prior in answer order)
@@ -195,7 +187,7 @@ class ConfusionRows:
         else:
             own = max(self.pseudo_count, EPSILON) if self.pseudo_count else 0.0
             self._column_totals(
-                floored, self.answers, self._bounds, EPSILON, own, _LONG_GAP, self.totals
+                floored, self.answers, self._bounds, EPSILON, own, LONG_GAP, self.totals
             )
         for block in self._blocks():
             log_errors = self.log_errors[block]

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from annotation_pipelines.aggregation import dawid_skene, result
+from annotation_pipelines.aggregation import auto, dawid_skene, result
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.aggregation.confusion import SparseConfusion
 from annotation_pipelines.aggregation.dawid_skene import fit_dawid_skene
@@ -241,3 +241,19 @@ def test_compiled_totals_are_the_dense_sum_in_answer_order(long_gap: int, own_cl
         bounds = np.searchsorted(cells // k, np.arange(n_annotators + 1))
         column_totals_in_answer_order(rows, cells % k, bounds, 1e-10, own_class, long_gap, totals)
         np.testing.assert_array_equal(totals, expected)
+
+
+def test_auto_held_out_likelihoods_from_answered_rows_are_the_dense_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    full = encode(_problem(60, tasks=600, annotators=20, votes=5, seed=3))
+    held_out = auto.hold_out_mask(full)
+    visible = auto._subset(full, ~held_out)
+    seen = np.unique(visible.annotators.astype(np.int64) * full.n_classes + visible.labels)
+    hidden = full.annotators[held_out].astype(np.int64) * full.n_classes + full.labels[held_out]
+    assert held_out.any() and not np.isin(hidden, seen).all()
+    posteriors = np.random.default_rng(4).dirichlet(np.ones(full.n_classes), full.n_tasks)
+    dense = auto.held_out_log_likelihoods(visible, posteriors, full, held_out)
+    monkeypatch.setattr(auto, "ANSWERED_ROWS_MIN_CELLS", 0)
+    rows = auto.held_out_log_likelihoods(visible, posteriors, full, held_out)
+    np.testing.assert_array_equal(rows, dense)
