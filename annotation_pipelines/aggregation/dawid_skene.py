@@ -16,10 +16,11 @@ The kernel never builds a dense tasks × annotators matrix: every sum over judgm
 product with one sparse tasks × (annotator, answer) count matrix built once per fit. Nor does
 it keep dense A × K × K arrays while it iterates: a confusion row (w, answer) that no judgment
 has is ε / column total in every column, so EM stores only the answered rows (see
-`ConfusionRows`) and writes each M-step into the same buffers. Up to
-`ANSWERED_ROWS_MIN_CELLS` confusion cells the column totals are summed in the dense order
-(the dense EM's bits) and the dense matrices are built once, for the result; above it no step
-touches A × K² cells, and the result holds the stored rows (`SparseConfusion`).
+`ConfusionRows`) and writes each M-step into the same buffers, its column totals summed in
+the dense sum's order, so that the fit has the dense EM's bits. Up to
+`ANSWERED_ROWS_MIN_CELLS` confusion cells the totals are NumPy's and the dense matrices are
+built once, for the result; above it the totals are summed compiled and nothing of
+A × K × K size is held at any point: the result carries the stored rows (`SparseConfusion`).
 """
 
 from __future__ import annotations
