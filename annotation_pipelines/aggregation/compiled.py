@@ -15,6 +15,8 @@ Row-sized outputs and scratch arrays are allocated by NumPy and passed in (see `
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -550,3 +552,89 @@ def agreement_counts(
     """`agreement_in_task_order` straight from rows in any order."""
     ordered = task_order(tasks, annotators, labels, n_tasks)
     return agreement_in_task_order(ordered, decided, n_annotators, n_classes)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_repeatedly(total: float, value: float, times: int) -> float:  # pragma: no cover
+    """`times` additions of `value` to `total`, each rounded as a loop of them would round,
+    in a few steps per power of two the total crosses.
+
+    Between two powers of two the floats are evenly spaced, so every addition of `value`
+    moves the total by the same step, unless `value` falls exactly half-way between two of
+    them (then the step alternates with the parity of the total: two consecutive steps are
+    checked). So the additions that stay clear of the next power of two are one multiple of
+    the step, which is exact there.
+    """
+    while times > 0:
+        after = total + value
+        times -= 1
+        if times == 0 or after == total:
+            return after
+        if total < value:
+            total = after
+            continue
+        # Exact (Sterbenz): total ≤ after ≤ 2 · total.
+        step = after - total
+        _, exponent = math.frexp(after)
+        top = math.ldexp(1.0, exponent)
+        room = (top - after - 2.0 * (value + step)) / step
+        steps = min(int(room), times) if room >= 2.0 else 0
+        following = after + step
+        constant = (after + value) - after == step and (following + value) - following == step
+        if steps >= 2 and constant:
+            total = after + steps * step
+            times -= steps
+        else:
+            total = after
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def column_totals_in_answer_order(
+    rows: np.ndarray,
+    answers: np.ndarray,
+    bounds: np.ndarray,
+    floor: float,
+    own_class: float,
+    long_gap: int,
+    totals: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """totals[w, c] = Σ_a m_w[a, c], added in answer order a = 0 … K−1, as a sum over the dense
+    (K answer × K truth) matrix m_w's answer axis adds its rows, from its stored rows alone.
+
+    `rows[bounds[w]:bounds[w + 1]]` are m_w's stored rows, their `answers` ascending; every
+    other row is `floor` in every column, except in its own class's column, where it is
+    `own_class` when that is positive (else `floor`). A run of rows not stored shorter than
+    `long_gap` is added row by row (K lanes at once); a longer one column by column through
+    `_add_repeatedly`, a few steps per column whatever its length.
+    """
+    n_annotators, k = totals.shape
+    own = own_class if own_class > 0.0 else floor
+    for annotator in range(n_annotators):
+        row_total = totals[annotator]
+        row_total[:] = 0.0
+        begin, end = bounds[annotator], bounds[annotator + 1]
+        next_answer = 0
+        for row in range(begin, end + 1):
+            answer = answers[row] if row < end else k
+            if answer - next_answer >= long_gap:
+                for column in range(k):
+                    if next_answer <= column < answer:
+                        total = _add_repeatedly(row_total[column], floor, column - next_answer)
+                        total += own
+                        row_total[column] = _add_repeatedly(total, floor, answer - column - 1)
+                    else:
+                        row_total[column] = _add_repeatedly(
+                            row_total[column], floor, answer - next_answer
+                        )
+            else:
+                for missing in range(next_answer, answer):
+                    for column in range(missing):
+                        row_total[column] += floor
+                    row_total[missing] += own
+                    for column in range(missing + 1, k):
+                        row_total[column] += floor
+            if row < end:
+                for column in range(k):
+                    row_total[column] += rows[row, column]
+            next_answer = answer + 1

@@ -16,8 +16,11 @@ The kernel never builds a dense tasks × annotators matrix: every sum over judgm
 product with one sparse tasks × (annotator, answer) count matrix built once per fit. Nor does
 it keep dense A × K × K arrays while it iterates: a confusion row (w, answer) that no judgment
 has is ε / column total in every column, so EM stores only the answered rows (see
-`ConfusionRows`) and writes each M-step into the same buffers; the dense matrices are built
-once, for the result.
+`ConfusionRows`) and writes each M-step into the same buffers, its column totals summed in
+the dense sum's order, so that the fit has the dense EM's bits. Up to
+`ANSWERED_ROWS_MIN_CELLS` confusion cells the totals are NumPy's and the dense matrices are
+built once, for the result; above it the totals are summed compiled and nothing of
+A × K × K size is held at any point: the result carries the stored rows (`SparseConfusion`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from annotation_pipelines.aggregation.confusion import (
+    ANSWERED_ROWS_MIN_CELLS,
+    LONG_GAP,
+    SparseConfusion,
+)
 from annotation_pipelines.aggregation.em import (
     EPSILON,
     clamp_gold,
@@ -97,43 +105,71 @@ def task_log_likelihoods(
 class ConfusionRows:
     """Every annotator's confusion matrix, e_w[a, c] = max(n_w[a, c], ε) / Σ_a' max(n_w[a', c], ε),
     kept as the stored rows `cells` and the column totals; each M-step rewrites it in place.
+    With `pseudo_count` (a diagonal prior) n_w[a, a] gains that many pseudo-judgments.
 
-    A row that is not stored has no counts, so it is ε / total in every column and needs no
-    storage: at 1,000 classes and 50 annotators the dense A × K × K array is 400 MB, the
-    answered rows of 30,000 judgments less than half of it. The totals are summed in answer
-    order, adding ε for each row not stored, as a sum over the dense array's answer axis adds
-    its rows, so the matrices and their logs are the bits the dense arrays would hold. That
-    sum still costs A × K² additions per M-step, in one A × K buffer. When every row is stored
-    (few classes, or a diagonal prior) the rows are the dense array and are used as one.
+    A row that is not stored has no counts, so it is ε / total in every column (the prior's
+    max(pseudo-count, ε) / total in its own class's column) and needs no storage: at 1,000
+    classes and 50 annotators the dense A × K × K array is 400 MB, the answered rows of 30,000
+    judgments less than half of it.
+
+    The totals are summed in answer order, adding ε for each row not stored, as a sum over
+    the dense array's answer axis adds its rows, so the matrices and their logs are the bits
+    the dense arrays would hold. With `answer_order` that is NumPy's A × K² additions per
+    M-step, in one A × K buffer. Without it a compiled pass adds the stored rows and, for each
+    run of rows not stored, either ε row by row in registers or, for a run of `LONG_GAP` rows
+    or more, the run's rounded sum in a few steps per column (`compiled`): no A × K × K
+    memory anywhere (`into_sparse`), and time between (stored rows + A) × K and A × K² cheap
+    additions. When every row is stored (few classes, or a diagonal prior in answer order)
+    the rows are the dense array and are used as one.
     """
 
-    def __init__(self, encoded: Encoded, cells: np.ndarray) -> None:
+    def __init__(
+        self,
+        encoded: Encoded,
+        cells: np.ndarray,
+        *,
+        pseudo_count: float = 0.0,
+        answer_order: bool = True,
+    ) -> None:
         k, n_annotators = encoded.n_classes, encoded.n_annotators
         self.cells = cells
         self.annotators = cells // k
+        self.answers = cells % k
         self.every_row = cells.size == n_annotators * k
+        self.pseudo_count = pseudo_count
+        self.answer_order = answer_order or self.every_row
+        if pseudo_count and self.answer_order and not self.every_row:
+            raise ValueError("a diagonal prior summed in answer order needs every row stored")
+        # The stored rows' own-class cells: the diagonal prior's pseudo-counts go there.
+        self.diagonal_cells = (np.arange(cells.size), self.answers)
         # The floored counts, and after them one row of ε that stands for every row not stored.
         self.floored = np.empty((cells.size + 1, k))
         self.floored[-1] = EPSILON
         self.log_errors = np.empty((cells.size, k))
         self.totals = np.empty((n_annotators, k))
-        # Per answer, the floored row each annotator adds to the totals.
-        self._rows_by_answer = np.full((k, n_annotators), cells.size, dtype=np.int64)
-        self._rows_by_answer[cells % k, self.annotators] = np.arange(cells.size)
-        self._addend = np.empty((n_annotators, k))
+        if self.answer_order:
+            # Per answer, the floored row each annotator adds to the totals.
+            self._rows_by_answer = np.full((k, n_annotators), cells.size, dtype=np.int64)
+            self._rows_by_answer[self.answers, self.annotators] = np.arange(cells.size)
+            self._addend = np.empty((n_annotators, k))
+            return
+        # The compiled sum (Numba's import is paid only by fits this large).
+        from annotation_pipelines.aggregation.compiled import column_totals_in_answer_order
 
-    def update(
-        self, counts: np.ndarray, diagonal: tuple[tuple[np.ndarray, np.ndarray], float] | None
-    ) -> None:
-        """Re-estimate from expected counts (stored rows × K); `diagonal` (cells, pseudo-count)
-        adds the Dirichlet prior's pseudo-counts first."""
+        self._column_totals = column_totals_in_answer_order
+        self._bounds = np.searchsorted(self.annotators, np.arange(n_annotators + 1))
+        self._unstored = np.ones((n_annotators, k), dtype=bool)
+        self._unstored[self.annotators, self.answers] = False
+
+    def update(self, counts: np.ndarray) -> None:
+        """Re-estimate from expected counts (stored rows × K), the prior's pseudo-counts
+        added first."""
         floored = self.floored[:-1]
-        if diagonal is None:
+        if not self.pseudo_count:
             np.maximum(counts, EPSILON, out=floored)
         else:
-            cells, pseudo_count = diagonal
             floored[...] = counts
-            floored[cells] += pseudo_count
+            floored[self.diagonal_cells] += self.pseudo_count
             np.maximum(floored, EPSILON, out=floored)
         n_annotators, k = self.totals.shape
         if self.every_row:
@@ -144,15 +180,30 @@ class ConfusionRows:
             with np.errstate(divide="ignore"):
                 np.log(log_errors, out=log_errors)
             return
-        self.totals.fill(0.0)
-        for rows in self._rows_by_answer:
-            np.take(self.floored, rows, axis=0, out=self._addend, mode="clip")
-            self.totals += self._addend
+        if self.answer_order:
+            self.totals.fill(0.0)
+            for rows in self._rows_by_answer:
+                np.take(self.floored, rows, axis=0, out=self._addend, mode="clip")
+                self.totals += self._addend
+        else:
+            own = max(self.pseudo_count, EPSILON) if self.pseudo_count else 0.0
+            self._column_totals(
+                floored, self.answers, self._bounds, EPSILON, own, LONG_GAP, self.totals
+            )
         for block in self._blocks():
             log_errors = self.log_errors[block]
             np.divide(floored[block], self.totals[self.annotators[block]], out=log_errors)
             with np.errstate(divide="ignore"):
                 np.log(log_errors, out=log_errors)
+
+    def diagonal_log_sum(self) -> float:
+        """Σ_{w,c} log e_w[c, c]: the diagonal prior's log density, up to its constant, summed
+        over the (annotator, class) array as the dense arrays' diagonal is."""
+        if self.every_row:
+            return float(self.log_errors[self.diagonal_cells].sum())
+        diagonal = np.log(max(self.pseudo_count, EPSILON) / self.totals)
+        diagonal[self.annotators, self.answers] = self.log_errors[self.diagonal_cells]
+        return float(diagonal.sum())
 
     def into_dense(self) -> np.ndarray:
         """The (n_annotators, K answer, K truth) matrices, once EM is over: the logs' buffer
@@ -171,6 +222,19 @@ class ConfusionRows:
             np.divide(rows[block], self.totals[self.annotators[block]], out=rows[block])
             flat[self.cells[block]] = rows[block]
         return errors
+
+    def into_sparse(self) -> SparseConfusion:
+        """The matrices as their stored rows (see `SparseConfusion`), once EM is over; the
+        floored rows become the matrices' rows in place."""
+        k = self.totals.shape[1]
+        self.log_errors = np.empty((0, k))
+        rows = self.floored[:-1]
+        for block in self._blocks():
+            np.divide(rows[block], self.totals[self.annotators[block]], out=rows[block])
+        own = max(self.pseudo_count, EPSILON) / self.totals if self.pseudo_count else None
+        return SparseConfusion(
+            cells=self.cells, rows=rows, floor=EPSILON / self.totals, own_class=own
+        )
 
     def _blocks(self) -> list[slice]:
         rows = max(1, _BLOCK_CELLS // self.totals.shape[1])
@@ -206,21 +270,16 @@ def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> 
     k = encoded.n_classes
     gold_codes = options.gold_codes
     diagonal = options.diagonal_pseudo_count
-    cells = stored_cells(encoded, every_row=bool(diagonal))
+    answered_only = encoded.n_annotators * k * k > ANSWERED_ROWS_MIN_CELLS
+    cells = stored_cells(encoded, every_row=bool(diagonal) and not answered_only)
     matrix = answer_matrix(encoded, cells)
-    confusion = ConfusionRows(encoded, cells)
+    confusion = ConfusionRows(encoded, cells, pseudo_count=diagonal, answer_order=not answered_only)
     votes_per_task = encoded.votes_per_task().astype(np.float64)
-    # With a diagonal prior every row is stored, so row `w * K + c`, column `c` is annotator w
-    # answering the true class c.
-    diagonal_cells = (
-        np.arange(encoded.n_annotators)[:, None] * k + np.arange(k)[None, :],
-        np.arange(k)[None, :],
-    )
 
     def m_step(posteriors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(class prior, expected counts); the confusion matrices are re-estimated in place."""
         counts = expected_counts(matrix, posteriors)
-        confusion.update(counts, (diagonal_cells, diagonal) if diagonal else None)
+        confusion.update(counts)
         return column_mean(posteriors), counts
 
     # The state is (posteriors, prior): the counts are used up by the bound within a step, so
@@ -235,7 +294,7 @@ def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> 
         )
         if diagonal:
             # The Dirichlet prior's log density (up to a constant): the MAP objective.
-            bound += diagonal * float(confusion.log_errors[diagonal_cells].sum())
+            bound += diagonal * confusion.diagonal_log_sum()
         return (posteriors, prior), bound / encoded.n_judgments
 
     start = options.initial_posteriors
@@ -243,8 +302,13 @@ def fit_dawid_skene(encoded: Encoded, options: FitOptions = DEFAULT_OPTIONS) -> 
     (posteriors, prior), convergence = iterate(
         step, (posteriors, m_step(posteriors)[0]), max_iter=options.max_iter, tol=options.tol
     )
-    errors = confusion.into_dense()
-    skills = np.einsum("wcc,c->w", errors, prior)
+    errors: np.ndarray | SparseConfusion
+    if confusion.answer_order:
+        errors = confusion.into_dense()
+        skills = np.einsum("wcc,c->w", errors, prior)
+    else:
+        errors = confusion.into_sparse()
+        skills = np.einsum("wc,c->w", errors.diagonal(), prior)
     return Fitted(
         posteriors=posteriors,
         skills=skills,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.aggregation.confusion import SparseConfusion
 from annotation_pipelines.aggregation.encoding import Encoded
 from annotation_pipelines.aggregation.warm_start import WarmStart
 
@@ -36,8 +37,9 @@ class Fitted:
     iterations: int = 0
     converged: bool = True
     log_likelihood: float | None = None
-    # (n_annotators, n_classes observed, n_classes true): P(annotator says row | truth is column)
-    confusion: np.ndarray | None = None
+    # (n_annotators, n_classes observed, n_classes true): P(annotator says row | truth is column),
+    # dense or as the rows answered (many classes)
+    confusion: np.ndarray | SparseConfusion | None = None
     # extra per-annotator columns (name -> array of n_annotators), e.g. MACE's spamming share
     annotator_columns: dict[str, np.ndarray] = field(default_factory=dict)
     # the decided class per task when it is not the posterior's argmax (tie rules)
@@ -183,7 +185,7 @@ def _unique_names(names: list[str]) -> list[str]:
     return unique
 
 
-def _confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
+def _confusion_column(encoded: Encoded, confusion: np.ndarray | SparseConfusion) -> pl.Series:
     """Each annotator's matrix as a list of {observed, truth, probability}, answer-major.
 
     Every annotator has the same K × K (observed, truth) pairs, so one block of them is
@@ -195,7 +197,11 @@ def _confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Series:
     """
     n_annotators, k, _ = confusion.shape
     if n_annotators * k * k > DENSE_CONFUSION_CELLS:
+        if isinstance(confusion, SparseConfusion):
+            return _confusion_column_from_rows(encoded, confusion)
         return _sparse_confusion_column(encoded, confusion)
+    if isinstance(confusion, SparseConfusion):
+        confusion = confusion.dense()
     pairs = pl.DataFrame(
         {
             "observed": encoded.label_values.gather(np.repeat(np.arange(k), k)),
@@ -252,6 +258,53 @@ def _sparse_confusion_column(encoded: Encoded, confusion: np.ndarray) -> pl.Seri
             "observed": observed_labels,
             "truth": labels.gather(np.concatenate(truth_parts)),
             "probability": pl.Series(np.concatenate(probability_parts), dtype=pl.Float64),
+        }
+    )
+    return (
+        entries.group_by("annotator", maintain_order=True)
+        .agg(pl.struct("observed", "truth", "probability").alias("confusion"))
+        .get_column("confusion")
+    )
+
+
+def _confusion_column_from_rows(encoded: Encoded, confusion: SparseConfusion) -> pl.Series:
+    """`_sparse_confusion_column` from the stored rows, never building the dense matrices:
+    the same entries in the same order (per annotator the listed cells by answer then truth,
+    then the null entries by truth)."""
+    n_annotators, k, _ = confusion.shape
+    least = confusion.column_minimum()
+    annotators = confusion.annotators
+    stored, truth = np.nonzero(confusion.rows > least[annotators])
+    listed_annotator = [annotators[stored]]
+    listed_observed = [confusion.answers[stored]]
+    listed_truth = [truth]
+    listed_probability = [confusion.rows[stored, truth]]
+    if confusion.own_class is not None:
+        # A row not stored is above its column's least value only in its own class's column.
+        above = confusion.unstored() & (confusion.own_class > least)
+        owner, own = np.nonzero(above)
+        listed_annotator.append(owner)
+        listed_observed += [own]
+        listed_truth += [own]
+        listed_probability.append(confusion.own_class[owner, own])
+    n_floor = n_annotators * k
+    annotator = np.concatenate([*listed_annotator, np.repeat(np.arange(n_annotators), k)])
+    observed_codes = np.concatenate([*listed_observed, np.full(n_floor, -1)])
+    truth_codes = np.concatenate([*listed_truth, np.tile(np.arange(k), n_annotators)])
+    probability = np.concatenate([*listed_probability, least.reshape(-1)])
+    is_floor = observed_codes < 0
+    order = np.lexsort((truth_codes, observed_codes, is_floor, annotator))
+    observed_codes, truth_codes = observed_codes[order], truth_codes[order]
+    labels = encoded.label_values
+    observed_labels = labels.gather(np.maximum(observed_codes, 0)).scatter(
+        np.flatnonzero(observed_codes < 0), None
+    )
+    entries = pl.DataFrame(
+        {
+            "annotator": annotator[order],
+            "observed": observed_labels,
+            "truth": labels.gather(truth_codes),
+            "probability": pl.Series(probability[order], dtype=pl.Float64),
         }
     )
     return (

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from annotation_pipelines.aggregation.confusion import SparseConfusion
 from annotation_pipelines.aggregation.em import EPSILON, normalise_log, row_sum
 from annotation_pipelines.aggregation.encoding import Encoded
 
@@ -24,7 +25,8 @@ class WarmStart:
 
     annotator_values: pl.Series
     label_values: pl.Series
-    confusion: np.ndarray  # (n_annotators, K observed, K true): P(answer | truth)
+    # (n_annotators, K observed, K true): P(answer | truth), dense or as the rows answered
+    confusion: np.ndarray | SparseConfusion
     prior: np.ndarray  # (K,)
 
     def initial_posteriors(self, encoded: Encoded) -> np.ndarray | None:
@@ -34,8 +36,12 @@ class WarmStart:
         k = encoded.n_classes
         previous = _previous_codes(encoded.annotator_values, self.annotator_values)
         known = previous[encoded.annotators] >= 0
-        log_errors = np.log(np.maximum(self.confusion, EPSILON))
-        evidence = log_errors[previous[encoded.annotators[known]], encoded.labels[known], :]
+        annotators, labels = previous[encoded.annotators[known]], encoded.labels[known]
+        if isinstance(self.confusion, SparseConfusion):
+            rows = self.confusion.row_values(annotators, labels)
+        else:
+            rows = self.confusion[annotators, labels, :]
+        evidence = np.log(np.maximum(rows, EPSILON))
         scores = np.empty((encoded.n_tasks, k))
         for truth in range(k):
             scores[:, truth] = np.bincount(
@@ -54,10 +60,10 @@ class WarmStart:
 
 
 def warm_start_from(
-    encoded: Encoded, posteriors: np.ndarray, confusion: np.ndarray | None
+    encoded: Encoded, posteriors: np.ndarray, confusion: np.ndarray | SparseConfusion | None
 ) -> WarmStart | None:
     """The model a fit leaves behind (None for methods without confusion matrices)."""
-    if confusion is None or confusion.ndim != 3:
+    if confusion is None or len(confusion.shape) != 3:
         return None
     prior = posteriors.mean(axis=0) if posteriors.shape[0] else np.full(posteriors.shape[1], 1.0)
     return WarmStart(
