@@ -25,6 +25,7 @@ import orjson
 import polars as pl
 from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -747,7 +748,27 @@ def create_app(
         )
     app.add_middleware(NoSniffing)
     _routes(app, context)
+    _answer_head_as_get(app)
     return app
+
+
+def _answer_head_as_get(app: FastAPI) -> None:
+    """HEAD on every GET endpoint that has no HEAD of its own: the same checks and headers,
+    the body left out by the server (uvicorn sends none for HEAD). HTTP asks it wherever GET
+    is answered, and uptime checkers and caches probe with it; FastAPI, unlike Starlette's own
+    routes, adds no HEAD. Left out of the OpenAPI spec, where it would double every path."""
+    routes = [route for route in app.routes if isinstance(route, APIRoute)]
+    own_head = {route.path for route in routes if "HEAD" in (route.methods or ())}
+    for route in routes:
+        if "GET" in (route.methods or ()) and route.path not in own_head:
+            app.add_api_route(
+                route.path,
+                route.endpoint,
+                methods=["HEAD"],
+                response_class=route.response_class,
+                name=f"{route.name}_head",
+                include_in_schema=False,
+            )
 
 
 def _routes(app: FastAPI, context: Context) -> None:

@@ -492,10 +492,12 @@ def forecast_calibrated(
     lengths = history.group_by("id").len().sort("len")
     if lengths.height and lengths.item(0, "len") < minimum:
         series_id, length = lengths.row(0)
+        # Without --backtest-windows the windows are already the fewest the options allow.
+        fewer = "fewer --backtest-windows, " if backtest_windows else ""
         raise ValueError(
             f"series {series_id!r} has {length} points; the backtest needs at least {minimum} "
-            "(windows x step + horizon + room to fit). "
-            "Use fewer --backtest-windows, a shorter --horizon or a shorter --season-length."
+            f"({windows} window(s) x step + horizon + room to fit). "
+            f"Use {fewer}a shorter --horizon or a shorter --season-length, or a longer history."
         )
     span = _span(freq, steps=horizon)
     if not calibrate:

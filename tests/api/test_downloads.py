@@ -101,6 +101,27 @@ def test_a_download_answers_head_and_byte_ranges(served):
     assert "Range" in operations["get"]["description"]
 
 
+def test_every_get_endpoint_answers_head_with_its_headers_and_no_body(served):
+    """HTTP asks a server to answer HEAD wherever it answers GET (uptime checkers and caches
+    probe with it); every endpoint but the dataset files answered 405."""
+    headers = {"Authorization": f"Bearer {served.tokens['all']}"}
+    for path in ("/health", "/ready", "/projects", f"/datasets/{PROJECT}/latest", "/datasets"):
+        got = httpx.get(f"{served.url}/v1{path}", headers=headers, timeout=30)
+        head = httpx.head(f"{served.url}/v1{path}", headers=headers, timeout=30)
+        assert got.status_code == 200, (path, got.text)
+        assert head.status_code == 200, (path, head.status_code)
+        assert head.content == b"", path
+        for name in ("content-type", "content-length", "etag"):
+            assert head.headers.get(name) == got.headers.get(name), (path, name)
+    # Checked as GET is: no token, no answer; an unknown parameter, a 422.
+    assert httpx.head(f"{served.url}/v1/projects", timeout=30).status_code == 401
+    unknown = httpx.head(f"{served.url}/v1/projects?offset=3", headers=headers, timeout=30)
+    assert unknown.status_code == 422 and unknown.content == b""
+    # The spec lists HEAD where it differs from GET (the files' ranges) and nowhere else.
+    paths = httpx.get(f"{served.url}/openapi.json").json()["paths"]
+    assert "head" not in paths["/v1/projects"]
+
+
 @pytest.mark.services
 def test_a_download_from_an_s3_lake_answers_head_and_byte_ranges(served, monkeypatch):
     import boto3

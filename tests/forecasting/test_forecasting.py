@@ -773,3 +773,17 @@ def test_set_aside_short_keeps_a_series_the_calibrated_backtest_can_take():
         frame, horizon=24, season_length=24, backtest_windows=2, calibrate=True
     )
     assert kept["id"].unique().to_list() == ["enough"] and list(reasons) == ["short"]
+
+
+def test_too_short_a_series_is_not_told_to_use_fewer_windows_it_did_not_ask_for(tmp_path):
+    # Without --backtest-windows the command already takes the fewest windows the options
+    # allow, so advising fewer sent users to an option that could not help.
+    rows = [f"2024-01-01T{hour:02d}:00:00,{hour}" for hour in range(10)]
+    (tmp_path / "short.csv").write_text("time,value\n" + "\n".join(rows) + "\n")
+    base = [str(tmp_path / "short.csv"), "--time-col", "time", "--value-col", "value"]
+    default = CliRunner().invoke(forecast_command, base)
+    assert default.exit_code != 0
+    assert "needs at least" in default.output and "1 window(s)" in default.output
+    assert "--backtest-windows" not in default.output
+    asked = CliRunner().invoke(forecast_command, [*base, "--backtest-windows", "3"])
+    assert "3 window(s)" in asked.output and "fewer --backtest-windows" in asked.output
