@@ -45,10 +45,10 @@ def aggregate_kind(
             iterations=result.iterations,
         )
     declared = kind_method(kind, method)
-    result = declared.aggregate(judgments, method=declared.name, gold=gold, **options)
+    aggregated = declared.aggregate(judgments, method=declared.name, gold=gold, **options)
     if kind in _GOLD_REPLACES_AGGREGATE and gold is not None and gold.height:
-        result = replace(result, labels=gold_answers(kind, result.labels, gold))
-    return result
+        aggregated = replace(aggregated, labels=gold_answers(kind, aggregated.labels, gold))
+    return aggregated
 
 
 # The kinds whose own fit does not already return a gold task's answer at confidence 1: their
@@ -70,9 +70,7 @@ def gold_answers(kind: str, labels: pl.DataFrame, gold: pl.DataFrame) -> pl.Data
     if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
         names = [f.name for f in dtype.inner.fields]
         fields = [
-            (pl.element().struct.field(name) if name != "confidence" else pl.lit(1.0)).alias(
-                name
-            )
+            (pl.element().struct.field(name) if name != "confidence" else pl.lit(1.0)).alias(name)
             for name in names
         ]
         answer = answer.list.eval(pl.struct(*fields))
@@ -88,8 +86,9 @@ def gold_answers(kind: str, labels: pl.DataFrame, gold: pl.DataFrame) -> pl.Data
         pl.when(is_gold).then(pl.col("_gold")).otherwise(pl.col(column)).alias(column),
         pl.when(is_gold).then(1.0).otherwise(pl.col("confidence")).alias("confidence"),
     ]
-    if kind == "multilabel" and "probability" in labels.columns:
-        classes = [f.name for f in labels.schema["probability"].fields]
+    probability = labels.schema.get("probability")
+    if kind == "multilabel" and isinstance(probability, pl.Struct):
+        classes = [f.name for f in probability.fields]
         if classes:
             replaced.append(
                 pl.when(is_gold)

@@ -577,3 +577,25 @@ def test_a_gold_task_aggregates_as_its_gold_answer_at_confidence_one(kind: str) 
         .equals(comparable_values(gold, kind).sort("task_id"))
     ), kind
     assert on_gold["confidence"].to_list() == [1.0] * gold.height, kind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_budget_left_over_is_not_spent_on_gold_tasks(kind: str) -> None:
+    # Every task gold: the policy has nothing to learn, however much budget is left.
+    if kind == "categorical":
+        judgments = pl.DataFrame(
+            {
+                "task_id": [f"t{i}" for i in range(20) for _ in range(5)],
+                "annotator_id": [f"a{k}" for _ in range(20) for k in range(5)],
+                "label": [["x", "y"][(i + k) % 3 == 0] for i in range(20) for k in range(5)],
+            }
+        )
+        gold = pl.DataFrame({"task_id": [f"t{i}" for i in range(20)], "label": ["y"] * 20})
+    else:
+        judgments, truth = _project(kind, tasks=20, overlap=5)
+        gold = _gold_unlike_the_crowd(kind, truth, tasks=truth.height - 1)
+        judgments = judgments.join(gold.select("task_id"), on="task_id", how="semi")
+    options = PolicyOptions(min_votes=2, max_votes=5, target_confidence=0.95, budget=0.8)
+    result = replay(judgments, confidence=confidence_function(kind, gold=gold), options=options)
+    assert result.decisions == {DONE: gold.height}, kind
+    assert result.judgments_used == options.min_votes * gold.height, kind
