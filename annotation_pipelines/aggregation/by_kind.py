@@ -7,13 +7,14 @@ Both return a `KindAggregation`, so assets, the CLI and the replay read one shap
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
 
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.registry import AUTO, kind_method
-from annotation_pipelines.kinds import check_kind
+from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
 
 
 def aggregate_kind(
@@ -44,4 +45,60 @@ def aggregate_kind(
             iterations=result.iterations,
         )
     declared = kind_method(kind, method)
-    return declared.aggregate(judgments, method=declared.name, gold=gold, **options)
+    aggregated = declared.aggregate(judgments, method=declared.name, gold=gold, **options)
+    if kind in _GOLD_REPLACES_AGGREGATE and gold is not None and gold.height:
+        aggregated = replace(aggregated, labels=gold_answers(kind, aggregated.labels, gold))
+    return aggregated
+
+
+# The kinds whose own fit does not already return a gold task's answer at confidence 1: their
+# methods use gold to judge annotators, or anchor it with a finite weight (boxes) or cut it at
+# the crowd's span boundaries (spans). Numeric fixes a gold task's value in the fit itself;
+# pairwise aggregates items, not tasks.
+_GOLD_REPLACES_AGGREGATE = frozenset({"multilabel", "ranking", "spans", "boxes", "text"})
+
+
+def gold_answers(kind: str, labels: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
+    """`labels` (one row per task, as the kind's method returns them) with each gold task's
+    value replaced by its gold answer at confidence 1: a gold task's value is known, so the
+    crowd's consensus, however confident, is not its answer, and the policy asks nothing more
+    for it. Spans and boxes get confidence 1 on each gold item; a multilabel task's class
+    probabilities are 1 for the gold classes and 0 for the others."""
+    (column,) = VALUE_COLUMNS[kind]
+    dtype = labels.schema[column]
+    answer = pl.col(column)
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
+        names = [f.name for f in dtype.inner.fields]
+        fields = [
+            (pl.element().struct.field(name) if name != "confidence" else pl.lit(1.0)).alias(name)
+            for name in names
+        ]
+        answer = answer.list.eval(pl.struct(*fields))
+    known = (
+        gold.select(pl.col("task_id").cast(labels.schema["task_id"]), answer.alias("_gold"))
+        .filter(pl.col("_gold").is_not_null())
+        .unique("task_id", keep="first", maintain_order=True)
+        .with_columns(pl.col("_gold").cast(dtype), _is_gold=pl.lit(True))
+    )
+    joined = labels.join(known, on="task_id", how="left", maintain_order="left")
+    is_gold = pl.col("_is_gold").fill_null(False)
+    replaced = [
+        pl.when(is_gold).then(pl.col("_gold")).otherwise(pl.col(column)).alias(column),
+        pl.when(is_gold).then(1.0).otherwise(pl.col("confidence")).alias("confidence"),
+    ]
+    probability = labels.schema.get("probability")
+    if kind == "multilabel" and isinstance(probability, pl.Struct):
+        classes = [f.name for f in probability.fields]
+        if classes:
+            replaced.append(
+                pl.when(is_gold)
+                .then(
+                    pl.struct(
+                        pl.col("_gold").list.contains(pl.lit(name)).cast(pl.Float64).alias(name)
+                        for name in classes
+                    )
+                )
+                .otherwise(pl.col("probability"))
+                .alias("probability")
+            )
+    return joined.with_columns(replaced).select(labels.columns).cast(labels.schema)

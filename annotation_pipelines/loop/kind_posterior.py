@@ -94,9 +94,19 @@ class KindConfidence:
             judgments, kind=self.kind, method=self.method, gold=self.gold, **self.options
         )
         self.set_aside = result.set_aside
-        return policy_confidence(
+        table = policy_confidence(
             self.kind, result.labels, judgments, scale=self.options.get("scale")
         )
+        return with_known(table, self.gold)
+
+
+def with_known(table: pl.DataFrame, gold: pl.DataFrame | None) -> pl.DataFrame:
+    """`table` (one row per task) with `known`: whether gold holds the task's answer, which the
+    policy reads as done for good (`policy.decide`). Unchanged without gold."""
+    if gold is None:
+        return table
+    ids = gold.get_column("task_id").cast(table.schema["task_id"]).drop_nulls().unique()
+    return table.with_columns(known=pl.col("task_id").is_in(ids.implode()))
 
 
 def policy_confidence(

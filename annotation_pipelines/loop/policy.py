@@ -160,7 +160,8 @@ def decide(
     """One row per task: `task_id`, `confidence`, `n_votes`, `decision`, `reason`.
 
     `confidence` is a `ConfidenceFunction`'s output, optionally with a boolean `exhausted`
-    (no judgment can be had for the task: it is done as it stands) and with `top_votes` and
+    (no judgment can be had for the task: it is done as it stands), a boolean `known` (a gold
+    task: done whatever its votes, never asked, not even to spend a budget) and with `top_votes` and
     `runner_up_votes` (the counts of the task's two most frequent answers), which make the
     stopping confidence `stopping_confidence` (the module docstring says why). `budget_left`
     (crowd judgments still affordable; None: unlimited) caps this round's requests, least
@@ -203,6 +204,15 @@ def decide(
         else np.zeros(values.shape, dtype=bool)
     )
     decision[exhausted & (decision == NEEDS_ANOTHER_JUDGMENT)] = DONE
+    # A gold task's answer is known: no judgment can change it, not even one a budget left
+    # over would buy.
+    known = (
+        confidence.get_column("known").fill_null(False).to_numpy().astype(bool)
+        if "known" in confidence.columns
+        else np.zeros(values.shape, dtype=bool)
+    )
+    decision[known] = DONE
+    exhausted = exhausted | known
     wanting = np.flatnonzero(decision == NEEDS_ANOTHER_JUDGMENT)
     spending = np.zeros(values.shape, dtype=bool)
     if (
@@ -233,6 +243,8 @@ def decide(
         decision[order[min(affordable, per_round) :]] = DEFERRED
         waiting[order[per_round:affordable]] = True
     reason = _reasons(decision, values, votes, remaining, exhausted, spending, waiting, options)
+    for index in np.flatnonzero(known):
+        reason[index] = f"gold: the answer is known (confidence {values[index]:.3f})"
     return frame.with_columns(
         pl.Series("decision", decision.tolist(), dtype=pl.String),
         pl.Series("reason", reason, dtype=pl.String),

@@ -19,7 +19,11 @@ from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.aggregation.registry import AUTO, METHODS
 from annotation_pipelines.aggregation.warm_start import WarmStart
 from annotation_pipelines.kinds import KINDS as ALL_KINDS
-from annotation_pipelines.loop.kind_posterior import KindConfidence, PairwiseConfidence
+from annotation_pipelines.loop.kind_posterior import (
+    KindConfidence,
+    PairwiseConfidence,
+    with_known,
+)
 from annotation_pipelines.loop.policy import ConfidenceFunction
 from annotation_pipelines.scale import RatingScale
 
@@ -103,9 +107,10 @@ class CategoricalConfidence:
         self._warm_start = result.warm_start
         self.iterations.append(result.iterations)
         self.posterior = result.labels.select("task_id", "posterior")
-        return result.labels.select("task_id", "label", "confidence", "n_votes").join(
+        table = result.labels.select("task_id", "label", "confidence", "n_votes").join(
             vote_split(judgments), on="task_id", how="left", maintain_order="left"
         )
+        return with_known(table, self.gold)
 
 
 def vote_split(judgments: pl.DataFrame) -> pl.DataFrame:

@@ -18,6 +18,7 @@ from annotation_pipelines.kinds import KINDS, VALUE_COLUMNS
 from annotation_pipelines.loop.command import replay_methods
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
+    comparable_values,
     numeric_confidence,
     numeric_tolerance,
     oriented_winners,
@@ -521,3 +522,80 @@ def test_pairwise_policy_reads_no_certainty_when_every_vote_names_one_side() -> 
     assert table["confidence"].max() < 0.99
     lone = table.filter(pl.col("task_id") == "p3")["confidence"].item()
     assert lone < table.filter(pl.col("task_id") == "p1")["confidence"].item()
+
+
+def _gold_unlike_the_crowd(kind: str, truth: pl.DataFrame, tasks: int = 12) -> pl.DataFrame:
+    """Gold for the first `tasks` tasks that the crowd's consensus cannot give: each task gets
+    the next task's true answer (a pair its winner mirrored, a ranking its truth reversed)."""
+    chosen = truth.head(tasks + 1)
+    if kind == "pairwise":
+        flipped = (
+            pl.when(pl.col("winner") == "left")
+            .then(pl.lit("right"))
+            .when(pl.col("winner") == "right")
+            .then(pl.lit("left"))
+            .otherwise(pl.lit("left"))
+        )
+        return chosen.head(tasks).with_columns(winner=flipped)
+    if kind == "ranking":
+        return chosen.head(tasks).with_columns(pl.col("ranking").list.reverse())
+    values = [c for c in chosen.columns if c != "task_id"]
+    return chosen.head(tasks).select("task_id").hstack(chosen.tail(tasks).select(values))
+
+
+@pytest.mark.parametrize("kind", NON_CATEGORICAL)
+def test_a_gold_task_replays_as_its_gold_answer_and_asks_nothing_more(kind: str) -> None:
+    judgments, truth = _project(kind, tasks=40, overlap=5)
+    gold = _gold_unlike_the_crowd(kind, truth)
+    options = PolicyOptions(min_votes=2, max_votes=5, target_confidence=KIND_TARGETS[kind])
+    result = replay(judgments, confidence=confidence_function(kind, gold=gold), options=options)
+    label_column = "winner" if kind == "pairwise" else VALUE_COLUMNS[kind][0]
+    labels = result.labels.rename({"label": label_column})
+    if kind == "pairwise":
+        expected = oriented_winners(gold, like=judgments).rename({"label": "winner"})
+        got = labels.join(gold.select("task_id"), on="task_id").select("task_id", "winner")
+    else:
+        expected = comparable_values(gold, kind)
+        got = comparable_values(labels.join(gold.select("task_id"), on="task_id"), kind)
+    assert got.sort("task_id").equals(expected.sort("task_id")), kind
+    on_gold = labels.join(gold.select("task_id"), on="task_id")
+    assert on_gold["confidence"].to_list() == [1.0] * gold.height, kind
+    assert result.revealed is not None
+    revealed = result.revealed.join(gold.select("task_id"), on="task_id").group_by("task_id").len()
+    assert revealed["len"].to_list() == [options.min_votes] * gold.height, kind
+
+
+@pytest.mark.parametrize("kind", [k for k in NON_CATEGORICAL if k != "pairwise"])
+def test_a_gold_task_aggregates_as_its_gold_answer_at_confidence_one(kind: str) -> None:
+    judgments, truth = _project(kind, tasks=40, overlap=5)
+    gold = _gold_unlike_the_crowd(kind, truth)
+    labels = aggregate_kind(judgments, kind=kind, gold=gold).labels
+    on_gold = labels.join(gold.select("task_id"), on="task_id")
+    assert (
+        comparable_values(on_gold, kind)
+        .sort("task_id")
+        .equals(comparable_values(gold, kind).sort("task_id"))
+    ), kind
+    assert on_gold["confidence"].to_list() == [1.0] * gold.height, kind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_budget_left_over_is_not_spent_on_gold_tasks(kind: str) -> None:
+    # Every task gold: the policy has nothing to learn, however much budget is left.
+    if kind == "categorical":
+        judgments = pl.DataFrame(
+            {
+                "task_id": [f"t{i}" for i in range(20) for _ in range(5)],
+                "annotator_id": [f"a{k}" for _ in range(20) for k in range(5)],
+                "label": [["x", "y"][(i + k) % 3 == 0] for i in range(20) for k in range(5)],
+            }
+        )
+        gold = pl.DataFrame({"task_id": [f"t{i}" for i in range(20)], "label": ["y"] * 20})
+    else:
+        judgments, truth = _project(kind, tasks=20, overlap=5)
+        gold = _gold_unlike_the_crowd(kind, truth, tasks=truth.height - 1)
+        judgments = judgments.join(gold.select("task_id"), on="task_id", how="semi")
+    options = PolicyOptions(min_votes=2, max_votes=5, target_confidence=0.95, budget=0.8)
+    result = replay(judgments, confidence=confidence_function(kind, gold=gold), options=options)
+    assert result.decisions == {DONE: gold.height}, kind
+    assert result.judgments_used == options.min_votes * gold.height, kind

@@ -205,3 +205,19 @@ def test_a_confident_task_short_of_min_votes_says_so_when_it_waits_or_the_budget
     decided = decide(_tasks([0.99], [1]), options, budget_left=0)
     assert _decisions(decided) == [DEFERRED]
     assert decided.get_column("reason")[0] == "1 vote(s) < min_votes 3; budget spent"
+
+
+def test_a_known_task_is_done_whatever_its_votes_and_budget() -> None:
+    frame = pl.DataFrame(
+        {
+            "task_id": ["gold_low", "gold_few", "open"],
+            "confidence": [0.4, 1.0, 0.99],
+            "n_votes": [3, 1, 3],
+            "known": [True, True, False],
+        }
+    )
+    options = PolicyOptions(min_votes=3, target_confidence=0.9, budget=0.5)
+    decided = decide(frame, options, budget_left=10)
+    # Only the open task is left to spend the budget on, though both gold tasks rank below it.
+    assert decided["decision"].to_list() == [DONE, DONE, NEEDS_ANOTHER_JUDGMENT]
+    assert decided["reason"][0].startswith("gold: the answer is known")
