@@ -18,10 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_many_classes import judgments as many_class_judgments
 
 JUDGMENTS = 30_000
 ANNOTATORS = 50
@@ -29,21 +30,8 @@ VOTES_PER_TASK = 5
 
 
 def judgments(classes: int, seed: int = 0) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    tasks = JUDGMENTS // VOTES_PER_TASK
-    truth = rng.integers(0, classes, tasks)
-    task = np.repeat(np.arange(tasks), VOTES_PER_TASK)
-    annotator = np.concatenate(
-        [rng.choice(ANNOTATORS, VOTES_PER_TASK, replace=False) for _ in range(tasks)]
-    )
-    wrong = (truth[task] + rng.integers(1, classes, task.size)) % classes
-    label = np.where(rng.random(task.size) < 0.7, truth[task], wrong)
-    return pl.DataFrame(
-        {
-            "task_id": [f"t{value}" for value in task],
-            "annotator_id": [f"a{value}" for value in annotator],
-            "label": [f"c{value}" for value in label],
-        }
+    return many_class_judgments(
+        classes, ANNOTATORS, JUDGMENTS // VOTES_PER_TASK, VOTES_PER_TASK, seed
     )
 
 
