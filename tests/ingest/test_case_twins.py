@@ -152,11 +152,15 @@ def test_a_twin_row_holding_a_list_value_is_quarantined_whole():
         assert once.judgments["project"].to_list() == ["Baz"], order
 
 
-def test_two_exports_staging_twin_spellings_at_once_stage_one(env):
+def test_two_exports_staging_twin_spellings_at_once_stage_one(env, tmp_path):
     """Two runs at the same moment each checked the other's spelling against a staging that
     did not hold it yet, and both were staged. The staging lock makes the second run's check
     read the first run's commit."""
-    defs, instance, landing = env
+    defs, _, landing = env
+    # On disk: two runs writing one in-memory SQLite at once fail with "database table is
+    # locked" (it does not wait), where the on-disk one waits for its lock.
+    (tmp_path / "home").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "home"))
     header = "task_id,annotator_id,label,submitted_at\n"
     rows = header + "t1,a1,pos,2026-11-02T10:00:00Z\n"
     paths = ["exports/reviews/csv/batch-1.csv", "exports/Reviews/csv/batch-2.csv"]
