@@ -53,6 +53,7 @@ from annotation_pipelines.ingest.validation import (
 from annotation_pipelines.ingest.values import ValueShapeError, box_context, normalize
 from annotation_pipelines.kinds import (
     BOX_CONTEXT,
+    CONTEXT_DTYPES,
     COORDINATE_UNITS,
     ONE_JUDGMENT_PER_ANNOTATOR,
     VALUE_COLUMNS,
@@ -981,7 +982,9 @@ def _plain_rows(
     columns += [
         pl.col(source).cast(VALUE_DTYPES[name]).alias(name) for name, source in sources.items()
     ]
-    columns += [pl.col(name).cast(BOX_CONTEXT_DTYPES[name]) for name in context]
+    # A context column that does not cast to the lake's dtype (a size given as text) sends
+    # every row to the per-row check.
+    columns += [pl.col(name).cast(CONTEXT_DTYPES[name]) for name in context]
     try:
         typed = frame.select(*columns, _ROW)
     except pl.exceptions.PolarsError:
@@ -1061,15 +1064,6 @@ def _plain_value(kind: str) -> list[pl.Expr]:
         )
         return [pl.col("boxes").list.eval(bad.fill_null(True).any()).list.first().not_()]
     return []
-
-
-# The dtypes a boxes row's context is read in on the vectorised path; a column of another
-# dtype that does not cast (a size given as text) sends every row to the per-row check.
-BOX_CONTEXT_DTYPES: dict[str, pl.DataType] = {
-    "coordinates": pl.String(),
-    "image_width": pl.Float64(),
-    "image_height": pl.Float64(),
-}
 
 
 def _plain_context(frame: pl.DataFrame) -> list[pl.Expr]:

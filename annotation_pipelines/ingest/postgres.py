@@ -65,7 +65,13 @@ from annotation_pipelines.ingest.validation import (
     safe_project,
     spelled_as_label_set,
 )
-from annotation_pipelines.kinds import COORDINATE_UNITS, DEFAULT_KIND, VALUE_COLUMNS
+from annotation_pipelines.kinds import (
+    BOX_CONTEXT,
+    CONTEXT_DTYPES,
+    COORDINATE_UNITS,
+    DEFAULT_KIND,
+    VALUE_COLUMNS,
+)
 from annotation_pipelines.numbers import finite
 from annotation_pipelines.scale import RatingScale, declared_scales
 from annotation_pipelines.schema import UTC_TIMESTAMP
@@ -97,11 +103,7 @@ EXTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
 KIND_ANSWER_COLUMNS = ("kind", "answer")
 KIND_TABLES = ("judgments", "gold_labels")
 # What a boxes answer may say of how it is measured, beside its boxes.
-_BOX_CONTEXT: dict[str, pl.DataType] = {
-    "coordinates": pl.String(),
-    "image_width": pl.Float64(),
-    "image_height": pl.Float64(),
-}
+_BOX_CONTEXT: dict[str, pl.DataType] = {name: CONTEXT_DTYPES[name] for name in BOX_CONTEXT}
 # The key each extracted table is upserted by.
 EXTRACT_KEYS: dict[str, str] = {
     "judgments": "judgment_id",

@@ -65,6 +65,8 @@ from annotation_pipelines.ingest.values import (
     span_past_text,
 )
 from annotation_pipelines.kinds import (
+    BOX_CONTEXT,
+    CONTEXT_DTYPES,
     DEFAULT_KIND,
     KINDS,
     VALUE_COLUMNS,
@@ -380,9 +382,7 @@ def _value_rows(
 
 # The staged columns of a boxes row's context, and the error and field of one not kept.
 _BOX_CONTEXT: dict[str, pl.DataType] = {
-    "coordinates": pl.String(),
-    "image_width": pl.Float64(),
-    "image_height": pl.Float64(),
+    **{name: CONTEXT_DTYPES[name] for name in BOX_CONTEXT},
     "_context_error": pl.String(),
     "_context_field": pl.String(),
 }
