@@ -4,6 +4,7 @@ names an endpoint does not take, and a bounded number's error says its range."""
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Iterator, Mapping
 
 from fastapi import Request
@@ -87,9 +88,7 @@ async def refuse_unknown(request: Request) -> None:
 def _refuse_repeated(request: Request) -> None:
     """A 422 naming every parameter given more than once: every one the API takes is a single
     value, and the validator kept the last silently (`day=A&day=B` served B alone)."""
-    counts: dict[str, int] = {}
-    for name, _ in request.query_params.multi_items():
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(name for name, _ in request.query_params.multi_items())
     repeated = sorted(name for name, count in counts.items() if count > 1)
     if not repeated:
         return
