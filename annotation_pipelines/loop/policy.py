@@ -198,19 +198,11 @@ def decide(
     decision[below & (at_max | expert_cheaper)] = ESCALATE
     # However confident, a task with fewer than `min_votes` is not yet a consensus.
     decision[(votes < options.min_votes) & (decision == DONE)] = NEEDS_ANOTHER_JUDGMENT
-    exhausted = (
-        confidence.get_column("exhausted").fill_null(False).to_numpy().astype(bool)
-        if "exhausted" in confidence.columns
-        else np.zeros(values.shape, dtype=bool)
-    )
+    exhausted = _flag(confidence, "exhausted")
     decision[exhausted & (decision == NEEDS_ANOTHER_JUDGMENT)] = DONE
     # A gold task's answer is known: no judgment can change it, not even one a budget left
     # over would buy.
-    known = (
-        confidence.get_column("known").fill_null(False).to_numpy().astype(bool)
-        if "known" in confidence.columns
-        else np.zeros(values.shape, dtype=bool)
-    )
+    known = _flag(confidence, "known")
     decision[known] = DONE
     exhausted = exhausted | known
     wanting = np.flatnonzero(decision == NEEDS_ANOTHER_JUDGMENT)
@@ -293,6 +285,13 @@ def expected_votes_to_target(
     needed = np.ceil(np.maximum(missing, 0.0) / per_vote)
     room = np.maximum(options.max_votes - votes, 0)
     return np.where(missing > 0, np.maximum(np.minimum(needed, room), 1), 0).astype(np.float64)
+
+
+def _flag(confidence: pl.DataFrame, name: str) -> np.ndarray:
+    """The optional boolean column `name` of `confidence` as an array (missing, null: False)."""
+    if name not in confidence.columns:
+        return np.zeros(confidence.height, dtype=bool)
+    return confidence.get_column(name).fill_null(False).to_numpy().astype(bool)
 
 
 def _reasons(
