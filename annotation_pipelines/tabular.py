@@ -693,6 +693,7 @@ def read_kind_table(
     row_column: str | None = None,
     scale: RatingScale | None = None,
     column_options: Mapping[str, str] | None = None,
+    coordinates: str | None = None,
 ) -> KindTable:
     """Judgments (or, with `annotator_column=None`, gold) of `kind` from `path`.
 
@@ -713,9 +714,15 @@ def read_kind_table(
     `scale` (numeric only): the declared rating scale; a value outside it (or off its step) is
     quarantined as `outside_scale`, the message naming the scale, before duplicates are
     resolved, as ingest checks it.
+
+    `coordinates` (boxes only): the unit of a row that gives none (no `coordinates` column, or
+    an empty cell); a row's own unit wins. Its boxes are then checked against the image as a
+    row that gives the unit is.
     """
     path = Path(path)
     check_kind(kind)
+    if coordinates is not None and (kind != "boxes" or coordinates not in COORDINATE_UNITS):
+        raise ValueError(f"a unit ({coordinates!r}) applies to boxes in pixel or percent only")
     canonical = VALUE_COLUMNS[kind]
     if value_column is not None and len(canonical) > 1:
         raise InputError(
@@ -747,7 +754,9 @@ def read_kind_table(
         label = [sources["label"]] if kind == "categorical" else []
         frame, non_finite = _split_non_finite(frame, [*ids.values(), *label])
         frame = _typed_as_text(frame, [*ids.values(), *label])
-        split = _plain_rows(frame, kind=kind, ids=ids, sources=sources, context=context)
+        split = _plain_rows(
+            frame, kind=kind, ids=ids, sources=sources, context=context, unit=coordinates
+        )
         if split is not None:
             plain, frame = split
         # The rows cast to text would spell a NaN id "NaN": they go through the per-row
@@ -765,7 +774,9 @@ def read_kind_table(
             row: dict[str, Any] = {
                 name: _identifier(record, source) for name, source in ids.items()
             }
-            row.update(_value(record, kind=kind, sources=sources, text_cells=text_cells))
+            row.update(
+                _value(record, kind=kind, sources=sources, text_cells=text_cells, unit=coordinates)
+            )
         except _Refused as refused:
             if refused.reason == MISSING_FIELD and refused.field == annotator_column:
                 refused.reason = MISSING_ANNOTATOR
@@ -946,6 +957,19 @@ def _frame_records(frame: pl.DataFrame) -> Iterator[tuple[int, dict[str, Any] | 
             yield int(record.pop(_ROW)), record
 
 
+# What a pixel box is checked against: the image's size, given beside it.
+IMAGE_SIZE_COLUMNS: tuple[str, ...] = ("image_width", "image_height")
+
+
+def missing_image_size(path: str | Path) -> tuple[list[str], list[str]]:
+    """(the `IMAGE_SIZE_COLUMNS` the table at `path` lacks, the columns it has); nothing lacks
+    in a file that cannot be read, for its reader to say why."""
+    have = _header(Path(path))
+    if have is None:
+        return [], []
+    return [name for name in IMAGE_SIZE_COLUMNS if name not in have], have
+
+
 def _box_context_columns(path: Path, *, kind: str, taken: Sequence[str]) -> list[str]:
     """The columns of a boxes table at `path` that say what image its boxes measure
     (`kinds.BOX_CONTEXT`, the names ingest reads), each read when the file has it."""
@@ -962,9 +986,10 @@ def _plain_rows(
     ids: Mapping[str, str],
     sources: Mapping[str, str],
     context: Sequence[str] = (),
+    unit: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """(rows that are plainly valid, in canonical columns; the other rows as read), or None
-    when the file's dtypes are not the kind's.
+    when the file's dtypes are not the kind's. `unit`: the boxes' unit where a row gives none.
 
     A typed Parquet file is checked in a few vectorised expressions, so a million spans load in
     a fraction of a second; only the rows these expressions doubt go through the per-row check,
@@ -997,7 +1022,7 @@ def _plain_rows(
             for name in ids
         ),
         *_plain_value(kind),
-        *(_plain_context(typed) if context else ()),
+        *(_plain_context(typed, unit) if context or unit else ()),
     ).fill_null(False)
     good = typed.filter(plain).drop(context)
     doubtful = frame.join(good.select(_ROW), on=_ROW, how="anti", maintain_order="left")
@@ -1066,14 +1091,14 @@ def _plain_value(kind: str) -> list[pl.Expr]:
     return []
 
 
-def _plain_context(frame: pl.DataFrame) -> list[pl.Expr]:
+def _plain_context(frame: pl.DataFrame, unit: str | None = None) -> list[pl.Expr]:
     """Conditions under which each row's unit and image size (the `BOX_CONTEXT` columns
-    `frame` has) are certainly valid and its boxes inside the image; `box_context` and
-    `values.inside_image` decide the others, and say why."""
-    conditions = _inside_image(frame)
+    `frame` has; `unit` where a row gives none) are certainly valid and its boxes inside the
+    image; `box_context` and `values.inside_image` decide the others, and say why."""
+    conditions = _inside_image(frame, unit)
     if "coordinates" in frame.columns:
-        unit = pl.col("coordinates")
-        conditions.append(unit.is_null() | unit.is_in(list(COORDINATE_UNITS)))
+        given = pl.col("coordinates")
+        conditions.append(given.is_null() | given.is_in(list(COORDINATE_UNITS)))
     for name in ("image_width", "image_height"):
         if name in frame.columns:
             size = pl.col(name)
@@ -1081,15 +1106,16 @@ def _plain_context(frame: pl.DataFrame) -> list[pl.Expr]:
     return conditions
 
 
-def _inside_image(frame: pl.DataFrame) -> list[pl.Expr]:
+def _inside_image(frame: pl.DataFrame, default_unit: str | None = None) -> list[pl.Expr]:
     """Conditions under which each row's boxes certainly lie inside the image its
-    `coordinates`, `image_width` and `image_height` (those `frame` has) say; `values.inside_image`
-    decides the others."""
+    `coordinates` (`default_unit` where it gives none), `image_width` and `image_height` (those
+    `frame` has) say; `values.inside_image` decides the others."""
 
     def given(name: str) -> pl.Expr:
         return pl.col(name) if name in frame.columns else pl.lit(None)
 
-    unit = given("coordinates").cast(pl.String)
+    # A blank unit is not filled here: it is no plain row, and `_value` reads it as none.
+    unit = given("coordinates").cast(pl.String).fill_null(pl.lit(default_unit, pl.String))
     element = pl.element().struct
     boxes = pl.col("boxes")
 
@@ -1269,13 +1295,22 @@ def _identifier(record: Mapping[str, Any], column: str) -> str:
 
 
 def _value(
-    record: Mapping[str, Any], *, kind: str, sources: Mapping[str, str], text_cells: bool
+    record: Mapping[str, Any],
+    *,
+    kind: str,
+    sources: Mapping[str, str],
+    text_cells: bool,
+    unit: str | None = None,
 ) -> dict[str, Any]:
     raw = {name: record.get(source) for name, source in sources.items()}
     try:
         if kind == "boxes":
-            # Checked against the image the row says its boxes measure, as ingest checks.
-            raw.update(box_context({name: record.get(name) for name in BOX_CONTEXT}))
+            # Checked against the image the row says its boxes measure, as ingest checks; the
+            # declared `unit` measures a row that says none.
+            context = box_context({name: record.get(name) for name in BOX_CONTEXT})
+            if context["coordinates"] is None:
+                context["coordinates"] = unit
+            raw.update(context)
         value = normalize(kind, raw, text_cells=text_cells)
     except ValueShapeError as error:
         raise _Refused(sources.get(error.field, error.field), error.reason, str(error)) from None
@@ -1391,11 +1426,13 @@ def read_kind_inputs(
     scale: RatingScale | None = None,
     column_options: Mapping[str, str] | None = None,
     on_gold: Callable[[GoldCoverage], None] | None = None,
+    coordinates: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """A command's judgments of `kind` (quarantine summary to `warn`, quarantined rows beside
     `output_path`; `row_column`, `scale` and `column_options`, for the judgments: see
     `read_kind_table`) and its gold, if any: the rows of the tasks the judgments hold, with the
-    others named to `warn` and the count given to `on_gold`.
+    others named to `warn` and the count given to `on_gold`. `coordinates` (boxes): the unit of
+    the rows that give none, in the judgments and the gold alike (see `read_kind_table`).
     InputError when no judgment is valid or a gold row is bad: gold is the yardstick, a bad gold
     row is an error to fix, not a row to skip; GoldJudgesNothing when no gold task is judged."""
     table = read_kind_table(
@@ -1407,6 +1444,7 @@ def read_kind_inputs(
         row_column=row_column,
         scale=scale,
         column_options=column_options,
+        coordinates=coordinates,
     )
     summary = report_quarantine(table, output_path=output_path)
     if summary is not None:
@@ -1427,6 +1465,7 @@ def read_kind_inputs(
         ),
         scale=scale,
         row_column=_ROW,
+        coordinates=coordinates,
     )
     if gold.quarantined:
         raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")

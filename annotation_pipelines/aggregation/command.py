@@ -2,7 +2,7 @@
 
     annotation-pipelines aggregate INPUT --kind KIND [--method NAME] [--task-col C]
         [--annotator-col C] [--value-col C] [--gold PATH] [--output PATH]
-        [--scale MIN:MAX[:STEP]]
+        [--scale MIN:MAX[:STEP]] [--coordinates pixel|percent]
 
 KIND is one of `annotation_pipelines.kinds.KINDS`; `categorical` is the default and behaves as
 before (`--label-col` still names its value column).
@@ -41,6 +41,11 @@ the answers show and far from their task's median: a pasted id, 55 typed on a 1â
 scale) before its fit; how many, and the first by row and field, are said on stderr. They
 are valid rows, so they are not quarantined; `--scale` quarantines the ones off a declared
 scale before they reach the model.
+
+`--coordinates pixel|percent` (boxes only) is the unit of the boxes whose row gives none (no
+`coordinates` column, or an empty cell); a row's own unit wins. A box outside its image is then
+quarantined as `outside_image`, as ingest does for a row that gives its unit; `pixel` needs the
+`image_width` and `image_height` columns (see `annotation_pipelines.coordinates_option`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import polars as pl
 
 from annotation_pipelines.aggregation.api import aggregate
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
+from annotation_pipelines.coordinates_option import checked_coordinates, coordinates_option
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
@@ -135,6 +141,7 @@ scale_option = click.option(
     "<output>.quarantine.jsonl.",
 )
 @scale_option
+@coordinates_option(gold=True)
 def aggregate_command(
     input_path: Path,
     kind: str,
@@ -145,6 +152,7 @@ def aggregate_command(
     gold_path: Path | None,
     output_path: Path | None,
     scale_text: str | None,
+    coordinates: str | None,
 ) -> None:
     """Aggregate the judgments in INPUT into one label per task, with its confidence.
 
@@ -153,6 +161,7 @@ def aggregate_command(
     """
     method = _checked_method(kind, method)
     scale = checked_scale(kind, scale_text)
+    coordinates = checked_coordinates(kind, coordinates, input_path, gold_path)
     if kind == "pairwise" and value_col is not None:
         raise click.BadParameter(
             f"does not apply to pairwise, whose columns are {', '.join(VALUE_COLUMNS[kind])}",
@@ -181,6 +190,7 @@ def aggregate_command(
                 gold_path=gold_path,
                 output_path=output_path,
                 scale=scale,
+                coordinates=coordinates,
             )
         if output_path is not None:
             write_output(result, output_path)
@@ -255,6 +265,7 @@ def _aggregate_kind(
     gold_path: Path | None,
     output_path: Path | None,
     scale: RatingScale | None,
+    coordinates: str | None,
 ) -> pl.DataFrame:
     rows, gold = read_kind_inputs(
         input_path,
@@ -268,6 +279,7 @@ def _aggregate_kind(
         scale=scale,
         column_options=column_options(task=task_col, annotator=annotator_col, value=value_col),
         row_column=_FILE_ROW,
+        coordinates=coordinates,
     )
     if output_path is not None:
         nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]

@@ -1,7 +1,7 @@
 """`annotation-pipelines agreement`: agreement statistics of a judgments table as JSON.
 
     annotation-pipelines agreement INPUT --kind KIND [--task-col C] [--annotator-col C]
-        [--value-col C]
+        [--value-col C] [--coordinates pixel|percent]
 
 Every kind prints `krippendorff_alpha` over the kind's distance (named in `distance`), the raw
 `mean_pairwise_agreement` (a share in [0, 1], higher is better) and `mean_pairwise_distance`
@@ -25,7 +25,8 @@ rows kept.
 
 Rows of a non-categorical kind with a missing id or value, or a value of the wrong shape, are
 left out and reported on stderr by row and field (see `aggregate`); the command fails only when
-no row is valid.
+no row is valid. `--coordinates pixel|percent` (boxes only) is the unit of the boxes whose row
+gives none, as for `aggregate --coordinates`: boxes outside the image are left out so too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import click
 import polars as pl
 
 from annotation_pipelines.agreement._encoding import LEVELS, non_numbers
+from annotation_pipelines.coordinates_option import checked_coordinates, coordinates_option
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
 
 # Resamples of the bootstrap when --bootstrap is not given: categorical keeps its historical
@@ -91,6 +93,7 @@ KIND_RESAMPLES = 1000
     help="Coverage of the bootstrap intervals.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@coordinates_option(gold=False)
 def agreement_command(
     input_path: str,
     kind: str,
@@ -101,6 +104,7 @@ def agreement_command(
     n_resamples: int | None,
     confidence: float,
     seed: int,
+    coordinates: str | None,
 ) -> None:
     """Agreement of the judgments in INPUT (CSV, TSV, Parquet or JSON Lines).
 
@@ -109,6 +113,7 @@ def agreement_command(
     mean_pairwise_distance (lower is better), n_tasks, n_annotators, n_judgments and the
     bootstrap interval ci_low, ci_high (null when a statistic is undefined).
     """
+    coordinates = checked_coordinates(kind, coordinates, input_path)
     if kind == DEFAULT_KIND:
         summary = _categorical(
             input_path,
@@ -138,6 +143,7 @@ def agreement_command(
             n_resamples=KIND_RESAMPLES if n_resamples is None else n_resamples,
             confidence=confidence,
             seed=seed,
+            coordinates=coordinates,
         )
     click.echo(json.dumps(_json_safe(summary), allow_nan=False))
 
@@ -213,6 +219,7 @@ def _kind(
     n_resamples: int,
     confidence: float,
     seed: int,
+    coordinates: str | None,
 ) -> dict[str, Any]:
     from annotation_pipelines.agreement.kinds import agreement
     from annotation_pipelines.tabular import InputError, column_options, read_kind_inputs
@@ -226,6 +233,7 @@ def _kind(
             value_column=value_col,
             warn=lambda summary: click.echo(summary, err=True),
             column_options=column_options(task=task_col, annotator=annotator_col, value=value_col),
+            coordinates=coordinates,
         )
         rows, repeated = last_per_annotator(rows, input_path=input_path)
         result = agreement(

@@ -3,7 +3,7 @@
     annotation-pipelines replay INPUT [--task-col C] [--annotator-col C] [--label-col C]
         [--kind KIND] [--method NAME] [--min-votes K] [--max-votes K]
         [--target-confidence P] [--budget FRACTION] [--gold PATH] [--output PATH]
-        [--scale MIN:MAX[:STEP]]
+        [--scale MIN:MAX[:STEP]] [--coordinates pixel|percent]
 
 INPUT rows are the judgments annotators would give, in arrival order (CSV, TSV, Parquet or
 JSON Lines). `--output` receives the final labels (`task_id,label,confidence`, as `aggregate`
@@ -24,6 +24,9 @@ With `--method auto` the JSON's `method` is the one the first round chose. Neste
 `--scale` (numeric only) declares the rating scale as `aggregate --scale` does: values outside it
 are quarantined before the replay, and the confidence's tolerance reads the declared range (and
 step) instead of the answers'.
+
+`--coordinates pixel|percent` (boxes only) is the unit of the boxes whose row gives none, as for
+`aggregate --coordinates`: boxes outside the image are quarantined before the replay.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import polars as pl
 
 from annotation_pipelines.aggregation.command import checked_scale, scale_option
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
+from annotation_pipelines.coordinates_option import checked_coordinates, coordinates_option
 from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
@@ -137,6 +141,7 @@ _DEFAULTS = RECOMMENDED
     help="Write the final labels here (.parquet, .jsonl or .csv).",
 )
 @scale_option
+@coordinates_option(gold=True)
 def replay_command(
     input_path: Path,
     task_col: str,
@@ -151,6 +156,7 @@ def replay_command(
     gold_path: Path | None,
     output_path: Path | None,
     scale_text: str | None,
+    coordinates: str | None,
 ) -> None:
     """Replay INPUT's judgments through the adaptive-redundancy policy; print the cost as JSON.
 
@@ -160,6 +166,7 @@ def replay_command(
     below the target confidence.
     """
     scale = checked_scale(kind, scale_text)
+    coordinates = checked_coordinates(kind, coordinates, input_path, gold_path)
     if method is not None and method not in replay_methods(kind):
         raise click.BadParameter(
             f"{method!r} does not aggregate kind {kind!r} in a replay; its methods are "
@@ -204,6 +211,7 @@ def replay_command(
             annotator_col=annotator_col,
             label_col=label_col,
             scale=scale,
+            coordinates=coordinates,
             on_gold=coverage.append,
         )
         if output_path is not None:
@@ -344,6 +352,7 @@ def _kind_input(
     annotator_col: str,
     label_col: str | None,
     scale: RatingScale | None,
+    coordinates: str | None,
     on_gold: Callable[[GoldCoverage], None],
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     return read_kind_inputs(
@@ -361,6 +370,7 @@ def _kind_input(
         ),
         row_column=_FILE_ROW,
         on_gold=on_gold,
+        coordinates=coordinates,
     )
 
 

@@ -1,6 +1,8 @@
 """Answers and boxes near the largest float: no overflow warning, identical boxes match, and
 ordinary data computed bit for bit as before (digests of the results taken before the
-overflow-safe arithmetic, so a change to any figure of ordinary data fails here)."""
+overflow-safe arithmetic, so a change to any figure of ordinary data fails here). With no unit
+the commands fuse such boxes, as nothing says where the image ends; `--coordinates` says it, and
+they are quarantined as outside the image."""
 
 from __future__ import annotations
 
@@ -223,3 +225,40 @@ def test_the_commands_print_no_overflow_warning(tmp_path: Path) -> None:
     for line in io.StringIO(result.stdout):
         fused = json.loads(line)["boxes"]
         assert len(fused) == 1 and fused[0]["confidence"] == pytest.approx(1.0, abs=1e-12), line
+
+
+@pytest.mark.parametrize("unit", ["percent", "pixel"])
+def test_a_declared_unit_quarantines_the_huge_boxes_in_every_command(
+    tmp_path: Path, unit: str
+) -> None:
+    # With a unit the image ends somewhere: every huge box lies outside it (a 640×480 image in
+    # pixels), while the test above pins that, with no unit, they are fused.
+    size = {"image_width": 640, "image_height": 480} if unit == "pixel" else {}
+    ordinary = [("t9", annotator, _box(10.0, 10.0, 40.0, 40.0)) for annotator in ("a", "b")]
+    rows = [
+        (f"t{index}", annotator, box)
+        for index, box in enumerate(HUGE_BOXES)
+        for annotator in ("a", "b")
+    ] + ordinary
+    boxes = tmp_path / "boxes.jsonl"
+    boxes.write_text(
+        "".join(
+            json.dumps({"task_id": task, "annotator_id": annotator, "boxes": [box], **size}) + "\n"
+            for task, annotator, box in rows
+        )
+    )
+    huge = 2 * len(HUGE_BOXES)
+    for command in ("aggregate", "replay", "agreement"):
+        args = [command, str(boxes), "--kind", "boxes", "--coordinates", unit]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (command, result.output, result.exception)
+        assert f"{boxes}: {huge} of {len(rows)} rows quarantined" in result.stderr, result.stderr
+        assert "row 1 (line 1), field 'boxes': outside_image: boxes: box 1 has x_min -1e+308" in (
+            result.stderr
+        ), result.stderr
+    result = CliRunner().invoke(
+        main, ["aggregate", str(boxes), "--kind", "boxes", "--coordinates", unit]
+    )
+    assert [json.loads(line)["task_id"] for line in io.StringIO(result.stdout)] == ["t9"]
