@@ -129,7 +129,7 @@ TABLES: dict[str, Table] = _tables(
     Table(
         name="dataset_versions",
         partitioned_by=None,
-        description="Every dataset snapshot ever written, with its lineage.",
+        description="Every dataset snapshot ever written, with its lineage and filters.",
     ),
 )
 

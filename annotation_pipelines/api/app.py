@@ -1508,6 +1508,8 @@ def _routes(app: FastAPI, context: Context) -> None:
                         "method": manifest.get("method"),
                         "rows": manifest.get("rows"),
                         "splits": manifest.get("splits", {}),
+                        # Null for a manifest written before it named its filters.
+                        "filters": manifest.get("filters"),
                         "held_back_days": manifest.get("held_back_days", []),
                         "files": [
                             {"name": key[len(folder) :], "size": files[key].size}
@@ -1589,7 +1591,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         request: Request, _: Annotated[frozenset[str], Depends(scope("datasets:read"))]
     ) -> Response:
         """Every dataset snapshot of every project, oldest first. Each has `files` as
-        `{name, url, size}` objects and `card_url`, as `/latest` and `/{version}` give them."""
+        `{name, url, size}` objects and `card_url`, as `/latest` and `/{version}` give them,
+        and `filters`: what selected its rows (`min_confidence`, `include_gold`,
+        `split_ratios`, ...), as its manifest names them; null for a snapshot written before
+        manifests named them."""
         versions, found = snapshots()
         tag, cached = _conditional(request, versions)
         if cached:
@@ -1610,7 +1615,9 @@ def _routes(app: FastAPI, context: Context) -> None:
         _: Annotated[frozenset[str], Depends(scope("datasets:read"))],
     ) -> Response:
         """A project's snapshots, oldest first, each with `files` as `{name, url, size}`
-        objects and `card_url`, as `/latest` and `/{version}` give them."""
+        objects and `card_url`, as `/latest` and `/{version}` give them, and `filters` (what
+        selected its rows, as its manifest names them; null for a snapshot written before
+        manifests named them): two snapshots of the same days differ in rows by them."""
         versions, found = project_snapshots(project)
         tag, cached = _conditional(request, versions)
         if cached:

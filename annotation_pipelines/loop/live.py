@@ -2970,13 +2970,20 @@ def restamp_requests(objects: dict[str, bytes], recorded: Mapping[str, datetime]
 def label_studio_requests(requests: pl.DataFrame) -> bytes:
     """Open requests as a Label Studio–importable JSON list: one task per request, its
     fields under `data`. Label Studio's own `id` is an integer it assigns and reserves on
-    import, so the task is named by `data.task_id`, not `id`."""
+    import, so the task is named by `data.task_id`, not `id`. Ordered by project, task,
+    request, reason, confidence (null last) and decision id."""
     # Polars writes the rows in Rust; json.dumps of the same dictionaries is several times
     # slower, and this list is written on every live run.
     if requests.height == 0:
         return b"[]"
+    # A total order over every field listed: one list holds several projects (the daily list
+    # of every kind project), which may share a task id, and a project may ask more than once
+    # about one task; by task alone such rows could swap places between runs of the same
+    # requests.
     return (
-        requests.sort("task_id")
+        requests.sort(
+            "project", "task_id", "request", "reason", "confidence", "decision_id", nulls_last=True
+        )
         .select(
             data=pl.struct("task_id", "project", "request", "reason", "confidence", "decision_id"),
         )

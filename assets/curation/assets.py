@@ -2,7 +2,7 @@
 
 `curated_dataset` (partitioned by project) reads every judged day of the project from the lake
 in one pass, so it rebuilds whole when any day changes; `dataset_versions` lists every snapshot
-ever written with its lineage.
+ever written with its lineage and the filters that selected its rows.
 """
 
 import json
@@ -244,7 +244,10 @@ def curated_dataset(
     kinds={"polars", "parquet"},
     deps=[AssetDep("curated_dataset", partition_mapping=AllPartitionMapping())],
     automation_condition=REBUILD_ON_UPSTREAM_CHANGE,
-    description="Every dataset snapshot ever written, with its inputs' versions and method.",
+    description=(
+        "Every dataset snapshot ever written, with its inputs' versions, method and the filters "
+        "that selected its rows."
+    ),
 )
 def dataset_versions(lake: Lake) -> MaterializeResult:
     keys = dataset_manifest_keys(lake.list_keys(f"{DATASETS}/"))
@@ -272,6 +275,9 @@ def dataset_versions(lake: Lake) -> MaterializeResult:
                 "method": m["method"],
                 "rows": m["rows"],
                 "splits": json.dumps(m["splits"]),
+                # What selected the rows (two versions of the same days can differ only
+                # here), as JSON; null for a manifest written before it named its filters.
+                "filters": json.dumps(m["filters"]) if m.get("filters") is not None else None,
                 "held_back_days": ",".join(m["held_back_days"]),
                 "input_days": len(m["input_judgment_versions"]),
                 "input_judgment_versions": json.dumps(m["input_judgment_versions"]),
@@ -281,7 +287,11 @@ def dataset_versions(lake: Lake) -> MaterializeResult:
             }
             for m, made in zip(manifests, created, strict=True)
         ],
-        schema_overrides={"rows": pl.Int64, "created_at": pl.Datetime("us", "UTC")},
+        schema_overrides={
+            "rows": pl.Int64,
+            "filters": pl.String,
+            "created_at": pl.Datetime("us", "UTC"),
+        },
     )
     if frame.height:
         frame = frame.sort("project", "created_at", "version_id")

@@ -151,8 +151,10 @@ def built_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     is built once, under a lock, in the folder the session's workers share; every user copies
     it before it changes anything.
     """
+    # Without xdist a second caller in the session (a test that needs a lake of its own) finds
+    # it under the session's folder, as workers find theirs in the folder they share.
     if os.environ.get("PYTEST_XDIST_WORKER") is None:
-        shared = tmp_path_factory.mktemp("api-lake")
+        shared = tmp_path_factory.getbasetemp() / "api-lake"
     else:
         shared = tmp_path_factory.getbasetemp().parent / "api-lake"
     with open(f"{shared}.lock", "w") as lock:

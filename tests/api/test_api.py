@@ -40,9 +40,19 @@ from annotation_pipelines.curation.kinds import TRAINER_FILES_FORMAT
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.kinds import VALUE_COLUMNS
+from annotation_pipelines.markdown import markdown_text
 from annotation_pipelines.settings import load_settings
 from annotation_pipelines.storage import atomic_write_parquet
-from tests.api.conftest import DAYS, KIND_PROJECTS, LATE_DAY, PROJECT, Served, start_server
+from tests.api.conftest import (
+    DAYS,
+    KIND_PROJECTS,
+    LATE_DAY,
+    PROJECT,
+    Served,
+    built_lake,
+    lake_copy,
+    start_server,
+)
 from tests.curation.test_trainer_files_upgrade import _age
 from tests.support import QUIET
 
@@ -1098,6 +1108,88 @@ def test_dataset_versions_says_each_snapshots_kind(served):
     assert kinds[PROJECT] == "categorical"
     for project, kind in KIND_PROJECTS.items():
         assert kinds[project] == kind
+    # Each kind's version lists the filters its manifest names, as the categorical ones do.
+    for row in table.iter_rows(named=True):
+        manifest = json.loads(
+            (
+                served.data
+                / "lake"
+                / layout.dataset_prefix(row["project"], row["version_id"])
+                / "manifest.json"
+            ).read_text()
+        )
+        assert json.loads(row["filters"]) == manifest["filters"], row["project"]
+
+
+def test_versions_built_with_other_filters_say_which_in_table_preview_and_api(
+    tmp_path_factory, tmp_path
+):
+    """Two versions of one project from the same days, `min_confidence` 0.7 and 0.9, listed
+    different row counts and only their manifests said why."""
+    with lake_copy(built_lake(tmp_path_factory), tmp_path) as (defs, instance, data):
+        strict = {**QUIET, "ops": {"curated_dataset": {"config": {"min_confidence": 0.9}}}}
+        assert (
+            defs.resolve_job_def("curation_job")  # type: ignore[attr-defined]
+            .execute_in_process(partition_key=PROJECT, instance=instance, run_config=strict)
+            .success
+        )
+        assert (
+            defs.resolve_job_def("kind_curation_job")  # type: ignore[attr-defined]
+            .execute_in_process(instance=instance, run_config=QUIET)
+            .success
+        )
+        lake = data / "lake"
+        # A version written before manifests carried its filters, its write time kept.
+        [old] = (lake / layout.dataset_prefix("ratings")).glob("*/manifest.json")
+        stamp = old.stat().st_mtime_ns
+        manifest = json.loads(old.read_text())
+        del manifest["filters"]
+        old.write_text(json.dumps(manifest, indent=2))
+        os.utime(old, ns=(stamp, stamp))
+        listed = (
+            defs.resolve_implicit_global_asset_job_def()  # type: ignore[attr-defined]
+            .get_subset(asset_selection={AssetKey("dataset_versions")})
+            .execute_in_process(instance=instance, run_config=QUIET)
+        )
+        assert listed.success
+        table = pl.read_parquet(lake / layout.partition_key("dataset_versions"))
+        assert table.schema["filters"] == pl.String
+        manifests = {
+            path.parent.name: json.loads(path.read_text())
+            for path in (lake / layout.DATASETS).glob("*/*/manifest.json")
+        }
+        assert set(table["version_id"]) == set(manifests)
+        for row in table.iter_rows(named=True):
+            written = manifests[row["version_id"]].get("filters")
+            assert (None if row["filters"] is None else json.loads(row["filters"])) == written
+        assert table.filter(pl.col("project") == "ratings")["filters"].to_list() == [None]
+        ours = table.filter(pl.col("project") == PROJECT)
+        confidence = {
+            json.loads(f)["min_confidence"]: n for f, n in ours.select("filters", "rows").rows()
+        }
+        assert set(confidence) == {0.7, 0.9} and confidence[0.9] < confidence[0.7]
+        [event] = listed.get_asset_materialization_events()
+        preview = event.materialization.metadata["versions"].value
+        assert "| filters |" in preview
+        for text in ours["filters"]:
+            assert markdown_text(text) in preview
+
+        settings = dataclasses.replace(load_settings(), api_token_store=tmp_path / "tokens.json")
+        token = issue_token(settings.api_token_store, scopes=["datasets:read"])
+        client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
+        for path in ("/v1/datasets", f"/v1/datasets/{PROJECT}", "/v1/datasets/ratings"):
+            items = client.get(path).json()["items"]
+            assert items, path
+            for item in items:
+                written = manifests[item["version_id"]].get("filters")
+                assert item["filters"] == written, (path, item["version_id"])
+        [unknown] = client.get("/v1/datasets/ratings").json()["items"]
+        assert "filters" in unknown and unknown["filters"] is None
+        latest = client.get(f"/v1/datasets/{PROJECT}/latest").json()
+        assert latest["filters"]["min_confidence"] == 0.9
+        docs = client.get("/openapi.json").json()["paths"]
+        for path in ("/v1/datasets", "/v1/datasets/{project}"):
+            assert "`filters`" in docs[path]["get"]["description"], path
 
 
 def test_an_unreadable_token_store_makes_requests_unavailable_not_failed(tmp_path):

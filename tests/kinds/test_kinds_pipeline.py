@@ -129,6 +129,9 @@ def test_every_kind_is_aggregated_scored_and_gated(with_kinds):
         (data / "lake" / "reports" / "quality_kinds" / f"day={DAY}" / "requests.json").read_text()
     )
     assert sorted(item["data"]["task_id"] for item in task_list) == sorted(requests["task_id"])
+    # One list for every kind project: in project order, then task order.
+    listed = [(item["data"]["project"], item["data"]["task_id"]) for item in task_list]
+    assert listed == sorted(listed)
 
     checks = [
         c

@@ -784,6 +784,48 @@ def test_open_requests_merged_run_to_run_are_those_of_the_whole_state():
     }
 
 
+def test_the_label_studio_list_orders_requests_by_project_then_task_then_every_field():
+    """Sorted by `task_id` alone, two projects' requests for one task id (the daily list of
+    every kind project) could swap places from one run to the next: the list's order is total
+    over what it holds, whatever order the requests come in."""
+    from annotation_pipelines.loop.live import TASK_REQUESTS, label_studio_requests
+
+    rows = [
+        ("t1", "b", "another_judgment", "spans: unsure", 0.6, "d1"),
+        ("t2", "a", "another_judgment", "unsure", 0.5, "d2"),
+        ("t1", "a", "expert_review", "unsure", 0.4, "d3"),
+        ("t1", "a", "another_judgment", "unsure", 0.4, "d4"),
+        ("t1", "a", "another_judgment", "boxes: unsure", None, "d5"),
+        ("t1", "b", "another_judgment", "boxes: unsure", 0.6, "d6"),
+        ("t3", "a", "another_judgment", "unsure", 0.5, "d8"),
+        ("t3", "a", "another_judgment", "unsure", 0.5, "d7"),
+        ("t4", "a", "another_judgment", "unsure", None, "d9"),
+        ("t4", "a", "another_judgment", "unsure", 0.2, "d10"),
+    ]
+    requests = pl.DataFrame(
+        [(*row[:5], None, row[5], None) for row in rows],
+        schema=TASK_REQUESTS,
+        orient="row",
+    )
+    listed = label_studio_requests(requests)
+    order = [(item["data"]["project"], item["data"]["decision_id"]) for item in json.loads(listed)]
+    assert order == [
+        ("a", "d5"),
+        ("a", "d4"),
+        ("a", "d3"),
+        ("a", "d2"),
+        ("a", "d7"),
+        ("a", "d8"),
+        ("a", "d10"),
+        ("a", "d9"),
+        ("b", "d6"),
+        ("b", "d1"),
+    ]
+    for seed in range(20):
+        shuffled = requests.sample(fraction=1.0, shuffle=True, seed=seed)
+        assert label_studio_requests(shuffled) == listed, seed
+
+
 def test_gold_an_edited_file_no_longer_gives_is_withdrawn():
     judgments, gold, edit = _gold_sources()
     state, _ = update(LiveState(project="p"), judgments, gold, resynced=[FILE_A, FILE_B], now=NOW)
