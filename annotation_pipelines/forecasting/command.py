@@ -3,7 +3,8 @@
 Prints one JSON object:
 
     {"freq": "1h", "horizon": 168, "season_length": 24, "backtest_windows": 3,
-     "evaluation_windows": 1, "rule": "mean", "models": [...], "calibrated": true,
+     "backtest_windows_chosen": true, "evaluation_windows": 1, "rule": "mean",
+     "models": [...], "calibrated": true,
      "relative_mase": 0.93, "relative_mase_excluded": 0, "coverage_80": 0.9,
      "coverage_95": 0.97, "winkler_80": 41.2, "winkler_95": 55.0,
      "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
@@ -18,14 +19,18 @@ is too short, the backtest's error says what it takes.
 `first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
 bound is above the supply column's last value for that series.
 
-`backtest_windows` is the number of backtest origins actually used (chosen from the history
-when --backtest-windows is not given). MASE, coverage and Winkler scores are on the last of
-them only (`evaluation_windows`: 1); the earlier ones calibrate the last one's bands (and choose
-top3's members), so with a fixed rule more windows change the scored bands, not the MASE. With
---no-calibrate the statsforecast members' own intervals are averaged, the backtest has 2 or 3
-windows, and LightGBM, which has no intervals of its own, is left out of the candidates.
+`backtest_windows` is the number of backtest origins actually used; `backtest_windows_chosen`
+is true when the command chose it (no --backtest-windows): as many as the shortest series
+allows, up to 15, or up to as many as the last origin needs for its bands to be calibrated and
+scored (28 for a 24-step horizon with origins a step apart). MASE, coverage and Winkler
+scores are on the last of them only (`evaluation_windows`: 1); the earlier ones calibrate the
+last one's bands (and choose top3's members), so with a fixed rule more windows change the
+scored bands, not the MASE. With --no-calibrate the statsforecast members' own intervals are
+averaged, the backtest has 2 or 3 windows, and LightGBM, which has no intervals of its own, is
+left out of the candidates.
 Coverage and Winkler scores are null when no earlier window's horizon ended before the last
-one (too few windows); stderr then says how many are needed.
+one (too few windows); stderr then says how many are needed (and, for windows chosen, how long
+a history they take).
 
 The top-level `relative_mase` is the geometric mean over series of the MASE ratio to the
 seasonal naive. A ratio that is not finite (the naive was exact too) or below 1e-9 (the model
@@ -179,7 +184,9 @@ def default_season_and_horizon(freq: str) -> tuple[int, int]:
     type=click.IntRange(min=1),
     default=None,
     help="Backtest origins, one season apart (default: as many as the history allows, up to "
-    "15). Scores are on the last origin; the earlier ones calibrate its bands.",
+    "15, or more when the last origin's bands need them to be scored; the JSON says "
+    "backtest_windows_chosen). Scores are on the last origin; the earlier ones calibrate its "
+    "bands.",
 )
 @click.option(
     "--models",
@@ -225,6 +232,7 @@ def forecast_command(
         COMBINATIONS,
         DEFAULT_RULE,
         HELD_OUT_WINDOWS,
+        backtest_minimum,
         default_step,
         forecast_calibrated,
         set_aside_short,
@@ -377,11 +385,24 @@ def forecast_command(
     )
     if calibrate and result.scores.get_column("coverage_80").is_null().any():
         step = default_step(horizon=horizon, season_length=season_length)
+        needed = -(-horizon // step) + 1
+        if backtest_windows is None:
+            # The windows chosen are already the most the shortest series holds: asking for
+            # `needed` of them would fail the backtest.
+            least = backtest_minimum(
+                windows=needed, step=step, horizon=horizon, season_length=season_length
+            )
+            shortest = as_int(series.group_by("id").len().get_column("len").min(), what="length")
+            advice = (
+                f"{needed} windows need at least {least} steps; the shortest series has "
+                f"{shortest} (a longer history or a shorter --horizon fills them)"
+            )
+        else:
+            advice = f"use --backtest-windows {needed} or more"
         click.echo(
             f"note: coverage and Winkler scores are null: with {windows} backtest windows "
             f"{step} steps apart, no earlier window's {horizon}-step horizon ends before the "
-            "last one, so there is nothing to calibrate the scored bands on; use "
-            f"--backtest-windows {-(-horizon // step) + 1} or more",
+            f"last one, so there is nothing to calibrate the scored bands on; {advice}",
             err=True,
         )
     summary = _summary(result.scores, result.forecast)
@@ -423,6 +444,7 @@ def forecast_command(
         "horizon": horizon,
         "season_length": season_length,
         "backtest_windows": windows,
+        "backtest_windows_chosen": backtest_windows is None,
         "evaluation_windows": HELD_OUT_WINDOWS,
         "rule": result.rule,
         "models": list(result.models),
