@@ -3,13 +3,17 @@
 Prints one JSON object:
 
     {"freq": "1h", "horizon": 168, "season_length": 24, "backtest_windows": 3,
-     "evaluation_windows": 1, "rule": "mean", "models": [...], "calibrated": true,
+     "backtest_windows_chosen": true, "evaluation_windows": 1, "rule": "mean",
+     "models": [...], "calibrated": true,
      "relative_mase": 0.93, "relative_mase_excluded": 0, "coverage_80": 0.9,
      "coverage_95": 0.97, "winkler_80": 41.2, "winkler_95": 55.0,
      "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
                          "relative_mase": 0.89, "coverage_80": 0.83, "coverage_95": 0.95,
                          "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}},
-     "set_aside": {"<id>": "30 points; a 168-step backtest over 1 window(s) needs ..."}}
+     "set_aside": {"<id>": "30 points; a 168-step backtest over 1 window(s) needs ..."},
+     "time_zone": "Europe/Berlin" | "UTC" | "offsets as written: +01:00, +02:00" | null,
+     "partial_buckets": [{"id": "<id>", "time": "2024-02-14T00:00:00", "periods": 156,
+                          "of": 288, "dropped": true}]}
 
 `set_aside` names each series too short for the fewest backtest windows the options allow
 (also on stderr): it has no forecast and the others are forecast as usual. When every series
@@ -18,14 +22,27 @@ is too short, the backtest's error says what it takes.
 `first_exceeds_supply` (only with --supply-col) is the first forecast time whose upper 95%
 bound is above the supply column's last value for that series.
 
-`backtest_windows` is the number of backtest origins actually used (chosen from the history
-when --backtest-windows is not given). MASE, coverage and Winkler scores are on the last of
-them only (`evaluation_windows`: 1); the earlier ones calibrate the last one's bands (and choose
-top3's members), so with a fixed rule more windows change the scored bands, not the MASE. With
---no-calibrate the statsforecast members' own intervals are averaged, the backtest has 2 or 3
-windows, and LightGBM, which has no intervals of its own, is left out of the candidates.
+`backtest_windows` is the number of backtest origins actually used; `backtest_windows_chosen`
+is true when the command chose it (no --backtest-windows): as many as the shortest series
+allows, up to 15, or up to as many as the last origin needs for its bands to be calibrated and
+scored (28 for a 24-step horizon with origins a step apart). MASE, coverage and Winkler
+scores are on the last of them only (`evaluation_windows`: 1); the earlier ones calibrate the
+last one's bands (and choose top3's members), so with a fixed rule more windows change the
+scored bands, not the MASE. With --no-calibrate the statsforecast members' own intervals are
+averaged, the backtest has 2 or 3 windows, and LightGBM, which has no intervals of its own, is
+left out of the candidates.
 Coverage and Winkler scores are null when no earlier window's horizon ended before the last
-one (too few windows); stderr then says how many are needed.
+one (too few windows); stderr then says how many are needed (and, for windows chosen, how long
+a history they take).
+
+`time_zone` is the zone the buckets and the table's times are in: null for naive input. With
+zoned input, a --freq of a day or longer buckets the input's local days (weeks), and the table
+gives each local day start with its offset; text with offsets names no zone, so its days are
+the days the times were written in and the table's times carry no offset. Shorter steps are
+counted in UTC. `partial_buckets` names each series' first or last bucket holding fewer of the
+series' own steps than a whole one (`periods` of `of`: per-minute data cut at 13:00 fills 780
+of a day's 1,440): it is left out of the fit, so the forecast starts at it from the last whole
+bucket (`dropped`; a series with no whole bucket keeps its own).
 
 The top-level `relative_mase` is the geometric mean over series of the MASE ratio to the
 seasonal naive. A ratio that is not finite (the naive was exact too) or below 1e-9 (the model
@@ -38,6 +55,8 @@ models' own intervals.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import functools
 import json
 import math
 import re
@@ -179,7 +198,9 @@ def default_season_and_horizon(freq: str) -> tuple[int, int]:
     type=click.IntRange(min=1),
     default=None,
     help="Backtest origins, one season apart (default: as many as the history allows, up to "
-    "15). Scores are on the last origin; the earlier ones calibrate its bands.",
+    "15, or more when the last origin's bands need them to be scored; the JSON says "
+    "backtest_windows_chosen). Scores are on the last origin; the earlier ones calibrate its "
+    "bands.",
 )
 @click.option(
     "--models",
@@ -225,6 +246,7 @@ def forecast_command(
         COMBINATIONS,
         DEFAULT_RULE,
         HELD_OUT_WINDOWS,
+        backtest_minimum,
         default_step,
         forecast_calibrated,
         set_aside_short,
@@ -278,7 +300,7 @@ def forecast_command(
             if supply_col and options.get(supply_col) == "--supply-col"
             else [],
         )
-        frame = _prepare(
+        frame, zone = _prepare(
             table,
             path=input_path,
             time_col=time_col,
@@ -294,6 +316,16 @@ def forecast_command(
     if freq is not None:
         _check_not_finer(freq, data_freq=data_freq, step=data_step)
     freq = freq or data_freq
+    # Buckets of a day or longer are the input's local days (weeks): a UTC day split each
+    # local day's demand between two. Shorter steps stay on UTC, whose hours do not repeat or
+    # skip at a clock change.
+    local_buckets = zone is not None and _step_seconds(freq) >= _DAY
+    time_zone = zone if local_buckets else ("UTC" if zone is not None else None)
+    steps = _series_steps(frame)
+    frame = frame.with_columns(
+        pl.col("local" if local_buckets else "time").alias("time"),
+        pl.col("time").alias("instant"),
+    ).drop("local")
     if output is None:
         # Said once the input is known good and before the work, not after it: a forecast can
         # take minutes, and without a table the scores on stdout are all that is left of it.
@@ -316,11 +348,18 @@ def forecast_command(
     scale = _power_of_two_scale(frame.get_column("value"))
     fitted = frame.with_columns(pl.col("value") / scale) if scale != 1.0 else frame
     try:
-        resampled = (
+        bucketed = (
             fitted.sort("id", "time")
             .group_by_dynamic("time", every=freq, group_by="id")
-            .agg(pl.col("value").mean())
+            .agg(pl.col("value").mean(), pl.col("instant").n_unique().alias("periods"))
         )
+        partial = _partial_buckets(
+            bucketed, steps=steps, freq=freq, zone=zone if local_buckets else None
+        )
+        for note in _partial_notes(partial, freq=freq):
+            click.echo(note, err=True)
+        dropped = partial.filter("dropped").select("id", "time")
+        resampled = bucketed.join(dropped, on=["id", "time"], how="anti").drop("periods")
         series = regularize(resampled, freq=freq)
         for note in _filled_notes(resampled, series):
             click.echo(note, err=True)
@@ -377,11 +416,24 @@ def forecast_command(
     )
     if calibrate and result.scores.get_column("coverage_80").is_null().any():
         step = default_step(horizon=horizon, season_length=season_length)
+        needed = -(-horizon // step) + 1
+        if backtest_windows is None:
+            # The windows chosen are already the most the shortest series holds: asking for
+            # `needed` of them would fail the backtest.
+            least = backtest_minimum(
+                windows=needed, step=step, horizon=horizon, season_length=season_length
+            )
+            shortest = as_int(series.group_by("id").len().get_column("len").min(), what="length")
+            advice = (
+                f"{needed} windows need at least {least} steps; the shortest series has "
+                f"{shortest} (a longer history or a shorter --horizon fills them)"
+            )
+        else:
+            advice = f"use --backtest-windows {needed} or more"
         click.echo(
             f"note: coverage and Winkler scores are null: with {windows} backtest windows "
             f"{step} steps apart, no earlier window's {horizon}-step horizon ends before the "
-            "last one, so there is nothing to calibrate the scored bands on; use "
-            f"--backtest-windows {-(-horizon // step) + 1} or more",
+            f"last one, so there is nothing to calibrate the scored bands on; {advice}",
             err=True,
         )
     summary = _summary(result.scores, result.forecast)
@@ -399,6 +451,9 @@ def forecast_command(
                 "it has no first_exceeds_supply",
                 err=True,
             )
+        crossing = crossing.with_columns(
+            _local_time(pl.col("first_exceeds_hi_95"), zone=zone, local_buckets=local_buckets)
+        )
         for series_id, first in crossing.select("id", "first_exceeds_hi_95").iter_rows():
             summary.setdefault(series_id, _unscored(result.forecast, series_id))
             summary[series_id]["first_exceeds_supply"] = (
@@ -406,7 +461,10 @@ def forecast_command(
             )
     if output:
         try:
-            write_table(result.forecast.drop("model"), output)
+            table_out = result.forecast.drop("model").with_columns(
+                _local_time(pl.col("time"), zone=zone, local_buckets=local_buckets)
+            )
+            write_table(table_out, output)
         except InputError as error:
             raise click.ClickException(str(error)) from error
         except OSError as error:
@@ -423,6 +481,7 @@ def forecast_command(
         "horizon": horizon,
         "season_length": season_length,
         "backtest_windows": windows,
+        "backtest_windows_chosen": backtest_windows is None,
         "evaluation_windows": HELD_OUT_WINDOWS,
         "rule": result.rule,
         "models": list(result.models),
@@ -436,6 +495,10 @@ def forecast_command(
         "winkler_95": _json_float(_mean(scores, "winkler_95")),
         "series": summary,
         "set_aside": set_aside,
+        "time_zone": time_zone,
+        "partial_buckets": [
+            {**row, "time": row["time"].isoformat()} for row in partial.iter_rows(named=True)
+        ],
     }
     click.echo(json.dumps(report, indent=2, allow_nan=False))
 
@@ -573,6 +636,101 @@ def _filled_notes(resampled: pl.DataFrame, series: pl.DataFrame) -> list[str]:
     return notes
 
 
+def _local_time(time: pl.Expr, *, zone: str | None, local_buckets: bool) -> pl.Expr:
+    """A forecast time (naive, labelled UTC by the engine) in the zone its buckets are in.
+
+    Local day starts are given in their zone; text with offsets names no zone, so its day
+    starts are left without one (a future day's offset is not known)."""
+    if not local_buckets or zone is None:
+        return time
+    naive = time.dt.replace_time_zone(None)
+    if zone.startswith(_AS_WRITTEN):
+        return naive
+
+    def zoned(expr: pl.Expr) -> pl.Expr:
+        return expr.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+
+    # Where a clock change skips midnight (America/Santiago) the day starts an hour later.
+    return pl.coalesce(zoned(naive), zoned(naive + dt.timedelta(hours=1))).alias(
+        time.meta.output_name()
+    )
+
+
+def _series_steps(frame: pl.DataFrame) -> pl.DataFrame:
+    """[id, step]: each series' median step between its own times (instants), in seconds;
+    series with one time are left out."""
+    return (
+        frame.select("id", "time")
+        .unique()
+        .sort("id", "time")
+        .group_by("id")
+        .agg(pl.col("time").diff().dt.total_seconds().median().alias("step"))
+        .drop_nulls("step")
+    )
+
+
+def _partial_buckets(
+    bucketed: pl.DataFrame, *, steps: pl.DataFrame, freq: str, zone: str | None
+) -> pl.DataFrame:
+    """[id, time, periods, of, dropped]: each series' first and last buckets holding fewer of
+    its own steps (`periods`) than a whole bucket does (`of`).
+
+    Such a bucket's mean reads the part of the day it has as the whole day (a day cut at noon
+    is its busy hours), and the last one is the level the forecast starts from: it is dropped,
+    and the forecast starts at it. A series whose every bucket is partial keeps them.
+
+    A local day (`zone`, a zone's name) is as long as its clocks make it: 23 hours on the day
+    they go forward are a whole day."""
+    length: pl.Expr = pl.lit(_step_seconds(freq))
+    if zone is not None and not zone.startswith(_AS_WRITTEN):
+        start = pl.col("time").dt.replace_time_zone("UTC")
+        end = pl.col("time").dt.offset_by(freq).dt.replace_time_zone("UTC")
+        local = functools.partial(_local_time, zone=zone, local_buckets=True)
+        length = (local(end) - local(start)).dt.total_seconds()
+    ends = (
+        bucketed.sort("id", "time")
+        .with_columns(
+            (pl.int_range(pl.len()).over("id") == 0).alias("first"),
+            (pl.int_range(pl.len()).over("id") == pl.len().over("id") - 1).alias("last"),
+        )
+        .filter(pl.col("first") | pl.col("last"))
+        .join(steps, on="id")
+        .with_columns((length // pl.col("step")).cast(pl.Int64).alias("of"))
+        .with_columns(partial=pl.col("periods") < pl.col("of"))
+    )
+    partial = ends.filter("partial")
+    counts = (
+        bucketed.group_by("id").len("buckets").join(partial.group_by("id").len("partial"), on="id")
+    )
+    return (
+        partial.join(counts, on="id")
+        .with_columns(dropped=pl.col("buckets") > pl.col("partial"))
+        .select(
+            pl.col("id").cast(pl.String),
+            "time",
+            pl.col("periods").cast(pl.Int64),
+            "of",
+            "dropped",
+        )
+        .sort("id", "time")
+    )
+
+
+def _partial_notes(partial: pl.DataFrame, *, freq: str) -> list[str]:
+    notes = []
+    for row in partial.iter_rows(named=True):
+        what = (
+            "left out of the fit (as a whole bucket its mean would bias the level)"
+            if row["dropped"]
+            else "kept: the series has no whole bucket"
+        )
+        notes.append(
+            f"note: series {row['id']!r}: the {freq} bucket {row['time']} has {row['periods']} "
+            f"of its {row['of']} periods; {what}"
+        )
+    return notes
+
+
 def _first_true_row(flags: pl.Series) -> int:
     """The 1-based row of the first True in `flags`, which has one."""
     index = flags.arg_max()
@@ -589,7 +747,9 @@ def _prepare(
     value_col: str,
     id_col: str | None,
     supply_col: str | None,
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, str | None]:
+    """[id, time (naive UTC), local (the wall clock the times were given in), value, supply?]
+    and the zone of `local` (`_instants_and_local`)."""
     time = table.get_column(time_col)
     if time.dtype == pl.String:
         parsed = time.str.to_datetime(time_unit="us", strict=False)
@@ -616,9 +776,8 @@ def _prepare(
         time = time.cast(pl.Datetime("us"))
     elif not isinstance(time.dtype, pl.Datetime):
         raise InputError(f"{path}: column {time_col!r}: expected timestamps, found {time.dtype}")
-    if isinstance(time.dtype, pl.Datetime) and time.dtype.time_zone is not None:
-        time = time.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-    columns = {"time": time.cast(pl.Datetime("us"))}
+    time, local, zone = _instants_and_local(time, written=table.get_column(time_col))
+    columns = {"time": time, "local": local}
     for name, source in (("value", value_col), ("supply", supply_col)):
         if source is None:
             continue
@@ -645,9 +804,53 @@ def _prepare(
         if id_col
         else pl.Series([value_col] * table.height)
     )
-    frame = pl.DataFrame(columns).select("id", "time", "value", *(["supply"] if supply_col else []))
+    frame = pl.DataFrame(columns).select(
+        "id", "time", "local", "value", *(["supply"] if supply_col else [])
+    )
     _check_repeated_times(frame, path=path, time_col=time_col)
-    return frame
+    return frame, zone
+
+
+_AS_WRITTEN = "offsets as written: "
+# A time's own UTC offset as written: "Z", "+01:00" or "+0100" at its end.
+_OFFSET = r"(Z|[+-][0-9]{2}:?[0-9]{2})\s*$"
+
+
+def _instants_and_local(
+    time: pl.Series, *, written: pl.Series
+) -> tuple[pl.Series, pl.Series, str | None]:
+    """(naive-UTC instants, the wall-clock times they were given in, the zone those are in).
+
+    The zone is None for naive times, the zone's name for a zoned column, "UTC", or for text
+    with offsets "offsets as written: +01:00, +02:00": text carries no zone name, only each
+    time's offset, so its local days are the days it was written in."""
+    dtype = time.dtype
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+        naive = time.cast(pl.Datetime("us"))
+        return naive, naive, None
+    instants = time.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
+    if written.dtype != pl.String:
+        zone = dtype.time_zone
+        if zone == "UTC":
+            return instants, instants, "UTC"
+        local = time.dt.convert_time_zone(zone).dt.replace_time_zone(None).cast(pl.Datetime("us"))
+        return instants, local, zone
+    offsets = (
+        written.str.extract(_OFFSET, 1)
+        .str.replace("Z", "+00:00")
+        .str.replace(r"^([+-][0-9]{2})([0-9]{2})$", "$1:$2")
+    )
+    if offsets.null_count():
+        # An offset in a form not read here (a zone name, say): the times stay in UTC.
+        return instants, instants, "UTC"
+    seconds = offsets.str.slice(0, 1).replace_strict({"+": 1, "-": -1}, return_dtype=pl.Int64) * (
+        offsets.str.slice(1, 2).cast(pl.Int64) * 3_600 + offsets.str.slice(4, 2).cast(pl.Int64) * 60
+    )
+    distinct = sorted(set(offsets.to_list()))
+    if distinct == ["+00:00"]:
+        return instants, instants, "UTC"
+    local = instants + pl.Series(seconds * 1_000_000).cast(pl.Duration("us"))
+    return instants, local, f"{_AS_WRITTEN}{', '.join(distinct)}"
 
 
 def _check_repeated_times(frame: pl.DataFrame, *, path: Path, time_col: str) -> None:
