@@ -40,8 +40,9 @@ def spammer_scores(
     perfect annotator. We report 1 − S, so higher means more spam-like; null when the
     annotator saw fewer than two consensus classes. Only judgments compared with a consensus
     that is not just their own vote count (`compared_with_consensus`, with `gold`): an
-    annotator alone on every task would otherwise read as a perfect, spam-free one. Uses Σ_{c<c'} ‖α_c − α_c'‖² =
-    K Σ_c ‖α_c‖² − ‖Σ_c α_c‖², so the cost is one pass over the confusion counts.
+    annotator alone on every task would otherwise read as a perfect, spam-free one. Uses
+    Σ_{c<c'} ‖α_c − α_c'‖² = K Σ_c ‖α_c‖² − ‖Σ_c α_c‖², so the cost is one pass over the
+    confusion counts.
     """
     paired = judgments.filter(compared_with_consensus(judgments, gold)).join(
         aggregated.select("task_id", "project", pl.col("label").alias("consensus")),
