@@ -105,6 +105,7 @@ ANNOTATOR_SCORECARDS: dict[str, pl.DataType] = {
     "gold_accuracy_low": pl.Float64(),
     "gold_accuracy_high": pl.Float64(),
     "consensus_agreement": pl.Float64(),
+    "n_consensus_compared": pl.UInt32(),
     "skill": pl.Float64(),
     "median_duration_s": pl.Float64(),
     "spammer_score": pl.Float64(),
@@ -277,9 +278,14 @@ COLUMN_DOCS: dict[str, str] = {
     "n_gold": "Gold tasks the annotator answered.",
     "gold_accuracy_low": "Lower end of the Wilson 95 % interval of the gold accuracy.",
     "gold_accuracy_high": "Upper end of the Wilson 95 % interval of the gold accuracy.",
-    "consensus_agreement": "Share of the annotator's judgments that agree with the consensus.",
+    "consensus_agreement": "Agreement of the annotator's judgments with the consensus "
+    "(categorical: the share that match). In annotator_scorecards only tasks someone else "
+    "judged too, or with gold, count; null without any (a lone vote's consensus is itself).",
+    "n_consensus_compared": "The annotator's judgments compared with the consensus: on tasks "
+    "someone else judged too, or on gold tasks.",
     "median_duration_s": "Median seconds per judgment.",
-    "spammer_score": "Raykar-Yu spammer score: 0 answers by the item, 1 answers at random.",
+    "spammer_score": "Raykar-Yu spammer score: 0 answers by the item, 1 answers at random; "
+    "over the same tasks as consensus_agreement, null with fewer than two consensus classes.",
     "flagged": "True when the annotator is flagged (see flag_reason).",
     "flag_reason": "Why the annotator was flagged.",
     "priority": "Re-annotation priority (higher first).",

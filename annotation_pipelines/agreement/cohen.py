@@ -4,13 +4,19 @@ Cohen (1960), "A coefficient of agreement for nominal scales"; Cohen (1968), "We
 kappa". For annotators a and b on their n shared tasks, with o_ij the share of tasks a
 labelled i and b labelled j, r and c their label marginals and w_ij a disagreement weight
 (nominal 1 − [i = j], linear |i − j|, quadratic (i − j)² over label positions),
-kappa = 1 − Σ w_ij o_ij / Σ w_ij r_i c_j. Label positions are the ranks of the labels over
-the whole input (numeric order when every label is a number, else text order), so a
+kappa = 1 − Σ w_ij o_ij / Σ w_ij r_i c_j. Label positions are the labels' places in
+`label_order` when the caller gives one (a project's declared ordinal scale), else their ranks
+over the whole input (numeric order when every label is a number, else text order), so a
 weighted kappa of one pair means the same scale as every other pair's — this equals
-scikit-learn's `cohen_kappa_score(..., labels=<all labels sorted>)`.
+scikit-learn's `cohen_kappa_score(..., labels=<label_order, or all labels sorted>)`. A
+weighted kappa means something only where the positions are an order the labels have: for
+nominal labels (cat, dog, bird) text order is arbitrary, so callers should weight only
+labels with a declared order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -50,10 +56,30 @@ def _sorted_label_positions(labels: pl.Series) -> tuple[np.ndarray, int]:
     return rank[codes], len(order)
 
 
+def _declared_label_positions(
+    labels: pl.Series, label_order: Sequence[str]
+) -> tuple[np.ndarray, int]:
+    position: dict[str, int] = {}
+    for index, label in enumerate(label_order):
+        if label in position:
+            raise ValueError(f"label_order lists {label!r} twice; an order ranks each label once")
+        position[label] = index
+    text = labels.cast(pl.String)
+    outside = text.filter(~text.is_in(list(position))).unique(maintain_order=True)
+    if outside.len():
+        raise ValueError(
+            f"label {outside[0]!r} is not in label_order ({', '.join(label_order)}): "
+            "a weighted kappa needs every label's place on the scale"
+        )
+    codes = text.replace_strict(position, return_dtype=pl.Int64).to_numpy()
+    return codes.astype(np.int64), len(position)
+
+
 def cohen_kappa_matrix(
     judgments: pl.DataFrame,
     *,
     weights: str | None = None,
+    label_order: Sequence[str] | None = None,
     min_overlap: int = 10,
     n_resamples: int = 0,
     confidence: float = 0.95,
@@ -66,6 +92,8 @@ def cohen_kappa_matrix(
     a percentile bootstrap interval over tasks; otherwise they are null. A pair whose
     expected disagreement is zero (both always gave the same single label) has kappa null.
     If an annotator judged a task more than once, their first judgment counts.
+    `label_order` lists every label lowest first and places them for the linear and quadratic
+    weights (a label outside it is a ValueError); without it they go in numeric or text order.
     """
     check_columns(judgments)
     if weights not in WEIGHTS:
@@ -84,7 +112,11 @@ def cohen_kappa_matrix(
     annotator_rank[by_id] = np.arange(len(by_id), dtype=np.int64)
     annotator = annotator_rank[annotator]
     annotator_ids = annotator_ids.gather(by_id)
-    label, n_labels = _sorted_label_positions(frame.get_column("label"))
+    label, n_labels = (
+        _sorted_label_positions(frame.get_column("label"))
+        if label_order is None
+        else _declared_label_positions(frame.get_column("label"), label_order)
+    )
     n_annotators = len(annotator_first)
     codes, _ = pandas_factorize(task * n_annotators + annotator)
     keep = np.zeros(len(codes), dtype=bool)

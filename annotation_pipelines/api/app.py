@@ -1369,6 +1369,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         """Annotator scorecards of a project for a day (default: the freshest). Annotator ids
         are pseudonyms, the same as in the reports, unless the token has `annotators:raw`.
 
+        A categorical scorecard's `consensus_agreement` and `spammer_score` read only the
+        `n_consensus_compared` judgments on tasks someone else judged too or with gold; both are
+        null when there are none (a lone annotator's consensus is their own vote).
+
         A non-categorical project's scorecard has `kind`, `reliability`, `consensus_agreement`,
         `consensus_alpha`, the kind's gold metric (`gold_metric_name`, `gold_metric`,
         `gold_score` on [0, 1]), `box_looseness` (boxes) and `rating_bias` (numeric), with

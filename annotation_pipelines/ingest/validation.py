@@ -166,6 +166,34 @@ def project_label_set(settings: Mapping[str, object], *, source: str) -> list[st
     return labels
 
 
+def project_label_order(settings: Mapping[str, object], *, source: str) -> list[str] | None:
+    """The project's labels lowest first when its settings declare them ordinal
+    (`"ordinal": true`, the order being the `label_set`'s); None when they do not (`false` or
+    absent: nominal labels, whose order means nothing). ValueError in one line naming
+    `source` and the field for an `ordinal` that is not true or false, one without a label
+    set, or a set that lists a label twice."""
+    ordinal = settings.get("ordinal")
+    if ordinal is None or ordinal is False:
+        return None
+    if ordinal is not True:
+        raise ValueError(f"{source}: ordinal: expected true or false, got {ordinal!r:.80}")
+    labels = project_label_set(settings, source=source)
+    if labels is None:
+        raise ValueError(
+            f"{source}: ordinal: true needs a label_set listing the labels lowest first, "
+            'like ["bad", "ok", "good"]'
+        )
+    seen: set[str] = set()
+    for index, label in enumerate(labels):
+        if label in seen:
+            raise ValueError(
+                f"{source}: label_set[{index}]: {label!r} is listed twice; an ordinal set "
+                "ranks each label once"
+            )
+        seen.add(label)
+    return labels
+
+
 # A plain decimal number, as a CSV cell, `repr` of a JSON float or a Parquet float cast to text
 # spells one: no padding (kept as written, " 1" is its own label), no "nan" or "inf".
 _DECIMAL_LABEL = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"

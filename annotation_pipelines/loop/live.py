@@ -150,12 +150,20 @@ SCORECARD: dict[str, pl.DataType] = {
     "gold_accuracy_upper": pl.Float64(),
     "agreement": pl.Float64(),
     "agreement_upper": pl.Float64(),
+    # The judgments `agreement` and `spammer_score` read (`shared_confusion`): those on tasks
+    # someone else's active vote or gold also decides.
+    "n_consensus_compared": pl.Int64(),
     "spammer_score": pl.Float64(),
     "mean_duration_s": pl.Float64(),
 }
 ANNOTATORS: dict[str, pl.DataType] = {
     "annotator_id": pl.String(),
     "confusion": pl.List(pl.Float64()),  # K×K soft counts, row-major [answer, truth]
+    # The same counts over the judgments on tasks with another annotator's active vote or with
+    # gold: a lone vote's posterior is mostly that vote, so the scorecard, which reads these,
+    # would count it as agreeing with itself. Null in a state stored before they were kept:
+    # read as `confusion` until the next re-base recounts them.
+    "shared_confusion": pl.List(pl.Float64()),
     **SCORECARD,
     # Carried with the counts above: mean_duration_s = duration_total / n_durations.
     "duration_total": pl.Float64(),
@@ -172,6 +180,7 @@ ANNOTATORS: dict[str, pl.DataType] = {
     "base_n_gold": pl.Int64(),
     "base_n_gold_correct": pl.Int64(),
     "base_confusion": pl.List(pl.Float64()),
+    "base_shared_confusion": pl.List(pl.Float64()),
     "version": pl.Int64(),
 }
 # A block the annotation tool reversed (`annotator_actions.status = 'revoked'`).
@@ -350,8 +359,23 @@ class LiveState:
         k = len(self.labels)
         if self.annotators.height == 0:
             return np.zeros((0, k, k))
-        flat = self.annotators.get_column("confusion").list.to_array(k * k).to_numpy()
-        return np.asarray(flat, dtype=np.float64).reshape(-1, k, k)
+        return _matrices(self.annotators.get_column("confusion"), k)
+
+    @property
+    def shared_counts(self) -> np.ndarray:
+        """(annotators, K answer, K truth) soft confusion counts of the judgments compared with
+        the consensus (`shared_confusion`), in `annotators` order."""
+        k = len(self.labels)
+        if self.annotators.height == 0:
+            return np.zeros((0, k, k))
+        shared = self.annotators.select(pl.coalesce("shared_confusion", "confusion"))
+        return _matrices(shared.to_series(), k)
+
+
+def _matrices(column: pl.Series, k: int) -> np.ndarray:
+    """A list column of row-major K×K matrices as an (rows, K, K) array."""
+    flat = column.list.to_array(k * k).to_numpy()
+    return np.asarray(flat, dtype=np.float64).reshape(-1, k, k)
 
 
 @dataclass(frozen=True)
@@ -481,7 +505,11 @@ def update(
         pl.col("task_id").is_in(regolded.implode())
     )
     touched = pl.concat([touched, gold_annotators.get_column("annotator_id")]).unique()
-    fitted = replace(fitted, annotators=_scorecards(fitted, touched, options))
+    # Every voter of a refitted task gets a fresh card: another's vote can make their lone
+    # judgment one compared with the consensus. Blocks still read only the annotators whose
+    # own judgments or gold changed.
+    voters = pl.concat([touched, new_rows.get_column("annotator_id")]).unique()
+    fitted = replace(fitted, annotators=_scorecards(fitted, voters, options))
     fitted, actions, alerts = _block(fitted, touched, options, version, now)
     if actions.height:
         blocked = actions.get_column("annotator_id")
@@ -706,6 +734,9 @@ def _unblock(
             f"base_{c}": pl.when(theirs).then(pl.col(c)).otherwise(f"base_{c}")
             for c in ("n_judgments", "n_gold", "n_gold_correct", "confusion")
         },
+        base_shared_confusion=pl.when(theirs)
+        .then(pl.coalesce("shared_confusion", "confusion"))
+        .otherwise("base_shared_confusion"),
         version=pl.when(theirs).then(pl.lit(version, pl.Int64)).otherwise("version"),
     )
     fitted = replace(fitted, ledger=after, annotators=annotators)
@@ -876,6 +907,8 @@ def _with_labels(state: LiveState, incoming: pl.DataFrame, gold: pl.DataFrame) -
     k, grown = len(state.labels), len(state.labels) + len(new)
     counts = np.zeros((state.annotators.height, grown, grown))
     counts[:, :k, :k] = state.counts
+    shared = np.zeros_like(counts)
+    shared[:, :k, :k] = state.shared_counts
     prior = np.zeros(grown)
     prior[:k] = state.prior_counts[:k] if state.prior_counts.size else 0.0
     pad = [0.0] * len(new)
@@ -887,7 +920,7 @@ def _with_labels(state: LiveState, incoming: pl.DataFrame, gold: pl.DataFrame) -
         labels=(*state.labels, *new),
         prior_counts=prior,
         tasks=tasks,
-        annotators=_set_counts(state.annotators, counts),
+        annotators=_set_counts(state.annotators, counts, shared),
     )
 
 
@@ -952,6 +985,8 @@ def _refit(
     codes = annotators.select("annotator_id").with_row_index("annotator_code")
     counts = np.zeros((annotators.height, k, k))
     counts[: state.annotators.height] = state.counts
+    shared = np.zeros_like(counts)
+    shared[: state.annotators.height] = state.shared_counts
     prior = state.prior_counts.copy() if state.prior_counts.size == k else np.zeros(k)
     frame = pl.DataFrame({"task_id": affected.unique().sort()}).with_row_index("task_code")
     n = frame.height
@@ -976,11 +1011,21 @@ def _refit(
         .get_column("gold")
         .to_numpy()
     )
-    contributed = (old_votes > 0) | np.array([g is not None for g in old_gold], dtype=bool)
+    had_gold = np.array([g is not None for g in old_gold], dtype=bool)
+    contributed = (old_votes > 0) | had_gold
     task_o, annotator_o, answer_o = votes(
         old_ledger.filter(pl.col("task_id").is_in(affected.implode()))
     )
     _scatter(counts, annotator_o, answer_o, old_posterior[task_o], sign=-1.0)
+    compared = _compared(task_o, annotator_o, n, had_gold)
+    _scatter(
+        shared,
+        annotator_o[compared],
+        answer_o[compared],
+        old_posterior[task_o[compared]],
+        sign=-1.0,
+    )
+    np.maximum(shared, 0.0, out=shared)
     prior -= old_posterior[contributed].sum(axis=0)
     np.maximum(counts, 0.0, out=counts)
     np.maximum(prior, 0.0, out=prior)
@@ -1015,6 +1060,10 @@ def _refit(
             )
     counts = others.copy()
     _scatter(counts, annotator_n, answer_n, posterior[task_n], sign=1.0)
+    compared = _compared(task_n, annotator_n, n, is_gold)
+    _scatter(
+        shared, annotator_n[compared], answer_n[compared], posterior[task_n[compared]], sign=1.0
+    )
     prior = other_prior + posterior[has_votes | is_gold].sum(axis=0)
     best = (
         best_in_label_order(posterior, pl.Series(state.labels, dtype=pl.String))
@@ -1037,8 +1086,19 @@ def _refit(
         [tasks.join(frame.select("task_id"), on="task_id", how="anti"), refitted], how="vertical"
     )
     return replace(
-        state, tasks=tasks, prior_counts=prior, annotators=_set_counts(annotators, counts)
+        state, tasks=tasks, prior_counts=prior, annotators=_set_counts(annotators, counts, shared)
     )
+
+
+def _compared(task: np.ndarray, annotator: np.ndarray, n: int, gold: np.ndarray) -> np.ndarray:
+    """Per vote (`task`, `annotator` codes): True where its task, of `n`, has another
+    annotator's vote among these or has `gold` (per task), so its posterior is more than
+    this vote: the votes a scorecard compares with the consensus."""
+    if task.size == 0:
+        return np.zeros(0, dtype=bool)
+    pairs = np.unique(np.stack([task, annotator]), axis=1)
+    voters = np.bincount(pairs[0], minlength=n)
+    return (voters >= 2)[task] | gold[task]
 
 
 def _with_annotators(
@@ -1051,6 +1111,7 @@ def _with_annotators(
         return annotators
     fresh = new.sort("annotator_id").with_columns(
         confusion=pl.lit([0.0] * (k * k), pl.List(pl.Float64)),
+        shared_confusion=pl.lit([0.0] * (k * k), pl.List(pl.Float64)),
         blocked=pl.lit(False),
     )
     return (
@@ -1060,11 +1121,15 @@ def _with_annotators(
     )
 
 
-def _set_counts(annotators: pl.DataFrame, counts: np.ndarray) -> pl.DataFrame:
+def _set_counts(annotators: pl.DataFrame, counts: np.ndarray, shared: np.ndarray) -> pl.DataFrame:
     if annotators.height == 0:
         return annotators
     flat = counts.reshape(counts.shape[0], -1)
-    return annotators.with_columns(confusion=pl.Series(flat.tolist(), dtype=pl.List(pl.Float64)))
+    flat_shared = shared.reshape(shared.shape[0], -1)
+    return annotators.with_columns(
+        confusion=pl.Series(flat.tolist(), dtype=pl.List(pl.Float64)),
+        shared_confusion=pl.Series(flat_shared.tolist(), dtype=pl.List(pl.Float64)),
+    )
 
 
 def _posterior_matrix(previous: pl.DataFrame, k: int) -> np.ndarray:
@@ -1201,7 +1266,7 @@ def _scorecards(state: LiveState, touched: pl.Series, options: LiveOptions) -> p
     annotators = state.annotators
     if touched.len() == 0 or annotators.height == 0:
         return annotators
-    fresh = _fresh_cards(annotators, state.counts, len(state.labels), options)
+    fresh = _fresh_cards(annotators, state.shared_counts, len(state.labels), options)
     columns = [c for c in SCORECARD if c not in _CARRIED]
     refreshed = annotators.join(
         fresh.select("annotator_id", *columns), on="annotator_id", how="left", suffix="_new"
@@ -1221,16 +1286,25 @@ def _fresh_cards(
     annotators: pl.DataFrame, counts: np.ndarray, k: int, options: LiveOptions
 ) -> pl.DataFrame:
     """The scorecard of each of `annotators` (its carried columns and `blocked`) with the
-    confusion `counts` (one K×K per row)."""
+    confusion `counts` of the judgments compared with the consensus (one K×K per row).
+    Without any (an annotator alone on every task), agreement and spammer score are null,
+    which no block rule holds on."""
     totals = counts.sum(axis=(1, 2))
+    # Each compared judgment adds one posterior (summing to 1); less than half a judgment
+    # left is what subtracting a refitted task's old share leaves, not a judgment.
+    compared = np.rint(totals).astype(np.int64)
     agreement = np.trace(counts, axis1=1, axis2=2) / np.maximum(totals, _FLOOR)
+    some = compared > 0
     soft = pl.DataFrame(
         {
             "annotator_id": annotators.get_column("annotator_id"),
-            "agreement": np.where(totals > 0, agreement, np.nan),
-            "_agreeing": np.trace(counts, axis1=1, axis2=2),
-            "_total": totals,
-            "spammer_score": _spammer_scores(counts) if k >= 2 else np.full(totals.shape, np.nan),
+            "agreement": np.where(some, agreement, np.nan),
+            "n_consensus_compared": compared,
+            "_agreeing": np.where(some, np.trace(counts, axis1=1, axis2=2), 0.0),
+            "_total": np.where(some, totals, 0.0),
+            "spammer_score": np.where(some, _spammer_scores(counts), np.nan)
+            if k >= 2
+            else np.full(totals.shape, np.nan),
         }
     ).with_columns(pl.col("agreement", "spammer_score").fill_nan(None))
     _, agreement_upper = wilson_bounds(
@@ -1268,9 +1342,10 @@ def _window_cards(cards: pl.DataFrame, k: int, options: LiveOptions) -> pl.DataF
     window = reversed_.with_columns(
         [(pl.col(c) - pl.col(f"base_{c}").fill_null(0)).clip(lower_bound=0) for c in base]
     )
-    flat = reversed_.get_column("confusion").list.to_array(k * k).to_numpy()
-    counts = np.asarray(flat, dtype=np.float64).reshape(-1, k, k).copy()
-    for row, earlier in enumerate(reversed_.get_column("base_confusion").to_list()):
+    shared = reversed_.select(pl.coalesce("shared_confusion", "confusion")).to_series()
+    counts = _matrices(shared, k).copy()
+    bases = reversed_.select(pl.coalesce("base_shared_confusion", "base_confusion")).to_series()
+    for row, earlier in enumerate(bases.to_list()):
         if earlier is None:
             continue
         # Labels are appended, never reordered: an older base is the top-left block.
@@ -1627,9 +1702,12 @@ def rebase(
         )
         .select(list(TASKS))
     )
-    counts, prior = _recount(state.ledger, tasks, state.annotators, k, codes)
+    counts, shared, prior = _recount(state.ledger, tasks, state.annotators, k, codes)
     rebased_state = replace(
-        state, tasks=tasks, prior_counts=prior, annotators=_set_counts(state.annotators, counts)
+        state,
+        tasks=tasks,
+        prior_counts=prior,
+        annotators=_set_counts(state.annotators, counts, shared),
     )
     rebased_state = replace(
         rebased_state,
@@ -1672,8 +1750,9 @@ def _recount(
     annotators: pl.DataFrame,
     k: int,
     codes: Mapping[str, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Confusion counts and class counts from scratch: Σ posteriors over the active votes."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Confusion counts, those of the votes compared with the consensus (`_compared`), and
+    class counts, from scratch: Σ posteriors over the active votes."""
     indexed = tasks.select("task_id", "n_votes", "gold", "posterior").with_row_index("_task")
     matrix = _posterior_matrix(indexed, k)
     active = (
@@ -1688,18 +1767,16 @@ def _recount(
     )
     answer = active.get_column("label").replace_strict(dict(codes), return_dtype=pl.Int64)
     counts = np.zeros((annotators.height, k, k))
+    shared = np.zeros_like(counts)
     task = active.get_column("_task").to_numpy().astype(np.int64)
-    _scatter(
-        counts,
-        active.get_column("_annotator").to_numpy().astype(np.int64),
-        answer.to_numpy().astype(np.int64),
-        matrix[task],
-        sign=1.0,
-    )
-    contributes = (
-        (indexed.get_column("n_votes").fill_null(0) > 0) | indexed.get_column("gold").is_not_null()
-    ).to_numpy()
-    return counts, matrix[contributes].sum(axis=0)
+    annotator = active.get_column("_annotator").to_numpy().astype(np.int64)
+    code = answer.to_numpy().astype(np.int64)
+    _scatter(counts, annotator, code, matrix[task], sign=1.0)
+    gold = indexed.get_column("gold").is_not_null().to_numpy()
+    compared = _compared(task, annotator, indexed.height, gold)
+    _scatter(shared, annotator[compared], code[compared], matrix[task[compared]], sign=1.0)
+    contributes = (indexed.get_column("n_votes").fill_null(0) > 0).to_numpy() | gold
+    return counts, shared, matrix[contributes].sum(axis=0)
 
 
 def no_events() -> LiveEvents:

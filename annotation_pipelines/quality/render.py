@@ -239,6 +239,7 @@ _SCORECARD_COLUMNS = (
     "gold_accuracy_low",
     "gold_accuracy_high",
     "consensus_agreement",
+    "n_consensus_compared",
     "spammer_score",
     "median_duration_s",
     "flag_reason",

@@ -12,7 +12,24 @@ from annotation_pipelines.schema import ANNOTATOR_SCORECARDS
 KEYS = ["project", "day", "annotator_id"]
 
 
-def spammer_scores(judgments: pl.DataFrame, aggregated: pl.DataFrame) -> pl.DataFrame:
+def compared_with_consensus(judgments: pl.DataFrame, gold: pl.DataFrame | None = None) -> pl.Expr:
+    """True for a judgment whose task's consensus is more than its own vote: someone else
+    judged the task too (in `judgments`), or the task is in `gold` (its consensus is the gold
+    answer). A lone vote's consensus is that vote, so comparing them would only count it as
+    agreeing with itself. An expression over `judgments` (needs `project`, `task_id`,
+    `annotator_id`)."""
+    shared = pl.col("annotator_id").n_unique().over("project", "task_id") >= 2
+    if gold is None or gold.height == 0:
+        return shared
+    golden = pl.struct("project", "task_id").is_in(
+        gold.select(pl.struct("project", "task_id")).to_series().implode()
+    )
+    return shared | golden
+
+
+def spammer_scores(
+    judgments: pl.DataFrame, aggregated: pl.DataFrame, gold: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per (project, day, annotator): 1 − Raykar–Yu score against the consensus labels.
 
     Raykar & Yu (2012), "Eliminating spammers and ranking annotators for crowdsourced
@@ -21,10 +38,13 @@ def spammer_scores(judgments: pl.DataFrame, aggregated: pl.DataFrame) -> pl.Data
     identical; S = Σ_{c<c'} ‖α_c − α_c'‖² / (K(K − 1)) over the K consensus classes the
     annotator saw is 0 for such a spammer (random or always-the-same label) and 1 for a
     perfect annotator. We report 1 − S, so higher means more spam-like; null when the
-    annotator saw fewer than two consensus classes. Uses Σ_{c<c'} ‖α_c − α_c'‖² =
-    K Σ_c ‖α_c‖² − ‖Σ_c α_c‖², so the cost is one pass over the confusion counts.
+    annotator saw fewer than two consensus classes. Only judgments compared with a consensus
+    that is not just their own vote count (`compared_with_consensus`, with `gold`): an
+    annotator alone on every task would otherwise read as a perfect, spam-free one. Uses
+    Σ_{c<c'} ‖α_c − α_c'‖² = K Σ_c ‖α_c‖² − ‖Σ_c α_c‖², so the cost is one pass over the
+    confusion counts.
     """
-    paired = judgments.join(
+    paired = judgments.filter(compared_with_consensus(judgments, gold)).join(
         aggregated.select("task_id", "project", pl.col("label").alias("consensus")),
         on=["task_id", "project"],
         how="inner",
@@ -77,11 +97,14 @@ def annotator_scorecards(
 
     - gold accuracy on gold tasks with its Wilson (1927) interval at `confidence`;
     - consensus agreement: share of the annotator's judgments equal to the aggregated label
-      (their own vote included, as a majority or Dawid–Skene consensus does);
+      (their own vote included, as a majority or Dawid–Skene consensus does), over the
+      `n_consensus_compared` judgments on tasks someone else judged too or on gold tasks
+      (`compared_with_consensus`); null when there are none (a lone annotator's consensus is
+      their own vote, and agreeing with it says nothing);
     - skill: from `skill` (annotator_id[, project], skill), e.g. the aggregation model's
       annotator parameters; null without it;
     - median seconds per judgment (`duration_s`, if present);
-    - spammer score: see `spammer_scores`;
+    - spammer score: see `spammer_scores` (on the same compared judgments);
     - trend: `history` holds earlier scorecards (same columns); the extras
       history_consensus_agreement / consensus_agreement_change and history_gold_accuracy /
       gold_accuracy_change compare the day against the judgment-weighted mean of the
@@ -90,8 +113,9 @@ def annotator_scorecards(
     Flagged, with every reason in flag_reason: gold accuracy whose upper Wilson bound is
     below `min_gold_accuracy` (at least `min_gold` gold answers); consensus agreement below
     `min_consensus_agreement` or spammer score above `max_spammer_score` (at least
-    `min_judgments` judgments); consensus agreement down by more than `max_agreement_drop`
+    `min_judgments` compared judgments); consensus agreement down by more than `max_agreement_drop`
     against the annotator's own history; median seconds below `min_median_duration_s`.
+    A null figure raises no flag.
     """
     judged = with_day(judgments)
     require(aggregated, "aggregated", ("task_id", "project", "label"))
@@ -100,8 +124,10 @@ def annotator_scorecards(
     gold_labels = gold.unique(["task_id", "project"], keep="last").select(
         "task_id", "project", pl.col("label").alias("gold_label")
     )
-    scored = judged.join(consensus, on=["task_id", "project"], how="left").join(
-        gold_labels, on=["task_id", "project"], how="left"
+    scored = (
+        judged.join(consensus, on=["task_id", "project"], how="left")
+        .join(gold_labels, on=["task_id", "project"], how="left")
+        .with_columns(_compared=compared_with_consensus(judged, gold_labels))
     )
     duration = (
         pl.col("duration_s").cast(pl.Float64).median()
@@ -112,7 +138,11 @@ def annotator_scorecards(
         pl.len().cast(pl.UInt32).alias("n_judgments"),
         pl.col("gold_label").is_not_null().sum().cast(pl.UInt32).alias("n_gold"),
         (pl.col("label") == pl.col("gold_label")).sum().alias("n_gold_correct"),
-        (pl.col("label") == pl.col("consensus")).mean().alias("consensus_agreement"),
+        (pl.col("label") == pl.col("consensus"))
+        .filter(pl.col("_compared"))
+        .mean()
+        .alias("consensus_agreement"),
+        pl.col("_compared").sum().cast(pl.UInt32).alias("n_consensus_compared"),
         duration.alias("median_duration_s"),
     )
     low, high = wilson_bounds(pl.col("n_gold_correct"), pl.col("n_gold"), confidence=confidence)
@@ -122,11 +152,12 @@ def annotator_scorecards(
         .alias("gold_accuracy"),
         low.alias("gold_accuracy_low"),
         high.alias("gold_accuracy_high"),
-    ).join(spammer_scores(judged, aggregated), on=KEYS, how="left")
+    ).join(spammer_scores(judged, aggregated, gold_labels), on=KEYS, how="left")
     cards = _attach_skill(cards, skill)
     cards = _attach_history(cards, history, history_days=history_days)
 
     enough = pl.col("n_judgments") >= min_judgments
+    compared = pl.col("n_consensus_compared") >= min_judgments
     reasons = [
         pl.when(
             (pl.col("n_gold") >= min_gold) & (pl.col("gold_accuracy_high") < min_gold_accuracy)
@@ -138,14 +169,14 @@ def annotator_scorecards(
                 pl.lit(min_gold_accuracy),
             )
         ),
-        pl.when(enough & (pl.col("consensus_agreement") < min_consensus_agreement)).then(
+        pl.when(compared & (pl.col("consensus_agreement") < min_consensus_agreement)).then(
             pl.format(
                 "consensus agreement {} below {}",
                 pl.col("consensus_agreement").round(3),
                 pl.lit(min_consensus_agreement),
             )
         ),
-        pl.when(enough & (pl.col("spammer_score") > max_spammer_score)).then(
+        pl.when(compared & (pl.col("spammer_score") > max_spammer_score)).then(
             pl.format(
                 "spammer score {} above {}",
                 pl.col("spammer_score").round(3),
@@ -239,11 +270,19 @@ def _attach_history(
         cards = cards.with_columns(empty)
     else:
         require(history, "history", ("project", "day", "annotator_id", "n_judgments"))
+        # Each day's agreement weighs as many as it compared; scorecards written before that
+        # count was kept weigh their judgments.
+        compared = (
+            pl.coalesce(pl.col("n_consensus_compared"), pl.col("n_judgments"))
+            if "n_consensus_compared" in history.columns
+            else pl.col("n_judgments")
+        )
         past = history.select(
             pl.col("project"),
             pl.col("day").cast(pl.Date).alias("history_day"),
             pl.col("annotator_id"),
             pl.col("n_judgments").cast(pl.Float64),
+            compared.cast(pl.Float64).alias("n_compared"),
             pl.col("consensus_agreement").cast(pl.Float64),
             pl.col("n_gold").cast(pl.Float64),
             pl.col("gold_accuracy").cast(pl.Float64),
@@ -258,8 +297,8 @@ def _attach_history(
         )
         summary = window.group_by(KEYS).agg(
             (
-                (pl.col("consensus_agreement") * pl.col("n_judgments")).sum()
-                / pl.col("n_judgments").filter(pl.col("consensus_agreement").is_not_null()).sum()
+                (pl.col("consensus_agreement") * pl.col("n_compared")).sum()
+                / pl.col("n_compared").filter(pl.col("consensus_agreement").is_not_null()).sum()
             ).alias("history_consensus_agreement"),
             (
                 (pl.col("gold_accuracy") * pl.col("n_gold")).sum()

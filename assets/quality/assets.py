@@ -33,6 +33,7 @@ from pydantic import Field
 from annotation_pipelines.agreement import cohen_kappa_matrix
 from annotation_pipelines.curation.privacy import safe_for_display
 from annotation_pipelines.curation.versioning import judged_fingerprints
+from annotation_pipelines.ingest.validation import project_label_order
 from annotation_pipelines.kinds import DEFAULT_KIND, of_kind
 from annotation_pipelines.lake import partition_key, quality_report_html_key, staging_prefix
 from annotation_pipelines.quality import (
@@ -159,7 +160,10 @@ def _history(lake: Lake, table: str, day: str, days: int) -> pl.DataFrame:
         ),
         "annotator_pair_agreement": table_out(
             "Cohen's kappa (plain and quadratic-weighted) for every annotator pair "
-            "of a project with enough shared tasks: the agreement matrix in long form.",
+            "of a project with enough shared tasks: the agreement matrix in long form. "
+            "kappa_quadratic is null unless the project declares its labels ordinal "
+            '(project.json `"ordinal": true`, its label_set listing them lowest first): '
+            "weights over nominal labels placed in text order would mean nothing.",
             group=GROUP,
             owners=OWNERS,
         ),
@@ -295,7 +299,10 @@ def quality(  # noqa: ANN201
     else:
         checks = [_check_result(check) for check in gate_checks(gates)]
     summary = markdown_summary(report, scorecards=shown_cards, queue=queue, drift=drift_frame)
-    pairs = _pair_agreement(judgments, min_overlap=config.kappa_min_overlap)
+    orders = project_label_orders(landing, judgments["project"].unique().sort().to_list())
+    pairs, weighted_note = _pair_agreement(
+        judgments, min_overlap=config.kappa_min_overlap, orders=orders
+    )
     tables = {
         "quality_report": report,
         "annotator_scorecards": cards,
@@ -329,6 +336,7 @@ def quality(  # noqa: ANN201
         "reannotation_queue": {"tasks_to_reannotate": MetadataValue.int(queue.height)},
         "annotator_pair_agreement": {
             "pairs": MetadataValue.int(pairs.height),
+            "kappa_quadratic": MetadataValue.text(weighted_note),
             "lowest_kappa": markdown_table(
                 safe_for_display(pairs.sort("kappa").head(10), key=display_key)
             ),
@@ -345,28 +353,69 @@ def quality(  # noqa: ANN201
     yield from checks
 
 
-def _pair_agreement(judgments: pl.DataFrame, *, min_overlap: int) -> pl.DataFrame:
-    frames = []
+def project_label_orders(landing: LandingZone, projects: list[str]) -> dict[str, list[str]]:
+    """project → its labels lowest first, for the projects whose settings file declares them
+    ordinal (`project_label_order`; a malformed declaration fails the run naming the file and
+    field, as a malformed floor does)."""
+    orders = {}
+    for project in projects:
+        order = project_label_order(
+            landing.project_settings(project), source=project_settings_path(project)
+        )
+        if order is not None:
+            orders[project] = order
+    return orders
+
+
+def _pair_agreement(
+    judgments: pl.DataFrame, *, min_overlap: int, orders: dict[str, list[str]]
+) -> tuple[pl.DataFrame, str]:
+    """(Cohen's kappa per annotator pair and project, the note that says for which projects
+    `kappa_quadratic` is given). The quadratic kappa weighs a disagreement by how far apart
+    the two labels are, so only labels with a declared order have one: for the others it is
+    null, as it is when a judged label is not in the declared order (a label set changed
+    since the day was staged)."""
+    frames, weighted_projects, unordered, outside = [], [], [], []
     for (project,), rows in judgments.group_by("project", maintain_order=True):
         plain = cohen_kappa_matrix(rows, min_overlap=min_overlap)
-        weighted = cohen_kappa_matrix(rows, weights="quadratic", min_overlap=min_overlap)
-        frames.append(
-            plain.select("annotator_a", "annotator_b", "n_shared", "kappa")
-            .join(
+        pairs = plain.select("annotator_a", "annotator_b", "n_shared", "kappa")
+        order = orders.get(project)
+        labels = set(rows["label"].drop_nulls().cast(pl.String).to_list())
+        if order is None:
+            unordered.append(project)
+        elif not labels <= set(order):
+            outside.append(f"{project} (labels {', '.join(sorted(labels - set(order)))})")
+        else:
+            weighted_projects.append(f"{project} (declared order: {' < '.join(order)})")
+            weighted = cohen_kappa_matrix(
+                rows, weights="quadratic", label_order=order, min_overlap=min_overlap
+            )
+            pairs = pairs.join(
                 weighted.select(
                     "annotator_a", "annotator_b", pl.col("kappa").alias("kappa_quadratic")
                 ),
                 on=["annotator_a", "annotator_b"],
                 how="left",
             )
-            .with_columns(project=pl.lit(project))
+        if "kappa_quadratic" not in pairs.columns:
+            pairs = pairs.with_columns(kappa_quadratic=pl.lit(None, pl.Float64))
+        frames.append(pairs.with_columns(project=pl.lit(project)))
+    notes = ["; ".join(weighted_projects) or "no project declares an order of its labels"]
+    if unordered:
+        notes.append(
+            f"null for {', '.join(sorted(unordered))}: no declared order of their labels "
+            '(project.json `"ordinal": true`, the label_set lowest first), and a weighted '
+            "kappa of nominal labels means nothing"
         )
+    if outside:
+        notes.append(f"null for {', '.join(sorted(outside))}: not in the declared order")
     if not frames:
-        return pl.DataFrame(
+        empty = pl.DataFrame(
             schema={"annotator_a": pl.String, "annotator_b": pl.String, "n_shared": pl.UInt32,
                     "kappa": pl.Float64, "kappa_quadratic": pl.Float64, "project": pl.String}
         )  # fmt: skip
-    return pl.concat(frames).sort("project", "annotator_a", "annotator_b")
+        return empty, notes[0]
+    return pl.concat(frames).sort("project", "annotator_a", "annotator_b"), "; ".join(notes)
 
 
 def _held_back(report: pl.DataFrame) -> str:

@@ -152,6 +152,39 @@ def test_cohen_matrix_equals_sklearn(n_tasks, n_labels, weights, seed):
     assert pairs.height == expected
 
 
+@pytest.mark.parametrize("weights", ["linear", "quadratic"])
+def test_weighted_cohen_places_labels_in_the_declared_order(weights):
+    # Ordinal labels whose text order (bad, fair, good, great, poor) is not their scale.
+    order = ["poor", "fair", "good", "great"]
+    generator = np.random.default_rng(7)
+    truth = generator.integers(0, 4, 60)
+    a = np.clip(truth + generator.integers(-1, 2, 60), 0, 3)
+    b = np.clip(truth + generator.integers(-1, 2, 60), 0, 3)
+    judgments = pl.DataFrame(
+        {
+            "task_id": [f"t{i}" for i in range(60)] * 2,
+            "annotator_id": ["a"] * 60 + ["b"] * 60,
+            "label": [order[v] for v in a] + [order[v] for v in b],
+        }
+    )
+    ours = cohen_kappa_matrix(judgments, weights=weights, min_overlap=2, label_order=order)
+    theirs = cohen_kappa_score(
+        [order[v] for v in a], [order[v] for v in b], weights=weights, labels=order
+    )
+    assert ours["kappa"].item() == pytest.approx(theirs, abs=1e-12)
+    text_order = cohen_kappa_matrix(judgments, weights=weights, min_overlap=2)
+    assert text_order["kappa"].item() != pytest.approx(theirs, abs=1e-3)
+    # Unweighted kappa does not depend on the order.
+    plain = cohen_kappa_matrix(judgments, min_overlap=2, label_order=order)
+    assert plain["kappa"].item() == pytest.approx(
+        cohen_kappa_matrix(judgments, min_overlap=2)["kappa"].item(), abs=1e-12
+    )
+    with pytest.raises(ValueError, match="label 'great' is not in label_order"):
+        cohen_kappa_matrix(judgments, weights=weights, label_order=order[:3])
+    with pytest.raises(ValueError, match="label_order lists 'fair' twice"):
+        cohen_kappa_matrix(judgments, weights=weights, label_order=[*order, "fair"])
+
+
 def test_cohen_min_overlap_and_duplicates():
     judgments = pl.DataFrame(
         {

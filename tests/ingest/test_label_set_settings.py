@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dagster import DagsterInstance
 
 from annotation_pipelines.cli import main
-from annotation_pipelines.ingest.validation import project_label_set
+from annotation_pipelines.ingest.validation import project_label_order, project_label_set
 from assets.definitions import build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -101,3 +101,38 @@ def test_the_daily_ingest_fails_on_a_label_set_that_is_not_one_naming_the_file(e
     assert good.success
     metadata = good.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["rows_loaded"].value == 2 and metadata["rows_quarantined"].value == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "order"),
+    [
+        ({"label_set": ["bad", "ok", "good"]}, None),
+        ({"label_set": ["bad", "ok", "good"], "ordinal": False}, None),
+        # The set's own order, lowest first, not text order.
+        ({"label_set": ["bad", "ok", "good"], "ordinal": True}, ["bad", "ok", "good"]),
+        ({"label_set": [1, 2, 3], "ordinal": True}, ["1", "2", "3"]),
+    ],
+)
+def test_an_ordinal_project_declares_its_labels_order_in_the_label_set(settings, order):
+    assert project_label_order(settings, source=SOURCE) == order
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"label_set": ["a", "b"], "ordinal": "yes"}, "ordinal: expected true or false, got 'yes'"),
+        (
+            {"ordinal": True},
+            'ordinal: true needs a label_set listing the labels lowest first, like ["bad", '
+            '"ok", "good"]',
+        ),
+        (
+            {"label_set": ["bad", "ok", "bad"], "ordinal": True},
+            "label_set[2]: 'bad' is listed twice; an ordinal set ranks each label once",
+        ),
+    ],
+)
+def test_an_ordinal_declaration_that_is_not_one_names_the_file_and_the_field(settings, error):
+    with pytest.raises(ValueError) as raised:
+        project_label_order(settings, source=SOURCE)
+    assert str(raised.value) == f"{SOURCE}: {error}"

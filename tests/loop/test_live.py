@@ -91,6 +91,25 @@ def recomputed_counts(state: LiveState) -> np.ndarray:
     return counts
 
 
+def recomputed_shared_counts(state: LiveState) -> np.ndarray:
+    """The confusion counts of the judgments whose task's posterior is more than their own
+    vote: another annotator's active vote is on the task, or it has gold."""
+    active = state.ledger.filter(~pl.col("flagged"))
+    voters = active.group_by("task_id").agg(voters=pl.col("annotator_id").n_unique())
+    golden = state.tasks.filter(pl.col("gold").is_not_null()).get_column("task_id")
+    shared = active.join(voters, on="task_id").filter(
+        (pl.col("voters") >= 2) | pl.col("task_id").is_in(golden.implode())
+    )
+    k = len(state.labels)
+    codes = {label: i for i, label in enumerate(state.labels)}
+    order = {a: i for i, a in enumerate(state.annotators["annotator_id"])}
+    counts = np.zeros((len(order), k, k))
+    joined = shared.join(state.tasks.select("task_id", "posterior"), on="task_id")
+    for row in joined.iter_rows(named=True):
+        counts[order[row["annotator_id"]], codes[row["label"]]] += np.array(row["posterior"])
+    return counts
+
+
 def assert_scorecards_recount(state: LiveState) -> None:
     """The carried scorecard counts are those of the ledger, recounted from scratch."""
     golds = state.tasks.select("task_id", "gold").drop_nulls("gold")
@@ -115,6 +134,9 @@ def assert_scorecards_recount(state: LiveState) -> None:
     np.testing.assert_allclose(
         cards["mean_duration_s"].fill_null(0.0), cards["duration"].fill_null(0.0), atol=1e-9
     )
+    np.testing.assert_allclose(state.shared_counts, recomputed_shared_counts(state), atol=1e-6)
+    compared = np.rint(state.shared_counts.sum(axis=(1, 2))).astype(np.int64)
+    assert cards["n_consensus_compared"].to_list() == compared.tolist()
 
 
 # The key of each frame of a state: the lake stores the ledger and the tasks sorted by task, so
@@ -610,7 +632,7 @@ def _cards(annotators: pl.DataFrame) -> pl.DataFrame:
     soft = ("agreement", "agreement_upper", "spammer_score")
     return annotators.with_columns(
         [pl.when(emptied).then(None).otherwise(pl.col(c)).alias(c) for c in soft]
-    ).drop("confusion")
+    ).drop("confusion", "shared_confusion")
 
 
 def _touched_equal(partial: LiveState, full: LiveState) -> None:
@@ -1100,3 +1122,80 @@ def test_gold_another_state_takes_in_is_found_where_the_db_gave_it():
     # Nothing asked, or a state never stored: nothing read.
     assert moved_gold_away("a", store.get, asked.head(0)).height == 0
     assert moved_gold_away("b", store.get, asked).height == 0
+
+
+def lone_judgments(
+    annotator: str, tasks: list[str], labels: list[str], at: datetime
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "task_id": tasks,
+            "annotator_id": annotator,
+            "label": labels,
+            "judgment_id": [f"{annotator}-{t}" for t in tasks],
+            "submitted_at": [at + timedelta(seconds=i) for i in range(len(tasks))],
+            "duration_s": 4.0,
+        }
+    ).with_columns(updated_at=pl.col("submitted_at"))
+
+
+def test_a_lone_annotator_has_no_live_agreement_and_is_not_blocked_on_it():
+    rng = np.random.default_rng(3)
+    tasks = [f"x{i:03d}" for i in range(40)]
+    labels = [f"c{v}" for v in rng.integers(0, 3, len(tasks))]
+    solo = lone_judgments("solo", tasks, labels, START)
+    # Any agreement and spammer score would block: only a null blocks no one.
+    strict = LiveOptions(min_agreement=1.01, max_spammer_score=-1.0)
+    state, events = update(LiveState(project="p"), solo, options=strict, now=NOW)
+    card = state.annotators.row(0, named=True)
+    assert card["n_judgments"] == 40 and card["n_consensus_compared"] == 0
+    assert card["agreement"] is None and card["agreement_upper"] is None
+    assert card["spammer_score"] is None
+    assert not card["blocked"] and events.annotator_actions.height == 0
+    assert_scorecards_recount(state)
+    # Someone else judges 20 of the tasks (5 differently): those 20 are compared, for both.
+    mate_labels = labels[:15] + [f"c{(int(v[1]) + 1) % 3}" for v in labels[15:20]]
+    mate = lone_judgments("mate", tasks[:20], mate_labels, START + timedelta(hours=1))
+    state, _ = update(state, mate, now=NOW)
+    cards = {row["annotator_id"]: row for row in state.annotators.iter_rows(named=True)}
+    assert cards["solo"]["n_consensus_compared"] == 20
+    assert cards["mate"]["n_consensus_compared"] == 20
+    assert cards["solo"]["agreement"] is not None
+    assert_scorecards_recount(state)
+    # Gold makes the consensus the gold answer: a lone answer on it is compared too.
+    gold = pl.DataFrame({"task_id": tasks[30:35], "label": labels[30:35]})
+    state, _ = update(state, solo.head(0), gold, now=NOW)
+    solo_card = state.annotators.filter(pl.col("annotator_id") == "solo").row(0, named=True)
+    assert solo_card["n_consensus_compared"] == 25
+    assert_scorecards_recount(state)
+
+
+def test_live_and_daily_scorecards_compare_the_same_judgments_with_the_consensus():
+    from annotation_pipelines.quality import annotator_scorecards
+
+    judgments, _ = stream(n_tasks=300)
+    rng = np.random.default_rng(5)
+    extra = [f"x{i:03d}" for i in range(30)]
+    alone = lone_judgments(
+        "w00", extra, [f"c{v}" for v in rng.integers(0, 3, 30)], START + timedelta(hours=2)
+    )
+    judgments = pl.concat([judgments, alone.select(judgments.columns)])
+    state, _ = run(judgments, batch=150)
+    day = START.date().isoformat()
+    daily = _daily(judgments, day)
+    rebased, _ = rebase(state, daily, day, now=NOW)
+    assert_scorecards_recount(rebased)
+    cards = annotator_scorecards(
+        judgments.with_columns(project=pl.lit("p")),
+        daily.with_columns(project=pl.lit("p")),
+        pl.DataFrame(schema={"task_id": pl.String, "project": pl.String, "label": pl.String}),
+    )
+    both = rebased.annotators.join(
+        cards.select("annotator_id", "n_consensus_compared", "consensus_agreement"),
+        on="annotator_id",
+        suffix="_daily",
+    )
+    assert both.height == 30
+    assert (both["n_consensus_compared"] == both["n_consensus_compared_daily"]).all()
+    gap = (both["agreement"] - both["consensus_agreement"]).abs()
+    assert gap.max() < 0.03, gap.max()

@@ -360,3 +360,53 @@ def test_a_kind_day_whose_aggregates_changed_since_its_verdict_is_held_back(kind
     assert after["held_back_reasons"][day] == "quality report older than the day's rows"
     # Other projects' days keep their verdicts.
     assert day not in manifest_of("detection")["held_back_days"]
+
+
+def test_quadratic_kappa_is_reported_only_for_a_project_that_declares_its_labels_order(graph):
+    from sklearn.metrics import cohen_kappa_score
+
+    defs, instance, data = graph
+    settings = data / "landing" / "exports" / "sentiment" / "project.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    order = ["negative", "neutral", "positive"]
+    try:
+        settings.write_text(json.dumps({"label_set": order, "ordinal": True}))
+        run = defs.resolve_job_def("daily_annotation_job").execute_in_process(
+            partition_key=GOOD, instance=instance, run_config=QUIET
+        )
+        assert run.success
+        lake = data / "lake"
+        pairs = pl.read_parquet(lake / "annotator_pair_agreement" / f"day={GOOD}" / "data.parquet")
+        by_project = {
+            project: rows for (project,), rows in pairs.group_by("project", maintain_order=True)
+        }
+        assert set(by_project) == {"sentiment", "toxicity", "intent"}
+        # Nominal labels (no declared order) have no quadratic kappa; their plain kappa stays.
+        for project in ("toxicity", "intent"):
+            assert by_project[project]["kappa_quadratic"].null_count() == by_project[project].height
+            assert by_project[project]["kappa"].null_count() < by_project[project].height
+        sentiment = by_project["sentiment"].drop_nulls("kappa_quadratic")
+        assert sentiment.height > 0
+        judgments = pl.read_parquet(lake / "judgments" / f"day={GOOD}" / "data.parquet").filter(
+            pl.col("project") == "sentiment"
+        )
+        first = sentiment.row(0, named=True)
+        a, b = first["annotator_a"], first["annotator_b"]
+        answers = (
+            judgments.filter(pl.col("annotator_id").is_in([a, b]))
+            .pivot(on="annotator_id", index="task_id", values="label", aggregate_function="first")
+            .drop_nulls()
+        )
+        theirs = cohen_kappa_score(answers[a], answers[b], weights="quadratic", labels=order)
+        assert first["kappa_quadratic"] == pytest.approx(theirs, abs=1e-9)
+        # The materialization says where the column is null and why.
+        [event] = [
+            e
+            for e in run.get_asset_materialization_events()
+            if e.asset_key == AssetKey("annotator_pair_agreement")
+        ]
+        note = event.materialization.metadata["kappa_quadratic"].value
+        assert note.startswith("sentiment (declared order: negative < neutral < positive)")
+        assert "null for intent, toxicity" in note
+    finally:
+        settings.unlink(missing_ok=True)

@@ -195,3 +195,48 @@ def test_none_right_has_a_lower_bound_of_zero_and_all_right_an_upper_bound_of_on
         low, high = proportion_confint(correct, n, alpha=1 - confidence, method="wilson")
         assert row["gold_accuracy_low"] == pytest.approx(low, abs=1e-12)
         assert row["gold_accuracy_high"] == pytest.approx(high, abs=1e-12)
+
+
+def test_a_lone_annotator_has_no_consensus_agreement_and_no_flag_on_it():
+    # "solo" judged t0–t11 and nobody else did: the consensus there is their own vote. "pair"
+    # shares t20–t31 with "mate", and judged t40–t49 alone; g0–g2 are gold tasks "solo" alone
+    # answered, where the consensus is the gold answer, not their vote.
+    rows = [(f"t{i}", "p", "solo", "a" if i % 2 else "b", DAY) for i in range(12)]
+    rows += [(f"t{i}", "p", who, "a", DAY) for i in range(20, 32) for who in ("pair", "mate")]
+    rows[-1] = ("t31", "p", "mate", "b", DAY)
+    rows += [(f"t{i}", "p", "pair", "b", DAY) for i in range(40, 50)]
+    judgments = pl.DataFrame(
+        rows, schema=["task_id", "project", "annotator_id", "label", "day"], orient="row"
+    )
+    history = annotator_scorecards(judgments, majority(judgments), NO_GOLD).with_columns(
+        pl.lit(DAY - dt.timedelta(days=1)).alias("day"), pl.lit(1.0).alias("consensus_agreement")
+    )
+    cards = annotator_scorecards(
+        judgments,
+        majority(judgments),
+        NO_GOLD,
+        history=history,
+        min_consensus_agreement=0.99,
+        max_spammer_score=-1.0,
+    )
+    schema.conform(cards, schema.ANNOTATOR_SCORECARDS, name="annotator_scorecards")
+    by = {row["annotator_id"]: row for row in cards.iter_rows(named=True)}
+    solo = by["solo"]
+    assert solo["n_judgments"] == 12 and solo["n_consensus_compared"] == 0
+    assert solo["consensus_agreement"] is None and solo["spammer_score"] is None
+    assert solo["consensus_agreement_change"] is None
+    # Every threshold would flag a number; a null raises nothing.
+    assert not solo["flagged"] and solo["flag_reason"] is None
+    # Only the tasks someone else judged count: 11 of 12 shared ones agree (t31 was a tie,
+    # which majority() gives to "a"), the ten lone ones are left out.
+    assert by["pair"]["n_consensus_compared"] == 12
+    assert by["pair"]["consensus_agreement"] == pytest.approx(1.0)
+    assert by["mate"]["consensus_agreement"] == pytest.approx(11 / 12)
+    # Gold makes the consensus the gold answer: a lone answer on a gold task is compared.
+    gold = pl.DataFrame({"task_id": ["t0", "t1", "t2"], "project": "p", "label": "a"})
+    with_gold = annotator_scorecards(judgments, majority(judgments), gold)
+    solo = with_gold.filter(pl.col("annotator_id") == "solo").row(0, named=True)
+    assert solo["n_consensus_compared"] == 3
+    # majority() leaves lone labels unclamped, as a consensus built before gold would be:
+    # the scorecard reads the consensus as given, on the tasks compared.
+    assert solo["consensus_agreement"] == pytest.approx(1.0)
