@@ -66,6 +66,7 @@ from assets.live.assets import (
     LiveConfig,
     live_quality_state,
     pending_files,
+    pending_gold_sets,
 )
 from assets.live.compaction import CompactionConfig, live_compaction_job, live_projects
 from assets.live.jobs import live_quality_job
@@ -292,7 +293,8 @@ def live_quality_sensor(
         return _unreachable(context, lake, annotation_db, state, error, maintenance)
     # Kept even when this tick launches nothing, so the next one does not log it again.
     recovered = _recovered(context, annotation_db, state)
-    files = pending_files(landing, load_files(read))
+    folded = load_files(read)
+    files = [*pending_files(landing, folded), *pending_gold_sets(lake, folded)]
     days, daily_cursor = _new_daily_days(context, state.get("daily"))
     kind_days, kind_cursor = _new_daily_days(context, state.get("kind_daily"), KIND_DAILY_LABELS)
     if not changed and not files and not days and not kind_days:
