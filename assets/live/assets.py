@@ -19,9 +19,15 @@ block, whose evidence names its kind, by that kind's state: `loop.live_kinds.upd
 run reports the annotators it unblocked (`unblocked`, and `kind_unblocked` per project/kind)
 and logs each.
 
+The quality team's gold sets (`gold/<project>/`) reach the live state as the daily layers
+read them: the table `gold_sets` stages in the lake is read again whenever it changes, each
+gold row naming its gold-set file, and every gold-set file given then or before is read whole,
+so gold a set no longer gives (or a set removed) is withdrawn. A gold task, whatever gave its
+gold, is answered with the gold at confidence 1 and never requested, in every kind.
+
 The daily layers stay the record of truth: when a day's `aggregated_labels` materializes, the
 sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
-so at the end of a day the live labels are the daily labels.
+so at the end of a day the live labels are the daily labels (a gold task keeps its gold).
 
 Every other kind (multilabel, numeric, ranking, pairwise, spans, boxes, text) arrives in export
 files and in the DB's judgments and gold tables (a row's `kind` and its value columns). The

@@ -1,5 +1,6 @@
 """The live sensor: every 5 s, a small run when the annotation DB has new judgments, a new
-export file is in the landing zone, or a day's daily aggregation has just materialized.
+export file is in the landing zone, the staged gold sets changed, or a day's daily aggregation
+has just materialized.
 
 The window's start is the stream position committed in the lake with the live state (what has
 really been folded in), so a run that died is covered by the next window; its end is the DB's
