@@ -160,6 +160,14 @@ def test_a_gold_set_is_the_live_answer_of_its_tasks_and_never_requested(tmp_path
         # Folded: the sensor has nothing new to run for.
         tick = _tick(defs, instance, tick.cursor)
         assert not tick.run_requests
+        # Restaged unchanged (`gold_sets` stamps its rows anew): read again, nothing new.
+        version = load_state(project, read).version
+        stage_gold_sets()
+        tick = _tick(defs, instance, tick.cursor)
+        assert tick.run_requests, tick.skip_message
+        _launch(job, instance, tick)
+        assert load_state(project, read).version == version
+        assert not _tick(defs, instance, tick.cursor).run_requests
 
         # The gold set loses t1 (restaged for the daily layers): the sensor runs for it, t1's
         # gold leaves the live state, the task is fitted from its votes and asked about again.
