@@ -1633,8 +1633,9 @@ def rebase(
 
     A task with votes on another day (it straddles midnight, or a late vote arrived after the
     daily fit) keeps its live posterior: the daily layer aggregates per day and saw only part
-    of its votes. Requests are emitted only for re-based tasks the policy now asks about and
-    did not before, so a task already requested is not requested twice.
+    of its votes. A gold task keeps its gold answer (as `live_kinds.rebase_kind`). Requests
+    are emitted only for re-based tasks the policy now asks about and did not before, so a
+    task already requested is not requested twice.
     """
     options = options or LiveOptions()
     now = now or datetime.now(UTC)
@@ -1664,7 +1665,13 @@ def rebase(
             & (pl.col("n_all") == pl.col("daily_votes"))
             & pl.col("daily_label").is_in(list(state.labels))
         )
-        .join(state.tasks.select("task_id", "posterior"), on="task_id", how="inner")
+        # A gold task keeps its gold answer: a daily fit that had the gold gives it too, and
+        # one fitted before the gold came (its day not rebuilt yet) gives the crowd's.
+        .join(
+            state.tasks.filter(pl.col("gold").is_null()).select("task_id", "posterior"),
+            on="task_id",
+            how="inner",
+        )
         .sort("task_id")
     )
     if chosen.height == 0:

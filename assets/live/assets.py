@@ -19,9 +19,15 @@ block, whose evidence names its kind, by that kind's state: `loop.live_kinds.upd
 run reports the annotators it unblocked (`unblocked`, and `kind_unblocked` per project/kind)
 and logs each.
 
+The quality team's gold sets (`gold/<project>/`) reach the live state as the daily layers
+read them: the table `gold_sets` stages in the lake is read again whenever it changes, each
+gold row naming its gold-set file, and every gold-set file given then or before is read whole,
+so gold a set no longer gives (or a set removed) is withdrawn. A gold task, whatever gave its
+gold, is answered with the gold at confidence 1 and never requested, in every kind.
+
 The daily layers stay the record of truth: when a day's `aggregated_labels` materializes, the
 sensor names the day in the next run, which re-bases that day's tasks on it (`loop.live.rebase`),
-so at the end of a day the live labels are the daily labels.
+so at the end of a day the live labels are the daily labels (a gold task keeps its gold).
 
 Every other kind (multilabel, numeric, ranking, pairwise, spans, boxes, text) arrives in export
 files and in the DB's judgments and gold tables (a row's `kind` and its value columns). The
@@ -78,7 +84,7 @@ from annotation_pipelines.ingest.result import set_aside_case_twins
 from annotation_pipelines.ingest.tables import path_line_ids
 from annotation_pipelines.ingest.validation import OUTSIDE_SCALE, project_label_set
 from annotation_pipelines.kinds import of_kind
-from annotation_pipelines.lake import quarantine_key
+from annotation_pipelines.lake import quarantine_key, staging_prefix, staging_source
 from annotation_pipelines.loop.live import (
     ANNOTATOR_ACTIONS,
     FILES_KEY,
@@ -664,6 +670,84 @@ def _fold_files(
     )
 
 
+# The quality team's gold sets as the `gold_sets` asset stages them for the daily layers (one
+# table, replaced whole), and their entry in the record of folded files, whose other keys are
+# landing paths (`exports/...`).
+GOLD_SETS = "gold_sets"
+
+
+def staged_gold_sets(lake: Lake) -> list[str]:
+    """The lake's staged gold-set tables: the gold the daily layers read besides the exports'
+    and the annotation DB's, which the live runs read as they are."""
+    return sorted(
+        key
+        for key in lake.list_keys(staging_prefix("gold_labels"))
+        if key.endswith(".parquet") and staging_source(key) == GOLD_SETS
+    )
+
+
+def _gold_sets_listing(lake: Lake, keys: list[str]) -> str:
+    return ";".join(f"{key}@{lake.modified_at(key)!r}" for key in keys)
+
+
+def pending_gold_sets(lake: Lake, folded: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """`gold_sets@<keys and times>` when the staged gold sets are not those folded in."""
+    listing = _gold_sets_listing(lake, staged_gold_sets(lake))
+    if listing == folded.get(GOLD_SETS, {}).get("listing", ""):
+        return []
+    return [f"{GOLD_SETS}@{listing}"]
+
+
+def _fold_gold_sets(lake: Lake, folded: dict[str, dict[str, str]], files: FileBatch) -> FileBatch:
+    """`files` with the staged gold sets' gold when they changed since folded (`folded`
+    updated). Each gold row names its gold-set file in `source`, and every gold-set file given
+    now or before is read whole (`resynced`): a task a gold set no longer gives, or a gold set
+    removed, loses that gold live as `gold_sets` takes it from the daily layers."""
+    keys = staged_gold_sets(lake)
+    listing = _gold_sets_listing(lake, keys)
+    record = folded.get(GOLD_SETS, {})
+    if listing == record.get("listing", ""):
+        return files
+    data = [lake.get(key) for key in keys]
+    digest = content_hash("".join(content_hash(part) for part in data).encode())
+    if digest == record.get("sha256"):
+        folded[GOLD_SETS] = {**record, "listing": listing}
+        return files
+    staged = [pl.read_parquet(part) for part in data]
+    gold = (
+        of_kind(pl.concat(staged, how="diagonal_relaxed"))
+        .filter(pl.col("source_file").is_not_null())
+        .select("task_id", "project", "label", source="source_file")
+        if staged
+        else pl.DataFrame(
+            schema={
+                "task_id": pl.String,
+                "project": pl.String,
+                "label": pl.String,
+                "source": pl.String,
+            }
+        )
+    )
+    given: dict[str, list[str]] = {
+        project: sorted(set(sources))
+        for project, sources in gold.group_by("project").agg(pl.col("source").unique()).iter_rows()
+    }
+    before: dict[str, list[str]] = json.loads(record.get("files", "{}"))
+    resynced = {project: list(paths) for project, paths in files.resynced.items()}
+    for project in sorted(set(before) | set(given)):
+        paths = set(before.get(project, [])) | set(given.get(project, []))
+        resynced.setdefault(project, []).extend(sorted(paths))
+    folded[GOLD_SETS] = {
+        "listing": listing,
+        "sha256": digest,
+        "files": json.dumps(given, sort_keys=True),
+    }
+    if gold.height == 0 and not resynced:
+        return files
+    merged = pl.concat([files.gold, gold], how="vertical_relaxed") if files.gold.height else gold
+    return replace(files, gold=merged, resynced=resynced)
+
+
 def _kinds_of(categorical: pl.DataFrame, others: pl.DataFrame) -> set[str]:
     kinds = {"categorical"} if categorical.height else set()
     return kinds | (set(others.get_column("kind").unique().to_list()) if others.height else set())
@@ -1061,6 +1145,7 @@ def live_quality_state(
             db_scales=db_scales,
             spellings=spellings,
         )
+        files = _fold_gold_sets(lake, folded, files)
         from_files = files.judgments
         for line in file_quarantine_lines(files.quarantine, lines=files.lines):
             context.log.warning(f"live: not folded in: {line}")

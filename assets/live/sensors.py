@@ -1,5 +1,6 @@
 """The live sensor: every 5 s, a small run when the annotation DB has new judgments, a new
-export file is in the landing zone, or a day's daily aggregation has just materialized.
+export file is in the landing zone, the staged gold sets changed, or a day's daily aggregation
+has just materialized.
 
 The window's start is the stream position committed in the lake with the live state (what has
 really been folded in), so a run that died is covered by the next window; its end is the DB's
@@ -66,6 +67,7 @@ from assets.live.assets import (
     LiveConfig,
     live_quality_state,
     pending_files,
+    pending_gold_sets,
 )
 from assets.live.compaction import CompactionConfig, live_compaction_job, live_projects
 from assets.live.jobs import live_quality_job
@@ -292,7 +294,8 @@ def live_quality_sensor(
         return _unreachable(context, lake, annotation_db, state, error, maintenance)
     # Kept even when this tick launches nothing, so the next one does not log it again.
     recovered = _recovered(context, annotation_db, state)
-    files = pending_files(landing, load_files(read))
+    folded = load_files(read)
+    files = [*pending_files(landing, folded), *pending_gold_sets(lake, folded)]
     days, daily_cursor = _new_daily_days(context, state.get("daily"))
     kind_days, kind_cursor = _new_daily_days(context, state.get("kind_daily"), KIND_DAILY_LABELS)
     if not changed and not files and not days and not kind_days:

@@ -397,6 +397,24 @@ def test_the_rebase_on_the_daily_aggregation_agrees_on_every_task_of_the_day():
     np.testing.assert_allclose(after.counts, recomputed_counts(after), atol=1e-6)
 
 
+def test_the_rebase_leaves_a_gold_task_its_gold_answer():
+    """A daily table fitted before the task's gold arrived (the day rebuilds later) gives the
+    crowd's answer; the live gold task keeps the gold answer at confidence 1, as each kind's
+    re-base keeps it."""
+    judgments, _ = stream(n_tasks=60)
+    day = START.date().isoformat()
+    daily = _daily(judgments, day)
+    crowd = daily.filter(pl.col("task_id") == "t0003")["label"].item()
+    other = next(label for label in ("c0", "c1", "c2") if label != crowd)
+    gold = pl.DataFrame({"task_id": ["t0003"], "label": [other]})
+    state, _ = update(LiveState(project="p"), judgments, gold, now=NOW)
+    rebased, events = rebase(state, daily, day, now=NOW)
+    assert events.rebased_tasks == 59
+    task = rebased.tasks.filter(pl.col("task_id") == "t0003")
+    assert task.select("label", "confidence", "gold").row(0) == (other, 1.0, other)
+    assert task.equals(state.tasks.filter(pl.col("task_id") == "t0003"))
+
+
 def test_an_export_file_becomes_live_rows_stamped_with_its_read_time():
     judgments, truth = stream(n_tasks=20)
     judgments = judgments.with_columns(project=pl.lit("p"), kind=pl.lit(None, pl.String))

@@ -22,6 +22,7 @@ from annotation_pipelines.loop.kind_posterior import (
     numeric_tolerance,
 )
 from annotation_pipelines.loop.live_kinds import (
+    LIVE_KINDS,
     KindLiveOptions,
     KindState,
     gold_schema,
@@ -689,3 +690,31 @@ def test_one_answer_far_off_the_scale_leaves_the_other_numeric_tasks_as_they_wer
     assert single == pytest.approx(
         on_scale.tasks.filter(pl.col("task_id") == "t9")["confidence"].item()
     )
+
+
+@pytest.mark.parametrize("kind", sorted(LIVE_KINDS))
+def test_a_gold_task_is_its_gold_answer_at_confidence_one_and_never_requested(kind):
+    """Gold none of the crowd's answers gives: the first fit and the refits with carried
+    parameters after more votes answer each gold task with its gold at confidence 1, and the
+    policy asks nothing about it, as the daily kind step and `replay --gold` do."""
+    from tests.loop.test_kind_replay import _gold_unlike_the_crowd, _project
+
+    rows, truth = _project(kind, tasks=40, overlap=5)
+    gold = _gold_unlike_the_crowd(kind, truth)
+    rows = rows.with_columns(
+        judgment_id=pl.format("j{}", pl.int_range(pl.len())),
+        submitted_at=pl.lit(START),
+        duration_s=pl.lit(10.0),
+        updated_at=pl.lit(START),
+    )
+    even = pl.int_range(pl.len()) % 2 == 0
+    columns = ["task_id", *VALUE_COLUMNS[kind]]
+    expected = gold.select(columns).sort("task_id")
+    state = KindState(project="p", kind=kind)
+    for batch, given in ((rows.filter(even), gold), (rows.filter(~even), None)):
+        state, _ = update_kind(state, batch, given, OPTIONS, now=NOW)
+        answered = state.tasks.join(gold.select("task_id"), on="task_id")
+        assert answered["confidence"].to_list() == [1.0] * gold.height, kind
+        assert answered.select(columns).sort("task_id").equals(expected.cast(expected.schema))
+        asked = open_kind_requests(state, OPTIONS, now=NOW)
+        assert asked.height and not set(asked["task_id"]) & set(gold["task_id"]), kind
