@@ -168,6 +168,20 @@ def test_a_rows_own_unit_wins_over_the_declared_one(format):
     assert "0 to 100 percent of the image" in messages[1]
 
 
+@pytest.mark.parametrize("format", ["csv", "parquet", "jsonl"])
+def test_a_rows_own_unit_spelt_wrongly_is_refused_not_replaced_by_the_declared_one(format):
+    rows = [_row("typo", _box(0, 0, 50, 50), coordinates="pixels")]
+    result = ingest_bytes(
+        _table(rows, format),
+        format=format,
+        source_file=f"boxes.{format}",
+        coordinates="percent",
+        now=NOW,
+    )
+    assert result.judgments.height == 0
+    assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "coordinates")]
+
+
 def test_an_export_that_says_its_unit_keeps_it_whatever_the_project_declares():
     # Label Studio gives every box in percent of the image: a project declaring pixels (for
     # its tables) does not make them pixels.
