@@ -6,12 +6,15 @@ A box is checked against its image only where its unit is known (`ingest.values.
 row in a `coordinates` column; one without it says nothing about where the image ends, and no
 bound can be guessed for it: a whole-slide image is 100,000 pixels wide and more, and projected
 map coordinates run to millions of metres either side of zero. So without the column and without
-this option, every finite box is kept, as ingest keeps it. The option fills in the unit of the
-rows that give none (no column, or an empty cell); a row's own unit wins, as the more specific
-of the two (a table that mixes units says so row by row).
+this option, every finite box is kept, as ingest keeps it where the project declares no unit
+(its project.json `coordinates`, which ingest reads as these commands read this option). The
+option fills in the unit of the rows that give none (no column, or an empty cell); a row's own
+unit wins, as the more specific of the two (a table that mixes units says so row by row).
 
 `pixel` is checked against `image_width` and `image_height`, so a file without those columns is
 a usage error before any work: a pixel unit with no size would check only that boxes start at 0.
+Ingest does not refuse a file so: a landing-zone file has nobody at a prompt to correct it, and
+a pixel row without a size is checked from 0 up there as it always was.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Layout (the same on a local folder and under an S3 prefix):
     exports/<project>/project.json                         optional: {"label_set": [...],
                                                            "mapping": {canonical: column},
                                                            "quality_gates": {floor: value},
-                                                           "scale": {"min": 1, "max": 5}}
+                                                           "scale": {"min": 1, "max": 5},
+                                                           "coordinates": "pixel"}
     gold/<project>/<file>.{csv,parquet}                    gold sets
     telemetry/<cluster>/<series>.{csv,parquet}             accelerator telemetry
 
@@ -73,7 +74,7 @@ class ExportScan:
 
 def project_settings_path(project: str) -> str:
     """Where a project's settings live in the landing zone (its column mapping, label set,
-    rating scale, plan and quality gate floors)."""
+    rating scale, unit of its boxes, plan and quality gate floors)."""
     return f"exports/{project}/project.json"
 
 

@@ -65,8 +65,9 @@ SHOWN = 5
     help="A project.json as the landing zone holds it (exports/<project>/project.json), read "
     "as the landing asset reads it, for every format: its `label_set` (--label-set overrides "
     "it), its `scale` (--scale overrides it), its column `mapping` (tables only; the column "
-    "options override it) and its `quality_gates` floors, checked as the quality step checks "
-    "them.",
+    "options override it), its `coordinates` (tables only: the unit, pixel or percent, of "
+    "each boxes row that gives none, whose boxes are then checked against the image) and "
+    "its `quality_gates` floors, checked as the quality step checks them.",
 )
 @click.option("--task-col", default=None, help="Tables: the task id column [task_id].")
 @click.option("--annotator-col", default=None, help="Tables: the annotator column [annotator_id].")
@@ -110,6 +111,7 @@ def ingest_command(
     from annotation_pipelines.ingest.validation import (
         PROJECT_NAME_RULE,
         is_safe_project,
+        project_coordinates,
         project_label_set,
     )
     from annotation_pipelines.scale import RatingScale, project_scale
@@ -142,6 +144,7 @@ def ingest_command(
             scale = RatingScale.parse(scale_text)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--scale") from error
+    coordinates = project_coordinates(settings, source=str(settings_path))
     mapped = settings.get("mapping")
     try:
         mapping = (
@@ -160,6 +163,7 @@ def ingest_command(
             scale=scale,
             kind=kind,
             mapping=mapping,
+            coordinates=coordinates,
         )
     except InputError as error:
         raise click.ClickException(str(error)) from error
@@ -194,7 +198,7 @@ def _project_settings(path: Path) -> dict[str, object]:
         raise click.BadParameter(f"{path}: expected a JSON object", param_hint="--settings")
     # The gate floors are checked by the code the quality step reads them with, so a file this
     # command accepts never fails that step later.
-    from annotation_pipelines.ingest.validation import project_label_set
+    from annotation_pipelines.ingest.validation import project_coordinates, project_label_set
     from annotation_pipelines.quality.gates import project_gate_floors
     from annotation_pipelines.scale import project_scale
 
@@ -202,6 +206,7 @@ def _project_settings(path: Path) -> dict[str, object]:
         project_gate_floors(settings, source=str(path))
         project_scale(settings, source=str(path))
         project_label_set(settings, source=str(path))
+        project_coordinates(settings, source=str(path))
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     return settings

@@ -68,11 +68,16 @@ def ingest_bytes(
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     kind: str | None = None,
     allow_empty: bool = True,
+    coordinates: str | None = None,
 ) -> IngestResult:
     """Validate and normalize one export held in memory; `source_file` names it in provenance.
 
     `kind` (tables only): every row's kind; None reads a `kind` column or infers it from the
     value columns present. Label Studio and SageMaker exports say their kinds themselves.
+
+    `coordinates` (tables only): the unit the project declares for its boxes
+    (`validation.project_coordinates`), that of each boxes row that gives none. Label Studio
+    and SageMaker exports say their units themselves (percent; pixels with the image size).
 
     `allow_empty`: an empty file (nothing but whitespace), in any format, is zero rows. In the
     landing zone emptying a file is how its rows are taken back, so that is the default; a
@@ -104,6 +109,7 @@ def ingest_bytes(
             source_file=source_file,
             mapping=mapping,
             kind=kind,
+            coordinates=coordinates,
             **options,
         )
     raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -121,10 +127,12 @@ def ingest_path(
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
     kind: str | None = None,
     allow_empty: bool = False,
+    coordinates: str | None = None,
 ) -> IngestResult:
     """Ingest a file, or every file of `format` in a folder (sorted by name, not recursive).
     An empty file given alone is an `UnreadableFileError` unless `allow_empty` (see
-    `ingest_bytes`); in a folder it is zero rows, as the landing zone reads the same folder."""
+    `ingest_bytes`); in a folder it is zero rows, as the landing zone reads the same folder.
+    `coordinates`: as for `ingest_bytes`."""
     path = Path(path)
     if not path.exists():
         raise UnreadableFileError(f"{path}: no such file or folder")
@@ -160,6 +168,7 @@ def ingest_path(
                 max_field_bytes=max_field_bytes,
                 kind=kind,
                 allow_empty=allow_empty,
+                coordinates=coordinates,
             )
         )
     return set_aside_case_twins(combine(results))

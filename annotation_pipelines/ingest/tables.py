@@ -22,7 +22,8 @@ its canonical column (`labels`, `value`, `ranking`, `left`/`right`/`winner`, `sp
 `boxes`, `text`), typed in Parquet and JSON Lines and JSON text in CSV cells. A boxes row
 keeps where it is measured, as the Label Studio and Ground Truth readers keep it: `coordinates`
 ("pixel" or "percent") and `image_width`/`image_height`; a unit or size it cannot keep
-quarantines the row as ``wrong_type`` on that field.
+quarantines the row as ``wrong_type`` on that field. A row that gives no unit is measured in
+the one its project declares (project.json `coordinates`), where it declares one.
 
 A spans row whose task text is known (a table's `payload` column, a manifest's data object) is
 checked against it as Label Studio's are: a span ending past the end of the text is
@@ -60,6 +61,7 @@ from annotation_pipelines.ingest.validation import (
 from annotation_pipelines.ingest.values import (
     ValueShapeError,
     box_context,
+    declared_unit,
     image_size,
     normalize,
     span_past_text,
@@ -67,6 +69,7 @@ from annotation_pipelines.ingest.values import (
 from annotation_pipelines.kinds import (
     BOX_CONTEXT,
     CONTEXT_DTYPES,
+    COORDINATE_UNITS,
     DEFAULT_KIND,
     KINDS,
     VALUE_COLUMNS,
@@ -210,15 +213,24 @@ def parse_table(
     now: datetime | None = None,
     max_field_bytes: int = 4096,
     kind: str | None = None,
+    coordinates: str | None = None,
 ) -> IngestResult:
     """Parse a CSV, TSV, Parquet or JSON Lines table of judgments.
 
     `kind`: every row's kind; None reads each row's `kind` column, or, without one, infers
     the kind from the value columns present (`label` → categorical). Values of list and
     struct kinds are typed in Parquet and JSON Lines and JSON text in CSV/TSV cells.
+
+    `coordinates`: the unit the project declares for its boxes (pixel or percent), that of
+    each boxes row that gives none (`values.declared_unit`): its boxes are checked against
+    the image and stored in it. None: such a row's boxes are not checked.
     """
     if kind is not None and kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if coordinates is not None and coordinates not in COORDINATE_UNITS:
+        raise ValueError(
+            f"unknown unit {coordinates!r}; expected one of {', '.join(COORDINATE_UNITS)}"
+        )
     mapping = mapping or ColumnMapping()
     if not data.strip():
         raise UnreadableFileError(f"{source_file}: empty file")
@@ -232,7 +244,7 @@ def parse_table(
             if frame.width
             else pl.lit(False),
         )
-        staged = _stage_frame(frame, mapping, source_file, typed=False, kind=kind)
+        staged = _stage_frame(frame, mapping, source_file, typed=False, kind=kind, unit=coordinates)
     elif format == "parquet":
         try:
             frame = pl.read_parquet(data)
@@ -241,10 +253,12 @@ def parse_table(
         frame = frame.with_columns(
             _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _bad_bytes=pl.lit(False)
         )
-        staged = _stage_frame(frame, mapping, source_file, typed=True, kind=kind)
+        staged = _stage_frame(frame, mapping, source_file, typed=True, kind=kind, unit=coordinates)
     elif format == "jsonl":
         records, failures = _read_lines(data, source_file)
-        staged = _stage_records(records, failures, mapping, kind=kind, source_file=source_file)
+        staged = _stage_records(
+            records, failures, mapping, kind=kind, source_file=source_file, unit=coordinates
+        )
     else:  # pragma: no cover - guarded by the dispatcher
         raise ValueError(format)
     staged = staged.with_columns(
@@ -423,6 +437,7 @@ def _stage_frame(
     *,
     typed: bool,
     kind: str | None = None,
+    unit: str | None = None,
 ) -> pl.DataFrame:
     read = [column for column in vars(mapping).values() if isinstance(column, str)]
     repeated = repeated_column(frame.columns, read)
@@ -480,6 +495,8 @@ def _stage_frame(
         if context_sources
         else [{}] * frame.height
     )
+    if unit is not None:
+        context_cells = [declared_unit(context, unit) for context in context_cells]
     if table_kind == DEFAULT_KIND or not value_sources:
         values = _value_rows([{}] * frame.height, kinds, text_cells=not typed)
     else:
@@ -677,6 +694,7 @@ def _stage_records(
     *,
     kind: str | None = None,
     source_file: str = "",
+    unit: str | None = None,
 ) -> pl.DataFrame:
     rows = _failure_rows(failures)
     columns = sorted({key for _, record in records for key in record})
@@ -724,6 +742,7 @@ def _stage_records(
                 for name in ("coordinates", "image_width", "image_height")
                 if (source := getattr(mapping, name))
             }
+            context = declared_unit(context, unit)
             try:
                 row.update(box_context(context))
             except ValueShapeError as error:

@@ -46,7 +46,13 @@ from typing import Any
 
 import polars as pl
 
-from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS, blank_text
+from annotation_pipelines.kinds import (
+    COORDINATE_UNITS,
+    DEFAULT_KIND,
+    KINDS,
+    VALUE_COLUMNS,
+    blank_text,
+)
 from annotation_pipelines.numbers import finite
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import QUARANTINE, UTC_TIMESTAMP
@@ -192,6 +198,25 @@ def project_label_order(settings: Mapping[str, object], *, source: str) -> list[
             )
         seen.add(label)
     return labels
+
+
+def project_coordinates(settings: Mapping[str, object], *, source: str) -> str | None:
+    """The unit a project's settings declare for its boxes (`coordinates`: "pixel" or
+    "percent"), None without one. It measures each box row of the project's tables that gives
+    no unit of its own (`values.declared_unit`). ValueError in one line naming `source` and
+    the field otherwise: a unit spelt another way ("pixels", "Percent") is refused, not read
+    as none, since a project that meant to declare one would keep every box unchecked."""
+    given = settings.get("coordinates")
+    if given is None:
+        return None
+    if not isinstance(given, str) or given not in COORDINATE_UNITS:
+        expected = " or ".join(f'"{unit}"' for unit in COORDINATE_UNITS)
+        raise ValueError(
+            f"{source}: coordinates: expected {expected}, got {given!r:.80}; the unit of "
+            "every box row that gives none: pixel (0 to its image_width and image_height) "
+            "or percent (0 to 100 of the image)"
+        )
+    return given
 
 
 # A plain decimal number, as a CSV cell, `repr` of a JSON float or a Parquet float cast to text

@@ -27,7 +27,9 @@ Where a value is measured against what it marks, it must lie inside it, checked 
 every reader. A box whose unit is known (`coordinates`, given beside the boxes) lies inside the
 image: 0 to 100 in percent, 0 to the image's width and height in pixels (no upper bound when
 the size is not given), else ``outside_image`` on field `boxes`; without a unit it is not
-checked. A span ends within its task's text (`span_past_text`), else ``outside_text``.
+checked. A row that gives no unit is measured in the one its project declares, where it
+declares one (`declared_unit`). A span ends within its task's text (`span_past_text`), else
+``outside_text``.
 """
 
 from __future__ import annotations
@@ -267,6 +269,18 @@ def box_context(raw: dict[str, Any]) -> dict[str, Any]:
         "image_width": image_size("image_width", raw.get("image_width")),
         "image_height": image_size("image_height", raw.get("image_height")),
     }
+
+
+def declared_unit(context: dict[str, Any], unit: str | None) -> dict[str, Any]:
+    """A boxes row's context as read (`coordinates`, `image_width`, `image_height`) with
+    `unit`, the one its project declares (`validation.project_coordinates`), as its
+    `coordinates` where it gives none (absent, null or blank, as `box_context` reads none). A
+    row's own unit wins, a unit it spells wrongly too: that is refused as the row's, never
+    replaced by the project's."""
+    given = context.get("coordinates")
+    if unit is None or not (given is None or (isinstance(given, str) and not given.strip())):
+        return context
+    return {**context, "coordinates": unit}
 
 
 def _past_message(number: int, item: dict[str, Any]) -> str:

@@ -82,7 +82,11 @@ from annotation_pipelines.ingest.command import where_in_export
 from annotation_pipelines.ingest.postgres import DELETIONS, GOLD_DELETIONS, MIGRATION_FIX
 from annotation_pipelines.ingest.result import set_aside_case_twins
 from annotation_pipelines.ingest.tables import path_line_ids
-from annotation_pipelines.ingest.validation import OUTSIDE_SCALE, project_label_set
+from annotation_pipelines.ingest.validation import (
+    OUTSIDE_SCALE,
+    project_coordinates,
+    project_label_set,
+)
 from annotation_pipelines.kinds import of_kind
 from annotation_pipelines.lake import quarantine_key, staging_prefix, staging_source
 from annotation_pipelines.loop.live import (
@@ -579,7 +583,9 @@ def _fold_files(
             state_prefix(export.project)
             settings = landing.project_settings(export.project)
             mapping = settings.get("mapping")
-            label_set = project_label_set(settings, source=project_settings_path(export.project))
+            source = project_settings_path(export.project)
+            label_set = project_label_set(settings, source=source)
+            coordinates = project_coordinates(settings, source=source)
             result = ingest_bytes(
                 data,
                 format=export.format,
@@ -588,6 +594,7 @@ def _fold_files(
                 label_set=label_set,
                 scale=file_scale(export.project, settings, db_scales or {}),
                 mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+                coordinates=coordinates,
             )
         except (InputError, ValueError) as error:
             log.warning(f"{export.path}: not folded into the live state: {error}")

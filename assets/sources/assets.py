@@ -42,6 +42,7 @@ from annotation_pipelines.ingest.result import set_aside_before, set_aside_case_
 from annotation_pipelines.ingest.tables import named_by_line, path_line_ids
 from annotation_pipelines.ingest.validation import (
     is_safe_project,
+    project_coordinates,
     project_label_set,
     validate,
 )
@@ -352,6 +353,7 @@ def landing_exports(
     # does: a scale nobody meant would quarantine good answers.
     scale = project_scale(settings, source=project_settings_path(project))
     label_set = project_label_set(settings, source=project_settings_path(project))
+    coordinates = project_coordinates(settings, source=project_settings_path(project))
     context.log.info(f"ingesting {path} as {format_name} for project {project}")
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
@@ -363,6 +365,7 @@ def landing_exports(
         label_set=label_set,
         scale=scale,
         mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+        coordinates=coordinates,
     )
     with lake.staging_lock(log=context.log.info):
         result = within_partitions(context, result, name=path, lake=lake, replaces=source_id(path))
