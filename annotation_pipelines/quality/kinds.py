@@ -857,7 +857,12 @@ def render_kind_report(
             }
         )
         flagged = scorecards.filter((pl.col("project") == project) & pl.col("flagged")).select(
-            "annotator_id", "n_judgments", "consensus_alpha", "gold_score", "flag_reason"
+            "annotator_id",
+            "n_judgments",
+            "n_consensus_compared",
+            "consensus_alpha",
+            "gold_score",
+            "flag_reason",
         )
         waiting = queue.filter(pl.col("project") == project)
         sections.append(
