@@ -279,8 +279,9 @@ COLUMN_DOCS: dict[str, str] = {
     "gold_accuracy_low": "Lower end of the Wilson 95 % interval of the gold accuracy.",
     "gold_accuracy_high": "Upper end of the Wilson 95 % interval of the gold accuracy.",
     "consensus_agreement": "Agreement of the annotator's judgments with the consensus "
-    "(categorical: the share that match). In annotator_scorecards only tasks someone else "
-    "judged too, or with gold, count; null without any (a lone vote's consensus is itself).",
+    "(categorical: the share that match; other kinds: 1 - the kind's mean distance). Only tasks "
+    "someone else judged too, or with gold, count; null without any (a lone answer's consensus "
+    "is itself).",
     "n_consensus_compared": "The annotator's judgments compared with the consensus: on tasks "
     "someone else judged too, or on gold tasks.",
     "median_duration_s": "Median seconds per judgment.",

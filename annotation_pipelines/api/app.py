@@ -1376,7 +1376,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         A non-categorical project's scorecard has `kind`, `reliability`, `consensus_agreement`,
         `consensus_alpha`, the kind's gold metric (`gold_metric_name`, `gold_metric`,
         `gold_score` on [0, 1]), `box_looseness` (boxes) and `rating_bias` (numeric), with
-        `flagged` and `flag_reason` as for categorical projects.
+        `flagged` and `flag_reason` as for categorical projects. Its `consensus_agreement` and
+        `consensus_alpha` read only the `n_consensus_compared` judgments on the same tasks, and
+        are null when there are none. A scorecard written before that count was kept has no
+        `n_consensus_compared` and compared every judgment.
 
         A day with no scorecard of the project is a 200 with no items and `days_without_data`
         naming it (empty when the day has data)."""

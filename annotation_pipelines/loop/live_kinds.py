@@ -70,10 +70,17 @@ before and after each refit): the kind's own gold metric per gold judgment
 (1 − the kind's distance, `quality.kinds.judgment_distances`; numeric over the scale's range),
 its chance-corrected form `consensus_alpha` = 1 − (1 − agreement) / D_e (D_e the distance to a
 random other task's consensus, as the daily scorecards), spam score 1 − `consensus_alpha`, and
-mean seconds. An annotator is blocked after `min_judgments` judgments only when a Wilson bound
-says so: the gold score's upper bound below `min_gold_score` (over at least `min_gold` gold
-judgments), or the upper bound of `consensus_alpha` below `min_consensus_alpha`. Their
-judgments are flagged and their tasks refitted in the same update. A block the tool revokes
+mean seconds. Agreement reads only the `n_compared` judgments on tasks that another annotator's
+active judgment or gold also decides (`_compared_with_consensus`), as the daily
+`n_consensus_compared`: a lone answer's consensus is that answer. With none compared, agreement,
+`consensus_alpha` and spam score are null, and no block rule holds on a null; another's judgment
+on a lone task makes it compared (its task is refitted and every voter's card refreshed). A full
+fit recounts the sums from the ledger rather than carrying them, which also corrects a state
+stored when lone judgments were counted. An annotator is blocked after `min_judgments`
+judgments only when a Wilson bound says so: the gold score's upper bound below
+`min_gold_score` (over at least `min_gold` gold judgments), or the upper bound of
+`consensus_alpha` below `min_consensus_alpha`. Their judgments are flagged and their tasks
+refitted in the same update. A block the tool revokes
 is lifted as in `loop.live` (`_unblock`): their judgments count again, and the block rules
 then read only the carried sums since the reversal (`_window_cards`); a full fit adopted
 after the reversal keeps it lifted (`adopt_fit`).
@@ -234,6 +241,9 @@ ANNOTATORS: dict[str, pl.DataType] = {
 }
 SCORECARD = (
     "n_judgments",
+    # The judgments `agreement` and `consensus_alpha` read: on tasks another annotator's
+    # active judgment or gold also decides.
+    "n_compared",
     "n_flagged",
     "n_gold",
     "gold_score",
@@ -571,7 +581,9 @@ def update_kind(
         every_task = pl.concat(
             [state.ledger.get_column("task_id"), ledger.get_column("task_id")]
         ).unique()
-        fitted = _carry(fitted, before=state, tasks=every_task, ledger_before=state.ledger)
+        fitted = _carry(
+            fitted, before=state, tasks=every_task, ledger_before=state.ledger, recount=True
+        )
     else:
         fitted = _refit_tasks(mid, affected, options, version)
         fitted = _carry(fitted, before=state, tasks=affected, ledger_before=state.ledger)
@@ -1045,7 +1057,9 @@ def fit_snapshot(
     version = snapshot.version + 1
     fitted = _fit_everything(snapshot, options, version)
     every_task = snapshot.ledger.get_column("task_id").unique()
-    fitted = _carry(fitted, before=snapshot, tasks=every_task, ledger_before=snapshot.ledger)
+    fitted = _carry(
+        fitted, before=snapshot, tasks=every_task, ledger_before=snapshot.ledger, recount=True
+    )
     touched = fitted.annotators.get_column("annotator_id")
     fitted, actions, alerts, their_tasks = _scored_and_blocked(
         fitted, touched, options, version, now
@@ -1990,8 +2004,10 @@ def _row_stats(state: KindState, rows: pl.DataFrame, tasks: pl.DataFrame) -> pl.
         distance = (
             judgment_distances(judged, consensus, kind=kind) if judged.height else np.zeros(0)
         )
-    compared = judged.select("annotator_id").with_columns(
-        _distance=pl.Series(distance, dtype=pl.Float64)
+    compared = (
+        judged.select("annotator_id", _compared=_compared_with_consensus(judged, state.gold))
+        .with_columns(_distance=pl.Series(distance, dtype=pl.Float64))
+        .filter(pl.col("_compared"))
     )
     gold = _gold_metric(state, rows)
     base = rows.group_by("annotator_id").agg(
@@ -2010,6 +2026,20 @@ def _row_stats(state: KindState, rows: pl.DataFrame, tasks: pl.DataFrame) -> pl.
         .with_columns(pl.col(list(_CARRIED)).fill_null(0))
         .select("annotator_id", *_CARRIED)
     )
+
+
+def _compared_with_consensus(rows: pl.DataFrame, gold: pl.DataFrame) -> pl.Expr:
+    """True for a row of `rows` (every ledger row of its task) whose task's answer is more
+    than that row's own: another annotator's active (unflagged) judgment is on the task, or
+    the task has `gold`. A lone answer's consensus is that answer, so comparing the two would
+    only count it as agreeing with itself. An expression over `rows`."""
+    active = ~pl.col("flagged")
+    voters = pl.col("annotator_id").filter(active).n_unique().over("task_id")
+    theirs = active.any().over("task_id", "annotator_id").cast(pl.UInt32)
+    others = voters - theirs >= 1
+    if gold.height == 0:
+        return others
+    return others | pl.col("task_id").is_in(gold.get_column("task_id").implode())
 
 
 def _pairwise_distances(judged: pl.DataFrame, consensus: pl.DataFrame) -> np.ndarray:
@@ -2063,16 +2093,33 @@ def _gold_metric(state: KindState, rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def _carry(
-    state: KindState, *, before: KindState, tasks: pl.Series, ledger_before: pl.DataFrame
+    state: KindState,
+    *,
+    before: KindState,
+    tasks: pl.Series,
+    ledger_before: pl.DataFrame,
+    recount: bool = False,
 ) -> KindState:
-    """The carried sums with the `tasks`' rows before taken away and after added."""
+    """The carried sums with the `tasks`' rows before taken away and after added. `recount`
+    (`tasks` then every task, as a full fit has): the sums counted afresh from the ledger
+    instead. A state stored before lone judgments were left out of the agreement sums still
+    counts them, and taking away by the current rule would never remove them."""
     mine = pl.col("task_id").is_in(tasks.implode())
     old_rows = ledger_before.filter(mine)
     new_rows = state.ledger.filter(mine)
     old_state = replace(state, gold=before.gold)
     # The tasks' consensus only: joins then hash what the run touched, not every task.
     added = _row_stats(state, new_rows, state.tasks.filter(mine))
-    removed = _row_stats(old_state, old_rows, before.tasks.filter(mine))
+    if recount:
+        removed = added.head(0)
+        state = replace(
+            state,
+            annotators=state.annotators.with_columns(
+                [pl.lit(0, ANNOTATORS[c]).alias(c) for c in _CARRIED]
+            ),
+        )
+    else:
+        removed = _row_stats(old_state, old_rows, before.tasks.filter(mine))
     delta = (
         pl.concat([added, removed.with_columns([-pl.col(c) for c in _CARRIED])], how="vertical")
         .group_by("annotator_id")
@@ -2184,7 +2231,8 @@ def _window_cards(state: KindState, cards: pl.DataFrame, options: KindLiveOption
 
 def _block_rules(kind: str, options: KindLiveOptions) -> list[BlockRule]:
     """The kind's gold score confidently below `min_gold_score`; or chance-corrected agreement
-    with the consensus confidently below `min_consensus_alpha`."""
+    with the consensus confidently below `min_consensus_alpha`. Neither holds on a null: an
+    annotator with no judgment compared (`_compared_with_consensus`) has no agreement."""
     return [
         gold_rule(
             label=f"{kind} gold score",
@@ -2200,7 +2248,7 @@ def _block_rules(kind: str, options: KindLiveOptions) -> list[BlockRule]:
                 f"{kind} agreement with the consensus {card['agreement']:.3f}, "
                 f"chance-corrected {card['consensus_alpha']:.3f} (upper bound "
                 f"{card['consensus_alpha_upper']:.3f}) < {options.min_consensus_alpha:g} over "
-                f"{card['n_judgments']} judgments"
+                f"{card['n_compared']} of {card['n_judgments']} judgments compared"
             ),
         ),
     ]

@@ -26,7 +26,9 @@ Scorecards flag an annotator (reason in words) whose chance-corrected agreement 
 consensus (`consensus_alpha`, see `consensus_agreement`) is below `min_consensus_alpha`, whose
 gold score is below `min_gold_score` over at least
 `min_gold_judgments` gold tasks, or (boxes) whose boxes are loose: a mean area over the fused
-box above 1 + `max_box_looseness`.
+box above 1 + `max_box_looseness`. The agreement reads only the `n_consensus_compared`
+judgments on tasks someone else judged too or on gold tasks; an annotator alone on every task
+they judged has it null, and a null raises no flag.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ KIND_SCORECARDS: dict[str, pl.DataType] = {
     "reliability": pl.Float64(),
     "consensus_agreement": pl.Float64(),
     "consensus_alpha": pl.Float64(),
+    # The judgments the two figures above read: on tasks someone else judged too, or gold.
+    "n_consensus_compared": pl.UInt32(),
     "n_gold": pl.UInt32(),
     "gold_metric_name": pl.String(),
     "gold_metric": pl.Float64(),
@@ -316,28 +320,49 @@ def _plain_values(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
 
 
 def consensus_agreement(
-    judgments: pl.DataFrame, labels: pl.DataFrame, *, kind: str, seed: int = 0
+    judgments: pl.DataFrame,
+    labels: pl.DataFrame,
+    *,
+    kind: str,
+    seed: int = 0,
+    gold: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per annotator: `consensus_agreement`, 1 − the mean distance D_a of their judgments to
     the task's aggregate (the kind's distance; numeric: absolute error over the value range),
-    and `consensus_alpha` = 1 − D_a / D_e, the same figure corrected for chance.
+    `consensus_alpha` = 1 − D_a / D_e, the same figure corrected for chance, and
+    `n_consensus_compared`, the judgments D_a is read from.
+
+    Only judgments on tasks whose aggregate is more than their own answer are compared: tasks
+    another annotator judged too (in `judgments`), or tasks in `gold` (`task_id`; their
+    aggregate is the gold answer). A lone answer's aggregate is that answer, so comparing the
+    two would only count it as agreeing with itself. Without any, both figures are null.
 
     D_e is the distance expected by chance: to the aggregate of a random other task (tasks
     permuted with `seed`); for rankings 1/2 (a random order of the same items), for pairwise
-    judgments 1 − Σ p_w² over the shares p_w of left, right and tie. A spammer's
-    `consensus_alpha` is near 0 whatever the kind, a careful annotator's near 1.
+    judgments 1 − Σ p_w² over the shares p_w of left, right and tie. It reads every judgment,
+    the lone ones too: how far an answer falls from another task's aggregate does not depend
+    on who else judged its own. A spammer's `consensus_alpha` is near 0 whatever the kind, a
+    careful annotator's near 1.
     """
     columns = list(VALUE_COLUMNS[kind])
     consensus = _plain_values(labels, kind).select(
         "task_id", *[pl.col(c).alias(f"{c}_consensus") for c in columns]
     )
-    joined = judgments.select("task_id", "annotator_id", *columns).join(consensus, on="task_id")
+    compared = pl.col("annotator_id").n_unique().over("task_id") >= 2
+    if gold is not None and gold.height:
+        compared = compared | pl.col("task_id").is_in(gold.get_column("task_id").implode())
+    joined = (
+        judgments.select("task_id", "annotator_id", *columns)
+        .with_columns(_compared=compared)
+        .join(consensus, on="task_id")
+    )
     if joined.height == 0:
         return pl.DataFrame(
             schema={
                 "annotator_id": pl.String,
                 "consensus_agreement": pl.Float64,
                 "consensus_alpha": pl.Float64,
+                "n_consensus_compared": pl.UInt32,
             }
         )
     spread = _spread(judgments["value"]) if kind == "numeric" else 1.0
@@ -354,10 +379,15 @@ def consensus_agreement(
         )
         expected = float(np.mean(_consensus_distances(shuffled, kind=kind, spread=spread)))
     return (
-        joined.select("annotator_id")
+        joined.select("annotator_id", "_compared")
         .with_columns(distance=pl.Series(distance))
         .group_by("annotator_id")
-        .agg((1.0 - pl.col("distance").mean()).alias("consensus_agreement"))
+        .agg(
+            (1.0 - pl.col("distance").filter(pl.col("_compared")).mean()).alias(
+                "consensus_agreement"
+            ),
+            pl.col("_compared").sum().cast(pl.UInt32).alias("n_consensus_compared"),
+        )
         .with_columns(
             consensus_alpha=(1.0 - (1.0 - pl.col("consensus_agreement")) / expected)
             if expected > 0
@@ -614,7 +644,9 @@ def assess_kind_day(
     stamp = {"project": pl.lit(project), "day": pl.lit(day), "kind": pl.lit(kind)}
     measured = agreement(rows, kind=kind, n_resamples=n_resamples)
     per_gold, gold_value, gold_score, n_gold = gold_scores(rows, gold_rows, kind=kind)
-    cards = _scorecards(rows, own_labels, own_annotators, per_gold, kind=kind, limits=limits)
+    cards = _scorecards(
+        rows, own_labels, own_annotators, per_gold, gold_rows, kind=kind, limits=limits
+    )
     cards = cards.with_columns(**stamp, gold_metric_name=pl.lit(GOLD_METRICS[kind].name))
     flagged = cards["flagged"].cast(pl.Float64).mean() if cards.height else None
     report = pl.DataFrame(
@@ -708,6 +740,7 @@ def _scorecards(
     labels: pl.DataFrame,
     annotators: pl.DataFrame,
     per_gold: pl.DataFrame,
+    gold: pl.DataFrame,
     *,
     kind: str,
     limits: KindThresholds,
@@ -725,10 +758,15 @@ def _scorecards(
             on="annotator_id",
             how="left",
         )
-        .join(consensus_agreement(rows, labels, kind=kind), on="annotator_id", how="left")
+        .join(
+            consensus_agreement(rows, labels, kind=kind, gold=gold),
+            on="annotator_id",
+            how="left",
+        )
         .join(per_gold, on="annotator_id", how="left")
-        .with_columns(pl.col("n_gold").fill_null(0))
+        .with_columns(pl.col("n_gold", "n_consensus_compared").fill_null(0))
     )
+    # A null agreement (nothing compared) holds no flag: `when` on a null is not taken.
     reasons = [
         pl.when(pl.col("consensus_alpha") < limits.min_consensus_alpha).then(
             pl.format("chance-corrected consensus agreement {}", pl.col("consensus_alpha").round(3))
@@ -819,7 +857,12 @@ def render_kind_report(
             }
         )
         flagged = scorecards.filter((pl.col("project") == project) & pl.col("flagged")).select(
-            "annotator_id", "n_judgments", "consensus_alpha", "gold_score", "flag_reason"
+            "annotator_id",
+            "n_judgments",
+            "n_consensus_compared",
+            "consensus_alpha",
+            "gold_score",
+            "flag_reason",
         )
         waiting = queue.filter(pl.col("project") == project)
         sections.append(

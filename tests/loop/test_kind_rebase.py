@@ -27,8 +27,8 @@ from annotation_pipelines.loop.live_kinds import (
     rebase_kind_projects,
     update_kind,
 )
-from annotation_pipelines.quality.kinds import aggregate_kind_day
-from tests.loop.test_live_kinds import NOW, _synthetic
+from annotation_pipelines.quality.kinds import aggregate_kind_day, score_kind_project
+from tests.loop.test_live_kinds import NOW, _synthetic, lone_copies
 
 DAY = date(2026, 11, 1)
 # Carried parameters from the first batch on: the live answers are incremental, not a refit.
@@ -207,6 +207,40 @@ def test_the_projects_re_base_only_states_the_live_layer_holds():
     )
     assert set(states) == {key} and set(events) == {key}
     assert events[key][0].rebased_tasks == daily.height - state.gold.height
+
+
+@pytest.mark.parametrize("kind", sorted(LIVE_KINDS))
+def test_live_and_daily_scorecards_compare_the_same_judgments_with_the_consensus(kind):
+    rows, gold, _ = _synthetic(kind, 150)
+    # "solo" judged twelve tasks no one else did: neither layer compares those.
+    rows = pl.concat([rows, lone_copies(rows, "solo", 12, prefix="solo-")])
+    project = str(rows["project"][0])
+    # No blocks: a blocked annotator's judgments leave the live fit, not the daily one.
+    options = replace(OPTIONS, min_judgments=10**6)
+    state = KindState(project=project, kind=kind)
+    for index, start in enumerate(range(0, rows.height, rows.height // 3 + 1)):
+        part = rows.slice(start, rows.height // 3 + 1)
+        state, _ = update_kind(state, part, gold if index == 0 else None, options, now=NOW)
+    scores = score_kind_project(
+        rows, project=project, day=DAY, gold=gold, kind=kind, n_resamples=10
+    )
+    state, _ = rebase_kind(state, scores.labels, DAY.isoformat(), options, now=NOW)
+    live = state.annotators.select("annotator_id", "n_compared", "agreement", "consensus_alpha")
+    joined = live.join(scores.scorecards, on="annotator_id", how="full", coalesce=True)
+    assert joined.height == live.height == scores.scorecards.height
+    solo = joined.filter(pl.col("annotator_id") == "solo").row(0, named=True)
+    assert solo["n_compared"] == solo["n_consensus_compared"] == 0
+    assert solo["agreement"] is None and solo["consensus_agreement"] is None
+    assert solo["consensus_alpha"] is None and solo["consensus_alpha_right"] is None
+    assert joined["n_compared"].to_list() == joined["n_consensus_compared"].to_list()
+    gap = (joined["agreement"] - joined["consensus_agreement"]).abs()
+    print(
+        f"{kind}: {joined.height} annotators, compared counts equal; agreement gap "
+        f"max {gap.max():.4f} mean {gap.mean():.4f}"
+    )
+    # Pairwise: the daily distance reads a judgment's winner as it stands, the live one as
+    # the judgment showed the pair (sides swapped back), so a swapped display can differ.
+    assert gap.max() < (0.05 if kind == "pairwise" else 1e-9)
 
 
 def _hard_counts(state: KindState) -> pl.DataFrame:

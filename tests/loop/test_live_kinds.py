@@ -4,6 +4,7 @@ annotator parameters, running scorecards and blocks, requests once per decision.
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -25,6 +26,8 @@ from annotation_pipelines.loop.live_kinds import (
     LIVE_KINDS,
     KindLiveOptions,
     KindState,
+    adopt_fit,
+    fit_snapshot,
     gold_schema,
     kind_file_rows,
     kind_state_objects,
@@ -718,3 +721,90 @@ def test_a_gold_task_is_its_gold_answer_at_confidence_one_and_never_requested(ki
         assert answered.select(columns).sort("task_id").equals(expected.cast(expected.schema))
         asked = open_kind_requests(state, OPTIONS, now=NOW)
         assert asked.height and not set(asked["task_id"]) & set(gold["task_id"]), kind
+
+
+def lone_copies(rows: pl.DataFrame, annotator: str, n: int, *, prefix: str) -> pl.DataFrame:
+    """One judgment each of the first `n` tasks of `rows`, as `annotator`'s alone on a task of
+    their own (`prefix` + task id)."""
+    first = rows.unique("task_id", keep="first", maintain_order=True).head(n)
+    return first.with_columns(
+        task_id=pl.lit(prefix) + pl.col("task_id"),
+        judgment_id=pl.lit(f"{annotator}-") + pl.col("judgment_id"),
+        annotator_id=pl.lit(annotator),
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(LIVE_KINDS))
+def test_a_lone_annotator_has_no_live_agreement_and_is_not_blocked_on_it(kind):
+    rows, _, _ = _synthetic(kind, 60)
+    solo = lone_copies(rows, "solo", 40, prefix="solo-").with_columns(project=pl.lit("p"))
+    # Any chance-corrected agreement would block: only a null blocks no one.
+    strict = KindLiveOptions(full_fit_every=1_000, min_judgments=10, min_consensus_alpha=2.0)
+    state, events = update_kind(KindState(project="p", kind=kind), solo, None, strict, now=NOW)
+    card = state.annotators.row(0, named=True)
+    assert card["n_judgments"] == 40 and card["n_compared"] == 0
+    assert card["agreement"] is None and card["agreement_upper"] is None
+    assert card["consensus_alpha"] is None and card["consensus_alpha_upper"] is None
+    assert card["spammer_score"] is None
+    assert not card["blocked"] and events.annotator_actions.height == 0
+    # Someone else answers 20 of the tasks as solo did: those 20 are compared, for both.
+    mate = solo.head(20).with_columns(
+        annotator_id=pl.lit("mate"),
+        judgment_id=pl.lit("mate-") + pl.col("judgment_id"),
+        submitted_at=pl.col("submitted_at") + timedelta(hours=1),
+        updated_at=pl.col("updated_at") + timedelta(hours=1),
+        source=pl.lit("m"),
+    )
+    state, _ = update_kind(state, mate, None, OPTIONS, now=NOW)
+    cards = {row["annotator_id"]: row for row in state.annotators.iter_rows(named=True)}
+    assert cards["solo"]["n_compared"] == 20 and cards["mate"]["n_compared"] == 20
+    assert cards["solo"]["agreement"] is not None
+    # Gold on three of solo's lone tasks: the consensus there is the gold answer.
+    columns = list(VALUE_COLUMNS[kind])
+    gold = solo.slice(30, 3).select("task_id", *columns)
+    state, _ = update_kind(state, solo.head(0), gold, OPTIONS, now=NOW)
+    solo_card = state.annotators.filter(pl.col("annotator_id") == "solo").row(0, named=True)
+    assert solo_card["n_compared"] == 23
+    # The carried sums are those of folding the same ledger at once.
+    fresh, _ = update_kind(
+        KindState(project="p", kind=kind), pl.concat([solo, mate]), gold, OPTIONS, now=NOW
+    )
+    carried = ["annotator_id", "n_judgments", "n_compared"]
+    ours = state.annotators.sort("annotator_id")
+    theirs = fresh.annotators.sort("annotator_id")
+    assert ours.select(carried).equals(theirs.select(carried))
+    np.testing.assert_allclose(ours["distance_total"], theirs["distance_total"], atol=1e-6)
+    # Mate's file read again without its first ten: those tasks are solo's alone again.
+    state, events = update_kind(state, mate.slice(10), None, OPTIONS, resynced=["m"], now=NOW)
+    assert events.withdrawn_judgments == 10
+    cards = {row["annotator_id"]: row for row in state.annotators.iter_rows(named=True)}
+    assert cards["solo"]["n_compared"] == 13 and cards["mate"]["n_compared"] == 10
+
+
+def test_a_full_fit_recounts_agreement_sums_a_stored_state_counted_on_lone_tasks():
+    """A state stored before lone judgments were left out of the agreement sums counted them;
+    a full fit (inline, or off the live path and adopted) recounts the sums from the ledger,
+    where carrying them would keep those counts for good."""
+    rows, gold, _ = _synthetic("text", 60)
+    lone = lone_copies(rows, "solo", 12, prefix="solo-")
+    everything = pl.concat([rows, lone])
+    state, _ = update_kind(
+        KindState(project=str(rows["project"][0]), kind="text"), everything, gold, OPTIONS, now=NOW
+    )
+    assert state.annotators.filter(pl.col("annotator_id") == "solo")["n_compared"].item() == 0
+    # As the old rule counted: every judgment compared, the lone ones at distance 0.
+    stored = state.annotators.with_columns(
+        n_compared=pl.col("n_judgments"), distance_total=pl.col("distance_total") + 1.0
+    )
+    legacy = replace(state, annotators=stored)
+    carried = ["annotator_id", "n_judgments", "n_gold", "n_compared"]
+    inline, _ = update_kind(legacy, everything.head(0), None, OPTIONS, full_fit=True, now=NOW)
+    deferred = KindLiveOptions(full_fit_every=1_000, inline_full_fits=False)
+    adopted = adopt_fit(fit_snapshot(legacy, deferred, now=NOW), legacy, deferred, now=NOW)
+    assert adopted is not None
+    for fitted in (inline, adopted[0]):
+        ours = fitted.annotators.sort("annotator_id")
+        theirs = state.annotators.sort("annotator_id")
+        assert ours.select(carried).equals(theirs.select(carried))
+        np.testing.assert_allclose(ours["distance_total"], theirs["distance_total"], atol=1e-6)
+        assert ours.filter(pl.col("annotator_id") == "solo")["agreement"].item() is None
