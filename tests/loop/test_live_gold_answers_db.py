@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from datetime import UTC, datetime
 
 import polars as pl
@@ -22,25 +21,13 @@ from annotation_pipelines.loop.live_kinds import load_kind_state
 from assets.sources.assets import gold_sets
 from resources.lake import LocalLake
 from resources.landing import LocalLandingZone
+from tests.loop.test_live_kinds_db import GOLD, INSERT, RATERS, _run
 from tests.loop.test_live_writeback import QUIET, _launch, _tick
 from tests.services import fresh_database
 from tests.support import first_metadata, lake_reader, live_quality_job
 
 pytestmark = pytest.mark.services
 WHEN = datetime(2026, 11, 2, 10, tzinfo=UTC)
-INSERT = (
-    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, kind, answer, "
-    "submitted_at, duration_s) VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, 2.0)"
-)
-GOLD = "INSERT INTO gold_labels (task_id, project, label, kind, answer) VALUES (%s, %s, %s, %s, %s)"
-RATERS = ("a0", "a1", "a2")
-
-
-def _run(dsn: str, *statements: tuple[str, tuple]) -> None:
-    with psycopg.connect(dsn) as connection:
-        for statement, parameters in statements:
-            connection.execute(statement, parameters)
-    time.sleep(0.01)
 
 
 def _judgment(
