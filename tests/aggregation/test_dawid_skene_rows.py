@@ -78,8 +78,22 @@ OPTIONS = {
 SIZES = [(3, 300, 9, 3), (10, 600, 50, 5), (60, 300, 15, 4), (1_000, 300, 10, 5)]
 
 
-@pytest.mark.parametrize(("classes", "tasks", "annotators", "votes"), SIZES)
-@pytest.mark.parametrize("options", list(OPTIONS))
+def size_and_options(sizes: list[tuple[int, int, int, int]]) -> list[tuple[object, ...]]:
+    """Every option at every size but the largest, which runs the two options whose blocked
+    updates differ (with and without the diagonal prior's pseudo-counts): gold, a warm start
+    and an iteration cap change the EM's inputs and stopping, not the blocked code, and are
+    checked at the other sizes."""
+    return [
+        (*size, options)
+        for size in sizes
+        for options in OPTIONS
+        if size != sizes[-1] or options in ("plain", "map")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("classes", "tasks", "annotators", "votes", "options"), size_and_options(SIZES)
+)
 def test_same_bits_as_the_dense_em(
     classes: int, tasks: int, annotators: int, votes: int, options: str
 ) -> None:

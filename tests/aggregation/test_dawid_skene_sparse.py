@@ -27,6 +27,7 @@ from tests.aggregation.test_dawid_skene_rows import (
     SIZES,
     _problem,
     _with_unanswered_class,
+    size_and_options,
 )
 from tests.realdata import load_crowd
 
@@ -55,8 +56,9 @@ def _assert_close_fit(new: Fitted, old: Fitted) -> None:
 @pytest.mark.usefixtures("answered_rows_only")
 # The sizes of `test_dawid_skene_rows` (the 1,000-class one spans several blocks of stored
 # rows), but for 3 classes, where every row is answered.
-@pytest.mark.parametrize(("classes", "tasks", "annotators", "votes"), SIZES[1:])
-@pytest.mark.parametrize("options", list(OPTIONS))
+@pytest.mark.parametrize(
+    ("classes", "tasks", "annotators", "votes", "options"), size_and_options(SIZES[1:])
+)
 def test_answered_rows_fit_the_dense_em(
     classes: int, tasks: int, annotators: int, votes: int, options: str
 ) -> None:
