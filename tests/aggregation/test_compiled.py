@@ -108,7 +108,9 @@ def _judgments(seed: int, *, n_tasks: int, grouped: bool, duplicates: bool) -> p
 @pytest.mark.parametrize("grouped", [True, False])
 @pytest.mark.parametrize("duplicates", [False, True])
 def test_vote_methods_match_numpy(method: str, grouped: bool, duplicates: bool) -> None:
-    frame = _judgments(11, n_tasks=3000, grouped=grouped, duplicates=duplicates)
+    # About 3,500 rows: like 3,000 tasks' 10,500 below the partitioned kernel's 16,384, and
+    # the compiled path is forced whatever the size.
+    frame = _judgments(11, n_tasks=1000, grouped=grouped, duplicates=duplicates)
     assert_fits_match(frame, method)
 
 

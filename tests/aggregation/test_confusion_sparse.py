@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from annotation_pipelines.aggregation import result
+from annotation_pipelines.aggregation import dawid_skene, result
 from annotation_pipelines.aggregation.api import fit
 from annotation_pipelines.aggregation.encoding import encode
 from annotation_pipelines.aggregation.registry import run_kernel
@@ -41,7 +41,8 @@ def _dense(column: pl.Series, labels: list[str]) -> np.ndarray:
     return matrices
 
 
-@pytest.mark.parametrize(("classes", "annotators", "seed"), [(5, 6, 0), (40, 15, 1), (300, 30, 2)])
+# The threshold is set to 0, so the listing's path does not depend on size.
+@pytest.mark.parametrize(("classes", "annotators", "seed"), [(5, 6, 0), (40, 15, 1), (150, 20, 2)])
 def test_sparse_column_rebuilds_the_dense_matrices(
     classes: int, annotators: int, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,11 +59,18 @@ def test_sparse_column_rebuilds_the_dense_matrices(
     assert listed <= encoded.n_judgments * encoded.n_classes + encoded.n_annotators * classes
 
 
-def test_many_classes_list_the_observed_cells_not_annotators_times_classes_squared() -> None:
-    """120 annotators at 400 classes: 19 million dense entries; the fit's matrices are ε over
+def test_many_classes_list_the_observed_cells_not_annotators_times_classes_squared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """60 annotators at 200 classes: 2.4 million dense entries; the fit's matrices are ε over
     the column total nearly everywhere, so the column lists one floor per truth and a few
-    cells per judgment."""
-    judgments = _judgments(tasks=600, classes=400, annotators=120, seed=3)
+    cells per judgment. Both size switches are lowered together below that size (they are
+    equal in the package), so the fit keeps only the answered rows and the column is listed
+    from them, as at 4 million cells and more."""
+    assert dawid_skene.ANSWERED_ROWS_MIN_CELLS == result.DENSE_CONFUSION_CELLS
+    monkeypatch.setattr(dawid_skene, "ANSWERED_ROWS_MIN_CELLS", 1 << 20)
+    monkeypatch.setattr(result, "DENSE_CONFUSION_CELLS", 1 << 20)
+    judgments = _judgments(tasks=300, classes=200, annotators=60, seed=3)
     annotators = fit(judgments, "dawid_skene").annotators
     encoded = encode(judgments)
     assert encoded.n_annotators * encoded.n_classes**2 > result.DENSE_CONFUSION_CELLS

@@ -22,7 +22,13 @@ from annotation_pipelines.aggregation.result import (
 )
 from annotation_pipelines.aggregation.warm_start import WarmStart
 from tests.aggregation import dawid_skene_reference
-from tests.aggregation.test_dawid_skene_rows import OPTIONS, _problem, _with_unanswered_class
+from tests.aggregation.test_dawid_skene_rows import (
+    OPTIONS,
+    SIZES,
+    _problem,
+    _with_unanswered_class,
+    size_and_options,
+)
 from tests.realdata import load_crowd
 
 TOLERANCE = 1e-12
@@ -48,11 +54,11 @@ def _assert_close_fit(new: Fitted, old: Fitted) -> None:
 
 
 @pytest.mark.usefixtures("answered_rows_only")
+# The sizes of `test_dawid_skene_rows` (the 1,000-class one spans several blocks of stored
+# rows), but for 3 classes, where every row is answered.
 @pytest.mark.parametrize(
-    ("classes", "tasks", "annotators", "votes"),
-    [(10, 600, 50, 5), (200, 500, 30, 5), (1_000, 300, 10, 5)],
+    ("classes", "tasks", "annotators", "votes", "options"), size_and_options(SIZES[1:])
 )
-@pytest.mark.parametrize("options", list(OPTIONS))
 def test_answered_rows_fit_the_dense_em(
     classes: int, tasks: int, annotators: int, votes: int, options: str
 ) -> None:
@@ -109,7 +115,8 @@ def test_fit_labels_confidence_and_confusion_column_match_the_dense_path(
 ) -> None:
     if column == "sparse":
         monkeypatch.setattr(result, "DENSE_CONFUSION_CELLS", 0)
-    judgments = _problem(120, tasks=400, annotators=25, votes=4, seed=5)
+    # Both thresholds are set per call, so any size takes each path.
+    judgments = _problem(60, tasks=300, annotators=15, votes=4, seed=5)
     dense_labels, dense_annotators = _labels_and_annotators(
         judgments, diagonal, monkeypatch, 1 << 62
     )
