@@ -1,6 +1,9 @@
 """`annotation-pipelines demo` end to end, small: what `make demo` runs, on a temporary home."""
 
 import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -20,26 +23,45 @@ from assets.demo import (
 )
 
 
-def test_demo_materializes_everything_and_says_where(tmp_path, monkeypatch):
-    home = tmp_path / "home"
+@dataclass(frozen=True)
+class Demo:
+    home: Path
+    data: Path
+    result: Result
+
+
+@pytest.fixture(scope="module")
+def full_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """One demo of every layer on a fresh home, read by the test of its output and copied as
+    the earlier workload that the test of a second demo starts from: a demo costs ~20 s CPU."""
+    root = tmp_path_factory.mktemp("demo")
+    home, data = root / "home", root / "data"
     home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "demo-test-key")
-    result = CliRunner().invoke(
-        main,
-        [
-            "demo",
-            "--judgments",
-            "20000",
-            "--days",
-            "2",
-            "--judgments-per-kind",
-            "700",
-            "--telemetry-days",
-            "17",
-        ],
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        patch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
+        patch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "demo-test-key")
+        result = CliRunner().invoke(
+            main,
+            [
+                "demo",
+                "--judgments",
+                "20000",
+                "--days",
+                "2",
+                "--judgments-per-kind",
+                "700",
+                "--telemetry-days",
+                "17",
+                "--until",
+                "2026-11-30",
+            ],
+        )
+    yield Demo(home=home, data=data, result=result)
+
+
+def test_demo_materializes_everything_and_says_where(full_demo: Demo):
+    result, tmp_path = full_demo.result, full_demo.data.parent
     assert result.exit_code == 0, result.output + repr(result.exception)
     lake = tmp_path / "data" / "lake"
     for table in (
@@ -110,17 +132,18 @@ def _days(folder: Path) -> list[str]:
 
 
 def test_demo_over_another_workload_refuses_or_starts_fresh_and_reports_only_its_own(
-    tmp_path, monkeypatch
+    full_demo: Demo, tmp_path, monkeypatch
 ):
     # A second demo with other options re-read the first one's landing days and lake tables
-    # as one workload, and its summary counted them.
+    # as one workload, and its summary counted them. The first demo is the full one above,
+    # copied (instance and data folder) because this test deletes and rebuilds it.
+    assert full_demo.result.exit_code == 0, full_demo.result.output
+    shutil.copytree(full_demo.home, tmp_path / "home")
+    shutil.copytree(full_demo.data, tmp_path / "data")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
     data = tmp_path / "data"
     monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(data))
     monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "demo-test-key")
-    first = _demo("--days", "2")
-    assert first.exit_code == 0, first.output + repr(first.exception)
     lake, landing = data / "lake", data / "landing" / "synthetic"
     assert _days(lake / "judgments") == ["day=2026-11-29", "day=2026-11-30"]
     before = {path: path.stat().st_mtime_ns for path in data.rglob("*") if path.is_file()}
@@ -128,7 +151,7 @@ def test_demo_over_another_workload_refuses_or_starts_fresh_and_reports_only_its
     refused = _demo("--days", "1")
     assert refused.exit_code == 1, refused.output
     assert "make clean" in refused.output and "--fresh" in refused.output
-    assert "500 judgments over 2026-11-29 … 2026-11-30" in refused.output
+    assert "20,000 judgments over 2026-11-29 … 2026-11-30" in refused.output
     after = {path: path.stat().st_mtime_ns for path in data.rglob("*") if path.is_file()}
     assert after == before
 

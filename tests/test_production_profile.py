@@ -9,7 +9,7 @@ import boto3
 import polars as pl
 import pytest
 import yaml
-from dagster import DagsterInstance
+from dagster import AssetSelection, DagsterInstance
 
 from annotation_pipelines.synthetic import generate_workload
 from assets.definitions import build_definitions
@@ -99,13 +99,20 @@ def test_postgres_instance_and_s3_lake_run_the_same_graph(tmp_path, monkeypatch)
         finally:
             instance.dispose()
 
-    # The same asset code on the local profile gives the same labels.
+    # The same asset code on the local profile gives the same labels. Only the labels and what
+    # they are built from run here: the whole daily job on the local profile is test_graph.py's.
     monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
     local = DagsterInstance.ephemeral()
+    local_defs = build_definitions(profile="local")
+    labels = AssetSelection.assets("aggregated_labels").upstream().required_multi_asset_neighbors()
     assert (
-        build_definitions(profile="local")
-        .resolve_job_def("daily_annotation_job")
-        .execute_in_process(partition_key=DAY, instance=local, run_config=RUN_CONFIG)
+        local_defs.resolve_job_def("daily_annotation_job")
+        .execute_in_process(
+            partition_key=DAY,
+            instance=local,
+            run_config={"loggers": RUN_CONFIG["loggers"]},
+            asset_selection=list(labels.resolve(local_defs.resolve_asset_graph())),
+        )
         .success
     )
     mine = pl.read_parquet(tmp_path / "lake" / "aggregated_labels" / f"day={DAY}" / "data.parquet")
