@@ -170,7 +170,9 @@ def test_calibrated_forecast_is_canonical_and_intervals_nest():
 
 def test_cli_models_and_no_calibrate(tmp_path):
     source = tmp_path / "usage.csv"
-    _synthetic().write_csv(source)
+    # Eight days: the 96 hours of fit before three 24-step origins and a day to spare; which
+    # models run and what is reported do not depend on how long each fit is.
+    _synthetic(hours=24 * 8).write_csv(source)
     common = [str(source), "--time-col", "time", "--value-col", "value", "--id-col", "id",
               "--horizon", "24", "--backtest-windows", "3"]  # fmt: skip
     run = CliRunner().invoke(forecast_command, [*common, "--models", "AutoETS,MSTL"])
@@ -295,7 +297,9 @@ def test_cli_reports_the_windows_it_used_and_says_when_bands_cannot_be_scored(tm
 
 
 def test_cli_leaves_exact_series_out_of_the_geometric_mean_and_counts_them(tmp_path):
-    synthetic = _synthetic(ids=("a",))
+    # Nine days: room for five 24-step origins by default, enough to calibrate (fourteen gave
+    # ten AutoETS backtests per series for the same two series).
+    synthetic = _synthetic(ids=("a",), hours=24 * 9)
     flat = synthetic.with_columns(pl.lit("flat").alias("id"), pl.lit(8.0).alias("value"))
     args = [*_cli_source(tmp_path, pl.concat([synthetic, flat])), "--models", "AutoETS"]
     run = CliRunner().invoke(forecast_command, [*args, "--horizon", "24"])
@@ -376,8 +380,14 @@ def test_cli_refuses_an_output_it_cannot_write_before_the_forecast(tmp_path):
     assert "no such file" not in run.output
 
 
-def _declining(ids=("a", "b"), hours=24 * 25, seed=1) -> pl.DataFrame:
-    """Demand draining towards zero: an ETS trend carries the forecast below it."""
+def _declining(ids=("a", "b"), hours=24 * 16, seed=1) -> pl.DataFrame:
+    """Demand draining towards zero: an ETS trend carries the forecast below it.
+
+    Sixteen days: eight 24-step origins for a 72-step horizon after its 144 hours of fit, one
+    more than the last origin needs to have four calibration windows ended before it (25 days
+    gave fifteen AutoETS backtests on series half again as long); the mirrored series below
+    still forecasts under zero, so clipping is still what keeps the counts' bands at zero.
+    """
     rng = np.random.default_rng(seed)
     return pl.concat(
         pl.DataFrame(
@@ -456,7 +466,9 @@ def test_uncalibrated_median_ships_the_median_of_its_members_point_and_bounds():
         to_statsforecast,
     )
 
-    series = _synthetic(ids=("a",))
+    # Eight days: three origins after their 96 hours of fit; the median of the members is the
+    # median whatever the length they were fit on.
+    series = _synthetic(ids=("a",), hours=24 * 8)
     members = ["SeasonalNaive", "AutoETS", "AutoTheta"]
     result = forecast_calibrated(
         series, horizon=24, season_length=24, freq="1h", rule="median", models=members[1:],
