@@ -27,6 +27,15 @@ stage(LocalLake(base_path=sys.argv[1]), result, source="f")
 
 
 def _stage(lake_path: Path, content: str, *, crash_at: str | None = None) -> int:
+    if crash_at is None:
+        # Only a writer that is to be killed needs a process of its own.
+        from annotation_pipelines.ingest import ingest_bytes
+        from assets.sources.assets import stage
+
+        result = ingest_bytes(content.encode(), format="csv", source_file="exports/p/csv/f.csv",
+                              project="p", label_set=["pos", "neg"])  # fmt: skip
+        stage(LocalLake(base_path=str(lake_path)), result, source="f")
+        return 0
     env = {**os.environ}
     env.pop(CRASH_POINT_ENV, None)
     if crash_at:
@@ -93,9 +102,18 @@ def test_gold_sets_killed_mid_run_keep_the_previous_gold_set(tmp_path):
     )
 
     def run(crash_at: str | None) -> int:
+        if crash_at is None:
+            # Only a run that is to be killed needs a process of its own.
+            from dagster import materialize
+
+            from assets.sources.assets import gold_sets
+            from resources.landing import LocalLandingZone
+
+            landing = LocalLandingZone(path=str(tmp_path / "landing"))
+            result = materialize([gold_sets], resources={"lake": lake, "landing": landing})
+            return 0 if result.success else 1
         env = {k: v for k, v in os.environ.items() if k != CRASH_POINT_ENV}
-        if crash_at:
-            env[CRASH_POINT_ENV] = crash_at
+        env[CRASH_POINT_ENV] = crash_at
         args = [sys.executable, "-c", GOLD, str(tmp_path)]
         return subprocess.run(args, cwd=ROOT, env=env, check=False).returncode
 
@@ -119,15 +137,18 @@ from assets.definitions import build_definitions
 quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
          "ops": {"quality": {"config": {"bootstrap_resamples": 0}}}}
 with DagsterInstance.ephemeral() as instance:
-    build_definitions(profile="local").resolve_job_def("daily_annotation_job").execute_in_process(
+    build_definitions(profile="local").resolve_job_def(sys.argv[1]).execute_in_process(
         partition_key="2026-11-02", instance=instance, run_config=quiet, raise_on_error=False)
 """
 
 
-def test_quality_step_killed_between_its_writes_never_leaves_a_mixed_set(tmp_path):
+def test_quality_step_killed_between_its_writes_never_leaves_a_mixed_set(tmp_path, monkeypatch):
     from datetime import date
 
+    from dagster import DagsterInstance
+
     from annotation_pipelines.synthetic import generate_workload
+    from assets.definitions import build_definitions
 
     generate_workload(
         tmp_path / "landing" / "synthetic",
@@ -137,7 +158,22 @@ def test_quality_step_killed_between_its_writes_never_leaves_a_mixed_set(tmp_pat
         seed=4,
     )
 
-    def run(pseudonym_key: str, crash_at: str | None) -> int:
+    def run(pseudonym_key: str, crash_at: str | None, job: str) -> int:
+        if crash_at is None:
+            # Only a run that is to be killed needs a process of its own.
+            monkeypatch.delenv(CRASH_POINT_ENV, raising=False)
+            monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+            monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", pseudonym_key)
+            quiet = {
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                "ops": {"quality": {"config": {"bootstrap_resamples": 0}}},
+            }
+            with DagsterInstance.ephemeral() as instance:
+                job_def = build_definitions(profile="local").resolve_job_def(job)
+                result = job_def.execute_in_process(
+                    partition_key="2026-11-02", instance=instance, run_config=quiet
+                )
+            return 0 if result.success else 1
         env = {k: v for k, v in os.environ.items() if k != CRASH_POINT_ENV}
         env |= {
             "ANNOTATION_PIPELINES_DATA_DIR": str(tmp_path),
@@ -145,7 +181,7 @@ def test_quality_step_killed_between_its_writes_never_leaves_a_mixed_set(tmp_pat
         }
         if crash_at:
             env[CRASH_POINT_ENV] = crash_at
-        return subprocess.run([sys.executable, "-c", DAILY], cwd=ROOT, env=env).returncode
+        return subprocess.run([sys.executable, "-c", DAILY, job], cwd=ROOT, env=env).returncode
 
     lake = LocalLake(base_path=str(tmp_path / "lake"))
 
@@ -155,10 +191,12 @@ def test_quality_step_killed_between_its_writes_never_leaves_a_mixed_set(tmp_pat
         shown = set(re.findall(r"anon-[0-9a-f]{16}", "".join(lake.get(k).decode() for k in pages)))
         return bool(shown) and shown <= set(cards["annotator_pseudonym"].to_list())
 
-    assert run("first-key", None) == 0
+    assert run("first-key", None, "daily_annotation_job") == 0
     assert consistent()
-    # Killed after its first move (an HTML page): before recovery the lake is mixed ...
-    assert run("second-key", "moved:1") == -9
+    # Killed after its first move (an HTML page): before recovery the lake is mixed ... The
+    # rebuild re-scores the quality layer alone (what a floor change or history rebuild
+    # launches): the step killed is the same, without building the day's upstream layers again.
+    assert run("second-key", "moved:1", "quality_job") == -9
     assert not consistent()
     # ... and the next lake user (any run's first input load, a commit, maintenance) rolls the
     # killed step forward, so readers see one complete set.

@@ -223,14 +223,23 @@ def _drift(landing, day):
 
 
 def test_a_changed_earlier_day_rebuilds_the_later_drift_that_reads_it(env):
-    # Seven days of even pos/neg, then 11-08 alike: no drift. A late export adds 1,500 "pos"
-    # judgments to 11-04 by an annotator who judges nothing on 11-08, so 11-08's scorecards'
-    # history is unchanged but its drift baseline is not: rebuilt, it is flagged.
+    # Seven days of even pos/neg (the fewest a drift baseline takes), then 11-08 alike: no
+    # drift. A late export adds 1,500 "pos" judgments to 11-06 by an annotator who judges
+    # nothing on 11-08, so 11-08's scorecards' history is unchanged but its drift baseline is
+    # not: rebuilt, it is flagged. The late day is near the end of the window so that two
+    # later days, not four, are rebuilt: each rebuild is a whole quality step.
     defs, instance, landing = env
     sensor = quality_sensors.scorecard_history_sensor
     days = [f"2026-11-0{d}" for d in range(1, 9)]
     for seed, day in enumerate(days):
         _write_day(landing, day, prefix=f"D{seed}", accuracy=[1.0] * 4, seed=seed, tasks=20)
+    # The days arrive in one export: one ingest run, where the rebuild does not care how the
+    # judgments were split into files.
+    exports = landing / "exports" / "reviews" / "csv"
+    lines = [(exports / f"{day}.csv").read_text().removeprefix(HEADER) for day in days]
+    for day in days:
+        (exports / f"{day}.csv").unlink()
+    (exports / "history.csv").write_text(HEADER + "".join(lines))
     _ingest(defs, instance)
     for day in days:
         _run(defs, instance, "daily_annotation_job", day, FLAG_CONFIG)
@@ -239,13 +248,13 @@ def test_a_changed_earlier_day_rebuilds_the_later_drift_that_reads_it(env):
     cursor = _tick(sensor, defs, instance).cursor  # the first tick: a baseline
     cards = _cards(landing, "2026-11-08")
 
-    late = "".join(f"L-t{task},a9,pos,2026-11-04T15:00:00Z,3\n" for task in range(1500))
+    late = "".join(f"L-t{task},a9,pos,2026-11-06T15:00:00Z,3\n" for task in range(1500))
     (landing / "exports" / "reviews" / "csv" / "late.csv").write_text(HEADER + late)
     _ingest(defs, instance)
-    _run(defs, instance, "daily_annotation_job", "2026-11-04", FLAG_CONFIG)
+    _run(defs, instance, "daily_annotation_job", "2026-11-06", FLAG_CONFIG)
     result = _tick(sensor, defs, instance, cursor)
-    # Every built day after 11-04 reads it, and none of them is rebuilt for its scorecards.
-    assert [r.partition_key for r in result.run_requests] == days[4:]
+    # Every built day after 11-06 reads it, and none of them is rebuilt for its scorecards.
+    assert [r.partition_key for r in result.run_requests] == days[6:]
     for request in result.run_requests:
         assert request.tags[quality_sensors.STALE_DRIFT_TAG] == "1"
         assert request.tags[quality_sensors.STALE_HISTORY_TAG] == "0"
@@ -255,12 +264,12 @@ def test_a_changed_earlier_day_rebuilds_the_later_drift_that_reads_it(env):
     assert "label distribution moved" in after["reason"]
     assert _cards(landing, "2026-11-08").equals(cards)
 
-    # Current now and no cascade: nothing more is asked, 11-04 run again with unchanged inputs
+    # Current now and no cascade: nothing more is asked, 11-06 run again with unchanged inputs
     # launches nothing, and 11-08 run again in order writes the same drift.
     quiet = _tick(sensor, defs, instance, result.cursor)
     assert not quiet.run_requests
     assert "every trailing history and drift baseline current" in quiet.skip_reason.skip_message
-    _run(defs, instance, "daily_annotation_job", "2026-11-04", FLAG_CONFIG)
+    _run(defs, instance, "daily_annotation_job", "2026-11-06", FLAG_CONFIG)
     again = _tick(sensor, defs, instance, quiet.cursor)
     assert not again.run_requests, [r.partition_key for r in again.run_requests]
     _run(defs, instance, "daily_annotation_job", "2026-11-08", FLAG_CONFIG)
