@@ -84,3 +84,22 @@ def postgres_dsn():
     """A uniquely named database on the local server, dropped after the session."""
     with fresh_database("ingest_test") as name:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    """Definitions, an instance and a landing zone with one project `p`'s CSV folder."""
+    from dagster import DagsterInstance
+
+    from assets.definitions import build_definitions
+
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
+    landing = tmp_path / "data" / "landing"
+    (landing / "exports" / "p" / "csv").mkdir(parents=True)
+    defs = build_definitions(profile="local")
+    # In memory: the same SQL event log the sensors read, without the on-disk one's engine and
+    # connection per stored event.
+    instance = DagsterInstance.ephemeral()
+    yield defs, instance, landing
+    instance.dispose()

@@ -9,11 +9,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from dagster import DagsterInstance
 
 from annotation_pipelines.cli import main
 from annotation_pipelines.ingest.validation import project_label_order, project_label_set
-from assets.definitions import build_definitions
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 ROWS = (
@@ -64,20 +62,6 @@ def test_a_label_set_that_is_not_one_names_the_file_and_the_field(tmp_path, give
     )
     assert result.exit_code == 2, result.output
     assert f"{settings}: {error}" in " ".join(result.stderr.split())
-
-
-@pytest.fixture()
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
-    landing = tmp_path / "data" / "landing"
-    (landing / "exports" / "p" / "csv").mkdir(parents=True)
-    defs = build_definitions(profile="local")
-    # In memory: the same SQL event log the sensors read, without the on-disk one's engine and
-    # connection per stored event.
-    instance = DagsterInstance.ephemeral()
-    yield defs, instance, landing
-    instance.dispose()
 
 
 def _ingest(defs, instance, landing, label_set: object):

@@ -17,13 +17,11 @@ from typing import Any
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from dagster import DagsterInstance
 
 from annotation_pipelines.cli import main
 from annotation_pipelines.ingest import ingest_bytes
 from annotation_pipelines.ingest.validation import project_coordinates
 from annotation_pipelines.kinds import BOX
-from assets.definitions import build_definitions
 from assets.live.assets import _fold_files
 from resources.landing import LocalLandingZone
 from tests.kinds.test_ingest_kinds import annotation, ingest_label_studio, rectangle, task
@@ -207,18 +205,6 @@ def test_the_ingest_command_reads_the_unit_from_its_settings(tmp_path):
         f"{path}: row 2 (line 3), field 'boxes': outside_image: boxes: box 1 has x_max 1e+308, "
         "outside the image (0 to 100 percent of the image)"
     ) in result.stderr
-
-
-@pytest.fixture()
-def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("ANNOTATION_PIPELINES_PSEUDONYM_KEY", "test-key")
-    landing = tmp_path / "data" / "landing"
-    (landing / "exports" / "p" / "csv").mkdir(parents=True)
-    defs = build_definitions(profile="local")
-    instance = DagsterInstance.ephemeral()
-    yield defs, instance, landing
-    instance.dispose()
 
 
 def _ingest(defs, instance, landing, settings: dict[str, object]):
