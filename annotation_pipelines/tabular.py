@@ -50,7 +50,12 @@ from annotation_pipelines.ingest.validation import (
     WRONG_TYPE,
     cap_raw,
 )
-from annotation_pipelines.ingest.values import ValueShapeError, box_context, normalize
+from annotation_pipelines.ingest.values import (
+    ValueShapeError,
+    box_context,
+    declared_unit,
+    normalize,
+)
 from annotation_pipelines.kinds import (
     BOX_CONTEXT,
     CONTEXT_DTYPES,
@@ -1307,10 +1312,8 @@ def _value(
         if kind == "boxes":
             # Checked against the image the row says its boxes measure, as ingest checks; the
             # declared `unit` measures a row that says none.
-            context = box_context({name: record.get(name) for name in BOX_CONTEXT})
-            if context["coordinates"] is None:
-                context["coordinates"] = unit
-            raw.update(context)
+            given = {name: record.get(name) for name in BOX_CONTEXT}
+            raw.update(box_context(declared_unit(given, unit)))
         value = normalize(kind, raw, text_cells=text_cells)
     except ValueShapeError as error:
         raise _Refused(sources.get(error.field, error.field), error.reason, str(error)) from None

@@ -273,10 +273,10 @@ def box_context(raw: dict[str, Any]) -> dict[str, Any]:
 
 def declared_unit(context: dict[str, Any], unit: str | None) -> dict[str, Any]:
     """A boxes row's context as read (`coordinates`, `image_width`, `image_height`) with
-    `unit`, the one its project declares (`validation.project_coordinates`), as its
-    `coordinates` where it gives none (absent, null or blank, as `box_context` reads none). A
-    row's own unit wins, a unit it spells wrongly too: that is refused as the row's, never
-    replaced by the project's."""
+    `unit`, the one its project declares (`validation.project_coordinates`) or a command's
+    `--coordinates`, as its `coordinates` where it gives none (absent, null or blank, as
+    `box_context` reads none). A row's own unit wins, a unit it spells wrongly too: that is
+    refused as the row's, never replaced by the declared one."""
     given = context.get("coordinates")
     if unit is None or not (given is None or (isinstance(given, str) and not given.strip())):
         return context
