@@ -100,27 +100,19 @@ _HOUR, _DAY, _WEEK = 3_600, 86_400, 604_800
 _STEP_TOLERANCE = 0.05
 
 
-def _median_step(frame: pl.DataFrame) -> int | None:
-    """The median over series of each series' median step between its own times, in seconds;
-    None when no series has two times.
+def _median_step(steps: pl.DataFrame) -> int | None:
+    """The median over series of each series' median step (`_series_steps`), in seconds; None
+    when no series has two times.
 
     Pooling the times of every series would halve the step of two hourly series sampled half an
     hour apart."""
-    steps = (
-        frame.select("id", "time")
-        .unique()
-        .sort("id", "time")
-        .group_by("id")
-        .agg(pl.col("time").diff().dt.total_seconds().median().alias("step"))
-        .get_column("step")
-        .drop_nulls()
-    )
-    return round(as_float(steps.median(), what="median time step")) if steps.len() else None
+    step = steps.get_column("step")
+    return round(as_float(step.median(), what="median time step")) if step.len() else None
 
 
 def _infer_freq(frame: pl.DataFrame) -> str:
     """The data's median step (`_median_step`) as a frequency."""
-    return _freq_of_step(_median_step(frame))
+    return _freq_of_step(_median_step(_series_steps(frame)))
 
 
 def _freq_of_step(step: int | None) -> str:
@@ -311,7 +303,8 @@ def forecast_command(
     except InputError as error:
         raise click.ClickException(str(error)) from error
     freq_given = freq is not None
-    data_step = _median_step(frame)
+    steps = _series_steps(frame)
+    data_step = _median_step(steps)
     data_freq = _freq_of_step(data_step)
     if freq is not None:
         _check_not_finer(freq, data_freq=data_freq, step=data_step)
@@ -321,7 +314,6 @@ def forecast_command(
     # skip at a clock change.
     local_buckets = zone is not None and _step_seconds(freq) >= _DAY
     time_zone = zone if local_buckets else ("UTC" if zone is not None else None)
-    steps = _series_steps(frame)
     frame = frame.with_columns(
         pl.col("local" if local_buckets else "time").alias("time"),
         pl.col("time").alias("instant"),
