@@ -56,6 +56,7 @@ from annotation_pipelines.kinds import (
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
 from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
 from annotation_pipelines.quality.gates import DEFAULT_MIN_ALPHA, Floor, quality_gates
+from annotation_pipelines.quality.scorecards import compared_with_consensus
 from annotation_pipelines.scale import RatingScale
 
 # Every kind the per-kind pipeline scores (categorical has its own, richer path).
@@ -348,12 +349,9 @@ def consensus_agreement(
     consensus = _plain_values(labels, kind).select(
         "task_id", *[pl.col(c).alias(f"{c}_consensus") for c in columns]
     )
-    compared = pl.col("annotator_id").n_unique().over("task_id") >= 2
-    if gold is not None and gold.height:
-        compared = compared | pl.col("task_id").is_in(gold.get_column("task_id").implode())
     joined = (
         judgments.select("task_id", "annotator_id", *columns)
-        .with_columns(_compared=compared)
+        .with_columns(_compared=compared_with_consensus(gold, task=("task_id",)))
         .join(consensus, on="task_id")
     )
     if joined.height == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -12,18 +13,19 @@ from annotation_pipelines.schema import ANNOTATOR_SCORECARDS
 KEYS = ["project", "day", "annotator_id"]
 
 
-def compared_with_consensus(judgments: pl.DataFrame, gold: pl.DataFrame | None = None) -> pl.Expr:
+def compared_with_consensus(
+    gold: pl.DataFrame | None = None, *, task: Sequence[str] = ("project", "task_id")
+) -> pl.Expr:
     """True for a judgment whose task's consensus is more than its own vote: someone else
-    judged the task too (in `judgments`), or the task is in `gold` (its consensus is the gold
-    answer). A lone vote's consensus is that vote, so comparing them would only count it as
-    agreeing with itself. An expression over `judgments` (needs `project`, `task_id`,
-    `annotator_id`)."""
-    shared = pl.col("annotator_id").n_unique().over("project", "task_id") >= 2
+    judged the task too (in the frame the expression runs over), or the task is in `gold` (its
+    consensus is the gold answer). A lone vote's consensus is that vote, so comparing them
+    would only count it as agreeing with itself. An expression over judgments with
+    `annotator_id` and the `task` columns, which name a task (and `gold` has)."""
+    keys = list(task)
+    shared = pl.col("annotator_id").n_unique().over(keys) >= 2
     if gold is None or gold.height == 0:
         return shared
-    golden = pl.struct("project", "task_id").is_in(
-        gold.select(pl.struct("project", "task_id")).to_series().implode()
-    )
+    golden = pl.struct(keys).is_in(gold.select(pl.struct(keys)).to_series().implode())
     return shared | golden
 
 
@@ -44,7 +46,7 @@ def spammer_scores(
     Σ_{c<c'} ‖α_c − α_c'‖² = K Σ_c ‖α_c‖² − ‖Σ_c α_c‖², so the cost is one pass over the
     confusion counts.
     """
-    paired = judgments.filter(compared_with_consensus(judgments, gold)).join(
+    paired = judgments.filter(compared_with_consensus(gold)).join(
         aggregated.select("task_id", "project", pl.col("label").alias("consensus")),
         on=["task_id", "project"],
         how="inner",
@@ -127,7 +129,7 @@ def annotator_scorecards(
     scored = (
         judged.join(consensus, on=["task_id", "project"], how="left")
         .join(gold_labels, on=["task_id", "project"], how="left")
-        .with_columns(_compared=compared_with_consensus(judged, gold_labels))
+        .with_columns(_compared=compared_with_consensus(gold_labels))
     )
     duration = (
         pl.col("duration_s").cast(pl.Float64).median()
