@@ -573,6 +573,14 @@ class DatabaseExtract:
     off_scale_gold: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
     )
+    # The same for the window's judgments and gold labels set aside for any other reason (a
+    # label outside the project's set, the annotator cleared, an answer of the wrong shape):
+    # the row the tool holds now no longer says what the version read before said, so an edit
+    # that makes a row bad withdraws that version instead of leaving it counted.
+    set_aside: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DELETIONS))
+    set_aside_gold: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
+    )
 
     @property
     def watermark(self) -> datetime:
@@ -780,6 +788,28 @@ def _off_scale_versions(
     (`loop.ledger.deleted`, `assets.sources.withdraw_deleted`) and nothing newer."""
     off = staged.filter(
         (pl.col("reason") == OUTSIDE_SCALE).fill_null(False) & (pl.col("submitted_at") <= until)
+    )
+    columns = [c for c in schema if c != "deleted_at"]
+    return off.select(*columns, deleted_at=pl.col("updated_at")).cast(pl.Schema(schema))
+
+
+def _set_aside_versions(
+    staged: pl.DataFrame,
+    kept: pl.DataFrame,
+    key: str,
+    schema: Mapping[str, pl.DataType],
+    *,
+    until: datetime,
+) -> pl.DataFrame:
+    """Tombstones (`schema`) of the older versions of the `staged` rows the extract set aside
+    (those `kept` does not hold by `key`) for a reason other than a scale's, which
+    `_off_scale_versions` dates the same way. A row read again later (dated after `until`)
+    and one of a project name the ingest refuses are left out, as their tombstones are."""
+    off = staged.filter(
+        ~pl.col(key).is_in(kept.get_column(key).implode())
+        & (pl.col("reason") != OUTSIDE_SCALE).fill_null(True)
+        & (pl.col("submitted_at") <= until)
+        & safe_project(pl.col("project"))
     )
     columns = [c for c in schema if c != "deleted_at"]
     return off.select(*columns, deleted_at=pl.col("updated_at")).cast(pl.Schema(schema))
@@ -1257,6 +1287,12 @@ def extract_since(
         scales=scales,
         off_scale=_off_scale_versions(staged, DELETIONS, until=until),
         off_scale_gold=_off_scale_versions(staged_gold, GOLD_DELETIONS, until=until),
+        set_aside=_set_aside_versions(
+            staged, result.judgments, "judgment_id", DELETIONS, until=until
+        ),
+        set_aside_gold=_set_aside_versions(
+            staged_gold, result.gold, "task_id", GOLD_DELETIONS, until=until
+        ),
     )
 
 
