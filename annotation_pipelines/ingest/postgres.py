@@ -181,6 +181,13 @@ OPTIONAL_MIGRATIONS: Mapping[int, str] = {
 # table, and every later writer (an annotator's INSERT) queues behind it: the tool stalls as
 # long as the migration waits. A few seconds, then give up; the daemon's next run retries.
 MIGRATION_LOCK_TIMEOUT = timedelta(seconds=3)
+# Sessions that find migrations pending apply them one at a time (an advisory lock on this key,
+# per database): the live runs, the kind fit job and the daily request writer each migrate
+# before their first write, and two running one file at once collide on its catalog rows
+# (`CREATE ... IF NOT EXISTS` is not safe against a concurrent create). The wait is bounded by
+# another session's whole run of them, each table lock waited for `MIGRATION_LOCK_TIMEOUT`.
+MIGRATION_SESSION_KEY = 0x6D696772617465  # "migrate"
+MIGRATION_SESSION_TIMEOUT = timedelta(seconds=60)
 # What a DBA does about migration 6 when the pipelines' role cannot apply it.
 MIGRATION_FIX = (
     "run `annotation-pipelines migrate --dsn …` as a role owning `judgments` and "
@@ -252,14 +259,27 @@ def apply_schema(
 
     skipped: list[SkippedMigration] = []
     with connect(dsn, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(validate_identifier(schema))
-            )
-        )
-        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        identifier = sql.Identifier(validate_identifier(schema))
+        connection.execute(sql.SQL("SET search_path TO {}").format(identifier))
+        pending = [v for v, _ in migration_files() if v not in _recorded_migrations(connection)]
+        if not pending:
+            return skipped
+        waited = int(MIGRATION_SESSION_TIMEOUT.total_seconds() * 1000)
+        connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(waited)))
+        try:
+            connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_SESSION_KEY,))
+        except errors.LockNotAvailable as error:
+            name = dict(migration_files())[pending[0]].name.removesuffix(".sql")
+            raise MigrationFailed(
+                version=pending[0],
+                name=name,
+                where=_where(dsn, schema),
+                cause=f"another session was still applying migrations after {waited / 1000:g} s",
+            ) from error
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(identifier))
         milliseconds = max(1, int(lock_timeout.total_seconds() * 1000))
         connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds)))
+        # Read again under the lock: another session may have applied them meanwhile.
         applied = _recorded_migrations(connection)
         for version, path in migration_files():
             if version in applied:
