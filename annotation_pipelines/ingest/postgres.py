@@ -181,6 +181,13 @@ OPTIONAL_MIGRATIONS: Mapping[int, str] = {
 # table, and every later writer (an annotator's INSERT) queues behind it: the tool stalls as
 # long as the migration waits. A few seconds, then give up; the daemon's next run retries.
 MIGRATION_LOCK_TIMEOUT = timedelta(seconds=3)
+# Sessions that find migrations pending apply them one at a time (an advisory lock on this key,
+# per database): the live runs, the kind fit job and the daily request writer each migrate
+# before their first write, and two running one file at once collide on its catalog rows
+# (`CREATE ... IF NOT EXISTS` is not safe against a concurrent create). The wait is bounded by
+# another session's whole run of them, each table lock waited for `MIGRATION_LOCK_TIMEOUT`.
+MIGRATION_SESSION_KEY = 0x6D696772617465  # "migrate"
+MIGRATION_SESSION_TIMEOUT = timedelta(seconds=60)
 # What a DBA does about migration 6 when the pipelines' role cannot apply it.
 MIGRATION_FIX = (
     "run `annotation-pipelines migrate --dsn …` as a role owning `judgments` and "
@@ -252,14 +259,27 @@ def apply_schema(
 
     skipped: list[SkippedMigration] = []
     with connect(dsn, autocommit=True) as connection:
-        connection.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                sql.Identifier(validate_identifier(schema))
-            )
-        )
-        connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        identifier = sql.Identifier(validate_identifier(schema))
+        connection.execute(sql.SQL("SET search_path TO {}").format(identifier))
+        pending = [v for v, _ in migration_files() if v not in _recorded_migrations(connection)]
+        if not pending:
+            return skipped
+        waited = int(MIGRATION_SESSION_TIMEOUT.total_seconds() * 1000)
+        connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(waited)))
+        try:
+            connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_SESSION_KEY,))
+        except errors.LockNotAvailable as error:
+            name = dict(migration_files())[pending[0]].name.removesuffix(".sql")
+            raise MigrationFailed(
+                version=pending[0],
+                name=name,
+                where=_where(dsn, schema),
+                cause=f"another session was still applying migrations after {waited / 1000:g} s",
+            ) from error
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(identifier))
         milliseconds = max(1, int(lock_timeout.total_seconds() * 1000))
         connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds)))
+        # Read again under the lock: another session may have applied them meanwhile.
         applied = _recorded_migrations(connection)
         for version, path in migration_files():
             if version in applied:
@@ -573,6 +593,14 @@ class DatabaseExtract:
     off_scale_gold: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
     )
+    # The same for the window's judgments and gold labels set aside for any other reason (a
+    # label outside the project's set, the annotator cleared, an answer of the wrong shape):
+    # the row the tool holds now no longer says what the version read before said, so an edit
+    # that makes a row bad withdraws that version instead of leaving it counted.
+    set_aside: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DELETIONS))
+    set_aside_gold: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=GOLD_DELETIONS)
+    )
 
     @property
     def watermark(self) -> datetime:
@@ -780,6 +808,28 @@ def _off_scale_versions(
     (`loop.ledger.deleted`, `assets.sources.withdraw_deleted`) and nothing newer."""
     off = staged.filter(
         (pl.col("reason") == OUTSIDE_SCALE).fill_null(False) & (pl.col("submitted_at") <= until)
+    )
+    columns = [c for c in schema if c != "deleted_at"]
+    return off.select(*columns, deleted_at=pl.col("updated_at")).cast(pl.Schema(schema))
+
+
+def _set_aside_versions(
+    staged: pl.DataFrame,
+    kept: pl.DataFrame,
+    key: str,
+    schema: Mapping[str, pl.DataType],
+    *,
+    until: datetime,
+) -> pl.DataFrame:
+    """Tombstones (`schema`) of the older versions of the `staged` rows the extract set aside
+    (those `kept` does not hold by `key`) for a reason other than a scale's, which
+    `_off_scale_versions` dates the same way. A row read again later (dated after `until`)
+    and one of a project name the ingest refuses are left out, as their tombstones are."""
+    off = staged.filter(
+        ~pl.col(key).is_in(kept.get_column(key).implode())
+        & (pl.col("reason") != OUTSIDE_SCALE).fill_null(True)
+        & (pl.col("submitted_at") <= until)
+        & safe_project(pl.col("project"))
     )
     columns = [c for c in schema if c != "deleted_at"]
     return off.select(*columns, deleted_at=pl.col("updated_at")).cast(pl.Schema(schema))
@@ -1257,6 +1307,12 @@ def extract_since(
         scales=scales,
         off_scale=_off_scale_versions(staged, DELETIONS, until=until),
         off_scale_gold=_off_scale_versions(staged_gold, GOLD_DELETIONS, until=until),
+        set_aside=_set_aside_versions(
+            staged, result.judgments, "judgment_id", DELETIONS, until=until
+        ),
+        set_aside_gold=_set_aside_versions(
+            staged_gold, result.gold, "task_id", GOLD_DELETIONS, until=until
+        ),
     )
 
 

@@ -52,7 +52,8 @@ current consensus (Σ posterior of their answer / judgments) with a Wilson bound
 Raykar–Yu spammer score on the soft confusion counts (as in `quality.scorecards`), mean seconds
 per judgment. An annotator whose gold accuracy is confidently below `min_gold_accuracy`, or who
 looks like a spammer (score above `max_spammer_score` and agreement confidently below
-`min_agreement`), after at least `min_judgments`, is blocked at once: a block action, an
+`min_agreement` over at least `min_judgments` judgments compared with the consensus), after
+at least `min_judgments`, is blocked at once: a block action, an
 alert, and their judgments flagged and taken out of every posterior in the same update.
 A block the annotation tool revoked (`reversals`) is lifted by the next update: their
 judgments are unflagged and every task they voted on refitted, and the rules then read only
@@ -224,7 +225,8 @@ class LiveOptions:
     """Thresholds of the running quality checks and the EM settings.
 
     An annotator is blocked only with `min_judgments` judgments (and `min_gold` gold answers for
-    the gold rule) and when the `confidence` Wilson bound, not the point estimate, is past the
+    the gold rule, `min_judgments` judgments compared with the consensus for the agreement
+    rule) and when the `confidence` Wilson bound, not the point estimate, is past the
     threshold, so one bad answer blocks no one.
     """
 
@@ -1391,7 +1393,10 @@ def gold_rule(
 
 def _block_rules(options: LiveOptions) -> list[BlockRule]:
     """Gold accuracy confidently below `min_gold_accuracy`; or a spammer score above
-    `max_spammer_score` with agreement confidently below `min_agreement`."""
+    `max_spammer_score` with agreement confidently below `min_agreement`, read on at least
+    `min_judgments` judgments compared with the consensus: an annotator's judgments alone on
+    their tasks (the first vote on fresh tasks) say nothing of it, and a few compared ones are
+    too few to block on, as the daily scorecards hold."""
     return [
         gold_rule(
             label="gold accuracy",
@@ -1403,11 +1408,13 @@ def _block_rules(options: LiveOptions) -> list[BlockRule]:
         ),
         BlockRule(
             holds=(pl.col("spammer_score") > options.max_spammer_score)
-            & (pl.col("agreement_upper") < options.min_agreement),
+            & (pl.col("agreement_upper") < options.min_agreement)
+            & (pl.col("n_consensus_compared") >= options.min_judgments),
             reason=lambda card: (
                 f"spammer score {card['spammer_score']:.3f} > {options.max_spammer_score:g} and "
                 f"agreement {card['agreement']:.3f} (upper bound {card['agreement_upper']:.3f}) "
-                f"< {options.min_agreement:g} over {card['n_judgments']} judgments"
+                f"< {options.min_agreement:g} over {card['n_consensus_compared']} judgments "
+                f"compared of {card['n_judgments']}"
             ),
         ),
     ]

@@ -79,7 +79,8 @@ fit recounts the sums from the ledger rather than carrying them, which also corr
 stored when lone judgments were counted. An annotator is blocked after `min_judgments`
 judgments only when a Wilson bound says so: the gold score's upper bound below
 `min_gold_score` (over at least `min_gold` gold judgments), or the upper bound of
-`consensus_alpha` below `min_consensus_alpha`. Their judgments are flagged and their tasks
+`consensus_alpha` below `min_consensus_alpha` (over at least `min_judgments` compared
+judgments). Their judgments are flagged and their tasks
 refitted in the same update. A block the tool revokes
 is lifted as in `loop.live` (`_unblock`): their judgments count again, and the block rules
 then read only the carried sums since the reversal (`_window_cards`); a full fit adopted
@@ -2231,8 +2232,10 @@ def _window_cards(state: KindState, cards: pl.DataFrame, options: KindLiveOption
 
 def _block_rules(kind: str, options: KindLiveOptions) -> list[BlockRule]:
     """The kind's gold score confidently below `min_gold_score`; or chance-corrected agreement
-    with the consensus confidently below `min_consensus_alpha`. Neither holds on a null: an
-    annotator with no judgment compared (`_compared_with_consensus`) has no agreement."""
+    with the consensus confidently below `min_consensus_alpha`, read on at least
+    `min_judgments` judgments compared with it (those alone on their tasks say nothing of it,
+    and a few compared ones are too few to block on). Neither holds on a null: an annotator
+    with no judgment compared (`_compared_with_consensus`) has no agreement."""
     return [
         gold_rule(
             label=f"{kind} gold score",
@@ -2243,7 +2246,8 @@ def _block_rules(kind: str, options: KindLiveOptions) -> list[BlockRule]:
             confidence=options.confidence,
         ),
         BlockRule(
-            holds=pl.col("consensus_alpha_upper") < options.min_consensus_alpha,
+            holds=(pl.col("consensus_alpha_upper") < options.min_consensus_alpha)
+            & (pl.col("n_compared") >= options.min_judgments),
             reason=lambda card: (
                 f"{kind} agreement with the consensus {card['agreement']:.3f}, "
                 f"chance-corrected {card['consensus_alpha']:.3f} (upper bound "

@@ -610,12 +610,17 @@ def write_requests_recorded(
 def changed_rows(dsn: str, *, since: datetime, until: datetime, schema: str = "public") -> int:
     """How many judgments and gold labels changed in (since, until] (capped: a cheap probe);
     when none did, how many the tool deleted then, or else how many blocks it revoked then,
-    so a deletion or a reversal alone starts a run."""
+    so a deletion or a reversal alone starts a run. A judgment submitted in the window counts
+    too: the extract reads it again by `submitted_at` (one it deferred as dated in the future,
+    whose `updated_at` lies behind the window by the time its time comes), and on a quiet
+    database nothing else would start the run that takes it."""
     quoted = f'"{validate_identifier(schema)}"'
     window = {"since": since, "until": until}
     query = (
         f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {quoted}.judgments "
-        "WHERE updated_at > %(since)s AND updated_at <= %(until)s LIMIT 10000) j) + "
+        "WHERE (updated_at > %(since)s AND updated_at <= %(until)s) "
+        "OR (submitted_at > %(since)s AND submitted_at <= %(until)s "
+        "AND updated_at <= %(until)s) LIMIT 10000) j) + "
         f"(SELECT count(*) FROM (SELECT 1 FROM {quoted}.gold_labels "
         "WHERE updated_at > %(since)s AND updated_at <= %(until)s LIMIT 10000) g)"
     )

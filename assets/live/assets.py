@@ -1156,6 +1156,12 @@ def live_quality_state(
         from_files = files.judgments
         for line in file_quarantine_lines(files.quarantine, lines=files.lines):
             context.log.warning(f"live: not folded in: {line}")
+        # A DB row an edit made one the extract sets aside withdraws the version read before,
+        # from whichever engine holds it, as the row's deletion would.
+        db_deleted = pl.concat([extract.deletions, extract.set_aside], how="vertical_relaxed")
+        db_deleted_gold = pl.concat(
+            [extract.gold_deletions, extract.set_aside_gold], how="vertical_relaxed"
+        )
         # A numeric DB row off its project's scale withdraws what the state holds of it: the
         # version an edit moved off it (`extract.off_scale`), and, when a project declares or
         # changes its scale, every answer of the DB the state holds that it refuses. The kind
@@ -1166,10 +1172,8 @@ def live_quality_state(
         )
         off_scale = pl.concat([extract.off_scale, refused], how="vertical_relaxed")
         off_scale_gold = pl.concat([extract.off_scale_gold, refused_gold], how="vertical_relaxed")
-        kind_tombstones = pl.concat([extract.deletions, off_scale], how="vertical_relaxed")
-        kind_gold_tombstones = pl.concat(
-            [extract.gold_deletions, off_scale_gold], how="vertical_relaxed"
-        )
+        kind_tombstones = pl.concat([db_deleted, off_scale], how="vertical_relaxed")
+        kind_gold_tombstones = pl.concat([db_deleted_gold, off_scale_gold], how="vertical_relaxed")
         # The DB's rows of the other kinds go to their kind states only: a kind judgment has
         # no label, and is never a categorical vote.
         kind_batch = _load_kinds(
@@ -1208,8 +1212,8 @@ def live_quality_state(
             | set(gold["project"].unique())
             | set(files.resynced)
             | set(reversals["project"].unique())
-            | set(extract.deletions["project"].unique())
-            | set(extract.gold_deletions["project"].unique())
+            | set(db_deleted["project"].unique())
+            | set(db_deleted_gold["project"].unique())
         )
         states = _load_states(
             lake,
@@ -1218,8 +1222,8 @@ def live_quality_state(
             gold,
             files.resynced,
             whole=bool(config.rebase_days),
-            deleted=extract.deletions,
-            deleted_gold=extract.gold_deletions,
+            deleted=db_deleted,
+            deleted_gold=db_deleted_gold,
         )
         # A DB row re-filed under another project or kind (the tool moved its task, or
         # changed what it asks) is withdrawn from the state that held it, categorical or of a
@@ -1229,8 +1233,8 @@ def live_quality_state(
         # states hold nothing of it when the tool moved it (or gave a vote an off-scale
         # answer) since the last run: the state holding the version before is found the same
         # way.
-        departing = departures(extract.deletions, extract.off_scale, DEPARTING)
-        departing_gold = departures(extract.gold_deletions, extract.off_scale_gold, GOLD_DEPARTING)
+        departing = departures(db_deleted, extract.off_scale, DEPARTING)
+        departing_gold = departures(db_deleted_gold, extract.off_scale_gold, GOLD_DEPARTING)
         moves = moved(
             states,
             judgments,
@@ -1245,7 +1249,7 @@ def live_quality_state(
             departing=departing,
             departing_gold=departing_gold,
         )
-        deleted, deleted_gold = extract.deletions, extract.gold_deletions
+        deleted, deleted_gold = db_deleted, db_deleted_gold
         if moves.projects:
             deleted = pl.concat([deleted, moves.judgments], how="diagonal_relaxed")
             deleted_gold = pl.concat([deleted_gold, moves.gold], how="diagonal_relaxed")
@@ -1451,6 +1455,7 @@ def live_quality_state(
         extract.deletions, extract.gold_deletions
     )
     withdrawn_off_scale = withdrawn_by.among(off_scale, off_scale_gold)
+    withdrawn_set_aside = withdrawn_by.among(extract.set_aside, extract.set_aside_gold)
     if unknown_deletions:
         context.log.info(f"live: {unknown_deletions} deletion(s) of rows not held: ignored")
     if not extract.deletions_tracked and not annotation_db.skipped_migrations:
@@ -1528,6 +1533,8 @@ def live_quality_state(
                 quarantined.filter(pl.col("reason") == OUTSIDE_SCALE).height
             ),
             "outside_scale_withdrawn": MetadataValue.int(withdrawn_off_scale),
+            # What the live state held of the DB rows an edit made ones set aside, withdrawn.
+            "set_aside_withdrawn": MetadataValue.int(withdrawn_set_aside),
             "db_scales": MetadataValue.json(
                 {p: scale.describe() for p, scale in sorted(db_scales.items())}
             ),

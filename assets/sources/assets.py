@@ -451,6 +451,15 @@ def _stage_db_extract(
         ),
     )
     days |= off_scale_days
+    # So does any other edit that made a staged row one the extract sets aside: the row the
+    # tool holds no longer says what the staged version says.
+    set_aside, set_aside_days = _withdrawn(
+        lake,
+        dataclasses.replace(
+            extract, deletions=extract.set_aside, gold_deletions=extract.set_aside_gold
+        ),
+    )
+    days |= set_aside_days
     scale_days, scale_record = scales_changed(lake, extract)
     days |= scale_days
     if unknown:
@@ -484,6 +493,8 @@ def _stage_db_extract(
             "kind_answers": MetadataValue.bool(extract.kind_answers),
             # Staged versions an edit off the project's scale (`projects.scale`) withdrew.
             "outside_scale_withdrawn": MetadataValue.int(len(off_scale)),
+            # Staged versions an edit into a row set aside for another reason withdrew.
+            "set_aside_withdrawn": MetadataValue.int(len(set_aside)),
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],
     )

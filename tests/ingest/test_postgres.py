@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -264,6 +265,32 @@ def test_the_migrations_say_their_version_and_apply_again_unchanged(postgres_dsn
     apply_schema(postgres_dsn, schema="migration_check")
     with psycopg.connect(postgres_dsn) as connection:
         assert connection.execute(query).fetchall() == first
+
+
+def test_runs_that_migrate_a_database_at_once_all_succeed(postgres_dsn):
+    """Every live run, the kind fit job and the daily request writer migrate before their
+    first write, so on a new or upgraded database several may start at once: each applies the
+    pending migrations or finds them applied, none fails on the other's catalog rows."""
+    start = threading.Barrier(4)
+    failures: list[str] = []
+
+    def migrate() -> None:
+        start.wait()
+        try:
+            apply_schema(postgres_dsn, schema="migration_concurrent")
+        except Exception as error:
+            failures.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    query = "SELECT version FROM migration_concurrent.schema_migrations ORDER BY 1"
+    with psycopg.connect(postgres_dsn) as connection:
+        versions = [v for (v,) in connection.execute(query).fetchall()]
+    assert versions == [v for v, _ in migration_files()]
 
 
 def test_applied_migrations_are_not_run_again_under_a_reader(postgres_dsn):

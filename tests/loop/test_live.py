@@ -274,6 +274,41 @@ def test_too_few_judgments_block_no_one():
     assert card["n_judgments"].item() == 10 and not card["blocked"].item()
 
 
+def test_judgments_alone_on_their_tasks_do_not_make_a_few_compared_ones_enough_to_block():
+    """An annotator with 30 judgments, 27 of them alone on their tasks so far (the first vote
+    on fresh tasks), is judged on agreement by the 3 the consensus can check: too few to
+    block on, however they look; with 30 compared the rule blocks."""
+    judgments, truth = stream(n_tasks=100)
+    answers = dict(truth.iter_rows())
+    later = START + timedelta(hours=1)
+
+    def newcomer(tasks: list[str], prefix: str) -> pl.DataFrame:
+        # One answer whatever the task: what the spammer score measures.
+        return pl.DataFrame(
+            {
+                "judgment_id": [f"{prefix}{i}" for i in range(len(tasks))],
+                "task_id": tasks,
+                "annotator_id": "newcomer",
+                "label": "c2",
+                "submitted_at": later,
+                "duration_s": 4.0,
+                "updated_at": later,
+            }
+        ).select(judgments.columns)
+
+    judged = [t for t, label in sorted(answers.items()) if label != "c2"]
+    few = pl.concat([newcomer(judged[:3], "x"), newcomer([f"lone{i:02d}" for i in range(27)], "y")])
+    state, _ = update(LiveState(project="p"), judgments, now=NOW)
+    state, event = update(state, few, now=NOW)
+    assert event.annotator_actions.height == 0
+    card = state.annotators.filter(pl.col("annotator_id") == "newcomer").row(0, named=True)
+    assert card["n_judgments"] == 30 and card["n_consensus_compared"] == 3
+    assert card["agreement_upper"] < 0.6 and card["spammer_score"] > 0.8
+    state, event = update(state, newcomer(judged[3:30], "z"), now=NOW)
+    assert event.annotator_actions["annotator_id"].to_list() == ["newcomer"]
+    assert "over 30 judgments compared" in event.annotator_actions["reason"].item()
+
+
 def test_a_bad_gold_record_blocks_through_the_gold_rule():
     judgments, truth = stream(n_tasks=300)
     gold = truth.head(60).rename({"truth": "label"})

@@ -781,6 +781,30 @@ def test_a_lone_annotator_has_no_live_agreement_and_is_not_blocked_on_it(kind):
     assert cards["solo"]["n_compared"] == 13 and cards["mate"]["n_compared"] == 10
 
 
+@pytest.mark.parametrize("kind", sorted(LIVE_KINDS))
+def test_a_few_compared_judgments_among_many_lone_ones_block_no_one(kind):
+    """Agreement reads only the judgments compared with the consensus: 3 of 40 are too few to
+    block on, however strict the floor; 10 (the minimum here) are enough."""
+    rows, _, _ = _synthetic(kind, 60)
+    solo = lone_copies(rows, "solo", 40, prefix="solo-").with_columns(project=pl.lit("p"))
+    # Any chance-corrected agreement would block: only the count of compared ones holds it.
+    strict = KindLiveOptions(full_fit_every=1_000, min_judgments=10, min_consensus_alpha=2.0)
+    state, _ = update_kind(KindState(project="p", kind=kind), solo, None, strict, now=NOW)
+    mate = solo.with_columns(
+        annotator_id=pl.lit("mate"),
+        judgment_id=pl.lit("mate-") + pl.col("judgment_id"),
+        submitted_at=pl.col("submitted_at") + timedelta(hours=1),
+        updated_at=pl.col("updated_at") + timedelta(hours=1),
+    )
+    state, events = update_kind(state, mate.head(3), None, strict, now=NOW)
+    card = state.annotators.filter(pl.col("annotator_id") == "solo").row(0, named=True)
+    assert events.annotator_actions.height == 0, kind
+    assert card["n_judgments"] == 40 and card["n_compared"] == 3
+    assert card["consensus_alpha_upper"] is not None
+    state, events = update_kind(state, mate.slice(3, 7), None, strict, now=NOW)
+    assert set(events.annotator_actions["annotator_id"]) == {"solo", "mate"}, kind
+
+
 def test_a_full_fit_recounts_agreement_sums_a_stored_state_counted_on_lone_tasks():
     """A state stored before lone judgments were left out of the agreement sums counted them;
     a full fit (inline, or off the live path and adopted) recounts the sums from the ledger,

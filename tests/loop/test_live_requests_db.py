@@ -19,6 +19,7 @@ import pytest
 
 from annotation_pipelines.ingest.postgres import apply_schema, migration_files, seed_database
 from tests.loop.test_live import stream
+from tests.loop.test_live_writeback import _launch, _tick
 from tests.services import fresh_database
 from tests.support import live_quality_job, retried_after_the_db_write
 
@@ -315,6 +316,43 @@ def test_a_future_row_that_is_also_invalid_is_deferred_until_its_time_then_set_a
         stored = pl.concat([pl.read_parquet(path) for path in quarantine.iterdir()])
         assert stored.select("reason").rows() == [("missing_annotator",)]
         assert "ahead-null" in stored["raw"][0]
+
+
+def test_a_deferred_row_starts_a_run_of_its_own_when_its_time_comes(tmp_path, monkeypatch):
+    """The sensor's probe sees a row read again by its `submitted_at` once its time is inside
+    the window: its `updated_at` lies behind the stream position, so on a quiet database
+    nothing else would start the run that takes it."""
+    data = tmp_path / "data"
+    with _reviews_database("live_future_tick") as dsn:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            clock = connection.execute("SELECT clock_timestamp()").fetchone()[0]
+            ahead = clock + timedelta(seconds=15)
+            for judgment, annotator, submitted in [
+                ("j1", "a1", clock - timedelta(minutes=10)),
+                ("ahead-null", None, ahead),
+            ]:
+                connection.execute(
+                    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, label, "
+                    "submitted_at, duration_s) VALUES (%s, 't1', 'reviews', %s, 'pos', %s, 3)",
+                    (judgment, annotator, submitted),
+                )
+        defs, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
+        tick = _tick(defs, instance)
+        (first,) = _launch(job, instance, tick)
+        metadata = first.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["deferred"].value == 1
+        tick = _tick(defs, instance, tick.cursor)
+        assert not tick.run_requests
+
+        wait = (ahead - datetime.now(UTC)).total_seconds() + 1
+        if wait > 0:
+            time.sleep(wait)
+        tick = _tick(defs, instance, tick.cursor)
+        (late,) = _launch(job, instance, tick)
+        metadata = late.get_asset_materialization_events()[0].materialization.metadata
+        assert metadata["deferred"].value == 0
+        assert metadata["quarantined"].value == 1
+        assert not _tick(defs, instance, tick.cursor).run_requests
 
 
 def test_a_retry_after_the_db_write_lists_the_requests_with_the_db_s_created_at(
