@@ -256,7 +256,7 @@ def procurement_plan(
         context.log.warning(f"procurement plan: {note}")
     for note in plan.target_notes:
         context.log.warning(f"procurement plan: {note}")
-    unpriced = unpriced_types(plan.plan)
+    unpriced = unpriced_types(plan.plan, planning)
     prices = (
         f"no price for {', '.join(unpriced)} in [accelerator_hour_price] of "
         f"{settings.capacity_config.name}: their scenario costs are blank"

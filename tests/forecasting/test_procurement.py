@@ -816,7 +816,35 @@ def test_a_type_without_a_price_is_not_priced_at_the_unknown_types_price():
                .iter_rows(named=True)}  # fmt: skip
     assert by_type["L4"]["scenario_cost_usd"] is None
     assert by_type["unknown"]["scenario_cost_usd"] is not None
-    assert unpriced_types(plan) == ["L4"]
+    assert unpriced_types(plan, config) == ["L4"]
+
+
+def test_a_priced_type_whose_fleet_is_unknown_is_not_called_unpriced():
+    # Its costs are blank because no fleet is known, not for want of a price: the report's
+    # prices line read "no price for A100" with A100 priced at 1.60 in the config.
+    config = CapacityConfig(accelerator_hour_price={"A100": 1.6, "H100": 2.9})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(10)]
+    required = pl.DataFrame(
+        {
+            "cluster": ["mars"] * 10 + ["earth"] * 10,
+            "accelerator_type": ["A100"] * 10 + ["L4"] * 10,
+            "time": days * 2,
+            "p50": 5.0,
+            "p90": 6.0,
+        }
+    )
+    fleet = pl.DataFrame(
+        {
+            "cluster": ["mars", "earth"],
+            "accelerator_type": ["A100", "L4"],
+            "fleet": [None, None],
+            "fleet_unknown": ["m1", "e1"],
+        },
+        schema_overrides={"fleet": pl.Float64},
+    )
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    assert plan["scenario_cost_usd"].is_null().all()
+    assert unpriced_types(plan, config) == ["L4"]
 
 
 def test_config_names_a_project_tier_without_a_price(tmp_path):
@@ -1181,6 +1209,7 @@ def test_procurement_plan_asset_says_which_fleet_is_unknown(tmp_path, monkeypatc
     )
     metadata, lake = _materialize_plan(tmp_path, monkeypatch, blank)
     assert any(unknown in note for note in metadata["telemetry_notes"].value)
+    assert metadata["prices"].value == "every accelerator type priced"
     report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
     assert f"series {unknown} report(s) no total" in report.read_text()
     assert (
