@@ -376,8 +376,9 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
     allocated = the sum over the group's series of each one's mean running accelerators (over
     its own samples in the period); busy = mean running x SM-busy share (accelerators'
     worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
-    hides: reserved, not computing); unallocated = mean total - allocated (free, if the series
-    reports its total). busy and idle_allocated are null where SM activity is not reported.
+    hides: reserved, not computing); unallocated = mean total - allocated (free; null where a
+    series of the group never reports its total). busy and idle_allocated are null where SM
+    activity is not reported.
     """
     keys = ["cluster", "workload_class", "accelerator_type"]
     detail = with_detail_columns(usage).with_columns(
@@ -413,7 +414,13 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
         per_series.group_by("time", *keys)
         .agg(
             pl.col("_running").sum(),
-            pl.col("_total").sum(),
+            # A series that never reports its total leaves the group's unknown (as its fleet
+            # is in the plan): the others' sum read as the whole, and unallocated went negative.
+            pl.when(pl.col("_total").is_null().any())
+            .then(None)
+            .otherwise(pl.col("_total").sum())
+            .cast(pl.Float64)
+            .alias("_total"),
             pl.col("_busy").sum(),
             pl.col("_reported").any(),
             pl.col("_memory").sum(),

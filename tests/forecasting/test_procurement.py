@@ -1102,6 +1102,25 @@ def test_allocation_sums_each_series_mean_when_series_sample_at_different_times(
         assert row["unallocated"] == pytest.approx(12.0)
 
 
+def test_unallocated_is_unknown_where_a_series_reports_no_total():
+    # Summed over the series that report one, 100 accelerators for 50 + 60 running read as
+    # -10 unallocated, where the plan calls the same fleet unknown.
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    times = [start + dt.timedelta(hours=h) for h in range(24)]
+    usage = pl.concat(
+        [
+            normalize_usage(pl.DataFrame({"time": times, "running": 50.0, "series_id": "a"}),
+                            cluster="earth"),
+            normalize_usage(pl.DataFrame({"time": times, "running": 60.0, "total": 100.0,
+                                          "series_id": "b"}), cluster="earth"),
+        ]
+    )  # fmt: skip
+    for every in (None, "1d"):
+        row = allocation_vs_utilization(usage, every=every).row(0, named=True)
+        assert row["allocated"] == pytest.approx(110.0)
+        assert row["total"] is None and row["unallocated"] is None
+
+
 def test_annotation_costs_scale_from_the_judgments_with_a_duration_and_say_their_share():
     # A judgment without a duration counted as no time: a project that reports none cost $0.
     config = CapacityConfig(annotator_hour_price={"standard": 36.0})
