@@ -470,11 +470,13 @@ def forecast_calibrated(
     # zero would move its forecast and bands away from every value it has.
     nonnegative = nonnegative and not bool((history.get_column("value") < 0).any())
     names = candidate_names(season_length=season_length)
-    chosen_models = list(models) if models else list(names)
-    if BASELINE not in chosen_models:
-        chosen_models.insert(0, BASELINE)
+    # What the rule combines: the models asked for, or every candidate. The seasonal naive is
+    # backtested beside them whatever they are (every score is relative to it), but averaged
+    # in only when asked for.
+    members = list(models) if models else list(names)
     if not calibrate:
-        chosen_models = [m for m in chosen_models if m != LEARNED]
+        members = [m for m in members if m != LEARNED]
+    chosen_models = members if BASELINE in members else [BASELINE, *members]
     check_model_names([m for m in chosen_models if m != "AutoARIMA"], names)
     if rule not in (*COMBINATIONS, *chosen_models):
         raise ValueError(
@@ -511,7 +513,7 @@ def forecast_calibrated(
             ) // horizon
             windows = min(windows, max(fitting, 2))
         return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
-                             rule=rule, models=chosen_models, windows=windows,
+                             rule=rule, models=members, windows=windows,
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip
     cross_validation = candidate_cross_validation(
         history, horizon=horizon, season_length=season_length, freq=freq, windows=windows,
@@ -521,7 +523,7 @@ def forecast_calibrated(
         cross_validation, history, models=chosen_models, season_length=season_length
     )
     ruled = apply_rule(
-        cross_validation, rule=rule, models=chosen_models, window_scores=scores_by_window,
+        cross_validation, rule=rule, models=members, window_scores=scores_by_window,
         horizon_span=span,
     )  # fmt: skip
     if hierarchy is None:
@@ -550,7 +552,7 @@ def forecast_calibrated(
         if rule == "top3"
         else None
     )
-    point = _final_point(future, rule=rule, models=chosen_models, members=last_members)
+    point = _final_point(future, rule=rule, models=members, members=last_members)
     residuals = _residuals(ruled)
     if hierarchy is None:
         quantiles = calibration_quantiles(residuals, windows=calibration_windows)
@@ -565,7 +567,7 @@ def forecast_calibrated(
             pl.format("{} reconciled ({})", "model", pl.lit(reconciliation)).alias("model")
         )
     return _finish(table, scores=scores, cross_validation=backtested, history=history,
-                   rule=rule, models=chosen_models)  # fmt: skip
+                   rule=rule, models=members)  # fmt: skip
 
 
 def _coherent_bands(
@@ -708,7 +710,7 @@ def _uncalibrated(
         history, horizon=horizon, season_length=season_length, freq=freq,
         backtest_windows=max(2, min(windows, 3)), evaluation_windows=HELD_OUT_WINDOWS,
         models=members, combine=combine, nonnegative=nonnegative, n_jobs=n_jobs,
-        combination="median" if rule == "median" else "mean",
+        combination="median" if rule == "median" else "mean", members_from=members,
     )  # fmt: skip
     scores = result.scores.select(
         "id", "mase", "seasonal_naive_mase", "relative_mase", "coverage_80", "coverage_95",

@@ -646,6 +646,35 @@ def test_cli_names_a_model_given_twice_before_reading_the_input(tmp_path):
 
 
 @pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_models_listed_are_the_members_of_the_mean(tmp_path, calibrate):
+    # The seasonal naive, kept to score the others against, was also averaged in:
+    # `--models AutoTheta,MSTL` shipped mean(SeasonalNaive+AutoTheta+MSTL).
+    from annotation_pipelines.forecasting.ensemble import candidate_forecasts
+
+    history = _synthetic(ids=("a",), hours=24 * 9)
+    source = tmp_path / "hourly.csv"
+    history.drop("id").write_csv(source)
+    output = tmp_path / "forecast.csv"
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "24",
+         "--models", "AutoTheta,MSTL", calibrate, "--output", str(output)],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["models"] == ["AutoTheta", "MSTL"]
+    assert report["series"]["value"]["model"] == "mean(AutoTheta+MSTL)"
+    assert report["series"]["value"]["seasonal_naive_mase"] is not None
+    if calibrate == "--calibrate":
+        members = candidate_forecasts(
+            history.with_columns(pl.lit("value").alias("id")), horizon=24, season_length=24,
+            freq="1h", models=["AutoTheta", "MSTL"],
+        )  # fmt: skip
+        expected = ((members["AutoTheta"] + members["MSTL"]) / 2).clip(lower_bound=0.0)
+        assert np.allclose(pl.read_csv(output)["forecast"].to_numpy(), expected.to_numpy())
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
 def test_cli_forecasts_huge_values_without_nan(tmp_path, calibrate):
     # Finite, but squares overflow: LightGBM's forecast and the models' own intervals were NaN
     # at 1e300, shipped with exit 0 and coverage figures.
