@@ -9,7 +9,7 @@ Prints one JSON object:
      "coverage_95": 0.97, "winkler_80": 41.2, "winkler_95": 55.0,
      "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
                          "relative_mase": 0.89, "coverage_80": 0.83, "coverage_95": 0.95,
-                         "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}},
+                         "first_exceeds_supply": "2020-06-03T14:00:00" | null}},
      "set_aside": {"<id>": "30 points; a 168-step backtest over 1 window(s) needs ..."},
      "time_zone": "Europe/Berlin" | "UTC" | "offsets as written: +01:00, +02:00" | null,
      "partial_buckets": [{"id": "<id>", "time": "2024-02-14T00:00:00", "periods": 156,
@@ -632,8 +632,11 @@ def _local_time(time: pl.Expr, *, zone: str | None, local_buckets: bool) -> pl.E
     """A forecast time (naive, labelled UTC by the engine) in the zone its buckets are in.
 
     Local day starts are given in their zone; text with offsets names no zone, so its day
-    starts are left without one (a future day's offset is not known)."""
-    if not local_buckets or zone is None:
+    starts are left without one (a future day's offset is not known). Naive input stays naive:
+    its times may be any wall clock, and labelling them UTC would assert one."""
+    if zone is None:
+        return time.dt.replace_time_zone(None)
+    if not local_buckets:
         return time
     naive = time.dt.replace_time_zone(None)
     if zone.startswith(_AS_WRITTEN):
