@@ -28,7 +28,11 @@ from annotation_pipelines.forecasting.ensemble import (
     set_aside_short,
 )
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
-from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
+from annotation_pipelines.forecasting.hierarchy import (
+    aggregate_history,
+    aggregate_supply,
+    build_hierarchy,
+)
 from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
     MIN_HISTORY_DAYS,
@@ -116,7 +120,7 @@ def compute_capacity_forecast(
         hierarchy = build_hierarchy(series_profiles(usage), levels=HIERARCHY_LEVELS)
         if hierarchy.aggregates:
             history = aggregate_history(history, hierarchy)
-            supply = aggregate_history(supply, hierarchy)
+            supply = aggregate_supply(supply, hierarchy)
         else:
             hierarchy = None
     set_aside: dict[str, str] = {}

@@ -22,7 +22,11 @@ from annotation_pipelines.forecasting.capacity_config import (
     load_capacity_config,
 )
 from annotation_pipelines.forecasting.costs import annotation_costs, unpriced_tiers
-from annotation_pipelines.forecasting.hierarchy import build_hierarchy, node_values
+from annotation_pipelines.forecasting.hierarchy import (
+    aggregate_supply,
+    build_hierarchy,
+    node_values,
+)
 from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
     capacity_plan,
@@ -1218,6 +1222,24 @@ def test_a_series_with_no_total_leaves_its_fleet_unknown_not_zero():
     assert plan.plan.filter(pl.col("cluster") == "earth").equals(
         earth.plan.filter(pl.col("cluster") == "earth")
     )
+
+
+def test_weekly_supply_is_unknown_over_a_series_with_no_total():
+    # The weekly forecast summed its nodes' supply with a missing total as zero: the series
+    # itself read a supply of 0 (so it "exceeded" it from the first hour and its short-term
+    # headroom was its whole demand) and mars 64 of its accelerators, not unknown.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=2, step_minutes=60, seed=3)
+    unknown = usage.filter(pl.col("cluster") == "mars")["series_id"].unique().sort()[0]
+    blank = usage.with_columns(
+        pl.when(pl.col("series_id") == unknown).then(None).otherwise(pl.col("total")).alias("total")
+    )
+    hierarchy = build_hierarchy(series_profiles(blank), levels=HIERARCHY_LEVELS)
+    supply = aggregate_supply(to_series(blank, freq="1h", value="total"), hierarchy)
+    missing = set(supply.filter(pl.col("value").is_null()).get_column("id"))
+    assert missing == {unknown, "mars", "total"}
+    known = aggregate_supply(to_series(usage, freq="1h", value="total"), hierarchy)
+    assert supply.filter(pl.col("id") == "earth").equals(known.filter(pl.col("id") == "earth"))
+    assert known.get_column("value").is_not_null().all()
 
 
 def test_procurement_plan_asset_says_which_fleet_is_unknown(tmp_path, monkeypatch):
