@@ -502,19 +502,26 @@ def forecast_calibrated(
             f"Use {fewer}a shorter --horizon or a shorter --season-length, or a longer history."
         )
     span = _span(freq, steps=horizon)
+    shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
     if not calibrate:
         if backtest_windows is None:
             # The models' own intervals are scored on origins a whole horizon apart, not a
             # season: as many of those as the shortest series holds, or 28 hourly days failed
             # asking for three weeks' origins where two fit.
-            shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
             fitting = (
                 shortest - fit_length(horizon=horizon, season_length=season_length)
             ) // horizon
             windows = min(windows, max(fitting, 2))
+        if not models:
+            first = shortest - max(2, min(windows, 3)) * horizon
+            members = _repeatable(members, season_length=season_length, points=first)
         return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
                              rule=rule, models=members, windows=windows,
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip
+    if not models:
+        first = shortest - horizon - (windows - 1) * step
+        members = _repeatable(members, season_length=season_length, points=first)
+        chosen_models = members
     cross_validation = candidate_cross_validation(
         history, horizon=horizon, season_length=season_length, freq=freq, windows=windows,
         step=step, models=chosen_models, n_jobs=n_jobs, progress=progress,
@@ -568,6 +575,15 @@ def forecast_calibrated(
         )
     return _finish(table, scores=scores, cross_validation=backtested, history=history,
                    rule=rule, models=members)  # fmt: skip
+
+
+def _repeatable(members: list[str], *, season_length: int, points: int) -> list[str]:
+    """`members` without the seasonal naive of each extra season longer than `points`, the
+    history at the first backtest origin: it has no season to repeat there and forecasts NaN,
+    which made the mean of every candidate NaN in every row of the table."""
+    longer = {f"{BASELINE}{extra}" for extra in default_extra_seasonalities(season_length)
+              if extra > points}  # fmt: skip
+    return [m for m in members if m not in longer]
 
 
 def _coherent_bands(

@@ -646,6 +646,29 @@ def test_cli_names_a_model_given_twice_before_reading_the_input(tmp_path):
 
 
 @pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_history_shorter_than_a_week_leaves_the_weekly_naive_out(tmp_path, calibrate):
+    # A weekly seasonal naive has nothing to repeat on less than a week of hourly history: it
+    # forecast NaN, and so did the default mean of every candidate, in every row of the table,
+    # exit 0 with coverage 0.0.
+    source = tmp_path / "hourly.csv"
+    _synthetic(ids=("a",), hours=100).drop("id").write_csv(source)
+    output = tmp_path / "forecast.csv"
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "4",
+         calibrate, "--output", str(output)],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert "SeasonalNaive168" not in report["models"] and "AutoETS" in report["models"]
+    table = pl.read_csv(output)
+    assert table.height == 4
+    for column in ("forecast", "lo_80", "hi_80", "lo_95", "hi_95"):
+        assert table[column].is_finite().all(), column
+    assert report["series"]["value"]["mase"] is not None
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
 def test_cli_models_listed_are_the_members_of_the_mean(tmp_path, calibrate):
     # The seasonal naive, kept to score the others against, was also averaged in:
     # `--models AutoTheta,MSTL` shipped mean(SeasonalNaive+AutoTheta+MSTL).
