@@ -512,16 +512,14 @@ def forecast_calibrated(
                 shortest - fit_length(horizon=horizon, season_length=season_length)
             ) // horizon
             windows = min(windows, max(fitting, 2))
-        if not models:
-            first = shortest - max(2, min(windows, 3)) * horizon
-            members = _repeatable(members, season_length=season_length, points=first)
+        first = shortest - max(2, min(windows, 3)) * horizon
+        members = _repeatable(members, season_length=season_length, points=first, given=models)
         return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
                              rule=rule, models=members, windows=windows,
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip
-    if not models:
-        first = shortest - horizon - (windows - 1) * step
-        members = _repeatable(members, season_length=season_length, points=first)
-        chosen_models = members
+    first = shortest - horizon - (windows - 1) * step
+    members = _repeatable(members, season_length=season_length, points=first, given=models)
+    chosen_models = members if BASELINE in members else [BASELINE, *members]
     cross_validation = candidate_cross_validation(
         history, horizon=horizon, season_length=season_length, freq=freq, windows=windows,
         step=step, models=chosen_models, n_jobs=n_jobs, progress=progress,
@@ -577,12 +575,22 @@ def forecast_calibrated(
                    rule=rule, models=members)  # fmt: skip
 
 
-def _repeatable(members: list[str], *, season_length: int, points: int) -> list[str]:
+def _repeatable(
+    members: list[str], *, season_length: int, points: int, given: Sequence[str] | None
+) -> list[str]:
     """`members` without the seasonal naive of each extra season longer than `points`, the
     history at the first backtest origin: it has no season to repeat there and forecasts NaN,
-    which made the mean of every candidate NaN in every row of the table."""
-    longer = {f"{BASELINE}{extra}" for extra in default_extra_seasonalities(season_length)
+    which made the mean of every candidate NaN in every row of the table. One the caller
+    asked for by name (`given`) is an error instead."""
+    longer = {f"{BASELINE}{extra}": extra for extra in default_extra_seasonalities(season_length)
               if extra > points}  # fmt: skip
+    asked = sorted(set(longer) & set(given or ()))
+    if asked:
+        raise ValueError(
+            f"{asked[0]} repeats a season of {longer[asked[0]]} steps, but the first backtest "
+            f"origin has only {max(points, 0)} steps of history; leave it out of --models, or "
+            "give a longer history or a shorter --horizon"
+        )
     return [m for m in members if m not in longer]
 
 

@@ -666,6 +666,14 @@ def test_cli_history_shorter_than_a_week_leaves_the_weekly_naive_out(tmp_path, c
     for column in ("forecast", "lo_80", "hi_80", "lo_95", "hi_95"):
         assert table[column].is_finite().all(), column
     assert report["series"]["value"]["mase"] is not None
+    # Asked for by name, it is an error rather than a table of NaN.
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "4",
+         calibrate, "--models", "SeasonalNaive,SeasonalNaive168"],
+    )  # fmt: skip
+    assert run.exit_code == 1
+    assert "SeasonalNaive168 repeats a season of 168 steps" in run.output
 
 
 @pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
