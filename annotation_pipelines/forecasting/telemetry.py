@@ -374,8 +374,8 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
     the whole frame): what allocation shows and what the accelerators actually did.
 
     allocated = the sum over the group's series of each one's mean running accelerators (over
-    its own samples in the period); busy = mean running x SM-busy share (accelerators'
-    worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
+    its own samples in the period); busy = mean running x SM-busy share (weighted by running,
+    over the samples that report it: accelerators' worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
     hides: reserved, not computing); unallocated = mean total - allocated (free; null where a
     series of the group never reports its total). busy and idle_allocated are null where SM
     activity is not reported.
@@ -391,9 +391,9 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
     means = [
         pl.col("running").mean().alias("_running"),
         pl.col("total").mean().alias("_total"),
-        ((pl.col("running") * pl.col("sm_busy")).sum() / pl.len()).alias("_busy"),
+        _running_times("sm_busy").alias("_busy"),
         pl.col("sm_busy").is_not_null().any().alias("_reported"),
-        ((pl.col("memory_used") * pl.col("running")).sum() / pl.len()).alias("_memory"),
+        _running_times("memory_used").alias("_memory"),
     ]
     if every:
         per_series = (
@@ -441,6 +441,19 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
             (pl.col("busy") / pl.col("allocated")).alias("sm_busy"),
         )
         .sort(*keys, "period")
+    )
+
+
+def _running_times(share: str) -> pl.Expr:
+    """Mean running accelerators x `share` (an aggregation): the share's running-weighted mean
+    over the samples that report it, times the mean running over all. A sample without it
+    says nothing of it: counted as zero, an exporter started halfway through halved busy."""
+    weighted = (pl.col("running") * pl.col(share)).sum()
+    reported = pl.col("running").filter(pl.col(share).is_not_null()).sum()
+    return (
+        pl.when(reported > 0)
+        .then(pl.col("running").mean() * weighted / reported)
+        .otherwise(weighted / pl.len())
     )
 
 
