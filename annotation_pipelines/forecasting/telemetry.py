@@ -375,8 +375,9 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
 
     allocated = the sum over the group's series of each one's mean running accelerators (over
     its own samples in the period); busy = mean running x SM-busy share (weighted by running,
-    over the samples that report it: accelerators' worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
-    hides: reserved, not computing); unallocated = mean total - allocated (free; null where a
+    over the samples that report it: accelerators' worth of SM time actually used);
+    idle_allocated = allocated - busy (capacity allocation hides: reserved, not computing);
+    unallocated = mean total - allocated (free; null where a
     series of the group never reports its total). busy and idle_allocated are null where SM
     activity is not reported.
     """
