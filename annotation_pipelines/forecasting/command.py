@@ -29,8 +29,9 @@ scored (28 for a 24-step horizon with origins a step apart). MASE, coverage and 
 scores are on the last of them only (`evaluation_windows`: 1); the earlier ones calibrate the
 last one's bands (and choose top3's members), so with a fixed rule more windows change the
 scored bands, not the MASE. With --no-calibrate the statsforecast members' own intervals are
-averaged, the backtest has 2 or 3 windows, and LightGBM, which has no intervals of its own, is
-left out of the candidates.
+averaged, the backtest has 2 or 3 windows a horizon apart (a --backtest-windows given is
+kept, at least 2), and LightGBM, which has no intervals of its own, is left out of the
+candidates.
 Coverage and Winkler scores are null when no earlier window's horizon ended before the last
 one (too few windows); stderr then says how many are needed (and, for windows chosen, how long
 a history they take).

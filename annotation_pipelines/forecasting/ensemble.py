@@ -136,6 +136,13 @@ def auto_windows(
     return max(1, min(most, room // step + 1))
 
 
+def uncalibrated_windows(windows: int, *, given: bool) -> int:
+    """Backtest windows of the models' own intervals, a horizon apart: at least two (one to
+    choose on, one to score), and of those chosen by the command at most three; a number given
+    is kept."""
+    return max(2, windows) if given else max(2, min(windows, 3))
+
+
 def set_aside_short(
     series: pl.DataFrame,
     *,
@@ -154,7 +161,7 @@ def set_aside_short(
             windows=windows, step=step, horizon=horizon, season_length=season_length
         )
     else:
-        windows = max(2, min(backtest_windows or 2, 3))
+        windows = uncalibrated_windows(backtest_windows or 2, given=backtest_windows is not None)
         minimum = minimum_history(windows=windows, horizon=horizon, season_length=season_length)
     lengths = series.group_by("id").len()
     short = lengths.filter(pl.col("len") < minimum).sort("id")
@@ -512,7 +519,8 @@ def forecast_calibrated(
                 shortest - fit_length(horizon=horizon, season_length=season_length)
             ) // horizon
             windows = min(windows, max(fitting, 2))
-        first = shortest - max(2, min(windows, 3)) * horizon
+        windows = uncalibrated_windows(windows, given=backtest_windows is not None)
+        first = shortest - windows * horizon
         members = _repeatable(members, season_length=season_length, points=first, given=models)
         return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
                              rule=rule, models=members, windows=windows,
@@ -732,7 +740,7 @@ def _uncalibrated(
     combine = len(members) if rule in ("mean", "median") else 3 if rule == "top3" else 1
     result = forecast(
         history, horizon=horizon, season_length=season_length, freq=freq,
-        backtest_windows=max(2, min(windows, 3)), evaluation_windows=HELD_OUT_WINDOWS,
+        backtest_windows=windows, evaluation_windows=HELD_OUT_WINDOWS,
         models=members, combine=combine, nonnegative=nonnegative, n_jobs=n_jobs,
         combination="median" if rule == "median" else "mean", members_from=members,
     )  # fmt: skip

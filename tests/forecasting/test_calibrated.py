@@ -272,6 +272,19 @@ def test_cli_no_calibrate_reports_every_score_and_one_combination_name(tmp_path)
     assert {entry["model"][:5] for entry in calibrated["series"].values()} == {"mean("}
 
 
+def test_cli_no_calibrate_keeps_the_backtest_windows_given(tmp_path):
+    # A given --backtest-windows is kept; --no-calibrate cut 4 to 3 unsaid (and 5 to 3).
+    source = _cli_source(tmp_path, _synthetic(ids=("a",), hours=24 * 9))
+    run = CliRunner().invoke(
+        forecast_command,
+        [*source, "--horizon", "24", "--backtest-windows", "4", "--no-calibrate",
+         "--models", "SeasonalNaive,AutoTheta"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["backtest_windows"] == 4 and report["backtest_windows_chosen"] is False
+
+
 def test_cli_reports_the_windows_it_used_and_says_when_bands_cannot_be_scored(tmp_path):
     # Nine days: exactly what three 48-step windows a day apart need after their 120 hours of
     # fit, and room for five 24-step origins by default (fourteen days gave ten, every one an
