@@ -19,6 +19,7 @@ from annotation_pipelines.forecasting import relative_mase, to_series
 from annotation_pipelines.forecasting.capacity_config import load_capacity_config
 from annotation_pipelines.forecasting.costs import (
     annotation_costs,
+    describe_partly_timed,
     describe_unpriced_tiers,
     unpriced_tiers,
 )
@@ -283,17 +284,9 @@ def procurement_plan(
     cost_notes = []
     annotator_prices = None
     if costs is not None:
-        partly = costs.filter(pl.col("duration_share") < 1.0)
-        if partly.height:
-            named = ", ".join(
-                f"{project} ({share:.0%})"
-                for project, share in partly.select("project", "duration_share").iter_rows()
-            )
-            cost_notes.append(
-                "Annotation cost: a project's hours are its timed judgments' mean duration "
-                "times all its judgments; share of judgments with a duration below 100% for "
-                f"{named} (none timed: hours and cost blank)."
-            )
+        partly = describe_partly_timed(costs)
+        if partly is not None:
+            cost_notes.append(partly)
         disagreeing = costs.filter(pl.col("percent_agreement") <= 0)["project"].to_list()
         if disagreeing:
             cost_notes.append(

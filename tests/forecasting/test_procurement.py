@@ -21,7 +21,11 @@ from annotation_pipelines.forecasting.capacity_config import (
     CapacityConfigError,
     load_capacity_config,
 )
-from annotation_pipelines.forecasting.costs import annotation_costs, unpriced_tiers
+from annotation_pipelines.forecasting.costs import (
+    annotation_costs,
+    describe_partly_timed,
+    unpriced_tiers,
+)
 from annotation_pipelines.forecasting.hierarchy import (
     aggregate_supply,
     build_hierarchy,
@@ -1145,6 +1149,16 @@ def test_annotation_costs_scale_from_the_judgments_with_a_duration_and_say_their
     assert costs["med"]["duration_share"] == 0.5
     assert costs["med"]["annotator_hours"] == pytest.approx(4 * 60 / 3600)
     assert costs["med"]["cost_usd"] == pytest.approx(4 * 60 / 3600 * 36.0)
+
+
+def test_cost_note_never_reads_a_share_below_the_whole_as_100_percent():
+    # Rounded, 99.6 % read "100%" in the list of projects below 100 %, as the tables once did.
+    costs = pl.DataFrame({"project": ["p", "q", "r", "s"],
+                          "duration_share": [0.996, 0.5, 0.0, 1.0]})  # fmt: skip
+    note = describe_partly_timed(costs)
+    assert note is not None and "for p (99.6%), q (50%), r (0%) (none timed" in note
+    assert "s (" not in note
+    assert describe_partly_timed(costs.filter(pl.col("project") == "s")) is None
 
 
 def test_capacity_report_tables_drop_no_row_silently():
