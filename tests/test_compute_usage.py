@@ -166,6 +166,33 @@ def test_busy_counts_the_samples_that_report_sm_activity_only():
         assert row["memory_used"] == pytest.approx(0.5)
 
 
+def test_a_blank_pending_count_is_no_queue_not_a_sample_left_out():
+    # An exporter that writes pending only when something queues: blank, the sample's demand
+    # was null and left out of the mean, so the one queued hour (10 running + 50 pending) read
+    # as the day's demand, 60 instead of 18.3, and hours without a queue were null.
+    import datetime as dt
+
+    from annotation_pipelines.forecasting.telemetry import normalize_usage, to_series
+
+    t0 = dt.datetime(2026, 11, 2)
+    usage = normalize_usage(
+        pl.DataFrame(
+            {
+                "time": [t0 + dt.timedelta(hours=h) for h in range(6)],
+                "running": 10.0,
+                "pending": [None] * 5 + [50.0],
+                "total": 64.0,
+            },
+            schema_overrides={"pending": pl.Float64},
+        ),
+        cluster="earth",
+        series_id="a",
+    )
+    assert usage.get_column("pending").to_list() == [0.0] * 5 + [50.0]
+    assert to_series(usage, freq="1d").get_column("value").to_list() == [pytest.approx(110 / 6)]
+    assert to_series(usage, freq="1h").get_column("value").null_count() == 0
+
+
 def test_synthetic_classes_behave_like_their_workloads():
     from datetime import date
 

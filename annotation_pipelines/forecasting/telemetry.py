@@ -70,8 +70,9 @@ def normalize_usage(
     """Canonical `compute_usage` from any frame; Helios column names are recognised.
 
     `cluster` / `series_id` fill those columns when the frame has none (a Helios file holds one
-    virtual cluster and names it only in its file name). A missing `pending` column is zero
-    (telemetry without a queue), a missing `total` is null (supply unknown). A sample
+    virtual cluster and names it only in its file name). A missing `pending` column, or a
+    blank pending count, is zero (telemetry without a queue), a missing `total` is null (supply
+    unknown). A sample
     `validate_usage` would quarantine is a ValueError naming `source`, its row and field.
     """
     usage, quarantine = validate_usage(
@@ -149,9 +150,17 @@ def validate_usage(
         pl.coalesce([pl.when(bad.fill_null(False)).then(pl.lit(r)) for _, r, bad in checks])
         .alias("_reason"),
     )  # fmt: skip
-    good = judged.filter(pl.col("_reason").is_null()).with_columns(
-        pl.col("_time").alias("time"),
-        *(pl.col(f"_{c}").alias(c) for c in _NUMBERS),
+    good = (
+        judged.filter(pl.col("_reason").is_null())
+        .with_columns(
+            pl.col("_time").alias("time"),
+            *(pl.col(f"_{c}").alias(c) for c in _NUMBERS),
+        )
+        .with_columns(
+            # A blank pending count is no queue, as a missing column is: null made the sample's
+            # demand null, left out of every mean, so the queued samples alone were the demand.
+            pl.col("pending").fill_null(0.0)
+        )
     )
     usage = schema.conform(
         good.select(list(schema.COMPUTE_USAGE)), schema.COMPUTE_USAGE, name="compute_usage"
