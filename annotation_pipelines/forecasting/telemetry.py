@@ -72,8 +72,8 @@ def normalize_usage(
     `cluster` / `series_id` fill those columns when the frame has none (a Helios file holds one
     virtual cluster and names it only in its file name). A missing `pending` column, or a
     blank pending count, is zero (telemetry without a queue), a missing `total` is null (supply
-    unknown). A sample
-    `validate_usage` would quarantine is a ValueError naming `source`, its row and field.
+    unknown). A sample `validate_usage` would quarantine is a ValueError naming `source`, its
+    row and field.
     """
     usage, quarantine = validate_usage(
         frame, time_column=time_column, running_column=running_column,
