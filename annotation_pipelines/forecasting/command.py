@@ -106,9 +106,11 @@ def _median_step(steps: pl.DataFrame) -> int | None:
     when no series has two times.
 
     Pooling the times of every series would halve the step of two hourly series sampled half an
-    hour apart."""
+    hour apart. Of an even number of series it is the coarser middle one, not their mean: an
+    hourly and a two-hourly series were read every 90 minutes, a step neither has."""
     step = steps.get_column("step")
-    return round(as_float(step.median(), what="median time step")) if step.len() else None
+    middle = step.quantile(0.5, interpolation="higher")
+    return round(as_float(middle, what="median time step")) if step.len() else None
 
 
 def _infer_freq(frame: pl.DataFrame) -> str:
@@ -308,7 +310,14 @@ def forecast_command(
     data_step = _median_step(steps)
     data_freq = _freq_of_step(data_step)
     if freq is not None:
-        _check_not_finer(freq, data_freq=data_freq, step=data_step)
+        # Finer than every series' own step: a series sampled at the --freq given is not
+        # carried forward, however coarse the others are.
+        finest = (
+            round(as_float(steps.get_column("step").min(), what="finest step"))
+            if steps.height
+            else None
+        )
+        _check_not_finer(freq, data_freq=_freq_of_step(finest), step=finest)
     freq = freq or data_freq
     # Buckets of a day or longer are the input's local days (weeks): a UTC day split each
     # local day's demand between two. Shorter steps stay on UTC, whose hours do not repeat or

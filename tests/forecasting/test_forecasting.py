@@ -365,6 +365,28 @@ def test_cli_refuses_a_freq_finer_than_the_data(tmp_path):
     assert json.loads(coarser.stdout)["freq"] == "2h"
 
 
+def test_cli_series_at_two_steps_are_read_at_a_step_one_of_them_has(tmp_path):
+    # An hourly and a two-hourly series: the mean of the two middle steps, 90 minutes, was
+    # the default (a step neither has, a "day" of 16 steps, b carried over a quarter of them)
+    # and `--freq 1h`, series a's own step, was refused as finer than "the data's" 90m.
+    hourly = _synthetic(ids=("a",), hours=24 * 8)
+    two_hourly = _synthetic(ids=("b",), hours=24 * 8).gather_every(2)
+    source = tmp_path / "mixed.csv"
+    pl.concat([hourly, two_hourly]).write_csv(source)
+    common = [str(source), "--time-col", "time", "--value-col", "value", "--id-col", "id",
+              "--models", "SeasonalNaive"]  # fmt: skip
+    run = CliRunner().invoke(forecast_command, [*common, "--horizon", "12"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert (report["freq"], report["season_length"]) == ("2h", 12)
+    assert "carry the previous value" not in run.stderr
+    given = CliRunner().invoke(forecast_command, [*common, "--freq", "1h", "--horizon", "24"])
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.stdout)["freq"] == "1h"
+    finer = CliRunner().invoke(forecast_command, [*common, "--freq", "30m"])
+    assert finer.exit_code == 2 and "step of 1h" in " ".join(finer.output.split())
+
+
 @pytest.mark.parametrize("option", ["--time-col", "--value-col", "--id-col", "--supply-col"])
 def test_cli_names_the_option_of_a_missing_column(tmp_path, option):
     source = tmp_path / "usage.csv"
