@@ -12,7 +12,7 @@ from dagster import (
     Output,
     asset,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import relative_mase, to_series
@@ -29,6 +29,7 @@ from annotation_pipelines.forecasting.ensemble import (
     set_aside_short,
 )
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
+from annotation_pipelines.forecasting.hierarchy import METHODS as RECONCILIATIONS
 from annotation_pipelines.forecasting.hierarchy import (
     aggregate_history,
     aggregate_supply,
@@ -91,6 +92,17 @@ class ComputeForecastConfig(Config):
             "the series alone."
         ),
     )
+
+    @field_validator("reconciliation")
+    @classmethod
+    def _known_reconciliation(cls, value: str | None) -> str | None:
+        # Otherwise a misspelt method failed only after the whole backtest had run.
+        if value is not None and value not in RECONCILIATIONS:
+            raise ValueError(
+                f"unknown reconciliation {value!r}; choose from {', '.join(RECONCILIATIONS)} "
+                "or null"
+            )
+        return value
 
 
 @asset(

@@ -1521,7 +1521,9 @@ def test_a_launch_after_the_horizon_is_named_not_dropped_unsaid():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("horizon", 0), ("season_length", 0), ("backtest_windows", 0), ("lead_time_days", -3),
-     ("queueing_target", -1.0), ("queueing_target", float("nan"))],
+     ("queueing_target", -1.0), ("queueing_target", float("nan")),
+     # Misspelt, it failed only once the whole backtest had run.
+     ("reconciliation", "mint")],
 )  # fmt: skip
 def test_weekly_forecast_config_refuses_what_it_cannot_plan_with(field, value):
     # A negative lead time dated the rental before the forecast began; a NaN queue blanked
