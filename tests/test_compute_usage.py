@@ -133,6 +133,66 @@ def test_allocation_vs_utilization_by_hand():
     assert allocation_vs_utilization(helios).get_column("busy").is_null().all()
 
 
+def test_busy_counts_the_samples_that_report_sm_activity_only():
+    # An exporter started halfway through: the samples before it say nothing of SM activity,
+    # but counted as idle they halved busy (4 of 10 running, 80 % busy) and doubled the idle
+    # capacity the report shows.
+    import datetime as dt
+
+    from annotation_pipelines.forecasting.telemetry import (
+        allocation_vs_utilization,
+        normalize_usage,
+    )
+
+    t0 = dt.datetime(2026, 11, 2)
+    frame = normalize_usage(
+        pl.DataFrame(
+            {
+                "time": [t0 + dt.timedelta(hours=h) for h in range(4)],
+                "series_id": "a",
+                "running": 10.0,
+                "total": 16.0,
+                "sm_busy": [None, None, 0.8, 0.8],
+                "memory_used": [None, None, 0.5, 0.5],
+            },
+            schema_overrides={"sm_busy": pl.Float64, "memory_used": pl.Float64},
+        ),
+        cluster="earth",
+    )
+    for every in (None, "1d"):
+        row = allocation_vs_utilization(frame, every=every).row(0, named=True)
+        assert row["allocated"] == 10.0 and row["busy"] == pytest.approx(8.0)
+        assert row["idle_allocated"] == pytest.approx(2.0) and row["sm_busy"] == pytest.approx(0.8)
+        assert row["memory_used"] == pytest.approx(0.5)
+
+
+def test_a_blank_pending_count_is_no_queue_not_a_sample_left_out():
+    # An exporter that writes pending only when something queues: blank, the sample's demand
+    # was null and left out of the mean, so the one queued hour (10 running + 50 pending) read
+    # as the day's demand, 60 instead of 18.3, and hours without a queue were null.
+    import datetime as dt
+
+    from annotation_pipelines.forecasting.telemetry import normalize_usage, to_series
+
+    t0 = dt.datetime(2026, 11, 2)
+    usage = normalize_usage(
+        pl.DataFrame(
+            {
+                "time": [t0 + dt.timedelta(hours=h) for h in range(6)],
+                "running": 10.0,
+                "pending": [None] * 5 + [50.0],
+                "total": 64.0,
+            },
+            schema_overrides={"pending": pl.Float64},
+        ),
+        cluster="earth",
+        series_id="a",
+    )
+    assert usage.get_column("pending").to_list() == [0.0] * 5 + [50.0]
+    assert to_series(usage, freq="1d").get_column("value").to_list() == [pytest.approx(110 / 6)]
+    assert to_series(usage, freq="1h").get_column("value").null_count() == 0
+
+
 def test_synthetic_classes_behave_like_their_workloads():
     from datetime import date
 

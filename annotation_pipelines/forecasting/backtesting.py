@@ -141,6 +141,7 @@ def backtest(
     n_jobs: int = 1,
     nonnegative: bool = False,
     combination: str = "mean",
+    members_from: Sequence[str] | None = None,
 ) -> BacktestResult:
     """Rolling-origin backtest of every candidate over `windows` origins `horizon` steps apart.
 
@@ -151,6 +152,8 @@ def backtest(
     point and bounds are clipped and ordered as `forecaster.forecast` ships them
     (`conformal.ordered_bands`), so the scores are of the bands that are shipped. A
     combination's point and bounds are its members' `combination` ("mean" or "median").
+    With `members_from` only those candidates are ranked for the forecast; the baseline is
+    backtested either way, as every relative score needs it.
     """
     if combination not in COMBINE:
         raise ValueError(f"combination {combination!r}: use {' or '.join(COMBINE)}")
@@ -195,7 +198,12 @@ def backtest(
     window_scores = score_windows(
         cross_validation, history, models=names, season_length=season_length
     ).with_columns(role)
-    chosen, members = choose_members(window_scores, names=names, combine=combine)
+    ranked = (
+        window_scores
+        if members_from is None
+        else window_scores.filter(pl.col("model").is_in(list(members_from)))
+    )
+    chosen, members = choose_members(ranked, names=names, combine=combine)
     for name, ids in chosen.group_by("model").agg(pl.col("id")).iter_rows():
         parts = members[name]
         if len(parts) == 1:

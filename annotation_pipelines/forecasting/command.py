@@ -9,7 +9,7 @@ Prints one JSON object:
      "coverage_95": 0.97, "winkler_80": 41.2, "winkler_95": 55.0,
      "series": {"<id>": {"model": "AutoETS", "mase": 0.71, "seasonal_naive_mase": 0.80,
                          "relative_mase": 0.89, "coverage_80": 0.83, "coverage_95": 0.95,
-                         "first_exceeds_supply": "2020-06-03T14:00:00+00:00" | null}},
+                         "first_exceeds_supply": "2020-06-03T14:00:00" | null}},
      "set_aside": {"<id>": "30 points; a 168-step backtest over 1 window(s) needs ..."},
      "time_zone": "Europe/Berlin" | "UTC" | "offsets as written: +01:00, +02:00" | null,
      "partial_buckets": [{"id": "<id>", "time": "2024-02-14T00:00:00", "periods": 156,
@@ -29,8 +29,9 @@ scored (28 for a 24-step horizon with origins a step apart). MASE, coverage and 
 scores are on the last of them only (`evaluation_windows`: 1); the earlier ones calibrate the
 last one's bands (and choose top3's members), so with a fixed rule more windows change the
 scored bands, not the MASE. With --no-calibrate the statsforecast members' own intervals are
-averaged, the backtest has 2 or 3 windows, and LightGBM, which has no intervals of its own, is
-left out of the candidates.
+averaged, the backtest has 2 or 3 windows a horizon apart (a --backtest-windows given is
+kept, at least 2), and LightGBM, which has no intervals of its own, is left out of the
+candidates.
 Coverage and Winkler scores are null when no earlier window's horizon ended before the last
 one (too few windows); stderr then says how many are needed (and, for windows chosen, how long
 a history they take).
@@ -105,9 +106,11 @@ def _median_step(steps: pl.DataFrame) -> int | None:
     when no series has two times.
 
     Pooling the times of every series would halve the step of two hourly series sampled half an
-    hour apart."""
+    hour apart. Of an even number of series it is the coarser middle one, not their mean: an
+    hourly and a two-hourly series were read every 90 minutes, a step neither has."""
     step = steps.get_column("step")
-    return round(as_float(step.median(), what="median time step")) if step.len() else None
+    middle = step.quantile(0.5, interpolation="higher")
+    return round(as_float(middle, what="median time step")) if step.len() else None
 
 
 def _infer_freq(frame: pl.DataFrame) -> str:
@@ -307,7 +310,14 @@ def forecast_command(
     data_step = _median_step(steps)
     data_freq = _freq_of_step(data_step)
     if freq is not None:
-        _check_not_finer(freq, data_freq=data_freq, step=data_step)
+        # Finer than every series' own step: a series sampled at the --freq given is not
+        # carried forward, however coarse the others are.
+        finest = (
+            round(as_float(steps.get_column("step").min(), what="finest step"))
+            if steps.height
+            else None
+        )
+        _check_not_finer(freq, data_freq=_freq_of_step(finest), step=finest)
     freq = freq or data_freq
     # Buckets of a day or longer are the input's local days (weeks): a UTC day split each
     # local day's demand between two. Shorter steps stay on UTC, whose hours do not repeat or
@@ -632,8 +642,11 @@ def _local_time(time: pl.Expr, *, zone: str | None, local_buckets: bool) -> pl.E
     """A forecast time (naive, labelled UTC by the engine) in the zone its buckets are in.
 
     Local day starts are given in their zone; text with offsets names no zone, so its day
-    starts are left without one (a future day's offset is not known)."""
-    if not local_buckets or zone is None:
+    starts are left without one (a future day's offset is not known). Naive input stays naive:
+    its times may be any wall clock, and labelling them UTC would assert one."""
+    if zone is None:
+        return time.dt.replace_time_zone(None)
+    if not local_buckets:
         return time
     naive = time.dt.replace_time_zone(None)
     if zone.startswith(_AS_WRITTEN):

@@ -14,6 +14,8 @@ at today's spend (a comparison across projects, not a marginal price).
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
 from annotation_pipelines.forecasting.capacity_config import CapacityConfig
@@ -122,4 +124,22 @@ def describe_unpriced_tiers(unpriced: dict[str, list[str]], *, source: str) -> s
     return (
         f"no price for tier(s) {named} in [annotator_hour_price] of {source}: "
         "their annotation costs are blank"
+    )
+
+
+def describe_partly_timed(costs: pl.DataFrame) -> str | None:
+    """The plan's note on projects (`annotation_costs` rows) whose judgments are not all timed,
+    each with its share floored to a tenth of a percent: rounded, 99.6 % read "100%" in a list
+    of those below 100 %. None when every judgment has a duration."""
+    partly = costs.filter(pl.col("duration_share") < 1.0)
+    if not partly.height:
+        return None
+    named = ", ".join(
+        f"{project} ({math.floor(round(share * 1000, 6)) / 10:g}%)"
+        for project, share in partly.select("project", "duration_share").iter_rows()
+    )
+    return (
+        "Annotation cost: a project's hours are its timed judgments' mean duration times all "
+        f"its judgments; share of judgments with a duration below 100% for {named} (none "
+        "timed: hours and cost blank)."
     )

@@ -136,6 +136,13 @@ def auto_windows(
     return max(1, min(most, room // step + 1))
 
 
+def uncalibrated_windows(windows: int, *, given: bool) -> int:
+    """Backtest windows of the models' own intervals, a horizon apart: at least two (one to
+    choose on, one to score), and of those chosen by the command at most three; a number given
+    is kept."""
+    return max(2, windows) if given else max(2, min(windows, 3))
+
+
 def set_aside_short(
     series: pl.DataFrame,
     *,
@@ -154,7 +161,7 @@ def set_aside_short(
             windows=windows, step=step, horizon=horizon, season_length=season_length
         )
     else:
-        windows = max(2, min(backtest_windows or 2, 3))
+        windows = uncalibrated_windows(backtest_windows or 2, given=backtest_windows is not None)
         minimum = minimum_history(windows=windows, horizon=horizon, season_length=season_length)
     lengths = series.group_by("id").len()
     short = lengths.filter(pl.col("len") < minimum).sort("id")
@@ -470,11 +477,13 @@ def forecast_calibrated(
     # zero would move its forecast and bands away from every value it has.
     nonnegative = nonnegative and not bool((history.get_column("value") < 0).any())
     names = candidate_names(season_length=season_length)
-    chosen_models = list(models) if models else list(names)
-    if BASELINE not in chosen_models:
-        chosen_models.insert(0, BASELINE)
+    # What the rule combines: the models asked for, or every candidate. The seasonal naive is
+    # backtested beside them whatever they are (every score is relative to it), but averaged
+    # in only when asked for.
+    members = list(models) if models else list(names)
     if not calibrate:
-        chosen_models = [m for m in chosen_models if m != LEARNED]
+        members = [m for m in members if m != LEARNED]
+    chosen_models = members if BASELINE in members else [BASELINE, *members]
     check_model_names([m for m in chosen_models if m != "AutoARIMA"], names)
     if rule not in (*COMBINATIONS, *chosen_models):
         raise ValueError(
@@ -500,19 +509,25 @@ def forecast_calibrated(
             f"Use {fewer}a shorter --horizon or a shorter --season-length, or a longer history."
         )
     span = _span(freq, steps=horizon)
+    shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
     if not calibrate:
         if backtest_windows is None:
             # The models' own intervals are scored on origins a whole horizon apart, not a
             # season: as many of those as the shortest series holds, or 28 hourly days failed
             # asking for three weeks' origins where two fit.
-            shortest = as_int(lengths.get_column("len").min(), what="shortest series length")
             fitting = (
                 shortest - fit_length(horizon=horizon, season_length=season_length)
             ) // horizon
             windows = min(windows, max(fitting, 2))
+        windows = uncalibrated_windows(windows, given=backtest_windows is not None)
+        first = shortest - windows * horizon
+        members = _repeatable(members, season_length=season_length, points=first, given=models)
         return _uncalibrated(history, horizon=horizon, season_length=season_length, freq=freq,
-                             rule=rule, models=chosen_models, windows=windows,
+                             rule=rule, models=members, windows=windows,
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip
+    first = shortest - horizon - (windows - 1) * step
+    members = _repeatable(members, season_length=season_length, points=first, given=models)
+    chosen_models = members if BASELINE in members else [BASELINE, *members]
     cross_validation = candidate_cross_validation(
         history, horizon=horizon, season_length=season_length, freq=freq, windows=windows,
         step=step, models=chosen_models, n_jobs=n_jobs, progress=progress,
@@ -521,7 +536,7 @@ def forecast_calibrated(
         cross_validation, history, models=chosen_models, season_length=season_length
     )
     ruled = apply_rule(
-        cross_validation, rule=rule, models=chosen_models, window_scores=scores_by_window,
+        cross_validation, rule=rule, models=members, window_scores=scores_by_window,
         horizon_span=span,
     )  # fmt: skip
     if hierarchy is None:
@@ -550,7 +565,7 @@ def forecast_calibrated(
         if rule == "top3"
         else None
     )
-    point = _final_point(future, rule=rule, models=chosen_models, members=last_members)
+    point = _final_point(future, rule=rule, models=members, members=last_members)
     residuals = _residuals(ruled)
     if hierarchy is None:
         quantiles = calibration_quantiles(residuals, windows=calibration_windows)
@@ -565,7 +580,26 @@ def forecast_calibrated(
             pl.format("{} reconciled ({})", "model", pl.lit(reconciliation)).alias("model")
         )
     return _finish(table, scores=scores, cross_validation=backtested, history=history,
-                   rule=rule, models=chosen_models)  # fmt: skip
+                   rule=rule, models=members)  # fmt: skip
+
+
+def _repeatable(
+    members: list[str], *, season_length: int, points: int, given: Sequence[str] | None
+) -> list[str]:
+    """`members` without the seasonal naive of each extra season longer than `points`, the
+    history at the first backtest origin: it has no season to repeat there and forecasts NaN,
+    which made the mean of every candidate NaN in every row of the table. One the caller
+    asked for by name (`given`) is an error instead."""
+    longer = {f"{BASELINE}{extra}": extra for extra in default_extra_seasonalities(season_length)
+              if extra > points}  # fmt: skip
+    asked = sorted(set(longer) & set(given or ()))
+    if asked:
+        raise ValueError(
+            f"{asked[0]} repeats a season of {longer[asked[0]]} steps, but the first backtest "
+            f"origin has only {max(points, 0)} steps of history; leave it out of --models, or "
+            "give a longer history or a shorter --horizon"
+        )
+    return [m for m in members if m not in longer]
 
 
 def _coherent_bands(
@@ -706,9 +740,9 @@ def _uncalibrated(
     combine = len(members) if rule in ("mean", "median") else 3 if rule == "top3" else 1
     result = forecast(
         history, horizon=horizon, season_length=season_length, freq=freq,
-        backtest_windows=max(2, min(windows, 3)), evaluation_windows=HELD_OUT_WINDOWS,
+        backtest_windows=windows, evaluation_windows=HELD_OUT_WINDOWS,
         models=members, combine=combine, nonnegative=nonnegative, n_jobs=n_jobs,
-        combination="median" if rule == "median" else "mean",
+        combination="median" if rule == "median" else "mean", members_from=members,
     )  # fmt: skip
     scores = result.scores.select(
         "id", "mase", "seasonal_naive_mase", "relative_mase", "coverage_80", "coverage_95",

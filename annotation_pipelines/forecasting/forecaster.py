@@ -73,6 +73,7 @@ def forecast(
     combine: int = 3,
     n_jobs: int = 1,
     combination: str = "mean",
+    members_from: Sequence[str] | None = None,
 ) -> ForecastResult:
     """Backtest, refit each series' chosen model (or combination's members) on its whole history.
 
@@ -81,6 +82,7 @@ def forecast(
     reported, so the figures describe the forecast that is shipped. With `nonnegative` and no
     negative value in `series` (counts), each member's point is clipped at zero with its bounds
     moved along before they are averaged, in the backtest that scores them as in the forecast.
+    `members_from` limits the candidates a forecast may be made of (`backtesting.backtest`).
     """
     history = naive_utc(series)
     # Only counts are clipped: a series with negative values keeps its negative forecasts.
@@ -98,6 +100,7 @@ def forecast(
         n_jobs=n_jobs,
         nonnegative=nonnegative,
         combination=combination,
+        members_from=members_from,
     )
     extra = (
         default_extra_seasonalities(season_length)

@@ -180,6 +180,25 @@ def aggregate_history(history: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFra
     )
 
 
+def aggregate_supply(supply: pl.DataFrame, hierarchy: Hierarchy) -> pl.DataFrame:
+    """[id, time, value] of every node's supply, as `aggregate_history` sums it, but null for a
+    node with a series under it that never reports one: its supply is unknown, not that
+    series' zero (which read as a series over its supply from the first step)."""
+    bottom = list(hierarchy.bottom)
+    unknown = [
+        bottom.index(series_id)
+        for series_id, blank in supply.group_by("id")
+        .agg(pl.col("value").is_null().all())
+        .iter_rows()
+        if blank and series_id in bottom
+    ]
+    nodes = [node for node, row in zip(hierarchy.nodes, hierarchy.summing, strict=True)
+             if row[unknown].any()]  # fmt: skip
+    return aggregate_history(supply, hierarchy).with_columns(
+        pl.when(pl.col("id").is_in(nodes)).then(None).otherwise(pl.col("value")).alias("value")
+    )
+
+
 def node_values(history: pl.DataFrame, hierarchy: Hierarchy) -> tuple[np.ndarray, pl.Series]:
     """[nodes, times] of every node's sum of its series (`aggregate_history`), and the times."""
     bottom = list(hierarchy.bottom)

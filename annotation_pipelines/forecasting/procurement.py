@@ -291,15 +291,13 @@ def _cents(amount: float) -> float:
     return round(amount, 2)
 
 
-def unpriced_types(plan: pl.DataFrame) -> list[str]:
-    """The accelerator types of `plan` with no price in the config (their costs are null)."""
-    return (
-        plan.filter(pl.col("scenario_cost_usd").is_null())
-        .get_column("accelerator_type")
-        .unique()
-        .sort()
-        .to_list()
-    )
+def unpriced_types(plan: pl.DataFrame, config: CapacityConfig) -> list[str]:
+    """The accelerator types of `plan` with no price in `config` (their costs are null).
+
+    Asked of the config, not read off blank costs: a type whose fleet is unknown has blank
+    costs too, and its price may well be there."""
+    types = plan.get_column("accelerator_type").unique().sort().to_list()
+    return [t for t in types if config.accelerator_price(t) is None]
 
 
 def runs_short(plan: pl.DataFrame) -> pl.DataFrame:

@@ -70,9 +70,10 @@ def normalize_usage(
     """Canonical `compute_usage` from any frame; Helios column names are recognised.
 
     `cluster` / `series_id` fill those columns when the frame has none (a Helios file holds one
-    virtual cluster and names it only in its file name). A missing `pending` column is zero
-    (telemetry without a queue), a missing `total` is null (supply unknown). A sample
-    `validate_usage` would quarantine is a ValueError naming `source`, its row and field.
+    virtual cluster and names it only in its file name). A missing `pending` column, or a
+    blank pending count, is zero (telemetry without a queue), a missing `total` is null (supply
+    unknown). A sample `validate_usage` would quarantine is a ValueError naming `source`, its
+    row and field.
     """
     usage, quarantine = validate_usage(
         frame, time_column=time_column, running_column=running_column,
@@ -149,9 +150,17 @@ def validate_usage(
         pl.coalesce([pl.when(bad.fill_null(False)).then(pl.lit(r)) for _, r, bad in checks])
         .alias("_reason"),
     )  # fmt: skip
-    good = judged.filter(pl.col("_reason").is_null()).with_columns(
-        pl.col("_time").alias("time"),
-        *(pl.col(f"_{c}").alias(c) for c in _NUMBERS),
+    good = (
+        judged.filter(pl.col("_reason").is_null())
+        .with_columns(
+            pl.col("_time").alias("time"),
+            *(pl.col(f"_{c}").alias(c) for c in _NUMBERS),
+        )
+        .with_columns(
+            # A blank pending count is no queue, as a missing column is: null made the sample's
+            # demand null, left out of every mean, so the queued samples alone were the demand.
+            pl.col("pending").fill_null(0.0)
+        )
     )
     usage = schema.conform(
         good.select(list(schema.COMPUTE_USAGE)), schema.COMPUTE_USAGE, name="compute_usage"
@@ -374,10 +383,12 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
     the whole frame): what allocation shows and what the accelerators actually did.
 
     allocated = the sum over the group's series of each one's mean running accelerators (over
-    its own samples in the period); busy = mean running x SM-busy share (accelerators'
-    worth of SM time actually used); idle_allocated = allocated - busy (capacity allocation
-    hides: reserved, not computing); unallocated = mean total - allocated (free, if the series
-    reports its total). busy and idle_allocated are null where SM activity is not reported.
+    its own samples in the period); busy = mean running x SM-busy share (weighted by running,
+    over the samples that report it: accelerators' worth of SM time actually used);
+    idle_allocated = allocated - busy (capacity allocation hides: reserved, not computing);
+    unallocated = mean total - allocated (free; null where a
+    series of the group never reports its total). busy and idle_allocated are null where SM
+    activity is not reported.
     """
     keys = ["cluster", "workload_class", "accelerator_type"]
     detail = with_detail_columns(usage).with_columns(
@@ -390,9 +401,9 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
     means = [
         pl.col("running").mean().alias("_running"),
         pl.col("total").mean().alias("_total"),
-        ((pl.col("running") * pl.col("sm_busy")).sum() / pl.len()).alias("_busy"),
+        _running_times("sm_busy").alias("_busy"),
         pl.col("sm_busy").is_not_null().any().alias("_reported"),
-        ((pl.col("memory_used") * pl.col("running")).sum() / pl.len()).alias("_memory"),
+        _running_times("memory_used").alias("_memory"),
     ]
     if every:
         per_series = (
@@ -413,7 +424,13 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
         per_series.group_by("time", *keys)
         .agg(
             pl.col("_running").sum(),
-            pl.col("_total").sum(),
+            # A series that never reports its total leaves the group's unknown (as its fleet
+            # is in the plan): the others' sum read as the whole, and unallocated went negative.
+            pl.when(pl.col("_total").is_null().any())
+            .then(None)
+            .otherwise(pl.col("_total").sum())
+            .cast(pl.Float64)
+            .alias("_total"),
             pl.col("_busy").sum(),
             pl.col("_reported").any(),
             pl.col("_memory").sum(),
@@ -434,6 +451,19 @@ def allocation_vs_utilization(usage: pl.DataFrame, *, every: str | None = "1d") 
             (pl.col("busy") / pl.col("allocated")).alias("sm_busy"),
         )
         .sort(*keys, "period")
+    )
+
+
+def _running_times(share: str) -> pl.Expr:
+    """Mean running accelerators x `share` (an aggregation): the share's running-weighted mean
+    over the samples that report it, times the mean running over all. A sample without it
+    says nothing of it: counted as zero, an exporter started halfway through halved busy."""
+    weighted = (pl.col("running") * pl.col(share)).sum()
+    reported = pl.col("running").filter(pl.col(share).is_not_null()).sum()
+    return (
+        pl.when(reported > 0)
+        .then(pl.col("running").mean() * weighted / reported)
+        .otherwise(weighted / pl.len())
     )
 
 

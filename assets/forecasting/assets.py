@@ -12,13 +12,14 @@ from dagster import (
     Output,
     asset,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import relative_mase, to_series
 from annotation_pipelines.forecasting.capacity_config import load_capacity_config
 from annotation_pipelines.forecasting.costs import (
     annotation_costs,
+    describe_partly_timed,
     describe_unpriced_tiers,
     unpriced_tiers,
 )
@@ -28,7 +29,12 @@ from annotation_pipelines.forecasting.ensemble import (
     set_aside_short,
 )
 from annotation_pipelines.forecasting.hierarchy import DEFAULT_METHOD as DEFAULT_RECONCILIATION
-from annotation_pipelines.forecasting.hierarchy import aggregate_history, build_hierarchy
+from annotation_pipelines.forecasting.hierarchy import METHODS as RECONCILIATIONS
+from annotation_pipelines.forecasting.hierarchy import (
+    aggregate_history,
+    aggregate_supply,
+    build_hierarchy,
+)
 from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
     MIN_HISTORY_DAYS,
@@ -87,6 +93,17 @@ class ComputeForecastConfig(Config):
         ),
     )
 
+    @field_validator("reconciliation")
+    @classmethod
+    def _known_reconciliation(cls, value: str | None) -> str | None:
+        # Otherwise a misspelt method failed only after the whole backtest had run.
+        if value is not None and value not in RECONCILIATIONS:
+            raise ValueError(
+                f"unknown reconciliation {value!r}; choose from {', '.join(RECONCILIATIONS)} "
+                "or null"
+            )
+        return value
+
 
 @asset(
     group_name="forecasting",
@@ -116,7 +133,7 @@ def compute_capacity_forecast(
         hierarchy = build_hierarchy(series_profiles(usage), levels=HIERARCHY_LEVELS)
         if hierarchy.aggregates:
             history = aggregate_history(history, hierarchy)
-            supply = aggregate_history(supply, hierarchy)
+            supply = aggregate_supply(supply, hierarchy)
         else:
             hierarchy = None
     set_aside: dict[str, str] = {}
@@ -256,7 +273,7 @@ def procurement_plan(
         context.log.warning(f"procurement plan: {note}")
     for note in plan.target_notes:
         context.log.warning(f"procurement plan: {note}")
-    unpriced = unpriced_types(plan.plan)
+    unpriced = unpriced_types(plan.plan, planning)
     prices = (
         f"no price for {', '.join(unpriced)} in [accelerator_hour_price] of "
         f"{settings.capacity_config.name}: their scenario costs are blank"
@@ -279,17 +296,9 @@ def procurement_plan(
     cost_notes = []
     annotator_prices = None
     if costs is not None:
-        partly = costs.filter(pl.col("duration_share") < 1.0)
-        if partly.height:
-            named = ", ".join(
-                f"{project} ({share:.0%})"
-                for project, share in partly.select("project", "duration_share").iter_rows()
-            )
-            cost_notes.append(
-                "Annotation cost: a project's hours are its timed judgments' mean duration "
-                "times all its judgments; share of judgments with a duration below 100% for "
-                f"{named} (none timed: hours and cost blank)."
-            )
+        partly = describe_partly_timed(costs)
+        if partly is not None:
+            cost_notes.append(partly)
         disagreeing = costs.filter(pl.col("percent_agreement") <= 0)["project"].to_list()
         if disagreeing:
             cost_notes.append(

@@ -191,3 +191,22 @@ def test_naive_times_have_no_zone(tmp_path):
     run = CliRunner().invoke(forecast_command, common)
     assert run.exit_code == 0, run.output
     assert json.loads(run.stdout)["time_zone"] is None
+
+
+def test_naive_times_are_written_naive(tmp_path):
+    # Naive input says nothing of a zone (Helios' times are Beijing's wall clock), but the table
+    # read `2024-01-13T00:00:00.000000+0000` and the supply date `+00:00`: UTC, asserted.
+    source = tmp_path / "hourly.csv"
+    _hourly(source, 24 * 12)
+    pl.read_csv(source).with_columns(supply=pl.lit(1.0)).write_csv(source)
+    output = tmp_path / "forecast.csv"
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "demand", "--supply-col", "supply",
+         "--horizon", "24", "--models", "SeasonalNaive", "--output", str(output)],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["series"]["demand"]["first_exceeds_supply"] == "2024-01-13T00:00:00"
+    times = pl.read_csv(output, try_parse_dates=True).get_column("time")
+    assert times.dtype == pl.Datetime("us") and times.min() == dt.datetime(2024, 1, 13)

@@ -178,7 +178,7 @@ def test_cli_models_and_no_calibrate(tmp_path):
     run = CliRunner().invoke(forecast_command, [*common, "--models", "AutoETS,MSTL"])
     assert run.exit_code == 0, run.output
     report = json.loads(run.stdout)
-    assert report["models"] == ["SeasonalNaive", "AutoETS", "MSTL"] and report["calibrated"]
+    assert report["models"] == ["AutoETS", "MSTL"] and report["calibrated"]
     assert report["winkler_95"] > 0
     run = CliRunner().invoke(forecast_command, [*common, "--no-calibrate", "--models", "top3"])
     assert run.exit_code == 0, run.output
@@ -270,6 +270,19 @@ def test_cli_no_calibrate_reports_every_score_and_one_combination_name(tmp_path)
         assert entry["model"].startswith("mean(") and "Combination" not in entry["model"]
     calibrated = json.loads(CliRunner().invoke(forecast_command, common).stdout)
     assert {entry["model"][:5] for entry in calibrated["series"].values()} == {"mean("}
+
+
+def test_cli_no_calibrate_keeps_the_backtest_windows_given(tmp_path):
+    # A given --backtest-windows is kept; --no-calibrate cut 4 to 3 unsaid (and 5 to 3).
+    source = _cli_source(tmp_path, _synthetic(ids=("a",), hours=24 * 9))
+    run = CliRunner().invoke(
+        forecast_command,
+        [*source, "--horizon", "24", "--backtest-windows", "4", "--no-calibrate",
+         "--models", "SeasonalNaive,AutoTheta"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["backtest_windows"] == 4 and report["backtest_windows_chosen"] is False
 
 
 def test_cli_reports_the_windows_it_used_and_says_when_bands_cannot_be_scored(tmp_path):
@@ -471,7 +484,7 @@ def test_uncalibrated_median_ships_the_median_of_its_members_point_and_bounds():
     series = _synthetic(ids=("a",), hours=24 * 8)
     members = ["SeasonalNaive", "AutoETS", "AutoTheta"]
     result = forecast_calibrated(
-        series, horizon=24, season_length=24, freq="1h", rule="median", models=members[1:],
+        series, horizon=24, season_length=24, freq="1h", rule="median", models=members,
         backtest_windows=3, calibrate=False,
     )  # fmt: skip
     table = result.forecast

@@ -365,6 +365,28 @@ def test_cli_refuses_a_freq_finer_than_the_data(tmp_path):
     assert json.loads(coarser.stdout)["freq"] == "2h"
 
 
+def test_cli_series_at_two_steps_are_read_at_a_step_one_of_them_has(tmp_path):
+    # An hourly and a two-hourly series: the mean of the two middle steps, 90 minutes, was
+    # the default (a step neither has, a "day" of 16 steps, b carried over a quarter of them)
+    # and `--freq 1h`, series a's own step, was refused as finer than "the data's" 90m.
+    hourly = _synthetic(ids=("a",), hours=24 * 8)
+    two_hourly = _synthetic(ids=("b",), hours=24 * 8).gather_every(2)
+    source = tmp_path / "mixed.csv"
+    pl.concat([hourly, two_hourly]).write_csv(source)
+    common = [str(source), "--time-col", "time", "--value-col", "value", "--id-col", "id",
+              "--models", "SeasonalNaive"]  # fmt: skip
+    run = CliRunner().invoke(forecast_command, [*common, "--horizon", "12"])
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert (report["freq"], report["season_length"]) == ("2h", 12)
+    assert "carry the previous value" not in run.stderr
+    given = CliRunner().invoke(forecast_command, [*common, "--freq", "1h", "--horizon", "24"])
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.stdout)["freq"] == "1h"
+    finer = CliRunner().invoke(forecast_command, [*common, "--freq", "30m"])
+    assert finer.exit_code == 2 and "step of 1h" in " ".join(finer.output.split())
+
+
 @pytest.mark.parametrize("option", ["--time-col", "--value-col", "--id-col", "--supply-col"])
 def test_cli_names_the_option_of_a_missing_column(tmp_path, option):
     source = tmp_path / "usage.csv"
@@ -643,6 +665,66 @@ def test_cli_names_a_model_given_twice_before_reading_the_input(tmp_path):
     )  # fmt: skip
     assert run.exit_code == 2, run.output
     assert "--models" in run.output and "AutoETS given twice" in run.output
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_history_shorter_than_a_week_leaves_the_weekly_naive_out(tmp_path, calibrate):
+    # A weekly seasonal naive has nothing to repeat on less than a week of hourly history: it
+    # forecast NaN, and so did the default mean of every candidate, in every row of the table,
+    # exit 0 with coverage 0.0.
+    source = tmp_path / "hourly.csv"
+    _synthetic(ids=("a",), hours=100).drop("id").write_csv(source)
+    output = tmp_path / "forecast.csv"
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "4",
+         calibrate, "--output", str(output)],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert "SeasonalNaive168" not in report["models"] and "AutoETS" in report["models"]
+    table = pl.read_csv(output)
+    assert table.height == 4
+    for column in ("forecast", "lo_80", "hi_80", "lo_95", "hi_95"):
+        assert table[column].is_finite().all(), column
+    assert report["series"]["value"]["mase"] is not None
+    # Asked for by name, it is an error rather than a table of NaN.
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "4",
+         calibrate, "--models", "SeasonalNaive,SeasonalNaive168"],
+    )  # fmt: skip
+    assert run.exit_code == 1
+    assert "SeasonalNaive168 repeats a season of 168 steps" in run.output
+
+
+@pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])
+def test_cli_models_listed_are_the_members_of_the_mean(tmp_path, calibrate):
+    # The seasonal naive, kept to score the others against, was also averaged in:
+    # `--models AutoTheta,MSTL` shipped mean(SeasonalNaive+AutoTheta+MSTL).
+    from annotation_pipelines.forecasting.ensemble import candidate_forecasts
+
+    history = _synthetic(ids=("a",), hours=24 * 9)
+    source = tmp_path / "hourly.csv"
+    history.drop("id").write_csv(source)
+    output = tmp_path / "forecast.csv"
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--horizon", "24",
+         "--models", "AutoTheta,MSTL", calibrate, "--output", str(output)],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    report = json.loads(run.stdout)
+    assert report["models"] == ["AutoTheta", "MSTL"]
+    assert report["series"]["value"]["model"] == "mean(AutoTheta+MSTL)"
+    assert report["series"]["value"]["seasonal_naive_mase"] is not None
+    if calibrate == "--calibrate":
+        members = candidate_forecasts(
+            history.with_columns(pl.lit("value").alias("id")), horizon=24, season_length=24,
+            freq="1h", models=["AutoTheta", "MSTL"],
+        )  # fmt: skip
+        expected = ((members["AutoTheta"] + members["MSTL"]) / 2).clip(lower_bound=0.0)
+        assert np.allclose(pl.read_csv(output)["forecast"].to_numpy(), expected.to_numpy())
 
 
 @pytest.mark.parametrize("calibrate", ["--calibrate", "--no-calibrate"])

@@ -21,8 +21,16 @@ from annotation_pipelines.forecasting.capacity_config import (
     CapacityConfigError,
     load_capacity_config,
 )
-from annotation_pipelines.forecasting.costs import annotation_costs, unpriced_tiers
-from annotation_pipelines.forecasting.hierarchy import build_hierarchy, node_values
+from annotation_pipelines.forecasting.costs import (
+    annotation_costs,
+    describe_partly_timed,
+    unpriced_tiers,
+)
+from annotation_pipelines.forecasting.hierarchy import (
+    aggregate_supply,
+    build_hierarchy,
+    node_values,
+)
 from annotation_pipelines.forecasting.planning import (
     HIERARCHY_LEVELS,
     capacity_plan,
@@ -816,7 +824,35 @@ def test_a_type_without_a_price_is_not_priced_at_the_unknown_types_price():
                .iter_rows(named=True)}  # fmt: skip
     assert by_type["L4"]["scenario_cost_usd"] is None
     assert by_type["unknown"]["scenario_cost_usd"] is not None
-    assert unpriced_types(plan) == ["L4"]
+    assert unpriced_types(plan, config) == ["L4"]
+
+
+def test_a_priced_type_whose_fleet_is_unknown_is_not_called_unpriced():
+    # Its costs are blank because no fleet is known, not for want of a price: the report's
+    # prices line read "no price for A100" with A100 priced at 1.60 in the config.
+    config = CapacityConfig(accelerator_hour_price={"A100": 1.6, "H100": 2.9})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(10)]
+    required = pl.DataFrame(
+        {
+            "cluster": ["mars"] * 10 + ["earth"] * 10,
+            "accelerator_type": ["A100"] * 10 + ["L4"] * 10,
+            "time": days * 2,
+            "p50": 5.0,
+            "p90": 6.0,
+        }
+    )
+    fleet = pl.DataFrame(
+        {
+            "cluster": ["mars", "earth"],
+            "accelerator_type": ["A100", "L4"],
+            "fleet": [None, None],
+            "fleet_unknown": ["m1", "e1"],
+        },
+        schema_overrides={"fleet": pl.Float64},
+    )
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    assert plan["scenario_cost_usd"].is_null().all()
+    assert unpriced_types(plan, config) == ["L4"]
 
 
 def test_config_names_a_project_tier_without_a_price(tmp_path):
@@ -1074,6 +1110,25 @@ def test_allocation_sums_each_series_mean_when_series_sample_at_different_times(
         assert row["unallocated"] == pytest.approx(12.0)
 
 
+def test_unallocated_is_unknown_where_a_series_reports_no_total():
+    # Summed over the series that report one, 100 accelerators for 50 + 60 running read as
+    # -10 unallocated, where the plan calls the same fleet unknown.
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    times = [start + dt.timedelta(hours=h) for h in range(24)]
+    usage = pl.concat(
+        [
+            normalize_usage(pl.DataFrame({"time": times, "running": 50.0, "series_id": "a"}),
+                            cluster="earth"),
+            normalize_usage(pl.DataFrame({"time": times, "running": 60.0, "total": 100.0,
+                                          "series_id": "b"}), cluster="earth"),
+        ]
+    )  # fmt: skip
+    for every in (None, "1d"):
+        row = allocation_vs_utilization(usage, every=every).row(0, named=True)
+        assert row["allocated"] == pytest.approx(110.0)
+        assert row["total"] is None and row["unallocated"] is None
+
+
 def test_annotation_costs_scale_from_the_judgments_with_a_duration_and_say_their_share():
     # A judgment without a duration counted as no time: a project that reports none cost $0.
     config = CapacityConfig(annotator_hour_price={"standard": 36.0})
@@ -1094,6 +1149,16 @@ def test_annotation_costs_scale_from_the_judgments_with_a_duration_and_say_their
     assert costs["med"]["duration_share"] == 0.5
     assert costs["med"]["annotator_hours"] == pytest.approx(4 * 60 / 3600)
     assert costs["med"]["cost_usd"] == pytest.approx(4 * 60 / 3600 * 36.0)
+
+
+def test_cost_note_never_reads_a_share_below_the_whole_as_100_percent():
+    # Rounded, 99.6 % read "100%" in the list of projects below 100 %, as the tables once did.
+    costs = pl.DataFrame({"project": ["p", "q", "r", "s"],
+                          "duration_share": [0.996, 0.5, 0.0, 1.0]})  # fmt: skip
+    note = describe_partly_timed(costs)
+    assert note is not None and "for p (99.6%), q (50%), r (0%) (none timed" in note
+    assert "s (" not in note
+    assert describe_partly_timed(costs.filter(pl.col("project") == "s")) is None
 
 
 def test_capacity_report_tables_drop_no_row_silently():
@@ -1173,6 +1238,24 @@ def test_a_series_with_no_total_leaves_its_fleet_unknown_not_zero():
     )
 
 
+def test_weekly_supply_is_unknown_over_a_series_with_no_total():
+    # The weekly forecast summed its nodes' supply with a missing total as zero: the series
+    # itself read a supply of 0 (so it "exceeded" it from the first hour and its short-term
+    # headroom was its whole demand) and mars 64 of its accelerators, not unknown.
+    usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=2, step_minutes=60, seed=3)
+    unknown = usage.filter(pl.col("cluster") == "mars")["series_id"].unique().sort()[0]
+    blank = usage.with_columns(
+        pl.when(pl.col("series_id") == unknown).then(None).otherwise(pl.col("total")).alias("total")
+    )
+    hierarchy = build_hierarchy(series_profiles(blank), levels=HIERARCHY_LEVELS)
+    supply = aggregate_supply(to_series(blank, freq="1h", value="total"), hierarchy)
+    missing = set(supply.filter(pl.col("value").is_null()).get_column("id"))
+    assert missing == {unknown, "mars", "total"}
+    known = aggregate_supply(to_series(usage, freq="1h", value="total"), hierarchy)
+    assert supply.filter(pl.col("id") == "earth").equals(known.filter(pl.col("id") == "earth"))
+    assert known.get_column("value").is_not_null().all()
+
+
 def test_procurement_plan_asset_says_which_fleet_is_unknown(tmp_path, monkeypatch):
     usage = generate_compute_usage(end=dt.date(2026, 11, 28), days=42, step_minutes=60, seed=3)
     unknown = usage.filter(pl.col("cluster") == "mars")["series_id"].unique().sort()[0]
@@ -1181,6 +1264,7 @@ def test_procurement_plan_asset_says_which_fleet_is_unknown(tmp_path, monkeypatc
     )
     metadata, lake = _materialize_plan(tmp_path, monkeypatch, blank)
     assert any(unknown in note for note in metadata["telemetry_notes"].value)
+    assert metadata["prices"].value == "every accelerator type priced"
     report = tmp_path / "lake" / "reports" / "capacity" / "as_of=2026-11-29" / "capacity.html"
     assert f"series {unknown} report(s) no total" in report.read_text()
     assert (
@@ -1437,7 +1521,9 @@ def test_a_launch_after_the_horizon_is_named_not_dropped_unsaid():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("horizon", 0), ("season_length", 0), ("backtest_windows", 0), ("lead_time_days", -3),
-     ("queueing_target", -1.0), ("queueing_target", float("nan"))],
+     ("queueing_target", -1.0), ("queueing_target", float("nan")),
+     # Misspelt, it failed only once the whole backtest had run.
+     ("reconciliation", "mint")],
 )  # fmt: skip
 def test_weekly_forecast_config_refuses_what_it_cannot_plan_with(field, value):
     # A negative lead time dated the rental before the forecast began; a NaN queue blanked
