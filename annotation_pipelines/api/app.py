@@ -717,6 +717,7 @@ def create_app(
         openapi_url="/openapi.json",
         # Every endpoint refuses the query parameters it does not take (see `parameters`).
         dependencies=[Depends(parameters.refuse_unknown)],
+        responses=problems.OPENAPI_RESPONSES,
     )
     app.state.context = context
     problems.install(app, describe=parameters.range_message)

@@ -22,6 +22,38 @@ TITLES = {
     500: "Internal error",
     503: "Unavailable",
 }
+# The body every error has, as the OpenAPI spec gives it: a client generated from the spec reads
+# a 422 as what is sent, not as FastAPI's own validation error (`detail` as a list).
+SCHEMA: dict[str, object] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["parameter", "message"],
+                "properties": {
+                    "parameter": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+# Every endpoint refuses a parameter it does not take, so every one may answer 422.
+OPENAPI_RESPONSES: dict[int | str, dict[str, object]] = {
+    422: {
+        "description": "A parameter to change, named in `errors`",
+        "content": {MEDIA_TYPE: {"schema": SCHEMA}},
+    }
+}
 
 
 class Problem(Exception):

@@ -3,6 +3,7 @@ once, and a 416 has the title its status has, over real HTTP on the demo lake.""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.api.conftest import DAYS, PROJECT
@@ -70,3 +71,34 @@ def test_a_range_past_the_end_of_a_file_is_titled_as_its_status(served):
     path = url.split("/v1", 1)[1]
     body = assert_problem(get(served, path, headers={"Range": f"bytes={size + 10}-"}), 416)
     assert body["title"] == "Range not satisfiable"
+
+
+_JSON_TYPES = {
+    "string": str,
+    "integer": int,
+    "array": list,
+    "object": dict,
+}
+
+
+def test_the_spec_documents_the_422_every_endpoint_sends(served):
+    """The spec listed FastAPI's validation error, `application/json` with `detail` as a list
+    of `{loc, msg, type}`, while every 422 is a problem-details body with `detail` as text and
+    `errors` as `{parameter, message}`: a client generated from /openapi.json could not read
+    the error that says which parameter to change."""
+    spec = httpx.get(f"{served.url}/openapi.json").json()
+    refused = get(served, "/projects/sentiment/labels", params={"min_confidnce": "0.9"})
+    body = assert_problem(refused, 422)
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            documented = operation["responses"].get("422")
+            assert documented is not None, (method, path)
+            assert list(documented["content"]) == ["application/problem+json"], (method, path)
+            schema = documented["content"]["application/problem+json"]["schema"]
+            assert set(schema["required"]) <= set(body), (method, path)
+            for name, value in body.items():
+                kind = schema["properties"][name]["type"]
+                assert isinstance(value, _JSON_TYPES[kind]), (method, path, name)
+            error = schema["properties"]["errors"]["items"]
+            assert set(error["required"]) == set(body["errors"][0]), (method, path)  # type: ignore[index]
+    assert "HTTPValidationError" not in spec.get("components", {}).get("schemas", {})
