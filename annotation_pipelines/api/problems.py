@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 MEDIA_TYPE = "application/problem+json"
 TITLES = {
@@ -100,6 +101,15 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method a route on the request's path answers, for a 405's `Allow`."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install(
     app: FastAPI, *, describe: Callable[[Request, str, str], str | None] | None = None
 ) -> None:
@@ -132,9 +142,12 @@ def install(
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = error.detail if isinstance(error.detail, str) else TITLES.get(error.status_code)
-        return problem_response(
-            request, error.status_code, str(detail), headers=dict(error.headers or {})
-        )
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names the methods of the first route on the path only; HEAD is a route
+            # of its own beside each GET.
+            headers["Allow"] = _allowed_methods(request)
+        return problem_response(request, error.status_code, str(detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

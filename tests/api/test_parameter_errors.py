@@ -102,3 +102,25 @@ def test_the_spec_documents_the_422_every_endpoint_sends(served):
             error = schema["properties"]["errors"]["items"]
             assert set(error["required"]) == set(body["errors"][0]), (method, path)  # type: ignore[index]
     assert "HTTPValidationError" not in spec.get("components", {}).get("schemas", {})
+
+
+@pytest.mark.parametrize(
+    "path", [f"/projects/{PROJECT}/labels", f"/datasets/{PROJECT}/latest", "/health"]
+)
+def test_a_method_not_allowed_lists_every_method_the_path_answers(served, path):
+    """`Allow` said `GET` alone although every GET endpoint answers HEAD too: HTTP asks a 405
+    to list every method the resource takes."""
+    headers = {"Authorization": f"Bearer {served.tokens['all']}"}
+    refused = httpx.post(f"{served.url}/v1{path}", headers=headers)
+    assert_problem(refused, 405)
+    allowed = {method.strip() for method in refused.headers["allow"].split(",")}
+    assert allowed == {"GET", "HEAD"}
+    assert get(served, path).status_code == 200
+    assert httpx.head(f"{served.url}/v1{path}", headers=headers).status_code == 200
+
+
+def test_a_dataset_file_allows_get_and_head(served):
+    url = get(served, f"/datasets/{PROJECT}/latest").json()["files"][0]["url"]
+    refused = httpx.delete(url, headers={"Authorization": f"Bearer {served.tokens['all']}"})
+    assert_problem(refused, 405)
+    assert {method.strip() for method in refused.headers["allow"].split(",")} == {"GET", "HEAD"}
