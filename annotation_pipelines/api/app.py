@@ -66,6 +66,27 @@ DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # the validator's regex has no look-ahead); the length is capped by NAME_MAX_LENGTH.
 PROJECT_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_=+-])*\.?$"
 NAME_MAX_LENGTH = 128
+# A dataset file's media type, by the end of its name.
+FILE_MEDIA_TYPES = {
+    "parquet": "application/vnd.apache.parquet",
+    "jsonl": "application/x-ndjson",
+    "json": "application/json",
+    "md": "text/markdown; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+}
+OTHER_FILE_MEDIA_TYPE = "application/octet-stream"
+# The spec names what the card and the files are served as; FastAPI would say JSON.
+CARD_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"text/markdown": {"schema": {"type": "string"}}}}
+}
+FILE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "content": {
+            media.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+            for media in [*FILE_MEDIA_TYPES.values(), OTHER_FILE_MEDIA_TYPE]
+        }
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -1686,7 +1707,12 @@ def _routes(app: FastAPI, context: Context) -> None:
         versions, snapshot = find_snapshot(project, version)
         return snapshot_answer(request, versions, snapshot)
 
-    @app.get(f"/{API_VERSION}/datasets/{{project}}/{{version}}/card", tags=["datasets"])
+    @app.get(
+        f"/{API_VERSION}/datasets/{{project}}/{{version}}/card",
+        tags=["datasets"],
+        response_class=Response,
+        responses=CARD_RESPONSES,
+    )
     def dataset_card(
         request: Request,
         project: ProjectPath,
@@ -1705,6 +1731,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         f"/{API_VERSION}/datasets/{{project}}/{{version}}/files/{{name}}",
         tags=["datasets"],
         name="dataset_file",
+        response_class=Response,
+        responses=FILE_RESPONSES,
     )
     def dataset_file(
         request: Request,
@@ -1731,13 +1759,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         tag, cached = _conditional(request, [file_version])
         if cached:
             return cached
-        media = {
-            "parquet": "application/vnd.apache.parquet",
-            "jsonl": "application/x-ndjson",
-            "json": "application/json",
-            "md": "text/markdown; charset=utf-8",
-            "txt": "text/plain; charset=utf-8",
-        }.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+        media = FILE_MEDIA_TYPES.get(name.rsplit(".", 1)[-1], OTHER_FILE_MEDIA_TYPE)
         headers = {
             **_cache_headers(tag),
             "Content-Disposition": f'attachment; filename="{project}-{version}-{name}"',
@@ -1756,6 +1778,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         tags=["datasets"],
         name="dataset_file_head",
         summary="Dataset File Headers",
+        response_class=Response,
+        responses=FILE_RESPONSES,
     )(dataset_file)
 
     # Capacity -----------------------------------------------------------------------------
