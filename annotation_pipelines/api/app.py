@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import duckdb
 import orjson
@@ -66,6 +66,12 @@ DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # the validator's regex has no look-ahead); the length is capped by NAME_MAX_LENGTH.
 PROJECT_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_=+-])*\.?$"
 NAME_MAX_LENGTH = 128
+# Each pattern in words: the validator's message quotes the regular expression.
+PATTERN_WORDS = {
+    DAY_PATTERN: "expected YYYY-MM-DD",
+    PROJECT_PATTERN: "expected letters, digits and _ . = + -, starting with a letter or digit, "
+    "without '..'",
+}
 # A dataset file's media type, by the end of its name.
 FILE_MEDIA_TYPES = {
     "parquet": "application/vnd.apache.parquet",
@@ -741,7 +747,7 @@ def create_app(
         responses=problems.OPENAPI_RESPONSES,
     )
     app.state.context = context
-    problems.install(app, describe=parameters.range_message)
+    problems.install(app, describe=_describe)
 
     @app.exception_handler(LakeFileError)
     async def _unreadable(request: Request, error: LakeFileError) -> Response:
@@ -772,6 +778,14 @@ def create_app(
     _routes(app, context)
     _answer_head_as_get(app)
     return app
+
+
+def _describe(request: Request, parameter: str, error: Mapping[str, Any]) -> str | None:
+    """A parameter's error in words where the validator's message is a regular expression or
+    names one bound of a range."""
+    if error["type"] == "string_pattern_mismatch":
+        return PATTERN_WORDS.get(str((error.get("ctx") or {}).get("pattern")))
+    return parameters.range_message(request, parameter, str(error["type"]))
 
 
 def _answer_head_as_get(app: FastAPI) -> None:

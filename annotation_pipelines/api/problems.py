@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -111,11 +112,13 @@ def _allowed_methods(request: Request) -> str:
 
 
 def install(
-    app: FastAPI, *, describe: Callable[[Request, str, str], str | None] | None = None
+    app: FastAPI,
+    *,
+    describe: Callable[[Request, str, Mapping[str, Any]], str | None] | None = None,
 ) -> None:
     """Route every error, ours, FastAPI's and unexpected ones, to a problem-details body.
-    `describe(request, parameter, error type)` may word a parameter's error better than the
-    validator does (None keeps the validator's message)."""
+    `describe(request, parameter, validator error)` may word a parameter's error better than
+    the validator does (None keeps the validator's message)."""
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> JSONResponse:
@@ -134,7 +137,7 @@ def install(
         errors: list[dict[str, object]] = []
         for item in error.errors():
             parameter = ".".join(str(part) for part in item["loc"][1:])
-            worded = describe(request, parameter, str(item["type"])) if describe else None
+            worded = describe(request, parameter, item) if describe else None
             errors.append({"parameter": parameter, "message": worded or item["msg"]})
         detail = "; ".join(f"{item['parameter']}: {item['message']}" for item in errors)
         return problem_response(request, 422, f"invalid parameter(s): {detail}", errors=errors)

@@ -124,3 +124,22 @@ def test_a_dataset_file_allows_get_and_head(served):
     refused = httpx.delete(url, headers={"Authorization": f"Bearer {served.tokens['all']}"})
     assert_problem(refused, 405)
     assert {method.strip() for method in refused.headers["allow"].split(",")} == {"GET", "HEAD"}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "parameter", "words"),
+    [
+        (f"/projects/{PROJECT}/labels", {"day": "26-11-30"}, "day", "expected YYYY-MM-DD"),
+        (f"/projects/{PROJECT}/quality", {"start": ""}, "start", "expected YYYY-MM-DD"),
+        (f"/datasets/{PROJECT}/v..1", {}, "version", "letters, digits"),
+        ("/projects/-sentiment/labels", {}, "project", "starting with a letter or digit"),
+        ("/workforce/plan", {"project": "a b"}, "project", "letters, digits"),
+    ],
+)
+def test_a_malformed_name_or_day_is_refused_in_words(served, path, params, parameter, words):
+    """The message quoted the regular expression (`String should match pattern
+    '^[A-Za-z0-9](?:\\.?[A-Za-z0-9_=+-])*\\.?$'`), which tells a client little."""
+    body = assert_problem(get(served, path, params=params), 422)
+    assert body["errors"][0]["parameter"] == parameter  # type: ignore[index]
+    assert words in body["errors"][0]["message"]  # type: ignore[index]
+    assert "pattern" not in str(body["detail"]) and "^" not in str(body["detail"])
