@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NotRequired, TypedDict
+from typing import NotRequired, TypedDict, cast
 
 import polars as pl
 
@@ -452,6 +452,8 @@ def dataset_card(
         "are masked"
     )
     lines += ["", "## Known caveats", ""] + [f"- {c}" for c in caveats]
+    # Every configured split has its file, so the loader is given each one.
+    splits = cast(dict[str, float], filters.get("split_ratios") or DEFAULT_RATIOS)
     lines += [
         "",
         "## Load it",
@@ -459,8 +461,8 @@ def dataset_card(
         "```python",
         f'import polars as pl; train = pl.read_parquet("{location}/train.parquet")',
         f"import duckdb; duckdb.sql(\"select * from '{location}/*.parquet'\")",
-        'from datasets import load_dataset; ds = load_dataset("parquet", data_files={'
-        f'"train": "{location}/train.parquet", "test": "{location}/test.parquet"}})',
+        'from datasets import load_dataset; ds = load_dataset("parquet", data_files='
+        f"{json.dumps({split: f'{location}/{split}.parquet' for split in splits})})",
         "```",
     ]
     return "\n".join(line for line in lines if line is not None)

@@ -459,3 +459,20 @@ def test_a_judged_day_without_a_quality_report_is_held_back(tmp_path, monkeypatc
     exported = pl.concat([pl.read_parquet(p) for p in folder.glob("*.parquet")])
     assert exported["task_id"].to_list() == ["t1"]
     assert "2026-11-03 (no quality report)" in (folder / "card.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "ratios",
+    [{"train": 0.8, "validation": 0.1, "test": 0.1}, {"train": 0.9, "holdout": 0.1}, None],
+)
+def test_the_card_loads_every_split_the_snapshot_writes(ratios):
+    """The card's `load_dataset` line named train and test only: a team copying it trained
+    without the validation split, and a configured split of another name was left out."""
+    rows = [("t1", f"a{i}", "x", "2026-11-02T10:00:00") for i in range(2)]
+    snapshot = build_snapshot(_judgments(rows), TASKS, method="majority_vote", **PRIVACY)
+    filters = {} if ratios is None else {"split_ratios": ratios}
+    card = dataset_card(snapshot, project="p", quality=None, location="/x", filters=filters)
+    [line] = [line for line in card.splitlines() if "load_dataset(" in line]
+    files = json.loads(line.split("data_files=", 1)[1].removesuffix(")"))
+    expected = ratios or {"train": 0.8, "validation": 0.1, "test": 0.1}
+    assert files == {split: f"/x/{split}.parquet" for split in expected}
