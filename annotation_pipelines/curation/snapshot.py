@@ -27,6 +27,7 @@ from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.curation.selection import deduplicate, select_tasks
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
+from annotation_pipelines.ingest.result import sha256_text
 from annotation_pipelines.markdown import markdown_text
 from annotation_pipelines.settings import MAX_MASKED_SHARE
 
@@ -189,12 +190,21 @@ def build_snapshot(
     # A payload is JSON from Label Studio and SageMaker and any text from a table or Postgres:
     # JSON is masked inside its values, so it stays valid JSON and escaped addresses are found;
     # any other text is masked as text.
+    ingested = rows["payload"]
     rows, masked = mask_personal_data(
         rows,
         columns=("payload",),
         phone_region=phone_region,
         patterns=mask_patterns,
         structured=True,
+    )
+    # The ingested payload's hash is unkeyed: beside a masked payload it would confirm a guess
+    # of what was masked. A masked row carries the hash of the payload it exports; the others
+    # keep theirs, and with them the snapshot's version id.
+    rows = rows.with_columns(
+        payload_hash=pl.when(pl.col("payload").ne_missing(ingested))
+        .then(sha256_text(pl.col("payload")))
+        .otherwise(pl.col("payload_hash"))
     )
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     rows = rows.drop([c for c in drop_fields if c in rows.columns])
