@@ -201,11 +201,10 @@ def build_snapshot(
     # The ingested payload's hash is unkeyed: beside a masked payload it would confirm a guess
     # of what was masked. A masked row carries the hash of the payload it exports; the others
     # keep theirs, and with them the snapshot's version id.
-    rows = rows.with_columns(
-        payload_hash=pl.when(pl.col("payload").ne_missing(ingested))
-        .then(sha256_text(pl.col("payload")))
-        .otherwise(pl.col("payload_hash"))
-    )
+    changed = rows["payload"].ne_missing(ingested).arg_true()
+    if changed.len():
+        exported = rows.select(sha256_text(pl.col("payload").gather(changed)))
+        rows = rows.with_columns(rows["payload_hash"].scatter(changed, exported.to_series()))
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     rows = rows.drop([c for c in drop_fields if c in rows.columns])
     stats: SnapshotStats = {
