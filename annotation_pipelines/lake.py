@@ -436,13 +436,17 @@ class LakeReader:
         return Path(self._path(key)) if self._local else None
 
     def reachable(self) -> bool:
+        """The lake's folder exists; on S3 its bucket does. A prefix with no object under it
+        yet is an empty lake there, as an empty folder is here, but a mistyped bucket is no
+        lake at all."""
         from pyarrow import fs as pafs
 
+        where = self._root if self._local else self._root.split("/", 1)[0]
         try:
-            info = self._fs.get_file_info(self._root)
+            info = self._fs.get_file_info(where)
         except OSError:
             return False
-        return info.type == pafs.FileType.Directory or not self._local
+        return info.type == pafs.FileType.Directory
 
     def files(self, prefix: str) -> dict[str, FileVersion]:
         """Every object under `prefix` (recursive) with its version, by key; hidden files and

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import duckdb
 import orjson
@@ -66,6 +66,33 @@ DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # the validator's regex has no look-ahead); the length is capped by NAME_MAX_LENGTH.
 PROJECT_PATTERN = r"^[A-Za-z0-9](?:\.?[A-Za-z0-9_=+-])*\.?$"
 NAME_MAX_LENGTH = 128
+# Each pattern in words: the validator's message quotes the regular expression.
+PATTERN_WORDS = {
+    DAY_PATTERN: "expected YYYY-MM-DD",
+    PROJECT_PATTERN: "expected letters, digits and _ . = + -, starting with a letter or digit, "
+    "without '..'",
+}
+# A dataset file's media type, by the end of its name.
+FILE_MEDIA_TYPES = {
+    "parquet": "application/vnd.apache.parquet",
+    "jsonl": "application/x-ndjson",
+    "json": "application/json",
+    "md": "text/markdown; charset=utf-8",
+    "txt": "text/plain; charset=utf-8",
+}
+OTHER_FILE_MEDIA_TYPE = "application/octet-stream"
+# The spec names what the card and the files are served as; FastAPI would say JSON.
+CARD_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"text/markdown": {"schema": {"type": "string"}}}}
+}
+FILE_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "content": {
+            media.split(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+            for media in [*FILE_MEDIA_TYPES.values(), OTHER_FILE_MEDIA_TYPE]
+        }
+    }
+}
 
 
 @dataclass(frozen=True)
@@ -717,9 +744,10 @@ def create_app(
         openapi_url="/openapi.json",
         # Every endpoint refuses the query parameters it does not take (see `parameters`).
         dependencies=[Depends(parameters.refuse_unknown)],
+        responses=problems.OPENAPI_RESPONSES,
     )
     app.state.context = context
-    problems.install(app, describe=parameters.range_message)
+    problems.install(app, describe=_describe)
 
     @app.exception_handler(LakeFileError)
     async def _unreadable(request: Request, error: LakeFileError) -> Response:
@@ -750,6 +778,14 @@ def create_app(
     _routes(app, context)
     _answer_head_as_get(app)
     return app
+
+
+def _describe(request: Request, parameter: str, error: Mapping[str, Any]) -> str | None:
+    """A parameter's error in words where the validator's message is a regular expression or
+    names one bound of a range."""
+    if error["type"] == "string_pattern_mismatch":
+        return PATTERN_WORDS.get(str((error.get("ctx") or {}).get("pattern")))
+    return parameters.range_message(request, parameter, str(error["type"]))
 
 
 def _answer_head_as_get(app: FastAPI) -> None:
@@ -1685,7 +1721,12 @@ def _routes(app: FastAPI, context: Context) -> None:
         versions, snapshot = find_snapshot(project, version)
         return snapshot_answer(request, versions, snapshot)
 
-    @app.get(f"/{API_VERSION}/datasets/{{project}}/{{version}}/card", tags=["datasets"])
+    @app.get(
+        f"/{API_VERSION}/datasets/{{project}}/{{version}}/card",
+        tags=["datasets"],
+        response_class=Response,
+        responses=CARD_RESPONSES,
+    )
     def dataset_card(
         request: Request,
         project: ProjectPath,
@@ -1704,6 +1745,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         f"/{API_VERSION}/datasets/{{project}}/{{version}}/files/{{name}}",
         tags=["datasets"],
         name="dataset_file",
+        response_class=Response,
+        responses=FILE_RESPONSES,
     )
     def dataset_file(
         request: Request,
@@ -1730,13 +1773,7 @@ def _routes(app: FastAPI, context: Context) -> None:
         tag, cached = _conditional(request, [file_version])
         if cached:
             return cached
-        media = {
-            "parquet": "application/vnd.apache.parquet",
-            "jsonl": "application/x-ndjson",
-            "json": "application/json",
-            "md": "text/markdown; charset=utf-8",
-            "txt": "text/plain; charset=utf-8",
-        }.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+        media = FILE_MEDIA_TYPES.get(name.rsplit(".", 1)[-1], OTHER_FILE_MEDIA_TYPE)
         headers = {
             **_cache_headers(tag),
             "Content-Disposition": f'attachment; filename="{project}-{version}-{name}"',
@@ -1755,6 +1792,8 @@ def _routes(app: FastAPI, context: Context) -> None:
         tags=["datasets"],
         name="dataset_file_head",
         summary="Dataset File Headers",
+        response_class=Response,
+        responses=FILE_RESPONSES,
     )(dataset_file)
 
     # Capacity -----------------------------------------------------------------------------

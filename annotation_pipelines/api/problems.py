@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 MEDIA_TYPE = "application/problem+json"
 TITLES = {
@@ -21,6 +23,38 @@ TITLES = {
     422: "Invalid parameter",
     500: "Internal error",
     503: "Unavailable",
+}
+# The body every error has, as the OpenAPI spec gives it: a client generated from the spec reads
+# a 422 as what is sent, not as FastAPI's own validation error (`detail` as a list).
+SCHEMA: dict[str, object] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "instance"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["parameter", "message"],
+                "properties": {
+                    "parameter": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+# Every endpoint refuses a parameter it does not take, so every one may answer 422.
+OPENAPI_RESPONSES: dict[int | str, dict[str, object]] = {
+    422: {
+        "description": "A parameter to change, named in `errors`",
+        "content": {MEDIA_TYPE: {"schema": SCHEMA}},
+    }
 }
 
 
@@ -68,12 +102,23 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method a route on the request's path answers, for a 405's `Allow`."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install(
-    app: FastAPI, *, describe: Callable[[Request, str, str], str | None] | None = None
+    app: FastAPI,
+    *,
+    describe: Callable[[Request, str, Mapping[str, Any]], str | None] | None = None,
 ) -> None:
     """Route every error, ours, FastAPI's and unexpected ones, to a problem-details body.
-    `describe(request, parameter, error type)` may word a parameter's error better than the
-    validator does (None keeps the validator's message)."""
+    `describe(request, parameter, validator error)` may word a parameter's error better than
+    the validator does (None keeps the validator's message)."""
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, error: Problem) -> JSONResponse:
@@ -92,7 +137,7 @@ def install(
         errors: list[dict[str, object]] = []
         for item in error.errors():
             parameter = ".".join(str(part) for part in item["loc"][1:])
-            worded = describe(request, parameter, str(item["type"])) if describe else None
+            worded = describe(request, parameter, item) if describe else None
             errors.append({"parameter": parameter, "message": worded or item["msg"]})
         detail = "; ".join(f"{item['parameter']}: {item['message']}" for item in errors)
         return problem_response(request, 422, f"invalid parameter(s): {detail}", errors=errors)
@@ -100,9 +145,12 @@ def install(
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = error.detail if isinstance(error.detail, str) else TITLES.get(error.status_code)
-        return problem_response(
-            request, error.status_code, str(detail), headers=dict(error.headers or {})
-        )
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            # Starlette names the methods of the first route on the path only; HEAD is a route
+            # of its own beside each GET.
+            headers["Allow"] = _allowed_methods(request)
+        return problem_response(request, error.status_code, str(detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NotRequired, TypedDict
+from typing import NotRequired, TypedDict, cast
 
 import polars as pl
 
@@ -27,6 +27,7 @@ from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.curation.selection import deduplicate, select_tasks
 from annotation_pipelines.curation.splits import DEFAULT_RATIOS, assign_split
 from annotation_pipelines.curation.versioning import content_version
+from annotation_pipelines.ingest.result import sha256_text
 from annotation_pipelines.markdown import markdown_text
 from annotation_pipelines.settings import MAX_MASKED_SHARE
 
@@ -189,6 +190,7 @@ def build_snapshot(
     # A payload is JSON from Label Studio and SageMaker and any text from a table or Postgres:
     # JSON is masked inside its values, so it stays valid JSON and escaped addresses are found;
     # any other text is masked as text.
+    ingested = rows["payload"]
     rows, masked = mask_personal_data(
         rows,
         columns=("payload",),
@@ -196,6 +198,13 @@ def build_snapshot(
         patterns=mask_patterns,
         structured=True,
     )
+    # The ingested payload's hash is unkeyed: beside a masked payload it would confirm a guess
+    # of what was masked. A masked row carries the hash of the payload it exports; the others
+    # keep theirs, and with them the snapshot's version id.
+    changed = rows["payload"].ne_missing(ingested).arg_true()
+    if changed.len():
+        exported = rows.select(sha256_text(pl.col("payload").gather(changed)))
+        rows = rows.with_columns(rows["payload_hash"].scatter(changed, exported.to_series()))
     check_masked_share(masked, project=project, ceiling=max_masked_share)
     rows = rows.drop([c for c in drop_fields if c in rows.columns])
     stats: SnapshotStats = {
@@ -452,6 +461,8 @@ def dataset_card(
         "are masked"
     )
     lines += ["", "## Known caveats", ""] + [f"- {c}" for c in caveats]
+    # Every configured split has its file, so the loader is given each one.
+    splits = cast(dict[str, float], filters.get("split_ratios") or DEFAULT_RATIOS)
     lines += [
         "",
         "## Load it",
@@ -459,8 +470,8 @@ def dataset_card(
         "```python",
         f'import polars as pl; train = pl.read_parquet("{location}/train.parquet")',
         f"import duckdb; duckdb.sql(\"select * from '{location}/*.parquet'\")",
-        'from datasets import load_dataset; ds = load_dataset("parquet", data_files={'
-        f'"train": "{location}/train.parquet", "test": "{location}/test.parquet"}})',
+        'from datasets import load_dataset; ds = load_dataset("parquet", data_files='
+        f"{json.dumps({split: f'{location}/{split}.parquet' for split in splits})})",
         "```",
     ]
     return "\n".join(line for line in lines if line is not None)

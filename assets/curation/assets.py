@@ -201,6 +201,8 @@ def curated_dataset(
             "input_judgment_versions": dict(sorted(lineage.items())),
             "stats": snapshot.stats,
             "created_by_run": context.run.run_id,
+            # The version's date wherever its files are copied: a copy's write time is not it.
+            "created_at": datetime.now(UTC).isoformat(),
         }
         # One commit, the manifest moved last: a reader never finds a version folder with some
         # of its files missing, and one that finds the manifest finds every file.

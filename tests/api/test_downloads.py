@@ -175,3 +175,28 @@ def test_a_browser_on_an_allowed_origin_may_ask_for_ranges_and_read_them(served)
     assert part.status_code == 206 and part.content == file.read_bytes()[:10]
     exposed = {h.strip().lower() for h in part.headers["access-control-expose-headers"].split(",")}
     assert {"etag", "content-range", "accept-ranges", "content-disposition"} <= exposed
+
+
+def test_the_spec_gives_the_media_types_the_card_and_the_files_are_served_as(served):
+    """The spec said both answer `application/json`: a client generated from it parsed a
+    Parquet file or the Markdown card as JSON."""
+    spec = httpx.get(f"{served.url}/openapi.json").json()["paths"]
+    headers = {"Authorization": f"Bearer {served.tokens['all']}"}
+    latest = get(served, f"/datasets/{PROJECT}/latest").json()
+    card = httpx.get(f"{served.url}{latest['card_url']}", headers=headers)
+    documented = spec["/v1/datasets/{project}/{version}/card"]["get"]["responses"]["200"]
+    assert list(documented["content"]) == [card.headers["content-type"].split(";")[0]]
+    operations = spec["/v1/datasets/{project}/{version}/files/{name}"]
+    served_types = {
+        httpx.head(item["url"], headers=headers).headers["content-type"].split(";")[0]
+        for item in latest["files"]
+    }
+    assert len(served_types) > 2
+    for method in ("get", "head"):
+        documented = operations[method]["responses"]["200"]
+        assert "application/json" in served_types
+        assert served_types <= set(documented["content"]), method
+        assert documented["content"]["application/vnd.apache.parquet"]["schema"] == {
+            "type": "string",
+            "format": "binary",
+        }

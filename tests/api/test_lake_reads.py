@@ -19,7 +19,9 @@ from pyarrow import fs as pafs
 from annotation_pipelines import lake as layout
 from annotation_pipelines.api import create_app
 from annotation_pipelines.api.app import HOW_TO_BUILD, SERVED_DAY_TABLES, LakeHealth
+from annotation_pipelines.api.tokens import issue_token
 from annotation_pipelines.lake import FileVersion, LakeReader
+from annotation_pipelines.settings import load_settings
 from tests.api.conftest import DAYS, KIND_PROJECTS, PROJECT, Served, Server, start_server
 from tests.api.test_api import assert_problem
 from tests.services import moto_s3
@@ -271,6 +273,40 @@ def test_on_s3_a_truncated_partition_makes_the_api_unready_and_is_named(
         s3.put_object(Bucket="lake-api", Key=f"lake/{key}", Body=original)
         assert client.get("/v1/ready").json()["status"] == "ready"
         assert client.get(f"/v1/projects/{project}/quality").status_code == 200
+
+
+@pytest.mark.services
+def test_on_s3_a_bucket_that_does_not_exist_is_an_unreachable_lake(monkeypatch, tmp_path):
+    """A mistyped bucket was a reachable, empty lake: /v1/ready said ready and every listing
+    answered no items, where a local lake's missing folder is unready."""
+    import boto3
+
+    with moto_s3(monkeypatch) as endpoint:
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake-api")
+        store = tmp_path / "tokens.json"
+        token = issue_token(store, scopes=["datasets:read"])
+
+        def client_of(bucket: str) -> TestClient:
+            settings = dataclasses.replace(
+                load_settings(),
+                bucket=bucket,
+                lake_prefix="lake",
+                s3_endpoint=endpoint,
+                aws_region="us-east-1",
+                api_token_store=store,
+            )
+            return TestClient(
+                create_app(settings, ready_check_seconds=0),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+
+        mistyped = client_of("lake-apj")
+        body = assert_problem(mistyped.get("/v1/ready"), 503)
+        assert body["checks"]["lake"] is False and "lake-apj" not in str(body)
+        health = mistyped.get("/v1/health").json()
+        assert health["status"] == "degraded" and health["lake_reachable"] is False
+        # A bucket with nothing under the prefix yet is an empty lake, as an empty folder is.
+        assert client_of("lake-api").get("/v1/ready").json()["status"] == "ready"
 
 
 def test_a_labels_request_digests_each_day_of_its_range_once(served, monkeypatch):

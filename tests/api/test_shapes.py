@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import httpx
 import polars as pl
 import pytest
@@ -103,3 +106,23 @@ def test_health_without_a_token_says_only_that_the_api_is_up(served):
     assert_problem(get(served, "/health", token="ap_0000_not-a-token"), 401)
     docs = httpx.get(f"{served.url}/openapi.json").json()["paths"]["/v1/health"]["get"]
     assert "token" in docs["description"]
+
+
+def test_a_categorical_version_keeps_when_it_was_made_when_its_files_are_copied(served):
+    """A categorical manifest had no `created_at`, so its version was dated by the manifest's
+    write time: a lake copied to another bucket or restored from a backup dated every version
+    at the copy, and "oldest first" and `/latest?approved=true`'s newest approved followed the
+    copy's order."""
+    latest = get(served, f"/datasets/{PROJECT}/latest").json()
+    manifest = (
+        served.data / "lake" / layout.dataset_prefix(PROJECT, latest["version_id"])
+    ) / "manifest.json"
+    made = json.loads(manifest.read_text())["created_at"]
+    assert latest["created_at"] == made
+    stamp = manifest.stat().st_mtime_ns
+    try:
+        later = stamp + 86_400 * 10**9
+        os.utime(manifest, ns=(later, later))
+        assert get(served, f"/datasets/{PROJECT}/latest").json()["created_at"] == made
+    finally:
+        os.utime(manifest, ns=(stamp, stamp))

@@ -1,6 +1,7 @@
 """Snapshots: flagged annotators never reach labels, held-back days stay out, exports round-trip,
 and no raw annotator id leaves the platform."""
 
+import hashlib
 import json
 from datetime import date
 
@@ -459,3 +460,50 @@ def test_a_judged_day_without_a_quality_report_is_held_back(tmp_path, monkeypatc
     exported = pl.concat([pl.read_parquet(p) for p in folder.glob("*.parquet")])
     assert exported["task_id"].to_list() == ["t1"]
     assert "2026-11-03 (no quality report)" in (folder / "card.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "ratios",
+    [{"train": 0.8, "validation": 0.1, "test": 0.1}, {"train": 0.9, "holdout": 0.1}, None],
+)
+def test_the_card_loads_every_split_the_snapshot_writes(ratios):
+    """The card's `load_dataset` line named train and test only: a team copying it trained
+    without the validation split, and a configured split of another name was left out."""
+    rows = [("t1", f"a{i}", "x", "2026-11-02T10:00:00") for i in range(2)]
+    snapshot = build_snapshot(_judgments(rows), TASKS, method="majority_vote", **PRIVACY)
+    filters = {} if ratios is None else {"split_ratios": ratios}
+    card = dataset_card(snapshot, project="p", quality=None, location="/x", filters=filters)
+    [line] = [line for line in card.splitlines() if "load_dataset(" in line]
+    files = json.loads(line.split("data_files=", 1)[1].removesuffix(")"))
+    expected = ratios or {"train": 0.8, "validation": 0.1, "test": 0.1}
+    assert files == {split: f"/x/{split}.parquet" for split in expected}
+
+
+def test_a_masked_payload_is_not_exported_beside_the_hash_of_its_unmasked_text():
+    """`payload_hash` is an unkeyed SHA-256 of the payload as ingested: beside a masked payload
+    (`mail me at [redacted]`) it let anyone confirm a guessed address or phone number by hashing
+    the text with it filled in. A masked row's hash is the hash of what is exported."""
+    raw = {
+        "t1": "mail me at jane.doe@example.com",
+        "t2": "call +1 415 555 0100 now",
+        "t3": "plain",
+    }
+    tasks = TASKS.with_columns(
+        payload_hash=pl.col("payload").map_elements(
+            lambda text: hashlib.sha256(text.encode()).hexdigest(), return_dtype=pl.String
+        )
+    )
+    rows = [(task, f"a{i}", "x", "2026-11-02T10:00:00") for task in raw for i in range(2)]
+    snapshot = build_snapshot(
+        _judgments(rows), tasks, method="majority_vote", min_confidence=0, **PRIVACY
+    )
+    exported = {row["task_id"]: row for row in snapshot.rows.iter_rows(named=True)}
+    assert set(exported) == set(raw)
+    for task, text in raw.items():
+        row = exported[task]
+        assert row["payload_hash"] == hashlib.sha256(row["payload"].encode()).hexdigest()
+        if task != "t3":
+            assert "[redacted]" in row["payload"]
+            assert row["payload_hash"] != hashlib.sha256(text.encode()).hexdigest()
+    # Nothing masked, nothing changed: such a snapshot keeps its version id.
+    assert exported["t3"]["payload_hash"] == tasks.row(2, named=True)["payload_hash"]
