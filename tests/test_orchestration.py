@@ -258,6 +258,28 @@ def test_gold_set_sensor_fires_on_change_only(env):
     assert len(changed.run_requests) == 1
 
 
+def test_removing_the_last_gold_set_restages_the_gold_sets_without_it(env):
+    defs, instance, landing = env
+    gold = landing / "gold" / "reviews"
+    gold.mkdir(parents=True)
+    (gold / "gold.csv").write_text("task_id,label\nt1,pos\n")
+    first, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert _run_unpartitioned(defs, instance, "gold_sets_job").success
+    (gold / "gold.csv").unlink()
+    removed, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
+    assert len(removed.run_requests) == 1
+    run = _run_unpartitioned(defs, instance, "gold_sets_job")
+    assert run.success
+    lake = defs.resources["lake"]
+    staged = [lake.get_frame(k) for k in lake.list_keys(staging_prefix("gold_labels"))]
+    assert sum(frame.height for frame in staged) == 0
+    idle, _ = _tick(source_sensors.gold_set_sensor, defs, instance, removed.cursor)
+    assert not getattr(idle, "run_requests", None)
+    # A landing zone that never held a gold set has nothing to restage.
+    fresh, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert not getattr(fresh, "run_requests", None)
+
+
 def test_gold_set_sensor_offers_a_gold_file_only_once_it_has_settled(env, monkeypatch):
     defs, instance, landing = env
     monkeypatch.setenv("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "60")

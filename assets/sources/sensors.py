@@ -250,7 +250,9 @@ def gold_set_sensor(
         )
     files = dict(settled)
     fingerprint = json.dumps(files, sort_keys=True)
-    if not files or fingerprint == context.cursor:
+    # No gold file is a change too once some were staged: removing the last gold set has to
+    # unstage it, or its labels gate and anchor the project for good.
+    if fingerprint == (context.cursor or json.dumps({})):
         return SkipReason("gold sets unchanged")
     # A content hash: the built-in hash() of a str differs per process, so two daemons (or one
     # after a restart) would launch the same change twice under different run keys.
