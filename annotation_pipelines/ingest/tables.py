@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ import polars as pl
 from annotation_pipelines.ingest.ids import non_finite_text, not_an_id, number_text, typed_text
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
+    EXTRA_FIELDS,
     MALFORMED_JSON,
     MAX_RECORD_BYTES,
     NESTING_TOO_DEEP,
@@ -241,7 +243,7 @@ def parse_table(
             _line=pl.int_range(2, pl.len() + 2, dtype=pl.Int64),
             # utf8-lossy decoding turned each invalid byte into U+FFFD: flag the row.
             _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
-            if frame.width
+            if frame.select(pl.col(pl.String)).width
             else pl.lit(False),
         )
         staged = _stage_frame(frame, mapping, source_file, typed=False, kind=kind, unit=coordinates)
@@ -251,7 +253,9 @@ def parse_table(
         except Exception as error:
             raise UnreadableFileError(f"{source_file}: unreadable parquet: {error}") from error
         frame = frame.with_columns(
-            _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _bad_bytes=pl.lit(False)
+            _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+            _bad_bytes=pl.lit(False),
+            _extra_fields=pl.lit(False),
         )
         staged = _stage_frame(frame, mapping, source_file, typed=True, kind=kind, unit=coordinates)
     elif format == "jsonl":
@@ -340,9 +344,19 @@ def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFra
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
     check_complete(data, separator=separator, source_file=source_file)
     try:
-        return pl.read_csv(
+        try:
+            frame = pl.read_csv(
+                data, separator=separator.decode(), infer_schema=False, encoding="utf8-lossy"
+            )
+            return frame.with_columns(_extra_fields=pl.lit(False))
+        except pl.exceptions.ComputeError as error:
+            if "more fields" not in str(error):
+                raise
+        # Only a file with a row wider than its header gets here: it is read a second time,
+        # cut to the header, and the rows that lost text are marked.
+        frame = pl.read_csv(
             data,
-            separator="\t" if format == "tsv" else ",",
+            separator=separator.decode(),
             infer_schema=False,
             encoding="utf8-lossy",
             truncate_ragged_lines=True,
@@ -350,6 +364,22 @@ def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFra
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UnreadableFileError(f"{source_file}: unreadable {format}: {first}") from error
+    widths = _extra_field_rows(data, separator=separator.decode())
+    if len(widths) != frame.height:
+        raise UnreadableFileError(
+            f"{source_file}: unreadable {format}: rows with more fields than the header, "
+            "which the reader could not match to their records"
+        )
+    return frame.with_columns(_extra_fields=pl.Series(widths, dtype=pl.Boolean))
+
+
+def _extra_field_rows(data: bytes, *, separator: str) -> list[bool]:
+    """For each record after the header of delimited `data`, whether it holds text in a field
+    past the header's last (a trailing empty field loses nothing)."""
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    width = len(next(reader, []))
+    return [any(field.strip() for field in record[width:]) for record in reader]
 
 
 def _table_kind(columns: list[str], mapping: ColumnMapping, kind: str | None) -> str | None:
@@ -451,8 +481,8 @@ def _stage_frame(
         required.extend(getattr(mapping, c) for c in VALUE_COLUMNS[table_kind])
     missing = [name for name in required if name not in frame.columns]
     if missing:
-        # `_line` and `_bad_bytes` were added by the reader; the file has only the others.
-        have = [name for name in frame.columns if name not in ("_line", "_bad_bytes")]
+        # The reader added the columns named with a leading `_`; the file has only the others.
+        have = [name for name in frame.columns if not name.startswith("_")]
         raise UnreadableFileError(
             f"{source_file}: missing column(s) {', '.join(map(repr, missing))}; the file has "
             f"{', '.join(map(repr, have)) or 'no columns'}"
@@ -520,7 +550,10 @@ def _stage_frame(
         submitted_at=column(mapping.submitted_at, keep_type=typed),
         duration_s=column(mapping.duration_s, keep_type=typed),
         source_line=pl.col("_line"),
-        reason=pl.when(pl.col("_bad_bytes")).then(pl.lit(NON_UTF8)),
+        reason=pl.when(pl.col("_bad_bytes"))
+        .then(pl.lit(NON_UTF8))
+        .when(pl.col("_extra_fields"))
+        .then(pl.lit(EXTRA_FIELDS)),
         field=pl.lit(None, pl.String),
         record=pl.struct(original),
         payload=column(mapping.payload),

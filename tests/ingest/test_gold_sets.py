@@ -157,3 +157,63 @@ def test_a_parquet_gold_set_with_a_nan_task_id_or_label_quarantines_them_as_wron
         (3, "label", "wrong_type"),
         (4, "label", "wrong_type"),
     ]
+
+
+def _gold_bytes(root, project: str, name: str, data: bytes) -> None:
+    folder = root / "landing" / "gold" / project
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    os.utime(folder / name, (1, 1))
+
+
+def _staged_gold(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    result = materialize(
+        [gold_sets], resources={"lake": lake, "landing": landing}, raise_on_error=False
+    )
+    return result, lake
+
+
+def test_an_emptied_gold_set_is_no_gold_and_stops_no_other_file(tmp_path):
+    """An emptied gold file is zero rows, as an emptied export is: it failed the run with
+    polars' `empty CSV`, naming no file, and no project's gold was restaged."""
+    _gold_bytes(tmp_path, "p", "cleared.csv", b"")
+    _gold_bytes(tmp_path, "p", "blank.csv", b"\n \n")
+    _gold_file(tmp_path, "q", "gold.csv", "task_id,label\nt1,pos\n")
+    result, lake = _staged_gold(tmp_path)
+    assert result.success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("project", "task_id", "label").rows() == [("q", "t1", "pos")]
+
+
+def _failure(result) -> str:
+    [event] = [event for event in result.all_events if event.is_step_failure]
+    error = event.step_failure_data.error
+    return (error.cause or error).message
+
+
+def test_an_unreadable_gold_set_fails_naming_its_file(tmp_path):
+    # A row with more fields than the header: polars' own words named no file.
+    _gold_bytes(tmp_path, "p", "gold.csv", b"task_id,label\nt1,pos,extra\nt2,neg\n")
+    result, _ = _staged_gold(tmp_path)
+    assert not result.success
+    assert "gold/p/gold.csv" in _failure(result)
+    _gold_bytes(tmp_path, "p", "gold.csv", "task_id,label\nt1,pos\n".encode("utf-16"))
+    result, _ = _staged_gold(tmp_path)
+    assert "gold/p/gold.csv: the file is UTF-16 text" in _failure(result)
+    _gold_bytes(tmp_path, "p", "gold.csv", b"task_id,label,label\nt1,pos,neg\n")
+    result, _ = _staged_gold(tmp_path)
+    assert "gold/p/gold.csv: line 1 (header): column 'label' appears 2 times" in _failure(result)
+
+
+def test_a_gold_row_that_is_not_utf8_is_quarantined_naming_its_row(tmp_path):
+    _gold_bytes(tmp_path, "p", "gold.csv", "task_id,label\nt1,caf\xe9\nt2,pos\n".encode("latin-1"))
+    result, lake = _staged_gold(tmp_path)
+    assert result.success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("task_id", "label").rows() == [("t2", "pos")]
+    quarantine = lake.get_frame(quarantine_key("gold_sets"))
+    assert quarantine.select("source_file", "source_line", "reason").rows() == [
+        ("gold/p/gold.csv", 1, "non_utf8")
+    ]

@@ -66,6 +66,32 @@ def test_csv_latin1_row_is_quarantined_as_non_utf8():
     assert result.judgments.height == 1
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_a_row_with_more_fields_than_the_header_is_quarantined_not_cut(fmt):
+    """An unquoted separator in the last column (`New York, NY`) gives the row a field more
+    than the header: the reader cut it off and staged the label `New York`. Empty fields past
+    the header (a trailing separator) lose nothing and still load."""
+    sep = "\t" if fmt == "tsv" else ","
+    lines = [
+        ["task_id", "annotator_id", "submitted_at", "label"],
+        ["t1", "a1", "2026-05-01T10:00:00Z", "pos"],
+        ["t1", "a2", "2026-05-01T10:00:00Z", "neg", " neutral"],
+        ["t2", "a1", '"2026-05-01T10:00:00Z"', '"pos"', "", ""],
+        ["t2", "a2", "2026-05-01T10:00:00Z", "neutral", "", "x"],
+    ]
+    data = "".join(sep.join(line) + "\n" for line in lines).encode()
+    result = ingest(data, fmt)
+    assert result.judgments.select("task_id", "annotator_id", "label").rows() == [
+        ("t1", "a1", "pos"),
+        ("t2", "a1", "pos"),
+    ]
+    assert result.quarantine.select("source_line", "reason").rows() == [
+        (3, "extra_fields"),
+        (5, "extra_fields"),
+    ]
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined == 4
+
+
 def test_tsv_and_declared_column_mapping():
     data = "question\tworker\tanswer\twhen\n" + "q1\tw1\tpos\t2026-05-01T10:00:00Z\n"
     mapping = ColumnMapping(
