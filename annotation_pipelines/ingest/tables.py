@@ -238,14 +238,8 @@ def parse_table(
         raise UnreadableFileError(f"{source_file}: empty file")
     source = format
     if format in ("csv", "tsv"):
-        frame = _read_delimited(data, format=format, source_file=source_file)
-        frame = frame.with_columns(
-            _line=pl.int_range(2, pl.len() + 2, dtype=pl.Int64),
-            # utf8-lossy decoding turned each invalid byte into U+FFFD: flag the row.
-            _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
-            if frame.select(pl.col(pl.String)).width
-            else pl.lit(False),
-        )
+        frame = read_delimited(data, format=format, source_file=source_file)
+        frame = frame.with_columns(_line=pl.int_range(2, pl.len() + 2, dtype=pl.Int64))
         staged = _stage_frame(frame, mapping, source_file, typed=False, kind=kind, unit=coordinates)
     elif format == "parquet":
         try:
@@ -338,7 +332,10 @@ def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
         )
 
 
-def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
+def read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
+    """The rows of CSV/TSV `data` as text, each with `_bad_bytes` (a byte that is not UTF-8,
+    read as U+FFFD) and `_extra_fields` (text past the header's last field, cut off).
+    UnreadableFileError naming `source_file` when the file cannot be read as a table."""
     separator = b"\t" if format == "tsv" else b","
     check_encoding(data, source=source_file, error=UnreadableFileError, fmt=format)
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
@@ -348,7 +345,7 @@ def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFra
             frame = pl.read_csv(
                 data, separator=separator.decode(), infer_schema=False, encoding="utf8-lossy"
             )
-            return frame.with_columns(_extra_fields=pl.lit(False))
+            return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.lit(False))
         except pl.exceptions.ComputeError as error:
             if "more fields" not in str(error):
                 raise
@@ -370,7 +367,16 @@ def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFra
             f"{source_file}: unreadable {format}: rows with more fields than the header, "
             "which the reader could not match to their records"
         )
-    return frame.with_columns(_extra_fields=pl.Series(widths, dtype=pl.Boolean))
+    return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.Series(widths, dtype=pl.Boolean))
+
+
+def _flag_bad_bytes(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with `_bad_bytes`: utf8-lossy decoding turned each invalid byte into U+FFFD."""
+    return frame.with_columns(
+        _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
+        if frame.width
+        else pl.lit(False)
+    )
 
 
 def _extra_field_rows(data: bytes, *, separator: str) -> list[bool]:

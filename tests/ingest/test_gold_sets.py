@@ -194,11 +194,12 @@ def _failure(result) -> str:
 
 
 def test_an_unreadable_gold_set_fails_naming_its_file(tmp_path):
-    # A row with more fields than the header: polars' own words named no file.
-    _gold_bytes(tmp_path, "p", "gold.csv", b"task_id,label\nt1,pos,extra\nt2,neg\n")
+    # Polars' own words named no file.
+    _gold_bytes(tmp_path, "p", "gold.parquet", b"PAR1 not really")
     result, _ = _staged_gold(tmp_path)
     assert not result.success
-    assert "gold/p/gold.csv" in _failure(result)
+    assert "gold/p/gold.parquet: unreadable parquet" in _failure(result)
+    (tmp_path / "landing" / "gold" / "p" / "gold.parquet").unlink()
     _gold_bytes(tmp_path, "p", "gold.csv", "task_id,label\nt1,pos\n".encode("utf-16"))
     result, _ = _staged_gold(tmp_path)
     assert "gold/p/gold.csv: the file is UTF-16 text" in _failure(result)
@@ -207,13 +208,18 @@ def test_an_unreadable_gold_set_fails_naming_its_file(tmp_path):
     assert "gold/p/gold.csv: line 1 (header): column 'label' appears 2 times" in _failure(result)
 
 
-def test_a_gold_row_that_is_not_utf8_is_quarantined_naming_its_row(tmp_path):
-    _gold_bytes(tmp_path, "p", "gold.csv", "task_id,label\nt1,caf\xe9\nt2,pos\n".encode("latin-1"))
+def test_a_gold_row_not_utf8_or_wider_than_the_header_is_quarantined_naming_its_row(tmp_path):
+    """Read as an export's rows are: a Latin-1 byte failed the run naming no file, and a label
+    with an unquoted comma (`New York, NY`) failed it too."""
+    text = "task_id,label\nt1,caf\xe9\nt2,pos\nt3,New York, NY\n"
+    _gold_bytes(tmp_path, "p", "gold.csv", text.encode("latin-1"))
     result, lake = _staged_gold(tmp_path)
     assert result.success
     [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
     assert lake.get_frame(key).select("task_id", "label").rows() == [("t2", "pos")]
     quarantine = lake.get_frame(quarantine_key("gold_sets"))
     assert quarantine.select("source_file", "source_line", "reason").rows() == [
-        ("gold/p/gold.csv", 1, "non_utf8")
+        ("gold/p/gold.csv", 1, "non_utf8"),
+        ("gold/p/gold.csv", 3, "extra_fields"),
     ]
+    assert json.loads(quarantine["raw"][1]) == {"task_id": "t3", "label": "New York"}
