@@ -198,6 +198,7 @@ def _project_settings(path: Path) -> dict[str, object]:
         raise click.BadParameter(f"{path}: expected a JSON object", param_hint="--settings")
     # The gate floors are checked by the code the quality step reads them with, so a file this
     # command accepts never fails that step later.
+    from annotation_pipelines.ingest.tables import project_mapping
     from annotation_pipelines.ingest.validation import project_coordinates, project_label_set
     from annotation_pipelines.quality.gates import project_gate_floors
     from annotation_pipelines.scale import project_scale
@@ -207,6 +208,7 @@ def _project_settings(path: Path) -> dict[str, object]:
         project_scale(settings, source=str(path))
         project_label_set(settings, source=str(path))
         project_coordinates(settings, source=str(path))
+        project_mapping(settings, source=str(path))
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     return settings

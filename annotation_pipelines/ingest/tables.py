@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -125,6 +126,24 @@ class ColumnMapping:
                 raise ValueError(f"column mapping: {name!r} must name a column, got {column!r}")
             checked[name] = column
         return cls(**checked)
+
+
+def project_mapping(settings: Mapping[str, object], *, source: str) -> ColumnMapping | None:
+    """The column mapping a project's settings declare (`mapping`), None without one.
+    ValueError naming `source` and the field when it is not an object of canonical field →
+    column: read as no mapping, the run would blame the export for the columns it lacks."""
+    mapping = settings.get("mapping")
+    if mapping is None:
+        return None
+    if not isinstance(mapping, dict):
+        raise ValueError(
+            f'{source}: mapping: expected an object like {{"task_id": "question"}}, '
+            f"got {type(mapping).__name__}"
+        )
+    try:
+        return ColumnMapping.from_dict(mapping)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from error
 
 
 _STAGED: dict[str, pl.DataType] = {

@@ -77,11 +77,11 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+from annotation_pipelines.ingest import ingest_bytes
 from annotation_pipelines.ingest.command import where_in_export
 from annotation_pipelines.ingest.postgres import DELETIONS, GOLD_DELETIONS, MIGRATION_FIX
 from annotation_pipelines.ingest.result import set_aside_case_twins
-from annotation_pipelines.ingest.tables import path_line_ids
+from annotation_pipelines.ingest.tables import path_line_ids, project_mapping
 from annotation_pipelines.ingest.validation import (
     OUTSIDE_SCALE,
     project_coordinates,
@@ -582,8 +582,8 @@ def _fold_files(
         try:
             state_prefix(export.project)
             settings = landing.project_settings(export.project)
-            mapping = settings.get("mapping")
             source = project_settings_path(export.project)
+            mapping = project_mapping(settings, source=source)
             label_set = project_label_set(settings, source=source)
             coordinates = project_coordinates(settings, source=source)
             result = ingest_bytes(
@@ -593,7 +593,7 @@ def _fold_files(
                 project=export.project,
                 label_set=label_set,
                 scale=file_scale(export.project, settings, db_scales or {}),
-                mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+                mapping=mapping,
                 coordinates=coordinates,
             )
         except (InputError, ValueError) as error:

@@ -30,7 +30,7 @@ from dagster import (
 )
 
 from annotation_pipelines import schema
-from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
+from annotation_pipelines.ingest import IngestResult, ingest_bytes
 from annotation_pipelines.ingest.ids import non_finite_text
 from annotation_pipelines.ingest.postgres import (
     MIGRATION_FIX,
@@ -43,7 +43,12 @@ from annotation_pipelines.ingest.result import (
     set_aside_before,
     set_aside_case_twins,
 )
-from annotation_pipelines.ingest.tables import named_by_line, path_line_ids, read_delimited
+from annotation_pipelines.ingest.tables import (
+    named_by_line,
+    path_line_ids,
+    project_mapping,
+    read_delimited,
+)
 from annotation_pipelines.ingest.validation import (
     EXTRA_FIELDS,
     NON_UTF8,
@@ -354,7 +359,7 @@ def landing_exports(
         raise ValueError(f"{path}: not an export path (exports/<project>/<format>/<file>)")
     project, format_name = parsed
     settings = landing.project_settings(project)
-    mapping = settings.get("mapping")
+    mapping = project_mapping(settings, source=project_settings_path(project))
     # A malformed scale fails the run naming the file and field, as a malformed gate floor
     # does: a scale nobody meant would quarantine good answers.
     scale = project_scale(settings, source=project_settings_path(project))
@@ -370,7 +375,7 @@ def landing_exports(
         project=project,
         label_set=label_set,
         scale=scale,
-        mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+        mapping=mapping,
         coordinates=coordinates,
     )
     with lake.staging_lock(log=context.log.info):
