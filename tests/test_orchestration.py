@@ -258,6 +258,28 @@ def test_gold_set_sensor_fires_on_change_only(env):
     assert len(changed.run_requests) == 1
 
 
+def test_a_changed_label_set_restages_the_gold_sets_it_checks(env):
+    """Gold rows are checked against their project's label set, so a project.json that
+    changes restages them, as it re-ingests the project's exports: a gold label quarantined
+    as unknown_label stayed out after the label set gained it."""
+    defs, instance, landing = env
+    gold = landing / "gold" / "reviews"
+    gold.mkdir(parents=True)
+    (gold / "gold.csv").write_text("task_id,label\nt1,pos\nt2,mixed\n")
+    first, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert len(first.run_requests) == 1
+    settings = landing / "exports" / "reviews" / "project.json"
+    settings.write_text(json.dumps({"label_set": ["pos", "neg", "mixed"]}))
+    changed, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
+    assert len(changed.run_requests) == 1
+    assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+    # Settings of a project without a gold set restage nothing.
+    (landing / "exports" / "other").mkdir()
+    (landing / "exports" / "other" / "project.json").write_text("{}")
+    idle, _ = _tick(source_sensors.gold_set_sensor, defs, instance, changed.cursor)
+    assert not getattr(idle, "run_requests", None)
+
+
 def test_removing_the_last_gold_set_restages_the_gold_sets_without_it(env):
     defs, instance, landing = env
     gold = landing / "gold" / "reviews"
