@@ -259,6 +259,11 @@ def parse_table(
     if format in ("csv", "tsv"):
         frame = read_delimited(data, format=format, source_file=source_file)
         frame = frame.with_columns(_line=pl.int_range(2, pl.len() + 2, dtype=pl.Int64))
+        # A blank line (or a row of empty cells, as spreadsheets save them) holds no row, as
+        # a blank line in JSON Lines holds none; later rows keep their numbers.
+        cells = [name for name in frame.columns if not name.startswith("_")]
+        if cells:
+            frame = frame.filter(~pl.all_horizontal(pl.col(cells).is_null()))
         staged = _stage_frame(frame, mapping, source_file, typed=False, kind=kind, unit=coordinates)
     elif format == "parquet":
         try:
