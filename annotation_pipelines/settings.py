@@ -59,6 +59,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeGuard
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,6 +202,13 @@ def load_settings(
     settle = _number(text(LANDING_SETTLE_SECONDS) or "30", name=LANDING_SETTLE_SECONDS, kind=float)
     if settle < 0:
         raise SettingsError(f"{LANDING_SETTLE_SECONDS}={settle!r}: expected seconds >= 0")
+    timezone = text(TIMEZONE) or "UTC"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise SettingsError(
+            f"{TIMEZONE}={timezone!r}: expected an IANA time zone such as UTC or Europe/Berlin"
+        ) from error
     bucket = text(BUCKET)
     if profile == "production" and bucket is None:
         raise SettingsError(f"{BUCKET} is required in the production profile")
@@ -208,7 +216,7 @@ def load_settings(
         profile=profile,
         data_dir=data_dir,
         start_date=start_date,
-        timezone=text(TIMEZONE) or "UTC",
+        timezone=timezone,
         pseudonym_key=_pseudonym_key(text(PSEUDONYM_KEY), profile=profile, env=env),
         alert_webhook=text(ALERT_WEBHOOK),
         phone_region=(text(PHONE_REGION) or "US").upper(),

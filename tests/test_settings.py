@@ -43,6 +43,14 @@ def test_unknown_profile_and_malformed_values_are_errors():
         with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS"):
             load_settings({"ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS": days})
     assert load_settings({}).floor_recheck_days == 30
+    # Named here, not by Dagster's "Invalid execution timezone ... for weekly_forecast_schedule"
+    # when the code location loads.
+    for zone in ("Mars/Olympus", "CET+1", "../etc/passwd"):
+        with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_TIMEZONE"):
+            load_settings({"ANNOTATION_PIPELINES_TIMEZONE": zone})
+    assert load_settings({"ANNOTATION_PIPELINES_TIMEZONE": "Europe/Berlin"}).timezone == (
+        "Europe/Berlin"
+    )
     assert load_settings({"ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS": "7"}).floor_recheck_days == 7
 
 
