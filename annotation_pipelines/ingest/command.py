@@ -191,7 +191,8 @@ def ingest_command(
 
 def _project_settings(path: Path) -> dict[str, object]:
     try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
+        # Bytes, as the landing zone reads them: JSON's own detection takes a byte order mark.
+        settings = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise click.BadParameter(f"{path}: not a readable JSON file ({error})") from error
     if not isinstance(settings, dict):

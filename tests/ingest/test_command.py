@@ -212,6 +212,22 @@ def test_settings_file_maps_as_the_landing_sensor_does(tmp_path):
     assert run(str(path), "--format", "csv", "--settings", str(settings)).exit_code == 2
 
 
+def test_a_settings_file_saved_with_a_byte_order_mark_is_read_as_the_landing_zone_reads_it(
+    tmp_path,
+):
+    """Notepad saves UTF-8 with a BOM; the landing asset reads such a project.json, and the
+    command refused it (`Unexpected UTF-8 BOM`)."""
+    path = tmp_path / "answers.csv"
+    path.write_text(MAPPED)
+    settings = tmp_path / "project.json"
+    mapping = {"task_id": "question", "annotator_id": "worker", "label": "answer"}
+    text = json.dumps({"mapping": {**mapping, "submitted_at": "time"}, "label_set": ["yes"]})
+    settings.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = run(str(path), "--format", "csv", "--settings", str(settings))
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["rows_loaded"] == 1
+
+
 @pytest.mark.parametrize(
     ("gates", "error"),
     [
