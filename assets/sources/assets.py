@@ -69,7 +69,7 @@ from annotation_pipelines.lake import (
     staging_source,
 )
 from annotation_pipelines.scale import project_scale
-from annotation_pipelines.tabular import padded_count, repeated_column
+from annotation_pipelines.tabular import padded_count, repeated_column, unpacked
 from assets.common.metadata import markdown_table
 from assets.common.partitions import START_DATE
 from resources.annotation_db import AnnotationDatabase
@@ -369,7 +369,8 @@ def landing_exports(
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
     result = ingest_bytes(
-        landing.read_bytes(path),
+        # Unpacked as the commands unpack a `.gz` export: the parsers' checks read the bytes.
+        unpacked(landing.read_bytes(path), name=path),
         format=format_name,
         source_file=path,
         project=project,
