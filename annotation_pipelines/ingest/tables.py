@@ -39,7 +39,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -400,6 +400,38 @@ def _flag_bad_bytes(frame: pl.DataFrame) -> pl.DataFrame:
         _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
         if frame.width
         else pl.lit(False)
+    )
+
+
+# The column `read_landing_table` gives each row: why the reader could not read it whole.
+READ_ERROR = "_read_error"
+
+
+def read_landing_table(path: str, data: bytes, *, columns: Sequence[str]) -> pl.DataFrame:
+    """The rows of a CSV or Parquet table the landing zone holds at `path` (a gold set, a
+    telemetry drop) as written, CSV cells as text, each with `READ_ERROR`: `non_utf8` or
+    `extra_fields` for a row the reader could not read whole, null for the others. An emptied
+    file is no rows (of `columns`, as text), as an emptied export is. UnreadableFileError
+    naming the file when it cannot be read as a table or names one of `columns` twice."""
+    if path.endswith(".parquet"):
+        try:
+            frame = pl.read_parquet(data)
+        except Exception as error:
+            raise UnreadableFileError(f"{path}: unreadable parquet: {error}") from error
+        return frame.with_columns(pl.lit(None, pl.String).alias(READ_ERROR))
+    if not data.strip():
+        return pl.DataFrame(schema=dict.fromkeys([*columns, READ_ERROR], pl.String))
+    frame = read_delimited(data, format="csv", source_file=path)
+    repeated = repeated_column(frame.columns, columns)
+    if repeated is not None:
+        raise UnreadableFileError(f"{path}: {repeated}")
+    return frame.select(
+        pl.exclude("_bad_bytes", "_extra_fields"),
+        pl.when(pl.col("_bad_bytes"))
+        .then(pl.lit(NON_UTF8))
+        .when(pl.col("_extra_fields"))
+        .then(pl.lit(EXTRA_FIELDS))
+        .alias(READ_ERROR),
     )
 
 

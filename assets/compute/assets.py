@@ -9,7 +9,6 @@ within the settle time, or under an upload's temporary name, is left for a later
 """
 
 import datetime as dt
-import io
 
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
@@ -17,6 +16,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import hour_of_day_profile, summarize_usage
 from annotation_pipelines.forecasting.telemetry import allocation_vs_utilization, validate_usage
+from annotation_pipelines.ingest.tables import READ_ERROR, read_landing_table
 from annotation_pipelines.lake import quarantine_key
 from assets.common.metadata import figure, markdown_table
 from assets.common.partitions import daily_partitions
@@ -46,13 +46,12 @@ def _telemetry_drops(
         parts = path.split("/")
         if not _is_telemetry(path):
             continue
-        data = io.BytesIO(landing.read_bytes(path))
         parquet = path.endswith(".parquet")
         # Read as text, so a cell that is not a number is that sample's problem, not the file's.
-        raw = pl.read_parquet(data) if parquet else pl.read_csv(data, infer_schema=False)
+        raw = read_landing_table(path, landing.read_bytes(path), columns=("time", "running"))
         usage, quarantine = validate_usage(
-            raw, cluster=parts[1], series_id=parts[2].rsplit(".", 1)[0], source=path,
-            first_line=1 if parquet else 2,
+            raw.drop(READ_ERROR), cluster=parts[1], series_id=parts[2].rsplit(".", 1)[0],
+            source=path, first_line=1 if parquet else 2, read_errors=raw.get_column(READ_ERROR),
         )  # fmt: skip
         frames.append(usage.filter(in_day))
         quarantined.append(

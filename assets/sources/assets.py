@@ -38,20 +38,15 @@ from annotation_pipelines.ingest.postgres import (
     merge_partition,
     partition_by_day,
 )
-from annotation_pipelines.ingest.result import (
-    UnreadableFileError,
-    set_aside_before,
-    set_aside_case_twins,
-)
+from annotation_pipelines.ingest.result import set_aside_before, set_aside_case_twins
 from annotation_pipelines.ingest.tables import (
+    READ_ERROR,
     named_by_line,
     path_line_ids,
     project_mapping,
-    read_delimited,
+    read_landing_table,
 )
 from annotation_pipelines.ingest.validation import (
-    EXTRA_FIELDS,
-    NON_UTF8,
     is_safe_project,
     project_coordinates,
     project_label_set,
@@ -69,7 +64,7 @@ from annotation_pipelines.lake import (
     staging_source,
 )
 from annotation_pipelines.scale import project_scale
-from annotation_pipelines.tabular import padded_count, repeated_column, unpacked
+from annotation_pipelines.tabular import padded_count, unpacked
 from assets.common.metadata import markdown_table
 from assets.common.partitions import START_DATE
 from resources.annotation_db import AnnotationDatabase
@@ -671,7 +666,7 @@ def _stage_gold_sets(
         parts = path.split("/")
         if not _is_gold_set(path):
             continue
-        frame = _read_gold_set(path, landing.read_bytes(path))
+        frame = read_landing_table(path, landing.read_bytes(path), columns=("task_id", "label"))
         missing = {"task_id", "label"} - set(frame.columns)
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
@@ -744,32 +739,6 @@ def _stage_gold_sets(
     )
 
 
-def _read_gold_set(path: str, data: bytes) -> pl.DataFrame:
-    """The rows of the gold set file at `path`, each with `_reason`: why the reader could not
-    read it whole (a byte that is not UTF-8, text past the header), null for the others.
-    UnreadableFileError naming the file when it cannot be read as a table."""
-    if path.endswith(".parquet"):
-        try:
-            frame = pl.read_parquet(data)
-        except Exception as error:
-            raise UnreadableFileError(f"{path}: unreadable parquet: {error}") from error
-        return frame.with_columns(_reason=pl.lit(None, pl.String))
-    if not data.strip():
-        # An emptied gold set is no gold, as an emptied export is no rows.
-        return pl.DataFrame(schema={"task_id": pl.String, "label": pl.String, "_reason": pl.String})
-    frame = read_delimited(data, format="csv", source_file=path)
-    repeated = repeated_column(frame.columns, ("task_id", "label"))
-    if repeated is not None:
-        raise UnreadableFileError(f"{path}: {repeated}")
-    return frame.select(
-        pl.exclude("_bad_bytes", "_extra_fields"),
-        _reason=pl.when(pl.col("_bad_bytes"))
-        .then(pl.lit(NON_UTF8))
-        .when(pl.col("_extra_fields"))
-        .then(pl.lit(EXTRA_FIELDS)),
-    )
-
-
 def _non_finite_error(frame: pl.DataFrame) -> dict[str, pl.Expr]:
     """`label_error` and `error_field` (as `validate` reads them) of each row of a typed gold
     set whose float `task_id` or `label` is NaN or infinite: cast to text, every NaN task would
@@ -820,9 +789,9 @@ def _validated_gold(
         project=pl.lit(project, pl.String),
         submitted_at=pl.lit(now.isoformat(), pl.String),
         source_line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
-        reason=pl.col("_reason"),
+        reason=pl.col(READ_ERROR),
         field=pl.lit(None, pl.String),
-        record=pl.struct(pl.exclude("_reason")),
+        record=pl.struct(pl.exclude(READ_ERROR)),
         **_non_finite_error(frame),
     )
     good, bad = validate(
