@@ -185,7 +185,11 @@ def load_settings(
     data_dir = Path(text(DATA_DIR) or PROJECT_ROOT / "data").resolve()
     start_date = text(START_DATE) or _start_date_marker(data_dir) or DEFAULT_START_DATE
     try:
-        dt.date.fromisoformat(start_date)
+        # Only YYYY-MM-DD, the form daily partition keys take (fromisoformat also reads
+        # 20261101 and 2026-W44-1).
+        dt.datetime.strptime(start_date, "%Y-%m-%d")
+        if len(start_date) != len("YYYY-MM-DD"):
+            raise ValueError(start_date)
     except ValueError as error:
         raise SettingsError(f"{START_DATE}={start_date!r}: expected YYYY-MM-DD") from error
     share = text(MAX_MASKED_SHARE) or "0.2"
