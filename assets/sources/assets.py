@@ -662,6 +662,14 @@ def _stage_gold_sets(
             for frame in kept
             if "source_file" in frame.columns
         ]
+    ignored = sorted(path for path, _ in settled if not _is_gold_set(path))
+    if ignored:
+        # Dropped where no gold set goes: said, or the quality team waits for gold that never
+        # comes.
+        context.log.warning(
+            f"{len(ignored)} file(s) under gold/ not read: a gold set is "
+            f"gold/<project>/<file>.csv or .parquet: {', '.join(ignored[:5])}"
+        )
     for path, _ in settled:
         parts = path.split("/")
         if not _is_gold_set(path):
@@ -733,6 +741,7 @@ def _stage_gold_sets(
             "days": MetadataValue.json(days),
             "projects": MetadataValue.json(sorted(gold["project"].unique().to_list())),
             "unsettled_files": MetadataValue.json(waiting),
+            "ignored_files": MetadataValue.json(ignored),
             "rows_quarantined": MetadataValue.int(quarantine.height),
             "quarantine_preview": markdown_table(quarantine.drop("raw")),
         }

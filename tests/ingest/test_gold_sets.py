@@ -223,3 +223,23 @@ def test_a_gold_row_not_utf8_or_wider_than_the_header_is_quarantined_naming_its_
         ("gold/p/gold.csv", 3, "extra_fields"),
     ]
     assert json.loads(quarantine["raw"][1]) == {"task_id": "t3", "label": "New York"}
+
+
+def test_a_file_under_gold_that_is_not_a_gold_set_is_named_not_silently_skipped(tmp_path):
+    """Only `gold/<project>/<file>.csv|parquet` is a gold set; a TSV, a file straight under
+    `gold/` or one a folder deeper was skipped without a word."""
+    _gold_file(tmp_path, "p", "gold.csv", "task_id,label\nt1,pos\n")
+    _gold_file(tmp_path, "p", "gold.tsv", "task_id\tlabel\nt2\tpos\n")
+    _gold_file(tmp_path, "p/2026", "more.csv", "task_id,label\nt3,pos\n")
+    (tmp_path / "landing" / "gold" / "p.csv").write_text("task_id,label\nt4,pos\n")
+    os.utime(tmp_path / "landing" / "gold" / "p.csv", (1, 1))
+    result, lake = _staged_gold(tmp_path)
+    assert result.success
+    metadata = result.asset_materializations_for_node("gold_sets")[0].metadata
+    assert metadata["ignored_files"].value == [
+        "gold/p.csv",
+        "gold/p/2026/more.csv",
+        "gold/p/gold.tsv",
+    ]
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("task_id").to_series().to_list() == ["t1"]
