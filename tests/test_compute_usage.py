@@ -225,3 +225,26 @@ def test_an_empty_or_awkward_telemetry_drop_costs_its_rows_not_every_day(tmp_pat
     )
     failure = next(e for e in failed.all_events if e.is_step_failure)
     assert "telemetry/earth/odd.csv: missing column 'time'" in str(failure.step_failure_data.error)
+
+
+def test_a_file_under_telemetry_that_is_not_a_drop_is_named_not_silently_skipped(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "landing" / "telemetry" / "earth"
+    (folder / "2026-11").mkdir(parents=True)
+    sample = "time,running\n2026-11-02T01:00:00Z,10\n"
+    (folder / "good.csv").write_text(sample)
+    (folder / "late.tsv").write_text(sample.replace(",", "\t"))
+    (folder / "2026-11" / "deeper.csv").write_text(sample)
+    (tmp_path / "landing" / "telemetry" / "loose.csv").write_text(sample)
+    for path in (tmp_path / "landing" / "telemetry").rglob("*.*"):
+        _age(path, 3600)
+    result, usage = _usage_day(tmp_path, "2026-11-02")
+    assert usage["series_id"].to_list() == ["good"]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["ignored_files"].value == [
+        "telemetry/earth/2026-11/deeper.csv",
+        "telemetry/earth/late.tsv",
+        "telemetry/loose.csv",
+    ]
