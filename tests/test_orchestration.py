@@ -146,6 +146,45 @@ def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its
     assert "exports/reviews/csv/batch-1.csv" in [r.partition_key for r in changed.run_requests]
 
 
+def test_a_file_rewritten_while_its_run_stages_it_is_ingested_again(env):
+    """The run records the version it read, not the one listed after staging: a file a tool
+    rewrote while the run waited for the staging lock was recorded as ingested in its new
+    version, and its new rows were never staged."""
+    import threading
+
+    defs, instance, landing = env
+    path = "exports/reviews/csv/batch-1.csv"
+    export = landing / path
+    export.write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    instance.add_dynamic_partitions("export_files", [path])
+    lake = defs.resources["lake"]
+    finished = []
+    with lake.staging_lock():
+        # The run reads the file, then waits here for the lock this test holds.
+        worker = threading.Thread(
+            target=lambda: finished.append(_run(defs, instance, "ingest_export_job", path))
+        )
+        worker.start()
+
+        def waiting() -> bool:
+            logs = [e.message for e in instance.all_logs(instance.get_runs()[0].run_id)]
+            return any("waiting for another run to finish staging" in m for m in logs)
+
+        deadline = time.time() + 60
+        while not (instance.get_runs() and waiting()) and time.time() < deadline:
+            time.sleep(0.1)
+        assert waiting()
+        export.write_text(
+            HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\nt1,a2,neg,2026-11-02T11:00:00Z,4\n"
+        )
+    worker.join(timeout=120)
+    assert finished and finished[0].success
+    again, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
+    assert [r.partition_key for r in again.run_requests] == [path]
+    assert again.run_requests[0].tags["annotation_pipelines/reason"] == "file changed"
+
+
 def test_landing_sensor_offers_a_file_only_once_it_has_settled(env, monkeypatch):
     defs, instance, landing = env
     monkeypatch.setenv("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "60")

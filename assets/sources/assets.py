@@ -361,6 +361,10 @@ def landing_exports(
     label_set = project_label_set(settings, source=project_settings_path(project))
     coordinates = project_coordinates(settings, source=project_settings_path(project))
     context.log.info(f"ingesting {path} as {format_name} for project {project}")
+    # Listed before the read: a file rewritten while this run stages it then shows a version
+    # other than the one recorded, and the sensor ingests it again. Listed from its folder: a
+    # local zone lists nothing under a file's own path.
+    fingerprint = dict(landing.list_files(path.rsplit("/", 1)[0] + "/")).get(path, "")
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
     result = ingest_bytes(
@@ -386,8 +390,6 @@ def landing_exports(
             f"{path}: {undated} task(s) with no created_at and no valid judgment not staged "
             f"(quarantine reasons: {result.reasons or 'none'})"
         )
-    # Listed from its folder: a local zone lists nothing under a file's own path.
-    fingerprint = dict(landing.list_files(path.rsplit("/", 1)[0] + "/")).get(path, "")
     return MaterializeResult(
         metadata={
             **reconciliation(result),
