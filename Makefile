@@ -78,6 +78,7 @@ JOB ?= daily_annotation_job
 backfill:
 	@test -n "$(FROM)" -a -n "$(TO)" || \
 		{ echo "usage: make backfill FROM=YYYY-MM-DD TO=YYYY-MM-DD [JOB=$(JOB)]" >&2; exit 2; }
+	@$(VENV)/bin/python -m assets.common.backfill_range $(FROM) $(TO) || exit 2
 	$(VENV)/bin/dagster job backfill -w workspace.yaml -j $(JOB) --from $(FROM) --to $(TO) --noprompt
 
 # dg ships in the dev group (it is a developer tool), so `make dev` syncs that group too.

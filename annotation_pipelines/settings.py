@@ -59,6 +59,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeGuard
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,7 +185,11 @@ def load_settings(
     data_dir = Path(text(DATA_DIR) or PROJECT_ROOT / "data").resolve()
     start_date = text(START_DATE) or _start_date_marker(data_dir) or DEFAULT_START_DATE
     try:
-        dt.date.fromisoformat(start_date)
+        # Only YYYY-MM-DD, the form daily partition keys take (fromisoformat also reads
+        # 20261101 and 2026-W44-1).
+        dt.datetime.strptime(start_date, "%Y-%m-%d")
+        if len(start_date) != len("YYYY-MM-DD"):
+            raise ValueError(start_date)
     except ValueError as error:
         raise SettingsError(f"{START_DATE}={start_date!r}: expected YYYY-MM-DD") from error
     share = text(MAX_MASKED_SHARE) or "0.2"
@@ -201,6 +206,13 @@ def load_settings(
     settle = _number(text(LANDING_SETTLE_SECONDS) or "30", name=LANDING_SETTLE_SECONDS, kind=float)
     if settle < 0:
         raise SettingsError(f"{LANDING_SETTLE_SECONDS}={settle!r}: expected seconds >= 0")
+    timezone = text(TIMEZONE) or "UTC"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise SettingsError(
+            f"{TIMEZONE}={timezone!r}: expected an IANA time zone such as UTC or Europe/Berlin"
+        ) from error
     bucket = text(BUCKET)
     if profile == "production" and bucket is None:
         raise SettingsError(f"{BUCKET} is required in the production profile")
@@ -208,7 +220,7 @@ def load_settings(
         profile=profile,
         data_dir=data_dir,
         start_date=start_date,
-        timezone=text(TIMEZONE) or "UTC",
+        timezone=timezone,
         pseudonym_key=_pseudonym_key(text(PSEUDONYM_KEY), profile=profile, env=env),
         alert_webhook=text(ALERT_WEBHOOK),
         phone_region=(text(PHONE_REGION) or "US").upper(),

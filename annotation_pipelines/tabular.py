@@ -119,12 +119,21 @@ def read_input(path: str | Path) -> bytes:
     file when it cannot be read."""
     path = Path(path)
     try:
-        if _gzipped(path):
-            return gzip.decompress(path.read_bytes())
-        return path.read_bytes()
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({first_line(error)})") from error
+    return unpacked(data, name=str(path))
+
+
+def unpacked(data: bytes, *, name: str) -> bytes:
+    """`data` read from the file `name`, decompressed when the name says it is gzipped (as a
+    landing zone file is read); InputError naming the file when it is not gzip."""
+    if not _gzipped(Path(name)):
+        return data
+    try:
+        return gzip.decompress(data)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        what = "not a readable gzip file" if _gzipped(path) else "cannot read"
-        raise InputError(f"{path}: {what} ({first_line(error)})") from error
+        raise InputError(f"{name}: not a readable gzip file ({first_line(error)})") from error
 
 
 def _open_input(path: Path) -> IO[bytes]:

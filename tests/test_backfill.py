@@ -94,3 +94,36 @@ def test_make_backfill_queues_one_run_per_day_and_the_daemon_builds_them(tmp_pat
         judged = pl.read_parquet(data / "lake" / "judgments" / f"day={day}" / "data.parquet")
         assert judged.height > 0, day
         assert (data / "lake" / "quality_report" / f"day={day}" / "data.parquet").exists(), day
+
+
+def test_make_backfill_refuses_a_range_that_is_not_one_of_daily_partitions_naming_why(tmp_path):
+    """Dagster's own answers named neither the range's rule nor the setting behind it: a
+    reversed range ended in `ValueError: max() arg is an empty sequence`, a day before the
+    start date or not yet ended in `invalid value 2026-08-01 for from`."""
+    home, data = quick_queue_home(tmp_path, root=ROOT)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "ANNOTATION_DB_DSN"},
+        "ANNOTATION_PIPELINES_DATA_DIR": str(data),
+        "ANNOTATION_PIPELINES_START_DATE": "2026-09-01",
+    }
+    cases = {
+        ("2026-11-05", "2026-11-02"): "FROM=2026-11-05 is after TO=2026-11-02",
+        ("2026-08-31", "2026-09-02"): (
+            "FROM=2026-08-31 is before the first daily partition, 2026-09-01 "
+            "(ANNOTATION_PIPELINES_START_DATE)"
+        ),
+        ("2026-11-02", "2999-01-01"): "TO=2999-01-01 is after the last daily partition",
+        ("2026-11-2", "2026-11-03"): "FROM=2026-11-2: expected YYYY-MM-DD",
+    }
+    for (start, end), message in cases.items():
+        command = ["make", "--no-print-directory", "backfill", f"FROM={start}", f"TO={end}"]
+        refused = subprocess.run(
+            [*command, f"DAGSTER_HOME={home}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        assert refused.returncode == 2, refused.stderr.decode()[-2000:]
+        assert message in refused.stderr.decode(), refused.stderr.decode()[-2000:]
+    assert DagsterInstance.from_config(str(home)).get_runs() == []

@@ -237,3 +237,74 @@ def test_a_bad_telemetry_sample_is_quarantined_not_the_partition(tmp_path, monke
         ("telemetry/earth/team-a.csv", 11, "workload_class", "unknown_workload_class"),
     ]
     assert "team-a.csv" in metadata["quarantine_preview"].value
+
+
+def test_an_empty_or_awkward_telemetry_drop_costs_its_rows_not_every_day(tmp_path, monkeypatch):
+    """Every day reads every drop, so one file polars could not read (empty, a row wider than
+    the header, a byte that is not UTF-8) failed compute_usage for every day with polars'
+    words, naming no file."""
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "landing" / "telemetry" / "earth"
+    folder.mkdir(parents=True)
+    header = "time,running,pending,total,workload_class\n"
+    (folder / "good.csv").write_text(header + "2026-11-02T01:00:00Z,10,0,64,training\n")
+    (folder / "empty.csv").write_bytes(b"")
+    (folder / "odd.csv").write_bytes(
+        (
+            header
+            + "2026-11-02T02:00:00Z,10,0,64,training,extra\n"
+            + "2026-11-02T03:00:00Z,10,0,64,tr\xe4ining\n"
+            + "2026-11-02T04:00:00Z,10,0,64,inference\n"
+        ).encode("latin-1")
+    )
+    for name in ("good.csv", "empty.csv", "odd.csv"):
+        _age(folder / name, 3600)
+    result, usage = _usage_day(tmp_path, "2026-11-02")
+    assert sorted(usage["series_id"].to_list()) == ["good", "odd"]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["quarantine_reasons"].value == {"extra_fields": 1, "non_utf8": 1}
+    quarantine = pl.read_parquet(
+        tmp_path / "lake" / "quarantine" / "source=telemetry" / "2026-11-02.parquet"
+    ).sort("source_line")
+    assert quarantine.select("source_file", "source_line", "reason").rows() == [
+        ("telemetry/earth/odd.csv", 2, "extra_fields"),
+        ("telemetry/earth/odd.csv", 3, "non_utf8"),
+    ]
+    # A file without the columns fails the run naming it.
+    (folder / "odd.csv").write_text("when,gpus\n2026-11-02T04:00:00Z,3\n")
+    _age(folder / "odd.csv", 3600)
+    failed = (
+        build_definitions(profile="local")
+        .resolve_job_def("compute_usage_job")
+        .execute_in_process(
+            partition_key="2026-11-02",
+            instance=DagsterInstance.ephemeral(),
+            run_config=QUIET,
+            raise_on_error=False,
+        )
+    )
+    failure = next(e for e in failed.all_events if e.is_step_failure)
+    assert "telemetry/earth/odd.csv: missing column 'time'" in str(failure.step_failure_data.error)
+
+
+def test_a_file_under_telemetry_that_is_not_a_drop_is_named_not_silently_skipped(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path))
+    folder = tmp_path / "landing" / "telemetry" / "earth"
+    (folder / "2026-11").mkdir(parents=True)
+    sample = "time,running\n2026-11-02T01:00:00Z,10\n"
+    (folder / "good.csv").write_text(sample)
+    (folder / "late.tsv").write_text(sample.replace(",", "\t"))
+    (folder / "2026-11" / "deeper.csv").write_text(sample)
+    (tmp_path / "landing" / "telemetry" / "loose.csv").write_text(sample)
+    for path in (tmp_path / "landing" / "telemetry").rglob("*.*"):
+        _age(path, 3600)
+    result, usage = _usage_day(tmp_path, "2026-11-02")
+    assert usage["series_id"].to_list() == ["good"]
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["ignored_files"].value == [
+        "telemetry/earth/2026-11/deeper.csv",
+        "telemetry/earth/late.tsv",
+        "telemetry/loose.csv",
+    ]

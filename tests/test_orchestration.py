@@ -146,6 +146,45 @@ def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its
     assert "exports/reviews/csv/batch-1.csv" in [r.partition_key for r in changed.run_requests]
 
 
+def test_a_file_rewritten_while_its_run_stages_it_is_ingested_again(env):
+    """The run records the version it read, not the one listed after staging: a file a tool
+    rewrote while the run waited for the staging lock was recorded as ingested in its new
+    version, and its new rows were never staged."""
+    import threading
+
+    defs, instance, landing = env
+    path = "exports/reviews/csv/batch-1.csv"
+    export = landing / path
+    export.write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    first, _ = _tick(source_sensors.landing_zone_sensor, defs, instance)
+    instance.add_dynamic_partitions("export_files", [path])
+    lake = defs.resources["lake"]
+    finished = []
+    with lake.staging_lock():
+        # The run reads the file, then waits here for the lock this test holds.
+        worker = threading.Thread(
+            target=lambda: finished.append(_run(defs, instance, "ingest_export_job", path))
+        )
+        worker.start()
+
+        def waiting() -> bool:
+            logs = [e.message for e in instance.all_logs(instance.get_runs()[0].run_id)]
+            return any("waiting for another run to finish staging" in m for m in logs)
+
+        deadline = time.time() + 60
+        while not (instance.get_runs() and waiting()) and time.time() < deadline:
+            time.sleep(0.1)
+        assert waiting()
+        export.write_text(
+            HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\nt1,a2,neg,2026-11-02T11:00:00Z,4\n"
+        )
+    worker.join(timeout=120)
+    assert finished and finished[0].success
+    again, _ = _tick(source_sensors.landing_zone_sensor, defs, instance, first.cursor)
+    assert [r.partition_key for r in again.run_requests] == [path]
+    assert again.run_requests[0].tags["annotation_pipelines/reason"] == "file changed"
+
+
 def test_landing_sensor_offers_a_file_only_once_it_has_settled(env, monkeypatch):
     defs, instance, landing = env
     monkeypatch.setenv("ANNOTATION_PIPELINES_LANDING_SETTLE_SECONDS", "60")
@@ -256,6 +295,50 @@ def test_gold_set_sensor_fires_on_change_only(env):
     os.utime(gold / "gold.csv", (10, 10))
     changed, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
     assert len(changed.run_requests) == 1
+
+
+def test_a_changed_label_set_restages_the_gold_sets_it_checks(env):
+    """Gold rows are checked against their project's label set, so a project.json that
+    changes restages them, as it re-ingests the project's exports: a gold label quarantined
+    as unknown_label stayed out after the label set gained it."""
+    defs, instance, landing = env
+    gold = landing / "gold" / "reviews"
+    gold.mkdir(parents=True)
+    (gold / "gold.csv").write_text("task_id,label\nt1,pos\nt2,mixed\n")
+    first, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert len(first.run_requests) == 1
+    settings = landing / "exports" / "reviews" / "project.json"
+    settings.write_text(json.dumps({"label_set": ["pos", "neg", "mixed"]}))
+    changed, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
+    assert len(changed.run_requests) == 1
+    assert changed.run_requests[0].run_key != first.run_requests[0].run_key
+    # Settings of a project without a gold set restage nothing.
+    (landing / "exports" / "other").mkdir()
+    (landing / "exports" / "other" / "project.json").write_text("{}")
+    idle, _ = _tick(source_sensors.gold_set_sensor, defs, instance, changed.cursor)
+    assert not getattr(idle, "run_requests", None)
+
+
+def test_removing_the_last_gold_set_restages_the_gold_sets_without_it(env):
+    defs, instance, landing = env
+    gold = landing / "gold" / "reviews"
+    gold.mkdir(parents=True)
+    (gold / "gold.csv").write_text("task_id,label\nt1,pos\n")
+    first, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert _run_unpartitioned(defs, instance, "gold_sets_job").success
+    (gold / "gold.csv").unlink()
+    removed, _ = _tick(source_sensors.gold_set_sensor, defs, instance, first.cursor)
+    assert len(removed.run_requests) == 1
+    run = _run_unpartitioned(defs, instance, "gold_sets_job")
+    assert run.success
+    lake = defs.resources["lake"]
+    staged = [lake.get_frame(k) for k in lake.list_keys(staging_prefix("gold_labels"))]
+    assert sum(frame.height for frame in staged) == 0
+    idle, _ = _tick(source_sensors.gold_set_sensor, defs, instance, removed.cursor)
+    assert not getattr(idle, "run_requests", None)
+    # A landing zone that never held a gold set has nothing to restage.
+    fresh, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
+    assert not getattr(fresh, "run_requests", None)
 
 
 def test_gold_set_sensor_offers_a_gold_file_only_once_it_has_settled(env, monkeypatch):

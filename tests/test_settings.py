@@ -35,14 +35,25 @@ def test_production_without_a_bucket_names_the_variable():
 def test_unknown_profile_and_malformed_values_are_errors():
     with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_PROFILE"):
         load_settings({"ANNOTATION_PIPELINES_PROFILE": "staging"})
-    with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_START_DATE"):
-        load_settings({"ANNOTATION_PIPELINES_START_DATE": "yesterday"})
+    # Python reads 20261101 and 2026-W44-1 as dates too; Dagster's daily partitions do not,
+    # and failed to load naming no variable.
+    for day in ("yesterday", "20261101", "2026-W44-1"):
+        with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_START_DATE"):
+            load_settings({"ANNOTATION_PIPELINES_START_DATE": day})
     with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_MAX_MASKED_SHARE"):
         load_settings({"ANNOTATION_PIPELINES_MAX_MASKED_SHARE": "2"})
     for days in ("0", "a month"):
         with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS"):
             load_settings({"ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS": days})
     assert load_settings({}).floor_recheck_days == 30
+    # Named here, not by Dagster's "Invalid execution timezone ... for weekly_forecast_schedule"
+    # when the code location loads.
+    for zone in ("Mars/Olympus", "CET+1", "../etc/passwd"):
+        with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_TIMEZONE"):
+            load_settings({"ANNOTATION_PIPELINES_TIMEZONE": zone})
+    assert load_settings({"ANNOTATION_PIPELINES_TIMEZONE": "Europe/Berlin"}).timezone == (
+        "Europe/Berlin"
+    )
     assert load_settings({"ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS": "7"}).floor_recheck_days == 7
 
 

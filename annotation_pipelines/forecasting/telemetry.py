@@ -100,6 +100,7 @@ def validate_usage(
     series_id: str | None = None,
     source: str = "telemetry",
     first_line: int = 1,
+    read_errors: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(canonical `compute_usage` of the good samples, the others as `schema.QUARANTINE` rows
     plus their `time` where it parses).
@@ -110,16 +111,19 @@ def validate_usage(
     is not one of `USAGE_CLASSES` (a "Training " read as a class of its own, planned at the
     unknown class's target). `source_line` is the sample's row counted from `first_line` (2 for
     a CSV with a header: its line in the file). One bad sample costs that sample, not the file.
+    `read_errors`: per row, why the reader could not read it whole (`non_utf8`,
+    `extra_fields`), null for the others; such a sample is quarantined with that reason.
     """
     frame = _canonical_columns(
         frame, time_column=time_column, running_column=running_column,
         pending_column=pending_column, total_column=total_column, cluster=cluster,
-        series_id=series_id,
+        series_id=series_id, source=source,
     )  # fmt: skip
     raw = frame.columns
     parsed = frame.with_row_index("_row", offset=first_line).with_columns(
         _parse_time(frame.schema["time"]).alias("_time"),
         *(pl.col(c).cast(pl.Float64, strict=False).alias(f"_{c}") for c in _NUMBERS),
+        (read_errors if read_errors is not None else pl.lit(None, pl.String)).alias("_read"),
     )
     checks: list[tuple[str, str, pl.Expr]] = [
         ("time", MISSING_FIELD, pl.col("time").is_null()),
@@ -144,12 +148,12 @@ def validate_usage(
             & ~pl.col("workload_class").cast(pl.String).is_in(USAGE_CLASSES),
         )
     )
+    fields = [pl.when(bad.fill_null(False)).then(pl.lit(f)) for f, _, bad in checks]
+    reasons = [pl.when(bad.fill_null(False)).then(pl.lit(r)) for _, r, bad in checks]
     judged = parsed.with_columns(
-        pl.coalesce([pl.when(bad.fill_null(False)).then(pl.lit(f)) for f, _, bad in checks])
-        .alias("_field"),
-        pl.coalesce([pl.when(bad.fill_null(False)).then(pl.lit(r)) for _, r, bad in checks])
-        .alias("_reason"),
-    )  # fmt: skip
+        pl.when(pl.col("_read").is_null()).then(pl.coalesce(fields)).alias("_field"),
+        pl.coalesce([pl.col("_read"), *reasons]).alias("_reason"),
+    )
     good = (
         judged.filter(pl.col("_reason").is_null())
         .with_columns(
@@ -202,9 +206,10 @@ def _canonical_columns(
     total_column: str,
     cluster: str | None,
     series_id: str | None,
+    source: str = "telemetry",
 ) -> pl.DataFrame:
     """`frame` with the canonical column names (Helios' recognised), the absent ones filled,
-    values as read."""
+    values as read; ValueError naming `source` when a column every sample needs is absent."""
     renames = {
         k: v for k, v in HELIOS_COLUMNS.items() if k in frame.columns and v not in frame.columns
     }
@@ -219,7 +224,7 @@ def _canonical_columns(
     for required in ("time", "running"):
         if required not in frame.columns:
             raise ValueError(
-                f"telemetry: missing column {required!r}; have {', '.join(frame.columns)}"
+                f"{source}: missing column {required!r}; have {', '.join(frame.columns)}"
             )
     fill = []
     if "pending" not in frame.columns:

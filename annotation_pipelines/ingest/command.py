@@ -191,13 +191,15 @@ def ingest_command(
 
 def _project_settings(path: Path) -> dict[str, object]:
     try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
+        # Bytes, as the landing zone reads them: JSON's own detection takes a byte order mark.
+        settings = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise click.BadParameter(f"{path}: not a readable JSON file ({error})") from error
     if not isinstance(settings, dict):
         raise click.BadParameter(f"{path}: expected a JSON object", param_hint="--settings")
     # The gate floors are checked by the code the quality step reads them with, so a file this
     # command accepts never fails that step later.
+    from annotation_pipelines.ingest.tables import project_mapping
     from annotation_pipelines.ingest.validation import project_coordinates, project_label_set
     from annotation_pipelines.quality.gates import project_gate_floors
     from annotation_pipelines.scale import project_scale
@@ -207,6 +209,7 @@ def _project_settings(path: Path) -> dict[str, object]:
         project_scale(settings, source=str(path))
         project_label_set(settings, source=str(path))
         project_coordinates(settings, source=str(path))
+        project_mapping(settings, source=str(path))
     except ValueError as error:
         raise click.UsageError(str(error)) from error
     return settings

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +49,7 @@ import polars as pl
 from annotation_pipelines.ingest.ids import non_finite_text, not_an_id, number_text, typed_text
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
+    EXTRA_FIELDS,
     MALFORMED_JSON,
     MAX_RECORD_BYTES,
     NESTING_TOO_DEEP,
@@ -123,6 +126,24 @@ class ColumnMapping:
                 raise ValueError(f"column mapping: {name!r} must name a column, got {column!r}")
             checked[name] = column
         return cls(**checked)
+
+
+def project_mapping(settings: Mapping[str, object], *, source: str) -> ColumnMapping | None:
+    """The column mapping a project's settings declare (`mapping`), None without one.
+    ValueError naming `source` and the field when it is not an object of canonical field →
+    column: read as no mapping, the run would blame the export for the columns it lacks."""
+    mapping = settings.get("mapping")
+    if mapping is None:
+        return None
+    if not isinstance(mapping, dict):
+        raise ValueError(
+            f'{source}: mapping: expected an object like {{"task_id": "question"}}, '
+            f"got {type(mapping).__name__}"
+        )
+    try:
+        return ColumnMapping.from_dict(mapping)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from error
 
 
 _STAGED: dict[str, pl.DataType] = {
@@ -236,14 +257,13 @@ def parse_table(
         raise UnreadableFileError(f"{source_file}: empty file")
     source = format
     if format in ("csv", "tsv"):
-        frame = _read_delimited(data, format=format, source_file=source_file)
-        frame = frame.with_columns(
-            _line=pl.int_range(2, pl.len() + 2, dtype=pl.Int64),
-            # utf8-lossy decoding turned each invalid byte into U+FFFD: flag the row.
-            _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
-            if frame.width
-            else pl.lit(False),
-        )
+        frame = read_delimited(data, format=format, source_file=source_file)
+        frame = frame.with_columns(_line=pl.int_range(2, pl.len() + 2, dtype=pl.Int64))
+        # A blank line (or a row of empty cells, as spreadsheets save them) holds no row, as
+        # a blank line in JSON Lines holds none; later rows keep their numbers.
+        cells = [name for name in frame.columns if not name.startswith("_")]
+        if cells:
+            frame = frame.filter(~pl.all_horizontal(pl.col(cells).is_null()))
         staged = _stage_frame(frame, mapping, source_file, typed=False, kind=kind, unit=coordinates)
     elif format == "parquet":
         try:
@@ -251,7 +271,9 @@ def parse_table(
         except Exception as error:
             raise UnreadableFileError(f"{source_file}: unreadable parquet: {error}") from error
         frame = frame.with_columns(
-            _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64), _bad_bytes=pl.lit(False)
+            _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+            _bad_bytes=pl.lit(False),
+            _extra_fields=pl.lit(False),
         )
         staged = _stage_frame(frame, mapping, source_file, typed=True, kind=kind, unit=coordinates)
     elif format == "jsonl":
@@ -334,15 +356,28 @@ def check_complete(data: bytes, *, separator: bytes, source_file: str) -> None:
         )
 
 
-def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
+def read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFrame:
+    """The rows of CSV/TSV `data` as text, each with `_bad_bytes` (a byte that is not UTF-8,
+    read as U+FFFD) and `_extra_fields` (text past the header's last field, cut off).
+    UnreadableFileError naming `source_file` when the file cannot be read as a table."""
     separator = b"\t" if format == "tsv" else b","
     check_encoding(data, source=source_file, error=UnreadableFileError, fmt=format)
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
     check_complete(data, separator=separator, source_file=source_file)
     try:
-        return pl.read_csv(
+        try:
+            frame = pl.read_csv(
+                data, separator=separator.decode(), infer_schema=False, encoding="utf8-lossy"
+            )
+            return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.lit(False))
+        except pl.exceptions.ComputeError as error:
+            if "more fields" not in str(error):
+                raise
+        # Only a file with a row wider than its header gets here: it is read a second time,
+        # cut to the header, and the rows that lost text are marked.
+        frame = pl.read_csv(
             data,
-            separator="\t" if format == "tsv" else ",",
+            separator=separator.decode(),
             infer_schema=False,
             encoding="utf8-lossy",
             truncate_ragged_lines=True,
@@ -350,6 +385,63 @@ def _read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFra
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UnreadableFileError(f"{source_file}: unreadable {format}: {first}") from error
+    widths = _extra_field_rows(data, separator=separator.decode())
+    if len(widths) != frame.height:
+        raise UnreadableFileError(
+            f"{source_file}: unreadable {format}: rows with more fields than the header, "
+            "which the reader could not match to their records"
+        )
+    return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.Series(widths, dtype=pl.Boolean))
+
+
+def _flag_bad_bytes(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with `_bad_bytes`: utf8-lossy decoding turned each invalid byte into U+FFFD."""
+    return frame.with_columns(
+        _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
+        if frame.width
+        else pl.lit(False)
+    )
+
+
+# The column `read_landing_table` gives each row: why the reader could not read it whole.
+READ_ERROR = "_read_error"
+
+
+def read_landing_table(path: str, data: bytes, *, columns: Sequence[str]) -> pl.DataFrame:
+    """The rows of a CSV or Parquet table the landing zone holds at `path` (a gold set, a
+    telemetry drop) as written, CSV cells as text, each with `READ_ERROR`: `non_utf8` or
+    `extra_fields` for a row the reader could not read whole, null for the others. An emptied
+    file is no rows (of `columns`, as text), as an emptied export is. UnreadableFileError
+    naming the file when it cannot be read as a table or names one of `columns` twice."""
+    if path.endswith(".parquet"):
+        try:
+            frame = pl.read_parquet(data)
+        except Exception as error:
+            raise UnreadableFileError(f"{path}: unreadable parquet: {error}") from error
+        return frame.with_columns(pl.lit(None, pl.String).alias(READ_ERROR))
+    if not data.strip():
+        return pl.DataFrame(schema=dict.fromkeys([*columns, READ_ERROR], pl.String))
+    frame = read_delimited(data, format="csv", source_file=path)
+    repeated = repeated_column(frame.columns, columns)
+    if repeated is not None:
+        raise UnreadableFileError(f"{path}: {repeated}")
+    return frame.select(
+        pl.exclude("_bad_bytes", "_extra_fields"),
+        pl.when(pl.col("_bad_bytes"))
+        .then(pl.lit(NON_UTF8))
+        .when(pl.col("_extra_fields"))
+        .then(pl.lit(EXTRA_FIELDS))
+        .alias(READ_ERROR),
+    )
+
+
+def _extra_field_rows(data: bytes, *, separator: str) -> list[bool]:
+    """For each record after the header of delimited `data`, whether it holds text in a field
+    past the header's last (a trailing empty field loses nothing)."""
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    width = len(next(reader, []))
+    return [any(field.strip() for field in record[width:]) for record in reader]
 
 
 def _table_kind(columns: list[str], mapping: ColumnMapping, kind: str | None) -> str | None:
@@ -451,8 +543,8 @@ def _stage_frame(
         required.extend(getattr(mapping, c) for c in VALUE_COLUMNS[table_kind])
     missing = [name for name in required if name not in frame.columns]
     if missing:
-        # `_line` and `_bad_bytes` were added by the reader; the file has only the others.
-        have = [name for name in frame.columns if name not in ("_line", "_bad_bytes")]
+        # The reader added the columns named with a leading `_`; the file has only the others.
+        have = [name for name in frame.columns if not name.startswith("_")]
         raise UnreadableFileError(
             f"{source_file}: missing column(s) {', '.join(map(repr, missing))}; the file has "
             f"{', '.join(map(repr, have)) or 'no columns'}"
@@ -520,7 +612,10 @@ def _stage_frame(
         submitted_at=column(mapping.submitted_at, keep_type=typed),
         duration_s=column(mapping.duration_s, keep_type=typed),
         source_line=pl.col("_line"),
-        reason=pl.when(pl.col("_bad_bytes")).then(pl.lit(NON_UTF8)),
+        reason=pl.when(pl.col("_bad_bytes"))
+        .then(pl.lit(NON_UTF8))
+        .when(pl.col("_extra_fields"))
+        .then(pl.lit(EXTRA_FIELDS)),
         field=pl.lit(None, pl.String),
         record=pl.struct(original),
         payload=column(mapping.payload),

@@ -60,6 +60,9 @@ from annotation_pipelines.schema import QUARANTINE, UTC_TIMESTAMP
 MALFORMED_JSON = "malformed_json"
 TRUNCATED_FILE = "truncated_file"
 NON_UTF8 = "non_utf8"
+# A CSV/TSV row with text in more fields than its header names: an unquoted separator inside a
+# value (`New York, NY`) shifts or cuts the row, so no field of it can be trusted.
+EXTRA_FIELDS = "extra_fields"
 MISSING_FIELD = "missing_field"
 MISSING_ANNOTATOR = "missing_annotator"
 OVERSIZED_FIELD = "oversized_field"
@@ -87,6 +90,7 @@ REASONS = (
     MALFORMED_JSON,
     TRUNCATED_FILE,
     NON_UTF8,
+    EXTRA_FIELDS,
     MISSING_FIELD,
     MISSING_ANNOTATOR,
     OVERSIZED_FIELD,

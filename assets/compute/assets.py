@@ -9,7 +9,6 @@ within the settle time, or under an upload's temporary name, is left for a later
 """
 
 import datetime as dt
-import io
 
 import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
@@ -17,6 +16,7 @@ from dagster import AssetExecutionContext, MetadataValue, Output, asset
 from annotation_pipelines import schema
 from annotation_pipelines.forecasting import hour_of_day_profile, summarize_usage
 from annotation_pipelines.forecasting.telemetry import allocation_vs_utilization, validate_usage
+from annotation_pipelines.ingest.tables import READ_ERROR, read_landing_table
 from annotation_pipelines.lake import quarantine_key
 from assets.common.metadata import figure, markdown_table
 from assets.common.partitions import daily_partitions
@@ -30,10 +30,10 @@ def _is_telemetry(path: str) -> bool:
 
 def _telemetry_drops(
     landing: LandingZone, day: dt.date
-) -> tuple[list[pl.DataFrame], pl.DataFrame, list[str]]:
+) -> tuple[list[pl.DataFrame], pl.DataFrame, list[str], list[str]]:
     """(the day's rows of every settled telemetry drop, the day's samples of them that
     `validate_usage` quarantined, the drops not read because they were written to within the
-    landing zone's settle time).
+    landing zone's settle time, the settled files under `telemetry/` that are no drop).
 
     A quarantined sample belongs to its day; one whose time is not a time has none and is
     reported with every partition that reads its file."""
@@ -46,19 +46,20 @@ def _telemetry_drops(
         parts = path.split("/")
         if not _is_telemetry(path):
             continue
-        data = io.BytesIO(landing.read_bytes(path))
         parquet = path.endswith(".parquet")
         # Read as text, so a cell that is not a number is that sample's problem, not the file's.
-        raw = pl.read_parquet(data) if parquet else pl.read_csv(data, infer_schema=False)
+        raw = read_landing_table(path, landing.read_bytes(path), columns=("time", "running"))
         usage, quarantine = validate_usage(
-            raw, cluster=parts[1], series_id=parts[2].rsplit(".", 1)[0], source=path,
-            first_line=1 if parquet else 2,
+            raw.drop(READ_ERROR), cluster=parts[1], series_id=parts[2].rsplit(".", 1)[0],
+            source=path, first_line=1 if parquet else 2, read_errors=raw.get_column(READ_ERROR),
         )  # fmt: skip
         frames.append(usage.filter(in_day))
         quarantined.append(
             quarantine.filter(in_day | pl.col("time").is_null()).select(list(schema.QUARANTINE))
         )
-    return frames, pl.concat(quarantined), [path for path in waiting if _is_telemetry(path)]
+    ignored = sorted(path for path, _ in settled if not _is_telemetry(path))
+    waiting = [path for path in waiting if _is_telemetry(path)]
+    return frames, pl.concat(quarantined), waiting, ignored
 
 
 @asset(
@@ -73,8 +74,14 @@ def compute_usage(
 ) -> Output[pl.DataFrame]:
     day = context.partition_key
     parts = [landing.read_synthetic("compute_usage", day, schema.COMPUTE_USAGE)]
-    drops, quarantine, waiting = _telemetry_drops(landing, dt.date.fromisoformat(day))
+    drops, quarantine, waiting, ignored = _telemetry_drops(landing, dt.date.fromisoformat(day))
     parts += drops
+    if ignored:
+        # Dropped where no telemetry goes: said, or its samples are missed without a word.
+        context.log.warning(
+            f"{len(ignored)} file(s) under telemetry/ not read: a drop is "
+            f"telemetry/<cluster>/<series>.csv or .parquet: {', '.join(ignored[:5])}"
+        )
     if waiting:
         # A half-written drop would land truncated rows; the next materialization reads it.
         context.log.warning(
@@ -91,6 +98,7 @@ def compute_usage(
     reasons = dict(quarantine.group_by("reason").len().sort("reason").iter_rows())
     unsettled = {
         "unsettled_files": MetadataValue.json(waiting),
+        "ignored_files": MetadataValue.json(ignored),
         "rows_quarantined": MetadataValue.int(quarantine.height),
         "quarantine_reasons": MetadataValue.json(reasons),
         "quarantine_preview": markdown_table(quarantine.drop("raw")),

@@ -77,11 +77,11 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from annotation_pipelines.ingest import ColumnMapping, ingest_bytes
+from annotation_pipelines.ingest import ingest_bytes
 from annotation_pipelines.ingest.command import where_in_export
 from annotation_pipelines.ingest.postgres import DELETIONS, GOLD_DELETIONS, MIGRATION_FIX
 from annotation_pipelines.ingest.result import set_aside_case_twins
-from annotation_pipelines.ingest.tables import path_line_ids
+from annotation_pipelines.ingest.tables import path_line_ids, project_mapping
 from annotation_pipelines.ingest.validation import (
     OUTSIDE_SCALE,
     project_coordinates,
@@ -142,7 +142,7 @@ from annotation_pipelines.loop.policy import RECOMMENDED
 from annotation_pipelines.loop.writeback import LiveLock, LiveLockLost, StateWrite
 from annotation_pipelines.scale import RatingScale, agreed_scale, project_scale
 from annotation_pipelines.schema import QUARANTINE
-from annotation_pipelines.tabular import InputError, data_row_lines
+from annotation_pipelines.tabular import InputError, data_row_lines, unpacked
 from assets.common.alerts import alert_objects, announce_alerts
 from assets.common.metadata import figure
 from assets.live.compaction import live_projects
@@ -582,18 +582,20 @@ def _fold_files(
         try:
             state_prefix(export.project)
             settings = landing.project_settings(export.project)
-            mapping = settings.get("mapping")
             source = project_settings_path(export.project)
+            mapping = project_mapping(settings, source=source)
             label_set = project_label_set(settings, source=source)
             coordinates = project_coordinates(settings, source=source)
+            # Unpacked as the commands unpack a `.gz` export: the parsers' checks read the bytes.
+            content = unpacked(data, name=export.path)
             result = ingest_bytes(
-                data,
+                content,
                 format=export.format,
                 source_file=export.path,
                 project=export.project,
                 label_set=label_set,
                 scale=file_scale(export.project, settings, db_scales or {}),
-                mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+                mapping=mapping,
                 coordinates=coordinates,
             )
         except (InputError, ValueError) as error:
@@ -632,7 +634,7 @@ def _fold_files(
             logged = FILE_QUARANTINE_SHOWN - sum(frame.height for frame in quarantine)
             if logged > 0 and export.format in ("csv", "tsv"):
                 stored = result.quarantine.head(logged).get_column("source_line").drop_nulls()
-                starts = data_row_lines(data, export.format, [n - 1 for n in stored])
+                starts = data_row_lines(content, export.format, [n - 1 for n in stored])
                 lines.update({(export.path, row + 1): at for row, at in starts.items()})
             quarantine.append(result.quarantine)
         judged = path_line_ids(result.judgments)

@@ -30,7 +30,7 @@ from dagster import (
 )
 
 from annotation_pipelines import schema
-from annotation_pipelines.ingest import ColumnMapping, IngestResult, ingest_bytes
+from annotation_pipelines.ingest import IngestResult, ingest_bytes
 from annotation_pipelines.ingest.ids import non_finite_text
 from annotation_pipelines.ingest.postgres import (
     MIGRATION_FIX,
@@ -39,7 +39,13 @@ from annotation_pipelines.ingest.postgres import (
     partition_by_day,
 )
 from annotation_pipelines.ingest.result import set_aside_before, set_aside_case_twins
-from annotation_pipelines.ingest.tables import named_by_line, path_line_ids
+from annotation_pipelines.ingest.tables import (
+    READ_ERROR,
+    named_by_line,
+    path_line_ids,
+    project_mapping,
+    read_landing_table,
+)
 from annotation_pipelines.ingest.validation import (
     is_safe_project,
     project_coordinates,
@@ -58,7 +64,7 @@ from annotation_pipelines.lake import (
     staging_source,
 )
 from annotation_pipelines.scale import project_scale
-from annotation_pipelines.tabular import padded_count
+from annotation_pipelines.tabular import padded_count, unpacked
 from assets.common.metadata import markdown_table
 from assets.common.partitions import START_DATE
 from resources.annotation_db import AnnotationDatabase
@@ -348,23 +354,28 @@ def landing_exports(
         raise ValueError(f"{path}: not an export path (exports/<project>/<format>/<file>)")
     project, format_name = parsed
     settings = landing.project_settings(project)
-    mapping = settings.get("mapping")
+    mapping = project_mapping(settings, source=project_settings_path(project))
     # A malformed scale fails the run naming the file and field, as a malformed gate floor
     # does: a scale nobody meant would quarantine good answers.
     scale = project_scale(settings, source=project_settings_path(project))
     label_set = project_label_set(settings, source=project_settings_path(project))
     coordinates = project_coordinates(settings, source=project_settings_path(project))
     context.log.info(f"ingesting {path} as {format_name} for project {project}")
+    # Listed before the read: a file rewritten while this run stages it then shows a version
+    # other than the one recorded, and the sensor ingests it again. Listed from its folder: a
+    # local zone lists nothing under a file's own path.
+    fingerprint = dict(landing.list_files(path.rsplit("/", 1)[0] + "/")).get(path, "")
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
     result = ingest_bytes(
-        landing.read_bytes(path),
+        # Unpacked as the commands unpack a `.gz` export: the parsers' checks read the bytes.
+        unpacked(landing.read_bytes(path), name=path),
         format=format_name,
         source_file=path,
         project=project,
         label_set=label_set,
         scale=scale,
-        mapping=ColumnMapping.from_dict(mapping) if isinstance(mapping, dict) else None,
+        mapping=mapping,
         coordinates=coordinates,
     )
     with lake.staging_lock(log=context.log.info):
@@ -379,8 +390,6 @@ def landing_exports(
             f"{path}: {undated} task(s) with no created_at and no valid judgment not staged "
             f"(quarantine reasons: {result.reasons or 'none'})"
         )
-    # Listed from its folder: a local zone lists nothing under a file's own path.
-    fingerprint = dict(landing.list_files(path.rsplit("/", 1)[0] + "/")).get(path, "")
     return MaterializeResult(
         metadata={
             **reconciliation(result),
@@ -666,16 +675,19 @@ def _stage_gold_sets(
             for frame in kept
             if "source_file" in frame.columns
         ]
+    ignored = sorted(path for path, _ in settled if not _is_gold_set(path))
+    if ignored:
+        # Dropped where no gold set goes: said, or the quality team waits for gold that never
+        # comes.
+        context.log.warning(
+            f"{len(ignored)} file(s) under gold/ not read: a gold set is "
+            f"gold/<project>/<file>.csv or .parquet: {', '.join(ignored[:5])}"
+        )
     for path, _ in settled:
         parts = path.split("/")
         if not _is_gold_set(path):
             continue
-        data = landing.read_bytes(path)
-        frame = (
-            pl.read_parquet(data)
-            if path.endswith(".parquet")
-            else pl.read_csv(data, infer_schema=False)
-        )
+        frame = read_landing_table(path, landing.read_bytes(path), columns=("task_id", "label"))
         missing = {"task_id", "label"} - set(frame.columns)
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
@@ -742,6 +754,7 @@ def _stage_gold_sets(
             "days": MetadataValue.json(days),
             "projects": MetadataValue.json(sorted(gold["project"].unique().to_list())),
             "unsettled_files": MetadataValue.json(waiting),
+            "ignored_files": MetadataValue.json(ignored),
             "rows_quarantined": MetadataValue.int(quarantine.height),
             "quarantine_preview": markdown_table(quarantine.drop("raw")),
         }
@@ -798,9 +811,9 @@ def _validated_gold(
         project=pl.lit(project, pl.String),
         submitted_at=pl.lit(now.isoformat(), pl.String),
         source_line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
-        reason=pl.lit(None, pl.String),
+        reason=pl.col(READ_ERROR),
         field=pl.lit(None, pl.String),
-        record=pl.struct(pl.all()),
+        record=pl.struct(pl.exclude(READ_ERROR)),
         **_non_finite_error(frame),
     )
     good, bad = validate(

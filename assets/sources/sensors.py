@@ -236,8 +236,9 @@ def _idle_reason(
     job=gold_sets_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
-    description="A gold set changed in the landing zone → restage it once every gold file has "
-    "settled; quality and curation follow.",
+    description="A gold set, or the project.json its labels are checked against, changed in "
+    "the landing zone → restage the gold sets once every gold file has settled; quality and "
+    "curation follow.",
 )
 def gold_set_sensor(
     context: SensorEvaluationContext, landing: LandingZone
@@ -249,8 +250,14 @@ def gold_set_sensor(
             landing.unsettled_note(waiting, what="gold file(s)", then="offered once they settle")
         )
     files = dict(settled)
+    # Gold rows are checked against their project's label set: a project.json that changes
+    # restages them, as it re-ingests the project's exports.
+    settings = {project_settings_path(path.split("/")[1]) for path in files if path.count("/") == 2}
+    files.update((path, f) for path, f in landing.list_files("exports/") if path in settings)
     fingerprint = json.dumps(files, sort_keys=True)
-    if not files or fingerprint == context.cursor:
+    # No gold file is a change too once some were staged: removing the last gold set has to
+    # unstage it, or its labels gate and anchor the project for good.
+    if fingerprint == (context.cursor or json.dumps({})):
         return SkipReason("gold sets unchanged")
     # A content hash: the built-in hash() of a str differs per process, so two daemons (or one
     # after a restart) would launch the same change twice under different run keys.

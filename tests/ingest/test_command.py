@@ -212,6 +212,22 @@ def test_settings_file_maps_as_the_landing_sensor_does(tmp_path):
     assert run(str(path), "--format", "csv", "--settings", str(settings)).exit_code == 2
 
 
+def test_a_settings_file_saved_with_a_byte_order_mark_is_read_as_the_landing_zone_reads_it(
+    tmp_path,
+):
+    """Notepad saves UTF-8 with a BOM; the landing asset reads such a project.json, and the
+    command refused it (`Unexpected UTF-8 BOM`)."""
+    path = tmp_path / "answers.csv"
+    path.write_text(MAPPED)
+    settings = tmp_path / "project.json"
+    mapping = {"task_id": "question", "annotator_id": "worker", "label": "answer"}
+    text = json.dumps({"mapping": {**mapping, "submitted_at": "time"}, "label_set": ["yes"]})
+    settings.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = run(str(path), "--format", "csv", "--settings", str(settings))
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["rows_loaded"] == 1
+
+
 @pytest.mark.parametrize(
     ("gates", "error"),
     [
@@ -436,6 +452,44 @@ def test_a_gzipped_export_is_read_as_the_other_commands_read_it(tmp_path, suffix
     assert counts["rows_read"] == 2 and counts["rows_loaded"] == 1
     where = "line 2" if suffix == ".jsonl.gz" else "row 2 (line 3)"
     assert f"{path}: {where}, field 'label': unknown_label" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_gzipped_export_in_the_landing_zone_is_read_as_the_command_reads_it(env, fmt):
+    """The landing zone offers `labels.jsonl.gz` as it offers any file of a format folder:
+    its runs read the compressed bytes (every retry failed `no line could be read
+    (non_utf8)`), and a gzipped CSV reached Polars only past checks made on compressed bytes."""
+    import gzip
+
+    defs, instance, landing = env
+    rows = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1"],
+            "annotator_id": ["a1", "a2"],
+            "label": ["pos", "neg"],
+            "submitted_at": ["2026-11-02T10:00:00Z", "2026-11-02T11:00:00Z"],
+        }
+    )
+    folder = landing / "exports" / "p" / fmt
+    folder.mkdir(parents=True, exist_ok=True)
+    plain = write_input(rows, folder / f"labels.{fmt}")
+    path = f"exports/p/{fmt}/labels.{fmt}.gz"
+    (landing / path).write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    instance.add_dynamic_partitions("export_files", [path])
+    run = defs.resolve_job_def("ingest_export_job").execute_in_process(
+        partition_key=path, instance=instance, raise_on_error=False
+    )
+    assert run.success
+    metadata = run.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["rows_loaded"].value == 2 and metadata["rows_quarantined"].value == 0
+    # A file named .gz that is not gzip fails naming it.
+    (landing / path).write_bytes(plain.name.encode())
+    broken = defs.resolve_job_def("ingest_export_job").execute_in_process(
+        partition_key=path, instance=instance, raise_on_error=False
+    )
+    failure = next(e for e in broken.all_events if e.is_step_failure)
+    assert f"{path}: not a readable gzip file" in str(failure.step_failure_data.error)
 
 
 @pytest.mark.parametrize("project", ["my project", "café", "a+b", "_x", "a/b", "..", "con", "p."])

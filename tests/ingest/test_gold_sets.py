@@ -157,3 +157,89 @@ def test_a_parquet_gold_set_with_a_nan_task_id_or_label_quarantines_them_as_wron
         (3, "label", "wrong_type"),
         (4, "label", "wrong_type"),
     ]
+
+
+def _gold_bytes(root, project: str, name: str, data: bytes) -> None:
+    folder = root / "landing" / "gold" / project
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+    os.utime(folder / name, (1, 1))
+
+
+def _staged_gold(tmp_path):
+    lake = LocalLake(base_path=str(tmp_path / "lake"))
+    landing = LocalLandingZone(path=str(tmp_path / "landing"))
+    result = materialize(
+        [gold_sets], resources={"lake": lake, "landing": landing}, raise_on_error=False
+    )
+    return result, lake
+
+
+def test_an_emptied_gold_set_is_no_gold_and_stops_no_other_file(tmp_path):
+    """An emptied gold file is zero rows, as an emptied export is: it failed the run with
+    polars' `empty CSV`, naming no file, and no project's gold was restaged."""
+    _gold_bytes(tmp_path, "p", "cleared.csv", b"")
+    _gold_bytes(tmp_path, "p", "blank.csv", b"\n \n")
+    _gold_file(tmp_path, "q", "gold.csv", "task_id,label\nt1,pos\n")
+    result, lake = _staged_gold(tmp_path)
+    assert result.success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("project", "task_id", "label").rows() == [("q", "t1", "pos")]
+
+
+def _failure(result) -> str:
+    [event] = [event for event in result.all_events if event.is_step_failure]
+    error = event.step_failure_data.error
+    return (error.cause or error).message
+
+
+def test_an_unreadable_gold_set_fails_naming_its_file(tmp_path):
+    # Polars' own words named no file.
+    _gold_bytes(tmp_path, "p", "gold.parquet", b"PAR1 not really")
+    result, _ = _staged_gold(tmp_path)
+    assert not result.success
+    assert "gold/p/gold.parquet: unreadable parquet" in _failure(result)
+    (tmp_path / "landing" / "gold" / "p" / "gold.parquet").unlink()
+    _gold_bytes(tmp_path, "p", "gold.csv", "task_id,label\nt1,pos\n".encode("utf-16"))
+    result, _ = _staged_gold(tmp_path)
+    assert "gold/p/gold.csv: the file is UTF-16 text" in _failure(result)
+    _gold_bytes(tmp_path, "p", "gold.csv", b"task_id,label,label\nt1,pos,neg\n")
+    result, _ = _staged_gold(tmp_path)
+    assert "gold/p/gold.csv: line 1 (header): column 'label' appears 2 times" in _failure(result)
+
+
+def test_a_gold_row_not_utf8_or_wider_than_the_header_is_quarantined_naming_its_row(tmp_path):
+    """Read as an export's rows are: a Latin-1 byte failed the run naming no file, and a label
+    with an unquoted comma (`New York, NY`) failed it too."""
+    text = "task_id,label\nt1,caf\xe9\nt2,pos\nt3,New York, NY\n"
+    _gold_bytes(tmp_path, "p", "gold.csv", text.encode("latin-1"))
+    result, lake = _staged_gold(tmp_path)
+    assert result.success
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("task_id", "label").rows() == [("t2", "pos")]
+    quarantine = lake.get_frame(quarantine_key("gold_sets"))
+    assert quarantine.select("source_file", "source_line", "reason").rows() == [
+        ("gold/p/gold.csv", 1, "non_utf8"),
+        ("gold/p/gold.csv", 3, "extra_fields"),
+    ]
+    assert json.loads(quarantine["raw"][1]) == {"task_id": "t3", "label": "New York"}
+
+
+def test_a_file_under_gold_that_is_not_a_gold_set_is_named_not_silently_skipped(tmp_path):
+    """Only `gold/<project>/<file>.csv|parquet` is a gold set; a TSV, a file straight under
+    `gold/` or one a folder deeper was skipped without a word."""
+    _gold_file(tmp_path, "p", "gold.csv", "task_id,label\nt1,pos\n")
+    _gold_file(tmp_path, "p", "gold.tsv", "task_id\tlabel\nt2\tpos\n")
+    _gold_file(tmp_path, "p/2026", "more.csv", "task_id,label\nt3,pos\n")
+    (tmp_path / "landing" / "gold" / "p.csv").write_text("task_id,label\nt4,pos\n")
+    os.utime(tmp_path / "landing" / "gold" / "p.csv", (1, 1))
+    result, lake = _staged_gold(tmp_path)
+    assert result.success
+    metadata = result.asset_materializations_for_node("gold_sets")[0].metadata
+    assert metadata["ignored_files"].value == [
+        "gold/p.csv",
+        "gold/p/2026/more.csv",
+        "gold/p/gold.tsv",
+    ]
+    [key] = [k for k in lake.list_keys("staging/gold_labels/") if k.endswith("gold_sets.parquet")]
+    assert lake.get_frame(key).select("task_id").to_series().to_list() == ["t1"]

@@ -66,6 +66,58 @@ def test_csv_latin1_row_is_quarantined_as_non_utf8():
     assert result.judgments.height == 1
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_a_row_with_more_fields_than_the_header_is_quarantined_not_cut(fmt):
+    """An unquoted separator in the last column (`New York, NY`) gives the row a field more
+    than the header: the reader cut it off and staged the label `New York`. Empty fields past
+    the header (a trailing separator) lose nothing and still load."""
+    sep = "\t" if fmt == "tsv" else ","
+    lines = [
+        ["task_id", "annotator_id", "submitted_at", "label"],
+        ["t1", "a1", "2026-05-01T10:00:00Z", "pos"],
+        ["t1", "a2", "2026-05-01T10:00:00Z", "neg", " neutral"],
+        ["t2", "a1", '"2026-05-01T10:00:00Z"', '"pos"', "", ""],
+        ["t2", "a2", "2026-05-01T10:00:00Z", "neutral", "", "x"],
+    ]
+    data = "".join(sep.join(line) + "\n" for line in lines).encode()
+    result = ingest(data, fmt)
+    assert result.judgments.select("task_id", "annotator_id", "label").rows() == [
+        ("t1", "a1", "pos"),
+        ("t2", "a1", "pos"),
+    ]
+    assert result.quarantine.select("source_line", "reason").rows() == [
+        (3, "extra_fields"),
+        (5, "extra_fields"),
+    ]
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined == 4
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_blank_lines_are_no_rows_as_in_json_lines(fmt):
+    """A file ending in an empty line (or Excel's rows of empty cells) read each as a row and
+    quarantined it as missing_field; JSON Lines skips blank lines. Later rows keep their
+    numbers."""
+    sep = "\t" if fmt == "tsv" else ","
+    rows = [
+        ["task_id", "annotator_id", "label", "submitted_at"],
+        ["t1", "a1", "pos", "2026-05-01T10:00:00Z"],
+        [],
+        ["t1", "a2", "neg", "2026-05-01T10:00:00Z"],
+        ["", "", "", ""],
+        ["t2", "", "neg", "2026-05-01T10:00:00Z"],
+        [],
+        [],
+    ]
+    data = "\r\n".join(sep.join(row) for row in rows).encode() + b"\r\n"
+    result = ingest(data, fmt)
+    assert result.judgments.select("task_id", "annotator_id", "source_line").rows() == [
+        ("t1", "a1", 2),
+        ("t1", "a2", 4),
+    ]
+    assert result.quarantine.select("source_line", "reason").rows() == [(6, "missing_annotator")]
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined == 3
+
+
 def test_tsv_and_declared_column_mapping():
     data = "question\tworker\tanswer\twhen\n" + "q1\tw1\tpos\t2026-05-01T10:00:00Z\n"
     mapping = ColumnMapping(
