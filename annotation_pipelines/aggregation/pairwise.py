@@ -290,7 +290,10 @@ def _minorize_maximize(
 def _covariance(wins: np.ndarray, scores: np.ndarray, regularization: float) -> np.ndarray:
     _, information = _gradient_hessian(wins, scores, regularization)
     if regularization > 0:
-        return np.linalg.inv(information)
+        # The prior's 1/λ variance along the all-ones direction is the level the comparisons
+        # do not identify; the scores are centred, so it is no part of their uncertainty.
+        centre = np.eye(scores.size) - 1.0 / scores.size
+        return centre @ np.linalg.inv(information) @ centre
     return np.linalg.pinv(information, hermitian=True)
 
 
