@@ -1480,6 +1480,8 @@ def read_kind_inputs(
     )
     if judged.height < answers.height:
         warn(_unjudged_note(answers, judged, gold_path=gold_path, input_path=input_path))
+    if kind == "pairwise":
+        _check_gold_pairs(judged, table.rows, gold_path=gold_path, input_path=input_path)
     if kind == "categorical":
         note = _unanswered_label_note(judged, table.rows, gold_path=gold_path, input=input_path)
         if note is not None:
@@ -1518,6 +1520,29 @@ def _judged_gold(
         f"{_shown_ids(rows.get_column('task_id').unique(maintain_order=True).to_list())}. "
         "Gold anchors only tasks INPUT judged: name tasks the same way in both (the column, "
         "zero padding, a prefix)"
+    )
+
+
+def _check_gold_pairs(
+    gold: pl.DataFrame, rows: pl.DataFrame, *, gold_path: str | Path, input_path: str | Path
+) -> None:
+    """InputError naming the first gold row whose pair (either way round) is not a pair INPUT
+    compares on that task: its winner names neither item compared there, so read as a side
+    it would anchor the task on an answer nobody gave."""
+    items = [pl.col("left").cast(pl.String), pl.col("right").cast(pl.String)]
+    pair = pl.concat_list(pl.min_horizontal(items), pl.max_horizontal(items)).alias("pair")
+    compared = rows.select("task_id", pair).unique()
+    other = gold.with_columns(pair).join(compared, on=["task_id", "pair"], how="anti")
+    if other.height == 0:
+        return
+    record = other.sort(_ROW).row(0, named=True)
+    row, task = int(record[_ROW]), str(record["task_id"])
+    shown = rows.filter(pl.col("task_id") == task).row(0, named=True)
+    line = row_lines(gold_path, [row]).get(row)
+    raise InputError(
+        f"{gold_path}: {position(row, line)}: task {task!r} compares {record['left']!r} and "
+        f"{record['right']!r}, but {input_path} compares {shown['left']!r} and "
+        f"{shown['right']!r} on it; gold answers the pair its task shows"
     )
 
 

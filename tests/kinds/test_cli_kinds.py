@@ -870,3 +870,43 @@ def test_a_list_kind_to_csv_with_some_valid_rows_names_the_formats_that_hold_lis
     assert "CSV cannot hold the list column(s) 'labels'" in result.output
     assert "JSON Lines (.jsonl) or Parquet (.parquet)" in result.output
     assert (tmp_path / "out.csv.quarantine.jsonl").exists() and not output.exists()
+
+
+@pytest.mark.parametrize("command", ["aggregate", "replay"])
+def test_a_pairwise_gold_answer_for_another_pair_is_an_error_naming_its_row(
+    tmp_path: Path, command: str
+) -> None:
+    # Before, the gold winner was read as a side of the task's own pair: gold saying 'zz' beat
+    # 'yy' on a task comparing 'a' and 'b' made replay write 'b' as the task's known answer at
+    # confidence 1.0, and aggregate fit every vote on it reversed.
+    path = _write_lines(
+        tmp_path / "judgments.jsonl",
+        [
+            {"task_id": "t1", "annotator_id": name, "left": "a", "right": "b", "winner": winner}
+            for name, winner in [("w1", "left"), ("w2", "left"), ("w3", "right")]
+        ]
+        + [{"task_id": "t2", "annotator_id": "w1", "left": "b", "right": "c", "winner": "left"}],
+    )
+    gold = _write_lines(
+        tmp_path / "gold.jsonl",
+        [
+            {"task_id": "t2", "left": "c", "right": "b", "winner": "right"},
+            {"task_id": "t1", "left": "zz", "right": "yy", "winner": "left"},
+        ],
+    )
+    result = CliRunner().invoke(
+        main, [command, str(path), "--kind", "pairwise", "--gold", str(gold)]
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        f"{gold}: row 2 (line 2): task 't1' compares 'zz' and 'yy', but {path} compares 'a' "
+        "and 'b' on it; gold answers the pair its task shows"
+    ) in " ".join(result.output.split())
+    # The pair shown the other way round is the task's pair.
+    swapped = _write_lines(
+        tmp_path / "swapped.jsonl", [{"task_id": "t1", "left": "b", "right": "a", "winner": "left"}]
+    )
+    result = CliRunner().invoke(
+        main, [command, str(path), "--kind", "pairwise", "--gold", str(swapped)]
+    )
+    assert result.exit_code == 0, result.output
