@@ -85,6 +85,30 @@ def test_gold_fixes_the_truth_and_gold_score_is_accuracy() -> None:
     assert scores.to_dicts() == [{"annotator_id": "h1", "n_gold": 100, "accuracy": 1.0}]
 
 
+def test_gold_fixes_the_truth_for_the_bradley_terry_baseline_too() -> None:
+    # Before, `--method bradley_terry --gold` wrote the same scores and reliabilities as
+    # without gold: the gold outcomes were read and then not used.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t1", "t2", "t3"],
+            "annotator_id": ["w1", "w2", "w3", "w1", "w2"],
+            "left": ["a", "a", "a", "a", "b"],
+            "right": ["b", "b", "b", "b", "c"],
+            "winner": ["right", "right", "right", "left", "left"],
+        }
+    )
+    gold = pl.DataFrame({"task_id": ["t1"], "left": ["b"], "right": ["a"], "winner": ["right"]})
+    plain = aggregate_pairwise(judgments, method="bradley_terry")
+    anchored = aggregate_pairwise(judgments, method="bradley_terry", gold=gold)
+    assert plain.labels["item"][0] == "b"
+    assert anchored.labels["item"][0] == "a"
+    eta = dict(
+        zip(anchored.annotators["annotator_id"], anchored.annotators["reliability"], strict=True)
+    )
+    # w3 judged only the gold task, against the gold answer.
+    assert eta["w3"] == 0.0
+
+
 def test_majority_per_pair_aligns_order_and_handles_ties() -> None:
     judgments = pl.DataFrame(
         {
