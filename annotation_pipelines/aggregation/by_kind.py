@@ -53,9 +53,9 @@ def aggregate_kind(
 
 # The kinds whose own fit does not already return a gold task's answer at confidence 1: their
 # methods use gold to judge annotators, or anchor it with a finite weight (boxes) or cut it at
-# the crowd's span boundaries (spans). Numeric fixes a gold task's value in the fit itself;
-# pairwise aggregates items, not tasks.
-_GOLD_REPLACES_AGGREGATE = frozenset({"multilabel", "ranking", "spans", "boxes", "text"})
+# the crowd's span boundaries (spans); numeric's plain statistics ignore it, and bias-and-noise
+# clips it to the answers' range. Pairwise aggregates items, not tasks.
+_GOLD_REPLACES_AGGREGATE = frozenset({"numeric", "multilabel", "ranking", "spans", "boxes", "text"})
 
 
 def gold_answers(kind: str, labels: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
@@ -85,6 +85,12 @@ def gold_answers(kind: str, labels: pl.DataFrame, gold: pl.DataFrame) -> pl.Data
     replaced = [
         pl.when(is_gold).then(pl.col("_gold")).otherwise(pl.col(column)).alias(column),
         pl.when(is_gold).then(1.0).otherwise(pl.col("confidence")).alias("confidence"),
+    ]
+    # A known value has no interval around it.
+    replaced += [
+        pl.when(is_gold).then(pl.col("_gold")).otherwise(pl.col(bound)).alias(bound)
+        for bound in ("lo", "hi")
+        if kind == "numeric" and bound in labels.columns
     ]
     probability = labels.schema.get("probability")
     if kind == "multilabel" and isinstance(probability, pl.Struct):

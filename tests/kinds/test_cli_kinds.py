@@ -496,6 +496,38 @@ def test_numeric_gold_anchors_the_fit(tmp_path: Path) -> None:
     assert f"{bad_gold}: row 1 (line 1), field 'value'" in result.output
 
 
+@pytest.mark.parametrize("method", ["bias_noise", "mean", "median", "trimmed_mean"])
+def test_a_numeric_gold_task_is_its_gold_value_at_confidence_one(
+    tmp_path: Path, method: str
+) -> None:
+    # Before, mean, median and trimmed_mean wrote the crowd's mean (3.5 at 0.5) and bias_noise
+    # the gold value clipped to the answers' range (3.0 at 1.0), where gold said 1.25.
+    path = _write_lines(
+        tmp_path / "judgments.jsonl",
+        [
+            {"task_id": task, "annotator_id": annotator, "value": value}
+            for task, annotator, value in [
+                ("t1", "a", 3),
+                ("t1", "b", 4),
+                ("t2", "a", 3),
+                ("t2", "b", 5),
+            ]
+        ],
+    )
+    gold = _write_lines(tmp_path / "gold.jsonl", [{"task_id": "t1", "value": 1.25}])
+    output = tmp_path / "out.jsonl"
+    base = [str(path), "--kind", "numeric", "--method", method, "--gold", str(gold)]
+    result = _invoke(aggregate_command, [*base, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    row = pl.read_ndjson(output).filter(pl.col("task_id") == "t1").to_dicts()[0]
+    assert row == {"task_id": "t1", "value": 1.25, "confidence": 1.0, "lo": 1.25, "hi": 1.25}
+    replayed = tmp_path / "replay.jsonl"
+    result = CliRunner().invoke(main, ["replay", *base, "--output", str(replayed)])
+    assert result.exit_code == 0, result.output
+    row = pl.read_ndjson(replayed).filter(pl.col("task_id") == "t1").to_dicts()[0]
+    assert row == {"task_id": "t1", "value": 1.25, "confidence": 1.0}
+
+
 def test_the_installed_command_holds_the_contract(tmp_path: Path) -> None:
     """Once through the console script itself, as a user's shell runs it."""
     path = write_input(judgments("spans"), tmp_path / "spans.parquet")
