@@ -522,8 +522,9 @@ def check_output_folder(path: str | Path) -> None:
 
 def check_list_output(path: str | Path, list_columns: Sequence[str]) -> Path:
     """`path` if its format holds `list_columns`, else InputError naming the formats that do.
-    A command checks this once its input is read, before its work: whether the input's rows
-    are valid is what its user needs to know first, and it costs a read, not a fit."""
+    The commands check it with the rest of `--output`, before INPUT is read: the options alone
+    decide it, and a read of a large file (with its quarantine file) would come first for
+    nothing."""
     path = Path(path)
     if list_columns and path.suffix.lower() == ".csv":
         raise InputError(

@@ -863,45 +863,33 @@ def test_numeric_aggregate_names_the_answers_set_aside(tmp_path: Path) -> None:
     assert mean.exit_code == 0 and not mean.stderr
 
 
+@pytest.mark.parametrize("command", ["aggregate", "replay"])
 @pytest.mark.parametrize("kind", ["multilabel", "ranking", "spans", "boxes"])
-def test_a_list_kind_to_csv_reports_its_invalid_rows_before_refusing_the_format(
-    tmp_path: Path, kind: str
+def test_a_list_kind_to_csv_is_refused_before_its_input_is_read(
+    tmp_path: Path, command: str, kind: str
 ) -> None:
-    # Every row holds a scalar where the kind wants a list: that is what the user must fix
-    # first, not the output's extension; the quarantine says which rows, as for any output.
+    # Before, INPUT was read and checked first, so a large file's whole read (and its
+    # quarantine file) came before a refusal the options alone decide.
     (column,) = VALUE_COLUMNS[kind]
-    path = tmp_path / "answers.csv"
-    path.write_text(f"task_id,annotator_id,{column}\nt1,a1,0\nt1,a2,1\nt2,a1,1\n")
-    output = tmp_path / "out.csv"
-    result = CliRunner().invoke(
-        aggregate_command, [str(path), "--kind", kind, "--output", str(output)]
-    )
-    assert result.exit_code == 1
-    assert "no valid rows: all 3 were quarantined" in result.output, result.output
-    assert "CSV cannot hold" not in result.output
-    quarantined = (tmp_path / "out.csv.quarantine.jsonl").read_text().splitlines()
-    assert len(quarantined) == 3 and not output.exists()
-
-
-def test_a_list_kind_to_csv_with_some_valid_rows_names_the_formats_that_hold_lists(
-    tmp_path: Path,
-) -> None:
     path = _write_lines(
         tmp_path / "answers.jsonl",
         [
-            {"task_id": "t1", "annotator_id": "a1", "labels": ["x"]},
-            {"task_id": "t1", "annotator_id": "a2", "labels": 7},
+            {"task_id": "t1", "annotator_id": "a1", column: []},
+            {"task_id": "t1", "annotator_id": "a2", column: 7},
         ],
     )
     output = tmp_path / "out.csv"
-    result = CliRunner().invoke(
-        aggregate_command, [str(path), "--kind", "multilabel", "--output", str(output)]
-    )
-    assert result.exit_code == 1
-    assert "1 of 2 rows quarantined" in result.output, result.output
-    assert "CSV cannot hold the list column(s) 'labels'" in result.output
-    assert "JSON Lines (.jsonl) or Parquet (.parquet)" in result.output
-    assert (tmp_path / "out.csv.quarantine.jsonl").exists() and not output.exists()
+    for source in (path, tmp_path / "absent.jsonl"):
+        result = CliRunner().invoke(
+            main, [command, str(source), "--kind", kind, "--output", str(output)]
+        )
+        assert result.exit_code == 1, result.output
+        assert (
+            f"{output}: CSV cannot hold the list column(s) '{column}'; write JSON Lines (.jsonl) "
+            "or Parquet (.parquet), which hold lists"
+        ) in " ".join(result.output.split())
+        assert "quarantined" not in result.output and "absent" not in result.output
+        assert not (tmp_path / "out.csv.quarantine.jsonl").exists() and not output.exists()
 
 
 @pytest.mark.parametrize("command", ["aggregate", "replay"])
