@@ -437,23 +437,38 @@ def _first_non_utf8(path: Path, *, separator: str) -> str | None:
 
 def _first_bad_record(path: Path, *, separator: str) -> str | None:
     with _open_text(path) as handle:
-        reader = csv.reader(handle, delimiter=separator, strict=True)
-        row, start = 0, 1
-        try:
-            header = next(reader, None)
-            if header is None:
-                return None
-            width = len(header)
+        return first_bad_record(handle, separator=separator)
+
+
+def first_bad_record(text: Iterable[str], *, separator: str) -> str | None:
+    """Where and why the delimited `text` (lines, as a file opened with newline="" gives
+    them) breaks: the first record with more fields than the header, a quote never closed, or
+    a quoted field that goes on after its closing quote; None when the csv module reads it."""
+    reader = csv.reader(text, delimiter=separator, strict=True)
+    row, start = 0, 1
+    try:
+        header = next(reader, None)
+        if header is None:
+            return None
+        width = len(header)
+        start = reader.line_num + 1
+        for row, record in enumerate(reader, start=1):
+            if len(record) > width:
+                return f"{position(row, start)}: {len(record)} fields, the header has {width}"
             start = reader.line_num + 1
-            for row, record in enumerate(reader, start=1):
-                if len(record) > width:
-                    return f"{position(row, start)}: {len(record)} fields, the header has {width}"
-                start = reader.line_num + 1
-        except csv.Error as error:
-            row_text = "line 1 (header)" if start == 1 else position(row + 1, start)
-            if "unexpected end of data" in str(error) or "EOF" in str(error):
-                return f"{row_text}: a quoted field is never closed (the file ends inside it)"
-            return f"{row_text}: {error}"
+    except csv.Error as error:
+        row_text = "line 1 (header)" if start == 1 else position(row + 1, start)
+        if "unexpected end of data" in str(error) or "EOF" in str(error):
+            return f"{row_text}: a quoted field is never closed (the file ends inside it)"
+        if "expected after" in str(error):
+            # Free text often opens with a quote (`"Stop," he said.`), most of all in TSV,
+            # which has no quoting of its own but is read with CSV's.
+            return (
+                f"{row_text}: a field that starts with a quote is read as quoted, and this one "
+                "goes on after its closing quote; quote the whole field and double the quotes "
+                "in it"
+            )
+        return f"{row_text}: {error}"
     return None
 
 
