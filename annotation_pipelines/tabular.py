@@ -66,6 +66,7 @@ from annotation_pipelines.kinds import (
     WINNERS,
     blank,
     blank_text,
+    boxes_in_task_unit,
     check_kind,
 )
 from annotation_pipelines.scale import RatingScale
@@ -761,6 +762,9 @@ def read_kind_table(
     fmt = _checked_format(path)
     schema: dict[str, pl.DataType] = {name: pl.String() for name in ids}
     schema.update({name: VALUE_DTYPES[name] for name in canonical})
+    if kind == "boxes":
+        # Carried through the read so each task's boxes can be put in one unit at its end.
+        schema.update({name: CONTEXT_DTYPES[name] for name in BOX_CONTEXT})
     plain = pl.DataFrame(schema={**schema, _ROW: pl.Int64()})
     if fmt == "jsonl":
         records = _jsonl_records(path, columns=needed, options=column_options)
@@ -779,7 +783,14 @@ def read_kind_table(
             frame, kind=kind, ids=ids, sources=sources, context=context, unit=coordinates
         )
         if split is not None:
-            plain, frame = split
+            good, frame = split
+            plain = good.with_columns(
+                pl.lit(None, plain.schema[name]).alias(name)
+                for name in plain.columns
+                if name not in good.columns
+            ).select(plain.columns)
+            if kind == "boxes" and coordinates is not None:
+                plain = plain.with_columns(pl.col("coordinates").fill_null(coordinates))
         # The rows cast to text would spell a NaN id "NaN": they go through the per-row
         # check with their floats, which refuses them as it refuses a JSON NaN.
         records = itertools.chain(_frame_records(non_finite), _frame_records(frame))
@@ -823,6 +834,9 @@ def read_kind_table(
     replaced = pl.DataFrame()
     if annotator_column is not None and kind in ONE_JUDGMENT_PER_ANNOTATOR:
         result, replaced = _latest_judgments(result)
+    if kind == "boxes":
+        result = boxes_in_task_unit(result).drop(BOX_CONTEXT)
+        replaced = replaced.drop(BOX_CONTEXT, strict=False)
     shown = {**ids, **({"label": sources["label"]} if kind == "categorical" else {})}
     padded = padded_values(result, list(shown), order=[_ROW])
     lines = row_lines(
@@ -1045,7 +1059,7 @@ def _plain_rows(
         *_plain_value(kind),
         *(_plain_context(typed, unit) if context or unit else ()),
     ).fill_null(False)
-    good = typed.filter(plain).drop(context)
+    good = typed.filter(plain)
     doubtful = frame.join(good.select(_ROW), on=_ROW, how="anti", maintain_order="left")
     return good, doubtful
 
@@ -1331,6 +1345,8 @@ def _value(
             given = {name: record.get(name) for name in BOX_CONTEXT}
             raw.update(box_context(declared_unit(given, unit)))
         value = normalize(kind, raw, text_cells=text_cells)
+        if kind == "boxes":
+            value.update({name: raw[name] for name in BOX_CONTEXT})
     except ValueShapeError as error:
         raise _Refused(sources.get(error.field, error.field), error.reason, str(error)) from None
     for name, source in sources.items():

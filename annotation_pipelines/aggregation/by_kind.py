@@ -14,7 +14,7 @@ import polars as pl
 
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.registry import AUTO, kind_method
-from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+from annotation_pipelines.kinds import VALUE_COLUMNS, boxes_in_task_unit, check_kind
 
 
 def aggregate_kind(
@@ -45,6 +45,8 @@ def aggregate_kind(
             iterations=result.iterations,
         )
     declared = kind_method(kind, method)
+    if kind == "boxes":
+        judgments = boxes_in_task_unit(judgments)
     aggregated = declared.aggregate(judgments, method=declared.name, gold=gold, **options)
     if kind in _GOLD_REPLACES_AGGREGATE and gold is not None and gold.height:
         aggregated = replace(aggregated, labels=gold_answers(kind, aggregated.labels, gold))
