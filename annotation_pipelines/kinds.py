@@ -196,3 +196,63 @@ def document_texts(tasks: pl.DataFrame) -> pl.DataFrame:
             "and not exactly one string value, so which one the span offsets index is unknown"
         )
     return texts
+
+
+def boxes_in_task_unit(judgments: pl.DataFrame) -> pl.DataFrame:
+    """`judgments` of boxes with each task's boxes in one unit: the one most of its judgments
+    give (`coordinates`; the first in sorted order on a tie), a judgment in the other unit
+    converted through its image's `image_width` and `image_height`.
+
+    Boxes are matched and fused as numbers, so a task judged with a percent tool (Label
+    Studio) and a pixel one (Ground Truth) would read one object as two. A judgment whose image
+    size is unknown cannot be converted and stays as written; a frame without the unit and size
+    columns is returned as it is."""
+    if any(name not in judgments.columns for name in ("boxes", *BOX_CONTEXT)):
+        return judgments
+    if judgments.get_column("coordinates").drop_nulls().n_unique() < 2:
+        return judgments  # one unit throughout (the usual case): nothing to convert
+    task_unit = judgments.group_by("task_id").agg(
+        pl.col("coordinates").drop_nulls().mode().sort().first().alias("_unit")
+    )
+    frame = judgments.with_row_index("_index").join(
+        task_unit, on="task_id", how="left", maintain_order="left"
+    )
+    converts = (
+        (pl.col("coordinates") != pl.col("_unit"))
+        & pl.col("image_width").is_not_null()
+        & pl.col("image_height").is_not_null()
+    ).fill_null(False)
+    moved = frame.filter(converts)
+    if moved.height == 0:
+        return judgments
+    to_percent = pl.col("_unit") == "percent"
+    factor = {
+        axis: pl.when(to_percent).then(100.0 / pl.col(size)).otherwise(pl.col(size) / 100.0)
+        for axis, size in (("x", "image_width"), ("y", "image_height"))
+    }
+    box = pl.col("boxes")
+    fields = [
+        (
+            box.struct.field(name) * factor[name[0]]
+            if name in ("x_min", "y_min", "x_max", "y_max")
+            else box.struct.field(name)
+        ).alias(name)
+        for name in BOX.to_schema()
+    ]
+    converted = (
+        moved.select("_index", "_unit", "image_width", "image_height", "boxes")
+        .explode("boxes")
+        .select(
+            "_index", "_unit", pl.when(box.is_not_null()).then(pl.struct(fields)).alias("boxes")
+        )
+        .group_by("_index", maintain_order=True)
+        .agg(pl.col("_unit").first(), pl.col("boxes").drop_nulls())
+    )
+    return (
+        frame.join(converted, on="_index", how="left", suffix="_converted")
+        .with_columns(
+            pl.coalesce("boxes_converted", "boxes").cast(judgments.schema["boxes"]).alias("boxes"),
+            pl.coalesce("_unit_converted", "coordinates").alias("coordinates"),
+        )
+        .select(judgments.columns)
+    )

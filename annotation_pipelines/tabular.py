@@ -66,6 +66,7 @@ from annotation_pipelines.kinds import (
     WINNERS,
     blank,
     blank_text,
+    boxes_in_task_unit,
     check_kind,
 )
 from annotation_pipelines.scale import RatingScale
@@ -446,23 +447,38 @@ def _first_non_utf8(path: Path, *, separator: str) -> str | None:
 
 def _first_bad_record(path: Path, *, separator: str) -> str | None:
     with _open_text(path) as handle:
-        reader = csv.reader(handle, delimiter=separator, strict=True)
-        row, start = 0, 1
-        try:
-            header = next(reader, None)
-            if header is None:
-                return None
-            width = len(header)
+        return first_bad_record(handle, separator=separator)
+
+
+def first_bad_record(text: Iterable[str], *, separator: str) -> str | None:
+    """Where and why the delimited `text` (lines, as a file opened with newline="" gives
+    them) breaks: the first record with more fields than the header, a quote never closed, or
+    a quoted field that goes on after its closing quote; None when the csv module reads it."""
+    reader = csv.reader(text, delimiter=separator, strict=True)
+    row, start = 0, 1
+    try:
+        header = next(reader, None)
+        if header is None:
+            return None
+        width = len(header)
+        start = reader.line_num + 1
+        for row, record in enumerate(reader, start=1):
+            if len(record) > width:
+                return f"{position(row, start)}: {len(record)} fields, the header has {width}"
             start = reader.line_num + 1
-            for row, record in enumerate(reader, start=1):
-                if len(record) > width:
-                    return f"{position(row, start)}: {len(record)} fields, the header has {width}"
-                start = reader.line_num + 1
-        except csv.Error as error:
-            row_text = "line 1 (header)" if start == 1 else position(row + 1, start)
-            if "unexpected end of data" in str(error) or "EOF" in str(error):
-                return f"{row_text}: a quoted field is never closed (the file ends inside it)"
-            return f"{row_text}: {error}"
+    except csv.Error as error:
+        row_text = "line 1 (header)" if start == 1 else position(row + 1, start)
+        if "unexpected end of data" in str(error) or "EOF" in str(error):
+            return f"{row_text}: a quoted field is never closed (the file ends inside it)"
+        if "expected after" in str(error):
+            # Free text often opens with a quote (`"Stop," he said.`), most of all in TSV,
+            # which has no quoting of its own but is read with CSV's.
+            return (
+                f"{row_text}: a field that starts with a quote is read as quoted, and this one "
+                "goes on after its closing quote; quote the whole field and double the quotes "
+                "in it"
+            )
+        return f"{row_text}: {error}"
     return None
 
 
@@ -531,8 +547,9 @@ def check_output_folder(path: str | Path) -> None:
 
 def check_list_output(path: str | Path, list_columns: Sequence[str]) -> Path:
     """`path` if its format holds `list_columns`, else InputError naming the formats that do.
-    A command checks this once its input is read, before its work: whether the input's rows
-    are valid is what its user needs to know first, and it costs a read, not a fit."""
+    The commands check it with the rest of `--output`, before INPUT is read: the options alone
+    decide it, and a read of a large file (with its quarantine file) would come first for
+    nothing."""
     path = Path(path)
     if list_columns and path.suffix.lower() == ".csv":
         raise InputError(
@@ -754,6 +771,9 @@ def read_kind_table(
     fmt = _checked_format(path)
     schema: dict[str, pl.DataType] = {name: pl.String() for name in ids}
     schema.update({name: VALUE_DTYPES[name] for name in canonical})
+    if kind == "boxes":
+        # Carried through the read so each task's boxes can be put in one unit at its end.
+        schema.update({name: CONTEXT_DTYPES[name] for name in BOX_CONTEXT})
     plain = pl.DataFrame(schema={**schema, _ROW: pl.Int64()})
     if fmt == "jsonl":
         records = _jsonl_records(path, columns=needed, options=column_options)
@@ -772,7 +792,14 @@ def read_kind_table(
             frame, kind=kind, ids=ids, sources=sources, context=context, unit=coordinates
         )
         if split is not None:
-            plain, frame = split
+            good, frame = split
+            plain = good.with_columns(
+                pl.lit(None, plain.schema[name]).alias(name)
+                for name in plain.columns
+                if name not in good.columns
+            ).select(plain.columns)
+            if kind == "boxes" and coordinates is not None:
+                plain = plain.with_columns(pl.col("coordinates").fill_null(coordinates))
         # The rows cast to text would spell a NaN id "NaN": they go through the per-row
         # check with their floats, which refuses them as it refuses a JSON NaN.
         records = itertools.chain(_frame_records(non_finite), _frame_records(frame))
@@ -816,6 +843,9 @@ def read_kind_table(
     replaced = pl.DataFrame()
     if annotator_column is not None and kind in ONE_JUDGMENT_PER_ANNOTATOR:
         result, replaced = _latest_judgments(result)
+    if kind == "boxes":
+        result = boxes_in_task_unit(result).drop(BOX_CONTEXT)
+        replaced = replaced.drop(BOX_CONTEXT, strict=False)
     shown = {**ids, **({"label": sources["label"]} if kind == "categorical" else {})}
     padded = padded_values(result, list(shown), order=[_ROW])
     lines = row_lines(
@@ -1038,7 +1068,7 @@ def _plain_rows(
         *_plain_value(kind),
         *(_plain_context(typed, unit) if context or unit else ()),
     ).fill_null(False)
-    good = typed.filter(plain).drop(context)
+    good = typed.filter(plain)
     doubtful = frame.join(good.select(_ROW), on=_ROW, how="anti", maintain_order="left")
     return good, doubtful
 
@@ -1324,6 +1354,8 @@ def _value(
             given = {name: record.get(name) for name in BOX_CONTEXT}
             raw.update(box_context(declared_unit(given, unit)))
         value = normalize(kind, raw, text_cells=text_cells)
+        if kind == "boxes":
+            value.update({name: raw[name] for name in BOX_CONTEXT})
     except ValueShapeError as error:
         raise _Refused(sources.get(error.field, error.field), error.reason, str(error)) from None
     for name, source in sources.items():
@@ -1489,6 +1521,8 @@ def read_kind_inputs(
     )
     if judged.height < answers.height:
         warn(_unjudged_note(answers, judged, gold_path=gold_path, input_path=input_path))
+    if kind == "pairwise":
+        _check_gold_pairs(judged, table.rows, gold_path=gold_path, input_path=input_path)
     if kind == "categorical":
         note = _unanswered_label_note(judged, table.rows, gold_path=gold_path, input=input_path)
         if note is not None:
@@ -1527,6 +1561,29 @@ def _judged_gold(
         f"{_shown_ids(rows.get_column('task_id').unique(maintain_order=True).to_list())}. "
         "Gold anchors only tasks INPUT judged: name tasks the same way in both (the column, "
         "zero padding, a prefix)"
+    )
+
+
+def _check_gold_pairs(
+    gold: pl.DataFrame, rows: pl.DataFrame, *, gold_path: str | Path, input_path: str | Path
+) -> None:
+    """InputError naming the first gold row whose pair (either way round) is not a pair INPUT
+    compares on that task: its winner names neither item compared there, so read as a side
+    it would anchor the task on an answer nobody gave."""
+    items = [pl.col("left").cast(pl.String), pl.col("right").cast(pl.String)]
+    pair = pl.concat_list(pl.min_horizontal(items), pl.max_horizontal(items)).alias("pair")
+    compared = rows.select("task_id", pair).unique()
+    other = gold.with_columns(pair).join(compared, on=["task_id", "pair"], how="anti")
+    if other.height == 0:
+        return
+    record = other.sort(_ROW).row(0, named=True)
+    row, task = int(record[_ROW]), str(record["task_id"])
+    shown = rows.filter(pl.col("task_id") == task).row(0, named=True)
+    line = row_lines(gold_path, [row]).get(row)
+    raise InputError(
+        f"{gold_path}: {position(row, line)}: task {task!r} compares {record['left']!r} and "
+        f"{record['right']!r}, but {input_path} compares {shown['left']!r} and "
+        f"{shown['right']!r} on it; gold answers the pair its task shows"
     )
 
 

@@ -14,7 +14,7 @@ import polars as pl
 
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.registry import AUTO, kind_method
-from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+from annotation_pipelines.kinds import VALUE_COLUMNS, boxes_in_task_unit, check_kind
 
 
 def aggregate_kind(
@@ -45,6 +45,8 @@ def aggregate_kind(
             iterations=result.iterations,
         )
     declared = kind_method(kind, method)
+    if kind == "boxes":
+        judgments = boxes_in_task_unit(judgments)
     aggregated = declared.aggregate(judgments, method=declared.name, gold=gold, **options)
     if kind in _GOLD_REPLACES_AGGREGATE and gold is not None and gold.height:
         aggregated = replace(aggregated, labels=gold_answers(kind, aggregated.labels, gold))
@@ -53,9 +55,9 @@ def aggregate_kind(
 
 # The kinds whose own fit does not already return a gold task's answer at confidence 1: their
 # methods use gold to judge annotators, or anchor it with a finite weight (boxes) or cut it at
-# the crowd's span boundaries (spans). Numeric fixes a gold task's value in the fit itself;
-# pairwise aggregates items, not tasks.
-_GOLD_REPLACES_AGGREGATE = frozenset({"multilabel", "ranking", "spans", "boxes", "text"})
+# the crowd's span boundaries (spans); numeric's plain statistics ignore it, and bias-and-noise
+# clips it to the answers' range. Pairwise aggregates items, not tasks.
+_GOLD_REPLACES_AGGREGATE = frozenset({"numeric", "multilabel", "ranking", "spans", "boxes", "text"})
 
 
 def gold_answers(kind: str, labels: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
@@ -85,6 +87,12 @@ def gold_answers(kind: str, labels: pl.DataFrame, gold: pl.DataFrame) -> pl.Data
     replaced = [
         pl.when(is_gold).then(pl.col("_gold")).otherwise(pl.col(column)).alias(column),
         pl.when(is_gold).then(1.0).otherwise(pl.col("confidence")).alias("confidence"),
+    ]
+    # A known value has no interval around it.
+    replaced += [
+        pl.when(is_gold).then(pl.col("_gold")).otherwise(pl.col(bound)).alias(bound)
+        for bound in ("lo", "hi")
+        if kind == "numeric" and bound in labels.columns
     ]
     probability = labels.schema.get("probability")
     if kind == "multilabel" and isinstance(probability, pl.Struct):

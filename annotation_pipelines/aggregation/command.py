@@ -64,7 +64,6 @@ from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.tabular import (
     GoldJudgesNothing,
     InputError,
-    check_list_output,
     check_output_path,
     column_options,
     position,
@@ -169,8 +168,8 @@ def aggregate_command(
         )
     try:
         if output_path is not None:
-            # Whether the format holds the kind's lists is checked once INPUT is read.
-            check_output_path(output_path, inputs=(input_path, gold_path))
+            nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]
+            check_output_path(output_path, inputs=(input_path, gold_path), list_columns=nested)
         if kind == DEFAULT_KIND:
             result = _aggregate_categorical(
                 input_path,
@@ -281,9 +280,6 @@ def _aggregate_kind(
         row_column=_FILE_ROW,
         coordinates=coordinates,
     )
-    if output_path is not None:
-        nested = [c for c in VALUE_COLUMNS[kind] if VALUE_DTYPES[c].is_nested()]
-        check_list_output(output_path, nested)
     # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
     from annotation_pipelines.aggregation.by_kind import aggregate_kind
 

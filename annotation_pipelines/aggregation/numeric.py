@@ -737,7 +737,12 @@ def _bias_noise(
     pooled = _robust_mean_square(ratings - task_mean[tasks])
     if not pooled > 0:
         spread = float(np.var(ratings))
-        if spread > 0 or unmeasured_variance is None:
+        if n_by_task.size and (n_by_task > 1).all():
+            # Every task rated twice or more and every one's answers equal: the noise
+            # measured is none, not the spread of the answers across tasks. (With lone
+            # ratings beside them, that spread stays the prior their intervals read.)
+            pooled = 1e-6
+        elif spread > 0 or unmeasured_variance is None:
             pooled = max(spread, 1e-6)
         else:
             pooled = unmeasured_variance

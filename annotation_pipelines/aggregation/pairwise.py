@@ -290,7 +290,10 @@ def _minorize_maximize(
 def _covariance(wins: np.ndarray, scores: np.ndarray, regularization: float) -> np.ndarray:
     _, information = _gradient_hessian(wins, scores, regularization)
     if regularization > 0:
-        return np.linalg.inv(information)
+        # The prior's 1/λ variance along the all-ones direction is the level the comparisons
+        # do not identify; the scores are centred, so it is no part of their uncertainty.
+        centre = np.eye(scores.size) - 1.0 / scores.size
+        return centre @ np.linalg.inv(information) @ centre
     return np.linalg.pinv(information, hermitian=True)
 
 
@@ -351,8 +354,11 @@ def aggregate_pairwise(
     iterations, converged = 0, method == "bradley_terry"
     truly_preferred = np.where(decisive, 1.0, 0.5)
     if method == "bradley_terry":
+        # A gold comparison's outcome is known: it is fit and scored as gold says.
+        known = ~np.isnan(fixed)
+        truly_preferred = np.where(decisive & known, fixed, truly_preferred)
         scores = _fit_soft(preferred, other, truly_preferred, n_items, regularization, scores)
-        agrees = expit(scores[preferred] - scores[other])
+        agrees = np.where(known, fixed, expit(scores[preferred] - scores[other]))
         eta = np.bincount(annotators, weights=decisive * agrees, minlength=n_annotators) / (
             np.maximum(n_by_annotator, 1)
         )

@@ -41,6 +41,8 @@ spells it one way whichever form its annotators typed (the judgments keep theirs
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 from rapidfuzz.distance import Levenshtein
@@ -50,6 +52,7 @@ from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.agreement.distances import edit_pair_distances
 
 TEXT_METHODS = ("consensus", "medoid", "rover")
+_WORD = re.compile(r"(\S+)")
 _EPSILON = 0.05
 
 
@@ -294,14 +297,19 @@ def _rover(
     pivots: np.ndarray,
     weights: np.ndarray,
 ) -> list[str]:
-    """Word-level weighted vote of every answer aligned to its task's pivot answer."""
-    words = [text.split() for text in texts.to_list()]
+    """Word-level weighted vote of every answer aligned to its task's pivot answer, written
+    with the pivot's own whitespace (line breaks, indents) between the words it keeps and
+    none around the whole."""
+    answers = texts.to_list()
+    words = [text.split() for text in answers]
     order = np.argsort(tasks, kind="stable")
     bounds = np.flatnonzero(np.diff(tasks[order])) + 1
     fused: list[str] = [""] * pivots.shape[0]
     for group in np.split(order, bounds):
         task = int(tasks[group[0]])
         pivot = words[int(pivots[task])]
+        # gaps[k]: the pivot's whitespace before its word k (a line break, an indent), k >= 1.
+        gaps = _WORD.split(answers[int(pivots[task])])[0::2]
         slots: list[dict[str, float]] = [{} for _ in pivot]
         inserted: list[dict[str, float]] = [{} for _ in range(len(pivot) + 1)]
         total = 0.0
@@ -330,17 +338,18 @@ def _rover(
                     cell[phrase] = cell.get(phrase, 0.0) + weight
             for index, word in enumerate(matched):
                 slots[index][word] = slots[index].get(word, 0.0) + weight
-        output: list[str] = []
+        # (whitespace before, word): a pivot slot's word keeps the pivot's whitespace before it.
+        output: list[tuple[str, str]] = []
         for index in range(len(pivot) + 1):
             if inserted[index]:
                 phrase, support = max(inserted[index].items(), key=lambda item: item[1])
                 if support > total / 2:
-                    output.append(phrase)
+                    output.append((" ", phrase))
             if index < len(pivot):
                 word, _ = max(
                     slots[index].items(), key=lambda item: (item[1], item[0] == pivot[index])
                 )
                 if word:
-                    output.append(word)
-        fused[task] = " ".join(output)
+                    output.append((gaps[index] if index else " ", word))
+        fused[task] = "".join(space + word for space, word in output).lstrip()
     return fused

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from annotation_pipelines.kinds import VALUE_COLUMNS, check_kind
+from annotation_pipelines.kinds import VALUE_COLUMNS, boxes_in_task_unit, check_kind
 from annotation_pipelines.numbers import finite
 
 PairDistance = Callable[[pl.Series, pl.Series], np.ndarray]
@@ -131,6 +131,8 @@ def _values(judgments: pl.DataFrame, kind: str) -> pl.DataFrame:
             f"have {', '.join(judgments.columns)}"
         )
     value = pl.col(columns[0]) if len(columns) == 1 else pl.struct(list(columns))
+    if kind == "boxes":
+        judgments = boxes_in_task_unit(judgments)
     return (
         judgments.filter(pl.all_horizontal([pl.col(c).is_not_null() for c in columns]))
         .select(pl.col("task_id").cast(pl.String), "annotator_id", value=value)

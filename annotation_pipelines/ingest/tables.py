@@ -80,7 +80,12 @@ from annotation_pipelines.kinds import (
     document_and_key,
 )
 from annotation_pipelines.scale import RatingScale
-from annotation_pipelines.tabular import check_column_count, check_encoding, repeated_column
+from annotation_pipelines.tabular import (
+    check_column_count,
+    check_encoding,
+    first_bad_record,
+    repeated_column,
+)
 
 _REQUIRED_FIELDS = frozenset({"task_id", "annotator_id", "label", "submitted_at"})
 
@@ -383,6 +388,10 @@ def read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFram
             truncate_ragged_lines=True,
         )
     except Exception as error:
+        text = io.StringIO(data.decode("utf-8", "replace"), newline="")
+        found = first_bad_record(text, separator=separator.decode())
+        if found is not None:
+            raise UnreadableFileError(f"{source_file}: {found}") from error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UnreadableFileError(f"{source_file}: unreadable {format}: {first}") from error
     widths = _extra_field_rows(data, separator=separator.decode())

@@ -76,6 +76,15 @@ def _label(field: str, raw: dict[str, Any]) -> str | None:
     is not blank."""
     label = raw.get("label")
     if label is None:
+        # Label Studio keeps a region's labels in a list under its control's type (`labels`,
+        # `rectanglelabels`, ...): read as no label, the region would outvote its annotators.
+        listed = [key for key in raw if isinstance(key, str) and key.endswith("labels")]
+        if listed and "label" not in raw:
+            raise ValueShapeError(
+                field,
+                f"{field}: a region's label is one string under 'label', got "
+                f"{listed[0]!r}: {raw[listed[0]]!r:.60}",
+            )
         return None
     text = _string(label)
     if text is None:

@@ -57,7 +57,6 @@ from annotation_pipelines.tabular import (
     GoldCoverage,
     GoldJudgesNothing,
     InputError,
-    check_list_output,
     check_output_path,
     column_options,
     quarantine_path,
@@ -185,8 +184,9 @@ def replay_command(
         )
     try:
         if output_path is not None:
-            # Whether the format holds the kind's lists is checked once INPUT is read.
-            check_output_path(output_path, inputs=(input_path, gold_path))
+            check_output_path(
+                output_path, inputs=(input_path, gold_path), list_columns=_list_columns(kind)
+            )
         try:
             options = replace(
                 RECOMMENDED,
@@ -214,8 +214,6 @@ def replay_command(
             coordinates=coordinates,
             on_gold=coverage.append,
         )
-        if output_path is not None:
-            check_list_output(output_path, _list_columns(kind))
         file_rows = judgments.get_column(_FILE_ROW)
         judgments = judgments.drop(_FILE_ROW)
         if budget_judgments(judgments.height, options) < 1:

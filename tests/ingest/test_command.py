@@ -576,3 +576,27 @@ def test_label_studio_rows_are_named_by_task_and_annotation(tmp_path):
         and row.endswith(": outside_text: spans: span 1 [10, 99) PER ends past the text")
         for row in shown
     ), shown
+
+
+def test_a_tsv_field_that_opens_a_quote_it_does_not_close_names_its_record(tmp_path):
+    # A free-text answer that starts with a quote (`"Stop," he said.`) is read as a quoted
+    # field. Before, ingest said only `unreadable tsv: CSV malformed: expected 0 rows, actual 4
+    # rows, in chunk starting at row_offset 1, length 64`, and the commands named the record
+    # with the csv module's `'\t' expected after '"'`.
+    path = tmp_path / "answers.tsv"
+    path.write_text(
+        "task_id\tannotator_id\ttext\tsubmitted_at\n"
+        "t1\ta\tfine\t2026-01-01T00:00:00Z\n"
+        't1\tb\t"Stop," he said.\t2026-01-01T00:00:00Z\n'
+        "t1\tc\tStop, he said.\t2026-01-01T00:00:00Z\n"
+    )
+    message = (
+        f"{path}: row 2 (line 3): a field that starts with a quote is read as quoted, and this "
+        "one goes on after its closing quote; quote the whole field and double the quotes in it"
+    )
+    result = CliRunner().invoke(main, ["ingest", str(path), "--format", "tsv", "--kind", "text"])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split()), result.output
+    result = CliRunner().invoke(main, ["aggregate", str(path), "--kind", "text"])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split()), result.output

@@ -169,3 +169,40 @@ def test_label_studio_rectangle_with_no_width_is_an_empty_box() -> None:
     result = ingest_label_studio(tasks)
     assert result.judgments.height == 1
     assert result.quarantine.select("reason", "field").rows() == [("empty_box", "boxes")]
+
+
+@pytest.mark.parametrize(
+    ("kind", "region", "words"),
+    [
+        (
+            "spans",
+            {"start": 0, "end": 3, "labels": ["PER"]},
+            "spans: a region's label is one string under 'label', got 'labels': ['PER']",
+        ),
+        (
+            "boxes",
+            {"x_min": 0, "y_min": 0, "x_max": 5, "y_max": 5, "rectanglelabels": ["car"]},
+            "boxes: a region's label is one string under 'label', got 'rectanglelabels': ['car']",
+        ),
+    ],
+)
+def test_a_label_under_a_label_studio_key_is_refused_not_dropped(
+    tmp_path: Path, kind: str, region: dict[str, Any], words: str
+) -> None:
+    # Label Studio keeps a region's labels in a list under `labels` (`rectanglelabels`, ...);
+    # a table written from its results as they are read that key. Before, the label was
+    # dropped without a word and the region counted as unlabelled, outvoting the annotators
+    # who labelled it (a PER span at confidence 0.667 where all three marked PER).
+    (column,) = VALUE_COLUMNS[kind]
+    path = tmp_path / "judgments.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _records(kind, {column: [region]})))
+    result = CliRunner().invoke(aggregate_command, [str(path), "--kind", kind])
+    assert result.exit_code == 0, result.output
+    assert f"row 3 (line 3), field '{column}': wrong_type: {words}" in result.stderr
+    rows = [
+        {"kind": kind, "submitted_at": CREATED, **r} for r in _records(kind, {column: [region]})
+    ]
+    ingested = ingest_table("\n".join(json.dumps(r) for r in rows).encode(), "jsonl")
+    assert ingested.quarantine.select("source_line", "reason", "field").rows() == [
+        (3, "wrong_type", column)
+    ]

@@ -173,3 +173,46 @@ def test_a_nan_id_in_a_parquet_float_column_is_wrong_type_in_the_commands(tmp_pa
         in result.stderr
     )
     assert "row 4, field 'label': wrong_type: label: expected a scalar, got inf" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_one_object_drawn_in_pixels_and_in_percent_is_one_object(
+    tmp_path: Path, suffix: str
+) -> None:
+    # Before, boxes were matched as numbers whatever their unit: annotator a's pixel box was
+    # dropped as a second object nobody else drew (the others' box fused at 0.976) and
+    # agreement read 0.333 where all three agree.
+    image = {"image_width": 640, "image_height": 480}
+    path = _write(
+        [
+            {
+                "task_id": "t1",
+                "annotator_id": "a",
+                "boxes": [_box(64.0, 48.0, 256.0, 192.0)],
+                "coordinates": "pixel",
+                **image,
+            },
+            *(
+                {
+                    "task_id": "t1",
+                    "annotator_id": name,
+                    "boxes": [INSIDE],
+                    "coordinates": "percent",
+                    **image,
+                }
+                for name in ("b", "c")
+            ),
+        ],
+        tmp_path / f"mixed{suffix}",
+    )
+    output = tmp_path / "fused.jsonl"
+    result = CliRunner().invoke(
+        main, ["aggregate", str(path), "--kind", "boxes", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    (fused,) = pl.read_ndjson(output).to_dicts()
+    (box,) = fused["boxes"]
+    assert box == pytest.approx({**INSIDE, "confidence": 1.0})
+    result = CliRunner().invoke(main, ["agreement", str(path), "--kind", "boxes"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["mean_pairwise_agreement"] == pytest.approx(1.0)

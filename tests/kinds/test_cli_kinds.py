@@ -496,6 +496,38 @@ def test_numeric_gold_anchors_the_fit(tmp_path: Path) -> None:
     assert f"{bad_gold}: row 1 (line 1), field 'value'" in result.output
 
 
+@pytest.mark.parametrize("method", ["bias_noise", "mean", "median", "trimmed_mean"])
+def test_a_numeric_gold_task_is_its_gold_value_at_confidence_one(
+    tmp_path: Path, method: str
+) -> None:
+    # Before, mean, median and trimmed_mean wrote the crowd's mean (3.5 at 0.5) and bias_noise
+    # the gold value clipped to the answers' range (3.0 at 1.0), where gold said 1.25.
+    path = _write_lines(
+        tmp_path / "judgments.jsonl",
+        [
+            {"task_id": task, "annotator_id": annotator, "value": value}
+            for task, annotator, value in [
+                ("t1", "a", 3),
+                ("t1", "b", 4),
+                ("t2", "a", 3),
+                ("t2", "b", 5),
+            ]
+        ],
+    )
+    gold = _write_lines(tmp_path / "gold.jsonl", [{"task_id": "t1", "value": 1.25}])
+    output = tmp_path / "out.jsonl"
+    base = [str(path), "--kind", "numeric", "--method", method, "--gold", str(gold)]
+    result = _invoke(aggregate_command, [*base, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    row = pl.read_ndjson(output).filter(pl.col("task_id") == "t1").to_dicts()[0]
+    assert row == {"task_id": "t1", "value": 1.25, "confidence": 1.0, "lo": 1.25, "hi": 1.25}
+    replayed = tmp_path / "replay.jsonl"
+    result = CliRunner().invoke(main, ["replay", *base, "--output", str(replayed)])
+    assert result.exit_code == 0, result.output
+    row = pl.read_ndjson(replayed).filter(pl.col("task_id") == "t1").to_dicts()[0]
+    assert row == {"task_id": "t1", "value": 1.25, "confidence": 1.0}
+
+
 def test_the_installed_command_holds_the_contract(tmp_path: Path) -> None:
     """Once through the console script itself, as a user's shell runs it."""
     path = write_input(judgments("spans"), tmp_path / "spans.parquet")
@@ -831,42 +863,70 @@ def test_numeric_aggregate_names_the_answers_set_aside(tmp_path: Path) -> None:
     assert mean.exit_code == 0 and not mean.stderr
 
 
+@pytest.mark.parametrize("command", ["aggregate", "replay"])
 @pytest.mark.parametrize("kind", ["multilabel", "ranking", "spans", "boxes"])
-def test_a_list_kind_to_csv_reports_its_invalid_rows_before_refusing_the_format(
-    tmp_path: Path, kind: str
+def test_a_list_kind_to_csv_is_refused_before_its_input_is_read(
+    tmp_path: Path, command: str, kind: str
 ) -> None:
-    # Every row holds a scalar where the kind wants a list: that is what the user must fix
-    # first, not the output's extension; the quarantine says which rows, as for any output.
+    # Before, INPUT was read and checked first, so a large file's whole read (and its
+    # quarantine file) came before a refusal the options alone decide.
     (column,) = VALUE_COLUMNS[kind]
-    path = tmp_path / "answers.csv"
-    path.write_text(f"task_id,annotator_id,{column}\nt1,a1,0\nt1,a2,1\nt2,a1,1\n")
-    output = tmp_path / "out.csv"
-    result = CliRunner().invoke(
-        aggregate_command, [str(path), "--kind", kind, "--output", str(output)]
-    )
-    assert result.exit_code == 1
-    assert "no valid rows: all 3 were quarantined" in result.output, result.output
-    assert "CSV cannot hold" not in result.output
-    quarantined = (tmp_path / "out.csv.quarantine.jsonl").read_text().splitlines()
-    assert len(quarantined) == 3 and not output.exists()
-
-
-def test_a_list_kind_to_csv_with_some_valid_rows_names_the_formats_that_hold_lists(
-    tmp_path: Path,
-) -> None:
     path = _write_lines(
         tmp_path / "answers.jsonl",
         [
-            {"task_id": "t1", "annotator_id": "a1", "labels": ["x"]},
-            {"task_id": "t1", "annotator_id": "a2", "labels": 7},
+            {"task_id": "t1", "annotator_id": "a1", column: []},
+            {"task_id": "t1", "annotator_id": "a2", column: 7},
         ],
     )
     output = tmp_path / "out.csv"
-    result = CliRunner().invoke(
-        aggregate_command, [str(path), "--kind", "multilabel", "--output", str(output)]
+    for source in (path, tmp_path / "absent.jsonl"):
+        result = CliRunner().invoke(
+            main, [command, str(source), "--kind", kind, "--output", str(output)]
+        )
+        assert result.exit_code == 1, result.output
+        assert (
+            f"{output}: CSV cannot hold the list column(s) '{column}'; write JSON Lines (.jsonl) "
+            "or Parquet (.parquet), which hold lists"
+        ) in " ".join(result.output.split())
+        assert "quarantined" not in result.output and "absent" not in result.output
+        assert not (tmp_path / "out.csv.quarantine.jsonl").exists() and not output.exists()
+
+
+@pytest.mark.parametrize("command", ["aggregate", "replay"])
+def test_a_pairwise_gold_answer_for_another_pair_is_an_error_naming_its_row(
+    tmp_path: Path, command: str
+) -> None:
+    # Before, the gold winner was read as a side of the task's own pair: gold saying 'zz' beat
+    # 'yy' on a task comparing 'a' and 'b' made replay write 'b' as the task's known answer at
+    # confidence 1.0, and aggregate fit every vote on it reversed.
+    path = _write_lines(
+        tmp_path / "judgments.jsonl",
+        [
+            {"task_id": "t1", "annotator_id": name, "left": "a", "right": "b", "winner": winner}
+            for name, winner in [("w1", "left"), ("w2", "left"), ("w3", "right")]
+        ]
+        + [{"task_id": "t2", "annotator_id": "w1", "left": "b", "right": "c", "winner": "left"}],
     )
-    assert result.exit_code == 1
-    assert "1 of 2 rows quarantined" in result.output, result.output
-    assert "CSV cannot hold the list column(s) 'labels'" in result.output
-    assert "JSON Lines (.jsonl) or Parquet (.parquet)" in result.output
-    assert (tmp_path / "out.csv.quarantine.jsonl").exists() and not output.exists()
+    gold = _write_lines(
+        tmp_path / "gold.jsonl",
+        [
+            {"task_id": "t2", "left": "c", "right": "b", "winner": "right"},
+            {"task_id": "t1", "left": "zz", "right": "yy", "winner": "left"},
+        ],
+    )
+    result = CliRunner().invoke(
+        main, [command, str(path), "--kind", "pairwise", "--gold", str(gold)]
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        f"{gold}: row 2 (line 2): task 't1' compares 'zz' and 'yy', but {path} compares 'a' "
+        "and 'b' on it; gold answers the pair its task shows"
+    ) in " ".join(result.output.split())
+    # The pair shown the other way round is the task's pair.
+    swapped = _write_lines(
+        tmp_path / "swapped.jsonl", [{"task_id": "t1", "left": "b", "right": "a", "winner": "left"}]
+    )
+    result = CliRunner().invoke(
+        main, [command, str(path), "--kind", "pairwise", "--gold", str(swapped)]
+    )
+    assert result.exit_code == 0, result.output

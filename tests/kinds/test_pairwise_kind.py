@@ -85,6 +85,30 @@ def test_gold_fixes_the_truth_and_gold_score_is_accuracy() -> None:
     assert scores.to_dicts() == [{"annotator_id": "h1", "n_gold": 100, "accuracy": 1.0}]
 
 
+def test_gold_fixes_the_truth_for_the_bradley_terry_baseline_too() -> None:
+    # Before, `--method bradley_terry --gold` wrote the same scores and reliabilities as
+    # without gold: the gold outcomes were read and then not used.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t1", "t2", "t3"],
+            "annotator_id": ["w1", "w2", "w3", "w1", "w2"],
+            "left": ["a", "a", "a", "a", "b"],
+            "right": ["b", "b", "b", "b", "c"],
+            "winner": ["right", "right", "right", "left", "left"],
+        }
+    )
+    gold = pl.DataFrame({"task_id": ["t1"], "left": ["b"], "right": ["a"], "winner": ["right"]})
+    plain = aggregate_pairwise(judgments, method="bradley_terry")
+    anchored = aggregate_pairwise(judgments, method="bradley_terry", gold=gold)
+    assert plain.labels["item"][0] == "b"
+    assert anchored.labels["item"][0] == "a"
+    eta = dict(
+        zip(anchored.annotators["annotator_id"], anchored.annotators["reliability"], strict=True)
+    )
+    # w3 judged only the gold task, against the gold answer.
+    assert eta["w3"] == 0.0
+
+
 def test_majority_per_pair_aligns_order_and_handles_ties() -> None:
     judgments = pl.DataFrame(
         {
@@ -135,3 +159,29 @@ def test_write_preference_pairs(tmp_path) -> None:
     ]
     with pytest.raises(ValueError, match="no row for task '1'"):
         write_preference_pairs(judgments, tasks.filter(pl.col("task_id") == "2"), path)
+
+
+def test_intervals_are_those_of_the_centred_scores_not_of_the_prior_on_their_level() -> None:
+    # The Gaussian prior that keeps scores finite also puts a variance of 1/λ on the level the
+    # comparisons do not identify (every score shifted alike); the scores are centred, so that
+    # direction is not theirs. At λ = 0.01 it made every interval about ±8 wide on 400
+    # comparisons of 8 items, where the unregularised fit's are about ±0.5.
+    judgments, _ = _comparisons(seed=1, n_items=8, n_comparisons=400)
+    honest = judgments.filter(pl.col("annotator_id").str.starts_with("h"))
+    unregularised = bradley_terry(honest, left_column="left", right_column="right")
+    ours = aggregate_pairwise(honest, method="bradley_terry", regularization=0.01)
+    joined = ours.labels.join(unregularised.rename({"item_id": "item"}), on="item")
+    np.testing.assert_allclose(
+        joined["hi"] - joined["lo"], joined["high"] - joined["low"], rtol=0.02
+    )
+    # Crowd-BT's soft wins carry less than the plain ones, so its intervals are wider, but of
+    # the same order.
+    crowd = aggregate_pairwise(honest, regularization=0.01).labels
+    assert (
+        (crowd["hi"] - crowd["lo"]) < 2 * (unregularised["high"] - unregularised["low"]).max()
+    ).all()
+    regularised = bradley_terry(
+        honest, left_column="left", right_column="right", regularization=0.01
+    )
+    joined = regularised.join(unregularised, on="item_id", suffix="_plain")
+    np.testing.assert_allclose(joined["standard_error"], joined["standard_error_plain"], rtol=0.02)

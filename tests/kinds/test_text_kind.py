@@ -99,6 +99,33 @@ def test_rover_fixes_words_no_single_answer_has_right() -> None:
     assert chosen in judgments["text"].to_list()
 
 
+def test_rover_keeps_the_pivot_answers_line_breaks_and_spacing() -> None:
+    # Before, words were re-joined with single spaces: three identical letters came back as
+    # "Dear Sir, Thank you. Regards" at confidence 0.9, and every transcription lost its lines.
+    letter = "Dear Sir,\n\nThank you.  Regards"
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["1"] * 3 + ["2"] * 3,
+            "annotator_id": ["a", "b", "c"] * 2,
+            "text": [letter] * 3 + ["line one\nline two", "line one\nline two", "line one\nline 2"],
+        }
+    )
+    labels = aggregate_text(judgments, method="rover").labels.sort("task_id")
+    assert labels["text"].to_list() == [letter, "line one\nline two"]
+    assert labels["confidence"][0] == 1.0
+    # A word the pivot lacks, inserted by most annotators, still joins with a space.
+    inserted = pl.DataFrame(
+        {
+            "task_id": ["1"] * 3,
+            "annotator_id": ["a", "b", "c"],
+            "text": ["the cat\nsat", "the black cat\nsat", "the black cat\nsat"],
+        }
+    )
+    fused = aggregate_text(inserted, method="rover").labels["text"][0]
+    assert fused.split() == ["the", "black", "cat", "sat"]
+    assert "\n" in fused
+
+
 def test_single_answer_task_and_gold() -> None:
     judgments = pl.DataFrame(
         {

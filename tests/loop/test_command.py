@@ -121,9 +121,10 @@ def test_option_errors_are_usage_errors_named_by_option_before_reading(tmp_path:
         assert result.exit_code == 2, result.output
         assert "--method" in result.output and "dawid_skene" in result.output
         assert "no such file" not in result.output
-    # A CSV output for a list kind is refused once INPUT is read: its rows come first.
+    # A CSV output for a list kind is refused before INPUT is read, as other outputs are.
     result = CliRunner().invoke(main, ["replay", absent, "--kind", "spans", "--output", "s.csv"])
-    assert result.exit_code == 1 and "CSV cannot hold" not in result.output, result.output
+    assert result.exit_code == 1 and "CSV cannot hold" in result.output, result.output
+    assert "no such file" not in result.output
 
 
 def test_value_col_names_the_label_column_too(tmp_path: Path) -> None:
