@@ -19,10 +19,11 @@ from annotation_pipelines.ingest.postgres import (
     ADOPT_SQL,
     MIGRATIONS_TABLE,
     SQL_DIR,
+    MigrationFailed,
     apply_schema,
     migration_files,
 )
-from tests.services import migrated_before
+from tests.services import fresh_database, migrated_before, tool_and_pipelines_roles
 
 pytestmark = pytest.mark.services
 
@@ -126,6 +127,7 @@ def test_a_frameworks_schema_migrations_is_left_as_it_was(postgres_dsn):
             ("(1, 'create_users')", "(2, 'add_email')", "(10, 'schema')"),
         ),
     ],
+    ids=["golang-migrate", "dbmate", "same-shape"],
 )
 def test_small_foreign_versions_do_not_stand_for_ours(postgres_dsn, schema, ddl, rows):
     _foreign(postgres_dsn, schema, ddl, *rows)
@@ -217,3 +219,26 @@ def test_schema_sql_takes_the_versions_over_as_apply_schema_does():
     )
     for path in SQL_DIR.glob("*.sql"):
         assert "schema_migrations" not in path.read_text().replace(ADOPT_SQL.read_text(), "")
+
+
+def test_a_role_that_may_not_create_the_table_says_who_must_migrate():
+    """The version table is new: the live run's role, if it may not create tables in the
+    schema, fails naming the fix, and once a DBA has run `migrate` it finds everything
+    recorded and needs no such privilege again."""
+    with (
+        fresh_database("migration_table") as database,
+        tool_and_pipelines_roles(database) as (_, pipelines),
+    ):
+        owner = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        role = pipelines.split("//")[1].split("@")[0]
+        with psycopg.connect(owner, autocommit=True) as connection:
+            connection.execute(f"ALTER TABLE {MIGRATIONS_TABLE} RENAME TO schema_migrations")
+            connection.execute(f"REVOKE CREATE ON SCHEMA public FROM {role}")
+        with pytest.raises(MigrationFailed) as failed:
+            apply_schema(pipelines)
+        message = str(failed.value)
+        assert message.startswith("migration 1 (schema) on ")
+        assert "permission denied for schema public" in message
+        assert "as a role that may create tables in the schema" in message
+        assert _migrate(owner, "public")["applied"] == [v for v in ALL if v >= 6]
+        assert apply_schema(pipelines) == []
