@@ -211,7 +211,7 @@ def tool_and_pipelines_roles(database: str) -> Iterator[tuple[str, str]]:
                 # pipelines' role applied migrations 2-5 itself: later migrations alter them.
                 f"ALTER TABLE task_requests OWNER TO {pipelines}",
                 f"ALTER TABLE annotator_actions OWNER TO {pipelines}",
-                f"ALTER TABLE schema_migrations OWNER TO {pipelines}",
+                f"ALTER TABLE annotation_pipelines_migrations OWNER TO {pipelines}",
                 f"ALTER FUNCTION annotator_actions_keep_revoked() OWNER TO {pipelines}",
                 f"GRANT USAGE ON SCHEMA public TO {tool}",
                 f"GRANT CREATE, USAGE ON SCHEMA public TO {pipelines}",

@@ -34,7 +34,7 @@ def migrate_command(dsn: str | None, schema: str) -> None:
     from annotation_pipelines.ingest.postgres import (
         MigrationFailed,
         applied_migrations,
-        apply_schema,
+        migrate_schema,
         validate_identifier,
     )
 
@@ -43,13 +43,12 @@ def migrate_command(dsn: str | None, schema: str) -> None:
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--schema") from error
     try:
-        before = applied_migrations(dsn, schema=schema)
-        apply_schema(dsn, schema=schema, strict=True)
+        # What this run applied, not what the version table gained: the versions an earlier
+        # release recorded elsewhere are copied into it, not applied again.
+        run = migrate_schema(dsn, schema=schema, strict=True)
         after = applied_migrations(dsn, schema=schema)
     except MigrationFailed as error:
         raise click.ClickException(str(error)) from error
     except Exception as error:  # psycopg's errors name the host and the cause; a trace would not
         raise click.ClickException(f"{type(error).__name__}: {error}".strip()) from error
-    click.echo(
-        json.dumps({"schema": schema, "applied": sorted(after - before), "current": max(after)})
-    )
+    click.echo(json.dumps({"schema": schema, "applied": run.applied, "current": max(after)}))

@@ -159,6 +159,14 @@ def _quoted(name: str) -> str:
     return '"' + validate_identifier(name) + '"'
 
 
+# Where the migrations record their versions: a name of the pipelines' own, since the tool's
+# framework may keep a `schema_migrations` of its own in the same schema.
+MIGRATIONS_TABLE = "annotation_pipelines_migrations"
+# Copies an earlier release's versions out of `schema_migrations` into it, once (its comment
+# says when a table of that name is ours); schema.sql begins with the same text, for `psql -f`.
+ADOPT_SQL = SQL_DIR / "adopt_schema_migrations.sql"
+
+
 def migration_files() -> list[tuple[int, Path]]:
     """(version, file) of every migration in order: schema.sql is 1, `NNN_*.sql` is NNN."""
     numbered = [(int(path.name.split("_", 1)[0]), path) for path in SQL_DIR.glob("[0-9]*.sql")]
@@ -197,6 +205,8 @@ MIGRATION_FIX = (
 )
 # ... and about the others.
 MIGRATION_FIXES: Mapping[int, str] = {
+    1: "run `annotation-pipelines migrate --dsn …` as a role that may create tables in the "
+    "schema (CREATE on it)",
     6: MIGRATION_FIX,
     8: "run `annotation-pipelines migrate --dsn …` as the owner of gold_label_deletions (the "
     "role that applied migration 6)",
@@ -244,26 +254,49 @@ def apply_schema(
 ) -> list[SkippedMigration]:
     """Create the annotation tool's tables and apply the migrations (idempotent) in `schema`.
 
-    Each migration records its version in `schema_migrations`; one recorded there is not run
-    again. A run of the live jobs calls this once, before its first read or write of the live
-    tables (`AnnotationDatabase`): a migration's ALTER TABLE, even one that changes nothing,
-    waits for every open transaction that read its table and holds every later reader behind
-    it, so a migration runs once, not once per run, and waits at most `lock_timeout` for a
-    lock. Each migration is one transaction: one that fails changes nothing.
+    Each migration records its version in `annotation_pipelines_migrations`; one recorded there
+    is not run again. A database an earlier release migrated has its versions in
+    `schema_migrations`: the first call copies them over (`ADOPT_SQL`) and leaves that table,
+    like a framework's table of that name, as it is. A run of the live jobs calls this once,
+    before its first read or write of the live tables (`AnnotationDatabase`): a migration's
+    ALTER TABLE, even one that changes nothing, waits for every open transaction that read its
+    table and holds every later reader behind it, so a migration runs once, not once per run,
+    and waits at most `lock_timeout` for a lock. Each migration is one transaction: one that
+    fails changes nothing.
 
     An optional migration (`OPTIONAL_MIGRATIONS`) this role may not apply, or whose lock is
     not granted in time, is skipped and returned, unless `strict`; any other failure raises
     `MigrationFailed`, naming the migration.
     """
+    return migrate_schema(dsn, schema=schema, lock_timeout=lock_timeout, strict=strict).skipped
+
+
+@dataclass(frozen=True)
+class MigrationRun:
+    """What `migrate_schema` did: the versions it ran, in order, and the optional ones it
+    skipped (versions copied from an earlier release's table were not run: not in `applied`)."""
+
+    applied: list[int]
+    skipped: list[SkippedMigration]
+
+
+def migrate_schema(
+    dsn: str,
+    *,
+    schema: str = "public",
+    lock_timeout: timedelta = MIGRATION_LOCK_TIMEOUT,
+    strict: bool = False,
+) -> MigrationRun:
+    """`apply_schema`, saying also which migrations this call ran."""
     from psycopg import errors, sql
 
-    skipped: list[SkippedMigration] = []
+    run = MigrationRun(applied=[], skipped=[])
     with connect(dsn, autocommit=True) as connection:
         identifier = sql.Identifier(validate_identifier(schema))
         connection.execute(sql.SQL("SET search_path TO {}").format(identifier))
         pending = [v for v, _ in migration_files() if v not in _recorded_migrations(connection)]
         if not pending:
-            return skipped
+            return run
         waited = int(MIGRATION_SESSION_TIMEOUT.total_seconds() * 1000)
         connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(waited)))
         try:
@@ -281,6 +314,19 @@ def apply_schema(
         connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(milliseconds)))
         # Read again under the lock: another session may have applied them meanwhile.
         applied = _recorded_migrations(connection)
+        if not applied:
+            # Versions an earlier release recorded are not run again. Only while nothing is
+            # recorded: creating the table, even one that exists, needs CREATE on the schema.
+            try:
+                connection.execute(ADOPT_SQL.read_text())
+            except errors.Error as error:
+                raise MigrationFailed(
+                    version=1,
+                    name="schema",
+                    where=_where(dsn, schema),
+                    cause=_cause(error, lock_timeout, 1),
+                ) from error
+            applied = _recorded_migrations(connection)
         for version, path in migration_files():
             if version in applied:
                 continue
@@ -297,7 +343,7 @@ def apply_schema(
                     raise MigrationFailed(
                         version=version, name=name, where=_where(dsn, schema), cause=cause
                     ) from error
-                skipped.append(
+                run.skipped.append(
                     SkippedMigration(
                         version=version,
                         name=name,
@@ -305,7 +351,9 @@ def apply_schema(
                         locked=isinstance(error, errors.LockNotAvailable),
                     )
                 )
-    return skipped
+            else:
+                run.applied.append(version)
+    return run
 
 
 def _where(dsn: str, schema: str) -> str:
@@ -334,12 +382,13 @@ def _cause(error: BaseException, lock_timeout: timedelta, version: int) -> str:
 
 
 def _recorded_migrations(connection: psycopg.Connection[Any]) -> set[int]:
-    """The versions `schema_migrations` records on `connection`'s search path (none before
-    the table exists)."""
-    recorded = connection.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if not (recorded and recorded[0]):
+    """The versions `MIGRATIONS_TABLE` records on `connection`'s search path (none before the
+    table exists)."""
+    recorded = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATIONS_TABLE,))
+    found = recorded.fetchone()
+    if not (found and found[0]):
         return set()
-    return {int(v) for (v,) in connection.execute("SELECT version FROM schema_migrations")}
+    return {int(v) for (v,) in connection.execute(f"SELECT version FROM {MIGRATIONS_TABLE}")}
 
 
 def applied_migrations(dsn: str, *, schema: str = "public") -> set[int]:
@@ -1439,16 +1488,19 @@ def merge_partition(
 
 
 __all__ = [
+    "MIGRATIONS_TABLE",
     "MIGRATION_LOCK_TIMEOUT",
     "OPTIONAL_MIGRATIONS",
     "DatabaseExtract",
     "MigrationFailed",
+    "MigrationRun",
     "SkippedMigration",
     "applied_migrations",
     "apply_schema",
     "extract_since",
     "has_kind_answers",
     "merge_partition",
+    "migrate_schema",
     "migration_files",
     "partition_by_day",
     "project_scales",

@@ -200,7 +200,7 @@ def test_an_extract_of_a_database_before_migration_6_reads_no_tombstones(postgre
         connection.execute("DROP TRIGGER judgments_deleted ON judgments")
         connection.execute("DROP TRIGGER gold_labels_deleted ON gold_labels")
         connection.execute(INSERT, ("j1", "t1", "p", "a1", "cat", WHEN))
-        connection.execute("DELETE FROM schema_migrations WHERE version = 6")
+        connection.execute("DELETE FROM annotation_pipelines_migrations WHERE version = 6")
     extract = extract_since(postgres_dsn, since=EPOCH, schema=schema, until=datetime.now(UTC))
     assert extract.deletions.height == 0 and extract.result.rows_read == 1
     assert extract.deletions.schema == pl.Schema(DELETIONS)
@@ -492,7 +492,7 @@ def test_a_migration_waits_seconds_for_a_lock_behind_an_open_tool_transaction():
         assert 6 in applied_migrations(dsn)
 
         with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute("DELETE FROM schema_migrations WHERE version >= 4")
+            connection.execute("DELETE FROM annotation_pipelines_migrations WHERE version >= 4")
         reader = psycopg.connect(dsn)
         reader.execute("SELECT count(*) FROM annotator_actions")
         try:

@@ -299,7 +299,7 @@ def test_each_owner_applies_its_own_step_when_the_pipelines_role_owns_the_tombst
         tool_role = tool.split("//")[1].split("@")[0]
         with psycopg.connect(owner, autocommit=True) as connection:
             connection.execute(f"GRANT TRIGGER ON judgments, gold_labels TO {role}")
-            connection.execute(f"GRANT INSERT ON schema_migrations TO {tool_role}")
+            connection.execute(f"GRANT INSERT ON annotation_pipelines_migrations TO {tool_role}")
             # `apply_schema` creates its schema if need be, which asks for this even when it is
             # there.
             connection.execute(f'GRANT CREATE ON DATABASE "{database}" TO {tool_role}')
@@ -307,7 +307,7 @@ def test_each_owner_applies_its_own_step_when_the_pipelines_role_owns_the_tombst
         assert _skipped(pipelines) == [9, 10]
         with psycopg.connect(pipelines, autocommit=True) as connection:
             connection.execute("ALTER TABLE gold_label_deletions ALTER COLUMN label SET NOT NULL")
-            connection.execute("DELETE FROM schema_migrations WHERE version = 8")
+            connection.execute("DELETE FROM annotation_pipelines_migrations WHERE version = 8")
 
         skipped = apply_schema(tool)
         assert [(s.version, s.locked) for s in skipped] == [(8, False), (9, False), (10, False)]

@@ -256,7 +256,10 @@ def test_seed_script_refuses_to_seed_the_same_judgments_twice(postgres_dsn):
 
 def test_the_migrations_say_their_version_and_apply_again_unchanged(postgres_dsn):
     apply_schema(postgres_dsn, schema="migration_check")
-    query = "SELECT version, name, applied_at FROM migration_check.schema_migrations ORDER BY 1"
+    query = (
+        "SELECT version, name, applied_at FROM migration_check.annotation_pipelines_migrations "
+        "ORDER BY 1"
+    )
     with psycopg.connect(postgres_dsn) as connection:
         first = connection.execute(query).fetchall()
     files = sorted(p.name for p in SQL_DIR.glob("[0-9]*.sql"))
@@ -287,7 +290,7 @@ def test_runs_that_migrate_a_database_at_once_all_succeed(postgres_dsn):
     for thread in threads:
         thread.join()
     assert failures == []
-    query = "SELECT version FROM migration_concurrent.schema_migrations ORDER BY 1"
+    query = "SELECT version FROM migration_concurrent.annotation_pipelines_migrations ORDER BY 1"
     with psycopg.connect(postgres_dsn) as connection:
         versions = [v for (v,) in connection.execute(query).fetchall()]
     assert versions == [v for v, _ in migration_files()]
@@ -305,7 +308,7 @@ def test_applied_migrations_are_not_run_again_under_a_reader(postgres_dsn):
 
 
 def test_a_database_from_before_the_versions_is_brought_to_the_last_one(postgres_dsn):
-    """A tool database made before `schema_migrations` existed (no version table, and
+    """A tool database made before the migrations were versioned (no version table, and
     `task_requests` as migration 2 first made it, already holding rows) gets every version
     recorded, and its earlier requests start `open` and move `updated_at` when changed."""
     with psycopg.connect(postgres_dsn, autocommit=True) as connection:
@@ -334,7 +337,9 @@ def test_a_database_from_before_the_versions_is_brought_to_the_last_one(postgres
     apply_schema(postgres_dsn, schema="migration_upgrade")
     with psycopg.connect(postgres_dsn, autocommit=True) as connection:
         connection.execute("SET search_path TO migration_upgrade")
-        versions = connection.execute("SELECT version FROM schema_migrations ORDER BY 1")
+        versions = connection.execute(
+            "SELECT version FROM annotation_pipelines_migrations ORDER BY 1"
+        )
         assert [v for (v,) in versions] == [v for v, _ in migration_files()]
         assert connection.execute("SELECT status FROM task_requests").fetchone() == ("open",)
         before = connection.execute("SELECT updated_at FROM task_requests").fetchone()

@@ -208,7 +208,7 @@ def test_migration_10_run_twice_and_after_its_record_is_lost_changes_nothing(pos
         for _ in range(2):
             for _, path in migration_files():
                 connection.execute(path.read_text())
-        connection.execute("DELETE FROM schema_migrations WHERE version = 10")
+        connection.execute("DELETE FROM annotation_pipelines_migrations WHERE version = 10")
     assert apply_schema(postgres_dsn, schema=schema) == []
     _run(postgres_dsn, schema, _declare("rated", SCALE))
     assert project_scales(postgres_dsn, schema=schema) == {"rated": RatingScale(1, 5, 1)}

@@ -64,7 +64,9 @@ def test_the_tool_revokes_a_kind_block_and_the_live_run_lifts_it_once(tmp_path, 
                 "revoked_by = %s WHERE decision_id = %s",
                 (LEAD, decision),
             )
-            versions = connection.execute("SELECT version FROM schema_migrations WHERE version = 5")
+            versions = connection.execute(
+                "SELECT version FROM annotation_pipelines_migrations WHERE version = 5"
+            )
             assert versions.fetchone() == (5,)
 
         # The reversal alone starts a run, which lifts the block in the spans state.

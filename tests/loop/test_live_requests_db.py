@@ -27,6 +27,7 @@ pytestmark = pytest.mark.services
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # The superuser applies every migration in the repo, the optional ones included.
 MIGRATIONS = sorted(version for version, _ in migration_files())
+RECORDED = "SELECT applied_at FROM annotation_pipelines_migrations ORDER BY version"
 
 
 def _judgments() -> pl.DataFrame:
@@ -75,15 +76,13 @@ def test_the_tool_fulfils_requests_and_sees_the_ones_no_longer_wanted_closed(tmp
         apply_schema(dsn)
         with psycopg.connect(dsn, autocommit=True) as connection:
             versions = connection.execute(
-                "SELECT version FROM schema_migrations ORDER BY version"
+                "SELECT version FROM annotation_pipelines_migrations ORDER BY version"
             ).fetchall()
             assert [v for (v,) in versions] == MIGRATIONS
-            applied = connection.execute("SELECT applied_at FROM schema_migrations").fetchall()
+            applied = connection.execute(RECORDED).fetchall()
         apply_schema(dsn)  # again: nothing changes, not even when each was applied
         with psycopg.connect(dsn, autocommit=True) as connection:
-            assert connection.execute("SELECT applied_at FROM schema_migrations").fetchall() == (
-                applied
-            )
+            assert connection.execute(RECORDED).fetchall() == applied
         seed_database(dsn, judgments=judgments, label_sets={"reviews": ["c0", "c1", "c2"]})
         _, job, instance = live_quality_job(monkeypatch, dsn=dsn, data=data)
         assert job.execute_in_process(instance=instance, run_config=QUIET).success

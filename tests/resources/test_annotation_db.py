@@ -21,10 +21,14 @@ pytestmark = pytest.mark.services
 def _migrations(dsn: str) -> int:
     """How many migrations the schema records; 0 before the first `apply_schema`."""
     with psycopg.connect(dsn, autocommit=True) as connection:
-        found = connection.execute("SELECT to_regclass('schema_migrations')").fetchone()
+        found = connection.execute(
+            "SELECT to_regclass('annotation_pipelines_migrations')"
+        ).fetchone()
         if not found or found[0] is None:
             return 0
-        counted = connection.execute("SELECT count(*) FROM schema_migrations").fetchone()
+        counted = connection.execute(
+            "SELECT count(*) FROM annotation_pipelines_migrations"
+        ).fetchone()
         return int(counted[0]) if counted else 0
 
 
@@ -32,7 +36,7 @@ def _forget_migrations(dsn: str) -> None:
     """As if nothing were applied: the next `apply_schema` runs every migration again (each is
     idempotent) and records them."""
     with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute("DELETE FROM schema_migrations")
+        connection.execute("DELETE FROM annotation_pipelines_migrations")
 
 
 def test_a_run_applies_the_schema_before_its_first_read_and_not_again(monkeypatch):

@@ -32,5 +32,5 @@ CREATE INDEX IF NOT EXISTS task_requests_project_created ON task_requests (proje
 CREATE INDEX IF NOT EXISTS task_requests_task ON task_requests (task_id);
 CREATE INDEX IF NOT EXISTS annotator_actions_annotator ON annotator_actions (annotator_id);
 
-INSERT INTO schema_migrations (version, name) VALUES (2, '002_loop_requests')
+INSERT INTO annotation_pipelines_migrations (version, name) VALUES (2, '002_loop_requests')
     ON CONFLICT (version) DO NOTHING;

@@ -35,5 +35,5 @@ BEGIN
 END;
 $$;
 
-INSERT INTO schema_migrations (version, name) VALUES (3, '003_request_status')
+INSERT INTO annotation_pipelines_migrations (version, name) VALUES (3, '003_request_status')
     ON CONFLICT (version) DO NOTHING;

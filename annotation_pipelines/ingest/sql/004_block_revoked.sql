@@ -20,7 +20,7 @@ BEGIN
         SELECT 1 FROM pg_constraint
         WHERE conname IN ('annotator_actions_revocation', 'annotator_actions_life')
           AND conrelid = to_regclass('annotator_actions')
-    ) AND NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version >= 7) THEN
+    ) AND NOT EXISTS (SELECT 1 FROM annotation_pipelines_migrations WHERE version >= 7) THEN
         ALTER TABLE annotator_actions ADD CONSTRAINT annotator_actions_revocation CHECK (
             (status = 'active' AND revoked_at IS NULL AND revoked_by IS NULL)
             OR (status = 'revoked' AND revoked_at IS NOT NULL AND revoked_by IS NOT NULL)
@@ -38,7 +38,7 @@ BEGIN
         SELECT 1 FROM pg_constraint
         WHERE conname = 'annotator_actions_revocable'
           AND conrelid = to_regclass('annotator_actions')
-    ) AND NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version >= 5) THEN
+    ) AND NOT EXISTS (SELECT 1 FROM annotation_pipelines_migrations WHERE version >= 5) THEN
         ALTER TABLE annotator_actions ADD CONSTRAINT annotator_actions_revocable CHECK (
             status = 'active' OR evidence IS NULL OR NOT (evidence ? 'kind')
         );
@@ -50,7 +50,7 @@ $$;
 -- lifted it), so the row would say what no layer does.
 DO $do$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM schema_migrations WHERE version >= 7) THEN
+    IF NOT EXISTS (SELECT 1 FROM annotation_pipelines_migrations WHERE version >= 7) THEN
         CREATE OR REPLACE FUNCTION annotator_actions_keep_revoked() RETURNS trigger AS $fn$
         BEGIN
             IF OLD.status = 'revoked' AND NEW.status <> 'revoked' THEN
@@ -77,5 +77,5 @@ BEGIN
 END;
 $$;
 
-INSERT INTO schema_migrations (version, name) VALUES (4, '004_block_revoked')
+INSERT INTO annotation_pipelines_migrations (version, name) VALUES (4, '004_block_revoked')
     ON CONFLICT (version) DO NOTHING;

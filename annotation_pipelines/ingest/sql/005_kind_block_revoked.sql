@@ -4,5 +4,5 @@
 
 ALTER TABLE annotator_actions DROP CONSTRAINT IF EXISTS annotator_actions_revocable;
 
-INSERT INTO schema_migrations (version, name) VALUES (5, '005_kind_block_revoked')
+INSERT INTO annotation_pipelines_migrations (version, name) VALUES (5, '005_kind_block_revoked')
     ON CONFLICT (version) DO NOTHING;

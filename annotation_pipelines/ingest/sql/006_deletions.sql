@@ -88,5 +88,5 @@ BEGIN
 END;
 $$;
 
-INSERT INTO schema_migrations (version, name) VALUES (6, '006_deletions')
+INSERT INTO annotation_pipelines_migrations (version, name) VALUES (6, '006_deletions')
     ON CONFLICT (version) DO NOTHING;

@@ -91,5 +91,5 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql;
 
-INSERT INTO schema_migrations (version, name) VALUES (7, '007_live_attempts')
+INSERT INTO annotation_pipelines_migrations (version, name) VALUES (7, '007_live_attempts')
     ON CONFLICT (version) DO NOTHING;

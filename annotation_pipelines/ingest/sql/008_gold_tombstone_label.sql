@@ -22,7 +22,7 @@ BEGIN
         END IF;
         ALTER TABLE gold_label_deletions ALTER COLUMN label DROP NOT NULL;
     END IF;
-    INSERT INTO schema_migrations (version, name) VALUES (8, '008_gold_tombstone_label')
+    INSERT INTO annotation_pipelines_migrations (version, name) VALUES (8, '008_gold_tombstone_label')
         ON CONFLICT (version) DO NOTHING;
 END;
 $$;

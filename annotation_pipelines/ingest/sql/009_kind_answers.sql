@@ -23,7 +23,7 @@ DECLARE
     ours integer;
     present integer;
 BEGIN
-    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 9) THEN
+    IF EXISTS (SELECT 1 FROM annotation_pipelines_migrations WHERE version = 9) THEN
         RETURN;
     END IF;
     IF EXISTS (
@@ -63,7 +63,7 @@ BEGIN
         ALTER TABLE gold_labels ADD COLUMN kind text, ADD COLUMN answer jsonb;
     END IF;
     ALTER TABLE gold_labels ALTER COLUMN label DROP NOT NULL;
-    INSERT INTO schema_migrations (version, name) VALUES (9, '009_kind_answers')
+    INSERT INTO annotation_pipelines_migrations (version, name) VALUES (9, '009_kind_answers')
         ON CONFLICT (version) DO NOTHING;
 END;
 $$;

@@ -16,7 +16,7 @@
 
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM schema_migrations WHERE version = 10) THEN
+    IF EXISTS (SELECT 1 FROM annotation_pipelines_migrations WHERE version = 10) THEN
         RETURN;
     END IF;
     IF EXISTS (
@@ -67,7 +67,7 @@ BEGIN
                 END
             );
     END IF;
-    INSERT INTO schema_migrations (version, name) VALUES (10, '010_project_scale')
+    INSERT INTO annotation_pipelines_migrations (version, name) VALUES (10, '010_project_scale')
         ON CONFLICT (version) DO NOTHING;
 END;
 $$;
