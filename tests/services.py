@@ -83,6 +83,31 @@ def migrated_before(dsn: str, version: int, *, schema: str | None = None) -> Non
                 connection.execute(path.read_text())
 
 
+def migrate_at_once(dsn: str, *, schema: str, sessions: int = 4) -> list[str]:
+    """`apply_schema` from `sessions` threads released together, as runs starting at once on a
+    new or upgraded database call it; the errors they raised, as `Type: message`."""
+    import threading
+
+    from annotation_pipelines.ingest.postgres import apply_schema
+
+    start = threading.Barrier(sessions)
+    failures: list[str] = []
+
+    def migrate() -> None:
+        start.wait()
+        try:
+            apply_schema(dsn, schema=schema)
+        except Exception as error:
+            failures.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=migrate) for _ in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

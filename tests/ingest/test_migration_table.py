@@ -6,7 +6,6 @@ of ours."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +22,12 @@ from annotation_pipelines.ingest.postgres import (
     apply_schema,
     migration_files,
 )
-from tests.services import fresh_database, migrated_before, tool_and_pipelines_roles
+from tests.services import (
+    fresh_database,
+    migrate_at_once,
+    migrated_before,
+    tool_and_pipelines_roles,
+)
 
 pytestmark = pytest.mark.services
 
@@ -189,22 +193,7 @@ def test_runs_that_upgrade_a_database_at_once_take_its_versions_over_once(postgr
     schema = "earlier_release_concurrent"
     _migrated_by_an_earlier_release(postgres_dsn, schema, LEGACY[-1] + 1)
     legacy = _rows(postgres_dsn, f"SELECT * FROM {schema}.schema_migrations ORDER BY 1")
-    start = threading.Barrier(4)
-    failures: list[str] = []
-
-    def migrate() -> None:
-        start.wait()
-        try:
-            apply_schema(postgres_dsn, schema=schema)
-        except Exception as error:
-            failures.append(f"{type(error).__name__}: {error}")
-
-    threads = [threading.Thread(target=migrate) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert migrate_at_once(postgres_dsn, schema=schema) == []
     assert _recorded(postgres_dsn, schema)[: len(LEGACY)] == legacy
     assert not {"judgments_task", "task_requests_task"} & _indexes(postgres_dsn, schema)
 

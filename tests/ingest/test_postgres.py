@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
@@ -26,6 +25,7 @@ from annotation_pipelines.ingest.postgres import (
 from annotation_pipelines.ingest.seed import main as seed_main
 from annotation_pipelines.ingest.seed import synthetic_judgments
 from annotation_pipelines.schema import JUDGMENTS
+from tests.services import migrate_at_once
 
 pytestmark = pytest.mark.services
 
@@ -274,22 +274,7 @@ def test_runs_that_migrate_a_database_at_once_all_succeed(postgres_dsn):
     """Every live run, the kind fit job and the daily request writer migrate before their
     first write, so on a new or upgraded database several may start at once: each applies the
     pending migrations or finds them applied, none fails on the other's catalog rows."""
-    start = threading.Barrier(4)
-    failures: list[str] = []
-
-    def migrate() -> None:
-        start.wait()
-        try:
-            apply_schema(postgres_dsn, schema="migration_concurrent")
-        except Exception as error:
-            failures.append(f"{type(error).__name__}: {error}")
-
-    threads = [threading.Thread(target=migrate) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert migrate_at_once(postgres_dsn, schema="migration_concurrent") == []
     query = "SELECT version FROM migration_concurrent.annotation_pipelines_migrations ORDER BY 1"
     with psycopg.connect(postgres_dsn) as connection:
         versions = [v for (v,) in connection.execute(query).fetchall()]
