@@ -324,8 +324,9 @@ def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame
     """The annotation DB's `task_requests` rows (`loop.live.TASK_REQUESTS`) for a day's
     policy queue (`quality.kinds.policy_queue` rows with `project` and `day`).
 
-    One decision per task, day and request: `decision_id` hashes them, so re-running a day
-    writes nothing new, and a later day that asks again about the same task is a new request.
+    One decision per task, day, request and number of judgments seen: `decision_id` hashes
+    them, so re-running a day on the same evidence writes nothing new, while a later day, or
+    the day rebuilt on more judgments, that asks again about the same task is a new request.
     `created_at` is the day's `decision_time`: the write-back keeps the newer of two requests
     for one task by it.
     """
@@ -341,11 +342,13 @@ def queue_requests(queue: pl.DataFrame, *, created_at: datetime) -> pl.DataFrame
                 {"confidence": _json_number(row["confidence"]), "n_judgments": row["n_judgments"]},
                 allow_nan=False,
             ),
+            # The task's judgment count is its evidence's version, as a live state's version
+            # is for a live decision: a day rebuilt on more judgments decides anew.
             "decision_id": decision_id(
                 f"daily_{_REQUESTS[row['decision']]}",
                 row["project"],
-                row["task_id"],
-                int(row["day"].strftime("%Y%m%d")),
+                f"{row['task_id']}\x1f{row['day']:%Y%m%d}",
+                row["n_judgments"],
             ),
             "created_at": created_at,
         }

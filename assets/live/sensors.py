@@ -9,7 +9,10 @@ same state. The run key hashes the window and the pending files: a tick evaluate
 launches nothing twice, and the run itself folds a file only once (by content hash). The
 cursor keeps the last window and the last `aggregated_labels` and `kind_aggregated_labels`
 materializations seen; each new one names its day in the next run, which re-bases that day's
-tasks (categorical, or of the other kinds) on it.
+tasks (categorical, or of the other kinds) on it. It also keeps each run asked to re-base days
+(by run key, with its days) until one of its runs succeeds: a day whose run failed for good (no
+retry of the daemon's to come) is named again in the next run, and one whose run is on its way
+is not named twice.
 
 The same tick launches `live_compaction_job` when a live run left a merge too large for it
 (`loop.live.due_merges`), once per set of due merges (run key) and not while one is on its way,
@@ -37,6 +40,7 @@ from datetime import UTC, datetime, timedelta
 from dagster import (
     AssetKey,
     Config,
+    DagsterRunStatus,
     DefaultSensorStatus,
     JobDefinition,
     RunConfig,
@@ -60,7 +64,7 @@ from annotation_pipelines.loop.live_kinds import KindLiveOptions, due_full_fits
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
-from assets.common.runs import ON_ITS_WAY, UNDERWAY
+from assets.common.runs import ON_ITS_WAY, UNDERWAY, UNFINISHED
 from assets.live.assets import (
     DAILY_LABELS,
     KIND_DAILY_LABELS,
@@ -89,6 +93,10 @@ MAX_WAITING_RUNS = 2
 STARTING_STALE_SECONDS = 90
 # The alert kind of an annotation DB the live sensor cannot reach.
 DB_UNREACHABLE = "annotation_db_unreachable"
+# The tags the daemon puts on the runs it launches for a sensor and on a failed run it retries.
+RUN_KEY_TAG = "dagster/run_key"
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 
 
 def _waiting_runs(context: SensorEvaluationContext) -> int:
@@ -191,6 +199,45 @@ def _new_daily_days(
         return [], cursor
     days = sorted({r.partition_key for r in result.records if r.partition_key})
     return days, result.cursor
+
+
+def _rebase_outcome(context: SensorEvaluationContext, run_key: str) -> str:
+    """ "done" when a run of `run_key` succeeded, "failed" when all its runs failed and the
+    daemon launches no retry, else "underway" (one not launched yet included: the daemon
+    creates it after the tick that asked for it)."""
+    # The daemon's retries keep the run key tag of the run they retry.
+    runs = context.instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: run_key}))
+    if any(run.status == DagsterRunStatus.SUCCESS for run in runs):
+        return "done"
+    retrying = any(
+        run.tags.get(WILL_RETRY_TAG) == "true" and AUTO_RETRY_RUN_ID_TAG not in run.tags
+        for run in runs
+    )
+    if not runs or retrying or any(run.status in UNFINISHED for run in runs):
+        return "underway"
+    return "failed"
+
+
+def _rebases_due(
+    context: SensorEvaluationContext, state: dict
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, set[str]], list[str]]:
+    """The re-base runs of `state` still underway, the days of those that failed for good (to
+    ask again, but not the days a run underway still carries), and the failed runs' keys."""
+    underway: dict[str, dict[str, list[str]]] = {}
+    again: dict[str, set[str]] = {"daily": set(), "kind_daily": set()}
+    failed = []
+    for run_key, carried in state.get("rebasing", {}).items():
+        outcome = _rebase_outcome(context, run_key)
+        if outcome == "underway":
+            underway[run_key] = carried
+        elif outcome == "failed":
+            failed.append(run_key)
+            for asset in again:
+                again[asset].update(carried.get(asset, []))
+    for carried in underway.values():
+        for asset in again:
+            again[asset].difference_update(carried.get(asset, []))
+    return underway, again, sorted(failed)
 
 
 def _recovered(
@@ -298,21 +345,40 @@ def live_quality_sensor(
     files = [*pending_files(landing, folded), *pending_gold_sets(lake, folded)]
     days, daily_cursor = _new_daily_days(context, state.get("daily"))
     kind_days, kind_cursor = _new_daily_days(context, state.get("kind_daily"), KIND_DAILY_LABELS)
+    # The day's materialization cursor moves on at once, so the re-base runs are followed
+    # until one succeeds: a day whose run failed for good is named again.
+    rebasing, again, failed = _rebases_due(context, state)
+    days = sorted({*days, *again["daily"]})
+    kind_days = sorted({*kind_days, *again["kind_daily"]})
+    settled = rebasing != state.get("rebasing", {})
     if not changed and not files and not days and not kind_days:
-        if maintenance or recovered:
+        if maintenance or recovered or settled:
             return SensorResult(
                 run_requests=maintenance or None,
                 skip_reason=None
                 if maintenance
                 else f"no changes in ({since.isoformat()}, {until.isoformat()}]",
-                cursor=json.dumps(state, sort_keys=True) if recovered else None,
+                cursor=json.dumps({**state, "rebasing": rebasing}, sort_keys=True)
+                if recovered or settled
+                else None,
             )
         return SkipReason(f"no changes in ({since.isoformat()}, {until.isoformat()}]")
     # The kind days join the key only when there are some: a window without them keeps its key.
+    # The failed runs join it too: the daemon skips a key that already ran, and asking again
+    # for a failed re-base on an unchanged window would otherwise repeat its key.
     window = json.dumps(
-        [since.isoformat(), until.isoformat(), files, days, *([kind_days] if kind_days else [])]
+        [
+            since.isoformat(),
+            until.isoformat(),
+            files,
+            days,
+            *([kind_days] if kind_days or failed else []),
+            *([failed] if failed else []),
+        ]
     )
     run_key = "live:" + hashlib.sha256(window.encode()).hexdigest()[:32]
+    if days or kind_days:
+        rebasing[run_key] = {"daily": days, "kind_daily": kind_days}
     config = RunConfig(
         {
             live_quality_state.op.name: LiveConfig(
@@ -326,6 +392,7 @@ def live_quality_sensor(
         "since": since.isoformat(),
         "daily": daily_cursor,
         "kind_daily": kind_cursor,
+        "rebasing": rebasing,
     }
     return SensorResult(
         run_requests=[

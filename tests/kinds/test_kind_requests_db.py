@@ -223,3 +223,56 @@ def test_a_day_written_after_a_later_day_only_withdraws_and_asks_nothing(tmp_pat
             assert "1 withdrawn" in text
             logged = [entry.user_message for entry in instance.all_logs(retry.run_id)]
             assert any(f"a later day ({next_day})" in line for line in logged)
+
+
+def test_a_day_rebuilt_with_new_evidence_asks_again_where_a_retry_asks_nothing(tmp_path):
+    """The day's requests are fulfilled by the tool; the day is rebuilt with one more judgment
+    per task and the policy still wants another: a new decision, so one new row per task. A
+    retry of either build (the same evidence) writes nothing."""
+    from annotation_pipelines.loop.kind_posterior import queue_requests
+
+    day = date.fromisoformat(DAY)
+
+    def queue(n_judgments: int) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "project": ["spans-a", "spans-a"],
+                "task_id": ["t1", "t2"],
+                "kind": ["spans", "spans"],
+                "decision": ["needs_another_judgment", "escalate"],
+                "reason": ["low confidence", "disagreement"],
+                "confidence": [0.6, 0.4],
+                "n_judgments": [n_judgments, n_judgments],
+                "day": [day, day],
+            }
+        )
+
+    def write(frame: pl.DataFrame) -> dict[str, int]:
+        return write_requests(
+            dsn,
+            task_requests=queue_requests(frame, created_at=DAY_END),
+            annotator_actions=pl.DataFrame(schema=ANNOTATOR_ACTIONS),
+            settled=pl.DataFrame(schema={"project": pl.String, "task_id": pl.String}),
+            decided_at=DAY_END,
+        )
+
+    with fresh_database("kind_daily_rebuilt") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        apply_schema(dsn)
+        assert write(queue(3))["task_requests"] == 2
+        assert write(queue(3))["task_requests"] == 0
+        with psycopg.connect(dsn) as connection:
+            connection.execute("UPDATE task_requests SET status = 'fulfilled', closed_at = now()")
+        fulfilled = _rows(dsn)
+        # Rebuilt with a fourth judgment on each task, still wanting more: two new rows, open.
+        assert write(queue(4))["task_requests"] == 2
+        rows = _rows(dsn)
+        assert len(rows) == 4
+        assert {d: rows[d] for d in fulfilled} == fulfilled
+        assert sorted(s for d, (_, _, s, _) in rows.items() if d not in fulfilled) == [
+            "open",
+            "open",
+        ]
+        # Its retry changes nothing, `updated_at` included.
+        assert write(queue(4))["task_requests"] == 0
+        assert _rows(dsn) == rows

@@ -130,7 +130,9 @@ def _launch(job, instance, tick) -> list:
         chosen = job
         if request.job_name not in (None, job.name):
             chosen = build_definitions(profile="local").resolve_job_def(request.job_name)
-        results.append(chosen.execute_in_process(instance=instance, run_config=config))
+        # Tagged with its run key as the daemon tags it: the sensor follows re-base runs by it.
+        tags = {**request.tags, "dagster/run_key": request.run_key} if request.run_key else None
+        results.append(chosen.execute_in_process(instance=instance, run_config=config, tags=tags))
         assert results[-1].success
     return results
 

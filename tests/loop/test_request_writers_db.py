@@ -233,8 +233,8 @@ def test_writers_racing_on_the_same_tasks_leave_one_open_request_each() -> None:
             assert all(len(found) == 1 for found in opened.values()), round_
             # The newest decision stands whatever order the writers committed in: the third
             # day's (decided at its end, after the live layer's last).
-            last = int((first_day + timedelta(days=2)).strftime("%Y%m%d"))
-            newest = {decision_id("daily_another_judgment", "detection", t, last) for t in tasks}
+            last = queue_requests(_queue(tasks, first_day + timedelta(days=2)), created_at=DAY_END)
+            newest = set(last.get_column("decision_id"))
             assert {found[0] for found in opened.values()} == newest
 
 
