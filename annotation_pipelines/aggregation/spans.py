@@ -6,29 +6,34 @@ sequence labels as in the character/token-level baselines of A. T. Nguyen, B. C.
 J. J. Li, A. Nenkova and M. Lease, "Aggregating and Predicting Sequence Labels from Crowd
 Annotations", ACL 2017, and E. Simpson and I. Gurevych, "A Bayesian Approach for Sequence
 Tagging with Crowds", EMNLP 2019 (who show per-token Dawid–Skene to be a strong, simple
-baseline; the sequential HMM-Crowd and BSC models are not implemented here). Each label is its
-own layer, as nested named entities are tagged one entity type at a time (B. Alex, B. Haddow
-and C. Grover, "Recognising Nested Named Entities in Biomedical Text", BioNLP 2007, 65–72,
-their cascade of one tagger per type), so spans of different labels may overlap or nest.
+baseline; the sequential HMM-Crowd and BSC models are not implemented here). In a task where
+some markup nests (one annotator's or gold's spans overlap), each label is its own layer, as
+nested named entities are tagged one entity type at a time (B. Alex, B. Haddow and C. Grover,
+"Recognising Nested Named Entities in Biomedical Text", BioNLP 2007, 65–72, their cascade of
+one tagger per type), so spans of different labels may overlap or nest there.
 
-Model: every character of a task's text has, in the layer of each label ℓ, a hidden class z ∈
-{O, ℓ} drawn from a prior p; annotator w tags it class k with probability e_w[k, z] (one
-confusion matrix per annotator over O and every label, shared across tasks and layers). An
-annotator who judged a task and drew no span of label ℓ over a character says O there in ℓ's
-layer, so one who writes PER where the others write ORG misses ORG and adds a PER. EM alternates
-the posterior of every character's class and the re-estimation of the confusion matrices and
-prior from length-weighted expected counts.
+Model: in a task read jointly (its markup flat), every character of its text has a hidden class
+z ∈ {O, label_1, …, label_L} drawn from a prior p; annotator w tags it class k with probability
+e_w[k, z] (one confusion matrix per annotator, shared across tasks). An annotator who judged a
+task and drew no span over a character says O there. In a nested task each label ℓ is a layer
+whose characters have z ∈ {O, ℓ}, read with the same matrices: an annotator who drew no span of
+label ℓ over a character says O there in ℓ's layer. Reading every task in layers would lose what
+the joint model learns from an annotator who writes PER where the others write ORG (a confusion,
+not a miss and a false positive), which costs exact span F1 on flat markup. EM alternates the
+posterior of every character's class and the re-estimation of the confusion matrices and prior
+from length-weighted expected counts.
 
-Characters are not materialised: each layer of a task is cut into elementary intervals at the
-union of its label's span boundaries (judgments' and gold's), so every character of an interval
-sees the same answers and shares one posterior. Work scales with spans, not characters: an
-interval weighs its length in the M-step and the likelihood. Only the stretch between a task's
-first and last boundary is modelled (the text length is not known here); characters outside it
-are O by unanimity. The E-step is one sparse product: the sum of the annotators' log e[O, ·]
-over the task, corrected by +log e[k, ·] − log e[O, ·] for each (interval, annotator) tagged k,
-with the classes of other layers ruled out. One annotator's overlapping spans of one label read
-as their union. Given the task texts (`texts=`), spans snap outward to whitespace tokens and
-intervals weigh their token count, so the same model runs over tokens instead of characters.
+Characters are not materialised: each task (each layer of a nested one) is cut into elementary
+intervals at the union of its span boundaries (judgments' and gold's), so every character of an
+interval sees the same answers and shares one posterior. Work scales with spans, not characters:
+an interval weighs its length in the M-step and the likelihood. Only the stretch between a
+task's first and last boundary is modelled (the text length is not known here); characters
+outside it are O by unanimity. The E-step is one sparse product: the sum of the annotators' log
+e[O, ·] over the task, corrected by +log e[k, ·] − log e[O, ·] for each (interval, annotator)
+tagged k, with the classes of other layers ruled out. One annotator's overlapping spans of one
+label read as their union. Given the task texts (`texts=`), spans snap outward to whitespace
+tokens and intervals weigh their token count, so the same model runs over tokens instead of
+characters.
 
 Decoding: the MAP class per interval; consecutive intervals of a layer with its label merge into
 one span, except at a boundary where more annotators start a span than continue one across it
@@ -106,11 +111,13 @@ class Segmented:
     layer_class: np.ndarray | None = None
 
     def excluded(self) -> np.ndarray | None:
-        """Per interval and class, whether the class is out of the interval's label layer."""
+        """Per interval and class, whether the class is out of the interval's label layer (a task
+        read jointly, `layer_class` 0, rules none out)."""
         if self.layer_class is None:
             return None
         allowed = np.zeros((self.task.shape[0], self.n_classes), dtype=bool)
         allowed[:, 0] = True
+        allowed[self.layer_class == 0] = True
         allowed[np.arange(self.task.shape[0]), self.layer_class] = True
         return ~allowed
 
@@ -160,8 +167,9 @@ def segment(
 ) -> Segmented:
     """Cut every task's spans (and gold spans) into elementary intervals; see `Segmented`.
 
-    With `layers`, each label of a task is cut on its own (`layer_class` names the interval's
-    label), so spans of different labels may overlap; otherwise one annotator's overlapping
+    With `layers`, each label of a task where some markup (an annotator's or gold) overlaps
+    itself is cut on its own (`layer_class` names the interval's label, 0 in the tasks read
+    jointly), so spans of different labels may overlap; otherwise one annotator's overlapping
     spans tag an interval with the smallest label code.
 
     With `texts` (`task_id`, `text`), spans snap outward to whitespace tokens (a boundary inside
@@ -205,7 +213,11 @@ def segment(
     )
     span_annotator = span_annotator[valid[: span_annotator.shape[0]]]
     n_codes = class_names.len() + 1
-    all_layer = all_task * n_codes + all_class if layers else all_task
+    all_layer = all_task
+    if layers:
+        markup = np.r_[span_annotator, np.full(int(is_gold.sum()), -1, dtype=np.int64)]
+        nested = _nested_tasks(all_task, markup, all_start, all_end, tasks.len())
+        all_layer = all_task * n_codes + np.where(nested[all_task], all_class, 0)
 
     stride = int(all_end.max()) + 1 if all_end.size else 1
     keys = np.unique(np.concatenate([all_layer * stride + all_start, all_layer * stride + all_end]))
@@ -274,6 +286,23 @@ def segment(
         classes=[None if name == _NULL_LABEL else name for name in class_names.to_list()],
         layer_class=interval_layer % n_codes if layers else None,
     )
+
+
+def _nested_tasks(
+    task: np.ndarray, markup: np.ndarray, start: np.ndarray, end: np.ndarray, n_tasks: int
+) -> np.ndarray:
+    """Per task, whether one markup (an annotator's, or gold as −1) holds overlapping spans."""
+    overlapping = (
+        pl.DataFrame({"task": task, "markup": markup, "start": start, "end": end})
+        .sort("task", "markup", "start")
+        .with_columns(reach=pl.col("end").cum_max().shift(1).over("task", "markup"))
+        .filter(pl.col("start") < pl.col("reach"))
+        .get_column("task")
+        .to_numpy()
+    )
+    nested = np.zeros(n_tasks, dtype=bool)
+    nested[overlapping] = True
+    return nested
 
 
 _TOKEN = re.compile(r"\S+")
