@@ -198,7 +198,19 @@ def document_texts(tasks: pl.DataFrame) -> pl.DataFrame:
     return texts
 
 
-def boxes_in_task_unit(judgments: pl.DataFrame) -> pl.DataFrame:
+def box_task_units(judgments: pl.DataFrame) -> pl.DataFrame | None:
+    """Per task (`task_id`, `_unit`): the unit most of its box judgments give (the first in
+    sorted order on a tie); None for a frame without the unit and size columns."""
+    if any(name not in judgments.columns for name in ("boxes", *BOX_CONTEXT)):
+        return None
+    return judgments.group_by("task_id").agg(
+        pl.col("coordinates").drop_nulls().mode().sort().first().alias("_unit")
+    )
+
+
+def boxes_in_task_unit(
+    judgments: pl.DataFrame, *, units: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """`judgments` of boxes with each task's boxes in one unit: the one most of its judgments
     give (`coordinates`; the first in sorted order on a tie), a judgment in the other unit
     converted through its image's `image_width` and `image_height`.
@@ -206,14 +218,18 @@ def boxes_in_task_unit(judgments: pl.DataFrame) -> pl.DataFrame:
     Boxes are matched and fused as numbers, so a task judged with a percent tool (Label
     Studio) and a pixel one (Ground Truth) would read one object as two. A judgment whose image
     size is unknown cannot be converted and stays as written; a frame without the unit and size
-    columns is returned as it is."""
+    columns is returned as it is.
+
+    With `units` (`box_task_units` of the task's judgments), the rows are put in those units
+    instead: gold, in the unit of the judgments it is compared with."""
     if any(name not in judgments.columns for name in ("boxes", *BOX_CONTEXT)):
         return judgments
-    if judgments.get_column("coordinates").drop_nulls().n_unique() < 2:
-        return judgments  # one unit throughout (the usual case): nothing to convert
-    task_unit = judgments.group_by("task_id").agg(
-        pl.col("coordinates").drop_nulls().mode().sort().first().alias("_unit")
-    )
+    if units is None:
+        if judgments.get_column("coordinates").drop_nulls().n_unique() < 2:
+            return judgments  # one unit throughout (the usual case): nothing to convert
+        units = box_task_units(judgments)
+        assert units is not None
+    task_unit = units.select("task_id", "_unit")
     frame = judgments.with_row_index("_index").join(
         task_unit, on="task_id", how="left", maintain_order="left"
     )

@@ -66,6 +66,7 @@ from annotation_pipelines.kinds import (
     WINNERS,
     blank,
     blank_text,
+    box_task_units,
     boxes_in_task_unit,
     check_kind,
 )
@@ -690,13 +691,15 @@ def padded_count(frame: pl.DataFrame, fields: Sequence[str]) -> int:
 class KindTable:
     """What `read_kind_table` read: `rows` is in canonical columns and dtypes, `quarantined`
     holds every row set aside, so `rows_read == rows.height + len(quarantined)`; `padded`:
-    its ids and categorical labels with whitespace around them, if any."""
+    its ids and categorical labels with whitespace around them, if any; `box_units` (boxes): each
+    task's unit, as `kinds.box_task_units` gives it, that its boxes were put in."""
 
     path: Path
     rows: pl.DataFrame
     quarantined: tuple[QuarantinedRow, ...]
     rows_read: int
     padded: PaddedValues | None = None
+    box_units: pl.DataFrame | None = None
 
 
 class _Refused(Exception):
@@ -725,6 +728,7 @@ def read_kind_table(
     scale: RatingScale | None = None,
     column_options: Mapping[str, str] | None = None,
     coordinates: str | None = None,
+    box_units: pl.DataFrame | None = None,
 ) -> KindTable:
     """Judgments (or, with `annotator_column=None`, gold) of `kind` from `path`.
 
@@ -748,7 +752,8 @@ def read_kind_table(
 
     `coordinates` (boxes only): the unit of a row that gives none (no `coordinates` column, or
     an empty cell); a row's own unit wins. Its boxes are then checked against the image as a
-    row that gives the unit is.
+    row that gives the unit is. Each task's boxes are put in one unit: `box_units` (the
+    judgments' `KindTable.box_units`, for their gold) or else the one most of its rows give.
     """
     path = Path(path)
     check_kind(kind)
@@ -843,8 +848,10 @@ def read_kind_table(
     replaced = pl.DataFrame()
     if annotator_column is not None and kind in ONE_JUDGMENT_PER_ANNOTATOR:
         result, replaced = _latest_judgments(result)
+    units = None
     if kind == "boxes":
-        result = boxes_in_task_unit(result).drop(BOX_CONTEXT)
+        units = box_task_units(result) if box_units is None else box_units
+        result = boxes_in_task_unit(result, units=box_units).drop(BOX_CONTEXT)
         replaced = replaced.drop(BOX_CONTEXT, strict=False)
     shown = {**ids, **({"label": sources["label"]} if kind == "categorical" else {})}
     padded = padded_values(result, list(shown), order=[_ROW])
@@ -867,6 +874,7 @@ def read_kind_table(
             for entry in sorted(quarantined, key=lambda entry: entry.row)
         ),
         rows_read=rows_read,
+        box_units=units,
         padded=None
         if padded is None
         else PaddedValues(
@@ -1510,6 +1518,7 @@ def read_kind_inputs(
         scale=scale,
         row_column=_ROW,
         coordinates=coordinates,
+        box_units=table.box_units,
     )
     if gold.quarantined:
         raise InputError(f"{gold_path}: {gold.quarantined[0].describe()}")

@@ -14,7 +14,12 @@ import polars as pl
 
 from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.registry import AUTO, kind_method
-from annotation_pipelines.kinds import VALUE_COLUMNS, boxes_in_task_unit, check_kind
+from annotation_pipelines.kinds import (
+    VALUE_COLUMNS,
+    box_task_units,
+    boxes_in_task_unit,
+    check_kind,
+)
 
 
 def aggregate_kind(
@@ -46,6 +51,9 @@ def aggregate_kind(
         )
     declared = kind_method(kind, method)
     if kind == "boxes":
+        if gold is not None:
+            units = box_task_units(judgments)
+            gold = gold if units is None else boxes_in_task_unit(gold, units=units)
         judgments = boxes_in_task_unit(judgments)
     aggregated = declared.aggregate(judgments, method=declared.name, gold=gold, **options)
     if kind in _GOLD_REPLACES_AGGREGATE and gold is not None and gold.height:

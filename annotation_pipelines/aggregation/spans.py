@@ -6,27 +6,37 @@ sequence labels as in the character/token-level baselines of A. T. Nguyen, B. C.
 J. J. Li, A. Nenkova and M. Lease, "Aggregating and Predicting Sequence Labels from Crowd
 Annotations", ACL 2017, and E. Simpson and I. Gurevych, "A Bayesian Approach for Sequence
 Tagging with Crowds", EMNLP 2019 (who show per-token Dawid–Skene to be a strong, simple
-baseline; the sequential HMM-Crowd and BSC models are not implemented here).
+baseline; the sequential HMM-Crowd and BSC models are not implemented here). In a task where
+some markup nests (one annotator's or gold's spans overlap), each label is its own layer, as
+nested named entities are tagged one entity type at a time (B. Alex, B. Haddow and C. Grover,
+"Recognising Nested Named Entities in Biomedical Text", BioNLP 2007, 65–72, their cascade of
+one tagger per type), so spans of different labels may overlap or nest there.
 
-Model: every character of a task's text has a hidden class z ∈ {O, label_1, …, label_L} drawn
-from a prior p; annotator w tags it class k with probability e_w[k, z] (one confusion matrix per
-annotator, shared across tasks). An annotator who judged a task and drew no span over a
-character says O there. EM alternates the posterior of every character's class and the
-re-estimation of the confusion matrices and prior from length-weighted expected counts.
+Model: in a task read jointly (its markup flat), every character of its text has a hidden class
+z ∈ {O, label_1, …, label_L} drawn from a prior p; annotator w tags it class k with probability
+e_w[k, z] (one confusion matrix per annotator, shared across tasks). An annotator who judged a
+task and drew no span over a character says O there. In a nested task each label ℓ is a layer
+whose characters have z ∈ {O, ℓ}, read with the same matrices: an annotator who drew no span of
+label ℓ over a character says O there in ℓ's layer. Reading every task in layers would lose what
+the joint model learns from an annotator who writes PER where the others write ORG (a confusion,
+not a miss and a false positive), which costs exact span F1 on flat markup. EM alternates the
+posterior of every character's class and the re-estimation of the confusion matrices and prior
+from length-weighted expected counts.
 
-Characters are not materialised: each task's text is cut into elementary intervals at the union
-of all span boundaries (judgments' and gold's), so every character of an interval sees the same
-answers and shares one posterior. Work scales with spans, not characters: an interval weighs its
-length in the M-step and the likelihood. Only the stretch between a task's first and last
-boundary is modelled (the text length is not known here); characters outside it are O by
-unanimity. The E-step is one sparse product: the sum of the annotators' log e[O, ·] over the
-task, corrected by +log e[k, ·] − log e[O, ·] for each (interval, annotator) tagged k. Where one
-annotator's spans overlap, the interval keeps the smallest label code. Given the task texts
-(`texts=`), spans snap outward to whitespace tokens and intervals weigh their token count, so
-the same model runs over tokens instead of characters.
+Characters are not materialised: each task (each layer of a nested one) is cut into elementary
+intervals at the union of its span boundaries (judgments' and gold's), so every character of an
+interval sees the same answers and shares one posterior. Work scales with spans, not characters:
+an interval weighs its length in the M-step and the likelihood. Only the stretch between a
+task's first and last boundary is modelled (the text length is not known here); characters
+outside it are O by unanimity. The E-step is one sparse product: the sum of the annotators' log
+e[O, ·] over the task, corrected by +log e[k, ·] − log e[O, ·] for each (interval, annotator)
+tagged k, with the classes of other layers ruled out. One annotator's overlapping spans of one
+label read as their union. Given the task texts (`texts=`), spans snap outward to whitespace
+tokens and intervals weigh their token count, so the same model runs over tokens instead of
+characters.
 
-Decoding: the MAP class per interval; consecutive intervals with the same label merge into one
-span, except at a boundary where more annotators start a span than continue one across it
+Decoding: the MAP class per interval; consecutive intervals of a layer with its label merge into
+one span, except at a boundary where more annotators start a span than continue one across it
 (so two adjacent entities of one label stay two). A span's confidence is its label's posterior
 averaged over its characters. A task's confidence is the probability that its whole span set is
 right, as the policy and the snapshots read it: the product over its modelled intervals of the
@@ -46,8 +56,8 @@ consensus (expected counts, O excluded), with its `precision` and `recall`. Gold
 posterior of their tasks' intervals, anchoring the confusion matrices; a gold task with no
 spans clamps its intervals to O.
 
-Method `majority` is the baseline: per character, the class most of the task's annotators gave
-(O included, ties to O).
+Method `majority` is the baseline: per character and label, whether most of the task's
+annotators gave that label (ties to O).
 """
 
 from __future__ import annotations
@@ -98,6 +108,18 @@ class Segmented:
     classes: list[str | None]
     tokens: np.ndarray | None = None
     gold_task: np.ndarray | None = None
+    layer_class: np.ndarray | None = None
+
+    def excluded(self) -> np.ndarray | None:
+        """Per interval and class, whether the class is out of the interval's label layer (a task
+        read jointly, `layer_class` 0, rules none out)."""
+        if self.layer_class is None:
+            return None
+        allowed = np.zeros((self.task.shape[0], self.n_classes), dtype=bool)
+        allowed[:, 0] = True
+        allowed[self.layer_class == 0] = True
+        allowed[np.arange(self.task.shape[0]), self.layer_class] = True
+        return ~allowed
 
     @property
     def length(self) -> np.ndarray:
@@ -137,9 +159,18 @@ def _check(judgments: pl.DataFrame) -> None:
 
 
 def segment(
-    judgments: pl.DataFrame, gold: pl.DataFrame | None = None, *, texts: pl.DataFrame | None = None
+    judgments: pl.DataFrame,
+    gold: pl.DataFrame | None = None,
+    *,
+    texts: pl.DataFrame | None = None,
+    layers: bool = False,
 ) -> Segmented:
     """Cut every task's spans (and gold spans) into elementary intervals; see `Segmented`.
+
+    With `layers`, each label of a task where some markup (an annotator's or gold) overlaps
+    itself is cut on its own (`layer_class` names the interval's label, 0 in the tasks read
+    jointly), so spans of different labels may overlap; otherwise one annotator's overlapping
+    spans tag an interval with the smallest label code.
 
     With `texts` (`task_id`, `text`), spans snap outward to whitespace tokens (a boundary inside
     a token moves to that token's edge; one in whitespace moves to the nearest token inside the
@@ -181,14 +212,20 @@ def segment(
         array[valid] for array in (all_task, all_start, all_end, all_class, is_gold)
     )
     span_annotator = span_annotator[valid[: span_annotator.shape[0]]]
+    n_codes = class_names.len() + 1
+    all_layer = all_task
+    if layers:
+        markup = np.r_[span_annotator, np.full(int(is_gold.sum()), -1, dtype=np.int64)]
+        nested = _nested_tasks(all_task, markup, all_start, all_end, tasks.len())
+        all_layer = all_task * n_codes + np.where(nested[all_task], all_class, 0)
 
     stride = int(all_end.max()) + 1 if all_end.size else 1
-    keys = np.unique(np.concatenate([all_task * stride + all_start, all_task * stride + all_end]))
-    boundary_task = keys // stride
-    opens = boundary_task[:-1] == boundary_task[1:]  # boundary k opens interval k → k+1
+    keys = np.unique(np.concatenate([all_layer * stride + all_start, all_layer * stride + all_end]))
+    boundary_layer = keys // stride
+    opens = boundary_layer[:-1] == boundary_layer[1:]  # boundary k opens interval k → k+1
     interval_of_boundary = np.cumsum(opens) - opens  # valid only where opens
-    first_boundary = np.searchsorted(keys, all_task * stride + all_start)
-    last_boundary = np.searchsorted(keys, all_task * stride + all_end)
+    first_boundary = np.searchsorted(keys, all_layer * stride + all_start)
+    last_boundary = np.searchsorted(keys, all_layer * stride + all_end)
     covered = last_boundary - first_boundary
     first_interval = interval_of_boundary[first_boundary]
     owner = np.repeat(np.arange(all_task.shape[0]), covered)
@@ -198,7 +235,8 @@ def segment(
     tag_class = all_class[owner]
     tag_gold = is_gold[owner]
 
-    interval_task = boundary_task[:-1][opens]
+    interval_layer = boundary_layer[:-1][opens]
+    interval_task = interval_layer // n_codes if layers else interval_layer
     interval_start = (keys[:-1] % stride)[opens]
     interval_end = (keys[1:] % stride)[opens]
     gold_class = None
@@ -207,11 +245,20 @@ def segment(
         gold_class = np.full(interval_task.shape[0], -1, dtype=np.int64)
         gold_class[gold_tasks[interval_task]] = 0
         gold_class[tag_interval[tag_gold]] = tag_class[tag_gold]
-    # One tag per (interval, annotator): the smallest label code where an annotator overlaps.
+    # One tag per (interval, annotator): where one annotator's spans overlap, the smallest label
+    # code, and a span that goes on across the interval's start before one that starts there, so
+    # overlapping spans of one label read as their union.
     judged_owner = owner[~tag_gold]
     tag_annotator_all = span_annotator[judged_owner]
     n_annotators = max(annotators.len(), 1)
-    order = np.lexsort((tag_class[~tag_gold], tag_annotator_all, tag_interval[~tag_gold]))
+    order = np.lexsort(
+        (
+            tag_first[~tag_gold],
+            tag_class[~tag_gold],
+            tag_annotator_all,
+            tag_interval[~tag_gold],
+        )
+    )
     pair_key = (tag_interval[~tag_gold] * n_annotators + tag_annotator_all)[order]
     keep = order[np.r_[True, pair_key[1:] != pair_key[:-1]]] if order.size else order
     tokens = None
@@ -237,7 +284,25 @@ def segment(
         tasks=tasks,
         annotators=annotators,
         classes=[None if name == _NULL_LABEL else name for name in class_names.to_list()],
+        layer_class=interval_layer % n_codes if layers else None,
     )
+
+
+def _nested_tasks(
+    task: np.ndarray, markup: np.ndarray, start: np.ndarray, end: np.ndarray, n_tasks: int
+) -> np.ndarray:
+    """Per task, whether one markup (an annotator's, or gold as −1) holds overlapping spans."""
+    overlapping = (
+        pl.DataFrame({"task": task, "markup": markup, "start": start, "end": end})
+        .sort("task", "markup", "start")
+        .with_columns(reach=pl.col("end").cum_max().shift(1).over("task", "markup"))
+        .filter(pl.col("start") < pl.col("reach"))
+        .get_column("task")
+        .to_numpy()
+    )
+    nested = np.zeros(n_tasks, dtype=bool)
+    nested[overlapping] = True
+    return nested
 
 
 _TOKEN = re.compile(r"\S+")
@@ -377,6 +442,7 @@ def _fit(
     length = seg.length
     characters = max(float(length.sum()), 1.0)
     votes = _votes(seg, ta)
+    excluded = seg.excluded()
     posteriors = _clamp(votes / np.maximum(votes.sum(axis=1, keepdims=True), 1.0), seg.gold_class)
     previous = -np.inf
     iterations = 0
@@ -390,6 +456,8 @@ def _fit(
         prior = np.maximum(length @ posteriors / characters, _EPSILON)
         base = np.asarray(ta @ log_errors[:, 0, :])
         scores = np.asarray(d @ log_errors.reshape(-1, k)) + base[seg.task] + np.log(prior)
+        if excluded is not None:
+            scores[excluded] = -np.inf
         top = scores.max(axis=1, keepdims=True)
         np.exp(scores - top, out=scores)
         total = scores.sum(axis=1, keepdims=True)
@@ -420,7 +488,9 @@ def aggregate_spans(
     """
     if method not in METHODS:
         raise ValueError(f"unknown spans method {method!r}; expected one of {METHODS}")
-    seg = segment(judgments.select("task_id", "annotator_id", "spans"), gold, texts=texts)
+    seg = segment(
+        judgments.select("task_id", "annotator_id", "spans"), gold, texts=texts, layers=True
+    )
     matrices = _matrices(seg)
     if method == "majority":
         votes = _votes(seg, matrices[1])
@@ -473,7 +543,9 @@ def fit_spans(
     annotator `confusion` never saw is not ruled out), and an annotator it does not name is
     read as the crowd's pooled matrix: the average annotator.
     """
-    seg = segment(judgments.select("task_id", "annotator_id", "spans"), gold, texts=texts)
+    seg = segment(
+        judgments.select("task_id", "annotator_id", "spans"), gold, texts=texts, layers=True
+    )
     matrices = _matrices(seg)
     if confusion is None:
         posteriors, counts, iterations, converged = _fit(seg, matrices, max_iter=max_iter, tol=tol)
@@ -529,6 +601,9 @@ def _fixed_posteriors(
     scores = (
         np.asarray(d @ log_errors.reshape(-1, k)) + base[seg.task] + np.log(prior / prior.sum())
     )
+    excluded = seg.excluded()
+    if excluded is not None:
+        scores[excluded] = -np.inf
     scores -= scores.max(axis=1, keepdims=True)
     np.exp(scores, out=scores)
     return _clamp(scores / scores.sum(axis=1, keepdims=True), seg.gold_class)
@@ -551,6 +626,7 @@ def _decode(seg: Segmented, posteriors: np.ndarray) -> pl.DataFrame:
     same_as_previous[1:] = (
         (seg.task[1:] == seg.task[:-1])
         & (best[1:] == best[:-1])
+        & (seg.layer_class is None or seg.layer_class[1:] == seg.layer_class[:-1])
         & (seg.start[1:] == seg.end[:-1])
         & (starts[1:] <= continues[1:])
     )

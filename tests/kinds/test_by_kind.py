@@ -171,3 +171,22 @@ def test_a_tasks_boxes_in_two_units_are_fused_in_its_most_common_one() -> None:
     )
     (fused,) = aggregate_kind(judgments, kind="boxes").labels["boxes"].to_list()
     assert fused == [pytest.approx({**box, "confidence": 1.0})]
+
+
+def test_gold_boxes_in_another_unit_are_put_in_their_tasks_unit() -> None:
+    box = {"label": "car", "x_min": 10.0, "y_min": 10.0, "x_max": 40.0, "y_max": 40.0}
+    pixels = {"label": "car", "x_min": 64.0, "y_min": 48.0, "x_max": 256.0, "y_max": 192.0}
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["t1"] * 3,
+            "annotator_id": ["a", "b", "c"],
+            "boxes": [[pixels], [box], [box]],
+            "coordinates": ["pixel", "percent", "percent"],
+            "image_width": [640.0] * 3,
+            "image_height": [480.0] * 3,
+        },
+        schema_overrides={"boxes": pl.List(BOX)},
+    )
+    gold = judgments.head(1).drop("annotator_id")
+    (fused,) = aggregate_kind(judgments, kind="boxes", gold=gold).labels["boxes"].to_list()
+    assert fused == [pytest.approx({**box, "confidence": 1.0})]

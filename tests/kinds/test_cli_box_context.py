@@ -216,3 +216,51 @@ def test_one_object_drawn_in_pixels_and_in_percent_is_one_object(
     result = CliRunner().invoke(main, ["agreement", str(path), "--kind", "boxes"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["mean_pairwise_agreement"] == pytest.approx(1.0)
+
+
+def test_gold_in_another_unit_than_its_tasks_judgments_is_converted(tmp_path: Path) -> None:
+    # Before, the pixel gold box was taken as numbers in the task's percent: the gold task
+    # came out as a box at x 64–256 "percent".
+    image = {"image_width": 640, "image_height": 480}
+    path = _write(
+        [
+            {
+                "task_id": "t1",
+                "annotator_id": "a",
+                "boxes": [_box(64.0, 48.0, 256.0, 192.0)],
+                "coordinates": "pixel",
+                **image,
+            },
+            *(
+                {
+                    "task_id": "t1",
+                    "annotator_id": name,
+                    "boxes": [INSIDE],
+                    "coordinates": "percent",
+                    **image,
+                }
+                for name in ("b", "c")
+            ),
+        ],
+        tmp_path / "mixu.jsonl",
+    )
+    gold = _write(
+        [
+            {
+                "task_id": "t1",
+                "boxes": [_box(64.0, 48.0, 256.0, 192.0)],
+                "coordinates": "pixel",
+                **image,
+            }
+        ],
+        tmp_path / "g.jsonl",
+    )
+    output = tmp_path / "fused.jsonl"
+    result = CliRunner().invoke(
+        main,
+        ["aggregate", str(path), "--kind", "boxes", "--gold", str(gold), "--output", str(output)],
+    )
+    assert result.exit_code == 0, result.output
+    (fused,) = pl.read_ndjson(output).to_dicts()
+    (box,) = fused["boxes"]
+    assert box == pytest.approx({**INSIDE, "confidence": 1.0})

@@ -163,3 +163,46 @@ def test_token_mode_snaps_to_whitespace_tokens_and_weighs_tokens():
     assert result.labels["confidence"][0] == pytest.approx(2 / 3 * 1 * 2 / 3)
     with pytest.raises(ValueError, match="no text for task_id 't'"):
         aggregate_spans(judgments, texts=texts.clear())
+
+
+NESTED = [span(0, 10, "ORG"), span(2, 5, "PER"), span(4, 8, "LOC")]
+
+
+@pytest.mark.parametrize("method", ["dawid_skene", "majority"])
+def test_nested_spans_everyone_drew_come_back_whole(method):
+    judgments = frame([("t1", name, NESTED) for name in "abc"])
+    result = aggregate_spans(judgments, method=method)
+    got = result.labels["spans"][0].to_list()
+    assert [(s["start"], s["end"], s["label"]) for s in got] == [
+        (0, 10, "ORG"),
+        (2, 5, "PER"),
+        (4, 8, "LOC"),
+    ]
+    assert min(s["confidence"] for s in got) > 0.9
+    assert result.labels["confidence"][0] > 0.9
+
+
+def test_one_annotators_overlapping_spans_of_one_label_merge():
+    judgments = frame(
+        [
+            ("t", "a", [span(0, 6), span(4, 10)]),
+            ("t", "b", [span(0, 10)]),
+            ("t", "c", [span(0, 10)]),
+        ]
+    )
+    got = aggregate_spans(judgments).labels["spans"][0].to_list()
+    assert [(s["start"], s["end"], s["label"]) for s in got] == [(0, 10, "PER")]
+
+
+def test_nested_spans_live_fit_keeps_every_layer():
+    from annotation_pipelines.aggregation.spans import fit_spans
+
+    judgments = frame([("t1", name, NESTED) for name in "abc"])
+    _, carried = fit_spans(judgments)
+    refit, _ = fit_spans(judgments, confusion=carried)
+    got = refit.labels["spans"][0].to_list()
+    assert [(s["start"], s["end"], s["label"]) for s in got] == [
+        (0, 10, "ORG"),
+        (2, 5, "PER"),
+        (4, 8, "LOC"),
+    ]
