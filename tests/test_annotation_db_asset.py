@@ -118,3 +118,49 @@ def test_db_rows_before_the_start_date_are_quarantined_by_name(tmp_path, monkeyp
         )
         assert early not in staged["judgment_id"].to_list()
         assert staged.height == judgments.height - 1
+
+
+def test_a_task_whose_created_at_moves_to_another_day_counts_there_only(tmp_path, monkeypatch):
+    """Staging merges a day's tasks by task_id: a task dated anew stayed in its former day's
+    raw_tasks too, and the workforce layer counted it in twice."""
+    workload = tmp_path / "workload"
+    generate_workload(workload, judgments=300, start=date(2026, 11, 2), days=2, seed=6)
+    judgments = pl.read_parquet(workload / "judgments" / "**" / "*.parquet")
+    lake_dir = tmp_path / "data" / "lake"
+    with fresh_database("annotation_db") as database:
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
+        seed_database(dsn, judgments=judgments)
+        monkeypatch.setenv("ANNOTATION_DB_DSN", dsn)
+        monkeypatch.setenv("ANNOTATION_PIPELINES_DATA_DIR", str(tmp_path / "data"))
+        defs = build_definitions(profile="local")
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={AssetKey("annotation_db_changes")}
+        )
+        instance = DagsterInstance.ephemeral()
+        assert job.execute_in_process(instance=instance, run_config=QUIET).success
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            moved, created = connection.execute(
+                "SELECT task_id, created_at FROM tasks WHERE created_at < %s "
+                "ORDER BY task_id LIMIT 1",
+                (datetime(2026, 11, 3, tzinfo=UTC),),
+            ).fetchone()
+            assert created.date() == date(2026, 11, 2)
+            connection.execute(
+                "UPDATE tasks SET created_at = %s WHERE task_id = %s",
+                (datetime(2026, 11, 3, 0, 30, tzinfo=UTC), moved),
+            )
+            total = connection.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        second = job.execute_in_process(instance=instance, run_config=QUIET)
+        assert second.success
+        days = second.get_asset_materialization_events()[0].materialization.metadata["days"]
+        assert days.value == ["2026-11-02", "2026-11-03"]
+        for day in days.value:
+            assert (
+                defs.resolve_job_def("raw_job")
+                .execute_in_process(partition_key=day, instance=instance, run_config=QUIET)
+                .success
+            )
+    tasks = pl.read_parquet(lake_dir / "raw_tasks" / "*" / "data.parquet", include_file_paths="f")
+    copies = tasks.filter(pl.col("task_id") == moved)
+    assert copies.height == 1 and copies.item(0, "f").endswith("day=2026-11-03/data.parquet")
+    assert tasks.height == total

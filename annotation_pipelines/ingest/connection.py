@@ -51,6 +51,34 @@ class DatabaseUnreachable(ConnectionError):
     """The annotation DB could not be reached; the message says where and why, in one line."""
 
 
+class InvalidDsn(ValueError):
+    """The DSN is not one PostgreSQL reads; the message says where it is set and the form
+    expected, in one line, and never quotes the DSN (it may hold a password)."""
+
+
+DSN_FORM = "postgresql://user@host:5432/db (or key=value pairs: host=... dbname=...)"
+
+
+def check_dsn(dsn: str) -> None:
+    """`InvalidDsn` unless `dsn` is a PostgreSQL URL or libpq key=value pairs."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    scheme, url, _ = dsn.partition("://")
+    if url and scheme.lower() not in ("postgresql", "postgres"):
+        why = f"a {scheme}:// URL"
+    else:
+        try:
+            conninfo_to_dict(dsn)
+            return
+        except ProgrammingError:
+            why = "not a postgresql:// URL nor key=value pairs"
+    raise InvalidDsn(
+        f"the annotation DB's DSN (--dsn or ANNOTATION_DB_DSN) is not PostgreSQL's: {why}; "
+        f"expected {DSN_FORM}"
+    )
+
+
 def describe(dsn: str) -> str:
     """`host:port/dbname` of a DSN, for messages (no user, no password)."""
     from psycopg.conninfo import conninfo_to_dict
@@ -74,6 +102,7 @@ def conninfo(dsn: str, timeouts: Timeouts | None = None) -> str:
     statement and lock timeouts of `timeouts` added (what the DSN sets itself is kept)."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+    check_dsn(dsn)
     timeouts = timeouts or Timeouts()
     given = conninfo_to_dict(dsn)
     extra: dict[str, Any] = {
@@ -125,9 +154,12 @@ def connect_arrow(dsn: str, *, timeouts: Timeouts | None = None) -> Any:
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_SECONDS",
+    "DSN_FORM",
     "KEEPALIVES",
     "DatabaseUnreachable",
+    "InvalidDsn",
     "Timeouts",
+    "check_dsn",
     "connect",
     "connect_arrow",
     "conninfo",

@@ -19,7 +19,7 @@ from annotation_pipelines.ingest.result import (
 from annotation_pipelines.ingest.tables import ColumnMapping, parse_sagemaker, parse_table
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.scale import RatingScale
-from annotation_pipelines.tabular import read_input
+from annotation_pipelines.tabular import GZIP_SUFFIX, read_input
 
 # Which files of a folder belong to a format; anything else in the folder is ignored.
 SUFFIXES: dict[str, tuple[str, ...]] = {
@@ -30,6 +30,12 @@ SUFFIXES: dict[str, tuple[str, ...]] = {
     "parquet": (".parquet",),
     "jsonl": (".jsonl", ".ndjson"),
 }
+
+
+def _listed_suffixes(format: str) -> tuple[str, ...]:
+    """The names a folder's files of `format` end in: gzipped too, as a file named alone and
+    the landing zone's are unpacked by name."""
+    return SUFFIXES[format] + tuple(suffix + GZIP_SUFFIX for suffix in SUFFIXES[format])
 
 
 class _ParseOptions(TypedDict):
@@ -142,11 +148,12 @@ def ingest_path(
             p
             for p in path.iterdir()
             if p.is_file()
-            and p.suffix.lower() in SUFFIXES[format]
+            and p.name.lower().endswith(_listed_suffixes(format))
             and not is_upload_in_progress(p.name)
         )
         if not files:
-            raise UnreadableFileError(f"{path}: no {format} files ({', '.join(SUFFIXES[format])})")
+            suffixes = ", ".join(_listed_suffixes(format))
+            raise UnreadableFileError(f"{path}: no {format} files ({suffixes})")
         allow_empty = True
     else:
         files = [path]

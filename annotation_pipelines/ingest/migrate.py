@@ -31,6 +31,7 @@ def migrate_command(dsn: str | None, schema: str) -> None:
     # is the other way to give it.
     if not dsn:
         raise click.UsageError("give --dsn or set ANNOTATION_DB_DSN to the annotation DB's DSN")
+    from annotation_pipelines.ingest.connection import InvalidDsn
     from annotation_pipelines.ingest.postgres import (
         MigrationFailed,
         applied_migrations,
@@ -47,7 +48,7 @@ def migrate_command(dsn: str | None, schema: str) -> None:
         # release recorded elsewhere are copied into it, not applied again.
         run = migrate_schema(dsn, schema=schema, strict=True)
         after = applied_migrations(dsn, schema=schema)
-    except MigrationFailed as error:
+    except (MigrationFailed, InvalidDsn) as error:
         raise click.ClickException(str(error)) from error
     except Exception as error:  # psycopg's errors name the host and the cause; a trace would not
         raise click.ClickException(f"{type(error).__name__}: {error}".strip()) from error

@@ -23,7 +23,6 @@ from annotation_pipelines.schema import (
     JUDGMENTS,
     QUARANTINE,
     RAW_TASKS,
-    UTC_TIMESTAMP,
     conform,
     empty,
 )
@@ -318,11 +317,11 @@ def build_tasks(
     staged_tasks = staged_tasks.filter(
         pl.col("task_id").is_not_null() & safe_project(pl.col("project").cast(pl.String))
     ).unique("task_id", keep="first", maintain_order=True)
-    parsed, _, _ = parse_utc(pl.col("created_at"))
+    staged_tasks = parse_utc(
+        staged_tasks, "created_at", parsed="_created", has_timezone="_tz", naive="_naive"
+    )
     tasks = (
-        staged_tasks.with_columns(
-            task_id=pl.col("task_id").cast(pl.String), _created=parsed.cast(UTC_TIMESTAMP)
-        )
+        staged_tasks.with_columns(task_id=pl.col("task_id").cast(pl.String))
         .join(first_seen, on="task_id", how="left")
         .join(gold_seen, on="task_id", how="left")
         .select(

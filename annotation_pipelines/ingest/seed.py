@@ -19,7 +19,7 @@ import click
 import numpy as np
 import polars as pl
 
-from annotation_pipelines.ingest.connection import DatabaseUnreachable, first_line
+from annotation_pipelines.ingest.connection import DatabaseUnreachable, InvalidDsn, first_line
 from annotation_pipelines.ingest.postgres import (
     EXTRACT_COLUMNS,
     MigrationFailed,
@@ -209,7 +209,7 @@ def seed_command(
             schema=schema,
             updated_at=datetime.now(UTC) - timedelta(seconds=1),
         )
-    except (DatabaseUnreachable, MigrationFailed) as error:
+    except (DatabaseUnreachable, InvalidDsn, MigrationFailed) as error:
         raise click.ClickException(str(error)) from error
     # seed_database names the row of an answer it refuses; the drivers name the cause.
     except (ValueError, adbc_driver_manager.Error, psycopg.Error) as error:

@@ -137,6 +137,8 @@ DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
 _TIMEZONE_SUFFIX = r"(?i)(z|[+-]\d{2}(:?\d{2})?)$"
 _ISO_WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%z"
 _ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
+_ISO_MINUTES_WITH_OFFSET = "%Y-%m-%dT%H:%M%z"
+_ISO_MINUTES_NAIVE = "%Y-%m-%dT%H:%M"
 
 
 def project_label_set(settings: Mapping[str, object], *, source: str) -> list[str] | None:
@@ -281,31 +283,64 @@ def is_safe_project(project: str) -> bool:
     )
 
 
-def parse_utc(column: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(parsed UTC timestamp, has timezone, parses as naive) for ISO-8601 text.
+def parse_utc(
+    frame: pl.DataFrame, column: str, *, parsed: str, has_timezone: str, naive: str
+) -> pl.DataFrame:
+    """`frame` with three columns for the ISO-8601 text in `column`: `parsed` (the UTC
+    timestamp), `has_timezone` and `naive` (parses as a time without a timezone).
 
-    `Z`, `+hh`, `+hhmm` and `+hh:mm` offsets are accepted; a space may replace the `T`.
+    `Z`, `+hh`, `+hhmm` and `+hh:mm` offsets are accepted; a space may replace the `T`; the
+    seconds may be left out.
     """
-    text = column.cast(pl.String).str.strip_chars()
-    normalized = (
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    normalized = _normalized(text)
+    has_tz = text.str.contains(_TIMEZONE_SUFFIX)
+    # Each format is only tried where it can match: parsing is most of validation's cost.
+    frame = frame.with_columns(
+        pl.when(has_tz)
+        .then(normalized)
+        .str.to_datetime(_ISO_WITH_OFFSET, strict=False, time_zone="UTC")
+        .cast(UTC_TIMESTAMP)
+        .alias(parsed),
+        has_tz.alias(has_timezone),
+        pl.when(~has_tz)
+        .then(normalized)
+        .str.to_datetime(_ISO_NAIVE, strict=False)
+        .is_not_null()
+        .alias(naive),
+    )
+    # Times given to the minute are tried only on the values the formats with seconds did not
+    # read, in a second pass over the first one's result: an export written with seconds (the
+    # usual case) pays one null count, not another parse of every value.
+    missed = pl.col(column).is_not_null() & pl.col(parsed).is_null() & ~pl.col(naive)
+    if not frame.select(missed.any()).item():
+        return frame
+    retried = _normalized(pl.when(missed).then(text))
+    return frame.with_columns(
+        pl.coalesce(
+            pl.col(parsed),
+            pl.when(pl.col(has_timezone))
+            .then(retried)
+            .str.to_datetime(_ISO_MINUTES_WITH_OFFSET, strict=False, time_zone="UTC")
+            .cast(UTC_TIMESTAMP),
+        ).alias(parsed),
+        (
+            pl.col(naive)
+            | pl.when(~pl.col(has_timezone))
+            .then(retried)
+            .str.to_datetime(_ISO_MINUTES_NAIVE, strict=False)
+            .is_not_null()
+        ).alias(naive),
+    )
+
+
+def _normalized(text: pl.Expr) -> pl.Expr:
+    """`text` with a `T` between date and time and a `+hh:mm` offset for `Z` and `+hh`."""
+    return (
         text.str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
         .str.replace(r"(?i)z$", "+00:00")
         .str.replace(r"([+-]\d{2})$", "${1}:00")
     )
-    has_timezone = text.str.contains(_TIMEZONE_SUFFIX)
-    # Each format is only tried where it can match: parsing is most of validation's cost.
-    parsed = (
-        pl.when(has_timezone)
-        .then(normalized)
-        .str.to_datetime(_ISO_WITH_OFFSET, strict=False, time_zone="UTC")
-    )
-    naive = (
-        pl.when(~has_timezone)
-        .then(normalized)
-        .str.to_datetime(_ISO_NAIVE, strict=False)
-        .is_not_null()
-    )
-    return parsed.cast(UTC_TIMESTAMP), has_timezone, naive
 
 
 def validate(
@@ -399,8 +434,9 @@ def validate(
                 _naive=pl.lit(False),
             )
     else:
-        parsed, has_timezone, naive = parse_utc(pl.col("submitted_at"))
-        frame = frame.with_columns(_submitted=parsed, _tz=has_timezone, _naive=naive)
+        frame = parse_utc(
+            frame, "submitted_at", parsed="_submitted", has_timezone="_tz", naive="_naive"
+        )
     present = pl.col("submitted_at").is_not_null()
     checks.append(
         (present & ~pl.col("_tz") & pl.col("_naive"), "submitted_at", TIMESTAMP_WITHOUT_TIMEZONE)

@@ -449,6 +449,7 @@ def _stage_db_extract(
             days.add(day.isoformat())
     # A row whose submitted_at moved leaves its older version in its former day's staging.
     days |= days_sharing_judgments(lake, result.judgments.select(JUDGMENT_KEY), skip=set())
+    days |= withdraw_moved_tasks(lake, result.tasks)
     deleted, unknown, deleted_days = withdraw_counted(lake, extract, since=since)
     days |= deleted_days
     # An edit that moved a numeric row off its project's scale was quarantined: the version
@@ -507,6 +508,32 @@ def _stage_db_extract(
         },
         check_results=[reconciliation_check(result, name="rows_reconcile")],
     )
+
+
+def withdraw_moved_tasks(lake: Lake, tasks: pl.DataFrame) -> set[str]:
+    """The days whose annotation-DB staging held a task of `tasks` that is now dated another
+    day, that copy removed. The database holds one row per task, and the raw layer unions a
+    day's staged tasks without looking at other days: the former day's copy counted the task
+    in a second time (the workforce layer's tasks in)."""
+    dated = tasks.filter(pl.col("created_at").is_not_null()).select(
+        "task_id", _day=pl.col("created_at").dt.date().cast(pl.String)
+    )
+    if dated.is_empty():
+        return set()
+    keys = [
+        key
+        for key in lake.list_keys(staging_prefix("raw_tasks"))
+        if key.endswith(".parquet") and staging_source(key) == "annotation_db"
+    ]
+    days = set()
+    for key, staged in zip(keys, lake.read_columns_each(keys, ["task_id"]), strict=True):
+        day = staging_day(key)
+        moved = dated.filter(pl.col("_day") != day).get_column("task_id").implode()
+        if staged.get_column("task_id").is_in(moved).any():
+            frame = lake.get_frame(key)
+            lake.put_frame(key, frame.filter(~pl.col("task_id").is_in(moved)))
+            days.add(day)
+    return days
 
 
 def scales_changed(lake: Lake, extract: DatabaseExtract) -> tuple[set[str], bytes | None]:

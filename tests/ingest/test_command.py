@@ -455,6 +455,28 @@ def test_a_gzipped_export_is_read_as_the_other_commands_read_it(tmp_path, suffix
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_folder_lists_gzipped_exports_as_the_landing_zone_reads_them(tmp_path, fmt):
+    # A `.csv.gz` given by name was read, but a folder listed only the plain suffixes: a
+    # folder of gzipped exports was `no csv files`.
+    import gzip
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    plain = write_input(pl.read_csv((HEADER + ROWS).encode()), tmp_path / f"e.{fmt}")
+    (folder / f"e.{fmt}.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    (folder / f"f.{fmt}").write_bytes(plain.read_bytes())
+    (folder / f"g.{fmt}.gz.part").write_bytes(b"\x1f")
+    result = run(str(folder), "--format", fmt, "--label-set", "pos,neg")
+    assert result.exit_code == 0, result.output
+    counts = summary(result.stdout)
+    assert counts["files"] == 2 and counts["rows_read"] == 4 and counts["rows_loaded"] == 2
+    (folder / f"e.{fmt}.gz").unlink()
+    (folder / f"f.{fmt}").unlink()
+    result = run(str(folder), "--format", fmt)
+    assert f"no {fmt} files (.{fmt}, " in result.output and f".{fmt}.gz" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_gzipped_export_in_the_landing_zone_is_read_as_the_command_reads_it(env, fmt):
     """The landing zone offers `labels.jsonl.gz` as it offers any file of a format folder:
     its runs read the compressed bytes (every retry failed `no line could be read

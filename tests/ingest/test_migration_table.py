@@ -231,3 +231,20 @@ def test_a_role_that_may_not_create_the_table_says_who_must_migrate():
         assert "as a role that may create tables in the schema" in message
         assert _migrate(owner, "public")["applied"] == [v for v in ALL if v >= 6]
         assert apply_schema(pipelines) == []
+
+
+@pytest.mark.parametrize("dsn", ["mysql://x:secret@y/z", "host=y dbname"])
+def test_a_dsn_postgres_cannot_read_is_one_line_naming_where_it_is_set(dsn):
+    # psycopg's own message (`missing "=" after ...`) named neither the option nor the
+    # variable, and quoted the DSN with its password.
+    from annotation_pipelines.ingest.connection import InvalidDsn
+    from resources.annotation_db import AnnotationDatabase
+
+    result = CliRunner().invoke(main, ["migrate", "--dsn", dsn])
+    assert result.exit_code == 1
+    message = result.output.strip()
+    assert "\n" not in message and message.startswith("Error: "), message
+    assert "--dsn" in message and "ANNOTATION_DB_DSN" in message
+    assert "postgresql://user@host:5432/db" in message and "secret" not in message
+    with pytest.raises(InvalidDsn, match="ANNOTATION_DB_DSN"):
+        _ = AnnotationDatabase(dsn=dsn).probe_dsn

@@ -512,3 +512,35 @@ def test_whitespace_around_ids_and_labels_is_staged_as_written_and_counted():
     assert reconciliation(result)["padded_values"].value == 2
     plain = ingest(HEADER.encode() + GOOD[0].encode() + b"\n", "csv")
     assert reconciliation(plain)["padded_values"].value == 0
+
+
+def test_timestamps_given_to_the_minute_load_like_those_with_seconds():
+    """ISO 8601 lets the seconds be left out; such rows were quarantined as wrong_type, and a
+    naive one was not told apart from a naive time with seconds."""
+    lines = [
+        "task_id,annotator_id,label,submitted_at",
+        "t1,a1,pos,2026-05-01T10:00Z",
+        "t2,a1,pos,2026-05-01 10:30+02:00",
+        "t3,a1,pos,2026-05-01T11:15-0100",
+        "t4,a1,pos,2026-05-01T09:45+02",
+        "t5,a1,pos,2026-05-01T10:00:00Z",
+        "t6,a1,pos,2026-05-01 10:00",
+        "t7,a1,pos,2026-05-01T10:00:00",
+        "t8,a1,pos,2026-05-01T10Z",
+    ]
+    result = ingest(("\n".join(lines) + "\n").encode(), "csv")
+    loaded = result.judgments.sort("task_id")
+    assert loaded.get_column("task_id").to_list() == ["t1", "t2", "t3", "t4", "t5"]
+    assert loaded.get_column("submitted_at").dt.strftime("%H:%M:%S").to_list() == [
+        "10:00:00",
+        "08:30:00",
+        "12:15:00",
+        "07:45:00",
+        "10:00:00",
+    ]
+    reasons = result.quarantine.sort("source_line").select("source_line", "reason").rows()
+    assert reasons == [
+        (7, "timestamp_without_timezone"),
+        (8, "timestamp_without_timezone"),
+        (9, "wrong_type"),
+    ]
