@@ -7,9 +7,12 @@ data stack; each command imports what it uses when it runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
+
+if TYPE_CHECKING:
+    from annotation_pipelines.settings import Settings
 
 
 @click.command("serve")
@@ -29,7 +32,7 @@ def serve_command(host: str, port: int, workers: int) -> None:
     from annotation_pipelines.settings import load_settings
 
     settings = load_settings()
-    click.echo(f"Serving the {settings.profile} lake on http://{host}:{port}/v1 (docs: /docs)")
+    click.echo(f"Serving {lake_location(settings)} on http://{host}:{port}/v1 (docs: /docs)")
     uvicorn.run(
         "annotation_pipelines.api.command:application",
         factory=True,
@@ -39,6 +42,14 @@ def serve_command(host: str, port: int, workers: int) -> None:
         log_level="warning",
         proxy_headers=False,
     )
+
+
+def lake_location(settings: Settings) -> str:
+    """Where the served lake is: its S3 prefix (and endpoint), or its folder."""
+    if settings.bucket:
+        where = f"the lake at s3://{settings.bucket}/{settings.lake_prefix.strip('/')}".rstrip("/")
+        return f"{where} ({settings.s3_endpoint})" if settings.s3_endpoint else where
+    return f"the lake at {settings.lake_dir}"
 
 
 def application():  # noqa: ANN201 - uvicorn's factory: the app on the process's settings
