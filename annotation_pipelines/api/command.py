@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     type=click.IntRange(1, 64),
     help="Worker processes (each keeps its own cache of parsed partitions).",
 )
-def serve_command(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Proxies (comma-separated addresses or networks, '*' for any) whose "
+    "X-Forwarded-Proto and X-Forwarded-For the API believes, so file URLs behind a "
+    "TLS-terminating proxy say https://; the proxy must pass on the client's Host header. "
+    "Default: ANNOTATION_PIPELINES_API_FORWARDED_ALLOW_IPS, else 127.0.0.1.",
+)
+def serve_command(host: str, port: int, workers: int, forwarded_allow_ips: str | None) -> None:
     """Serve the lake read-only over HTTP: the REST API under /v1, docs at /docs."""
     import uvicorn
 
@@ -40,7 +48,10 @@ def serve_command(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level="warning",
-        proxy_headers=False,
+        # Only a trusted proxy may say the scheme the client used: the absolute file URLs are
+        # built from it, and anyone else could make them say what it likes.
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips or settings.api_forwarded_allow_ips,
     )
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.api.conftest import free_port
+from annotation_pipelines.api.tokens import issue_token
+from tests.api.conftest import PROJECT, SEED, built_lake, free_port
 
 CLI = Path(sys.executable).with_name("annotation-pipelines")
 
@@ -66,3 +67,29 @@ def test_serve_names_an_s3_lake_by_its_bucket_prefix_and_endpoint(tmp_path):
     first = output.splitlines()[0]
     endpoint = env["ANNOTATION_PIPELINES_S3_ENDPOINT"]
     assert first.startswith(f"Serving the lake at s3://annotations/team/lake ({endpoint})"), first
+
+
+def test_file_urls_behind_a_trusted_proxy_say_https(tmp_path_factory):
+    source = built_lake(tmp_path_factory)
+    store = tmp_path_factory.mktemp("proxy") / "tokens.json"
+    token = issue_token(store, scopes=["datasets:read"])
+    env = {
+        "ANNOTATION_PIPELINES_DATA_DIR": str(source / "data"),
+        "ANNOTATION_PIPELINES_PSEUDONYM_KEY": f"test-key-{SEED}",
+        "ANNOTATION_PIPELINES_API_TOKEN_STORE": str(store),
+    }
+    forwarded = {
+        "Authorization": f"Bearer {token}",
+        "X-Forwarded-Proto": "https",
+        # The proxy passes on the host the client asked for (nginx: proxy_set_header Host).
+        "Host": "data.example.org",
+    }
+    path = f"/v1/datasets/{PROJECT}/latest"
+    # The default trusts a proxy on this machine, where the test's requests come from.
+    with serve(env) as (url, _):
+        files = httpx.get(f"{url}{path}", headers=forwarded, timeout=30).json()["files"]
+    assert files and all(f["url"].startswith("https://data.example.org/v1/") for f in files)
+    # Headers from an address that is not a trusted proxy are not believed.
+    with serve(env, "--forwarded-allow-ips", "10.1.2.3") as (url, _):
+        files = httpx.get(f"{url}{path}", headers=forwarded, timeout=30).json()["files"]
+    assert files and all(f["url"].startswith("http://data.example.org/v1/") for f in files)
