@@ -498,12 +498,20 @@ class LakeReader:
         return freshest
 
     def read_bytes(self, key: str) -> bytes:
-        with self._fs.open_input_file(self._path(key)) as handle:
-            return handle.read()
+        """The file at `key`; LakeFileError when it cannot be read (gone since it was listed)."""
+        try:
+            with self._fs.open_input_file(self._path(key)) as handle:
+                return handle.read()
+        except OSError as error:
+            raise self._file_error(key, error) from error
 
     def open(self, key: str):  # noqa: ANN201 - a pyarrow NativeFile: seek, read in chunks
-        """The file at `key` for random access (on S3 each read is a ranged GET)."""
-        return self._fs.open_input_file(self._path(key))
+        """The file at `key` for random access (on S3 each read is a ranged GET); LakeFileError
+        when it cannot be opened (gone since it was listed)."""
+        try:
+            return self._fs.open_input_file(self._path(key))
+        except OSError as error:
+            raise self._file_error(key, error) from error
 
     def frame(self, version: FileVersion) -> pl.DataFrame:
         """The Parquet file at `version`, parsed once per version; LakeFileError when it

@@ -36,6 +36,7 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_PIPELINES_API_MAX_PAGE_SIZE | the largest page a list endpoint returns | 5000 |
 | ANNOTATION_PIPELINES_API_MAX_DAYS | the longest day range one request may ask for | 92 |
 | ANNOTATION_PIPELINES_API_CACHE_ENTRIES | parsed lake files the API keeps in memory | 256 |
+| ANNOTATION_PIPELINES_API_FORWARDED_ALLOW_IPS | proxies trusted for X-Forwarded-Proto | 127.0.0.1 |
 
 Daily partitions start where the data starts: at ANNOTATION_PIPELINES_START_DATE when set, else
 at the day written in `<data dir>/start_date` by whatever first filled the data folder (the demo
@@ -107,6 +108,7 @@ API_CORS_ORIGINS = "ANNOTATION_PIPELINES_API_CORS_ORIGINS"
 API_MAX_PAGE_SIZE = "ANNOTATION_PIPELINES_API_MAX_PAGE_SIZE"
 API_MAX_DAYS = "ANNOTATION_PIPELINES_API_MAX_DAYS"
 API_CACHE_ENTRIES = "ANNOTATION_PIPELINES_API_CACHE_ENTRIES"
+API_FORWARDED_ALLOW_IPS = "ANNOTATION_PIPELINES_API_FORWARDED_ALLOW_IPS"
 
 # Passed to Dagster resources by name (dagster.EnvVar) so their values never reach the UI.
 SECRET_VARIABLES = (BUCKET, AWS_REGION, ANNOTATION_DB_DSN)
@@ -148,6 +150,8 @@ class Settings:
     api_max_page_size: int = 5000
     api_max_days: int = 92
     api_cache_entries: int = 256
+    # uvicorn's forwarded_allow_ips: comma-separated addresses or networks, "*" for any.
+    api_forwarded_allow_ips: str = "127.0.0.1"
     landing_settle_seconds: float = 30.0
     floor_recheck_days: int = 30
     annotation_db_connect_timeout: int = 10
@@ -249,6 +253,7 @@ def load_settings(
         api_cache_entries=_positive_int(
             text(API_CACHE_ENTRIES), name=API_CACHE_ENTRIES, default=256
         ),
+        api_forwarded_allow_ips=text(API_FORWARDED_ALLOW_IPS) or "127.0.0.1",
         landing_settle_seconds=float(settle),
         floor_recheck_days=_positive_int(
             text(FLOOR_RECHECK_DAYS), name=FLOOR_RECHECK_DAYS, default=30

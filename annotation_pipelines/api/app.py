@@ -1341,7 +1341,10 @@ def _routes(app: FastAPI, context: Context) -> None:
         A non-categorical project's days carry its `kind`, the agreement `distance` and its
         gold metric (`gold_metric_name`, `gold_metric`; `gold_accuracy` is the same figure on
         [0, 1]) instead of the categorical Fleiss' kappa and percent agreement.
-        `days_without_data` lists the days of the range with no quality report of the project."""
+        `days_without_data` lists the days of the range with no quality report of the project.
+        `summary` counts the reported `days`: `days_passed` and `days_failed` by their gates,
+        and `days_without_verdict` those whose report has no gate verdict (`gates_passed`
+        null: reports older than the gates), counted in neither."""
         reports = known_project(project)[1]
         first, last = _range(start, end, available=list(reports), max_days=settings.api_max_days)
         parts = {d: v for d, v in reports.items() if first <= d <= last}
@@ -1373,7 +1376,14 @@ def _routes(app: FastAPI, context: Context) -> None:
                 .list.eval(pl.element().filter(pl.element() != ""))
             )
         passed = int(rows["gates_passed"].sum()) if rows.height else 0
-        summary = {"days": rows.height, "days_passed": passed, "days_failed": rows.height - passed}
+        # A report older than the gates has no verdict: neither passed nor failed.
+        unjudged = int(rows["gates_passed"].is_null().sum()) if rows.height else 0
+        summary = {
+            "days": rows.height,
+            "days_passed": passed,
+            "days_failed": rows.height - passed - unjudged,
+            "days_without_verdict": unjudged,
+        }
         reported = rows["day"].cast(pl.String).to_list() if rows.height else []
         body = _items_body(
             rows,

@@ -7,9 +7,12 @@ data stack; each command imports what it uses when it runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
+
+if TYPE_CHECKING:
+    from annotation_pipelines.settings import Settings
 
 
 @click.command("serve")
@@ -22,14 +25,22 @@ import click
     type=click.IntRange(1, 64),
     help="Worker processes (each keeps its own cache of parsed partitions).",
 )
-def serve_command(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    help="Proxies (comma-separated addresses or networks, '*' for any) whose "
+    "X-Forwarded-Proto and X-Forwarded-For the API believes, so file URLs behind a "
+    "TLS-terminating proxy say https://; the proxy must pass on the client's Host header. "
+    "Default: ANNOTATION_PIPELINES_API_FORWARDED_ALLOW_IPS, else 127.0.0.1.",
+)
+def serve_command(host: str, port: int, workers: int, forwarded_allow_ips: str | None) -> None:
     """Serve the lake read-only over HTTP: the REST API under /v1, docs at /docs."""
     import uvicorn
 
     from annotation_pipelines.settings import load_settings
 
     settings = load_settings()
-    click.echo(f"Serving the {settings.profile} lake on http://{host}:{port}/v1 (docs: /docs)")
+    click.echo(f"Serving {lake_location(settings)} on http://{host}:{port}/v1 (docs: /docs)")
     uvicorn.run(
         "annotation_pipelines.api.command:application",
         factory=True,
@@ -37,8 +48,19 @@ def serve_command(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         log_level="warning",
-        proxy_headers=False,
+        # Only a trusted proxy may say the scheme the client used: the absolute file URLs are
+        # built from it, and anyone else could make them say what it likes.
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips or settings.api_forwarded_allow_ips,
     )
+
+
+def lake_location(settings: Settings) -> str:
+    """Where the served lake is: its S3 prefix (and endpoint), or its folder."""
+    if settings.bucket:
+        where = f"the lake at s3://{settings.bucket}/{settings.lake_prefix.strip('/')}".rstrip("/")
+        return f"{where} ({settings.s3_endpoint})" if settings.s3_endpoint else where
+    return f"the lake at {settings.lake_dir}"
 
 
 def application():  # noqa: ANN201 - uvicorn's factory: the app on the process's settings

@@ -78,8 +78,10 @@ class LakeFileResponse(FileResponse):
             media_type=media_type,
             stat_result=_stat(version),
         )
+        self._reader = reader
         self._remote = reader if local is None else None
         self._key = version.key
+        self._handle: object | None = None
 
     def check_range(self, range_header: str | None, if_range: str | None) -> None:
         """Raises RangeError for a byte range the file cannot answer, before the answer is
@@ -116,19 +118,17 @@ class LakeFileResponse(FileResponse):
             extensions = dict(scope.get("extensions") or {})
             extensions.pop("http.response.pathsend", None)
             scope["extensions"] = extensions
-        await super().__call__(scope, receive, send)
+        # Opened before the status line is sent: a file gone since the listing is then a
+        # LakeFileError the app answers 503, not a 200 cut short.
+        self._handle = await anyio.to_thread.run_sync(self._reader.open, self._key)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._handle.close)  # type: ignore[attr-defined]
 
     @asynccontextmanager
     async def _open_file(self) -> AsyncIterator[_LakeFile]:  # type: ignore[override]
         # FileResponse reads every body, whole or ranged, through this one opener.
-        reader = self._remote
-        if reader is None:
-            async with super()._open_file() as local:
-                yield local  # type: ignore[misc]
-            return
-        handle = await anyio.to_thread.run_sync(reader.open, self._key)
-        try:
-            yield _LakeFile(handle)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(handle.close)
+        # The one handle __call__ opened; ranges seek in it, and __call__ closes it.
+        yield _LakeFile(self._handle)

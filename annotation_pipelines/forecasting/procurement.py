@@ -301,10 +301,39 @@ def unpriced_types(plan: pl.DataFrame, config: CapacityConfig) -> list[str]:
 
 
 def runs_short(plan: pl.DataFrame) -> pl.DataFrame:
-    """[cluster, scenario, runs_short_on]: the first day any accelerator type of the cluster
-    runs short under each scenario (null: not within the horizon)."""
-    return (
+    """[cluster, scenario, runs_short_on, status]: the first day any accelerator type of the
+    cluster with a known fleet runs short under each scenario, and what that date means.
+
+    A type whose fleet is unknown has no date: a null date then does not mean "not within the
+    horizon", and a date is only the latest the cluster runs short, so `status` says which."""
+    frame = (
         plan.group_by("cluster", "scenario")
-        .agg(pl.col("runs_short_on").min())
+        .agg(
+            pl.col("runs_short_on").min(),
+            pl.col("accelerator_type")
+            .filter(pl.col("fleet").is_null())
+            .unique()
+            .sort()
+            .str.join(", ")
+            .alias("unknown"),
+        )
         .sort("cluster", "scenario")
+    )
+    unknown = pl.lit("fleet of ") + pl.col("unknown") + pl.lit(" unknown")
+    return frame.select(
+        "cluster",
+        "scenario",
+        "runs_short_on",
+        pl.when(pl.col("unknown") == "")
+        .then(
+            pl.when(pl.col("runs_short_on").is_null())
+            .then(pl.lit("not within the horizon"))
+            .otherwise(pl.lit("short from ") + pl.col("runs_short_on").dt.to_string("%Y-%m-%d"))
+        )
+        .when(pl.col("runs_short_on").is_null())
+        .then(pl.lit("unknown: ") + unknown)
+        .otherwise(
+            pl.col("runs_short_on").dt.to_string("%Y-%m-%d") + pl.lit(" at the latest: ") + unknown
+        )
+        .alias("status"),
     )

@@ -86,7 +86,9 @@ def procurement(
     tolerated (`queueing_target` accelerators waiting) must fit in supply:
     to_procure = ceil(max(0, max_t(hi_level_t - queueing_target - supply_t))).
     When the horizon ends before arrival the need is unknown (null) and `covered` is False:
-    forecast further ahead or shorten the lead time.
+    forecast further ahead or shorten the lead time. When the series never reports its supply
+    the need is unknown too, and so is `covered` (null). `reason` says why a need is unknown
+    (null when it is known).
     """
     bound = f"hi_{level}"
     if bound not in forecast.columns:
@@ -116,10 +118,16 @@ def procurement(
     )
     result = (
         joined.group_by("id")
-        .agg(pl.col("arrival").first())
+        .agg(pl.col("arrival").first(), pl.col("supply").is_not_null().any().alias("known"))
         .join(needs, on="id", how="left")
         .with_columns(
-            pl.col("shortfall").is_not_null().alias("covered"),
+            # Whether the horizon reaches the arrival says nothing of a supply nobody knows.
+            pl.when(pl.col("known")).then(pl.col("shortfall").is_not_null()).alias("covered"),
+            pl.when(~pl.col("known"))
+            .then(pl.lit("supply unknown: the series reports no total"))
+            .when(pl.col("shortfall").is_null())
+            .then(pl.lit("the horizon ends before an order placed now arrives"))
+            .alias("reason"),
             (pl.col("shortfall") - 1e-9)
             .ceil()
             .clip(lower_bound=0)
@@ -138,4 +146,5 @@ def procurement(
         "level",
         "to_procure",
         "covered",
+        "reason",
     ).sort("id")

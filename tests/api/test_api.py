@@ -1251,3 +1251,38 @@ def test_every_answer_forbids_content_sniffing(tmp_path):
     ]
     assert [a.status_code for a in answers] == [200, 401, 404, 422]
     assert all(a.headers["x-content-type-options"] == "nosniff" for a in answers)
+
+
+def test_quality_counts_days_without_a_gate_verdict_apart_from_failed_days(tmp_path):
+    # A report older than the gates has no verdict (`gates_passed` null): it neither passed
+    # nor failed, and counting it failed tells a reader the gates failed that day.
+    lake = tmp_path / "data" / "lake"
+    days = [dt.date(2026, 11, 16) + dt.timedelta(days=n) for n in range(3)]
+    for day, verdict in zip(days, [True, False, None], strict=True):
+        path = lake / layout.partition_key("kind_quality_report", day.isoformat())
+        path.parent.mkdir(parents=True)
+        pl.DataFrame(
+            {
+                "project": ["ratings"],
+                "day": [day],
+                "kind": ["numeric"],
+                "gates_passed": [verdict],
+                "failed_gates": ["" if verdict else None],
+            },
+            schema_overrides={"gates_passed": pl.Boolean, "failed_gates": pl.String},
+        ).write_parquet(path)
+    settings = dataclasses.replace(
+        load_settings(), data_dir=tmp_path / "data", bucket=None,
+        api_token_store=tmp_path / "tokens.json",
+    )  # fmt: skip
+    token = issue_token(settings.api_token_store, scopes=["quality:read"])
+    client = TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"})
+    response = client.get(
+        "/v1/projects/ratings/quality", params={"start": str(days[0]), "end": str(days[-1])}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["summary"] == {
+        "days": 3, "days_passed": 1, "days_failed": 1, "days_without_verdict": 1,
+    }  # fmt: skip
+    description = client.get("/openapi.json").json()["paths"]["/v1/projects/{project}/quality"]
+    assert "`days_without_verdict`" in description["get"]["description"]

@@ -334,3 +334,37 @@ def test_a_labels_request_digests_each_day_of_its_range_once(served, monkeypatch
     second = client.get(path, params={**params, "cursor": first.json()["next_cursor"]})
     assert second.status_code == 200, second.text
     assert len(digested) == len(DAYS)
+
+
+def test_a_file_gone_between_listing_and_reading_is_a_lake_file_error(tmp_path):
+    # The listing and the read are two calls: a file deleted between them (a snapshot pruned,
+    # a card rewritten) must give the 503 naming the file, not a bare 500 of FileNotFoundError.
+    import asyncio
+
+    from annotation_pipelines.api.downloads import LakeFileResponse
+    from annotation_pipelines.lake import LakeFileError
+
+    key = "datasets/sentiment/v1/card.md"
+    (tmp_path / key).parent.mkdir(parents=True)
+    (tmp_path / key).write_text("# card")
+    reader = LakeReader(pafs.LocalFileSystem(), str(tmp_path))
+    version = reader.files("datasets")[key]
+    (tmp_path / key).unlink()
+    for read in (reader.read_bytes, reader.open):
+        with pytest.raises(LakeFileError) as raised:
+            read(key)
+        assert raised.value.key == key and str(tmp_path) not in str(raised.value)
+    # A download fails before its status line is sent, so the app can still answer 503.
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    response = LakeFileResponse(reader, version, headers={}, media_type="text/markdown")
+    scope = {"type": "http", "method": "GET", "headers": [], "path": "/"}
+    with pytest.raises(LakeFileError):
+        asyncio.run(response(scope, receive, send))  # type: ignore[arg-type]
+    assert sent == []

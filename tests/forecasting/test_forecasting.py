@@ -224,7 +224,30 @@ def test_supply_crossing_and_procurement():
     # Whole accelerators: the forecast's metadata showed 26.0000 of them.
     assert isinstance(needed["to_procure"], int)
     late = procurement(table, supply, lead_time=dt.timedelta(hours=30)).row(0, named=True)
-    assert late["to_procure"] is None and not late["covered"]
+    assert late["to_procure"] is None and late["covered"] is False
+    assert "horizon ends" in late["reason"]
+
+
+def test_headroom_of_a_series_with_unknown_supply_is_unknown_not_uncovered():
+    # `covered: false` means the horizon ends before an order arrives; a series that never
+    # reports its total has a horizon that covers the arrival and a supply nobody knows.
+    times = [dt.datetime(2024, 1, 1, h, tzinfo=dt.UTC) for h in range(6)]
+    bounds = {"forecast": 8.0, "lo_80": 7.0, "hi_80": 9.0, "lo_95": 6.0, "hi_95": 10.0}
+    table = pl.DataFrame({"id": ["a"] * 6 + ["b"] * 6, "time": times * 2, **{
+        name: [value] * 12 for name, value in bounds.items()}})  # fmt: skip
+    supply = pl.DataFrame(
+        {"id": ["a", "b"], "time": [dt.datetime(2023, 12, 31, tzinfo=dt.UTC)] * 2,
+         "supply": [None, 5.0]},
+        schema_overrides={"supply": pl.Float64},
+    )  # fmt: skip
+    rows = {
+        row["id"]: row
+        for row in procurement(table, supply, lead_time=dt.timedelta(hours=3)).iter_rows(named=True)
+    }
+    assert rows["a"]["covered"] is None and rows["a"]["to_procure"] is None
+    assert rows["a"]["reason"] == "supply unknown: the series reports no total"
+    assert rows["b"]["covered"] is True and rows["b"]["to_procure"] == 5
+    assert rows["b"]["reason"] is None
 
 
 def test_normalize_and_summaries():

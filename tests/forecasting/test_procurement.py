@@ -1230,12 +1230,49 @@ def test_a_series_with_no_total_leaves_its_fleet_unknown_not_zero():
     assert rows["peak_required"].is_not_null().all()
     assert all(f"series {unknown} report(s) no total" in s for s in rows["status"])
     assert plan.supply.filter(pl.col("cluster") == "mars")["supply"].is_null().all()
+    mars_short = plan.runs_short.filter(pl.col("cluster") == "mars")
+    assert all(s.startswith("unknown: fleet of ") for s in mars_short["status"])
     assert any(unknown in note and "mars" in note for note in plan.notes)
     # The other clusters are planned as before.
     earth = capacity_plan(usage, config=load_capacity_config(), as_of=dt.date(2026, 11, 29))
     assert plan.plan.filter(pl.col("cluster") == "earth").equals(
         earth.plan.filter(pl.col("cluster") == "earth")
     )
+
+
+def test_a_cluster_whose_fleet_is_unknown_does_not_read_as_never_running_short():
+    # A blank date reads "not within the horizon": of a cluster made only of types whose fleet
+    # is unknown, nobody knows; of one with a known type short on a day, an unknown type may
+    # run short sooner.
+    config = CapacityConfig(lead_time_weeks=2, target_utilization={"unknown": 0.5})
+    days = [dt.date(2027, 1, 1) + dt.timedelta(days=d) for d in range(10)]
+    pairs = [("earth", "H100", [5.0] * 10), ("mars", "A100", [5.0] * 10),
+             ("venus", "H100", [5.0] * 5 + [30.0] * 5), ("venus", "A100", [5.0] * 10)]  # fmt: skip
+    required = pl.concat(
+        pl.DataFrame({"cluster": c, "accelerator_type": t, "time": days, "p50": need,
+                      "p90": need})
+        for c, t, need in pairs
+    )  # fmt: skip
+    fleet = pl.DataFrame(
+        {"cluster": ["earth", "mars", "venus", "venus"],
+         "accelerator_type": ["H100", "A100", "H100", "A100"],
+         "fleet": [20.0, None, 20.0, None],
+         "fleet_unknown": [None, "m1", None, "v2"]},
+    )  # fmt: skip
+    plan = procurement_plan(required, fleet, config=config, as_of=dt.date(2027, 1, 1))
+    short = {(r["cluster"], r["scenario"]): r for r in runs_short(plan).iter_rows(named=True)}
+    assert short["earth", "p90"]["runs_short_on"] is None
+    assert short["earth", "p90"]["status"] == "not within the horizon"
+    assert short["mars", "p90"]["runs_short_on"] is None
+    assert short["mars", "p90"]["status"] == "unknown: fleet of A100 unknown"
+    assert short["venus", "p90"]["runs_short_on"] == days[5]
+    assert short["venus", "p90"]["status"] == (
+        f"{days[5].isoformat()} at the latest: fleet of A100 unknown"
+    )
+    page = render_capacity_report(title="t", as_of="2027-01-01", charts=[],
+                                  sections=[("Date each cluster runs short", runs_short(plan))],
+                                  notes=[])  # fmt: skip
+    assert "unknown: fleet of A100 unknown" in html.unescape(page)
 
 
 def test_weekly_supply_is_unknown_over_a_series_with_no_total():
