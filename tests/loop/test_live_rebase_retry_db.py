@@ -15,7 +15,7 @@ import pytest
 from annotation_pipelines.ingest.postgres import seed_database
 from annotation_pipelines.loop.live import load_state
 from tests.loop.test_live import stream
-from tests.loop.test_live_writeback import QUIET, _launch, _tick
+from tests.loop.test_live_writeback import QUIET, _launch, _tick, daily_labels, yesterdays_stream
 from tests.services import fresh_database
 from tests.support import lake_reader, live_quality_job
 
@@ -28,21 +28,10 @@ def _rebase_days(tick) -> list[str]:
 
 
 def test_a_failed_re_base_is_asked_again_once_its_run_has_failed(tmp_path, monkeypatch):
-    from dagster import AssetSpec, materialize
-
-    from annotation_pipelines import schema
     from annotation_pipelines.lake import partition_key
-    from assets.aggregation.assets import aggregated_labels
-    from assets.common.partitions import daily_partitions
-    from resources.lake import LakeIOManager, LocalLake
+    from resources.lake import LocalLake
 
-    judgments, _ = stream(n_tasks=300, spammer_from=150)
-    day = (datetime.now(UTC) - timedelta(days=1)).date()
-    start = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
-    judgments = judgments.with_columns(
-        project=pl.lit("reviews"),
-        submitted_at=pl.lit(start) + pl.duration(milliseconds=pl.int_range(pl.len()) * 10),
-    )
+    judgments, day = yesterdays_stream(n_tasks=300, spammer_from=150)
     lake_dir = tmp_path / "data" / "lake"
     with fresh_database("live_rebase_retry") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
@@ -51,20 +40,7 @@ def test_a_failed_re_base_is_asked_again_once_its_run_has_failed(tmp_path, monke
         tick = _tick(defs, instance)
         _launch(job, instance, tick)
 
-        lake = LocalLake(base_path=str(lake_dir))
-        lake.write_table("judgments", judgments, day=day.isoformat())
-        lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day.isoformat())
-        sources = [
-            AssetSpec(name, partitions_def=daily_partitions)
-            for name in ("judgments", "gold_labels")
-        ]
-        assert materialize(
-            [*sources, aggregated_labels],
-            partition_key=day.isoformat(),
-            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
-            instance=instance,
-        ).success
-        daily = lake.read_table("aggregated_labels", day=day.isoformat())
+        daily = daily_labels(lake_dir, judgments, day, instance)
 
         def agreement() -> float:
             state = load_state("reviews", lake_reader(lake_dir))
@@ -88,7 +64,9 @@ def test_a_failed_re_base_is_asked_again_once_its_run_has_failed(tmp_path, monke
 
         # The re-base run fails (the day's table unreadable while it runs) and is not retried
         # (this instance has no run retries: as after the last of the daemon's retries).
-        table = lake.local_path(partition_key("aggregated_labels", day.isoformat()))
+        table = LocalLake(base_path=str(lake_dir)).local_path(
+            partition_key("aggregated_labels", day.isoformat())
+        )
         assert table is not None
         shutil.move(table, tmp_path / "aside.parquet")
         table.write_bytes(b"not parquet")

@@ -4,7 +4,7 @@ the lake state and stream position committed together, the Label Studio list bes
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import psycopg
@@ -256,7 +256,22 @@ def test_landing_zone_exports_are_folded_into_the_live_state_once_per_content(
         assert state().ledger.height == judgments.height - 40
 
 
-def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch):
+def yesterdays_stream(*, n_tasks: int, spammer_from: int) -> tuple[pl.DataFrame, date]:
+    """(a `stream` of project "reviews" submitted yesterday from 09:00 UTC, 10 ms apart,
+    that day)."""
+    judgments, _ = stream(n_tasks=n_tasks, spammer_from=spammer_from)
+    day = (datetime.now(UTC) - timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+    judgments = judgments.with_columns(
+        project=pl.lit("reviews"),
+        submitted_at=pl.lit(start) + pl.duration(milliseconds=pl.int_range(pl.len()) * 10),
+    )
+    return judgments, day
+
+
+def daily_labels(lake_dir, judgments: pl.DataFrame, day: date, instance) -> pl.DataFrame:
+    """The day's `aggregated_labels`, built by the real aggregation asset in `instance` on the
+    day the raw layer would build from `judgments`."""
     from dagster import AssetSpec, materialize
 
     from annotation_pipelines import schema
@@ -264,13 +279,23 @@ def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch
     from assets.common.partitions import daily_partitions
     from resources.lake import LakeIOManager, LocalLake
 
-    judgments, _ = stream(n_tasks=600, spammer_from=300)
-    day = (datetime.now(UTC) - timedelta(days=1)).date()
-    start = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
-    judgments = judgments.with_columns(
-        project=pl.lit("reviews"),
-        submitted_at=pl.lit(start) + pl.duration(milliseconds=pl.int_range(pl.len()) * 10),
-    )
+    lake = LocalLake(base_path=str(lake_dir))
+    lake.write_table("judgments", judgments, day=day.isoformat())
+    lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day.isoformat())
+    sources = [
+        AssetSpec(name, partitions_def=daily_partitions) for name in ("judgments", "gold_labels")
+    ]
+    assert materialize(
+        [*sources, aggregated_labels],
+        partition_key=day.isoformat(),
+        resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
+        instance=instance,
+    ).success
+    return lake.read_table("aggregated_labels", day=day.isoformat())
+
+
+def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch):
+    judgments, day = yesterdays_stream(n_tasks=600, spammer_from=300)
     lake_dir = tmp_path / "data" / "lake"
     with fresh_database("live_rebase") as database:
         dsn = f"postgresql://postgres@127.0.0.1:5432/{database}"
@@ -279,21 +304,7 @@ def test_a_day_s_aggregation_re_bases_the_live_state_on_it(tmp_path, monkeypatch
         tick = _tick(defs, instance)
         _launch(job, instance, tick)
 
-        # The daily layer: the real aggregation asset on the day the raw layer would build.
-        lake = LocalLake(base_path=str(lake_dir))
-        lake.write_table("judgments", judgments, day=day.isoformat())
-        lake.write_table("gold_labels", schema.empty(schema.GOLD_LABELS), day=day.isoformat())
-        sources = [
-            AssetSpec(name, partitions_def=daily_partitions)
-            for name in ("judgments", "gold_labels")
-        ]
-        assert materialize(
-            [*sources, aggregated_labels],
-            partition_key=day.isoformat(),
-            resources={"lake": lake, "io_manager": LakeIOManager(lake=lake)},
-            instance=instance,
-        ).success
-        daily = lake.read_table("aggregated_labels", day=day.isoformat())
+        daily = daily_labels(lake_dir, judgments, day, instance)
 
         def live_labels() -> pl.DataFrame:
             state = load_state(
