@@ -398,6 +398,11 @@ class _VersionedCache:
         return value
 
 
+def s3_root(settings: Settings) -> str:
+    """`bucket/prefix` of the settings' S3 lake, without a trailing slash."""
+    return f"{settings.bucket}/{settings.lake_prefix.strip('/')}".rstrip("/")
+
+
 class LakeReader:
     """Read-only access to the lake on a pyarrow file system (local folder or S3 prefix)."""
 
@@ -420,8 +425,7 @@ class LakeReader:
             options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
         if settings.aws_region:
             options["region"] = settings.aws_region
-        root = f"{settings.bucket}/{settings.lake_prefix.strip('/')}".rstrip("/")
-        return cls(pafs.S3FileSystem(**options), root, cache_entries=cache_entries)
+        return cls(pafs.S3FileSystem(**options), s3_root(settings), cache_entries=cache_entries)
 
     def _path(self, key: str) -> str:
         return f"{self._root}/{key}" if key else self._root

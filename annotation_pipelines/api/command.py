@@ -58,7 +58,9 @@ def serve_command(host: str, port: int, workers: int, forwarded_allow_ips: str |
 def lake_location(settings: Settings) -> str:
     """Where the served lake is: its S3 prefix (and endpoint), or its folder."""
     if settings.bucket:
-        where = f"the lake at s3://{settings.bucket}/{settings.lake_prefix.strip('/')}".rstrip("/")
+        from annotation_pipelines.lake import s3_root
+
+        where = f"the lake at s3://{s3_root(settings)}"
         return f"{where} ({settings.s3_endpoint})" if settings.s3_endpoint else where
     return f"the lake at {settings.lake_dir}"
 

@@ -79,7 +79,6 @@ class LakeFileResponse(FileResponse):
             stat_result=_stat(version),
         )
         self._reader = reader
-        self._remote = reader if local is None else None
         self._key = version.key
         self._handle: object | None = None
 
@@ -113,7 +112,7 @@ class LakeFileResponse(FileResponse):
             if name != b"range" or range_unit(value.decode("latin-1")) in ("bytes", None)
         ]
         scope = {**scope, "headers": headers}
-        if self._remote is not None:
+        if not self._reader.is_local:
             # A server that sends files by path would be handed the lake key as one.
             extensions = dict(scope.get("extensions") or {})
             extensions.pop("http.response.pathsend", None)
