@@ -320,6 +320,7 @@ def runs_short(plan: pl.DataFrame) -> pl.DataFrame:
         .sort("cluster", "scenario")
     )
     unknown = pl.lit("fleet of ") + pl.col("unknown") + pl.lit(" unknown")
+    day = pl.col("runs_short_on").dt.to_string("%Y-%m-%d")
     return frame.select(
         "cluster",
         "scenario",
@@ -328,12 +329,10 @@ def runs_short(plan: pl.DataFrame) -> pl.DataFrame:
         .then(
             pl.when(pl.col("runs_short_on").is_null())
             .then(pl.lit("not within the horizon"))
-            .otherwise(pl.lit("short from ") + pl.col("runs_short_on").dt.to_string("%Y-%m-%d"))
+            .otherwise(pl.lit("short from ") + day)
         )
         .when(pl.col("runs_short_on").is_null())
         .then(pl.lit("unknown: ") + unknown)
-        .otherwise(
-            pl.col("runs_short_on").dt.to_string("%Y-%m-%d") + pl.lit(" at the latest: ") + unknown
-        )
+        .otherwise(day + pl.lit(" at the latest: ") + unknown)
         .alias("status"),
     )
