@@ -208,6 +208,17 @@ def box_task_units(judgments: pl.DataFrame) -> pl.DataFrame | None:
     )
 
 
+def boxes_and_gold_in_task_unit(
+    judgments: pl.DataFrame, gold: pl.DataFrame | None
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(`judgments`, `gold`) of boxes with each task's boxes, its gold's too, in the unit most
+    of its judgments give (`boxes_in_task_unit`)."""
+    if gold is not None:
+        units = box_task_units(judgments)
+        gold = gold if units is None else boxes_in_task_unit(gold, units=units)
+    return boxes_in_task_unit(judgments), gold
+
+
 def boxes_in_task_unit(
     judgments: pl.DataFrame, *, units: pl.DataFrame | None = None
 ) -> pl.DataFrame:

@@ -16,8 +16,7 @@ from annotation_pipelines.aggregation.kinds_result import KindAggregation
 from annotation_pipelines.aggregation.registry import AUTO, kind_method
 from annotation_pipelines.kinds import (
     VALUE_COLUMNS,
-    box_task_units,
-    boxes_in_task_unit,
+    boxes_and_gold_in_task_unit,
     check_kind,
 )
 
@@ -51,10 +50,7 @@ def aggregate_kind(
         )
     declared = kind_method(kind, method)
     if kind == "boxes":
-        if gold is not None:
-            units = box_task_units(judgments)
-            gold = gold if units is None else boxes_in_task_unit(gold, units=units)
-        judgments = boxes_in_task_unit(judgments)
+        judgments, gold = boxes_and_gold_in_task_unit(judgments, gold)
     aggregated = declared.aggregate(judgments, method=declared.name, gold=gold, **options)
     if kind in _GOLD_REPLACES_AGGREGATE and gold is not None and gold.height:
         aggregated = replace(aggregated, labels=gold_answers(kind, aggregated.labels, gold))

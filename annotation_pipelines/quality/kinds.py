@@ -50,6 +50,7 @@ from annotation_pipelines.kinds import (
     BOX_CONTEXT,
     CONTEXT_DTYPES,
     VALUE_COLUMNS,
+    boxes_and_gold_in_task_unit,
     check_kind,
     document_texts,
 )
@@ -224,14 +225,24 @@ def aggregate_project(
         options["texts"] = task_texts(tasks)
     if kind == "numeric" and scale is not None:
         options["scale"] = scale
-    anchors = gold.select("task_id", *columns) if gold is not None and gold.height else None
+    anchors = (
+        gold.select("task_id", *columns, *_unit_columns(gold, kind))
+        if gold is not None and gold.height
+        else None
+    )
     return aggregate_kind(
-        judgments.select("task_id", "annotator_id", *columns),
+        judgments.select("task_id", "annotator_id", *columns, *_unit_columns(judgments, kind)),
         kind=kind,
         method=method,
         gold=anchors,
         **options,
     )
+
+
+def _unit_columns(frame: pl.DataFrame, kind: str) -> list[str]:
+    """The box unit and image size columns `frame` has: `aggregate_kind` puts a task's boxes
+    in one unit with them, so a pixel box beside percent ones is fused as the one object."""
+    return [c for c in BOX_CONTEXT if c in frame.columns] if kind == "boxes" else []
 
 
 def _votes(judgments: pl.DataFrame) -> pl.DataFrame:
@@ -490,7 +501,7 @@ def _project_gold(gold: pl.DataFrame | None, rows: pl.DataFrame, *, project: str
         # As the categorical fit: gold of a task the day did not judge anchors nothing of it.
         return (
             gold.filter(pl.col("project") == project)
-            .select("task_id", *columns)
+            .select("task_id", *columns, *_unit_columns(gold, kind))
             .join(rows.select("task_id").unique(), on="task_id", how="semi")
         )
     return pl.DataFrame(schema=rows.select("task_id", *columns).schema)
@@ -636,6 +647,9 @@ def assess_kind_day(
     kind = kind or project_kind(rows, project)
     limits = thresholds or KindThresholds()
     gold_rows = _project_gold(gold, rows, project=project, kind=kind)
+    if kind == "boxes":
+        # Scored against the day's fused boxes, which are in each task's most common unit.
+        rows, gold_rows = boxes_and_gold_in_task_unit(rows, gold_rows)
     own_labels = labels.filter(pl.col("project") == project)
     own_annotators = annotators.filter(pl.col("project") == project)
     method = str(own_labels["method"][0]) if own_labels.height else ""
