@@ -15,6 +15,7 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_PIPELINES_ALERT_WEBHOOK | URL that receives alerts as JSON | none |
 | ANNOTATION_PIPELINES_PHONE_REGION | region for phone numbers without a country code | US |
 | ANNOTATION_PIPELINES_MAX_MASKED_SHARE | a snapshot fails above this masked share | 0.2 |
+| ANNOTATION_PIPELINES_MAX_QUARANTINED_SHARE | an ingest warns above this quarantined share | 0.05 |
 | ANNOTATION_PIPELINES_DEFAULT_OVERLAP | judgments per task, for projects with no plan | 3 |
 | ANNOTATION_PIPELINES_DEFAULT_SLA_DAYS | days a task may wait, for projects with no plan | 2 |
 | ANNOTATION_PIPELINES_BUCKET | the S3 bucket (production) | required |
@@ -80,6 +81,7 @@ PSEUDONYM_KEY = "ANNOTATION_PIPELINES_PSEUDONYM_KEY"
 ALERT_WEBHOOK = "ANNOTATION_PIPELINES_ALERT_WEBHOOK"
 PHONE_REGION = "ANNOTATION_PIPELINES_PHONE_REGION"
 MAX_MASKED_SHARE = "ANNOTATION_PIPELINES_MAX_MASKED_SHARE"
+MAX_QUARANTINED_SHARE = "ANNOTATION_PIPELINES_MAX_QUARANTINED_SHARE"
 DEFAULT_OVERLAP = "ANNOTATION_PIPELINES_DEFAULT_OVERLAP"
 DEFAULT_SLA_DAYS = "ANNOTATION_PIPELINES_DEFAULT_SLA_DAYS"
 BUCKET = "ANNOTATION_PIPELINES_BUCKET"
@@ -135,6 +137,7 @@ class Settings:
     alert_webhook: str | None
     phone_region: str
     max_masked_share: float
+    max_quarantined_share: float
     default_overlap: int
     default_sla_days: float
     bucket: str | None
@@ -196,13 +199,10 @@ def load_settings(
             raise ValueError(start_date)
     except ValueError as error:
         raise SettingsError(f"{START_DATE}={start_date!r}: expected YYYY-MM-DD") from error
-    share = text(MAX_MASKED_SHARE) or "0.2"
-    try:
-        max_masked_share = float(share)
-    except ValueError as error:
-        raise SettingsError(f"{MAX_MASKED_SHARE}={share!r}: expected a number") from error
-    if not 0.0 <= max_masked_share <= 1.0:
-        raise SettingsError(f"{MAX_MASKED_SHARE}={share!r}: expected a share in [0, 1]")
+    max_masked_share = _share(text(MAX_MASKED_SHARE) or "0.2", name=MAX_MASKED_SHARE)
+    max_quarantined_share = _share(
+        text(MAX_QUARANTINED_SHARE) or "0.05", name=MAX_QUARANTINED_SHARE
+    )
     default_overlap = _number(text(DEFAULT_OVERLAP) or "3", name=DEFAULT_OVERLAP, kind=int)
     default_sla_days = _number(text(DEFAULT_SLA_DAYS) or "2", name=DEFAULT_SLA_DAYS, kind=float)
     if default_overlap < 1 or default_sla_days <= 0:
@@ -229,6 +229,7 @@ def load_settings(
         alert_webhook=text(ALERT_WEBHOOK),
         phone_region=(text(PHONE_REGION) or "US").upper(),
         max_masked_share=max_masked_share,
+        max_quarantined_share=max_quarantined_share,
         default_overlap=int(default_overlap),
         default_sla_days=float(default_sla_days),
         bucket=bucket,
@@ -284,6 +285,16 @@ def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
         return kind(value)
     except ValueError as error:
         raise SettingsError(f"{name}={value!r}: expected {kind.__name__}") from error
+
+
+def _share(value: str, *, name: str) -> float:
+    try:
+        share = float(value)
+    except ValueError as error:
+        raise SettingsError(f"{name}={value!r}: expected a number") from error
+    if not 0.0 <= share <= 1.0:
+        raise SettingsError(f"{name}={value!r}: expected a share in [0, 1]")
+    return share
 
 
 def _positive_int(value: str | None, *, name: str, default: int) -> int:

@@ -59,7 +59,9 @@ ASSET_KEYS = {
     "workforce_throughput_daily",
 }
 CHECK_KEYS = {
+    "annotation_db_changes:quarantine_share",
     "annotation_db_changes:rows_reconcile",
+    "landing_exports:quarantine_share",
     "landing_exports:rows_reconcile",
     "kind_quality_report:agreement_floor",
     "kind_quality_report:flagged_annotator_share",

@@ -103,8 +103,13 @@ def test_landing_sensor_ingests_each_file_once_retries_failures_and_requests_its
     assert metadata["rows_read"].value == 4
     assert metadata["rows_loaded"].value + metadata["rows_quarantined"].value == 4
     assert metadata["days"].value == ["2026-11-02", "2026-11-03"]
-    [check] = run.get_asset_check_evaluations()
-    assert check.passed
+    checks = {c.check_name: c for c in run.get_asset_check_evaluations()}
+    assert checks["rows_reconcile"].passed
+    # One row of four set aside is over the 5 % a file may lose unremarked: a warning that
+    # names the reason, while the good rows are staged all the same.
+    share = checks["quarantine_share"]
+    assert not share.passed and share.severity == AssetCheckSeverity.WARN
+    assert "1 of 4 rows quarantined (25.0%, above 5%" in share.description
 
     # Next ticks: the file is done, nothing is requested again.
     cursor = result.cursor
@@ -403,6 +408,27 @@ def _run_unpartitioned(defs, instance, job):
     return defs.resolve_job_def(job).execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False
     )
+
+
+def test_a_file_mostly_quarantined_warns_and_is_alerted_naming_the_reason(env):
+    defs, instance, landing = env
+    export = landing / "exports" / "reviews" / "csv" / "batch-2.csv"
+    # Exported with the tool's display names instead of the project's label set.
+    rows = [f"t{i},a{i % 3},Positive,2026-11-02T10:{i:02d}:00Z,3\n" for i in range(19)]
+    export.write_text(HEADER + "".join(rows) + "t99,a1,pos,2026-11-02T11:00:00Z,3\n")
+    instance.add_dynamic_partitions("export_files", ["exports/reviews/csv/batch-2.csv"])
+    run = _run(defs, instance, "ingest_export_job", "exports/reviews/csv/batch-2.csv")
+    assert run.success  # a warning: the good row is staged
+    checks = {c.check_name: c for c in run.get_asset_check_evaluations()}
+    assert checks["rows_reconcile"].passed
+    assert not checks["quarantine_share"].passed
+    assert checks["quarantine_share"].metadata["quarantined_share"].value == 0.95
+    _tick(quality_sensors.quality_alert_sensor, defs, instance)
+    [alert] = pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").to_dicts()
+    assert (alert["check"], alert["severity"]) == ("quarantine_share", "WARN")
+    assert alert["partition"] == "exports/reviews/csv/batch-2.csv"
+    assert "19 of 20 rows quarantined (95.0%, above 5%" in alert["message"]
+    assert "ANNOTATION_PIPELINES_MAX_QUARANTINED_SHARE" in alert["message"]
 
 
 def test_quality_alert_sensor_records_failed_gates(env):

@@ -40,8 +40,15 @@ def test_unknown_profile_and_malformed_values_are_errors():
     for day in ("yesterday", "20261101", "2026-W44-1"):
         with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_START_DATE"):
             load_settings({"ANNOTATION_PIPELINES_START_DATE": day})
-    with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_MAX_MASKED_SHARE"):
-        load_settings({"ANNOTATION_PIPELINES_MAX_MASKED_SHARE": "2"})
+    for share in ("MAX_MASKED_SHARE", "MAX_QUARANTINED_SHARE"):
+        for value in ("2", "-0.1", "five percent"):
+            with pytest.raises(SettingsError, match=f"ANNOTATION_PIPELINES_{share}"):
+                load_settings({f"ANNOTATION_PIPELINES_{share}": value})
+    assert load_settings({}).max_quarantined_share == 0.05
+    assert (
+        load_settings({"ANNOTATION_PIPELINES_MAX_QUARANTINED_SHARE": "1"}).max_quarantined_share
+        == 1.0
+    )
     for days in ("0", "a month"):
         with pytest.raises(SettingsError, match="ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS"):
             load_settings({"ANNOTATION_PIPELINES_FLOOR_RECHECK_DAYS": days})

@@ -53,12 +53,15 @@ from resources.lake import Lake
 from resources.landing import LandingZone, project_settings_path
 
 # The checks whose failures are alerts: the quality gates of every kind and the ingest
-# reconciliations.
+# checks (rows reconcile, quarantined share).
 ALERTING_CHECKS = (
     *(AssetCheckKey(AssetKey("quality_report"), spec.name) for spec in GATES),
     *(AssetCheckKey(AssetKey("kind_quality_report"), spec.name) for spec in KIND_GATES),
-    AssetCheckKey(AssetKey("landing_exports"), "rows_reconcile"),
-    AssetCheckKey(AssetKey("annotation_db_changes"), "rows_reconcile"),
+    *(
+        AssetCheckKey(AssetKey(source), check)
+        for source in ("landing_exports", "annotation_db_changes")
+        for check in ("rows_reconcile", "quarantine_share")
+    ),
 )
 
 

@@ -64,6 +64,7 @@ from annotation_pipelines.lake import (
     staging_source,
 )
 from annotation_pipelines.scale import project_scale
+from annotation_pipelines.settings import MAX_QUARANTINED_SHARE, load_settings
 from annotation_pipelines.tabular import padded_count, unpacked
 from assets.common.metadata import markdown_table
 from assets.common.partitions import START_DATE
@@ -320,6 +321,38 @@ def reconciliation(result: IngestResult) -> dict[str, MetadataValue]:
     }
 
 
+def ingest_checks(result: IngestResult) -> list[AssetCheckResult]:
+    """The checks of one staging: its rows reconcile, and its quarantined share is bounded."""
+    return [
+        reconciliation_check(result, name="rows_reconcile"),
+        quarantine_share_check(result, limit=load_settings().max_quarantined_share),
+    ]
+
+
+def quarantine_share_check(result: IngestResult, *, limit: float) -> AssetCheckResult:
+    """Warns when more than `limit` of the rows read were quarantined: the rows reconcile
+    whatever share is set aside, so a wrong label set or a changed export format that
+    quarantines most of a file would otherwise pass unseen. A warning, not a hold: the rows
+    that passed are good, and the quarantine names every row and field that did not."""
+    share = result.rows_quarantined / result.rows_read if result.rows_read else 0.0
+    passed = share <= limit
+    description = f"at most {limit:.0%} of the rows read quarantined"
+    if not passed:
+        top = sorted(result.reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
+        reasons = ", ".join(f"{reason} ({count:,})" for reason, count in top)
+        description = (
+            f"{result.rows_quarantined:,} of {result.rows_read:,} rows quarantined "
+            f"({share:.1%}, above {limit:.0%}; {MAX_QUARANTINED_SHARE}): {reasons}"
+        )
+    return AssetCheckResult(
+        check_name="quarantine_share",
+        passed=passed,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"quarantined_share": share, "max_quarantined_share": limit},
+        description=description,
+    )
+
+
 def reconciliation_check(result: IngestResult, *, name: str) -> AssetCheckResult:
     balanced = result.rows_read == result.rows_loaded + result.rows_quarantined
     return AssetCheckResult(
@@ -339,7 +372,10 @@ def reconciliation_check(result: IngestResult, *, name: str) -> AssetCheckResult
     group_name=SOURCES_GROUP,
     owners=OWNERS,
     kinds={"polars", "parquet"},
-    check_specs=[AssetCheckSpec("rows_reconcile", asset="landing_exports", blocking=True)],
+    check_specs=[
+        AssetCheckSpec("rows_reconcile", asset="landing_exports", blocking=True),
+        AssetCheckSpec("quarantine_share", asset="landing_exports"),
+    ],
     description=(
         "One export file from the landing zone (Label Studio JSON, SageMaker Ground Truth "
         "manifest, CSV/TSV/Parquet/JSONL), validated and staged per day; bad rows quarantined."
@@ -398,7 +434,7 @@ def landing_exports(
             "fingerprint": MetadataValue.text(fingerprint),
             "quarantine_preview": markdown_table(result.quarantine.drop("raw", strict=False)),
         },
-        check_results=[reconciliation_check(result, name="rows_reconcile")],
+        check_results=ingest_checks(result),
     )
 
 
@@ -406,7 +442,10 @@ def landing_exports(
     group_name=SOURCES_GROUP,
     owners=OWNERS,
     kinds={"postgres", "polars"},
-    check_specs=[AssetCheckSpec("rows_reconcile", asset="annotation_db_changes", blocking=True)],
+    check_specs=[
+        AssetCheckSpec("rows_reconcile", asset="annotation_db_changes", blocking=True),
+        AssetCheckSpec("quarantine_share", asset="annotation_db_changes"),
+    ],
     description=(
         "Rows of the annotation tool's database changed since the last watermark (updated_at), "
         "read in bulk as Arrow and upserted into the staged day of each row; rows it deleted "
@@ -506,7 +545,7 @@ def _stage_db_extract(
             # Staged versions an edit into a row set aside for another reason withdrew.
             "set_aside_withdrawn": MetadataValue.int(len(set_aside)),
         },
-        check_results=[reconciliation_check(result, name="rows_reconcile")],
+        check_results=ingest_checks(result),
     )
 
 
