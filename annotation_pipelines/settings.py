@@ -287,6 +287,12 @@ def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
         raise SettingsError(f"{name}={value!r}: expected {kind.__name__}") from error
 
 
+def pass_to_workers(name: str, value: str) -> None:
+    """Sets variable `name` in this process's environment, for the worker processes it starts
+    (which read their settings again) to inherit."""
+    os.environ[name] = value
+
+
 def _share(value: str, *, name: str) -> float:
     try:
         share = float(value)

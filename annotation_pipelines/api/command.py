@@ -29,17 +29,24 @@ if TYPE_CHECKING:
     "--forwarded-allow-ips",
     default=None,
     help="Proxies (comma-separated addresses or networks, '*' for any) whose "
-    "X-Forwarded-Proto and X-Forwarded-For the API believes, so file URLs behind a "
-    "TLS-terminating proxy say https://; the proxy must pass on the client's Host header. "
+    "X-Forwarded-Proto, X-Forwarded-For and X-Forwarded-Host the API believes, so file URLs "
+    "behind a TLS-terminating proxy say https:// and the host the client asked for. "
     "Default: ANNOTATION_PIPELINES_API_FORWARDED_ALLOW_IPS, else 127.0.0.1.",
 )
 def serve_command(host: str, port: int, workers: int, forwarded_allow_ips: str | None) -> None:
     """Serve the lake read-only over HTTP: the REST API under /v1, docs at /docs."""
     import uvicorn
 
-    from annotation_pipelines.settings import load_settings
+    from annotation_pipelines.settings import (
+        API_FORWARDED_ALLOW_IPS,
+        load_settings,
+        pass_to_workers,
+    )
 
     settings = load_settings()
+    if forwarded_allow_ips:
+        # `application` reads it in every worker process.
+        pass_to_workers(API_FORWARDED_ALLOW_IPS, forwarded_allow_ips)
     click.echo(f"Serving {lake_location(settings)} on http://{host}:{port}/v1 (docs: /docs)")
     uvicorn.run(
         "annotation_pipelines.api.command:application",
@@ -48,10 +55,8 @@ def serve_command(host: str, port: int, workers: int, forwarded_allow_ips: str |
         port=port,
         workers=workers,
         log_level="warning",
-        # Only a trusted proxy may say the scheme the client used: the absolute file URLs are
-        # built from it, and anyone else could make them say what it likes.
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips or settings.api_forwarded_allow_ips,
+        # `application` reads the forwarded headers itself, X-Forwarded-Host too.
+        proxy_headers=False,
     )
 
 
@@ -67,8 +72,13 @@ def lake_location(settings: Settings) -> str:
 
 def application():  # noqa: ANN201 - uvicorn's factory: the app on the process's settings
     from annotation_pipelines.api import create_app
+    from annotation_pipelines.api.proxy import ForwardedMiddleware
+    from annotation_pipelines.settings import load_settings
 
-    return create_app()
+    # Only a trusted proxy may say the scheme and host the client used: the absolute file URLs
+    # are built from them, and anyone else could make them say what it likes.
+    trusted = load_settings().api_forwarded_allow_ips
+    return ForwardedMiddleware(create_app(), trusted_hosts=trusted)
 
 
 def _token_store() -> Path:

@@ -84,12 +84,28 @@ def test_file_urls_behind_a_trusted_proxy_say_https(tmp_path_factory):
         # The proxy passes on the host the client asked for (nginx: proxy_set_header Host).
         "Host": "data.example.org",
     }
+    # A proxy that keeps its own upstream Host says the client's in X-Forwarded-Host (Traefik,
+    # AWS ALB); behind two proxies the first host is the one the client asked for.
+    relayed = {
+        "Authorization": f"Bearer {token}",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "data.example.org, edge.internal:8443",
+    }
     path = f"/v1/datasets/{PROJECT}/latest"
+
+    def urls(base: str, headers: dict[str, str]) -> list[str]:
+        files = httpx.get(f"{base}{path}", headers=headers, timeout=30).json()["files"]
+        assert files
+        return [f["url"] for f in files]
+
     # The default trusts a proxy on this machine, where the test's requests come from.
     with serve(env) as (url, _):
-        files = httpx.get(f"{url}{path}", headers=forwarded, timeout=30).json()["files"]
-    assert files and all(f["url"].startswith("https://data.example.org/v1/") for f in files)
+        for headers in (forwarded, relayed):
+            assert all(u.startswith("https://data.example.org/v1/") for u in urls(url, headers))
+        # A forwarded host that is no host is not put in the URLs.
+        injected = {**relayed, "X-Forwarded-Host": "evil.example/phish?"}
+        assert all(u.startswith(f"https://{url[7:]}/v1/") for u in urls(url, injected))
     # Headers from an address that is not a trusted proxy are not believed.
     with serve(env, "--forwarded-allow-ips", "10.1.2.3") as (url, _):
-        files = httpx.get(f"{url}{path}", headers=forwarded, timeout=30).json()["files"]
-    assert files and all(f["url"].startswith("http://data.example.org/v1/") for f in files)
+        assert all(u.startswith("http://data.example.org/v1/") for u in urls(url, forwarded))
+        assert all(u.startswith(f"{url}/v1/") for u in urls(url, relayed))
