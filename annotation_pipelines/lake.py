@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 if TYPE_CHECKING:  # the layout names import nothing heavy; the reader imports pyarrow/polars
     import polars as pl
@@ -406,11 +406,21 @@ def s3_root(settings: Settings) -> str:
 class LakeReader:
     """Read-only access to the lake on a pyarrow file system (local folder or S3 prefix)."""
 
-    def __init__(self, filesystem: pafs.FileSystem, root: str, *, cache_entries: int = 256) -> None:
+    def __init__(
+        self,
+        filesystem: pafs.FileSystem,
+        root: str,
+        *,
+        cache_entries: int = 256,
+        s3_client: Any = None,
+    ) -> None:
         self._fs = filesystem
         self._root = root.rstrip("/")
         self._cache = _VersionedCache(entries=cache_entries)
         self._local = type(filesystem).__name__ == "LocalFileSystem"
+        # Files streamed whole (downloads) are read through it, each range pinned to the
+        # version the first range read; pyarrow's S3 reads cannot be made conditional.
+        self._s3 = s3_client
 
     @classmethod
     def from_settings(cls, settings: Settings, *, cache_entries: int = 256) -> LakeReader:
@@ -425,7 +435,17 @@ class LakeReader:
             options.update(endpoint_override=host or scheme, scheme=scheme if host else "https")
         if settings.aws_region:
             options["region"] = settings.aws_region
-        return cls(pafs.S3FileSystem(**options), s3_root(settings), cache_entries=cache_entries)
+        import boto3
+
+        client = boto3.client(
+            "s3", endpoint_url=settings.s3_endpoint, region_name=settings.aws_region
+        )
+        return cls(
+            pafs.S3FileSystem(**options),
+            s3_root(settings),
+            cache_entries=cache_entries,
+            s3_client=client,
+        )
 
     def _path(self, key: str) -> str:
         return f"{self._root}/{key}" if key else self._root
@@ -509,13 +529,28 @@ class LakeReader:
         except OSError as error:
             raise self._file_error(key, error) from error
 
-    def open(self, key: str):  # noqa: ANN201 - a pyarrow NativeFile: seek, read in chunks
-        """The file at `key` for random access (on S3 each read is a ranged GET); LakeFileError
-        when it cannot be opened (gone since it was listed)."""
+    def open(self, version: FileVersion):  # noqa: ANN201 - a file object: seek, read in chunks
+        """The file at `version` for random access; LakeFileError when it cannot be opened (gone
+        or replaced since it was listed). On S3 each read is a ranged GET on the version the
+        first one read, so a file replaced while it is streamed fails the read instead of
+        sending bytes of both versions; a local file, replaced by a rename, stays the one
+        opened."""
+        if self._s3 is None:
+            try:
+                return self._fs.open_input_file(self._path(version.key))
+            except OSError as error:
+                raise self._file_error(version.key, error) from error
+        from annotation_pipelines.ranged import RangedObject
+
+        bucket, _, key = self._path(version.key).partition("/")
         try:
-            return self._fs.open_input_file(self._path(key))
-        except OSError as error:
-            raise self._file_error(key, error) from error
+            handle = RangedObject(self._s3, bucket, key, uri=version.key)
+        except Exception as error:  # botocore's errors: the object is gone or unreadable
+            raise self._file_error(version.key, error) from error
+        if handle.size != version.size:
+            handle.close()
+            raise LakeFileError(version.key, "replaced since it was listed")
+        return handle
 
     def frame(self, version: FileVersion) -> pl.DataFrame:
         """The Parquet file at `version`, parsed once per version; LakeFileError when it

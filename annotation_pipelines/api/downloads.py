@@ -79,7 +79,7 @@ class LakeFileResponse(FileResponse):
             stat_result=_stat(version),
         )
         self._reader = reader
-        self._key = version.key
+        self._version = version
         self._handle: object | None = None
 
     def check_range(self, range_header: str | None, if_range: str | None) -> None:
@@ -119,7 +119,7 @@ class LakeFileResponse(FileResponse):
             scope["extensions"] = extensions
         # Opened before the status line is sent: a file gone since the listing is then a
         # LakeFileError the app answers 503, not a 200 cut short.
-        self._handle = await anyio.to_thread.run_sync(self._reader.open, self._key)
+        self._handle = await anyio.to_thread.run_sync(self._reader.open, self._version)
         try:
             await super().__call__(scope, receive, send)
         finally:

@@ -20,7 +20,7 @@ from annotation_pipelines import lake as layout
 from annotation_pipelines.api import create_app
 from annotation_pipelines.api.app import HOW_TO_BUILD, SERVED_DAY_TABLES, LakeHealth
 from annotation_pipelines.api.tokens import issue_token
-from annotation_pipelines.lake import FileVersion, LakeReader
+from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader
 from annotation_pipelines.settings import load_settings
 from tests.api.conftest import DAYS, KIND_PROJECTS, PROJECT, Served, Server, start_server
 from tests.api.test_api import assert_problem
@@ -350,9 +350,9 @@ def test_a_file_gone_between_listing_and_reading_is_a_lake_file_error(tmp_path):
     reader = LakeReader(pafs.LocalFileSystem(), str(tmp_path))
     version = reader.files("datasets")[key]
     (tmp_path / key).unlink()
-    for read in (reader.read_bytes, reader.open):
+    for read in (lambda: reader.read_bytes(key), lambda: reader.open(version)):
         with pytest.raises(LakeFileError) as raised:
-            read(key)
+            read()
         assert raised.value.key == key and str(tmp_path) not in str(raised.value)
     # A download fails before its status line is sent, so the app can still answer 503.
     sent: list[dict[str, object]] = []
@@ -368,3 +368,40 @@ def test_a_file_gone_between_listing_and_reading_is_a_lake_file_error(tmp_path):
     with pytest.raises(LakeFileError):
         asyncio.run(response(scope, receive, send))  # type: ignore[arg-type]
     assert sent == []
+
+
+def test_on_s3_a_file_replaced_while_it_is_streamed_fails_instead_of_mixing_versions(
+    monkeypatch,
+):
+    """Downloads are streamed in ranged GETs; each range after the first is conditional on
+    the first one's ETag, so a rewrite between two ranges cannot splice two versions under
+    the first one's Content-Length and ETag."""
+    import boto3
+
+    key = "datasets/p/v0001/train.jsonl"
+    first, second = b"a" * (3 << 20), b"b" * (3 << 20)
+    with moto_s3(monkeypatch) as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="lake-pinned")
+        s3.put_object(Bucket="lake-pinned", Key=f"lake/{key}", Body=first)
+        settings = dataclasses.replace(
+            load_settings(),
+            bucket="lake-pinned",
+            lake_prefix="lake",
+            s3_endpoint=endpoint,
+            aws_region="us-east-1",
+        )
+        reader = LakeReader.from_settings(settings)
+        version = reader.files("datasets")[key]
+        handle = reader.open(version)
+        assert handle.read(1 << 20) == first[: 1 << 20]
+        s3.put_object(Bucket="lake-pinned", Key=f"lake/{key}", Body=second)
+        with pytest.raises(Exception, match=r"PreconditionFailed|412"):
+            handle.read(1 << 20)
+        # Opened again, the new version reads whole, as one version.
+        assert reader.open(reader.files("datasets")[key]).read() == second
+        # A listing older than the file's replacement by one of another size is refused
+        # before anything is sent (the API answers 503, not a body of the wrong length).
+        s3.put_object(Bucket="lake-pinned", Key=f"lake/{key}", Body=b"c" * 10)
+        with pytest.raises(LakeFileError, match="replaced since it was listed"):
+            reader.open(version)
