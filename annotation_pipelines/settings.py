@@ -191,14 +191,8 @@ def load_settings(
     profile = chosen
     data_dir = Path(text(DATA_DIR) or PROJECT_ROOT / "data").resolve()
     start_date = text(START_DATE) or _start_date_marker(data_dir) or DEFAULT_START_DATE
-    try:
-        # Only YYYY-MM-DD, the form daily partition keys take (fromisoformat also reads
-        # 20261101 and 2026-W44-1).
-        dt.datetime.strptime(start_date, "%Y-%m-%d")
-        if len(start_date) != len("YYYY-MM-DD"):
-            raise ValueError(start_date)
-    except ValueError as error:
-        raise SettingsError(f"{START_DATE}={start_date!r}: expected YYYY-MM-DD") from error
+    if not is_day(start_date):
+        raise SettingsError(f"{START_DATE}={start_date!r}: expected YYYY-MM-DD")
     max_masked_share = _share(text(MAX_MASKED_SHARE) or "0.2", name=MAX_MASKED_SHARE)
     max_quarantined_share = _share(
         text(MAX_QUARANTINED_SHARE) or "0.05", name=MAX_QUARANTINED_SHARE
@@ -285,6 +279,15 @@ def _number(value: str, *, name: str, kind: type[int] | type[float]) -> float:
         return kind(value)
     except ValueError as error:
         raise SettingsError(f"{name}={value!r}: expected {kind.__name__}") from error
+
+
+def is_day(text: str) -> bool:
+    """`text` is a day as YYYY-MM-DD, the one form daily partition keys take (`fromisoformat`
+    also reads 20261101 and 2026-W44-1, and `strptime` 2026-11-2)."""
+    try:
+        return dt.datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d") == text
+    except ValueError:
+        return False
 
 
 def pass_to_workers(name: str, value: str) -> None:

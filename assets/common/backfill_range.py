@@ -9,16 +9,14 @@ nor the setting behind it (`ValueError: max() arg is an empty sequence` for a re
 import sys
 from datetime import UTC, datetime
 
+from annotation_pipelines.settings import is_day
 from assets.common.partitions import START_DATE, daily_partitions
 
 
 def range_error(start: str, end: str, *, now: datetime | None = None) -> str | None:
     """Why FROM=`start` TO=`end` is not a range of daily partitions, or None."""
     for name, day in (("FROM", start), ("TO", end)):
-        try:
-            if datetime.strptime(day, "%Y-%m-%d").strftime("%Y-%m-%d") != day:
-                raise ValueError(day)
-        except ValueError:
+        if not is_day(day):
             return f"{name}={day}: expected YYYY-MM-DD"
     if start > end:
         return f"FROM={start} is after TO={end}"
