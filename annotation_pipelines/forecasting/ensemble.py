@@ -483,7 +483,7 @@ def forecast_calibrated(
     members = list(models) if models else list(names)
     if not calibrate:
         members = [m for m in members if m != LEARNED]
-    chosen_models = members if BASELINE in members else [BASELINE, *members]
+    chosen_models = _with_baseline(members)
     check_model_names([m for m in chosen_models if m != "AutoARIMA"], names)
     if rule not in (*COMBINATIONS, *chosen_models):
         raise ValueError(
@@ -527,7 +527,7 @@ def forecast_calibrated(
                              nonnegative=nonnegative, n_jobs=n_jobs)  # fmt: skip
     first = shortest - horizon - (windows - 1) * step
     members = _repeatable(members, season_length=season_length, points=first, given=models)
-    chosen_models = members if BASELINE in members else [BASELINE, *members]
+    chosen_models = _with_baseline(members)
     cross_validation = candidate_cross_validation(
         history, horizon=horizon, season_length=season_length, freq=freq, windows=windows,
         step=step, models=chosen_models, n_jobs=n_jobs, progress=progress,
@@ -807,3 +807,8 @@ def _finish(
         forecast=table, scores=scores, cross_validation=cross_validation, history=history,
         rule=rule, models=tuple(models),
     )  # fmt: skip
+
+
+def _with_baseline(members: list[str]) -> list[str]:
+    """`members` and the seasonal naive, which every score is relative to."""
+    return members if BASELINE in members else [BASELINE, *members]
