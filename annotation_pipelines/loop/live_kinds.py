@@ -46,6 +46,14 @@ multilabel tasks (pairwise 99.19 % against 99.29 %). An annotator the last full 
 see is read with the prior (spans: the crowd's pooled matrix; the weighted kinds: the median
 weight; numeric: no bias and the median noise) until the next full fit learns them.
 
+**Boxes** keep each judgment's and gold's unit and image size (`coordinates`, `image_width`,
+`image_height`, from the DB's answers and the export files), and the fits, as the daily
+layer's, put a task's boxes and gold in the unit most of its judgments give
+(`kinds.boxes_in_task_unit`): a pixel box beside percent ones is the same object, and gold in
+pixels anchors a task judged in percent. The task's answer records that unit, and the
+scorecards read each judgment and gold in it. Rows stored before the state kept the unit have
+it null, an unknown unit, and stay as written.
+
 Every task's confidence is `kind_posterior`'s (`policy_confidence`: numeric from the interval,
 the others the aggregation's), so `loop.policy.decide` with `kind_posterior.KIND_TARGETS`
 decides the same way as in the daily layer and the replay.
@@ -105,7 +113,15 @@ from scipy.special import ndtri
 from annotation_pipelines.aggregation.by_kind import aggregate_kind
 from annotation_pipelines.aggregation.result import best_in_label_order
 from annotation_pipelines.aggregation.spans import SpanConfusion, fit_spans
-from annotation_pipelines.kinds import DEFAULT_KIND, KIND_COLUMNS, VALUE_COLUMNS, VALUE_DTYPES
+from annotation_pipelines.kinds import (
+    BOX_CONTEXT,
+    CONTEXT_DTYPES,
+    DEFAULT_KIND,
+    KIND_COLUMNS,
+    VALUE_COLUMNS,
+    VALUE_DTYPES,
+    boxes_in_task_unit,
+)
 from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.kind_posterior import (
     KIND_TARGETS,
@@ -147,7 +163,12 @@ from annotation_pipelines.loop.policy import (
     decide,
 )
 from annotation_pipelines.quality._common import wilson_bounds
-from annotation_pipelines.quality.kinds import GOLD_METRICS, SCORED_KINDS, judgment_distances
+from annotation_pipelines.quality.kinds import (
+    GOLD_METRICS,
+    SCORED_KINDS,
+    box_context,
+    judgment_distances,
+)
 from annotation_pipelines.scale import RatingScale
 from annotation_pipelines.schema import UTC_TIMESTAMP
 
@@ -163,12 +184,21 @@ def value_columns(kind: str) -> dict[str, pl.DataType]:
     return {c: VALUE_DTYPES[c] for c in VALUE_COLUMNS[kind]}
 
 
+def context_columns(kind: str) -> dict[str, pl.DataType]:
+    """Boxes: the unit and image size the boxes are measured in (`kinds.BOX_CONTEXT`), which a
+    task's fit needs to read a pixel box and a percent one of the same object as one; none for
+    the other kinds. Null where unknown (rows stored before the state kept them): left as
+    written."""
+    return {c: CONTEXT_DTYPES[c] for c in BOX_CONTEXT} if kind == "boxes" else {}
+
+
 def ledger_schema(kind: str) -> dict[str, pl.DataType]:
     return {
         "judgment_id": pl.String(),
         "task_id": pl.String(),
         "annotator_id": pl.String(),
         **value_columns(kind),
+        **context_columns(kind),
         "submitted_at": UTC_TIMESTAMP,
         "duration_s": pl.Float64(),
         "updated_at": UTC_TIMESTAMP,
@@ -179,9 +209,11 @@ def ledger_schema(kind: str) -> dict[str, pl.DataType]:
 
 
 def tasks_schema(kind: str) -> dict[str, pl.DataType]:
+    # Boxes: the unit the fused boxes are in (the task's judgments' most common one).
     return {
         "task_id": pl.String(),
         **value_columns(kind),
+        **context_columns(kind),
         "confidence": pl.Float64(),
         "n_votes": pl.Int64(),
         "version": pl.Int64(),
@@ -189,7 +221,7 @@ def tasks_schema(kind: str) -> dict[str, pl.DataType]:
 
 
 def gold_schema(kind: str) -> dict[str, pl.DataType]:
-    return {"task_id": pl.String(), **value_columns(kind)}
+    return {"task_id": pl.String(), **value_columns(kind), **context_columns(kind)}
 
 
 def stored_gold_schema(kind: str) -> dict[str, pl.DataType]:
@@ -376,7 +408,8 @@ def _kind_rows(
         rows = judgments.head(0)
     else:
         rows = judgments.filter(kind.is_in(list(LIVE_KINDS)))
-    values = [c for c in KIND_COLUMNS if c in VALUE_DTYPES and c != "label"]
+    # Boxes carry their unit and image size (null for the other kinds, which drop them).
+    values = [c for c in KIND_COLUMNS if c in VALUE_DTYPES and c != "label"] + list(BOX_CONTEXT)
     base = ("judgment_id", "task_id", "project", "annotator_id", "submitted_at", "duration_s")
     rows = _with_columns(rows, {**dict.fromkeys(values), "kind": None}).select(
         *base,
@@ -406,8 +439,16 @@ def _with_columns(frame: pl.DataFrame, names: Mapping[str, object]) -> pl.DataFr
 
 
 def _content_key(kind: str) -> pl.Expr:
-    """What a judgment says, as one comparable value (nested values included)."""
-    columns = ["task_id", "annotator_id", *VALUE_COLUMNS[kind], "submitted_at", "duration_s"]
+    """What a judgment says, as one comparable value (nested values included): a box's unit
+    and image size too, so rows stored without them take them when read again."""
+    columns = [
+        "task_id",
+        "annotator_id",
+        *VALUE_COLUMNS[kind],
+        *context_columns(kind),
+        "submitted_at",
+        "duration_s",
+    ]
     return pl.struct([pl.col(c) for c in [*columns, "source"]]).struct.json_encode()
 
 
@@ -424,9 +465,11 @@ def _incoming(state: KindState, new: pl.DataFrame) -> pl.DataFrame:
                 f"judgment {wrong.item(0, 'judgment_id')}: field kind is "
                 f"{wrong.item(0, 'kind')!r}, expected {state.kind!r}"
             )
-    missing = [c for c in schema if c not in new.columns and c != "source"]
+    optional = {"source", *context_columns(state.kind)}
+    missing = [c for c in schema if c not in new.columns and c not in optional]
     if missing:
         raise ValueError(f"new {state.kind} judgments: missing column(s) {', '.join(missing)}")
+    new = _with_columns(new, context_columns(state.kind))
     value = VALUE_COLUMNS[state.kind]
     nulls = new.filter(pl.any_horizontal([pl.col(c).is_null() for c in ("annotator_id", *value)]))
     if nulls.height:
@@ -447,8 +490,9 @@ def _incoming(state: KindState, new: pl.DataFrame) -> pl.DataFrame:
 
 
 def _gold_key(kind: str) -> pl.Expr:
-    """A gold answer as one comparable value (nested values included)."""
-    return pl.struct(list(value_columns(kind))).struct.json_encode()
+    """A gold answer as one comparable value (nested values included; a box's unit and image
+    size with it)."""
+    return pl.struct([*value_columns(kind), *context_columns(kind)]).struct.json_encode()
 
 
 def _gold_batch(state: KindState, gold: pl.DataFrame | None) -> pl.DataFrame:
@@ -459,6 +503,7 @@ def _gold_batch(state: KindState, gold: pl.DataFrame | None) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     if "kind" in gold.columns:
         gold = gold.filter(pl.col("kind") == state.kind)
+    gold = _with_columns(gold, context_columns(state.kind))
     columns = [pl.col(c).cast(t) for c, t in gold_schema(state.kind).items()]
     if "source" in gold.columns:
         columns.append(pl.col("source").cast(pl.String))
@@ -513,8 +558,10 @@ def update_kind(
     """Fold a batch of `state.kind` judgments (and gold) of `state.project` into the state.
 
     `new_judgments`: `judgment_id`, `task_id`, `annotator_id`, the kind's value column(s),
-    `submitted_at`, `duration_s`, `updated_at`, optionally `source`; `gold`: `task_id`, the
-    value column(s), optionally `source` (null or absent: given by no file). `resynced`:
+    `submitted_at`, `duration_s`, `updated_at`, optionally `source` (and for boxes
+    `coordinates`, `image_width`, `image_height`: null or absent, unknown); `gold`: `task_id`,
+    the value column(s) (boxes: with their unit and image size, optionally), optionally
+    `source` (null or absent: given by no file). `resynced`:
     sources read whole in this batch; the judgments and the gold they no longer hold are
     withdrawn (gold another file, or no file, still gives stays: `ledger.gold_batch`), the
     tasks refitted and their annotators' gold sums recounted; a different gold answer
@@ -930,7 +977,9 @@ def rebase_kind(
     if chosen.height == 0:
         return state, no_events()
     version = state.version + 1
-    columns = list(VALUE_COLUMNS[state.kind])
+    # A daily box answer comes with the unit it is in, which replaces the live one.
+    context = [c for c in context_columns(state.kind) if c in chosen.columns]
+    columns = [*VALUE_COLUMNS[state.kind], *context]
     chosen = _policy_reading(state, chosen)
     fresh = chosen.select(
         "task_id", *[pl.col(c).alias(f"_new_{c}") for c in columns], _new_confidence="_confidence"
@@ -1296,7 +1345,8 @@ def settled_frame(events: Mapping[tuple[str, str], LiveEvents]) -> pl.DataFrame:
 
 def _daily_answers(state: KindState, daily: pl.DataFrame) -> pl.DataFrame:
     """The daily rows in the live tasks' types: `task_id`, value column(s) (spans and boxes
-    without their per-item confidence), `_confidence`, `_daily_votes` (numeric: `lo`, `hi`)."""
+    without their per-item confidence), `_confidence`, `_daily_votes` (numeric: `lo`, `hi`;
+    boxes: the unit and image size of the daily answer, where the table has them)."""
     columns = list(VALUE_COLUMNS[state.kind])
     required = ["task_id", *columns, "confidence", "n_votes"]
     missing = [c for c in required if c not in daily.columns]
@@ -1306,8 +1356,12 @@ def _daily_answers(state: KindState, daily: pl.DataFrame) -> pl.DataFrame:
             f"{', '.join(missing)}"
         )
     interval = [pl.col(c).cast(pl.Float64) for c in ("lo", "hi") if c in daily.columns]
+    context = [
+        pl.col(c).cast(t) for c, t in context_columns(state.kind).items() if c in daily.columns
+    ]
     figures = daily.select(
         *interval,
+        *context,
         _confidence=pl.col("confidence").cast(pl.Float64),
         _daily_votes=pl.col("n_votes").cast(pl.Int64),
     )
@@ -1446,7 +1500,10 @@ def _fit_everything(state: KindState, options: KindLiveOptions, version: int) ->
         folded_since_fit=0,
         fit_requested=False,
         rebase_after_fit=(),
-        chance_distance=_chance_distance(state.kind, rows, labels),
+        # Each judgment in its task's unit, as the daily scorecards read D_e.
+        chance_distance=_chance_distance(
+            state.kind, _in_consensus_unit(state.kind, rows, tasks), labels
+        ),
     )
 
 
@@ -1493,6 +1550,13 @@ def _task_rows(
     answered = labels.select("task_id", *columns, "confidence").join(
         gold.select("task_id"), on="task_id", how="anti"
     )
+    context = list(context_columns(state.kind))
+    units = None
+    if context:
+        # The fused boxes are in the unit most of the task's judgments give (`aggregate_kind`),
+        # and so is its gold answer; a task only gold answers keeps the gold's own.
+        units = box_context(rows)
+        gold = boxes_in_task_unit(gold, units=units.select("task_id", _unit="coordinates"))
     golden = gold.select("task_id", *columns, confidence=pl.lit(1.0, pl.Float64))
     frame = pl.concat(
         [
@@ -1501,6 +1565,11 @@ def _task_rows(
         ],
         how="vertical",
     )
+    if units is not None:
+        own = gold.select("task_id", *context).join(units, on="task_id", how="anti")
+        frame = frame.join(
+            pl.concat([units, own], how="vertical_relaxed"), on="task_id", how="left"
+        )
     return (
         frame.join(votes, on="task_id", how="left")
         .with_columns(n_votes=pl.col("n_votes").fill_null(0), version=pl.lit(version, pl.Int64))
@@ -1516,14 +1585,14 @@ def full_fit_labels(
     columns = list(VALUE_COLUMNS[kind])
     if rows.height == 0:
         return pl.DataFrame(schema=_labels_schema(kind)), pl.DataFrame()
-    anchors = gold.select("task_id", *columns) if gold.height else None
+    anchors = _fit_frame(kind, gold, "task_id") if gold.height else None
     if kind == "pairwise":
         winners = PairwiseConfidence(gold=anchors)
         labels = _pairwise_labels(rows, winners(rows))
         # The fit clamps the gold pairs itself, in the pairs' own orientation.
         truth = _winner_probabilities(winners.posterior, labels)
         return labels, _pairwise_parameters(rows, truth)
-    plain = rows.select("task_id", "annotator_id", *columns)
+    plain = _fit_frame(kind, rows, "task_id", "annotator_id")
     if kind == "spans":
         fitted, carried = fit_spans(plain, gold=anchors)
         return _with_confidence(kind, fitted.labels, rows), _span_parameters(carried)
@@ -1549,9 +1618,8 @@ def refit_labels(
     ledger_values: pl.Series | None = None,
 ) -> pl.DataFrame:
     """The touched tasks' answers and confidences with the carried `parameters` fixed."""
-    columns = list(VALUE_COLUMNS[kind])
-    anchors = gold.select("task_id", *columns) if gold.height else None
-    plain = rows.select("task_id", "annotator_id", *columns)
+    anchors = _fit_frame(kind, gold, "task_id") if gold.height else None
+    plain = _fit_frame(kind, rows, "task_id", "annotator_id")
     if kind == "numeric":
         values = ledger_values if ledger_values is not None else rows.get_column("value")
         return _numeric_posterior(rows, gold, parameters, tolerance=numeric_tolerance(values))
@@ -1564,6 +1632,14 @@ def refit_labels(
         return _with_confidence(kind, fitted.labels, rows)
     result = aggregate_kind(plain, kind=kind, gold=anchors, reliability=parameters)
     return _with_confidence(kind, result.labels, rows)
+
+
+def _fit_frame(kind: str, frame: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    """`frame`'s `keys`, value column(s) and, for boxes, the unit and image size it has:
+    `aggregate_kind` puts each task's boxes and gold in the task's most common unit with them,
+    as the daily layer's fit does."""
+    context = [c for c in context_columns(kind) if c in frame.columns]
+    return frame.select(*keys, *VALUE_COLUMNS[kind], *context)
 
 
 def _with_confidence(kind: str, labels: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
@@ -1998,6 +2074,7 @@ def _row_stats(state: KindState, rows: pl.DataFrame, tasks: pl.DataFrame) -> pl.
             schema={"annotator_id": pl.String, **{c: ANNOTATORS[c] for c in _CARRIED}}
         )
     consensus = tasks.select("task_id", *columns)
+    rows = _in_consensus_unit(kind, rows, tasks)
     judged = rows.join(consensus.select("task_id"), on="task_id", how="semi")
     if kind == "pairwise":
         distance = _pairwise_distances(judged, consensus)
@@ -2010,7 +2087,7 @@ def _row_stats(state: KindState, rows: pl.DataFrame, tasks: pl.DataFrame) -> pl.
         .with_columns(_distance=pl.Series(distance, dtype=pl.Float64))
         .filter(pl.col("_compared"))
     )
-    gold = _gold_metric(state, rows)
+    gold = _gold_metric(state, rows, tasks)
     base = rows.group_by("annotator_id").agg(
         n_judgments=pl.len().cast(pl.Int64),
         duration_total=pl.col("duration_s").sum().cast(pl.Float64),
@@ -2027,6 +2104,16 @@ def _row_stats(state: KindState, rows: pl.DataFrame, tasks: pl.DataFrame) -> pl.
         .with_columns(pl.col(list(_CARRIED)).fill_null(0))
         .select("annotator_id", *_CARRIED)
     )
+
+
+def _in_consensus_unit(kind: str, frame: pl.DataFrame, tasks: pl.DataFrame) -> pl.DataFrame:
+    """Boxes: `frame`'s (judgments' or gold's) boxes in the unit of their task's answer in
+    `tasks`, so a pixel box is scored against percent consensus or gold as the same object
+    (where the task's unit or the row's image size is unknown, as written). Other kinds as
+    they are."""
+    if not context_columns(kind) or frame.height == 0:
+        return frame
+    return boxes_in_task_unit(frame, units=tasks.select("task_id", _unit="coordinates"))
 
 
 def _compared_with_consensus(rows: pl.DataFrame, gold: pl.DataFrame) -> pl.Expr:
@@ -2064,9 +2151,10 @@ def _pairwise_distances(judged: pl.DataFrame, consensus: pl.DataFrame) -> np.nda
     return differs.to_numpy().astype(np.float64)
 
 
-def _gold_metric(state: KindState, rows: pl.DataFrame) -> pl.DataFrame:
+def _gold_metric(state: KindState, rows: pl.DataFrame, tasks: pl.DataFrame) -> pl.DataFrame:
     """Per annotator: `n_gold`, `gold_total` = Σ over their gold judgments of the kind's own gold
-    metric (`quality.kinds.GOLD_METRICS`), each judgment scored alone, raw units."""
+    metric (`quality.kinds.GOLD_METRICS`), each judgment scored alone, raw units. `rows` are in
+    the unit of their task's answer in `tasks` (boxes), and the gold is put in it too."""
     empty = pl.DataFrame(
         schema={"annotator_id": pl.String, "n_gold": pl.Int64, "gold_total": pl.Float64}
     )
@@ -2078,9 +2166,11 @@ def _gold_metric(state: KindState, rows: pl.DataFrame) -> pl.DataFrame:
         return empty
     metric = GOLD_METRICS[state.kind]
     module = importlib.import_module(f"annotation_pipelines.aggregation.{metric.module}")
+    gold = state.gold.join(judged.select("task_id").unique(), on="task_id", how="semi")
+    gold = _in_consensus_unit(state.kind, gold, tasks)
     per_judgment = module.gold_score(
         judged.select("task_id", annotator_id="judgment_id", **{c: c for c in columns}),
-        state.gold.select("task_id", *columns),
+        gold.select("task_id", *columns),
     )
     scored = per_judgment.select(
         judgment_id="annotator_id", _metric=pl.col(metric.column).cast(pl.Float64)
@@ -2304,7 +2394,8 @@ def open_kind_requests(
     wanted = decided.filter(pl.col("decision").is_in([NEEDS_ANOTHER_JUDGMENT, ESCALATE]))
     if wanted.height == 0:
         return pl.DataFrame(schema=TASK_REQUESTS)
-    columns = list(VALUE_COLUMNS[state.kind])
+    # Boxes with the unit they are in: one project's tasks may be in different ones.
+    columns = [*VALUE_COLUMNS[state.kind], *context_columns(state.kind)]
     joined = wanted.join(candidates.select("task_id", "version", *columns), on="task_id")
     request = (
         pl.when(pl.col("decision") == ESCALATE)
@@ -2435,7 +2526,7 @@ def kind_state_objects(
         data = read(segment.key)
         if data is None:
             raise FileNotFoundError(f"{segment.key}: a ledger segment to merge is missing")
-        return pl.read_parquet(io.BytesIO(data))
+        return conform_frame(pl.read_parquet(io.BytesIO(data)), _segment_schema(state.kind))
 
     while True:
         group = lake_ledger.group_ending([_level(s.rows) for s in segments], FAN_IN)
@@ -2540,14 +2631,17 @@ def load_kind_state(project: str, kind: str, read: Callable[[str], bytes | None]
         frames["gold"] = frames["gold"].with_columns(
             gold_sources=pl.lit(None, lake_ledger.GOLD_SOURCES)
         )
+    # Boxes stored before their unit and image size were kept: those are unknown (null).
+    frames["gold"] = conform_frame(frames["gold"], stored_gold_schema(kind))
+    frames["tasks"] = conform_frame(frames["tasks"], tasks_schema(kind))
+    schema = _segment_schema(kind)
     segments = tuple(Segment(**entry) for entry in meta["ledger"])
     parts = []
     for segment in segments:
         data = read(segment.key)
         if data is None:
             raise FileNotFoundError(f"{segment.key} missing: {prefix}/state.json lists it")
-        parts.append(pl.read_parquet(io.BytesIO(data)))
-    schema = _segment_schema(kind)
+        parts.append(conform_frame(pl.read_parquet(io.BytesIO(data)), schema))
     rows = pl.concat(parts, how="vertical") if parts else pl.DataFrame(schema=schema)
     rows = lake_ledger.resolved(rows)
     # Stored before blocks could be lifted: no decision recorded, no reversal applied.
