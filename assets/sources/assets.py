@@ -361,10 +361,9 @@ def landing_exports(
     label_set = project_label_set(settings, source=project_settings_path(project))
     coordinates = project_coordinates(settings, source=project_settings_path(project))
     context.log.info(f"ingesting {path} as {format_name} for project {project}")
-    # Listed before the read: a file rewritten while this run stages it then shows a version
-    # other than the one recorded, and the sensor ingests it again. Listed from its folder: a
-    # local zone lists nothing under a file's own path.
-    fingerprint = dict(landing.list_files(path.rsplit("/", 1)[0] + "/")).get(path, "")
+    # Looked up before the read: a file rewritten while this run stages it then shows a
+    # version other than the one recorded, and the sensor ingests it again.
+    fingerprint = landing.fingerprint(path) or ""
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
     result = ingest_bytes(
