@@ -25,6 +25,7 @@ upload (multipart too) is complete, so the S3 zone needs no settle time by defau
 
 import io
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,6 +107,11 @@ class LandingZone(ConfigurableResource):
     def list_files(self, prefix: str) -> list[tuple[str, str]]:
         """(path, fingerprint) of every file under `prefix`, sorted by path."""
         return [(path, fingerprint) for path, fingerprint, _ in self.list_entries(prefix)]
+
+    def fingerprint(self, path: str) -> str | None:
+        """The fingerprint `list_files` gives the file at `path`, None when it lists none
+        there: only that one file is looked up, not the folder holding it."""
+        return next((f for p, f in self.list_files(path) if p == path), None)
 
     def read_bytes(self, path: str) -> bytes:
         raise NotImplementedError
@@ -196,7 +202,7 @@ class LandingZone(ConfigurableResource):
         """The project's settings file (`project_settings_path`) as an object; {} without one.
         ValueError naming the file when it is not a JSON object."""
         path = project_settings_path(project)
-        if not any(p == path for p, _ in self.list_files(f"exports/{project}/")):
+        if self.fingerprint(path) is None:
             return {}
         return self.read_project_settings(path)
 
@@ -268,6 +274,11 @@ class LandingZone(ConfigurableResource):
         return pl.concat([pl.read_parquet(io.BytesIO(self.read_bytes(p))) for p in paths])
 
 
+def _fingerprint(stat: os.stat_result) -> str:
+    """A local file's fingerprint: its size and last-modified time."""
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
 class LocalLandingZone(LandingZone):
     """A local folder (the embedded default); a file copied or appended into it is visible while
     it is written, hence the settle time."""
@@ -284,14 +295,17 @@ class LocalLandingZone(LandingZone):
         for file in base.rglob("*"):
             if file.is_file() and not file.name.startswith("."):
                 stat = file.stat()
-                out.append(
-                    (
-                        file.relative_to(root).as_posix(),
-                        f"{stat.st_size}-{stat.st_mtime_ns}",
-                        stat.st_mtime,
-                    )
-                )
+                out.append((file.relative_to(root).as_posix(), _fingerprint(stat), stat.st_mtime))
         return sorted(out)
+
+    def fingerprint(self, path: str) -> str | None:
+        # A folder lists nothing under a file's own path: the file is looked at itself. A path
+        # no listing gives (`..`, an empty part, a hidden file) is none.
+        parts = path.split("/")
+        if any(part in ("", ".", "..") for part in parts) or parts[-1].startswith("."):
+            return None
+        file = Path(self.path) / path
+        return _fingerprint(file.stat()) if file.is_file() else None
 
     def read_bytes(self, path: str) -> bytes:
         return (Path(self.path) / path).read_bytes()

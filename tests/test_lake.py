@@ -365,6 +365,42 @@ def test_s3_landing_zone_offers_complete_objects_at_once_and_honours_a_settle_ti
         assert [e.path for e in waiting.exports(now=time.time() + 61)] == ["exports/p/csv/a.csv"]
 
 
+@pytest.mark.services
+def test_a_landing_zone_looks_up_one_file_as_its_listing_gives_it(tmp_path, monkeypatch):
+    """`fingerprint` of one path: the version the folder's listing gives it, nothing for a
+    file it does not list (absent, a folder, a sibling's name cut short, a file the local zone
+    hides, a path leaving the zone)."""
+    names = ("p/project.json", "p/project.json.bak", "p/csv/a.csv", "p/.hidden", "q/project.json")
+    local = tmp_path / "landing"
+    for name in names:
+        (local / "exports" / name).parent.mkdir(parents=True, exist_ok=True)
+        (local / "exports" / name).write_text(name)
+    (tmp_path / "outside.json").write_text("{}")
+    with moto_s3(monkeypatch) as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="landing-test")
+        for name in names:
+            client.put_object(Bucket="landing-test", Key=f"in/exports/{name}", Body=name.encode())
+        zones = (
+            LocalLandingZone(path=str(local)),
+            S3LandingZone(s3=S3Resource(endpoint_url=endpoint), bucket="landing-test", prefix="in"),
+        )
+        for zone in zones:
+            listed = dict(zone.list_files("exports/"))
+            assert {"exports/p/project.json", "exports/p/csv/a.csv"} <= set(listed)
+            for path in (
+                "exports/p/project.json",
+                "exports/p/csv/a.csv",
+                "exports/p/projec",
+                "exports/p/csv",
+                "exports/p/csv/",
+                "exports/p/.hidden",
+                "exports/r/project.json",
+                "exports/../../outside.json",
+            ):
+                assert zone.fingerprint(path) == listed.get(path), (zone, path)
+
+
 def test_local_landing_zone_waits_for_a_file_to_settle_by_default(tmp_path):
     folder = tmp_path / "exports" / "p" / "csv"
     folder.mkdir(parents=True)

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 from datetime import UTC, date, datetime
+from typing import ClassVar
 
 import polars as pl
 import pytest
@@ -24,6 +25,7 @@ from dagster import (
     Output,
     RunsFilter,
     asset,
+    build_asset_context,
     build_run_status_sensor_context,
     build_schedule_context,
     build_sensor_context,
@@ -41,7 +43,8 @@ from assets.operations import sensors
 from assets.quality import sensors as quality_sensors
 from assets.raw import sensors as raw_sensors
 from assets.sources import sensors as source_sensors
-from assets.sources.assets import source_id
+from assets.sources.assets import landing_exports, source_id
+from resources.landing import LocalLandingZone
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 HEADER = "task_id,annotator_id,label,submitted_at,duration_s\n"
@@ -344,6 +347,51 @@ def test_removing_the_last_gold_set_restages_the_gold_sets_without_it(env):
     # A landing zone that never held a gold set has nothing to restage.
     fresh, _ = _tick(source_sensors.gold_set_sensor, defs, instance)
     assert not getattr(fresh, "run_requests", None)
+
+
+class ListingLanding(LocalLandingZone):
+    """The local landing zone, recording each prefix it lists: class-wide, as Dagster hands a
+    run its own copy of a resource."""
+
+    listed: ClassVar[list[str]] = []
+
+    def list_entries(self, prefix: str) -> list[tuple[str, str, float]]:
+        self.listed.append(prefix)
+        return super().list_entries(prefix)
+
+
+def test_an_export_run_and_a_gold_tick_list_only_what_they_read(env):
+    """An export's run lists no folder: its project.json and its own version are looked up
+    alone. The gold set sensor lists gold/, not the exports beside the project.json it
+    watches."""
+    defs, instance, landing = env
+    path = "exports/reviews/csv/batch-1.csv"
+    (landing / path).write_text(HEADER + "t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    (landing / "exports/reviews/csv/batch-0.csv").write_text(HEADER)
+    (landing / "gold" / "reviews").mkdir(parents=True)
+    (landing / "gold" / "reviews" / "gold.csv").write_text("task_id,label\nt1,pos\n")
+    zone = ListingLanding(path=str(landing), settle_seconds=0)
+    instance.add_dynamic_partitions("export_files", [path])
+    ListingLanding.listed.clear()
+    result = landing_exports(
+        build_asset_context(partition_key=path, instance=instance),
+        landing=zone,
+        lake=defs.resources["lake"],
+    )
+    assert ListingLanding.listed == []
+    assert result.metadata is not None
+    assert result.metadata["rows_loaded"].value == 1
+    # The label set applied: a label outside it would have been quarantined.
+    assert result.metadata["quarantine_reasons"].value == {}
+    assert result.metadata["fingerprint"].value == dict(zone.list_files("exports/"))[path]
+    ListingLanding.listed.clear()
+    tick = source_sensors.gold_set_sensor(
+        build_sensor_context(
+            instance=instance, resources={"lake": defs.resources["lake"], "landing": zone}
+        )
+    )
+    assert ListingLanding.listed == ["gold/"]
+    assert set(json.loads(tick.cursor)) == {"gold/reviews/gold.csv", "exports/reviews/project.json"}
 
 
 def test_gold_set_sensor_offers_a_gold_file_only_once_it_has_settled(env, monkeypatch):

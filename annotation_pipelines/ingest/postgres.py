@@ -849,39 +849,32 @@ def _outside_scales(staged: pl.DataFrame, scales: Mapping[str, RatingScale] | No
     )
 
 
-def _off_scale_versions(
-    staged: pl.DataFrame, schema: Mapping[str, pl.DataType], *, until: datetime
+def _withdrawn_versions(
+    staged: pl.DataFrame, schema: Mapping[str, pl.DataType], *, set_aside: pl.Expr, until: datetime
 ) -> pl.DataFrame:
-    """Tombstones (`schema`) of the older versions of the `staged` rows quarantined as
-    `outside_scale`: named and dated by the version read, so every version older than it goes
-    (`loop.ledger.deleted`, `assets.sources.withdraw_deleted`) and nothing newer."""
-    off = staged.filter(
-        (pl.col("reason") == OUTSIDE_SCALE).fill_null(False) & (pl.col("submitted_at") <= until)
-    )
+    """Tombstones (`schema`) of the older versions of the `staged` rows `set_aside` picks (rows
+    the extract set aside): named and dated by the version read, so every version older than it
+    goes (`loop.ledger.deleted`, `assets.sources.withdraw_deleted`) and nothing newer. A row
+    read again later (dated after `until`) is left to the window that holds its time."""
+    off = staged.filter(set_aside & (pl.col("submitted_at") <= until))
     columns = [c for c in schema if c != "deleted_at"]
     return off.select(*columns, deleted_at=pl.col("updated_at")).cast(pl.Schema(schema))
 
 
-def _set_aside_versions(
-    staged: pl.DataFrame,
-    kept: pl.DataFrame,
-    key: str,
-    schema: Mapping[str, pl.DataType],
-    *,
-    until: datetime,
-) -> pl.DataFrame:
-    """Tombstones (`schema`) of the older versions of the `staged` rows the extract set aside
-    (those `kept` does not hold by `key`) for a reason other than a scale's, which
-    `_off_scale_versions` dates the same way. A row read again later (dated after `until`)
-    and one of a project name the ingest refuses are left out, as their tombstones are."""
-    off = staged.filter(
+def _off_scale() -> pl.Expr:
+    """The staged rows quarantined as `outside_scale`."""
+    return (pl.col("reason") == OUTSIDE_SCALE).fill_null(False)
+
+
+def _set_aside_otherwise(kept: pl.DataFrame, key: str) -> pl.Expr:
+    """The staged rows the extract set aside (those `kept` does not hold by `key`) for a reason
+    other than a scale's; one of a project name the ingest refuses is left out, as its
+    tombstones are."""
+    return (
         ~pl.col(key).is_in(kept.get_column(key).implode())
-        & (pl.col("reason") != OUTSIDE_SCALE).fill_null(True)
-        & (pl.col("submitted_at") <= until)
+        & ~_off_scale()
         & safe_project(pl.col("project"))
     )
-    columns = [c for c in schema if c != "deleted_at"]
-    return off.select(*columns, deleted_at=pl.col("updated_at")).cast(pl.Schema(schema))
 
 
 def _answer_cells(kind: str, answer: str | None) -> tuple[dict[str, Any], str | None]:
@@ -1354,13 +1347,21 @@ def extract_since(
         kind_answers=kinds,
         capped=capped,
         scales=scales,
-        off_scale=_off_scale_versions(staged, DELETIONS, until=until),
-        off_scale_gold=_off_scale_versions(staged_gold, GOLD_DELETIONS, until=until),
-        set_aside=_set_aside_versions(
-            staged, result.judgments, "judgment_id", DELETIONS, until=until
+        off_scale=_withdrawn_versions(staged, DELETIONS, set_aside=_off_scale(), until=until),
+        off_scale_gold=_withdrawn_versions(
+            staged_gold, GOLD_DELETIONS, set_aside=_off_scale(), until=until
         ),
-        set_aside_gold=_set_aside_versions(
-            staged_gold, result.gold, "task_id", GOLD_DELETIONS, until=until
+        set_aside=_withdrawn_versions(
+            staged,
+            DELETIONS,
+            set_aside=_set_aside_otherwise(result.judgments, "judgment_id"),
+            until=until,
+        ),
+        set_aside_gold=_withdrawn_versions(
+            staged_gold,
+            GOLD_DELETIONS,
+            set_aside=_set_aside_otherwise(result.gold, "task_id"),
+            until=until,
         ),
     )
 

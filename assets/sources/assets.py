@@ -397,10 +397,9 @@ def landing_exports(
     label_set = project_label_set(settings, source=project_settings_path(project))
     coordinates = project_coordinates(settings, source=project_settings_path(project))
     context.log.info(f"ingesting {path} as {format_name} for project {project}")
-    # Listed before the read: a file rewritten while this run stages it then shows a version
-    # other than the one recorded, and the sensor ingests it again. Listed from its folder: a
-    # local zone lists nothing under a file's own path.
-    fingerprint = dict(landing.list_files(path.rsplit("/", 1)[0] + "/")).get(path, "")
+    # Looked up before the read: a file rewritten while this run stages it then shows a
+    # version other than the one recorded, and the sensor ingests it again.
+    fingerprint = landing.fingerprint(path) or ""
     # An unreadable file raises here and fails the run with a message naming it; the sensor
     # retries it on a later tick rather than skipping it.
     result = ingest_bytes(
@@ -489,30 +488,12 @@ def _stage_db_extract(
     # A row whose submitted_at moved leaves its older version in its former day's staging.
     days |= days_sharing_judgments(lake, result.judgments.select(JUDGMENT_KEY), skip=set())
     days |= withdraw_moved_tasks(lake, result.tasks)
-    deleted, unknown, deleted_days = withdraw_counted(lake, extract, since=since)
-    days |= deleted_days
-    # An edit that moved a numeric row off its project's scale was quarantined: the version
-    # staged before it leaves its day as a deleted one does.
-    off_scale, off_scale_days = _withdrawn(
-        lake,
-        dataclasses.replace(
-            extract, deletions=extract.off_scale, gold_deletions=extract.off_scale_gold
-        ),
-    )
-    days |= off_scale_days
-    # So does any other edit that made a staged row one the extract sets aside: the row the
-    # tool holds no longer says what the staged version says.
-    set_aside, set_aside_days = _withdrawn(
-        lake,
-        dataclasses.replace(
-            extract, deletions=extract.set_aside, gold_deletions=extract.set_aside_gold
-        ),
-    )
-    days |= set_aside_days
+    withdrawn = withdraw_counted(lake, extract, since=since)
+    days |= withdrawn.days
     scale_days, scale_record = scales_changed(lake, extract)
     days |= scale_days
-    if unknown:
-        context.log.info(f"{unknown} deletion(s) of rows never staged: ignored")
+    if withdrawn.unknown:
+        context.log.info(f"{withdrawn.unknown} deletion(s) of rows never staged: ignored")
     if not extract.deletions_tracked:
         context.log.warning(
             "the annotation DB has no tombstone tables this role can read (migration 6), so "
@@ -535,15 +516,15 @@ def _stage_db_extract(
             **reconciliation(result),
             "days": MetadataValue.json(sorted(days)),
             "watermark": MetadataValue.text(extract.until.isoformat()),
-            "deletions_applied": MetadataValue.int(deleted),
-            "deletions_unknown": MetadataValue.int(unknown),
+            "deletions_applied": MetadataValue.int(withdrawn.deleted),
+            "deletions_unknown": MetadataValue.int(withdrawn.unknown),
             "deletions_tracked": MetadataValue.bool(extract.deletions_tracked),
             # False: the DB predates migration 9, and every row it gives is categorical.
             "kind_answers": MetadataValue.bool(extract.kind_answers),
             # Staged versions an edit off the project's scale (`projects.scale`) withdrew.
-            "outside_scale_withdrawn": MetadataValue.int(len(off_scale)),
+            "outside_scale_withdrawn": MetadataValue.int(withdrawn.off_scale),
             # Staged versions an edit into a row set aside for another reason withdrew.
-            "set_aside_withdrawn": MetadataValue.int(len(set_aside)),
+            "set_aside_withdrawn": MetadataValue.int(withdrawn.set_aside),
         },
         check_results=ingest_checks(result),
     )
@@ -600,6 +581,29 @@ def scales_changed(lake: Lake, extract: DatabaseExtract) -> tuple[set[str], byte
     return days, json.dumps(record, sort_keys=True).encode()
 
 
+# What withdraws a staged version, in the order that claims a version two of them name: the
+# tool's deletion of its row; an edit that moved the row off its project's scale (quarantined:
+# the version staged before leaves its day as a deleted one does); any other edit that made it
+# a row the extract sets aside (the row the tool holds no longer says what the staged version
+# says).
+DELETED, OFF_SCALE, SET_ASIDE = range(3)
+WITHDRAWALS = (DELETED, OFF_SCALE, SET_ASIDE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Withdrawn:
+    """What an extract's tombstones withdrew from the staged rows (`withdraw_counted`)."""
+
+    # Keys the tool's deletions removed, and those of deletions that removed nothing.
+    deleted: int
+    unknown: int
+    # Staged (table, key)s an edit off the project's scale, or into a row set aside for
+    # another reason, withdrew.
+    off_scale: int
+    set_aside: int
+    days: set[str]
+
+
 def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str]]:
     """(how many keys a tombstone removed from the staged rows, the days to rebuild): a deleted
     judgment leaves the staged day of its `submitted_at`, a deleted gold label every staged
@@ -608,19 +612,18 @@ def withdraw_deleted(lake: Lake, extract: DatabaseExtract) -> tuple[int, set[str
     tombstone of a row never staged removes nothing. The days are those of every tombstone,
     whether it removed a row now or in an attempt that failed before the watermark moved, so
     a retry rebuilds them."""
-    removed, days = _withdrawn(lake, extract)
-    return len(removed), days
+    removed, days = _withdrawn(lake, extract, causes=(DELETED,))
+    return len(removed[DELETED]), days
 
 
-def withdraw_counted(
-    lake: Lake, extract: DatabaseExtract, *, since: datetime
-) -> tuple[int, int, set[str]]:
-    """`withdraw_deleted` counted by key: (keys removed, keys of tombstones that removed
-    nothing (never staged, or of a project name the ingest refuses), days to rebuild). The
-    keys removed are recorded with the window's start (`since`) until the next window, so a
-    retry of the window after an attempt that failed once it had removed rows counts those
-    as removed, not as never staged; an attempt that fails while it rewrites staged days
-    records nothing, and its retry counts what it removed as never staged."""
+def withdraw_counted(lake: Lake, extract: DatabaseExtract, *, since: datetime) -> Withdrawn:
+    """`withdraw_deleted` of every tombstone of the extract (its deletions, and the versions
+    its edits set aside: `WITHDRAWALS`) in one pass, each staged file read and rewritten once,
+    counted by key. The deletions' keys removed are recorded with the window's start (`since`)
+    until the next window, so a retry of the window after an attempt that failed once it had
+    removed rows counts those as removed, not as never staged; an attempt that fails while it
+    rewrites staged days records nothing, and its retry counts what it removed as never
+    staged. A deletion of a project name the ingest refuses removed nothing."""
     removed, days = _withdrawn(lake, extract)
     wanted = {("judgments", k) for k in extract.deletions["judgment_id"].unique()} | {
         ("gold_labels", k) for k in extract.gold_deletions["task_id"].unique()
@@ -630,47 +633,84 @@ def withdraw_counted(
         record = json.loads(lake.get(ANNOTATION_DB_WITHDRAWN_KEY))
         if record.get("since") == since.isoformat():
             earlier = {(table, key) for table, key in record["keys"]}
-    applied = (removed | earlier) & wanted
+    applied = (removed[DELETED] | earlier) & wanted
     if applied:
         record = {"since": since.isoformat(), "keys": sorted(applied)}
         lake.put(ANNOTATION_DB_WITHDRAWN_KEY, json.dumps(record).encode())
-    return len(applied), len(wanted) + extract.ignored_deletions - len(applied), days
+    return Withdrawn(
+        deleted=len(applied),
+        unknown=len(wanted) + extract.ignored_deletions - len(applied),
+        off_scale=len(removed[OFF_SCALE]),
+        set_aside=len(removed[SET_ASIDE]),
+        days=days,
+    )
 
 
-def _withdrawn(lake: Lake, extract: DatabaseExtract) -> tuple[set[tuple[str, str]], set[str]]:
-    """`withdraw_deleted`'s work: the (table, key) removed and the days to rebuild."""
-    applied: set[tuple[str, str]] = set()
+def _tombstones(
+    extract: DatabaseExtract, causes: Sequence[int]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The extract's judgment and gold tombstones of `causes` (`WITHDRAWALS`) in one frame
+    each, every row with its `_cause`."""
+    frames = {
+        DELETED: (extract.deletions, extract.gold_deletions),
+        OFF_SCALE: (extract.off_scale, extract.off_scale_gold),
+        SET_ASIDE: (extract.set_aside, extract.set_aside_gold),
+    }
+
+    def tagged(table: int) -> pl.DataFrame:
+        return pl.concat(
+            [frames[cause][table].with_columns(_cause=pl.lit(cause, pl.Int8)) for cause in causes],
+            how="vertical_relaxed",
+        )
+
+    return tagged(0), tagged(1)
+
+
+def _withdrawn(
+    lake: Lake, extract: DatabaseExtract, *, causes: Sequence[int] = WITHDRAWALS
+) -> tuple[dict[int, set[tuple[str, str]]], set[str]]:
+    """`withdraw_deleted`'s work for the tombstones of `causes` at once: per cause, the (table,
+    key) it removed (a version two causes name counts for the first); the days to rebuild."""
+    removed: set[tuple[int, str, str]] = set()
     days: set[str] = set()
-    deletions = extract.deletions.with_columns(_day=pl.col("submitted_at").dt.date())
+    judged, gold = _tombstones(extract, causes)
+    deletions = judged.with_columns(_day=pl.col("submitted_at").dt.date())
     for (day,), part in deletions.partition_by("_day", as_dict=True).items():
         key = staging_key("judgments", day.isoformat(), "annotation_db")
         if lake.exists(key):
-            applied |= {("judgments", k) for k in _without_deleted(lake, key, part, "judgment_id")}
+            removed |= {
+                (cause, "judgments", k)
+                for cause, k in _without_deleted(lake, key, part, "judgment_id")
+            }
             days.add(day.isoformat())
-    gold = extract.gold_deletions
     if gold.height:
         for key in lake.list_keys(staging_prefix("gold_labels")):
             if staging_source(key) == "annotation_db" and key.endswith(".parquet"):
-                applied |= {
-                    ("gold_labels", k) for k in _without_deleted(lake, key, gold, "task_id")
+                removed |= {
+                    (cause, "gold_labels", k)
+                    for cause, k in _without_deleted(lake, key, gold, "task_id")
                 }
         tasks = gold.get_column("task_id").unique().to_list()
         if lake.days("judgments"):
-            judged = (
+            judged_days = (
                 lake.scan_all("judgments")
                 .filter(pl.col("task_id").is_in(tasks))
                 .select(pl.col("submitted_at").dt.date().cast(pl.String).unique())
                 .collect()
             )
-            days |= set(judged.to_series().to_list())
-    return applied, days
+            days |= set(judged_days.to_series().to_list())
+    by_cause = {cause: {(t, k) for c, t, k in removed if c == cause} for cause in causes}
+    return by_cause, days
 
 
-def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: str) -> set[str]:
+def _without_deleted(
+    lake: Lake, key: str, tombstones: pl.DataFrame, id_column: str
+) -> set[tuple[int, str]]:
     """Rewrite the staged `key` without the rows a tombstone deleted (`ledger.deleted`'s rule:
-    the deleted version or an older one); their ids."""
+    the deleted version or an older one); the (`_cause`, id) of each, a row that tombstones
+    of two causes delete counted for the one first in `WITHDRAWALS`."""
     staged = lake.get_frame(key)
-    deaths = tombstones.select(id_column, _version="updated_at", _deleted_at="deleted_at")
+    deaths = tombstones.select(id_column, "_cause", _version="updated_at", _deleted_at="deleted_at")
     dead = (
         staged.select(id_column, "updated_at")
         .join(deaths, on=id_column, how="inner")
@@ -678,15 +718,21 @@ def _without_deleted(lake: Lake, key: str, tombstones: pl.DataFrame, id_column: 
             (pl.col("updated_at") <= pl.col("_version"))
             & (pl.col("updated_at") < pl.col("_deleted_at"))
         )
-        .select(id_column, "updated_at")
-        .unique()
+        .group_by(id_column, "updated_at")
+        .agg(pl.col("_cause").min())
     )
     if dead.height == 0:
         return set()
     lake.put_frame(
-        key, staged.join(dead, on=[id_column, "updated_at"], how="anti", maintain_order="left")
+        key,
+        staged.join(
+            dead.select(id_column, "updated_at"),
+            on=[id_column, "updated_at"],
+            how="anti",
+            maintain_order="left",
+        ),
     )
-    return set(dead.get_column(id_column).to_list())
+    return set(dead.select("_cause", id_column).iter_rows())
 
 
 @asset(

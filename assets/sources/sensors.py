@@ -251,9 +251,12 @@ def gold_set_sensor(
         )
     files = dict(settled)
     # Gold rows are checked against their project's label set: a project.json that changes
-    # restages them, as it re-ingests the project's exports.
+    # restages them, as it re-ingests the project's exports. Each is looked up alone, not the
+    # exports beside it.
     settings = {project_settings_path(path.split("/")[1]) for path in files if path.count("/") == 2}
-    files.update((path, f) for path, f in landing.list_files("exports/") if path in settings)
+    for path in sorted(settings):
+        if (version := landing.fingerprint(path)) is not None:
+            files[path] = version
     fingerprint = json.dumps(files, sort_keys=True)
     # No gold file is a change too once some were staged: removing the last gold set has to
     # unstage it, or its labels gate and anchor the project for good.

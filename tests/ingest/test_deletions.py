@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import polars as pl
 import psycopg
 import pytest
 from click.testing import CliRunner
+from dagster import build_asset_context
 
 from annotation_pipelines.cli import main
 from annotation_pipelines.ingest.connection import Timeouts, conninfo
@@ -27,7 +30,13 @@ from annotation_pipelines.ingest.postgres import (
     merge_partition,
     migration_files,
 )
-from assets.sources.assets import withdraw_counted, withdraw_deleted
+from assets.sources.assets import (
+    annotation_db_changes,
+    staging_prefix,
+    withdraw_counted,
+    withdraw_deleted,
+)
+from resources.annotation_db import AnnotationDatabase
 from resources.lake import LocalLake
 from tests.services import fresh_database, migrated_before, tool_and_pipelines_roles
 
@@ -532,9 +541,97 @@ def test_a_retried_window_counts_the_rows_an_earlier_attempt_removed(postgres_ds
     assert sorted(second.deletions["judgment_id"]) == ["brief", "staged", "staged"]
     assert second.ignored_deletions == 1
     since = first.watermark
-    assert withdraw_counted(lake, second, since=since) == (1, 2, {"2026-11-02"})
+
+    def counted(since: datetime) -> tuple[int, int, set[str]]:
+        withdrawn = withdraw_counted(lake, second, since=since)
+        return withdrawn.deleted, withdrawn.unknown, withdrawn.days
+
+    assert counted(since) == (1, 2, {"2026-11-02"})
     assert lake.get_frame(key)["judgment_id"].to_list() == ["kept"]
     # The retry of the same window, the staged row already gone.
-    assert withdraw_counted(lake, second, since=since) == (1, 2, {"2026-11-02"})
+    assert counted(since) == (1, 2, {"2026-11-02"})
     later = since + timedelta(seconds=1)
-    assert withdraw_counted(lake, second, since=later) == (0, 3, {"2026-11-02"})
+    assert counted(later) == (0, 3, {"2026-11-02"})
+
+
+class CountingLake(LocalLake):
+    """The local lake, counting each object's whole reads and its writes: class-wide, as
+    Dagster hands an asset its own copy of a resource."""
+
+    reads: ClassVar[Counter[str]] = Counter()
+    writes: ClassVar[Counter[str]] = Counter()
+
+    def get_frame(self, key: str) -> pl.DataFrame:
+        self.reads[key] += 1
+        return super().get_frame(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.writes[key] += 1
+        super().put(key, data)
+
+
+NUMERIC = (
+    "INSERT INTO judgments (judgment_id, task_id, project, annotator_id, kind, answer, "
+    "submitted_at) VALUES (%s, 't1', 'rated', %s, 'numeric', '3'::jsonb, %s)"
+)
+NUMERIC_GOLD = (
+    "INSERT INTO gold_labels (task_id, project, kind, answer) "
+    "VALUES (%s, 'rated', 'numeric', '3'::jsonb)"
+)
+
+
+def test_one_extract_withdraws_by_every_tombstone_in_one_rewrite_of_each_staged_file(
+    postgres_dsn, tmp_path
+):
+    """A deletion, an edit off the project's scale and an edit into a row set aside otherwise,
+    of judgments staged in one day and of gold: the daily asset reads and rewrites each staged
+    file once, and counts each withdrawal as what withdrew it."""
+    schema = "deletion_one_rewrite"
+    apply_schema(postgres_dsn, schema=schema)
+    run(
+        postgres_dsn,
+        schema,
+        (
+            "INSERT INTO projects (project, scale) VALUES ('rated', %s::jsonb)",
+            (json.dumps({"min": 1, "max": 5}),),
+        ),
+        *[(NUMERIC, (judgment, judgment, WHEN)) for judgment in ("gone", "off", "bad", "kept")],
+        *[(NUMERIC_GOLD, (task,)) for task in ("g-gone", "g-off", "g-kept")],
+    )
+    lake = CountingLake(base_path=str(tmp_path / "lake"))
+    database = AnnotationDatabase(dsn=postgres_dsn, db_schema=schema)
+
+    def changes() -> dict[str, object]:
+        result = annotation_db_changes(build_asset_context(), annotation_db=database, lake=lake)
+        assert result.metadata is not None
+        return {name: getattr(value, "value", value) for name, value in result.metadata.items()}
+
+    assert changes()["rows_loaded"] == 7
+    key = "staging/judgments/day=2026-11-02/annotation_db.parquet"
+    [gold_key] = lake.list_keys(staging_prefix("gold_labels"))
+    settle()
+    run(
+        postgres_dsn,
+        schema,
+        delete("gone"),
+        ("DELETE FROM gold_labels WHERE task_id = 'g-gone'", ()),
+        ("UPDATE judgments SET answer = '50' WHERE judgment_id = 'off'", ()),
+        ("UPDATE gold_labels SET answer = '40' WHERE task_id = 'g-off'", ()),
+        ("UPDATE judgments SET annotator_id = NULL WHERE judgment_id = 'bad'", ()),
+    )
+    CountingLake.reads.clear()
+    CountingLake.writes.clear()
+    metadata = changes()
+    assert (
+        metadata["deletions_applied"],
+        metadata["deletions_unknown"],
+        metadata["outside_scale_withdrawn"],
+        metadata["set_aside_withdrawn"],
+    ) == (2, 0, 2, 1)
+    assert metadata["days"] == ["2026-11-02"]
+    assert lake.get_frame(key)["judgment_id"].to_list() == ["kept"]
+    assert lake.get_frame(gold_key)["task_id"].to_list() == ["g-kept"]
+    staged = {k: n for k, n in CountingLake.writes.items() if k.startswith("staging/")}
+    assert staged == {key: 1, gold_key: 1}
+    # The rewrite's read, then this test's.
+    assert CountingLake.reads[key] == CountingLake.reads[gold_key] == 2
