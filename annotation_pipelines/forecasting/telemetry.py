@@ -465,11 +465,8 @@ def _running_times(share: str) -> pl.Expr:
     says nothing of it: counted as zero, an exporter started halfway through halved busy."""
     weighted = (pl.col("running") * pl.col(share)).sum()
     reported = pl.col("running").filter(pl.col(share).is_not_null()).sum()
-    return (
-        pl.when(reported > 0)
-        .then(pl.col("running").mean() * weighted / reported)
-        .otherwise(weighted / pl.len())
-    )
+    # Nothing running while it was reported (or never reported: `_reported` says which): 0.
+    return pl.when(reported > 0).then(pl.col("running").mean() * weighted / reported).otherwise(0.0)
 
 
 def class_shares(usage: pl.DataFrame) -> pl.DataFrame:
