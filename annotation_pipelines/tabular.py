@@ -851,7 +851,7 @@ def read_kind_table(
     units = None
     if kind == "boxes":
         units = box_task_units(result) if box_units is None else box_units
-        result = boxes_in_task_unit(result, units=box_units).drop(BOX_CONTEXT)
+        result = boxes_in_task_unit(result, units=units).drop(BOX_CONTEXT)
         replaced = replaced.drop(BOX_CONTEXT, strict=False)
     shown = {**ids, **({"label": sources["label"]} if kind == "categorical" else {})}
     padded = padded_values(result, list(shown), order=[_ROW])
