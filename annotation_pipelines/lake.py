@@ -375,6 +375,12 @@ class LakeFileError(Exception):
         return day_of(self.table, self.key)
 
 
+class LakeFileChanged(LakeFileError):
+    """A lake file replaced between its listing and its read, or one S3 would not give this
+    time (throttled, timed out): the request fails, but the file is not broken, so the lake
+    is not unready for it."""
+
+
 class _VersionedCache:
     """A bounded LRU of values derived from lake files, keyed by the files' versions."""
 
@@ -436,9 +442,18 @@ class LakeReader:
         if settings.aws_region:
             options["region"] = settings.aws_region
         import boto3
+        from botocore.config import Config
 
+        endpoint = settings.s3_endpoint
+        if endpoint and "://" not in endpoint:
+            endpoint = f"https://{endpoint}"  # as pyarrow reads an endpoint without a scheme
         client = boto3.client(
-            "s3", endpoint_url=settings.s3_endpoint, region_name=settings.aws_region
+            "s3",
+            endpoint_url=endpoint,
+            region_name=settings.aws_region,
+            # One connection per thread that may stream a download (anyio's default pool is 40);
+            # botocore's default of 10 would drop and reopen connections above 10 at once.
+            config=Config(max_pool_connections=40, retries={"mode": "standard"}),
         )
         return cls(
             pafs.S3FileSystem(**options),
@@ -545,11 +560,19 @@ class LakeReader:
         bucket, _, key = self._path(version.key).partition("/")
         try:
             handle = RangedObject(self._s3, bucket, key, uri=version.key)
-        except Exception as error:  # botocore's errors: the object is gone or unreadable
+        except FileNotFoundError as error:
             raise self._file_error(version.key, error) from error
-        if handle.size != version.size:
+        except Exception as error:  # botocore's: throttled, timed out, credentials expired
+            raise LakeFileChanged(
+                version.key, self._file_error(version.key, error).cause
+            ) from error
+        # S3 keeps modification times to the second; the listing's may carry milliseconds.
+        listed = version.mtime_ns // 1_000_000_000
+        if handle.size != version.size or (
+            handle.modified is not None and int(handle.modified.timestamp()) != listed
+        ):
             handle.close()
-            raise LakeFileError(version.key, "replaced since it was listed")
+            raise LakeFileChanged(version.key, "replaced since it was listed")
         return handle
 
     def frame(self, version: FileVersion) -> pl.DataFrame:

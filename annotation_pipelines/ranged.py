@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 # What the first request of a ranged read fetches from the object's end: Parquet readers read
@@ -43,6 +44,8 @@ class RangedObject(io.RawIOBase):
         self._client, self._bucket, self._key, self._uri = client, bucket, key, uri
         self._position = 0
         self._etag = ""
+        # The version read: its modification time, as the first response gives it.
+        self.modified: datetime | None = None
         tail = self._get(f"bytes=-{TAIL_BYTES}", first=True)
         data = tail["Body"].read()
         # "bytes 0-99/100"; an empty object has no range to give and is read by its size.
@@ -68,6 +71,7 @@ class RangedObject(io.RawIOBase):
                 raise
         if first:
             self._etag = response["ETag"]
+            self.modified = response.get("LastModified")
         return response
 
     def _range(self, start: int, end: int) -> bytes:

@@ -38,7 +38,13 @@ from annotation_pipelines.curation.masking import mask_personal_data
 from annotation_pipelines.curation.privacy import pseudonymize
 from annotation_pipelines.ingest.validation import DEFAULT_MAX_FIELD_BYTES
 from annotation_pipelines.kinds import DEFAULT_KIND, VALUE_COLUMNS
-from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader, content_tag
+from annotation_pipelines.lake import (
+    FileVersion,
+    LakeFileChanged,
+    LakeFileError,
+    LakeReader,
+    content_tag,
+)
 from annotation_pipelines.settings import Settings, load_settings
 
 _log = logging.getLogger(__name__)
@@ -752,7 +758,9 @@ def create_app(
     @app.exception_handler(LakeFileError)
     async def _unreadable(request: Request, error: LakeFileError) -> Response:
         # The file stays broken for every request that needs it: unready until it is fixed.
-        context.health.failed(error)
+        # One replaced under a request, or not given this time, is not broken.
+        if not isinstance(error, LakeFileChanged):
+            context.health.failed(error)
         detail, item = lake_file_problem(error)
         return problems.problem_response(request, 503, detail, errors=[item])
 

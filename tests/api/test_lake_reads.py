@@ -20,7 +20,7 @@ from annotation_pipelines import lake as layout
 from annotation_pipelines.api import create_app
 from annotation_pipelines.api.app import HOW_TO_BUILD, SERVED_DAY_TABLES, LakeHealth
 from annotation_pipelines.api.tokens import issue_token
-from annotation_pipelines.lake import FileVersion, LakeFileError, LakeReader
+from annotation_pipelines.lake import FileVersion, LakeFileChanged, LakeFileError, LakeReader
 from annotation_pipelines.settings import load_settings
 from tests.api.conftest import DAYS, KIND_PROJECTS, PROJECT, Served, Server, start_server
 from tests.api.test_api import assert_problem
@@ -342,7 +342,6 @@ def test_a_file_gone_between_listing_and_reading_is_a_lake_file_error(tmp_path):
     import asyncio
 
     from annotation_pipelines.api.downloads import LakeFileResponse
-    from annotation_pipelines.lake import LakeFileError
 
     key = "datasets/sentiment/v1/card.md"
     (tmp_path / key).parent.mkdir(parents=True)
@@ -400,8 +399,14 @@ def test_on_s3_a_file_replaced_while_it_is_streamed_fails_instead_of_mixing_vers
             handle.read(1 << 20)
         # Opened again, the new version reads whole, as one version.
         assert reader.open(reader.files("datasets")[key]).read() == second
-        # A listing older than the file's replacement by one of another size is refused
-        # before anything is sent (the API answers 503, not a body of the wrong length).
+        # A listing older than the file's replacement is refused before anything is sent (the
+        # API answers 503, not another version's bytes under the listed one's ETag), whether
+        # the new file's size differs or not; the file is not broken, so the lake stays ready.
+        listed = reader.files("datasets")[key]
+        time.sleep(1.1)  # S3 keeps modification times to the second
+        s3.put_object(Bucket="lake-pinned", Key=f"lake/{key}", Body=first)
+        with pytest.raises(LakeFileChanged, match="replaced since it was listed"):
+            reader.open(listed)
         s3.put_object(Bucket="lake-pinned", Key=f"lake/{key}", Body=b"c" * 10)
-        with pytest.raises(LakeFileError, match="replaced since it was listed"):
+        with pytest.raises(LakeFileChanged, match="replaced since it was listed"):
             reader.open(version)
