@@ -32,7 +32,9 @@ class RangedObject(io.RawIOBase):
     their own requests, so they would need the credentials, endpoint, TLS and retry settings
     of dagster-aws's `S3Resource` translated into theirs (and refreshed credentials, from a
     role or a profile, would not follow); s3fs also pins aiobotocore to an exact botocore.
-    Going through the resource's boto3 client keeps one configuration for every S3 call.
+    In the pipeline it goes through the resource's boto3 client, one configuration for every
+    S3 call there; the API, which has no Dagster resource, hands it a client of its settings.
+    Neither of the others can make a read conditional on a version.
 
     Raises FileNotFoundError when the object is gone. An object replaced between two reads
     (a commit moving a new version over it) fails the read rather than mixing versions: every

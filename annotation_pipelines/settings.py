@@ -37,7 +37,7 @@ naming the variable, when a secret is missing rather than running with a made-up
 | ANNOTATION_PIPELINES_API_MAX_PAGE_SIZE | the largest page a list endpoint returns | 5000 |
 | ANNOTATION_PIPELINES_API_MAX_DAYS | the longest day range one request may ask for | 92 |
 | ANNOTATION_PIPELINES_API_CACHE_ENTRIES | parsed lake files the API keeps in memory | 256 |
-| ANNOTATION_PIPELINES_API_FORWARDED_ALLOW_IPS | proxies trusted for X-Forwarded-Proto | 127.0.0.1 |
+| ANNOTATION_PIPELINES_API_FORWARDED_ALLOW_IPS | proxies trusted for X-Forwarded-* | 127.0.0.1 |
 
 Daily partitions start where the data starts: at ANNOTATION_PIPELINES_START_DATE when set, else
 at the day written in `<data dir>/start_date` by whatever first filled the data folder (the demo
@@ -153,7 +153,8 @@ class Settings:
     api_max_page_size: int = 5000
     api_max_days: int = 92
     api_cache_entries: int = 256
-    # uvicorn's forwarded_allow_ips: comma-separated addresses or networks, "*" for any.
+    # Proxies whose forwarded headers the API believes: comma-separated addresses or
+    # networks, "*" for any (uvicorn's forwarded_allow_ips syntax).
     api_forwarded_allow_ips: str = "127.0.0.1"
     landing_settle_seconds: float = 30.0
     floor_recheck_days: int = 30

@@ -84,12 +84,13 @@ def test_file_urls_behind_a_trusted_proxy_say_https(tmp_path_factory):
         # The proxy passes on the host the client asked for (nginx: proxy_set_header Host).
         "Host": "data.example.org",
     }
-    # A proxy that keeps its own upstream Host says the client's in X-Forwarded-Host (Traefik,
-    # AWS ALB); behind two proxies the first host is the one the client asked for.
+    # A proxy that sends its upstream's name as Host says the client's in X-Forwarded-Host.
+    # One that appends to the header keeps what the client sent on the left: the value the
+    # adjacent proxy wrote, the last, is the one believed.
     relayed = {
         "Authorization": f"Bearer {token}",
         "X-Forwarded-Proto": "https",
-        "X-Forwarded-Host": "data.example.org, edge.internal:8443",
+        "X-Forwarded-Host": "evil.example, data.example.org",
     }
     path = f"/v1/datasets/{PROJECT}/latest"
 
