@@ -440,7 +440,9 @@ def _with_columns(frame: pl.DataFrame, names: Mapping[str, object]) -> pl.DataFr
 
 def _content_key(kind: str) -> pl.Expr:
     """What a judgment says, as one comparable value (nested values included): a box's unit
-    and image size too, so rows stored without them take them when read again."""
+    and image size too, so a row stored without them takes them from its next version (an
+    edited export, an updated DB row); one read again unchanged (the same `updated_at`) is a
+    repeat and keeps what it has."""
     columns = [
         "task_id",
         "annotator_id",
