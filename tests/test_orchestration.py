@@ -478,6 +478,21 @@ def test_a_file_mostly_quarantined_warns_and_is_alerted_naming_the_reason(env):
     assert "19 of 20 rows quarantined (95.0%, above 5%" in alert["message"]
     assert "ANNOTATION_PIPELINES_MAX_QUARANTINED_SHARE" in alert["message"]
 
+    # The file exported again with the same mistake: still failing, not alerted again; with
+    # another mistake (times without a zone), alerted again, naming it.
+    def again(rows: list[str]) -> list[dict[str, object]]:
+        export.write_text(HEADER + "".join(rows) + "t99,a1,pos,2026-11-02T11:00:00Z,3\n")
+        assert _run(defs, instance, "ingest_export_job", "exports/reviews/csv/batch-2.csv").success
+        _tick(quality_sensors.quality_alert_sensor, defs, instance, cursor)
+        return pl.read_parquet(landing.parent / "lake" / "alerts" / "*.parquet").to_dicts()
+
+    cursor = _tick(quality_sensors.quality_alert_sensor, defs, instance)[1].cursor
+    assert len(again([row.replace(",3", ",4") for row in rows])) == 1
+    naive = [f"t{i},a{i % 3},pos,2026-11-02T10:{i:02d}:00,3\n" for i in range(19)]
+    alerts = again(naive)
+    assert len(alerts) == 2
+    assert sum("timestamp_without_timezone (19)" in a["message"] for a in alerts) == 1
+
 
 def test_quality_alert_sensor_records_failed_gates(env):
     defs, instance, landing = env

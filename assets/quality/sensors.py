@@ -143,6 +143,8 @@ def _failed_check_alerts(
         name = check_key.to_user_string()
         partition = evaluation.partition or _run_partition(context, run_id)
         if evaluation.passed:
+            if _read_nothing(evaluation):
+                continue  # an ingest that read no row says nothing of the share it warns of
             for severity in AssetCheckSeverity:
                 failing.pop(f"{name}|{partition}|{severity.value}", None)
             continue
@@ -178,10 +180,16 @@ def _failed_check_alerts(
     return alerts
 
 
+def _read_nothing(evaluation: AssetCheckEvaluation) -> bool:
+    value = evaluation.metadata.get("rows_read")
+    return isinstance(value, IntMetadataValue) and value.value == 0
+
+
 def _projects(evaluation: AssetCheckEvaluation) -> list[str]:
-    """The projects a gate failed or warned (sorted); [] for a check that names none."""
+    """The projects a gate failed or warned, or the reasons an ingest's quarantined share
+    came from (sorted); [] for a check that names none."""
     named: set[str] = set()
-    for label in ("failing", "warned"):
+    for label in ("failing", "warned", "reasons"):
         value = evaluation.metadata.get(label)
         if isinstance(value, JsonMetadataValue) and isinstance(value.value, list):
             named.update(str(project) for project in value.value)

@@ -336,19 +336,27 @@ def quarantine_share_check(result: IngestResult, *, limit: float) -> AssetCheckR
     that passed are good, and the quarantine names every row and field that did not."""
     share = result.rows_quarantined / result.rows_read if result.rows_read else 0.0
     passed = share <= limit
-    description = f"at most {limit:.0%} of the rows read quarantined"
+    ceiling = f"{limit * 100:g}%"
+    description = f"at most {ceiling} of the rows read quarantined"
     if not passed:
         top = sorted(result.reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
         reasons = ", ".join(f"{reason} ({count:,})" for reason, count in top)
         description = (
             f"{result.rows_quarantined:,} of {result.rows_read:,} rows quarantined "
-            f"({share:.1%}, above {limit:.0%}; {MAX_QUARANTINED_SHARE}): {reasons}"
+            f"({share:.1%}, above {ceiling}; {MAX_QUARANTINED_SHARE}): {reasons}"
         )
     return AssetCheckResult(
         check_name="quarantine_share",
         passed=passed,
         severity=AssetCheckSeverity.WARN,
-        metadata={"quarantined_share": share, "max_quarantined_share": limit},
+        metadata={
+            "quarantined_share": share,
+            "max_quarantined_share": limit,
+            # The alert sensor keeps a failure open while its reasons stay the same (a new
+            # reason is alerted again), and a run that read nothing leaves it open.
+            "rows_read": result.rows_read,
+            "reasons": MetadataValue.json([] if passed else sorted(result.reasons)),
+        },
         description=description,
     )
 
