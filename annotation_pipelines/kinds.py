@@ -208,6 +208,14 @@ def box_task_units(judgments: pl.DataFrame) -> pl.DataFrame | None:
     )
 
 
+def fit_columns(frame: pl.DataFrame, kind: str, *keys: str) -> pl.DataFrame:
+    """`frame`'s `keys`, the kind's value column(s) and, for boxes, the unit and image size
+    columns it has: what `aggregate_kind` reads, so it fuses a pixel box and percent ones of
+    the same object as one (`boxes_in_task_unit`)."""
+    context = [c for c in BOX_CONTEXT if c in frame.columns] if kind == "boxes" else []
+    return frame.select(*keys, *VALUE_COLUMNS[kind], *context)
+
+
 def boxes_and_gold_in_task_unit(
     judgments: pl.DataFrame, gold: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:

@@ -121,6 +121,7 @@ from annotation_pipelines.kinds import (
     VALUE_COLUMNS,
     VALUE_DTYPES,
     boxes_in_task_unit,
+    fit_columns,
 )
 from annotation_pipelines.loop import ledger as lake_ledger
 from annotation_pipelines.loop.kind_posterior import (
@@ -1587,14 +1588,14 @@ def full_fit_labels(
     columns = list(VALUE_COLUMNS[kind])
     if rows.height == 0:
         return pl.DataFrame(schema=_labels_schema(kind)), pl.DataFrame()
-    anchors = _fit_frame(kind, gold, "task_id") if gold.height else None
+    anchors = fit_columns(gold, kind, "task_id") if gold.height else None
     if kind == "pairwise":
         winners = PairwiseConfidence(gold=anchors)
         labels = _pairwise_labels(rows, winners(rows))
         # The fit clamps the gold pairs itself, in the pairs' own orientation.
         truth = _winner_probabilities(winners.posterior, labels)
         return labels, _pairwise_parameters(rows, truth)
-    plain = _fit_frame(kind, rows, "task_id", "annotator_id")
+    plain = fit_columns(rows, kind, "task_id", "annotator_id")
     if kind == "spans":
         fitted, carried = fit_spans(plain, gold=anchors)
         return _with_confidence(kind, fitted.labels, rows), _span_parameters(carried)
@@ -1620,8 +1621,8 @@ def refit_labels(
     ledger_values: pl.Series | None = None,
 ) -> pl.DataFrame:
     """The touched tasks' answers and confidences with the carried `parameters` fixed."""
-    anchors = _fit_frame(kind, gold, "task_id") if gold.height else None
-    plain = _fit_frame(kind, rows, "task_id", "annotator_id")
+    anchors = fit_columns(gold, kind, "task_id") if gold.height else None
+    plain = fit_columns(rows, kind, "task_id", "annotator_id")
     if kind == "numeric":
         values = ledger_values if ledger_values is not None else rows.get_column("value")
         return _numeric_posterior(rows, gold, parameters, tolerance=numeric_tolerance(values))
@@ -1634,14 +1635,6 @@ def refit_labels(
         return _with_confidence(kind, fitted.labels, rows)
     result = aggregate_kind(plain, kind=kind, gold=anchors, reliability=parameters)
     return _with_confidence(kind, result.labels, rows)
-
-
-def _fit_frame(kind: str, frame: pl.DataFrame, *keys: str) -> pl.DataFrame:
-    """`frame`'s `keys`, value column(s) and, for boxes, the unit and image size it has:
-    `aggregate_kind` puts each task's boxes and gold in the task's most common unit with them,
-    as the daily layer's fit does."""
-    context = [c for c in context_columns(kind) if c in frame.columns]
-    return frame.select(*keys, *VALUE_COLUMNS[kind], *context)
 
 
 def _with_confidence(kind: str, labels: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:

@@ -53,6 +53,7 @@ from annotation_pipelines.kinds import (
     boxes_and_gold_in_task_unit,
     check_kind,
     document_texts,
+    fit_columns,
 )
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
 from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
@@ -219,30 +220,20 @@ def aggregate_project(
 ) -> KindAggregation:
     """The kind's aggregation of one project's judgments (spans read the task texts; numeric
     the project's declared `scale`, its range replacing the one estimated from the answers)."""
-    columns = VALUE_COLUMNS[check_kind(kind)]
+    check_kind(kind)
     options: dict[str, Any] = {}
     if kind == "spans" and tasks is not None:
         options["texts"] = task_texts(tasks)
     if kind == "numeric" and scale is not None:
         options["scale"] = scale
-    anchors = (
-        gold.select("task_id", *columns, *_unit_columns(gold, kind))
-        if gold is not None and gold.height
-        else None
-    )
+    anchors = fit_columns(gold, kind, "task_id") if gold is not None and gold.height else None
     return aggregate_kind(
-        judgments.select("task_id", "annotator_id", *columns, *_unit_columns(judgments, kind)),
+        fit_columns(judgments, kind, "task_id", "annotator_id"),
         kind=kind,
         method=method,
         gold=anchors,
         **options,
     )
-
-
-def _unit_columns(frame: pl.DataFrame, kind: str) -> list[str]:
-    """The box unit and image size columns `frame` has: `aggregate_kind` puts a task's boxes
-    in one unit with them, so a pixel box beside percent ones is fused as the one object."""
-    return [c for c in BOX_CONTEXT if c in frame.columns] if kind == "boxes" else []
 
 
 def _votes(judgments: pl.DataFrame) -> pl.DataFrame:
@@ -499,11 +490,8 @@ def _project_gold(gold: pl.DataFrame | None, rows: pl.DataFrame, *, project: str
     columns = VALUE_COLUMNS[kind]
     if gold is not None and gold.height:
         # As the categorical fit: gold of a task the day did not judge anchors nothing of it.
-        return (
-            gold.filter(pl.col("project") == project)
-            .select("task_id", *columns, *_unit_columns(gold, kind))
-            .join(rows.select("task_id").unique(), on="task_id", how="semi")
-        )
+        own = fit_columns(gold.filter(pl.col("project") == project), kind, "task_id")
+        return own.join(rows.select("task_id").unique(), on="task_id", how="semi")
     return pl.DataFrame(schema=rows.select("task_id", *columns).schema)
 
 
