@@ -203,9 +203,14 @@ def box_task_units(judgments: pl.DataFrame) -> pl.DataFrame | None:
     sorted order on a tie); None for a frame without the unit and size columns."""
     if any(name not in judgments.columns for name in ("boxes", *BOX_CONTEXT)):
         return None
-    return judgments.group_by("task_id").agg(
-        pl.col("coordinates").drop_nulls().mode().sort().first().alias("_unit")
-    )
+    return judgments.group_by("task_id").agg(most_common("coordinates").alias("_unit"))
+
+
+def most_common(column: str) -> pl.Expr:
+    """In an aggregation: the most common non-null value of `column` (the first in sorted order
+    on a tie). A task's boxes are put in its most common unit by this rule, and the daily
+    labels name their unit and image size by it, so the two always agree."""
+    return pl.col(column).drop_nulls().mode().sort().first()
 
 
 def fit_columns(frame: pl.DataFrame, kind: str, *keys: str) -> pl.DataFrame:

@@ -54,6 +54,7 @@ from annotation_pipelines.kinds import (
     check_kind,
     document_texts,
     fit_columns,
+    most_common,
 )
 from annotation_pipelines.loop.kind_posterior import KIND_TARGETS, policy_confidence
 from annotation_pipelines.loop.policy import DONE, NEEDS_ANOTHER_JUDGMENT, PolicyOptions, decide
@@ -299,9 +300,7 @@ def box_context(judgments: pl.DataFrame) -> pl.DataFrame:
     non-null value of each among its judgments (null where none has one), so the fused boxes
     keep the unit and image size they are measured in."""
     present = [c for c in BOX_CONTEXT if c in judgments.columns]
-    context = judgments.group_by("task_id").agg(
-        pl.col(c).drop_nulls().mode().sort().first().alias(c) for c in present
-    )
+    context = judgments.group_by("task_id").agg(most_common(c).alias(c) for c in present)
     return context.with_columns(
         pl.lit(None, CONTEXT_DTYPES[c]).alias(c) for c in BOX_CONTEXT if c not in present
     ).select("task_id", *(pl.col(c).cast(CONTEXT_DTYPES[c]) for c in BOX_CONTEXT))
