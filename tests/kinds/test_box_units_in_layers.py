@@ -6,40 +6,27 @@ from datetime import date
 import polars as pl
 import pytest
 
-from annotation_pipelines.kinds import BOX
 from annotation_pipelines.quality.kinds import aggregate_kind_day, assess_kind_day
-
-PERCENT = {"label": "car", "x_min": 10.0, "y_min": 10.0, "x_max": 40.0, "y_max": 40.0}
-PIXELS = {"label": "car", "x_min": 64.0, "y_min": 48.0, "x_max": 256.0, "y_max": 192.0}
+from tests.kinds.test_by_kind import PERCENT_BOX, mixed_unit_boxes
 
 
 def _judgments() -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "task_id": ["t1"] * 3,
-            "annotator_id": ["a", "b", "c"],
-            "project": ["p"] * 3,
-            "kind": ["boxes"] * 3,
-            "boxes": [[PIXELS], [PERCENT], [PERCENT]],
-            "coordinates": ["pixel", "percent", "percent"],
-            "image_width": [640.0] * 3,
-            "image_height": [480.0] * 3,
-        },
-        schema_overrides={"boxes": pl.List(BOX)},
-    )
+    return mixed_unit_boxes().with_columns(project=pl.lit("p"), kind=pl.lit("boxes"))
 
 
 def test_the_daily_fusion_reads_a_pixel_box_beside_percent_ones_as_one_object() -> None:
     day = aggregate_kind_day(_judgments(), project="p", day=date(2026, 3, 2))
     row = day.labels.row(0, named=True)
-    assert row["boxes"] == [pytest.approx({**PERCENT, "confidence": 1.0})]
+    assert row["boxes"] == [pytest.approx({**PERCENT_BOX, "confidence": 1.0})]
     assert row["coordinates"] == "percent"
 
 
 def test_daily_gold_in_pixels_anchors_a_task_judged_in_percent() -> None:
     gold = _judgments().head(1).drop("annotator_id")
     day = aggregate_kind_day(_judgments(), project="p", day=date(2026, 3, 2), gold=gold)
-    assert day.labels.row(0, named=True)["boxes"] == [pytest.approx({**PERCENT, "confidence": 1.0})]
+    assert day.labels.row(0, named=True)["boxes"] == [
+        pytest.approx({**PERCENT_BOX, "confidence": 1.0})
+    ]
 
 
 def test_the_day_scores_a_pixel_annotator_against_percent_gold_and_consensus() -> None:

@@ -153,40 +153,35 @@ def test_a_rating_with_no_measure_of_noise_has_no_interval():
     assert row["lo"] < 2.0 and row["hi"] > 4.0
 
 
+# One car on a 640x480 image: drawn in percent by two annotators, in pixels by one.
+PERCENT_BOX = {"label": "car", "x_min": 10.0, "y_min": 10.0, "x_max": 40.0, "y_max": 40.0}
+PIXEL_BOX = {"label": "car", "x_min": 64.0, "y_min": 48.0, "x_max": 256.0, "y_max": 192.0}
+
+
+def mixed_unit_boxes() -> pl.DataFrame:
+    """Task t1's three judgments of that car, each with its unit and image size."""
+    return pl.DataFrame(
+        {
+            "task_id": ["t1"] * 3,
+            "annotator_id": ["a", "b", "c"],
+            "boxes": [[PIXEL_BOX], [PERCENT_BOX], [PERCENT_BOX]],
+            "coordinates": ["pixel", "percent", "percent"],
+            "image_width": [640.0] * 3,
+            "image_height": [480.0] * 3,
+        },
+        schema_overrides={"boxes": pl.List(BOX)},
+    )
+
+
 def test_a_tasks_boxes_in_two_units_are_fused_in_its_most_common_one() -> None:
     # The lake keeps each judgment's unit and image size (Label Studio percent, Ground Truth
     # pixels); before, the daily fusion read a pixel box beside percent ones as another object.
-    box = {"label": "car", "x_min": 10.0, "y_min": 10.0, "x_max": 40.0, "y_max": 40.0}
-    pixels = {"label": "car", "x_min": 64.0, "y_min": 48.0, "x_max": 256.0, "y_max": 192.0}
-    judgments = pl.DataFrame(
-        {
-            "task_id": ["t1"] * 3,
-            "annotator_id": ["a", "b", "c"],
-            "boxes": [[pixels], [box], [box]],
-            "coordinates": ["pixel", "percent", "percent"],
-            "image_width": [640.0] * 3,
-            "image_height": [480.0] * 3,
-        },
-        schema_overrides={"boxes": pl.List(BOX)},
-    )
-    (fused,) = aggregate_kind(judgments, kind="boxes").labels["boxes"].to_list()
-    assert fused == [pytest.approx({**box, "confidence": 1.0})]
+    (fused,) = aggregate_kind(mixed_unit_boxes(), kind="boxes").labels["boxes"].to_list()
+    assert fused == [pytest.approx({**PERCENT_BOX, "confidence": 1.0})]
 
 
 def test_gold_boxes_in_another_unit_are_put_in_their_tasks_unit() -> None:
-    box = {"label": "car", "x_min": 10.0, "y_min": 10.0, "x_max": 40.0, "y_max": 40.0}
-    pixels = {"label": "car", "x_min": 64.0, "y_min": 48.0, "x_max": 256.0, "y_max": 192.0}
-    judgments = pl.DataFrame(
-        {
-            "task_id": ["t1"] * 3,
-            "annotator_id": ["a", "b", "c"],
-            "boxes": [[pixels], [box], [box]],
-            "coordinates": ["pixel", "percent", "percent"],
-            "image_width": [640.0] * 3,
-            "image_height": [480.0] * 3,
-        },
-        schema_overrides={"boxes": pl.List(BOX)},
-    )
+    judgments = mixed_unit_boxes()
     gold = judgments.head(1).drop("annotator_id")
     (fused,) = aggregate_kind(judgments, kind="boxes", gold=gold).labels["boxes"].to_list()
-    assert fused == [pytest.approx({**box, "confidence": 1.0})]
+    assert fused == [pytest.approx({**PERCENT_BOX, "confidence": 1.0})]
