@@ -54,13 +54,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.longrepr = f"skipped under ANNOTATION_PIPELINES_NO_SKIPS=1 (CI): {reason}"
 
 
-# The files that drive real daemons, webservers and whole-graph runs for minutes. Collected
-# first, they are the first work the xdist workers take (`--dist loadfile` hands out files
-# in collection order only with `--no-loadscope-reorder`, set in pyproject.toml; by default
-# xdist hands out the files with the most tests first, which put these last), so the rest of
-# the suite runs beside them instead of one worker finishing the longest file alone at the end.
-# A worker with at most two tests pending takes the next file at once, so the live loop, the
-# live instance and the demo start together and the rest of the suite fills in beside them.
+# The files whose runs take minutes (real daemons, webservers, whole-graph runs). Collected
+# first, they are the first work the xdist workers take (`--dist loadfile` hands out files in
+# collection order only with `--no-loadscope-reorder`, set in pyproject.toml; by default xdist
+# hands out the files with the most tests first, which put these last), so the rest runs beside
+# them instead of one worker finishing the longest file alone at the end. The first four hold
+# the e2e tests (`make test-e2e`), which start together there; in `make test` the whole graph
+# and the daily kinds run lead.
 LONG_FILES = (
     "test_live_loop.py",
     "test_live_instance.py",

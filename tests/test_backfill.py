@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from annotation_pipelines.synthetic import generate_workload
@@ -30,6 +31,7 @@ def _all_done(instance: DagsterInstance) -> list | None:
     return runs if all(run.status in DONE for run in runs) else None
 
 
+@pytest.mark.e2e
 def test_make_backfill_queues_one_run_per_day_and_the_daemon_builds_them(tmp_path):
     # `dagster asset materialize --partition-range` refuses per-day backfill policies, so the
     # Makefile's target is the command-line way to backfill several days.

@@ -60,6 +60,7 @@ def full_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     yield Demo(home=home, data=data, result=result)
 
 
+@pytest.mark.e2e
 def test_demo_materializes_everything_and_says_where(full_demo: Demo):
     result, tmp_path = full_demo.result, full_demo.data.parent
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -131,6 +132,7 @@ def _days(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.glob("day=*"))
 
 
+@pytest.mark.e2e
 def test_demo_over_another_workload_refuses_or_starts_fresh_and_reports_only_its_own(
     full_demo: Demo, tmp_path, monkeypatch
 ):

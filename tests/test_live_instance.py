@@ -21,7 +21,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from annotation_pipelines.synthetic import generate_workload
 from tests.services import code_loaded, free_port, fresh_database, graphql, stop_tree, wait_for
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 BIN = Path(sys.executable).parent

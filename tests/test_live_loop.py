@@ -36,7 +36,7 @@ from annotation_pipelines.ingest.postgres import apply_schema
 from annotation_pipelines.loop.live import LiveState, load_state
 from tests.services import code_loaded, free_port, fresh_database, graphql, stop_tree, wait_for
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 BIN = Path(sys.executable).parent
