@@ -1,5 +1,5 @@
-"""Run statuses as the sensors ask about them: a run not started yet, one on its way, one that
-may still write."""
+"""Run statuses as the sensors ask about them (a run not started yet, one on its way, one that
+may still write), and the tags the daemon puts on the runs it launches."""
 
 from dagster import DagsterRunStatus
 
@@ -11,3 +11,9 @@ ON_ITS_WAY = (*NOT_STARTED_YET, DagsterRunStatus.STARTING)
 UNDERWAY = (*ON_ITS_WAY, DagsterRunStatus.STARTED)
 # Underway or being canceled: a run that may still write what it writes.
 UNFINISHED = (*UNDERWAY, DagsterRunStatus.CANCELING)
+
+# The daemon's tags: the run key of a sensor's run (kept by its retries), and on a failed run
+# whether it will be retried and, once it has been, the retry's run id.
+RUN_KEY_TAG = "dagster/run_key"
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"

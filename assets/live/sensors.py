@@ -64,7 +64,14 @@ from annotation_pipelines.loop.live_kinds import KindLiveOptions, due_full_fits
 from annotation_pipelines.settings import ANNOTATION_DB_DSN
 from assets.common.alerts import record_alert
 from assets.common.cursors import load_cursor
-from assets.common.runs import ON_ITS_WAY, UNDERWAY, UNFINISHED
+from assets.common.runs import (
+    AUTO_RETRY_RUN_ID_TAG,
+    ON_ITS_WAY,
+    RUN_KEY_TAG,
+    UNDERWAY,
+    UNFINISHED,
+    WILL_RETRY_TAG,
+)
 from assets.live.assets import (
     DAILY_LABELS,
     KIND_DAILY_LABELS,
@@ -93,10 +100,6 @@ MAX_WAITING_RUNS = 2
 STARTING_STALE_SECONDS = 90
 # The alert kind of an annotation DB the live sensor cannot reach.
 DB_UNREACHABLE = "annotation_db_unreachable"
-# The tags the daemon puts on the runs it launches for a sensor and on a failed run it retries.
-RUN_KEY_TAG = "dagster/run_key"
-WILL_RETRY_TAG = "dagster/will_retry"
-AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
 
 
 def _waiting_runs(context: SensorEvaluationContext) -> int:

@@ -19,6 +19,7 @@ from dagster import (
 from annotation_pipelines.lake import run_summary_key
 from annotation_pipelines.markdown import frame_to_markdown
 from assets.common.alerts import record_alert
+from assets.common.runs import WILL_RETRY_TAG
 from assets.sources.sensors import ATTEMPT_TAG, MAX_ATTEMPTS_TAG
 from resources.lake import Lake
 
@@ -52,7 +53,7 @@ def run_failure_alert_sensor(context: RunFailureSensorContext, lake: Lake) -> No
     # A run with retries left (the live jobs') is launched again by the daemon: a warning,
     # which its last failed attempt turns into an error.
     severity = "ERROR"
-    if run.tags.get("dagster/will_retry") == "true":
+    if run.tags.get(WILL_RETRY_TAG) == "true":
         severity, message = "WARNING", message + " (the daemon retries it)"
     # The landing sensor retries a file's ingest on later ticks: its first failure warns and
     # its last is an error; the attempts between would repeat the first, so they are only
