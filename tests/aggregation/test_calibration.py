@@ -8,6 +8,7 @@ import pytest
 
 from annotation_pipelines.aggregation import aggregate, fit
 from annotation_pipelines.aggregation.calibration import expected_calibration_error
+from annotation_pipelines.aggregation.registry import METHODS
 from tests.aggregation.test_properties import TOY
 from tests.realdata import ALL_CROWD, accuracy, load_crowd
 
@@ -87,6 +88,16 @@ def test_gold_tasks_keep_confidence_one() -> None:
     gold = pl.DataFrame({"task_id": ["t1", "t3"], "label": ["yes", "no"]})
     labels = fit(TOY, "dawid_skene", gold=gold).labels.filter(pl.col("task_id").is_in(["t1", "t3"]))
     assert labels["confidence"].to_list() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_gold_task_is_its_gold_label_at_confidence_one_with_every_method(method: str) -> None:
+    # t3's votes say no 3 to 2; gold says yes. Methods that do not fit gold (majority vote,
+    # wawa, zero-based skill) wrote the crowd's "no" at confidence 0.0: a label the result
+    # itself gave no chance, where the answer was known, and `replay` kept it as done.
+    gold = pl.DataFrame({"task_id": ["t3"], "label": ["yes"]})
+    labels = fit(TOY, method, gold=gold).labels.filter(pl.col("task_id") == "t3")
+    assert labels.select("label", "confidence").row(0) == ("yes", 1.0)
 
 
 def test_aggregate_contract_carries_the_calibrated_confidence() -> None:
