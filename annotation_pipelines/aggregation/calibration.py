@@ -59,11 +59,15 @@ from annotation_pipelines.aggregation.encoding import Encoded
 # so that on a handful of tasks the class frequencies (themselves the method's guesses) do not
 # outweigh a 2-against-1 vote; on hundreds of tasks they are immaterial.
 PRIOR_PSEUDO_COUNT = 2.0
-# Dirichlet prior of the pooled confusion matrix (all annotators' judgments together): one
-# pseudo-count per cell plus `POOLED_DIAGONAL_EXTRA` on the diagonal, i.e. the prior belief that
-# an annotator answers the true class more often than any one wrong class. It only matters
-# where the pooled counts are thin (a class no other task has); there a vote for c is evidence
-# for c, where a uniform row would make it evidence for nothing.
+# Dirichlet prior of each truth column of the pooled confusion matrix (all annotators'
+# judgments together), `pooled_prior`: `POOLED_PSEUDO_COUNT` per class plus
+# `POOLED_DIAGONAL_EXTRA`, K + 1 pseudo-counts, of which the right answer holds as large a share
+# as at K = 2 (2 of 3) and the K − 1 wrong answers share the rest: the prior belief that
+# annotators beat chance, right two times in three, whatever K. It only matters where the
+# pooled counts are thin (a class few other tasks have); there a vote for c is evidence for c,
+# where a uniform row would make it evidence for nothing. One pseudo-count on every wrong answer
+# instead made the prior's accuracy 2 / (K + 1): at 2,000 classes its 2,001 pseudo-counts
+# drowned a column's few votes, and three unanimous votes read 0.04 where they were right.
 POOLED_PSEUDO_COUNT = 1.0
 POOLED_DIAGONAL_EXTRA = 1.0
 # Candidate strengths of the shrinkage of each annotator's confusion row toward the pooled one,
@@ -209,7 +213,7 @@ def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
         # ascending (w, a) order gives every total the same bits.
         np.add.at(annotator_totals, cells // k, answered)
         np.add.at(pooled, cells % k, answered)
-    pooled += np.full((k, k), POOLED_PSEUDO_COUNT) + POOLED_DIAGONAL_EXTRA * np.eye(k)
+    pooled += pooled_prior(k)
     return _Counts(
         soft=weights,
         answered=answered,
@@ -220,6 +224,16 @@ def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
         task_votes=encoded.votes(),
         task_sizes=sizes.astype(np.float64),
     )
+
+
+def pooled_prior(k: int) -> np.ndarray:
+    """The pooled confusion matrix's Dirichlet pseudo-counts (K answer × K truth), see
+    `POOLED_PSEUDO_COUNT`; at K = 2 one per cell plus one on the diagonal."""
+    at_two = 2 * POOLED_PSEUDO_COUNT + POOLED_DIAGONAL_EXTRA
+    scale = (k * POOLED_PSEUDO_COUNT + POOLED_DIAGONAL_EXTRA) / at_two
+    prior = np.full((k, k), scale * POOLED_PSEUDO_COUNT / (k - 1))
+    np.fill_diagonal(prior, scale * (POOLED_PSEUDO_COUNT + POOLED_DIAGONAL_EXTRA))
+    return prior
 
 
 def _held_out_log_prior(soft: np.ndarray) -> np.ndarray:

@@ -25,8 +25,9 @@ rankings of 1 − the Fagin Kendall distance to the consensus (`agreement.distan
 (τ + 1) / 2, shrunk toward the crowd's mean with `prior_strength` pseudo-rankings; the
 weight is max(2 · agreement − 1, 0.05) (Kendall τ floored), and the consensus is recomputed
 with those weights for `n_rounds` rounds. Confidence per task: the reliability-weighted mean
-of (τ + 1) / 2 between the task's rankings and its consensus; 0.5 for a task ranked once
-(outside gold), as for free text: one ranking agrees with itself, which is no evidence.
+of (τ + 1) / 2 between the task's rankings and its consensus; 0.5 for a task ranked once, or
+whose rankings name no item in common (outside gold), as for free text: one ranking agrees with
+itself, which is no evidence.
 """
 
 from __future__ import annotations
@@ -118,7 +119,9 @@ def aggregate_ranking(
     )
     # A lone ranking agrees with the consensus it alone made: no evidence either way, as for
     # free text (on a gold task the agreement is with the gold ranking, which is evidence).
-    lone = np.bincount(tasks, minlength=n_tasks) == 1
+    # So do rankings that name no item in common: each is compared with the consensus over
+    # its own items only, which it alone ordered.
+    lone = (np.bincount(tasks, minlength=n_tasks) == 1) | ~_share_an_item(tasks, rankings, n_tasks)
     if gold_rankings is not None:
         lone &= ~np.bincount(
             tasks, weights=gold_rankings.is_not_null().to_numpy(), minlength=n_tasks
@@ -164,6 +167,24 @@ def gold_score(judgments: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("annotator_id")
     )
+
+
+def _share_an_item(tasks: np.ndarray, rankings: pl.Series, n_tasks: int) -> np.ndarray:
+    """Per task, whether some item is named by two of its rankings."""
+    named = (
+        pl.DataFrame({"task": tasks, "ranking": rankings})
+        .explode("ranking")
+        .drop_nulls("ranking")
+        .group_by("task", "ranking")
+        .len()
+        .filter(pl.col("len") > 1)
+        .get_column("task")
+        .unique()
+        .to_numpy()
+    )
+    shared = np.zeros(n_tasks, dtype=bool)
+    shared[named] = True
+    return shared
 
 
 def _stages(tasks: np.ndarray, rankings: pl.Series) -> pl.DataFrame:

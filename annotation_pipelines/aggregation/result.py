@@ -91,6 +91,11 @@ def build_result(
     decided = (
         fitted.decided if fitted.decided is not None else best_breaking_ties(posteriors, calibrated)
     )
+    if gold_codes is not None:
+        # A gold task's answer is known, whatever the method: gold-aware methods clamp it, and
+        # the others (which fit without gold) must not write the crowd's label beside the
+        # calibrated confidence of 0 that gold gives it.
+        decided = np.where(gold_codes >= 0, gold_codes, decided)
     rows = np.arange(posteriors.shape[0])
     raw_confidence = posteriors[rows, decided]
     confidence = raw_confidence if calibrated is None else calibrated[rows, decided]

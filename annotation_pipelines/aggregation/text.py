@@ -54,6 +54,8 @@ from annotation_pipelines.agreement.distances import edit_pair_distances
 TEXT_METHODS = ("consensus", "medoid", "rover")
 _WORD = re.compile(r"(\S+)")
 _EPSILON = 0.05
+# Weighted costs (sums of reliability × distance) equal to this many decimals are a tie.
+_COST_DECIMALS = 9
 
 
 def aggregate_text(
@@ -211,8 +213,13 @@ def _choose(
     cost, weight = _weighted_costs(annotators, first, second, distance, weights, tasks.shape[0])
     mean = np.where(weight > 0, cost / np.maximum(weight, 1e-300), 0.0)
     # Lowest weighted sum of distances first (the answer's own annotator weighs in its favour:
-    # their weight is the one missing from the sum); ties go to the answer given first.
-    order = np.lexsort((np.arange(tasks.shape[0]), cost, tasks))
+    # their weight is the one missing from the sum). Costs equal but for the order their terms
+    # were summed in are a tie (two copies of one answer always are), and a tie goes to the
+    # annotator first by id, not to the row given first: which copy is chosen sets the
+    # confidence (its own annotator's weight is left out), so row order moved both.
+    order = np.lexsort(
+        (np.arange(tasks.shape[0]), annotators, np.round(cost, _COST_DECIMALS), tasks)
+    )
     sorted_tasks = tasks[order]
     head = np.ones(order.shape[0], dtype=bool)
     head[1:] = sorted_tasks[1:] != sorted_tasks[:-1]

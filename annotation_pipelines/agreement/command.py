@@ -38,7 +38,7 @@ from typing import Any
 import click
 import polars as pl
 
-from annotation_pipelines.agreement._encoding import LEVELS, non_numbers
+from annotation_pipelines.agreement._encoding import LEVELS, non_numbers, numeric_labels
 from annotation_pipelines.coordinates_option import checked_coordinates, coordinates_option
 from annotation_pipelines.kinds import DEFAULT_KIND, KINDS, VALUE_COLUMNS
 
@@ -196,6 +196,11 @@ def _categorical(
                 row = int(rows.get_column("row")[int(bad.arg_true()[0])])
                 at = f"{where(input_path, row)}, {at}"
         raise click.ClickException(f"{input_path}: {at}: {error}") from error
+    if level != "nominal":
+        # The labels are numbers at this level (alpha read them so): the share of agreeing
+        # pairs compares numbers too, not their spellings ("1" against "1.0").
+        numbers = numeric_labels(judgments.get_column("label"), level)
+        judgments = judgments.with_columns(numbers.cast(pl.String).alias("label"))
     raw = agreement(judgments, kind=DEFAULT_KIND, n_resamples=0)
     return {
         **summary,

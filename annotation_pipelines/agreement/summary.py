@@ -49,7 +49,9 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[floa
 def _kernels(judgments: pl.DataFrame, level: str) -> tuple[Any, Any, dict[str, Any]]:
     nominal = task_value_counts(judgments, level="nominal")
     leveled = nominal if level == "nominal" else task_value_counts(judgments, level=level)
-    fleiss = FleissKernel(nominal)
+    # At a numeric level a label is its number ("1" and "1.0" are one value, as alpha reads
+    # them), so Fleiss' kappa and percent agreement count categories by number too.
+    fleiss = FleissKernel(leveled)
     statistics: dict[str, Callable[[np.ndarray | None], float]] = {
         "krippendorff_alpha": AlphaKernel(leveled, level),
         "fleiss_kappa": fleiss,

@@ -10,8 +10,6 @@ import numpy as np
 from annotation_pipelines.aggregation.calibration import (
     _FLOOR,
     DEFAULT_SHRINKAGE,
-    POOLED_DIAGONAL_EXTRA,
-    POOLED_PSEUDO_COUNT,
     SHRINKAGE_GRID,
     TEMPERATURE_GRID,
     _Counts,
@@ -20,6 +18,7 @@ from annotation_pipelines.aggregation.calibration import (
     _selection_judgments,
     _standard_error,
     _task_sums,
+    pooled_prior,
 )
 from annotation_pipelines.aggregation.encoding import Encoded
 
@@ -88,8 +87,7 @@ def dense_counts(encoded: Encoded, soft: np.ndarray) -> tuple[np.ndarray, np.nda
             cell, weights=weights[encoded.tasks, truth], minlength=encoded.n_annotators * k
         )
     annotator = flat.reshape(encoded.n_annotators, k, k)
-    pooled_prior = np.full((k, k), POOLED_PSEUDO_COUNT) + POOLED_DIAGONAL_EXTRA * np.eye(k)
-    return annotator, annotator.sum(axis=1), annotator.sum(axis=0) + pooled_prior
+    return annotator, annotator.sum(axis=1), annotator.sum(axis=0) + pooled_prior(k)
 
 
 def dense_held_out_rows(

@@ -221,3 +221,29 @@ def test_a_missing_column_is_named_by_its_option(tmp_path, kind, option):
     assert run.exit_code == 1, run.output
     named = "--value-col" if option == "--label-col" else option
     assert f"{named} 'nope': no such column" in " ".join(run.output.split()), run.output
+
+
+@pytest.mark.parametrize("level", ["ordinal", "interval", "ratio"])
+def test_numeric_levels_count_one_number_spelled_two_ways_as_agreement(tmp_path, level):
+    # Two exports merged: one wrote ratings as 1, 2, the other as 1.0, 2.0. At a numeric level
+    # alpha reads them as the numbers they are, and so must the shares printed beside it:
+    # percent agreement, Fleiss' kappa and the pairwise share read 0.0, -0.33 and 0.0 here,
+    # every task "disagreeing" with itself while alpha said it agreed.
+    spelled = tmp_path / "spelled.csv"
+    spelled.write_text(
+        "task_id,annotator_id,label\n"
+        "t1,a,1\nt1,b,1.0\nt2,a,2\nt2,b,2.0\nt3,a,3\nt3,b,1\nt4,a,1\nt4,b,2\n"
+    )
+    uniform = tmp_path / "uniform.csv"
+    uniform.write_text(
+        "task_id,annotator_id,label\n"
+        "t1,a,1\nt1,b,1\nt2,a,2\nt2,b,2\nt3,a,3\nt3,b,1\nt4,a,1\nt4,b,2\n"
+    )
+    outputs = []
+    for path in (spelled, uniform):
+        result = CliRunner().invoke(agreement_command, [str(path), "--level", level])
+        assert result.exit_code == 0, result.output
+        outputs.append(json.loads(result.output))
+    assert outputs[0] == outputs[1]
+    assert outputs[0]["percent_agreement"] == 0.5
+    assert outputs[0]["mean_pairwise_agreement"] == 0.5

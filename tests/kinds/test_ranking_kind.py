@@ -112,3 +112,21 @@ def test_unknown_method_is_named() -> None:
     judgments, _ = _generated(n_tasks=1)
     with pytest.raises(ValueError, match="unknown method 'kemeny'"):
         aggregate_ranking(judgments, method="kemeny")
+
+
+@pytest.mark.parametrize("method", ["plackett_luce", "borda"])
+def test_rankings_that_name_no_item_in_common_are_no_evidence(method: str) -> None:
+    # Task 1: two annotators' top-2 lists name different items, so each list agrees with the
+    # consensus over its own items only because it alone ordered them, as a lone ranking
+    # agrees with itself. It read 1.0 (where `agreement` gives the two lists a Kendall
+    # distance of 5/6), and a replay stopped asking. Task 2 shares items and keeps its figure.
+    judgments = pl.DataFrame(
+        {
+            "task_id": ["1", "1", "1", "2", "2"],
+            "annotator_id": ["a", "b", "c", "a", "b"],
+            "ranking": [["A", "B"], ["C", "D"], ["E"], ["A", "B", "C"], ["A", "B"]],
+        }
+    )
+    labels = aggregate_ranking(judgments, method=method).labels
+    confidence = dict(zip(labels["task_id"], labels["confidence"], strict=True))
+    assert confidence == {"1": 0.5, "2": 1.0}
