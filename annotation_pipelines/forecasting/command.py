@@ -328,6 +328,11 @@ def forecast_command(
         pl.col("local" if local_buckets else "time").alias("time"),
         pl.col("time").alias("instant"),
     ).drop("local")
+    if not freq_given:
+        try:
+            _check_fixed_step(frame, steps=steps, freq=freq, path=input_path, time_col=time_col)
+        except InputError as error:
+            raise click.ClickException(str(error)) from error
     if output is None:
         # Said once the input is known good and before the work, not after it: a forecast can
         # take minutes, and without a table the scores on stdout are all that is left of it.
@@ -856,6 +861,36 @@ def _instants_and_local(
         return instants, instants, "UTC"
     local = instants + pl.Series(seconds * 1_000_000).cast(pl.Duration("us"))
     return instants, local, f"{_AS_WRITTEN}{', '.join(distinct)}"
+
+
+def _check_fixed_step(
+    frame: pl.DataFrame, *, steps: pl.DataFrame, freq: str, path: Path, time_col: str
+) -> None:
+    """Without --freq each series is read at the step inferred from its times: a step of it
+    holding two of its samples means its times are not a fixed step apart (calendar months:
+    28 to 31 days, read every 31 days), and the two would be averaged into one step and every
+    later time moved, silently. Series of a finer step than `freq` are averaged by design."""
+    length = _step_seconds(freq)
+    own = steps.filter(pl.col("step") >= length * (1 - _STEP_TOLERANCE)).get_column("id")
+    numbered = (
+        frame.with_row_index("row", offset=1)
+        .filter(pl.col("id").is_in(own.implode()))
+        .with_columns(pl.col("time").dt.truncate(freq).alias("bucket"))
+        .unique(["id", "instant"], keep="first")
+        .sort("id", "instant")
+    )
+    crowded = numbered.filter(pl.len().over("id", "bucket") > 1)
+    if not crowded.height:
+        return
+    first, second = crowded.row(0, named=True), crowded.row(1, named=True)
+    earlier = where(path, first["row"])
+    raise InputError(
+        f"{path}: {where(path, second['row'])}, column {time_col!r}: the times of series "
+        f"{first['id']!r} are not a fixed step apart: {first['time']} ({earlier}) and "
+        f"{second['time']} fall in one step of {freq}, its median step, so they would be "
+        "averaged and every later time moved (calendar months, 28 to 31 days, have no fixed "
+        "step); resample it to a fixed step, or give --freq to average the samples of each step"
+    )
 
 
 def _check_repeated_times(frame: pl.DataFrame, *, path: Path, time_col: str) -> None:
