@@ -476,6 +476,36 @@ def test_cli_names_a_value_that_is_not_finite(tmp_path):
         assert f"row 2 (line 3), column 'value': not a finite number: '{text}'" in run.output
 
 
+def test_cli_reads_a_fraction_after_ten_thousand_whole_numbers(tmp_path):
+    # Per-minute telemetry whose first week of counts is whole: the column was typed from its
+    # first 10,000 rows, and the first fraction after them refused the whole file with Polars'
+    # advice to raise `infer_schema_length`, naming no row.
+    minutes = 12_000
+    values = [str(10 + (m // 60) % 5) for m in range(minutes)]
+    values[11_000] = "12.5"
+    source = tmp_path / "usage.csv"
+    pl.DataFrame(
+        {
+            "time": [dt.datetime(2024, 1, 1) + dt.timedelta(minutes=m) for m in range(minutes)],
+            "value": values,
+        }
+    ).write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--freq", "1h",
+         "--horizon", "24", "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    # A word there still names its row and column.
+    values[11_000] = "n/a"
+    pl.DataFrame({"time": ["2024-01-01 00:00:00"] * minutes, "value": values}).write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command, [str(source), "--time-col", "time", "--value-col", "value"]
+    )
+    assert run.exit_code == 1, run.output
+    assert "row 11001 (line 11002), column 'value': not a number: 'n/a'" in run.output
+
+
 def test_cli_names_a_timestamp_given_twice_with_different_values(tmp_path):
     bad = tmp_path / "twice.csv"
     bad.write_text(
