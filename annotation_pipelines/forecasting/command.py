@@ -792,6 +792,12 @@ def _prepare(
         if source is None:
             continue
         values = table.get_column(source)
+        if name == "supply" and values.dtype == pl.String:
+            # A quoted empty cell ("", as Polars writes an empty text) or a blank one is as
+            # empty as a bare one: no new supply, not a value that is not a number.
+            values = pl.select(
+                pl.when(values.str.strip_chars() != "").then(values).alias(source)
+            ).to_series()
         cast = values.cast(pl.Float64, strict=False)
         bad = cast.is_null() & values.is_not_null()
         if bad.any():
