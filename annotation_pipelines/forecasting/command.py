@@ -758,8 +758,8 @@ def _prepare(
     id_col: str | None,
     supply_col: str | None,
 ) -> tuple[pl.DataFrame, str | None]:
-    """[id, time (naive UTC), local (the wall clock the times were given in), value, supply?]
-    and the zone of `local` (`_instants_and_local`)."""
+    """[row, id, time (naive UTC), local (the wall clock the times were given in), value,
+    supply?], one row per reading, and the zone of `local` (`_instants_and_local`)."""
     time = table.get_column(time_col)
     if time.dtype == pl.String:
         parsed = time.str.to_datetime(time_unit="us", strict=False)
@@ -824,7 +824,16 @@ def _prepare(
         "id", "time", "local", "value", *(["supply"] if supply_col else [])
     )
     _check_repeated_times(frame, path=path, time_col=time_col)
-    return frame, zone
+    # A reading given twice (overlapping exports put together) is one reading: a coarser
+    # step's mean counted it twice, weighting the part of the step it fell in.
+    # `row` keeps each reading's place in the input for the errors that name it.
+    numbered = frame.with_row_index("row", offset=1)
+    if supply_col:
+        # The reading kept has the supply any of its copies gives (the last, in input order).
+        numbered = numbered.with_columns(
+            pl.col("supply").drop_nulls().last().over("id", "time").alias("supply")
+        )
+    return numbered.unique(["id", "time"], keep="first", maintain_order=True), zone
 
 
 _AS_WRITTEN = "offsets as written: "
@@ -879,10 +888,8 @@ def _check_fixed_step(
     length = _step_seconds(freq)
     own = steps.filter(pl.col("step") >= length * (1 - _STEP_TOLERANCE)).get_column("id")
     numbered = (
-        frame.with_row_index("row", offset=1)
-        .filter(pl.col("id").is_in(own.implode()))
+        frame.filter(pl.col("id").is_in(own.implode()))
         .with_columns(pl.col("time").dt.truncate(freq).alias("bucket"))
-        .unique(["id", "instant"], keep="first")
         .sort("id", "instant")
     )
     crowded = numbered.filter(pl.len().over("id", "bucket") > 1)
