@@ -342,14 +342,18 @@ def forecast_command(
             err=True,
         )
     horizon_given = horizon is not None
+    season_given = season_length is not None
     default_season, default_horizon = default_season_and_horizon(freq)
     season_length = season_length or default_season
     horizon = horizon or default_horizon
     if not freq_given and _step_seconds(freq) < _HOUR:
+        # Only what the options left out is a default: a season and horizon given are not.
+        season = f"the {'' if season_given else 'default '}season is {season_length} steps"
+        ahead = f"the {'' if horizon_given else 'default '}horizon {horizon} steps"
         click.echo(
-            f"note: the data's step is {freq}, so the default season is {season_length} steps "
-            f"and the horizon {horizon}; backtesting at that resolution can take many minutes "
-            "per model (the stages are shown below); --freq 1h forecasts the same demand hourly",
+            f"note: the data's step is {freq}, so {season} and {ahead}; backtesting at that "
+            "resolution can take many minutes per model (the stages are shown below); --freq 1h "
+            "forecasts the same demand hourly",
             err=True,
         )
     scale = _power_of_two_scale(frame.get_column("value"))
