@@ -312,12 +312,7 @@ def read_table(
         check_column_count(head, separator=b"\t" if kind == "tsv" else b",", source=path)
     try:
         if kind in ("csv", "tsv"):
-            frame = pl.read_csv(
-                source,
-                separator="\t" if kind == "tsv" else ",",
-                schema_overrides={column: pl.String for column in string_columns},
-                infer_schema_length=10_000,
-            )
+            frame = _typed_csv(source, kind=kind, string_columns=string_columns)
         elif kind == "parquet":
             frame = pl.read_parquet(path)
         else:
@@ -354,6 +349,24 @@ def read_table(
                     f"{path}: {where(path, row)}, column {column!r}: contains a NUL byte"
                 )
     return frame
+
+
+def _typed_csv(source: Path | bytes, *, kind: str, string_columns: Sequence[str]) -> pl.DataFrame:
+    def read(infer: int | None) -> pl.DataFrame:
+        return pl.read_csv(
+            source,
+            separator="\t" if kind == "tsv" else ",",
+            schema_overrides={column: pl.String for column in string_columns},
+            infer_schema_length=infer,
+        )
+
+    try:
+        return read(10_000)
+    except pl.exceptions.ComputeError:
+        # Types come from the first 10,000 rows: whole counts for a week of per-minute
+        # telemetry, then one fraction, refused a good file. Read again typed from every row
+        # (only a file that failed pays for it); a file that still fails is reported as before.
+        return read(None)
 
 
 def _missing_message(

@@ -328,6 +328,11 @@ def forecast_command(
         pl.col("local" if local_buckets else "time").alias("time"),
         pl.col("time").alias("instant"),
     ).drop("local")
+    if not freq_given:
+        try:
+            _check_fixed_step(frame, steps=steps, freq=freq, path=input_path, time_col=time_col)
+        except InputError as error:
+            raise click.ClickException(str(error)) from error
     if output is None:
         # Said once the input is known good and before the work, not after it: a forecast can
         # take minutes, and without a table the scores on stdout are all that is left of it.
@@ -337,14 +342,18 @@ def forecast_command(
             err=True,
         )
     horizon_given = horizon is not None
+    season_given = season_length is not None
     default_season, default_horizon = default_season_and_horizon(freq)
     season_length = season_length or default_season
     horizon = horizon or default_horizon
     if not freq_given and _step_seconds(freq) < _HOUR:
+        # Only what the options left out is a default: a season and horizon given are not.
+        season = f"the {'' if season_given else 'default '}season is {season_length} steps"
+        ahead = f"the {'' if horizon_given else 'default '}horizon {horizon} steps"
         click.echo(
-            f"note: the data's step is {freq}, so the default season is {season_length} steps "
-            f"and the horizon {horizon}; backtesting at that resolution can take many minutes "
-            "per model (the stages are shown below); --freq 1h forecasts the same demand hourly",
+            f"note: the data's step is {freq}, so {season} and {ahead}; backtesting at that "
+            "resolution can take many minutes per model (the stages are shown below); --freq 1h "
+            "forecasts the same demand hourly",
             err=True,
         )
     scale = _power_of_two_scale(frame.get_column("value"))
@@ -753,8 +762,8 @@ def _prepare(
     id_col: str | None,
     supply_col: str | None,
 ) -> tuple[pl.DataFrame, str | None]:
-    """[id, time (naive UTC), local (the wall clock the times were given in), value, supply?]
-    and the zone of `local` (`_instants_and_local`)."""
+    """[row, id, time (naive UTC), local (the wall clock the times were given in), value,
+    supply?], one row per reading, and the zone of `local` (`_instants_and_local`)."""
     time = table.get_column(time_col)
     if time.dtype == pl.String:
         parsed = time.str.to_datetime(time_unit="us", strict=False)
@@ -787,6 +796,12 @@ def _prepare(
         if source is None:
             continue
         values = table.get_column(source)
+        if name == "supply" and values.dtype == pl.String:
+            # A quoted empty cell ("", as Polars writes an empty text) or a blank one is as
+            # empty as a bare one: no new supply, not a value that is not a number.
+            values = pl.select(
+                pl.when(values.str.strip_chars() != "").then(values).alias(source)
+            ).to_series()
         cast = values.cast(pl.Float64, strict=False)
         bad = cast.is_null() & values.is_not_null()
         if bad.any():
@@ -813,7 +828,16 @@ def _prepare(
         "id", "time", "local", "value", *(["supply"] if supply_col else [])
     )
     _check_repeated_times(frame, path=path, time_col=time_col)
-    return frame, zone
+    # A reading given twice (overlapping exports put together) is one reading: a coarser
+    # step's mean counted it twice, weighting the part of the step it fell in.
+    # `row` keeps each reading's place in the input for the errors that name it.
+    numbered = frame.with_row_index("row", offset=1)
+    if supply_col:
+        # The reading kept has the supply any of its copies gives (the last, in input order).
+        numbered = numbered.with_columns(
+            pl.col("supply").drop_nulls().last().over("id", "time").alias("supply")
+        )
+    return numbered.unique(["id", "time"], keep="first", maintain_order=True), zone
 
 
 _AS_WRITTEN = "offsets as written: "
@@ -856,6 +880,34 @@ def _instants_and_local(
         return instants, instants, "UTC"
     local = instants + pl.Series(seconds * 1_000_000).cast(pl.Duration("us"))
     return instants, local, f"{_AS_WRITTEN}{', '.join(distinct)}"
+
+
+def _check_fixed_step(
+    frame: pl.DataFrame, *, steps: pl.DataFrame, freq: str, path: Path, time_col: str
+) -> None:
+    """Without --freq each series is read at the step inferred from its times: a step of it
+    holding two of its samples means its times are not a fixed step apart (calendar months:
+    28 to 31 days, read every 31 days), and the two would be averaged into one step and every
+    later time moved, silently. Series of a finer step than `freq` are averaged by design."""
+    length = _step_seconds(freq)
+    own = steps.filter(pl.col("step") >= length * (1 - _STEP_TOLERANCE)).get_column("id")
+    numbered = (
+        frame.filter(pl.col("id").is_in(own.implode()))
+        .with_columns(pl.col("time").dt.truncate(freq).alias("bucket"))
+        .sort("id", "instant")
+    )
+    crowded = numbered.filter(pl.len().over("id", "bucket") > 1)
+    if not crowded.height:
+        return
+    first, second = crowded.row(0, named=True), crowded.row(1, named=True)
+    earlier = where(path, first["row"])
+    raise InputError(
+        f"{path}: {where(path, second['row'])}, column {time_col!r}: the times of series "
+        f"{first['id']!r} are not a fixed step apart: {first['time']} ({earlier}) and "
+        f"{second['time']} fall in one step of {freq}, its median step, so they would be "
+        "averaged and every later time moved (calendar months, 28 to 31 days, have no fixed "
+        "step); resample it to a fixed step, or give --freq to average the samples of each step"
+    )
 
 
 def _check_repeated_times(frame: pl.DataFrame, *, path: Path, time_col: str) -> None:

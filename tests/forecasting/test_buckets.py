@@ -210,3 +210,29 @@ def test_naive_times_are_written_naive(tmp_path):
     assert report["series"]["demand"]["first_exceeds_supply"] == "2024-01-13T00:00:00"
     times = pl.read_csv(output, try_parse_dates=True).get_column("time")
     assert times.dtype == pl.Datetime("us") and times.min() == dt.datetime(2024, 1, 13)
+
+
+def test_times_that_are_not_a_fixed_step_apart_are_refused_not_averaged(tmp_path):
+    # Calendar months: the median step is 31 days, so 31-day buckets put two months in one
+    # bucket (their mean) and shift every later time, with a daily season of 7 and no word.
+    months = pl.date_range(dt.date(2018, 1, 1), dt.date(2024, 12, 1), "1mo", eager=True)
+    source = tmp_path / "monthly.csv"
+    pl.DataFrame({"time": months, "demand": np.arange(len(months), dtype=float) + 100}).write_csv(
+        source
+    )
+    common = [str(source), "--time-col", "time", "--value-col", "demand", "--horizon", "6"]
+    run = CliRunner().invoke(forecast_command, [*common, "--models", "SeasonalNaive"])
+    assert run.exit_code == 1, run.output
+    assert "monthly.csv: row " in run.output and "column 'time'" in run.output
+    assert "not a fixed step apart" in run.output and "31d" in run.output
+    # Data at a fixed step, some steps missing, is still read at its step.
+    fixed = tmp_path / "fixed.csv"
+    days = [START + dt.timedelta(days=k) for k in range(120) if k not in range(40, 45)]
+    pl.DataFrame({"time": days, "demand": [float(k % 7) for k in range(len(days))]}).write_csv(
+        fixed
+    )
+    kept = CliRunner().invoke(
+        forecast_command,
+        [str(fixed), "--time-col", "time", "--value-col", "demand", *DAILY[2:]],
+    )
+    assert kept.exit_code == 0, kept.output

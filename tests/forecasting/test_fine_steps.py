@@ -89,6 +89,9 @@ def test_cli_names_each_stage_and_says_when_the_data_is_finer_than_hourly(tmp_pa
     run = CliRunner().invoke(forecast_command, [*common, *options])
     assert run.exit_code == 0, run.output
     assert "note: the data's step is 15m" in run.stderr and "--freq 1h" in run.stderr
+    # The season and horizon given are not called the defaults (those are 96 and 672).
+    assert "the season is 4 steps and the horizon 8 steps;" in run.stderr
+    assert "default" not in run.stderr
     stages = [line for line in run.stderr.splitlines() if line.startswith("progress [")]
     assert [line.split("] ", 1)[1] for line in stages] == [
         "read 288 rows: 1 series of up to 288 steps of 15m",

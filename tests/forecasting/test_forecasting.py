@@ -476,6 +476,36 @@ def test_cli_names_a_value_that_is_not_finite(tmp_path):
         assert f"row 2 (line 3), column 'value': not a finite number: '{text}'" in run.output
 
 
+def test_cli_reads_a_fraction_after_ten_thousand_whole_numbers(tmp_path):
+    # Per-minute telemetry whose first week of counts is whole: the column was typed from its
+    # first 10,000 rows, and the first fraction after them refused the whole file with Polars'
+    # advice to raise `infer_schema_length`, naming no row.
+    minutes = 12_000
+    values = [str(10 + (m // 60) % 5) for m in range(minutes)]
+    values[11_000] = "12.5"
+    source = tmp_path / "usage.csv"
+    pl.DataFrame(
+        {
+            "time": [dt.datetime(2024, 1, 1) + dt.timedelta(minutes=m) for m in range(minutes)],
+            "value": values,
+        }
+    ).write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--freq", "1h",
+         "--horizon", "24", "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    # A word there still names its row and column.
+    values[11_000] = "n/a"
+    pl.DataFrame({"time": ["2024-01-01 00:00:00"] * minutes, "value": values}).write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command, [str(source), "--time-col", "time", "--value-col", "value"]
+    )
+    assert run.exit_code == 1, run.output
+    assert "row 11001 (line 11002), column 'value': not a number: 'n/a'" in run.output
+
+
 def test_cli_names_a_timestamp_given_twice_with_different_values(tmp_path):
     bad = tmp_path / "twice.csv"
     bad.write_text(
@@ -491,6 +521,38 @@ def test_cli_names_a_timestamp_given_twice_with_different_values(tmp_path):
         "row 4 (line 5), column 'time': series 'a' already has 2024-01-01 00:00:00 "
         "(row 1 (line 2)) with another value" in run.output
     )
+
+
+def test_cli_counts_a_row_given_twice_once_in_a_coarser_step(tmp_path):
+    # Two overlapping exports put together: the afternoons of the last week are in the file
+    # twice. Each day is 10 in the morning and 30 in the afternoon, a mean of 20; the daily
+    # mean counted the repeated afternoons twice and read 23.33.
+    hours = [START + dt.timedelta(hours=h) for h in range(24 * 35)]
+    frame = pl.DataFrame({"time": hours, "value": [10.0 if t.hour < 12 else 30.0 for t in hours]})
+    overlap = frame.filter((pl.col("time") >= hours[-24 * 7]) & (pl.col("time").dt.hour() >= 12))
+    source = tmp_path / "overlap.csv"
+    pl.concat([frame, overlap]).write_csv(source)
+    output = tmp_path / "forecast.csv"
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--freq", "1d",
+         "--horizon", "7", "--season-length", "7", "--models", "SeasonalNaive",
+         "--output", str(output)],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert pl.read_csv(output).get_column("forecast").to_list() == [20.0] * 7
+    # The copy kept has the supply either copy gives: 100 at first, 15 on the repeated last row.
+    supplied = pl.concat([frame, frame.tail(1)]).with_columns(
+        pl.Series("supply", [100.0] + [None] * (frame.height - 1) + [15.0])
+    )
+    supplied.write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--supply-col", "supply",
+         "--freq", "1d", "--horizon", "7", "--season-length", "7", "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["series"]["value"]["first_exceeds_supply"] is not None
 
 
 def test_cli_says_how_many_missing_steps_it_filled(tmp_path):

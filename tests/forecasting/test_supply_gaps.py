@@ -47,3 +47,25 @@ def test_an_empty_time_or_value_cell_is_still_refused(tmp_path):
     )
     assert run.exit_code == 1
     assert "row 1 (line 2), column 'value': empty value" in run.output
+
+
+def test_quoted_empty_supply_cells_are_empty_cells(tmp_path):
+    # Polars (and other writers) quote an empty text cell as "": it is as empty as a bare one,
+    # but was refused as `not a number: ''`.
+    hours = 24 * 10
+    start = dt.datetime(2024, 1, 1)
+    lines = ["time,value,supply"]
+    for h in range(hours):
+        supply = "45" if h % 24 == 0 else '""' if h % 2 else " "
+        lines.append(
+            f"{start + dt.timedelta(hours=h)},{40 + 10 * math.sin(2 * math.pi * h / 24)},{supply}"
+        )
+    source = tmp_path / "usage.csv"
+    source.write_text("\n".join(lines) + "\n")
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "value", "--supply-col", "supply",
+         "--horizon", "24", "--models", "SeasonalNaive"],
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["series"]["value"]["first_exceeds_supply"] is not None
