@@ -245,10 +245,14 @@ def _aggregate_categorical(
         gold_path=gold_path,
         output_path=output_path,
         warn=lambda summary: click.echo(summary, err=True),
+        row_column=_FILE_ROW,
         column_options=column_options(task=task_col, annotator=annotator_col, value=label_col),
     )
+    note = repeated_votes_note(judgments, path=input_path, row_column=_FILE_ROW)
+    if note is not None:
+        click.echo(note, err=True)
     try:
-        return aggregate(judgments, method, gold=gold)
+        return aggregate(judgments.drop(_FILE_ROW), method, gold=gold)
     except ValueError as error:
         raise InputError(f"{input_path}: {error}") from error
 
@@ -280,6 +284,9 @@ def _aggregate_kind(
         row_column=_FILE_ROW,
         coordinates=coordinates,
     )
+    note = repeated_votes_note(rows, path=input_path, row_column=_FILE_ROW)
+    if note is not None:
+        click.echo(note, err=True)
     # The engine (SciPy, Numba, rapidfuzz) loads only now, never for --help.
     from annotation_pipelines.aggregation.by_kind import aggregate_kind
 
@@ -305,6 +312,27 @@ def _aggregate_kind(
 
 
 _FILE_ROW = "__file_row"
+
+
+def repeated_votes_note(rows: pl.DataFrame, *, path: Path, row_column: str) -> str | None:
+    """One line for stderr when an annotator judged a task more than once in the file, or None.
+    Each such row is one more vote, as crowd-kit counts them; `agreement` and the daily layers
+    keep an annotator's last instead, so a user comparing them is told why they differ (spans
+    and boxes never get here: their repeats are quarantined as re-submissions)."""
+    repeat = ~rows.select(pl.struct("task_id", "annotator_id").is_first_distinct()).to_series()
+    count = int(repeat.sum())
+    if not count:
+        return None
+    first = rows.filter(repeat).row(0, named=True)
+    row = int(first[row_column])
+    at = position(row, row_lines(path, [row]).get(row))
+    rows_word = "row repeats" if count == 1 else "rows repeat"
+    return (
+        f"{path}: {count} {rows_word} an annotator's judgment of a task, each counted as one "
+        "more vote (as crowd-kit counts them; `agreement` and the daily layers keep an "
+        f"annotator's last); first: {at}, task {first['task_id']!r}, annotator "
+        f"{first['annotator_id']!r}"
+    )
 
 
 def set_aside_summary(

@@ -40,7 +40,11 @@ from pathlib import Path
 import click
 import polars as pl
 
-from annotation_pipelines.aggregation.command import checked_scale, scale_option
+from annotation_pipelines.aggregation.command import (
+    checked_scale,
+    repeated_votes_note,
+    scale_option,
+)
 from annotation_pipelines.aggregation.registry import ALL_METHODS, methods_for
 from annotation_pipelines.coordinates_option import checked_coordinates, coordinates_option
 from annotation_pipelines.kinds import VALUE_COLUMNS, VALUE_DTYPES
@@ -214,6 +218,9 @@ def replay_command(
             coordinates=coordinates,
             on_gold=coverage.append,
         )
+        note = repeated_votes_note(judgments, path=input_path, row_column=_FILE_ROW)
+        if note is not None:
+            click.echo(note, err=True)
         file_rows = judgments.get_column(_FILE_ROW)
         judgments = judgments.drop(_FILE_ROW)
         if budget_judgments(judgments.height, options) < 1:

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from annotation_pipelines.aggregation.command import aggregate_command
+from annotation_pipelines.cli import main
 from annotation_pipelines.tabular import position, row_lines
 from tests.inputs import write_input
 
@@ -579,3 +580,40 @@ def test_a_gold_label_no_annotator_gave_is_kept_and_named_by_its_row(tmp_path: P
         in result.stderr
     )
     assert "row 2 (line 3): task '009', label 'bird'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    [
+        (["aggregate"], "categorical"),
+        (["aggregate", "--kind", "numeric", "--label-col", "label"], "numeric"),
+        (["replay"], "categorical"),
+    ],
+)
+def test_an_annotators_repeated_judgment_is_said_to_count_as_another_vote(
+    tmp_path: Path, command: list[str], kind: str
+) -> None:
+    # crowd-kit counts a repeated row as one more vote, and so do these commands; `agreement`
+    # and the daily layers keep the annotator's last, so the user is told which rows differ.
+    labels = ["1", "1", "2", "1", "2", "2"] if kind == "numeric" else ["x", "x", "y", "x", "y", "y"]
+    path = tmp_path / "repeats.csv"
+    pl.DataFrame(
+        {
+            "task_id": ["t1", "t1", "t1", "t2", "t2", "t2"],
+            "annotator_id": ["a", "b", "a", "a", "c", "c"],
+            "label": labels,
+        }
+    ).write_csv(path)
+    result = CliRunner().invoke(main, [*command, str(path)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{path}: 2 rows repeat an annotator's judgment of a task, each counted as one more vote"
+    ) in result.stderr
+    assert "first: row 3 (line 4), task 't1', annotator 'a'" in result.stderr
+
+
+def test_no_repeat_no_note(tmp_path: Path) -> None:
+    path = tmp_path / "once.csv"
+    JUDGMENTS.write_csv(path)
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code == 0 and "repeat" not in result.stderr
