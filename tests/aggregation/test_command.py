@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -616,4 +617,34 @@ def test_no_repeat_no_note(tmp_path: Path) -> None:
     path = tmp_path / "once.csv"
     JUDGMENTS.write_csv(path)
     result = CliRunner().invoke(aggregate_command, [str(path)])
-    assert result.exit_code == 0 and "repeat" not in result.stderr
+    assert result.exit_code == 0 and "rows repeat" not in result.stderr
+
+
+def _wide_crowd(classes: int, tasks: int) -> pl.DataFrame:
+    """Three of 30 annotators per task, each right 80 % of the time, wrong uniformly."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(classes, size=tasks)
+    rows = []
+    for task in range(tasks):
+        for annotator in rng.choice(30, size=3, replace=False):
+            right = rng.random() < 0.8
+            label = truth[task] if right else rng.integers(classes)
+            rows.append((f"t{task}", f"a{annotator}", f"L{label}"))
+    return pl.DataFrame(rows, schema=["task_id", "annotator_id", "label"], orient="row")
+
+
+def test_labels_no_annotator_gave_on_many_tasks_are_said_with_what_to_use_instead(
+    tmp_path: Path,
+) -> None:
+    # 50 classes and 50 judgments per annotator: Dawid-Skene's 2,500-cell confusion matrices are
+    # barely identified and it labels tasks with classes none of their annotators gave.
+    path = tmp_path / "wide.csv"
+    _wide_crowd(50, 500).write_csv(path)
+    result = CliRunner().invoke(aggregate_command, [str(path), "--method", "dawid_skene"])
+    assert result.exit_code == 0, result.output
+    assert "tasks" in result.stderr and "got a label none of their annotators gave" in result.stderr
+    assert "With 50 classes and 50 judgments per annotator" in result.stderr
+    assert "--method auto" in result.stderr
+    # Majority vote only gives labels somebody gave.
+    plain = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
+    assert plain.exit_code == 0 and "none of their annotators" not in plain.stderr
