@@ -885,28 +885,36 @@ def _instants_and_local(
 def _check_fixed_step(
     frame: pl.DataFrame, *, steps: pl.DataFrame, freq: str, path: Path, time_col: str
 ) -> None:
-    """Without --freq each series is read at the step inferred from its times: a step of it
-    holding two of its samples means its times are not a fixed step apart (calendar months:
-    28 to 31 days, read every 31 days), and the two would be averaged into one step and every
-    later time moved, silently. Series of a finer step than `freq` are averaged by design."""
+    """Without --freq each series is read at the step inferred from its times: two of its
+    samples a gap apart that is not a whole number of steps means its times are not a fixed
+    step apart (calendar months: 28 to 31 days, read every 31 days), and they would be
+    averaged into one step and every later time moved, silently. A time logged a second early
+    or late is within `_STEP_TOLERANCE` of the step and passes. Series of a finer step than
+    `freq` are averaged by design."""
     length = _step_seconds(freq)
     own = steps.filter(pl.col("step") >= length * (1 - _STEP_TOLERANCE)).get_column("id")
-    numbered = (
+    steps_apart = (pl.col("instant").diff().over("id").dt.total_microseconds() / 1e6) / length
+    gaps = (
         frame.filter(pl.col("id").is_in(own.implode()))
-        .with_columns(pl.col("time").dt.truncate(freq).alias("bucket"))
         .sort("id", "instant")
+        .with_columns(
+            steps_apart.alias("steps_apart"),
+            pl.col("time").shift().over("id").alias("previous_time"),
+            pl.col("row").shift().over("id").alias("previous_row"),
+        )
+        .filter((pl.col("steps_apart") - pl.col("steps_apart").round()).abs() > _STEP_TOLERANCE)
     )
-    crowded = numbered.filter(pl.len().over("id", "bucket") > 1)
-    if not crowded.height:
+    if not gaps.height:
         return
-    first, second = crowded.row(0, named=True), crowded.row(1, named=True)
-    earlier = where(path, first["row"])
+    gap = gaps.row(0, named=True)
+    earlier = where(path, gap["previous_row"])
     raise InputError(
-        f"{path}: {where(path, second['row'])}, column {time_col!r}: the times of series "
-        f"{first['id']!r} are not a fixed step apart: {first['time']} ({earlier}) and "
-        f"{second['time']} fall in one step of {freq}, its median step, so they would be "
-        "averaged and every later time moved (calendar months, 28 to 31 days, have no fixed "
-        "step); resample it to a fixed step, or give --freq to average the samples of each step"
+        f"{path}: {where(path, gap['row'])}, column {time_col!r}: the times of series "
+        f"{gap['id']!r} are not a fixed step apart: {gap['previous_time']} ({earlier}) and "
+        f"{gap['time']} are {gap['steps_apart']:.3g} steps of {freq}, its median step, apart, "
+        "so steps would average two samples and every later time would move (calendar "
+        "months, 28 to 31 days, have no fixed step); resample it to a fixed step, or give "
+        "--freq to average the samples of each step"
     )
 
 

@@ -236,3 +236,18 @@ def test_times_that_are_not_a_fixed_step_apart_are_refused_not_averaged(tmp_path
         [str(fixed), "--time-col", "time", "--value-col", "demand", *DAILY[2:]],
     )
     assert kept.exit_code == 0, kept.output
+
+
+def test_a_time_logged_a_second_early_is_read_at_the_series_step(tmp_path):
+    # Times a second or two off the step are a logger's jitter, not another step: the reading
+    # logged at 03:59:59 falls in the 03:00 step, which the fixed-step check must not take for
+    # calendar months.
+    hours = [dt.datetime(2024, 1, 1) + dt.timedelta(hours=k) for k in range(336)]
+    hours[100] -= dt.timedelta(seconds=1)
+    source = tmp_path / "jitter.csv"
+    pl.DataFrame({"time": hours, "demand": [float(k % 24) for k in range(336)]}).write_csv(source)
+    run = CliRunner().invoke(
+        forecast_command,
+        [str(source), "--time-col", "time", "--value-col", "demand", "--horizon", "24"],
+    )
+    assert run.exit_code == 0, run.output
