@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -369,17 +370,21 @@ def read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFram
     check_encoding(data, source=source_file, error=UnreadableFileError, fmt=format)
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
     check_complete(data, separator=separator, source_file=source_file)
+    ragged = False
     try:
         try:
             frame = pl.read_csv(
                 data, separator=separator.decode(), infer_schema=False, encoding="utf8-lossy"
             )
-            return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.lit(False))
+            return _flag_bad_bytes(frame, data, separator=separator, ragged=ragged).with_columns(
+                _extra_fields=pl.lit(False)
+            )
         except pl.exceptions.ComputeError as error:
             if "more fields" not in str(error):
                 raise
         # Only a file with a row wider than its header gets here: it is read a second time,
         # cut to the header, and the rows that lost text are marked.
+        ragged = True
         frame = pl.read_csv(
             data,
             separator=separator.decode(),
@@ -400,16 +405,47 @@ def read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFram
             f"{source_file}: unreadable {format}: rows with more fields than the header, "
             "which the reader could not match to their records"
         )
-    return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.Series(widths, dtype=pl.Boolean))
-
-
-def _flag_bad_bytes(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with `_bad_bytes`: utf8-lossy decoding turned each invalid byte into U+FFFD."""
-    return frame.with_columns(
-        _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
-        if frame.width
-        else pl.lit(False)
+    return _flag_bad_bytes(frame, data, separator=separator, ragged=ragged).with_columns(
+        _extra_fields=pl.Series(widths, dtype=pl.Boolean)
     )
+
+
+_REPLACEMENT = "\ufffd"
+# What stands for a byte that is not UTF-8 when the file also writes U+FFFD itself: a
+# noncharacter, which no export has reason to hold.
+_NOT_UTF8_MARK = "\U0010ffff"
+# A byte that is not UTF-8, as the `surrogateescape` error handler decodes it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _flag_bad_bytes(
+    frame: pl.DataFrame, data: bytes, *, separator: bytes, ragged: bool
+) -> pl.DataFrame:
+    """`frame` (`data` read with utf8-lossy decoding, which turns each byte that is not UTF-8
+    into U+FFFD) with `_bad_bytes`. A U+FFFD the file writes itself is a valid character (text
+    an upstream tool already mangled), not a bad byte: only when the file holds one is it read
+    again with the bad bytes, if any, marked apart."""
+
+    def holding(text: str, table: pl.DataFrame) -> pl.DataFrame:
+        return table.select(
+            _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains(text, literal=True))
+            if table.width
+            else pl.lit(False)
+        )
+
+    flags = holding(_REPLACEMENT, frame)
+    if not flags.get_column("_bad_bytes").any() or _REPLACEMENT.encode() not in data:
+        return frame.with_columns(flags)
+    marked, count = _ESCAPED_BYTE.subn(_NOT_UTF8_MARK, data.decode("utf-8", "surrogateescape"))
+    if not count:
+        return frame.with_columns(_bad_bytes=pl.lit(False))
+    again = pl.read_csv(
+        marked.encode(),
+        separator=separator.decode(),
+        infer_schema=False,
+        truncate_ragged_lines=ragged,
+    )
+    return frame.with_columns(holding(_NOT_UTF8_MARK, again))
 
 
 # The column `read_landing_table` gives each row: why the reader could not read it whole.

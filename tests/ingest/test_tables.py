@@ -66,6 +66,28 @@ def test_csv_latin1_row_is_quarantined_as_non_utf8():
     assert result.judgments.height == 1
 
 
+@pytest.mark.parametrize("latin1", [False, True])
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_a_replacement_character_written_in_utf8_text_is_no_bad_byte(fmt, latin1):
+    """U+FFFD is a character (text an upstream tool already mangled), valid UTF-8: its row
+    loads, as it does from JSON Lines, also when another row of the file holds a byte that
+    is not UTF-8 and is quarantined for it."""
+    sep = "\t" if fmt == "tsv" else ","
+    header = "task_id,annotator_id,label,submitted_at,comment\n".replace(",", sep)
+    rows = [
+        ["t1", "a1", "pos", "2026-05-01T10:00:00Z", "caf\ufffd menu"],
+        ["t2", "a\ufffd", "neg", "2026-05-01T10:00:00Z", "ok"],
+    ]
+    data = "".join(sep.join(row) + "\n" for row in [header.strip().split(sep), *rows]).encode()
+    if latin1:
+        data += "t3,ren\u00e9,pos,2026-05-01T10:00:00Z,ok\n".replace(",", sep).encode("latin-1")
+    result = ingest(data, fmt)
+    assert result.judgments.get_column("annotator_id").to_list() == ["a1", "a\ufffd"]
+    assert result.reasons == ({"non_utf8": 1} if latin1 else {})
+    if latin1:
+        assert result.quarantine.get_column("source_line").to_list() == [4]
+
+
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 def test_a_row_with_more_fields_than_the_header_is_quarantined_not_cut(fmt):
     """An unquoted separator in the last column (`New York, NY`) gives the row a field more
