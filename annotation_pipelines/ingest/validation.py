@@ -500,6 +500,23 @@ def validate(
         reason=pl.when(loser).then(pl.lit(DUPLICATE)).otherwise(pl.col("reason")),
         field=pl.when(loser).then(pl.lit(",".join(key))).otherwise(pl.col("field")),
     )
+    if "judgment_id" in frame.columns:
+        # The daily layers keep one row per project and judgment id: an id left on two
+        # judgments (another task or annotator) would keep one of them there and drop the
+        # other unsaid. Which one the id names is unknown, so both are set aside.
+        identity = [c for c in ("project", "judgment_id") if c in frame.columns]
+        shared = (
+            frame.filter(pl.col("reason").is_null() & pl.col("judgment_id").is_not_null())
+            .filter(pl.struct(identity).is_duplicated())
+            .get_column("_order")
+        )
+        clash = pl.col("_order").is_in(shared.implode())
+        frame = frame.with_columns(
+            reason=pl.when(clash).then(pl.lit(DUPLICATE)).otherwise(pl.col("reason")),
+            field=pl.when(clash)
+            .then(pl.lit("judgment_id (also the id of another judgment in the file)"))
+            .otherwise(pl.col("field")),
+        )
     good = frame.filter(pl.col("reason").is_null())
     bad = frame.filter(pl.col("reason").is_not_null())
     quarantine = quarantine_rows(bad, table=table, source=source, source_file=source_file)

@@ -66,6 +66,30 @@ def test_csv_latin1_row_is_quarantined_as_non_utf8():
     assert result.judgments.height == 1
 
 
+def test_one_judgment_id_given_to_two_judgments_is_quarantined_not_left_to_the_lake():
+    """The daily layers keep one row per judgment id: two different judgments (other task or
+    annotator) under one id both loaded here, and the lake kept one of them without a word.
+    Both are quarantined naming the id; a second version of one judgment stays a duplicate."""
+    header = "judgment_id,task_id,annotator_id,label,submitted_at\n"
+    rows = [
+        "j1,t1,a1,pos,2026-05-01T10:00:00Z",
+        "j1,t2,a2,neg,2026-05-01T10:00:00Z",
+        "j2,t3,a1,pos,2026-05-01T10:00:00Z",
+        "j2,t3,a1,neg,2026-05-01T11:00:00Z",
+    ]
+    result = ingest((header + "\n".join(rows) + "\n").encode(), "csv")
+    assert result.judgments.select("judgment_id", "label").rows() == [("j2", "neg")]
+    shared = result.quarantine.filter(pl.col("field").str.starts_with("judgment_id"))
+    assert shared.get_column("source_line").to_list() == [2, 3]
+    assert result.reasons == {"duplicate": 3}
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined
+    # Ids are per project: two projects' j1 are two judgments.
+    header = "project,judgment_id,task_id,annotator_id,label,submitted_at\n"
+    rows = ["p1,j1,t1,a1,pos,2026-05-01T10:00:00Z", "p2,j1,t2,a2,neg,2026-05-01T10:00:00Z"]
+    both = ingest((header + "\n".join(rows) + "\n").encode(), "csv")
+    assert both.judgments.height == 2 and both.rows_quarantined == 0
+
+
 @pytest.mark.parametrize("latin1", [False, True])
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])
 def test_a_replacement_character_written_in_utf8_text_is_no_bad_byte(fmt, latin1):
