@@ -279,6 +279,7 @@ def parse_table(
         frame = frame.with_columns(
             _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
             _bad_bytes=pl.lit(False),
+            _bad_bytes_field=pl.lit(None, pl.String),
             _extra_fields=pl.lit(False),
         )
         staged = _stage_frame(frame, mapping, source_file, typed=True, kind=kind, unit=coordinates)
@@ -427,18 +428,22 @@ def _flag_bad_bytes(
     again with the bad bytes, if any, marked apart."""
 
     def holding(text: str, table: pl.DataFrame) -> pl.DataFrame:
-        return table.select(
-            _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains(text, literal=True))
-            if table.width
-            else pl.lit(False)
+        # The first column, in the file's order, whose cell holds one: the field named.
+        names = [name for name, dtype in table.schema.items() if dtype == pl.String]
+        first = pl.coalesce(
+            pl.lit(None, pl.String),
+            *(pl.when(pl.col(n).str.contains(text, literal=True)).then(pl.lit(n)) for n in names),
         )
+        return table.select(_bad_bytes=first.is_not_null(), _bad_bytes_field=first)
 
     flags = holding(_REPLACEMENT, frame)
     if not flags.get_column("_bad_bytes").any() or _REPLACEMENT.encode() not in data:
         return frame.with_columns(flags)
     marked, count = _ESCAPED_BYTE.subn(_NOT_UTF8_MARK, data.decode("utf-8", "surrogateescape"))
     if not count:
-        return frame.with_columns(_bad_bytes=pl.lit(False))
+        return frame.with_columns(
+            _bad_bytes=pl.lit(False), _bad_bytes_field=pl.lit(None, pl.String)
+        )
     again = pl.read_csv(
         marked.encode(),
         separator=separator.decode(),
@@ -471,7 +476,7 @@ def read_landing_table(path: str, data: bytes, *, columns: Sequence[str]) -> pl.
     if repeated is not None:
         raise UnreadableFileError(f"{path}: {repeated}")
     return frame.select(
-        pl.exclude("_bad_bytes", "_extra_fields"),
+        pl.exclude("_bad_bytes", "_bad_bytes_field", "_extra_fields"),
         pl.when(pl.col("_bad_bytes"))
         .then(pl.lit(NON_UTF8))
         .when(pl.col("_extra_fields"))
@@ -661,7 +666,7 @@ def _stage_frame(
         .then(pl.lit(NON_UTF8))
         .when(pl.col("_extra_fields"))
         .then(pl.lit(EXTRA_FIELDS)),
-        field=pl.lit(None, pl.String),
+        field=pl.when(pl.col("_bad_bytes")).then(pl.col("_bad_bytes_field")),
         record=pl.struct(original),
         payload=column(mapping.payload),
     )

@@ -64,6 +64,8 @@ def test_csv_latin1_row_is_quarantined_as_non_utf8():
     result = ingest(data, "csv")
     assert result.reasons == {"non_utf8": 1}
     assert result.judgments.height == 1
+    # Named by its column, as every other quarantined row is: where to look in a wide row.
+    assert result.quarantine.get_column("field").to_list() == ["annotator_id"]
 
 
 def test_one_judgment_id_given_to_two_judgments_is_quarantined_not_left_to_the_lake():
