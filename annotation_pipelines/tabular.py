@@ -189,6 +189,13 @@ def check_encoding(
         raise error(f"{source}: the file is UTF-16 text; save it as UTF-8 (CSV UTF-8)")
     if data.startswith(b"PAR1"):
         raise error(f"{source}: this is a Parquet file, not {fmt} text; read it as parquet")
+    # Lines ended by CR alone (Excel for Mac's "CSV (Macintosh)") read as one line: the header
+    # would run into the rows and the file be refused for columns named 'label\rt1'.
+    if b"\n" not in data and b"\r" in data.rstrip(b"\r"):
+        raise error(
+            f"{source}: its lines end in a carriage return alone (CR), as Excel for Mac's "
+            '"CSV (Macintosh)" saves them; save it as CSV UTF-8, whose lines end in LF or CRLF'
+        )
 
 
 def check_column_count(
