@@ -1378,12 +1378,6 @@ def _value(
             raise _Refused(source, MISSING_FIELD, "empty value")
     if kind == "categorical" and blank(str(value["label"])):
         raise _Refused(sources["label"], MISSING_FIELD, "empty value")
-    if kind == "pairwise" and value["left"] == value["right"]:
-        # A comparison of an item with itself says nothing about either side and has no
-        # orientation; the aggregation cannot take it.
-        raise _Refused(
-            sources["right"], WRONG_TYPE, f"the same item as left ({value['left']!r:.80})"
-        )
     return value
 
 
