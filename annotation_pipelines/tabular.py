@@ -47,7 +47,9 @@ from annotation_pipelines.ingest.validation import (
     NUL_BYTE,
     OUTSIDE_SCALE,
     OVERSIZED_RECORD,
+    STRICT_JSON,
     WRONG_TYPE,
+    KeyGivenTwice,
     cap_raw,
 )
 from annotation_pipelines.ingest.values import (
@@ -1326,7 +1328,10 @@ def _json_record(raw: bytes) -> dict[str, Any] | _Refused:
     if len(raw) > _MAX_LINE_BYTES:
         return _Refused(None, OVERSIZED_RECORD, f"line of {len(raw):,} bytes")
     try:
-        record = json.loads(raw)
+        # Decoded as `json.loads` decodes bytes, then read as ingest reads a line.
+        record = STRICT_JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except KeyGivenTwice as twice:
+        return _Refused(twice.key, MALFORMED_JSON, str(twice))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return _Refused(None, MALFORMED_JSON, f"not valid JSON ({error})")
     except RecursionError:

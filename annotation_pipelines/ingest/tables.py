@@ -57,8 +57,10 @@ from annotation_pipelines.ingest.validation import (
     NON_UTF8,
     OUTSIDE_TEXT,
     OVERSIZED_RECORD,
+    STRICT_JSON,
     TRUNCATED_FILE,
     UNSUPPORTED_KIND,
+    KeyGivenTwice,
     cap_raw_bytes,
     lone_surrogate,
 )
@@ -774,26 +776,6 @@ def _spans_inside_text(staged: pl.DataFrame) -> pl.DataFrame:
     ).select(staged.columns)
 
 
-class _KeyGivenTwice(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        keys = [key for key, _ in pairs]
-        raise _KeyGivenTwice(next(key for key in keys if keys.count(key) > 1))
-    return record
-
-
-# A key given twice in one object leaves the answer to the parser (the standard library keeps
-# the last value, Polars the first), so such a line is refused. A decoder built once costs no
-# more than `json.loads`; one built per call would double the read.
-_LINE_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
-
-
 def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], list[dict]]:
     """Decode JSON Lines; a bad line is kept as a failure with its line number."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -821,15 +803,15 @@ def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], 
             )
             continue
         try:
-            record = _LINE_DECODER.decode(text)
-        except _KeyGivenTwice as twice:
+            record = STRICT_JSON.decode(text)
+        except KeyGivenTwice as twice:
             failures.append(
                 {
                     "source_line": number,
                     "reason": MALFORMED_JSON,
                     "field": twice.key,
                     "error_field": twice.key,
-                    "label_error": f"{twice.key}: given twice in one object; keep one",
+                    "label_error": str(twice),
                     "record": text[:2000],
                 }
             )

@@ -573,6 +573,28 @@ def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str
     return checks
 
 
+class KeyGivenTwice(ValueError):
+    """A JSON object that gives `key` twice: which value was meant is unknown."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key}: given twice in one object; keep one")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        keys = [key for key, _ in pairs]
+        raise KeyGivenTwice(next(key for key in keys if keys.count(key) > 1))
+    return record
+
+
+# Decodes a JSON Lines line, raising KeyGivenTwice for an object (at any depth) that gives a
+# key twice: the standard library would keep the last value, Polars the first. Built once,
+# it costs no more than `json.loads`; one built per call would double the read.
+STRICT_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def cap_raw(text: str, *, size: int | None = None, digest: str | None = None) -> str:
     """`text` if short, else its head plus the full record's size in bytes and SHA-256.
 
