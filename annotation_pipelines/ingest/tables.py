@@ -776,6 +776,23 @@ def _spans_inside_text(staged: pl.DataFrame) -> pl.DataFrame:
     ).select(staged.columns)
 
 
+def _key_holding_bad_bytes(raw: bytes) -> str | None:
+    """The top-level key of JSON line `raw` whose value (or the key itself) holds a byte that
+    is not UTF-8, as a CSV row names its column; None when the line is not an object."""
+    text = raw.decode("utf-8", "surrogateescape")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    for key, value in record.items():
+        shown = key + json.dumps(value, ensure_ascii=False)
+        if _ESCAPED_BYTE.search(shown):
+            return key
+    return None
+
+
 def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], list[dict]]:
     """Decode JSON Lines; a bad line is kept as a failure with its line number."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -798,6 +815,7 @@ def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], 
                 {
                     "source_line": number,
                     "reason": NON_UTF8,
+                    "field": _key_holding_bad_bytes(raw),
                     "record": raw.decode("utf-8", "replace")[:2000],
                 }
             )

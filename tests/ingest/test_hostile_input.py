@@ -450,3 +450,15 @@ def test_a_jsonl_object_that_gives_a_key_twice_is_quarantined_naming_the_key():
         (3, "start", "malformed_json"),
     ]
     assert balanced(result)
+
+
+def test_a_json_line_with_a_byte_that_is_not_utf8_names_the_key_holding_it():
+    # As a CSV row's bad byte names its column: which of a wide line's values to fix.
+    good = json.dumps(LINE).encode()
+    bad = json.dumps({**LINE, "task_id": "t2", "annotator_id": "ren?"}).encode()
+    bad = bad.replace(b"ren?", b"ren\xe9")
+    result = ingest_bytes(good + b"\n" + bad + b"\n", format="jsonl", source_file="e.jsonl")
+    assert result.quarantine.select("source_line", "field", "reason").rows() == [
+        (2, "annotator_id", "non_utf8")
+    ]
+    assert balanced(result)
