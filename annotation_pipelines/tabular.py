@@ -47,7 +47,9 @@ from annotation_pipelines.ingest.validation import (
     NUL_BYTE,
     OUTSIDE_SCALE,
     OVERSIZED_RECORD,
+    STRICT_JSON,
     WRONG_TYPE,
+    KeyGivenTwice,
     cap_raw,
 )
 from annotation_pipelines.ingest.values import (
@@ -189,6 +191,13 @@ def check_encoding(
         raise error(f"{source}: the file is UTF-16 text; save it as UTF-8 (CSV UTF-8)")
     if data.startswith(b"PAR1"):
         raise error(f"{source}: this is a Parquet file, not {fmt} text; read it as parquet")
+    # Lines ended by CR alone (Excel for Mac's "CSV (Macintosh)") read as one line: the header
+    # would run into the rows and the file be refused for columns named 'label\rt1'.
+    if b"\n" not in data and b"\r" in data.rstrip(b"\r"):
+        raise error(
+            f"{source}: its lines end in a carriage return alone (CR), as Excel for Mac's "
+            '"CSV (Macintosh)" saves them; save it as CSV UTF-8, whose lines end in LF or CRLF'
+        )
 
 
 def check_column_count(
@@ -1332,7 +1341,10 @@ def _json_record(raw: bytes) -> dict[str, Any] | _Refused:
     if len(raw) > _MAX_LINE_BYTES:
         return _Refused(None, OVERSIZED_RECORD, f"line of {len(raw):,} bytes")
     try:
-        record = json.loads(raw)
+        # Decoded as `json.loads` decodes bytes, then read as ingest reads a line.
+        record = STRICT_JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+    except KeyGivenTwice as twice:
+        return _Refused(twice.key, MALFORMED_JSON, str(twice))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return _Refused(None, MALFORMED_JSON, f"not valid JSON ({error})")
     except RecursionError:
@@ -1384,12 +1396,6 @@ def _value(
             raise _Refused(source, MISSING_FIELD, "empty value")
     if kind == "categorical" and blank(str(value["label"])):
         raise _Refused(sources["label"], MISSING_FIELD, "empty value")
-    if kind == "pairwise" and value["left"] == value["right"]:
-        # A comparison of an item with itself says nothing about either side and has no
-        # orientation; the aggregation cannot take it.
-        raise _Refused(
-            sources["right"], WRONG_TYPE, f"the same item as left ({value['left']!r:.80})"
-        )
     return value
 
 

@@ -1076,6 +1076,40 @@ def test_a_judgment_in_two_exports_counts_once_and_the_day_losing_its_copy_is_re
     ]
 
 
+def test_ingesting_an_unchanged_export_again_keeps_the_judgments_a_later_export_corrected(env):
+    """A project.json change ingests every file of its project again, in any order: the older
+    export, read again as it was, must not take back a judgment a later export corrected."""
+    defs, instance, landing = env
+    folder = landing / "exports" / "reviews" / "csv"
+    header = "judgment_id,task_id,annotator_id,label,submitted_at,duration_s\n"
+    (folder / "export-1.csv").write_text(header + "j1,t1,a1,pos,2026-11-02T10:00:00Z,3\n")
+    (folder / "export-2.csv").write_text(header + "j1,t1,a1,neg,2026-11-02T10:00:00Z,3\n")
+    paths = ["exports/reviews/csv/export-1.csv", "exports/reviews/csv/export-2.csv"]
+    instance.add_dynamic_partitions("export_files", paths)
+    lake_dir = landing.parent / "lake"
+
+    def labels():
+        assert _run(defs, instance, "raw_job", "2026-11-02").success
+        judgments = pl.read_parquet(lake_dir / "judgments" / "day=2026-11-02" / "data.parquet")
+        return judgments.select("judgment_id", "label").rows()
+
+    for path in paths:
+        assert _run(defs, instance, "ingest_export_job", path).success
+    assert labels() == [("j1", "neg")]
+    assert _run(defs, instance, "ingest_export_job", paths[0]).success
+    assert labels() == [("j1", "neg")]
+    # Rewritten with a new row above it, export-1's j1 is still the version staged before.
+    (folder / "export-1.csv").write_text(
+        header + "j0,t0,a1,pos,2026-11-02T10:00:00Z,3\nj1,t1,a1,pos,2026-11-02T10:00:00Z,3\n"
+    )
+    assert _run(defs, instance, "ingest_export_job", paths[0]).success
+    assert labels() == [("j0", "pos"), ("j1", "neg")]
+    # A file whose row changed is a new version of it, and wins as before.
+    (folder / "export-1.csv").write_text(header + "j1,t1,a1,pos,2026-11-02T10:00:00Z,5\n")
+    assert _run(defs, instance, "ingest_export_job", paths[0]).success
+    assert labels() == [("j1", "pos")]
+
+
 def _evaluate(sensor_name, defs, instance, cursor=None):
     """A tick the way the daemon evaluates it: every request is resolved against the job's
     partitions, so a request for a day that is not a partition fails the whole tick."""

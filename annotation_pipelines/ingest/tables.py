@@ -39,6 +39,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,8 +57,10 @@ from annotation_pipelines.ingest.validation import (
     NON_UTF8,
     OUTSIDE_TEXT,
     OVERSIZED_RECORD,
+    STRICT_JSON,
     TRUNCATED_FILE,
     UNSUPPORTED_KIND,
+    KeyGivenTwice,
     cap_raw_bytes,
     lone_surrogate,
 )
@@ -278,6 +281,7 @@ def parse_table(
         frame = frame.with_columns(
             _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
             _bad_bytes=pl.lit(False),
+            _bad_bytes_field=pl.lit(None, pl.String),
             _extra_fields=pl.lit(False),
         )
         staged = _stage_frame(frame, mapping, source_file, typed=True, kind=kind, unit=coordinates)
@@ -369,17 +373,21 @@ def read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFram
     check_encoding(data, source=source_file, error=UnreadableFileError, fmt=format)
     check_column_count(data, separator=separator, source=source_file, error=UnreadableFileError)
     check_complete(data, separator=separator, source_file=source_file)
+    ragged = False
     try:
         try:
             frame = pl.read_csv(
                 data, separator=separator.decode(), infer_schema=False, encoding="utf8-lossy"
             )
-            return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.lit(False))
+            return _flag_bad_bytes(frame, data, separator=separator, ragged=ragged).with_columns(
+                _extra_fields=pl.lit(False)
+            )
         except pl.exceptions.ComputeError as error:
             if "more fields" not in str(error):
                 raise
         # Only a file with a row wider than its header gets here: it is read a second time,
         # cut to the header, and the rows that lost text are marked.
+        ragged = True
         frame = pl.read_csv(
             data,
             separator=separator.decode(),
@@ -400,16 +408,51 @@ def read_delimited(data: bytes, *, format: str, source_file: str) -> pl.DataFram
             f"{source_file}: unreadable {format}: rows with more fields than the header, "
             "which the reader could not match to their records"
         )
-    return _flag_bad_bytes(frame).with_columns(_extra_fields=pl.Series(widths, dtype=pl.Boolean))
-
-
-def _flag_bad_bytes(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with `_bad_bytes`: utf8-lossy decoding turned each invalid byte into U+FFFD."""
-    return frame.with_columns(
-        _bad_bytes=pl.any_horizontal(pl.col(pl.String).str.contains("\ufffd", literal=True))
-        if frame.width
-        else pl.lit(False)
+    return _flag_bad_bytes(frame, data, separator=separator, ragged=ragged).with_columns(
+        _extra_fields=pl.Series(widths, dtype=pl.Boolean)
     )
+
+
+_REPLACEMENT = "\ufffd"
+# What stands for a byte that is not UTF-8 when the file also writes U+FFFD itself: a
+# noncharacter, which no export has reason to hold.
+_NOT_UTF8_MARK = "\U0010ffff"
+# A byte that is not UTF-8, as the `surrogateescape` error handler decodes it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _flag_bad_bytes(
+    frame: pl.DataFrame, data: bytes, *, separator: bytes, ragged: bool
+) -> pl.DataFrame:
+    """`frame` (`data` read with utf8-lossy decoding, which turns each byte that is not UTF-8
+    into U+FFFD) with `_bad_bytes`. A U+FFFD the file writes itself is a valid character (text
+    an upstream tool already mangled), not a bad byte: only when the file holds one is it read
+    again with the bad bytes, if any, marked apart."""
+
+    def holding(text: str, table: pl.DataFrame) -> pl.DataFrame:
+        # The first column, in the file's order, whose cell holds one: the field named.
+        names = [name for name, dtype in table.schema.items() if dtype == pl.String]
+        first = pl.coalesce(
+            pl.lit(None, pl.String),
+            *(pl.when(pl.col(n).str.contains(text, literal=True)).then(pl.lit(n)) for n in names),
+        )
+        return table.select(_bad_bytes=first.is_not_null(), _bad_bytes_field=first)
+
+    flags = holding(_REPLACEMENT, frame)
+    if not flags.get_column("_bad_bytes").any() or _REPLACEMENT.encode() not in data:
+        return frame.with_columns(flags)
+    marked, count = _ESCAPED_BYTE.subn(_NOT_UTF8_MARK, data.decode("utf-8", "surrogateescape"))
+    if not count:
+        return frame.with_columns(
+            _bad_bytes=pl.lit(False), _bad_bytes_field=pl.lit(None, pl.String)
+        )
+    again = pl.read_csv(
+        marked.encode(),
+        separator=separator.decode(),
+        infer_schema=False,
+        truncate_ragged_lines=ragged,
+    )
+    return frame.with_columns(holding(_NOT_UTF8_MARK, again))
 
 
 # The column `read_landing_table` gives each row: why the reader could not read it whole.
@@ -435,7 +478,7 @@ def read_landing_table(path: str, data: bytes, *, columns: Sequence[str]) -> pl.
     if repeated is not None:
         raise UnreadableFileError(f"{path}: {repeated}")
     return frame.select(
-        pl.exclude("_bad_bytes", "_extra_fields"),
+        pl.exclude("_bad_bytes", "_bad_bytes_field", "_extra_fields"),
         pl.when(pl.col("_bad_bytes"))
         .then(pl.lit(NON_UTF8))
         .when(pl.col("_extra_fields"))
@@ -625,7 +668,7 @@ def _stage_frame(
         .then(pl.lit(NON_UTF8))
         .when(pl.col("_extra_fields"))
         .then(pl.lit(EXTRA_FIELDS)),
-        field=pl.lit(None, pl.String),
+        field=pl.when(pl.col("_bad_bytes")).then(pl.col("_bad_bytes_field")),
         record=pl.struct(original),
         payload=column(mapping.payload),
     )
@@ -733,6 +776,23 @@ def _spans_inside_text(staged: pl.DataFrame) -> pl.DataFrame:
     ).select(staged.columns)
 
 
+def _key_holding_bad_bytes(raw: bytes) -> str | None:
+    """The top-level key of JSON line `raw` whose value (or the key itself) holds a byte that
+    is not UTF-8, as a CSV row names its column; None when the line is not an object."""
+    text = raw.decode("utf-8", "surrogateescape")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    for key, value in record.items():
+        shown = key + json.dumps(value, ensure_ascii=False)
+        if _ESCAPED_BYTE.search(shown):
+            return key
+    return None
+
+
 def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], list[dict]]:
     """Decode JSON Lines; a bad line is kept as a failure with its line number."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -755,12 +815,25 @@ def _read_lines(data: bytes, source_file: str) -> tuple[list[tuple[int, dict]], 
                 {
                     "source_line": number,
                     "reason": NON_UTF8,
+                    "field": _key_holding_bad_bytes(raw),
                     "record": raw.decode("utf-8", "replace")[:2000],
                 }
             )
             continue
         try:
-            record = json.loads(text)
+            record = STRICT_JSON.decode(text)
+        except KeyGivenTwice as twice:
+            failures.append(
+                {
+                    "source_line": number,
+                    "reason": MALFORMED_JSON,
+                    "field": twice.key,
+                    "error_field": twice.key,
+                    "label_error": str(twice),
+                    "record": text[:2000],
+                }
+            )
+            continue
         except RecursionError:
             failures.append(
                 {"source_line": number, "reason": NESTING_TOO_DEEP, "record": text[:2000]}

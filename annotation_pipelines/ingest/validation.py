@@ -500,6 +500,23 @@ def validate(
         reason=pl.when(loser).then(pl.lit(DUPLICATE)).otherwise(pl.col("reason")),
         field=pl.when(loser).then(pl.lit(",".join(key))).otherwise(pl.col("field")),
     )
+    if "judgment_id" in frame.columns:
+        # The daily layers keep one row per project and judgment id: an id left on two
+        # judgments (another task or annotator) would keep one of them there and drop the
+        # other unsaid. Which one the id names is unknown, so both are set aside.
+        identity = [c for c in ("project", "judgment_id") if c in frame.columns]
+        shared = (
+            frame.filter(pl.col("reason").is_null() & pl.col("judgment_id").is_not_null())
+            .filter(pl.struct(identity).is_duplicated())
+            .get_column("_order")
+        )
+        clash = pl.col("_order").is_in(shared.implode())
+        frame = frame.with_columns(
+            reason=pl.when(clash).then(pl.lit(DUPLICATE)).otherwise(pl.col("reason")),
+            field=pl.when(clash)
+            .then(pl.lit("judgment_id (also the id of another judgment in the file)"))
+            .otherwise(pl.col("field")),
+        )
     good = frame.filter(pl.col("reason").is_null())
     bad = frame.filter(pl.col("reason").is_not_null())
     quarantine = quarantine_rows(bad, table=table, source=source, source_file=source_file)
@@ -554,6 +571,28 @@ def _value_checks(frame: pl.DataFrame) -> list[tuple[pl.Expr, str | pl.Expr, str
                 empty = empty | blank_text(pl.col(column))
             checks.append((is_kind & empty, column, MISSING_FIELD))
     return checks
+
+
+class KeyGivenTwice(ValueError):
+    """A JSON object that gives `key` twice: which value was meant is unknown."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key}: given twice in one object; keep one")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        keys = [key for key, _ in pairs]
+        raise KeyGivenTwice(next(key for key in keys if keys.count(key) > 1))
+    return record
+
+
+# Decodes a JSON Lines line, raising KeyGivenTwice for an object (at any depth) that gives a
+# key twice: the standard library would keep the last value, Polars the first. Built once,
+# it costs no more than `json.loads`; one built per call would double the read.
+STRICT_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
 
 
 def cap_raw(text: str, *, size: int | None = None, digest: str | None = None) -> str:

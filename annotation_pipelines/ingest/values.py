@@ -384,6 +384,10 @@ def normalize(kind: str, raw: dict[str, Any], *, text_cells: bool = False) -> di
                     f"winner: expected one of {', '.join(WINNERS)} or the left/right item, "
                     f"got {winner!r:.80}",
                 )
+        if values["left"] is not None and values["left"] == values["right"]:
+            # A comparison of an item with itself says nothing about either side and has no
+            # orientation: the aggregation cannot take it.
+            raise ValueShapeError("right", f"right: the same item as left ({values['left']!r:.80})")
         return values
     if kind == "spans":
         return {"spans": _objects("spans", raw.get("spans"), span, text_cells=text_cells)}

@@ -258,6 +258,37 @@ def source_id(path: str) -> str:
     return hashlib.sha1(path.encode()).hexdigest()[:16]
 
 
+def stamped(judgments: pl.DataFrame, before: list[pl.DataFrame], now: datetime) -> pl.DataFrame:
+    """`judgments` of one source with their version, `updated_at`: that of the same row as the
+    source staged it before (`before`), else `now`. A file read again as it was (a project.json
+    change reads every file of its project again, in any order) gives no new version, so it
+    never takes a judgment back from a later export that corrected it; a row it changed, or
+    holds anew, is a new version; one that only moved to another line of the file is not.
+    The rows are compared by `DataFrame.hash_rows`, stable within one Polars version: after
+    an upgrade a row reads as changed, as every row did."""
+    stamp = pl.lit(now, schema.UTC_TIMESTAMP)
+    columns = [c for c in judgments.columns if c != "source_line"]
+    earlier = [
+        frame.select(*columns, "updated_at").cast({c: judgments.schema[c] for c in columns})
+        for frame in before
+        if frame.height and "updated_at" in frame.columns and set(columns) <= set(frame.columns)
+    ]
+    if not earlier or judgments.is_empty():
+        return judgments.with_columns(updated_at=stamp)
+    staged = pl.concat(earlier)
+    versions = (
+        staged.select("updated_at", _row=staged.select(columns).hash_rows())
+        .group_by("_row")
+        .agg(pl.col("updated_at").max())
+    )
+    return (
+        judgments.with_columns(_row=judgments.select(columns).hash_rows())
+        .join(versions, on="_row", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("updated_at", stamp).alias("updated_at"))
+        .drop("_row")
+    )
+
+
 def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     """Replace `source`'s staged rows with `result`'s, split by day; return the days touched.
 
@@ -276,7 +307,12 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     ingested = datetime.now(UTC)
     judgments = result.judgments
     if "updated_at" not in judgments.columns:
-        judgments = judgments.with_columns(updated_at=pl.lit(ingested, schema.UTC_TIMESTAMP))
+        own_before = [
+            key
+            for key in lake.list_keys(staging_prefix("judgments"))
+            if key.endswith(".parquet") and staging_source(key) == source
+        ]
+        judgments = stamped(judgments, [lake.get_frame(key) for key in own_before], ingested)
     for table, _, column in STAGED_TABLES:
         for key in lake.list_keys(staging_prefix(table)):
             if staging_source(key) == source:

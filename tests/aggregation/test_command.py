@@ -89,6 +89,22 @@ def test_empty_file(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "empty file" in result.output and str(path) in result.output
 
 
+def test_a_json_line_giving_a_key_twice_is_quarantined_as_ingest_quarantines_it(
+    tmp_path: Path,
+) -> None:
+    # Which of the two labels the annotator meant is unknown; the last one was counted.
+    path = tmp_path / "votes.jsonl"
+    path.write_text(
+        '{"task_id": "t1", "annotator_id": "a1", "label": "pos", "label": "neg"}\n'
+        '{"task_id": "t1", "annotator_id": "a2", "label": "pos"}\n'
+    )
+    result = CliRunner().invoke(aggregate_command, [str(path)])
+    assert result.exit_code == 0, result.output
+    assert "row 1 (line 1), field 'label': malformed_json" in result.stderr
+    assert "label: given twice in one object" in result.stderr
+    assert result.stdout.splitlines()[1].startswith("t1,pos,")
+
+
 def test_unreadable_json_line_is_quarantined_and_the_rest_aggregated(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"task_id": "1", "annotator_id": "w", "label": "a"}\n{not json\n')

@@ -372,6 +372,19 @@ def test_a_utf16_export_is_refused_naming_the_file_and_the_encoding(tmp_path):
     assert f"{path}: the file is UTF-16 text; save it as UTF-8" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["ingest", "aggregate"])
+def test_a_csv_whose_lines_end_in_a_carriage_return_alone_says_so(tmp_path, command):
+    # Excel for Mac's "CSV (Macintosh)" ends lines in CR alone: the file read as one line
+    # was refused for a missing column 'label', listing 'label\rt1' among the columns.
+    path = tmp_path / "export.csv"
+    text = "task_id,annotator_id,label,submitted_at\rt1,a1,pos,2026-05-01T10:00:00Z\r"
+    path.write_bytes(text.encode())
+    options = ["--format", "csv"] if command == "ingest" else []
+    result = CliRunner().invoke(main, [command, str(path), *options])
+    assert result.exit_code == 1, result.output
+    assert f"{path}: its lines end in a carriage return alone (CR)" in result.stderr
+
+
 def test_a_header_naming_a_mapped_column_twice_is_refused(tmp_path):
     path = tmp_path / "export.csv"
     path.write_text(

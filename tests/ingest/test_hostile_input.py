@@ -434,3 +434,31 @@ def test_sagemaker_box_coordinate_no_float_holds_is_quarantined():
     )
     assert result.quarantine.select("reason", "field").rows() == [("wrong_type", "boxes")]
     assert balanced(result)
+
+
+def test_a_jsonl_object_that_gives_a_key_twice_is_quarantined_naming_the_key():
+    # Which of the two answers the annotator meant is unknown: a CSV header naming a column
+    # twice is refused, and a JSON line doing so must not load whichever value the parser keeps.
+    twice = json.dumps({**LINE, "task_id": "t2"})[:-1] + ', "label": "neg"}'
+    nested = json.dumps({**LINE, "task_id": "t3", "kind": "spans", "label": None})
+    nested = nested[:-1] + ', "spans": [{"start": 0, "end": 2, "start": 1}]}'
+    data = jsonl(json.dumps(LINE), twice, nested)
+    result = ingest_bytes(data, format="jsonl", source_file="twice.jsonl", now=None)
+    assert result.judgments["task_id"].to_list() == ["t1"]
+    assert result.quarantine.select("source_line", "field", "reason").rows() == [
+        (2, "label", "malformed_json"),
+        (3, "start", "malformed_json"),
+    ]
+    assert balanced(result)
+
+
+def test_a_json_line_with_a_byte_that_is_not_utf8_names_the_key_holding_it():
+    # As a CSV row's bad byte names its column: which of a wide line's values to fix.
+    good = json.dumps(LINE).encode()
+    bad = json.dumps({**LINE, "task_id": "t2", "annotator_id": "ren?"}).encode()
+    bad = bad.replace(b"ren?", b"ren\xe9")
+    result = ingest_bytes(good + b"\n" + bad + b"\n", format="jsonl", source_file="e.jsonl")
+    assert result.quarantine.select("source_line", "field", "reason").rows() == [
+        (2, "annotator_id", "non_utf8")
+    ]
+    assert balanced(result)

@@ -64,6 +64,54 @@ def test_csv_latin1_row_is_quarantined_as_non_utf8():
     result = ingest(data, "csv")
     assert result.reasons == {"non_utf8": 1}
     assert result.judgments.height == 1
+    # Named by its column, as every other quarantined row is: where to look in a wide row.
+    assert result.quarantine.get_column("field").to_list() == ["annotator_id"]
+
+
+def test_one_judgment_id_given_to_two_judgments_is_quarantined_not_left_to_the_lake():
+    """The daily layers keep one row per judgment id: two different judgments (other task or
+    annotator) under one id both loaded here, and the lake kept one of them without a word.
+    Both are quarantined naming the id; a second version of one judgment stays a duplicate."""
+    header = "judgment_id,task_id,annotator_id,label,submitted_at\n"
+    rows = [
+        "j1,t1,a1,pos,2026-05-01T10:00:00Z",
+        "j1,t2,a2,neg,2026-05-01T10:00:00Z",
+        "j2,t3,a1,pos,2026-05-01T10:00:00Z",
+        "j2,t3,a1,neg,2026-05-01T11:00:00Z",
+    ]
+    result = ingest((header + "\n".join(rows) + "\n").encode(), "csv")
+    assert result.judgments.select("judgment_id", "label").rows() == [("j2", "neg")]
+    shared = result.quarantine.filter(pl.col("field").str.starts_with("judgment_id"))
+    assert shared.get_column("source_line").to_list() == [2, 3]
+    assert result.reasons == {"duplicate": 3}
+    assert result.rows_read == result.rows_loaded + result.rows_quarantined
+    # Ids are per project: two projects' j1 are two judgments.
+    header = "project,judgment_id,task_id,annotator_id,label,submitted_at\n"
+    rows = ["p1,j1,t1,a1,pos,2026-05-01T10:00:00Z", "p2,j1,t2,a2,neg,2026-05-01T10:00:00Z"]
+    both = ingest((header + "\n".join(rows) + "\n").encode(), "csv")
+    assert both.judgments.height == 2 and both.rows_quarantined == 0
+
+
+@pytest.mark.parametrize("latin1", [False, True])
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_a_replacement_character_written_in_utf8_text_is_no_bad_byte(fmt, latin1):
+    """U+FFFD is a character (text an upstream tool already mangled), valid UTF-8: its row
+    loads, as it does from JSON Lines, also when another row of the file holds a byte that
+    is not UTF-8 and is quarantined for it."""
+    sep = "\t" if fmt == "tsv" else ","
+    header = "task_id,annotator_id,label,submitted_at,comment\n".replace(",", sep)
+    rows = [
+        ["t1", "a1", "pos", "2026-05-01T10:00:00Z", "caf\ufffd menu"],
+        ["t2", "a\ufffd", "neg", "2026-05-01T10:00:00Z", "ok"],
+    ]
+    data = "".join(sep.join(row) + "\n" for row in [header.strip().split(sep), *rows]).encode()
+    if latin1:
+        data += "t3,ren\u00e9,pos,2026-05-01T10:00:00Z,ok\n".replace(",", sep).encode("latin-1")
+    result = ingest(data, fmt)
+    assert result.judgments.get_column("annotator_id").to_list() == ["a1", "a\ufffd"]
+    assert result.reasons == ({"non_utf8": 1} if latin1 else {})
+    if latin1:
+        assert result.quarantine.get_column("source_line").to_list() == [4]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv"])

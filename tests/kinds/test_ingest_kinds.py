@@ -906,3 +906,28 @@ def test_label_studio_ratings_and_gold_outside_the_declared_scale_are_quarantine
         ("judgments", "outside_scale", "value (scale [1, 10] whole numbers)"),
     ]
     assert result.rows_read == result.rows_loaded + result.rows_quarantined
+
+
+def test_a_pairwise_row_comparing_an_item_with_itself_is_refused_at_ingest_and_in_the_day():
+    """The pairwise aggregation raises on a comparison of an item with itself: staged, one
+    such row failed the day's kind aggregation for every project. Ingest quarantines it as
+    the commands do, and a row staged before (or by no ingest) is set aside by the day."""
+    from annotation_pipelines.quality.kinds import valid_values
+
+    base = {"annotator_id": "a", "kind": "pairwise", "submitted_at": CREATED}
+    rows = [
+        {**base, "task_id": "t1", "left": "m1", "right": "m1", "winner": "left"},
+        {**base, "task_id": "t2", "left": "m1", "right": "m2", "winner": "right"},
+    ]
+    data = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    result = ingest_bytes(data, format="jsonl", source_file="pairs.jsonl", now=NOW)
+    assert result.judgments.get_column("task_id").to_list() == ["t2"]
+    assert result.quarantine.select("source_line", "field", "reason").rows() == [
+        (1, "right", "wrong_type")
+    ]
+    staged = pl.DataFrame(
+        [{"left": r["left"], "right": r["right"], "winner": r["winner"]} for r in rows]
+    )
+    kept, refused = valid_values(staged, "pairwise")
+    assert kept.get_column("right").to_list() == ["m2"]
+    assert refused is not None
