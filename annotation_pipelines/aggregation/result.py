@@ -100,6 +100,9 @@ def build_result(
     raw_confidence = posteriors[rows, decided]
     confidence = raw_confidence if calibrated is None else calibrated[rows, decided]
     ties = fitted.ties if fitted.ties is not None else tied_with_best(posteriors)
+    if gold_codes is not None:
+        # Gold decided the label, not the tie rule.
+        ties = ties & (gold_codes < 0)
     label_text = [str(value) for value in encoded.label_values.to_list()]
     posterior = pl.struct(
         [

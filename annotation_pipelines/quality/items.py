@@ -185,10 +185,18 @@ def reannotation_queue(
     )
     scores = {
         "tie": pl.when(pl.col("is_tie").fill_null(False)).then(1.0),
+        # The crowd against gold: the aggregation writes a gold task's gold label whatever the
+        # method, so its label cannot disagree; the votes' unique plurality still can.
         "gold_disagreement": pl.when(
             pl.col("gold_label").is_not_null()
-            & pl.col("label").is_not_null()
-            & (pl.col("gold_label") != pl.col("label"))
+            & (
+                (pl.col("label").is_not_null() & (pl.col("gold_label") != pl.col("label")))
+                | (
+                    pl.col("top_label").is_not_null()
+                    & (pl.col("margin") > 0)
+                    & (pl.col("gold_label") != pl.col("top_label"))
+                )
+            )
         ).then(0.9),
         "contested": pl.when(pl.col("contested")).then(0.5 + 0.5 * pl.col("normalized_entropy")),
         "low_confidence": pl.when(pl.col("confidence") < min_confidence).then(

@@ -343,3 +343,33 @@ def test_each_project_days_drift_reads_its_own_days_counts_only():
     assert together.equals(alone)
     last = together.filter((pl.col("project") == "p") & (pl.col("day") == start + dt.timedelta(9)))
     assert last["js_distance"][0] > 0  # the day's own label, not in its baseline, is counted
+
+
+@pytest.mark.parametrize("method", ["majority_vote", "dawid_skene"])
+def test_a_gold_task_the_crowd_gets_wrong_is_queued_though_its_label_is_gold(method):
+    # The aggregation writes a gold task's gold label with every method, so the crowd's
+    # disagreement with gold shows in its votes, not in the label; and gold, not the tie rule,
+    # decided a gold task whose votes tie.
+    from annotation_pipelines.aggregation.api import fit
+
+    day = pl.DataFrame(
+        {
+            "task_id": ["g1"] * 3 + ["g2"] * 2 + ["t3"] * 3,
+            "annotator_id": ["a", "b", "c", "a", "b", "a", "b", "c"],
+            "label": ["no", "no", "yes", "yes", "no", "yes", "yes", "yes"],
+        }
+    ).with_columns(
+        project=pl.lit("toy"), submitted_at=pl.lit(dt.datetime(2026, 11, 2, 10, tzinfo=dt.UTC))
+    )
+    gold = pl.DataFrame({"task_id": ["g1", "g2"], "project": "toy", "label": ["yes", "yes"]})
+    labels = fit(
+        day.select("task_id", "annotator_id", "label"), method=method, gold=gold.drop("project")
+    ).labels
+    rows = {row["task_id"]: row for row in labels.iter_rows(named=True)}
+    assert rows["g1"]["label"] == "yes" and rows["g2"]["label"] == "yes"
+    assert not rows["g2"]["is_tie"]
+    aggregated = labels.with_columns(project=pl.lit("toy"))
+    queue = reannotation_queue(item_disagreement(day), aggregated, gold)
+    reasons = {row["task_id"]: row["reason"].split(",") for row in queue.iter_rows(named=True)}
+    assert "gold_disagreement" in reasons["g1"]
+    assert "tie" not in reasons.get("g2", [])
