@@ -229,11 +229,25 @@ def _counts(encoded: Encoded, soft: np.ndarray) -> _Counts:
 def pooled_prior(k: int) -> np.ndarray:
     """The pooled confusion matrix's Dirichlet pseudo-counts (K answer × K truth), see
     `POOLED_PSEUDO_COUNT`; at K = 2 one per cell plus one on the diagonal."""
-    at_two = 2 * POOLED_PSEUDO_COUNT + POOLED_DIAGONAL_EXTRA
-    scale = (k * POOLED_PSEUDO_COUNT + POOLED_DIAGONAL_EXTRA) / at_two
-    prior = np.full((k, k), scale * POOLED_PSEUDO_COUNT / (k - 1))
-    np.fill_diagonal(prior, scale * (POOLED_PSEUDO_COUNT + POOLED_DIAGONAL_EXTRA))
+    wrong, right = beat_chance_pseudo_counts(
+        k, per_cell=POOLED_PSEUDO_COUNT, diagonal_extra=POOLED_DIAGONAL_EXTRA
+    )
+    prior = np.full((k, k), wrong)
+    np.fill_diagonal(prior, right)
     return prior
+
+
+def beat_chance_pseudo_counts(
+    k: int, *, per_cell: float, diagonal_extra: float
+) -> tuple[float, float]:
+    """(each wrong answer's, the right answer's) pseudo-count in a truth column of a confusion
+    prior over K classes: `per_cell` per class plus `diagonal_extra`, K·per_cell +
+    diagonal_extra in all, the right answer holding the share it holds at K = 2 ((per_cell +
+    diagonal_extra) / (2·per_cell + diagonal_extra): 2/3 for one and one) whatever K, the K − 1
+    wrong answers the rest. At K = 2 it is `per_cell` and `per_cell + diagonal_extra`."""
+    total = k * per_cell + diagonal_extra
+    right = total * (per_cell + diagonal_extra) / (2 * per_cell + diagonal_extra)
+    return (total - right) / max(k - 1, 1), right
 
 
 def _held_out_log_prior(soft: np.ndarray) -> np.ndarray:

@@ -95,6 +95,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from annotation_pipelines.aggregation.calibration import beat_chance_pseudo_counts
 from annotation_pipelines.aggregation.result import best_in_label_order
 from annotation_pipelines.ingest.postgres import DELETIONS, EXTRACT_COLUMNS, GOLD_DELETIONS
 from annotation_pipelines.ingest.validation import is_safe_project
@@ -1189,8 +1190,13 @@ def _e_step(
     k = prior.shape[0]
     own = posterior[task]  # (rows, K): what this judgment's task put into its annotator's counts
     alpha, beta = options.pseudo_count, options.diagonal_pseudo_count
+    # The prior that annotators beat chance, right as often whatever K (as the batch fit's
+    # calibration reads it): one pseudo-count on every wrong answer would make its accuracy
+    # 2 / (K + 1), which at 200 classes outweighed a task's unanimous votes (confidence 0.035
+    # where 0.915 of the labels were right).
+    wrong, right = beat_chance_pseudo_counts(k, per_cell=alpha, diagonal_extra=beta)
     diagonal = (np.arange(k)[None, :] == answer[:, None]).astype(np.float64)
-    numerator = counts[annotator, answer, :] - own + alpha + beta * diagonal
+    numerator = counts[annotator, answer, :] - own + wrong + (right - wrong) * diagonal
     column = counts.sum(axis=1)[annotator] - own + k * alpha + beta
     log_errors = np.log(np.maximum(numerator, _FLOOR)) - np.log(np.maximum(column, _FLOOR))
     scores = np.zeros((n, k))

@@ -1252,3 +1252,38 @@ def test_live_and_daily_scorecards_compare_the_same_judgments_with_the_consensus
     assert (both["n_consensus_compared"] == both["n_consensus_compared_daily"]).all()
     gap = (both["agreement"] - both["consensus_agreement"]).abs()
     assert gap.max() < 0.03, gap.max()
+
+
+def test_a_wide_label_set_reads_as_confident_as_its_labels_are_right():
+    # The live prior that annotators beat chance must not fall with the number of classes:
+    # one pseudo-count on every wrong answer made it 2 / (K + 1), and at 200 classes three
+    # unanimous votes read 0.035 while 0.915 of the labels were right.
+    rng = np.random.default_rng(5)
+    classes, n_tasks = 200, 300
+    truth = rng.integers(0, classes, n_tasks)
+    rows = []
+    for task, right in enumerate(truth):
+        for annotator in rng.choice(30, 3, replace=False):
+            answer = right if rng.random() < 0.8 else rng.integers(0, classes)
+            rows.append((f"t{task:04d}", f"w{annotator:02d}", f"L{answer}"))
+    frame = (
+        pl.DataFrame(rows, schema=["task_id", "annotator_id", "label"], orient="row")
+        .with_row_index("n")
+        .with_columns(
+            judgment_id=pl.format("j{}", pl.col("n")),
+            submitted_at=pl.lit(START) + pl.duration(milliseconds=pl.col("n") * 10),
+            duration_s=pl.lit(4.0),
+        )
+        .with_columns(updated_at=pl.col("submitted_at"))
+        .drop("n")
+    )
+    state, _ = update(LiveState(project="p"), frame, now=NOW)
+    posterior = np.array(state.tasks["posterior"].to_list())
+    chosen = np.array(state.labels)[posterior.argmax(axis=1)]
+    expected = dict(zip([f"t{task:04d}" for task in range(n_tasks)], truth, strict=True))
+    tasks = state.tasks["task_id"]
+    right = np.array(
+        [label == f"L{expected[task]}" for label, task in zip(chosen, tasks, strict=True)]
+    )
+    assert right.mean() > 0.9
+    assert abs(posterior.max(axis=1).mean() - right.mean()) < 0.05
