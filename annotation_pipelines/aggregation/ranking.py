@@ -170,14 +170,16 @@ def gold_score(judgments: pl.DataFrame, gold: pl.DataFrame) -> pl.DataFrame:
 
 
 def _share_an_item(tasks: np.ndarray, rankings: pl.Series, n_tasks: int) -> np.ndarray:
-    """Per task, whether some item is named by two of its rankings."""
+    """Per task, whether some item is named by two of its rankings (a ranking naming an item
+    twice names it once)."""
     named = (
         pl.DataFrame({"task": tasks, "ranking": rankings})
+        .with_row_index("row")
         .explode("ranking")
         .drop_nulls("ranking")
         .group_by("task", "ranking")
-        .len()
-        .filter(pl.col("len") > 1)
+        .agg(pl.col("row").n_unique().alias("rankings"))
+        .filter(pl.col("rankings") > 1)
         .get_column("task")
         .unique()
         .to_numpy()

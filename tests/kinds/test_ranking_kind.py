@@ -122,11 +122,20 @@ def test_rankings_that_name_no_item_in_common_are_no_evidence(method: str) -> No
     # distance of 5/6), and a replay stopped asking. Task 2 shares items and keeps its figure.
     judgments = pl.DataFrame(
         {
-            "task_id": ["1", "1", "1", "2", "2"],
-            "annotator_id": ["a", "b", "c", "a", "b"],
-            "ranking": [["A", "B"], ["C", "D"], ["E"], ["A", "B", "C"], ["A", "B"]],
+            "task_id": ["1", "1", "1", "2", "2", "3", "3"],
+            "annotator_id": ["a", "b", "c", "a", "b", "a", "b"],
+            "ranking": [
+                ["A", "B"],
+                ["C", "D"],
+                ["E"],
+                ["A", "B", "C"],
+                ["A", "B"],
+                # An item named twice in one ranking is still named by one ranking only.
+                ["A", "A", "B"],
+                ["C", "D"],
+            ],
         }
     )
     labels = aggregate_ranking(judgments, method=method).labels
     confidence = dict(zip(labels["task_id"], labels["confidence"], strict=True))
-    assert confidence == {"1": 0.5, "2": 1.0}
+    assert confidence == {"1": 0.5, "2": 1.0, "3": 0.5}
