@@ -200,7 +200,9 @@ def _categorical(
         # The labels are numbers at this level (alpha read them so): the share of agreeing
         # pairs compares numbers too, not their spellings ("1" against "1.0").
         numbers = numeric_labels(judgments.get_column("label"), level)
-        judgments = judgments.with_columns(numbers.cast(pl.String).alias("label"))
+        # -0.0 is the 0.0 it equals, which its text ("-0.0") would not be.
+        number = pl.when(numbers == 0).then(0.0).otherwise(numbers)
+        judgments = judgments.with_columns(number.cast(pl.String).alias("label"))
     raw = agreement(judgments, kind=DEFAULT_KIND, n_resamples=0)
     return {
         **summary,

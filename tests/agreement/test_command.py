@@ -232,12 +232,12 @@ def test_numeric_levels_count_one_number_spelled_two_ways_as_agreement(tmp_path,
     spelled = tmp_path / "spelled.csv"
     spelled.write_text(
         "task_id,annotator_id,label\n"
-        "t1,a,1\nt1,b,1.0\nt2,a,2\nt2,b,2.0\nt3,a,3\nt3,b,1\nt4,a,1\nt4,b,2\n"
+        "t1,a,1\nt1,b,1.0\nt2,a,2\nt2,b,2.0\nt3,a,3\nt3,b,1\nt4,a,1\nt4,b,2\nt5,a,0\nt5,b,-0\n"
     )
     uniform = tmp_path / "uniform.csv"
     uniform.write_text(
         "task_id,annotator_id,label\n"
-        "t1,a,1\nt1,b,1\nt2,a,2\nt2,b,2\nt3,a,3\nt3,b,1\nt4,a,1\nt4,b,2\n"
+        "t1,a,1\nt1,b,1\nt2,a,2\nt2,b,2\nt3,a,3\nt3,b,1\nt4,a,1\nt4,b,2\nt5,a,0\nt5,b,0\n"
     )
     outputs = []
     for path in (spelled, uniform):
@@ -245,5 +245,5 @@ def test_numeric_levels_count_one_number_spelled_two_ways_as_agreement(tmp_path,
         assert result.exit_code == 0, result.output
         outputs.append(json.loads(result.output))
     assert outputs[0] == outputs[1]
-    assert outputs[0]["percent_agreement"] == 0.5
-    assert outputs[0]["mean_pairwise_agreement"] == 0.5
+    assert outputs[0]["percent_agreement"] == 0.6
+    assert outputs[0]["mean_pairwise_agreement"] == 0.6
