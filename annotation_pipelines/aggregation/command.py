@@ -289,7 +289,8 @@ def unvoted_labels_note(
         f"label none of their annotators gave. With {classes} classes and "
         f"{per_annotator:.0f} judgments per annotator, a method that fits a confusion matrix "
         "per annotator has too little to fit it from; --method auto chooses by held-out "
-        "likelihood, and one_coin_dawid_skene or glad fit one or two numbers per annotator"
+        "likelihood (by gold accuracy with --gold), and one_coin_dawid_skene or glad fit one "
+        "or two numbers per annotator"
     )
 
 

@@ -541,18 +541,21 @@ def test_cli_counts_a_row_given_twice_once_in_a_coarser_step(tmp_path):
     )  # fmt: skip
     assert run.exit_code == 0, run.output
     assert pl.read_csv(output).get_column("forecast").to_list() == [20.0] * 7
-    # The copy kept has the supply either copy gives: 100 at first, 15 on the repeated last row.
-    supplied = pl.concat([frame, frame.tail(1)]).with_columns(
-        pl.Series("supply", [100.0] + [None] * (frame.height - 1) + [15.0])
-    )
-    supplied.write_csv(source)
-    run = CliRunner().invoke(
-        forecast_command,
-        [str(source), "--time-col", "time", "--value-col", "value", "--supply-col", "supply",
-         "--freq", "1d", "--horizon", "7", "--season-length", "7", "--models", "SeasonalNaive"],
-    )  # fmt: skip
-    assert run.exit_code == 0, run.output
-    assert json.loads(run.stdout)["series"]["value"]["first_exceeds_supply"] is not None
+    # The copy kept has the supply either copy gives: 100 at first, 15 on the last row's
+    # repeat or on the last row itself (its repeat giving none).
+    for last, repeat in ((None, 15.0), (15.0, None)):
+        supplied = pl.concat([frame, frame.tail(1)]).with_columns(
+            pl.Series("supply", [100.0] + [None] * (frame.height - 2) + [last, repeat])
+        )
+        supplied.write_csv(source)
+        run = CliRunner().invoke(
+            forecast_command,
+            [str(source), "--time-col", "time", "--value-col", "value", "--supply-col",
+             "supply", "--freq", "1d", "--horizon", "7", "--season-length", "7", "--models",
+             "SeasonalNaive"],
+        )  # fmt: skip
+        assert run.exit_code == 0, run.output
+        assert json.loads(run.stdout)["series"]["value"]["first_exceeds_supply"] is not None
 
 
 def test_cli_says_how_many_missing_steps_it_filled(tmp_path):
