@@ -13,7 +13,9 @@ label attribute (`<attr>`: the class index) and `<attr>-metadata` (`class-name`,
 (`worker-responses`: the `answers` of Ground Truth's worker-response files, each with
 `workerId`, `answerContent`, `submissionTime`, `timeSpentInSeconds`), each answer is one
 judgment; otherwise the consolidated label is one judgment by annotator
-`sagemaker:<job-name>`, so it is never mistaken for an individual's vote.
+`sagemaker:<job-name>`, so it is never mistaken for an individual's vote. A consolidated label
+with `human-annotated: no` came from Ground Truth's automated labeling, not a person, and is
+quarantined as `machine_label`.
 
 Kinds: the bounding-box, named-entity and multi-label task types (recognised by the metadata
 `type`, else by the label's shape; see `_sagemaker_kind`) become `boxes` (pixel coordinates,
@@ -51,6 +53,7 @@ from annotation_pipelines.ingest.ids import non_finite_text, not_an_id, number_t
 from annotation_pipelines.ingest.result import IngestResult, UnreadableFileError, assemble
 from annotation_pipelines.ingest.validation import (
     EXTRA_FIELDS,
+    MACHINE_LABEL,
     MALFORMED_JSON,
     MAX_RECORD_BYTES,
     NESTING_TOO_DEEP,
@@ -1251,6 +1254,17 @@ def parse_sagemaker(
                     )
                 rows.append({**row, **task_error})
             continue
+        job = metadata.get("job-name")
+        if str(metadata.get("human-annotated")).strip().lower() in ("no", "false"):
+            rows.append(
+                {
+                    **base,
+                    "judgment_id": f"sagemaker:{job}:{task_id}",
+                    "reason": MACHINE_LABEL,
+                    "field": f"{attribute}-metadata.human-annotated",
+                }
+            )
+            continue
         value_columns: dict[str, Any] = {}
         label_cell: dict[str, Any] = {"label": None, "label_error": None}
         if kind == DEFAULT_KIND:
@@ -1272,7 +1286,6 @@ def parse_sagemaker(
             and "-" not in created[10:]
         ):
             created = created + "+00:00"
-        job = metadata.get("job-name")
         rows.append(
             {
                 **base,

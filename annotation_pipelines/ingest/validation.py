@@ -78,6 +78,9 @@ OUTSIDE_TEXT = "outside_text"
 OUTSIDE_IMAGE = "outside_image"
 DUPLICATE = "duplicate"
 CANCELLED = "cancelled"
+# A label no person gave: SageMaker Ground Truth's automated labeling (`human-annotated: no`),
+# as Label Studio's model `predictions` are never judgments.
+MACHINE_LABEL = "machine_label"
 NUL_BYTE = "nul_byte"
 INVALID_PROJECT = "invalid_project"
 NESTING_TOO_DEEP = "nesting_too_deep"
@@ -102,6 +105,7 @@ REASONS = (
     OUTSIDE_IMAGE,
     DUPLICATE,
     CANCELLED,
+    MACHINE_LABEL,
     NUL_BYTE,
     INVALID_PROJECT,
     NESTING_TOO_DEEP,

@@ -307,6 +307,23 @@ def test_sagemaker_manifest_consolidated_and_worker_responses():
     assert result.tasks.height == 3
 
 
+def test_a_ground_truth_machine_label_is_no_judgment():
+    # `human-annotated: no` is Ground Truth's automated labeling: the label came from its model,
+    # not a person, so it must not count as a vote (Label Studio's predictions never do).
+    lines = [
+        manifest_line("s3://bucket/a.txt", "pos"),
+        manifest_line("s3://bucket/b.txt", "neg", **{"human-annotated": "no"}),
+    ]
+    result = ingest("\n".join(lines).encode() + b"\n", "sagemaker-gt", name="output")
+    assert result.rows_read == 2
+    assert result.reasons == {"machine_label": 1}
+    assert result.judgments.get_column("task_id").to_list() == ["s3://bucket/a.txt"]
+    assert result.quarantine.select("reason", "field").rows() == [
+        ("machine_label", "sentiment-metadata.human-annotated")
+    ]
+    assert result.tasks.height == 2
+
+
 def test_real_crowd_data_round_trips_through_csv(tmp_path):
     judgments, _ = load_crowd("d_sentiment")
     frame = judgments.with_columns(submitted_at=pl.lit("2026-05-01T00:00:00Z"))
