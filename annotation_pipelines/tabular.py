@@ -1524,6 +1524,10 @@ def read_kind_inputs(
         warn(f"{table.path}: {table.padded.note(kept_by='ingest')}")
     if table.rows.height == 0:
         raise no_valid_rows(table)
+    if kind == "categorical":
+        note = _unicode_twins_note(table.rows.get_column("label"))
+        if note is not None:
+            warn(f"{table.path}: {note}")
     if gold_path is None:
         return table.rows, None
     gold = read_kind_table(
@@ -1558,6 +1562,29 @@ def read_kind_inputs(
     if on_gold is not None:
         on_gold(GoldCoverage(tasks=answers.height, in_input=judged.height))
     return table.rows, judged.drop(_ROW)
+
+
+def _unicode_twins_note(labels: pl.Series) -> str | None:
+    """A note when two categorical labels are one text in two Unicode forms ("é" typed as
+    U+00E9 and as "e" + U+0301, as macOS input gives it), or None. They stay two classes, as
+    ingest keeps them (a label set names one spelling and refuses the other), but nothing
+    else would tell the user why one answer split in two."""
+    distinct = labels.drop_nulls().unique()
+    composed = distinct.str.normalize("NFC")
+    if composed.n_unique() == distinct.len():
+        return None
+    twins = (
+        pl.DataFrame({"label": distinct, "composed": composed})
+        .filter(pl.len().over("composed") > 1)
+        .sort("composed", "label")
+    )
+    first = twins.filter(pl.col("composed") == twins.get_column("composed").first())
+    spelled = " and ".join(ascii(value) for value in first.get_column("label").to_list())
+    groups = twins.get_column("composed").n_unique()
+    return (
+        f"{groups} label(s) given in more than one Unicode form, kept as separate classes; "
+        f"first: {spelled} (the same text in NFC)"
+    )
 
 
 def _shown_ids(ids: Sequence[object], *, shown: int = 3) -> str:

@@ -664,3 +664,25 @@ def test_labels_no_annotator_gave_on_many_tasks_are_said_with_what_to_use_instea
     # Majority vote only gives labels somebody gave.
     plain = CliRunner().invoke(aggregate_command, [str(path), "--method", "majority_vote"])
     assert plain.exit_code == 0 and "none of their annotators" not in plain.stderr
+
+
+@pytest.mark.parametrize("command", ["aggregate", "agreement", "replay"])
+def test_a_label_typed_in_two_unicode_forms_is_said_to_be_two_classes(
+    tmp_path: Path, command: str
+) -> None:
+    # "café" as U+00E9 and as "e" + U+0301 (macOS input) look alike and are two classes, as
+    # ingest keeps them; the commands say so instead of splitting one answer in silence.
+    path = tmp_path / "forms.csv"
+    path.write_text(
+        "task_id,annotator_id,label\nt1,a,caf\u00e9\nt1,b,cafe\u0301\nt2,a,x\nt2,b,x\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, [command, str(path)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"{path}: 1 label(s) given in more than one Unicode form, kept as separate classes; "
+        "first: 'cafe\\u0301' and 'caf\\xe9'"
+    ) in result.stderr
+    plain = tmp_path / "plain.csv"
+    plain.write_text("task_id,annotator_id,label\nt1,a,x\nt1,b,y\n")
+    assert "Unicode form" not in CliRunner().invoke(main, [command, str(plain)]).stderr
