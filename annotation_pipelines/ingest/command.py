@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,6 +181,9 @@ def ingest_command(
     padded = padded_note(result.judgments, format_=format_)
     if padded is not None:
         click.echo(padded, err=True)
+    early = _before_start_note(result.judgments)
+    if early is not None:
+        click.echo(early, err=True)
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
         result.judgments.write_parquet(output / "judgments.parquet")
@@ -187,6 +191,30 @@ def ingest_command(
         result.tasks.write_parquet(output / "raw_tasks.parquet")
         result.gold.write_parquet(output / "gold_labels.parquet")
     click.echo(json.dumps(result.summary(), sort_keys=True))
+
+
+def _before_start_note(judgments: pl.DataFrame) -> str | None:
+    """A note when judgments are dated before the pipeline's first daily partition, or None.
+    The command checks an export for any history, so it loads them; the landing zone would
+    quarantine them (`before_start_date`), and the user checking what it will stage is told."""
+    import polars as pl
+
+    from annotation_pipelines.settings import START_DATE, SettingsError, load_settings
+
+    try:
+        start = load_settings().start_date
+    except SettingsError:
+        return None
+    cutoff = dt.date.fromisoformat(start)
+    early = judgments.filter((pl.col("submitted_at").dt.date() < cutoff).fill_null(False))
+    if not early.height:
+        return None
+    return (
+        f"note: {early.height} of {judgments.height} judgment(s) dated before the start date "
+        f"{start} ({START_DATE}, the first daily partition), the first on "
+        f"{early.get_column('submitted_at').min()!s}: loaded here, but the landing zone "
+        "quarantines them as before_start_date"
+    )
 
 
 def _project_settings(path: Path) -> dict[str, object]:

@@ -152,7 +152,9 @@ MAPPED = (
 COLUMNS = ("--task-col", "question", "--annotator-col", "worker", "--label-col", "answer")
 
 
-def test_column_options_map_a_plain_csv_and_quarantined_rows_are_shown(tmp_path):
+def test_column_options_map_a_plain_csv_and_quarantined_rows_are_shown(tmp_path, monkeypatch):
+    # Its rows are of May 2026: a start date before them keeps stderr to the quarantine.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_START_DATE", "2026-01-01")
     path = tmp_path / "answers.csv"
     path.write_text(MAPPED)
     args = [str(path), "--format", "csv", "--project", "duck", "--label-set", "yes,no"]
@@ -311,8 +313,9 @@ def test_settings_apply_to_every_format_as_the_landing_asset_applies_them(tmp_pa
 
 
 def test_a_declared_scale_quarantines_numeric_answers_outside_it_as_the_landing_asset_does(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
+    monkeypatch.setenv("ANNOTATION_PIPELINES_START_DATE", "2026-01-01")
     path = tmp_path / "ratings.csv"
     path.write_text(
         "task_id,annotator_id,kind,value,submitted_at\n"
@@ -635,3 +638,27 @@ def test_a_tsv_field_that_opens_a_quote_it_does_not_close_names_its_record(tmp_p
     result = CliRunner().invoke(main, ["aggregate", str(path), "--kind", "text"])
     assert result.exit_code == 1
     assert message in " ".join(result.output.split()), result.output
+
+
+def test_judgments_before_the_start_date_are_loaded_and_said_to_be_quarantined_by_the_landing_zone(
+    tmp_path, monkeypatch
+):
+    # The command checks an export for any history, so it loads rows from before the first
+    # daily partition; the landing zone quarantines them, and the user is told so.
+    monkeypatch.setenv("ANNOTATION_PIPELINES_START_DATE", "2026-09-01")
+    path = tmp_path / "old.csv"
+    path.write_text(
+        "task_id,annotator_id,label,submitted_at\n"
+        "t1,a,pos,2026-05-01T10:00:00Z\nt2,a,neg,2026-09-02T10:00:00Z\n"
+    )
+    result = run(str(path), "--format", "csv", "--project", "reviews")
+    assert result.exit_code == 0, result.output
+    assert summary(result.stdout)["rows_loaded"] == 2
+    assert (
+        "note: 1 of 2 judgment(s) dated before the start date 2026-09-01 "
+        "(ANNOTATION_PIPELINES_START_DATE, the first daily partition), the first on 2026-05-01"
+    ) in result.stderr
+    assert "before_start_date" in result.stderr
+    recent = tmp_path / "recent.csv"
+    recent.write_text("task_id,annotator_id,label,submitted_at\nt2,a,neg,2026-09-02T10:00:00Z\n")
+    assert "start date" not in run(str(recent), "--format", "csv").stderr
