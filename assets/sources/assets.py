@@ -300,24 +300,22 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     day and is left out: a task is context, not a row, so there is nothing to quarantine, and
     its rows are in the quarantine already with their own reasons (`undated_tasks` counts it).
     """
-    days: set[str] = set()
     writes: dict[str, bytes] = {}
-    previous: list[str] = []
+    previous = [
+        key
+        for table, _, _ in STAGED_TABLES
+        for key in lake.list_keys(staging_prefix(table))
+        if staging_source(key) == source
+    ]
+    days = {staging_day(key) for key in previous}
+    own = [key for key in previous if key.startswith(staging_prefix("judgments"))]
     tasks = result.tasks.filter(pl.col("created_at").is_not_null())
     ingested = datetime.now(UTC)
     judgments = result.judgments
     if "updated_at" not in judgments.columns:
-        own_before = [
-            key
-            for key in lake.list_keys(staging_prefix("judgments"))
-            if key.endswith(".parquet") and staging_source(key) == source
-        ]
-        judgments = stamped(judgments, [lake.get_frame(key) for key in own_before], ingested)
+        earlier = [lake.get_frame(key) for key in own if key.endswith(".parquet")]
+        judgments = stamped(judgments, earlier, ingested)
     for table, _, column in STAGED_TABLES:
-        for key in lake.list_keys(staging_prefix(table)):
-            if staging_source(key) == source:
-                days.add(staging_day(key))
-                previous.append(key)
         frame = {"judgments": judgments, "raw_tasks": tasks}.get(table, result.gold)
         for day, part in partition_by_day(frame, column=column, name=table).items():
             writes[staging_key(table, day.isoformat(), source)] = parquet_bytes(part)
@@ -325,7 +323,6 @@ def stage(lake: Lake, result: IngestResult, *, source: str) -> list[str]:
     writes[quarantine_key(source)] = parquet_bytes(result.quarantine)
     # The judgments this source gives now or gave before: every other day holding one of them
     # may now keep or lose its copy.
-    own = [key for key in previous if key.startswith(staging_prefix("judgments"))]
     given = pl.concat(
         [
             shareable(judgments.select(*JUDGMENT_KEY, "source_file")),
