@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -197,16 +196,14 @@ def _before_start_note(judgments: pl.DataFrame) -> str | None:
     """A note when judgments are dated before the pipeline's first daily partition, or None.
     The command checks an export for any history, so it loads them; the landing zone would
     quarantine them (`before_start_date`), and the user checking what it will stage is told."""
-    import polars as pl
-
+    from annotation_pipelines.ingest.result import dated_before
     from annotation_pipelines.settings import START_DATE, SettingsError, load_settings
 
     try:
         start = load_settings().start_date
     except SettingsError:
         return None
-    cutoff = dt.date.fromisoformat(start)
-    early = judgments.filter((pl.col("submitted_at").dt.date() < cutoff).fill_null(False))
+    early = judgments.filter(dated_before("submitted_at", start))
     if not early.height:
         return None
     return (

@@ -339,6 +339,13 @@ def build_tasks(
     return conform(tasks, RAW_TASKS, name="raw_tasks")
 
 
+def dated_before(column: str, start_date: str) -> pl.Expr:
+    """Whether `column`'s timestamp falls on a UTC day before `start_date` (YYYY-MM-DD); a row
+    with no date is not before anything."""
+    cutoff = pl.lit(datetime.fromisoformat(start_date).date())
+    return (pl.col(column).dt.date() < cutoff).fill_null(False)
+
+
 def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
     """`result` with its judgments and gold labels dated before `start_date` (YYYY-MM-DD,
     UTC: the platform's first partition) moved to the quarantine, reason
@@ -346,22 +353,19 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
     their own day they would vanish without a word. A task dated before it moves to its first
     day in range, or has no day when nothing of it is left. `result` itself when nothing is
     before the start date."""
-    cutoff = pl.lit(datetime.fromisoformat(start_date).date())
     reason = f"before_start_date ({start_date})"
     tables = (
         ("judgments", result.judgments, "submitted_at"),
         ("gold_labels", result.gold, "updated_at"),
     )
-
-    # A row with no date is not before anything: it stays where it is.
-    def before(column: str) -> pl.Expr:
-        return (pl.col(column).dt.date() < cutoff).fill_null(False)
-
-    early = [(name, frame.filter(before(column)), column) for name, frame, column in tables]
+    early = [
+        (name, frame.filter(dated_before(column, start_date)), column)
+        for name, frame, column in tables
+    ]
     if not any(frame.height for _, frame, _ in early):
         return result
-    judgments = result.judgments.filter(~before("submitted_at"))
-    gold = result.gold.filter(~before("updated_at"))
+    judgments = result.judgments.filter(~dated_before("submitted_at", start_date))
+    gold = result.gold.filter(~dated_before("updated_at", start_date))
     set_aside = [
         _set_aside(frame, table=name, field=column, reason=reason)
         for name, frame, column in early
@@ -380,7 +384,7 @@ def set_aside_before(result: IngestResult, start_date: str) -> IngestResult:
     tasks = (
         result.tasks.join(first, on=["project", "task_id"], how="left", nulls_equal=True)
         .with_columns(
-            created_at=pl.when(pl.col("created_at").dt.date() < cutoff)
+            created_at=pl.when(dated_before("created_at", start_date))
             .then(pl.col("_first"))
             .otherwise(pl.col("created_at"))
         )
